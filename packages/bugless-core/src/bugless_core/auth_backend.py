@@ -1,0 +1,129 @@
+"""The Authenticator backend contract: how one kind of credential is checked.
+
+A backend only says who an external subject is (an LDAP entryUUID, an OIDC
+``iss``+``sub``, a certificate CN). The Authenticator service maps that subject
+to a stable opaque user id of its own, so renaming a user in the directory
+never changes an id in the Model. Three kinds exist, each its own ABC, because
+a password check, a browser redirect flow and a certificate have nothing in
+common but their result.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+
+class AuthenticatorKind(enum.StrEnum):
+    """What a backend accepts; also AuthenticatorInfo.kind on the wire."""
+
+    PASSWORD = "password"
+    OIDC = "oidc"
+    CERTIFICATE = "certificate"
+
+
+@dataclass(frozen=True)
+class ExternalIdentity:
+    """Who a backend says the subject is, before id mapping.
+
+    Attributes:
+        subject: Stable key in the backend's own namespace (never the username
+            where the directory has something steadier), e.g.
+            ``ldap:<entryUUID>`` or ``oidc:<iss>#<sub>``.
+        username: Login name as the directory spells it today.
+        display_name: Name shown on user chips.
+        email: Mail address, possibly empty.
+        groups: Group names, used as ACL principals and for policy.
+        bot: Whether this is a machine account (certificate bots).
+    """
+
+    subject: str
+    username: str
+    display_name: str = ""
+    email: str = ""
+    groups: tuple[str, ...] = ()
+    bot: bool = False
+
+
+@dataclass(frozen=True)
+class OidcStart:
+    """What Begin returns: the URL to send the browser to and the flow state."""
+
+    authorization_url: str
+    #: Data the backend needs back in :meth:`OidcAuthenticator.complete`
+    #: (state, nonce, PKCE verifier). The service signs and encrypts it.
+    flow_data: Mapping[str, str] = field(default_factory=dict)
+
+
+class AuthenticatorBackend(ABC):
+    """Base of every authenticator backend.
+
+    Attributes:
+        name: What a deployment lists in ``--authenticator``.
+        kind: Which credential it checks.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[AuthenticatorKind]
+
+    @classmethod
+    @abstractmethod
+    async def open(cls, config: Mapping[str, Any]) -> Self:
+        """Build the backend from its settings (flags / BUGLESS_* env vars)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, default is nothing to release
+        """Release connections (LDAP pools, HTTP clients)."""
+
+    @property
+    def display_name(self) -> str:
+        """Label for a sign-in button; the name unless configured."""
+        return self.name
+
+
+class PasswordAuthenticator(AuthenticatorBackend):
+    """Checks a username and password (local store, LDAP)."""
+
+    kind = AuthenticatorKind.PASSWORD
+
+    @abstractmethod
+    async def authenticate(self, username: str, password: str) -> ExternalIdentity | None:
+        """Return the identity, or None for a wrong password or unknown user.
+
+        Raises:
+            bugless_core.errors.Unavailable: the directory cannot be reached
+                (never reported as a wrong password).
+        """
+
+
+class OidcAuthenticator(AuthenticatorBackend):
+    """Runs the OAuth 2.0 / OpenID Connect authorization-code flow with PKCE."""
+
+    kind = AuthenticatorKind.OIDC
+
+    @abstractmethod
+    async def begin(self, redirect_uri: str) -> OidcStart:
+        """Start a flow: authorization URL with state, nonce and S256 challenge."""
+
+    @abstractmethod
+    async def complete(
+        self, flow_data: Mapping[str, str], code: str, state: str, redirect_uri: str
+    ) -> ExternalIdentity:
+        """Exchange the code, validate the ID token, return who signed in.
+
+        Raises:
+            bugless_core.errors.Unauthenticated: state or nonce mismatch, or an
+                invalid, expired or foreign-signed ID token.
+        """
+
+
+class CertificateAuthenticator(AuthenticatorBackend):
+    """Maps a client certificate the frontend already verified to an identity."""
+
+    kind = AuthenticatorKind.CERTIFICATE
+
+    @abstractmethod
+    async def authenticate(self, certificate_der: bytes) -> ExternalIdentity | None:
+        """Return the mapped identity, or None when the subject is not mapped."""

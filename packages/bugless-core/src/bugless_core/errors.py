@@ -1,0 +1,213 @@
+"""The one error hierarchy of bugless, and its one mapping to gRPC statuses.
+
+Every service raises these (backends translate driver errors with
+``raise ... from exc``); the gRPC layer turns them into statuses in
+:func:`to_grpc_error`, and clients turn statuses back into the same classes with
+:func:`from_grpc_error`, so a bot sees ``IssueVersionConflict`` whether it talks
+to the Model directly or through the API frontend. The HTTP mapping for the web
+frontend is :attr:`BuglessError.http_status`, also defined here so the two can
+never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from google.rpc import error_details_pb2
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+#: ``google.rpc.ErrorInfo.domain`` of every error bugless attaches details to.
+ERROR_DOMAIN = "bugless.dev"
+
+
+class BuglessError(Exception):
+    """Base of every error a bugless service reports to a caller.
+
+    The message is shown to users as is: it names the field or value at fault
+    and what would be accepted, and never contains a traceback or SQL.
+
+    Attributes:
+        message: Human-readable reason.
+        reason: Machine-readable reason (``google.rpc.ErrorInfo.reason``).
+        metadata: Machine-readable details (``google.rpc.ErrorInfo.metadata``),
+            e.g. the current version of an issue on a version conflict.
+    """
+
+    grpc_status: ClassVar[Status] = Status.INTERNAL
+    http_status: ClassVar[int] = 500
+    default_reason: ClassVar[str] = "INTERNAL"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidArgument(BuglessError):
+    """The request is malformed: a field is missing, out of range or unknown."""
+
+    grpc_status = Status.INVALID_ARGUMENT
+    http_status = 400
+    default_reason = "INVALID_ARGUMENT"
+
+
+class NotFound(BuglessError):
+    """The thing does not exist, or the caller may not know that it does."""
+
+    grpc_status = Status.NOT_FOUND
+    http_status = 404
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(BuglessError):
+    """A name or key that must be unique is taken."""
+
+    grpc_status = Status.ALREADY_EXISTS
+    http_status = 409
+    default_reason = "ALREADY_EXISTS"
+
+
+class Conflict(BuglessError):
+    """The change was made against a state that is no longer current."""
+
+    grpc_status = Status.ABORTED
+    http_status = 409
+    default_reason = "CONFLICT"
+
+
+class IssueVersionConflict(Conflict):
+    """``expected_version`` is stale; ``current_version`` says what it is now."""
+
+    default_reason = "VERSION_CONFLICT"
+
+    def __init__(self, issue_id: int, expected_version: int, current_version: int) -> None:
+        super().__init__(
+            f"issue {issue_id} is at version {current_version}, not {expected_version}: "
+            "someone changed it meanwhile; reload it and apply your change again",
+            metadata={
+                "issue_id": str(issue_id),
+                "expected_version": str(expected_version),
+                "current_version": str(current_version),
+            },
+        )
+        self.issue_id = issue_id
+        self.expected_version = expected_version
+        self.current_version = current_version
+
+
+class FailedPrecondition(BuglessError):
+    """The system is not in a state where the call can work (e.g. a cycle)."""
+
+    grpc_status = Status.FAILED_PRECONDITION
+    http_status = 409
+    default_reason = "FAILED_PRECONDITION"
+
+
+class PermissionDenied(BuglessError):
+    """The caller is known but may not do this."""
+
+    grpc_status = Status.PERMISSION_DENIED
+    http_status = 403
+    default_reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(BuglessError):
+    """The caller's credentials are missing, wrong or expired."""
+
+    grpc_status = Status.UNAUTHENTICATED
+    http_status = 401
+    default_reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(BuglessError):
+    """A rate limit or throttle tripped; ``retry_after`` seconds is when to retry."""
+
+    grpc_status = Status.RESOURCE_EXHAUSTED
+    http_status = 429
+    default_reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, metadata={"retry_after": f"{retry_after:.3f}"})
+        self.retry_after = retry_after
+
+
+class Unavailable(BuglessError):
+    """A dependency (database, directory, provider) cannot be reached now."""
+
+    grpc_status = Status.UNAVAILABLE
+    http_status = 503
+    default_reason = "UNAVAILABLE"
+
+
+_BY_REASON: dict[str, type[BuglessError]] = {
+    cls.default_reason: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        Conflict,
+        FailedPrecondition,
+        PermissionDenied,
+        Unauthenticated,
+        ResourceExhausted,
+        Unavailable,
+    )
+}
+_BY_STATUS: dict[Status, type[BuglessError]] = {cls.grpc_status: cls for cls in _BY_REASON.values()}
+
+
+def to_grpc_error(error: BuglessError) -> GRPCError:
+    """Turn a bugless error into the GRPCError a grpclib handler raises.
+
+    The reason and metadata travel as a ``google.rpc.ErrorInfo`` detail, which
+    grpcurl prints and :func:`from_grpc_error` reads back.
+    """
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    return GRPCError(error.grpc_status, error.message, [info])
+
+
+def from_grpc_error(error: GRPCError) -> BuglessError:
+    """Turn a GRPCError received by a client back into a bugless error.
+
+    Statuses without a bugless class (INTERNAL, UNKNOWN, DEADLINE_EXCEEDED, ...)
+    become :class:`Unavailable` when transient and :class:`BuglessError`
+    otherwise, keeping the server's message.
+    """
+    message = error.message or error.status.name
+    info = next(
+        (
+            d
+            for d in (error.details or [])
+            if isinstance(d, error_details_pb2.ErrorInfo) and d.domain == ERROR_DOMAIN
+        ),
+        None,
+    )
+    metadata = dict(info.metadata) if info is not None else {}
+    reason = info.reason if info is not None else None
+    if (
+        reason == IssueVersionConflict.default_reason
+        and {
+            "issue_id",
+            "expected_version",
+            "current_version",
+        }
+        <= metadata.keys()
+    ):
+        return IssueVersionConflict(
+            int(metadata["issue_id"]),
+            int(metadata["expected_version"]),
+            int(metadata["current_version"]),
+        )
+    if error.status is Status.RESOURCE_EXHAUSTED:
+        return ResourceExhausted(message, retry_after=float(metadata.get("retry_after", "1")))
+    if error.status is Status.DEADLINE_EXCEEDED:
+        return Unavailable(message, reason=reason, metadata=metadata)
+    cls = _BY_STATUS.get(error.status, BuglessError)
+    return cls(message, reason=reason, metadata=metadata)

@@ -1,0 +1,71 @@
+"""The hooks a bugless plugin may implement.
+
+A plugin is a module named by an entry point in the ``bugless`` group; it
+implements some of these hooks with ``@bugless_core.hookimpl``. pluggy calls are
+synchronous: registration hooks hand the plugin a typed registrar to call, and
+event hooks notify extensions after the fact. The async data path never goes
+through pluggy; it is the backend ABCs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from bugless_core.registry import AuthenticatorRegistrar, ModelBackendRegistrar
+    from bugless_proto import v1
+
+PROJECT_NAME = "bugless"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def bugless_register_model_backends(register: ModelBackendRegistrar) -> None:
+    """Register Model backend classes.
+
+    Called once when a plugin manager is built, before any backend is chosen.
+    Call ``register(BackendClass)`` for each backend; the class's ``name``
+    attribute is what a deployment passes to ``--model``. Registering a name
+    another plugin already registered is an error naming both plugins. Do not
+    connect to anything here: this hook runs for ``bugless --help`` too.
+    """
+
+
+@hookspec
+def bugless_register_authenticators(register: AuthenticatorRegistrar) -> None:
+    """Register Authenticator backend classes.
+
+    Same contract as :func:`bugless_register_model_backends`, for the names a
+    deployment passes to ``--authenticator``.
+    """
+
+
+@hookspec
+def bugless_register_commands(cli: click.Group) -> None:
+    """Add click commands or groups to the ``bugless`` command.
+
+    Called once while the CLI is assembled. Add with ``cli.add_command``; a
+    group another plugin added (``bugless model``, ``bugless issue``) can be
+    extended by looking it up in ``cli.commands``. Import heavy dependencies
+    inside the command functions, not at module level, so ``bugless --help``
+    stays fast.
+    """
+
+
+@hookspec
+def bugless_issue_changed(issue: v1.Issue, entry: v1.HistoryEntry, backend_name: str) -> None:
+    """Notify that an issue was created or changed.
+
+    Called by the Model service after the change is committed (never before,
+    and never for a change that was rolled back or retried), once per history
+    entry, including the entries written on the other side of a relation.
+    Implementations must be quick and must not raise: queue slow work
+    (webhooks, mail) elsewhere. Exceptions are logged and swallowed so that an
+    extension can never fail a write that already happened.
+    """

@@ -1,0 +1,29 @@
+"""Stated limits of the wire contract, in one place.
+
+The .proto comments quote these numbers; the Model servicer enforces them
+before a backend sees a request, so every backend has the same limits and a
+client gets the same INVALID_ARGUMENT message from each.
+"""
+
+from __future__ import annotations
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+MAX_COMPONENT_PAGE_SIZE = 1000
+MAX_BATCH_GET = 500
+MAX_BATCH_CHANGE = 100
+MAX_HOTLIST_ADD = 500
+MAX_USER_LOOKUP = 1000
+MAX_SUGGEST_USERS = 50
+
+MAX_TITLE_LENGTH = 500
+MAX_COMMENT_LENGTH = 65_536
+MAX_NAME_LENGTH = 200
+MAX_DESCRIPTION_LENGTH = 65_536
+MAX_QUERY_LENGTH = 4_096
+MAX_IDEMPOTENCY_KEY_LENGTH = 128
+MAX_USER_REFERENCE_LENGTH = 256
+MAX_LIST_DELTA = 500
+MAX_ACL_ENTRIES = 200
+#: Search results are counted exactly up to this many; beyond, "more than N".
+SEARCH_COUNT_CAP = 10_000

@@ -1,0 +1,243 @@
+"""The Model backend contract: what a storage backend must do.
+
+The Model service (:mod:`bugless_core.model.servicer`) validates each request
+against the stated limits and shapes, then calls the backend with the request
+message. A backend therefore receives well-formed requests and is responsible
+for everything that needs the data: existence, ACLs, version preconditions,
+cycles, atomicity. It reports problems by raising :mod:`bugless_core.errors`
+exceptions, never driver exceptions.
+
+What differs between backends is declared in :attr:`ModelBackend.capabilities`;
+callers (and the conformance suite) branch on capabilities, never on the
+backend class.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from bugless_proto import v1
+
+
+class Capability(enum.StrEnum):
+    """Optional behaviours a backend may declare."""
+
+    #: Server-streaming Watch pushes changes as they are committed.
+    WATCH = "watch"
+    #: SearchIssues honours ``allow_stale`` with bounded-staleness reads.
+    FOLLOWER_READS = "follower_reads"
+    #: Transactions are retried on serialization failures (40001).
+    TRANSACTION_RETRIES = "transaction_retries"
+    #: Issue ids are time-ordered Snowflake-style ids, not a dense sequence.
+    SNOWFLAKE_IDS = "snowflake_ids"
+    #: Tables can be homed in regions (``bugless model migrate --regions``).
+    MULTI_REGION = "multi_region"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Settings every Model backend understands (``bugless model serve``).
+
+    Attributes:
+        database_url: libpq-style URL of the database
+            (``BUGLESS_DATABASE_URL``).
+        page_token_secret: Key that signs page tokens so they are
+            tamper-evident; every replica of one deployment needs the same one
+            (``BUGLESS_PAGE_TOKEN_SECRET``).
+        pool_min_size: Connections kept open per replica.
+        pool_max_size: Upper bound of connections per replica.
+        statement_timeout_ms: Server-side timeout of one statement; a runaway
+            search is cut off rather than holding a connection.
+        schema: Database schema holding the tables (tests use one per test).
+        regions: For multi-region backends, the database regions; first is the
+            primary region.
+    """
+
+    database_url: str
+    page_token_secret: str
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    statement_timeout_ms: int = 30_000
+    schema: str = "bugless"
+    regions: tuple[str, ...] = ()
+
+
+#: Called once per committed history entry with the issue as it is after it.
+ChangeListener = Callable[[v1.Issue, v1.HistoryEntry], None]
+
+
+class ModelBackend(ABC):
+    """Async storage backend of the Model service.
+
+    Lifecycle: :meth:`migrate` (once per deployment, safe to run concurrently),
+    then :meth:`open` per process, then calls, then :meth:`close`.
+    """
+
+    #: Name a deployment selects with ``--model``.
+    name: ClassVar[str]
+    #: What this backend supports beyond the base contract.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+    def __init__(self) -> None:
+        self._change_listeners: list[ChangeListener] = []
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        """Register a function called after every committed history entry."""
+        self._change_listeners.append(listener)
+
+    def _emit_committed(self, issue: v1.Issue, entry: v1.HistoryEntry) -> None:
+        """Tell listeners about an entry; call only after the final commit."""
+        for listener in self._change_listeners:
+            listener(issue, entry)
+
+    # ---- lifecycle ----
+
+    @classmethod
+    @abstractmethod
+    async def migrate(cls, settings: ModelSettings) -> int:
+        """Bring the schema up to date; return the schema version now applied.
+
+        Idempotent, and safe when several replicas run it at once.
+        """
+
+    @classmethod
+    @abstractmethod
+    async def open(cls, settings: ModelSettings) -> Self:
+        """Connect; refuse (FailedPrecondition) a schema newer than this code knows."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; in-flight calls have finished by then."""
+
+    @abstractmethod
+    async def check_ready(self) -> bool:
+        """Whether the database answers now (drives the gRPC health status)."""
+
+    @abstractmethod
+    async def get_server_info(self) -> v1.GetServerInfoResponse:
+        """Backend name, version, capabilities and schema version."""
+
+    # ---- issues ----
+
+    @abstractmethod
+    async def create_issue(self, request: v1.CreateIssueRequest) -> v1.Issue:
+        """Create an issue (history entry 1); honour the idempotency key."""
+
+    @abstractmethod
+    async def get_issue(self, request: v1.GetIssueRequest) -> v1.Issue:
+        """One issue the caller may view, else NotFound."""
+
+    @abstractmethod
+    async def batch_get_issues(
+        self, request: v1.BatchGetIssuesRequest
+    ) -> v1.BatchGetIssuesResponse:
+        """Visible issues in request order; the rest listed as missing."""
+
+    @abstractmethod
+    async def change_issue(self, request: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
+        """Apply delta + comment atomically as one entry, if the version matches."""
+
+    @abstractmethod
+    async def batch_change_issues(
+        self, request: v1.BatchChangeIssuesRequest
+    ) -> v1.BatchChangeIssuesResponse:
+        """One delta on many issues, atomically or per issue (``atomic``)."""
+
+    @abstractmethod
+    async def list_history(self, request: v1.ListHistoryRequest) -> v1.ListHistoryResponse:
+        """History entries oldest first, paginated."""
+
+    @abstractmethod
+    async def search_issues(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
+        """Compile the structured query; only visible issues; keyset pages."""
+
+    def watch(self, request: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
+        """Stream committed changes (only with :attr:`Capability.WATCH`)."""
+        msg = f"the {self.name} backend does not declare the watch capability"
+        raise NotImplementedError(msg)
+
+    # ---- components ----
+
+    @abstractmethod
+    async def create_component(self, request: v1.CreateComponentRequest) -> v1.Component:
+        """Create a component under a parent the caller administers."""
+
+    @abstractmethod
+    async def get_component(self, request: v1.GetComponentRequest) -> v1.Component:
+        """By id or path; NotFound when not visible."""
+
+    @abstractmethod
+    async def list_components(self, request: v1.ListComponentsRequest) -> v1.ListComponentsResponse:
+        """Visible components in path order."""
+
+    @abstractmethod
+    async def update_component(self, request: v1.UpdateComponentRequest) -> v1.Component:
+        """Rename, move, archive, describe, re-template or re-ACL a component."""
+
+    # ---- hotlists ----
+
+    @abstractmethod
+    async def create_hotlist(self, request: v1.CreateHotlistRequest) -> v1.Hotlist:
+        """Create a hotlist owned by the caller."""
+
+    @abstractmethod
+    async def get_hotlist(self, request: v1.GetHotlistRequest) -> v1.Hotlist:
+        """One visible hotlist."""
+
+    @abstractmethod
+    async def list_hotlists(self, request: v1.ListHotlistsRequest) -> v1.ListHotlistsResponse:
+        """Visible hotlists, optionally those of one member."""
+
+    @abstractmethod
+    async def update_hotlist(self, request: v1.UpdateHotlistRequest) -> v1.Hotlist:
+        """Change the fields named in the mask (owner or editor)."""
+
+    @abstractmethod
+    async def delete_hotlist(self, request: v1.DeleteHotlistRequest) -> v1.DeleteResponse:
+        """Delete a hotlist (owner only)."""
+
+    @abstractmethod
+    async def add_hotlist_items(self, request: v1.AddHotlistItemsRequest) -> v1.Hotlist:
+        """Add issues at a position; existing items keep their place."""
+
+    @abstractmethod
+    async def remove_hotlist_items(self, request: v1.RemoveHotlistItemsRequest) -> v1.Hotlist:
+        """Remove issues from the hotlist."""
+
+    @abstractmethod
+    async def rank_hotlist_item(self, request: v1.RankHotlistItemRequest) -> v1.Hotlist:
+        """Move one item to a position."""
+
+    @abstractmethod
+    async def set_hotlist_item_note(self, request: v1.SetHotlistItemNoteRequest) -> v1.HotlistItem:
+        """Set the note of one item."""
+
+    @abstractmethod
+    async def list_hotlist_items(
+        self, request: v1.ListHotlistItemsRequest
+    ) -> v1.ListHotlistItemsResponse:
+        """Items in rank order with the visible issues."""
+
+    # ---- saved searches ----
+
+    @abstractmethod
+    async def create_saved_search(self, request: v1.CreateSavedSearchRequest) -> v1.SavedSearch:
+        """Store a query for the caller."""
+
+    @abstractmethod
+    async def list_saved_searches(
+        self, request: v1.ListSavedSearchesRequest
+    ) -> v1.ListSavedSearchesResponse:
+        """The caller's own saved searches, plus shared ones unless owned_only."""
+
+    @abstractmethod
+    async def update_saved_search(self, request: v1.UpdateSavedSearchRequest) -> v1.SavedSearch:
+        """Change a saved search (owner only)."""
+
+    @abstractmethod
+    async def delete_saved_search(self, request: v1.DeleteSavedSearchRequest) -> v1.DeleteResponse:
+        """Delete a saved search (owner only)."""

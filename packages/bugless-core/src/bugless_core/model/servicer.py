@@ -1,0 +1,364 @@
+"""The Model gRPC service over any registered backend.
+
+Each call is checked for shape (:mod:`bugless_core.model._validation`), handed
+to the backend, and its errors are mapped to gRPC statuses in one place
+(:func:`grpc_errors`). An unexpected exception is logged with its traceback and
+reported as INTERNAL with a generic message: a traceback never reaches a
+caller.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from bugless_core import limits
+from bugless_core.errors import BuglessError, InvalidArgument, to_grpc_error
+from bugless_core.model import _validation as check
+from bugless_core.model.backend import Capability, ModelBackend
+from bugless_proto import v1
+
+_log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def internal_error(method: str, exc: BaseException) -> GRPCError:
+    """Log an unexpected failure and return the status the caller gets."""
+    _log.error("unexpected error in %s", method, exc_info=exc)
+    return GRPCError(Status.INTERNAL, f"internal error in {method}; the server log has details")
+
+
+def grpc_errors(
+    fn: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Map BuglessError to its status and anything else to a logged INTERNAL."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except BuglessError as exc:
+            raise to_grpc_error(exc) from exc
+        except GRPCError:
+            raise
+        except Exception as exc:
+            raise internal_error(fn.__name__, exc) from exc
+
+    return wrapper
+
+
+class ModelServicer(v1.ModelBase):
+    """Serves ``bugless.v1.Model`` from a :class:`ModelBackend`."""
+
+    def __init__(self, backend: ModelBackend) -> None:
+        """Serve ``backend``; it must already be open."""
+        self.backend = backend
+
+    @grpc_errors
+    async def get_server_info(self, message: v1.GetServerInfoRequest) -> v1.GetServerInfoResponse:
+        """Backend name, version, capabilities, schema version."""
+        return await self.backend.get_server_info()
+
+    # ---- issues ----
+
+    @grpc_errors
+    async def create_issue(self, message: v1.CreateIssueRequest) -> v1.Issue:
+        """Create an issue."""
+        check.check_create_issue(message)
+        return await self.backend.create_issue(message)
+
+    @grpc_errors
+    async def get_issue(self, message: v1.GetIssueRequest) -> v1.Issue:
+        """Fetch one issue."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        return await self.backend.get_issue(message)
+
+    @grpc_errors
+    async def batch_get_issues(
+        self, message: v1.BatchGetIssuesRequest
+    ) -> v1.BatchGetIssuesResponse:
+        """Fetch up to MAX_BATCH_GET issues."""
+        check.require_caller(message.caller)
+        check.check_ids(message.issue_ids, "issue_ids", limits.MAX_BATCH_GET, required=True)
+        return await self.backend.batch_get_issues(message)
+
+    @grpc_errors
+    async def change_issue(self, message: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
+        """Apply a delta and/or comment."""
+        check.check_change_issue(message)
+        return await self.backend.change_issue(message)
+
+    @grpc_errors
+    async def batch_change_issues(
+        self, message: v1.BatchChangeIssuesRequest
+    ) -> v1.BatchChangeIssuesResponse:
+        """Apply one delta to many issues."""
+        check.check_batch_change(message)
+        return await self.backend.batch_change_issues(message)
+
+    @grpc_errors
+    async def list_history(self, message: v1.ListHistoryRequest) -> v1.ListHistoryResponse:
+        """Page through an issue's history."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
+        return await self.backend.list_history(message)
+
+    @grpc_errors
+    async def search_issues(self, message: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
+        """Run a structured query."""
+        check.require_caller(message.caller)
+        check.check_query(message.query, "query")
+        check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
+        return await self.backend.search_issues(message)
+
+    async def watch(self, message: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
+        """Stream changes of an issue or a query's issues (capability "watch")."""
+        try:
+            check.require_caller(message.caller)
+            if Capability.WATCH not in self.backend.capabilities:
+                raise GRPCError(
+                    Status.UNIMPLEMENTED,
+                    f"the {self.backend.name} backend cannot watch for changes; "
+                    "check GetServerInfo capabilities before calling Watch",
+                )
+            if message.issue_id:
+                check.check_id(message.issue_id, "issue_id")
+            elif message.query is not None:
+                check.check_query(message.query, "query")
+            else:
+                raise InvalidArgument("target: set issue_id or query")
+            async for event in self.backend.watch(message):
+                yield event
+        except BuglessError as exc:
+            raise to_grpc_error(exc) from exc
+        except GRPCError:
+            raise
+        except Exception as exc:
+            raise internal_error("watch", exc) from exc
+
+    # ---- components ----
+
+    @grpc_errors
+    async def create_component(self, message: v1.CreateComponentRequest) -> v1.Component:
+        """Create a component."""
+        check.require_caller(message.caller)
+        check.check_id(message.parent_id, "parent_id", allow_zero=True)
+        check.check_component_name(message.name, "name")
+        check.check_text(message.description, "description", limits.MAX_DESCRIPTION_LENGTH)
+        check.check_acl(message.acl, "acl")
+        _check_template(message.template, "template")
+        return await self.backend.create_component(message)
+
+    @grpc_errors
+    async def get_component(self, message: v1.GetComponentRequest) -> v1.Component:
+        """Fetch a component by id or path."""
+        check.require_caller(message.caller)
+        if message.component_id:
+            check.check_id(message.component_id, "component_id")
+        elif message.path:
+            check.check_text(message.path, "path", limits.MAX_NAME_LENGTH * 16, required=True)
+        else:
+            raise InvalidArgument("key: set component_id or path")
+        return await self.backend.get_component(message)
+
+    @grpc_errors
+    async def list_components(self, message: v1.ListComponentsRequest) -> v1.ListComponentsResponse:
+        """List visible components."""
+        check.require_caller(message.caller)
+        check.check_id(message.parent_id, "parent_id", allow_zero=True)
+        check.check_page(message.page, "page", limits.MAX_COMPONENT_PAGE_SIZE)
+        return await self.backend.list_components(message)
+
+    @grpc_errors
+    async def update_component(self, message: v1.UpdateComponentRequest) -> v1.Component:
+        """Change a component."""
+        check.require_caller(message.caller)
+        component = message.component
+        if component is None:
+            raise InvalidArgument("component: required (with its id)")
+        check.check_id(component.id, "component.id")
+        paths = check.check_mask(message.update_mask, "update_mask", check.COMPONENT_MASK_PATHS)
+        if "name" in paths:
+            check.check_component_name(component.name, "component.name")
+        if "parent_id" in paths:
+            check.check_id(component.parent_id, "component.parent_id", allow_zero=True)
+        if "description" in paths:
+            check.check_text(
+                component.description, "component.description", limits.MAX_DESCRIPTION_LENGTH
+            )
+        if "acl" in paths:
+            check.check_acl(component.acl, "component.acl")
+        if "template" in paths:
+            _check_template(component.template, "component.template")
+        if message.expected_version < 0:
+            raise InvalidArgument("expected_version: must not be negative")
+        return await self.backend.update_component(message)
+
+    # ---- hotlists ----
+
+    @grpc_errors
+    async def create_hotlist(self, message: v1.CreateHotlistRequest) -> v1.Hotlist:
+        """Create a hotlist owned by the caller."""
+        check.require_caller(message.caller)
+        check.check_text(message.name, "name", limits.MAX_NAME_LENGTH, required=True)
+        check.check_text(message.description, "description", limits.MAX_DESCRIPTION_LENGTH)
+        for i, editor in enumerate(message.editors):
+            check.check_user_ref(editor, f"editors[{i}]", required=True)
+        return await self.backend.create_hotlist(message)
+
+    @grpc_errors
+    async def get_hotlist(self, message: v1.GetHotlistRequest) -> v1.Hotlist:
+        """Fetch a hotlist."""
+        check.require_caller(message.caller)
+        check.check_id(message.hotlist_id, "hotlist_id")
+        return await self.backend.get_hotlist(message)
+
+    @grpc_errors
+    async def list_hotlists(self, message: v1.ListHotlistsRequest) -> v1.ListHotlistsResponse:
+        """List visible hotlists."""
+        check.require_caller(message.caller)
+        check.check_user_ref(message.member, "member")
+        check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
+        return await self.backend.list_hotlists(message)
+
+    @grpc_errors
+    async def update_hotlist(self, message: v1.UpdateHotlistRequest) -> v1.Hotlist:
+        """Change a hotlist."""
+        check.require_caller(message.caller)
+        hotlist = message.hotlist
+        if hotlist is None:
+            raise InvalidArgument("hotlist: required (with its id)")
+        check.check_id(hotlist.id, "hotlist.id")
+        paths = check.check_mask(message.update_mask, "update_mask", check.HOTLIST_MASK_PATHS)
+        if "name" in paths:
+            check.check_text(hotlist.name, "hotlist.name", limits.MAX_NAME_LENGTH, required=True)
+        if "description" in paths:
+            check.check_text(
+                hotlist.description, "hotlist.description", limits.MAX_DESCRIPTION_LENGTH
+            )
+        if "owner" in paths:
+            check.check_user_ref(hotlist.owner, "hotlist.owner", required=True)
+        if "editors" in paths:
+            for i, editor in enumerate(hotlist.editors):
+                check.check_user_ref(editor, f"hotlist.editors[{i}]", required=True)
+        return await self.backend.update_hotlist(message)
+
+    @grpc_errors
+    async def delete_hotlist(self, message: v1.DeleteHotlistRequest) -> v1.DeleteResponse:
+        """Delete a hotlist."""
+        check.require_caller(message.caller)
+        check.check_id(message.hotlist_id, "hotlist_id")
+        return await self.backend.delete_hotlist(message)
+
+    @grpc_errors
+    async def add_hotlist_items(self, message: v1.AddHotlistItemsRequest) -> v1.Hotlist:
+        """Add issues to a hotlist."""
+        check.require_caller(message.caller)
+        check.check_id(message.hotlist_id, "hotlist_id")
+        check.check_ids(message.issue_ids, "issue_ids", limits.MAX_HOTLIST_ADD, required=True)
+        if message.position < -1:
+            raise InvalidArgument("position: use a 0-based position, or -1 to append")
+        check.check_text(message.note, "note", limits.MAX_COMMENT_LENGTH)
+        return await self.backend.add_hotlist_items(message)
+
+    @grpc_errors
+    async def remove_hotlist_items(self, message: v1.RemoveHotlistItemsRequest) -> v1.Hotlist:
+        """Remove issues from a hotlist."""
+        check.require_caller(message.caller)
+        check.check_id(message.hotlist_id, "hotlist_id")
+        check.check_ids(message.issue_ids, "issue_ids", limits.MAX_HOTLIST_ADD, required=True)
+        return await self.backend.remove_hotlist_items(message)
+
+    @grpc_errors
+    async def rank_hotlist_item(self, message: v1.RankHotlistItemRequest) -> v1.Hotlist:
+        """Move an item to a position."""
+        check.require_caller(message.caller)
+        check.check_id(message.hotlist_id, "hotlist_id")
+        check.check_id(message.issue_id, "issue_id")
+        if message.position < 0:
+            raise InvalidArgument("position: must be a 0-based position")
+        return await self.backend.rank_hotlist_item(message)
+
+    @grpc_errors
+    async def set_hotlist_item_note(self, message: v1.SetHotlistItemNoteRequest) -> v1.HotlistItem:
+        """Set an item's note."""
+        check.require_caller(message.caller)
+        check.check_id(message.hotlist_id, "hotlist_id")
+        check.check_id(message.issue_id, "issue_id")
+        check.check_text(message.note, "note", limits.MAX_COMMENT_LENGTH)
+        return await self.backend.set_hotlist_item_note(message)
+
+    @grpc_errors
+    async def list_hotlist_items(
+        self, message: v1.ListHotlistItemsRequest
+    ) -> v1.ListHotlistItemsResponse:
+        """Page through a hotlist in rank order."""
+        check.require_caller(message.caller)
+        check.check_id(message.hotlist_id, "hotlist_id")
+        check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
+        return await self.backend.list_hotlist_items(message)
+
+    # ---- saved searches ----
+
+    @grpc_errors
+    async def create_saved_search(self, message: v1.CreateSavedSearchRequest) -> v1.SavedSearch:
+        """Save a query."""
+        check.require_caller(message.caller)
+        check.check_text(message.name, "name", limits.MAX_NAME_LENGTH, required=True)
+        check.check_text(message.query, "query", limits.MAX_QUERY_LENGTH)
+        for i, reader in enumerate(message.readers):
+            check.check_principal(reader, f"readers[{i}]")
+        return await self.backend.create_saved_search(message)
+
+    @grpc_errors
+    async def list_saved_searches(
+        self, message: v1.ListSavedSearchesRequest
+    ) -> v1.ListSavedSearchesResponse:
+        """List saved searches."""
+        check.require_caller(message.caller)
+        check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
+        return await self.backend.list_saved_searches(message)
+
+    @grpc_errors
+    async def update_saved_search(self, message: v1.UpdateSavedSearchRequest) -> v1.SavedSearch:
+        """Change a saved search."""
+        check.require_caller(message.caller)
+        saved = message.saved_search
+        if saved is None:
+            raise InvalidArgument("saved_search: required (with its id)")
+        check.check_id(saved.id, "saved_search.id")
+        paths = check.check_mask(message.update_mask, "update_mask", check.SAVED_SEARCH_MASK_PATHS)
+        if "name" in paths:
+            check.check_text(saved.name, "saved_search.name", limits.MAX_NAME_LENGTH, required=True)
+        if "query" in paths:
+            check.check_text(saved.query, "saved_search.query", limits.MAX_QUERY_LENGTH)
+        if "readers" in paths:
+            for i, reader in enumerate(saved.readers):
+                check.check_principal(reader, f"saved_search.readers[{i}]")
+        return await self.backend.update_saved_search(message)
+
+    @grpc_errors
+    async def delete_saved_search(self, message: v1.DeleteSavedSearchRequest) -> v1.DeleteResponse:
+        """Delete a saved search."""
+        check.require_caller(message.caller)
+        check.check_id(message.saved_search_id, "saved_search_id")
+        return await self.backend.delete_saved_search(message)
+
+
+def _check_template(template: v1.IssueTemplate | None, path: str) -> None:
+    if template is None:
+        return
+    check.check_text(template.title, f"{path}.title", limits.MAX_TITLE_LENGTH)
+    check.check_text(template.description, f"{path}.description", limits.MAX_DESCRIPTION_LENGTH)
+    check.check_enum(template.priority, f"{path}.priority")
+    check.check_enum(template.severity, f"{path}.severity")
+    check.check_enum(template.type, f"{path}.type")
+    check.check_user_ref(template.assignee, f"{path}.assignee")

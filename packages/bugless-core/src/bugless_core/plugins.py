@@ -1,0 +1,163 @@
+"""Building a plugin manager: entry point loading and the backend registries.
+
+There is no module-level plugin manager. Every process (and every test) calls
+:func:`load_plugins` and passes the result along, so tests can build one with
+exactly the plugins they want and nothing leaks between them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
+
+import pluggy
+
+from bugless_core import hookspecs
+from bugless_core.registry import Registry
+
+if TYPE_CHECKING:
+    from bugless_core.auth_backend import AuthenticatorBackend
+    from bugless_core.model.backend import ModelBackend
+    from bugless_proto import v1
+
+ENTRY_POINT_GROUP = "bugless"
+_log = logging.getLogger(__name__)
+
+
+class PluginLoadError(Exception):
+    """An installed plugin could not be loaded; the message names it."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded plugin, for ``bugless plugins``."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+
+
+@dataclass
+class Plugins:
+    """A plugin manager together with what its plugins registered.
+
+    Attributes:
+        manager: The pluggy manager (call event hooks through ``manager.hook``).
+        model_backends: Model backend classes by name.
+        authenticators: Authenticator backend classes by name.
+        loaded: The plugins that were loaded, in load order.
+    """
+
+    manager: pluggy.PluginManager
+    model_backends: Registry[type[ModelBackend]] = field(
+        default_factory=lambda: Registry("model backend")
+    )
+    authenticators: Registry[type[AuthenticatorBackend]] = field(
+        default_factory=lambda: Registry("authenticator backend")
+    )
+    loaded: list[PluginInfo] = field(default_factory=list)
+
+    def notify_issue_changed(
+        self, issue: v1.Issue, entry: v1.HistoryEntry, backend_name: str
+    ) -> None:
+        """Fire ``bugless_issue_changed``; a failing extension is logged, never raised.
+
+        The change is already committed when this runs, so an exception here
+        must not turn into an error for the caller who made it.
+        """
+        try:
+            self.manager.hook.bugless_issue_changed(
+                issue=issue, entry=entry, backend_name=backend_name
+            )
+        except Exception:
+            _log.exception(
+                "a bugless_issue_changed hook failed",
+                extra={"issue_id": issue.id, "version": entry.version},
+            )
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    """Entry points of the group, with the same plugin seen twice counted once.
+
+    A distribution can be visible twice on sys.path (an editable install next
+    to a regular one); that is the same plugin, not a conflict.
+    """
+    unique: dict[str, importlib.metadata.EntryPoint] = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        seen = unique.get(ep.name)
+        if seen is not None and seen.value != ep.value:
+            msg = (
+                f"two installed packages both provide the bugless plugin {ep.name!r} "
+                f"({seen.value} and {ep.value}); uninstall one of them"
+            )
+            raise PluginLoadError(msg)
+        unique[ep.name] = ep
+    return list(unique.values())
+
+
+def load_plugins(
+    *, entry_points: bool = True, extra: Iterable[ModuleType | object] = ()
+) -> Plugins:
+    """Build a fresh plugin manager and run the registration hooks.
+
+    Args:
+        entry_points: Load every plugin installed in the ``bugless`` group.
+            Tests pass False and hand their plugins in ``extra``.
+        extra: Plugin objects (modules or instances with hookimpls) to register
+            in addition, after the built-in one.
+
+    Raises:
+        PluginLoadError: A plugin failed to import or two plugins share a name.
+        DuplicateRegistrationError: Two plugins registered one backend name.
+    """
+    from bugless_core import builtin_plugin  # noqa: PLC0415 - avoid an import cycle
+
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    plugins = Plugins(manager=manager)
+    manager.register(builtin_plugin, name="bugless-core")
+    plugins.loaded.append(_info("bugless-core", builtin_plugin))
+    if entry_points:
+        for ep in _entry_points():
+            if manager.get_plugin(ep.name) is not None:
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:
+                dist = ep.dist.name if ep.dist else "unknown package"
+                msg = f"the bugless plugin {ep.name!r} from {dist} failed to load: {exc}"
+                raise PluginLoadError(msg) from exc
+            manager.register(module, name=ep.name)
+            plugins.loaded.append(_info(ep.name, module, ep))
+    for obj in extra:
+        name = getattr(obj, "__name__", None) or type(obj).__name__
+        manager.register(obj, name=name)
+        plugins.loaded.append(_info(name, obj))
+    manager.check_pending()
+    manager.hook.bugless_register_model_backends(register=plugins.model_backends)
+    manager.hook.bugless_register_authenticators(register=plugins.authenticators)
+    return plugins
+
+
+def _info(name: str, module: Any, ep: importlib.metadata.EntryPoint | None = None) -> PluginInfo:
+    module_name = cast("str", getattr(module, "__name__", type(module).__name__))
+    dist = ep.dist if ep is not None else None
+    if dist is None:
+        top = module_name.split(".", 1)[0]
+        dist_names = importlib.metadata.packages_distributions().get(top, [])
+        if dist_names:
+            try:
+                dist = importlib.metadata.distribution(dist_names[0])
+            except importlib.metadata.PackageNotFoundError:
+                dist = None
+    return PluginInfo(
+        name=name,
+        module=module_name,
+        distribution=dist.name if dist is not None else "-",
+        version=dist.version if dist is not None else "-",
+    )

@@ -1,0 +1,26 @@
+"""Conformance suites every backend runs, shipped as a pytest plugin.
+
+A backend's tests enable the plugin and subclass the contract classes::
+
+    # conftest.py
+    pytest_plugins = ["bugless_core.testing.plugin"]
+
+    @pytest.fixture(scope="session")
+    async def bugless_model_backend():  # the one fixture a backend provides
+        ...  # yield an open backend on a fresh, migrated database
+
+    # test_conformance.py
+    pytestmark = pytest.mark.bugless_backend(PostgresBackend)
+
+    class TestIssues(IssueContract): ...
+
+Contracts that need a capability the backend does not declare are deselected
+at collection (and listed in the run's summary), never skipped, so that CI can
+treat every skip as a failure.
+"""
+
+from __future__ import annotations
+
+from bugless_core.testing.plugin import requires_capability
+
+__all__ = ["requires_capability"]

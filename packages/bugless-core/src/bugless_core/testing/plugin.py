@@ -1,0 +1,110 @@
+"""The pytest plugin behind the conformance suites.
+
+It does three things: registers the ``bugless_backend`` and
+``requires_capability`` markers; deselects, at collection, every contract
+test that needs a capability the marked backend does not declare (reporting
+them at the end of the run, so the omission is visible without being a skip);
+and serves the backend under test over a real gRPC socket, so contracts talk
+to the Model exactly as the frontends do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from grpclib.client import Channel
+from grpclib.server import Server
+
+from bugless_core.model.backend import Capability, ModelBackend
+from bugless_core.model.servicer import ModelServicer
+from bugless_proto import v1
+
+_DESELECTED_KEY = pytest.StashKey[list[tuple[str, str]]]()
+
+
+def requires_capability(*capabilities: Capability) -> pytest.MarkDecorator:
+    """Mark a contract test (or class) as needing backend capabilities."""
+    return pytest.mark.requires_capability(*capabilities)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers so --strict-markers accepts them."""
+    config.addinivalue_line(
+        "markers", "bugless_backend(cls): the ModelBackend class this module's contracts run on"
+    )
+    config.addinivalue_line(
+        "markers", "requires_capability(*caps): run only on backends declaring these capabilities"
+    )
+    config.stash[_DESELECTED_KEY] = []
+
+
+def _missing_capabilities(item: pytest.Item) -> set[Capability]:
+    backend_marker = item.get_closest_marker("bugless_backend")
+    if backend_marker is None:
+        return set()
+    backend_cls: type[ModelBackend] = backend_marker.args[0]
+    needed: set[Capability] = set()
+    for marker in item.iter_markers("requires_capability"):
+        needed.update(marker.args)
+    return needed - set(backend_cls.capabilities)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect contracts for capabilities the backend does not declare."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        missing = _missing_capabilities(item)
+        if missing:
+            dropped.append(item)
+            config.stash[_DESELECTED_KEY].append(
+                (item.nodeid, ", ".join(sorted(c.value for c in missing)))
+            )
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """List what was not run because the backend lacks a capability."""
+    deselected = config.stash.get(_DESELECTED_KEY, [])
+    if not deselected:
+        return
+    terminalreporter.section("bugless contracts not applicable to this backend")
+    for nodeid, missing in deselected:
+        terminalreporter.line(f"{nodeid}: backend lacks {missing}")
+
+
+@pytest.fixture(scope="session")
+async def bugless_model_backend() -> ModelBackend:
+    """The backend under test: every backend's conftest overrides this."""
+    msg = (
+        "define a session-scoped `bugless_model_backend` fixture in your conftest "
+        "that yields an open ModelBackend on a fresh database"
+    )
+    raise pytest.UsageError(msg)
+
+
+@pytest.fixture(scope="session")
+async def bugless_model_channel(bugless_model_backend: ModelBackend) -> AsyncIterator[Channel]:
+    """A client channel to the backend, served by ModelServicer on a loopback socket."""
+    server = Server([ModelServicer(bugless_model_backend)])
+    await server.start("127.0.0.1", 0)
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    channel = Channel("127.0.0.1", port)
+    try:
+        yield channel
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+def model(bugless_model_channel: Channel) -> v1.ModelStub:
+    """The Model service as the frontends see it."""
+    return v1.ModelStub(bugless_model_channel)

@@ -1,0 +1,245 @@
+"""Shape checks reject bad requests with a message naming the field."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from bugless_core.errors import InvalidArgument
+from bugless_core.model import _validation as check
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+ALICE = v1.Caller(user_id="u-alice", groups=["eng"])
+
+
+def _create(**fields: object) -> v1.CreateIssueRequest:
+    base: dict[str, object] = {"title": "disk full", "component_id": 1}
+    base.update(fields)
+    return v1.CreateIssueRequest(caller=ALICE, fields=v1.IssueFields(**base))  # type: ignore[arg-type]
+
+
+def _change(delta: v1.IssueDelta | None = None, **kwargs: object) -> v1.ChangeIssueRequest:
+    args: dict[str, object] = {"caller": ALICE, "issue_id": 1, "expected_version": 1}
+    args.update(kwargs)
+    return v1.ChangeIssueRequest(delta=delta, **args)  # type: ignore[arg-type]
+
+
+def _term(
+    field: v1.SearchField, op: v1.SearchOperator, *values: v1.SearchValue
+) -> v1.StructuredQuery:
+    return v1.StructuredQuery(
+        filter=v1.SearchNode(term=v1.SearchTerm(field=field, op=op, values=list(values)))
+    )
+
+
+def test_a_valid_create_passes() -> None:
+    check.check_create_issue(_create(priority=v1.Priority.P1, assignee="u-bob"))
+
+
+@pytest.mark.parametrize(
+    ("request_", "field", "fragment"),
+    [
+        (
+            v1.CreateIssueRequest(fields=v1.IssueFields(title="t", component_id=1)),
+            "caller.user_id",
+            "required",
+        ),
+        (_create(title="   "), "fields.title", "must not be blank"),
+        (_create(title="x" * 501), "fields.title", "at most 500"),
+        (_create(component_id=0), "fields.component_id", "not a positive id"),
+        (_create(component_id=-4), "fields.component_id", "not a positive id"),
+        (_create(assignee="bob smith"), "fields.assignee", "whitespace"),
+        (_create(parent_id=-1), "fields.parent_id", "0 for none"),
+        (_create(title="nul\x00"), "fields.title", "NUL"),
+    ],
+)
+def test_create_rejections_name_the_field(
+    request_: v1.CreateIssueRequest, field: str, fragment: str
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        check.check_create_issue(request_)
+    assert info.value.message.startswith(f"{field}: ")
+    assert fragment in info.value.message
+    assert info.value.metadata["field"] == field
+
+
+def test_unknown_enum_value_lists_the_known_ones() -> None:
+    issue = v1.IssueFields.parse(bytes([0x18, 0x63]))  # priority = 99 on the wire
+    request = v1.CreateIssueRequest(
+        caller=ALICE, fields=v1.IssueFields(title="t", component_id=1, priority=issue.priority)
+    )
+    with pytest.raises(
+        InvalidArgument, match=r"fields\.priority: 99 is not a known value; use one of P0"
+    ):
+        check.check_create_issue(request)
+
+
+def test_duplicate_and_oversize_id_lists_are_rejected() -> None:
+    with pytest.raises(InvalidArgument, match=r"blocking_ids\[1\]: id 5 is listed twice"):
+        check.check_create_issue(
+            v1.CreateIssueRequest(
+                caller=ALICE,
+                fields=v1.IssueFields(title="t", component_id=1),
+                blocking_ids=[5, 5],
+            )
+        )
+    with pytest.raises(InvalidArgument, match="has 501 ids; at most 500"):
+        check.check_ids(list(range(1, 502)), "issue_ids", 500)
+
+
+def test_change_needs_the_version_it_was_made_against() -> None:
+    delta = v1.IssueDelta(
+        fields=v1.IssueFields(priority=v1.Priority.P0), update_mask=FieldMask(paths=["priority"])
+    )
+    check.check_change_issue(_change(delta))
+    with pytest.raises(InvalidArgument, match="expected_version: required"):
+        check.check_change_issue(_change(delta, expected_version=0))
+
+
+def test_empty_change_is_rejected_but_a_comment_alone_is_a_change() -> None:
+    with pytest.raises(InvalidArgument, match="the change is empty"):
+        check.check_change_issue(_change(v1.IssueDelta()))
+    check.check_change_issue(_change(None, comment="still happening"))
+
+
+@pytest.mark.parametrize(
+    ("paths", "fragment"),
+    [
+        (["reporter"], "'reporter' cannot be changed here"),
+        (["title", "title"], "a field is named twice"),
+    ],
+)
+def test_delta_mask_paths_are_checked(paths: list[str], fragment: str) -> None:
+    delta = v1.IssueDelta(fields=v1.IssueFields(title="t"), update_mask=FieldMask(paths=paths))
+    with pytest.raises(InvalidArgument, match=fragment):
+        check.check_change_issue(_change(delta))
+
+
+def test_masked_title_must_not_be_blank() -> None:
+    delta = v1.IssueDelta(fields=v1.IssueFields(), update_mask=FieldMask(paths=["title"]))
+    with pytest.raises(InvalidArgument, match=r"delta\.fields\.title: required"):
+        check.check_change_issue(_change(delta))
+
+
+def test_adding_and_removing_the_same_member_is_rejected() -> None:
+    with pytest.raises(InvalidArgument, match="u-bob is both added and removed"):
+        check.check_change_issue(_change(v1.IssueDelta(cc_add=["u-bob"], cc_remove=["u-bob"])))
+
+
+def test_batch_change_limit_is_stated() -> None:
+    request = v1.BatchChangeIssuesRequest(
+        caller=ALICE,
+        issues=[v1.IssueVersion(issue_id=i, expected_version=1) for i in range(1, 102)],
+        comment="bulk",
+    )
+    with pytest.raises(InvalidArgument, match="at most 100 are accepted"):
+        check.check_batch_change(request)
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        (
+            _term(v1.SearchField.PRIORITY, v1.SearchOperator.EQ, v1.SearchValue(text="p1")),
+            "takes an integer",
+        ),
+        (_term(v1.SearchField.PRIORITY, v1.SearchOperator.EQ, v1.SearchValue(integer=7)), "0..4"),
+        (
+            _term(v1.SearchField.ASSIGNEE, v1.SearchOperator.LT, v1.SearchValue(text="u")),
+            "cannot be compared",
+        ),
+        (
+            _term(v1.SearchField.ASSIGNEE, v1.SearchOperator.NONE, v1.SearchValue(text="u")),
+            "takes no values",
+        ),
+        (
+            _term(v1.SearchField.STATUS, v1.SearchOperator.EQ, v1.SearchValue(text="DONE")),
+            "is not a status",
+        ),
+        (
+            _term(v1.SearchField.CREATED, v1.SearchOperator.GT, v1.SearchValue(integer=3)),
+            "takes a time",
+        ),
+        (_term(v1.SearchField.ID, v1.SearchOperator.EQ), "at least one value"),
+        (
+            _term(v1.SearchField.UNSPECIFIED, v1.SearchOperator.EQ, v1.SearchValue(integer=1)),
+            "required",
+        ),
+    ],
+)
+def test_bad_query_terms_are_rejected_with_their_path(
+    query: v1.StructuredQuery, fragment: str
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        check.check_query(query, "query")
+    assert info.value.message.startswith("query.filter.term")
+    assert fragment in info.value.message
+
+
+def test_good_query_passes() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    query = v1.StructuredQuery(
+        filter=v1.SearchNode(
+            all_of=v1.SearchNodeList(
+                nodes=[
+                    v1.SearchNode(
+                        term=v1.SearchTerm(
+                            field=v1.SearchField.STATUS_CLASS,
+                            op=v1.SearchOperator.EQ,
+                            values=[v1.SearchValue(text="open")],
+                        )
+                    ),
+                    v1.SearchNode(
+                        negate=v1.SearchNode(
+                            term=v1.SearchTerm(
+                                field=v1.SearchField.ASSIGNEE, op=v1.SearchOperator.NONE
+                            )
+                        )
+                    ),
+                    v1.SearchNode(
+                        term=v1.SearchTerm(
+                            field=v1.SearchField.CREATED,
+                            op=v1.SearchOperator.GT,
+                            values=[v1.SearchValue(time=now)],
+                        )
+                    ),
+                    v1.SearchNode(
+                        term=v1.SearchTerm(
+                            field=v1.SearchField.COMPONENT,
+                            op=v1.SearchOperator.EQ,
+                            values=[v1.SearchValue(integer=3)],
+                            include_subtree=True,
+                        )
+                    ),
+                ]
+            )
+        ),
+        order_by=[v1.SortKey(field=v1.SortField.PRIORITY)],
+    )
+    check.check_query(query, "query")
+
+
+def test_query_depth_is_bounded() -> None:
+    node = v1.SearchNode(
+        term=v1.SearchTerm(
+            field=v1.SearchField.ID, op=v1.SearchOperator.EQ, values=[v1.SearchValue(integer=1)]
+        )
+    )
+    for _ in range(40):
+        node = v1.SearchNode(negate=node)
+    with pytest.raises(InvalidArgument, match="nests deeper than 32"):
+        check.check_query(v1.StructuredQuery(filter=node), "query")
+
+
+def test_component_names_cannot_contain_the_path_separator() -> None:
+    with pytest.raises(InvalidArgument, match="contains '>'"):
+        check.check_component_name("Storage>Disk", "name")
+
+
+def test_acl_entry_needs_a_principal_and_a_role() -> None:
+    with pytest.raises(InvalidArgument, match=r"acl\[0\]\.principal: set either user or group"):
+        check.check_acl([v1.AclEntry(role=v1.Role.VIEWER)], "acl")
+    with pytest.raises(InvalidArgument, match=r"acl\[0\]\.role: required"):
+        check.check_acl([v1.AclEntry(principal=v1.Principal(group="eng"))], "acl")

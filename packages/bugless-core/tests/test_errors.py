@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+from grpclib.const import Status
+
+from bugless_core import errors
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "http"),
+    [
+        (errors.InvalidArgument("x"), Status.INVALID_ARGUMENT, 400),
+        (errors.NotFound("x"), Status.NOT_FOUND, 404),
+        (errors.AlreadyExists("x"), Status.ALREADY_EXISTS, 409),
+        (errors.Conflict("x"), Status.ABORTED, 409),
+        (errors.FailedPrecondition("x"), Status.FAILED_PRECONDITION, 409),
+        (errors.PermissionDenied("x"), Status.PERMISSION_DENIED, 403),
+        (errors.Unauthenticated("x"), Status.UNAUTHENTICATED, 401),
+        (errors.ResourceExhausted("x", retry_after=2), Status.RESOURCE_EXHAUSTED, 429),
+        (errors.Unavailable("x"), Status.UNAVAILABLE, 503),
+    ],
+)
+def test_each_error_maps_to_one_grpc_status_and_one_http_status(
+    error: errors.BuglessError, status: Status, http: int
+) -> None:
+    grpc_error = errors.to_grpc_error(error)
+    assert grpc_error.status is status
+    assert grpc_error.message == "x"
+    assert error.http_status == http
+    back = errors.from_grpc_error(grpc_error)
+    assert type(back) is type(error) or isinstance(back, type(error))
+    assert back.message == "x"
+
+
+def test_version_conflict_round_trips_with_current_version() -> None:
+    grpc_error = errors.to_grpc_error(errors.IssueVersionConflict(7, 3, 5))
+    assert grpc_error.status is Status.ABORTED
+    assert "version 5, not 3" in grpc_error.message
+    back = errors.from_grpc_error(grpc_error)
+    assert isinstance(back, errors.IssueVersionConflict)
+    assert (back.issue_id, back.expected_version, back.current_version) == (7, 3, 5)
+
+
+def test_retry_after_round_trips() -> None:
+    back = errors.from_grpc_error(
+        errors.to_grpc_error(errors.ResourceExhausted("slow down", retry_after=1.5))
+    )
+    assert isinstance(back, errors.ResourceExhausted)
+    assert back.retry_after == 1.5
+
+
+def test_unknown_status_keeps_the_message() -> None:
+    from grpclib.exceptions import GRPCError
+
+    back = errors.from_grpc_error(GRPCError(Status.INTERNAL, "oops"))
+    assert type(back) is errors.BuglessError
+    assert back.message == "oops"

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PluginFactory
+
+from bugless_core.plugins import PluginLoadError, load_plugins
+from bugless_core.registry import DuplicateRegistrationError, UnknownBackendError
+
+BACKEND_PLUGIN = """
+from bugless_core import hookimpl
+from bugless_core.model.backend import Capability, ModelBackend
+
+
+class {cls}(ModelBackend):
+    name = "{name}"
+    capabilities = frozenset({{Capability.WATCH}})
+
+
+@hookimpl
+def bugless_register_model_backends(register):
+    register({cls})
+"""
+
+
+def _plugin(name: str, cls: str = "FixtureBackend") -> str:
+    return BACKEND_PLUGIN.format(name=name, cls=cls)
+
+
+def test_entry_point_plugin_is_discovered_and_its_backend_registered(
+    installed_plugin: PluginFactory,
+) -> None:
+    installed_plugin("bugless-fixture-one", "bugless_fixture_one", _plugin("fixture"))
+    plugins = load_plugins()
+    assert "fixture" in plugins.model_backends
+    assert plugins.model_backends.get("fixture").__module__ == "bugless_fixture_one"
+    loaded = {p.name: p for p in plugins.loaded}
+    assert loaded["bugless-fixture-one"].distribution == "bugless-fixture-one"
+    assert loaded["bugless-fixture-one"].version == "1.0"
+
+
+def test_two_plugins_registering_one_backend_name_is_an_error_naming_both(
+    installed_plugin: PluginFactory,
+) -> None:
+    installed_plugin("bugless-fixture-one", "bugless_fixture_one", _plugin("same", "One"))
+    installed_plugin("bugless-fixture-two", "bugless_fixture_two", _plugin("same", "Two"))
+    with pytest.raises(DuplicateRegistrationError) as info:
+        load_plugins()
+    message = str(info.value)
+    assert "'same' is registered twice" in message
+    assert "bugless_fixture_one.One" in message
+    assert "bugless_fixture_two.Two" in message
+
+
+def test_two_packages_claiming_one_plugin_name_is_an_error(
+    installed_plugin: PluginFactory,
+) -> None:
+    installed_plugin("bugless-fixture-one", "bugless_fixture_one", _plugin("a"), "clash")
+    installed_plugin("bugless-fixture-two", "bugless_fixture_two", _plugin("b"), "clash")
+    with pytest.raises(PluginLoadError, match="both provide the bugless plugin 'clash'"):
+        load_plugins()
+
+
+def test_plugin_that_fails_to_import_is_named_in_the_error(
+    installed_plugin: PluginFactory,
+) -> None:
+    installed_plugin("bugless-fixture-bad", "bugless_fixture_bad", "raise ImportError('boom')\n")
+    with pytest.raises(PluginLoadError, match="'bugless-fixture-bad' from bugless-fixture-bad"):
+        load_plugins()
+
+
+def test_unknown_backend_name_lists_installed_ones_and_suggests(
+    installed_plugin: PluginFactory,
+) -> None:
+    installed_plugin("bugless-fixture-one", "bugless_fixture_one", _plugin("postgresql"))
+    plugins = load_plugins()
+    with pytest.raises(UnknownBackendError) as info:
+        plugins.model_backends.get("postgres")
+    assert "unknown model backend 'postgres'" in info.value.message
+    assert "installed: " in info.value.message
+    assert "postgresql" in info.value.message
+    assert "did you mean 'postgresql'?" in info.value.message
+
+
+def test_fresh_managers_share_no_state() -> None:
+    first = load_plugins(entry_points=False)
+    second = load_plugins(entry_points=False)
+    assert first.manager is not second.manager
+    assert first.model_backends is not second.model_backends
+
+
+def test_extra_plugins_register_without_entry_points() -> None:
+    from bugless_core import hookimpl
+    from bugless_core.model.backend import ModelBackend
+
+    class Local(ModelBackend):  # registration only needs the class
+        name = "local-test"
+
+    class Plugin:
+        @hookimpl
+        def bugless_register_model_backends(self, register):  # type: ignore[no-untyped-def]
+            register(Local)
+
+    plugins = load_plugins(entry_points=False, extra=[Plugin()])
+    assert plugins.model_backends.get("local-test") is Local
+
+
+def test_failing_event_hook_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    from bugless_core import hookimpl
+    from bugless_proto import v1
+
+    class Exploding:
+        @hookimpl
+        def bugless_issue_changed(self, issue, entry, backend_name):  # type: ignore[no-untyped-def]
+            raise RuntimeError("webhook down")
+
+    plugins = load_plugins(entry_points=False, extra=[Exploding()])
+    plugins.notify_issue_changed(v1.Issue(id=1), v1.HistoryEntry(version=1), "x")
+    assert "bugless_issue_changed hook failed" in caplog.text
+
+
+def _run_cli(*args: str, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if extra_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_path), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-c", "from bugless_core.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def test_cli_plugins_lists_an_entry_point_plugin(installed_plugin: PluginFactory) -> None:
+    site = installed_plugin("bugless-fixture-cli", "bugless_fixture_cli", _plugin("clitest"))
+    result = _run_cli("plugins", "--json", extra_path=site)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["model_backends"]["clitest"]["capabilities"] == ["watch"]
+    assert any(p["distribution"] == "bugless-fixture-cli" for p in data["plugins"])
+    human = _run_cli("plugins", extra_path=site)
+    assert "clitest" in human.stdout
+
+
+def test_cli_duplicate_backend_is_a_clean_usage_error(installed_plugin: PluginFactory) -> None:
+    one = installed_plugin("bugless-fixture-one", "bugless_fixture_one", _plugin("dup", "One"))
+    two = installed_plugin("bugless-fixture-two", "bugless_fixture_two", _plugin("dup", "Two"))
+    result = _run_cli("plugins", extra_path=Path(f"{one}{os.pathsep}{two}"))
+    assert result.returncode == 2
+    assert "error: model backend 'dup' is registered twice" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_version_lists_installed_bugless_packages() -> None:
+    result = _run_cli("--version")
+    assert result.returncode == 0
+    assert "bugless-core 0.1.0" in result.stdout
+    assert "bugless-proto 0.1.0" in result.stdout
+
+
+def test_cli_help_lists_core_commands() -> None:
+    result = _run_cli("--help")
+    assert result.returncode == 0
+    for command in ("plugins", "query", "model"):
+        assert command in result.stdout
