@@ -613,13 +613,9 @@ class AclEntry(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return BUGLESS_V1_TRACKER_PROTO_DESCRIPTOR.message_types_by_name["AclEntry"]
 
-    principal: "Principal | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    principal: "Principal | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    role: "Role" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: Role(0)
-    )
+    role: "Role" = betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: Role(0))
 
 
 default_message_pool.register_message("bugless.v1", "AclEntry", AclEntry)
@@ -634,19 +630,13 @@ class AddHotlistItemsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "AddHotlistItemsRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["AddHotlistItemsRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     hotlist_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
-    issue_ids: "list[int]" = betterproto2.field(
-        3, betterproto2.TYPE_INT64, repeated=True
-    )
+    issue_ids: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
 
     position: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
     """
@@ -687,9 +677,7 @@ class AuthenticatePasswordRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "AuthenticatePasswordRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["AuthenticatePasswordRequest"]
 
     username: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -711,13 +699,9 @@ class AuthenticationResult(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "AuthenticationResult"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["AuthenticationResult"]
 
-    identity: "Identity | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    identity: "Identity | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
@@ -725,16 +709,11 @@ class AuthenticationResult(betterproto2.Message):
     """
 
     expires_at: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
 
-default_message_pool.register_message(
-    "bugless.v1", "AuthenticationResult", AuthenticationResult
-)
+default_message_pool.register_message("bugless.v1", "AuthenticationResult", AuthenticationResult)
 
 
 @dataclass(eq=False, repr=False)
@@ -742,9 +721,7 @@ class AuthenticatorInfo(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "AuthenticatorInfo"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["AuthenticatorInfo"]
 
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -762,9 +739,7 @@ class AuthenticatorInfo(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "AuthenticatorInfo", AuthenticatorInfo
-)
+default_message_pool.register_message("bugless.v1", "AuthenticatorInfo", AuthenticatorInfo)
 
 
 @dataclass(eq=False, repr=False)
@@ -772,9 +747,7 @@ class AuthorizeRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "AuthorizeRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["AuthorizeRequest"]
 
     token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -791,9 +764,7 @@ class AuthorizeRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "AuthorizeRequest", AuthorizeRequest
-)
+default_message_pool.register_message("bugless.v1", "AuthorizeRequest", AuthorizeRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -801,9 +772,7 @@ class AuthorizeResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "AuthorizeResponse"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["AuthorizeResponse"]
 
     allowed: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
@@ -813,9 +782,7 @@ class AuthorizeResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "AuthorizeResponse", AuthorizeResponse
-)
+default_message_pool.register_message("bugless.v1", "AuthorizeResponse", AuthorizeResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -827,21 +794,13 @@ class BatchChangeIssuesRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "BatchChangeIssuesRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["BatchChangeIssuesRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    issues: "list[IssueVersion]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    issues: "list[IssueVersion]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    delta: "IssueDelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    delta: "IssueDelta | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
     comment: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
@@ -863,9 +822,7 @@ class BatchChangeIssuesResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "BatchChangeIssuesResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["BatchChangeIssuesResponse"]
 
     results: "list[BatchChangeResult]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
@@ -885,9 +842,7 @@ class BatchChangeResult(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "BatchChangeResult"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["BatchChangeResult"]
 
     issue_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
 
@@ -898,17 +853,13 @@ class BatchChangeResult(betterproto2.Message):
 
     message: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    issue: "Issue | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    issue: "Issue | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
     The issue after the change, when code is 0.
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "BatchChangeResult", BatchChangeResult
-)
+default_message_pool.register_message("bugless.v1", "BatchChangeResult", BatchChangeResult)
 
 
 @dataclass(eq=False, repr=False)
@@ -920,22 +871,14 @@ class BatchGetIssuesRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "BatchGetIssuesRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["BatchGetIssuesRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    issue_ids: "list[int]" = betterproto2.field(
-        2, betterproto2.TYPE_INT64, repeated=True
-    )
+    issue_ids: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT64, repeated=True)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "BatchGetIssuesRequest", BatchGetIssuesRequest
-)
+default_message_pool.register_message("bugless.v1", "BatchGetIssuesRequest", BatchGetIssuesRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -943,20 +886,14 @@ class BatchGetIssuesResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "BatchGetIssuesResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["BatchGetIssuesResponse"]
 
-    issues: "list[Issue]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    issues: "list[Issue]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     In request order, without the ids that do not exist or are not visible.
     """
 
-    missing_ids: "list[int]" = betterproto2.field(
-        2, betterproto2.TYPE_INT64, repeated=True
-    )
+    missing_ids: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT64, repeated=True)
 
 
 default_message_pool.register_message(
@@ -969,9 +906,7 @@ class BeginOidcRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "BeginOidcRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["BeginOidcRequest"]
 
     authenticator: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -984,9 +919,7 @@ class BeginOidcRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "BeginOidcRequest", BeginOidcRequest
-)
+default_message_pool.register_message("bugless.v1", "BeginOidcRequest", BeginOidcRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -994,9 +927,7 @@ class BeginOidcResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "BeginOidcResponse"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["BeginOidcResponse"]
 
     authorization_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -1011,9 +942,7 @@ class BeginOidcResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "BeginOidcResponse", BeginOidcResponse
-)
+default_message_pool.register_message("bugless.v1", "BeginOidcResponse", BeginOidcResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1054,13 +983,9 @@ class ChangeIssueRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ChangeIssueRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ChangeIssueRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
@@ -1070,9 +995,7 @@ class ChangeIssueRequest(betterproto2.Message):
     current version fails with ABORTED and changes nothing.
     """
 
-    delta: "IssueDelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    delta: "IssueDelta | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
     comment: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
     """
@@ -1081,9 +1004,7 @@ class ChangeIssueRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "ChangeIssueRequest", ChangeIssueRequest
-)
+default_message_pool.register_message("bugless.v1", "ChangeIssueRequest", ChangeIssueRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1091,22 +1012,14 @@ class ChangeIssueResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ChangeIssueResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ChangeIssueResponse"]
 
-    issue: "Issue | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    issue: "Issue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    entry: "HistoryEntry | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    entry: "HistoryEntry | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "ChangeIssueResponse", ChangeIssueResponse
-)
+default_message_pool.register_message("bugless.v1", "ChangeIssueResponse", ChangeIssueResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1114,9 +1027,7 @@ class CompleteOidcRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "CompleteOidcRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["CompleteOidcRequest"]
 
     authenticator: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -1132,9 +1043,7 @@ class CompleteOidcRequest(betterproto2.Message):
     redirect_uri: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "CompleteOidcRequest", CompleteOidcRequest
-)
+default_message_pool.register_message("bugless.v1", "CompleteOidcRequest", CompleteOidcRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1168,9 +1077,7 @@ class Component(betterproto2.Message):
 
     archived: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
-    acl: "list[AclEntry]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    acl: "list[AclEntry]" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     This component's own ACL entries (not the inherited ones).
     """
@@ -1180,17 +1087,11 @@ class Component(betterproto2.Message):
     )
 
     created_at: "datetime.datetime | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     modified_at: "datetime.datetime | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     version: "int" = betterproto2.field(11, betterproto2.TYPE_INT64)
@@ -1220,13 +1121,9 @@ class CreateComponentRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "CreateComponentRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["CreateComponentRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     parent_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
     """
@@ -1241,9 +1138,7 @@ class CreateComponentRequest(betterproto2.Message):
 
     description: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
-    acl: "list[AclEntry]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    acl: "list[AclEntry]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
 
     template: "IssueTemplate | None" = betterproto2.field(
         6, betterproto2.TYPE_MESSAGE, optional=True
@@ -1264,13 +1159,9 @@ class CreateHotlistRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "CreateHotlistRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["CreateHotlistRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
@@ -1279,16 +1170,12 @@ class CreateHotlistRequest(betterproto2.Message):
 
     description: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    editors: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    editors: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
     private: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "CreateHotlistRequest", CreateHotlistRequest
-)
+default_message_pool.register_message("bugless.v1", "CreateHotlistRequest", CreateHotlistRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1300,17 +1187,11 @@ class CreateIssueRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "CreateIssueRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["CreateIssueRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    fields: "IssueFields | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    fields: "IssueFields | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     """
     title and component_id are required. Enum fields left UNSPECIFIED take
     their defaults (NEW or ASSIGNED when an assignee is given, P2, S2, BUG).
@@ -1320,17 +1201,11 @@ class CreateIssueRequest(betterproto2.Message):
 
     cc: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
-    hotlist_ids: "list[int]" = betterproto2.field(
-        5, betterproto2.TYPE_INT64, repeated=True
-    )
+    hotlist_ids: "list[int]" = betterproto2.field(5, betterproto2.TYPE_INT64, repeated=True)
 
-    blocking_ids: "list[int]" = betterproto2.field(
-        6, betterproto2.TYPE_INT64, repeated=True
-    )
+    blocking_ids: "list[int]" = betterproto2.field(6, betterproto2.TYPE_INT64, repeated=True)
 
-    blocked_by_ids: "list[int]" = betterproto2.field(
-        7, betterproto2.TYPE_INT64, repeated=True
-    )
+    blocked_by_ids: "list[int]" = betterproto2.field(7, betterproto2.TYPE_INT64, repeated=True)
 
     idempotency_key: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
     """
@@ -1340,9 +1215,7 @@ class CreateIssueRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "CreateIssueRequest", CreateIssueRequest
-)
+default_message_pool.register_message("bugless.v1", "CreateIssueRequest", CreateIssueRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1355,9 +1228,7 @@ class CreateLocalUserRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "CreateLocalUserRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["CreateLocalUserRequest"]
 
     token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -1386,21 +1257,15 @@ class CreateSavedSearchRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "CreateSavedSearchRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["CreateSavedSearchRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     query: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    readers: "list[Principal]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    readers: "list[Principal]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -1413,22 +1278,16 @@ class DeleteHotlistRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "DeleteHotlistRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["DeleteHotlistRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     hotlist_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
     expected_version: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "DeleteHotlistRequest", DeleteHotlistRequest
-)
+default_message_pool.register_message("bugless.v1", "DeleteHotlistRequest", DeleteHotlistRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1449,13 +1308,9 @@ class DeleteSavedSearchRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "DeleteSavedSearchRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["DeleteSavedSearchRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     saved_search_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
@@ -1491,9 +1346,7 @@ class FieldChange(betterproto2.Message):
 
     added: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
-    removed: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    removed: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message("bugless.v1", "FieldChange", FieldChange)
@@ -1511,29 +1364,21 @@ class GetComponentRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "GetComponentRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["GetComponentRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     component_id: "int | None" = betterproto2.field(
         2, betterproto2.TYPE_INT64, optional=True, group="key"
     )
 
-    path: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="key"
-    )
+    path: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group="key")
     """
     "Platform>Storage>Disk"
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "GetComponentRequest", GetComponentRequest
-)
+default_message_pool.register_message("bugless.v1", "GetComponentRequest", GetComponentRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1541,20 +1386,14 @@ class GetHotlistRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "GetHotlistRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["GetHotlistRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     hotlist_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "GetHotlistRequest", GetHotlistRequest
-)
+default_message_pool.register_message("bugless.v1", "GetHotlistRequest", GetHotlistRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1562,13 +1401,9 @@ class GetIssueRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "GetIssueRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["GetIssueRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
@@ -1585,16 +1420,12 @@ class GetServerInfoRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "GetServerInfoRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["GetServerInfoRequest"]
 
     pass
 
 
-default_message_pool.register_message(
-    "bugless.v1", "GetServerInfoRequest", GetServerInfoRequest
-)
+default_message_pool.register_message("bugless.v1", "GetServerInfoRequest", GetServerInfoRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1602,9 +1433,7 @@ class GetServerInfoResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "GetServerInfoResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["GetServerInfoResponse"]
 
     backend: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -1613,9 +1442,7 @@ class GetServerInfoResponse(betterproto2.Message):
 
     version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    capabilities: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    capabilities: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
     """
     Capability names the backend declares (for example "watch",
     "follower_reads"); clients enable features by capability.
@@ -1627,9 +1454,7 @@ class GetServerInfoResponse(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "GetServerInfoResponse", GetServerInfoResponse
-)
+default_message_pool.register_message("bugless.v1", "GetServerInfoResponse", GetServerInfoResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1643,9 +1468,7 @@ class GetUsersRequest(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["GetUsersRequest"]
 
-    user_ids: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    user_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message("bugless.v1", "GetUsersRequest", GetUsersRequest)
@@ -1676,10 +1499,7 @@ class HistoryEntry(betterproto2.Message):
     """
 
     created_at: "datetime.datetime | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     comment: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -1687,9 +1507,7 @@ class HistoryEntry(betterproto2.Message):
     Markdown source, may be empty.
     """
 
-    changes: "list[FieldChange]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    changes: "list[FieldChange]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
 
     caused_by_issue_id: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
     """
@@ -1723,9 +1541,7 @@ class Hotlist(betterproto2.Message):
     User reference of the owner; owners and editors may change the hotlist.
     """
 
-    editors: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    editors: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
     private: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
     """
@@ -1733,17 +1549,11 @@ class Hotlist(betterproto2.Message):
     """
 
     created_at: "datetime.datetime | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     modified_at: "datetime.datetime | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     version: "int" = betterproto2.field(9, betterproto2.TYPE_INT64)
@@ -1778,10 +1588,7 @@ class HotlistItem(betterproto2.Message):
     """
 
     added_at: "datetime.datetime | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -1799,9 +1606,7 @@ class Identity(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["Identity"]
 
-    user: "User | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    user: "User | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     groups: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
     """
@@ -1813,9 +1618,7 @@ class Identity(betterproto2.Message):
     Which authenticator backend vouched for this identity ("local", ...).
     """
 
-    permissions: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    permissions: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
     """
     Global permissions granted by policy, e.g. "admin", "create_component".
     """
@@ -1873,23 +1676,17 @@ class Issue(betterproto2.Message):
 
     cc: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
 
-    hotlist_ids: "list[int]" = betterproto2.field(
-        12, betterproto2.TYPE_INT64, repeated=True
-    )
+    hotlist_ids: "list[int]" = betterproto2.field(12, betterproto2.TYPE_INT64, repeated=True)
     """
     Hotlists this issue is on (only those the caller may view).
     """
 
-    blocking_ids: "list[int]" = betterproto2.field(
-        13, betterproto2.TYPE_INT64, repeated=True
-    )
+    blocking_ids: "list[int]" = betterproto2.field(13, betterproto2.TYPE_INT64, repeated=True)
     """
     Kept two-way: A in B.blocking_ids <=> B in A.blocked_by_ids.
     """
 
-    blocked_by_ids: "list[int]" = betterproto2.field(
-        14, betterproto2.TYPE_INT64, repeated=True
-    )
+    blocked_by_ids: "list[int]" = betterproto2.field(14, betterproto2.TYPE_INT64, repeated=True)
 
     parent_id: "int" = betterproto2.field(15, betterproto2.TYPE_INT64)
     """
@@ -1908,24 +1705,15 @@ class Issue(betterproto2.Message):
     """
 
     created_at: "datetime.datetime | None" = betterproto2.field(
-        18,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        18, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     modified_at: "datetime.datetime | None" = betterproto2.field(
-        19,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        19, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     closed_at: "datetime.datetime | None" = betterproto2.field(
-        20,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        20, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
     """
     Set when the status last moved from the open to the closed class.
@@ -1960,9 +1748,7 @@ class IssueDelta(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR.message_types_by_name["IssueDelta"]
 
-    fields: "IssueFields | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    fields: "IssueFields | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     update_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
@@ -1974,33 +1760,19 @@ class IssueDelta(betterproto2.Message):
 
     cc_add: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    cc_remove: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    cc_remove: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
-    hotlist_add: "list[int]" = betterproto2.field(
-        5, betterproto2.TYPE_INT64, repeated=True
-    )
+    hotlist_add: "list[int]" = betterproto2.field(5, betterproto2.TYPE_INT64, repeated=True)
 
-    hotlist_remove: "list[int]" = betterproto2.field(
-        6, betterproto2.TYPE_INT64, repeated=True
-    )
+    hotlist_remove: "list[int]" = betterproto2.field(6, betterproto2.TYPE_INT64, repeated=True)
 
-    blocking_add: "list[int]" = betterproto2.field(
-        7, betterproto2.TYPE_INT64, repeated=True
-    )
+    blocking_add: "list[int]" = betterproto2.field(7, betterproto2.TYPE_INT64, repeated=True)
 
-    blocking_remove: "list[int]" = betterproto2.field(
-        8, betterproto2.TYPE_INT64, repeated=True
-    )
+    blocking_remove: "list[int]" = betterproto2.field(8, betterproto2.TYPE_INT64, repeated=True)
 
-    blocked_by_add: "list[int]" = betterproto2.field(
-        9, betterproto2.TYPE_INT64, repeated=True
-    )
+    blocked_by_add: "list[int]" = betterproto2.field(9, betterproto2.TYPE_INT64, repeated=True)
 
-    blocked_by_remove: "list[int]" = betterproto2.field(
-        10, betterproto2.TYPE_INT64, repeated=True
-    )
+    blocked_by_remove: "list[int]" = betterproto2.field(10, betterproto2.TYPE_INT64, repeated=True)
 
 
 default_message_pool.register_message("bugless.v1", "IssueDelta", IssueDelta)
@@ -2059,9 +1831,7 @@ class IssueTemplate(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_TRACKER_PROTO_DESCRIPTOR.message_types_by_name[
-            "IssueTemplate"
-        ]
+        return BUGLESS_V1_TRACKER_PROTO_DESCRIPTOR.message_types_by_name["IssueTemplate"]
 
     title: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -2108,9 +1878,7 @@ class ListAuthenticatorsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListAuthenticatorsRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ListAuthenticatorsRequest"]
 
     pass
 
@@ -2125,9 +1893,7 @@ class ListAuthenticatorsResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListAuthenticatorsResponse"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ListAuthenticatorsResponse"]
 
     authenticators: "list[AuthenticatorInfo]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
@@ -2144,13 +1910,9 @@ class ListComponentsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListComponentsRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListComponentsRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     parent_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
     """
@@ -2160,17 +1922,13 @@ class ListComponentsRequest(betterproto2.Message):
 
     include_archived: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
-    page: "PageRequest | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    page: "PageRequest | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
     page_size up to 1000.
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "ListComponentsRequest", ListComponentsRequest
-)
+default_message_pool.register_message("bugless.v1", "ListComponentsRequest", ListComponentsRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2178,13 +1936,9 @@ class ListComponentsResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListComponentsResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListComponentsResponse"]
 
-    components: "list[Component]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    components: "list[Component]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -2199,27 +1953,19 @@ class ListHistoryRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListHistoryRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListHistoryRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
-    page: "PageRequest | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    page: "PageRequest | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Oldest first; page_size up to 500.
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "ListHistoryRequest", ListHistoryRequest
-)
+default_message_pool.register_message("bugless.v1", "ListHistoryRequest", ListHistoryRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2227,20 +1973,14 @@ class ListHistoryResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListHistoryResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListHistoryResponse"]
 
-    entries: "list[HistoryEntry]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    entries: "list[HistoryEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "ListHistoryResponse", ListHistoryResponse
-)
+default_message_pool.register_message("bugless.v1", "ListHistoryResponse", ListHistoryResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2248,19 +1988,13 @@ class ListHotlistItemsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListHotlistItemsRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListHotlistItemsRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     hotlist_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
-    page: "PageRequest | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    page: "PageRequest | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Rank order; page_size up to 500.
     """
@@ -2276,17 +2010,11 @@ class ListHotlistItemsResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListHotlistItemsResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListHotlistItemsResponse"]
 
-    items: "list[HotlistItem]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    items: "list[HotlistItem]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    issues: "list[Issue]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    issues: "list[Issue]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     The issues of `items` the caller may view, in the same order.
     """
@@ -2304,27 +2032,19 @@ class ListHotlistsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListHotlistsRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListHotlistsRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     member: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
     Only hotlists this user owns or edits; empty lists all visible hotlists.
     """
 
-    page: "PageRequest | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    page: "PageRequest | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "ListHotlistsRequest", ListHotlistsRequest
-)
+default_message_pool.register_message("bugless.v1", "ListHotlistsRequest", ListHotlistsRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2332,20 +2052,14 @@ class ListHotlistsResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListHotlistsResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListHotlistsResponse"]
 
-    hotlists: "list[Hotlist]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    hotlists: "list[Hotlist]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "ListHotlistsResponse", ListHotlistsResponse
-)
+default_message_pool.register_message("bugless.v1", "ListHotlistsResponse", ListHotlistsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2353,22 +2067,16 @@ class ListSavedSearchesRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListSavedSearchesRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListSavedSearchesRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     owned_only: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
     """
     true: only the caller's own; false: own plus those shared with the caller.
     """
 
-    page: "PageRequest | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    page: "PageRequest | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -2381,9 +2089,7 @@ class ListSavedSearchesResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "ListSavedSearchesResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListSavedSearchesResponse"]
 
     saved_searches: "list[SavedSearch]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
@@ -2406,18 +2112,12 @@ class LookupUsersRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "LookupUsersRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["LookupUsersRequest"]
 
-    usernames: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    usernames: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "LookupUsersRequest", LookupUsersRequest
-)
+default_message_pool.register_message("bugless.v1", "LookupUsersRequest", LookupUsersRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2486,9 +2186,7 @@ class QuerySearchRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_API_PROTO_DESCRIPTOR.message_types_by_name[
-            "QuerySearchRequest"
-        ]
+        return BUGLESS_V1_API_PROTO_DESCRIPTOR.message_types_by_name["QuerySearchRequest"]
 
     query: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -2500,16 +2198,12 @@ class QuerySearchRequest(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    page: "PageRequest | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    page: "PageRequest | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
     allow_stale: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "QuerySearchRequest", QuerySearchRequest
-)
+default_message_pool.register_message("bugless.v1", "QuerySearchRequest", QuerySearchRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2524,9 +2218,7 @@ class QueryWatchRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_API_PROTO_DESCRIPTOR.message_types_by_name[
-            "QueryWatchRequest"
-        ]
+        return BUGLESS_V1_API_PROTO_DESCRIPTOR.message_types_by_name["QueryWatchRequest"]
 
     issue_id: "int | None" = betterproto2.field(
         1, betterproto2.TYPE_INT64, optional=True, group="target"
@@ -2540,9 +2232,7 @@ class QueryWatchRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "QueryWatchRequest", QueryWatchRequest
-)
+default_message_pool.register_message("bugless.v1", "QueryWatchRequest", QueryWatchRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2554,13 +2244,9 @@ class RankHotlistItemRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "RankHotlistItemRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["RankHotlistItemRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     hotlist_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
@@ -2579,19 +2265,13 @@ class RemoveHotlistItemsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "RemoveHotlistItemsRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["RemoveHotlistItemsRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     hotlist_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
-    issue_ids: "list[int]" = betterproto2.field(
-        3, betterproto2.TYPE_INT64, repeated=True
-    )
+    issue_ids: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
 
 
 default_message_pool.register_message(
@@ -2619,25 +2299,17 @@ class SavedSearch(betterproto2.Message):
 
     query: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
-    readers: "list[Principal]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    readers: "list[Principal]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Principals (besides the owner) who may see and run it.
     """
 
     created_at: "datetime.datetime | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     modified_at: "datetime.datetime | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: __google__protobuf__.Timestamp,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
     )
 
     version: "int" = betterproto2.field(8, betterproto2.TYPE_INT64)
@@ -2651,21 +2323,15 @@ class SearchIssuesRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "SearchIssuesRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["SearchIssuesRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     query: "StructuredQuery | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    page: "PageRequest | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    page: "PageRequest | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     """
     page_size up to 500, default 50.
     """
@@ -2677,9 +2343,7 @@ class SearchIssuesRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "SearchIssuesRequest", SearchIssuesRequest
-)
+default_message_pool.register_message("bugless.v1", "SearchIssuesRequest", SearchIssuesRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2687,13 +2351,9 @@ class SearchIssuesResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "SearchIssuesResponse"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["SearchIssuesResponse"]
 
-    issues: "list[Issue]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    issues: "list[Issue]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -2706,9 +2366,7 @@ class SearchIssuesResponse(betterproto2.Message):
     total_is_lower_bound: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "SearchIssuesResponse", SearchIssuesResponse
-)
+default_message_pool.register_message("bugless.v1", "SearchIssuesResponse", SearchIssuesResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2750,13 +2408,9 @@ class SearchNodeList(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_SEARCH_PROTO_DESCRIPTOR.message_types_by_name[
-            "SearchNodeList"
-        ]
+        return BUGLESS_V1_SEARCH_PROTO_DESCRIPTOR.message_types_by_name["SearchNodeList"]
 
-    nodes: "list[SearchNode]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    nodes: "list[SearchNode]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("bugless.v1", "SearchNodeList", SearchNodeList)
@@ -2777,9 +2431,7 @@ class SearchTerm(betterproto2.Message):
         2, betterproto2.TYPE_ENUM, default_factory=lambda: SearchOperator(0)
     )
 
-    values: "list[SearchValue]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    values: "list[SearchValue]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
     include_subtree: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
     """
@@ -2840,13 +2492,9 @@ class SetHotlistItemNoteRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "SetHotlistItemNoteRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["SetHotlistItemNoteRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     hotlist_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
 
@@ -2865,9 +2513,7 @@ class SetLocalPasswordRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "SetLocalPasswordRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["SetLocalPasswordRequest"]
 
     token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -2890,9 +2536,7 @@ class SetUserDisabledRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "SetUserDisabledRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["SetUserDisabledRequest"]
 
     token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -2934,17 +2578,11 @@ class StructuredQuery(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_SEARCH_PROTO_DESCRIPTOR.message_types_by_name[
-            "StructuredQuery"
-        ]
+        return BUGLESS_V1_SEARCH_PROTO_DESCRIPTOR.message_types_by_name["StructuredQuery"]
 
-    filter: "SearchNode | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter: "SearchNode | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    order_by: "list[SortKey]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    order_by: "list[SortKey]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("bugless.v1", "StructuredQuery", StructuredQuery)
@@ -2955,9 +2593,7 @@ class SuggestUsersRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "SuggestUsersRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["SuggestUsersRequest"]
 
     prefix: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -2970,9 +2606,7 @@ class SuggestUsersRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "bugless.v1", "SuggestUsersRequest", SuggestUsersRequest
-)
+default_message_pool.register_message("bugless.v1", "SuggestUsersRequest", SuggestUsersRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2986,17 +2620,11 @@ class UpdateComponentRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "UpdateComponentRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["UpdateComponentRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    component: "Component | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    component: "Component | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     update_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
@@ -3022,17 +2650,11 @@ class UpdateHotlistRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "UpdateHotlistRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["UpdateHotlistRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    hotlist: "Hotlist | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    hotlist: "Hotlist | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     update_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
@@ -3041,9 +2663,7 @@ class UpdateHotlistRequest(betterproto2.Message):
     expected_version: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "UpdateHotlistRequest", UpdateHotlistRequest
-)
+default_message_pool.register_message("bugless.v1", "UpdateHotlistRequest", UpdateHotlistRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -3055,13 +2675,9 @@ class UpdateSavedSearchRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
-            "UpdateSavedSearchRequest"
-        ]
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["UpdateSavedSearchRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     saved_search: "SavedSearch | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
@@ -3114,16 +2730,12 @@ class UsersResponse(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["UsersResponse"]
 
-    users: "list[User]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    users: "list[User]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     """
     Found users, in request order.
     """
 
-    missing: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    missing: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
     """
     Requested ids or usernames that match nobody.
     """
@@ -3137,16 +2749,12 @@ class ValidateTokenRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
-            "ValidateTokenRequest"
-        ]
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ValidateTokenRequest"]
 
     token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "bugless.v1", "ValidateTokenRequest", ValidateTokenRequest
-)
+default_message_pool.register_message("bugless.v1", "ValidateTokenRequest", ValidateTokenRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -3156,13 +2764,9 @@ class WatchEvent(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["WatchEvent"]
 
-    issue: "Issue | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    issue: "Issue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    entry: "HistoryEntry | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    entry: "HistoryEntry | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message("bugless.v1", "WatchEvent", WatchEvent)
@@ -3182,9 +2786,7 @@ class WatchRequest(betterproto2.Message):
     def DESCRIPTOR() -> Descriptor:
         return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["WatchRequest"]
 
-    caller: "Caller | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     issue_id: "int | None" = betterproto2.field(
         2, betterproto2.TYPE_INT64, optional=True, group="target"
@@ -4517,9 +4119,7 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def complete_oidc(
-        self, message: "CompleteOidcRequest"
-    ) -> "AuthenticationResult":
+    async def complete_oidc(self, message: "CompleteOidcRequest") -> "AuthenticationResult":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -4562,8 +4162,7 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_list_authenticators(
-        self,
-        stream: "grpclib.server.Stream[ListAuthenticatorsRequest, ListAuthenticatorsResponse]",
+        self, stream: "grpclib.server.Stream[ListAuthenticatorsRequest, ListAuthenticatorsResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -4571,8 +4170,7 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_authenticate_password(
-        self,
-        stream: "grpclib.server.Stream[AuthenticatePasswordRequest, AuthenticationResult]",
+        self, stream: "grpclib.server.Stream[AuthenticatePasswordRequest, AuthenticationResult]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -4596,8 +4194,7 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_authenticate_certificate(
-        self,
-        stream: "grpclib.server.Stream[AuthenticateCertificateRequest, AuthenticationResult]",
+        self, stream: "grpclib.server.Stream[AuthenticateCertificateRequest, AuthenticationResult]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -4760,9 +4357,7 @@ class ComponentsBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def list_components(
-        self, message: "ListComponentsRequest"
-    ) -> "ListComponentsResponse":
+    async def list_components(self, message: "ListComponentsRequest") -> "ListComponentsResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -4787,8 +4382,7 @@ class ComponentsBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_list_components(
-        self,
-        stream: "grpclib.server.Stream[ListComponentsRequest, ListComponentsResponse]",
+        self, stream: "grpclib.server.Stream[ListComponentsRequest, ListComponentsResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -4841,9 +4435,7 @@ class HotlistsBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def list_hotlists(
-        self, message: "ListHotlistsRequest"
-    ) -> "ListHotlistsResponse":
+    async def list_hotlists(self, message: "ListHotlistsRequest") -> "ListHotlistsResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -4859,9 +4451,7 @@ class HotlistsBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def remove_hotlist_items(
-        self, message: "RemoveHotlistItemsRequest"
-    ) -> "Hotlist":
+    async def remove_hotlist_items(self, message: "RemoveHotlistItemsRequest") -> "Hotlist":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -4869,9 +4459,7 @@ class HotlistsBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def set_hotlist_item_note(
-        self, message: "SetHotlistItemNoteRequest"
-    ) -> "HotlistItem":
+    async def set_hotlist_item_note(self, message: "SetHotlistItemNoteRequest") -> "HotlistItem":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -4954,8 +4542,7 @@ class HotlistsBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_list_hotlist_items(
-        self,
-        stream: "grpclib.server.Stream[ListHotlistItemsRequest, ListHotlistItemsResponse]",
+        self, stream: "grpclib.server.Stream[ListHotlistItemsRequest, ListHotlistItemsResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5036,15 +4623,11 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def batch_get_issues(
-        self, message: "BatchGetIssuesRequest"
-    ) -> "BatchGetIssuesResponse":
+    async def batch_get_issues(self, message: "BatchGetIssuesRequest") -> "BatchGetIssuesResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def change_issue(
-        self, message: "ChangeIssueRequest"
-    ) -> "ChangeIssueResponse":
+    async def change_issue(self, message: "ChangeIssueRequest") -> "ChangeIssueResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5054,15 +4637,11 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def list_history(
-        self, message: "ListHistoryRequest"
-    ) -> "ListHistoryResponse":
+    async def list_history(self, message: "ListHistoryRequest") -> "ListHistoryResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def search_issues(
-        self, message: "QuerySearchRequest"
-    ) -> "SearchIssuesResponse":
+    async def search_issues(self, message: "QuerySearchRequest") -> "SearchIssuesResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5088,8 +4667,7 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_batch_get_issues(
-        self,
-        stream: "grpclib.server.Stream[BatchGetIssuesRequest, BatchGetIssuesResponse]",
+        self, stream: "grpclib.server.Stream[BatchGetIssuesRequest, BatchGetIssuesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5105,8 +4683,7 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_batch_change_issues(
-        self,
-        stream: "grpclib.server.Stream[BatchChangeIssuesRequest, BatchChangeIssuesResponse]",
+        self, stream: "grpclib.server.Stream[BatchChangeIssuesRequest, BatchChangeIssuesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5194,9 +4771,7 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
 
 
 class ModelBase(betterproto2_grpclib.ServiceBase):
-    async def get_server_info(
-        self, message: "GetServerInfoRequest"
-    ) -> "GetServerInfoResponse":
+    async def get_server_info(self, message: "GetServerInfoRequest") -> "GetServerInfoResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5208,15 +4783,11 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def batch_get_issues(
-        self, message: "BatchGetIssuesRequest"
-    ) -> "BatchGetIssuesResponse":
+    async def batch_get_issues(self, message: "BatchGetIssuesRequest") -> "BatchGetIssuesResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def change_issue(
-        self, message: "ChangeIssueRequest"
-    ) -> "ChangeIssueResponse":
+    async def change_issue(self, message: "ChangeIssueRequest") -> "ChangeIssueResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5226,15 +4797,11 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def list_history(
-        self, message: "ListHistoryRequest"
-    ) -> "ListHistoryResponse":
+    async def list_history(self, message: "ListHistoryRequest") -> "ListHistoryResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def search_issues(
-        self, message: "SearchIssuesRequest"
-    ) -> "SearchIssuesResponse":
+    async def search_issues(self, message: "SearchIssuesRequest") -> "SearchIssuesResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5251,9 +4818,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def list_components(
-        self, message: "ListComponentsRequest"
-    ) -> "ListComponentsResponse":
+    async def list_components(self, message: "ListComponentsRequest") -> "ListComponentsResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5269,9 +4834,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def list_hotlists(
-        self, message: "ListHotlistsRequest"
-    ) -> "ListHotlistsResponse":
+    async def list_hotlists(self, message: "ListHotlistsRequest") -> "ListHotlistsResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5287,9 +4850,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def remove_hotlist_items(
-        self, message: "RemoveHotlistItemsRequest"
-    ) -> "Hotlist":
+    async def remove_hotlist_items(self, message: "RemoveHotlistItemsRequest") -> "Hotlist":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5297,9 +4858,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def set_hotlist_item_note(
-        self, message: "SetHotlistItemNoteRequest"
-    ) -> "HotlistItem":
+    async def set_hotlist_item_note(self, message: "SetHotlistItemNoteRequest") -> "HotlistItem":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5309,9 +4868,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def create_saved_search(
-        self, message: "CreateSavedSearchRequest"
-    ) -> "SavedSearch":
+    async def create_saved_search(self, message: "CreateSavedSearchRequest") -> "SavedSearch":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5321,21 +4878,16 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def update_saved_search(
-        self, message: "UpdateSavedSearchRequest"
-    ) -> "SavedSearch":
+    async def update_saved_search(self, message: "UpdateSavedSearchRequest") -> "SavedSearch":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def delete_saved_search(
-        self, message: "DeleteSavedSearchRequest"
-    ) -> "DeleteResponse":
+    async def delete_saved_search(self, message: "DeleteSavedSearchRequest") -> "DeleteResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_get_server_info(
-        self,
-        stream: "grpclib.server.Stream[GetServerInfoRequest, GetServerInfoResponse]",
+        self, stream: "grpclib.server.Stream[GetServerInfoRequest, GetServerInfoResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5359,8 +4911,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_batch_get_issues(
-        self,
-        stream: "grpclib.server.Stream[BatchGetIssuesRequest, BatchGetIssuesResponse]",
+        self, stream: "grpclib.server.Stream[BatchGetIssuesRequest, BatchGetIssuesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5376,8 +4927,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_batch_change_issues(
-        self,
-        stream: "grpclib.server.Stream[BatchChangeIssuesRequest, BatchChangeIssuesResponse]",
+        self, stream: "grpclib.server.Stream[BatchChangeIssuesRequest, BatchChangeIssuesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5400,9 +4950,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         response = await self.search_issues(request)
         await stream.send_message(response)
 
-    async def __rpc_watch(
-        self, stream: "grpclib.server.Stream[WatchRequest, WatchEvent]"
-    ) -> None:
+    async def __rpc_watch(self, stream: "grpclib.server.Stream[WatchRequest, WatchEvent]") -> None:
         request = await stream.recv_message()
         assert request is not None
         await self._call_rpc_handler_server_stream(
@@ -5428,8 +4976,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_list_components(
-        self,
-        stream: "grpclib.server.Stream[ListComponentsRequest, ListComponentsResponse]",
+        self, stream: "grpclib.server.Stream[ListComponentsRequest, ListComponentsResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5517,8 +5064,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_list_hotlist_items(
-        self,
-        stream: "grpclib.server.Stream[ListHotlistItemsRequest, ListHotlistItemsResponse]",
+        self, stream: "grpclib.server.Stream[ListHotlistItemsRequest, ListHotlistItemsResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5534,8 +5080,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_list_saved_searches(
-        self,
-        stream: "grpclib.server.Stream[ListSavedSearchesRequest, ListSavedSearchesResponse]",
+        self, stream: "grpclib.server.Stream[ListSavedSearchesRequest, ListSavedSearchesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -5726,9 +5271,7 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
 
 class SavedSearchesBase(betterproto2_grpclib.ServiceBase):
-    async def create_saved_search(
-        self, message: "CreateSavedSearchRequest"
-    ) -> "SavedSearch":
+    async def create_saved_search(self, message: "CreateSavedSearchRequest") -> "SavedSearch":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5738,15 +5281,11 @@ class SavedSearchesBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def update_saved_search(
-        self, message: "UpdateSavedSearchRequest"
-    ) -> "SavedSearch":
+    async def update_saved_search(self, message: "UpdateSavedSearchRequest") -> "SavedSearch":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def delete_saved_search(
-        self, message: "DeleteSavedSearchRequest"
-    ) -> "DeleteResponse":
+    async def delete_saved_search(self, message: "DeleteSavedSearchRequest") -> "DeleteResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5759,8 +5298,7 @@ class SavedSearchesBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_list_saved_searches(
-        self,
-        stream: "grpclib.server.Stream[ListSavedSearchesRequest, ListSavedSearchesResponse]",
+        self, stream: "grpclib.server.Stream[ListSavedSearchesRequest, ListSavedSearchesResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
