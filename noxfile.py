@@ -17,7 +17,7 @@ import nox
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "proto_check", "tests"]
+nox.options.sessions = ["lint", "typecheck", "proto_check", "install_check", "tests"]
 
 ROOT = Path(__file__).parent
 PYTHON = "3.11"
@@ -68,7 +68,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over every package's code and tests, and this file."""
+    """mypy --strict over every package's code and this file."""
     session.install("mypy>=1.13", "nox", *TEST_TOOLS, *_all_packages())
     sources = [str(p) for p in sorted((ROOT / "packages").glob("*/src"))]
     session.run("mypy", "--strict", *sources, "noxfile.py")
@@ -107,6 +107,18 @@ def tests(session: nox.Session, package: str) -> None:
     )
 
 
+@nox.session(python=PYTHON, venv_backend="venv")
+def install_check(session: nox.Session) -> None:
+    """Plain pip, fresh venv: core and proto install and the CLI works."""
+    session.install("./packages/bugless-proto", "./packages/bugless-core")
+    session.run("bugless", "--help", silent=True)
+    session.run("bugless", "--version")
+    session.run("bugless", "plugins")
+    session.run(
+        "bugless", "query", "explain", 'is:open p<p2 -assignee:none "disk full" (c:123+ OR h:7)'
+    )
+
+
 def _ensure_system_packages(session: nox.Session) -> None:
     missing = [pkg for cmd, pkg in APT_PACKAGES.items() if shutil.which(cmd) is None]
     if not missing:
@@ -127,5 +139,5 @@ def _ensure_system_packages(session: nox.Session) -> None:
 def ci(session: nox.Session) -> None:
     """Everything CI checks, in order; installs system packages first."""
     _ensure_system_packages(session)
-    for name in ("lint", "typecheck", "proto_check", "tests"):
+    for name in ("lint", "typecheck", "proto_check", "install_check", "tests"):
         session.notify(name)

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 from grpclib.client import Channel
-from grpclib.server import Server
+from prometheus_client import CollectorRegistry
 
+from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_core.model.servicer import ModelServicer
 from bugless_proto import v1

@@ -1,0 +1,183 @@
+"""Follows every call on a grpclib server: context, metrics, error logs, draining.
+
+Everything hangs off two grpclib server events. ``RecvRequest`` fires in the
+call's own task once the request headers are in: there the call's
+:class:`~bugless_core.grpc._peer.CallContext` is stored in a context variable
+for the handler, and the task is remembered. ``SendTrailingMetadata`` fires in
+the same task with the final status. The call is counted as finished when its
+*task* is done rather than at the trailers event, because calls that end
+without trailers (client cancelled, connection lost) would otherwise stay "in
+flight" forever and hold up every drain; and because the task ends only after
+the trailers are written, so a drain waiting on it never cuts a response short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection
+
+from grpclib.const import Status
+from grpclib.events import RecvRequest, SendTrailingMetadata, listen
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server
+from multidict import MultiDictProxy
+
+from bugless_core.grpc._metrics import GrpcServerMetrics, split_method_name
+from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry
+
+logger = logging.getLogger("bugless_core.grpc")
+
+#: Statuses that mean the server failed: logged as errors.
+_SERVER_FAULTS = frozenset({Status.UNKNOWN, Status.INTERNAL, Status.DATA_LOSS})
+#: Statuses that mean the server or a dependency is struggling: logged as warnings.
+_DEGRADED = frozenset({Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED})
+
+#: Shown to clients whose call arrives after the server stopped accepting calls.
+SHUTTING_DOWN_MESSAGE = "this server is shutting down; retry, another instance will answer"
+
+
+def _log_level(status: Status | None) -> int:
+    if status in _SERVER_FAULTS:
+        return logging.ERROR
+    if status in _DEGRADED:
+        return logging.WARNING
+    # Client faults (bad argument, not found, ...) and calls the client gave up
+    # on are the client's business: logging each would drown real problems.
+    return logging.DEBUG
+
+
+class CallTracker:
+    """Tracks the calls of one server and refuses new ones once told to.
+
+    Attributes:
+        idle: Set while no call that a drain must wait for is running.
+    """
+
+    def __init__(
+        self,
+        *,
+        service_name: str,
+        metrics: GrpcServerMetrics,
+        connections: ConnectionRegistry,
+        drain_exempt_methods: Collection[str],
+    ) -> None:
+        """Create a tracker; :meth:`attach` it to the server before starting it.
+
+        Args:
+            service_name: The bugless service, added to every log record.
+            metrics: Where calls are counted and timed.
+            connections: Registry that turns grpclib peers into connections.
+            drain_exempt_methods: Methods a drain does not wait for because they
+                never end on their own (health ``Watch``, reflection streams);
+                they are cancelled when the server closes.
+        """
+        self._service_name = service_name
+        self._metrics = metrics
+        self._connections = connections
+        self._drain_exempt = frozenset(drain_exempt_methods)
+        self._calls: dict[asyncio.Task[object], CallContext] = {}
+        self._blocking: set[asyncio.Task[object]] = set()
+        self._refused: set[asyncio.Task[object]] = set()
+        self._refusing = False
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def attach(self, server: Server) -> None:
+        """Listen to ``server``'s call events."""
+        listen(server, RecvRequest, self._on_request)
+        listen(server, SendTrailingMetadata, self._on_trailers)
+
+    @property
+    def in_flight(self) -> int:
+        """Number of calls running now, including long-lived streams."""
+        return len(self._calls)
+
+    @property
+    def blocking_drain(self) -> int:
+        """Number of running calls that a drain waits for."""
+        return len(self._blocking)
+
+    def refuse_new_calls(self) -> None:
+        """Answer every call arriving from now on with UNAVAILABLE.
+
+        Closing the listening socket does not stop clients that already hold a
+        connection from starting calls on it; this does, with the status that
+        gRPC clients treat as "retry elsewhere".
+        """
+        self._refusing = True
+
+    async def _on_request(self, event: RecvRequest) -> None:
+        call = CallContext(
+            method_name=event.method_name,
+            connection=self._connections.connection_of(event.peer),
+            metadata=MultiDictProxy(event.metadata),
+        )
+        CURRENT_CALL.set(call)
+        task = asyncio.current_task()
+        if task is not None:
+            self._begin(task, call)
+        if self._refusing:
+            if task is not None:
+                self._refused.add(task)
+            raise GRPCError(Status.UNAVAILABLE, SHUTTING_DOWN_MESSAGE)
+
+    async def _on_trailers(self, event: SendTrailingMetadata) -> None:
+        call = CURRENT_CALL.get()
+        if call is not None:
+            call.status = event.status
+            call.status_message = event.status_message
+
+    def _begin(self, task: asyncio.Task[object], call: CallContext) -> None:
+        self._calls[task] = call
+        service, method = split_method_name(call.method_name)
+        self._metrics.in_flight.labels(service, method).inc()
+        if call.method_name not in self._drain_exempt:
+            self._blocking.add(task)
+            self.idle.clear()
+        task.add_done_callback(self._end)
+
+    def _end(self, task: asyncio.Task[object]) -> None:
+        call = self._calls.pop(task)
+        self._blocking.discard(task)
+        if not self._blocking:
+            self.idle.set()
+        refused = task in self._refused
+        self._refused.discard(task)
+
+        seconds = time.perf_counter() - call.started
+        service, method = split_method_name(call.method_name)
+        code = "CANCELLED" if call.status is None else call.status.name
+        self._metrics.in_flight.labels(service, method).dec()
+        self._metrics.handled.labels(service, method, code).inc()
+        self._metrics.handling_seconds.labels(service, method).observe(seconds)
+
+        if call.status is Status.OK:
+            return
+        level = logging.DEBUG if refused else _log_level(call.status)
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "%s ended with %s: %s",
+                call.method_name,
+                code,
+                call.status_message or "(no message)",
+                extra={
+                    "service": self._service_name,
+                    "grpc_service": service,
+                    "grpc_method": method,
+                    "grpc_code": code,
+                    "grpc_message": call.status_message,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "connection_id": call.connection.id,
+                    "peer": _format_address(call.connection.address),
+                },
+            )
+
+
+def _format_address(address: tuple[str, int] | None) -> str | None:
+    if address is None:
+        return None
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

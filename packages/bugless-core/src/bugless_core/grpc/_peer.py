@@ -1,0 +1,151 @@
+"""Who is calling: the connection, certificate and metadata of the current call.
+
+betterproto2 handlers receive only the request message, never the grpclib
+stream, so the server stores what a handler may need to know about the caller
+in a context variable when the request arrives (see ``_calls``). Every call
+runs in its own asyncio task, so the value is private to the call and is gone
+when the call ends; code outside a call sees ``None`` or an empty mapping,
+which reads as "anonymous" and therefore fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import time
+import weakref
+from collections.abc import Mapping
+from contextvars import ContextVar
+
+from grpclib.const import Status
+from grpclib.protocol import Peer
+from multidict import MultiDict, MultiDictProxy, MultiMapping
+
+# Never reused within a process, unlike id(): a cache keyed by it cannot hand one
+# client's identity to the next connection that happens to reuse an address.
+_CONNECTION_IDS = itertools.count(1)
+
+_NO_METADATA: MultiDictProxy[str | bytes] = MultiDictProxy(MultiDict())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PeerConnection:
+    """The client connection a call arrived on.
+
+    Every call made on one connection sees the *same* object, which compares
+    and hashes by identity and can be weakly referenced: it is the key for
+    anything cached per connection (such as the identity the Authenticator
+    derives from a client certificate), and the cache entry goes away with the
+    connection when it is held in a ``weakref.WeakKeyDictionary``.
+
+    Attributes:
+        id: Process-unique number of the connection, for logs; never reused.
+        address: The client's ``(host, port)``, when the socket knows it.
+        certificate: The client certificate in DER form, present only on
+            mutual TLS, where the handshake has already verified it against
+            ``client_ca``; ``None`` on plaintext or server-only TLS.
+        certificate_fields: The same certificate decoded by
+            ``ssl.SSLSocket.getpeercert()`` (``subject``, ``issuer``,
+            ``subjectAltName``, ``notAfter``, ...), for callers that need a
+            name from it without an X.509 library.
+    """
+
+    id: int
+    address: tuple[str, int] | None
+    certificate: bytes | None
+    certificate_fields: Mapping[str, object] | None
+
+
+class ConnectionRegistry:
+    """Maps live transports to their :class:`PeerConnection`, for one server.
+
+    grpclib builds a new ``Peer`` for every call, so the registry is what makes
+    the per-connection object stable. It also lets the server close the
+    connections it knows of when it shuts down.
+    """
+
+    def __init__(self) -> None:
+        self._by_transport: weakref.WeakKeyDictionary[asyncio.BaseTransport, PeerConnection] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def connection_of(self, peer: Peer) -> PeerConnection:
+        """Return the connection ``peer`` belongs to, describing it on first sight."""
+        # grpclib's Peer exposes the certificate only as getpeercert()'s dict;
+        # the DER bytes need the SSL object, reachable through its transport.
+        transport: asyncio.BaseTransport = peer._transport
+        connection = self._by_transport.get(transport)
+        if connection is None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            certificate = None if ssl_object is None else ssl_object.getpeercert(binary_form=True)
+            fields = None if certificate is None else ssl_object.getpeercert()
+            address = peer.addr()
+            connection = PeerConnection(
+                id=next(_CONNECTION_IDS),
+                address=(str(address[0]), int(address[1])) if address else None,
+                certificate=certificate,
+                certificate_fields=fields,
+            )
+            self._by_transport[transport] = connection
+        return connection
+
+    def close_all(self) -> int:
+        """Close every known connection still open; return how many were closed."""
+        closed = 0
+        for transport in list(self._by_transport):
+            if not transport.is_closing():
+                transport.close()
+                closed += 1
+        return closed
+
+
+@dataclasses.dataclass
+class CallContext:
+    """What the server knows about one call while it runs.
+
+    Attributes:
+        method_name: ``/package.Service/Method``.
+        connection: The connection the call arrived on.
+        metadata: Invocation metadata sent by the client.
+        started: ``time.perf_counter()`` when the request headers arrived.
+        status: Final status, once the trailers are being sent; stays ``None``
+            for calls that end without trailers (cancelled, connection lost).
+        status_message: Message sent with a non-OK status.
+    """
+
+    method_name: str
+    connection: PeerConnection
+    metadata: MultiDictProxy[str | bytes]
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    status: Status | None = None
+    status_message: str | None = None
+
+
+CURRENT_CALL: ContextVar[CallContext | None] = ContextVar("bugless_grpc_call", default=None)
+
+
+def current_peer() -> PeerConnection | None:
+    """Return the connection of the gRPC call being handled, ``None`` outside a call."""
+    call = CURRENT_CALL.get()
+    return None if call is None else call.connection
+
+
+def current_peer_certificate() -> bytes | None:
+    """Return the verified client certificate (DER) of the current call.
+
+    ``None`` unless the server runs mutual TLS, and outside a call: callers
+    treat ``None`` as "not authenticated by certificate".
+    """
+    call = CURRENT_CALL.get()
+    return None if call is None else call.connection.certificate
+
+
+def current_metadata() -> MultiMapping[str | bytes]:
+    """Return the invocation metadata of the current call (read-only).
+
+    Keys are lower-case; ``-bin`` keys carry ``bytes``, the others ``str``.
+    Outside a call the mapping is empty.
+    """
+    call = CURRENT_CALL.get()
+    return _NO_METADATA if call is None else call.metadata

@@ -1,0 +1,400 @@
+"""The runner every bugless gRPC service is served with.
+
+It puts together what DESIGN §6 asks of every service (health, reflection,
+Prometheus metrics, structured logs, TLS/mTLS) and owns the shutdown sequence
+Kubernetes needs: on SIGTERM report NOT_SERVING and keep serving for
+``drain_seconds`` (so balancers take the pod out of rotation first), then stop
+accepting, let in-flight calls finish for up to ``grace_seconds``, then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from types import TracebackType
+
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpclib._typing import IServable
+from grpclib.health.check import CheckBase, ServiceStatus
+from grpclib.health.service import Health
+from grpclib.server import Server
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from bugless_core.grpc._calls import CallTracker
+from bugless_core.grpc._metrics import GrpcServerMetrics, MetricsEndpoint, split_method_name
+from bugless_core.grpc._peer import ConnectionRegistry
+from bugless_core.grpc._reflection import with_reflection
+from bugless_core.grpc._settings import GrpcServerSettings
+from bugless_core.grpc._tls import build_server_ssl_context
+from bugless_proto import DESCRIPTOR_POOL
+
+logger = logging.getLogger("bugless_core.grpc")
+
+#: Calls that never end on their own: a drain does not wait for them (they get
+#: the NOT_SERVING update, for ``Watch``, and are cancelled at close).
+_LONG_LIVED_METHODS = frozenset(
+    {
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+#: Upper bound on waiting for grpclib to finish closing once calls are
+#: cancelled; only a connection we never saw a call on can hold it up.
+_CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+def _service_name(servable: IServable) -> str:
+    first_method = next(iter(servable.__mapping__()), None)
+    if first_method is None:
+        raise ValueError(f"{servable!r} has no methods to serve")
+    return split_method_name(first_method)[0]
+
+
+def _listener(server: Server) -> asyncio.Server:
+    # grpclib 0.4 has no public way to stop listening without also cancelling
+    # every running call (Server.close does both), so drain reaches the asyncio
+    # server underneath to close only the listening sockets.
+    listener = server._server
+    if not isinstance(listener, asyncio.Server):
+        raise RuntimeError("the server is not started")
+    return listener
+
+
+async def _wait_for_any(*events: asyncio.Event, seconds: float | None) -> None:
+    """Return when one of ``events`` is set or after ``seconds`` (``None``: never)."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        async with asyncio.timeout(seconds):
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    except TimeoutError:
+        pass
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+class GrpcServiceRunner:
+    """Serves a process's gRPC services with health, reflection, metrics and drain.
+
+    Typical use, in a service's ``serve`` command::
+
+        runner = GrpcServiceRunner([ModelServicer(backend)], settings, name="model")
+        await runner.serve_until_signalled()
+
+    Health (``grpc.health.v1.Health``) answers for each served service by its
+    full name and for ``""`` (the whole server). A service is SERVING when the
+    runner has started and is not draining (see :meth:`set_serving`) *and*
+    every readiness check passes; ``""`` is SERVING when all services are.
+    Readiness checks are grpclib health checks: ``ServiceStatus`` for a state
+    the caller pushes (``status.set(False)`` when the database connection
+    drops), or ``ServiceCheck(async_fn, check_ttl=...)`` for one that is polled
+    when asked. A ``ServiceStatus`` starts unknown, which reads NOT_SERVING,
+    until it is first set.
+
+    Attributes:
+        name: The service's name in logs (``model``, ``auth``, ...).
+        settings: What the runner was configured with.
+        health: The health servable, served by the runner already.
+        metrics_registry: The Prometheus registry the call metrics are in, and
+            the one ``/metrics`` serves; services add their own metrics to it.
+    """
+
+    def __init__(
+        self,
+        servables: Sequence[IServable],
+        settings: GrpcServerSettings,
+        *,
+        name: str,
+        readiness_checks: Sequence[CheckBase] = (),
+        descriptor_pool: DescriptorPool | None = None,
+        metrics_registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        """Prepare the runner; nothing is bound until :meth:`start`.
+
+        Args:
+            servables: The application services (betterproto2 ``*Base``
+                subclasses or any grpclib servable). Health and reflection are
+                added by the runner.
+            settings: Where to listen, TLS, metrics, drain timings.
+            name: The service's name in logs.
+            readiness_checks: Checks every service's health depends on.
+            descriptor_pool: Descriptors reflection serves; defaults to
+                ``bugless_proto.DESCRIPTOR_POOL``.
+            metrics_registry: Where call metrics are registered; the process
+                default registry unless a caller (a test) wants its own.
+
+        Raises:
+            ValueError: No servables, or two of them serve the same service.
+        """
+        if not servables:
+            raise ValueError("a gRPC server needs at least one service to serve")
+        self.name = name
+        self.settings = settings
+        self.metrics_registry = metrics_registry
+        self._servables = list(servables)
+        self._statuses: dict[str, ServiceStatus] = {}
+        for servable in self._servables:
+            service = _service_name(servable)
+            if service in self._statuses:
+                raise ValueError(f"two servables both serve {service}; pass each service once")
+            self._statuses[service] = ServiceStatus()
+        self.health = Health(
+            {
+                servable: [self._statuses[_service_name(servable)], *readiness_checks]
+                for servable in self._servables
+            }
+        )
+        self._descriptor_pool = DESCRIPTOR_POOL if descriptor_pool is None else descriptor_pool
+        self._connections = ConnectionRegistry()
+        self._tracker = CallTracker(
+            service_name=name,
+            metrics=GrpcServerMetrics.for_registry(metrics_registry),
+            connections=self._connections,
+            drain_exempt_methods=_LONG_LIVED_METHODS,
+        )
+        self._metrics_endpoint = MetricsEndpoint(metrics_registry)
+        self._server: Server | None = None
+        self._port: int | None = None
+        self._draining = False
+        self._stop_now = asyncio.Event()
+        self._closed = asyncio.Event()
+
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """Full names of the application services served (``bugless.v1.Model``)."""
+        return tuple(self._statuses)
+
+    @property
+    def port(self) -> int:
+        """The port gRPC listens on, known once :meth:`start` has returned."""
+        if self._port is None:
+            raise RuntimeError("the gRPC server is not started: no port yet")
+        return self._port
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of ``/metrics``; ``None`` when the settings ask for no endpoint."""
+        if self.settings.metrics_port is None or self._server is None:
+            return None
+        return self._metrics_endpoint.port
+
+    @property
+    def in_flight(self) -> int:
+        """Number of calls being handled now."""
+        return self._tracker.in_flight
+
+    @property
+    def draining(self) -> bool:
+        """Whether a drain (or close) has begun: the server is on its way out."""
+        return self._draining
+
+    async def start(self) -> None:
+        """Bind the gRPC port (and the metrics port) and report SERVING.
+
+        Returns once the sockets listen, so that callers can read :attr:`port`.
+
+        Raises:
+            RuntimeError: The runner was started before.
+            OSError: A port cannot be bound, or a TLS file cannot be read.
+            ssl.SSLError: A TLS file is invalid.
+        """
+        if self._server is not None:
+            raise RuntimeError("the gRPC server is already started; a runner starts once")
+        settings = self.settings
+        ssl_context = build_server_ssl_context(settings)
+        server = Server(with_reflection([*self._servables, self.health], self._descriptor_pool))
+        self._tracker.attach(server)
+        await server.start(settings.host, settings.port, ssl=ssl_context)
+        self._server = server
+        self._port = int(_listener(server).sockets[0].getsockname()[1])
+        if settings.metrics_port is not None:
+            try:
+                await self._metrics_endpoint.start(settings.metrics_host, settings.metrics_port)
+            except BaseException:
+                server.close()
+                await server.wait_closed()
+                self._server = self._port = None
+                raise
+        for status in self._statuses.values():
+            status.set(True)
+        logger.info(
+            "%s serving gRPC on %s:%d",
+            self.name,
+            settings.host,
+            self._port,
+            extra={
+                "service": self.name,
+                "host": settings.host,
+                "port": self._port,
+                "tls": settings.tls,
+                "mutual_tls": settings.mutual_tls,
+                "metrics_port": self.metrics_port,
+                "grpc_services": list(self._statuses),
+            },
+        )
+
+    def set_serving(self, serving: bool, *, service: str | None = None) -> None:
+        """Report ``service`` (by default every service) as SERVING or NOT_SERVING.
+
+        The runner reports SERVING on start and NOT_SERVING on drain; callers
+        flip it to take the server out of rotation without stopping it, e.g.
+        during maintenance. Readiness checks still apply on top.
+
+        Raises:
+            RuntimeError: Asked to report SERVING while draining.
+            ValueError: ``service`` is not served here.
+        """
+        if serving and self._draining:
+            raise RuntimeError("the server is draining: it cannot report SERVING again")
+        if service is None:
+            statuses = list(self._statuses.values())
+        elif service in self._statuses:
+            statuses = [self._statuses[service]]
+        else:
+            raise ValueError(f"{service!r} is not served here; served: {', '.join(self._statuses)}")
+        for status in statuses:
+            status.set(serving)
+
+    async def drain(self) -> None:
+        """Shut down gracefully; return when the server is closed.
+
+        In order: report NOT_SERVING for every service; keep serving for
+        ``drain_seconds``; stop accepting connections and answer new calls on
+        existing connections with UNAVAILABLE; wait up to ``grace_seconds`` for
+        the calls in progress; cancel what is left and close. :meth:`stop_now`
+        (a second signal) skips the remaining waits. Calling it again, or while
+        it runs, waits for the same shutdown.
+        """
+        if self._server is None:
+            raise RuntimeError("the gRPC server is not started: nothing to drain")
+        if self._draining:
+            await self._closed.wait()
+            return
+        self._draining = True
+        settings = self.settings
+        for status in self._statuses.values():
+            status.set(False)
+        logger.info(
+            "%s draining: NOT_SERVING for %.1fs before it stops accepting calls",
+            self.name,
+            settings.drain_seconds,
+            extra={"service": self.name, "drain_seconds": settings.drain_seconds},
+        )
+        await _wait_for_any(self._stop_now, seconds=settings.drain_seconds)
+
+        self._stop_accepting(self._server)
+        logger.info(
+            "%s stopped accepting calls; waiting up to %.1fs for %d in flight",
+            self.name,
+            settings.grace_seconds,
+            self._tracker.blocking_drain,
+            extra={
+                "service": self.name,
+                "grace_seconds": settings.grace_seconds,
+                "in_flight": self._tracker.blocking_drain,
+            },
+        )
+        await _wait_for_any(self._tracker.idle, self._stop_now, seconds=settings.grace_seconds)
+        await self.close()
+
+    def stop_now(self) -> None:
+        """Make a running :meth:`drain` skip its remaining waits and close now."""
+        self._stop_now.set()
+
+    async def close(self) -> None:
+        """Stop at once: cancel calls in progress, close connections and ports.
+
+        Prefer :meth:`drain`; this is its last step, and what leaving an
+        ``async with`` block does. Idempotent.
+        """
+        server = self._server
+        if server is None or self._closed.is_set():
+            return
+        self._draining = True
+        for status in self._statuses.values():
+            status.set(False)
+        self._stop_accepting(server)
+        cancelled = self._tracker.blocking_drain
+        server.close()
+        self._connections.close_all()
+        try:
+            await asyncio.wait_for(server.wait_closed(), _CLOSE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            logger.warning(
+                "%s: gRPC handlers still running %.1fs after being cancelled",
+                self.name,
+                _CLOSE_TIMEOUT_SECONDS,
+                extra={"service": self.name},
+            )
+        await self._metrics_endpoint.stop()
+        self._closed.set()
+        log = logger.warning if cancelled else logger.info
+        log(
+            "%s stopped; %d calls were cancelled",
+            self.name,
+            cancelled,
+            extra={"service": self.name, "cancelled_calls": cancelled},
+        )
+
+    def _stop_accepting(self, server: Server) -> None:
+        _listener(server).close()
+        self._tracker.refuse_new_calls()
+
+    async def serve_until_signalled(
+        self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+    ) -> None:
+        """Serve (starting if needed) until a signal arrives, then drain.
+
+        A second signal during the drain stops at once (:meth:`stop_now`), for
+        an operator who does not want to wait. The handlers are installed on
+        the running loop, so this must run in the main thread, and are removed
+        before returning.
+        """
+        if self._server is None:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+
+        def on_signal(signum: signal.Signals) -> None:
+            if not signalled.is_set():
+                logger.info(
+                    "%s received %s; draining",
+                    self.name,
+                    signum.name,
+                    extra={"service": self.name, "signal": signum.name},
+                )
+                signalled.set()
+            else:
+                logger.warning(
+                    "%s received %s again; stopping now",
+                    self.name,
+                    signum.name,
+                    extra={"service": self.name, "signal": signum.name},
+                )
+                self.stop_now()
+
+        for signum in signals:
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await _wait_for_any(signalled, self._closed, seconds=None)
+            await self.drain()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+
+    async def __aenter__(self) -> GrpcServiceRunner:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,85 @@
+"""What a bugless gRPC server listens on, how it authenticates, and how it stops."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GrpcServerSettings:
+    """Listening, TLS, metrics and shutdown settings shared by every gRPC service.
+
+    Each service's own settings hold one of these; the CLI fills it from flags
+    and ``BUGLESS_*`` variables. Invalid combinations are refused when the
+    object is built, so a misconfigured pod fails at start-up, not at the first
+    TLS handshake.
+
+    Attributes:
+        host: Address to bind. Loopback by default so that a forgotten flag
+            never exposes an unauthenticated service; a pod sets ``0.0.0.0``.
+        port: TCP port to bind; 0 lets the kernel pick a free one (tests, and
+            ``bugless dev``), readable afterwards from the runner's ``port``.
+        tls_cert: PEM certificate chain presented to clients. Together with
+            ``tls_key`` it turns TLS on; without both the server speaks
+            plaintext HTTP/2 (fine behind a mesh sidecar, or on loopback).
+        tls_key: PEM private key of ``tls_cert``.
+        client_ca: PEM bundle of the CAs whose client certificates are
+            accepted. Setting it turns on mutual TLS: a client that presents no
+            certificate, or one this bundle does not vouch for, is refused
+            during the handshake, before any gRPC call is seen. Requires
+            ``tls_cert``/``tls_key``.
+        metrics_host: Address of the Prometheus ``/metrics`` endpoint. Kept
+            apart from ``host`` so that metrics and gRPC can be exposed
+            differently; loopback by default, so a pod scraped by Prometheus
+            sets ``0.0.0.0``.
+        metrics_port: Port of the metrics endpoint; ``None`` serves no metrics
+            (tests, embedded use), 0 picks a free port.
+        drain_seconds: How long the server keeps serving while reporting
+            NOT_SERVING before it stops accepting calls, so that load balancers
+            and Kubernetes notice and steer new traffic elsewhere first. It
+            should exceed the health-check period of whatever balances traffic.
+        grace_seconds: How long, after it stops accepting, the server waits for
+            calls already in progress; calls still running then are cancelled.
+            Keep ``drain_seconds + grace_seconds`` below the pod's
+            ``terminationGracePeriodSeconds`` (30 by default) so that the
+            process exits on its own instead of being killed.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    drain_seconds: float = 5.0
+    grace_seconds: float = 25.0
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "tls_cert and tls_key go together: set both to serve TLS, or neither for plaintext"
+            )
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ValueError(
+                "client_ca (mutual TLS) needs tls_cert and tls_key: a server cannot ask for "
+                "client certificates over plaintext"
+            )
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 65535:
+                raise ValueError(f"{name} must be between 0 and 65535, not {value}")
+        for name in ("drain_seconds", "grace_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS (a certificate and key are configured)."""
+        return self.tls_cert is not None
+
+    @property
+    def mutual_tls(self) -> bool:
+        """Whether clients must present a certificate signed by ``client_ca``."""
+        return self.client_ca is not None

@@ -1,0 +1,119 @@
+"""Logging set-up shared by every bugless process.
+
+In production each log record is one JSON object on one line, which log
+collectors (Fluent Bit, Vector, Cloud Logging, Loki) ingest without parsing
+rules, keeping the ``extra={...}`` fields a record was logged with as fields
+that can be searched. On a terminal the same records read as text, with the
+extra fields appended as ``key=value``.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import TextIO
+
+#: Attributes every LogRecord has; anything else on a record came from ``extra``.
+_STANDARD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", logging.INFO, "", 0, "", (), None).__dict__
+) | {"message", "asctime", "taskName"}
+
+
+def _extra_fields(record: logging.LogRecord) -> dict[str, object]:
+    return {
+        key: value
+        for key, value in record.__dict__.items()
+        if key not in _STANDARD_ATTRIBUTES and not key.startswith("_")
+    }
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one line of JSON.
+
+    The fixed keys are ``time`` (ISO 8601, UTC, milliseconds), ``level``,
+    ``logger`` and ``message``; then every ``extra`` field (which cannot
+    overwrite a fixed key), and
+    ``exception``/``stack`` with the formatted traceback when there is one.
+    Values JSON cannot encode are written as their ``str()``, so that a log
+    call never fails because of what it logs.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return ``record`` as a single line of JSON."""
+        document: dict[str, object] = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in _extra_fields(record).items():
+            document.setdefault(key, value)
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            document["stack"] = self.formatStack(record.stack_info)
+        return jsonlib.dumps(document, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Formats a record for people: ``time LEVEL logger: message key=value ...``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return ``record`` as text, its extra fields appended as ``key=value``."""
+        text = super().format(record)
+        extra = _extra_fields(record)
+        if not extra:
+            return text
+        first_line, newline, rest = text.partition("\n")
+        pairs = " ".join(f"{key}={value!r}" for key, value in extra.items())
+        return f"{first_line} {pairs}{newline}{rest}"
+
+
+class _BuglessHandler(logging.StreamHandler[TextIO]):
+    """Marks the handler :func:`configure_logging` installed, to replace it later."""
+
+
+def configure_logging(
+    level: int | str = logging.INFO, json: bool = True, *, stream: TextIO | None = None
+) -> None:
+    """Send every log record of the process to ``stream`` as JSON lines or text.
+
+    Called once at start-up by the CLI; calling it again replaces the handler
+    it installed before and leaves any other handler (pytest's, say) alone.
+    Records go to standard error so that commands printing results (``--json``)
+    keep standard output clean.
+
+    Args:
+        level: Lowest level logged, as a number or a name (``"info"``, ``"DEBUG"``).
+        json: One JSON object per line (production) rather than text (a terminal).
+        stream: Where to write; standard error by default.
+
+    Raises:
+        ValueError: ``level`` is not a level name.
+    """
+    if isinstance(level, str):
+        named = logging.getLevelNamesMapping().get(level.upper())
+        if named is None:
+            names = ", ".join(
+                name.lower() for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+            )
+            raise ValueError(f"unknown log level {level!r}; use one of {names}")
+        level = named
+    handler = _BuglessHandler(sys.stderr if stream is None else stream)
+    handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _BuglessHandler)]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,91 @@
+"""Certificates, runners and channels for the gRPC bootstrap tests.
+
+Everything is real: trustme certificates written to files, servers bound to
+loopback ports, grpclib channels over sockets.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import trustme
+from grpc_test_server import OpenChannel, Pki, SlowModel, StartRunner
+from grpclib.client import Channel
+from prometheus_client import CollectorRegistry
+
+from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("bot.example", common_name="bot.example")
+    stranger = trustme.CA().issue_cert("stranger.example", common_name="stranger.example")
+
+    def write(name: str, blob: trustme.Blob) -> str:
+        path = directory / name
+        blob.write_to_path(str(path))
+        return str(path)
+
+    return Pki(
+        ca=write("ca.pem", ca.cert_pem),
+        server_cert=write("server.pem", server.cert_chain_pems[0]),
+        server_key=write("server.key", server.private_key_pem),
+        client_cert=write("client.pem", client.cert_chain_pems[0]),
+        client_key=write("client.key", client.private_key_pem),
+        client_der=ssl.PEM_cert_to_DER_cert(client.cert_chain_pems[0].bytes().decode()),
+        stranger_cert=write("stranger.pem", stranger.cert_chain_pems[0]),
+        stranger_key=write("stranger.key", stranger.private_key_pem),
+    )
+
+
+@pytest.fixture
+async def start_runner() -> AsyncIterator[StartRunner]:
+    """Start runners serving a :class:`SlowModel`; close them all afterwards.
+
+    Takes the settings (plaintext, no drain delay by default), a servicer (a
+    fresh one by default) and any other runner argument. Each runner gets its
+    own metrics registry, so its counters start at zero.
+    """
+    runners: list[GrpcServiceRunner] = []
+
+    async def start(
+        settings: GrpcServerSettings | None = None,
+        servicer: SlowModel | None = None,
+        **kwargs: object,
+    ) -> GrpcServiceRunner:
+        if settings is None:
+            settings = GrpcServerSettings(drain_seconds=0.0, grace_seconds=1.0)
+        kwargs.setdefault("metrics_registry", CollectorRegistry())
+        runner = GrpcServiceRunner(
+            [servicer or SlowModel()],
+            settings,
+            name="test-model",
+            **kwargs,  # type: ignore[arg-type]
+        )
+        await runner.start()
+        runners.append(runner)
+        return runner
+
+    yield start
+    for runner in runners:
+        await runner.close()
+
+
+@pytest.fixture
+def open_channel() -> Iterator[OpenChannel]:
+    """Open grpclib channels to loopback; close them all afterwards."""
+    channels: list[Channel] = []
+
+    def open_(port: int, ssl_context: ssl.SSLContext | None = None) -> Channel:
+        channel = Channel("127.0.0.1", port, ssl=ssl_context)
+        channels.append(channel)
+        return channel
+
+    yield open_
+    for channel in channels:
+        channel.close()

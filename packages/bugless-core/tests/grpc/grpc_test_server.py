@@ -1,0 +1,135 @@
+"""A Model servicer for the gRPC bootstrap tests, and a server process serving it.
+
+The tests import :class:`SlowModel`; ``test_signals.py`` also runs this file as
+a script, because signal handling is only honest in a process of its own.
+Run as a script it prints ``{"port": N}`` on stdout once listening, logs JSON
+on stderr, and serves until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import ssl
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
+from bugless_core.grpc import (
+    GrpcServerSettings,
+    GrpcServiceRunner,
+    build_client_ssl_context,
+    current_metadata,
+    current_peer,
+    current_peer_certificate,
+)
+from bugless_core.logs import configure_logging
+from bugless_proto import v1
+
+#: Request metadata key: seconds the handler sleeps before answering.
+DELAY_KEY = "x-test-delay-seconds"
+#: Request metadata key: "grpc" raises INVALID_ARGUMENT, "crash" a RuntimeError.
+FAIL_KEY = "x-test-fail"
+
+
+#: Type of the ``start_runner`` fixture (see conftest.py).
+StartRunner = Callable[..., Awaitable[GrpcServiceRunner]]
+#: Type of the ``open_channel`` fixture (see conftest.py).
+OpenChannel = Callable[..., Channel]
+
+SERVING = HealthCheckResponse.SERVING
+NOT_SERVING = HealthCheckResponse.NOT_SERVING
+
+
+@dataclasses.dataclass(frozen=True)
+class Pki:
+    """PEM files of a CA, a server and a client it signed, and a stranger it did not."""
+
+    ca: str
+    server_cert: str
+    server_key: str
+    client_cert: str
+    client_key: str
+    client_der: bytes
+    stranger_cert: str
+    stranger_key: str
+
+    def mutual_tls_settings(
+        self, *, drain_seconds: float = 0.0, grace_seconds: float = 1.0
+    ) -> GrpcServerSettings:
+        """Settings of a server that requires client certificates signed by ``ca``."""
+        return GrpcServerSettings(
+            tls_cert=Path(self.server_cert),
+            tls_key=Path(self.server_key),
+            client_ca=Path(self.ca),
+            drain_seconds=drain_seconds,
+            grace_seconds=grace_seconds,
+        )
+
+    def client_context(self) -> ssl.SSLContext:
+        """What a frontend uses to call the server: trusts ``ca``, shows the client cert."""
+        return build_client_ssl_context(self.ca, self.client_cert, self.client_key)
+
+
+async def health_status(channel: Channel, service: str = "") -> int:
+    """Ask ``grpc.health.v1.Health/Check`` about ``service`` ("" is the whole server)."""
+    response = await HealthStub(channel).Check(HealthCheckRequest(service=service), timeout=5)
+    assert response is not None
+    return int(response.status)
+
+
+class SlowModel(v1.ModelBase):
+    """Answers GetServerInfo, as slowly or as badly as the request metadata asks.
+
+    It records what the handler saw of its caller, so that tests can check the
+    context variables from inside a real call.
+    """
+
+    def __init__(self) -> None:
+        self.seen_certificates: list[bytes | None] = []
+        self.seen_connection_ids: list[int] = []
+
+    async def get_server_info(self, message: v1.GetServerInfoRequest) -> v1.GetServerInfoResponse:
+        metadata = current_metadata()
+        peer = current_peer()
+        self.seen_certificates.append(current_peer_certificate())
+        if peer is not None:
+            self.seen_connection_ids.append(peer.id)
+        delay = metadata.get(DELAY_KEY)
+        if isinstance(delay, str):
+            await asyncio.sleep(float(delay))
+        failure = metadata.get(FAIL_KEY)
+        if failure == "grpc":
+            raise GRPCError(Status.INVALID_ARGUMENT, "the test asked for a bad argument")
+        if failure == "crash":
+            raise RuntimeError("the test asked for a crash")
+        return v1.GetServerInfoResponse(backend="test", version="0", capabilities=["slow"])
+
+
+async def _serve(drain_seconds: float, grace_seconds: float) -> None:
+    settings = GrpcServerSettings(port=0, drain_seconds=drain_seconds, grace_seconds=grace_seconds)
+    runner = GrpcServiceRunner([SlowModel()], settings, name="test-model")
+    await runner.start()
+    print(json.dumps({"port": runner.port}), flush=True)
+    await runner.serve_until_signalled()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--drain-seconds", type=float, default=0.5)
+    parser.add_argument("--grace-seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    configure_logging("info", json=True, stream=sys.stderr)
+    asyncio.run(_serve(args.drain_seconds, args.grace_seconds))
+
+
+if __name__ == "__main__":
+    main()

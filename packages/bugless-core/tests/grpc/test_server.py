@@ -1,0 +1,262 @@
+"""The runner over plaintext: calls, caller context, health, drain, errors, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from grpc_test_server import (
+    DELAY_KEY,
+    FAIL_KEY,
+    NOT_SERVING,
+    SERVING,
+    OpenChannel,
+    SlowModel,
+    StartRunner,
+    health_status,
+)
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.health.check import ServiceStatus
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bugless_core.grpc import GrpcServerSettings
+from bugless_proto import v1
+
+MODEL = "bugless.v1.Model"
+
+
+async def _wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - polls a counter that has no event
+            await asyncio.sleep(0.01)
+
+
+async def test_call_is_served_on_the_port_picked_at_start(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    runner = await start_runner()
+
+    assert runner.port > 0
+    reply = await v1.ModelStub(open_channel(runner.port)).get_server_info(timeout=5)
+    assert reply.backend == "test"
+    assert runner.service_names == (MODEL,)
+
+
+async def test_handler_sees_metadata_and_one_connection_object_per_connection(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    servicer = SlowModel()
+    runner = await start_runner(servicer=servicer)
+    stub = v1.ModelStub(open_channel(runner.port))
+    other_stub = v1.ModelStub(open_channel(runner.port))
+
+    await stub.get_server_info(timeout=5, metadata={DELAY_KEY: "0"})
+    await stub.get_server_info(timeout=5)
+    await other_stub.get_server_info(timeout=5)
+
+    first, second, third = servicer.seen_connection_ids
+    assert first == second
+    assert third != first
+    assert servicer.seen_certificates == [None, None, None]
+
+
+async def test_health_is_serving_per_service_and_overall_and_unknown_services_are_not_found(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    runner = await start_runner()
+    channel = open_channel(runner.port)
+
+    assert await health_status(channel) == SERVING
+    assert await health_status(channel, MODEL) == SERVING
+    with pytest.raises(GRPCError) as raised:
+        await health_status(channel, "bugless.v1.Nope")
+    assert raised.value.status is Status.NOT_FOUND
+
+
+async def test_set_serving_and_readiness_checks_drive_health(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    database = ServiceStatus()
+    database.set(True)
+    runner = await start_runner(readiness_checks=[database])
+    channel = open_channel(runner.port)
+
+    database.set(False)
+    assert await health_status(channel, MODEL) == NOT_SERVING
+    assert await health_status(channel) == NOT_SERVING
+    database.set(True)
+    assert await health_status(channel) == SERVING
+
+    runner.set_serving(False, service=MODEL)
+    assert await health_status(channel, MODEL) == NOT_SERVING
+    runner.set_serving(True)
+    assert await health_status(channel, MODEL) == SERVING
+    with pytest.raises(ValueError, match="not served here"):
+        runner.set_serving(False, service="bugless.v1.Nope")
+
+
+async def test_drain_reports_not_serving_finishes_in_flight_calls_and_refuses_new_ones(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    settings = GrpcServerSettings(drain_seconds=0.4, grace_seconds=5.0)
+    runner = await start_runner(settings)
+    channel = open_channel(runner.port)
+    stub = v1.ModelStub(channel)
+    slow_call = asyncio.create_task(stub.get_server_info(timeout=5, metadata={DELAY_KEY: "1.0"}))
+    await _wait_until(lambda: runner.in_flight == 1)
+
+    drain = asyncio.create_task(runner.drain())
+    await asyncio.sleep(0.1)
+    assert await health_status(channel) == NOT_SERVING
+    assert await health_status(channel, MODEL) == NOT_SERVING
+    with pytest.raises(RuntimeError, match="draining"):
+        runner.set_serving(True)
+
+    await asyncio.sleep(0.5)  # past drain_seconds: no longer accepting
+    assert not drain.done()
+    with pytest.raises(GRPCError) as refused:
+        await stub.get_server_info(timeout=5)
+    assert refused.value.status is Status.UNAVAILABLE
+    with pytest.raises(ConnectionRefusedError):
+        await v1.ModelStub(open_channel(runner.port)).get_server_info(timeout=5)
+
+    reply = await slow_call
+    assert reply.backend == "test"
+    await asyncio.wait_for(drain, timeout=2)
+
+
+async def test_drain_pushes_not_serving_to_watchers_without_waiting_for_their_stream(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    runner = await start_runner(GrpcServerSettings(drain_seconds=0.0, grace_seconds=30.0))
+    watch = HealthStub(open_channel(runner.port)).Watch
+    async with watch.open(timeout=10) as stream:
+        await stream.send_message(HealthCheckRequest(service=MODEL), end=True)
+        first = await stream.recv_message()
+        assert first is not None
+        assert first.status == SERVING
+
+        drain = asyncio.create_task(runner.drain())
+        second = await stream.recv_message()
+        assert second is not None
+        assert second.status == NOT_SERVING
+        # A Watch never ends by itself: the drain must not spend its grace on it.
+        await asyncio.wait_for(drain, timeout=2)
+        with pytest.raises(StreamTerminatedError):
+            await stream.recv_message()
+
+
+async def test_calls_still_running_after_the_grace_period_are_cancelled(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    runner = await start_runner(GrpcServerSettings(drain_seconds=0.0, grace_seconds=0.2))
+    stub = v1.ModelStub(open_channel(runner.port))
+    stuck_call = asyncio.create_task(stub.get_server_info(timeout=10, metadata={DELAY_KEY: "30"}))
+    await _wait_until(lambda: runner.in_flight == 1)
+
+    await asyncio.wait_for(runner.drain(), timeout=2)
+
+    with pytest.raises(StreamTerminatedError):
+        await asyncio.wait_for(stuck_call, timeout=2)
+    assert runner.in_flight == 0
+
+
+async def test_stop_now_cuts_a_drain_short(start_runner: StartRunner) -> None:
+    runner = await start_runner(GrpcServerSettings(drain_seconds=60.0, grace_seconds=60.0))
+    drain = asyncio.create_task(runner.drain())
+    await asyncio.sleep(0.05)
+
+    runner.stop_now()
+
+    await asyncio.wait_for(drain, timeout=2)
+    assert runner.draining
+
+
+async def test_failed_calls_are_logged_by_severity_and_successes_are_not(
+    start_runner: StartRunner, open_channel: OpenChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = await start_runner()
+    stub = v1.ModelStub(open_channel(runner.port))
+    caplog.set_level(logging.DEBUG, logger="bugless_core.grpc")
+
+    await stub.get_server_info(timeout=5)
+    with pytest.raises(GRPCError) as crashed:
+        await stub.get_server_info(timeout=5, metadata={FAIL_KEY: "crash"})
+    with pytest.raises(GRPCError) as rejected:
+        await stub.get_server_info(timeout=5, metadata={FAIL_KEY: "grpc"})
+
+    assert crashed.value.status is Status.UNKNOWN
+    assert rejected.value.status is Status.INVALID_ARGUMENT
+    await _wait_until(lambda: runner.in_flight == 0)
+    records = [r for r in caplog.records if getattr(r, "grpc_method", None) == "GetServerInfo"]
+    assert [(r.levelno, r.__dict__["grpc_code"]) for r in records] == [
+        (logging.ERROR, "UNKNOWN"),
+        (logging.DEBUG, "INVALID_ARGUMENT"),
+    ]
+    assert records[0].__dict__["service"] == "test-model"
+    assert records[0].__dict__["duration_ms"] >= 0
+
+
+async def test_metrics_endpoint_counts_calls_by_method_and_code(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    runner = await start_runner(GrpcServerSettings(metrics_port=0, drain_seconds=0.0))
+    stub = v1.ModelStub(open_channel(runner.port))
+    await stub.get_server_info(timeout=5)
+    await stub.get_server_info(timeout=5)
+    with pytest.raises(GRPCError):
+        await stub.get_server_info(timeout=5, metadata={FAIL_KEY: "grpc"})
+    await _wait_until(lambda: runner.in_flight == 0)
+
+    assert runner.metrics_port is not None
+    url = f"http://127.0.0.1:{runner.metrics_port}/metrics"
+    with await asyncio.to_thread(urllib.request.urlopen, url, timeout=5) as response:
+        text = response.read().decode()
+
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    method = (("grpc_method", "GetServerInfo"), ("grpc_service", MODEL))
+
+    def code(name: str) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted((*method, ("grpc_code", name))))
+
+    assert samples["grpc_server_handled_total", code("OK")] == 2
+    assert samples["grpc_server_handled_total", code("INVALID_ARGUMENT")] == 1
+    assert samples["grpc_server_handling_seconds_count", method] == 3
+    assert samples["grpc_server_in_flight_calls", method] == 0
+
+
+async def test_metrics_endpoint_is_closed_with_the_server(start_runner: StartRunner) -> None:
+    runner = await start_runner(GrpcServerSettings(metrics_port=0, drain_seconds=0.0))
+    port = runner.metrics_port
+
+    await runner.close()
+
+    with pytest.raises(OSError):  # noqa: PT011 - refused, reset: any socket error
+        await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{port}/", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tls_cert": Path("server.pem")}, "tls_cert and tls_key go together"),
+        ({"client_ca": Path("ca.pem")}, "client_ca .* needs tls_cert"),
+        ({"port": 70000}, "port must be between 0 and 65535"),
+        ({"grace_seconds": -1}, "grace_seconds must be 0 or more"),
+    ],
+)
+def test_inconsistent_settings_are_refused_when_built(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        GrpcServerSettings(**fields)  # type: ignore[arg-type]

@@ -1,0 +1,111 @@
+"""SIGTERM drains a real server process, as Kubernetes will stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from grpc_test_server import DELAY_KEY, NOT_SERVING, SERVING, OpenChannel, health_status
+from grpclib.exceptions import StreamTerminatedError
+
+from bugless_proto import v1
+
+HERE = Path(__file__).parent
+SOURCES = [HERE.parents[1] / "src", HERE.parents[2] / "bugless-proto" / "src"]
+
+
+class ServerProcess:
+    """A server started from ``grpc_test_server.py`` in a process of its own."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.port = port
+
+    def signal(self, signum: signal.Signals) -> None:
+        os.kill(self.process.pid, signum)
+
+    async def exit_code(self, within: float) -> int:
+        async with asyncio.timeout(within):
+            return await self.process.wait()
+
+    async def log_records(self) -> list[dict[str, object]]:
+        """The JSON log lines the process wrote to stderr (once it has exited)."""
+        assert self.process.stderr is not None
+        lines = (await self.process.stderr.read()).decode().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+@pytest.fixture
+async def server_process() -> AsyncIterator[ServerProcess]:
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [*map(str, SOURCES), environment.get("PYTHONPATH", "")]
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / "grpc_test_server.py"),
+        "--drain-seconds",
+        "0.8",
+        "--grace-seconds",
+        "5",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(15):
+            first_line = await process.stdout.readline()
+        assert first_line, "the server process exited before printing its port"
+        yield ServerProcess(process, json.loads(first_line)["port"])
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sigterm_reports_not_serving_finishes_the_call_in_flight_and_exits_0(
+    server_process: ServerProcess, open_channel: OpenChannel
+) -> None:
+    channel = open_channel(server_process.port)
+    stub = v1.ModelStub(channel)
+    assert await health_status(channel) == SERVING
+    slow_call = asyncio.create_task(stub.get_server_info(timeout=10, metadata={DELAY_KEY: "1.2"}))
+    await asyncio.sleep(0.1)
+
+    server_process.signal(signal.SIGTERM)
+    await asyncio.sleep(0.2)
+
+    assert await health_status(channel) == NOT_SERVING
+    assert await health_status(channel, "bugless.v1.Model") == NOT_SERVING
+    reply = await slow_call
+    assert reply.backend == "test"
+    assert await server_process.exit_code(within=10) == 0
+    messages = [record["message"] for record in await server_process.log_records()]
+    assert any("received SIGTERM" in str(message) for message in messages)
+    assert any("stopped; 0 calls were cancelled" in str(message) for message in messages)
+
+
+async def test_second_signal_during_drain_stops_at_once(
+    server_process: ServerProcess, open_channel: OpenChannel
+) -> None:
+    channel = open_channel(server_process.port)
+    stub = v1.ModelStub(channel)
+    assert await health_status(channel) == SERVING
+    stuck_call = asyncio.create_task(stub.get_server_info(timeout=10, metadata={DELAY_KEY: "30"}))
+    await asyncio.sleep(0.1)
+
+    server_process.signal(signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    assert await health_status(channel) == NOT_SERVING
+    server_process.signal(signal.SIGINT)
+
+    assert await server_process.exit_code(within=3) == 0
+    with pytest.raises(StreamTerminatedError):
+        await stuck_call
