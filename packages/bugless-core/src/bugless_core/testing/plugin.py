@@ -93,16 +93,19 @@ async def bugless_model_backend() -> ModelBackend:
 @pytest.fixture(scope="session")
 async def bugless_model_channel(bugless_model_backend: ModelBackend) -> AsyncIterator[Channel]:
     """A client channel to the backend, served by ModelServicer on a loopback socket."""
-    server = Server([ModelServicer(bugless_model_backend)])
-    await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    channel = Channel("127.0.0.1", port)
+    runner = GrpcServiceRunner(
+        [ModelServicer(bugless_model_backend)],
+        GrpcServerSettings(drain_seconds=0, grace_seconds=5),
+        name="model-under-test",
+        metrics_registry=CollectorRegistry(),
+    )
+    await runner.start()
+    channel = Channel("127.0.0.1", runner.port)
     try:
         yield channel
     finally:
         channel.close()
-        server.close()
-        await server.wait_closed()
+        await runner.close()
 
 
 @pytest.fixture
