@@ -4,13 +4,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import PluginFactory
 
 from bugless_core.plugins import PluginLoadError, load_plugins
 from bugless_core.registry import DuplicateRegistrationError, UnknownBackendError
+
+PluginFactory = Callable[..., Path]
 
 BACKEND_PLUGIN = """
 from bugless_core import hookimpl
@@ -77,14 +79,14 @@ def test_plugin_that_fails_to_import_is_named_in_the_error(
 def test_unknown_backend_name_lists_installed_ones_and_suggests(
     installed_plugin: PluginFactory,
 ) -> None:
-    installed_plugin("bugless-fixture-one", "bugless_fixture_one", _plugin("postgresql"))
+    installed_plugin("bugless-fixture-one", "bugless_fixture_one", _plugin("fixture-store"))
     plugins = load_plugins()
     with pytest.raises(UnknownBackendError) as info:
-        plugins.model_backends.get("postgres")
-    assert "unknown model backend 'postgres'" in info.value.message
+        plugins.model_backends.get("fixture-stor")
+    assert "unknown model backend 'fixture-stor'" in info.value.message
     assert "installed: " in info.value.message
-    assert "postgresql" in info.value.message
-    assert "did you mean 'postgresql'?" in info.value.message
+    assert "fixture-store" in info.value.message
+    assert "did you mean 'fixture-store'?" in info.value.message
 
 
 def test_fresh_managers_share_no_state() -> None:

@@ -97,7 +97,8 @@ def explain_command(query: str, as_json: bool) -> None:
                 )
             )
         else:
-            click.echo(exc.render(), err=True)
+            click.echo(exc.render_caret(), err=True)
+            click.echo(exc.message, err=True)
         raise SystemExit(1) from None
     if as_json:
         click.echo(json.dumps(query_to_json(parsed), indent=2))

@@ -1,0 +1,285 @@
+"""Writing a query tree back out: as query text, as an explanation, as JSON.
+
+:func:`format_query` is the inverse of the parser: ``parse_query(format_query(q))
+== q`` for every tree, which is what lets the web UI rewrite a query (add a
+term, change the sort) and show the user text that means exactly that. It writes
+canonical names (``assignee``, not ``a``), ``:`` for equality, and parentheses
+only where the structure needs them.
+"""
+
+from __future__ import annotations
+
+from bugless_core.search._ast import (
+    And,
+    DateValue,
+    EnumValue,
+    FieldTerm,
+    IntValue,
+    Node,
+    Not,
+    Or,
+    Query,
+    RelativeDateValue,
+    SortSpec,
+    TextTerm,
+    TimestampValue,
+    UserValue,
+    Value,
+)
+from bugless_core.search._fields import (
+    FIELD_SPECS,
+    Field,
+    Operator,
+    TextField,
+    ValueKind,
+    query_name,
+)
+
+_SYMBOLS: dict[Operator, str] = {
+    Operator.EQ: ":",
+    Operator.LT: "<",
+    Operator.LE: "<=",
+    Operator.GT: ">",
+    Operator.GE: ">=",
+}
+
+
+def format_query(query: Query) -> str:
+    """The canonical query text for ``query``; parsing it gives ``query`` back.
+
+    The sort, if any, comes last (``... sort:priority,-modified``).
+    """
+    parts: list[str] = []
+    if query.filter is not None:
+        parts.append(_format_node(query.filter))
+    if query.sort:
+        parts.append(f"sort:{','.join(_format_sort(s) for s in query.sort)}")
+    return " ".join(parts)
+
+
+def _format_node(node: Node) -> str:
+    match node:
+        case TextTerm():
+            return _format_text(node)
+        case FieldTerm():
+            return _format_term(node)
+        case Not(child=TextTerm() | FieldTerm() as child):
+            return f"-{_format_node(child)}"
+        case Not(child=child):
+            return f"-({_format_node(child)})"
+        case And(children=children):
+            return " ".join(
+                f"({_format_node(c)})" if isinstance(c, And | Or) else _format_node(c)
+                for c in children
+            )
+        case Or(children=children):
+            return " OR ".join(
+                f"({_format_node(c)})" if isinstance(c, Or) else _format_node(c) for c in children
+            )
+
+
+def _format_text(term: TextTerm) -> str:
+    text = _quote(term.text) if term.phrase else term.text
+    if term.field is TextField.TEXT:
+        return text
+    return f"{term.field.value}:{text}"
+
+
+def _quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _format_term(term: FieldTerm) -> str:
+    name = query_name(term.field)
+    if term.op is Operator.ANY:
+        return f"{name}:any"
+    if term.op is Operator.NONE:
+        return f"{name}:none"
+    mark = "+" if term.include_subtree else ""
+    values = ",".join(f"{format_value(term.field, v)}{mark}" for v in term.values)
+    return f"{name}{_SYMBOLS[term.op]}{values}"
+
+
+def format_value(field: Field, value: Value) -> str:
+    """One value as the query language writes it for ``field`` (``p1``, ``today-7``)."""
+    match value:
+        case UserValue(name=name) | EnumValue(name=name):
+            return name
+        case IntValue(value=number):
+            return f"{FIELD_SPECS[field].level_prefix}{number}"
+        case DateValue(day=day):
+            return day.isoformat()
+        case TimestampValue(at=at):
+            return at.isoformat().replace("+00:00", "Z")
+        case RelativeDateValue(days_ago=days):
+            return f"today-{days}" if days else "today"
+
+
+def _format_sort(spec: SortSpec) -> str:
+    return f"{'-' if spec.descending else ''}{spec.field.value}"
+
+
+# --- explain ------------------------------------------------------------------
+
+_LABELS: dict[Field, str] = {
+    Field.STATUS: "status",
+    Field.STATUS_CLASS: "status",
+    Field.ASSIGNEE: "assignee",
+    Field.REPORTER: "reporter",
+    Field.CC: "cc",
+    Field.VERIFIER: "verifier",
+    Field.PRIORITY: "priority",
+    Field.SEVERITY: "severity",
+    Field.TYPE: "type",
+    Field.COMPONENT: "component",
+    Field.HOTLIST: "hotlist",
+    Field.ID: "id",
+    Field.BLOCKING: "blocking",
+    Field.BLOCKED_BY: "blocked by",
+    Field.PARENT: "parent",
+    Field.CANONICAL: "duplicate of",
+    Field.CREATED: "created",
+    Field.MODIFIED: "modified",
+}
+_TEXT_PLACES: dict[TextField, str] = {
+    TextField.TEXT: "title or comments",
+    TextField.TITLE: "title",
+    TextField.COMMENT: "comments",
+}
+_COMPARE_WORDS: dict[Operator, str] = {
+    Operator.LT: "less than",
+    Operator.LE: "at most",
+    Operator.GT: "greater than",
+    Operator.GE: "at least",
+}
+_DATE_COMPARE_WORDS: dict[Operator, str] = {
+    Operator.LT: "before",
+    Operator.LE: "at or before",
+    Operator.GT: "after",
+    Operator.GE: "at or after",
+}
+
+
+def explain(query: Query) -> str:
+    """An indented, human-readable rendering of the tree (``bugless query explain``).
+
+    Each leaf shows its canonical query text and what it means, so a user can
+    see how the parser grouped their query and which alias meant which field.
+    """
+    lines: list[str] = []
+    if query.filter is None:
+        lines.append("matches every issue")
+    else:
+        _explain_node(query.filter, 0, lines)
+    if query.sort:
+        keys = ", then ".join(
+            f"{s.field.value} ({'descending' if s.descending else 'ascending'})" for s in query.sort
+        )
+        lines.append(f"sorted by {keys}")
+    return "\n".join(lines)
+
+
+def _explain_node(node: Node, depth: int, lines: list[str]) -> None:
+    indent = "  " * depth
+    match node:
+        case And(children=children) | Or(children=children):
+            lines.append(f"{indent}{'all' if isinstance(node, And) else 'any'} of:")
+            for child in children:
+                _explain_node(child, depth + 1, lines)
+        case Not(child=child):
+            lines.append(f"{indent}not:")
+            _explain_node(child, depth + 1, lines)
+        case TextTerm() | FieldTerm():
+            lines.append(f"{indent}{_format_node(node)} — {_describe(node)}")
+
+
+def _describe(term: TextTerm | FieldTerm) -> str:
+    if isinstance(term, TextTerm):
+        what = "the phrase" if term.phrase else "the word"
+        return f'{_TEXT_PLACES[term.field]} contains {what} "{term.text}"'
+    label = _LABELS[term.field]
+    if term.op is Operator.ANY:
+        return f"{label} is set"
+    if term.op is Operator.NONE:
+        return f"{label} is empty"
+    values = " or ".join(_describe_value(term.field, v) for v in term.values)
+    is_date = FIELD_SPECS[term.field].kind is ValueKind.DATE
+    if term.op is Operator.EQ:
+        if term.field is Field.STATUS_CLASS:
+            return f"the issue is {values}"
+        subtree = " (or a component below it)" if term.include_subtree else ""
+        return f"{label} {'on' if is_date else 'is'} {values}{subtree}"
+    words = _DATE_COMPARE_WORDS if is_date else _COMPARE_WORDS
+    return f"{label} {'' if is_date else 'is '}{words[term.op]} {values}"
+
+
+def _describe_value(field: Field, value: Value) -> str:
+    match value:
+        case UserValue(is_me=True):
+            return "me (the signed-in user)"
+        case IntValue(value=number) if FIELD_SPECS[field].kind is ValueKind.LEVEL:
+            return f"{FIELD_SPECS[field].level_prefix.upper()}{number}"
+        case RelativeDateValue(days_ago=0):
+            return "today (UTC)"
+        case RelativeDateValue(days_ago=days):
+            return f"{days} days before today (UTC)"
+        case _:
+            return format_value(field, value)
+
+
+# --- JSON ---------------------------------------------------------------------
+
+
+def query_to_json(query: Query) -> dict[str, object]:
+    """The tree as JSON-serialisable data (``bugless query explain --json``).
+
+    Shape: ``{"query": canonical text, "filter": node or null, "sort": [...]}``,
+    where a node is one of ``{"all_of": [...]}``, ``{"any_of": [...]}``,
+    ``{"negate": node}``, ``{"text": {"text", "phrase", "field"}}`` or
+    ``{"term": {"field", "op", "values", "include_subtree"}}``, and a value
+    is one of ``{"user"}``, ``{"integer"}``, ``{"enum"}``, ``{"date"}``,
+    ``{"time"}`` or ``{"days_ago"}``.
+    """
+    return {
+        "query": format_query(query),
+        "filter": None if query.filter is None else _node_json(query.filter),
+        "sort": [{"field": s.field.value, "descending": s.descending} for s in query.sort],
+    }
+
+
+def _node_json(node: Node) -> dict[str, object]:
+    match node:
+        case And(children=children):
+            return {"all_of": [_node_json(c) for c in children]}
+        case Or(children=children):
+            return {"any_of": [_node_json(c) for c in children]}
+        case Not(child=child):
+            return {"negate": _node_json(child)}
+        case TextTerm():
+            return {"text": {"text": node.text, "phrase": node.phrase, "field": node.field.value}}
+        case FieldTerm():
+            return {
+                "term": {
+                    "field": node.field.value,
+                    "op": node.op.value,
+                    "values": [_value_json(node.field, v) for v in node.values],
+                    "include_subtree": node.include_subtree,
+                }
+            }
+
+
+def _value_json(field: Field, value: Value) -> dict[str, object]:
+    match value:
+        case UserValue(name=name):
+            return {"user": name}
+        case IntValue(value=number):
+            return {"integer": number}
+        case EnumValue(name=name):
+            return {"enum": name}
+        case DateValue():
+            return {"date": format_value(field, value)}
+        case TimestampValue():
+            return {"time": format_value(field, value)}
+        case RelativeDateValue(days_ago=days):
+            return {"days_ago": days}

@@ -1,0 +1,286 @@
+"""From the parsed tree to the ``StructuredQuery`` the Model receives.
+
+The Model never sees query text, usernames or relative dates (DESIGN §4): a
+frontend parses, collects the usernames with :func:`user_terms`, resolves them
+through the Authenticator in one batch call, and hands the answer to
+:func:`to_structured`, which also pins ``me`` and ``today`` down. What reaches
+the Model is therefore a pure function of the query, the caller and the day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+
+from bugless_core.search._ast import (
+    And,
+    DateValue,
+    EnumValue,
+    FieldTerm,
+    IntValue,
+    Node,
+    Not,
+    Or,
+    Query,
+    RelativeDateValue,
+    Span,
+    TextTerm,
+    TimestampValue,
+    UserValue,
+    Value,
+    iter_nodes,
+)
+from bugless_core.search._error import QuerySyntaxError
+from bugless_core.search._fields import Field, Operator, SortField, TextField
+from bugless_core.search._parser import parse_query
+from bugless_core.search._printer import format_query
+from bugless_proto import v1
+
+_FIELDS: dict[Field | TextField, v1.SearchField] = {
+    TextField.TEXT: v1.SearchField.TEXT,
+    TextField.TITLE: v1.SearchField.TITLE,
+    TextField.COMMENT: v1.SearchField.COMMENT,
+    Field.STATUS: v1.SearchField.STATUS,
+    Field.STATUS_CLASS: v1.SearchField.STATUS_CLASS,
+    Field.ASSIGNEE: v1.SearchField.ASSIGNEE,
+    Field.REPORTER: v1.SearchField.REPORTER,
+    Field.CC: v1.SearchField.CC,
+    Field.VERIFIER: v1.SearchField.VERIFIER,
+    Field.PRIORITY: v1.SearchField.PRIORITY,
+    Field.SEVERITY: v1.SearchField.SEVERITY,
+    Field.TYPE: v1.SearchField.TYPE,
+    Field.COMPONENT: v1.SearchField.COMPONENT,
+    Field.HOTLIST: v1.SearchField.HOTLIST,
+    Field.ID: v1.SearchField.ID,
+    Field.BLOCKING: v1.SearchField.BLOCKING,
+    Field.BLOCKED_BY: v1.SearchField.BLOCKED_BY,
+    Field.PARENT: v1.SearchField.PARENT,
+    Field.CANONICAL: v1.SearchField.CANONICAL,
+    Field.CREATED: v1.SearchField.CREATED,
+    Field.MODIFIED: v1.SearchField.MODIFIED,
+}
+_OPERATORS: dict[Operator, v1.SearchOperator] = {
+    Operator.EQ: v1.SearchOperator.EQ,
+    Operator.LT: v1.SearchOperator.LT,
+    Operator.LE: v1.SearchOperator.LE,
+    Operator.GT: v1.SearchOperator.GT,
+    Operator.GE: v1.SearchOperator.GE,
+    Operator.ANY: v1.SearchOperator.ANY,
+    Operator.NONE: v1.SearchOperator.NONE,
+}
+_SORT_FIELDS: dict[SortField, v1.SortField] = {
+    SortField.ID: v1.SortField.ID,
+    SortField.CREATED: v1.SortField.CREATED,
+    SortField.MODIFIED: v1.SortField.MODIFIED,
+    SortField.PRIORITY: v1.SortField.PRIORITY,
+    SortField.SEVERITY: v1.SortField.SEVERITY,
+    SortField.STATUS: v1.SortField.STATUS,
+    SortField.TITLE: v1.SortField.TITLE,
+}
+
+
+def user_terms(query: Query) -> set[str]:
+    """The usernames ``query`` mentions (``me`` excluded), to resolve in one batch."""
+    if query.filter is None:
+        return set()
+    return {
+        value.name
+        for node in iter_nodes(query.filter)
+        if isinstance(node, FieldTerm)
+        for value in node.values
+        if isinstance(value, UserValue) and not value.is_me
+    }
+
+
+def to_structured(
+    query: Query, *, me: str | None, users: Mapping[str, str], today: date
+) -> v1.StructuredQuery:
+    """Translate ``query`` for the Model, resolving everything caller-relative.
+
+    Args:
+        query: A parsed (or built) query.
+        me: The signed-in user's opaque id, or None for an anonymous caller.
+        users: Opaque ids by username, for (at least) :func:`user_terms`.
+        today: The caller's today; relative dates count back from it, and
+            every day is taken as a UTC day.
+
+    Date semantics: a comparison with a day compares with that day's midnight
+    UTC (``created>today-7`` is "after midnight seven days ago"); equality
+    with a day matches the whole day, sent as ``>= midnight AND < next midnight``.
+
+    Raises:
+        QuerySyntaxError: ``me`` is used by an anonymous caller, a username is
+            not in ``users``, or a relative date falls outside the calendar;
+            positioned in ``query.source`` (or, for a tree built in code, in
+            its :func:`format_query` text).
+    """
+    if isinstance(today, datetime):
+        today = today.date()
+    translator = _Translator(me, users, today)
+    try:
+        return translator.query(query)
+    except _Unresolved as exc:
+        if exc.span is not None and query.source is not None:
+            source, span = query.source, exc.span
+        else:
+            # A tree built in code has no positions: point into its canonical text.
+            source = format_query(query)
+            span = exc.span_in(source)
+        raise QuerySyntaxError(source, span.start, span.end - span.start, exc.problem) from None
+
+
+class _Unresolved(Exception):
+    """A value the caller's context cannot resolve; positioned by the caller."""
+
+    def __init__(self, problem: str, value: Value) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.value = value
+        self.span = value.span
+
+    def span_in(self, source: str) -> Span:
+        """Where the same value is in ``source``, found by reparsing it."""
+        try:
+            reparsed = parse_query(source)
+        except QuerySyntaxError:  # pragma: no cover - format_query output always parses
+            return Span(0, len(source))
+        for node in iter_nodes(reparsed.filter) if reparsed.filter is not None else ():
+            if isinstance(node, FieldTerm):
+                for value in node.values:
+                    if value == self.value and value.span is not None:
+                        return value.span
+        return Span(0, len(source))
+
+
+class _Translator:
+    def __init__(self, me: str | None, users: Mapping[str, str], today: date) -> None:
+        self.me = me
+        self.users = users
+        self.today = today
+
+    def query(self, query: Query) -> v1.StructuredQuery:
+        return v1.StructuredQuery(
+            filter=None if query.filter is None else self.node(query.filter),
+            order_by=[
+                v1.SortKey(field=_SORT_FIELDS[s.field], descending=s.descending) for s in query.sort
+            ],
+        )
+
+    def node(self, node: Node) -> v1.SearchNode:
+        match node:
+            case And(children=children):
+                return _all_of([self.node(c) for c in children])
+            case Or(children=children):
+                return _any_of([self.node(c) for c in children])
+            case Not(child=child):
+                return v1.SearchNode(negate=self.node(child))
+            case TextTerm():
+                return _term(
+                    _FIELDS[node.field],
+                    Operator.EQ,
+                    [v1.SearchValue(text=node.text)],
+                    phrase=node.phrase,
+                )
+            case FieldTerm():
+                return self.field_term(node)
+
+    def field_term(self, term: FieldTerm) -> v1.SearchNode:
+        field = _FIELDS[term.field]
+        if term.field in (Field.CREATED, Field.MODIFIED):
+            return self.date_term(field, term)
+        values = [self.value(term.field, v) for v in term.values]
+        return _term(field, term.op, values, include_subtree=term.include_subtree)
+
+    def date_term(self, field: v1.SearchField, term: FieldTerm) -> v1.SearchNode:
+        if term.op is not Operator.EQ:
+            values = [_time(self.instant(v)) for v in term.values]
+            return _term(field, term.op, values)
+        # Equality with a day means the whole day; with an instant, that instant.
+        nodes: list[v1.SearchNode] = []
+        instants: list[v1.SearchValue] = []
+        for value in term.values:
+            if isinstance(value, TimestampValue):
+                instants.append(_time(value.at))
+                continue
+            start = self.instant(value)
+            ge = _term(field, Operator.GE, [_time(start)])
+            if start.date() == date.max:
+                nodes.append(ge)
+            else:
+                lt = _term(field, Operator.LT, [_time(start + timedelta(days=1))])
+                nodes.append(_all_of([ge, lt]))
+        if instants:
+            nodes.append(_term(field, Operator.EQ, instants))
+        return nodes[0] if len(nodes) == 1 else _any_of(nodes)
+
+    def instant(self, value: Value) -> datetime:
+        match value:
+            case TimestampValue(at=at):
+                return at
+            case DateValue(day=day):
+                return _midnight(day)
+            case RelativeDateValue(days_ago=days):
+                try:
+                    return _midnight(self.today - timedelta(days=days))
+                except OverflowError:
+                    raise _Unresolved(
+                        f"today-{days} is before the year 1; use a smaller number", value
+                    ) from None
+            case _:  # pragma: no cover - FieldTerm admits only dates here
+                raise TypeError(f"not a date value: {value!r}")
+
+    def value(self, field: Field, value: Value) -> v1.SearchValue:
+        match value:
+            case UserValue(is_me=True):
+                if self.me is None:
+                    raise _Unresolved("sign in to use 'me'", value)
+                return v1.SearchValue(text=self.me)
+            case UserValue(name=name):
+                user_id = self.users.get(name)
+                if user_id is None:
+                    raise _Unresolved(f"no user named '{name}'", value)
+                return v1.SearchValue(text=user_id)
+            case IntValue(value=number):
+                return v1.SearchValue(integer=number)
+            case EnumValue(name=name):
+                # Status and type names travel as the proto enum names ("FIXED");
+                # status classes as the proto documents them ("open").
+                text = name if field is Field.STATUS_CLASS else name.upper()
+                return v1.SearchValue(text=text)
+            case _:  # pragma: no cover - dates go through date_term
+                raise TypeError(f"unexpected value: {value!r}")
+
+
+def _term(
+    field: v1.SearchField,
+    op: Operator,
+    values: list[v1.SearchValue],
+    *,
+    include_subtree: bool = False,
+    phrase: bool = False,
+) -> v1.SearchNode:
+    return v1.SearchNode(
+        term=v1.SearchTerm(
+            field=field,
+            op=_OPERATORS[op],
+            values=values,
+            include_subtree=include_subtree,
+            phrase=phrase,
+        )
+    )
+
+
+def _all_of(nodes: list[v1.SearchNode]) -> v1.SearchNode:
+    return v1.SearchNode(all_of=v1.SearchNodeList(nodes=nodes))
+
+
+def _any_of(nodes: list[v1.SearchNode]) -> v1.SearchNode:
+    return v1.SearchNode(any_of=v1.SearchNodeList(nodes=nodes))
+
+
+def _time(at: datetime) -> v1.SearchValue:
+    return v1.SearchValue(time=at)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
