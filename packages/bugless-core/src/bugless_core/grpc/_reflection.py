@@ -37,7 +37,18 @@ class _ChainedDescriptorPool:
 
     def FindFileContainingSymbol(self, symbol: str) -> FileDescriptor:  # noqa: N802
         """Return the file defining ``symbol`` (``bugless.v1.Model``)."""
-        return self._first(lambda pool: pool.FindFileContainingSymbol(symbol))
+        try:
+            return self._first(lambda pool: pool.FindFileContainingSymbol(symbol))
+        except KeyError:
+            # grpcurl asks for methods as "pkg.Service.Method"; the pool only
+            # indexes services, so answer with the service's file.
+            service, _, method = symbol.rpartition(".")
+            if not service:
+                raise
+            descriptor = self._first(lambda pool: pool.FindServiceByName(service))
+            if method not in descriptor.methods_by_name:
+                raise
+            return descriptor.file
 
     def FindMessageTypeByName(self, name: str) -> Descriptor:  # noqa: N802
         """Return the message called ``name`` (``bugless.v1.Issue``)."""
