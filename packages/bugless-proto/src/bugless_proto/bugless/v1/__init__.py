@@ -2455,8 +2455,9 @@ class SearchValue(betterproto2.Message):
     One value in a term. Which kind is valid depends on the field:
     integers for ids and component/hotlist ids and for PRIORITY/SEVERITY (0..4
     meaning P0..P4), `time` for CREATED/MODIFIED, text for everything else
-    (status names such as "FIXED", type names, "open"/"closed", user references,
-    words and phrases).
+    (status names such as "FIXED", type names, "open"/"closed", words and
+    phrases, and for ASSIGNEE/REPORTER/CC/VERIFIER the person: an opaque user id
+    on the Model service, a username on the public API).
 
     Oneofs:
         - kind:
