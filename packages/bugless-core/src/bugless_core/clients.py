@@ -1,0 +1,118 @@
+"""How the frontends reach the Model and the Authenticator.
+
+Both frontends are stateless and talk gRPC to the two services; this module is
+the one place that knows how: addresses, optional mutual TLS between services,
+deadlines, and turning a query string into the structured query the Model
+takes (parse, resolve ``me`` and usernames through the Authenticator in one
+batch call, then convert).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from grpclib.client import Channel
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+from bugless_core import limits
+from bugless_core.errors import BuglessError, Unavailable, from_grpc_error
+from bugless_core.grpc import build_client_ssl_context
+from bugless_core.search import Query, parse_query, to_structured, user_terms
+from bugless_proto import v1
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ServiceAddress:
+    """Where a backend service listens and how to talk to it.
+
+    Attributes:
+        host: Host name or address of the service.
+        port: gRPC port.
+        ca: PEM bundle that signed the service's certificate; setting it turns
+            TLS on (production: the cluster PKI).
+        cert: This frontend's client certificate (mutual TLS), with ``key``.
+        key: Private key of ``cert``.
+    """
+
+    host: str
+    port: int
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        address: str,
+        *,
+        ca: Path | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
+    ) -> ServiceAddress:
+        """``host:port`` (or ``[v6]:port``) plus optional TLS files."""
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            msg = f"{address!r} is not host:port"
+            raise ValueError(msg)
+        return cls(host=host.strip("[]"), port=int(port), ca=ca, cert=cert, key=key)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context, or None for plaintext."""
+        if self.ca is None:
+            return None
+        return build_client_ssl_context(self.ca, self.cert, self.key)
+
+    def channel(self) -> Channel:
+        """A new grpclib channel (connects lazily, reconnects by itself)."""
+        return Channel(self.host, self.port, ssl=self.ssl_context())
+
+
+async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call a stub method, turning gRPC failures into bugless errors.
+
+    A frontend shows :class:`BuglessError` messages to people; a dropped
+    connection becomes :class:`Unavailable` ("the model service is
+    unreachable") rather than a transport exception.
+    """
+    try:
+        return await fn(*args, **kwargs)
+    except GRPCError as exc:
+        raise from_grpc_error(exc) from exc
+    except (StreamTerminatedError, ConnectionError, OSError) as exc:
+        raise Unavailable(f"a backend service is unreachable: {exc}") from exc
+
+
+async def resolve_query(
+    text: str,
+    auth: v1.AuthenticatorStub,
+    *,
+    me: str | None,
+    today: datetime.date | None = None,
+    parsed: Query | None = None,
+) -> v1.StructuredQuery:
+    """Turn a query string into the Model's structured query.
+
+    Usernames are resolved in one ``LookupUsers`` call. ``me`` is the caller's
+    user id (None when signed out). Syntax errors and unknown usernames raise
+    :class:`bugless_core.search.QuerySyntaxError` with the position.
+    """
+    query = parsed if parsed is not None else parse_query(text)
+    names = sorted(user_terms(query))
+    users: dict[str, str] = {}
+    if names:
+        if len(names) > limits.MAX_USER_LOOKUP:
+            msg = f"the query names {len(names)} people; at most {limits.MAX_USER_LOOKUP}"
+            raise BuglessError(msg)
+        found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=names))
+        users = {user.username: user.user_id for user in found.users}
+    return to_structured(
+        query, me=me, users=users, today=today or datetime.datetime.now(datetime.UTC).date()
+    )
