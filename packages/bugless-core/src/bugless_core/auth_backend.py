@@ -6,6 +6,15 @@ to a stable opaque user id of its own, so renaming a user in the directory
 never changes an id in the Model. Three kinds exist, each its own ABC, because
 a password check, a browser redirect flow and a certificate have nothing in
 common but their result.
+
+What ``open(config)`` receives (the Authenticator service, bugless-auth, builds
+it; no change to the ABC itself):
+
+* the backend's own options, as strings, from ``--authenticator-option
+  NAME.KEY=VALUE`` flags and ``BUGLESS_AUTH_<NAME>_<KEY>`` environment
+  variables (``BUGLESS_AUTH_LDAP_URL`` arrives as ``config["url"]``);
+* ``config["identity_store"]``: the service's ``bugless_auth.store.IdentityStore``
+  (the local backend keeps its users there; others may ignore it).
 """
 
 from __future__ import annotations

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Collection
 
+from google.rpc import error_details_pb2
 from grpclib.const import Status
 from grpclib.events import RecvRequest, SendTrailingMetadata, listen
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
 from multidict import MultiDictProxy
 
+from bugless_core.errors import ERROR_DOMAIN
 from bugless_core.grpc._metrics import GrpcServerMetrics, split_method_name
 from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry
 
@@ -128,6 +131,10 @@ class CallTracker:
         if call is not None:
             call.status = event.status
             call.status_message = event.status_message
+        if event.status is Status.RESOURCE_EXHAUSTED:
+            retry_after = _retry_after(event.status_details)
+            if retry_after is not None:
+                event.metadata["retry-after"] = retry_after
 
     def _begin(self, task: asyncio.Task[object], call: CallContext) -> None:
         self._calls[task] = call
@@ -174,6 +181,24 @@ class CallTracker:
                     "peer": _format_address(call.connection.address),
                 },
             )
+
+
+def _retry_after(details: object) -> str | None:
+    """Whole seconds to wait, from the ErrorInfo of a ResourceExhausted error.
+
+    Sent as the ``retry-after`` trailer (HTTP's header, rounded up the same
+    way) so that clients and proxies that never decode status details still
+    learn when to come back.
+    """
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, error_details_pb2.ErrorInfo) and detail.domain == ERROR_DOMAIN:
+            value = detail.metadata.get("retry_after")
+            if value:
+                try:
+                    return str(max(1, math.ceil(float(value))))
+                except ValueError:
+                    return None
+    return None
 
 
 def _format_address(address: tuple[str, int] | None) -> str | None:
