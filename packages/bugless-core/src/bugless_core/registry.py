@@ -11,14 +11,11 @@ from __future__ import annotations
 import difflib
 import importlib.metadata
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
+from bugless_core.auth_backend import AuthenticatorBackend
 from bugless_core.errors import InvalidArgument
-
-if TYPE_CHECKING:
-    from bugless_core.auth_backend import AuthenticatorBackend
-    from bugless_core.model.backend import ModelBackend
-
+from bugless_core.model.backend import ModelBackend
 
 T = TypeVar("T", bound=type)
 
@@ -99,8 +96,7 @@ class Registry(Generic[T]):
         return name in self._classes
 
 
-# The registrar types hook implementations see: the registries themselves,
-# parameterised by what may be passed.
-if TYPE_CHECKING:
-    ModelBackendRegistrar = Registry[type[ModelBackend]]
-    AuthenticatorRegistrar = Registry[type[AuthenticatorBackend]]
+#: The registrar ``bugless_register_model_backends`` receives.
+ModelBackendRegistrar = Registry[type[ModelBackend]]
+#: The registrar ``bugless_register_authenticators`` receives.
+AuthenticatorRegistrar = Registry[type[AuthenticatorBackend]]

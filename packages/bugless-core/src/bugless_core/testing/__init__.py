@@ -10,7 +10,8 @@ A backend's tests enable the plugin and subclass the contract classes::
         ...  # yield an open backend on a fresh, migrated database
 
     # test_conformance.py
-    pytestmark = pytest.mark.bugless_backend(PostgresBackend)
+    # with_args: a mark called with a lone class would decorate it instead
+    pytestmark = pytest.mark.bugless_backend.with_args(PostgresBackend)
 
     class TestIssues(IssueContract): ...
 
@@ -21,6 +22,12 @@ treat every skip as a failure.
 
 from __future__ import annotations
 
-from bugless_core.testing.plugin import requires_capability
+import pytest
+
+# Contract classes live in this package, not in test files: without this their
+# plain asserts would fail with no detail.
+pytest.register_assert_rewrite("bugless_core.testing")
+
+from bugless_core.testing.plugin import requires_capability  # noqa: E402
 
 __all__ = ["requires_capability"]

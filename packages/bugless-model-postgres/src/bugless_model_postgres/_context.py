@@ -1,0 +1,108 @@
+"""The state one write transaction carries, and access checks on rows.
+
+A :class:`WriteContext` lives for one transaction attempt: it knows the
+connection, the caller, the transaction's clock reading and the entries
+written so far, which the backend announces only after the final commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bugless_core.errors import NotFound
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._convert import Row, caller_role, issue_from_row, principals_of
+from bugless_proto import v1
+
+ROLE_NAMES = {v1.Role.VIEWER: "viewer", v1.Role.EDITOR: "editor", v1.Role.ADMIN: "admin"}
+
+
+@dataclass
+class WriteContext:
+    """One transaction attempt of a write call.
+
+    Attributes:
+        conn: The connection, inside a transaction.
+        caller: Who is calling.
+        now: One clock reading for every row the transaction writes.
+        channel: NOTIFY channel of this deployment's schema.
+        written: ``(issue_id, version)`` of every history entry written.
+    """
+
+    conn: asyncpg.Connection
+    caller: v1.Caller
+    now: datetime
+    channel: str
+    written: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def principals(self) -> list[str]:
+        """The caller's principals as stored strings."""
+        return principals_of(self.caller)
+
+
+async def fetch_issue_rows(
+    conn: asyncpg.Connection, caller: v1.Caller, ids: list[int]
+) -> dict[int, asyncpg.Record]:
+    """Rows of the issues among ``ids`` the caller may view, by id."""
+    rows = await conn.fetch(q.FETCH_ISSUES, ids, caller.admin, caller.user_id)
+    return {row["id"]: row for row in rows if caller_role(caller, row["effective_acl"]) is not None}
+
+
+def issue_message(row: Row) -> v1.Issue:
+    """The Issue message of a :data:`q.FETCH_ISSUES` row."""
+    return issue_from_row(row, row["visible_hotlist_ids"])
+
+
+async def fetch_issues(
+    conn: asyncpg.Connection, caller: v1.Caller, ids: list[int]
+) -> dict[int, v1.Issue]:
+    """Visible issues among ``ids`` as messages, by id."""
+    return {i: issue_message(r) for i, r in (await fetch_issue_rows(conn, caller, ids)).items()}
+
+
+def issue_not_found(issue_id: int, field_name: str = "") -> NotFound:
+    """The one message shape for a missing or invisible issue."""
+    prefix = f"{field_name}: " if field_name else ""
+    return NotFound(f"{prefix}issue {issue_id} not found", metadata={"issue_id": str(issue_id)})
+
+
+def component_not_found(component_id: int, field_name: str = "") -> NotFound:
+    """The one message shape for a missing or invisible component."""
+    prefix = f"{field_name}: " if field_name else ""
+    return NotFound(
+        f"{prefix}component {component_id} not found",
+        metadata={"component_id": str(component_id)},
+    )
+
+
+def hotlist_not_found(hotlist_id: int, field_name: str = "") -> NotFound:
+    """The one message shape for a missing or invisible hotlist."""
+    prefix = f"{field_name}: " if field_name else ""
+    return NotFound(
+        f"{prefix}hotlist {hotlist_id} not found", metadata={"hotlist_id": str(hotlist_id)}
+    )
+
+
+def hotlist_visible(caller: v1.Caller, row: Row) -> bool:
+    """Private hotlists are visible to owner, editors and admins only."""
+    return (
+        not row["private"]
+        or caller.admin
+        or row["owner"] == caller.user_id
+        or caller.user_id in row["editors"]
+    )
+
+
+def hotlist_editable(caller: v1.Caller, row: Row) -> bool:
+    """Owner, editors and admins may change a hotlist's items."""
+    return caller.admin or row["owner"] == caller.user_id or caller.user_id in row["editors"]
+
+
+def as_dict(row: Row) -> dict[str, Any]:
+    """A mutable copy of a row."""
+    return dict(row.items())

@@ -1,0 +1,242 @@
+"""Translations between database rows and bugless.v1 messages.
+
+Kept apart from the SQL and from the transaction logic so that the one place
+that knows how a column maps to a field is easy to audit. Principals are
+stored as ``user:<id>`` / ``group:<name>`` strings; enums as their numeric
+wire values; "none" as 0 or ``''``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import betterproto2
+
+from bugless_proto import v1
+
+OPEN_STATUSES = frozenset({v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED})
+OPEN_STATUS_VALUES = sorted(int(s) for s in OPEN_STATUSES)
+CLOSED_STATUS_VALUES = sorted(int(s) for s in v1.Status if s.value and s not in OPEN_STATUSES)
+
+Row = Mapping[str, Any]
+
+
+def principals_of(caller: v1.Caller) -> list[str]:
+    """The caller's principals: ``user:<id>`` and ``group:<name>`` per group."""
+    return [f"user:{caller.user_id}", *(f"group:{g}" for g in caller.groups)]
+
+
+def principal_key(principal: v1.Principal | None) -> str:
+    """A Principal message as its stored string."""
+    if principal is None:
+        return ""
+    kind, value = betterproto2.which_one_of(principal, "kind")
+    return f"{kind}:{value}"
+
+
+def principal_message(key: str) -> v1.Principal:
+    """A stored principal string as a Principal message."""
+    kind, _, value = key.partition(":")
+    return v1.Principal(group=value) if kind == "group" else v1.Principal(user=value)
+
+
+def caller_role(caller: v1.Caller, effective_acl: Mapping[str, int] | str) -> v1.Role | None:
+    """The caller's role from a component's effective ACL; None means no view.
+
+    An empty effective ACL is an open component: every caller is an editor.
+    """
+    if caller.admin:
+        return v1.Role.ADMIN
+    acl: Mapping[str, int] = (
+        json.loads(effective_acl) if isinstance(effective_acl, str) else effective_acl
+    )
+    if not acl:
+        return v1.Role.EDITOR
+    best = max((acl.get(p, 0) for p in principals_of(caller)), default=0)
+    return v1.Role(best) if best else None
+
+
+def acl_to_json(entries: Iterable[v1.AclEntry]) -> str:
+    """Own ACL entries as the stored jsonb array (request order kept)."""
+    return json.dumps([{"p": principal_key(e.principal), "r": int(e.role)} for e in entries])
+
+
+def acl_from_json(raw: str | list[dict[str, Any]]) -> list[v1.AclEntry]:
+    """The stored jsonb array as AclEntry messages."""
+    items = json.loads(raw) if isinstance(raw, str) else raw
+    return [v1.AclEntry(principal=principal_message(e["p"]), role=v1.Role(e["r"])) for e in items]
+
+
+def template_to_json(template: v1.IssueTemplate | None) -> str:
+    """An IssueTemplate as stored jsonb."""
+    t = template or v1.IssueTemplate()
+    return json.dumps(
+        {
+            "title": t.title,
+            "description": t.description,
+            "priority": int(t.priority),
+            "severity": int(t.severity),
+            "type": int(t.type),
+            "assignee": t.assignee,
+        }
+    )
+
+
+def template_from_json(raw: str | dict[str, Any]) -> v1.IssueTemplate:
+    """Stored jsonb as an IssueTemplate."""
+    d = json.loads(raw) if isinstance(raw, str) else raw
+    return v1.IssueTemplate(
+        title=d.get("title", ""),
+        description=d.get("description", ""),
+        priority=v1.Priority(d.get("priority", 0)),
+        severity=v1.Severity(d.get("severity", 0)),
+        type=v1.IssueType(d.get("type", 0)),
+        assignee=d.get("assignee", ""),
+    )
+
+
+def component_from_row(row: Row, role: v1.Role) -> v1.Component:
+    """A components row as the Component message seen with ``role``."""
+    return v1.Component(
+        id=row["id"],
+        parent_id=row["parent_id"],
+        name=row["name"],
+        path=row["path"],
+        description=row["description"],
+        archived=row["archived"],
+        acl=acl_from_json(row["acl"]),
+        template=template_from_json(row["template"]),
+        created_at=row["created_at"],
+        modified_at=row["modified_at"],
+        version=row["version"],
+        caller_role=role,
+    )
+
+
+def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
+    """An issues row (plus the hotlists the caller may see) as an Issue."""
+    return v1.Issue(
+        id=row["id"],
+        title=row["title"],
+        status=v1.Status(row["status"]),
+        priority=v1.Priority(row["priority"]),
+        severity=v1.Severity(row["severity"]),
+        type=v1.IssueType(row["type"]),
+        component_id=row["component_id"],
+        reporter=row["reporter"],
+        assignee=row["assignee"],
+        verifier=row["verifier"],
+        cc=sorted(row["cc"]),
+        hotlist_ids=sorted(hotlist_ids),
+        blocking_ids=sorted(row["blocking_ids"]),
+        blocked_by_ids=sorted(row["blocked_by_ids"]),
+        parent_id=row["parent_id"],
+        duplicate_of_id=row["duplicate_of_id"],
+        description=row["description"],
+        created_at=row["created_at"],
+        modified_at=row["modified_at"],
+        closed_at=row["closed_at"],
+        version=row["version"],
+        comment_count=row["comment_count"],
+    )
+
+
+def changes_to_json(changes: Iterable[v1.FieldChange]) -> str:
+    """FieldChange messages as the stored jsonb array."""
+    return json.dumps(
+        [
+            {
+                "field": c.field,
+                "old": c.old_value,
+                "new": c.new_value,
+                "added": list(c.added),
+                "removed": list(c.removed),
+            }
+            for c in changes
+        ]
+    )
+
+
+def entry_from_row(row: Row) -> v1.HistoryEntry:
+    """An issue_history row as a HistoryEntry."""
+    raw = row["changes"]
+    items = json.loads(raw) if isinstance(raw, str) else raw
+    return v1.HistoryEntry(
+        issue_id=row["issue_id"],
+        version=row["version"],
+        author=row["author"],
+        created_at=row["created_at"],
+        comment=row["comment"],
+        changes=[
+            v1.FieldChange(
+                field=c["field"],
+                old_value=c["old"],
+                new_value=c["new"],
+                added=c["added"],
+                removed=c["removed"],
+            )
+            for c in items
+        ],
+        caused_by_issue_id=row["caused_by_issue_id"],
+    )
+
+
+def hotlist_from_row(row: Row) -> v1.Hotlist:
+    """A hotlists row (with its ``item_count``) as a Hotlist."""
+    return v1.Hotlist(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        owner=row["owner"],
+        editors=list(row["editors"]),
+        private=row["private"],
+        created_at=row["created_at"],
+        modified_at=row["modified_at"],
+        version=row["version"],
+        item_count=row["item_count"],
+    )
+
+
+def hotlist_item_from_row(row: Row) -> v1.HotlistItem:
+    """A hotlist_items row as a HotlistItem."""
+    return v1.HotlistItem(
+        hotlist_id=row["hotlist_id"],
+        issue_id=row["issue_id"],
+        rank=row["rank"],
+        note=row["note"],
+        adder=row["adder"],
+        added_at=row["added_at"],
+    )
+
+
+def saved_search_from_row(row: Row) -> v1.SavedSearch:
+    """A saved_searches row as a SavedSearch."""
+    return v1.SavedSearch(
+        id=row["id"],
+        owner=row["owner"],
+        name=row["name"],
+        query=row["query"],
+        readers=[principal_message(p) for p in row["readers"]],
+        created_at=row["created_at"],
+        modified_at=row["modified_at"],
+        version=row["version"],
+    )
+
+
+def scalar_text(name: str, value: Any) -> str:
+    """How a scalar field's value is written in a FieldChange."""
+    if name in {"status", "priority", "severity", "type"}:
+        return "" if not value else str(_ENUMS[name](value).name)
+    if name in {"component_id", "parent_id", "duplicate_of_id"}:
+        return "" if not value else str(value)
+    return str(value)
+
+
+_ENUMS: dict[str, type[Any]] = {
+    "status": v1.Status,
+    "priority": v1.Priority,
+    "severity": v1.Severity,
+    "type": v1.IssueType,
+}

@@ -1,0 +1,503 @@
+"""Issue writes: creation and deltas, each as one history entry.
+
+Everything here runs inside a transaction the backend opened. A write locks
+every issue it touches (the issue and the other side of each relation) in id
+order, checks visibility, roles, the version and cycles, then writes the
+issue row and one history entry per issue. Other-side entries keep relations
+two-way. The NOTIFY of each entry is issued in the same transaction, so the
+database delivers it only on commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from bugless_core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    IssueVersionConflict,
+    PermissionDenied,
+)
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._context import (
+    ROLE_NAMES,
+    WriteContext,
+    as_dict,
+    component_not_found,
+    fetch_issue_rows,
+    hotlist_editable,
+    hotlist_not_found,
+    hotlist_visible,
+    issue_not_found,
+)
+from bugless_model_postgres._convert import (
+    OPEN_STATUSES,
+    caller_role,
+    changes_to_json,
+    scalar_text,
+)
+from bugless_proto import v1
+
+SCALARS = (
+    "title",
+    "status",
+    "priority",
+    "severity",
+    "type",
+    "component_id",
+    "assignee",
+    "verifier",
+    "parent_id",
+    "duplicate_of_id",
+)
+_DEFAULTS: dict[str, int] = {
+    "priority": int(v1.Priority.P2),
+    "severity": int(v1.Severity.S2),
+    "type": int(v1.IssueType.BUG),
+}
+
+
+def _is_open(status: int) -> bool:
+    return v1.Status(status) in OPEN_STATUSES
+
+
+async def record_entry(
+    ctx: WriteContext,
+    issue_id: int,
+    version: int,
+    comment: str,
+    changes: Sequence[v1.FieldChange],
+    *,
+    caused_by: int = 0,
+) -> None:
+    """Append a history entry and queue its notification (sent on commit)."""
+    await ctx.conn.execute(
+        q.INSERT_ENTRY,
+        issue_id,
+        version,
+        ctx.caller.user_id,
+        ctx.now,
+        comment,
+        changes_to_json(changes),
+        caused_by,
+    )
+    await ctx.conn.execute(q.NOTIFY, ctx.channel, f"{issue_id}:{version}")
+    ctx.written.append((issue_id, version))
+
+
+async def check_target_component(ctx: WriteContext, component_id: int, field: str) -> None:
+    """An issue may be put in a visible, unarchived component the caller edits."""
+    row = await ctx.conn.fetchrow(q.COMPONENT_BY_ID, component_id)
+    role = caller_role(ctx.caller, row["effective_acl"]) if row else None
+    if row is None or role is None:
+        raise component_not_found(component_id, field)
+    if role < v1.Role.EDITOR:
+        raise PermissionDenied(
+            f"{field}: editor role on component {row['path']} needed",
+            metadata={"component_id": str(component_id)},
+        )
+    if row["archived"]:
+        raise FailedPrecondition(
+            f"{field}: component {row['path']} is archived and accepts no new issues",
+            metadata={"component_id": str(component_id)},
+        )
+
+
+async def _check_hierarchy(
+    ctx: WriteContext, issue_id: int, field: str, target: int, visible: set[int]
+) -> None:
+    """Parent/duplicate targets exist, are visible, not self, and close no cycle."""
+    if target == issue_id:
+        what = "its own parent" if field == "parent_id" else "a duplicate of itself"
+        raise InvalidArgument(f"{field}: an issue cannot be {what}", metadata={"field": field})
+    if target not in visible:
+        raise issue_not_found(target, field)
+    if issue_id == 0:
+        return
+    await ctx.conn.execute(q.HIERARCHY_LOCK)
+    sql = q.PARENT_CHAIN_REACHES if field == "parent_id" else q.DUPLICATE_CHAIN_REACHES
+    if await ctx.conn.fetchval(sql, target, issue_id):
+        relation = "descendant" if field == "parent_id" else "duplicate"
+        raise FailedPrecondition(
+            f"{field}: issue {target} is a {relation} of issue {issue_id}",
+            metadata={"field": field},
+        )
+
+
+async def _hotlist_rows(
+    ctx: WriteContext, ids: Sequence[int], field: str
+) -> dict[int, asyncpg.Record]:
+    """Hotlists the caller may edit, locked (after the issues: lock order)."""
+    rows: dict[int, asyncpg.Record] = {}
+    for hotlist_id in sorted(ids):
+        await ctx.conn.execute(q.LOCK_HOTLIST, hotlist_id)
+        row = await ctx.conn.fetchrow(q.HOTLIST_BY_ID, hotlist_id)
+        if row is None or not hotlist_visible(ctx.caller, row):
+            raise hotlist_not_found(hotlist_id, field)
+        if not hotlist_editable(ctx.caller, row):
+            raise PermissionDenied(
+                f"{field}: owner or editor role on hotlist {hotlist_id} needed",
+                metadata={"hotlist_id": str(hotlist_id)},
+            )
+        rows[hotlist_id] = row
+    return rows
+
+
+async def append_to_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int, note: str) -> None:
+    """Add an item at the end of a (locked) hotlist."""
+    rank = await ctx.conn.fetchval(q.COUNT_HOTLIST_ITEMS, hotlist_id)
+    await ctx.conn.execute(
+        q.INSERT_HOTLIST_ITEM, hotlist_id, issue_id, rank, note, ctx.caller.user_id, ctx.now
+    )
+
+
+class _Plan:
+    """What one delta does: the new state, its FieldChanges, other sides."""
+
+    def __init__(self, old: dict[str, Any]) -> None:
+        self.old = old
+        self.new = dict(old)
+        self.changes: list[v1.FieldChange] = []
+        # other issue id -> (blocking added, blocking removed, by added, by removed)
+        self.other: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
+        self.hotlists_added: list[int] = []
+        self.hotlists_removed: list[int] = []
+
+    def other_side(self, issue_id: int) -> tuple[list[int], list[int], list[int], list[int]]:
+        return self.other.setdefault(issue_id, ([], [], [], []))
+
+
+def _list_change(field: str, added: Sequence[Any], removed: Sequence[Any]) -> v1.FieldChange:
+    return v1.FieldChange(
+        field=field,
+        added=[str(v) for v in sorted(added)],
+        removed=[str(v) for v in sorted(removed)],
+    )
+
+
+async def _plan_delta(
+    ctx: WriteContext,
+    plan: _Plan,
+    delta: v1.IssueDelta,
+    visible: set[int],
+    *,
+    creating: bool,
+) -> None:
+    """Compute the new state and changes of ``plan`` from ``delta`` (no writes)."""
+    issue_id = int(plan.old["id"])
+    fields = delta.fields or v1.IssueFields()
+    paths = list(delta.update_mask.paths) if delta.update_mask else []
+    for name in SCALARS:
+        if name not in paths:
+            continue
+        value: Any = getattr(fields, name)
+        if name in _DEFAULTS and int(value) == 0:
+            value = _DEFAULTS[name]
+        value = int(value) if name in {"status", "priority", "severity", "type"} else value
+        if value == plan.old[name]:
+            continue
+        prefix = "fields" if creating else "delta.fields"
+        if name == "component_id":
+            await check_target_component(ctx, value, f"{prefix}.component_id")
+        elif name in {"parent_id", "duplicate_of_id"} and value:
+            await _check_hierarchy(ctx, issue_id, name, value, visible)
+        elif name == "status":
+            if _is_open(plan.old["status"] or 1) and not _is_open(value):
+                plan.new["closed_at"] = ctx.now
+            elif not _is_open(value):
+                plan.new["closed_at"] = plan.old["closed_at"] or (ctx.now if creating else None)
+            else:
+                plan.new["closed_at"] = None
+        plan.new[name] = value
+        plan.changes.append(
+            v1.FieldChange(
+                field=name,
+                old_value=scalar_text(name, plan.old[name]),
+                new_value=scalar_text(name, value),
+            )
+        )
+
+    cc = set(plan.old["cc"])
+    cc_added = sorted(set(delta.cc_add) - cc)
+    cc_removed = sorted(set(delta.cc_remove) & cc)
+    if cc_added or cc_removed:
+        plan.new["cc"] = sorted((cc | set(cc_added)) - set(cc_removed))
+        plan.changes.append(_list_change("cc", cc_added, cc_removed))
+
+    await _plan_hotlists(ctx, plan, delta, creating=creating)
+
+    add_field, remove_field = (
+        ("blocking_ids", "blocked_by_ids")
+        if creating
+        else (
+            "blocking_add",
+            "blocking_remove",
+        )
+    )
+    for own, mirror, add_ids, remove_ids, add_name, remove_name in (
+        ("blocking_ids", 0, delta.blocking_add, delta.blocking_remove, add_field, remove_field),
+        (
+            "blocked_by_ids",
+            2,
+            delta.blocked_by_add,
+            delta.blocked_by_remove,
+            remove_field if creating else "blocked_by_add",
+            "blocked_by_remove",
+        ),
+    ):
+        current = set(plan.old[own])
+        for other in add_ids:
+            if other == issue_id:
+                what = "block itself" if own == "blocking_ids" else "be blocked by itself"
+                raise InvalidArgument(
+                    f"{add_name}: an issue cannot {what}", metadata={"field": add_name}
+                )
+            if other not in visible:
+                raise issue_not_found(other, add_name)
+        for other in remove_ids:
+            if other not in visible and other in current:
+                raise issue_not_found(other, remove_name)
+        added = sorted(set(add_ids) - current)
+        removed = sorted(set(remove_ids) & current)
+        if not added and not removed:
+            continue
+        plan.new[own] = sorted((current | set(added)) - set(removed))
+        plan.changes.append(_list_change(own, added, removed))
+        for other in added:
+            plan.other_side(other)[mirror].append(issue_id)
+        for other in removed:
+            plan.other_side(other)[mirror + 1].append(issue_id)
+
+
+async def _plan_hotlists(
+    ctx: WriteContext, plan: _Plan, delta: v1.IssueDelta, *, creating: bool
+) -> None:
+    if not delta.hotlist_add and not delta.hotlist_remove:
+        return
+    add_name = "hotlist_ids" if creating else "hotlist_add"
+    rows = await _hotlist_rows(ctx, delta.hotlist_add, add_name)
+    rows |= await _hotlist_rows(ctx, delta.hotlist_remove, "hotlist_remove")
+    member: set[int] = set()
+    if not creating:
+        member = {
+            r["hotlist_id"]
+            for r in await ctx.conn.fetch(
+                "SELECT hotlist_id FROM hotlist_items WHERE issue_id = $1", plan.old["id"]
+            )
+        }
+    plan.hotlists_added = sorted(set(delta.hotlist_add) - member)
+    plan.hotlists_removed = sorted(set(delta.hotlist_remove) & member)
+    if plan.hotlists_added or plan.hotlists_removed:
+        plan.changes.append(_list_change("hotlist_ids", plan.hotlists_added, plan.hotlists_removed))
+
+
+async def _write_other_sides(
+    ctx: WriteContext, plan: _Plan, rows: dict[int, asyncpg.Record]
+) -> None:
+    issue_id = int(plan.old["id"])
+    for other_id in sorted(plan.other):
+        # A blocking B  =>  B blocked_by A (and vice versa).
+        by_added, by_removed, blocking_added, blocking_removed = plan.other[other_id]
+        row = rows[other_id]
+        blocking = (set(row["blocking_ids"]) | set(blocking_added)) - set(blocking_removed)
+        blocked_by = (set(row["blocked_by_ids"]) | set(by_added)) - set(by_removed)
+        changes = []
+        if blocking_added or blocking_removed:
+            changes.append(_list_change("blocking_ids", blocking_added, blocking_removed))
+        if by_added or by_removed:
+            changes.append(_list_change("blocked_by_ids", by_added, by_removed))
+        version = await ctx.conn.fetchval(
+            q.UPDATE_ISSUE_LISTS, other_id, sorted(blocking), sorted(blocked_by), ctx.now
+        )
+        await record_entry(ctx, other_id, version, "", changes, caused_by=issue_id)
+
+
+async def _lock_and_load(ctx: WriteContext, ids: set[int]) -> dict[int, asyncpg.Record]:
+    """Lock ``ids`` in id order; return the visible ones' rows."""
+    ordered = sorted(ids)
+    await ctx.conn.execute(q.LOCK_ISSUES, ordered)
+    return await fetch_issue_rows(ctx.conn, ctx.caller, ordered)
+
+
+def _related_ids(delta: v1.IssueDelta) -> set[int]:
+    return {
+        *delta.blocking_add,
+        *delta.blocking_remove,
+        *delta.blocked_by_add,
+        *delta.blocked_by_remove,
+    }
+
+
+async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> int:
+    """Create the issue (entry 1) and its other-side entries; return its id.
+
+    With an idempotency key already used by this caller, returns the first
+    issue's id and writes nothing.
+    """
+    caller = ctx.caller
+    key = request.idempotency_key or None
+    if key is not None:
+        existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
+        if existing is not None:
+            return int(existing)
+    fields = request.fields or v1.IssueFields()
+    await check_target_component(ctx, fields.component_id, "fields.component_id")
+    delta = v1.IssueDelta(
+        fields=fields,
+        cc_add=list(request.cc),
+        hotlist_add=list(request.hotlist_ids),
+        blocking_add=list(request.blocking_ids),
+        blocked_by_add=list(request.blocked_by_ids),
+    )
+    related = _related_ids(delta) | {fields.parent_id, fields.duplicate_of_id}
+    rows = await _lock_and_load(ctx, related - {0})
+    status = int(fields.status) or int(v1.Status.ASSIGNED if fields.assignee else v1.Status.NEW)
+    empty: dict[str, Any] = {
+        "id": 0, "title": "", "status": 0, "priority": 0, "severity": 0, "type": 0,
+        "component_id": 0, "assignee": "", "verifier": "", "parent_id": 0,
+        "duplicate_of_id": 0, "cc": [], "blocking_ids": [], "blocked_by_ids": [],
+        "closed_at": None,
+    }  # fmt: skip
+    plan = _Plan(empty)
+    fields_for_plan = v1.IssueFields(
+        title=fields.title,
+        status=v1.Status(status),
+        priority=fields.priority,
+        severity=fields.severity,
+        type=fields.type,
+        component_id=fields.component_id,
+        assignee=fields.assignee,
+        verifier=fields.verifier,
+        parent_id=fields.parent_id,
+        duplicate_of_id=fields.duplicate_of_id,
+    )
+    delta.fields = fields_for_plan
+    delta.update_mask = _mask(SCALARS)
+    # component_id was checked above; the plan must not re-check against id 0.
+    plan.old["component_id"] = fields.component_id
+    await _plan_delta(ctx, plan, delta, set(rows), creating=True)
+    plan.old["component_id"] = 0
+    plan.changes.insert(
+        5,
+        v1.FieldChange(field="component_id", old_value="", new_value=str(fields.component_id)),
+    )
+    new = plan.new
+    new["component_id"] = fields.component_id
+    issue_id = await ctx.conn.fetchval(
+        q.INSERT_ISSUE,
+        new["title"], new["status"], new["priority"], new["severity"], new["type"],
+        new["component_id"], caller.user_id, new["assignee"], new["verifier"], new["cc"],
+        new["parent_id"], new["duplicate_of_id"], request.description, ctx.now,
+        new["closed_at"], 1 if request.description else 0, key,
+    )  # fmt: skip
+    if issue_id is None:
+        # A concurrent create with the same key committed first.
+        existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
+        return int(existing)
+    plan.old["id"] = issue_id
+    await ctx.conn.execute(
+        "UPDATE issues SET blocking_ids = $2, blocked_by_ids = $3 WHERE id = $1",
+        issue_id, new["blocking_ids"], new["blocked_by_ids"],
+    )  # fmt: skip
+    for hotlist_id in plan.hotlists_added:
+        await append_to_hotlist(ctx, hotlist_id, issue_id, "")
+    await record_entry(ctx, issue_id, 1, request.description, plan.changes)
+    _rekey_other_sides(plan, issue_id)
+    await _write_other_sides(ctx, plan, rows)
+    return int(issue_id)
+
+
+def _rekey_other_sides(plan: _Plan, issue_id: int) -> None:
+    """Other-side lists were planned with the placeholder id 0."""
+    for lists in plan.other.values():
+        for values in lists:
+            values[:] = [issue_id if v == 0 else v for v in values]
+
+
+def _mask(paths: Sequence[str]) -> Any:
+    from bugless_proto.google.protobuf import FieldMask  # noqa: PLC0415
+
+    return FieldMask(paths=list(paths))
+
+
+async def change_issue(
+    ctx: WriteContext,
+    issue_id: int,
+    expected_version: int,
+    delta: v1.IssueDelta | None,
+    comment: str,
+) -> tuple[int, int]:
+    """Apply ``delta`` and ``comment`` as one entry; return (issue id, version)."""
+    delta = delta or v1.IssueDelta()
+    related = _related_ids(delta)
+    fields = delta.fields or v1.IssueFields()
+    paths = set(delta.update_mask.paths) if delta.update_mask else set()
+    for name in ("parent_id", "duplicate_of_id"):
+        if name in paths and getattr(fields, name):
+            related.add(getattr(fields, name))
+    rows = await _lock_and_load(ctx, related | {issue_id})
+    row = rows.get(issue_id)
+    if row is None:
+        raise issue_not_found(issue_id)
+    role = caller_role(ctx.caller, row["effective_acl"])
+    if role is None or role < v1.Role.EDITOR:
+        raise PermissionDenied(
+            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
+            f"to change issue {issue_id}",
+            metadata={"issue_id": str(issue_id)},
+        )
+    if row["version"] != expected_version:
+        raise IssueVersionConflict(issue_id, expected_version, row["version"])
+    plan = _Plan(as_dict(row))
+    await _plan_delta(ctx, plan, delta, set(rows), creating=False)
+    if not plan.changes and not comment.strip():
+        raise InvalidArgument(
+            "delta: the change is empty: every field already has the given value; "
+            "change a field or add a comment",
+            metadata={"field": "delta"},
+        )
+    new = plan.new
+    version = await ctx.conn.fetchval(
+        q.UPDATE_ISSUE,
+        issue_id, new["title"], new["status"], new["priority"], new["severity"], new["type"],
+        new["component_id"], new["assignee"], new["verifier"], new["cc"],
+        new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
+        new["closed_at"], ctx.now, 1 if comment else 0, comment,
+    )  # fmt: skip
+    for hotlist_id in plan.hotlists_added:
+        await append_to_hotlist(ctx, hotlist_id, issue_id, "")
+    for hotlist_id in plan.hotlists_removed:
+        await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
+        await ctx.conn.execute(q.COMPACT_RANKS, hotlist_id)
+    await record_entry(ctx, issue_id, version, comment, plan.changes)
+    await _write_other_sides(ctx, plan, rows)
+    return issue_id, int(version)
+
+
+async def record_membership(
+    ctx: WriteContext, issue_id: int, hotlist_id: int, *, added: bool
+) -> None:
+    """An entry for an issue joining or leaving a hotlist (hotlist calls)."""
+    version = await ctx.conn.fetchval(
+        "UPDATE issues SET version = version + 1, modified_at = $2 WHERE id = $1 RETURNING version",
+        issue_id,
+        ctx.now,
+    )
+    change = _list_change(
+        "hotlist_ids", [hotlist_id] if added else [], [] if added else [hotlist_id]
+    )
+    await record_entry(ctx, issue_id, version, "", [change])
+
+
+async def lock_visible_issues(
+    ctx: WriteContext, ids: Sequence[int], field: str
+) -> dict[int, asyncpg.Record]:
+    """Lock issues for a hotlist call; every one must be visible."""
+    rows = await _lock_and_load(ctx, set(ids))
+    for issue_id in ids:
+        if issue_id not in rows:
+            raise issue_not_found(issue_id, field)
+    return rows

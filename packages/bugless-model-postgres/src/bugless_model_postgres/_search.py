@@ -1,0 +1,278 @@
+"""Compile a StructuredQuery into one parameterised SQL statement.
+
+Values only ever travel as ``$n`` parameters; identifiers, operators and sort
+expressions come from the fixed tables below, chosen by enum value. The
+statement reads ``issues i JOIN components c`` and always carries the
+visibility condition (the caller's principals overlap the component's
+precomputed effective-ACL principals, or the component is open), so nothing
+invisible is ever returned or counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import betterproto2
+
+from bugless_model_postgres._convert import CLOSED_STATUS_VALUES, OPEN_STATUS_VALUES
+from bugless_proto import v1
+
+F = v1.SearchField
+Op = v1.SearchOperator
+
+_COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
+_TSV = {F.TEXT: "i.text_tsv", F.TITLE: "i.title_tsv", F.COMMENT: "i.comments_tsv"}
+_USER_COLUMNS = {F.ASSIGNEE: "i.assignee", F.REPORTER: "i.reporter", F.VERIFIER: "i.verifier"}
+#: Integer scalar columns: comparisons work directly; 0 means none.
+_ID_COLUMNS = {F.ID: "i.id", F.PARENT: "i.parent_id", F.CANONICAL: "i.duplicate_of_id"}
+_ARRAY_COLUMNS = {F.BLOCKING: "i.blocking_ids", F.BLOCKED_BY: "i.blocked_by_ids"}
+_LEVEL_COLUMNS = {F.PRIORITY: "i.priority", F.SEVERITY: "i.severity"}
+_TIME_COLUMNS = {F.CREATED: "i.created_at", F.MODIFIED: "i.modified_at"}
+_SORT = {
+    v1.SortField.ID: ("i.id", "bigint"),
+    v1.SortField.CREATED: ("i.created_at", "timestamptz"),
+    v1.SortField.MODIFIED: ("i.modified_at", "timestamptz"),
+    v1.SortField.PRIORITY: ("i.priority", "smallint"),
+    v1.SortField.SEVERITY: ("i.severity", "smallint"),
+    v1.SortField.STATUS: ("i.status", "smallint"),
+    v1.SortField.TITLE: ("i.title", "text"),
+}
+#: Hotlists the caller may see, for HOTLIST terms ($admin, $user are bound).
+_VISIBLE_HOTLIST = "(NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))"
+
+
+@dataclass
+class Params:
+    """Positional parameters of the statement being built."""
+
+    values: list[Any] = field(default_factory=list)
+    user_id: str = ""
+    _user: str = ""
+
+    def user(self) -> str:
+        """The caller's user id, bound on first use (unused ones have no type)."""
+        if not self._user:
+            self._user = self.add(self.user_id, "text")
+        return self._user
+
+    def add(self, value: Any, cast: str = "") -> str:
+        """Bind ``value``; return its placeholder (with a cast when given)."""
+        self.values.append(value)
+        return f"${len(self.values)}" + (f"::{cast}" if cast else "")
+
+
+@dataclass(frozen=True)
+class SortColumn:
+    """One ORDER BY expression (from the fixed table) and its direction."""
+
+    expression: str
+    sql_type: str
+    descending: bool
+
+
+@dataclass(frozen=True)
+class CompiledSearch:
+    """The statements of one search and how to read their rows.
+
+    Attributes:
+        page_sql: Selects ``id`` and ``k0..kn`` (the sort keys) of one page;
+            the page size (plus one) is bound after ``page_params``.
+        page_params: Parameters of ``page_sql`` before the limit.
+        count_sql: Counts matches up to a cap bound after ``count_params``.
+        count_params: Parameters of ``count_sql`` before the cap.
+        sort: The sort columns, the id tie-breaker last.
+    """
+
+    page_sql: str
+    page_params: list[Any]
+    count_sql: str
+    count_params: list[Any]
+    sort: list[SortColumn]
+
+
+def sort_columns(order_by: list[v1.SortKey]) -> list[SortColumn]:
+    """The sort columns of a query; id, in the last key's direction, ends them."""
+    columns = [SortColumn(*_SORT[k.field], k.descending) for k in order_by]
+    if not columns:
+        return [SortColumn("i.id", "bigint", descending=True)]
+    if columns[-1].expression != "i.id":
+        columns.append(SortColumn("i.id", "bigint", columns[-1].descending))
+    return columns
+
+
+def _after(columns: list[SortColumn], position: list[Any], params: Params) -> str:
+    """Keyset condition: rows strictly after ``position`` in the sort order."""
+    disjuncts: list[str] = []
+    for n, column in enumerate(columns):
+        parts = [
+            f"{c.expression} = {params.add(v, c.sql_type)}"
+            for c, v in zip(columns[:n], position[:n], strict=True)
+        ]
+        op = "<" if column.descending else ">"
+        parts.append(f"{column.expression} {op} {params.add(position[n], column.sql_type)}")
+        disjuncts.append("(" + " AND ".join(parts) + ")")
+    return "(" + " OR ".join(disjuncts) + ")"
+
+
+def compile_search(
+    query: v1.StructuredQuery | None,
+    caller: v1.Caller,
+    principals: list[str],
+    position: list[Any] | None,
+) -> CompiledSearch:
+    """Compile ``query`` for ``caller``, resuming after ``position`` if given."""
+    query = query or v1.StructuredQuery()
+    params = Params(user_id=caller.user_id)
+    admin = params.add(caller.admin, "boolean")
+    visible = f"({admin} OR c.viewers = '{{}}' OR c.viewers && {params.add(principals, 'text[]')})"
+    where = _node(query.filter, params, admin) if query.filter is not None else "TRUE"
+    columns = sort_columns(list(query.order_by))
+    base = f"FROM issues i JOIN components c ON c.id = i.component_id WHERE {visible} AND {where}"
+    count_params = list(params.values)
+    count_sql = f"SELECT count(*) FROM (SELECT 1 {base} LIMIT ${len(count_params) + 1}) AS matches"
+    keyset = ""
+    if position is not None:
+        keyset = " AND " + _after(columns, _decode_position(columns, position), params)
+    order = ", ".join(f"{c.expression} {'DESC' if c.descending else 'ASC'}" for c in columns)
+    keys = ", ".join(f"{c.expression} AS k{n}" for n, c in enumerate(columns))
+    page_sql = (
+        f"SELECT i.id, {keys} {base}{keyset} ORDER BY {order} LIMIT ${len(params.values) + 1}"
+    )
+    return CompiledSearch(page_sql, params.values, count_sql, count_params, columns)
+
+
+def _decode_position(columns: list[SortColumn], position: list[Any]) -> list[Any]:
+    values: list[Any] = []
+    for column, raw in zip(columns, position, strict=True):
+        values.append(datetime.fromisoformat(raw) if column.sql_type == "timestamptz" else raw)
+    return values
+
+
+def encode_position(columns: list[SortColumn], row: Any) -> list[Any]:
+    """The keyset position of a page's last row, JSON-safe."""
+    out: list[Any] = []
+    for n in range(len(columns)):
+        value = row[f"k{n}"]
+        out.append(value.isoformat() if isinstance(value, datetime) else value)
+    return out
+
+
+def _node(node: v1.SearchNode, params: Params, admin: str) -> str:
+    kind, value = betterproto2.which_one_of(node, "kind")
+    if kind == "all_of" and isinstance(value, v1.SearchNodeList):
+        parts = [_node(n, params, admin) for n in value.nodes]
+        return "(" + " AND ".join(parts) + ")" if parts else "TRUE"
+    if kind == "any_of" and isinstance(value, v1.SearchNodeList):
+        parts = [_node(n, params, admin) for n in value.nodes]
+        return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+    if kind == "negate" and isinstance(value, v1.SearchNode):
+        return f"(NOT {_node(value, params, admin)})"
+    if kind == "term" and isinstance(value, v1.SearchTerm):
+        return _term(value, params, admin)
+    return "TRUE"
+
+
+def _values(term: v1.SearchTerm) -> list[Any]:
+    return [betterproto2.which_one_of(v, "kind")[1] for v in term.values]
+
+
+def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
+    f, op = term.field, term.op
+    values = _values(term)
+    if f in _TSV:
+        if op is Op.ANY:
+            return "TRUE"
+        if op is Op.NONE:
+            return "FALSE"
+        parser = "phraseto_tsquery" if term.phrase else "plainto_tsquery"
+        parts = [f"{_TSV[f]} @@ {parser}('english', {params.add(v, 'text')})" for v in values]
+        return "(" + " OR ".join(parts) + ")"
+    if f is F.STATUS or f is F.TYPE:
+        column = "i.status" if f is F.STATUS else "i.type"
+        enum = v1.Status if f is F.STATUS else v1.IssueType
+        if op in (Op.ANY, Op.NONE):
+            return "TRUE" if op is Op.ANY else "FALSE"
+        numbers = [int(enum[v]) for v in values]
+        return f"{column} = ANY ({params.add(numbers, 'smallint[]')})"
+    if f is F.STATUS_CLASS:
+        if op in (Op.ANY, Op.NONE):
+            return "TRUE" if op is Op.ANY else "FALSE"
+        numbers = sorted(
+            {
+                s
+                for v in values
+                for s in (OPEN_STATUS_VALUES if v == "open" else CLOSED_STATUS_VALUES)
+            }
+        )
+        return f"i.status = ANY ({params.add(numbers, 'smallint[]')})"
+    if f in _USER_COLUMNS:
+        column = _USER_COLUMNS[f]
+        if op is Op.ANY:
+            return f"{column} <> ''"
+        if op is Op.NONE:
+            return f"{column} = ''"
+        return f"{column} = ANY ({params.add(values, 'text[]')})"
+    if f is F.CC:
+        if op is Op.ANY:
+            return "cardinality(i.cc) > 0"
+        if op is Op.NONE:
+            return "cardinality(i.cc) = 0"
+        return f"i.cc && {params.add(values, 'text[]')}"
+    if f in _LEVEL_COLUMNS:
+        column = _LEVEL_COLUMNS[f]
+        if op in (Op.ANY, Op.NONE):
+            return "TRUE" if op is Op.ANY else "FALSE"
+        # The query language counts P0..P4 as 0..4; the enum stores 1..5.
+        levels = [int(v) + 1 for v in values]
+        if op in _COMPARE:
+            return f"{column} {_COMPARE[op]} {params.add(levels[0], 'smallint')}"
+        return f"{column} = ANY ({params.add(levels, 'smallint[]')})"
+    if f is F.COMPONENT:
+        if op in (Op.ANY, Op.NONE):
+            return "TRUE" if op is Op.ANY else "FALSE"
+        if term.include_subtree:
+            return f"c.path_ids && {params.add(values, 'bigint[]')}"
+        return f"i.component_id = ANY ({params.add(values, 'bigint[]')})"
+    if f is F.HOTLIST:
+        visible = _VISIBLE_HOTLIST.format(admin=admin, user=params.user())
+        member = (
+            "EXISTS (SELECT 1 FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id "
+            f"WHERE hi.issue_id = i.id AND {visible}"
+        )
+        if op is Op.ANY:
+            return member + ")"
+        if op is Op.NONE:
+            return f"(NOT {member}))"
+        return f"{member} AND hi.hotlist_id = ANY ({params.add(values, 'bigint[]')}))"
+    if f in _ID_COLUMNS:
+        column = _ID_COLUMNS[f]
+        if op is Op.ANY:
+            return f"{column} <> 0"
+        if op is Op.NONE:
+            return f"{column} = 0"
+        if op in _COMPARE:
+            return f"({column} <> 0 AND {column} {_COMPARE[op]} {params.add(values[0], 'bigint')})"
+        return f"{column} = ANY ({params.add(values, 'bigint[]')})"
+    if f in _ARRAY_COLUMNS:
+        column = _ARRAY_COLUMNS[f]
+        if op is Op.ANY:
+            return f"cardinality({column}) > 0"
+        if op is Op.NONE:
+            return f"cardinality({column}) = 0"
+        if op in _COMPARE:
+            bound = params.add(values[0], "bigint")
+            return (
+                f"EXISTS (SELECT 1 FROM unnest({column}) AS r(x) WHERE r.x {_COMPARE[op]} {bound})"
+            )
+        return f"{column} && {params.add(values, 'bigint[]')}"
+    if f in _TIME_COLUMNS:
+        column = _TIME_COLUMNS[f]
+        if op in (Op.ANY, Op.NONE):
+            return "TRUE" if op is Op.ANY else "FALSE"
+        if op in _COMPARE:
+            return f"{column} {_COMPARE[op]} {params.add(values[0], 'timestamptz')}"
+        return f"{column} = ANY ({params.add(values, 'timestamptz[]')})"
+    msg = f"search field {f!r} has no SQL translation"
+    raise ValueError(msg)

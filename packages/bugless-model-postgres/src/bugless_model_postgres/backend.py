@@ -1,0 +1,596 @@
+"""The PostgreSQL Model backend: orchestration and transactions.
+
+Statements live in :mod:`._queries`, the search compiler in :mod:`._search`,
+write logic in :mod:`._issues`, :mod:`._components` and :mod:`._hotlists`.
+This module opens transactions, pages results and announces committed
+history entries (to change listeners and, through NOTIFY, to watchers) only
+after the commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar, Self, TypeVar
+
+import asyncpg
+
+from bugless_core import limits
+from bugless_core.errors import (
+    BuglessError,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from bugless_core.model.backend import Capability, ModelBackend, ModelSettings
+from bugless_core.page_tokens import PageTokenCodec
+from bugless_model_postgres import _components, _hotlists, _issues, _migrations, _search
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres.__about__ import __version__
+from bugless_model_postgres._context import (
+    WriteContext,
+    component_not_found,
+    fetch_issue_rows,
+    fetch_issues,
+    hotlist_not_found,
+    hotlist_visible,
+    issue_not_found,
+)
+from bugless_model_postgres._convert import (
+    caller_role,
+    component_from_row,
+    entry_from_row,
+    hotlist_from_row,
+    hotlist_item_from_row,
+    principals_of,
+    saved_search_from_row,
+)
+from bugless_model_postgres._database import run_write, server_settings, translated_errors
+from bugless_model_postgres._watch import ChangeFeed
+from bugless_proto import v1
+
+T = TypeVar("T")
+_ADMIN = v1.Caller(user_id="bugless-model", admin=True)
+
+
+def _page(page: v1.PageRequest | None, default: int = limits.DEFAULT_PAGE_SIZE) -> tuple[int, str]:
+    if page is None:
+        return default, ""
+    return page.page_size or default, page.page_token
+
+
+def _caller_key(caller: v1.Caller) -> list[Any]:
+    return [caller.user_id, sorted(caller.groups), caller.admin]
+
+
+class PostgresBackend(ModelBackend):
+    """Model backend on PostgreSQL 14+ through an asyncpg pool."""
+
+    name: ClassVar[str] = "postgres"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.WATCH})
+
+    def __init__(self, settings: ModelSettings, pool: asyncpg.Pool) -> None:
+        """Use an open pool; call :meth:`open` rather than this."""
+        super().__init__()
+        self.settings = settings
+        self._pool = pool
+        self._tokens = PageTokenCodec(settings.page_token_secret)
+        self._channel = f"bugless_changes_{settings.schema}"
+        self._feed = ChangeFeed(settings, self._channel, self._pool)
+
+    # ---- lifecycle ----
+
+    @classmethod
+    async def _connect(cls, settings: ModelSettings) -> asyncpg.Connection:
+        schema_sql = _migrations.quote_schema(settings.schema)
+        async with translated_errors():
+            return await asyncpg.connect(
+                settings.database_url, server_settings=server_settings(settings, schema_sql)
+            )
+
+    @classmethod
+    async def migrate(cls, settings: ModelSettings) -> int:
+        """Apply pending migrations under an advisory lock; return the version."""
+        conn = await cls._connect(settings)
+        try:
+            async with translated_errors():
+                return await _migrations.apply_pending(conn, settings.schema)
+        finally:
+            await conn.close()
+
+    @classmethod
+    async def open(cls, settings: ModelSettings) -> Self:
+        """Connect a pool; refuse a schema that is missing or newer than this code."""
+        conn = await cls._connect(settings)
+        try:
+            async with translated_errors():
+                found = await _migrations.applied_version(conn, settings.schema)
+        finally:
+            await conn.close()
+        known = _migrations.newest_version()
+        if found > known:
+            raise _migrations.too_new(found, known)
+        if found < known:
+            msg = (
+                f"the database schema is at version {found}, this code needs {known}: "
+                "run `bugless model migrate` first"
+            )
+            raise FailedPrecondition(msg)
+        schema_sql = _migrations.quote_schema(settings.schema)
+        async with translated_errors():
+            pool = await asyncpg.create_pool(
+                settings.database_url,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+                server_settings=server_settings(settings, schema_sql),
+            )
+        return cls(settings, pool)
+
+    async def close(self) -> None:
+        """Stop watchers and close the pool."""
+        await self._feed.close()
+        await self._pool.close()
+
+    async def check_ready(self) -> bool:
+        """Whether a connection answers ``SELECT 1`` now."""
+        try:
+            async with self._pool.acquire(timeout=5) as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception:  # readiness is a yes/no question
+            return False
+        return True
+
+    async def get_server_info(self) -> v1.GetServerInfoResponse:
+        """Name, version, capabilities and the applied schema version."""
+        async with translated_errors(), self._pool.acquire() as conn:
+            version = await conn.fetchval(q.SCHEMA_VERSION)
+        return v1.GetServerInfoResponse(
+            backend=self.name,
+            version=__version__,
+            capabilities=sorted(c.value for c in self.capabilities),
+            schema_version=version,
+        )
+
+    # ---- plumbing ----
+
+    async def _write(
+        self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
+    ) -> tuple[T, WriteContext]:
+        """One write transaction, then the committed entries are announced."""
+        result, ctx = await run_write(self._pool, caller or v1.Caller(), self._channel, work)
+        if ctx.written and self._change_listeners:
+            async with translated_errors(), self._pool.acquire() as conn:
+                events = await self._events(conn, ctx.written)
+            for issue, entry in events:
+                self._emit_committed(issue, entry)
+        return result, ctx
+
+    async def _events(
+        self, conn: asyncpg.Connection, written: list[tuple[int, int]]
+    ) -> list[tuple[v1.Issue, v1.HistoryEntry]]:
+        issues = await fetch_issues(conn, _ADMIN, sorted({i for i, _ in written}))
+        out = []
+        for issue_id, version in written:
+            row = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
+            out.append((issues[issue_id], entry_from_row(row)))
+        return out
+
+    def _decode(self, token: str, fingerprint: str) -> list[Any] | None:
+        return self._tokens.decode(token, fingerprint) if token else None
+
+    # ---- issues ----
+
+    async def create_issue(self, request: v1.CreateIssueRequest) -> v1.Issue:
+        """Create an issue (entry 1); a repeated idempotency key returns the first."""
+        issue_id, _ = await self._write(
+            request.caller, lambda ctx: _issues.create_issue(ctx, request)
+        )
+        return await self._get_visible(request.caller, issue_id)
+
+    async def _get_visible(self, caller: v1.Caller | None, issue_id: int) -> v1.Issue:
+        async with translated_errors(), self._pool.acquire() as conn:
+            found = await fetch_issues(conn, caller or v1.Caller(), [issue_id])
+        if issue_id not in found:
+            raise issue_not_found(issue_id)
+        return found[issue_id]
+
+    async def get_issue(self, request: v1.GetIssueRequest) -> v1.Issue:
+        """One visible issue, else NotFound."""
+        return await self._get_visible(request.caller, request.issue_id)
+
+    async def batch_get_issues(
+        self, request: v1.BatchGetIssuesRequest
+    ) -> v1.BatchGetIssuesResponse:
+        """Visible issues in request order; the others listed as missing."""
+        async with translated_errors(), self._pool.acquire() as conn:
+            found = await fetch_issues(conn, request.caller or v1.Caller(), request.issue_ids)
+        return v1.BatchGetIssuesResponse(
+            issues=[found[i] for i in request.issue_ids if i in found],
+            missing_ids=[i for i in request.issue_ids if i not in found],
+        )
+
+    async def change_issue(self, request: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
+        """Apply delta and comment as one entry when the version matches."""
+        (issue_id, version), _ = await self._write(
+            request.caller,
+            lambda ctx: _issues.change_issue(
+                ctx, request.issue_id, request.expected_version, request.delta, request.comment
+            ),
+        )
+        async with translated_errors(), self._pool.acquire() as conn:
+            issues = await fetch_issues(conn, request.caller or v1.Caller(), [issue_id])
+            entry = entry_from_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version))
+        return v1.ChangeIssueResponse(issue=issues[issue_id], entry=entry)
+
+    async def batch_change_issues(
+        self, request: v1.BatchChangeIssuesRequest
+    ) -> v1.BatchChangeIssuesResponse:
+        """One delta on many issues: all-or-nothing, or each on its own."""
+        caller = request.caller or v1.Caller()
+        if request.atomic:
+
+            async def all_of(ctx: WriteContext) -> None:
+                for item in request.issues:
+                    try:
+                        await _issues.change_issue(
+                            ctx,
+                            item.issue_id,
+                            item.expected_version,
+                            request.delta,
+                            request.comment,
+                        )
+                    except BuglessError as exc:
+                        # The call fails as a whole; say which issue stopped it.
+                        if f"issue {item.issue_id}" not in exc.message:
+                            exc.message = f"issue {item.issue_id}: {exc.message}"
+                            exc.args = (exc.message,)
+                        raise
+
+            await self._write(caller, all_of)
+            async with translated_errors(), self._pool.acquire() as conn:
+                found = await fetch_issues(conn, caller, [i.issue_id for i in request.issues])
+            return v1.BatchChangeIssuesResponse(
+                results=[
+                    v1.BatchChangeResult(issue_id=i.issue_id, code=0, issue=found.get(i.issue_id))
+                    for i in request.issues
+                ]
+            )
+        results = []
+        for item in request.issues:
+            try:
+                response = await self.change_issue(
+                    v1.ChangeIssueRequest(
+                        caller=caller,
+                        issue_id=item.issue_id,
+                        expected_version=item.expected_version,
+                        delta=request.delta,
+                        comment=request.comment,
+                    )
+                )
+            except BuglessError as exc:
+                results.append(
+                    v1.BatchChangeResult(
+                        issue_id=item.issue_id, code=int(exc.grpc_status.value), message=exc.message
+                    )
+                )
+            else:
+                results.append(
+                    v1.BatchChangeResult(issue_id=item.issue_id, code=0, issue=response.issue)
+                )
+        return v1.BatchChangeIssuesResponse(results=results)
+
+    async def list_history(self, request: v1.ListHistoryRequest) -> v1.ListHistoryResponse:
+        """Entries oldest first, keyset-paged by version."""
+        caller = request.caller or v1.Caller()
+        size, token = _page(request.page)
+        fingerprint = PageTokenCodec.fingerprint("history", request.issue_id, _caller_key(caller))
+        position = self._decode(token, fingerprint)
+        after = int(position[0]) if position else 0
+        async with translated_errors(), self._pool.acquire() as conn:
+            if not await fetch_issue_rows(conn, caller, [request.issue_id]):
+                raise issue_not_found(request.issue_id)
+            rows = await conn.fetch(q.LIST_HISTORY, request.issue_id, after, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return v1.ListHistoryResponse(
+            entries=[entry_from_row(r) for r in rows],
+            next_page_token=self._tokens.encode([rows[-1]["version"]], fingerprint) if more else "",
+        )
+
+    async def search_issues(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
+        """Run the compiled query in one snapshot; keyset pages; capped count."""
+        caller = request.caller or v1.Caller()
+        query = request.query or v1.StructuredQuery()
+        size, token = _page(request.page)
+        fingerprint = PageTokenCodec.fingerprint("search", bytes(query).hex(), _caller_key(caller))
+        position = self._decode(token, fingerprint)
+        try:
+            compiled = _search.compile_search(query, caller, principals_of(caller), position)
+        except (ValueError, TypeError, IndexError) as exc:
+            msg = "page.page_token: does not fit this query"
+            raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
+        cap = limits.SEARCH_COUNT_CAP
+        async with (
+            translated_errors(),
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            rows = await conn.fetch(compiled.page_sql, *compiled.page_params, size + 1)
+            total = await conn.fetchval(compiled.count_sql, *compiled.count_params, cap + 1)
+            more = len(rows) > size
+            rows = rows[:size]
+            found = await fetch_issues(conn, caller, [r["id"] for r in rows])
+        return v1.SearchIssuesResponse(
+            issues=[found[r["id"]] for r in rows if r["id"] in found],
+            next_page_token=self._tokens.encode(
+                _search.encode_position(compiled.sort, rows[-1]), fingerprint
+            )
+            if more
+            else "",
+            total_count=min(total, cap),
+            total_is_lower_bound=total > cap,
+        )
+
+    async def watch(self, request: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
+        """Committed entries of one issue or of a query's issues, as they happen."""
+        # aclosing: when the client goes away, the feed drops this stream at once.
+        async with contextlib.aclosing(self._feed.watch(request)) as events:
+            async for event in events:
+                yield event
+
+    # ---- components ----
+
+    async def _component(self, caller: v1.Caller, component_id: int) -> v1.Component:
+        async with translated_errors(), self._pool.acquire() as conn:
+            row = await conn.fetchrow(q.COMPONENT_BY_ID, component_id)
+        role = caller_role(caller, row["effective_acl"]) if row else None
+        if row is None or role is None:
+            raise component_not_found(component_id)
+        return component_from_row(row, role)
+
+    async def create_component(self, request: v1.CreateComponentRequest) -> v1.Component:
+        """Create a component (admin on the parent; anyone at the top level)."""
+        component_id, _ = await self._write(
+            request.caller, lambda ctx: _components.create_component(ctx, request)
+        )
+        return await self._component(request.caller or v1.Caller(), component_id)
+
+    async def get_component(self, request: v1.GetComponentRequest) -> v1.Component:
+        """By id or by path; NotFound when not visible."""
+        caller = request.caller or v1.Caller()
+        if request.component_id:
+            return await self._component(caller, request.component_id)
+        async with translated_errors(), self._pool.acquire() as conn:
+            row = await conn.fetchrow(q.COMPONENT_BY_PATH, request.path)
+        role = caller_role(caller, row["effective_acl"]) if row else None
+        if row is None or role is None:
+            path = request.path or ""
+            raise NotFound(f"component {path!r} not found", metadata={"path": path})
+        return component_from_row(row, role)
+
+    async def list_components(self, request: v1.ListComponentsRequest) -> v1.ListComponentsResponse:
+        """Visible components in tree (path) order, keyset-paged by path."""
+        caller = request.caller or v1.Caller()
+        size, token = _page(request.page)
+        fingerprint = PageTokenCodec.fingerprint(
+            "components", request.parent_id, request.include_archived, _caller_key(caller)
+        )
+        position = self._decode(token, fingerprint)
+        if request.parent_id:
+            await self._component(caller, request.parent_id)
+        async with translated_errors(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                q.LIST_COMPONENTS,
+                caller.admin,
+                principals_of(caller),
+                request.parent_id,
+                request.include_archived,
+                position,
+                size + 1,
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        components = []
+        for row in rows:
+            role = caller_role(caller, row["effective_acl"])
+            if role is not None:
+                components.append(component_from_row(row, role))
+        return v1.ListComponentsResponse(
+            components=components,
+            next_page_token=self._tokens.encode(list(rows[-1]["path_key"]), fingerprint)
+            if more
+            else "",
+        )
+
+    async def update_component(self, request: v1.UpdateComponentRequest) -> v1.Component:
+        """Rename, move, archive, describe, re-template or re-ACL (admin)."""
+        component_id, _ = await self._write(
+            request.caller, lambda ctx: _components.update_component(ctx, request)
+        )
+        return await self._component(request.caller or v1.Caller(), component_id)
+
+    # ---- hotlists ----
+
+    async def _hotlist(self, caller: v1.Caller, hotlist_id: int) -> v1.Hotlist:
+        async with translated_errors(), self._pool.acquire() as conn:
+            row = await conn.fetchrow(q.HOTLIST_BY_ID, hotlist_id)
+        if row is None or not hotlist_visible(caller, row):
+            raise hotlist_not_found(hotlist_id)
+        return hotlist_from_row(row)
+
+    async def create_hotlist(self, request: v1.CreateHotlistRequest) -> v1.Hotlist:
+        """Create a hotlist owned by the caller."""
+        hotlist_id, _ = await self._write(
+            request.caller, lambda ctx: _hotlists.create_hotlist(ctx, request)
+        )
+        return await self._hotlist(request.caller or v1.Caller(), hotlist_id)
+
+    async def get_hotlist(self, request: v1.GetHotlistRequest) -> v1.Hotlist:
+        """One visible hotlist."""
+        return await self._hotlist(request.caller or v1.Caller(), request.hotlist_id)
+
+    async def list_hotlists(self, request: v1.ListHotlistsRequest) -> v1.ListHotlistsResponse:
+        """Visible hotlists (of one member when given), by id."""
+        caller = request.caller or v1.Caller()
+        size, token = _page(request.page)
+        fingerprint = PageTokenCodec.fingerprint("hotlists", request.member, _caller_key(caller))
+        position = self._decode(token, fingerprint)
+        async with translated_errors(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                q.LIST_HOTLISTS,
+                caller.admin,
+                caller.user_id,
+                request.member,
+                int(position[0]) if position else 0,
+                size + 1,
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        return v1.ListHotlistsResponse(
+            hotlists=[hotlist_from_row(r) for r in rows],
+            next_page_token=self._tokens.encode([rows[-1]["id"]], fingerprint) if more else "",
+        )
+
+    async def update_hotlist(self, request: v1.UpdateHotlistRequest) -> v1.Hotlist:
+        """Change the masked fields (owner-only ones need the owner)."""
+        hotlist_id, _ = await self._write(
+            request.caller, lambda ctx: _hotlists.update_hotlist(ctx, request)
+        )
+        return await self._hotlist(request.caller or v1.Caller(), hotlist_id)
+
+    async def delete_hotlist(self, request: v1.DeleteHotlistRequest) -> v1.DeleteResponse:
+        """Delete a hotlist (owner or admin)."""
+        await self._write(request.caller, lambda ctx: _hotlists.delete_hotlist(ctx, request))
+        return v1.DeleteResponse()
+
+    async def add_hotlist_items(self, request: v1.AddHotlistItemsRequest) -> v1.Hotlist:
+        """Add issues at a position; present ones keep their place."""
+        await self._write(request.caller, lambda ctx: _hotlists.add_items(ctx, request))
+        return await self._hotlist(request.caller or v1.Caller(), request.hotlist_id)
+
+    async def remove_hotlist_items(self, request: v1.RemoveHotlistItemsRequest) -> v1.Hotlist:
+        """Remove issues from the hotlist."""
+        await self._write(request.caller, lambda ctx: _hotlists.remove_items(ctx, request))
+        return await self._hotlist(request.caller or v1.Caller(), request.hotlist_id)
+
+    async def rank_hotlist_item(self, request: v1.RankHotlistItemRequest) -> v1.Hotlist:
+        """Move one item to a position."""
+        await self._write(request.caller, lambda ctx: _hotlists.rank_item(ctx, request))
+        return await self._hotlist(request.caller or v1.Caller(), request.hotlist_id)
+
+    async def set_hotlist_item_note(self, request: v1.SetHotlistItemNoteRequest) -> v1.HotlistItem:
+        """Set the note of one item."""
+        row, _ = await self._write(request.caller, lambda ctx: _hotlists.set_note(ctx, request))
+        return hotlist_item_from_row(row)
+
+    async def list_hotlist_items(
+        self, request: v1.ListHotlistItemsRequest
+    ) -> v1.ListHotlistItemsResponse:
+        """Items of visible issues in rank order, with those issues."""
+        caller = request.caller or v1.Caller()
+        await self._hotlist(caller, request.hotlist_id)
+        size, token = _page(request.page)
+        fingerprint = PageTokenCodec.fingerprint(
+            "hotlist-items", request.hotlist_id, _caller_key(caller)
+        )
+        position = self._decode(token, fingerprint)
+        async with translated_errors(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                q.LIST_HOTLIST_ITEMS,
+                request.hotlist_id,
+                caller.admin,
+                principals_of(caller),
+                int(position[0]) if position else -1,
+                size + 1,
+            )
+            more = len(rows) > size
+            rows = rows[:size]
+            found = await fetch_issues(conn, caller, [r["issue_id"] for r in rows])
+        rows = [r for r in rows if r["issue_id"] in found]
+        return v1.ListHotlistItemsResponse(
+            items=[hotlist_item_from_row(r) for r in rows],
+            issues=[found[r["issue_id"]] for r in rows],
+            next_page_token=self._tokens.encode([rows[-1]["rank"]], fingerprint)
+            if more and rows
+            else "",
+        )
+
+    # ---- saved searches ----
+
+    async def create_saved_search(self, request: v1.CreateSavedSearchRequest) -> v1.SavedSearch:
+        """Store a query for the caller."""
+
+        async def work(ctx: WriteContext) -> asyncpg.Record:
+            return await ctx.conn.fetchrow(
+                q.INSERT_SAVED_SEARCH,
+                ctx.caller.user_id,
+                request.name,
+                request.query,
+                _hotlists.readers_of(request.readers),
+                ctx.now,
+            )
+
+        row, _ = await self._write(request.caller, work)
+        return saved_search_from_row(row)
+
+    async def list_saved_searches(
+        self, request: v1.ListSavedSearchesRequest
+    ) -> v1.ListSavedSearchesResponse:
+        """The caller's own, plus those shared with them unless owned_only."""
+        caller = request.caller or v1.Caller()
+        size, token = _page(request.page)
+        fingerprint = PageTokenCodec.fingerprint(
+            "saved-searches", request.owned_only, _caller_key(caller)
+        )
+        position = self._decode(token, fingerprint)
+        async with translated_errors(), self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                q.LIST_SAVED_SEARCHES,
+                caller.user_id,
+                principals_of(caller),
+                request.owned_only,
+                int(position[0]) if position else 0,
+                size + 1,
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        return v1.ListSavedSearchesResponse(
+            saved_searches=[saved_search_from_row(r) for r in rows],
+            next_page_token=self._tokens.encode([rows[-1]["id"]], fingerprint) if more else "",
+        )
+
+    async def update_saved_search(self, request: v1.UpdateSavedSearchRequest) -> v1.SavedSearch:
+        """Change a saved search (owner only)."""
+        change = request.saved_search or v1.SavedSearch()
+        paths = set(request.update_mask.paths) if request.update_mask else set()
+
+        async def work(ctx: WriteContext) -> asyncpg.Record:
+            row = await _hotlists.owned_saved_search(ctx, change.id)
+            if request.expected_version and request.expected_version != row["version"]:
+                msg = (
+                    f"saved search {change.id} is at version {row['version']}, "
+                    f"not {request.expected_version}: reload it and apply your change again"
+                )
+                raise Conflict(msg, metadata={"current_version": str(row["version"])})
+            return await ctx.conn.fetchrow(
+                q.UPDATE_SAVED_SEARCH,
+                change.id,
+                change.name if "name" in paths else row["name"],
+                change.query if "query" in paths else row["query"],
+                _hotlists.readers_of(change.readers) if "readers" in paths else row["readers"],
+                ctx.now,
+            )
+
+        row, _ = await self._write(request.caller, work)
+        return saved_search_from_row(row)
+
+    async def delete_saved_search(self, request: v1.DeleteSavedSearchRequest) -> v1.DeleteResponse:
+        """Delete a saved search (owner only)."""
+
+        async def work(ctx: WriteContext) -> None:
+            await _hotlists.owned_saved_search(ctx, request.saved_search_id)
+            await ctx.conn.execute(q.DELETE_SAVED_SEARCH, request.saved_search_id)
+
+        await self._write(request.caller, work)
+        return v1.DeleteResponse()

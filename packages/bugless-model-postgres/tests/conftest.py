@@ -1,0 +1,36 @@
+"""Fixtures: one throwaway PostgreSQL per session, one migrated database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import PostgresBackend
+
+if TYPE_CHECKING:
+    from bugless_core.testing.postgres import PostgresTestServer
+
+pytest_plugins = ["bugless_core.testing.plugin", "bugless_core.testing.postgres"]
+
+SECRET = "test-page-token-secret-0123456789"
+
+
+@pytest.fixture(scope="session")
+async def model_settings(postgres_server: PostgresTestServer) -> ModelSettings:
+    """Settings of the database the conformance suite runs on."""
+    url = await postgres_server.acreate_database("model_conformance")
+    return ModelSettings(database_url=url, page_token_secret=SECRET, pool_max_size=20)
+
+
+@pytest.fixture(scope="session")
+async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
+    """The backend under test: fresh database, migrated, open."""
+    await PostgresBackend.migrate(model_settings)
+    backend = await PostgresBackend.open(model_settings)
+    try:
+        yield backend
+    finally:
+        await backend.close()

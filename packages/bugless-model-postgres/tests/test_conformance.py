@@ -1,0 +1,69 @@
+"""The shared Model contracts, run against PostgreSQL: one class per contract."""
+
+from __future__ import annotations
+
+import pytest
+
+from bugless_core.testing.model_contracts import (
+    AccessContract,
+    BadInputContract,
+    BatchChangeContract,
+    ChangeContract,
+    ComponentContract,
+    ConcurrencyContract,
+    HistoryContract,
+    HotlistContract,
+    IssueContract,
+    SavedSearchContract,
+    SearchContract,
+    SearchOrderContract,
+    ServerInfoContract,
+    WatchContract,
+)
+from bugless_model_postgres import PostgresBackend
+
+# `with_args`: `mark(SomeClass)` with a lone class argument would decorate that
+# class instead of recording it as the marker's argument.
+pytestmark = pytest.mark.bugless_backend.with_args(PostgresBackend)
+
+
+class TestAccess(AccessContract): ...
+
+
+class TestBadInput(BadInputContract): ...
+
+
+class TestChange(ChangeContract): ...
+
+
+class TestComponent(ComponentContract): ...
+
+
+class TestConcurrency(ConcurrencyContract): ...
+
+
+class TestBatchChanges(BatchChangeContract): ...
+
+
+class TestHistory(HistoryContract): ...
+
+
+class TestHotlist(HotlistContract): ...
+
+
+class TestIssue(IssueContract): ...
+
+
+class TestSavedSearch(SavedSearchContract): ...
+
+
+class TestSearch(SearchContract): ...
+
+
+class TestSearchOrder(SearchOrderContract): ...
+
+
+class TestServerInfo(ServerInfoContract): ...
+
+
+class TestWatch(WatchContract): ...

@@ -1,0 +1,75 @@
+"""Migrations: idempotent, safe when replicas race, refuse newer schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import asyncpg
+import pytest
+
+from bugless_core.errors import FailedPrecondition
+from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres._migrations import newest_version, shipped_migrations
+
+
+def _in_schema(settings: ModelSettings, schema: str) -> ModelSettings:
+    return dataclasses.replace(settings, schema=schema)
+
+
+async def test_shipped_migrations_are_numbered_without_gaps() -> None:
+    versions = [m.version for m in shipped_migrations()]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_migrate_twice_is_idempotent(model_settings: ModelSettings) -> None:
+    settings = _in_schema(model_settings, "mig_twice")
+    assert await PostgresBackend.migrate(settings) == newest_version()
+    assert await PostgresBackend.migrate(settings) == newest_version()
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT version FROM mig_twice.schema_migrations ORDER BY 1")
+    finally:
+        await conn.close()
+    assert [r["version"] for r in rows] == list(range(1, newest_version() + 1))
+
+
+async def test_concurrent_migrations_apply_each_file_once(model_settings: ModelSettings) -> None:
+    settings = _in_schema(model_settings, "mig_race")
+    results = await asyncio.gather(*(PostgresBackend.migrate(settings) for _ in range(4)))
+    assert results == [newest_version()] * 4
+    backend = await PostgresBackend.open(settings)
+    try:
+        info = await backend.get_server_info()
+    finally:
+        await backend.close()
+    assert info.schema_version == newest_version()
+    assert info.backend == "postgres"
+    assert "watch" in info.capabilities
+
+
+async def test_open_refuses_a_schema_newer_than_the_code(model_settings: ModelSettings) -> None:
+    settings = _in_schema(model_settings, "mig_future")
+    await PostgresBackend.migrate(settings)
+    future = newest_version() + 41
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO mig_future.schema_migrations (version, name) VALUES ($1, 'future')",
+            future,
+        )
+    finally:
+        await conn.close()
+    with pytest.raises(FailedPrecondition) as info:
+        await PostgresBackend.open(settings)
+    assert str(future) in info.value.message
+    assert str(newest_version()) in info.value.message
+    assert "upgrade bugless" in info.value.message
+    with pytest.raises(FailedPrecondition, match="upgrade bugless"):
+        await PostgresBackend.migrate(settings)
+
+
+async def test_open_refuses_an_unmigrated_database(model_settings: ModelSettings) -> None:
+    with pytest.raises(FailedPrecondition, match="bugless model migrate"):
+        await PostgresBackend.open(_in_schema(model_settings, "mig_never"))

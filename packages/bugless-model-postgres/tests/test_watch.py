@@ -1,0 +1,107 @@
+"""Watch: committed entries arrive, invisible ones and rollbacks never do."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bugless_core.errors import IssueVersionConflict
+from bugless_model_postgres import PostgresBackend
+from bugless_proto import v1
+
+ADMIN = v1.Caller(user_id="root", admin=True)
+STRANGER = v1.Caller(user_id="stranger")
+
+
+async def _component(backend: PostgresBackend, *, private: bool = False) -> int:
+    acl = (
+        [v1.AclEntry(principal=v1.Principal(user="insider"), role=v1.Role.EDITOR)]
+        if private
+        else []
+    )
+    made = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"watch-{uuid.uuid4().hex[:8]}", acl=acl)
+    )
+    return made.id
+
+
+async def _issue(backend: PostgresBackend, component_id: int, title: str) -> v1.Issue:
+    return await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN, fields=v1.IssueFields(title=title, component_id=component_id)
+        )
+    )
+
+
+async def _comment(backend: PostgresBackend, issue: v1.Issue, text: str) -> v1.Issue:
+    response = await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ADMIN, issue_id=issue.id, expected_version=issue.version, comment=text
+        )
+    )
+    assert response.issue is not None
+    return response.issue
+
+
+async def _start(stream: AsyncIterator[v1.WatchEvent]) -> asyncio.Task[v1.WatchEvent]:
+    task = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.2)  # the stream is listening once it waits for its first event
+    return task
+
+
+async def test_query_watch_sees_matching_visible_commits_only(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    backend = bugless_model_backend
+    open_component = await _component(backend)
+    hidden_component = await _component(backend, private=True)
+    watched = await _issue(backend, open_component, "watched")
+    other = await _issue(backend, open_component, "other")
+    hidden = await _issue(backend, hidden_component, "hidden")
+    query = v1.StructuredQuery(
+        filter=v1.SearchNode(
+            term=v1.SearchTerm(
+                field=v1.SearchField.TITLE,
+                op=v1.SearchOperator.EQ,
+                values=[v1.SearchValue(text="watched")],
+            )
+        )
+    )
+    stream = backend.watch(v1.WatchRequest(caller=STRANGER, query=query))
+    first = await _start(stream)
+    await _comment(backend, hidden, "invisible to the stranger")
+    await _comment(backend, other, "does not match")
+    with pytest.raises(IssueVersionConflict):
+        await backend.change_issue(
+            v1.ChangeIssueRequest(caller=ADMIN, issue_id=watched.id, expected_version=99,
+                                  comment="rolled back")
+        )  # fmt: skip
+    watched = await _comment(backend, watched, "this one")
+    event = await asyncio.wait_for(first, 10)
+    assert event.issue is not None
+    assert event.entry is not None
+    assert event.issue.id == watched.id
+    assert event.entry.comment == "this one"
+    assert event.entry.version == watched.version
+    await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_issue_watch_ends_cleanly_when_the_client_goes_away(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    backend = bugless_model_backend
+    issue = await _issue(backend, await _component(backend), "one")
+    # Other tests' streams share the backend: compare with what was open before.
+    before = len(backend._feed._queues)
+    stream = backend.watch(v1.WatchRequest(caller=ADMIN, issue_id=issue.id))
+    first = await _start(stream)
+    issue = await _comment(backend, issue, "hello")
+    event = await asyncio.wait_for(first, 10)
+    assert event.entry is not None
+    assert event.entry.version == issue.version
+    assert len(backend._feed._queues) == before + 1
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert len(backend._feed._queues) == before
