@@ -1,0 +1,19 @@
+"""Fixtures of the deploy tests: the chart rendered with each shipped values file."""
+
+from __future__ import annotations
+
+import pytest
+from chart_rendering import VALUES_FILES, Manifest, rendered
+
+
+@pytest.fixture(params=VALUES_FILES)
+def values_file(request: pytest.FixtureRequest) -> str:
+    """Each shipped values file in turn."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def manifests(values_file: str) -> list[Manifest]:
+    """The chart rendered with ``values_file``."""
+    return rendered(values_file)

@@ -1,0 +1,221 @@
+"""What the values switch on, and the configurations the chart refuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import helm_python
+import pytest
+from chart_rendering import Manifest, env_of, of_kind, render, rendered
+
+
+def _deployment(manifests: list[Manifest], component: str) -> Manifest:
+    (found,) = [
+        d
+        for d in of_kind(manifests, "Deployment")
+        if d["metadata"]["name"].endswith(f"-{component}")
+    ]
+    return found
+
+
+def _env(manifests: list[Manifest], component: str) -> dict[str, dict[str, Any]]:
+    return env_of(_deployment(manifests, component)["spec"]["template"]["spec"]["containers"][0])
+
+
+def _migration_job(manifests: list[Manifest]) -> Manifest:
+    (job,) = of_kind(manifests, "Job")
+    return job
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"web": {"replicas": 1}}, "web.replicas must be 2 or more"),
+        (
+            {"model": {"autoscaling": {"enabled": True, "minReplicas": 1}}},
+            "model.autoscaling.minReplicas must be 2 or more",
+        ),
+        (
+            {"auth": {"terminationGracePeriodSeconds": 30}},
+            "auth.terminationGracePeriodSeconds (30) must exceed",
+        ),
+        ({"database": {"backend": "mysql"}}, "database.backend must be postgres or cockroach"),
+        (
+            {"internalTLS": {"certManager": {"enabled": True}}},
+            "enable both",
+        ),
+        (
+            {
+                "database": {"backend": "cockroach"},
+                "cockroach": {"survivalGoal": "region", "regions": ["a", "b"]},
+            },
+            "needs 3 or more cockroach.regions",
+        ),
+        ({"auth": {"ldap": {"enabled": True, "baseDn": "dc=x"}}}, "auth.ldap.urls"),
+        ({"api": {"tls": {"secretName": ""}}}, "api.tls.secretName"),
+    ],
+)
+def test_unsafe_or_incomplete_values_are_refused(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(
+        helm_python.HelmError, match=message.replace("(", r"\(").replace(")", r"\)")
+    ):
+        render(values)
+
+
+def test_defaults_read_the_database_url_and_page_token_from_secrets() -> None:
+    manifests = rendered("values.yaml")
+    env = _env(manifests, "model")
+    assert env["BUGLESS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "bugless-database",
+        "key": "url",
+    }
+    assert (
+        env["BUGLESS_PAGE_TOKEN_SECRET"]["valueFrom"]["secretKeyRef"]["name"]
+        == "bugless-page-token"
+    )
+    assert env["BUGLESS_MODEL"]["value"] == "postgres"
+    assert env["BUGLESS_MIGRATE"]["value"] == "false"
+    assert (
+        _env(manifests, "web")["BUGLESS_WEB_SESSION_KEYS"]["valueFrom"]["secretKeyRef"]["name"]
+        == "bugless-session-keys"
+    )
+
+
+def test_migration_runs_before_install_and_upgrade_with_an_external_database() -> None:
+    job = _migration_job(rendered("values.yaml"))
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["model", "migrate"]
+    assert container["image"].startswith("ghcr.io/bugless/bugless-model:")
+
+
+def test_cloudnativepg_cluster_provides_the_database_url() -> None:
+    manifests = rendered("values-production.yaml")
+    (cluster,) = of_kind(manifests, "Cluster")
+    assert cluster["metadata"]["name"] == "bugless-db"
+    assert cluster["spec"]["instances"] == 3
+    for component in ("model", "auth"):
+        ref = _env(manifests, component)["BUGLESS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "bugless-db-app", "key": "uri"}
+    # The cluster is part of the release, so it cannot be migrated before install.
+    assert (
+        _migration_job(manifests)["metadata"]["annotations"]["helm.sh/hook"]
+        == "post-install,pre-upgrade"
+    )
+
+
+def test_multiregion_migrates_with_the_regions_primary_first() -> None:
+    manifests = rendered("values-multiregion.yaml")
+    job_env = env_of(_migration_job(manifests)["spec"]["template"]["spec"]["containers"][0])
+    assert job_env["BUGLESS_MODEL"]["value"] == "cockroach"
+    assert job_env["BUGLESS_REGIONS"]["value"] == "us-east1,us-west1,europe-west1"
+    assert job_env["BUGLESS_COCKROACH_SURVIVAL_GOAL"]["value"] == "region"
+    model_env = _env(manifests, "model")
+    assert model_env["BUGLESS_MODEL"]["value"] == "cockroach"
+    assert model_env["BUGLESS_COCKROACH_LOCALITY"]["value"] == "region=us-east1"
+    model_policy = [
+        p for p in of_kind(manifests, "NetworkPolicy") if p["metadata"]["name"] == "bugless-model"
+    ]
+    ports = [port["port"] for rule in model_policy[0]["spec"]["egress"] for port in rule["ports"]]
+    assert 26257 in ports
+
+
+def test_internal_mtls_with_cert_manager_wires_every_component() -> None:
+    manifests = rendered("values-production.yaml")
+    certificates = {c["metadata"]["name"]: c for c in of_kind(manifests, "Certificate")}
+    for component in ("model", "auth", "web", "api"):
+        certificate = certificates[f"bugless-{component}-internal-tls"]
+        secret = certificate["spec"]["secretName"]
+        pod = _deployment(manifests, component)["spec"]["template"]["spec"]
+        assert {
+            "name": "internal-tls",
+            "secret": {"secretName": secret, "defaultMode": 0o440},
+        } in pod["volumes"]
+    for component in ("model", "auth"):
+        env = _env(manifests, component)
+        assert (
+            env[f"BUGLESS_{component.upper()}_CLIENT_CA"]["value"]
+            == "/etc/bugless/internal-tls/ca.crt"
+        )
+        assert "server auth" in certificates[f"bugless-{component}-internal-tls"]["spec"]["usages"]
+        readiness = _deployment(manifests, component)["spec"]["template"]["spec"]["containers"][0][
+            "readinessProbe"
+        ]
+        assert "--cert=/etc/bugless/internal-tls/tls.crt" in readiness["exec"]["command"]
+    for component in ("web", "api"):
+        env = _env(manifests, component)
+        assert (
+            env[f"BUGLESS_{component.upper()}_MODEL"]["value"] == "bugless-model.bugless.svc:50051"
+        )
+        # web calls its client files --tls-*, api --service-* (its --tls-* are for bots).
+        cert = "BUGLESS_WEB_TLS_CERT" if component == "web" else "BUGLESS_API_SERVICE_CERT"
+        assert env[cert]["value"] == "/etc/bugless/internal-tls/tls.crt"
+    assert {i["metadata"]["name"] for i in of_kind(manifests, "Issuer")} == {
+        "bugless-selfsigned",
+        "bugless-internal-ca",
+    }
+
+
+def test_ldap_read_replicas_and_oidc_settings_reach_the_authenticator() -> None:
+    env = _env(rendered("values-production.yaml"), "auth")
+    assert env["BUGLESS_AUTH_LDAP_URLS"]["value"] == (
+        "ldaps://ldap-replica-1.corp.example.com,ldaps://ldap-replica-2.corp.example.com,"
+        "ldaps://ldap-primary.corp.example.com"
+    )
+    assert (
+        env["BUGLESS_AUTH_LDAP_BIND_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+        == "bugless-ldap"
+    )
+    assert env["BUGLESS_AUTH_OIDC_ISSUER"]["value"] == "https://login.example.com/realms/corp"
+    assert (
+        env["BUGLESS_AUTH_OIDC_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["name"]
+        == "bugless-oidc"
+    )
+    assert env["BUGLESS_AUTH_AUTHENTICATORS"]["value"] == "ldap,oidc,tls"
+    assert env["BUGLESS_AUTH_LDAP_CA_FILE"]["value"] == "/etc/bugless/ldap-ca/ca.crt"
+    assert env["BUGLESS_AUTH_TOKEN_KEY_FILES"]["value"] == "/etc/bugless/token-keys/current.pem"
+
+
+def test_a_web_only_release_uses_the_main_releases_backends() -> None:
+    manifests = rendered("values-web-next.yaml")
+    assert [d["metadata"]["name"] for d in of_kind(manifests, "Deployment")] == ["bugless-web"]
+    assert not of_kind(manifests, "Job")
+    env = _env(manifests, "web")
+    assert env["BUGLESS_WEB_MODEL"]["value"] == "bugless-model.bugless.svc:50051"
+    assert env["BUGLESS_WEB_AUTH"]["value"] == "bugless-auth.bugless.svc:50052"
+    (ingress,) = of_kind(manifests, "Ingress")
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["next.bugless.example.com"]
+
+
+def test_steering_drains_to_another_release_and_the_ingress_can_follow() -> None:
+    manifests = render(
+        {
+            "web": {"steerTo": "https://next.bugless.example.com"},
+            "ingress": {"serviceName": "bugless-web-next-web"},
+        }
+    )
+    assert (
+        _env(manifests, "web")["BUGLESS_WEB_STEER_TO"]["value"]
+        == "https://next.bugless.example.com"
+    )
+    (ingress,) = of_kind(manifests, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "bugless-web-next-web", "port": {"name": "http"}}
+
+
+def test_autoscaling_and_service_monitor_are_opt_in() -> None:
+    assert not of_kind(rendered("values.yaml"), "HorizontalPodAutoscaler")
+    assert not of_kind(rendered("values.yaml"), "ServiceMonitor")
+    production = rendered("values-production.yaml")
+    assert {
+        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(production, "HorizontalPodAutoscaler")
+    } == {
+        "bugless-web",
+        "bugless-api",
+    }
+    # Not web: bugless web serve has no metrics endpoint.
+    assert {m["metadata"]["name"] for m in of_kind(production, "ServiceMonitor")} == {
+        "bugless-api",
+        "bugless-model",
+        "bugless-auth",
+    }
