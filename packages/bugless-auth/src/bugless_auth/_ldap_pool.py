@@ -1,0 +1,105 @@
+"""A small pool of service-account connections to one LDAP server.
+
+bonsai ships ``AIOConnectionPool``, but it waits for a free connection without
+a deadline and hands out idle connections without knowing whether the server
+restarted since. Both matter here: a login must fail fast with ``Unavailable``
+rather than queue forever, and after a directory restart every idle connection
+is dead, so the first failure on a *reused* connection is retried once on a
+fresh one instead of being reported as an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import bonsai
+import bonsai.errors
+
+T = TypeVar("T")
+
+#: What bonsai and asyncio raise when the server is gone or does not answer.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    bonsai.errors.ConnectionError,
+    bonsai.errors.ClosedConnection,
+    bonsai.errors.TimeoutError,
+    TimeoutError,
+    OSError,
+)
+
+
+class PoolExhausted(Exception):
+    """Every connection stayed busy for longer than the acquire timeout."""
+
+
+class ServiceConnectionPool:
+    """Up to ``size`` connections bound as the service account to one server.
+
+    Connections are opened lazily, so a backend configured with a replica that
+    is down still starts; the failure surfaces on the first search instead.
+    """
+
+    def __init__(self, client: bonsai.LDAPClient, *, size: int, connect_timeout: float) -> None:
+        self._client = client
+        self._connect_timeout = connect_timeout
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Any] = []
+        self._closed = False
+
+    async def _connect(self) -> Any:
+        return await self._client.connect(is_async=True, timeout=self._connect_timeout)
+
+    def _discard_idle(self) -> None:
+        while self._idle:
+            with contextlib.suppress(Exception):
+                self._idle.pop().close()
+
+    async def run(self, operation: Callable[[Any], Awaitable[T]], *, acquire_timeout: float) -> T:
+        """Run ``operation`` on a pooled connection and return its result.
+
+        A connection that raised is closed, never returned to the pool. A
+        connection error on a reused connection drops every idle connection
+        (they share the dead server) and retries once on a fresh one.
+
+        Raises:
+            PoolExhausted: no connection became free within ``acquire_timeout``.
+            Any of :data:`CONNECTION_ERRORS`, or an ``LDAPError`` of the operation.
+        """
+        try:
+            async with asyncio.timeout(acquire_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise PoolExhausted from None
+        try:
+            reused = bool(self._idle)
+            conn = self._idle.pop() if reused else await self._connect()
+            try:
+                result = await operation(conn)
+            except CONNECTION_ERRORS:
+                conn.close()
+                if not reused:
+                    raise
+                self._discard_idle()
+                conn = await self._connect()
+                try:
+                    result = await operation(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+            if self._closed:
+                conn.close()
+            else:
+                self._idle.append(conn)
+            return result
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        """Close the idle connections; connections in use close when returned."""
+        self._closed = True
+        self._discard_idle()

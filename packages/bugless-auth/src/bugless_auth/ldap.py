@@ -1,0 +1,269 @@
+"""The LDAP password backend (``bugless-auth[ldap]``, bonsai in asyncio mode).
+
+A login is two steps, the way every careful LDAP client does it: search for
+the user's entry as a *service account* (the username is matched by a filter,
+never glued into a DN), then bind as that entry's DN with the password. The
+bind is the password check, so passwords never leave the directory and any
+scheme slapd or Active Directory supports works.
+
+The identity's subject is ``ldap:<entryUUID>``: entryUUID (RFC 4530) survives
+renames and moves, so renaming ``uid=alice`` changes the username shown in
+bugless but not the opaque user id the Model stores.
+
+Failure modes are kept apart on purpose: a wrong password and an unknown user
+both give ``None`` (the caller cannot tell which, so usernames cannot be
+probed); a directory that is down or slow raises
+:class:`~bugless_core.errors.Unavailable`, because telling a user their
+correct password is wrong during an outage sends them to reset it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
+from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
+
+if TYPE_CHECKING:
+    from bugless_auth._ldap_directory import LdapDirectory, UserEntry
+
+
+@dataclass(frozen=True)
+class LdapSettings:
+    """How to reach the directory and where users and groups live.
+
+    Every field can come from a flag or a ``BUGLESS_LDAP_<FIELD>`` variable;
+    :meth:`from_mapping` accepts typed values or their string forms.
+
+    Attributes:
+        urls: Server URLs, tried in order: the primary first, then read
+            replicas. ``ldap://`` (optionally upgraded with StartTLS) or
+            ``ldaps://``. A server that cannot be reached is skipped; only when
+            every one fails is the directory reported unavailable.
+        base_dn: Subtree searched for users.
+        bind_dn: DN of the service account used to search. Empty means an
+            anonymous search, for directories that allow it.
+        bind_password: Password of ``bind_dn``.
+        user_filter: Filter selecting one user; ``{username}`` is replaced by
+            the login name, escaped per RFC 4515 so ``*`` or ``)(`` in a
+            username matches literally and cannot widen the search.
+        username_attribute: Attribute holding the login name as the directory
+            spells it (``uid``; ``sAMAccountName`` on Active Directory).
+        display_name_attribute: Attribute shown on user chips.
+        email_attribute: Attribute holding the mail address.
+        subject_attribute: Stable, rename-proof key of an entry: ``entryUUID``
+            on OpenLDAP, ``objectGUID`` on Active Directory (binary; formatted
+            as a UUID).
+        group_attribute: Attribute on the user entry listing group DNs
+            (``memberOf``). Used when ``group_search_base`` is empty; an empty
+            value with no group search means no groups.
+        group_search_base: When set, groups are found by searching here with
+            ``group_search_filter`` instead of reading ``group_attribute``;
+            for directories without a memberOf overlay.
+        group_search_filter: Filter for the group search; ``{dn}`` is the
+            user's DN and ``{username}`` the login name, both escaped.
+        group_name_attribute: Attribute naming a group (``cn``). Group DNs
+            from ``group_attribute`` are reduced to this RDN's value.
+        start_tls: Upgrade ``ldap://`` connections with StartTLS; a server
+            that refuses counts as unreachable, never as a plaintext fallback.
+        ca_file: PEM file of CAs trusted for the server certificate; None
+            uses the system store.
+        tls_verify: Verify the server certificate (always, in production).
+        pool_size: Service-account connections kept open per server.
+        connect_timeout: Seconds to open and bind a connection.
+        operation_timeout: Seconds for one search, and to wait for a free
+            pooled connection.
+        label: Text of the sign-in button / form heading.
+    """
+
+    urls: tuple[str, ...]
+    base_dn: str
+    bind_dn: str = ""
+    bind_password: str = ""
+    user_filter: str = "(&(objectClass=inetOrgPerson)(uid={username}))"
+    username_attribute: str = "uid"
+    display_name_attribute: str = "displayName"
+    email_attribute: str = "mail"
+    subject_attribute: str = "entryUUID"
+    group_attribute: str = "memberOf"
+    group_search_base: str = ""
+    group_search_filter: str = "(&(objectClass=groupOfNames)(member={dn}))"
+    group_name_attribute: str = "cn"
+    start_tls: bool = False
+    ca_file: str | None = None
+    tls_verify: bool = True
+    pool_size: int = 4
+    connect_timeout: float = 5.0
+    operation_timeout: float = 5.0
+    label: str = "LDAP"
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise InvalidArgument("ldap urls: at least one ldap:// or ldaps:// URL is required")
+        for url in self.urls:
+            if not url.startswith(("ldap://", "ldaps://")):
+                raise InvalidArgument(f"ldap urls: {url!r} is not an ldap:// or ldaps:// URL")
+        if not self.base_dn:
+            raise InvalidArgument("ldap base_dn: required, e.g. 'ou=people,dc=example,dc=com'")
+        if "{username}" not in self.user_filter:
+            raise InvalidArgument(
+                f"ldap user_filter: {self.user_filter!r} lacks the {{username}} placeholder"
+            )
+        if self.pool_size < 1:
+            raise InvalidArgument(f"ldap pool_size: {self.pool_size} is not a positive number")
+        if self.connect_timeout <= 0 or self.operation_timeout <= 0:
+            raise InvalidArgument("ldap timeouts: must be positive numbers of seconds")
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> LdapSettings:
+        """Build settings from flags / env values, refusing unknown keys.
+
+        Lists may be given as comma-separated strings, booleans as
+        ``true``/``false``/``1``/``0``, numbers as strings.
+        """
+        known = {f.name: f for f in fields(cls)}
+        # Strings come from an operator (a flag, an env var) and a typo there
+        # must not pass silently; other values are objects the service hands
+        # every backend (its identity store, say) and are not ours to judge.
+        unknown = sorted(k for k, v in config.items() if k not in known and isinstance(v, str))
+        if unknown:
+            raise InvalidArgument(
+                f"ldap settings: unknown {', '.join(unknown)}; known are {', '.join(known)}"
+            )
+        values: dict[str, Any] = {
+            name: _coerce(name, str(known[name].type), value)
+            for name, value in config.items()
+            if name in known
+        }
+        missing = [n for n in ("urls", "base_dn") if n not in values]
+        if missing:
+            raise InvalidArgument(f"ldap settings: {', '.join(missing)} required")
+        return cls(**values)
+
+
+def _coerce(name: str, type_name: str, value: Any) -> Any:
+    """Turn a flag or env string into the field's type; typed values pass."""
+    if not isinstance(value, str):
+        return tuple(value) if type_name.startswith("tuple") else value
+    try:
+        if type_name.startswith("tuple"):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if type_name == "bool":
+            lowered = value.strip().lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(value)
+            return lowered in {"true", "1", "yes"}
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+    except ValueError:
+        raise InvalidArgument(f"ldap {name}: {value!r} is not a valid {type_name}") from None
+    if type_name == "str | None":
+        return value or None
+    return value
+
+
+def _format_subject_value(value: Any) -> str:
+    """Format a subject value: entryUUID is text, objectGUID (AD) is 16 raw bytes."""
+    if isinstance(value, bytes):
+        if len(value) == 16:
+            return str(uuid.UUID(bytes_le=value))
+        return value.hex()
+    return str(value)
+
+
+def _is_plausible_username(username: str) -> bool:
+    # Control characters (NUL above all) have no business in a login name, and
+    # bonsai's filter escaping writes NUL in a form slapd rejects as a bad filter.
+    return bool(username) and len(username) <= 256 and username.isprintable()
+
+
+class LdapAuthenticator(PasswordAuthenticator):
+    """Checks usernames and passwords against an LDAP directory.
+
+    Service-account connections are pooled per server; each password check
+    opens one short connection bound as the user, because a bind changes
+    who a connection is and a pooled connection must stay the service account.
+    """
+
+    name: ClassVar[str] = "ldap"
+
+    def __init__(self, settings: LdapSettings) -> None:
+        try:
+            from bugless_auth._ldap_directory import LdapDirectory  # noqa: PLC0415
+        except ImportError as exc:
+            raise FailedPrecondition(
+                f"the ldap authenticator needs bonsai ({exc}): "
+                "pip install 'bugless-auth[ldap]' (Debian: libldap2-dev libsasl2-dev to build it)"
+            ) from exc
+        self.settings = settings
+        self._directory: LdapDirectory = LdapDirectory(settings)
+
+    @classmethod
+    async def open(cls, config: Mapping[str, Any]) -> Self:
+        """Build the backend; connections open lazily on the first login.
+
+        A directory that is down at start-up must not stop the Authenticator
+        (other backends still work); it surfaces as ``Unavailable`` per login.
+        """
+        return cls(LdapSettings.from_mapping(config))
+
+    async def close(self) -> None:
+        """Close every pooled service-account connection."""
+        self._directory.close()
+
+    @property
+    def display_name(self) -> str:
+        """The configured label of the sign-in form."""
+        return self.settings.label
+
+    async def authenticate(self, username: str, password: str) -> ExternalIdentity | None:
+        """Return who ``username`` is if ``password`` binds as them, else None.
+
+        An empty password is refused before any network traffic: in LDAP a
+        simple bind with a DN and no password is an *unauthenticated* bind,
+        which many servers (Active Directory among them) answer with success.
+
+        Raises:
+            Unavailable: no configured server could be reached in time, or the
+                service account could not search.
+        """
+        if not password or not _is_plausible_username(username):
+            return None
+        user = await self._directory.find_user(username)
+        if user is None:
+            # Bind anyway, as a DN that cannot exist, so an unknown user costs
+            # what a wrong password costs and response times do not tell
+            # which usernames exist.
+            decoy = f"cn=bugless-decoy-{secrets.token_hex(8)},{self.settings.base_dn}"
+            await self._directory.bind(self.settings.urls[0], decoy, password)
+            return None
+        if not await self._directory.bind(user.url, user.dn, password):
+            return None
+        return await self._identity(user, username)
+
+    async def _identity(self, user: UserEntry, username: str) -> ExternalIdentity:
+        s = self.settings
+        raw_subject = user.first(s.subject_attribute)
+        if raw_subject is None:
+            # Without a stable key we would fall back to the DN and lose the
+            # user's id on the next rename: fail loudly instead.
+            raise Unavailable(
+                f"the LDAP entry {user.dn} has no {s.subject_attribute}; "
+                "check subject_attribute and the service account's read access"
+            )
+        return ExternalIdentity(
+            subject=f"ldap:{_format_subject_value(raw_subject)}",
+            username=str(user.first(s.username_attribute) or username),
+            display_name=str(user.first(s.display_name_attribute) or ""),
+            email=str(user.first(s.email_attribute) or ""),
+            groups=await self._directory.groups(user, username),
+        )
+
+
+__all__ = ["LdapAuthenticator", "LdapSettings"]

@@ -1,0 +1,447 @@
+"""The Authenticator's behaviour, independent of the wire.
+
+:class:`AuthService` owns the enabled backends and everything around them:
+mapping external subjects to user ids (the store), session tokens, the login
+throttle, cached look-ups and the policy. The gRPC servicer only converts
+messages and checks their shape; anything a second transport would need to
+repeat lives here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bugless_auth._cache import TtlCache
+from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
+from bugless_auth.passwords import PasswordHashes
+from bugless_auth.policy import Decision, Policy
+from bugless_auth.settings import AuthSettings
+from bugless_auth.store import IdentityStore, UserRecord
+from bugless_auth.throttle import LoginThrottle
+from bugless_auth.tls import parse_certificate
+from bugless_auth.tokens import SessionClaims, TokenAuthority, load_key
+from bugless_core.auth_backend import (
+    AuthenticatorBackend,
+    CertificateAuthenticator,
+    ExternalIdentity,
+    OidcAuthenticator,
+    PasswordAuthenticator,
+)
+from bugless_core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from bugless_core.plugins import Plugins
+from bugless_proto import v1
+
+_log = logging.getLogger("bugless.auth")
+
+#: The one message for an unknown user and a wrong password (no enumeration).
+WRONG_CREDENTIALS = "wrong username or password"
+DISABLED = "this account is disabled; ask a bugless administrator"
+MANAGE_USERS = "manage_users"
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+_FLOW_KEYS = ("_authenticator", "_redirect_uri")
+
+
+def check_username(username: str, field: str = "username") -> None:
+    """Refuse a username the local store would not accept.
+
+    Raises:
+        InvalidArgument: naming what is accepted.
+    """
+    if not _USERNAME.match(username):
+        raise InvalidArgument(
+            f"{field}: {username!r} is not a valid username (1-128 characters: letters, "
+            "digits and . _ @ + -, starting with a letter or digit)"
+        )
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """A successful authentication: who, through which backend, and their token."""
+
+    identity: v1.Identity
+    token: str
+    expires_at: float
+
+    def to_message(self) -> v1.AuthenticationResult:
+        """The wire form."""
+        return v1.AuthenticationResult(
+            identity=self.identity,
+            token=self.token,
+            expires_at=datetime.datetime.fromtimestamp(self.expires_at, datetime.UTC),
+        )
+
+
+class AuthService:
+    """Authentication, tokens, look-ups, authorisation and local user management."""
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        store: IdentityStore,
+        backends: Sequence[AuthenticatorBackend],
+        *,
+        tokens: TokenAuthority,
+        hashes: PasswordHashes,
+    ) -> None:
+        """Assemble from open parts; see :meth:`open` for the usual way."""
+        self.settings = settings
+        self.store = store
+        self.backends = list(backends)
+        self.tokens = tokens
+        self.hashes = hashes
+        self.policy = Policy(settings.policy)
+        self.throttle = LoginThrottle(settings.throttle)
+        self.directory = UserDirectory(
+            store, ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
+        )
+        self._valid_tokens: TtlCache[str, SessionClaims] = TtlCache(
+            ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
+        )
+
+    @classmethod
+    async def open(cls, settings: AuthSettings, plugins: Plugins) -> AuthService:
+        """Connect the store, load the keys and open every enabled backend, in order.
+
+        Raises:
+            UnknownBackendError: an enabled name no installed plugin registered.
+            ValueError: unusable keys or backend options.
+            FailedPrecondition, Unavailable: the database is not ready.
+        """
+        classes = [plugins.authenticators.get(name) for name in settings.authenticators]
+        tokens = TokenAuthority(
+            [load_key(path) for path in settings.token_keys],
+            issuer=settings.token_issuer,
+            ttl_seconds=settings.token_ttl_seconds,
+        )
+        hashes = PasswordHashes(settings.hashing)
+        store = await IdentityStore.open(
+            settings.database_url, settings.schema, pool_max_size=settings.pool_max_size
+        )
+        backends: list[AuthenticatorBackend] = []
+        try:
+            for backend_cls in classes:
+                config: dict[str, Any] = {
+                    **settings.authenticator_options.get(backend_cls.name, {}),
+                    "identity_store": store,
+                    "password_hashes": hashes,
+                }
+                backends.append(await backend_cls.open(config))
+        except BaseException:
+            for backend in backends:
+                await backend.close()
+            await store.close()
+            raise
+        return cls(settings, store, backends, tokens=tokens, hashes=hashes)
+
+    async def close(self) -> None:
+        """Close the backends, then the store."""
+        for backend in self.backends:
+            try:
+                await backend.close()
+            except Exception:
+                _log.exception("closing the %s authenticator failed", backend.name)
+        await self.store.close()
+
+    # ---- authentication ----
+
+    def list_authenticators(self) -> list[v1.AuthenticatorInfo]:
+        """The enabled backends, in configured order."""
+        return [
+            v1.AuthenticatorInfo(name=b.name, kind=b.kind.value, display_name=b.display_name)
+            for b in self.backends
+        ]
+
+    async def authenticate_password(
+        self, username: str, password: str, client_address: str
+    ) -> Authenticated:
+        """Try the password backends in order; the first that knows the user wins.
+
+        Raises:
+            ResourceExhausted: too many recent failures for the user or address.
+            Unauthenticated: :data:`WRONG_CREDENTIALS`, for unknown users too.
+            Unavailable: no backend accepted and at least one could not be
+                asked (so the failure is not reported as a wrong password).
+        """
+        backends = [b for b in self.backends if isinstance(b, PasswordAuthenticator)]
+        if not backends:
+            raise FailedPrecondition("no password authenticator is enabled on this server")
+        self.throttle.check(username, client_address)
+        if not password:
+            raise Unauthenticated(WRONG_CREDENTIALS)
+        unavailable: Unavailable | None = None
+        for backend in backends:
+            try:
+                found = await backend.authenticate(username, password)
+            except Unavailable as exc:
+                _log.warning("%s authenticator unavailable: %s", backend.name, exc.message)
+                unavailable = exc
+                continue
+            if found is not None:
+                return await self._signed_in(found, backend.name)
+        if unavailable is not None:
+            raise unavailable
+        self.throttle.failed(username, client_address)
+        raise Unauthenticated(WRONG_CREDENTIALS)
+
+    async def authenticate_certificate(self, certificate_der: bytes) -> Authenticated:
+        """Ask the certificate backends in order.
+
+        Raises:
+            InvalidArgument: not a DER certificate.
+            Unauthenticated: no backend maps the certificate's subject.
+        """
+        backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
+        if not backends:
+            raise FailedPrecondition("no certificate authenticator is enabled on this server")
+        cert = parse_certificate(certificate_der)
+        for backend in backends:
+            found = await backend.authenticate(certificate_der)
+            if found is not None:
+                return await self._signed_in(found, backend.name)
+        raise Unauthenticated(
+            f"certificate subject {cert.subject.rfc4514_string()} is not mapped to a bugless user",
+            reason="CERTIFICATE_NOT_MAPPED",
+        )
+
+    def _oidc_backend(self, name: str) -> OidcAuthenticator:
+        candidates = [b for b in self.backends if isinstance(b, OidcAuthenticator)]
+        if name:
+            candidates = [b for b in candidates if b.name == name]
+        if len(candidates) != 1:
+            enabled = ", ".join(b.name for b in self.backends if isinstance(b, OidcAuthenticator))
+            raise InvalidArgument(
+                f"authenticator: {name!r} does not name one enabled oidc authenticator "
+                f"(enabled: {enabled or 'none'})"
+            )
+        return candidates[0]
+
+    async def begin_oidc(self, authenticator: str, redirect_uri: str) -> tuple[str, str]:
+        """Start a browser flow; return the authorization URL and sealed flow state."""
+        backend = self._oidc_backend(authenticator)
+        start = await backend.begin(redirect_uri)
+        reserved = set(_FLOW_KEYS) & set(start.flow_data)
+        if reserved:
+            raise RuntimeError(f"{backend.name} flow data uses reserved keys {reserved}")
+        sealed = self.tokens.seal_flow(
+            {**start.flow_data, "_authenticator": backend.name, "_redirect_uri": redirect_uri}
+        )
+        return start.authorization_url, sealed
+
+    async def complete_oidc(
+        self, authenticator: str, flow_state: str, code: str, state: str, redirect_uri: str
+    ) -> Authenticated:
+        """Finish a browser flow begun on any replica.
+
+        Raises:
+            Unauthenticated: the flow state is invalid, expired, for another
+                backend or redirect URI, or the backend refuses the response.
+        """
+        data = self.tokens.open_flow(flow_state)
+        backend = self._oidc_backend(authenticator or data.get("_authenticator", ""))
+        if data.get("_authenticator") != backend.name or data.get("_redirect_uri") != redirect_uri:
+            raise Unauthenticated("flow_state belongs to another sign-in; start again")
+        flow_data = {k: v for k, v in data.items() if k not in _FLOW_KEYS}
+        found = await backend.complete(flow_data, code, state, redirect_uri)
+        return await self._signed_in(found, backend.name)
+
+    async def _signed_in(self, found: ExternalIdentity, authenticator: str) -> Authenticated:
+        record, released = await self.store.resolve(found, authenticator)
+        for user_id in released:
+            self.directory.forget(user_id)
+        cached = self.directory.remember(record)
+        if record.disabled:
+            raise Unauthenticated(DISABLED, reason="USER_DISABLED")
+        token, expires_at = self.tokens.issue(record.user_id, authenticator)
+        _log.info(
+            "%s signed in with %s",
+            record.user_id,
+            authenticator,
+            extra={"user_id": record.user_id, "authenticator": authenticator},
+        )
+        return Authenticated(self._identity(cached, authenticator), token, expires_at)
+
+    def _identity(self, cached: CachedUser, authenticator: str) -> v1.Identity:
+        groups = list(cached.record.groups)
+        return v1.Identity(
+            user=cached.message,
+            groups=groups,
+            authenticator=authenticator,
+            permissions=self.policy.permissions(groups),
+        )
+
+    # ---- tokens ----
+
+    async def validate_token(self, token: str) -> v1.Identity:
+        """The identity a token stands for, as the store knows it now (cached).
+
+        Raises:
+            Unauthenticated: invalid or expired token, or a disabled or
+                vanished user (seen within ``cache_ttl_seconds``).
+        """
+        if not token:
+            raise Unauthenticated("token: required; sign in to get one", reason="INVALID_TOKEN")
+        claims = self._valid_tokens.get(token)
+        if claims is None:
+            claims = self.tokens.verify(token)
+            self._valid_tokens.put(token, claims)
+        elif claims.expires_at <= datetime.datetime.now(datetime.UTC).timestamp():
+            self._valid_tokens.discard(token)
+            claims = self.tokens.verify(token)  # raises "expired"
+        cached = await self.directory.get(claims.user_id)
+        if cached is None:
+            raise Unauthenticated("the token's user no longer exists", reason="INVALID_TOKEN")
+        if cached.record.disabled:
+            raise Unauthenticated(DISABLED, reason="USER_DISABLED")
+        return self._identity(cached, claims.authenticator)
+
+    # ---- look-ups ----
+
+    async def get_users(self, user_ids: Sequence[str]) -> v1.UsersResponse:
+        """Users by id, from cache; misses fetched in one query."""
+        found, missing = await self.directory.get_many(user_ids)
+        return EncodedUsersResponse.of(found, missing)
+
+    async def lookup_users(self, usernames: Sequence[str]) -> v1.UsersResponse:
+        """Users by username, from cache; misses fetched in one query."""
+        found, missing = await self.directory.lookup_many(usernames)
+        return EncodedUsersResponse.of(found, missing)
+
+    async def suggest_users(self, prefix: str, limit: int) -> v1.UsersResponse:
+        """Enabled users whose username, display name or email starts with ``prefix``."""
+        records = await self.store.suggest(prefix, limit)
+        return v1.UsersResponse(users=[self.directory.remember(r).message for r in records])
+
+    # ---- authorisation ----
+
+    async def authorize(
+        self, token: str, user_id: str, groups: Sequence[str], permission: str
+    ) -> Decision:
+        """Whether the identity (by token, or by user id and groups) holds ``permission``.
+
+        With a user id and no groups, the user's groups as last seen are used.
+        A disabled user is never allowed anything.
+        """
+        if token:
+            identity = await self.validate_token(token)
+            return self.policy.decide(identity.groups, permission)
+        if groups:
+            return self.policy.decide(groups, permission)
+        cached = await self.directory.get(user_id)
+        if cached is None or cached.record.disabled:
+            return Decision(False)
+        return self.policy.decide(cached.record.groups, permission)
+
+    async def _caller(self, token: str) -> v1.Identity:
+        if not token:
+            raise Unauthenticated("token: required for this call; sign in first")
+        return await self.validate_token(token)
+
+    async def _require(self, token: str, permission: str, action: str) -> v1.Identity:
+        caller = await self._caller(token)
+        if not self.policy.decide(caller.groups, permission).allowed:
+            raise PermissionDenied(f"{action} needs the {permission} permission")
+        return caller
+
+    # ---- local users ----
+
+    def _require_local(self) -> None:
+        if not any(b.name == "local" for b in self.backends):
+            raise FailedPrecondition(
+                "the local authenticator is not enabled on this server (--authenticator local,...)"
+            )
+
+    async def create_local_user(
+        self,
+        token: str,
+        *,
+        username: str,
+        display_name: str,
+        email: str,
+        password: str,
+        groups: Sequence[str],
+    ) -> v1.User:
+        """Add a local user (needs manage_users)."""
+        await self._require(token, MANAGE_USERS, "creating users")
+        self._require_local()
+        record = await create_local_user(
+            self.store,
+            self.hashes,
+            username=username,
+            display_name=display_name,
+            email=email,
+            password=password,
+            groups=groups,
+            min_password_length=self.settings.min_password_length,
+        )
+        return self.directory.remember(record).message
+
+    async def set_local_password(self, token: str, username: str, password: str) -> v1.User:
+        """Change a local password: one's own, or anyone's with manage_users."""
+        caller = await self._caller(token)
+        own = caller.user is not None and caller.user.username.lower() == username.lower()
+        if not own and not self.policy.decide(caller.groups, MANAGE_USERS).allowed:
+            raise PermissionDenied(
+                "changing another user's password needs the manage_users permission"
+            )
+        self._require_local()
+        self.hashes.check_acceptable(password, self.settings.min_password_length)
+        record = await self.store.set_local_password(username, await self.hashes.hash(password))
+        return self.directory.remember(record).message
+
+    async def set_user_disabled(self, token: str, username: str, disabled: bool) -> v1.User:
+        """Disable or re-enable a user of any backend (needs manage_users)."""
+        await self._require(token, MANAGE_USERS, "disabling users")
+        record = await self.store.set_disabled(username, disabled)
+        return self.directory.remember(record).message
+
+
+async def create_local_user(
+    store: IdentityStore,
+    hashes: PasswordHashes,
+    *,
+    username: str,
+    display_name: str,
+    email: str,
+    password: str,
+    groups: Sequence[str],
+    min_password_length: int,
+    bot: bool = False,
+) -> UserRecord:
+    """Validate and add a local user; shared by the gRPC call and ``bugless auth user add``."""
+    check_username(username)
+    for group in groups:
+        if not group or group != group.strip():
+            raise InvalidArgument(f"groups: {group!r} is not a group name")
+    hashes.check_acceptable(password, min_password_length)
+    return await store.create_local_user(
+        username=username,
+        display_name=display_name or username,
+        email=email,
+        groups=list(dict.fromkeys(groups)),
+        password_hash=await hashes.hash(password),
+        bot=bot,
+    )
+
+
+def options_from_environment(
+    environ: Mapping[str, str], names: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """Backend options from ``BUGLESS_AUTH_<NAME>_<KEY>`` variables, for enabled backends."""
+    options: dict[str, dict[str, str]] = {}
+    for name in names:
+        prefix = f"BUGLESS_AUTH_{name.upper()}_"
+        for key, value in environ.items():
+            if key.startswith(prefix) and len(key) > len(prefix):
+                options.setdefault(name, {})[key[len(prefix) :].lower()] = value
+    return options

@@ -1,0 +1,190 @@
+"""``bugless.v1.Authenticator`` over gRPC: message shapes and limits, then the service.
+
+Errors are mapped in one place (core's :func:`grpc_errors`): a bugless error
+becomes its status with an ErrorInfo (and ``retry-after`` for throttling), any
+other exception a logged INTERNAL without a traceback for the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bugless_auth.service import AuthService
+from bugless_core import limits
+from bugless_core.errors import InvalidArgument
+from bugless_core.grpc import current_peer
+from bugless_core.model.servicer import grpc_errors
+from bugless_proto import v1
+
+#: Longest username, password or prefix accepted on the wire before any work.
+_MAX_FIELD = limits.MAX_USER_REFERENCE_LENGTH
+_MAX_PASSWORD = 1024
+_MAX_TOKEN = 8192
+_MAX_CERTIFICATE = 64 * 1024
+
+
+def _check_length(value: str | bytes, field: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidArgument(f"{field}: at most {limit} characters, got {len(value)}")
+
+
+def _check_batch(values: Sequence[str], field: str) -> None:
+    if len(values) > limits.MAX_USER_LOOKUP:
+        raise InvalidArgument(
+            f"{field}: at most {limits.MAX_USER_LOOKUP} per call, got {len(values)}; "
+            "split the batch"
+        )
+    for value in values:
+        if not value:
+            raise InvalidArgument(f"{field}: empty entries are not allowed")
+        _check_length(value, field, _MAX_FIELD)
+
+
+def _client_address(declared: str) -> str:
+    """The end client's address: as the frontend declares it, else the peer's host."""
+    if declared:
+        return declared
+    peer = current_peer()
+    return peer.address[0] if peer is not None and peer.address is not None else ""
+
+
+class AuthenticatorServicer(v1.AuthenticatorBase):
+    """Serves ``bugless.v1.Authenticator`` from an :class:`AuthService`."""
+
+    def __init__(self, service: AuthService) -> None:
+        """Serve ``service``; it must already be open."""
+        self.service = service
+
+    @grpc_errors
+    async def list_authenticators(
+        self, message: v1.ListAuthenticatorsRequest
+    ) -> v1.ListAuthenticatorsResponse:
+        """The enabled backends, in the order password checks try them."""
+        return v1.ListAuthenticatorsResponse(authenticators=self.service.list_authenticators())
+
+    @grpc_errors
+    async def authenticate_password(
+        self, message: v1.AuthenticatePasswordRequest
+    ) -> v1.AuthenticationResult:
+        """Username and password to an identity and a session token."""
+        if not message.username:
+            raise InvalidArgument("username: required")
+        _check_length(message.username, "username", _MAX_FIELD)
+        _check_length(message.password, "password", _MAX_PASSWORD)
+        _check_length(message.client_address, "client_address", _MAX_FIELD)
+        result = await self.service.authenticate_password(
+            message.username, message.password, _client_address(message.client_address)
+        )
+        return result.to_message()
+
+    @grpc_errors
+    async def begin_oidc(self, message: v1.BeginOidcRequest) -> v1.BeginOidcResponse:
+        """Start an OIDC browser flow."""
+        if not message.redirect_uri:
+            raise InvalidArgument("redirect_uri: required")
+        url, state = await self.service.begin_oidc(message.authenticator, message.redirect_uri)
+        return v1.BeginOidcResponse(authorization_url=url, flow_state=state)
+
+    @grpc_errors
+    async def complete_oidc(self, message: v1.CompleteOidcRequest) -> v1.AuthenticationResult:
+        """Finish an OIDC browser flow."""
+        for field in ("flow_state", "code", "state", "redirect_uri"):
+            if not getattr(message, field):
+                raise InvalidArgument(f"{field}: required")
+        _check_length(message.flow_state, "flow_state", _MAX_TOKEN)
+        result = await self.service.complete_oidc(
+            message.authenticator,
+            message.flow_state,
+            message.code,
+            message.state,
+            message.redirect_uri,
+        )
+        return result.to_message()
+
+    @grpc_errors
+    async def authenticate_certificate(
+        self, message: v1.AuthenticateCertificateRequest
+    ) -> v1.AuthenticationResult:
+        """A verified client certificate to an identity and a session token."""
+        if not message.certificate_der:
+            raise InvalidArgument("certificate_der: required")
+        _check_length(message.certificate_der, "certificate_der", _MAX_CERTIFICATE)
+        result = await self.service.authenticate_certificate(message.certificate_der)
+        return result.to_message()
+
+    @grpc_errors
+    async def validate_token(self, message: v1.ValidateTokenRequest) -> v1.Identity:
+        """The identity behind a session token (cached)."""
+        _check_length(message.token, "token", _MAX_TOKEN)
+        return await self.service.validate_token(message.token)
+
+    @grpc_errors
+    async def get_users(self, message: v1.GetUsersRequest) -> v1.UsersResponse:
+        """Users by id, at most MAX_USER_LOOKUP."""
+        _check_batch(message.user_ids, "user_ids")
+        return await self.service.get_users(message.user_ids)
+
+    @grpc_errors
+    async def lookup_users(self, message: v1.LookupUsersRequest) -> v1.UsersResponse:
+        """Users by username, at most MAX_USER_LOOKUP."""
+        _check_batch(message.usernames, "usernames")
+        return await self.service.lookup_users(message.usernames)
+
+    @grpc_errors
+    async def suggest_users(self, message: v1.SuggestUsersRequest) -> v1.UsersResponse:
+        """Users whose username, display name or email starts with the prefix."""
+        if not message.prefix:
+            raise InvalidArgument("prefix: required (at least one character)")
+        _check_length(message.prefix, "prefix", _MAX_FIELD)
+        if not 0 <= message.limit <= limits.MAX_SUGGEST_USERS:
+            raise InvalidArgument(
+                f"limit: between 0 and {limits.MAX_SUGGEST_USERS}, got {message.limit}"
+            )
+        return await self.service.suggest_users(message.prefix, message.limit or 10)
+
+    @grpc_errors
+    async def authorize(self, message: v1.AuthorizeRequest) -> v1.AuthorizeResponse:
+        """Whether an identity holds a global permission, and which rule grants it."""
+        if not message.permission:
+            raise InvalidArgument("permission: required (e.g. admin, create_component)")
+        if not message.token and not message.user_id:
+            raise InvalidArgument("identity: set token, or user_id (with groups)")
+        _check_length(message.token, "token", _MAX_TOKEN)
+        decision = await self.service.authorize(
+            message.token, message.user_id, message.groups, message.permission
+        )
+        return v1.AuthorizeResponse(allowed=decision.allowed, granted_by=decision.granted_by)
+
+    @grpc_errors
+    async def create_local_user(self, message: v1.CreateLocalUserRequest) -> v1.User:
+        """Add a local user (manage_users)."""
+        _check_length(message.password, "password", _MAX_PASSWORD)
+        _check_length(message.display_name, "display_name", limits.MAX_NAME_LENGTH)
+        _check_length(message.email, "email", _MAX_FIELD)
+        return await self.service.create_local_user(
+            message.token,
+            username=message.username,
+            display_name=message.display_name,
+            email=message.email,
+            password=message.password,
+            groups=message.groups,
+        )
+
+    @grpc_errors
+    async def set_local_password(self, message: v1.SetLocalPasswordRequest) -> v1.User:
+        """Change a local password (one's own, or anyone's with manage_users)."""
+        if not message.username:
+            raise InvalidArgument("username: required")
+        _check_length(message.password, "password", _MAX_PASSWORD)
+        return await self.service.set_local_password(
+            message.token, message.username, message.password
+        )
+
+    @grpc_errors
+    async def set_user_disabled(self, message: v1.SetUserDisabledRequest) -> v1.User:
+        """Disable or re-enable a user (manage_users)."""
+        if not message.username:
+            raise InvalidArgument("username: required")
+        return await self.service.set_user_disabled(
+            message.token, message.username, message.disabled
+        )

@@ -1,0 +1,346 @@
+"""The identity store: opaque user ids, the subjects they map from, local passwords.
+
+It is the Authenticator's own PostgreSQL schema (asyncpg), and the only place a
+user id is minted. A backend says *who* someone is in its own namespace (an
+:class:`~bugless_core.auth_backend.ExternalIdentity` subject); :meth:`resolve`
+turns that into the id the rest of bugless knows, creating it on first sight
+and refreshing the username, display name, email and groups on every login,
+so a rename in the directory changes nothing but those columns.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import asyncpg
+
+from bugless_auth import _queries as sql
+from bugless_core.auth_backend import ExternalIdentity
+from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from bugless_core.migrations import (
+    applied_version,
+    apply_migrations,
+    load_migrations,
+    quote_schema,
+    schema_too_new,
+)
+
+_log = logging.getLogger("bugless.auth")
+_COMPONENT = "bugless-auth"
+_SUBJECT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('bugless-auth-subject:' || $1, 0))"
+
+#: Errors that mean "the database cannot be reached", not "the query is wrong".
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionFailureError,
+    asyncpg.PostgresConnectionError,
+    TimeoutError,
+)
+
+
+def mint_user_id() -> str:
+    """A new opaque user id: ``u_`` and 16 base32 characters (80 random bits).
+
+    Random rather than sequential so that ids reveal neither how many users
+    exist nor who signed up first, and can be minted on any replica.
+    """
+    return "u_" + base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user as the store knows them now (the latest login's directory data)."""
+
+    user_id: str
+    username: str
+    display_name: str
+    email: str
+    groups: tuple[str, ...]
+    disabled: bool
+    bot: bool
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> UserRecord:
+        """Build from a row selected with ``USER_COLUMNS``."""
+        return cls(
+            user_id=row["user_id"],
+            username=row["username"],
+            display_name=row["display_name"],
+            email=row["email"],
+            groups=tuple(row["groups"]),
+            disabled=row["disabled"],
+            bot=row["bot"],
+        )
+
+
+def _namespace(subject: str) -> str:
+    return subject.split(":", 1)[0]
+
+
+class IdentityStore:
+    """The Authenticator's tables, behind async methods that speak in records.
+
+    Database outages surface as :class:`~bugless_core.errors.Unavailable`,
+    never as a wrong password or an unknown user.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        """Wrap an open pool whose connections use ``schema``; see :meth:`open`."""
+        self._pool = pool
+        self.schema = schema
+
+    @classmethod
+    async def migrate(cls, database_url: str, schema: str) -> int:
+        """Create or upgrade the schema; return its version. Safe from many replicas."""
+        quote_schema(schema)
+        try:
+            conn = await asyncpg.connect(database_url)
+        except _CONNECTION_ERRORS as exc:
+            raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
+        try:
+            return await apply_migrations(
+                conn, schema, load_migrations("bugless_auth"), component=_COMPONENT
+            )
+        finally:
+            await conn.close()
+
+    @classmethod
+    async def open(cls, database_url: str, schema: str, *, pool_max_size: int = 10) -> Self:
+        """Connect and check that the schema is migrated to this release's version.
+
+        Raises:
+            FailedPrecondition: the schema is older (run ``bugless auth
+                migrate``) or newer (upgrade this replica) than this code.
+            Unavailable: the database cannot be reached.
+        """
+        quoted = quote_schema(schema)
+        try:
+            pool = await asyncpg.create_pool(
+                database_url,
+                min_size=min(2, pool_max_size),
+                max_size=pool_max_size,
+                server_settings={"search_path": quoted},
+            )
+        except _CONNECTION_ERRORS as exc:
+            raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
+        try:
+            async with pool.acquire() as conn:
+                found = await applied_version(conn, schema)
+            known = load_migrations("bugless_auth")[-1].version
+            if found > known:
+                raise schema_too_new(found, known, _COMPONENT)
+            if found < known:
+                raise FailedPrecondition(
+                    f"the Authenticator schema {schema!r} is at version {found}, this release "
+                    f"needs {known}: run `bugless auth migrate` (or serve with --migrate)"
+                )
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, schema)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _CONNECTION_ERRORS as exc:
+            raise Unavailable(
+                f"the Authenticator's database cannot be reached now ({type(exc).__name__}); "
+                "retry shortly"
+            ) from exc
+
+    async def check_ready(self) -> bool:
+        """Whether the database answers (the health readiness check)."""
+        try:
+            async with self._connection() as conn:
+                await conn.fetchval(sql.PING, timeout=1.0)
+        except (Unavailable, asyncpg.PostgresError):
+            return False
+        return True
+
+    # ---- identities ----
+
+    async def resolve(
+        self, identity: ExternalIdentity, authenticator: str
+    ) -> tuple[UserRecord, tuple[str, ...]]:
+        """The user ``identity.subject`` maps to, minted on first sight, refreshed always.
+
+        Also returns the ids of users whose username was taken from them (see
+        :meth:`_free_username`), so callers can forget what they cached.
+
+        Username, display name, email, groups and the bot flag are overwritten
+        with what the backend reports; ``disabled`` is bugless's own and kept.
+
+        Raises:
+            FailedPrecondition: the username is held by a user from another
+                authenticator (two directories disagree; an administrator must
+                rename one), which is refused rather than merged, since merging
+                would let one directory take over another's account.
+        """
+        released: list[str] = []
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(_SUBJECT_LOCK, identity.subject)
+            user_id = await conn.fetchval(sql.USER_OF_SUBJECT, identity.subject)
+            if user_id is None:
+                user_id = mint_user_id()
+                released += await self._free_username(
+                    conn, identity.username, user_id, identity.subject
+                )
+                await conn.execute(
+                    sql.INSERT_USER,
+                    user_id,
+                    identity.username,
+                    identity.display_name,
+                    identity.email,
+                    list(identity.groups),
+                    identity.bot,
+                )
+                await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
+                _log.info(
+                    "new user %s for %s",
+                    user_id,
+                    identity.subject,
+                    extra={"user_id": user_id, "authenticator": authenticator},
+                )
+            else:
+                released += await self._free_username(
+                    conn, identity.username, user_id, identity.subject
+                )
+                await conn.execute(sql.TOUCH_SUBJECT, identity.subject)
+            row = await conn.fetchrow(
+                sql.REFRESH_USER,
+                user_id,
+                identity.username,
+                identity.display_name,
+                identity.email,
+                list(identity.groups),
+                identity.bot,
+            )
+        return UserRecord.from_row(row), tuple(released)
+
+    async def _free_username(
+        self, conn: Any, username: str, user_id: str, subject: str
+    ) -> list[str]:
+        """Make ``username`` available to ``user_id``, or refuse.
+
+        A directory is authoritative for its own namespace: when it now gives a
+        username to a different subject, the previous holder from the same
+        directory must have been renamed or removed there, so the stale row is
+        renamed to ``<name>~<id>`` until that user logs in again.
+        """
+        holder = await conn.fetchrow(sql.USERNAME_HOLDER, username)
+        if holder is None or holder[0] == user_id:
+            return []
+        holder_id, holder_subjects = holder[0], list(holder[1])
+        if holder_subjects and all(_namespace(s) == _namespace(subject) for s in holder_subjects):
+            await conn.execute(sql.RELEASE_USERNAME, holder_id, f"{username}~{holder_id}")
+            _log.info("username %s moved from %s to %s", username, holder_id, user_id)
+            return [holder_id]
+        namespaces = ", ".join(sorted({_namespace(s) for s in holder_subjects})) or "none"
+        raise FailedPrecondition(
+            f"username {username!r} already belongs to another bugless user (from {namespaces}); "
+            "an administrator must rename or remove one of the two accounts"
+        )
+
+    # ---- look-ups ----
+
+    async def users_by_ids(self, user_ids: Sequence[str]) -> list[UserRecord]:
+        """The users among ``user_ids`` that exist, in no particular order."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql.USERS_BY_IDS, list(user_ids))
+        return [UserRecord.from_row(r) for r in rows]
+
+    async def users_by_usernames(self, usernames: Sequence[str]) -> list[UserRecord]:
+        """The users whose username matches one of ``usernames`` (case-insensitive)."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql.USERS_BY_USERNAMES, [u.lower() for u in usernames])
+        return [UserRecord.from_row(r) for r in rows]
+
+    async def suggest(self, prefix: str, limit: int) -> list[UserRecord]:
+        """Enabled users whose username, display name or email starts with ``prefix``."""
+        escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql.SUGGEST, escaped + "%", limit)
+        return [UserRecord.from_row(r) for r in rows]
+
+    async def set_disabled(self, username: str, disabled: bool) -> UserRecord:
+        """Disable or re-enable any user (of any authenticator) by username.
+
+        Raises:
+            NotFound: nobody has that username.
+        """
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.SET_DISABLED, username, disabled)
+        if row is None:
+            raise NotFound(f"username: no bugless user is called {username!r}")
+        return UserRecord.from_row(row)
+
+    # ---- the local backend's passwords ----
+
+    async def local_credentials(self, username: str) -> tuple[UserRecord, str] | None:
+        """The local user called ``username`` and their password hash, if any."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(sql.LOCAL_CREDENTIALS, username)
+        if row is None:
+            return None
+        return UserRecord.from_row(row), row["password_hash"]
+
+    async def create_local_user(
+        self,
+        *,
+        username: str,
+        display_name: str,
+        email: str,
+        groups: Sequence[str],
+        password_hash: str,
+        bot: bool = False,
+    ) -> UserRecord:
+        """Add a user to the local store with a fresh id.
+
+        Raises:
+            AlreadyExists: the username is taken (by any authenticator's user).
+        """
+        user_id = mint_user_id()
+        try:
+            async with self._connection() as conn, conn.transaction():
+                await conn.execute(
+                    sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot
+                )
+                await conn.execute(sql.INSERT_CREDENTIALS, user_id, password_hash)
+                await conn.execute(sql.INSERT_SUBJECT, f"local:{user_id}", user_id, "local")
+                row = await conn.fetchrow(sql.USERS_BY_IDS, [user_id])
+        except asyncpg.UniqueViolationError as exc:
+            raise AlreadyExists(
+                f"username: {username!r} is taken; choose another username"
+            ) from exc
+        return UserRecord.from_row(row)
+
+    async def set_local_password(self, username: str, password_hash: str) -> UserRecord:
+        """Replace a local user's password hash.
+
+        Raises:
+            NotFound: there is no local user called ``username``.
+        """
+        async with self._connection() as conn, conn.transaction():
+            found = await conn.fetchrow(sql.LOCAL_CREDENTIALS, username)
+            if found is None:
+                raise NotFound(
+                    f"username: no local user is called {username!r} (users of a directory "
+                    "change their password there)"
+                )
+            await conn.execute(sql.UPDATE_CREDENTIALS, found["user_id"], password_hash)
+        return UserRecord.from_row(found)

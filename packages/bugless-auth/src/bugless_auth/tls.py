@@ -1,0 +1,193 @@
+"""The ``tls`` backend: identities of bots (and people) from client certificates.
+
+The frontend terminates mutual TLS and verifies the chain; it passes the DER of
+the client certificate. Verification alone is not authorisation — a cluster
+CA signs certificates for many workloads — so the backend accepts only
+certificates its *mapping* names, by SHA-256 fingerprint, SAN email or CN, and
+(when ``ca_file`` is configured) only ones issued directly by that CA and
+within their validity period, so a certificate from another CA that happens to
+carry a mapped CN is refused even if a frontend was misconfigured.
+
+Mapping (JSON or TOML; ``mapping_file`` or inline ``mapping``)::
+
+    ["deploy-bot"]                 # a CN
+    username = "deploy-bot"
+    groups = ["bots"]
+
+    ["alice@example.com"]          # a SAN email
+    username = "alice"
+    bot = false
+
+    ["sha256:3f9a..."]             # one exact certificate
+    username = "release-bot"
+
+Entries default to ``bot = true``; ``display_name`` defaults to the username.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
+
+from bugless_core.auth_backend import CertificateAuthenticator, ExternalIdentity
+from bugless_core.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class CertificateMapping:
+    """Who a mapped certificate is."""
+
+    username: str
+    display_name: str
+    email: str
+    groups: tuple[str, ...]
+    bot: bool
+
+
+def parse_mapping(text: str, *, origin: str) -> dict[str, CertificateMapping]:
+    """Read a mapping from JSON or TOML; keys are normalised to lower case.
+
+    Raises:
+        ValueError: naming the entry and the field at fault.
+    """
+    try:
+        data: object = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{origin}: neither JSON nor TOML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{origin}: expected a mapping of CN/email/sha256:… to a user")
+    mapping: dict[str, CertificateMapping] = {}
+    for key, entry in data.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("username"), str):
+            raise ValueError(f"{origin}: {key!r} needs at least a username")
+        groups = entry.get("groups", [])
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise ValueError(f"{origin}: {key!r}: groups must be a list of names")
+        mapping[str(key).strip().lower()] = CertificateMapping(
+            username=entry["username"],
+            display_name=str(entry.get("display_name") or entry["username"]),
+            email=str(entry.get("email", "")),
+            groups=tuple(groups),
+            bot=bool(entry.get("bot", True)),
+        )
+    return mapping
+
+
+def parse_certificate(der: bytes) -> x509.Certificate:
+    """Decode DER, with an error a caller can act on.
+
+    Raises:
+        InvalidArgument: not a DER X.509 certificate.
+    """
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise InvalidArgument(
+            "certificate_der: not a DER-encoded X.509 certificate (send the raw DER bytes, not PEM)"
+        ) from exc
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """Mapping keys a certificate can match, most specific first."""
+    names = ["sha256:" + cert.fingerprint(hashes.SHA256()).hex()]
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names.extend(e.lower() for e in san.get_values_for_type(x509.RFC822Name))
+    except x509.ExtensionNotFound:
+        pass
+    names.extend(
+        str(a.value).lower() for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    )
+    return names
+
+
+class TlsAuthenticator(CertificateAuthenticator):
+    """Maps client certificates to users through a configured allow-list."""
+
+    name = "tls"
+
+    def __init__(
+        self, mapping: Mapping[str, CertificateMapping], ca: x509.Certificate | None = None
+    ) -> None:
+        """Accept certificates named in ``mapping`` (issued by ``ca``, if given)."""
+        self.mapping = dict(mapping)
+        self.ca = ca
+
+    @classmethod
+    async def open(cls, config: Mapping[str, Any]) -> Self:
+        """Build from config keys ``mapping_file`` or ``mapping`` and optional ``ca_file``.
+
+        Raises:
+            ValueError: no mapping, or one that cannot be read or parsed.
+        """
+        if config.get("mapping_file"):
+            path = Path(str(config["mapping_file"]))
+            try:
+                text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"tls mapping_file {path}: {exc.strerror or exc}") from exc
+            mapping = parse_mapping(text, origin=str(path))
+        elif config.get("mapping"):
+            mapping = parse_mapping(str(config["mapping"]), origin="tls mapping")
+        else:
+            raise ValueError(
+                "the tls authenticator needs a mapping: set BUGLESS_AUTH_TLS_MAPPING_FILE "
+                "(or --authenticator-option tls.mapping_file=PATH)"
+            )
+        ca = None
+        if config.get("ca_file"):
+            ca_path = Path(str(config["ca_file"]))
+            try:
+                ca = x509.load_pem_x509_certificate(await asyncio.to_thread(ca_path.read_bytes))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"tls ca_file {ca_path}: not a readable PEM certificate") from exc
+        return cls(mapping, ca)
+
+    @property
+    def display_name(self) -> str:
+        """Label in ListAuthenticators."""
+        return "TLS client certificate"
+
+    def _trusted(self, cert: x509.Certificate) -> bool:
+        if self.ca is None:
+            return True
+        now = datetime.datetime.now(datetime.UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            return False
+        try:
+            cert.verify_directly_issued_by(self.ca)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
+    async def authenticate(self, certificate_der: bytes) -> ExternalIdentity | None:
+        """The mapped identity, or None for an unmapped or untrusted certificate."""
+        cert = parse_certificate(certificate_der)
+        if not self._trusted(cert):
+            return None
+        for name in certificate_names(cert):
+            entry = self.mapping.get(name)
+            if entry is not None:
+                return ExternalIdentity(
+                    subject=f"tls:{name}",
+                    username=entry.username,
+                    display_name=entry.display_name,
+                    email=entry.email,
+                    groups=entry.groups,
+                    bot=entry.bot,
+                )
+        return None

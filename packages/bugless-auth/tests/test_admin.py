@@ -1,0 +1,118 @@
+"""CreateLocalUser, SetLocalPassword and SetUserDisabled, with permissions on the token."""
+
+from __future__ import annotations
+
+from conftest import PASSWORD, AuthServer, unique
+from grpc_errors import expect_status
+from grpclib.const import Status
+
+from bugless_proto import v1
+
+
+async def admin_token(auth: AuthServer) -> str:
+    name = unique("admin")
+    await auth.add_user(name, groups=["admins"])
+    return (await auth.sign_in(name)).token
+
+
+async def user_token(auth: AuthServer, name: str) -> str:
+    await auth.add_user(name)
+    return (await auth.sign_in(name)).token
+
+
+async def test_admin_creates_a_user_who_can_sign_in(auth: AuthServer) -> None:
+    token = await admin_token(auth)
+    name = unique("new")
+
+    created = await auth.stub.create_local_user(
+        v1.CreateLocalUserRequest(
+            token=token, username=name, password="s3cret-pass", groups=["eng"], email="n@x.org"
+        )
+    )
+
+    assert created.user_id.startswith("u_")
+    assert created.display_name == name
+    result = await auth.sign_in(name, "s3cret-pass")
+    assert result.identity is not None
+    assert result.identity.groups == ["eng"]
+
+
+async def test_creating_users_needs_manage_users(auth: AuthServer) -> None:
+    token = await user_token(auth, unique("pleb"))
+    request = v1.CreateLocalUserRequest(token=token, username=unique("x"), password="long-enough")
+
+    await expect_status(auth.stub.create_local_user(request), Status.PERMISSION_DENIED)
+    request.token = ""
+    await expect_status(auth.stub.create_local_user(request), Status.UNAUTHENTICATED)
+
+
+async def test_bad_new_users_are_refused_with_reasons(auth: AuthServer) -> None:
+    token = await admin_token(auth)
+    taken = unique("taken")
+    await auth.add_user(taken)
+
+    short = await expect_status(
+        auth.stub.create_local_user(
+            v1.CreateLocalUserRequest(token=token, username=unique("s"), password="short")
+        ),
+        Status.INVALID_ARGUMENT,
+    )
+    duplicate = await expect_status(
+        auth.stub.create_local_user(
+            v1.CreateLocalUserRequest(token=token, username=taken.upper(), password="long-enough")
+        ),
+        Status.ALREADY_EXISTS,
+    )
+    bad_name = await expect_status(
+        auth.stub.create_local_user(
+            v1.CreateLocalUserRequest(token=token, username="no spaces", password="long-enough")
+        ),
+        Status.INVALID_ARGUMENT,
+    )
+    assert "at least 8" in (short.message or "")
+    assert "taken" in (duplicate.message or "")
+    assert "not a valid username" in (bad_name.message or "")
+
+
+async def test_users_change_their_own_password_but_not_others(auth: AuthServer) -> None:
+    me, other = unique("me"), unique("other")
+    token = await user_token(auth, me)
+    await auth.add_user(other)
+
+    await auth.stub.set_local_password(
+        v1.SetLocalPasswordRequest(token=token, username=me, password="brand-new-pass")
+    )
+    await expect_status(auth.sign_in(me, PASSWORD), Status.UNAUTHENTICATED)
+    assert (await auth.sign_in(me, "brand-new-pass")).token
+    await expect_status(
+        auth.stub.set_local_password(
+            v1.SetLocalPasswordRequest(token=token, username=other, password="hijacked-pass")
+        ),
+        Status.PERMISSION_DENIED,
+    )
+
+
+async def test_disabling_a_user_revokes_their_tokens_at_once(auth: AuthServer) -> None:
+    admin = await admin_token(auth)
+    name = unique("leaver")
+    token = await user_token(auth, name)
+
+    disabled = await auth.stub.set_user_disabled(
+        v1.SetUserDisabledRequest(token=admin, username=name, disabled=True)
+    )
+
+    assert disabled.disabled
+    await expect_status(
+        auth.stub.validate_token(v1.ValidateTokenRequest(token=token)), Status.UNAUTHENTICATED
+    )
+    await expect_status(auth.sign_in(name), Status.UNAUTHENTICATED)
+    await auth.stub.set_user_disabled(
+        v1.SetUserDisabledRequest(token=admin, username=name, disabled=False)
+    )
+    assert (await auth.sign_in(name)).token
+    await expect_status(
+        auth.stub.set_user_disabled(
+            v1.SetUserDisabledRequest(token=admin, username="nobody-at-all", disabled=True)
+        ),
+        Status.NOT_FOUND,
+    )

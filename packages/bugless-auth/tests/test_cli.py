@@ -1,0 +1,171 @@
+"""``bugless auth migrate|user add|serve`` as subprocesses, called with grpcurl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import KeyFiles, unique
+
+BIN = Path(sys.executable).parent
+BUGLESS = str(BIN / "bugless")
+GRPCURL = shutil.which("grpcurl", path=str(BIN)) or "grpcurl"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def run(*args: str, env: dict[str, str], stdin: bytes | None = None) -> str:
+    process = await asyncio.create_subprocess_exec(
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        stdout, stderr = await process.communicate(stdin)
+    assert process.returncode == 0, f"{args}: {stderr.decode()}"
+    return stdout.decode()
+
+
+@pytest.fixture
+def cli_env(auth_database: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BUGLESS_AUTH_DATABASE_URL": auth_database,
+        "BUGLESS_AUTH_SCHEMA": f"cli_{unique('s').replace('-', '_')}",
+        "BUGLESS_AUTH_ARGON2_TIME_COST": "1",
+        "BUGLESS_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "BUGLESS_AUTH_ARGON2_PARALLELISM": "1",
+    }
+
+
+async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
+    cli_env: dict[str, str], key_files: KeyFiles
+) -> None:
+    assert "is at version 1" in await run(BUGLESS, "auth", "migrate", env=cli_env)
+    added = json.loads(
+        await run(
+            BUGLESS,
+            "auth",
+            "user",
+            "add",
+            "root",
+            "--admin",
+            "--groups",
+            "ops",
+            "--json",
+            env=cli_env,
+        )
+    )
+    assert added["groups"] == ["ops", "admins"]
+    generated = added["password"]
+    await run(
+        BUGLESS,
+        "auth",
+        "user",
+        "add",
+        "ann",
+        "--password-stdin",
+        env=cli_env,
+        stdin=b"ann-password\n",
+    )
+
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        BUGLESS,
+        "auth",
+        "serve",
+        "--authenticator",
+        "local",
+        "--port",
+        str(port),
+        "--token-key-file",
+        str(key_files.first),
+        "--drain-seconds",
+        "0",
+        env=cli_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                assert server.stdout is not None
+                line = (await server.stdout.readline()).decode()
+                assert line, "bugless auth serve exited before serving"
+                if "serving gRPC" in line:
+                    break
+        address = f"127.0.0.1:{port}"
+        answer = json.loads(
+            await run(
+                GRPCURL,
+                "-plaintext",
+                "-d",
+                json.dumps({"username": "root", "password": generated}),
+                address,
+                "bugless.v1.Authenticator/AuthenticatePassword",
+                env=cli_env,
+            )
+        )
+        assert answer["identity"]["user"]["username"] == "root"
+        assert "manage_users" in answer["identity"]["permissions"]
+        ann = json.loads(
+            await run(
+                GRPCURL,
+                "-plaintext",
+                "-d",
+                json.dumps({"username": "ann", "password": "ann-password"}),
+                address,
+                "bugless.v1.Authenticator/AuthenticatePassword",
+                env=cli_env,
+            )
+        )
+        assert ann["identity"]["user"]["userId"].startswith("u_")
+        health = json.loads(
+            await run(GRPCURL, "-plaintext", address, "grpc.health.v1.Health/Check", env=cli_env)
+        )
+        assert health["status"] == "SERVING"
+
+        await run(BUGLESS, "auth", "user", "disable", "ann", env=cli_env)
+        await run(
+            BUGLESS, "auth", "user", "passwd", "root", "--password", "changed-pw", env=cli_env
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await server.wait()
+    assert server.returncode == 0
+
+
+async def test_serve_refuses_an_unknown_authenticator(
+    cli_env: dict[str, str], key_files: KeyFiles
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        BUGLESS,
+        "auth",
+        "serve",
+        "--authenticator",
+        "local,lcoal",
+        "--token-key-file",
+        str(key_files.first),
+        env=cli_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        _, stderr = await process.communicate()
+    assert process.returncode != 0
+    assert "unknown authenticator backend 'lcoal'" in stderr.decode()

@@ -1,0 +1,323 @@
+"""The LDAP backend against a real slapd on loopback (see slapd.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import bonsai
+import pytest
+import slapd
+from slapd import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
+    BASE_DN,
+    GROUPS_DN,
+    PEOPLE_DN,
+    READER_DN,
+    READER_PASSWORD,
+    Slapd,
+    free_port,
+)
+
+from bugless_auth.ldap import LdapAuthenticator, LdapSettings
+from bugless_core.errors import InvalidArgument, Unavailable
+
+# Fixtures of slapd.py (until tests/conftest.py lists it in pytest_plugins).
+slapd_server = slapd.slapd_server
+own_slapd = slapd.own_slapd
+
+
+def settings_for(server: Slapd, **overrides: object) -> LdapSettings:
+    base = LdapSettings(
+        urls=(server.url,),
+        base_dn=PEOPLE_DN,
+        bind_dn=READER_DN,
+        bind_password=READER_PASSWORD,
+        connect_timeout=2.0,
+        operation_timeout=2.0,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def ldap(slapd_server: Slapd) -> AsyncIterator[LdapAuthenticator]:
+    backend = LdapAuthenticator(settings_for(slapd_server))
+    yield backend
+    await backend.close()
+
+
+async def entry_uuid(server: Slapd, dn: str) -> str:
+    client = bonsai.LDAPClient(server.url)
+    client.set_credentials("SIMPLE", user=ADMIN_DN, password=ADMIN_PASSWORD)
+    async with client.connect(is_async=True, timeout=2) as conn:
+        (entry,) = await conn.search(dn, 0, attrlist=["entryUUID"])
+        return str(entry["entryUUID"][0])
+
+
+async def test_right_password_returns_the_entry_with_an_entry_uuid_subject(
+    ldap: LdapAuthenticator, slapd_server: Slapd
+) -> None:
+    identity = await ldap.authenticate("alice", "alice-pw")
+
+    assert identity is not None
+    assert identity.subject == f"ldap:{await entry_uuid(slapd_server, f'uid=alice,{PEOPLE_DN}')}"
+    assert identity.username == "alice"
+    assert identity.display_name == "Alice Liddell"
+    assert identity.email == "alice@bugless.test"
+    assert identity.groups == ("admins", "engineers")
+    assert not identity.bot
+
+
+async def test_a_user_in_no_group_has_no_groups(ldap: LdapAuthenticator) -> None:
+    identity = await ldap.authenticate("carol", "carol-pw")
+    assert identity is not None
+    assert identity.groups == ()
+
+
+async def test_wrong_password_and_unknown_user_are_the_same_outcome(
+    ldap: LdapAuthenticator,
+) -> None:
+    assert await ldap.authenticate("alice", "bob-pw") is None
+    assert await ldap.authenticate("alice", "alice-pw ") is None
+    assert await ldap.authenticate("mallory", "alice-pw") is None
+
+
+async def test_empty_password_is_refused_before_any_bind(slapd_server: Slapd) -> None:
+    # Against a closed port: an attempt to reach the directory would raise
+    # Unavailable, so None proves nothing was sent (an empty password would
+    # be an unauthenticated bind, which Active Directory answers with success).
+    unreachable = LdapAuthenticator(
+        settings_for(slapd_server, urls=(f"ldap://127.0.0.1:{free_port()}",))
+    )
+    assert await unreachable.authenticate("alice", "") is None
+    live = LdapAuthenticator(settings_for(slapd_server))
+    assert await live.authenticate("alice", "") is None
+    await live.close()
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["*", "ali*", ")(uid=*", "alice)(uid=*", "*)(|(uid=*", "alice\\", "alice\x00", ""],
+)
+async def test_filter_metacharacters_in_a_username_match_nobody(
+    ldap: LdapAuthenticator, username: str
+) -> None:
+    # Unescaped, "ali*" or "alice)(uid=*" would select alice and her password would bind.
+    assert await ldap.authenticate(username, "alice-pw") is None
+
+
+async def test_groups_come_from_a_group_search_when_configured(slapd_server: Slapd) -> None:
+    backend = LdapAuthenticator(
+        settings_for(slapd_server, group_attribute="", group_search_base=GROUPS_DN)
+    )
+    try:
+        alice = await backend.authenticate("alice", "alice-pw")
+        bob = await backend.authenticate("bob", "bob-pw")
+    finally:
+        await backend.close()
+    assert alice is not None
+    assert alice.groups == ("admins", "engineers")
+    assert bob is not None
+    assert bob.groups == ("engineers",)
+
+
+async def test_a_renamed_user_keeps_their_subject(
+    ldap: LdapAuthenticator, slapd_server: Slapd
+) -> None:
+    before = await ldap.authenticate("erin", "erin-pw")
+    assert before is not None
+
+    client = bonsai.LDAPClient(slapd_server.url)
+    client.set_credentials("SIMPLE", user=ADMIN_DN, password=ADMIN_PASSWORD)
+    async with client.connect(is_async=True, timeout=2) as conn:
+        (entry,) = await conn.search(f"uid=erin,{PEOPLE_DN}", 0)
+        await entry.rename(f"uid=erin.renamed,{PEOPLE_DN}")
+
+    assert await ldap.authenticate("erin", "erin-pw") is None
+    after = await ldap.authenticate("erin.renamed", "erin-pw")
+    assert after is not None
+    assert after.subject == before.subject
+    assert after.username == "erin.renamed"
+    assert after.groups == before.groups  # memberOf-refint followed the rename
+
+
+async def test_a_closed_port_is_unavailable_not_a_wrong_password(slapd_server: Slapd) -> None:
+    url = f"ldap://127.0.0.1:{free_port()}"
+    backend = LdapAuthenticator(settings_for(slapd_server, urls=(url,)))
+    with pytest.raises(Unavailable, match=f"LDAP directory at {url} is unreachable"):
+        await backend.authenticate("alice", "alice-pw")
+
+
+async def test_a_server_that_never_answers_times_out_as_unavailable(slapd_server: Slapd) -> None:
+    silent: list[asyncio.StreamWriter] = []
+
+    async def accept_and_ignore(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(accept_and_ignore, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = LdapAuthenticator(
+        settings_for(
+            slapd_server,
+            urls=(f"ldap://127.0.0.1:{port}",),
+            connect_timeout=0.3,
+            operation_timeout=0.3,
+        )
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(Unavailable):
+            await backend.authenticate("alice", "alice-pw")
+    finally:
+        server.close()
+        for writer in silent:
+            writer.close()
+    assert time.monotonic() - started < 2
+
+
+async def test_an_unreachable_primary_fails_over_to_the_replica(slapd_server: Slapd) -> None:
+    backend = LdapAuthenticator(
+        settings_for(slapd_server, urls=(f"ldap://127.0.0.1:{free_port()}", slapd_server.url))
+    )
+    try:
+        identity = await backend.authenticate("bob", "bob-pw")
+    finally:
+        await backend.close()
+    assert identity is not None
+    assert identity.username == "bob"
+
+
+async def test_a_directory_restart_is_unavailable_then_recovers(own_slapd: Slapd) -> None:
+    backend = LdapAuthenticator(settings_for(own_slapd, pool_size=2))
+    try:
+        assert await backend.authenticate("alice", "alice-pw") is not None  # pool now warm
+        own_slapd.stop()
+        with pytest.raises(Unavailable):
+            await backend.authenticate("alice", "alice-pw")
+        own_slapd.start()
+        # The pooled connections died with the old process; the pool replaces them.
+        assert await backend.authenticate("alice", "alice-pw") is not None
+    finally:
+        await backend.close()
+
+
+async def test_wrong_service_account_credentials_are_unavailable(slapd_server: Slapd) -> None:
+    backend = LdapAuthenticator(settings_for(slapd_server, bind_password="nope"))
+    with pytest.raises(Unavailable, match="service account"):
+        await backend.authenticate("alice", "alice-pw")
+
+
+@pytest.mark.parametrize("transport", ["starttls", "ldaps"])
+async def test_tls_with_the_configured_ca(slapd_server: Slapd, transport: str) -> None:
+    urls = (slapd_server.ldaps_url,) if transport == "ldaps" else (slapd_server.url,)
+    backend = LdapAuthenticator(
+        settings_for(
+            slapd_server,
+            urls=urls,
+            start_tls=transport == "starttls",
+            ca_file=str(slapd_server.ca_file),
+        )
+    )
+    try:
+        identity = await backend.authenticate("bob", "bob-pw")
+    finally:
+        await backend.close()
+    assert identity is not None
+
+
+async def test_an_untrusted_server_certificate_is_unavailable(slapd_server: Slapd) -> None:
+    backend = LdapAuthenticator(settings_for(slapd_server, urls=(slapd_server.ldaps_url,)))
+    with pytest.raises(Unavailable):
+        await backend.authenticate("bob", "bob-pw")
+
+
+async def test_many_concurrent_logins_share_a_small_pool(slapd_server: Slapd) -> None:
+    backend = LdapAuthenticator(settings_for(slapd_server, pool_size=2))
+    try:
+        results = await asyncio.gather(
+            *(backend.authenticate("bob", "bob-pw") for _ in range(20)),
+            *(backend.authenticate("bob", "wrong") for _ in range(5)),
+        )
+    finally:
+        await backend.close()
+    assert sum(r is not None for r in results) == 20
+    assert results[20:] == [None] * 5
+
+
+async def test_settings_accept_flag_and_env_strings(slapd_server: Slapd) -> None:
+    backend = await LdapAuthenticator.open(
+        {
+            "urls": f"ldap://127.0.0.1:{free_port()}, {slapd_server.url}",
+            "base_dn": BASE_DN,
+            "bind_dn": READER_DN,
+            "bind_password": READER_PASSWORD,
+            "start_tls": "false",
+            "pool_size": "2",
+            "connect_timeout": "1.5",
+            "label": "Corp directory",
+            "identity_store": object(),  # service-provided objects are ignored
+        }
+    )
+    try:
+        assert backend.settings.pool_size == 2
+        assert backend.settings.connect_timeout == 1.5
+        assert backend.display_name == "Corp directory"
+        assert await backend.authenticate("bob", "bob-pw") is not None
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"urls": "ldap://x", "base_dn": "dc=x", "bsae_dn": "dc=y"}, "unknown bsae_dn"),
+        ({"urls": "http://x", "base_dn": "dc=x"}, "not an ldap"),
+        ({"urls": "ldap://x"}, "base_dn"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "user_filter": "(uid=*)"}, "placeholder"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "start_tls": "maybe"}, "start_tls"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "pool_size": "0"}, "pool_size"),
+    ],
+)
+async def test_bad_settings_name_the_field(config: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        await LdapAuthenticator.open(config)
+
+
+async def test_a_filter_the_server_rejects_is_unavailable_not_a_wrong_password(
+    slapd_server: Slapd,
+) -> None:
+    backend = LdapAuthenticator(
+        settings_for(slapd_server, user_filter="(&(uid={username})(badattr~~=x))")
+    )
+    with pytest.raises(Unavailable, match="user_filter"):
+        await backend.authenticate("alice", "alice-pw")
+    await backend.close()
+
+
+def test_the_module_imports_without_bonsai() -> None:
+    # The plugin registers every backend class on every install; only opening
+    # an ldap backend needs the extra, and it says which.
+    code = """
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "bonsai":
+            raise ImportError("no bonsai here")
+sys.meta_path.insert(0, Block())
+from bugless_auth.ldap import LdapAuthenticator, LdapSettings
+from bugless_core.errors import FailedPrecondition
+try:
+    LdapAuthenticator(LdapSettings(urls=("ldap://x",), base_dn="dc=x"))
+except FailedPrecondition as exc:
+    assert "bugless-auth[ldap]" in exc.message, exc.message
+    print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "ok", result.stderr

@@ -1,0 +1,191 @@
+"""LDAP and OIDC behind the real Authenticator service, over gRPC.
+
+The backend tests prove what each backend says; these prove what a frontend
+sees: a user id that survives a directory rename, UNAVAILABLE (not
+UNAUTHENTICATED) when the directory is down, and an OIDC flow sealed into
+``flow_state`` and completed through the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import bonsai
+import oidc_provider as provider_fixtures
+import pytest
+import slapd
+from grpc_errors import expect_status
+from grpclib.const import Status
+from oidc_provider import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, OidcProvider
+from slapd import ADMIN_DN, ADMIN_PASSWORD, PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd, ssha
+
+from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from conftest import AuthServer, StartAuth
+
+# oidc-provider-mock's own use of authlib, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
+
+# Fixtures of slapd.py and oidc_provider.py (until conftest.py lists them in pytest_plugins).
+slapd_server = slapd.slapd_server
+oidc_provider = provider_fixtures.oidc_provider
+
+
+def who(result: v1.AuthenticationResult) -> tuple[v1.Identity, v1.User]:
+    """The identity and user of a sign-in (both always set on success)."""
+    assert result.identity is not None
+    assert result.identity.user is not None
+    return result.identity, result.identity.user
+
+
+def ldap_options(server: Slapd, **overrides: str) -> dict[str, str]:
+    return {
+        "urls": server.url,
+        "base_dn": PEOPLE_DN,
+        "bind_dn": READER_DN,
+        "bind_password": READER_PASSWORD,
+        "connect_timeout": "2",
+        "operation_timeout": "2",
+        **overrides,
+    }
+
+
+async def start_with_ldap(start_auth_server: StartAuth, options: dict[str, str]) -> AuthServer:
+    return await start_auth_server(
+        authenticators=("ldap",), authenticator_options={"ldap": options}
+    )
+
+
+async def add_person(server: Slapd, uid: str, password: str) -> None:
+    ldif = (
+        f"dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\n"
+        f"cn: {uid}\nsn: {uid}\ndisplayName: {uid.title()}\nmail: {uid}@bugless.test\n"
+        f"userPassword: {ssha(password)}\n"
+    )
+    await asyncio.to_thread(server.ldapadd, ldif)
+
+
+async def rename(server: Slapd, uid: str, new_uid: str) -> None:
+    client = bonsai.LDAPClient(server.url)
+    client.set_credentials("SIMPLE", user=ADMIN_DN, password=ADMIN_PASSWORD)
+    async with client.connect(is_async=True, timeout=2) as conn:
+        (entry,) = await conn.search(f"uid={uid},{PEOPLE_DN}", 0)
+        await entry.rename(f"uid={new_uid},{PEOPLE_DN}")
+
+
+async def test_an_ldap_user_signs_in_through_the_service(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    auth = await start_with_ldap(start_auth_server, ldap_options(slapd_server))
+
+    result = await auth.sign_in("alice", "alice-pw")
+
+    identity, user = who(result)
+    assert result.token
+    assert identity.authenticator == "ldap"
+    assert user.username == "alice"
+    assert user.email == "alice@bugless.test"
+    assert set(identity.groups) >= {"admins", "engineers"}
+    await expect_status(auth.sign_in("alice", "wrong"), Status.UNAUTHENTICATED)
+    await expect_status(auth.sign_in("alice", ""), Status.UNAUTHENTICATED)
+
+
+async def test_a_directory_rename_keeps_the_bugless_user_id(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    auth = await start_with_ldap(start_auth_server, ldap_options(slapd_server))
+    uid = f"mover-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "mover-pw")
+    before = await auth.sign_in(uid, "mover-pw")
+
+    await rename(slapd_server, uid, f"{uid}-renamed")
+    after = await auth.sign_in(f"{uid}-renamed", "mover-pw")
+
+    assert who(after)[1].user_id == who(before)[1].user_id
+    assert who(after)[1].username == f"{uid}-renamed"
+
+
+async def test_a_directory_that_is_down_is_unavailable_over_grpc(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    options = ldap_options(slapd_server, urls=f"ldap://127.0.0.1:{slapd.free_port()}")
+    auth = await start_with_ldap(start_auth_server, options)
+
+    error = await expect_status(auth.sign_in("alice", "alice-pw"), Status.UNAVAILABLE)
+    assert "LDAP directory" in (error.message or "")
+
+
+async def start_with_oidc(start_auth_server: StartAuth, provider: OidcProvider) -> AuthServer:
+    options: dict[str, Any] = {
+        "issuer": provider.issuer,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "label": "Sign in with the mock",
+    }
+    return await start_auth_server(
+        authenticators=("oidc",), authenticator_options={"oidc": options}
+    )
+
+
+async def test_an_oidc_flow_completes_through_the_service(
+    start_auth_server: StartAuth, oidc_provider: OidcProvider
+) -> None:
+    auth = await start_with_oidc(start_auth_server, oidc_provider)
+    await oidc_provider.set_user(
+        "svc-sub", {"preferred_username": "svc-user", "name": "Svc User", "groups": ["qa"]}
+    )
+    listed = await auth.stub.list_authenticators(v1.ListAuthenticatorsRequest())
+    assert [(a.name, a.kind, a.display_name) for a in listed.authenticators] == [
+        ("oidc", "oidc", "Sign in with the mock")
+    ]
+
+    begun = await auth.stub.begin_oidc(v1.BeginOidcRequest(redirect_uri=REDIRECT_URI))
+    callback = await oidc_provider.sign_in(begun.authorization_url, "svc-sub")
+    result = await auth.stub.complete_oidc(
+        v1.CompleteOidcRequest(
+            flow_state=begun.flow_state,
+            code=callback["code"],
+            state=callback["state"],
+            redirect_uri=REDIRECT_URI,
+        )
+    )
+
+    identity, user = who(result)
+    assert identity.authenticator == "oidc"
+    assert user.username == "svc-user"
+    assert user.display_name == "Svc User"
+    assert "qa" in identity.groups
+
+
+async def test_a_tampered_oidc_state_is_unauthenticated_over_grpc(
+    start_auth_server: StartAuth, oidc_provider: OidcProvider
+) -> None:
+    auth = await start_with_oidc(start_auth_server, oidc_provider)
+    await oidc_provider.set_user("svc-sub", {"preferred_username": "svc-user"})
+    begun = await auth.stub.begin_oidc(v1.BeginOidcRequest(redirect_uri=REDIRECT_URI))
+    callback = await oidc_provider.sign_in(begun.authorization_url, "svc-sub")
+
+    await expect_status(
+        auth.stub.complete_oidc(
+            v1.CompleteOidcRequest(
+                flow_state=begun.flow_state,
+                code=callback["code"],
+                state=callback["state"] + "-tampered",
+                redirect_uri=REDIRECT_URI,
+            )
+        ),
+        Status.UNAUTHENTICATED,
+    )
+
+
+async def test_an_oidc_provider_that_is_down_is_unavailable_over_grpc(
+    start_auth_server: StartAuth,
+) -> None:
+    down = OidcProvider(issuer=f"http://127.0.0.1:{slapd.free_port()}")
+    auth = await start_with_oidc(start_auth_server, down)
+    await expect_status(
+        auth.stub.begin_oidc(v1.BeginOidcRequest(redirect_uri=REDIRECT_URI)), Status.UNAVAILABLE
+    )

@@ -1,0 +1,103 @@
+"""Failed-password throttling: trips, says when to retry, recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD, AuthServer, StartAuth, unique
+from grpc_errors import expect_status
+from grpclib.const import Status
+
+from bugless_auth.settings import ThrottleSettings
+from bugless_core.errors import ResourceExhausted, from_grpc_error
+from bugless_proto import v1
+
+GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
+
+
+@pytest.fixture
+async def throttled(start_auth_server: StartAuth) -> AuthServer:
+    return await start_auth_server(
+        throttle=ThrottleSettings(per_user_limit=3, per_address_limit=5, window_seconds=1.5)
+    )
+
+
+async def attempt(server: AuthServer, username: str, password: str, address: str) -> object:
+    return await server.stub.authenticate_password(
+        v1.AuthenticatePasswordRequest(username=username, password=password, client_address=address)
+    )
+
+
+async def test_user_throttle_trips_then_recovers(throttled: AuthServer) -> None:
+    name = unique("guess")
+    await throttled.add_user(name)
+    for i in range(3):
+        await expect_status(
+            attempt(throttled, name, f"g{i}", f"10.0.0.{i}"), Status.UNAUTHENTICATED
+        )
+
+    error = await expect_status(
+        attempt(throttled, name, PASSWORD, "10.0.1.1"), Status.RESOURCE_EXHAUSTED
+    )
+    converted = from_grpc_error(error)
+    assert isinstance(converted, ResourceExhausted)
+    assert 0 < converted.retry_after <= 0.5 + 0.01
+
+    await asyncio.sleep(converted.retry_after + 0.05)
+    assert (await attempt(throttled, name, PASSWORD, "10.0.1.1")).identity is not None  # type: ignore[attr-defined]
+
+
+async def test_unknown_users_are_throttled_alike(throttled: AuthServer) -> None:
+    name = unique("ghost")
+    for i in range(3):
+        await expect_status(attempt(throttled, name, "x", f"10.0.2.{i}"), Status.UNAUTHENTICATED)
+    await expect_status(attempt(throttled, name, "x", "10.0.2.9"), Status.RESOURCE_EXHAUSTED)
+
+
+async def test_address_throttle_stops_spraying_many_accounts(throttled: AuthServer) -> None:
+    for _ in range(5):
+        await expect_status(
+            attempt(throttled, unique("spray"), "Summer2026!", "192.0.2.7"), Status.UNAUTHENTICATED
+        )
+    name = unique("victim")
+    await throttled.add_user(name)
+    await expect_status(attempt(throttled, name, PASSWORD, "192.0.2.7"), Status.RESOURCE_EXHAUSTED)
+    assert (await attempt(throttled, name, PASSWORD, "192.0.2.8")).identity is not None  # type: ignore[attr-defined]
+
+
+async def test_successes_do_not_count(throttled: AuthServer) -> None:
+    name = unique("ok")
+    await throttled.add_user(name)
+    for _ in range(6):
+        await attempt(throttled, name, PASSWORD, "10.0.3.1")
+
+
+async def test_retry_after_travels_as_trailer_and_error_info(throttled: AuthServer) -> None:
+    name = unique("trail")
+    for _ in range(3):
+        await expect_status(attempt(throttled, name, "x", "10.0.4.1"), Status.UNAUTHENTICATED)
+
+    process = await asyncio.create_subprocess_exec(
+        GRPCURL,
+        "-plaintext",
+        "-v",
+        "-format-error",
+        "-d",
+        json.dumps({"username": name, "password": "x"}),
+        f"127.0.0.1:{throttled.runner.port}",
+        "bugless.v1.Authenticator/AuthenticatePassword",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(15):
+        stdout, stderr = await process.communicate()
+    output = (stdout + stderr).decode()
+
+    assert "ResourceExhausted" in output or "RESOURCE_EXHAUSTED" in output, output
+    assert "retry-after: 1" in output, output
+    assert '"retry_after"' in output, output

@@ -1,0 +1,92 @@
+"""AuthenticateCertificate with the tls backend, over gRPC, with trustme certificates."""
+
+from __future__ import annotations
+
+import pytest
+from certificates import Pki, make_pki
+from conftest import AuthServer, StartAuth
+from grpc_errors import expect_status
+from grpclib.const import Status
+
+from bugless_proto import v1
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+async def tls_server(start_auth_server: StartAuth, pki: Pki) -> AuthServer:
+    return await start_auth_server(
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {"mapping_file": str(pki.mapping_file), "ca_file": str(pki.ca_file)}
+        },
+    )
+
+
+async def present(server: AuthServer, der: bytes) -> v1.AuthenticationResult:
+    return await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+
+
+async def test_mapped_cn_signs_in_as_a_bot(tls_server: AuthServer, pki: Pki) -> None:
+    result = await present(tls_server, pki.client("deploy-bot"))
+
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == "deploy-bot"
+    assert result.identity.user.bot
+    assert result.identity.groups == ["bots", "deployers"]
+    assert result.identity.authenticator == "tls"
+    validated = await tls_server.stub.validate_token(v1.ValidateTokenRequest(token=result.token))
+    assert validated.user is not None
+    assert validated.user.user_id == result.identity.user.user_id
+
+
+async def test_renewed_certificate_keeps_the_user_id(tls_server: AuthServer, pki: Pki) -> None:
+    first = await present(tls_server, pki.client("deploy-bot"))
+    renewed = await present(tls_server, pki.client("deploy-bot"))
+    assert first.identity
+    assert first.identity.user
+    assert renewed.identity
+    assert renewed.identity.user
+    assert first.identity.user.user_id == renewed.identity.user.user_id
+
+
+async def test_san_email_maps_a_person(tls_server: AuthServer, pki: Pki) -> None:
+    result = await present(tls_server, pki.client("Alice Example", "alice@example.com"))
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == "alice-cert"
+    assert not result.identity.user.bot
+
+
+async def test_unmapped_cn_is_refused_naming_the_subject(tls_server: AuthServer, pki: Pki) -> None:
+    error = await expect_status(present(tls_server, pki.client("stranger")), Status.UNAUTHENTICATED)
+    assert "CN=stranger" in (error.message or "")
+    assert "is not mapped to a bugless user" in (error.message or "")
+
+
+async def test_mapped_cn_from_another_ca_is_refused(tls_server: AuthServer, pki: Pki) -> None:
+    forged = pki.client("deploy-bot", ca=pki.foreign)
+    await expect_status(present(tls_server, forged), Status.UNAUTHENTICATED)
+
+
+async def test_garbage_is_invalid_argument(tls_server: AuthServer) -> None:
+    error = await expect_status(present(tls_server, b"\x30\x03junk"), Status.INVALID_ARGUMENT)
+    assert "DER" in (error.message or "")
+
+
+async def test_list_authenticators_shows_both_kinds(tls_server: AuthServer) -> None:
+    answer = await tls_server.stub.list_authenticators(v1.ListAuthenticatorsRequest())
+    assert [(a.name, a.kind) for a in answer.authenticators] == [
+        ("local", "password"),
+        ("tls", "certificate"),
+    ]
+
+
+async def test_without_a_certificate_backend_the_call_fails_precondition(auth: AuthServer) -> None:
+    await expect_status(present(auth, b"\x30"), Status.FAILED_PRECONDITION)
