@@ -1,0 +1,147 @@
+"""What every public service of the gateway shares: admission, callers, errors.
+
+Each call goes through :meth:`GatewayService.__mapping__`'s wrapper before the
+betterproto2 handler runs: the connection's identity is resolved (cached per
+connection), the caller's rate limit is charged, and errors are mapped to gRPC
+statuses in one place. Admission happens before the request message is even
+read, so a refused call costs no decoding. A RESOURCE_EXHAUSTED carries the
+exact wait in its ErrorInfo (``retry_after``); the core call tracker copies it,
+rounded up to whole seconds as HTTP does, into the ``retry-after`` trailer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from grpclib.const import Handler
+from grpclib.exceptions import GRPCError
+from grpclib.server import Stream
+
+from bugless_api._identity import (
+    CallerIdentity,
+    IdentityResolver,
+    current_identity,
+    set_current_identity,
+)
+from bugless_api._ratelimit import RateLimiter
+from bugless_api._users import UserDirectory
+from bugless_api.settings import ApiSettings
+from bugless_core.clients import call
+from bugless_core.errors import (
+    BuglessError,
+    InvalidArgument,
+    to_grpc_error,
+)
+from bugless_core.model.servicer import internal_error
+from bugless_proto import v1
+
+_log = logging.getLogger("bugless.api")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _HasCaller(Protocol):
+    caller: v1.Caller | None
+
+
+class Gateway:
+    """The backends and per-process state the public services share.
+
+    Attributes:
+        settings: The API settings.
+        model: Stub of the Model service.
+        auth: Stub of the Authenticator.
+        identities: Certificate to identity, cached per connection.
+        users: Username and user id translation.
+        limiter: Per-identity rate limit.
+    """
+
+    def __init__(
+        self, settings: ApiSettings, model: v1.ModelStub, auth: v1.AuthenticatorStub
+    ) -> None:
+        """Serve through the given stubs (their channels are the caller's to close)."""
+        self.settings = settings
+        self.model = model
+        self.auth = auth
+        timeout = settings.backend_timeout_seconds
+        self.identities = IdentityResolver(
+            auth, ttl_seconds=settings.identity_ttl_seconds, timeout_seconds=timeout
+        )
+        self.users = UserDirectory(auth, timeout_seconds=timeout)
+        self.limiter = RateLimiter(settings.rate_limit)
+
+    async def admit(self) -> CallerIdentity:
+        """Authenticate the current call and charge its rate limit."""
+        identity = await self.identities.identify()
+        self.limiter.take(identity.user_id)
+        set_current_identity(identity)
+        return identity
+
+    async def model_call(
+        self, method: Callable[..., Awaitable[R]], request: object, **kwargs: Any
+    ) -> R:
+        """Call a Model stub method with the backend deadline, mapping errors."""
+        return await call(method, request, timeout=self.settings.backend_timeout_seconds, **kwargs)
+
+
+def caller_of(message: _HasCaller) -> v1.Caller:
+    """Put the authenticated caller into ``message``; refuse a caller set by the client.
+
+    Raises:
+        InvalidArgument: The client filled in ``caller`` itself.
+    """
+    given = message.caller
+    if given is not None and (given.user_id or given.groups or given.admin):
+        raise InvalidArgument(
+            "caller: leave it empty; the API sets the caller from your client certificate",
+            metadata={"field": "caller"},
+        )
+    caller = current_identity().caller
+    message.caller = v1.Caller(
+        user_id=caller.user_id, groups=list(caller.groups), admin=caller.admin
+    )
+    return message.caller
+
+
+class GatewayService:
+    """Mixin for the betterproto2 service bases: wraps every handler.
+
+    Subclasses list it before the generated base
+    (``class IssuesService(GatewayService, v1.IssuesBase)``) and set
+    :attr:`gateway`.
+    """
+
+    gateway: Gateway
+
+    def __mapping__(self) -> dict[str, Handler]:
+        """The generated handlers, each admitted and error-mapped first."""
+        handlers: dict[str, Handler] = super().__mapping__()  # type: ignore[misc]
+        return {
+            name: Handler(
+                self._admitted(name, handler.func),
+                handler.cardinality,
+                handler.request_type,
+                handler.reply_type,
+            )
+            for name, handler in handlers.items()
+        }
+
+    def _admitted(
+        self, method: str, func: Callable[[Stream[Any, Any]], Awaitable[None]]
+    ) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
+        gateway = self.gateway
+
+        async def handle(stream: Stream[Any, Any]) -> None:
+            try:
+                await gateway.admit()
+                await func(stream)
+            except BuglessError as exc:
+                raise to_grpc_error(exc) from exc
+            except GRPCError:
+                raise
+            except Exception as exc:
+                raise internal_error(method, exc) from exc
+
+        return handle

@@ -1,0 +1,194 @@
+"""``bugless.v1.Issues`` for bots: the Model's issue calls, by username, as the caller.
+
+Every handler does the same three things around one Model call: set the
+caller from the certificate's identity (refusing a caller the client set),
+turn usernames in the request into user ids, and turn user ids in the response
+back into usernames, each direction in one batch look-up. Searches also take
+the query language, parsed here with the shared parser so that a syntax error
+points at its column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+from bugless_api._gateway import Gateway, GatewayService, caller_of
+from bugless_api._identity import current_identity
+from bugless_api._users import UserRefs
+from bugless_core import limits
+from bugless_core.clients import resolve_query
+from bugless_core.errors import BuglessError, InvalidArgument, Unavailable, from_grpc_error
+from bugless_core.search import QuerySyntaxError
+from bugless_proto import v1
+
+
+async def structured_query(
+    gateway: Gateway, text: str, structured: v1.StructuredQuery | None
+) -> v1.StructuredQuery:
+    """The Model query for a query string and/or a structured query (ANDed).
+
+    ``me`` in the text is the caller. Sort keys come from the text when it
+    has any, else from the structured query.
+
+    Raises:
+        InvalidArgument: The text does not parse or names an unknown user
+            (the message holds the caret rendering, the metadata the
+            position), or the structured query names an unknown user.
+    """
+    filters: list[v1.SearchNode] = []
+    order_by: list[v1.SortKey] = []
+    if text.strip():
+        if len(text) > limits.MAX_QUERY_LENGTH:
+            raise InvalidArgument(
+                f"query: {len(text)} characters is too long; at most {limits.MAX_QUERY_LENGTH}"
+            )
+        try:
+            parsed = await resolve_query(text, gateway.auth, me=current_identity().user_id)
+        except QuerySyntaxError as exc:
+            raise InvalidArgument(
+                f"query: {exc.message}\n{exc.render_caret()}",
+                reason=exc.reason,
+                metadata={**exc.metadata, "field": "query"},
+            ) from exc
+        except (InvalidArgument, Unavailable):
+            raise
+        except BuglessError as exc:
+            # resolve_query reports "too many people" as a plain BuglessError.
+            raise InvalidArgument(f"query: {exc.message}") from exc
+        if parsed.filter is not None:
+            filters.append(parsed.filter)
+        order_by = list(parsed.order_by)
+    if structured is not None:
+        refs = UserRefs()
+        refs.query(structured, "structured")
+        await gateway.users.to_ids(refs)
+        if structured.filter is not None:
+            filters.append(structured.filter)
+        if not order_by:
+            order_by = list(structured.order_by)
+    if not filters:
+        combined = None
+    elif len(filters) == 1:
+        combined = filters[0]
+    else:
+        combined = v1.SearchNode(all_of=v1.SearchNodeList(nodes=filters))
+    return v1.StructuredQuery(filter=combined, order_by=order_by)
+
+
+class IssuesService(GatewayService, v1.IssuesBase):
+    """Serves ``bugless.v1.Issues`` through the Model."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        """Serve through ``gateway``."""
+        self.gateway = gateway
+
+    async def _named(self, refs: UserRefs) -> None:
+        await self.gateway.users.to_usernames(refs)
+
+    async def create_issue(self, message: v1.CreateIssueRequest) -> v1.Issue:
+        """Create an issue; the reporter is the caller."""
+        caller_of(message)
+        refs = UserRefs()
+        refs.issue_fields(message.fields, "fields")
+        refs.items(message.cc, "cc")
+        await self.gateway.users.to_ids(refs)
+        issue = await self.gateway.model_call(self.gateway.model.create_issue, message)
+        out = UserRefs()
+        out.issue(issue)
+        await self._named(out)
+        return issue
+
+    async def get_issue(self, message: v1.GetIssueRequest) -> v1.Issue:
+        """One issue, if the caller may view it (NOT_FOUND otherwise)."""
+        caller_of(message)
+        issue = await self.gateway.model_call(self.gateway.model.get_issue, message)
+        out = UserRefs()
+        out.issue(issue)
+        await self._named(out)
+        return issue
+
+    async def batch_get_issues(
+        self, message: v1.BatchGetIssuesRequest
+    ) -> v1.BatchGetIssuesResponse:
+        """Several issues; invisible and missing ones are listed in missing_ids."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.batch_get_issues, message)
+        out = UserRefs()
+        out.issues(reply.issues)
+        await self._named(out)
+        return reply
+
+    async def change_issue(self, message: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
+        """Apply a delta and/or comment against ``expected_version``."""
+        caller_of(message)
+        refs = UserRefs()
+        refs.delta(message.delta)
+        await self.gateway.users.to_ids(refs)
+        reply = await self.gateway.model_call(self.gateway.model.change_issue, message)
+        out = UserRefs()
+        out.issue(reply.issue)
+        out.entry(reply.entry)
+        await self._named(out)
+        return reply
+
+    async def batch_change_issues(
+        self, message: v1.BatchChangeIssuesRequest
+    ) -> v1.BatchChangeIssuesResponse:
+        """Apply one delta to many issues."""
+        caller_of(message)
+        refs = UserRefs()
+        refs.delta(message.delta)
+        await self.gateway.users.to_ids(refs)
+        reply = await self.gateway.model_call(self.gateway.model.batch_change_issues, message)
+        out = UserRefs()
+        for index, result in enumerate(reply.results):
+            out.issue(result.issue, f"results[{index}].issue")
+        await self._named(out)
+        return reply
+
+    async def list_history(self, message: v1.ListHistoryRequest) -> v1.ListHistoryResponse:
+        """An issue's history, oldest first."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.list_history, message)
+        out = UserRefs()
+        for index, entry in enumerate(reply.entries):
+            out.entry(entry, f"entries[{index}]")
+        await self._named(out)
+        return reply
+
+    async def search_issues(self, message: v1.QuerySearchRequest) -> v1.SearchIssuesResponse:
+        """Search by query string and/or structured query, as the caller."""
+        query = await structured_query(self.gateway, message.query, message.structured)
+        request = v1.SearchIssuesRequest(
+            query=query, page=message.page, allow_stale=message.allow_stale
+        )
+        caller_of(request)
+        reply = await self.gateway.model_call(self.gateway.model.search_issues, request)
+        out = UserRefs()
+        out.issues(reply.issues)
+        await self._named(out)
+        return reply
+
+    async def watch(self, message: v1.QueryWatchRequest) -> AsyncIterator[v1.WatchEvent]:
+        """Proxy the Model's change stream for one issue or a query."""
+        request = v1.WatchRequest()
+        if message.issue_id is not None:
+            request.issue_id = message.issue_id
+        elif message.query is not None:
+            request.query = await structured_query(self.gateway, message.query, None)
+        else:
+            raise InvalidArgument("target: give issue_id or query")
+        caller_of(request)
+        try:
+            async for event in self.gateway.model.watch(request):
+                out = UserRefs()
+                out.issue(event.issue)
+                out.entry(event.entry)
+                await self._named(out)
+                yield event
+        except GRPCError as exc:
+            raise from_grpc_error(exc) from exc
+        except (StreamTerminatedError, ConnectionError) as exc:
+            raise Unavailable(f"the model service stream broke: {exc}") from exc

@@ -1,0 +1,251 @@
+"""Usernames on the public API, opaque user ids on the Model: translation both ways.
+
+The Model knows people only by the ids the Authenticator mints; bots know
+them by username. Every message that crosses the gateway has its user
+references collected into a :class:`UserRefs` first, then rewritten with *one*
+batch look-up (``LookupUsers`` for requests, ``GetUsers`` for responses), so a
+search returning fifty issues costs one Authenticator call, not fifty.
+
+The walkers below are the one place that knows which fields hold people (see
+the header of ``common.proto``); a new user field in the protos needs a line
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, MutableSequence
+from dataclasses import dataclass
+
+from bugless_core import limits
+from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument
+from bugless_proto import v1
+
+#: FieldChange.field values whose old/new values and added/removed are people.
+_PEOPLE_CHANGES = frozenset({"assignee", "verifier", "cc", "reporter"})
+#: Search fields whose text values are people.
+_PEOPLE_SEARCH_FIELDS = frozenset(
+    {
+        v1.SearchField.ASSIGNEE,
+        v1.SearchField.REPORTER,
+        v1.SearchField.CC,
+        v1.SearchField.VERIFIER,
+    }
+)
+
+
+@dataclass
+class _Slot:
+    path: str
+    value: str
+    assign: Callable[[str], None]
+
+
+def _setter(message: object, attribute: str) -> Callable[[str], None]:
+    def assign(value: str) -> None:
+        setattr(message, attribute, value)
+
+    return assign
+
+
+def _item_setter(values: MutableSequence[str], index: int) -> Callable[[str], None]:
+    def assign(value: str) -> None:
+        values[index] = value
+
+    return assign
+
+
+class UserRefs:
+    """The user references found in some messages, to rewrite in one batch.
+
+    Empty references mean "nobody" and are skipped. Paths name the field as a
+    caller wrote it (``fields.assignee``, ``cc[2]``), for error messages.
+    """
+
+    def __init__(self) -> None:
+        self.slots: list[_Slot] = []
+
+    def field(self, message: object, attribute: str, path: str) -> None:
+        """A scalar string field holding a person."""
+        value = getattr(message, attribute)
+        if value:
+            self.slots.append(_Slot(path, value, _setter(message, attribute)))
+
+    def items(self, values: MutableSequence[str], path: str) -> None:
+        """A repeated string field holding people."""
+        for index, value in enumerate(values):
+            if value:
+                self.slots.append(_Slot(f"{path}[{index}]", value, _item_setter(values, index)))
+
+    # ---- walkers, one per message that holds people ----
+
+    def issue(self, issue: v1.Issue | None, path: str = "issue") -> None:
+        """Reporter, assignee, verifier, cc."""
+        if issue is None:
+            return
+        for name in ("reporter", "assignee", "verifier"):
+            self.field(issue, name, f"{path}.{name}")
+        self.items(issue.cc, f"{path}.cc")
+
+    def issues(self, issues: Iterable[v1.Issue], path: str = "issues") -> None:
+        """Every issue of a list."""
+        for index, issue in enumerate(issues):
+            self.issue(issue, f"{path}[{index}]")
+
+    def issue_fields(self, fields: v1.IssueFields | None, path: str = "fields") -> None:
+        """Assignee and verifier of a create or a delta."""
+        if fields is None:
+            return
+        self.field(fields, "assignee", f"{path}.assignee")
+        self.field(fields, "verifier", f"{path}.verifier")
+
+    def delta(self, delta: v1.IssueDelta | None, path: str = "delta") -> None:
+        """The scalar people and the cc additions and removals of a delta."""
+        if delta is None:
+            return
+        self.issue_fields(delta.fields, f"{path}.fields")
+        self.items(delta.cc_add, f"{path}.cc_add")
+        self.items(delta.cc_remove, f"{path}.cc_remove")
+
+    def entry(self, entry: v1.HistoryEntry | None, path: str = "entry") -> None:
+        """The author and the people inside field changes."""
+        if entry is None:
+            return
+        self.field(entry, "author", f"{path}.author")
+        for index, change in enumerate(entry.changes):
+            if change.field in _PEOPLE_CHANGES:
+                where = f"{path}.changes[{index}]"
+                self.field(change, "old_value", f"{where}.old_value")
+                self.field(change, "new_value", f"{where}.new_value")
+                self.items(change.added, f"{where}.added")
+                self.items(change.removed, f"{where}.removed")
+
+    def principals(self, principals: Iterable[v1.Principal], path: str) -> None:
+        """User principals (group principals are names already)."""
+        for index, principal in enumerate(principals):
+            if principal.user is not None:
+                self.field(principal, "user", f"{path}[{index}].user")
+
+    def acl(self, entries: Iterable[v1.AclEntry], path: str = "acl") -> None:
+        """User principals of ACL entries."""
+        for index, entry in enumerate(entries):
+            if entry.principal is not None and entry.principal.user is not None:
+                self.field(entry.principal, "user", f"{path}[{index}].principal.user")
+
+    def template(self, template: v1.IssueTemplate | None, path: str = "template") -> None:
+        """The default assignee of a component's template."""
+        if template is not None:
+            self.field(template, "assignee", f"{path}.assignee")
+
+    def component(self, component: v1.Component | None, path: str = "component") -> None:
+        """ACL and template of a component."""
+        if component is None:
+            return
+        self.acl(component.acl, f"{path}.acl")
+        self.template(component.template, f"{path}.template")
+
+    def hotlist(self, hotlist: v1.Hotlist | None, path: str = "hotlist") -> None:
+        """Owner and editors."""
+        if hotlist is None:
+            return
+        self.field(hotlist, "owner", f"{path}.owner")
+        self.items(hotlist.editors, f"{path}.editors")
+
+    def hotlist_item(self, item: v1.HotlistItem | None, path: str = "item") -> None:
+        """Who added the item."""
+        if item is not None:
+            self.field(item, "adder", f"{path}.adder")
+
+    def saved_search(self, search: v1.SavedSearch | None, path: str = "saved_search") -> None:
+        """Owner and user readers."""
+        if search is None:
+            return
+        self.field(search, "owner", f"{path}.owner")
+        self.principals(search.readers, f"{path}.readers")
+
+    def query(self, query: v1.StructuredQuery | None, path: str = "structured") -> None:
+        """Text values of person terms anywhere in a structured query."""
+        if query is not None and query.filter is not None:
+            self._node(query.filter, f"{path}.filter")
+
+    def _node(self, node: v1.SearchNode, path: str) -> None:
+        if node.all_of is not None:
+            for index, child in enumerate(node.all_of.nodes):
+                self._node(child, f"{path}.all_of.nodes[{index}]")
+        elif node.any_of is not None:
+            for index, child in enumerate(node.any_of.nodes):
+                self._node(child, f"{path}.any_of.nodes[{index}]")
+        elif node.negate is not None:
+            self._node(node.negate, f"{path}.negate")
+        elif node.term is not None and node.term.field in _PEOPLE_SEARCH_FIELDS:
+            for index, value in enumerate(node.term.values):
+                if value.text is not None:
+                    self.field(value, "text", f"{path}.term.values[{index}].text")
+
+
+class UserDirectory:
+    """Batch translation between usernames and user ids through the Authenticator."""
+
+    def __init__(self, auth: v1.AuthenticatorStub, *, timeout_seconds: float) -> None:
+        """Translate through ``auth``, each look-up bounded by ``timeout_seconds``."""
+        self._auth = auth
+        self._timeout = timeout_seconds
+
+    async def ids_by_username(self, usernames: Iterable[str]) -> dict[str, str]:
+        """User ids of the given usernames (keys lower-cased); unknown ones absent."""
+        wanted = sorted({name.lower() for name in usernames if name})
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), limits.MAX_USER_LOOKUP):
+            chunk = wanted[start : start + limits.MAX_USER_LOOKUP]
+            reply = await call(
+                self._auth.lookup_users,
+                v1.LookupUsersRequest(usernames=chunk),
+                timeout=self._timeout,
+            )
+            found.update({user.username.lower(): user.user_id for user in reply.users})
+        return found
+
+    async def usernames_by_id(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """Usernames of the given ids; unknown ids absent."""
+        wanted = sorted({user_id for user_id in user_ids if user_id})
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), limits.MAX_USER_LOOKUP):
+            chunk = wanted[start : start + limits.MAX_USER_LOOKUP]
+            reply = await call(
+                self._auth.get_users, v1.GetUsersRequest(user_ids=chunk), timeout=self._timeout
+            )
+            found.update({user.user_id: user.username for user in reply.users})
+        return found
+
+    async def to_ids(self, refs: UserRefs) -> None:
+        """Rewrite every username in ``refs`` to its user id.
+
+        Raises:
+            InvalidArgument: A username matches nobody; the message names the
+                field and the name.
+        """
+        if not refs.slots:
+            return
+        ids = await self.ids_by_username(slot.value for slot in refs.slots)
+        for slot in refs.slots:
+            user_id = ids.get(slot.value.lower())
+            if user_id is None:
+                raise InvalidArgument(
+                    f"{slot.path}: no bugless user is named {slot.value!r}",
+                    metadata={"field": slot.path, "username": slot.value},
+                )
+            slot.assign(user_id)
+
+    async def to_usernames(self, refs: UserRefs) -> None:
+        """Rewrite every user id in ``refs`` to the username it has now.
+
+        An id the Authenticator no longer knows (a user removed from the
+        directory) is left as it is rather than failing the whole response.
+        """
+        if not refs.slots:
+            return
+        names = await self.usernames_by_id(slot.value for slot in refs.slots)
+        for slot in refs.slots:
+            name = names.get(slot.value)
+            if name is not None:
+                slot.assign(name)

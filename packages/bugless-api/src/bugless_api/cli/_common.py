@@ -1,0 +1,256 @@
+"""What every client command shares: connection settings, output, exit codes.
+
+Connection settings come from flags, then ``BUGLESS_API``/``BUGLESS_CERT``/
+``BUGLESS_KEY``/``BUGLESS_CA``, then the config file
+(``~/.config/bugless/client.toml``, or ``BUGLESS_CLIENT_CONFIG``)::
+
+    api = "bugless-api.example.com:50053"
+    cert = "~/.config/bugless/bot.pem"
+    key = "~/.config/bugless/bot.key"
+    ca = "~/.config/bugless/ca.pem"
+
+Exit codes scripts can rely on: 0 success, 1 an error reported by the server
+(message on stderr), 2 bad usage or configuration, 3 not found, 4 conflict
+(a stale version or a name that is taken).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import enum
+import functools
+import json
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_SERVER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_CONFLICT = 4
+
+DEFAULT_CONFIG = Path("~/.config/bugless/client.toml")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Where the API is and which certificate to present.
+
+    Attributes:
+        api: ``host:port`` of the API frontend.
+        cert: PEM client certificate.
+        key: Its private key.
+        ca: PEM bundle that signed the server's certificate.
+    """
+
+    api: str
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        fail(f"config file {path}: {exc}", EXIT_USAGE)
+
+
+def resolve_config(options: dict[str, Any]) -> ClientConfig:
+    """Flags/env (already in ``options``), then the config file; exit 2 if incomplete."""
+    path = Path(os.environ.get("BUGLESS_CLIENT_CONFIG", str(DEFAULT_CONFIG))).expanduser()
+    from_file = _read_config_file(path)
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for name in ("api", "cert", "key", "ca"):
+        value = options.get(name) or from_file.get(name)
+        if not value:
+            missing.append(f"--{name} (or BUGLESS_{name.upper()}, or {name} in {path})")
+        else:
+            values[name] = str(value)
+    if missing:
+        fail("not configured: " + "; ".join(missing), EXIT_USAGE)
+    files = {name: Path(values[name]).expanduser() for name in ("cert", "key", "ca")}
+    for name, file in files.items():
+        if not file.is_file():
+            fail(f"--{name}: {file} is not a readable file", EXIT_USAGE)
+    return ClientConfig(api=values["api"], **files)
+
+
+def client_options(fn: F) -> F:
+    """Add --api/--cert/--key/--ca and --json to a client command."""
+    fn = click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
+    )(fn)
+    for name, env, text in reversed(
+        [
+            ("api", "BUGLESS_API", "host:port of the bugless API"),
+            ("cert", "BUGLESS_CERT", "PEM client certificate"),
+            ("key", "BUGLESS_KEY", "private key of --cert"),
+            ("ca", "BUGLESS_CA", "CA bundle of the server's certificate"),
+        ]
+    ):
+        fn = click.option(f"--{name}", envvar=env, default=None, help=f"{text} [env {env}].")(fn)
+    return fn
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def exit_code_for(error: Exception) -> int:
+    """The documented exit code of a bugless error."""
+    from bugless_core.errors import (  # noqa: PLC0415
+        AlreadyExists,
+        Conflict,
+        InvalidArgument,
+        NotFound,
+    )
+
+    if isinstance(error, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(error, Conflict | AlreadyExists):
+        return EXIT_CONFLICT
+    if isinstance(error, InvalidArgument) and error.metadata.get("origin") == "client":
+        return EXIT_USAGE
+    return EXIT_SERVER_ERROR
+
+
+def run_with_client(
+    options: dict[str, Any],
+    work: Callable[[Any], Coroutine[Any, Any, object]],
+) -> object:
+    """Connect with the configured certificate, run ``work(client)``, map errors to exits."""
+    from bugless_api.client import BuglessClient  # noqa: PLC0415
+    from bugless_core.errors import BuglessError  # noqa: PLC0415
+
+    config = resolve_config(options)
+
+    async def main() -> object:
+        try:
+            client = BuglessClient(config.api, cert=config.cert, key=config.key, ca=config.ca)
+        except ValueError as exc:
+            fail(f"--api: {exc}", EXIT_USAGE)
+        except OSError as exc:
+            fail(f"cannot read the TLS files: {exc}", EXIT_USAGE)
+        async with client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except BuglessError as exc:
+        fail(exc.message, exit_code_for(exc))
+
+
+def command(fn: Callable[..., Coroutine[Any, Any, object]]) -> Callable[..., None]:
+    """Turn ``async def fn(client, **params)`` into a click callback with client options."""
+
+    @functools.wraps(fn)
+    def callback(**params: Any) -> None:
+        options = {name: params.pop(name) for name in ("api", "cert", "key", "ca")}
+        as_json = params.pop("as_json")
+        result = run_with_client(options, lambda client: fn(client, **params))
+        emit(result, as_json=as_json)
+
+    return callback
+
+
+# ---- output ----
+
+
+def to_plain(value: object) -> object:
+    """A message (or anything inside one) as JSON-ready Python values.
+
+    Enum values are their short names (``P1``, ``FIXED``), times ISO 8601,
+    int64 ids plain numbers (proto3 JSON would make them strings, which
+    scripts then have to convert back).
+    """
+    import betterproto2  # noqa: PLC0415
+
+    if isinstance(value, betterproto2.Message):
+        raw = value.to_dict(
+            output_format=betterproto2.OutputFormat.PYTHON,
+            casing=betterproto2.Casing.SNAKE,
+            include_default_values=True,
+        )
+        return to_plain(raw)
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return value
+
+
+@dataclass
+class Table:
+    """Rows for people, and the data for scripts (``--json``)."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[object]]
+    data: object
+    footer: str = ""
+
+
+@dataclass
+class Detail:
+    """One record shown as ``field: value`` lines, and its data for ``--json``."""
+
+    lines: Sequence[tuple[str, object]]
+    data: object
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, list | tuple):
+        return ",".join(_cell(v) for v in value)
+    if value is None:
+        return ""
+    return str(value)
+
+
+def emit(result: object, *, as_json: bool) -> None:
+    """Print a command's result as a table/detail, or as JSON."""
+    if as_json:
+        data = result.data if isinstance(result, Table | Detail) else result
+        click.echo(json.dumps(to_plain(data), indent=2, sort_keys=True))
+        return
+    if isinstance(result, Table):
+        cells = [[_cell(v) for v in row] for row in result.rows]
+        widths = [
+            max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(result.headers)
+        ]
+        click.echo(
+            "  ".join(h.upper().ljust(w) for h, w in zip(result.headers, widths, strict=True))
+        )
+        for row in cells:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if result.footer:
+            click.echo(result.footer)
+    elif isinstance(result, Detail):
+        width = max((len(name) for name, _ in result.lines), default=0)
+        for name, value in result.lines:
+            click.echo(f"{name.ljust(width)}  {_cell(value)}")
+    elif result is not None:
+        click.echo(_cell(result))

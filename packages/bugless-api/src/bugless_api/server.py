@@ -1,0 +1,126 @@
+"""Running the API frontend in a process: channels, services, health, drain."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from grpclib._typing import IServable
+from grpclib.client import Channel
+from grpclib.health.check import ServiceCheck
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
+from bugless_api._catalog import (
+    AccountService,
+    ComponentsService,
+    HotlistsService,
+    SavedSearchesService,
+)
+from bugless_api._gateway import Gateway
+from bugless_api._issues import IssuesService
+from bugless_api.settings import ApiSettings
+from bugless_core.grpc import GrpcServiceRunner
+from bugless_proto import v1
+
+_log = logging.getLogger("bugless.api")
+
+#: How long a backend health answer is reused by the API's own health checks.
+READINESS_TTL_SECONDS = 2.0
+
+
+def _backend_ready(channel: Channel, service: str) -> Callable[[], Awaitable[bool]]:
+    """A readiness check: ``service`` answers SERVING on ``channel``."""
+
+    async def check() -> bool:
+        try:
+            reply = await HealthStub(channel).Check(
+                HealthCheckRequest(service=service), timeout=1.0
+            )
+        except Exception:  # unreachable or erroring reads as "not ready"
+            return False
+        return reply is not None and reply.status == HealthCheckResponse.SERVING
+
+    return check
+
+
+@dataclass
+class RunningApi:
+    """A started API frontend; :meth:`close` stops it and its channels.
+
+    Attributes:
+        runner: The gRPC runner (``runner.port`` is the bound port).
+        gateway: The shared state of the services (identity cache, limiter).
+    """
+
+    runner: GrpcServiceRunner
+    gateway: Gateway
+    channels: tuple[Channel, ...]
+
+    @property
+    def port(self) -> int:
+        """The port the API listens on."""
+        return self.runner.port
+
+    async def close(self) -> None:
+        """Stop serving at once and close the backend channels."""
+        await self.runner.close()
+        for channel in self.channels:
+            channel.close()
+
+
+async def start_api(settings: ApiSettings, **runner_options: object) -> RunningApi:
+    """Connect to the Model and the Authenticator and start serving.
+
+    Health reports the API services SERVING only while both backends answer
+    SERVING too, so a balancer takes a replica whose backends are gone out of
+    rotation. ``runner_options`` go to :class:`GrpcServiceRunner` (tests pass
+    their own metrics registry).
+    """
+    model_channel = settings.model.channel()
+    auth_channel = settings.auth.channel()
+    gateway = Gateway(settings, v1.ModelStub(model_channel), v1.AuthenticatorStub(auth_channel))
+    services: list[IServable] = [
+        AccountService(gateway),
+        IssuesService(gateway),
+        ComponentsService(gateway),
+        HotlistsService(gateway),
+        SavedSearchesService(gateway),
+    ]
+    checks = [
+        ServiceCheck(
+            _backend_ready(model_channel, "bugless.v1.Model"),
+            check_ttl=READINESS_TTL_SECONDS,
+            check_timeout=1.5,
+        ),
+        ServiceCheck(
+            _backend_ready(auth_channel, "bugless.v1.Authenticator"),
+            check_ttl=READINESS_TTL_SECONDS,
+            check_timeout=1.5,
+        ),
+    ]
+    runner = GrpcServiceRunner(
+        services,
+        settings.grpc,
+        name="api",
+        readiness_checks=checks,
+        **runner_options,  # type: ignore[arg-type]
+    )
+    try:
+        await runner.start()
+    except BaseException:
+        model_channel.close()
+        auth_channel.close()
+        raise
+    return RunningApi(runner=runner, gateway=gateway, channels=(model_channel, auth_channel))
+
+
+async def serve_api(settings: ApiSettings) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and close the channels."""
+    api = await start_api(settings)
+    try:
+        await api.runner.serve_until_signalled()
+    finally:
+        for channel in api.channels:
+            channel.close()

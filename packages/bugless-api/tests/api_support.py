@@ -1,0 +1,52 @@
+"""Shared helpers of the bugless-api tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bugless_api.client import BuglessClient
+from bugless_api.settings import ApiSettings
+from bugless_core.grpc import GrpcServerSettings
+
+if TYPE_CHECKING:
+    from bugless_core.testing.stack import BuglessStack, CertificateFiles
+
+#: username -> (groups, admin)
+BOTS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "robot": (("component-creators", "triage"), False),
+    "boss": ((), True),
+    "viewer": (("secret-viewers",), False),
+    "outsider": ((), False),
+    "greedy": ((), False),
+    "cli-bot": (("component-creators",), False),
+}
+
+
+@dataclass(frozen=True)
+class Bots:
+    stack: BuglessStack
+    certificates: dict[str, CertificateFiles]
+
+    def __getitem__(self, username: str) -> CertificateFiles:
+        return self.certificates[username]
+
+
+def api_settings(stack: BuglessStack, **options: object) -> ApiSettings:
+    pki = stack.pki
+    return ApiSettings(
+        grpc=GrpcServerSettings(
+            tls_cert=pki.server.cert,
+            tls_key=pki.server.key,
+            client_ca=pki.ca_file,
+            drain_seconds=0.0,
+            grace_seconds=1.0,
+        ),
+        model=stack.model,
+        auth=stack.auth,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+ConnectAs = Callable[..., BuglessClient]

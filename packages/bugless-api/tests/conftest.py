@@ -1,0 +1,69 @@
+"""A real stack (PostgreSQL, Model, Authenticator) and an API frontend on it.
+
+Bots are certificate users of the Authenticator's ``tls`` backend; tests talk
+to the API frontend over real mutual TLS with the bot's certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+from api_support import BOTS, Bots, ConnectAs, api_settings
+from prometheus_client import CollectorRegistry
+
+from bugless_api.client import BuglessClient, RetryPolicy
+from bugless_api.server import RunningApi, start_api
+from bugless_api.settings import RateLimitSettings
+
+if TYPE_CHECKING:
+    from bugless_core.testing.stack import BuglessStack
+
+pytest_plugins = ["bugless_core.testing.postgres", "bugless_core.testing.stack"]
+
+
+@pytest.fixture(scope="session")
+def bots(bugless_stack: BuglessStack) -> Bots:
+    certificates = {
+        name: bugless_stack.add_bot(name, groups=groups, admin=admin, reload=False)
+        for name, (groups, admin) in BOTS.items()
+    }
+    bugless_stack.reload_auth()
+    return Bots(bugless_stack, certificates)
+
+
+@pytest.fixture(scope="session")
+async def api(bots: Bots) -> AsyncIterator[RunningApi]:
+    """The API frontend most tests use (a generous rate limit)."""
+    settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=10_000.0, burst=10_000))
+    running = await start_api(settings, metrics_registry=CollectorRegistry())
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+@pytest.fixture
+async def connect_as(api: RunningApi, bots: Bots) -> AsyncIterator[ConnectAs]:
+    """Open clients as a bot to ``api`` (or another frontend); close them afterwards."""
+    opened: list[BuglessClient] = []
+
+    def connect(
+        username: str, *, port: int | None = None, retry: RetryPolicy | None = None
+    ) -> BuglessClient:
+        files = bots[username]
+        client = BuglessClient(
+            f"127.0.0.1:{port or api.port}",
+            cert=files.cert,
+            key=files.key,
+            ca=bots.stack.pki.ca_file,
+            timeout=30,
+            retry=retry or RetryPolicy(attempts=1),
+        )
+        opened.append(client)
+        return client
+
+    yield connect
+    for client in opened:
+        client.close()

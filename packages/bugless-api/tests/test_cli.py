@@ -1,0 +1,214 @@
+"""`bugless api serve` and the client commands, as an operator and a script run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_support import Bots
+
+from bugless_core.testing.stack import BUGLESS_COMMAND, free_port
+
+
+@pytest.fixture(scope="module")
+def served_api(bots: Bots, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`bugless api serve` in a subprocess; yields the client environment of cli-bot."""
+    stack = bots.stack
+    pki = stack.pki
+    port = free_port()
+    log = tmp_path_factory.mktemp("api-serve") / "api.log"
+    env = {
+        **os.environ,
+        "BUGLESS_API_MODEL": f"127.0.0.1:{stack.model.port}",
+        "BUGLESS_API_AUTH": f"127.0.0.1:{stack.auth.port}",
+        "BUGLESS_API_TLS_CERT": str(pki.server.cert),
+        "BUGLESS_API_TLS_KEY": str(pki.server.key),
+        "BUGLESS_API_CLIENT_CA": str(pki.ca_file),
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*BUGLESS_COMMAND, "api", "serve", "--port", str(port), "--drain-seconds", "0"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    files = bots["cli-bot"]
+    client_env = {
+        **os.environ,
+        "BUGLESS_API": f"127.0.0.1:{port}",
+        "BUGLESS_CERT": str(files.cert),
+        "BUGLESS_KEY": str(files.key),
+        "BUGLESS_CA": str(pki.ca_file),
+        "BUGLESS_CLIENT_CONFIG": str(log.parent / "absent.toml"),
+    }
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            probe = _bugless(client_env, "component", "list", "--json", check=False)
+            if probe.returncode == 0:
+                break
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"bugless api serve did not answer within 30 s:\n{log.read_text()}")
+        yield client_env
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        assert process.returncode == 0, log.read_text()
+
+
+def _bugless(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*BUGLESS_COMMAND, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def _json(env: dict[str, str], *args: str) -> dict[str, Any]:
+    data = json.loads(_bugless(env, *args, "--json").stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_serve_refuses_to_start_without_a_client_ca(bots: Bots) -> None:
+    pki = bots.stack.pki
+    result = subprocess.run(
+        [
+            *BUGLESS_COMMAND,
+            "api",
+            "serve",
+            "--model",
+            "127.0.0.1:1",
+            "--auth",
+            "127.0.0.1:2",
+            "--tls-cert",
+            str(pki.server.cert),
+            "--tls-key",
+            str(pki.server.key),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_API")},
+    )
+    assert result.returncode == 2
+    assert "--client-ca is required" in result.stderr
+
+
+def test_a_script_drives_issues_end_to_end(served_api: dict[str, str]) -> None:
+    env = served_api
+    component = _json(env, "component", "create", f"Cli-{os.getpid()}-{time.time_ns()}")
+    created = _json(
+        env,
+        "issue",
+        "create",
+        "--title",
+        "cli made me",
+        "--component",
+        str(component["id"]),
+        "--priority",
+        "P1",
+    )
+    issue_id = created["id"]
+    assert created["reporter"] == "cli-bot"
+    assert created["priority"] == "P1"
+
+    updated = _json(
+        env,
+        "issue",
+        "update",
+        str(issue_id),
+        "--priority",
+        "P0",
+        "--assignee",
+        "cli-bot",
+        "--status",
+        "fixed",
+    )
+    assert (updated["priority"], updated["assignee"], updated["status"]) == (
+        "P0",
+        "cli-bot",
+        "FIXED",
+    )
+
+    commented = _json(env, "issue", "comment", str(issue_id), "done")
+    assert commented["comment_count"] == 1
+
+    listed = _json(env, "issue", "list", f"c:{component['id']} is:closed")
+    assert [i["id"] for i in listed["issues"]] == [issue_id]
+
+    table = _bugless(env, "issue", "list", f"c:{component['id']}").stdout
+    assert "cli made me" in table.splitlines()[1]
+    assert table.splitlines()[0].split()[:3] == ["ID", "P", "STATUS"]
+
+    hotlist = _json(env, "hotlist", "create", f"cli-{time.time_ns()}")
+    _bugless(env, "hotlist", "add", str(hotlist["id"]), str(issue_id))
+    shown = _json(env, "hotlist", "show", str(hotlist["id"]))
+    assert [i["issue_id"] for i in shown["items"]] == [issue_id]
+
+
+def test_exit_codes_tell_scripts_what_went_wrong(served_api: dict[str, str]) -> None:
+    env = served_api
+    missing = _bugless(env, "issue", "show", "99999999", check=False)
+    assert missing.returncode == 3
+    assert "not found" in missing.stderr
+
+    component = _json(env, "component", "create", f"Codes-{time.time_ns()}")
+    created = _json(env, "issue", "create", "--title", "x", "--component", str(component["id"]))
+    _bugless(env, "issue", "comment", str(created["id"]), "first")
+    stale = _bugless(
+        env,
+        "issue",
+        "update",
+        str(created["id"]),
+        "--priority",
+        "P3",
+        "--expected-version",
+        "1",
+        check=False,
+    )
+    assert stale.returncode == 4
+    assert "is at version 2, not 1" in stale.stderr
+
+    bad_query = _bugless(env, "issue", "list", "status:", check=False)
+    assert bad_query.returncode == 1
+    assert "^" in bad_query.stderr
+
+    bad_priority = _bugless(
+        env, "issue", "update", str(created["id"]), "--priority", "P9", check=False
+    )
+    assert bad_priority.returncode == 2
+
+
+def test_missing_configuration_is_a_usage_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
+    env["BUGLESS_CLIENT_CONFIG"] = str(tmp_path / "none.toml")
+    result = _bugless(env, "issue", "list", check=False)
+    assert result.returncode == 2
+    assert "not configured: --api" in result.stderr
+
+
+def test_config_file_supplies_the_connection(served_api: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "client.toml"
+    config.write_text(
+        "\n".join(
+            f'{name} = "{served_api[f"BUGLESS_{name.upper()}"]}"'
+            for name in ("api", "cert", "key", "ca")
+        )
+    )
+    env = {k: v for k, v in served_api.items() if k not in {"BUGLESS_API", "BUGLESS_CERT"}}
+    env["BUGLESS_CLIENT_CONFIG"] = str(config)
+    assert "components" in _json(env, "component", "list")

@@ -1,0 +1,157 @@
+"""A bot works with issues: usernames in and out, the caller from its certificate."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from api_support import ConnectAs
+
+from bugless_api.client import BuglessClient
+from bugless_core.errors import InvalidArgument, IssueVersionConflict, NotFound
+from bugless_proto import v1
+
+
+async def _component(client: BuglessClient, name: str) -> int:
+    component = await client.create_component(f"{name}-{secrets.token_hex(3)}")
+    return component.id
+
+
+async def test_a_bot_creates_searches_updates_and_comments(connect_as: ConnectAs) -> None:
+    robot = connect_as("robot")
+    component_id = await _component(robot, "Issues")
+    marker = f"marker{secrets.token_hex(4)}"
+
+    issue = await robot.create_issue(
+        f"disk full on {marker}",
+        component_id,
+        description="the disk is full",
+        priority="P1",
+        assignee="robot",
+        cc=["boss"],
+    )
+    assert issue.reporter == "robot"
+    assert issue.assignee == "robot"
+    assert issue.cc == ["boss"]
+    assert issue.status is v1.Status.ASSIGNED
+
+    found = await robot.search_issues(f"{marker} assignee:me p<p2 is:open c:{component_id}")
+    assert [i.id for i in found.issues] == [issue.id]
+    assert found.issues[0].reporter == "robot"
+
+    changed = await robot.update_issue(
+        issue.id, priority="P0", status="accepted", assignee="boss", comment="escalating"
+    )
+    assert changed.issue is not None
+    assert changed.issue.priority is v1.Priority.P0
+    assert changed.issue.assignee == "boss"
+    assert changed.entry is not None
+    assert changed.entry.author == "robot"
+    assignee_change = next(c for c in changed.entry.changes if c.field == "assignee")
+    assert (assignee_change.old_value, assignee_change.new_value) == ("robot", "boss")
+
+    commented = await robot.comment(issue.id, "on it")
+    assert commented.issue is not None
+    assert commented.issue.version == changed.issue.version + 1
+
+    history = await robot.list_history(issue.id)
+    assert [e.author for e in history.entries] == ["robot", "robot", "robot"]
+    assert history.entries[-1].comment == "on it"
+
+
+async def test_a_stale_version_is_aborted_with_the_current_version(
+    connect_as: ConnectAs,
+) -> None:
+    robot = connect_as("robot")
+    issue = await robot.create_issue("race", await _component(robot, "Race"))
+    await robot.update_issue(issue.id, expected_version=issue.version, priority="P3")
+
+    with pytest.raises(IssueVersionConflict) as caught:
+        await robot.update_issue(issue.id, expected_version=issue.version, priority="P4")
+
+    assert caught.value.current_version == issue.version + 1
+    assert caught.value.expected_version == issue.version
+    assert (await robot.get_issue(issue.id)).priority is v1.Priority.P3
+
+
+async def test_create_retried_with_one_idempotency_key_makes_one_issue(
+    connect_as: ConnectAs,
+) -> None:
+    robot = connect_as("robot")
+    component_id = await _component(robot, "Idem")
+    first = await robot.create_issue("once", component_id, idempotency_key="key-1")
+    again = await robot.create_issue("once", component_id, idempotency_key="key-1")
+
+    assert first.id == again.id
+
+
+async def test_a_request_that_sets_the_caller_is_invalid(connect_as: ConnectAs) -> None:
+    robot = connect_as("robot")
+    issue = await robot.create_issue("mine", await _component(robot, "Caller"))
+
+    with pytest.raises(InvalidArgument, match="caller: leave it empty"):
+        await robot._call(
+            robot.issues.get_issue,
+            v1.GetIssueRequest(caller=v1.Caller(user_id="someone-else"), issue_id=issue.id),
+            idempotent=True,
+        )
+
+
+async def test_an_unknown_username_is_invalid_and_names_the_field(
+    connect_as: ConnectAs,
+) -> None:
+    robot = connect_as("robot")
+    component_id = await _component(robot, "Unknown")
+
+    with pytest.raises(InvalidArgument, match=r"cc\[1\]: no bugless user is named 'ghost'"):
+        await robot.create_issue("who?", component_id, cc=["boss", "ghost"])
+    issue = await robot.create_issue("who?", component_id)
+    with pytest.raises(InvalidArgument, match=r"delta\.fields\.assignee: .*'ghost'"):
+        await robot.update_issue(issue.id, assignee="ghost")
+
+
+async def test_a_query_syntax_error_shows_where_it_is(connect_as: ConnectAs) -> None:
+    robot = connect_as("robot")
+
+    with pytest.raises(InvalidArgument) as caught:
+        await robot.search_issues("is:open status:")
+
+    assert caught.value.metadata["position"] == "15"
+    assert "at column" in caught.value.message
+    assert "is:open status:\n" in caught.value.message
+    assert caught.value.message.rstrip().endswith("^")
+
+
+async def test_an_unknown_username_in_a_query_is_positioned(connect_as: ConnectAs) -> None:
+    robot = connect_as("robot")
+
+    with pytest.raises(InvalidArgument, match="no user named 'ghost'") as caught:
+        await robot.search_issues("is:open assignee:ghost")
+
+    assert caught.value.metadata["position"] == "17"
+
+
+async def test_query_string_and_structured_query_are_anded(connect_as: ConnectAs) -> None:
+    robot = connect_as("robot")
+    component_id = await _component(robot, "Anded")
+    mine = await robot.create_issue("a", component_id, assignee="robot")
+    await robot.create_issue("b", component_id, assignee="boss")
+    by_boss = v1.StructuredQuery(
+        filter=v1.SearchNode(
+            term=v1.SearchTerm(
+                field=v1.SearchField.ASSIGNEE,
+                op=v1.SearchOperator.EQ,
+                values=[v1.SearchValue(text="robot")],
+            )
+        )
+    )
+
+    found = await robot.search_issues(f"c:{component_id}", structured=by_boss)
+
+    assert [i.id for i in found.issues] == [mine.id]
+    assert found.issues[0].assignee == "robot"
+
+
+async def test_a_missing_issue_is_not_found(connect_as: ConnectAs) -> None:
+    with pytest.raises(NotFound):
+        await connect_as("robot").get_issue(987_654_321)
