@@ -7,8 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import IssueVersionConflict, Unavailable
-from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
-from bugless_core.model.servicer import grpc_errors
+from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner, grpc_errors
 from bugless_proto import v1
 
 

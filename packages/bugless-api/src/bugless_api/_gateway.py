@@ -34,7 +34,7 @@ from bugless_core.errors import (
     InvalidArgument,
     to_grpc_error,
 )
-from bugless_core.model.servicer import internal_error
+from bugless_core.grpc import internal_error
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")

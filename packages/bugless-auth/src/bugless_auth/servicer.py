@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from bugless_auth.service import AuthService
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
-from bugless_core.grpc import current_peer
-from bugless_core.model.servicer import grpc_errors
+from bugless_core.grpc import current_peer, grpc_errors
 from bugless_proto import v1
 
 #: Longest username, password or prefix accepted on the wire before any work.

@@ -20,7 +20,7 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core import limits
-from bugless_core.errors import BuglessError, Unavailable, from_grpc_error
+from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.grpc import build_client_ssl_context
 from bugless_core.search import Query, parse_query, to_structured, user_terms
 from bugless_proto import v1
@@ -110,7 +110,7 @@ async def resolve_query(
     if names:
         if len(names) > limits.MAX_USER_LOOKUP:
             msg = f"the query names {len(names)} people; at most {limits.MAX_USER_LOOKUP}"
-            raise BuglessError(msg)
+            raise InvalidArgument(msg)
         found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=names))
         users = {user.username: user.user_id for user in found.users}
     return to_structured(

@@ -10,6 +10,7 @@ betterproto2 hands them only the request message.
 
 from __future__ import annotations
 
+from bugless_core.grpc._errors import grpc_errors, internal_error
 from bugless_core.grpc._peer import (
     PeerConnection,
     current_metadata,
@@ -29,4 +30,6 @@ __all__ = [
     "current_metadata",
     "current_peer",
     "current_peer_certificate",
+    "grpc_errors",
+    "internal_error",
 ]

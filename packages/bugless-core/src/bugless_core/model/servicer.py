@@ -2,55 +2,24 @@
 
 Each call is checked for shape (:mod:`bugless_core.model._validation`), handed
 to the backend, and its errors are mapped to gRPC statuses in one place
-(:func:`grpc_errors`). An unexpected exception is logged with its traceback and
+(:func:`bugless_core.grpc.grpc_errors`). An unexpected exception is logged with its traceback and
 reported as INTERNAL with a generic message: a traceback never reaches a
 caller.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncIterator
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core import limits
 from bugless_core.errors import BuglessError, InvalidArgument, to_grpc_error
+from bugless_core.grpc import grpc_errors, internal_error
 from bugless_core.model import _validation as check
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_proto import v1
-
-_log = logging.getLogger(__name__)
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def internal_error(method: str, exc: BaseException) -> GRPCError:
-    """Log an unexpected failure and return the status the caller gets."""
-    _log.error("unexpected error in %s", method, exc_info=exc)
-    return GRPCError(Status.INTERNAL, f"internal error in {method}; the server log has details")
-
-
-def grpc_errors(
-    fn: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Map BuglessError to its status and anything else to a logged INTERNAL."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except BuglessError as exc:
-            raise to_grpc_error(exc) from exc
-        except GRPCError:
-            raise
-        except Exception as exc:
-            raise internal_error(fn.__name__, exc) from exc
-
-    return wrapper
 
 
 class ModelServicer(v1.ModelBase):
