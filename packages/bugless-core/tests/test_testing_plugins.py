@@ -34,6 +34,7 @@ def test_contracts_for_missing_capabilities_are_deselected_and_listed(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_backend=BACKEND_MODULE)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = session\n")
     result = pytester.runpytest(
         "-p", "bugless_core.testing.plugin", "-p", "bugless_core.testing.strict"
     )
