@@ -56,6 +56,8 @@ APT_PACKAGES: dict[str, str] = {
     "ldap-utils": "/usr/bin/ldapsearch",
     "libldap2-dev": "/usr/include/ldap.h",
     "libsasl2-dev": "/usr/include/sasl/sasl.h",
+    "haproxy": "/usr/sbin/haproxy",
+    "chromium": "/usr/bin/chromium",
 }
 #: Answers for packages that would otherwise ask questions.
 DEBCONF = ["slapd slapd/no_configuration boolean true"]
