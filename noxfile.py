@@ -178,5 +178,8 @@ def _ensure_system_packages(session: nox.Session) -> None:
 def ci(session: nox.Session) -> None:
     """Everything CI checks, in order; installs system packages first."""
     _ensure_system_packages(session)
-    for name in ("lint", "typecheck", "proto_check", "install_check", "tests", "deploy"):
+    # notify() with a parametrized session's bare name queues only its first
+    # parametrization, so every package is named.
+    test_sessions = [f"tests(package='{package}')" for package in PACKAGES]
+    for name in ("lint", "typecheck", "proto_check", "install_check", *test_sessions, "deploy"):
         session.notify(name)
