@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from grpc_test_server import DELAY_KEY, NOT_SERVING, SERVING, OpenChannel, health_status
+from grpclib.client import Channel
 from grpclib.exceptions import StreamTerminatedError
 
 from bugless_proto import v1
@@ -70,11 +71,11 @@ async def server_process() -> AsyncIterator[ServerProcess]:
             await process.wait()
 
 
-async def wait_for_status(channel: object, expected: int, service: str = "") -> None:
+async def wait_for_status(channel: Channel, expected: int, service: str = "") -> None:
     """Poll health until it reports ``expected``: signal delivery takes a
     moment on a busy machine, so a fixed sleep would be a race."""
     async with asyncio.timeout(1.8):
-        while await health_status(channel, service) != expected:  # type: ignore[arg-type]
+        while await health_status(channel, service) != expected:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
