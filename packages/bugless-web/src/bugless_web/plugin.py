@@ -1,7 +1,19 @@
-"""Hook implementations of bugless-web (the `bugless` entry point names this module).
+"""Hook implementations of bugless-web (the ``bugless`` entry point names this module).
 
-This package is a foundation placeholder: it installs, imports and loads as a
-plugin, and registers nothing yet. Its issue fills it.
+Registration only: ``bugless web serve``. The command imports the web stack
+lazily, so ``bugless --help`` does not load Litestar.
 """
 
 from __future__ import annotations
+
+import click
+
+from bugless_core.hookspecs import hookimpl
+
+
+@hookimpl
+def bugless_register_commands(cli: click.Group) -> None:
+    """Add ``bugless web``."""
+    from bugless_web.commands import web_group  # noqa: PLC0415
+
+    cli.add_command(web_group)

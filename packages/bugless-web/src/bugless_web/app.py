@@ -1,0 +1,167 @@
+"""The application factory: routes, the one error-to-page mapping, CSRF, middleware.
+
+Errors reach people in one place, :func:`error_page`: a ``BuglessError`` is a
+page with its ``http_status`` and its message (the message is written for
+people); a backend that is down is a 503 page saying so; anything else is a
+500 page with no detail while the log gets the traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
+from litestar.response import Redirect
+
+from bugless_core.errors import BuglessError, Unavailable
+from bugless_web.frontend import (
+    CsrfRejected,
+    Frontend,
+    SignInRequired,
+    frontend_of,
+    render,
+    session_of,
+)
+from bugless_web.middleware import drain_middleware, security_headers_middleware, session_middleware
+from bugless_web.routes import auth, components, hotlists, issues, live, operations, search, users
+from bugless_web.settings import WebSettings
+
+_log = logging.getLogger("bugless.web")
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Header a script sends the CSRF token in (drag-and-drop re-rank).
+CSRF_HEADER = "x-csrf-token"
+#: Form field every state-changing form carries.
+CSRF_FIELD = "_csrf"
+
+
+async def check_csrf(request: Request[Any, Any, Any]) -> None:
+    """Refuse a state-changing request without this session's CSRF token.
+
+    A synchronizer token: the session cookie (sealed, HttpOnly) holds the
+    secret, every form echoes it. A cross-site request can make the browser
+    send the cookie but cannot read the page to learn the token. Browsers
+    that say a request is cross-site (``Sec-Fetch-Site``) are refused outright.
+    """
+    if request.method in _SAFE_METHODS:
+        return
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        msg = "a form on another site tried to change something here; nothing was changed"
+        raise CsrfRejected(msg)
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent:
+        form = await request.form()
+        sent = str(form.get(CSRF_FIELD, ""))
+    expected = session_of(request).csrf
+    if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        msg = (
+            "this form has expired or did not come from this site; "
+            "reload the page and submit it again (nothing was changed)"
+        )
+        raise CsrfRejected(msg)
+
+
+def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """The one mapping from an exception to what the browser gets."""
+    if isinstance(exc, SignInRequired):
+        if request.method in _SAFE_METHODS and "text/event-stream" not in request.headers.get(
+            "accept", ""
+        ):
+            path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            from urllib.parse import quote  # noqa: PLC0415
+
+            return Redirect(f"/signin?next={quote(path, safe='/')}", status_code=303)
+        status, title, message = 401, "Sign in needed", exc.message
+    elif isinstance(exc, Unavailable):
+        _log.warning("backend unavailable: %s", exc.message)
+        status, title = 503, "Service unavailable"
+        message = (
+            "A service this page needs is not answering right now "
+            f"({exc.message}). Nothing was changed; try again in a moment."
+        )
+    elif isinstance(exc, BuglessError):
+        status = exc.http_status
+        if status >= 500:
+            _log.error("backend error: %s", exc.message)
+            title, message = "Something went wrong", "The server could not finish this request."
+        else:
+            title, message = _TITLES.get(status, "Cannot do that"), exc.message
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+        title = _TITLES.get(status, "Cannot do that")
+        message = exc.detail if status < 500 else "The server could not finish this request."
+    else:
+        _log.exception("unexpected error on %s %s", request.method, request.url.path)
+        status, title = 500, "Something went wrong"
+        message = "The server could not finish this request. The error was logged."
+    try:
+        return render(
+            request,
+            "error.html",
+            {"status": status, "error_title": title, "message": message},
+            status_code=status,
+        )
+    except Exception:  # the page itself failed: never a traceback
+        _log.exception("the error page failed to render")
+        return Response(
+            f"{status} {title}: {message}\n", media_type="text/plain", status_code=status
+        )
+
+
+_TITLES = {
+    400: "That did not work",
+    401: "Sign in needed",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed",
+    409: "Conflict",
+    429: "Too many attempts",
+}
+
+
+def create_app(settings: WebSettings) -> Litestar:
+    """Build the ASGI application of one replica.
+
+    The gRPC clients are opened on start-up rather than here: grpclib binds
+    a channel to the event loop it was made on, which is the serving loop
+    only once the server runs.
+    """
+    frontend = Frontend(settings)
+
+    async def open_backends() -> None:
+        frontend.start()
+
+    async def close_backends() -> None:
+        frontend.stop()
+
+    app = Litestar(
+        route_handlers=[
+            *operations.ROUTES,
+            *auth.ROUTES,
+            *search.ROUTES,
+            *issues.ROUTES,
+            *components.ROUTES,
+            *hotlists.ROUTES,
+            *users.ROUTES,
+            *live.ROUTES,
+        ],
+        before_request=check_csrf,
+        exception_handlers={Exception: error_page},
+        on_startup=[open_backends],
+        on_shutdown=[close_backends],
+        state=None,
+        debug=False,
+        openapi_config=None,
+    )
+    app.state["frontend"] = frontend
+    # Wrapping the whole handler (not per route) makes 404s, 405s and steered
+    # requests pass through too.
+    app.asgi_handler = security_headers_middleware(
+        session_middleware(drain_middleware(app.asgi_handler))
+    )
+    return app
+
+
+__all__ = ["create_app", "frontend_of"]

@@ -1,0 +1,68 @@
+"""Static assets under content-hashed URLs, so browsers may cache them forever.
+
+At start-up every file under ``static/`` is hashed; templates ask for
+``static_url("app.css")`` and get ``/static/app.3f2a9c1e.css``. A deploy that
+changes a file changes its URL, so ``Cache-Control: immutable`` is safe, and
+replicas of two versions running side by side (during a rollout or while
+steering) each serve the files their pages name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+STATIC_DIR = Path(__file__).parent / "static"
+#: One year: the longest lifetime caches honour.
+IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+_MEDIA_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One static file: its bytes, media type and hashed URL name."""
+
+    name: str
+    hashed_name: str
+    content: bytes
+    media_type: str
+
+
+class AssetCatalog:
+    """The static files of this version, by plain and by hashed name."""
+
+    def __init__(self, directory: Path = STATIC_DIR) -> None:
+        self._by_name: dict[str, Asset] = {}
+        self._by_hashed: dict[str, Asset] = {}
+        for path in sorted(directory.rglob("*")):
+            if not path.is_file():
+                continue
+            name = path.relative_to(directory).as_posix()
+            content = path.read_bytes()
+            digest = hashlib.sha256(content).hexdigest()[:12]
+            stem, dot, suffix = name.rpartition(".")
+            hashed = f"{stem}.{digest}.{suffix}" if dot else f"{name}.{digest}"
+            asset = Asset(
+                name=name,
+                hashed_name=hashed,
+                content=content,
+                media_type=_MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+            )
+            self._by_name[name] = asset
+            self._by_hashed[hashed] = asset
+
+    def url(self, name: str) -> str:
+        """The hashed URL of ``name``; a missing file is a bug, so it raises KeyError."""
+        return f"/static/{self._by_name[name].hashed_name}"
+
+    def by_hashed_name(self, hashed: str) -> Asset | None:
+        """The asset a hashed URL names, or None (an old or unknown hash)."""
+        return self._by_hashed.get(hashed)

@@ -1,0 +1,153 @@
+"""The Model and Authenticator as the web tier sees them: stubs plus short caches.
+
+The web tier stores nothing about people or issues. It keeps only answers
+whose staleness is harmless and bounded: a validated token for a few seconds
+(so a page is not two round trips to the Authenticator), the list of sign-in
+methods, and the Model's capabilities. User names are joined from the
+Authenticator's batch look-up on every render, never cached here: a rename
+shows on the next page load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from grpclib.client import Channel
+
+from bugless_core import limits
+from bugless_core.clients import call
+from bugless_core.errors import Unauthenticated
+from bugless_proto import v1
+from bugless_web.settings import WebSettings
+
+#: Most validated tokens remembered at once (oldest forgotten first).
+TOKEN_CACHE_SIZE = 10_000
+#: How long the Model's capabilities and the sign-in methods are reused.
+INFO_TTL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in person behind a request.
+
+    Attributes:
+        identity: What the Authenticator said about the token.
+        caller: The Model's ``Caller`` built from it (admin from permissions).
+        token: The session token (for Authorize calls made on their behalf).
+    """
+
+    identity: v1.Identity
+    caller: v1.Caller
+    token: str
+
+    @property
+    def user(self) -> v1.User:
+        """The person (never None for a validated identity)."""
+        return self.identity.user or v1.User()
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the Authenticator granted the global ``admin`` permission."""
+        return self.caller.admin
+
+
+def caller_of(identity: v1.Identity) -> v1.Caller:
+    """The Model's caller for an identity: id, groups, admin permission."""
+    user = identity.user or v1.User()
+    return v1.Caller(
+        user_id=user.user_id,
+        groups=list(identity.groups),
+        admin="admin" in identity.permissions,
+    )
+
+
+class Backends:
+    """Clients of the Model and the Authenticator shared by every request."""
+
+    def __init__(self, settings: WebSettings) -> None:
+        self._settings = settings
+        self._model_channel: Channel = settings.model.channel()
+        self._auth_channel: Channel = settings.auth.channel()
+        timeout = settings.call_timeout_seconds
+        self.model = v1.ModelStub(self._model_channel, timeout=timeout)
+        self.auth = v1.AuthenticatorStub(self._auth_channel, timeout=timeout)
+        #: For the Watch stream, which lives as long as a page is open.
+        self.model_stream = v1.ModelStub(self._model_channel)
+        self._tokens: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
+        self._capabilities: tuple[float, frozenset[str]] | None = None
+        self._authenticators: tuple[float, list[v1.AuthenticatorInfo]] | None = None
+
+    def close(self) -> None:
+        """Close both channels (on application shutdown)."""
+        self._model_channel.close()
+        self._auth_channel.close()
+
+    async def viewer(self, token: str) -> Viewer:
+        """Who ``token`` belongs to, asking the Authenticator at most every few seconds.
+
+        Raises:
+            Unauthenticated: The token is invalid or expired.
+            Unavailable: The Authenticator cannot be reached.
+        """
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        cached = self._tokens.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            identity = await call(self.auth.validate_token, v1.ValidateTokenRequest(token=token))
+        except Unauthenticated:
+            self._tokens.pop(key, None)
+            raise
+        viewer = Viewer(identity=identity, caller=caller_of(identity), token=token)
+        self._tokens[key] = (now + self._settings.token_cache_seconds, viewer)
+        self._tokens.move_to_end(key)
+        while len(self._tokens) > TOKEN_CACHE_SIZE:
+            self._tokens.popitem(last=False)
+        return viewer
+
+    def forget_token(self, token: str) -> None:
+        """Drop a token from the cache (on sign-out)."""
+        self._tokens.pop(hashlib.sha256(token.encode()).hexdigest(), None)
+
+    async def users(self, user_ids: Iterable[str]) -> dict[str, v1.User]:
+        """The people behind opaque ids, in one batch call (empty ids ignored)."""
+        wanted = sorted({u for u in user_ids if u})
+        found: dict[str, v1.User] = {}
+        for start in range(0, len(wanted), limits.MAX_USER_LOOKUP):
+            batch = wanted[start : start + limits.MAX_USER_LOOKUP]
+            response = await call(self.auth.get_users, v1.GetUsersRequest(user_ids=batch))
+            found.update({u.user_id: u for u in response.users})
+        return found
+
+    async def users_by_name(self, usernames: Iterable[str]) -> dict[str, v1.User]:
+        """People by username (exact match), in one batch call."""
+        wanted = sorted({u for u in usernames if u})
+        if not wanted:
+            return {}
+        response = await call(self.auth.lookup_users, v1.LookupUsersRequest(usernames=wanted))
+        return {u.username: u for u in response.users}
+
+    async def capabilities(self) -> frozenset[str]:
+        """What the Model's backend declares (``watch``, ...), reused for a minute."""
+        now = time.monotonic()
+        if self._capabilities is not None and self._capabilities[0] > now:
+            return self._capabilities[1]
+        info = await call(self.model.get_server_info, v1.GetServerInfoRequest())
+        caps = frozenset(info.capabilities)
+        self._capabilities = (now + INFO_TTL_SECONDS, caps)
+        return caps
+
+    async def authenticators(self) -> list[v1.AuthenticatorInfo]:
+        """The sign-in methods the Authenticator offers, reused for a minute."""
+        now = time.monotonic()
+        if self._authenticators is not None and self._authenticators[0] > now:
+            return self._authenticators[1]
+        response = await call(self.auth.list_authenticators, v1.ListAuthenticatorsRequest())
+        found = list(response.authenticators)
+        self._authenticators = (now + INFO_TTL_SECONDS, found)
+        return found

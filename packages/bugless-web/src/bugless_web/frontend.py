@@ -1,0 +1,251 @@
+"""The per-process runtime of the web tier and the helpers every route uses.
+
+:class:`Frontend` bundles what a replica holds for its lifetime (settings,
+backend clients, the session codec, templates, assets, the drain state).
+Routes reach it through :func:`frontend_of` and use :func:`viewer_of` to
+require a signed-in person and :func:`render` to produce a page, so the
+plumbing (CSRF token, notices, static URLs) lives here once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from litestar import Request, Response
+from litestar.enums import MediaType
+from litestar.response import Redirect
+
+from bugless_core.errors import BuglessError, Unauthenticated
+from bugless_web import display
+from bugless_web.assets import AssetCatalog
+from bugless_web.backends import Backends, Viewer
+from bugless_web.drain import DrainState
+from bugless_web.markup import render_markdown
+from bugless_web.searching import COLUMNS
+from bugless_web.session import Session, SessionCodec
+from bugless_web.settings import WebSettings
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+#: Key of the session in the ASGI scope's state (set by the session middleware).
+SESSION_KEY = "bugless_session"
+#: Key of the validated viewer in the ASGI scope's state (once per request).
+VIEWER_KEY = "bugless_viewer"
+
+
+class SignInRequired(BuglessError):
+    """The page needs a signed-in person and there is none (or the token expired)."""
+
+    http_status = 401
+    default_reason = "SIGN_IN_REQUIRED"
+
+
+class CsrfRejected(BuglessError):
+    """A state-changing request without this session's CSRF token."""
+
+    http_status = 403
+    default_reason = "CSRF"
+
+
+class Frontend:
+    """Everything a replica keeps for its lifetime (nothing per user)."""
+
+    def __init__(self, settings: WebSettings) -> None:
+        self.settings = settings
+        self._backends: Backends | None = None
+        self.codec = SessionCodec(
+            settings.session_keys, max_age_seconds=settings.session_max_age_seconds
+        )
+        self.assets = AssetCatalog()
+        self.drain = DrainState()
+        self.templates = _template_environment(self.assets, auto_reload=settings.dev)
+
+    @property
+    def backends(self) -> Backends:
+        """The gRPC clients (created at application start-up)."""
+        if self._backends is None:
+            msg = "the application has not started: backends are made on start-up"
+            raise RuntimeError(msg)
+        return self._backends
+
+    def start(self) -> None:
+        """Open the clients on the serving event loop (grpclib channels bind to it)."""
+        if self._backends is None:
+            self._backends = Backends(self.settings)
+
+    def stop(self) -> None:
+        """Close the clients (application shutdown)."""
+        if self._backends is not None:
+            self._backends.close()
+            self._backends = None
+
+    @property
+    def cookie_name(self) -> str:
+        """``__Host-bugless`` normally; a plain name in ``--dev`` (no HTTPS)."""
+        from bugless_web.session import DEV_COOKIE_NAME, SECURE_COOKIE_NAME  # noqa: PLC0415
+
+        return DEV_COOKIE_NAME if self.settings.dev else SECURE_COOKIE_NAME
+
+
+def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        auto_reload=auto_reload,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(
+        static_url=assets.url,
+        user_chip=display.user_chip,
+        username_of=display.username_of,
+        status_label=display.status_label,
+        short_status=display.short_status,
+        type_label=display.type_label,
+        level_label=display.level_label,
+        is_open=display.is_open,
+        timestamp=display.timestamp,
+        markdown=render_markdown,
+        STATUS_LABELS=display.STATUS_LABELS,
+        TYPE_LABELS=display.TYPE_LABELS,
+        PRIORITIES=display.PRIORITIES,
+        SEVERITIES=display.SEVERITIES,
+        FIELD_LABELS=display.FIELD_LABELS,
+        ROLE_LABELS=display.ROLE_LABELS,
+        USER_FIELDS=display.USER_FIELDS,
+        ISSUE_FIELDS=display.ISSUE_FIELDS,
+        ALL_COLUMNS=COLUMNS,
+    )
+    env.filters["urlencode_query"] = lambda q: urllib.parse.quote_plus(str(q))
+    return env
+
+
+def frontend_of(request: Request[Any, Any, Any]) -> Frontend:
+    """The replica's runtime (stored on the application state at build time)."""
+    frontend: Frontend = request.app.state["frontend"]
+    return frontend
+
+
+def session_of(request: Request[Any, Any, Any]) -> Session:
+    """This browser's session (a fresh one when it sent no valid cookie)."""
+    state = request.scope.setdefault("state", {})
+    session = state.get(SESSION_KEY)
+    if session is None:
+        session = Session(fresh=True)
+        state[SESSION_KEY] = session
+    assert isinstance(session, Session)
+    return session
+
+
+async def optional_viewer(request: Request[Any, Any, Any]) -> Viewer | None:
+    """The signed-in person, or None; an expired token signs the browser out."""
+    state = request.scope.setdefault("state", {})
+    if VIEWER_KEY in state:
+        cached: Viewer | None = state[VIEWER_KEY]
+        return cached
+    session = session_of(request)
+    viewer: Viewer | None = None
+    if session.token:
+        try:
+            viewer = await frontend_of(request).backends.viewer(session.token)
+        except Unauthenticated:
+            session.sign_out()
+    state[VIEWER_KEY] = viewer
+    return viewer
+
+
+async def viewer_of(request: Request[Any, Any, Any]) -> Viewer:
+    """The signed-in person; raises :class:`SignInRequired` when there is none."""
+    viewer = await optional_viewer(request)
+    if viewer is None:
+        msg = "sign in to see this page"
+        raise SignInRequired(msg)
+    return viewer
+
+
+def local_url(candidate: str | None, default: str = "/") -> str:
+    r"""``candidate`` if it is a path on this site, else ``default``.
+
+    Only ``/path?query`` is accepted: no scheme, no host, no ``//host`` or
+    ``/\host`` (which browsers treat as another site), no control characters.
+    That makes open redirects through ``next=`` impossible.
+    """
+    if not candidate or not candidate.startswith("/") or len(candidate) > 2048:
+        return default
+    if candidate.startswith(("//", "/\\")) or any(ord(ch) < 0x20 for ch in candidate):
+        return default
+    parts = urllib.parse.urlsplit(candidate)
+    if parts.scheme or parts.netloc:
+        return default
+    return candidate
+
+
+def redirect(url: str) -> Redirect:
+    """A 303 See Other to a local URL (the answer to every successful POST)."""
+    return Redirect(local_url(url), status_code=303)
+
+
+def render(
+    request: Request[Any, Any, Any],
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    viewer: Viewer | None = None,
+) -> Response[str]:
+    """Render a page with the shared context every layout needs.
+
+    The shared context: the viewer, the CSRF token for forms, the one-shot
+    notice, the current path (for ``next=``) and the search box's query.
+    """
+    frontend = frontend_of(request)
+    session = session_of(request)
+    if session.fresh:
+        session.modified = True  # the forms on this page carry its CSRF token
+    if viewer is None:
+        viewer = request.scope.get("state", {}).get(VIEWER_KEY)
+    page = frontend.templates.get_template(template)
+    html = page.render(
+        {
+            "viewer": viewer,
+            "csrf_token": session.csrf,
+            "notice": session.pop_notice(),
+            "current_path": request.url.path
+            + (f"?{request.url.query}" if request.url.query else ""),
+            "search_query": "",
+            "dev": frontend.settings.dev,
+            "draining": frontend.drain.draining,
+            **(context or {}),
+        }
+    )
+    return Response(html, media_type=MediaType.HTML, status_code=status_code)
+
+
+def new_idempotency_key() -> str:
+    """A key for a create form, so a double submit makes one issue."""
+    return secrets.token_urlsafe(18)
+
+
+def form_int(value: str | None, field: str) -> int:
+    """A form field that must be an integer; bad input names the field."""
+    from bugless_core.errors import InvalidArgument  # noqa: PLC0415
+
+    text = (value or "").strip().lstrip("#")
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"{field}: {value!r} is not a number"
+        raise InvalidArgument(msg) from None
+
+
+def form_ids(value: str | None, field: str) -> list[int]:
+    """A comma/space separated list of issue ids from a form field."""
+    text = (value or "").replace(",", " ")
+    return sorted({form_int(part, field) for part in text.split() if part.strip()} - {0})

@@ -1,0 +1,181 @@
+"""ASGI middleware: the session cookie, security headers, and drain steering.
+
+They wrap the whole application (error pages included), which is why they are
+ASGI middleware rather than route hooks: a 404 page gets the same
+Content-Security-Policy as the issue page, and a steered page load never
+reaches a route.
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING, Any, cast
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+
+from bugless_web.frontend import SESSION_KEY
+from bugless_web.session import Session
+
+if TYPE_CHECKING:
+    from litestar.types import (
+        ASGIApp,
+        HTTPResponseBodyEvent,
+        HTTPResponseStartEvent,
+        Message,
+        Receive,
+        Scope,
+        Send,
+    )
+
+    from bugless_web.frontend import Frontend
+
+#: No inline script or style anywhere; forms post only to this site; the page
+#: cannot be framed (clickjacking) and ``<base>`` cannot be injected.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ]
+)
+_SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+    "cross-origin-opener-policy": "same-origin",
+}
+#: Paths that are never steered while draining (probes and assets of pages
+#: already being shown).
+_NOT_STEERED = ("/healthz", "/readyz", "/static/")
+
+
+def _frontend(scope: Scope) -> Frontend:
+    frontend: Frontend = scope["litestar_app"].state["frontend"]
+    return frontend
+
+
+def _cookie_value(scope: Scope, name: str) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"cookie":
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(value.decode("latin-1"))
+            except Exception:
+                continue
+            if name in jar:
+                return jar[name].value
+    return None
+
+
+def session_middleware(app: ASGIApp) -> ASGIApp:
+    """Open the session cookie into the scope; re-seal it when a route changed it."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        frontend = _frontend(scope)
+        opened = frontend.codec.open(_cookie_value(scope, frontend.cookie_name))
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state[SESSION_KEY] = opened if opened is not None else Session(fresh=True)
+        # A fresh session is saved only once a page renders (its forms carry
+        # the CSRF token) or a route changes it: probes and assets get no cookie.
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                session: Session = state[SESSION_KEY]
+                if session.modified:
+                    headers = MutableScopeHeaders.from_message(message)
+                    headers.add("set-cookie", _set_cookie(frontend, session))
+            await send(message)
+
+        await app(scope, receive, send_with_cookie)
+
+    return middleware
+
+
+def _set_cookie(frontend: Frontend, session: Session) -> str:
+    parts = [
+        f"{frontend.cookie_name}={frontend.codec.seal(session)}",
+        "Path=/",
+        f"Max-Age={frontend.settings.session_max_age_seconds}",
+        "HttpOnly",
+        "SameSite=Lax",
+    ]
+    if not frontend.settings.dev:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def security_headers_middleware(app: ASGIApp) -> ASGIApp:
+    """Add CSP, nosniff, frame and referrer policies (and HSTS outside ``--dev``)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        dev = _frontend(scope).settings.dev
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in _SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                if not dev:
+                    headers["strict-transport-security"] = "max-age=31536000"
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware
+
+
+def drain_middleware(app: ASGIApp) -> ASGIApp:
+    """While draining, send new page loads (GET/HEAD) to ``--steer-to`` with a 303."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        frontend = _frontend(scope)
+        steer_to = frontend.settings.steer_to
+        path: str = scope["path"]
+        if (
+            frontend.drain.draining
+            and steer_to
+            and cast("str", scope.get("method", "")) in ("GET", "HEAD")
+            and not path.startswith(_NOT_STEERED)
+        ):
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = steer_to.rstrip("/") + path + (f"?{query}" if query else "")
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", target.encode("latin-1", "replace")),
+                    (b"cache-control", b"no-store"),
+                    (b"content-length", b"0"),
+                ],
+            }
+            body: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": b"",
+                "more_body": False,
+            }
+            await send(start)
+            await send(body)
+            return
+        await app(scope, receive, send)
+
+    return middleware

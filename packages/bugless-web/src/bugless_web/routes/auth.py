@@ -1,0 +1,168 @@
+"""Signing in and out: username/password, and the OIDC redirect flow.
+
+The web tier never sees a password hash or a provider secret: it hands the
+credentials (or the provider's redirect) to the Authenticator and keeps the
+token it gets back in the sealed session cookie. The OIDC ``flow_state``
+(state, nonce, PKCE verifier, signed by the Authenticator) waits in the same
+cookie between the redirect out and the redirect back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+from litestar.response import Redirect
+
+from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument, Unauthenticated
+from bugless_proto import v1
+from bugless_web.frontend import (
+    frontend_of,
+    local_url,
+    optional_viewer,
+    redirect,
+    render,
+    session_of,
+)
+
+
+def _redirect_uri(request: Request[Any, Any, Any]) -> str:
+    base = frontend_of(request).settings.public_url.rstrip("/")
+    if not base:
+        base = str(request.base_url).rstrip("/")
+    return f"{base}/signin/oidc/callback"
+
+
+async def _sign_in_page(
+    request: Request[Any, Any, Any], *, error: str = "", username: str = "", status_code: int = 200
+) -> Response[str]:
+    methods = await frontend_of(request).backends.authenticators()
+    return render(
+        request,
+        "signin.html",
+        {
+            "password_methods": [m for m in methods if m.kind == "password"],
+            "oidc_methods": [m for m in methods if m.kind == "oidc"],
+            "next": local_url(request.query_params.get("next")),
+            "error": error,
+            "username": username,
+        },
+        status_code=status_code,
+    )
+
+
+@get("/signin", name="signin")
+async def sign_in_form(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The sign-in page (or straight on when already signed in)."""
+    if await optional_viewer(request) is not None:
+        return redirect(local_url(request.query_params.get("next")))
+    return await _sign_in_page(request)
+
+
+@post("/signin")
+async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Check a username and password with the Authenticator; keep its token."""
+    form = await request.form()
+    username = str(form.get("username", "")).strip()
+    password = str(form.get("password", ""))
+    next_url = local_url(str(form.get("next", "")))
+    if not username or not password:
+        return await _sign_in_page(
+            request, error="Enter your username and password.", username=username, status_code=400
+        )
+    backends = frontend_of(request).backends
+    client = request.client.host if request.client else ""
+    try:
+        result = await call(
+            backends.auth.authenticate_password,
+            v1.AuthenticatePasswordRequest(
+                username=username, password=password, client_address=client
+            ),
+        )
+    except Unauthenticated:
+        return await _sign_in_page(
+            request, error="Wrong username or password.", username=username, status_code=401
+        )
+    session = session_of(request)
+    session.sign_out()  # a new CSRF secret for the new identity (no fixation)
+    session.update(token=result.token)
+    return redirect(next_url)
+
+
+@get("/signin/oidc/start/{authenticator:str}")
+async def begin_oidc(
+    request: Request[Any, Any, Any], authenticator: FromPath[str]
+) -> Response[Any]:
+    """Start the provider's redirect flow (a GET, so CSP form-action stays 'self').
+
+    Starting a flow changes nothing a forged request could abuse: finishing
+    it needs the flow_state that only this browser's cookie holds.
+    """
+    backends = frontend_of(request).backends
+    started = await call(
+        backends.auth.begin_oidc,
+        v1.BeginOidcRequest(authenticator=authenticator, redirect_uri=_redirect_uri(request)),
+    )
+    session_of(request).update(
+        oidc_state=started.flow_state,
+        oidc_authenticator=authenticator,
+        return_to=local_url(request.query_params.get("next")),
+    )
+    if not started.authorization_url.startswith(("https://", "http://")):
+        msg = "the Authenticator returned an authorization URL that is not http(s)"
+        raise InvalidArgument(msg)
+    return Redirect(started.authorization_url, status_code=303)
+
+
+@get("/signin/oidc/callback", name="oidc_callback")
+async def complete_oidc(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The provider sent the browser back: let the Authenticator finish the flow."""
+    session = session_of(request)
+    params = request.query_params
+    if params.get("error"):
+        return await _sign_in_page(
+            request,
+            error=f"The provider refused the sign-in: {params.get('error')}.",
+            status_code=401,
+        )
+    if not session.oidc_state:
+        return await _sign_in_page(
+            request,
+            error="That sign-in link has expired or was opened in another browser; try again.",
+            status_code=400,
+        )
+    backends = frontend_of(request).backends
+    try:
+        result = await call(
+            backends.auth.complete_oidc,
+            v1.CompleteOidcRequest(
+                authenticator=session.oidc_authenticator,
+                flow_state=session.oidc_state,
+                code=params.get("code", ""),
+                state=params.get("state", ""),
+                redirect_uri=_redirect_uri(request),
+            ),
+        )
+    except (Unauthenticated, InvalidArgument) as exc:
+        session.update(oidc_state="", oidc_authenticator="")
+        return await _sign_in_page(request, error=exc.message, status_code=401)
+    return_to = local_url(session.return_to)
+    session.sign_out()
+    session.update(token=result.token)
+    return redirect(return_to)
+
+
+@post("/signout")
+async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Forget the token (the cookie is re-sealed without it)."""
+    session = session_of(request)
+    if session.token:
+        frontend_of(request).backends.forget_token(session.token)
+    session.sign_out()
+    session.update(notice="You are signed out.")
+    return redirect("/signin")
+
+
+ROUTES = [sign_in_form, sign_in, begin_oidc, complete_oidc, sign_out]

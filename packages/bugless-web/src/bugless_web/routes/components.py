@@ -1,0 +1,71 @@
+"""The component tree, one component's issues, and its ACL (for its admins)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.params import FromPath
+
+from bugless_core.clients import call
+from bugless_proto import v1
+from bugless_web.frontend import frontend_of, render, viewer_of
+from bugless_web.routes.issues import list_all_components
+from bugless_web.searching import DEFAULT_COLUMNS, run_search
+
+
+@get("/components")
+async def component_tree(request: Request[Any, Any, Any]) -> Response[str]:
+    """Every visible component, indented by depth, in path order."""
+    viewer = await viewer_of(request)
+    components = await list_all_components(frontend_of(request).backends, viewer)
+    return render(request, "components.html", {"components": components}, viewer=viewer)
+
+
+@get("/components/{component_id:int}")
+async def component_page(
+    request: Request[Any, Any, Any], component_id: FromPath[int]
+) -> Response[str]:
+    """A component: description, subcomponents, open issues, and the ACL for admins."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    component = await call(
+        backends.model.get_component,
+        v1.GetComponentRequest(caller=viewer.caller, component_id=component_id),
+    )
+    query = request.query_params.get("q") or f"componentid:{component_id}+ is:open"
+    results, children = await asyncio.gather(
+        run_search(backends, viewer, query),
+        call(
+            backends.model.list_components,
+            v1.ListComponentsRequest(
+                caller=viewer.caller, parent_id=component_id, page=v1.PageRequest(page_size=200)
+            ),
+        ),
+    )
+    is_admin = component.caller_role == v1.Role.ADMIN
+    acl_users = (
+        await backends.users(
+            e.principal.user for e in component.acl if e.principal and e.principal.user
+        )
+        if is_admin
+        else {}
+    )
+    results.users.update(acl_users)
+    return render(
+        request,
+        "component.html",
+        {
+            "component": component,
+            "children": children.components,
+            "results": results,
+            "columns": DEFAULT_COLUMNS,
+            "is_admin": is_admin,
+            "search_query": query,
+        },
+        viewer=viewer,
+    )
+
+
+ROUTES = [component_tree, component_page]

@@ -1,0 +1,199 @@
+"""Hotlists: list, create, view in rank order, add/remove, re-rank, notes.
+
+Every change is a plain form POST (works without JavaScript); the drag-and-drop
+re-rank in ``app.js`` posts the same form with ``fetch`` and the CSRF token in
+a header, and gets 204 instead of a redirect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+
+from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument
+from bugless_core.limits import MAX_PAGE_SIZE
+from bugless_proto import v1
+from bugless_web.frontend import (
+    form_ids,
+    form_int,
+    frontend_of,
+    redirect,
+    render,
+    session_of,
+    viewer_of,
+)
+
+
+def _answer(request: Request[Any, Any, Any], hotlist_id: int, notice: str) -> Response[Any]:
+    """204 for the script, a redirect with a notice for a plain form."""
+    if request.headers.get("x-requested-with") == "fetch":
+        return Response(b"", status_code=204)
+    session_of(request).update(notice=notice)
+    return redirect(f"/hotlists/{hotlist_id}")
+
+
+@get("/hotlists")
+async def hotlist_index(request: Request[Any, Any, Any]) -> Response[str]:
+    """Hotlists I own or edit, and all others I can see."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    everything = await call(
+        backends.model.list_hotlists,
+        v1.ListHotlistsRequest(caller=viewer.caller, page=v1.PageRequest(page_size=MAX_PAGE_SIZE)),
+    )
+    me = viewer.caller.user_id
+    mine = [h for h in everything.hotlists if h.owner == me or me in h.editors]
+    others = [h for h in everything.hotlists if h not in mine]
+    users = await backends.users(h.owner for h in everything.hotlists)
+    return render(
+        request,
+        "hotlists.html",
+        {"mine": mine, "others": others, "users": users},
+        viewer=viewer,
+    )
+
+
+@post("/hotlists")
+async def create_hotlist(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Create a hotlist owned by me."""
+    viewer = await viewer_of(request)
+    form = await request.form()
+    name = str(form.get("name", "")).strip()
+    if not name:
+        raise InvalidArgument("name: give the hotlist a name")
+    hotlist = await call(
+        frontend_of(request).backends.model.create_hotlist,
+        v1.CreateHotlistRequest(
+            caller=viewer.caller,
+            name=name,
+            description=str(form.get("description", "")),
+            private=form.get("private") == "on",
+        ),
+    )
+    session_of(request).update(notice=f"Created hotlist {hotlist.name!r}.")
+    return redirect(f"/hotlists/{hotlist.id}")
+
+
+@get("/hotlists/{hotlist_id:int}")
+async def hotlist_page(request: Request[Any, Any, Any], hotlist_id: FromPath[int]) -> Response[str]:
+    """The items in rank order, with notes and the re-rank controls."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    hotlist = await call(
+        backends.model.get_hotlist,
+        v1.GetHotlistRequest(caller=viewer.caller, hotlist_id=hotlist_id),
+    )
+    items: list[tuple[v1.HotlistItem, v1.Issue]] = []
+    token = ""
+    while True:
+        response = await call(
+            backends.model.list_hotlist_items,
+            v1.ListHotlistItemsRequest(
+                caller=viewer.caller,
+                hotlist_id=hotlist_id,
+                page=v1.PageRequest(page_size=MAX_PAGE_SIZE, page_token=token),
+            ),
+        )
+        by_id = {i.id: i for i in response.issues}
+        items.extend(
+            (item, by_id[item.issue_id]) for item in response.items if item.issue_id in by_id
+        )
+        token = response.next_page_token
+        if not token:
+            break
+    people = {hotlist.owner, *hotlist.editors}
+    for _, issue in items:
+        people.add(issue.assignee)
+    users = await backends.users(people)
+    me = viewer.caller.user_id
+    return render(
+        request,
+        "hotlist.html",
+        {
+            "hotlist": hotlist,
+            "items": items,
+            "users": users,
+            "can_edit": viewer.is_admin or me == hotlist.owner or me in hotlist.editors,
+        },
+        viewer=viewer,
+    )
+
+
+@post("/hotlists/{hotlist_id:int}/items")
+async def add_items(request: Request[Any, Any, Any], hotlist_id: FromPath[int]) -> Response[Any]:
+    """Add issues (ids separated by commas or spaces) at the end, with a note."""
+    viewer = await viewer_of(request)
+    form = await request.form()
+    ids = form_ids(str(form.get("issue_ids", "")), "issues")
+    if not ids:
+        raise InvalidArgument("issues: give at least one issue id")
+    await call(
+        frontend_of(request).backends.model.add_hotlist_items,
+        v1.AddHotlistItemsRequest(
+            caller=viewer.caller,
+            hotlist_id=hotlist_id,
+            issue_ids=ids,
+            position=-1,
+            note=str(form.get("note", "")),
+        ),
+    )
+    return _answer(request, hotlist_id, f"Added {len(ids)} issue(s).")
+
+
+@post("/hotlists/{hotlist_id:int}/items/{issue_id:int}/remove")
+async def remove_item(
+    request: Request[Any, Any, Any], hotlist_id: FromPath[int], issue_id: FromPath[int]
+) -> Response[Any]:
+    """Take one issue off the hotlist."""
+    viewer = await viewer_of(request)
+    await call(
+        frontend_of(request).backends.model.remove_hotlist_items,
+        v1.RemoveHotlistItemsRequest(
+            caller=viewer.caller, hotlist_id=hotlist_id, issue_ids=[issue_id]
+        ),
+    )
+    return _answer(request, hotlist_id, f"Removed issue {issue_id}.")
+
+
+@post("/hotlists/{hotlist_id:int}/items/{issue_id:int}/rank")
+async def rank_item(
+    request: Request[Any, Any, Any], hotlist_id: FromPath[int], issue_id: FromPath[int]
+) -> Response[Any]:
+    """Move one item to a 1-based position (the form shows ranks from 1)."""
+    viewer = await viewer_of(request)
+    form = await request.form()
+    position = form_int(str(form.get("position", "")), "position")
+    if position < 1:
+        raise InvalidArgument("position: give a position from 1")
+    await call(
+        frontend_of(request).backends.model.rank_hotlist_item,
+        v1.RankHotlistItemRequest(
+            caller=viewer.caller, hotlist_id=hotlist_id, issue_id=issue_id, position=position - 1
+        ),
+    )
+    return _answer(request, hotlist_id, f"Moved issue {issue_id} to position {position}.")
+
+
+@post("/hotlists/{hotlist_id:int}/items/{issue_id:int}/note")
+async def set_note(
+    request: Request[Any, Any, Any], hotlist_id: FromPath[int], issue_id: FromPath[int]
+) -> Response[Any]:
+    """Set the note of one item."""
+    viewer = await viewer_of(request)
+    form = await request.form()
+    await call(
+        frontend_of(request).backends.model.set_hotlist_item_note,
+        v1.SetHotlistItemNoteRequest(
+            caller=viewer.caller,
+            hotlist_id=hotlist_id,
+            issue_id=issue_id,
+            note=str(form.get("note", "")),
+        ),
+    )
+    return _answer(request, hotlist_id, f"Saved the note on issue {issue_id}.")
+
+
+ROUTES = [hotlist_index, create_hotlist, hotlist_page, add_items, remove_item, rank_item, set_note]

@@ -1,0 +1,120 @@
+"""Live updates: an open issue page receives new timeline entries as they happen.
+
+Server-sent events fed by the Model's ``Watch`` stream, offered only when the
+Model declares the ``watch`` capability (the page falls back to "reload to
+see changes"). Each event carries the entry already rendered by the same
+template as the page, so the browser inserts sanitised HTML and no markup
+logic lives in JavaScript. Events have the entry version as id: a reconnecting
+browser sends ``Last-Event-ID`` and gets what it missed from the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.params import FromPath
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from bugless_core.clients import call
+from bugless_proto import v1
+from bugless_web.backends import Viewer
+from bugless_web.frontend import Frontend, frontend_of, viewer_of
+from bugless_web.timeline import load_history, names_for
+
+_log = logging.getLogger("bugless.web.live")
+#: A comment line this often keeps proxies from closing an idle stream.
+KEEPALIVE_SECONDS = 15.0
+#: While draining, how often an idle stream checks whether to close.
+DRAIN_POLL_SECONDS = 1.0
+
+
+def _entry_event(frontend: Frontend, entry: v1.HistoryEntry, html: str) -> ServerSentEventMessage:
+    payload = json.dumps({"version": entry.version, "html": html})
+    return ServerSentEventMessage(data=payload, event="entry", id=str(entry.version))
+
+
+async def _render_entry(frontend: Frontend, viewer: Viewer, entry: v1.HistoryEntry) -> str:
+    names = await names_for(frontend.backends, viewer, [entry])
+    template = frontend.templates.get_template("_entry.html")
+    return template.render({"entry": entry, "names": names, "viewer": viewer})
+
+
+async def _stream(
+    frontend: Frontend, viewer: Viewer, issue_id: int, after: int
+) -> AsyncIterator[ServerSentEventMessage]:
+    queue: asyncio.Queue[v1.WatchEvent | BaseException] = asyncio.Queue()
+
+    async def follow() -> None:
+        try:
+            request = v1.WatchRequest(caller=viewer.caller, issue_id=issue_id)
+            stream = frontend.backends.model_stream.watch(request)
+            async for event in stream:
+                await queue.put(event)
+        except Exception as exc:
+            await queue.put(exc)
+
+    watcher = asyncio.create_task(follow())
+    try:
+        yield ServerSentEventMessage(comment="watching", retry=3000)
+        # Entries committed between the page load and the watch starting.
+        last = after
+        for entry in await load_history(frontend.backends, viewer, issue_id, after_version=after):
+            yield _entry_event(frontend, entry, await _render_entry(frontend, viewer, entry))
+            last = entry.version
+        idle = 0.0
+        while not frontend.drain.draining:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=DRAIN_POLL_SECONDS)
+            except TimeoutError:
+                idle += DRAIN_POLL_SECONDS
+                if idle >= KEEPALIVE_SECONDS:
+                    idle = 0.0
+                    yield ServerSentEventMessage(comment="keepalive")
+                continue
+            idle = 0.0
+            if isinstance(item, BaseException):
+                _log.info("watch of issue %d ended: %s", issue_id, item)
+                return
+            changed = item.entry
+            if changed is None or changed.version <= last:
+                continue
+            last = changed.version
+            yield _entry_event(frontend, changed, await _render_entry(frontend, viewer, changed))
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await watcher
+
+
+@get("/issues/{issue_id:int}/events")
+async def issue_events(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[Any]:
+    """The event stream of one issue (204 when the Model cannot watch)."""
+    viewer = await viewer_of(request)
+    frontend = frontend_of(request)
+    if "watch" not in await frontend.backends.capabilities():
+        return Response(b"", status_code=204)  # EventSource stops retrying on 204
+    issue = await call(
+        frontend.backends.model.get_issue,
+        v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id),
+    )
+    try:
+        after = int(
+            request.headers.get("last-event-id")
+            or request.query_params.get("after")
+            or issue.version
+        )
+    except ValueError:
+        after = issue.version
+    return ServerSentEvent(
+        _stream(frontend, viewer, issue_id, after),
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+ROUTES = [issue_events]

@@ -1,0 +1,35 @@
+"""A person's page: who they are (from the Authenticator) and their open issues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.params import FromPath
+
+from bugless_core.errors import NotFound
+from bugless_web.frontend import frontend_of, render, viewer_of
+from bugless_web.searching import DEFAULT_COLUMNS, run_search
+
+
+@get("/users/{username:str}")
+async def user_page(request: Request[Any, Any, Any], username: FromPath[str]) -> Response[str]:
+    """The open issues assigned to ``username``."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    found = await backends.users_by_name([username])
+    user = found.get(username)
+    if user is None:
+        msg = f"no user named {username!r}"
+        raise NotFound(msg)
+    query = f"assignee:{username} is:open"
+    results = await run_search(backends, viewer, query)
+    return render(
+        request,
+        "user.html",
+        {"user": user, "results": results, "columns": DEFAULT_COLUMNS, "search_query": query},
+        viewer=viewer,
+    )
+
+
+ROUTES = [user_page]

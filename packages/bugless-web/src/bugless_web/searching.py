@@ -1,0 +1,214 @@
+"""Running a search the way every list page does (search, components, users).
+
+A query string goes through the shared parser and ``resolve_query`` (usernames
+and ``me`` through the Authenticator), then to the Model; the page gets the
+issues plus everything needed to draw them (people, component paths) fetched
+in one batch each. Syntax errors come back as data, with the position, so the
+page can show the query with the fault marked instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from bugless_core.clients import call, resolve_query
+from bugless_core.errors import NotFound
+from bugless_core.search import (
+    QuerySyntaxError,
+    SortField,
+    SortSpec,
+    explain,
+    format_query,
+    parse_query,
+)
+from bugless_proto import v1
+from bugless_web.backends import Backends, Viewer
+
+#: Columns a result table can show, in the order the column picker lists them.
+COLUMNS: dict[str, str] = {
+    "id": "ID",
+    "priority": "P",
+    "severity": "S",
+    "type": "Type",
+    "title": "Title",
+    "status": "Status",
+    "assignee": "Assignee",
+    "reporter": "Reporter",
+    "verifier": "Verifier",
+    "component": "Component",
+    "created": "Created",
+    "modified": "Modified",
+}
+DEFAULT_COLUMNS = ("id", "priority", "type", "title", "assignee", "status", "modified")
+#: Columns whose header sorts the results (the Model's sort keys).
+SORTABLE: dict[str, SortField] = {
+    "id": SortField.ID,
+    "priority": SortField.PRIORITY,
+    "severity": SortField.SEVERITY,
+    "title": SortField.TITLE,
+    "status": SortField.STATUS,
+    "created": SortField.CREATED,
+    "modified": SortField.MODIFIED,
+}
+DEFAULT_HOME_QUERY = "is:open assignee:me"
+
+
+def parse_columns(text: str | None) -> tuple[str, ...]:
+    """The columns a ``columns=`` parameter names (unknown ones dropped)."""
+    if not text:
+        return DEFAULT_COLUMNS
+    chosen = tuple(dict.fromkeys(c for c in text.split(",") if c in COLUMNS))
+    return chosen or DEFAULT_COLUMNS
+
+
+@dataclass
+class SearchError:
+    """A query that could not be parsed or resolved, with where it went wrong."""
+
+    message: str
+    caret: str
+    position: int
+    length: int
+    query: str
+
+    @property
+    def before(self) -> str:
+        """Query text before the fault (for highlighting)."""
+        return self.query[: self.position]
+
+    @property
+    def fault(self) -> str:
+        """The faulty part (at least one visible character)."""
+        return self.query[self.position : self.position + self.length] or " "
+
+    @property
+    def after(self) -> str:
+        """Query text after the fault."""
+        return self.query[self.position + self.length :]
+
+
+@dataclass
+class SearchResults:
+    """One page of a search, ready to render."""
+
+    query: str
+    issues: list[v1.Issue] = field(default_factory=list)
+    total: int = 0
+    total_is_lower_bound: bool = False
+    next_page_token: str = ""
+    error: SearchError | None = None
+    explanation: str = ""
+    sort: tuple[SortSpec, ...] = ()
+    users: dict[str, v1.User] = field(default_factory=dict)
+    components: dict[int, str] = field(default_factory=dict)
+
+    def sort_link_query(self, column: str) -> str:
+        """The query text that sorts by ``column`` (toggling the direction)."""
+        sort_field = SORTABLE[column]
+        descending = False
+        if self.sort and self.sort[0].field is sort_field:
+            descending = not self.sort[0].descending
+        try:
+            parsed = parse_query(self.query)
+        except QuerySyntaxError:
+            return self.query
+        return format_query(dataclasses.replace(parsed, sort=(SortSpec(sort_field, descending),)))
+
+    def sort_direction(self, column: str) -> str:
+        """``asc``/``desc`` when the results are sorted by this column first, else ``""``."""
+        sort_field = SORTABLE.get(column)
+        if sort_field is None or not self.sort or self.sort[0].field is not sort_field:
+            return ""
+        return "desc" if self.sort[0].descending else "asc"
+
+
+async def run_search(
+    backends: Backends,
+    viewer: Viewer,
+    text: str,
+    *,
+    page_token: str = "",
+    page_size: int = 50,
+) -> SearchResults:
+    """Parse, resolve and run ``text``; problems with the query are returned, not raised."""
+    results = SearchResults(query=text)
+    try:
+        parsed = parse_query(text)
+        structured = await resolve_query(
+            text,
+            backends.auth,
+            me=viewer.caller.user_id,
+            parsed=parsed,
+            today=datetime.datetime.now(datetime.UTC).date(),
+        )
+    except QuerySyntaxError as exc:
+        results.error = SearchError(
+            message=exc.message,
+            caret=exc.render_caret(),
+            position=exc.position,
+            length=exc.length,
+            query=exc.query,
+        )
+        return results
+    results.sort = parsed.sort
+    results.explanation = explain(parsed)
+    response = await call(
+        backends.model.search_issues,
+        v1.SearchIssuesRequest(
+            caller=viewer.caller,
+            query=structured,
+            page=v1.PageRequest(page_size=page_size, page_token=page_token),
+        ),
+    )
+    results.issues = list(response.issues)
+    results.total = response.total_count
+    results.total_is_lower_bound = response.total_is_lower_bound
+    results.next_page_token = response.next_page_token
+    results.users, results.components = await asyncio.gather(
+        backends.users(people_of(results.issues)),
+        component_paths(backends, viewer, (i.component_id for i in results.issues)),
+    )
+    return results
+
+
+def people_of(issues: Sequence[v1.Issue]) -> set[str]:
+    """Every user reference a list of issues shows."""
+    found: set[str] = set()
+    for issue in issues:
+        found.update((issue.reporter, issue.assignee, issue.verifier, *issue.cc))
+    return found - {""}
+
+
+async def component_paths(
+    backends: Backends, viewer: Viewer, component_ids: Iterable[int]
+) -> dict[int, str]:
+    """``Platform>Storage`` for each component id (one concurrent GetComponent each)."""
+    wanted = sorted({c for c in component_ids if c})
+
+    async def path_of(component_id: int) -> str:
+        try:
+            component = await call(
+                backends.model.get_component,
+                v1.GetComponentRequest(caller=viewer.caller, component_id=component_id),
+            )
+        except NotFound:
+            return f"component {component_id}"
+        return component.path
+
+    paths = await asyncio.gather(*(path_of(c) for c in wanted))
+    return dict(zip(wanted, paths, strict=True))
+
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_COLUMNS",
+    "DEFAULT_HOME_QUERY",
+    "SORTABLE",
+    "SearchResults",
+    "parse_columns",
+    "run_search",
+]

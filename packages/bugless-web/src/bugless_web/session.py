@@ -1,0 +1,120 @@
+"""The session cookie: signed and encrypted, so the web tier keeps no state.
+
+The cookie holds what a replica needs to serve the next request and nothing
+it could leak: the Authenticator's session token, the CSRF secret, a pending
+OIDC flow and a one-shot notice. It is sealed with Fernet (AES-128-CBC +
+HMAC-SHA256) under a list of keys: the first seals, all of them open, which is
+how keys rotate without signing everybody out. A cookie that fails to open
+(tampered, too old, sealed with a retired key) is treated as no session at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+#: Cookie name when Secure is on: the ``__Host-`` prefix makes the browser
+#: refuse it unless it is Secure, host-only and Path=/ (no subdomain injection).
+SECURE_COOKIE_NAME = "__Host-bugless"
+#: Cookie name in ``--dev`` (plain HTTP on localhost cannot use ``__Host-``).
+DEV_COOKIE_NAME = "bugless_session"
+
+
+def _fernet_key(secret: str) -> bytes:
+    """A Fernet key derived from an operator-chosen secret of any length."""
+    digest = hashlib.sha256(b"bugless-web-session\0" + secret.encode()).digest()
+    return base64.urlsafe_b64encode(digest)
+
+
+@dataclass
+class Session:
+    """What one browser's cookie says.
+
+    Attributes:
+        token: The Authenticator's session token; empty when signed out.
+        csrf: Secret every state-changing request must echo (synchronizer
+            token bound to this session).
+        oidc_state: ``flow_state`` of an OIDC sign-in in progress.
+        oidc_authenticator: Which OIDC backend the flow is with.
+        return_to: Local URL to land on after sign-in.
+        notice: A one-shot message shown on the next page ("Saved search ...").
+    """
+
+    token: str = ""
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    oidc_state: str = ""
+    oidc_authenticator: str = ""
+    return_to: str = ""
+    notice: str = ""
+    modified: bool = field(default=False, compare=False, repr=False)
+    fresh: bool = field(default=False, compare=False, repr=False)
+
+    def update(self, **changes: Any) -> None:
+        """Change fields and mark the cookie for re-sealing."""
+        for name, value in changes.items():
+            if name not in _FIELDS:
+                msg = f"no session field {name!r}"
+                raise AttributeError(msg)
+            setattr(self, name, value)
+        self.modified = True
+
+    def pop_notice(self) -> str:
+        """The one-shot notice, cleared so the next page does not repeat it."""
+        notice = self.notice
+        if notice:
+            self.update(notice="")
+        return notice
+
+    def sign_out(self) -> None:
+        """Forget the identity and rotate the CSRF secret (no fixation)."""
+        self.update(
+            token="",
+            csrf=secrets.token_urlsafe(24),
+            oidc_state="",
+            oidc_authenticator="",
+            return_to="",
+        )
+
+
+class SessionCodec:
+    """Seals and opens session cookies with a rotation list of keys."""
+
+    def __init__(self, keys: tuple[str, ...], *, max_age_seconds: int) -> None:
+        if not keys:
+            msg = "at least one session key is needed"
+            raise ValueError(msg)
+        self._fernet = MultiFernet([Fernet(_fernet_key(k)) for k in keys])
+        self.max_age_seconds = max_age_seconds
+
+    def seal(self, session: Session) -> str:
+        """The cookie value for ``session`` (sealed with the newest key)."""
+        data = {k: v for k, v in asdict(session).items() if k in _FIELDS and v}
+        return self._fernet.encrypt(json.dumps(data, separators=(",", ":")).encode()).decode()
+
+    def open(self, cookie: str | None) -> Session | None:
+        """The session in ``cookie``, or None when it is absent, forged or expired."""
+        if not cookie:
+            return None
+        try:
+            raw = self._fernet.decrypt(cookie.encode(), ttl=self.max_age_seconds)
+            data = json.loads(raw)
+        except (InvalidToken, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        session = Session()
+        for key, value in data.items():
+            if key in _FIELDS:
+                setattr(session, key, str(value))
+        if not session.csrf:
+            session.update(csrf=secrets.token_urlsafe(24))
+        return session
+
+
+_FIELDS = frozenset({"token", "csrf", "oidc_state", "oidc_authenticator", "return_to", "notice"})

@@ -1,0 +1,68 @@
+"""The settings of one WebFrontend replica, filled from flags and ``BUGLESS_*`` env.
+
+Every replica of a deployment gets the same settings (the same session keys
+above all): the web tier is stateless, so any replica serves any request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bugless_core.clients import ServiceAddress
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """How a WebFrontend replica is configured.
+
+    Attributes:
+        model: Where the Model service listens.
+        auth: Where the Authenticator service listens.
+        session_keys: Secrets for the session cookie, newest first. The first
+            encrypts new cookies; every one still decrypts (key rotation: add
+            the new key in front, drop the old one after the session lifetime).
+        host: Address uvicorn binds.
+        port: HTTP port.
+        public_url: External base URL (``https://bugs.example.com``); used for
+            the OIDC redirect URI. Empty: derived from each request.
+        steer_to: While draining, new page loads are redirected (303) here,
+            followed by the requested path (another instance or version).
+        dev: Development mode: the session cookie drops the ``Secure`` flag so
+            plain-HTTP localhost works, and templates reload from disk.
+        token_cache_seconds: How long a validated session token is trusted
+            without asking the Authenticator again (bounds how late a revoked
+            token is noticed).
+        call_timeout_seconds: Deadline of each gRPC call to a backend; a page
+            never hangs on a backend that stopped answering.
+        session_max_age_seconds: Lifetime of the session cookie.
+        drain_seconds: After SIGTERM, how long readiness fails (and page loads
+            are steered) before the server stops accepting connections.
+        grace_seconds: Then how long in-flight requests may take to finish.
+    """
+
+    model: ServiceAddress
+    auth: ServiceAddress
+    session_keys: tuple[str, ...]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    steer_to: str = ""
+    dev: bool = False
+    token_cache_seconds: float = 30.0
+    call_timeout_seconds: float = 10.0
+    session_max_age_seconds: int = 14 * 24 * 3600
+    drain_seconds: float = 5.0
+    grace_seconds: float = 20.0
+    page_size: int = field(default=50)
+
+    def __post_init__(self) -> None:
+        if not self.session_keys:
+            msg = "at least one session key is needed (--session-key)"
+            raise ValueError(msg)
+        for key in self.session_keys:
+            if len(key) < 16:
+                msg = "each session key needs at least 16 characters"
+                raise ValueError(msg)
+        if self.steer_to and not self.steer_to.startswith(("http://", "https://", "/")):
+            msg = f"--steer-to {self.steer_to!r}: give an http(s) URL"
+            raise ValueError(msg)

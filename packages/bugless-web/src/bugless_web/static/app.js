@@ -1,0 +1,171 @@
+// bugless: progressive enhancement only. Every page works without this file.
+// Loaded with `defer` from our own origin (the CSP forbids inline scripts).
+(function () {
+  "use strict";
+
+  var csrfToken = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+  function isTyping(target) {
+    if (!target) return false;
+    var tag = target.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || target.isContentEditable;
+  }
+
+  // ---- list selection (j/k/o/x) --------------------------------------------
+  function rows() {
+    return Array.prototype.slice.call(document.querySelectorAll("tr.row[data-href]"));
+  }
+  var selected = -1;
+  function select(index) {
+    var all = rows();
+    if (!all.length) return;
+    index = Math.max(0, Math.min(all.length - 1, index));
+    all.forEach(function (row) { row.classList.remove("selected"); });
+    selected = index;
+    all[index].classList.add("selected");
+    all[index].scrollIntoView({ block: "nearest" });
+  }
+  function openSelected(newTab) {
+    var all = rows();
+    if (selected < 0 || selected >= all.length) return;
+    var href = all[selected].getAttribute("data-href");
+    if (newTab) window.open(href, "_blank", "noopener"); else window.location.assign(href);
+  }
+
+  // ---- help dialog -----------------------------------------------------------
+  var help = document.getElementById("shortcuts");
+  function toggleHelp(show) {
+    if (!help) return;
+    help.hidden = show === undefined ? !help.hidden : !show;
+  }
+  document.addEventListener("click", function (event) {
+    var t = event.target;
+    if (t.closest && t.closest(".js-help")) { event.preventDefault(); toggleHelp(true); return; }
+    if (t.closest && t.closest(".js-help-close")) { toggleHelp(false); return; }
+    if (help && t === help) { toggleHelp(false); return; }
+    // Clicking a result row (not a link, button or input in it) opens the issue.
+    var row = t.closest && t.closest("tr.row[data-href]");
+    if (row && !t.closest("a, button, input, select, textarea, label, form")) {
+      window.location.assign(row.getAttribute("data-href"));
+    }
+  });
+
+  // ---- keyboard shortcuts ------------------------------------------------------
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape") {
+      if (help && !help.hidden) { toggleHelp(false); return; }
+      if (isTyping(event.target)) { event.target.blur(); }
+      return;
+    }
+    if (isTyping(event.target)) return;
+    switch (event.key) {
+      case "j": select(selected + 1); break;
+      case "k": select(selected < 0 ? 0 : selected - 1); break;
+      case "o": case "Enter": if (selected >= 0) { openSelected(event.shiftKey); } else return; break;
+      case "O": openSelected(true); break;
+      case "x": {
+        var row = rows()[selected];
+        var box = row && row.querySelector('input[type="checkbox"]');
+        if (box) { box.checked = !box.checked; }
+        break;
+      }
+      case "c": window.location.assign("/issues/new"); break;
+      case "/": {
+        var q = document.getElementById("q");
+        if (q) { q.focus(); q.select(); }
+        break;
+      }
+      case "r": {
+        var comment = document.getElementById("comment");
+        if (comment) { comment.focus(); comment.scrollIntoView({ block: "center" }); }
+        break;
+      }
+      case "?": toggleHelp(); break;
+      default: return;
+    }
+    event.preventDefault();
+  });
+
+  // ---- small form conveniences -----------------------------------------------
+  document.querySelectorAll("select.autosubmit").forEach(function (sel) {
+    sel.addEventListener("change", function () { if (sel.value !== "") sel.form.submit(); });
+  });
+  document.querySelectorAll(".js-hide").forEach(function (el) { el.hidden = true; });
+  document.querySelectorAll(".js-only").forEach(function (el) { el.hidden = false; });
+  document.querySelectorAll(".columns-form").forEach(function (form) {
+    var value = form.querySelector(".columns-value");
+    form.addEventListener("submit", function () {
+      var chosen = Array.prototype.slice.call(form.querySelectorAll(".column-choice:checked"))
+        .map(function (box) { return box.value; });
+      value.value = chosen.join(",");
+    });
+  });
+
+  // ---- hotlist drag-and-drop re-rank ----------------------------------------
+  var ranked = document.querySelector('table.ranked[data-rankable="true"] tbody');
+  if (ranked) {
+    var hotlistId = document.querySelector(".hotlist").getAttribute("data-hotlist");
+    var dragged = null;
+    ranked.addEventListener("dragstart", function (event) {
+      dragged = event.target.closest("tr.row");
+      if (!dragged) return;
+      dragged.classList.add("dragging");
+      event.dataTransfer.effectAllowed = "move";
+      event.dataTransfer.setData("text/plain", dragged.getAttribute("data-issue"));
+    });
+    ranked.addEventListener("dragover", function (event) {
+      var over = event.target.closest("tr.row");
+      if (!dragged || !over || over === dragged) return;
+      event.preventDefault();
+      ranked.querySelectorAll(".drop-target").forEach(function (r) { r.classList.remove("drop-target"); });
+      over.classList.add("drop-target");
+    });
+    ranked.addEventListener("dragend", function () {
+      if (dragged) dragged.classList.remove("dragging");
+      ranked.querySelectorAll(".drop-target").forEach(function (r) { r.classList.remove("drop-target"); });
+      dragged = null;
+    });
+    ranked.addEventListener("drop", function (event) {
+      var over = event.target.closest("tr.row");
+      if (!dragged || !over || over === dragged) return;
+      event.preventDefault();
+      var all = Array.prototype.slice.call(ranked.querySelectorAll("tr.row"));
+      var position = all.indexOf(over) + 1;
+      var issue = dragged.getAttribute("data-issue");
+      var body = new URLSearchParams({ position: String(position), _csrf: csrfToken });
+      fetch("/hotlists/" + hotlistId + "/items/" + issue + "/rank", {
+        method: "POST",
+        headers: { "X-CSRF-Token": csrfToken, "X-Requested-With": "fetch" },
+        body: body,
+        credentials: "same-origin",
+      }).then(function (response) {
+        // Reload to show the ranks the server now holds (the source of truth).
+        if (response.ok) { window.location.reload(); }
+        else { window.alert("Could not move the issue (" + response.status + ")."); }
+      });
+    });
+  }
+
+  // ---- live updates on the issue page -----------------------------------------
+  var issue = document.querySelector(".issue[data-live]");
+  if (issue && window.EventSource) {
+    var entries = document.getElementById("entries");
+    var notice = document.getElementById("live-notice");
+    var shownVersion = parseInt(issue.getAttribute("data-version"), 10);
+    var source = new EventSource(issue.getAttribute("data-live"));
+    source.addEventListener("entry", function (event) {
+      var data = JSON.parse(event.data);
+      if (document.getElementById("entry-" + data.version)) return;
+      // The HTML was rendered and sanitised by the server with the page's own template.
+      entries.insertAdjacentHTML("beforeend", data.html);
+      var added = document.getElementById("entry-" + data.version);
+      if (added) added.classList.add("fresh");
+      if (data.version > shownVersion && notice) {
+        notice.hidden = false;
+        notice.textContent = "This issue changed since you opened it (now version " + data.version +
+          "). If you save your edit, you will first see what changed.";
+      }
+    });
+  }
+})();

@@ -1,0 +1,115 @@
+"""A real ``bugless web serve`` process and a headless Debian chromium driven by Playwright.
+
+Browser tests are skipped by nothing: when chromium is missing they fail with
+the apt command to run, because CI treats a skip as a failure.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bugless_core.testing.stack import BUGLESS_COMMAND, BuglessStack, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Where the best screenshots are copied for people to look at.
+SHARED_SCREENS = Path("/tmp/bugless-screens")
+
+
+@dataclass
+class WebServer:
+    """A running ``bugless web serve`` (dev mode, plain HTTP on loopback)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        """SIGTERM (drain) then wait; kill only if it hangs."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_web_server(
+    stack: BuglessStack,
+    directory: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    auth_port: int | None = None,
+) -> WebServer:
+    """Start the web frontend on a free port and wait until it is ready."""
+    port = free_port()
+    log = directory / f"web-{port}.log"
+    env = {
+        **stack.env,
+        "BUGLESS_WEB_MODEL": f"127.0.0.1:{stack.model.port}",
+        "BUGLESS_WEB_AUTH": f"127.0.0.1:{auth_port or stack.auth.port}",
+        "BUGLESS_WEB_SESSION_KEYS": "browser-test-session-key-0123456789",
+        "BUGLESS_WEB_PORT": str(port),
+        "BUGLESS_WEB_DEV": "1",
+        "BUGLESS_WEB_DRAIN_SECONDS": "0.2",
+        **(extra_env or {}),
+    }
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [*BUGLESS_COMMAND, "web", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            msg = f"bugless web serve exited:\n{log.read_text()}"
+            raise RuntimeError(msg)
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return WebServer(url=url, process=process, log=log)
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    msg = f"bugless web serve was not ready in 30s:\n{log.read_text()}"
+    raise RuntimeError(msg)
+
+
+def require_chromium() -> None:
+    """Fail (not skip) with the fix when the browser is missing."""
+    if not shutil.which(CHROMIUM):
+        msg = "browser tests need Debian's chromium: apt-get install -y chromium fonts-dejavu-core"
+        raise RuntimeError(msg)
+
+
+def save_screenshot(page: object, tmp_dir: Path, name: str, *, share: bool = True) -> Path:
+    """Screenshot to the test's tmp dir, and a copy under /tmp/bugless-screens/."""
+    path = tmp_dir / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    if share:
+        SHARED_SCREENS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SHARED_SCREENS / path.name)
+    return path
+
+
+def iter_console_problems(messages: list[str]) -> Iterator[str]:
+    """Console lines that signal trouble (CSP violations, script errors)."""
+    for line in messages:
+        if "status of 400" in line:  # the query-error page is a 400 on purpose
+            continue
+        if any(word in line.lower() for word in ("error", "refused", "violat", "xss")):
+            yield line

@@ -1,0 +1,119 @@
+"""Fixtures: the real Model (PostgreSQL) and Authenticator, and the web app on them.
+
+The services come from ``bugless_core.testing.stack`` (subprocesses started
+through the ``bugless`` CLI). Each test gets a fresh application (its own
+gRPC channels) and an ``httpx`` client with its own cookie jar, talking to the
+app in-process; browser tests start ``bugless web serve`` for real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from web_support import PASSWORD, SESSION_KEY, World
+
+from bugless_core.clients import call
+from bugless_core.testing.stack import BuglessStack
+from bugless_proto import v1
+from bugless_web import WebSettings, create_app
+
+pytest_plugins = ["bugless_core.testing.postgres", "bugless_core.testing.stack"]
+
+
+@pytest.fixture(scope="session")
+async def world(bugless_stack: BuglessStack) -> World:
+    """Users alice (admin), bob, carol and mallory, and a small component tree."""
+    people = {
+        "alice": ("Alice Admin", True),
+        "bob": ("Bob Builder", False),
+        "carol": ("Carol Coder", False),
+        "mallory": ("Mallory <script>alert(1)</script>", False),
+    }
+    for username, (display, admin) in people.items():
+        bugless_stack.add_user(
+            username, PASSWORD, display_name=display, admin=admin, email=f"{username}@example.com"
+        )
+    auth_channel = bugless_stack.auth.channel()
+    model_channel = bugless_stack.model.channel()
+    try:
+        auth = v1.AuthenticatorStub(auth_channel)
+        found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=sorted(people)))
+        world = World(stack=bugless_stack, users={u.username: u.user_id for u in found.users})
+        world.admin = v1.Caller(user_id=world.users["alice"], groups=["admins"], admin=True)
+        model = v1.ModelStub(model_channel)
+        platform = await call(
+            model.create_component,
+            v1.CreateComponentRequest(
+                caller=world.admin, name="Platform", description="The platform"
+            ),
+        )
+        storage = await call(
+            model.create_component,
+            v1.CreateComponentRequest(
+                caller=world.admin,
+                parent_id=platform.id,
+                name="Storage",
+                description="Disks and databases",
+                template=v1.IssueTemplate(
+                    title="[storage] ",
+                    description="## Steps to reproduce\n\n## Expected\n",
+                    priority=v1.Priority.P1,
+                    type=v1.IssueType.BUG,
+                ),
+            ),
+        )
+        secret = await call(
+            model.create_component,
+            v1.CreateComponentRequest(
+                caller=world.admin,
+                name="Secret",
+                acl=[v1.AclEntry(principal=v1.Principal(group="admins"), role=v1.Role.ADMIN)],
+            ),
+        )
+        world.components = {
+            "Platform": platform.id,
+            "Platform>Storage": storage.id,
+            "Secret": secret.id,
+        }
+    finally:
+        auth_channel.close()
+        model_channel.close()
+    return world
+
+
+@pytest.fixture
+def web_settings(world: World) -> WebSettings:
+    """Settings of a dev-mode replica on the session's services."""
+    return WebSettings(
+        model=world.stack.model,
+        auth=world.stack.auth,
+        session_keys=(SESSION_KEY,),
+        dev=True,
+        token_cache_seconds=5.0,
+    )
+
+
+@pytest.fixture
+def app(web_settings: WebSettings) -> Litestar:
+    """A fresh application (its own channels and drain state)."""
+    return create_app(web_settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A browser-like client with its own cookie jar."""
+    async with AsyncTestClient(app, base_url="http://testserver.local") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def model(world: World) -> AsyncIterator[v1.ModelStub]:
+    """A Model client for seeding and checking data behind the web's back."""
+    channel = world.stack.model.channel()
+    try:
+        yield v1.ModelStub(channel)
+    finally:
+        channel.close()

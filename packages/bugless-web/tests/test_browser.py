@@ -1,0 +1,305 @@
+"""The UI in a real browser: Debian chromium, headless, driven by Playwright."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    WebServer,
+    iter_console_problems,
+    require_chromium,
+    save_screenshot,
+    start_web_server,
+)
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from web_support import PASSWORD, World
+from xss_corpus import PAYLOADS
+
+
+@pytest.fixture(scope="module")
+def web_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    server = start_web_server(world.stack, tmp_path_factory.mktemp("web"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require_chromium()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Tab:
+    """A page plus what it saw: dialogs (must stay empty) and console lines."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.console: list[str] = []
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[object]:
+    ctx = browser.new_context(viewport={"width": 1360, "height": 900})
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def new_tab(context: object) -> Tab:
+    return Tab(context.new_page())  # type: ignore[attr-defined]
+
+
+def sign_in(tab: Tab, server: WebServer, username: str) -> None:
+    tab.page.goto(f"{server.url}/")
+    expect(tab.page).to_have_url(f"{server.url}/signin")
+    tab.page.fill('input[name="username"]', username)
+    tab.page.fill('input[name="password"]', PASSWORD)
+    tab.page.click('button:has-text("Sign in")')
+    expect(tab.page.locator(".me .chip")).to_be_visible()
+
+
+def create_issue_ui(
+    tab: Tab, server: WebServer, title: str, *, component: str = "Platform", description: str = ""
+) -> int:
+    page = tab.page
+    page.goto(f"{server.url}/issues/new")
+    page.select_option("#component-picker", label=component)
+    page.wait_for_load_state()
+    expect(page.locator('#create-form input[name="title"]')).to_be_enabled()
+    page.fill('#create-form input[name="title"]', title)
+    if description:
+        page.fill('#create-form textarea[name="description"]', description)
+    page.click('#create-form button:has-text("Create issue")')
+    expect(page.locator(".issue-title")).to_have_text(title)
+    return int(page.url.rsplit("/", 1)[1].split("#")[0])
+
+
+def assert_inert(tab: Tab) -> None:
+    assert tab.dialogs == []
+    assert tab.page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_sign_in_create_comment_edit_and_search(
+    web_server: WebServer, context: object, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    page.goto(f"{web_server.url}/")
+    save_screenshot(page, tmp_path, "01-signin")
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(
+        tab,
+        web_server,
+        "Disk fills up on db-3",
+        component="Platform>Storage",
+        description="The **disk** fills up.\n\n- step one\n- step two",
+    )
+    expect(page.locator(".comment strong")).to_have_text("disk")
+    # A comment with a script payload is shown as text and runs nothing.
+    page.fill("#comment", "Payload: <script>window.__xss=1;alert('x')</script> and `code`")
+    page.click('#issue-form button:has-text("Save")')
+    expect(page.locator("#entry-2 .comment")).to_contain_text("<script>window.__xss=1")
+    assert_inert(tab)
+    # Fields and a comment in one submission: one entry.
+    page.select_option('select[name="priority"]', "P0")
+    page.select_option('select[name="status"]', "ACCEPTED")
+    page.fill('input[name="assignee"]', "carol")
+    page.fill("#comment", "Taking this, it is **urgent**.")
+    page.click('#issue-form button:has-text("Save")')
+    entry = page.locator("#entry-3")
+    expect(entry).to_contain_text("Priority")
+    expect(entry).to_contain_text("Carol Coder")
+    expect(entry.locator(".comment strong")).to_have_text("urgent")
+    expect(page.locator(".fields")).to_contain_text("Accepted")
+    save_screenshot(page, tmp_path, "03-issue")
+    # Search with the language.
+    page.fill("#q", "is:open p:p0 reporter:me disk")
+    page.press("#q", "Enter")
+    expect(page.locator(f'tr.row[data-href="/issues/{issue_id}"]')).to_be_visible()
+    expect(page.locator(".count")).to_contain_text("issue")
+    save_screenshot(page, tmp_path, "02-search")
+    page.fill("#q", "status:open OR (p:p9")
+    page.press("#q", "Enter")
+    expect(page.locator(".query-error")).to_be_visible()
+    expect(page.locator(".query-error mark")).to_be_visible()
+    save_screenshot(page, tmp_path, "04-query-error")
+    # Create form with the template of Storage.
+    page.goto(f"{web_server.url}/issues/new")
+    page.select_option("#component-picker", label="Platform>Storage")
+    expect(page.locator('#create-form input[name="title"]')).to_have_value("[storage] ")
+    save_screenshot(page, tmp_path, "05-create")
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def test_stale_edit_conflict_in_two_tabs(
+    web_server: WebServer, context: object, tmp_path: Path
+) -> None:
+    first = new_tab(context)
+    sign_in(first, web_server, "bob")
+    issue_id = create_issue_ui(first, web_server, "Two tabs race")
+    second = new_tab(context)
+    second.page.goto(f"{web_server.url}/issues/{issue_id}")
+    # Tab one saves first.
+    first.page.select_option('select[name="priority"]', "P1")
+    first.page.fill("#comment", "From tab one")
+    first.page.click('#issue-form button:has-text("Save")')
+    expect(first.page.locator("#entry-2")).to_contain_text("From tab one")
+    # Tab two's form is now stale.
+    second.page.select_option('select[name="severity"]', "S0")
+    second.page.fill("#comment", "From tab two")
+    second.page.click('#issue-form button:has-text("Save")')
+    conflict = second.page.locator(".conflict")
+    expect(conflict).to_be_visible()
+    expect(conflict).to_contain_text("From tab one")
+    expect(second.page.locator("#comment")).to_have_value("From tab two")
+    save_screenshot(second.page, tmp_path, "06-conflict")
+    second.page.click('#issue-form button:has-text("Apply my change")')
+    expect(second.page.locator("#entry-3")).to_contain_text("From tab two")
+    expect(second.page.locator(".fields")).to_contain_text("S0")
+    expect(second.page.locator(".fields")).to_contain_text("P1")  # tab one's change kept
+
+
+def test_hotlist_rerank_by_drag_and_drop_and_form(
+    web_server: WebServer, context: object, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    ids = [create_issue_ui(tab, web_server, f"Ranked item {n}") for n in range(3)]
+    page.goto(f"{web_server.url}/hotlists")
+    page.click("summary:has-text('New hotlist')")
+    page.fill('input[name="name"]', "Launch blockers")
+    page.click('button:has-text("Create")')
+    page.fill('input[name="issue_ids"]', " ".join(map(str, ids)))
+    page.click('.add-items button:has-text("Add")')
+    rows = page.locator("table.ranked tbody tr.row")
+    expect(rows).to_have_count(3)
+    # Drag the last onto the first (the script posts the new rank, then reloads).
+    with page.expect_navigation():
+        rows.nth(2).drag_to(rows.nth(0))
+    order = [
+        int(r)
+        for r in page.locator("table.ranked tbody tr.row").evaluate_all(
+            "rows => rows.map(r => r.dataset.issue)"
+        )
+    ]
+    assert order == [ids[2], ids[0], ids[1]]
+    # Form fallback: move the first to position 3.
+    first_form = page.locator("table.ranked tbody tr.row").nth(0).locator(".rank-form")
+    first_form.locator('input[name="position"]').fill("3")
+    first_form.locator('button:has-text("Move")').click()
+    order = [
+        int(r)
+        for r in page.locator("table.ranked tbody tr.row").evaluate_all(
+            "rows => rows.map(r => r.dataset.issue)"
+        )
+    ]
+    assert order == [ids[0], ids[1], ids[2]]
+    note = page.locator("table.ranked tbody tr.row").nth(1).locator('input[name="note"]')
+    note.fill("needs design review")
+    page.locator("table.ranked tbody tr.row").nth(1).locator('button:has-text("Save")').click()
+    expect(
+        page.locator("table.ranked tbody tr.row").nth(1).locator('input[name="note"]')
+    ).to_have_value("needs design review")
+    save_screenshot(page, tmp_path, "07-hotlist")
+
+
+def test_keyboard_shortcuts(web_server: WebServer, context: object, tmp_path: Path) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    for n in range(2):
+        create_issue_ui(tab, web_server, f"Shortcut target {n} quokka")
+    page.goto(f"{web_server.url}/search?q=quokka")
+    page.keyboard.press("j")
+    expect(page.locator("tr.row.selected")).to_have_count(1)
+    first = page.locator("tr.row.selected").get_attribute("data-href")
+    page.keyboard.press("j")
+    second = page.locator("tr.row.selected").get_attribute("data-href")
+    assert first != second
+    page.keyboard.press("k")
+    assert page.locator("tr.row.selected").get_attribute("data-href") == first
+    page.keyboard.press("?")
+    expect(page.locator("#shortcuts")).to_be_visible()
+    save_screenshot(page, tmp_path, "08-shortcuts-help")
+    page.keyboard.press("Escape")
+    expect(page.locator("#shortcuts")).to_be_hidden()
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.keyboard.press("Escape")
+    page.keyboard.press("o")
+    expect(page).to_have_url(f"{web_server.url}{first}")
+    page.keyboard.press("c")
+    expect(page).to_have_url(f"{web_server.url}/issues/new")
+
+
+def test_live_update_shows_new_entries_without_reload(
+    web_server: WebServer, context: object, tmp_path: Path
+) -> None:
+    watcher = new_tab(context)
+    sign_in(watcher, web_server, "bob")
+    issue_id = create_issue_ui(watcher, web_server, "Live issue")
+    watcher.page.goto(f"{web_server.url}/issues/{issue_id}")
+    other = new_tab(context)
+    other.page.goto(f"{web_server.url}/issues/{issue_id}")
+    other.page.fill("#comment", "Hello from **another** tab")
+    other.page.click('#issue-form button:has-text("Save")')
+    fresh = watcher.page.locator("#entry-2")
+    expect(fresh).to_contain_text("Hello from another tab", timeout=15000)
+    expect(watcher.page.locator("#live-notice")).to_be_visible()
+    save_screenshot(watcher.page, tmp_path, "09-live-update")
+
+
+def test_xss_corpus_never_executes_in_the_browser(
+    web_server: WebServer, context: object, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "mallory")
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    page.goto(f"{web_server.url}/issues/new")
+    component = page.locator("#component-picker option", has_text="Platform").first.get_attribute(
+        "value"
+    )
+    ids = []
+    for payload in PAYLOADS:
+        response = page.request.post(
+            f"{web_server.url}/issues/new",
+            form={
+                "_csrf": token or "",
+                "component_id": component or "",
+                "title": payload[:200],
+                "description": payload,
+                "priority": "P2",
+                "severity": "S2",
+                "type": "BUG",
+            },
+        )
+        assert response.ok
+        ids.append(int(response.url.rsplit("/", 1)[1]))
+    for issue_id in ids:
+        page.goto(f"{web_server.url}/issues/{issue_id}")
+        page.wait_for_load_state("networkidle")
+        assert_inert(tab)
+    page.goto(f"{web_server.url}/search?q=reporter:me")
+    assert_inert(tab)
+    save_screenshot(page, tmp_path, "10-xss-search", share=False)
+    assert [c for c in tab.console if "pageerror" in c] == []

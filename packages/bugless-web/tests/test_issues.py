@@ -1,0 +1,292 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from web_support import World, create_issue, sign_in
+
+from bugless_core.clients import call
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+
+def _form_of(html: str) -> dict[str, str]:
+    """The edit form's current values, as a browser would submit them."""
+    form = html.split('id="issue-form"', 1)[1].split("</form>", 1)[0]
+    values: dict[str, str] = {}
+    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form):
+        values.setdefault(name, value)
+    for name, body in re.findall(r'<select name="([^"]+)">(.*?)</select>', form, re.S):
+        chosen = re.search(r'<option value="([^"]*)" selected>', body)
+        values[name] = chosen.group(1) if chosen else ""
+    values["comment"] = ""
+    values.pop("hotlist_remove", None)
+    return values
+
+
+async def test_search_shows_count_columns_and_people(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(
+        model, world, "Search finds disk alarms", assignee=world.users["carol"]
+    )
+    await sign_in(client, "carol")
+    page = await client.get("/search", params={"q": "is:open assignee:me disk"})
+    assert page.status_code == 200
+    assert f'href="/issues/{issue.id}"' in page.text
+    assert "Carol Coder" in page.text
+    assert re.search(r'class="count">\d+ issues?<', page.text)
+    home = await client.get("/")
+    assert f'href="/issues/{issue.id}"' in home.text
+
+
+async def test_query_syntax_error_is_a_400_with_the_position(client: AsyncTestClient[Any]) -> None:
+    await sign_in(client, "bob")
+    page = await client.get("/search", params={"q": "status: foo("})
+    assert page.status_code == 400
+    assert "at column 8" in page.text
+    assert "status: foo(\n       ^" in page.text
+    assert "<mark>" in page.text
+
+
+async def test_unknown_username_in_query_is_reported_with_position(
+    client: AsyncTestClient[Any],
+) -> None:
+    await sign_in(client, "bob")
+    page = await client.get("/search", params={"q": "assignee:nobody_here"})
+    assert page.status_code == 400
+    assert "nobody_here" in page.text
+
+
+async def test_sort_link_toggles_direction_and_paging_uses_tokens(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    for n in range(3):
+        await create_issue(model, world, f"Paging sample {n} zebra")
+    await sign_in(client, "bob")
+    page = await client.get("/search", params={"q": "zebra", "page_size": "25"})
+    assert "sort%3Apriority" in page.text or "sort:priority" in page.text
+    sorted_page = await client.get("/search", params={"q": "zebra sort:priority"})
+    assert "sort%3A-priority" in sorted_page.text
+    assert 'aria-sort="ascending"' in sorted_page.text
+    # keyset pagination: page size 25 is the smallest offered; make more issues to page
+    for n in range(27):
+        await create_issue(model, world, f"Paging bulk {n} yak")
+    first = await client.get("/search", params={"q": "yak", "page_size": "25"})
+    token = re.search(r'page_token=([^"&]+)"', first.text)
+    assert token, "a next-page link"
+    second = await client.get(
+        "/search?q=yak&page_size=25&page_token=" + token.group(1).replace("&amp;", "&")
+    )
+    assert second.status_code == 200
+    ids_first = set(re.findall(r'class="open-link">(\d+)<', first.text))
+    ids_second = set(re.findall(r'class="open-link">(\d+)<', second.text))
+    assert len(ids_first) == 25
+    assert len(ids_second) == 0 or ids_first.isdisjoint(ids_second)
+    assert len(ids_first | ids_second) == 25 + len(ids_second)
+
+
+async def test_issue_page_shows_fields_relations_hotlists_and_timeline(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    parent = await create_issue(model, world, "Parent epic")
+    blocker = await create_issue(model, world, "Blocker bug")
+    hotlist = await call(
+        model.create_hotlist, v1.CreateHotlistRequest(caller=world.caller("bob"), name="Launch")
+    )
+    issue = await create_issue(
+        model,
+        world,
+        "Child task",
+        description="First **bold** words",
+        parent_id=parent.id,
+        assignee=world.users["carol"],
+    )
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.caller("bob"),
+            issue_id=issue.id,
+            expected_version=1,
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(priority=v1.Priority.P0),
+                update_mask=FieldMask(paths=["priority"]),
+                blocked_by_add=[blocker.id],
+                hotlist_add=[hotlist.id],
+                cc_add=[world.users["alice"]],
+            ),
+            comment="Escalating",
+        ),
+    )
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}")
+    assert page.status_code == 200
+    html = page.text
+    assert "Child task" in html
+    assert f'href="/issues/{parent.id}"' in html
+    assert "Parent epic" in html
+    assert f'href="/issues/{blocker.id}"' in html
+    assert "Blocker bug" in html
+    assert f'href="/hotlists/{hotlist.id}"' in html
+    assert "Launch" in html
+    assert "<strong>bold</strong>" in html
+    assert "Escalating" in html
+    assert "Alice Admin" in html
+    assert "Carol Coder" in html
+    assert "Bob Builder" in html
+    assert 'class="old"><span class="value">P2</span>' in html
+    assert "Platform" in html
+
+
+async def test_edit_fields_and_comment_is_one_history_entry(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Edit me")
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}")
+    form = _form_of(page.text)
+    form.update(
+        {
+            "status": "ACCEPTED",
+            "priority": "P1",
+            "assignee": "carol",
+            "cc": "alice",
+            "comment": "Taking it",
+        }
+    )
+    response = await client.post(f"/issues/{issue.id}", data=form, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == f"/issues/{issue.id}#entry-2"
+    history = await call(
+        model.list_history,
+        v1.ListHistoryRequest(caller=world.admin, issue_id=issue.id),
+    )
+    assert len(history.entries) == 2
+    entry = history.entries[1]
+    assert entry.comment == "Taking it"
+    assert {c.field for c in entry.changes} == {"status", "priority", "assignee", "cc"}
+    after = await client.get(f"/issues/{issue.id}")
+    assert "Taking it" in after.text
+
+
+async def test_comment_only_and_empty_submission(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Comment me")
+    await sign_in(client, "bob")
+    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    empty = await client.post(f"/issues/{issue.id}", data=form)
+    assert "Nothing to save" in empty.text
+    form["comment"] = "Just a note"
+    await client.post(f"/issues/{issue.id}", data=form)
+    current = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert current.version == 2
+    assert current.comment_count == 1
+
+
+async def test_stale_edit_shows_changes_meanwhile_and_can_be_reapplied(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Contested")
+    await sign_in(client, "bob")
+    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.caller("carol"),
+            issue_id=issue.id,
+            expected_version=1,
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(title="Contested (renamed by Carol)"),
+                update_mask=FieldMask(paths=["title"]),
+            ),
+            comment="Carol was here",
+        ),
+    )
+    form.update({"priority": "P0", "comment": "Bob's take"})
+    conflict = await client.post(f"/issues/{issue.id}", data=form)
+    assert conflict.status_code == 409
+    assert "changed this issue while you were editing" in conflict.text
+    assert "Carol was here" in conflict.text
+    assert "Bob&#39;s take" in conflict.text  # the user's comment is kept in the form
+    current = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert current.version == 2
+    assert current.priority == v1.Priority.P2  # nothing overwritten
+    reapply = _form_of(conflict.text)
+    assert reapply["version"] == "2"
+    assert reapply["priority"] == "P0"  # Bob's change kept
+    assert reapply["title"] == "Contested (renamed by Carol)"  # Carol's kept too
+    reapply["comment"] = "Bob's take"
+    done = await client.post(f"/issues/{issue.id}", data=reapply, follow_redirects=False)
+    assert done.status_code == 303
+    final = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert final.version == 3
+    assert final.priority == v1.Priority.P0
+    assert final.title == "Contested (renamed by Carol)"
+
+
+async def test_unknown_assignee_is_a_400_naming_it(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Assign me")
+    await sign_in(client, "bob")
+    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    form["assignee"] = "ghost"
+    response = await client.post(f"/issues/{issue.id}", data=form)
+    assert response.status_code == 400
+    assert "no user named &#39;ghost&#39;" in response.text
+
+
+async def test_issue_in_a_component_i_cannot_see_is_404(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    secret = await create_issue(model, world, "Top secret", by="alice", component="Secret")
+    await sign_in(client, "bob")
+    response = await client.get(f"/issues/{secret.id}")
+    assert response.status_code == 404
+    assert f"issue {secret.id} not found" in response.text
+    missing = await client.get("/issues/999999999")
+    assert missing.status_code == 404
+
+
+async def test_create_issue_from_component_template(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    token = await sign_in(client, "bob")
+    storage = world.components["Platform>Storage"]
+    form_page = await client.get(f"/issues/new?component={storage}")
+    assert "[storage] " in form_page.text
+    assert "## Steps to reproduce" in form_page.text
+    assert '<option value="P1" selected>' in form_page.text
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', form_page.text)
+    assert key
+    data = {
+        "_csrf": token,
+        "idempotency_key": key.group(1),
+        "component_id": str(storage),
+        "title": "[storage] Disk full on db-3",
+        "priority": "P1",
+        "severity": "S2",
+        "type": "BUG",
+        "assignee": "carol",
+        "cc": "alice",
+        "description": "It filled up.",
+    }
+    first = await client.post("/issues/new", data=data, follow_redirects=False)
+    assert first.status_code == 303
+    again = await client.post("/issues/new", data=data, follow_redirects=False)
+    assert again.headers["location"] == first.headers["location"]  # idempotent
+    issue_id = int(first.headers["location"].rsplit("/", 1)[1])
+    issue = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue_id))
+    assert issue.assignee == world.users["carol"]
+    assert issue.status == v1.Status.ASSIGNED
+    assert issue.component_id == storage
+
+
+async def test_create_issue_requires_title_and_component(client: AsyncTestClient[Any]) -> None:
+    token = await sign_in(client, "bob")
+    response = await client.post("/issues/new", data={"_csrf": token, "title": " "})
+    assert response.status_code == 400
+    assert "an issue needs a title" in response.text
+    assert "choose the component" in response.text

@@ -1,0 +1,327 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from web_support import World, create_issue, csrf_of, sign_in
+from xss_corpus import PAYLOADS, dangerous_markup
+
+from bugless_core.clients import call
+from bugless_proto import v1
+
+
+async def test_component_tree_page_and_acl_only_for_admins(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    await create_issue(model, world, "Storage leak", component="Platform>Storage")
+    await sign_in(client, "bob")
+    tree = await client.get("/components")
+    assert "Storage" in tree.text
+    assert "Platform" in tree.text
+    assert "Secret" not in tree.text
+    page = await client.get(f"/components/{world.components['Platform>Storage']}")
+    assert page.status_code == 200
+    assert "Storage leak" in page.text
+    assert "Access control" not in page.text  # bob is an editor (open component), not admin
+    hidden = await client.get(f"/components/{world.components['Secret']}")
+    assert hidden.status_code == 404
+
+
+async def test_admin_sees_acl(client: AsyncTestClient[Any], world: World) -> None:
+    await sign_in(client, "alice")
+    page = await client.get(f"/components/{world.components['Secret']}")
+    assert page.status_code == 200
+    assert "Access control" in page.text
+    assert "group <code>admins</code>" in page.text
+
+
+async def test_hotlist_create_add_rerank_note_remove(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    first = await create_issue(model, world, "Rank one")
+    second = await create_issue(model, world, "Rank two")
+    third = await create_issue(model, world, "Rank three")
+    token = await sign_in(client, "bob")
+    created = await client.post(
+        "/hotlists", data={"_csrf": token, "name": "Release blockers"}, follow_redirects=False
+    )
+    assert created.status_code == 303
+    url = created.headers["location"]
+    hotlist_id = int(url.rsplit("/", 1)[1])
+    await client.post(
+        f"{url}/items",
+        data={"_csrf": token, "issue_ids": f"{first.id}, {second.id} {third.id}", "note": "n"},
+    )
+    page = await client.get(url)
+    order = re.findall(r'data-issue="(\d+)"', page.text)
+    assert order == [str(first.id), str(second.id), str(third.id)]
+    await client.post(f"{url}/items/{third.id}/rank", data={"_csrf": token, "position": "1"})
+    moved = await client.post(
+        f"{url}/items/{first.id}/rank",
+        data={"position": "3"},
+        headers={"X-CSRF-Token": token, "X-Requested-With": "fetch"},
+    )
+    assert moved.status_code == 204
+    await client.post(f"{url}/items/{second.id}/note", data={"_csrf": token, "note": "ship it"})
+    page = await client.get(url)
+    assert re.findall(r'data-issue="(\d+)"', page.text) == [
+        str(third.id),
+        str(second.id),
+        str(first.id),
+    ]
+    assert 'value="ship it"' in page.text
+    await client.post(f"{url}/items/{second.id}/remove", data={"_csrf": token})
+    items = await call(
+        model.list_hotlist_items,
+        v1.ListHotlistItemsRequest(caller=world.admin, hotlist_id=hotlist_id),
+    )
+    assert [i.issue_id for i in items.items] == [third.id, first.id]
+    index = await client.get("/hotlists")
+    assert "Release blockers" in index.text
+
+
+async def test_saved_search_save_list_run_delete(client: AsyncTestClient[Any]) -> None:
+    token = await sign_in(client, "carol")
+    saved = await client.post(
+        "/searches",
+        data={"_csrf": token, "name": "My P0s", "query": "is:open p:p0", "share_with_groups": ""},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    page = await client.get("/searches")
+    assert "My P0s" in page.text
+    assert "is:open p:p0" in page.text
+    search_id = re.search(r"/searches/(\d+)/delete", page.text)
+    assert search_id
+    await client.post(f"/searches/{search_id.group(1)}/delete", data={"_csrf": token})
+    assert "My P0s" not in (await client.get("/searches")).text
+
+
+async def test_bulk_edit_changes_selected_and_reports_conflicts(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    a = await create_issue(model, world, "Bulk walrus a")
+    b = await create_issue(model, world, "Bulk walrus b")
+    token = await sign_in(client, "bob")
+    page = await client.get("/search", params={"q": "walrus"})
+    assert f'value="{a.id}:1"' in page.text
+    response = await client.post(
+        "/issues/bulk",
+        data={
+            "_csrf": token,
+            "q": "walrus",
+            "issue": [f"{a.id}:1", f"{b.id}:1"],
+            "priority": "P0",
+            "assignee": "carol",
+            "comment": "Triage sweep",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    for issue_id in (a.id, b.id):
+        issue = await call(
+            model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue_id)
+        )
+        assert issue.priority == v1.Priority.P0
+        assert issue.assignee == world.users["carol"]
+        assert issue.version == 2
+    stale = await client.post(
+        "/issues/bulk",
+        data={"_csrf": token, "q": "walrus", "issue": [f"{a.id}:1"], "priority": "P3"},
+    )
+    assert stale.status_code == 409
+    assert "Changed by someone else meanwhile" in stale.text
+
+
+async def test_user_page_lists_their_open_issues(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Carol's chore", assignee=world.users["carol"])
+    await sign_in(client, "bob")
+    page = await client.get("/users/carol")
+    assert page.status_code == 200
+    assert "Carol Coder" in page.text
+    assert f'href="/issues/{issue.id}"' in page.text
+    assert (await client.get("/users/nobody_at_all")).status_code == 404
+
+
+async def test_every_state_changing_route_refuses_a_missing_csrf_token(
+    client: AsyncTestClient[Any], app: Litestar
+) -> None:
+    await sign_in(client, "alice")
+    posts = sorted(
+        {route.path for route in app.routes if "POST" in getattr(route, "methods", set())}
+    )
+    assert len(posts) >= 10
+    for path in posts:
+        concrete = re.sub(r"\{[^}]+:int\}", "1", re.sub(r"\{[^}]+:str\}", "x", path))
+        response = await client.post(concrete, data={"comment": "x", "name": "x"})
+        assert response.status_code == 403, (path, response.status_code)
+        wrong = await client.post(concrete, data={"_csrf": "forged"})
+        assert wrong.status_code == 403, path
+    cross = await client.post(
+        "/signout",
+        data={"_csrf": csrf_of((await client.get("/")).text)},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross.status_code == 403
+
+
+async def test_security_headers_on_pages_errors_and_assets(client: AsyncTestClient[Any]) -> None:
+    for path in ("/signin", "/no/such/page", "/healthz"):
+        response = await client.get(path)
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
+    assert (await client.get("/no/such/page")).status_code == 404
+    page = await client.get("/signin")
+    css = re.search(r'href="(/static/app\.[0-9a-f]{12}\.css)"', page.text)
+    assert css
+    asset = await client.get(css.group(1))
+    assert asset.status_code == 200
+    assert "immutable" in asset.headers["cache-control"]
+    assert (await client.get("/static/app.000000000000.css")).status_code == 404
+    assert "<script>" not in page.text.replace('<script src="', "")
+
+
+async def test_session_cookie_flags(world: World) -> None:
+    from web_support import SESSION_KEY
+
+    from bugless_web import WebSettings, create_app
+
+    settings = WebSettings(
+        model=world.stack.model, auth=world.stack.auth, session_keys=(SESSION_KEY,), dev=False
+    )
+    async with AsyncTestClient(create_app(settings), base_url="https://testserver.local") as c:
+        page = await c.get("/signin")
+        cookie = page.headers["set-cookie"]
+        assert cookie.startswith("__Host-bugless=")
+        for flag in ("HttpOnly", "Secure", "SameSite=Lax", "Path=/"):
+            assert flag in cookie
+        assert "strict-transport-security" in page.headers
+        assert "bugless" not in c.cookies.get("__Host-bugless", "")  # sealed, not readable
+
+
+async def test_session_keys_rotate_without_signing_out(world: World) -> None:
+    from web_support import SESSION_KEY
+
+    from bugless_web import WebSettings, create_app
+
+    def settings(*keys: str) -> WebSettings:
+        return WebSettings(
+            model=world.stack.model, auth=world.stack.auth, session_keys=keys, dev=True
+        )
+
+    async with AsyncTestClient(create_app(settings(SESSION_KEY))) as old:
+        await sign_in(old, "bob")
+        cookie = old.cookies["bugless_session"]
+    rotated = settings("a-brand-new-session-key-1234", SESSION_KEY)
+    async with AsyncTestClient(create_app(rotated)) as new:
+        new.cookies.set("bugless_session", cookie)
+        assert (await new.get("/", follow_redirects=False)).status_code == 200
+    retired = settings("a-brand-new-session-key-1234")
+    async with AsyncTestClient(create_app(retired)) as gone:
+        gone.cookies.set("bugless_session", cookie)
+        assert (await gone.get("/", follow_redirects=False)).status_code == 303
+
+
+async def test_backend_down_is_a_503_page_not_a_traceback(world: World) -> None:
+    from web_support import SESSION_KEY
+
+    from bugless_core.clients import ServiceAddress
+    from bugless_core.testing.stack import free_port
+    from bugless_web import WebSettings, create_app
+
+    settings = WebSettings(
+        model=ServiceAddress("127.0.0.1", free_port()),
+        auth=world.stack.auth,
+        session_keys=(SESSION_KEY,),
+        dev=True,
+        call_timeout_seconds=2.0,
+    )
+    async with AsyncTestClient(create_app(settings)) as c:
+        await c.get("/signin")
+        token = csrf_of((await c.get("/signin")).text)
+        await c.post(
+            "/signin",
+            data={"username": "bob", "password": "correct horse battery staple", "_csrf": token},
+        )
+        page = await c.get("/search?q=is:open")
+        assert page.status_code == 503
+        assert "not answering" in page.text
+        assert "Traceback" not in page.text
+        assert (await c.get("/readyz")).status_code == 503
+        assert (await c.get("/healthz")).status_code == 200
+
+
+async def test_health_readiness_and_drain_steering(world: World) -> None:
+    from web_support import SESSION_KEY
+
+    from bugless_web import WebSettings, create_app
+
+    settings = WebSettings(
+        model=world.stack.model,
+        auth=world.stack.auth,
+        session_keys=(SESSION_KEY,),
+        dev=True,
+        steer_to="https://other.example",
+    )
+    app = create_app(settings)
+    async with AsyncTestClient(app) as c:
+        token = await sign_in(c, "alice")
+        assert (await c.get("/readyz")).status_code == 200
+        drained = await c.post("/admin/drain", data={"_csrf": token, "action": "start"})
+        assert drained.status_code == 200
+        assert "Draining" in drained.text
+        ready = await c.get("/readyz")
+        assert ready.status_code == 503
+        assert "draining" in ready.text
+        assert (await c.get("/healthz")).status_code == 200
+        steered = await c.get("/search?q=is:open", follow_redirects=False)
+        assert steered.status_code == 303
+        assert steered.headers["location"] == "https://other.example/search?q=is:open"
+        # in-flight work (a form post) is still served
+        stop = await c.post(
+            "/admin/drain", data={"_csrf": token, "action": "stop"}, follow_redirects=False
+        )
+        assert stop.status_code == 303
+        assert stop.headers["location"] == "/admin"
+        assert (await c.get("/readyz")).status_code == 200
+
+
+async def test_non_admin_cannot_drain(client: AsyncTestClient[Any]) -> None:
+    token = await sign_in(client, "bob")
+    response = await client.post("/admin/drain", data={"_csrf": token, "action": "start"})
+    assert response.status_code == 403
+
+
+async def test_xss_corpus_in_titles_comments_and_names_stays_inert(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    token = await sign_in(client, "mallory")
+    ids = []
+    for payload in PAYLOADS:
+        response = await client.post(
+            "/issues/new",
+            data={
+                "_csrf": token,
+                "component_id": str(world.components["Platform"]),
+                "title": payload[:200],
+                "description": payload,
+                "priority": "P2",
+                "severity": "S2",
+                "type": "BUG",
+            },
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        ids.append(int(response.headers["location"].rsplit("/", 1)[1]))
+    pages = [await client.get(f"/issues/{i}") for i in ids]
+    pages.append(await client.get("/search", params={"q": "reporter:me"}))
+    for page in pages:
+        assert dangerous_markup(page.text) == [], page.url
+    assert "Mallory &lt;script&gt;" in pages[0].text

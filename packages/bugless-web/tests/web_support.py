@@ -1,0 +1,78 @@
+"""Helpers shared by the web tests: the seeded world, signing in, seeding issues."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from bugless_core.clients import call
+from bugless_core.testing.stack import BuglessStack
+from bugless_proto import v1
+
+PASSWORD = "correct horse battery staple"
+SESSION_KEY = "test-session-key-" + "x" * 24
+_CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+@dataclass
+class World:
+    """People and components every test may use (created once per session).
+
+    Attributes:
+        stack: The running services.
+        users: user id by username.
+        components: component id by path.
+        admin: A Model caller with admin rights, for seeding data directly.
+    """
+
+    stack: BuglessStack
+    users: dict[str, str] = field(default_factory=dict)
+    components: dict[str, int] = field(default_factory=dict)
+    admin: v1.Caller = field(default_factory=v1.Caller)
+
+    def caller(self, username: str) -> v1.Caller:
+        """A plain Model caller for a user (no groups)."""
+        return v1.Caller(user_id=self.users[username])
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page carries (in its meta tag)."""
+    match = _CSRF.search(html)
+    assert match, "the page carries no CSRF token"
+    return match.group(1)
+
+
+async def sign_in(client: AsyncTestClient[Any], username: str, password: str = PASSWORD) -> str:
+    """Sign in through the form; returns the session's CSRF token."""
+    page = await client.get("/signin")
+    token = csrf_of(page.text)
+    response = await client.post(
+        "/signin",
+        data={"username": username, "password": password, "_csrf": token, "next": "/"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    home = await client.get("/")
+    assert home.status_code == 200, home.text
+    return csrf_of(home.text)
+
+
+async def create_issue(
+    model: v1.ModelStub, world: World, title: str, *, by: str = "bob", **fields: Any
+) -> v1.Issue:
+    """Create an issue directly on the Model (fast seeding)."""
+    component = fields.pop("component", "Platform")
+    description = fields.pop("description", "")
+    return await call(
+        model.create_issue,
+        v1.CreateIssueRequest(
+            caller=world.admin if by == "alice" else world.caller(by),
+            fields=v1.IssueFields(title=title, component_id=world.components[component], **fields),
+            description=description,
+            idempotency_key=secrets.token_hex(8),
+        ),
+    )
