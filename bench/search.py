@@ -1,0 +1,424 @@
+"""Search latency on a seeded database: Model gRPC vs backend vs hand-written SQL.
+
+Queries (written in the search language, parsed with ``parse_query`` and
+translated with ``to_structured`` as a frontend would):
+
+* ``compound``: ``is:open c:<Infra>+ p<=p1 <word>`` -- a subtree holding ~10%
+  of issues and a word occurring in ~1% of issues (picked by counting);
+* ``assignee``: ``assignee:user0010 is:open``;
+* ``phrase``: ``"connection reset by peer"`` (full-text phrase);
+* ``modified-p3``: ``is:open sort:-modified``, page 3 (the page token of
+  page 2 is fetched once and reused).
+
+Each runs 50 issues a page, as ``user0042`` (group ``eng``, so three
+restricted subtrees are invisible), in three ways, with 1 and 8 concurrent
+clients:
+
+* ``grpc``: the Model service started in-process by ``start_model`` on a
+  loopback port, called through grpclib ``v1.ModelStub`` (one channel per
+  client; clients share the server's process and event loop);
+* ``backend``: ``PostgresBackend.search_issues`` called directly (no gRPC);
+* ``sql``: the floor -- hand-written SQL through asyncpg: the page with
+  every column the response carries, then the capped count.
+
+Every mode must return the same ids and total, or the run stops.
+
+    python -m bench.search --database-url URL [--requests 300] [--explain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from grpclib.client import Channel
+
+import bugless_model_postgres.plugin
+from bench import _dataset as data
+from bench import _seed_sql as seed_sql
+from bench.seed import connect, model_settings
+from bugless_core import limits
+from bugless_core.grpc import GrpcServerSettings
+from bugless_core.model.runner import start_model
+from bugless_core.plugins import load_plugins
+from bugless_core.search import parse_query, to_structured
+from bugless_model_postgres import PostgresBackend, _search
+from bugless_model_postgres._convert import principals_of
+from bugless_proto import v1
+
+PAGE_SIZE = 50
+CALLER = data.BENCH_CALLER
+PRINCIPALS = principals_of(CALLER)
+OPEN = [1, 2, 3]
+#: Target of the issue: compound p95 through gRPC, and its ratio to the floor.
+TARGET_P95_MS = 50.0
+TARGET_RATIO = 1.5
+
+_COLUMNS = """
+    i.id, i.title, i.status, i.priority, i.severity, i.type, i.component_id,
+    i.reporter, i.assignee, i.verifier, i.cc, i.blocking_ids, i.blocked_by_ids,
+    i.parent_id, i.duplicate_of_id, i.description, i.created_at, i.modified_at,
+    i.closed_at, i.version, i.comment_count,
+    ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
+           WHERE hi.issue_id = i.id AND (NOT h.private OR h.owner = $1 OR $1 = ANY (h.editors))
+           ORDER BY hi.hotlist_id) AS hotlist_ids
+"""
+_VISIBLE = "(c.viewers = '{{}}' OR c.viewers && {principals}::text[])"
+
+
+@dataclass(frozen=True)
+class FloorSql:
+    """Hand-written statements for one query.
+
+    ``page`` takes (user, principals, *params, limit[, *position]);
+    ``count`` takes (principals, *params, cap).
+    """
+
+    page: str
+    count: str
+    params: list[Any]
+
+
+def _floor(where: str, order: str, params: list[Any], keyset: str = "") -> FloorSql:
+    """``where``/``keyset`` name parameters as ``{p[0]}``..; positions follow the limit."""
+    n = len(params)
+    from_ = "FROM issues i JOIN components c ON c.id = i.component_id WHERE "
+    page_p = [f"${k + 3}" for k in range(n + 3)]
+    page_where = _VISIBLE.format(principals="$2") + " AND " + where.format(p=page_p)
+    page = (
+        f"SELECT {_COLUMNS} {from_}{page_where} {keyset.format(p=page_p)} "
+        f"ORDER BY {order} LIMIT ${n + 3}"
+    )
+    count_p = [f"${k + 2}" for k in range(n)]
+    count_where = _VISIBLE.format(principals="$1") + " AND " + where.format(p=count_p)
+    count = f"SELECT count(*) FROM (SELECT 1 {from_}{count_where} LIMIT ${n + 2}) AS m"
+    return FloorSql(page, count, params)
+
+
+@dataclass
+class BenchQuery:
+    """One benchmark query: its text, its request and its floor."""
+
+    name: str
+    text: str
+    page: int
+    floor: FloorSql
+    structured: v1.StructuredQuery
+    token: str = ""
+    position: list[Any] | None = None
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Latency percentiles (ms) and throughput of one run."""
+
+    p50: float
+    p95: float
+    p99: float
+    rps: float
+    requests: int
+
+
+def _stats(samples: list[float], wall: float) -> Stats:
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000
+
+    return Stats(pct(0.50), pct(0.95), pct(0.99), len(samples) / wall, len(samples))
+
+
+async def measure(
+    calls: list[Callable[[], Awaitable[Any]]], per_client: int, warmup: int = 10
+) -> Stats:
+    """Run ``per_client`` timed calls on each client concurrently."""
+    samples: list[float] = []
+
+    async def client(call: Callable[[], Awaitable[Any]]) -> None:
+        for _ in range(warmup):
+            await call()
+        await barrier.wait()
+        for _ in range(per_client):
+            started = time.perf_counter()
+            await call()
+            samples.append(time.perf_counter() - started)
+
+    barrier = asyncio.Barrier(len(calls) + 1)
+    tasks = [asyncio.create_task(client(c)) for c in calls]
+    await barrier.wait()
+    started = time.perf_counter()
+    await asyncio.gather(*tasks)
+    return _stats(samples, time.perf_counter() - started)
+
+
+async def _pick_word(conn: asyncpg.Connection, issues: int) -> tuple[str, int]:
+    """The vocabulary word whose issue count is nearest 1% of ``issues``."""
+    best: tuple[float, str, int] | None = None
+    for rank in (150, 200, 250, 300, 350, 400, 450, 500, 600, 700):
+        word = await conn.fetchval(
+            f"SELECT word FROM {seed_sql.BENCH_SCHEMA}.vocabulary WHERE rank = $1", rank
+        )
+        n = await conn.fetchval(
+            "SELECT count(*) FROM issues WHERE text_tsv @@ plainto_tsquery('english', $1)", word
+        )
+        score = abs(n / issues - 0.01)
+        if best is None or score < best[0]:
+            best = (score, word, n)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _structured(text: str) -> v1.StructuredQuery:
+    users = {data.BENCH_ASSIGNEE: data.BENCH_ASSIGNEE}
+    return to_structured(parse_query(text), me=CALLER.user_id, users=users, today=data.END.date())
+
+
+async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dict[str, Any]]:
+    """The benchmark queries and what the data says about them."""
+    info = {
+        r["key"]: json.loads(r["value"])
+        for r in await conn.fetch(f"SELECT key, value FROM {seed_sql.BENCH_SCHEMA}.seed_info")
+    }
+    issues = int(info["issues"])
+    subtree = int(info["components"][data.TEN_PERCENT_SUBTREE])
+    word, word_issues = await _pick_word(conn, issues)
+    subtree_issues = await conn.fetchval(
+        "SELECT count(*) FROM issues i JOIN components c ON c.id = i.component_id "
+        "WHERE c.path_ids @> ARRAY[$1::bigint]",
+        subtree,
+    )
+    facts = {
+        "issues": issues,
+        "word": word,
+        "word_share": word_issues / issues,
+        "subtree_id": subtree,
+        "subtree_share": subtree_issues / issues,
+    }
+    phrase = data.PHRASES[0]
+    queries = [
+        BenchQuery(
+            "compound",
+            f"is:open c:{subtree}+ p<=p1 {word}",
+            1,
+            _floor(
+                "i.status = ANY ({p[0]}::smallint[]) AND c.path_ids @> ARRAY[{p[1]}::bigint] "
+                "AND i.priority <= 2 AND i.text_tsv @@ plainto_tsquery('english', {p[2]})",
+                "i.id DESC",
+                [OPEN, subtree, word],
+            ),
+            _structured(f"is:open c:{subtree}+ p<=p1 {word}"),
+        ),
+        BenchQuery(
+            "assignee",
+            f"assignee:{data.BENCH_ASSIGNEE} is:open",
+            1,
+            _floor(
+                "i.assignee = {p[0]} AND i.status = ANY ({p[1]}::smallint[])",
+                "i.id DESC",
+                [data.BENCH_ASSIGNEE, OPEN],
+            ),
+            _structured(f"assignee:{data.BENCH_ASSIGNEE} is:open"),
+        ),
+        BenchQuery(
+            "phrase",
+            f'"{phrase}"',
+            1,
+            _floor("i.text_tsv @@ phraseto_tsquery('english', {p[0]})", "i.id DESC", [phrase]),
+            _structured(f'"{phrase}"'),
+        ),
+        BenchQuery(
+            "modified-p3",
+            "is:open sort:-modified",
+            3,
+            _floor(
+                "i.status = ANY ({p[0]}::smallint[])",
+                "i.modified_at DESC, i.id DESC",
+                [OPEN],
+                keyset="AND (i.modified_at, i.id) < ({p[2]}::timestamptz, {p[3]}::bigint)",
+            ),
+            _structured("is:open sort:-modified"),
+        ),
+    ]
+    for q in queries:
+        facts[f"{q.name}_matches"] = await conn.fetchval(
+            q.floor.count, PRINCIPALS, *q.floor.params, limits.SEARCH_COUNT_CAP + 1
+        )
+    return queries, facts
+
+
+async def _floor_call(pool: asyncpg.Pool, q: BenchQuery) -> tuple[list[int], int]:
+    f = q.floor
+    async with pool.acquire() as conn:
+        head = [CALLER.user_id, PRINCIPALS, *f.params]
+        if q.position is not None:
+            rows = await conn.fetch(f.page, *head, PAGE_SIZE + 1, *q.position)
+        else:
+            rows = await conn.fetch(f.page, *head, PAGE_SIZE + 1)
+        total = await conn.fetchval(f.count, PRINCIPALS, *f.params, limits.SEARCH_COUNT_CAP + 1)
+    return [r["id"] for r in rows[:PAGE_SIZE]], total
+
+
+def _grpc_call(
+    stub: v1.ModelStub, request: v1.SearchIssuesRequest
+) -> Callable[[], Awaitable[v1.SearchIssuesResponse]]:
+    return functools.partial(stub.search_issues, request)
+
+
+def _request(q: BenchQuery) -> v1.SearchIssuesRequest:
+    return v1.SearchIssuesRequest(
+        caller=CALLER,
+        query=q.structured,
+        page=v1.PageRequest(page_size=PAGE_SIZE, page_token=q.token),
+    )
+
+
+async def _prepare_pages(backend: PostgresBackend, pool: asyncpg.Pool, q: BenchQuery) -> None:
+    """Tokens/positions of the measured page; check that every mode agrees."""
+    response = await backend.search_issues(_request(q))
+    for _ in range(q.page - 1):
+        last = response.issues[-1]
+        q.position = [last.modified_at, last.id]
+        q.token = response.next_page_token
+        response = await backend.search_issues(_request(q))
+    ids, total = await _floor_call(pool, q)
+    got = [i.id for i in response.issues]
+    if ids != got or min(total, limits.SEARCH_COUNT_CAP) != response.total_count:
+        msg = f"{q.name}: backend {got[:5]}… total {response.total_count}, SQL {ids[:5]}… {total}"
+        raise RuntimeError(msg)
+
+
+async def explain(conn: asyncpg.Connection, q: BenchQuery) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the backend's page and count statements."""
+    position = None
+    if q.position is not None:
+        position = [v.isoformat() if isinstance(v, datetime) else v for v in q.position]
+    compiled = _search.compile_search(q.structured, CALLER, PRINCIPALS, position)
+    out = [f"== {q.name}: {q.text}", "-- page:", compiled.page_sql]
+    plan = await conn.fetch(
+        f"EXPLAIN (ANALYZE, BUFFERS) {compiled.page_sql}", *compiled.page_params, PAGE_SIZE + 1
+    )
+    out += [r[0] for r in plan]
+    out += ["-- count:", compiled.count_sql]
+    plan = await conn.fetch(
+        f"EXPLAIN (ANALYZE, BUFFERS) {compiled.count_sql}",
+        *compiled.count_params,
+        limits.SEARCH_COUNT_CAP + 1,
+    )
+    out += [r[0] for r in plan]
+    return "\n".join(out)
+
+
+async def run_search(
+    database_url: str, schema: str = "bugless", requests: int = 300, *, show_plans: bool = False
+) -> list[tuple[str, str, int, Stats]]:
+    """Benchmark every query in every mode; print and return the figures."""
+    settings = model_settings(database_url, schema, pool=10)
+    conn = await connect(settings)
+    try:
+        queries, facts = await build_queries(conn)
+    finally:
+        await conn.close()
+    print(
+        f"{facts['issues']:,} issues; word {facts['word']!r} in {facts['word_share']:.2%}; "
+        f"subtree {facts['subtree_id']} holds {facts['subtree_share']:.2%}",
+        flush=True,
+    )
+    for q in queries:
+        print(
+            f"  {q.name:<12} {q.text!r}: {facts[q.name + '_matches']} visible matches (cap 10001)"
+        )
+    plugins = load_plugins(entry_points=False, extra=[bugless_model_postgres.plugin])
+    backend, runner = await start_model(
+        plugins,
+        PostgresBackend,
+        settings,
+        GrpcServerSettings(drain_seconds=0, grace_seconds=1),
+    )
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=8,
+        max_size=10,
+        server_settings={"search_path": f'"{schema}", public'},
+    )
+    direct = await PostgresBackend.open(settings)
+    channels = [Channel("127.0.0.1", runner.port) for _ in range(8)]
+    results: list[tuple[str, str, int, Stats]] = []
+    try:
+        for q in queries:
+            await _prepare_pages(direct, pool, q)
+        if show_plans:
+            async with pool.acquire() as plan_conn:
+                for q in queries:
+                    print(await explain(plan_conn, q), flush=True)
+        print(
+            f"\n{'query':<12} {'mode':<8} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} "
+            f"{'p99 ms':>8} {'req/s':>8}"
+        )
+        for q in queries:
+            request = _request(q)
+            for clients in (1, 8):
+                per_client = max(requests // clients, 20)
+                modes: dict[str, list[Callable[[], Awaitable[Any]]]] = {
+                    "grpc": [_grpc_call(v1.ModelStub(ch), request) for ch in channels[:clients]],
+                    "backend": [functools.partial(direct.search_issues, request)] * clients,
+                    "sql": [functools.partial(_floor_call, pool, q)] * clients,
+                }
+                for mode, calls in modes.items():
+                    stats = await measure(calls, per_client)
+                    results.append((q.name, mode, clients, stats))
+                    print(
+                        f"{q.name:<12} {mode:<8} {clients:>7} {stats.p50:>8.2f} "
+                        f"{stats.p95:>8.2f} {stats.p99:>8.2f} {stats.rps:>8.1f}",
+                        flush=True,
+                    )
+        _print_ratios(results)
+    finally:
+        for ch in channels:
+            ch.close()
+        await direct.close()
+        await pool.close()
+        await runner.close()
+        await backend.close()
+    return results
+
+
+def _print_ratios(results: list[tuple[str, str, int, Stats]]) -> None:
+    by_key = {(name, mode, clients): s for name, mode, clients, s in results}
+    print("\nratio to the SQL floor (p50 / p95):")
+    for name, mode, clients, stats in results:
+        if mode == "sql":
+            continue
+        floor = by_key[(name, "sql", clients)]
+        verdict = ""
+        if name == "compound" and mode == "grpc":
+            ok = stats.p95 <= TARGET_P95_MS and stats.p95 / floor.p95 <= TARGET_RATIO
+            verdict = (
+                f"   target p95 <= {TARGET_P95_MS:.0f} ms and <= {TARGET_RATIO}x floor: "
+                f"{'met' if ok else 'MISSED'}"
+            )
+        print(
+            f"  {name:<12} {mode:<8} {clients} client(s): "
+            f"{stats.p50 / floor.p50:.2f}x / {stats.p95 / floor.p95:.2f}x{verdict}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True, help="a database seeded by bench.seed")
+    parser.add_argument("--schema", default="bugless")
+    parser.add_argument("--requests", type=int, default=300, help="timed requests per run")
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN (ANALYZE, BUFFERS)")
+    args = parser.parse_args()
+    asyncio.run(run_search(args.database_url, args.schema, args.requests, show_plans=args.explain))
+
+
+if __name__ == "__main__":
+    main()
