@@ -158,12 +158,14 @@ async def component_list(client: BuglessClient, parent_id: int, archived: bool) 
 
 
 @component_group.command("show")
-@click.argument("key")
+@click.argument("component_ref", metavar="ID_OR_PATH")
 @client_options
 @command
-async def component_show(client: BuglessClient, key: str) -> Detail:
+async def component_show(client: BuglessClient, component_ref: str) -> Detail:
     """Show a component by id or path (Platform>Storage)."""
-    component = await client.get_component(int(key) if key.isdigit() else key)
+    # Not named `key`: that is the client key option every command takes.
+    ref: int | str = int(component_ref) if component_ref.isdigit() else component_ref
+    component = await client.get_component(ref)
     return _component_detail(component)
 
 
