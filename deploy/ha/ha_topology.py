@@ -1,0 +1,469 @@
+"""The drill's topology on one machine: PostgreSQL, every tier, HAProxy.
+
+Services run as ``bugless ... serve`` subprocesses, the way an operator (or a
+pod) runs them, each on its own loopback port behind HAProxy. Frontends reach
+the Model and the Authenticator through HAProxy too, so a Model replica can go
+away under them. PostgreSQL is the throwaway server of
+:mod:`bugless_core.testing.postgres`, which this module stops and starts with
+``pg_ctl`` for the database-outage phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grpclib.client import Channel
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from ha_config import Backend, Haproxy, HaproxyLayout, render_config
+
+from bugless_core.testing.postgres import ENV_URL, PostgresTestServer, start_postgres
+from bugless_core.testing.stack import (
+    BUGLESS_COMMAND,
+    STACK_POLICY,
+    CertificateFiles,
+    StackPki,
+    free_port,
+)
+
+#: The tiers in rolling-restart order: backends first, as a rollout of a new
+#: version would go (frontends must never be newer than what they call).
+TIERS = ("model", "auth", "api", "web")
+#: gRPC service whose health says a replica of the tier is ready.
+_HEALTH_SERVICE = {"model": "bugless.v1.Model", "auth": "bugless.v1.Authenticator"}
+_START_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class Replica:
+    """One running ``bugless ... serve`` process in a server slot.
+
+    Attributes:
+        tier: ``model``, ``auth``, ``api`` or ``web``.
+        slot: Index of its HAProxy server slot.
+        port: Where it listens.
+        process: The process (leader of its own process group).
+        log: Its output.
+    """
+
+    tier: str
+    slot: int
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def signal(self, signum: signal.Signals) -> None:
+        """Send ``signum`` to the process, if it still runs."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signum)
+
+    async def wait_exit(self, within: float) -> int | None:
+        """Wait for the process to exit; its code, or None if it still runs."""
+        try:
+            return await asyncio.to_thread(self.process.wait, within)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+@dataclass
+class Tier:
+    """The replicas of one tier and the command that starts one.
+
+    Attributes:
+        name: The tier.
+        backend: Its HAProxy backend (one slot more than replicas).
+        command: ``bugless`` arguments of a replica listening on a port.
+        replicas: Running replicas by slot.
+    """
+
+    name: str
+    backend: Backend
+    command: Callable[[int], list[str]]
+    replicas: dict[int, Replica] = field(default_factory=dict)
+
+    def free_slot(self) -> int:
+        """The first slot no replica occupies."""
+        for slot in range(len(self.backend.ports)):
+            if slot not in self.replicas:
+                return slot
+        msg = f"every {self.name} slot is taken"
+        raise RuntimeError(msg)
+
+    def oldest(self) -> Replica:
+        """The replica started first (what a rollout replaces next)."""
+        return min(self.replicas.values(), key=lambda r: r.process.pid)
+
+
+async def grpc_health(port: int, service: str, *, within: float = 1.0) -> str | None:
+    """The ``grpc.health.v1`` status name of ``service`` on a loopback port, or None."""
+    channel = Channel("127.0.0.1", port)
+    try:
+        reply = await HealthStub(channel).Check(HealthCheckRequest(service=service), timeout=within)
+    except Exception:  # unreachable, refused, timed out: no answer
+        return None
+    finally:
+        channel.close()
+    name: str = HealthCheckResponse.ServingStatus.Name(reply.status)
+    return name
+
+
+@contextlib.contextmanager
+def _own_postgres() -> Iterator[None]:
+    """Make :func:`start_postgres` start a server even if a test URL is set.
+
+    The drill stops and starts PostgreSQL, which it can only do to a server
+    it started.
+    """
+    saved = os.environ.pop(ENV_URL, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[ENV_URL] = saved
+
+
+class PostgresControl:
+    """Stop and start the drill's PostgreSQL with ``pg_ctl``, as it was started.
+
+    Uses the data directory, binaries and system user of the
+    :class:`PostgresTestServer` (which offers no public stop/start of its
+    own), and the options PostgreSQL recorded in ``postmaster.opts``.
+    """
+
+    def __init__(self, server: PostgresTestServer) -> None:
+        """Control ``server``, which this process must have started."""
+        if server._data_dir is None or server._bin_dir is None:
+            msg = "the drill needs a PostgreSQL it started itself, not an external one"
+            raise RuntimeError(msg)
+        self._data = server._data_dir
+        self._bin = server._bin_dir
+        self._user = server._run_as
+        tokens = shlex.split((self._data / "postmaster.opts").read_text())
+        options: list[str] = []
+        rest = iter(tokens[1:])
+        for token in rest:
+            if token == "-D":
+                next(rest, None)
+                continue
+            options.append(token)
+        self._options = shlex.join(options)
+
+    def _pg_ctl(self, *args: str) -> None:
+        result = subprocess.run(
+            [str(self._bin / "pg_ctl"), "-D", str(self._data), *args],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+            user=self._user,
+        )
+        if result.returncode != 0:
+            msg = f"pg_ctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+            raise RuntimeError(msg)
+
+    def stop(self) -> None:
+        """Fast shutdown: sessions are disconnected, committed work is flushed."""
+        self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
+
+    def start(self) -> None:
+        """Start again with the same options; returns once it accepts connections."""
+        log = self._data.parent / "server.log"
+        self._pg_ctl("-l", str(log), "-o", self._options, "-w", "-t", "60", "start")
+
+
+@dataclass
+class Topology:
+    """Everything the drill started; :meth:`stop` ends all of it.
+
+    Attributes:
+        directory: Logs, certificates, the HAProxy configuration.
+        postgres: The PostgreSQL server.
+        postgres_control: Stops and starts it.
+        model_database_url: The Model's database.
+        pki: The CA, server certificate and the tls authenticator's mapping.
+        env: Environment of every ``bugless`` process.
+        layout: HAProxy's ports, slots and check settings.
+        haproxy: The running HAProxy.
+        tiers: The tiers by name.
+        bots: Client certificates of the load generator's bots.
+        admin_bot: A bot in the admins group (creates the drill's component).
+        web_user: Username and password of the web load's person.
+    """
+
+    directory: Path
+    postgres: PostgresTestServer
+    postgres_control: PostgresControl
+    model_database_url: str
+    pki: StackPki
+    env: dict[str, str]
+    layout: HaproxyLayout
+    haproxy: Haproxy
+    tiers: dict[str, Tier]
+    bots: list[CertificateFiles]
+    admin_bot: CertificateFiles
+    web_user: tuple[str, str]
+
+    @property
+    def api_address(self) -> str:
+        """The API as bots see it: HAProxy's API frontend."""
+        return f"127.0.0.1:{self.layout.api_port}"
+
+    @property
+    def web_url(self) -> str | None:
+        """The web UI as browsers see it, or None without the web tier."""
+        port = self.layout.web_port
+        return None if port is None else f"http://127.0.0.1:{port}"
+
+    def run_bugless(self, *args: str) -> None:
+        """Run a one-off ``bugless`` command (migrations, adding a user)."""
+        result = subprocess.run(
+            [*BUGLESS_COMMAND, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            msg = f"bugless {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+            raise RuntimeError(msg)
+
+    def spawn(self, tier: Tier, slot: int) -> Replica:
+        """Start a replica of ``tier`` in ``slot``; it is not ready yet."""
+        port = tier.backend.ports[slot]
+        log = self.directory / f"{tier.name}{slot + 1}.log"
+        with log.open("ab") as out:
+            out.write(f"---- started {time.strftime('%H:%M:%S')} on port {port}\n".encode())
+            out.flush()
+            process = subprocess.Popen(
+                [*BUGLESS_COMMAND, *tier.command(port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        replica = Replica(tier=tier.name, slot=slot, port=port, process=process, log=log)
+        tier.replicas[slot] = replica
+        return replica
+
+    async def start_replica(self, tier: Tier, slot: int) -> Replica:
+        """Start a replica in ``slot`` and return once HAProxy routes to it.
+
+        Raises:
+            RuntimeError: It exited, or HAProxy never saw it UP.
+        """
+        replica = self.spawn(tier, slot)
+        await self.wait_in_rotation(replica)
+        return replica
+
+    async def wait_in_rotation(self, replica: Replica) -> None:
+        """Wait until HAProxy sees ``replica`` UP (its health check passes)."""
+        tier = self.tiers[replica.tier]
+        server = tier.backend.server(replica.slot)
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while True:
+            if replica.process.poll() is not None:
+                msg = (
+                    f"{server} exited with {replica.process.returncode} before serving:\n"
+                    + replica.log.read_text(errors="replace")[-3000:]
+                )
+                raise RuntimeError(msg)
+            if (await self.haproxy.servers_up(tier.name)).get(server):
+                return
+            if time.monotonic() > deadline:
+                msg = f"HAProxy never saw {server} UP:\n" + replica.log.read_text(errors="replace")
+                raise RuntimeError(msg[-3000:])
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """Stop every replica (fast: a second SIGTERM skips the drain), HAProxy, PostgreSQL."""
+        replicas = [r for tier in self.tiers.values() for r in tier.replicas.values()]
+        for replica in replicas:
+            replica.signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        for replica in replicas:
+            replica.signal(signal.SIGTERM)
+        for replica in replicas:
+            if await replica.wait_exit(10) is None:
+                replica.signal(signal.SIGKILL)
+                await replica.wait_exit(5)
+        for tier in self.tiers.values():
+            tier.replicas.clear()
+        self.haproxy.stop()
+        await asyncio.to_thread(self.postgres.stop)
+
+
+@dataclass(frozen=True)
+class TopologySettings:
+    """How the topology is shaped.
+
+    Attributes:
+        directory: Where logs and files go (created).
+        replicas: Replicas per tier (the Authenticator runs one, as asked of
+            the drill; the others two).
+        with_web: Whether to run the web tier.
+        bots: Number of bot identities for the API load.
+        drain_seconds: ``--drain-seconds`` of every service: NOT_SERVING (or a
+            failing /readyz) this long before it stops accepting. Must exceed
+            HAProxy's detection time (``fall`` x check interval).
+        grace_seconds: ``--grace-seconds``: then in-flight work may finish.
+    """
+
+    directory: Path
+    replicas: dict[str, int] = field(
+        default_factory=lambda: {"model": 2, "auth": 1, "api": 2, "web": 2}
+    )
+    with_web: bool = True
+    bots: int = 4
+    drain_seconds: float = 3.0
+    grace_seconds: float = 10.0
+
+
+def _write_haproxy_pem(directory: Path, files: CertificateFiles) -> Path:
+    combined = directory / "haproxy-probe.pem"
+    combined.write_text(files.cert.read_text() + files.key.read_text())
+    combined.chmod(0o600)
+    return combined
+
+
+def _service_env(pki: StackPki, model_db: str, auth_db: str, token_key: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BUGLESS_DATABASE_URL": model_db,
+        "BUGLESS_PAGE_TOKEN_SECRET": secrets.token_urlsafe(24),
+        "BUGLESS_AUTH_DATABASE_URL": auth_db,
+        "BUGLESS_AUTH_AUTHENTICATORS": "local,tls",
+        "BUGLESS_AUTH_TOKEN_KEY_FILES": str(token_key),
+        "BUGLESS_AUTH_TLS_MAPPING_FILE": str(pki.mapping_file),
+        "BUGLESS_AUTH_TLS_CA_FILE": str(pki.ca_file),
+        "BUGLESS_AUTH_POLICY": json.dumps(STACK_POLICY),
+        "BUGLESS_AUTH_ARGON2_TIME_COST": "1",
+        "BUGLESS_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "BUGLESS_AUTH_ARGON2_PARALLELISM": "1",
+    }
+
+
+async def start_topology(settings: TopologySettings) -> Topology:
+    """Start PostgreSQL, migrate, start every replica and HAProxy; wait until all serve.
+
+    On failure everything already started is stopped before the error propagates.
+    """
+    directory = settings.directory
+    directory.mkdir(parents=True, exist_ok=True)
+    with _own_postgres():
+        postgres = await asyncio.to_thread(start_postgres)
+    try:
+        control = PostgresControl(postgres)
+        return await _start_services(settings, postgres, control)
+    except BaseException:
+        await asyncio.to_thread(postgres.stop)
+        raise
+
+
+async def _start_services(
+    settings: TopologySettings, postgres: PostgresTestServer, control: PostgresControl
+) -> Topology:
+    directory = settings.directory
+    pki = StackPki.create(directory / "pki")
+    model_db = await postgres.acreate_database("drill_model")
+    auth_db = await postgres.acreate_database("drill_auth")
+    token_key = directory / "token.key"
+    token_key.write_text(secrets.token_urlsafe(48))
+    token_key.chmod(0o600)
+    env = _service_env(pki, model_db, auth_db, token_key)
+    bots = [pki.client_certificate_for(f"drill-bot-{i}") for i in range(settings.bots)]
+    admin_bot = pki.client_certificate_for("drill-admin", groups=["admins"])
+    probe = _write_haproxy_pem(directory, pki.issue_client_certificate("haproxy-probe"))
+
+    tier_names = [t for t in TIERS if t != "web" or settings.with_web]
+    backends = {
+        name: Backend(name, tuple(free_port() for _ in range(settings.replicas[name] + 1)))
+        for name in tier_names
+    }
+    layout = HaproxyLayout(
+        model_port=free_port(),
+        auth_port=free_port(),
+        api_port=free_port(),
+        web_port=free_port() if settings.with_web else None,
+        backends=backends,
+        admin_socket=directory / "haproxy.sock",
+        probe_pem=probe,
+        ca_file=pki.ca_file,
+    )
+    config = directory / "haproxy.cfg"
+    config.write_text(render_config(layout))
+    timings = [
+        "--drain-seconds",
+        str(settings.drain_seconds),
+        "--grace-seconds",
+        str(settings.grace_seconds),
+    ]
+    model = f"127.0.0.1:{layout.model_port}"
+    auth = f"127.0.0.1:{layout.auth_port}"
+    server = pki.server
+    # One cookie key for every web replica: a session survives a replica change.
+    session_key = secrets.token_urlsafe(32)
+    backends_flags = ["--model", model, "--auth", auth]
+    api_tls = ["--tls-cert", str(server.cert), "--tls-key", str(server.key)]
+    api_tls += ["--client-ca", str(pki.ca_file)]
+    web_flags = ["--session-key", session_key, "--dev"]
+    web_flags += ["--steer-to", f"http://127.0.0.1:{layout.web_port}"]
+    api_flags = [*backends_flags, *api_tls, *timings]
+    web_flags = [*backends_flags, *web_flags, *timings]
+    commands: dict[str, Callable[[int], list[str]]] = {
+        "model": lambda port: ["model", "serve", "--port", str(port), *timings],
+        "auth": lambda port: ["auth", "serve", "--port", str(port), *timings],
+        "api": lambda port: ["api", "serve", "--port", str(port), *api_flags],
+        "web": lambda port: ["web", "serve", "--port", str(port), *web_flags],
+    }
+    tiers = {name: Tier(name, backends[name], commands[name]) for name in tier_names}
+    haproxy = Haproxy(config, layout.admin_socket, directory / "haproxy.log")
+    web_user = ("drill-web", secrets.token_urlsafe(12))
+    topology = Topology(
+        directory=directory,
+        postgres=postgres,
+        postgres_control=control,
+        model_database_url=model_db,
+        pki=pki,
+        env=env,
+        layout=layout,
+        haproxy=haproxy,
+        tiers=tiers,
+        bots=bots,
+        admin_bot=admin_bot,
+        web_user=web_user,
+    )
+    try:
+        await asyncio.gather(
+            asyncio.to_thread(topology.run_bugless, "model", "migrate"),
+            asyncio.to_thread(topology.run_bugless, "auth", "migrate"),
+        )
+        await asyncio.to_thread(
+            topology.run_bugless, "auth", "user", "add", web_user[0], "--password", web_user[1]
+        )
+        haproxy.start()
+        # Backends first, then the frontends that call them through HAProxy.
+        for wave in (("model", "auth"), ("api", "web")):
+            started = [
+                topology.spawn(tiers[name], slot)
+                for name in wave
+                if name in tiers
+                for slot in range(settings.replicas[name])
+            ]
+            await asyncio.gather(*(topology.wait_in_rotation(r) for r in started))
+    except BaseException:
+        await topology.stop()
+        raise
+    return topology
