@@ -1,0 +1,267 @@
+"""``bugless dev`` end to end: the real command, real servers, a browser-like client.
+
+Every run starts the command exactly as a person would (a subprocess of the
+``bugless`` CLI) in a temporary state directory with free ports, and talks to
+it only through what it prints: the web URL and admin password (signing in
+over HTTP through the sign-in form and its CSRF token), and the exported
+``BUGLESS_*`` variables (the ``bugless issue`` client over mutual TLS).
+
+One state directory goes through a life: first start (sign in, create an
+issue through the API, see it on the web page, Ctrl-C), restart with
+``--demo`` (data kept, no new password, demo data seeded through the services),
+then ``--reset`` (everything gone, a new administrator).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from dev_process import DevProcess, run_bugless
+
+_CSRF_FIELD = re.compile(r'name="_csrf" value="([^"]+)"')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _ports() -> list[str]:
+    return ["--port", str(_free_port()), "--api-port", str(_free_port())]
+
+
+@contextlib.contextmanager
+def _signed_in(url: str, username: str, password: str) -> Iterator[httpx.Client]:
+    """A client signed in through the form, the way a browser does it."""
+    with httpx.Client(base_url=url, timeout=30.0, follow_redirects=True) as client:
+        form = client.get("/signin")
+        assert form.status_code == 200, form.text
+        token = _CSRF_FIELD.search(form.text)
+        assert token, "the sign-in form carries no CSRF token"
+        response = client.post(
+            "/signin",
+            data={
+                "username": username,
+                "password": password,
+                "_csrf": token.group(1),
+                "next": "/",
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert "Wrong username or password" not in response.text
+        assert str(response.url).rstrip("/") == url, "signing in did not land on the home page"
+        yield client
+
+
+def _postmaster_pid(state_dir: Path) -> int:
+    lines = (state_dir / "postgres" / "data" / "postmaster.pid").read_text().splitlines()
+    return int(lines[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass
+class FirstRun:
+    """What the first start of a fresh state directory did and printed."""
+
+    state_dir: Path
+    output: str
+    password: str
+    issue_id: int
+    title: str
+    issue_page: str
+    search_page: str
+    exit_code: int
+    postgres_pid: int
+
+
+@pytest.fixture(scope="module")
+def state_root() -> Iterator[Path]:
+    """A directory for the state dir, outside pytest's own temporary root.
+
+    As root, PostgreSQL runs as ``embedded_postgres`` and must traverse every
+    directory above its data; pytest keeps its base directory at mode 0700
+    (and re-applies that whenever a pytest session starts), so a state dir
+    under ``tmp_path`` would lose access mid-run. ``/tmp`` is world-traversable.
+    """
+    root = Path(tempfile.mkdtemp(prefix="bugless-dev-test-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def first_run(state_root: Path) -> FirstRun:
+    """Start on a new state dir, use the web UI and the API, stop it with Ctrl-C."""
+    state_dir = state_root / "state"
+    dev = DevProcess.start(state_dir, *_ports())
+    try:
+        url = dev.wait_for_url()
+        password = dev.password()
+        assert password, dev.output
+        postgres_pid = _postmaster_pid(state_dir)
+        title = "Disk full on the build farm"
+        created = run_bugless(
+            "issue", "create", "--title", title, "--component", "General", "--json",
+            env=dev.client_env(),
+        )  # fmt: skip
+        assert created.returncode == 0, created.stdout + created.stderr
+        issue_id = int(json.loads(created.stdout)["id"])
+        with _signed_in(url, "admin", password) as web:
+            issue_page = web.get(f"/issues/{issue_id}")
+            assert issue_page.status_code == 200, issue_page.text
+            search_page = web.get("/search", params={"q": "is:open"})
+            assert search_page.status_code == 200, search_page.text
+        exit_code = dev.interrupt(signal.SIGINT)
+    except BaseException:
+        dev.kill()
+        raise
+    return FirstRun(
+        state_dir=state_dir,
+        output=dev.output,
+        password=password,
+        issue_id=issue_id,
+        title=title,
+        issue_page=issue_page.text,
+        search_page=search_page.text,
+        exit_code=exit_code,
+        postgres_pid=postgres_pid,
+    )
+
+
+def test_first_start_prints_admin_password_and_ready_to_paste_commands(
+    first_run: FirstRun,
+) -> None:
+    output = first_run.output
+    assert "Created the administrator `admin`" in output
+    assert 'bugless issue list "is:open"' in output
+    assert re.search(r"grpcurl -cacert \S+ -cert \S+ -key \S+ 127\.0\.0\.1:\d+ ", output)
+    if os.geteuid() == 0:
+        assert "system user `embedded_postgres`" in output
+
+
+def test_issue_created_through_the_api_is_on_the_web_pages(first_run: FirstRun) -> None:
+    assert first_run.title in first_run.issue_page
+    assert "dev-bot" in first_run.issue_page
+    assert first_run.title in first_run.search_page
+
+
+def test_ctrl_c_stops_everything_and_exits_zero(first_run: FirstRun) -> None:
+    assert first_run.exit_code == 0, first_run.output
+    assert "stopped; the data stays in" in first_run.output
+    assert not (first_run.state_dir / "postgres" / "data" / "postmaster.pid").exists()
+    assert not _alive(first_run.postgres_pid)
+
+
+def test_restart_keeps_the_data_and_seeds_demo_data_without_a_new_password(
+    first_run: FirstRun,
+) -> None:
+    dev = DevProcess.start(first_run.state_dir, *_ports(), "--demo")
+    try:
+        url = dev.wait_for_url()
+        assert dev.password() is None, dev.output
+        assert "The administrator `admin` exists" in dev.output
+        env = dev.client_env()
+        shown = run_bugless("issue", "show", str(first_run.issue_id), "--json", env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["title"] == first_run.title
+        # Demo data went through the Model's ACLs: the bot cannot see Security.
+        listed = run_bugless("component", "list", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        paths = {c["path"] for c in json.loads(listed.stdout)["components"]}
+        assert {"Platform>Storage", "Web>Search", "Developer Tools>CI"} <= paths
+        assert "Security" not in paths
+        with _signed_in(url, "admin", first_run.password) as web:
+            security = web.get("/search", params={"q": "type:vulnerability"})
+            assert security.status_code == 200
+            assert "Vulnerability" in security.text or "VULNERABILITY" in security.text
+            hotlists = web.get("/hotlists")
+            assert "Release 2.4 blockers" in hotlists.text
+            issues = run_bugless("issue", "list", "", "--limit", "500", "--json", env=env)
+            assert issues.returncode == 0, issues.stderr
+            assert len(json.loads(issues.stdout)["issues"]) > 200
+        assert dev.interrupt(signal.SIGTERM) == 0, dev.output
+    finally:
+        dev.kill()
+
+
+def test_reset_wipes_the_state_directory(first_run: FirstRun) -> None:
+    # Runs after the restart test (file order): the state dir has had two lives.
+    dev = DevProcess.start(first_run.state_dir, *_ports(), "--reset")
+    try:
+        dev.wait_for_url()
+        new_password = dev.password()
+        assert new_password, dev.output
+        assert new_password != first_run.password
+        shown = run_bugless("issue", "show", str(first_run.issue_id), env=dev.client_env())
+        assert shown.returncode == 3, shown.stdout + shown.stderr  # not found
+        assert dev.interrupt() == 0, dev.output
+    finally:
+        dev.kill()
+
+
+def test_port_in_use_is_a_clear_usage_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_bugless("dev", "--state-dir", str(tmp_path / "s"), "--port", str(port))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"port {port} is in use; pass --port" in result.stderr
+    assert not (tmp_path / "s").exists(), "nothing may be created before the check"
+
+
+def test_state_dir_of_an_incompatible_version_is_refused(tmp_path: Path) -> None:
+    state_dir = tmp_path / "old"
+    state_dir.mkdir()
+    (state_dir / "bugless-dev.json").write_text(
+        json.dumps({"format": 999, "created_by": "bugless-core 9.9.9"})
+    )
+    result = run_bugless("dev", "--state-dir", str(state_dir), *_ports())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "has format 999 (written by bugless-core 9.9.9)" in result.stderr
+    assert "--reset" in result.stderr
+    assert sorted(p.name for p in state_dir.iterdir()) == [".lock", "bugless-dev.json"]
+
+
+def test_a_directory_that_is_not_a_state_dir_is_never_used_or_reset(tmp_path: Path) -> None:
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    result = run_bugless("dev", "--state-dir", str(precious), "--reset", *_ports())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is not a bugless dev state directory" in result.stderr
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_second_bugless_dev_on_one_state_dir_is_refused(tmp_path: Path) -> None:
+    import fcntl
+
+    state_dir = tmp_path / "busy"
+    state_dir.mkdir()
+    (state_dir / "bugless-dev.json").write_text(json.dumps({"format": 1}))
+    with (state_dir / ".lock").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_bugless("dev", "--state-dir", str(state_dir), *_ports())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "another `bugless dev` is running on the state directory" in result.stderr
