@@ -31,7 +31,11 @@ from bugless_proto import v1
 if TYPE_CHECKING:
     from bugless_core.testing.postgres import PostgresTestServer
 
-pytest_plugins = ["bugless_core.testing.postgres", "bugless_core.testing.auth_contracts.plugin"]
+pytest_plugins = [
+    "bugless_core.testing.postgres",
+    "bugless_core.testing.auth_contracts.plugin",
+    "bugless_core.testing.oidc_provider",
+]
 
 #: Cheap argon2 parameters: the tests check behaviour, not cost.
 FAST_HASHING = PasswordHashing(time_cost=1, memory_kib=1024, parallelism=1)

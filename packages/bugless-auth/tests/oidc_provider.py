@@ -1,145 +1,21 @@
-"""A real OpenID provider on loopback: oidc-provider-mock (PyPI) in a thread.
+"""The OIDC provider fixture, now shared from ``bugless_core.testing.oidc_provider``.
 
-oidc-provider-mock is a Flask app built on authlib's server side. It accepts
-any client id and secret, lets a test register a user's claims with
-``PUT /users/<sub>``, and shows a login form where POSTing ``sub`` authorizes
-that user and redirects back with a code. It does not enforce PKCE, so the
-fixture records every token request (a small WSGI middleware) for tests to
-check that the backend *sent* the verifier.
-
-The server runs on ``127.0.0.1`` (not ``localhost``: the issuer is derived
-from the Host header, and one spelling keeps it stable).
+Kept so the tests' ``import oidc_provider`` stays short; the provider itself
+(oidc-provider-mock in a thread, recording what it receives) lives in core
+where the web frontend's tests use it too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import threading
-import warnings
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
-
-import authlib.deprecate
-import httpx
-import pytest
-import werkzeug.serving
-
-with warnings.catch_warnings():
-    # The mock imports authlib modules authlib itself now deprecates (and
-    # authlib.deprecate forces those warnings on when it is first imported).
-    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
-    import oidc_provider_mock  # type: ignore[import-untyped]
-
-CLIENT_ID = "bugless-test"
-CLIENT_SECRET = "bugless-test-secret"
-REDIRECT_URI = "https://bugless.test/oidc/callback"
-
-
-@dataclass
-class RecordedRequest:
-    """A request the provider received: method, path and form body."""
-
-    method: str
-    path: str
-    form: dict[str, str]
-    authorization: str
-
-
-@dataclass
-class OidcProvider:
-    """A running provider and what it has seen.
-
-    Attributes:
-        issuer: Base URL and ``iss`` of its tokens.
-        requests: Every request received, in order.
-    """
-
-    issuer: str
-    requests: list[RecordedRequest] = field(default_factory=list)
-
-    async def set_user(self, sub: str, claims: dict[str, Any]) -> None:
-        """Register (or replace) the claims of a user, keyed by ``sub``."""
-        async with httpx.AsyncClient() as client:
-            response = await client.put(f"{self.issuer}/users/{quote(sub, safe='')}", json=claims)
-        response.raise_for_status()
-
-    def token_requests(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path == "/oauth2/token"]
-
-    def jwks_fetches(self) -> int:
-        return sum(r.path == "/jwks" for r in self.requests)
-
-    async def sign_in(self, authorization_url: str, sub: str) -> dict[str, str]:
-        """Act as the browser: open the login page, submit ``sub``, follow to the callback.
-
-        Returns the query parameters of the redirect back to the client
-        (``code`` and ``state``, or ``error``).
-        """
-        async with httpx.AsyncClient() as browser:
-            page = await browser.get(authorization_url)
-            assert page.status_code == 200, page.text
-            assert 'name="sub"' in page.text  # the mock's login form
-            response = await browser.post(authorization_url, data={"sub": sub})
-        assert response.status_code in (302, 303), response.text
-        location = response.headers["location"]
-        assert location.startswith(REDIRECT_URI), location
-        return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-
-
-def _recording(
-    app: Callable[..., Iterable[bytes]], provider: OidcProvider
-) -> Callable[..., Iterable[bytes]]:
-    def middleware(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        form: dict[str, str] = {}
-        if environ.get("REQUEST_METHOD") == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length)
-            environ["wsgi.input"] = io.BytesIO(body)
-            form = {k: v[0] for k, v in parse_qs(body.decode("latin-1")).items()}
-        provider.requests.append(
-            RecordedRequest(
-                method=str(environ.get("REQUEST_METHOD")),
-                path=str(environ.get("PATH_INFO")),
-                form=form,
-                authorization=str(environ.get("HTTP_AUTHORIZATION", "")),
-            )
-        )
-        return app(environ, start_response)
-
-    return middleware
-
-
-@contextlib.contextmanager
-def run_provider(*, token_max_age: timedelta = timedelta(hours=1)) -> Iterator[OidcProvider]:
-    """Start a provider on a free loopback port; stop it when the block ends.
-
-    ``token_max_age`` sets the lifetime of ID and access tokens (a negative
-    one issues tokens that are already expired).
-    """
-    app = oidc_provider_mock.app(require_nonce=True, access_token_max_age=token_max_age)
-    provider = OidcProvider(issuer="")
-    server = werkzeug.serving.make_server("127.0.0.1", 0, _recording(app, provider), threaded=True)
-    provider.issuer = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield provider
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture(scope="session")
-def oidc_provider() -> Iterator[OidcProvider]:
-    """The session's provider; tests register their own users on it."""
-    with run_provider() as provider:
-        yield provider
-
+from bugless_core.testing.oidc_provider import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REDIRECT_URI,
+    OidcProvider,
+    RecordedRequest,
+    oidc_provider,
+    run_provider,
+)
 
 __all__ = [
     "CLIENT_ID",

@@ -13,7 +13,6 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 import bonsai
-import oidc_provider as provider_fixtures
 import pytest
 import slapd
 from grpc_errors import expect_status
@@ -29,9 +28,8 @@ if TYPE_CHECKING:
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
 
-# Fixtures of slapd.py and oidc_provider.py (until conftest.py lists them in pytest_plugins).
+# The fixture of slapd.py (until conftest.py lists it in pytest_plugins).
 slapd_server = slapd.slapd_server
-oidc_provider = provider_fixtures.oidc_provider
 
 
 def who(result: v1.AuthenticationResult) -> tuple[v1.Identity, v1.User]:

@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import oidc_provider as provider_fixtures
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
@@ -29,9 +28,6 @@ from slapd import free_port
 from bugless_auth._oidc_tokens import UnknownSigningKey, validate_id_token
 from bugless_auth.oidc import OidcSettings, OpenIdConnectAuthenticator
 from bugless_core.errors import InvalidArgument, Unauthenticated, Unavailable
-
-# The fixture of oidc_provider.py (until tests/conftest.py lists it in pytest_plugins).
-oidc_provider = provider_fixtures.oidc_provider
 
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")

@@ -54,9 +54,10 @@ def start_web_server(
     *,
     extra_env: Mapping[str, str] | None = None,
     auth_port: int | None = None,
+    port: int | None = None,
 ) -> WebServer:
-    """Start the web frontend on a free port and wait until it is ready."""
-    port = free_port()
+    """Start the web frontend (on a free port unless given) and wait until it is ready."""
+    port = port or free_port()
     log = directory / f"web-{port}.log"
     env = {
         **stack.env,

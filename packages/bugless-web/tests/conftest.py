@@ -9,6 +9,7 @@ app in-process; browser tests start ``bugless web serve`` for real.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 from litestar import Litestar
@@ -16,11 +17,20 @@ from litestar.testing import AsyncTestClient
 from web_support import PASSWORD, SESSION_KEY, World
 
 from bugless_core.clients import call
-from bugless_core.testing.stack import BuglessStack
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app
 
-pytest_plugins = ["bugless_core.testing.postgres", "bugless_core.testing.stack"]
+if TYPE_CHECKING:
+    # Imported for annotations only: pytest imports the plugins below itself,
+    # after this module, and can rewrite their asserts only if nothing
+    # imported them first (PytestAssertRewriteWarning otherwise).
+    from bugless_core.testing.stack import BuglessStack
+
+pytest_plugins = [
+    "bugless_core.testing.postgres",
+    "bugless_core.testing.stack",
+    "bugless_core.testing.oidc_provider",
+]
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from browser_support import (
@@ -15,14 +17,46 @@ from browser_support import (
     save_screenshot,
     start_web_server,
 )
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    expect,
+    sync_playwright,
+)
 from web_support import PASSWORD, World
 from xss_corpus import PAYLOADS
+
+from bugless_core.testing.oidc_provider import OidcProvider
+from bugless_core.testing.stack import OIDC_LABEL, ExtraAuthenticator, free_port
+
+# oidc-provider-mock's own use of authlib, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
 def web_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     server = start_web_server(world.stack, tmp_path_factory.mktemp("web"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def oidc_web_server(
+    world: World, bugless_oidc_auth: ExtraAuthenticator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebServer]:
+    """A web server on the OIDC-enabled Authenticator, published at its own URL."""
+    port = free_port()
+    server = start_web_server(
+        world.stack,
+        tmp_path_factory.mktemp("web-oidc"),
+        auth_port=bugless_oidc_auth.address.port,
+        port=port,
+        extra_env={"BUGLESS_WEB_PUBLIC_URL": f"http://127.0.0.1:{port}/"},
+    )
     try:
         yield server
     finally:
@@ -49,9 +83,25 @@ class Tab:
         self.page = page
         self.dialogs: list[str] = []
         self.console: list[str] = []
-        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        #: Console lines with the URL they came from (pages of other sites,
+        #: like an OIDC provider's, log their own problems).
+        self.console_sources: list[tuple[str, str]] = []
+        page.on("dialog", self._dialog)
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _console(self, message: ConsoleMessage) -> None:
+        line = f"{message.type}: {message.text}"
+        self.console.append(line)
+        self.console_sources.append((message.location.get("url", ""), line))
+
+    def console_from(self, origin: str) -> list[str]:
+        """Console lines logged by pages and resources of ``origin``."""
+        return [line for url, line in self.console_sources if url.startswith(origin)]
 
 
 @pytest.fixture
@@ -303,3 +353,106 @@ def test_xss_corpus_never_executes_in_the_browser(
     assert_inert(tab)
     save_screenshot(page, tmp_path, "10-xss-search", share=False)
     assert [c for c in tab.console if "pageerror" in c] == []
+
+
+def test_username_suggestions_fill_a_datalist_as_you_type(
+    web_server: WebServer, world: World, context: object
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    page.goto(f"{web_server.url}/issues/new?component={world.components['Platform']}")
+    page.locator('#create-form input[name="assignee"]').press_sequentially("car")
+    expect(page.locator('datalist option[value="carol"]')).to_have_count(1)
+    expect(page.locator('datalist option[value="carol"]')).to_have_text("Carol Coder")
+    # In CC the last name is completed and the earlier ones are kept.
+    page.locator('#create-form input[name="cc"]').press_sequentially("alice bo")
+    expect(page.locator('datalist option[value="alice bob"]')).to_have_count(1)
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def oidc_person(provider: OidcProvider, sub: str, name: str, groups: list[str]) -> None:
+    provider.put_user(
+        sub,
+        {"preferred_username": sub, "name": name, "email": f"{sub}@example.test", "groups": groups},
+    )
+
+
+def test_oidc_sign_in_through_the_provider_login_form(
+    oidc_web_server: WebServer, oidc_provider: OidcProvider, context: object, tmp_path: Path
+) -> None:
+    oidc_person(oidc_provider, "olivia-browser", "Olivia Oidc", ["component-creators"])
+    tab = new_tab(context)
+    page = tab.page
+    page.goto(f"{oidc_web_server.url}/components")
+    expect(page).to_have_url(f"{oidc_web_server.url}/signin?next=/components")
+    page.click(f"a.provider:has-text('{OIDC_LABEL}')")
+    # The provider's own login page.
+    expect(page).to_have_url(re.compile(re.escape(oidc_provider.issuer) + "/oauth2/authorize"))
+    redirect_uri = dict(parse_qsl(urlsplit(page.url).query))["redirect_uri"]
+    assert redirect_uri == f"{oidc_web_server.url}/signin/oidc/callback"
+    page.fill('input[name="sub"]', "olivia-browser")
+    page.click('button:has-text("Authorize")')
+
+    expect(page).to_have_url(f"{oidc_web_server.url}/components")
+    expect(page.locator(".me .chip")).to_contain_text("Olivia Oidc")
+    # Her groups claim made her a component creator.
+    expect(page.locator('a[href="/components/new"]')).to_be_visible()
+    save_screenshot(page, tmp_path, "10-oidc")
+    assert list(iter_console_problems(tab.console_from(oidc_web_server.url))) == []
+
+
+def test_oidc_tampered_state_and_refusal_are_4xx_pages_with_the_reason(
+    oidc_web_server: WebServer, oidc_provider: OidcProvider, context: object, tmp_path: Path
+) -> None:
+    oidc_person(oidc_provider, "mallet-browser", "Mallet Tamper", [])
+    tab = new_tab(context)
+    page = tab.page
+    # A link whose state was swapped (say, one an attacker started).
+    page.goto(f"{oidc_web_server.url}/signin/oidc/start/oidc")
+    expect(page.locator('input[name="sub"]')).to_be_visible()
+    parts = urlsplit(page.url)
+    query = dict(parse_qsl(parts.query))
+    query["state"] = "tampered-" + query["state"][:8]
+    page.goto(parts._replace(query=urlencode(query)).geturl())
+    page.fill('input[name="sub"]', "mallet-browser")
+    with page.expect_response(lambda r: "/signin/oidc/callback" in r.url) as callback:
+        page.click('button:has-text("Authorize")')
+    assert callback.value.status == 401
+    expect(page.locator('[role="alert"]')).to_contain_text("state does not match")
+    expect(page.locator(".me")).to_have_count(0)  # not signed in
+    save_screenshot(page, tmp_path, "11-oidc-tampered")
+    # Refusing at the provider comes back as its error.
+    page.goto(f"{oidc_web_server.url}/signin/oidc/start/oidc")
+    with page.expect_response(lambda r: "/signin/oidc/callback" in r.url) as refused:
+        page.click('button:has-text("Deny")')
+    assert refused.value.status == 401
+    expect(page.locator('[role="alert"]')).to_contain_text("access_denied")
+
+
+def test_component_admin_creates_one_and_edits_its_acl_in_the_browser(
+    web_server: WebServer, context: object, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "alice")
+    page.goto(f"{web_server.url}/components")
+    page.click('a:has-text("New component")')
+    page.fill('input[name="name"]', "Browser-made")
+    page.fill('input[name="description"]', "Created by clicking")
+    page.click('button:has-text("Create component")')
+    expect(page.locator("h1")).to_contain_text("Browser-made")
+    form = page.locator("form.acl-form")
+    form.locator('input[name="new_name"]').press_sequentially("car")
+    expect(page.locator('datalist option[value="carol"]')).to_have_count(1)
+    form.locator('input[name="new_name"]').fill("carol")
+    form.locator('select[name="new_role"]').select_option("admin")
+    form.locator('button:has-text("Save access list")').click()
+    expect(page.locator(".banner.notice")).to_contain_text("Saved the access list")
+    row = page.locator("table.acl tbody tr", has_text="Carol Coder")
+    expect(row.locator('select[name="role"]')).to_have_value("admin")
+    save_screenshot(page, tmp_path, "12-component-admin")
+    row.locator('select[name="role"]').select_option("remove")
+    page.locator('form.acl-form button:has-text("Save access list")').click()
+    expect(page.locator("table.acl")).not_to_contain_text("Carol Coder")
+    assert list(iter_console_problems(tab.console)) == []

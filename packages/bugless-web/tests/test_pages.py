@@ -203,7 +203,7 @@ async def test_session_cookie_flags(world: World) -> None:
         for flag in ("HttpOnly", "Secure", "SameSite=Lax", "Path=/"):
             assert flag in cookie
         assert "strict-transport-security" in page.headers
-        assert "bugless" not in c.cookies.get("__Host-bugless", "")  # sealed, not readable
+        assert "bugless" not in (c.cookies.get("__Host-bugless") or "")  # sealed, not readable
 
 
 async def test_session_keys_rotate_without_signing_out(world: World) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar.testing import AsyncTestClient
 
 from bugless_core.clients import call
-from bugless_core.testing.stack import BuglessStack
 from bugless_proto import v1
+
+if TYPE_CHECKING:
+    # Not at run time: conftest imports this module before pytest loads the
+    # stack plugin, which must be first to import it to rewrite its asserts.
+    from bugless_core.testing.stack import BuglessStack
 
 PASSWORD = "correct horse battery staple"
 SESSION_KEY = "test-session-key-" + "x" * 24

@@ -26,7 +26,18 @@ from bugless_web.frontend import (
     session_of,
 )
 from bugless_web.middleware import drain_middleware, security_headers_middleware, session_middleware
-from bugless_web.routes import auth, components, hotlists, issues, live, operations, search, users
+from bugless_web.routes import (
+    auth,
+    component_admin,
+    components,
+    hotlists,
+    issues,
+    live,
+    operations,
+    search,
+    suggest,
+    users,
+)
 from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
@@ -142,9 +153,11 @@ def create_app(settings: WebSettings) -> Litestar:
             *auth.ROUTES,
             *search.ROUTES,
             *issues.ROUTES,
+            *component_admin.ROUTES,
             *components.ROUTES,
             *hotlists.ROUTES,
             *users.ROUTES,
+            *suggest.ROUTES,
             *live.ROUTES,
         ],
         before_request=check_csrf,

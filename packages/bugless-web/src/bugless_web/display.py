@@ -44,6 +44,8 @@ ROLE_LABELS = {
     v1.Role.ADMIN: "Admin",
     v1.Role.UNSPECIFIED: "—",
 }
+#: Roles an ACL form offers, by the name the form submits, lowest first.
+ACL_ROLES = {"viewer": v1.Role.VIEWER, "editor": v1.Role.EDITOR, "admin": v1.Role.ADMIN}
 FIELD_LABELS = {
     "title": "Title",
     "status": "Status",

@@ -9,6 +9,7 @@ plumbing (CSRF token, notices, static URLs) lives here once.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import urllib.parse
 from collections.abc import Mapping
@@ -20,7 +21,9 @@ from litestar import Request, Response
 from litestar.enums import MediaType
 from litestar.response import Redirect
 
-from bugless_core.errors import BuglessError, Unauthenticated
+from bugless_core.clients import call
+from bugless_core.errors import BuglessError, PermissionDenied, Unauthenticated
+from bugless_proto import v1
 from bugless_web import display
 from bugless_web.assets import AssetCatalog
 from bugless_web.backends import Backends, Viewer
@@ -30,6 +33,7 @@ from bugless_web.searching import COLUMNS
 from bugless_web.session import Session, SessionCodec
 from bugless_web.settings import WebSettings
 
+_log = logging.getLogger("bugless.web")
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 #: Key of the session in the ASGI scope's state (set by the session middleware).
 SESSION_KEY = "bugless_session"
@@ -117,6 +121,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         SEVERITIES=display.SEVERITIES,
         FIELD_LABELS=display.FIELD_LABELS,
         ROLE_LABELS=display.ROLE_LABELS,
+        ACL_ROLES=display.ACL_ROLES,
         USER_FIELDS=display.USER_FIELDS,
         ISSUE_FIELDS=display.ISSUE_FIELDS,
         ALL_COLUMNS=COLUMNS,
@@ -166,6 +171,41 @@ async def viewer_of(request: Request[Any, Any, Any]) -> Viewer:
         msg = "sign in to see this page"
         raise SignInRequired(msg)
     return viewer
+
+
+async def require_permission(
+    request: Request[Any, Any, Any], viewer: Viewer, permission: str, doing: str
+) -> None:
+    """Ask the Authenticator whether ``viewer`` holds a global ``permission``.
+
+    The Model trusts the frontends with global permissions (creating a
+    top-level component, a hotlist), so the check happens here, before the
+    Model is called. It is an ``Authorize`` call rather than a look at the
+    cached identity: the answer reflects the policy and the person's groups
+    as they are now, not up to ``token_cache_seconds`` ago, and it names
+    the rule that granted it for the log.
+
+    Raises:
+        PermissionDenied: Not granted; the message says what was refused,
+            which permission it needs, and who can grant it.
+    """
+    decision = await call(
+        frontend_of(request).backends.auth.authorize,
+        v1.AuthorizeRequest(token=viewer.token, permission=permission),
+    )
+    if not decision.allowed:
+        msg = (
+            f"{doing} needs the {permission} permission, and your account does not have it; "
+            "an administrator can grant it through the Authenticator's policy"
+        )
+        raise PermissionDenied(msg)
+    _log.info(
+        "%s may %s: %s",
+        viewer.caller.user_id,
+        permission,
+        decision.granted_by,
+        extra={"user_id": viewer.caller.user_id, "permission": permission},
+    )
 
 
 def local_url(candidate: str | None, default: str = "/") -> str:

@@ -6,6 +6,7 @@ above all): the web tier is stateless, so any replica serves any request.
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
 
 from bugless_core.clients import ServiceAddress
@@ -23,8 +24,15 @@ class WebSettings:
             the new key in front, drop the old one after the session lifetime).
         host: Address uvicorn binds.
         port: HTTP port.
-        public_url: External base URL (``https://bugs.example.com``); used for
-            the OIDC redirect URI. Empty: derived from each request.
+        public_url: External base URL (``https://bugs.example.com``, or with a
+            path prefix a proxy strips, ``https://example.com/bugs``); the OIDC
+            redirect URI is ``<public_url>/signin/oidc/callback`` and must be
+            registered at the provider exactly so. Empty: derived from each
+            request's Host (fine on one host name; behind a proxy that
+            rewrites Host or terminates TLS, set it). A trailing slash is
+            dropped; a query, fragment or credentials are refused, and so is
+            ``http://`` outside ``dev`` (the cookie is ``Secure``: a browser
+            on plain HTTP would never send it back to the callback).
         steer_to: While draining, new page loads are redirected (303) here,
             followed by the requested path (another instance or version).
         dev: Development mode: the session cookie drops the ``Secure`` flag so
@@ -63,6 +71,27 @@ class WebSettings:
             if len(key) < 16:
                 msg = "each session key needs at least 16 characters"
                 raise ValueError(msg)
+        object.__setattr__(self, "public_url", _checked_public_url(self.public_url, dev=self.dev))
         if self.steer_to and not self.steer_to.startswith(("http://", "https://", "/")):
             msg = f"--steer-to {self.steer_to!r}: give an http(s) URL"
             raise ValueError(msg)
+
+
+def _checked_public_url(value: str, *, dev: bool) -> str:
+    """``value`` without a trailing slash, or ValueError saying what is wrong with it."""
+    if not value:
+        return ""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = f"--public-url {value!r}: give the site's base URL, e.g. https://bugs.example.com"
+        raise ValueError(msg)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        msg = f"--public-url {value!r}: no query, fragment or credentials (a base URL only)"
+        raise ValueError(msg)
+    if parts.scheme == "http" and not dev:
+        msg = (
+            f"--public-url {value!r}: use https (the session cookie is Secure, so browsers "
+            "would not send it over plain HTTP); --dev allows http"
+        )
+        raise ValueError(msg)
+    return value.rstrip("/")

@@ -15,6 +15,14 @@ and ask for the session fixture ``bugless_stack`` (a :class:`BuglessStack`):
 user add``, and :attr:`BuglessStack.pki` is a per-session trustme CA that
 mints server and client certificates.
 
+Tests that need an Authenticator configured otherwise (another policy, an
+OIDC provider) start a second one on the same database and keys with
+:meth:`BuglessStack.start_authenticator`; the module-scoped fixture
+``bugless_oidc_auth`` is one with ``--authenticator local,tls,oidc`` trusting
+the mock provider of :mod:`bugless_core.testing.oidc_provider` (list that
+plugin too). The session's own Authenticator is left as it is, so tests that
+do not sign in through a provider do not wait for one.
+
 Bots authenticate by certificate through the Authenticator's ``tls`` backend:
 :meth:`BuglessStack.add_bot` mints a certificate and maps its CN to a username
 (the Authenticator creates that user on first sight). Every process is stopped
@@ -49,6 +57,7 @@ from bugless_core.clients import ServiceAddress
 if TYPE_CHECKING:
     import trustme
 
+    from bugless_core.testing.oidc_provider import OidcProvider
     from bugless_core.testing.postgres import PostgresTestServer
 
 #: How a subprocess runs the ``bugless`` command of this interpreter's install.
@@ -287,6 +296,23 @@ def _write_leaf(
     return CertificateFiles(cert=cert, key=key, common_name=common_name, der=der)
 
 
+@dataclass
+class ExtraAuthenticator:
+    """A second Authenticator of a stack (:meth:`BuglessStack.start_authenticator`).
+
+    Attributes:
+        address: Where it listens (plaintext on loopback).
+        service: Its process and log.
+    """
+
+    address: ServiceAddress
+    service: ServiceProcess
+
+    def stop(self) -> None:
+        """SIGTERM and wait (a no-op once stopped)."""
+        self.service.stop()
+
+
 #: Group → global permissions the stack's Authenticator runs with.
 STACK_POLICY: Mapping[str, Sequence[str]] = {
     "admins": ["admin"],
@@ -323,6 +349,7 @@ class BuglessStack:
     model_process: ServiceProcess | None = None
     auth_process: ServiceProcess | None = None
     _auth_mapping_seen: str = ""
+    _extra_authenticators: list[ExtraAuthenticator] = field(default_factory=list)
 
     def run_bugless(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ``bugless ARGS...`` with the stack's environment; return its result.
@@ -411,8 +438,58 @@ class BuglessStack:
         )
         self.auth_process.wait_serving(self.auth, "bugless.v1.Authenticator")
 
+    def start_authenticator(
+        self,
+        name: str,
+        *,
+        authenticators: Sequence[str] = ("local", "tls"),
+        options: Mapping[str, Mapping[str, str]] | None = None,
+        policy: Mapping[str, Sequence[str]] | None = None,
+    ) -> ExtraAuthenticator:
+        """Start one more ``bugless auth serve`` on this stack's database and token keys.
+
+        For tests that need an Authenticator configured unlike the session's
+        (an OIDC provider, a stricter policy) without restarting, or slowing
+        down, the one every other test shares. Both processes read the same
+        users and sign with the same keys, so a token one issues the other
+        accepts, and the Model sees the same user ids; only the sign-in
+        methods and the ``policy`` (group → permissions, default
+        :data:`STACK_POLICY`) differ. Backend options go on the command line
+        as ``--authenticator-option NAME.KEY=VALUE``, the way an operator
+        passes them. The caller stops the result (it is also stopped with the
+        stack).
+        """
+        address = ServiceAddress("127.0.0.1", free_port())
+        args = [
+            "auth",
+            "serve",
+            "--port",
+            str(address.port),
+            "--drain-seconds",
+            "0",
+            "--authenticator",
+            ",".join(authenticators),
+        ]
+        for backend, values in (options or {}).items():
+            for key, value in values.items():
+                args += ["--authenticator-option", f"{backend}.{key}={value}"]
+        env = dict(self.env)
+        if policy is not None:
+            env["BUGLESS_AUTH_POLICY"] = json.dumps({g: list(p) for g, p in policy.items()})
+        process = _start_service(f"auth-{name}-{address.port}", args, env, self.directory)
+        extra = ExtraAuthenticator(address=address, service=process)
+        self._extra_authenticators.append(extra)
+        try:
+            process.wait_serving(address, "bugless.v1.Authenticator")
+        except BaseException:
+            extra.stop()
+            raise
+        return extra
+
     def stop(self) -> None:
         """Stop every service this stack started."""
+        for extra in self._extra_authenticators:
+            extra.stop()
         for service in (self.auth_process, self.model_process):
             if service is not None:
                 service.stop()
@@ -500,3 +577,43 @@ def bugless_stack(
     finally:
         with contextlib.suppress(Exception):
             stack.stop()
+
+
+#: The label of the OIDC sign-in button of :func:`bugless_oidc_auth`.
+OIDC_LABEL = "Sign in with Mock SSO"
+
+
+@pytest.fixture(scope="module")
+def bugless_oidc_auth(
+    bugless_stack: BuglessStack, oidc_provider: OidcProvider
+) -> Iterator[ExtraAuthenticator]:
+    """An Authenticator with ``local,tls,oidc``, the OIDC backend trusting the mock provider.
+
+    Module-scoped and separate from the session's Authenticator, so only the
+    modules that sign in through a provider pay for starting it. Needs the
+    ``oidc_provider`` fixture: list ``bugless_core.testing.oidc_provider`` in
+    ``pytest_plugins`` too. Its sign-in button reads :data:`OIDC_LABEL`;
+    the provider's ``groups`` claim becomes the identity's groups (so a
+    user whose claim says ``admins`` is a global admin under
+    :data:`STACK_POLICY`).
+    """
+    from bugless_core.testing.oidc_provider import CLIENT_ID, CLIENT_SECRET  # noqa: PLC0415
+
+    extra = bugless_stack.start_authenticator(
+        "oidc",
+        authenticators=("local", "tls", "oidc"),
+        options={
+            "oidc": {
+                "issuer": oidc_provider.issuer,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "label": OIDC_LABEL,
+                "groups_claim": "groups",
+                "http_timeout": "5",
+            }
+        },
+    )
+    try:
+        yield extra
+    finally:
+        extra.stop()

@@ -27,11 +27,21 @@ from bugless_web.frontend import (
     session_of,
 )
 
+#: Longest provider error text echoed on the sign-in page.
+_MAX_PROVIDER_ERROR = 300
+
 
 def _redirect_uri(request: Request[Any, Any, Any]) -> str:
-    base = frontend_of(request).settings.public_url.rstrip("/")
-    if not base:
-        base = str(request.base_url).rstrip("/")
+    """Where the provider sends the browser back: the same URI in both legs of a flow.
+
+    ``--public-url`` when set (the address people use, which the provider
+    has registered); otherwise this request's own base URL, which is right
+    when the browser reaches this replica under the name it was started on.
+    The Authenticator seals the URI into the flow and refuses a callback
+    that names another, and the provider refuses unregistered ones, so a
+    forged Host header can only break a sign-in, never divert the code.
+    """
+    base = frontend_of(request).settings.public_url or str(request.base_url).rstrip("/")
     return f"{base}/signin/oidc/callback"
 
 
@@ -122,9 +132,14 @@ async def complete_oidc(request: Request[Any, Any, Any]) -> Response[Any]:
     session = session_of(request)
     params = request.query_params
     if params.get("error"):
+        # The flow is over either way: a retry starts a new one.
+        session.update(oidc_state="", oidc_authenticator="")
+        reason = params.get("error", "")
+        if params.get("error_description"):
+            reason = f"{reason} ({params.get('error_description')})"
         return await _sign_in_page(
             request,
-            error=f"The provider refused the sign-in: {params.get('error')}.",
+            error=f"The provider refused the sign-in: {reason[:_MAX_PROVIDER_ERROR]}.",
             status_code=401,
         )
     if not session.oidc_state:
@@ -147,7 +162,9 @@ async def complete_oidc(request: Request[Any, Any, Any]) -> Response[Any]:
         )
     except (Unauthenticated, InvalidArgument) as exc:
         session.update(oidc_state="", oidc_authenticator="")
-        return await _sign_in_page(request, error=exc.message, status_code=401)
+        return await _sign_in_page(
+            request, error=f"Sign-in did not complete: {exc.message}", status_code=401
+        )
     return_to = local_url(session.return_to)
     session.sign_out()
     session.update(token=result.token)

@@ -1,4 +1,7 @@
-"""The component tree, one component's issues, and its ACL (for its admins)."""
+"""The component tree, one component's issues, and its ACL and template (for its admins).
+
+Changing them is :mod:`bugless_web.routes.component_admin`.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,13 @@ async def component_tree(request: Request[Any, Any, Any]) -> Response[str]:
     """Every visible component, indented by depth, in path order."""
     viewer = await viewer_of(request)
     components = await list_all_components(frontend_of(request).backends, viewer)
-    return render(request, "components.html", {"components": components}, viewer=viewer)
+    return render(
+        request,
+        "components.html",
+        # Only shows the link; creating asks the Authenticator itself.
+        {"components": components, "can_create": "create_component" in viewer.identity.permissions},
+        viewer=viewer,
+    )
 
 
 @get("/components/{component_id:int}")
@@ -47,7 +56,10 @@ async def component_page(
     is_admin = component.caller_role == v1.Role.ADMIN
     acl_users = (
         await backends.users(
-            e.principal.user for e in component.acl if e.principal and e.principal.user
+            [
+                *(e.principal.user or "" for e in component.acl if e.principal),
+                component.template.assignee if component.template else "",
+            ]
         )
         if is_admin
         else {}

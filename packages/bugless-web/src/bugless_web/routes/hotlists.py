@@ -22,6 +22,7 @@ from bugless_web.frontend import (
     frontend_of,
     redirect,
     render,
+    require_permission,
     session_of,
     viewer_of,
 )
@@ -51,19 +52,26 @@ async def hotlist_index(request: Request[Any, Any, Any]) -> Response[str]:
     return render(
         request,
         "hotlists.html",
-        {"mine": mine, "others": others, "users": users},
+        {
+            "mine": mine,
+            "others": others,
+            "users": users,
+            # Only hides the form; the POST asks the Authenticator itself.
+            "can_create": "create_hotlist" in viewer.identity.permissions,
+        },
         viewer=viewer,
     )
 
 
 @post("/hotlists")
 async def create_hotlist(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Create a hotlist owned by me."""
+    """Create a hotlist owned by me (needs the global ``create_hotlist`` permission)."""
     viewer = await viewer_of(request)
     form = await request.form()
     name = str(form.get("name", "")).strip()
     if not name:
         raise InvalidArgument("name: give the hotlist a name")
+    await require_permission(request, viewer, "create_hotlist", "Creating a hotlist")
     hotlist = await call(
         frontend_of(request).backends.model.create_hotlist,
         v1.CreateHotlistRequest(

@@ -265,9 +265,9 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
                 "values": {
                     "title": title,
                     "description": text("description"),
-                    "priority": _level(v1.Priority, text("priority")),
-                    "severity": _level(v1.Severity, text("severity")),
-                    "type": _level(v1.IssueType, text("type")),
+                    "priority": parse_level(v1.Priority, text("priority")),
+                    "severity": parse_level(v1.Severity, text("severity")),
+                    "type": parse_level(v1.IssueType, text("type")),
                     "assignee": assignee,
                     "cc": " ".join(cc),
                 },
@@ -284,9 +284,9 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
             fields=v1.IssueFields(
                 title=title,
                 component_id=component_id,
-                priority=_level(v1.Priority, text("priority")),
-                severity=_level(v1.Severity, text("severity")),
-                type=_level(v1.IssueType, text("type")),
+                priority=parse_level(v1.Priority, text("priority")),
+                severity=parse_level(v1.Severity, text("severity")),
+                type=parse_level(v1.IssueType, text("type")),
                 assignee=people[assignee].user_id if assignee else "",
             ),
             description=text("description"),
@@ -298,7 +298,8 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
     return redirect(f"/issues/{issue.id}")
 
 
-def _level(enum: Any, name: str) -> Any:
+def parse_level(enum: Any, name: str) -> Any:
+    """The member of ``enum`` a form's select names (empty: unset); InvalidArgument otherwise."""
     try:
         return enum[name] if name else enum(0)
     except KeyError:

@@ -102,6 +102,54 @@
     });
   });
 
+  // ---- username suggestions (assignee, verifier, CC, ACL) --------------------
+  // Fills a <datalist> from /suggest/users as the person types. The fields
+  // stay plain text inputs of usernames, so without this nothing is lost.
+  // In a multi-name field (CC) the last word is completed and the others kept.
+  var suggestCount = 0;
+  document.querySelectorAll('input[data-suggest="users"]').forEach(function (input) {
+    var multiple = input.getAttribute("data-suggest-multiple") === "true";
+    var list = document.createElement("datalist");
+    list.id = "suggest-users-" + (++suggestCount);
+    input.insertAdjacentElement("afterend", list);
+    input.setAttribute("list", list.id);
+    var timer = null;
+    var asked = "";
+    function fill(prefix, kept, people) {
+      while (list.firstChild) list.removeChild(list.firstChild);
+      people.forEach(function (person) {
+        var option = document.createElement("option");
+        option.value = kept + person.username;
+        // textContent, never HTML: display names are user-controlled.
+        option.textContent = person.display_name || person.username;
+        list.appendChild(option);
+      });
+    }
+    input.addEventListener("input", function () {
+      var value = input.value;
+      var kept = "";
+      var prefix = value.trim();
+      if (multiple) {
+        var cut = value.search(/[^\s,]*$/);
+        kept = value.slice(0, cut);
+        prefix = value.slice(cut);
+      }
+      window.clearTimeout(timer);
+      if (!prefix || value === asked) return;
+      timer = window.setTimeout(function () {
+        asked = value;
+        fetch("/suggest/users?q=" + encodeURIComponent(prefix), {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        }).then(function (response) {
+          return response.ok ? response.json() : [];
+        }).then(function (people) {
+          if (asked === value) fill(prefix, kept, people);
+        }).catch(function () { /* suggestions are a convenience only */ });
+      }, 150);
+    });
+  });
+
   // ---- hotlist drag-and-drop re-rank ----------------------------------------
   var ranked = document.querySelector('table.ranked[data-rankable="true"] tbody');
   if (ranked) {

@@ -1,0 +1,227 @@
+"""Administering components: create one, edit its access list and issue template.
+
+Who may do what is decided by the services, not by what the pages show: a
+top-level component needs the global ``create_component`` permission, which
+the Model leaves to the frontends, so it is asked of the Authenticator here;
+everything else (a subcomponent needs admin on its parent, an ACL or a
+template needs admin on the component) the Model enforces itself, and its
+refusal is the 403 page with its reason. The pages only hide the forms a
+person could not use. Every change names the version it was made against,
+so two admins editing at once get a 409 page instead of silently undoing
+each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+
+from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument, PermissionDenied
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_web.backends import Backends, Viewer
+from bugless_web.display import ACL_ROLES
+from bugless_web.frontend import (
+    form_int,
+    frontend_of,
+    redirect,
+    render,
+    require_permission,
+    session_of,
+    viewer_of,
+)
+from bugless_web.routes.issues import parse_level
+
+#: The role picker's value that drops an entry.
+REMOVE = "remove"
+_MAX_GROUP = 200
+
+
+async def _component(backends: Backends, viewer: Viewer, component_id: int) -> v1.Component:
+    return await call(
+        backends.model.get_component,
+        v1.GetComponentRequest(caller=viewer.caller, component_id=component_id),
+    )
+
+
+@get("/components/new")
+async def new_component_form(request: Request[Any, Any, Any]) -> Response[str]:
+    """The create form: top level (``create_component``) or under ``?parent=ID`` (its admins)."""
+    viewer = await viewer_of(request)
+    parent_id = form_int(request.query_params.get("parent"), "parent")
+    parent = None
+    if parent_id:
+        parent = await _component(frontend_of(request).backends, viewer, parent_id)
+        if parent.caller_role != v1.Role.ADMIN:
+            msg = (
+                f"creating a subcomponent of {parent.path} needs the admin role on it; "
+                f"you are {parent.caller_role.name.lower()} there"
+            )
+            raise PermissionDenied(msg)
+    else:
+        await require_permission(
+            request, viewer, "create_component", "Creating a top-level component"
+        )
+    return render(
+        request,
+        "component_new.html",
+        {"parent": parent, "creator_becomes_admin": parent is None and not viewer.is_admin},
+        viewer=viewer,
+    )
+
+
+@post("/components")
+async def create_component(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Create a component and show it.
+
+    A top-level component made by someone who is not a global admin gets
+    one ACL entry making its creator its admin: with no entries it would be
+    open to everybody and administered only by global admins, so its
+    creator could not even set its access list. A subcomponent inherits its
+    parent's entries, whose admins include the creator.
+    """
+    viewer = await viewer_of(request)
+    form = await request.form()
+    name = str(form.get("name", "")).strip()
+    if not name:
+        raise InvalidArgument("name: give the component a name")
+    parent_id = form_int(str(form.get("parent_id", "")), "parent")
+    acl: list[v1.AclEntry] = []
+    if not parent_id:
+        await require_permission(
+            request, viewer, "create_component", "Creating a top-level component"
+        )
+        if not viewer.is_admin:
+            acl = [
+                v1.AclEntry(principal=v1.Principal(user=viewer.caller.user_id), role=v1.Role.ADMIN)
+            ]
+    component = await call(
+        frontend_of(request).backends.model.create_component,
+        v1.CreateComponentRequest(
+            caller=viewer.caller,
+            parent_id=parent_id,
+            name=name,
+            description=str(form.get("description", "")).strip(),
+            acl=acl,
+        ),
+    )
+    session_of(request).update(notice=f"Created component {component.path}.")
+    return redirect(f"/components/{component.id}")
+
+
+async def _acl_from_form(backends: Backends, form: Any) -> list[v1.AclEntry]:
+    """The access list a submitted ACL form describes.
+
+    Existing rows carry their principal (``userid:<id>`` or ``group:<name>``)
+    and a role or ``remove``; the one blank row adds a user (by username) or
+    a group, and wins over an existing row for the same principal, so
+    "add bob as admin" also promotes bob.
+    """
+    principals = [str(v) for v in form.getall("principal", [])]
+    roles = [str(v) for v in form.getall("role", [])]
+    if len(principals) != len(roles):
+        raise InvalidArgument("acl: every entry needs a principal and a role; reload the page")
+    chosen: dict[tuple[str, str], v1.Role] = {}
+    for principal, role in zip(principals, roles, strict=True):
+        kind, _, value = principal.partition(":")
+        if kind not in ("userid", "group") or not value:
+            raise InvalidArgument(f"acl: {principal!r} is not a user or group entry")
+        if role != REMOVE:
+            chosen[("user" if kind == "userid" else "group", value)] = _role(role)
+    new_name = str(form.get("new_name", "")).strip()
+    if new_name:
+        new_role = _role(str(form.get("new_role", "")))
+        if form.get("new_kind") == "group":
+            if len(new_name) > _MAX_GROUP or any(ch.isspace() for ch in new_name):
+                msg = f"group: {new_name[:40]!r} is not a group name (no spaces, at most 200)"
+                raise InvalidArgument(msg)
+            key = ("group", new_name)
+        else:
+            found = await backends.users_by_name([new_name])
+            if new_name not in found:
+                raise InvalidArgument(f"no user named {new_name!r}")
+            key = ("user", found[new_name].user_id)
+        chosen.pop(key, None)
+        chosen[key] = new_role
+    return [
+        v1.AclEntry(
+            principal=v1.Principal(user=value) if kind == "user" else v1.Principal(group=value),
+            role=role,
+        )
+        for (kind, value), role in chosen.items()
+    ]
+
+
+def _role(name: str) -> v1.Role:
+    try:
+        return ACL_ROLES[name]
+    except KeyError:
+        msg = f"role: {name!r} is not one of {', '.join(ACL_ROLES)}"
+        raise InvalidArgument(msg) from None
+
+
+@post("/components/{component_id:int}/acl")
+async def change_acl(request: Request[Any, Any, Any], component_id: FromPath[int]) -> Response[Any]:
+    """Replace the component's own ACL entries (its admins only; the Model checks)."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    form = await request.form()
+    acl = await _acl_from_form(backends, form)
+    await call(
+        backends.model.update_component,
+        v1.UpdateComponentRequest(
+            caller=viewer.caller,
+            component=v1.Component(id=component_id, acl=acl),
+            update_mask=FieldMask(paths=["acl"]),
+            expected_version=form_int(str(form.get("version", "")), "version"),
+        ),
+    )
+    count = f"{len(acl)} entr{'y' if len(acl) == 1 else 'ies'}"
+    session_of(request).update(notice=f"Saved the access list ({count}).")
+    return redirect(f"/components/{component_id}#acl")
+
+
+@post("/components/{component_id:int}/template")
+async def change_template(
+    request: Request[Any, Any, Any], component_id: FromPath[int]
+) -> Response[Any]:
+    """Replace the issue template new issues here start from (its admins only)."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    form = await request.form()
+
+    def text(name: str) -> str:
+        return str(form.get(name, "") or "")
+
+    assignee = text("assignee").strip()
+    assignee_id = ""
+    if assignee:
+        found = await backends.users_by_name([assignee])
+        if assignee not in found:
+            raise InvalidArgument(f"assignee: no user named {assignee!r}")
+        assignee_id = found[assignee].user_id
+    template = v1.IssueTemplate(
+        title=text("title"),
+        description=text("description"),
+        priority=parse_level(v1.Priority, text("priority")),
+        severity=parse_level(v1.Severity, text("severity")),
+        type=parse_level(v1.IssueType, text("type")),
+        assignee=assignee_id,
+    )
+    await call(
+        backends.model.update_component,
+        v1.UpdateComponentRequest(
+            caller=viewer.caller,
+            component=v1.Component(id=component_id, template=template),
+            update_mask=FieldMask(paths=["template"]),
+            expected_version=form_int(text("version"), "version"),
+        ),
+    )
+    session_of(request).update(notice="Saved the issue template.")
+    return redirect(f"/components/{component_id}#template")
+
+
+ROUTES = [new_component_form, create_component, change_acl, change_template]

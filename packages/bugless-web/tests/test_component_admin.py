@@ -1,0 +1,289 @@
+"""Creating components and editing their access lists and templates, through the real stack.
+
+Dora is in ``component-creators`` (the stack's policy grants that group
+``create_component``); bob and carol are plain users; alice is a global admin.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from web_support import PASSWORD, World, create_issue, sign_in
+
+from bugless_core.clients import call
+from bugless_proto import v1
+from bugless_web import WebSettings, create_app
+
+
+@pytest.fixture(scope="module")
+async def dora(world: World) -> str:
+    """A user whose group grants the global create_component permission."""
+    world.stack.add_user(
+        "dora", PASSWORD, display_name="Dora Creator", groups=["component-creators"]
+    )
+    channel = world.stack.auth.channel()
+    try:
+        found = await call(
+            v1.AuthenticatorStub(channel).lookup_users, v1.LookupUsersRequest(usernames=["dora"])
+        )
+    finally:
+        channel.close()
+    world.users["dora"] = found.users[0].user_id
+    return "dora"
+
+
+@pytest.fixture
+async def other_client(web_settings: WebSettings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A second browser (its own app, channels and cookie jar)."""
+    async with AsyncTestClient(
+        create_app(web_settings), base_url="http://testserver.local"
+    ) as second:
+        yield second
+
+
+async def create_component(
+    client: AsyncTestClient[Any], token: str, name: str, parent_id: int = 0
+) -> int:
+    response = await client.post(
+        "/components",
+        data={
+            "_csrf": token,
+            "name": name,
+            "description": "made in a test",
+            "parent_id": parent_id,
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def version_of(html: str) -> str:
+    match = re.search(r'name="version" value="(\d+)"', html)
+    assert match, "the page has no admin form"
+    return match.group(1)
+
+
+async def test_top_level_component_needs_the_create_component_permission(
+    client: AsyncTestClient[Any],
+) -> None:
+    token = await sign_in(client, "bob")
+    tree = await client.get("/components")
+    assert 'href="/components/new"' not in tree.text
+
+    form = await client.get("/components/new")
+    assert form.status_code == 403
+    assert "needs the create_component permission" in form.text
+    created = await client.post("/components", data={"_csrf": token, "name": "Bobland"})
+    assert created.status_code == 403
+    assert "create_component" in created.text
+    assert "Bobland" not in (await client.get("/components")).text
+
+
+async def test_creator_becomes_admin_and_shares_it_through_the_acl(
+    client: AsyncTestClient[Any], other_client: AsyncTestClient[Any], dora: str, world: World
+) -> None:
+    token = await sign_in(client, dora)
+    tree = await client.get("/components")
+    assert 'href="/components/new"' in tree.text
+    assert "You become its admin" in (await client.get("/components/new")).text
+    name = f"Dora area {secrets.token_hex(3)}"
+    component_id = await create_component(client, token, name)
+    page = await client.get(f"/components/{component_id}")
+    assert "Access control" in page.text
+    assert "Dora Creator" in page.text  # her own admin entry
+
+    bob = other_client
+    await sign_in(bob, "bob")
+    assert (await bob.get(f"/components/{component_id}")).status_code == 404
+
+    saved = await client.post(
+        f"/components/{component_id}/acl",
+        data={
+            "_csrf": token,
+            "version": version_of(page.text),
+            "principal": f"userid:{world.users['dora']}",
+            "role": "admin",
+            "new_kind": "user",
+            "new_name": "bob",
+            "new_role": "editor",
+        },
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    page = await client.get(f"/components/{component_id}")
+    assert "Bob Builder" in page.text
+    assert "Saved the access list (2 entries)." in page.text
+
+    seen = await bob.get(f"/components/{component_id}")
+    assert seen.status_code == 200
+    assert "Access control" not in seen.text  # an editor, not an admin
+    assert "New subcomponent" not in seen.text
+
+
+async def test_group_entries_roles_and_removal(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
+) -> None:
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Groups {secrets.token_hex(3)}")
+    page = await client.get(f"/components/{component_id}")
+    await client.post(
+        f"/components/{component_id}/acl",
+        data={
+            "_csrf": token,
+            "version": version_of(page.text),
+            "principal": f"userid:{world.users['dora']}",
+            "role": "admin",
+            "new_kind": "group",
+            "new_name": "qa",
+            "new_role": "viewer",
+        },
+    )
+    page = await client.get(f"/components/{component_id}")
+    assert "group <code>qa</code>" in page.text
+    await client.post(
+        f"/components/{component_id}/acl",
+        data={
+            "_csrf": token,
+            "version": version_of(page.text),
+            "principal": [f"userid:{world.users['dora']}", "group:qa"],
+            "role": ["admin", "remove"],
+        },
+    )
+    stored = await call(
+        model.get_component,
+        v1.GetComponentRequest(caller=world.admin, component_id=component_id),
+    )
+    assert [(e.principal.user if e.principal else "", e.role) for e in stored.acl] == [
+        (world.users["dora"], v1.Role.ADMIN)
+    ]
+
+
+async def test_acl_form_errors_are_400_pages_naming_the_problem(
+    client: AsyncTestClient[Any], dora: str
+) -> None:
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Errors {secrets.token_hex(3)}")
+    version = version_of((await client.get(f"/components/{component_id}")).text)
+    unknown = await client.post(
+        f"/components/{component_id}/acl",
+        data={"_csrf": token, "version": version, "new_name": "nobody_here", "new_role": "admin"},
+    )
+    assert unknown.status_code == 400
+    assert "no user named &#39;nobody_here&#39;" in unknown.text
+    bad_role = await client.post(
+        f"/components/{component_id}/acl",
+        data={"_csrf": token, "version": version, "new_name": "bob", "new_role": "owner"},
+    )
+    assert bad_role.status_code == 400
+    assert "viewer, editor, admin" in bad_role.text
+
+
+async def test_stale_acl_edit_is_a_409_page(client: AsyncTestClient[Any], dora: str) -> None:
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Stale {secrets.token_hex(3)}")
+    stale = version_of((await client.get(f"/components/{component_id}")).text)
+    first = await client.post(
+        f"/components/{component_id}/template",
+        data={"_csrf": token, "version": stale, "title": "[first] "},
+        follow_redirects=False,
+    )
+    assert first.status_code == 303
+    second = await client.post(
+        f"/components/{component_id}/acl",
+        data={"_csrf": token, "version": stale, "new_name": "carol", "new_role": "viewer"},
+    )
+    assert second.status_code == 409
+    assert "reload it and apply your change again" in second.text
+
+
+async def test_subcomponents_need_admin_on_the_parent(
+    client: AsyncTestClient[Any], other_client: AsyncTestClient[Any], world: World
+) -> None:
+    platform = world.components["Platform"]  # open: bob is an editor there
+    token = await sign_in(client, "bob")
+    form = await client.get(f"/components/new?parent={platform}")
+    assert form.status_code == 403
+    assert "needs the admin role" in form.text
+    refused = await client.post(
+        "/components", data={"_csrf": token, "name": "Sneaky", "parent_id": platform}
+    )
+    assert refused.status_code == 403
+    assert "admin role on component Platform needed" in refused.text
+
+    alice = other_client
+    admin_token = await sign_in(alice, "alice")
+    page = await alice.get(f"/components/{platform}")
+    assert f'href="/components/new?parent={platform}"' in page.text
+    assert (
+        "New subcomponent of Platform"
+        in (await alice.get(f"/components/new?parent={platform}")).text
+    )
+    name = f"Network {secrets.token_hex(3)}"
+    child = await create_component(alice, admin_token, name, platform)
+    created = await alice.get(f"/components/{child}")
+    assert f"Platform&gt;{name}" in created.text or f"Platform>{name}" in created.text
+
+
+async def test_template_edit_prefills_the_create_form(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
+) -> None:
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Templated {secrets.token_hex(3)}")
+    page = await client.get(f"/components/{component_id}")
+    saved = await client.post(
+        f"/components/{component_id}/template",
+        data={
+            "_csrf": token,
+            "version": version_of(page.text),
+            "title": "[templated] ",
+            "description": "## What happened",
+            "priority": "P1",
+            "severity": "",
+            "type": "TASK",
+            "assignee": "carol",
+        },
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    form = await client.get(f"/issues/new?component={component_id}")
+    assert 'value="[templated] "' in form.text
+    assert 'value="carol"' in form.text
+    assert '<option value="P1" selected>' in form.text
+    assert "## What happened" in form.text
+    stored = await call(
+        model.get_component, v1.GetComponentRequest(caller=world.admin, component_id=component_id)
+    )
+    assert stored.template is not None
+    assert stored.template.assignee == world.users["carol"]
+    assert stored.template.type == v1.IssueType.TASK
+
+    unknown = await client.post(
+        f"/components/{component_id}/template",
+        data={"_csrf": token, "version": str(stored.version), "assignee": "ghost_user"},
+    )
+    assert unknown.status_code == 400
+    assert "ghost_user" in unknown.text
+
+
+async def test_non_admins_cannot_change_acl_or_template(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    storage = world.components["Platform>Storage"]
+    await create_issue(model, world, "Keeps the page non-empty", component="Platform>Storage")
+    token = await sign_in(client, "carol")
+    page = await client.get(f"/components/{storage}")
+    assert "Save access list" not in page.text
+    for path in ("acl", "template"):
+        response = await client.post(
+            f"/components/{storage}/{path}",
+            data={"_csrf": token, "new_name": "carol", "new_role": "admin", "title": "x"},
+        )
+        assert response.status_code == 403, path
+        assert "admin role on component Platform&gt;Storage needed" in response.text
