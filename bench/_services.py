@@ -1,0 +1,505 @@
+"""The real services for the frontend benchmarks, as an operator runs them.
+
+A throwaway PostgreSQL, then the Model and the Authenticator as ``bugless``
+subprocesses (:func:`bugless_core.testing.stack.start_stack`: trustme PKI,
+bot certificates mapped in the ``tls`` backend), and on top either the API
+frontend (``bugless api serve``, mTLS) or the web frontend (``bugless web
+serve``, uvicorn). Also here:
+
+* :func:`add_directory_users`: the seeded people (``user0001`` ..) put into
+  the Authenticator's store under the *same* opaque ids the seeded issues
+  carry, so every name join the frontends do finds a real user;
+* :func:`serve_echo`: a bare grpclib echo service over the same mTLS
+  settings, the transport floor the API is compared with;
+* :class:`CpuMeter`: CPU seconds each service spent during a measurement;
+* :func:`profile`: ``py-spy record`` of a service, summarised.
+
+Every process started here is stopped by :meth:`BenchStack.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bugless_core.clients import ServiceAddress
+from bugless_core.testing.postgres import PostgresTestServer, start_postgres
+from bugless_core.testing.stack import (
+    BuglessStack,
+    CertificateFiles,
+    ServiceProcess,
+    _start_service,
+    free_port,
+    start_stack,
+)
+
+#: Password of every benchmark user that signs in (the web viewer).
+VIEWER_PASSWORD = "bench-password-0123"
+#: The seeded user the web benchmark signs in as (group ``eng``, like bench.search).
+VIEWER = "user0042"
+#: The Authenticator's schema (its default, which the stack runs with).
+AUTH_SCHEMA = "bugless_auth"
+#: Calls per second per identity: high enough that the limiter never refuses.
+UNLIMITED_RATE = "1000000000"
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
+
+
+def load_average() -> str:
+    """The 1-minute load average, for printing next to every figure."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+@dataclass
+class BenchStack:
+    """PostgreSQL, the Model, the Authenticator and one frontend, all running."""
+
+    postgres: PostgresTestServer
+    stack: BuglessStack
+    directory: Path
+    frontends: list[ServiceProcess] = field(default_factory=list)
+    _temporary: tempfile.TemporaryDirectory[str] | None = None
+
+    @classmethod
+    def start(cls) -> BenchStack:
+        """A fresh database server, the Model and the Authenticator."""
+        temporary = tempfile.TemporaryDirectory(prefix="bugless-bench-")
+        directory = Path(temporary.name)
+        postgres = start_postgres()
+        try:
+            stack = start_stack(postgres, directory)
+        except BaseException:
+            postgres.stop()
+            temporary.cleanup()
+            raise
+        return cls(postgres=postgres, stack=stack, directory=directory, _temporary=temporary)
+
+    def service_pids(self) -> dict[str, int]:
+        """Process ids by service name (``postgres`` is the postmaster)."""
+        pids = {"postgres": _postmaster_pid(self.stack.model_database_url)}
+        for name, service in (
+            ("model", self.stack.model_process),
+            ("auth", self.stack.auth_process),
+            *((f.name, f) for f in self.frontends),
+        ):
+            if service is not None:
+                pids[name] = service.process.pid
+        return pids
+
+    def start_api(self) -> tuple[ServiceAddress, CertificateFiles]:
+        """``bugless api serve`` with mTLS and a bot certificate (group ``eng``)."""
+        bot = self.stack.add_bot("bench-bot", groups=["eng"])
+        pki = self.stack.pki
+        address = ServiceAddress(
+            "127.0.0.1", free_port(), ca=pki.ca_file, cert=bot.cert, key=bot.key
+        )
+        process = _start_service(
+            "api",
+            [
+                "api",
+                "serve",
+                "--model",
+                f"{self.stack.model.host}:{self.stack.model.port}",
+                "--auth",
+                f"{self.stack.auth.host}:{self.stack.auth.port}",
+                "--tls-cert",
+                str(pki.server.cert),
+                "--tls-key",
+                str(pki.server.key),
+                "--client-ca",
+                str(pki.ca_file),
+                "--port",
+                str(address.port),
+                "--rate",
+                UNLIMITED_RATE,
+                "--burst",
+                UNLIMITED_RATE,
+                "--drain-seconds",
+                "0",
+                "--log-level",
+                "warning",
+            ],
+            self.stack.env,
+            self.directory,
+        )
+        self.frontends.append(process)
+        process.wait_serving(address, "bugless.v1.Issues")
+        return address, bot
+
+    def start_web(self) -> str:
+        """``bugless web serve`` (plain HTTP, ``--dev`` for a non-Secure cookie); its URL."""
+        port = free_port()
+        process = _start_service(
+            "web",
+            [
+                "web",
+                "serve",
+                "--model",
+                f"{self.stack.model.host}:{self.stack.model.port}",
+                "--auth",
+                f"{self.stack.auth.host}:{self.stack.auth.port}",
+                "--session-key",
+                "bench-session-key-0123456789abcdef",
+                "--port",
+                str(port),
+                "--dev",
+                "--drain-seconds",
+                "0",
+                "--grace-seconds",
+                "1",
+                "--log-level",
+                "warning",
+            ],
+            self.stack.env,
+            self.directory,
+        )
+        self.frontends.append(process)
+        url = f"http://127.0.0.1:{port}"
+        _wait_http(f"{url}/readyz", process)
+        return url
+
+    def start_echo(self, payload_size: int) -> tuple[ServiceAddress, int]:
+        """The bare grpclib echo service (mTLS, same CA); its address and pid."""
+        pki = self.stack.pki
+        client = pki.issue_client_certificate("echo-client")
+        address = ServiceAddress(
+            "127.0.0.1", free_port(), ca=pki.ca_file, cert=client.cert, key=client.key
+        )
+        log = self.directory / "echo.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from bench._services import serve_echo; import sys; "
+                    "serve_echo(int(sys.argv[1]), *sys.argv[2:])",
+                    str(address.port),
+                    str(pki.server.cert),
+                    str(pki.server.key),
+                    str(pki.ca_file),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+        service = ServiceProcess(name="echo", process=process, log=log)
+        self.frontends.append(service)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"echo server exited:\n{service.output()}")
+            try:
+                asyncio.run(_echo_once(address, b"x" * payload_size))
+                return address, process.pid
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"echo server did not answer:\n{service.output()}")
+
+    def stop_frontend(self, name: str) -> None:
+        """Stop one frontend started here."""
+        for service in [f for f in self.frontends if f.name == name]:
+            service.stop()
+            self.frontends.remove(service)
+
+    def stop(self) -> None:
+        """Stop every process and remove the temporary files."""
+        for service in self.frontends:
+            service.stop()
+        self.frontends.clear()
+        self.stack.stop()
+        self.postgres.stop()
+        if self._temporary is not None:
+            self._temporary.cleanup()
+
+
+def _wait_http(url: str, service: ServiceProcess, timeout: float = 60.0) -> None:
+    import httpx  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"{service.name} exited:\n{service.output()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{service.name} not ready at {url}:\n{service.output()}")
+
+
+def _postmaster_pid(database_url: str) -> int:
+    async def data_directory() -> str:
+        conn = await asyncpg.connect(database_url)
+        try:
+            directory: str = await conn.fetchval("SHOW data_directory")
+        finally:
+            await conn.close()
+        return directory
+
+    pid_file = Path(asyncio.run(data_directory()), "postmaster.pid")
+    return int(pid_file.read_text().split()[0])
+
+
+async def add_directory_users(stack: BuglessStack, users: int, *, viewer: str = VIEWER) -> None:
+    """Put the seeded people into the Authenticator's store under their seeded ids.
+
+    ``user0001`` .. are inserted with username = id, display name ``User 0001``
+    and group ``eng``; ``viewer`` also gets a local password
+    (:data:`VIEWER_PASSWORD`) so it can sign in to the web frontend. The
+    hash uses the stack's (cheap) argon2 parameters, so it is never rehashed.
+    """
+    from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415
+    from bugless_auth.settings import PasswordHashing  # noqa: PLC0415
+
+    env = stack.env
+    hashes = PasswordHashes(
+        PasswordHashing(
+            time_cost=int(env["BUGLESS_AUTH_ARGON2_TIME_COST"]),
+            memory_kib=int(env["BUGLESS_AUTH_ARGON2_MEMORY_KIB"]),
+            parallelism=int(env["BUGLESS_AUTH_ARGON2_PARALLELISM"]),
+        )
+    )
+    password_hash = await hashes.hash(VIEWER_PASSWORD)
+    rows = [
+        (f"user{k:04d}", f"user{k:04d}", f"User {k:04d}", f"user{k:04d}@example.org", ["eng"])
+        for k in range(1, users + 1)
+    ]
+    conn = await asyncpg.connect(
+        stack.auth_database_url, server_settings={"search_path": AUTH_SCHEMA}
+    )
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "users",
+                records=rows,
+                columns=["user_id", "username", "display_name", "email", "groups"],
+            )
+            await conn.execute(
+                "INSERT INTO local_credentials (user_id, password_hash) VALUES ($1, $2)",
+                viewer,
+                password_hash,
+            )
+            await conn.execute(
+                "INSERT INTO external_subjects (subject, user_id, authenticator) "
+                "VALUES ($1, $2, 'local')",
+                f"local:{viewer}",
+                viewer,
+            )
+    finally:
+        await conn.close()
+
+
+# ---- CPU accounting ----
+
+
+class CpuMeter:
+    """CPU seconds (user + system) per service between :meth:`start` and :meth:`stop`.
+
+    Read from ``/proc/<pid>/stat``. ``postgres`` counts the postmaster and
+    every backend process under it (backends that exit mid-measurement are
+    missed: the benchmarks keep their connections open).
+    """
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        """Watch ``pids`` (name to pid)."""
+        self.pids = pids
+        self._before: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, float]:
+        stats = _proc_stats()
+        out: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            family = {pid}
+            if name == "postgres":
+                family |= {p for p, (parent, _) in stats.items() if parent == pid}
+            out[name] = sum(stats[p][1] for p in family if p in stats)
+        return out
+
+    def start(self) -> None:
+        """Take the first sample."""
+        self._before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds per service since :meth:`start`."""
+        after = self._sample()
+        self.seconds = {k: after[k] - self._before.get(k, after[k]) for k in after}
+        return self.seconds
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds) of every process, from /proc."""
+    out: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after "pid (comm)": state ppid ... utime(12) stime(13), 0-based from state
+        out[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS)
+    return out
+
+
+# ---- profiling ----
+
+
+def profile(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """Start ``py-spy record`` (raw collapsed stacks, on-CPU only) of ``pid``."""
+    if not Path(PY_SPY).exists() and shutil.which("py-spy") is None:
+        raise RuntimeError("py-spy is not installed: pip install py-spy into the venv")
+    return subprocess.Popen(
+        [
+            PY_SPY if Path(PY_SPY).exists() else "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _frame_name(frame: str) -> str:
+    """``func (path/to/module.py:12)`` -> ``func (module.py)`` without line numbers."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    parts = Path(path).parts
+    short = "/".join(parts[-2:]) if parts else path
+    for marker in ("site-packages/", "src/"):
+        if marker in path:
+            short = path.split(marker, 1)[1]
+    return f"{name} ({short})"
+
+
+_PLUMBING = ("asyncio/", "click/", "runpy", "bugless_core/cli.py", "(<string>)", "threading")
+
+
+def _is_plumbing(name: str) -> bool:
+    return any(marker in name for marker in _PLUMBING) or name.startswith("serve_command")
+
+
+def summarize_profile(raw: Path, top: int = 15) -> str:
+    """Top frames by self time and by inclusive time from py-spy's raw output."""
+    self_time: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame_name(f) for f in stack.split(";")[1:] if f]  # [0] is the thread
+        if not frames:
+            continue
+        total += count
+        self_time[frames[-1]] += count
+        for name in set(frames):
+            inclusive[name] += count
+    if not total:
+        return "  (no samples)"
+    lines = [f"  {total} on-CPU samples; self time:"]
+    lines += [f"    {n / total:6.1%}  {name}" for name, n in self_time.most_common(top)]
+    lines.append("  inclusive time (event loop, click and runner frames left out):")
+    shown = [(name, n) for name, n in inclusive.most_common() if not _is_plumbing(name)]
+    lines += [f"    {n / total:6.1%}  {name}" for name, n in shown[: top * 2]]
+    return "\n".join(lines)
+
+
+# ---- the transport floor: a bare grpclib echo service ----
+
+
+class RawCodec:
+    """A grpclib codec that passes bytes through (no protobuf at all)."""
+
+    __content_type__ = "application/grpc"
+    __content_subtype__ = "proto"
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        """The message is already bytes."""
+        return bytes(message)
+
+    def decode(self, data: bytes, message_type: Any) -> bytes:
+        """Hand the bytes over as they are."""
+        return data
+
+
+ECHO_METHOD = "/bench.Echo/Echo"
+
+
+class _EchoService:
+    def __mapping__(self) -> dict[str, Any]:
+        from grpclib.const import Cardinality, Handler  # noqa: PLC0415
+
+        return {ECHO_METHOD: Handler(self.echo, Cardinality.UNARY_UNARY, None, None)}
+
+    async def echo(self, stream: Any) -> None:
+        message = await stream.recv_message()
+        await stream.send_message(message)
+
+
+def serve_echo(port: int, cert: str, key: str, ca: str) -> None:
+    """Serve the echo method on loopback with mTLS until SIGTERM."""
+    from grpclib.server import Server  # noqa: PLC0415
+
+    from bugless_core.grpc import GrpcServerSettings, build_server_ssl_context  # noqa: PLC0415
+
+    settings = GrpcServerSettings(
+        host="127.0.0.1", port=port, tls_cert=Path(cert), tls_key=Path(key), client_ca=Path(ca)
+    )
+
+    async def main() -> None:
+        server = Server([_EchoService()], codec=RawCodec())  # type: ignore[arg-type]
+        await server.start("127.0.0.1", port, ssl=build_server_ssl_context(settings))
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+
+
+async def _echo_once(address: ServiceAddress, payload: bytes) -> None:
+    from grpclib.client import Channel, UnaryUnaryMethod  # noqa: PLC0415
+
+    channel = Channel(
+        address.host,
+        address.port,
+        ssl=address.ssl_context(),
+        codec=RawCodec(),  # type: ignore[arg-type]
+    )
+    try:
+        method: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(
+            channel, ECHO_METHOD, bytes, bytes
+        )
+        await method(payload, timeout=2)
+    finally:
+        channel.close()

@@ -1,0 +1,415 @@
+"""API frontend throughput and latency through the whole chain, next to the transport floor.
+
+    python -m bench.api [--issues 20000] [--seconds 8] [--repeat 2] [--profile-seconds 15]
+
+Starts a throwaway PostgreSQL, seeds it (:mod:`bench.seed`), puts the seeded
+people into the Authenticator's store under their seeded ids, and runs the
+Model, the Authenticator and the API frontend as ``bugless ... serve``
+subprocesses (:mod:`bench._services`). Clients are
+:class:`bugless_api.client.BuglessClient` with a bot certificate (group
+``eng``), one HTTP/2 connection each, in closed loops spread over client
+processes (:mod:`bench._load`). The per-identity rate limit is set out of
+reach. Measured, each ``--repeat`` times, with 1, 16 and 64 clients:
+
+* ``get``: ``GetIssue`` of a random visible issue: client -> API (mTLS,
+  identity cached per connection) -> Model -> PostgreSQL, plus one
+  ``GetUsers`` to the Authenticator for the usernames;
+* ``search``: ``SearchIssues`` ``is:open assignee:user0010``, 25 a page
+  (one ``LookupUsers``, the Model search, one ``GetUsers``);
+* the same two calls made straight to the Model (plaintext gRPC, no API);
+* ``echo``: a bare grpclib service over the same mTLS settings echoing a
+  payload the size of a GetIssue response (no protobuf): the transport floor;
+* ``create``: ``CreateIssue`` issues/s with 16 and 64 clients.
+
+Each row prints the 1-minute load average and the CPU milliseconds each
+service spent per request (from /proc), which stay meaningful on a shared
+machine when the wall-clock figures do not. Then py-spy profiles the API
+frontend (and the Model) under 16 clients of ``get`` and of ``search``.
+Every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import itertools
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from grpclib.client import Channel, UnaryUnaryMethod
+
+from bench import _dataset as data
+from bench._load import Call, Close, LoadResult, default_processes, run_load
+from bench._services import (
+    ECHO_METHOD,
+    BenchStack,
+    CpuMeter,
+    RawCodec,
+    add_directory_users,
+    load_average,
+    profile,
+    summarize_profile,
+)
+from bench.seed import SeedOptions, seed_and_verify
+from bugless_api.client import BuglessClient
+from bugless_core.clients import ServiceAddress
+from bugless_proto import v1
+
+SEARCH_QUERY = f"is:open assignee:{data.BENCH_ASSIGNEE}"
+SEARCH_PAGE = 25
+CONCURRENCY = (1, 16, 64)
+TARGET_CREATE = 1000.0
+TARGET_GET = 3000.0
+
+
+# ---- scenarios (run inside the client processes) ----
+
+
+def _api_client(params: dict[str, Any]) -> BuglessClient:
+    return BuglessClient(
+        params["address"], cert=params["cert"], key=params["key"], ca=params["ca"], timeout=30
+    )
+
+
+async def api_get(params: dict[str, Any]) -> tuple[Call, Close]:
+    """GetIssue of a random visible issue through the API."""
+    client = _api_client(params)
+    ids: list[int] = params["issue_ids"]
+    rng = random.Random(params["client"])
+
+    async def call() -> None:
+        await client.get_issue(rng.choice(ids))
+
+    async def close() -> None:
+        client.close()
+
+    return call, close
+
+
+async def api_search(params: dict[str, Any]) -> tuple[Call, Close]:
+    """The benchmark search through the API."""
+    client = _api_client(params)
+
+    async def call() -> None:
+        await client.search_issues(SEARCH_QUERY, page_size=SEARCH_PAGE)
+
+    async def close() -> None:
+        client.close()
+
+    return call, close
+
+
+async def api_create(params: dict[str, Any]) -> tuple[Call, Close]:
+    """CreateIssue through the API (title, component, priority, assignee by username)."""
+    client = _api_client(params)
+    counter = itertools.count()
+    prefix = f"bench create {params['client']}-{time.time_ns()}"
+
+    async def call() -> None:
+        await client.create_issue(
+            f"{prefix}-{next(counter)}",
+            params["component_id"],
+            priority="P2",
+            assignee=data.BENCH_ASSIGNEE,
+        )
+
+    async def close() -> None:
+        client.close()
+
+    return call, close
+
+
+def _model_stub(params: dict[str, Any]) -> tuple[Channel, v1.ModelStub]:
+    channel = Channel(params["model_host"], params["model_port"])
+    return channel, v1.ModelStub(channel)
+
+
+async def model_get(params: dict[str, Any]) -> tuple[Call, Close]:
+    """GetIssue straight to the Model (plaintext), as the API's caller."""
+    channel, stub = _model_stub(params)
+    caller = v1.Caller(user_id=params["caller_id"], groups=["eng"])
+    ids: list[int] = params["issue_ids"]
+    rng = random.Random(params["client"])
+
+    async def call() -> None:
+        await stub.get_issue(v1.GetIssueRequest(caller=caller, issue_id=rng.choice(ids)))
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def model_search(params: dict[str, Any]) -> tuple[Call, Close]:
+    """The benchmark search straight to the Model (structured query, ids not names)."""
+    from bugless_core.search import parse_query, to_structured  # noqa: PLC0415
+
+    channel, stub = _model_stub(params)
+    caller = v1.Caller(user_id=params["caller_id"], groups=["eng"])
+    request = v1.SearchIssuesRequest(
+        caller=caller,
+        query=to_structured(
+            parse_query(SEARCH_QUERY),
+            me=params["caller_id"],
+            users={data.BENCH_ASSIGNEE: data.BENCH_ASSIGNEE},
+            today=datetime.date.today(),
+        ),
+        page=v1.PageRequest(page_size=SEARCH_PAGE),
+    )
+
+    async def call() -> None:
+        await stub.search_issues(request)
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def echo(params: dict[str, Any]) -> tuple[Call, Close]:
+    """The transport floor: a bytes echo over mTLS, payload sized like a GetIssue reply."""
+    address = ServiceAddress(
+        "127.0.0.1",
+        params["echo_port"],
+        ca=Path(params["ca"]),
+        cert=Path(params["echo_cert"]),
+        key=Path(params["echo_key"]),
+    )
+    channel = Channel(address.host, address.port, ssl=address.ssl_context(), codec=RawCodec())  # type: ignore[arg-type]
+    method: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(channel, ECHO_METHOD, bytes, bytes)
+    payload = b"x" * params["payload"]
+
+    async def call() -> None:
+        await method(payload, timeout=30)
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+# ---- the run ----
+
+
+async def _prepare(bench: BenchStack, issues: int) -> dict[str, Any]:
+    """Seed, add the people, pick visible ids and an open component."""
+    await seed_and_verify(
+        bench.stack.model_database_url, "bugless", SeedOptions(issues=issues), check=False
+    )
+    await add_directory_users(bench.stack, data.USERS)
+    conn = await asyncpg.connect(
+        bench.stack.model_database_url, server_settings={"search_path": "bugless"}
+    )
+    try:
+        issue_ids = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT i.id FROM issues i JOIN components c ON c.id = i.component_id "
+                "WHERE c.viewers = '{}' ORDER BY random() LIMIT 2000"
+            )
+        ]
+        component_id = await conn.fetchval(
+            "SELECT id FROM components WHERE viewers = '{}' AND parent_id <> 0 ORDER BY id LIMIT 1"
+        )
+    finally:
+        await conn.close()
+    return {"issue_ids": issue_ids, "component_id": component_id}
+
+
+def _header() -> str:
+    return (
+        f"{'call':<7} {'target':<6} {'cli':>3} {'proc':>4} {'req/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'err':>4} {'cli cpu':>7} {'load':>5}  CPU ms/request by service"
+    )
+
+
+def _row(call: str, target: str, clients: int, result: LoadResult, cpu: dict[str, float]) -> str:
+    done = max(1, len(result.latencies))
+    per_request = "  ".join(f"{k} {v * 1000 / done:.2f}" for k, v in cpu.items() if v > 0.005)
+    return (
+        f"{call:<7} {target:<6} {clients:>3} {result.processes:>4} {result.rate:>8.0f} "
+        f"{result.percentile(50):>7.2f} {result.percentile(99):>7.2f} {result.errors:>4} "
+        f"{result.client_cpu_share:>7.0%} {result.extra['load']:>5}  {per_request}"
+    )
+
+
+def _measure(
+    bench: BenchStack,
+    scenario: str,
+    params: dict[str, Any],
+    clients: int,
+    *,
+    seconds: float,
+    processes: int | None = None,
+) -> tuple[LoadResult, dict[str, float]]:
+    meter = CpuMeter(bench.service_pids())
+    result = run_load(
+        scenario,
+        params,
+        concurrency=clients,
+        processes=processes or default_processes(clients),
+        seconds=seconds,
+        on_start=meter.start,
+    )
+    cpu = meter.stop()
+    result.extra["load"] = float(load_average())
+    if result.errors:
+        print(f"    {result.errors} errors, first: {result.first_error}", flush=True)
+    return result, cpu
+
+
+def run(
+    issues: int, seconds: float, repeat: int, profile_seconds: float, concurrency: tuple[int, ...]
+) -> None:
+    """Start everything, measure, profile, stop everything."""
+    bench = BenchStack.start()
+    try:
+        print(f"seeding {issues:,} issues ...", flush=True)
+        prepared = asyncio.run(_prepare(bench, issues))
+        address, bot = bench.start_api()
+        params: dict[str, Any] = {
+            "address": f"{address.host}:{address.port}",
+            "cert": str(bot.cert),
+            "key": str(bot.key),
+            "ca": str(bench.stack.pki.ca_file),
+            "model_host": bench.stack.model.host,
+            "model_port": bench.stack.model.port,
+            **prepared,
+        }
+        identity = asyncio.run(_whoami(params))
+        params["caller_id"] = identity
+        sample = asyncio.run(_sample_sizes(params))
+        echo_address, _ = bench.start_echo(sample["get"])
+        params.update(
+            echo_port=echo_address.port,
+            echo_cert=str(echo_address.cert),
+            echo_key=str(echo_address.key),
+            payload=sample["get"],
+        )
+        print(
+            f"GetIssue reply {sample['get']} bytes, SearchIssues reply {sample['search']} bytes "
+            f"({sample['search_hits']} issues); bot user id {identity}",
+            flush=True,
+        )
+        series = [
+            ("get", "api", "bench.api:api_get"),
+            ("get", "model", "bench.api:model_get"),
+            ("get", "echo", "bench.api:echo"),
+            ("search", "api", "bench.api:api_search"),
+            ("search", "model", "bench.api:model_search"),
+        ]
+        results: dict[tuple[str, str, int], list[LoadResult]] = {}
+        print("\n" + _header(), flush=True)
+        for round_number in range(repeat):
+            for call, target, scenario in series:
+                for clients in concurrency:
+                    result, cpu = _measure(bench, scenario, params, clients, seconds=seconds)
+                    results.setdefault((call, target, clients), []).append(result)
+                    print(_row(call, target, clients, result, cpu), flush=True)
+            for clients in [c for c in concurrency if c > 1]:
+                result, cpu = _measure(
+                    bench, "bench.api:api_create", params, clients, seconds=seconds
+                )
+                results.setdefault(("create", "api", clients), []).append(result)
+                print(_row("create", "api", clients, result, cpu), flush=True)
+            print(f"-- end of round {round_number + 1}", flush=True)
+        _print_ratios(results, concurrency)
+        _profile(bench, params, profile_seconds)
+    finally:
+        bench.stop()
+
+
+async def _whoami(params: dict[str, Any]) -> str:
+    async with _api_client({**params, "client": 0}) as client:
+        identity = await client.whoami()
+    assert identity.user is not None
+    return identity.user.user_id
+
+
+async def _sample_sizes(params: dict[str, Any]) -> dict[str, int]:
+    async with _api_client({**params, "client": 0}) as client:
+        issue = await client.get_issue(params["issue_ids"][0])
+        found = await client.search_issues(SEARCH_QUERY, page_size=SEARCH_PAGE)
+    return {"get": len(bytes(issue)), "search": len(bytes(found)), "search_hits": len(found.issues)}
+
+
+def _best(
+    results: dict[tuple[str, str, int], list[LoadResult]], key: tuple[str, str, int]
+) -> float:
+    return max((r.rate for r in results.get(key, [])), default=0.0)
+
+
+def _print_ratios(
+    results: dict[tuple[str, str, int], list[LoadResult]], concurrency: tuple[int, ...]
+) -> None:
+    print("\nbest of the rounds, req/s (ratio to the echo floor / to the Model direct):")
+    for clients in concurrency:
+        floor = _best(results, ("get", "echo", clients))
+        for call in ("get", "search"):
+            api = _best(results, (call, "api", clients))
+            model = _best(results, (call, "model", clients))
+            print(
+                f"  {call:<6} {clients:>2} clients: api {api:7.0f}  model {model:7.0f}  "
+                f"echo {floor:7.0f}  api/echo {api / floor if floor else 0:.2f}  "
+                f"api/model {api / model if model else 0:.2f}"
+            )
+    get_best = max(_best(results, ("get", "api", c)) for c in concurrency)
+    create_best = max((_best(results, ("create", "api", c)) for c in concurrency), default=0.0)
+    print(
+        f"  targets: get {get_best:.0f}/s of >= {TARGET_GET:.0f}/s "
+        f"({'met' if get_best >= TARGET_GET else 'MISSED'}); create {create_best:.0f}/s of "
+        f">= {TARGET_CREATE:.0f}/s ({'met' if create_best >= TARGET_CREATE else 'MISSED'})"
+    )
+
+
+def _profile(bench: BenchStack, params: dict[str, Any], seconds: float) -> None:
+    if seconds <= 0:
+        return
+    pids = bench.service_pids()
+    for call, scenario in (("get", "bench.api:api_get"), ("search", "bench.api:api_search")):
+        outputs = {
+            name: bench.directory / f"profile-{call}-{name}.txt" for name in ("api", "model")
+        }
+        spies: list[Any] = []
+
+        def start(outputs: dict[str, Path] = outputs, spies: list[Any] = spies) -> None:
+            for name, path in outputs.items():
+                spies.append(profile(pids[name], seconds, path))
+
+        result = run_load(
+            scenario,
+            params,
+            concurrency=16,
+            processes=default_processes(16),
+            seconds=seconds,
+            on_start=start,
+        )
+        for spy in spies:
+            spy.wait(timeout=seconds + 60)
+        print(
+            f"\npy-spy, {call} with 16 clients ({result.rate:.0f} req/s under the profiler, "
+            f"load {load_average()}):"
+        )
+        for name, path in outputs.items():
+            print(f" {name}:")
+            print(summarize_profile(path) if path.exists() else "  (no profile written)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issues", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured window per row")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of every measurement")
+    parser.add_argument("--profile-seconds", type=float, default=15.0, help="0: no profile")
+    parser.add_argument("--clients", default="1,16,64", help="concurrent clients, comma-separated")
+    args = parser.parse_args()
+    concurrency = tuple(int(c) for c in args.clients.split(","))
+    run(args.issues, args.seconds, args.repeat, args.profile_seconds, concurrency)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""Web frontend requests/s and p99 for the issue list and the issue page, on 100,000 issues.
+
+    python -m bench.web [--issues 100000] [--seconds 10] [--repeat 2] [--profile-seconds 15]
+
+Starts a throwaway PostgreSQL, seeds it (:mod:`bench.seed`), puts the seeded
+people into the Authenticator's store under their seeded ids (so every name
+on a page is joined from a real user), runs the Model, the Authenticator and
+``bugless web serve`` (uvicorn) as subprocesses (:mod:`bench._services`),
+gives one issue a 30-entry history through the Model (comments, assignee,
+cc, priority and status changes), signs in as ``user0042`` (group ``eng``)
+by posting the sign-in form, and checks both pages once. Then ``wrk`` (C,
+so the load generator takes little of the 2 cores) hammers, with the session
+cookie, each ``--repeat`` times with 1 and 32 connections:
+
+* ``list``: ``/search?q=is:open`` -- 50 rows, people and component paths joined;
+* ``issue``: ``/issues/<id>`` -- the issue with its 30 history entries.
+
+Each row prints the 1-minute load average and the CPU milliseconds each
+service spent per request (from /proc). Then py-spy profiles the web
+frontend under 32 connections of each page. Every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from grpclib.client import Channel
+
+from bench import _dataset as data
+from bench._services import (
+    VIEWER,
+    VIEWER_PASSWORD,
+    BenchStack,
+    CpuMeter,
+    add_directory_users,
+    load_average,
+    profile,
+    summarize_profile,
+)
+from bench.seed import SeedOptions, seed_and_verify
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+LIST_PATH = "/search?q=is%3Aopen"
+HISTORY_ENTRIES = 30
+CONNECTIONS = (1, 32)
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """What one wrk run reported."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    bad: int
+    load: str
+
+
+async def _prepare(bench: BenchStack, issues: int) -> int:
+    """Seed, add the people, write the 30-entry issue; return its id."""
+    await seed_and_verify(
+        bench.stack.model_database_url, "bugless", SeedOptions(issues=issues), check=False
+    )
+    await add_directory_users(bench.stack, data.USERS)
+    conn = await asyncpg.connect(
+        bench.stack.model_database_url, server_settings={"search_path": "bugless"}
+    )
+    try:
+        component_id = await conn.fetchval(
+            "SELECT id FROM components WHERE viewers = '{}' AND parent_id <> 0 ORDER BY id LIMIT 1"
+        )
+    finally:
+        await conn.close()
+    return await _long_issue(bench, int(component_id))
+
+
+async def _long_issue(bench: BenchStack, component_id: int) -> int:
+    """An issue with HISTORY_ENTRIES entries, written through the Model."""
+    channel = Channel(bench.stack.model.host, bench.stack.model.port)
+    model = v1.ModelStub(channel)
+    people = [data.user_id(k) for k in range(1, 40)]
+    try:
+        issue = await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=v1.Caller(user_id=VIEWER, groups=["eng"]),
+                fields=v1.IssueFields(
+                    title="Checkout times out under load after the cache change",
+                    priority=v1.Priority.P2,
+                    type=v1.IssueType.BUG,
+                    component_id=component_id,
+                    assignee=people[1],
+                ),
+                description="Steps:\n1. open checkout\n2. wait\n\nExpected: a page. Got: 504.",
+                cc=people[2:5],
+            )
+        )
+        version = issue.version
+        for n in range(1, HISTORY_ENTRIES):
+            author = people[n % len(people)]
+            delta = v1.IssueDelta()
+            if n % 5 == 1:
+                delta = v1.IssueDelta(
+                    fields=v1.IssueFields(assignee=people[(n * 7) % len(people)]),
+                    update_mask=FieldMask(paths=["assignee"]),
+                )
+            elif n % 5 == 2:
+                delta = v1.IssueDelta(cc_add=[people[(n * 3) % len(people)]])
+            elif n % 5 == 3:
+                delta = v1.IssueDelta(
+                    fields=v1.IssueFields(priority=v1.Priority(1 + n % 4)),
+                    update_mask=FieldMask(paths=["priority"]),
+                )
+            elif n % 5 == 4 and n < HISTORY_ENTRIES - 1:
+                status = v1.Status.ACCEPTED if n % 10 == 4 else v1.Status.ASSIGNED
+                delta = v1.IssueDelta(
+                    fields=v1.IssueFields(status=status), update_mask=FieldMask(paths=["status"])
+                )
+            reply = await model.change_issue(
+                v1.ChangeIssueRequest(
+                    caller=v1.Caller(user_id=author, groups=["eng"], admin=True),
+                    issue_id=issue.id,
+                    expected_version=version,
+                    delta=delta,
+                    comment=f"Comment {n}: tried `retry={n}` on canary; **still** failing "
+                    f"for {n * 3}% of requests. See https://example.org/runbook#{n}.",
+                )
+            )
+            assert reply.issue is not None
+            version = reply.issue.version
+    finally:
+        channel.close()
+    if version != HISTORY_ENTRIES:
+        raise RuntimeError(f"issue {issue.id} has {version} entries, not {HISTORY_ENTRIES}")
+    return issue.id
+
+
+def _sign_in(url: str) -> str:
+    """Post the sign-in form (with its CSRF token); the signed-in ``Cookie`` header value."""
+    with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client:
+        form = client.get("/signin").text
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', form)
+        if csrf is None:
+            raise RuntimeError("the sign-in page carries no CSRF token")
+        reply = client.post(
+            "/signin",
+            data={
+                "username": VIEWER,
+                "password": VIEWER_PASSWORD,
+                "next": "/",
+                "_csrf": csrf.group(1),
+            },
+        )
+        if reply.status_code != 303:
+            raise RuntimeError(f"sign-in answered {reply.status_code}: {reply.text[:500]}")
+        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+
+
+def _check_pages(url: str, cookie: str, issue_id: int) -> dict[str, int]:
+    """Load both pages once; their sizes. Fails unless signed in and complete."""
+    sizes: dict[str, int] = {}
+    with httpx.Client(base_url=url, headers={"Cookie": cookie}, timeout=60) as client:
+        for name, path in (("list", LIST_PATH), ("issue", f"/issues/{issue_id}")):
+            reply = client.get(path)
+            if reply.status_code != 200:
+                raise RuntimeError(f"{path}: {reply.status_code} {reply.text[:300]}")
+            sizes[name] = len(reply.content)
+        rows = len(set(re.findall(r'href="/issues/(\d+)"', client.get(LIST_PATH).text)))
+        if rows < 50:
+            raise RuntimeError(f"the list page links {rows} issues, not 50")
+        if "User 0" not in client.get(f"/issues/{issue_id}").text:
+            raise RuntimeError("the issue page shows no joined display names")
+    return sizes
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def run_wrk(url: str, cookie: str, connections: int, seconds: float) -> WrkResult:
+    """One wrk run; parse its report."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    threads = min(connections, 2)
+    completed = subprocess.run(
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "--timeout",
+            "30s",
+            "-H",
+            f"Cookie: {cookie}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    out = completed.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    bad = int(bad_match.group(1)) if bad_match else 0
+    if errors:
+        bad += sum(int(g) for g in errors.groups())
+    return WrkResult(rate, p50, p99, requests, bad, load_average())
+
+
+def run(
+    issues: int, seconds: float, repeat: int, profile_seconds: float, connections: tuple[int, ...]
+) -> None:
+    """Start everything, measure, profile, stop everything."""
+    bench = BenchStack.start()
+    try:
+        started = time.perf_counter()
+        issue_id = asyncio.run(_prepare(bench, issues))
+        print(f"prepared in {time.perf_counter() - started:.0f} s", flush=True)
+        url = bench.start_web()
+        cookie = _sign_in(url)
+        sizes = _check_pages(url, cookie, issue_id)
+        print(
+            f"list page {sizes['list']:,} bytes (50 rows); issue {issue_id} page "
+            f"{sizes['issue']:,} bytes ({HISTORY_ENTRIES} entries)",
+            flush=True,
+        )
+        pages = {"list": f"{url}{LIST_PATH}", "issue": f"{url}/issues/{issue_id}"}
+        print(
+            f"\n{'page':<6} {'conn':>4} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'bad':>4} "
+            f"{'load':>5}  CPU ms/request by service",
+            flush=True,
+        )
+        for _ in range(repeat):
+            for name, page in pages.items():
+                for count in connections:
+                    meter = CpuMeter(bench.service_pids())
+                    meter.start()
+                    result = run_wrk(page, cookie, count, seconds)
+                    cpu = meter.stop()
+                    done = max(1, result.requests)
+                    per_request = "  ".join(
+                        f"{k} {v * 1000 / done:.2f}" for k, v in cpu.items() if v > 0.005
+                    )
+                    print(
+                        f"{name:<6} {count:>4} {result.rate:>7.1f} {result.p50_ms:>8.1f} "
+                        f"{result.p99_ms:>8.1f} {result.bad:>4} {result.load:>5}  {per_request}",
+                        flush=True,
+                    )
+        if profile_seconds > 0:
+            _profile(bench, pages, cookie, profile_seconds, max(connections))
+    finally:
+        bench.stop()
+
+
+def _profile(
+    bench: BenchStack, pages: dict[str, str], cookie: str, seconds: float, connections: int
+) -> None:
+    pids = bench.service_pids()
+    for name, page in pages.items():
+        outputs: dict[str, Path] = {
+            service: bench.directory / f"profile-{name}-{service}.txt"
+            for service in ("web", "model")
+        }
+        spies: list[Any] = [profile(pids[s], seconds, p) for s, p in outputs.items()]
+        result = run_wrk(page, cookie, connections, seconds + 1)
+        for spy in spies:
+            spy.wait(timeout=seconds + 60)
+        print(
+            f"\npy-spy, {name} page with {connections} connections "
+            f"({result.rate:.1f} req/s under the profiler, load {result.load}):"
+        )
+        for service, path in outputs.items():
+            print(f" {service}:")
+            print(summarize_profile(path) if path.exists() else "  (no profile written)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issues", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration per row")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of every measurement")
+    parser.add_argument("--profile-seconds", type=float, default=15.0, help="0: no profile")
+    parser.add_argument("--connections", default="1,32", help="wrk connections, comma-separated")
+    args = parser.parse_args()
+    connections = tuple(int(c) for c in args.connections.split(","))
+    run(args.issues, args.seconds, args.repeat, args.profile_seconds, connections)
+
+
+if __name__ == "__main__":
+    main()
