@@ -42,7 +42,8 @@ GET_USERS = "/bugless.v1.Authenticator/GetUsers"
 
 
 def _upb(name: str) -> type:
-    return message_factory.GetMessageClass(DESCRIPTOR_POOL.FindMessageTypeByName(name))
+    cls: type = message_factory.GetMessageClass(DESCRIPTOR_POOL.FindMessageTypeByName(name))
+    return cls
 
 
 def _report(label: str, samples: list[float], batch: int) -> None:
@@ -92,7 +93,7 @@ async def bench(users: int, batch: int, calls: int, database_url: str, key: Path
         upb_request = request_cls(user_ids=ids[:batch])
 
         async def upb_call() -> None:
-            async with channel.request(
+            async with channel.request(  # type: ignore[var-annotated]
                 GET_USERS, Cardinality.UNARY_UNARY, request_cls, response_cls
             ) as stream:
                 await stream.send_message(upb_request, end=True)
