@@ -103,17 +103,36 @@ def sort_columns(order_by: list[v1.SortKey]) -> list[SortColumn]:
 
 
 def _after(columns: list[SortColumn], position: list[Any], params: Params) -> str:
-    """Keyset condition: rows strictly after ``position`` in the sort order."""
-    disjuncts: list[str] = []
-    for n, column in enumerate(columns):
-        parts = [
-            f"{c.expression} = {params.add(v, c.sql_type)}"
-            for c, v in zip(columns[:n], position[:n], strict=True)
-        ]
-        op = "<" if column.descending else ">"
-        parts.append(f"{column.expression} {op} {params.add(position[n], column.sql_type)}")
-        disjuncts.append("(" + " AND ".join(parts) + ")")
-    return "(" + " OR ".join(disjuncts) + ")"
+    """Keyset condition: rows strictly after ``position`` in the sort order.
+
+    Written as row comparisons so that it is an index bound, not a filter:
+    ``(k0, k1, id) < ($a, $b, $c)`` when every key runs the same way. Mixed
+    directions are split into runs of one direction; each run but the last
+    contributes ``run >= position`` (a bound on the leading run that an index
+    can use) and ``run > position OR (the rest is after)``. Sort columns are
+    NOT NULL, so ``>=`` and not ``>`` means equal.
+    """
+    bound = [params.add(v, c.sql_type) for c, v in zip(columns, position, strict=True)]
+    runs: list[tuple[bool, list[str], list[str]]] = []
+    for column, value in zip(columns, bound, strict=True):
+        if runs and runs[-1][0] == column.descending:
+            runs[-1][1].append(column.expression)
+            runs[-1][2].append(value)
+        else:
+            runs.append((column.descending, [column.expression], [value]))
+    condition = ""
+    for descending, expressions, values in reversed(runs):
+        keys, at = _row(expressions), _row(values)
+        strict = f"{keys} {'<' if descending else '>'} {at}"
+        if not condition:
+            condition = strict
+        else:
+            condition = f"{keys} {'<=' if descending else '>='} {at} AND ({strict} OR {condition})"
+    return f"({condition})"
+
+
+def _row(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else "(" + ", ".join(items) + ")"
 
 
 def compile_search(
@@ -213,7 +232,10 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
             return f"{column} <> ''"
         if op is Op.NONE:
             return f"{column} = ''"
-        return f"{column} = ANY ({params.add(values, 'text[]')})"
+        match = f"{column} = ANY ({params.add(values, 'text[]')})"
+        # Spelled out so the partial indexes (WHERE column <> '') match
+        # generic plans too, where the planner cannot see the values.
+        return match if "" in values else f"({match} AND {column} <> '')"
     if f is F.CC:
         if op is Op.ANY:
             return "cardinality(i.cc) > 0"
@@ -233,7 +255,13 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
         if term.include_subtree:
-            return f"c.path_ids && {params.add(values, 'bigint[]')}"
+            # A list of ids (not a filter on the joined row) so the planner can
+            # narrow the issues scan by component before joining.
+            subtree = params.add(values, "bigint[]")
+            return (
+                "i.component_id = ANY (ARRAY(SELECT sc.id FROM components sc "
+                f"WHERE sc.path_ids && {subtree}))"
+            )
         return f"i.component_id = ANY ({params.add(values, 'bigint[]')})"
     if f is F.HOTLIST:
         visible = _VISIBLE_HOTLIST.format(admin=admin, user=params.user())
