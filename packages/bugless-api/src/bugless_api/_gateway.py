@@ -69,7 +69,9 @@ class Gateway:
         self.identities = IdentityResolver(
             auth, ttl_seconds=settings.identity_ttl_seconds, timeout_seconds=timeout
         )
-        self.users = UserDirectory(auth, timeout_seconds=timeout)
+        self.users = UserDirectory(
+            auth, timeout_seconds=timeout, cache_seconds=settings.user_cache_seconds
+        )
         self.limiter = RateLimiter(settings.rate_limit)
 
     async def admit(self) -> CallerIdentity:

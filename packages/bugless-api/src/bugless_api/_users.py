@@ -4,7 +4,10 @@ The Model knows people only by the ids the Authenticator mints; bots know
 them by username. Every message that crosses the gateway has its user
 references collected into a :class:`UserRefs` first, then rewritten with *one*
 batch look-up (``LookupUsers`` for requests, ``GetUsers`` for responses), so a
-search returning fifty issues costs one Authenticator call, not fifty.
+search returning fifty issues costs one Authenticator call, not fifty. The
+answers are then remembered for a few seconds (``user_cache_seconds``), so a
+bot reading issues in a loop costs no Authenticator call at all for people it
+has just seen: a rename shows through the API only after that TTL.
 
 The walkers below are the one place that knows which fields hold people (see
 the header of ``common.proto``); a new user field in the protos needs a line
@@ -13,6 +16,8 @@ here.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, MutableSequence
 from dataclasses import dataclass
 
@@ -32,6 +37,10 @@ _PEOPLE_SEARCH_FIELDS = frozenset(
         v1.SearchField.VERIFIER,
     }
 )
+
+
+#: Most ids (and, separately, usernames) remembered at once; oldest forgotten first.
+USER_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -184,17 +193,68 @@ class UserRefs:
 
 
 class UserDirectory:
-    """Batch translation between usernames and user ids through the Authenticator."""
+    """Batch translation between usernames and user ids through the Authenticator.
 
-    def __init__(self, auth: v1.AuthenticatorStub, *, timeout_seconds: float) -> None:
+    Both directions share one small TTL cache: every user the Authenticator
+    returns (to ``GetUsers`` or ``LookupUsers``) is remembered by id and by
+    lower-cased username for ``cache_seconds``, at most ``max_entries`` of
+    each, least recently stored forgotten first. Within the TTL a rename is
+    not seen (the old username is shown, and still accepted for the id it
+    named); after it, the Authenticator's answer wins. Unknown ids and
+    usernames are never cached, so a new user is usable at once.
+    ``cache_seconds=0`` asks the Authenticator every time.
+    """
+
+    def __init__(
+        self,
+        auth: v1.AuthenticatorStub,
+        *,
+        timeout_seconds: float,
+        cache_seconds: float = 0.0,
+        max_entries: int = USER_CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """Translate through ``auth``, each look-up bounded by ``timeout_seconds``."""
         self._auth = auth
         self._timeout = timeout_seconds
+        self._ttl = cache_seconds
+        self._max_entries = max_entries
+        self._clock = clock
+        self._names: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._ids: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def _remember(self, users: Iterable[v1.User]) -> None:
+        if self._ttl <= 0:
+            return
+        expires = self._clock() + self._ttl
+        for user in users:
+            for cache, key, value in (
+                (self._names, user.user_id, user.username),
+                (self._ids, user.username.lower(), user.user_id),
+            ):
+                cache[key] = (expires, value)
+                cache.move_to_end(key)
+                while len(cache) > self._max_entries:
+                    cache.popitem(last=False)
+
+    def _cached(
+        self, cache: OrderedDict[str, tuple[float, str]], keys: Iterable[str]
+    ) -> tuple[dict[str, str], list[str]]:
+        """The fresh cached values of ``keys``, and the keys still to ask for."""
+        now = self._clock()
+        found: dict[str, str] = {}
+        missing: list[str] = []
+        for key in keys:
+            entry = cache.get(key)
+            if entry is not None and entry[0] > now:
+                found[key] = entry[1]
+            else:
+                missing.append(key)
+        return found, missing
 
     async def ids_by_username(self, usernames: Iterable[str]) -> dict[str, str]:
         """User ids of the given usernames (keys lower-cased); unknown ones absent."""
-        wanted = sorted({name.lower() for name in usernames if name})
-        found: dict[str, str] = {}
+        found, wanted = self._cached(self._ids, sorted({n.lower() for n in usernames if n}))
         for start in range(0, len(wanted), limits.MAX_USER_LOOKUP):
             chunk = wanted[start : start + limits.MAX_USER_LOOKUP]
             reply = await call(
@@ -202,18 +262,19 @@ class UserDirectory:
                 v1.LookupUsersRequest(usernames=chunk),
                 timeout=self._timeout,
             )
+            self._remember(reply.users)
             found.update({user.username.lower(): user.user_id for user in reply.users})
         return found
 
     async def usernames_by_id(self, user_ids: Iterable[str]) -> dict[str, str]:
         """Usernames of the given ids; unknown ids absent."""
-        wanted = sorted({user_id for user_id in user_ids if user_id})
-        found: dict[str, str] = {}
+        found, wanted = self._cached(self._names, sorted({u for u in user_ids if u}))
         for start in range(0, len(wanted), limits.MAX_USER_LOOKUP):
             chunk = wanted[start : start + limits.MAX_USER_LOOKUP]
             reply = await call(
                 self._auth.get_users, v1.GetUsersRequest(user_ids=chunk), timeout=self._timeout
             )
+            self._remember(reply.users)
             found.update({user.user_id: user.username for user in reply.users})
         return found
 

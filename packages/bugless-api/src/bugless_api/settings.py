@@ -52,6 +52,10 @@ class ApiSettings:
             connection's certificate is reused before it is asked for again.
             It bounds how long a disabled user, a changed group or a removed
             certificate mapping keeps working on a long-lived connection.
+        user_cache_seconds: How long an id→username (and username→id)
+            translation from the Authenticator is reused. A rename shows in
+            responses, and the new name is accepted in requests, only after
+            this long; 0 asks the Authenticator on every call.
         backend_timeout_seconds: Deadline of each call to the Model and the
             Authenticator (searches included), so a stuck backend turns into
             UNAVAILABLE rather than a hung client.
@@ -62,6 +66,7 @@ class ApiSettings:
     auth: ServiceAddress
     rate_limit: RateLimitSettings = dataclasses.field(default_factory=RateLimitSettings)
     identity_ttl_seconds: float = 300.0
+    user_cache_seconds: float = 5.0
     backend_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
@@ -71,5 +76,7 @@ class ApiSettings:
             )
         if self.identity_ttl_seconds <= 0:
             raise ValueError("identity_ttl_seconds must be more than 0")
+        if self.user_cache_seconds < 0:
+            raise ValueError("user_cache_seconds must be 0 (no cache) or more")
         if self.backend_timeout_seconds <= 0:
             raise ValueError("backend_timeout_seconds must be more than 0")

@@ -3,9 +3,12 @@
 The web tier stores nothing about people or issues. It keeps only answers
 whose staleness is harmless and bounded: a validated token for a few seconds
 (so a page is not two round trips to the Authenticator), the list of sign-in
-methods, and the Model's capabilities. User names are joined from the
-Authenticator's batch look-up on every render, never cached here: a rename
-shows on the next page load.
+methods, the Model's capabilities, and each caller's view of the component
+tree for ``component_cache_seconds`` (component paths and templates rarely
+change; a page may show a stale name or picker for that long, see
+:meth:`Backends.components`). User names are joined from the Authenticator's
+batch look-up on every render, never cached here: a rename shows on the next
+page load.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from grpclib.client import Channel
 
 from bugless_core import limits
 from bugless_core.clients import call
-from bugless_core.errors import Unauthenticated
+from bugless_core.errors import NotFound, Unauthenticated
+from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
 from bugless_proto import v1
 from bugless_web.settings import WebSettings
 
@@ -28,6 +32,18 @@ from bugless_web.settings import WebSettings
 TOKEN_CACHE_SIZE = 10_000
 #: How long the Model's capabilities and the sign-in methods are reused.
 INFO_TTL_SECONDS = 60.0
+#: Most callers whose component tree is remembered at once (oldest forgotten first).
+COMPONENT_CACHE_SIZE = 1_000
+
+#: What the Model's component ACLs depend on: user id, sorted groups, admin.
+_PrincipalsKey = tuple[str, tuple[str, ...], bool]
+
+
+@dataclass(frozen=True)
+class _ComponentTree:
+    expires: float
+    components: tuple[v1.Component, ...]
+    paths: dict[int, str]
 
 
 @dataclass(frozen=True)
@@ -68,8 +84,12 @@ def caller_of(identity: v1.Identity) -> v1.Caller:
 class Backends:
     """Clients of the Model and the Authenticator shared by every request."""
 
-    def __init__(self, settings: WebSettings) -> None:
+    def __init__(
+        self, settings: WebSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """Open channels to the services ``settings`` name; ``clock`` times the caches."""
         self._settings = settings
+        self._clock = clock
         self._model_channel: Channel = settings.model.channel()
         self._auth_channel: Channel = settings.auth.channel()
         timeout = settings.call_timeout_seconds
@@ -80,6 +100,7 @@ class Backends:
         self._tokens: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
         self._capabilities: tuple[float, frozenset[str]] | None = None
         self._authenticators: tuple[float, list[v1.AuthenticatorInfo]] | None = None
+        self._trees: OrderedDict[_PrincipalsKey, _ComponentTree] = OrderedDict()
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""
@@ -151,3 +172,87 @@ class Backends:
         found = list(response.authenticators)
         self._authenticators = (now + INFO_TTL_SECONDS, found)
         return found
+
+    async def components(self, viewer: Viewer) -> list[v1.Component]:
+        """The whole component tree ``viewer`` may see, in path order (for pickers).
+
+        One paged ``ListComponents`` per caller principals (user id, groups,
+        admin: what the Model's ACL filtering depends on), then reused for
+        ``component_cache_seconds``; at most :data:`COMPONENT_CACHE_SIZE`
+        principal sets are kept, least recently used forgotten first.
+
+        Staleness is accepted: for up to ``component_cache_seconds`` a page may
+        show a component's old path, template or archived state, and an ACL
+        change may take that long to add or remove a component from someone's
+        picker (the Model still checks every write against the ACL as it is
+        now). Component changes made through this replica drop the cache at
+        once (:meth:`forget_components`); other replicas catch up within the TTL.
+
+        The returned list is the caller's own, but the messages in it are
+        shared between requests: do not modify them.
+        """
+        return list((await self._component_tree(viewer)).components)
+
+    async def component_paths(self, viewer: Viewer, component_ids: Iterable[int]) -> dict[int, str]:
+        """``Platform>Storage`` for each component id (0 ignored), from :meth:`components`.
+
+        An id missing from the cached tree (created since, or not visible to
+        ``viewer``) costs one ``GetComponent``; one the Model does not show the
+        viewer reads ``component N``.
+        """
+        wanted = sorted({c for c in component_ids if c})
+        if not wanted:
+            return {}
+        known = (await self._component_tree(viewer)).paths
+        found = {c: known[c] for c in wanted if c in known}
+        for component_id in wanted:
+            if component_id not in found:
+                found[component_id] = await self._component_path(viewer, component_id)
+        return found
+
+    def forget_components(self) -> None:
+        """Drop every cached component tree (after this replica changed a component)."""
+        self._trees.clear()
+
+    async def _component_path(self, viewer: Viewer, component_id: int) -> str:
+        try:
+            component = await call(
+                self.model.get_component,
+                v1.GetComponentRequest(caller=viewer.caller, component_id=component_id),
+            )
+        except NotFound:
+            return f"component {component_id}"
+        return component.path
+
+    async def _component_tree(self, viewer: Viewer) -> _ComponentTree:
+        caller = viewer.caller
+        key: _PrincipalsKey = (caller.user_id, tuple(sorted(caller.groups)), caller.admin)
+        cached = self._trees.get(key)
+        if cached is not None and cached.expires > self._clock():
+            self._trees.move_to_end(key)
+            return cached
+        found: list[v1.Component] = []
+        token = ""
+        while True:
+            response = await call(
+                self.model.list_components,
+                v1.ListComponentsRequest(
+                    caller=caller,
+                    parent_id=0,
+                    page=v1.PageRequest(page_size=MAX_COMPONENT_PAGE_SIZE, page_token=token),
+                ),
+            )
+            found.extend(response.components)
+            token = response.next_page_token
+            if not token:
+                break
+        tree = _ComponentTree(
+            expires=self._clock() + self._settings.component_cache_seconds,
+            components=tuple(found),
+            paths={c.id: c.path for c in found},
+        )
+        self._trees[key] = tree
+        self._trees.move_to_end(key)
+        while len(self._trees) > COMPONENT_CACHE_SIZE:
+            self._trees.popitem(last=False)
+        return tree

@@ -109,6 +109,14 @@ def web_group() -> None:
     help="How long a validated token is reused.",
 )
 @click.option(
+    "--component-cache-seconds",
+    envvar="BUGLESS_WEB_COMPONENT_CACHE_SECONDS",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="How long each caller's component tree (paths, pickers) is reused.",
+)
+@click.option(
     "--tls-ca",
     envvar="BUGLESS_WEB_TLS_CA",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -151,6 +159,7 @@ def serve_command(**params: Any) -> None:  # fmt: skip
             drain_seconds=params["drain_seconds"],
             grace_seconds=params["grace_seconds"],
             token_cache_seconds=params["token_cache_seconds"],
+            component_cache_seconds=params["component_cache_seconds"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bugless_core.clients import call, resolve_query
-from bugless_core.errors import NotFound
 from bugless_core.search import (
     QuerySyntaxError,
     SortField,
@@ -186,21 +185,14 @@ def people_of(issues: Sequence[v1.Issue]) -> set[str]:
 async def component_paths(
     backends: Backends, viewer: Viewer, component_ids: Iterable[int]
 ) -> dict[int, str]:
-    """``Platform>Storage`` for each component id (one concurrent GetComponent each)."""
-    wanted = sorted({c for c in component_ids if c})
+    """``Platform>Storage`` for each component id (0 ignored).
 
-    async def path_of(component_id: int) -> str:
-        try:
-            component = await call(
-                backends.model.get_component,
-                v1.GetComponentRequest(caller=viewer.caller, component_id=component_id),
-            )
-        except NotFound:
-            return f"component {component_id}"
-        return component.path
-
-    paths = await asyncio.gather(*(path_of(c) for c in wanted))
-    return dict(zip(wanted, paths, strict=True))
+    Read from the caller's cached component tree (one paged ``ListComponents``
+    every ``component_cache_seconds``, see :meth:`Backends.components`), not
+    one ``GetComponent`` per component: a renamed component may show its old
+    path for those few seconds.
+    """
+    return await backends.component_paths(viewer, component_ids)
 
 
 __all__ = [

@@ -40,6 +40,11 @@ class WebSettings:
         token_cache_seconds: How long a validated session token is trusted
             without asking the Authenticator again (bounds how late a revoked
             token is noticed).
+        component_cache_seconds: How long each caller's view of the component
+            tree (paths for list pages, the pickers of the issue forms) is
+            reused before asking the Model again. Bounds how late another
+            replica's component rename, template or ACL change shows; 0 asks
+            on every page.
         call_timeout_seconds: Deadline of each gRPC call to a backend; a page
             never hangs on a backend that stopped answering.
         session_max_age_seconds: Lifetime of the session cookie.
@@ -57,6 +62,7 @@ class WebSettings:
     steer_to: str = ""
     dev: bool = False
     token_cache_seconds: float = 30.0
+    component_cache_seconds: float = 10.0
     call_timeout_seconds: float = 10.0
     session_max_age_seconds: int = 14 * 24 * 3600
     drain_seconds: float = 5.0
@@ -64,6 +70,9 @@ class WebSettings:
     page_size: int = field(default=50)
 
     def __post_init__(self) -> None:
+        if self.component_cache_seconds < 0:
+            msg = f"--component-cache-seconds {self.component_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
         if not self.session_keys:
             msg = "at least one session key is needed (--session-key)"
             raise ValueError(msg)

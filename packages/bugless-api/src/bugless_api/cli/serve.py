@@ -78,6 +78,14 @@ def api_group() -> None:
     help="Seconds a connection's certificate identity is reused before re-checking.",
 )
 @click.option(
+    "--user-cache-ttl",
+    envvar="BUGLESS_API_USER_CACHE_TTL",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds an id/username translation is reused (renames show after it; 0: no cache).",
+)
+@click.option(
     "--backend-timeout",
     envvar="BUGLESS_API_BACKEND_TIMEOUT",
     type=float,
@@ -122,6 +130,7 @@ def serve_command(**params: Any) -> None:
             auth=ServiceAddress.parse(params["auth_address"], **tls),
             rate_limit=RateLimitSettings(rate=params["rate"], burst=params["burst"]),
             identity_ttl_seconds=params["identity_ttl"],
+            user_cache_seconds=params["user_cache_ttl"],
             backend_timeout_seconds=params["backend_timeout"],
         )
     except ValueError as exc:

@@ -108,6 +108,7 @@ async def create_component(request: Request[Any, Any, Any]) -> Response[Any]:
             acl=acl,
         ),
     )
+    frontend_of(request).backends.forget_components()
     session_of(request).update(notice=f"Created component {component.path}.")
     return redirect(f"/components/{component.id}")
 
@@ -179,6 +180,7 @@ async def change_acl(request: Request[Any, Any, Any], component_id: FromPath[int
             expected_version=form_int(str(form.get("version", "")), "version"),
         ),
     )
+    backends.forget_components()
     count = f"{len(acl)} entr{'y' if len(acl) == 1 else 'ies'}"
     session_of(request).update(notice=f"Saved the access list ({count}).")
     return redirect(f"/components/{component_id}#acl")
@@ -220,6 +222,7 @@ async def change_template(
             expected_version=form_int(text("version"), "version"),
         ),
     )
+    backends.forget_components()
     session_of(request).update(notice="Saved the issue template.")
     return redirect(f"/components/{component_id}#template")
 

@@ -10,7 +10,6 @@ from litestar.params import FromPath
 
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument, IssueVersionConflict, NotFound
-from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import (
@@ -27,22 +26,14 @@ from bugless_web.timeline import load_history, names_for
 
 
 async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Component]:
-    """The whole visible component tree in path order (for pickers)."""
-    found: list[v1.Component] = []
-    token = ""
-    while True:
-        response = await call(
-            backends.model.list_components,
-            v1.ListComponentsRequest(
-                caller=viewer.caller,
-                parent_id=0,
-                page=v1.PageRequest(page_size=MAX_COMPONENT_PAGE_SIZE, page_token=token),
-            ),
-        )
-        found.extend(response.components)
-        token = response.next_page_token
-        if not token:
-            return found
+    """The whole visible component tree in path order (for pickers).
+
+    Served from the caller's short-lived cache (``component_cache_seconds``,
+    see :meth:`Backends.components`): a component renamed or re-templated on
+    another replica may show its old state for those few seconds. Do not
+    modify the returned messages; they are shared between requests.
+    """
+    return await backends.components(viewer)
 
 
 async def _related(backends: Backends, viewer: Viewer, issue: v1.Issue) -> dict[int, v1.Issue]:
