@@ -10,6 +10,7 @@ import pytest
 
 from bugless_core.errors import IssueVersionConflict
 from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres._watch import UNKNOWN_XID, Snapshot, parse_notice
 from bugless_proto import v1
 
 ADMIN = v1.Caller(user_id="root", admin=True)
@@ -105,3 +106,42 @@ async def test_issue_watch_ends_cleanly_when_the_client_goes_away(
     assert len(backend._feed._queues) == before + 1
     await stream.aclose()  # type: ignore[attr-defined]
     assert len(backend._feed._queues) == before
+
+
+async def test_a_late_notification_of_an_earlier_commit_is_not_delivered(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """A commit made before the stream subscribed stays out of it, however late its
+    notification reaches the listener (on a busy machine it can arrive after the
+    stream registered)."""
+    backend = bugless_model_backend
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    async with backend._pool.acquire() as conn:
+        await conn.add_listener(backend._channel, lambda *args: heard.put_nowait(args[-1]))
+        try:
+            issue = await _issue(backend, await _component(backend), "late")
+            creation = await asyncio.wait_for(heard.get(), 10)
+        finally:
+            await conn.reset()
+    assert creation.startswith(f"{issue.id}:1:")
+    stream = backend.watch(v1.WatchRequest(caller=ADMIN, issue_id=issue.id))
+    first = await _start(stream)
+    # The creation's notification, replayed as if it had only just arrived.
+    backend._feed._on_notify(None, 0, backend._channel, creation)
+    issue = await _comment(backend, issue, "after subscribing")
+    event = await asyncio.wait_for(first, 10)
+    assert event.entry is not None
+    assert event.entry.version == 2
+    assert event.entry.comment == "after subscribing"
+    await stream.aclose()  # type: ignore[attr-defined]
+
+
+def test_a_notification_without_a_transaction_id_is_still_delivered() -> None:
+    """Replicas of the previous release send ``id:version`` during a rolling upgrade."""
+    snapshot = Snapshot.parse("100:105:101,103")
+    assert parse_notice("7:2") == (7, 2, UNKNOWN_XID)
+    assert not snapshot.saw_committed(parse_notice("7:2")[2])
+    assert snapshot.saw_committed(99)
+    assert snapshot.saw_committed(102)
+    assert not snapshot.saw_committed(103)
+    assert not snapshot.saw_committed(105)

@@ -204,6 +204,22 @@ async def test_failed_calls_are_logged_by_severity_and_successes_are_not(
     assert records[0].__dict__["duration_ms"] >= 0
 
 
+async def test_a_call_the_client_cancels_ends_as_cancelled_not_as_a_server_fault(
+    start_runner: StartRunner, open_channel: OpenChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = await start_runner()
+    stub = v1.ModelStub(open_channel(runner.port))
+    caplog.set_level(logging.DEBUG, logger="bugless_core.grpc")
+    call = asyncio.create_task(stub.get_server_info(timeout=10, metadata={DELAY_KEY: "30"}))
+    await _wait_until(lambda: runner.in_flight == 1)
+
+    call.cancel()  # the client resets the stream while the handler still works
+
+    await _wait_until(lambda: runner.in_flight == 0)
+    records = [r for r in caplog.records if getattr(r, "grpc_method", None) == "GetServerInfo"]
+    assert [(r.levelno, r.__dict__["grpc_code"]) for r in records] == [(logging.DEBUG, "CANCELLED")]
+
+
 async def test_metrics_endpoint_counts_calls_by_method_and_code(
     start_runner: StartRunner, open_channel: OpenChannel
 ) -> None:

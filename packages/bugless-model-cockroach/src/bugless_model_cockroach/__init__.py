@@ -1,7 +1,8 @@
-"""bugless-model-cockroach: the bugless CockroachDB Model backend."""
+"""The CockroachDB Model backend of bugless."""
 
 from __future__ import annotations
 
 from bugless_model_cockroach.__about__ import __version__
+from bugless_model_cockroach.backend import CockroachBackend
 
-__all__ = ["__version__"]
+__all__ = ["CockroachBackend", "__version__"]

@@ -1,7 +1,18 @@
-"""Hook implementations of bugless-model-cockroach (the `bugless` entry point names this module).
-
-This package is a foundation placeholder: it installs, imports and loads as a
-plugin, and registers nothing yet. Its issue fills it.
-"""
+"""The pluggy hookimpls of bugless-model-cockroach: registration only."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bugless_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from bugless_core.registry import ModelBackendRegistrar
+
+
+@hookimpl
+def bugless_register_model_backends(register: ModelBackendRegistrar) -> None:
+    """Offer the backend as ``--model cockroach``; nothing connects here."""
+    from bugless_model_cockroach.backend import CockroachBackend  # noqa: PLC0415
+
+    register(CockroachBackend)

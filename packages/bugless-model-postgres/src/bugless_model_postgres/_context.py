@@ -7,6 +7,7 @@ written so far, which the backend announces only after the final commit.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,18 @@ import asyncpg
 from bugless_core.errors import NotFound
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import Row, caller_role, issue_from_row, principals_of
+from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_proto import v1
+
+#: Hands out the id of a new issue, inside the creating transaction.
+IssueIdSource = Callable[[asyncpg.Connection], Awaitable[int]]
+
+
+async def sequence_issue_id(conn: asyncpg.Connection) -> int:
+    """PostgreSQL's id source: the next value of the identity sequence."""
+    issue_id: int = await conn.fetchval(q.NEXT_ISSUE_ID)
+    return issue_id
+
 
 ROLE_NAMES = {v1.Role.VIEWER: "viewer", v1.Role.EDITOR: "editor", v1.Role.ADMIN: "admin"}
 
@@ -30,6 +42,8 @@ class WriteContext:
         caller: Who is calling.
         now: One clock reading for every row the transaction writes.
         channel: NOTIFY channel of this deployment's schema.
+        dialect: The statements that differ on this database.
+        new_issue_id: Where a created issue's id comes from.
         written: ``(issue_id, version)`` of every history entry written.
     """
 
@@ -37,6 +51,8 @@ class WriteContext:
     caller: v1.Caller
     now: datetime
     channel: str
+    dialect: Dialect = POSTGRES
+    new_issue_id: IssueIdSource = sequence_issue_id
     written: list[tuple[int, int]] = field(default_factory=list)
 
     @property

@@ -211,3 +211,48 @@ async def owned_saved_search(ctx: WriteContext, saved_search_id: int) -> asyncpg
 def readers_of(readers: list[v1.Principal]) -> list[str]:
     """Reader principals as stored strings, without repeats."""
     return sorted({principal_key(p) for p in readers})
+
+
+async def create_saved_search(
+    ctx: WriteContext, request: v1.CreateSavedSearchRequest
+) -> asyncpg.Record:
+    """Store a query owned by the caller; return its row."""
+    row: asyncpg.Record = await ctx.conn.fetchrow(
+        q.INSERT_SAVED_SEARCH,
+        ctx.caller.user_id,
+        request.name,
+        request.query,
+        readers_of(request.readers),
+        ctx.now,
+    )
+    return row
+
+
+async def update_saved_search(
+    ctx: WriteContext, request: v1.UpdateSavedSearchRequest
+) -> asyncpg.Record:
+    """Change the masked fields of a saved search the caller owns; return its row."""
+    change = request.saved_search or v1.SavedSearch()
+    paths = set(request.update_mask.paths) if request.update_mask else set()
+    row = await owned_saved_search(ctx, change.id)
+    if request.expected_version and request.expected_version != row["version"]:
+        msg = (
+            f"saved search {change.id} is at version {row['version']}, "
+            f"not {request.expected_version}: reload it and apply your change again"
+        )
+        raise Conflict(msg, metadata={"current_version": str(row["version"])})
+    updated: asyncpg.Record = await ctx.conn.fetchrow(
+        q.UPDATE_SAVED_SEARCH,
+        change.id,
+        change.name if "name" in paths else row["name"],
+        change.query if "query" in paths else row["query"],
+        readers_of(change.readers) if "readers" in paths else row["readers"],
+        ctx.now,
+    )
+    return updated
+
+
+async def delete_saved_search(ctx: WriteContext, saved_search_id: int) -> None:
+    """Delete a saved search the caller owns."""
+    await owned_saved_search(ctx, saved_search_id)
+    await ctx.conn.execute(q.DELETE_SAVED_SEARCH, saved_search_id)

@@ -92,17 +92,20 @@ async def applied_version(conn: asyncpg.Connection, schema: str) -> int:
     return version
 
 
-async def apply_pending(conn: asyncpg.Connection, schema: str) -> int:
+async def apply_pending(conn: asyncpg.Connection, schema: str, lock: str | None = LOCK) -> int:
     """Apply every pending migration on ``conn``; return the version now applied.
 
     ``conn`` must not be in a transaction; its search_path must be ``schema``.
+    ``lock`` (given the schema as ``$1``) runs first in the transaction; pass
+    ``None`` only when the caller already excludes concurrent migrations.
 
     Raises:
         FailedPrecondition: the database is newer than this code.
     """
     migrations = shipped_migrations()
     async with conn.transaction():
-        await conn.execute(LOCK, schema)
+        if lock is not None:
+            await conn.execute(lock, schema)
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_schema(schema)}")
         await conn.execute(CREATE_LEDGER)
         current: int = await conn.fetchval(APPLIED)

@@ -30,18 +30,30 @@ SELECT {ISSUE_COLUMNS},
  WHERE i.id = ANY ($1::bigint[])
 """
 
+#: The committed version of issue $1 and the ACL deciding who may change it
+#: (read without locks, before a change queues for its row lock).
+ISSUE_VERSION = """
+SELECT i.version, c.effective_acl
+  FROM issues i JOIN components c ON c.id = i.component_id
+ WHERE i.id = $1
+"""
+
 #: Row locks on every issue a write touches, in id order (no deadlocks
 #: between writers that touch overlapping sets).
 LOCK_ISSUES = "SELECT id FROM issues WHERE id = ANY ($1::bigint[]) ORDER BY id FOR UPDATE"
 
 FIND_IDEMPOTENT = "SELECT id FROM issues WHERE reporter = $1 AND idempotency_key = $2"
 
+#: The next issue id from the identity sequence (the backend's id source may
+#: be something else: ids are always given to INSERT_ISSUE explicitly).
+NEXT_ISSUE_ID = "SELECT nextval(pg_get_serial_sequence('issues', 'id'))"
+
 INSERT_ISSUE = """
-INSERT INTO issues (title, status, priority, severity, type, component_id, reporter,
+INSERT INTO issues (id, title, status, priority, severity, type, component_id, reporter,
                     assignee, verifier, cc, parent_id, duplicate_of_id, description,
                     created_at, modified_at, closed_at, version, comment_count,
                     idempotency_key, comments_tsv, text_tsv)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, 1, $16, $17,
+VALUES ($18, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, 1, $16, $17,
         to_tsvector('english', $13), to_tsvector('english', $1) || to_tsvector('english', $13))
 ON CONFLICT (reporter, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id
@@ -80,7 +92,13 @@ LIST_HISTORY = """
 SELECT * FROM issue_history WHERE issue_id = $1 AND version > $2 ORDER BY version LIMIT $3
 """
 
-NOTIFY = "SELECT pg_notify($1, $2)"
+#: Announces entry ``$2`` (``issue_id:version``) on channel ``$1`` with the
+#: writing transaction's id, so a watch can tell whether the entry committed
+#: before it subscribed (delivered on commit only).
+NOTIFY = "SELECT pg_notify($1, $2 || ':' || pg_current_xact_id()::text)"
+
+#: Which transactions had committed when a watch subscribed.
+CURRENT_SNAPSHOT = "SELECT pg_current_snapshot()::text"
 
 #: Ancestors of $1 along parent_id (or duplicate_of_id): is $2 among them?
 PARENT_CHAIN_REACHES = """

@@ -1,11 +1,18 @@
 """Watch streams on LISTEN/NOTIFY.
 
-Every committed history entry NOTIFYs ``<issue id>:<version>`` on the
+Every committed history entry NOTIFYs ``<issue id>:<version>:<xid>`` on the
 deployment's channel (sent by the database at commit, never for a rolled-back
-transaction). One listener connection per backend process fans the
-notifications out to every open stream; each stream re-reads the issue with
-its own caller, so visibility and the query are checked per event on the
-issue as it is after the change.
+transaction; ``xid`` is the writing transaction). One listener connection per
+backend process fans the notifications out to every open stream; each stream
+re-reads the issue with its own caller, so visibility and the query are checked
+per event on the issue as it is after the change.
+
+A stream reports only entries committed after it subscribed. Notifications
+reach the listener some time after their commit (later still on a busy
+machine), so one that arrives after a stream registered may belong to a
+transaction that committed before: each stream takes a snapshot right after
+registering and drops the notifications of transactions that snapshot already
+saw as committed.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -25,8 +33,50 @@ from bugless_model_postgres._convert import entry_from_row, principals_of
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_proto import v1
 
+#: A notification: issue id, version, writing transaction id.
+Notice = tuple[int, int, int]
 #: Queue item meaning "the listener connection is gone".
-_LOST = (-1, -1)
+_LOST: Notice = (-1, -1, -1)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Which transactions had committed at one moment (``pg_current_snapshot()``).
+
+    Attributes:
+        xmin: Every transaction below this had finished.
+        xmax: No transaction at or above this had finished.
+        in_progress: Transactions between the two that were still running.
+    """
+
+    xmin: int
+    xmax: int
+    in_progress: frozenset[int]
+
+    @classmethod
+    def parse(cls, text: str) -> Snapshot:
+        """Read the ``xmin:xmax:xip,...`` text form of a ``pg_snapshot``."""
+        xmin, xmax, running = text.split(":")
+        return cls(int(xmin), int(xmax), frozenset(int(x) for x in running.split(",") if x))
+
+    def saw_committed(self, xid: int) -> bool:
+        """Whether ``xid`` (known to have committed) had committed already.
+
+        The rule of ``pg_visible_in_snapshot``, computed here so that the
+        check costs no round trip per notification.
+        """
+        return xid < self.xmin or (xid < self.xmax and xid not in self.in_progress)
+
+
+#: Stands for the transaction of a notification that names none (sent by a
+#: replica of an older release during a rolling upgrade): delivered, as before.
+UNKNOWN_XID = 1 << 64
+
+
+def parse_notice(payload: str) -> Notice:
+    """``issue_id:version:xid`` (or the older ``issue_id:version``) as numbers."""
+    issue_id, version, *xid = payload.split(":")
+    return int(issue_id), int(version), int(xid[0]) if xid else UNKNOWN_XID
 
 
 class ChangeFeed:
@@ -39,7 +89,7 @@ class ChangeFeed:
         self._pool = pool
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
-        self._queues: set[asyncio.Queue[tuple[int, int]]] = set()
+        self._queues: set[asyncio.Queue[Notice]] = set()
 
     async def _listen(self) -> None:
         async with self._lock:
@@ -56,8 +106,7 @@ class ChangeFeed:
             self._conn = conn
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        issue_id, _, version = payload.partition(":")
-        item = (int(issue_id), int(version))
+        item = parse_notice(payload)
         for queue in self._queues:
             queue.put_nowait(item)
 
@@ -78,19 +127,23 @@ class ChangeFeed:
     async def watch(self, request: v1.WatchRequest) -> AsyncGenerator[v1.WatchEvent, None]:
         """Events for ``request`` until the consumer stops iterating."""
         caller = request.caller or v1.Caller()
-        queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+        queue: asyncio.Queue[Notice] = asyncio.Queue()
         await self._listen()
         self._queues.add(queue)
         try:
-            if request.issue_id:
-                async with translated_errors(), self._pool.acquire() as conn:
-                    if not await fetch_issues(conn, caller, [request.issue_id]):
-                        raise issue_not_found(request.issue_id)
+            # Taken after registering: whatever commits later is queued.
+            async with translated_errors(), self._pool.acquire() as conn:
+                subscribed = Snapshot.parse(await conn.fetchval(q.CURRENT_SNAPSHOT))
+                if request.issue_id and not await fetch_issues(conn, caller, [request.issue_id]):
+                    raise issue_not_found(request.issue_id)
             while True:
-                issue_id, version = await queue.get()
-                if (issue_id, version) == _LOST:
+                notice = await queue.get()
+                if notice == _LOST:
                     msg = "the database is unreachable: the change feed was interrupted"
                     raise Unavailable(msg)
+                issue_id, version, xid = notice
+                if subscribed.saw_committed(xid):
+                    continue
                 if request.issue_id and issue_id != request.issue_id:
                     continue
                 event = await self._event(request, caller, issue_id, version)

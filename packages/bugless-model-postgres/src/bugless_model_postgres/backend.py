@@ -18,7 +18,6 @@ import asyncpg
 from bugless_core import limits
 from bugless_core.errors import (
     BuglessError,
-    Conflict,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -29,6 +28,7 @@ from bugless_model_postgres import _components, _hotlists, _issues, _migrations,
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
 from bugless_model_postgres._context import (
+    IssueIdSource,
     WriteContext,
     component_not_found,
     fetch_issue_rows,
@@ -36,6 +36,7 @@ from bugless_model_postgres._context import (
     hotlist_not_found,
     hotlist_visible,
     issue_not_found,
+    sequence_issue_id,
 )
 from bugless_model_postgres._convert import (
     caller_role,
@@ -46,7 +47,15 @@ from bugless_model_postgres._convert import (
     principals_of,
     saved_search_from_row,
 )
-from bugless_model_postgres._database import run_write, server_settings, translated_errors
+from bugless_model_postgres._database import (
+    POSTGRES_RETRIES,
+    RetryPolicy,
+    retrying,
+    run_write,
+    server_settings,
+    translated_errors,
+)
+from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -78,6 +87,10 @@ class PostgresBackend(ModelBackend):
         self._tokens = PageTokenCodec(settings.page_token_secret)
         self._channel = f"bugless_changes_{settings.schema}"
         self._feed = ChangeFeed(settings, self._channel, self._pool)
+        #: Seams a subclass for another database replaces (see :mod:`._dialect`).
+        self._dialect: Dialect = POSTGRES
+        self._retry_policy: RetryPolicy = POSTGRES_RETRIES
+        self._new_issue_id: IssueIdSource = sequence_issue_id
 
     # ---- lifecycle ----
 
@@ -158,7 +171,15 @@ class PostgresBackend(ModelBackend):
         self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
     ) -> tuple[T, WriteContext]:
         """One write transaction, then the committed entries are announced."""
-        result, ctx = await run_write(self._pool, caller or v1.Caller(), self._channel, work)
+        result, ctx = await run_write(
+            self._pool,
+            caller or v1.Caller(),
+            self._channel,
+            work,
+            dialect=self._dialect,
+            policy=self._retry_policy,
+            new_issue_id=self._new_issue_id,
+        )
         if ctx.written and self._change_listeners:
             async with translated_errors(), self._pool.acquire() as conn:
                 events = await self._events(conn, ctx.written)
@@ -311,16 +332,24 @@ class PostgresBackend(ModelBackend):
             msg = "page.page_token: does not fit this query"
             raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
         cap = limits.SEARCH_COUNT_CAP
-        async with (
-            translated_errors(),
-            self._pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            rows = await conn.fetch(compiled.page_sql, *compiled.page_params, size + 1)
-            total = await conn.fetchval(compiled.count_sql, *compiled.count_params, cap + 1)
-            more = len(rows) > size
-            rows = rows[:size]
-            found = await fetch_issues(conn, caller, [r["id"] for r in rows])
+        stale_read = self._dialect.stale_read if request.allow_stale else None
+
+        async def attempt() -> tuple[list[asyncpg.Record], int, dict[int, v1.Issue]]:
+            async with (
+                translated_errors(),
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                if stale_read is not None:
+                    await conn.execute(stale_read)
+                rows = await conn.fetch(compiled.page_sql, *compiled.page_params, size + 1)
+                total = await conn.fetchval(compiled.count_sql, *compiled.count_params, cap + 1)
+                found = await fetch_issues(conn, caller, [r["id"] for r in rows[:size]])
+            return rows, total, found
+
+        rows, total, found = await retrying(self._retry_policy, attempt)
+        more = len(rows) > size
+        rows = rows[:size]
         return v1.SearchIssuesResponse(
             issues=[found[r["id"]] for r in rows if r["id"] in found],
             next_page_token=self._tokens.encode(
@@ -520,18 +549,9 @@ class PostgresBackend(ModelBackend):
 
     async def create_saved_search(self, request: v1.CreateSavedSearchRequest) -> v1.SavedSearch:
         """Store a query for the caller."""
-
-        async def work(ctx: WriteContext) -> asyncpg.Record:
-            return await ctx.conn.fetchrow(
-                q.INSERT_SAVED_SEARCH,
-                ctx.caller.user_id,
-                request.name,
-                request.query,
-                _hotlists.readers_of(request.readers),
-                ctx.now,
-            )
-
-        row, _ = await self._write(request.caller, work)
+        row, _ = await self._write(
+            request.caller, lambda ctx: _hotlists.create_saved_search(ctx, request)
+        )
         return saved_search_from_row(row)
 
     async def list_saved_searches(
@@ -562,35 +582,14 @@ class PostgresBackend(ModelBackend):
 
     async def update_saved_search(self, request: v1.UpdateSavedSearchRequest) -> v1.SavedSearch:
         """Change a saved search (owner only)."""
-        change = request.saved_search or v1.SavedSearch()
-        paths = set(request.update_mask.paths) if request.update_mask else set()
-
-        async def work(ctx: WriteContext) -> asyncpg.Record:
-            row = await _hotlists.owned_saved_search(ctx, change.id)
-            if request.expected_version and request.expected_version != row["version"]:
-                msg = (
-                    f"saved search {change.id} is at version {row['version']}, "
-                    f"not {request.expected_version}: reload it and apply your change again"
-                )
-                raise Conflict(msg, metadata={"current_version": str(row["version"])})
-            return await ctx.conn.fetchrow(
-                q.UPDATE_SAVED_SEARCH,
-                change.id,
-                change.name if "name" in paths else row["name"],
-                change.query if "query" in paths else row["query"],
-                _hotlists.readers_of(change.readers) if "readers" in paths else row["readers"],
-                ctx.now,
-            )
-
-        row, _ = await self._write(request.caller, work)
+        row, _ = await self._write(
+            request.caller, lambda ctx: _hotlists.update_saved_search(ctx, request)
+        )
         return saved_search_from_row(row)
 
     async def delete_saved_search(self, request: v1.DeleteSavedSearchRequest) -> v1.DeleteResponse:
         """Delete a saved search (owner only)."""
-
-        async def work(ctx: WriteContext) -> None:
-            await _hotlists.owned_saved_search(ctx, request.saved_search_id)
-            await ctx.conn.execute(q.DELETE_SAVED_SEARCH, request.saved_search_id)
-
-        await self._write(request.caller, work)
+        await self._write(
+            request.caller, lambda ctx: _hotlists.delete_saved_search(ctx, request.saved_search_id)
+        )
         return v1.DeleteResponse()

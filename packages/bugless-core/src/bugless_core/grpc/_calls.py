@@ -128,6 +128,11 @@ class CallTracker:
 
     async def _on_trailers(self, event: SendTrailingMetadata) -> None:
         call = CURRENT_CALL.get()
+        if _cancelled_by_peer(event.status):
+            # grpclib answers a stream the client reset (or whose connection
+            # dropped) by trying to send UNKNOWN trailers on it; nobody receives
+            # them and nothing failed on our side: the call ends as CANCELLED.
+            return
         if call is not None:
             call.status = event.status
             call.status_message = event.status_message
@@ -181,6 +186,19 @@ class CallTracker:
                     "peer": _format_address(call.connection.address),
                 },
             )
+
+
+def _cancelled_by_peer(status: Status) -> bool:
+    """Whether trailers with ``status`` answer a call the client cancelled.
+
+    When the client resets a stream, grpclib cancels the handler's task and
+    then turns the resulting ``StreamTerminatedError`` into UNKNOWN trailers.
+    A handler fault gives UNKNOWN too, but its task was never cancelled; a
+    deadline cancels the task as well, but grpclib reports it as
+    DEADLINE_EXCEEDED.
+    """
+    task = asyncio.current_task()
+    return status is Status.UNKNOWN and task is not None and task.cancelling() > 0
 
 
 def _retry_after(details: object) -> str | None:

@@ -90,9 +90,15 @@ async def bugless_model_backend() -> ModelBackend:
     raise pytest.UsageError(msg)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def bugless_model_channel(bugless_model_backend: ModelBackend) -> AsyncIterator[Channel]:
-    """A client channel to the backend, served by ModelServicer on a loopback socket."""
+    """A client channel to the backend, served by ModelServicer on a loopback socket.
+
+    Module-scoped, not session-scoped: when one run collects several backends'
+    tests (``pytest packages/bugless-model-*/tests``), each directory's conftest
+    provides its own ``bugless_model_backend``, and a session-wide channel would
+    keep serving whichever backend asked first.
+    """
     runner = GrpcServiceRunner(
         [ModelServicer(bugless_model_backend)],
         GrpcServerSettings(drain_seconds=0, grace_seconds=5),

@@ -1,0 +1,168 @@
+"""The CockroachDB Model backend: the PostgreSQL backend with what differs.
+
+Everything that both databases run identically is inherited from
+:class:`~bugless_model_postgres.PostgresBackend` (statements, the search
+compiler, the write logic). This class replaces only:
+
+* **ids**: issue ids come from a Snowflake generator whose node id is leased
+  in the database (:mod:`._leases`, :mod:`._snowflake`), not from a sequence;
+* **retries**: every write and every search transaction runs in a retry loop
+  on 40001 / "restart transaction" with capped, jittered exponential backoff
+  (:data:`._dialect.COCKROACH_RETRIES`); change listeners run once, after the
+  final commit;
+* **locking**: migrations hold a lease row instead of an advisory lock;
+* **reads**: ``allow_stale`` searches read at ``follower_read_timestamp()``;
+* **regions**: ``migrate`` applies ``ModelSettings.regions`` (:mod:`._regions`).
+
+It does not declare ``watch``: CockroachDB has no LISTEN/NOTIFY, and its
+changefeeds need a sink or a long-lived core changefeed connection per
+stream (see the README for why polling was not built instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ClassVar, Self
+
+import asyncpg
+
+from bugless_core.errors import FailedPrecondition
+from bugless_core.model.backend import Capability, ModelSettings
+from bugless_model_cockroach import _dialect, _leases, _regions
+from bugless_model_cockroach import _queries as q
+from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres._database import server_settings, translated_errors
+from bugless_model_postgres._dialect import Dialect
+from bugless_model_postgres._migrations import apply_pending, quote_schema
+
+
+class CockroachBackend(PostgresBackend):
+    """Model backend on CockroachDB 23.2+ (or PostgreSQL in compatibility mode)."""
+
+    name: ClassVar[str] = "cockroach"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.FOLLOWER_READS,
+            Capability.TRANSACTION_RETRIES,
+            Capability.SNOWFLAKE_IDS,
+            Capability.MULTI_REGION,
+        }
+    )
+
+    def __init__(self, settings: ModelSettings, pool: asyncpg.Pool) -> None:
+        """Use an open pool; call :meth:`open` rather than this."""
+        super().__init__(settings, pool)
+        self._dialect = _dialect.COMPATIBILITY
+        self._retry_policy = _dialect.COCKROACH_RETRIES
+        self._node = _leases.NodeLease(pool)
+        self._new_issue_id = self._snowflake_id
+
+    @property
+    def node_id(self) -> int:
+        """The Snowflake node id this replica holds."""
+        return self._node.node_id
+
+    @property
+    def on_cockroach(self) -> bool:
+        """Whether the server is CockroachDB (not PostgreSQL in compatibility mode)."""
+        return self._dialect is _dialect.COCKROACH
+
+    async def _snowflake_id(self, _conn: asyncpg.Connection) -> int:
+        generator = self._node.generator
+        if generator is None:  # pragma: no cover - open() takes the lease first
+            msg = "the backend is not open"
+            raise FailedPrecondition(msg)
+        return await generator.next_id()
+
+    # ---- lifecycle ----
+
+    @staticmethod
+    async def _server_dialect(conn: asyncpg.Connection) -> Dialect:
+        """The dialect of the server; refuse PostgreSQL not running SERIALIZABLE."""
+        dialect = _dialect.dialect_for(await conn.fetchval(q.SERVER_VERSION))
+        if dialect is _dialect.COMPATIBILITY:
+            isolation = await conn.fetchval(q.DEFAULT_ISOLATION)
+            if isolation != "serializable":
+                msg = (
+                    "the cockroach backend on PostgreSQL (compatibility mode) needs "
+                    f"default_transaction_isolation = serializable, the server has {isolation!r}: "
+                    "ALTER DATABASE ... SET default_transaction_isolation = 'serializable'"
+                )
+                raise FailedPrecondition(msg)
+        return dialect
+
+    @classmethod
+    async def migrate(cls, settings: ModelSettings) -> int:
+        """Apply pending migrations under the migration lease, then regions.
+
+        Safe when several replicas run it at once: one holds the lease and
+        applies the files in one transaction; the others wait for the lease
+        and find nothing left to do.
+
+        Raises:
+            FailedPrecondition: regions were given but the server is not
+                CockroachDB.
+        """
+        schema_sql = quote_schema(settings.schema)
+        regions = _regions.check_regions(settings.regions)
+        async with translated_errors():
+            pool = await asyncpg.create_pool(
+                settings.database_url,
+                min_size=1,
+                max_size=2,
+                server_settings=server_settings(settings, schema_sql),
+            )
+        try:
+            async with translated_errors(), pool.acquire() as conn:
+                dialect = await cls._server_dialect(conn)
+                if regions and dialect is not _dialect.COCKROACH:
+                    msg = (
+                        "regions: a multi-region database needs CockroachDB; this server is "
+                        "PostgreSQL (compatibility mode), run migrate without --regions"
+                    )
+                    raise FailedPrecondition(msg, metadata={"field": "regions"})
+                await _create_if_missing(conn, f"CREATE SCHEMA IF NOT EXISTS {schema_sql}")
+                await _create_if_missing(conn, q.CREATE_LEASES)
+            async with (
+                translated_errors(),
+                _leases.migration_lease(pool),
+                pool.acquire() as conn,
+            ):
+                version = await apply_pending(conn, settings.schema, lock=None)
+                if regions:
+                    database = await conn.fetchval(q.CURRENT_DATABASE)
+                    for statement in _regions.region_statements(database, settings.schema, regions):
+                        await conn.execute(statement)
+            return version
+        finally:
+            await pool.close()
+
+    @classmethod
+    async def open(cls, settings: ModelSettings) -> Self:
+        """Open as the PostgreSQL backend does, then pick the dialect and lease a node id."""
+        backend = await super().open(settings)
+        try:
+            async with translated_errors(), backend._pool.acquire() as conn:
+                backend._dialect = await cls._server_dialect(conn)
+            async with translated_errors():
+                await backend._node.start()
+        except BaseException:
+            await backend.close()
+            raise
+        return backend
+
+    async def close(self) -> None:
+        """Give the node id back, then close as the PostgreSQL backend does."""
+        await self._node.stop()
+        await super().close()
+
+
+async def _create_if_missing(conn: asyncpg.Connection, statement: str) -> None:
+    """Run a ``CREATE ... IF NOT EXISTS`` that concurrent replicas may race on.
+
+    PostgreSQL can fail the loser of two simultaneous ``IF NOT EXISTS``
+    creations with a unique violation on its catalog; the object exists
+    then, which is all the caller wanted.
+    """
+    with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError):
+        await conn.execute(statement)

@@ -1,0 +1,82 @@
+"""Fixtures: the database the cockroach backend runs on, and the backend.
+
+Without ``BUGLESS_TEST_COCKROACH_URL`` the backend runs in compatibility mode:
+a throwaway PostgreSQL (``bugless_core.testing.postgres``) whose test database
+defaults to SERIALIZABLE, as CockroachDB does. With it set (a CockroachDB 23.2+
+URL whose user may create schemas), the same tests run against that cluster,
+each session in a fresh schema.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from bugless_core.model.backend import ModelSettings
+from bugless_model_cockroach import CockroachBackend
+
+if TYPE_CHECKING:
+    from bugless_core.testing.postgres import PostgresTestServer
+
+pytest_plugins = ["bugless_core.testing.plugin", "bugless_core.testing.postgres"]
+
+COCKROACH_URL = "BUGLESS_TEST_COCKROACH_URL"
+SECRET = "test-page-token-secret-0123456789"
+
+
+async def serializable_database(server: PostgresTestServer, name: str) -> str:
+    """A fresh PostgreSQL database whose sessions default to SERIALIZABLE."""
+    url = await server.acreate_database(name)
+    database = urlsplit(url).path.lstrip("/")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'serializable'"
+        )
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def make_serializable_database(
+    postgres_server: PostgresTestServer,
+) -> Callable[[str], Awaitable[str]]:
+    """Makes fresh SERIALIZABLE PostgreSQL databases (tests of compatibility mode itself)."""
+    return lambda name: serializable_database(postgres_server, name)
+
+
+@pytest.fixture(scope="session")
+async def database_url(request: pytest.FixtureRequest) -> str:
+    """A real cluster's URL, or a SERIALIZABLE PostgreSQL database (compatibility mode)."""
+    url = os.environ.get(COCKROACH_URL)
+    if url:
+        return url
+    server: PostgresTestServer = request.getfixturevalue("postgres_server")
+    return await serializable_database(server, "cockroach_compat")
+
+
+@pytest.fixture(scope="session")
+def model_settings(database_url: str) -> ModelSettings:
+    """Settings of the conformance database (a fresh schema per session)."""
+    schema = f"bugless_{uuid.uuid4().hex[:8]}" if os.environ.get(COCKROACH_URL) else "bugless"
+    return ModelSettings(
+        database_url=database_url, page_token_secret=SECRET, pool_max_size=20, schema=schema
+    )
+
+
+@pytest.fixture(scope="session")
+async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[CockroachBackend]:
+    """The backend under test: migrated, open, holding a node id."""
+    await CockroachBackend.migrate(model_settings)
+    backend = await CockroachBackend.open(model_settings)
+    try:
+        yield backend
+    finally:
+        await backend.close()

@@ -1,0 +1,71 @@
+"""The shared Model contracts, run against the cockroach backend: one class per contract.
+
+``WatchContract`` is deselected at collection (the backend does not declare
+``watch``) and listed in the run's summary.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bugless_core.testing.model_contracts import (
+    AccessContract,
+    BadInputContract,
+    BatchChangeContract,
+    ChangeContract,
+    ComponentContract,
+    ConcurrencyContract,
+    HistoryContract,
+    HotlistContract,
+    IssueContract,
+    SavedSearchContract,
+    SearchContract,
+    SearchOrderContract,
+    ServerInfoContract,
+    WatchContract,
+)
+from bugless_model_cockroach import CockroachBackend
+
+pytestmark = pytest.mark.bugless_backend.with_args(CockroachBackend)
+
+
+class TestAccess(AccessContract): ...
+
+
+class TestBadInput(BadInputContract): ...
+
+
+class TestChange(ChangeContract): ...
+
+
+class TestComponent(ComponentContract): ...
+
+
+class TestConcurrency(ConcurrencyContract): ...
+
+
+class TestBatchChanges(BatchChangeContract): ...
+
+
+class TestHistory(HistoryContract): ...
+
+
+class TestHotlist(HotlistContract): ...
+
+
+class TestIssue(IssueContract): ...
+
+
+class TestSavedSearch(SavedSearchContract): ...
+
+
+class TestSearch(SearchContract): ...
+
+
+class TestSearchOrder(SearchOrderContract): ...
+
+
+class TestServerInfo(ServerInfoContract): ...
+
+
+class TestWatch(WatchContract): ...

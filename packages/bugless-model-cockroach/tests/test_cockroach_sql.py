@@ -1,0 +1,168 @@
+"""The CockroachDB-only statements, statement by statement, and the dialect switch.
+
+What compatibility mode cannot execute (PostgreSQL has no regions and no
+``AS OF SYSTEM TIME``) is asserted here against the synopses of the
+CockroachDB 23.2 SQL reference: "SET PRIMARY REGION"
+(``ALTER DATABASE database_name SET PRIMARY REGION = region_name``), "ADD
+REGION" (``ALTER DATABASE database_name ADD REGION IF NOT EXISTS region_name``),
+"SURVIVE {ZONE, REGION} FAILURE", "SET LOCALITY" (``ALTER TABLE table_name SET
+LOCALITY {REGIONAL BY ROW | GLOBAL | REGIONAL BY TABLE IN PRIMARY REGION}``) and
+"SET TRANSACTION" / "Follower Reads" (``SET TRANSACTION AS OF SYSTEM TIME
+follower_read_timestamp()`` as the first statement of a read-only
+transaction). The other side of each switch runs for real below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.model.backend import ModelSettings
+from bugless_core.testing.postgres import PostgresTestServer
+from bugless_model_cockroach import CockroachBackend
+from bugless_model_cockroach import _queries as q
+from bugless_model_cockroach._dialect import COCKROACH, COMPATIBILITY, dialect_for
+from bugless_model_cockroach._regions import region_statements
+from bugless_model_postgres._dialect import POSTGRES
+from bugless_proto import v1
+
+ADMIN = v1.Caller(user_id="root", admin=True)
+SECRET = "test-page-token-secret-0123456789"
+
+
+def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
+    assert region_statements("bugless", "tracker", ["eu-west1", "us-east1", "asia-south1"]) == [
+        'ALTER DATABASE "bugless" SET PRIMARY REGION = "eu-west1"',
+        'ALTER DATABASE "bugless" ADD REGION IF NOT EXISTS "us-east1"',
+        'ALTER DATABASE "bugless" ADD REGION IF NOT EXISTS "asia-south1"',
+        'ALTER DATABASE "bugless" SURVIVE ZONE FAILURE',
+        'ALTER TABLE "tracker".issues SET LOCALITY REGIONAL BY ROW',
+        'ALTER TABLE "tracker".issue_history SET LOCALITY REGIONAL BY ROW',
+        'ALTER TABLE "tracker".components SET LOCALITY GLOBAL',
+        'ALTER TABLE "tracker".hotlists SET LOCALITY GLOBAL',
+        'ALTER TABLE "tracker".hotlist_items SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
+        'ALTER TABLE "tracker".saved_searches SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
+        'ALTER TABLE "tracker".bugless_leases SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
+        'ALTER TABLE "tracker".schema_migrations SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
+    ]
+
+
+def test_one_region_is_a_primary_only_and_none_changes_nothing() -> None:
+    assert region_statements('odd"name', "s", ["us-east1"])[:2] == [
+        'ALTER DATABASE "odd""name" SET PRIMARY REGION = "us-east1"',
+        'ALTER DATABASE "odd""name" SURVIVE ZONE FAILURE',
+    ]
+    assert region_statements("bugless", "s", []) == []
+
+
+@pytest.mark.parametrize("bad", ['us-east1"; DROP TABLE issues; --', "US-EAST1", "eu--west", ""])
+def test_region_names_that_are_not_region_names_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="is not a region name"):
+        region_statements("bugless", "s", ["eu-west1", bad])
+
+
+def test_a_region_named_twice_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="names a region twice"):
+        region_statements("bugless", "s", ["eu-west1", "eu-west1"])
+
+
+def test_follower_reads_are_the_documented_transaction_clause() -> None:
+    assert q.FOLLOWER_READ == "SET TRANSACTION AS OF SYSTEM TIME follower_read_timestamp()"
+    assert COCKROACH.stale_read == q.FOLLOWER_READ
+    assert COMPATIBILITY.stale_read is None
+
+
+def test_the_cockroach_dialects_use_no_advisory_lock_and_no_notify() -> None:
+    for dialect in (COCKROACH, COMPATIBILITY):
+        assert dialect.migration_lock is None
+        assert dialect.hierarchy_lock is None
+        assert dialect.notify is None
+    assert POSTGRES.migration_lock is not None
+    assert "pg_advisory_xact_lock" in (POSTGRES.hierarchy_lock or "")
+
+
+def test_the_server_version_picks_the_dialect() -> None:
+    crdb = "CockroachDB CCL v23.2.4 (x86_64-pc-linux-gnu, built 2024/04/08, go1.21.9)"
+    assert dialect_for(crdb) is COCKROACH
+    assert dialect_for("PostgreSQL 18.0 on x86_64-pc-linux-gnu") is COMPATIBILITY
+
+
+async def test_compatibility_mode_reads_stale_searches_fresh(
+    bugless_model_backend: CockroachBackend,
+) -> None:
+    backend = bugless_model_backend
+    if backend.on_cockroach:
+        assert backend._dialect is COCKROACH
+        return
+    assert backend._dialect is COMPATIBILITY
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name="stale-reads")
+    )
+    made = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN, fields=v1.IssueFields(title="fresh", component_id=component.id)
+        )
+    )
+    query = v1.StructuredQuery(
+        filter=v1.SearchNode(
+            term=v1.SearchTerm(
+                field=v1.SearchField.COMPONENT,
+                op=v1.SearchOperator.EQ,
+                values=[v1.SearchValue(integer=component.id)],
+            )
+        )
+    )
+    found = await backend.search_issues(
+        v1.SearchIssuesRequest(caller=ADMIN, query=query, allow_stale=True)
+    )
+    assert [i.id for i in found.issues] == [made.id]
+
+
+async def test_the_stale_read_statement_opens_the_search_transaction(
+    bugless_model_backend: CockroachBackend,
+) -> None:
+    """The seam runs ``stale_read`` first in the search's transaction.
+
+    PostgreSQL accepts ``SET TRANSACTION ISOLATION LEVEL`` only before any
+    query of a transaction, as CockroachDB accepts ``SET TRANSACTION AS OF
+    SYSTEM TIME``; standing in for it, it proves the position. Only
+    ``allow_stale`` searches run it.
+    """
+    backend = bugless_model_backend
+    if backend.on_cockroach:
+        return
+    probe = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"
+    backend._dialect = dataclasses.replace(COMPATIBILITY, stale_read=probe)
+    try:
+        await backend.search_issues(v1.SearchIssuesRequest(caller=ADMIN, allow_stale=True))
+        backend._dialect = dataclasses.replace(COMPATIBILITY, stale_read="SELECT 1/0")
+        await backend.search_issues(v1.SearchIssuesRequest(caller=ADMIN, allow_stale=False))
+        with pytest.raises(Exception, match="division by zero"):
+            await backend.search_issues(v1.SearchIssuesRequest(caller=ADMIN, allow_stale=True))
+    finally:
+        backend._dialect = COMPATIBILITY
+
+
+async def test_regions_on_postgresql_are_refused_before_anything_is_written(
+    make_serializable_database: Callable[[str], Awaitable[str]],
+) -> None:
+    url = await make_serializable_database("cockroach_regions")
+    settings = ModelSettings(
+        database_url=url, page_token_secret=SECRET, regions=("eu-west1", "us-east1")
+    )
+    with pytest.raises(FailedPrecondition, match="multi-region database needs CockroachDB"):
+        await CockroachBackend.migrate(settings)
+    with pytest.raises(FailedPrecondition, match="run `bugless model migrate` first"):
+        await CockroachBackend.open(dataclasses.replace(settings, regions=()))
+
+
+async def test_postgresql_not_running_serializable_is_refused(
+    postgres_server: PostgresTestServer,
+) -> None:
+    url = await postgres_server.acreate_database("cockroach_read_committed")
+    settings = ModelSettings(database_url=url, page_token_secret=SECRET)
+    with pytest.raises(FailedPrecondition, match="needs default_transaction_isolation"):
+        await CockroachBackend.migrate(settings)

@@ -1,0 +1,164 @@
+"""Node-id and migration leases on a real database: two replicas never share a node id."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from bugless_core.errors import Unavailable
+from bugless_core.model.backend import ModelSettings
+from bugless_model_cockroach import CockroachBackend
+from bugless_model_cockroach import _queries as q
+from bugless_model_cockroach._leases import NodeLease, migration_lease
+from bugless_model_cockroach._snowflake import decompose, wall_clock_ms
+from bugless_model_postgres._database import server_settings
+from bugless_proto import v1
+
+ADMIN = v1.Caller(user_id="root", admin=True)
+
+
+@pytest.fixture
+async def pool(
+    model_settings: ModelSettings, bugless_model_backend: CockroachBackend
+) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the migrated conformance schema (its lease table included)."""
+    made = await asyncpg.create_pool(
+        model_settings.database_url,
+        min_size=1,
+        max_size=10,
+        server_settings=server_settings(model_settings, f'"{model_settings.schema}"'),
+    )
+    yield made
+    await made.close()
+
+
+async def test_two_replicas_hold_different_node_ids_and_mint_distinct_ordered_ids(
+    model_settings: ModelSettings, bugless_model_backend: CockroachBackend
+) -> None:
+    first = bugless_model_backend
+    second = await CockroachBackend.open(model_settings)
+    try:
+        assert first.node_id != second.node_id
+        component = await first.create_component(
+            v1.CreateComponentRequest(caller=ADMIN, name="two-replicas")
+        )
+
+        async def create(backend: CockroachBackend, n: int) -> int:
+            issue = await backend.create_issue(
+                v1.CreateIssueRequest(
+                    caller=ADMIN, fields=v1.IssueFields(title=f"r{n}", component_id=component.id)
+                )
+            )
+            return issue.id
+
+        together = await asyncio.gather(*(create(first if n % 2 else second, n) for n in range(40)))
+        assert len(set(together)) == 40
+        assert {decompose(i)[1] for i in together} == {first.node_id, second.node_id}
+        # One after the other, alternating replicas: ids follow creation time (to the
+        # millisecond; within one millisecond they order by node id).
+        sequential = [await create(first if n % 2 else second, n) for n in range(6)]
+        stamps = [decompose(i)[0] for i in sequential]
+        assert stamps == sorted(stamps)
+        for earlier, later in itertools.pairwise(sequential):
+            if decompose(earlier)[0] < decompose(later)[0]:
+                assert earlier < later
+    finally:
+        await second.close()
+
+
+async def test_replicas_starting_together_take_distinct_node_ids(pool: asyncpg.Pool) -> None:
+    leases = [NodeLease(pool, max_node_id=1023) for _ in range(12)]
+    try:
+        await asyncio.gather(*(lease.start() for lease in leases))
+        assert len({lease.node_id for lease in leases}) == 12
+    finally:
+        await asyncio.gather(*(lease.stop() for lease in leases))
+
+
+async def test_a_taken_over_node_id_starts_above_the_previous_holders_fence(
+    pool: asyncpg.Pool,
+) -> None:
+    # Node 0 was held by a replica whose clock ran 5 s ahead; its lease expired.
+    fence = wall_clock_ms() + 5_000
+    await pool.execute(
+        "INSERT INTO bugless_leases (name, holder, expires_at, fence_ms) "
+        "VALUES ('node:0', 'gone', now() - INTERVAL '1 second', $1) "
+        "ON CONFLICT (name) DO UPDATE SET holder = 'gone', "
+        "expires_at = now() - INTERVAL '1 second', fence_ms = $1",
+        fence,
+    )
+    lease = NodeLease(pool, max_node_id=0)
+    await lease.start()
+    try:
+        assert lease.node_id == 0
+        assert lease.generator is not None
+        lease.generator._max_wait = 10_000  # wait for the clock rather than refuse
+        issue_id = await lease.generator.next_id()
+        assert decompose(issue_id)[0] > fence
+    finally:
+        await lease.stop()
+
+
+async def test_a_node_id_held_by_a_live_replica_is_not_taken(pool: asyncpg.Pool) -> None:
+    await pool.execute("DELETE FROM bugless_leases WHERE name = 'node:0'")
+    holder = NodeLease(pool, max_node_id=0)
+    await holder.start()
+    try:
+        with pytest.raises(Unavailable, match="no Snowflake node id is free"):
+            await NodeLease(pool, max_node_id=0)._take()
+    finally:
+        await holder.stop()
+    # Given back: the next replica gets it at once.
+    successor = NodeLease(pool, max_node_id=0)
+    await successor.start()
+    assert successor.node_id == 0
+    await successor.stop()
+
+
+async def test_a_lost_node_lease_is_noticed_on_renewal(pool: asyncpg.Pool) -> None:
+    lease = NodeLease(pool, max_node_id=1023)
+    await lease.start()
+    try:
+        await pool.execute("UPDATE bugless_leases SET holder = 'thief' WHERE name = $1", lease.name)
+        assert await lease._renew() is None
+    finally:
+        await lease.stop()
+
+
+async def test_the_migration_lease_excludes_a_second_holder_until_released(
+    pool: asyncpg.Pool,
+) -> None:
+    order: list[str] = []
+
+    async def migrate(name: str) -> None:
+        async with migration_lease(pool):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.3)
+            order.append(f"{name} out")
+
+    await asyncio.gather(migrate("a"), migrate("b"))
+    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+
+
+async def test_an_expired_migration_lease_of_a_dead_replica_is_taken_over(
+    pool: asyncpg.Pool,
+) -> None:
+    await pool.fetchrow(q.TAKE_LEASE, "migrate", "dead-replica", 1)
+    await asyncio.sleep(0.05)
+    async with migration_lease(pool, wait=5):
+        holder = await pool.fetchval("SELECT holder FROM bugless_leases WHERE name = 'migrate'")
+        assert holder != "dead-replica"
+
+
+async def test_a_live_migration_lease_makes_others_wait_then_give_up(pool: asyncpg.Pool) -> None:
+    await pool.fetchrow(q.TAKE_LEASE, "migrate", "slow-replica", 60_000)
+    try:
+        with pytest.raises(Unavailable, match="another replica has been migrating"):
+            async with migration_lease(pool, wait=0.3):
+                pass
+    finally:
+        await pool.execute(q.RELEASE_LEASE, "migrate", "slow-replica")

@@ -1,0 +1,49 @@
+"""The seam between PostgreSQL and the databases that speak its protocol.
+
+Nearly every statement of this package runs unchanged on CockroachDB; the
+few that cannot are named here, so a backend subclass (bugless-model-cockroach)
+swaps them without copying the rest. A statement set to ``None`` is not run
+at all: the subclass guarantees the same property another way (leases,
+SERIALIZABLE isolation), which its own docstring explains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bugless_model_postgres import _migrations
+from bugless_model_postgres import _queries as q
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The statements that differ between the databases this code runs on.
+
+    Attributes:
+        name: For messages and logs.
+        migration_lock: Run first in the migration transaction (``$1`` is
+            the schema) so concurrent migrations apply each file once; ``None``
+            when the backend serialises migrations itself.
+        hierarchy_lock: Run before a parent/duplicate cycle check so two
+            changes cannot each pass it and together close a loop; ``None``
+            when the isolation level already forbids that write skew.
+        notify: Announces a committed entry to watchers (``$1`` channel,
+            ``$2`` ``issue_id:version``); ``None`` without LISTEN/NOTIFY.
+        stale_read: First statement of a read-only search transaction that
+            may read slightly stale data (``allow_stale``); ``None`` reads fresh.
+    """
+
+    name: str
+    migration_lock: str | None
+    hierarchy_lock: str | None
+    notify: str | None
+    stale_read: str | None
+
+
+POSTGRES = Dialect(
+    name="postgresql",
+    migration_lock=_migrations.LOCK,
+    hierarchy_lock=q.HIERARCHY_LOCK,
+    notify=q.NOTIFY,
+    stale_read=None,
+)
