@@ -33,12 +33,12 @@ PYTHON = "3.11"
 #: Package folder -> extras installed for its tests.
 PACKAGES: dict[str, str] = {
     "bugless-proto": "",
-    "bugless-core": "[testing]",
+    "bugless-core": "[testing,dev]",
     "bugless-model-postgres": "",
     "bugless-model-cockroach": "",
     "bugless-auth": "[ldap,oidc]",
-    "bugless-web": "",
-    "bugless-api": "",
+    "bugless-web": "[testing]",
+    "bugless-api": "[testing]",
 }
 #: Test-only tools every test session gets.
 TEST_TOOLS = [
