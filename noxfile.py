@@ -59,6 +59,7 @@ APT_PACKAGES: dict[str, str] = {
     "libsasl2-dev": "/usr/include/sasl/sasl.h",
     "haproxy": "/usr/sbin/haproxy",
     "chromium": "/usr/bin/chromium",
+    "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
 }
 #: Answers for packages that would otherwise ask questions.
 DEBCONF = ["slapd slapd/no_configuration boolean true"]
