@@ -108,3 +108,14 @@ async def test_oidc_start_with_unknown_authenticator_is_a_clear_4xx(
     response = await client.get("/signin/oidc/start/nope", follow_redirects=False)
     assert 400 <= response.status_code < 500
     assert "Traceback" not in response.text
+
+
+def test_rendering_is_memoised_and_still_sanitised() -> None:
+    render_markdown.cache_clear()
+    payload = "<script>alert(1)</script> **bold**"
+    first = render_markdown(payload)
+    second = render_markdown(payload)
+    assert first is second  # the second view of a comment renders nothing
+    assert render_markdown.cache_info().hits == 1
+    assert "<script" not in str(second)
+    assert "<strong>bold</strong>" in str(second)

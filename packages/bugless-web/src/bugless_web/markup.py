@@ -9,6 +9,7 @@ inline scripts) is the third.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import nh3
@@ -38,11 +39,19 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typograp
 _markdown.enable(["table", "strikethrough"])
 
 
+#: Comments rendered and kept in memory. Rendering is a pure function of the
+#: text, and an issue page re-renders every comment on every view (profiled at
+#: over a quarter of the web tier's CPU), so repeated views cost a dict look-up.
+RENDER_CACHE_SIZE = 8192
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
 def render_markdown(source: str) -> Markup:
     """Sanitised HTML for a comment written in Markdown.
 
     Safe to put in a page as is: raw HTML in the source is escaped by the
-    Markdown renderer and anything that slips through is removed by nh3.
+    Markdown renderer and anything that slips through is removed by nh3. The
+    result depends on ``source`` alone, so it is memoised (bounded, LRU).
     """
     if not source.strip():
         return Markup("")
