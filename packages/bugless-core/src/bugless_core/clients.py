@@ -21,7 +21,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
-from bugless_core.grpc import build_client_ssl_context
+from bugless_core.grpc import CorkedChannel, build_client_ssl_context
 from bugless_core.search import Query, parse_query, to_structured, user_terms
 from bugless_proto import v1
 
@@ -72,7 +72,7 @@ class ServiceAddress:
 
     def channel(self) -> Channel:
         """A new grpclib channel (connects lazily, reconnects by itself)."""
-        return Channel(self.host, self.port, ssl=self.ssl_context())
+        return CorkedChannel(self.host, self.port, ssl=self.ssl_context())
 
 
 async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:

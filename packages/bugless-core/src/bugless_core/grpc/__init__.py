@@ -10,6 +10,7 @@ betterproto2 hands them only the request message.
 
 from __future__ import annotations
 
+from bugless_core.grpc._cork import CorkedChannel, CorkedServer, CorkedTransport
 from bugless_core.grpc._errors import grpc_errors, internal_error
 from bugless_core.grpc._peer import (
     PeerConnection,
@@ -22,6 +23,9 @@ from bugless_core.grpc._settings import GrpcServerSettings
 from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
 
 __all__ = [
+    "CorkedChannel",
+    "CorkedServer",
+    "CorkedTransport",
     "GrpcServerSettings",
     "GrpcServiceRunner",
     "PeerConnection",

@@ -18,6 +18,8 @@ import logging
 import math
 import time
 from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
 
 from google.rpc import error_details_pb2
 from grpclib.const import Status
@@ -49,6 +51,21 @@ def _log_level(status: Status | None) -> int:
     # Client faults (bad argument, not found, ...) and calls the client gave up
     # on are the client's business: logging each would drown real problems.
     return logging.DEBUG
+
+
+@dataclass
+class _Series:
+    """The labelled metric children of one method, looked up once.
+
+    ``labels()`` builds and hashes the label tuple under a lock on every call;
+    at thousands of calls a second that was 4-5% of a service's CPU.
+    """
+
+    service: str
+    method: str
+    in_flight: Any
+    seconds: Any
+    handled: dict[str, Any] = field(default_factory=dict)
 
 
 class CallTracker:
@@ -84,6 +101,7 @@ class CallTracker:
         self._blocking: set[asyncio.Task[object]] = set()
         self._refused: set[asyncio.Task[object]] = set()
         self._refusing = False
+        self._series: dict[str, _Series] = {}
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -141,10 +159,22 @@ class CallTracker:
             if retry_after is not None:
                 event.metadata["retry-after"] = retry_after
 
+    def _series_of(self, method_name: str) -> _Series:
+        series = self._series.get(method_name)
+        if series is None:
+            service, method = split_method_name(method_name)
+            series = _Series(
+                service=service,
+                method=method,
+                in_flight=self._metrics.in_flight.labels(service, method),
+                seconds=self._metrics.handling_seconds.labels(service, method),
+            )
+            self._series[method_name] = series
+        return series
+
     def _begin(self, task: asyncio.Task[object], call: CallContext) -> None:
         self._calls[task] = call
-        service, method = split_method_name(call.method_name)
-        self._metrics.in_flight.labels(service, method).inc()
+        self._series_of(call.method_name).in_flight.inc()
         if call.method_name not in self._drain_exempt:
             self._blocking.add(task)
             self.idle.clear()
@@ -159,11 +189,15 @@ class CallTracker:
         self._refused.discard(task)
 
         seconds = time.perf_counter() - call.started
-        service, method = split_method_name(call.method_name)
+        series = self._series_of(call.method_name)
+        service, method = series.service, series.method
         code = "CANCELLED" if call.status is None else call.status.name
-        self._metrics.in_flight.labels(service, method).dec()
-        self._metrics.handled.labels(service, method, code).inc()
-        self._metrics.handling_seconds.labels(service, method).observe(seconds)
+        series.in_flight.dec()
+        handled = series.handled.get(code)
+        if handled is None:
+            handled = series.handled[code] = self._metrics.handled.labels(service, method, code)
+        handled.inc()
+        series.seconds.observe(seconds)
 
         if call.status is Status.OK:
             return

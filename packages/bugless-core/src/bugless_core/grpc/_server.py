@@ -23,6 +23,7 @@ from grpclib.server import Server
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.grpc._calls import CallTracker
+from bugless_core.grpc._cork import CorkedServer
 from bugless_core.grpc._metrics import GrpcServerMetrics, MetricsEndpoint, split_method_name
 from bugless_core.grpc._peer import ConnectionRegistry
 from bugless_core.grpc._reflection import with_reflection
@@ -207,7 +208,9 @@ class GrpcServiceRunner:
             raise RuntimeError("the gRPC server is already started; a runner starts once")
         settings = self.settings
         ssl_context = build_server_ssl_context(settings)
-        server = Server(with_reflection([*self._servables, self.health], self._descriptor_pool))
+        server = CorkedServer(
+            with_reflection([*self._servables, self.health], self._descriptor_pool)
+        )
         self._tracker.attach(server)
         await server.start(settings.host, settings.port, ssl=ssl_context)
         self._server = server

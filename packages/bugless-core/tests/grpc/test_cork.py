@@ -1,0 +1,168 @@
+"""Corked connections: one socket write per loop turn, same bytes, same order.
+
+Real loopback sockets throughout; gRPC over mutual TLS with the real
+certificates of the ``pki`` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from grpc_test_server import Pki
+from grpclib.client import UnaryUnaryMethod
+from grpclib.const import Cardinality, Handler
+
+from bugless_core.grpc import (
+    CorkedChannel,
+    CorkedServer,
+    CorkedTransport,
+    build_client_ssl_context,
+    build_server_ssl_context,
+)
+from bugless_core.grpc._settings import GrpcServerSettings
+
+
+class _Sink(asyncio.Protocol):
+    """Collects what a peer receives, and when the peer closes."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.closed = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[CorkedTransport, list[bytes], _Sink]]:
+    """A corked client transport, the list of its real writes, the server's sink."""
+    loop = asyncio.get_running_loop()
+    sink = _Sink()
+    server = await loop.create_server(lambda: sink, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    assert isinstance(transport, asyncio.Transport)
+    writes: list[bytes] = []
+    real_write = transport.write
+
+    def counting_write(data: Any) -> None:
+        writes.append(bytes(data))
+        real_write(data)
+
+    transport.write = counting_write  # type: ignore[method-assign]
+    yield CorkedTransport(transport), writes, sink
+    transport.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def _received(sink: _Sink, size: int) -> bytes:
+    for _ in range(200):
+        if len(sink.data) >= size:
+            break
+        await asyncio.sleep(0.01)
+    return bytes(sink.data)
+
+
+async def test_writes_of_one_loop_turn_reach_the_socket_as_one_write_in_order(
+    pair: tuple[CorkedTransport, list[bytes], _Sink],
+) -> None:
+    corked, writes, sink = pair
+    corked.write(b"HEADERS|")
+    corked.write(bytearray(b"DATA|"))
+    corked.write(memoryview(b"TRAILERS"))
+    corked.write(b"")
+    assert writes == []  # nothing leaves before the loop turns
+    assert corked.get_write_buffer_size() == len(b"HEADERS|DATA|TRAILERS")
+    await asyncio.sleep(0)
+    assert writes == [b"HEADERS|DATA|TRAILERS"]
+    corked.write(b"|next")
+    await asyncio.sleep(0)
+    assert writes == [b"HEADERS|DATA|TRAILERS", b"|next"]
+    assert await _received(sink, 26) == b"HEADERS|DATA|TRAILERS|next"
+
+
+async def test_close_writes_what_is_kept_before_closing(
+    pair: tuple[CorkedTransport, list[bytes], _Sink],
+) -> None:
+    corked, writes, sink = pair
+    corked.writelines([b"last ", b"words"])
+    corked.close()
+    assert corked.is_closing()
+    assert writes == [b"last words"]
+    await asyncio.wait_for(sink.closed.wait(), 5)
+    assert bytes(sink.data) == b"last words"
+
+
+async def test_abort_drops_what_is_kept(
+    pair: tuple[CorkedTransport, list[bytes], _Sink],
+) -> None:
+    corked, writes, sink = pair
+    corked.write(b"never sent")
+    corked.abort()
+    await asyncio.sleep(0)
+    assert writes == []
+    await asyncio.wait_for(sink.closed.wait(), 5)
+    assert bytes(sink.data) == b""
+
+
+class _Echo:
+    """A raw-bytes unary echo."""
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            "/test.Echo/Echo": Handler(self.echo, Cardinality.UNARY_UNARY, bytes, bytes),
+        }
+
+    async def echo(self, stream: Any) -> None:
+        await stream.send_message(await stream.recv_message())
+
+
+async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> None:
+    """Messages far above the HTTP/2 window (so window updates flow through the
+    cork) and many concurrent calls on one connection come back intact."""
+
+    settings = GrpcServerSettings(
+        host="127.0.0.1",
+        port=0,
+        tls_cert=Path(pki.server_cert),
+        tls_key=Path(pki.server_key),
+        client_ca=Path(pki.ca),
+    )
+
+    class RawCodec:
+        __content_type__ = "application/grpc"
+        __content_subtype__ = "proto"
+
+        def encode(self, message: Any, message_type: Any) -> bytes:
+            return bytes(message)
+
+        def decode(self, data: bytes, message_type: Any) -> bytes:
+            return data
+
+    server = CorkedServer([_Echo()], codec=RawCodec())  # type: ignore[arg-type]
+    await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    context = build_client_ssl_context(Path(pki.ca), Path(pki.client_cert), Path(pki.client_key))
+    assert isinstance(context, ssl.SSLContext)
+    channel = CorkedChannel("127.0.0.1", port, ssl=context, codec=RawCodec())  # type: ignore[arg-type]
+    try:
+        echo: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(
+            channel, "/test.Echo/Echo", bytes, bytes
+        )
+        big = bytes(range(256)) * 8192  # 2 MiB
+        assert await echo(big, timeout=10) == big
+        payloads = [f"call {i}".encode() * (i + 1) for i in range(64)]
+        assert await asyncio.gather(*(echo(p, timeout=10) for p in payloads)) == payloads
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
