@@ -19,6 +19,7 @@ from grpclib.const import Handler
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
+from bugless_api._coalesce import IssueReader
 from bugless_api._identity import (
     CallerIdentity,
     IdentityResolver,
@@ -56,6 +57,7 @@ class Gateway:
         identities: Certificate to identity, cached per connection.
         users: Username and user id translation.
         limiter: Per-identity rate limit.
+        issue_reader: Batches concurrent GetIssue calls (None: each on its own).
     """
 
     def __init__(
@@ -73,6 +75,9 @@ class Gateway:
             auth, timeout_seconds=timeout, cache_seconds=settings.user_cache_seconds
         )
         self.limiter = RateLimiter(settings.rate_limit)
+        self.issue_reader = (
+            IssueReader(self._batch_get_issues, self.users) if settings.batch_reads else None
+        )
 
     async def admit(self) -> CallerIdentity:
         """Authenticate the current call and charge its rate limit."""
@@ -80,6 +85,11 @@ class Gateway:
         self.limiter.take(identity.user_id)
         set_current_identity(identity)
         return identity
+
+    async def _batch_get_issues(
+        self, request: v1.BatchGetIssuesRequest
+    ) -> v1.BatchGetIssuesResponse:
+        return await self.model_call(self.model.batch_get_issues, request)
 
     async def model_call(
         self, method: Callable[..., Awaitable[R]], request: object, **kwargs: Any

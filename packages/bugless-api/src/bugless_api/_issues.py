@@ -101,8 +101,16 @@ class IssuesService(GatewayService, v1.IssuesBase):
         return issue
 
     async def get_issue(self, message: v1.GetIssueRequest) -> v1.Issue:
-        """One issue, if the caller may view it (NOT_FOUND otherwise)."""
-        caller_of(message)
+        """One issue, if the caller may view it (NOT_FOUND otherwise).
+
+        Valid ids go through the gateway's :class:`IssueReader`, which batches
+        concurrent calls of the same caller; the Model answers the rest (and
+        words the INVALID_ARGUMENT for a bad id).
+        """
+        caller = caller_of(message)
+        reader = self.gateway.issue_reader
+        if reader is not None and message.issue_id > 0:
+            return await reader.get(caller, message.issue_id)
         issue = await self.gateway.model_call(self.gateway.model.get_issue, message)
         out = UserRefs()
         out.issue(issue)

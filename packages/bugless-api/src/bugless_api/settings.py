@@ -59,6 +59,10 @@ class ApiSettings:
         backend_timeout_seconds: Deadline of each call to the Model and the
             Authenticator (searches included), so a stuck backend turns into
             UNAVAILABLE rather than a hung client.
+        batch_reads: Whether concurrent GetIssue calls of one caller are sent
+            to the Model as one BatchGetIssues (see ``bugless_api._coalesce``;
+            the answers are the same, each call costs a fraction). Off sends
+            every GetIssue on its own.
     """
 
     grpc: GrpcServerSettings
@@ -68,6 +72,7 @@ class ApiSettings:
     identity_ttl_seconds: float = 300.0
     user_cache_seconds: float = 5.0
     backend_timeout_seconds: float = 30.0
+    batch_reads: bool = True
 
     def __post_init__(self) -> None:
         if self.grpc.client_ca is None:

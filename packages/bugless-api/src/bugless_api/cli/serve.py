@@ -93,6 +93,13 @@ def api_group() -> None:
     show_default=True,
     help="Deadline in seconds of each call to the Model or the Authenticator.",
 )
+@click.option(
+    "--batch-reads/--no-batch-reads",
+    envvar="BUGLESS_API_BATCH_READS",
+    default=True,
+    show_default=True,
+    help="Send concurrent GetIssue calls of one caller to the Model as one batch.",
+)
 @grpc_server_options("api", DEFAULT_API_PORT)
 @log_options
 def serve_command(**params: Any) -> None:
@@ -132,6 +139,7 @@ def serve_command(**params: Any) -> None:
             identity_ttl_seconds=params["identity_ttl"],
             user_cache_seconds=params["user_cache_ttl"],
             backend_timeout_seconds=params["backend_timeout"],
+            batch_reads=params["batch_reads"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

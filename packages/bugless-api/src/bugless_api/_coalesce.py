@@ -1,0 +1,163 @@
+"""Concurrent GetIssue calls of one caller become one BatchGetIssues to the Model.
+
+A bot (or a fleet of bots sharing one certificate) reading issues in parallel
+makes the API call the Model once per GetIssue, and translate user ids once
+per issue: each call pays a full gRPC round trip to the Model, its share of
+PostgreSQL's per-statement work, and a second round trip to the Authenticator
+on a name-cache miss. :class:`IssueReader` collects the GetIssue calls that
+arrive during one turn of the event loop, per caller, and asks the Model for
+all of them in one ``BatchGetIssues`` and the Authenticator for all their
+usernames in one ``GetUsers`` (the technique is often called a data loader).
+
+What a caller sees does not change:
+
+* Only calls of the *same* caller (user id, groups, admin flag) share a
+  batch, so visibility is decided exactly as for a single GetIssue.
+* A batch is sent after every call in it arrived, never joined once sent, so
+  a GetIssue still sees every write that completed before it was received.
+* An issue the Model lists as missing raises the same NOT_FOUND GetIssue
+  raises; a failure of the whole batch (Model unreachable, deadline) is the
+  failure each call would have had. Ids GetIssue would reject (zero,
+  negative) never join a batch: they go to the Model's GetIssue, which gives
+  its own INVALID_ARGUMENT.
+* While ``max_in_flight`` batches are being answered, new calls wait for
+  the next free slot and gather into larger batches; when the API is idle a
+  call is sent on the next loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bugless_api._users import UserDirectory, UserRefs
+from bugless_core import limits
+from bugless_core.errors import NotFound
+from bugless_proto import v1
+
+#: Fetches issues for one caller: the gateway's Model ``BatchGetIssues`` call.
+BatchGet = Callable[[v1.BatchGetIssuesRequest], Awaitable[v1.BatchGetIssuesResponse]]
+
+_CallerKey = tuple[str, tuple[str, ...], bool]
+
+
+def _key(caller: v1.Caller) -> _CallerKey:
+    return (caller.user_id, tuple(sorted(caller.groups)), caller.admin)
+
+
+@dataclass
+class _Batch:
+    caller: v1.Caller
+    waiters: dict[int, list[asyncio.Future[v1.Issue]]] = field(default_factory=dict)
+
+    def add(self, issue_id: int) -> asyncio.Future[v1.Issue]:
+        future: asyncio.Future[v1.Issue] = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(issue_id, []).append(future)
+        return future
+
+
+class IssueReader:
+    """Answers GetIssue calls through batched Model and Authenticator calls.
+
+    Args:
+        batch_get: The Model's BatchGetIssues (with deadline and error mapping).
+        users: Translates the issues' user ids into usernames.
+        max_batch: Most distinct issues per Model call.
+        max_in_flight: Most batches waiting for the Model at once.
+    """
+
+    def __init__(
+        self,
+        batch_get: BatchGet,
+        users: UserDirectory,
+        *,
+        max_batch: int = limits.MAX_BATCH_GET,
+        max_in_flight: int = 2,
+    ) -> None:
+        """Read through ``batch_get``; name people through ``users``."""
+        if not 1 <= max_batch <= limits.MAX_BATCH_GET:
+            raise ValueError(f"max_batch must be 1..{limits.MAX_BATCH_GET}")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._batch_get = batch_get
+        self._users = users
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._open: dict[_CallerKey, _Batch] = {}
+        self._ready: list[_Batch] = []
+        self._flush_scheduled = False
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def get(self, caller: v1.Caller, issue_id: int) -> v1.Issue:
+        """The issue with usernames, as GetIssue by ``caller`` would return it.
+
+        Raises:
+            NotFound: The issue does not exist or the caller may not view it.
+            BuglessError: The batch failed (each of its calls gets the error).
+        """
+        key = _key(caller)
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = _Batch(caller)
+            self._ready.append(batch)
+        future = batch.add(issue_id)
+        if len(batch.waiters) >= self._max_batch:
+            del self._open[key]  # full: later calls start the next batch
+        self._schedule()
+        return await future
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled and len(self._running) < self._max_in_flight:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._ready and len(self._running) < self._max_in_flight:
+            batch = self._ready.pop(0)
+            if self._open.get(_key(batch.caller)) is batch:
+                del self._open[_key(batch.caller)]  # sent: never joined again
+            task = asyncio.create_task(self._answer(batch))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._ready:
+            self._schedule()
+
+    async def _answer(self, batch: _Batch) -> None:
+        try:
+            reply = await self._batch_get(
+                v1.BatchGetIssuesRequest(caller=batch.caller, issue_ids=list(batch.waiters))
+            )
+            refs = UserRefs()
+            refs.issues(reply.issues)
+            await self._users.to_usernames(refs)
+        except Exception as exc:  # every call of the batch fails the same way
+            for futures in batch.waiters.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            return
+        found = {issue.id: issue for issue in reply.issues}
+        for issue_id, futures in batch.waiters.items():
+            issue = found.get(issue_id)
+            for future in futures:
+                if future.done():  # the caller went away
+                    continue
+                if issue is None:
+                    future.set_exception(
+                        NotFound(
+                            f"issue {issue_id} not found",
+                            metadata={"issue_id": str(issue_id)},
+                        )
+                    )
+                else:
+                    future.set_result(issue)
+
+    async def close(self) -> None:
+        """Wait for the batches being answered (the server is stopping)."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)

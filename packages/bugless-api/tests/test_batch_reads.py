@@ -1,0 +1,175 @@
+"""Batched GetIssue: concurrent reads share Model calls and answer as single reads do.
+
+Everything is real: the stack's Model on PostgreSQL and its Authenticator,
+API frontends over mutual TLS. :class:`IssueReader` is also driven directly
+against the real Model, through a wrapper that only counts the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from api_support import Bots, ConnectAs, api_settings
+from prometheus_client import CollectorRegistry
+
+from bugless_api._coalesce import IssueReader
+from bugless_api._users import UserDirectory
+from bugless_api.server import RunningApi, start_api
+from bugless_api.settings import RateLimitSettings
+from bugless_core.clients import ServiceAddress, call
+from bugless_core.errors import BuglessError, Unavailable
+from bugless_proto import v1
+
+
+def _acl(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
+    return v1.AclEntry(principal=principal, role=role)
+
+
+@pytest.fixture(scope="module")
+async def unbatched_api(bots: Bots) -> AsyncIterator[RunningApi]:
+    """A second frontend with batching off: the reference answers."""
+    settings = api_settings(
+        bots.stack,
+        rate_limit=RateLimitSettings(rate=10_000.0, burst=10_000),
+        batch_reads=False,
+    )
+    running = await start_api(settings, metrics_registry=CollectorRegistry())
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def _outcome(coro: object) -> object:
+    """The issue, or the error's class and message: what a client can observe."""
+    try:
+        return await coro  # type: ignore[misc]
+    except BuglessError as exc:
+        return (type(exc).__name__, exc.message, dict(exc.metadata))
+
+
+async def test_concurrent_reads_answer_exactly_as_unbatched_reads(
+    connect_as: ConnectAs, unbatched_api: RunningApi
+) -> None:
+    """Visible, repeated, missing, invisible and invalid ids, fired at once."""
+    boss, robot = connect_as("boss"), connect_as("robot")
+    await robot.whoami()
+    secret = await boss.create_component(
+        f"Hidden-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
+    )
+    hidden = await boss.create_issue("not for robots", secret.id)
+    open_component = await robot.create_component(f"Open-{secrets.token_hex(3)}")
+    issues = [
+        await robot.create_issue(f"batched {n}", open_component.id, assignee="boss", cc=["robot"])
+        for n in range(12)
+    ]
+    ids = [i.id for i in issues] + [issues[0].id, hidden.id, 987_654_321, 0, -5]
+
+    batched = await asyncio.gather(*(_outcome(robot.get_issue(i)) for i in ids))
+    reference_client = connect_as("robot", port=unbatched_api.port)
+    reference = await asyncio.gather(*(_outcome(reference_client.get_issue(i)) for i in ids))
+
+    assert batched == reference
+    first = batched[0]
+    assert isinstance(first, v1.Issue)
+    assert (first.reporter, first.assignee, first.cc) == ("robot", "boss", ["robot"])
+    assert batched[12] == batched[0]  # the same id twice in one batch
+    assert batched[13] == (
+        "NotFound",
+        f"issue {hidden.id} not found",
+        {"issue_id": str(hidden.id)},
+    )
+    assert batched[14][0] == "NotFound"  # type: ignore[index]
+    assert batched[15][0] == batched[16][0] == "InvalidArgument"  # type: ignore[index]
+
+
+async def test_a_read_sees_a_change_that_completed_before_it(connect_as: ConnectAs) -> None:
+    robot = connect_as("robot")
+    component = await robot.create_component(f"Fresh-{secrets.token_hex(3)}")
+    issue = await robot.create_issue("before", component.id)
+    for n in range(5):
+        changed = await robot.update_issue(issue.id, title=f"after {n}")
+        seen, *_ = await asyncio.gather(
+            robot.get_issue(issue.id), *(robot.get_issue(issue.id) for _ in range(5))
+        )
+        assert (seen.title, seen.version) == (f"after {n}", changed.issue.version)
+
+
+class _CountingModel:
+    """The real Model's BatchGetIssues, counting calls and their sizes."""
+
+    def __init__(self, stub: v1.ModelStub) -> None:
+        self.stub = stub
+        self.sizes: list[int] = []
+
+    async def batch_get(self, request: v1.BatchGetIssuesRequest) -> v1.BatchGetIssuesResponse:
+        self.sizes.append(len(request.issue_ids))
+        return await call(self.stub.batch_get_issues, request, timeout=30)
+
+
+async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: ConnectAs) -> None:
+    robot = connect_as("robot")
+    me = await robot.whoami()
+    component = await robot.create_component(
+        f"Shared-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
+    )
+    ids = [(await robot.create_issue(f"shared {n}", component.id)).id for n in range(40)]
+    channel = bots.stack.model.channel()
+    auth_channel = bots.stack.auth.channel()
+    try:
+        model = _CountingModel(v1.ModelStub(channel))
+        users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=30)
+        reader = IssueReader(model.batch_get, users, max_batch=16, max_in_flight=1)
+        assert me.user is not None
+        caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
+        read = await asyncio.gather(*(reader.get(caller, i) for i in ids))
+        assert [i.id for i in read] == ids
+        assert {i.reporter for i in read} == {"robot"}
+        # 40 reads, at most 16 distinct ids per call, one call at a time.
+        assert sum(model.sizes) == 40
+        assert max(model.sizes) <= 16
+        assert len(model.sizes) <= 4
+
+        # Another caller in the same loop turn gets its own batch and its own view.
+        other = v1.Caller(user_id="u_nobody_at_all", groups=[])
+        mixed = await asyncio.gather(
+            _outcome(reader.get(caller, ids[0])), _outcome(reader.get(other, ids[0]))
+        )
+        assert isinstance(mixed[0], v1.Issue)
+        assert mixed[1] == ("NotFound", f"issue {ids[0]} not found", {"issue_id": str(ids[0])})
+        await reader.close()
+    finally:
+        channel.close()
+        auth_channel.close()
+
+
+async def test_a_failed_batch_fails_each_of_its_reads(bots: Bots) -> None:
+    """A Model that cannot be reached: every waiting read gets UNAVAILABLE."""
+    dead = ServiceAddress(host="127.0.0.1", port=1)
+    channel, auth_channel = dead.channel(), bots.stack.auth.channel()
+    try:
+        stub = v1.ModelStub(channel)
+
+        async def batch_get(request: v1.BatchGetIssuesRequest) -> v1.BatchGetIssuesResponse:
+            return await call(stub.batch_get_issues, request, timeout=5)
+
+        users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=5)
+        reader = IssueReader(batch_get, users)
+        caller = v1.Caller(user_id="u_someone")
+        results = await asyncio.gather(
+            *(reader.get(caller, i) for i in (1, 2, 3)), return_exceptions=True
+        )
+        assert [type(r) for r in results] == [Unavailable] * 3
+    finally:
+        channel.close()
+        auth_channel.close()
+
+
+def test_reader_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        IssueReader(None, None, max_batch=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_in_flight"):
+        IssueReader(None, None, max_in_flight=0)  # type: ignore[arg-type]
