@@ -86,6 +86,16 @@ def grpc_server_options(service: str, default_port: int) -> Callable[[F], F]:
             show_default=True,
             help="Then wait this long for in-flight calls.",
         ),
+        click.option(
+            "--reuse-port",
+            envvar=f"{prefix}REUSE_PORT",
+            is_flag=True,
+            default=False,
+            help=(
+                "Bind with SO_REUSEPORT, so that several processes of this service share "
+                f"the port (one per core on a single machine) [env {prefix}REUSE_PORT]."
+            ),
+        ),
     ]
 
     def decorate(fn: F) -> F:
@@ -108,6 +118,7 @@ def grpc_settings_from(params: dict[str, Any]) -> GrpcServerSettings:
             metrics_host=params.pop("metrics_host"),
             metrics_port=params.pop("metrics_port"),
             drain_seconds=params.pop("drain_seconds"),
+            reuse_port=params.pop("reuse_port"),
             grace_seconds=params.pop("grace_seconds"),
         )
     except ValueError as exc:

@@ -212,7 +212,12 @@ class GrpcServiceRunner:
             with_reflection([*self._servables, self.health], self._descriptor_pool)
         )
         self._tracker.attach(server)
-        await server.start(settings.host, settings.port, ssl=ssl_context)
+        await server.start(
+            settings.host,
+            settings.port,
+            ssl=ssl_context,
+            reuse_port=settings.reuse_port or None,
+        )
         self._server = server
         self._port = int(_listener(server).sockets[0].getsockname()[1])
         if settings.metrics_port is not None:

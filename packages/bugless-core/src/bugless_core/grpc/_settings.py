@@ -44,6 +44,11 @@ class GrpcServerSettings:
             Keep ``drain_seconds + grace_seconds`` below the pod's
             ``terminationGracePeriodSeconds`` (30 by default) so that the
             process exits on its own instead of being killed.
+        reuse_port: Bind with ``SO_REUSEPORT`` so that several processes of
+            the same service can listen on one port; the kernel spreads new
+            connections over them. One Python process uses one core, so this
+            is how a single machine runs a service on all its cores (in
+            Kubernetes, run more replicas instead).
     """
 
     host: str = "127.0.0.1"
@@ -55,6 +60,7 @@ class GrpcServerSettings:
     metrics_port: int | None = None
     drain_seconds: float = 5.0
     grace_seconds: float = 25.0
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
