@@ -20,14 +20,10 @@ from bugless_model_postgres._convert import Row, caller_role, issue_from_row, pr
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_proto import v1
 
-#: Hands out the id of a new issue, inside the creating transaction.
+#: Hands out the id of a new issue, inside the creating transaction. Where
+#: none is given (``None``, PostgreSQL), the INSERT takes the id column's
+#: default, the identity sequence, without a round trip of its own.
 IssueIdSource = Callable[[asyncpg.Connection], Awaitable[int]]
-
-
-async def sequence_issue_id(conn: asyncpg.Connection) -> int:
-    """PostgreSQL's id source: the next value of the identity sequence."""
-    issue_id: int = await conn.fetchval(q.NEXT_ISSUE_ID)
-    return issue_id
 
 
 ROLE_NAMES = {v1.Role.VIEWER: "viewer", v1.Role.EDITOR: "editor", v1.Role.ADMIN: "admin"}
@@ -43,7 +39,8 @@ class WriteContext:
         now: One clock reading for every row the transaction writes.
         channel: NOTIFY channel of this deployment's schema.
         dialect: The statements that differ on this database.
-        new_issue_id: Where a created issue's id comes from.
+        new_issue_id: Where a created issue's id comes from; ``None``: the
+            id column's default (the identity sequence).
         written: ``(issue_id, version)`` of every history entry written.
     """
 
@@ -52,7 +49,7 @@ class WriteContext:
     now: datetime
     channel: str
     dialect: Dialect = POSTGRES
-    new_issue_id: IssueIdSource = sequence_issue_id
+    new_issue_id: IssueIdSource | None = None
     written: list[tuple[int, int]] = field(default_factory=list)
 
     @property
@@ -64,8 +61,13 @@ class WriteContext:
 async def fetch_issue_rows(
     conn: asyncpg.Connection, caller: v1.Caller, ids: list[int]
 ) -> dict[int, asyncpg.Record]:
-    """Rows of the issues among ``ids`` the caller may view, by id."""
-    rows = await conn.fetch(q.FETCH_ISSUES, ids, caller.admin, caller.user_id)
+    """Rows of the issues among ``ids`` the caller may view, by id (one statement)."""
+    if not ids:
+        return {}
+    if len(ids) == 1:
+        rows = await conn.fetch(q.FETCH_ISSUE, ids[0], caller.admin, caller.user_id)
+    else:
+        rows = await conn.fetch(q.FETCH_ISSUES, ids, caller.admin, caller.user_id)
     return {row["id"]: row for row in rows if caller_role(caller, row["effective_acl"]) is not None}
 
 

@@ -27,8 +27,9 @@ class Dialect:
         hierarchy_lock: Run before a parent/duplicate cycle check so two
             changes cannot each pass it and together close a loop; ``None``
             when the isolation level already forbids that write skew.
-        notify: Announces a committed entry to watchers (``$1`` channel,
-            ``$2`` ``issue_id:version``); ``None`` without LISTEN/NOTIFY.
+        notify: Appends a history entry and announces it to watchers, in
+            one statement run instead of ``INSERT_ENTRY`` (its parameters,
+            then ``$8`` the channel); ``None`` without LISTEN/NOTIFY.
         stale_read: First statement of a read-only search transaction that
             may read slightly stale data (``allow_stale``); ``None`` reads fresh.
     """
@@ -44,6 +45,6 @@ POSTGRES = Dialect(
     name="postgresql",
     migration_lock=_migrations.LOCK,
     hierarchy_lock=q.HIERARCHY_LOCK,
-    notify=q.NOTIFY,
+    notify=q.INSERT_ENTRY_AND_NOTIFY,
     stale_read=None,
 )

@@ -11,7 +11,7 @@ database delivers it only on commit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -35,8 +35,10 @@ from bugless_model_postgres._context import (
 )
 from bugless_model_postgres._convert import (
     OPEN_STATUSES,
+    Row,
     caller_role,
     changes_to_json,
+    issue_from_row,
     scalar_text,
 )
 from bugless_proto import v1
@@ -60,6 +62,19 @@ _DEFAULTS: dict[str, int] = {
 }
 
 
+class Created(NamedTuple):
+    """What :func:`create_issue` made (or found by its idempotency key).
+
+    Attributes:
+        issue_id: The new issue, or the one the key created before.
+        issue: The new issue as its creator sees it; ``None`` when an earlier
+            create with the key made it (read it: it may have changed since).
+    """
+
+    issue_id: int
+    issue: v1.Issue | None
+
+
 def _is_open(status: int) -> bool:
     return v1.Status(status) in OPEN_STATUSES
 
@@ -74,8 +89,7 @@ async def record_entry(
     caused_by: int = 0,
 ) -> None:
     """Append a history entry and queue its notification (sent on commit)."""
-    await ctx.conn.execute(
-        q.INSERT_ENTRY,
+    values = (
         issue_id,
         version,
         ctx.caller.user_id,
@@ -84,14 +98,21 @@ async def record_entry(
         changes_to_json(changes),
         caused_by,
     )
-    if ctx.dialect.notify is not None:
-        await ctx.conn.execute(ctx.dialect.notify, ctx.channel, f"{issue_id}:{version}")
+    if ctx.dialect.notify is None:
+        await ctx.conn.execute(q.INSERT_ENTRY, *values)
+    else:
+        await ctx.conn.execute(ctx.dialect.notify, *values, ctx.channel)
     ctx.written.append((issue_id, version))
 
 
 async def check_target_component(ctx: WriteContext, component_id: int, field: str) -> None:
     """An issue may be put in a visible, unarchived component the caller edits."""
     row = await ctx.conn.fetchrow(q.COMPONENT_BY_ID, component_id)
+    _check_target_row(ctx, component_id, row, field)
+
+
+def _check_target_row(ctx: WriteContext, component_id: int, row: Row | None, field: str) -> None:
+    """:func:`check_target_component` on the component's row, already read."""
     role = caller_role(ctx.caller, row["effective_acl"]) if row else None
     if row is None or role is None:
         raise component_not_found(component_id, field)
@@ -319,6 +340,8 @@ async def _write_other_sides(
 
 async def _lock_and_load(ctx: WriteContext, ids: set[int]) -> dict[int, asyncpg.Record]:
     """Lock ``ids`` in id order; return the visible ones' rows."""
+    if not ids:
+        return {}
     ordered = sorted(ids)
     await ctx.conn.execute(q.LOCK_ISSUES, ordered)
     return await fetch_issue_rows(ctx.conn, ctx.caller, ordered)
@@ -333,20 +356,25 @@ def _related_ids(delta: v1.IssueDelta) -> set[int]:
     }
 
 
-async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> int:
-    """Create the issue (entry 1) and its other-side entries; return its id.
+async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Created:
+    """Create the issue (entry 1) and its other-side entries.
 
-    With an idempotency key already used by this caller, returns the first
-    issue's id and writes nothing.
+    Returns its id and, built from what was written, the Issue message as
+    the caller sees it, so the call needs no read-back. With an idempotency
+    key already used by this caller, returns the first issue's id and no
+    message (it may have changed since: the caller reads it), writing nothing.
+
+    The common create (no relations, no hotlists) is three statements in its
+    transaction: the checks, the INSERT, the history entry (with its NOTIFY).
     """
     caller = ctx.caller
     key = request.idempotency_key or None
-    if key is not None:
-        existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
-        if existing is not None:
-            return int(existing)
     fields = request.fields or v1.IssueFields()
-    await check_target_component(ctx, fields.component_id, "fields.component_id")
+    checks = await ctx.conn.fetchrow(q.CREATE_CHECKS, fields.component_id, caller.user_id, key)
+    if checks["idempotent_id"] is not None:
+        return Created(int(checks["idempotent_id"]), None)
+    component = checks if checks["id"] is not None else None
+    _check_target_row(ctx, fields.component_id, component, "fields.component_id")
     delta = v1.IssueDelta(
         fields=fields,
         cc_add=list(request.cc),
@@ -388,29 +416,40 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> int
     )
     new = plan.new
     new["component_id"] = fields.component_id
-    new_id = await ctx.new_issue_id(ctx.conn)
-    issue_id = await ctx.conn.fetchval(
-        q.INSERT_ISSUE,
+    comment_count = 1 if request.description else 0
+    values: list[Any] = [
         new["title"], new["status"], new["priority"], new["severity"], new["type"],
         new["component_id"], caller.user_id, new["assignee"], new["verifier"], new["cc"],
-        new["parent_id"], new["duplicate_of_id"], request.description, ctx.now,
-        new["closed_at"], 1 if request.description else 0, key, new_id,
-    )  # fmt: skip
+        new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
+        request.description, ctx.now, new["closed_at"], comment_count, key,
+    ]  # fmt: skip
+    if ctx.new_issue_id is None:
+        issue_id = await ctx.conn.fetchval(q.INSERT_ISSUE, *values)
+    else:
+        new_id = await ctx.new_issue_id(ctx.conn)
+        issue_id = await ctx.conn.fetchval(q.INSERT_ISSUE_WITH_ID, *values, new_id)
     if issue_id is None:
         # A concurrent create with the same key committed first.
         existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
-        return int(existing)
+        return Created(int(existing), None)
     plan.old["id"] = issue_id
-    await ctx.conn.execute(
-        "UPDATE issues SET blocking_ids = $2, blocked_by_ids = $3 WHERE id = $1",
-        issue_id, new["blocking_ids"], new["blocked_by_ids"],
-    )  # fmt: skip
     for hotlist_id in plan.hotlists_added:
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     await record_entry(ctx, issue_id, 1, request.description, plan.changes)
     _rekey_other_sides(plan, issue_id)
     await _write_other_sides(ctx, plan, rows)
-    return int(issue_id)
+    written = {
+        **new,
+        "id": issue_id,
+        "reporter": caller.user_id,
+        "description": request.description,
+        "created_at": ctx.now,
+        "modified_at": ctx.now,
+        "version": 1,
+        "comment_count": comment_count,
+    }
+    # Hotlists joined here are ones the caller may edit, hence see.
+    return Created(int(issue_id), issue_from_row(written, plan.hotlists_added))
 
 
 def _rekey_other_sides(plan: _Plan, issue_id: int) -> None:

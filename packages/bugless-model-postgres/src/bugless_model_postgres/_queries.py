@@ -16,10 +16,8 @@ ISSUE_COLUMNS = """
     i.closed_at, i.version, i.comment_count
 """
 
-#: Issues by id with their component's ACL and the hotlists the caller may
-#: see ($2 admin, $3 user id).
-FETCH_ISSUES = f"""
-SELECT {ISSUE_COLUMNS},
+_FETCH_ISSUES = """
+SELECT {columns},
        c.effective_acl, c.path AS component_path,
        ARRAY(SELECT hi.hotlist_id
                FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
@@ -27,8 +25,17 @@ SELECT {ISSUE_COLUMNS},
                 AND (NOT h.private OR $2 OR h.owner = $3 OR $3 = ANY (h.editors))
               ORDER BY hi.hotlist_id) AS visible_hotlist_ids
   FROM issues i JOIN components c ON c.id = i.component_id
- WHERE i.id = ANY ($1::bigint[])
+ WHERE {where}
 """
+#: Issues by id ($1 an array) with their component's ACL and the hotlists the
+#: caller may see ($2 admin, $3 user id).
+FETCH_ISSUES = _FETCH_ISSUES.format(columns=ISSUE_COLUMNS, where="i.id = ANY ($1::bigint[])")
+#: :data:`FETCH_ISSUES` for one id ($1 a bigint). Kept apart because
+#: PostgreSQL re-plans ``= ANY ($1)`` on every call when given one element (its
+#: custom plan always looks cheaper than the generic one, estimated for
+#: several), which cost more than running it; ``= $1`` settles on a generic
+#: plan after five calls.
+FETCH_ISSUE = _FETCH_ISSUES.format(columns=ISSUE_COLUMNS, where="i.id = $1::bigint")
 
 #: The committed version of issue $1 and the ACL deciding who may change it
 #: (read without locks, before a change queues for its row lock).
@@ -44,20 +51,34 @@ LOCK_ISSUES = "SELECT id FROM issues WHERE id = ANY ($1::bigint[]) ORDER BY id F
 
 FIND_IDEMPOTENT = "SELECT id FROM issues WHERE reporter = $1 AND idempotency_key = $2"
 
-#: The next issue id from the identity sequence (the backend's id source may
-#: be something else: ids are always given to INSERT_ISSUE explicitly).
-NEXT_ISSUE_ID = "SELECT nextval(pg_get_serial_sequence('issues', 'id'))"
+#: What a create checks first, in one round trip: component $1 (every
+#: column NULL when there is none) and the issue caller $2 already created
+#: with idempotency key $3 (NULL: none, or no key).
+CREATE_CHECKS = """
+SELECT c.*,
+       (SELECT i.id FROM issues i WHERE i.reporter = $2 AND i.idempotency_key = $3)
+           AS idempotent_id
+  FROM (SELECT 1) AS one LEFT JOIN components c ON c.id = $1
+"""
 
-INSERT_ISSUE = """
-INSERT INTO issues (id, title, status, priority, severity, type, component_id, reporter,
-                    assignee, verifier, cc, parent_id, duplicate_of_id, description,
-                    created_at, modified_at, closed_at, version, comment_count,
-                    idempotency_key, comments_tsv, text_tsv)
-VALUES ($18, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, 1, $16, $17,
-        to_tsvector('english', $13), to_tsvector('english', $1) || to_tsvector('english', $13))
+#: A new issue with its relation lists, written once (one row version: the
+#: table has many indexes and no HOT updates). ``RETURNING id``: no row when
+#: a concurrent create with the same idempotency key committed first. The id
+#: is the column default (identity sequence) here, given as ``$20`` in
+#: :data:`INSERT_ISSUE_WITH_ID` (backends that mint their own ids).
+_INSERT_ISSUE = """
+INSERT INTO issues ({id}title, status, priority, severity, type, component_id, reporter,
+                    assignee, verifier, cc, blocking_ids, blocked_by_ids, parent_id,
+                    duplicate_of_id, description, created_at, modified_at, closed_at, version,
+                    comment_count, idempotency_key, comments_tsv, text_tsv)
+VALUES ({id_value}$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16,
+        $17, 1, $18, $19,
+        to_tsvector('english', $15), to_tsvector('english', $1) || to_tsvector('english', $15))
 ON CONFLICT (reporter, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id
 """
+INSERT_ISSUE = _INSERT_ISSUE.format(id="", id_value="")
+INSERT_ISSUE_WITH_ID = _INSERT_ISSUE.format(id="id, ", id_value="$20, ")
 
 UPDATE_ISSUE = """
 UPDATE issues
@@ -92,10 +113,14 @@ LIST_HISTORY = """
 SELECT * FROM issue_history WHERE issue_id = $1 AND version > $2 ORDER BY version LIMIT $3
 """
 
-#: Announces entry ``$2`` (``issue_id:version``) on channel ``$1`` with the
-#: writing transaction's id, so a watch can tell whether the entry committed
-#: before it subscribed (delivered on commit only).
-NOTIFY = "SELECT pg_notify($1, $2 || ':' || pg_current_xact_id()::text)"
+#: :data:`INSERT_ENTRY` that also announces the entry on channel ``$8`` as
+#: ``issue_id:version:xid`` (the writing transaction's id, so a watch can tell
+#: whether the entry committed before it subscribed); the database delivers
+#: it on commit only. One statement, one round trip.
+INSERT_ENTRY_AND_NOTIFY = f"""
+WITH entry AS ({INSERT_ENTRY.strip()})
+SELECT pg_notify($8, $1::text || ':' || $2::text || ':' || pg_current_xact_id()::text)
+"""
 
 #: Which transactions had committed when a watch subscribed.
 CURRENT_SNAPSHOT = "SELECT pg_current_snapshot()::text"

@@ -36,7 +36,6 @@ from bugless_model_postgres._context import (
     hotlist_not_found,
     hotlist_visible,
     issue_not_found,
-    sequence_issue_id,
 )
 from bugless_model_postgres._convert import (
     caller_role,
@@ -50,6 +49,7 @@ from bugless_model_postgres._convert import (
 from bugless_model_postgres._database import (
     POSTGRES_RETRIES,
     RetryPolicy,
+    open_pool,
     retrying,
     run_write,
     server_settings,
@@ -90,7 +90,7 @@ class PostgresBackend(ModelBackend):
         #: Seams a subclass for another database replaces (see :mod:`._dialect`).
         self._dialect: Dialect = POSTGRES
         self._retry_policy: RetryPolicy = POSTGRES_RETRIES
-        self._new_issue_id: IssueIdSource = sequence_issue_id
+        self._new_issue_id: IssueIdSource | None = None
 
     # ---- lifecycle ----
 
@@ -130,14 +130,7 @@ class PostgresBackend(ModelBackend):
                 "run `bugless model migrate` first"
             )
             raise FailedPrecondition(msg)
-        schema_sql = _migrations.quote_schema(settings.schema)
-        async with translated_errors():
-            pool = await asyncpg.create_pool(
-                settings.database_url,
-                min_size=settings.pool_min_size,
-                max_size=settings.pool_max_size,
-                server_settings=server_settings(settings, schema_sql),
-            )
+        pool = await open_pool(settings, _migrations.quote_schema(settings.schema))
         return cls(settings, pool)
 
     async def close(self) -> None:
@@ -204,10 +197,12 @@ class PostgresBackend(ModelBackend):
 
     async def create_issue(self, request: v1.CreateIssueRequest) -> v1.Issue:
         """Create an issue (entry 1); a repeated idempotency key returns the first."""
-        issue_id, _ = await self._write(
+        created, _ = await self._write(
             request.caller, lambda ctx: _issues.create_issue(ctx, request)
         )
-        return await self._get_visible(request.caller, issue_id)
+        if created.issue is not None:
+            return created.issue
+        return await self._get_visible(request.caller, created.issue_id)
 
     async def _get_visible(self, caller: v1.Caller | None, issue_id: int) -> v1.Issue:
         async with translated_errors(), self._pool.acquire() as conn:

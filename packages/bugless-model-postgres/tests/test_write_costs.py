@@ -1,0 +1,165 @@
+"""What the cheap write path relies on: clean pooled connections, one row version per create.
+
+The pool releases connections without asyncpg's reset query (see
+``_database._release_as_is``), which is only safe while nothing leaves session
+state behind; a create writes its row once and answers without reading it
+back, which is only right while the answer equals what a read returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import PostgresBackend
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+ADMIN = v1.Caller(user_id="root", admin=True)
+ALICE = v1.Caller(user_id="alice", groups=["eng"])
+
+
+async def _component(backend: PostgresBackend) -> int:
+    made = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"costs-{uuid.uuid4().hex[:8]}")
+    )
+    return made.id
+
+
+async def _create(backend: PostgresBackend, component_id: int, **extra: object) -> v1.Issue:
+    return await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(title="a title", component_id=component_id),
+            **extra,  # type: ignore[arg-type]
+        )
+    )
+
+
+async def test_pooled_connections_carry_no_session_state_after_every_kind_of_call(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    backend = bugless_model_backend
+    component_id = await _component(backend)
+    stream = backend.watch(v1.WatchRequest(caller=ADMIN, query=v1.StructuredQuery()))
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0.2)
+    parent = await _create(backend, component_id)
+    child = await _create(backend, component_id, blocking_ids=[parent.id])
+    await backend.change_issue(  # takes the hierarchy lock (transaction-scoped)
+        v1.ChangeIssueRequest(
+            caller=ALICE,
+            issue_id=child.id,
+            expected_version=child.version,
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(parent_id=parent.id),
+                update_mask=FieldMask(paths=["parent_id"]),
+            ),
+        )
+    )
+    await backend.search_issues(v1.SearchIssuesRequest(caller=ALICE, allow_stale=True))
+    await PostgresBackend.migrate(model_settings)  # the migration lock, on its own connection
+    await asyncio.wait_for(first, 10)
+    await stream.aclose()  # type: ignore[attr-defined]  # an async generator
+
+    size = model_settings.pool_max_size
+    connections = [await backend._pool.acquire() for _ in range(size)]
+    try:
+        for conn in connections:
+            state = await conn.fetchrow(
+                """
+                SELECT (SELECT count(*) FROM pg_locks
+                         WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS advisory,
+                       (SELECT count(*) FROM pg_listening_channels()) AS listening,
+                       (SELECT count(*) FROM pg_cursors WHERE name <> '') AS cursors,
+                       current_setting('search_path') AS search_path,
+                       current_setting('transaction_isolation') AS isolation
+                """
+            )
+            assert state["advisory"] == 0
+            assert state["listening"] == 0
+            assert state["cursors"] == 0
+            assert state["isolation"] == "read committed"
+            assert state["search_path"].startswith(f'"{model_settings.schema}"')
+            assert not conn.is_in_transaction()
+    finally:
+        for conn in connections:
+            await backend._pool.release(conn)
+
+
+async def test_a_create_answers_exactly_what_a_read_returns(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    backend = bugless_model_backend
+    component_id = await _component(backend)
+    other = await _create(backend, component_id)
+    hotlist = await backend.create_hotlist(v1.CreateHotlistRequest(caller=ALICE, name="mine"))
+    created = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(
+                title="closed at birth",
+                component_id=component_id,
+                status=v1.Status.FIXED,
+                priority=v1.Priority.P0,
+                assignee="bob",
+            ),
+            description="why",
+            cc=["zoe", "carol"],
+            hotlist_ids=[hotlist.id],
+            blocking_ids=[other.id],
+        )
+    )
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=created.id))
+    assert created == read
+    assert created.closed_at is not None
+    assert created.cc == ["carol", "zoe"]
+    assert created.hotlist_ids == [hotlist.id]
+    assert created.blocking_ids == [other.id]
+
+
+@pytest.fixture
+async def scratch(model_settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
+    """A backend on a schema of its own, dropped afterwards."""
+    settings = dataclasses.replace(model_settings, schema=f"costs_{uuid.uuid4().hex[:8]}")
+    await PostgresBackend.migrate(settings)
+    backend = await PostgresBackend.open(settings)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA "{settings.schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+async def test_a_create_writes_the_new_issue_row_once(scratch: PostgresBackend) -> None:
+    """Every UPDATE of a fresh row is a second version in each of its ~20 indexes."""
+    async with scratch._pool.acquire() as conn:
+        await conn.execute(
+            """
+            CREATE TABLE issue_updates (issue_id bigint);
+            CREATE FUNCTION count_issue_update() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO issue_updates VALUES (OLD.id); RETURN NEW; END $$;
+            CREATE TRIGGER count_issue_update BEFORE UPDATE ON issues
+                FOR EACH ROW EXECUTE FUNCTION count_issue_update();
+            """
+        )
+    component_id = await _component(scratch)
+    blocked = await _create(scratch, component_id)
+    plain = await _create(scratch, component_id)
+    related = await _create(scratch, component_id, blocking_ids=[blocked.id], cc=["carol"])
+    async with scratch._pool.acquire() as conn:
+        updated = [r["issue_id"] for r in await conn.fetch("SELECT issue_id FROM issue_updates")]
+    # Only the other side of the relation gets a new version (and its entry).
+    assert updated == [blocked.id]
+    assert plain.id not in updated
+    assert related.id not in updated
