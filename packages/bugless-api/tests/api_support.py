@@ -50,3 +50,16 @@ def api_settings(stack: BuglessStack, **options: object) -> ApiSettings:
 
 
 ConnectAs = Callable[..., BuglessClient]
+
+
+async def signed_in(connect_as: ConnectAs, *usernames: str) -> list[BuglessClient]:
+    """Clients of the given bots, each having made one call.
+
+    A certificate user is created by the Authenticator on its first
+    authentication, so a bot is only known by username (as an assignee, cc,
+    editor, reader...) once it has called the API; this makes sure it has.
+    """
+    clients = [connect_as(username) for username in usernames]
+    for client in clients:
+        await client.whoami()
+    return clients

@@ -38,6 +38,17 @@ async def api(bots: Bots) -> AsyncIterator[RunningApi]:
     """The API frontend most tests use (a generous rate limit)."""
     settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=10_000.0, burst=10_000))
     running = await start_api(settings, metrics_registry=CollectorRegistry())
+    # A certificate user exists once it has authenticated: sign every bot in,
+    # so that tests may name any of them (cc, assignee, editor) in any order.
+    for name in BOTS:
+        async with BuglessClient(
+            f"127.0.0.1:{running.port}",
+            cert=bots[name].cert,
+            key=bots[name].key,
+            ca=bots.stack.pki.ca_file,
+            timeout=30,
+        ) as client:
+            await client.whoami()
     try:
         yield running
     finally:

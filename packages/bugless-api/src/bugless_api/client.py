@@ -485,6 +485,10 @@ def _blocking(
 ) -> Callable[Concatenate[SyncBuglessClient, P], R]:
     @functools.wraps(method)
     def run(self: SyncBuglessClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._loop.is_closed():
+            # Checked before the coroutine exists: one made for a closed loop
+            # would never be awaited (a RuntimeWarning far from the mistake).
+            raise RuntimeError(f"{method.__name__}: the SyncBuglessClient is closed")
         return self._loop.run_until_complete(method(self._client, *args, **kwargs))
 
     return run
@@ -507,7 +511,13 @@ class SyncBuglessClient:
         async def make() -> BuglessClient:
             return BuglessClient(address, cert, key, ca, **options)
 
-        self._client = self._loop.run_until_complete(make())
+        try:
+            self._client = self._loop.run_until_complete(make())
+        except BaseException:
+            # Unreadable certificate files and the like: the caller gets no
+            # object to close, so the private loop must not outlive this call.
+            self._loop.close()
+            raise
 
     def __enter__(self) -> SyncBuglessClient:
         return self

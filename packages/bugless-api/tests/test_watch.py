@@ -1,0 +1,273 @@
+"""Watch through the API: a bot follows a query or an issue as others change it.
+
+Events cross two hops (API frontend, then the Model's LISTEN/NOTIFY feed), and
+must come out with usernames, only for matching issues the watcher may view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from api_support import ConnectAs, signed_in
+
+from bugless_api.client import BuglessClient
+from bugless_api.server import RunningApi
+from bugless_core.errors import InvalidArgument, NotFound
+from bugless_proto import v1
+
+#: How long a committed change may take to reach the watching bot.
+DELIVERY_TIMEOUT = 10.0
+#: Time a fresh stream gets to subscribe before the test starts writing.
+SUBSCRIBE_GRACE = 0.3
+
+
+class _Events:
+    """A Watch call of the API client whose events are collected in the background."""
+
+    def __init__(self, events: AsyncIterator[v1.WatchEvent]) -> None:
+        self.queue: asyncio.Queue[v1.WatchEvent] = asyncio.Queue()
+        self._events = events
+        self._task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        async for event in self._events:
+            await self.queue.put(event)
+
+    async def next(self) -> v1.WatchEvent:
+        """The next event; fails the test if none arrives in time or the stream broke."""
+        getter = asyncio.ensure_future(self.queue.get())
+        done, _ = await asyncio.wait(
+            {getter, self._task}, timeout=DELIVERY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        if self._task in done:
+            self._task.result()  # raises the stream's error, if it ended with one
+            raise AssertionError("the watch stream ended")
+        raise AssertionError(f"no event within {DELIVERY_TIMEOUT} s")
+
+    async def nothing_more(self, within_seconds: float = 0.5) -> None:
+        """No further event arrives within a short time."""
+        await asyncio.sleep(within_seconds)
+        assert self.queue.empty(), f"unexpected event: {self.queue.get_nowait()}"
+
+    async def close(self) -> None:
+        """Cancel the call."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+
+@contextlib.asynccontextmanager
+async def _watching(
+    client: BuglessClient, *, query: str | None = None, issue_id: int | None = None
+) -> AsyncIterator[_Events]:
+    # The connection (TLS handshake, certificate-to-identity look-up) is set
+    # up by a cheap call first, so the grace below covers only the watch itself.
+    await client.whoami()
+    events = _Events(client.watch(query=query, issue_id=issue_id))
+    # Nothing on the wire says "subscribed": like the Model's Watch contract
+    # (bugless_core.testing.model_contracts._watch), give the stream a moment
+    # to register before making the changes it should see.
+    await asyncio.sleep(SUBSCRIBE_GRACE)
+    try:
+        yield events
+    finally:
+        await events.close()
+
+
+async def _first_event(events: AsyncIterator[v1.WatchEvent]) -> v1.WatchEvent | None:
+    """The first event of a stream expected to fail before delivering any."""
+    async with asyncio.timeout(DELIVERY_TIMEOUT):
+        async for event in events:
+            return event
+    return None
+
+
+async def _component(client: BuglessClient) -> v1.Component:
+    return await client.create_component(f"Watched-{secrets.token_hex(3)}")
+
+
+def _change(entry: v1.HistoryEntry | None, field: str) -> v1.FieldChange:
+    assert entry is not None
+    return next(c for c in entry.changes if c.field == field)
+
+
+async def test_a_query_watch_delivers_matching_changes_with_usernames(
+    connect_as: ConnectAs,
+) -> None:
+    """A change that makes an issue match arrives, people as usernames; others do not."""
+    robot, boss, _ = await signed_in(connect_as, "robot", "boss", "viewer")
+    component = await robot.create_component(f"Watch-{secrets.token_hex(3)}")
+    hit = await robot.create_issue("will be urgent", component.id, assignee="robot")
+    miss = await robot.create_issue("stays P2", component.id)
+
+    async with _watching(robot, query=f"c:{component.id} p<p2") as events:
+        await boss.comment(miss.id, "still not urgent")
+        changed = await boss.update_issue(
+            hit.id, priority="P0", assignee="boss", cc_add=["viewer"], comment="now urgent"
+        )
+        event = await events.next()
+        await events.nothing_more()
+
+    assert event.issue is not None
+    assert event.issue.id == hit.id, "the non-matching change of the other issue came first"
+    assert (event.issue.reporter, event.issue.assignee, event.issue.cc) == (
+        "robot",
+        "boss",
+        ["viewer"],
+    )
+    assert event.issue.priority is v1.Priority.P0
+    assert event.entry is not None
+    assert changed.issue is not None
+    assert event.entry.version == changed.issue.version
+    assert event.entry.author == "boss"
+    assert event.entry.comment == "now urgent"
+    assignee = _change(event.entry, "assignee")
+    assert (assignee.old_value, assignee.new_value) == ("robot", "boss")
+    assert _change(event.entry, "cc").added == ["viewer"]
+
+
+async def test_me_in_a_watched_query_is_the_watcher(connect_as: ConnectAs) -> None:
+    """``assignee:me`` names the watching bot, not whoever makes the change."""
+    robot, boss = await signed_in(connect_as, "robot", "boss")
+    component = await robot.create_component(f"WatchMe-{secrets.token_hex(3)}")
+    for_robot = await boss.create_issue("robot's", component.id, assignee="robot")
+    for_boss = await boss.create_issue("boss's", component.id, assignee="boss")
+
+    async with _watching(robot, query=f"c:{component.id} assignee:me") as events:
+        await boss.comment(for_boss.id, "not robot's business")
+        await boss.comment(for_robot.id, "robot, look")
+        event = await events.next()
+        await events.nothing_more()
+
+    assert event.issue is not None
+    assert (event.issue.id, event.issue.assignee) == (for_robot.id, "robot")
+    assert event.entry is not None
+    assert (event.entry.author, event.entry.comment) == ("boss", "robot, look")
+
+
+async def test_an_issue_watch_delivers_each_entry_in_order(connect_as: ConnectAs) -> None:
+    """Watching one issue yields every later entry of it, in version order."""
+    robot, boss, _ = await signed_in(connect_as, "robot", "boss", "viewer")
+    component = await robot.create_component(f"WatchOne-{secrets.token_hex(3)}")
+    watched = await robot.create_issue("watched", component.id)
+    other = await robot.create_issue("ignored", component.id)
+
+    async with _watching(robot, issue_id=watched.id) as events:
+        await boss.comment(other.id, "elsewhere")
+        await boss.update_issue(watched.id, verifier="viewer")
+        await robot.comment(watched.id, "second")
+        first, second = await events.next(), await events.next()
+        await events.nothing_more()
+
+    assert [(e.entry.version, e.entry.author) for e in (first, second) if e.entry] == [
+        (watched.version + 1, "boss"),
+        (watched.version + 2, "robot"),
+    ]
+    verifier = _change(first.entry, "verifier")
+    assert (verifier.old_value, verifier.new_value) == ("", "viewer")
+    assert second.issue is not None
+    assert second.issue.verifier == "viewer"
+
+
+async def test_a_restricted_issue_reaches_only_watchers_who_may_view_it(
+    connect_as: ConnectAs,
+) -> None:
+    """A query spanning a restricted subcomponent: outsiders never hear of its issues."""
+    boss, viewer, outsider = await signed_in(connect_as, "boss", "viewer", "outsider")
+    root = await boss.create_component(f"WatchTree-{secrets.token_hex(3)}")
+    secret_component = await boss.create_component(
+        "Secret",
+        parent_id=root.id,
+        acl=[
+            v1.AclEntry(principal=v1.Principal(user="boss"), role=v1.Role.ADMIN),
+            v1.AclEntry(principal=v1.Principal(group="secret-viewers"), role=v1.Role.VIEWER),
+        ],
+    )
+    secret = await boss.create_issue("launch codes", secret_component.id)
+    public = await boss.create_issue("lunch menu", root.id)
+    query = f"c:{root.id}+"
+
+    async with (
+        _watching(outsider, query=query) as outsider_events,
+        _watching(viewer, query=query) as viewer_events,
+    ):
+        await boss.comment(secret.id, "rotate them")
+        await boss.comment(public.id, "pizza")
+        seen_by_viewer = [await viewer_events.next(), await viewer_events.next()]
+        seen_by_outsider = await outsider_events.next()
+        await outsider_events.nothing_more()
+
+    assert [e.issue.id for e in seen_by_viewer if e.issue] == [secret.id, public.id]
+    assert seen_by_viewer[0].entry is not None
+    assert seen_by_viewer[0].entry.author == "boss"
+    assert seen_by_outsider.issue is not None
+    assert seen_by_outsider.issue.id == public.id
+
+
+async def test_watching_an_invisible_issue_is_not_found(connect_as: ConnectAs) -> None:
+    """The stream fails with NOT_FOUND, as a get would: existence is not leaked."""
+    boss, outsider = await signed_in(connect_as, "boss", "outsider")
+    component = await boss.create_component(
+        f"WatchHidden-{secrets.token_hex(3)}",
+        acl=[v1.AclEntry(principal=v1.Principal(user="boss"), role=v1.Role.ADMIN)],
+    )
+    secret = await boss.create_issue("hidden", component.id)
+
+    with pytest.raises(NotFound, match=f"issue {secret.id} not found"):
+        await _first_event(outsider.watch(issue_id=secret.id))
+
+
+async def test_a_watch_with_a_bad_query_is_invalid_and_positioned(connect_as: ConnectAs) -> None:
+    """A query syntax error fails the stream at once, pointing at its column."""
+    with pytest.raises(InvalidArgument, match=r"query: .*at column") as caught:
+        await _first_event(connect_as("robot").watch(query="is:open status:"))
+
+    assert caught.value.metadata["position"] == "15"
+
+
+async def test_a_watch_without_a_target_is_invalid(connect_as: ConnectAs) -> None:
+    """Neither an issue nor a query: INVALID_ARGUMENT naming the oneof, not a silent stream."""
+    with pytest.raises(InvalidArgument, match="target: give issue_id or query"):
+        await _first_event(connect_as("robot").watch())
+
+
+async def test_hanging_up_a_watch_ends_its_model_stream(
+    api: RunningApi, connect_as: ConnectAs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bot that stops watching does not leave the API streaming from the Model."""
+    model = api.gateway.model
+    real_watch = model.watch
+    open_streams: list[v1.WatchRequest] = []
+    ended = asyncio.Event()
+
+    def counted_watch(request: v1.WatchRequest, **options: Any) -> AsyncIterator[v1.WatchEvent]:
+        async def stream() -> AsyncIterator[v1.WatchEvent]:
+            open_streams.append(request)
+            try:
+                async for event in real_watch(request, **options):
+                    yield event
+            finally:
+                open_streams.remove(request)
+                ended.set()
+
+        return stream()
+
+    monkeypatch.setattr(model, "watch", counted_watch)
+    (robot,) = await signed_in(connect_as, "robot")
+    issue = await robot.create_issue("briefly watched", (await _component(robot)).id)
+
+    async with _watching(robot, issue_id=issue.id) as events:
+        await robot.comment(issue.id, "seen")
+        assert (await events.next()).issue is not None
+        assert [r.issue_id for r in open_streams] == [issue.id]
+
+    await asyncio.wait_for(ended.wait(), DELIVERY_TIMEOUT)
+    assert open_streams == []
