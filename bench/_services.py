@@ -97,44 +97,50 @@ class BenchStack:
                 pids[name] = service.process.pid
         return pids
 
-    def start_api(self) -> tuple[ServiceAddress, CertificateFiles]:
-        """``bugless api serve`` with mTLS and a bot certificate (group ``eng``)."""
+    def start_api(self, processes: int = 1) -> tuple[ServiceAddress, CertificateFiles]:
+        """``bugless api serve`` with mTLS and a bot certificate (group ``eng``).
+
+        With ``processes`` > 1, that many API processes share the port
+        (``--reuse-port``), one per core; their pids are ``api``, ``api#2``...
+        """
         bot = self.stack.add_bot("bench-bot", groups=["eng"])
         pki = self.stack.pki
         address = ServiceAddress(
             "127.0.0.1", free_port(), ca=pki.ca_file, cert=bot.cert, key=bot.key
         )
-        process = _start_service(
-            "api",
-            [
-                "api",
-                "serve",
-                "--model",
-                f"{self.stack.model.host}:{self.stack.model.port}",
-                "--auth",
-                f"{self.stack.auth.host}:{self.stack.auth.port}",
-                "--tls-cert",
-                str(pki.server.cert),
-                "--tls-key",
-                str(pki.server.key),
-                "--client-ca",
-                str(pki.ca_file),
-                "--port",
-                str(address.port),
-                "--rate",
-                UNLIMITED_RATE,
-                "--burst",
-                UNLIMITED_RATE,
-                "--drain-seconds",
-                "0",
-                "--log-level",
-                "warning",
-            ],
-            self.stack.env,
-            self.directory,
-        )
-        self.frontends.append(process)
-        process.wait_serving(address, "bugless.v1.Issues")
+        for index in range(processes):
+            process = _start_service(
+                "api" if index == 0 else f"api#{index + 1}",
+                [
+                    "api",
+                    "serve",
+                    "--model",
+                    f"{self.stack.model.host}:{self.stack.model.port}",
+                    "--auth",
+                    f"{self.stack.auth.host}:{self.stack.auth.port}",
+                    "--tls-cert",
+                    str(pki.server.cert),
+                    "--tls-key",
+                    str(pki.server.key),
+                    "--client-ca",
+                    str(pki.ca_file),
+                    "--port",
+                    str(address.port),
+                    *(["--reuse-port"] if processes > 1 else []),
+                    "--rate",
+                    UNLIMITED_RATE,
+                    "--burst",
+                    UNLIMITED_RATE,
+                    "--drain-seconds",
+                    "0",
+                    "--log-level",
+                    "warning",
+                ],
+                self.stack.env,
+                self.directory,
+            )
+            self.frontends.append(process)
+            process.wait_serving(address, "bugless.v1.Issues")
         return address, bot
 
     def start_web(self) -> str:
