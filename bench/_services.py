@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 
 from bugless_core.clients import ServiceAddress
+from bugless_core.testing.codecs import RawCodec
 from bugless_core.testing.postgres import PostgresTestServer, start_postgres
 from bugless_core.testing.stack import (
     BuglessStack,
@@ -442,21 +443,6 @@ def summarize_profile(raw: Path, top: int = 15) -> str:
 # ---- the transport floor: a bare grpclib echo service ----
 
 
-class RawCodec:
-    """A grpclib codec that passes bytes through (no protobuf at all)."""
-
-    __content_type__ = "application/grpc"
-    __content_subtype__ = "proto"
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        """The message is already bytes."""
-        return bytes(message)
-
-    def decode(self, data: bytes, message_type: Any) -> bytes:
-        """Hand the bytes over as they are."""
-        return data
-
-
 ECHO_METHOD = "/bench.Echo/Echo"
 
 
@@ -473,16 +459,18 @@ class _EchoService:
 
 def serve_echo(port: int, cert: str, key: str, ca: str) -> None:
     """Serve the echo method on loopback with mTLS until SIGTERM."""
-    from grpclib.server import Server  # noqa: PLC0415
-
-    from bugless_core.grpc import GrpcServerSettings, build_server_ssl_context  # noqa: PLC0415
+    from bugless_core.grpc import (  # noqa: PLC0415
+        CorkedServer,
+        GrpcServerSettings,
+        build_server_ssl_context,
+    )
 
     settings = GrpcServerSettings(
         host="127.0.0.1", port=port, tls_cert=Path(cert), tls_key=Path(key), client_ca=Path(ca)
     )
 
     async def main() -> None:
-        server = Server([_EchoService()], codec=RawCodec())  # type: ignore[arg-type]
+        server = CorkedServer([_EchoService()], codec=RawCodec())  # type: ignore[arg-type]
         await server.start("127.0.0.1", port, ssl=build_server_ssl_context(settings))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -48,7 +48,6 @@ from bench._services import (
     ECHO_METHOD,
     BenchStack,
     CpuMeter,
-    RawCodec,
     add_directory_users,
     load_average,
     profile,
@@ -57,6 +56,8 @@ from bench._services import (
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_api.client import BuglessClient
 from bugless_core.clients import ServiceAddress
+from bugless_core.grpc import CorkedChannel
+from bugless_core.testing.codecs import RawCodec
 from bugless_proto import v1
 
 SEARCH_QUERY = f"is:open assignee:{data.BENCH_ASSIGNEE}"
@@ -179,7 +180,7 @@ async def echo(params: dict[str, Any]) -> tuple[Call, Close]:
         cert=Path(params["echo_cert"]),
         key=Path(params["echo_key"]),
     )
-    channel = Channel(address.host, address.port, ssl=address.ssl_context(), codec=RawCodec())  # type: ignore[arg-type]
+    channel = CorkedChannel(address.host, address.port, ssl=address.ssl_context(), codec=RawCodec())  # type: ignore[arg-type]
     method: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(channel, ECHO_METHOD, bytes, bytes)
     payload = b"x" * params["payload"]
 

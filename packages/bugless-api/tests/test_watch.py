@@ -18,60 +18,18 @@ from api_support import ConnectAs, signed_in
 from bugless_api.client import BuglessClient
 from bugless_api.server import RunningApi
 from bugless_core.errors import InvalidArgument, NotFound
+from bugless_core.testing.events import DELIVERY_TIMEOUT, SUBSCRIBE_GRACE, EventStream
 from bugless_proto import v1
-
-#: How long a committed change may take to reach the watching bot.
-DELIVERY_TIMEOUT = 10.0
-#: Time a fresh stream gets to subscribe before the test starts writing.
-SUBSCRIBE_GRACE = 0.3
-
-
-class _Events:
-    """A Watch call of the API client whose events are collected in the background."""
-
-    def __init__(self, events: AsyncIterator[v1.WatchEvent]) -> None:
-        self.queue: asyncio.Queue[v1.WatchEvent] = asyncio.Queue()
-        self._events = events
-        self._task = asyncio.ensure_future(self._pump())
-
-    async def _pump(self) -> None:
-        async for event in self._events:
-            await self.queue.put(event)
-
-    async def next(self) -> v1.WatchEvent:
-        """The next event; fails the test if none arrives in time or the stream broke."""
-        getter = asyncio.ensure_future(self.queue.get())
-        done, _ = await asyncio.wait(
-            {getter, self._task}, timeout=DELIVERY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-        )
-        if getter in done:
-            return getter.result()
-        getter.cancel()
-        if self._task in done:
-            self._task.result()  # raises the stream's error, if it ended with one
-            raise AssertionError("the watch stream ended")
-        raise AssertionError(f"no event within {DELIVERY_TIMEOUT} s")
-
-    async def nothing_more(self, within_seconds: float = 0.5) -> None:
-        """No further event arrives within a short time."""
-        await asyncio.sleep(within_seconds)
-        assert self.queue.empty(), f"unexpected event: {self.queue.get_nowait()}"
-
-    async def close(self) -> None:
-        """Cancel the call."""
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
 
 
 @contextlib.asynccontextmanager
 async def _watching(
     client: BuglessClient, *, query: str | None = None, issue_id: int | None = None
-) -> AsyncIterator[_Events]:
+) -> AsyncIterator[EventStream]:
     # The connection (TLS handshake, certificate-to-identity look-up) is set
     # up by a cheap call first, so the grace below covers only the watch itself.
     await client.whoami()
-    events = _Events(client.watch(query=query, issue_id=issue_id))
+    events = EventStream(client.watch(query=query, issue_id=issue_id))
     # Nothing on the wire says "subscribed": like the Model's Watch contract
     # (bugless_core.testing.model_contracts._watch), give the stream a moment
     # to register before making the changes it should see.

@@ -25,6 +25,7 @@ from bugless_core.grpc import (
     build_server_ssl_context,
 )
 from bugless_core.grpc._settings import GrpcServerSettings
+from bugless_core.testing.codecs import RawCodec
 
 
 class _Sink(asyncio.Protocol):
@@ -137,16 +138,6 @@ async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> 
         tls_key=Path(pki.server_key),
         client_ca=Path(pki.ca),
     )
-
-    class RawCodec:
-        __content_type__ = "application/grpc"
-        __content_subtype__ = "proto"
-
-        def encode(self, message: Any, message_type: Any) -> bytes:
-            return bytes(message)
-
-        def decode(self, data: bytes, message_type: Any) -> bytes:
-            return data
 
     server = CorkedServer([_Echo()], codec=RawCodec())  # type: ignore[arg-type]
     await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from grpclib.const import Status
 
 from bugless_core.model.backend import Capability
+from bugless_core.testing.events import DELIVERY_TIMEOUT, SUBSCRIBE_GRACE, EventStream
 from bugless_core.testing.model_contracts._support import (
     ALICE,
     BOB,
@@ -25,46 +26,10 @@ from bugless_core.testing.model_contracts._support import (
 from bugless_core.testing.plugin import requires_capability
 from bugless_proto import v1
 
-#: How long a stream may take to deliver an event that was committed.
-DELIVERY_TIMEOUT = 10.0
-#: Time a fresh stream gets to subscribe before the test starts writing.
-SUBSCRIBE_GRACE = 0.3
-
-
-class _Stream:
-    """A running Watch call whose events are collected in the background."""
-
-    def __init__(self, events: AsyncIterator[v1.WatchEvent]) -> None:
-        self.queue: asyncio.Queue[v1.WatchEvent] = asyncio.Queue()
-        self._events = events
-        self._task = asyncio.ensure_future(self._pump())
-
-    async def _pump(self) -> None:
-        async for event in self._events:
-            await self.queue.put(event)
-
-    async def next(self) -> v1.WatchEvent:
-        """The next event, failing the test if none arrives in time."""
-        if self._task.done() and self.queue.empty():
-            self._task.result()
-            raise AssertionError("the stream ended")
-        return await asyncio.wait_for(self.queue.get(), DELIVERY_TIMEOUT)
-
-    async def nothing_more(self, within_seconds: float = 0.5) -> None:
-        """No (further) event arrives within a short time."""
-        await asyncio.sleep(within_seconds)
-        assert self.queue.empty(), f"unexpected event: {self.queue.get_nowait()}"
-
-    async def close(self) -> None:
-        """Stop the call."""
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
-
 
 @contextlib.asynccontextmanager
-async def _watching(model: v1.ModelStub, request: v1.WatchRequest) -> AsyncIterator[_Stream]:
-    stream = _Stream(model.watch(request, timeout=60))
+async def _watching(model: v1.ModelStub, request: v1.WatchRequest) -> AsyncIterator[EventStream]:
+    stream = EventStream(model.watch(request, timeout=60))
     await asyncio.sleep(SUBSCRIBE_GRACE)
     try:
         yield stream
