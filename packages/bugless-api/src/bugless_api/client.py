@@ -153,7 +153,11 @@ class BuglessClient:
             try:
                 return await call(method, request, timeout=self.timeout)
             except (Unavailable, ResourceExhausted) as exc:
-                retryable = isinstance(exc, ResourceExhausted) or idempotent
+                # A rate-limited call and a call a draining server refused were
+                # never run: retrying them is safe even when not idempotent.
+                retryable = (
+                    isinstance(exc, ResourceExhausted) or idempotent or exc.refused_while_draining
+                )
                 if not retryable or attempt + 1 >= self.retry.attempts:
                     raise
                 await asyncio.sleep(self.retry.delay(attempt, exc))

@@ -137,11 +137,26 @@ class ResourceExhausted(BuglessError):
 
 
 class Unavailable(BuglessError):
-    """A dependency (database, directory, provider) cannot be reached now."""
+    """A dependency (database, directory, provider) cannot be reached now.
+
+    With reason :data:`DRAINING_REASON` the server refused the call *before*
+    running it because it is shutting down (a rolling restart): any call, even
+    one that is not idempotent, is safe to send again, and another instance
+    will answer it.
+    """
 
     grpc_status = Status.UNAVAILABLE
     http_status = 503
     default_reason = "UNAVAILABLE"
+
+    @property
+    def refused_while_draining(self) -> bool:
+        """Whether the call was refused unexecuted by a server shutting down."""
+        return self.reason == DRAINING_REASON
+
+
+#: ErrorInfo reason of a call refused, unexecuted, by a draining server.
+DRAINING_REASON = "DRAINING"
 
 
 _BY_REASON: dict[str, type[BuglessError]] = {

@@ -26,6 +26,7 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bugless_core.errors import Unavailable, from_grpc_error
 from bugless_core.grpc import GrpcServerSettings
 from bugless_proto import v1
 
@@ -124,6 +125,10 @@ async def test_drain_reports_not_serving_finishes_in_flight_calls_and_refuses_ne
     with pytest.raises(GRPCError) as refused:
         await stub.get_server_info(timeout=5)
     assert refused.value.status is Status.UNAVAILABLE
+    mapped = from_grpc_error(refused.value)
+    assert isinstance(mapped, Unavailable)
+    assert mapped.refused_while_draining  # tagged: safe to retry, even a write
+    assert "shutting down" in mapped.message
     with pytest.raises(ConnectionRefusedError):
         await v1.ModelStub(open_channel(runner.port)).get_server_info(timeout=5)
 

@@ -24,11 +24,10 @@ from typing import Any
 from google.rpc import error_details_pb2
 from grpclib.const import Status
 from grpclib.events import RecvRequest, SendTrailingMetadata, listen
-from grpclib.exceptions import GRPCError
 from grpclib.server import Server
 from multidict import MultiDictProxy
 
-from bugless_core.errors import ERROR_DOMAIN
+from bugless_core.errors import DRAINING_REASON, ERROR_DOMAIN, Unavailable, to_grpc_error
 from bugless_core.grpc._metrics import GrpcServerMetrics, split_method_name
 from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry
 
@@ -142,7 +141,7 @@ class CallTracker:
         if self._refusing:
             if task is not None:
                 self._refused.add(task)
-            raise GRPCError(Status.UNAVAILABLE, SHUTTING_DOWN_MESSAGE)
+            raise to_grpc_error(Unavailable(SHUTTING_DOWN_MESSAGE, reason=DRAINING_REASON))
 
     async def _on_trailers(self, event: SendTrailingMetadata) -> None:
         call = CURRENT_CALL.get()
