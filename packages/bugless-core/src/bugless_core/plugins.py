@@ -62,6 +62,16 @@ class Plugins:
     )
     loaded: list[PluginInfo] = field(default_factory=list)
 
+    @property
+    def watches_issue_changes(self) -> bool:
+        """Whether any loaded plugin implements ``bugless_issue_changed``.
+
+        A Model backend has to read the issue and the entry back after every
+        write to report it, a second round of queries per write: with nobody
+        listening, the Model does not ask for that at all.
+        """
+        return bool(self.manager.hook.bugless_issue_changed.get_hookimpls())
+
     def notify_issue_changed(
         self, issue: v1.Issue, entry: v1.HistoryEntry, backend_name: str
     ) -> None:

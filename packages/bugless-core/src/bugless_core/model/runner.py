@@ -36,9 +36,10 @@ async def start_model(
         version = await backend_cls.migrate(settings)
         _log.info("schema at version %d", version, extra={"schema_version": version})
     backend = await backend_cls.open(settings)
-    backend.add_change_listener(
-        lambda issue, entry: plugins.notify_issue_changed(issue, entry, backend_cls.name)
-    )
+    if plugins.watches_issue_changes:
+        backend.add_change_listener(
+            lambda issue, entry: plugins.notify_issue_changed(issue, entry, backend_cls.name)
+        )
     database = ServiceCheck(backend.check_ready, check_ttl=READINESS_TTL_SECONDS, check_timeout=1.0)
     runner = GrpcServiceRunner(
         [ModelServicer(backend)], grpc_settings, name="model", readiness_checks=[database]
