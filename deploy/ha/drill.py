@@ -246,7 +246,7 @@ async def _restart_postgres(
     ports = [r.port for r in replicas]
     service = "bugless.v1.Model"
     stopped = time.monotonic()
-    await asyncio.to_thread(topology.postgres_control.stop)
+    await asyncio.to_thread(topology.postgres.pause)
     down = await _wait_health(ports, service, "NOT_SERVING", within=settings.status_timeout)
     report.model_not_serving_during_outage = {p: s is not None for p, s in down.items()}
     result.notes.append(
@@ -254,7 +254,7 @@ async def _restart_postgres(
         + ", ".join(f":{p} {'never' if s is None else f'{s:.1f}s'}" for p, s in down.items())
     )
     await asyncio.sleep(settings.outage_hold_seconds)
-    await asyncio.to_thread(topology.postgres_control.start)
+    await asyncio.to_thread(topology.postgres.resume)
     restarted = time.monotonic()
     result.notes.append(f"postgres: down for {restarted - stopped:.1f}s")
     up = await _wait_health(ports, service, "SERVING", within=settings.status_timeout)

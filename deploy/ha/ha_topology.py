@@ -4,8 +4,8 @@ Services run as ``bugless ... serve`` subprocesses, the way an operator (or a
 pod) runs them, each on its own loopback port behind HAProxy. Frontends reach
 the Model and the Authenticator through HAProxy too, so a Model replica can go
 away under them. PostgreSQL is the throwaway server of
-:mod:`bugless_core.testing.postgres`, which this module stops and starts with
-``pg_ctl`` for the database-outage phase.
+:mod:`bugless_core.testing.postgres`, paused and resumed for the
+database-outage phase.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import shlex
 import signal
 import subprocess
 import time
@@ -134,63 +133,13 @@ def _own_postgres() -> Iterator[None]:
             os.environ[ENV_URL] = saved
 
 
-class PostgresControl:
-    """Stop and start the drill's PostgreSQL with ``pg_ctl``, as it was started.
-
-    Uses the data directory, binaries and system user of the
-    :class:`PostgresTestServer` (which offers no public stop/start of its
-    own), and the options PostgreSQL recorded in ``postmaster.opts``.
-    """
-
-    def __init__(self, server: PostgresTestServer) -> None:
-        """Control ``server``, which this process must have started."""
-        if server._data_dir is None or server._bin_dir is None:
-            msg = "the drill needs a PostgreSQL it started itself, not an external one"
-            raise RuntimeError(msg)
-        self._data = server._data_dir
-        self._bin = server._bin_dir
-        self._user = server._run_as
-        tokens = shlex.split((self._data / "postmaster.opts").read_text())
-        options: list[str] = []
-        rest = iter(tokens[1:])
-        for token in rest:
-            if token == "-D":
-                next(rest, None)
-                continue
-            options.append(token)
-        self._options = shlex.join(options)
-
-    def _pg_ctl(self, *args: str) -> None:
-        result = subprocess.run(
-            [str(self._bin / "pg_ctl"), "-D", str(self._data), *args],
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-            user=self._user,
-        )
-        if result.returncode != 0:
-            msg = f"pg_ctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
-            raise RuntimeError(msg)
-
-    def stop(self) -> None:
-        """Fast shutdown: sessions are disconnected, committed work is flushed."""
-        self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
-
-    def start(self) -> None:
-        """Start again with the same options; returns once it accepts connections."""
-        log = self._data.parent / "server.log"
-        self._pg_ctl("-l", str(log), "-o", self._options, "-w", "-t", "60", "start")
-
-
 @dataclass
 class Topology:
     """Everything the drill started; :meth:`stop` ends all of it.
 
     Attributes:
         directory: Logs, certificates, the HAProxy configuration.
-        postgres: The PostgreSQL server.
-        postgres_control: Stops and starts it.
+        postgres: The PostgreSQL server (this process started it: it can be paused).
         model_database_url: The Model's database.
         pki: The CA, server certificate and the tls authenticator's mapping.
         env: Environment of every ``bugless`` process.
@@ -204,7 +153,6 @@ class Topology:
 
     directory: Path
     postgres: PostgresTestServer
-    postgres_control: PostgresControl
     model_database_url: str
     pki: StackPki
     env: dict[str, str]
@@ -365,16 +313,16 @@ async def start_topology(settings: TopologySettings) -> Topology:
     with _own_postgres():
         postgres = await asyncio.to_thread(start_postgres)
     try:
-        control = PostgresControl(postgres)
-        return await _start_services(settings, postgres, control)
+        if not postgres.local:
+            msg = "the drill needs a PostgreSQL it started itself, not an external one"
+            raise RuntimeError(msg)
+        return await _start_services(settings, postgres)
     except BaseException:
         await asyncio.to_thread(postgres.stop)
         raise
 
 
-async def _start_services(
-    settings: TopologySettings, postgres: PostgresTestServer, control: PostgresControl
-) -> Topology:
+async def _start_services(settings: TopologySettings, postgres: PostgresTestServer) -> Topology:
     directory = settings.directory
     pki = StackPki.create(directory / "pki")
     model_db = await postgres.acreate_database("drill_model")
@@ -434,7 +382,6 @@ async def _start_services(
     topology = Topology(
         directory=directory,
         postgres=postgres,
-        postgres_control=control,
         model_database_url=model_db,
         pki=pki,
         env=env,

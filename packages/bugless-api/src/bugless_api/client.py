@@ -34,9 +34,9 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core.clients import ServiceAddress, call
+from bugless_core.deltas import issue_delta
 from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable, from_grpc_error
 from bugless_proto import v1
-from bugless_proto.google.protobuf import FieldMask
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -289,41 +289,25 @@ class BuglessClient:
         rather than overwrite it. Not retried when unavailable (the change
         may have been applied).
         """
-        fields = v1.IssueFields()
-        paths: list[str] = []
-
-        def put(name: str, value: object) -> None:
-            if value is not None:
-                setattr(fields, name, value)
-                paths.append(name)
-
-        put("title", title)
-        put("status", None if status is None else enum_value(v1.Status, status, "status"))
-        put(
-            "priority",
-            None if priority is None else enum_value(v1.Priority, priority, "priority"),
-        )
-        put(
-            "severity",
-            None if severity is None else enum_value(v1.Severity, severity, "severity"),
-        )
-        put("type", None if type is None else enum_value(v1.IssueType, type, "type"))
-        put("component_id", component_id)
-        put("assignee", assignee)
-        put("verifier", verifier)
-        put("parent_id", parent_id)
-        put("duplicate_of_id", duplicate_of_id)
-        delta = v1.IssueDelta(
-            fields=fields,
-            update_mask=FieldMask(paths=paths),
-            cc_add=list(cc_add),
-            cc_remove=list(cc_remove),
-            hotlist_add=list(hotlist_add),
-            hotlist_remove=list(hotlist_remove),
-            blocking_add=list(blocking_add),
-            blocking_remove=list(blocking_remove),
-            blocked_by_add=list(blocked_by_add),
-            blocked_by_remove=list(blocked_by_remove),
+        delta = issue_delta(
+            title=title,
+            status=None if status is None else enum_value(v1.Status, status, "status"),
+            priority=None if priority is None else enum_value(v1.Priority, priority, "priority"),
+            severity=None if severity is None else enum_value(v1.Severity, severity, "severity"),
+            issue_type=None if type is None else enum_value(v1.IssueType, type, "type"),
+            component_id=component_id,
+            assignee=assignee,
+            verifier=verifier,
+            parent_id=parent_id,
+            duplicate_of_id=duplicate_of_id,
+            cc_add=cc_add,
+            cc_remove=cc_remove,
+            hotlist_add=hotlist_add,
+            hotlist_remove=hotlist_remove,
+            blocking_add=blocking_add,
+            blocking_remove=blocking_remove,
+            blocked_by_add=blocked_by_add,
+            blocked_by_remove=blocked_by_remove,
         )
         if expected_version is None:
             expected_version = (await self.get_issue(issue_id)).version

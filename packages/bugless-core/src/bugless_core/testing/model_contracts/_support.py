@@ -19,6 +19,7 @@ import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from bugless_core.deltas import issue_delta
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -176,58 +177,9 @@ async def get_issue(model: v1.ModelStub, issue_id: int, caller: v1.Caller = ADMI
     return await model.get_issue(v1.GetIssueRequest(caller=caller, issue_id=issue_id))
 
 
-def delta(
-    *,
-    title: str | None = None,
-    status: v1.Status | None = None,
-    priority: v1.Priority | None = None,
-    severity: v1.Severity | None = None,
-    issue_type: v1.IssueType | None = None,
-    component_id: int | None = None,
-    assignee: str | None = None,
-    verifier: str | None = None,
-    parent_id: int | None = None,
-    duplicate_of_id: int | None = None,
-    cc_add: Sequence[str] = (),
-    cc_remove: Sequence[str] = (),
-    hotlist_add: Sequence[int] = (),
-    hotlist_remove: Sequence[int] = (),
-    blocking_add: Sequence[int] = (),
-    blocking_remove: Sequence[int] = (),
-    blocked_by_add: Sequence[int] = (),
-    blocked_by_remove: Sequence[int] = (),
-) -> v1.IssueDelta:
-    """An IssueDelta whose update_mask names exactly the scalar fields given."""
-    fields = v1.IssueFields()
-    paths: list[str] = []
-    scalars: dict[str, object] = {
-        "title": title,
-        "status": status,
-        "priority": priority,
-        "severity": severity,
-        "type": issue_type,
-        "component_id": component_id,
-        "assignee": assignee,
-        "verifier": verifier,
-        "parent_id": parent_id,
-        "duplicate_of_id": duplicate_of_id,
-    }
-    for name, value in scalars.items():
-        if value is not None:
-            setattr(fields, name, value)
-            paths.append(name)
-    return v1.IssueDelta(
-        fields=fields,
-        update_mask=FieldMask(paths=paths),
-        cc_add=list(cc_add),
-        cc_remove=list(cc_remove),
-        hotlist_add=list(hotlist_add),
-        hotlist_remove=list(hotlist_remove),
-        blocking_add=list(blocking_add),
-        blocking_remove=list(blocking_remove),
-        blocked_by_add=list(blocked_by_add),
-        blocked_by_remove=list(blocked_by_remove),
-    )
+#: An IssueDelta whose update_mask names exactly the scalar fields given; the
+#: contracts build every delta (bad ones included) with the public helper.
+delta = issue_delta
 
 
 class Changed(NamedTuple):
