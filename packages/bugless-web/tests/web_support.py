@@ -1,13 +1,16 @@
-"""Helpers shared by the web tests: the seeded world, signing in, seeding issues."""
+"""Helpers shared by the web tests: the seeded world, signing in, seeding, own replicas."""
 
 from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from bugless_core.clients import call
 from bugless_proto import v1
@@ -15,7 +18,7 @@ from bugless_proto import v1
 if TYPE_CHECKING:
     # Not at run time: conftest imports this module before pytest loads the
     # stack plugin, which must be first to import it to rewrite its asserts.
-    from bugless_core.testing.stack import BuglessStack
+    from bugless_core.testing.stack import BuglessStack, ServiceProcess
 
 PASSWORD = "correct horse battery staple"
 SESSION_KEY = "test-session-key-" + "x" * 24
@@ -79,4 +82,52 @@ async def create_issue(
             description=description,
             idempotency_key=secrets.token_hex(8),
         ),
+    )
+
+
+def start_service(
+    stack: BuglessStack, name: str, args: list[str], *, env: dict[str, str] | None = None
+) -> ServiceProcess:
+    """Start ``bugless ARGS...`` with the stack's environment (plus ``env``); not waited for.
+
+    For tests that need a replica of their own (one to drain, one with a
+    metrics port); the caller stops it. Its output goes to ``<name>.log`` in
+    the stack's directory.
+    """
+    from bugless_core.testing.stack import BUGLESS_COMMAND, ServiceProcess
+
+    log = stack.directory / f"{name}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [*BUGLESS_COMMAND, *args],
+            env={**stack.env, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return ServiceProcess(name=name, process=process, log=log)
+
+
+async def grpc_calls(metrics_port: int, method: str, code: str = "OK") -> int:
+    """How many ``method`` calls a server finished with ``code``, from its ``/metrics``."""
+    labels = {"grpc_method": method, "grpc_code": code}
+    return await _metric(metrics_port, "grpc_server_handled_total", labels)
+
+
+async def grpc_in_flight(metrics_port: int, method: str) -> int:
+    """How many ``method`` calls a server is handling now, from its ``/metrics``."""
+    return await _metric(metrics_port, "grpc_server_in_flight_calls", {"grpc_method": method})
+
+
+async def _metric(metrics_port: int, name: str, labels: dict[str, str]) -> int:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5.0)
+    response.raise_for_status()
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
     )

@@ -6,9 +6,14 @@ whose staleness is harmless and bounded: a validated token for a few seconds
 methods, the Model's capabilities, and each caller's view of the component
 tree for ``component_cache_seconds`` (component paths and templates rarely
 change; a page may show a stale name or picker for that long, see
-:meth:`Backends.components`). User names are joined from the Authenticator's
-batch look-up on every render, never cached here: a rename shows on the next
-page load.
+:meth:`Backends.components`), and the people shown on pages for
+``user_cache_seconds`` (:mod:`bugless_web.user_cache`: a rename shows that
+late).
+
+Every unary call through :attr:`Backends.model` and :attr:`Backends.auth` is
+retried once when a replica going away made it fail and retrying is safe
+(:mod:`bugless_web.retries`), so a rolling restart of either service does not
+show people the 503 page.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from dataclasses import dataclass
 
 from grpclib.client import Channel
 
-from bugless_core import limits
 from bugless_core.clients import call
 from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
 from bugless_proto import v1
+from bugless_web.retries import RetryingAuthenticatorStub, RetryingModelStub
 from bugless_web.settings import WebSettings
+from bugless_web.user_cache import UserCache
 
 #: Most validated tokens remembered at once (oldest forgotten first).
 TOKEN_CACHE_SIZE = 10_000
@@ -93,10 +99,13 @@ class Backends:
         self._model_channel: Channel = settings.model.channel()
         self._auth_channel: Channel = settings.auth.channel()
         timeout = settings.call_timeout_seconds
-        self.model = v1.ModelStub(self._model_channel, timeout=timeout)
-        self.auth = v1.AuthenticatorStub(self._auth_channel, timeout=timeout)
+        self.model: v1.ModelStub = RetryingModelStub(self._model_channel, timeout=timeout)
+        self.auth: v1.AuthenticatorStub = RetryingAuthenticatorStub(
+            self._auth_channel, timeout=timeout
+        )
         #: For the Watch stream, which lives as long as a page is open.
         self.model_stream = v1.ModelStub(self._model_channel)
+        self._users = UserCache(ttl_seconds=settings.user_cache_seconds, clock=clock)
         self._tokens: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
         self._capabilities: tuple[float, frozenset[str]] | None = None
         self._authenticators: tuple[float, list[v1.AuthenticatorInfo]] | None = None
@@ -136,22 +145,30 @@ class Backends:
         self._tokens.pop(hashlib.sha256(token.encode()).hexdigest(), None)
 
     async def users(self, user_ids: Iterable[str]) -> dict[str, v1.User]:
-        """The people behind opaque ids, in one batch call (empty ids ignored)."""
-        wanted = sorted({u for u in user_ids if u})
-        found: dict[str, v1.User] = {}
-        for start in range(0, len(wanted), limits.MAX_USER_LOOKUP):
-            batch = wanted[start : start + limits.MAX_USER_LOOKUP]
+        """The people behind opaque ids (empty ids ignored, unknown ones absent).
+
+        Those not seen within ``user_cache_seconds`` cost one ``GetUsers``
+        batch call. The users are shared between requests: do not modify them.
+        """
+
+        async def fetch(batch: list[str]) -> list[v1.User]:
             response = await call(self.auth.get_users, v1.GetUsersRequest(user_ids=batch))
-            found.update({u.user_id: u for u in response.users})
-        return found
+            return list(response.users)
+
+        return await self._users.by_id(user_ids, fetch)
 
     async def users_by_name(self, usernames: Iterable[str]) -> dict[str, v1.User]:
-        """People by username (exact match), in one batch call."""
-        wanted = sorted({u for u in usernames if u})
-        if not wanted:
-            return {}
-        response = await call(self.auth.lookup_users, v1.LookupUsersRequest(usernames=wanted))
-        return {u.username: u for u in response.users}
+        """People by username, keyed by the username the Authenticator knows them by.
+
+        Those not seen within ``user_cache_seconds`` cost one ``LookupUsers``
+        batch call. The users are shared between requests: do not modify them.
+        """
+
+        async def fetch(batch: list[str]) -> list[v1.User]:
+            response = await call(self.auth.lookup_users, v1.LookupUsersRequest(usernames=batch))
+            return list(response.users)
+
+        return await self._users.by_name(usernames, fetch)
 
     async def capabilities(self) -> frozenset[str]:
         """What the Model's backend declares (``watch``, ...), reused for a minute."""

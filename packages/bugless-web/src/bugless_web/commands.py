@@ -117,6 +117,15 @@ def web_group() -> None:
     help="How long each caller's component tree (paths, pickers) is reused.",
 )
 @click.option(
+    "--user-cache-ttl",
+    "user_cache_seconds",
+    envvar="BUGLESS_WEB_USER_CACHE_TTL",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds each person shown (username, display name) is reused; 0 = ask every page.",
+)
+@click.option(
     "--tls-ca",
     envvar="BUGLESS_WEB_TLS_CA",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -160,6 +169,7 @@ def serve_command(**params: Any) -> None:  # fmt: skip
             grace_seconds=params["grace_seconds"],
             token_cache_seconds=params["token_cache_seconds"],
             component_cache_seconds=params["component_cache_seconds"],
+            user_cache_seconds=params["user_cache_seconds"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

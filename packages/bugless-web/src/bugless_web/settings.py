@@ -45,6 +45,10 @@ class WebSettings:
             reused before asking the Model again. Bounds how late another
             replica's component rename, template or ACL change shows; 0 asks
             on every page.
+        user_cache_seconds: How long each person shown on a page (username,
+            display name) is reused before asking the Authenticator again.
+            Bounds how late a rename shows and how long an old username still
+            names the same person in forms; 0 asks on every page.
         call_timeout_seconds: Deadline of each gRPC call to a backend; a page
             never hangs on a backend that stopped answering.
         session_max_age_seconds: Lifetime of the session cookie.
@@ -63,6 +67,7 @@ class WebSettings:
     dev: bool = False
     token_cache_seconds: float = 30.0
     component_cache_seconds: float = 10.0
+    user_cache_seconds: float = 5.0
     call_timeout_seconds: float = 10.0
     session_max_age_seconds: int = 14 * 24 * 3600
     drain_seconds: float = 5.0
@@ -72,6 +77,9 @@ class WebSettings:
     def __post_init__(self) -> None:
         if self.component_cache_seconds < 0:
             msg = f"--component-cache-seconds {self.component_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if self.user_cache_seconds < 0:
+            msg = f"--user-cache-ttl {self.user_cache_seconds:g}: give 0 or more"
             raise ValueError(msg)
         if not self.session_keys:
             msg = "at least one session key is needed (--session-key)"

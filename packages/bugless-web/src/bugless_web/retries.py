@@ -1,0 +1,155 @@
+"""One retry of a backend call that failed because a replica went away.
+
+During a rolling restart of the Model or the Authenticator (several replicas
+behind a Service), a page load can reach a replica that is draining: it
+answers UNAVAILABLE, tagged ``DRAINING`` when it refused the call without
+running it, or its connection drops. Another replica is usually ready a
+moment later, so rather than show the 503 page the web tier tries once more
+after a short jittered pause (jitter, so that every replica of the web tier
+does not come back at the same instant):
+
+* a read (:data:`READ_ROUTES`) is retried after UNAVAILABLE or a dropped
+  connection: running it twice changes nothing;
+* any call, writes included, is retried after a ``DRAINING`` refusal: the
+  server never ran it;
+* nothing else is retried: a write whose connection dropped, or that a
+  replica answered UNAVAILABLE for another reason, may have been applied, and
+  a deadline that passed means a slow backend that a second attempt would only
+  keep busy for as long again.
+
+A draining replica keeps its open connections for its grace period (while
+calls in progress, such as a live page's ``Watch``, finish) and refuses every
+new call on them, so the retry after a ``DRAINING`` refusal must not go down
+the same connection: the channel is made to forget it (without closing it, so
+the calls still running there can finish) and opens a new one, which the
+Service routes to a replica that is not draining.
+
+The retry sits where every unary call of the web tier passes: the stubs'
+``_unary_unary`` (betterproto2, pinned to 0.10 by bugless-proto), so handlers
+keep calling ``bugless_core.clients.call(stub.method, request)`` and even
+calls made for the web by core helpers (``resolve_query``) are covered. The
+``Watch`` stream is not a unary call and is never retried here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from grpclib.client import Channel
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+from bugless_core.errors import Unavailable, from_grpc_error
+from bugless_proto import v1
+
+_log = logging.getLogger("bugless.web")
+T = TypeVar("T")
+
+#: Calls that only read, so running one twice is harmless.
+READ_ROUTES = frozenset(
+    {
+        "/bugless.v1.Model/GetServerInfo",
+        "/bugless.v1.Model/GetIssue",
+        "/bugless.v1.Model/BatchGetIssues",
+        "/bugless.v1.Model/ListHistory",
+        "/bugless.v1.Model/SearchIssues",
+        "/bugless.v1.Model/GetComponent",
+        "/bugless.v1.Model/ListComponents",
+        "/bugless.v1.Model/GetHotlist",
+        "/bugless.v1.Model/ListHotlists",
+        "/bugless.v1.Model/ListHotlistItems",
+        "/bugless.v1.Model/ListSavedSearches",
+        "/bugless.v1.Authenticator/ListAuthenticators",
+        "/bugless.v1.Authenticator/ValidateToken",
+        "/bugless.v1.Authenticator/GetUsers",
+        "/bugless.v1.Authenticator/LookupUsers",
+        "/bugless.v1.Authenticator/SuggestUsers",
+        "/bugless.v1.Authenticator/Authorize",
+    }
+)
+#: Bounds of the pause before the retry, in seconds (uniformly drawn).
+RETRY_PAUSE_SECONDS = (0.05, 0.2)
+
+_Send = Callable[..., Awaitable[T]]
+
+
+class RetryingModelStub(v1.ModelStub):
+    """The Model's stub, with one retry of the calls :func:`send_with_retry` allows."""
+
+    async def _unary_unary(
+        self, route: str, request: Any, response_type: type[T], **options: Any
+    ) -> T:
+        send: _Send[T] = super()._unary_unary
+        return await send_with_retry(self.channel, send, route, request, response_type, **options)
+
+
+class RetryingAuthenticatorStub(v1.AuthenticatorStub):
+    """The Authenticator's stub, with one retry of the calls :func:`send_with_retry` allows."""
+
+    async def _unary_unary(
+        self, route: str, request: Any, response_type: type[T], **options: Any
+    ) -> T:
+        send: _Send[T] = super()._unary_unary
+        return await send_with_retry(self.channel, send, route, request, response_type, **options)
+
+
+async def send_with_retry(
+    channel: Channel, send: _Send[T], route: str, request: Any, *args: Any, **options: Any
+) -> T:
+    """``send(route, request, ...)``, once more if the failure allows it (see the module).
+
+    Raises:
+        GRPCError: The call failed, and the retry too if one was allowed.
+        StreamTerminatedError: The connection dropped (likewise).
+        OSError: No connection could be made (likewise).
+    """
+    used = _connection_of(channel)
+    try:
+        return await send(route, request, *args, **options)
+    except GRPCError as exc:
+        if exc.status is not Status.UNAVAILABLE:
+            raise
+        error = from_grpc_error(exc)
+        refused = isinstance(error, Unavailable) and error.refused_while_draining
+        if not (refused or route in READ_ROUTES):
+            raise
+        if refused:
+            _forget_connection(channel, used)
+        failure = f"{exc.status.name}: {exc.message}"
+    except (StreamTerminatedError, OSError) as exc:
+        if isinstance(exc, TimeoutError) or route not in READ_ROUTES:
+            raise
+        failure = f"connection failed: {exc!r}"
+    pause = random.uniform(*RETRY_PAUSE_SECONDS)
+    _log.info(
+        "%s failed (%s); trying once more in %.0f ms",
+        route,
+        failure,
+        pause * 1000,
+        extra={"route": route, "failure": failure},
+    )
+    await asyncio.sleep(pause)
+    return await send(route, request, *args, **options)
+
+
+def _connection_of(channel: Channel) -> object | None:
+    """The HTTP/2 connection the channel's next call will use, if it has one now."""
+    # grpclib 0.4 (pinned by bugless-core) keeps it in ``_protocol``.
+    protocol: object | None = channel._protocol
+    return protocol
+
+
+def _forget_connection(channel: Channel, connection: object | None) -> None:
+    """Make ``channel`` open a new connection for its next call, if it still uses ``connection``.
+
+    The old connection is not closed: calls still running on it (on a replica
+    finishing them in its grace period) complete, and the replica closes it.
+    Only the connection the refused call went down is forgotten, so one that
+    another request has just opened to a healthy replica is kept.
+    """
+    if connection is not None and channel._protocol is connection:
+        channel._protocol = None

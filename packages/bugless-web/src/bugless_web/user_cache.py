@@ -1,0 +1,113 @@
+"""People as the Authenticator last described them, kept for a few seconds.
+
+Every issue page, search page and hotlist shows people, and the Model knows
+them only by opaque user ids; without a cache each page load costs a
+``GetUsers`` call for everyone on it, although the same few people appear on
+page after page. :class:`UserCache` keeps each ``v1.User`` the Authenticator
+returns, by id and by lower-cased username, for ``user_cache_seconds``.
+
+The idea is the API's ``UserDirectory`` (``bugless_api._users``), but the web
+keeps whole users (display names and e-mail addresses for the chips and
+forms), not just the id and username the API translates between, and hands
+them back keyed the way the Authenticator answers.
+
+Staleness is the price and is bounded by the TTL: a rename (or a new display
+name) shows on a page at most ``user_cache_seconds`` late, and within that
+time the old username still resolves to the id it named. Unknown ids and
+usernames are never remembered, so a person who has just signed in for the
+first time can be assigned at once. ``user_cache_seconds=0`` asks every time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+
+from bugless_core import limits
+from bugless_proto import v1
+
+#: Most users remembered at once, by id and separately by name (oldest stored forgotten first).
+USER_CACHE_SIZE = 10_000
+
+#: Asks the Authenticator about one batch of ids or usernames.
+_Fetch = Callable[[list[str]], Awaitable[list[v1.User]]]
+
+
+class UserCache:
+    """Users by id and by username, fetched in batches and reused for a TTL.
+
+    The users handed out are shared between requests: do not modify them.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float,
+        max_entries: int = USER_CACHE_SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Remember users for ``ttl_seconds`` (0: not at all), timed by ``clock``."""
+        self._ttl = ttl_seconds
+        self._max_entries = max_entries
+        self._clock = clock
+        self._by_id: OrderedDict[str, tuple[float, v1.User]] = OrderedDict()
+        self._by_name: OrderedDict[str, tuple[float, v1.User]] = OrderedDict()
+
+    async def by_id(self, user_ids: Iterable[str], fetch: _Fetch) -> dict[str, v1.User]:
+        """The users behind ``user_ids`` (empty ids ignored, unknown ones absent).
+
+        ``fetch`` (a ``GetUsers`` call) is awaited once per batch of at most
+        ``MAX_USER_LOOKUP`` ids not fresh in the cache.
+        """
+        found, missing = self._fresh(self._by_id, sorted({u for u in user_ids if u}))
+        for user in await self._fetch_in_batches(missing, fetch):
+            found[user.user_id] = user
+        return found
+
+    async def by_name(self, usernames: Iterable[str], fetch: _Fetch) -> dict[str, v1.User]:
+        """The users named ``usernames``, keyed by their username as the Authenticator spells it.
+
+        ``fetch`` (a ``LookupUsers`` call) is awaited once per batch of names
+        not fresh in the cache.
+        """
+        wanted = sorted({n.lower() for n in usernames if n})
+        cached, missing = self._fresh(self._by_name, wanted)
+        found = {user.username: user for user in cached.values()}
+        for user in await self._fetch_in_batches(missing, fetch):
+            found[user.username] = user
+        return found
+
+    async def _fetch_in_batches(self, keys: list[str], fetch: _Fetch) -> list[v1.User]:
+        users: list[v1.User] = []
+        for start in range(0, len(keys), limits.MAX_USER_LOOKUP):
+            batch = await fetch(keys[start : start + limits.MAX_USER_LOOKUP])
+            self._remember(batch)
+            users.extend(batch)
+        return users
+
+    def _fresh(
+        self, cache: OrderedDict[str, tuple[float, v1.User]], keys: list[str]
+    ) -> tuple[dict[str, v1.User], list[str]]:
+        """The users cached and still fresh for ``keys``, and the keys left to ask for."""
+        now = self._clock()
+        found: dict[str, v1.User] = {}
+        missing: list[str] = []
+        for key in keys:
+            entry = cache.get(key)
+            if entry is not None and entry[0] > now:
+                found[key] = entry[1]
+            else:
+                missing.append(key)
+        return found, missing
+
+    def _remember(self, users: Iterable[v1.User]) -> None:
+        if self._ttl <= 0:
+            return
+        expires = self._clock() + self._ttl
+        for user in users:
+            for cache, key in ((self._by_id, user.user_id), (self._by_name, user.username.lower())):
+                cache[key] = (expires, user)
+                cache.move_to_end(key)
+                while len(cache) > self._max_entries:
+                    cache.popitem(last=False)

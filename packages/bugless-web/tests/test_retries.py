@@ -1,0 +1,166 @@
+"""Which failed backend calls the web tier sends once more, and which it must not.
+
+The real replicas of ``test_rolling_restart.py`` cannot be made to fail a call
+any other way than by draining, so the other failures come from a fake Model
+behind a real grpclib server that answers with a chosen status and counts the
+calls that crossed the wire.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server
+from web_support import SESSION_KEY
+
+from bugless_core.clients import ServiceAddress, call
+from bugless_core.errors import DRAINING_REASON, NotFound, Unavailable, to_grpc_error
+from bugless_proto import DESCRIPTOR_POOL, v1
+from bugless_web.backends import Backends
+from bugless_web.retries import READ_ROUTES
+from bugless_web.settings import WebSettings
+
+#: Every unary call the web may make that changes something.
+WRITES = {
+    "Model": {
+        "CreateIssue",
+        "ChangeIssue",
+        "BatchChangeIssues",
+        "CreateComponent",
+        "UpdateComponent",
+        "CreateHotlist",
+        "UpdateHotlist",
+        "DeleteHotlist",
+        "AddHotlistItems",
+        "RemoveHotlistItems",
+        "RankHotlistItem",
+        "SetHotlistItemNote",
+        "CreateSavedSearch",
+        "UpdateSavedSearch",
+        "DeleteSavedSearch",
+    },
+    "Authenticator": {
+        "AuthenticatePassword",
+        "BeginOidc",
+        "CompleteOidc",
+        "AuthenticateCertificate",
+        "CreateLocalUser",
+        "SetLocalPassword",
+        "SetUserDisabled",
+    },
+}
+
+
+@dataclass
+class FailingModel(v1.ModelBase):
+    """Fails each call with the next of ``failures`` (then answers), counting calls."""
+
+    failures: list[GRPCError] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def _next(self, method: str) -> None:
+        self.calls[method] += 1
+        if self.failures:
+            raise self.failures.pop(0)
+
+    async def get_issue(self, message: v1.GetIssueRequest) -> v1.Issue:
+        self._next("GetIssue")
+        return v1.Issue(id=message.issue_id, title="found")
+
+    async def create_issue(self, message: v1.CreateIssueRequest) -> v1.Issue:
+        self._next("CreateIssue")
+        return v1.Issue(id=1, title=message.fields.title if message.fields else "")
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[tuple[FailingModel, Backends]]:
+    model = FailingModel()
+    server = Server([model])
+    await server.start("127.0.0.1", 0)
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    address = ServiceAddress("127.0.0.1", port)
+    backends = Backends(WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,)))
+    try:
+        yield model, backends
+    finally:
+        backends.close()
+        server.close()
+        await server.wait_closed()
+
+
+UNAVAILABLE = GRPCError(Status.UNAVAILABLE, "the database is unreachable")
+DRAINING = to_grpc_error(Unavailable("shutting down", reason=DRAINING_REASON))
+
+
+def _create() -> v1.CreateIssueRequest:
+    return v1.CreateIssueRequest(
+        fields=v1.IssueFields(title="once"), idempotency_key=secrets.token_hex(8)
+    )
+
+
+async def test_a_read_is_retried_once_after_unavailable(
+    rig: tuple[FailingModel, Backends],
+) -> None:
+    model, backends = rig
+    model.failures = [UNAVAILABLE]
+    issue = await call(backends.model.get_issue, v1.GetIssueRequest(issue_id=7))
+    assert issue.title == "found"
+    assert model.calls["GetIssue"] == 2
+
+
+async def test_a_read_failing_twice_is_unavailable_after_two_attempts(
+    rig: tuple[FailingModel, Backends],
+) -> None:
+    model, backends = rig
+    model.failures = [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE]
+    with pytest.raises(Unavailable, match="database is unreachable"):
+        await call(backends.model.get_issue, v1.GetIssueRequest(issue_id=7))
+    assert model.calls["GetIssue"] == 2
+
+
+async def test_a_write_that_failed_unavailable_is_not_retried(
+    rig: tuple[FailingModel, Backends],
+) -> None:
+    model, backends = rig
+    model.failures = [UNAVAILABLE]
+    with pytest.raises(Unavailable):
+        await call(backends.model.create_issue, _create())
+    assert model.calls["CreateIssue"] == 1
+
+
+async def test_a_write_refused_while_draining_is_retried(
+    rig: tuple[FailingModel, Backends],
+) -> None:
+    model, backends = rig
+    model.failures = [DRAINING]
+    created = await call(backends.model.create_issue, _create())
+    assert created.title == "once"
+    assert model.calls["CreateIssue"] == 2
+
+
+async def test_other_errors_are_never_retried(rig: tuple[FailingModel, Backends]) -> None:
+    model, backends = rig
+    model.failures = [GRPCError(Status.NOT_FOUND, "no issue 7")]
+    with pytest.raises(NotFound):
+        await call(backends.model.get_issue, v1.GetIssueRequest(issue_id=7))
+    assert model.calls["GetIssue"] == 1
+
+
+def test_every_unary_call_is_classified_as_a_read_or_a_write() -> None:
+    reads: set[str] = set()
+    for service, writes in WRITES.items():
+        descriptor = DESCRIPTOR_POOL.FindServiceByName(f"bugless.v1.{service}")
+        for method in descriptor.methods:
+            if method.server_streaming or method.client_streaming:
+                continue
+            route = f"/bugless.v1.{service}/{method.name}"
+            assert (route in READ_ROUTES) != (method.name in writes), route
+            if route in READ_ROUTES:
+                reads.add(route)
+    assert reads == READ_ROUTES

@@ -1,0 +1,174 @@
+"""A rolling restart of the Model: pages and refused writes get through to the next replica.
+
+Two real Model replicas (``bugless model serve`` subprocesses on the session's
+database) take turns on one port, as a pod and its replacement do behind a
+Service. The web's connection is open to the old one when it drains; a long
+call in progress there (a ``Watch``, as a live issue page holds) keeps it in
+its grace period, so it no longer listens but answers every new call on the
+web's open connection with UNAVAILABLE tagged ``DRAINING``. The new replica
+listens on the same port. What each replica did is read from its own
+Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+from grpclib.client import Channel
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from web_support import World, create_issue, grpc_calls, grpc_in_flight, sign_in, start_service
+
+from bugless_core.clients import ServiceAddress, call
+from bugless_core.limits import MAX_PAGE_SIZE
+from bugless_core.testing.stack import ServiceProcess, free_port
+from bugless_proto import v1
+from bugless_web import WebSettings, create_app
+
+
+@dataclass
+class Replica:
+    process: ServiceProcess
+    metrics_port: int
+
+
+def _start_model(world: World, port: int, name: str) -> Replica:
+    metrics_port = free_port()
+    process = start_service(
+        world.stack,
+        name,
+        [
+            *("model", "serve", "--port", str(port), "--metrics-port", str(metrics_port)),
+            *("--drain-seconds", "0", "--grace-seconds", "60"),
+        ],
+    )
+    process.wait_serving(ServiceAddress("127.0.0.1", port), "bugless.v1.Model")
+    return Replica(process, metrics_port)
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + 20.0
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Restart:
+    """A signed-in web client whose Model connection is open to the ``old`` replica.
+
+    :meth:`roll` drains ``old`` while a ``Watch`` (on a channel of the test's
+    own) keeps it in its grace period, and starts ``new`` on the same port.
+    """
+
+    world: World
+    client: AsyncTestClient[Litestar]
+    csrf: str
+    issue: v1.Issue
+    port: int
+    old: Replica
+    watch_channel: Channel
+    new: Replica | None = None
+    watch: asyncio.Task[None] | None = None
+
+    async def roll(self) -> Replica:
+        stream = v1.ModelStub(self.watch_channel).watch(
+            v1.WatchRequest(caller=self.world.caller("bob"), issue_id=self.issue.id)
+        )
+
+        async def follow() -> None:
+            async for _ in stream:
+                pass
+
+        self.watch = asyncio.create_task(follow())
+        metrics = self.old.metrics_port
+
+        async def watching() -> bool:
+            if self.watch is not None and self.watch.done():
+                self.watch.result()  # raises what ended it
+                raise AssertionError("the Watch ended")
+            return await grpc_in_flight(metrics, "Watch") > 0
+
+        await _until(watching, "the Watch")
+        self.old.process.process.send_signal(signal.SIGTERM)
+        await _until(lambda: _logged(self.old, "stopped accepting"), "the old replica to drain")
+        self.new = await asyncio.to_thread(_start_model, self.world, self.port, "model-new")
+        return self.new
+
+
+@pytest.fixture
+async def restart(
+    world: World, web_settings: WebSettings, model: v1.ModelStub
+) -> AsyncIterator[Restart]:
+    port = free_port()
+    address = ServiceAddress("127.0.0.1", port)
+    old = await asyncio.to_thread(_start_model, world, port, "model-old")
+    app = create_app(dataclasses.replace(web_settings, model=address))
+    watch_channel = address.channel()
+    rig: Restart | None = None
+    try:
+        async with AsyncTestClient(app, base_url="http://testserver.local") as client:
+            issue = await create_issue(model, world, "Survives a rolling restart")
+            csrf = await sign_in(client, "bob")
+            first = await client.get(f"/issues/{issue.id}")  # the connection to the old replica
+            assert first.status_code == 200, first.text
+            rig = Restart(world, client, csrf, issue, port, old, watch_channel)
+            yield rig
+            if rig.new is not None:
+                assert old.process.process.poll() is None, "the old replica closed too early"
+    finally:
+        if rig is not None and rig.watch is not None:
+            rig.watch.cancel()
+            await asyncio.gather(rig.watch, return_exceptions=True)
+        watch_channel.close()
+        for replica in (old, rig.new if rig else None):
+            if replica is not None:
+                await asyncio.to_thread(replica.process.stop)
+
+
+async def _logged(replica: Replica, text: str) -> bool:
+    return text in replica.process.output()
+
+
+async def test_a_page_load_refused_by_a_draining_replica_is_served_by_the_next(
+    restart: Restart,
+) -> None:
+    new = await restart.roll()
+
+    page = await restart.client.get(f"/issues/{restart.issue.id}")
+
+    assert page.status_code == 200, page.text
+    assert "Survives a rolling restart" in page.text
+    assert await grpc_calls(restart.old.metrics_port, "GetIssue", "UNAVAILABLE") == 1
+    assert await grpc_calls(new.metrics_port, "GetIssue") == 1
+
+
+async def test_a_write_refused_by_a_draining_replica_is_sent_again_and_made_once(
+    restart: Restart, world: World, model: v1.ModelStub
+) -> None:
+    new = await restart.roll()
+    name = f"Rolled {restart.port}"
+
+    # Creating a hotlist asks the Authenticator, then writes: the Model's
+    # first call after the drain is the write itself.
+    created = await restart.client.post(
+        "/hotlists", data={"name": name, "_csrf": restart.csrf}, follow_redirects=False
+    )
+
+    assert created.status_code == 303, created.text
+    assert await grpc_calls(restart.old.metrics_port, "CreateHotlist", "UNAVAILABLE") == 1
+    assert await grpc_calls(new.metrics_port, "CreateHotlist") == 1
+    bob = world.caller("bob")
+    mine = await call(
+        model.list_hotlists,
+        v1.ListHotlistsRequest(
+            caller=bob, member=bob.user_id, page=v1.PageRequest(page_size=MAX_PAGE_SIZE)
+        ),
+    )
+    assert [h.name for h in mine.hotlists if h.name == name] == [name]

@@ -1,0 +1,222 @@
+"""The web's short cache of the people it shows, against real Authenticators.
+
+The web talks to an Authenticator of the test's own (``bugless auth serve`` on
+the session's database, with a Prometheus port), so the ``GetUsers`` calls
+counted are the ones that reached it, read from its
+``grpc_server_handled_total``. Its own user cache lasts a millisecond, so the web
+tier's TTL is the only staleness measured.
+
+A rename is a real one: a certificate identity is mapped by the ``tls``
+backend's mapping file, read when an Authenticator starts; the first
+Authenticator knows the certificate as ``before-…``, a second one started with
+the mapping changed to ``after-…`` renames the same user when the certificate
+authenticates there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+from web_support import World, create_issue, grpc_calls, sign_in, start_service
+
+from bugless_core.clients import ServiceAddress, call
+from bugless_core.testing.stack import ServiceProcess, free_port
+from bugless_proto import v1
+from bugless_web import WebSettings, create_app
+from bugless_web.user_cache import UserCache
+
+TTL = 3.0
+
+
+@dataclass
+class Authenticator:
+    address: ServiceAddress
+    metrics_port: int
+    process: ServiceProcess
+
+    async def get_users_calls(self) -> int:
+        return await grpc_calls(self.metrics_port, "GetUsers")
+
+    async def authenticate(self, certificate_der: bytes) -> v1.User:
+        channel = self.address.channel()
+        try:
+            result = await call(
+                v1.AuthenticatorStub(channel).authenticate_certificate,
+                v1.AuthenticateCertificateRequest(certificate_der=certificate_der),
+            )
+        finally:
+            channel.close()
+        assert result.identity is not None
+        assert result.identity.user is not None
+        return result.identity.user
+
+
+def _start_auth(world: World, mapping: Path, name: str) -> Authenticator:
+    address = ServiceAddress("127.0.0.1", free_port())
+    metrics_port = free_port()
+    process = start_service(
+        world.stack,
+        name,
+        [
+            *("auth", "serve", "--port", str(address.port)),
+            *("--metrics-port", str(metrics_port), "--drain-seconds", "0"),
+        ],
+        env={
+            "BUGLESS_AUTH_TLS_MAPPING_FILE": str(mapping),
+            "BUGLESS_AUTH_CACHE_TTL_SECONDS": "0.001",
+        },
+    )
+    try:
+        process.wait_serving(address, "bugless.v1.Authenticator")
+    except BaseException:
+        process.stop()
+        raise
+    return Authenticator(address, metrics_port, process)
+
+
+def _mapping(directory: Path, common_name: str, username: str) -> Path:
+    path = directory / f"tls-{username}.json"
+    path.write_text(json.dumps({common_name.lower(): {"username": username, "bot": True}}))
+    return path
+
+
+@dataclass
+class Rename:
+    """A certificate user known as ``before`` to ``auth``; ``renamer`` calls it ``after``."""
+
+    auth: Authenticator
+    renamer: Authenticator
+    certificate_der: bytes
+    before: str
+    after: str
+
+
+@pytest.fixture(scope="module")
+def rename(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rename]:
+    directory = tmp_path_factory.mktemp("user-cache")
+    tag = secrets.token_hex(3)
+    certificate = world.stack.pki.issue_client_certificate(f"renamee-{tag}")
+    before, after = f"before-{tag}", f"after-{tag}"
+    common_name = certificate.common_name
+    auth = _start_auth(world, _mapping(directory, common_name, before), "auth-counted")
+    try:
+        renamer = _start_auth(world, _mapping(directory, common_name, after), "auth-renamer")
+        try:
+            yield Rename(auth, renamer, certificate.der, before, after)
+        finally:
+            renamer.process.stop()
+    finally:
+        auth.process.stop()
+
+
+async def _get_users_per_three_loads(rename: Rename, settings: WebSettings, issue: v1.Issue) -> int:
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
+        await sign_in(client, "bob")
+        before = await rename.auth.get_users_calls()
+        for _ in range(3):
+            page = await client.get(f"/issues/{issue.id}")
+            assert page.status_code == 200, page.text
+            results = await client.get("/search", params={"q": f"id:{issue.id}"})
+            assert results.status_code == 200, results.text
+        return await rename.auth.get_users_calls() - before
+
+
+async def test_repeated_page_loads_ask_the_authenticator_once_per_ttl(
+    rename: Rename, web_settings: WebSettings, world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Seen often", assignee=world.users["carol"])
+    on_auth = dataclasses.replace(web_settings, auth=rename.auth.address)
+
+    uncached = await _get_users_per_three_loads(
+        rename, dataclasses.replace(on_auth, user_cache_seconds=0), issue
+    )
+    cached = await _get_users_per_three_loads(
+        rename, dataclasses.replace(on_auth, user_cache_seconds=60), issue
+    )
+
+    assert uncached >= 6  # at least one per page load
+    assert cached == 1  # the first load; the five after it know bob and carol
+
+
+async def test_a_rename_shows_after_the_ttl_and_not_before(
+    rename: Rename, web_settings: WebSettings, world: World, model: v1.ModelStub
+) -> None:
+    renamee = await rename.auth.authenticate(rename.certificate_der)
+    assert renamee.username == rename.before
+    issue = await create_issue(model, world, "Renamed assignee", assignee=renamee.user_id)
+    settings = dataclasses.replace(web_settings, auth=rename.auth.address, user_cache_seconds=TTL)
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
+        await sign_in(client, "bob")
+        first = await client.get(f"/issues/{issue.id}")
+        cached_at = time.monotonic()
+        assert f"/users/{rename.before}" in first.text
+
+        renamed = await rename.renamer.authenticate(rename.certificate_der)
+        assert (renamed.user_id, renamed.username) == (renamee.user_id, rename.after)
+        within_ttl = await client.get(f"/issues/{issue.id}")
+        assert time.monotonic() - cached_at < TTL, "too slow to see the cached name"
+        assert f"/users/{rename.before}" in within_ttl.text
+        assert f"/users/{rename.after}" not in within_ttl.text
+
+        await asyncio.sleep(cached_at + TTL + 0.1 - time.monotonic())
+        after_ttl = await client.get(f"/issues/{issue.id}")
+        assert f"/users/{rename.after}" in after_ttl.text
+        assert f"/users/{rename.before}" not in after_ttl.text
+
+
+def test_a_negative_ttl_is_refused(web_settings: WebSettings) -> None:
+    with pytest.raises(ValueError, match="user-cache-ttl"):
+        dataclasses.replace(web_settings, user_cache_seconds=-1)
+
+
+class _Directory:
+    """Answers look-ups from a dict and records each batch asked for."""
+
+    def __init__(self) -> None:
+        self.users = {"id-bob": "bob", "id-carol": "Carol"}
+        self.asked: list[list[str]] = []
+
+    async def by_ids(self, batch: list[str]) -> list[v1.User]:
+        self.asked.append(batch)
+        return [v1.User(user_id=i, username=self.users[i]) for i in batch if i in self.users]
+
+    async def by_names(self, batch: list[str]) -> list[v1.User]:
+        self.asked.append(batch)
+        ids = {name.lower(): user_id for user_id, name in self.users.items()}
+        return [v1.User(user_id=ids[n], username=self.users[ids[n]]) for n in batch if n in ids]
+
+
+async def test_both_directions_share_what_was_learnt_and_unknowns_are_not_kept() -> None:
+    directory, now = _Directory(), [100.0]
+    cache = UserCache(ttl_seconds=5.0, clock=lambda: now[0])
+    found = await cache.by_name(["carol", "nobody"], directory.by_names)
+    assert {name: u.user_id for name, u in found.items()} == {"Carol": "id-carol"}
+    assert set(await cache.by_id(["id-carol", "id-bob", ""], directory.by_ids)) == {
+        "id-carol",
+        "id-bob",
+    }
+    assert set(await cache.by_name(["CAROL", "bob", "nobody"], directory.by_names)) == {
+        "Carol",
+        "bob",
+    }
+    assert directory.asked == [["carol", "nobody"], ["id-bob"], ["nobody"]]
+    now[0] += 5.1
+    await cache.by_id(["id-bob"], directory.by_ids)
+    assert directory.asked[-1] == ["id-bob"]
+
+
+async def test_a_ttl_of_zero_asks_every_time() -> None:
+    directory = _Directory()
+    cache = UserCache(ttl_seconds=0)
+    for _ in range(2):
+        await cache.by_id(["id-bob"], directory.by_ids)
+    assert directory.asked == [["id-bob"], ["id-bob"]]
