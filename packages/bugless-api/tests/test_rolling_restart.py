@@ -5,7 +5,8 @@ do behind a Service: the old one drains while a client's connection is still
 open to it, the new one listens on the same port. The draining replica answers
 new calls on that connection with UNAVAILABLE tagged ``DRAINING`` (it did not
 run them), so the client sends even a call that is not idempotent (a
-comment) again, and it is applied exactly once, by the new replica.
+comment) again, down a new connection, and it is applied exactly once, by the
+new replica, while the old one is still finishing its calls.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from bugless_api.settings import RateLimitSettings
 from bugless_core.testing.events import SUBSCRIBE_GRACE, EventStream
 
 
+def _handled(registry: CollectorRegistry, method: str, code: str) -> float:
+    value = registry.get_sample_value(
+        "grpc_server_handled_total",
+        {"grpc_service": "bugless.v1.Issues", "grpc_method": method, "grpc_code": code},
+    )
+    return value or 0.0
+
+
 async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_once(
     bots: Bots, connect_as: ConnectAs, api: RunningApi
 ) -> None:
@@ -30,7 +39,8 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
     settings = dataclasses.replace(
         settings, grpc=dataclasses.replace(settings.grpc, drain_seconds=0.0, grace_seconds=1.5)
     )
-    old = await start_api(settings, metrics_registry=CollectorRegistry())
+    old_metrics, new_metrics = CollectorRegistry(), CollectorRegistry()
+    old = await start_api(settings, metrics_registry=old_metrics)
     new: RunningApi | None = None
     try:
         port = old.port
@@ -49,12 +59,17 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
         await asyncio.sleep(0.2)  # listener closed; the connection stays, refusing
         new = await start_api(
             dataclasses.replace(settings, grpc=dataclasses.replace(settings.grpc, port=port)),
-            metrics_registry=CollectorRegistry(),
+            metrics_registry=new_metrics,
         )
         comment = f"said once {secrets.token_hex(4)}"
         changed = await robot.comment(issue.id, comment, expected_version=issue.version)
 
-        assert draining.done()  # it only got through once the old replica closed
+        # Refused once by the old replica, then sent down a new connection to
+        # the new one, while the old one still finishes its watch.
+        assert _handled(old_metrics, "ChangeIssue", "UNAVAILABLE") == 1
+        assert _handled(old_metrics, "ChangeIssue", "OK") == 0
+        assert _handled(new_metrics, "ChangeIssue", "OK") == 1
+        assert not draining.done()
         await watch.close()
         assert changed.issue.version == issue.version + 1
         history = await connect_as("robot").list_history(issue.id)

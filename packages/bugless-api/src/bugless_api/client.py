@@ -33,7 +33,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from bugless_core.clients import ServiceAddress, call
+from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
 from bugless_core.deltas import issue_delta
 from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable, from_grpc_error
 from bugless_proto import v1
@@ -150,16 +150,20 @@ class BuglessClient:
     ) -> R:
         attempt = 0
         while True:
+            used = channel_connection(self._channel)
             try:
                 return await call(method, request, timeout=self.timeout)
             except (Unavailable, ResourceExhausted) as exc:
                 # A rate-limited call and a call a draining server refused were
                 # never run: retrying them is safe even when not idempotent.
-                retryable = (
-                    isinstance(exc, ResourceExhausted) or idempotent or exc.refused_while_draining
-                )
+                draining = isinstance(exc, Unavailable) and exc.refused_while_draining
+                retryable = isinstance(exc, ResourceExhausted) or idempotent or draining
                 if not retryable or attempt + 1 >= self.retry.attempts:
                     raise
+                if draining:
+                    # That connection leads back to the draining replica: the
+                    # retry goes down a new one, to whichever replica answers.
+                    forget_connection(self._channel, used)
                 await asyncio.sleep(self.retry.delay(attempt, exc))
                 attempt += 1
 

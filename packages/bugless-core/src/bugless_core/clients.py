@@ -75,6 +75,32 @@ class ServiceAddress:
         return CorkedChannel(self.host, self.port, ssl=self.ssl_context())
 
 
+def channel_connection(channel: Channel) -> object | None:
+    """The HTTP/2 connection the channel's next call will use, if it has one now.
+
+    Taken before a call, so that :func:`forget_connection` after a refusal
+    forgets that very connection and not one opened since.
+    """
+    # grpclib 0.4 (pinned by bugless-core) keeps it in ``_protocol``.
+    protocol: object | None = channel._protocol
+    return protocol
+
+
+def forget_connection(channel: Channel, connection: object | None) -> None:
+    """Make ``channel`` open a new connection for its next call, if it still uses ``connection``.
+
+    After a call was refused by a draining server (``Unavailable`` with
+    ``refused_while_draining``), the same connection leads to the same server
+    for as long as it finishes its other calls: a retry on it is refused
+    again. The old connection is not closed, so calls still running on it
+    complete and the server closes it; only the connection the refused call
+    went down is forgotten, so one another task has just opened to a healthy
+    server is kept.
+    """
+    if connection is not None and channel._protocol is connection:
+        channel._protocol = None
+
+
 async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Call a stub method, turning gRPC failures into bugless errors.
 

@@ -43,6 +43,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
+from bugless_core.clients import channel_connection, forget_connection
 from bugless_core.errors import Unavailable, from_grpc_error
 from bugless_proto import v1
 
@@ -107,7 +108,7 @@ async def send_with_retry(
         StreamTerminatedError: The connection dropped (likewise).
         OSError: No connection could be made (likewise).
     """
-    used = _connection_of(channel)
+    used = channel_connection(channel)
     try:
         return await send(route, request, *args, **options)
     except GRPCError as exc:
@@ -118,7 +119,7 @@ async def send_with_retry(
         if not (refused or route in READ_ROUTES):
             raise
         if refused:
-            _forget_connection(channel, used)
+            forget_connection(channel, used)
         failure = f"{exc.status.name}: {exc.message}"
     except (StreamTerminatedError, OSError) as exc:
         if isinstance(exc, TimeoutError) or route not in READ_ROUTES:
@@ -134,22 +135,3 @@ async def send_with_retry(
     )
     await asyncio.sleep(pause)
     return await send(route, request, *args, **options)
-
-
-def _connection_of(channel: Channel) -> object | None:
-    """The HTTP/2 connection the channel's next call will use, if it has one now."""
-    # grpclib 0.4 (pinned by bugless-core) keeps it in ``_protocol``.
-    protocol: object | None = channel._protocol
-    return protocol
-
-
-def _forget_connection(channel: Channel, connection: object | None) -> None:
-    """Make ``channel`` open a new connection for its next call, if it still uses ``connection``.
-
-    The old connection is not closed: calls still running on it (on a replica
-    finishing them in its grace period) complete, and the replica closes it.
-    Only the connection the refused call went down is forgotten, so one that
-    another request has just opened to a healthy replica is kept.
-    """
-    if connection is not None and channel._protocol is connection:
-        channel._protocol = None
