@@ -17,13 +17,12 @@ here.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, MutableSequence
 from dataclasses import dataclass
 
-from bugless_core import limits
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument
+from bugless_core.user_cache import USER_CACHE_SIZE, UserCache
 from bugless_proto import v1
 
 #: FieldChange.field values whose old/new values and added/removed are people.
@@ -37,10 +36,6 @@ _PEOPLE_SEARCH_FIELDS = frozenset(
         v1.SearchField.VERIFIER,
     }
 )
-
-
-#: Most ids (and, separately, usernames) remembered at once; oldest forgotten first.
-USER_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -195,7 +190,8 @@ class UserRefs:
 class UserDirectory:
     """Batch translation between usernames and user ids through the Authenticator.
 
-    Both directions share one small TTL cache: every user the Authenticator
+    Both directions share one small TTL cache (:class:`bugless_core.user_cache.UserCache`,
+    the one the web tier uses too): every user the Authenticator
     returns (to ``GetUsers`` or ``LookupUsers``) is remembered by id and by
     lower-cased username for ``cache_seconds``, at most ``max_entries`` of
     each, least recently stored forgotten first. Within the TTL a rename is
@@ -217,66 +213,31 @@ class UserDirectory:
         """Translate through ``auth``, each look-up bounded by ``timeout_seconds``."""
         self._auth = auth
         self._timeout = timeout_seconds
-        self._ttl = cache_seconds
-        self._max_entries = max_entries
-        self._clock = clock
-        self._names: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._ids: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._cache = UserCache(ttl_seconds=cache_seconds, max_entries=max_entries, clock=clock)
 
-    def _remember(self, users: Iterable[v1.User]) -> None:
-        if self._ttl <= 0:
-            return
-        expires = self._clock() + self._ttl
-        for user in users:
-            for cache, key, value in (
-                (self._names, user.user_id, user.username),
-                (self._ids, user.username.lower(), user.user_id),
-            ):
-                cache[key] = (expires, value)
-                cache.move_to_end(key)
-                while len(cache) > self._max_entries:
-                    cache.popitem(last=False)
+    async def _lookup(self, usernames: list[str]) -> list[v1.User]:
+        reply = await call(
+            self._auth.lookup_users,
+            v1.LookupUsersRequest(usernames=usernames),
+            timeout=self._timeout,
+        )
+        return list(reply.users)
 
-    def _cached(
-        self, cache: OrderedDict[str, tuple[float, str]], keys: Iterable[str]
-    ) -> tuple[dict[str, str], list[str]]:
-        """The fresh cached values of ``keys``, and the keys still to ask for."""
-        now = self._clock()
-        found: dict[str, str] = {}
-        missing: list[str] = []
-        for key in keys:
-            entry = cache.get(key)
-            if entry is not None and entry[0] > now:
-                found[key] = entry[1]
-            else:
-                missing.append(key)
-        return found, missing
+    async def _get(self, user_ids: list[str]) -> list[v1.User]:
+        reply = await call(
+            self._auth.get_users, v1.GetUsersRequest(user_ids=user_ids), timeout=self._timeout
+        )
+        return list(reply.users)
 
     async def ids_by_username(self, usernames: Iterable[str]) -> dict[str, str]:
         """User ids of the given usernames (keys lower-cased); unknown ones absent."""
-        found, wanted = self._cached(self._ids, sorted({n.lower() for n in usernames if n}))
-        for start in range(0, len(wanted), limits.MAX_USER_LOOKUP):
-            chunk = wanted[start : start + limits.MAX_USER_LOOKUP]
-            reply = await call(
-                self._auth.lookup_users,
-                v1.LookupUsersRequest(usernames=chunk),
-                timeout=self._timeout,
-            )
-            self._remember(reply.users)
-            found.update({user.username.lower(): user.user_id for user in reply.users})
-        return found
+        users = await self._cache.by_name(usernames, self._lookup)
+        return {name.lower(): user.user_id for name, user in users.items()}
 
     async def usernames_by_id(self, user_ids: Iterable[str]) -> dict[str, str]:
         """Usernames of the given ids; unknown ids absent."""
-        found, wanted = self._cached(self._names, sorted({u for u in user_ids if u}))
-        for start in range(0, len(wanted), limits.MAX_USER_LOOKUP):
-            chunk = wanted[start : start + limits.MAX_USER_LOOKUP]
-            reply = await call(
-                self._auth.get_users, v1.GetUsersRequest(user_ids=chunk), timeout=self._timeout
-            )
-            self._remember(reply.users)
-            found.update({user.user_id: user.username for user in reply.users})
-        return found
+        users = await self._cache.by_id(user_ids, self._get)
+        return {user_id: user.username for user_id, user in users.items()}
 
     async def to_ids(self, refs: UserRefs) -> None:
         """Rewrite every username in ``refs`` to its user id.

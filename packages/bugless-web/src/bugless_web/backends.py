@@ -7,7 +7,7 @@ methods, the Model's capabilities, and each caller's view of the component
 tree for ``component_cache_seconds`` (component paths and templates rarely
 change; a page may show a stale name or picker for that long, see
 :meth:`Backends.components`), and the people shown on pages for
-``user_cache_seconds`` (:mod:`bugless_web.user_cache`: a rename shows that
+``user_cache_seconds`` (:mod:`bugless_core.user_cache`: a rename shows that
 late).
 
 Every unary call through :attr:`Backends.model` and :attr:`Backends.auth` is
@@ -29,10 +29,10 @@ from grpclib.client import Channel
 from bugless_core.clients import call
 from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
+from bugless_core.user_cache import UserCache
 from bugless_proto import v1
 from bugless_web.retries import RetryingAuthenticatorStub, RetryingModelStub
 from bugless_web.settings import WebSettings
-from bugless_web.user_cache import UserCache
 
 #: Most validated tokens remembered at once (oldest forgotten first).
 TOKEN_CACHE_SIZE = 10_000

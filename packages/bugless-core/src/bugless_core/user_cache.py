@@ -1,21 +1,18 @@
 """People as the Authenticator last described them, kept for a few seconds.
 
-Every issue page, search page and hotlist shows people, and the Model knows
-them only by opaque user ids; without a cache each page load costs a
-``GetUsers`` call for everyone on it, although the same few people appear on
-page after page. :class:`UserCache` keeps each ``v1.User`` the Authenticator
-returns, by id and by lower-cased username, for ``user_cache_seconds``.
-
-The idea is the API's ``UserDirectory`` (``bugless_api._users``), but the web
-keeps whole users (display names and e-mail addresses for the chips and
-forms), not just the id and username the API translates between, and hands
-them back keyed the way the Authenticator answers.
+Both frontends show people the Model knows only by opaque user ids: without
+a cache every issue page (web) or GetIssue (API) costs a ``GetUsers`` call for
+everyone on it, although the same few people appear again and again.
+:class:`UserCache` keeps each ``v1.User`` the Authenticator returns, by id and
+by lower-cased username, for a TTL. The web uses whole users (display names
+for the chips and forms); the API translates between ids and usernames with
+the same cache (``bugless_api._users.UserDirectory``).
 
 Staleness is the price and is bounded by the TTL: a rename (or a new display
-name) shows on a page at most ``user_cache_seconds`` late, and within that
-time the old username still resolves to the id it named. Unknown ids and
-usernames are never remembered, so a person who has just signed in for the
-first time can be assigned at once. ``user_cache_seconds=0`` asks every time.
+name) shows at most TTL seconds late, and within that time the old username
+still resolves to the id it named. Unknown ids and usernames are never
+remembered, so a person who has just signed in for the first time can be
+named at once. A TTL of 0 asks every time.
 """
 
 from __future__ import annotations
