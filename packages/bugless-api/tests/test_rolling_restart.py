@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from bugless_api.client import RetryPolicy
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
-from bugless_core.testing.events import SUBSCRIBE_GRACE, EventStream
+from bugless_core.testing.events import EventStream
 
 
 def _handled(registry: CollectorRegistry, method: str, code: str) -> float:
@@ -52,7 +52,7 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
         # A long call in progress keeps the old replica draining (refusing)
         # for its whole grace period instead of closing at once.
         watch = EventStream(robot.watch(query=f"c:{component.id}"))
-        await asyncio.sleep(SUBSCRIBE_GRACE)
+        await watch.subscribed()
         assert old.runner.in_flight >= 1
 
         draining = asyncio.create_task(old.runner.drain())

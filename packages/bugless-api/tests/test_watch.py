@@ -18,7 +18,7 @@ from api_support import ConnectAs, signed_in
 from bugless_api.client import BuglessClient
 from bugless_api.server import RunningApi
 from bugless_core.errors import InvalidArgument, NotFound
-from bugless_core.testing.events import DELIVERY_TIMEOUT, SUBSCRIBE_GRACE, EventStream
+from bugless_core.testing.events import DELIVERY_TIMEOUT, EventStream
 from bugless_proto import v1
 
 
@@ -26,15 +26,11 @@ from bugless_proto import v1
 async def _watching(
     client: BuglessClient, *, query: str | None = None, issue_id: int | None = None
 ) -> AsyncIterator[EventStream]:
-    # The connection (TLS handshake, certificate-to-identity look-up) is set
-    # up by a cheap call first, so the grace below covers only the watch itself.
-    await client.whoami()
     events = EventStream(client.watch(query=query, issue_id=issue_id))
-    # Nothing on the wire says "subscribed": like the Model's Watch contract
-    # (bugless_core.testing.model_contracts._watch), give the stream a moment
-    # to register before making the changes it should see.
-    await asyncio.sleep(SUBSCRIBE_GRACE)
     try:
+        # The Model's marker, passed through by the API (and checked to name
+        # no issue): changes made from here on must all arrive.
+        await events.subscribed()
         yield events
     finally:
         await events.close()

@@ -48,9 +48,10 @@ async def _comment(backend: PostgresBackend, issue: v1.Issue, text: str) -> v1.I
 
 
 async def _start(stream: AsyncIterator[v1.WatchEvent]) -> asyncio.Task[v1.WatchEvent]:
-    task = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.2)  # the stream is listening once it waits for its first event
-    return task
+    """Wait for the subscribed marker, then start waiting for the first change."""
+    marker = await asyncio.wait_for(anext(stream), 10)
+    assert marker == v1.WatchEvent(subscribed=True)
+    return asyncio.ensure_future(anext(stream))
 
 
 async def test_query_watch_sees_matching_visible_commits_only(

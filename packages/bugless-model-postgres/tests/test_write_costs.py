@@ -48,8 +48,8 @@ async def test_pooled_connections_carry_no_session_state_after_every_kind_of_cal
     backend = bugless_model_backend
     component_id = await _component(backend)
     stream = backend.watch(v1.WatchRequest(caller=ADMIN, query=v1.StructuredQuery()))
+    assert (await asyncio.wait_for(anext(stream), 10)).subscribed
     first = asyncio.ensure_future(anext(stream))
-    await asyncio.sleep(0.2)
     parent = await _create(backend, component_id)
     child = await _create(backend, component_id, blocking_ids=[parent.id])
     await backend.change_issue(  # takes the hierarchy lock (transaction-scoped)

@@ -180,7 +180,12 @@ class IssuesService(GatewayService, v1.IssuesBase):
         return reply
 
     async def watch(self, message: v1.QueryWatchRequest) -> AsyncIterator[v1.WatchEvent]:
-        """Proxy the Model's change stream for one issue or a query."""
+        """Proxy the Model's change stream for one issue or a query.
+
+        The Model's first event, the ``subscribed`` marker, names nobody and
+        goes through as is: the bot learns when its changes can no longer be
+        missed, at the moment the Model knows it.
+        """
         request = v1.WatchRequest()
         if message.issue_id is not None:
             request.issue_id = message.issue_id
@@ -191,6 +196,9 @@ class IssuesService(GatewayService, v1.IssuesBase):
         caller_of(request)
         try:
             async for event in self.gateway.model.watch(request):
+                if event.subscribed:
+                    yield event
+                    continue
                 out = UserRefs()
                 out.issue(event.issue)
                 out.entry(event.entry)

@@ -338,7 +338,12 @@ class BuglessClient:
     async def watch(
         self, *, issue_id: int | None = None, query: str | None = None
     ) -> AsyncIterator[v1.WatchEvent]:
-        """Changes as they are committed, for one issue or a query (no deadline)."""
+        """Changes as they are committed, for one issue or a query (no deadline).
+
+        The first event has ``subscribed=True`` and no issue or entry: it
+        arrives once the watch is in place, so a change made after it is
+        always delivered. Skip it when only changes matter.
+        """
         request = v1.QueryWatchRequest(issue_id=issue_id, query=query)
         try:
             async for event in self.issues.watch(request):

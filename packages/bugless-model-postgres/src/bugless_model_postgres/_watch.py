@@ -13,6 +13,11 @@ machine), so one that arrives after a stream registered may belong to a
 transaction that committed before: each stream takes a snapshot right after
 registering and drops the notifications of transactions that snapshot already
 saw as committed.
+
+Once that snapshot is taken the stream yields its ``subscribed`` marker: every
+transaction committing after that moment is missing from the snapshot and its
+notification reaches the already registered queue, so a client that writes
+after receiving the marker cannot miss its own change.
 """
 
 from __future__ import annotations
@@ -125,7 +130,12 @@ class ChangeFeed:
                 await conn.close()
 
     async def watch(self, request: v1.WatchRequest) -> AsyncGenerator[v1.WatchEvent, None]:
-        """Events for ``request`` until the consumer stops iterating."""
+        """Events for ``request`` until the consumer stops iterating.
+
+        The first event is the ``subscribed`` marker, sent once the queue is
+        registered and the snapshot taken (and a watched issue found visible):
+        from then on no committed change is missed.
+        """
         caller = request.caller or v1.Caller()
         queue: asyncio.Queue[Notice] = asyncio.Queue()
         await self._listen()
@@ -136,6 +146,7 @@ class ChangeFeed:
                 subscribed = Snapshot.parse(await conn.fetchval(q.CURRENT_SNAPSHOT))
                 if request.issue_id and not await fetch_issues(conn, caller, [request.issue_id]):
                     raise issue_not_found(request.issue_id)
+            yield v1.WatchEvent(subscribed=True)
             while True:
                 notice = await queue.get()
                 if notice == _LOST:

@@ -357,7 +357,7 @@ class PostgresBackend(ModelBackend):
         )
 
     async def watch(self, request: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
-        """Committed entries of one issue or of a query's issues, as they happen."""
+        """The ``subscribed`` marker, then committed entries of one issue or a query's issues."""
         # aclosing: when the client goes away, the feed drops this stream at once.
         async with contextlib.aclosing(self._feed.watch(request)) as events:
             async for event in events:

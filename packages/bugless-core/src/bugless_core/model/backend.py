@@ -156,7 +156,13 @@ class ModelBackend(ABC):
         """Compile the structured query; only visible issues; keyset pages."""
 
     def watch(self, request: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
-        """Stream committed changes (only with :attr:`Capability.WATCH`)."""
+        """Stream committed changes (only with :attr:`Capability.WATCH`).
+
+        The first event must be ``WatchEvent(subscribed=True)`` (no issue, no
+        entry), yielded only once every change committed from then on is sure
+        to reach the stream: clients wait for it instead of guessing how long
+        subscribing takes.
+        """
         msg = f"the {self.name} backend does not declare the watch capability"
         raise NotImplementedError(msg)
 

@@ -89,7 +89,11 @@ class ModelServicer(v1.ModelBase):
         return await self.backend.search_issues(message)
 
     async def watch(self, message: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
-        """Stream changes of an issue or a query's issues (capability "watch")."""
+        """Stream changes of an issue or a query's issues (capability "watch").
+
+        The backend's ``subscribed`` marker goes out first, as is: it tells the
+        client when changes can no longer be missed.
+        """
         try:
             check.require_caller(message.caller)
             if Capability.WATCH not in self.backend.capabilities:

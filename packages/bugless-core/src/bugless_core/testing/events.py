@@ -1,8 +1,9 @@
 """Reading a Watch stream in tests: events collected in the background.
 
 Used by the Model's Watch contract and by the frontends' watch tests, which
-all need the same three things: the next event (or a clear failure when none
-comes, or when the stream broke), "nothing more arrives", and a clean cancel.
+all need the same four things: the ``subscribed`` marker before writing, the
+next event (or a clear failure when none comes, or when the stream broke),
+"nothing more arrives", and a clean cancel.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from collections.abc import AsyncIterator
 
 from bugless_proto import v1
 
-#: How long a committed change may take to reach a watching stream.
+#: How long a committed change (or the subscribed marker) may take to reach a
+#: watching stream.
 DELIVERY_TIMEOUT = 10.0
-#: Time a fresh stream gets to subscribe before a test starts writing: nothing
-#: on the wire says "subscribed" (a gap named in MODEL_CONTRACT.md).
-SUBSCRIBE_GRACE = 0.3
 
 
 class EventStream:
@@ -32,6 +31,17 @@ class EventStream:
     async def _pump(self) -> None:
         async for event in self._events:
             await self.queue.put(event)
+
+    async def subscribed(self) -> None:
+        """Wait until the stream is subscribed: the first event, the marker.
+
+        Changes a test makes after this returns are guaranteed to be
+        delivered, so no test has to guess how long subscribing takes.
+        """
+        event = await self.next()
+        assert event.subscribed, f"the first event is not the subscribed marker: {event}"
+        assert event.issue is None, f"the subscribed marker carries an issue: {event}"
+        assert event.entry is None, f"the subscribed marker carries an entry: {event}"
 
     async def next(self) -> v1.WatchEvent:
         """The next event; fails if none arrives in time or the stream ended."""

@@ -81,6 +81,8 @@ async def _stream(
             if isinstance(item, BaseException):
                 _log.info("watch of issue %d ended: %s", issue_id, item)
                 return
+            if item.subscribed:
+                continue  # the Model's "watch in place" marker, not a change
             changed = item.entry
             if changed is None or changed.version <= last:
                 continue

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from grpclib.const import Status
 
 from bugless_core.model.backend import Capability
-from bugless_core.testing.events import DELIVERY_TIMEOUT, SUBSCRIBE_GRACE, EventStream
+from bugless_core.testing.events import DELIVERY_TIMEOUT, EventStream
 from bugless_core.testing.model_contracts._support import (
     ALICE,
     BOB,
@@ -17,7 +16,6 @@ from bugless_core.testing.model_contracts._support import (
     delta,
     eq,
     expect_error,
-    get_issue,
     make_component,
     make_issue,
     user_entry,
@@ -30,8 +28,8 @@ from bugless_proto import v1
 @contextlib.asynccontextmanager
 async def _watching(model: v1.ModelStub, request: v1.WatchRequest) -> AsyncIterator[EventStream]:
     stream = EventStream(model.watch(request, timeout=60))
-    await asyncio.sleep(SUBSCRIBE_GRACE)
     try:
+        await stream.subscribed()
         yield stream
     finally:
         await stream.close()
@@ -41,8 +39,9 @@ async def _watching(model: v1.ModelStub, request: v1.WatchRequest) -> AsyncItera
 class WatchContract:
     """Watch: committed changes pushed to streams, never invisible ones.
 
-    Pins down: an issue watch receives every entry committed after it started,
-    in version order, with the issue as it is after the entry; a query watch
+    Pins down: the first event is the ``subscribed`` marker (no issue, no
+    entry); an issue watch then receives every entry committed after it, in
+    version order, with the issue as it is after the entry; a query watch
     receives entries of issues matching the query after the change (including
     other-side entries and newly created issues); failed changes produce no
     event; and a caller is never told about an issue they may not view.
@@ -156,25 +155,34 @@ class WatchContract:
             assert event.issue.id == public.id
             await stream.nothing_more()
 
+    async def test_a_change_right_after_the_subscribed_marker_is_delivered(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        query = v1.StructuredQuery(filter=within(comp.id))
+        requests = [
+            v1.WatchRequest(caller=BOB, issue_id=issue.id),
+            v1.WatchRequest(caller=BOB, query=query),
+        ]
+        for number, request in enumerate(requests):
+            # _watching waits for the marker (and checks it carries nothing).
+            async with _watching(model, request) as stream:
+                made = await change(model, issue, comment=f"right away {number}")
+                event = await stream.next()
+            issue = made.issue
+            assert not event.subscribed
+            assert event.entry == made.entry
+
     async def test_watching_an_invisible_issue_is_not_found(self, model: v1.ModelStub) -> None:
+        """The stream fails before its subscribed marker: no event says the issue exists."""
         comp = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
         secret = await make_issue(model, comp.id, caller=ALICE)
 
         async def first_event() -> None:
-            async for _ in model.watch(
+            async for event in model.watch(
                 v1.WatchRequest(caller=BOB, issue_id=secret.id), timeout=DELIVERY_TIMEOUT
             ):
-                return
+                raise AssertionError(f"an invisible issue was watched: {event}")
 
-        waiter: Callable[[], Awaitable[None]] = first_event
-        await expect_error(_poke_then(model, secret, waiter()), Status.NOT_FOUND)
-        assert (await get_issue(model, secret.id)).version == 2
-
-
-async def _poke_then(model: v1.ModelStub, issue: v1.Issue, wait: Awaitable[None]) -> None:
-    """Change ``issue`` shortly after ``wait`` started, then await ``wait``."""
-    task = asyncio.ensure_future(wait)
-    await asyncio.sleep(SUBSCRIBE_GRACE)
-    with contextlib.suppress(Exception):
-        await change(model, issue, comment="poke", caller=ALICE)
-    await task
+        await expect_error(first_event(), Status.NOT_FOUND)
