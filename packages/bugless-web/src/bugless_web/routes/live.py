@@ -45,6 +45,12 @@ async def _render_entry(frontend: Frontend, viewer: Viewer, entry: v1.HistoryEnt
     return template.render({"entry": entry, "names": names, "viewer": viewer})
 
 
+async def _entry_message(
+    frontend: Frontend, viewer: Viewer, entry: v1.HistoryEntry
+) -> ServerSentEventMessage:
+    return _entry_event(frontend, entry, await _render_entry(frontend, viewer, entry))
+
+
 async def _stream(
     frontend: Frontend, viewer: Viewer, issue_id: int, after: int
 ) -> AsyncIterator[ServerSentEventMessage]:
@@ -65,7 +71,7 @@ async def _stream(
         # Entries committed between the page load and the watch starting.
         last = after
         for entry in await load_history(frontend.backends, viewer, issue_id, after_version=after):
-            yield _entry_event(frontend, entry, await _render_entry(frontend, viewer, entry))
+            yield await _entry_message(frontend, viewer, entry)
             last = entry.version
         idle = 0.0
         while not frontend.drain.draining:
@@ -82,12 +88,20 @@ async def _stream(
                 _log.info("watch of issue %d ended: %s", issue_id, item)
                 return
             if item.subscribed:
-                continue  # the Model's "watch in place" marker, not a change
+                # The watch is in place: from here on it delivers every change.
+                # Entries committed after the catch-up above but before this
+                # marker reach neither, so read the history once more.
+                for entry in await load_history(
+                    frontend.backends, viewer, issue_id, after_version=last
+                ):
+                    yield await _entry_message(frontend, viewer, entry)
+                    last = entry.version
+                continue
             changed = item.entry
             if changed is None or changed.version <= last:
                 continue
             last = changed.version
-            yield _entry_event(frontend, changed, await _render_entry(frontend, viewer, changed))
+            yield await _entry_message(frontend, viewer, changed)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
