@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from certificates import Pki, make_pki
 from conftest import AuthServer, StartAuth
@@ -90,3 +93,44 @@ async def test_list_authenticators_shows_both_kinds(tls_server: AuthServer) -> N
 
 async def test_without_a_certificate_backend_the_call_fails_precondition(auth: AuthServer) -> None:
     await expect_status(present(auth, b"\x30"), Status.FAILED_PRECONDITION)
+
+
+async def test_a_changed_mapping_file_is_used_without_a_restart(
+    start_auth_server: StartAuth, tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    mapping_file = tmp_path / "certificates.json"
+    mapping_file.write_text(pki.mapping_file.read_text())
+    server = await start_auth_server(
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {
+                "mapping_file": str(mapping_file),
+                "ca_file": str(pki.ca_file),
+                "reload_check_seconds": "0",
+            }
+        },
+    )
+    newcomer = pki.client("new-bot")
+    await expect_status(present(server, newcomer), Status.UNAUTHENTICATED)
+
+    mapping = json.loads(mapping_file.read_text())
+    mapping["new-bot"] = {"username": "new-bot", "groups": ["bots"]}
+    mapping_file.write_text(json.dumps(mapping, indent=2))
+    result = await present(server, newcomer)
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == "new-bot"
+    assert result.identity.groups == ["bots"]
+
+    # A broken edit is refused loudly and changes nothing: the last good mapping stays.
+    mapping_file.write_text("{ not json nor toml")
+    still = await present(server, newcomer)
+    assert still.identity is not None
+    assert still.identity.user is not None
+    assert still.identity.user.username == "new-bot"
+    assert "cannot be used" in caplog.text
+
+    del mapping["new-bot"]
+    mapping_file.write_text(json.dumps(mapping))
+    await expect_status(present(server, newcomer), Status.UNAUTHENTICATED)
+    assert (await present(server, pki.client("deploy-bot"))).identity is not None

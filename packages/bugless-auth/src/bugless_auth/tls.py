@@ -22,6 +22,13 @@ Mapping (JSON or TOML; ``mapping_file`` or inline ``mapping``)::
     username = "release-bot"
 
 Entries default to ``bot = true``; ``display_name`` defaults to the username.
+
+A ``mapping_file`` is re-read when it changes (its modification time or size,
+looked at most once every :data:`RELOAD_CHECK_SECONDS`, or the config key
+``reload_check_seconds``), so adding a bot needs
+no restart; that is also how a Kubernetes ConfigMap update arrives. A file
+that no longer parses is logged and ignored: the last good mapping stays in
+force rather than locking every certificate user out.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
+import os
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +52,11 @@ from cryptography.x509.oid import NameOID
 
 from bugless_core.auth_backend import CertificateAuthenticator, ExternalIdentity
 from bugless_core.errors import InvalidArgument
+
+_log = logging.getLogger("bugless.auth.tls")
+
+#: At most this often a mapping file is checked for changes (one ``stat``).
+RELOAD_CHECK_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -121,15 +136,28 @@ class TlsAuthenticator(CertificateAuthenticator):
     name = "tls"
 
     def __init__(
-        self, mapping: Mapping[str, CertificateMapping], ca: x509.Certificate | None = None
+        self,
+        mapping: Mapping[str, CertificateMapping],
+        ca: x509.Certificate | None = None,
+        *,
+        mapping_file: Path | None = None,
+        reload_check_seconds: float = RELOAD_CHECK_SECONDS,
     ) -> None:
-        """Accept certificates named in ``mapping`` (issued by ``ca``, if given)."""
+        """Accept certificates named in ``mapping`` (issued by ``ca``, if given).
+
+        With ``mapping_file`` (the file ``mapping`` was read from), changes to
+        the file replace the mapping while serving.
+        """
         self.mapping = dict(mapping)
         self.ca = ca
+        self._file = mapping_file
+        self._check_every = reload_check_seconds
+        self._next_check = time.monotonic() + reload_check_seconds
+        self._seen = _file_state(mapping_file) if mapping_file is not None else None
 
     @classmethod
     async def open(cls, config: Mapping[str, Any]) -> Self:
-        """Build from config keys ``mapping_file`` or ``mapping`` and optional ``ca_file``.
+        """Build from ``mapping_file`` or ``mapping``, ``ca_file``, ``reload_check_seconds``.
 
         Raises:
             ValueError: no mapping, or one that cannot be read or parsed.
@@ -141,8 +169,10 @@ class TlsAuthenticator(CertificateAuthenticator):
             except OSError as exc:
                 raise ValueError(f"tls mapping_file {path}: {exc.strerror or exc}") from exc
             mapping = parse_mapping(text, origin=str(path))
+            mapping_file: Path | None = path
         elif config.get("mapping"):
             mapping = parse_mapping(str(config["mapping"]), origin="tls mapping")
+            mapping_file = None
         else:
             raise ValueError(
                 "the tls authenticator needs a mapping: set BUGLESS_AUTH_TLS_MAPPING_FILE "
@@ -155,7 +185,41 @@ class TlsAuthenticator(CertificateAuthenticator):
                 ca = x509.load_pem_x509_certificate(await asyncio.to_thread(ca_path.read_bytes))
             except (OSError, ValueError) as exc:
                 raise ValueError(f"tls ca_file {ca_path}: not a readable PEM certificate") from exc
-        return cls(mapping, ca)
+        try:
+            check = float(config.get("reload_check_seconds", RELOAD_CHECK_SECONDS))
+        except (TypeError, ValueError) as exc:
+            raise ValueError("tls reload_check_seconds: give a number of seconds") from exc
+        if check < 0:
+            raise ValueError("tls reload_check_seconds: give 0 or more seconds")
+        return cls(mapping, ca, mapping_file=mapping_file, reload_check_seconds=check)
+
+    async def _reload_if_changed(self) -> None:
+        """Re-read the mapping file if it changed since it was last read."""
+        if self._file is None or time.monotonic() < self._next_check:
+            return
+        self._next_check = time.monotonic() + self._check_every
+        state = _file_state(self._file)
+        if state == self._seen:
+            return
+        self._seen = state
+        try:
+            text = await asyncio.to_thread(self._file.read_text, encoding="utf-8")
+            mapping = parse_mapping(text, origin=str(self._file))
+        except (OSError, ValueError) as exc:
+            _log.error(
+                "tls mapping_file %s changed but cannot be used (%s); keeping the last good one",
+                self._file,
+                exc,
+                extra={"mapping_file": str(self._file)},
+            )
+            return
+        self.mapping = mapping
+        _log.info(
+            "tls mapping_file %s reloaded: %d entries",
+            self._file,
+            len(mapping),
+            extra={"mapping_file": str(self._file), "entries": len(mapping)},
+        )
 
     @property
     def display_name(self) -> str:
@@ -177,6 +241,7 @@ class TlsAuthenticator(CertificateAuthenticator):
     async def authenticate(self, certificate_der: bytes) -> ExternalIdentity | None:
         """The mapped identity, or None for an unmapped or untrusted certificate."""
         cert = parse_certificate(certificate_der)
+        await self._reload_if_changed()
         if not self._trusted(cert):
             return None
         for name in certificate_names(cert):
@@ -191,3 +256,12 @@ class TlsAuthenticator(CertificateAuthenticator):
                     bot=entry.bot,
                 )
         return None
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    """(modification time, size) of ``path``, None when it cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
