@@ -76,6 +76,17 @@ class IssueContract:
         issue = await make_issue(model, comp.id, assignee="bob", status=v1.Status.ACCEPTED)
         assert issue.status == v1.Status.ACCEPTED
 
+    async def test_created_closed_has_closed_at_equal_to_created_at(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        closed = await make_issue(model, comp.id, status=v1.Status.WONT_FIX_OBSOLETE)
+        assert closed.closed_at is not None
+        assert closed.closed_at == closed.created_at
+        assert await get_issue(model, closed.id) == closed
+        still_open = await make_issue(model, comp.id, status=v1.Status.ACCEPTED)
+        assert still_open.closed_at is None
+
     @pytest.mark.parametrize("priority", [p for p in v1.Priority if p.value])
     async def test_create_keeps_explicit_priority(
         self, model: v1.ModelStub, priority: v1.Priority
