@@ -287,3 +287,69 @@ async def test_non_admins_cannot_change_acl_or_template(
         )
         assert response.status_code == 403, path
         assert "admin role on component Platform&gt;Storage needed" in response.text
+
+
+async def test_removing_your_own_admin_access_needs_the_explicit_box(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
+) -> None:
+    """Only a global admin could give it back, so it is never a side effect."""
+    token = await sign_in(client, dora)
+    component_id = await create_component(client, token, f"Keep {secrets.token_hex(3)}")
+    dora_row = f"userid:{world.users['dora']}"
+    hand_over = {
+        "_csrf": token,
+        "principal": dora_row,
+        "role": "remove",
+        "new_kind": "user",
+        "new_name": "bob",
+        "new_role": "admin",
+    }
+    version = version_of((await client.get(f"/components/{component_id}")).text)
+    refused = await client.post(
+        f"/components/{component_id}/acl", data={**hand_over, "version": version}
+    )
+    assert refused.status_code == 409
+    assert "remove your own admin access" in refused.text
+    stored = await call(
+        model.get_component, v1.GetComponentRequest(caller=world.admin, component_id=component_id)
+    )
+    assert [e.principal.user for e in stored.acl if e.principal] == [world.users["dora"]]
+
+    # Admin through a group she is in counts: her own entry may go.
+    via_group = await client.post(
+        f"/components/{component_id}/acl",
+        data={
+            "_csrf": token,
+            "version": version,
+            "principal": dora_row,
+            "role": "remove",
+            "new_kind": "group",
+            "new_name": "component-creators",
+            "new_role": "admin",
+        },
+        follow_redirects=False,
+    )
+    assert via_group.status_code == 303, via_group.text
+
+    page = await client.get(f"/components/{component_id}")
+    assert "I may remove my own admin access" in page.text
+    leave = await client.post(
+        f"/components/{component_id}/acl",
+        data={
+            "_csrf": token,
+            "version": version_of(page.text),
+            "principal": "group:component-creators",
+            "role": "remove",
+            "new_kind": "user",
+            "new_name": "bob",
+            "new_role": "admin",
+            "leave_admin": "yes",
+        },
+        follow_redirects=False,
+    )
+    assert leave.status_code == 303, leave.text  # saved, although she can no longer see it
+    assert (await client.get(f"/components/{component_id}")).status_code == 404
+    stored = await call(
+        model.get_component, v1.GetComponentRequest(caller=world.admin, component_id=component_id)
+    )
+    assert [e.principal.user for e in stored.acl if e.principal] == [world.users["bob"]]

@@ -365,10 +365,15 @@ class PostgresBackend(ModelBackend):
 
     # ---- components ----
 
-    async def _component(self, caller: v1.Caller, component_id: int) -> v1.Component:
+    async def _component(
+        self, caller: v1.Caller, component_id: int, *, written: bool = False
+    ) -> v1.Component:
+        """The component as ``caller`` sees it (written by them: no NOT_FOUND, role 0)."""
         async with translated_errors(), self._pool.acquire() as conn:
             row = await conn.fetchrow(q.COMPONENT_BY_ID, component_id)
         role = caller_role(caller, row["effective_acl"]) if row else None
+        if row is not None and role is None and written:
+            role = v1.Role.UNSPECIFIED
         if row is None or role is None:
             raise component_not_found(component_id)
         return component_from_row(row, role)
@@ -378,7 +383,7 @@ class PostgresBackend(ModelBackend):
         component_id, _ = await self._write(
             request.caller, lambda ctx: _components.create_component(ctx, request)
         )
-        return await self._component(request.caller or v1.Caller(), component_id)
+        return await self._component(request.caller or v1.Caller(), component_id, written=True)
 
     async def get_component(self, request: v1.GetComponentRequest) -> v1.Component:
         """By id or by path; NotFound when not visible."""
@@ -432,14 +437,17 @@ class PostgresBackend(ModelBackend):
         component_id, _ = await self._write(
             request.caller, lambda ctx: _components.update_component(ctx, request)
         )
-        return await self._component(request.caller or v1.Caller(), component_id)
+        return await self._component(request.caller or v1.Caller(), component_id, written=True)
 
     # ---- hotlists ----
 
-    async def _hotlist(self, caller: v1.Caller, hotlist_id: int) -> v1.Hotlist:
+    async def _hotlist(
+        self, caller: v1.Caller, hotlist_id: int, *, written: bool = False
+    ) -> v1.Hotlist:
+        """The hotlist, if ``caller`` may view it or has just ``written`` it."""
         async with translated_errors(), self._pool.acquire() as conn:
             row = await conn.fetchrow(q.HOTLIST_BY_ID, hotlist_id)
-        if row is None or not hotlist_visible(caller, row):
+        if row is None or not (written or hotlist_visible(caller, row)):
             raise hotlist_not_found(hotlist_id)
         return hotlist_from_row(row)
 
@@ -448,7 +456,7 @@ class PostgresBackend(ModelBackend):
         hotlist_id, _ = await self._write(
             request.caller, lambda ctx: _hotlists.create_hotlist(ctx, request)
         )
-        return await self._hotlist(request.caller or v1.Caller(), hotlist_id)
+        return await self._hotlist(request.caller or v1.Caller(), hotlist_id, written=True)
 
     async def get_hotlist(self, request: v1.GetHotlistRequest) -> v1.Hotlist:
         """One visible hotlist."""
@@ -481,7 +489,7 @@ class PostgresBackend(ModelBackend):
         hotlist_id, _ = await self._write(
             request.caller, lambda ctx: _hotlists.update_hotlist(ctx, request)
         )
-        return await self._hotlist(request.caller or v1.Caller(), hotlist_id)
+        return await self._hotlist(request.caller or v1.Caller(), hotlist_id, written=True)
 
     async def delete_hotlist(self, request: v1.DeleteHotlistRequest) -> v1.DeleteResponse:
         """Delete a hotlist (owner or admin)."""

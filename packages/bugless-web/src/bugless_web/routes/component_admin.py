@@ -19,7 +19,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument, PermissionDenied
+from bugless_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
@@ -164,6 +164,54 @@ def _role(name: str) -> v1.Role:
         raise InvalidArgument(msg) from None
 
 
+def _holds_admin(viewer: Viewer, acl: list[v1.AclEntry]) -> bool:
+    """Whether an ADMIN entry of ``acl`` names the viewer or one of their groups."""
+    groups = set(viewer.caller.groups)
+    return any(
+        entry.role == v1.Role.ADMIN
+        and entry.principal is not None
+        and (
+            (entry.principal.user and entry.principal.user == viewer.caller.user_id)
+            or (entry.principal.group and entry.principal.group in groups)
+        )
+        for entry in acl
+    )
+
+
+async def _refuse_self_lockout(
+    backends: Backends, viewer: Viewer, component_id: int, version: int, acl: list[v1.AclEntry]
+) -> None:
+    """Refuse an ACL edit that silently ends the viewer's own admin access.
+
+    Only a global admin could give it back, so leaving needs the form's
+    explicit "leave_admin" box. Admin inherited from an ancestor stays, so it
+    does not count as leaving. A stale form is left to the Model's 409.
+
+    Raises:
+        FailedPrecondition: The viewer would no longer be an admin here.
+    """
+    if viewer.caller.admin or _holds_admin(viewer, acl):
+        return
+    current = await call(
+        backends.model.get_component,
+        v1.GetComponentRequest(caller=viewer.caller, component_id=component_id),
+    )
+    if current.version != version or current.caller_role != v1.Role.ADMIN:
+        return
+    if current.parent_id:
+        parent = await call(
+            backends.model.get_component,
+            v1.GetComponentRequest(caller=viewer.caller, component_id=current.parent_id),
+        )
+        if parent.caller_role == v1.Role.ADMIN:
+            return
+    raise FailedPrecondition(
+        f"acl: saving this would remove your own admin access to {current.path}, and only "
+        "a global admin could give it back; keep an admin entry for yourself (or a group "
+        'you are in), or tick "I may remove my own admin access"'
+    )
+
+
 @post("/components/{component_id:int}/acl")
 async def change_acl(request: Request[Any, Any, Any], component_id: FromPath[int]) -> Response[Any]:
     """Replace the component's own ACL entries (its admins only; the Model checks)."""
@@ -171,13 +219,16 @@ async def change_acl(request: Request[Any, Any, Any], component_id: FromPath[int
     backends = frontend_of(request).backends
     form = await request.form()
     acl = await _acl_from_form(backends, form)
+    version = form_int(str(form.get("version", "")), "version")
+    if form.get("leave_admin") != "yes":
+        await _refuse_self_lockout(backends, viewer, component_id, version, acl)
     await call(
         backends.model.update_component,
         v1.UpdateComponentRequest(
             caller=viewer.caller,
             component=v1.Component(id=component_id, acl=acl),
             update_mask=FieldMask(paths=["acl"]),
-            expected_version=form_int(str(form.get("version", "")), "version"),
+            expected_version=version,
         ),
     )
     backends.forget_components()

@@ -30,6 +30,7 @@ from bugless_core.testing.model_contracts._support import (
     within,
 )
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 
 class AccessContract:
@@ -355,3 +356,43 @@ class AccessContract:
         assert (await get_issue(model, issue.id, caller=BOB)).id == issue.id
         await update_component(model, v1.Component(id=comp.id, acl=[]), "acl", caller=ALICE)
         assert (await get_component(model, comp.id, caller=BOB)).caller_role == v1.Role.EDITOR
+
+    async def test_a_write_that_ends_the_callers_own_access_answers_what_it_wrote(
+        self, model: v1.ModelStub
+    ) -> None:
+        """The write is committed, so its reply is not a NOT_FOUND that reads as a failure."""
+        comp = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
+        handed = await update_component(
+            model,
+            v1.Component(id=comp.id, acl=[user_entry("bob", v1.Role.ADMIN)]),
+            "acl",
+            caller=ALICE,
+        )
+        assert handed.caller_role == v1.Role.UNSPECIFIED
+        assert [e.principal.user for e in handed.acl if e.principal] == ["bob"]
+        assert handed.version == comp.version + 1
+        await expect_error(get_component(model, comp.id, caller=ALICE), Status.NOT_FOUND)
+        assert (await get_component(model, comp.id, caller=BOB)).caller_role == v1.Role.ADMIN
+
+        made = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=ALICE, name=unique("Not mine"), acl=[user_entry("bob", v1.Role.ADMIN)]
+            )
+        )
+        assert made.caller_role == v1.Role.UNSPECIFIED
+        await expect_error(get_component(model, made.id, caller=ALICE), Status.NOT_FOUND)
+
+        private = await make_hotlist(model, caller=ALICE, private=True)
+        given = await model.update_hotlist(
+            v1.UpdateHotlistRequest(
+                caller=ALICE,
+                hotlist=v1.Hotlist(id=private.id, owner="bob"),
+                update_mask=FieldMask(paths=["owner"]),
+                expected_version=private.version,
+            )
+        )
+        assert (given.owner, given.version) == ("bob", private.version + 1)
+        await expect_error(
+            model.get_hotlist(v1.GetHotlistRequest(caller=ALICE, hotlist_id=private.id)),
+            Status.NOT_FOUND,
+        )
