@@ -36,13 +36,13 @@ import asyncpg
 
 from bugless_core.clients import ServiceAddress
 from bugless_core.testing.codecs import RawCodec
+from bugless_core.testing.ports import free_port
 from bugless_core.testing.postgres import PostgresTestServer, start_postgres
 from bugless_core.testing.stack import (
     BuglessStack,
     CertificateFiles,
     ServiceProcess,
     _start_service,
-    free_port,
     start_stack,
 )
 

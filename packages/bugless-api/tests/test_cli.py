@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from api_support import Bots
 
-from bugless_core.testing.stack import BUGLESS_COMMAND, free_port
+from bugless_core.testing.ports import free_port
+from bugless_core.testing.stack import BUGLESS_COMMAND
 
 
 @pytest.fixture(scope="module")

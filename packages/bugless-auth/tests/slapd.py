@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from bugless_core.testing.ports import free_port
+
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 LDAPADD = shutil.which("ldapadd") or "/usr/bin/ldapadd"
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -76,13 +78,6 @@ def ssha(password: str) -> str:
     salt = secrets.token_bytes(8)
     digest = hashlib.sha1(password.encode() + salt).digest()
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _seed_ldif() -> str:

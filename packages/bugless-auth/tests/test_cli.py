@@ -7,23 +7,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import KeyFiles, unique
 
+from bugless_core.testing.ports import free_port
+
 BIN = Path(sys.executable).parent
 BUGLESS = str(BIN / "bugless")
 GRPCURL = shutil.which("grpcurl", path=str(BIN)) or "grpcurl"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def run(*args: str, env: dict[str, str], stdin: bytes | None = None) -> str:

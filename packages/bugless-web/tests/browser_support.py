@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bugless_core.testing.stack import BUGLESS_COMMAND, BuglessStack, free_port
+from bugless_core.testing.ports import free_port
+from bugless_core.testing.stack import BUGLESS_COMMAND, BuglessStack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -29,7 +29,8 @@ from web_support import PASSWORD, World
 from xss_corpus import PAYLOADS
 
 from bugless_core.testing.oidc_provider import OidcProvider
-from bugless_core.testing.stack import OIDC_LABEL, ExtraAuthenticator, free_port
+from bugless_core.testing.ports import free_port
+from bugless_core.testing.stack import OIDC_LABEL, ExtraAuthenticator
 
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")

@@ -27,7 +27,8 @@ from web_support import World, create_issue, grpc_calls, grpc_in_flight, sign_in
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.limits import MAX_PAGE_SIZE
-from bugless_core.testing.stack import ServiceProcess, free_port
+from bugless_core.testing.ports import free_port
+from bugless_core.testing.stack import ServiceProcess
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app
 

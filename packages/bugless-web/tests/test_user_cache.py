@@ -29,7 +29,8 @@ from litestar.testing import AsyncTestClient
 from web_support import World, create_issue, grpc_calls, sign_in, start_service
 
 from bugless_core.clients import ServiceAddress, call
-from bugless_core.testing.stack import ServiceProcess, free_port
+from bugless_core.testing.ports import free_port
+from bugless_core.testing.stack import ServiceProcess
 from bugless_core.user_cache import UserCache
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app

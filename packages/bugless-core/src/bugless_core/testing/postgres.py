@@ -32,7 +32,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -52,6 +51,7 @@ from bugless_core._local_postgres import (
     prepare_system_user,
     run_as_kwargs,
 )
+from bugless_core.testing.ports import free_port
 
 ENV_URL = "BUGLESS_TEST_POSTGRES_URL"
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -86,13 +86,6 @@ def _with_database(url: str, database: str) -> str:
     """``url`` with its path (the database name) replaced."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -245,7 +238,7 @@ def _start_local(bin_dir: Path) -> PostgresTestServer:
     )
     last_error = ""
     for _ in range(5):
-        port = _free_port()
+        port = free_port()
         server = PostgresTestServer(
             url=f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres",
             _data_dir=data,

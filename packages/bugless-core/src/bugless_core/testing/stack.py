@@ -40,7 +40,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -53,6 +52,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bugless_core.clients import ServiceAddress
+from bugless_core.testing.ports import free_port
 
 if TYPE_CHECKING:
     import trustme
@@ -68,14 +68,6 @@ BUGLESS_COMMAND: tuple[str, ...] = (
 )
 _START_TIMEOUT_SECONDS = 60.0
 _STOP_TIMEOUT_SECONDS = 30.0
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _health_status(address: ServiceAddress, service: str) -> str | None:
