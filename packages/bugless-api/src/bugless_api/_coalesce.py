@@ -129,6 +129,16 @@ class IssueReader:
 
     async def _answer(self, batch: _Batch) -> None:
         try:
+            await self._resolve(batch)
+        finally:
+            # Cancelled (the server is closing): no waiter may hang on it.
+            for futures in batch.waiters.values():
+                for future in futures:
+                    if not future.done():
+                        future.cancel()
+
+    async def _resolve(self, batch: _Batch) -> None:
+        try:
             reply = await self._batch_get(
                 v1.BatchGetIssuesRequest(caller=batch.caller, issue_ids=list(batch.waiters))
             )
