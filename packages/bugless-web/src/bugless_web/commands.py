@@ -126,6 +126,16 @@ def web_group() -> None:
     help="Seconds each person shown (username, display name) is reused; 0 = ask every page.",
 )
 @click.option(
+    "--reuse-port",
+    envvar="BUGLESS_WEB_REUSE_PORT",
+    is_flag=True,
+    default=False,
+    help=(
+        "Bind with SO_REUSEPORT, so that several web processes share the port "
+        "(one per core on a single machine) [env BUGLESS_WEB_REUSE_PORT]."
+    ),
+)
+@click.option(
     "--tls-ca",
     envvar="BUGLESS_WEB_TLS_CA",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -170,6 +180,7 @@ def serve_command(**params: Any) -> None:  # fmt: skip
             token_cache_seconds=params["token_cache_seconds"],
             component_cache_seconds=params["component_cache_seconds"],
             user_cache_seconds=params["user_cache_seconds"],
+            reuse_port=params["reuse_port"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

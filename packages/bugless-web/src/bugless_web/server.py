@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
 
@@ -72,4 +73,24 @@ def serve(settings: WebSettings) -> None:
         server_header=False,
     )
     server = DrainingServer(config, frontend, settings.drain_seconds)
-    asyncio.run(server.serve())
+    sockets = [_reuse_port_socket(settings.host, settings.port)] if settings.reuse_port else None
+    asyncio.run(server.serve(sockets=sockets))
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (``SO_REUSEPORT``).
+
+    uvicorn has no such option of its own; it serves sockets it is given.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock

@@ -55,6 +55,10 @@ class WebSettings:
         drain_seconds: After SIGTERM, how long readiness fails (and page loads
             are steered) before the server stops accepting connections.
         grace_seconds: Then how long in-flight requests may take to finish.
+        reuse_port: Bind with ``SO_REUSEPORT`` so several web processes share
+            the port; the kernel spreads connections over them. One Python
+            process uses one core: this is how one machine serves pages on all
+            of its cores (in Kubernetes, run more replicas instead).
     """
 
     model: ServiceAddress
@@ -68,6 +72,7 @@ class WebSettings:
     token_cache_seconds: float = 30.0
     component_cache_seconds: float = 10.0
     user_cache_seconds: float = 5.0
+    reuse_port: bool = False
     call_timeout_seconds: float = 10.0
     session_max_age_seconds: int = 14 * 24 * 3600
     drain_seconds: float = 5.0
