@@ -21,6 +21,7 @@ from bugless_core.testing.model_contracts._support import (
     make_component,
     make_hotlist,
     make_issue,
+    update_component,
     user_entry,
 )
 from bugless_proto import v1
@@ -487,6 +488,25 @@ class ChangeContract:
             "editor",
         )
         assert (await get_issue(model, issue.id)).component_id == source.id
+
+    async def test_move_into_an_archived_component_is_refused_and_writes_nothing(
+        self, model: v1.ModelStub
+    ) -> None:
+        source = await make_component(model)
+        archived = await make_component(model)
+        resident = await make_issue(model, archived.id, caller=BOB)
+        await update_component(model, v1.Component(id=archived.id, archived=True), "archived")
+        issue = await make_issue(model, source.id, caller=BOB)
+        await expect_error(
+            change(model, issue, delta(component_id=archived.id), caller=BOB),
+            Status.FAILED_PRECONDITION,
+            "archived",
+        )
+        unchanged = await get_issue(model, issue.id)
+        assert (unchanged.component_id, unchanged.version) == (source.id, 1)
+        # An issue already in the archived component stays changeable there.
+        kept = await change(model, resident, delta(title="still editable"), caller=BOB)
+        assert (kept.issue.title, kept.issue.component_id) == ("still editable", archived.id)
 
     async def test_move_to_invisible_component_is_not_found(self, model: v1.ModelStub) -> None:
         source = await make_component(model)
