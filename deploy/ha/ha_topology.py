@@ -27,13 +27,13 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from ha_config import Backend, Haproxy, HaproxyLayout, render_config
 
+from bugless_core.testing.ports import free_port
 from bugless_core.testing.postgres import ENV_URL, PostgresTestServer, start_postgres
 from bugless_core.testing.stack import (
     BUGLESS_COMMAND,
     STACK_POLICY,
     CertificateFiles,
     StackPki,
-    free_port,
 )
 
 #: The tiers in rolling-restart order: backends first, as a rollout of a new
