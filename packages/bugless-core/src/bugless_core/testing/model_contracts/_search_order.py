@@ -145,6 +145,24 @@ class SearchOrderContract:
         assert [i.id for i in paged] == [i.id for i in whole]
         assert [i.id for i in whole] == expected_order(list(search_world.issues.values()), order)
 
+    async def test_page_size_may_change_between_pages(
+        self, model: v1.ModelStub, search_world: SearchWorld
+    ) -> None:
+        """A token is a position, not a page number: any page size continues from it."""
+        node = within(search_world.root.id)
+        whole = [i.id for i in await search_all(model, node, page_size=500)]
+        seen: list[int] = []
+        token = ""
+        for size in (2, 5, 1, 3, 500):
+            page = await search_page(model, node, page_size=size, page_token=token)
+            assert len(page.issues) == min(size, len(whole) - len(seen))
+            seen += [i.id for i in page.issues]
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == whole
+        assert token == ""
+
     async def test_last_page_has_empty_token_and_counts_are_exact(
         self, model: v1.ModelStub, search_world: SearchWorld
     ) -> None:
