@@ -20,9 +20,8 @@ import time
 from collections.abc import Callable, Iterable, MutableSequence
 from dataclasses import dataclass
 
-from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument
-from bugless_core.user_cache import USER_CACHE_SIZE, UserCache
+from bugless_core.user_cache import USER_CACHE_SIZE, UserCache, get_users, lookup_users
 from bugless_proto import v1
 
 #: FieldChange.field values whose old/new values and added/removed are people.
@@ -211,23 +210,9 @@ class UserDirectory:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Translate through ``auth``, each look-up bounded by ``timeout_seconds``."""
-        self._auth = auth
-        self._timeout = timeout_seconds
         self._cache = UserCache(ttl_seconds=cache_seconds, max_entries=max_entries, clock=clock)
-
-    async def _lookup(self, usernames: list[str]) -> list[v1.User]:
-        reply = await call(
-            self._auth.lookup_users,
-            v1.LookupUsersRequest(usernames=usernames),
-            timeout=self._timeout,
-        )
-        return list(reply.users)
-
-    async def _get(self, user_ids: list[str]) -> list[v1.User]:
-        reply = await call(
-            self._auth.get_users, v1.GetUsersRequest(user_ids=user_ids), timeout=self._timeout
-        )
-        return list(reply.users)
+        self._get = get_users(auth, timeout=timeout_seconds)
+        self._lookup = lookup_users(auth, timeout=timeout_seconds)
 
     async def ids_by_username(self, usernames: Iterable[str]) -> dict[str, str]:
         """User ids of the given usernames (keys lower-cased); unknown ones absent."""

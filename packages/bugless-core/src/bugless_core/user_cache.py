@@ -22,13 +22,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
 from bugless_core import limits
+from bugless_core.clients import call
 from bugless_proto import v1
 
 #: Most users remembered at once, by id and separately by name (oldest stored forgotten first).
 USER_CACHE_SIZE = 10_000
 
 #: Asks the Authenticator about one batch of ids or usernames.
-_Fetch = Callable[[list[str]], Awaitable[list[v1.User]]]
+Fetch = Callable[[list[str]], Awaitable[list[v1.User]]]
 
 
 class UserCache:
@@ -51,7 +52,7 @@ class UserCache:
         self._by_id: OrderedDict[str, tuple[float, v1.User]] = OrderedDict()
         self._by_name: OrderedDict[str, tuple[float, v1.User]] = OrderedDict()
 
-    async def by_id(self, user_ids: Iterable[str], fetch: _Fetch) -> dict[str, v1.User]:
+    async def by_id(self, user_ids: Iterable[str], fetch: Fetch) -> dict[str, v1.User]:
         """The users behind ``user_ids`` (empty ids ignored, unknown ones absent).
 
         ``fetch`` (a ``GetUsers`` call) is awaited once per batch of at most
@@ -62,7 +63,7 @@ class UserCache:
             found[user.user_id] = user
         return found
 
-    async def by_name(self, usernames: Iterable[str], fetch: _Fetch) -> dict[str, v1.User]:
+    async def by_name(self, usernames: Iterable[str], fetch: Fetch) -> dict[str, v1.User]:
         """The users named ``usernames``, keyed by their username as the Authenticator spells it.
 
         ``fetch`` (a ``LookupUsers`` call) is awaited once per batch of names
@@ -75,7 +76,7 @@ class UserCache:
             found[user.username] = user
         return found
 
-    async def _fetch_in_batches(self, keys: list[str], fetch: _Fetch) -> list[v1.User]:
+    async def _fetch_in_batches(self, keys: list[str], fetch: Fetch) -> list[v1.User]:
         users: list[v1.User] = []
         for start in range(0, len(keys), limits.MAX_USER_LOOKUP):
             batch = await fetch(keys[start : start + limits.MAX_USER_LOOKUP])
@@ -108,3 +109,25 @@ class UserCache:
                 cache.move_to_end(key)
                 while len(cache) > self._max_entries:
                     cache.popitem(last=False)
+
+
+def get_users(auth: v1.AuthenticatorStub, *, timeout: float | None = None) -> Fetch:
+    """A :class:`UserCache` fetch of users by id: the Authenticator's ``GetUsers``."""
+
+    async def fetch(user_ids: list[str]) -> list[v1.User]:
+        reply = await call(auth.get_users, v1.GetUsersRequest(user_ids=user_ids), timeout=timeout)
+        return list(reply.users)
+
+    return fetch
+
+
+def lookup_users(auth: v1.AuthenticatorStub, *, timeout: float | None = None) -> Fetch:
+    """A :class:`UserCache` fetch of users by username: the Authenticator's ``LookupUsers``."""
+
+    async def fetch(usernames: list[str]) -> list[v1.User]:
+        reply = await call(
+            auth.lookup_users, v1.LookupUsersRequest(usernames=usernames), timeout=timeout
+        )
+        return list(reply.users)
+
+    return fetch

@@ -29,7 +29,7 @@ from grpclib.client import Channel
 from bugless_core.clients import call
 from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
-from bugless_core.user_cache import UserCache
+from bugless_core.user_cache import UserCache, get_users, lookup_users
 from bugless_proto import v1
 from bugless_web.retries import RetryingAuthenticatorStub, RetryingModelStub
 from bugless_web.settings import WebSettings
@@ -150,12 +150,7 @@ class Backends:
         Those not seen within ``user_cache_seconds`` cost one ``GetUsers``
         batch call. The users are shared between requests: do not modify them.
         """
-
-        async def fetch(batch: list[str]) -> list[v1.User]:
-            response = await call(self.auth.get_users, v1.GetUsersRequest(user_ids=batch))
-            return list(response.users)
-
-        return await self._users.by_id(user_ids, fetch)
+        return await self._users.by_id(user_ids, get_users(self.auth))
 
     async def users_by_name(self, usernames: Iterable[str]) -> dict[str, v1.User]:
         """People by username, keyed by the username the Authenticator knows them by.
@@ -163,12 +158,7 @@ class Backends:
         Those not seen within ``user_cache_seconds`` cost one ``LookupUsers``
         batch call. The users are shared between requests: do not modify them.
         """
-
-        async def fetch(batch: list[str]) -> list[v1.User]:
-            response = await call(self.auth.lookup_users, v1.LookupUsersRequest(usernames=batch))
-            return list(response.users)
-
-        return await self._users.by_name(usernames, fetch)
+        return await self._users.by_name(usernames, lookup_users(self.auth))
 
     async def capabilities(self) -> frozenset[str]:
         """What the Model's backend declares (``watch``, ...), reused for a minute."""
