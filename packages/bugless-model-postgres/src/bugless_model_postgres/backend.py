@@ -326,7 +326,7 @@ class PostgresBackend(ModelBackend):
         except (ValueError, TypeError, IndexError) as exc:
             msg = "page.page_token: does not fit this query"
             raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
-        cap = limits.SEARCH_COUNT_CAP
+        cap = self.settings.search_count_cap
         stale_read = self._dialect.stale_read if request.allow_stale else None
 
         async def attempt() -> tuple[list[asyncpg.Record], int, dict[int, v1.Issue]]:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
+from bugless_core import limits
 from bugless_proto import v1
 
 
@@ -55,6 +56,9 @@ class ModelSettings:
         schema: Database schema holding the tables (tests use one per test).
         regions: For multi-region backends, the database regions; first is the
             primary region.
+        search_count_cap: A search counts matches up to this many; above it
+            ``total_count`` is the cap with ``total_is_lower_bound``. Bounds
+            the work of counting a broad query on a large tracker.
     """
 
     database_url: str
@@ -64,6 +68,11 @@ class ModelSettings:
     statement_timeout_ms: int = 30_000
     schema: str = "bugless"
     regions: tuple[str, ...] = ()
+    search_count_cap: int = limits.SEARCH_COUNT_CAP
+
+    def __post_init__(self) -> None:
+        if self.search_count_cap < 1:
+            raise ValueError("search_count_cap must be at least 1")
 
 
 #: Called once per committed history entry with the issue as it is after it.

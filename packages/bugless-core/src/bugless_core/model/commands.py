@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from bugless_core import limits
 from bugless_core.cli_options import grpc_server_options, grpc_settings_from, log_options
 from bugless_core.errors import BuglessError
 from bugless_core.model.backend import ModelBackend, ModelSettings
@@ -98,6 +99,14 @@ def migrate_command(
     help="Database connections per replica.",
 )
 @click.option(
+    "--search-count-cap",
+    envvar="BUGLESS_SEARCH_COUNT_CAP",
+    type=click.IntRange(min=1),
+    default=limits.SEARCH_COUNT_CAP,
+    show_default=True,
+    help="Searches count matches up to this many (above: a lower bound).",
+)
+@click.option(
     "--migrate/--no-migrate",
     envvar="BUGLESS_MIGRATE",
     default=False,
@@ -120,5 +129,6 @@ def serve_command(plugins: Plugins, /, **params: Any) -> None:
         schema=params["schema"],
         pool_max_size=params["pool_max_size"],
         pool_min_size=min(2, params["pool_max_size"]),
+        search_count_cap=params["search_count_cap"],
     )
     asyncio.run(serve_model(plugins, cls, settings, grpc_settings, migrate=params["migrate"]))
