@@ -33,7 +33,9 @@ PYTHON = "3.11"
 #: Package folder -> extras installed for its tests.
 PACKAGES: dict[str, str] = {
     "bugless-proto": "",
-    "bugless-core": "[testing,dev]",
+    "bugless-core": "",
+    "bugless-dev": "",
+    "bugless-testing": "",
     "bugless-model-postgres": "",
     "bugless-model-cockroach": "",
     "bugless-auth": "[ldap,oidc]",
@@ -64,7 +66,7 @@ APT_PACKAGES: dict[str, str] = {
 #: Answers for packages that would otherwise ask questions.
 DEBCONF = ["slapd slapd/no_configuration boolean true"]
 #: pytest plugin that turns any skipped test into a failure.
-STRICT = ["-p", "bugless_core.testing.strict"]
+STRICT = ["-p", "bugless_testing.strict"]
 
 
 def _editable(*folders: str) -> list[str]:
@@ -80,10 +82,17 @@ def _all_packages() -> list[str]:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    session.install("ruff>=0.8")
+    """ruff; the architecture (import-linter, and a test that its contracts bite); deptry."""
+    session.install(
+        "ruff>=0.8", "import-linter>=2.1", "deptry>=0.20", "pytest>=8", *_all_packages()
+    )
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports", "--no-cache", env={"PYTHONPATH": str(ROOT / "scripts")})
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "scripts/tests")
+    for folder in PACKAGES:
+        with session.chdir(ROOT / "packages" / folder):
+            session.run("deptry", ".")
 
 
 @nox.session(python=PYTHON)

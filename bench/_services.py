@@ -1,8 +1,9 @@
 """The real services for the frontend benchmarks, as an operator runs them.
 
 A throwaway PostgreSQL, then the Model and the Authenticator as ``bugless``
-subprocesses (:func:`bugless_core.testing.stack.start_stack`: trustme PKI,
-bot certificates mapped in the ``tls`` backend), and on top either the API
+subprocesses, started by the one local-stack library
+(:class:`bugless_dev.stack.LocalStack`: its PKI, bot certificates mapped in the
+``tls`` backend, ports read back from each service), and on top either the API
 frontend (``bugless api serve``, mTLS) or the web frontend (``bugless web
 serve``, uvicorn). Also here:
 
@@ -27,7 +28,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,16 +35,11 @@ from typing import Any
 import asyncpg
 
 from bugless_core.clients import ServiceAddress
-from bugless_core.testing.codecs import RawCodec
-from bugless_core.testing.ports import free_port
-from bugless_core.testing.postgres import PostgresTestServer, start_postgres
-from bugless_core.testing.stack import (
-    BuglessStack,
-    CertificateFiles,
-    ServiceProcess,
-    _start_service,
-    start_stack,
-)
+from bugless_dev.pki import CertificateFiles, LocalPki
+from bugless_dev.postgres import ThrowawayPostgres, start_postgres
+from bugless_dev.processes import ServiceProcess, spawn
+from bugless_dev.stack import LocalStack, RunningService, StackConfig
+from bugless_testing.codecs import RawCodec
 
 #: Password of every benchmark user that signs in (the web viewer).
 VIEWER_PASSWORD = "bench-password-0123"
@@ -64,12 +59,13 @@ def load_average() -> str:
 
 @dataclass
 class BenchStack:
-    """PostgreSQL, the Model, the Authenticator and one frontend, all running."""
+    """PostgreSQL, the Model, the Authenticator and the frontends, all running."""
 
-    postgres: PostgresTestServer
-    stack: BuglessStack
+    postgres: ThrowawayPostgres
+    stack: LocalStack
     directory: Path
-    frontends: list[ServiceProcess] = field(default_factory=list)
+    frontends: list[RunningService] = field(default_factory=list)
+    extra: list[ServiceProcess] = field(default_factory=list)
     _temporary: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
@@ -79,7 +75,17 @@ class BenchStack:
         directory = Path(temporary.name)
         postgres = start_postgres()
         try:
-            stack = start_stack(postgres, directory)
+            stack = LocalStack(
+                StackConfig(
+                    directory=directory,
+                    pki=LocalPki.open(directory / "pki"),
+                    model_database_url=postgres.create_database("stack_model"),
+                    auth_database_url=postgres.create_database("stack_auth"),
+                    extra_env={"BUGLESS_LOG_LEVEL": "WARNING"},
+                )
+            )
+            stack.migrate()
+            stack.start_backends()
         except BaseException:
             postgres.stop()
             temporary.cleanup()
@@ -89,13 +95,10 @@ class BenchStack:
     def service_pids(self) -> dict[str, int]:
         """Process ids by service name (``postgres`` is the postmaster)."""
         pids = {"postgres": _postmaster_pid(self.stack.model_database_url)}
-        for name, service in (
-            ("model", self.stack.model_process),
-            ("auth", self.stack.auth_process),
-            *((f.name, f) for f in self.frontends),
-        ):
-            if service is not None:
-                pids[name] = service.process.pid
+        for service in self.stack.services:
+            pids[service.name] = service.process.pid
+        for process in self.extra:
+            pids[process.name] = process.pid
         return pids
 
     def start_api(self, processes: int = 1) -> tuple[ServiceAddress, CertificateFiles]:
@@ -105,146 +108,72 @@ class BenchStack:
         (``--reuse-port``), one per core; their pids are ``api``, ``api#2``...
         """
         bot = self.stack.add_bot("bench-bot", groups=["eng"])
-        pki = self.stack.pki
+        limits = ["--rate", UNLIMITED_RATE, "--burst", UNLIMITED_RATE]
+        first = self.stack.start_api(*limits, reuse_port=processes > 1)
+        self.frontends.append(first)
+        for _ in range(processes - 1):
+            self.frontends.append(self.stack.start_api(*limits, port=first.port, reuse_port=True))
         address = ServiceAddress(
-            "127.0.0.1", free_port(), ca=pki.ca_file, cert=bot.cert, key=bot.key
+            "127.0.0.1", first.port, ca=self.stack.pki.ca_file, cert=bot.cert, key=bot.key
         )
-        for index in range(processes):
-            process = _start_service(
-                "api" if index == 0 else f"api#{index + 1}",
-                [
-                    "api",
-                    "serve",
-                    "--model",
-                    f"{self.stack.model.host}:{self.stack.model.port}",
-                    "--auth",
-                    f"{self.stack.auth.host}:{self.stack.auth.port}",
-                    "--tls-cert",
-                    str(pki.server.cert),
-                    "--tls-key",
-                    str(pki.server.key),
-                    "--client-ca",
-                    str(pki.ca_file),
-                    "--port",
-                    str(address.port),
-                    *(["--reuse-port"] if processes > 1 else []),
-                    "--rate",
-                    UNLIMITED_RATE,
-                    "--burst",
-                    UNLIMITED_RATE,
-                    "--drain-seconds",
-                    "0",
-                    "--log-level",
-                    "warning",
-                ],
-                self.stack.env,
-                self.directory,
-            )
-            self.frontends.append(process)
-            process.wait_serving(address, "bugless.v1.Issues")
         return address, bot
 
     def start_web(self) -> str:
         """``bugless web serve`` (plain HTTP, ``--dev`` for a non-Secure cookie); its URL."""
-        port = free_port()
-        process = _start_service(
-            "web",
-            [
-                "web",
-                "serve",
-                "--model",
-                f"{self.stack.model.host}:{self.stack.model.port}",
-                "--auth",
-                f"{self.stack.auth.host}:{self.stack.auth.port}",
-                "--session-key",
-                "bench-session-key-0123456789abcdef",
-                "--port",
-                str(port),
-                "--dev",
-                "--drain-seconds",
-                "0",
-                "--grace-seconds",
-                "1",
-                "--log-level",
-                "warning",
-            ],
-            self.stack.env,
-            self.directory,
-        )
-        self.frontends.append(process)
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/readyz", process)
-        return url
+        web = self.stack.start_web("--grace-seconds", "1")
+        self.frontends.append(web)
+        assert web.url is not None
+        return web.url
 
     def start_echo(self, payload_size: int) -> tuple[ServiceAddress, int]:
         """The bare grpclib echo service (mTLS, same CA); its address and pid."""
         pki = self.stack.pki
         client = pki.issue_client_certificate("echo-client")
-        address = ServiceAddress(
-            "127.0.0.1", free_port(), ca=pki.ca_file, cert=client.cert, key=client.key
+        ready = self.directory / "run" / "echo.json"
+        ready.parent.mkdir(parents=True, exist_ok=True)
+        process = spawn(
+            "echo",
+            [
+                sys.executable,
+                "-c",
+                "from bench._services import serve_echo; import sys; serve_echo(*sys.argv[1:])",
+                str(ready),
+                str(self.stack.server.cert),
+                str(self.stack.server.key),
+                str(pki.ca_file),
+            ],
+            self.stack.env,
+            self.directory / "logs" / "echo.log",
+            cwd=Path(__file__).resolve().parent.parent,
+            ready_file=ready,
         )
-        log = self.directory / "echo.log"
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from bench._services import serve_echo; import sys; "
-                    "serve_echo(int(sys.argv[1]), *sys.argv[2:])",
-                    str(address.port),
-                    str(pki.server.cert),
-                    str(pki.server.key),
-                    str(pki.ca_file),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=Path(__file__).resolve().parent.parent,
-            )
-        service = ServiceProcess(name="echo", process=process, log=log)
-        self.frontends.append(service)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"echo server exited:\n{service.output()}")
-            try:
-                asyncio.run(_echo_once(address, b"x" * payload_size))
-                return address, process.pid
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"echo server did not answer:\n{service.output()}")
+        self.extra.append(process)
+        info = process.wait_ready_file()
+        address = ServiceAddress(
+            "127.0.0.1", info.port, ca=pki.ca_file, cert=client.cert, key=client.key
+        )
+        asyncio.run(_echo_once(address, b"x" * payload_size))
+        return address, process.pid
 
     def stop_frontend(self, name: str) -> None:
-        """Stop one frontend started here."""
+        """Stop one frontend (or the echo server) started here."""
         for service in [f for f in self.frontends if f.name == name]:
-            service.stop()
+            self.stack.stop_service(service)
             self.frontends.remove(service)
+        for process in [p for p in self.extra if p.name == name]:
+            process.stop()
+            self.extra.remove(process)
 
     def stop(self) -> None:
         """Stop every process and remove the temporary files."""
-        for service in self.frontends:
-            service.stop()
+        for process in self.extra:
+            process.stop()
+        self.extra.clear()
         self.frontends.clear()
         self.stack.stop()
         self.postgres.stop()
         if self._temporary is not None:
             self._temporary.cleanup()
-
-
-def _wait_http(url: str, service: ServiceProcess, timeout: float = 60.0) -> None:
-    import httpx  # noqa: PLC0415
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise RuntimeError(f"{service.name} exited:\n{service.output()}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{service.name} not ready at {url}:\n{service.output()}")
 
 
 def _postmaster_pid(database_url: str) -> int:
@@ -260,7 +189,7 @@ def _postmaster_pid(database_url: str) -> int:
     return int(pid_file.read_text().split()[0])
 
 
-async def add_directory_users(stack: BuglessStack, users: int, *, viewer: str = VIEWER) -> None:
+async def add_directory_users(stack: LocalStack, users: int, *, viewer: str = VIEWER) -> None:
     """Put the seeded people into the Authenticator's store under their seeded ids.
 
     ``user0001`` .. are inserted with username = id, display name ``User 0001``
@@ -457,21 +386,28 @@ class _EchoService:
         await stream.send_message(message)
 
 
-def serve_echo(port: int, cert: str, key: str, ca: str) -> None:
-    """Serve the echo method on loopback with mTLS until SIGTERM."""
+def serve_echo(ready_file: str, cert: str, key: str, ca: str) -> None:
+    """Serve the echo method on a free loopback port with mTLS until SIGTERM.
+
+    The port is written to ``ready_file`` once it listens, like a service's.
+    """
     from bugless_core.grpc import (  # noqa: PLC0415
         CorkedServer,
         GrpcServerSettings,
         build_server_ssl_context,
     )
+    from bugless_core.ready_file import write_ready_file  # noqa: PLC0415
 
     settings = GrpcServerSettings(
-        host="127.0.0.1", port=port, tls_cert=Path(cert), tls_key=Path(key), client_ca=Path(ca)
+        host="127.0.0.1", port=0, tls_cert=Path(cert), tls_key=Path(key), client_ca=Path(ca)
     )
 
     async def main() -> None:
         server = CorkedServer([_EchoService()], codec=RawCodec())  # type: ignore[arg-type]
-        await server.start("127.0.0.1", port, ssl=build_server_ssl_context(settings))
+        await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
+        listener = server._server
+        assert listener is not None
+        write_ready_file(Path(ready_file), port=int(listener.sockets[0].getsockname()[1]))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()

@@ -57,8 +57,8 @@ from bench.seed import SeedOptions, seed_and_verify
 from bugless_api.client import BuglessClient
 from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import CorkedChannel
-from bugless_core.testing.codecs import RawCodec
 from bugless_proto import v1
+from bugless_testing.codecs import RawCodec
 
 SEARCH_QUERY = f"is:open assignee:{data.BENCH_ASSIGNEE}"
 SEARCH_PAGE = 25

@@ -1,6 +1,6 @@
 """GetUsers latency through gRPC for a cached 50-id batch (target: p99 <= 1 ms).
 
-Starts a throwaway PostgreSQL (bugless_core.testing.postgres), an Authenticator
+Starts a throwaway PostgreSQL (bugless_dev.postgres), an Authenticator
 on a loopback socket, adds users, warms the cache, then times sequential
 GetUsers calls from grpclib clients in the same process (so the figures
 include client encode/decode and the loopback round trip). Two clients:
@@ -35,7 +35,7 @@ from bugless_auth.store import IdentityStore
 from bugless_auth.tokens import generate_ed25519_pem
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.plugins import load_plugins
-from bugless_core.testing.postgres import start_postgres
+from bugless_dev.postgres import start_postgres
 from bugless_proto import DESCRIPTOR_POOL, v1
 
 GET_USERS = "/bugless.v1.Authenticator/GetUsers"

@@ -2,7 +2,7 @@
 
     python -m bench.run --issues 1000000 [--requests 300] [--explain]
 
-Starts a server (``bugless_core.testing.postgres.start_postgres``), seeds it
+Starts a server (``bugless_dev.postgres.start_postgres``), seeds it
 (:mod:`bench.seed`, verified against the backend), runs :mod:`bench.search`,
 and stops the server, also on Ctrl-C or failure.
 """

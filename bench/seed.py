@@ -435,7 +435,7 @@ def with_database(
     if database_url:
         asyncio.run(work(database_url))
         return
-    from bugless_core.testing.postgres import start_postgres  # noqa: PLC0415 - pytest import
+    from bugless_dev.postgres import start_postgres  # noqa: PLC0415 - pytest import
 
     # Ctrl-C or SIGTERM stops the server, also when started in the background
     # (where a shell leaves SIGINT ignored).

@@ -37,7 +37,7 @@ def _rows(command: click.Command, ctx: click.Context) -> list[str]:
         default = param.default
         unset = default is None or default == () or callable(default) or "UNSET" in repr(default)
         shown = "" if unset else f"`{default}`"
-        if param.required:
+        if param.required or "[required]" in (getattr(param, "help", None) or ""):
             shown = "**required**"
         # The env column says it already; drop "[env X]" from the help text.
         text = re.sub(r"\s*\[env [^\]]+\]", "", param.help or "")

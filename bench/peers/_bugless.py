@@ -1,6 +1,7 @@
 """bugless itself: Model, Authenticator and web frontend as ``bugless`` subprocesses.
 
-Served as a deployment runs it (and as ``bugless_core.testing.stack`` starts
+Served as a deployment runs it, by the one local-stack library
+(:class:`bugless_dev.stack.LocalStack`, as the tests and ``bugless dev`` start
 it): ``bugless model serve`` (PostgreSQL backend, its default pool of 10
 connections) on the seeded database of the shared cluster, ``bugless auth
 serve`` with the ``local`` password backend (production Argon2 settings),
@@ -14,49 +15,23 @@ and the API frontend both end in).
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import secrets
-import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from urllib.parse import urlencode
 
 import httpx
 
 from bench.peers._bugless_seed import SCHEMA, add_long_comments, seed_bugless
-from bench.peers._peer import CreateCall, Peer, ReadTargets, run, server_process, spawned
+from bench.peers._peer import CreateCall, Peer, ReadTargets
 from bugless_core.clients import ServiceAddress
+from bugless_dev.pki import LocalPki
+from bugless_dev.stack import LocalStack, StackConfig
 from bugless_proto import v1
 
-BUGLESS = (sys.executable, "-c", "from bugless_core.cli import main; main()")
-MODEL_PORT = 58011
-AUTH_PORT = 58012
-WEB_PORT = 58013
-METRICS_PORT = 58014
 USER = "user0042"
 GROUPS = ("eng",)
 PASSWORD = "bench-password-0123"
-
-
-def _grpc_ready(address: ServiceAddress, service: str) -> bool:
-    from grpclib.health.v1.health_grpc import HealthStub  # noqa: PLC0415
-    from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse  # noqa: PLC0415
-
-    async def check() -> bool:
-        channel = address.channel()
-        try:
-            reply = await HealthStub(channel).Check(
-                HealthCheckRequest(service=service), timeout=2.0
-            )
-        except Exception:
-            return False
-        finally:
-            channel.close()
-        return bool(reply.status == HealthCheckResponse.SERVING)
-
-    return asyncio.run(check())
 
 
 class BuglessPeer(Peer):
@@ -64,6 +39,8 @@ class BuglessPeer(Peer):
 
     name = "bugless"
     serving = "uvicorn (bugless web serve, 1 process) -> Model + Authenticator (gRPC)"
+    _local: LocalStack | None = None
+    _model_port: int = 0
 
     @property
     def database_url(self) -> str:
@@ -92,126 +69,44 @@ class BuglessPeer(Peer):
             database=self.database,
         )
 
-    def _env(self) -> dict[str, str]:
-        key = self.home / "token.key"
-        if not key.exists():
-            key.write_text(secrets.token_urlsafe(48))
-            key.chmod(0o600)
-        return {
-            "BUGLESS_AUTH_DATABASE_URL": self.context.cluster.url("bugless_auth"),
-            "BUGLESS_AUTH_AUTHENTICATORS": "local",
-            "BUGLESS_AUTH_TOKEN_KEY_FILES": str(key),
-            "BUGLESS_AUTH_POLICY": json.dumps({"*": ["create_hotlist"]}),
-        }
+    def _stack(self) -> LocalStack:
+        if self._local is None:
+            directory = self.home / "stack"
+            self._local = LocalStack(
+                StackConfig(
+                    directory=directory,
+                    pki=LocalPki.open(directory / "pki"),
+                    model_database_url=self.database_url,
+                    auth_database_url=self.context.cluster.url("bugless_auth"),
+                    policy={"*": ["create_hotlist"]},
+                    authenticators=("local",),
+                    fast_password_hashing=False,
+                    extra_env={"BUGLESS_DATABASE_SCHEMA": SCHEMA, "BUGLESS_LOG_LEVEL": "WARNING"},
+                )
+            )
+        return self._local
 
     def _prepare_auth(self) -> None:
         cluster = self.context.cluster
         if cluster.has_database("bugless_auth"):
             return
         cluster.recreate_database("bugless_auth")
-        log = self.home / "setup.log"
-        run([*BUGLESS, "auth", "migrate"], log=log, env=self._env())
-        run(
-            [
-                *BUGLESS,
-                "auth",
-                "user",
-                "add",
-                USER,
-                "--password",
-                PASSWORD,
-                "--groups",
-                ",".join(GROUPS),
-            ],
-            log=log,
-            env=self._env(),
-        )
-
-    @contextmanager
-    def _grpc_service(self, name: str, args: list[str], port: int, service: str) -> Iterator[None]:
-        address = ServiceAddress("127.0.0.1", port)
-        log = self.home / f"{name}.log"
-        with spawned([*BUGLESS, *args], log=log, env=self._env()) as process:
-            deadline = time.monotonic() + 60.0
-            while not _grpc_ready(address, service):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    msg = f"bugless {name} is not serving on {port}:\n" + log.read_text()[-3000:]
-                    raise RuntimeError(msg)
-                time.sleep(0.25)
-            yield
+        stack = self._stack()
+        stack.run_bugless("auth", "migrate")
+        stack.add_user(USER, PASSWORD, groups=GROUPS)
 
     @contextmanager
     def serve(self) -> Iterator[str]:
         self._prepare_auth()
-        secret = "bench-page-token-secret-0123456789"
-        base = f"http://127.0.0.1:{WEB_PORT}/"
-        with ExitStack() as stack:
-            stack.enter_context(
-                self._grpc_service(
-                    "model",
-                    [
-                        "model",
-                        "serve",
-                        "--database-url",
-                        self.database_url,
-                        "--schema",
-                        SCHEMA,
-                        "--migrate",
-                        "--page-token-secret",
-                        secret,
-                        "--port",
-                        str(MODEL_PORT),
-                        "--drain-seconds",
-                        "0",
-                        "--log-level",
-                        "warning",
-                    ],
-                    MODEL_PORT,
-                    "bugless.v1.Model",
-                )
-            )
-            stack.enter_context(
-                self._grpc_service(
-                    "auth",
-                    [
-                        "auth",
-                        "serve",
-                        "--port",
-                        str(AUTH_PORT),
-                        "--drain-seconds",
-                        "0",
-                        "--log-level",
-                        "warning",
-                    ],
-                    AUTH_PORT,
-                    "bugless.v1.Authenticator",
-                )
-            )
-            stack.enter_context(
-                server_process(
-                    [
-                        *BUGLESS,
-                        "web",
-                        "serve",
-                        "--model",
-                        f"127.0.0.1:{MODEL_PORT}",
-                        "--auth",
-                        f"127.0.0.1:{AUTH_PORT}",
-                        "--session-key",
-                        secrets.token_urlsafe(24),
-                        "--port",
-                        str(WEB_PORT),
-                        "--drain-seconds",
-                        "0",
-                        "--log-level",
-                        "warning",
-                    ],
-                    log=self.home / "web.log",
-                    ready_url=f"{base}signin",
-                    env=self._env(),
-                )
-            )
-            yield base
+        stack = self._stack()
+        try:
+            model = stack.start_model("--migrate")
+            self._model_port = model.port
+            stack.start_auth()
+            web = stack.start_web(dev=False)
+            yield f"{web.url}/"
+        finally:
+            stack.stop()
 
     def _session_cookie(self, base_url: str) -> str:
         with httpx.Client(base_url=base_url, timeout=30.0) as client:
@@ -245,7 +140,7 @@ class BuglessPeer(Peer):
 
     def create_call(self, base_url: str) -> tuple[CreateCall, Callable[[], Awaitable[None]]]:
         meta = self.context.meta
-        channel = ServiceAddress("127.0.0.1", MODEL_PORT).channel()
+        channel = ServiceAddress("127.0.0.1", self._model_port).channel()
         stub = v1.ModelStub(channel)
         caller = v1.Caller(user_id=USER, groups=list(GROUPS))
         component = meta.component_ids[meta.list_component]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bugless_api.client import BuglessClient, RetryPolicy
-from bugless_core.testing.stack import CertificateFiles
+from bugless_dev.pki import CertificateFiles
 
 #: The tally of the call running in this task, so a retry is counted where
 #: its call belongs even if the phase changed meanwhile.

@@ -1,18 +1,22 @@
 """The drill's topology on one machine: PostgreSQL, every tier, HAProxy.
 
 Services run as ``bugless ... serve`` subprocesses, the way an operator (or a
-pod) runs them, each on its own loopback port behind HAProxy. Frontends reach
-the Model and the Authenticator through HAProxy too, so a Model replica can go
-away under them. PostgreSQL is the throwaway server of
-:mod:`bugless_core.testing.postgres`, paused and resumed for the
+pod) runs them, started by the one local-stack library
+(:class:`bugless_dev.stack.LocalStack`: its environment map, PKI and process
+handling), each in a server slot of HAProxy. Frontends reach the Model and the
+Authenticator through HAProxy too, so a Model replica can go away under them.
+PostgreSQL is the library's throwaway server, paused and resumed for the
 database-outage phase.
+
+Slot ports are chosen before HAProxy starts (its configuration names them),
+and a replacement replica binds the port of the slot it takes over, as a pod
+takes over a Service endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import signal
@@ -22,19 +26,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpclib.client import Channel
-from grpclib.health.v1.health_grpc import HealthStub
-from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from ha_config import Backend, Haproxy, HaproxyLayout, render_config
 
-from bugless_core.testing.ports import free_port
-from bugless_core.testing.postgres import ENV_URL, PostgresTestServer, start_postgres
-from bugless_core.testing.stack import (
-    BUGLESS_COMMAND,
-    STACK_POLICY,
-    CertificateFiles,
-    StackPki,
-)
+from bugless_core.clients import ServiceAddress
+from bugless_dev.pki import CertificateFiles, LocalPki
+from bugless_dev.postgres import ENV_URL, ThrowawayPostgres, start_postgres
+from bugless_dev.processes import ServiceProcess, check_grpc_health, unused_port
+from bugless_dev.stack import LocalStack, StackConfig
 
 #: The tiers in rolling-restart order: backends first, as a rollout of a new
 #: version would go (frontends must never be newer than what they call).
@@ -59,14 +57,16 @@ class Replica:
     tier: str
     slot: int
     port: int
-    process: subprocess.Popen[bytes]
-    log: Path
+    process: ServiceProcess
+
+    @property
+    def log(self) -> Path:
+        """Its output."""
+        return self.process.log
 
     def signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` to the process, if it still runs."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signum)
+        self.process.signal(signum)
 
     async def wait_exit(self, within: float) -> int | None:
         """Wait for the process to exit; its code, or None if it still runs."""
@@ -107,15 +107,9 @@ class Tier:
 
 async def grpc_health(port: int, service: str, *, within: float = 1.0) -> str | None:
     """The ``grpc.health.v1`` status name of ``service`` on a loopback port, or None."""
-    channel = Channel("127.0.0.1", port)
-    try:
-        reply = await HealthStub(channel).Check(HealthCheckRequest(service=service), timeout=within)
-    except Exception:  # unreachable, refused, timed out: no answer
-        return None
-    finally:
-        channel.close()
-    name: str = HealthCheckResponse.ServingStatus.Name(reply.status)
-    return name
+    return await check_grpc_health(
+        ServiceAddress("127.0.0.1", port), service, within_seconds=within
+    )
 
 
 @contextlib.contextmanager
@@ -140,9 +134,7 @@ class Topology:
     Attributes:
         directory: Logs, certificates, the HAProxy configuration.
         postgres: The PostgreSQL server (this process started it: it can be paused).
-        model_database_url: The Model's database.
-        pki: The CA, server certificate and the tls authenticator's mapping.
-        env: Environment of every ``bugless`` process.
+        stack: The environment, PKI and process handling of every service.
         layout: HAProxy's ports, slots and check settings.
         haproxy: The running HAProxy.
         tiers: The tiers by name.
@@ -152,16 +144,24 @@ class Topology:
     """
 
     directory: Path
-    postgres: PostgresTestServer
-    model_database_url: str
-    pki: StackPki
-    env: dict[str, str]
+    postgres: ThrowawayPostgres
+    stack: LocalStack
     layout: HaproxyLayout
     haproxy: Haproxy
     tiers: dict[str, Tier]
     bots: list[CertificateFiles]
     admin_bot: CertificateFiles
     web_user: tuple[str, str]
+
+    @property
+    def pki(self) -> LocalPki:
+        """The CA, server certificate and the tls authenticator's mapping."""
+        return self.stack.pki
+
+    @property
+    def model_database_url(self) -> str:
+        """The Model's database."""
+        return self.stack.model_database_url
 
     @property
     def api_address(self) -> str:
@@ -174,35 +174,13 @@ class Topology:
         port = self.layout.web_port
         return None if port is None else f"http://127.0.0.1:{port}"
 
-    def run_bugless(self, *args: str) -> None:
-        """Run a one-off ``bugless`` command (migrations, adding a user)."""
-        result = subprocess.run(
-            [*BUGLESS_COMMAND, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if result.returncode != 0:
-            msg = f"bugless {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
-            raise RuntimeError(msg)
-
     def spawn(self, tier: Tier, slot: int) -> Replica:
         """Start a replica of ``tier`` in ``slot``; it is not ready yet."""
         port = tier.backend.ports[slot]
-        log = self.directory / f"{tier.name}{slot + 1}.log"
-        with log.open("ab") as out:
-            out.write(f"---- started {time.strftime('%H:%M:%S')} on port {port}\n".encode())
-            out.flush()
-            process = subprocess.Popen(
-                [*BUGLESS_COMMAND, *tier.command(port)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        replica = Replica(tier=tier.name, slot=slot, port=port, process=process, log=log)
+        process = self.stack.spawn(
+            tier.name, tier.command(port), name=f"{tier.name}{slot + 1}-{time.monotonic_ns()}"
+        )
+        replica = Replica(tier=tier.name, slot=slot, port=port, process=process)
         tier.replicas[slot] = replica
         return replica
 
@@ -222,7 +200,7 @@ class Topology:
         server = tier.backend.server(replica.slot)
         deadline = time.monotonic() + _START_TIMEOUT_SECONDS
         while True:
-            if replica.process.poll() is not None:
+            if replica.process.exited:
                 msg = (
                     f"{server} exited with {replica.process.returncode} before serving:\n"
                     + replica.log.read_text(errors="replace")[-3000:]
@@ -286,23 +264,6 @@ def _write_haproxy_pem(directory: Path, files: CertificateFiles) -> Path:
     return combined
 
 
-def _service_env(pki: StackPki, model_db: str, auth_db: str, token_key: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BUGLESS_DATABASE_URL": model_db,
-        "BUGLESS_PAGE_TOKEN_SECRET": secrets.token_urlsafe(24),
-        "BUGLESS_AUTH_DATABASE_URL": auth_db,
-        "BUGLESS_AUTH_AUTHENTICATORS": "local,tls",
-        "BUGLESS_AUTH_TOKEN_KEY_FILES": str(token_key),
-        "BUGLESS_AUTH_TLS_MAPPING_FILE": str(pki.mapping_file),
-        "BUGLESS_AUTH_TLS_CA_FILE": str(pki.ca_file),
-        "BUGLESS_AUTH_POLICY": json.dumps(STACK_POLICY),
-        "BUGLESS_AUTH_ARGON2_TIME_COST": "1",
-        "BUGLESS_AUTH_ARGON2_MEMORY_KIB": "1024",
-        "BUGLESS_AUTH_ARGON2_PARALLELISM": "1",
-    }
-
-
 async def start_topology(settings: TopologySettings) -> Topology:
     """Start PostgreSQL, migrate, start every replica and HAProxy; wait until all serve.
 
@@ -322,29 +283,33 @@ async def start_topology(settings: TopologySettings) -> Topology:
         raise
 
 
-async def _start_services(settings: TopologySettings, postgres: PostgresTestServer) -> Topology:
+async def _start_services(settings: TopologySettings, postgres: ThrowawayPostgres) -> Topology:
     directory = settings.directory
-    pki = StackPki.create(directory / "pki")
-    model_db = await postgres.acreate_database("drill_model")
-    auth_db = await postgres.acreate_database("drill_auth")
-    token_key = directory / "token.key"
-    token_key.write_text(secrets.token_urlsafe(48))
-    token_key.chmod(0o600)
-    env = _service_env(pki, model_db, auth_db, token_key)
-    bots = [pki.client_certificate_for(f"drill-bot-{i}") for i in range(settings.bots)]
-    admin_bot = pki.client_certificate_for("drill-admin", groups=["admins"])
+    stack = LocalStack(
+        StackConfig(
+            directory=directory,
+            pki=LocalPki.open(directory / "pki"),
+            model_database_url=await postgres.acreate_database("drill_model"),
+            auth_database_url=await postgres.acreate_database("drill_auth"),
+            drain_seconds=settings.drain_seconds,
+            grace_seconds=settings.grace_seconds,
+        )
+    )
+    pki = stack.pki
+    bots = [stack.add_bot(f"drill-bot-{i}") for i in range(settings.bots)]
+    admin_bot = stack.add_bot("drill-admin", admin=True)
     probe = _write_haproxy_pem(directory, pki.issue_client_certificate("haproxy-probe"))
 
     tier_names = [t for t in TIERS if t != "web" or settings.with_web]
     backends = {
-        name: Backend(name, tuple(free_port() for _ in range(settings.replicas[name] + 1)))
+        name: Backend(name, tuple(unused_port() for _ in range(settings.replicas[name] + 1)))
         for name in tier_names
     }
     layout = HaproxyLayout(
-        model_port=free_port(),
-        auth_port=free_port(),
-        api_port=free_port(),
-        web_port=free_port() if settings.with_web else None,
+        model_port=unused_port(),
+        auth_port=unused_port(),
+        api_port=unused_port(),
+        web_port=unused_port() if settings.with_web else None,
         backends=backends,
         admin_socket=directory / "haproxy.sock",
         probe_pem=probe,
@@ -352,27 +317,15 @@ async def _start_services(settings: TopologySettings, postgres: PostgresTestServ
     )
     config = directory / "haproxy.cfg"
     config.write_text(render_config(layout))
-    timings = [
-        "--drain-seconds",
-        str(settings.drain_seconds),
-        "--grace-seconds",
-        str(settings.grace_seconds),
-    ]
-    model = f"127.0.0.1:{layout.model_port}"
-    auth = f"127.0.0.1:{layout.auth_port}"
-    server = pki.server
-    # One cookie key for every web replica: a session survives a replica change.
-    session_key = secrets.token_urlsafe(32)
-    backends_flags = ["--model", model, "--auth", auth]
-    api_tls = ["--tls-cert", str(server.cert), "--tls-key", str(server.key)]
-    api_tls += ["--client-ca", str(pki.ca_file)]
-    web_flags = ["--session-key", session_key, "--dev"]
-    web_flags += ["--steer-to", f"http://127.0.0.1:{layout.web_port}"]
-    api_flags = [*backends_flags, *api_tls, *timings]
-    web_flags = [*backends_flags, *web_flags, *timings]
+    # Frontends reach the backends through HAProxy; the web replicas share the
+    # stack's one cookie key, so a session survives a change of replica.
+    backends_flags = ["--model", f"127.0.0.1:{layout.model_port}"]
+    backends_flags += ["--auth", f"127.0.0.1:{layout.auth_port}"]
+    web_flags = ["--dev", "--steer-to", f"http://127.0.0.1:{layout.web_port}", *backends_flags]
+    api_flags = [*backends_flags, *stack.api_tls_flags()]
     commands: dict[str, Callable[[int], list[str]]] = {
-        "model": lambda port: ["model", "serve", "--port", str(port), *timings],
-        "auth": lambda port: ["auth", "serve", "--port", str(port), *timings],
+        "model": lambda port: ["model", "serve", "--port", str(port)],
+        "auth": lambda port: ["auth", "serve", "--port", str(port)],
         "api": lambda port: ["api", "serve", "--port", str(port), *api_flags],
         "web": lambda port: ["web", "serve", "--port", str(port), *web_flags],
     }
@@ -382,9 +335,7 @@ async def _start_services(settings: TopologySettings, postgres: PostgresTestServ
     topology = Topology(
         directory=directory,
         postgres=postgres,
-        model_database_url=model_db,
-        pki=pki,
-        env=env,
+        stack=stack,
         layout=layout,
         haproxy=haproxy,
         tiers=tiers,
@@ -393,13 +344,8 @@ async def _start_services(settings: TopologySettings, postgres: PostgresTestServ
         web_user=web_user,
     )
     try:
-        await asyncio.gather(
-            asyncio.to_thread(topology.run_bugless, "model", "migrate"),
-            asyncio.to_thread(topology.run_bugless, "auth", "migrate"),
-        )
-        await asyncio.to_thread(
-            topology.run_bugless, "auth", "user", "add", web_user[0], "--password", web_user[1]
-        )
+        await asyncio.to_thread(stack.migrate)
+        await asyncio.to_thread(stack.add_user, web_user[0], web_user[1])
         haproxy.start()
         # Backends first, then the frontends that call them through HAProxy.
         for wave in (("model", "auth"), ("api", "web")):

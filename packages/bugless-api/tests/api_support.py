@@ -11,7 +11,8 @@ from bugless_api.settings import ApiSettings
 from bugless_core.grpc import GrpcServerSettings
 
 if TYPE_CHECKING:
-    from bugless_core.testing.stack import BuglessStack, CertificateFiles
+    from bugless_dev.pki import CertificateFiles
+    from bugless_dev.stack import LocalStack
 
 #: username -> (groups, admin)
 BOTS: dict[str, tuple[tuple[str, ...], bool]] = {
@@ -26,20 +27,19 @@ BOTS: dict[str, tuple[tuple[str, ...], bool]] = {
 
 @dataclass(frozen=True)
 class Bots:
-    stack: BuglessStack
+    stack: LocalStack
     certificates: dict[str, CertificateFiles]
 
     def __getitem__(self, username: str) -> CertificateFiles:
         return self.certificates[username]
 
 
-def api_settings(stack: BuglessStack, **options: object) -> ApiSettings:
-    pki = stack.pki
+def api_settings(stack: LocalStack, **options: object) -> ApiSettings:
     return ApiSettings(
         grpc=GrpcServerSettings(
-            tls_cert=pki.server.cert,
-            tls_key=pki.server.key,
-            client_ca=pki.ca_file,
+            tls_cert=stack.server.cert,
+            tls_key=stack.server.key,
+            client_ca=stack.pki.ca_file,
             drain_seconds=0.0,
             grace_seconds=1.0,
         ),

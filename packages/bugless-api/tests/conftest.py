@@ -18,18 +18,17 @@ from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
 
 if TYPE_CHECKING:
-    from bugless_core.testing.stack import BuglessStack
+    from bugless_dev.stack import LocalStack
 
-pytest_plugins = ["bugless_core.testing.postgres", "bugless_core.testing.stack"]
+pytest_plugins = ["bugless_testing.postgres", "bugless_testing.stack"]
 
 
 @pytest.fixture(scope="session")
-def bots(bugless_stack: BuglessStack) -> Bots:
+def bots(bugless_stack: LocalStack) -> Bots:
     certificates = {
-        name: bugless_stack.add_bot(name, groups=groups, admin=admin, reload=False)
+        name: bugless_stack.add_bot(name, groups=groups, admin=admin)
         for name, (groups, admin) in BOTS.items()
     }
-    bugless_stack.reload_auth()
     return Bots(bugless_stack, certificates)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,56 +13,40 @@ from typing import Any
 import pytest
 from api_support import Bots
 
-from bugless_core.testing.ports import free_port
-from bugless_core.testing.stack import BUGLESS_COMMAND
+from bugless_dev.processes import BUGLESS_COMMAND
 
 
 @pytest.fixture(scope="module")
 def served_api(bots: Bots, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`bugless api serve` in a subprocess; yields the client environment of cli-bot."""
+    """`bugless api serve` configured by variables alone; yields cli-bot's client environment."""
     stack = bots.stack
     pki = stack.pki
-    port = free_port()
-    log = tmp_path_factory.mktemp("api-serve") / "api.log"
-    env = {
-        **os.environ,
-        "BUGLESS_API_MODEL": f"127.0.0.1:{stack.model.port}",
-        "BUGLESS_API_AUTH": f"127.0.0.1:{stack.auth.port}",
-        "BUGLESS_API_TLS_CERT": str(pki.server.cert),
-        "BUGLESS_API_TLS_KEY": str(pki.server.key),
-        "BUGLESS_API_CLIENT_CA": str(pki.ca_file),
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*BUGLESS_COMMAND, "api", "serve", "--port", str(port), "--drain-seconds", "0"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    api = stack.start(
+        "api",
+        ["api", "serve", "--port", "0"],
+        name="api-by-env",
+        env={
+            "BUGLESS_API_MODEL": f"127.0.0.1:{stack.model.port}",
+            "BUGLESS_API_AUTH": f"127.0.0.1:{stack.auth.port}",
+            "BUGLESS_API_TLS_CERT": str(stack.server.cert),
+            "BUGLESS_API_TLS_KEY": str(stack.server.key),
+            "BUGLESS_API_CLIENT_CA": str(pki.ca_file),
+        },
+    )
     files = bots["cli-bot"]
     client_env = {
         **os.environ,
-        "BUGLESS_API": f"127.0.0.1:{port}",
+        "BUGLESS_API": f"127.0.0.1:{api.port}",
         "BUGLESS_CERT": str(files.cert),
         "BUGLESS_KEY": str(files.key),
         "BUGLESS_CA": str(pki.ca_file),
-        "BUGLESS_CLIENT_CONFIG": str(log.parent / "absent.toml"),
+        "BUGLESS_CLIENT_CONFIG": str(tmp_path_factory.mktemp("cli") / "absent.toml"),
     }
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            probe = _bugless(client_env, "component", "list", "--json", check=False)
-            if probe.returncode == 0:
-                break
-            assert process.poll() is None, log.read_text()
-            time.sleep(0.2)
-        else:
-            pytest.fail(f"bugless api serve did not answer within 30 s:\n{log.read_text()}")
         yield client_env
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        assert process.returncode == 0, log.read_text()
+        stack.stop_service(api)
+        assert api.process.returncode == 0, api.process.output()
 
 
 def _bugless(
@@ -84,7 +67,6 @@ def _json(env: dict[str, str], *args: str) -> dict[str, Any]:
 
 
 def test_serve_refuses_to_start_without_a_client_ca(bots: Bots) -> None:
-    pki = bots.stack.pki
     result = subprocess.run(
         [
             *BUGLESS_COMMAND,
@@ -95,9 +77,9 @@ def test_serve_refuses_to_start_without_a_client_ca(bots: Bots) -> None:
             "--auth",
             "127.0.0.1:2",
             "--tls-cert",
-            str(pki.server.cert),
+            str(bots.stack.server.cert),
             "--tls-key",
-            str(pki.server.key),
+            str(bots.stack.server.key),
         ],
         capture_output=True,
         text=True,

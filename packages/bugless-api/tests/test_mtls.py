@@ -16,7 +16,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_api.server import RunningApi
 from bugless_core.grpc import build_client_ssl_context
-from bugless_core.testing.stack import BuglessStack
+from bugless_dev.stack import LocalStack
 from bugless_proto import v1
 
 #: What a client sees when the server refuses its TLS handshake.
@@ -46,7 +46,7 @@ async def test_plaintext_is_refused(api: RunningApi) -> None:
 
 
 async def test_tls_without_a_client_certificate_is_refused(
-    api: RunningApi, bugless_stack: BuglessStack
+    api: RunningApi, bugless_stack: LocalStack
 ) -> None:
     context = build_client_ssl_context(bugless_stack.pki.ca_file)
     with pytest.raises(REFUSED):
@@ -54,7 +54,7 @@ async def test_tls_without_a_client_certificate_is_refused(
 
 
 async def test_a_certificate_from_another_ca_is_refused(
-    api: RunningApi, bugless_stack: BuglessStack, tmp_path_factory: pytest.TempPathFactory
+    api: RunningApi, bugless_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     directory = tmp_path_factory.mktemp("stranger")
     stranger = trustme.CA().issue_cert("robot.bot", common_name="robot.bot")
@@ -68,7 +68,7 @@ async def test_a_certificate_from_another_ca_is_refused(
 
 
 async def test_an_expired_certificate_from_the_trusted_ca_is_refused(
-    api: RunningApi, bugless_stack: BuglessStack
+    api: RunningApi, bugless_stack: LocalStack
 ) -> None:
     now = datetime.datetime.now(datetime.UTC)
     expired = bugless_stack.pki.issue_client_certificate(
@@ -83,7 +83,7 @@ async def test_an_expired_certificate_from_the_trusted_ca_is_refused(
 
 
 async def test_a_valid_certificate_whose_subject_is_not_mapped_is_unauthenticated(
-    api: RunningApi, bugless_stack: BuglessStack
+    api: RunningApi, bugless_stack: LocalStack
 ) -> None:
     unmapped = bugless_stack.pki.issue_client_certificate("nobody-knows-me")
     context = build_client_ssl_context(bugless_stack.pki.ca_file, unmapped.cert, unmapped.key)

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from bugless_api.client import RetryPolicy
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
-from bugless_core.testing.events import EventStream
+from bugless_testing.events import EventStream
 
 
 def _handled(registry: CollectorRegistry, method: str, code: str) -> float:

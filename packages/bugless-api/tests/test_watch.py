@@ -18,8 +18,8 @@ from api_support import ConnectAs, signed_in
 from bugless_api.client import BuglessClient
 from bugless_api.server import RunningApi
 from bugless_core.errors import InvalidArgument, NotFound
-from bugless_core.testing.events import DELIVERY_TIMEOUT, EventStream
 from bugless_proto import v1
+from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
 
 
 @contextlib.asynccontextmanager

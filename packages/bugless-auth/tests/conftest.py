@@ -29,12 +29,12 @@ from bugless_core.plugins import load_plugins
 from bugless_proto import v1
 
 if TYPE_CHECKING:
-    from bugless_core.testing.postgres import PostgresTestServer
+    from bugless_testing.postgres import ThrowawayPostgres
 
 pytest_plugins = [
-    "bugless_core.testing.postgres",
-    "bugless_core.testing.auth_contracts.plugin",
-    "bugless_core.testing.oidc_provider",
+    "bugless_testing.postgres",
+    "bugless_testing.auth_contracts.plugin",
+    "bugless_testing.oidc_provider",
 ]
 
 #: Cheap argon2 parameters: the tests check behaviour, not cost.
@@ -62,7 +62,7 @@ def key_files(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
 
 
 @pytest.fixture(scope="session")
-async def auth_database(postgres_server: PostgresTestServer) -> str:
+async def auth_database(postgres_server: ThrowawayPostgres) -> str:
     """DSN of the session's Authenticator database (schemas per server)."""
     return await postgres_server.acreate_database("auth")
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from bugless_core.testing.ports import free_port
+from bugless_testing.ports import free_port
 
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 LDAPADD = shutil.which("ldapadd") or "/usr/bin/ldapadd"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import KeyFiles, unique
 
-from bugless_core.testing.ports import free_port
+from bugless_testing.ports import free_port
 
 BIN = Path(sys.executable).parent
 BUGLESS = str(BIN / "bugless")

@@ -1,4 +1,4 @@
-"""The authenticator contracts (bugless_core.testing.auth_contracts) for local and tls."""
+"""The authenticator contracts (bugless_testing.auth_contracts) for local and tls."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from conftest import FAST_HASHING, PASSWORD, AuthServer, unique
 from bugless_auth.local import LocalAuthenticator
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.tls import TlsAuthenticator
-from bugless_core.testing.auth_contracts import (
+from bugless_testing.auth_contracts import (
     CertificateBackendCase,
     CertificateBackendContract,
     PasswordBackendCase,

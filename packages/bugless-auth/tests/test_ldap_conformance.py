@@ -9,7 +9,7 @@ import slapd
 from slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd
 
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
-from bugless_core.testing.auth_contracts import PasswordBackendCase, PasswordBackendContract
+from bugless_testing.auth_contracts import PasswordBackendCase, PasswordBackendContract
 
 # The fixture of slapd.py (until tests/conftest.py lists it in pytest_plugins).
 slapd_server = slapd.slapd_server

@@ -1,7 +1,7 @@
 """Fixtures: the database the cockroach backend runs on, and the backend.
 
 Without ``BUGLESS_TEST_COCKROACH_URL`` the backend runs in compatibility mode:
-a throwaway PostgreSQL (``bugless_core.testing.postgres``) whose test database
+a throwaway PostgreSQL (``bugless_testing.postgres``) whose test database
 defaults to SERIALIZABLE, as CockroachDB does. With it set (a CockroachDB 23.2+
 URL whose user may create schemas), the same tests run against that cluster,
 each session in a fresh schema.
@@ -22,15 +22,15 @@ from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
 
 if TYPE_CHECKING:
-    from bugless_core.testing.postgres import PostgresTestServer
+    from bugless_testing.postgres import ThrowawayPostgres
 
-pytest_plugins = ["bugless_core.testing.plugin", "bugless_core.testing.postgres"]
+pytest_plugins = ["bugless_testing.plugin", "bugless_testing.postgres"]
 
 COCKROACH_URL = "BUGLESS_TEST_COCKROACH_URL"
 SECRET = "test-page-token-secret-0123456789"
 
 
-async def serializable_database(server: PostgresTestServer, name: str) -> str:
+async def serializable_database(server: ThrowawayPostgres, name: str) -> str:
     """A fresh PostgreSQL database whose sessions default to SERIALIZABLE."""
     url = await server.acreate_database(name)
     database = urlsplit(url).path.lstrip("/")
@@ -46,7 +46,7 @@ async def serializable_database(server: PostgresTestServer, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def make_serializable_database(
-    postgres_server: PostgresTestServer,
+    postgres_server: ThrowawayPostgres,
 ) -> Callable[[str], Awaitable[str]]:
     """Makes fresh SERIALIZABLE PostgreSQL databases (tests of compatibility mode itself)."""
     return lambda name: serializable_database(postgres_server, name)
@@ -58,7 +58,7 @@ async def database_url(request: pytest.FixtureRequest) -> str:
     url = os.environ.get(COCKROACH_URL)
     if url:
         return url
-    server: PostgresTestServer = request.getfixturevalue("postgres_server")
+    server: ThrowawayPostgres = request.getfixturevalue("postgres_server")
     return await serializable_database(server, "cockroach_compat")
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from bugless_core.testing.model_contracts import (
+from bugless_model_cockroach import CockroachBackend
+from bugless_testing.model_contracts import (
     AccessContract,
     BadInputContract,
     BatchChangeContract,
@@ -24,7 +25,6 @@ from bugless_core.testing.model_contracts import (
     ServerInfoContract,
     WatchContract,
 )
-from bugless_model_cockroach import CockroachBackend
 
 pytestmark = pytest.mark.bugless_backend.with_args(CockroachBackend)
 

@@ -9,7 +9,10 @@ import asyncpg
 
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
-from bugless_model_postgres._migrations import newest_version
+
+
+def newest_version() -> int:
+    return CockroachBackend.migrations()[-1].version
 
 
 async def test_concurrent_migrations_apply_each_file_once(model_settings: ModelSettings) -> None:

@@ -20,14 +20,16 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.migrations import AdvisoryLock, LeaseLock
 from bugless_core.model.backend import ModelSettings
-from bugless_core.testing.postgres import PostgresTestServer
 from bugless_model_cockroach import CockroachBackend
 from bugless_model_cockroach import _queries as q
 from bugless_model_cockroach._dialect import COCKROACH, COMPATIBILITY, dialect_for
 from bugless_model_cockroach._regions import region_statements
-from bugless_model_postgres._dialect import POSTGRES
+from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres.seam import POSTGRES
 from bugless_proto import v1
+from bugless_testing.postgres import ThrowawayPostgres
 
 ADMIN = v1.Caller(user_id="root", admin=True)
 SECRET = "test-page-token-secret-0123456789"
@@ -77,11 +79,11 @@ def test_follower_reads_are_the_documented_transaction_clause() -> None:
 
 def test_the_cockroach_dialects_use_no_advisory_lock_and_no_notify() -> None:
     for dialect in (COCKROACH, COMPATIBILITY):
-        assert dialect.migration_lock is None
         assert dialect.hierarchy_lock is None
         assert dialect.notify is None
-    assert POSTGRES.migration_lock is not None
     assert "pg_advisory_xact_lock" in (POSTGRES.hierarchy_lock or "")
+    assert isinstance(CockroachBackend.migration_lock, LeaseLock)
+    assert isinstance(PostgresBackend.migration_lock, AdvisoryLock)
 
 
 def test_the_server_version_picks_the_dialect() -> None:
@@ -160,7 +162,7 @@ async def test_regions_on_postgresql_are_refused_before_anything_is_written(
 
 
 async def test_postgresql_not_running_serializable_is_refused(
-    postgres_server: PostgresTestServer,
+    postgres_server: ThrowawayPostgres,
 ) -> None:
     url = await postgres_server.acreate_database("cockroach_read_committed")
     settings = ModelSettings(database_url=url, page_token_secret=SECRET)

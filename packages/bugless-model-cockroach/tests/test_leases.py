@@ -1,4 +1,8 @@
-"""Node-id and migration leases on a real database: two replicas never share a node id."""
+"""Node-id leases on a real database: two replicas never share a node id.
+
+The migration lease is the core migration engine's LeaseLock, tested with it
+(packages/bugless-core/tests/test_migrations.py).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,9 @@ import pytest
 from bugless_core.errors import Unavailable
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
-from bugless_model_cockroach import _queries as q
-from bugless_model_cockroach._leases import NodeLease, migration_lease
+from bugless_model_cockroach._leases import NodeLease
 from bugless_model_cockroach._snowflake import decompose, wall_clock_ms
-from bugless_model_postgres._database import server_settings
+from bugless_model_postgres.seam import server_settings
 from bugless_proto import v1
 
 ADMIN = v1.Caller(user_id="root", admin=True)
@@ -127,38 +130,3 @@ async def test_a_lost_node_lease_is_noticed_on_renewal(pool: asyncpg.Pool) -> No
         assert await lease._renew() is None
     finally:
         await lease.stop()
-
-
-async def test_the_migration_lease_excludes_a_second_holder_until_released(
-    pool: asyncpg.Pool,
-) -> None:
-    order: list[str] = []
-
-    async def migrate(name: str) -> None:
-        async with migration_lease(pool):
-            order.append(f"{name} in")
-            await asyncio.sleep(0.3)
-            order.append(f"{name} out")
-
-    await asyncio.gather(migrate("a"), migrate("b"))
-    assert order in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
-
-
-async def test_an_expired_migration_lease_of_a_dead_replica_is_taken_over(
-    pool: asyncpg.Pool,
-) -> None:
-    await pool.fetchrow(q.TAKE_LEASE, "migrate", "dead-replica", 1)
-    await asyncio.sleep(0.05)
-    async with migration_lease(pool, wait=5):
-        holder = await pool.fetchval("SELECT holder FROM bugless_leases WHERE name = 'migrate'")
-        assert holder != "dead-replica"
-
-
-async def test_a_live_migration_lease_makes_others_wait_then_give_up(pool: asyncpg.Pool) -> None:
-    await pool.fetchrow(q.TAKE_LEASE, "migrate", "slow-replica", 60_000)
-    try:
-        with pytest.raises(Unavailable, match="another replica has been migrating"):
-            async with migration_lease(pool, wait=0.3):
-                pass
-    finally:
-        await pool.execute(q.RELEASE_LEASE, "migrate", "slow-replica")

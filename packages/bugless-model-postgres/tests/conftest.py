@@ -11,15 +11,15 @@ from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 
 if TYPE_CHECKING:
-    from bugless_core.testing.postgres import PostgresTestServer
+    from bugless_testing.postgres import ThrowawayPostgres
 
-pytest_plugins = ["bugless_core.testing.plugin", "bugless_core.testing.postgres"]
+pytest_plugins = ["bugless_testing.plugin", "bugless_testing.postgres"]
 
 SECRET = "test-page-token-secret-0123456789"
 
 
 @pytest.fixture(scope="session")
-async def model_settings(postgres_server: PostgresTestServer) -> ModelSettings:
+async def model_settings(postgres_server: ThrowawayPostgres) -> ModelSettings:
     """Settings of the database the conformance suite runs on."""
     url = await postgres_server.acreate_database("model_conformance")
     return ModelSettings(database_url=url, page_token_secret=SECRET, pool_max_size=20)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bugless_core.testing.model_contracts import (
+from bugless_model_postgres import PostgresBackend
+from bugless_testing.model_contracts import (
     AccessContract,
     BadInputContract,
     BatchChangeContract,
@@ -20,7 +21,6 @@ from bugless_core.testing.model_contracts import (
     ServerInfoContract,
     WatchContract,
 )
-from bugless_model_postgres import PostgresBackend
 
 # `with_args`: `mark(SomeClass)` with a lone class argument would decorate that
 # class instead of recording it as the marker's argument.

@@ -9,9 +9,17 @@ import asyncpg
 import pytest
 
 from bugless_core.errors import FailedPrecondition
+from bugless_core.migrations import Migration
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
-from bugless_model_postgres._migrations import newest_version, shipped_migrations
+
+
+def shipped_migrations() -> list[Migration]:
+    return PostgresBackend.migrations()
+
+
+def newest_version() -> int:
+    return shipped_migrations()[-1].version
 
 
 def _in_schema(settings: ModelSettings, schema: str) -> ModelSettings:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from bugless_core.testing.postgres import PostgresTestServer
+    from bugless_testing.postgres import ThrowawayPostgres
 
 BUGLESS = [sys.executable, "-c", "from bugless_core.cli import main; main()"]
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
@@ -46,7 +46,7 @@ def _grpcurl(port: int, *args: str, data: object = None) -> subprocess.Completed
 
 
 @pytest.fixture(scope="module")
-def database_url(postgres_server: PostgresTestServer) -> str:
+def database_url(postgres_server: ThrowawayPostgres) -> str:
     return postgres_server.create_database("serve_command")
 
 

@@ -7,15 +7,10 @@ the apt command to run, because CI treats a skip as a failure.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-from bugless_core.testing.ports import free_port
-from bugless_core.testing.stack import BUGLESS_COMMAND, BuglessStack
+from bugless_dev.stack import LocalStack, RunningService
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -30,65 +25,22 @@ CHROMIUM_ARGS = [
 SHARED_SCREENS = Path("/tmp/bugless-screens")
 
 
-@dataclass
-class WebServer:
-    """A running ``bugless web serve`` (dev mode, plain HTTP on loopback)."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        """SIGTERM (drain) then wait; kill only if it hangs."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 def start_web_server(
-    stack: BuglessStack,
-    directory: Path,
+    stack: LocalStack,
     *,
     extra_env: Mapping[str, str] | None = None,
     auth_port: int | None = None,
-    port: int | None = None,
-) -> WebServer:
-    """Start the web frontend (on a free port unless given) and wait until it is ready."""
-    port = port or free_port()
-    log = directory / f"web-{port}.log"
-    env = {
-        **stack.env,
-        "BUGLESS_WEB_MODEL": f"127.0.0.1:{stack.model.port}",
-        "BUGLESS_WEB_AUTH": f"127.0.0.1:{auth_port or stack.auth.port}",
-        "BUGLESS_WEB_SESSION_KEYS": "browser-test-session-key-0123456789",
-        "BUGLESS_WEB_PORT": str(port),
-        "BUGLESS_WEB_DEV": "1",
-        "BUGLESS_WEB_DRAIN_SECONDS": "0.2",
-        **(extra_env or {}),
-    }
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*BUGLESS_COMMAND, "web", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            msg = f"bugless web serve exited:\n{log.read_text()}"
-            raise RuntimeError(msg)
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return WebServer(url=url, process=process, log=log)
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    msg = f"bugless web serve was not ready in 30s:\n{log.read_text()}"
-    raise RuntimeError(msg)
+    port: int = 0,
+) -> RunningService:
+    """Start ``bugless web serve`` (dev mode) through the stack and wait until it is ready.
+
+    ``auth_port`` points it at another Authenticator of the stack; ``port``
+    0 lets it pick one (read back from its ready file).
+    """
+    extra = ["--auth", f"127.0.0.1:{auth_port}"] if auth_port else []
+    return stack.start_web(
+        *extra, port=port, env={"BUGLESS_WEB_DRAIN_SECONDS": "0.2", **(extra_env or {})}
+    )
 
 
 def require_chromium() -> None:

@@ -1,6 +1,6 @@
 """Fixtures: the real Model (PostgreSQL) and Authenticator, and the web app on them.
 
-The services come from ``bugless_core.testing.stack`` (subprocesses started
+The services come from ``bugless_testing.stack`` (subprocesses started
 through the ``bugless`` CLI). Each test gets a fresh application (its own
 gRPC channels) and an ``httpx`` client with its own cookie jar, talking to the
 app in-process; browser tests start ``bugless web serve`` for real.
@@ -24,17 +24,17 @@ if TYPE_CHECKING:
     # Imported for annotations only: pytest imports the plugins below itself,
     # after this module, and can rewrite their asserts only if nothing
     # imported them first (PytestAssertRewriteWarning otherwise).
-    from bugless_core.testing.stack import BuglessStack
+    from bugless_dev.stack import LocalStack
 
 pytest_plugins = [
-    "bugless_core.testing.postgres",
-    "bugless_core.testing.stack",
-    "bugless_core.testing.oidc_provider",
+    "bugless_testing.postgres",
+    "bugless_testing.stack",
+    "bugless_testing.oidc_provider",
 ]
 
 
 @pytest.fixture(scope="session")
-async def world(bugless_stack: BuglessStack) -> World:
+async def world(bugless_stack: LocalStack) -> World:
     """Users alice (admin), bob, carol and mallory, and a small component tree."""
     people = {
         "alice": ("Alice Admin", True),

@@ -11,7 +11,6 @@ import pytest
 from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    WebServer,
     iter_console_problems,
     require_chromium,
     save_screenshot,
@@ -28,32 +27,35 @@ from playwright.sync_api import (
 from web_support import PASSWORD, World
 from xss_corpus import PAYLOADS
 
-from bugless_core.testing.oidc_provider import OidcProvider
-from bugless_core.testing.ports import free_port
-from bugless_core.testing.stack import OIDC_LABEL, ExtraAuthenticator
+from bugless_dev.stack import RunningService
+from bugless_testing.oidc_provider import OidcProvider
+from bugless_testing.ports import free_port
+from bugless_testing.stack import OIDC_LABEL
 
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
 
 
 @pytest.fixture(scope="module")
-def web_server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    server = start_web_server(world.stack, tmp_path_factory.mktemp("web"))
+def web_server(world: World) -> Iterator[RunningService]:
+    server = start_web_server(world.stack)
     try:
         yield server
     finally:
-        server.stop()
+        world.stack.stop_service(server)
 
 
 @pytest.fixture(scope="module")
-def oidc_web_server(
-    world: World, bugless_oidc_auth: ExtraAuthenticator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebServer]:
-    """A web server on the OIDC-enabled Authenticator, published at its own URL."""
+def oidc_web_server(world: World, bugless_oidc_auth: RunningService) -> Iterator[RunningService]:
+    """A web server on the OIDC-enabled Authenticator, published at its own URL.
+
+    Its public URL names its port, so the port is chosen before it starts
+    (:func:`free_port`); the rare clash with another process fails the start.
+    """
+    assert bugless_oidc_auth.address is not None
     port = free_port()
     server = start_web_server(
         world.stack,
-        tmp_path_factory.mktemp("web-oidc"),
         auth_port=bugless_oidc_auth.address.port,
         port=port,
         extra_env={"BUGLESS_WEB_PUBLIC_URL": f"http://127.0.0.1:{port}/"},
@@ -61,7 +63,7 @@ def oidc_web_server(
     try:
         yield server
     finally:
-        server.stop()
+        world.stack.stop_service(server)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +120,7 @@ def new_tab(context: object) -> Tab:
     return Tab(context.new_page())  # type: ignore[attr-defined]
 
 
-def sign_in(tab: Tab, server: WebServer, username: str) -> None:
+def sign_in(tab: Tab, server: RunningService, username: str) -> None:
     tab.page.goto(f"{server.url}/")
     expect(tab.page).to_have_url(f"{server.url}/signin")
     tab.page.fill('input[name="username"]', username)
@@ -128,7 +130,12 @@ def sign_in(tab: Tab, server: WebServer, username: str) -> None:
 
 
 def create_issue_ui(
-    tab: Tab, server: WebServer, title: str, *, component: str = "Platform", description: str = ""
+    tab: Tab,
+    server: RunningService,
+    title: str,
+    *,
+    component: str = "Platform",
+    description: str = "",
 ) -> int:
     page = tab.page
     page.goto(f"{server.url}/issues/new")
@@ -149,7 +156,7 @@ def assert_inert(tab: Tab) -> None:
 
 
 def test_sign_in_create_comment_edit_and_search(
-    web_server: WebServer, context: object, tmp_path: Path
+    web_server: RunningService, context: object, tmp_path: Path
 ) -> None:
     tab = new_tab(context)
     page = tab.page
@@ -201,7 +208,7 @@ def test_sign_in_create_comment_edit_and_search(
 
 
 def test_stale_edit_conflict_in_two_tabs(
-    web_server: WebServer, context: object, tmp_path: Path
+    web_server: RunningService, context: object, tmp_path: Path
 ) -> None:
     first = new_tab(context)
     sign_in(first, web_server, "bob")
@@ -229,7 +236,7 @@ def test_stale_edit_conflict_in_two_tabs(
 
 
 def test_hotlist_rerank_by_drag_and_drop_and_form(
-    web_server: WebServer, context: object, tmp_path: Path
+    web_server: RunningService, context: object, tmp_path: Path
 ) -> None:
     tab = new_tab(context)
     page = tab.page
@@ -273,7 +280,7 @@ def test_hotlist_rerank_by_drag_and_drop_and_form(
     save_screenshot(page, tmp_path, "07-hotlist")
 
 
-def test_keyboard_shortcuts(web_server: WebServer, context: object, tmp_path: Path) -> None:
+def test_keyboard_shortcuts(web_server: RunningService, context: object, tmp_path: Path) -> None:
     tab = new_tab(context)
     page = tab.page
     sign_in(tab, web_server, "bob")
@@ -303,7 +310,7 @@ def test_keyboard_shortcuts(web_server: WebServer, context: object, tmp_path: Pa
 
 
 def test_live_update_shows_new_entries_without_reload(
-    web_server: WebServer, context: object, tmp_path: Path
+    web_server: RunningService, context: object, tmp_path: Path
 ) -> None:
     watcher = new_tab(context)
     sign_in(watcher, web_server, "bob")
@@ -320,7 +327,7 @@ def test_live_update_shows_new_entries_without_reload(
 
 
 def test_xss_corpus_never_executes_in_the_browser(
-    web_server: WebServer, context: object, tmp_path: Path
+    web_server: RunningService, context: object, tmp_path: Path
 ) -> None:
     tab = new_tab(context)
     page = tab.page
@@ -357,7 +364,7 @@ def test_xss_corpus_never_executes_in_the_browser(
 
 
 def test_username_suggestions_fill_a_datalist_as_you_type(
-    web_server: WebServer, world: World, context: object
+    web_server: RunningService, world: World, context: object
 ) -> None:
     tab = new_tab(context)
     page = tab.page
@@ -380,7 +387,7 @@ def oidc_person(provider: OidcProvider, sub: str, name: str, groups: list[str]) 
 
 
 def test_oidc_sign_in_through_the_provider_login_form(
-    oidc_web_server: WebServer, oidc_provider: OidcProvider, context: object, tmp_path: Path
+    oidc_web_server: RunningService, oidc_provider: OidcProvider, context: object, tmp_path: Path
 ) -> None:
     oidc_person(oidc_provider, "olivia-browser", "Olivia Oidc", ["component-creators"])
     tab = new_tab(context)
@@ -404,7 +411,7 @@ def test_oidc_sign_in_through_the_provider_login_form(
 
 
 def test_oidc_tampered_state_and_refusal_are_4xx_pages_with_the_reason(
-    oidc_web_server: WebServer, oidc_provider: OidcProvider, context: object, tmp_path: Path
+    oidc_web_server: RunningService, oidc_provider: OidcProvider, context: object, tmp_path: Path
 ) -> None:
     oidc_person(oidc_provider, "mallet-browser", "Mallet Tamper", [])
     tab = new_tab(context)
@@ -432,7 +439,7 @@ def test_oidc_tampered_state_and_refusal_are_4xx_pages_with_the_reason(
 
 
 def test_component_admin_creates_one_and_edits_its_acl_in_the_browser(
-    web_server: WebServer, context: object, tmp_path: Path
+    web_server: RunningService, context: object, tmp_path: Path
 ) -> None:
     tab = new_tab(context)
     page = tab.page

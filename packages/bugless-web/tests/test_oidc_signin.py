@@ -19,8 +19,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from web_support import SESSION_KEY, World
 
-from bugless_core.testing.oidc_provider import OidcProvider
-from bugless_core.testing.stack import OIDC_LABEL, ExtraAuthenticator
+from bugless_dev.stack import RunningService
+from bugless_testing.oidc_provider import OidcProvider
+from bugless_testing.stack import OIDC_LABEL
 from bugless_web import WebSettings, create_app
 
 # oidc-provider-mock's own use of authlib, not ours.
@@ -30,7 +31,7 @@ PUBLIC_URL = "https://bugs.example.test"
 CALLBACK = f"{PUBLIC_URL}/signin/oidc/callback"
 
 
-def settings_for(world: World, auth: ExtraAuthenticator, public_url: str) -> WebSettings:
+def settings_for(world: World, auth: RunningService, public_url: str) -> WebSettings:
     return WebSettings(
         model=world.stack.model,
         auth=auth.address,
@@ -42,7 +43,7 @@ def settings_for(world: World, auth: ExtraAuthenticator, public_url: str) -> Web
 
 @pytest.fixture
 async def oidc_client(
-    world: World, bugless_oidc_auth: ExtraAuthenticator
+    world: World, bugless_oidc_auth: RunningService
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
     """A client of an app that offers OIDC and is published at :data:`PUBLIC_URL`."""
     app = create_app(settings_for(world, bugless_oidc_auth, PUBLIC_URL))
@@ -151,7 +152,7 @@ async def test_provider_refusal_is_a_401_with_its_reason_and_ends_the_flow(
 
 async def test_a_flow_begun_under_another_public_url_is_refused(
     world: World,
-    bugless_oidc_auth: ExtraAuthenticator,
+    bugless_oidc_auth: RunningService,
     oidc_client: AsyncTestClient[Any],
     oidc_provider: OidcProvider,
 ) -> None:
@@ -170,7 +171,7 @@ async def test_a_flow_begun_under_another_public_url_is_refused(
 
 
 async def test_without_public_url_the_redirect_uri_is_this_request_s_own(
-    world: World, bugless_oidc_auth: ExtraAuthenticator, oidc_provider: OidcProvider
+    world: World, bugless_oidc_auth: RunningService, oidc_provider: OidcProvider
 ) -> None:
     app = create_app(settings_for(world, bugless_oidc_auth, ""))
     async with AsyncTestClient(app, base_url="http://bugs.internal:8080") as client:

@@ -34,7 +34,6 @@ def _status(url: str) -> tuple[int, str]:
 def test_sigterm_drains_then_exits(world: World, tmp_path: Path) -> None:
     server = start_web_server(
         world.stack,
-        tmp_path,
         extra_env={
             "BUGLESS_WEB_STEER_TO": "https://next.example",
             "BUGLESS_WEB_DRAIN_SECONDS": "3",
@@ -42,14 +41,14 @@ def test_sigterm_drains_then_exits(world: World, tmp_path: Path) -> None:
     )
     try:
         assert _status(f"{server.url}/readyz")[0] == 200
-        server.process.send_signal(signal.SIGTERM)
+        server.process.signal(signal.SIGTERM)
         time.sleep(0.5)
         assert _status(f"{server.url}/readyz")[0] == 503
         assert _status(f"{server.url}/healthz")[0] == 200
         assert _status(f"{server.url}/search?q=x") == (303, "https://next.example/search?q=x")
         assert server.process.wait(timeout=30) == 0
     finally:
-        server.stop()
+        world.stack.stop_service(server)
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

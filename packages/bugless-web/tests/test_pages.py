@@ -233,7 +233,7 @@ async def test_backend_down_is_a_503_page_not_a_traceback(world: World) -> None:
     from web_support import SESSION_KEY
 
     from bugless_core.clients import ServiceAddress
-    from bugless_core.testing.ports import free_port
+    from bugless_testing.ports import free_port
     from bugless_web import WebSettings, create_app
 
     settings = WebSettings(

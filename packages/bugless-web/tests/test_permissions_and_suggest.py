@@ -11,25 +11,26 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from web_support import SESSION_KEY, World, sign_in
 
-from bugless_core.testing.stack import ExtraAuthenticator
+from bugless_dev.stack import RunningService
 from bugless_web import WebSettings, create_app
 
 
 @pytest.fixture(scope="module")
-def strict_auth(world: World) -> Iterator[ExtraAuthenticator]:
+def strict_auth(world: World) -> Iterator[RunningService]:
     """An Authenticator whose policy grants create_hotlist to nobody but admins."""
-    extra = world.stack.start_authenticator(
-        "no-hotlists", policy={"admins": ["admin"], "component-creators": ["create_component"]}
+    extra = world.stack.start_auth(
+        name="auth-no-hotlists",
+        policy={"admins": ["admin"], "component-creators": ["create_component"]},
     )
     try:
         yield extra
     finally:
-        extra.stop()
+        world.stack.stop_service(extra)
 
 
 @pytest.fixture
 async def strict_client(
-    world: World, strict_auth: ExtraAuthenticator
+    world: World, strict_auth: RunningService
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
     settings = WebSettings(
         model=world.stack.model, auth=strict_auth.address, session_keys=(SESSION_KEY,), dev=True

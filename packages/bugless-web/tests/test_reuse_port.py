@@ -1,7 +1,7 @@
 """Several ``bugless web serve`` processes on one port (``--reuse-port``), for real.
 
 Subprocesses of the real command against the test stack; readiness is read
-over HTTP on loopback. Each process logs to its own folder, which is how the
+over HTTP on loopback. Each process logs to its own file, which is how the
 tests know that *that* process is up (the port answers as soon as either is).
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from pathlib import Path
 
-from browser_support import WebServer, start_web_server
+import pytest
+from browser_support import start_web_server
 from web_support import World
 
-from bugless_core.testing.ports import free_port
+from bugless_dev.processes import ServiceFailed
+from bugless_dev.stack import RunningService
 
 REUSE = {"BUGLESS_WEB_REUSE_PORT": "1"}
 
@@ -24,48 +25,36 @@ def _ready(url: str) -> int:
         return int(response.status)
 
 
-def _started(server: WebServer) -> None:
+def _started(server: RunningService) -> None:
     """Wait until this very process has started serving (its own log says so)."""
     deadline = time.monotonic() + 30
     while "Application startup complete" not in server.log.read_text():
-        assert server.process.poll() is None, server.log.read_text()
+        assert not server.process.exited, server.log.read_text()
         assert time.monotonic() < deadline, server.log.read_text()
         time.sleep(0.1)
 
 
-def test_web_processes_with_reuse_port_share_a_port(world: World, tmp_path: Path) -> None:
-    port = free_port()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    first = start_web_server(world.stack, tmp_path / "a", port=port, extra_env=REUSE)
+def test_web_processes_with_reuse_port_share_a_port(world: World) -> None:
+    first = start_web_server(world.stack, extra_env=REUSE)
     try:
-        second = start_web_server(world.stack, tmp_path / "b", port=port, extra_env=REUSE)
+        second = start_web_server(world.stack, port=first.port, extra_env=REUSE)
         try:
             _started(second)
-            first.stop()  # one process goes away: the port keeps serving
+            world.stack.stop_service(first)  # one process goes away: the port keeps serving
             assert first.process.returncode == 0
-            assert [_ready(second.url) for _ in range(5)] == [200] * 5
-            assert second.process.poll() is None
+            assert [_ready(first.url or "") for _ in range(5)] == [200] * 5
+            assert not second.process.exited
         finally:
-            second.stop()
+            world.stack.stop_service(second)
     finally:
-        first.stop()
+        world.stack.stop_service(first)
 
 
-def test_without_reuse_port_a_second_process_cannot_take_the_port(
-    world: World, tmp_path: Path
-) -> None:
-    port = free_port()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    first = start_web_server(world.stack, tmp_path / "a", port=port, extra_env=REUSE)
+def test_without_reuse_port_a_second_process_cannot_take_the_port(world: World) -> None:
+    first = start_web_server(world.stack, extra_env=REUSE)
     try:
-        # Its readiness check may be answered by the first process: wait for its exit.
-        second = start_web_server(world.stack, tmp_path / "b", port=port)
-        try:
-            assert second.process.wait(timeout=30) != 0
-            assert "address already in use" in second.log.read_text().lower()
-        finally:
-            second.stop()
+        with pytest.raises(ServiceFailed) as failed:
+            start_web_server(world.stack, port=first.port)
+        assert "address already in use" in str(failed.value).lower()
     finally:
-        first.stop()
+        world.stack.stop_service(first)

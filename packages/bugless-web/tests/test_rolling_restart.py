@@ -23,34 +23,35 @@ import pytest
 from grpclib.client import Channel
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from web_support import World, create_issue, grpc_calls, grpc_in_flight, sign_in, start_service
+from web_support import World, create_issue, grpc_calls, grpc_in_flight, sign_in
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.limits import MAX_PAGE_SIZE
-from bugless_core.testing.ports import free_port
-from bugless_core.testing.stack import ServiceProcess
+from bugless_dev.processes import ServiceProcess
+from bugless_dev.stack import RunningService
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app
 
 
 @dataclass
 class Replica:
-    process: ServiceProcess
-    metrics_port: int
+    service: RunningService
+
+    @property
+    def process(self) -> ServiceProcess:
+        return self.service.process
+
+    @property
+    def metrics_port(self) -> int:
+        assert self.service.metrics_port is not None
+        return self.service.metrics_port
 
 
 def _start_model(world: World, port: int, name: str) -> Replica:
-    metrics_port = free_port()
-    process = start_service(
-        world.stack,
-        name,
-        [
-            *("model", "serve", "--port", str(port), "--metrics-port", str(metrics_port)),
-            *("--drain-seconds", "0", "--grace-seconds", "60"),
-        ],
-    )
-    process.wait_serving(ServiceAddress("127.0.0.1", port), "bugless.v1.Model")
-    return Replica(process, metrics_port)
+    """A Model replica on ``port`` (0: any), with metrics, that drains slowly."""
+    args = ["model", "serve", "--port", str(port), "--metrics-port", "0"]
+    args += ["--drain-seconds", "0", "--grace-seconds", "60"]
+    return Replica(world.stack.start("model", args, name=name))
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -97,7 +98,7 @@ class Restart:
             return await grpc_in_flight(metrics, "Watch") > 0
 
         await _until(watching, "the Watch")
-        self.old.process.process.send_signal(signal.SIGTERM)
+        self.old.process.signal(signal.SIGTERM)
         await _until(lambda: _logged(self.old, "stopped accepting"), "the old replica to drain")
         self.new = await asyncio.to_thread(_start_model, self.world, self.port, "model-new")
         return self.new
@@ -107,9 +108,9 @@ class Restart:
 async def restart(
     world: World, web_settings: WebSettings, model: v1.ModelStub
 ) -> AsyncIterator[Restart]:
-    port = free_port()
+    old = await asyncio.to_thread(_start_model, world, 0, "model-old")
+    port = old.service.port
     address = ServiceAddress("127.0.0.1", port)
-    old = await asyncio.to_thread(_start_model, world, port, "model-old")
     app = create_app(dataclasses.replace(web_settings, model=address))
     watch_channel = address.channel()
     rig: Restart | None = None
@@ -122,7 +123,7 @@ async def restart(
             rig = Restart(world, client, csrf, issue, port, old, watch_channel)
             yield rig
             if rig.new is not None:
-                assert old.process.process.poll() is None, "the old replica closed too early"
+                assert not old.process.exited, "the old replica closed too early"
     finally:
         if rig is not None and rig.watch is not None:
             rig.watch.cancel()
@@ -130,7 +131,7 @@ async def restart(
         watch_channel.close()
         for replica in (old, rig.new if rig else None):
             if replica is not None:
-                await asyncio.to_thread(replica.process.stop)
+                await asyncio.to_thread(world.stack.stop_service, replica.service)
 
 
 async def _logged(replica: Replica, text: str) -> bool:

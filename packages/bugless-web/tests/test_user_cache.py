@@ -26,12 +26,11 @@ from pathlib import Path
 
 import pytest
 from litestar.testing import AsyncTestClient
-from web_support import World, create_issue, grpc_calls, sign_in, start_service
+from web_support import World, create_issue, grpc_calls, sign_in
 
 from bugless_core.clients import ServiceAddress, call
-from bugless_core.testing.ports import free_port
-from bugless_core.testing.stack import ServiceProcess
 from bugless_core.user_cache import UserCache
+from bugless_dev.stack import RunningService
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app
 
@@ -42,7 +41,7 @@ TTL = 3.0
 class Authenticator:
     address: ServiceAddress
     metrics_port: int
-    process: ServiceProcess
+    service: RunningService
 
     async def get_users_calls(self) -> int:
         return await grpc_calls(self.metrics_port, "GetUsers")
@@ -62,26 +61,18 @@ class Authenticator:
 
 
 def _start_auth(world: World, mapping: Path, name: str) -> Authenticator:
-    address = ServiceAddress("127.0.0.1", free_port())
-    metrics_port = free_port()
-    process = start_service(
-        world.stack,
-        name,
-        [
-            *("auth", "serve", "--port", str(address.port)),
-            *("--metrics-port", str(metrics_port), "--drain-seconds", "0"),
-        ],
+    service = world.stack.start(
+        "auth",
+        ["auth", "serve", "--port", "0", "--metrics-port", "0"],
+        name=name,
         env={
             "BUGLESS_AUTH_TLS_MAPPING_FILE": str(mapping),
             "BUGLESS_AUTH_CACHE_TTL_SECONDS": "0.001",
         },
     )
-    try:
-        process.wait_serving(address, "bugless.v1.Authenticator")
-    except BaseException:
-        process.stop()
-        raise
-    return Authenticator(address, metrics_port, process)
+    assert service.address is not None
+    assert service.metrics_port is not None
+    return Authenticator(service.address, service.metrics_port, service)
 
 
 def _mapping(directory: Path, common_name: str, username: str) -> Path:
@@ -114,9 +105,9 @@ def rename(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         try:
             yield Rename(auth, renamer, certificate.der, before, after)
         finally:
-            renamer.process.stop()
+            world.stack.stop_service(renamer.service)
     finally:
-        auth.process.stop()
+        world.stack.stop_service(auth.service)
 
 
 async def _get_users_per_three_loads(rename: Rename, settings: WebSettings, issue: v1.Issue) -> int:
@@ -175,7 +166,7 @@ async def test_a_rename_shows_after_the_ttl_and_not_before(
 
 
 def test_a_negative_ttl_is_refused(web_settings: WebSettings) -> None:
-    with pytest.raises(ValueError, match="user-cache-ttl"):
+    with pytest.raises(ValueError, match="user-cache-seconds"):
         dataclasses.replace(web_settings, user_cache_seconds=-1)
 
 

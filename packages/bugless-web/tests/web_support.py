@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from bugless_proto import v1
 if TYPE_CHECKING:
     # Not at run time: conftest imports this module before pytest loads the
     # stack plugin, which must be first to import it to rewrite its asserts.
-    from bugless_core.testing.stack import BuglessStack, ServiceProcess
+    from bugless_dev.stack import LocalStack
 
 PASSWORD = "correct horse battery staple"
 SESSION_KEY = "test-session-key-" + "x" * 24
@@ -36,7 +35,7 @@ class World:
         admin: A Model caller with admin rights, for seeding data directly.
     """
 
-    stack: BuglessStack
+    stack: LocalStack
     users: dict[str, str] = field(default_factory=dict)
     components: dict[str, int] = field(default_factory=dict)
     admin: v1.Caller = field(default_factory=v1.Caller)
@@ -83,29 +82,6 @@ async def create_issue(
             idempotency_key=secrets.token_hex(8),
         ),
     )
-
-
-def start_service(
-    stack: BuglessStack, name: str, args: list[str], *, env: dict[str, str] | None = None
-) -> ServiceProcess:
-    """Start ``bugless ARGS...`` with the stack's environment (plus ``env``); not waited for.
-
-    For tests that need a replica of their own (one to drain, one with a
-    metrics port); the caller stops it. Its output goes to ``<name>.log`` in
-    the stack's directory.
-    """
-    from bugless_core.testing.stack import BUGLESS_COMMAND, ServiceProcess
-
-    log = stack.directory / f"{name}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*BUGLESS_COMMAND, *args],
-            env={**stack.env, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return ServiceProcess(name=name, process=process, log=log)
 
 
 async def grpc_calls(metrics_port: int, method: str, code: str = "OK") -> int:

@@ -146,7 +146,7 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-Settings of the shared gRPC server options (bugless_core.cli_options):
+Settings of the shared gRPC server options (bugless_core.grpc.GrpcServerSettings):
 BUGLESS_<SERVICE>_{HOST,PORT,METRICS_HOST,METRICS_PORT,DRAIN_SECONDS,GRACE_SECONDS,TLS_*}.
 */}}
 {{- define "bugless.grpcServerEnv" -}}

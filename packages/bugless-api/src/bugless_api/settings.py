@@ -1,11 +1,19 @@
-"""What ``bugless api serve`` is configured with, field by field."""
+"""What ``bugless api serve`` is configured with, field by field.
+
+Each field declares its flag, ``BUGLESS_API_*`` variable, default and help
+(:func:`bugless_core.settings.setting`); the command's options are generated
+from :class:`ApiSettings` and it receives the typed object.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import GrpcServerSettings
+from bugless_core.logs import LogSettings
+from bugless_core.settings import group, setting
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -24,9 +32,11 @@ class RateLimitSettings:
             (an idle bucket is full, so forgetting it changes nothing).
     """
 
-    rate: float = 50.0
-    burst: int = 100
-    max_tracked: int = 100_000
+    rate: float = setting(50.0, help="Calls per second each identity may sustain.")
+    burst: int = setting(100, help="Calls each identity may make at once.")
+    max_tracked: int = setting(
+        100_000, cli=False, help="Bound on remembered buckets (idle ones go first)."
+    )
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -38,15 +48,55 @@ class RateLimitSettings:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class BackendTlsSettings:
+    """TLS from the API to the Model and the Authenticator (not to bots).
+
+    The API's own ``--tls-*`` flags are the server side towards bots; these
+    are the client side towards the backends, hence ``--service-*``.
+
+    Attributes:
+        ca: CA bundle of the backends' certificates; setting it turns TLS on.
+        cert: This frontend's client certificate (mutual TLS), with ``key``.
+        key: Private key of ``cert``.
+    """
+
+    ca: Path | None = setting(
+        None,
+        flag="--service-ca",
+        must_exist=True,
+        help="CA bundle of the Model's and Authenticator's certificates; enables TLS to them.",
+    )
+    cert: Path | None = setting(
+        None,
+        flag="--service-cert",
+        must_exist=True,
+        help="This frontend's client certificate towards the backends (mTLS).",
+    )
+    key: Path | None = setting(
+        None, flag="--service-key", must_exist=True, help="Private key of --service-cert."
+    )
+
+    def __post_init__(self) -> None:
+        if (self.cert is not None or self.key is not None) and self.ca is None:
+            raise ValueError("--service-cert/--service-key need --service-ca (TLS to backends)")
+
+    def apply(self, address: ServiceAddress) -> ServiceAddress:
+        """``address`` with these TLS files; unchanged when no CA is set."""
+        if self.ca is None:
+            return address
+        return dataclasses.replace(address, ca=self.ca, cert=self.cert, key=self.key)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ApiSettings:
     """Everything the API frontend needs to serve.
 
     Attributes:
-        grpc: Listening and TLS settings. ``client_ca``, ``tls_cert`` and
-            ``tls_key`` are required: the API accepts nothing but verified TLS
-            client certificates.
         model: Where the Model service is (and how to reach it, TLS included).
         auth: Where the Authenticator is.
+        service_tls: TLS towards the Model and the Authenticator. When it
+            names a CA, ``model`` and ``auth`` get its files (an address
+            built with TLS files of its own and no CA here keeps them).
         rate_limit: The per-identity rate limit.
         identity_ttl_seconds: How long the identity derived from a
             connection's certificate is reused before it is asked for again.
@@ -63,25 +113,62 @@ class ApiSettings:
             to the Model as one BatchGetIssues (see ``bugless_api._coalesce``;
             the answers are the same, each call costs a fraction). Off sends
             every GetIssue on its own.
+        grpc: Listening and TLS settings. ``client_ca``, ``tls_cert`` and
+            ``tls_key`` are required: the API accepts nothing but verified TLS
+            client certificates.
+        log: Log level and format.
     """
 
-    grpc: GrpcServerSettings
-    model: ServiceAddress
-    auth: ServiceAddress
-    rate_limit: RateLimitSettings = dataclasses.field(default_factory=RateLimitSettings)
-    identity_ttl_seconds: float = 300.0
-    user_cache_seconds: float = 5.0
-    backend_timeout_seconds: float = 30.0
-    batch_reads: bool = True
+    model: ServiceAddress = setting(
+        parse=ServiceAddress.parse, metavar="HOST:PORT", help="host:port of the Model service."
+    )
+    auth: ServiceAddress = setting(
+        parse=ServiceAddress.parse, metavar="HOST:PORT", help="host:port of the Authenticator."
+    )
+    service_tls: BackendTlsSettings = group(BackendTlsSettings, env_prefix="BUGLESS_API_SERVICE_")
+    rate_limit: RateLimitSettings = group(RateLimitSettings)
+    identity_ttl_seconds: float = setting(
+        300.0,
+        deprecated_flags=("--identity-ttl",),
+        deprecated_env=("BUGLESS_API_IDENTITY_TTL",),
+        help="Seconds a connection's certificate identity is reused before re-checking.",
+    )
+    user_cache_seconds: float = setting(
+        5.0,
+        deprecated_flags=("--user-cache-ttl",),
+        deprecated_env=("BUGLESS_API_USER_CACHE_TTL",),
+        help="Seconds an id/username translation is reused (renames show after it; 0: no cache).",
+    )
+    backend_timeout_seconds: float = setting(
+        30.0,
+        deprecated_flags=("--backend-timeout",),
+        deprecated_env=("BUGLESS_API_BACKEND_TIMEOUT",),
+        help="Deadline in seconds of each call to the Model or the Authenticator.",
+    )
+    batch_reads: bool = setting(
+        True, help="Send concurrent GetIssue calls of one caller to the Model as one batch."
+    )
+    grpc: GrpcServerSettings = group(GrpcServerSettings)
+    log: LogSettings = group(LogSettings)
 
     def __post_init__(self) -> None:
+        for flag, value in (("--tls-cert", self.grpc.tls_cert), ("--tls-key", self.grpc.tls_key)):
+            if value is None:
+                raise ValueError(f"{flag} is required: the API serves TLS only")
         if self.grpc.client_ca is None:
             raise ValueError(
-                "the API only accepts TLS client certificates: set client_ca (and tls_cert/tls_key)"
+                "--client-ca is required: the API authenticates every caller by TLS client "
+                "certificate"
             )
         if self.identity_ttl_seconds <= 0:
-            raise ValueError("identity_ttl_seconds must be more than 0")
+            raise ValueError("identity_ttl_seconds (--identity-ttl-seconds) must be more than 0")
         if self.user_cache_seconds < 0:
-            raise ValueError("user_cache_seconds must be 0 (no cache) or more")
+            raise ValueError(
+                "user_cache_seconds (--user-cache-seconds) must be 0 (no cache) or more"
+            )
         if self.backend_timeout_seconds <= 0:
-            raise ValueError("backend_timeout_seconds must be more than 0")
+            raise ValueError(
+                "backend_timeout_seconds (--backend-timeout-seconds) must be more than 0"
+            )
+        object.__setattr__(self, "model", self.service_tls.apply(self.model))
+        object.__setattr__(self, "auth", self.service_tls.apply(self.auth))

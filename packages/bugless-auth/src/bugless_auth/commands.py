@@ -1,35 +1,69 @@
 """``bugless auth serve|migrate|keygen`` and ``bugless auth user add|passwd|disable``.
 
-Every option reads a flag or a ``BUGLESS_AUTH_*`` variable. The user commands
-talk to the database directly (they are how the first administrator exists,
-before anyone could call CreateLocalUser with a token).
+Every setting reads a flag or a ``BUGLESS_AUTH_*`` variable, declared once on
+:class:`AuthSettings` (and :class:`AuthServeSettings` for what only serving
+needs); each command receives the typed object. The user commands talk to the
+database directly (they are how the first administrator exists, before anyone
+could call CreateLocalUser with a token).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
 import sys
-from collections.abc import Callable, Coroutine
-from pathlib import Path
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import click
 
 from bugless_auth.passwords import PasswordHashes
-from bugless_auth.policy import PolicyError, load_policy
-from bugless_auth.settings import AuthSettings, PasswordHashing, ThrottleSettings
+from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.tokens import generate_ed25519_pem
-from bugless_core.cli_options import grpc_server_options, grpc_settings_from, log_options
 from bugless_core.errors import BuglessError
+from bugless_core.grpc import GrpcServerSettings
+from bugless_core.logs import LogSettings
 from bugless_core.plugins import Plugins
+from bugless_core.settings import group, setting, settings_command
 
 DEFAULT_AUTH_PORT = 50052
+ENV_PREFIX = "BUGLESS_AUTH_"
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+#: The settings the commands that only open the database read.
+_DATABASE = ("database_url", "schema")
+#: And those that also hash passwords.
+_HASHING = ("hashing.time_cost", "hashing.memory_kib", "hashing.parallelism")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AuthServeSettings:
+    """What ``bugless auth serve`` is configured with.
+
+    Attributes:
+        auth: The Authenticator itself (database, backends, tokens, policy).
+        migrate: Apply migrations before serving (one-replica setups; a
+            deployment runs ``bugless auth migrate`` as a job instead).
+        grpc: Listening, TLS, metrics, drain and the ready file.
+        log: Log level and format.
+    """
+
+    auth: AuthSettings = group(AuthSettings)
+    migrate: bool = setting(False, help="Apply migrations before serving.")
+    grpc: GrpcServerSettings = group(GrpcServerSettings)
+    log: LogSettings = group(LogSettings)
+
+    def __post_init__(self) -> None:
+        if not self.auth.token_keys:
+            raise ValueError(
+                "--token-key-file is required to serve (or set BUGLESS_AUTH_TOKEN_KEY_FILES): "
+                "`bugless auth keygen` prints a new key"
+            )
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -39,63 +73,21 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise click.ClickException(exc.message) from exc
 
 
-def _database_options(fn: F) -> F:
-    fn = click.option(
-        "--schema",
-        envvar="BUGLESS_AUTH_SCHEMA",
-        default="bugless_auth",
-        show_default=True,
-        help="PostgreSQL schema of the Authenticator's tables [env BUGLESS_AUTH_SCHEMA].",
-    )(fn)
-    return click.option(
-        "--database-url",
-        envvar=["BUGLESS_AUTH_DATABASE_URL", "BUGLESS_DATABASE_URL"],
-        required=True,
-        help="postgresql://user:pass@host:port/db [env BUGLESS_AUTH_DATABASE_URL].",
-    )(fn)
+def with_environment_options(
+    settings: AuthSettings,
+    environ: Mapping[str, str],
+    env_options: Callable[[Mapping[str, str], list[str]], dict[str, dict[str, str]]],
+) -> AuthSettings:
+    """``settings`` with the enabled backends' ``BUGLESS_AUTH_<NAME>_<KEY>`` variables.
 
-
-def _hashing_options(fn: F) -> F:
-    defaults = PasswordHashing()
-    for name, default, what in reversed(
-        [
-            ("time-cost", defaults.time_cost, "passes"),
-            ("memory-kib", defaults.memory_kib, "memory per hash in KiB"),
-            ("parallelism", defaults.parallelism, "lanes"),
-        ]
-    ):
-        env = f"BUGLESS_AUTH_ARGON2_{name.replace('-', '_').upper()}"
-        fn = click.option(
-            f"--argon2-{name}",
-            envvar=env,
-            type=click.IntRange(min=1),
-            default=default,
-            show_default=True,
-            help=f"argon2id {what} for new password hashes [env {env}].",
-        )(fn)
-    return fn
-
-
-def _hashing_from(params: dict[str, Any]) -> PasswordHashing:
-    return PasswordHashing(
-        time_cost=params.pop("argon2_time_cost"),
-        memory_kib=params.pop("argon2_memory_kib"),
-        parallelism=params.pop("argon2_parallelism"),
-    )
-
-
-def _parse_backend_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    options: dict[str, dict[str, str]] = {}
-    for value in values:
-        key, sep, setting = value.partition("=")
-        name, dot, option = key.partition(".")
-        if not sep or not dot or not name or not option:
-            raise click.BadParameter(
-                f"{value!r}: use NAME.KEY=VALUE, e.g. tls.mapping_file=/etc/bugless/certs.toml",
-                param_hint="--authenticator-option",
-            )
-        options.setdefault(name.strip(), {})[option.strip().lower()] = setting
-    return options
+    A backend's options are open-ended (each plugin has its own), so they
+    cannot be declared as fields; the variables are read for the enabled
+    backends only, and an ``--authenticator-option`` flag wins over them.
+    """
+    options = env_options(environ, list(settings.authenticators))
+    for name, values in settings.authenticator_options.items():
+        options.setdefault(name, {}).update(values)
+    return dataclasses.replace(settings, authenticator_options=options)
 
 
 @click.group("auth")
@@ -104,11 +96,11 @@ def auth_group() -> None:
 
 
 @auth_group.command("migrate")
-@_database_options
-def migrate_command(database_url: str, schema: str) -> None:
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=_DATABASE)
+def migrate_command(settings: AuthSettings) -> None:
     """Create or upgrade the Authenticator's schema (safe from several replicas)."""
-    version = _run(IdentityStore.migrate(database_url, schema))
-    click.echo(f"schema {schema!r} is at version {version} (bugless-auth)")
+    version = _run(IdentityStore.migrate(settings.database_url, settings.schema))
+    click.echo(f"schema {settings.schema!r} is at version {version} (bugless-auth)")
 
 
 @auth_group.command("keygen")
@@ -118,174 +110,23 @@ def keygen_command() -> None:
 
 
 @auth_group.command("serve")
-@click.option(
-    "--authenticator",
-    "authenticators",
-    envvar="BUGLESS_AUTH_AUTHENTICATORS",
-    default="local",
-    show_default=True,
-    help="Enabled backends, comma-separated, in the order password checks try them "
-    "[env BUGLESS_AUTH_AUTHENTICATORS]; `bugless plugins` lists the installed ones.",
-)
-@click.option(
-    "--authenticator-option",
-    "backend_options",
-    multiple=True,
-    metavar="NAME.KEY=VALUE",
-    help="A backend option (repeatable), e.g. tls.mapping_file=PATH; also read from "
-    "BUGLESS_AUTH_<NAME>_<KEY> variables.",
-)
-@_database_options
-@click.option(
-    "--token-key-file",
-    "token_keys",
-    envvar="BUGLESS_AUTH_TOKEN_KEY_FILES",
-    multiple=True,
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Token key (repeatable; env: paths separated by ':'); the first signs, all verify. "
-    "Ed25519 PEM, a JWK, or a 32+ byte secret (HS256).",
-)
-@click.option(
-    "--token-ttl-seconds",
-    envvar="BUGLESS_AUTH_TOKEN_TTL_SECONDS",
-    type=click.FloatRange(min=1),
-    default=AuthSettings.token_ttl_seconds,
-    show_default=True,
-    help="Lifetime of session tokens.",
-)
-@click.option(
-    "--token-issuer",
-    envvar="BUGLESS_AUTH_TOKEN_ISSUER",
-    default=AuthSettings.token_issuer,
-    show_default=True,
-    help="`iss` of issued tokens.",
-)
-@click.option(
-    "--cache-ttl-seconds",
-    envvar="BUGLESS_AUTH_CACHE_TTL_SECONDS",
-    type=click.FloatRange(min=0.001),
-    default=AuthSettings.cache_ttl_seconds,
-    show_default=True,
-    help="How long user records and validated tokens are served from memory.",
-)
-@click.option(
-    "--cache-max-entries",
-    envvar="BUGLESS_AUTH_CACHE_MAX_ENTRIES",
-    type=click.IntRange(min=1),
-    default=AuthSettings.cache_max_entries,
-    show_default=True,
-    help="Users kept in memory (per cache, LRU).",
-)
-@click.option(
-    "--policy",
-    envvar="BUGLESS_AUTH_POLICY",
-    default=None,
-    help='Group to permissions, JSON/TOML inline or a file path, e.g. \'{"admins": ["admin"]}\' '
-    "[env BUGLESS_AUTH_POLICY]. Default: admins get admin.",
-)
-@click.option(
-    "--throttle-user-limit",
-    envvar="BUGLESS_AUTH_THROTTLE_USER_LIMIT",
-    type=click.IntRange(min=1),
-    default=ThrottleSettings.per_user_limit,
-    show_default=True,
-    help="Failed password attempts per username per window.",
-)
-@click.option(
-    "--throttle-address-limit",
-    envvar="BUGLESS_AUTH_THROTTLE_ADDRESS_LIMIT",
-    type=click.IntRange(min=1),
-    default=ThrottleSettings.per_address_limit,
-    show_default=True,
-    help="Failed password attempts per client address per window.",
-)
-@click.option(
-    "--throttle-window-seconds",
-    envvar="BUGLESS_AUTH_THROTTLE_WINDOW_SECONDS",
-    type=click.FloatRange(min=0.001),
-    default=ThrottleSettings.window_seconds,
-    show_default=True,
-    help="The window the throttle limits refill over.",
-)
-@_hashing_options
-@click.option(
-    "--min-password-length",
-    envvar="BUGLESS_AUTH_MIN_PASSWORD_LENGTH",
-    type=click.IntRange(min=1),
-    default=AuthSettings.min_password_length,
-    show_default=True,
-    help="Shortest password the local store accepts.",
-)
-@click.option(
-    "--pool-max-size",
-    envvar="BUGLESS_AUTH_POOL_MAX_SIZE",
-    type=click.IntRange(min=1),
-    default=AuthSettings.pool_max_size,
-    show_default=True,
-    help="Database connections per replica.",
-)
-@click.option(
-    "--migrate/--no-migrate",
-    envvar="BUGLESS_AUTH_MIGRATE",
-    default=False,
-    help="Apply migrations before serving.",
-)
-@grpc_server_options("auth", DEFAULT_AUTH_PORT)
-@log_options
 @click.pass_obj
-def serve_command(plugins: Plugins, /, **params: Any) -> None:
+@settings_command(
+    AuthServeSettings, env_prefix=ENV_PREFIX, defaults={"grpc.port": DEFAULT_AUTH_PORT}
+)
+def serve_command(plugins: Plugins, settings: AuthServeSettings) -> None:
     """Serve bugless.v1.Authenticator over gRPC until SIGTERM."""
     from bugless_auth.runner import serve_auth  # noqa: PLC0415
     from bugless_auth.service import options_from_environment  # noqa: PLC0415
-    from bugless_core.logs import configure_logging  # noqa: PLC0415
 
-    configure_logging(params.pop("log_level"), json=params.pop("log_json"))
-    grpc_settings = grpc_settings_from(params)
-    settings = settings_from(params, dict(os.environ), options_from_environment)
-    for name in settings.authenticators:
-        if name not in plugins.authenticators:
-            plugins.authenticators.get(name)  # raises with the installed names
-    _run(serve_auth(plugins, settings, grpc_settings, migrate=params["migrate"]))
-
-
-def settings_from(
-    params: dict[str, Any],
-    environ: dict[str, str],
-    env_options: Callable[[dict[str, str], list[str]], dict[str, dict[str, str]]],
-) -> AuthSettings:
-    """Build :class:`AuthSettings` from the serve command's parameters."""
-    names = [n.strip() for n in params["authenticators"].split(",") if n.strip()]
-    options = env_options(environ, names)
-    for name, values in _parse_backend_options(params["backend_options"]).items():
-        options.setdefault(name, {}).update(values)
-    try:
-        policy = load_policy(params["policy"]) if params["policy"] else None
-    except PolicyError as exc:
-        raise click.BadParameter(str(exc), param_hint="--policy") from exc
-    try:
-        return AuthSettings(
-            database_url=params["database_url"],
-            schema=params["schema"],
-            authenticators=tuple(names),
-            authenticator_options=options,
-            token_keys=tuple(params["token_keys"]),
-            token_ttl_seconds=params["token_ttl_seconds"],
-            token_issuer=params["token_issuer"],
-            cache_ttl_seconds=params["cache_ttl_seconds"],
-            cache_max_entries=params["cache_max_entries"],
-            policy=policy,
-            throttle=ThrottleSettings(
-                per_user_limit=params["throttle_user_limit"],
-                per_address_limit=params["throttle_address_limit"],
-                window_seconds=params["throttle_window_seconds"],
-            ),
-            hashing=_hashing_from(params),
-            min_password_length=params["min_password_length"],
-            pool_max_size=params["pool_max_size"],
-        )
-    except (ValueError, BuglessError) as exc:
-        raise click.UsageError(str(exc)) from exc
+    settings.log.configure()
+    for name in settings.auth.authenticators:
+        try:
+            plugins.authenticators.get(name)
+        except BuglessError as exc:  # names the installed ones
+            raise click.UsageError(exc.message) from exc
+    auth = with_environment_options(settings.auth, os.environ, options_from_environment)
+    _run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate))
 
 
 # ---- bugless auth user ... ----
@@ -334,6 +175,14 @@ def _password_options(fn: F) -> F:
     )(fn)
 
 
+def _chosen_password(password: str | None, password_stdin: bool) -> tuple[str, bool]:
+    """The password given, or a new random one; and whether it was generated."""
+    chosen = _read_password(password, password_stdin)
+    if chosen is None:
+        return secrets.token_urlsafe(18), True
+    return chosen, False
+
+
 @user_group.command("add")
 @click.argument("username")
 @click.option("--display-name", default="", help="Name shown on user chips (default: username).")
@@ -344,39 +193,34 @@ def _password_options(fn: F) -> F:
 )
 @click.option("--bot", is_flag=True, help="Mark as a machine account.")
 @_password_options
-@click.option(
-    "--min-password-length",
-    envvar="BUGLESS_AUTH_MIN_PASSWORD_LENGTH",
-    type=click.IntRange(min=1),
-    default=AuthSettings.min_password_length,
-    show_default=True,
-)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_database_options
-@_hashing_options
-def user_add_command(**params: Any) -> None:
+@settings_command(
+    AuthSettings, env_prefix=ENV_PREFIX, only=(*_DATABASE, "min_password_length", *_HASHING)
+)
+def user_add_command(
+    settings: AuthSettings,
+    *,
+    username: str,
+    display_name: str,
+    email: str,
+    groups: str,
+    admin: bool,
+    bot: bool,
+    password: str | None,
+    password_stdin: bool,
+    as_json: bool,
+) -> None:
     """Add USERNAME to the local store; without a password, one is generated and printed."""
     from bugless_auth.service import create_local_user  # noqa: PLC0415
 
-    username: str = params.pop("username")
-    database_url: str = params.pop("database_url")
-    schema: str = params.pop("schema")
-    chosen = _read_password(params.pop("password"), params.pop("password_stdin"))
-    generated = chosen is None
-    if chosen is None:
-        chosen = secrets.token_urlsafe(18)
-    group_names = [g.strip() for g in params.pop("groups").split(",") if g.strip()]
-    if params.pop("admin") and "admins" not in group_names:
+    chosen, generated = _chosen_password(password, password_stdin)
+    group_names = [g.strip() for g in groups.split(",") if g.strip()]
+    if admin and "admins" not in group_names:
         group_names.append("admins")
-    display_name: str = params.pop("display_name")
-    email: str = params.pop("email")
-    bot: bool = params.pop("bot")
-    min_password_length: int = params.pop("min_password_length")
-    as_json: bool = params.pop("as_json")
-    hashes = PasswordHashes(_hashing_from(params))
+    hashes = PasswordHashes(settings.hashing)
 
     async def add() -> UserRecord:
-        store = await IdentityStore.open(database_url, schema, pool_max_size=1)
+        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
         try:
             return await create_local_user(
                 store,
@@ -386,7 +230,7 @@ def user_add_command(**params: Any) -> None:
                 email=email,
                 password=chosen,
                 groups=group_names,
-                min_password_length=min_password_length,
+                min_password_length=settings.min_password_length,
                 bot=bot,
             )
         finally:
@@ -400,23 +244,22 @@ def user_add_command(**params: Any) -> None:
 @click.argument("username")
 @_password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_database_options
-@_hashing_options
-def user_passwd_command(**params: Any) -> None:
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=(*_DATABASE, *_HASHING))
+def user_passwd_command(
+    settings: AuthSettings,
+    *,
+    username: str,
+    password: str | None,
+    password_stdin: bool,
+    as_json: bool,
+) -> None:
     """Set USERNAME's local password; without one, one is generated and printed."""
-    username: str = params.pop("username")
-    database_url: str = params.pop("database_url")
-    schema: str = params.pop("schema")
-    as_json: bool = params.pop("as_json")
-    chosen = _read_password(params.pop("password"), params.pop("password_stdin"))
-    generated = chosen is None
-    if chosen is None:
-        chosen = secrets.token_urlsafe(18)
-    hashes = PasswordHashes(_hashing_from(params))
+    chosen, generated = _chosen_password(password, password_stdin)
+    hashes = PasswordHashes(settings.hashing)
 
     async def change() -> UserRecord:
         hashes.check_acceptable(chosen, 1)
-        store = await IdentityStore.open(database_url, schema, pool_max_size=1)
+        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
         try:
             return await store.set_local_password(username, await hashes.hash(chosen))
         finally:
@@ -430,14 +273,14 @@ def user_passwd_command(**params: Any) -> None:
 @click.argument("username")
 @click.option("--enable", is_flag=True, help="Re-enable instead.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_database_options
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=_DATABASE)
 def user_disable_command(
-    username: str, enable: bool, as_json: bool, database_url: str, schema: str
+    settings: AuthSettings, *, username: str, enable: bool, as_json: bool
 ) -> None:
     """Disable USERNAME (any authenticator's user): sign-ins and tokens stop working."""
 
     async def apply() -> UserRecord:
-        store = await IdentityStore.open(database_url, schema, pool_max_size=1)
+        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
         try:
             return await store.set_disabled(username, not enable)
         finally:

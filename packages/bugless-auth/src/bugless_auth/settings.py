@@ -1,12 +1,20 @@
-"""The Authenticator's settings: one typed dataclass, filled from flags and env vars."""
+"""The Authenticator's settings: typed dataclasses whose fields declare their flags.
+
+Each field carries its flag, ``BUGLESS_AUTH_*`` variable, default and help
+(:func:`bugless_core.settings.setting`); ``bugless auth serve``, ``migrate``
+and ``user ...`` generate their options from them and receive the objects.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bugless_auth.policy import load_policy
+from bugless_core.errors import BuglessError
 from bugless_core.migrations import quote_schema
+from bugless_core.settings import group, setting
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -23,9 +31,24 @@ class PasswordHashing:
         parallelism: Lanes.
     """
 
-    time_cost: int = 3
-    memory_kib: int = 65_536
-    parallelism: int = 4
+    time_cost: int = setting(
+        3, flag="--argon2-time-cost", help="argon2id passes for new password hashes."
+    )
+    memory_kib: int = setting(
+        65_536,
+        flag="--argon2-memory-kib",
+        help="argon2id memory per hash in KiB for new password hashes.",
+    )
+    parallelism: int = setting(
+        4, flag="--argon2-parallelism", help="argon2id lanes for new password hashes."
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("time_cost", "memory_kib", "parallelism"):
+            value = getattr(self, name)
+            if value < 1:
+                flag = "--argon2-" + name.replace("_", "-")
+                raise ValueError(f"{name} ({flag}) must be at least 1, not {value}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -47,22 +70,73 @@ class ThrottleSettings:
             touched are forgotten first (they are the ones nearest full).
     """
 
-    per_user_limit: int = 10
-    per_address_limit: int = 100
-    window_seconds: float = 300.0
-    max_tracked_keys: int = 100_000
+    per_user_limit: int = setting(
+        10,
+        flag="--throttle-user-limit",
+        env="BUGLESS_AUTH_THROTTLE_USER_LIMIT",
+        help="Failed password attempts per username per window.",
+    )
+    per_address_limit: int = setting(
+        100,
+        flag="--throttle-address-limit",
+        env="BUGLESS_AUTH_THROTTLE_ADDRESS_LIMIT",
+        help="Failed password attempts per client address per window.",
+    )
+    window_seconds: float = setting(
+        300.0,
+        flag="--throttle-window-seconds",
+        env="BUGLESS_AUTH_THROTTLE_WINDOW_SECONDS",
+        help="The window the throttle limits refill over.",
+    )
+    max_tracked_keys: int = setting(
+        100_000, cli=False, help="Bound on remembered buckets (least recently touched go first)."
+    )
+
+    def __post_init__(self) -> None:
+        for name, flag in (
+            ("per_user_limit", "--throttle-user-limit"),
+            ("per_address_limit", "--throttle-address-limit"),
+            ("max_tracked_keys", "max_tracked_keys"),
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} ({flag}) must be at least 1, not {getattr(self, name)}")
+        if self.window_seconds <= 0:
+            raise ValueError(
+                f"window_seconds (--throttle-window-seconds) must be more than 0, "
+                f"not {self.window_seconds}"
+            )
+
+
+def parse_authenticator_options(values: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``NAME.KEY=VALUE`` texts as ``{name: {key: value}}`` (keys lower-cased).
+
+    Raises:
+        ValueError: a text is not of that shape (the message shows one that is).
+    """
+    options: dict[str, dict[str, str]] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        name, dot, option = key.partition(".")
+        if not sep or not dot or not name.strip() or not option.strip():
+            raise ValueError(
+                f"{value!r}: use NAME.KEY=VALUE, e.g. tls.mapping_file=/etc/bugless/certs.toml"
+            )
+        options.setdefault(name.strip(), {})[option.strip().lower()] = text
+    return options
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class AuthSettings:
-    """Everything ``bugless auth serve`` is configured with, field by field.
+    """Everything the Authenticator is configured with, field by field.
 
     Attributes:
         database_url: asyncpg DSN of the Authenticator's database.
         schema: PostgreSQL schema of its tables (its own, never the Model's).
         authenticators: Enabled backends, in the order password checks try them.
         authenticator_options: Per-backend options (``{"tls": {"mapping_file":
-            "..."}}``), passed to each backend's ``open`` as strings.
+            "..."}}``), passed to each backend's ``open`` as strings. The
+            command adds the ``BUGLESS_AUTH_<NAME>_<KEY>`` variables of the
+            enabled backends under those given as flags.
         token_keys: Key files; the first signs new tokens, all verify (list an
             old key after the new one during a rotation, remove it once tokens
             signed by it have expired). PEM Ed25519 (EdDSA), a JWK JSON, or a
@@ -81,29 +155,69 @@ class AuthSettings:
         pool_max_size: Database connections per replica.
     """
 
-    database_url: str
-    schema: str = "bugless_auth"
-    authenticators: tuple[str, ...] = ("local",)
-    authenticator_options: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
-    token_keys: tuple[Path, ...] = ()
-    token_ttl_seconds: float = 12 * 3600.0
-    token_issuer: str = "bugless-auth"
-    cache_ttl_seconds: float = 30.0
-    cache_max_entries: int = 100_000
-    policy: Mapping[str, tuple[str, ...]] | None = None
-    throttle: ThrottleSettings = dataclasses.field(default_factory=ThrottleSettings)
-    hashing: PasswordHashing = dataclasses.field(default_factory=PasswordHashing)
-    min_password_length: int = 8
-    pool_max_size: int = 10
+    database_url: str = setting(
+        env=("BUGLESS_AUTH_DATABASE_URL", "BUGLESS_DATABASE_URL"),
+        secret=True,
+        help="postgresql://user:pass@host:port/db (also read from BUGLESS_DATABASE_URL).",
+    )
+    schema: str = setting("bugless_auth", help="PostgreSQL schema of the Authenticator's tables.")
+    authenticators: tuple[str, ...] = setting(
+        ("local",),
+        flag="--authenticator",
+        env="BUGLESS_AUTH_AUTHENTICATORS",
+        help="Enabled backends, comma-separated, in the order password checks try them; "
+        "`bugless plugins` lists the installed ones.",
+    )
+    authenticator_options: Mapping[str, Mapping[str, str]] = setting(
+        default_factory=dict,
+        flag="--authenticator-option",
+        env=(),
+        multiple=True,
+        parse=parse_authenticator_options,
+        metavar="NAME.KEY=VALUE",
+        help="A backend option (repeatable), e.g. tls.mapping_file=PATH; also read from "
+        "BUGLESS_AUTH_<NAME>_<KEY> variables.",
+    )
+    token_keys: tuple[Path, ...] = setting(
+        (),
+        flag="--token-key-file",
+        env="BUGLESS_AUTH_TOKEN_KEY_FILES",
+        multiple=True,
+        must_exist=True,
+        help="Token key (repeatable; env: paths separated by ':'); the first signs, all "
+        "verify. Ed25519 PEM, a JWK, or a 32+ byte secret (HS256).",
+    )
+    token_ttl_seconds: float = setting(12 * 3600.0, help="Lifetime of session tokens.")
+    token_issuer: str = setting("bugless-auth", help="`iss` of issued tokens.")
+    cache_ttl_seconds: float = setting(
+        30.0, help="How long user records and validated tokens are served from memory."
+    )
+    cache_max_entries: int = setting(100_000, help="Users kept in memory (per cache, LRU).")
+    policy: Mapping[str, tuple[str, ...]] | None = setting(
+        None,
+        parse=load_policy,
+        metavar="JSON|TOML|PATH",
+        help='Group to permissions, JSON/TOML inline or a file path, e.g. \'{"admins": '
+        '["admin"]}\'. Default: admins get admin.',
+    )
+    throttle: ThrottleSettings = group(ThrottleSettings)
+    hashing: PasswordHashing = group(PasswordHashing, env_prefix="BUGLESS_AUTH_ARGON2_")
+    min_password_length: int = setting(8, help="Shortest password the local store accepts.")
+    pool_max_size: int = setting(10, help="Database connections per replica.")
 
     def __post_init__(self) -> None:
-        quote_schema(self.schema)
+        try:
+            quote_schema(self.schema)
+        except BuglessError as exc:  # the same refusal as every other field's
+            raise ValueError(exc.message) from exc
         if not self.authenticators:
             raise ValueError("authenticators: enable at least one (e.g. local)")
         if len(set(self.authenticators)) != len(self.authenticators):
             raise ValueError(f"authenticators: {list(self.authenticators)} names one twice")
-        for name in ("token_ttl_seconds", "cache_ttl_seconds"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be more than 0, not {getattr(self, name)}")
-        if self.cache_max_entries < 1:
-            raise ValueError("cache_max_entries must be at least 1")
+        if self.token_ttl_seconds < 1:
+            raise ValueError(f"token_ttl_seconds must be at least 1, not {self.token_ttl_seconds}")
+        if self.cache_ttl_seconds <= 0:
+            raise ValueError(f"cache_ttl_seconds must be more than 0, not {self.cache_ttl_seconds}")
+        for name in ("cache_max_entries", "min_password_length", "pool_max_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

@@ -24,9 +24,11 @@ from bugless_auth import _queries as sql
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bugless_core.migrations import (
+    AdvisoryLock,
+    MigrationLock,
     applied_version,
-    apply_migrations,
     load_migrations,
+    migrate,
     quote_schema,
     schema_too_new,
 )
@@ -99,19 +101,31 @@ class IdentityStore:
         self.schema = schema
 
     @classmethod
-    async def migrate(cls, database_url: str, schema: str) -> int:
-        """Create or upgrade the schema; return its version. Safe from many replicas."""
+    async def migrate(
+        cls, database_url: str, schema: str, *, lock: MigrationLock | None = None
+    ) -> int:
+        """Create or upgrade the schema; return its version. Safe from many replicas.
+
+        ``lock`` keeps concurrent runs apart: an advisory lock by default, a
+        lease (:class:`~bugless_core.migrations.LeaseLock`) on CockroachDB.
+        """
         quote_schema(schema)
         try:
-            conn = await asyncpg.connect(database_url)
+            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
         except _CONNECTION_ERRORS as exc:
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
-            return await apply_migrations(
-                conn, schema, load_migrations("bugless_auth"), component=_COMPONENT
+            return await migrate(
+                pool,
+                schema,
+                load_migrations("bugless_auth"),
+                component=_COMPONENT,
+                lock=lock or AdvisoryLock(),
             )
+        except _CONNECTION_ERRORS as exc:
+            raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         finally:
-            await conn.close()
+            await pool.close()
 
     @classmethod
     async def open(cls, database_url: str, schema: str, *, pool_max_size: int = 10) -> Self:

@@ -18,13 +18,11 @@ from bugless_core.plugins import Plugins
 @hookimpl
 def bugless_register_commands(cli: click.Group) -> None:
     """Add ``bugless plugins``, ``bugless query`` and ``bugless model``."""
-    from bugless_core.dev.command import dev_command  # noqa: PLC0415
     from bugless_core.model.commands import model_group  # noqa: PLC0415
 
     cli.add_command(plugins_command)
     cli.add_command(query_group)
     cli.add_command(model_group)
-    cli.add_command(dev_command)
 
 
 @click.command("plugins")

@@ -12,8 +12,11 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
+
+from bugless_core.settings import setting
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -117,3 +120,31 @@ def configure_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSettings:
+    """How a process logs (every service command has these options).
+
+    Attributes:
+        level: The lowest level written.
+        json: One JSON object per line (for log collectors) instead of text.
+    """
+
+    level: str = setting(
+        "INFO",
+        flag="--log-level",
+        env="BUGLESS_LOG_LEVEL",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="The lowest level logged.",
+    )
+    json: bool = setting(
+        False,
+        flag="--log-json/--log-text",
+        env="BUGLESS_LOG_JSON",
+        help="One JSON object per log line (for log collectors).",
+    )
+
+    def configure(self) -> None:
+        """Apply these settings to the root logger (see :func:`configure_logging`)."""
+        configure_logging(self.level, json=self.json)

@@ -1,25 +1,34 @@
-"""Versioned, forward-only SQL migrations for any bugless service that owns a schema.
+"""The one migration engine: versioned, forward-only SQL for every service that owns a schema.
 
 A package ships ``migrations/NNNN_description.sql`` next to its code; each file
 is applied once, in order, and recorded in a ``schema_migrations`` ledger inside
-the service's own schema. :func:`apply_migrations` runs every pending file in
-one transaction under a transaction-scoped advisory lock, so several replicas
+the service's own schema. :func:`migrate` runs every pending file in one
+transaction while holding a :class:`MigrationLock`, so several replicas
 starting at once apply each file exactly once and a failed file leaves the
 database as it was. The Model backends and the Authenticator use the same
-rules, so an operator learns them once; only the package (where the files
-are) and the component name (in messages) differ.
+engine, so an operator learns its rules once; what differs is the package
+(where the files are), the component name (in messages) and the lock:
 
-The functions take an asyncpg connection but import nothing from asyncpg, so
-bugless-core does not depend on a database driver.
+* :class:`AdvisoryLock` on PostgreSQL: a session-level advisory lock;
+* :class:`LeaseLock` on CockroachDB, which has no advisory locks: a row of
+  ``bugless_leases`` held and renewed (:mod:`bugless_core.leases`).
+
+The functions take an asyncpg pool or connection but import nothing from
+asyncpg, so bugless-core does not depend on a database driver.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from bugless_core import leases
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -32,7 +41,8 @@ CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
-_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('bugless-migrate:' || $1, 0))"
+_ADVISORY_LOCK = "SELECT pg_advisory_lock(hashtextextended('bugless-migrate:' || $1, 0))"
+_ADVISORY_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('bugless-migrate:' || $1, 0))"
 _APPLIED = "SELECT coalesce(max(version), 0) FROM {schema}.schema_migrations"
 _RECORD = "INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)"
 _LEDGER_EXISTS = "SELECT to_regclass(format('%I.schema_migrations', $1::text)) IS NOT NULL"
@@ -97,20 +107,132 @@ async def applied_version(conn: Any, schema: str) -> int:
     return version
 
 
-async def apply_migrations(
-    conn: Any, schema: str, migrations: list[Migration], *, component: str
+class MigrationLock(ABC):
+    """How concurrent migrations of one schema are kept apart (a strategy of :func:`migrate`)."""
+
+    #: For messages and tests.
+    name: str
+
+    @abstractmethod
+    def held(self, pool: Any, conn: Any, schema: str) -> AbstractAsyncContextManager[None]:
+        """Hold the lock of ``schema`` around the migration transaction run on ``conn``.
+
+        ``pool`` is where ``conn`` came from, for a strategy that needs a second
+        connection (renewing a lease while ``conn`` is busy).
+        """
+
+
+class AdvisoryLock(MigrationLock):
+    """PostgreSQL: a session-level advisory lock on the migrating connection.
+
+    Released when the transaction is over, or by the server if the connection
+    dies, so a crashed migration never leaves the schema locked.
+    """
+
+    name = "advisory"
+
+    @contextlib.asynccontextmanager
+    async def held(self, pool: Any, conn: Any, schema: str) -> AsyncIterator[None]:
+        """Wait for the lock, run the body, release it."""
+        del pool
+        await conn.execute(_ADVISORY_LOCK, schema)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # a dead connection released it already
+                await conn.execute(_ADVISORY_UNLOCK, schema)
+
+
+class LeaseLock(MigrationLock):
+    """CockroachDB (no advisory locks): the ``migrate`` row of ``bugless_leases``.
+
+    The lease is renewed in the background (on another connection of the
+    pool) while the files are applied, and expires by itself if the migrating
+    replica dies.
+    """
+
+    name = "lease"
+
+    def __init__(
+        self,
+        *,
+        ttl_ms: int = leases.MIGRATION_LEASE_MS,
+        wait_seconds: float = leases.MIGRATION_WAIT_SECONDS,
+    ) -> None:
+        """Lease for ``ttl_ms`` at a time; give up after ``wait_seconds`` of waiting."""
+        self.ttl_ms = ttl_ms
+        self.wait_seconds = wait_seconds
+
+    @contextlib.asynccontextmanager
+    async def held(self, pool: Any, conn: Any, schema: str) -> AsyncIterator[None]:
+        """Create the lease table if needed, take the lease, run the body, give it back."""
+        quoted = quote_schema(schema)
+        await _create_if_missing(conn, f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        table = leases.CREATE_LEASES.replace("bugless_leases", f"{quoted}.bugless_leases")
+        await _create_if_missing(conn, table)
+        async with leases.held_lease(
+            _InSchema(pool, quoted),
+            leases.MIGRATION_LEASE,
+            ttl_ms=self.ttl_ms,
+            wait=self.wait_seconds,
+        ):
+            yield
+
+
+class _InSchema:
+    """A pool whose lease statements name ``schema.bugless_leases`` (any search_path)."""
+
+    def __init__(self, pool: Any, quoted_schema: str) -> None:
+        self._pool = pool
+        self._table = f"{quoted_schema}.bugless_leases"
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("bugless_leases", self._table)
+
+    async def fetchrow(self, statement: str, *args: Any) -> Any:
+        return await self._pool.fetchrow(self._sql(statement), *args)
+
+    async def fetchval(self, statement: str, *args: Any) -> Any:
+        return await self._pool.fetchval(self._sql(statement), *args)
+
+    async def execute(self, statement: str, *args: Any) -> Any:
+        return await self._pool.execute(self._sql(statement), *args)
+
+
+async def _create_if_missing(conn: Any, statement: str) -> None:
+    """Run a ``CREATE ... IF NOT EXISTS`` that concurrent replicas may race on.
+
+    PostgreSQL can fail the loser of two simultaneous ``IF NOT EXISTS``
+    creations with a unique violation on its catalog (SQLSTATE 23505 or
+    42710); the object exists then, which is all the caller wanted.
+    """
+    try:
+        await conn.execute(statement)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", "") not in {"23505", "42710", "42P06", "42P07"}:
+            raise
+
+
+async def migrate(
+    pool: Any,
+    schema: str,
+    migrations: list[Migration],
+    *,
+    component: str,
+    lock: MigrationLock,
 ) -> int:
-    """Apply every pending migration to ``schema``; return the version now applied.
+    """Apply every pending migration to ``schema`` under ``lock``; the version now applied.
 
     The SQL files use unqualified names: the transaction's ``search_path`` is
-    set to ``schema`` while they run. ``conn`` must not be in a transaction.
+    ``schema`` while they run.
 
     Raises:
         FailedPrecondition: the database was migrated by a newer release.
+        Unavailable: the lock could not be had in time (another replica's
+            migration runs too long).
     """
     quoted = quote_schema(schema)
-    async with conn.transaction():
-        await conn.execute(_LOCK, schema)
+    async with pool.acquire() as conn, lock.held(pool, conn, schema), conn.transaction():
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
         await conn.execute(f"SET LOCAL search_path TO {quoted}")
         await conn.execute(_CREATE_LEDGER.format(schema=quoted))

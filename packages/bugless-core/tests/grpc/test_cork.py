@@ -25,7 +25,7 @@ from bugless_core.grpc import (
     build_server_ssl_context,
 )
 from bugless_core.grpc._settings import GrpcServerSettings
-from bugless_core.testing.codecs import RawCodec
+from bugless_testing.codecs import RawCodec
 
 
 class _Sink(asyncio.Protocol):

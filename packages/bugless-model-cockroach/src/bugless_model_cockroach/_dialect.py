@@ -2,8 +2,8 @@
 
 Two dialects, chosen when the backend opens by asking the server what it is:
 
-* :data:`COCKROACH` on a CockroachDB server: no advisory locks (the
-  migration lease replaces the migration lock; SERIALIZABLE, CockroachDB's
+* :data:`COCKROACH` on a CockroachDB server: no advisory locks (migrations
+  hold a lease, :class:`bugless_core.migrations.LeaseLock`; SERIALIZABLE, CockroachDB's
   isolation, makes the cycle check's write skew abort and retry instead of
   needing the hierarchy lock), no LISTEN/NOTIFY (the backend does not declare
   ``watch``), and follower reads for searches with ``allow_stale``.
@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncpg
 
+from bugless_core.leases import is_serialization_failure
 from bugless_model_cockroach import _queries as q
-from bugless_model_postgres._database import RetryPolicy
-from bugless_model_postgres._dialect import Dialect
+from bugless_model_postgres.seam import Dialect, RetryPolicy
 
 COCKROACH = Dialect(
     name="cockroachdb",
-    migration_lock=None,
     hierarchy_lock=None,
     notify=None,
     stale_read=q.FOLLOWER_READ,
@@ -31,7 +30,6 @@ COCKROACH = Dialect(
 
 COMPATIBILITY = Dialect(
     name="postgresql (cockroach compatibility mode)",
-    migration_lock=None,
     hierarchy_lock=None,
     notify=None,
     stale_read=None,
@@ -58,8 +56,7 @@ class CockroachRetryPolicy(RetryPolicy):
         if super().is_retryable(exc):
             return True
         if isinstance(exc, asyncpg.PostgresError):
-            sqlstate = getattr(exc, "sqlstate", "")
-            return sqlstate == "40001" or "restart transaction" in str(exc)
+            return is_serialization_failure(exc) or "restart transaction" in str(exc)
         return False
 
 

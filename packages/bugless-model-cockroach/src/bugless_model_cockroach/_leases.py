@@ -1,13 +1,8 @@
-"""Expiring leases in the database: the migration lease and node-id leases.
+"""Node-id leases: each replica's Snowflake node id, leased in ``bugless_leases``.
 
-CockroachDB has no advisory locks, so what PostgreSQL serialises with
-``pg_advisory_xact_lock`` is serialised here by owning a row of
-``bugless_leases``: taking it is one ``INSERT ... ON CONFLICT DO UPDATE ...
-WHERE expired`` (atomic on both databases), holding it means renewing it
-before it expires, and a holder that dies simply lets it expire.
+The lease table and its statements are :mod:`bugless_core.leases` (the
+migration lease, :class:`bugless_core.migrations.LeaseLock`, lives there too).
 
-* The **migration lease** is held while ``bugless model migrate`` applies
-  files; other replicas wait for it (and then find nothing to do).
 * A **node-id lease** gives one replica a Snowflake node id (0..1023). It is
   renewed in the background; each renewal also records the replica's
   *fence*, the highest millisecond it may put in an id until the next
@@ -21,83 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 
+from bugless_core import leases
 from bugless_core.errors import Unavailable
 from bugless_model_cockroach import _queries as q
 from bugless_model_cockroach._snowflake import MAX_NODE_ID, SnowflakeGenerator, wall_clock_ms
 
 _log = logging.getLogger(__name__)
 
-MIGRATION_LEASE = "migrate"
-#: How long a migration lease lasts without renewal, and how long a replica
-#: waits for another one's migration before giving up.
-MIGRATION_LEASE_MS = 60_000
-MIGRATION_WAIT_SECONDS = 600.0
 #: How long a node-id lease lasts without renewal; renewed every third of it.
 NODE_LEASE_MS = 30_000
-
-
-def new_holder() -> str:
-    """A name for this process's leases, unique across replicas."""
-    return f"{uuid.uuid4().hex}"
-
-
-async def _try_take(pool: asyncpg.Pool, name: str, holder: str, ttl_ms: int) -> bool:
-    """Take lease ``name`` if it is free; a lost race is "not taken", not an error."""
-    try:
-        return await pool.fetchrow(q.TAKE_LEASE, name, holder, ttl_ms) is not None
-    except asyncpg.SerializationError:  # another replica wrote the row at the same moment
-        return False
-
-
-async def _renew_every(pool: asyncpg.Pool, name: str, holder: str, ttl_ms: int) -> None:
-    """Renew a lease every third of its life until cancelled.
-
-    A failed renewal is logged and tried again; two more chances remain
-    before the lease would expire.
-    """
-    while True:
-        await asyncio.sleep(ttl_ms / 3000)
-        try:
-            await pool.fetchval(q.RENEW_LEASE, name, holder, ttl_ms, 0)
-        except Exception as exc:
-            _log.warning("could not renew lease %s: %s", name, exc)
-
-
-@contextlib.asynccontextmanager
-async def migration_lease(
-    pool: asyncpg.Pool, *, ttl_ms: int = MIGRATION_LEASE_MS, wait: float = MIGRATION_WAIT_SECONDS
-) -> AsyncIterator[None]:
-    """Hold the migration lease for the body, renewing it in the background.
-
-    Raises:
-        Unavailable: another replica held it for longer than ``wait``.
-    """
-    holder = new_holder()
-    deadline = asyncio.get_running_loop().time() + wait
-    delay = 0.05
-    while not await _try_take(pool, MIGRATION_LEASE, holder, ttl_ms):
-        if asyncio.get_running_loop().time() > deadline:
-            msg = (
-                f"another replica has been migrating the database for over {wait:.0f} s; "
-                "check its logs, or wait for its lease to expire and run migrate again"
-            )
-            raise Unavailable(msg)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
-    renewal = asyncio.create_task(_renew_every(pool, MIGRATION_LEASE, holder, ttl_ms))
-    try:
-        yield
-    finally:
-        renewal.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewal
-        with contextlib.suppress(Exception):  # it expires by itself if this fails
-            await pool.execute(q.RELEASE_LEASE, MIGRATION_LEASE, holder)
 
 
 class NodeLease:
@@ -115,7 +45,7 @@ class NodeLease:
         self._pool = pool
         self._ttl_ms = ttl_ms
         self._max_node_id = max_node_id
-        self.holder = new_holder()
+        self.holder = leases.new_holder()
         self.name = ""
         self.generator: SnowflakeGenerator | None = None
         self._renewal: asyncio.Task[None] | None = None
@@ -169,7 +99,7 @@ class NodeLease:
         for attempt in range(5):
             try:
                 found = await self._pool.fetchval(
-                    q.RENEW_LEASE, self.name, self.holder, self._ttl_ms, fence
+                    leases.RENEW_LEASE, self.name, self.holder, self._ttl_ms, fence
                 )
             except asyncpg.SerializationError:  # a replica probed our row: try again
                 if attempt == 4:
@@ -204,4 +134,4 @@ class NodeLease:
                 await self._renewal
         if self.name:
             with contextlib.suppress(Exception):  # it expires by itself if this fails
-                await self._pool.execute(q.RELEASE_LEASE, self.name, self.holder)
+                await self._pool.execute(leases.RELEASE_LEASE, self.name, self.holder)

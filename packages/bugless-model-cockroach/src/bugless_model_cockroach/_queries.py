@@ -18,29 +18,6 @@ CURRENT_DATABASE = "SELECT current_database()"
 
 # ---- leases (CREATE TABLE, INSERT ... ON CONFLICT, UPDATE, in both) ----
 
-#: Named, expiring leases: the migration lease and one row per node id.
-#: ``fence_ms`` is, for a node id, the highest millisecond its holders were
-#: allowed to put in an id; a new holder starts above it.
-CREATE_LEASES = """
-CREATE TABLE IF NOT EXISTS bugless_leases (
-    name       text PRIMARY KEY,
-    holder     text NOT NULL,
-    expires_at timestamptz NOT NULL,
-    fence_ms   bigint NOT NULL DEFAULT 0
-)
-"""
-
-#: Take lease $1 for holder $2 for $3 ms if it is free, expired, or already
-#: ours; returns a row only when the caller holds it afterwards.
-TAKE_LEASE = """
-INSERT INTO bugless_leases AS l (name, holder, expires_at)
-VALUES ($1, $2, now() + $3 * INTERVAL '1 millisecond')
-ON CONFLICT (name) DO UPDATE
-   SET holder = excluded.holder, expires_at = excluded.expires_at
- WHERE l.expires_at <= now() OR l.holder = excluded.holder
-RETURNING fence_ms
-"""
-
 #: Take any free node id in 0..$3 for holder $2 for $1 ms, picked at random
 #: so replicas starting together rarely race for one; no row when the pick
 #: was taken meanwhile (try again) or every node id is held.
@@ -56,20 +33,6 @@ ON CONFLICT (name) DO UPDATE
    SET holder = excluded.holder, expires_at = excluded.expires_at
  WHERE l.expires_at <= now()
 RETURNING name, fence_ms
-"""
-
-#: Extend lease $1 of holder $2 by $3 ms and raise its fence to $4; no row
-#: when the lease was lost.
-RENEW_LEASE = """
-UPDATE bugless_leases
-   SET expires_at = now() + $3 * INTERVAL '1 millisecond', fence_ms = greatest(fence_ms, $4)
- WHERE name = $1 AND holder = $2
-RETURNING fence_ms
-"""
-
-#: Give lease $1 of holder $2 up at once (the row, and its fence, stay).
-RELEASE_LEASE = """
-UPDATE bugless_leases SET expires_at = now() WHERE name = $1 AND holder = $2
 """
 
 # ---- CockroachDB only ----

@@ -10,7 +10,8 @@ compiler, the write logic). This class replaces only:
   on 40001 / "restart transaction" with capped, jittered exponential backoff
   (:data:`._dialect.COCKROACH_RETRIES`); change listeners run once, after the
   final commit;
-* **locking**: migrations hold a lease row instead of an advisory lock;
+* **locking**: migrations hold a lease row instead of an advisory lock
+  (:class:`bugless_core.migrations.LeaseLock`);
 * **reads**: ``allow_stale`` searches read at ``follower_read_timestamp()``;
 * **regions**: ``migrate`` applies ``ModelSettings.regions`` (:mod:`._regions`).
 
@@ -21,19 +22,17 @@ stream (see the README for why polling was not built instead).
 
 from __future__ import annotations
 
-import contextlib
 from typing import ClassVar, Self
 
 import asyncpg
 
 from bugless_core.errors import FailedPrecondition
+from bugless_core.migrations import LeaseLock, MigrationLock
 from bugless_core.model.backend import Capability, ModelSettings
 from bugless_model_cockroach import _dialect, _leases, _regions
 from bugless_model_cockroach import _queries as q
 from bugless_model_postgres import PostgresBackend
-from bugless_model_postgres._database import server_settings, translated_errors
-from bugless_model_postgres._dialect import Dialect
-from bugless_model_postgres._migrations import apply_pending, quote_schema
+from bugless_model_postgres.seam import Dialect, translated_errors
 
 
 class CockroachBackend(PostgresBackend):
@@ -48,6 +47,7 @@ class CockroachBackend(PostgresBackend):
             Capability.MULTI_REGION,
         }
     )
+    migration_lock: ClassVar[MigrationLock] = LeaseLock()
 
     def __init__(self, settings: ModelSettings, pool: asyncpg.Pool) -> None:
         """Use an open pool; call :meth:`open` rather than this."""
@@ -92,50 +92,33 @@ class CockroachBackend(PostgresBackend):
         return dialect
 
     @classmethod
-    async def migrate(cls, settings: ModelSettings) -> int:
-        """Apply pending migrations under the migration lease, then regions.
-
-        Safe when several replicas run it at once: one holds the lease and
-        applies the files in one transaction; the others wait for the lease
-        and find nothing left to do.
+    async def _before_migrate(cls, pool: asyncpg.Pool, settings: ModelSettings) -> None:
+        """Refuse a PostgreSQL that is not SERIALIZABLE, and regions without CockroachDB.
 
         Raises:
-            FailedPrecondition: regions were given but the server is not
-                CockroachDB.
+            FailedPrecondition: the server cannot serve this backend, or regions
+                were given but the server is not CockroachDB.
         """
-        schema_sql = quote_schema(settings.schema)
         regions = _regions.check_regions(settings.regions)
-        async with translated_errors():
-            pool = await asyncpg.create_pool(
-                settings.database_url,
-                min_size=1,
-                max_size=2,
-                server_settings=server_settings(settings, schema_sql),
+        async with pool.acquire() as conn:
+            dialect = await cls._server_dialect(conn)
+        if regions and dialect is not _dialect.COCKROACH:
+            msg = (
+                "regions: a multi-region database needs CockroachDB; this server is "
+                "PostgreSQL (compatibility mode), run migrate without --regions"
             )
-        try:
-            async with translated_errors(), pool.acquire() as conn:
-                dialect = await cls._server_dialect(conn)
-                if regions and dialect is not _dialect.COCKROACH:
-                    msg = (
-                        "regions: a multi-region database needs CockroachDB; this server is "
-                        "PostgreSQL (compatibility mode), run migrate without --regions"
-                    )
-                    raise FailedPrecondition(msg, metadata={"field": "regions"})
-                await _create_if_missing(conn, f"CREATE SCHEMA IF NOT EXISTS {schema_sql}")
-                await _create_if_missing(conn, q.CREATE_LEASES)
-            async with (
-                translated_errors(),
-                _leases.migration_lease(pool),
-                pool.acquire() as conn,
-            ):
-                version = await apply_pending(conn, settings.schema, lock=None)
-                if regions:
-                    database = await conn.fetchval(q.CURRENT_DATABASE)
-                    for statement in _regions.region_statements(database, settings.schema, regions):
-                        await conn.execute(statement)
-            return version
-        finally:
-            await pool.close()
+            raise FailedPrecondition(msg, metadata={"field": "regions"})
+
+    @classmethod
+    async def _after_migrate(cls, pool: asyncpg.Pool, settings: ModelSettings) -> None:
+        """Home the tables in ``settings.regions`` (CockroachDB only; checked before)."""
+        regions = _regions.check_regions(settings.regions)
+        if not regions:
+            return
+        async with pool.acquire() as conn:
+            database = await conn.fetchval(q.CURRENT_DATABASE)
+            for statement in _regions.region_statements(database, settings.schema, regions):
+                await conn.execute(statement)
 
     @classmethod
     async def open(cls, settings: ModelSettings) -> Self:
@@ -155,14 +138,3 @@ class CockroachBackend(PostgresBackend):
         """Give the node id back, then close as the PostgreSQL backend does."""
         await self._node.stop()
         await super().close()
-
-
-async def _create_if_missing(conn: asyncpg.Connection, statement: str) -> None:
-    """Run a ``CREATE ... IF NOT EXISTS`` that concurrent replicas may race on.
-
-    PostgreSQL can fail the loser of two simultaneous ``IF NOT EXISTS``
-    creations with a unique violation on its catalog; the object exists
-    then, which is all the caller wanted.
-    """
-    with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError):
-        await conn.execute(statement)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bugless_model_postgres import _migrations
 from bugless_model_postgres import _queries as q
 
 
@@ -21,9 +20,6 @@ class Dialect:
 
     Attributes:
         name: For messages and logs.
-        migration_lock: Run first in the migration transaction (``$1`` is
-            the schema) so concurrent migrations apply each file once; ``None``
-            when the backend serialises migrations itself.
         hierarchy_lock: Run before a parent/duplicate cycle check so two
             changes cannot each pass it and together close a loop; ``None``
             when the isolation level already forbids that write skew.
@@ -35,7 +31,6 @@ class Dialect:
     """
 
     name: str
-    migration_lock: str | None
     hierarchy_lock: str | None
     notify: str | None
     stale_read: str | None
@@ -43,7 +38,6 @@ class Dialect:
 
 POSTGRES = Dialect(
     name="postgresql",
-    migration_lock=_migrations.LOCK,
     hierarchy_lock=q.HIERARCHY_LOCK,
     notify=q.INSERT_ENTRY_AND_NOTIFY,
     stale_read=None,

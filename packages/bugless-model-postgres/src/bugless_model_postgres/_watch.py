@@ -30,9 +30,10 @@ from dataclasses import dataclass
 import asyncpg
 
 from bugless_core.errors import Unavailable
+from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import _migrations, _search
 from bugless_model_postgres import _queries as q
+from bugless_model_postgres import _search
 from bugless_model_postgres._context import fetch_issues, issue_not_found
 from bugless_model_postgres._convert import entry_from_row, principals_of
 from bugless_model_postgres._database import server_settings, translated_errors
@@ -100,7 +101,7 @@ class ChangeFeed:
         async with self._lock:
             if self._conn is not None and not self._conn.is_closed():
                 return
-            schema_sql = _migrations.quote_schema(self._settings.schema)
+            schema_sql = quote_schema(self._settings.schema)
             async with translated_errors():
                 conn = await asyncpg.connect(
                     self._settings.database_url,

@@ -22,9 +22,19 @@ from bugless_core.errors import (
     InvalidArgument,
     NotFound,
 )
+from bugless_core.migrations import (
+    AdvisoryLock,
+    Migration,
+    MigrationLock,
+    applied_version,
+    load_migrations,
+    migrate,
+    quote_schema,
+    schema_too_new,
+)
 from bugless_core.model.backend import Capability, ModelBackend, ModelSettings
 from bugless_core.page_tokens import PageTokenCodec
-from bugless_model_postgres import _components, _hotlists, _issues, _migrations, _search
+from bugless_model_postgres import _components, _hotlists, _issues, _search
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
 from bugless_model_postgres._context import (
@@ -60,6 +70,8 @@ from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
 T = TypeVar("T")
+#: Component name in migration messages.
+COMPONENT = "bugless-model-postgres"
 _ADMIN = v1.Caller(user_id="bugless-model", admin=True)
 
 
@@ -78,6 +90,9 @@ class PostgresBackend(ModelBackend):
 
     name: ClassVar[str] = "postgres"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.WATCH})
+    #: How concurrent ``migrate`` runs are kept apart (a subclass for a
+    #: database without advisory locks leases instead).
+    migration_lock: ClassVar[MigrationLock] = AdvisoryLock()
 
     def __init__(self, settings: ModelSettings, pool: asyncpg.Pool) -> None:
         """Use an open pool; call :meth:`open` rather than this."""
@@ -94,9 +109,14 @@ class PostgresBackend(ModelBackend):
 
     # ---- lifecycle ----
 
+    @staticmethod
+    def migrations() -> list[Migration]:
+        """The schema migrations this package ships, in version order."""
+        return load_migrations("bugless_model_postgres")
+
     @classmethod
     async def _connect(cls, settings: ModelSettings) -> asyncpg.Connection:
-        schema_sql = _migrations.quote_schema(settings.schema)
+        schema_sql = quote_schema(settings.schema)
         async with translated_errors():
             return await asyncpg.connect(
                 settings.database_url, server_settings=server_settings(settings, schema_sql)
@@ -104,13 +124,31 @@ class PostgresBackend(ModelBackend):
 
     @classmethod
     async def migrate(cls, settings: ModelSettings) -> int:
-        """Apply pending migrations under an advisory lock; return the version."""
-        conn = await cls._connect(settings)
+        """Apply pending migrations under :attr:`migration_lock`; return the version.
+
+        Safe when several replicas run it at once: one applies the files in
+        one transaction; the others wait for the lock and find nothing to do.
+        """
+        pool = await _migration_pool(settings)
         try:
             async with translated_errors():
-                return await _migrations.apply_pending(conn, settings.schema)
+                await cls._before_migrate(pool, settings)
+                version = await migrate(
+                    pool, settings.schema, cls.migrations(), component=COMPONENT,
+                    lock=cls.migration_lock,
+                )  # fmt: skip
+                await cls._after_migrate(pool, settings)
+            return version
         finally:
-            await conn.close()
+            await pool.close()
+
+    @classmethod
+    async def _before_migrate(cls, pool: asyncpg.Pool, settings: ModelSettings) -> None:
+        """A subclass's checks before migrating (the server it needs, its settings)."""
+
+    @classmethod
+    async def _after_migrate(cls, pool: asyncpg.Pool, settings: ModelSettings) -> None:
+        """A subclass's work after the files (CockroachDB: region placement)."""
 
     @classmethod
     async def open(cls, settings: ModelSettings) -> Self:
@@ -118,19 +156,19 @@ class PostgresBackend(ModelBackend):
         conn = await cls._connect(settings)
         try:
             async with translated_errors():
-                found = await _migrations.applied_version(conn, settings.schema)
+                found = await applied_version(conn, settings.schema)
         finally:
             await conn.close()
-        known = _migrations.newest_version()
+        known = cls.migrations()[-1].version
         if found > known:
-            raise _migrations.too_new(found, known)
+            raise schema_too_new(found, known, COMPONENT)
         if found < known:
             msg = (
                 f"the database schema is at version {found}, this code needs {known}: "
                 "run `bugless model migrate` first"
             )
             raise FailedPrecondition(msg)
-        pool = await open_pool(settings, _migrations.quote_schema(settings.schema))
+        pool = await open_pool(settings, quote_schema(settings.schema))
         return cls(settings, pool)
 
     async def close(self) -> None:
@@ -596,3 +634,15 @@ class PostgresBackend(ModelBackend):
             request.caller, lambda ctx: _hotlists.delete_saved_search(ctx, request.saved_search_id)
         )
         return v1.DeleteResponse()
+
+
+async def _migration_pool(settings: ModelSettings) -> asyncpg.Pool:
+    """Two connections: one migrates, the other renews a migration lease if there is one."""
+    async with translated_errors():
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            settings.database_url,
+            min_size=1,
+            max_size=2,
+            server_settings=server_settings(settings, quote_schema(settings.schema)),
+        )
+    return pool

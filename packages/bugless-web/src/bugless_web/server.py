@@ -14,10 +14,12 @@ import logging
 import signal
 import socket
 import threading
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
+from bugless_core.ready_file import write_ready_file
 from bugless_web.app import create_app
 from bugless_web.frontend import Frontend
 from bugless_web.settings import WebSettings
@@ -26,13 +28,34 @@ _log = logging.getLogger("bugless.web")
 
 
 class DrainingServer(uvicorn.Server):
-    """A uvicorn server whose SIGTERM starts a drain instead of an exit."""
+    """A uvicorn server whose SIGTERM starts a drain instead of an exit.
 
-    def __init__(self, config: uvicorn.Config, frontend: Frontend, drain_seconds: float) -> None:
+    Once it listens it writes the ready file, if one is configured.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        frontend: Frontend,
+        drain_seconds: float,
+        *,
+        ready_file: Path | None = None,
+    ) -> None:
         super().__init__(config)
         self._frontend = frontend
         self._drain_seconds = drain_seconds
+        self._ready_file = ready_file
         self._timer: threading.Timer | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Listen (uvicorn), then say where: the log line and the ready file."""
+        await super().startup(sockets=sockets)
+        if not self.started:
+            return
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
+        _log.info("serving HTTP on %s:%d", host, port, extra={"port": port})
+        if self._ready_file is not None:
+            write_ready_file(self._ready_file, port=port)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: drain, then exit gracefully; a second signal exits now.
@@ -58,8 +81,16 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(settings: WebSettings) -> None:
-    """Run one replica until SIGTERM (then drain) or SIGINT."""
+def serve(settings: WebSettings, listener: socket.socket | None = None) -> None:
+    """Run one replica until SIGTERM (then drain) or SIGINT.
+
+    Args:
+        settings: The replica's settings.
+        listener: The listening socket (:func:`listen`); one is bound from
+            ``settings`` when not given.
+    """
+    if listener is None:
+        listener = listen(settings.host, settings.port, reuse_port=settings.reuse_port)
     app = create_app(settings)
     frontend: Frontend = app.state["frontend"]
     config = uvicorn.Config(
@@ -72,22 +103,33 @@ def serve(settings: WebSettings) -> None:
         log_config=None,
         server_header=False,
     )
-    server = DrainingServer(config, frontend, settings.drain_seconds)
-    sockets = [_reuse_port_socket(settings.host, settings.port)] if settings.reuse_port else None
-    asyncio.run(server.serve(sockets=sockets))
+    server = DrainingServer(
+        config, frontend, settings.drain_seconds, ready_file=settings.ready_file
+    )
+    asyncio.run(server.serve(sockets=[listener]))
 
 
-def _reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening socket that other processes may bind too (``SO_REUSEPORT``).
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: one the kernel picks).
 
-    uvicorn has no such option of its own; it serves sockets it is given.
+    The web tier binds its socket itself and hands it to uvicorn, so that the
+    port is known once bound (uvicorn reports none it chose) and so that
+    ``SO_REUSEPORT`` can be set, which uvicorn has no option for: with it,
+    several processes bind the same port and the kernel spreads new
+    connections over them.
+
+    Raises:
+        OSError: the address cannot be bound (in use, not local, ...).
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
         sock.listen(2048)
     except OSError:
         sock.close()

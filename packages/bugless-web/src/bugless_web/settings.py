@@ -1,18 +1,31 @@
-"""The settings of one WebFrontend replica, filled from flags and ``BUGLESS_*`` env.
+"""The settings of one WebFrontend replica, filled from flags and ``BUGLESS_WEB_*`` env.
 
 Every replica of a deployment gets the same settings (the same session keys
 above all): the web tier is stateless, so any replica serves any request.
+Each field declares its flag, variable, default and help once
+(:func:`bugless_core.settings.setting`); ``bugless web serve`` generates its
+options from :class:`WebSettings` and receives the typed object.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from bugless_core.clients import ServiceAddress
+from bugless_core.logs import LogSettings
+from bugless_core.settings import group, setting
 
 
-@dataclass(frozen=True)
+def _session_keys(values: Sequence[str]) -> tuple[str, ...]:
+    """Every key of the given values (a value may hold several, separated by white space)."""
+    return tuple(key for value in values for key in value.split())
+
+
+@dataclass(frozen=True, kw_only=True)
 class WebSettings:
     """How a WebFrontend replica is configured.
 
@@ -23,7 +36,7 @@ class WebSettings:
             encrypts new cookies; every one still decrypts (key rotation: add
             the new key in front, drop the old one after the session lifetime).
         host: Address uvicorn binds.
-        port: HTTP port.
+        port: HTTP port; 0 lets the kernel pick a free one (see ``ready_file``).
         public_url: External base URL (``https://bugs.example.com``, or with a
             path prefix a proxy strips, ``https://example.com/bugs``); the OIDC
             redirect URI is ``<public_url>/signin/oidc/callback`` and must be
@@ -37,6 +50,9 @@ class WebSettings:
             followed by the requested path (another instance or version).
         dev: Development mode: the session cookie drops the ``Secure`` flag so
             plain-HTTP localhost works, and templates reload from disk.
+        drain_seconds: After SIGTERM, how long readiness fails (and page loads
+            are steered) before the server stops accepting connections.
+        grace_seconds: Then how long in-flight requests may take to finish.
         token_cache_seconds: How long a validated session token is trusted
             without asking the Authenticator again (bounds how late a revoked
             token is noticed).
@@ -49,42 +65,102 @@ class WebSettings:
             display name) is reused before asking the Authenticator again.
             Bounds how late a rename shows and how long an old username still
             names the same person in forms; 0 asks on every page.
-        call_timeout_seconds: Deadline of each gRPC call to a backend; a page
-            never hangs on a backend that stopped answering.
-        session_max_age_seconds: Lifetime of the session cookie.
-        drain_seconds: After SIGTERM, how long readiness fails (and page loads
-            are steered) before the server stops accepting connections.
-        grace_seconds: Then how long in-flight requests may take to finish.
         reuse_port: Bind with ``SO_REUSEPORT`` so several web processes share
             the port; the kernel spreads connections over them. One Python
             process uses one core: this is how one machine serves pages on all
             of its cores (in Kubernetes, run more replicas instead).
+        tls_ca: CA of the Model's and Authenticator's certificates; setting it
+            turns TLS on towards them (``model`` and ``auth`` get these files).
+        tls_cert: This frontend's client certificate towards them (mutual TLS).
+        tls_key: Private key of ``tls_cert``.
+        ready_file: Once serving, write the bound port and pid here as JSON
+            (:func:`bugless_core.ready_file.write_ready_file`); with port 0 this
+            is how a supervisor learns the port the kernel chose.
+        call_timeout_seconds: Deadline of each gRPC call to a backend; a page
+            never hangs on a backend that stopped answering.
+        session_max_age_seconds: Lifetime of the session cookie.
+        page_size: Issues per list page.
+        log: Log level and format.
     """
 
-    model: ServiceAddress
-    auth: ServiceAddress
-    session_keys: tuple[str, ...]
-    host: str = "127.0.0.1"
-    port: int = 8080
-    public_url: str = ""
-    steer_to: str = ""
-    dev: bool = False
-    token_cache_seconds: float = 30.0
-    component_cache_seconds: float = 10.0
-    user_cache_seconds: float = 5.0
-    reuse_port: bool = False
-    call_timeout_seconds: float = 10.0
-    session_max_age_seconds: int = 14 * 24 * 3600
-    drain_seconds: float = 5.0
-    grace_seconds: float = 20.0
-    page_size: int = field(default=50)
+    model: ServiceAddress = setting(
+        parse=ServiceAddress.parse, metavar="HOST:PORT", help="Model service host:port."
+    )
+    auth: ServiceAddress = setting(
+        parse=ServiceAddress.parse, metavar="HOST:PORT", help="Authenticator service host:port."
+    )
+    session_keys: tuple[str, ...] = setting(
+        flag="--session-key",
+        env="BUGLESS_WEB_SESSION_KEYS",
+        multiple=True,
+        parse=_session_keys,
+        secret=True,
+        help="Cookie secret (16+ chars); repeat for rotation, newest first (env: space-separated).",
+    )
+    host: str = setting("127.0.0.1", help="Address to bind; 0.0.0.0 in a pod.")
+    port: int = setting(8080, help="HTTP port; 0 picks a free one (see --ready-file).")
+    public_url: str = setting(
+        "", help="External base URL, e.g. https://bugs.example.com (OIDC redirect URI)."
+    )
+    steer_to: str = setting(
+        "", help="While draining, redirect page loads here (another instance or version)."
+    )
+    dev: bool = setting(
+        False,
+        flag="--dev",
+        help="Plain-HTTP development mode: cookie without Secure, templates reload.",
+    )
+    drain_seconds: float = setting(
+        5.0, help="After SIGTERM, fail readiness this long before closing."
+    )
+    grace_seconds: float = setting(20.0, help="Then wait this long for in-flight requests.")
+    token_cache_seconds: float = setting(30.0, help="How long a validated token is reused.")
+    component_cache_seconds: float = setting(
+        10.0, help="How long each caller's component tree (paths, pickers) is reused."
+    )
+    user_cache_seconds: float = setting(
+        5.0,
+        deprecated_flags=("--user-cache-ttl",),
+        deprecated_env=("BUGLESS_WEB_USER_CACHE_TTL",),
+        help="Seconds each person shown (username, display name) is reused; 0 = ask every page.",
+    )
+    reuse_port: bool = setting(
+        False,
+        help="Bind with SO_REUSEPORT, so that several web processes share the port "
+        "(one per core on a single machine).",
+    )
+    tls_ca: Path | None = setting(
+        None,
+        must_exist=True,
+        help="CA of the Model/Authenticator certificates; enables TLS to them.",
+    )
+    tls_cert: Path | None = setting(
+        None, must_exist=True, help="This frontend's client certificate (mTLS to the services)."
+    )
+    tls_key: Path | None = setting(None, must_exist=True, help="Private key of --tls-cert.")
+    ready_file: Path | None = setting(
+        None,
+        help="Once serving, write the bound port and pid here as JSON (for supervisors and "
+        "tests that start the web tier with --port 0).",
+    )
+    call_timeout_seconds: float = setting(
+        10.0, cli=False, help="Deadline of each gRPC call to a backend."
+    )
+    session_max_age_seconds: int = setting(
+        14 * 24 * 3600, cli=False, help="Lifetime of the session cookie."
+    )
+    page_size: int = setting(50, cli=False, help="Issues per list page.")
+    log: LogSettings = group(LogSettings)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            msg = f"--port {self.port}: give 0 (any free port) to 65535"
+            raise ValueError(msg)
         if self.component_cache_seconds < 0:
             msg = f"--component-cache-seconds {self.component_cache_seconds:g}: give 0 or more"
             raise ValueError(msg)
         if self.user_cache_seconds < 0:
-            msg = f"--user-cache-ttl {self.user_cache_seconds:g}: give 0 or more"
+            msg = f"--user-cache-seconds {self.user_cache_seconds:g}: give 0 or more"
             raise ValueError(msg)
         if not self.session_keys:
             msg = "at least one session key is needed (--session-key)"
@@ -97,6 +173,15 @@ class WebSettings:
         if self.steer_to and not self.steer_to.startswith(("http://", "https://", "/")):
             msg = f"--steer-to {self.steer_to!r}: give an http(s) URL"
             raise ValueError(msg)
+        if (self.tls_cert is not None or self.tls_key is not None) and self.tls_ca is None:
+            msg = "--tls-cert/--tls-key need --tls-ca (TLS to the Model and Authenticator)"
+            raise ValueError(msg)
+        if self.tls_ca is not None:
+            for name in ("model", "auth"):
+                address = dataclasses.replace(
+                    getattr(self, name), ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key
+                )
+                object.__setattr__(self, name, address)
 
 
 def _checked_public_url(value: str, *, dev: bool) -> str:

@@ -29,6 +29,7 @@ from bugless_core.grpc._peer import ConnectionRegistry
 from bugless_core.grpc._reflection import with_reflection
 from bugless_core.grpc._settings import GrpcServerSettings
 from bugless_core.grpc._tls import build_server_ssl_context
+from bugless_core.ready_file import write_ready_file
 from bugless_proto import DESCRIPTOR_POOL
 
 logger = logging.getLogger("bugless_core.grpc")
@@ -245,6 +246,8 @@ class GrpcServiceRunner:
                 "grpc_services": list(self._statuses),
             },
         )
+        if settings.ready_file is not None:
+            write_ready_file(settings.ready_file, port=self._port, metrics_port=self.metrics_port)
 
     def set_serving(self, serving: bool, *, service: str | None = None) -> None:
         """Report ``service`` (by default every service) as SERVING or NOT_SERVING.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from bugless_core.settings import setting
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GrpcServerSettings:
@@ -49,18 +51,39 @@ class GrpcServerSettings:
             connections over them. One Python process uses one core, so this
             is how a single machine runs a service on all its cores (in
             Kubernetes, run more replicas instead).
+        ready_file: Once serving, write ``{"port", "metrics_port", "pid"}``
+            here as JSON (atomically). With port 0 this is how a supervisor
+            (``bugless dev``, the tests, the benchmarks) learns the port the
+            kernel chose, with no window for another process to take it.
     """
 
-    host: str = "127.0.0.1"
-    port: int = 0
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    client_ca: Path | None = None
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = None
-    drain_seconds: float = 5.0
-    grace_seconds: float = 25.0
-    reuse_port: bool = False
+    host: str = setting("127.0.0.1", help="Address to bind; 0.0.0.0 in a pod.")
+    port: int = setting(0, help="gRPC port; 0 picks a free one (see --ready-file).")
+    tls_cert: Path | None = setting(
+        None, must_exist=True, help="PEM certificate chain; enables TLS."
+    )
+    tls_key: Path | None = setting(None, must_exist=True, help="PEM private key of --tls-cert.")
+    client_ca: Path | None = setting(
+        None, must_exist=True, help="CA bundle for client certificates; enables mutual TLS."
+    )
+    metrics_host: str = setting("127.0.0.1", help="Prometheus /metrics address.")
+    metrics_port: int | None = setting(
+        None, help="Prometheus /metrics port; unset serves none, 0 picks a free one."
+    )
+    drain_seconds: float = setting(
+        5.0, help="After SIGTERM, report NOT_SERVING this long before closing."
+    )
+    grace_seconds: float = setting(20.0, help="Then wait this long for in-flight calls.")
+    reuse_port: bool = setting(
+        False,
+        help="Bind with SO_REUSEPORT, so that several processes of this service share the "
+        "port (one per core on a single machine).",
+    )
+    ready_file: Path | None = setting(
+        None,
+        help="Once serving, write the bound ports and pid here as JSON (for supervisors "
+        "and tests that start the service with --port 0).",
+    )
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):

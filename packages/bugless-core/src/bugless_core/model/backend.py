@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from bugless_core import limits
+from bugless_core.settings import setting
 from bugless_proto import v1
 
 
@@ -48,7 +49,8 @@ class ModelSettings:
             (``BUGLESS_DATABASE_URL``).
         page_token_secret: Key that signs page tokens so they are
             tamper-evident; every replica of one deployment needs the same one
-            (``BUGLESS_PAGE_TOKEN_SECRET``).
+            (``BUGLESS_PAGE_TOKEN_SECRET``). Required to serve; migrations
+            do not use it.
         pool_min_size: Connections kept open per replica.
         pool_max_size: Upper bound of connections per replica.
         statement_timeout_ms: Server-side timeout of one statement; a runaway
@@ -61,18 +63,43 @@ class ModelSettings:
             the work of counting a broad query on a large tracker.
     """
 
-    database_url: str
-    page_token_secret: str
-    pool_min_size: int = 2
-    pool_max_size: int = 10
-    statement_timeout_ms: int = 30_000
-    schema: str = "bugless"
-    regions: tuple[str, ...] = ()
-    search_count_cap: int = limits.SEARCH_COUNT_CAP
+    database_url: str = setting(
+        env="BUGLESS_DATABASE_URL", secret=True, help="postgresql://user:pass@host:port/db."
+    )
+    page_token_secret: str = setting(
+        "",
+        env="BUGLESS_PAGE_TOKEN_SECRET",
+        secret=True,
+        help="Secret (16+ characters) signing page tokens; the same on every replica.",
+    )
+    pool_min_size: int = setting(2, cli=False, help="Connections kept open per replica.")
+    pool_max_size: int = setting(
+        10, env="BUGLESS_POOL_MAX_SIZE", help="Database connections per replica."
+    )
+    statement_timeout_ms: int = setting(
+        30_000, cli=False, help="Server-side timeout of one statement."
+    )
+    schema: str = setting(
+        "bugless", env="BUGLESS_DATABASE_SCHEMA", help="Database schema holding the tables."
+    )
+    regions: tuple[str, ...] = setting(
+        (),
+        env="BUGLESS_REGIONS",
+        help="Comma-separated database regions, primary first (multi-region backends).",
+    )
+    search_count_cap: int = setting(
+        limits.SEARCH_COUNT_CAP,
+        env="BUGLESS_SEARCH_COUNT_CAP",
+        help="Searches count matches up to this many (above: a lower bound).",
+    )
 
     def __post_init__(self) -> None:
         if self.search_count_cap < 1:
             raise ValueError("search_count_cap must be at least 1")
+        if self.pool_max_size < 1:
+            raise ValueError("pool_max_size must be at least 1")
+        if self.pool_min_size > self.pool_max_size:
+            object.__setattr__(self, "pool_min_size", self.pool_max_size)
 
 
 #: Called once per committed history entry with the issue as it is after it.

@@ -1,49 +1,79 @@
 """``bugless model migrate`` and ``bugless model serve``.
 
 The commands live in core because the Model servicer does; the storage comes
-from whichever backend plugin is installed and named with ``--model``.
+from whichever backend plugin is installed and named with ``--model``. Both
+take their settings from typed dataclasses (:class:`ModelServeSettings`,
+:class:`ModelMigrateSettings`), whose fields declare flags and variables once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from typing import Any
 
 import click
 
-from bugless_core import limits
-from bugless_core.cli_options import grpc_server_options, grpc_settings_from, log_options
 from bugless_core.errors import BuglessError
+from bugless_core.grpc import GrpcServerSettings
+from bugless_core.logs import LogSettings
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.plugins import Plugins
+from bugless_core.settings import group, setting, settings_command
 
 _log = logging.getLogger("bugless.model")
 DEFAULT_MODEL_PORT = 50051
+ENV_PREFIX = "BUGLESS_MODEL_"
 
 
-def _model_options(fn: Any) -> Any:
-    fn = click.option(
-        "--schema",
-        envvar="BUGLESS_DATABASE_SCHEMA",
-        default="bugless",
-        show_default=True,
-        help="Database schema holding the tables.",
-    )(fn)
-    fn = click.option(
-        "--database-url",
-        envvar="BUGLESS_DATABASE_URL",
-        required=True,
-        help="postgresql://user:pass@host:port/db [env BUGLESS_DATABASE_URL].",
-    )(fn)
-    return click.option(
-        "--model",
-        "backend_name",
-        envvar="BUGLESS_MODEL",
-        default="postgres",
-        show_default=True,
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelServeSettings:
+    """What ``bugless model serve`` is configured with.
+
+    Attributes:
+        backend: The Model backend plugin to use (``postgres``, ``cockroach``).
+        storage: What the backend connects to and how.
+        migrate: Apply migrations before serving (one-replica setups; a
+            deployment runs ``bugless model migrate`` as a job instead).
+        grpc: Listening, TLS, metrics and drain.
+        log: Log level and format.
+    """
+
+    backend: str = setting(
+        "postgres",
+        flag="--model",
+        env="BUGLESS_MODEL",
         help="Model backend to use; `bugless plugins` lists the installed ones.",
-    )(fn)
+    )
+    storage: ModelSettings = group(ModelSettings)
+    migrate: bool = setting(False, env="BUGLESS_MIGRATE", help="Apply migrations before serving.")
+    grpc: GrpcServerSettings = group(GrpcServerSettings)
+    log: LogSettings = group(LogSettings)
+
+    def __post_init__(self) -> None:
+        if len(self.storage.page_token_secret) < 16:
+            raise ValueError(
+                "--page-token-secret (BUGLESS_PAGE_TOKEN_SECRET) is required to serve: "
+                "16 or more characters, the same on every replica"
+            )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelMigrateSettings:
+    """What ``bugless model migrate`` is configured with.
+
+    Attributes:
+        backend: The Model backend plugin whose migrations to apply.
+        storage: The database (only its URL, schema and regions matter here).
+    """
+
+    backend: str = setting(
+        "postgres",
+        flag="--model",
+        env="BUGLESS_MODEL",
+        help="Model backend to use; `bugless plugins` lists the installed ones.",
+    )
+    storage: ModelSettings = group(ModelSettings)
 
 
 def _backend_class(plugins: Plugins, name: str) -> type[ModelBackend]:
@@ -59,76 +89,30 @@ def model_group() -> None:
 
 
 @model_group.command("migrate")
-@_model_options
-@click.option(
-    "--regions",
-    envvar="BUGLESS_REGIONS",
-    default="",
-    help="Comma-separated database regions, primary first (multi-region backends).",
-)
 @click.pass_obj
-def migrate_command(
-    plugins: Plugins, backend_name: str, database_url: str, schema: str, regions: str
-) -> None:
+@settings_command(
+    ModelMigrateSettings,
+    env_prefix=ENV_PREFIX,
+    only=("backend", "storage.database_url", "storage.schema", "storage.regions"),
+)
+def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
     """Create or upgrade the database schema (safe to run from several replicas)."""
-    cls = _backend_class(plugins, backend_name)
-    settings = ModelSettings(
-        database_url=database_url,
-        page_token_secret="-" * 16,  # unused by migrations
-        schema=schema,
-        regions=tuple(r.strip() for r in regions.split(",") if r.strip()),
-    )
-    version = asyncio.run(cls.migrate(settings))
-    click.echo(f"schema {schema!r} is at version {version} ({backend_name})")
+    cls = _backend_class(plugins, settings.backend)
+    version = asyncio.run(cls.migrate(settings.storage))
+    click.echo(f"schema {settings.storage.schema!r} is at version {version} ({settings.backend})")
 
 
 @model_group.command("serve")
-@_model_options
-@click.option(
-    "--page-token-secret",
-    envvar="BUGLESS_PAGE_TOKEN_SECRET",
-    required=True,
-    help="Secret (16+ chars) signing page tokens; the same on every replica.",
-)
-@click.option(
-    "--pool-max-size",
-    envvar="BUGLESS_POOL_MAX_SIZE",
-    type=int,
-    default=10,
-    show_default=True,
-    help="Database connections per replica.",
-)
-@click.option(
-    "--search-count-cap",
-    envvar="BUGLESS_SEARCH_COUNT_CAP",
-    type=click.IntRange(min=1),
-    default=limits.SEARCH_COUNT_CAP,
-    show_default=True,
-    help="Searches count matches up to this many (above: a lower bound).",
-)
-@click.option(
-    "--migrate/--no-migrate",
-    envvar="BUGLESS_MIGRATE",
-    default=False,
-    help="Apply migrations before serving.",
-)
-@grpc_server_options("model", DEFAULT_MODEL_PORT)
-@log_options
 @click.pass_obj
-def serve_command(plugins: Plugins, /, **params: Any) -> None:
+@settings_command(
+    ModelServeSettings, env_prefix=ENV_PREFIX, defaults={"grpc.port": DEFAULT_MODEL_PORT}
+)
+def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
     """Serve bugless.v1.Model over gRPC until SIGTERM."""
-    from bugless_core.logs import configure_logging  # noqa: PLC0415
     from bugless_core.model.runner import serve_model  # noqa: PLC0415
 
-    configure_logging(params.pop("log_level"), json=params.pop("log_json"))
-    grpc_settings = grpc_settings_from(params)
-    cls = _backend_class(plugins, params["backend_name"])
-    settings = ModelSettings(
-        database_url=params["database_url"],
-        page_token_secret=params["page_token_secret"],
-        schema=params["schema"],
-        pool_max_size=params["pool_max_size"],
-        pool_min_size=min(2, params["pool_max_size"]),
-        search_count_cap=params["search_count_cap"],
+    settings.log.configure()
+    cls = _backend_class(plugins, settings.backend)
+    asyncio.run(
+        serve_model(plugins, cls, settings.storage, settings.grpc, migrate=settings.migrate)
     )
-    asyncio.run(serve_model(plugins, cls, settings, grpc_settings, migrate=params["migrate"]))

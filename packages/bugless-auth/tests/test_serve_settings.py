@@ -1,0 +1,104 @@
+"""``bugless auth serve``'s settings: what the flags and variables build, and what they refuse.
+
+The real command runs in-process (click's CliRunner) with the real plugins;
+every case here is refused before anything listens, so no server starts. The
+serving path itself is driven end to end by test_cli.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from conftest import KeyFiles
+
+import bugless_auth.plugin
+from bugless_auth.commands import auth_group, with_environment_options
+from bugless_auth.service import options_from_environment
+from bugless_auth.settings import AuthSettings, parse_authenticator_options
+from bugless_core.plugins import load_plugins
+
+
+def _serve(key_files: KeyFiles | None, *args: str) -> Result:
+    plugins = load_plugins(entry_points=False, extra=[bugless_auth.plugin])
+    keys = ["--token-key-file", str(key_files.first)] if key_files else []
+    return CliRunner().invoke(
+        auth_group,
+        ["serve", "--database-url", "postgresql://nobody@127.0.0.1:1/none", *keys, *args],
+        obj=plugins,
+        env={"BUGLESS_AUTH_TOKEN_KEY_FILES": "", "BUGLESS_AUTH_POLICY": ""},
+    )
+
+
+def test_a_policy_that_does_not_parse_is_a_usage_error_naming_policy(key_files: KeyFiles) -> None:
+    result = _serve(key_files, "--policy", '{"admins": "admin"}')
+    assert result.exit_code == 2
+    assert "--policy:" in result.output
+    assert "'admins' must map to a list of permission names" in result.output
+
+
+def test_a_policy_file_that_is_missing_is_a_usage_error(
+    key_files: KeyFiles, tmp_path: Path
+) -> None:
+    result = _serve(key_files, "--policy", str(tmp_path / "absent.toml"))
+    assert result.exit_code == 2
+    assert "--policy:" in result.output
+    assert "absent.toml" in result.output
+
+
+def test_an_authenticator_option_without_name_and_key_is_refused(key_files: KeyFiles) -> None:
+    result = _serve(key_files, "--authenticator-option", "mapping_file=/x")
+    assert result.exit_code == 2
+    assert "--authenticator-option: 'mapping_file=/x': use NAME.KEY=VALUE" in result.output
+
+
+def test_serving_without_a_token_key_is_a_usage_error() -> None:
+    result = _serve(None)
+    assert result.exit_code == 2
+    assert "--token-key-file is required to serve" in result.output
+
+
+def test_an_unknown_authenticator_is_a_usage_error_listing_the_installed(
+    key_files: KeyFiles,
+) -> None:
+    result = _serve(key_files, "--authenticator", "local,lcoal")
+    assert result.exit_code == 2
+    assert "unknown authenticator backend 'lcoal'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--throttle-user-limit", "0", "per_user_limit (--throttle-user-limit) must be at least 1"),
+        ("--argon2-time-cost", "0", "time_cost (--argon2-time-cost) must be at least 1"),
+        ("--token-ttl-seconds", "0.5", "token_ttl_seconds must be at least 1"),
+        ("--cache-max-entries", "0", "cache_max_entries must be at least 1"),
+        ("--schema", "no spaces", "schema: 'no spaces' is not a plain lower-case identifier"),
+    ],
+)
+def test_out_of_range_values_are_usage_errors(
+    key_files: KeyFiles, flag: str, value: str, message: str
+) -> None:
+    result = _serve(key_files, flag, value)
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_backend_options_come_from_variables_of_enabled_backends_and_flags_win() -> None:
+    settings = AuthSettings(
+        database_url="postgresql://x",
+        authenticators=("local", "tls"),
+        authenticator_options=parse_authenticator_options(
+            ["tls.mapping_file=/flag.toml", "tls.Extra=e"]
+        ),
+    )
+    environ = {
+        "BUGLESS_AUTH_TLS_MAPPING_FILE": "/env.toml",
+        "BUGLESS_AUTH_TLS_CA_FILE": "/ca.pem",
+        "BUGLESS_AUTH_LDAP_URLS": "ldap://not-enabled",
+    }
+    merged = with_environment_options(settings, environ, options_from_environment)
+    assert merged.authenticator_options == {
+        "tls": {"mapping_file": "/flag.toml", "ca_file": "/ca.pem", "extra": "e"}
+    }

@@ -1,0 +1,157 @@
+"""Expiring leases in a table: mutual exclusion where advisory locks do not exist.
+
+CockroachDB has no advisory locks, so what PostgreSQL serialises with
+``pg_advisory_lock`` is serialised there by owning a row of ``bugless_leases``
+(in the service's own schema): taking it is one ``INSERT ... ON CONFLICT DO
+UPDATE ... WHERE expired`` (atomic on both databases), holding it means
+renewing it before it expires, and a holder that dies simply lets it expire.
+The Model's CockroachDB backend and the Authenticator's CockroachDB dialect
+hold their migration lease here (:class:`bugless_core.migrations.LeaseLock`);
+the Model also leases its Snowflake node ids from the same table.
+
+The functions take an asyncpg pool (anything with ``fetchrow``, ``fetchval``
+and ``execute``) but import no driver, so bugless-core depends on none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bugless_core.errors import Unavailable
+
+_log = logging.getLogger(__name__)
+
+#: Named, expiring leases. ``fence_ms`` serves holders that must never overlap
+#: in time-derived values (the Model's Snowflake node ids): the highest
+#: millisecond its holders were allowed to use; a new holder starts above it.
+CREATE_LEASES = """
+CREATE TABLE IF NOT EXISTS bugless_leases (
+    name       text PRIMARY KEY,
+    holder     text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    fence_ms   bigint NOT NULL DEFAULT 0
+)
+"""
+
+#: Take lease $1 for holder $2 for $3 ms if it is free, expired, or already
+#: ours; returns a row only when the caller holds it afterwards.
+TAKE_LEASE = """
+INSERT INTO bugless_leases AS l (name, holder, expires_at)
+VALUES ($1, $2, now() + $3 * INTERVAL '1 millisecond')
+ON CONFLICT (name) DO UPDATE
+   SET holder = excluded.holder, expires_at = excluded.expires_at
+ WHERE l.expires_at <= now() OR l.holder = excluded.holder
+RETURNING fence_ms
+"""
+
+#: Extend lease $1 of holder $2 by $3 ms and raise its fence to $4; no row
+#: when the lease was lost.
+RENEW_LEASE = """
+UPDATE bugless_leases
+   SET expires_at = now() + $3 * INTERVAL '1 millisecond', fence_ms = greatest(fence_ms, $4)
+ WHERE name = $1 AND holder = $2
+RETURNING fence_ms
+"""
+
+#: Give lease $1 of holder $2 up at once (the row, and its fence, stay).
+RELEASE_LEASE = """
+UPDATE bugless_leases SET expires_at = now() WHERE name = $1 AND holder = $2
+"""
+
+#: The migration lease's name.
+MIGRATION_LEASE = "migrate"
+#: How long a migration lease lasts without renewal, and how long a replica
+#: waits for another one's migration before giving up.
+MIGRATION_LEASE_MS = 60_000
+MIGRATION_WAIT_SECONDS = 600.0
+
+
+def new_holder() -> str:
+    """A name for this process's leases, unique across replicas."""
+    return uuid.uuid4().hex
+
+
+def is_serialization_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLSTATE 40001 (two writers on one row; retry or give up)."""
+    return getattr(exc, "sqlstate", "") == "40001"
+
+
+async def try_take(pool: Any, name: str, holder: str, ttl_ms: int) -> bool:
+    """Take lease ``name`` if it is free; a lost race is "not taken", not an error."""
+    try:
+        return await pool.fetchrow(TAKE_LEASE, name, holder, ttl_ms) is not None
+    except Exception as exc:  # another replica wrote the row at the same moment
+        if is_serialization_failure(exc):
+            return False
+        raise
+
+
+async def renew_every(pool: Any, name: str, holder: str, ttl_ms: int) -> None:
+    """Renew a lease every third of its life until cancelled.
+
+    A failed renewal is logged and tried again; two more chances remain
+    before the lease would expire.
+    """
+    while True:
+        await asyncio.sleep(ttl_ms / 3000)
+        try:
+            await pool.fetchval(RENEW_LEASE, name, holder, ttl_ms, 0)
+        except Exception as exc:
+            _log.warning("could not renew lease %s: %s", name, exc)
+
+
+@contextlib.asynccontextmanager
+async def held_lease(
+    pool: Any,
+    name: str,
+    *,
+    ttl_ms: int = MIGRATION_LEASE_MS,
+    wait: float = MIGRATION_WAIT_SECONDS,
+    what: str = "migrating the database",
+) -> AsyncIterator[None]:
+    """Hold lease ``name`` for the body, renewing it in the background.
+
+    Raises:
+        Unavailable: another replica held it for longer than ``wait``.
+    """
+    holder = new_holder()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.05
+    while not await try_take(pool, name, holder, ttl_ms):
+        if loop.time() > deadline:
+            msg = (
+                f"another replica has been {what} for over {wait:.0f} s; check its logs, "
+                "or wait for its lease to expire and try again"
+            )
+            raise Unavailable(msg)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    renewal = asyncio.create_task(renew_every(pool, name, holder, ttl_ms))
+    try:
+        yield
+    finally:
+        renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewal
+        with contextlib.suppress(Exception):  # it expires by itself if this fails
+            await pool.execute(RELEASE_LEASE, name, holder)
+
+
+__all__ = [
+    "CREATE_LEASES",
+    "MIGRATION_LEASE",
+    "RELEASE_LEASE",
+    "RENEW_LEASE",
+    "TAKE_LEASE",
+    "held_lease",
+    "is_serialization_failure",
+    "new_holder",
+    "renew_every",
+    "try_take",
+]

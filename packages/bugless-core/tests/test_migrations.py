@@ -1,0 +1,130 @@
+"""The one migration engine, with each lock strategy, on a real PostgreSQL.
+
+The Model backends and the Authenticator apply their files through
+:func:`bugless_core.migrations.migrate`; only the lock differs (an advisory lock
+on PostgreSQL, a lease row on CockroachDB). Each strategy must keep
+concurrent replicas apart, and a failed file must leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from bugless_core.errors import FailedPrecondition, Unavailable
+from bugless_core.leases import TAKE_LEASE
+from bugless_core.migrations import (
+    AdvisoryLock,
+    LeaseLock,
+    Migration,
+    MigrationLock,
+    applied_version,
+    migrate,
+)
+from bugless_dev.postgres import ThrowawayPostgres
+
+pytest_plugins = ["bugless_testing.postgres"]
+
+#: A slow first file: replicas that do not wait for each other would both apply it.
+MIGRATIONS = [
+    Migration(1, "slow", "SELECT pg_sleep(0.3); CREATE TABLE things (id int PRIMARY KEY)"),
+    Migration(2, "more", "ALTER TABLE things ADD COLUMN name text"),
+]
+LOCKS: list[MigrationLock] = [AdvisoryLock(), LeaseLock(wait_seconds=30)]
+
+
+@pytest.fixture(scope="module")
+async def database(postgres_server: ThrowawayPostgres) -> str:
+    return await postgres_server.acreate_database("migration_engine")
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
+    made = await asyncpg.create_pool(database, min_size=1, max_size=8)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
+async def test_concurrent_replicas_apply_each_file_once(
+    pool: asyncpg.Pool, lock: MigrationLock
+) -> None:
+    schema = f"race_{lock.name}"
+    versions = await asyncio.gather(
+        *(migrate(pool, schema, MIGRATIONS, component="test", lock=lock) for _ in range(4))
+    )
+    assert versions == [2, 2, 2, 2]
+    rows = await pool.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY 1")
+    assert [r["version"] for r in rows] == [1, 2]
+    async with pool.acquire() as conn:
+        assert await applied_version(conn, schema) == 2
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
+async def test_a_failing_file_leaves_the_schema_as_it_was(
+    pool: asyncpg.Pool, lock: MigrationLock
+) -> None:
+    schema = f"broken_{lock.name}"
+    await migrate(pool, schema, MIGRATIONS[:1], component="test", lock=lock)
+    broken = [*MIGRATIONS, Migration(3, "broken", "CREATE TABLE things (id int)")]
+    with pytest.raises(asyncpg.DuplicateTableError):
+        await migrate(pool, schema, broken, component="test", lock=lock)
+    async with pool.acquire() as conn:
+        assert await applied_version(conn, schema) == 1
+    columns = await pool.fetchval(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 "
+        "AND table_name = 'things'",
+        schema,
+    )
+    assert columns == 1  # file 2 was rolled back with file 3
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
+async def test_a_schema_from_a_newer_release_is_refused(
+    pool: asyncpg.Pool, lock: MigrationLock
+) -> None:
+    schema = f"newer_{lock.name}"
+    await migrate(pool, schema, MIGRATIONS, component="test", lock=lock)
+    with pytest.raises(FailedPrecondition, match="only knows versions up to 1"):
+        await migrate(pool, schema, MIGRATIONS[:1], component="the tester", lock=lock)
+
+
+async def test_the_lease_is_given_back_not_left_to_expire(pool: asyncpg.Pool) -> None:
+    await migrate(pool, "lease_back", MIGRATIONS, component="test", lock=LeaseLock())
+    live = await pool.fetchval(
+        "SELECT count(*) FROM lease_back.bugless_leases WHERE expires_at > now()"
+    )
+    assert live == 0
+
+
+async def test_an_expired_lease_of_a_dead_replica_is_taken_over(pool: asyncpg.Pool) -> None:
+    await migrate(pool, "lease_dead", MIGRATIONS[:1], component="test", lock=LeaseLock())
+    await pool.fetchrow(
+        TAKE_LEASE.replace("bugless_leases", "lease_dead.bugless_leases"), "migrate", "dead", 1
+    )
+    await asyncio.sleep(0.05)
+    version = await migrate(
+        pool, "lease_dead", MIGRATIONS, component="test", lock=LeaseLock(wait_seconds=5)
+    )
+    assert version == 2
+
+
+async def test_a_live_lease_makes_others_wait_then_give_up(pool: asyncpg.Pool) -> None:
+    await migrate(pool, "lease_live", MIGRATIONS[:1], component="test", lock=LeaseLock())
+    await pool.fetchrow(
+        TAKE_LEASE.replace("bugless_leases", "lease_live.bugless_leases"),
+        "migrate",
+        "slow-replica",
+        60_000,
+    )
+    with pytest.raises(Unavailable, match="another replica has been migrating"):
+        await migrate(
+            pool, "lease_live", MIGRATIONS, component="test", lock=LeaseLock(wait_seconds=0.3)
+        )
+    async with pool.acquire() as conn:
+        assert await applied_version(conn, "lease_live") == 1

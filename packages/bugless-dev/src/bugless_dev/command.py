@@ -1,0 +1,228 @@
+"""``bugless dev``: the whole tracker on one machine, for development and trying it out.
+
+It runs what production runs — the Model on PostgreSQL, the Authenticator
+(``local`` and ``tls`` backends), the API frontend and the web frontend — as
+subprocesses of the ``bugless`` CLI, on loopback, over an embedded PostgreSQL
+whose data stays in a state directory between runs.
+
+Why subprocesses rather than one process:
+
+- bugless-core may not import the backend or frontend packages (the import
+  direction is the architecture), and through the CLI it needs none of them
+  at import time: it relies only on their documented commands and variables;
+- each service is started exactly as a deployment starts it (same command,
+  flags, environment, signal handling, drain), so ``bugless dev`` is also a
+  smoke test of the operator's path rather than a second way to wire things;
+- uvicorn and the gRPC runner each want their own event loop and signal
+  handlers; separate processes keep a crash or a hang in one visible in its
+  log (``STATE/logs``) instead of taking the others down.
+
+The price, a second or two of start-up per service, is paid in parallel.
+Exit codes: 0 after Ctrl-C (or SIGTERM) stopped everything cleanly, 1 when a
+service failed, 2 for bad usage or configuration (a port in use, an
+unusable state directory, a missing package).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from bugless_core.cli import EXIT_ERROR, EXIT_USAGE, fail
+from bugless_core.errors import BuglessError
+from bugless_core.plugins import Plugins
+from bugless_core.settings import settings_command
+from bugless_dev._devstack import DevSettings, DevStack, Running, check_port
+from bugless_dev._state import StateDirError, open_state_dir
+from bugless_dev.postgres import PostgresUnavailable
+from bugless_dev.processes import ServiceFailed
+
+#: What ``bugless dev`` runs through the CLI, and the package that adds each.
+REQUIRED_COMMANDS = {
+    "auth": "bugless-auth",
+    "api": "bugless-api",
+    "web": "bugless-web",
+    "issue": "bugless-api",
+}
+
+
+def _missing_packages(ctx: click.Context, plugins: Plugins) -> list[str]:
+    root = ctx.find_root().command
+    commands = root.commands if isinstance(root, click.Group) else {}
+    missing = {package for name, package in REQUIRED_COMMANDS.items() if name not in commands}
+    if "postgres" not in plugins.model_backends:
+        missing.add("bugless-model-postgres")
+    return sorted(missing)
+
+
+@click.command("dev")
+@click.pass_context
+@settings_command(DevSettings, env_prefix="BUGLESS_DEV_")
+def dev_command(ctx: click.Context, settings: DevSettings) -> None:
+    """Run the whole tracker locally on an embedded PostgreSQL until Ctrl-C.
+
+    Starts PostgreSQL (data kept in --state-dir), the Model, the
+    Authenticator, the gRPC API and the web UI on 127.0.0.1; creates an
+    administrator on the first start and prints its password once; mints a
+    development CA and a bot certificate and prints how to use the API.
+    As root, PostgreSQL runs as the system user `embedded_postgres`.
+    """
+    missing = _missing_packages(ctx, ctx.obj)
+    if missing:
+        fail(
+            "bugless dev runs every service; install "
+            + " ".join(missing)
+            + " (from a checkout: pip install "
+            + " ".join(f"./packages/{name}" for name in missing)
+            + ")"
+        )
+    try:
+        web_port = check_port(settings.port, "--port")
+        api_port = check_port(settings.api_port, "--api-port")
+        state = open_state_dir(settings.state_dir, reset=settings.reset)
+    except StateDirError as exc:
+        fail(str(exc), EXIT_USAGE)
+    try:
+        code = asyncio.run(_run(settings, DevStack(settings, state, _echo), web_port, api_port))
+    finally:
+        state.close()
+    ctx.exit(code)
+
+
+def _echo(text: str) -> None:
+    click.echo(text)
+
+
+async def _run(settings: DevSettings, stack: DevStack, web_port: int, api_port: int) -> int:
+    """Run until a signal (exit 0) or a failure (exit 1 or 2); always stop everything."""
+    loop = asyncio.get_running_loop()
+    body = asyncio.create_task(_serve(settings, stack, web_port, api_port))
+    signals: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals.append(sig)
+        if len(signals) == 1:
+            click.echo(f"\n{sig.name}: stopping (again to kill at once)…")
+            body.cancel()
+        else:
+            stack.kill()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await body
+    except asyncio.CancelledError:
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(settings: DevSettings, stack: DevStack, web_port: int, api_port: int) -> int:
+    state = stack.state
+    click.echo(
+        f"bugless dev: state in {state.path}"
+        + (" (new)" if state.created else "")
+        + f"; logs in {state.logs_dir}"
+    )
+    try:
+        running = await stack.start(web_port, api_port)
+        if settings.demo:
+            from bugless_dev._demo import seed_demo  # noqa: PLC0415
+
+            try:
+                await seed_demo(running, stack.state, _echo)
+            except BuglessError as exc:
+                raise ServiceFailed(f"seeding the demo data failed: {exc.message}") from exc
+        _print_ready(running)
+        name, child = await stack.wait_for_unexpected_exit()
+        click.secho(
+            f"error: {name} exited with {child.process.returncode}; stopping everything",
+            fg="red",
+            err=True,
+        )
+        click.echo(child.failure("exited").args[0], err=True)
+        return EXIT_ERROR
+    except StateDirError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        return EXIT_USAGE
+    except (ServiceFailed, PostgresUnavailable, OSError) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        return EXIT_ERROR
+    except BuglessError as exc:  # a service answered a set-up call with an error
+        click.secho(f"error: {exc.message}", fg="red", err=True)
+        return EXIT_ERROR
+    finally:
+        await stack.stop()
+        click.echo(f"bugless dev: stopped; the data stays in {state.path}")
+
+
+def _bugless_program() -> str:
+    """How to call this install's ``bugless`` from a shell: the name if PATH finds it.
+
+    ``python3 -m venv .venv && .venv/bin/pip install … && .venv/bin/bugless dev``
+    leaves the venv unactivated; printing ``bugless issue list`` would then
+    run nothing, or another install's ``bugless``.
+    """
+    here = Path(sys.executable).parent / "bugless"
+    found = shutil.which("bugless")
+    if not here.exists() or (found is not None and Path(found).resolve() == here.resolve()):
+        return "bugless"
+    return shlex.quote(str(here))
+
+
+def _print_ready(running: Running) -> None:
+    """What a person needs, once everything answers; the URL line comes last."""
+    admin = running.admin
+    for note in running.notes:
+        click.echo(f"note: {note}")
+    click.echo("")
+    if admin.password is not None:
+        click.secho(
+            f"Created the administrator `{admin.username}`. Password (shown once):", bold=True
+        )
+        click.echo(f"    {admin.password}")
+        click.echo(
+            f"  It is stored hashed only; to change it: {_bugless_program()} auth user passwd "
+            f'{admin.username} --database-url "$BUGLESS_DEV_DATABASE_URL"'
+        )
+    else:
+        click.echo(
+            f"The administrator `{admin.username}` exists (its password was shown when it was "
+            "created; `bugless dev --reset` starts over)."
+        )
+    exports = {
+        "BUGLESS_API": running.api,
+        "BUGLESS_CERT": str(running.bot.cert),
+        "BUGLESS_KEY": str(running.bot.key),
+        "BUGLESS_CA": str(running.ca),
+    }
+    export_line = "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items())
+    click.echo("")
+    click.echo("API (gRPC, mutual TLS) as the bot `dev-bot` — paste into a shell:")
+    click.echo(f"    {export_line}")
+    bugless = _bugless_program()
+    click.echo(f'    {bugless} issue list "is:open"')
+    click.echo(f'    {bugless} issue create --title "It crashes" --component General')
+    click.echo("  grpcurl (reflection is on):")
+    click.echo(
+        f"    grpcurl -cacert {shlex.quote(str(running.ca))} "
+        f"-cert {shlex.quote(str(running.bot.cert))} -key {shlex.quote(str(running.bot.key))} "
+        f"{running.api} bugless.v1.Account/WhoAmI"
+    )
+    click.echo("")
+    click.echo(
+        f"Database (superuser): export BUGLESS_DEV_DATABASE_URL={shlex.quote(running.database_url)}"
+    )
+    click.echo("")
+    click.secho(f"Web UI (sign in as `{admin.username}`): {running.web_url}", bold=True)
+    click.echo("Press Ctrl-C to stop.")
+
+
+__all__ = ["dev_command"]

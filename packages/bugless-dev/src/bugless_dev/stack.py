@@ -1,0 +1,528 @@
+"""The one local-stack library: every bugless service as a subprocess on one machine.
+
+``bugless dev``, the frontends' test sessions (:mod:`bugless_testing.stack`),
+the HA drill (``deploy/ha``) and the benchmarks (``bench/``) all start
+services here, so there is one environment map, one PKI, one way to learn a
+port and probe health, and one stop order.
+
+Each service runs exactly the command a deployment runs (``bugless model
+serve`` …) with the environment :attr:`LocalStack.env` (the ``BUGLESS_*``
+variables a Helm chart would set) and a port it picks itself (``--port 0``)
+and reports through ``--ready-file``. :meth:`LocalStack.stop` stops the
+frontends first (no request then reaches a backend that is gone), then the
+backends; PostgreSQL belongs to the caller.
+
+Typical use::
+
+    pki = LocalPki.open(directory / "pki")
+    stack = LocalStack(StackConfig(directory=directory, pki=pki,
+                                   model_database_url=..., auth_database_url=...))
+    stack.migrate()
+    stack.start_backends()          # the Model and the Authenticator
+    api = stack.start_api()         # mutual TLS, the stack's server certificate
+    ...
+    stack.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bugless_core.clients import ServiceAddress
+from bugless_dev.pki import CertificateFiles, LocalPki
+from bugless_dev.processes import (
+    BUGLESS_COMMAND,
+    ServiceFailed,
+    ServiceProcess,
+    clean_environment,
+    grpc_serving,
+    http_ready,
+    run_bugless,
+    spawn,
+)
+
+#: Group -> global permissions of the tests' and the drill's Authenticator.
+TEST_POLICY: Mapping[str, Sequence[str]] = {
+    "admins": ["admin"],
+    "component-creators": ["create_component"],
+    "*": ["create_hotlist"],
+}
+#: Cheap password hashing: tests and benchmarks check behaviour, not hashing cost.
+FAST_PASSWORD_HASHING: Mapping[str, str] = {
+    "BUGLESS_AUTH_ARGON2_TIME_COST": "1",
+    "BUGLESS_AUTH_ARGON2_MEMORY_KIB": "1024",
+    "BUGLESS_AUTH_ARGON2_PARALLELISM": "1",
+}
+#: The gRPC service whose health says a service of each kind is ready.
+HEALTH_SERVICE: Mapping[str, str] = {
+    "model": "bugless.v1.Model",
+    "auth": "bugless.v1.Authenticator",
+    "api": "bugless.v1.Issues",
+}
+#: Every kind of service a stack runs (``bugless KIND serve``).
+SERVICE_KINDS = ("model", "auth", "api", "web", "notify")
+#: Stop order: a tier stops only once every tier before it has.
+STOP_TIERS: tuple[tuple[str, ...], ...] = (("web", "api", "notify"), ("model", "auth"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """What a local stack runs with.
+
+    Attributes:
+        directory: Where logs (``logs/``), ready files (``run/``) and generated
+            secrets go.
+        pki: The CA and certificates (the API's server certificate, bots).
+        model_database_url: The Model's database (superuser DSN).
+        auth_database_url: The Authenticator's database (superuser DSN).
+        policy: Group -> global permissions of the Authenticator.
+        authenticators: The Authenticator's sign-in backends.
+        fast_password_hashing: Cheap argon2 parameters (tests, benchmarks).
+        drain_seconds: ``--drain-seconds`` of every service.
+        grace_seconds: ``--grace-seconds`` of every service.
+        token_key_file: The Authenticator's signing key; generated under
+            ``directory`` (``bugless auth keygen``) when None.
+        page_token_secret: The Model's page-token secret (random when empty).
+        session_key: The web tier's cookie key (random when empty; one key for
+            every web replica, so a session survives a change of replica).
+        base_env: The environment every process starts from (by default this
+            process's, without ``BUGLESS_*``).
+        extra_env: More ``BUGLESS_*`` settings for every service.
+    """
+
+    directory: Path
+    pki: LocalPki
+    model_database_url: str
+    auth_database_url: str
+    policy: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(TEST_POLICY))
+    authenticators: Sequence[str] = ("local", "tls")
+    fast_password_hashing: bool = True
+    drain_seconds: float = 0.0
+    grace_seconds: float = 5.0
+    token_key_file: Path | None = None
+    page_token_secret: str = ""
+    session_key: str = ""
+    base_env: Mapping[str, str] = field(default_factory=clean_environment)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunningService:
+    """A service a :class:`LocalStack` started.
+
+    Attributes:
+        kind: ``model``, ``auth``, ``api``, ``web`` (what its command serves).
+        name: Unique name (log file ``logs/NAME.log``).
+        process: The process.
+        port: Where it listens.
+        metrics_port: Where its ``/metrics`` is, when asked for (``--metrics-port 0``).
+        address: How to reach it over gRPC (None for the web tier).
+        url: ``http://127.0.0.1:PORT`` for the web tier, else None.
+    """
+
+    kind: str
+    name: str
+    process: ServiceProcess
+    port: int
+    metrics_port: int | None = None
+    address: ServiceAddress | None = None
+    url: str | None = None
+
+    @property
+    def log(self) -> Path:
+        """Its output."""
+        return self.process.log
+
+    def stop(self) -> None:
+        """Its graceful shutdown (killed if it does not end in time)."""
+        self.process.stop()
+
+
+class LocalStack:
+    """Services of one local tracker; see the module docstring.
+
+    Attributes:
+        config: What it runs with.
+        env: The one environment map every service and command gets.
+        server: The server certificate of the API (and of TLS services).
+        services: What is running, in start order.
+    """
+
+    def __init__(self, config: StackConfig) -> None:
+        """Prepare (nothing runs until a ``start_*`` call)."""
+        self.config = config
+        self.directory = config.directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.server: CertificateFiles = config.pki.server_certificate()
+        self.services: list[RunningService] = []
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self.env: dict[str, str] = self._environment()
+
+    @property
+    def pki(self) -> LocalPki:
+        """The stack's CA and certificates."""
+        return self.config.pki
+
+    @property
+    def model_database_url(self) -> str:
+        """The Model's database (superuser DSN)."""
+        return self.config.model_database_url
+
+    @property
+    def auth_database_url(self) -> str:
+        """The Authenticator's database (superuser DSN)."""
+        return self.config.auth_database_url
+
+    # ---- the environment ----
+
+    def _environment(self) -> dict[str, str]:
+        config = self.config
+        token_key = config.token_key_file or self._generated_token_key()
+        env = {
+            **config.base_env,
+            "BUGLESS_DATABASE_URL": config.model_database_url,
+            "BUGLESS_PAGE_TOKEN_SECRET": config.page_token_secret or secrets.token_urlsafe(24),
+            "BUGLESS_AUTH_DATABASE_URL": config.auth_database_url,
+            "BUGLESS_AUTH_AUTHENTICATORS": ",".join(config.authenticators),
+            "BUGLESS_AUTH_TOKEN_KEY_FILES": str(token_key),
+            "BUGLESS_AUTH_TLS_MAPPING_FILE": str(config.pki.mapping_file),
+            "BUGLESS_AUTH_TLS_CA_FILE": str(config.pki.ca_file),
+            # A bot added to the mapping works on its next call, without a restart.
+            "BUGLESS_AUTH_TLS_RELOAD_CHECK_SECONDS": "0",
+            "BUGLESS_AUTH_POLICY": json.dumps({g: list(p) for g, p in config.policy.items()}),
+            "BUGLESS_WEB_SESSION_KEYS": config.session_key or secrets.token_urlsafe(32),
+        }
+        for kind in SERVICE_KINDS:
+            prefix = f"BUGLESS_{kind.upper()}_"
+            env[prefix + "DRAIN_SECONDS"] = str(config.drain_seconds)
+            env[prefix + "GRACE_SECONDS"] = str(config.grace_seconds)
+        if config.fast_password_hashing:
+            env.update(FAST_PASSWORD_HASHING)
+        env.update(config.extra_env)
+        return env
+
+    def _generated_token_key(self) -> Path:
+        path = self.directory / "secrets" / "auth-token-key.pem"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+            key = run_bugless(["auth", "keygen"], self.config.base_env).stdout
+            path.touch(mode=0o600)
+            path.write_text(key)
+        return path
+
+    # ---- one-off commands ----
+
+    def run_bugless(
+        self, *args: str, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``bugless ARGS...`` with the stack's environment.
+
+        Raises:
+            ServiceFailed: ``check`` is true and the command failed; the
+                message quotes its output.
+        """
+        return run_bugless(args, self.env, input_text=input_text, check=check)
+
+    def migrate(self) -> None:
+        """Apply the Model's and the Authenticator's migrations (both at once)."""
+        errors: list[BaseException] = []
+
+        def migrate(service: str) -> None:
+            try:
+                self.run_bugless(service, "migrate")
+            except BaseException as exc:  # re-raised below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=migrate, args=(s,)) for s in ("model", "auth")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def add_user(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        groups: Sequence[str] = (),
+        admin: bool = False,
+        display_name: str = "",
+        email: str = "",
+    ) -> dict[str, Any]:
+        """Create a local (password) user through ``bugless auth user add``.
+
+        ``admin=True`` adds them to the ``admins`` group. Returns what the
+        command printed with ``--json`` (``user_id``, and ``password`` when
+        one was generated).
+        """
+        args = ["auth", "user", "add", username, "--json"]
+        if password is not None:  # on standard input: never in a process listing
+            args.append("--password-stdin")
+        if display_name:
+            args += ["--display-name", display_name]
+        if email:
+            args += ["--email", email]
+        if groups:
+            args += ["--groups", ",".join(groups)]
+        if admin:
+            args.append("--admin")
+        output = self.run_bugless(*args, input_text=None if password is None else password + "\n")
+        created: dict[str, Any] = json.loads(output.stdout)
+        return created
+
+    def add_bot(
+        self, username: str, *, groups: Sequence[str] = (), admin: bool = False
+    ) -> CertificateFiles:
+        """Issue a client certificate for a bot and map it in the ``tls`` backend.
+
+        The user itself is created by the Authenticator on the certificate's
+        first authentication; the Authenticator re-reads the mapping on its
+        next certificate check, so no restart is needed.
+        """
+        all_groups = [*groups, *(["admins"] if admin else [])]
+        return self.pki.client_certificate_for(username, groups=all_groups)
+
+    # ---- services ----
+
+    def _name(self, kind: str, name: str | None) -> str:
+        with self._lock:
+            count = self._counts.get(kind, 0) + 1
+            self._counts[kind] = count
+        return name or (kind if count == 1 else f"{kind}#{count}")
+
+    def backend_flags(self) -> list[str]:
+        """``--model``/``--auth`` of a frontend: the first Model and Authenticator started."""
+        return ["--model", _host_port(self.model), "--auth", _host_port(self.auth)]
+
+    def api_tls_flags(self) -> list[str]:
+        """The API's mandatory mutual TLS: the stack's server certificate and CA."""
+        return [
+            "--tls-cert",
+            str(self.server.cert),
+            "--tls-key",
+            str(self.server.key),
+            "--client-ca",
+            str(self.pki.ca_file),
+        ]
+
+    def spawn(
+        self,
+        kind: str,
+        args: Sequence[str],
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        ready_file: bool = True,
+    ) -> ServiceProcess:
+        """Start ``bugless ARGS...`` as a service of ``kind``; it is not ready yet.
+
+        With ``ready_file`` the command gets ``--ready-file`` (it must accept
+        it: every ``serve`` command does). The caller waits for it
+        (:meth:`wait_started`) or uses :meth:`start`, which does both.
+        """
+        service_name = self._name(kind, name)
+        ready = self.directory / "run" / f"{service_name}.json" if ready_file else None
+        if ready is not None:
+            ready.parent.mkdir(parents=True, exist_ok=True)
+        argv = [*BUGLESS_COMMAND, *args, *(["--ready-file", str(ready)] if ready else [])]
+        return spawn(
+            service_name,
+            argv,
+            {**self.env, **(env or {})},
+            self.directory / "logs" / f"{service_name}.log",
+            ready_file=ready,
+        )
+
+    def wait_started(self, kind: str, process: ServiceProcess) -> RunningService:
+        """Wait for a spawned service to listen and report ready (health or ``/readyz``).
+
+        Raises:
+            ServiceFailed: it exited or was not ready in time; quotes its log.
+        """
+        info = process.wait_ready_file()
+        if kind == "web":
+            url = f"http://127.0.0.1:{info.port}"
+            process.wait_until(lambda: http_ready(f"{url}/readyz"))
+            running = RunningService(
+                kind, process.name, process, info.port, info.metrics_port, url=url
+            )
+        else:
+            address = self._address(kind, info.port)
+            health = HEALTH_SERVICE.get(kind, "")
+            process.wait_until(lambda: grpc_serving(address, health))
+            running = RunningService(
+                kind, process.name, process, info.port, info.metrics_port, address=address
+            )
+        with self._lock:
+            self.services.append(running)
+        return running
+
+    def start(
+        self,
+        kind: str,
+        args: Sequence[str],
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> RunningService:
+        """Start a service and wait until it is ready; stop it again if it never is."""
+        process = self.spawn(kind, args, name=name, env=env)
+        try:
+            return self.wait_started(kind, process)
+        except BaseException:
+            process.stop()
+            raise
+
+    def _address(self, kind: str, port: int) -> ServiceAddress:
+        if kind == "api":
+            bot = self.pki.ensure("stack-probe", "stack-probe")[0]
+            return ServiceAddress(
+                "127.0.0.1", port, ca=self.pki.ca_file, cert=bot.cert, key=bot.key
+            )
+        return ServiceAddress("127.0.0.1", port)
+
+    def start_model(self, *extra: str, name: str | None = None) -> RunningService:
+        """``bugless model serve`` on a port of its own choosing."""
+        args = ["model", "serve", "--port", "0", *extra]
+        return self.start("model", args, name=name)
+
+    def start_auth(
+        self,
+        *extra: str,
+        name: str | None = None,
+        authenticators: Sequence[str] | None = None,
+        options: Mapping[str, Mapping[str, str]] | None = None,
+        policy: Mapping[str, Sequence[str]] | None = None,
+    ) -> RunningService:
+        """``bugless auth serve``; another backend list, options or policy on request.
+
+        Several Authenticators of one stack share its database and token keys,
+        so a token one issues the others accept and the Model sees the same
+        user ids; only the sign-in methods and the policy differ. Backend
+        options go on the command line as ``--authenticator-option
+        NAME.KEY=VALUE``, the way an operator passes them.
+        """
+        args = ["auth", "serve", "--port", "0"]
+        if authenticators is not None:
+            args += ["--authenticator", ",".join(authenticators)]
+        for backend, values in (options or {}).items():
+            for key, value in values.items():
+                args += ["--authenticator-option", f"{backend}.{key}={value}"]
+        env = None
+        if policy is not None:
+            env = {"BUGLESS_AUTH_POLICY": json.dumps({g: list(p) for g, p in policy.items()})}
+        return self.start("auth", [*args, *extra], name=name, env=env)
+
+    def start_backends(self) -> tuple[RunningService, RunningService]:
+        """The Model and the Authenticator, started side by side."""
+        model_process = self.spawn("model", ["model", "serve", "--port", "0"])
+        auth_process = self.spawn("auth", ["auth", "serve", "--port", "0"])
+        try:
+            return self.wait_started("model", model_process), self.wait_started(
+                "auth", auth_process
+            )
+        except BaseException:
+            model_process.stop()
+            auth_process.stop()
+            raise
+
+    def start_api(
+        self, *extra: str, port: int = 0, name: str | None = None, reuse_port: bool = False
+    ) -> RunningService:
+        """``bugless api serve`` (mutual TLS with the stack's CA) on the first backends."""
+        args = ["api", "serve", "--port", str(port), *self.backend_flags()]
+        args += [*self.api_tls_flags()]
+        args += ["--reuse-port"] if reuse_port else []
+        return self.start("api", [*args, *extra], name=name)
+
+    def start_notify(self, *extra: str, name: str | None = None) -> RunningService:
+        """``bugless notify serve`` on the first Model and Authenticator."""
+        args = ["notify", "serve", "--port", "0", *self.backend_flags()]
+        return self.start("notify", [*args, *extra], name=name)
+
+    def start_web(
+        self,
+        *extra: str,
+        port: int = 0,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        dev: bool = True,
+    ) -> RunningService:
+        """``bugless web serve`` on the first backends; ``--dev`` (plain HTTP) by default.
+
+        ``extra`` flags come last, so they override (``--auth`` of another
+        Authenticator); ``env`` adds or overrides variables of this replica.
+        """
+        args = ["web", "serve", *(["--dev"] if dev else []), "--port", str(port)]
+        args += self.backend_flags()
+        return self.start("web", [*args, *extra], name=name, env=env)
+
+    # ---- what runs ----
+
+    def first(self, kind: str) -> RunningService:
+        """The first running service of ``kind``.
+
+        Raises:
+            ServiceFailed: none is running.
+        """
+        for service in self.services:
+            if service.kind == kind and not service.process.exited:
+                return service
+        raise ServiceFailed(f"no {kind} service is running in this stack")
+
+    @property
+    def model(self) -> ServiceAddress:
+        """The Model (the first one started)."""
+        address = self.first("model").address
+        assert address is not None
+        return address
+
+    @property
+    def auth(self) -> ServiceAddress:
+        """The Authenticator (the first one started)."""
+        address = self.first("auth").address
+        assert address is not None
+        return address
+
+    def stop_service(self, service: RunningService) -> None:
+        """Stop one service and forget it."""
+        service.stop()
+        with self._lock:
+            if service in self.services:
+                self.services.remove(service)
+
+    def stop(self) -> None:
+        """Frontends first, then the backends; each with its graceful shutdown."""
+        for tier in (*STOP_TIERS, None):
+            for service in [s for s in reversed(self.services) if tier is None or s.kind in tier]:
+                self.stop_service(service)
+
+    def kill(self) -> None:
+        """Kill every service now (a second Ctrl-C)."""
+        for service in self.services:
+            service.process.kill()
+
+
+def _host_port(address: ServiceAddress) -> str:
+    return f"{address.host}:{address.port}"
+
+
+__all__ = [
+    "FAST_PASSWORD_HASHING",
+    "HEALTH_SERVICE",
+    "TEST_POLICY",
+    "LocalStack",
+    "RunningService",
+    "StackConfig",
+]

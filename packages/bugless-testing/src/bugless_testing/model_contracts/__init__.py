@@ -1,0 +1,43 @@
+"""The Model conformance suite: one contract class per behaviour area.
+
+A backend's ``tests/test_conformance.py`` subclasses each class in one line;
+the backend's conftest provides the session-scoped ``bugless_model_backend``
+fixture and enables the ``bugless_testing.plugin`` pytest plugin, which
+serves the backend over a real gRPC socket as the ``model`` fixture. Contracts
+needing a capability carry ``requires_capability`` and are deselected on
+backends that do not declare it.
+"""
+
+from __future__ import annotations
+
+from bugless_testing.model_contracts._access import AccessContract
+from bugless_testing.model_contracts._bad_input import BadInputContract
+from bugless_testing.model_contracts._batch_changes import BatchChangeContract
+from bugless_testing.model_contracts._changes import ChangeContract
+from bugless_testing.model_contracts._components import ComponentContract
+from bugless_testing.model_contracts._concurrency import ConcurrencyContract
+from bugless_testing.model_contracts._history import HistoryContract
+from bugless_testing.model_contracts._hotlists import HotlistContract
+from bugless_testing.model_contracts._issues import IssueContract
+from bugless_testing.model_contracts._saved_searches import SavedSearchContract
+from bugless_testing.model_contracts._search import SearchContract
+from bugless_testing.model_contracts._search_order import SearchOrderContract
+from bugless_testing.model_contracts._server_info import ServerInfoContract
+from bugless_testing.model_contracts._watch import WatchContract
+
+__all__ = [
+    "AccessContract",
+    "BadInputContract",
+    "BatchChangeContract",
+    "ChangeContract",
+    "ComponentContract",
+    "ConcurrencyContract",
+    "HistoryContract",
+    "HotlistContract",
+    "IssueContract",
+    "SavedSearchContract",
+    "SearchContract",
+    "SearchOrderContract",
+    "ServerInfoContract",
+    "WatchContract",
+]

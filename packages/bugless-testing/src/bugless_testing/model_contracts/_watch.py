@@ -1,0 +1,188 @@
+"""Contract: Watch streams (capability ``watch``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from grpclib.const import Status
+
+from bugless_core.model.backend import Capability
+from bugless_proto import v1
+from bugless_testing.events import DELIVERY_TIMEOUT, EventStream
+from bugless_testing.model_contracts._support import (
+    ALICE,
+    BOB,
+    change,
+    delta,
+    eq,
+    expect_error,
+    make_component,
+    make_issue,
+    user_entry,
+    within,
+)
+from bugless_testing.plugin import requires_capability
+
+
+@contextlib.asynccontextmanager
+async def _watching(model: v1.ModelStub, request: v1.WatchRequest) -> AsyncIterator[EventStream]:
+    stream = EventStream(model.watch(request, timeout=60))
+    try:
+        await stream.subscribed()
+        yield stream
+    finally:
+        await stream.close()
+
+
+@requires_capability(Capability.WATCH)
+class WatchContract:
+    """Watch: committed changes pushed to streams, never invisible ones.
+
+    Pins down: the first event is the ``subscribed`` marker (no issue, no
+    entry); an issue watch then receives every entry committed after it, in
+    version order, with the issue as it is after the entry; a query watch
+    receives entries of issues matching the query after the change (including
+    other-side entries and newly created issues); failed changes produce no
+    event; and a caller is never told about an issue they may not view.
+    """
+
+    async def test_issue_watch_receives_each_committed_entry_in_order(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        async with _watching(model, v1.WatchRequest(caller=BOB, issue_id=issue.id)) as stream:
+            first = await change(model, issue, delta(priority=v1.Priority.P0), comment="one")
+            second = await change(model, first.issue, comment="two")
+            events = [await stream.next(), await stream.next()]
+        assert [e.entry.version for e in events if e.entry] == [2, 3]
+        assert events[0].entry == first.entry
+        assert events[0].issue is not None
+        assert events[0].issue.priority == v1.Priority.P0
+        assert events[1].issue == second.issue
+
+    async def test_rejected_change_produces_no_event(self, model: v1.ModelStub) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        async with _watching(model, v1.WatchRequest(caller=BOB, issue_id=issue.id)) as stream:
+            await change(model, issue, comment="wins")
+            await expect_error(change(model, issue, comment="stale"), Status.ABORTED)
+            event = await stream.next()
+            assert event.entry is not None
+            assert event.entry.comment == "wins"
+            await stream.nothing_more()
+
+    async def test_issue_watch_receives_other_side_entries(self, model: v1.ModelStub) -> None:
+        comp = await make_component(model)
+        watched = await make_issue(model, comp.id)
+        other = await make_issue(model, comp.id)
+        async with _watching(model, v1.WatchRequest(caller=BOB, issue_id=watched.id)) as stream:
+            await change(model, other, delta(blocking_add=[watched.id]))
+            event = await stream.next()
+        assert event.entry is not None
+        assert event.entry.caused_by_issue_id == other.id
+        assert event.issue is not None
+        assert event.issue.blocked_by_ids == [other.id]
+
+    async def test_query_watch_receives_matching_changes_only(self, model: v1.ModelStub) -> None:
+        comp = await make_component(model)
+        hit = await make_issue(model, comp.id)
+        miss = await make_issue(model, comp.id)
+        query = v1.StructuredQuery(filter=within(comp.id, eq(v1.SearchField.PRIORITY, 0)))
+        async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+            await change(model, miss, comment="still P2")
+            await change(model, hit, delta(priority=v1.Priority.P0))
+            event = await stream.next()
+            assert event.issue is not None
+            assert event.issue.id == hit.id
+            created = await make_issue(model, comp.id, priority=v1.Priority.P0)
+            event = await stream.next()
+            assert event.issue is not None
+            assert event.issue.id == created.id
+            assert event.entry is not None
+            assert event.entry.version == 1
+            await stream.nothing_more()
+
+    async def test_query_is_evaluated_on_the_issue_after_the_change(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id, priority=v1.Priority.P0)
+        query = v1.StructuredQuery(filter=within(comp.id, eq(v1.SearchField.PRIORITY, 0)))
+        async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+            left = await change(model, issue, delta(priority=v1.Priority.P3))
+            await stream.nothing_more()
+            back = await change(model, left.issue, delta(priority=v1.Priority.P0))
+            event = await stream.next()
+        assert event.entry == back.entry
+
+    async def test_failed_atomic_batch_produces_no_event(self, model: v1.ModelStub) -> None:
+        comp = await make_component(model)
+        good = await make_issue(model, comp.id)
+        stale = await make_issue(model, comp.id)
+        await change(model, stale, comment="meanwhile")
+        async with _watching(model, v1.WatchRequest(caller=BOB, issue_id=good.id)) as stream:
+            await expect_error(
+                model.batch_change_issues(
+                    v1.BatchChangeIssuesRequest(
+                        caller=ALICE,
+                        issues=[
+                            v1.IssueVersion(issue_id=good.id, expected_version=1),
+                            v1.IssueVersion(issue_id=stale.id, expected_version=1),
+                        ],
+                        comment="all or nothing",
+                        atomic=True,
+                    )
+                ),
+                Status.ABORTED,
+            )
+            await stream.nothing_more()
+
+    async def test_watch_never_reports_invisible_issues(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        secret_comp = await make_component(
+            model, parent_id=root.id, acl=[user_entry("alice", v1.Role.ADMIN)]
+        )
+        secret = await make_issue(model, secret_comp.id, caller=ALICE)
+        public = await make_issue(model, root.id)
+        query = v1.StructuredQuery(filter=within(root.id))
+        async with _watching(model, v1.WatchRequest(caller=BOB, query=query)) as stream:
+            await change(model, secret, comment="hush", caller=ALICE)
+            await change(model, public, comment="hello")
+            event = await stream.next()
+            assert event.issue is not None
+            assert event.issue.id == public.id
+            await stream.nothing_more()
+
+    async def test_a_change_right_after_the_subscribed_marker_is_delivered(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        query = v1.StructuredQuery(filter=within(comp.id))
+        requests = [
+            v1.WatchRequest(caller=BOB, issue_id=issue.id),
+            v1.WatchRequest(caller=BOB, query=query),
+        ]
+        for number, request in enumerate(requests):
+            # _watching waits for the marker (and checks it carries nothing).
+            async with _watching(model, request) as stream:
+                made = await change(model, issue, comment=f"right away {number}")
+                event = await stream.next()
+            issue = made.issue
+            assert not event.subscribed
+            assert event.entry == made.entry
+
+    async def test_watching_an_invisible_issue_is_not_found(self, model: v1.ModelStub) -> None:
+        """The stream fails before its subscribed marker: no event says the issue exists."""
+        comp = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
+        secret = await make_issue(model, comp.id, caller=ALICE)
+
+        async def first_event() -> None:
+            async for event in model.watch(
+                v1.WatchRequest(caller=BOB, issue_id=secret.id), timeout=DELIVERY_TIMEOUT
+            ):
+                raise AssertionError(f"an invisible issue was watched: {event}")
+
+        await expect_error(first_event(), Status.NOT_FOUND)
