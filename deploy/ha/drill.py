@@ -260,7 +260,7 @@ async def _restart_postgres(
     up = await _wait_health(ports, service, "SERVING", within=settings.status_timeout)
     report.model_serving_after_outage = {p: s is not None for p, s in up.items()}
     report.model_pids_unchanged = pids == {r.process.pid for r in tier.replicas.values()} and all(
-        r.process.poll() is None for r in replicas
+        not r.process.exited for r in replicas
     )
     result.notes.append(
         "model: SERVING again after PostgreSQL started: "

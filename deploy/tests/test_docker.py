@@ -79,10 +79,17 @@ def test_images_build_on_slim_python_from_the_repositorys_packages() -> None:
     assert "COPY deploy/docker/bugless_grpc_health.py /opt/bugless-probe/" in text
 
 
-def test_every_package_is_built_into_a_wheel() -> None:
+#: Development-time packages: a deployment installs none of them.
+DEVELOPMENT_PACKAGES = {"bugless-dev", "bugless-testing"}
+
+
+def test_every_runtime_package_and_no_development_package_is_built_into_a_wheel() -> None:
     packages = sorted(
         p.name for p in (CHART.parents[2] / "packages").iterdir() if (p / "pyproject.toml").exists()
     )
     (wheel_step,) = [i for i in _stages()["wheels"] if i.startswith("RUN pip wheel")]
     for package in packages:
-        assert f"packages/{package}" in wheel_step, package
+        if package in DEVELOPMENT_PACKAGES:
+            assert f"packages/{package}" not in wheel_step, package
+        else:
+            assert f"packages/{package}" in wheel_step, package
