@@ -9,7 +9,15 @@ and on LDAPS, with certificates from a per-run trustme CA.
 
 The directory is seeded once per session; tests that change it (a rename)
 use their own users, and tests that stop a server start their own
-(:func:`start_slapd`).
+(:func:`start_slapd`). ``slapd_replica.py`` builds a provider and a syncrepl
+consumer from the same pieces.
+
+Ports are bound race-free: slapd cannot inherit a listening socket, so the
+fixture holds each port with a bound (not listening) ``SO_REUSEADDR`` socket
+for the server's whole life. slapd sets ``SO_REUSEADDR`` too and can bind it,
+while the kernel hands the port to nobody else (not to ``bind(0)``, not to an
+explicit bind), also between a kill and a restart on the same port. A server
+counts as started only once its own process holds the listening socket.
 
 Debian packages: ``slapd`` and ``ldap-utils`` (``slapd``, ``ldapadd``).
 """
@@ -19,15 +27,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -36,6 +47,7 @@ from bugless_core.testing.ports import free_port
 
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 LDAPADD = shutil.which("ldapadd") or "/usr/bin/ldapadd"
+LDAPPASSWD = shutil.which("ldappasswd") or "/usr/bin/ldappasswd"
 SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIR = Path("/usr/lib/ldap")
 
@@ -44,6 +56,9 @@ ADMIN_DN = f"cn=admin,{BASE_DN}"
 ADMIN_PASSWORD = "admin-secret"
 READER_DN = f"cn=reader,ou=services,{BASE_DN}"
 READER_PASSWORD = "reader-secret"
+#: The account a syncrepl consumer reads the provider as (every attribute, no limits).
+REPLICATOR_DN = f"cn=replicator,ou=services,{BASE_DN}"
+REPLICATOR_PASSWORD = "replicator-secret"
 PEOPLE_DN = f"ou=people,{BASE_DN}"
 GROUPS_DN = f"ou=groups,{BASE_DN}"
 
@@ -86,6 +101,8 @@ def _seed_ldif() -> str:
         f"dn: ou=services,{BASE_DN}\nobjectClass: organizationalUnit\nou: services",
         f"dn: {READER_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
         f"cn: reader\nuserPassword: {ssha(READER_PASSWORD)}",
+        f"dn: {REPLICATOR_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
+        f"cn: replicator\nuserPassword: {ssha(REPLICATOR_PASSWORD)}",
         f"dn: {PEOPLE_DN}\nobjectClass: organizationalUnit\nou: people",
         f"dn: {GROUPS_DN}\nobjectClass: organizationalUnit\nou: groups",
     ]
@@ -106,7 +123,24 @@ def _seed_ldif() -> str:
     return "\n\n".join(entries) + "\n"
 
 
-def _slapd_conf(root: Path, tls: trustme.LeafCert, ca_file: Path) -> str:
+def slapd_conf(
+    root: Path,
+    tls: trustme.LeafCert,
+    ca_file: Path,
+    *,
+    modules: Iterable[str] = ("memberof",),
+    database: str = "overlay memberof\nmemberof-refint TRUE\n",
+) -> str:
+    """The ``slapd.conf`` of one server: schemas, TLS, one mdb database, the ACLs.
+
+    Args:
+        root: The server's directory (certificates, pid file and data go here).
+        tls: Its certificate.
+        ca_file: PEM of the CA that issued it.
+        modules: Modules loaded besides ``back_mdb``.
+        database: Directives appended to the database section (overlays,
+            ``syncrepl``); ACLs come after them.
+    """
     cert_file = root / "server.pem"
     key_file = root / "server.key"
     tls.cert_chain_pems[0].write_to_path(str(cert_file))
@@ -114,10 +148,10 @@ def _slapd_conf(root: Path, tls: trustme.LeafCert, ca_file: Path) -> str:
     schemas = "\n".join(
         f"include {SCHEMA_DIR / name}.schema" for name in ("core", "cosine", "inetorgperson", "nis")
     )
+    loads = "\n".join(f"moduleload {name}" for name in ("back_mdb", *modules))
     return f"""{schemas}
 modulepath {MODULE_DIR}
-moduleload back_mdb
-moduleload memberof
+{loads}
 pidfile {root}/slapd.pid
 argsfile {root}/slapd.args
 TLSCACertificateFile {ca_file}
@@ -130,25 +164,72 @@ rootdn "{ADMIN_DN}"
 rootpw {ssha(ADMIN_PASSWORD)}
 directory {root}/data
 maxsize 16777216
-overlay memberof
-memberof-refint TRUE
+{database}
+limits dn.exact="{REPLICATOR_DN}" size=unlimited time=unlimited
 
 # Passwords are for binding only; nothing else is readable without the service
 # account, which proves the backend searches as that account and not anonymously.
 access to attrs=userPassword
   by self write
+  by dn.exact="{REPLICATOR_DN}" read
   by anonymous auth
   by * none
 access to *
   by dn.exact="{READER_DN}" read
+  by dn.exact="{REPLICATOR_DN}" read
   by self read
   by * none
 """
 
 
+def reserve_port() -> socket.socket:
+    """Hold a loopback port for a server that binds it itself (see the module docstring)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def _listening_socket_inodes(port: int) -> set[str]:
+    """Inodes of the loopback sockets listening on ``port`` (``/proc/net/tcp``)."""
+    found: set[str] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        columns = line.split()
+        local, state, inode = columns[1], columns[3], columns[9]
+        if state == "0A" and int(local.rpartition(":")[2], 16) == port:
+            found.add(inode)
+    return found
+
+
+def holds_listener(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds the socket listening on ``port``.
+
+    A successful connect would not prove it: another process could be
+    listening there. Where there is no ``/proc`` (not Linux), a connect is the
+    best evidence there is.
+    """
+    if not Path("/proc/net/tcp").exists():
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+        return False
+    wanted = {f"socket:[{inode}]" for inode in _listening_socket_inodes(port)}
+    if not wanted:
+        return False
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in wanted:
+                    return True
+    return False
+
+
 @dataclass
 class Slapd:
     """One slapd process on loopback and what a test needs to talk to it.
+
+    The ports stay reserved until :meth:`close`, so the server can be killed
+    and started again on the same URLs (a syncrepl consumer keeps pointing
+    at its provider).
 
     Attributes:
         url: ``ldap://127.0.0.1:<port>`` (StartTLS capable).
@@ -157,10 +238,21 @@ class Slapd:
     """
 
     root: Path
-    port: int
-    ldaps_port: int
     ca_file: Path
+    reservations: tuple[socket.socket, socket.socket] = field(
+        default_factory=lambda: (reserve_port(), reserve_port()), repr=False
+    )
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> int:
+        port: int = self.reservations[0].getsockname()[1]
+        return port
+
+    @property
+    def ldaps_port(self) -> int:
+        port: int = self.reservations[1].getsockname()[1]
+        return port
 
     @property
     def url(self) -> str:
@@ -170,8 +262,13 @@ class Slapd:
     def ldaps_url(self) -> str:
         return f"ldaps://127.0.0.1:{self.ldaps_port}"
 
+    @property
+    def log(self) -> str:
+        """The tail of the server's log, for failure messages."""
+        return (self.root / "slapd.log").read_text(errors="replace")[-3000:]
+
     def start(self) -> None:
-        """Start (or restart) slapd on the same ports and data; wait until it answers."""
+        """Start (or restart) slapd on the same ports and data; wait until it listens."""
         log = (self.root / "slapd.log").open("ab")
         self.process = subprocess.Popen(
             [
@@ -188,26 +285,22 @@ class Slapd:
         )
         log.close()
         deadline = time.monotonic() + 10
-        while True:
+        while not (
+            holds_listener(self.process.pid, self.port)
+            and holds_listener(self.process.pid, self.ldaps_port)
+        ):
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"slapd exited with {self.process.returncode}: "
-                    f"{(self.root / 'slapd.log').read_text(errors='replace')[-2000:]}"
-                )
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
+                raise RuntimeError(f"slapd exited with {self.process.returncode}: {self.log}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("slapd did not start listening within 10 s")
+                raise RuntimeError(f"slapd did not start listening within 10 s: {self.log}")
             time.sleep(0.02)
 
     def stop(self) -> None:
         """Stop slapd (SIGTERM, then SIGKILL); the data directory stays."""
         if self.process is None:
             return
+        self.resume()  # a stopped process would hold SIGTERM until continued
         self.process.terminate()
         try:
             self.process.wait(5)
@@ -215,6 +308,34 @@ class Slapd:
             self.process.kill()
             self.process.wait(5)
         self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nobody answers (a hung server)."""
+        assert self.process is not None, "slapd is not running"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause` (harmless on a running server)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, open connections are reset."""
+        assert self.process is not None, "slapd is not running"
+        self.process.kill()
+        self.process.wait(5)
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the process exists (it may be paused)."""
+        return self.process is not None and self.process.poll() is None
+
+    def close(self) -> None:
+        """Stop the server and release its ports."""
+        self.stop()
+        for sock in self.reservations:
+            sock.close()
 
     def ldapadd(self, ldif: str) -> None:
         """Add entries as the rootdn, through the server (so overlays run)."""
@@ -225,27 +346,49 @@ class Slapd:
             capture_output=True,
         )
 
+    def change_password(self, dn: str, old_password: str, new_password: str) -> None:
+        """Change a password as its owner would (RFC 3062 password modify; slapd hashes it)."""
+        subprocess.run(
+            [
+                *(LDAPPASSWD, "-x", "-H", self.url, "-D", dn, "-w", old_password),
+                *("-a", old_password, "-s", new_password),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+def new_slapd(root: Path, ca: trustme.CA, **conf: Any) -> Slapd:
+    """Write the configuration of a server in ``root`` (not started; ports reserved).
+
+    Keyword arguments go to :func:`slapd_conf`.
+    """
+    if not Path(SLAPD).exists():
+        pytest.fail(f"{SLAPD} is missing: install the Debian packages slapd and ldap-utils")
+    (root / "data").mkdir(parents=True)
+    ca_file = root / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    (root / "slapd.conf").write_text(slapd_conf(root, leaf, ca_file, **conf))
+    return Slapd(root=root, ca_file=ca_file)
+
+
+def seed(server: Slapd) -> None:
+    """Add the base entries, :data:`SEED_USERS` and :data:`SEED_GROUPS`."""
+    server.ldapadd(_seed_ldif())
+
 
 @contextlib.contextmanager
 def start_slapd(ca: trustme.CA | None = None) -> Iterator[Slapd]:
     """Start a seeded slapd in a temporary directory; stop and delete it after."""
-    if not Path(SLAPD).exists():
-        pytest.fail(f"{SLAPD} is missing: install the Debian packages slapd and ldap-utils")
-    ca = ca or trustme.CA()
     with tempfile.TemporaryDirectory(prefix="bugless-slapd-") as tmp:
-        root = Path(tmp)
-        (root / "data").mkdir()
-        ca_file = root / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_file))
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        (root / "slapd.conf").write_text(_slapd_conf(root, leaf, ca_file))
-        server = Slapd(root=root, port=free_port(), ldaps_port=free_port(), ca_file=ca_file)
-        server.start()
+        server = new_slapd(Path(tmp), ca or trustme.CA())
         try:
-            server.ldapadd(_seed_ldif())
+            server.start()
+            seed(server)
             yield server
         finally:
-            server.stop()
+            server.close()
 
 
 @pytest.fixture(scope="session")
@@ -270,11 +413,18 @@ __all__ = [
     "PEOPLE_DN",
     "READER_DN",
     "READER_PASSWORD",
+    "REPLICATOR_DN",
+    "REPLICATOR_PASSWORD",
     "SEED_USERS",
     "SeedUser",
     "Slapd",
     "free_port",
+    "holds_listener",
+    "new_slapd",
     "own_slapd",
+    "reserve_port",
+    "seed",
+    "slapd_conf",
     "slapd_server",
     "ssha",
     "start_slapd",
