@@ -16,6 +16,7 @@ import bonsai
 import bonsai.errors
 from bonsai import escape_filter_exp
 
+from bugless_auth._ldap_breaker import ServerBreakers
 from bugless_auth._ldap_pool import CONNECTION_ERRORS, PoolExhausted, ServiceConnectionPool
 from bugless_core.errors import Unavailable
 
@@ -54,10 +55,14 @@ def group_name(dn: str, name_attribute: str) -> str:
 
 
 class LdapDirectory:
-    """The configured servers, tried in order, with a service-account pool each.
+    """The configured servers, with a service-account pool and a breaker each.
 
-    Every method raises :class:`~bugless_core.errors.Unavailable` when no
-    server answers; none of them ever reports an outage as "not found".
+    Every operation goes to the first healthy server in configured order
+    (see :class:`~bugless_auth._ldap_breaker.ServerBreakers`); a server that
+    fails to connect or times out is skipped until a background probe finds
+    it answering again. Every method raises
+    :class:`~bugless_core.errors.Unavailable` when no server answers; none of
+    them ever reports an outage as "not found".
     """
 
     def __init__(self, settings: LdapSettings) -> None:
@@ -70,9 +75,16 @@ class LdapDirectory:
             )
             for url in settings.urls
         }
+        self.breakers = ServerBreakers(
+            settings.urls, retry_seconds=settings.server_retry_seconds, probe=self._probe
+        )
 
-    def close(self) -> None:
-        """Close every pooled service-account connection."""
+    async def _probe(self, url: str) -> bool:
+        return await self._pools[url].probe()
+
+    async def close(self) -> None:
+        """Stop the probes and close every pooled service-account connection."""
+        await self.breakers.close()
         for pool in self._pools.values():
             pool.close()
 
@@ -117,27 +129,31 @@ class LdapDirectory:
             return None
         return UserEntry(url=url, dn=str(entries[0]["dn"]), attributes=entries[0])
 
-    async def bind(self, first_url: str, dn: str, password: str) -> bool:
-        """Whether ``password`` binds as ``dn``, trying ``first_url`` first.
+    async def bind(self, first_url: str | None, dn: str, password: str) -> bool:
+        """Whether ``password`` binds as ``dn``, on ``first_url`` if it is healthy.
 
-        The bind runs on a connection of its own, closed at once: binding
-        changes who a connection is, and pooled ones must stay the service
-        account.
+        ``first_url`` is the server that found the entry, so a replica that
+        has not yet received a new entry is not asked for it; None takes the
+        first healthy server. The bind runs on a connection of its own,
+        closed at once: binding changes who a connection is, and pooled ones
+        must stay the service account.
         """
         s = self.settings
-        order = [first_url, *(u for u in s.urls if u != first_url)]
-        for url in order:
+        for url in self.breakers.order(prefer=first_url):
             client = self._client(url, dn, password)
             try:
                 conn = await client.connect(is_async=True, timeout=s.connect_timeout)
             except (bonsai.errors.AuthenticationError, bonsai.errors.UnwillingToPerform):
+                self.breakers.record_success(url)
                 return False
             except CONNECTION_ERRORS as exc:
                 _log.warning("ldap server %s unreachable for a user bind: %r", url, exc)
+                self.breakers.record_failure(url, exc)
                 continue
             except bonsai.errors.LDAPError as exc:
                 raise Unavailable(f"the LDAP server {url} failed a bind: {exc}") from exc
             conn.close()
+            self.breakers.record_success(url)
             return True
         raise self._unavailable()
 
@@ -173,18 +189,17 @@ class LdapDirectory:
         *,
         prefer: str | None = None,
     ) -> tuple[str, list[Any]]:
-        """Run a search on the first server that answers, in configured order.
+        """Run a search on the first healthy server that answers.
+
+        A server that fails to connect or times out opens its breaker; an
+        exhausted pool does not (a busy server is not a dead one).
 
         Raises:
             Unavailable: every server failed to connect, timed out, or refused
                 the service account.
         """
         s = self.settings
-        order = list(s.urls)
-        if prefer in self._pools:
-            order.remove(prefer)
-            order.insert(0, prefer)
-        for url in order:
+        for url in self.breakers.order(prefer=prefer):
             try:
                 result = await self._pools[url].run(operation, acquire_timeout=s.operation_timeout)
             except PoolExhausted:
@@ -192,6 +207,7 @@ class LdapDirectory:
                 continue
             except CONNECTION_ERRORS as exc:
                 _log.warning("ldap server %s unreachable: %r", url, exc)
+                self.breakers.record_failure(url, exc)
                 continue
             except (
                 bonsai.errors.AuthenticationError,
@@ -215,6 +231,7 @@ class LdapDirectory:
                     f"the LDAP server {url} refused the search: {exc}; "
                     "check user_filter and group_search_filter"
                 ) from exc
+            self.breakers.record_success(url)
             return url, result
         raise self._unavailable()
 
