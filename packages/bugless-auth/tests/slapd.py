@@ -235,10 +235,13 @@ class Slapd:
         url: ``ldap://127.0.0.1:<port>`` (StartTLS capable).
         ldaps_url: ``ldaps://127.0.0.1:<port>``.
         ca_file: PEM of the CA that signed the server certificate.
+        log_operations: Log every operation (``-d stats``) so a test can
+            tell which server answered (:meth:`binds_as`).
     """
 
     root: Path
     ca_file: Path
+    log_operations: bool = False
     reservations: tuple[socket.socket, socket.socket] = field(
         default_factory=lambda: (reserve_port(), reserve_port()), repr=False
     )
@@ -278,7 +281,7 @@ class Slapd:
                 "-h",
                 f"{self.url}/ {self.ldaps_url}/",
                 "-d",
-                "0",
+                "stats" if self.log_operations else "0",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -331,6 +334,24 @@ class Slapd:
         """Whether the process exists (it may be paused)."""
         return self.process is not None and self.process.poll() is None
 
+    def binds_as(self, dn: str) -> int:
+        """How many binds as ``dn`` this server has received (``log_operations`` only)."""
+        assert self.log_operations, "start the server with log_operations=True"
+        needle = f'BIND dn="{dn}" method='.lower()
+        return (self.root / "slapd.log").read_text(errors="replace").lower().count(needle)
+
+    def unaccepted_connections(self) -> int:
+        """Connections waiting in the listen queue of :attr:`url`.
+
+        While the process is stopped the kernel still completes handshakes
+        and queues them, so this counts the clients that tried a hung server.
+        """
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            columns = line.split()
+            if columns[3] == "0A" and int(columns[1].rpartition(":")[2], 16) == self.port:
+                return int(columns[4].partition(":")[2], 16)
+        raise RuntimeError(f"nothing listens on {self.url}")
+
     def close(self) -> None:
         """Stop the server and release its ports."""
         self.stop()
@@ -358,10 +379,10 @@ class Slapd:
         )
 
 
-def new_slapd(root: Path, ca: trustme.CA, **conf: Any) -> Slapd:
+def new_slapd(root: Path, ca: trustme.CA, *, log_operations: bool = False, **conf: Any) -> Slapd:
     """Write the configuration of a server in ``root`` (not started; ports reserved).
 
-    Keyword arguments go to :func:`slapd_conf`.
+    Other keyword arguments go to :func:`slapd_conf`.
     """
     if not Path(SLAPD).exists():
         pytest.fail(f"{SLAPD} is missing: install the Debian packages slapd and ldap-utils")
@@ -370,7 +391,7 @@ def new_slapd(root: Path, ca: trustme.CA, **conf: Any) -> Slapd:
     ca.cert_pem.write_to_path(str(ca_file))
     leaf = ca.issue_cert("127.0.0.1", "localhost")
     (root / "slapd.conf").write_text(slapd_conf(root, leaf, ca_file, **conf))
-    return Slapd(root=root, ca_file=ca_file)
+    return Slapd(root=root, ca_file=ca_file, log_operations=log_operations)
 
 
 def seed(server: Slapd) -> None:

@@ -170,20 +170,34 @@ class ReplicaPair:
 
 
 @contextlib.contextmanager
-def start_replica_pair(ca: trustme.CA | None = None) -> Iterator[ReplicaPair]:
-    """Start a seeded provider and a consumer that has replicated it; stop both after."""
+def start_replica_pair(
+    ca: trustme.CA | None = None, *, log_operations: bool = True
+) -> Iterator[ReplicaPair]:
+    """Start a seeded provider and a consumer that has replicated it; stop both after.
+
+    With ``log_operations`` (the default) each server logs every operation,
+    so a test can tell which one served a sign-in; a benchmark turns it off.
+    """
     ca = ca or trustme.CA()
     with tempfile.TemporaryDirectory(prefix="bugless-slapd-pair-") as tmp:
         root = Path(tmp)
         provider = new_slapd(
-            root / "provider", ca, modules=("memberof", "syncprov"), database=_provider_database()
+            root / "provider",
+            ca,
+            log_operations=log_operations,
+            modules=("memberof", "syncprov"),
+            database=_provider_database(),
         )
         consumer: Slapd | None = None
         try:
             provider.start()
             seed(provider)
             consumer = new_slapd(
-                root / "consumer", ca, modules=("memberof",), database=_consumer_database(provider)
+                root / "consumer",
+                ca,
+                log_operations=log_operations,
+                modules=("memberof",),
+                database=_consumer_database(provider),
             )
             consumer.start()
             pair = ReplicaPair(provider, consumer)
