@@ -48,6 +48,7 @@ from bugless_core.testing.ports import free_port
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 LDAPADD = shutil.which("ldapadd") or "/usr/bin/ldapadd"
 LDAPPASSWD = shutil.which("ldappasswd") or "/usr/bin/ldappasswd"
+LDAPMODIFY = shutil.which("ldapmodify") or "/usr/bin/ldapmodify"
 SCHEMA_DIR = Path("/etc/ldap/schema")
 MODULE_DIR = Path("/usr/lib/ldap")
 
@@ -362,6 +363,15 @@ class Slapd:
         """Add entries as the rootdn, through the server (so overlays run)."""
         subprocess.run(
             [LDAPADD, "-x", "-H", self.url, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD],
+            input=ldif.encode(),
+            check=True,
+            capture_output=True,
+        )
+
+    def ldapmodify(self, ldif: str) -> None:
+        """Apply an LDIF of changes as the rootdn, through the server."""
+        subprocess.run(
+            [LDAPMODIFY, "-x", "-H", self.url, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD],
             input=ldif.encode(),
             check=True,
             capture_output=True,

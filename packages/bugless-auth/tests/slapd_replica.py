@@ -158,14 +158,29 @@ class ReplicaPair:
         """:meth:`wait_replicated` off the event loop (an Authenticator may share it)."""
         await asyncio.to_thread(self.wait_replicated, within)
 
+    def write_heartbeat(self) -> None:
+        """Change the suffix entry on the provider (a write that touches no user)."""
+        self.provider.ldapmodify(
+            f"dn: {BASE_DN}\nchangetype: modify\nreplace: description\n"
+            f"description: heartbeat {time.time_ns()}\n"
+        )
+
     def restore(self) -> None:
-        """Leave the provider running (continued or restarted) and the consumer caught up."""
+        """Leave the provider running and the consumer replicating it, caught up.
+
+        The contextCSNs alone could already match while the consumer has not
+        yet reconnected to a restarted provider (it retries every
+        :data:`RETRY_SECONDS`); a fresh write it must receive proves the
+        replication session is up again, so a later test that pauses the
+        provider sees no reconnect from the consumer.
+        """
         if self.provider.running:
             self.provider.resume()
         else:
             self.provider.start()
         if not self.consumer.running:
             self.consumer.start()
+        self.write_heartbeat()
         self.wait_replicated()
 
 
