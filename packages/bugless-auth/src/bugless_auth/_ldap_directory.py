@@ -8,6 +8,7 @@ a deployment that enables ``ldap`` needs the ``bugless-auth[ldap]`` extra.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from bonsai import escape_filter_exp
 
 from bugless_auth._ldap_breaker import ServerBreakers
 from bugless_auth._ldap_pool import CONNECTION_ERRORS, PoolExhausted, ServiceConnectionPool
+from bugless_auth._ldap_probe import ldap_answers, probe_ssl_context
 from bugless_core.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -78,9 +80,13 @@ class LdapDirectory:
         self.breakers = ServerBreakers(
             settings.urls, retry_seconds=settings.server_retry_seconds, probe=self._probe
         )
+        self._probe_tls: ssl.SSLContext | None = None
 
     async def _probe(self, url: str) -> bool:
-        return await self._pools[url].probe()
+        s = self.settings
+        if self._probe_tls is None:
+            self._probe_tls = probe_ssl_context(ca_file=s.ca_file, verify=s.tls_verify)
+        return await ldap_answers(url, within=s.connect_timeout, ssl_context=self._probe_tls)
 
     async def close(self) -> None:
         """Stop the probes and close every pooled service-account connection."""

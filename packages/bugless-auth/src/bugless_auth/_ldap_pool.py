@@ -105,22 +105,6 @@ class ServiceConnectionPool:
         finally:
             self._slots.release()
 
-    async def probe(self) -> bool:
-        """Whether the server answers a fresh service-account connection now.
-
-        Any LDAP answer counts, a refused bind included: the question is
-        whether the server is up, and a refusal is reported by the next real
-        search with its own message.
-        """
-        try:
-            conn = await self._connect()
-        except CONNECTION_ERRORS:
-            return False
-        except bonsai.errors.LDAPError:
-            return True
-        conn.close()
-        return True
-
     def close(self) -> None:
         """Close the idle connections; connections in use close when returned."""
         self._closed = True
