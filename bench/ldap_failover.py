@@ -1,6 +1,6 @@
 """Sign-in latency through the Authenticator while the LDAP provider hangs (target p99 < 1 s).
 
-    python -m bench.ldap_failover [--signins 400] [--clients 4] [--server-retry-seconds 5]
+    python -m bench.ldap_failover [--signins 500] [--clients 4] [--server-retry-seconds 5]
 
 Starts a throwaway PostgreSQL (the Authenticator's identity store), an LDAP
 provider and a syncrepl read replica (two real slapd, as the tests start them:
@@ -14,9 +14,12 @@ at a time, in three phases:
 2. the provider SIGSTOPped at the start of the phase (it accepts connections
    and never answers: the worst case). The sign-ins in flight when it stops,
    and those that start before the backend's timeout tells it so, wait for
-   that timeout; the figures are given for the whole phase and for the
-   sign-ins that started after ``operation_timeout + connect_timeout``;
-3. the provider continued (SIGCONT).
+   that timeout. The phase lasts until ``--signins`` sign-ins have started
+   ``connect_timeout + operation_timeout`` seconds after the stop (by then the
+   backend skips the provider); the figures are given for the whole phase and
+   for those;
+3. the provider continued (SIGCONT), measured once a probe had time to
+   find it answering.
 
 Timeouts and ``server_retry_seconds`` are the backend's defaults unless given.
 CPU is per sign-in: this process (Authenticator and clients together) and the
@@ -52,8 +55,8 @@ from bugless_proto import v1
 
 # The slapd fixtures are test support code of bugless-auth, not a package (yet).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "packages/bugless-auth/tests"))
-from slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, SEED_USERS  # noqa: E402
-from slapd_replica import ReplicaPair, start_replica_pair  # noqa: E402
+from slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, SEED_USERS
+from slapd_replica import ReplicaPair, start_replica_pair
 
 TARGET_P99_SECONDS = 1.0
 _DEFAULTS = LdapSettings(urls=("ldap://defaults",), base_dn="dc=defaults")
@@ -68,6 +71,8 @@ class Phase:
     failures: int = 0
     cpu_self: float = 0.0
     cpu_slapd: float = 0.0
+    #: CPU of the sign-ins counted from ``count_from`` on (this process, slapd).
+    steady_cpu: tuple[float, float] = (0.0, 0.0)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -111,33 +116,64 @@ def report(phase: Phase, *, steady_after: float | None = None) -> None:
         f"  {'':<34} CPU per sign-in: this process {phase.cpu_self / count * 1000:.2f} ms, "
         f"slapd {phase.cpu_slapd / count * 1000:.2f} ms"
     )
+    if steady_after is not None:
+        counted = sum(start >= steady_after for start, _ in phase.samples)
+        cpu_self, cpu_slapd = phase.steady_cpu
+        print(
+            f"  {'':<34} CPU per sign-in after {steady_after:g} s: this process "
+            f"{cpu_self / counted * 1000:.2f} ms, slapd {cpu_slapd / counted * 1000:.2f} ms"
+        )
 
 
 async def run_phase(
-    label: str, stub: v1.AuthenticatorStub, pair: ReplicaPair, signins: int, clients: int
+    label: str,
+    stub: v1.AuthenticatorStub,
+    pair: ReplicaPair,
+    signins: int,
+    clients: int,
+    *,
+    count_from: float = 0.0,
 ) -> Phase:
-    """``signins`` sign-ins, ``clients`` at a time, users round-robin."""
+    """Sign in, ``clients`` at a time, until ``signins`` have started ``count_from`` s in.
+
+    Sign-ins that start earlier are recorded too (the whole-phase figures).
+    """
     phase = Phase(label)
-    remaining = iter(range(signins))
+    counted = 0
     cpu_self, cpu_slapd = time.process_time(), _slapd_cpu(pair)
+    steady_from: tuple[float, float] | None = None
     started = time.perf_counter()
 
-    async def client() -> None:
-        for i in remaining:
-            user = SEED_USERS[i % len(SEED_USERS)]
-            request = v1.AuthenticatePasswordRequest(username=user.uid, password=user.password)
+    async def client(first: int) -> None:
+        nonlocal counted, steady_from
+        i = first
+        while True:
             t0 = time.perf_counter()
+            if t0 - started >= count_from:
+                if steady_from is None:
+                    steady_from = (time.process_time(), _slapd_cpu(pair))
+                if counted >= signins:
+                    return
+                counted += 1
+            user = SEED_USERS[i % len(SEED_USERS)]
+            i += clients
+            request = v1.AuthenticatePasswordRequest(username=user.uid, password=user.password)
             try:
                 result = await stub.authenticate_password(request)
-            except Exception:  # noqa: BLE001 - a failed sign-in is a figure, not a crash
+            except Exception:  # a failed sign-in is a figure, not a crash
                 phase.failures += 1
                 continue
             phase.samples.append((t0 - started, time.perf_counter() - t0))
             assert result.token, "a sign-in without a token"
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client(n) for n in range(clients)))
     phase.cpu_self = time.process_time() - cpu_self
     phase.cpu_slapd = _slapd_cpu(pair) - cpu_slapd
+    if steady_from is not None:
+        phase.steady_cpu = (
+            time.process_time() - steady_from[0],
+            _slapd_cpu(pair) - steady_from[1],
+        )
     return phase
 
 
@@ -181,12 +217,19 @@ async def bench(args: argparse.Namespace, database_url: str, key: Path, pair: Re
         )
         report(await run_phase("both servers up", stub, pair, args.signins, args.clients))
 
+        steady_after = args.connect_timeout + args.operation_timeout
         pair.provider.pause()
-        hung = await run_phase("provider SIGSTOPped", stub, pair, args.signins, args.clients)
-        report(hung, steady_after=args.connect_timeout + args.operation_timeout)
+        hung = await run_phase(
+            "provider SIGSTOPped", stub, pair, args.signins, args.clients, count_from=steady_after
+        )
+        report(hung, steady_after=steady_after)
 
         pair.provider.resume()
-        report(await run_phase("provider continued", stub, pair, args.signins, args.clients))
+        # Give the background probe its turn, so this phase shows the provider serving again.
+        await asyncio.sleep(args.server_retry_seconds + args.connect_timeout)
+        report(
+            await run_phase("provider continued (SIGCONT)", stub, pair, args.signins, args.clients)
+        )
     finally:
         pair.provider.resume()
         channel.close()
@@ -204,7 +247,7 @@ async def bench(args: argparse.Namespace, database_url: str, key: Path, pair: Re
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--signins", type=int, default=400, help="timed sign-ins per phase")
+    parser.add_argument("--signins", type=int, default=500, help="timed sign-ins per phase")
     parser.add_argument("--clients", type=int, default=4, help="concurrent sign-ins")
     parser.add_argument("--connect-timeout", type=float, default=_DEFAULTS.connect_timeout)
     parser.add_argument("--operation-timeout", type=float, default=_DEFAULTS.operation_timeout)
