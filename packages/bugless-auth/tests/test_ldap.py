@@ -305,6 +305,7 @@ def test_the_retry_time_of_a_failed_server_comes_from_its_env_variable() -> None
         ({"urls": "ldap://x", "base_dn": "dc=x", "pool_size": "0"}, "pool_size"),
         ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "0"}, "server_retry"),
         ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "soon"}, "server_retry"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "inf"}, "server_retry"),
     ],
 )
 async def test_bad_settings_name_the_field(config: dict[str, str], message: str) -> None:

@@ -19,6 +19,7 @@ correct password is wrong during an outage sends them to reset it.
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -81,12 +82,13 @@ class LdapSettings:
         operation_timeout: Seconds for one search, and to wait for a free
             pooled connection.
         server_retry_seconds: How long a server that failed (a connect error
-            or a timeout) is skipped. Meanwhile a background probe (a fresh
-            service-account bind) checks it every ``server_retry_seconds``, and
-            it rejoins the rotation when one answers. While it is skipped,
-            sign-ins never wait on it unless every other server fails too;
-            without this, every sign-in would wait ``connect_timeout`` for a
-            hung primary. Per process.
+            or a timeout) is skipped. A background probe (an anonymous bind,
+            bounded by ``connect_timeout``) checks it every
+            ``server_retry_seconds``, and it rejoins the rotation at its
+            configured place when one answers. While it is skipped, sign-ins
+            never wait on it unless every other server fails too; without
+            this, every sign-in would wait out the timeouts of a hung
+            primary. The state is per process.
         label: Text of the sign-in button / form heading.
     """
 
@@ -128,7 +130,7 @@ class LdapSettings:
             raise InvalidArgument(f"ldap pool_size: {self.pool_size} is not a positive number")
         if self.connect_timeout <= 0 or self.operation_timeout <= 0:
             raise InvalidArgument("ldap timeouts: must be positive numbers of seconds")
-        if self.server_retry_seconds <= 0:
+        if not math.isfinite(self.server_retry_seconds) or self.server_retry_seconds <= 0:
             raise InvalidArgument(
                 f"ldap server_retry_seconds: {self.server_retry_seconds} is not a positive "
                 "number of seconds"
