@@ -35,6 +35,8 @@ pytest_plugins = [
     "bugless_testing.postgres",
     "bugless_testing.auth_contracts.plugin",
     "bugless_testing.oidc_provider",
+    "bugless_testing.slapd",
+    "bugless_testing.slapd_replica",
 ]
 
 #: Cheap argon2 parameters: the tests check behaviour, not cost.

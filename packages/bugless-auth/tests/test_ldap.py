@@ -11,8 +11,11 @@ from collections.abc import AsyncIterator
 
 import bonsai
 import pytest
-import slapd
-from slapd import (
+
+from bugless_auth.ldap import LdapAuthenticator, LdapSettings
+from bugless_auth.service import options_from_environment
+from bugless_core.errors import InvalidArgument, Unavailable
+from bugless_testing.slapd import (
     ADMIN_DN,
     ADMIN_PASSWORD,
     BASE_DN,
@@ -24,12 +27,7 @@ from slapd import (
     free_port,
 )
 
-from bugless_auth.ldap import LdapAuthenticator, LdapSettings
-from bugless_core.errors import InvalidArgument, Unavailable
-
 # Fixtures of slapd.py (until tests/conftest.py lists it in pytest_plugins).
-slapd_server = slapd.slapd_server
-own_slapd = slapd.own_slapd
 
 
 def settings_for(server: Slapd, **overrides: object) -> LdapSettings:
@@ -95,6 +93,7 @@ async def test_empty_password_is_refused_before_any_bind(slapd_server: Slapd) ->
         settings_for(slapd_server, urls=(f"ldap://127.0.0.1:{free_port()}",))
     )
     assert await unreachable.authenticate("alice", "") is None
+    await unreachable.close()
     live = LdapAuthenticator(settings_for(slapd_server))
     assert await live.authenticate("alice", "") is None
     await live.close()
@@ -151,6 +150,7 @@ async def test_a_closed_port_is_unavailable_not_a_wrong_password(slapd_server: S
     backend = LdapAuthenticator(settings_for(slapd_server, urls=(url,)))
     with pytest.raises(Unavailable, match=f"LDAP directory at {url} is unreachable"):
         await backend.authenticate("alice", "alice-pw")
+    await backend.close()
 
 
 async def test_a_server_that_never_answers_times_out_as_unavailable(slapd_server: Slapd) -> None:
@@ -174,6 +174,7 @@ async def test_a_server_that_never_answers_times_out_as_unavailable(slapd_server
         with pytest.raises(Unavailable):
             await backend.authenticate("alice", "alice-pw")
     finally:
+        await backend.close()
         server.close()
         for writer in silent:
             writer.close()
@@ -210,6 +211,7 @@ async def test_wrong_service_account_credentials_are_unavailable(slapd_server: S
     backend = LdapAuthenticator(settings_for(slapd_server, bind_password="nope"))
     with pytest.raises(Unavailable, match="service account"):
         await backend.authenticate("alice", "alice-pw")
+    await backend.close()
 
 
 @pytest.mark.parametrize("transport", ["starttls", "ldaps"])
@@ -234,6 +236,7 @@ async def test_an_untrusted_server_certificate_is_unavailable(slapd_server: Slap
     backend = LdapAuthenticator(settings_for(slapd_server, urls=(slapd_server.ldaps_url,)))
     with pytest.raises(Unavailable):
         await backend.authenticate("bob", "bob-pw")
+    await backend.close()
 
 
 async def test_many_concurrent_logins_share_a_small_pool(slapd_server: Slapd) -> None:
@@ -259,6 +262,7 @@ async def test_settings_accept_flag_and_env_strings(slapd_server: Slapd) -> None
             "start_tls": "false",
             "pool_size": "2",
             "connect_timeout": "1.5",
+            "server_retry_seconds": "2.5",
             "label": "Corp directory",
             "identity_store": object(),  # service-provided objects are ignored
         }
@@ -266,10 +270,25 @@ async def test_settings_accept_flag_and_env_strings(slapd_server: Slapd) -> None
     try:
         assert backend.settings.pool_size == 2
         assert backend.settings.connect_timeout == 1.5
+        assert backend.settings.server_retry_seconds == 2.5
         assert backend.display_name == "Corp directory"
         assert await backend.authenticate("bob", "bob-pw") is not None
     finally:
         await backend.close()
+
+
+def test_the_retry_time_of_a_failed_server_comes_from_its_env_variable() -> None:
+    environ = {
+        "BUGLESS_AUTH_LDAP_URLS": "ldap://primary,ldap://replica",
+        "BUGLESS_AUTH_LDAP_BASE_DN": BASE_DN,
+        "BUGLESS_AUTH_LDAP_SERVER_RETRY_SECONDS": "12.5",
+    }
+    options = options_from_environment(environ, ["ldap"])
+
+    settings = LdapSettings.from_mapping(options["ldap"])
+
+    assert settings.server_retry_seconds == 12.5
+    assert LdapSettings(urls=("ldap://x",), base_dn="dc=x").server_retry_seconds == 5.0
 
 
 @pytest.mark.parametrize(
@@ -281,6 +300,9 @@ async def test_settings_accept_flag_and_env_strings(slapd_server: Slapd) -> None
         ({"urls": "ldap://x", "base_dn": "dc=x", "user_filter": "(uid=*)"}, "placeholder"),
         ({"urls": "ldap://x", "base_dn": "dc=x", "start_tls": "maybe"}, "start_tls"),
         ({"urls": "ldap://x", "base_dn": "dc=x", "pool_size": "0"}, "pool_size"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "0"}, "server_retry"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "soon"}, "server_retry"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "inf"}, "server_retry"),
     ],
 )
 async def test_bad_settings_name_the_field(config: dict[str, str], message: str) -> None:
@@ -310,6 +332,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("no bonsai here")
 sys.meta_path.insert(0, Block())
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
+from bugless_auth.service import options_from_environment
 from bugless_core.errors import FailedPrecondition
 try:
     LdapAuthenticator(LdapSettings(urls=("ldap://x",), base_dn="dc=x"))

@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-import slapd
-from slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd
 
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
 from bugless_testing.auth_contracts import PasswordBackendCase, PasswordBackendContract
+from bugless_testing.slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd
 
 # The fixture of slapd.py (until tests/conftest.py lists it in pytest_plugins).
-slapd_server = slapd.slapd_server
 
 
 @pytest.fixture

@@ -14,13 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import bonsai
 import pytest
-import slapd
 from grpc_errors import expect_status
 from grpclib.const import Status
 from oidc_provider import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, OidcProvider
-from slapd import ADMIN_DN, ADMIN_PASSWORD, PEOPLE_DN, READER_DN, READER_PASSWORD, Slapd, ssha
 
 from bugless_proto import v1
+from bugless_testing import slapd
+from bugless_testing.slapd import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
+    PEOPLE_DN,
+    READER_DN,
+    READER_PASSWORD,
+    Slapd,
+    ssha,
+)
 
 if TYPE_CHECKING:
     from conftest import AuthServer, StartAuth
@@ -29,7 +37,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
 
 # The fixture of slapd.py (until conftest.py lists it in pytest_plugins).
-slapd_server = slapd.slapd_server
 
 
 def who(result: v1.AuthenticationResult) -> tuple[v1.Identity, v1.User]:

@@ -23,11 +23,11 @@ from oidc_provider import (
     OidcProvider,
     run_provider,
 )
-from slapd import free_port
 
 from bugless_auth._oidc_tokens import UnknownSigningKey, validate_id_token
 from bugless_auth.oidc import OidcSettings, OpenIdConnectAuthenticator
 from bugless_core.errors import InvalidArgument, Unauthenticated, Unavailable
+from bugless_testing.slapd import free_port
 
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")

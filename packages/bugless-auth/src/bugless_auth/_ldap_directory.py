@@ -8,6 +8,7 @@ a deployment that enables ``ldap`` needs the ``bugless-auth[ldap]`` extra.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,9 @@ import bonsai
 import bonsai.errors
 from bonsai import escape_filter_exp
 
+from bugless_auth._ldap_breaker import ServerBreakers
 from bugless_auth._ldap_pool import CONNECTION_ERRORS, PoolExhausted, ServiceConnectionPool
+from bugless_auth._ldap_probe import ldap_answers, probe_ssl_context
 from bugless_core.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -54,10 +57,14 @@ def group_name(dn: str, name_attribute: str) -> str:
 
 
 class LdapDirectory:
-    """The configured servers, tried in order, with a service-account pool each.
+    """The configured servers, with a service-account pool and a breaker each.
 
-    Every method raises :class:`~bugless_core.errors.Unavailable` when no
-    server answers; none of them ever reports an outage as "not found".
+    Every operation goes to the first healthy server in configured order
+    (see :class:`~bugless_auth._ldap_breaker.ServerBreakers`); a server that
+    fails to connect or times out is skipped until a background probe finds
+    it answering again. Every method raises
+    :class:`~bugless_core.errors.Unavailable` when no server answers; none of
+    them ever reports an outage as "not found".
     """
 
     def __init__(self, settings: LdapSettings) -> None:
@@ -70,9 +77,20 @@ class LdapDirectory:
             )
             for url in settings.urls
         }
+        self.breakers = ServerBreakers(
+            settings.urls, retry_seconds=settings.server_retry_seconds, probe=self._probe
+        )
+        self._probe_tls: ssl.SSLContext | None = None
 
-    def close(self) -> None:
-        """Close every pooled service-account connection."""
+    async def _probe(self, url: str) -> bool:
+        s = self.settings
+        if self._probe_tls is None:
+            self._probe_tls = probe_ssl_context(ca_file=s.ca_file, verify=s.tls_verify)
+        return await ldap_answers(url, within=s.connect_timeout, ssl_context=self._probe_tls)
+
+    async def close(self) -> None:
+        """Stop the probes and close every pooled service-account connection."""
+        await self.breakers.close()
         for pool in self._pools.values():
             pool.close()
 
@@ -117,27 +135,31 @@ class LdapDirectory:
             return None
         return UserEntry(url=url, dn=str(entries[0]["dn"]), attributes=entries[0])
 
-    async def bind(self, first_url: str, dn: str, password: str) -> bool:
-        """Whether ``password`` binds as ``dn``, trying ``first_url`` first.
+    async def bind(self, first_url: str | None, dn: str, password: str) -> bool:
+        """Whether ``password`` binds as ``dn``, on ``first_url`` if it is healthy.
 
-        The bind runs on a connection of its own, closed at once: binding
-        changes who a connection is, and pooled ones must stay the service
-        account.
+        ``first_url`` is the server that found the entry, so a replica that
+        has not yet received a new entry is not asked for it; None takes the
+        first healthy server. The bind runs on a connection of its own,
+        closed at once: binding changes who a connection is, and pooled ones
+        must stay the service account.
         """
         s = self.settings
-        order = [first_url, *(u for u in s.urls if u != first_url)]
-        for url in order:
+        for url in self.breakers.order(prefer=first_url):
             client = self._client(url, dn, password)
             try:
                 conn = await client.connect(is_async=True, timeout=s.connect_timeout)
             except (bonsai.errors.AuthenticationError, bonsai.errors.UnwillingToPerform):
+                self.breakers.record_success(url)
                 return False
             except CONNECTION_ERRORS as exc:
                 _log.warning("ldap server %s unreachable for a user bind: %r", url, exc)
+                self.breakers.record_failure(url, exc)
                 continue
             except bonsai.errors.LDAPError as exc:
                 raise Unavailable(f"the LDAP server {url} failed a bind: {exc}") from exc
             conn.close()
+            self.breakers.record_success(url)
             return True
         raise self._unavailable()
 
@@ -173,18 +195,17 @@ class LdapDirectory:
         *,
         prefer: str | None = None,
     ) -> tuple[str, list[Any]]:
-        """Run a search on the first server that answers, in configured order.
+        """Run a search on the first healthy server that answers.
+
+        A server that fails to connect or times out opens its breaker; an
+        exhausted pool does not (a busy server is not a dead one).
 
         Raises:
             Unavailable: every server failed to connect, timed out, or refused
                 the service account.
         """
         s = self.settings
-        order = list(s.urls)
-        if prefer in self._pools:
-            order.remove(prefer)
-            order.insert(0, prefer)
-        for url in order:
+        for url in self.breakers.order(prefer=prefer):
             try:
                 result = await self._pools[url].run(operation, acquire_timeout=s.operation_timeout)
             except PoolExhausted:
@@ -192,6 +213,7 @@ class LdapDirectory:
                 continue
             except CONNECTION_ERRORS as exc:
                 _log.warning("ldap server %s unreachable: %r", url, exc)
+                self.breakers.record_failure(url, exc)
                 continue
             except (
                 bonsai.errors.AuthenticationError,
@@ -215,6 +237,7 @@ class LdapDirectory:
                     f"the LDAP server {url} refused the search: {exc}; "
                     "check user_filter and group_search_filter"
                 ) from exc
+            self.breakers.record_success(url)
             return url, result
         raise self._unavailable()
 

@@ -4,8 +4,10 @@ bonsai ships ``AIOConnectionPool``, but it waits for a free connection without
 a deadline and hands out idle connections without knowing whether the server
 restarted since. Both matter here: a login must fail fast with ``Unavailable``
 rather than queue forever, and after a directory restart every idle connection
-is dead, so the first failure on a *reused* connection is retried once on a
-fresh one instead of being reported as an outage.
+is dead, so the first connection failure on a *reused* connection is retried
+once on a fresh one instead of being reported as an outage. A timeout is not
+retried: it says the server is slow or hung, not that the connection is
+stale, and a second wait would only double the time a sign-in spends on it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+
+#: The subset of :data:`CONNECTION_ERRORS` that means "no answer in time".
+TIMEOUT_ERRORS: tuple[type[BaseException], ...] = (bonsai.errors.TimeoutError, TimeoutError)
 
 
 class PoolExhausted(Exception):
@@ -60,8 +65,9 @@ class ServiceConnectionPool:
         """Run ``operation`` on a pooled connection and return its result.
 
         A connection that raised is closed, never returned to the pool. A
-        connection error on a reused connection drops every idle connection
-        (they share the dead server) and retries once on a fresh one.
+        connection error (not a timeout) on a reused connection drops every
+        idle connection (they share the dead server) and retries once on a
+        fresh one.
 
         Raises:
             PoolExhausted: no connection became free within ``acquire_timeout``.
@@ -77,9 +83,9 @@ class ServiceConnectionPool:
             conn = self._idle.pop() if reused else await self._connect()
             try:
                 result = await operation(conn)
-            except CONNECTION_ERRORS:
+            except CONNECTION_ERRORS as exc:
                 conn.close()
-                if not reused:
+                if not reused or isinstance(exc, TIMEOUT_ERRORS):
                     raise
                 self._discard_idle()
                 conn = await self._connect()

@@ -19,6 +19,7 @@ correct password is wrong during an outage sends them to reset it.
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -36,14 +37,17 @@ if TYPE_CHECKING:
 class LdapSettings:
     """How to reach the directory and where users and groups live.
 
-    Every field can come from a flag or a ``BUGLESS_LDAP_<FIELD>`` variable;
+    Every field can come from a flag (``--authenticator-option
+    ldap.<field>=VALUE``) or a ``BUGLESS_AUTH_LDAP_<FIELD>`` variable;
     :meth:`from_mapping` accepts typed values or their string forms.
 
     Attributes:
         urls: Server URLs, tried in order: the primary first, then read
             replicas. ``ldap://`` (optionally upgraded with StartTLS) or
-            ``ldaps://``. A server that cannot be reached is skipped; only when
-            every one fails is the directory reported unavailable.
+            ``ldaps://``. Reads (searches, binds) go to the first server that
+            is healthy; one that fails is skipped (see
+            ``server_retry_seconds``). Only when every one fails is the
+            directory reported unavailable. The backend never writes.
         base_dn: Subtree searched for users.
         bind_dn: DN of the service account used to search. Empty means an
             anonymous search, for directories that allow it.
@@ -77,6 +81,14 @@ class LdapSettings:
         connect_timeout: Seconds to open and bind a connection.
         operation_timeout: Seconds for one search, and to wait for a free
             pooled connection.
+        server_retry_seconds: How long a server that failed (a connect error
+            or a timeout) is skipped. A background probe (an anonymous bind,
+            bounded by ``connect_timeout``) checks it every
+            ``server_retry_seconds``, and it rejoins the rotation at its
+            configured place when one answers. While it is skipped, sign-ins
+            never wait on it unless every other server fails too; without
+            this, every sign-in would wait out the timeouts of a hung
+            primary. The state is per process.
         label: Text of the sign-in button / form heading.
     """
 
@@ -99,6 +111,7 @@ class LdapSettings:
     pool_size: int = 4
     connect_timeout: float = 5.0
     operation_timeout: float = 5.0
+    server_retry_seconds: float = 5.0
     label: str = "LDAP"
 
     def __post_init__(self) -> None:
@@ -117,6 +130,11 @@ class LdapSettings:
             raise InvalidArgument(f"ldap pool_size: {self.pool_size} is not a positive number")
         if self.connect_timeout <= 0 or self.operation_timeout <= 0:
             raise InvalidArgument("ldap timeouts: must be positive numbers of seconds")
+        if not math.isfinite(self.server_retry_seconds) or self.server_retry_seconds <= 0:
+            raise InvalidArgument(
+                f"ldap server_retry_seconds: {self.server_retry_seconds} is not a positive "
+                "number of seconds"
+            )
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> LdapSettings:
@@ -214,8 +232,8 @@ class LdapAuthenticator(PasswordAuthenticator):
         return cls(LdapSettings.from_mapping(config))
 
     async def close(self) -> None:
-        """Close every pooled service-account connection."""
-        self._directory.close()
+        """Stop the background probes and close every pooled connection."""
+        await self._directory.close()
 
     @property
     def display_name(self) -> str:
@@ -241,7 +259,7 @@ class LdapAuthenticator(PasswordAuthenticator):
             # what a wrong password costs and response times do not tell
             # which usernames exist.
             decoy = f"cn=bugless-decoy-{secrets.token_hex(8)},{self.settings.base_dn}"
-            await self._directory.bind(self.settings.urls[0], decoy, password)
+            await self._directory.bind(None, decoy, password)
             return None
         if not await self._directory.bind(user.url, user.dn, password):
             return None

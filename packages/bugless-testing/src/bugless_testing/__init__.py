@@ -27,7 +27,11 @@ import pytest
 # Contract classes live in this package, not in test files: without this their
 # plain asserts would fail with no detail.
 pytest.register_assert_rewrite(
-    "bugless_testing.model_contracts", "bugless_testing.auth_contracts", "bugless_testing.plugin"
+    "bugless_testing.model_contracts",
+    "bugless_testing.auth_contracts",
+    "bugless_testing.plugin",
+    "bugless_testing.slapd",
+    "bugless_testing.slapd_replica",
 )
 
 from bugless_testing.plugin import requires_capability  # noqa: E402

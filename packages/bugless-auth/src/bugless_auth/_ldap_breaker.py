@@ -1,0 +1,123 @@
+"""One circuit breaker per LDAP server: a server that failed is skipped, then probed.
+
+Without it, every sign-in tries the servers in configured order, so while the
+first one hangs (a stopped process, a partitioned network: the kernel or a
+load balancer accepts the connection and nothing answers) every sign-in waits
+the full timeout before it reaches a replica. With it, the first request that
+sees a server fail (a connect error or a timeout) opens that server's breaker;
+later requests go straight to the next server, and a background task probes
+the failed one every ``retry_seconds`` until it answers, when it rejoins the
+rotation at its configured place. Only the probe ever waits on a dead server.
+
+An open server is skipped, not removed: when every server that looks healthy
+fails too, requests try the open ones last, since a slow answer beats a false
+"unavailable" (and a single-server deployment must not refuse sign-ins for
+``retry_seconds`` after a blip). A success there closes the breaker at once.
+
+The state is per process, in memory: replicas of the Authenticator each find
+out for themselves, which costs each one request's timeout per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+_log = logging.getLogger("bugless_auth.ldap")
+
+#: Checks one server: True when it answered (even with a refusal), False when
+#: it could not be reached or did not answer in time.
+Probe = Callable[[str], Awaitable[bool]]
+
+
+class ServerBreakers:
+    """The breakers of the configured servers, and the order to try them in.
+
+    Args:
+        urls: Servers in configured order (the primary first).
+        retry_seconds: How long a failed server is skipped before each probe.
+        probe: How to check a failed server; it must bound its own duration
+            (the LDAP probe connects with the connect timeout).
+    """
+
+    def __init__(self, urls: Sequence[str], *, retry_seconds: float, probe: Probe) -> None:
+        if retry_seconds <= 0:
+            raise ValueError(f"retry_seconds must be positive, not {retry_seconds}")
+        self._urls = tuple(urls)
+        self._retry_seconds = retry_seconds
+        self._probe = probe
+        self._probes: dict[str, asyncio.Task[None]] = {}
+
+    def is_open(self, url: str) -> bool:
+        """Whether ``url`` failed and has not answered a probe (or a request) since."""
+        return url in self._probes
+
+    @property
+    def open_servers(self) -> tuple[str, ...]:
+        """The servers currently skipped, in configured order."""
+        return tuple(u for u in self._urls if u in self._probes)
+
+    def order(self, prefer: str | None = None) -> list[str]:
+        """Servers to try for one operation, best first.
+
+        Healthy servers in configured order (``prefer`` first when it is
+        healthy: the server that found a user should check their password),
+        then the open ones as a last resort, in configured order.
+        """
+        healthy = [u for u in self._urls if u not in self._probes]
+        if prefer in healthy:
+            healthy.remove(prefer)
+            healthy.insert(0, prefer)
+        return healthy + [u for u in self._urls if u in self._probes]
+
+    def record_failure(self, url: str, error: BaseException) -> None:
+        """Open ``url``'s breaker (if closed) and start probing it in the background.
+
+        Must be called from the event loop the probes should run on.
+        """
+        if url in self._probes:
+            return
+        _log.warning(
+            "ldap server %s failed (%r): skipped while another server answers, probed every %gs",
+            url,
+            error,
+            self._retry_seconds,
+        )
+        self._probes[url] = asyncio.get_running_loop().create_task(
+            self._probe_until_answered(url), name=f"ldap probe {url}"
+        )
+
+    def record_success(self, url: str) -> None:
+        """Close ``url``'s breaker: it just answered a request."""
+        task = self._probes.pop(url, None)
+        if task is not None:
+            task.cancel()
+            _log.warning("ldap server %s answered a request again: back in rotation", url)
+
+    async def _probe_until_answered(self, url: str) -> None:
+        while True:
+            await asyncio.sleep(self._retry_seconds)
+            try:
+                answered = await self._probe(url)
+            except Exception:
+                _log.exception("ldap probe of %s failed unexpectedly", url)
+                answered = False
+            if answered:
+                self._probes.pop(url, None)
+                _log.warning("ldap server %s answered a probe: back in rotation", url)
+                return
+            _log.info(
+                "ldap server %s still not answering; next probe in %gs", url, self._retry_seconds
+            )
+
+    async def close(self) -> None:
+        """Stop every probe; every server counts as healthy again."""
+        tasks = list(self._probes.values())
+        self._probes.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
