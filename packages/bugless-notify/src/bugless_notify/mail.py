@@ -322,10 +322,10 @@ class EmailChannel(NotificationChannel):
             return DeliveryResult.rejected(f"cannot build the mail: {exc}")
         try:
             await self._sessions.send(mail, self.settings.sender_address, notification.recipient)
+        except (aiosmtplib.SMTPException, OSError) as exc:  # TLS errors included
+            return classify_smtp_error(exc)
         except ValueError as exc:  # aiosmtplib's check of the addresses
             return DeliveryResult.rejected(f"address refused before sending: {exc}")
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            return classify_smtp_error(exc)
         return DeliveryResult.delivered()
 
     async def close(self) -> None:

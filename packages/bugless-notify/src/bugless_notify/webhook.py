@@ -234,12 +234,13 @@ class WebhookChannel(NotificationChannel):
     @classmethod
     async def open(cls, config: Mapping[str, Any]) -> Self:
         """Build from options plus ``config["endpoints"]`` (see the class docstring)."""
+        settings = WebhookSettings.from_options(config)
         endpoints = config.get("endpoints")
         if endpoints is None or not hasattr(endpoints, "get_endpoint"):
             raise InvalidArgument(
                 "webhook.endpoints: the notifier must provide an endpoint directory"
             )
-        return cls(WebhookSettings.from_options(config), endpoints)
+        return cls(settings, endpoints)
 
     async def deliver(self, notification: Notification) -> DeliveryResult:
         """POST once; any failure is reported, never raised."""
