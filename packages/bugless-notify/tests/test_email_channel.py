@@ -276,3 +276,38 @@ async def test_options_are_read_from_strings_and_a_wrong_one_is_named() -> None:
         await EmailChannel.open({"sender": "nobody"})
     with pytest.raises(InvalidArgument, match=r"email\.username and password"):
         await EmailChannel.open({"username": "x"})
+
+
+async def test_non_ascii_and_long_headers_arrive_intact(
+    channel: EmailChannel, smtp_sink: SmtpSink
+) -> None:
+    title = "Überlauf in der Warteschlange — 日本語のタイトル " + "very long words " * 8
+    base = render_notification(notice())
+    message = type(base)(**{**base.__dict__, "subject": f"[bugless] b/123: {title}"})
+    notification = Notification(
+        "k-ü", "jose@example.com", message, recipient_name='José "Pepe" Núñez'
+    )
+    assert (await channel.deliver(notification)).status is DeliveryStatus.DELIVERED
+    (mail,) = smtp_sink.wait_for(1)
+    assert mail.message["Subject"] == f"[bugless] b/123: {title}"
+    assert mail.message["To"].addresses[0].display_name == 'José "Pepe" Núñez'
+    assert mail.message["To"].addresses[0].addr_spec == "jose@example.com"
+    assert mail.message["X-Bugless-Delivery"] == "k-ü"
+    assert all(len(line) <= 998 for line in mail.raw.split(b"\r\n"))
+    plain = mail.message.get_body(("plain",))
+    assert plain is not None
+    assert plain.get_content().replace("\r\n", "\n") == message.text
+
+
+async def test_a_line_starting_with_a_dot_survives_smtp(
+    channel: EmailChannel, smtp_sink: SmtpSink
+) -> None:
+    base = render_notification(notice())
+    text = "first\n.\n.hidden line\nlast\n"
+    message = type(base)(**{**base.__dict__, "text": text})
+    assert (await channel.deliver(Notification("k-dot", "a@example.com", message))).status is (
+        DeliveryStatus.DELIVERED
+    )
+    plain = smtp_sink.wait_for(1)[0].message.get_body(("plain",))
+    assert plain is not None
+    assert plain.get_content().replace("\r\n", "\n") == text

@@ -35,8 +35,7 @@ import re
 import ssl
 import time
 from collections.abc import Mapping
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formatdate, parseaddr
 from pathlib import Path
 from typing import Any, Self
 
@@ -44,6 +43,7 @@ import aiosmtplib
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.notification_channel import DeliveryResult, Notification, NotificationChannel
+from bugless_notify import _mime
 from bugless_notify._options import ChannelOptions
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
@@ -160,33 +160,35 @@ def thread_root_id(thread_id: str, domain: str) -> str:
     return f"<{thread_id}@{domain}>"
 
 
-def build_email(notification: Notification, settings: SmtpSettings) -> EmailMessage:
-    """The mail for ``notification`` (see the module docstring for its headers).
+def build_email(notification: Notification, settings: SmtpSettings) -> bytes:
+    """The mail for ``notification``, as sent (see the module docstring for its headers).
 
     Raises:
         ValueError: the recipient or a header value cannot be put in a mail
             (a line break, no ``@``).
     """
-    if "@" not in notification.recipient or any(c in notification.recipient for c in "\r\n<>,"):
-        raise ValueError(f"{notification.recipient!r} is not an e-mail address")
+    recipient = notification.recipient
+    if "@" not in recipient or not recipient.isascii() or any(c in recipient for c in " \r\n<>,"):
+        raise ValueError(f"{recipient!r} is not an e-mail address")
     content = notification.message
     domain = settings.id_domain
     root = thread_root_id(content.thread_id, domain)
-    mail = EmailMessage()
-    mail["From"] = settings.sender
-    mail["To"] = formataddr((notification.recipient_name, notification.recipient))
-    mail["Subject"] = content.subject
-    mail["Date"] = formatdate(usegmt=True)
-    mail["Message-ID"] = message_id(notification.delivery_id, content.thread_id, domain)
-    mail["In-Reply-To"] = root
-    mail["References"] = root
-    mail["X-Bugless-Delivery"] = notification.delivery_id
+    headers = [
+        ("From", _mime.address(*parseaddr(settings.sender))),
+        ("To", _mime.address(notification.recipient_name, recipient)),
+        ("Subject", content.subject),
+        ("Date", formatdate(usegmt=True)),
+        ("Message-ID", message_id(notification.delivery_id, content.thread_id, domain)),
+        ("In-Reply-To", root),
+        ("References", root),
+        ("X-Bugless-Delivery", notification.delivery_id),
+    ]
     if content.reason:
-        mail["X-Bugless-Reason"] = content.reason
-    mail["Auto-Submitted"] = "auto-generated"
-    mail.set_content(content.text)
-    mail.add_alternative(content.html, subtype="html")
-    return mail
+        headers.append(("X-Bugless-Reason", content.reason))
+    headers.append(("Auto-Submitted", "auto-generated"))
+    return _mime.multipart_alternative(
+        headers, content.text, content.html, seed=notification.delivery_id
+    )
 
 
 def classify_smtp_error(exc: Exception) -> DeliveryResult:
@@ -257,13 +259,13 @@ class _SmtpSessions:
         else:
             self._idle.append((client, time.monotonic()))
 
-    async def send(self, mail: EmailMessage, sender: str, recipient: str) -> None:
+    async def send(self, mail: bytes, sender: str, recipient: str) -> None:
         """Send ``mail`` on a pooled session (or a new one); raise what aiosmtplib raised."""
         async with self._slots:
             client = self._take_idle()
             if client is not None:
                 try:
-                    await client.send_message(mail, sender=sender, recipients=[recipient])
+                    await client.sendmail(sender, [recipient], mail)
                 except aiosmtplib.SMTPServerDisconnected:
                     client.close()  # the relay dropped the idle session: use a new one
                 except BaseException:
@@ -274,7 +276,7 @@ class _SmtpSessions:
                     return
             client = await self._connect()
             try:
-                await client.send_message(mail, sender=sender, recipients=[recipient])
+                await client.sendmail(sender, [recipient], mail)
             finally:
                 self._give_back(client)
 
