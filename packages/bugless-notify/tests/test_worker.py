@@ -27,7 +27,8 @@ FAST_RETRY = RetryPolicy(base_seconds=0.05, max_seconds=0.2, max_attempts=5)
 def _settings(**overrides: Any) -> WorkerSettings:
     values: dict[str, Any] = {
         "concurrency": 8,
-        "lease_seconds": 30.0,
+        # Long: a delivery recorded late would show as a failure, not hide behind a re-claim.
+        "lease_seconds": 300.0,
         "delivery_timeout_seconds": 10.0,
         "poll_seconds": 0.5,
         "retry": FAST_RETRY,

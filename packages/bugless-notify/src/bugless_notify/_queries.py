@@ -23,6 +23,7 @@ class Statements:
     enqueue: str
     claim: str
     delivered: str
+    delivered_many: str
     retry: str
     dead: str
     release: str
@@ -77,6 +78,11 @@ def for_schema(schema: str) -> Statements:
             SET state = 'delivered', finished_at = now(), last_error = '',
                 claimed_by = NULL, claim_token = NULL, lease_until = NULL
             WHERE delivery_id = $1 AND state = 'pending'""",
+        delivered_many=f"""
+            UPDATE {s}.deliveries
+            SET state = 'delivered', finished_at = now(), last_error = '',
+                claimed_by = NULL, claim_token = NULL, lease_until = NULL
+            WHERE delivery_id = ANY($1::text[]) AND state = 'pending'""",
         retry=f"""
             UPDATE {s}.deliveries
             SET next_attempt_at = now() + make_interval(secs => $3), last_error = $4,

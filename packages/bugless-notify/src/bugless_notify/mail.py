@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import functools
 import hashlib
 import re
 import ssl
@@ -110,12 +111,17 @@ class SmtpSettings:
         if bool(self.username) != bool(self.password):
             raise ValueError("username and password: set both or neither")
 
-    @property
+    @functools.cached_property
     def sender_address(self) -> str:
         """The bare address of :attr:`sender` (the envelope sender)."""
         return parseaddr(self.sender)[1]
 
-    @property
+    @functools.cached_property
+    def from_header(self) -> str:
+        """:attr:`sender` as a ``From`` value (a non-ASCII name encoded)."""
+        return _mime.address(*parseaddr(self.sender))
+
+    @functools.cached_property
     def id_domain(self) -> str:
         """The domain ``Message-ID``s end with."""
         return self.message_id_domain or self.sender_address.rpartition("@")[2]
@@ -174,7 +180,7 @@ def build_email(notification: Notification, settings: SmtpSettings) -> bytes:
     domain = settings.id_domain
     root = thread_root_id(content.thread_id, domain)
     headers = [
-        ("From", _mime.address(*parseaddr(settings.sender))),
+        ("From", settings.from_header),
         ("To", _mime.address(notification.recipient_name, recipient)),
         ("Subject", content.subject),
         ("Date", formatdate(usegmt=True)),

@@ -46,6 +46,8 @@ from bugless_notify._metrics import DeliveryMetrics
 from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, RetryPolicy
 
 _log = logging.getLogger("bugless.notify")
+#: The longest a delivered row waits to be recorded with others in one statement.
+_RECORD_DELAY_SECONDS = 0.02
 #: What a lost database connection looks like (the operation is retried later).
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -145,9 +147,9 @@ class DeliveryWorker:
         self._names = sorted(self.channels)
         self._in_flight: dict[asyncio.Task[None], ClaimedDelivery] = {}
         self._wake = asyncio.Event()
-        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._listener: Any = None
+        self._control: Any = None
+        self._to_record: list[ClaimedDelivery] = []
         self._last_purge = float("-inf")
 
     @property
@@ -163,37 +165,42 @@ class DeliveryWorker:
         """Deliver until :meth:`stop`; return once in-flight attempts are finished or released."""
         try:
             while not self._stopping.is_set():
-                await self._ensure_listener()
+                if not await self._ensure_control():
+                    await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
+                    continue
                 await self._purge_if_due()
-                await self._fill_slots()
+                await self._step()
         finally:
             await self._drain()
-            await self._drop_listener()
+            await self._record_delivered()
+            await self._drop_control()
 
     # ---- the loop ----
 
-    async def _fill_slots(self) -> None:
-        """Claim for the free slots, or wait for a reason to."""
-        concurrency = self.settings.concurrency
-        free = concurrency - len(self._in_flight)
-        # Claim in batches, not one row per finished attempt: a claim is a round trip.
-        if free < max(1, concurrency // 4):
-            self._slot_freed.clear()
-            await self._wait_for(self._slot_freed, at_most=self.settings.poll_seconds)
-            return
+    @property
+    def _batch(self) -> int:
+        """Claim (and record) in batches of this many: each is a database round trip."""
+        return max(1, self.settings.concurrency // 4)
+
+    async def _step(self) -> None:
+        """Record what was delivered, claim for the free slots, or wait for a reason to."""
         self._wake.clear()
+        await self._record_delivered()
+        free = self.settings.concurrency - len(self._in_flight)
+        if free < self._batch:
+            await self._wait_for(self._wake, at_most=self._sleep(self.settings.poll_seconds))
+            return
         try:
-            async with self._pool.acquire() as conn:
-                claims = await self.queue.claim(
-                    conn,
-                    worker_id=self.settings.worker_id,
-                    channels=self._names,
-                    limit=free,
-                    lease_seconds=self.settings.lease_seconds,
-                )
-                due_in = None
-                if len(claims) < free:
-                    due_in = await self.queue.seconds_until_due(conn, self._names)
+            claims = await self.queue.claim(
+                self._control,
+                worker_id=self.settings.worker_id,
+                channels=self._names,
+                limit=free,
+                lease_seconds=self.settings.lease_seconds,
+            )
+            due_in = None
+            if len(claims) < free:
+                due_in = await self.queue.seconds_until_due(self._control, self._names)
         except _DATABASE_ERRORS as exc:
             self._database_error("claim", exc)
             await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
@@ -208,13 +215,36 @@ class DeliveryWorker:
             timeout = self.settings.poll_seconds
             if due_in is not None:
                 timeout = min(timeout, max(due_in, 0.005))
-            await self._wait_for(self._wake, at_most=timeout)
+            await self._wait_for(self._wake, at_most=self._sleep(timeout))
+
+    def _sleep(self, seconds: float) -> float:
+        """``seconds``, or less while delivered rows wait to be recorded."""
+        return min(seconds, _RECORD_DELAY_SECONDS) if self._to_record else seconds
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
-        self._slot_freed.set()
+        free = self.settings.concurrency - len(self._in_flight)
+        if free >= self._batch or len(self._to_record) >= self._batch:
+            self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             _log.error("a delivery task failed", exc_info=task.exception())
+
+    async def _record_delivered(self) -> None:
+        """Mark every delivery that went out since the last call, in one statement."""
+        if not self._to_record or self._control is None:
+            return
+        # Taken out first: attempts that finish during the round trip join the next batch.
+        batch, self._to_record = self._to_record, []
+        try:
+            await self.queue.mark_delivered_many(self._control, batch)
+        except _DATABASE_ERRORS as exc:
+            # Kept for the next try; meanwhile a lease may run out and the
+            # delivery be made again, under the same idempotency key.
+            self._to_record[:0] = batch
+            self._database_error("record", exc)
+            return
+        for claim in batch:
+            self.metrics.deliveries.labels(claim.channel, "delivered").inc()
 
     async def _wait_for(self, event: asyncio.Event, *, at_most: float) -> None:
         """Wait until ``event`` or a stop request, at most ``at_most`` seconds."""
@@ -270,14 +300,14 @@ class DeliveryWorker:
             return DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
 
     async def _record(self, claim: ClaimedDelivery, result: DeliveryResult) -> None:
+        if result.status is DeliveryStatus.DELIVERED:
+            self._to_record.append(claim)  # recorded in batches by the loop
+            return
         attempt = claim.notification.attempt
         policy = self.settings.retry
-        outcome = "delivered"
         try:
             async with self._pool.acquire() as conn:
-                if result.status is DeliveryStatus.DELIVERED:
-                    await self.queue.mark_delivered(conn, claim)
-                elif result.status is DeliveryStatus.REJECTED or attempt >= policy.max_attempts:
+                if result.status is DeliveryStatus.REJECTED or attempt >= policy.max_attempts:
                     outcome = "dead"
                     error = result.reason
                     if result.status is DeliveryStatus.RETRY:
@@ -298,17 +328,12 @@ class DeliveryWorker:
             self._database_error("record", exc)
             return
         self.metrics.deliveries.labels(claim.channel, outcome).inc()
-        if outcome != "delivered":
-            _log.warning(
-                "delivery %s: %s",
-                "failed, will retry" if outcome == "retry" else "is a dead letter",
-                result.reason,
-                extra={
-                    "channel": claim.channel,
-                    "delivery_id": claim.delivery_id,
-                    "attempt": attempt,
-                },
-            )
+        _log.warning(
+            "delivery %s: %s",
+            "failed, will retry" if outcome == "retry" else "is a dead letter",
+            result.reason,
+            extra={"channel": claim.channel, "delivery_id": claim.delivery_id, "attempt": attempt},
+        )
 
     async def _release(self, claims: list[ClaimedDelivery]) -> None:
         try:
@@ -334,25 +359,27 @@ class DeliveryWorker:
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
 
-    async def _ensure_listener(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        await self._drop_listener()
+    async def _ensure_control(self) -> bool:
+        """Hold the connection the loop claims and records on, and LISTENs with."""
+        if self._control is not None and not self._control.is_closed():
+            return True
+        await self._drop_control()
         try:
             conn = await self._pool.acquire()
         except _DATABASE_ERRORS as exc:
-            self._database_error("listen", exc)
-            return
+            self._database_error("connect", exc)
+            return False
         try:
             await conn.add_listener(self.queue.wakeup_channel, self._on_notify)
         except _DATABASE_ERRORS as exc:
             await self._pool.release(conn)
-            self._database_error("listen", exc)
-            return
-        self._listener = conn
+            self._database_error("connect", exc)
+            return False
+        self._control = conn
+        return True
 
-    async def _drop_listener(self) -> None:
-        conn, self._listener = self._listener, None
+    async def _drop_control(self) -> None:
+        conn, self._control = self._control, None
         if conn is None:
             return
         with contextlib.suppress(*_DATABASE_ERRORS):
