@@ -197,7 +197,8 @@ async def test_bad_endpoints_and_refused_mail_never_hold_up_the_others(
         retry=RetryPolicy(base_seconds=30.0, max_seconds=60.0, max_attempts=3),
         stop_grace_seconds=0.0,
     )
-    async with _running(pool, queue, channels, settings):
+    registry = CollectorRegistry()
+    async with _running(pool, queue, channels, settings, registry):
         mails = await smtp_sink.wait_for_async(30)
         await _until(
             lambda: _count_is(pool, queue, DeliveryState.DELIVERED, 30), "good mails recorded"
@@ -218,6 +219,19 @@ async def test_bad_endpoints_and_refused_mail_never_hold_up_the_others(
     assert refused is not None
     assert refused.state is DeliveryState.PENDING
     assert "cannot reach webhook endpoint 'unreachable'" in refused.last_error
+    outcomes = {
+        (channel, outcome): registry.get_sample_value(
+            "bugless_notify_deliveries_total", {"channel": channel, "outcome": outcome}
+        )
+        for channel in ("email", "webhook")
+        for outcome in ("delivered", "dead")
+    }
+    assert outcomes == {
+        ("email", "delivered"): 30,
+        ("email", "dead"): 1,
+        ("webhook", "delivered"): None,
+        ("webhook", "dead"): 1,
+    }
 
 
 async def test_exhausted_retries_become_a_dead_letter_that_an_admin_can_requeue(
@@ -436,3 +450,44 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return wrapped
+
+
+async def test_a_lost_database_connection_is_reopened_and_delivery_resumes(
+    notify_database: str, queue: DeliveryQueue, smtp_sink: SmtpSink
+) -> None:
+    name = f"notify-{queue.schema}"
+    pool = await asyncpg.create_pool(
+        notify_database, min_size=2, max_size=4, server_settings={"application_name": name}
+    )
+    try:
+        registry = CollectorRegistry()
+        async with _running(pool, queue, {"email": _email(smtp_sink)}, _settings(), registry):
+            async with pool.acquire() as conn:
+                await queue.enqueue(conn, [mail_delivery(1)])
+            await smtp_sink.wait_for_async(1)
+            admin = await asyncpg.connect(notify_database)
+            try:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = $1",
+                    name,
+                )
+                assert killed >= 1
+                await asyncio.sleep(1.0)
+                await queue.enqueue(admin, [mail_delivery(n) for n in range(2, 12)])
+            finally:
+                await admin.close()
+            mails = await smtp_sink.wait_for_async(11)
+            await _until(lambda: _count_is(pool, queue, DeliveryState.DELIVERED, 11), "11 recorded")
+    finally:
+        await pool.close()
+    assert len({m.message["Message-ID"] for m in mails}) == 11
+
+
+def test_worker_settings_that_would_deliver_twice_are_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"lease_seconds: 10\.0 must be longer than"):
+        WorkerSettings(lease_seconds=10.0, delivery_timeout_seconds=10.0)
+    with pytest.raises(ValueError, match="concurrency"):
+        WorkerSettings(concurrency=0)

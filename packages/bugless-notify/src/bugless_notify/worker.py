@@ -56,6 +56,18 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _is_open(conn: Any) -> bool:
+    """Whether a pooled connection still works.
+
+    When the server ends a pooled connection, asyncpg hands it back to its
+    pool at once, and the proxy we hold then raises on every call.
+    """
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 def default_worker_id() -> str:
     """``host:pid:random``: unique per process, readable in ``claimed_by``."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -361,7 +373,7 @@ class DeliveryWorker:
 
     async def _ensure_control(self) -> bool:
         """Hold the connection the loop claims and records on, and LISTENs with."""
-        if self._control is not None and not self._control.is_closed():
+        if self._control is not None and _is_open(self._control):
             return True
         await self._drop_control()
         try:
@@ -383,7 +395,7 @@ class DeliveryWorker:
         if conn is None:
             return
         with contextlib.suppress(*_DATABASE_ERRORS):
-            if not conn.is_closed():
+            if _is_open(conn):
                 await conn.remove_listener(self.queue.wakeup_channel, self._on_notify)
         with contextlib.suppress(*_DATABASE_ERRORS):
             await self._pool.release(conn)
