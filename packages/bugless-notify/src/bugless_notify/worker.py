@@ -130,9 +130,10 @@ class DeliveryWorker:
     """Delivers queued notifications through channels until stopped.
 
     Args:
-        pool: asyncpg pool on the notifier's database; the worker keeps one
-            connection for ``LISTEN`` and borrows others briefly, so give it at
-            least 2 (about ``concurrency / 4 + 2`` avoids waiting).
+        pool: asyncpg pool on the notifier's database. The worker holds one
+            connection (it claims, records deliveries and ``LISTEN``s on it)
+            and borrows others briefly for retries and dead letters, so give
+            it at least 2.
         queue: The queue to work on.
         channels: Open channels by name; only deliveries of these channels
             are claimed (a replica without a channel leaves its rows to others).
@@ -200,7 +201,7 @@ class DeliveryWorker:
         await self._record_delivered()
         free = self.settings.concurrency - len(self._in_flight)
         if free < self._batch:
-            await self._wait_for(self._wake, at_most=self._sleep(self.settings.poll_seconds))
+            await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
             return
         try:
             claims = await self.queue.claim(
@@ -227,11 +228,7 @@ class DeliveryWorker:
             timeout = self.settings.poll_seconds
             if due_in is not None:
                 timeout = min(timeout, max(due_in, 0.005))
-            await self._wait_for(self._wake, at_most=self._sleep(timeout))
-
-    def _sleep(self, seconds: float) -> float:
-        """``seconds``, or less while delivered rows wait to be recorded."""
-        return min(seconds, _RECORD_DELAY_SECONDS) if self._to_record else seconds
+            await self._wait_for(self._wake, at_most=timeout)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
@@ -313,7 +310,10 @@ class DeliveryWorker:
 
     async def _record(self, claim: ClaimedDelivery, result: DeliveryResult) -> None:
         if result.status is DeliveryStatus.DELIVERED:
-            self._to_record.append(claim)  # recorded in batches by the loop
+            # Recorded in batches by the loop, which this wakes soon (or a full batch sooner).
+            if not self._to_record:
+                asyncio.get_running_loop().call_later(_RECORD_DELAY_SECONDS, self._wake.set)
+            self._to_record.append(claim)
             return
         attempt = claim.notification.attempt
         policy = self.settings.retry
