@@ -276,6 +276,10 @@ async def test_options_are_read_from_strings_and_a_wrong_one_is_named() -> None:
         await EmailChannel.open({"sender": "nobody"})
     with pytest.raises(InvalidArgument, match=r"email\.username and password"):
         await EmailChannel.open({"username": "x"})
+    with pytest.raises(InvalidArgument, match=r"email\.ca_file: '/nonexistent/ca\.pem' is not a"):
+        await EmailChannel.open({"ca_file": "/nonexistent/ca.pem"})
+    with pytest.raises(InvalidArgument, match=r"email\.timeout_seconds: 0\.0 must be more"):
+        await EmailChannel.open({"timeout_seconds": "0"})
 
 
 async def test_non_ascii_and_long_headers_arrive_intact(
