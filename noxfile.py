@@ -41,6 +41,7 @@ PACKAGES: dict[str, str] = {
     "bugless-auth": "[ldap,oidc]",
     "bugless-web": "[testing]",
     "bugless-api": "[testing]",
+    "bugless-notify": "[testing]",
 }
 #: Test-only tools every test session gets.
 TEST_TOOLS = [

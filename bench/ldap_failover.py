@@ -49,7 +49,7 @@ from bugless_auth.store import IdentityStore
 from bugless_auth.tokens import generate_ed25519_pem
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.plugins import load_plugins
-from bugless_core.testing.postgres import start_postgres
+from bugless_dev.postgres import start_postgres
 from bugless_proto import v1
 from bugless_testing.slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, SEED_USERS
 from bugless_testing.slapd_replica import ReplicaPair, start_replica_pair

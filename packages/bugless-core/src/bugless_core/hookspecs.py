@@ -16,7 +16,11 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from bugless_core.registry import AuthenticatorRegistrar, ModelBackendRegistrar
+    from bugless_core.registry import (
+        AuthenticatorRegistrar,
+        ModelBackendRegistrar,
+        NotificationChannelRegistrar,
+    )
     from bugless_proto import v1
 
 PROJECT_NAME = "bugless"
@@ -68,4 +72,16 @@ def bugless_issue_changed(issue: v1.Issue, entry: v1.HistoryEntry, backend_name:
     Implementations must be quick and must not raise: queue slow work
     (webhooks, mail) elsewhere. Exceptions are logged and swallowed so that an
     extension can never fail a write that already happened.
+    """
+
+
+@hookspec
+def bugless_register_notification_channels(register: NotificationChannelRegistrar) -> None:
+    """Register notification channel classes (``email``, ``webhook``, ...).
+
+    Same contract as :func:`bugless_register_model_backends`: call
+    ``register(ChannelClass)`` with a
+    :class:`~bugless_core.notification_channel.NotificationChannel` subclass;
+    its ``name`` is what a delivery names as its channel. Do not connect to
+    anything here: the notifier opens the channels it is configured with.
     """

@@ -22,6 +22,7 @@ from bugless_core.registry import Registry
 if TYPE_CHECKING:
     from bugless_core.auth_backend import AuthenticatorBackend
     from bugless_core.model.backend import ModelBackend
+    from bugless_core.notification_channel import NotificationChannel
     from bugless_proto import v1
 
 ENTRY_POINT_GROUP = "bugless"
@@ -50,6 +51,7 @@ class Plugins:
         manager: The pluggy manager (call event hooks through ``manager.hook``).
         model_backends: Model backend classes by name.
         authenticators: Authenticator backend classes by name.
+        notification_channels: Notification channel classes by name.
         loaded: The plugins that were loaded, in load order.
     """
 
@@ -59,6 +61,9 @@ class Plugins:
     )
     authenticators: Registry[type[AuthenticatorBackend]] = field(
         default_factory=lambda: Registry("authenticator backend")
+    )
+    notification_channels: Registry[type[NotificationChannel]] = field(
+        default_factory=lambda: Registry("notification channel")
     )
     loaded: list[PluginInfo] = field(default_factory=list)
 
@@ -151,6 +156,7 @@ def load_plugins(
     manager.check_pending()
     manager.hook.bugless_register_model_backends(register=plugins.model_backends)
     manager.hook.bugless_register_authenticators(register=plugins.authenticators)
+    manager.hook.bugless_register_notification_channels(register=plugins.notification_channels)
     return plugins
 
 

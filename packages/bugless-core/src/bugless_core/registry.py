@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 from bugless_core.auth_backend import AuthenticatorBackend
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelBackend
+from bugless_core.notification_channel import NotificationChannel
 
 T = TypeVar("T", bound=type)
 
@@ -100,3 +101,5 @@ class Registry(Generic[T]):
 ModelBackendRegistrar = Registry[type[ModelBackend]]
 #: The registrar ``bugless_register_authenticators`` receives.
 AuthenticatorRegistrar = Registry[type[AuthenticatorBackend]]
+#: The registrar ``bugless_register_notification_channels`` receives.
+NotificationChannelRegistrar = Registry[type[NotificationChannel]]

@@ -32,6 +32,7 @@ pytest.register_assert_rewrite(
     "bugless_testing.plugin",
     "bugless_testing.slapd",
     "bugless_testing.slapd_replica",
+    "bugless_testing.smtp",
 )
 
 from bugless_testing.plugin import requires_capability  # noqa: E402

@@ -11,31 +11,43 @@ from collections.abc import Mapping
 
 from markupsafe import Markup, escape
 
+# The labels have one home in bugless_core (the notifier's mails say the same).
+from bugless_core.issue_labels import (
+    FIELD_LABELS,
+    ISSUE_FIELDS,
+    OPEN_STATUSES,
+    STATUS_LABELS,
+    TYPE_LABELS,
+    USER_FIELDS,
+    is_open,
+    level_label,
+    short_status,
+    status_label,
+    type_label,
+)
 from bugless_proto import v1
 
-OPEN_STATUSES = frozenset({v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED})
+__all__ = [
+    "ACL_ROLES",
+    "FIELD_LABELS",
+    "ISSUE_FIELDS",
+    "OPEN_STATUSES",
+    "PRIORITIES",
+    "ROLE_LABELS",
+    "SEVERITIES",
+    "STATUS_LABELS",
+    "TYPE_LABELS",
+    "USER_FIELDS",
+    "is_open",
+    "level_label",
+    "short_status",
+    "status_label",
+    "timestamp",
+    "type_label",
+    "user_chip",
+    "username_of",
+]
 
-STATUS_LABELS: dict[v1.Status, str] = {
-    v1.Status.NEW: "New",
-    v1.Status.ASSIGNED: "Assigned",
-    v1.Status.ACCEPTED: "Accepted",
-    v1.Status.FIXED: "Fixed",
-    v1.Status.VERIFIED: "Verified",
-    v1.Status.WONT_FIX_NOT_REPRODUCIBLE: "Won't fix (not reproducible)",
-    v1.Status.WONT_FIX_INTENDED_BEHAVIOR: "Won't fix (intended behavior)",
-    v1.Status.WONT_FIX_OBSOLETE: "Won't fix (obsolete)",
-    v1.Status.WONT_FIX_INFEASIBLE: "Won't fix (infeasible)",
-    v1.Status.DUPLICATE: "Duplicate",
-}
-TYPE_LABELS: dict[v1.IssueType, str] = {
-    v1.IssueType.BUG: "Bug",
-    v1.IssueType.FEATURE_REQUEST: "Feature request",
-    v1.IssueType.CUSTOMER_ISSUE: "Customer issue",
-    v1.IssueType.INTERNAL_CLEANUP: "Internal cleanup",
-    v1.IssueType.PROCESS: "Process",
-    v1.IssueType.VULNERABILITY: "Vulnerability",
-    v1.IssueType.TASK: "Task",
-}
 PRIORITIES = [p for p in v1.Priority if p.value]
 SEVERITIES = [s for s in v1.Severity if s.value]
 ROLE_LABELS = {
@@ -46,54 +58,6 @@ ROLE_LABELS = {
 }
 #: Roles an ACL form offers, by the name the form submits, lowest first.
 ACL_ROLES = {"viewer": v1.Role.VIEWER, "editor": v1.Role.EDITOR, "admin": v1.Role.ADMIN}
-FIELD_LABELS = {
-    "title": "Title",
-    "status": "Status",
-    "priority": "Priority",
-    "severity": "Severity",
-    "type": "Type",
-    "component_id": "Component",
-    "assignee": "Assignee",
-    "verifier": "Verifier",
-    "parent_id": "Parent",
-    "duplicate_of_id": "Duplicate of",
-    "cc": "CC",
-    "hotlist_ids": "Hotlists",
-    "blocking_ids": "Blocking",
-    "blocked_by_ids": "Blocked by",
-}
-#: Fields whose FieldChange values are user references.
-USER_FIELDS = frozenset({"assignee", "verifier", "cc", "reporter"})
-#: Fields whose values are issue ids.
-ISSUE_FIELDS = frozenset({"parent_id", "duplicate_of_id", "blocking_ids", "blocked_by_ids"})
-
-
-def status_label(status: v1.Status) -> str:
-    """``Won't fix (obsolete)`` for WONT_FIX_OBSOLETE."""
-    return STATUS_LABELS.get(status, "—")
-
-
-def short_status(name: str) -> str:
-    """A status given by its short wire name (``FIXED``) as its label."""
-    try:
-        return STATUS_LABELS[v1.Status[name]]
-    except KeyError:
-        return name
-
-
-def type_label(issue_type: v1.IssueType) -> str:
-    """``Feature request`` for FEATURE_REQUEST."""
-    return TYPE_LABELS.get(issue_type, "—")
-
-
-def level_label(value: v1.Priority | v1.Severity) -> str:
-    """``P1`` / ``S0``; a dash for UNSPECIFIED."""
-    return value.name or "—" if value.value else "—"
-
-
-def is_open(status: v1.Status) -> bool:
-    """Whether the status is in the open class (NEW, ASSIGNED, ACCEPTED)."""
-    return status in OPEN_STATUSES
 
 
 def timestamp(value: datetime.datetime | None) -> Markup:

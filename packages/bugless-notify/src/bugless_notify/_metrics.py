@@ -1,0 +1,83 @@
+"""The delivery worker's Prometheus metrics, registered once per registry.
+
+Names start with ``bugless_notify_``; ``channel`` is the channel's name and
+``outcome`` one of ``delivered``, ``retry`` or ``dead``, so "deliveries that
+will never arrive" is one query: ``rate(bugless_notify_deliveries_total
+{outcome="dead"}[5m])``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, DeliveryMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryMetrics:
+    """The worker's metrics, bound to one registry.
+
+    Attributes:
+        deliveries: Finished attempts, by channel and outcome.
+        attempt_seconds: How long one attempt took, by channel.
+        claimed: Deliveries claimed, by channel.
+        released: Claims given back unfinished (a worker stopping).
+        in_flight: Attempts running now.
+        queue_errors: Failed queue operations (the database unreachable).
+    """
+
+    deliveries: Counter
+    attempt_seconds: Histogram
+    claimed: Counter
+    released: Counter
+    in_flight: Gauge
+    queue_errors: Counter
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry) -> DeliveryMetrics:
+        """The metrics registered in ``registry``, registering them the first time."""
+        metrics = _BY_REGISTRY.get(registry)
+        if metrics is None:
+            metrics = cls(
+                deliveries=Counter(
+                    "bugless_notify_deliveries_total",
+                    "Delivery attempts finished, by channel and outcome (delivered, retry, dead).",
+                    ["channel", "outcome"],
+                    registry=registry,
+                ),
+                attempt_seconds=Histogram(
+                    "bugless_notify_attempt_seconds",
+                    "Time one delivery attempt took, by channel.",
+                    ["channel"],
+                    registry=registry,
+                ),
+                claimed=Counter(
+                    "bugless_notify_claimed_total",
+                    "Deliveries claimed from the queue, by channel.",
+                    ["channel"],
+                    registry=registry,
+                ),
+                released=Counter(
+                    "bugless_notify_released_total",
+                    "Claimed deliveries given back unfinished when a worker stopped.",
+                    registry=registry,
+                ),
+                in_flight=Gauge(
+                    "bugless_notify_in_flight",
+                    "Delivery attempts running now.",
+                    registry=registry,
+                ),
+                queue_errors=Counter(
+                    "bugless_notify_queue_errors_total",
+                    "Queue operations that failed (database unreachable), by operation.",
+                    ["operation"],
+                    registry=registry,
+                ),
+            )
+            _BY_REGISTRY[registry] = metrics
+        return metrics

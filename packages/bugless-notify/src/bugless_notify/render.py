@@ -1,0 +1,421 @@
+"""What a notification says: one change of one issue, rendered for one recipient.
+
+:func:`render_notification` turns a :class:`ChangeNotice` into the
+:class:`~bugless_core.notification_channel.NotificationMessage` every channel
+reads: a subject, a plain-text and an HTML body, a chat line and a JSON object.
+Each shows the change as a per-field diff (``Status: New → Fixed``, ``CC: +
+Bob, - Carol``) with the labels the web timeline uses, the comment, and a link
+to the issue.
+
+The contract that keeps a notification from leaking anything: **the renderer
+shows exactly what it is given and looks nothing up.** The caller reads the
+issue and the history entry *as the recipient* (the Model leaves out what
+their ACLs hide, such as hotlists they may not view), drops changes the
+recipient may not see, and resolves people, components and hotlists to names
+as that recipient. A person, component or hotlist the caller did not name is
+shown as "unknown user" or by its number, never by an opaque id.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import html
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bugless_core.issue_labels import (
+    FIELD_LABELS,
+    ISSUE_FIELDS,
+    USER_FIELDS,
+    level_label,
+    short_status,
+    short_type,
+    status_label,
+    type_label,
+)
+from bugless_core.notification_channel import NotificationMessage
+from bugless_proto import v1
+
+#: How many characters of a comment a chat message quotes.
+CHAT_COMMENT_CHARS = 500
+_WHITESPACE = re.compile(r"\s+")
+#: What marks a removed list value, as on the web timeline.
+_MINUS = "\u2212"
+
+
+class Reason(enum.StrEnum):
+    """Why a recipient gets a notification (also the ``X-Bugless-Reason`` header)."""
+
+    ASSIGNEE = "assignee"
+    REPORTER = "reporter"
+    VERIFIER = "verifier"
+    CC = "cc"
+    MENTIONED = "mentioned"
+    STARRED = "starred"
+    COMPONENT = "component"
+    SAVED_SEARCH = "saved_search"
+    WEBHOOK = "webhook"
+
+
+_REASON_TEXT = {
+    Reason.ASSIGNEE: "you are the assignee",
+    Reason.REPORTER: "you reported this issue",
+    Reason.VERIFIER: "you are the verifier",
+    Reason.CC: "you are on CC",
+    Reason.MENTIONED: "you were mentioned",
+    Reason.STARRED: "you starred this issue",
+    Reason.COMPONENT: "you subscribed to its component",
+    Reason.SAVED_SEARCH: "you subscribed to a saved search",
+    Reason.WEBHOOK: "this webhook is subscribed to its component",
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    """A person as the recipient may see them.
+
+    Attributes:
+        display_name: The name shown ("Alice Smith").
+        username: The login name, shown when there is no display name and
+            given to webhooks; may be empty.
+    """
+
+    display_name: str
+    username: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The display name, else the username."""
+        return self.display_name or self.username or "unknown user"
+
+
+@dataclass(frozen=True)
+class ChangeNotice:
+    """Everything one notification is rendered from (see the module docstring).
+
+    Attributes:
+        issue: The issue after the change, as the recipient may see it.
+        entry: The history entry of the change, with only the field changes
+            the recipient may see.
+        reason: Why the recipient is notified.
+        reason_detail: What the reason refers to, shown with it (the saved
+            search's name, the component's path); may be empty.
+        people: User reference -> person, for the author and every person in
+            the issue and the changes.
+        components: Component id -> path ("Platform>Storage"), for the
+            components the recipient may see.
+        hotlists: Hotlist id -> name, for the hotlists the recipient may see.
+        public_url: The web UI's base URL (``https://bugs.example.com``).
+    """
+
+    issue: v1.Issue
+    entry: v1.HistoryEntry
+    reason: Reason
+    public_url: str
+    reason_detail: str = ""
+    people: Mapping[str, Person] = field(default_factory=dict)
+    components: Mapping[int, str] = field(default_factory=dict)
+    hotlists: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Value:
+    """One value of a change, as text and, where it names something, with a link."""
+
+    text: str
+    url: str = ""
+    #: The value's JSON form (a person object for people, else the text).
+    json: Any = None
+
+
+@dataclass(frozen=True)
+class _Line:
+    """One changed field: old -> new for scalars, added/removed for lists."""
+
+    field: str
+    label: str
+    old: _Value | None = None
+    new: _Value | None = None
+    added: tuple[_Value, ...] = ()
+    removed: tuple[_Value, ...] = ()
+
+
+def issue_url(public_url: str, issue_id: int) -> str:
+    """The web page of an issue (``{public_url}/issues/{id}``)."""
+    return f"{public_url.rstrip('/')}/issues/{issue_id}"
+
+
+def issue_ref(issue_id: int) -> str:
+    """How an issue is named in a notification: ``b/123``."""
+    return f"b/{issue_id}"
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+class _Renderer:
+    """Renders one notice; holds it so the helpers need no long argument lists."""
+
+    def __init__(self, notice: ChangeNotice) -> None:
+        self.notice = notice
+        self.base = notice.public_url.rstrip("/")
+        self.issue = notice.issue
+        self.entry = notice.entry
+        self.url = issue_url(self.base, self.issue.id)
+        self.created = self.entry.version == 1
+        self.lines = [self._line(change) for change in self.entry.changes]
+
+    # ---- values ----
+
+    def person(self, ref: str) -> _Value:
+        person = self.notice.people.get(ref)
+        if person is None:
+            return _Value("unknown user", json={"name": "unknown user", "username": ""})
+        return _Value(person.shown, json={"name": person.display_name, "username": person.username})
+
+    def value(self, field_name: str, raw: str) -> _Value:
+        if not raw:
+            return _Value("none", json=None)
+        if field_name in USER_FIELDS:
+            return self.person(raw)
+        if field_name in ISSUE_FIELDS and raw.isdigit():
+            return _Value(issue_ref(int(raw)), issue_url(self.base, int(raw)), json=int(raw))
+        if field_name == "component_id" and raw.isdigit():
+            path = self.notice.components.get(int(raw), f"component {raw}")
+            return _Value(
+                path, f"{self.base}/components/{raw}", json={"id": int(raw), "path": path}
+            )
+        if field_name == "hotlist_ids" and raw.isdigit():
+            name = self.notice.hotlists.get(int(raw), f"hotlist {raw}")
+            return _Value(name, f"{self.base}/hotlists/{raw}", json={"id": int(raw), "name": name})
+        if field_name == "status":
+            return _Value(short_status(raw), json=raw)
+        if field_name == "type":
+            return _Value(short_type(raw), json=raw)
+        return _Value(raw, json=raw)
+
+    def _line(self, change: v1.FieldChange) -> _Line:
+        label = FIELD_LABELS.get(change.field, change.field)
+        if change.added or change.removed:
+            return _Line(
+                change.field,
+                label,
+                added=tuple(self.value(change.field, v) for v in change.added),
+                removed=tuple(self.value(change.field, v) for v in change.removed),
+            )
+        return _Line(
+            change.field,
+            label,
+            old=self.value(change.field, change.old_value),
+            new=self.value(change.field, change.new_value),
+        )
+
+    # ---- sentences ----
+
+    @property
+    def author(self) -> str:
+        return self.person(self.entry.author).text
+
+    @property
+    def action(self) -> str:
+        if self.created:
+            return "created"
+        if self.entry.caused_by_issue_id:
+            return f"changed through {issue_ref(self.entry.caused_by_issue_id)}"
+        return "changed" if self.entry.changes else "commented on"
+
+    @property
+    def event(self) -> str:
+        if self.created:
+            return "issue.created"
+        return "issue.changed" if self.entry.changes else "issue.commented"
+
+    @property
+    def reason_text(self) -> str:
+        text = _REASON_TEXT[self.notice.reason]
+        detail = self.notice.reason_detail
+        return f"{text} ({detail})" if detail else text
+
+    @property
+    def subject(self) -> str:
+        return f"[bugless] {issue_ref(self.issue.id)}: {one_line(self.issue.title)}"
+
+    def shown_lines(self) -> Iterable[_Line]:
+        """The lines worth showing: a creation lists only the fields it set."""
+        for line in self.lines:
+            if self.created and not line.added and (line.new is None or line.new.json is None):
+                continue
+            yield line
+
+    # ---- forms ----
+
+    def text(self) -> str:
+        out = [
+            f"{self.author} {self.action} {issue_ref(self.issue.id)}: {one_line(self.issue.title)}",
+            "",
+        ]
+        for line in self.shown_lines():
+            out.append(f"  {line.label}: {_text_diff(line, created=self.created)}")
+        if self.entry.comment:
+            out += ["", "Description:" if self.created else "Comment:", ""]
+            out += [f"  {row}" if row else "" for row in self.entry.comment.splitlines()]
+        out += ["", self.url, "", f"You receive this because {self.reason_text}."]
+        return "\n".join(out) + "\n"
+
+    def html(self) -> str:
+        e = html.escape
+        title = e(one_line(self.issue.title))
+        parts = [
+            '<div style="font-family:sans-serif;font-size:14px;line-height:1.4">',
+            f"<p><b>{e(self.author)}</b> {e(self.action)} "
+            f'<a href="{e(self.url)}">{e(issue_ref(self.issue.id))}</a>: {title}</p>',
+        ]
+        shown = list(self.shown_lines())
+        if shown:
+            parts.append("<ul>")
+            for line in shown:
+                diff = _html_diff(line, created=self.created)
+                parts.append(f"<li><b>{e(line.label)}</b>: {diff}</li>")
+            parts.append("</ul>")
+        if self.entry.comment:
+            heading = "Description" if self.created else "Comment"
+            parts.append(
+                f'<p><b>{heading}</b></p><div style="white-space:pre-wrap;border-left:3px solid '
+                f'#ccc;padding-left:8px">{e(self.entry.comment)}</div>'
+            )
+        parts.append(f'<p><a href="{e(self.url)}">Open {e(issue_ref(self.issue.id))}</a></p>')
+        parts.append(
+            f'<p style="color:#777;font-size:12px">You receive this because '
+            f"{e(self.reason_text)}.</p></div>"
+        )
+        return "\n".join(parts) + "\n"
+
+    def chat(self) -> str:
+        title = _chat_escape(one_line(self.issue.title))
+        head = (
+            f"<{self.url}|{issue_ref(self.issue.id)}: {title}> "
+            f"{_chat_escape(self.author)} {_chat_escape(self.action)} it"
+        )
+        diffs = [
+            f"{line.label}: {_text_diff(line, created=self.created)}" for line in self.shown_lines()
+        ]
+        out = [head]
+        if diffs:
+            out.append(_chat_escape("; ".join(diffs)))
+        comment = self.entry.comment.strip()
+        if comment:
+            clipped = comment[:CHAT_COMMENT_CHARS] + (
+                "…" if len(comment) > CHAT_COMMENT_CHARS else ""
+            )
+            out += [f"> {_chat_escape(row)}" for row in clipped.splitlines()]
+        return "\n".join(out)
+
+    def data(self) -> dict[str, Any]:
+        issue = self.issue
+        component = self.value("component_id", str(issue.component_id or ""))
+        return {
+            "event": self.event,
+            "reason": str(self.notice.reason),
+            "reason_detail": self.notice.reason_detail,
+            "issue": {
+                "id": issue.id,
+                "url": self.url,
+                "title": issue.title,
+                "status": status_label(issue.status),
+                "priority": level_label(issue.priority),
+                "severity": level_label(issue.severity),
+                "type": type_label(issue.type),
+                "component": component.json,
+                "reporter": self.value("reporter", issue.reporter).json,
+                "assignee": self.value("assignee", issue.assignee).json,
+                "verifier": self.value("verifier", issue.verifier).json,
+                "version": issue.version,
+            },
+            "entry": {
+                "version": self.entry.version,
+                "author": self.person(self.entry.author).json,
+                "created_at": _iso(self.entry.created_at),
+                "comment": self.entry.comment,
+                "caused_by_issue_id": self.entry.caused_by_issue_id or None,
+                "changes": [_json_line(line) for line in self.lines],
+            },
+        }
+
+
+def _text_diff(line: _Line, *, created: bool) -> str:
+    if line.added or line.removed:
+        return ", ".join(
+            [*(f"+ {v.text}" for v in line.added), *(f"{_MINUS} {v.text}" for v in line.removed)]
+        )
+    old = line.old.text if line.old else "none"
+    new = line.new.text if line.new else "none"
+    return new if created else f"{old} → {new}"
+
+
+def _html_value(value: _Value) -> str:
+    text = html.escape(value.text)
+    return f'<a href="{html.escape(value.url)}">{text}</a>' if value.url else text
+
+
+def _html_diff(line: _Line, *, created: bool) -> str:
+    if line.added or line.removed:
+        added = [f'<ins style="color:#1a7f37">+ {_html_value(v)}</ins>' for v in line.added]
+        removed = [
+            f'<del style="color:#cf222e">{_MINUS} {_html_value(v)}</del>' for v in line.removed
+        ]
+        return " ".join(added + removed)
+    new = _html_value(line.new) if line.new else "none"
+    if created:
+        return new
+    old = _html_value(line.old) if line.old else "none"
+    return f'<del style="color:#cf222e">{old}</del> → <ins style="color:#1a7f37">{new}</ins>'
+
+
+def _json_line(line: _Line) -> dict[str, Any]:
+    if line.added or line.removed:
+        return {
+            "field": line.field,
+            "label": line.label,
+            "added": [v.json for v in line.added],
+            "removed": [v.json for v in line.removed],
+        }
+    return {
+        "field": line.field,
+        "label": line.label,
+        "old": line.old.json if line.old else None,
+        "new": line.new.json if line.new else None,
+    }
+
+
+def _chat_escape(text: str) -> str:
+    """Escape what Slack and Google Chat read as markup in ``text``."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def render_notification(notice: ChangeNotice) -> NotificationMessage:
+    """Render ``notice`` in every form a channel may send (see the module docstring).
+
+    The subject is ``[bugless] b/123: <title>``; the thread id ``issue-123``
+    groups every notification about the issue.
+    """
+    renderer = _Renderer(notice)
+    return NotificationMessage(
+        thread_id=f"issue-{notice.issue.id}",
+        subject=renderer.subject,
+        text=renderer.text(),
+        html=renderer.html(),
+        chat_text=renderer.chat(),
+        data=renderer.data(),
+        reason=str(notice.reason),
+    )

@@ -1,0 +1,421 @@
+"""The delivery worker: claims due deliveries and runs up to N attempts at once.
+
+One :class:`DeliveryWorker` per process (several processes and replicas share
+the queue; see :mod:`bugless_notify.queue` for why that needs no
+coordination). Its loop claims as many due deliveries as it has free slots,
+starts one task per delivery, and records each outcome as the task ends:
+
+* delivered: done;
+* rejected by the channel (permanent): a dead letter with the reason;
+* a retryable failure: due again after :class:`~bugless_notify.queue.RetryPolicy`'s
+  backoff (or the receiver's ``Retry-After``, whichever is later), until the
+  last attempt, after which it is a dead letter too.
+
+A slow or broken recipient occupies one slot for at most
+``delivery_timeout_seconds`` and then waits out its backoff in the queue, not
+in the worker, so it never holds up anyone else's delivery.
+
+The worker sleeps while nothing is due and wakes on the queue's
+``LISTEN``/``NOTIFY`` wake-up (sent when an enqueue commits), when the next
+retry falls due, or every ``poll_seconds`` at the latest.
+
+:meth:`DeliveryWorker.stop` is graceful: no new claims; attempts in flight
+get ``stop_grace_seconds`` to finish, and those still running are cancelled
+and their leases given back, so another replica takes them at once instead
+of after the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from bugless_core.notification_channel import DeliveryResult, DeliveryStatus, NotificationChannel
+from bugless_notify._metrics import DeliveryMetrics
+from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, RetryPolicy
+
+_log = logging.getLogger("bugless.notify")
+#: The longest a delivered row waits to be recorded with others in one statement.
+_RECORD_DELAY_SECONDS = 0.02
+#: What a lost database connection looks like (the operation is retried later).
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+def _is_open(conn: Any) -> bool:
+    """Whether a pooled connection still works.
+
+    When the server ends a pooled connection, asyncpg hands it back to its
+    pool at once, and the proxy we hold then raises on every call.
+    """
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per process, readable in ``claimed_by``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    """How one worker process delivers, field by field.
+
+    Attributes:
+        worker_id: Written to ``claimed_by`` of the rows it holds.
+        concurrency: Attempts running at once in this process.
+        lease_seconds: How long a claim keeps other replicas off a row. A
+            replica that dies holding claims delays those deliveries by at most
+            this long. Must be longer than ``delivery_timeout_seconds``, so a
+            live worker always finishes before its lease runs out.
+        delivery_timeout_seconds: Bound on one attempt (a channel's own
+            timeouts should be shorter); past it, the attempt counts as a
+            retryable failure.
+        poll_seconds: The longest sleep while nothing is due, in case a
+            wake-up notification was missed (a reconnect).
+        retry: Backoff and attempt budget.
+        delivered_retention_seconds: How long delivered rows (and with them
+            their idempotency keys) are kept. Keep it longer than the change
+            feed's retention, so a replayed change never mails twice.
+        purge_interval_seconds: How often old delivered rows are deleted.
+        stop_grace_seconds: How long :meth:`DeliveryWorker.stop` lets running
+            attempts finish before cancelling them.
+    """
+
+    worker_id: str = dataclasses.field(default_factory=default_worker_id)
+    concurrency: int = 32
+    lease_seconds: float = 120.0
+    delivery_timeout_seconds: float = 60.0
+    poll_seconds: float = 5.0
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    delivered_retention_seconds: float = 15 * 86400.0
+    purge_interval_seconds: float = 3600.0
+    stop_grace_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency: {self.concurrency} must be at least 1")
+        if self.delivery_timeout_seconds <= 0:
+            raise ValueError("delivery_timeout_seconds: must be more than 0")
+        if self.lease_seconds <= self.delivery_timeout_seconds:
+            raise ValueError(
+                f"lease_seconds: {self.lease_seconds} must be longer than "
+                f"delivery_timeout_seconds ({self.delivery_timeout_seconds}), or a slow "
+                "attempt would lose its lease and be made twice"
+            )
+        for name in ("poll_seconds", "purge_interval_seconds", "delivered_retention_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be more than 0")
+        if self.stop_grace_seconds < 0:
+            raise ValueError("stop_grace_seconds: must not be negative")
+
+
+class DeliveryWorker:
+    """Delivers queued notifications through channels until stopped.
+
+    Args:
+        pool: asyncpg pool on the notifier's database. The worker holds one
+            connection (it claims, records deliveries and ``LISTEN``s on it)
+            and borrows others briefly for retries and dead letters, so give
+            it at least 2.
+        queue: The queue to work on.
+        channels: Open channels by name; only deliveries of these channels
+            are claimed (a replica without a channel leaves its rows to others).
+        settings: See :class:`WorkerSettings`.
+        metrics_registry: Where the ``bugless_notify_*`` metrics go.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        queue: DeliveryQueue,
+        channels: Mapping[str, NotificationChannel],
+        settings: WorkerSettings | None = None,
+        *,
+        metrics_registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        if not channels:
+            raise ValueError("channels: a worker needs at least one channel")
+        self._pool = pool
+        self.queue = queue
+        self.channels = dict(channels)
+        self.settings = settings or WorkerSettings()
+        self.metrics = DeliveryMetrics.for_registry(metrics_registry)
+        self._names = sorted(self.channels)
+        self._in_flight: dict[asyncio.Task[None], ClaimedDelivery] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._control: Any = None
+        self._to_record: list[ClaimedDelivery] = []
+        self._last_purge = float("-inf")
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts running now."""
+        return len(self._in_flight)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop gracefully (see the module docstring); returns at once."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Deliver until :meth:`stop`; return once in-flight attempts are finished or released."""
+        try:
+            while not self._stopping.is_set():
+                if not await self._ensure_control():
+                    await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
+                    continue
+                await self._purge_if_due()
+                await self._step()
+        finally:
+            await self._drain()
+            await self._record_delivered()
+            await self._drop_control()
+
+    # ---- the loop ----
+
+    @property
+    def _batch(self) -> int:
+        """Claim (and record) in batches of this many: each is a database round trip."""
+        return max(1, self.settings.concurrency // 4)
+
+    async def _step(self) -> None:
+        """Record what was delivered, claim for the free slots, or wait for a reason to."""
+        self._wake.clear()
+        await self._record_delivered()
+        free = self.settings.concurrency - len(self._in_flight)
+        if free < self._batch:
+            await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
+            return
+        try:
+            claims = await self.queue.claim(
+                self._control,
+                worker_id=self.settings.worker_id,
+                channels=self._names,
+                limit=free,
+                lease_seconds=self.settings.lease_seconds,
+            )
+            due_in = None
+            if len(claims) < free:
+                due_in = await self.queue.seconds_until_due(self._control, self._names)
+        except _DATABASE_ERRORS as exc:
+            self._database_error("claim", exc)
+            await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
+            return
+        for claim in claims:
+            self.metrics.claimed.labels(claim.channel).inc()
+            task = asyncio.create_task(self._attempt(claim), name=f"deliver {claim.delivery_id}")
+            self._in_flight[task] = claim
+            task.add_done_callback(self._finished)
+        if len(claims) < free:
+            # Nothing else is due: sleep until a wake-up, the next due row, or the poll.
+            timeout = self.settings.poll_seconds
+            if due_in is not None:
+                timeout = min(timeout, max(due_in, 0.005))
+            await self._wait_for(self._wake, at_most=timeout)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        free = self.settings.concurrency - len(self._in_flight)
+        if free >= self._batch or len(self._to_record) >= self._batch:
+            self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("a delivery task failed", exc_info=task.exception())
+
+    async def _record_delivered(self) -> None:
+        """Mark every delivery that went out since the last call, in one statement."""
+        if not self._to_record or self._control is None:
+            return
+        # Taken out first: attempts that finish during the round trip join the next batch.
+        batch, self._to_record = self._to_record, []
+        try:
+            await self.queue.mark_delivered_many(self._control, batch)
+        except _DATABASE_ERRORS as exc:
+            # Kept for the next try; meanwhile a lease may run out and the
+            # delivery be made again, under the same idempotency key.
+            self._to_record[:0] = batch
+            self._database_error("record", exc)
+            return
+        for claim in batch:
+            self.metrics.deliveries.labels(claim.channel, "delivered").inc()
+
+    async def _wait_for(self, event: asyncio.Event, *, at_most: float) -> None:
+        """Wait until ``event`` or a stop request, at most ``at_most`` seconds."""
+        waiters = [
+            asyncio.ensure_future(event.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    # ---- one attempt ----
+
+    async def _attempt(self, claim: ClaimedDelivery) -> None:
+        self.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            result = await self._run_channel(claim)
+            self.metrics.attempt_seconds.labels(claim.channel).observe(
+                time.perf_counter() - started
+            )
+            await self._record(claim, result)
+        except asyncio.CancelledError:
+            # Stopping: give the row back now rather than after the lease.
+            await asyncio.shield(self._release([claim]))
+            raise
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _run_channel(self, claim: ClaimedDelivery) -> DeliveryResult:
+        attempt = claim.notification.attempt
+        budget = self.settings.retry.max_attempts
+        if attempt > budget:
+            return DeliveryResult.rejected(
+                f"gave up: attempt {attempt - 1} of {budget} never finished "
+                "(the notifier stopped during it and its lease ran out)"
+            )
+        timeout = self.settings.delivery_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.channels[claim.channel].deliver(claim.notification)
+        except TimeoutError:
+            return DeliveryResult.retry(
+                f"the {claim.channel} channel took longer than {timeout:g} s"
+            )
+        except Exception as exc:
+            _log.exception(
+                "notification channel raised instead of reporting",
+                extra={"channel": claim.channel, "delivery_id": claim.delivery_id},
+            )
+            return DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+
+    async def _record(self, claim: ClaimedDelivery, result: DeliveryResult) -> None:
+        if result.status is DeliveryStatus.DELIVERED:
+            # Recorded in batches by the loop, which this wakes soon (or a full batch sooner).
+            if not self._to_record:
+                asyncio.get_running_loop().call_later(_RECORD_DELAY_SECONDS, self._wake.set)
+            self._to_record.append(claim)
+            return
+        attempt = claim.notification.attempt
+        policy = self.settings.retry
+        try:
+            async with self._pool.acquire() as conn:
+                if result.status is DeliveryStatus.REJECTED or attempt >= policy.max_attempts:
+                    outcome = "dead"
+                    error = result.reason
+                    if result.status is DeliveryStatus.RETRY:
+                        error = f"gave up after {attempt} attempts; the last: {result.reason}"
+                    await self.queue.move_to_dead_letters(conn, claim, error=error)
+                else:
+                    outcome = "retry"
+                    delay = max(policy.backoff(attempt), result.retry_after_seconds or 0.0)
+                    await self.queue.schedule_retry(
+                        conn,
+                        claim,
+                        delay_seconds=min(delay, policy.max_seconds),
+                        error=result.reason,
+                    )
+                    self._wake.set()  # the loop may be sleeping past this retry's due time
+        except _DATABASE_ERRORS as exc:
+            # The lease runs out and the delivery is made again, under the same key.
+            self._database_error("record", exc)
+            return
+        self.metrics.deliveries.labels(claim.channel, outcome).inc()
+        _log.warning(
+            "delivery %s: %s",
+            "failed, will retry" if outcome == "retry" else "is a dead letter",
+            result.reason,
+            extra={"channel": claim.channel, "delivery_id": claim.delivery_id, "attempt": attempt},
+        )
+
+    async def _release(self, claims: list[ClaimedDelivery]) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                released = await self.queue.release(conn, claims)
+        except _DATABASE_ERRORS as exc:
+            self._database_error("release", exc)
+            return
+        self.metrics.released.inc(released)
+
+    # ---- housekeeping ----
+
+    async def _drain(self) -> None:
+        """Let in-flight attempts finish for the grace period, then cancel and release them."""
+        tasks = list(self._in_flight)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.stop_grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _ensure_control(self) -> bool:
+        """Hold the connection the loop claims and records on, and LISTENs with."""
+        if self._control is not None and _is_open(self._control):
+            return True
+        await self._drop_control()
+        try:
+            conn = await self._pool.acquire()
+        except _DATABASE_ERRORS as exc:
+            self._database_error("connect", exc)
+            return False
+        try:
+            await conn.add_listener(self.queue.wakeup_channel, self._on_notify)
+        except _DATABASE_ERRORS as exc:
+            await self._pool.release(conn)
+            self._database_error("connect", exc)
+            return False
+        self._control = conn
+        return True
+
+    async def _drop_control(self) -> None:
+        conn, self._control = self._control, None
+        if conn is None:
+            return
+        with contextlib.suppress(*_DATABASE_ERRORS):
+            if _is_open(conn):
+                await conn.remove_listener(self.queue.wakeup_channel, self._on_notify)
+        with contextlib.suppress(*_DATABASE_ERRORS):
+            await self._pool.release(conn)
+
+    async def _purge_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._last_purge < self.settings.purge_interval_seconds:
+            return
+        self._last_purge = now
+        try:
+            async with self._pool.acquire() as conn:
+                purged = await self.queue.purge_delivered(
+                    conn, older_than_seconds=self.settings.delivered_retention_seconds
+                )
+        except _DATABASE_ERRORS as exc:
+            self._database_error("purge", exc)
+            return
+        if purged:
+            _log.info("purged %d delivered rows", purged)
+
+    def _database_error(self, operation: str, exc: BaseException) -> None:
+        self.metrics.queue_errors.labels(operation).inc()
+        _log.warning("queue %s failed: %s: %s", operation, type(exc).__name__, exc)

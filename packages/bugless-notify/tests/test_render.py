@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+from hypothesis import given
+from hypothesis import strategies as st
+from notify_support import PUBLIC_URL, notice, sample_entry, sample_issue
+
+from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
+from bugless_proto import v1
+
+
+def test_subject_names_the_issue_and_its_title_on_one_line() -> None:
+    message = render_notification(
+        ChangeNotice(
+            issue=sample_issue(title="Disk full\non /var"),
+            entry=sample_entry(),
+            reason=Reason.CC,
+            public_url=PUBLIC_URL,
+        )
+    )
+    assert message.subject == "[bugless] b/123: Disk full on /var"
+    assert message.thread_id == "issue-123"
+
+
+def test_text_shows_each_changed_field_old_to_new_with_timeline_labels() -> None:
+    text = render_notification(notice()).text
+    assert "Alice Smith changed b/123: Disk full on /var" in text
+    assert "  Status: New → Assigned" in text
+    assert "  Priority: P2 → P1" in text
+    assert "  Assignee: none → Bob Jones" in text
+    assert "  CC: + Carol White, \u2212 Bob Jones" in text
+    assert "Comment:\n\n  Moved to P1." in text
+
+
+def test_every_form_links_to_the_issue_page() -> None:
+    message = render_notification(notice())
+    url = f"{PUBLIC_URL}/issues/123"
+    assert url in message.text
+    assert f'href="{url}"' in message.html
+    assert f"<{url}|b/123: Disk full on /var>" in message.chat_text
+    assert message.data["issue"]["url"] == url
+
+
+def test_the_reason_is_said_in_words_and_given_as_a_key() -> None:
+    message = render_notification(notice(reason=Reason.SAVED_SEARCH, reason_detail="P0 storage"))
+    assert "You receive this because you subscribed to a saved search (P0 storage)." in message.text
+    assert message.reason == "saved_search"
+    assert message.data["reason"] == "saved_search"
+
+
+def test_a_creation_lists_the_fields_it_set_and_the_description() -> None:
+    entry = v1.HistoryEntry(
+        issue_id=9,
+        version=1,
+        author="u_alice",
+        comment="It broke.",
+        changes=[
+            v1.FieldChange(field="title", old_value="", new_value="It broke"),
+            v1.FieldChange(field="status", old_value="", new_value="NEW"),
+            v1.FieldChange(field="verifier", old_value="", new_value=""),
+            v1.FieldChange(field="component_id", old_value="", new_value="7"),
+        ],
+    )
+    message = render_notification(
+        ChangeNotice(
+            issue=sample_issue(9, "It broke"),
+            entry=entry,
+            reason=Reason.COMPONENT,
+            public_url=PUBLIC_URL,
+            people={"u_alice": Person("Alice Smith")},
+            components={7: "Platform>Storage"},
+        )
+    )
+    assert "Alice Smith created b/9: It broke" in message.text
+    assert "  Status: New\n" in message.text
+    assert "  Component: Platform>Storage\n" in message.text
+    assert "Verifier" not in message.text
+    assert "Description:\n\n  It broke." in message.text
+    assert message.data["event"] == "issue.created"
+
+
+def test_a_person_the_caller_did_not_resolve_is_unknown_never_an_opaque_id() -> None:
+    entry = sample_entry()
+    entry.author = "u_secret_id"
+    message = render_notification(
+        ChangeNotice(issue=sample_issue(), entry=entry, reason=Reason.CC, public_url=PUBLIC_URL)
+    )
+    for form in (message.text, message.html, message.chat_text, json.dumps(message.data)):
+        assert "u_secret_id" not in form
+        assert "u_bob" not in form
+    assert "unknown user changed" in message.text
+
+
+def test_only_the_changes_the_caller_passes_are_shown() -> None:
+    entry = sample_entry()
+    entry.changes = [c for c in entry.changes if c.field != "priority"]
+    message = render_notification(
+        ChangeNotice(issue=sample_issue(), entry=entry, reason=Reason.CC, public_url=PUBLIC_URL)
+    )
+    assert "Priority" not in message.text
+    assert "Priority" not in message.html
+    assert all(change["field"] != "priority" for change in message.data["entry"]["changes"])
+
+
+def test_components_hotlists_and_issues_are_named_and_linked() -> None:
+    entry = v1.HistoryEntry(
+        issue_id=123,
+        version=5,
+        author="u_alice",
+        changes=[
+            v1.FieldChange(field="component_id", old_value="7", new_value="8"),
+            v1.FieldChange(field="hotlist_ids", added=["3"], removed=["4"]),
+            v1.FieldChange(field="blocking_ids", added=["45"]),
+        ],
+    )
+    message = render_notification(
+        ChangeNotice(
+            issue=sample_issue(),
+            entry=entry,
+            reason=Reason.STARRED,
+            public_url=PUBLIC_URL + "/",
+            people={"u_alice": Person("Alice Smith")},
+            components={7: "Platform>Storage", 8: "Platform>Network"},
+            hotlists={3: "Launch blockers"},
+        )
+    )
+    assert "  Component: Platform>Storage → Platform>Network" in message.text
+    assert "  Hotlists: + Launch blockers, \u2212 hotlist 4" in message.text
+    assert "  Blocking: + b/45" in message.text
+    assert f'href="{PUBLIC_URL}/components/8"' in message.html
+    assert f'href="{PUBLIC_URL}/hotlists/3"' in message.html
+    assert f'href="{PUBLIC_URL}/issues/45"' in message.html
+
+
+def test_json_form_carries_the_structured_diff_and_no_email_addresses() -> None:
+    data = render_notification(notice()).data
+    assert data["event"] == "issue.changed"
+    assert data["issue"]["id"] == 123
+    assert data["issue"]["status"] == "Assigned"
+    assert data["issue"]["component"] == {"id": 7, "path": "Platform>Storage"}
+    assert data["issue"]["assignee"] == {"name": "Bob Jones", "username": "bob"}
+    changes = data["entry"]["changes"]
+    assert changes[0] == {"field": "status", "label": "Status", "old": "NEW", "new": "ASSIGNED"}
+    assert changes[3]["added"] == [{"name": "Carol White", "username": "carol"}]
+    assert data["entry"]["created_at"] == "2026-03-01T12:30:00Z"
+    assert "@" not in json.dumps(data)
+    json.dumps(data)  # serialisable as it is
+
+
+def test_a_comment_only_entry_is_a_comment_event() -> None:
+    entry = v1.HistoryEntry(issue_id=123, version=6, author="u_bob", comment="Any news?")
+    message = render_notification(
+        ChangeNotice(
+            issue=sample_issue(),
+            entry=entry,
+            reason=Reason.REPORTER,
+            public_url=PUBLIC_URL,
+            people={"u_bob": Person("Bob Jones")},
+        )
+    )
+    assert "Bob Jones commented on b/123" in message.text
+    assert message.data["event"] == "issue.commented"
+
+
+def test_an_entry_caused_by_another_issue_says_so() -> None:
+    entry = v1.HistoryEntry(
+        issue_id=123,
+        version=7,
+        author="u_bob",
+        caused_by_issue_id=45,
+        changes=[v1.FieldChange(field="blocked_by_ids", added=["45"])],
+    )
+    message = render_notification(
+        ChangeNotice(issue=sample_issue(), entry=entry, reason=Reason.CC, public_url=PUBLIC_URL)
+    )
+    assert "changed through b/45 b/123" in message.text
+    assert message.data["entry"]["caused_by_issue_id"] == 45
+
+
+_markup = st.text(alphabet=st.sampled_from("<>&\"'/= aiscrptonerhf"), min_size=1, max_size=40)
+_RENDERER_TAGS = {"div", "p", "b", "a", "ul", "li", "del", "ins"}
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
+@given(title=_markup, comment=_markup, name=_markup)
+def test_values_in_the_html_are_text_never_markup(title: str, comment: str, name: str) -> None:
+    issue = sample_issue(title=title)
+    entry = v1.HistoryEntry(issue_id=123, version=2, author="u_x", comment=comment)
+    message = render_notification(
+        ChangeNotice(
+            issue=issue,
+            entry=entry,
+            reason=Reason.CC,
+            public_url=PUBLIC_URL,
+            people={"u_x": Person(name)},
+        )
+    )
+    parsed = _Tags()
+    parsed.feed(message.html)
+    parsed.close()
+    for tag, attrs in parsed.tags:
+        assert tag in _RENDERER_TAGS
+        for attr, value in attrs:
+            assert attr in {"style", "href"}
+            if attr == "href":
+                assert value is not None
+                assert value.startswith(PUBLIC_URL)
+    assert comment in parsed.text
+    assert name in parsed.text
+
+
+@given(title=_markup)
+def test_chat_text_escapes_what_slack_reads_as_markup(title: str) -> None:
+    message = render_notification(
+        ChangeNotice(
+            issue=sample_issue(title=title),
+            entry=sample_entry(comment=title),
+            reason=Reason.CC,
+            public_url=PUBLIC_URL,
+        )
+    )
+    # The only angle brackets left are the link's own.
+    link_free = message.chat_text.replace(f"<{PUBLIC_URL}/issues/123|", "", 1)
+    link_free = link_free.replace(">", "", 1)
+    assert "<" not in link_free
+    assert ">" not in link_free.replace("> ", "")  # quote markers start comment lines
