@@ -21,6 +21,7 @@ from bugless_core.registry import Registry
 
 if TYPE_CHECKING:
     from bugless_core.auth_backend import AuthenticatorBackend
+    from bugless_core.blobs import BlobStore
     from bugless_core.model.backend import ModelBackend
     from bugless_proto import v1
 
@@ -50,6 +51,7 @@ class Plugins:
         manager: The pluggy manager (call event hooks through ``manager.hook``).
         model_backends: Model backend classes by name.
         authenticators: Authenticator backend classes by name.
+        blob_stores: Blob store classes (attachment content) by name.
         loaded: The plugins that were loaded, in load order.
     """
 
@@ -60,6 +62,7 @@ class Plugins:
     authenticators: Registry[type[AuthenticatorBackend]] = field(
         default_factory=lambda: Registry("authenticator backend")
     )
+    blob_stores: Registry[type[BlobStore]] = field(default_factory=lambda: Registry("blob store"))
     loaded: list[PluginInfo] = field(default_factory=list)
 
     @property
@@ -151,6 +154,7 @@ def load_plugins(
     manager.check_pending()
     manager.hook.bugless_register_model_backends(register=plugins.model_backends)
     manager.hook.bugless_register_authenticators(register=plugins.authenticators)
+    manager.hook.bugless_register_blob_stores(register=plugins.blob_stores)
     return plugins
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from bugless_core.auth_backend import AuthenticatorBackend
+from bugless_core.blobs import BlobStore
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelBackend
 
@@ -100,3 +101,5 @@ class Registry(Generic[T]):
 ModelBackendRegistrar = Registry[type[ModelBackend]]
 #: The registrar ``bugless_register_authenticators`` receives.
 AuthenticatorRegistrar = Registry[type[AuthenticatorBackend]]
+#: The registrar ``bugless_register_blob_stores`` receives.
+BlobStoreRegistrar = Registry[type[BlobStore]]

@@ -27,7 +27,9 @@ import pytest
 # Contract classes live in this package, not in test files: without this their
 # plain asserts would fail with no detail.
 pytest.register_assert_rewrite(
-    "bugless_core.testing.model_contracts", "bugless_core.testing.auth_contracts"
+    "bugless_core.testing.model_contracts",
+    "bugless_core.testing.auth_contracts",
+    "bugless_core.testing.blob_contracts",
 )
 
 from bugless_core.testing.plugin import requires_capability  # noqa: E402

@@ -1,0 +1,80 @@
+"""The blob store conformance suite on the ``database`` store, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from bugless_core.model.backend import ModelSettings
+from bugless_core.testing.blob_contracts import (
+    ConcurrencyContract,
+    DedupContract,
+    DeleteContract,
+    Footprint,
+    LimitContract,
+    MissingBlobContract,
+    RangeContract,
+    RoundTripContract,
+    StoreUnderTest,
+)
+from bugless_core.testing.postgres import PostgresTestServer
+from bugless_model_postgres import DatabaseBlobSettings, DatabaseBlobStore, PostgresBackend
+
+SCHEMA = "blob_contracts"
+CHUNK = 16 * 1024
+
+FOOTPRINT = """
+SELECT (SELECT coalesce(sum(octet_length(c.data)), 0)
+          FROM blob_chunks c JOIN blobs b ON b.blob_id = c.blob_id) AS stored_bytes,
+       (SELECT count(*) FROM blobs) AS blobs,
+       (SELECT count(*) FROM blob_chunks c
+         WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.blob_id = c.blob_id)) AS pending
+"""
+
+
+@pytest.fixture(scope="module")
+async def blob_store_under_test(
+    postgres_server: PostgresTestServer,
+) -> AsyncIterator[StoreUnderTest]:
+    url = await postgres_server.acreate_database("blob_contracts")
+    await PostgresBackend.migrate(
+        ModelSettings(database_url=url, page_token_secret="-" * 16, schema=SCHEMA)
+    )
+    store = await DatabaseBlobStore.connect(
+        DatabaseBlobSettings(database_url=url, schema=SCHEMA, chunk_bytes=CHUNK)
+    )
+    observer = await asyncpg.connect(url, server_settings={"search_path": SCHEMA})
+
+    async def footprint() -> Footprint:
+        row = await observer.fetchrow(FOOTPRINT)
+        assert row is not None
+        return Footprint(int(row["stored_bytes"]), row["blobs"], row["pending"])
+
+    try:
+        yield StoreUnderTest(store=store, footprint=footprint, piece_size=CHUNK)
+    finally:
+        await observer.close()
+        await store.close()
+
+
+class TestRoundTrip(RoundTripContract): ...
+
+
+class TestDedup(DedupContract): ...
+
+
+class TestRanges(RangeContract): ...
+
+
+class TestMissing(MissingBlobContract): ...
+
+
+class TestLimits(LimitContract): ...
+
+
+class TestConcurrency(ConcurrencyContract): ...
+
+
+class TestDelete(DeleteContract): ...
