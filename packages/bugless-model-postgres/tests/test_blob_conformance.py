@@ -34,11 +34,27 @@ SELECT (SELECT coalesce(sum(octet_length(c.data)), 0)
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["read_committed", "serializable"])
 async def blob_store_under_test(
-    postgres_server: PostgresTestServer,
+    postgres_server: PostgresTestServer, request: pytest.FixtureRequest
 ) -> AsyncIterator[StoreUnderTest]:
-    url = await postgres_server.acreate_database("blob_contracts")
+    """The store on PostgreSQL's default isolation, then at SERIALIZABLE.
+
+    SERIALIZABLE is how CockroachDB runs every transaction (the Cockroach
+    backend's compatibility mode): racing puts of one content then lose with
+    serialization failures instead of waiting on the unique key.
+    """
+    isolation: str = request.param
+    url = await postgres_server.acreate_database(f"blobs_{isolation}")
+    admin = await asyncpg.connect(url)
+    try:
+        database = await admin.fetchval("SELECT current_database()")
+        await admin.execute(
+            f'ALTER DATABASE "{database}" SET default_transaction_isolation = '
+            f"'{isolation.replace('_', ' ')}'"
+        )
+    finally:
+        await admin.close()
     await PostgresBackend.migrate(
         ModelSettings(database_url=url, page_token_secret="-" * 16, schema=SCHEMA)
     )
@@ -46,6 +62,7 @@ async def blob_store_under_test(
         DatabaseBlobSettings(database_url=url, schema=SCHEMA, chunk_bytes=CHUNK)
     )
     observer = await asyncpg.connect(url, server_settings={"search_path": SCHEMA})
+    assert await observer.fetchval("SHOW transaction_isolation") == isolation.replace("_", " ")
 
     async def footprint() -> Footprint:
         row = await observer.fetchrow(FOOTPRINT)

@@ -7,7 +7,7 @@ and the store's own ``BUGLESS_*`` settings) through the installed plugins,
 exactly as a service opens it. The process writes the blob from generated
 chunks (never holding it), reads it back while hashing it, deletes it, and
 prints one JSON object: seconds up and down, the peak resident set size of the
-whole process (``ru_maxrss``) and the peak before the transfer started. A
+whole process (``VmHWM``) and the peak before the transfer started. A
 fresh process is what makes the peak mean something: nothing else ran in it.
 
 The store tests assert that the peak stays far below the blob's size;
@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import json
 import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Self
 
 from bugless_core.blobs import connect_blob_store
 from bugless_core.plugins import load_plugins
@@ -44,9 +47,12 @@ class ProbeResult:
         size: Bytes written and read back.
         up_seconds: Time of the put.
         down_seconds: Time to read every byte back.
-        baseline_rss: Peak RSS (bytes) after connecting and a 1 MiB warm-up,
-            before the large transfer.
-        peak_rss: Peak RSS (bytes) of the process over its whole life.
+        baseline_rss: RSS (bytes) after connecting and a 1 MiB warm-up,
+            right before the large transfer.
+        transfer_peak_rss: Highest RSS sampled (every few milliseconds)
+            while the blob went up and down.
+        peak_rss: Peak RSS of the process over its whole life (``VmHWM``,
+            imports included).
     """
 
     store: str
@@ -54,7 +60,13 @@ class ProbeResult:
     up_seconds: float
     down_seconds: float
     baseline_rss: int
+    transfer_peak_rss: int
     peak_rss: int
+
+    @property
+    def transfer_growth(self) -> int:
+        """How much the transfer added to the process: the figure that must stay small."""
+        return self.transfer_peak_rss - self.baseline_rss
 
     @property
     def up_mib_per_second(self) -> float:
@@ -68,7 +80,49 @@ class ProbeResult:
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """The process's RSS high-water mark (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries that over from the parent across fork and
+    exec, so a probe started by a large pytest process would report the
+    parent's peak.
+    """
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
+def _current_rss() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+class _RssSampler:
+    """The highest RSS seen while it runs, sampled from a thread every few ms.
+
+    ``VmHWM`` is the peak of the whole life, imports included; this is the
+    peak of the transfer alone.
+    """
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.peak = _current_rss()
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, _current_rss())
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _current_rss())
 
 
 async def _generated(size: int, chunk_size: int) -> AsyncIterator[bytes]:
@@ -98,18 +152,19 @@ async def _probe(size: int, chunk_size: int, environ: Mapping[str, str]) -> Prob
         async for _ in await store.open(warm.sha256):
             pass
         await store.delete(warm.sha256)
-        baseline = _peak_rss()
-
-        started = time.perf_counter()
-        ref = await store.put(_generated(size, chunk_size))
-        uploaded = time.perf_counter()
-        digest = hashlib.sha256()
-        received = 0
-        async with await store.open(ref.sha256) as reader:
-            async for chunk in reader:
-                digest.update(chunk)
-                received += len(chunk)
-        downloaded = time.perf_counter()
+        gc.collect()
+        baseline = _current_rss()
+        with _RssSampler() as sampler:
+            started = time.perf_counter()
+            ref = await store.put(_generated(size, chunk_size))
+            uploaded = time.perf_counter()
+            digest = hashlib.sha256()
+            received = 0
+            async with await store.open(ref.sha256) as reader:
+                async for chunk in reader:
+                    digest.update(chunk)
+                    received += len(chunk)
+            downloaded = time.perf_counter()
         if (digest.hexdigest(), received) != (ref.sha256, ref.size):
             msg = f"read back {received} bytes hashing to {digest.hexdigest()}, stored {ref}"
             raise AssertionError(msg)
@@ -120,6 +175,7 @@ async def _probe(size: int, chunk_size: int, environ: Mapping[str, str]) -> Prob
             up_seconds=uploaded - started,
             down_seconds=downloaded - uploaded,
             baseline_rss=baseline,
+            transfer_peak_rss=sampler.peak,
             peak_rss=_peak_rss(),
         )
     finally:
