@@ -39,6 +39,7 @@ PACKAGES: dict[str, str] = {
     "bugless-auth": "[ldap,oidc]",
     "bugless-web": "[testing]",
     "bugless-api": "[testing]",
+    "bugless-blob-s3": "[testing]",
 }
 #: Test-only tools every test session gets.
 TEST_TOOLS = [

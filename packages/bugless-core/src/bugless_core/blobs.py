@@ -164,7 +164,7 @@ class BlobUpload:
             self._size += len(data)
             return data
 
-    async def pieces(self, size: int) -> AsyncIterator[bytes]:
+    async def pieces(self, size: int) -> AsyncGenerator[bytes, None]:
         """The content cut into pieces of exactly ``size`` bytes, the last one shorter.
 
         Stores that address content by piece number (database rows, multipart
@@ -173,14 +173,26 @@ class BlobUpload:
         """
         if size < 1:
             raise ValueError("piece size must be at least 1 byte")
-        buffer = bytearray()
+        # Chunks are kept as they came and joined once per piece: a growing
+        # bytearray would be copied on every resize and again when sliced.
+        held: list[bytes] = []
+        held_bytes = 0
         async for chunk in self:
-            buffer += chunk
-            while len(buffer) >= size:
-                yield bytes(buffer[:size])
-                del buffer[:size]
-        if buffer:
-            yield bytes(buffer)
+            start = 0
+            while len(chunk) - start >= size - held_bytes:
+                end = start + size - held_bytes
+                held.append(chunk[start:end] if (start, end) != (0, len(chunk)) else chunk)
+                piece = b"".join(held)
+                held.clear()
+                held_bytes = 0
+                start = end
+                yield piece
+                del piece
+            if start < len(chunk):
+                held.append(chunk[start:] if start else chunk)
+                held_bytes += len(chunk) - start
+        if held:
+            yield b"".join(held)
 
     def ref(self) -> BlobRef:
         """The hash and size of the whole content; only once it has been read to the end."""

@@ -29,12 +29,12 @@ class LimitContract(BlobContractBase):
     async def test_content_over_the_limit_is_refused_midway_and_leaves_nothing(
         self, store: BlobStore, piece: int, footprint: Callable[[], Awaitable[Footprint]]
     ) -> None:
-        content = random_content(piece * 2 + 1000)
-        limit = piece + piece // 2
+        content = random_content(piece * 3 + 1000)
+        limit = piece * 2 + piece // 2
         before = await footprint()
         with pytest.raises(SizeLimitExceeded) as info:
-            # Chunks smaller than a piece: the store has written a piece by
-            # the time the limit trips, and must take it back.
+            # Chunks smaller than a piece: the store has written two pieces
+            # by the time the limit trips, and must take them back.
             await store.put(chunked(content, max(1, piece // 4)), max_size=limit)
         error = info.value
         assert isinstance(error, ResourceExhausted)
