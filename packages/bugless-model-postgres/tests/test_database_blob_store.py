@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
@@ -85,6 +86,37 @@ async def test_a_blob_deleted_while_it_is_read_ends_the_read_with_not_found(
     with pytest.raises(NotFound, match="deleted while being read"):
         async for _ in reader:
             pass
+
+
+async def test_a_cancelled_put_rolls_back_and_returns_its_connection(
+    store: DatabaseBlobStore, database_url: str
+) -> None:
+    stalled = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield random_content(100_000)
+        stalled.set()
+        await asyncio.Event().wait()
+        yield b"never"
+
+    put = asyncio.create_task(store.put(stalls()))
+    await asyncio.wait_for(stalled.wait(), 10)
+    await asyncio.sleep(0.2)
+    conn = await asyncpg.connect(database_url)
+    try:
+        open_transactions = (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bugless-blobs' "
+            "AND state LIKE 'idle in transaction%'"
+        )
+        assert await conn.fetchval(open_transactions) == 1
+        put.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await put
+        assert await conn.fetchval(open_transactions) == 0
+    finally:
+        await conn.close()
+    ref = await store.put(chunked(random_content(10), 10))  # the pool still works
+    assert await store.exists(ref.sha256)
 
 
 async def test_a_schema_without_the_blob_tables_is_refused_with_what_to_run(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -80,6 +81,27 @@ class LimitContract(BlobContractBase):
         before = await footprint()
         with pytest.raises(_ConnectionDropped):
             await store.put(broken_stream(content, 10, _ConnectionDropped("reset by peer")))
+        assert await footprint() == before
+
+    async def test_a_cancelled_put_leaves_nothing(
+        self, store: BlobStore, piece: int, footprint: Callable[[], Awaitable[Footprint]]
+    ) -> None:
+        before = await footprint()
+        stalled = asyncio.Event()
+
+        async def stalls_after_three_pieces() -> AsyncIterator[bytes]:
+            async for chunk in chunked(random_content(piece * 3), max(1, piece // 2)):
+                yield chunk
+            stalled.set()
+            await asyncio.Event().wait()  # the client went quiet
+            yield b"never"
+
+        put = asyncio.create_task(store.put(stalls_after_three_pieces()))
+        await asyncio.wait_for(stalled.wait(), 60)
+        await asyncio.sleep(0.2)  # let the store write what it has
+        put.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await put
         assert await footprint() == before
 
     async def test_a_failed_put_of_stored_content_keeps_the_stored_copy(
