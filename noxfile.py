@@ -42,6 +42,7 @@ PACKAGES: dict[str, str] = {
     "bugless-web": "[testing]",
     "bugless-api": "[testing]",
     "bugless-notify": "[testing]",
+    "bugless-blob-s3": "[testing]",
 }
 #: Test-only tools every test session gets.
 TEST_TOOLS = [

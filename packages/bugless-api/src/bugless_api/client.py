@@ -61,7 +61,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, error: Exception) -> float:
         """Seconds to wait after failed try number ``attempt`` (0-based)."""
-        if isinstance(error, ResourceExhausted):
+        if isinstance(error, ResourceExhausted) and error.retry_after is not None:
             return min(self.max_backoff, max(error.retry_after, 0.0))
         ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier**attempt)
         return random.uniform(0, ceiling)
@@ -157,7 +157,8 @@ class BuglessClient:
                 # A rate-limited call and a call a draining server refused were
                 # never run: retrying them is safe even when not idempotent.
                 draining = isinstance(exc, Unavailable) and exc.refused_while_draining
-                retryable = isinstance(exc, ResourceExhausted) or idempotent or draining
+                throttled = isinstance(exc, ResourceExhausted) and exc.retry_after is not None
+                retryable = throttled or idempotent or draining
                 if not retryable or attempt + 1 >= self.retry.attempts:
                     raise
                 if draining:

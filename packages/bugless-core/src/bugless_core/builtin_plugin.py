@@ -51,6 +51,10 @@ def plugins_command(plugins: Plugins, as_json: bool) -> None:
             name: {"class": f"{cls.__module__}.{cls.__qualname__}", "kind": cls.kind.value}
             for name, cls in plugins.authenticators
         },
+        "blob_stores": {
+            name: {"class": f"{cls.__module__}.{cls.__qualname__}"}
+            for name, cls in plugins.blob_stores
+        },
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -69,6 +73,11 @@ def plugins_command(plugins: Plugins, as_json: bool) -> None:
         click.echo(f"  {name:<20} {info['class']}  kind: {info['kind']}")
     if not plugins.authenticators:
         click.echo("  (none: pip install bugless-auth)")
+    click.echo("Blob stores:")
+    for name, info in data["blob_stores"].items():
+        click.echo(f"  {name:<20} {info['class']}")
+    if not plugins.blob_stores:
+        click.echo("  (none: pip install bugless-model-postgres or bugless-blob-s3)")
 
 
 @click.group("query")

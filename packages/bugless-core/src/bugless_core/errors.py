@@ -125,15 +125,43 @@ class Unauthenticated(BuglessError):
 
 
 class ResourceExhausted(BuglessError):
-    """A rate limit or throttle tripped; ``retry_after`` seconds is when to retry."""
+    """A rate limit, throttle or quota tripped.
+
+    ``retry_after`` seconds is when the same call may succeed; it is None
+    when waiting cannot help (a size limit), and clients must not retry then.
+    """
 
     grpc_status = Status.RESOURCE_EXHAUSTED
     http_status = 429
     default_reason = "RESOURCE_EXHAUSTED"
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message, metadata={"retry_after": f"{retry_after:.3f}"})
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        details = dict(metadata or {})
+        if retry_after is not None:
+            details["retry_after"] = f"{retry_after:.3f}"
+        super().__init__(message, metadata=details)
         self.retry_after = retry_after
+
+
+class SizeLimitExceeded(ResourceExhausted):
+    """Content is larger than a configured limit (``limit_bytes``); resending it cannot work.
+
+    HTTP 413, and no ``retry_after``: unlike a rate limit, the same request
+    fails the same way however long the caller waits.
+    """
+
+    http_status = 413
+    default_reason = "SIZE_LIMIT_EXCEEDED"
+
+    def __init__(self, message: str, *, limit_bytes: int) -> None:
+        super().__init__(message, retry_after=None, metadata={"limit_bytes": str(limit_bytes)})
+        self.limit_bytes = limit_bytes
 
 
 class Unavailable(BuglessError):
@@ -220,6 +248,8 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
             int(metadata["expected_version"]),
             int(metadata["current_version"]),
         )
+    if reason == SizeLimitExceeded.default_reason and "limit_bytes" in metadata:
+        return SizeLimitExceeded(message, limit_bytes=int(metadata["limit_bytes"]))
     if error.status is Status.RESOURCE_EXHAUSTED:
         return ResourceExhausted(message, retry_after=float(metadata.get("retry_after", "1")))
     if error.status is Status.DEADLINE_EXCEEDED:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from bugless_core.registry import (
         AuthenticatorRegistrar,
+        BlobStoreRegistrar,
         ModelBackendRegistrar,
         NotificationChannelRegistrar,
     )
@@ -47,6 +48,16 @@ def bugless_register_authenticators(register: AuthenticatorRegistrar) -> None:
 
     Same contract as :func:`bugless_register_model_backends`, for the names a
     deployment passes to ``--authenticator``.
+    """
+
+
+@hookspec
+def bugless_register_blob_stores(register: BlobStoreRegistrar) -> None:
+    """Register blob store classes (:class:`bugless_core.blobs.BlobStore`).
+
+    Same contract as :func:`bugless_register_model_backends`, for the names a
+    deployment sets in ``BUGLESS_BLOB_STORE`` (attachment content). Do not
+    connect to anything here.
     """
 
 

@@ -21,6 +21,7 @@ from bugless_core.registry import Registry
 
 if TYPE_CHECKING:
     from bugless_core.auth_backend import AuthenticatorBackend
+    from bugless_core.blobs import BlobStore
     from bugless_core.model.backend import ModelBackend
     from bugless_core.notification_channel import NotificationChannel
     from bugless_proto import v1
@@ -52,6 +53,7 @@ class Plugins:
         model_backends: Model backend classes by name.
         authenticators: Authenticator backend classes by name.
         notification_channels: Notification channel classes by name.
+        blob_stores: Blob store classes (attachment content) by name.
         loaded: The plugins that were loaded, in load order.
     """
 
@@ -65,6 +67,7 @@ class Plugins:
     notification_channels: Registry[type[NotificationChannel]] = field(
         default_factory=lambda: Registry("notification channel")
     )
+    blob_stores: Registry[type[BlobStore]] = field(default_factory=lambda: Registry("blob store"))
     loaded: list[PluginInfo] = field(default_factory=list)
 
     @property
@@ -157,6 +160,7 @@ def load_plugins(
     manager.hook.bugless_register_model_backends(register=plugins.model_backends)
     manager.hook.bugless_register_authenticators(register=plugins.authenticators)
     manager.hook.bugless_register_notification_channels(register=plugins.notification_channels)
+    manager.hook.bugless_register_blob_stores(register=plugins.blob_stores)
     return plugins
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from bugless_core.auth_backend import AuthenticatorBackend
+from bugless_core.blobs import BlobStore
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelBackend
 from bugless_core.notification_channel import NotificationChannel
@@ -103,3 +104,5 @@ ModelBackendRegistrar = Registry[type[ModelBackend]]
 AuthenticatorRegistrar = Registry[type[AuthenticatorBackend]]
 #: The registrar ``bugless_register_notification_channels`` receives.
 NotificationChannelRegistrar = Registry[type[NotificationChannel]]
+#: The registrar ``bugless_register_blob_stores`` receives.
+BlobStoreRegistrar = Registry[type[BlobStore]]

@@ -42,6 +42,8 @@ from typing import Any, TypeVar, Union
 
 import click
 
+from bugless_core.errors import InvalidArgument
+
 S = TypeVar("S")
 R = TypeVar("R")
 
@@ -552,6 +554,43 @@ def settings_command(
     return decorate
 
 
+def settings_from_environ(cls: type[S], environ: Mapping[str, str], *, env_prefix: str = "") -> S:
+    """Build ``cls`` from ``BUGLESS_*`` variables alone (no command line).
+
+    For settings chosen at run time by another setting (the blob store that
+    ``BUGLESS_BLOB_STORE`` names): the same declarations, types and
+    validation as a command's, read from ``environ``. An empty variable
+    counts as unset.
+
+    Raises:
+        InvalidArgument: a required variable is unset, a value does not
+            parse, or the object refuses the combination; the message names
+            the variable.
+    """
+    values: dict[tuple[str, ...], Any] = {}
+    for leaf in _leaves(cls, env_prefix):
+        name = next((e for e in leaf.envvars if environ.get(e, "")), None)
+        if name is None:
+            if leaf.required:
+                msg = f"{leaf.envvars[0]} is not set; it is required: {leaf.spec.help}"
+                raise InvalidArgument(msg)
+            continue
+        click_type, is_flag = _click_type(leaf)
+        raw = environ[name]
+        try:
+            value = click.BOOL.convert(raw, None, None) if is_flag else click_type.convert(
+                raw, None, None
+            )  # fmt: skip
+            values[leaf.path] = _convert(leaf, value)
+        except (click.BadParameter, ValueError, KeyError) as exc:
+            detail = exc.format_message() if isinstance(exc, click.BadParameter) else exc
+            raise InvalidArgument(f"{name}: {raw!r} is not valid: {detail}") from exc
+    try:
+        return _instantiate(cls, values, ())
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
 def declared_env_vars(cls: type[Any], *, env_prefix: str) -> set[str]:
     """Every variable ``cls`` reads (current and deprecated names).
 
@@ -573,5 +612,6 @@ __all__ = [
     "group",
     "setting",
     "settings_command",
+    "settings_from_environ",
     "settings_options",
 ]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from bugless_core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from bugless_core.registry import ModelBackendRegistrar
+    from bugless_core.registry import BlobStoreRegistrar, ModelBackendRegistrar
 
 
 @hookimpl
@@ -16,3 +16,11 @@ def bugless_register_model_backends(register: ModelBackendRegistrar) -> None:
     from bugless_model_postgres.backend import PostgresBackend  # noqa: PLC0415
 
     register(PostgresBackend)
+
+
+@hookimpl
+def bugless_register_blob_stores(register: BlobStoreRegistrar) -> None:
+    """Offer chunk rows in the Model's database as ``BUGLESS_BLOB_STORE=database``."""
+    from bugless_model_postgres.blobs import DatabaseBlobStore  # noqa: PLC0415
+
+    register(DatabaseBlobStore)

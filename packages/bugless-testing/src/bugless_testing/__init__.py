@@ -33,6 +33,8 @@ pytest.register_assert_rewrite(
     "bugless_testing.slapd",
     "bugless_testing.slapd_replica",
     "bugless_testing.smtp",
+    "bugless_testing.blob_contracts",
+    "bugless_testing.s3",
 )
 
 from bugless_testing.plugin import requires_capability  # noqa: E402

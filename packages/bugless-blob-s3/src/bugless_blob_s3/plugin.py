@@ -1,0 +1,18 @@
+"""The pluggy hookimpls of bugless-blob-s3: registration only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bugless_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from bugless_core.registry import BlobStoreRegistrar
+
+
+@hookimpl
+def bugless_register_blob_stores(register: BlobStoreRegistrar) -> None:
+    """Offer the store as ``BUGLESS_BLOB_STORE=s3``; nothing connects here."""
+    from bugless_blob_s3.store import S3BlobStore  # noqa: PLC0415
+
+    register(S3BlobStore)

@@ -1,0 +1,101 @@
+"""Fixtures: one real S3-compatible server (moto, server mode) per session, one bucket."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+from aiobotocore.session import get_session
+
+from bugless_blob_s3 import S3BlobSettings, S3BlobStore
+from bugless_testing.blob_contracts import Footprint
+from bugless_testing.s3 import REGION, S3TestServer
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+pytest_plugins = ["bugless_testing.s3"]
+
+BUCKET = "bugless-blobs-test"
+
+
+class StoreOpener(Protocol):
+    """The ``open_store`` fixture: connect a store on a fresh prefix, with overrides."""
+
+    async def __call__(self, **overrides: Any) -> S3BlobStore: ...
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_environment(
+    s3_server: S3TestServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Credentials for the SDK's default chain, and no configuration from the machine."""
+    absent = tmp_path_factory.mktemp("aws") / "none"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in s3_server.environ().items():
+            patch.setenv(name, value)
+        patch.setenv("AWS_CONFIG_FILE", str(absent))
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(absent))
+        yield
+
+
+@pytest.fixture(scope="session")
+async def s3_client(s3_server: S3TestServer) -> AsyncIterator[S3Client]:
+    """A plain client on the server, to look at what the store wrote."""
+    async with get_session().create_client(
+        "s3", endpoint_url=s3_server.endpoint_url, region_name=REGION
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def bucket(s3_client: S3Client) -> str:
+    """The session's bucket."""
+    await s3_client.create_bucket(Bucket=BUCKET)
+    return BUCKET
+
+
+def settings_on(server: S3TestServer, bucket: str, /, **overrides: Any) -> S3BlobSettings:
+    """Settings on ``bucket`` of ``server`` under a prefix no other test uses."""
+    values: dict[str, Any] = {
+        "bucket": bucket,
+        "prefix": f"t-{uuid.uuid4().hex[:12]}/",
+        "endpoint_url": server.endpoint_url,
+        "region": REGION,
+        "addressing_style": "path",
+    }
+    values.update(overrides)
+    return S3BlobSettings(**values)
+
+
+async def footprint_of(client: S3Client, bucket: str, prefix: str) -> Footprint:
+    """What is under ``prefix``, from listings: blobs, temporary objects, open uploads."""
+    stored = blobs = pending = 0
+    paginator = client.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].startswith(f"{prefix}uploads/"):
+                pending += 1
+            else:
+                stored += item["Size"]
+                blobs += 1
+    uploads = await client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    pending += len(uploads.get("Uploads", []))
+    return Footprint(stored_bytes=stored, blobs=blobs, pending=pending)
+
+
+@pytest.fixture
+async def open_store(s3_server: S3TestServer, bucket: str) -> AsyncIterator[StoreOpener]:
+    """Connects stores (fresh prefix, settings overrides); closes them after the test."""
+    opened: list[S3BlobStore] = []
+
+    async def connect(**overrides: Any) -> S3BlobStore:
+        store = await S3BlobStore.connect(settings_on(s3_server, bucket, **overrides))
+        opened.append(store)
+        return store
+
+    yield connect
+    for store in opened:
+        await store.close()
