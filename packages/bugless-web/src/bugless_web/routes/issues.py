@@ -1,4 +1,7 @@
-"""The issue page (fields, relations, timeline, one-form edit) and issue creation."""
+"""The issue page: fields, relations, timeline, and the one-form edit.
+
+Creating an issue is :mod:`bugless_web.routes.new_issue`.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,7 @@ from bugless_core.errors import InvalidArgument, IssueVersionConflict, NotFound
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import (
-    form_int,
     frontend_of,
-    new_idempotency_key,
     redirect,
     render,
     session_of,
@@ -192,103 +193,6 @@ async def _conflict(
     )
 
 
-@get("/issues/new")
-async def new_issue_form(request: Request[Any, Any, Any]) -> Response[str]:
-    """The create form, pre-filled from the chosen component's template."""
-    viewer = await viewer_of(request)
-    backends = frontend_of(request).backends
-    components = [c for c in await list_all_components(backends, viewer) if not c.archived]
-    component_id = form_int(request.query_params.get("component"), "component")
-    chosen = next((c for c in components if c.id == component_id), None)
-    template = chosen.template if chosen is not None and chosen.template else v1.IssueTemplate()
-    users = await backends.users([template.assignee])
-    return render(
-        request,
-        "new_issue.html",
-        {
-            "components": components,
-            "chosen": chosen,
-            "values": {
-                "title": template.title,
-                "description": template.description,
-                "priority": template.priority,
-                "severity": template.severity,
-                "type": template.type,
-                "assignee": users[template.assignee].username if template.assignee in users else "",
-                "cc": "",
-            },
-            "idempotency_key": new_idempotency_key(),
-            "error": "",
-        },
-        viewer=viewer,
-    )
-
-
-@post("/issues/new")
-async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Create an issue; a repeated submission of the same form makes one issue."""
-    viewer = await viewer_of(request)
-    backends = frontend_of(request).backends
-    form = await request.form()
-
-    def text(name: str) -> str:
-        return str(form.get(name, "") or "")
-
-    title = text("title").strip()
-    component_id = form_int(text("component_id"), "component")
-    assignee = text("assignee").strip()
-    cc = sorted({u for u in text("cc").replace(",", " ").split() if u})
-    problems = []
-    if not title:
-        problems.append("title: an issue needs a title")
-    if not component_id:
-        problems.append("component: choose the component the issue belongs to")
-    people = await backends.users_by_name([assignee, *cc])
-    problems += [f"no user named {n!r}" for n in [assignee, *cc] if n and n not in people]
-    if problems:
-        components = [c for c in await list_all_components(backends, viewer) if not c.archived]
-        return render(
-            request,
-            "new_issue.html",
-            {
-                "components": components,
-                "chosen": next((c for c in components if c.id == component_id), None),
-                "values": {
-                    "title": title,
-                    "description": text("description"),
-                    "priority": parse_level(v1.Priority, text("priority")),
-                    "severity": parse_level(v1.Severity, text("severity")),
-                    "type": parse_level(v1.IssueType, text("type")),
-                    "assignee": assignee,
-                    "cc": " ".join(cc),
-                },
-                "idempotency_key": text("idempotency_key") or new_idempotency_key(),
-                "error": "; ".join(problems),
-            },
-            status_code=400,
-            viewer=viewer,
-        )
-    issue = await call(
-        backends.model.create_issue,
-        v1.CreateIssueRequest(
-            caller=viewer.caller,
-            fields=v1.IssueFields(
-                title=title,
-                component_id=component_id,
-                priority=parse_level(v1.Priority, text("priority")),
-                severity=parse_level(v1.Severity, text("severity")),
-                type=parse_level(v1.IssueType, text("type")),
-                assignee=people[assignee].user_id if assignee else "",
-            ),
-            description=text("description"),
-            cc=[people[n].user_id for n in cc],
-            idempotency_key=text("idempotency_key")[:128],
-        ),
-    )
-    session_of(request).update(notice=f"Created issue {issue.id}.")
-    return redirect(f"/issues/{issue.id}")
-
-
 def parse_level(enum: Any, name: str) -> Any:
     """The member of ``enum`` a form's select names (empty: unset); InvalidArgument otherwise."""
     try:
@@ -314,4 +218,4 @@ async def timeline_entry(
     return render(request, "_entry_fragment.html", {"entry": entry, "names": names}, viewer=viewer)
 
 
-ROUTES = [issue_page, change_issue, new_issue_form, create_issue, timeline_entry]
+ROUTES = [issue_page, change_issue, timeline_entry]

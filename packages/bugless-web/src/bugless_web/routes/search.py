@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from typing import Any
 
@@ -9,14 +10,13 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import InvalidArgument, NotFound
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.frontend import (
     form_int,
     frontend_of,
-    optional_viewer,
     redirect,
     render,
     session_of,
@@ -24,7 +24,6 @@ from bugless_web.frontend import (
 )
 from bugless_web.searching import (
     COLUMNS,
-    DEFAULT_HOME_QUERY,
     SORTABLE,
     parse_columns,
     run_search,
@@ -85,10 +84,40 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
     return await _search_page(request, DEFAULT_HOME_QUERY)
 
 
+#: What the search box takes as "open this issue": ``301``, ``#301``, ``b/301``.
+_ISSUE_NUMBER = re.compile(r"\s*(?:#|b/)?([0-9]{1,19})\s*", re.IGNORECASE)
+_MAX_ISSUE_ID = 2**63 - 1
+
+
+async def _issue_named_by(request: Request[Any, Any, Any], text: str) -> int:
+    """The issue ``text`` names by number, if it exists and the viewer may see it; else 0."""
+    match = _ISSUE_NUMBER.fullmatch(text)
+    if match is None or int(match.group(1)) > _MAX_ISSUE_ID or not int(match.group(1)):
+        return 0
+    viewer = await viewer_of(request)
+    try:
+        issue = await call(
+            frontend_of(request).backends.model.get_issue,
+            v1.GetIssueRequest(caller=viewer.caller, issue_id=int(match.group(1))),
+        )
+    except NotFound:
+        return 0
+    return issue.id
+
+
 @get("/search")
-async def search(request: Request[Any, Any, Any]) -> Response[str]:
-    """Any query in the search language (``q=``), paged by token."""
-    return await _search_page(request, request.query_params.get("q", ""))
+async def search(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Any query in the search language (``q=``), paged by token.
+
+    A query that is only an issue number (``301``, ``#301``, ``b/301``) opens
+    that issue when it exists and the viewer may see it; otherwise it is
+    searched for like any other text (so a number in titles is still found).
+    """
+    text = request.query_params.get("q", "")
+    issue_id = 0 if request.query_params.get("page_token") else await _issue_named_by(request, text)
+    if issue_id:
+        return redirect(f"/issues/{issue_id}")
+    return await _search_page(request, text)
 
 
 def _return_to_search(form: Any) -> str:

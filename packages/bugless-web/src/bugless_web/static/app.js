@@ -102,6 +102,44 @@
     });
   });
 
+  // ---- create form: a component's template without a reload -------------------
+  // A field still showing what the previous template put there (its
+  // data-template-value) takes the new template's value; a field the person
+  // changed keeps theirs. The server applies the same rule without JS.
+  var createForm = document.getElementById("create-form");
+  if (createForm && createForm.getAttribute("data-template-url")) {
+    var picker = createForm.querySelector("#component-picker");
+    var shownTemplate = createForm.querySelector('input[name="shown_template"]');
+    var about = createForm.querySelector(".component-description");
+    var useTemplate = createForm.querySelector('button[name="use_template"]');
+    // Removed, not hidden: Enter in a field must create, not re-apply a template.
+    if (useTemplate) useTemplate.remove();
+    var asking = 0;
+    picker.addEventListener("change", function () {
+      var ticket = ++asking;
+      var url = createForm.getAttribute("data-template-url") + "?component=" + encodeURIComponent(picker.value);
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (data) {
+          if (!data || ticket !== asking) return;
+          Object.keys(data.values).forEach(function (name) {
+            var field = createForm.elements[name];
+            if (!field) return;
+            var before = field.getAttribute("data-template-value");
+            if (field.value === before) field.value = data.values[name];
+            field.setAttribute("data-template-value", data.values[name]);
+          });
+          shownTemplate.value = data.component ? String(data.component) : "";
+          if (about) {
+            about.textContent = data.description;
+            about.hidden = !data.description;
+          }
+          createForm.setAttribute("data-template-loaded", picker.value);
+        })
+        .catch(function () { /* the server still checks the component on submit */ });
+    });
+  }
+
   // ---- username suggestions (assignee, verifier, CC, ACL) --------------------
   // Fills a <datalist> from /suggest/users as the person types. The fields
   // stay plain text inputs of usernames, so without this nothing is lost.

@@ -1,0 +1,45 @@
+"""Forms in a real browser: the create form's template, field errors, Markdown preview."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from browser_support import (
+    WebServer,
+    iter_console_problems,
+    new_tab,
+    save_screenshot,
+    sign_in,
+)
+from playwright.sync_api import BrowserContext, expect
+
+
+def test_picking_a_component_fills_the_template_without_losing_typed_text(
+    web_server: WebServer, context: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    page.goto(f"{web_server.url}/issues/new")
+    form = page.locator("#create-form")
+    form.locator('input[name="title"]').fill("Typed first, picked later")
+    form.locator('textarea[name="description"]').fill("Details I wrote before choosing.")
+    form.locator('select[name="severity"]').select_option("S0")
+    page.evaluate("window.__same_page = true")
+    page.select_option("#component-picker", label="Platform>Storage")
+    # Untouched fields take Storage's template; typed ones stay.
+    expect(form.locator('select[name="priority"]')).to_have_value("P1")
+    expect(form.locator('input[name="title"]')).to_have_value("Typed first, picked later")
+    expect(form.locator('textarea[name="description"]')).to_have_value(
+        "Details I wrote before choosing."
+    )
+    expect(form.locator('select[name="severity"]')).to_have_value("S0")
+    expect(page.locator(".component-description")).to_have_text("Disks and databases")
+    assert page.evaluate("window.__same_page") is True  # no reload
+    save_screenshot(page, tmp_path, "20-create-template-kept")
+    form.locator('button:has-text("Create issue")').click()
+    expect(page.locator(".issue-title")).to_have_text("Typed first, picked later")
+    expect(page.locator(".fields")).to_contain_text("P1")
+    expect(page.locator(".fields")).to_contain_text("S0")
+    expect(page.locator(".comment")).to_contain_text("Details I wrote before choosing.")
+    assert list(iter_console_problems(tab.console)) == []
