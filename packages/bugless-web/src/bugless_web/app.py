@@ -30,6 +30,7 @@ from bugless_web.routes import (
     auth,
     component_admin,
     components,
+    home,
     hotlists,
     issues,
     live,
@@ -152,6 +153,7 @@ def create_app(settings: WebSettings) -> Litestar:
         route_handlers=[
             *operations.ROUTES,
             *auth.ROUTES,
+            *home.ROUTES,
             *search.ROUTES,
             *issues.ROUTES,
             *new_issue.ROUTES,

@@ -1,4 +1,4 @@
-"""The search page (also the home page), bulk edit, and saved searches."""
+"""The search page, bulk edit, and saved searches."""
 
 from __future__ import annotations
 
@@ -74,14 +74,6 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
         status_code=400 if results.error else 200,
         viewer=viewer,
     )
-
-
-@get("/")
-async def home(request: Request[Any, Any, Any]) -> Response[Any]:
-    """My open issues when signed in; the sign-in page otherwise."""
-    if await optional_viewer(request) is None:
-        return redirect("/signin")
-    return await _search_page(request, DEFAULT_HOME_QUERY)
 
 
 #: What the search box takes as "open this issue": ``301``, ``#301``, ``b/301``.
@@ -267,4 +259,4 @@ async def delete_search(
     return redirect("/searches")
 
 
-ROUTES = [home, search, bulk_edit, saved_searches, save_search, delete_search]
+ROUTES = [search, bulk_edit, saved_searches, save_search, delete_search]
