@@ -6,6 +6,7 @@ from pathlib import Path
 
 from browser_support import (
     WebServer,
+    create_issue_ui,
     iter_console_problems,
     new_tab,
     save_screenshot,
@@ -42,4 +43,27 @@ def test_picking_a_component_fills_the_template_without_losing_typed_text(
     expect(page.locator(".fields")).to_contain_text("P1")
     expect(page.locator(".fields")).to_contain_text("S0")
     expect(page.locator(".comment")).to_contain_text("Details I wrote before choosing.")
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def test_a_refused_edit_focuses_the_field_at_fault_with_its_message(
+    web_server: WebServer, context: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(tab, web_server, "Focus goes to the mistake")
+    page.fill('#issue-form input[name="parent_id"]', "987654321")
+    page.fill("#comment", "A comment that must not be lost")
+    page.click('#issue-form button:has-text("Save")')
+    parent = page.locator('#issue-form input[name="parent_id"]')
+    expect(parent).to_have_attribute("aria-invalid", "true")
+    expect(parent).to_be_focused()
+    described_by = parent.get_attribute("aria-describedby")
+    assert described_by
+    expect(page.locator(f"#{described_by}")).to_contain_text("issue 987654321 not found")
+    expect(page.locator(f"#{described_by}")).to_be_in_viewport()
+    expect(page.locator("#comment")).to_have_value("A comment that must not be lost")
+    assert page.url.endswith(f"/issues/{issue_id}")
+    save_screenshot(page, tmp_path, "21-field-error-focused")
     assert list(iter_console_problems(tab.console)) == []

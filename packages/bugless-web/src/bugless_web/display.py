@@ -62,6 +62,13 @@ FIELD_LABELS = {
     "blocking_ids": "Blocking",
     "blocked_by_ids": "Blocked by",
 }
+#: Labels of form fields (the issue's fields plus the form-only ones).
+FORM_LABELS = {
+    **FIELD_LABELS,
+    "description": "Description",
+    "comment": "Comment",
+    "hotlist_add": "Add to hotlist",
+}
 #: Fields whose FieldChange values are user references.
 USER_FIELDS = frozenset({"assignee", "verifier", "cc", "reporter"})
 #: Fields whose values are issue ids.

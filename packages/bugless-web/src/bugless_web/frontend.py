@@ -120,6 +120,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         PRIORITIES=display.PRIORITIES,
         SEVERITIES=display.SEVERITIES,
         FIELD_LABELS=display.FIELD_LABELS,
+        FORM_LABELS=display.FORM_LABELS,
         ROLE_LABELS=display.ROLE_LABELS,
         ACL_ROLES=display.ACL_ROLES,
         USER_FIELDS=display.USER_FIELDS,

@@ -12,9 +12,16 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument, IssueVersionConflict, NotFound
+from bugless_core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    IssueVersionConflict,
+    NotFound,
+    PermissionDenied,
+)
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import (
     frontend_of,
     redirect,
@@ -22,7 +29,7 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
-from bugless_web.issue_form import EditForm, delta_is_empty
+from bugless_web.issue_form import EDIT_FIELDS, EditForm, delta_is_empty
 from bugless_web.timeline import load_history, names_for
 
 
@@ -71,7 +78,7 @@ async def _issue_page(
     form: EditForm | None = None,
     conflict: list[v1.HistoryEntry] | None = None,
     edited_version: int = 0,
-    error: str = "",
+    errors: FieldErrors | None = None,
     status_code: int = 200,
 ) -> Response[str]:
     backends = frontend_of(request).backends
@@ -105,7 +112,7 @@ async def _issue_page(
             "conflict": conflict,
             "edited_version": edited_version,
             "original": form.original or current_form,
-            "error": error,
+            "errors": errors or FieldErrors(EDIT_FIELDS),
             "live": "watch" in capabilities,
             "title": f"{issue.id}: {issue.title}",
         },
@@ -131,7 +138,8 @@ async def change_issue(request: Request[Any, Any, Any], issue_id: FromPath[int])
     """
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
-    submitted = EditForm.from_form(await request.form())
+    errors = FieldErrors(EDIT_FIELDS)
+    submitted = EditForm.from_form(await request.form(), errors=errors)
     current = await call(
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
     )
@@ -142,12 +150,14 @@ async def change_issue(request: Request[Any, Any, Any], issue_id: FromPath[int])
     rebased = submitted.rebased_on(EditForm.from_issue(current, users))
     if current.version != submitted.version:
         return await _conflict(request, viewer, issue_id, submitted.version, rebased)
-    try:
-        delta = rebased.delta_against(current, people, users)
-    except InvalidArgument as exc:
+    if not submitted.title:
+        errors.add("title", "an issue needs a title")
+    submitted.check_people(people, errors)
+    if errors:
         return await _issue_page(
-            request, viewer, issue_id, form=submitted, error=exc.message, status_code=400
+            request, viewer, issue_id, form=submitted, errors=errors, status_code=400
         )
+    delta = rebased.delta_against(current, people, users)
     if delta_is_empty(delta) and not submitted.comment.strip():
         session_of(request).update(notice="Nothing to save: no field changed and no comment.")
         return redirect(f"/issues/{issue_id}")
@@ -164,9 +174,11 @@ async def change_issue(request: Request[Any, Any, Any], issue_id: FromPath[int])
         )
     except IssueVersionConflict:
         return await _conflict(request, viewer, issue_id, submitted.version, submitted)
-    except InvalidArgument as exc:
+    except (InvalidArgument, NotFound, FailedPrecondition, PermissionDenied) as exc:
+        if not errors.take(exc):
+            raise
         return await _issue_page(
-            request, viewer, issue_id, form=submitted, error=exc.message, status_code=400
+            request, viewer, issue_id, form=submitted, errors=errors, status_code=400
         )
     version = response.entry.version if response.entry else submitted.version + 1
     return redirect(f"/issues/{issue_id}#entry-{version}")

@@ -12,15 +12,17 @@ the same rule (``shown_template`` says which template the page showed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from litestar import Request, Response, get, post
 from litestar.enums import MediaType
 
 from bugless_core.clients import call
+from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import FieldErrors, message_without_path
 from bugless_web.frontend import (
     form_int,
     frontend_of,
@@ -34,6 +36,8 @@ from bugless_web.routes.issues import list_all_components, parse_level
 
 #: Form fields a component template fills, in form order.
 TEMPLATE_FIELDS = ("title", "priority", "severity", "type", "assignee", "cc", "description")
+#: The create form's fields in page order (the first invalid one gets the focus).
+CREATE_FIELDS = ("component_id", *TEMPLATE_FIELDS)
 #: What the form shows when no template says otherwise.
 DEFAULTS: dict[str, str] = {
     "title": "",
@@ -96,7 +100,7 @@ def _form_page(
     *,
     template: Mapping[str, str],
     idempotency_key: str,
-    error: str = "",
+    errors: FieldErrors | None = None,
     status_code: int = 200,
 ) -> Response[str]:
     return render(
@@ -108,7 +112,7 @@ def _form_page(
             "values": values,
             "template": template,
             "idempotency_key": idempotency_key,
-            "error": error,
+            "errors": errors or FieldErrors(CREATE_FIELDS),
         },
         status_code=status_code,
         viewer=viewer,
@@ -180,12 +184,13 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
         return str(form.get(name, "") or "")
 
     typed = {name: text(name) for name in TEMPLATE_FIELDS}
-    component_id = form_int(text("component_id"), "component")
+    errors = FieldErrors(CREATE_FIELDS)
+    component_id = _read(errors, "component_id", text("component_id"), form_int)
     idempotency_key = text("idempotency_key")[:128] or new_idempotency_key()
     if text("use_template"):
         components = await _open_components(backends, viewer)
         chosen = next((c for c in components if c.id == component_id), None)
-        previous_id = form_int(text("shown_template"), "shown template")
+        previous_id = _read(errors, "component_id", text("shown_template"), form_int)
         previous = next((c for c in components if c.id == previous_id), None)
         shown = await template_values(backends, previous)
         offered = await template_values(backends, chosen)
@@ -201,14 +206,47 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
     title = typed["title"].strip()
     assignee = typed["assignee"].strip()
     cc = sorted({u for u in typed["cc"].replace(",", " ").split() if u})
-    problems = []
     if not title:
-        problems.append("title: an issue needs a title")
-    if not component_id:
-        problems.append("component: choose the component the issue belongs to")
+        errors.add("title", "an issue needs a title")
+    if not component_id and "component_id" not in errors.messages:
+        errors.add("component_id", "choose the component the issue belongs to")
+    priority = _read(
+        errors, "priority", typed["priority"], lambda v, _: parse_level(v1.Priority, v)
+    )
+    severity = _read(
+        errors, "severity", typed["severity"], lambda v, _: parse_level(v1.Severity, v)
+    )
+    issue_type = _read(errors, "type", typed["type"], lambda v, _: parse_level(v1.IssueType, v))
     people = await backends.users_by_name([assignee, *cc])
-    problems += [f"no user named {n!r}" for n in [assignee, *cc] if n and n not in people]
-    if problems:
+    if assignee and assignee not in people:
+        errors.add("assignee", f"no user named {assignee!r}")
+    unknown = [n for n in cc if n not in people]
+    if unknown:
+        errors.add("cc", f"no user named {', '.join(map(repr, unknown))}")
+    issue: v1.Issue | None = None
+    if not errors:
+        try:
+            issue = await call(
+                backends.model.create_issue,
+                v1.CreateIssueRequest(
+                    caller=viewer.caller,
+                    fields=v1.IssueFields(
+                        title=title,
+                        component_id=component_id,
+                        priority=priority,
+                        severity=severity,
+                        type=issue_type,
+                        assignee=people[assignee].user_id if assignee else "",
+                    ),
+                    description=typed["description"],
+                    cc=[people[n].user_id for n in cc],
+                    idempotency_key=idempotency_key,
+                ),
+            )
+        except (InvalidArgument, NotFound, FailedPrecondition, PermissionDenied) as exc:
+            if not errors.take(exc):
+                raise
+    if issue is None:
         components = await _open_components(backends, viewer)
         chosen = next((c for c in components if c.id == component_id), None)
         return _form_page(
@@ -219,28 +257,27 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
             typed,
             template=await template_values(backends, chosen),
             idempotency_key=idempotency_key,
-            error="; ".join(problems),
+            errors=errors,
             status_code=400,
         )
-    issue = await call(
-        backends.model.create_issue,
-        v1.CreateIssueRequest(
-            caller=viewer.caller,
-            fields=v1.IssueFields(
-                title=title,
-                component_id=component_id,
-                priority=parse_level(v1.Priority, typed["priority"]),
-                severity=parse_level(v1.Severity, typed["severity"]),
-                type=parse_level(v1.IssueType, typed["type"]),
-                assignee=people[assignee].user_id if assignee else "",
-            ),
-            description=typed["description"],
-            cc=[people[n].user_id for n in cc],
-            idempotency_key=idempotency_key,
-        ),
-    )
     session_of(request).update(notice=f"Created issue {issue.id}.")
     return redirect(f"/issues/{issue.id}")
+
+
+_T = TypeVar("_T")
+
+
+def _read(errors: FieldErrors, name: str, value: str, reader: Callable[[str, str], _T]) -> _T:
+    """``reader(value, name)``, or its zero value with the problem recorded for ``name``."""
+    try:
+        return reader(value, name)
+    except InvalidArgument as exc:
+        errors.add(name, message_without_path(exc.message), typed=value)
+        return reader("", name)
+
+
+def _level_of(enum: Any) -> Callable[[str, str], Any]:
+    return lambda value, _field: parse_level(enum, value)
 
 
 ROUTES = [new_issue_form, component_template, create_issue]

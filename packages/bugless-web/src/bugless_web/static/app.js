@@ -87,6 +87,16 @@
     event.preventDefault();
   });
 
+  // ---- form problems: focus the first invalid field --------------------------
+  // The server marks invalid fields (aria-invalid, described by their message)
+  // and gives the first one autofocus; this also scrolls it to the middle of
+  // the window, past a sticky header, on browsers that only focus.
+  var firstInvalid = document.querySelector('form [aria-invalid="true"]');
+  if (firstInvalid) {
+    firstInvalid.focus();
+    firstInvalid.scrollIntoView({ block: "center" });
+  }
+
   // ---- small form conveniences -----------------------------------------------
   document.querySelectorAll("select.autosubmit").forEach(function (sel) {
     sel.addEventListener("change", function () { if (sel.value !== "") sel.form.submit(); });
