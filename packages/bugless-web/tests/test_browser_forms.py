@@ -67,3 +67,37 @@ def test_a_refused_edit_focuses_the_field_at_fault_with_its_message(
     assert page.url.endswith(f"/issues/{issue_id}")
     save_screenshot(page, tmp_path, "21-field-error-focused")
     assert list(iter_console_problems(tab.console)) == []
+
+
+def test_every_markdown_box_has_a_preview_tab_rendered_by_the_server(
+    web_server: WebServer, context: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(tab, web_server, "Preview before saving")
+    draft = "**Plan** for #1:\n\n- [x] reproduce\n- [ ] fix https://example.com/doc\n"
+    page.fill("#comment", draft)
+    box = page.locator(".comment-box")
+    box.locator('button[role="tab"]:has-text("Preview")').click()
+    preview = box.locator(".md-preview")
+    expect(preview.locator("strong")).to_have_text("Plan")
+    expect(preview.locator('a[href="/issues/1"]')).to_have_text("#1")
+    expect(preview.locator('a[href="https://example.com/doc"]')).to_be_visible()
+    boxes = preview.locator('input[type="checkbox"]')
+    expect(boxes).to_have_count(2)
+    expect(boxes.nth(0)).to_be_checked()
+    expect(boxes.nth(0)).to_be_disabled()
+    expect(page.locator("#comment")).to_be_hidden()
+    save_screenshot(page, tmp_path, "22-markdown-preview")
+    box.locator('button[role="tab"]:has-text("Write")').click()
+    expect(page.locator("#comment")).to_have_value(draft)
+    page.click('#issue-form button:has-text("Save")')
+    entry = page.locator("#entry-2 .comment")
+    expect(entry.locator('input[type="checkbox"]')).to_have_count(2)
+    expect(entry.locator('a[href="/issues/1"]')).to_be_visible()
+    assert page.url.split("#")[0].endswith(f"/issues/{issue_id}")
+    # The create form's description has the tab too.
+    page.goto(f"{web_server.url}/issues/new")
+    expect(page.locator('#create-form button[role="tab"]:has-text("Preview")')).to_be_visible()
+    assert list(iter_console_problems(tab.console)) == []

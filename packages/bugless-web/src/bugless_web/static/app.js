@@ -150,6 +150,67 @@
     });
   }
 
+  // ---- Write / Preview tabs on every Markdown text box -------------------------
+  // The preview is rendered by the server (POST /preview, CSRF header) with
+  // the same renderer and sanitiser as saved text, so it is inserted as is.
+  var previewCount = 0;
+  document.querySelectorAll("textarea[data-markdown]").forEach(function (area) {
+    var n = ++previewCount;
+    var tabs = document.createElement("div");
+    tabs.className = "md-tabs";
+    tabs.setAttribute("role", "tablist");
+    var panel = document.createElement("div");
+    panel.className = "md-preview markdown";
+    panel.id = "md-preview-" + n;
+    panel.setAttribute("role", "tabpanel");
+    panel.hidden = true;
+    if (!area.id) area.id = "md-text-" + n;
+    // The tabs go inside the box's <label>: name the text box explicitly, or
+    // the label would label its first button instead.
+    var label = area.closest("label");
+    if (label && !label.htmlFor) label.htmlFor = area.id;
+    function tab(label, selected, controls) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "md-tab";
+      button.textContent = label;
+      button.setAttribute("role", "tab");
+      button.setAttribute("aria-selected", selected ? "true" : "false");
+      button.setAttribute("aria-controls", controls);
+      tabs.appendChild(button);
+      return button;
+    }
+    var write = tab("Write", true, area.id);
+    var show = tab("Preview", false, panel.id);
+    area.insertAdjacentElement("beforebegin", tabs);
+    area.insertAdjacentElement("afterend", panel);
+    function choose(previewing) {
+      write.setAttribute("aria-selected", previewing ? "false" : "true");
+      show.setAttribute("aria-selected", previewing ? "true" : "false");
+      area.hidden = previewing;
+      panel.hidden = !previewing;
+      if (!previewing) area.focus();
+    }
+    write.addEventListener("click", function () { choose(false); });
+    show.addEventListener("click", function () {
+      panel.textContent = "Rendering…";
+      choose(true);
+      fetch("/preview", {
+        method: "POST",
+        headers: { "X-CSRF-Token": csrfToken, "X-Requested-With": "fetch" },
+        body: new URLSearchParams({ text: area.value }),
+        credentials: "same-origin",
+      }).then(function (response) {
+        if (!response.ok) throw new Error(String(response.status));
+        return response.text();
+      }).then(function (html) {
+        panel.innerHTML = html;
+      }).catch(function (error) {
+        panel.textContent = "The preview could not be rendered (" + error.message + "); your text is unchanged.";
+      });
+    });
+  });
+
   // ---- username suggestions (assignee, verifier, CC, ACL) --------------------
   // Fills a <datalist> from /suggest/users as the person types. The fields
   // stay plain text inputs of usernames, so without this nothing is lost.
