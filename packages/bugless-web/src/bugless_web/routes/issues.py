@@ -30,6 +30,7 @@ from bugless_web.frontend import (
     viewer_of,
 )
 from bugless_web.issue_form import EDIT_FIELDS, EditForm, delta_is_empty
+from bugless_web.relations import load_relations
 from bugless_web.timeline import load_history, names_for
 
 
@@ -42,22 +43,6 @@ async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Com
     modify the returned messages; they are shared between requests.
     """
     return await backends.components(viewer)
-
-
-async def _related(backends: Backends, viewer: Viewer, issue: v1.Issue) -> dict[int, v1.Issue]:
-    ids = {
-        *issue.blocking_ids,
-        *issue.blocked_by_ids,
-        issue.parent_id,
-        issue.duplicate_of_id,
-    } - {0}
-    if not ids:
-        return {}
-    response = await call(
-        backends.model.batch_get_issues,
-        v1.BatchGetIssuesRequest(caller=viewer.caller, issue_ids=sorted(ids)),
-    )
-    return {i.id: i for i in response.issues}
 
 
 async def _my_hotlists(backends: Backends, viewer: Viewer) -> list[v1.Hotlist]:
@@ -85,14 +70,16 @@ async def _issue_page(
     issue = await call(
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
     )
-    history, related, components, my_hotlists, capabilities = await asyncio.gather(
+    history, relations, components, my_hotlists, capabilities = await asyncio.gather(
         load_history(backends, viewer, issue_id),
-        _related(backends, viewer, issue),
+        load_relations(backends, viewer, issue),
         list_all_components(backends, viewer),
         _my_hotlists(backends, viewer),
         backends.capabilities(),
     )
-    names = await names_for(backends, viewer, history, issues=[issue])
+    names = await names_for(
+        backends, viewer, history, issues=[issue], extra_users=relations.people()
+    )
     current_form = EditForm.from_issue(issue, names.users)
     if form is None:
         form = current_form
@@ -104,7 +91,8 @@ async def _issue_page(
         {
             "issue": issue,
             "history": history,
-            "related": related,
+            "related": relations.issues,
+            "relations": relations,
             "names": names,
             "components": components,
             "my_hotlists": my_hotlists,
