@@ -126,6 +126,14 @@ def web_group() -> None:
     help="Seconds each person shown (username, display name) is reused; 0 = ask every page.",
 )
 @click.option(
+    "--export-row-cap",
+    envvar="BUGLESS_WEB_EXPORT_ROW_CAP",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="Most issues one CSV export writes [env BUGLESS_WEB_EXPORT_ROW_CAP].",
+)
+@click.option(
     "--reuse-port",
     envvar="BUGLESS_WEB_REUSE_PORT",
     is_flag=True,
@@ -181,6 +189,7 @@ def serve_command(**params: Any) -> None:  # fmt: skip
             component_cache_seconds=params["component_cache_seconds"],
             user_cache_seconds=params["user_cache_seconds"],
             reuse_port=params["reuse_port"],
+            export_row_cap=params["export_row_cap"],
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

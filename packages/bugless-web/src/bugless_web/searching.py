@@ -14,6 +14,9 @@ import dataclasses
 import datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Request, Response
 
 from bugless_core.clients import call, resolve_query
 from bugless_core.search import (
@@ -54,6 +57,40 @@ SORTABLE: dict[str, SortField] = {
     "modified": SortField.MODIFIED,
 }
 DEFAULT_HOME_QUERY = "is:open assignee:me"
+
+
+#: The cookie keeping a browser's column choice. Saved searches have no field
+#: for columns (``SavedSearch`` would need ``repeated string columns``) and the
+#: query language no ``columns:`` directive, so the choice is per browser.
+COLUMNS_COOKIE = "bugless_columns"
+#: How long the column choice is kept (a year).
+COLUMNS_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+def columns_of(request: Request[Any, Any, Any]) -> tuple[str, ...]:
+    """The columns to show: the URL's ``columns=``, else this browser's choice, else the default."""
+    chosen = request.query_params.get("columns")
+    if chosen:
+        return parse_columns(chosen)
+    return parse_columns(request.cookies.get(COLUMNS_COOKIE, "").replace(".", ","))
+
+
+def remember_columns(
+    request: Request[Any, Any, Any], response: Response[Any], columns: tuple[str, ...]
+) -> None:
+    """Keep the picker's choice (``set_columns=1``) in this browser's cookie."""
+    if not request.query_params.get("set_columns"):
+        return
+    dev = request.app.state["frontend"].settings.dev
+    response.set_cookie(
+        COLUMNS_COOKIE,
+        ".".join(columns),  # a comma would make the cookie a quoted string
+        max_age=COLUMNS_COOKIE_MAX_AGE,
+        path="/",
+        httponly=True,
+        secure=not dev,
+        samesite="lax",
+    )
 
 
 def parse_columns(text: str | None) -> tuple[str, ...]:
@@ -197,10 +234,13 @@ async def component_paths(
 
 __all__ = [
     "COLUMNS",
+    "COLUMNS_COOKIE",
     "DEFAULT_COLUMNS",
     "DEFAULT_HOME_QUERY",
     "SORTABLE",
     "SearchResults",
+    "columns_of",
     "parse_columns",
+    "remember_columns",
     "run_search",
 ]

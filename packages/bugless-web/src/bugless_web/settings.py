@@ -78,6 +78,7 @@ class WebSettings:
     drain_seconds: float = 5.0
     grace_seconds: float = 20.0
     page_size: int = field(default=50)
+    export_row_cap: int = 10_000
 
     def __post_init__(self) -> None:
         if self.component_cache_seconds < 0:
@@ -85,6 +86,9 @@ class WebSettings:
             raise ValueError(msg)
         if self.user_cache_seconds < 0:
             msg = f"--user-cache-ttl {self.user_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if self.export_row_cap < 1:
+            msg = f"--export-row-cap {self.export_row_cap}: give 1 or more"
             raise ValueError(msg)
         if not self.session_keys:
             msg = "at least one session key is needed (--session-key)"

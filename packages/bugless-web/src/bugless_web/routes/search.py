@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.parse
 from typing import Any
@@ -22,10 +23,12 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
+from bugless_web.paging import PageLink, PageTrail, page_count
 from bugless_web.searching import (
     COLUMNS,
     SORTABLE,
-    parse_columns,
+    columns_of,
+    remember_columns,
     run_search,
 )
 
@@ -33,30 +36,47 @@ from bugless_web.searching import (
 PAGE_SIZES = (25, 50, 100, 200)
 
 
+def _page_size(request: Request[Any, Any, Any]) -> int:
+    default = frontend_of(request).settings.page_size
+    try:
+        size = int(request.query_params.get("page_size") or default)
+    except ValueError:
+        return default
+    return size if size in PAGE_SIZES else default
+
+
+def search_href(query: str, columns: tuple[str, ...], page_size: int, link: PageLink | None) -> str:
+    """The URL of a search page (``page_token`` last, so it reads as the page's position)."""
+    params = {"q": query, "columns": ",".join(columns), "page_size": str(page_size)}
+    if link is not None and link.trail:
+        params["trail"] = link.trail
+    if link is not None and link.page_token:
+        params["page_token"] = link.page_token
+    return "/search?" + urllib.parse.urlencode(params)
+
+
 async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[str]:
     viewer = await viewer_of(request)
     frontend = frontend_of(request)
     params = request.query_params
-    columns = parse_columns(params.get("columns"))
-    try:
-        page_size = int(params.get("page_size") or frontend.settings.page_size)
-    except ValueError:
-        page_size = frontend.settings.page_size
-    page_size = page_size if page_size in PAGE_SIZES else frontend.settings.page_size
-    results = await run_search(
-        frontend.backends,
-        viewer,
-        text,
-        page_token=params.get("page_token", ""),
-        page_size=page_size,
-    )
-    hotlists = await call(
-        frontend.backends.model.list_hotlists,
-        v1.ListHotlistsRequest(
-            caller=viewer.caller, member=viewer.caller.user_id, page=v1.PageRequest(page_size=100)
+    columns = columns_of(request)
+    page_size = _page_size(request)
+    trail = PageTrail.from_params(params.get("page_token", ""), params.get("trail", ""))
+    results, hotlists = await asyncio.gather(
+        run_search(
+            frontend.backends, viewer, text, page_token=trail.page_token, page_size=page_size
+        ),
+        call(
+            frontend.backends.model.list_hotlists,
+            v1.ListHotlistsRequest(
+                caller=viewer.caller,
+                member=viewer.caller.user_id,
+                page=v1.PageRequest(page_size=100),
+            ),
         ),
     )
-    return render(
+    previous = trail.previous_link()
+    response = render(
         request,
         "search.html",
         {
@@ -68,12 +88,28 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             "columns_param": ",".join(columns),
             "page_size": page_size,
             "page_sizes": PAGE_SIZES,
-            "first_page": not params.get("page_token"),
+            "page_number": trail.number,
+            "page_total": page_count(results.total, page_size),
+            "page_links": [
+                (link, search_href(text, columns, page_size, link))
+                for link in trail.numbered(results.next_page_token)
+            ],
+            "previous_href": search_href(text, columns, page_size, previous) if previous else "",
+            "next_href": search_href(
+                text, columns, page_size, trail.next_link(results.next_page_token)
+            )
+            if results.next_page_token
+            else "",
+            "export_href": "/search.csv?"
+            + urllib.parse.urlencode({"q": text, "columns": ",".join(columns)}),
+            "export_cap": frontend.settings.export_row_cap,
             "my_hotlists": hotlists.hotlists,
         },
         status_code=400 if results.error else 200,
         viewer=viewer,
     )
+    remember_columns(request, response, columns)
+    return response
 
 
 #: What the search box takes as "open this issue": ``301``, ``#301``, ``b/301``.

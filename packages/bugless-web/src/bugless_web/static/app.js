@@ -32,6 +32,35 @@
     if (newTab) window.open(href, "_blank", "noopener"); else window.location.assign(href);
   }
 
+  // ---- bulk edit: the selection count in the bar above the table ---------------
+  var bulkCount = document.querySelector(".bulk-count");
+  function selectedBoxes() {
+    return Array.prototype.slice.call(document.querySelectorAll('input[name="issue"][form="bulk"]'));
+  }
+  function showSelection() {
+    if (!bulkCount) return;
+    var all = selectedBoxes();
+    var n = all.filter(function (box) { return box.checked; }).length;
+    bulkCount.setAttribute("data-count", String(n));
+    bulkCount.textContent = n === 0 ? "Select issues to edit them together"
+      : n + (n === 1 ? " issue" : " issues") + " selected";
+    var every = document.querySelector(".select-all");
+    if (every) {
+      every.checked = n > 0 && n === all.length;
+      every.indeterminate = n > 0 && n < all.length;
+    }
+    var bar = document.querySelector(".bulk-bar");
+    if (bar) bar.classList.toggle("has-selection", n > 0);
+  }
+  document.addEventListener("change", function (event) {
+    var t = event.target;
+    if (t.classList && t.classList.contains("select-all")) {
+      selectedBoxes().forEach(function (box) { box.checked = t.checked; });
+    }
+    if (t.name === "issue" || (t.classList && t.classList.contains("select-all"))) showSelection();
+  });
+  showSelection();
+
   // ---- help dialog -----------------------------------------------------------
   var help = document.getElementById("shortcuts");
   function toggleHelp(show) {
@@ -67,7 +96,10 @@
       case "x": {
         var row = rows()[selected];
         var box = row && row.querySelector('input[type="checkbox"]');
-        if (box) { box.checked = !box.checked; }
+        if (box) {
+          box.checked = !box.checked;
+          box.dispatchEvent(new Event("change", { bubbles: true }));
+        }
         break;
       }
       case "c": window.location.assign("/issues/new"); break;
