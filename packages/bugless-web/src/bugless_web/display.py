@@ -68,6 +68,9 @@ FORM_LABELS = {
     "description": "Description",
     "comment": "Comment",
     "hotlist_add": "Add to hotlist",
+    "name": "Name",
+    "query": "Query",
+    "share_with_groups": "Share with groups",
 }
 #: Fields whose FieldChange values are user references.
 USER_FIELDS = frozenset({"assignee", "verifier", "cc", "reporter"})

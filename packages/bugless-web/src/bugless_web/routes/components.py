@@ -49,7 +49,10 @@ async def component_page(
         call(
             backends.model.list_components,
             v1.ListComponentsRequest(
-                caller=viewer.caller, parent_id=component_id, page=v1.PageRequest(page_size=200)
+                caller=viewer.caller,
+                parent_id=component_id,
+                include_archived=True,
+                page=v1.PageRequest(page_size=200),
             ),
         ),
     )

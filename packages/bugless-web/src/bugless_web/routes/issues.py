@@ -35,7 +35,7 @@ from bugless_web.timeline import load_history, names_for
 
 
 async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Component]:
-    """The whole visible component tree in path order (for pickers).
+    """The whole visible component tree in path order, archived ones included.
 
     Served from the caller's short-lived cache (``component_cache_seconds``,
     see :meth:`Backends.components`): a component renamed or re-templated on
@@ -94,7 +94,8 @@ async def _issue_page(
             "related": relations.issues,
             "relations": relations,
             "names": names,
-            "components": components,
+            # An archived component takes no issues; the issue's own stays listed.
+            "components": [c for c in components if not c.archived or c.id == issue.component_id],
             "my_hotlists": my_hotlists,
             "form": form,
             "conflict": conflict,

@@ -1,4 +1,4 @@
-"""The search page, bulk edit, and saved searches."""
+"""The search page and bulk edit (saved searches: :mod:`bugless_web.routes.saved_searches`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import urllib.parse
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.params import FromPath
 
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument, NotFound
@@ -236,63 +235,4 @@ def _enum(enum: Any, name: str, field: str) -> Any:
         raise InvalidArgument(msg) from None
 
 
-@get("/searches")
-async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
-    """My saved searches and those shared with me."""
-    viewer = await viewer_of(request)
-    backends = frontend_of(request).backends
-    response = await call(
-        backends.model.list_saved_searches,
-        v1.ListSavedSearchesRequest(
-            caller=viewer.caller, owned_only=False, page=v1.PageRequest(page_size=500)
-        ),
-    )
-    mine = [s for s in response.saved_searches if s.owner == viewer.caller.user_id]
-    shared = [s for s in response.saved_searches if s.owner != viewer.caller.user_id]
-    users = await backends.users(s.owner for s in shared)
-    return render(
-        request,
-        "saved_searches.html",
-        {"mine": mine, "shared": shared, "users": users},
-        viewer=viewer,
-    )
-
-
-@post("/searches")
-async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Save a query under a name, optionally shared with groups."""
-    viewer = await viewer_of(request)
-    form = await request.form()
-    name = str(form.get("name", "")).strip()
-    query = str(form.get("query", ""))
-    if not name:
-        raise InvalidArgument("name: give the saved search a name")
-    groups = [g for g in str(form.get("share_with_groups", "")).replace(",", " ").split() if g]
-    await call(
-        frontend_of(request).backends.model.create_saved_search,
-        v1.CreateSavedSearchRequest(
-            caller=viewer.caller,
-            name=name,
-            query=query,
-            readers=[v1.Principal(group=g) for g in groups],
-        ),
-    )
-    session_of(request).update(notice=f"Saved search {name!r}.")
-    return redirect("/searches")
-
-
-@post("/searches/{saved_search_id:int}/delete")
-async def delete_search(
-    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
-) -> Response[Any]:
-    """Delete one of my saved searches."""
-    viewer = await viewer_of(request)
-    await call(
-        frontend_of(request).backends.model.delete_saved_search,
-        v1.DeleteSavedSearchRequest(caller=viewer.caller, saved_search_id=saved_search_id),
-    )
-    session_of(request).update(notice="Saved search deleted.")
-    return redirect("/searches")
-
-
-ROUTES = [search, bulk_edit, saved_searches, save_search, delete_search]
+ROUTES = [search, bulk_edit]
