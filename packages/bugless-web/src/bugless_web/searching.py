@@ -29,6 +29,7 @@ from bugless_core.search import (
 )
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
+from bugless_web.timezones import CallerZone
 
 #: Columns a result table can show, in the order the column picker lists them.
 COLUMNS: dict[str, str] = {
@@ -167,19 +168,22 @@ async def run_search(
     viewer: Viewer,
     text: str,
     *,
+    zone: CallerZone,
+    today: datetime.date | None = None,
     page_token: str = "",
     page_size: int = 50,
 ) -> SearchResults:
-    """Parse, resolve and run ``text``; problems with the query are returned, not raised."""
+    """Parse, resolve and run ``text``; problems with the query are returned, not raised.
+
+    Days in the query (``today-7``) run midnight to midnight in ``zone``, the
+    browser's (:func:`bugless_web.timezones.zone_of`); ``today`` is the date
+    there now unless given (pages of one export pass the first page's).
+    """
     results = SearchResults(query=text)
     try:
         parsed = parse_query(text)
         structured = await resolve_query(
-            text,
-            backends.auth,
-            me=viewer.caller.user_id,
-            parsed=parsed,
-            today=datetime.datetime.now(datetime.UTC).date(),
+            text, backends.auth, me=viewer.caller.user_id, parsed=parsed, today=today, zone=zone.tz
         )
     except QuerySyntaxError as exc:
         results.error = SearchError(
@@ -191,7 +195,7 @@ async def run_search(
         )
         return results
     results.sort = parsed.sort
-    results.explanation = explain(parsed)
+    results.explanation = explain(parsed, zone_name=zone.name)
     response = await call(
         backends.model.search_issues,
         v1.SearchIssuesRequest(

@@ -15,6 +15,7 @@ tab or carriage return) is prefixed with ``'``.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from bugless_web.backends import Backends, Viewer
 from bugless_web.display import level_label, status_label, type_label
 from bugless_web.frontend import frontend_of, render, viewer_of
 from bugless_web.searching import COLUMNS, SearchResults, columns_of, run_search
+from bugless_web.timezones import CallerZone, zone_of
 
 #: Issues read from the Model per call.
 EXPORT_PAGE_SIZE = min(500, MAX_PAGE_SIZE)
@@ -85,6 +87,8 @@ async def _rows(
     first: SearchResults,
     *,
     cap: int,
+    zone: CallerZone,
+    today: datetime.date,
 ) -> AsyncIterator[bytes]:
     yield _line([COLUMNS[c] if c not in ("priority", "severity") else c.title() for c in columns])
     results, written = first, 0
@@ -94,10 +98,13 @@ async def _rows(
             written += 1
         if written >= cap or not results.next_page_token:
             return
+        # The same day as the first page: a page token belongs to one query.
         results = await run_search(
             backends,
             viewer,
             query,
+            zone=zone,
+            today=today,
             page_token=results.next_page_token,
             page_size=EXPORT_PAGE_SIZE,
         )
@@ -111,7 +118,11 @@ async def export_csv(request: Request[Any, Any, Any]) -> Response[Any]:
     backends = frontend.backends
     query = request.query_params.get("q", "")
     columns = columns_of(request)
-    first = await run_search(backends, viewer, query, page_size=EXPORT_PAGE_SIZE)
+    zone = zone_of(request)
+    today = datetime.datetime.now(zone.tz).date()
+    first = await run_search(
+        backends, viewer, query, zone=zone, today=today, page_size=EXPORT_PAGE_SIZE
+    )
     if first.error is not None:
         # Before any row: a bad query is the search page's 400 with the position.
         return render(
@@ -126,7 +137,16 @@ async def export_csv(request: Request[Any, Any, Any]) -> Response[Any]:
             viewer=viewer,
         )
     return Stream(
-        _rows(backends, viewer, query, columns, first, cap=frontend.settings.export_row_cap),
+        _rows(
+            backends,
+            viewer,
+            query,
+            columns,
+            first,
+            cap=frontend.settings.export_row_cap,
+            zone=zone,
+            today=today,
+        ),
         media_type="text/csv; charset=utf-8",
         headers={
             "content-disposition": 'attachment; filename="bugless-issues.csv"',

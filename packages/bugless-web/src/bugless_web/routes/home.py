@@ -27,6 +27,7 @@ from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import frontend_of, optional_viewer, redirect, render
 from bugless_web.searching import DEFAULT_HOME_QUERY, SearchResults, run_search
+from bugless_web.timezones import CallerZone, zone_of
 
 #: Rows each section shows; "all N" links to the whole search.
 SECTION_ROWS = 10
@@ -52,7 +53,7 @@ class Section:
     explanation: str = ""
 
 
-async def my_components(backends: Backends, viewer: Viewer) -> list[int]:
+async def my_components(backends: Backends, viewer: Viewer, zone: CallerZone) -> list[int]:
     """The component ids the "my components" section covers (see the module docstring)."""
     on_acl = [
         c.id
@@ -63,6 +64,7 @@ async def my_components(backends: Backends, viewer: Viewer) -> list[int]:
         backends,
         viewer,
         f"(reporter:me OR assignee:me OR verifier:me) modified>today-{TOUCHED_DAYS}",
+        zone=zone,
         page_size=TOUCHED_SAMPLE,
     )
     counts = Counter(i.component_id for i in touched.issues)
@@ -92,6 +94,7 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
     if viewer is None:
         return redirect("/signin")
     backends = frontend_of(request).backends
+    zone = zone_of(request)
     plain = [
         ("assigned", "Assigned to me", DEFAULT_HOME_QUERY + " sort:-modified"),
         ("verify", "To verify", "verifier:me status:fixed sort:-modified"),
@@ -100,9 +103,12 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
     ]
     found, mine = await asyncio.gather(
         asyncio.gather(
-            *(run_search(backends, viewer, query, page_size=SECTION_ROWS) for _, _, query in plain)
+            *(
+                run_search(backends, viewer, query, zone=zone, page_size=SECTION_ROWS)
+                for _, _, query in plain
+            )
         ),
-        my_components(backends, viewer),
+        my_components(backends, viewer, zone),
     )
     sections = [
         Section(key, title, query, results)
@@ -115,7 +121,7 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
     )
     query = components_query(mine) if mine else ""
     results = (
-        await run_search(backends, viewer, query, page_size=SECTION_ROWS)
+        await run_search(backends, viewer, query, zone=zone, page_size=SECTION_ROWS)
         if mine
         else SearchResults(query="")
     )

@@ -30,6 +30,7 @@ from bugless_web.searching import (
     remember_columns,
     run_search,
 )
+from bugless_web.timezones import zone_of
 
 #: Page sizes the result table offers.
 PAGE_SIZES = (25, 50, 100, 200)
@@ -63,7 +64,12 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
     trail = PageTrail.from_params(params.get("page_token", ""), params.get("trail", ""))
     results, hotlists = await asyncio.gather(
         run_search(
-            frontend.backends, viewer, text, page_token=trail.page_token, page_size=page_size
+            frontend.backends,
+            viewer,
+            text,
+            zone=zone_of(request),
+            page_token=trail.page_token,
+            page_size=page_size,
         ),
         call(
             frontend.backends.model.list_hotlists,

@@ -5,6 +5,47 @@
 
   var csrfToken = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
 
+  // ---- the browser's time zone, for the search language's days ----------------
+  // Searches count `today` and `2026-01-31` midnight to midnight in this zone
+  // (the server reads it from this cookie; UTC until it is set).
+  var zone = "";
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+  // IANA names (Europe/Paris, Etc/GMT+12) are made of cookie-safe characters only.
+  if (/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone) &&
+      ("; " + document.cookie + ";").indexOf("; bugless_tz=" + zone + ";") === -1) {
+    document.cookie = "bugless_tz=" + zone +
+      "; path=/; max-age=31536000; samesite=lax" + (location.protocol === "https:" ? "; secure" : "");
+  }
+
+  // ---- relative times: "3 hours ago", the exact local time on hover -----------
+  // The server writes <time datetime="…Z">2026-03-10 14:05 UTC</time>; this
+  // shows how long ago in words and puts the time in the browser's zone in the
+  // tooltip, and refreshes the words every minute.
+  var relative = window.Intl && Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
+  var exact = window.Intl ? new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  }) : null;
+  var UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  function ago(seconds) {
+    var size = Math.abs(seconds);
+    for (var i = 0; i < UNITS.length; i++) {
+      if (size >= UNITS[i][1]) return relative.format(-Math.round(seconds / UNITS[i][1]), UNITS[i][0]);
+    }
+    return relative.format(-Math.round(seconds), "second");
+  }
+  function showTimes(root) {
+    if (!relative || !exact) return;
+    (root || document).querySelectorAll("time[datetime]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      el.textContent = ago((Date.now() - when.getTime()) / 1000);
+      el.title = exact.format(when);
+      el.setAttribute("data-relative", "true");
+    });
+  }
+  showTimes(document);
+  window.setInterval(function () { showTimes(document); }, 60000);
+
   function isTyping(target) {
     if (!target) return false;
     var tag = target.tagName;
@@ -349,7 +390,7 @@
       // The HTML was rendered and sanitised by the server with the page's own template.
       entries.insertAdjacentHTML("beforeend", data.html);
       var added = document.getElementById("entry-" + data.version);
-      if (added) added.classList.add("fresh");
+      if (added) { added.classList.add("fresh"); showTimes(added); }
       if (data.version > shownVersion && notice) {
         notice.hidden = false;
         notice.textContent = "This issue changed since you opened it (now version " + data.version +
