@@ -9,8 +9,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from playwright.sync_api import expect
+from web_support import PASSWORD
 
 from bugless_dev.stack import LocalStack, RunningService
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Page
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -67,3 +74,66 @@ def iter_console_problems(messages: list[str]) -> Iterator[str]:
             continue
         if any(word in line.lower() for word in ("error", "refused", "violat", "xss")):
             yield line
+
+
+class Tab:
+    """A page plus what it saw: dialogs (must stay empty) and console lines."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.console: list[str] = []
+        #: Console lines with the URL they came from (pages of other sites,
+        #: like an OIDC provider's, log their own problems).
+        self.console_sources: list[tuple[str, str]] = []
+        page.on("dialog", self._dialog)
+        page.on("console", self._console)
+        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _console(self, message: ConsoleMessage) -> None:
+        line = f"{message.type}: {message.text}"
+        self.console.append(line)
+        self.console_sources.append((message.location.get("url", ""), line))
+
+    def console_from(self, origin: str) -> list[str]:
+        """Console lines logged by pages and resources of ``origin``."""
+        return [line for url, line in self.console_sources if url.startswith(origin)]
+
+
+def new_tab(context: BrowserContext) -> Tab:
+    """A new page in ``context``, watched."""
+    return Tab(context.new_page())
+
+
+def sign_in(tab: Tab, server: RunningService, username: str) -> None:
+    """Sign in through the form (the browser lands on the home page)."""
+    tab.page.goto(f"{server.url}/")
+    expect(tab.page).to_have_url(f"{server.url}/signin")
+    tab.page.fill('input[name="username"]', username)
+    tab.page.fill('input[name="password"]', PASSWORD)
+    tab.page.click('button:has-text("Sign in")')
+    expect(tab.page.locator(".me .chip")).to_be_visible()
+
+
+def create_issue_ui(
+    tab: Tab,
+    server: RunningService,
+    title: str,
+    *,
+    component: str = "Platform",
+    description: str = "",
+) -> int:
+    """Create an issue through the create form; returns its id."""
+    page = tab.page
+    page.goto(f"{server.url}/issues/new")
+    page.select_option("#component-picker", label=component)
+    page.fill('#create-form input[name="title"]', title)
+    if description:
+        page.fill('#create-form textarea[name="description"]', description)
+    page.click('#create-form button:has-text("Create issue")')
+    expect(page.locator(".issue-title")).to_have_text(title)
+    return int(page.url.rsplit("/", 1)[1].split("#")[0])

@@ -8,7 +8,7 @@ app in-process; browser tests start ``bugless web serve`` for real.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     # Imported for annotations only: pytest imports the plugins below itself,
     # after this module, and can rewrite their asserts only if nothing
     # imported them first (PytestAssertRewriteWarning otherwise).
-    from bugless_dev.stack import LocalStack
+    from playwright.sync_api import Browser, BrowserContext
+
+    from bugless_dev.stack import LocalStack, RunningService
 
 pytest_plugins = [
     "bugless_testing.postgres",
@@ -127,3 +129,42 @@ async def model(world: World) -> AsyncIterator[v1.ModelStub]:
         yield v1.ModelStub(channel)
     finally:
         channel.close()
+
+
+@pytest.fixture(scope="module")
+def web_server(world: World) -> Iterator[RunningService]:
+    """A real ``bugless web serve`` for a module of browser tests."""
+    from browser_support import start_web_server
+
+    server = start_web_server(world.stack)
+    try:
+        yield server
+    finally:
+        world.stack.stop_service(server)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, headless, for a module of browser tests."""
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, require_chromium
+    from playwright.sync_api import sync_playwright
+
+    require_chromium()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser profile (cookies, storage) on a desktop-sized window."""
+    ctx = browser.new_context(viewport={"width": 1360, "height": 900})
+    try:
+        yield ctx
+    finally:
+        ctx.close()

@@ -9,22 +9,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    Tab,
+    create_issue_ui,
     iter_console_problems,
-    require_chromium,
+    new_tab,
     save_screenshot,
+    sign_in,
     start_web_server,
 )
-from playwright.sync_api import (
-    Browser,
-    ConsoleMessage,
-    Dialog,
-    Page,
-    expect,
-    sync_playwright,
-)
-from web_support import PASSWORD, World
+from playwright.sync_api import BrowserContext, expect
+from web_support import World
 from xss_corpus import PAYLOADS
 
 from bugless_dev.stack import RunningService
@@ -34,15 +28,6 @@ from bugless_testing.stack import OIDC_LABEL
 
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def web_server(world: World) -> Iterator[RunningService]:
-    server = start_web_server(world.stack)
-    try:
-        yield server
-    finally:
-        world.stack.stop_service(server)
 
 
 @pytest.fixture(scope="module")
@@ -66,97 +51,13 @@ def oidc_web_server(world: World, bugless_oidc_auth: RunningService) -> Iterator
         world.stack.stop_service(server)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_chromium()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-class Tab:
-    """A page plus what it saw: dialogs (must stay empty) and console lines."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.dialogs: list[str] = []
-        self.console: list[str] = []
-        #: Console lines with the URL they came from (pages of other sites,
-        #: like an OIDC provider's, log their own problems).
-        self.console_sources: list[tuple[str, str]] = []
-        page.on("dialog", self._dialog)
-        page.on("console", self._console)
-        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
-
-    def _dialog(self, dialog: Dialog) -> None:
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    def _console(self, message: ConsoleMessage) -> None:
-        line = f"{message.type}: {message.text}"
-        self.console.append(line)
-        self.console_sources.append((message.location.get("url", ""), line))
-
-    def console_from(self, origin: str) -> list[str]:
-        """Console lines logged by pages and resources of ``origin``."""
-        return [line for url, line in self.console_sources if url.startswith(origin)]
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[object]:
-    ctx = browser.new_context(viewport={"width": 1360, "height": 900})
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
-def new_tab(context: object) -> Tab:
-    return Tab(context.new_page())  # type: ignore[attr-defined]
-
-
-def sign_in(tab: Tab, server: RunningService, username: str) -> None:
-    tab.page.goto(f"{server.url}/")
-    expect(tab.page).to_have_url(f"{server.url}/signin")
-    tab.page.fill('input[name="username"]', username)
-    tab.page.fill('input[name="password"]', PASSWORD)
-    tab.page.click('button:has-text("Sign in")')
-    expect(tab.page.locator(".me .chip")).to_be_visible()
-
-
-def create_issue_ui(
-    tab: Tab,
-    server: RunningService,
-    title: str,
-    *,
-    component: str = "Platform",
-    description: str = "",
-) -> int:
-    page = tab.page
-    page.goto(f"{server.url}/issues/new")
-    page.select_option("#component-picker", label=component)
-    page.wait_for_load_state()
-    expect(page.locator('#create-form input[name="title"]')).to_be_enabled()
-    page.fill('#create-form input[name="title"]', title)
-    if description:
-        page.fill('#create-form textarea[name="description"]', description)
-    page.click('#create-form button:has-text("Create issue")')
-    expect(page.locator(".issue-title")).to_have_text(title)
-    return int(page.url.rsplit("/", 1)[1].split("#")[0])
-
-
 def assert_inert(tab: Tab) -> None:
     assert tab.dialogs == []
     assert tab.page.evaluate("typeof window.__xss") == "undefined"
 
 
 def test_sign_in_create_comment_edit_and_search(
-    web_server: RunningService, context: object, tmp_path: Path
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
 ) -> None:
     tab = new_tab(context)
     page = tab.page
@@ -208,7 +109,7 @@ def test_sign_in_create_comment_edit_and_search(
 
 
 def test_stale_edit_conflict_in_two_tabs(
-    web_server: RunningService, context: object, tmp_path: Path
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
 ) -> None:
     first = new_tab(context)
     sign_in(first, web_server, "bob")
@@ -236,7 +137,7 @@ def test_stale_edit_conflict_in_two_tabs(
 
 
 def test_hotlist_rerank_by_drag_and_drop_and_form(
-    web_server: RunningService, context: object, tmp_path: Path
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
 ) -> None:
     tab = new_tab(context)
     page = tab.page
@@ -280,7 +181,9 @@ def test_hotlist_rerank_by_drag_and_drop_and_form(
     save_screenshot(page, tmp_path, "07-hotlist")
 
 
-def test_keyboard_shortcuts(web_server: RunningService, context: object, tmp_path: Path) -> None:
+def test_keyboard_shortcuts(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
     tab = new_tab(context)
     page = tab.page
     sign_in(tab, web_server, "bob")
@@ -310,7 +213,7 @@ def test_keyboard_shortcuts(web_server: RunningService, context: object, tmp_pat
 
 
 def test_live_update_shows_new_entries_without_reload(
-    web_server: RunningService, context: object, tmp_path: Path
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
 ) -> None:
     watcher = new_tab(context)
     sign_in(watcher, web_server, "bob")
@@ -327,7 +230,7 @@ def test_live_update_shows_new_entries_without_reload(
 
 
 def test_xss_corpus_never_executes_in_the_browser(
-    web_server: RunningService, context: object, tmp_path: Path
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
 ) -> None:
     tab = new_tab(context)
     page = tab.page
@@ -364,7 +267,7 @@ def test_xss_corpus_never_executes_in_the_browser(
 
 
 def test_username_suggestions_fill_a_datalist_as_you_type(
-    web_server: RunningService, world: World, context: object
+    web_server: RunningService, world: World, context: BrowserContext
 ) -> None:
     tab = new_tab(context)
     page = tab.page
@@ -387,7 +290,10 @@ def oidc_person(provider: OidcProvider, sub: str, name: str, groups: list[str]) 
 
 
 def test_oidc_sign_in_through_the_provider_login_form(
-    oidc_web_server: RunningService, oidc_provider: OidcProvider, context: object, tmp_path: Path
+    oidc_web_server: RunningService,
+    oidc_provider: OidcProvider,
+    context: BrowserContext,
+    tmp_path: Path,
 ) -> None:
     oidc_person(oidc_provider, "olivia-browser", "Olivia Oidc", ["component-creators"])
     tab = new_tab(context)
@@ -411,7 +317,10 @@ def test_oidc_sign_in_through_the_provider_login_form(
 
 
 def test_oidc_tampered_state_and_refusal_are_4xx_pages_with_the_reason(
-    oidc_web_server: RunningService, oidc_provider: OidcProvider, context: object, tmp_path: Path
+    oidc_web_server: RunningService,
+    oidc_provider: OidcProvider,
+    context: BrowserContext,
+    tmp_path: Path,
 ) -> None:
     oidc_person(oidc_provider, "mallet-browser", "Mallet Tamper", [])
     tab = new_tab(context)
@@ -439,7 +348,7 @@ def test_oidc_tampered_state_and_refusal_are_4xx_pages_with_the_reason(
 
 
 def test_component_admin_creates_one_and_edits_its_acl_in_the_browser(
-    web_server: RunningService, context: object, tmp_path: Path
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
 ) -> None:
     tab = new_tab(context)
     page = tab.page

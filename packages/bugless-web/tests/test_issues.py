@@ -17,7 +17,7 @@ def _form_of(html: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form):
         values.setdefault(name, value)
-    for name, body in re.findall(r'<select name="([^"]+)">(.*?)</select>', form, re.S):
+    for name, body in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
         chosen = re.search(r'<option value="([^"]*)" selected>', body)
         values[name] = chosen.group(1) if chosen else ""
     values["comment"] = ""

@@ -136,7 +136,9 @@ async def test_repeated_page_loads_ask_the_authenticator_once_per_ttl(
     )
 
     assert uncached >= 6  # at least one per page load
-    assert cached == 1  # the first load; the five after it know bob and carol
+    # At most the first load (the home page that signing in lands on may have
+    # fetched bob and carol already); the five after it know them.
+    assert cached <= 1
 
 
 async def test_a_rename_shows_after_the_ttl_and_not_before(

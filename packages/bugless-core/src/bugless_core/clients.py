@@ -123,12 +123,15 @@ async def resolve_query(
     me: str | None,
     today: datetime.date | None = None,
     parsed: Query | None = None,
+    zone: datetime.tzinfo | None = None,
 ) -> v1.StructuredQuery:
     """Turn a query string into the Model's structured query.
 
     Usernames are resolved in one ``LookupUsers`` call. ``me`` is the caller's
-    user id (None when signed out). Syntax errors and unknown usernames raise
-    :class:`bugless_core.search.QuerySyntaxError` with the position.
+    user id (None when signed out). Days (``today-7``, ``2026-01-31``) run
+    midnight to midnight in ``zone``, the caller's time zone (UTC when None);
+    ``today`` defaults to the date there now. Syntax errors and unknown
+    usernames raise :class:`bugless_core.search.QuerySyntaxError` with the position.
     """
     query = parsed if parsed is not None else parse_query(text)
     names = sorted(user_terms(query))
@@ -139,6 +142,11 @@ async def resolve_query(
             raise InvalidArgument(msg)
         found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=names))
         users = {user.username: user.user_id for user in found.users}
+    zone = zone or datetime.UTC
     return to_structured(
-        query, me=me, users=users, today=today or datetime.datetime.now(datetime.UTC).date()
+        query,
+        me=me,
+        users=users,
+        today=today or datetime.datetime.now(zone).date(),
+        zone=zone,
     )

@@ -181,7 +181,11 @@ class Backends:
         return found
 
     async def components(self, viewer: Viewer) -> list[v1.Component]:
-        """The whole component tree ``viewer`` may see, in path order (for pickers).
+        """The whole component tree ``viewer`` may see, in path order, archived ones included.
+
+        Archived components are listed (the tree page shows them, so their
+        admins can find and unarchive them, and their paths need no extra
+        call); pickers of components to put issues in leave them out.
 
         One paged ``ListComponents`` per caller principals (user id, groups,
         admin: what the Model's ACL filtering depends on), then reused for
@@ -246,6 +250,7 @@ class Backends:
                 v1.ListComponentsRequest(
                     caller=caller,
                     parent_id=0,
+                    include_archived=True,
                     page=v1.PageRequest(page_size=MAX_COMPONENT_PAGE_SIZE, page_token=token),
                 ),
             )

@@ -30,6 +30,7 @@ from bugless_proto import v1
 __all__ = [
     "ACL_ROLES",
     "FIELD_LABELS",
+    "FORM_LABELS",
     "ISSUE_FIELDS",
     "OPEN_STATUSES",
     "PRIORITIES",
@@ -58,6 +59,16 @@ ROLE_LABELS = {
 }
 #: Roles an ACL form offers, by the name the form submits, lowest first.
 ACL_ROLES = {"viewer": v1.Role.VIEWER, "editor": v1.Role.EDITOR, "admin": v1.Role.ADMIN}
+#: Labels of form fields (the issue's fields plus the form-only ones).
+FORM_LABELS = {
+    **FIELD_LABELS,
+    "description": "Description",
+    "comment": "Comment",
+    "hotlist_add": "Add to hotlist",
+    "name": "Name",
+    "query": "Query",
+    "share_with_groups": "Share with groups",
+}
 
 
 def timestamp(value: datetime.datetime | None) -> Markup:

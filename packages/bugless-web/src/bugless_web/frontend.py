@@ -34,6 +34,7 @@ from bugless_web.session import Session, SessionCodec
 from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
+_audit_log = logging.getLogger("bugless.web.audit")
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 #: Key of the session in the ASGI scope's state (set by the session middleware).
 SESSION_KEY = "bugless_session"
@@ -120,6 +121,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         PRIORITIES=display.PRIORITIES,
         SEVERITIES=display.SEVERITIES,
         FIELD_LABELS=display.FIELD_LABELS,
+        FORM_LABELS=display.FORM_LABELS,
         ROLE_LABELS=display.ROLE_LABELS,
         ACL_ROLES=display.ACL_ROLES,
         USER_FIELDS=display.USER_FIELDS,
@@ -205,6 +207,28 @@ async def require_permission(
         permission,
         decision.granted_by,
         extra={"user_id": viewer.caller.user_id, "permission": permission},
+    )
+
+
+def audit(viewer: Viewer, action: str, target: str, **details: object) -> None:
+    """Log who changed what through this replica (``bugless.web.audit``, one line each).
+
+    The Model keeps the history of issues (hotlist memberships included); for
+    changes to hotlists, saved searches and components themselves it keeps
+    only the new state and a version, so the web tier logs each one it makes.
+    """
+    _audit_log.info(
+        "%s %s %s",
+        viewer.user.username or viewer.caller.user_id,
+        action,
+        target,
+        # Prefixed: some names (``name``, ``message``) are LogRecord's own.
+        extra={
+            "user_id": viewer.caller.user_id,
+            "action": action,
+            "target": target,
+            **{f"audit_{key}": value for key, value in details.items()},
+        },
     )
 
 

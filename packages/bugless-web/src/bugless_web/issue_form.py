@@ -10,15 +10,36 @@ again against the new version.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bugless_core.errors import InvalidArgument
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_web.form_errors import FieldErrors, message_without_path
 from bugless_web.frontend import form_ids, form_int
 
+_T = TypeVar("_T")
+
+#: The edit form's fields in page order (the first invalid one gets the focus).
+EDIT_FIELDS = (
+    "title",
+    "status",
+    "priority",
+    "severity",
+    "type",
+    "component_id",
+    "assignee",
+    "verifier",
+    "cc",
+    "parent_id",
+    "duplicate_of_id",
+    "blocking_ids",
+    "blocked_by_ids",
+    "hotlist_add",
+    "comment",
+)
 #: Scalar fields of the form, in IssueFields terms.
 SCALAR_FIELDS = (
     "title",
@@ -85,37 +106,54 @@ class EditForm:
         )
 
     @classmethod
-    def from_form(cls, form: Any, prefix: str = "") -> EditForm:
+    def from_form(cls, form: Any, prefix: str = "", errors: FieldErrors | None = None) -> EditForm:
         """Parse a submitted form; a malformed value names its field.
 
-        The hidden ``orig_*`` fields become :attr:`original`.
+        The hidden ``orig_*`` fields become :attr:`original`. With ``errors``
+        every malformed field is recorded there (and read as empty) instead of
+        raising at the first, so the page can mark them all.
+
+        Raises:
+            InvalidArgument: A value is malformed and no ``errors`` was given.
         """
 
         def text(name: str) -> str:
             return str(form.get(prefix + name, "") or "")
 
+        def read(name: str, reader: Callable[[str, str], _T], label: str) -> _T:
+            value = text(name)
+            try:
+                return reader(value, label)
+            except InvalidArgument as exc:
+                if errors is None:
+                    raise
+                errors.add(name, message_without_path(exc.message), typed=value)
+                return reader("", label)
+
         original = None
         if not prefix and form.get("orig_title") is not None:
             original = cls.from_form(form, prefix="orig_")
+        hotlists: set[int] = set()
+        for value in form.getall(prefix + "hotlist_remove", []):
+            hotlist = read_int(str(value), "hotlist", errors, "hotlist_add")
+            hotlists.add(hotlist)
         parsed = cls(
             version=form_int(text("version"), "version"),
             title=text("title").strip(),
-            status=_enum(v1.Status, text("status"), "status"),
-            priority=_enum(v1.Priority, text("priority"), "priority"),
-            severity=_enum(v1.Severity, text("severity"), "severity"),
-            type=_enum(v1.IssueType, text("type"), "type"),
-            component_id=form_int(text("component_id"), "component"),
+            status=read("status", _enum_reader(v1.Status), "status"),
+            priority=read("priority", _enum_reader(v1.Priority), "priority"),
+            severity=read("severity", _enum_reader(v1.Severity), "severity"),
+            type=read("type", _enum_reader(v1.IssueType), "type"),
+            component_id=read("component_id", form_int, "component"),
             assignee=text("assignee").strip(),
             verifier=text("verifier").strip(),
-            parent_id=form_int(text("parent_id"), "parent"),
-            duplicate_of_id=form_int(text("duplicate_of_id"), "duplicate of"),
+            parent_id=read("parent_id", form_int, "parent"),
+            duplicate_of_id=read("duplicate_of_id", form_int, "duplicate of"),
             cc=sorted({u for u in text("cc").replace(",", " ").split() if u}),
-            blocking_ids=form_ids(text("blocking_ids"), "blocking"),
-            blocked_by_ids=form_ids(text("blocked_by_ids"), "blocked by"),
-            hotlist_add=form_int(text("hotlist_add"), "hotlist"),
-            hotlist_remove=sorted(
-                {form_int(str(v), "hotlist") for v in form.getall(prefix + "hotlist_remove", [])}
-            ),
+            blocking_ids=read("blocking_ids", form_ids, "blocking"),
+            blocked_by_ids=read("blocked_by_ids", form_ids, "blocked by"),
+            hotlist_add=read("hotlist_add", form_int, "hotlist"),
+            hotlist_remove=sorted(hotlists - {0}),
             comment=text("comment"),
         )
         parsed.original = original
@@ -152,6 +190,16 @@ class EditForm:
     def usernames(self) -> set[str]:
         """Every username the form names (to resolve in one batch)."""
         return {self.assignee, self.verifier, *self.cc} - {""}
+
+    def check_people(self, people: Mapping[str, v1.User], errors: FieldErrors) -> None:
+        """Record, field by field, the usernames that match nobody in ``people``."""
+        for name in ("assignee", "verifier"):
+            username = getattr(self, name)
+            if username and username not in people:
+                errors.add(name, f"no user named {username!r}")
+        unknown = [n for n in self.cc if n not in people]
+        if unknown:
+            errors.add("cc", f"no user named {', '.join(map(repr, unknown))}")
 
     def delta_against(
         self, current: v1.Issue, people: Mapping[str, v1.User], users: Mapping[str, v1.User]
@@ -231,6 +279,21 @@ def delta_is_empty(delta: v1.IssueDelta) -> bool:
         or delta.blocked_by_add
         or delta.blocked_by_remove
     )
+
+
+def read_int(value: str, label: str, errors: FieldErrors | None, name: str) -> int:
+    """An integer form value; with ``errors``, a malformed one is recorded and read as 0."""
+    try:
+        return form_int(value, label)
+    except InvalidArgument as exc:
+        if errors is None:
+            raise
+        errors.add(name, message_without_path(exc.message), typed=value)
+        return 0
+
+
+def _enum_reader(enum: Any) -> Callable[[str, str], Any]:
+    return lambda value, label: _enum(enum, value, label)
 
 
 def _enum(enum: Any, name: str, field_name: str) -> Any:

@@ -1,5 +1,12 @@
 """Comments and descriptions: Markdown in, HTML that cannot run anything out.
 
+What the renderer adds to CommonMark (with tables and strikethrough): bare
+``http(s)://`` URLs and e-mail addresses become links (linkify-it-py; a bare
+``setup.py`` stays text, since ``.py`` is a country's domain too); ``#123``,
+``b/123`` and ``issue 123`` link to the issue; ``- [ ]`` / ``- [x]`` items are
+read-only checkboxes (mdit-py-plugins' task lists). The preview tab of every
+text box posts to ``/preview``, which renders through this same function.
+
 Two independent walls, so a bug in one is not an XSS: markdown-it-py with raw
 HTML disabled (a ``<script>`` in a comment is text), then nh3 (ammonia) with an
 allow-list of tags, attributes and URL schemes, which strips event handlers and
@@ -15,12 +22,13 @@ import re
 import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from mdit_py_plugins.tasklists import tasklists_plugin
 
 _ALLOWED_TAGS = frozenset(
     {
         "a", "p", "br", "hr", "em", "strong", "del", "s", "code", "pre", "blockquote",
         "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
-        "table", "thead", "tbody", "tr", "th", "td", "img",
+        "table", "thead", "tbody", "tr", "th", "td", "img", "input",
     }
 )  # fmt: skip
 _ALLOWED_ATTRIBUTES = {
@@ -30,13 +38,28 @@ _ALLOWED_ATTRIBUTES = {
     "th": {"align"},
     "td": {"align"},
     "code": {"class"},
+    "input": {"checked"},
 }
+#: Task-list markup keeps only its own classes.
+_ALLOWED_CLASSES = {
+    "ul": {"contains-task-list"},
+    "li": {"task-list-item"},
+    "input": {"task-list-item-checkbox"},
+}
+#: Whatever produced an ``<input>``, it leaves as a disabled checkbox.
+_FORCED_ATTRIBUTES = {"input": {"type": "checkbox", "disabled": "disabled"}}
 _URL_SCHEMES = frozenset({"http", "https", "mailto"})
-#: ``issue 42`` / ``b/42`` in prose become links to the issue page.
-_ISSUE_REFERENCE = re.compile(r"(?<![\w/])(?:b/|issue\s+#?)(\d{1,19})\b", re.IGNORECASE)
+#: ``#42``, ``b/42`` and ``issue 42`` in prose become links to the issue page
+#: (not ``&#39;``, an entity the renderer wrote, nor ``page#42`` or ``a/b/42``).
+_ISSUE_REFERENCE = re.compile(r"(?<![\w/&#])(?:#|b/|issue\s+#?)(\d{1,19})\b", re.IGNORECASE)
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-_markdown.enable(["table", "strikethrough"])
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
+_markdown.enable(["table", "strikethrough", "linkify"])
+if _markdown.linkify is None:  # pragma: no cover - linkify-it-py is a dependency
+    msg = "bugless-web needs linkify-it-py (markdown-it-py[linkify]) to link bare URLs"
+    raise RuntimeError(msg)
+_markdown.linkify.set({"fuzzy_link": False})
+_markdown.use(tasklists_plugin, enabled=False)
 
 
 #: Comments rendered and kept in memory. Rendering is a pure function of the
@@ -61,6 +84,8 @@ def render_markdown(source: str) -> Markup:
         html,
         tags=set(_ALLOWED_TAGS),
         attributes={k: set(v) for k, v in _ALLOWED_ATTRIBUTES.items()},
+        allowed_classes={k: set(v) for k, v in _ALLOWED_CLASSES.items()},
+        set_tag_attribute_values={k: dict(v) for k, v in _FORCED_ATTRIBUTES.items()},
         url_schemes=set(_URL_SCHEMES),
         link_rel="noopener noreferrer nofollow ugc",
         strip_comments=True,
@@ -69,7 +94,7 @@ def render_markdown(source: str) -> Markup:
 
 
 def _link_issue_references(html: str) -> str:
-    """Turn ``b/42`` into a link outside tags and code (text nodes only)."""
+    """Turn ``#42`` / ``b/42`` into links outside tags, code and links (text nodes only)."""
     parts = re.split(r"(<[^>]*>)", html)
     inside_code = 0
     inside_link = 0

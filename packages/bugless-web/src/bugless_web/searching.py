@@ -14,6 +14,9 @@ import dataclasses
 import datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Request, Response
 
 from bugless_core.clients import call, resolve_query
 from bugless_core.search import (
@@ -26,6 +29,7 @@ from bugless_core.search import (
 )
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
+from bugless_web.timezones import CallerZone
 
 #: Columns a result table can show, in the order the column picker lists them.
 COLUMNS: dict[str, str] = {
@@ -54,6 +58,40 @@ SORTABLE: dict[str, SortField] = {
     "modified": SortField.MODIFIED,
 }
 DEFAULT_HOME_QUERY = "is:open assignee:me"
+
+
+#: The cookie keeping a browser's column choice. Saved searches have no field
+#: for columns (``SavedSearch`` would need ``repeated string columns``) and the
+#: query language no ``columns:`` directive, so the choice is per browser.
+COLUMNS_COOKIE = "bugless_columns"
+#: How long the column choice is kept (a year).
+COLUMNS_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+def columns_of(request: Request[Any, Any, Any]) -> tuple[str, ...]:
+    """The columns to show: the URL's ``columns=``, else this browser's choice, else the default."""
+    chosen = request.query_params.get("columns")
+    if chosen:
+        return parse_columns(chosen)
+    return parse_columns(request.cookies.get(COLUMNS_COOKIE, "").replace(".", ","))
+
+
+def remember_columns(
+    request: Request[Any, Any, Any], response: Response[Any], columns: tuple[str, ...]
+) -> None:
+    """Keep the picker's choice (``set_columns=1``) in this browser's cookie."""
+    if not request.query_params.get("set_columns"):
+        return
+    dev = request.app.state["frontend"].settings.dev
+    response.set_cookie(
+        COLUMNS_COOKIE,
+        ".".join(columns),  # a comma would make the cookie a quoted string
+        max_age=COLUMNS_COOKIE_MAX_AGE,
+        path="/",
+        httponly=True,
+        secure=not dev,
+        samesite="lax",
+    )
 
 
 def parse_columns(text: str | None) -> tuple[str, ...]:
@@ -130,19 +168,22 @@ async def run_search(
     viewer: Viewer,
     text: str,
     *,
+    zone: CallerZone,
+    today: datetime.date | None = None,
     page_token: str = "",
     page_size: int = 50,
 ) -> SearchResults:
-    """Parse, resolve and run ``text``; problems with the query are returned, not raised."""
+    """Parse, resolve and run ``text``; problems with the query are returned, not raised.
+
+    Days in the query (``today-7``) run midnight to midnight in ``zone``, the
+    browser's (:func:`bugless_web.timezones.zone_of`); ``today`` is the date
+    there now unless given (pages of one export pass the first page's).
+    """
     results = SearchResults(query=text)
     try:
         parsed = parse_query(text)
         structured = await resolve_query(
-            text,
-            backends.auth,
-            me=viewer.caller.user_id,
-            parsed=parsed,
-            today=datetime.datetime.now(datetime.UTC).date(),
+            text, backends.auth, me=viewer.caller.user_id, parsed=parsed, today=today, zone=zone.tz
         )
     except QuerySyntaxError as exc:
         results.error = SearchError(
@@ -154,7 +195,7 @@ async def run_search(
         )
         return results
     results.sort = parsed.sort
-    results.explanation = explain(parsed)
+    results.explanation = explain(parsed, zone_name=zone.name)
     response = await call(
         backends.model.search_issues,
         v1.SearchIssuesRequest(
@@ -197,10 +238,13 @@ async def component_paths(
 
 __all__ = [
     "COLUMNS",
+    "COLUMNS_COOKIE",
     "DEFAULT_COLUMNS",
     "DEFAULT_HOME_QUERY",
     "SORTABLE",
     "SearchResults",
+    "columns_of",
     "parse_columns",
+    "remember_columns",
     "run_search",
 ]

@@ -150,6 +150,9 @@ class WebSettings:
         14 * 24 * 3600, cli=False, help="Lifetime of the session cookie."
     )
     page_size: int = setting(50, cli=False, help="Issues per list page.")
+    export_row_cap: int = setting(
+        10_000, help="Most issues one CSV export writes (all pages, up to this many)."
+    )
     log: LogSettings = group(LogSettings)
 
     def __post_init__(self) -> None:
@@ -161,6 +164,9 @@ class WebSettings:
             raise ValueError(msg)
         if self.user_cache_seconds < 0:
             msg = f"--user-cache-seconds {self.user_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if self.export_row_cap < 1:
+            msg = f"--export-row-cap {self.export_row_cap}: give 1 or more"
             raise ValueError(msg)
         if not self.session_keys:
             msg = "at least one session key is needed (--session-key)"

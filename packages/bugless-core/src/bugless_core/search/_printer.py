@@ -161,17 +161,18 @@ _DATE_COMPARE_WORDS: dict[Operator, str] = {
 }
 
 
-def explain(query: Query) -> str:
+def explain(query: Query, *, zone_name: str = "UTC") -> str:
     """An indented, human-readable rendering of the tree (``bugless query explain``).
 
     Each leaf shows its canonical query text and what it means, so a user can
     see how the parser grouped their query and which alias meant which field.
+    ``zone_name`` names the time zone days are counted in (``today (UTC)``).
     """
     lines: list[str] = []
     if query.filter is None:
         lines.append("matches every issue")
     else:
-        _explain_node(query.filter, 0, lines)
+        _explain_node(query.filter, 0, lines, zone_name)
     if query.sort:
         keys = ", then ".join(
             f"{s.field.value} ({'descending' if s.descending else 'ascending'})" for s in query.sort
@@ -180,21 +181,21 @@ def explain(query: Query) -> str:
     return "\n".join(lines)
 
 
-def _explain_node(node: Node, depth: int, lines: list[str]) -> None:
+def _explain_node(node: Node, depth: int, lines: list[str], zone_name: str) -> None:
     indent = "  " * depth
     match node:
         case And(children=children) | Or(children=children):
             lines.append(f"{indent}{'all' if isinstance(node, And) else 'any'} of:")
             for child in children:
-                _explain_node(child, depth + 1, lines)
+                _explain_node(child, depth + 1, lines, zone_name)
         case Not(child=child):
             lines.append(f"{indent}not:")
-            _explain_node(child, depth + 1, lines)
+            _explain_node(child, depth + 1, lines, zone_name)
         case TextTerm() | FieldTerm():
-            lines.append(f"{indent}{_format_node(node)} — {_describe(node)}")
+            lines.append(f"{indent}{_format_node(node)} — {_describe(node, zone_name)}")
 
 
-def _describe(term: TextTerm | FieldTerm) -> str:
+def _describe(term: TextTerm | FieldTerm, zone_name: str) -> str:
     if isinstance(term, TextTerm):
         what = "the phrase" if term.phrase else "the word"
         return f'{_TEXT_PLACES[term.field]} contains {what} "{term.text}"'
@@ -203,7 +204,7 @@ def _describe(term: TextTerm | FieldTerm) -> str:
         return f"{label} is set"
     if term.op is Operator.NONE:
         return f"{label} is empty"
-    values = " or ".join(_describe_value(term.field, v) for v in term.values)
+    values = " or ".join(_describe_value(term.field, v, zone_name) for v in term.values)
     is_date = FIELD_SPECS[term.field].kind is ValueKind.DATE
     if term.op is Operator.EQ:
         if term.field is Field.STATUS_CLASS:
@@ -214,16 +215,16 @@ def _describe(term: TextTerm | FieldTerm) -> str:
     return f"{label} {'' if is_date else 'is '}{words[term.op]} {values}"
 
 
-def _describe_value(field: Field, value: Value) -> str:
+def _describe_value(field: Field, value: Value, zone_name: str) -> str:
     match value:
         case UserValue(is_me=True):
             return "me (the signed-in user)"
         case IntValue(value=number) if FIELD_SPECS[field].kind is ValueKind.LEVEL:
             return f"{FIELD_SPECS[field].level_prefix.upper()}{number}"
         case RelativeDateValue(days_ago=0):
-            return "today (UTC)"
+            return f"today ({zone_name})"
         case RelativeDateValue(days_ago=days):
-            return f"{days} days before today (UTC)"
+            return f"{days} days before today ({zone_name})"
         case _:
             return format_value(field, value)
 

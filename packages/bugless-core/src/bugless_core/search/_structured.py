@@ -10,7 +10,7 @@ the Model is therefore a pure function of the query, the caller and the day.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from bugless_core.search._ast import (
     And,
@@ -93,7 +93,7 @@ def user_terms(query: Query) -> set[str]:
 
 
 def to_structured(
-    query: Query, *, me: str | None, users: Mapping[str, str], today: date
+    query: Query, *, me: str | None, users: Mapping[str, str], today: date, zone: tzinfo = UTC
 ) -> v1.StructuredQuery:
     """Translate ``query`` for the Model, resolving everything caller-relative.
 
@@ -101,12 +101,15 @@ def to_structured(
         query: A parsed (or built) query.
         me: The signed-in user's opaque id, or None for an anonymous caller.
         users: Opaque ids by username, for (at least) :func:`user_terms`.
-        today: The caller's today; relative dates count back from it, and
-            every day is taken as a UTC day.
+        today: The caller's today (in ``zone``); relative dates count back from it.
+        zone: The caller's time zone: every day (``today-N`` or ``2026-01-31``)
+            runs from midnight to midnight there. UTC unless the caller says.
 
     Date semantics: a comparison with a day compares with that day's midnight
-    UTC (``created>today-7`` is "after midnight seven days ago"); equality
-    with a day matches the whole day, sent as ``>= midnight AND < next midnight``.
+    in ``zone`` (``created>today-7`` is "after midnight seven days ago");
+    equality with a day matches the whole day, sent as ``>= midnight AND <
+    next midnight`` (a day with a daylight-saving change is 23 or 25 hours).
+    Times with an offset (``2026-01-31T10:00:00Z``) are instants, whatever the zone.
 
     Raises:
         QuerySyntaxError: ``me`` is used by an anonymous caller, a username is
@@ -116,7 +119,7 @@ def to_structured(
     """
     if isinstance(today, datetime):
         today = today.date()
-    translator = _Translator(me, users, today)
+    translator = _Translator(me, users, today, zone)
     try:
         return translator.query(query)
     except _Unresolved as exc:
@@ -153,10 +156,11 @@ class _Unresolved(Exception):
 
 
 class _Translator:
-    def __init__(self, me: str | None, users: Mapping[str, str], today: date) -> None:
+    def __init__(self, me: str | None, users: Mapping[str, str], today: date, zone: tzinfo) -> None:
         self.me = me
         self.users = users
         self.today = today
+        self.zone = zone
 
     def query(self, query: Query) -> v1.StructuredQuery:
         return v1.StructuredQuery(
@@ -207,7 +211,9 @@ class _Translator:
             if start.date() == date.max:
                 nodes.append(ge)
             else:
-                lt = _term(field, Operator.LT, [_time(start + timedelta(days=1))])
+                # The next midnight on the zone's clock, not 24 hours on.
+                next_day = _midnight(start.date() + timedelta(days=1), start.tzinfo or UTC)
+                lt = _term(field, Operator.LT, [_time(next_day)])
                 nodes.append(_all_of([ge, lt]))
         if instants:
             nodes.append(_term(field, Operator.EQ, instants))
@@ -218,10 +224,10 @@ class _Translator:
             case TimestampValue(at=at):
                 return at
             case DateValue(day=day):
-                return _midnight(day)
+                return _midnight(day, self.zone)
             case RelativeDateValue(days_ago=days):
                 try:
-                    return _midnight(self.today - timedelta(days=days))
+                    return _midnight(self.today - timedelta(days=days), self.zone)
                 except OverflowError:
                     raise _Unresolved(
                         f"today-{days} is before the year 1; use a smaller number", value
@@ -279,8 +285,8 @@ def _any_of(nodes: list[v1.SearchNode]) -> v1.SearchNode:
 
 
 def _time(at: datetime) -> v1.SearchValue:
-    return v1.SearchValue(time=at)
+    return v1.SearchValue(time=at.astimezone(UTC))
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
+def _midnight(day: date, zone: tzinfo) -> datetime:
+    return datetime.combine(day, time(), tzinfo=zone)

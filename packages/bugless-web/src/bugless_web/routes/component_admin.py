@@ -1,4 +1,4 @@
-"""Administering components: create one, edit its access list and issue template.
+"""Administering components: create, edit the access list and issue template, archive.
 
 Who may do what is decided by the services, not by what the pages show: a
 top-level component needs the global ``create_component`` permission, which
@@ -25,6 +25,7 @@ from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
 from bugless_web.display import ACL_ROLES
 from bugless_web.frontend import (
+    audit,
     form_int,
     frontend_of,
     redirect,
@@ -278,4 +279,34 @@ async def change_template(
     return redirect(f"/components/{component_id}#template")
 
 
-ROUTES = [new_component_form, create_component, change_acl, change_template]
+@post("/components/{component_id:int}/archive")
+async def archive_component(
+    request: Request[Any, Any, Any], component_id: FromPath[int]
+) -> Response[Any]:
+    """Archive (``archived=yes``) or unarchive (``no``) a component (its admins; the Model checks).
+
+    An archived component takes no new issues; its issues stay changeable.
+    """
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    form = await request.form()
+    wanted = str(form.get("archived", ""))
+    if wanted not in ("yes", "no"):
+        raise InvalidArgument(f"archived: {wanted!r} is not yes or no; nothing was changed")
+    component = await call(
+        backends.model.update_component,
+        v1.UpdateComponentRequest(
+            caller=viewer.caller,
+            component=v1.Component(id=component_id, archived=wanted == "yes"),
+            update_mask=FieldMask(paths=["archived"]),
+            expected_version=form_int(str(form.get("version", "")), "version"),
+        ),
+    )
+    backends.forget_components()
+    action = "archived" if component.archived else "unarchived"
+    audit(viewer, action, f"component {component_id}", path=component.path)
+    session_of(request).update(notice=f"{action.capitalize()} {component.path}.")
+    return redirect(f"/components/{component_id}")
+
+
+ROUTES = [new_component_form, create_component, change_acl, change_template, archive_component]

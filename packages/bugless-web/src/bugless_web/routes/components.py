@@ -16,6 +16,7 @@ from bugless_proto import v1
 from bugless_web.frontend import frontend_of, render, viewer_of
 from bugless_web.routes.issues import list_all_components
 from bugless_web.searching import DEFAULT_COLUMNS, run_search
+from bugless_web.timezones import zone_of
 
 
 @get("/components")
@@ -45,11 +46,14 @@ async def component_page(
     )
     query = request.query_params.get("q") or f"componentid:{component_id}+ is:open"
     results, children = await asyncio.gather(
-        run_search(backends, viewer, query),
+        run_search(backends, viewer, query, zone=zone_of(request)),
         call(
             backends.model.list_components,
             v1.ListComponentsRequest(
-                caller=viewer.caller, parent_id=component_id, page=v1.PageRequest(page_size=200)
+                caller=viewer.caller,
+                parent_id=component_id,
+                include_archived=True,
+                page=v1.PageRequest(page_size=200),
             ),
         ),
     )

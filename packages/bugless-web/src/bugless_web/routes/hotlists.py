@@ -1,4 +1,4 @@
-"""Hotlists: list, create, view in rank order, add/remove, re-rank, notes.
+"""Hotlists: list, create, rename, delete, view in rank order, add/remove, re-rank, notes.
 
 Every change is a plain form POST (works without JavaScript); the drag-and-drop
 re-rank in ``app.js`` posts the same form with ``fetch`` and the CSRF token in
@@ -16,7 +16,9 @@ from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_web.frontend import (
+    audit,
     form_ids,
     form_int,
     frontend_of,
@@ -125,6 +127,7 @@ async def hotlist_page(request: Request[Any, Any, Any], hotlist_id: FromPath[int
             "items": items,
             "users": users,
             "can_edit": viewer.is_admin or me == hotlist.owner or me in hotlist.editors,
+            "can_delete": viewer.is_admin or me == hotlist.owner,
         },
         viewer=viewer,
     )
@@ -204,4 +207,74 @@ async def set_note(
     return _answer(request, hotlist_id, f"Saved the note on issue {issue_id}.")
 
 
-ROUTES = [hotlist_index, create_hotlist, hotlist_page, add_items, remove_item, rank_item, set_note]
+@post("/hotlists/{hotlist_id:int}/edit")
+async def edit_hotlist(request: Request[Any, Any, Any], hotlist_id: FromPath[int]) -> Response[Any]:
+    """Rename a hotlist or change its description (its owner and editors; the Model checks)."""
+    viewer = await viewer_of(request)
+    form = await request.form()
+    name = str(form.get("name", "")).strip()
+    if not name:
+        raise InvalidArgument("name: a hotlist needs a name; nothing was changed")
+    hotlist = await call(
+        frontend_of(request).backends.model.update_hotlist,
+        v1.UpdateHotlistRequest(
+            caller=viewer.caller,
+            hotlist=v1.Hotlist(
+                id=hotlist_id, name=name, description=str(form.get("description", "")).strip()
+            ),
+            update_mask=FieldMask(paths=["name", "description"]),
+            expected_version=form_int(str(form.get("version", "")), "version"),
+        ),
+    )
+    audit(viewer, "updated", f"hotlist {hotlist_id}", name=hotlist.name, version=hotlist.version)
+    session_of(request).update(notice=f"Saved hotlist {hotlist.name!r}.")
+    return redirect(f"/hotlists/{hotlist_id}")
+
+
+@post("/hotlists/{hotlist_id:int}/delete")
+async def delete_hotlist(
+    request: Request[Any, Any, Any], hotlist_id: FromPath[int]
+) -> Response[Any]:
+    """Delete a hotlist (its owner or an admin; the Model checks).
+
+    Each issue on it records leaving it in its own history, so the list's
+    membership is not lost without trace.
+    """
+    viewer = await viewer_of(request)
+    form = await request.form()
+    if form.get("confirm") != "yes":
+        raise InvalidArgument(
+            "confirm: tick the box to confirm deleting the hotlist; nothing was deleted"
+        )
+    backends = frontend_of(request).backends
+    hotlist = await call(
+        backends.model.get_hotlist,
+        v1.GetHotlistRequest(caller=viewer.caller, hotlist_id=hotlist_id),
+    )
+    await call(
+        backends.model.delete_hotlist,
+        v1.DeleteHotlistRequest(
+            caller=viewer.caller,
+            hotlist_id=hotlist_id,
+            expected_version=form_int(str(form.get("version", "")), "version"),
+        ),
+    )
+    audit(viewer, "deleted", f"hotlist {hotlist_id}", name=hotlist.name, items=hotlist.item_count)
+    session_of(request).update(
+        notice=f"Deleted hotlist {hotlist.name!r}; each of its {hotlist.item_count} issues "
+        "records leaving it in its history."
+    )
+    return redirect("/hotlists")
+
+
+ROUTES = [
+    hotlist_index,
+    create_hotlist,
+    hotlist_page,
+    edit_hotlist,
+    delete_hotlist,
+    add_items,
+    remove_item,
+    rank_item,
+    set_note,
+]

@@ -1,4 +1,7 @@
-"""The issue page (fields, relations, timeline, one-form edit) and issue creation."""
+"""The issue page: fields, relations, timeline, and the one-form edit.
+
+Creating an issue is :mod:`bugless_web.routes.new_issue`.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +12,30 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument, IssueVersionConflict, NotFound
+from bugless_core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    IssueVersionConflict,
+    NotFound,
+    PermissionDenied,
+)
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import (
-    form_int,
     frontend_of,
-    new_idempotency_key,
     redirect,
     render,
     session_of,
     viewer_of,
 )
-from bugless_web.issue_form import EditForm, delta_is_empty
+from bugless_web.issue_form import EDIT_FIELDS, EditForm, delta_is_empty
+from bugless_web.relations import load_relations
 from bugless_web.timeline import load_history, names_for
 
 
 async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Component]:
-    """The whole visible component tree in path order (for pickers).
+    """The whole visible component tree in path order, archived ones included.
 
     Served from the caller's short-lived cache (``component_cache_seconds``,
     see :meth:`Backends.components`): a component renamed or re-templated on
@@ -34,22 +43,6 @@ async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Com
     modify the returned messages; they are shared between requests.
     """
     return await backends.components(viewer)
-
-
-async def _related(backends: Backends, viewer: Viewer, issue: v1.Issue) -> dict[int, v1.Issue]:
-    ids = {
-        *issue.blocking_ids,
-        *issue.blocked_by_ids,
-        issue.parent_id,
-        issue.duplicate_of_id,
-    } - {0}
-    if not ids:
-        return {}
-    response = await call(
-        backends.model.batch_get_issues,
-        v1.BatchGetIssuesRequest(caller=viewer.caller, issue_ids=sorted(ids)),
-    )
-    return {i.id: i for i in response.issues}
 
 
 async def _my_hotlists(backends: Backends, viewer: Viewer) -> list[v1.Hotlist]:
@@ -70,21 +63,23 @@ async def _issue_page(
     form: EditForm | None = None,
     conflict: list[v1.HistoryEntry] | None = None,
     edited_version: int = 0,
-    error: str = "",
+    errors: FieldErrors | None = None,
     status_code: int = 200,
 ) -> Response[str]:
     backends = frontend_of(request).backends
     issue = await call(
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
     )
-    history, related, components, my_hotlists, capabilities = await asyncio.gather(
+    history, relations, components, my_hotlists, capabilities = await asyncio.gather(
         load_history(backends, viewer, issue_id),
-        _related(backends, viewer, issue),
+        load_relations(backends, viewer, issue),
         list_all_components(backends, viewer),
         _my_hotlists(backends, viewer),
         backends.capabilities(),
     )
-    names = await names_for(backends, viewer, history, issues=[issue])
+    names = await names_for(
+        backends, viewer, history, issues=[issue], extra_users=relations.people()
+    )
     current_form = EditForm.from_issue(issue, names.users)
     if form is None:
         form = current_form
@@ -96,15 +91,17 @@ async def _issue_page(
         {
             "issue": issue,
             "history": history,
-            "related": related,
+            "related": relations.issues,
+            "relations": relations,
             "names": names,
-            "components": components,
+            # An archived component takes no issues; the issue's own stays listed.
+            "components": [c for c in components if not c.archived or c.id == issue.component_id],
             "my_hotlists": my_hotlists,
             "form": form,
             "conflict": conflict,
             "edited_version": edited_version,
             "original": form.original or current_form,
-            "error": error,
+            "errors": errors or FieldErrors(EDIT_FIELDS),
             "live": "watch" in capabilities,
             "title": f"{issue.id}: {issue.title}",
         },
@@ -130,7 +127,8 @@ async def change_issue(request: Request[Any, Any, Any], issue_id: FromPath[int])
     """
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
-    submitted = EditForm.from_form(await request.form())
+    errors = FieldErrors(EDIT_FIELDS)
+    submitted = EditForm.from_form(await request.form(), errors=errors)
     current = await call(
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
     )
@@ -141,12 +139,14 @@ async def change_issue(request: Request[Any, Any, Any], issue_id: FromPath[int])
     rebased = submitted.rebased_on(EditForm.from_issue(current, users))
     if current.version != submitted.version:
         return await _conflict(request, viewer, issue_id, submitted.version, rebased)
-    try:
-        delta = rebased.delta_against(current, people, users)
-    except InvalidArgument as exc:
+    if not submitted.title:
+        errors.add("title", "an issue needs a title")
+    submitted.check_people(people, errors)
+    if errors:
         return await _issue_page(
-            request, viewer, issue_id, form=submitted, error=exc.message, status_code=400
+            request, viewer, issue_id, form=submitted, errors=errors, status_code=400
         )
+    delta = rebased.delta_against(current, people, users)
     if delta_is_empty(delta) and not submitted.comment.strip():
         session_of(request).update(notice="Nothing to save: no field changed and no comment.")
         return redirect(f"/issues/{issue_id}")
@@ -163,9 +163,11 @@ async def change_issue(request: Request[Any, Any, Any], issue_id: FromPath[int])
         )
     except IssueVersionConflict:
         return await _conflict(request, viewer, issue_id, submitted.version, submitted)
-    except InvalidArgument as exc:
+    except (InvalidArgument, NotFound, FailedPrecondition, PermissionDenied) as exc:
+        if not errors.take(exc):
+            raise
         return await _issue_page(
-            request, viewer, issue_id, form=submitted, error=exc.message, status_code=400
+            request, viewer, issue_id, form=submitted, errors=errors, status_code=400
         )
     version = response.entry.version if response.entry else submitted.version + 1
     return redirect(f"/issues/{issue_id}#entry-{version}")
@@ -190,103 +192,6 @@ async def _conflict(
         edited_version=edited_version,
         status_code=409,
     )
-
-
-@get("/issues/new")
-async def new_issue_form(request: Request[Any, Any, Any]) -> Response[str]:
-    """The create form, pre-filled from the chosen component's template."""
-    viewer = await viewer_of(request)
-    backends = frontend_of(request).backends
-    components = [c for c in await list_all_components(backends, viewer) if not c.archived]
-    component_id = form_int(request.query_params.get("component"), "component")
-    chosen = next((c for c in components if c.id == component_id), None)
-    template = chosen.template if chosen is not None and chosen.template else v1.IssueTemplate()
-    users = await backends.users([template.assignee])
-    return render(
-        request,
-        "new_issue.html",
-        {
-            "components": components,
-            "chosen": chosen,
-            "values": {
-                "title": template.title,
-                "description": template.description,
-                "priority": template.priority,
-                "severity": template.severity,
-                "type": template.type,
-                "assignee": users[template.assignee].username if template.assignee in users else "",
-                "cc": "",
-            },
-            "idempotency_key": new_idempotency_key(),
-            "error": "",
-        },
-        viewer=viewer,
-    )
-
-
-@post("/issues/new")
-async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Create an issue; a repeated submission of the same form makes one issue."""
-    viewer = await viewer_of(request)
-    backends = frontend_of(request).backends
-    form = await request.form()
-
-    def text(name: str) -> str:
-        return str(form.get(name, "") or "")
-
-    title = text("title").strip()
-    component_id = form_int(text("component_id"), "component")
-    assignee = text("assignee").strip()
-    cc = sorted({u for u in text("cc").replace(",", " ").split() if u})
-    problems = []
-    if not title:
-        problems.append("title: an issue needs a title")
-    if not component_id:
-        problems.append("component: choose the component the issue belongs to")
-    people = await backends.users_by_name([assignee, *cc])
-    problems += [f"no user named {n!r}" for n in [assignee, *cc] if n and n not in people]
-    if problems:
-        components = [c for c in await list_all_components(backends, viewer) if not c.archived]
-        return render(
-            request,
-            "new_issue.html",
-            {
-                "components": components,
-                "chosen": next((c for c in components if c.id == component_id), None),
-                "values": {
-                    "title": title,
-                    "description": text("description"),
-                    "priority": parse_level(v1.Priority, text("priority")),
-                    "severity": parse_level(v1.Severity, text("severity")),
-                    "type": parse_level(v1.IssueType, text("type")),
-                    "assignee": assignee,
-                    "cc": " ".join(cc),
-                },
-                "idempotency_key": text("idempotency_key") or new_idempotency_key(),
-                "error": "; ".join(problems),
-            },
-            status_code=400,
-            viewer=viewer,
-        )
-    issue = await call(
-        backends.model.create_issue,
-        v1.CreateIssueRequest(
-            caller=viewer.caller,
-            fields=v1.IssueFields(
-                title=title,
-                component_id=component_id,
-                priority=parse_level(v1.Priority, text("priority")),
-                severity=parse_level(v1.Severity, text("severity")),
-                type=parse_level(v1.IssueType, text("type")),
-                assignee=people[assignee].user_id if assignee else "",
-            ),
-            description=text("description"),
-            cc=[people[n].user_id for n in cc],
-            idempotency_key=text("idempotency_key")[:128],
-        ),
-    )
-    session_of(request).update(notice=f"Created issue {issue.id}.")
-    return redirect(f"/issues/{issue.id}")
 
 
 def parse_level(enum: Any, name: str) -> Any:
@@ -314,4 +219,4 @@ async def timeline_entry(
     return render(request, "_entry_fragment.html", {"entry": entry, "names": names}, viewer=viewer)
 
 
-ROUTES = [issue_page, change_issue, new_issue_form, create_issue, timeline_entry]
+ROUTES = [issue_page, change_issue, timeline_entry]

@@ -1,63 +1,87 @@
-"""The search page (also the home page), bulk edit, and saved searches."""
+"""The search page and bulk edit (saved searches: :mod:`bugless_web.routes.saved_searches`)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import urllib.parse
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.params import FromPath
 
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import InvalidArgument, NotFound
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.frontend import (
     form_int,
     frontend_of,
-    optional_viewer,
     redirect,
     render,
     session_of,
     viewer_of,
 )
+from bugless_web.paging import PageLink, PageTrail, page_count
 from bugless_web.searching import (
     COLUMNS,
-    DEFAULT_HOME_QUERY,
     SORTABLE,
-    parse_columns,
+    columns_of,
+    remember_columns,
     run_search,
 )
+from bugless_web.timezones import zone_of
 
 #: Page sizes the result table offers.
 PAGE_SIZES = (25, 50, 100, 200)
+
+
+def _page_size(request: Request[Any, Any, Any]) -> int:
+    default = frontend_of(request).settings.page_size
+    try:
+        size = int(request.query_params.get("page_size") or default)
+    except ValueError:
+        return default
+    return size if size in PAGE_SIZES else default
+
+
+def search_href(query: str, columns: tuple[str, ...], page_size: int, link: PageLink | None) -> str:
+    """The URL of a search page (``page_token`` last, so it reads as the page's position)."""
+    params = {"q": query, "columns": ",".join(columns), "page_size": str(page_size)}
+    if link is not None and link.trail:
+        params["trail"] = link.trail
+    if link is not None and link.page_token:
+        params["page_token"] = link.page_token
+    return "/search?" + urllib.parse.urlencode(params)
 
 
 async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[str]:
     viewer = await viewer_of(request)
     frontend = frontend_of(request)
     params = request.query_params
-    columns = parse_columns(params.get("columns"))
-    try:
-        page_size = int(params.get("page_size") or frontend.settings.page_size)
-    except ValueError:
-        page_size = frontend.settings.page_size
-    page_size = page_size if page_size in PAGE_SIZES else frontend.settings.page_size
-    results = await run_search(
-        frontend.backends,
-        viewer,
-        text,
-        page_token=params.get("page_token", ""),
-        page_size=page_size,
-    )
-    hotlists = await call(
-        frontend.backends.model.list_hotlists,
-        v1.ListHotlistsRequest(
-            caller=viewer.caller, member=viewer.caller.user_id, page=v1.PageRequest(page_size=100)
+    columns = columns_of(request)
+    page_size = _page_size(request)
+    trail = PageTrail.from_params(params.get("page_token", ""), params.get("trail", ""))
+    results, hotlists = await asyncio.gather(
+        run_search(
+            frontend.backends,
+            viewer,
+            text,
+            zone=zone_of(request),
+            page_token=trail.page_token,
+            page_size=page_size,
+        ),
+        call(
+            frontend.backends.model.list_hotlists,
+            v1.ListHotlistsRequest(
+                caller=viewer.caller,
+                member=viewer.caller.user_id,
+                page=v1.PageRequest(page_size=100),
+            ),
         ),
     )
-    return render(
+    previous = trail.previous_link()
+    response = render(
         request,
         "search.html",
         {
@@ -69,26 +93,64 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             "columns_param": ",".join(columns),
             "page_size": page_size,
             "page_sizes": PAGE_SIZES,
-            "first_page": not params.get("page_token"),
+            "page_number": trail.number,
+            "page_total": page_count(results.total, page_size),
+            "page_links": [
+                (link, search_href(text, columns, page_size, link))
+                for link in trail.numbered(results.next_page_token)
+            ],
+            "previous_href": search_href(text, columns, page_size, previous) if previous else "",
+            "next_href": search_href(
+                text, columns, page_size, trail.next_link(results.next_page_token)
+            )
+            if results.next_page_token
+            else "",
+            "export_href": "/search.csv?"
+            + urllib.parse.urlencode({"q": text, "columns": ",".join(columns)}),
+            "export_cap": frontend.settings.export_row_cap,
             "my_hotlists": hotlists.hotlists,
         },
         status_code=400 if results.error else 200,
         viewer=viewer,
     )
+    remember_columns(request, response, columns)
+    return response
 
 
-@get("/")
-async def home(request: Request[Any, Any, Any]) -> Response[Any]:
-    """My open issues when signed in; the sign-in page otherwise."""
-    if await optional_viewer(request) is None:
-        return redirect("/signin")
-    return await _search_page(request, DEFAULT_HOME_QUERY)
+#: What the search box takes as "open this issue": ``301``, ``#301``, ``b/301``.
+_ISSUE_NUMBER = re.compile(r"\s*(?:#|b/)?([0-9]{1,19})\s*", re.IGNORECASE)
+_MAX_ISSUE_ID = 2**63 - 1
+
+
+async def _issue_named_by(request: Request[Any, Any, Any], text: str) -> int:
+    """The issue ``text`` names by number, if it exists and the viewer may see it; else 0."""
+    match = _ISSUE_NUMBER.fullmatch(text)
+    if match is None or int(match.group(1)) > _MAX_ISSUE_ID or not int(match.group(1)):
+        return 0
+    viewer = await viewer_of(request)
+    try:
+        issue = await call(
+            frontend_of(request).backends.model.get_issue,
+            v1.GetIssueRequest(caller=viewer.caller, issue_id=int(match.group(1))),
+        )
+    except NotFound:
+        return 0
+    return issue.id
 
 
 @get("/search")
-async def search(request: Request[Any, Any, Any]) -> Response[str]:
-    """Any query in the search language (``q=``), paged by token."""
-    return await _search_page(request, request.query_params.get("q", ""))
+async def search(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Any query in the search language (``q=``), paged by token.
+
+    A query that is only an issue number (``301``, ``#301``, ``b/301``) opens
+    that issue when it exists and the viewer may see it; otherwise it is
+    searched for like any other text (so a number in titles is still found).
+    """
+    text = request.query_params.get("q", "")
+    issue_id = 0 if request.query_params.get("page_token") else await _issue_named_by(request, text)
+    if issue_id:
+        return redirect(f"/issues/{issue_id}")
+    return await _search_page(request, text)
 
 
 def _return_to_search(form: Any) -> str:
@@ -179,63 +241,4 @@ def _enum(enum: Any, name: str, field: str) -> Any:
         raise InvalidArgument(msg) from None
 
 
-@get("/searches")
-async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
-    """My saved searches and those shared with me."""
-    viewer = await viewer_of(request)
-    backends = frontend_of(request).backends
-    response = await call(
-        backends.model.list_saved_searches,
-        v1.ListSavedSearchesRequest(
-            caller=viewer.caller, owned_only=False, page=v1.PageRequest(page_size=500)
-        ),
-    )
-    mine = [s for s in response.saved_searches if s.owner == viewer.caller.user_id]
-    shared = [s for s in response.saved_searches if s.owner != viewer.caller.user_id]
-    users = await backends.users(s.owner for s in shared)
-    return render(
-        request,
-        "saved_searches.html",
-        {"mine": mine, "shared": shared, "users": users},
-        viewer=viewer,
-    )
-
-
-@post("/searches")
-async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Save a query under a name, optionally shared with groups."""
-    viewer = await viewer_of(request)
-    form = await request.form()
-    name = str(form.get("name", "")).strip()
-    query = str(form.get("query", ""))
-    if not name:
-        raise InvalidArgument("name: give the saved search a name")
-    groups = [g for g in str(form.get("share_with_groups", "")).replace(",", " ").split() if g]
-    await call(
-        frontend_of(request).backends.model.create_saved_search,
-        v1.CreateSavedSearchRequest(
-            caller=viewer.caller,
-            name=name,
-            query=query,
-            readers=[v1.Principal(group=g) for g in groups],
-        ),
-    )
-    session_of(request).update(notice=f"Saved search {name!r}.")
-    return redirect("/searches")
-
-
-@post("/searches/{saved_search_id:int}/delete")
-async def delete_search(
-    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
-) -> Response[Any]:
-    """Delete one of my saved searches."""
-    viewer = await viewer_of(request)
-    await call(
-        frontend_of(request).backends.model.delete_saved_search,
-        v1.DeleteSavedSearchRequest(caller=viewer.caller, saved_search_id=saved_search_id),
-    )
-    session_of(request).update(notice="Saved search deleted.")
-    return redirect("/searches")
-
-
-ROUTES = [home, search, bulk_edit, saved_searches, save_search, delete_search]
+ROUTES = [search, bulk_edit]

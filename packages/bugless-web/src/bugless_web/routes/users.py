@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from bugless_core.errors import NotFound
 from bugless_web.frontend import frontend_of, render, viewer_of
 from bugless_web.searching import DEFAULT_COLUMNS, run_search
+from bugless_web.timezones import zone_of
 
 
 @get("/users/{username:str}")
@@ -23,7 +24,7 @@ async def user_page(request: Request[Any, Any, Any], username: FromPath[str]) ->
         msg = f"no user named {username!r}"
         raise NotFound(msg)
     query = f"assignee:{username} is:open"
-    results = await run_search(backends, viewer, query)
+    results = await run_search(backends, viewer, query, zone=zone_of(request))
     return render(
         request,
         "user.html",

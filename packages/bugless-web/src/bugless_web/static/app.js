@@ -5,6 +5,47 @@
 
   var csrfToken = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
 
+  // ---- the browser's time zone, for the search language's days ----------------
+  // Searches count `today` and `2026-01-31` midnight to midnight in this zone
+  // (the server reads it from this cookie; UTC until it is set).
+  var zone = "";
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+  // IANA names (Europe/Paris, Etc/GMT+12) are made of cookie-safe characters only.
+  if (/^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone) &&
+      ("; " + document.cookie + ";").indexOf("; bugless_tz=" + zone + ";") === -1) {
+    document.cookie = "bugless_tz=" + zone +
+      "; path=/; max-age=31536000; samesite=lax" + (location.protocol === "https:" ? "; secure" : "");
+  }
+
+  // ---- relative times: "3 hours ago", the exact local time on hover -----------
+  // The server writes <time datetime="…Z">2026-03-10 14:05 UTC</time>; this
+  // shows how long ago in words and puts the time in the browser's zone in the
+  // tooltip, and refreshes the words every minute.
+  var relative = window.Intl && Intl.RelativeTimeFormat ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
+  var exact = window.Intl ? new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  }) : null;
+  var UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  function ago(seconds) {
+    var size = Math.abs(seconds);
+    for (var i = 0; i < UNITS.length; i++) {
+      if (size >= UNITS[i][1]) return relative.format(-Math.round(seconds / UNITS[i][1]), UNITS[i][0]);
+    }
+    return relative.format(-Math.round(seconds), "second");
+  }
+  function showTimes(root) {
+    if (!relative || !exact) return;
+    (root || document).querySelectorAll("time[datetime]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      el.textContent = ago((Date.now() - when.getTime()) / 1000);
+      el.title = exact.format(when);
+      el.setAttribute("data-relative", "true");
+    });
+  }
+  showTimes(document);
+  window.setInterval(function () { showTimes(document); }, 60000);
+
   function isTyping(target) {
     if (!target) return false;
     var tag = target.tagName;
@@ -31,6 +72,35 @@
     var href = all[selected].getAttribute("data-href");
     if (newTab) window.open(href, "_blank", "noopener"); else window.location.assign(href);
   }
+
+  // ---- bulk edit: the selection count in the bar above the table ---------------
+  var bulkCount = document.querySelector(".bulk-count");
+  function selectedBoxes() {
+    return Array.prototype.slice.call(document.querySelectorAll('input[name="issue"][form="bulk"]'));
+  }
+  function showSelection() {
+    if (!bulkCount) return;
+    var all = selectedBoxes();
+    var n = all.filter(function (box) { return box.checked; }).length;
+    bulkCount.setAttribute("data-count", String(n));
+    bulkCount.textContent = n === 0 ? "Select issues to edit them together"
+      : n + (n === 1 ? " issue" : " issues") + " selected";
+    var every = document.querySelector(".select-all");
+    if (every) {
+      every.checked = n > 0 && n === all.length;
+      every.indeterminate = n > 0 && n < all.length;
+    }
+    var bar = document.querySelector(".bulk-bar");
+    if (bar) bar.classList.toggle("has-selection", n > 0);
+  }
+  document.addEventListener("change", function (event) {
+    var t = event.target;
+    if (t.classList && t.classList.contains("select-all")) {
+      selectedBoxes().forEach(function (box) { box.checked = t.checked; });
+    }
+    if (t.name === "issue" || (t.classList && t.classList.contains("select-all"))) showSelection();
+  });
+  showSelection();
 
   // ---- help dialog -----------------------------------------------------------
   var help = document.getElementById("shortcuts");
@@ -67,7 +137,10 @@
       case "x": {
         var row = rows()[selected];
         var box = row && row.querySelector('input[type="checkbox"]');
-        if (box) { box.checked = !box.checked; }
+        if (box) {
+          box.checked = !box.checked;
+          box.dispatchEvent(new Event("change", { bubbles: true }));
+        }
         break;
       }
       case "c": window.location.assign("/issues/new"); break;
@@ -87,6 +160,16 @@
     event.preventDefault();
   });
 
+  // ---- form problems: focus the first invalid field --------------------------
+  // The server marks invalid fields (aria-invalid, described by their message)
+  // and gives the first one autofocus; this also scrolls it to the middle of
+  // the window, past a sticky header, on browsers that only focus.
+  var firstInvalid = document.querySelector('form [aria-invalid="true"]');
+  if (firstInvalid) {
+    firstInvalid.focus();
+    firstInvalid.scrollIntoView({ block: "center" });
+  }
+
   // ---- small form conveniences -----------------------------------------------
   document.querySelectorAll("select.autosubmit").forEach(function (sel) {
     sel.addEventListener("change", function () { if (sel.value !== "") sel.form.submit(); });
@@ -99,6 +182,105 @@
       var chosen = Array.prototype.slice.call(form.querySelectorAll(".column-choice:checked"))
         .map(function (box) { return box.value; });
       value.value = chosen.join(",");
+    });
+  });
+
+  // ---- create form: a component's template without a reload -------------------
+  // A field still showing what the previous template put there (its
+  // data-template-value) takes the new template's value; a field the person
+  // changed keeps theirs. The server applies the same rule without JS.
+  var createForm = document.getElementById("create-form");
+  if (createForm && createForm.getAttribute("data-template-url")) {
+    var picker = createForm.querySelector("#component-picker");
+    var shownTemplate = createForm.querySelector('input[name="shown_template"]');
+    var about = createForm.querySelector(".component-description");
+    var useTemplate = createForm.querySelector('button[name="use_template"]');
+    // Removed, not hidden: Enter in a field must create, not re-apply a template.
+    if (useTemplate) useTemplate.remove();
+    var asking = 0;
+    picker.addEventListener("change", function () {
+      var ticket = ++asking;
+      var url = createForm.getAttribute("data-template-url") + "?component=" + encodeURIComponent(picker.value);
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (data) {
+          if (!data || ticket !== asking) return;
+          Object.keys(data.values).forEach(function (name) {
+            var field = createForm.elements[name];
+            if (!field) return;
+            var before = field.getAttribute("data-template-value");
+            if (field.value === before) field.value = data.values[name];
+            field.setAttribute("data-template-value", data.values[name]);
+          });
+          shownTemplate.value = data.component ? String(data.component) : "";
+          if (about) {
+            about.textContent = data.description;
+            about.hidden = !data.description;
+          }
+          createForm.setAttribute("data-template-loaded", picker.value);
+        })
+        .catch(function () { /* the server still checks the component on submit */ });
+    });
+  }
+
+  // ---- Write / Preview tabs on every Markdown text box -------------------------
+  // The preview is rendered by the server (POST /preview, CSRF header) with
+  // the same renderer and sanitiser as saved text, so it is inserted as is.
+  var previewCount = 0;
+  document.querySelectorAll("textarea[data-markdown]").forEach(function (area) {
+    var n = ++previewCount;
+    var tabs = document.createElement("div");
+    tabs.className = "md-tabs";
+    tabs.setAttribute("role", "tablist");
+    var panel = document.createElement("div");
+    panel.className = "md-preview markdown";
+    panel.id = "md-preview-" + n;
+    panel.setAttribute("role", "tabpanel");
+    panel.hidden = true;
+    if (!area.id) area.id = "md-text-" + n;
+    // The tabs go inside the box's <label>: name the text box explicitly, or
+    // the label would label its first button instead.
+    var label = area.closest("label");
+    if (label && !label.htmlFor) label.htmlFor = area.id;
+    function tab(label, selected, controls) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "md-tab";
+      button.textContent = label;
+      button.setAttribute("role", "tab");
+      button.setAttribute("aria-selected", selected ? "true" : "false");
+      button.setAttribute("aria-controls", controls);
+      tabs.appendChild(button);
+      return button;
+    }
+    var write = tab("Write", true, area.id);
+    var show = tab("Preview", false, panel.id);
+    area.insertAdjacentElement("beforebegin", tabs);
+    area.insertAdjacentElement("afterend", panel);
+    function choose(previewing) {
+      write.setAttribute("aria-selected", previewing ? "false" : "true");
+      show.setAttribute("aria-selected", previewing ? "true" : "false");
+      area.hidden = previewing;
+      panel.hidden = !previewing;
+      if (!previewing) area.focus();
+    }
+    write.addEventListener("click", function () { choose(false); });
+    show.addEventListener("click", function () {
+      panel.textContent = "Rendering…";
+      choose(true);
+      fetch("/preview", {
+        method: "POST",
+        headers: { "X-CSRF-Token": csrfToken, "X-Requested-With": "fetch" },
+        body: new URLSearchParams({ text: area.value }),
+        credentials: "same-origin",
+      }).then(function (response) {
+        if (!response.ok) throw new Error(String(response.status));
+        return response.text();
+      }).then(function (html) {
+        panel.innerHTML = html;
+      }).catch(function (error) {
+        panel.textContent = "The preview could not be rendered (" + error.message + "); your text is unchanged.";
+      });
     });
   });
 
@@ -208,7 +390,7 @@
       // The HTML was rendered and sanitised by the server with the page's own template.
       entries.insertAdjacentHTML("beforeend", data.html);
       var added = document.getElementById("entry-" + data.version);
-      if (added) added.classList.add("fresh");
+      if (added) { added.classList.add("fresh"); showTimes(added); }
       if (data.version > shownVersion && notice) {
         notice.hidden = false;
         notice.textContent = "This issue changed since you opened it (now version " + data.version +

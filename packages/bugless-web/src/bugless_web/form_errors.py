@@ -1,0 +1,111 @@
+"""Problems with a submitted form, each tied to the field it is about.
+
+A form that comes back with problems shows each one next to its field (the
+field marked ``aria-invalid`` and described by the message), lists them in a
+summary at the top, and puts the focus on the first invalid field, so a person
+at the top of a long page is taken to what needs fixing. The Model names the
+field at fault at the start of its messages (``fields.parent_id: issue 9 not
+found``, with ``metadata["field"]`` when it has one); :meth:`FieldErrors.take`
+turns that path into the form field showing it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from bugless_core.errors import BuglessError
+
+#: ``path: message`` (the path a dotted name, maybe with ``[n]`` indexes).
+_LEADING_PATH = re.compile(r"^([a-z_][\w.\[\]]*): ")
+_INDEX = re.compile(r"\[\d+\]")
+#: Request paths whose last part is not itself a form field name.
+REQUEST_FIELD_ALIASES: dict[str, str] = {
+    "blocking_add": "blocking_ids",
+    "blocking_remove": "blocking_ids",
+    "blocked_by_add": "blocked_by_ids",
+    "blocked_by_remove": "blocked_by_ids",
+    "cc_add": "cc",
+    "cc_remove": "cc",
+    "hotlist_add": "hotlist_add",
+    "hotlist_remove": "hotlist_add",
+    "hotlist_ids": "hotlist_add",
+    "parent": "parent_id",
+    "component": "component_id",
+}
+
+
+@dataclass
+class FieldErrors:
+    """What is wrong with a submitted form, field by field.
+
+    Attributes:
+        fields: The form's field names in page order (the first invalid one
+            gets the focus).
+        messages: The problem with each invalid field.
+        raw: What was typed into fields that could not be read (a number
+            field holding words), shown again instead of the parsed value.
+        general: Problems that belong to no single field.
+    """
+
+    fields: Sequence[str]
+    messages: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)
+    general: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.general)
+
+    def add(self, name: str, message: str, *, typed: str | None = None) -> None:
+        """Record ``message`` for field ``name`` (the first message per field wins)."""
+        if name not in self.fields:
+            self.general.append(message)
+            return
+        self.messages.setdefault(name, message)
+        if typed is not None:
+            self.raw.setdefault(name, typed)
+
+    def take(self, error: BuglessError) -> bool:
+        """Show ``error`` next to the field it names; False when it names none of ours."""
+        name = field_of(error, self.fields)
+        if name is None:
+            return False
+        self.add(name, message_without_path(error.message))
+        return True
+
+    @property
+    def first(self) -> str:
+        """The first invalid field in page order, or ``""``."""
+        return next((name for name in self.fields if name in self.messages), "")
+
+    @property
+    def summary(self) -> list[tuple[str, str]]:
+        """``(field, message)`` in page order, for the list at the top of the form."""
+        return [(name, self.messages[name]) for name in self.fields if name in self.messages]
+
+    def value(self, name: str, parsed: object) -> object:
+        """What to show in field ``name``: what was typed when it could not be read."""
+        return self.raw.get(name, parsed)
+
+
+def field_of(
+    error: BuglessError,
+    fields: Sequence[str],
+    aliases: Mapping[str, str] = REQUEST_FIELD_ALIASES,
+) -> str | None:
+    """The form field a service error is about, if it names one of ``fields``."""
+    path = error.metadata.get("field", "")
+    if not path:
+        match = _LEADING_PATH.match(error.message)
+        path = match.group(1) if match else ""
+    if not path:
+        return None
+    last = _INDEX.sub("", path).rsplit(".", 1)[-1]
+    name = aliases.get(last, last)
+    return name if name in fields else None
+
+
+def message_without_path(message: str) -> str:
+    """``issue 9 not found`` from ``fields.parent_id: issue 9 not found`` (the field shows it)."""
+    return _LEADING_PATH.sub("", message, count=1)

@@ -1,0 +1,283 @@
+"""Creating an issue: the form, its component templates, and the create itself.
+
+Picking a component fills the form from that component's template, and must
+never throw away what the person already typed. The rule, the same in the
+script and on the server: a field still showing what the previous template
+(or the defaults) put there takes the new template's value; a field the
+person changed keeps their value. With JavaScript the template comes from
+``GET /issues/new/template`` and nothing reloads; without it the "Use this
+component's template" button posts the whole form, and the server applies
+the same rule (``shown_template`` says which template the page showed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from litestar import Request, Response, get, post
+from litestar.enums import MediaType
+
+from bugless_core.clients import call
+from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from bugless_proto import v1
+from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import FieldErrors, message_without_path
+from bugless_web.frontend import (
+    form_int,
+    frontend_of,
+    new_idempotency_key,
+    redirect,
+    render,
+    session_of,
+    viewer_of,
+)
+from bugless_web.routes.issues import list_all_components, parse_level
+
+#: Form fields a component template fills, in form order.
+TEMPLATE_FIELDS = ("title", "priority", "severity", "type", "assignee", "cc", "description")
+#: The create form's fields in page order (the first invalid one gets the focus).
+CREATE_FIELDS = ("component_id", *TEMPLATE_FIELDS)
+#: What the form shows when no template says otherwise.
+DEFAULTS: dict[str, str] = {
+    "title": "",
+    "priority": v1.Priority.P2.name,
+    "severity": v1.Severity.S2.name,
+    "type": v1.IssueType.BUG.name,
+    "assignee": "",
+    "cc": "",
+    "description": "",
+}
+
+
+async def _open_components(backends: Backends, viewer: Viewer) -> list[v1.Component]:
+    return [c for c in await list_all_components(backends, viewer) if not c.archived]
+
+
+async def template_values(backends: Backends, component: v1.Component | None) -> dict[str, str]:
+    """The form values ``component``'s template gives (the defaults for unset ones)."""
+    values = dict(DEFAULTS)
+    template = component.template if component is not None else None
+    if template is None:
+        return values
+    values["title"] = template.title
+    values["description"] = template.description
+    if template.priority:
+        values["priority"] = template.priority.name
+    if template.severity:
+        values["severity"] = template.severity.name
+    if template.type:
+        values["type"] = template.type.name
+    if template.assignee:
+        users = await backends.users([template.assignee])
+        if template.assignee in users:
+            values["assignee"] = users[template.assignee].username
+    return values
+
+
+def merge_template(
+    typed: Mapping[str, str], shown: Mapping[str, str], chosen: Mapping[str, str]
+) -> dict[str, str]:
+    """The form after picking a template: untouched fields change, typed ones stay.
+
+    Args:
+        typed: What the form holds now.
+        shown: What the previously applied template (or the defaults) put there.
+        chosen: What the newly picked template gives.
+    """
+    return {
+        name: chosen[name] if typed.get(name, "") == shown[name] else typed.get(name, "")
+        for name in TEMPLATE_FIELDS
+    }
+
+
+def _form_page(
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    components: list[v1.Component],
+    chosen: v1.Component | None,
+    values: Mapping[str, str],
+    *,
+    template: Mapping[str, str],
+    idempotency_key: str,
+    errors: FieldErrors | None = None,
+    status_code: int = 200,
+) -> Response[str]:
+    return render(
+        request,
+        "new_issue.html",
+        {
+            "components": components,
+            "chosen": chosen,
+            "values": values,
+            "template": template,
+            "idempotency_key": idempotency_key,
+            "errors": errors or FieldErrors(CREATE_FIELDS),
+        },
+        status_code=status_code,
+        viewer=viewer,
+    )
+
+
+@get("/issues/new")
+async def new_issue_form(request: Request[Any, Any, Any]) -> Response[str]:
+    """The create form, pre-filled from ``?component=``'s template when given."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    components = await _open_components(backends, viewer)
+    component_id = form_int(request.query_params.get("component"), "component")
+    chosen = next((c for c in components if c.id == component_id), None)
+    values = await template_values(backends, chosen)
+    return _form_page(
+        request,
+        viewer,
+        components,
+        chosen,
+        values,
+        template=values,
+        idempotency_key=new_idempotency_key(),
+    )
+
+
+@get("/issues/new/template", cache_control=None)
+async def component_template(request: Request[Any, Any, Any]) -> Response[Any]:
+    """``{"component", "description", "values": {field: value}}`` for ``?component=``.
+
+    What the create form's script fills untouched fields from. A component
+    the viewer cannot see (or an archived one) is a 404 like any other.
+    """
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    component_id = form_int(request.query_params.get("component"), "component")
+    components = await _open_components(backends, viewer)
+    chosen = next((c for c in components if c.id == component_id), None)
+    if component_id and chosen is None:
+        return Response(
+            {"error": f"component {component_id} not found"},
+            status_code=404,
+            media_type=MediaType.JSON,
+        )
+    return Response(
+        {
+            "component": chosen.id if chosen else 0,
+            "description": chosen.description if chosen else "",
+            "values": await template_values(backends, chosen),
+        },
+        media_type=MediaType.JSON,
+        headers={"cache-control": "private, no-store"},
+    )
+
+
+@post("/issues/new")
+async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Create an issue; a repeated submission of the same form makes one issue.
+
+    The "Use this component's template" button (``use_template``) posts the
+    same form without JavaScript: it re-renders the form for the picked
+    component, keeping everything typed, and creates nothing.
+    """
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    form = await request.form()
+
+    def text(name: str) -> str:
+        return str(form.get(name, "") or "")
+
+    typed = {name: text(name) for name in TEMPLATE_FIELDS}
+    errors = FieldErrors(CREATE_FIELDS)
+    component_id = _read(errors, "component_id", text("component_id"), form_int)
+    idempotency_key = text("idempotency_key")[:128] or new_idempotency_key()
+    if text("use_template"):
+        components = await _open_components(backends, viewer)
+        chosen = next((c for c in components if c.id == component_id), None)
+        previous_id = _read(errors, "component_id", text("shown_template"), form_int)
+        previous = next((c for c in components if c.id == previous_id), None)
+        shown = await template_values(backends, previous)
+        offered = await template_values(backends, chosen)
+        return _form_page(
+            request,
+            viewer,
+            components,
+            chosen,
+            merge_template(typed, shown, offered),
+            template=offered,
+            idempotency_key=idempotency_key,
+        )
+    title = typed["title"].strip()
+    assignee = typed["assignee"].strip()
+    cc = sorted({u for u in typed["cc"].replace(",", " ").split() if u})
+    if not title:
+        errors.add("title", "an issue needs a title")
+    if not component_id and "component_id" not in errors.messages:
+        errors.add("component_id", "choose the component the issue belongs to")
+    priority = _read(
+        errors, "priority", typed["priority"], lambda v, _: parse_level(v1.Priority, v)
+    )
+    severity = _read(
+        errors, "severity", typed["severity"], lambda v, _: parse_level(v1.Severity, v)
+    )
+    issue_type = _read(errors, "type", typed["type"], lambda v, _: parse_level(v1.IssueType, v))
+    people = await backends.users_by_name([assignee, *cc])
+    if assignee and assignee not in people:
+        errors.add("assignee", f"no user named {assignee!r}")
+    unknown = [n for n in cc if n not in people]
+    if unknown:
+        errors.add("cc", f"no user named {', '.join(map(repr, unknown))}")
+    issue: v1.Issue | None = None
+    if not errors:
+        try:
+            issue = await call(
+                backends.model.create_issue,
+                v1.CreateIssueRequest(
+                    caller=viewer.caller,
+                    fields=v1.IssueFields(
+                        title=title,
+                        component_id=component_id,
+                        priority=priority,
+                        severity=severity,
+                        type=issue_type,
+                        assignee=people[assignee].user_id if assignee else "",
+                    ),
+                    description=typed["description"],
+                    cc=[people[n].user_id for n in cc],
+                    idempotency_key=idempotency_key,
+                ),
+            )
+        except (InvalidArgument, NotFound, FailedPrecondition, PermissionDenied) as exc:
+            if not errors.take(exc):
+                raise
+    if issue is None:
+        components = await _open_components(backends, viewer)
+        chosen = next((c for c in components if c.id == component_id), None)
+        return _form_page(
+            request,
+            viewer,
+            components,
+            chosen,
+            typed,
+            template=await template_values(backends, chosen),
+            idempotency_key=idempotency_key,
+            errors=errors,
+            status_code=400,
+        )
+    session_of(request).update(notice=f"Created issue {issue.id}.")
+    return redirect(f"/issues/{issue.id}")
+
+
+_T = TypeVar("_T")
+
+
+def _read(errors: FieldErrors, name: str, value: str, reader: Callable[[str, str], _T]) -> _T:
+    """``reader(value, name)``, or its zero value with the problem recorded for ``name``."""
+    try:
+        return reader(value, name)
+    except InvalidArgument as exc:
+        errors.add(name, message_without_path(exc.message), typed=value)
+        return reader("", name)
+
+
+def _level_of(enum: Any) -> Callable[[str, str], Any]:
+    return lambda value, _field: parse_level(enum, value)
+
+
+ROUTES = [new_issue_form, component_template, create_issue]

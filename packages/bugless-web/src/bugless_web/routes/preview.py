@@ -1,0 +1,42 @@
+"""The preview tab of every Markdown text box: the server renders the draft.
+
+Through :func:`bugless_web.markup.render_markdown`, the very renderer and
+sanitiser the saved text goes through, so what the preview shows is what the
+page will show. A POST (the draft may be long and is not a URL) and so
+CSRF-checked like every other; only signed-in people may use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.enums import MediaType
+
+from bugless_core.errors import InvalidArgument
+from bugless_core.limits import MAX_COMMENT_LENGTH
+from bugless_web.frontend import viewer_of
+from bugless_web.markup import render_markdown
+
+#: What the preview shows for an empty draft.
+NOTHING = '<p class="muted">Nothing to preview.</p>'
+
+
+@post("/preview", status_code=200)
+async def preview(request: Request[Any, Any, Any]) -> Response[str]:
+    """The sanitised HTML fragment for the Markdown in the ``text`` field."""
+    await viewer_of(request)
+    form = await request.form()
+    text = str(form.get("text", "") or "")
+    if len(text) > MAX_COMMENT_LENGTH:
+        msg = f"text: {len(text)} characters; at most {MAX_COMMENT_LENGTH} can be previewed"
+        raise InvalidArgument(msg)
+    html = str(render_markdown(text)) if text.strip() else NOTHING
+    return Response(
+        html,
+        media_type=MediaType.HTML,
+        headers={"cache-control": "private, no-store"},
+    )
+
+
+ROUTES = [preview]

@@ -1,0 +1,202 @@
+"""Saved searches: list mine and those shared with me, save, edit, delete.
+
+The Model stores a saved search's text and checks that only its owner
+changes or deletes it; the pages only hide the controls from others. An edit
+names the version it was made against, so two tabs editing at once get a 409
+page rather than one silently undoing the other. The query is parsed before it
+is saved, so a saved search that cannot run is caught at the form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+
+from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument, NotFound
+from bugless_core.search import QuerySyntaxError, parse_query
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import FieldErrors
+from bugless_web.frontend import (
+    audit,
+    form_int,
+    frontend_of,
+    redirect,
+    render,
+    session_of,
+    viewer_of,
+)
+
+#: The edit form's fields in page order.
+SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups")
+#: Saved searches read per ListSavedSearches call.
+_PAGE = 500
+
+
+async def _all_saved_searches(
+    backends: Backends, viewer: Viewer, *, owned_only: bool
+) -> list[v1.SavedSearch]:
+    found: list[v1.SavedSearch] = []
+    token = ""
+    while True:
+        response = await call(
+            backends.model.list_saved_searches,
+            v1.ListSavedSearchesRequest(
+                caller=viewer.caller,
+                owned_only=owned_only,
+                page=v1.PageRequest(page_size=_PAGE, page_token=token),
+            ),
+        )
+        found.extend(response.saved_searches)
+        token = response.next_page_token
+        if not token:
+            return found
+
+
+async def _my_saved_search(
+    backends: Backends, viewer: Viewer, saved_search_id: int
+) -> v1.SavedSearch:
+    """One of the viewer's own saved searches (there is no GetSavedSearch call)."""
+    for saved in await _all_saved_searches(backends, viewer, owned_only=True):
+        if saved.id == saved_search_id:
+            return saved
+    msg = f"saved search {saved_search_id} not found among yours"
+    raise NotFound(msg)
+
+
+def _groups(text: str) -> list[str]:
+    return [g for g in text.replace(",", " ").split() if g]
+
+
+def _readers_text(saved: v1.SavedSearch) -> str:
+    return " ".join(p.group for p in saved.readers if p.group)
+
+
+@get("/searches")
+async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
+    """My saved searches and those shared with me."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    everything = await _all_saved_searches(backends, viewer, owned_only=False)
+    mine = [s for s in everything if s.owner == viewer.caller.user_id]
+    shared = [s for s in everything if s.owner != viewer.caller.user_id]
+    users = await backends.users(s.owner for s in shared)
+    return render(
+        request,
+        "saved_searches.html",
+        {"mine": mine, "shared": shared, "users": users},
+        viewer=viewer,
+    )
+
+
+@post("/searches")
+async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Save a query under a name, optionally shared with groups."""
+    viewer = await viewer_of(request)
+    form = await request.form()
+    name = str(form.get("name", "")).strip()
+    query = str(form.get("query", ""))
+    if not name:
+        raise InvalidArgument("name: give the saved search a name")
+    groups = _groups(str(form.get("share_with_groups", "")))
+    await call(
+        frontend_of(request).backends.model.create_saved_search,
+        v1.CreateSavedSearchRequest(
+            caller=viewer.caller,
+            name=name,
+            query=query,
+            readers=[v1.Principal(group=g) for g in groups],
+        ),
+    )
+    session_of(request).update(notice=f"Saved search {name!r}.")
+    return redirect("/searches")
+
+
+@post("/searches/{saved_search_id:int}/delete")
+async def delete_search(
+    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
+) -> Response[Any]:
+    """Delete one of my saved searches."""
+    viewer = await viewer_of(request)
+    await call(
+        frontend_of(request).backends.model.delete_saved_search,
+        v1.DeleteSavedSearchRequest(caller=viewer.caller, saved_search_id=saved_search_id),
+    )
+    audit(viewer, "deleted", f"saved search {saved_search_id}")
+    session_of(request).update(notice="Saved search deleted.")
+    return redirect("/searches")
+
+
+@get("/searches/{saved_search_id:int}/edit")
+async def edit_search_form(
+    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
+) -> Response[str]:
+    """The edit form of one of my saved searches."""
+    viewer = await viewer_of(request)
+    saved = await _my_saved_search(frontend_of(request).backends, viewer, saved_search_id)
+    return render(
+        request,
+        "saved_search_edit.html",
+        {
+            "saved": saved,
+            "values": {
+                "name": saved.name,
+                "query": saved.query,
+                "share_with_groups": _readers_text(saved),
+            },
+            "errors": FieldErrors(SAVED_SEARCH_FIELDS),
+        },
+        viewer=viewer,
+    )
+
+
+@post("/searches/{saved_search_id:int}/edit")
+async def edit_search(
+    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
+) -> Response[Any]:
+    """Change a saved search's name, query and sharing (its owner only; the Model checks)."""
+    viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
+    form = await request.form()
+    values = {name: str(form.get(name, "") or "") for name in SAVED_SEARCH_FIELDS}
+    version = form_int(str(form.get("version", "")), "version")
+    errors = FieldErrors(SAVED_SEARCH_FIELDS)
+    if not values["name"].strip():
+        errors.add("name", "give the saved search a name")
+    try:
+        parse_query(values["query"])
+    except QuerySyntaxError as exc:
+        errors.add("query", exc.message)
+    if errors:
+        saved = await _my_saved_search(backends, viewer, saved_search_id)
+        return render(
+            request,
+            "saved_search_edit.html",
+            {"saved": saved, "values": values, "errors": errors},
+            status_code=400,
+            viewer=viewer,
+        )
+    updated = await call(
+        backends.model.update_saved_search,
+        v1.UpdateSavedSearchRequest(
+            caller=viewer.caller,
+            saved_search=v1.SavedSearch(
+                id=saved_search_id,
+                name=values["name"].strip(),
+                query=values["query"],
+                readers=[v1.Principal(group=g) for g in _groups(values["share_with_groups"])],
+            ),
+            update_mask=FieldMask(paths=["name", "query", "readers"]),
+            expected_version=version,
+        ),
+    )
+    audit(viewer, "updated", f"saved search {saved_search_id}", version=updated.version)
+    session_of(request).update(notice=f"Saved search {updated.name!r} updated.")
+    return redirect("/searches")
+
+
+ROUTES = [saved_searches, save_search, edit_search_form, edit_search, delete_search]

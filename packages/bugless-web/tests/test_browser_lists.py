@@ -1,0 +1,142 @@
+"""Result lists in a real browser: the bulk-edit bar, the column picker, phones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser_support import (
+    create_issue_ui,
+    iter_console_problems,
+    new_tab,
+    save_screenshot,
+    sign_in,
+)
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+
+from bugless_dev.stack import RunningService
+
+#: An iPhone 12-15 sized window.
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def overflow(page: Page) -> int:
+    """How many pixels the page is wider than the window (0: no sideways scrolling)."""
+    return int(
+        page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    )
+
+
+_WIDEST = """() => {
+  const limit = document.documentElement.clientWidth;
+  return Array.from(document.querySelectorAll("body *"))
+    .filter((el) => el.getBoundingClientRect().right > limit + 1)
+    .slice(-5)
+    .map((el) => el.tagName.toLowerCase() + "." + el.className);
+}"""
+
+
+def wider_than_window(page: Page) -> list[str]:
+    """The innermost elements sticking out on the right (for the failure message)."""
+    found: list[str] = page.evaluate(_WIDEST)
+    return found
+
+
+def test_bulk_edit_bar_sits_above_the_table_and_counts_the_selection(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    for n in range(3):
+        create_issue_ui(tab, web_server, f"Bulk target {n} capybara")
+    page.goto(f"{web_server.url}/search?q=capybara")
+    bar = page.locator(".bulk-bar")
+    table = page.locator("table.results")
+    bar_box, table_box = bar.bounding_box(), table.bounding_box()
+    assert bar_box
+    assert table_box
+    assert bar_box["y"] + bar_box["height"] <= table_box["y"]
+    count = page.locator(".bulk-count")
+    expect(count).to_have_text("Select issues to edit them together")
+    boxes = page.locator('input[name="issue"]')
+    boxes.nth(0).check()
+    boxes.nth(2).check()
+    expect(count).to_have_text("2 issues selected")
+    expect(page.locator(".select-all")).to_be_visible()
+    page.locator(".select-all").check()
+    expect(count).to_have_text("3 issues selected")
+    page.locator(".select-all").uncheck()
+    expect(count).to_have_text("Select issues to edit them together")
+    boxes.nth(1).check()
+    expect(count).to_have_text("1 issue selected")
+    page.locator("summary:has-text('Bulk edit')").click()
+    page.locator('#bulk select[name="priority"]').select_option("P0")
+    save_screenshot(page, tmp_path, "30-bulk-bar")
+    page.click('#bulk button:has-text("Apply to selected")')
+    expect(page.locator(".banner.notice")).to_contain_text("Changed 1 issues.")
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def test_column_picker_choice_stays_for_the_next_list(
+    web_server: RunningService, context: BrowserContext
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    create_issue_ui(tab, web_server, "Column picker sample quetzal")
+    page.goto(f"{web_server.url}/search?q=quetzal")
+    page.locator("summary:has-text('Columns')").click()
+    page.locator('.column-choice[value="assignee"]').uncheck()
+    page.locator('.column-choice[value="reporter"]').check()
+    page.locator('.columns-form button:has-text("Apply")').click()
+    expect(page.locator("th.col-reporter")).to_be_visible()
+    expect(page.locator("th.col-assignee")).to_have_count(0)
+    page.goto(f"{web_server.url}/search?q=is:open")
+    expect(page.locator("th.col-reporter")).to_be_visible()
+    expect(page.locator("th.col-assignee")).to_have_count(0)
+
+
+def test_pages_fit_a_phone_without_sideways_scrolling(
+    web_server: RunningService, phone: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(phone)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    long_word = "Unbroken" + "x" * 120
+    issue_id = create_issue_ui(
+        tab, web_server, f"Phone {long_word}", description=f"See https://example.com/{long_word}"
+    )
+    for n in range(2):
+        create_issue_ui(tab, web_server, f"Phone list item {n} tapir")
+    checks = {
+        "home": "/",
+        "search": "/search?q=tapir OR Phone",
+        "issue": f"/issues/{issue_id}",
+        "create": "/issues/new",
+        "components": "/components",
+        "hotlists": "/hotlists",
+        "saved-searches": "/searches",
+    }
+    for name, path in checks.items():
+        page.goto(f"{web_server.url}{path}")
+        page.wait_for_load_state("networkidle")
+        assert overflow(page) <= 0, (
+            f"{name} is {overflow(page)}px wider than a phone: {wider_than_window(page)}"
+        )
+        save_screenshot(page, tmp_path, f"31-phone-{name}")
+    page.goto(f"{web_server.url}/search?q=tapir")
+    # The cards keep each value's column name.
+    first = page.locator("table.results tbody tr").first
+    expect(first.locator("td.col-title")).to_be_visible()
+    assert list(iter_console_problems(tab.console)) == []

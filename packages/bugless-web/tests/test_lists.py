@@ -1,0 +1,139 @@
+"""Result lists: numbered pages both ways, remembered columns, CSV export."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import html as html_lib
+import io
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from web_support import SESSION_KEY, World, create_issue, sign_in
+
+from bugless_proto import v1
+from bugless_web import WebSettings, create_app
+from bugless_web.searching import COLUMNS_COOKIE
+
+
+async def _many(model: v1.ModelStub, world: World, word: str, count: int) -> list[int]:
+    made: list[int] = []
+    for start in range(0, count, 25):
+        batch = await asyncio.gather(
+            *(
+                create_issue(model, world, f"{word} number {n}")
+                for n in range(start, min(count, start + 25))
+            )
+        )
+        made.extend(i.id for i in batch)
+    return made
+
+
+def _ids(page: str) -> list[int]:
+    return [int(i) for i in re.findall(r'class="open-link">(\d+)<', page)]
+
+
+def _href(page: str, pattern: str) -> str:
+    match = re.search(pattern, page)
+    assert match, f"no link matching {pattern}"
+    return html_lib.unescape(match.group(1))
+
+
+async def test_pages_go_forward_back_and_by_number(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    made = await _many(model, world, "wombat", 60)
+    await sign_in(client, "bob")
+    first = await client.get("/search", params={"q": "wombat", "page_size": "25"})
+    assert 'aria-current="page">1<' in first.text
+    assert "page 1 of 3" in first.text
+    assert 'rel="prev"' not in first.text
+    second = await client.get(_href(first.text, r'rel="next" class="button" href="([^"]+)"'))
+    assert "page 2 of 3" in second.text
+    third = await client.get(_href(second.text, r'rel="next" class="button" href="([^"]+)"'))
+    assert "page 3 of 3" in third.text
+    assert 'rel="next"' not in third.text
+    pages = [_ids(first.text), _ids(second.text), _ids(third.text)]
+    assert [len(p) for p in pages] == [25, 25, 10]
+    assert sorted(i for p in pages for i in p) == sorted(made)
+    # Back one page, and straight to page 2 and page 1 by number, from page 3.
+    back = await client.get(_href(third.text, r'rel="prev" class="button" href="([^"]+)"'))
+    assert _ids(back.text) == pages[1]
+    by_number = await client.get(_href(third.text, r'href="([^"]+)" aria-label="Page 2"'))
+    assert _ids(by_number.text) == pages[1]
+    assert 'aria-current="page">2<' in by_number.text
+    one = await client.get(_href(third.text, r'href="([^"]+)" aria-label="Page 1"'))
+    assert _ids(one.text) == pages[0]
+
+
+async def test_a_tampered_page_trail_is_a_400_saying_so(client: AsyncTestClient[Any]) -> None:
+    await sign_in(client, "bob")
+    bad = await client.get(
+        "/search", params={"q": "wombat", "page_token": "x", "trail": "not-a-trail!"}
+    )
+    assert bad.status_code == 400
+    assert "not a page trail" in bad.text
+
+
+async def test_chosen_columns_are_kept_in_this_browser(client: AsyncTestClient[Any]) -> None:
+    await sign_in(client, "bob")
+    chosen = await client.get(
+        "/search", params={"q": "wombat", "columns": "id,title,reporter", "set_columns": "1"}
+    )
+    assert chosen.status_code == 200
+    assert client.cookies.get(COLUMNS_COOKIE) == "id.title.reporter"
+    later = await client.get("/search", params={"q": "is:open"})
+    headers = re.findall(r'<th class="col-([a-z]+)"', later.text)
+    assert headers == ["id", "title", "reporter"]
+    # A link naming columns shows them without changing the browser's choice.
+    linked = await client.get("/search", params={"q": "is:open", "columns": "id,status"})
+    assert re.findall(r'<th class="col-([a-z]+)"', linked.text) == ["id", "status"]
+    assert client.cookies.get(COLUMNS_COOKIE) == "id.title.reporter"
+
+
+@pytest.fixture
+async def small_cap_client(world: World) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    settings = WebSettings(
+        model=world.stack.model,
+        auth=world.stack.auth,
+        session_keys=(SESSION_KEY,),
+        dev=True,
+        export_row_cap=503,
+    )
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as c:
+        yield c
+
+
+async def test_csv_export_streams_every_page_up_to_the_cap(
+    small_cap_client: AsyncTestClient[Litestar], world: World, model: v1.ModelStub
+) -> None:
+    await _many(model, world, "platypus", 510)  # more than one Model page of 500
+    await sign_in(small_cap_client, "bob")
+    response = await small_cap_client.get(
+        "/search.csv", params={"q": "platypus", "columns": "id,title,reporter,status"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["ID", "Title", "Reporter", "Status"]
+    assert len(rows) == 1 + 503  # capped, across two pages of the Model's
+    assert all(r[2] == "bob" and r[3] == "New" for r in rows[1:])
+    assert len({r[0] for r in rows[1:]}) == 503
+
+
+async def test_csv_export_defuses_formulas_and_keeps_visibility(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    await create_issue(model, world, '=HYPERLINK("http://evil") echidna')
+    await create_issue(model, world, "echidna in the secret", by="alice", component="Secret")
+    await sign_in(client, "bob")
+    response = await client.get("/search.csv", params={"q": "echidna", "columns": "title"})
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[1:] == [['\'=HYPERLINK("http://evil") echidna']]
+    broken = await client.get("/search.csv", params={"q": "status:("})
+    assert broken.status_code == 400

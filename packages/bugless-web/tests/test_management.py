@@ -1,0 +1,219 @@
+"""Managing hotlists, saved searches and components: rename, delete, edit, archive."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from web_support import World, create_issue, csrf_of, sign_in
+
+from bugless_core.clients import call
+from bugless_core.errors import NotFound
+from bugless_proto import v1
+
+
+async def _hotlist(model: v1.ModelStub, world: World, hotlist_id: int) -> v1.Hotlist:
+    return await call(
+        model.get_hotlist, v1.GetHotlistRequest(caller=world.admin, hotlist_id=hotlist_id)
+    )
+
+
+async def test_hotlist_rename_by_its_owner_and_not_by_others(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    hotlist = await call(
+        model.create_hotlist, v1.CreateHotlistRequest(caller=world.caller("bob"), name="Old name")
+    )
+    token = await sign_in(client, "carol")
+    refused = await client.post(
+        f"/hotlists/{hotlist.id}/edit",
+        data={"_csrf": token, "name": "Carol's now", "version": str(hotlist.version)},
+    )
+    assert refused.status_code == 403
+    assert "owner or editor" in refused.text
+    token = await sign_in(client, "bob")
+    page = await client.get(f"/hotlists/{hotlist.id}")
+    assert f'action="/hotlists/{hotlist.id}/edit"' in page.text
+    renamed = await client.post(
+        f"/hotlists/{hotlist.id}/edit",
+        data={
+            "_csrf": token,
+            "name": "New name",
+            "description": "Now described",
+            "version": str(hotlist.version),
+        },
+        follow_redirects=False,
+    )
+    assert renamed.status_code == 303
+    stored = await _hotlist(model, world, hotlist.id)
+    assert (stored.name, stored.description) == ("New name", "Now described")
+    stale = await client.post(
+        f"/hotlists/{hotlist.id}/edit",
+        data={"_csrf": token, "name": "Lost update", "version": str(hotlist.version)},
+    )
+    assert stale.status_code == 409
+    assert (await _hotlist(model, world, hotlist.id)).name == "New name"
+
+
+async def test_hotlist_delete_needs_the_owner_and_a_confirmation_and_leaves_history(
+    client: AsyncTestClient[Any],
+    world: World,
+    model: v1.ModelStub,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    issue = await create_issue(model, world, "On a doomed hotlist")
+    hotlist = await call(
+        model.create_hotlist,
+        v1.CreateHotlistRequest(
+            caller=world.caller("bob"), name="Doomed", editors=[world.users["carol"]]
+        ),
+    )
+    await call(
+        model.add_hotlist_items,
+        v1.AddHotlistItemsRequest(
+            caller=world.caller("bob"), hotlist_id=hotlist.id, issue_ids=[issue.id], position=-1
+        ),
+    )
+    hotlist = await _hotlist(model, world, hotlist.id)
+    form = {"version": str(hotlist.version), "confirm": "yes"}
+    token = await sign_in(client, "carol")  # an editor, not the owner
+    page = await client.get(f"/hotlists/{hotlist.id}")
+    assert "Delete this hotlist" not in page.text
+    refused = await client.post(f"/hotlists/{hotlist.id}/delete", data={"_csrf": token, **form})
+    assert refused.status_code == 403
+    token = await sign_in(client, "bob")
+    unconfirmed = await client.post(
+        f"/hotlists/{hotlist.id}/delete", data={"_csrf": token, "version": form["version"]}
+    )
+    assert unconfirmed.status_code == 400
+    assert "nothing was deleted" in unconfirmed.text
+    await _hotlist(model, world, hotlist.id)  # still there
+    with caplog.at_level(logging.INFO, logger="bugless.web.audit"):
+        deleted = await client.post(
+            f"/hotlists/{hotlist.id}/delete", data={"_csrf": token, **form}, follow_redirects=False
+        )
+    assert deleted.status_code == 303
+    assert deleted.headers["location"] == "/hotlists"
+    with pytest.raises(NotFound):
+        await _hotlist(model, world, hotlist.id)
+    assert any(
+        r.name == "bugless.web.audit" and f"deleted hotlist {hotlist.id}" in r.getMessage()
+        for r in caplog.records
+    )
+    history = await call(
+        model.list_history, v1.ListHistoryRequest(caller=world.admin, issue_id=issue.id)
+    )
+    last = history.entries[-1]
+    assert [(c.field, list(c.removed)) for c in last.changes] == [
+        ("hotlist_ids", [str(hotlist.id)])
+    ]
+
+
+async def test_saved_search_edit_checks_the_query_and_the_owner(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    saved = await call(
+        model.create_saved_search,
+        v1.CreateSavedSearchRequest(
+            caller=world.caller("bob"),
+            name="Mine",
+            query="is:open",
+            readers=[v1.Principal(user=world.users["carol"])],
+        ),
+    )
+    token = await sign_in(client, "bob")
+    listing = await client.get("/searches")
+    assert f'href="/searches/{saved.id}/edit"' in listing.text
+    form_page = await client.get(f"/searches/{saved.id}/edit")
+    assert 'value="is:open"' in form_page.text
+    bad = await client.post(
+        f"/searches/{saved.id}/edit",
+        data={"_csrf": token, "version": str(saved.version), "name": "Mine", "query": "p<(("},
+    )
+    assert bad.status_code == 400
+    query_field = re.search(r'<input name="query"[^>]*>', bad.text)
+    assert query_field
+    assert 'aria-invalid="true"' in query_field.group(0)
+    edited = await client.post(
+        f"/searches/{saved.id}/edit",
+        data={
+            "_csrf": token,
+            "version": str(saved.version),
+            "name": "My P0s",
+            "query": "is:open p:p0",
+            "share_with_groups": "oncall",
+        },
+        follow_redirects=False,
+    )
+    assert edited.status_code == 303
+    stored = await call(
+        model.list_saved_searches,
+        v1.ListSavedSearchesRequest(caller=world.caller("bob"), owned_only=True),
+    )
+    mine = next(s for s in stored.saved_searches if s.id == saved.id)
+    assert (mine.name, mine.query) == ("My P0s", "is:open p:p0")
+    assert [p.group for p in mine.readers] == ["oncall"]
+    # Carol can read it no more (readers are now the group) and could never edit it.
+    token = await sign_in(client, "carol")
+    assert (await client.get(f"/searches/{saved.id}/edit")).status_code == 404
+    refused = await client.post(
+        f"/searches/{saved.id}/edit",
+        data={"_csrf": token, "version": str(mine.version), "name": "Hers", "query": "is:open"},
+    )
+    assert refused.status_code in (403, 404)
+
+
+async def test_component_archive_and_unarchive_by_its_admins_only(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await call(
+        model.create_component,
+        v1.CreateComponentRequest(caller=world.admin, name="Retiring", description="old stuff"),
+    )
+    token = await sign_in(client, "bob")  # an editor there (no ACL), not an admin
+    page = await client.get(f"/components/{component.id}")
+    assert "/archive" not in page.text
+    refused = await client.post(
+        f"/components/{component.id}/archive",
+        data={"_csrf": token, "archived": "yes", "version": str(component.version)},
+    )
+    assert refused.status_code == 403
+    token = await sign_in(client, "alice")
+    page = await client.get(f"/components/{component.id}")
+    assert f'action="/components/{component.id}/archive"' in page.text
+    archived = await client.post(
+        f"/components/{component.id}/archive",
+        data={"_csrf": token, "archived": "yes", "version": str(component.version)},
+        follow_redirects=False,
+    )
+    assert archived.status_code == 303
+    stored = await call(
+        model.get_component,
+        v1.GetComponentRequest(caller=world.admin, component_id=component.id),
+    )
+    assert stored.archived
+    # Out of the create form's picker, still in the tree (marked) so it can be unarchived.
+    form_page = await client.get("/issues/new")
+    assert f'<option value="{component.id}">' not in form_page.text
+    tree = await client.get("/components")
+    assert re.search(
+        rf'href="/components/{component.id}">Retiring</a>\s*<span class="pill">archived', tree.text
+    )
+    page = await client.get(f"/components/{component.id}")
+    assert csrf_of(page.text)
+    assert "Unarchive Retiring" in page.text
+    restored = await client.post(
+        f"/components/{component.id}/archive",
+        data={"_csrf": token, "archived": "no", "version": str(stored.version)},
+        follow_redirects=False,
+    )
+    assert restored.status_code == 303
+    again = await call(
+        model.get_component,
+        v1.GetComponentRequest(caller=world.admin, component_id=component.id),
+    )
+    assert not again.archived
+    assert again.version == stored.version + 1

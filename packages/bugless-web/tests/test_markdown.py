@@ -1,0 +1,89 @@
+"""Markdown: bare URLs, issue references, task lists, and the preview endpoint."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from web_support import sign_in
+from xss_corpus import PAYLOADS, dangerous_markup
+
+from bugless_web.markup import render_markdown
+
+REL = 'rel="noopener noreferrer nofollow ugc"'
+
+
+def test_bare_urls_become_links_but_file_names_stay_text() -> None:
+    html = str(
+        render_markdown("see https://example.com/a?b=1&c=2 and setup.py, mail ops@example.com")
+    )
+    assert (
+        f'<a href="https://example.com/a?b=1&amp;c=2" {REL}>https://example.com/a?b=1&amp;c=2</a>'
+        in html
+    )
+    assert 'href="mailto:ops@example.com"' in html
+    assert "setup.py," in html
+    assert 'href="http://setup.py"' not in html
+
+
+def test_hash_and_b_slash_numbers_link_to_issues_outside_code_and_entities() -> None:
+    html = str(
+        render_markdown("dup of #123, see b/45 and issue 6; not `#7`, page#8, a/b/9 or it's")
+    )
+    assert f'<a href="/issues/123" {REL}>#123</a>' in html
+    assert f'<a href="/issues/45" {REL}>b/45</a>' in html
+    assert f'<a href="/issues/6" {REL}>issue 6</a>' in html
+    assert "<code>#7</code>" in html
+    assert "/issues/8" not in html
+    assert "/issues/9" not in html
+    # An escaped quote is an entity (&#39;) in the output: never an issue link.
+    assert "/issues/39" not in str(render_markdown('it\'s "quoted" & <tagged>'))
+
+
+def test_task_lists_are_read_only_checkboxes() -> None:
+    html = str(render_markdown("- [ ] write tests\n- [x] make them fail\n- plain item"))
+    boxes = re.findall(r"<input[^>]*>", html)
+    assert len(boxes) == 2
+    assert all('type="checkbox"' in b and 'disabled="disabled"' in b for b in boxes)
+    assert 'checked="checked"' not in boxes[0]
+    assert 'checked="checked"' in boxes[1]
+    assert "write tests" in html
+    assert "<li>plain item</li>" in html
+
+
+def test_task_list_output_stays_inert_for_the_xss_corpus() -> None:
+    for payload in PAYLOADS:
+        html = str(render_markdown(f"- [x] {payload}\n- [ ] <input type=text onfocus=alert(1)>"))
+        assert dangerous_markup(html) == [], payload
+        assert 'type="text"' not in html
+
+
+async def test_preview_renders_the_draft_with_the_same_renderer(
+    client: AsyncTestClient[Any],
+) -> None:
+    token = await sign_in(client, "bob")
+    draft = "**bold** see #12\n\n- [x] done\n\n<script>alert(1)</script>"
+    response = await client.post("/preview", data={"text": draft}, headers={"X-CSRF-Token": token})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.text == str(render_markdown(draft))
+    assert "<script>" not in response.text
+    empty = await client.post("/preview", data={"text": "  "}, headers={"X-CSRF-Token": token})
+    assert "Nothing to preview" in empty.text
+
+
+async def test_preview_needs_the_csrf_token_and_a_signed_in_person(
+    client: AsyncTestClient[Any],
+) -> None:
+    await sign_in(client, "bob")
+    forged = await client.post("/preview", data={"text": "hi"})
+    assert forged.status_code == 403
+    client.cookies.clear()  # a browser that never signed in
+    page = await client.get("/signin")
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+    assert token
+    anonymous = await client.post(
+        "/preview", data={"text": "hi"}, headers={"X-CSRF-Token": token.group(1)}
+    )
+    assert anonymous.status_code == 401
