@@ -100,7 +100,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's code and this file."""
-    session.install("mypy>=1.13", "nox", *TEST_TOOLS, *_all_packages())
+    session.install("mypy>=1.13", "nox", "import-linter>=2.1", *TEST_TOOLS, *_all_packages())
     sources = [str(p) for p in sorted((ROOT / "packages").glob("*/src"))]
     session.run("mypy", "--strict", *sources, "scripts", "noxfile.py")
 
