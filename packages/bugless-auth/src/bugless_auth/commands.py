@@ -7,7 +7,6 @@ before anyone could call CreateLocalUser with a token).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -23,6 +22,7 @@ from bugless_auth.policy import PolicyError, load_policy
 from bugless_auth.settings import AuthSettings, PasswordHashing, ThrottleSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.tokens import generate_ed25519_pem
+from bugless_core import eventloop
 from bugless_core.cli_options import grpc_server_options, grpc_settings_from, log_options
 from bugless_core.errors import BuglessError
 from bugless_core.plugins import Plugins
@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(coro)
+        return eventloop.run(coro)
     except BuglessError as exc:
         raise click.ClickException(exc.message) from exc
 

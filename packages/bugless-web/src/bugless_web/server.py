@@ -9,7 +9,6 @@ signal handlers to do exactly that.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import socket
@@ -71,10 +70,14 @@ def serve(settings: WebSettings) -> None:
         timeout_graceful_shutdown=int(settings.grace_seconds),
         log_config=None,
         server_header=False,
+        # uvloop and httptools: the C event loop every bugless process runs on
+        # (bugless_core.eventloop) and the C HTTP/1.1 parser.
+        loop="uvloop",
+        http="httptools",
     )
     server = DrainingServer(config, frontend, settings.drain_seconds)
     sockets = [_reuse_port_socket(settings.host, settings.port)] if settings.reuse_port else None
-    asyncio.run(server.serve(sockets=sockets))
+    server.run(sockets=sockets)
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import click
 
+from bugless_core import eventloop
 from bugless_core.cli_options import grpc_server_options, grpc_settings_from, log_options
 
 DEFAULT_API_PORT = 50053
@@ -143,4 +143,4 @@ def serve_command(**params: Any) -> None:
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    asyncio.run(serve_api(settings))
+    eventloop.run(serve_api(settings))

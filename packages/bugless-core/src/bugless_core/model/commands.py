@@ -6,13 +6,12 @@ from whichever backend plugin is installed and named with ``--model``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import click
 
-from bugless_core import limits
+from bugless_core import eventloop, limits
 from bugless_core.cli_options import grpc_server_options, grpc_settings_from, log_options
 from bugless_core.errors import BuglessError
 from bugless_core.model.backend import ModelBackend, ModelSettings
@@ -78,7 +77,7 @@ def migrate_command(
         schema=schema,
         regions=tuple(r.strip() for r in regions.split(",") if r.strip()),
     )
-    version = asyncio.run(cls.migrate(settings))
+    version = eventloop.run(cls.migrate(settings))
     click.echo(f"schema {schema!r} is at version {version} ({backend_name})")
 
 
@@ -131,4 +130,4 @@ def serve_command(plugins: Plugins, /, **params: Any) -> None:
         pool_min_size=min(2, params["pool_max_size"]),
         search_count_cap=params["search_count_cap"],
     )
-    asyncio.run(serve_model(plugins, cls, settings, grpc_settings, migrate=params["migrate"]))
+    eventloop.run(serve_model(plugins, cls, settings, grpc_settings, migrate=params["migrate"]))
