@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import functools
 import inspect
 import math
 import struct
@@ -208,6 +209,12 @@ class MessageStrategies:
         return st.builds(build, st.fixed_dictionaries(plain), st.tuples(*choices).map(list), raw)
 
 
+@functools.cache
+def messages(cls: type[betterproto2.Message], *, unknown: bool) -> st.SearchStrategy[Any]:
+    """Random ``cls`` instances (built once per class: strategies are costly to build)."""
+    return MessageStrategies(unknown=unknown).message(cls)  # type: ignore[no-any-return]
+
+
 def _walk(value: Any, visit: Callable[[Any], None]) -> None:
     visit(value)
     if isinstance(value, betterproto2.Message):
@@ -279,7 +286,7 @@ def check_equivalence(message: betterproto2.Message) -> None:
         assert plan.fallbacks == fallbacks, "went through betterproto2 without unknown fields"
 
 
-_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize("cls", V1_MESSAGES, ids=lambda cls: cls.__name__)
@@ -288,41 +295,41 @@ _SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Heal
 def test_every_v1_message_has_betterproto2s_bytes_and_objects_through_upb(
     cls: type[betterproto2.Message], data: st.DataObject
 ) -> None:
-    check_equivalence(data.draw(MessageStrategies(unknown=False).message(cls)))
+    check_equivalence(data.draw(messages(cls, unknown=False)))
 
 
 @pytest.mark.parametrize("cls", V1_MESSAGES, ids=lambda cls: cls.__name__)
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_v1_messages_with_unknown_fields_go_through_betterproto2_unchanged(
     cls: type[betterproto2.Message], data: st.DataObject
 ) -> None:
-    check_equivalence(data.draw(MessageStrategies(unknown=True).message(cls)))
+    check_equivalence(data.draw(messages(cls, unknown=True)))
 
 
 @pytest.mark.parametrize(
     "cls", [c for c in SAMPLE_MESSAGES if c is not wiresample.Everything], ids=lambda c: c.__name__
 )
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_every_field_shape_has_betterproto2s_bytes_and_objects_through_upb(
     cls: type[betterproto2.Message], data: st.DataObject
 ) -> None:
-    check_equivalence(data.draw(MessageStrategies(unknown=False).message(cls)))
+    check_equivalence(data.draw(messages(cls, unknown=False)))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_all_shapes_nested_together_have_betterproto2s_bytes_and_objects(
     data: st.DataObject,
 ) -> None:
-    check_equivalence(data.draw(MessageStrategies(unknown=False).message(wiresample.Everything)))
+    check_equivalence(data.draw(messages(wiresample.Everything, unknown=False)))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_unknown_fields_at_any_depth_survive_both_ways(data: st.DataObject) -> None:
-    check_equivalence(data.draw(MessageStrategies(unknown=True).message(wiresample.Everything)))
+    check_equivalence(data.draw(messages(wiresample.Everything, unknown=True)))
 
 
 def test_every_v1_and_sample_class_is_planned_for_upb() -> None:

@@ -195,10 +195,10 @@ def verify() -> None:
         BetterprotoSurfaceChanged: One is missing or has changed shape; the
             message names it and the installed version.
     """
-    lookup = betterproto2.Message.__dict__.get("_get_field_default")
-    if lookup is None:
+    if "_get_field_default" not in betterproto2.Message.__dict__:
         raise BetterprotoSurfaceChanged("Message._get_field_default", "is gone")
-    if list(inspect.signature(lookup).parameters) != ["self", "field_name"]:
+    # betterproto2's own, even when bugless_proto._speedups has replaced it.
+    if list(inspect.signature(ORIGINAL_FIELD_DEFAULT_LOOKUP).parameters) != ["self", "field_name"]:
         raise BetterprotoSurfaceChanged(
             "Message._get_field_default", "no longer takes (self, field_name)"
         )

@@ -131,7 +131,7 @@ def verify() -> None:
             raise GrpclibSurfaceChanged(f"{owner.__name__}._protocol_factory", "is gone")
         if list(inspect.signature(factory).parameters) != ["self"]:
             raise GrpclibSurfaceChanged(
-                f"{owner.__name__}._protocol_factory", "no longer takes only self"
+                f"{owner.__name__}._protocol_factory", "takes more than self now"
             )
     for name in ("handler", "config", "h2_config"):
         if name not in inspect.signature(H2Protocol.__init__).parameters:

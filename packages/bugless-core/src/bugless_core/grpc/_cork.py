@@ -35,7 +35,8 @@ import ssl as _ssl
 from collections.abc import Collection
 from typing import Any, cast
 
-from grpclib.encoding.base import CodecBase
+from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
+from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.protocol import H2Protocol
 
 from bugless_core._compat.grpclib import (
@@ -158,6 +159,20 @@ class CorkedH2Protocol(H2Protocol):
         super().connection_made(CorkedTransport(cast("asyncio.Transport", transport)))
 
 
+def _codecs(
+    codec: CodecBase | None, status_details: StatusDetailsCodecBase | None
+) -> tuple[CodecBase, StatusDetailsCodecBase | None]:
+    """The codecs to use: grpclib's own rule, with :class:`UpbCodec` as the default.
+
+    grpclib sends ``grpc-status-details-bin`` (the ``ErrorInfo`` of a DRAINING
+    refusal) only when it picks the codec itself, so choosing one here must
+    choose the status details codec too.
+    """
+    if codec is not None:
+        return codec, status_details
+    return UpbCodec(), ProtoStatusDetailsCodec() if status_details is None else status_details
+
+
 def _corked(protocol: H2Protocol) -> CorkedH2Protocol:
     return CorkedH2Protocol(protocol.handler, protocol.config, protocol.h2_config)
 
@@ -166,10 +181,18 @@ class CorkedServer(ProtocolWrappingServer):
     """A grpclib ``Server`` whose connections write once per loop turn, encoding with upb."""
 
     def __init__(
-        self, handlers: Collection[IServable], *, codec: CodecBase | None = None, **options: Any
+        self,
+        handlers: Collection[IServable],
+        *,
+        codec: CodecBase | None = None,
+        status_details_codec: StatusDetailsCodecBase | None = None,
+        **options: Any,
     ) -> None:
         """Like grpclib's ``Server``, but ``codec`` defaults to :class:`UpbCodec`."""
-        super().__init__(handlers, codec=UpbCodec() if codec is None else codec, **options)
+        codec, status_details_codec = _codecs(codec, status_details_codec)
+        super().__init__(
+            handlers, codec=codec, status_details_codec=status_details_codec, **options
+        )
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """Cork the connection."""
@@ -186,11 +209,18 @@ class CorkedChannel(ProtocolWrappingChannel):
         *,
         ssl: _ssl.SSLContext | bool | None = None,
         codec: CodecBase | None = None,
+        status_details_codec: StatusDetailsCodecBase | None = None,
         **options: Any,
     ) -> None:
         """Like grpclib's ``Channel``, but ``codec`` defaults to :class:`UpbCodec`."""
+        codec, status_details_codec = _codecs(codec, status_details_codec)
         super().__init__(
-            host, port, ssl=ssl, codec=UpbCodec() if codec is None else codec, **options
+            host,
+            port,
+            ssl=ssl,
+            codec=codec,
+            status_details_codec=status_details_codec,
+            **options,
         )
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
