@@ -54,6 +54,7 @@ from bugless_proto._compat_betterproto2 import UNKNOWN_FIELDS_ATTRIBUTE, FieldIn
 M = TypeVar("M", bound=betterproto2.Message)
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_timedelta = datetime.timedelta
 _TIMESTAMP = "google.protobuf.Timestamp"
 
 #: betterproto2's type names and the descriptor types they must match.
@@ -113,9 +114,7 @@ def _timestamp_fields(value: datetime.datetime) -> dict[str, int]:
 
 def _timestamp_value(timestamp: Any) -> datetime.datetime:
     """``Timestamp.to_datetime`` of betterproto2, from a upb Timestamp."""
-    return _EPOCH + datetime.timedelta(
-        seconds=timestamp.seconds, microseconds=timestamp.nanos // 1000
-    )
+    return _EPOCH + _timedelta(0, timestamp.seconds, timestamp.nanos // 1000)
 
 
 @dataclass
@@ -284,7 +283,7 @@ class _Compiler:
                 value = "v" if to_upb("x") == "x" else f"[{to_upb('x')} for x in v]"
                 encode += ["    if v:", f"        kw[{upb_name!r}] = {value}"]
                 if from_upb("y") == "y":
-                    values.append(f"{info.name!r}: list({source})")
+                    values.append(f"{info.name!r}: {source}[:]")  # a list, faster than list()
                 else:
                     values.append(f"{info.name!r}: [{from_upb('y')} for y in {source}]")
             elif info.presence:
