@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from bugless_core import eventloop
 from bugless_core.clients import ServiceAddress
 from bugless_core.testing.codecs import RawCodec
 from bugless_core.testing.ports import free_port
@@ -478,7 +479,8 @@ def serve_echo(port: int, cert: str, key: str, ca: str) -> None:
         server.close()
         await server.wait_closed()
 
-    asyncio.run(main())
+    # The same event loop as the services it is the floor of.
+    eventloop.run(main())
 
 
 async def _echo_once(address: ServiceAddress, payload: bytes) -> None:
