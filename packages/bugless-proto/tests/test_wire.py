@@ -428,3 +428,17 @@ def test_the_upb_class_is_built_from_the_embedded_descriptor() -> None:
     assert upb_issue.FromString(wire.encode(issue)).title == "ünïcode"
     with pytest.raises(ValueError, match="own wire form"):
         wire.upb_class(_PreEncoded)
+
+
+def test_concatenated_messages_decode_by_protobufs_merge_rule() -> None:
+    """The documented difference: upb merges as protobuf says, betterproto2 does not."""
+    merged = bytes(wiresample.Node(parent=wiresample.Node(label="x"))) + bytes(
+        wiresample.Node(parent=wiresample.Node(children=[wiresample.Node(label="c")]))
+    )
+    node = wire.decode(wiresample.Node, merged)
+    assert node.parent == wiresample.Node(label="x", children=[wiresample.Node(label="c")])
+    assert wiresample.Node.parse(merged).parent == wiresample.Node(
+        children=[wiresample.Node(label="c")]
+    )
+    both = bytes(wiresample.Presence(choice_int=3)) + bytes(wiresample.Presence(choice_string="s"))
+    assert wire.decode(wiresample.Presence, both) == wiresample.Presence(choice_string="s")

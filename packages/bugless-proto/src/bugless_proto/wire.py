@@ -20,6 +20,11 @@ values, maps, oneofs, ``optional``, Timestamp, Duration, wrappers, recursion):
   is written in upb's order instead of the dict's. Protobuf leaves the order
   of map entries open and every parser accepts any order; the decoded dicts
   are equal.
+* Input an encoder would not write for one message decodes by protobuf's
+  rules, which betterproto2 does not all follow: a singular message field
+  that occurs twice is merged (betterproto2 keeps the last), and of two
+  members of one oneof the last wins (betterproto2 sets both). Such input
+  comes from concatenating encoded messages, which bugless never does.
 * A message carrying unknown fields anywhere (it was decoded from a newer
   peer), a value upb refuses (out of range for its field), input upb cannot
   parse, and a class that cannot be planned all go through betterproto2
