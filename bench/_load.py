@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bugless_core import eventloop
+
 Call = Callable[[], Awaitable[Any]]
 Close = Callable[[], Awaitable[None]]
 Scenario = Callable[[dict[str, Any]], Awaitable[tuple[Call, Close]]]
@@ -117,7 +119,8 @@ def _run_worker(
     scenario: str, params: dict[str, Any], clients: int, seconds: float, *, ready: Any, out: Any
 ) -> None:
     try:
-        out.put(asyncio.run(_worker(scenario, params, clients, seconds, ready)))
+        # uvloop, as every bugless client process runs on (bugless_core.eventloop).
+        out.put(eventloop.run(_worker(scenario, params, clients, seconds, ready)))
     except BaseException as exc:
         ready.abort()
         out.put(f"{type(exc).__name__}: {exc}")

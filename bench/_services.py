@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from bugless_core import eventloop
 from bugless_core.clients import ServiceAddress
 from bugless_dev.pki import CertificateFiles, LocalPki
 from bugless_dev.postgres import ThrowawayPostgres, start_postgres
@@ -414,7 +415,8 @@ def serve_echo(ready_file: str, cert: str, key: str, ca: str) -> None:
         server.close()
         await server.wait_closed()
 
-    asyncio.run(main())
+    # The same event loop as the services it is the floor of.
+    eventloop.run(main())
 
 
 async def _echo_once(address: ServiceAddress, payload: bytes) -> None:

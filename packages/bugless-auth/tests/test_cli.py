@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import KeyFiles, unique
 
 from bugless_testing.ports import free_port
+from conftest import KeyFiles, unique
 
 BIN = Path(sys.executable).parent
 BUGLESS = str(BIN / "bugless")

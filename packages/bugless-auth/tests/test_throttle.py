@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_auth.settings import ThrottleSettings
 from bugless_core.errors import ResourceExhausted, from_grpc_error
 from bugless_proto import v1
+from conftest import PASSWORD, AuthServer, StartAuth, unique
 
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
 

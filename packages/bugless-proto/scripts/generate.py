@@ -16,17 +16,45 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-PROTO_DIR = PACKAGE_ROOT / "proto"
-OUTPUT_DIR = PACKAGE_ROOT / "src" / "bugless_proto"
-# What the compiler writes; everything else in OUTPUT_DIR is hand-written.
-GENERATED = ("bugless", "google", "message_pool.py", "google_proto_descriptor_pool.py")
-OPTIONS = "client_generation=async,server_generation=async,google_protobuf_descriptors"
 
 
-def _generate(into: Path) -> None:
-    protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+class Target(NamedTuple):
+    """One set of .proto files and where their generated code is committed."""
+
+    proto_dir: Path
+    output_dir: Path
+    options: str
+    generated: tuple[str, ...]  # what the compiler writes; the rest is hand-written
+
+
+TARGETS = (
+    Target(
+        PACKAGE_ROOT / "proto",
+        PACKAGE_ROOT / "src" / "bugless_proto",
+        "client_generation=async,server_generation=async,google_protobuf_descriptors",
+        ("bugless", "google", "message_pool.py", "google_proto_descriptor_pool.py"),
+    ),
+    # The wire converter's test messages (tests/test_wire.py): every field shape.
+    Target(
+        PACKAGE_ROOT / "tests" / "wire_sample" / "proto",
+        PACKAGE_ROOT / "tests" / "wire_sample",
+        "google_protobuf_descriptors",
+        (
+            "__init__.py",
+            "wiresample",
+            "google",
+            "message_pool.py",
+            "google_proto_descriptor_pool.py",
+        ),
+    ),
+)
+
+
+def _generate(target: Target, into: Path) -> None:
+    protos = sorted(str(p.relative_to(target.proto_dir)) for p in target.proto_dir.rglob("*.proto"))
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
     subprocess.run(
@@ -34,21 +62,21 @@ def _generate(into: Path) -> None:
             sys.executable,
             "-m",
             "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
+            f"-I{target.proto_dir}",
             f"--python_betterproto2_out={into}",
-            f"--python_betterproto2_opt={OPTIONS}",
+            f"--python_betterproto2_opt={target.options}",
             *protos,
         ],
         check=True,
-        cwd=PROTO_DIR,
+        cwd=target.proto_dir,
         env=env,
         stdout=subprocess.DEVNULL,
     )
 
 
-def _differences(left: Path, right: Path) -> list[str]:
+def _differences(generated: tuple[str, ...], left: Path, right: Path) -> list[str]:
     diffs: list[str] = []
-    for name in GENERATED:
+    for name in generated:
         a, b = left / name, right / name
         if a.is_dir() and b.is_dir():
             cmp = filecmp.dircmp(a, b, ignore=["__pycache__"])
@@ -72,28 +100,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if the committed code differs")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp)
-        _generate(fresh)
-        if args.check:
-            diffs = _differences(fresh, OUTPUT_DIR)
-            if diffs:
-                print("generated code is out of date; run `nox -s proto`:", *diffs, sep="\n  ")
-                return 1
-            print("generated code matches the .proto files")
-            return 0
-        for name in GENERATED:
-            target = OUTPUT_DIR / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            source = fresh / name
-            if source.is_dir():
-                shutil.copytree(source, target)
-            else:
-                shutil.copy2(source, target)
-    print(f"regenerated {OUTPUT_DIR}")
+    diffs: list[str] = []
+    for target in TARGETS:
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = Path(tmp)
+            _generate(target, fresh)
+            if args.check:
+                diffs += [
+                    str((target.output_dir / d).relative_to(PACKAGE_ROOT))
+                    for d in _differences(target.generated, fresh, target.output_dir)
+                ]
+                continue
+            for name in target.generated:
+                path = target.output_dir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+                source = fresh / name
+                if source.is_dir():
+                    shutil.copytree(source, path)
+                else:
+                    shutil.copy2(source, path)
+        print(f"regenerated {target.output_dir}")
+    if args.check:
+        if diffs:
+            print("generated code is out of date; run `nox -s proto`:", *diffs, sep="\n  ")
+            return 1
+        print("generated code matches the .proto files")
     return 0
 
 

@@ -13,6 +13,7 @@ import betterproto2
 import pytest
 
 from bugless_proto import _speedups, v1
+from bugless_proto._compat_betterproto2 import field_default_lookup
 
 MESSAGES = [
     cls
@@ -99,4 +100,4 @@ def test_no_default_factory_of_a_v1_message_warns() -> None:
 
 
 def test_importing_bugless_proto_installs_the_fast_lookup() -> None:
-    assert betterproto2.Message._get_field_default is _speedups._get_field_default
+    assert field_default_lookup() is _speedups.FAST_LOOKUP

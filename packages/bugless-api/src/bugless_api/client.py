@@ -33,6 +33,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
+from bugless_core import eventloop
 from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
 from bugless_core.deltas import issue_delta
 from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable, from_grpc_error
@@ -504,7 +505,7 @@ class SyncBuglessClient:
         self, address: str, cert: Path | str, key: Path | str, ca: Path | str, **options: Any
     ) -> None:
         """Same arguments as :class:`BuglessClient`."""
-        self._loop = asyncio.new_event_loop()
+        self._loop = eventloop.new_event_loop()
 
         async def make() -> BuglessClient:
             return BuglessClient(address, cert, key, ca, **options)

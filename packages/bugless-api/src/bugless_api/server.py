@@ -6,7 +6,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from grpclib._typing import IServable
 from grpclib.client import Channel
 from grpclib.health.check import ServiceCheck
 from grpclib.health.v1.health_grpc import HealthStub
@@ -21,7 +20,7 @@ from bugless_api._catalog import (
 from bugless_api._gateway import Gateway
 from bugless_api._issues import IssuesService
 from bugless_api.settings import ApiSettings
-from bugless_core.grpc import GrpcServiceRunner
+from bugless_core.grpc import GrpcServiceRunner, IServable
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")

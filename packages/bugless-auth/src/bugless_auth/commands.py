@@ -9,7 +9,6 @@ could call CreateLocalUser with a token).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import os
@@ -24,6 +23,7 @@ from bugless_auth.passwords import PasswordHashes
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.tokens import generate_ed25519_pem
+from bugless_core import eventloop
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
@@ -68,7 +68,7 @@ class AuthServeSettings:
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(coro)
+        return eventloop.run(coro)
     except BuglessError as exc:
         raise click.ClickException(exc.message) from exc
 

@@ -20,6 +20,7 @@ from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core import limits
+from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.grpc import CorkedChannel, build_client_ssl_context
 from bugless_core.search import Query, parse_query, to_structured, user_terms
@@ -81,9 +82,7 @@ def channel_connection(channel: Channel) -> object | None:
     Taken before a call, so that :func:`forget_connection` after a refusal
     forgets that very connection and not one opened since.
     """
-    # grpclib 0.4 (pinned by bugless-core) keeps it in ``_protocol``.
-    protocol: object | None = channel._protocol
-    return protocol
+    return channel_protocol(channel)
 
 
 def forget_connection(channel: Channel, connection: object | None) -> None:
@@ -97,8 +96,8 @@ def forget_connection(channel: Channel, connection: object | None) -> None:
     went down is forgotten, so one another task has just opened to a healthy
     server is kept.
     """
-    if connection is not None and channel._protocol is connection:
-        channel._protocol = None
+    if connection is not None:
+        forget_channel_protocol(channel, connection)
 
 
 async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:

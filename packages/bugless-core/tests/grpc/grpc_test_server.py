@@ -23,6 +23,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
+from bugless_core import eventloop
 from bugless_core.grpc import (
     GrpcServerSettings,
     GrpcServiceRunner,
@@ -128,7 +129,7 @@ def main() -> None:
     parser.add_argument("--grace-seconds", type=float, default=5.0)
     args = parser.parse_args()
     configure_logging("info", json=True, stream=sys.stderr)
-    asyncio.run(_serve(args.drain_seconds, args.grace_seconds))
+    eventloop.run(_serve(args.drain_seconds, args.grace_seconds))
 
 
 if __name__ == "__main__":

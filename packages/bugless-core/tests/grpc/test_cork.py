@@ -10,13 +10,14 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from grpc_test_server import Pki
 from grpclib.client import UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler
 
+from bugless_core._compat.grpclib import server_listener
 from bugless_core.grpc import (
     CorkedChannel,
     CorkedServer,
@@ -42,6 +43,26 @@ class _Sink(asyncio.Protocol):
         self.closed.set()
 
 
+class _Counting:
+    """The real transport, with a record of every write that reaches it.
+
+    A proxy rather than a patched method: uvloop's transports are C objects
+    whose methods cannot be replaced (and which are not ``asyncio.Transport``
+    subclasses, which is what the corked transport must cope with).
+    """
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.writes.append(bytes(data))
+        self.transport.write(data)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[CorkedTransport, list[bytes], _Sink]]:
     """A corked client transport, the list of its real writes, the server's sink."""
@@ -50,16 +71,8 @@ async def pair() -> AsyncIterator[tuple[CorkedTransport, list[bytes], _Sink]]:
     server = await loop.create_server(lambda: sink, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
-    assert isinstance(transport, asyncio.Transport)
-    writes: list[bytes] = []
-    real_write = transport.write
-
-    def counting_write(data: Any) -> None:
-        writes.append(bytes(data))
-        real_write(data)
-
-    transport.write = counting_write  # type: ignore[method-assign]
-    yield CorkedTransport(transport), writes, sink
+    counting = _Counting(transport)
+    yield CorkedTransport(cast("asyncio.Transport", counting)), counting.writes, sink
     transport.close()
     server.close()
     await server.wait_closed()
@@ -141,7 +154,9 @@ async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> 
 
     server = CorkedServer([_Echo()], codec=RawCodec())  # type: ignore[arg-type]
     await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    listener = server_listener(server)
+    assert listener is not None
+    port = listener.sockets[0].getsockname()[1]
     context = build_client_ssl_context(Path(pki.ca), Path(pki.client_cert), Path(pki.client_key))
     assert isinstance(context, ssl.SSLContext)
     channel = CorkedChannel("127.0.0.1", port, ssl=context, codec=RawCodec())  # type: ignore[arg-type]

@@ -89,6 +89,8 @@ def dev_command(ctx: click.Context, settings: DevSettings) -> None:
     except StateDirError as exc:
         fail(str(exc), EXIT_USAGE)
     try:
+        # The standard loop: the supervisor only waits (the services it starts
+        # run on uvloop, through their own serve commands).
         code = asyncio.run(_run(settings, DevStack(settings, state, _echo), web_port, api_port))
     finally:
         state.close()

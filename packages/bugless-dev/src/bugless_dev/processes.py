@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -80,14 +81,29 @@ def run_in_thread(coro: Coroutine[Any, Any, _T]) -> _T:
     return result[0]
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    """Libc's ``prctl``, looked up here in the parent (Linux only).
+
+    The child cannot import anything: it may already run as another user
+    (PostgreSQL's, when the parent is root) who cannot read this Python's
+    files, so a preexec function must only call what the parent prepared.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when the parent dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes  # noqa: PLC0415
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def tail(path: Path, lines: int = 40) -> str:

@@ -15,27 +15,27 @@ checks that every message of ``bugless.v1`` serialises to the same bytes as
 with the original method, and that no generated module warns. The
 replacement applies process-wide, to every betterproto2 message; it is
 installed when :mod:`bugless_proto` is imported, which every bugless process
-does before it encodes anything.
+does before it encodes anything. The private method is reached through
+:mod:`bugless_proto._compat_betterproto2`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from bugless_proto._compat_betterproto2 import (
+    ORIGINAL_FIELD_DEFAULT_LOOKUP,
+    set_field_default_lookup,
+    unguarded_field_default,
+)
 
-import betterproto2
-
-_ORIGINAL = betterproto2.Message._get_field_default
-
-
-def _get_field_default(self: betterproto2.Message, field_name: str) -> Any:
-    return self._betterproto.default_gen[field_name]()  # type: ignore[arg-type]
+#: The look-up :func:`install` puts in place (a test checks it is in force).
+FAST_LOOKUP = unguarded_field_default
 
 
 def install() -> None:
     """Use the unguarded default look-up (idempotent)."""
-    betterproto2.Message._get_field_default = _get_field_default  # type: ignore[method-assign]
+    set_field_default_lookup(FAST_LOOKUP)
 
 
 def uninstall() -> None:
     """Restore betterproto2's own look-up (for the equivalence test)."""
-    betterproto2.Message._get_field_default = _ORIGINAL  # type: ignore[method-assign]
+    set_field_default_lookup(ORIGINAL_FIELD_DEFAULT_LOOKUP)

@@ -25,7 +25,7 @@ the calls still running there can finish) and opens a new one, which the
 Service routes to a replica that is not draining.
 
 The retry sits where every unary call of the web tier passes: the stubs'
-``_unary_unary`` (betterproto2, pinned to 0.10 by bugless-proto), so handlers
+unary-call hook (:class:`bugless_proto.stubs.UnaryUnaryInterceptor`), so handlers
 keep calling ``bugless_core.clients.call(stub.method, request)`` and even
 calls made for the web by core helpers (``resolve_query``) are covered. The
 ``Watch`` stream is not a unary call and is never retried here.
@@ -46,6 +46,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from bugless_core.clients import channel_connection, forget_connection
 from bugless_core.errors import Unavailable, from_grpc_error
 from bugless_proto import v1
+from bugless_proto.stubs import UnaryUnaryInterceptor
 
 _log = logging.getLogger("bugless.web")
 T = TypeVar("T")
@@ -78,23 +79,23 @@ RETRY_PAUSE_SECONDS = (0.05, 0.2)
 _Send = Callable[..., Awaitable[T]]
 
 
-class RetryingModelStub(v1.ModelStub):
+class RetryingModelStub(UnaryUnaryInterceptor, v1.ModelStub):
     """The Model's stub, with one retry of the calls :func:`send_with_retry` allows."""
 
-    async def _unary_unary(
-        self, route: str, request: Any, response_type: type[T], **options: Any
+    async def intercept_unary_unary(
+        self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
     ) -> T:
-        send: _Send[T] = super()._unary_unary
+        """Send through :func:`send_with_retry`."""
         return await send_with_retry(self.channel, send, route, request, response_type, **options)
 
 
-class RetryingAuthenticatorStub(v1.AuthenticatorStub):
+class RetryingAuthenticatorStub(UnaryUnaryInterceptor, v1.AuthenticatorStub):
     """The Authenticator's stub, with one retry of the calls :func:`send_with_retry` allows."""
 
-    async def _unary_unary(
-        self, route: str, request: Any, response_type: type[T], **options: Any
+    async def intercept_unary_unary(
+        self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
     ) -> T:
-        send: _Send[T] = super()._unary_unary
+        """Send through :func:`send_with_retry`."""
         return await send_with_retry(self.channel, send, route, request, response_type, **options)
 
 

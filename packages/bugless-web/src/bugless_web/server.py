@@ -9,7 +9,6 @@ signal handlers to do exactly that.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import socket
@@ -102,11 +101,15 @@ def serve(settings: WebSettings, listener: socket.socket | None = None) -> None:
         timeout_graceful_shutdown=int(settings.grace_seconds),
         log_config=None,
         server_header=False,
+        # uvloop and httptools: the C event loop every bugless process runs on
+        # (bugless_core.eventloop) and the C HTTP/1.1 parser.
+        loop="uvloop",
+        http="httptools",
     )
     server = DrainingServer(
         config, frontend, settings.drain_seconds, ready_file=settings.ready_file
     )
-    asyncio.run(server.serve(sockets=[listener]))
+    server.run(sockets=[listener])
 
 
 def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

@@ -16,7 +16,6 @@ Exit codes scripts can rely on: 0 success, 1 an error reported by the server
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import enum
 import functools
@@ -137,6 +136,7 @@ def run_with_client(
 ) -> object:
     """Connect with the configured certificate, run ``work(client)``, map errors to exits."""
     from bugless_api.client import BuglessClient  # noqa: PLC0415
+    from bugless_core import eventloop  # noqa: PLC0415
     from bugless_core.errors import BuglessError  # noqa: PLC0415
 
     config = resolve_config(options)
@@ -152,7 +152,7 @@ def run_with_client(
             return await work(client)
 
     try:
-        return asyncio.run(main())
+        return eventloop.run(main())
     except BuglessError as exc:
         fail(exc.message, exit_code_for(exc))
 

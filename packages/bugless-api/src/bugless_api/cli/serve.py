@@ -6,11 +6,10 @@ Its flags and ``BUGLESS_API_*`` variables are generated from
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
 from bugless_api.settings import ApiSettings
+from bugless_core import eventloop
 from bugless_core.settings import settings_command
 
 DEFAULT_API_PORT = 50053
@@ -34,4 +33,4 @@ def serve_command(settings: ApiSettings) -> None:
     from bugless_api.server import serve_api  # noqa: PLC0415
 
     settings.log.configure()
-    asyncio.run(serve_api(settings))
+    eventloop.run(serve_api(settings))

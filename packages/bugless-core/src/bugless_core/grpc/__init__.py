@@ -10,6 +10,8 @@ betterproto2 hands them only the request message.
 
 from __future__ import annotations
 
+from bugless_core._compat.grpclib import IServable
+from bugless_core.grpc._codec import UpbCodec
 from bugless_core.grpc._cork import CorkedChannel, CorkedServer, CorkedTransport
 from bugless_core.grpc._errors import grpc_errors, internal_error
 from bugless_core.grpc._peer import (
@@ -28,7 +30,9 @@ __all__ = [
     "CorkedTransport",
     "GrpcServerSettings",
     "GrpcServiceRunner",
+    "IServable",
     "PeerConnection",
+    "UpbCodec",
     "build_client_ssl_context",
     "build_server_ssl_context",
     "current_metadata",

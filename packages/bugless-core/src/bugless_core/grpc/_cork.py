@@ -17,18 +17,34 @@ loop turn. Everything a connection writes goes through it, because grpclib's
 connection and streams all hold the transport given to ``connection_made``.
 
 :class:`CorkedServer` and :class:`CorkedChannel` are grpclib's ``Server`` and
-``Channel`` with that transport. They rely on grpclib's ``_protocol_factory``
-hook (grpclib 0.4), which is why grpclib is pinned below 0.5.
+``Channel`` with that transport, and with :class:`~bugless_core.grpc.UpbCodec`
+as their codec unless told otherwise. They rely on grpclib's
+``_protocol_factory`` hook (grpclib 0.4, reached through
+:mod:`bugless_core._compat.grpclib`), which is why grpclib is pinned below 0.5.
+
+uvloop's transports (``uvloop.loop.TCPTransport``, its SSL transport) have
+every method of ``asyncio.Transport`` but do not subclass it, so the wrapper
+must not insist on the class (it asserted it once, which failed every
+connection under uvloop), only use the methods.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import ssl as _ssl
+from collections.abc import Collection
+from typing import Any, cast
 
-from grpclib.client import Channel
+from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
+from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.protocol import H2Protocol
-from grpclib.server import Server
+
+from bugless_core._compat.grpclib import (
+    IServable,
+    ProtocolWrappingChannel,
+    ProtocolWrappingServer,
+)
+from bugless_core.grpc._codec import UpbCodec
 
 
 class CorkedTransport(asyncio.Transport):
@@ -135,24 +151,78 @@ class CorkedH2Protocol(H2Protocol):
     """grpclib's HTTP/2 protocol writing through a :class:`CorkedTransport`."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Start HTTP/2 on the corked wrapper of ``transport``."""
-        assert isinstance(transport, asyncio.Transport)
-        super().connection_made(CorkedTransport(transport))
+        """Start HTTP/2 on the corked wrapper of ``transport``.
+
+        asyncio's transports and uvloop's (which are not ``asyncio.Transport``
+        subclasses) both qualify; the wrapper only calls their methods.
+        """
+        super().connection_made(CorkedTransport(cast("asyncio.Transport", transport)))
+
+
+def _codecs(
+    codec: CodecBase | None, status_details: StatusDetailsCodecBase | None
+) -> tuple[CodecBase, StatusDetailsCodecBase | None]:
+    """The codecs to use: grpclib's own rule, with :class:`UpbCodec` as the default.
+
+    grpclib sends ``grpc-status-details-bin`` (the ``ErrorInfo`` of a DRAINING
+    refusal) only when it picks the codec itself, so choosing one here must
+    choose the status details codec too.
+    """
+    if codec is not None:
+        return codec, status_details
+    return UpbCodec(), ProtoStatusDetailsCodec() if status_details is None else status_details
 
 
 def _corked(protocol: H2Protocol) -> CorkedH2Protocol:
     return CorkedH2Protocol(protocol.handler, protocol.config, protocol.h2_config)
 
 
-class CorkedServer(Server):
-    """A grpclib ``Server`` whose connections write once per loop turn."""
+class CorkedServer(ProtocolWrappingServer):
+    """A grpclib ``Server`` whose connections write once per loop turn, encoding with upb."""
 
-    def _protocol_factory(self) -> H2Protocol:
-        return _corked(super()._protocol_factory())
+    def __init__(
+        self,
+        handlers: Collection[IServable],
+        *,
+        codec: CodecBase | None = None,
+        status_details_codec: StatusDetailsCodecBase | None = None,
+        **options: Any,
+    ) -> None:
+        """Like grpclib's ``Server``, but ``codec`` defaults to :class:`UpbCodec`."""
+        codec, status_details_codec = _codecs(codec, status_details_codec)
+        super().__init__(
+            handlers, codec=codec, status_details_codec=status_details_codec, **options
+        )
+
+    def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
+        """Cork the connection."""
+        return _corked(protocol)
 
 
-class CorkedChannel(Channel):
-    """A grpclib ``Channel`` whose connection writes once per loop turn."""
+class CorkedChannel(ProtocolWrappingChannel):
+    """A grpclib ``Channel`` whose connection writes once per loop turn, encoding with upb."""
 
-    def _protocol_factory(self) -> H2Protocol:
-        return _corked(super()._protocol_factory())
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        ssl: _ssl.SSLContext | bool | None = None,
+        codec: CodecBase | None = None,
+        status_details_codec: StatusDetailsCodecBase | None = None,
+        **options: Any,
+    ) -> None:
+        """Like grpclib's ``Channel``, but ``codec`` defaults to :class:`UpbCodec`."""
+        codec, status_details_codec = _codecs(codec, status_details_codec)
+        super().__init__(
+            host,
+            port,
+            ssl=ssl,
+            codec=codec,
+            status_details_codec=status_details_codec,
+            **options,
+        )
+
+    def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
+        """Cork the connection."""
+        return _corked(protocol)

@@ -22,6 +22,8 @@ from grpclib.const import Status
 from grpclib.protocol import Peer
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 
+from bugless_core._compat.grpclib import peer_transport
+
 # Never reused within a process, unlike id(): a cache keyed by it cannot hand one
 # client's identity to the next connection that happens to reuse an address.
 _CONNECTION_IDS = itertools.count(1)
@@ -74,7 +76,7 @@ class ConnectionRegistry:
         """Return the connection ``peer`` belongs to, describing it on first sight."""
         # grpclib's Peer exposes the certificate only as getpeercert()'s dict;
         # the DER bytes need the SSL object, reachable through its transport.
-        transport: asyncio.BaseTransport = peer._transport
+        transport = peer_transport(peer)
         connection = self._by_transport.get(transport)
         if connection is None:
             ssl_object = transport.get_extra_info("ssl_object")

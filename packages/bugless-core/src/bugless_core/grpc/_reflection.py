@@ -16,8 +16,9 @@ from typing import TypeVar
 from google.protobuf import descriptor_pool as protobuf_descriptor_pool
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
-from grpclib._typing import IServable
 from grpclib.reflection.service import ServerReflection
+
+from bugless_core._compat.grpclib import IServable
 
 _T = TypeVar("_T")
 

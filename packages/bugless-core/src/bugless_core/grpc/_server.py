@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from google.protobuf.descriptor_pool import DescriptorPool
-from grpclib._typing import IServable
 from grpclib.health.check import CheckBase, ServiceStatus
 from grpclib.health.service import Health
 from grpclib.server import Server
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from bugless_core._compat.grpclib import IServable, server_listener
 from bugless_core.grpc._calls import CallTracker
 from bugless_core.grpc._cork import CorkedServer
 from bugless_core.grpc._metrics import GrpcServerMetrics, MetricsEndpoint, split_method_name
@@ -59,9 +59,9 @@ def _service_name(servable: IServable) -> str:
 def _listener(server: Server) -> asyncio.Server:
     # grpclib 0.4 has no public way to stop listening without also cancelling
     # every running call (Server.close does both), so drain reaches the asyncio
-    # server underneath to close only the listening sockets.
-    listener = server._server
-    if not isinstance(listener, asyncio.Server):
+    # (or uvloop) server underneath to close only the listening sockets.
+    listener = server_listener(server)
+    if listener is None:
         raise RuntimeError("the server is not started")
     return listener
 

@@ -8,12 +8,12 @@ take their settings from typed dataclasses (:class:`ModelServeSettings`,
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 
 import click
 
+from bugless_core import eventloop
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
@@ -98,7 +98,7 @@ def model_group() -> None:
 def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
     """Create or upgrade the database schema (safe to run from several replicas)."""
     cls = _backend_class(plugins, settings.backend)
-    version = asyncio.run(cls.migrate(settings.storage))
+    version = eventloop.run(cls.migrate(settings.storage))
     click.echo(f"schema {settings.storage.schema!r} is at version {version} ({settings.backend})")
 
 
@@ -113,6 +113,6 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
 
     settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
-    asyncio.run(
+    eventloop.run(
         serve_model(plugins, cls, settings.storage, settings.grpc, migrate=settings.migrate)
     )

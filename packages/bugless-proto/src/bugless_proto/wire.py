@@ -1,0 +1,450 @@
+"""betterproto2 messages on the wire through the C (upb) protobuf runtime.
+
+Application code uses betterproto2 messages (dataclasses, enums, datetimes);
+encoding and decoding them in pure Python is most of the CPU a service spends
+on a 50-issue page (bench/README.md). :func:`encode` and :func:`decode` give
+exactly betterproto2's bytes and objects, but the work is done by upb, the C
+protobuf runtime ``betterproto2[protobuf]`` already installs: each class gets
+a plan, made once from betterproto2's field metadata and the class's embedded
+descriptor, compiled to two small Python functions that copy the fields into
+a upb message (as constructor keywords) and back out of one. Only the copying
+is Python; varints, UTF-8 and framing are C.
+
+What a caller can rely on (``tests/test_wire.py`` proves it on random
+messages of every ``bugless.v1`` class and of a sample proto with every field
+shape: scalars of each type, packed repeated fields, enums with unknown
+values, maps, oneofs, ``optional``, Timestamp, Duration, wrappers, recursion):
+
+* ``encode(m) == bytes(m)`` and ``decode(type(m), data) == type(m).parse(data)``,
+  unknown fields included, with one exception: a map with several entries
+  is written in upb's order instead of the dict's. Protobuf leaves the order
+  of map entries open and every parser accepts any order; the decoded dicts
+  are equal.
+* Input an encoder would not write for one message decodes by protobuf's
+  rules, which betterproto2 does not all follow: a singular message field
+  that occurs twice is merged (betterproto2 keeps the last), and of two
+  members of one oneof the last wins (betterproto2 sets both). Such input
+  comes from concatenating encoded messages, which bugless never does.
+* A message carrying unknown fields anywhere (it was decoded from a newer
+  peer), a value upb refuses (out of range for its field), input upb cannot
+  parse, and a class that cannot be planned all go through betterproto2
+  itself for the whole message, so what betterproto2 would do (including its
+  errors) is what happens. :func:`plan` says which classes are planned and
+  counts those fallbacks.
+* A class that defines its own ``SerializeToString`` (or ``__bytes__``, or
+  ``FromString``/``parse``) owns its wire form: those are called as they are.
+  This is how pre-encoded replies (the Authenticator's ``UsersResponse``
+  joined from cached bytes) keep their own path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import keyword
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import betterproto2
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as UpbMessage
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from bugless_proto._compat_betterproto2 import UNKNOWN_FIELDS_ATTRIBUTE, FieldInfo, fields_of
+
+M = TypeVar("M", bound=betterproto2.Message)
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_timedelta = datetime.timedelta
+_TIMESTAMP = "google.protobuf.Timestamp"
+
+#: betterproto2's type names and the descriptor types they must match.
+_DESCRIPTOR_TYPES = {
+    betterproto2.TYPE_DOUBLE: FieldDescriptor.TYPE_DOUBLE,
+    betterproto2.TYPE_FLOAT: FieldDescriptor.TYPE_FLOAT,
+    betterproto2.TYPE_INT32: FieldDescriptor.TYPE_INT32,
+    betterproto2.TYPE_INT64: FieldDescriptor.TYPE_INT64,
+    betterproto2.TYPE_UINT32: FieldDescriptor.TYPE_UINT32,
+    betterproto2.TYPE_UINT64: FieldDescriptor.TYPE_UINT64,
+    betterproto2.TYPE_SINT32: FieldDescriptor.TYPE_SINT32,
+    betterproto2.TYPE_SINT64: FieldDescriptor.TYPE_SINT64,
+    betterproto2.TYPE_FIXED32: FieldDescriptor.TYPE_FIXED32,
+    betterproto2.TYPE_FIXED64: FieldDescriptor.TYPE_FIXED64,
+    betterproto2.TYPE_SFIXED32: FieldDescriptor.TYPE_SFIXED32,
+    betterproto2.TYPE_SFIXED64: FieldDescriptor.TYPE_SFIXED64,
+    betterproto2.TYPE_BOOL: FieldDescriptor.TYPE_BOOL,
+    betterproto2.TYPE_STRING: FieldDescriptor.TYPE_STRING,
+    betterproto2.TYPE_BYTES: FieldDescriptor.TYPE_BYTES,
+    betterproto2.TYPE_ENUM: FieldDescriptor.TYPE_ENUM,
+    betterproto2.TYPE_MESSAGE: FieldDescriptor.TYPE_MESSAGE,
+    betterproto2.TYPE_MAP: FieldDescriptor.TYPE_MESSAGE,
+}
+
+
+class _Fallback(Exception):
+    """Raised inside a plan: let betterproto2 handle the whole message."""
+
+
+class _Unplannable(Exception):
+    """A class whose fields the converter does not handle; betterproto2 keeps it."""
+
+
+class _EnumTable(dict[int, Any]):
+    """Wire number -> enum member, with betterproto2's unknown-value members for the rest."""
+
+    def __init__(self, enum_class: type[betterproto2.Enum]) -> None:
+        super().__init__((member.value, member) for member in enum_class)
+        self.enum_class = enum_class
+
+    def __missing__(self, value: int) -> Any:
+        return self.enum_class(value)
+
+
+def _timestamp_fields(value: datetime.datetime) -> dict[str, int]:
+    """``Timestamp.from_datetime`` of betterproto2, as upb constructor keywords."""
+    if not value.tzinfo:
+        raise ValueError("datetime must be timezone aware")
+    if value.tzinfo is not datetime.UTC:
+        value = value.astimezone(datetime.UTC)
+    offset = value - _EPOCH
+    seconds, micros = divmod(
+        (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds, 1_000_000
+    )
+    return {"seconds": seconds, "nanos": micros * 1000}
+
+
+def _timestamp_value(timestamp: Any) -> datetime.datetime:
+    """``Timestamp.to_datetime`` of betterproto2, from a upb Timestamp."""
+    return _EPOCH + _timedelta(0, timestamp.seconds, timestamp.nanos // 1000)
+
+
+@dataclass
+class WirePlan:
+    """How one message class goes over the wire.
+
+    Attributes:
+        message_class: The betterproto2 class.
+        upb_class: Its upb message class, or ``None`` when it is not planned.
+        fast: Encoding and decoding go through upb.
+        reason: Why not, when ``fast`` is false.
+        fallbacks: Messages of this class (as the top-level message) handed
+            to betterproto2 since the plan was made (unknown fields, values
+            or input upb refused).
+    """
+
+    message_class: type[betterproto2.Message]
+    upb_class: type[UpbMessage] | None
+    fast: bool
+    reason: str | None
+    encode: Callable[[betterproto2.Message], bytes] = field(repr=False)
+    decode: Callable[[bytes], betterproto2.Message] = field(repr=False)
+    fallbacks: int = 0
+
+
+def _defines_own(cls: type, *names: str) -> bool:
+    """Whether ``cls`` (or a base below betterproto2.Message) defines one of ``names``."""
+    for klass in cls.__mro__:
+        if klass is betterproto2.Message:
+            return False
+        if any(name in vars(klass) for name in names):
+            return True
+    return False
+
+
+def _attribute(owner: str, name: str) -> str:
+    """``owner.name``, or ``getattr(owner, 'name')`` for a name Python reserves."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"{owner}.{name}"
+    return f"getattr({owner}, {name!r})"
+
+
+class _Compiler:
+    """Generates the converter functions of a closure of message classes."""
+
+    def __init__(self, namespace: dict[str, Any], counter: itertools.count[int]) -> None:
+        self.namespace = namespace
+        self.counter = counter
+        self.ids: dict[type, int] = {}
+        self.order: list[type] = []
+        self.sources: list[str] = []
+        self.upb_classes: dict[type, type[UpbMessage]] = {}
+        self.constants: dict[str, Any] = {}
+
+    def _constant(self, prefix: str, value: Any) -> str:
+        name = f"_{prefix}{next(self.counter)}"
+        self.constants[name] = value
+        return name
+
+    def converters(self, cls: type[betterproto2.Message], known: dict[type, int]) -> int:
+        """The number of ``cls``'s converters (``_e{n}``/``_d{n}``), compiling them if needed."""
+        if cls in known:
+            return known[cls]
+        if cls in self.ids:
+            return self.ids[cls]
+        number = next(self.counter)
+        self.ids[cls] = number
+        self.order.append(cls)
+        descriptor = getattr(cls, "DESCRIPTOR", None)
+        if not isinstance(descriptor, Descriptor):
+            raise _Unplannable(f"{cls.__qualname__} has no embedded descriptor")
+        self.upb_classes[cls] = message_factory.GetMessageClass(descriptor)
+        self.sources.append(self._compile(cls, number, descriptor, known))
+        return number
+
+    def _element(
+        self, info: FieldInfo, descriptor: FieldDescriptor, known: dict[type, int]
+    ) -> tuple[Callable[[str], str], Callable[[str], str]]:
+        """Encode and decode expressions of one element (of a field, list or map value)."""
+        proto_type = info.map_types[1] if info.map_types else info.proto_type
+        if info.unwrapped is not None:
+            if descriptor.message_type is None:
+                raise _Unplannable(f"{info.name} unwraps a message the descriptor lacks")
+            if descriptor.message_type.full_name == _TIMESTAMP:
+                return (lambda x: f"_timestamp_fields({x})", lambda y: f"_timestamp_value({y})")
+            wrapper = self._constant("W", info.unwrapped)
+            n = self.converters(info.unwrapped, known)
+            return (
+                lambda x: f"_e{n}({wrapper}.from_wrapped({x}))",
+                lambda y: f"_d{n}({y}).to_wrapped()",
+            )
+        if proto_type == betterproto2.TYPE_MESSAGE:
+            value_class = info.value_class
+            if not isinstance(value_class, type) or not issubclass(
+                value_class, betterproto2.Message
+            ):
+                raise _Unplannable(f"{info.name} has no message class")
+            expected = getattr(value_class, "DESCRIPTOR", None)
+            if (
+                descriptor.message_type is None
+                or expected is None
+                or (descriptor.message_type.full_name != expected.full_name)
+            ):
+                raise _Unplannable(f"{info.name}: the class and the descriptor disagree")
+            n = self.converters(value_class, known)
+            return (lambda x: f"_e{n}({x})", lambda y: f"_d{n}({y})")
+        if proto_type == betterproto2.TYPE_ENUM:
+            if not (
+                isinstance(info.value_class, type)
+                and issubclass(info.value_class, betterproto2.Enum)
+            ):
+                raise _Unplannable(f"{info.name} has no enum class")
+            table = self._constant("T", _EnumTable(info.value_class))
+            return (lambda x: x, lambda y: f"{table}[{y}]")
+        return (lambda x: x, lambda y: y)
+
+    def _check(self, cls: type, info: FieldInfo, descriptor: FieldDescriptor | None) -> None:
+        where = f"{cls.__qualname__}.{info.name}"
+        if descriptor is None:
+            raise _Unplannable(f"{where} (field {info.number}) is not in the descriptor")
+        is_map = descriptor.message_type is not None and (
+            descriptor.message_type.GetOptions().map_entry
+        )
+        repeated = bool(descriptor.is_repeated)
+        if is_map != (info.map_types is not None) or (repeated and not is_map) != info.repeated:
+            raise _Unplannable(f"{where}: repeated/map shape differs from the descriptor")
+        if not is_map and _DESCRIPTOR_TYPES.get(info.proto_type) != descriptor.type:
+            raise _Unplannable(f"{where}: type {info.proto_type} differs from the descriptor")
+        if not repeated and info.presence != descriptor.has_presence:
+            raise _Unplannable(f"{where}: presence differs from the descriptor")
+
+    def _compile(self, cls: type, number: int, message: Descriptor, known: dict[type, int]) -> str:
+        infos = fields_of(cls)
+        if {info.number for info in infos} != set(message.fields_by_number):
+            raise _Unplannable(f"{cls.__qualname__}: fields differ from its descriptor")
+        encode = [
+            f"def _e{number}(m):",
+            f"    if m.{UNKNOWN_FIELDS_ATTRIBUTE}: raise _Fallback",
+            "    kw = {}",
+        ]
+        decode = [f"def _d{number}(u):", "    if len(_UnknownFieldSet(u)): raise _Fallback"]
+        values: list[str] = []
+        group_members: dict[str, list[str]] = {}
+        oneofs: dict[str, str] = {}
+        for info in infos:
+            descriptor = message.fields_by_number.get(info.number)
+            self._check(cls, info, descriptor)
+            assert descriptor is not None
+            upb_name = descriptor.name
+            source = _attribute("u", upb_name)
+            element = descriptor
+            if info.map_types is not None:
+                element = descriptor.message_type.fields_by_name["value"]
+            to_upb, from_upb = self._element(info, element, known)
+            encode.append(f"    v = m.{info.name}")
+            if info.map_types is not None:
+                passes_through = to_upb("x") == "x"
+                value = "v" if passes_through else f"{{k: {to_upb('x')} for k, x in v.items()}}"
+                encode += ["    if v:", f"        kw[{upb_name!r}] = {value}"]
+                if from_upb("y") == "y":
+                    values.append(f"{info.name!r}: dict({source})")
+                else:
+                    pairs = f"for k, y in {source}.items()"
+                    values.append(f"{info.name!r}: {{k: {from_upb('y')} {pairs}}}")
+            elif info.repeated:
+                value = "v" if to_upb("x") == "x" else f"[{to_upb('x')} for x in v]"
+                encode += ["    if v:", f"        kw[{upb_name!r}] = {value}"]
+                if from_upb("y") == "y":
+                    values.append(f"{info.name!r}: {source}[:]")  # a list, faster than list()
+                else:
+                    values.append(f"{info.name!r}: [{from_upb('y')} for y in {source}]")
+            elif info.presence:
+                encode.append("    if v is not None:")
+                if info.group is not None:
+                    earlier = group_members.setdefault(info.group, [])
+                    if earlier:
+                        clash = " or ".join(f"{name!r} in kw" for name in earlier)
+                        encode.append(f"        if {clash}: raise _Fallback")
+                    earlier.append(upb_name)
+                    oneof = descriptor.containing_oneof
+                    if oneof is None:
+                        raise _Unplannable(f"{cls.__qualname__}.{info.name} is in no oneof")
+                    variable = oneofs.setdefault(oneof.name, f"w{len(oneofs)}")
+                    present = f"{variable} == {upb_name!r}"
+                else:
+                    present = f"u.HasField({upb_name!r})"
+                encode.append(f"        kw[{upb_name!r}] = {to_upb('v')}")
+                values.append(f"{info.name!r}: {from_upb(source)} if {present} else None")
+            else:
+                encode += ["    if v:", f"        kw[{upb_name!r}] = {to_upb('v')}"]
+                values.append(f"{info.name!r}: {from_upb(source)}")
+        encode.append("    return kw")
+        decode += [f"    {variable} = u.WhichOneof({name!r})" for name, variable in oneofs.items()]
+        values.append(f"{UNKNOWN_FIELDS_ATTRIBUTE!r}: b''")
+        decode += [
+            f"    m = _new(_C{number})",
+            "    m.__dict__ = {" + ", ".join(values) + "}",
+            "    return m",
+        ]
+        self.constants[f"_C{number}"] = cls
+        self.constants[f"_U{number}"] = self.upb_classes[cls]
+        top = [
+            f"def _E{number}(m):",
+            f"    return _U{number}(**_e{number}(m)).SerializeToString()",
+            f"def _D{number}(data):",
+            f"    return _d{number}(_U{number}.FromString(data))",
+        ]
+        return "\n".join(encode + decode + top) + "\n"
+
+
+class _Registry:
+    """The plans made so far, and the namespace their functions live in."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.plans: dict[type, WirePlan] = {}
+        self.numbers: dict[type, int] = {}
+        self.counter = itertools.count()
+        self.namespace: dict[str, Any] = {
+            "_Fallback": _Fallback,
+            "_UnknownFieldSet": UnknownFieldSet,
+            "_new": object.__new__,
+            "_timestamp_fields": _timestamp_fields,
+            "_timestamp_value": _timestamp_value,
+        }
+
+    def plan(self, cls: type[betterproto2.Message]) -> WirePlan:
+        found = self.plans.get(cls)
+        if found is not None:
+            return found
+        with self.lock:
+            found = self.plans.get(cls)
+            return found if found is not None else self._make(cls)
+
+    def _make(self, cls: type[betterproto2.Message]) -> WirePlan:
+        if _defines_own(cls, "SerializeToString", "__bytes__", "FromString", "parse"):
+            made = self._own_wire_form(cls)
+        else:
+            compiler = _Compiler(self.namespace, self.counter)
+            try:
+                compiler.converters(cls, self.numbers)
+            except _Unplannable as exc:
+                made = self._betterproto_only(cls, str(exc))
+            else:
+                self.namespace.update(compiler.constants)
+                exec("".join(compiler.sources), self.namespace)
+                self.numbers.update(compiler.ids)
+                made = self._fast(cls, self.numbers[cls])
+        self.plans[cls] = made
+        return made
+
+    def _fast(self, cls: type[betterproto2.Message], number: int) -> WirePlan:
+        fast_encode = self.namespace[f"_E{number}"]
+        fast_decode = self.namespace[f"_D{number}"]
+        upb_class = self.namespace[f"_U{number}"]
+        parse = cls.parse
+
+        def encode(message: betterproto2.Message) -> bytes:
+            try:
+                data: bytes = fast_encode(message)
+            except (_Fallback, ValueError, TypeError, OverflowError):
+                made.fallbacks += 1
+                return bytes(message)
+            return data
+
+        def decode(data: bytes) -> betterproto2.Message:
+            try:
+                message: betterproto2.Message = fast_decode(data)
+            except (_Fallback, DecodeError):
+                made.fallbacks += 1
+                return parse(data)
+            return message
+
+        made = WirePlan(cls, upb_class, True, None, encode, decode)
+        return made
+
+    @staticmethod
+    def _own_wire_form(message_class: type[betterproto2.Message]) -> WirePlan:
+        def encode(message: betterproto2.Message) -> bytes:
+            return message.SerializeToString()
+
+        return WirePlan(
+            message_class,
+            None,
+            False,
+            "defines its own wire form",
+            encode,
+            message_class.FromString,
+        )
+
+    @staticmethod
+    def _betterproto_only(message_class: type[betterproto2.Message], reason: str) -> WirePlan:
+        return WirePlan(message_class, None, False, reason, bytes, message_class.parse)
+
+
+_REGISTRY = _Registry()
+
+
+def plan(cls: type[betterproto2.Message]) -> WirePlan:
+    """The plan of ``cls``, made on first use (thread-safe)."""
+    return _REGISTRY.plan(cls)
+
+
+def encode(message: betterproto2.Message) -> bytes:
+    """The wire form of ``message``: ``bytes(message)``, computed by upb."""
+    return _REGISTRY.plan(type(message)).encode(message)
+
+
+def decode(cls: type[M], data: bytes) -> M:
+    """``cls.parse(data)``, computed by upb.
+
+    Raises:
+        Whatever ``cls.parse`` raises for input neither runtime accepts.
+    """
+    message: M = _REGISTRY.plan(cls).decode(data)  # type: ignore[assignment]
+    return message
+
+
+def upb_class(cls: type[betterproto2.Message]) -> type[UpbMessage]:
+    """The upb message class ``cls`` is converted to (built from its descriptor).
+
+    Raises:
+        ValueError: ``cls`` is not planned (see :attr:`WirePlan.reason`).
+    """
+    made = _REGISTRY.plan(cls)
+    if made.upb_class is None:
+        raise ValueError(f"{cls.__qualname__} does not go through upb: {made.reason}")
+    return made.upb_class
