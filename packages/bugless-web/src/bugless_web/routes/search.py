@@ -17,6 +17,7 @@ from bugless_web.frontend import (
     form_int,
     frontend_of,
     optional_viewer,
+    path_id,
     redirect,
     render,
     session_of,
@@ -224,11 +225,12 @@ async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
     return redirect("/searches")
 
 
-@post("/searches/{saved_search_id:int}/delete")
+@post("/searches/{saved_search_text:str}/delete")
 async def delete_search(
-    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
+    request: Request[Any, Any, Any], saved_search_text: FromPath[str]
 ) -> Response[Any]:
     """Delete one of my saved searches."""
+    saved_search_id = path_id(saved_search_text, "saved_search_id")
     viewer = await viewer_of(request)
     await call(
         frontend_of(request).backends.model.delete_saved_search,
