@@ -49,7 +49,7 @@ def cli_env(auth_database: str) -> dict[str, str]:
 async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
     cli_env: dict[str, str], key_files: KeyFiles
 ) -> None:
-    assert "is at version 1" in await run(BUGLESS, "auth", "migrate", env=cli_env)
+    assert "is at version 2" in await run(BUGLESS, "auth", "migrate", env=cli_env)
     added = json.loads(
         await run(
             BUGLESS,
