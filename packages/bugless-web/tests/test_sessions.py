@@ -20,6 +20,7 @@ from browser_support import start_web_server
 from web_support import PASSWORD, World, csrf_of
 
 from bugless_core.clients import call
+from bugless_core.errors import Unauthenticated
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
 from bugless_web.session import DEV_COOKIE_NAME
@@ -185,7 +186,7 @@ async def test_disabling_a_user_ends_their_web_sessions_and_tokens(
             v1.SetUserDisabledRequest(token=admin.token, username="leaver", disabled=True),
         )
 
-        with pytest.raises(Exception, match="session has ended|disabled"):
+        with pytest.raises(Unauthenticated, match=r"session has ended|disabled"):
             await call(auth.validate_token, v1.ValidateTokenRequest(token=token))
         await dead_within(first, cookie, "/")
         await dead_within(second, cookie, "/")
@@ -249,6 +250,7 @@ async def test_a_throttled_sign_in_says_when_to_retry(
         if response.status_code == 429:
             break
 
-    assert response is not None and response.status_code == 429, statuses
+    assert response is not None
+    assert response.status_code == 429, statuses
     assert int(response.headers["retry-after"]) >= 1
     assert response.headers["cache-control"] == "no-store"
