@@ -62,6 +62,17 @@ class IdParamType(click.ParamType[int]):
             self.fail(exc.message.removeprefix(f"{field}: "), param, ctx)
 
 
+def id_or_path(text: str) -> int | str:
+    """A component reference: digits are an id (checked like :data:`ID`), else a path.
+
+    Raises:
+        click.BadParameter: digits that are no id (a usage error, exit 2).
+    """
+    if text.isascii() and text.isdigit():
+        return ID.convert(text, None, None)
+    return text
+
+
 #: An id argument or option (1..2**63-1).
 ID = IdParamType()
 #: An id where 0 means "none".

@@ -6,8 +6,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bugless_api.cli._common import ID, ID_OR_ZERO, Detail, Table, client_options, command
-from bugless_core.ids import parse_id
+from bugless_api.cli._common import (
+    ID,
+    ID_OR_ZERO,
+    Detail,
+    Table,
+    client_options,
+    command,
+    id_or_path,
+)
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -167,11 +174,7 @@ async def component_list(client: BuglessClient, parent_id: int, archived: bool) 
 async def component_show(client: BuglessClient, component_ref: str) -> Detail:
     """Show a component by id or path (Platform>Storage)."""
     # Not named `key`: that is the client key option every command takes.
-    ref: int | str = (
-        parse_id(component_ref, "component")
-        if component_ref.isascii() and component_ref.isdigit()
-        else component_ref
-    )
+    ref = id_or_path(component_ref)
     component = await client.get_component(ref)
     return _component_detail(component)
 

@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bugless_api.cli._common import ID, Detail, Table, client_options, command
-from bugless_core.ids import parse_id
+from bugless_api.cli._common import ID, Detail, Table, client_options, command, id_or_path
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -115,11 +114,8 @@ async def create_command(
     **fields: Any,
 ) -> Detail:
     """Create an issue (retried safely: one issue even if the network drops)."""
-    component_id = (
-        parse_id(component, "component")
-        if component.isascii() and component.isdigit()
-        else (await client.get_component(component)).id
-    )
+    ref = id_or_path(component)
+    component_id = ref if isinstance(ref, int) else (await client.get_component(ref)).id
     issue = await client.create_issue(
         title,
         component_id,
