@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from conftest import PASSWORD, AuthServer, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_proto import v1
-from conftest import PASSWORD, AuthServer, unique
 
 
 async def admin_token(auth: AuthServer) -> str:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_auth.policy import Policy, PolicyError, load_policy, parse_policy
 from bugless_proto import v1
-from conftest import AuthServer, StartAuth, unique
 
 POLICY = {
     "admins": ("admin",),

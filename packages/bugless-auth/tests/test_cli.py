@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import KeyFiles, unique
 
 from bugless_testing.ports import free_port
-from conftest import KeyFiles, unique
 
 BIN = Path(sys.executable).parent
 BUGLESS = str(BIN / "bugless")
@@ -49,7 +49,7 @@ def cli_env(auth_database: str) -> dict[str, str]:
 async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
     cli_env: dict[str, str], key_files: KeyFiles
 ) -> None:
-    assert "is at version 1" in await run(BUGLESS, "auth", "migrate", env=cli_env)
+    assert "is at version 2" in await run(BUGLESS, "auth", "migrate", env=cli_env)
     added = json.loads(
         await run(
             BUGLESS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from certificates import make_pki
+from conftest import FAST_HASHING, PASSWORD, AuthServer, unique
 
 from bugless_auth.local import LocalAuthenticator
 from bugless_auth.passwords import PasswordHashes
@@ -14,7 +15,6 @@ from bugless_testing.auth_contracts import (
     PasswordBackendCase,
     PasswordBackendContract,
 )
-from conftest import FAST_HASHING, PASSWORD, AuthServer, unique
 
 
 @pytest.fixture

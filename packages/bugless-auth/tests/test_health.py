@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 from urllib.parse import urlsplit, urlunsplit
 
+from conftest import StartAuth
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
-
-from conftest import StartAuth
 
 
 class CuttableProxy:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
+from conftest import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
@@ -13,7 +14,6 @@ from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
 from bugless_core.hookspecs import hookimpl
 from bugless_core.registry import AuthenticatorRegistrar
 from bugless_proto import v1
-from conftest import AuthServer, StartAuth, unique
 
 
 class FakeDirectory(PasswordAuthenticator):

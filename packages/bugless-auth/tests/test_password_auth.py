@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime
 
+from conftest import PASSWORD, AuthServer, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_auth.service import WRONG_CREDENTIALS
 from bugless_proto import v1
-from conftest import PASSWORD, AuthServer, unique
 
 
 async def test_right_password_returns_identity_and_token(auth: AuthServer) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import KeyFiles
 
 import bugless_auth.plugin
 from bugless_auth.commands import auth_group, with_environment_options
 from bugless_auth.service import options_from_environment
 from bugless_auth.settings import AuthSettings, parse_authenticator_options
 from bugless_core.plugins import load_plugins
-from conftest import KeyFiles
 
 
 def _serve(key_files: KeyFiles | None, *args: str) -> Result:

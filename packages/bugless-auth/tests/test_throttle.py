@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PASSWORD, AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_auth.settings import ThrottleSettings
 from bugless_core.errors import ResourceExhausted, from_grpc_error
 from bugless_proto import v1
-from conftest import PASSWORD, AuthServer, StartAuth, unique
 
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"
 
@@ -23,7 +23,9 @@ GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grp
 @pytest.fixture
 async def throttled(start_auth_server: StartAuth) -> AuthServer:
     return await start_auth_server(
-        throttle=ThrottleSettings(per_user_limit=3, per_address_limit=5, window_seconds=1.5)
+        throttle=ThrottleSettings(
+            per_user_address_limit=2, per_user_limit=3, per_address_limit=5, window_seconds=1.5
+        )
     )
 
 
@@ -79,8 +81,8 @@ async def test_successes_do_not_count(throttled: AuthServer) -> None:
 
 async def test_retry_after_travels_as_trailer_and_error_info(throttled: AuthServer) -> None:
     name = unique("trail")
-    for _ in range(3):
-        await expect_status(attempt(throttled, name, "x", "10.0.4.1"), Status.UNAUTHENTICATED)
+    for address in ("10.0.4.1", "10.0.4.1", "10.0.4.2"):
+        await expect_status(attempt(throttled, name, "x", address), Status.UNAUTHENTICATED)
 
     process = await asyncio.create_subprocess_exec(
         GRPCURL,

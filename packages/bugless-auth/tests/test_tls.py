@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from certificates import Pki, make_pki
+from conftest import AuthServer, StartAuth
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_proto import v1
-from conftest import AuthServer, StartAuth
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import AuthServer, KeyFiles, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_proto import v1
-from conftest import AuthServer, KeyFiles, StartAuth, unique
 
 
 async def validate(server: AuthServer, token: str) -> v1.Identity:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import footprint_of, settings_on
 
 from bugless_blob_s3 import S3BlobStore
 from bugless_blob_s3.settings import MIN_PART_BYTES
@@ -21,7 +22,6 @@ from bugless_testing.blob_contracts import (
     StoreUnderTest,
 )
 from bugless_testing.s3 import S3TestServer
-from conftest import footprint_of, settings_on
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

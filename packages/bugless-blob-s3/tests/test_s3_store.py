@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
+from conftest import StoreOpener, footprint_of, settings_on
 
 from bugless_blob_s3 import S3BlobSettings, S3BlobStore
 from bugless_blob_s3.settings import MIB, MIN_PART_BYTES
@@ -16,7 +17,6 @@ from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from bugless_core.plugins import load_plugins
 from bugless_testing.blob_contracts import Footprint, chunked, random_content, read_all
 from bugless_testing.s3 import REGION, S3TestServer
-from conftest import StoreOpener, footprint_of, settings_on
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

@@ -85,7 +85,7 @@ async def test_edit_form_shows_malformed_and_refused_values_next_to_their_fields
         data={**base, "parent_id": "the big one", "verifier": "ghost_person"},
     )
     assert typed.status_code == 400
-    assert "not a number" in _is_invalid(typed.text, "parent_id")
+    assert "is not a positive id" in _is_invalid(typed.text, "parent_id")
     assert 'value="the big one"' in _tag(typed.text, "parent_id")
     assert "ghost_person" in _is_invalid(typed.text, "verifier")
     assert "autofocus" in _tag(typed.text, "verifier")  # verifier comes before parent

@@ -53,6 +53,7 @@ WRITES = {
         "CreateLocalUser",
         "SetLocalPassword",
         "SetUserDisabled",
+        "RevokeSessions",
     },
 }
 

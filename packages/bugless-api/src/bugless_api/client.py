@@ -37,6 +37,7 @@ from bugless_core import eventloop
 from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
 from bugless_core.deltas import issue_delta
 from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable, from_grpc_error
+from bugless_core.ids import check_id
 from bugless_proto import v1
 
 P = ParamSpec("P")
@@ -212,13 +213,14 @@ class BuglessClient:
 
     async def get_issue(self, issue_id: int) -> v1.Issue:
         """One issue (NotFound when it does not exist or is not visible)."""
+        check_id(issue_id, "issue_id")
         return await self._call(
             self.issues.get_issue, v1.GetIssueRequest(issue_id=issue_id), idempotent=True
         )
 
     async def batch_get_issues(self, issue_ids: Sequence[int]) -> v1.BatchGetIssuesResponse:
         """Several issues at once (at most 500)."""
-        request = v1.BatchGetIssuesRequest(issue_ids=list(issue_ids))
+        request = v1.BatchGetIssuesRequest(issue_ids=_checked(issue_ids, "issue_ids"))
         return await self._call(self.issues.batch_get_issues, request, idempotent=True)
 
     async def create_issue(
@@ -240,6 +242,7 @@ class BuglessClient:
         idempotency_key: str | None = None,
     ) -> v1.Issue:
         """Create an issue; safe to retry (a generated idempotency key is sent)."""
+        check_id(component_id, "component_id")
         fields = v1.IssueFields(
             title=title, component_id=component_id, assignee=assignee, verifier=verifier
         )
@@ -255,9 +258,9 @@ class BuglessClient:
             fields=fields,
             description=description,
             cc=list(cc),
-            hotlist_ids=list(hotlist_ids),
-            blocking_ids=list(blocking_ids),
-            blocked_by_ids=list(blocked_by_ids),
+            hotlist_ids=_checked(hotlist_ids, "hotlist_ids"),
+            blocking_ids=_checked(blocking_ids, "blocking_ids"),
+            blocked_by_ids=_checked(blocked_by_ids, "blocked_by_ids"),
             idempotency_key=idempotency_key or f"client-{uuid.uuid4()}",
         )
         return await self._call(self.issues.create_issue, request, idempotent=True)
@@ -295,6 +298,18 @@ class BuglessClient:
         rather than overwrite it. Not retried when unavailable (the change
         may have been applied).
         """
+        check_id(issue_id, "issue_id")
+        if component_id is not None:
+            check_id(component_id, "component_id")
+        for value, name in ((parent_id, "parent_id"), (duplicate_of_id, "duplicate_of_id")):
+            if value is not None:
+                check_id(value, name, allow_zero=True)
+        hotlist_add = _checked(hotlist_add, "hotlist_add")
+        hotlist_remove = _checked(hotlist_remove, "hotlist_remove")
+        blocking_add = _checked(blocking_add, "blocking_add")
+        blocking_remove = _checked(blocking_remove, "blocking_remove")
+        blocked_by_add = _checked(blocked_by_add, "blocked_by_add")
+        blocked_by_remove = _checked(blocked_by_remove, "blocked_by_remove")
         delta = issue_delta(
             title=title,
             status=None if status is None else enum_value(v1.Status, status, "status"),
@@ -332,6 +347,7 @@ class BuglessClient:
         self, issue_id: int, *, page_size: int = 0, page_token: str = ""
     ) -> v1.ListHistoryResponse:
         """One page of an issue's history, oldest first."""
+        check_id(issue_id, "issue_id")
         request = v1.ListHistoryRequest(
             issue_id=issue_id, page=v1.PageRequest(page_size=page_size, page_token=page_token)
         )
@@ -346,6 +362,8 @@ class BuglessClient:
         arrives once the watch is in place, so a change made after it is
         always delivered. Skip it when only changes matter.
         """
+        if issue_id is not None:
+            check_id(issue_id, "issue_id")
         request = v1.QueryWatchRequest(issue_id=issue_id, query=query)
         try:
             async for event in self.issues.watch(request):
@@ -361,6 +379,7 @@ class BuglessClient:
         self, *, parent_id: int = 0, include_archived: bool = False
     ) -> list[v1.Component]:
         """The visible component tree (or one component's children), every page."""
+        check_id(parent_id, "parent_id", allow_zero=True)
         found: list[v1.Component] = []
         token = ""
         while True:
@@ -377,6 +396,8 @@ class BuglessClient:
 
     async def get_component(self, key: int | str) -> v1.Component:
         """A component by id or by path (``"Platform>Storage"``)."""
+        if isinstance(key, int):
+            check_id(key, "component_id")
         request = (
             v1.GetComponentRequest(component_id=key)
             if isinstance(key, int)
@@ -393,6 +414,7 @@ class BuglessClient:
         acl: Iterable[v1.AclEntry] = (),
     ) -> v1.Component:
         """Create a component (top level needs the create_component permission)."""
+        check_id(parent_id, "parent_id", allow_zero=True)
         request = v1.CreateComponentRequest(
             parent_id=parent_id, name=name, description=description, acl=list(acl)
         )
@@ -416,6 +438,7 @@ class BuglessClient:
 
     async def get_hotlist(self, hotlist_id: int) -> v1.Hotlist:
         """One hotlist."""
+        check_id(hotlist_id, "hotlist_id")
         request = v1.GetHotlistRequest(hotlist_id=hotlist_id)
         return await self._call(self.hotlists.get_hotlist, request, idempotent=True)
 
@@ -437,19 +460,28 @@ class BuglessClient:
         self, hotlist_id: int, issue_ids: Iterable[int], *, position: int = -1, note: str = ""
     ) -> v1.Hotlist:
         """Add issues (appended unless a 0-based position is given)."""
+        check_id(hotlist_id, "hotlist_id")
         request = v1.AddHotlistItemsRequest(
-            hotlist_id=hotlist_id, issue_ids=list(issue_ids), position=position, note=note
+            hotlist_id=hotlist_id,
+            issue_ids=_checked(issue_ids, "issue_ids"),
+            position=position,
+            note=note,
         )
         # Adding present issues changes nothing, so a retry is harmless.
         return await self._call(self.hotlists.add_hotlist_items, request, idempotent=True)
 
     async def remove_from_hotlist(self, hotlist_id: int, issue_ids: Iterable[int]) -> v1.Hotlist:
         """Remove issues."""
-        request = v1.RemoveHotlistItemsRequest(hotlist_id=hotlist_id, issue_ids=list(issue_ids))
+        check_id(hotlist_id, "hotlist_id")
+        request = v1.RemoveHotlistItemsRequest(
+            hotlist_id=hotlist_id, issue_ids=_checked(issue_ids, "issue_ids")
+        )
         return await self._call(self.hotlists.remove_hotlist_items, request, idempotent=True)
 
     async def rank_hotlist_item(self, hotlist_id: int, issue_id: int, position: int) -> v1.Hotlist:
         """Move one issue to a 0-based position."""
+        check_id(hotlist_id, "hotlist_id")
+        check_id(issue_id, "issue_id")
         request = v1.RankHotlistItemRequest(
             hotlist_id=hotlist_id, issue_id=issue_id, position=position
         )
@@ -459,6 +491,7 @@ class BuglessClient:
         self, hotlist_id: int
     ) -> tuple[list[v1.HotlistItem], list[v1.Issue]]:
         """Every item in rank order, and the issues among them you may view."""
+        check_id(hotlist_id, "hotlist_id")
         items: list[v1.HotlistItem] = []
         issues: list[v1.Issue] = []
         token = ""
@@ -475,8 +508,17 @@ class BuglessClient:
 
     async def delete_hotlist(self, hotlist_id: int, *, expected_version: int = 0) -> None:
         """Delete a hotlist (owner or admin)."""
+        check_id(hotlist_id, "hotlist_id")
         request = v1.DeleteHotlistRequest(hotlist_id=hotlist_id, expected_version=expected_version)
         await self._call(self.hotlists.delete_hotlist, request, idempotent=False)
+
+
+def _checked(values: Iterable[int], field: str) -> list[int]:
+    """``values`` as a list once each is an id (refused before encoding: no wrap)."""
+    found = list(values)
+    for i, value in enumerate(found):
+        check_id(value, f"{field}[{i}]")
+    return found
 
 
 def _blocking(

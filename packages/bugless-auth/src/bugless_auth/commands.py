@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from bugless_auth.passwords import PasswordHashes
+from bugless_auth.sessions import SessionStore
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.tokens import generate_ed25519_pem
@@ -277,12 +278,17 @@ def user_passwd_command(
 def user_disable_command(
     settings: AuthSettings, *, username: str, enable: bool, as_json: bool
 ) -> None:
-    """Disable USERNAME (any authenticator's user): sign-ins and tokens stop working."""
+    """Disable USERNAME (any authenticator's user): sign-ins stop and their sessions end."""
 
     async def apply() -> UserRecord:
         store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
         try:
-            return await store.set_disabled(username, not enable)
+            record = await store.set_disabled(username, not enable)
+            if not enable:
+                await SessionStore(store).revoke_user(
+                    record.user_id, "disabled with bugless auth user disable"
+                )
+            return record
         finally:
             await store.close()
 

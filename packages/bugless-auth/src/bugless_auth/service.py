@@ -20,6 +20,7 @@ from bugless_auth._cache import TtlCache
 from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.policy import Decision, Policy
+from bugless_auth.sessions import SessionStore
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.throttle import LoginThrottle
@@ -35,6 +36,7 @@ from bugless_core.auth_backend import (
 from bugless_core.errors import (
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
@@ -47,6 +49,7 @@ _log = logging.getLogger("bugless.auth")
 #: The one message for an unknown user and a wrong password (no enumeration).
 WRONG_CREDENTIALS = "wrong username or password"
 DISABLED = "this account is disabled; ask a bugless administrator"
+SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
 MANAGE_USERS = "manage_users"
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 _FLOW_KEYS = ("_authenticator", "_redirect_uri")
@@ -101,7 +104,8 @@ class AuthService:
         self.tokens = tokens
         self.hashes = hashes
         self.policy = Policy(settings.policy)
-        self.throttle = LoginThrottle(settings.throttle)
+        self.throttle = LoginThrottle(settings.throttle, store)
+        self.sessions = SessionStore(store)
         self.directory = UserDirectory(
             store, ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
         )
@@ -176,7 +180,7 @@ class AuthService:
         backends = [b for b in self.backends if isinstance(b, PasswordAuthenticator)]
         if not backends:
             raise FailedPrecondition("no password authenticator is enabled on this server")
-        self.throttle.check(username, client_address)
+        await self.throttle.check(username, client_address)
         if not password:
             raise Unauthenticated(WRONG_CREDENTIALS)
         unavailable: Unavailable | None = None
@@ -188,10 +192,11 @@ class AuthService:
                 unavailable = exc
                 continue
             if found is not None:
-                return await self._signed_in(found, backend.name)
+                await self.throttle.succeeded(username, client_address)
+                return await self._signed_in(found, backend.name, client_address)
         if unavailable is not None:
             raise unavailable
-        self.throttle.failed(username, client_address)
+        await self.throttle.failed(username, client_address)
         raise Unauthenticated(WRONG_CREDENTIALS)
 
     async def authenticate_certificate(self, certificate_der: bytes) -> Authenticated:
@@ -255,21 +260,30 @@ class AuthService:
         found = await backend.complete(flow_data, code, state, redirect_uri)
         return await self._signed_in(found, backend.name)
 
-    async def _signed_in(self, found: ExternalIdentity, authenticator: str) -> Authenticated:
+    async def _signed_in(
+        self, found: ExternalIdentity, authenticator: str, client_address: str = ""
+    ) -> Authenticated:
         record, released = await self.store.resolve(found, authenticator)
         for user_id in released:
             self.directory.forget(user_id)
         cached = self.directory.remember(record)
         if record.disabled:
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
-        token, expires_at = self.tokens.issue(record.user_id, authenticator)
+        issued = self.tokens.issue(record.user_id, authenticator)
+        await self.sessions.record(
+            issued.session_id,
+            user_id=record.user_id,
+            authenticator=authenticator,
+            client_address=client_address,
+            expires_at=issued.expires_at,
+        )
         _log.info(
             "%s signed in with %s",
             record.user_id,
             authenticator,
             extra={"user_id": record.user_id, "authenticator": authenticator},
         )
-        return Authenticated(self._identity(cached, authenticator), token, expires_at)
+        return Authenticated(self._identity(cached, authenticator), issued.token, issued.expires_at)
 
     def _identity(self, cached: CachedUser, authenticator: str) -> v1.Identity:
         groups = list(cached.record.groups)
@@ -283,11 +297,15 @@ class AuthService:
     # ---- tokens ----
 
     async def validate_token(self, token: str) -> v1.Identity:
-        """The identity a token stands for, as the store knows it now (cached).
+        """The identity a token stands for, as the store knows it now.
+
+        The signature check is cached; whether the token's session is still
+        live is asked of the database every time (the revocation list every
+        replica shares), so an ended session is refused at once.
 
         Raises:
-            Unauthenticated: invalid or expired token, or a disabled or
-                vanished user (seen within ``cache_ttl_seconds``).
+            Unauthenticated: invalid or expired token, an ended session
+                (reason ``SESSION_ENDED``), or a disabled or vanished user.
         """
         if not token:
             raise Unauthenticated("token: required; sign in to get one", reason="INVALID_TOKEN")
@@ -298,6 +316,8 @@ class AuthService:
         elif claims.expires_at <= datetime.datetime.now(datetime.UTC).timestamp():
             self._valid_tokens.discard(token)
             claims = self.tokens.verify(token)  # raises "expired"
+        if not await self.sessions.is_live(claims.token_id):
+            raise Unauthenticated(SESSION_ENDED, reason="SESSION_ENDED")
         cached = await self.directory.get(claims.user_id)
         if cached is None:
             raise Unauthenticated("the token's user no longer exists", reason="INVALID_TOKEN")
@@ -401,9 +421,53 @@ class AuthService:
 
     async def set_user_disabled(self, token: str, username: str, disabled: bool) -> v1.User:
         """Disable or re-enable a user of any backend (needs manage_users)."""
-        await self._require(token, MANAGE_USERS, "disabling users")
+        caller = await self._require(token, MANAGE_USERS, "disabling users")
         record = await self.store.set_disabled(username, disabled)
+        if disabled:
+            await self.sessions.revoke_user(record.user_id, f"disabled by {_who(caller)}")
         return self.directory.remember(record).message
+
+    # ---- sessions ----
+
+    async def revoke_sessions(self, token: str, *, everywhere: bool, username: str) -> int:
+        """End sessions; how many were live.
+
+        * neither ``everywhere`` nor ``username``: the token's own session
+          (sign-out). An expired or already ended session is not an error:
+          signing out twice, or after expiry, ends nothing and says so (0).
+        * ``everywhere``: every session of the token's user (the token must
+          still be live: an ended session cannot end the others).
+        * ``username``: every session of that user (needs manage_users).
+
+        Raises:
+            Unauthenticated: the token is not one this Authenticator signed.
+            PermissionDenied: ``username`` without manage_users.
+            NotFound: nobody has that username.
+        """
+        if username:
+            caller = await self._require(token, MANAGE_USERS, "ending another user's sessions")
+            found = await self.store.users_by_usernames([username.lower()])
+            if not found:
+                raise NotFound(f"username: no bugless user is called {username!r}")
+            return await self.sessions.revoke_user(found[0].user_id, f"ended by {_who(caller)}")
+        if everywhere:
+            caller = await self._caller(token)
+            user_id = caller.user.user_id if caller.user is not None else ""
+            return await self.sessions.revoke_user(user_id, "signed out everywhere")
+        try:
+            claims = self.tokens.verify(token)
+        except Unauthenticated as exc:
+            if exc.reason == "TOKEN_EXPIRED":
+                return 0
+            raise
+        self._valid_tokens.discard(token)
+        return await self.sessions.revoke(claims.token_id, "signed out")
+
+
+def _who(identity: v1.Identity) -> str:
+    """``username (user id)`` of an identity, for revocation reasons and logs."""
+    user = identity.user or v1.User()
+    return f"{user.username} ({user.user_id})"
 
 
 async def create_local_user(

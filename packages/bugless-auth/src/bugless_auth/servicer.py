@@ -187,3 +187,17 @@ class AuthenticatorServicer(v1.AuthenticatorBase):
         return await self.service.set_user_disabled(
             message.token, message.username, message.disabled
         )
+
+    @grpc_errors
+    async def revoke_sessions(self, message: v1.RevokeSessionsRequest) -> v1.RevokeSessionsResponse:
+        """End the token's session, all of its user's, or all of another user's."""
+        if not message.token:
+            raise InvalidArgument("token: required (the caller's own session token)")
+        _check_length(message.token, "token", _MAX_TOKEN)
+        _check_length(message.username, "username", _MAX_FIELD)
+        if message.username and message.everywhere:
+            raise InvalidArgument("everywhere: leave it unset when username is given")
+        revoked = await self.service.revoke_sessions(
+            message.token, everywhere=message.everywhere, username=message.username
+        )
+        return v1.RevokeSessionsResponse(revoked=revoked)

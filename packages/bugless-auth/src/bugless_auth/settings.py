@@ -55,26 +55,36 @@ class PasswordHashing:
 class ThrottleSettings:
     """How many failed password attempts are tolerated before callers must wait.
 
-    Each key (a username, a client address) has a bucket of ``*_limit``
-    attempts that refills evenly over ``window_seconds``: a burst of failures
-    trips it at once, while a steady trickle is held to ``limit`` per window.
-    Buckets live in each replica's memory, so with N replicas an attacker that
-    spreads attempts gets at most N times the limit.
+    The lockout policy is described in :mod:`bugless_auth.throttle`. Each
+    bucket holds ``*_limit`` attempts and refills evenly over
+    ``window_seconds``: a burst of failures trips it at once, while a steady
+    trickle is held to ``limit`` per window. The buckets are kept in the
+    Authenticator's database, so every replica enforces the same limits.
 
     Attributes:
-        per_user_limit: Failed attempts per username per window.
+        per_user_address_limit: Failed attempts per (username, client
+            address) per window; tripping it refuses only that pair.
+        per_user_limit: Failed attempts per username over all addresses per
+            window. Must be larger than ``per_user_address_limit``, so that
+            no single address can lock a user out.
         per_address_limit: Failed attempts per client address per window
-            (higher: many people can share a NAT address).
+            (against spraying one password over many accounts; high, since
+            many people can share a NAT address).
         window_seconds: The window the limits refill over.
-        max_tracked_keys: Bound on remembered buckets; the least recently
-            touched are forgotten first (they are the ones nearest full).
     """
 
-    per_user_limit: int = setting(
+    per_user_address_limit: int = setting(
         10,
+        flag="--throttle-user-address-limit",
+        env="BUGLESS_AUTH_THROTTLE_USER_ADDRESS_LIMIT",
+        help="Failed password attempts per (username, client address) per window.",
+    )
+    per_user_limit: int = setting(
+        100,
         flag="--throttle-user-limit",
         env="BUGLESS_AUTH_THROTTLE_USER_LIMIT",
-        help="Failed password attempts per username per window.",
+        help="Failed password attempts per username over all addresses per window "
+        "(more than --throttle-user-address-limit).",
     )
     per_address_limit: int = setting(
         100,
@@ -88,18 +98,21 @@ class ThrottleSettings:
         env="BUGLESS_AUTH_THROTTLE_WINDOW_SECONDS",
         help="The window the throttle limits refill over.",
     )
-    max_tracked_keys: int = setting(
-        100_000, cli=False, help="Bound on remembered buckets (least recently touched go first)."
-    )
 
     def __post_init__(self) -> None:
         for name, flag in (
+            ("per_user_address_limit", "--throttle-user-address-limit"),
             ("per_user_limit", "--throttle-user-limit"),
             ("per_address_limit", "--throttle-address-limit"),
-            ("max_tracked_keys", "max_tracked_keys"),
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} ({flag}) must be at least 1, not {getattr(self, name)}")
+        if self.per_user_limit <= self.per_user_address_limit:
+            raise ValueError(
+                f"per_user_limit (--throttle-user-limit) {self.per_user_limit} must be more "
+                f"than per_user_address_limit (--throttle-user-address-limit) "
+                f"{self.per_user_address_limit}: otherwise one address can lock a user out"
+            )
         if self.window_seconds <= 0:
             raise ValueError(
                 f"window_seconds (--throttle-window-seconds) must be more than 0, "

@@ -166,6 +166,14 @@ class IdentityStore:
         """Close every connection."""
         await self._pool.close()
 
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A pooled connection of this schema; an outage is :class:`Unavailable`.
+
+        For the other tables of the Authenticator's schema (sessions, the
+        throttle), which share the pool rather than opening their own.
+        """
+        return self._connection()
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         try:

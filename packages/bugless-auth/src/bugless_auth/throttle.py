@@ -1,104 +1,128 @@
-"""Throttling failed password attempts, per username and per client address.
+"""Throttling failed password attempts, shared by every Authenticator replica.
 
-A token bucket per key: ``limit`` attempts, refilled evenly over ``window``.
-Only failures take a token, so a person who types their password right is
-never slowed down, while guessing is held to ``limit`` tries per window per
-account (against targeted guessing) and per address (against spraying one
-password over many accounts). A tripped bucket is checked *before* the
-password is verified, so a throttled guess costs no argon2 time and reveals
-nothing about the password.
+The lockout policy (token buckets: ``limit`` failures, refilled evenly over
+``window_seconds``; only failures take a token, so typing one's password
+right is never slowed down):
+
+* **per (username, client address)**, ``per_user_address_limit`` (10): holds
+  guessing at one account from one place. Tripping it refuses only that
+  pair: the same person signing in from anywhere else is not affected, which
+  is what keeps one remote address from locking a user out.
+* **per username over all addresses**, ``per_user_limit`` (100): bounds
+  distributed guessing at one account. It must be larger than the pair
+  limit, so one address can never trip it (an address that is refused takes
+  no more tokens); holding a user out this way takes ``per_user_limit /
+  per_user_address_limit`` addresses guessing at once, and lasts only while
+  they keep going.
+* **per client address**, ``per_address_limit`` (100): stops one address
+  spraying a common password over many accounts.
+
+A tripped bucket is checked *before* the password is verified, so a
+throttled guess costs no argon2 time and reveals nothing about the password,
+and the refusal is the same whether the account exists or not. A success
+refills the (username, address) bucket: the person who finally typed it
+right starts afresh there.
+
+The buckets live in the Authenticator's database (table ``login_throttle``),
+not in a replica's memory, so N replicas enforce the limits once, not N
+times, and a restart forgets nothing. Each update is one atomic
+``INSERT ... ON CONFLICT`` computed with the database's clock.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from bugless_auth.settings import ThrottleSettings
+from bugless_auth.store import IdentityStore
 from bugless_core.errors import ResourceExhausted
 
+#: How often one replica deletes buckets that have refilled (at most).
+_PURGE_EVERY_SECONDS = 60.0
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class _Buckets:
-    """Token buckets of one kind of key, bounded in number (LRU)."""
-
-    def __init__(self, limit: int, window: float, max_keys: int, clock: Callable[[], float]):
-        self.limit = float(limit)
-        self.rate = limit / window
-        self.max_keys = max_keys
-        self._clock = clock
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-
-    def _current(self, key: str) -> _Bucket | None:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            return None
-        now = self._clock()
-        bucket.tokens = min(self.limit, bucket.tokens + (now - bucket.updated) * self.rate)
-        bucket.updated = now
-        if bucket.tokens >= self.limit:
-            del self._buckets[key]  # full again: nothing worth remembering
-            return None
-        return bucket
-
-    def wait_seconds(self, key: str) -> float:
-        """0 when an attempt may be made now, else seconds until one may."""
-        bucket = self._current(key)
-        if bucket is None or bucket.tokens >= 1.0:
-            return 0.0
-        return (1.0 - bucket.tokens) / self.rate
-
-    def take(self, key: str) -> None:
-        """Record one failure."""
-        bucket = self._current(key)
-        if bucket is None:
-            bucket = _Bucket(tokens=self.limit, updated=self._clock())
-            self._buckets[key] = bucket
-        bucket.tokens = max(0.0, bucket.tokens - 1.0)
-        self._buckets.move_to_end(key)
-        while len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+_CURRENT = """
+SELECT bucket,
+       tokens + extract(epoch FROM clock_timestamp() - updated_at)::float8 * rate AS tokens,
+       rate
+FROM login_throttle
+JOIN unnest($1::text[], $2::float8[]) AS wanted (name, rate) ON bucket = name
+"""
+_TAKE = """
+INSERT INTO login_throttle AS t (bucket, tokens, updated_at)
+VALUES ($1, $2::float8 - 1, clock_timestamp())
+ON CONFLICT (bucket) DO UPDATE SET
+    tokens = greatest(0, least(
+        $2::float8,
+        t.tokens + extract(epoch FROM clock_timestamp() - t.updated_at)::float8 * $3::float8
+    ) - 1),
+    updated_at = clock_timestamp()
+"""
+_REFILL = "DELETE FROM login_throttle WHERE bucket = $1"
+_PURGE = """
+DELETE FROM login_throttle WHERE updated_at < clock_timestamp() - make_interval(secs => $1)
+"""
 
 
 class LoginThrottle:
-    """The per-username and per-address limits of one replica."""
+    """The three buckets of the lockout policy, kept in the Authenticator's database."""
 
-    def __init__(
-        self, settings: ThrottleSettings, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        """Apply ``settings``; ``clock`` is injectable for tests."""
-        window = settings.window_seconds
-        self._users = _Buckets(settings.per_user_limit, window, settings.max_tracked_keys, clock)
-        self._addresses = _Buckets(
-            settings.per_address_limit, window, settings.max_tracked_keys, clock
-        )
+    def __init__(self, settings: ThrottleSettings, store: IdentityStore) -> None:
+        """Apply ``settings`` to the buckets in ``store``'s schema."""
+        self._settings = settings
+        self._store = store
+        self._next_purge = 0.0
 
-    def check(self, username: str, address: str) -> None:
-        """Refuse the attempt if either bucket is empty.
+    def _buckets(self, username: str, address: str) -> list[tuple[str, float]]:
+        """``(bucket, limit)`` of an attempt; no address means no address buckets."""
+        user = username.lower()
+        s = self._settings
+        buckets = [(f"user:{user}", float(s.per_user_limit))]
+        if address:
+            buckets.append((f"pair:{user}\n{address}", float(s.per_user_address_limit)))
+            buckets.append((f"address:{address}", float(s.per_address_limit)))
+        return buckets
+
+    async def check(self, username: str, address: str) -> None:
+        """Refuse the attempt if any of its buckets is empty.
 
         Raises:
-            ResourceExhausted: with ``retry_after``; the message is the same
-                whether the account exists or not.
+            ResourceExhausted: with ``retry_after`` (seconds until one more
+                attempt may be made); the message is the same whether the
+                account exists or not.
         """
-        wait = max(
-            self._users.wait_seconds(username.lower()),
-            self._addresses.wait_seconds(address) if address else 0.0,
-        )
+        buckets = self._buckets(username, address)
+        window = self._settings.window_seconds
+        async with self._store.connection() as conn:
+            rows = await conn.fetch(
+                _CURRENT, [b for b, _ in buckets], [limit / window for _, limit in buckets]
+            )
+        wait = 0.0
+        for row in rows:
+            if row["tokens"] < 1.0:
+                wait = max(wait, (1.0 - row["tokens"]) / row["rate"])
         if wait > 0:
             raise ResourceExhausted(
-                f"too many failed sign-in attempts; try again in {max(1, round(wait))} s",
+                f"too many failed sign-in attempts; try again in {max(1, math.ceil(wait))} s",
                 retry_after=wait,
             )
 
-    def failed(self, username: str, address: str) -> None:
-        """Count a failed attempt against both keys."""
-        self._users.take(username.lower())
-        if address:
-            self._addresses.take(address)
+    async def failed(self, username: str, address: str) -> None:
+        """Count a failed attempt against each of its buckets."""
+        buckets = self._buckets(username, address)
+        window = self._settings.window_seconds
+        async with self._store.connection() as conn:
+            await conn.executemany(
+                _TAKE, [(bucket, limit, limit / window) for bucket, limit in buckets]
+            )
+            now = time.monotonic()
+            if now >= self._next_purge:
+                self._next_purge = now + _PURGE_EVERY_SECONDS
+                await conn.execute(_PURGE, window)
+
+    async def succeeded(self, username: str, address: str) -> None:
+        """Refill the (username, address) bucket after a correct password."""
+        if not address:
+            return
+        async with self._store.connection() as conn:
+            await conn.execute(_REFILL, f"pair:{username.lower()}\n{address}")

@@ -101,7 +101,17 @@ class SessionClaims:
     user_id: str
     authenticator: str
     expires_at: float
+    #: The session the token belongs to (its ``jti``).
     token_id: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A new session token, when it expires, and the session it names."""
+
+    token: str
+    expires_at: float
+    session_id: str
 
 
 def _algorithm(key: SigningKey) -> str:
@@ -142,22 +152,28 @@ class TokenAuthority:
         self._sealing = _encryption_key(keys[0])
         self._unsealing = KeySet([_encryption_key(k) for k in keys])
 
-    def issue(self, user_id: str, authenticator: str) -> tuple[str, float]:
-        """A signed session token for ``user_id`` and when it expires (epoch seconds)."""
+    def issue(self, user_id: str, authenticator: str) -> IssuedToken:
+        """A signed session token for ``user_id``, naming a new session id (``jti``).
+
+        The caller records the session (:class:`bugless_auth.sessions.SessionStore`)
+        before handing the token out: validation refuses a token whose
+        session is unknown.
+        """
         now = int(time.time())
         expires_at = now + self.ttl_seconds
+        session_id = secrets.token_urlsafe(18)
         claims = {
             "iss": self.issuer,
             "sub": user_id,
             "iat": now,
             "exp": int(expires_at),
-            "jti": secrets.token_urlsafe(12),
+            "jti": session_id,
             "typ": SESSION_TYPE,
             "amr": authenticator,
         }
         header = {"alg": _algorithm(self._signing), "kid": self._signing.kid}
         token = jwt.encode(header, claims, self._signing, algorithms=_ALGORITHMS)
-        return token, float(int(expires_at))
+        return IssuedToken(token, float(int(expires_at)), session_id)
 
     def verify(self, token: str) -> SessionClaims:
         """Check signature, issuer, type and expiry.

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
-from bugless_core.errors import BuglessError, Unavailable
+from bugless_core.errors import BuglessError, ResourceExhausted, Unavailable
 from bugless_web.frontend import (
     CsrfRejected,
     Frontend,
@@ -64,6 +65,7 @@ async def check_csrf(request: Request[Any, Any, Any]) -> None:
     if request.method in _SAFE_METHODS:
         return
     if request.headers.get("sec-fetch-site") == "cross-site":
+        _refuse_forged(request)
         msg = "a form on another site tried to change something here; nothing was changed"
         raise CsrfRejected(msg)
     sent = request.headers.get(CSRF_HEADER)
@@ -72,11 +74,22 @@ async def check_csrf(request: Request[Any, Any, Any]) -> None:
         sent = str(form.get(CSRF_FIELD, ""))
     expected = session_of(request).csrf
     if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        _refuse_forged(request)
         msg = (
             "this form has expired or did not come from this site; "
             "reload the page and submit it again (nothing was changed)"
         )
         raise CsrfRejected(msg)
+
+
+def _refuse_forged(request: Request[Any, Any, Any]) -> None:
+    """Leave the browser's cookie exactly as it is on a refused request.
+
+    A cross-site POST arrives without the cookie (SameSite=Lax), so the
+    request's session is a fresh anonymous one; answering with it would
+    overwrite the person's real cookie and sign them out from any site.
+    """
+    session_of(request).leave_cookie = True
 
 
 def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -112,8 +125,9 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         _log.exception("unexpected error on %s %s", request.method, request.url.path)
         status, title = 500, "Something went wrong"
         message = "The server could not finish this request. The error was logged."
+    headers = {"retry-after": _retry_after(exc)} if status == 429 else {}
     try:
-        return render(
+        page = render(
             request,
             "error.html",
             {"status": status, "error_title": title, "message": message},
@@ -121,9 +135,17 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         )
     except Exception:  # the page itself failed: never a traceback
         _log.exception("the error page failed to render")
-        return Response(
+        page = Response(
             f"{status} {title}: {message}\n", media_type="text/plain", status_code=status
         )
+    page.headers.update(headers)
+    return page
+
+
+def _retry_after(exc: Exception) -> str:
+    """Whole seconds until a throttled request may be made again (at least 1)."""
+    seconds = exc.retry_after if isinstance(exc, ResourceExhausted) else None
+    return str(max(1, math.ceil(seconds if seconds is not None else 1.0)))
 
 
 _TITLES = {

@@ -21,8 +21,15 @@ from litestar import Request, Response
 from litestar.enums import MediaType
 from litestar.response import Redirect
 
+from bugless_core import ids
 from bugless_core.clients import call
-from bugless_core.errors import BuglessError, PermissionDenied, Unauthenticated
+from bugless_core.errors import (
+    BuglessError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from bugless_proto import v1
 from bugless_web import display
 from bugless_web.assets import AssetCatalog
@@ -295,18 +302,37 @@ def new_idempotency_key() -> str:
     return secrets.token_urlsafe(18)
 
 
-def form_int(value: str | None, field: str) -> int:
-    """A form field that must be an integer; bad input names the field."""
-    from bugless_core.errors import InvalidArgument  # noqa: PLC0415
+def path_id(text: str, field: str) -> int:
+    """An id from the URL path; anything but an id in range is a 404.
 
+    The path is read with :func:`bugless_core.ids.parse_id` (ASCII digits,
+    ``1..2**63-1``), never with ``int()``: ``/issues/+301``, ``/issues/3_01``
+    and ``/issues/18446744073709551917`` (``2**64 + 301``, which an ``int64``
+    field would wrap to 301) name no issue.
+
+    Raises:
+        NotFound: ``text`` is not an id.
+    """
+    try:
+        return ids.parse_id(text, field)
+    except InvalidArgument as exc:
+        raise NotFound(f"there is no such page: {exc.message}") from None
+
+
+def form_int(value: str | None, field: str) -> int:
+    """An id (or version, or position) typed into a form field or query parameter.
+
+    Empty means 0 ("none"); a leading ``#`` and surrounding spaces are
+    forgiven, since people paste ``#301``; the rest is read with
+    :func:`bugless_core.ids.parse_id`, so it is never wrapped or aliased.
+
+    Raises:
+        InvalidArgument: naming ``field`` and the accepted range.
+    """
     text = (value or "").strip().lstrip("#")
     if not text:
         return 0
-    try:
-        return int(text)
-    except ValueError:
-        msg = f"{field}: {value!r} is not a number"
-        raise InvalidArgument(msg) from None
+    return ids.parse_id(text, field, allow_zero=True)
 
 
 def form_ids(value: str | None, field: str) -> list[int]:

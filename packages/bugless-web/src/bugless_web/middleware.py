@@ -54,6 +54,9 @@ _SECURITY_HEADERS = {
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
     "cross-origin-opener-policy": "same-origin",
 }
+#: Pages (signed-in or not) show people's data and carry CSRF tokens: no
+#: browser or proxy may keep a copy. Versioned static assets set their own.
+NO_STORE = "no-store"
 #: Paths that are never steered while draining (probes and assets of pages
 #: already being shown).
 _NOT_STEERED = ("/healthz", "/readyz", "/static/")
@@ -94,7 +97,7 @@ def session_middleware(app: ASGIApp) -> ASGIApp:
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
                 session: Session = state[SESSION_KEY]
-                if session.modified:
+                if session.modified and not session.leave_cookie:
                     headers = MutableScopeHeaders.from_message(message)
                     headers.add("set-cookie", _set_cookie(frontend, session))
             await send(message)
@@ -118,7 +121,12 @@ def _set_cookie(frontend: Frontend, session: Session) -> str:
 
 
 def security_headers_middleware(app: ASGIApp) -> ASGIApp:
-    """Add CSP, nosniff, frame and referrer policies (and HSTS outside ``--dev``)."""
+    """Add CSP, nosniff, frame and referrer policies (and HSTS outside ``--dev``).
+
+    Every response without its own ``Cache-Control`` gets ``no-store``:
+    signed-in pages, error pages and redirects alike, so a shared computer's
+    back button or a caching proxy never shows one person's page to another.
+    """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -132,6 +140,8 @@ def security_headers_middleware(app: ASGIApp) -> ASGIApp:
                 for name, value in _SECURITY_HEADERS.items():
                     if name not in headers:
                         headers[name] = value
+                if "cache-control" not in headers:
+                    headers["cache-control"] = NO_STORE
                 if not dev:
                     headers["strict-transport-security"] = "max-age=31536000"
             await send(message)

@@ -36,6 +36,10 @@ def _fernet_key(secret: str) -> bytes:
 class Session:
     """What one browser's cookie says.
 
+    The session itself lives in the Authenticator (a row named by the
+    token's ``jti``): the cookie only carries the signed token that refers
+    to it, so ending the session there ends it for every copy of the cookie.
+
     Attributes:
         token: The Authenticator's session token; empty when signed out.
         csrf: Secret every state-changing request must echo (synchronizer
@@ -54,6 +58,10 @@ class Session:
     notice: str = ""
     modified: bool = field(default=False, compare=False, repr=False)
     fresh: bool = field(default=False, compare=False, repr=False)
+    #: Set when the request was refused as forged (CSRF): its response must
+    #: not set the cookie at all, or any site could replace a person's
+    #: session with an anonymous one (a forced sign-out).
+    leave_cookie: bool = field(default=False, compare=False, repr=False)
 
     def update(self, **changes: Any) -> None:
         """Change fields and mark the cookie for re-sealing."""

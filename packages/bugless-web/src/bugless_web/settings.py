@@ -54,8 +54,10 @@ class WebSettings:
             are steered) before the server stops accepting connections.
         grace_seconds: Then how long in-flight requests may take to finish.
         token_cache_seconds: How long a validated session token is trusted
-            without asking the Authenticator again (bounds how late a revoked
-            token is noticed).
+            without asking the Authenticator again: the bound on how late
+            this replica notices a sign-out on another replica, "sign out
+            everywhere", a revocation or a disabled user. 0 asks on every
+            request.
         component_cache_seconds: How long each caller's view of the component
             tree (paths for list pages, the pickers of the issue forms) is
             reused before asking the Model again. Bounds how late another
@@ -114,7 +116,11 @@ class WebSettings:
         5.0, help="After SIGTERM, fail readiness this long before closing."
     )
     grace_seconds: float = setting(20.0, help="Then wait this long for in-flight requests.")
-    token_cache_seconds: float = setting(30.0, help="How long a validated token is reused.")
+    token_cache_seconds: float = setting(
+        5.0,
+        help="How long a validated session token is reused; bounds how late this replica "
+        "notices a sign-out elsewhere, a revocation or a disabled user.",
+    )
     component_cache_seconds: float = setting(
         10.0, help="How long each caller's component tree (paths, pickers) is reused."
     )
@@ -161,6 +167,9 @@ class WebSettings:
             raise ValueError(msg)
         if self.component_cache_seconds < 0:
             msg = f"--component-cache-seconds {self.component_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if self.token_cache_seconds < 0:
+            msg = f"--token-cache-seconds {self.token_cache_seconds:g}: give 0 or more"
             raise ValueError(msg)
         if self.user_cache_seconds < 0:
             msg = f"--user-cache-seconds {self.user_cache_seconds:g}: give 0 or more"

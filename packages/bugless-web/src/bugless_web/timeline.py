@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bugless_core.clients import call
 from bugless_core.errors import NotFound
+from bugless_core.ids import try_parse_id
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
@@ -63,7 +64,7 @@ def people_in(entries: Iterable[v1.HistoryEntry]) -> set[str]:
 
 
 def _ids(values: Iterable[str]) -> set[int]:
-    return {int(v) for v in values if v.isdigit()}
+    return {i for i in map(try_parse_id, values) if i is not None}
 
 
 async def hotlist_names(backends: Backends, viewer: Viewer, ids: Iterable[int]) -> dict[int, str]:

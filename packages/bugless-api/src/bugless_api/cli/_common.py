@@ -30,7 +30,52 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from bugless_core import ids
+from bugless_core.errors import InvalidArgument
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class IdParamType(click.ParamType[int]):
+    """A command-line id, read by the one id parser (:func:`bugless_core.ids.parse_id`).
+
+    ``click``'s ``int`` would take ``+301``, ``3_01`` and ``2**64 + 301``, and
+    the last becomes issue 301 once encoded into an ``int64`` field; here
+    each of them is a usage error (exit 2) that states the accepted range.
+    """
+
+    name = "id"
+
+    def __init__(self, *, allow_zero: bool = False) -> None:
+        """Accept 0 too when it means "none" (a top-level component's parent)."""
+        self.allow_zero = allow_zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """The id in ``value`` (already an int when it is a default)."""
+        field = param.human_readable_name if param is not None else "id"
+        try:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return ids.check_id(value, field, allow_zero=self.allow_zero)
+            return ids.parse_id(str(value).strip(), field, allow_zero=self.allow_zero)
+        except InvalidArgument as exc:
+            self.fail(exc.message.removeprefix(f"{field}: "), param, ctx)
+
+
+def id_or_path(text: str) -> int | str:
+    """A component reference: digits are an id (checked like :data:`ID`), else a path.
+
+    Raises:
+        click.BadParameter: digits that are no id (a usage error, exit 2).
+    """
+    if text.isascii() and text.isdigit():
+        return ID.convert(text, None, None)
+    return text
+
+
+#: An id argument or option (1..2**63-1).
+ID = IdParamType()
+#: An id where 0 means "none".
+ID_OR_ZERO = IdParamType(allow_zero=True)
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1

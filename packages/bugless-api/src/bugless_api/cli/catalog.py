@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bugless_api.cli._common import Detail, Table, client_options, command
+from bugless_api.cli._common import (
+    ID,
+    ID_OR_ZERO,
+    Detail,
+    Table,
+    client_options,
+    command,
+    id_or_path,
+)
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -49,7 +57,7 @@ async def hotlist_list(client: BuglessClient, member: str) -> Table:
 
 
 @hotlist_group.command("show")
-@click.argument("hotlist_id", type=int)
+@click.argument("hotlist_id", type=ID)
 @client_options
 @command
 async def hotlist_show(client: BuglessClient, hotlist_id: int) -> Table:
@@ -83,8 +91,8 @@ async def hotlist_create(
 
 
 @hotlist_group.command("add")
-@click.argument("hotlist_id", type=int)
-@click.argument("issue_ids", type=int, nargs=-1, required=True)
+@click.argument("hotlist_id", type=ID)
+@click.argument("issue_ids", type=ID, nargs=-1, required=True)
 @click.option("--position", type=int, default=-1, help="0-based; default appends.")
 @click.option("--note", default="")
 @client_options
@@ -98,8 +106,8 @@ async def hotlist_add(
 
 
 @hotlist_group.command("remove")
-@click.argument("hotlist_id", type=int)
-@click.argument("issue_ids", type=int, nargs=-1, required=True)
+@click.argument("hotlist_id", type=ID)
+@click.argument("issue_ids", type=ID, nargs=-1, required=True)
 @client_options
 @command
 async def hotlist_remove(
@@ -110,8 +118,8 @@ async def hotlist_remove(
 
 
 @hotlist_group.command("rank")
-@click.argument("hotlist_id", type=int)
-@click.argument("issue_id", type=int)
+@click.argument("hotlist_id", type=ID)
+@click.argument("issue_id", type=ID)
 @click.argument("position", type=int)
 @client_options
 @command
@@ -143,7 +151,9 @@ def component_group() -> None:
 
 
 @component_group.command("list")
-@click.option("--parent", "parent_id", type=int, default=0, help="Only this component's children.")
+@click.option(
+    "--parent", "parent_id", type=ID_OR_ZERO, default=0, help="Only this component's children."
+)
 @click.option("--archived", is_flag=True, help="Include archived components.")
 @client_options
 @command
@@ -164,14 +174,14 @@ async def component_list(client: BuglessClient, parent_id: int, archived: bool) 
 async def component_show(client: BuglessClient, component_ref: str) -> Detail:
     """Show a component by id or path (Platform>Storage)."""
     # Not named `key`: that is the client key option every command takes.
-    ref: int | str = int(component_ref) if component_ref.isdigit() else component_ref
+    ref = id_or_path(component_ref)
     component = await client.get_component(ref)
     return _component_detail(component)
 
 
 @component_group.command("create")
 @click.argument("name")
-@click.option("--parent", "parent_id", type=int, default=0, help="Parent id; 0 = top level.")
+@click.option("--parent", "parent_id", type=ID_OR_ZERO, default=0, help="Parent id; 0 = top level.")
 @click.option("--description", default="")
 @client_options
 @command

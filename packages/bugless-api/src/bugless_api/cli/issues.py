@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bugless_api.cli._common import Detail, Table, client_options, command
+from bugless_api.cli._common import ID, Detail, Table, client_options, command, id_or_path
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -74,7 +74,7 @@ async def list_command(client: BuglessClient, query: str, limit: int) -> Table:
 
 
 @issue_group.command("show")
-@click.argument("issue_id", type=int)
+@click.argument("issue_id", type=ID)
 @client_options
 @command
 async def show_command(client: BuglessClient, issue_id: int) -> Detail:
@@ -114,9 +114,8 @@ async def create_command(
     **fields: Any,
 ) -> Detail:
     """Create an issue (retried safely: one issue even if the network drops)."""
-    component_id = (
-        int(component) if component.isdigit() else (await client.get_component(component)).id
-    )
+    ref = id_or_path(component)
+    component_id = ref if isinstance(ref, int) else (await client.get_component(ref)).id
     issue = await client.create_issue(
         title,
         component_id,
@@ -133,18 +132,18 @@ async def create_command(
 
 
 @issue_group.command("update")
-@click.argument("issue_id", type=int)
+@click.argument("issue_id", type=ID)
 @click.option("--title", default=None)
-@click.option("--component", "component_id", type=int, default=None, help="Move to component id.")
+@click.option("--component", "component_id", type=ID, default=None, help="Move to component id.")
 @_field_options
 @click.option("--cc-add", multiple=True, help="Username to CC (repeatable).")
 @click.option("--cc-remove", multiple=True, help="Username to un-CC (repeatable).")
-@click.option("--hotlist-add", multiple=True, type=int, help="Hotlist id (repeatable).")
-@click.option("--hotlist-remove", multiple=True, type=int, help="Hotlist id (repeatable).")
+@click.option("--hotlist-add", multiple=True, type=ID, help="Hotlist id (repeatable).")
+@click.option("--hotlist-remove", multiple=True, type=ID, help="Hotlist id (repeatable).")
 @click.option("--comment", default="", help="Comment added with the change.")
 @click.option(
     "--expected-version",
-    type=int,
+    type=ID,
     default=None,
     help="Fail (exit 4) unless the issue is at this version; default: its current one.",
 )
@@ -158,9 +157,9 @@ async def update_command(client: BuglessClient, issue_id: int, **changes: Any) -
 
 
 @issue_group.command("comment")
-@click.argument("issue_id", type=int)
+@click.argument("issue_id", type=ID)
 @click.argument("text")
-@click.option("--expected-version", type=int, default=None)
+@click.option("--expected-version", type=ID, default=None)
 @client_options
 @command
 async def comment_command(

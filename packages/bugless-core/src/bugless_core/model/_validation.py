@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import betterproto2
 
-from bugless_core import limits
+from bugless_core import ids, limits
 from bugless_core.errors import InvalidArgument
 from bugless_proto import v1
 
@@ -75,10 +75,8 @@ def check_user_ref(value: str, path: str, *, required: bool = False) -> None:
 
 
 def check_id(value: int, path: str, *, allow_zero: bool = False) -> None:
-    """Ids are positive 63-bit integers; 0 only where it means "none"."""
-    if value < 0 or (value == 0 and not allow_zero):
-        expected = "a positive id or 0 for none" if allow_zero else "a positive id"
-        raise _fail(path, f"{value} is not {expected}")
+    """Ids are in :data:`bugless_core.ids.ID_RANGE`; 0 only where it means "none"."""
+    ids.check_id(value, path, allow_zero=allow_zero)
 
 
 def check_ids(values: Sequence[int], path: str, max_count: int, *, required: bool = False) -> None:
@@ -325,8 +323,8 @@ def _check_value(field: v1.SearchField, value: v1.SearchValue, where: str) -> No
         if field in {v1.SearchField.PRIORITY, v1.SearchField.SEVERITY}:
             if not 0 <= raw <= 4:
                 raise _fail(where, f"{field.name} is 0..4, not {raw}")
-        elif raw <= 0:
-            raise _fail(where, f"{raw} is not a positive id")
+        else:
+            ids.check_id(raw, where)
     elif field in _TIME_FIELDS:
         if kind != "time":
             raise _fail(where, f"{field.name} takes a time value")

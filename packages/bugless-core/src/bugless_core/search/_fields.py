@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
+from bugless_core import ids
 from bugless_proto import v1
 
 
@@ -114,8 +115,8 @@ STATUS_CLASS_NAMES: tuple[str, ...] = ("open", "closed")
 
 #: The highest priority/severity number (P4, S4).
 MAX_LEVEL = 4
-#: Values of integer fields are int64 on the wire.
-MAX_INTEGER = 2**63 - 1
+#: Values of integer fields are ids (the range is stated once, in bugless_core.ids).
+MAX_INTEGER = ids.MAX_ID
 
 FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.STATUS: FieldSpec(ValueKind.ENUM, choices=STATUS_NAMES),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 
+from bugless_core import ids
+from bugless_core.errors import InvalidArgument
 from bugless_core.search._ast import (
     MAX_DAYS_AGO,
     DateValue,
@@ -25,7 +27,6 @@ from bugless_core.search._ast import (
     is_username,
 )
 from bugless_core.search._fields import (
-    MAX_INTEGER,
     MAX_LEVEL,
     Field,
     FieldSpec,
@@ -111,14 +112,19 @@ def read_enum(field: Field, spec: FieldSpec, raw: str, span: Span) -> EnumValue:
 
 
 def read_integer(field: Field, raw: str) -> int:
-    """A non-negative decimal int64 (ASCII digits only: no signs, no ``_``)."""
-    if not _DIGITS.fullmatch(raw):
-        raise BadValue(f"expected a number for '{field.value}', not '{raw}'")
-    # Checking the length first keeps int() away from its digit limit.
-    digits = raw.lstrip("0") or "0"
-    if len(digits) > len(str(MAX_INTEGER)) or int(digits) > MAX_INTEGER:
-        raise BadValue(f"'{raw}' is too large for '{field.value}'")
-    return int(digits)
+    """An id as :func:`bugless_core.ids.parse_id` reads it (0 too: ``id>0`` parses).
+
+    Every integer field of the language is an id, so the one id parser reads
+    them; the Model then refuses 0 where it is no id.
+    """
+    try:
+        return ids.parse_id(raw, field.value, allow_zero=True)
+    except InvalidArgument:
+        if not _DIGITS.fullmatch(raw):
+            raise BadValue(f"expected a number for '{field.value}', not '{raw}'") from None
+        raise BadValue(
+            f"'{raw}' is too large for '{field.value}' (ids are {ids.ID_RANGE})"
+        ) from None
 
 
 def read_date(field: Field, raw: str, span: Span) -> DateValue | TimestampValue | RelativeDateValue:

@@ -25,6 +25,7 @@ from bugless_web.frontend import (
     redirect,
     render,
     session_of,
+    viewer_of,
 )
 
 #: Longest provider error text echoed on the sign-in page.
@@ -171,15 +172,47 @@ async def complete_oidc(request: Request[Any, Any, Any]) -> Response[Any]:
     return redirect(return_to)
 
 
+async def _end_sessions(request: Request[Any, Any, Any], *, everywhere: bool) -> int:
+    """End this browser's session (or all of its user's) in the Authenticator.
+
+    The session lives there, not in the cookie: a copy of the cookie taken
+    before sign-out is refused by every replica once its token cache
+    (``--token-cache-seconds``) has let go of it. An Authenticator that
+    cannot be reached is a 503 and the browser stays signed in (nothing was
+    ended, so nothing pretends to be).
+    """
+    session = session_of(request)
+    backends = frontend_of(request).backends
+    revoked = 0
+    if session.token:
+        try:
+            reply = await call(
+                backends.auth.revoke_sessions,
+                v1.RevokeSessionsRequest(token=session.token, everywhere=everywhere),
+            )
+            revoked = reply.revoked
+        except Unauthenticated:
+            pass  # already ended or expired: signing out only forgets it here
+        backends.forget_token(session.token)
+    session.sign_out()
+    return revoked
+
+
 @post("/signout")
 async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Forget the token (the cookie is re-sealed without it)."""
-    session = session_of(request)
-    if session.token:
-        frontend_of(request).backends.forget_token(session.token)
-    session.sign_out()
-    session.update(notice="You are signed out.")
+    """End the session in the Authenticator, then forget the token here."""
+    await _end_sessions(request, everywhere=False)
+    session_of(request).update(notice="You are signed out.")
     return redirect("/signin")
 
 
-ROUTES = [sign_in_form, sign_in, begin_oidc, complete_oidc, sign_out]
+@post("/signout/everywhere")
+async def sign_out_everywhere(request: Request[Any, Any, Any]) -> Response[Any]:
+    """End every session of the signed-in person, on every device."""
+    await viewer_of(request)
+    revoked = await _end_sessions(request, everywhere=True)
+    session_of(request).update(notice=f"You are signed out everywhere ({revoked} session(s)).")
+    return redirect("/signin")
+
+
+ROUTES = [sign_in_form, sign_in, begin_oidc, complete_oidc, sign_out, sign_out_everywhere]

@@ -28,6 +28,7 @@ from bugless_web.frontend import (
     audit,
     form_int,
     frontend_of,
+    path_id,
     redirect,
     render,
     require_permission,
@@ -213,9 +214,12 @@ async def _refuse_self_lockout(
     )
 
 
-@post("/components/{component_id:int}/acl")
-async def change_acl(request: Request[Any, Any, Any], component_id: FromPath[int]) -> Response[Any]:
+@post("/components/{component_text:str}/acl")
+async def change_acl(
+    request: Request[Any, Any, Any], component_text: FromPath[str]
+) -> Response[Any]:
     """Replace the component's own ACL entries (its admins only; the Model checks)."""
+    component_id = path_id(component_text, "component_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     form = await request.form()
@@ -238,11 +242,12 @@ async def change_acl(request: Request[Any, Any, Any], component_id: FromPath[int
     return redirect(f"/components/{component_id}#acl")
 
 
-@post("/components/{component_id:int}/template")
+@post("/components/{component_text:str}/template")
 async def change_template(
-    request: Request[Any, Any, Any], component_id: FromPath[int]
+    request: Request[Any, Any, Any], component_text: FromPath[str]
 ) -> Response[Any]:
     """Replace the issue template new issues here start from (its admins only)."""
+    component_id = path_id(component_text, "component_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     form = await request.form()
@@ -279,14 +284,15 @@ async def change_template(
     return redirect(f"/components/{component_id}#template")
 
 
-@post("/components/{component_id:int}/archive")
+@post("/components/{component_text:str}/archive")
 async def archive_component(
-    request: Request[Any, Any, Any], component_id: FromPath[int]
+    request: Request[Any, Any, Any], component_text: FromPath[str]
 ) -> Response[Any]:
     """Archive (``archived=yes``) or unarchive (``no``) a component (its admins; the Model checks).
 
     An archived component takes no new issues; its issues stay changeable.
     """
+    component_id = path_id(component_text, "component_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     form = await request.form()

@@ -13,7 +13,7 @@ from litestar.params import FromPath
 
 from bugless_core.clients import call
 from bugless_proto import v1
-from bugless_web.frontend import frontend_of, render, viewer_of
+from bugless_web.frontend import frontend_of, path_id, render, viewer_of
 from bugless_web.routes.issues import list_all_components
 from bugless_web.searching import DEFAULT_COLUMNS, run_search
 from bugless_web.timezones import zone_of
@@ -33,11 +33,12 @@ async def component_tree(request: Request[Any, Any, Any]) -> Response[str]:
     )
 
 
-@get("/components/{component_id:int}")
+@get("/components/{component_text:str}")
 async def component_page(
-    request: Request[Any, Any, Any], component_id: FromPath[int]
+    request: Request[Any, Any, Any], component_text: FromPath[str]
 ) -> Response[str]:
     """A component: description, subcomponents, open issues, and the ACL for admins."""
+    component_id = path_id(component_text, "component_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     component = await call(

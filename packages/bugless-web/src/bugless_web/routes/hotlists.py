@@ -22,6 +22,7 @@ from bugless_web.frontend import (
     form_ids,
     form_int,
     frontend_of,
+    path_id,
     redirect,
     render,
     require_permission,
@@ -87,9 +88,12 @@ async def create_hotlist(request: Request[Any, Any, Any]) -> Response[Any]:
     return redirect(f"/hotlists/{hotlist.id}")
 
 
-@get("/hotlists/{hotlist_id:int}")
-async def hotlist_page(request: Request[Any, Any, Any], hotlist_id: FromPath[int]) -> Response[str]:
+@get("/hotlists/{hotlist_text:str}")
+async def hotlist_page(
+    request: Request[Any, Any, Any], hotlist_text: FromPath[str]
+) -> Response[str]:
     """The items in rank order, with notes and the re-rank controls."""
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     hotlist = await call(
@@ -133,9 +137,10 @@ async def hotlist_page(request: Request[Any, Any, Any], hotlist_id: FromPath[int
     )
 
 
-@post("/hotlists/{hotlist_id:int}/items")
-async def add_items(request: Request[Any, Any, Any], hotlist_id: FromPath[int]) -> Response[Any]:
+@post("/hotlists/{hotlist_text:str}/items")
+async def add_items(request: Request[Any, Any, Any], hotlist_text: FromPath[str]) -> Response[Any]:
     """Add issues (ids separated by commas or spaces) at the end, with a note."""
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
     form = await request.form()
     ids = form_ids(str(form.get("issue_ids", "")), "issues")
@@ -154,11 +159,13 @@ async def add_items(request: Request[Any, Any, Any], hotlist_id: FromPath[int]) 
     return _answer(request, hotlist_id, f"Added {len(ids)} issue(s).")
 
 
-@post("/hotlists/{hotlist_id:int}/items/{issue_id:int}/remove")
+@post("/hotlists/{hotlist_text:str}/items/{issue_text:str}/remove")
 async def remove_item(
-    request: Request[Any, Any, Any], hotlist_id: FromPath[int], issue_id: FromPath[int]
+    request: Request[Any, Any, Any], hotlist_text: FromPath[str], issue_text: FromPath[str]
 ) -> Response[Any]:
     """Take one issue off the hotlist."""
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
+    issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     await call(
         frontend_of(request).backends.model.remove_hotlist_items,
@@ -169,11 +176,13 @@ async def remove_item(
     return _answer(request, hotlist_id, f"Removed issue {issue_id}.")
 
 
-@post("/hotlists/{hotlist_id:int}/items/{issue_id:int}/rank")
+@post("/hotlists/{hotlist_text:str}/items/{issue_text:str}/rank")
 async def rank_item(
-    request: Request[Any, Any, Any], hotlist_id: FromPath[int], issue_id: FromPath[int]
+    request: Request[Any, Any, Any], hotlist_text: FromPath[str], issue_text: FromPath[str]
 ) -> Response[Any]:
     """Move one item to a 1-based position (the form shows ranks from 1)."""
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
+    issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     form = await request.form()
     position = form_int(str(form.get("position", "")), "position")
@@ -188,11 +197,13 @@ async def rank_item(
     return _answer(request, hotlist_id, f"Moved issue {issue_id} to position {position}.")
 
 
-@post("/hotlists/{hotlist_id:int}/items/{issue_id:int}/note")
+@post("/hotlists/{hotlist_text:str}/items/{issue_text:str}/note")
 async def set_note(
-    request: Request[Any, Any, Any], hotlist_id: FromPath[int], issue_id: FromPath[int]
+    request: Request[Any, Any, Any], hotlist_text: FromPath[str], issue_text: FromPath[str]
 ) -> Response[Any]:
     """Set the note of one item."""
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
+    issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     form = await request.form()
     await call(
@@ -207,9 +218,12 @@ async def set_note(
     return _answer(request, hotlist_id, f"Saved the note on issue {issue_id}.")
 
 
-@post("/hotlists/{hotlist_id:int}/edit")
-async def edit_hotlist(request: Request[Any, Any, Any], hotlist_id: FromPath[int]) -> Response[Any]:
+@post("/hotlists/{hotlist_text:str}/edit")
+async def edit_hotlist(
+    request: Request[Any, Any, Any], hotlist_text: FromPath[str]
+) -> Response[Any]:
     """Rename a hotlist or change its description (its owner and editors; the Model checks)."""
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
     form = await request.form()
     name = str(form.get("name", "")).strip()
@@ -231,15 +245,16 @@ async def edit_hotlist(request: Request[Any, Any, Any], hotlist_id: FromPath[int
     return redirect(f"/hotlists/{hotlist_id}")
 
 
-@post("/hotlists/{hotlist_id:int}/delete")
+@post("/hotlists/{hotlist_text:str}/delete")
 async def delete_hotlist(
-    request: Request[Any, Any, Any], hotlist_id: FromPath[int]
+    request: Request[Any, Any, Any], hotlist_text: FromPath[str]
 ) -> Response[Any]:
     """Delete a hotlist (its owner or an admin; the Model checks).
 
     Each issue on it records leaving it in its own history, so the list's
     membership is not lost without trace.
     """
+    hotlist_id = path_id(hotlist_text, "hotlist_id")
     viewer = await viewer_of(request)
     form = await request.form()
     if form.get("confirm") != "yes":

@@ -24,6 +24,7 @@ from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import (
     frontend_of,
+    path_id,
     redirect,
     render,
     session_of,
@@ -110,21 +111,23 @@ async def _issue_page(
     )
 
 
-@get("/issues/{issue_id:int}")
-async def issue_page(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[str]:
+@get("/issues/{issue_text:str}")
+async def issue_page(request: Request[Any, Any, Any], issue_text: FromPath[str]) -> Response[str]:
     """An issue with every field, its relations and its whole timeline."""
+    issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     return await _issue_page(request, viewer, issue_id)
 
 
-@post("/issues/{issue_id:int}")
-async def change_issue(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[Any]:
+@post("/issues/{issue_text:str}")
+async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str]) -> Response[Any]:
     """Apply the edit form: changed fields plus the comment, one history entry.
 
     The delta is computed against the version the form was rendered from; a
     newer issue means a conflict page listing what changed meanwhile, with
     the user's values kept for re-applying. Nothing is overwritten silently.
     """
+    issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     errors = FieldErrors(EDIT_FIELDS)
@@ -203,11 +206,13 @@ def parse_level(enum: Any, name: str) -> Any:
         raise InvalidArgument(msg) from None
 
 
-@get("/issues/{issue_id:int}/entries/{version:int}")
+@get("/issues/{issue_text:str}/entries/{version_text:str}")
 async def timeline_entry(
-    request: Request[Any, Any, Any], issue_id: FromPath[int], version: FromPath[int]
+    request: Request[Any, Any, Any], issue_text: FromPath[str], version_text: FromPath[str]
 ) -> Response[str]:
     """One rendered timeline entry (what live updates insert)."""
+    issue_id = path_id(issue_text, "issue_id")
+    version = path_id(version_text, "version")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     entries = await load_history(backends, viewer, issue_id, after_version=version - 1)

@@ -22,9 +22,10 @@ from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from bugless_core.clients import call
+from bugless_core.ids import try_parse_id
 from bugless_proto import v1
 from bugless_web.backends import Viewer
-from bugless_web.frontend import Frontend, frontend_of, viewer_of
+from bugless_web.frontend import Frontend, frontend_of, path_id, viewer_of
 from bugless_web.timeline import load_history, names_for
 
 _log = logging.getLogger("bugless.web.live")
@@ -108,9 +109,10 @@ async def _stream(
             await watcher
 
 
-@get("/issues/{issue_id:int}/events")
-async def issue_events(request: Request[Any, Any, Any], issue_id: FromPath[int]) -> Response[Any]:
+@get("/issues/{issue_text:str}/events")
+async def issue_events(request: Request[Any, Any, Any], issue_text: FromPath[str]) -> Response[Any]:
     """The event stream of one issue (204 when the Model cannot watch)."""
+    issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     frontend = frontend_of(request)
     if "watch" not in await frontend.backends.capabilities():
@@ -119,14 +121,11 @@ async def issue_events(request: Request[Any, Any, Any], issue_id: FromPath[int])
         frontend.backends.model.get_issue,
         v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id),
     )
-    try:
-        after = int(
-            request.headers.get("last-event-id")
-            or request.query_params.get("after")
-            or issue.version
-        )
-    except ValueError:
-        after = issue.version
+    # A resume position the browser sends back; one that is not a version
+    # (malformed, or past int64 where it would wrap) resumes from now.
+    sent = request.headers.get("last-event-id") or request.query_params.get("after") or ""
+    resume = try_parse_id(sent, allow_zero=True)
+    after = issue.version if resume is None else resume
     return ServerSentEvent(
         _stream(frontend, viewer, issue_id, after),
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},

@@ -25,6 +25,7 @@ from bugless_web.frontend import (
     audit,
     form_int,
     frontend_of,
+    path_id,
     redirect,
     render,
     session_of,
@@ -116,11 +117,12 @@ async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
     return redirect("/searches")
 
 
-@post("/searches/{saved_search_id:int}/delete")
+@post("/searches/{saved_search_text:str}/delete")
 async def delete_search(
-    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
+    request: Request[Any, Any, Any], saved_search_text: FromPath[str]
 ) -> Response[Any]:
     """Delete one of my saved searches."""
+    saved_search_id = path_id(saved_search_text, "saved_search_id")
     viewer = await viewer_of(request)
     await call(
         frontend_of(request).backends.model.delete_saved_search,
@@ -131,11 +133,12 @@ async def delete_search(
     return redirect("/searches")
 
 
-@get("/searches/{saved_search_id:int}/edit")
+@get("/searches/{saved_search_text:str}/edit")
 async def edit_search_form(
-    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
+    request: Request[Any, Any, Any], saved_search_text: FromPath[str]
 ) -> Response[str]:
     """The edit form of one of my saved searches."""
+    saved_search_id = path_id(saved_search_text, "saved_search_id")
     viewer = await viewer_of(request)
     saved = await _my_saved_search(frontend_of(request).backends, viewer, saved_search_id)
     return render(
@@ -154,11 +157,12 @@ async def edit_search_form(
     )
 
 
-@post("/searches/{saved_search_id:int}/edit")
+@post("/searches/{saved_search_text:str}/edit")
 async def edit_search(
-    request: Request[Any, Any, Any], saved_search_id: FromPath[int]
+    request: Request[Any, Any, Any], saved_search_text: FromPath[str]
 ) -> Response[Any]:
     """Change a saved search's name, query and sharing (its owner only; the Model checks)."""
+    saved_search_id = path_id(saved_search_text, "saved_search_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     form = await request.form()

@@ -81,6 +81,8 @@ __all__ = (
     "QueryWatchRequest",
     "RankHotlistItemRequest",
     "RemoveHotlistItemsRequest",
+    "RevokeSessionsRequest",
+    "RevokeSessionsResponse",
     "Role",
     "SavedSearch",
     "SavedSearchesBase",
@@ -2280,6 +2282,57 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class RevokeSessionsRequest(betterproto2.Message):
+    """
+    Which sessions to end. Every token the Authenticator issues names one
+    server-side session (its `jti` claim, the session id); ValidateToken refuses
+    a token whose session has been ended.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["RevokeSessionsRequest"]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The caller's own session token: proves the caller holds the session it
+    ends (sign-out), or, with `everywhere` or `username`, who asks.
+    """
+
+    everywhere: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    End every session of the token's user, this one included.
+    """
+
+    username: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    End every session of this user instead (needs manage_users).
+    """
+
+
+default_message_pool.register_message("bugless.v1", "RevokeSessionsRequest", RevokeSessionsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RevokeSessionsResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["RevokeSessionsResponse"]
+
+    revoked: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    How many sessions were live and are now ended.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "RevokeSessionsResponse", RevokeSessionsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class SavedSearch(betterproto2.Message):
     """
     A query string stored for a user. The Model stores the text; the frontends
@@ -3084,6 +3137,29 @@ class AuthenticatorStub(betterproto2_grpclib.ServiceStub):
             "/bugless.v1.Authenticator/SetUserDisabled",
             message,
             User,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def revoke_sessions(
+        self,
+        message: "RevokeSessionsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "RevokeSessionsResponse":
+        """
+        Ends sessions: sign-out, "sign out everywhere", or an administrator
+        ending every session of another user. Every replica of every frontend
+        stops accepting the ended sessions' tokens within its token cache time.
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/RevokeSessions",
+            message,
+            RevokeSessionsResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -4062,7 +4138,7 @@ class SavedSearchesStub(betterproto2_grpclib.ServiceStub):
 from ...google import protobuf as __google__protobuf__
 
 BUGLESS_V1_AUTH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xa2\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot"\x90\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled2\xa7\x08\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.Userb\x06proto3'
+    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xa2\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot"\x90\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked2\x80\t\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponseb\x06proto3'
 )
 BUGLESS_V1_COMMON_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"O\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
@@ -4170,6 +4246,15 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def revoke_sessions(self, message: "RevokeSessionsRequest") -> "RevokeSessionsResponse":
+        """
+        Ends sessions: sign-out, "sign out everywhere", or an administrator
+        ending every session of another user. Every replica of every frontend
+        stops accepting the ended sessions' tokens within its token cache time.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_list_authenticators(
         self, stream: "grpclib.server.Stream[ListAuthenticatorsRequest, ListAuthenticatorsResponse]"
     ) -> None:
@@ -4274,6 +4359,14 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         response = await self.set_user_disabled(request)
         await stream.send_message(response)
 
+    async def __rpc_revoke_sessions(
+        self, stream: "grpclib.server.Stream[RevokeSessionsRequest, RevokeSessionsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.revoke_sessions(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Authenticator/ListAuthenticators": grpclib.const.Handler(
@@ -4353,6 +4446,12 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 SetUserDisabledRequest,
                 User,
+            ),
+            "/bugless.v1.Authenticator/RevokeSessions": grpclib.const.Handler(
+                self.__rpc_revoke_sessions,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RevokeSessionsRequest,
+                RevokeSessionsResponse,
             ),
         }
 

@@ -1,0 +1,256 @@
+"""Sessions that end, on real ``bugless web serve`` replicas.
+
+Two replicas share the session keys and the Authenticator, as pods behind a
+load balancer do. A cookie copied before sign-out (a stolen cookie) must be
+refused by the *other* replica too, within its token cache time; so must the
+cookies of every device after "sign out everywhere" or after an
+administrator disables the person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from browser_support import start_web_server
+from web_support import PASSWORD, World, csrf_of
+
+from bugless_core.clients import call
+from bugless_core.errors import Unauthenticated
+from bugless_dev.stack import RunningService
+from bugless_proto import v1
+from bugless_web.session import DEV_COOKIE_NAME
+
+#: The replicas' --token-cache-seconds: how late a replica may notice.
+CACHE_SECONDS = 1.0
+#: What "within the cache time" allows on a loaded two-core machine.
+SLACK_SECONDS = 4.0
+
+
+@pytest.fixture(scope="module")
+def replicas(world: World) -> Iterator[tuple[RunningService, RunningService]]:
+    """Two web replicas of the session's stack."""
+    env = {"BUGLESS_WEB_TOKEN_CACHE_SECONDS": str(CACHE_SECONDS)}
+    first = start_web_server(world.stack, extra_env=env)
+    second = start_web_server(world.stack, extra_env=env)
+    try:
+        yield first, second
+    finally:
+        world.stack.stop_service(first)
+        world.stack.stop_service(second)
+
+
+@pytest.fixture
+async def browsers() -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Clients with their own cookie jars; closed at the end."""
+    made: list[httpx.AsyncClient] = []
+    yield made
+    for client in made:
+        await client.aclose()
+
+
+def browser(made: list[httpx.AsyncClient], replica: RunningService) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(base_url=str(replica.url), timeout=30)
+    made.append(client)
+    return client
+
+
+async def sign_in(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> str:
+    """Sign in through the form; the session cookie's value."""
+    page = await client.get("/signin")
+    response = await client.post(
+        "/signin",
+        data={"username": username, "password": password, "_csrf": csrf_of(page.text)},
+    )
+    assert response.status_code == 303, response.text
+    cookie = client.cookies.get(DEV_COOKIE_NAME)
+    assert cookie
+    return cookie
+
+
+async def page_as(replica: RunningService, cookie: str, path: str) -> httpx.Response:
+    """``path`` on ``replica`` presenting ``cookie`` (a copy of someone's cookie)."""
+    async with httpx.AsyncClient(base_url=str(replica.url), timeout=30) as other:
+        other.cookies.set(DEV_COOKIE_NAME, cookie)
+        return await other.get(path)
+
+
+async def dead_within(replica: RunningService, cookie: str, path: str) -> float:
+    """Seconds until ``cookie`` no longer opens ``path`` on ``replica`` (polled)."""
+    started = time.monotonic()
+    while time.monotonic() - started < CACHE_SECONDS + SLACK_SECONDS:
+        response = await page_as(replica, cookie, path)
+        if response.status_code == 303 and response.headers["location"].startswith("/signin"):
+            return time.monotonic() - started
+        assert response.status_code == 200, response.text
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{path} still opens with the old cookie after {SLACK_SECONDS} s")
+
+
+async def sign_out(client: httpx.AsyncClient, path: str = "/signout") -> httpx.Response:
+    home = await client.get("/")
+    return await client.post(path, data={"_csrf": csrf_of(home.text)})
+
+
+async def restricted_issue(world: World) -> int:
+    """An issue in the Secret component (admins only), for alice to look at."""
+    channel = world.stack.model.channel()
+    try:
+        created = await call(
+            v1.ModelStub(channel).create_issue,
+            v1.CreateIssueRequest(
+                caller=world.admin,
+                fields=v1.IssueFields(title="restricted", component_id=world.components["Secret"]),
+            ),
+        )
+    finally:
+        channel.close()
+    return created.id
+
+
+async def test_a_copied_cookie_is_dead_after_sign_out_on_another_replica(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, second = replicas
+    issue_id = await restricted_issue(world)
+    alice = browser(browsers, first)
+    copied = await sign_in(alice, "alice")
+    assert (await page_as(second, copied, f"/issues/{issue_id}")).status_code == 200
+
+    response = await sign_out(alice)
+
+    assert response.status_code == 303
+    await dead_within(second, copied, f"/issues/{issue_id}")
+    await asyncio.sleep(CACHE_SECONDS + 0.5)  # and it stays dead, on both replicas
+    for replica in (first, second):
+        later = await page_as(replica, copied, f"/issues/{issue_id}")
+        assert later.status_code == 303, later.text
+
+
+async def test_sign_out_everywhere_ends_the_sessions_of_every_device(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, second = replicas
+    laptop, phone, colleague = (
+        browser(browsers, first),
+        browser(browsers, second),
+        browser(browsers, second),
+    )
+    await sign_in(laptop, "carol")
+    phone_cookie = await sign_in(phone, "carol")
+    colleague_cookie = await sign_in(colleague, "bob")
+    profile = await laptop.get("/users/carol")
+    assert "Sign out everywhere" in profile.text
+
+    response = await laptop.post("/signout/everywhere", data={"_csrf": csrf_of(profile.text)})
+
+    assert response.status_code == 303
+    await dead_within(second, phone_cookie, "/")
+    await dead_within(first, phone_cookie, "/")
+    assert (await page_as(first, colleague_cookie, "/")).status_code == 200
+
+
+async def test_disabling_a_user_ends_their_web_sessions_and_tokens(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, second = replicas
+    world.stack.add_user("leaver", PASSWORD)
+    cookie = await sign_in(browser(browsers, second), "leaver")
+    channel = world.stack.auth.channel()
+    try:
+        auth = v1.AuthenticatorStub(channel)
+        admin = await call(
+            auth.authenticate_password,
+            v1.AuthenticatePasswordRequest(username="alice", password=PASSWORD),
+        )
+        token = (
+            await call(
+                auth.authenticate_password,
+                v1.AuthenticatePasswordRequest(username="leaver", password=PASSWORD),
+            )
+        ).token
+        assert (await page_as(first, cookie, "/")).status_code == 200
+
+        await call(
+            auth.set_user_disabled,
+            v1.SetUserDisabledRequest(token=admin.token, username="leaver", disabled=True),
+        )
+
+        with pytest.raises(Unauthenticated, match=r"session has ended|disabled"):
+            await call(auth.validate_token, v1.ValidateTokenRequest(token=token))
+        await dead_within(first, cookie, "/")
+        await dead_within(second, cookie, "/")
+    finally:
+        channel.close()
+
+
+async def test_a_refused_cross_site_post_leaves_the_cookie_alone(
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, _ = replicas
+    bob = browser(browsers, first)
+    cookie = await sign_in(bob, "bob")
+    forged: dict[str, Any] = {"headers": {"sec-fetch-site": "cross-site"}, "data": {}}
+
+    # As a browser sends it (SameSite=Lax: no cookie on a cross-site POST)...
+    async with httpx.AsyncClient(base_url=str(first.url)) as other_site:
+        without_cookie = await other_site.post("/signout", **forged)
+    # ...and as a client that does send it.
+    with_cookie = await bob.post("/signout", **forged)
+    no_token = await bob.post("/signout", data={})
+
+    for response in (without_cookie, with_cookie, no_token):
+        assert response.status_code == 403, response.text
+        assert "set-cookie" not in response.headers
+    assert bob.cookies.get(DEV_COOKIE_NAME) == cookie
+    assert (await bob.get("/")).status_code == 200
+
+
+async def test_pages_are_not_stored_and_static_assets_are(
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, _ = replicas
+    bob = browser(browsers, first)
+    await sign_in(bob, "bob")
+    for path in ("/", "/users/bob", "/components", "/issues/999999999", "/signin"):
+        response = await bob.get(path)
+        assert response.headers["cache-control"] == "no-store", path
+    home = await bob.get("/")
+    asset = next(part.split('"')[0] for part in home.text.split('href="')[1:] if "/static/" in part)
+    assert "no-store" not in (await bob.get(asset)).headers["cache-control"]
+
+
+async def test_a_throttled_sign_in_says_when_to_retry(
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, _ = replicas
+    client = browser(browsers, first)
+    page = await client.get("/signin")
+    token = csrf_of(page.text)
+    statuses: list[int] = []
+    response = None
+    for _ in range(12):  # the default allows 10 failures per (user, address)
+        response = await client.post(
+            "/signin", data={"username": "nobody-here", "password": "wrong", "_csrf": token}
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+
+    assert response is not None
+    assert response.status_code == 429, statuses
+    assert int(response.headers["retry-after"]) >= 1
+    assert response.headers["cache-control"] == "no-store"
