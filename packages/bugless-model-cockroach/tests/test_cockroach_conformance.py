@@ -16,9 +16,11 @@ from bugless_testing.model_contracts import (
     ChangeContract,
     ComponentContract,
     ConcurrencyContract,
+    EditContract,
     HistoryContract,
     HotlistContract,
     IssueContract,
+    RedactionContract,
     SavedSearchContract,
     SearchContract,
     SearchOrderContract,
@@ -69,3 +71,9 @@ class TestServerInfo(ServerInfoContract): ...
 
 
 class TestWatch(WatchContract): ...
+
+
+class TestEdit(EditContract): ...
+
+
+class TestRedaction(RedactionContract): ...

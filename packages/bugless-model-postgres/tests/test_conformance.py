@@ -12,9 +12,11 @@ from bugless_testing.model_contracts import (
     ChangeContract,
     ComponentContract,
     ConcurrencyContract,
+    EditContract,
     HistoryContract,
     HotlistContract,
     IssueContract,
+    RedactionContract,
     SavedSearchContract,
     SearchContract,
     SearchOrderContract,
@@ -67,3 +69,9 @@ class TestServerInfo(ServerInfoContract): ...
 
 
 class TestWatch(WatchContract): ...
+
+
+class TestEdit(EditContract): ...
+
+
+class TestRedaction(RedactionContract): ...

@@ -16,6 +16,7 @@ from bugless_testing.model_contracts._batch_changes import BatchChangeContract
 from bugless_testing.model_contracts._changes import ChangeContract
 from bugless_testing.model_contracts._components import ComponentContract
 from bugless_testing.model_contracts._concurrency import ConcurrencyContract
+from bugless_testing.model_contracts._edits import EditContract, RedactionContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
 from bugless_testing.model_contracts._issues import IssueContract
@@ -32,9 +33,11 @@ __all__ = [
     "ChangeContract",
     "ComponentContract",
     "ConcurrencyContract",
+    "EditContract",
     "HistoryContract",
     "HotlistContract",
     "IssueContract",
+    "RedactionContract",
     "SavedSearchContract",
     "SearchContract",
     "SearchOrderContract",
