@@ -16,6 +16,8 @@ from bugless_testing.model_contracts import (
     ChangeContract,
     ComponentContract,
     ConcurrencyContract,
+    CustomFieldContract,
+    CustomFieldSearchContract,
     EditContract,
     HistoryContract,
     HotlistContract,
@@ -24,6 +26,7 @@ from bugless_testing.model_contracts import (
     SavedSearchContract,
     SearchContract,
     SearchOrderContract,
+    SearchParityContract,
     ServerInfoContract,
     WatchContract,
 )
@@ -77,3 +80,12 @@ class TestEdit(EditContract): ...
 
 
 class TestRedaction(RedactionContract): ...
+
+
+class TestCustomField(CustomFieldContract): ...
+
+
+class TestCustomFieldSearch(CustomFieldSearchContract): ...
+
+
+class TestSearchParity(SearchParityContract): ...

@@ -12,6 +12,8 @@ from bugless_testing.model_contracts import (
     ChangeContract,
     ComponentContract,
     ConcurrencyContract,
+    CustomFieldContract,
+    CustomFieldSearchContract,
     EditContract,
     HistoryContract,
     HotlistContract,
@@ -20,6 +22,7 @@ from bugless_testing.model_contracts import (
     SavedSearchContract,
     SearchContract,
     SearchOrderContract,
+    SearchParityContract,
     ServerInfoContract,
     WatchContract,
 )
@@ -75,3 +78,12 @@ class TestEdit(EditContract): ...
 
 
 class TestRedaction(RedactionContract): ...
+
+
+class TestCustomField(CustomFieldContract): ...
+
+
+class TestCustomFieldSearch(CustomFieldSearchContract): ...
+
+
+class TestSearchParity(SearchParityContract): ...

@@ -18,6 +18,7 @@ from bugless_model_postgres import _queries as q
 from bugless_model_postgres._components import visible_component
 from bugless_model_postgres._context import WriteContext, fetch_issues
 from bugless_model_postgres._convert import entry_from_row
+from bugless_model_postgres._custom_search import CustomCatalog, load_catalog
 from bugless_model_postgres._database import translated_errors
 from bugless_proto import v1
 
@@ -58,6 +59,11 @@ class EditsAndCustomFields:
         async def _write(
             self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
         ) -> tuple[T, WriteContext]: ...
+
+    async def _custom_catalog(self, query: v1.StructuredQuery) -> CustomCatalog:
+        """The custom fields a search names (no statement when it names none)."""
+        async with translated_errors(), self._pool.acquire() as conn:
+            return await load_catalog(conn, query)
 
     async def _issue_response(
         self, caller: v1.Caller | None, issue_id: int, version: int

@@ -362,8 +362,11 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
         size, token = _page(request.page)
         fingerprint = PageTokenCodec.fingerprint("search", bytes(query).hex(), _caller_key(caller))
         position = self._decode(token, fingerprint)
+        catalog = await self._custom_catalog(query)
         try:
-            compiled = _search.compile_search(query, caller, principals_of(caller), position)
+            compiled = _search.compile_search(
+                query, caller, principals_of(caller), position, catalog
+            )
         except (ValueError, TypeError, IndexError) as exc:
             msg = "page.page_token: does not fit this query"
             raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc

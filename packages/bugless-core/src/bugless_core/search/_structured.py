@@ -102,8 +102,15 @@ def user_terms(query: Query) -> set[str]:
         if isinstance(node, FieldTerm):
             names |= {v.name for v in node.values if isinstance(v, UserValue) and not v.is_me}
         elif isinstance(node, CustomFieldTerm):
-            names |= {v for v in node.values if is_username(v)}
+            names |= {v for v in node.values if is_username(v) and not _is_relative_day(v)}
     return names
+
+
+def _is_relative_day(raw: str) -> bool:
+    lowered = raw.lower()
+    return lowered == "today" or (
+        lowered.startswith("today-") and lowered[6:].isascii() and lowered[6:].isdigit()
+    )
 
 
 def required_user_terms(query: Query) -> set[str]:
@@ -264,9 +271,9 @@ class _Translator:
                 values.append(v1.SearchValue(text=self.me))
                 resolved.append(self.me)
                 continue
-            if lowered == "today" or lowered.startswith("today-"):
+            if _is_relative_day(raw):
                 days = lowered[len("today-") :] if "-" in lowered else "0"
-                if days.isascii() and days.isdigit() and len(days) <= 7:
+                if len(days) <= 7:
                     try:
                         day = self.today - timedelta(days=int(days))
                     except OverflowError:

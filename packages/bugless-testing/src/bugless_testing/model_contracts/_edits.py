@@ -79,7 +79,8 @@ class EditContract:
         issue = await make_issue(model, component.id)
         commented = await change(model, issue, comment="first text")
         response = await edit(model, issue, commented.entry.version, "second text")
-        assert response.entry is not None and response.issue is not None
+        assert response.entry is not None
+        assert response.issue is not None
         assert response.entry.edits_version == commented.entry.version
         assert response.entry.comment == "second text"
         assert response.entry.author == ALICE.user_id
@@ -226,12 +227,14 @@ class RedactionContract:
         secret = _word("leak")
         issue = await make_issue(model, component.id, description=f"token {secret}")
         response = await redact(model, issue.id, v1.RedactionTarget.DESCRIPTION)
-        assert response.issue is not None and response.entry is not None
+        assert response.issue is not None
+        assert response.entry is not None
         assert response.issue.description == ""
         assert response.entry.redaction_target is v1.RedactionTarget.DESCRIPTION
         assert response.entry.redacted_version == 1
         first = (await history(model, issue.id))[0]
-        assert first.comment == "" and first.comment_redacted
+        assert first.comment == ""
+        assert first.comment_redacted
         text = v1.SearchField.TEXT
         assert await search_ids(model, within(component.id, eq(text, secret))) == []
         assert (await get_issue(model, issue.id)).title == issue.title
