@@ -16,12 +16,17 @@ from bugless_testing.model_contracts import (
     ChangeContract,
     ComponentContract,
     ConcurrencyContract,
+    CustomFieldContract,
+    CustomFieldSearchContract,
+    EditContract,
     HistoryContract,
     HotlistContract,
     IssueContract,
+    RedactionContract,
     SavedSearchContract,
     SearchContract,
     SearchOrderContract,
+    SearchParityContract,
     ServerInfoContract,
     WatchContract,
 )
@@ -69,3 +74,18 @@ class TestServerInfo(ServerInfoContract): ...
 
 
 class TestWatch(WatchContract): ...
+
+
+class TestEdit(EditContract): ...
+
+
+class TestRedaction(RedactionContract): ...
+
+
+class TestCustomField(CustomFieldContract): ...
+
+
+class TestCustomFieldSearch(CustomFieldSearchContract): ...
+
+
+class TestSearchParity(SearchParityContract): ...

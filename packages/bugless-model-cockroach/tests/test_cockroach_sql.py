@@ -15,6 +15,7 @@ transaction). The other side of each switch runs for real below.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -25,7 +26,12 @@ from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
 from bugless_model_cockroach import _queries as q
 from bugless_model_cockroach._dialect import COCKROACH, COMPATIBILITY, dialect_for
-from bugless_model_cockroach._regions import region_statements
+from bugless_model_cockroach._regions import (
+    GLOBAL,
+    IN_PRIMARY_REGION,
+    REGIONAL_BY_ROW,
+    region_statements,
+)
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres.seam import POSTGRES
 from bugless_proto import v1
@@ -45,11 +51,23 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
         'ALTER TABLE "tracker".issue_history SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".components SET LOCALITY GLOBAL',
         'ALTER TABLE "tracker".hotlists SET LOCALITY GLOBAL',
+        'ALTER TABLE "tracker".custom_fields SET LOCALITY GLOBAL',
         'ALTER TABLE "tracker".hotlist_items SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         'ALTER TABLE "tracker".saved_searches SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
+        'ALTER TABLE "tracker".blobs SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
+        'ALTER TABLE "tracker".blob_chunks SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         'ALTER TABLE "tracker".bugless_leases SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         'ALTER TABLE "tracker".schema_migrations SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
     ]
+
+
+def test_every_table_the_migrations_create_has_a_home_region() -> None:
+    """A new table with no locality would stay wherever CockroachDB put it."""
+    created: set[str] = set()
+    for migration in CockroachBackend.migrations():
+        created |= set(re.findall(r"CREATE TABLE(?: IF NOT EXISTS)? (\w+)", migration.sql))
+    homed = set(REGIONAL_BY_ROW) | set(GLOBAL) | set(IN_PRIMARY_REGION)
+    assert created - homed == set()
 
 
 def test_one_region_is_a_primary_only_and_none_changes_nothing() -> None:

@@ -12,12 +12,17 @@ from bugless_testing.model_contracts import (
     ChangeContract,
     ComponentContract,
     ConcurrencyContract,
+    CustomFieldContract,
+    CustomFieldSearchContract,
+    EditContract,
     HistoryContract,
     HotlistContract,
     IssueContract,
+    RedactionContract,
     SavedSearchContract,
     SearchContract,
     SearchOrderContract,
+    SearchParityContract,
     ServerInfoContract,
     WatchContract,
 )
@@ -67,3 +72,18 @@ class TestServerInfo(ServerInfoContract): ...
 
 
 class TestWatch(WatchContract): ...
+
+
+class TestEdit(EditContract): ...
+
+
+class TestRedaction(RedactionContract): ...
+
+
+class TestCustomField(CustomFieldContract): ...
+
+
+class TestCustomFieldSearch(CustomFieldSearchContract): ...
+
+
+class TestSearchParity(SearchParityContract): ...

@@ -58,6 +58,28 @@ class ComponentsService(GatewayService, v1.ComponentsBase):
         component = await self.gateway.model_call(self.gateway.model.create_component, message)
         return await self._component_out(component)
 
+    async def create_custom_field(self, message: v1.CreateCustomFieldRequest) -> v1.CustomField:
+        """Define a custom field on a component (its admins)."""
+        caller_of(message)
+        return await self.gateway.model_call(self.gateway.model.create_custom_field, message)
+
+    async def list_custom_fields(
+        self, message: v1.ListCustomFieldsRequest
+    ) -> v1.ListCustomFieldsResponse:
+        """The custom fields that apply to a component."""
+        caller_of(message)
+        return await self.gateway.model_call(self.gateway.model.list_custom_fields, message)
+
+    async def update_custom_field(self, message: v1.UpdateCustomFieldRequest) -> v1.CustomField:
+        """Change a custom field's definition."""
+        caller_of(message)
+        return await self.gateway.model_call(self.gateway.model.update_custom_field, message)
+
+    async def delete_custom_field(self, message: v1.DeleteCustomFieldRequest) -> v1.DeleteResponse:
+        """Delete a custom field (its values leave the issues; history keeps them)."""
+        caller_of(message)
+        return await self.gateway.model_call(self.gateway.model.delete_custom_field, message)
+
     async def get_component(self, message: v1.GetComponentRequest) -> v1.Component:
         """One component by id or path."""
         caller_of(message)

@@ -141,6 +141,25 @@ class IssuesService(GatewayService, v1.IssuesBase):
         await self._named(out)
         return reply
 
+    async def _changed(self, reply: v1.ChangeIssueResponse) -> v1.ChangeIssueResponse:
+        out = UserRefs()
+        out.issue(reply.issue)
+        out.entry(reply.entry)
+        await self._named(out)
+        return reply
+
+    async def edit_comment(self, message: v1.EditCommentRequest) -> v1.ChangeIssueResponse:
+        """Edit a comment the caller wrote (a new entry supersedes the text)."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.edit_comment, message)
+        return await self._changed(reply)
+
+    async def redact(self, message: v1.RedactRequest) -> v1.ChangeIssueResponse:
+        """Redact a comment, description or attachment (component admins)."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.redact, message)
+        return await self._changed(reply)
+
     async def batch_change_issues(
         self, message: v1.BatchChangeIssuesRequest
     ) -> v1.BatchChangeIssuesResponse:

@@ -27,3 +27,15 @@ MAX_LIST_DELTA = 500
 MAX_ACL_ENTRIES = 200
 #: Search results are counted exactly up to this many; beyond, "more than N".
 SEARCH_COUNT_CAP = 10_000
+
+# ---- custom fields (issue 18) ----
+#: Custom fields one component may define (its subtree inherits them).
+MAX_CUSTOM_FIELDS_PER_COMPONENT = 50
+#: Custom fields that may apply to one component (its own and its ancestors').
+MAX_APPLICABLE_CUSTOM_FIELDS = 200
+#: Options of one ENUM / ENUM_MULTI field.
+MAX_CUSTOM_FIELD_OPTIONS = 200
+#: Length of one option name, and of a TEXT field's value.
+MAX_CUSTOM_FIELD_VALUE_LENGTH = 1_000
+#: Custom field values one create or delta may set.
+MAX_CUSTOM_FIELDS_PER_CHANGE = 100

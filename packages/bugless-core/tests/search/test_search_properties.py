@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bugless_core.search import (
     MAX_NESTING,
     And,
+    CustomFieldTerm,
     DateValue,
     EnumValue,
     Field,
@@ -36,9 +37,11 @@ from bugless_core.search import (
     format_query,
     parse_query,
     query_to_json,
+    required_user_terms,
     to_structured,
     user_terms,
 )
+from bugless_core.search._ast import is_bare_value
 from bugless_proto import v1
 
 T = TypeVar("T")
@@ -141,7 +144,16 @@ date_values: st.SearchStrategy[Value] = st.one_of(
 
 def values_for(field: Field) -> st.SearchStrategy[Value]:
     match field:
-        case Field.ASSIGNEE | Field.REPORTER | Field.CC | Field.VERIFIER:
+        case (
+            Field.ASSIGNEE
+            | Field.REPORTER
+            | Field.CC
+            | Field.VERIFIER
+            | Field.COMMENTER
+            | Field.MODIFIER
+            | Field.LAST_MODIFIER
+            | Field.LAST_COMMENTER
+        ):
             return user_values
         case Field.PRIORITY | Field.SEVERITY:
             return st.integers(0, 4).map(IntValue)
@@ -151,7 +163,7 @@ def values_for(field: Field) -> st.SearchStrategy[Value]:
             return st.sampled_from([t.name.lower() for t in v1.IssueType if t.value]).map(EnumValue)
         case Field.STATUS_CLASS:
             return st.sampled_from(["open", "closed"]).map(EnumValue)
-        case Field.CREATED | Field.MODIFIED:
+        case Field.CREATED | Field.MODIFIED | Field.CLOSED:
             return date_values
         case _:
             return st.integers(0, 2**63 - 1).map(IntValue)
@@ -159,11 +171,11 @@ def values_for(field: Field) -> st.SearchStrategy[Value]:
 
 ORDERED = {
     Field.PRIORITY, Field.SEVERITY, Field.ID, Field.BLOCKING, Field.BLOCKED_BY, Field.PARENT,
-    Field.CANONICAL, Field.CREATED, Field.MODIFIED,
+    Field.CANONICAL, Field.CREATED, Field.MODIFIED, Field.CLOSED,
 }  # fmt: skip
 NULLABLE = {
     Field.ASSIGNEE, Field.REPORTER, Field.CC, Field.VERIFIER, Field.HOTLIST, Field.BLOCKING,
-    Field.BLOCKED_BY, Field.PARENT, Field.CANONICAL,
+    Field.BLOCKED_BY, Field.PARENT, Field.CANONICAL, Field.CLOSED,
 }  # fmt: skip
 
 
@@ -183,11 +195,42 @@ def field_terms(draw: st.DrawFn) -> FieldTerm:
         chosen = tuple(draw(st.lists(values, min_size=1, max_size=3)))
     else:
         chosen = (draw(values),)
-    subtree = field is Field.COMPONENT and draw(st.booleans())
+    subtree = field in (Field.COMPONENT, Field.PARENT) and op is Operator.EQ and draw(st.booleans())
     return FieldTerm(field, op, chosen, subtree)
 
 
-leaves: st.SearchStrategy[Node] = st.one_of(words, phrases, field_texts, field_terms())
+#: Custom field values: anything a person might type, bare or (alone) quoted.
+custom_values = st.text(
+    st.characters(blacklist_characters='"\\,', blacklist_categories=("Cs", "Cc")),
+    min_size=1,
+    max_size=8,
+).filter(lambda v: v.strip() == v and v.lower() not in ("none", "any") and bool(v))
+custom_names = st.text(
+    st.characters(blacklist_characters='"\\', blacklist_categories=("Cs", "Cc")),
+    min_size=1,
+    max_size=10,
+).filter(lambda v: v.strip() == v and bool(v))
+
+
+@st.composite
+def custom_terms(draw: st.DrawFn) -> CustomFieldTerm:
+    field_id = draw(st.integers(0, 10**6))
+    name = "" if field_id else draw(custom_names)
+    op = draw(st.sampled_from(list(Operator)))
+    if op in (Operator.ANY, Operator.NONE):
+        values: tuple[str, ...] = ()
+    elif op is Operator.EQ:
+        values = tuple(draw(st.lists(custom_values, min_size=1, max_size=3)))
+        if len(values) > 1:
+            values = tuple(v for v in values if is_bare_value(v)) or ("x",)
+    else:
+        values = (draw(custom_values),)
+    return CustomFieldTerm(op, values, field_id, name)
+
+
+leaves: st.SearchStrategy[Node] = st.one_of(
+    words, phrases, field_texts, field_terms(), custom_terms()
+)
 
 
 def _compound(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
@@ -207,9 +250,16 @@ def depth(node: Node) -> int:
 
 nodes = st.recursive(leaves, _compound, max_leaves=12).filter(lambda n: depth(n) < MAX_NESTING)
 sorts = st.lists(
-    st.builds(SortSpec, st.sampled_from(list(SortField)), st.booleans()),
+    st.one_of(
+        st.builds(
+            SortSpec,
+            st.sampled_from([f for f in SortField if f is not SortField.CUSTOM]),
+            st.booleans(),
+        ),
+        st.builds(SortSpec, st.just(SortField.CUSTOM), st.booleans(), st.integers(1, 10**6)),
+    ),
     max_size=3,
-    unique_by=lambda s: s.field,
+    unique_by=lambda s: (s.field, s.custom_field_id),
 ).map(tuple)
 queries = st.builds(Query, st.none() | nodes | nodes | nodes, sorts)
 
@@ -253,7 +303,7 @@ def test_to_structured_never_crashes_when_users_resolve(
 @FAST
 @given(queries)
 def test_unresolved_users_are_reported_inside_the_query(query: Query) -> None:
-    names = user_terms(query)
+    names = required_user_terms(query)
     result = outcome(lambda: to_structured(query, me=None, users={}, today=date(2026, 3, 10)))
     if not isinstance(result, QuerySyntaxError):
         assert not names

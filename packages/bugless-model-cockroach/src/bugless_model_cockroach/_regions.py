@@ -10,10 +10,11 @@ follow the CockroachDB SQL reference pages "SET PRIMARY REGION", "ADD REGION",
   hidden ``crdb_region`` column, defaulting to the gateway region of the
   inserting connection, so an issue (and its history rows) live where it was
   filed and reads and writes there stay in-region.
-* ``components`` (ACLs included) and ``hotlists``: ``GLOBAL``, read on every
-  search and every visibility check from every region, rarely written.
-* Everything else (hotlist items, saved searches, leases, the migration
-  ledger): ``REGIONAL BY TABLE IN PRIMARY REGION``.
+* ``components`` (ACLs included), ``hotlists`` and ``custom_fields`` (the
+  definitions): ``GLOBAL``, read on every search and every visibility check
+  from every region, rarely written.
+* Everything else (hotlist items, saved searches, attachment content, leases,
+  the migration ledger): ``REGIONAL BY TABLE IN PRIMARY REGION``.
 
 The survival goal stays ``ZONE`` (the default): a write commits with a quorum
 inside its home region. ``SURVIVE REGION FAILURE`` needs three regions and
@@ -31,8 +32,15 @@ from bugless_core.errors import InvalidArgument
 _REGION = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 REGIONAL_BY_ROW = ("issues", "issue_history")
-GLOBAL = ("components", "hotlists")
-IN_PRIMARY_REGION = ("hotlist_items", "saved_searches", "bugless_leases", "schema_migrations")
+GLOBAL = ("components", "hotlists", "custom_fields")
+IN_PRIMARY_REGION = (
+    "hotlist_items",
+    "saved_searches",
+    "blobs",
+    "blob_chunks",
+    "bugless_leases",
+    "schema_migrations",
+)
 
 
 def quote_identifier(name: str) -> str:

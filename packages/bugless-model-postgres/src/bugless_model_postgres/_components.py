@@ -18,7 +18,7 @@ from bugless_model_postgres._convert import acl_to_json, caller_role, template_t
 from bugless_proto import v1
 
 
-def _admin_needed(row: asyncpg.Record, what: str) -> PermissionDenied:
+def admin_needed(row: asyncpg.Record, what: str) -> PermissionDenied:
     return PermissionDenied(
         f"{ROLE_NAMES[v1.Role.ADMIN]} role on component {row['path']} needed {what}",
         metadata={"component_id": str(row["id"])},
@@ -54,7 +54,7 @@ async def create_component(ctx: WriteContext, request: v1.CreateComponentRequest
     if request.parent_id:
         parent, role = await visible_component(ctx, request.parent_id, "parent_id", lock=True)
         if role < v1.Role.ADMIN:
-            raise _admin_needed(parent, "to create a subcomponent")
+            raise admin_needed(parent, "to create a subcomponent")
         parent_path_ids = list(parent["path_ids"])
         parent_path = parent["path"]
         parent_key = list(parent["path_key"])
@@ -87,7 +87,7 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
     paths = set(request.update_mask.paths) if request.update_mask else set()
     row, role = await visible_component(ctx, change.id, lock=True)
     if role < v1.Role.ADMIN:
-        raise _admin_needed(row, "to change it")
+        raise admin_needed(row, "to change it")
     if request.expected_version and request.expected_version != row["version"]:
         raise Conflict(
             f"component {change.id} is at version {row['version']}, "
@@ -112,7 +112,7 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
                 metadata={"field": "component.parent_id"},
             )
         if parent_role < v1.Role.ADMIN:
-            raise _admin_needed(parent, "to move a component under it")
+            raise admin_needed(parent, "to move a component under it")
         new_parent_ids = list(parent["path_ids"])
         parent_path = parent["path"]
     elif moved:

@@ -17,6 +17,7 @@ import asyncpg
 from bugless_core.errors import NotFound
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import Row, caller_role, issue_from_row, principals_of
+from bugless_model_postgres._custom_values import attach_values
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_proto import v1
 
@@ -79,8 +80,12 @@ def issue_message(row: Row) -> v1.Issue:
 async def fetch_issues(
     conn: asyncpg.Connection, caller: v1.Caller, ids: list[int]
 ) -> dict[int, v1.Issue]:
-    """Visible issues among ``ids`` as messages, by id."""
-    return {i: issue_message(r) for i, r in (await fetch_issue_rows(conn, caller, ids)).items()}
+    """Visible issues among ``ids`` as messages (custom field values included), by id."""
+    rows = await fetch_issue_rows(conn, caller, ids)
+    issues = {i: issue_message(r) for i, r in rows.items()}
+    if any(r["custom_fields"] not in ("{}", {}) for r in rows.values()):
+        await attach_values(conn, issues, rows)
+    return issues
 
 
 def issue_not_found(issue_id: int, field_name: str = "") -> NotFound:

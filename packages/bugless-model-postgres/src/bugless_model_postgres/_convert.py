@@ -173,6 +173,7 @@ def changes_to_json(changes: Iterable[v1.FieldChange]) -> str:
                 "new": c.new_value,
                 "added": list(c.added),
                 "removed": list(c.removed),
+                **({"name": c.field_name} if c.field_name else {}),
             }
             for c in changes
         ]
@@ -196,10 +197,16 @@ def entry_from_row(row: Row) -> v1.HistoryEntry:
                 new_value=c["new"],
                 added=c["added"],
                 removed=c["removed"],
+                field_name=c.get("name", ""),
             )
             for c in items
         ],
         caused_by_issue_id=row["caused_by_issue_id"],
+        edits_version=row["edits_version"],
+        redaction_target=v1.RedactionTarget(row["redaction_target"]),
+        redacted_version=row["redacted_version"],
+        redacted_attachment_id=row["redacted_attachment_id"],
+        comment_redacted=row["comment_redacted"],
     )
 
 

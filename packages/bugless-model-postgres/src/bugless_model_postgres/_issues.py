@@ -21,6 +21,7 @@ from bugless_core.errors import (
     IssueVersionConflict,
     PermissionDenied,
 )
+from bugless_model_postgres import _custom_fields, _custom_values
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
     ROLE_NAMES,
@@ -347,6 +348,11 @@ async def _lock_and_load(ctx: WriteContext, ids: set[int]) -> dict[int, asyncpg.
     return await fetch_issue_rows(ctx.conn, ctx.caller, ordered)
 
 
+async def fetch_visible_rows(ctx: WriteContext, ids: list[int]) -> dict[int, asyncpg.Record]:
+    """Rows of the visible issues among ``ids`` (already locked by the caller)."""
+    return await fetch_issue_rows(ctx.conn, ctx.caller, ids)
+
+
 def _related_ids(delta: v1.IssueDelta) -> set[int]:
     return {
         *delta.blocking_add,
@@ -416,6 +422,14 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     )
     new = plan.new
     new["component_id"] = fields.component_id
+    custom: dict[str, Any] = {}
+    known: dict[int, tuple[str, int]] = {}
+    if checks["has_custom_fields"] or request.custom_fields:
+        custom, custom_changes, known = await _custom_fields.plan_values(
+            ctx, component_id=fields.component_id, current={}, given=request.custom_fields,
+            creating=True, moved=False, path="custom_fields",
+        )  # fmt: skip
+        plan.changes.extend(custom_changes)
     comment_count = 1 if request.description else 0
     values: list[Any] = [
         new["title"], new["status"], new["priority"], new["severity"], new["type"],
@@ -424,10 +438,14 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         request.description, ctx.now, new["closed_at"], comment_count, key,
     ]  # fmt: skip
     if ctx.new_issue_id is None:
-        issue_id = await ctx.conn.fetchval(q.INSERT_ISSUE, *values)
+        issue_id = await ctx.conn.fetchval(
+            q.INSERT_ISSUE, *values, _custom_values.dump_values(custom)
+        )
     else:
         new_id = await ctx.new_issue_id(ctx.conn)
-        issue_id = await ctx.conn.fetchval(q.INSERT_ISSUE_WITH_ID, *values, new_id)
+        issue_id = await ctx.conn.fetchval(
+            q.INSERT_ISSUE_WITH_ID, *values, _custom_values.dump_values(custom), new_id
+        )
     if issue_id is None:
         # A concurrent create with the same key committed first.
         existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
@@ -449,7 +467,9 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         "comment_count": comment_count,
     }
     # Hotlists joined here are ones the caller may edit, hence see.
-    return Created(int(issue_id), issue_from_row(written, plan.hotlists_added))
+    issue = issue_from_row(written, plan.hotlists_added)
+    issue.custom_fields = _custom_values.value_messages(custom, known)
+    return Created(int(issue_id), issue)
 
 
 def _rekey_other_sides(plan: _Plan, issue_id: int) -> None:
@@ -465,7 +485,7 @@ def _mask(paths: Sequence[str]) -> Any:
     return FieldMask(paths=list(paths))
 
 
-async def _reject_stale_before_locking(
+async def reject_stale_before_locking(
     ctx: WriteContext, issue_id: int, expected_version: int
 ) -> None:
     """Fail a change against a superseded version without queueing for row locks.
@@ -503,7 +523,7 @@ async def change_issue(
     for name in ("parent_id", "duplicate_of_id"):
         if name in paths and getattr(fields, name):
             related.add(getattr(fields, name))
-    await _reject_stale_before_locking(ctx, issue_id, expected_version)
+    await reject_stale_before_locking(ctx, issue_id, expected_version)
     rows = await _lock_and_load(ctx, related | {issue_id})
     row = rows.get(issue_id)
     if row is None:
@@ -519,6 +539,15 @@ async def change_issue(
         raise IssueVersionConflict(issue_id, expected_version, row["version"])
     plan = _Plan(as_dict(row))
     await _plan_delta(ctx, plan, delta, set(rows), creating=False)
+    custom = _custom_values.load_values(row["custom_fields"])
+    moved = plan.new["component_id"] != plan.old["component_id"]
+    if delta.custom_fields_set or moved:
+        custom, custom_changes, _ = await _custom_fields.plan_values(
+            ctx, component_id=plan.new["component_id"], current=custom,
+            given=delta.custom_fields_set, creating=False, moved=moved,
+            path="delta.custom_fields_set",
+        )  # fmt: skip
+        plan.changes.extend(custom_changes)
     if not plan.changes and not comment.strip():
         raise InvalidArgument(
             "delta: the change is empty: every field already has the given value; "
@@ -532,6 +561,7 @@ async def change_issue(
         new["component_id"], new["assignee"], new["verifier"], new["cc"],
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
         new["closed_at"], ctx.now, 1 if comment else 0, comment,
+        _custom_values.dump_values(custom),
     )  # fmt: skip
     for hotlist_id in plan.hotlists_added:
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")

@@ -13,7 +13,7 @@ ISSUE_COLUMNS = """
     i.id, i.title, i.status, i.priority, i.severity, i.type, i.component_id,
     i.reporter, i.assignee, i.verifier, i.cc, i.blocking_ids, i.blocked_by_ids,
     i.parent_id, i.duplicate_of_id, i.description, i.created_at, i.modified_at,
-    i.closed_at, i.version, i.comment_count
+    i.closed_at, i.version, i.comment_count, i.custom_fields
 """
 
 _FETCH_ISSUES = """
@@ -57,28 +57,32 @@ FIND_IDEMPOTENT = "SELECT id FROM issues WHERE reporter = $1 AND idempotency_key
 CREATE_CHECKS = """
 SELECT c.*,
        (SELECT i.id FROM issues i WHERE i.reporter = $2 AND i.idempotency_key = $3)
-           AS idempotent_id
+           AS idempotent_id,
+       EXISTS (SELECT 1 FROM custom_fields f WHERE f.component_id = ANY (c.path_ids))
+           AS has_custom_fields
   FROM (SELECT 1) AS one LEFT JOIN components c ON c.id = $1
 """
 
 #: A new issue with its relation lists, written once (one row version: the
 #: table has many indexes and no HOT updates). ``RETURNING id``: no row when
 #: a concurrent create with the same idempotency key committed first. The id
-#: is the column default (identity sequence) here, given as ``$20`` in
-#: :data:`INSERT_ISSUE_WITH_ID` (backends that mint their own ids).
+#: is the column default (identity sequence) here, given as ``$21`` in
+#: :data:`INSERT_ISSUE_WITH_ID` (backends that mint their own ids); ``$20``
+#: is the custom field values (jsonb text).
 _INSERT_ISSUE = """
 INSERT INTO issues ({id}title, status, priority, severity, type, component_id, reporter,
                     assignee, verifier, cc, blocking_ids, blocked_by_ids, parent_id,
                     duplicate_of_id, description, created_at, modified_at, closed_at, version,
-                    comment_count, idempotency_key, comments_tsv, text_tsv)
+                    comment_count, idempotency_key, comments_tsv, text_tsv, custom_fields)
 VALUES ({id_value}$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16,
         $17, 1, $18, $19,
-        to_tsvector('english', $15), to_tsvector('english', $1) || to_tsvector('english', $15))
+        to_tsvector('english', $15), to_tsvector('english', $1) || to_tsvector('english', $15),
+        $20::jsonb)
 ON CONFLICT (reporter, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id
 """
 INSERT_ISSUE = _INSERT_ISSUE.format(id="", id_value="")
-INSERT_ISSUE_WITH_ID = _INSERT_ISSUE.format(id="id, ", id_value="$20, ")
+INSERT_ISSUE_WITH_ID = _INSERT_ISSUE.format(id="id, ", id_value="$21, ")
 
 UPDATE_ISSUE = """
 UPDATE issues
@@ -87,7 +91,8 @@ UPDATE issues
        parent_id = $13, duplicate_of_id = $14, closed_at = $15, modified_at = $16,
        version = version + 1, comment_count = comment_count + $17,
        comments_tsv = comments_tsv || to_tsvector('english', $18),
-       text_tsv = to_tsvector('english', $2) || comments_tsv || to_tsvector('english', $18)
+       text_tsv = to_tsvector('english', $2) || comments_tsv || to_tsvector('english', $18),
+       custom_fields = $19::jsonb
  WHERE id = $1
 RETURNING version
 """

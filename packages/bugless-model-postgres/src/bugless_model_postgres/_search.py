@@ -17,6 +17,7 @@ from typing import Any
 import betterproto2
 
 from bugless_model_postgres._convert import CLOSED_STATUS_VALUES, OPEN_STATUS_VALUES
+from bugless_model_postgres._custom_search import CustomCatalog, custom_sort, custom_term_sql
 from bugless_proto import v1
 
 F = v1.SearchField
@@ -30,6 +31,25 @@ _ID_COLUMNS = {F.ID: "i.id", F.PARENT: "i.parent_id", F.CANONICAL: "i.duplicate_
 _ARRAY_COLUMNS = {F.BLOCKING: "i.blocking_ids", F.BLOCKED_BY: "i.blocked_by_ids"}
 _LEVEL_COLUMNS = {F.PRIORITY: "i.priority", F.SEVERITY: "i.severity"}
 _TIME_COLUMNS = {F.CREATED: "i.created_at", F.MODIFIED: "i.modified_at"}
+#: History conditions of the people fields: an entry of the issue by one of
+#: the users bound at ``{users}``.
+_HISTORY_PEOPLE = {
+    F.COMMENTER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
+    "AND h.comment <> '' AND h.author = ANY ({users}))",
+    F.MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
+    "AND h.author = ANY ({users}))",
+    F.LAST_MODIFIER: "EXISTS (SELECT 1 FROM issue_history h WHERE h.issue_id = i.id "
+    "AND h.version = i.version AND h.author = ANY ({users}))",
+    F.LAST_COMMENTER: "coalesce((SELECT h.author FROM issue_history h WHERE h.issue_id = i.id "
+    "AND h.comment <> '' ORDER BY h.version DESC LIMIT 1), '') = ANY ({users})",
+}
+#: Issues below the given parents ($ an array), at any depth.
+_DESCENDANTS = (
+    "i.id = ANY (ARRAY(WITH RECURSIVE d(id, depth) AS ("
+    "SELECT ch.id, 1 FROM issues ch WHERE ch.parent_id = ANY ({parents}) "
+    "UNION SELECT ch.id, d.depth + 1 FROM issues ch JOIN d ON ch.parent_id = d.id "
+    "WHERE d.depth < 10000) SELECT id FROM d))"
+)
 _SORT = {
     v1.SortField.ID: ("i.id", "bigint"),
     v1.SortField.CREATED: ("i.created_at", "timestamptz"),
@@ -50,6 +70,8 @@ class Params:
     values: list[Any] = field(default_factory=list)
     user_id: str = ""
     _user: str = ""
+    #: Definitions of the custom fields the query names.
+    catalog: CustomCatalog = field(default_factory=CustomCatalog)
 
     def user(self) -> str:
         """The caller's user id, bound on first use (unused ones have no type)."""
@@ -92,9 +114,16 @@ class CompiledSearch:
     sort: list[SortColumn]
 
 
-def sort_columns(order_by: list[v1.SortKey]) -> list[SortColumn]:
+def sort_columns(
+    order_by: list[v1.SortKey], catalog: CustomCatalog | None = None
+) -> list[SortColumn]:
     """The sort columns of a query; id, in the last key's direction, ends them."""
-    columns = [SortColumn(*_SORT[k.field], k.descending) for k in order_by]
+    columns: list[SortColumn] = []
+    for k in order_by:
+        if k.field is v1.SortField.CUSTOM:
+            columns += [SortColumn(*c) for c in custom_sort(k, catalog or CustomCatalog())]
+        else:
+            columns.append(SortColumn(*_SORT[k.field], k.descending))
     if not columns:
         return [SortColumn("i.id", "bigint", descending=True)]
     if columns[-1].expression != "i.id":
@@ -140,14 +169,18 @@ def compile_search(
     caller: v1.Caller,
     principals: list[str],
     position: list[Any] | None,
+    catalog: CustomCatalog | None = None,
 ) -> CompiledSearch:
-    """Compile ``query`` for ``caller``, resuming after ``position`` if given."""
+    """Compile ``query`` for ``caller``, resuming after ``position`` if given.
+
+    ``catalog`` holds the custom fields the query names (:func:`load_catalog`).
+    """
     query = query or v1.StructuredQuery()
-    params = Params(user_id=caller.user_id)
+    params = Params(user_id=caller.user_id, catalog=catalog or CustomCatalog())
     admin = params.add(caller.admin, "boolean")
     visible = f"({admin} OR c.viewers = '{{}}' OR c.viewers && {params.add(principals, 'text[]')})"
     where = _node(query.filter, params, admin) if query.filter is not None else "TRUE"
-    columns = sort_columns(list(query.order_by))
+    columns = sort_columns(list(query.order_by), params.catalog)
     base = f"FROM issues i JOIN components c ON c.id = i.component_id WHERE {visible} AND {where}"
     count_params = list(params.values)
     count_sql = f"SELECT count(*) FROM (SELECT 1 {base} LIMIT ${len(count_params) + 1}) AS matches"
@@ -200,6 +233,22 @@ def _values(term: v1.SearchTerm) -> list[Any]:
 def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     f, op = term.field, term.op
     values = _values(term)
+    if f is F.CUSTOM:
+        return custom_term_sql(term, params.catalog, params.add)
+    if f is F.CLOSED:
+        if op in (Op.ANY, Op.NONE):
+            return "i.closed_at IS NOT NULL" if op is Op.ANY else "i.closed_at IS NULL"
+        if op in _COMPARE:
+            bound = params.add(values[0], "timestamptz")
+            return f"coalesce(i.closed_at {_COMPARE[op]} {bound}, false)"
+        return f"i.closed_at = ANY ({params.add(values, 'timestamptz[]')})"
+    if f in _HISTORY_PEOPLE:
+        if op in (Op.ANY, Op.NONE):
+            some = "TRUE" if f is not F.COMMENTER else "i.comment_count > 0"
+            return some if op is Op.ANY else f"(NOT {some})"
+        return _HISTORY_PEOPLE[f].format(users=params.add(values, "text[]"))
+    if f is F.PARENT and term.include_subtree and op is Op.EQ:
+        return _DESCENDANTS.format(parents=params.add(values, "bigint[]"))
     if f in _TSV:
         if op is Op.ANY:
             return "TRUE"

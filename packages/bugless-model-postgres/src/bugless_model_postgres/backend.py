@@ -66,6 +66,7 @@ from bugless_model_postgres._database import (
     translated_errors,
 )
 from bugless_model_postgres._dialect import POSTGRES, Dialect
+from bugless_model_postgres._edit_calls import EditsAndCustomFields, mark_edited
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -85,7 +86,7 @@ def _caller_key(caller: v1.Caller) -> list[Any]:
     return [caller.user_id, sorted(caller.groups), caller.admin]
 
 
-class PostgresBackend(ModelBackend):
+class PostgresBackend(EditsAndCustomFields, ModelBackend):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
@@ -345,10 +346,12 @@ class PostgresBackend(ModelBackend):
             if not await fetch_issue_rows(conn, caller, [request.issue_id]):
                 raise issue_not_found(request.issue_id)
             rows = await conn.fetch(q.LIST_HISTORY, request.issue_id, after, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
+            more = len(rows) > size
+            rows = rows[:size]
+            entries = [entry_from_row(r) for r in rows]
+            await mark_edited(conn, request.issue_id, entries)
         return v1.ListHistoryResponse(
-            entries=[entry_from_row(r) for r in rows],
+            entries=entries,
             next_page_token=self._tokens.encode([rows[-1]["version"]], fingerprint) if more else "",
         )
 
@@ -359,8 +362,11 @@ class PostgresBackend(ModelBackend):
         size, token = _page(request.page)
         fingerprint = PageTokenCodec.fingerprint("search", bytes(query).hex(), _caller_key(caller))
         position = self._decode(token, fingerprint)
+        catalog = await self._custom_catalog(query)
         try:
-            compiled = _search.compile_search(query, caller, principals_of(caller), position)
+            compiled = _search.compile_search(
+                query, caller, principals_of(caller), position, catalog
+            )
         except (ValueError, TypeError, IndexError) as exc:
             msg = "page.page_token: does not fit this query"
             raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc

@@ -173,6 +173,7 @@ def check_create_issue(request: v1.CreateIssueRequest) -> None:
     check_ids(request.blocking_ids, "blocking_ids", limits.MAX_LIST_DELTA)
     check_ids(request.blocked_by_ids, "blocked_by_ids", limits.MAX_LIST_DELTA)
     check_text(request.idempotency_key, "idempotency_key", limits.MAX_IDEMPOTENCY_KEY_LENGTH)
+    _check_custom_values(request.custom_fields, "custom_fields")
 
 
 def check_delta(delta: v1.IssueDelta | None, path: str) -> bool:
@@ -201,7 +202,8 @@ def check_delta(delta: v1.IssueDelta | None, path: str) -> bool:
                 f"{path}.{name}_add",
                 f"{sorted(both, key=str)[0]} is both added and removed in one change",
             )
-    return bool(paths) or any(a or r for _, a, r in lists)
+    _check_custom_values(delta.custom_fields_set, f"{path}.custom_fields_set")
+    return bool(paths) or any(a or r for _, a, r in lists) or bool(delta.custom_fields_set)
 
 
 def check_change_issue(request: v1.ChangeIssueRequest) -> None:
@@ -265,6 +267,12 @@ def check_query(query: v1.StructuredQuery | None, path: str) -> None:
         raise _fail(f"{path}.order_by", "at most 8 sort keys")
     for i, key in enumerate(query.order_by):
         check_enum(key.field, f"{path}.order_by[{i}].field", allow_unspecified=False)
+        if (key.field is v1.SortField.CUSTOM) != (key.custom_field_id != 0):
+            raise _fail(
+                f"{path}.order_by[{i}].custom_field_id",
+                "a CUSTOM sort key names its field (a positive id); other keys name none",
+            )
+        check_id(key.custom_field_id, f"{path}.order_by[{i}].custom_field_id", allow_zero=True)
 
 
 _INTEGER_FIELDS = frozenset(
@@ -280,7 +288,7 @@ _INTEGER_FIELDS = frozenset(
         v1.SearchField.CANONICAL,
     }
 )
-_TIME_FIELDS = frozenset({v1.SearchField.CREATED, v1.SearchField.MODIFIED})
+_TIME_FIELDS = frozenset({v1.SearchField.CREATED, v1.SearchField.MODIFIED, v1.SearchField.CLOSED})
 _ORDERED_FIELDS = (
     _INTEGER_FIELDS - {v1.SearchField.COMPONENT, v1.SearchField.HOTLIST} | _TIME_FIELDS
 )
@@ -296,6 +304,11 @@ def _check_term(term: v1.SearchTerm, where: str) -> None:
     check_enum(term.field, f"{where}.field", allow_unspecified=False)
     check_enum(term.op, f"{where}.op", allow_unspecified=False)
     field, op = term.field, term.op
+    if field is v1.SearchField.CUSTOM:
+        _check_custom_term(term, where)
+        return
+    if term.custom_field_id or term.custom_field_name or term.resolved_users:
+        raise _fail(f"{where}.custom_field_id", "only CUSTOM terms name a custom field")
     if op in {v1.SearchOperator.ANY, v1.SearchOperator.NONE}:
         if term.values:
             raise _fail(f"{where}.values", f"{op.name} takes no values")
@@ -309,10 +322,41 @@ def _check_term(term: v1.SearchTerm, where: str) -> None:
             raise _fail(f"{where}.op", f"{field.name} cannot be compared with {op.name}")
         if len(term.values) != 1:
             raise _fail(f"{where}.values", "a comparison takes exactly one value")
-    if term.include_subtree and field is not v1.SearchField.COMPONENT:
-        raise _fail(f"{where}.include_subtree", "only COMPONENT terms have a subtree")
+    if term.include_subtree and field not in _SUBTREE_FIELDS:
+        raise _fail(f"{where}.include_subtree", "only COMPONENT and PARENT terms have a subtree")
+    if term.include_subtree and op is not v1.SearchOperator.EQ:
+        raise _fail(f"{where}.include_subtree", "a subtree goes with EQ only")
     for i, value in enumerate(term.values):
         _check_value(field, value, f"{where}.values[{i}]")
+
+
+_SUBTREE_FIELDS = frozenset({v1.SearchField.COMPONENT, v1.SearchField.PARENT})
+
+
+def _check_custom_term(term: v1.SearchTerm, where: str) -> None:
+    if (term.custom_field_id != 0) == bool(term.custom_field_name):
+        raise _fail(f"{where}.custom_field_id", "name the custom field by id or by name (one)")
+    check_id(term.custom_field_id, f"{where}.custom_field_id", allow_zero=True)
+    check_text(term.custom_field_name, f"{where}.custom_field_name", limits.MAX_NAME_LENGTH)
+    if term.include_subtree or term.phrase:
+        raise _fail(f"{where}.include_subtree", "CUSTOM terms have no subtree and no phrase")
+    if term.op in {v1.SearchOperator.ANY, v1.SearchOperator.NONE}:
+        if term.values or term.resolved_users:
+            raise _fail(f"{where}.values", f"{term.op.name} takes no values")
+        return
+    if not term.values or len(term.values) > limits.MAX_LIST_DELTA:
+        raise _fail(f"{where}.values", f"1..{limits.MAX_LIST_DELTA} values")
+    if term.op in _COMPARISONS and len(term.values) != 1:
+        raise _fail(f"{where}.values", "a comparison takes exactly one value")
+    if term.resolved_users and len(term.resolved_users) != len(term.values):
+        raise _fail(f"{where}.resolved_users", "one entry per value, or none")
+    for i, value in enumerate(term.values):
+        kind, raw = betterproto2.which_one_of(value, "kind")
+        if kind != "text" or not isinstance(raw, str) or not raw.strip():
+            raise _fail(f"{where}.values[{i}]", "CUSTOM takes non-empty text values")
+        check_text(raw, f"{where}.values[{i}]", limits.MAX_CUSTOM_FIELD_VALUE_LENGTH)
+    for i, user in enumerate(term.resolved_users):
+        check_user_ref(user, f"{where}.resolved_users[{i}]")
 
 
 def _check_value(field: v1.SearchField, value: v1.SearchValue, where: str) -> None:
@@ -345,6 +389,23 @@ def _check_value(field: v1.SearchField, value: v1.SearchValue, where: str) -> No
             raise _fail(where, f"{raw!r} is neither 'open' nor 'closed'")
         else:
             check_user_ref(raw, where, required=True)
+
+
+def _check_custom_values(values: Sequence[v1.CustomFieldValue], path: str) -> None:
+    """Custom field values of a create or delta: known ids, each once, bounded."""
+    if len(values) > limits.MAX_CUSTOM_FIELDS_PER_CHANGE:
+        raise _fail(path, f"at most {limits.MAX_CUSTOM_FIELDS_PER_CHANGE} custom fields a change")
+    seen: set[int] = set()
+    for i, item in enumerate(values):
+        where = f"{path}[{i}]"
+        check_id(item.field_id, f"{where}.field_id")
+        if item.field_id in seen:
+            raise _fail(where, f"custom field {item.field_id} is set twice")
+        seen.add(item.field_id)
+        if len(item.values) > limits.MAX_CUSTOM_FIELD_OPTIONS:
+            raise _fail(f"{where}.values", f"at most {limits.MAX_CUSTOM_FIELD_OPTIONS} values")
+        for j, value in enumerate(item.values):
+            check_text(value, f"{where}.values[{j}]", limits.MAX_CUSTOM_FIELD_VALUE_LENGTH)
 
 
 def check_acl(entries: Sequence[v1.AclEntry], path: str) -> None:

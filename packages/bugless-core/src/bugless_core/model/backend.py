@@ -202,6 +202,36 @@ class ModelBackend(ABC):
         msg = f"the {self.name} backend does not declare the watch capability"
         raise NotImplementedError(msg)
 
+    # ---- edits and redaction ----
+
+    @abstractmethod
+    async def edit_comment(self, request: v1.EditCommentRequest) -> v1.ChangeIssueResponse:
+        """The comment's author replaces its text: a new entry supersedes the old one."""
+
+    @abstractmethod
+    async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
+        """Remove a comment, description or attachment content; record who and what."""
+
+    # ---- custom fields ----
+
+    @abstractmethod
+    async def create_custom_field(self, request: v1.CreateCustomFieldRequest) -> v1.CustomField:
+        """Define a field on a component (admin there); its subtree inherits it."""
+
+    @abstractmethod
+    async def list_custom_fields(
+        self, request: v1.ListCustomFieldsRequest
+    ) -> v1.ListCustomFieldsResponse:
+        """The fields that apply to a visible component's issues, root first."""
+
+    @abstractmethod
+    async def update_custom_field(self, request: v1.UpdateCustomFieldRequest) -> v1.CustomField:
+        """Change the masked parts of a definition (admin on its component)."""
+
+    @abstractmethod
+    async def delete_custom_field(self, request: v1.DeleteCustomFieldRequest) -> v1.DeleteResponse:
+        """Delete a definition and its values; history keeps the old values."""
+
     # ---- components ----
 
     @abstractmethod

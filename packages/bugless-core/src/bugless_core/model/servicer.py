@@ -17,6 +17,7 @@ from grpclib.exceptions import GRPCError
 from bugless_core import limits
 from bugless_core.errors import BuglessError, InvalidArgument, to_grpc_error
 from bugless_core.grpc import grpc_errors, internal_error
+from bugless_core.model import _more_checks as more
 from bugless_core.model import _validation as check
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_proto import v1
@@ -116,6 +117,48 @@ class ModelServicer(v1.ModelBase):
             raise
         except Exception as exc:
             raise internal_error("watch", exc) from exc
+
+    # ---- edits and redaction ----
+
+    @grpc_errors
+    async def edit_comment(self, message: v1.EditCommentRequest) -> v1.ChangeIssueResponse:
+        """Edit a comment (its author only)."""
+        more.check_edit_comment(message)
+        return await self.backend.edit_comment(message)
+
+    @grpc_errors
+    async def redact(self, message: v1.RedactRequest) -> v1.ChangeIssueResponse:
+        """Redact a comment, description or attachment (admins)."""
+        more.check_redact(message)
+        return await self.backend.redact(message)
+
+    # ---- custom fields ----
+
+    @grpc_errors
+    async def create_custom_field(self, message: v1.CreateCustomFieldRequest) -> v1.CustomField:
+        """Define a custom field on a component."""
+        more.check_create_custom_field(message)
+        return await self.backend.create_custom_field(message)
+
+    @grpc_errors
+    async def list_custom_fields(
+        self, message: v1.ListCustomFieldsRequest
+    ) -> v1.ListCustomFieldsResponse:
+        """The custom fields that apply to a component."""
+        more.check_list_custom_fields(message)
+        return await self.backend.list_custom_fields(message)
+
+    @grpc_errors
+    async def update_custom_field(self, message: v1.UpdateCustomFieldRequest) -> v1.CustomField:
+        """Change a custom field's definition."""
+        more.check_update_custom_field(message)
+        return await self.backend.update_custom_field(message)
+
+    @grpc_errors
+    async def delete_custom_field(self, message: v1.DeleteCustomFieldRequest) -> v1.DeleteResponse:
+        """Delete a custom field."""
+        more.check_delete_custom_field(message)
+        return await self.backend.delete_custom_field(message)
 
     # ---- components ----
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bugless_core.search._ast import (
     And,
+    CustomFieldTerm,
     DateValue,
     EnumValue,
     FieldTerm,
@@ -33,11 +34,12 @@ from bugless_core.search._error import QuerySyntaxError
 from bugless_core.search._fields import Field, Operator, SortField, TextField
 from bugless_core.search._parser import MAX_NESTING, parse_query
 from bugless_core.search._printer import explain, format_query, query_to_json
-from bugless_core.search._structured import to_structured, user_terms
+from bugless_core.search._structured import required_user_terms, to_structured, user_terms
 
 __all__ = [
     "MAX_NESTING",
     "And",
+    "CustomFieldTerm",
     "DateValue",
     "EnumValue",
     "Field",
@@ -62,6 +64,7 @@ __all__ = [
     "format_query",
     "parse_query",
     "query_to_json",
+    "required_user_terms",
     "to_structured",
     "user_terms",
 ]

@@ -235,7 +235,57 @@ class Or:
             raise ValueError("Or needs at least two children")
 
 
-Node: TypeAlias = TextTerm | FieldTerm | Not | And | Or
+@dataclass(frozen=True, slots=True)
+class CustomFieldTerm:
+    """A custom field term: ``customfield12:v``, ``"Found In":4.2``, ``has:customfield12``.
+
+    The parser does not know the fields a tracker defines, so values stay as
+    typed (the Model reads them as the field's type says, and reports a value
+    that does not fit).
+
+    Attributes:
+        field_id: The field by id (``customfield<ID>``), or 0 when named.
+        name: The field by name (every field of that name), or "" when by id.
+        op: EQ (one or more values), a comparison (one value), ANY/NONE (none).
+        values: The values as typed (``me`` and ``today-N`` are resolved later).
+    """
+
+    op: Operator
+    values: tuple[str, ...] = ()
+    field_id: int = 0
+    name: str = ""
+    span: Span | None = dataclasses.field(default=None, compare=False, repr=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        problem = _custom_term_problem(self)
+        if problem:
+            raise ValueError(f"invalid custom field term: {problem}")
+
+
+def _custom_term_problem(term: CustomFieldTerm) -> str:
+    if (term.field_id > 0) == bool(term.name):
+        return "name the field by a positive id or by name, not both"
+    if not 0 <= term.field_id <= MAX_INTEGER:
+        return f"field id out of range: {term.field_id}"
+    if term.name and (term.name != term.name.strip() or '"' in term.name or "\\" in term.name):
+        return f"{term.name!r} cannot be written as a quoted field name"
+    if term.op in (Operator.ANY, Operator.NONE):
+        return f"{term.op} takes no values" if term.values else ""
+    if not term.values:
+        return f"{term.op} needs a value"
+    if term.op in COMPARISONS and len(term.values) != 1:
+        return "a comparison takes exactly one value"
+    for value in term.values:
+        if not value.strip() or value.lower() in ("none", "any"):
+            return f"{value!r} is not a value"
+        if len(term.values) > 1 and "," in value:
+            return f"{value!r}: a value in a list cannot hold a comma"
+        if '"' in value or "\\" in value:
+            return f"{value!r}: quotes and backslashes are not written in values"
+    return ""
+
+
+Node: TypeAlias = TextTerm | FieldTerm | CustomFieldTerm | Not | And | Or
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +294,13 @@ class SortSpec:
 
     field: SortField
     descending: bool = False
+    #: CUSTOM only: the field's id.
+    custom_field_id: int = 0
     span: Span | None = dataclasses.field(default=None, compare=False, repr=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if (self.field is SortField.CUSTOM) != (self.custom_field_id > 0):
+            raise ValueError("a CUSTOM sort key names a field id; other keys none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +319,7 @@ class Query:
     source: str | None = dataclasses.field(default=None, compare=False, repr=False, kw_only=True)
 
     def __post_init__(self) -> None:
-        fields = [s.field for s in self.sort]
+        fields = [(s.field, s.custom_field_id) for s in self.sort]
         if len(set(fields)) != len(fields):
             raise ValueError(f"a sort field is given twice: {fields}")
 
@@ -305,8 +361,10 @@ def is_username(text: str) -> bool:
 
 def _field_term_problem(term: FieldTerm) -> str:
     spec = FIELD_SPECS[term.field]
-    if term.include_subtree and (term.field is not Field.COMPONENT or term.op is not Operator.EQ):
-        return "include_subtree is only for componentid with EQ"
+    if term.include_subtree and (
+        term.field not in (Field.COMPONENT, Field.PARENT) or term.op is not Operator.EQ
+    ):
+        return "include_subtree is only for componentid and parentid with EQ"
     if term.op in (Operator.ANY, Operator.NONE):
         if term.values:
             return f"{term.op} takes no values"

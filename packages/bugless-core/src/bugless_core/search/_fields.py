@@ -44,6 +44,11 @@ class Field(StrEnum):
     CANONICAL = "canonicalid"
     CREATED = "created"
     MODIFIED = "modified"
+    CLOSED = "closed"
+    COMMENTER = "commenter"
+    MODIFIER = "modifier"
+    LAST_MODIFIER = "lastmodifier"
+    LAST_COMMENTER = "lastcommenter"
 
 
 class TextField(StrEnum):
@@ -76,6 +81,8 @@ class SortField(StrEnum):
     SEVERITY = "severity"
     STATUS = "status"
     TITLE = "title"
+    #: A custom field (:attr:`SortSpec.custom_field_id`), written ``customfield<ID>``.
+    CUSTOM = "customfield"
 
 
 class ValueKind(Enum):
@@ -137,6 +144,11 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.CANONICAL: FieldSpec(ValueKind.INTEGER, ordered=True, nullable=True),
     Field.CREATED: FieldSpec(ValueKind.DATE, ordered=True),
     Field.MODIFIED: FieldSpec(ValueKind.DATE, ordered=True),
+    Field.CLOSED: FieldSpec(ValueKind.DATE, ordered=True, nullable=True),
+    Field.COMMENTER: FieldSpec(ValueKind.USER),
+    Field.MODIFIER: FieldSpec(ValueKind.USER),
+    Field.LAST_MODIFIER: FieldSpec(ValueKind.USER),
+    Field.LAST_COMMENTER: FieldSpec(ValueKind.USER),
 }
 
 #: Every name (canonical or alias, lower case) a query may put before ``:``.
@@ -168,6 +180,12 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "canonicalid": Field.CANONICAL,
     "created": Field.CREATED,
     "modified": Field.MODIFIED,
+    "closed": Field.CLOSED,
+    "resolved": Field.CLOSED,
+    "commenter": Field.COMMENTER,
+    "modifier": Field.MODIFIER,
+    "lastmodifier": Field.LAST_MODIFIER,
+    "lastcommenter": Field.LAST_COMMENTER,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
 }
@@ -176,8 +194,19 @@ FIELD_NAMES: dict[str, Field | TextField] = {
 HAS = "has"
 SORT = "sort"
 
+#: Google Issue Tracker's built-in version fields; bugless keeps versions in
+#: custom fields, so each name searches the custom fields of that name.
+CUSTOM_FIELD_ALIASES: dict[str, str] = {
+    "foundin": "Found In",
+    "inprod": "In Prod",
+    "targetedto": "Targeted To",
+    "verifiedin": "Verified In",
+}
+#: ``customfield<ID>``: a custom field by id.
+CUSTOM_FIELD_PREFIX = "customfield"
+
 SORT_NAMES: dict[str, SortField] = {
-    **{f.value: f for f in SortField},
+    **{f.value: f for f in SortField if f is not SortField.CUSTOM},
     "p": SortField.PRIORITY,
     "s": SortField.SEVERITY,
 }

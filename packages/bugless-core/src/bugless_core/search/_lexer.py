@@ -13,7 +13,9 @@ Rules a reader of the printer must know, because the printer relies on them:
   first of them;
 * ``-`` at the start of a token negates; inside a word it is just a character;
 * inside quotes, ``\"`` is a quote and ``\\`` a backslash; any other
-  backslash is literal (so Windows paths need no escaping).
+  backslash is literal (so Windows paths need no escaping);
+* a quoted string followed at once by an operator is a field term whose
+  name is quoted (``"Found In":4.2``, custom fields by name).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Token:
         value: FIELD: the value as typed, or unescaped if it was quoted.
         value_span: FIELD: where the value is (quotes included).
         quoted: FIELD: whether the value was in quotes.
+        name_quoted: FIELD: whether the name was in quotes (``"Found In":4.2``).
     """
 
     kind: TokenKind
@@ -64,6 +67,7 @@ class Token:
     value: str = ""
     value_span: Span = _NOWHERE
     quoted: bool = False
+    name_quoted: bool = False
 
 
 def tokenize(query: str) -> list[Token]:
@@ -96,15 +100,22 @@ class _Lexer:
                 self.tokens.append(Token(kind, Span(pos, pos + 1)))
                 pos += 1
             elif ch == '"':
-                text, end = self.quoted(pos)
-                self.tokens.append(Token(TokenKind.PHRASE, Span(pos, end), text=text))
-                pos = end
+                text, end = self.quoted(pos, name=True)
+                if end < len(query) and query[end] in OPERATOR_CHARS:
+                    pos = self.field_term(pos, end, quoted_name=text)
+                else:
+                    self.tokens.append(Token(TokenKind.PHRASE, Span(pos, end), text=text))
+                    pos = end
             else:
                 pos = self.word(pos)
         return self.tokens
 
-    def quoted(self, start: int) -> tuple[str, int]:
-        """Read the quoted string opening at ``start``; return it and its end."""
+    def quoted(self, start: int, *, name: bool = False) -> tuple[str, int]:
+        """Read the quoted string opening at ``start``; return it and its end.
+
+        With ``name``, an operator may follow the closing quote (a quoted
+        field name); otherwise a space or a parenthesis must.
+        """
         query, pos, chars = self.query, start + 1, []
         while pos < len(query):
             ch = query[pos]
@@ -113,7 +124,8 @@ class _Lexer:
                 pos += 2
             elif ch == '"':
                 end = pos + 1
-                if end < len(query) and not (query[end].isspace() or query[end] in "()"):
+                allowed = "()" + ("".join(OPERATOR_CHARS) if name else "")
+                if end < len(query) and not (query[end].isspace() or query[end] in allowed):
                     raise self.error(end, end + 1, "expected a space after the closing '\"'")
                 return "".join(chars), end
             else:
@@ -140,15 +152,15 @@ class _Lexer:
         self.tokens.append(Token(kind, Span(start, pos), text=text))
         return pos
 
-    def field_term(self, start: int, op_start: int) -> int:
+    def field_term(self, start: int, op_start: int, quoted_name: str | None = None) -> int:
         query = self.query
-        name = query[start:op_start]
+        name = query[start:op_start] if quoted_name is None else quoted_name
         op_end = op_start + 1
         if query[op_start] in "<>" and query[op_end : op_end + 1] == "=":
             op_end += 1
         op = query[op_start:op_end]
-        if not name:
-            raise self.error(op_start, op_end, f"expected a field name before '{op}'")
+        if not name.strip():
+            raise self.error(start, op_end, f"expected a field name before '{op}'")
         if query[op_end : op_end + 1] == '"':
             value, end = self.quoted(op_end)
             quoted = True
@@ -173,6 +185,7 @@ class _Lexer:
                 value=value,
                 value_span=Span(op_end, end),
                 quoted=quoted,
+                name_quoted=quoted_name is not None,
             )
         )
         return end

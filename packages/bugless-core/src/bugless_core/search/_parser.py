@@ -23,6 +23,7 @@ import dataclasses
 
 from bugless_core.search._ast import (
     And,
+    CustomFieldTerm,
     FieldTerm,
     Node,
     Not,
@@ -36,6 +37,8 @@ from bugless_core.search._ast import (
 from bugless_core.search._error import QuerySyntaxError
 from bugless_core.search._fields import (
     COMPARISONS,
+    CUSTOM_FIELD_ALIASES,
+    CUSTOM_FIELD_PREFIX,
     FIELD_NAMES,
     FIELD_SPECS,
     HAS,
@@ -46,6 +49,7 @@ from bugless_core.search._fields import (
     Field,
     FieldSpec,
     Operator,
+    SortField,
     TextField,
     join_alternatives,
     nullable_field_names,
@@ -225,6 +229,12 @@ class _Parser:
             name = raw[1:] if descending else raw
             if not name:
                 raise self.error(span, "expected a sort key after '-'")
+            custom_id = self.custom_field_id(name, span)
+            if custom_id:
+                if any(s.custom_field_id == custom_id for s in specs):
+                    raise self.error(span, f"sort key '{name}' is given twice")
+                specs.append(SortSpec(SortField.CUSTOM, descending, custom_id, span=span))
+                continue
             field = SORT_NAMES.get(name.lower())
             if field is None:
                 hint = suggest(name, SORT_NAMES) or (
@@ -236,10 +246,18 @@ class _Parser:
             specs.append(SortSpec(field, descending, span=span))
         self.sort = tuple(specs)
 
-    def has_term(self, token: Token) -> FieldTerm:
+    def has_term(self, token: Token) -> FieldTerm | CustomFieldTerm:
         if token.op not in (":", "="):
             raise self.error(token.op_span, "has takes ':', as in has:assignee")
+        if token.quoted:
+            if not token.value.strip():
+                raise self.error(token.value_span, "expected a custom field name in the quotes")
+            return self.custom_term(token, Operator.ANY, name=token.value.strip(), values=())
         name = token.value.lower()
+        custom = self.custom_key(name, token.value_span)
+        if custom is not None:
+            field_id, field_name = custom
+            return self.custom_term(token, Operator.ANY, field_id=field_id, name=field_name)
         target = FIELD_NAMES.get(name)
         if not isinstance(target, Field) or not FIELD_SPECS[target].nullable:
             fields = join_alternatives(nullable_field_names(), "and")
@@ -252,8 +270,13 @@ class _Parser:
 
     def field_term(self, token: Token) -> Node:
         name = token.text.lower()
+        if token.name_quoted:
+            return self.custom_field_term(token, 0, token.text.strip())
         if name == HAS:
             return self.has_term(token)
+        custom = self.custom_key(name, Span(token.span.start, token.op_span.start))
+        if custom is not None:
+            return self.custom_field_term(token, *custom)
         target = FIELD_NAMES.get(name)
         name_span = Span(token.span.start, token.op_span.start)
         if target is None:
@@ -279,8 +302,10 @@ class _Parser:
         if op is not Operator.EQ and len(items) > 1:
             raise self.error(items[1][1], f"'{token.op}' compares with one value, not a list")
         subtree = False
-        if target is Field.COMPONENT:
+        if target in (Field.COMPONENT, Field.PARENT):
             items, subtree = self.subtree_marks(items)
+            if subtree and op is not Operator.EQ:
+                raise self.error(token.op_span, f"'+' (subtree) goes with ':', not '{token.op}'")
         if target is Field.STATUS:
             target = self.status_or_class(items)
         values: list[Value] = []
@@ -290,6 +315,65 @@ class _Parser:
             except BadValue as exc:
                 raise self.error(span, exc.problem) from None
         return FieldTerm(target, op, tuple(values), subtree, span=token.span)
+
+    # --- custom fields ------------------------------------------------------
+
+    def custom_field_id(self, name: str, span: Span) -> int:
+        """The id in ``customfield<ID>``, or 0 when ``name`` is not of that form."""
+        lowered = name.lower()
+        if not lowered.startswith(CUSTOM_FIELD_PREFIX):
+            return 0
+        digits = lowered[len(CUSTOM_FIELD_PREFIX) :]
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 18 or int(digits) == 0:
+            raise self.error(
+                span, f"expected {CUSTOM_FIELD_PREFIX}<ID> with a positive id, not '{name}'"
+            )
+        return int(digits)
+
+    def custom_key(self, name: str, span: Span) -> tuple[int, str] | None:
+        """(id, "") for ``customfield<ID>``, (0, name) for an alias; None otherwise."""
+        field_id = self.custom_field_id(name, span)
+        if field_id:
+            return field_id, ""
+        alias = CUSTOM_FIELD_ALIASES.get(name.lower())
+        return (0, alias) if alias is not None else None
+
+    def custom_term(
+        self,
+        token: Token,
+        op: Operator,
+        *,
+        field_id: int = 0,
+        name: str = "",
+        values: tuple[str, ...] = (),
+    ) -> CustomFieldTerm:
+        try:
+            return CustomFieldTerm(op, values, field_id, name, span=token.span)
+        except ValueError as exc:
+            raise self.error(token.span, str(exc)) from None
+
+    def custom_field_term(self, token: Token, field_id: int, name: str) -> CustomFieldTerm:
+        """``customfield12:a,b``, ``"Found In">=4``, ``foundin:none``."""
+        if '"' in name or "\\" in name:
+            raise self.error(token.span, "a quoted field name cannot hold quotes or backslashes")
+        op = OPERATOR_SYMBOLS[token.op]
+        items = self.items(token)
+        nulls = [raw for raw, _ in items if raw.strip().lower() in _NULL_WORDS]
+        if nulls and not token.quoted:
+            if len(items) > 1 or op is not Operator.EQ:
+                raise self.error(token.value_span, f"'{nulls[0].lower()}' stands alone, after ':'")
+            null_op = _NULL_WORDS[nulls[0].strip().lower()]
+            return self.custom_term(token, null_op, field_id=field_id, name=name)
+        if op is not Operator.EQ and len(items) > 1:
+            raise self.error(items[1][1], f"'{token.op}' compares with one value, not a list")
+        values = []
+        for raw, span in items:
+            if not raw.strip() or '"' in raw or "\\" in raw:
+                raise self.error(span, "expected a value (without quotes or backslashes)")
+            if raw.strip().lower() in _NULL_WORDS:
+                raise self.error(span, f"'{raw}' means no value: write it without quotes")
+            values.append(raw.strip())
+        return self.custom_term(token, op, field_id=field_id, name=name, values=tuple(values))
 
     def text_field_term(self, token: Token, field: TextField, op: Operator) -> TextTerm:
         if op is not Operator.EQ:

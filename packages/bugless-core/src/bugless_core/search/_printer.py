@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bugless_core.search._ast import (
     And,
+    CustomFieldTerm,
     DateValue,
     EnumValue,
     FieldTerm,
@@ -25,11 +26,14 @@ from bugless_core.search._ast import (
     TimestampValue,
     UserValue,
     Value,
+    is_bare_value,
 )
 from bugless_core.search._fields import (
+    CUSTOM_FIELD_PREFIX,
     FIELD_SPECS,
     Field,
     Operator,
+    SortField,
     TextField,
     ValueKind,
     query_name,
@@ -63,7 +67,9 @@ def _format_node(node: Node) -> str:
             return _format_text(node)
         case FieldTerm():
             return _format_term(node)
-        case Not(child=TextTerm() | FieldTerm() as child):
+        case CustomFieldTerm():
+            return _format_custom(node)
+        case Not(child=TextTerm() | FieldTerm() | CustomFieldTerm() as child):
             return f"-{_format_node(child)}"
         case Not(child=child):
             return f"-({_format_node(child)})"
@@ -116,8 +122,30 @@ def format_value(field: Field, value: Value) -> str:
             return f"today-{days}" if days else "today"
 
 
+def _custom_name(term: CustomFieldTerm) -> str:
+    return f"{CUSTOM_FIELD_PREFIX}{term.field_id}" if term.field_id else _quote(term.name)
+
+
+def _format_custom(term: CustomFieldTerm) -> str:
+    name = _custom_name(term)
+    if term.op is Operator.ANY:
+        return f"{name}:any"
+    if term.op is Operator.NONE:
+        return f"{name}:none"
+    if len(term.values) == 1 and not is_bare_value(term.values[0]):
+        values = _quote(term.values[0])
+    else:
+        values = ",".join(term.values)
+    return f"{name}{_SYMBOLS[term.op]}{values}"
+
+
 def _format_sort(spec: SortSpec) -> str:
-    return f"{'-' if spec.descending else ''}{spec.field.value}"
+    key = (
+        f"{CUSTOM_FIELD_PREFIX}{spec.custom_field_id}"
+        if spec.field is SortField.CUSTOM
+        else spec.field.value
+    )
+    return f"{'-' if spec.descending else ''}{key}"
 
 
 # --- explain ------------------------------------------------------------------
@@ -141,6 +169,11 @@ _LABELS: dict[Field, str] = {
     Field.CANONICAL: "duplicate of",
     Field.CREATED: "created",
     Field.MODIFIED: "modified",
+    Field.CLOSED: "closed",
+    Field.COMMENTER: "a commenter",
+    Field.MODIFIER: "someone who changed it",
+    Field.LAST_MODIFIER: "the last to change it",
+    Field.LAST_COMMENTER: "the last commenter",
 }
 _TEXT_PLACES: dict[TextField, str] = {
     TextField.TEXT: "title or comments",
@@ -175,7 +208,8 @@ def explain(query: Query, *, zone_name: str = "UTC") -> str:
         _explain_node(query.filter, 0, lines, zone_name)
     if query.sort:
         keys = ", then ".join(
-            f"{s.field.value} ({'descending' if s.descending else 'ascending'})" for s in query.sort
+            f"{_format_sort(s).lstrip('-')} ({'descending' if s.descending else 'ascending'})"
+            for s in query.sort
         )
         lines.append(f"sorted by {keys}")
     return "\n".join(lines)
@@ -193,6 +227,24 @@ def _explain_node(node: Node, depth: int, lines: list[str], zone_name: str) -> N
             _explain_node(child, depth + 1, lines, zone_name)
         case TextTerm() | FieldTerm():
             lines.append(f"{indent}{_format_node(node)} — {_describe(node, zone_name)}")
+        case CustomFieldTerm():
+            lines.append(f"{indent}{_format_node(node)} — {_describe_custom(node)}")
+
+
+def _describe_custom(term: CustomFieldTerm) -> str:
+    label = (
+        f"custom field {term.field_id}"
+        if term.field_id
+        else f'every custom field named "{term.name}"'
+    )
+    if term.op is Operator.ANY:
+        return f"{label} is set"
+    if term.op is Operator.NONE:
+        return f"{label} is empty"
+    values = " or ".join(f'"{v}"' for v in term.values)
+    if term.op is Operator.EQ:
+        return f"{label} is {values} (options match in any case; text fields contain it)"
+    return f"{label} is {_COMPARE_WORDS[term.op]} {values} (integer and date fields)"
 
 
 def _describe(term: TextTerm | FieldTerm, zone_name: str) -> str:
@@ -245,7 +297,14 @@ def query_to_json(query: Query) -> dict[str, object]:
     return {
         "query": format_query(query),
         "filter": None if query.filter is None else _node_json(query.filter),
-        "sort": [{"field": s.field.value, "descending": s.descending} for s in query.sort],
+        "sort": [
+            {
+                "field": s.field.value,
+                "descending": s.descending,
+                **({"custom_field_id": s.custom_field_id} if s.custom_field_id else {}),
+            }
+            for s in query.sort
+        ],
     }
 
 
@@ -266,6 +325,15 @@ def _node_json(node: Node) -> dict[str, object]:
                     "op": node.op.value,
                     "values": [_value_json(node.field, v) for v in node.values],
                     "include_subtree": node.include_subtree,
+                }
+            }
+        case CustomFieldTerm():
+            return {
+                "custom": {
+                    "field_id": node.field_id,
+                    "name": node.name,
+                    "op": node.op.value,
+                    "values": list(node.values),
                 }
             }
 

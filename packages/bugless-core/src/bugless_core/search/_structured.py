@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from bugless_core.search._ast import (
     And,
+    CustomFieldTerm,
     DateValue,
     EnumValue,
     FieldTerm,
@@ -28,6 +29,7 @@ from bugless_core.search._ast import (
     TimestampValue,
     UserValue,
     Value,
+    is_username,
     iter_nodes,
 )
 from bugless_core.search._error import QuerySyntaxError
@@ -58,6 +60,11 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     Field.CANONICAL: v1.SearchField.CANONICAL,
     Field.CREATED: v1.SearchField.CREATED,
     Field.MODIFIED: v1.SearchField.MODIFIED,
+    Field.CLOSED: v1.SearchField.CLOSED,
+    Field.COMMENTER: v1.SearchField.COMMENTER,
+    Field.MODIFIER: v1.SearchField.MODIFIER,
+    Field.LAST_MODIFIER: v1.SearchField.LAST_MODIFIER,
+    Field.LAST_COMMENTER: v1.SearchField.LAST_COMMENTER,
 }
 _OPERATORS: dict[Operator, v1.SearchOperator] = {
     Operator.EQ: v1.SearchOperator.EQ,
@@ -76,11 +83,38 @@ _SORT_FIELDS: dict[SortField, v1.SortField] = {
     SortField.SEVERITY: v1.SortField.SEVERITY,
     SortField.STATUS: v1.SortField.STATUS,
     SortField.TITLE: v1.SortField.TITLE,
+    SortField.CUSTOM: v1.SortField.CUSTOM,
 }
 
 
 def user_terms(query: Query) -> set[str]:
-    """The usernames ``query`` mentions (``me`` excluded), to resolve in one batch."""
+    """The usernames ``query`` mentions (``me`` excluded), to resolve in one batch.
+
+    Values of custom field terms that could be usernames are included too:
+    the frontend cannot know which custom fields hold people, so it resolves
+    them all and the Model uses what it needs (an unknown name there is no
+    error until the Model finds the field is a user field).
+    """
+    if query.filter is None:
+        return set()
+    names: set[str] = set()
+    for node in iter_nodes(query.filter):
+        if isinstance(node, FieldTerm):
+            names |= {v.name for v in node.values if isinstance(v, UserValue) and not v.is_me}
+        elif isinstance(node, CustomFieldTerm):
+            names |= {v for v in node.values if is_username(v) and not _is_relative_day(v)}
+    return names
+
+
+def _is_relative_day(raw: str) -> bool:
+    lowered = raw.lower()
+    return lowered == "today" or (
+        lowered.startswith("today-") and lowered[6:].isascii() and lowered[6:].isdigit()
+    )
+
+
+def required_user_terms(query: Query) -> set[str]:
+    """The usernames of :func:`user_terms` that must resolve (not custom field values)."""
     if query.filter is None:
         return set()
     return {
@@ -123,7 +157,10 @@ def to_structured(
     try:
         return translator.query(query)
     except _Unresolved as exc:
-        if exc.span is not None and query.source is not None:
+        custom_span = exc.span_of_custom(query.source) if query.source is not None else None
+        if custom_span is not None and query.source is not None:
+            source, span = query.source, custom_span
+        elif exc.custom is None and exc.span is not None and query.source is not None:
             source, span = query.source, exc.span
         else:
             # A tree built in code has no positions: point into its canonical text.
@@ -133,12 +170,19 @@ def to_structured(
 
 
 class _Unresolved(Exception):
-    """A value the caller's context cannot resolve; positioned by the caller."""
+    """A value the caller's context cannot resolve; positioned by the caller.
 
-    def __init__(self, problem: str, value: Value) -> None:
+    ``custom`` is the custom field term and the raw value at fault, for
+    values of custom terms (whose span covers the whole term).
+    """
+
+    def __init__(
+        self, problem: str, value: Value, custom: tuple[CustomFieldTerm, str] | None = None
+    ) -> None:
         super().__init__(problem)
         self.problem = problem
         self.value = value
+        self.custom = custom
         self.span = value.span
 
     def span_in(self, source: str) -> Span:
@@ -152,7 +196,27 @@ class _Unresolved(Exception):
                 for value in node.values:
                     if value == self.value and value.span is not None:
                         return value.span
+            elif self.custom is not None and node == self.custom[0] and node.span is not None:
+                found = _value_span(source, node.span, self.custom[1])
+                if found is not None:
+                    return found
         return Span(0, len(source))
+
+    def span_of_custom(self, source: str) -> Span | None:
+        """The raw value's place inside its custom term's own span, when it has one."""
+        if self.custom is None or self.custom[0].span is None:
+            return None
+        return _value_span(source, self.custom[0].span, self.custom[1])
+
+
+def _value_span(source: str, term: Span, raw: str) -> Span | None:
+    """Where ``raw`` is written after the operator of the term at ``term``."""
+    text = source[term.start : term.end]
+    # After a quoted name's closing quote, else after the first operator.
+    name_end = text.index('"', 1) + 1 if text.startswith('"') else 0
+    ops = [i for i in (text.find(c, name_end) for c in ":=<>") if i >= 0]
+    at = text.find(raw, min(ops) if ops else name_end)
+    return None if at < 0 else Span(term.start + at, term.start + at + len(raw))
 
 
 class _Translator:
@@ -166,7 +230,12 @@ class _Translator:
         return v1.StructuredQuery(
             filter=None if query.filter is None else self.node(query.filter),
             order_by=[
-                v1.SortKey(field=_SORT_FIELDS[s.field], descending=s.descending) for s in query.sort
+                v1.SortKey(
+                    field=_SORT_FIELDS[s.field],
+                    descending=s.descending,
+                    custom_field_id=s.custom_field_id,
+                )
+                for s in query.sort
             ],
         )
 
@@ -187,10 +256,51 @@ class _Translator:
                 )
             case FieldTerm():
                 return self.field_term(node)
+            case CustomFieldTerm():
+                return self.custom_term(node)
+
+    def custom_term(self, term: CustomFieldTerm) -> v1.SearchNode:
+        """Values as typed, with ``me`` and ``today[-N]`` pinned down, and users resolved."""
+        values: list[v1.SearchValue] = []
+        resolved: list[str] = []
+        for raw in term.values:
+            lowered = raw.lower()
+            if lowered == "me":
+                if self.me is None:
+                    raise _Unresolved("sign in to use 'me'", UserValue("me"), (term, raw))
+                values.append(v1.SearchValue(text=self.me))
+                resolved.append(self.me)
+                continue
+            if _is_relative_day(raw):
+                days = lowered[len("today-") :] if "-" in lowered else "0"
+                if len(days) <= 7:
+                    try:
+                        day = self.today - timedelta(days=int(days))
+                    except OverflowError:
+                        raise _Unresolved(
+                            f"{raw} is before the year 1; use a smaller number",
+                            UserValue("me"),
+                            (term, raw),
+                        ) from None
+                    values.append(v1.SearchValue(text=day.isoformat()))
+                    resolved.append("")
+                    continue
+            values.append(v1.SearchValue(text=raw))
+            resolved.append(self.users.get(raw, ""))
+        return v1.SearchNode(
+            term=v1.SearchTerm(
+                field=v1.SearchField.CUSTOM,
+                op=_OPERATORS[term.op],
+                values=values,
+                custom_field_id=term.field_id,
+                custom_field_name=term.name,
+                resolved_users=resolved if any(resolved) else [],
+            )
+        )
 
     def field_term(self, term: FieldTerm) -> v1.SearchNode:
         field = _FIELDS[term.field]
-        if term.field in (Field.CREATED, Field.MODIFIED):
+        if term.field in (Field.CREATED, Field.MODIFIED, Field.CLOSED):
             return self.date_term(field, term)
         values = [self.value(term.field, v) for v in term.values]
         return _term(field, term.op, values, include_subtree=term.include_subtree)

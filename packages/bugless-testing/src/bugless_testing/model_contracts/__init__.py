@@ -16,12 +16,18 @@ from bugless_testing.model_contracts._batch_changes import BatchChangeContract
 from bugless_testing.model_contracts._changes import ChangeContract
 from bugless_testing.model_contracts._components import ComponentContract
 from bugless_testing.model_contracts._concurrency import ConcurrencyContract
+from bugless_testing.model_contracts._custom_fields import (
+    CustomFieldContract,
+    CustomFieldSearchContract,
+)
+from bugless_testing.model_contracts._edits import EditContract, RedactionContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
 from bugless_testing.model_contracts._issues import IssueContract
 from bugless_testing.model_contracts._saved_searches import SavedSearchContract
 from bugless_testing.model_contracts._search import SearchContract
 from bugless_testing.model_contracts._search_order import SearchOrderContract
+from bugless_testing.model_contracts._search_parity import SearchParityContract
 from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._watch import WatchContract
 
@@ -32,12 +38,17 @@ __all__ = [
     "ChangeContract",
     "ComponentContract",
     "ConcurrencyContract",
+    "CustomFieldContract",
+    "CustomFieldSearchContract",
+    "EditContract",
     "HistoryContract",
     "HotlistContract",
     "IssueContract",
+    "RedactionContract",
     "SavedSearchContract",
     "SearchContract",
     "SearchOrderContract",
+    "SearchParityContract",
     "ServerInfoContract",
     "WatchContract",
 ]

@@ -31,13 +31,19 @@ __all__ = (
     "ComponentsBase",
     "ComponentsStub",
     "CreateComponentRequest",
+    "CreateCustomFieldRequest",
     "CreateHotlistRequest",
     "CreateIssueRequest",
     "CreateLocalUserRequest",
     "CreateSavedSearchRequest",
+    "CustomField",
+    "CustomFieldType",
+    "CustomFieldValue",
+    "DeleteCustomFieldRequest",
     "DeleteHotlistRequest",
     "DeleteResponse",
     "DeleteSavedSearchRequest",
+    "EditCommentRequest",
     "FieldChange",
     "GetComponentRequest",
     "GetHotlistRequest",
@@ -63,6 +69,8 @@ __all__ = (
     "ListAuthenticatorsResponse",
     "ListComponentsRequest",
     "ListComponentsResponse",
+    "ListCustomFieldsRequest",
+    "ListCustomFieldsResponse",
     "ListHistoryRequest",
     "ListHistoryResponse",
     "ListHotlistItemsRequest",
@@ -80,6 +88,8 @@ __all__ = (
     "QuerySearchRequest",
     "QueryWatchRequest",
     "RankHotlistItemRequest",
+    "RedactRequest",
+    "RedactionTarget",
     "RemoveHotlistItemsRequest",
     "RevokeSessionsRequest",
     "RevokeSessionsResponse",
@@ -105,6 +115,7 @@ __all__ = (
     "StructuredQuery",
     "SuggestUsersRequest",
     "UpdateComponentRequest",
+    "UpdateCustomFieldRequest",
     "UpdateHotlistRequest",
     "UpdateSavedSearchRequest",
     "User",
@@ -135,6 +146,65 @@ if TYPE_CHECKING:
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class CustomFieldType(betterproto2.Enum):
+    """
+    ---- custom fields, edits and redaction ----
+
+    The type of a custom field's values. Every value travels as text: an
+    option name (ENUM, ENUM_MULTI), free text (TEXT), a decimal integer
+    (INTEGER), a day "2026-01-31" (DATE), a user reference (USER).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR.enum_types_by_name["CustomFieldType"]
+
+    UNSPECIFIED = 0
+
+    ENUM = 1
+    """
+    One of the field's options.
+    """
+
+    ENUM_MULTI = 2
+    """
+    Any set of the field's options.
+    """
+
+    TEXT = 3
+
+    INTEGER = 4
+
+    DATE = 5
+
+    USER = 6
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "CUSTOM_FIELD_TYPE_UNSPECIFIED",
+            1: "CUSTOM_FIELD_TYPE_ENUM",
+            2: "CUSTOM_FIELD_TYPE_ENUM_MULTI",
+            3: "CUSTOM_FIELD_TYPE_TEXT",
+            4: "CUSTOM_FIELD_TYPE_INTEGER",
+            5: "CUSTOM_FIELD_TYPE_DATE",
+            6: "CUSTOM_FIELD_TYPE_USER",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "CUSTOM_FIELD_TYPE_UNSPECIFIED": 0,
+            "CUSTOM_FIELD_TYPE_ENUM": 1,
+            "CUSTOM_FIELD_TYPE_ENUM_MULTI": 2,
+            "CUSTOM_FIELD_TYPE_TEXT": 3,
+            "CUSTOM_FIELD_TYPE_INTEGER": 4,
+            "CUSTOM_FIELD_TYPE_DATE": 5,
+            "CUSTOM_FIELD_TYPE_USER": 6,
+        }
 
 
 class IssueType(betterproto2.Enum):
@@ -232,6 +302,52 @@ class Priority(betterproto2.Enum):
             "PRIORITY_P2": 3,
             "PRIORITY_P3": 4,
             "PRIORITY_P4": 5,
+        }
+
+
+class RedactionTarget(betterproto2.Enum):
+    """
+    What a redaction removes.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR.enum_types_by_name["RedactionTarget"]
+
+    UNSPECIFIED = 0
+
+    COMMENT = 1
+    """
+    The comment of one history entry, with every edit of it.
+    """
+
+    DESCRIPTION = 2
+    """
+    The issue's description (entry 1's comment), with every edit of it.
+    """
+
+    ATTACHMENT = 3
+    """
+    The content of one attachment.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "REDACTION_TARGET_UNSPECIFIED",
+            1: "REDACTION_TARGET_COMMENT",
+            2: "REDACTION_TARGET_DESCRIPTION",
+            3: "REDACTION_TARGET_ATTACHMENT",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "REDACTION_TARGET_UNSPECIFIED": 0,
+            "REDACTION_TARGET_COMMENT": 1,
+            "REDACTION_TARGET_DESCRIPTION": 2,
+            "REDACTION_TARGET_ATTACHMENT": 3,
         }
 
 
@@ -334,6 +450,36 @@ class SearchField(betterproto2.Enum):
 
     MODIFIED = 21
 
+    CUSTOM = 22
+    """
+    A custom field, named by custom_field_id or custom_field_name.
+    """
+
+    CLOSED = 23
+    """
+    When the issue was last closed (Issue.closed_at; open issues have none).
+    """
+
+    COMMENTER = 24
+    """
+    Someone who wrote a comment on the issue.
+    """
+
+    MODIFIER = 25
+    """
+    Someone who made any change to the issue (its creation included).
+    """
+
+    LAST_MODIFIER = 26
+    """
+    Whoever made the issue's latest change.
+    """
+
+    LAST_COMMENTER = 27
+    """
+    Whoever wrote the issue's latest comment.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -359,6 +505,12 @@ class SearchField(betterproto2.Enum):
             19: "SEARCH_FIELD_CANONICAL",
             20: "SEARCH_FIELD_CREATED",
             21: "SEARCH_FIELD_MODIFIED",
+            22: "SEARCH_FIELD_CUSTOM",
+            23: "SEARCH_FIELD_CLOSED",
+            24: "SEARCH_FIELD_COMMENTER",
+            25: "SEARCH_FIELD_MODIFIER",
+            26: "SEARCH_FIELD_LAST_MODIFIER",
+            27: "SEARCH_FIELD_LAST_COMMENTER",
         }
 
     @classmethod
@@ -386,6 +538,12 @@ class SearchField(betterproto2.Enum):
             "SEARCH_FIELD_CANONICAL": 19,
             "SEARCH_FIELD_CREATED": 20,
             "SEARCH_FIELD_MODIFIED": 21,
+            "SEARCH_FIELD_CUSTOM": 22,
+            "SEARCH_FIELD_CLOSED": 23,
+            "SEARCH_FIELD_COMMENTER": 24,
+            "SEARCH_FIELD_MODIFIER": 25,
+            "SEARCH_FIELD_LAST_MODIFIER": 26,
+            "SEARCH_FIELD_LAST_COMMENTER": 27,
         }
 
 
@@ -515,6 +673,11 @@ class SortField(betterproto2.Enum):
 
     TITLE = 7
 
+    CUSTOM = 8
+    """
+    A custom field (SortKey.custom_field_id); issues without a value last.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -526,6 +689,7 @@ class SortField(betterproto2.Enum):
             5: "SORT_FIELD_SEVERITY",
             6: "SORT_FIELD_STATUS",
             7: "SORT_FIELD_TITLE",
+            8: "SORT_FIELD_CUSTOM",
         }
 
     @classmethod
@@ -539,6 +703,7 @@ class SortField(betterproto2.Enum):
             "SORT_FIELD_SEVERITY": 5,
             "SORT_FIELD_STATUS": 6,
             "SORT_FIELD_TITLE": 7,
+            "SORT_FIELD_CUSTOM": 8,
         }
 
 
@@ -1153,6 +1318,43 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class CreateCustomFieldRequest(betterproto2.Message):
+    """
+    ---- custom fields ----
+
+    Needs admin on the component.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["CreateCustomFieldRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    component_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    description: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    type: "CustomFieldType" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: CustomFieldType(0)
+    )
+
+    options: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+
+    required: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+
+    default_values: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "CreateCustomFieldRequest", CreateCustomFieldRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class CreateHotlistRequest(betterproto2.Message):
     """
     ---- hotlists ----
@@ -1216,6 +1418,13 @@ class CreateIssueRequest(betterproto2.Message):
     second issue. Empty means no idempotency.
     """
 
+    custom_fields: "list[CustomFieldValue]" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    Custom field values; required fields left out take their defaults.
+    """
+
 
 default_message_pool.register_message("bugless.v1", "CreateIssueRequest", CreateIssueRequest)
 
@@ -1276,6 +1485,123 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class CustomField(betterproto2.Message):
+    """
+    A field defined on a component by its admins; it applies to the issues of
+    that component and of every component below it.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR.message_types_by_name["CustomField"]
+
+    id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    component_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Unique (case-insensitively) among the fields that apply to any one
+    component: its own and its ancestors'.
+    """
+
+    description: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    type: "CustomFieldType" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: CustomFieldType(0)
+    )
+    """
+    Fixed at creation.
+    """
+
+    options: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    """
+    ENUM and ENUM_MULTI: the allowed values, in display order.
+    """
+
+    required: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    """
+    A new issue must have a value (its default when none is given), and a
+    change may not clear it.
+    """
+
+    default_values: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    """
+    The value a new issue gets when its creator gives none (empty: none).
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    modified_at: "datetime.datetime | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    version: "int" = betterproto2.field(11, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("bugless.v1", "CustomField", CustomField)
+
+
+@dataclass(eq=False, repr=False)
+class CustomFieldValue(betterproto2.Message):
+    """
+    One custom field's value on an issue.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR.message_types_by_name["CustomFieldValue"]
+
+    field_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    One value for single-valued types, any number for ENUM_MULTI; none means
+    "no value" (in a delta: clear the field).
+    """
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Read only: the field's name and type.
+    """
+
+    type: "CustomFieldType" = betterproto2.field(
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: CustomFieldType(0)
+    )
+
+
+default_message_pool.register_message("bugless.v1", "CustomFieldValue", CustomFieldValue)
+
+
+@dataclass(eq=False, repr=False)
+class DeleteCustomFieldRequest(betterproto2.Message):
+    """
+    The field stops applying and its values leave every issue; history entries
+    keep the old values with the field's name.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["DeleteCustomFieldRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    field_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    expected_version: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "DeleteCustomFieldRequest", DeleteCustomFieldRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class DeleteHotlistRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -1323,6 +1649,45 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class EditCommentRequest(betterproto2.Message):
+    """
+    ---- edits and redaction ----
+
+    The author of a comment replaces its text. The history stays append-only:
+    the edit is a new entry (edits_version = entry_version) whose comment is
+    the new text; earlier texts stay readable. Editing entry 1 edits the
+    description.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["EditCommentRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    expected_version: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    Required: the Issue.version the edit was made against.
+    """
+
+    entry_version: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    The entry whose comment is edited (not itself an edit).
+    """
+
+    comment: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    Markdown; not blank.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "EditCommentRequest", EditCommentRequest)
+
+
+@dataclass(eq=False, repr=False)
 class FieldChange(betterproto2.Message):
     """
     One field's change inside a history entry. Scalar fields carry old_value and
@@ -1349,6 +1714,12 @@ class FieldChange(betterproto2.Message):
     added: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
     removed: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+
+    field_name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    For custom fields (field "customfield<ID>"): the field's name when the
+    change was made, so the entry stays readable after the field is deleted.
+    """
 
 
 default_message_pool.register_message("bugless.v1", "FieldChange", FieldChange)
@@ -1515,6 +1886,41 @@ class HistoryEntry(betterproto2.Message):
     """
     Set on entries written to keep a relation two-way: the issue whose change
     caused this entry (for example B gains blocked_by A when A adds blocking B).
+    """
+
+    edits_version: "int" = betterproto2.field(8, betterproto2.TYPE_INT64)
+    """
+    An edit: this entry's comment is the new text of entry `edits_version`'s
+    comment (the latest edit is the current text). 0 for other entries.
+    """
+
+    edited_in_version: "int" = betterproto2.field(9, betterproto2.TYPE_INT64)
+    """
+    Read only: the latest entry that edited this entry's comment, 0 when it
+    was never edited.
+    """
+
+    redaction_target: "RedactionTarget" = betterproto2.field(
+        10, betterproto2.TYPE_ENUM, default_factory=lambda: RedactionTarget(0)
+    )
+    """
+    A redaction record: what was removed (never the content itself).
+    """
+
+    redacted_version: "int" = betterproto2.field(11, betterproto2.TYPE_INT64)
+    """
+    The entry whose comment (COMMENT; DESCRIPTION: 1) was removed, together
+    with every edit of it.
+    """
+
+    redacted_attachment_id: "int" = betterproto2.field(12, betterproto2.TYPE_INT64)
+    """
+    ATTACHMENT: the attachment whose content was removed.
+    """
+
+    comment_redacted: "bool" = betterproto2.field(13, betterproto2.TYPE_BOOL)
+    """
+    This entry's comment was redacted: `comment` is empty for good.
     """
 
 
@@ -1729,7 +2135,17 @@ class Issue(betterproto2.Message):
 
     comment_count: "int" = betterproto2.field(22, betterproto2.TYPE_INT32)
     """
-    Number of history entries that carry a non-empty comment.
+    Number of history entries that carry a non-empty comment (edits of a
+    comment are not counted again).
+    """
+
+    custom_fields: "list[CustomFieldValue]" = betterproto2.field(
+        23, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    Values of the custom fields that apply to the issue's component (defined
+    on it or an ancestor), ordered by field id; fields without a value are
+    absent.
     """
 
 
@@ -1775,6 +2191,15 @@ class IssueDelta(betterproto2.Message):
     blocked_by_add: "list[int]" = betterproto2.field(9, betterproto2.TYPE_INT64, repeated=True)
 
     blocked_by_remove: "list[int]" = betterproto2.field(10, betterproto2.TYPE_INT64, repeated=True)
+
+    custom_fields_set: "list[CustomFieldValue]" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    Custom field values to set, each replacing the field's whole value; an
+    entry with no values clears the field. Every field must apply to the
+    issue's component (after the change, when the delta moves it).
+    """
 
 
 default_message_pool.register_message("bugless.v1", "IssueDelta", IssueDelta)
@@ -1947,6 +2372,45 @@ class ListComponentsResponse(betterproto2.Message):
 
 default_message_pool.register_message(
     "bugless.v1", "ListComponentsResponse", ListComponentsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListCustomFieldsRequest(betterproto2.Message):
+    """
+    The fields that apply to a component's issues: its own and its
+    ancestors', root first, then by id. At most 200 (50 per component).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListCustomFieldsRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    component_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListCustomFieldsRequest", ListCustomFieldsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListCustomFieldsResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListCustomFieldsResponse"]
+
+    custom_fields: "list[CustomField]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListCustomFieldsResponse", ListCustomFieldsResponse
 )
 
 
@@ -2263,6 +2727,44 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class RedactRequest(betterproto2.Message):
+    """
+    Remove content that must not be kept (a leaked secret). Needs admin on the
+    issue's component (or the global admin). The content is removed from
+    storage, from the full-text index and from every earlier edit; a new
+    entry records who redacted what and when, never the content.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["RedactRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    expected_version: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+    target: "RedactionTarget" = betterproto2.field(
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: RedactionTarget(0)
+    )
+
+    entry_version: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    COMMENT: the entry whose comment goes (an edit entry names its original).
+    """
+
+    attachment_id: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    """
+    ATTACHMENT: the attachment whose content goes.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "RedactRequest", RedactRequest)
+
+
+@dataclass(eq=False, repr=False)
 class RemoveHotlistItemsRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -2488,14 +2990,32 @@ class SearchTerm(betterproto2.Message):
 
     include_subtree: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
     """
-    COMPONENT only: also match every component below the given ones
-    (`componentid:123+`).
+    COMPONENT: also match every component below the given ones
+    (`componentid:123+`). PARENT: also match the transitive children
+    (`parentid:123+`).
     """
 
     phrase: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
     """
     TEXT/TITLE/COMMENT: the value was a quoted phrase (words must be adjacent
     and in order) rather than a bag of words.
+    """
+
+    custom_field_id: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    """
+    CUSTOM: the field, by id, or by name (every field of that name, compared
+    case-insensitively). Values are text as typed, with days as
+    "2026-01-31"; the Model reads them as the field's type says: integers
+    and days may be compared, options match case-insensitively, text
+    matches when the field contains it.
+    """
+
+    custom_field_name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+    resolved_users: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    """
+    CUSTOM: per value, the user id it names when it names a user ("" when
+    it does not); the Model uses it for USER fields.
     """
 
 
@@ -2617,6 +3137,8 @@ class SortKey(betterproto2.Message):
 
     descending: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
+    custom_field_id: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
 
 default_message_pool.register_message("bugless.v1", "SortKey", SortKey)
 
@@ -2692,6 +3214,36 @@ class UpdateComponentRequest(betterproto2.Message):
 
 default_message_pool.register_message(
     "bugless.v1", "UpdateComponentRequest", UpdateComponentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateCustomFieldRequest(betterproto2.Message):
+    """
+    Paths: name, description, options, required, default_values. Options may
+    be added or reordered; one still set on an issue cannot be removed.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["UpdateCustomFieldRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    custom_field: "CustomField | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    update_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    expected_version: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "UpdateCustomFieldRequest", UpdateCustomFieldRequest
 )
 
 
@@ -3239,6 +3791,78 @@ class ComponentsStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def create_custom_field(
+        self,
+        message: "CreateCustomFieldRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CustomField":
+
+        return await self._unary_unary(
+            "/bugless.v1.Components/CreateCustomField",
+            message,
+            CustomField,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_custom_fields(
+        self,
+        message: "ListCustomFieldsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListCustomFieldsResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Components/ListCustomFields",
+            message,
+            ListCustomFieldsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def update_custom_field(
+        self,
+        message: "UpdateCustomFieldRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CustomField":
+
+        return await self._unary_unary(
+            "/bugless.v1.Components/UpdateCustomField",
+            message,
+            CustomField,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_custom_field(
+        self,
+        message: "DeleteCustomFieldRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "DeleteResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Components/DeleteCustomField",
+            message,
+            DeleteResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class HotlistsStub(betterproto2_grpclib.ServiceStub):
     async def create_hotlist(
@@ -3567,6 +4191,42 @@ class IssuesStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         ):
             yield response
+
+    async def edit_comment(
+        self,
+        message: "EditCommentRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ChangeIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Issues/EditComment",
+            message,
+            ChangeIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def redact(
+        self,
+        message: "RedactRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ChangeIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Issues/Redact",
+            message,
+            ChangeIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
 
 
 class ModelStub(betterproto2_grpclib.ServiceStub):
@@ -4060,6 +4720,114 @@ class ModelStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def edit_comment(
+        self,
+        message: "EditCommentRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ChangeIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/EditComment",
+            message,
+            ChangeIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def redact(
+        self,
+        message: "RedactRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ChangeIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/Redact",
+            message,
+            ChangeIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def create_custom_field(
+        self,
+        message: "CreateCustomFieldRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CustomField":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/CreateCustomField",
+            message,
+            CustomField,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_custom_fields(
+        self,
+        message: "ListCustomFieldsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListCustomFieldsResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/ListCustomFields",
+            message,
+            ListCustomFieldsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def update_custom_field(
+        self,
+        message: "UpdateCustomFieldRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CustomField":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/UpdateCustomField",
+            message,
+            CustomField,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_custom_field(
+        self,
+        message: "DeleteCustomFieldRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "DeleteResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/DeleteCustomField",
+            message,
+            DeleteResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class SavedSearchesStub(betterproto2_grpclib.ServiceStub):
     async def create_saved_search(
@@ -4144,19 +4912,19 @@ BUGLESS_V1_COMMON_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSer
     b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"O\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
 )
 BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x16bugless/v1/issue.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xb0\x06\n\x05Issue\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12*\n\x06status\x18\x03 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x04 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x05 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x06 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x07 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08reporter\x18\x08 \x01(\tR\x08reporter\x12\x1a\n\x08assignee\x18\t \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\n \x01(\tR\x08verifier\x12\x0e\n\x02cc\x18\x0b \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\r \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x0e \x03(\x03R\x0cblockedByIds\x12\x1b\n\tparent_id\x18\x0f \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\x10 \x01(\x03R\rduplicateOfId\x12 \n\x0bdescription\x18\x11 \x01(\tR\x0bdescription\x129\n\ncreated_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x13 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\x14 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12\x18\n\x07version\x18\x15 \x01(\x03R\x07version\x12#\n\rcomment_count\x18\x16 \x01(\x05R\x0ccommentCount"\xfe\x02\n\x0bIssueFields\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12*\n\x06status\x18\x02 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x06 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08assignee\x18\x07 \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\x08 \x01(\tR\x08verifier\x12\x1b\n\tparent_id\x18\t \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\n \x01(\x03R\rduplicateOfId"\x94\x03\n\nIssueDelta\x12/\n\x06fields\x18\x01 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x03 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x04 \x03(\tR\x08ccRemove\x12\x1f\n\x0bhotlist_add\x18\x05 \x03(\x03R\nhotlistAdd\x12%\n\x0ehotlist_remove\x18\x06 \x03(\x03R\rhotlistRemove\x12!\n\x0cblocking_add\x18\x07 \x03(\x03R\x0bblockingAdd\x12\'\n\x0fblocking_remove\x18\x08 \x03(\x03R\x0eblockingRemove\x12$\n\x0eblocked_by_add\x18\t \x03(\x03R\x0cblockedByAdd\x12*\n\x11blocked_by_remove\x18\n \x03(\x03R\x0fblockedByRemove"\x8d\x01\n\x0bFieldChange\x12\x14\n\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n\told_value\x18\x02 \x01(\tR\x08oldValue\x12\x1b\n\tnew_value\x18\x03 \x01(\tR\x08newValue\x12\x14\n\x05added\x18\x04 \x03(\tR\x05added\x12\x18\n\x07removed\x18\x05 \x03(\tR\x07removed"\x90\x02\n\x0cHistoryEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment\x121\n\x07changes\x18\x06 \x03(\x0b2\x17.bugless.v1.FieldChangeR\x07changes\x12+\n\x12caused_by_issue_id\x18\x07 \x01(\x03R\x0fcausedByIssueIdb\x06proto3'
+    b'\n\x16bugless/v1/issue.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xf3\x06\n\x05Issue\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12*\n\x06status\x18\x03 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x04 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x05 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x06 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x07 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08reporter\x18\x08 \x01(\tR\x08reporter\x12\x1a\n\x08assignee\x18\t \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\n \x01(\tR\x08verifier\x12\x0e\n\x02cc\x18\x0b \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\r \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x0e \x03(\x03R\x0cblockedByIds\x12\x1b\n\tparent_id\x18\x0f \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\x10 \x01(\x03R\rduplicateOfId\x12 \n\x0bdescription\x18\x11 \x01(\tR\x0bdescription\x129\n\ncreated_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x13 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\x14 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12\x18\n\x07version\x18\x15 \x01(\x03R\x07version\x12#\n\rcomment_count\x18\x16 \x01(\x05R\x0ccommentCount\x12A\n\rcustom_fields\x18\x17 \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields"\xfe\x02\n\x0bIssueFields\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12*\n\x06status\x18\x02 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x06 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08assignee\x18\x07 \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\x08 \x01(\tR\x08verifier\x12\x1b\n\tparent_id\x18\t \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\n \x01(\x03R\rduplicateOfId"\xde\x03\n\nIssueDelta\x12/\n\x06fields\x18\x01 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x03 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x04 \x03(\tR\x08ccRemove\x12\x1f\n\x0bhotlist_add\x18\x05 \x03(\x03R\nhotlistAdd\x12%\n\x0ehotlist_remove\x18\x06 \x03(\x03R\rhotlistRemove\x12!\n\x0cblocking_add\x18\x07 \x03(\x03R\x0bblockingAdd\x12\'\n\x0fblocking_remove\x18\x08 \x03(\x03R\x0eblockingRemove\x12$\n\x0eblocked_by_add\x18\t \x03(\x03R\x0cblockedByAdd\x12*\n\x11blocked_by_remove\x18\n \x03(\x03R\x0fblockedByRemove\x12H\n\x11custom_fields_set\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0fcustomFieldsSet"\xac\x01\n\x0bFieldChange\x12\x14\n\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n\told_value\x18\x02 \x01(\tR\x08oldValue\x12\x1b\n\tnew_value\x18\x03 \x01(\tR\x08newValue\x12\x14\n\x05added\x18\x04 \x03(\tR\x05added\x12\x18\n\x07removed\x18\x05 \x03(\tR\x07removed\x12\x1d\n\nfield_name\x18\x06 \x01(\tR\tfieldName"\xb5\x04\n\x0cHistoryEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment\x121\n\x07changes\x18\x06 \x03(\x0b2\x17.bugless.v1.FieldChangeR\x07changes\x12+\n\x12caused_by_issue_id\x18\x07 \x01(\x03R\x0fcausedByIssueId\x12#\n\redits_version\x18\x08 \x01(\x03R\x0ceditsVersion\x12*\n\x11edited_in_version\x18\t \x01(\x03R\x0feditedInVersion\x12F\n\x10redaction_target\x18\n \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x0fredactionTarget\x12)\n\x10redacted_version\x18\x0b \x01(\x03R\x0fredactedVersion\x124\n\x16redacted_attachment_id\x18\x0c \x01(\x03R\x14redactedAttachmentId\x12)\n\x10comment_redacted\x18\r \x01(\x08R\x0fcommentRedacted"\x8a\x01\n\x10CustomFieldValue\x12\x19\n\x08field_id\x18\x01 \x01(\x03R\x07fieldId\x12\x16\n\x06values\x18\x02 \x03(\tR\x06values\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12/\n\x04type\x18\x04 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type"\x96\x03\n\x0bCustomField\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version*\xe3\x01\n\x0fCustomFieldType\x12\x1f\n\x1dCUSTOM_FIELD_TYPE_UNSPECIFIED\x12\x1a\n\x16CUSTOM_FIELD_TYPE_ENUM\x10\x01\x12 \n\x1cCUSTOM_FIELD_TYPE_ENUM_MULTI\x10\x02\x12\x1a\n\x16CUSTOM_FIELD_TYPE_TEXT\x10\x03\x12\x1d\n\x19CUSTOM_FIELD_TYPE_INTEGER\x10\x04\x12\x1a\n\x16CUSTOM_FIELD_TYPE_DATE\x10\x05\x12\x1a\n\x16CUSTOM_FIELD_TYPE_USER\x10\x06*\x92\x01\n\x0fRedactionTarget\x12\x1e\n\x1cREDACTION_TARGET_UNSPECIFIED\x12\x1c\n\x18REDACTION_TARGET_COMMENT\x10\x01\x12 \n\x1cREDACTION_TARGET_DESCRIPTION\x10\x02\x12\x1f\n\x1bREDACTION_TARGET_ATTACHMENT\x10\x03b\x06proto3'
 )
 BUGLESS_V1_SEARCH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x17bugless/v1/search.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"y\n\x0bSearchValue\x12\x14\n\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1a\n\x07integer\x18\x02 \x01(\x03H\x00R\x07integer\x120\n\x04time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampH\x00R\x04timeB\x06\n\x04kind"\xd9\x01\n\nSearchTerm\x12-\n\x05field\x18\x01 \x01(\x0e2\x17.bugless.v1.SearchFieldR\x05field\x12*\n\x02op\x18\x02 \x01(\x0e2\x1a.bugless.v1.SearchOperatorR\x02op\x12/\n\x06values\x18\x03 \x03(\x0b2\x17.bugless.v1.SearchValueR\x06values\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree\x12\x16\n\x06phrase\x18\x05 \x01(\x08R\x06phrase">\n\x0eSearchNodeList\x12,\n\x05nodes\x18\x01 \x03(\x0b2\x16.bugless.v1.SearchNodeR\x05nodes"\xde\x01\n\nSearchNode\x123\n\x06all_of\x18\x01 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05allOf\x123\n\x06any_of\x18\x02 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05anyOf\x120\n\x06negate\x18\x03 \x01(\x0b2\x16.bugless.v1.SearchNodeH\x00R\x06negate\x12,\n\x04term\x18\x04 \x01(\x0b2\x16.bugless.v1.SearchTermH\x00R\x04termB\x06\n\x04kind"V\n\x07SortKey\x12+\n\x05field\x18\x01 \x01(\x0e2\x15.bugless.v1.SortFieldR\x05field\x12\x1e\n\ndescending\x18\x02 \x01(\x08R\ndescending"q\n\x0fStructuredQuery\x12.\n\x06filter\x18\x01 \x01(\x0b2\x16.bugless.v1.SearchNodeR\x06filter\x12.\n\x08order_by\x18\x02 \x03(\x0b2\x13.bugless.v1.SortKeyR\x07orderBy*\xca\x04\n\x0bSearchField\x12\x1a\n\x18SEARCH_FIELD_UNSPECIFIED\x12\x15\n\x11SEARCH_FIELD_TEXT\x10\x01\x12\x16\n\x12SEARCH_FIELD_TITLE\x10\x02\x12\x18\n\x14SEARCH_FIELD_COMMENT\x10\x03\x12\x17\n\x13SEARCH_FIELD_STATUS\x10\x04\x12\x1d\n\x19SEARCH_FIELD_STATUS_CLASS\x10\x05\x12\x19\n\x15SEARCH_FIELD_ASSIGNEE\x10\x06\x12\x19\n\x15SEARCH_FIELD_REPORTER\x10\x07\x12\x13\n\x0fSEARCH_FIELD_CC\x10\x08\x12\x19\n\x15SEARCH_FIELD_VERIFIER\x10\t\x12\x19\n\x15SEARCH_FIELD_PRIORITY\x10\n\x12\x19\n\x15SEARCH_FIELD_SEVERITY\x10\x0b\x12\x15\n\x11SEARCH_FIELD_TYPE\x10\x0c\x12\x1a\n\x16SEARCH_FIELD_COMPONENT\x10\r\x12\x18\n\x14SEARCH_FIELD_HOTLIST\x10\x0e\x12\x13\n\x0fSEARCH_FIELD_ID\x10\x0f\x12\x19\n\x15SEARCH_FIELD_BLOCKING\x10\x10\x12\x1b\n\x17SEARCH_FIELD_BLOCKED_BY\x10\x11\x12\x17\n\x13SEARCH_FIELD_PARENT\x10\x12\x12\x1a\n\x16SEARCH_FIELD_CANONICAL\x10\x13\x12\x18\n\x14SEARCH_FIELD_CREATED\x10\x14\x12\x19\n\x15SEARCH_FIELD_MODIFIED\x10\x15*\xda\x01\n\x0eSearchOperator\x12\x1d\n\x1bSEARCH_OPERATOR_UNSPECIFIED\x12\x16\n\x12SEARCH_OPERATOR_EQ\x10\x01\x12\x16\n\x12SEARCH_OPERATOR_LT\x10\x02\x12\x16\n\x12SEARCH_OPERATOR_LE\x10\x03\x12\x16\n\x12SEARCH_OPERATOR_GT\x10\x04\x12\x16\n\x12SEARCH_OPERATOR_GE\x10\x05\x12\x17\n\x13SEARCH_OPERATOR_ANY\x10\x06\x12\x18\n\x14SEARCH_OPERATOR_NONE\x10\x07*\xc8\x01\n\tSortField\x12\x18\n\x16SORT_FIELD_UNSPECIFIED\x12\x11\n\rSORT_FIELD_ID\x10\x01\x12\x16\n\x12SORT_FIELD_CREATED\x10\x02\x12\x17\n\x13SORT_FIELD_MODIFIED\x10\x03\x12\x17\n\x13SORT_FIELD_PRIORITY\x10\x04\x12\x17\n\x13SORT_FIELD_SEVERITY\x10\x05\x12\x15\n\x11SORT_FIELD_STATUS\x10\x06\x12\x14\n\x10SORT_FIELD_TITLE\x10\x07b\x06proto3'
+    b'\n\x17bugless/v1/search.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"y\n\x0bSearchValue\x12\x14\n\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1a\n\x07integer\x18\x02 \x01(\x03H\x00R\x07integer\x120\n\x04time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampH\x00R\x04timeB\x06\n\x04kind"\xd4\x02\n\nSearchTerm\x12-\n\x05field\x18\x01 \x01(\x0e2\x17.bugless.v1.SearchFieldR\x05field\x12*\n\x02op\x18\x02 \x01(\x0e2\x1a.bugless.v1.SearchOperatorR\x02op\x12/\n\x06values\x18\x03 \x03(\x0b2\x17.bugless.v1.SearchValueR\x06values\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree\x12\x16\n\x06phrase\x18\x05 \x01(\x08R\x06phrase\x12&\n\x0fcustom_field_id\x18\x06 \x01(\x03R\rcustomFieldId\x12*\n\x11custom_field_name\x18\x07 \x01(\tR\x0fcustomFieldName\x12%\n\x0eresolved_users\x18\x08 \x03(\tR\rresolvedUsers">\n\x0eSearchNodeList\x12,\n\x05nodes\x18\x01 \x03(\x0b2\x16.bugless.v1.SearchNodeR\x05nodes"\xde\x01\n\nSearchNode\x123\n\x06all_of\x18\x01 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05allOf\x123\n\x06any_of\x18\x02 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05anyOf\x120\n\x06negate\x18\x03 \x01(\x0b2\x16.bugless.v1.SearchNodeH\x00R\x06negate\x12,\n\x04term\x18\x04 \x01(\x0b2\x16.bugless.v1.SearchTermH\x00R\x04termB\x06\n\x04kind"~\n\x07SortKey\x12+\n\x05field\x18\x01 \x01(\x0e2\x15.bugless.v1.SortFieldR\x05field\x12\x1e\n\ndescending\x18\x02 \x01(\x08R\ndescending\x12&\n\x0fcustom_field_id\x18\x03 \x01(\x03R\rcustomFieldId"q\n\x0fStructuredQuery\x12.\n\x06filter\x18\x01 \x01(\x0b2\x16.bugless.v1.SearchNodeR\x06filter\x12.\n\x08order_by\x18\x02 \x03(\x0b2\x13.bugless.v1.SortKeyR\x07orderBy*\xf4\x05\n\x0bSearchField\x12\x1a\n\x18SEARCH_FIELD_UNSPECIFIED\x12\x15\n\x11SEARCH_FIELD_TEXT\x10\x01\x12\x16\n\x12SEARCH_FIELD_TITLE\x10\x02\x12\x18\n\x14SEARCH_FIELD_COMMENT\x10\x03\x12\x17\n\x13SEARCH_FIELD_STATUS\x10\x04\x12\x1d\n\x19SEARCH_FIELD_STATUS_CLASS\x10\x05\x12\x19\n\x15SEARCH_FIELD_ASSIGNEE\x10\x06\x12\x19\n\x15SEARCH_FIELD_REPORTER\x10\x07\x12\x13\n\x0fSEARCH_FIELD_CC\x10\x08\x12\x19\n\x15SEARCH_FIELD_VERIFIER\x10\t\x12\x19\n\x15SEARCH_FIELD_PRIORITY\x10\n\x12\x19\n\x15SEARCH_FIELD_SEVERITY\x10\x0b\x12\x15\n\x11SEARCH_FIELD_TYPE\x10\x0c\x12\x1a\n\x16SEARCH_FIELD_COMPONENT\x10\r\x12\x18\n\x14SEARCH_FIELD_HOTLIST\x10\x0e\x12\x13\n\x0fSEARCH_FIELD_ID\x10\x0f\x12\x19\n\x15SEARCH_FIELD_BLOCKING\x10\x10\x12\x1b\n\x17SEARCH_FIELD_BLOCKED_BY\x10\x11\x12\x17\n\x13SEARCH_FIELD_PARENT\x10\x12\x12\x1a\n\x16SEARCH_FIELD_CANONICAL\x10\x13\x12\x18\n\x14SEARCH_FIELD_CREATED\x10\x14\x12\x19\n\x15SEARCH_FIELD_MODIFIED\x10\x15\x12\x17\n\x13SEARCH_FIELD_CUSTOM\x10\x16\x12\x17\n\x13SEARCH_FIELD_CLOSED\x10\x17\x12\x1a\n\x16SEARCH_FIELD_COMMENTER\x10\x18\x12\x19\n\x15SEARCH_FIELD_MODIFIER\x10\x19\x12\x1e\n\x1aSEARCH_FIELD_LAST_MODIFIER\x10\x1a\x12\x1f\n\x1bSEARCH_FIELD_LAST_COMMENTER\x10\x1b*\xda\x01\n\x0eSearchOperator\x12\x1d\n\x1bSEARCH_OPERATOR_UNSPECIFIED\x12\x16\n\x12SEARCH_OPERATOR_EQ\x10\x01\x12\x16\n\x12SEARCH_OPERATOR_LT\x10\x02\x12\x16\n\x12SEARCH_OPERATOR_LE\x10\x03\x12\x16\n\x12SEARCH_OPERATOR_GT\x10\x04\x12\x16\n\x12SEARCH_OPERATOR_GE\x10\x05\x12\x17\n\x13SEARCH_OPERATOR_ANY\x10\x06\x12\x18\n\x14SEARCH_OPERATOR_NONE\x10\x07*\xdf\x01\n\tSortField\x12\x18\n\x16SORT_FIELD_UNSPECIFIED\x12\x11\n\rSORT_FIELD_ID\x10\x01\x12\x16\n\x12SORT_FIELD_CREATED\x10\x02\x12\x17\n\x13SORT_FIELD_MODIFIED\x10\x03\x12\x17\n\x13SORT_FIELD_PRIORITY\x10\x04\x12\x17\n\x13SORT_FIELD_SEVERITY\x10\x05\x12\x15\n\x11SORT_FIELD_STATUS\x10\x06\x12\x14\n\x10SORT_FIELD_TITLE\x10\x07\x12\x15\n\x11SORT_FIELD_CUSTOM\x10\x08b\x06proto3'
 )
 BUGLESS_V1_TRACKER_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\x18bugless/v1/tracker.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"e\n\x08AclEntry\x123\n\tprincipal\x18\x01 \x01(\x0b2\x15.bugless.v1.PrincipalR\tprincipal\x12$\n\x04role\x18\x02 \x01(\x0e2\x10.bugless.v1.RoleR\x04role"\xf2\x01\n\rIssueTemplate\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12 \n\x0bdescription\x18\x02 \x01(\tR\x0bdescription\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12\x1a\n\x08assignee\x18\x06 \x01(\tR\x08assignee"\xc2\x03\n\tComponent\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n\x04path\x18\x04 \x01(\tR\x04path\x12 \n\x0bdescription\x18\x05 \x01(\tR\x0bdescription\x12\x1a\n\x08archived\x18\x06 \x01(\x08R\x08archived\x12&\n\x03acl\x18\x07 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x08 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version\x121\n\x0bcaller_role\x18\x0c \x01(\x0e2\x10.bugless.v1.RoleR\ncallerRole"\xca\x02\n\x07Hotlist\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x14\n\x05owner\x18\x04 \x01(\tR\x05owner\x12\x18\n\x07editors\x18\x05 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x06 \x01(\x08R\x07private\x129\n\ncreated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\t \x01(\x03R\x07version\x12\x1d\n\nitem_count\x18\n \x01(\x05R\titemCount"\xbc\x01\n\x0bHotlistItem\x12\x1d\n\nhotlist_id\x18\x01 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x12\n\x04rank\x18\x03 \x01(\x05R\x04rank\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note\x12\x14\n\x05adder\x18\x05 \x01(\tR\x05adder\x125\n\x08added_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07addedAt"\xa0\x02\n\x0bSavedSearch\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n\x05query\x18\x04 \x01(\tR\x05query\x12/\n\x07readers\x18\x05 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers\x129\n\ncreated_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x08 \x01(\x03R\x07versionb\x06proto3'
 )
 BUGLESS_V1_MODEL_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x16bugless/v1/model.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto\x1a google/protobuf/field_mask.proto"\x16\n\x14GetServerInfoRequest"\x96\x01\n\x15GetServerInfoResponse\x12\x18\n\x07backend\x18\x01 \x01(\tR\x07backend\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12"\n\x0ccapabilities\x18\x03 \x03(\tR\x0ccapabilities\x12%\n\x0eschema_version\x18\x04 \x01(\x05R\rschemaVersion"\xb6\x02\n\x12CreateIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12/\n\x06fields\x18\x02 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x04 \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x05 \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\x06 \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x07 \x03(\x03R\x0cblockedByIds\x12\'\n\x0fidempotency_key\x18\x08 \x01(\tR\x0eidempotencyKey"X\n\x0fGetIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"`\n\x15BatchGetIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tissue_ids\x18\x02 \x03(\x03R\x08issueIds"d\n\x16BatchGetIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12\x1f\n\x0bmissing_ids\x18\x02 \x03(\x03R\nmissingIds"\xce\x01\n\x12ChangeIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12,\n\x05delta\x18\x04 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"n\n\x13ChangeIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"T\n\x0cIssueVersion\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion"\xd8\x01\n\x18BatchChangeIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x120\n\x06issues\x18\x02 \x03(\x0b2\x18.bugless.v1.IssueVersionR\x06issues\x12,\n\x05delta\x18\x03 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x04 \x01(\tR\x07comment\x12\x16\n\x06atomic\x18\x05 \x01(\x08R\x06atomic"\x85\x01\n\x11BatchChangeResult\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x12\n\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\'\n\x05issue\x18\x04 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue"T\n\x19BatchChangeIssuesResponse\x127\n\x07results\x18\x01 \x03(\x0b2\x1d.bugless.v1.BatchChangeResultR\x07results"\x88\x01\n\x12ListHistoryRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"q\n\x13ListHistoryResponse\x122\n\x07entries\x18\x01 \x03(\x0b2\x18.bugless.v1.HistoryEntryR\x07entries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xc2\x01\n\x13SearchIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x121\n\x05query\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\x05query\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"\xbb\x01\n\x14SearchIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n\x0btotal_count\x18\x03 \x01(\x03R\ntotalCount\x12/\n\x14total_is_lower_bound\x18\x04 \x01(\x08R\x11totalIsLowerBound"\x96\x01\n\x0cWatchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\x08issue_id\x18\x02 \x01(\x03H\x00R\x07issueId\x123\n\x05query\x18\x03 \x01(\x0b2\x1b.bugless.v1.StructuredQueryH\x00R\x05queryB\x08\n\x06target"\x85\x01\n\nWatchEvent\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"\xf6\x01\n\x16CreateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12&\n\x03acl\x18\x05 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x06 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template"\x83\x01\n\x13GetComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\x0ccomponent_id\x18\x02 \x01(\x03H\x00R\x0bcomponentId\x12\x14\n\x04path\x18\x03 \x01(\tH\x00R\x04pathB\x05\n\x03key"\xb8\x01\n\x15ListComponentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12)\n\x10include_archived\x18\x03 \x01(\x08R\x0fincludeArchived\x12+\n\x04page\x18\x04 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"w\n\x16ListComponentsResponse\x125\n\ncomponents\x18\x01 \x03(\x0b2\x15.bugless.v1.ComponentR\ncomponents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xe1\x01\n\x16UpdateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x123\n\tcomponent\x18\x02 \x01(\x0b2\x15.bugless.v1.ComponentR\tcomponent\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\xac\x01\n\x14CreateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x18\n\x07editors\x18\x04 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x05 \x01(\x08R\x07private"^\n\x11GetHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId"\x86\x01\n\x13ListHotlistsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x16\n\x06member\x18\x02 \x01(\tR\x06member\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"o\n\x14ListHotlistsResponse\x12/\n\x08hotlists\x18\x01 \x03(\x0b2\x13.bugless.v1.HotlistR\x08hotlists\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xd9\x01\n\x14UpdateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12-\n\x07hotlist\x18\x02 \x01(\x0b2\x13.bugless.v1.HotlistR\x07hotlist\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x14DeleteHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x10\n\x0eDeleteResponse"\xb0\x01\n\x16AddHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position\x12\x12\n\x04note\x18\x05 \x01(\tR\x04note"\x83\x01\n\x19RemoveHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds"\x9a\x01\n\x16RankHotlistItemRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position"\x95\x01\n\x19SetHotlistItemNoteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note"\x91\x01\n\x17ListHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x9c\x01\n\x18ListHotlistItemsResponse\x12-\n\x05items\x18\x01 \x03(\x0b2\x17.bugless.v1.HotlistItemR\x05items\x12)\n\x06issues\x18\x02 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken"\xa1\x01\n\x18CreateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05query\x18\x03 \x01(\tR\x05query\x12/\n\x07readers\x18\x04 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers"\x92\x01\n\x18ListSavedSearchesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nowned_only\x18\x02 \x01(\x08R\townedOnly\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x83\x01\n\x19ListSavedSearchesResponse\x12>\n\x0esaved_searches\x18\x01 \x03(\x0b2\x17.bugless.v1.SavedSearchR\rsavedSearches\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xea\x01\n\x18UpdateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"n\n\x18DeleteSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId2\xf7\x10\n\x05Model\x12T\n\rGetServerInfo\x12 .bugless.v1.GetServerInfoRequest\x1a!.bugless.v1.GetServerInfoResponse\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12Q\n\x0cSearchIssues\x12\x1f.bugless.v1.SearchIssuesRequest\x1a .bugless.v1.SearchIssuesResponse\x12;\n\x05Watch\x12\x18.bugless.v1.WatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponseb\x06proto3'
+    b'\n\x16bugless/v1/model.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto\x1a google/protobuf/field_mask.proto"\x16\n\x14GetServerInfoRequest"\x96\x01\n\x15GetServerInfoResponse\x12\x18\n\x07backend\x18\x01 \x01(\tR\x07backend\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12"\n\x0ccapabilities\x18\x03 \x03(\tR\x0ccapabilities\x12%\n\x0eschema_version\x18\x04 \x01(\x05R\rschemaVersion"\xf9\x02\n\x12CreateIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12/\n\x06fields\x18\x02 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x04 \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x05 \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\x06 \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x07 \x03(\x03R\x0cblockedByIds\x12\'\n\x0fidempotency_key\x18\x08 \x01(\tR\x0eidempotencyKey\x12A\n\rcustom_fields\x18\t \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields"X\n\x0fGetIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"`\n\x15BatchGetIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tissue_ids\x18\x02 \x03(\x03R\x08issueIds"d\n\x16BatchGetIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12\x1f\n\x0bmissing_ids\x18\x02 \x03(\x03R\nmissingIds"\xce\x01\n\x12ChangeIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12,\n\x05delta\x18\x04 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"n\n\x13ChangeIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"T\n\x0cIssueVersion\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion"\xd8\x01\n\x18BatchChangeIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x120\n\x06issues\x18\x02 \x03(\x0b2\x18.bugless.v1.IssueVersionR\x06issues\x12,\n\x05delta\x18\x03 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x04 \x01(\tR\x07comment\x12\x16\n\x06atomic\x18\x05 \x01(\x08R\x06atomic"\x85\x01\n\x11BatchChangeResult\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x12\n\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\'\n\x05issue\x18\x04 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue"T\n\x19BatchChangeIssuesResponse\x127\n\x07results\x18\x01 \x03(\x0b2\x1d.bugless.v1.BatchChangeResultR\x07results"\x88\x01\n\x12ListHistoryRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"q\n\x13ListHistoryResponse\x122\n\x07entries\x18\x01 \x03(\x0b2\x18.bugless.v1.HistoryEntryR\x07entries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xc2\x01\n\x13SearchIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x121\n\x05query\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\x05query\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"\xbb\x01\n\x14SearchIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n\x0btotal_count\x18\x03 \x01(\x03R\ntotalCount\x12/\n\x14total_is_lower_bound\x18\x04 \x01(\x08R\x11totalIsLowerBound"\x96\x01\n\x0cWatchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\x08issue_id\x18\x02 \x01(\x03H\x00R\x07issueId\x123\n\x05query\x18\x03 \x01(\x0b2\x1b.bugless.v1.StructuredQueryH\x00R\x05queryB\x08\n\x06target"\x85\x01\n\nWatchEvent\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"\xf6\x01\n\x16CreateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12&\n\x03acl\x18\x05 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x06 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template"\x83\x01\n\x13GetComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\x0ccomponent_id\x18\x02 \x01(\x03H\x00R\x0bcomponentId\x12\x14\n\x04path\x18\x03 \x01(\tH\x00R\x04pathB\x05\n\x03key"\xb8\x01\n\x15ListComponentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12)\n\x10include_archived\x18\x03 \x01(\x08R\x0fincludeArchived\x12+\n\x04page\x18\x04 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"w\n\x16ListComponentsResponse\x125\n\ncomponents\x18\x01 \x03(\x0b2\x15.bugless.v1.ComponentR\ncomponents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xe1\x01\n\x16UpdateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x123\n\tcomponent\x18\x02 \x01(\x0b2\x15.bugless.v1.ComponentR\tcomponent\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\xac\x01\n\x14CreateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x18\n\x07editors\x18\x04 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x05 \x01(\x08R\x07private"^\n\x11GetHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId"\x86\x01\n\x13ListHotlistsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x16\n\x06member\x18\x02 \x01(\tR\x06member\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"o\n\x14ListHotlistsResponse\x12/\n\x08hotlists\x18\x01 \x03(\x0b2\x13.bugless.v1.HotlistR\x08hotlists\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xd9\x01\n\x14UpdateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12-\n\x07hotlist\x18\x02 \x01(\x0b2\x13.bugless.v1.HotlistR\x07hotlist\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x14DeleteHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x10\n\x0eDeleteResponse"\xb0\x01\n\x16AddHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position\x12\x12\n\x04note\x18\x05 \x01(\tR\x04note"\x83\x01\n\x19RemoveHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds"\x9a\x01\n\x16RankHotlistItemRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position"\x95\x01\n\x19SetHotlistItemNoteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note"\x91\x01\n\x17ListHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x9c\x01\n\x18ListHotlistItemsResponse\x12-\n\x05items\x18\x01 \x03(\x0b2\x17.bugless.v1.HotlistItemR\x05items\x12)\n\x06issues\x18\x02 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken"\xa1\x01\n\x18CreateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05query\x18\x03 \x01(\tR\x05query\x12/\n\x07readers\x18\x04 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers"\x92\x01\n\x18ListSavedSearchesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nowned_only\x18\x02 \x01(\x08R\townedOnly\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x83\x01\n\x19ListSavedSearchesResponse\x12>\n\x0esaved_searches\x18\x01 \x03(\x0b2\x17.bugless.v1.SavedSearchR\rsavedSearches\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xea\x01\n\x18UpdateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"n\n\x18DeleteSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId"\xc5\x01\n\x12EditCommentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12#\n\rentry_version\x18\x04 \x01(\x03R\x0centryVersion\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"\x80\x02\n\rRedactRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x123\n\x06target\x18\x04 \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x06target\x12#\n\rentry_version\x18\x05 \x01(\x03R\x0centryVersion\x12#\n\rattachment_id\x18\x06 \x01(\x03R\x0cattachmentId"\xad\x02\n\x18CreateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues"h\n\x17ListCustomFieldsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId"X\n\x18ListCustomFieldsResponse\x12<\n\rcustom_fields\x18\x01 \x03(\x0b2\x17.bugless.v1.CustomFieldR\x0ccustomFields"\xea\x01\n\x18UpdateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0ccustom_field\x18\x02 \x01(\x0b2\x17.bugless.v1.CustomFieldR\x0bcustomField\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x18DeleteCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08field_id\x18\x02 \x01(\x03R\x07fieldId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion2\xeb\x14\n\x05Model\x12T\n\rGetServerInfo\x12 .bugless.v1.GetServerInfoRequest\x1a!.bugless.v1.GetServerInfoResponse\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12Q\n\x0cSearchIssues\x12\x1f.bugless.v1.SearchIssuesRequest\x1a .bugless.v1.SearchIssuesResponse\x12;\n\x05Watch\x12\x18.bugless.v1.WatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponseb\x06proto3'
 )
 BUGLESS_V1_API_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto"\x0f\n\rWhoAmIRequest"\xb5\x01\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"R\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05queryB\x08\n\x06target2D\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity2\xf5\x04\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x012\xc9\x02\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponseb\x06proto3'
+    b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto"\x0f\n\rWhoAmIRequest"\xb5\x01\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"R\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05queryB\x08\n\x06target2D\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity2\x8b\x06\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse2\xa7\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponseb\x06proto3'
 )
 
 
@@ -4473,6 +5241,24 @@ class ComponentsBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def create_custom_field(self, message: "CreateCustomFieldRequest") -> "CustomField":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_custom_fields(
+        self, message: "ListCustomFieldsRequest"
+    ) -> "ListCustomFieldsResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def update_custom_field(self, message: "UpdateCustomFieldRequest") -> "CustomField":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def delete_custom_field(self, message: "DeleteCustomFieldRequest") -> "DeleteResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_component(
         self, stream: "grpclib.server.Stream[CreateComponentRequest, Component]"
     ) -> None:
@@ -4505,6 +5291,38 @@ class ComponentsBase(betterproto2_grpclib.ServiceBase):
         response = await self.update_component(request)
         await stream.send_message(response)
 
+    async def __rpc_create_custom_field(
+        self, stream: "grpclib.server.Stream[CreateCustomFieldRequest, CustomField]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.create_custom_field(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_custom_fields(
+        self, stream: "grpclib.server.Stream[ListCustomFieldsRequest, ListCustomFieldsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_custom_fields(request)
+        await stream.send_message(response)
+
+    async def __rpc_update_custom_field(
+        self, stream: "grpclib.server.Stream[UpdateCustomFieldRequest, CustomField]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.update_custom_field(request)
+        await stream.send_message(response)
+
+    async def __rpc_delete_custom_field(
+        self, stream: "grpclib.server.Stream[DeleteCustomFieldRequest, DeleteResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.delete_custom_field(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Components/CreateComponent": grpclib.const.Handler(
@@ -4530,6 +5348,30 @@ class ComponentsBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 UpdateComponentRequest,
                 Component,
+            ),
+            "/bugless.v1.Components/CreateCustomField": grpclib.const.Handler(
+                self.__rpc_create_custom_field,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                CreateCustomFieldRequest,
+                CustomField,
+            ),
+            "/bugless.v1.Components/ListCustomFields": grpclib.const.Handler(
+                self.__rpc_list_custom_fields,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListCustomFieldsRequest,
+                ListCustomFieldsResponse,
+            ),
+            "/bugless.v1.Components/UpdateCustomField": grpclib.const.Handler(
+                self.__rpc_update_custom_field,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                UpdateCustomFieldRequest,
+                CustomField,
+            ),
+            "/bugless.v1.Components/DeleteCustomField": grpclib.const.Handler(
+                self.__rpc_delete_custom_field,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeleteCustomFieldRequest,
+                DeleteResponse,
             ),
         }
 
@@ -4758,6 +5600,14 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield WatchEvent()
 
+    async def edit_comment(self, message: "EditCommentRequest") -> "ChangeIssueResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def redact(self, message: "RedactRequest") -> "ChangeIssueResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_issue(
         self, stream: "grpclib.server.Stream[CreateIssueRequest, Issue]"
     ) -> None:
@@ -4825,6 +5675,22 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
             request,
         )
 
+    async def __rpc_edit_comment(
+        self, stream: "grpclib.server.Stream[EditCommentRequest, ChangeIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.edit_comment(request)
+        await stream.send_message(response)
+
+    async def __rpc_redact(
+        self, stream: "grpclib.server.Stream[RedactRequest, ChangeIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.redact(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Issues/CreateIssue": grpclib.const.Handler(
@@ -4874,6 +5740,18 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 QueryWatchRequest,
                 WatchEvent,
+            ),
+            "/bugless.v1.Issues/EditComment": grpclib.const.Handler(
+                self.__rpc_edit_comment,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EditCommentRequest,
+                ChangeIssueResponse,
+            ),
+            "/bugless.v1.Issues/Redact": grpclib.const.Handler(
+                self.__rpc_redact,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RedactRequest,
+                ChangeIssueResponse,
             ),
         }
 
@@ -4991,6 +5869,32 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def delete_saved_search(self, message: "DeleteSavedSearchRequest") -> "DeleteResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def edit_comment(self, message: "EditCommentRequest") -> "ChangeIssueResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def redact(self, message: "RedactRequest") -> "ChangeIssueResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def create_custom_field(self, message: "CreateCustomFieldRequest") -> "CustomField":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_custom_fields(
+        self, message: "ListCustomFieldsRequest"
+    ) -> "ListCustomFieldsResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def update_custom_field(self, message: "UpdateCustomFieldRequest") -> "CustomField":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def delete_custom_field(self, message: "DeleteCustomFieldRequest") -> "DeleteResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -5211,6 +6115,54 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         response = await self.delete_saved_search(request)
         await stream.send_message(response)
 
+    async def __rpc_edit_comment(
+        self, stream: "grpclib.server.Stream[EditCommentRequest, ChangeIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.edit_comment(request)
+        await stream.send_message(response)
+
+    async def __rpc_redact(
+        self, stream: "grpclib.server.Stream[RedactRequest, ChangeIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.redact(request)
+        await stream.send_message(response)
+
+    async def __rpc_create_custom_field(
+        self, stream: "grpclib.server.Stream[CreateCustomFieldRequest, CustomField]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.create_custom_field(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_custom_fields(
+        self, stream: "grpclib.server.Stream[ListCustomFieldsRequest, ListCustomFieldsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_custom_fields(request)
+        await stream.send_message(response)
+
+    async def __rpc_update_custom_field(
+        self, stream: "grpclib.server.Stream[UpdateCustomFieldRequest, CustomField]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.update_custom_field(request)
+        await stream.send_message(response)
+
+    async def __rpc_delete_custom_field(
+        self, stream: "grpclib.server.Stream[DeleteCustomFieldRequest, DeleteResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.delete_custom_field(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Model/GetServerInfo": grpclib.const.Handler(
@@ -5373,6 +6325,42 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
                 self.__rpc_delete_saved_search,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 DeleteSavedSearchRequest,
+                DeleteResponse,
+            ),
+            "/bugless.v1.Model/EditComment": grpclib.const.Handler(
+                self.__rpc_edit_comment,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                EditCommentRequest,
+                ChangeIssueResponse,
+            ),
+            "/bugless.v1.Model/Redact": grpclib.const.Handler(
+                self.__rpc_redact,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RedactRequest,
+                ChangeIssueResponse,
+            ),
+            "/bugless.v1.Model/CreateCustomField": grpclib.const.Handler(
+                self.__rpc_create_custom_field,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                CreateCustomFieldRequest,
+                CustomField,
+            ),
+            "/bugless.v1.Model/ListCustomFields": grpclib.const.Handler(
+                self.__rpc_list_custom_fields,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListCustomFieldsRequest,
+                ListCustomFieldsResponse,
+            ),
+            "/bugless.v1.Model/UpdateCustomField": grpclib.const.Handler(
+                self.__rpc_update_custom_field,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                UpdateCustomFieldRequest,
+                CustomField,
+            ),
+            "/bugless.v1.Model/DeleteCustomField": grpclib.const.Handler(
+                self.__rpc_delete_custom_field,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeleteCustomFieldRequest,
                 DeleteResponse,
             ),
         }

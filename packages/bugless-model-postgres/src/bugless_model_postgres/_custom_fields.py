@@ -1,0 +1,319 @@
+"""Custom fields: definitions on components, values on issues.
+
+A definition lives on a component and applies to the issues of its subtree
+(found through the component's materialised ``path_ids``, no recursion).
+Values live in ``issues.custom_fields`` as ``{"<field id>": value}`` (see the
+migration), written by the same statement as the issue's other fields, so a
+value change is part of the one history entry of its delta, with one
+FieldChange per field (``customfield<ID>``, carrying the field's name so the
+entry stays readable after the definition is deleted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from bugless_core import custom_fields as cf
+from bugless_core import limits
+from bugless_core.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from bugless_model_postgres._components import admin_needed, visible_component
+from bugless_model_postgres._context import WriteContext
+from bugless_model_postgres._convert import Row
+from bugless_model_postgres._custom_values import (
+    field_names,
+)
+from bugless_proto import v1
+
+#: Definitions that apply to component $1: its own and its ancestors', root first.
+APPLICABLE_FIELDS = """
+SELECT f.* FROM custom_fields f JOIN components c ON f.component_id = ANY (c.path_ids)
+ WHERE c.id = $1
+ ORDER BY array_position(c.path_ids, f.component_id), f.id
+"""
+FIELD_BY_ID = "SELECT * FROM custom_fields WHERE id = $1"
+FIELD_FOR_UPDATE = "SELECT * FROM custom_fields WHERE id = $1 FOR UPDATE"
+#: A field named $2 that would apply together with one on component $3 (path
+#: $1): on an ancestor, itself, or a descendant; other than field $4.
+NAME_CLASH = """
+SELECT f.id FROM custom_fields f JOIN components c ON c.id = f.component_id
+ WHERE lower(f.name) = lower($2)
+   AND (c.id = ANY ($1::bigint[]) OR c.path_ids @> ARRAY[$3::bigint])
+   AND f.id <> $4
+ LIMIT 1
+"""
+COUNT_OWN = "SELECT count(*) FROM custom_fields WHERE component_id = $1"
+INSERT_FIELD = """
+INSERT INTO custom_fields (component_id, name, description, type, options, required,
+                           default_values, created_at, modified_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+RETURNING *
+"""
+UPDATE_FIELD = """
+UPDATE custom_fields
+   SET name = $2, description = $3, options = $4, required = $5, default_values = $6,
+       modified_at = $7, version = version + 1
+ WHERE id = $1
+RETURNING *
+"""
+DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
+#: Whether some issue has option $2 in field $1 (single or multi).
+OPTION_IN_USE = """
+SELECT EXISTS (SELECT 1 FROM issues
+                WHERE custom_fields @> jsonb_build_object($1::text, $2::text)
+                   OR custom_fields @> jsonb_build_object($1::text, jsonb_build_array($2::text)))
+"""
+#: Remove field $1's values from every issue (the key is indexed: GIN ``?``).
+DROP_VALUES = "UPDATE issues SET custom_fields = custom_fields - $1::text WHERE custom_fields ? $1"
+
+
+def field_from_row(row: Row) -> v1.CustomField:
+    """A custom_fields row as a CustomField."""
+    return v1.CustomField(
+        id=row["id"],
+        component_id=row["component_id"],
+        name=row["name"],
+        description=row["description"],
+        type=v1.CustomFieldType(row["type"]),
+        options=list(row["options"]),
+        required=row["required"],
+        default_values=list(row["default_values"]),
+        created_at=row["created_at"],
+        modified_at=row["modified_at"],
+        version=row["version"],
+    )
+
+
+async def applicable(conn: asyncpg.Connection, component_id: int) -> dict[int, v1.CustomField]:
+    """The fields that apply to issues in ``component_id``, by id (root first)."""
+    rows = await conn.fetch(APPLICABLE_FIELDS, component_id)
+    return {row["id"]: field_from_row(row) for row in rows}
+
+
+# ---- values in a create or a delta ----
+
+
+def _change(field_id: int, name: str, kind: int, old: Any, new: Any) -> v1.FieldChange:
+    before, after = cf.from_stored(old), cf.from_stored(new)
+    if v1.CustomFieldType(kind) in cf.MULTI_TYPES:
+        return v1.FieldChange(
+            field=cf.history_field(field_id),
+            field_name=name,
+            added=[v for v in after if v not in before],
+            removed=[v for v in before if v not in after],
+        )
+    return v1.FieldChange(
+        field=cf.history_field(field_id),
+        field_name=name,
+        old_value=cf.render(before),
+        new_value=cf.render(after),
+    )
+
+
+async def plan_values(
+    ctx: WriteContext,
+    *,
+    component_id: int,
+    current: Mapping[str, Any],
+    given: Sequence[v1.CustomFieldValue],
+    creating: bool,
+    moved: bool,
+    path: str,
+) -> tuple[dict[str, Any], list[v1.FieldChange], dict[int, tuple[str, int]]]:
+    """The issue's values after a create or delta, with one change per field.
+
+    Values of fields that no longer apply (the issue moved) leave the issue;
+    fields left without a value take their default on create or move, and a
+    required field must end with a value.
+
+    Returns:
+        The new stored values, their FieldChanges (by field id) and the names
+        and types of every field involved.
+
+    Raises:
+        InvalidArgument: a field does not apply, a value does not fit, or a
+            required field would be left without one.
+    """
+    fields = await applicable(ctx.conn, component_id)
+    new = dict(current)
+    known = {fid: (f.name, int(f.type)) for fid, f in fields.items()}
+    dropped = [int(k) for k in new if int(k) not in fields]
+    if dropped:
+        known |= await field_names(ctx.conn, dropped)
+        for fid in dropped:
+            del new[str(fid)]
+    set_here: set[int] = set()
+    for i, item in enumerate(given):
+        where = f"{path}[{i}]"
+        field = fields.get(item.field_id)
+        if field is None:
+            raise InvalidArgument(
+                f"{where}.field_id: custom field {item.field_id} does not apply to component "
+                f"{component_id} (fields apply to the subtree of the component defining them)",
+                metadata={"field": f"{where}.field_id"},
+            )
+        stored = cf.to_stored(field, cf.normalize_values(field, item.values, f"{where}.values"))
+        if stored is None:
+            if field.required:
+                raise InvalidArgument(
+                    f"{where}.values: custom field {field.name!r} is required; it cannot be "
+                    "cleared",
+                    metadata={"field": f"{where}.values"},
+                )
+            new.pop(str(field.id), None)
+        else:
+            new[str(field.id)] = stored
+        set_here.add(field.id)
+    if creating or moved:
+        for field in fields.values():
+            key = str(field.id)
+            if key in new or field.id in set_here or not field.default_values:
+                continue
+            new[key] = cf.to_stored(field, field.default_values)
+    for field in fields.values():
+        if field.required and str(field.id) not in new:
+            raise InvalidArgument(
+                f"{path}: custom field {field.name!r} (id {field.id}) is required and has no "
+                "default: give it a value",
+                metadata={"field": path, "custom_field_id": str(field.id)},
+            )
+    changes = [
+        _change(int(key), *known.get(int(key), ("", 0)), current.get(key), new.get(key))
+        for key in sorted(set(current) | set(new), key=int)
+        if current.get(key) != new.get(key)
+    ]
+    return new, changes, known
+
+
+# ---- definitions ----
+
+
+async def _admin_component(ctx: WriteContext, component_id: int, field: str) -> asyncpg.Record:
+    row, role = await visible_component(ctx, component_id, field, lock=True)
+    if role < v1.Role.ADMIN:
+        raise admin_needed(row, "to define its custom fields")
+    return row
+
+
+async def _check_name(ctx: WriteContext, component: Row, name: str, field_id: int) -> None:
+    clash = await ctx.conn.fetchval(
+        NAME_CLASH, list(component["path_ids"]), name, component["id"], field_id
+    )
+    if clash is not None:
+        raise AlreadyExists(
+            f"name: custom field {clash} is also named {name!r} and applies to the same issues "
+            "(names are compared case-insensitively across a component, its ancestors and "
+            "its subtree)",
+            metadata={"field": "name", "custom_field_id": str(clash)},
+        )
+
+
+async def create_field(ctx: WriteContext, request: v1.CreateCustomFieldRequest) -> v1.CustomField:
+    """Define a field on a component the caller administers."""
+    component = await _admin_component(ctx, request.component_id, "component_id")
+    if await ctx.conn.fetchval(COUNT_OWN, component["id"]) >= (
+        limits.MAX_CUSTOM_FIELDS_PER_COMPONENT
+    ):
+        raise FailedPrecondition(
+            f"component_id: component {component['path']} already defines "
+            f"{limits.MAX_CUSTOM_FIELDS_PER_COMPONENT} custom fields, the most it may",
+            metadata={"field": "component_id"},
+        )
+    await _check_name(ctx, component, request.name, 0)
+    probe = v1.CustomField(name=request.name, type=request.type, options=list(request.options))
+    defaults = cf.normalize_values(probe, request.default_values, "default_values")
+    row = await ctx.conn.fetchrow(
+        INSERT_FIELD, component["id"], request.name, request.description, int(request.type),
+        list(request.options), request.required, defaults, ctx.now,
+    )  # fmt: skip
+    return field_from_row(row)
+
+
+async def _field_for_change(
+    ctx: WriteContext, field_id: int, expected_version: int, path: str
+) -> tuple[asyncpg.Record, asyncpg.Record]:
+    row = await ctx.conn.fetchrow(FIELD_FOR_UPDATE, field_id)
+    if row is None:
+        raise field_not_found(field_id, path)
+    try:
+        component = await _admin_component(ctx, row["component_id"], path)
+    except NotFound:
+        raise field_not_found(field_id, path) from None
+    if expected_version and row["version"] != expected_version:
+        raise Conflict(
+            f"custom field {field_id} is at version {row['version']}, not {expected_version}: "
+            "reload it and apply your change again",
+            metadata={"current_version": str(row["version"]), "custom_field_id": str(field_id)},
+        )
+    return row, component
+
+
+def field_not_found(field_id: int, path: str = "") -> NotFound:
+    """The one message shape for a missing or invisible custom field."""
+    prefix = f"{path}: " if path else ""
+    return NotFound(
+        f"{prefix}custom field {field_id} not found", metadata={"custom_field_id": str(field_id)}
+    )
+
+
+async def update_field(
+    ctx: WriteContext, request: v1.UpdateCustomFieldRequest, paths: Sequence[str]
+) -> v1.CustomField:
+    """Change the masked parts of a definition; refuse to drop an option in use."""
+    change = request.custom_field or v1.CustomField()
+    row, component = await _field_for_change(
+        ctx, change.id, request.expected_version, "custom_field.id"
+    )
+    current = field_from_row(row)
+    updated = v1.CustomField(
+        id=current.id,
+        component_id=current.component_id,
+        name=change.name if "name" in paths else current.name,
+        description=change.description if "description" in paths else current.description,
+        type=current.type,
+        options=list(change.options) if "options" in paths else list(current.options),
+        required=change.required if "required" in paths else current.required,
+        default_values=list(change.default_values)
+        if "default_values" in paths
+        else list(current.default_values),
+    )
+    cf.check_definition(
+        name=updated.name,
+        field_type=updated.type,
+        options=updated.options,
+        default_values=updated.default_values,
+        path="custom_field",
+    )
+    if updated.name.casefold() != current.name.casefold():
+        await _check_name(ctx, component, updated.name, current.id)
+    kept = {o.casefold() for o in updated.options}
+    for option in current.options:
+        if option.casefold() not in kept and await ctx.conn.fetchval(
+            OPTION_IN_USE, str(current.id), option
+        ):
+            raise FailedPrecondition(
+                f"custom_field.options: option {option!r} is set on issues; change those "
+                "issues first",
+                metadata={"field": "custom_field.options"},
+            )
+    defaults = cf.normalize_values(updated, updated.default_values, "custom_field.default_values")
+    saved = await ctx.conn.fetchrow(
+        UPDATE_FIELD, current.id, updated.name, updated.description, list(updated.options),
+        updated.required, defaults, ctx.now,
+    )  # fmt: skip
+    return field_from_row(saved)
+
+
+async def delete_field(ctx: WriteContext, request: v1.DeleteCustomFieldRequest) -> None:
+    """Delete a definition and its values (history entries keep theirs)."""
+    await _field_for_change(ctx, request.field_id, request.expected_version, "field_id")
+    await ctx.conn.execute(DROP_VALUES, str(request.field_id))
+    await ctx.conn.execute(DELETE_FIELD, request.field_id)

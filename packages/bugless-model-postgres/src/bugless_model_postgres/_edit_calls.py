@@ -1,0 +1,125 @@
+"""The backend calls of issue 18: comment edits, redaction and custom fields.
+
+A mixin of :class:`~bugless_model_postgres.PostgresBackend`, kept in its own
+module so that the calls that came with one feature stay together; the
+write logic is in :mod:`._edits` and :mod:`._custom_fields`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+import asyncpg
+
+from bugless_core.custom_fields import MASK_PATHS as CUSTOM_FIELD_MASK_PATHS
+from bugless_model_postgres import _custom_fields, _edits
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._components import visible_component
+from bugless_model_postgres._context import WriteContext, fetch_issues
+from bugless_model_postgres._convert import entry_from_row
+from bugless_model_postgres._custom_search import CustomCatalog, load_catalog
+from bugless_model_postgres._database import translated_errors
+from bugless_proto import v1
+
+T = TypeVar("T")
+
+#: The latest edit of each of entries $2 of issue $1.
+EDITED_IN = """
+SELECT edits_version, max(version) AS latest FROM issue_history
+ WHERE issue_id = $1 AND edits_version = ANY ($2::bigint[])
+ GROUP BY edits_version
+"""
+
+
+async def mark_edited(
+    conn: asyncpg.Connection, issue_id: int, entries: list[v1.HistoryEntry]
+) -> None:
+    """Set ``edited_in_version`` on the entries that were edited."""
+    versions = [e.version for e in entries if not e.edits_version]
+    if not versions:
+        return
+    latest = {
+        r["edits_version"]: r["latest"] for r in await conn.fetch(EDITED_IN, issue_id, versions)
+    }
+    for entry in entries:
+        entry.edited_in_version = int(latest.get(entry.version, 0))
+
+
+class EditsAndCustomFields:
+    """Edit, Redact and the custom-field calls over the backend's pool."""
+
+    #: Removes an attachment's content within a redaction (installed by the
+    #: attachments module; without one, attachment redactions are NotFound).
+    attachment_redactor: ClassVar[_edits.AttachmentRedactor | None] = None
+
+    if TYPE_CHECKING:
+        _pool: asyncpg.Pool
+
+        async def _write(
+            self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
+        ) -> tuple[T, WriteContext]: ...
+
+    async def _custom_catalog(self, query: v1.StructuredQuery) -> CustomCatalog:
+        """The custom fields a search names (no statement when it names none)."""
+        async with translated_errors(), self._pool.acquire() as conn:
+            return await load_catalog(conn, query)
+
+    async def _issue_response(
+        self, caller: v1.Caller | None, issue_id: int, version: int
+    ) -> v1.ChangeIssueResponse:
+        async with translated_errors(), self._pool.acquire() as conn:
+            issues = await fetch_issues(conn, caller or v1.Caller(), [issue_id])
+            entry = entry_from_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version))
+        return v1.ChangeIssueResponse(issue=issues.get(issue_id), entry=entry)
+
+    async def edit_comment(self, request: v1.EditCommentRequest) -> v1.ChangeIssueResponse:
+        """Append an entry that supersedes a comment's text (its author only)."""
+        (issue_id, version), _ = await self._write(
+            request.caller, lambda ctx: _edits.edit_comment(ctx, request)
+        )
+        return await self._issue_response(request.caller, issue_id, version)
+
+    async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
+        """Remove content everywhere it is kept and record the redaction (admins)."""
+        redactor = type(self).attachment_redactor
+        (issue_id, version), _ = await self._write(
+            request.caller, lambda ctx: _edits.redact(ctx, request, redactor)
+        )
+        return await self._issue_response(request.caller, issue_id, version)
+
+    async def create_custom_field(self, request: v1.CreateCustomFieldRequest) -> v1.CustomField:
+        """Define a field on a component (admin there)."""
+        field, _ = await self._write(
+            request.caller, lambda ctx: _custom_fields.create_field(ctx, request)
+        )
+        return field
+
+    async def list_custom_fields(
+        self, request: v1.ListCustomFieldsRequest
+    ) -> v1.ListCustomFieldsResponse:
+        """The fields applying to a visible component, root first."""
+
+        async def read(ctx: WriteContext) -> dict[int, v1.CustomField]:
+            await visible_component(ctx, request.component_id, "component_id")
+            return await _custom_fields.applicable(ctx.conn, request.component_id)
+
+        fields, _ = await self._write(request.caller, read)
+        return v1.ListCustomFieldsResponse(custom_fields=list(fields.values()))
+
+    async def update_custom_field(self, request: v1.UpdateCustomFieldRequest) -> v1.CustomField:
+        """Change the masked parts of a definition (admin on its component)."""
+        mask = request.update_mask.paths if request.update_mask else []
+        paths = [p for p in mask if p in CUSTOM_FIELD_MASK_PATHS]
+        field, _ = await self._write(
+            request.caller, lambda ctx: _custom_fields.update_field(ctx, request, paths)
+        )
+        return field
+
+    async def delete_custom_field(self, request: v1.DeleteCustomFieldRequest) -> v1.DeleteResponse:
+        """Delete a definition and its values; history keeps the old values."""
+        await self._write(request.caller, lambda ctx: _custom_fields.delete_field(ctx, request))
+        return v1.DeleteResponse()
+
+
+__all__ = ["EditsAndCustomFields", "mark_edited"]

@@ -1,0 +1,196 @@
+"""Comment edits and redaction: the two writes that touch what was written.
+
+An edit keeps the history append-only: it is a new entry (``edits_version``
+naming the entry it edits) whose comment is the new text; the original and
+earlier edits stay. A redaction is the one exception to append-only, on
+purpose: it blanks the comment of an entry and of every edit of it (marking
+them ``comment_redacted``), blanks the issue's description when that is what
+goes, rebuilds the full-text vectors from what is left, and appends an entry
+naming what was removed, by whom and when, never the content.
+
+Attachments are stored elsewhere (the blob store); their redaction goes
+through an :data:`AttachmentRedactor` the deployment installs on the
+backend, called inside the redaction's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bugless_core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    IssueVersionConflict,
+    NotFound,
+    PermissionDenied,
+)
+from bugless_model_postgres import _issues
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
+from bugless_model_postgres._convert import caller_role
+from bugless_proto import v1
+
+#: Removes the content of attachment ``attachment_id`` of issue ``issue_id``
+#: inside the redaction's transaction (``ctx.conn``), so that both commit or
+#: neither does; raises NotFound when the issue has no such attachment. What
+#: the attachments module (bugless issue 17) installs as
+#: ``PostgresBackend.attachment_redactor``.
+AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[None]]
+
+#: The current text of every comment of issue $1 (the latest edit of each
+#: entry, redacted ones empty), made into the issue's comment vectors.
+REBUILD_TEXT_VECTORS = """
+UPDATE issues i
+   SET comments_tsv = t.tsv, text_tsv = to_tsvector('english', i.title) || t.tsv
+  FROM (SELECT to_tsvector('english', coalesce(string_agg(cur.body, ' ' ORDER BY cur.original),
+                                               '')) AS tsv
+          FROM (SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version))
+                       coalesce(nullif(h.edits_version, 0), h.version) AS original,
+                       h.comment AS body
+                  FROM issue_history h
+                 WHERE h.issue_id = $1
+                 ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
+               ) cur) t
+ WHERE i.id = $1
+"""
+#: The latest text of entry $2's comment (its latest edit, or itself).
+CURRENT_COMMENT = """
+SELECT comment FROM issue_history
+ WHERE issue_id = $1 AND (version = $2 OR edits_version = $2)
+ ORDER BY version DESC LIMIT 1
+"""
+BUMP_VERSION = """
+UPDATE issues SET version = version + 1, modified_at = $2 WHERE id = $1 RETURNING version
+"""
+SET_DESCRIPTION = "UPDATE issues SET description = $2 WHERE id = $1"
+MARK_EDIT = "UPDATE issue_history SET edits_version = $3 WHERE issue_id = $1 AND version = $2"
+MARK_REDACTION = """
+UPDATE issue_history
+   SET redaction_target = $3, redacted_version = $4, redacted_attachment_id = $5
+ WHERE issue_id = $1 AND version = $2
+"""
+#: Blank the comment of entry $2 and of every edit of it; returns how many
+#: of them still had text.
+REDACT_COMMENTS = """
+WITH gone AS (
+    UPDATE issue_history SET comment = '', comment_redacted = true
+     WHERE issue_id = $1 AND (version = $2 OR edits_version = $2)
+    RETURNING comment_redacted
+)
+SELECT count(*) FROM gone
+"""
+HAS_TEXT = """
+SELECT EXISTS (SELECT 1 FROM issue_history
+                WHERE issue_id = $1 AND (version = $2 OR edits_version = $2) AND comment <> '')
+"""
+
+
+async def _locked_issue(
+    ctx: WriteContext, issue_id: int, expected_version: int
+) -> tuple[dict[str, object], v1.Role]:
+    """The issue, locked and visible, at the expected version; with the caller's role."""
+    await _issues.reject_stale_before_locking(ctx, issue_id, expected_version)
+    await ctx.conn.execute(q.LOCK_ISSUES, [issue_id])
+    rows = await _issues.fetch_visible_rows(ctx, [issue_id])
+    row = rows.get(issue_id)
+    role = caller_role(ctx.caller, row["effective_acl"]) if row is not None else None
+    if row is None or role is None:
+        raise issue_not_found(issue_id)
+    if row["version"] != expected_version:
+        raise IssueVersionConflict(issue_id, expected_version, row["version"])
+    return dict(row.items()), role
+
+
+async def _entry(ctx: WriteContext, issue_id: int, version: int) -> dict[str, object]:
+    row = await ctx.conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
+    if row is None:
+        raise NotFound(
+            f"entry_version: issue {issue_id} has no history entry {version}",
+            metadata={"field": "entry_version", "issue_id": str(issue_id)},
+        )
+    return dict(row.items())
+
+
+async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> tuple[int, int]:
+    """Append an entry replacing a comment's text; return (issue id, version)."""
+    issue_id, number = request.issue_id, request.entry_version
+    await _locked_issue(ctx, issue_id, request.expected_version)
+    entry = await _entry(ctx, issue_id, number)
+    if entry["edits_version"]:
+        raise InvalidArgument(
+            f"entry_version: entry {number} is an edit of entry {entry['edits_version']}; "
+            f"edit entry {entry['edits_version']} instead",
+            metadata={"field": "entry_version"},
+        )
+    if entry["redaction_target"]:
+        raise InvalidArgument(
+            f"entry_version: entry {number} records a redaction and has no comment",
+            metadata={"field": "entry_version"},
+        )
+    if entry["author"] != ctx.caller.user_id:
+        raise PermissionDenied(
+            f"only the author of entry {number} of issue {issue_id} may edit its comment",
+            metadata={"issue_id": str(issue_id), "entry_version": str(number)},
+        )
+    if entry["comment_redacted"]:
+        raise FailedPrecondition(
+            f"entry_version: the comment of entry {number} was redacted and cannot be edited",
+            metadata={"field": "entry_version"},
+        )
+    if not entry["comment"] and number != 1:
+        raise FailedPrecondition(
+            f"entry_version: entry {number} has no comment to edit; add a comment instead",
+            metadata={"field": "entry_version"},
+        )
+    if await ctx.conn.fetchval(CURRENT_COMMENT, issue_id, number) == request.comment:
+        raise InvalidArgument("comment: the text is unchanged", metadata={"field": "comment"})
+    version = int(await ctx.conn.fetchval(BUMP_VERSION, issue_id, ctx.now))
+    if number == 1:
+        await ctx.conn.execute(SET_DESCRIPTION, issue_id, request.comment)
+    await _issues.record_entry(ctx, issue_id, version, request.comment, [])
+    await ctx.conn.execute(MARK_EDIT, issue_id, version, number)
+    await ctx.conn.execute(REBUILD_TEXT_VECTORS, issue_id)
+    return issue_id, version
+
+
+async def redact(
+    ctx: WriteContext, request: v1.RedactRequest, redact_attachment: AttachmentRedactor | None
+) -> tuple[int, int]:
+    """Remove the target's content everywhere it is kept; return (issue id, version)."""
+    issue_id, target = request.issue_id, request.target
+    row, role = await _locked_issue(ctx, issue_id, request.expected_version)
+    if role < v1.Role.ADMIN:
+        raise PermissionDenied(
+            f"{ROLE_NAMES[v1.Role.ADMIN]} role on component {row['component_path']} needed "
+            f"to redact issue {issue_id}",
+            metadata={"issue_id": str(issue_id)},
+        )
+    original = 0
+    if target is v1.RedactionTarget.ATTACHMENT:
+        if redact_attachment is None:
+            raise NotFound(
+                f"attachment_id: issue {issue_id} has no attachment {request.attachment_id}",
+                metadata={"field": "attachment_id"},
+            )
+        await redact_attachment(ctx, issue_id, request.attachment_id)
+    else:
+        original = 1 if target is v1.RedactionTarget.DESCRIPTION else request.entry_version
+        entry = await _entry(ctx, issue_id, original)
+        original = int(entry["edits_version"] or original)  # type: ignore[call-overload]
+        if original == 1:
+            target = v1.RedactionTarget.DESCRIPTION
+        if not await ctx.conn.fetchval(HAS_TEXT, issue_id, original):
+            raise FailedPrecondition(
+                f"entry {original} of issue {issue_id} has no text left to redact",
+                metadata={"issue_id": str(issue_id), "entry_version": str(original)},
+            )
+        await ctx.conn.fetchval(REDACT_COMMENTS, issue_id, original)
+        if original == 1:
+            await ctx.conn.execute(SET_DESCRIPTION, issue_id, "")
+        await ctx.conn.execute(REBUILD_TEXT_VECTORS, issue_id)
+    version = int(await ctx.conn.fetchval(BUMP_VERSION, issue_id, ctx.now))
+    await _issues.record_entry(ctx, issue_id, version, "", [])
+    await ctx.conn.execute(
+        MARK_REDACTION, issue_id, version, int(target), original, request.attachment_id
+    )
+    return issue_id, version

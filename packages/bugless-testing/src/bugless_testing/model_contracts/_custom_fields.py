@@ -1,0 +1,378 @@
+"""Contract: custom fields defined per component, their values, history and search."""
+
+from __future__ import annotations
+
+from grpclib.const import Status
+
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_testing.model_contracts._support import (
+    ADMIN,
+    ALICE,
+    all_of,
+    change,
+    eq,
+    expect_error,
+    get_issue,
+    history,
+    make_component,
+    negate,
+    search_ids,
+    unique,
+    user_entry,
+    within,
+)
+
+T = v1.CustomFieldType
+Op = v1.SearchOperator
+
+
+async def define(
+    model: v1.ModelStub,
+    component_id: int,
+    field_type: v1.CustomFieldType,
+    *,
+    name: str | None = None,
+    options: tuple[str, ...] = (),
+    required: bool = False,
+    defaults: tuple[str, ...] = (),
+    caller: v1.Caller = ADMIN,
+) -> v1.CustomField:
+    """Define a custom field on a component."""
+    return await model.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=caller,
+            component_id=component_id,
+            name=name or unique("Field"),
+            type=field_type,
+            options=list(options),
+            required=required,
+            default_values=list(defaults),
+        )
+    )
+
+
+def values(field_id: int, *items: str) -> v1.CustomFieldValue:
+    """A value to set (no items: clear)."""
+    return v1.CustomFieldValue(field_id=field_id, values=list(items))
+
+
+async def create(model: v1.ModelStub, component_id: int, *custom: v1.CustomFieldValue) -> v1.Issue:
+    """An issue with custom field values."""
+    return await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(title=unique("Issue"), component_id=component_id),
+            custom_fields=list(custom),
+        )
+    )
+
+
+def custom_of(issue: v1.Issue) -> dict[int, list[str]]:
+    """An issue's custom values by field id."""
+    return {v.field_id: list(v.values) for v in issue.custom_fields}
+
+
+def custom_term(
+    field: v1.CustomField | str, op: v1.SearchOperator, *raw: str, users: tuple[str, ...] = ()
+) -> v1.SearchNode:
+    """A CUSTOM term by field (id) or by name."""
+    by_id = isinstance(field, v1.CustomField)
+    return v1.SearchNode(
+        term=v1.SearchTerm(
+            field=v1.SearchField.CUSTOM,
+            op=op,
+            values=[v1.SearchValue(text=r) for r in raw],
+            custom_field_id=field.id if isinstance(field, v1.CustomField) else 0,
+            custom_field_name="" if by_id else str(field),
+            resolved_users=list(users),
+        )
+    )
+
+
+class CustomFieldContract:
+    """Definitions inherit down the tree; values go through the versioned delta."""
+
+    async def test_fields_apply_to_the_subtree(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        child = await make_component(model, parent_id=root.id)
+        top = await define(model, root.id, T.TEXT)
+        low = await define(model, child.id, T.INTEGER)
+        listed = await model.list_custom_fields(
+            v1.ListCustomFieldsRequest(caller=ALICE, component_id=child.id)
+        )
+        assert [f.id for f in listed.custom_fields] == [top.id, low.id]
+        at_root = await model.list_custom_fields(
+            v1.ListCustomFieldsRequest(caller=ALICE, component_id=root.id)
+        )
+        assert [f.id for f in at_root.custom_fields] == [top.id]
+        issue = await create(model, root.id)
+        await expect_error(
+            change(model, issue, v1.IssueDelta(custom_fields_set=[values(low.id, "3")])),
+            Status.INVALID_ARGUMENT,
+            "does not apply",
+        )
+
+    async def test_only_component_admins_define_fields(self, model: v1.ModelStub) -> None:
+        component = await make_component(model, acl=[user_entry(ALICE.user_id, v1.Role.EDITOR)])
+        await expect_error(
+            define(model, component.id, T.TEXT, caller=ALICE), Status.PERMISSION_DENIED, "admin"
+        )
+        name = unique("Same")
+        await define(model, component.id, T.TEXT, name=name)
+        child = await make_component(model, parent_id=component.id)
+        await expect_error(
+            define(model, child.id, T.TEXT, name=name.upper()), Status.ALREADY_EXISTS, "name"
+        )
+
+    async def test_bad_definitions_are_refused(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        await expect_error(define(model, component.id, T.ENUM), Status.INVALID_ARGUMENT, "options")
+        await expect_error(
+            define(model, component.id, T.TEXT, options=("a",)), Status.INVALID_ARGUMENT, "options"
+        )
+        await expect_error(
+            define(model, component.id, T.INTEGER, defaults=("x",)),
+            Status.INVALID_ARGUMENT,
+            "default_values",
+        )
+        await expect_error(
+            define(model, component.id, T.UNSPECIFIED), Status.INVALID_ARGUMENT, "type"
+        )
+
+    async def test_values_are_normalised_and_recorded_per_field(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        found_in = await define(model, component.id, T.ENUM, options=("4.1", "4.2"))
+        tags = await define(model, component.id, T.ENUM_MULTI, options=("ui", "db", "net"))
+        size = await define(model, component.id, T.INTEGER)
+        due = await define(model, component.id, T.DATE)
+        issue = await create(model, component.id, values(found_in.id, "4.2"))
+        assert custom_of(issue) == {found_in.id: ["4.2"]}
+        assert issue.custom_fields[0].name == found_in.name
+        changed = await change(
+            model,
+            issue,
+            v1.IssueDelta(
+                custom_fields_set=[
+                    values(tags.id, "NET", "ui"),
+                    values(size.id, "0042"),
+                    values(due.id, "2026-01-31"),
+                    values(found_in.id),
+                ]
+            ),
+        )
+        assert custom_of(changed.issue) == {
+            tags.id: ["ui", "net"],
+            size.id: ["42"],
+            due.id: ["2026-01-31"],
+        }
+        by_field = {c.field: c for c in changed.entry.changes}
+        assert by_field[f"customfield{tags.id}"].added == ["ui", "net"]
+        assert by_field[f"customfield{size.id}"].new_value == "42"
+        assert by_field[f"customfield{found_in.id}"].old_value == "4.2"
+        assert by_field[f"customfield{found_in.id}"].new_value == ""
+        assert by_field[f"customfield{found_in.id}"].field_name == found_in.name
+        assert custom_of(await get_issue(model, issue.id)) == custom_of(changed.issue)
+
+    async def test_bad_values_are_refused_and_change_nothing(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        level = await define(model, component.id, T.ENUM, options=("low", "high"))
+        size = await define(model, component.id, T.INTEGER)
+        issue = await create(model, component.id)
+        for bad, mention in (
+            (values(level.id, "medium"), "not an option"),
+            (values(level.id, "low", "high"), "one value"),
+            (values(size.id, "4.2"), "whole number"),
+            (values(9_999_999_999, "x"), "does not apply"),
+        ):
+            await expect_error(
+                change(model, issue, v1.IssueDelta(custom_fields_set=[bad])),
+                Status.INVALID_ARGUMENT,
+                mention,
+            )
+        assert (await get_issue(model, issue.id)).version == issue.version
+
+    async def test_required_fields_take_defaults_and_cannot_be_cleared(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        stage = await define(
+            model, component.id, T.ENUM, options=("new", "done"), required=True, defaults=("new",)
+        )
+        issue = await create(model, component.id)
+        assert custom_of(issue) == {stage.id: ["new"]}
+        first = (await history(model, issue.id))[0]
+        assert f"customfield{stage.id}" in {c.field for c in first.changes}
+        await expect_error(
+            change(model, issue, v1.IssueDelta(custom_fields_set=[values(stage.id)])),
+            Status.INVALID_ARGUMENT,
+            "required",
+        )
+        strict = await make_component(model)
+        await define(model, strict.id, T.TEXT, required=True)
+        await expect_error(create(model, strict.id), Status.INVALID_ARGUMENT, "required")
+
+    async def test_bulk_edits_set_custom_fields(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        flag = await define(model, component.id, T.TEXT)
+        issues = [await create(model, component.id) for _ in range(3)]
+        response = await model.batch_change_issues(
+            v1.BatchChangeIssuesRequest(
+                caller=ALICE,
+                issues=[v1.IssueVersion(issue_id=i.id, expected_version=i.version) for i in issues],
+                delta=v1.IssueDelta(custom_fields_set=[values(flag.id, "triaged")]),
+                atomic=True,
+            )
+        )
+        assert [custom_of(r.issue) for r in response.results if r.issue] == [
+            {flag.id: ["triaged"]}
+        ] * 3
+
+    async def test_a_deleted_field_leaves_readable_history(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        gone = await define(model, component.id, T.TEXT)
+        issue = await create(model, component.id, values(gone.id, "kept in history"))
+        await model.delete_custom_field(v1.DeleteCustomFieldRequest(caller=ADMIN, field_id=gone.id))
+        assert custom_of(await get_issue(model, issue.id)) == {}
+        first = (await history(model, issue.id))[0]
+        change_of_field = {c.field: c for c in first.changes}[f"customfield{gone.id}"]
+        assert change_of_field.new_value == "kept in history"
+        assert change_of_field.field_name == gone.name
+
+    async def test_updates_check_the_version_and_options_in_use(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        level = await define(model, component.id, T.ENUM, options=("low", "high"))
+        await create(model, component.id, values(level.id, "high"))
+        renamed = await model.update_custom_field(
+            v1.UpdateCustomFieldRequest(
+                caller=ADMIN,
+                custom_field=v1.CustomField(id=level.id, name=level.name + " renamed"),
+                update_mask=FieldMask(paths=["name"]),
+                expected_version=level.version,
+            )
+        )
+        assert renamed.version == level.version + 1
+        await expect_error(
+            model.update_custom_field(
+                v1.UpdateCustomFieldRequest(
+                    caller=ADMIN,
+                    custom_field=v1.CustomField(id=level.id, options=["low"]),
+                    update_mask=FieldMask(paths=["options"]),
+                )
+            ),
+            Status.FAILED_PRECONDITION,
+            "high",
+        )
+        await expect_error(
+            model.update_custom_field(
+                v1.UpdateCustomFieldRequest(
+                    caller=ADMIN,
+                    custom_field=v1.CustomField(id=level.id, description="x"),
+                    update_mask=FieldMask(paths=["description"]),
+                    expected_version=level.version,
+                )
+            ),
+            Status.ABORTED,
+            "version",
+        )
+
+
+class CustomFieldSearchContract:
+    """Custom field terms: by id or name, comparisons, has:, sort."""
+
+    async def test_terms_by_id_and_by_name(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        name = unique("Found In")
+        found_in = await define(model, root.id, T.ENUM, name=name, options=("4.1", "4.2"))
+        a = await create(model, root.id, values(found_in.id, "4.2"))
+        b = await create(model, root.id, values(found_in.id, "4.1"))
+        c = await create(model, root.id)
+        assert await search_ids(model, within(root.id, custom_term(found_in, Op.EQ, "4.2"))) == [
+            a.id
+        ]
+        by_name = custom_term(name.upper(), Op.EQ, "4.1", "4.2")
+        assert await search_ids(model, within(root.id, by_name)) == [b.id, a.id]
+        assert await search_ids(model, within(root.id, custom_term(found_in, Op.ANY))) == [
+            b.id,
+            a.id,
+        ]
+        assert await search_ids(model, within(root.id, custom_term(found_in, Op.NONE))) == [c.id]
+        excluded = negate(custom_term(found_in, Op.EQ, "4.2"))
+        assert await search_ids(model, within(root.id, excluded)) == [c.id, b.id]
+
+    async def test_comparisons_on_integers_and_dates(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        size = await define(model, root.id, T.INTEGER)
+        due = await define(model, root.id, T.DATE)
+        small = await create(model, root.id, values(size.id, "5"), values(due.id, "2026-01-01"))
+        large = await create(model, root.id, values(size.id, "50"), values(due.id, "2026-03-01"))
+        assert await search_ids(model, within(root.id, custom_term(size, Op.GT, "9"))) == [large.id]
+        assert await search_ids(model, within(root.id, custom_term(due, Op.LT, "2026-02-01"))) == [
+            small.id
+        ]
+        text = await define(model, root.id, T.TEXT)
+        await expect_error(
+            search_ids(model, within(root.id, custom_term(text, Op.GT, "a"))),
+            Status.INVALID_ARGUMENT,
+            "cannot be compared",
+        )
+        await expect_error(
+            search_ids(model, within(root.id, custom_term(size, Op.EQ, "many"))),
+            Status.INVALID_ARGUMENT,
+            "whole number",
+        )
+
+    async def test_text_contains_and_users_by_id(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        note = await define(model, root.id, T.TEXT)
+        owner = await define(model, root.id, T.USER)
+        a = await create(model, root.id, values(note.id, "Seen on Staging"), values(owner.id, "u1"))
+        await create(model, root.id, values(note.id, "prod"))
+        assert await search_ids(model, within(root.id, custom_term(note, Op.EQ, "staging"))) == [
+            a.id
+        ]
+        by_user = custom_term(owner, Op.EQ, "ann", users=("u1",))
+        assert await search_ids(model, within(root.id, by_user)) == [a.id]
+        await expect_error(
+            search_ids(model, within(root.id, custom_term(owner, Op.EQ, "nobody"))),
+            Status.INVALID_ARGUMENT,
+            "no user named",
+        )
+
+    async def test_sort_by_a_custom_field_puts_missing_values_last(
+        self, model: v1.ModelStub
+    ) -> None:
+        root = await make_component(model)
+        size = await define(model, root.id, T.INTEGER)
+        two = await create(model, root.id, values(size.id, "2"))
+        none = await create(model, root.id)
+        ten = await create(model, root.id, values(size.id, "10"))
+        key = v1.SortKey(field=v1.SortField.CUSTOM, custom_field_id=size.id)
+        assert await search_ids(model, within(root.id), order=[key]) == [two.id, ten.id, none.id]
+        key.descending = True
+        assert await search_ids(model, within(root.id), order=[key]) == [ten.id, two.id, none.id]
+
+    async def test_an_unknown_field_is_an_error(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        await expect_error(
+            search_ids(model, within(root.id, custom_term(unique("No Such"), Op.EQ, "x"))),
+            Status.INVALID_ARGUMENT,
+            "no custom field",
+        )
+
+    async def test_with_is_open_and_a_component_subtree(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        child = await make_component(model, parent_id=root.id)
+        flag = await define(model, root.id, T.ENUM, options=("yes", "no"))
+        open_one = await create(model, child.id, values(flag.id, "yes"))
+        closed = await create(model, child.id, values(flag.id, "yes"))
+        await change(
+            model,
+            closed,
+            v1.IssueDelta(
+                fields=v1.IssueFields(status=v1.Status.FIXED),
+                update_mask=FieldMask(paths=["status"]),
+            ),
+        )
+        node = all_of(custom_term(flag, Op.EQ, "yes"), eq(v1.SearchField.STATUS_CLASS, "open"))
+        assert await search_ids(model, within(root.id, node)) == [open_one.id]

@@ -1,0 +1,77 @@
+"""Contract: the Google Issue Tracker search fields added for parity (issue 18).
+
+``closed`` (GIT's ``resolved``), ``commenter``, ``modifier``,
+``lastmodifier``, ``lastcommenter`` and ``parentid:N+`` (transitive
+children); custom field terms have their own contract.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from bugless_proto import v1
+from bugless_testing.model_contracts._support import (
+    ALICE,
+    BOB,
+    CAROL,
+    change,
+    delta,
+    eq,
+    make_component,
+    make_issue,
+    search_ids,
+    term,
+    within,
+)
+
+F = v1.SearchField
+Op = v1.SearchOperator
+
+
+class SearchParityContract:
+    """Each field finds exactly the issues its definition names."""
+
+    async def test_closed_time_and_has_closed(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        still_open = await make_issue(model, root.id)
+        fixed = await make_issue(model, root.id)
+        await change(model, fixed, delta(status=v1.Status.FIXED))
+        assert await search_ids(model, within(root.id, term(F.CLOSED, Op.ANY))) == [fixed.id]
+        assert await search_ids(model, within(root.id, term(F.CLOSED, Op.NONE))) == [still_open.id]
+        past = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)
+        assert await search_ids(model, within(root.id, term(F.CLOSED, Op.GT, past))) == [fixed.id]
+        assert await search_ids(model, within(root.id, term(F.CLOSED, Op.LT, past))) == []
+
+    async def test_people_in_the_history(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        issue = await make_issue(model, root.id, caller=ALICE)
+        other = await make_issue(model, root.id, caller=ALICE)
+        commented = await change(model, issue, comment="from bob", caller=BOB)
+        await change(model, commented.issue, delta(title="carol was here"), caller=CAROL)
+        assert await search_ids(model, within(root.id, eq(F.COMMENTER, BOB.user_id))) == [issue.id]
+        assert await search_ids(model, within(root.id, eq(F.COMMENTER, CAROL.user_id))) == []
+        assert await search_ids(model, within(root.id, eq(F.MODIFIER, CAROL.user_id))) == [issue.id]
+        assert await search_ids(model, within(root.id, eq(F.MODIFIER, ALICE.user_id))) == [
+            other.id,
+            issue.id,
+        ]
+        assert await search_ids(model, within(root.id, eq(F.LAST_MODIFIER, CAROL.user_id))) == [
+            issue.id
+        ]
+        assert await search_ids(model, within(root.id, eq(F.LAST_MODIFIER, ALICE.user_id))) == [
+            other.id
+        ]
+        assert await search_ids(model, within(root.id, eq(F.LAST_COMMENTER, BOB.user_id))) == [
+            issue.id
+        ]
+
+    async def test_parent_with_transitive_children(self, model: v1.ModelStub) -> None:
+        root = await make_component(model)
+        top = await make_issue(model, root.id)
+        child = await make_issue(model, root.id, parent_id=top.id)
+        grandchild = await make_issue(model, root.id, parent_id=child.id)
+        await make_issue(model, root.id)
+        direct = eq(F.PARENT, top.id)
+        assert await search_ids(model, within(root.id, direct)) == [child.id]
+        transitive = term(F.PARENT, Op.EQ, top.id, subtree=True)
+        assert await search_ids(model, within(root.id, transitive)) == [grandchild.id, child.id]
