@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.issue_fields import SCALAR_FIELDS
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.form_errors import FieldErrors, message_without_path
@@ -39,19 +40,6 @@ EDIT_FIELDS = (
     "blocked_by_ids",
     "hotlist_add",
     "comment",
-)
-#: Scalar fields of the form, in IssueFields terms.
-SCALAR_FIELDS = (
-    "title",
-    "status",
-    "priority",
-    "severity",
-    "type",
-    "component_id",
-    "assignee",
-    "verifier",
-    "parent_id",
-    "duplicate_of_id",
 )
 
 

@@ -17,23 +17,11 @@ import betterproto2
 
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
+from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS
 from bugless_proto import v1
 
 #: IssueFields names a delta's update_mask may contain.
-ISSUE_MASK_PATHS = frozenset(
-    {
-        "title",
-        "status",
-        "priority",
-        "severity",
-        "type",
-        "component_id",
-        "assignee",
-        "verifier",
-        "parent_id",
-        "duplicate_of_id",
-    }
-)
+ISSUE_MASK_PATHS = frozenset(SCALAR_FIELDS)
 COMPONENT_MASK_PATHS = frozenset(
     {"name", "parent_id", "description", "archived", "acl", "template"}
 )
@@ -153,7 +141,7 @@ def check_issue_fields(fields: v1.IssueFields, path: str, names: Iterable[str]) 
         where = f"{path}.{name}"
         if name == "title":
             check_text(value, where, limits.MAX_TITLE_LENGTH, required=True)
-        elif name in {"status", "priority", "severity", "type"}:
+        elif name in ENUM_FIELDS:
             check_enum(value, where, allow_unspecified=name != "status")
         elif name == "component_id":
             check_id(value, where)

@@ -20,6 +20,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core.deltas import issue_delta
+from bugless_core.issue_fields import LIST_FIELDS, SCALAR_FIELDS
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -242,20 +243,6 @@ def changes_by_field(entry: v1.HistoryEntry) -> dict[str, v1.FieldChange]:
 
 
 # ---- state as the history renders it ----
-
-SCALAR_FIELDS = (
-    "title",
-    "status",
-    "priority",
-    "severity",
-    "type",
-    "component_id",
-    "assignee",
-    "verifier",
-    "parent_id",
-    "duplicate_of_id",
-)
-LIST_FIELDS = ("cc", "hotlist_ids", "blocking_ids", "blocked_by_ids")
 
 State = dict[str, "str | frozenset[str]"]
 
