@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from bugless_core.issue_fields import ENUM_FIELDS, LIST_FIELDS, SCALAR_FIELDS
+from bugless_core.issue_fields import (
+    CLOSED_STATUSES,
+    ENUM_FIELDS,
+    LIST_FIELDS,
+    OPEN_STATUSES,
+    SCALAR_FIELDS,
+    is_open,
+)
 from bugless_core.issue_labels import FIELD_LABELS
 from bugless_core.model._validation import ISSUE_MASK_PATHS
 from bugless_proto import DESCRIPTOR_POOL, v1
@@ -32,3 +39,14 @@ def test_list_fields_are_repeated_fields_of_an_issue() -> None:
 
 def test_every_field_a_history_entry_names_has_a_label() -> None:
     assert set(FIELD_LABELS) == {*SCALAR_FIELDS, *LIST_FIELDS}
+
+
+def test_every_status_is_open_or_closed_and_not_both() -> None:
+    statuses = {s for s in v1.Status if s.value}
+    assert statuses == OPEN_STATUSES | CLOSED_STATUSES
+    assert not OPEN_STATUSES & CLOSED_STATUSES
+    assert {s for s in statuses if is_open(s)} == {
+        v1.Status.NEW,
+        v1.Status.ASSIGNED,
+        v1.Status.ACCEPTED,
+    }

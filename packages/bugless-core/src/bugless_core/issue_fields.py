@@ -6,6 +6,11 @@ a create sets, the paths a delta's ``update_mask`` may name, and the scalar
 generated message rather than copied, so a field added to the proto is known
 at once to the delta builder, the Model's checks, the backends, the web forms
 and the conformance suite, and a list somewhere can never fall behind.
+
+It also holds the one rule about their values that every layer applies: which
+statuses are open (``common.proto``: NEW, ASSIGNED and ACCEPTED; every other
+status is closed). The Model sets ``closed_at`` by it and compiles ``is:open``
+with it, and the pages and mails mark closed issues with it.
 """
 
 from __future__ import annotations
@@ -38,4 +43,26 @@ ENUM_FIELDS: Mapping[str, type[betterproto2.Enum]] = MappingProxyType(
     }
 )
 
-__all__ = ["ENUM_FIELDS", "LIST_FIELDS", "SCALAR_FIELDS"]
+#: The open class of statuses (``is:open``).
+OPEN_STATUSES: frozenset[v1.Status] = frozenset(
+    {v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED}
+)
+#: The closed class (``is:closed``): every other status but UNSPECIFIED.
+CLOSED_STATUSES: frozenset[v1.Status] = frozenset(
+    s for s in v1.Status if s.value and s not in OPEN_STATUSES
+)
+
+
+def is_open(status: v1.Status) -> bool:
+    """Whether ``status`` is in the open class (NEW, ASSIGNED, ACCEPTED)."""
+    return status in OPEN_STATUSES
+
+
+__all__ = [
+    "CLOSED_STATUSES",
+    "ENUM_FIELDS",
+    "LIST_FIELDS",
+    "OPEN_STATUSES",
+    "SCALAR_FIELDS",
+    "is_open",
+]

@@ -18,10 +18,6 @@ import betterproto2
 from bugless_core.issue_fields import ENUM_FIELDS
 from bugless_proto import v1
 
-OPEN_STATUSES = frozenset({v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED})
-OPEN_STATUS_VALUES = sorted(int(s) for s in OPEN_STATUSES)
-CLOSED_STATUS_VALUES = sorted(int(s) for s in v1.Status if s.value and s not in OPEN_STATUSES)
-
 Row = Mapping[str, Any]
 
 

@@ -21,7 +21,7 @@ from bugless_core.errors import (
     IssueVersionConflict,
     PermissionDenied,
 )
-from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS
+from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS, is_open
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
     ROLE_NAMES,
@@ -35,7 +35,6 @@ from bugless_model_postgres._context import (
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
-    OPEN_STATUSES,
     Row,
     caller_role,
     changes_to_json,
@@ -65,7 +64,7 @@ class Created(NamedTuple):
 
 
 def _is_open(status: int) -> bool:
-    return v1.Status(status) in OPEN_STATUSES
+    return is_open(v1.Status(status))
 
 
 async def record_entry(

@@ -16,7 +16,7 @@ from typing import Any
 
 import betterproto2
 
-from bugless_model_postgres._convert import CLOSED_STATUS_VALUES, OPEN_STATUS_VALUES
+from bugless_core.issue_fields import CLOSED_STATUSES, OPEN_STATUSES
 from bugless_proto import v1
 
 F = v1.SearchField
@@ -219,11 +219,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
         numbers = sorted(
-            {
-                s
-                for v in values
-                for s in (OPEN_STATUS_VALUES if v == "open" else CLOSED_STATUS_VALUES)
-            }
+            {int(s) for v in values for s in (OPEN_STATUSES if v == "open" else CLOSED_STATUSES)}
         )
         return f"i.status = ANY ({params.add(numbers, 'smallint[]')})"
     if f in _USER_COLUMNS:

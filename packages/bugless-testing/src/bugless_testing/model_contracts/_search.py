@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from grpclib.client import Channel
 
+from bugless_core.issue_fields import OPEN_STATUSES
 from bugless_proto import v1
 from bugless_testing.model_contracts._search_world import SearchWorld, build_search_world
 from bugless_testing.model_contracts._support import (
@@ -27,8 +28,6 @@ F = v1.SearchField
 Op = v1.SearchOperator
 NodeOf = Callable[[SearchWorld], v1.SearchNode]
 Matches = Callable[[SearchWorld, v1.Issue], bool]
-
-_OPEN = {v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED}
 
 
 def _p(issue: v1.Issue) -> int:
@@ -64,8 +63,12 @@ FIELD_CASES = [
         lambda w, i: i.status in {v1.Status.NEW, v1.Status.ACCEPTED},
         "status-list",
     ),
-    _case(lambda w: eq(F.STATUS_CLASS, "open"), lambda w, i: i.status in _OPEN, "is-open"),
-    _case(lambda w: eq(F.STATUS_CLASS, "closed"), lambda w, i: i.status not in _OPEN, "is-closed"),
+    _case(lambda w: eq(F.STATUS_CLASS, "open"), lambda w, i: i.status in OPEN_STATUSES, "is-open"),
+    _case(
+        lambda w: eq(F.STATUS_CLASS, "closed"),
+        lambda w, i: i.status not in OPEN_STATUSES,
+        "is-closed",
+    ),
     _case(
         lambda w: eq(F.ASSIGNEE, w.ub.user_id),
         lambda w, i: i.assignee == w.ub.user_id,
@@ -251,7 +254,7 @@ FIELD_CASES = [
     ),
     _case(
         lambda w: negate(eq(F.STATUS_CLASS, "open")),
-        lambda w, i: i.status not in _OPEN,
+        lambda w, i: i.status not in OPEN_STATUSES,
         "not-open",
     ),
     _case(
@@ -266,7 +269,7 @@ FIELD_CASES = [
     ),
     _case(
         lambda w: all_of(eq(F.STATUS_CLASS, "open"), term(F.PRIORITY, Op.LE, 1)),
-        lambda w, i: i.status in _OPEN and _p(i) <= 1,
+        lambda w, i: i.status in OPEN_STATUSES and _p(i) <= 1,
         "all-of",
     ),
     _case(
@@ -288,7 +291,7 @@ FIELD_CASES = [
             all_of(eq(F.REPORTER, w.ub.user_id), negate(term(F.HOTLIST, Op.ANY))),
         ),
         lambda w, i: (
-            (i.reporter == w.ua.user_id and i.status not in _OPEN)
+            (i.reporter == w.ua.user_id and i.status not in OPEN_STATUSES)
             or (i.reporter == w.ub.user_id and not i.hotlist_ids)
         ),
         "or-of-ands",
