@@ -35,6 +35,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
 from bugless_core.deltas import issue_delta
+from bugless_core.enums import enum_by_name
 from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable, from_grpc_error
 from bugless_proto import v1
 
@@ -70,23 +71,17 @@ class RetryPolicy:
 def enum_value(cls: type[E], value: E | str, what: str) -> E:
     """``cls`` member for an enum or a name such as ``"P1"``, ``"fixed"``, ``"wont-fix-obsolete"``.
 
+    Read by :func:`bugless_core.enums.enum_by_name`; a name it refuses is the
+    caller's mistake, found before anything is sent (the CLI exits with its
+    usage code).
+
     Raises:
         InvalidArgument: The name is not a member; the message lists them.
     """
-    if isinstance(value, cls):
-        return value
-    name = str(value).strip().upper().replace("-", "_").replace(" ", "_")
     try:
-        member = cls[name]
-    except KeyError:
-        choices = ", ".join(m.name.lower() for m in cls if m.value != 0)
-        raise InvalidArgument(
-            f"{what}: {value!r} is not one of {choices}", metadata={"origin": "client"}
-        ) from None
-    if member.value == 0:
-        choices = ", ".join(m.name.lower() for m in cls if m.value != 0)
-        raise InvalidArgument(f"{what}: give one of {choices}", metadata={"origin": "client"})
-    return member
+        return enum_by_name(cls, value, what)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message, metadata={**exc.metadata, "origin": "client"}) from None
 
 
 class BuglessClient:

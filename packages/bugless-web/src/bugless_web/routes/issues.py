@@ -194,15 +194,6 @@ async def _conflict(
     )
 
 
-def parse_level(enum: Any, name: str) -> Any:
-    """The member of ``enum`` a form's select names (empty: unset); InvalidArgument otherwise."""
-    try:
-        return enum[name] if name else enum(0)
-    except KeyError:
-        msg = f"{name!r} is not a known value"
-        raise InvalidArgument(msg) from None
-
-
 @get("/issues/{issue_id:int}/entries/{version:int}")
 async def timeline_entry(
     request: Request[Any, Any, Any], issue_id: FromPath[int], version: FromPath[int]
