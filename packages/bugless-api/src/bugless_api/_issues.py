@@ -21,6 +21,7 @@ from bugless_core import limits
 from bugless_core.clients import resolve_query
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.search import QuerySyntaxError
+from bugless_core.search.build import all_of
 from bugless_proto import v1
 
 
@@ -73,7 +74,7 @@ async def structured_query(
     elif len(filters) == 1:
         combined = filters[0]
     else:
-        combined = v1.SearchNode(all_of=v1.SearchNodeList(nodes=filters))
+        combined = all_of(*filters)
     return v1.StructuredQuery(filter=combined, order_by=order_by)
 
 

@@ -9,18 +9,15 @@ import pytest
 from grpclib.client import Channel
 
 from bugless_core.issue_fields import OPEN_STATUSES
+from bugless_core.search.build import all_of, any_of, negate, term
 from bugless_proto import v1
 from bugless_testing.model_contracts._search_world import SearchWorld, build_search_world
 from bugless_testing.model_contracts._support import (
     ADMIN,
-    all_of,
-    any_of,
     eq,
     make_component,
     make_issue,
-    negate,
     search_page,
-    term,
     within,
 )
 
@@ -130,7 +127,7 @@ FIELD_CASES = [
         "component-exact",
     ),
     _case(
-        lambda w: term(F.COMPONENT, Op.EQ, w.child.id, subtree=True),
+        lambda w: term(F.COMPONENT, Op.EQ, w.child.id, include_subtree=True),
         lambda w, i: i.component_id in {w.child.id, w.grandchild.id},
         "component-subtree",
     ),
@@ -140,7 +137,7 @@ FIELD_CASES = [
         "component-list",
     ),
     _case(
-        lambda w: term(F.COMPONENT, Op.EQ, w.child.id, w.sibling.id, subtree=True),
+        lambda w: term(F.COMPONENT, Op.EQ, w.child.id, w.sibling.id, include_subtree=True),
         lambda w, i: i.component_id in {w.child.id, w.grandchild.id, w.sibling.id},
         "component-list-subtree",
     ),
