@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from grpclib.exceptions import GRPCError, StreamTerminatedError
-
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
 from bugless_core import limits
-from bugless_core.clients import resolve_query
-from bugless_core.errors import BuglessError, InvalidArgument, Unavailable, from_grpc_error
+from bugless_core.clients import call_errors, resolve_query
+from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
 from bugless_core.search import QuerySyntaxError
 from bugless_core.search.build import all_of
 from bugless_proto import v1
@@ -195,7 +193,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
         else:
             raise InvalidArgument("target: give issue_id or query")
         caller_of(request)
-        try:
+        with call_errors("the model service stream broke"):
             async for event in self.gateway.model.watch(request):
                 if event.subscribed:
                     yield event
@@ -205,7 +203,3 @@ class IssuesService(GatewayService, v1.IssuesBase):
                 out.entry(event.entry)
                 await self._named(out)
                 yield event
-        except GRPCError as exc:
-            raise from_grpc_error(exc) from exc
-        except (StreamTerminatedError, ConnectionError) as exc:
-            raise Unavailable(f"the model service stream broke: {exc}") from exc

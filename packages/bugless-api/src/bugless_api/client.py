@@ -31,12 +31,17 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from grpclib.client import Channel
-from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
+from bugless_core.clients import (
+    ServiceAddress,
+    call,
+    call_errors,
+    channel_connection,
+    forget_connection,
+)
 from bugless_core.deltas import issue_delta
 from bugless_core.enums import enum_by_name
-from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable, from_grpc_error
+from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from bugless_proto import v1
 
 P = ParamSpec("P")
@@ -341,13 +346,9 @@ class BuglessClient:
         always delivered. Skip it when only changes matter.
         """
         request = v1.QueryWatchRequest(issue_id=issue_id, query=query)
-        try:
+        with call_errors("the bugless API is unreachable"):
             async for event in self.issues.watch(request):
                 yield event
-        except GRPCError as exc:
-            raise from_grpc_error(exc) from exc
-        except (StreamTerminatedError, ConnectionError) as exc:
-            raise Unavailable(f"the bugless API is unreachable: {exc}") from exc
 
     # ---- components ----
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -101,19 +102,38 @@ def forget_connection(channel: Channel, connection: object | None) -> None:
         channel._protocol = None
 
 
-async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Call a stub method, turning gRPC failures into bugless errors.
+@contextmanager
+def call_errors(unreachable: str) -> Iterator[None]:
+    """Raise what a gRPC call fails with inside the block as a bugless error.
 
-    A frontend shows :class:`BuglessError` messages to people; a dropped
-    connection becomes :class:`Unavailable` ("the model service is
-    unreachable") rather than a transport exception.
+    The client half of the one mapping (:mod:`bugless_core.errors`): a status
+    becomes its :class:`BuglessError` (:func:`from_grpc_error`), so callers
+    see ``IssueVersionConflict`` or ``NotFound`` whichever service answered;
+    a dropped or refused connection becomes :class:`Unavailable` rather than
+    a transport exception. Unary calls go through :func:`call`; a stream is
+    read inside this block.
+
+    Args:
+        unreachable: What the Unavailable message says first
+            (``the bugless API is unreachable``); the cause follows it.
     """
     try:
-        return await fn(*args, **kwargs)
+        yield
     except GRPCError as exc:
         raise from_grpc_error(exc) from exc
-    except (StreamTerminatedError, ConnectionError, OSError) as exc:
-        raise Unavailable(f"a backend service is unreachable: {exc}") from exc
+    except (StreamTerminatedError, OSError) as exc:
+        raise Unavailable(f"{unreachable}: {exc}") from exc
+
+
+async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call a stub method, turning gRPC failures into bugless errors (:func:`call_errors`).
+
+    A frontend shows :class:`BuglessError` messages to people; a dropped
+    connection becomes :class:`Unavailable` ("a backend service is
+    unreachable") rather than a transport exception.
+    """
+    with call_errors("a backend service is unreachable"):
+        return await fn(*args, **kwargs)
 
 
 async def resolve_query(

@@ -11,7 +11,7 @@ betterproto2 hands them only the request message.
 from __future__ import annotations
 
 from bugless_core.grpc._cork import CorkedChannel, CorkedServer, CorkedTransport
-from bugless_core.grpc._errors import grpc_errors, internal_error
+from bugless_core.grpc._errors import grpc_errors, handler_errors, internal_error
 from bugless_core.grpc._peer import (
     PeerConnection,
     current_metadata,
@@ -35,5 +35,6 @@ __all__ = [
     "current_peer",
     "current_peer_certificate",
     "grpc_errors",
+    "handler_errors",
     "internal_error",
 ]
