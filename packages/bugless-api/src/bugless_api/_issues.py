@@ -18,7 +18,7 @@ from bugless_api._users import UserRefs
 from bugless_core import limits
 from bugless_core.clients import call_errors, resolve_query
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
-from bugless_core.search import QuerySyntaxError
+from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of
 from bugless_proto import v1
 
@@ -44,7 +44,9 @@ async def structured_query(
                 f"query: {len(text)} characters is too long; at most {limits.MAX_QUERY_LENGTH}"
             )
         try:
-            parsed = await resolve_query(text, gateway.auth, me=current_identity().user_id)
+            resolved = await resolve_query(
+                parse_query(text), gateway.auth, me=current_identity().user_id
+            )
         except QuerySyntaxError as exc:
             raise InvalidArgument(
                 f"query: {exc.message}\n{exc.render_caret()}",
@@ -56,9 +58,9 @@ async def structured_query(
         except BuglessError as exc:
             # resolve_query reports "too many people" as a plain BuglessError.
             raise InvalidArgument(f"query: {exc.message}") from exc
-        if parsed.filter is not None:
-            filters.append(parsed.filter)
-        order_by = list(parsed.order_by)
+        if resolved.filter is not None:
+            filters.append(resolved.filter)
+        order_by = list(resolved.order_by)
     if structured is not None:
         refs = UserRefs()
         refs.query(structured, "structured")

@@ -2,9 +2,9 @@
 
 Both frontends are stateless and talk gRPC to the two services; this module is
 the one place that knows how: addresses, optional mutual TLS between services,
-deadlines, and turning a query string into the structured query the Model
-takes (parse, resolve ``me`` and usernames through the Authenticator in one
-batch call, then convert).
+deadlines, and turning a parsed query into the structured query the Model
+takes (resolve ``me`` and usernames through the Authenticator in one batch
+call, then convert).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.grpc import CorkedChannel, build_client_ssl_context
-from bugless_core.search import Query, parse_query, to_structured, user_terms
+from bugless_core.search import Query, to_structured, user_terms
 from bugless_proto import v1
 
 P = ParamSpec("P")
@@ -137,23 +137,27 @@ async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwar
 
 
 async def resolve_query(
-    text: str,
+    query: Query,
     auth: v1.AuthenticatorStub,
     *,
     me: str | None,
     today: datetime.date | None = None,
-    parsed: Query | None = None,
     zone: datetime.tzinfo | None = None,
 ) -> v1.StructuredQuery:
-    """Turn a query string into the Model's structured query.
+    """Turn a parsed query into the Model's structured query.
 
-    Usernames are resolved in one ``LookupUsers`` call. ``me`` is the caller's
-    user id (None when signed out). Days (``today-7``, ``2026-01-31``) run
-    midnight to midnight in ``zone``, the caller's time zone (UTC when None);
-    ``today`` defaults to the date there now. Syntax errors and unknown
-    usernames raise :class:`bugless_core.search.QuerySyntaxError` with the position.
+    The caller parses the text once (:func:`bugless_core.search.parse_query`)
+    and keeps the tree for whatever else it shows (the explanation, sort
+    links); this takes that tree. Usernames are resolved in one
+    ``LookupUsers`` call. ``me`` is the caller's user id (None when signed
+    out). Days (``today-7``, ``2026-01-31``) run midnight to midnight in
+    ``zone``, the caller's time zone (UTC when None); ``today`` defaults to
+    the date there now. Unknown usernames (and ``me`` when signed out) raise
+    :class:`bugless_core.search.QuerySyntaxError` with the position.
+
+    Raises:
+        InvalidArgument: The query names more people than one look-up takes.
     """
-    query = parsed if parsed is not None else parse_query(text)
     names = sorted(user_terms(query))
     users: dict[str, str] = {}
     if names:
