@@ -31,10 +31,11 @@ from bugless_core.search._ast import (
     iter_nodes,
 )
 from bugless_core.search._error import QuerySyntaxError
-from bugless_core.search._fields import Field, Operator, SortField, TextField
+from bugless_core.search._fields import ENUM_MEMBERS, Field, Operator, SortField, TextField
 from bugless_core.search._parser import parse_query
 from bugless_core.search._printer import format_query
 from bugless_core.search.build import SearchScalar, all_of, any_of, negate, term
+from bugless_core.search.enum_values import SearchEnum
 from bugless_proto import v1
 
 _FIELDS: dict[Field | TextField, v1.SearchField] = {
@@ -231,7 +232,7 @@ class _Translator:
             case _:  # pragma: no cover - FieldTerm admits only dates here
                 raise TypeError(f"not a date value: {value!r}")
 
-    def value(self, field: Field, value: Value) -> SearchScalar:
+    def value(self, field: Field, value: Value) -> SearchScalar | SearchEnum:
         match value:
             case UserValue(is_me=True):
                 if self.me is None:
@@ -245,15 +246,18 @@ class _Translator:
             case IntValue(value=number):
                 return number
             case EnumValue(name=name):
-                # Status and type names travel as the proto enum names ("FIXED");
-                # status classes as the proto documents them ("open").
-                return name if field is Field.STATUS_CLASS else name.upper()
+                # Statuses and types as their proto members; status classes as
+                # the proto documents them ("open").
+                return name if field is Field.STATUS_CLASS else ENUM_MEMBERS[field][name]
             case _:  # pragma: no cover - dates go through date_term
                 raise TypeError(f"unexpected value: {value!r}")
 
 
 def _term(
-    field: v1.SearchField, op: Operator, *values: SearchScalar, include_subtree: bool = False
+    field: v1.SearchField,
+    op: Operator,
+    *values: SearchScalar | SearchEnum,
+    include_subtree: bool = False,
 ) -> v1.SearchNode:
     return term(field, _OPERATORS[op], *values, include_subtree=include_subtree)
 

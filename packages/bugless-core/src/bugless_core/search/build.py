@@ -16,18 +16,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bugless_core.search.enum_values import SearchEnum, enum_search_value
 from bugless_proto import v1
 
 #: A value as Python holds it: text, an integer, or an instant.
 SearchScalar = str | int | datetime
 
 
-def search_value(raw: SearchScalar) -> v1.SearchValue:
+def search_value(raw: SearchScalar | SearchEnum) -> v1.SearchValue:
     """The ``SearchValue`` of the kind that matches ``raw``'s type.
 
-    Text for a ``str`` (names, words, user references), ``integer`` for an
-    ``int`` (ids; 0..4 for priority and severity), ``time`` for a ``datetime``.
+    A status, type, priority or severity member is written as ``search.proto``
+    says (:func:`~bugless_core.search.enum_values.enum_search_value`: ``"FIXED"``,
+    ``1`` for P1), so code passes members and never their numbers. Otherwise
+    text for a ``str`` (words, user references, ``"open"``), ``integer`` for
+    an ``int`` (ids), ``time`` for a ``datetime``.
     """
+    if isinstance(raw, SearchEnum):
+        return enum_search_value(raw)
     if isinstance(raw, datetime):
         return v1.SearchValue(time=raw)
     if isinstance(raw, int):
@@ -38,7 +44,7 @@ def search_value(raw: SearchScalar) -> v1.SearchValue:
 def term(
     field: v1.SearchField,
     op: v1.SearchOperator = v1.SearchOperator.EQ,
-    *values: SearchScalar,
+    *values: SearchScalar | SearchEnum,
     include_subtree: bool = False,
     phrase: bool = False,
 ) -> v1.SearchNode:

@@ -10,6 +10,7 @@ from grpclib.client import Channel
 
 from bugless_core.issue_fields import OPEN_STATUSES
 from bugless_core.search.build import all_of, any_of, negate, term
+from bugless_core.search.enum_values import level_of
 from bugless_proto import v1
 from bugless_testing.model_contracts._search_world import SearchWorld, build_search_world
 from bugless_testing.model_contracts._support import (
@@ -29,11 +30,11 @@ Matches = Callable[[SearchWorld, v1.Issue], bool]
 
 def _p(issue: v1.Issue) -> int:
     """Priority as the query language numbers it (P0 = 0)."""
-    return int(issue.priority.value) - 1
+    return level_of(issue.priority)
 
 
 def _s(issue: v1.Issue) -> int:
-    return int(issue.severity.value) - 1
+    return level_of(issue.severity)
 
 
 def _created(w: SearchWorld, name: str) -> datetime.datetime:
