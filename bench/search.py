@@ -47,6 +47,7 @@ from bench import _seed_sql as seed_sql
 from bench.seed import connect, model_settings
 from bugless_core import limits
 from bugless_core.grpc import GrpcServerSettings
+from bugless_core.issue_fields import OPEN_STATUSES
 from bugless_core.model.runner import start_model
 from bugless_core.plugins import load_plugins
 from bugless_core.search import parse_query, to_structured
@@ -58,7 +59,8 @@ CALLER = data.BENCH_CALLER
 #: The caller's principals as the Model stores them on ACL rows (hand-written, like
 #: the rest of the floor).
 PRINCIPALS = [f"user:{CALLER.user_id}", *(f"group:{g}" for g in CALLER.groups)]
-OPEN = [1, 2, 3]
+#: The open statuses as the database stores them (their enum numbers).
+OPEN = sorted(int(s) for s in OPEN_STATUSES)
 #: Target of the issue: compound p95 through gRPC, and its ratio to the floor.
 TARGET_P95_MS = 50.0
 TARGET_RATIO = 1.5

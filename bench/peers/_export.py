@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import _dataset as data
+from bugless_core import issue_fields
 from bugless_proto import v1
 
 LONG_ISSUE_COMMENTS = 30
 SEARCH_SHARE = 0.01
-OPEN_STATUSES = ("new", "assigned", "accepted")
+#: The open statuses by the lower-case names the export writes.
+OPEN_STATUSES = frozenset(s.name.lower() for s in issue_fields.OPEN_STATUSES)
 
 
 def status_name(value: int) -> str:

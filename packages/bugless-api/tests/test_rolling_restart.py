@@ -37,7 +37,7 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
 ) -> None:
     settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
     settings = dataclasses.replace(
-        settings, grpc=dataclasses.replace(settings.grpc, drain_seconds=0.0, grace_seconds=1.5)
+        settings, grpc=dataclasses.replace(settings.grpc, drain_seconds=0.0, grace_seconds=15.0)
     )
     old_metrics, new_metrics = CollectorRegistry(), CollectorRegistry()
     old = await start_api(settings, metrics_registry=old_metrics)

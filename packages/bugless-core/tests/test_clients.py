@@ -5,9 +5,9 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bugless_core.clients import ServiceAddress, call
-from bugless_core.errors import IssueVersionConflict, Unavailable
-from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner, grpc_errors
+from bugless_core.clients import ServiceAddress, call, call_errors
+from bugless_core.errors import BuglessError, IssueVersionConflict, NotFound, Unavailable
+from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner, grpc_errors, handler_errors
 from bugless_proto import v1
 
 
@@ -15,6 +15,14 @@ class ConflictingModel(v1.ModelBase):
     @grpc_errors
     async def get_issue(self, message: v1.GetIssueRequest) -> v1.Issue:
         raise IssueVersionConflict(message.issue_id, 1, 4)
+
+    async def watch(self, message: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
+        """One event, then a failure as the request says (a stream handler's errors)."""
+        with handler_errors("watch"):
+            yield v1.WatchEvent(subscribed=True)
+            if message.issue_id == 1:
+                raise NotFound("issue 1 not found")
+            raise RuntimeError("a secret detail of a bug")
 
 
 @pytest.fixture
@@ -58,3 +66,37 @@ async def test_an_unreachable_service_is_unavailable() -> None:
             await call(v1.ModelStub(channel).get_issue, v1.GetIssueRequest(issue_id=1))
     finally:
         channel.close()
+
+
+async def _read_watch(address: ServiceAddress, issue_id: int) -> list[v1.WatchEvent]:
+    channel = address.channel()
+    events: list[v1.WatchEvent] = []
+    try:
+        with call_errors("the model service stream broke"):
+            async for event in v1.ModelStub(channel).watch(v1.WatchRequest(issue_id=issue_id)):
+                events.append(event)
+    finally:
+        channel.close()
+    return events
+
+
+async def test_a_stream_handlers_bugless_error_reaches_the_reader_as_itself(
+    model_address: ServiceAddress,
+) -> None:
+    with pytest.raises(NotFound, match="issue 1 not found"):
+        await _read_watch(model_address, 1)
+
+
+async def test_an_unexpected_error_in_a_stream_is_internal_without_its_details(
+    model_address: ServiceAddress, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(BuglessError) as caught:
+        await _read_watch(model_address, 2)
+    assert caught.value.message == "internal error in watch; the server log has details"
+    assert "secret" not in caught.value.message
+    assert "a secret detail of a bug" in caplog.text
+
+
+async def test_a_stream_from_an_unreachable_service_is_unavailable() -> None:
+    with pytest.raises(Unavailable, match=r"^the model service stream broke: "):
+        await _read_watch(ServiceAddress("127.0.0.1", 1), 1)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.issue_fields import LIST_FIELDS, SCALAR_FIELDS
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
@@ -19,9 +20,6 @@ from bugless_proto.google.protobuf import FieldMask
 
 T = TypeVar("T")
 ADMIN = v1.Caller(user_id="root", admin=True)
-SCALARS = ("title", "status", "priority", "severity", "type", "component_id", "assignee",
-           "verifier", "parent_id", "duplicate_of_id")  # fmt: skip
-LISTS = ("cc", "hotlist_ids", "blocking_ids", "blocked_by_ids")
 
 
 class LoopThread:
@@ -74,10 +72,12 @@ def world(model_settings: ModelSettings, bugless_model_backend: PostgresBackend)
 
 
 def replay(entries: list[v1.HistoryEntry]) -> dict[str, Any]:
-    state: dict[str, Any] = {name: "" for name in SCALARS} | {name: set() for name in LISTS}
+    state: dict[str, Any] = {name: "" for name in SCALAR_FIELDS} | {
+        name: set() for name in LIST_FIELDS
+    }
     for entry in entries:
         for change in entry.changes:
-            if change.field in LISTS:
+            if change.field in LIST_FIELDS:
                 state[change.field] |= set(change.added)
                 state[change.field] -= set(change.removed)
             else:
@@ -111,7 +111,7 @@ def rendered(issue: v1.Issue) -> dict[str, Any]:
 _subset = st.lists(st.integers(0, 2), unique=True, max_size=3)
 step = st.fixed_dictionaries(
     {
-        "mask": st.lists(st.sampled_from(SCALARS), unique=True, max_size=4),
+        "mask": st.lists(st.sampled_from(SCALAR_FIELDS), unique=True, max_size=4),
         "title": st.sampled_from(["alpha", "beta", "gamma"]),
         "status": st.sampled_from([s for s in v1.Status if s.value]),
         "priority": st.sampled_from([p for p in v1.Priority if p.value]),

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.search.build import all_of, any_of, negate, term
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres._search import compile_search
 from bugless_proto import v1
@@ -19,30 +20,6 @@ F = v1.SearchField
 Op = v1.SearchOperator
 ADMIN = v1.Caller(user_id="root", admin=True)
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
-
-
-def term(field: F, op: Op = Op.EQ, *values: object, **flags: bool) -> v1.SearchNode:
-    wrapped = []
-    for value in values:
-        if isinstance(value, bool | int):
-            wrapped.append(v1.SearchValue(integer=int(value)))
-        elif isinstance(value, datetime.datetime):
-            wrapped.append(v1.SearchValue(time=value))
-        else:
-            wrapped.append(v1.SearchValue(text=str(value)))
-    return v1.SearchNode(term=v1.SearchTerm(field=field, op=op, values=wrapped, **flags))
-
-
-def all_of(*nodes: v1.SearchNode) -> v1.SearchNode:
-    return v1.SearchNode(all_of=v1.SearchNodeList(nodes=list(nodes)))
-
-
-def any_of(*nodes: v1.SearchNode) -> v1.SearchNode:
-    return v1.SearchNode(any_of=v1.SearchNodeList(nodes=list(nodes)))
-
-
-def negate(node: v1.SearchNode) -> v1.SearchNode:
-    return v1.SearchNode(negate=node)
 
 
 _TEXT = st.text(

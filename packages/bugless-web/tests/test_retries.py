@@ -44,6 +44,11 @@ WRITES = {
         "CreateSavedSearch",
         "UpdateSavedSearch",
         "DeleteSavedSearch",
+        "EditComment",
+        "Redact",
+        "CreateCustomField",
+        "UpdateCustomField",
+        "DeleteCustomField",
     },
     "Authenticator": {
         "AuthenticatePassword",

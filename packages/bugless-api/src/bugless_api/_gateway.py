@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from grpclib.const import Handler
-from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from bugless_api._coalesce import IssueReader
@@ -31,11 +30,9 @@ from bugless_api._users import UserDirectory
 from bugless_api.settings import ApiSettings
 from bugless_core.clients import call
 from bugless_core.errors import (
-    BuglessError,
     InvalidArgument,
-    to_grpc_error,
 )
-from bugless_core.grpc import internal_error
+from bugless_core.grpc import handler_errors
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
@@ -146,14 +143,8 @@ class GatewayService:
         gateway = self.gateway
 
         async def handle(stream: Stream[Any, Any]) -> None:
-            try:
+            with handler_errors(method):
                 await gateway.admit()
                 await func(stream)
-            except BuglessError as exc:
-                raise to_grpc_error(exc) from exc
-            except GRPCError:
-                raise
-            except Exception as exc:
-                raise internal_error(method, exc) from exc
 
         return handle

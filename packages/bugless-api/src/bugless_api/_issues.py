@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from grpclib.exceptions import GRPCError, StreamTerminatedError
-
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
 from bugless_core import limits
-from bugless_core.clients import resolve_query
-from bugless_core.errors import BuglessError, InvalidArgument, Unavailable, from_grpc_error
-from bugless_core.search import QuerySyntaxError
+from bugless_core.clients import call_errors, resolve_query
+from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
+from bugless_core.search import QuerySyntaxError, parse_query
+from bugless_core.search.build import all_of
 from bugless_proto import v1
 
 
@@ -45,7 +44,9 @@ async def structured_query(
                 f"query: {len(text)} characters is too long; at most {limits.MAX_QUERY_LENGTH}"
             )
         try:
-            parsed = await resolve_query(text, gateway.auth, me=current_identity().user_id)
+            resolved = await resolve_query(
+                parse_query(text), gateway.auth, me=current_identity().user_id
+            )
         except QuerySyntaxError as exc:
             raise InvalidArgument(
                 f"query: {exc.message}\n{exc.render_caret()}",
@@ -57,9 +58,9 @@ async def structured_query(
         except BuglessError as exc:
             # resolve_query reports "too many people" as a plain BuglessError.
             raise InvalidArgument(f"query: {exc.message}") from exc
-        if parsed.filter is not None:
-            filters.append(parsed.filter)
-        order_by = list(parsed.order_by)
+        if resolved.filter is not None:
+            filters.append(resolved.filter)
+        order_by = list(resolved.order_by)
     if structured is not None:
         refs = UserRefs()
         refs.query(structured, "structured")
@@ -73,7 +74,7 @@ async def structured_query(
     elif len(filters) == 1:
         combined = filters[0]
     else:
-        combined = v1.SearchNode(all_of=v1.SearchNodeList(nodes=filters))
+        combined = all_of(*filters)
     return v1.StructuredQuery(filter=combined, order_by=order_by)
 
 
@@ -213,7 +214,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
         else:
             raise InvalidArgument("target: give issue_id or query")
         caller_of(request)
-        try:
+        with call_errors("the model service stream broke"):
             async for event in self.gateway.model.watch(request):
                 if event.subscribed:
                     yield event
@@ -223,7 +224,3 @@ class IssuesService(GatewayService, v1.IssuesBase):
                 out.entry(event.entry)
                 await self._named(out)
                 yield event
-        except GRPCError as exc:
-            raise from_grpc_error(exc) from exc
-        except (StreamTerminatedError, ConnectionError) as exc:
-            raise Unavailable(f"the model service stream broke: {exc}") from exc

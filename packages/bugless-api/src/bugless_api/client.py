@@ -31,12 +31,18 @@ from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from grpclib.client import Channel
-from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core import eventloop
-from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
+from bugless_core.clients import (
+    ServiceAddress,
+    call,
+    call_errors,
+    channel_connection,
+    forget_connection,
+)
 from bugless_core.deltas import issue_delta
-from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable, from_grpc_error
+from bugless_core.enums import enum_by_name
+from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from bugless_core.ids import check_id
 from bugless_proto import v1
 
@@ -72,23 +78,17 @@ class RetryPolicy:
 def enum_value(cls: type[E], value: E | str, what: str) -> E:
     """``cls`` member for an enum or a name such as ``"P1"``, ``"fixed"``, ``"wont-fix-obsolete"``.
 
+    Read by :func:`bugless_core.enums.enum_by_name`; a name it refuses is the
+    caller's mistake, found before anything is sent (the CLI exits with its
+    usage code).
+
     Raises:
         InvalidArgument: The name is not a member; the message lists them.
     """
-    if isinstance(value, cls):
-        return value
-    name = str(value).strip().upper().replace("-", "_").replace(" ", "_")
     try:
-        member = cls[name]
-    except KeyError:
-        choices = ", ".join(m.name.lower() for m in cls if m.value != 0)
-        raise InvalidArgument(
-            f"{what}: {value!r} is not one of {choices}", metadata={"origin": "client"}
-        ) from None
-    if member.value == 0:
-        choices = ", ".join(m.name.lower() for m in cls if m.value != 0)
-        raise InvalidArgument(f"{what}: give one of {choices}", metadata={"origin": "client"})
-    return member
+        return enum_by_name(cls, value, what)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message, metadata={**exc.metadata, "origin": "client"}) from None
 
 
 class BuglessClient:
@@ -365,13 +365,9 @@ class BuglessClient:
         if issue_id is not None:
             check_id(issue_id, "issue_id")
         request = v1.QueryWatchRequest(issue_id=issue_id, query=query)
-        try:
+        with call_errors("the bugless API is unreachable"):
             async for event in self.issues.watch(request):
                 yield event
-        except GRPCError as exc:
-            raise from_grpc_error(exc) from exc
-        except (StreamTerminatedError, ConnectionError) as exc:
-            raise Unavailable(f"the bugless API is unreachable: {exc}") from exc
 
     # ---- components ----
 

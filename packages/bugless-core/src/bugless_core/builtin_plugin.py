@@ -55,6 +55,10 @@ def plugins_command(plugins: Plugins, as_json: bool) -> None:
             name: {"class": f"{cls.__module__}.{cls.__qualname__}"}
             for name, cls in plugins.blob_stores
         },
+        "notification_channels": {
+            name: {"class": f"{cls.__module__}.{cls.__qualname__}"}
+            for name, cls in plugins.notification_channels
+        },
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -78,6 +82,11 @@ def plugins_command(plugins: Plugins, as_json: bool) -> None:
         click.echo(f"  {name:<20} {info['class']}")
     if not plugins.blob_stores:
         click.echo("  (none: pip install bugless-model-postgres or bugless-blob-s3)")
+    click.echo("Notification channels:")
+    for name, info in data["notification_channels"].items():
+        click.echo(f"  {name:<20} {info['class']}")
+    if not plugins.notification_channels:
+        click.echo("  (none: pip install bugless-notify)")
 
 
 @click.group("query")

@@ -2,16 +2,17 @@
 
 Both frontends are stateless and talk gRPC to the two services; this module is
 the one place that knows how: addresses, optional mutual TLS between services,
-deadlines, and turning a query string into the structured query the Model
-takes (parse, resolve ``me`` and usernames through the Authenticator in one
-batch call, then convert).
+deadlines, and turning a parsed query into the structured query the Model
+takes (resolve ``me`` and usernames through the Authenticator in one batch
+call, then convert).
 """
 
 from __future__ import annotations
 
 import datetime
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -23,7 +24,7 @@ from bugless_core import limits
 from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.grpc import CorkedChannel, build_client_ssl_context
-from bugless_core.search import Query, parse_query, to_structured, user_terms
+from bugless_core.search import Query, to_structured, user_terms
 from bugless_proto import v1
 
 P = ParamSpec("P")
@@ -100,39 +101,62 @@ def forget_connection(channel: Channel, connection: object | None) -> None:
         forget_channel_protocol(channel, connection)
 
 
-async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Call a stub method, turning gRPC failures into bugless errors.
+@contextmanager
+def call_errors(unreachable: str) -> Iterator[None]:
+    """Raise what a gRPC call fails with inside the block as a bugless error.
 
-    A frontend shows :class:`BuglessError` messages to people; a dropped
-    connection becomes :class:`Unavailable` ("the model service is
-    unreachable") rather than a transport exception.
+    The client half of the one mapping (:mod:`bugless_core.errors`): a status
+    becomes its :class:`BuglessError` (:func:`from_grpc_error`), so callers
+    see ``IssueVersionConflict`` or ``NotFound`` whichever service answered;
+    a dropped or refused connection becomes :class:`Unavailable` rather than
+    a transport exception. Unary calls go through :func:`call`; a stream is
+    read inside this block.
+
+    Args:
+        unreachable: What the Unavailable message says first
+            (``the bugless API is unreachable``); the cause follows it.
     """
     try:
-        return await fn(*args, **kwargs)
+        yield
     except GRPCError as exc:
         raise from_grpc_error(exc) from exc
-    except (StreamTerminatedError, ConnectionError, OSError) as exc:
-        raise Unavailable(f"a backend service is unreachable: {exc}") from exc
+    except (StreamTerminatedError, OSError) as exc:
+        raise Unavailable(f"{unreachable}: {exc}") from exc
+
+
+async def call(fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+    """Call a stub method, turning gRPC failures into bugless errors (:func:`call_errors`).
+
+    A frontend shows :class:`BuglessError` messages to people; a dropped
+    connection becomes :class:`Unavailable` ("a backend service is
+    unreachable") rather than a transport exception.
+    """
+    with call_errors("a backend service is unreachable"):
+        return await fn(*args, **kwargs)
 
 
 async def resolve_query(
-    text: str,
+    query: Query,
     auth: v1.AuthenticatorStub,
     *,
     me: str | None,
     today: datetime.date | None = None,
-    parsed: Query | None = None,
     zone: datetime.tzinfo | None = None,
 ) -> v1.StructuredQuery:
-    """Turn a query string into the Model's structured query.
+    """Turn a parsed query into the Model's structured query.
 
-    Usernames are resolved in one ``LookupUsers`` call. ``me`` is the caller's
-    user id (None when signed out). Days (``today-7``, ``2026-01-31``) run
-    midnight to midnight in ``zone``, the caller's time zone (UTC when None);
-    ``today`` defaults to the date there now. Syntax errors and unknown
-    usernames raise :class:`bugless_core.search.QuerySyntaxError` with the position.
+    The caller parses the text once (:func:`bugless_core.search.parse_query`)
+    and keeps the tree for whatever else it shows (the explanation, sort
+    links); this takes that tree. Usernames are resolved in one
+    ``LookupUsers`` call. ``me`` is the caller's user id (None when signed
+    out). Days (``today-7``, ``2026-01-31``) run midnight to midnight in
+    ``zone``, the caller's time zone (UTC when None); ``today`` defaults to
+    the date there now. Unknown usernames (and ``me`` when signed out) raise
+    :class:`bugless_core.search.QuerySyntaxError` with the position.
+
+    Raises:
+        InvalidArgument: The query names more people than one look-up takes.
     """
-    query = parsed if parsed is not None else parse_query(text)
     names = sorted(user_terms(query))
     users: dict[str, str] = {}
     if names:

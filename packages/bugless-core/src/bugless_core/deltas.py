@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bugless_core.issue_fields import SCALAR_FIELDS
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -72,21 +73,23 @@ def issue_delta(
     Returns:
         The delta, ready for ``ChangeIssueRequest.delta``.
     """
-    scalars: dict[str, object] = {
-        "title": title,
-        "status": status,
-        "priority": priority,
-        "severity": severity,
-        "type": issue_type,
-        "component_id": component_id,
-        "assignee": assignee,
-        "verifier": verifier,
-        "parent_id": parent_id,
-        "duplicate_of_id": duplicate_of_id,
-    }
+    given = (
+        title,
+        status,
+        priority,
+        severity,
+        issue_type,
+        component_id,
+        assignee,
+        verifier,
+        parent_id,
+        duplicate_of_id,
+    )
     fields = v1.IssueFields()
     paths: list[str] = []
-    for name, value in scalars.items():
+    # The parameters are in proto order; strict, so a field added to
+    # IssueFields fails here until the builder takes it.
+    for name, value in zip(SCALAR_FIELDS, given, strict=True):
         if value is not None:
             setattr(fields, name, value)
             paths.append(name)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from bugless_proto import v1
 
-OPEN_STATUSES = frozenset({v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED})
-
 STATUS_LABELS: dict[v1.Status, str] = {
     v1.Status.NEW: "New",
     v1.Status.ASSIGNED: "Assigned",
@@ -84,8 +82,3 @@ def short_type(name: str) -> str:
 def level_label(value: v1.Priority | v1.Severity) -> str:
     """``P1`` / ``S0``; a dash for UNSPECIFIED."""
     return value.name or "—" if value.value else "—"
-
-
-def is_open(status: v1.Status) -> bool:
-    """Whether the status is in the open class (NEW, ASSIGNED, ACCEPTED)."""
-    return status in OPEN_STATUSES

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bugless_core.clients import call
+from bugless_core.issue_fields import is_open
 from bugless_dev._devstack import Running, all_of
 from bugless_dev._state import StateDir
 from bugless_proto import v1
@@ -430,9 +431,8 @@ async def _refresh(
 
 async def _create_hotlists(model: v1.ModelStub, team: _Team, issues: list[v1.Issue]) -> None:
     rng = random.Random(11)
-    open_statuses = {v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED}
     visible = [i for i in issues if i.type != v1.IssueType.VULNERABILITY]
-    urgent = [i for i in visible if i.status in open_statuses and i.priority <= v1.Priority.P1]
+    urgent = [i for i in visible if is_open(i.status) and i.priority <= v1.Priority.P1]
     cleanup = [i for i in visible if i.type == v1.IssueType.INTERNAL_CLEANUP]
     plans = (
         ("alice", "Release 2.4 blockers", "Must be fixed before the 2.4 cut.", ["bob", "grace"],

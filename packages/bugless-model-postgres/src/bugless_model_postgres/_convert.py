@@ -15,11 +15,8 @@ from typing import Any, TypeVar
 
 import betterproto2
 
+from bugless_core.issue_fields import ENUM_FIELDS
 from bugless_proto import v1
-
-OPEN_STATUSES = frozenset({v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED})
-OPEN_STATUS_VALUES = sorted(int(s) for s in OPEN_STATUSES)
-CLOSED_STATUS_VALUES = sorted(int(s) for s in v1.Status if s.value and s not in OPEN_STATUSES)
 
 Row = Mapping[str, Any]
 
@@ -254,16 +251,8 @@ def saved_search_from_row(row: Row) -> v1.SavedSearch:
 
 def scalar_text(name: str, value: Any) -> str:
     """How a scalar field's value is written in a FieldChange."""
-    if name in {"status", "priority", "severity", "type"}:
-        return "" if not value else str(_ENUMS[name](value).name)
+    if name in ENUM_FIELDS:
+        return "" if not value else str(ENUM_FIELDS[name](value).name)
     if name in {"component_id", "parent_id", "duplicate_of_id"}:
         return "" if not value else str(value)
     return str(value)
-
-
-_ENUMS: dict[str, type[Any]] = {
-    "status": v1.Status,
-    "priority": v1.Priority,
-    "severity": v1.Severity,
-    "type": v1.IssueType,
-}

@@ -21,6 +21,7 @@ from bugless_core.errors import (
     IssueVersionConflict,
     PermissionDenied,
 )
+from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS, is_open
 from bugless_model_postgres import _custom_fields, _custom_values
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
@@ -35,7 +36,6 @@ from bugless_model_postgres._context import (
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
-    OPEN_STATUSES,
     Row,
     caller_role,
     changes_to_json,
@@ -44,18 +44,6 @@ from bugless_model_postgres._convert import (
 )
 from bugless_proto import v1
 
-SCALARS = (
-    "title",
-    "status",
-    "priority",
-    "severity",
-    "type",
-    "component_id",
-    "assignee",
-    "verifier",
-    "parent_id",
-    "duplicate_of_id",
-)
 _DEFAULTS: dict[str, int] = {
     "priority": int(v1.Priority.P2),
     "severity": int(v1.Severity.S2),
@@ -77,7 +65,7 @@ class Created(NamedTuple):
 
 
 def _is_open(status: int) -> bool:
-    return v1.Status(status) in OPEN_STATUSES
+    return is_open(v1.Status(status))
 
 
 async def record_entry(
@@ -214,13 +202,13 @@ async def _plan_delta(
     issue_id = int(plan.old["id"])
     fields = delta.fields or v1.IssueFields()
     paths = list(delta.update_mask.paths) if delta.update_mask else []
-    for name in SCALARS:
+    for name in SCALAR_FIELDS:
         if name not in paths:
             continue
         value: Any = getattr(fields, name)
         if name in _DEFAULTS and int(value) == 0:
             value = _DEFAULTS[name]
-        value = int(value) if name in {"status", "priority", "severity", "type"} else value
+        value = int(value) if name in ENUM_FIELDS else value
         if value == plan.old[name]:
             continue
         prefix = "fields" if creating else "delta.fields"
@@ -411,7 +399,7 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         duplicate_of_id=fields.duplicate_of_id,
     )
     delta.fields = fields_for_plan
-    delta.update_mask = _mask(SCALARS)
+    delta.update_mask = _mask(SCALAR_FIELDS)
     # component_id was checked above; the plan must not re-check against id 0.
     plan.old["component_id"] = fields.component_id
     await _plan_delta(ctx, plan, delta, set(rows), creating=True)

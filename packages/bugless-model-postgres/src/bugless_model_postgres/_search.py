@@ -16,7 +16,8 @@ from typing import Any
 
 import betterproto2
 
-from bugless_model_postgres._convert import CLOSED_STATUS_VALUES, OPEN_STATUS_VALUES
+from bugless_core.issue_fields import CLOSED_STATUSES, OPEN_STATUSES
+from bugless_core.search.enum_values import search_value_member
 from bugless_model_postgres._custom_search import CustomCatalog, custom_sort, custom_term_sql
 from bugless_proto import v1
 
@@ -230,6 +231,11 @@ def _values(term: v1.SearchTerm) -> list[Any]:
     return [betterproto2.which_one_of(v, "kind")[1] for v in term.values]
 
 
+def _stored(term: v1.SearchTerm) -> list[int]:
+    """An enum-valued term's members as the columns store them (the enum's number)."""
+    return [int(search_value_member(term.field, v)) for v in term.values]
+
+
 def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     f, op = term.field, term.op
     values = _values(term)
@@ -259,20 +265,14 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         return "(" + " OR ".join(parts) + ")"
     if f is F.STATUS or f is F.TYPE:
         column = "i.status" if f is F.STATUS else "i.type"
-        enum = v1.Status if f is F.STATUS else v1.IssueType
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
-        numbers = [int(enum[v]) for v in values]
-        return f"{column} = ANY ({params.add(numbers, 'smallint[]')})"
+        return f"{column} = ANY ({params.add(_stored(term), 'smallint[]')})"
     if f is F.STATUS_CLASS:
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
         numbers = sorted(
-            {
-                s
-                for v in values
-                for s in (OPEN_STATUS_VALUES if v == "open" else CLOSED_STATUS_VALUES)
-            }
+            {int(s) for v in values for s in (OPEN_STATUSES if v == "open" else CLOSED_STATUSES)}
         )
         return f"i.status = ANY ({params.add(numbers, 'smallint[]')})"
     if f in _USER_COLUMNS:
@@ -295,11 +295,10 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         column = _LEVEL_COLUMNS[f]
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
-        # The query language counts P0..P4 as 0..4; the enum stores 1..5.
-        levels = [int(v) + 1 for v in values]
+        stored = _stored(term)
         if op in _COMPARE:
-            return f"{column} {_COMPARE[op]} {params.add(levels[0], 'smallint')}"
-        return f"{column} = ANY ({params.add(levels, 'smallint[]')})"
+            return f"{column} {_COMPARE[op]} {params.add(stored[0], 'smallint')}"
+        return f"{column} = ANY ({params.add(stored, 'smallint[]')})"
     if f is F.COMPONENT:
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"

@@ -32,6 +32,7 @@ import asyncpg
 from bugless_core.errors import Unavailable
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
+from bugless_core.search.build import all_of, term
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres import _search
 from bugless_model_postgres._context import fetch_issues, issue_not_found
@@ -172,19 +173,9 @@ class ChangeFeed:
             if issue_id not in issues:
                 return None
             if request.query is not None and not request.issue_id:
-                only = v1.SearchNode(
-                    all_of=v1.SearchNodeList(
-                        nodes=[
-                            request.query.filter or v1.SearchNode(),
-                            v1.SearchNode(
-                                term=v1.SearchTerm(
-                                    field=v1.SearchField.ID,
-                                    op=v1.SearchOperator.EQ,
-                                    values=[v1.SearchValue(integer=issue_id)],
-                                )
-                            ),
-                        ]
-                    )
+                only = all_of(
+                    request.query.filter or v1.SearchNode(),
+                    term(v1.SearchField.ID, v1.SearchOperator.EQ, issue_id),
                 )
                 compiled = _search.compile_search(
                     v1.StructuredQuery(filter=only), caller, principals_of(caller), None

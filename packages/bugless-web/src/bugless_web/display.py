@@ -11,15 +11,15 @@ from collections.abc import Mapping
 
 from markupsafe import Markup, escape
 
+from bugless_core.issue_fields import is_open
+
 # The labels have one home in bugless_core (the notifier's mails say the same).
 from bugless_core.issue_labels import (
     FIELD_LABELS,
     ISSUE_FIELDS,
-    OPEN_STATUSES,
     STATUS_LABELS,
     TYPE_LABELS,
     USER_FIELDS,
-    is_open,
     level_label,
     short_status,
     status_label,
@@ -32,7 +32,6 @@ __all__ = [
     "FIELD_LABELS",
     "FORM_LABELS",
     "ISSUE_FIELDS",
-    "OPEN_STATUSES",
     "PRIORITIES",
     "ROLE_LABELS",
     "SEVERITIES",

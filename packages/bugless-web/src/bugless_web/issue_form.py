@@ -10,17 +10,21 @@ again against the new version.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from bugless_core.enums import enum_by_name
 from bugless_core.errors import InvalidArgument
+from bugless_core.issue_fields import SCALAR_FIELDS
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.form_errors import FieldErrors, message_without_path
 from bugless_web.frontend import form_ids, form_int
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=enum.Enum)
 
 #: The edit form's fields in page order (the first invalid one gets the focus).
 EDIT_FIELDS = (
@@ -39,19 +43,6 @@ EDIT_FIELDS = (
     "blocked_by_ids",
     "hotlist_add",
     "comment",
-)
-#: Scalar fields of the form, in IssueFields terms.
-SCALAR_FIELDS = (
-    "title",
-    "status",
-    "priority",
-    "severity",
-    "type",
-    "component_id",
-    "assignee",
-    "verifier",
-    "parent_id",
-    "duplicate_of_id",
 )
 
 
@@ -140,10 +131,10 @@ class EditForm:
         parsed = cls(
             version=form_int(text("version"), "version"),
             title=text("title").strip(),
-            status=read("status", _enum_reader(v1.Status), "status"),
-            priority=read("priority", _enum_reader(v1.Priority), "priority"),
-            severity=read("severity", _enum_reader(v1.Severity), "severity"),
-            type=read("type", _enum_reader(v1.IssueType), "type"),
+            status=read("status", choice_reader(v1.Status), "status"),
+            priority=read("priority", choice_reader(v1.Priority), "priority"),
+            severity=read("severity", choice_reader(v1.Severity), "severity"),
+            type=read("type", choice_reader(v1.IssueType), "type"),
             component_id=read("component_id", form_int, "component"),
             assignee=text("assignee").strip(),
             verifier=text("verifier").strip(),
@@ -292,15 +283,12 @@ def read_int(value: str, label: str, errors: FieldErrors | None, name: str) -> i
         return 0
 
 
-def _enum_reader(enum: Any) -> Callable[[str, str], Any]:
-    return lambda value, label: _enum(enum, value, label)
+def choice_reader(enum_type: type[_E]) -> Callable[[str, str], _E]:
+    """A reader of a select of ``enum_type`` members: the named one, UNSPECIFIED for none chosen.
 
-
-def _enum(enum: Any, name: str, field_name: str) -> Any:
-    if not name:
-        return enum(0)
-    try:
-        return enum[name]
-    except KeyError:
-        msg = f"{field_name}: {name!r} is not a known value"
-        raise InvalidArgument(msg) from None
+    The reader takes the submitted value and the field's label, and raises
+    InvalidArgument for a name that is no member (only a hand-made request
+    sends one).
+    """
+    unset = enum_type(0)
+    return lambda value, label: enum_by_name(enum_type, value, label, blank=unset)

@@ -56,6 +56,7 @@ READ_ROUTES = frozenset(
     {
         "/bugless.v1.Model/GetServerInfo",
         "/bugless.v1.Model/GetIssue",
+        "/bugless.v1.Model/ListCustomFields",
         "/bugless.v1.Model/BatchGetIssues",
         "/bugless.v1.Model/ListHistory",
         "/bugless.v1.Model/SearchIssues",

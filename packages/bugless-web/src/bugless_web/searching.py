@@ -1,10 +1,12 @@
 """Running a search the way every list page does (search, components, users).
 
-A query string goes through the shared parser and ``resolve_query`` (usernames
-and ``me`` through the Authenticator), then to the Model; the page gets the
-issues plus everything needed to draw them (people, component paths) fetched
-in one batch each. Syntax errors come back as data, with the position, so the
-page can show the query with the fault marked instead of failing.
+A query string is parsed once by the shared parser; the tree goes to
+``resolve_query`` (usernames and ``me`` through the Authenticator), then to
+the Model, and stays with the results for everything else the page derives
+from it (the explanation, the sort links of the column headers). The page gets
+the issues plus everything needed to draw them (people, component paths)
+fetched in one batch each. Syntax errors come back as data, with the position,
+so the page can show the query with the fault marked instead of failing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from litestar import Request, Response
 
 from bugless_core.clients import call, resolve_query
 from bugless_core.search import (
+    Query,
     QuerySyntaxError,
     SortField,
     SortSpec,
@@ -130,30 +133,44 @@ class SearchError:
 
 @dataclass
 class SearchResults:
-    """One page of a search, ready to render."""
+    """One page of a search, ready to render.
+
+    Attributes:
+        query: The query as typed.
+        parsed: Its tree, parsed once; None when it did not parse (see
+            ``error``) or nothing was searched.
+    """
 
     query: str
+    parsed: Query | None = None
     issues: list[v1.Issue] = field(default_factory=list)
     total: int = 0
     total_is_lower_bound: bool = False
     next_page_token: str = ""
     error: SearchError | None = None
     explanation: str = ""
-    sort: tuple[SortSpec, ...] = ()
     users: dict[str, v1.User] = field(default_factory=dict)
     components: dict[int, str] = field(default_factory=dict)
 
+    @property
+    def sort(self) -> tuple[SortSpec, ...]:
+        """The order the query asks for (none: the Model's default)."""
+        return self.parsed.sort if self.parsed is not None else ()
+
     def sort_link_query(self, column: str) -> str:
-        """The query text that sorts by ``column`` (toggling the direction)."""
+        """The query text that sorts by ``column`` (toggling the direction).
+
+        Written from the tree parsed once for the page, so a table with a
+        sortable header per column does not parse the query again per header.
+        """
+        if self.parsed is None:
+            return self.query
         sort_field = SORTABLE[column]
         descending = False
         if self.sort and self.sort[0].field is sort_field:
             descending = not self.sort[0].descending
-        try:
-            parsed = parse_query(self.query)
-        except QuerySyntaxError:
-            return self.query
-        return format_query(dataclasses.replace(parsed, sort=(SortSpec(sort_field, descending),)))
+        resorted = dataclasses.replace(self.parsed, sort=(SortSpec(sort_field, descending),))
+        return format_query(resorted)
 
     def sort_direction(self, column: str) -> str:
         """``asc``/``desc`` when the results are sorted by this column first, else ``""``."""
@@ -183,7 +200,7 @@ async def run_search(
     try:
         parsed = parse_query(text)
         structured = await resolve_query(
-            text, backends.auth, me=viewer.caller.user_id, parsed=parsed, today=today, zone=zone.tz
+            parsed, backends.auth, me=viewer.caller.user_id, today=today, zone=zone.tz
         )
     except QuerySyntaxError as exc:
         results.error = SearchError(
@@ -194,7 +211,7 @@ async def run_search(
             query=exc.query,
         )
         return results
-    results.sort = parsed.sort
+    results.parsed = parsed
     results.explanation = explain(parsed, zone_name=zone.name)
     response = await call(
         backends.model.search_issues,

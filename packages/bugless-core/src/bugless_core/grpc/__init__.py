@@ -13,7 +13,7 @@ from __future__ import annotations
 from bugless_core._compat.grpclib import IServable
 from bugless_core.grpc._codec import UpbCodec
 from bugless_core.grpc._cork import CorkedChannel, CorkedServer, CorkedTransport
-from bugless_core.grpc._errors import grpc_errors, internal_error
+from bugless_core.grpc._errors import grpc_errors, handler_errors, internal_error
 from bugless_core.grpc._peer import (
     PeerConnection,
     current_metadata,
@@ -39,5 +39,6 @@ __all__ = [
     "current_peer",
     "current_peer_certificate",
     "grpc_errors",
+    "handler_errors",
     "internal_error",
 ]

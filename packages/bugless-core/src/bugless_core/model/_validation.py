@@ -17,23 +17,12 @@ import betterproto2
 
 from bugless_core import ids, limits
 from bugless_core.errors import InvalidArgument
+from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS
+from bugless_core.search.enum_values import ENUM_SEARCH_FIELDS, search_value_member
 from bugless_proto import v1
 
 #: IssueFields names a delta's update_mask may contain.
-ISSUE_MASK_PATHS = frozenset(
-    {
-        "title",
-        "status",
-        "priority",
-        "severity",
-        "type",
-        "component_id",
-        "assignee",
-        "verifier",
-        "parent_id",
-        "duplicate_of_id",
-    }
-)
+ISSUE_MASK_PATHS = frozenset(SCALAR_FIELDS)
 COMPONENT_MASK_PATHS = frozenset(
     {"name", "parent_id", "description", "archived", "acl", "template"}
 )
@@ -151,7 +140,7 @@ def check_issue_fields(fields: v1.IssueFields, path: str, names: Iterable[str]) 
         where = f"{path}.{name}"
         if name == "title":
             check_text(value, where, limits.MAX_TITLE_LENGTH, required=True)
-        elif name in {"status", "priority", "severity", "type"}:
+        elif name in ENUM_FIELDS:
             check_enum(value, where, allow_unspecified=name != "status")
         elif name == "component_id":
             check_id(value, where)
@@ -296,8 +285,6 @@ _TEXT_FIELDS = frozenset({v1.SearchField.TEXT, v1.SearchField.TITLE, v1.SearchFi
 _COMPARISONS = frozenset(
     {v1.SearchOperator.LT, v1.SearchOperator.LE, v1.SearchOperator.GT, v1.SearchOperator.GE}
 )
-_STATUS_NAMES = frozenset(m.name for m in v1.Status if m.value)
-_TYPE_NAMES = frozenset(m.name for m in v1.IssueType if m.value)
 
 
 def _check_term(term: v1.SearchTerm, where: str) -> None:
@@ -360,15 +347,17 @@ def _check_custom_term(term: v1.SearchTerm, where: str) -> None:
 
 
 def _check_value(field: v1.SearchField, value: v1.SearchValue, where: str) -> None:
+    if field in ENUM_SEARCH_FIELDS:
+        try:
+            search_value_member(field, value)
+        except ValueError as exc:
+            raise _fail(where, str(exc)) from None
+        return
     kind, raw = betterproto2.which_one_of(value, "kind")
     if field in _INTEGER_FIELDS:
         if kind != "integer" or not isinstance(raw, int):
             raise _fail(where, f"{field.name} takes an integer value")
-        if field in {v1.SearchField.PRIORITY, v1.SearchField.SEVERITY}:
-            if not 0 <= raw <= 4:
-                raise _fail(where, f"{field.name} is 0..4, not {raw}")
-        else:
-            ids.check_id(raw, where)
+        ids.check_id(raw, where)
     elif field in _TIME_FIELDS:
         if kind != "time":
             raise _fail(where, f"{field.name} takes a time value")
@@ -377,14 +366,6 @@ def _check_value(field: v1.SearchField, value: v1.SearchValue, where: str) -> No
             raise _fail(where, f"{field.name} takes a non-empty text value")
         if field in _TEXT_FIELDS:
             check_text(raw, where, limits.MAX_QUERY_LENGTH)
-        elif field is v1.SearchField.STATUS and raw not in _STATUS_NAMES:
-            raise _fail(
-                where, f"{raw!r} is not a status; use one of {', '.join(sorted(_STATUS_NAMES))}"
-            )
-        elif field is v1.SearchField.TYPE and raw not in _TYPE_NAMES:
-            raise _fail(
-                where, f"{raw!r} is not a type; use one of {', '.join(sorted(_TYPE_NAMES))}"
-            )
         elif field is v1.SearchField.STATUS_CLASS and raw not in {"open", "closed"}:
             raise _fail(where, f"{raw!r} is neither 'open' nor 'closed'")
         else:

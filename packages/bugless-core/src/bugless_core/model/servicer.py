@@ -15,8 +15,8 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core import limits
-from bugless_core.errors import BuglessError, InvalidArgument, to_grpc_error
-from bugless_core.grpc import grpc_errors, internal_error
+from bugless_core.errors import InvalidArgument
+from bugless_core.grpc import grpc_errors, handler_errors
 from bugless_core.model import _more_checks as more
 from bugless_core.model import _validation as check
 from bugless_core.model.backend import Capability, ModelBackend
@@ -95,7 +95,7 @@ class ModelServicer(v1.ModelBase):
         The backend's ``subscribed`` marker goes out first, as is: it tells the
         client when changes can no longer be missed.
         """
-        try:
+        with handler_errors("watch"):
             check.require_caller(message.caller)
             if Capability.WATCH not in self.backend.capabilities:
                 raise GRPCError(
@@ -111,12 +111,6 @@ class ModelServicer(v1.ModelBase):
                 raise InvalidArgument("target: set issue_id or query")
             async for event in self.backend.watch(message):
                 yield event
-        except BuglessError as exc:
-            raise to_grpc_error(exc) from exc
-        except GRPCError:
-            raise
-        except Exception as exc:
-            raise internal_error("watch", exc) from exc
 
     # ---- edits and redaction ----
 

@@ -116,8 +116,13 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
 
 
-STATUS_NAMES: tuple[str, ...] = tuple(s.name.lower() for s in v1.Status if s.value != 0)
-ISSUE_TYPE_NAMES: tuple[str, ...] = tuple(t.name.lower() for t in v1.IssueType if t.value != 0)
+#: Status and issue-type members by the lower-case names the language writes.
+ENUM_MEMBERS: dict[Field, dict[str, v1.Status | v1.IssueType]] = {
+    Field.STATUS: {s.name.lower(): s for s in v1.Status if s.value != 0},
+    Field.TYPE: {t.name.lower(): t for t in v1.IssueType if t.value != 0},
+}
+STATUS_NAMES: tuple[str, ...] = tuple(ENUM_MEMBERS[Field.STATUS])
+ISSUE_TYPE_NAMES: tuple[str, ...] = tuple(ENUM_MEMBERS[Field.TYPE])
 STATUS_CLASS_NAMES: tuple[str, ...] = ("open", "closed")
 
 #: The highest priority/severity number (P4, S4).

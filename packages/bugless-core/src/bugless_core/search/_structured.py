@@ -33,9 +33,11 @@ from bugless_core.search._ast import (
     iter_nodes,
 )
 from bugless_core.search._error import QuerySyntaxError
-from bugless_core.search._fields import Field, Operator, SortField, TextField
+from bugless_core.search._fields import ENUM_MEMBERS, Field, Operator, SortField, TextField
 from bugless_core.search._parser import parse_query
 from bugless_core.search._printer import format_query
+from bugless_core.search.build import SearchScalar, all_of, any_of, negate, term
+from bugless_core.search.enum_values import SearchEnum
 from bugless_proto import v1
 
 _FIELDS: dict[Field | TextField, v1.SearchField] = {
@@ -75,6 +77,7 @@ _OPERATORS: dict[Operator, v1.SearchOperator] = {
     Operator.ANY: v1.SearchOperator.ANY,
     Operator.NONE: v1.SearchOperator.NONE,
 }
+_EQ = v1.SearchOperator.EQ
 _SORT_FIELDS: dict[SortField, v1.SortField] = {
     SortField.ID: v1.SortField.ID,
     SortField.CREATED: v1.SortField.CREATED,
@@ -242,18 +245,13 @@ class _Translator:
     def node(self, node: Node) -> v1.SearchNode:
         match node:
             case And(children=children):
-                return _all_of([self.node(c) for c in children])
+                return all_of(*(self.node(c) for c in children))
             case Or(children=children):
-                return _any_of([self.node(c) for c in children])
+                return any_of(*(self.node(c) for c in children))
             case Not(child=child):
-                return v1.SearchNode(negate=self.node(child))
+                return negate(self.node(child))
             case TextTerm():
-                return _term(
-                    _FIELDS[node.field],
-                    Operator.EQ,
-                    [v1.SearchValue(text=node.text)],
-                    phrase=node.phrase,
-                )
+                return term(_FIELDS[node.field], _EQ, node.text, phrase=node.phrase)
             case FieldTerm():
                 return self.field_term(node)
             case CustomFieldTerm():
@@ -303,31 +301,30 @@ class _Translator:
         if term.field in (Field.CREATED, Field.MODIFIED, Field.CLOSED):
             return self.date_term(field, term)
         values = [self.value(term.field, v) for v in term.values]
-        return _term(field, term.op, values, include_subtree=term.include_subtree)
+        return _term(field, term.op, *values, include_subtree=term.include_subtree)
 
     def date_term(self, field: v1.SearchField, term: FieldTerm) -> v1.SearchNode:
         if term.op is not Operator.EQ:
-            values = [_time(self.instant(v)) for v in term.values]
-            return _term(field, term.op, values)
+            values = [_utc(self.instant(v)) for v in term.values]
+            return _term(field, term.op, *values)
         # Equality with a day means the whole day; with an instant, that instant.
         nodes: list[v1.SearchNode] = []
-        instants: list[v1.SearchValue] = []
+        instants: list[datetime] = []
         for value in term.values:
             if isinstance(value, TimestampValue):
-                instants.append(_time(value.at))
+                instants.append(_utc(value.at))
                 continue
             start = self.instant(value)
-            ge = _term(field, Operator.GE, [_time(start)])
+            ge = _term(field, Operator.GE, _utc(start))
             if start.date() == date.max:
                 nodes.append(ge)
             else:
                 # The next midnight on the zone's clock, not 24 hours on.
                 next_day = _midnight(start.date() + timedelta(days=1), start.tzinfo or UTC)
-                lt = _term(field, Operator.LT, [_time(next_day)])
-                nodes.append(_all_of([ge, lt]))
+                nodes.append(all_of(ge, _term(field, Operator.LT, _utc(next_day))))
         if instants:
-            nodes.append(_term(field, Operator.EQ, instants))
-        return nodes[0] if len(nodes) == 1 else _any_of(nodes)
+            nodes.append(_term(field, Operator.EQ, *instants))
+        return nodes[0] if len(nodes) == 1 else any_of(*nodes)
 
     def instant(self, value: Value) -> datetime:
         match value:
@@ -345,24 +342,23 @@ class _Translator:
             case _:  # pragma: no cover - FieldTerm admits only dates here
                 raise TypeError(f"not a date value: {value!r}")
 
-    def value(self, field: Field, value: Value) -> v1.SearchValue:
+    def value(self, field: Field, value: Value) -> SearchScalar | SearchEnum:
         match value:
             case UserValue(is_me=True):
                 if self.me is None:
                     raise _Unresolved("sign in to use 'me'", value)
-                return v1.SearchValue(text=self.me)
+                return self.me
             case UserValue(name=name):
                 user_id = self.users.get(name)
                 if user_id is None:
                     raise _Unresolved(f"no user named '{name}'", value)
-                return v1.SearchValue(text=user_id)
+                return user_id
             case IntValue(value=number):
-                return v1.SearchValue(integer=number)
+                return number
             case EnumValue(name=name):
-                # Status and type names travel as the proto enum names ("FIXED");
-                # status classes as the proto documents them ("open").
-                text = name if field is Field.STATUS_CLASS else name.upper()
-                return v1.SearchValue(text=text)
+                # Statuses and types as their proto members; status classes as
+                # the proto documents them ("open").
+                return name if field is Field.STATUS_CLASS else ENUM_MEMBERS[field][name]
             case _:  # pragma: no cover - dates go through date_term
                 raise TypeError(f"unexpected value: {value!r}")
 
@@ -370,32 +366,14 @@ class _Translator:
 def _term(
     field: v1.SearchField,
     op: Operator,
-    values: list[v1.SearchValue],
-    *,
+    *values: SearchScalar | SearchEnum,
     include_subtree: bool = False,
-    phrase: bool = False,
 ) -> v1.SearchNode:
-    return v1.SearchNode(
-        term=v1.SearchTerm(
-            field=field,
-            op=_OPERATORS[op],
-            values=values,
-            include_subtree=include_subtree,
-            phrase=phrase,
-        )
-    )
+    return term(field, _OPERATORS[op], *values, include_subtree=include_subtree)
 
 
-def _all_of(nodes: list[v1.SearchNode]) -> v1.SearchNode:
-    return v1.SearchNode(all_of=v1.SearchNodeList(nodes=nodes))
-
-
-def _any_of(nodes: list[v1.SearchNode]) -> v1.SearchNode:
-    return v1.SearchNode(any_of=v1.SearchNodeList(nodes=nodes))
-
-
-def _time(at: datetime) -> v1.SearchValue:
-    return v1.SearchValue(time=at.astimezone(UTC))
+def _utc(at: datetime) -> datetime:
+    return at.astimezone(UTC)
 
 
 def _midnight(day: date, zone: tzinfo) -> datetime:

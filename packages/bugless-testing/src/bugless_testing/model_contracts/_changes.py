@@ -8,6 +8,7 @@ import pytest
 from grpclib.const import Status
 
 from bugless_core.errors import IssueVersionConflict, from_grpc_error
+from bugless_core.issue_fields import CLOSED_STATUSES
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
     ALICE,
@@ -25,9 +26,6 @@ from bugless_testing.model_contracts._support import (
     update_component,
     user_entry,
 )
-
-_OPEN = (v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED)
-_CLOSED = tuple(s for s in v1.Status if s.value and s not in _OPEN)
 
 #: (delta keyword, new value, FieldChange new_value) for each scalar field.
 _SCALAR_CHANGES: list[tuple[str, Any, str]] = [
@@ -248,7 +246,7 @@ class ChangeContract:
 
     # ---- status and closed_at ----
 
-    @pytest.mark.parametrize("closed", _CLOSED, ids=lambda s: s.name)
+    @pytest.mark.parametrize("closed", sorted(CLOSED_STATUSES), ids=lambda s: s.name)
     async def test_closing_sets_closed_at_and_reopening_clears_it(
         self, model: v1.ModelStub, closed: v1.Status
     ) -> None:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from grpclib.const import Status
 
+from bugless_core.search.build import all_of, negate
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
-    all_of,
     change,
     eq,
     expect_error,
     get_issue,
     history,
     make_component,
-    negate,
     search_ids,
     unique,
     user_entry,

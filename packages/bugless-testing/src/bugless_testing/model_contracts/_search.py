@@ -8,18 +8,17 @@ from collections.abc import Callable
 import pytest
 from grpclib.client import Channel
 
+from bugless_core.issue_fields import OPEN_STATUSES
+from bugless_core.search.build import all_of, any_of, negate, term
+from bugless_core.search.enum_values import level_of
 from bugless_proto import v1
 from bugless_testing.model_contracts._search_world import SearchWorld, build_search_world
 from bugless_testing.model_contracts._support import (
     ADMIN,
-    all_of,
-    any_of,
     eq,
     make_component,
     make_issue,
-    negate,
     search_page,
-    term,
     within,
 )
 
@@ -28,16 +27,14 @@ Op = v1.SearchOperator
 NodeOf = Callable[[SearchWorld], v1.SearchNode]
 Matches = Callable[[SearchWorld, v1.Issue], bool]
 
-_OPEN = {v1.Status.NEW, v1.Status.ASSIGNED, v1.Status.ACCEPTED}
-
 
 def _p(issue: v1.Issue) -> int:
     """Priority as the query language numbers it (P0 = 0)."""
-    return int(issue.priority.value) - 1
+    return level_of(issue.priority)
 
 
 def _s(issue: v1.Issue) -> int:
-    return int(issue.severity.value) - 1
+    return level_of(issue.severity)
 
 
 def _created(w: SearchWorld, name: str) -> datetime.datetime:
@@ -64,8 +61,12 @@ FIELD_CASES = [
         lambda w, i: i.status in {v1.Status.NEW, v1.Status.ACCEPTED},
         "status-list",
     ),
-    _case(lambda w: eq(F.STATUS_CLASS, "open"), lambda w, i: i.status in _OPEN, "is-open"),
-    _case(lambda w: eq(F.STATUS_CLASS, "closed"), lambda w, i: i.status not in _OPEN, "is-closed"),
+    _case(lambda w: eq(F.STATUS_CLASS, "open"), lambda w, i: i.status in OPEN_STATUSES, "is-open"),
+    _case(
+        lambda w: eq(F.STATUS_CLASS, "closed"),
+        lambda w, i: i.status not in OPEN_STATUSES,
+        "is-closed",
+    ),
     _case(
         lambda w: eq(F.ASSIGNEE, w.ub.user_id),
         lambda w, i: i.assignee == w.ub.user_id,
@@ -127,7 +128,7 @@ FIELD_CASES = [
         "component-exact",
     ),
     _case(
-        lambda w: term(F.COMPONENT, Op.EQ, w.child.id, subtree=True),
+        lambda w: term(F.COMPONENT, Op.EQ, w.child.id, include_subtree=True),
         lambda w, i: i.component_id in {w.child.id, w.grandchild.id},
         "component-subtree",
     ),
@@ -137,7 +138,7 @@ FIELD_CASES = [
         "component-list",
     ),
     _case(
-        lambda w: term(F.COMPONENT, Op.EQ, w.child.id, w.sibling.id, subtree=True),
+        lambda w: term(F.COMPONENT, Op.EQ, w.child.id, w.sibling.id, include_subtree=True),
         lambda w, i: i.component_id in {w.child.id, w.grandchild.id, w.sibling.id},
         "component-list-subtree",
     ),
@@ -251,7 +252,7 @@ FIELD_CASES = [
     ),
     _case(
         lambda w: negate(eq(F.STATUS_CLASS, "open")),
-        lambda w, i: i.status not in _OPEN,
+        lambda w, i: i.status not in OPEN_STATUSES,
         "not-open",
     ),
     _case(
@@ -266,7 +267,7 @@ FIELD_CASES = [
     ),
     _case(
         lambda w: all_of(eq(F.STATUS_CLASS, "open"), term(F.PRIORITY, Op.LE, 1)),
-        lambda w, i: i.status in _OPEN and _p(i) <= 1,
+        lambda w, i: i.status in OPEN_STATUSES and _p(i) <= 1,
         "all-of",
     ),
     _case(
@@ -288,7 +289,7 @@ FIELD_CASES = [
             all_of(eq(F.REPORTER, w.ub.user_id), negate(term(F.HOTLIST, Op.ANY))),
         ),
         lambda w, i: (
-            (i.reporter == w.ua.user_id and i.status not in _OPEN)
+            (i.reporter == w.ua.user_id and i.status not in OPEN_STATUSES)
             or (i.reporter == w.ub.user_id and not i.hotlist_ids)
         ),
         "or-of-ands",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 
+from bugless_core.search.build import term
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
     ALICE,
@@ -20,7 +21,6 @@ from bugless_testing.model_contracts._support import (
     make_component,
     make_issue,
     search_ids,
-    term,
     within,
 )
 
@@ -73,5 +73,5 @@ class SearchParityContract:
         await make_issue(model, root.id)
         direct = eq(F.PARENT, top.id)
         assert await search_ids(model, within(root.id, direct)) == [child.id]
-        transitive = term(F.PARENT, Op.EQ, top.id, subtree=True)
+        transitive = term(F.PARENT, Op.EQ, top.id, include_subtree=True)
         assert await search_ids(model, within(root.id, transitive)) == [grandchild.id, child.id]

@@ -9,7 +9,6 @@ backend runs: everything goes through the gRPC ``ModelStub``.
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import uuid
 from collections.abc import Awaitable, Iterable, Sequence
@@ -20,6 +19,8 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core.deltas import issue_delta
+from bugless_core.issue_fields import LIST_FIELDS, SCALAR_FIELDS
+from bugless_core.search.build import SearchScalar, all_of, term
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -243,20 +244,6 @@ def changes_by_field(entry: v1.HistoryEntry) -> dict[str, v1.FieldChange]:
 
 # ---- state as the history renders it ----
 
-SCALAR_FIELDS = (
-    "title",
-    "status",
-    "priority",
-    "severity",
-    "type",
-    "component_id",
-    "assignee",
-    "verifier",
-    "parent_id",
-    "duplicate_of_id",
-)
-LIST_FIELDS = ("cc", "hotlist_ids", "blocking_ids", "blocked_by_ids")
-
 State = dict[str, "str | frozenset[str]"]
 
 
@@ -314,60 +301,15 @@ def replay(entries: Iterable[v1.HistoryEntry]) -> State:
 
 # ---- search ----
 
-SearchScalar = str | int | datetime.datetime
-
-
-def value(raw: SearchScalar) -> v1.SearchValue:
-    """A SearchValue of the kind matching the Python type."""
-    if isinstance(raw, datetime.datetime):
-        return v1.SearchValue(time=raw)
-    if isinstance(raw, int):
-        return v1.SearchValue(integer=raw)
-    return v1.SearchValue(text=raw)
-
-
-def term(
-    field: v1.SearchField,
-    op: v1.SearchOperator = v1.SearchOperator.EQ,
-    *values: SearchScalar,
-    subtree: bool = False,
-    phrase: bool = False,
-) -> v1.SearchNode:
-    """One search term as a node."""
-    return v1.SearchNode(
-        term=v1.SearchTerm(
-            field=field,
-            op=op,
-            values=[value(v) for v in values],
-            include_subtree=subtree,
-            phrase=phrase,
-        )
-    )
-
 
 def eq(field: v1.SearchField, *values: SearchScalar) -> v1.SearchNode:
     """``field:value[,value...]``."""
     return term(field, v1.SearchOperator.EQ, *values)
 
 
-def all_of(*nodes: v1.SearchNode) -> v1.SearchNode:
-    """Conjunction."""
-    return v1.SearchNode(all_of=v1.SearchNodeList(nodes=list(nodes)))
-
-
-def any_of(*nodes: v1.SearchNode) -> v1.SearchNode:
-    """Disjunction."""
-    return v1.SearchNode(any_of=v1.SearchNodeList(nodes=list(nodes)))
-
-
-def negate(node: v1.SearchNode) -> v1.SearchNode:
-    """Negation."""
-    return v1.SearchNode(negate=node)
-
-
 def in_subtree(component_id: int) -> v1.SearchNode:
     """``componentid:<id>+``."""
-    return term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, component_id, subtree=True)
+    return term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, component_id, include_subtree=True)
 
 
 def within(root_id: int, node: v1.SearchNode | None = None) -> v1.SearchNode:

@@ -19,11 +19,11 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from bugless_core.clients import call
+from bugless_core.enums import enum_by_name
 from bugless_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
-from bugless_web.display import ACL_ROLES
 from bugless_web.frontend import (
     audit,
     form_int,
@@ -35,7 +35,6 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
-from bugless_web.routes.issues import parse_level
 
 #: The role picker's value that drops an entry.
 REMOVE = "remove"
@@ -133,10 +132,11 @@ async def _acl_from_form(backends: Backends, form: Any) -> list[v1.AclEntry]:
         if kind not in ("userid", "group") or not value:
             raise InvalidArgument(f"acl: {principal!r} is not a user or group entry")
         if role != REMOVE:
-            chosen[("user" if kind == "userid" else "group", value)] = _role(role)
+            principal_key = ("user" if kind == "userid" else "group", value)
+            chosen[principal_key] = enum_by_name(v1.Role, role, "role")
     new_name = str(form.get("new_name", "")).strip()
     if new_name:
-        new_role = _role(str(form.get("new_role", "")))
+        new_role = enum_by_name(v1.Role, str(form.get("new_role", "")), "role")
         if form.get("new_kind") == "group":
             if len(new_name) > _MAX_GROUP or any(ch.isspace() for ch in new_name):
                 msg = f"group: {new_name[:40]!r} is not a group name (no spaces, at most 200)"
@@ -156,14 +156,6 @@ async def _acl_from_form(backends: Backends, form: Any) -> list[v1.AclEntry]:
         )
         for (kind, value), role in chosen.items()
     ]
-
-
-def _role(name: str) -> v1.Role:
-    try:
-        return ACL_ROLES[name]
-    except KeyError:
-        msg = f"role: {name!r} is not one of {', '.join(ACL_ROLES)}"
-        raise InvalidArgument(msg) from None
 
 
 def _holds_admin(viewer: Viewer, acl: list[v1.AclEntry]) -> bool:
@@ -265,9 +257,9 @@ async def change_template(
     template = v1.IssueTemplate(
         title=text("title"),
         description=text("description"),
-        priority=parse_level(v1.Priority, text("priority")),
-        severity=parse_level(v1.Severity, text("severity")),
-        type=parse_level(v1.IssueType, text("type")),
+        priority=enum_by_name(v1.Priority, text("priority"), "priority", blank=v1.Priority(0)),
+        severity=enum_by_name(v1.Severity, text("severity"), "severity", blank=v1.Severity(0)),
+        type=enum_by_name(v1.IssueType, text("type"), "type", blank=v1.IssueType(0)),
         assignee=assignee_id,
     )
     await call(

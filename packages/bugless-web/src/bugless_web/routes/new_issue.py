@@ -32,7 +32,8 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
-from bugless_web.routes.issues import list_all_components, parse_level
+from bugless_web.issue_form import choice_reader
+from bugless_web.routes.issues import list_all_components
 
 #: Form fields a component template fills, in form order.
 TEMPLATE_FIELDS = ("title", "priority", "severity", "type", "assignee", "cc", "description")
@@ -210,13 +211,9 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
         errors.add("title", "an issue needs a title")
     if not component_id and "component_id" not in errors.messages:
         errors.add("component_id", "choose the component the issue belongs to")
-    priority = _read(
-        errors, "priority", typed["priority"], lambda v, _: parse_level(v1.Priority, v)
-    )
-    severity = _read(
-        errors, "severity", typed["severity"], lambda v, _: parse_level(v1.Severity, v)
-    )
-    issue_type = _read(errors, "type", typed["type"], lambda v, _: parse_level(v1.IssueType, v))
+    priority = _read(errors, "priority", typed["priority"], choice_reader(v1.Priority))
+    severity = _read(errors, "severity", typed["severity"], choice_reader(v1.Severity))
+    issue_type = _read(errors, "type", typed["type"], choice_reader(v1.IssueType))
     people = await backends.users_by_name([assignee, *cc])
     if assignee and assignee not in people:
         errors.add("assignee", f"no user named {assignee!r}")
@@ -274,10 +271,6 @@ def _read(errors: FieldErrors, name: str, value: str, reader: Callable[[str, str
     except InvalidArgument as exc:
         errors.add(name, message_without_path(exc.message), typed=value)
         return reader("", name)
-
-
-def _level_of(enum: Any) -> Callable[[str, str], Any]:
-    return lambda value, _field: parse_level(enum, value)
 
 
 ROUTES = [new_issue_form, component_template, create_issue]

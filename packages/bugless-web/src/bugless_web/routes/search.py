@@ -10,6 +10,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 
 from bugless_core.clients import call
+from bugless_core.enums import enum_by_name
 from bugless_core.errors import InvalidArgument, NotFound
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
@@ -185,10 +186,10 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
     fields = v1.IssueFields()
     paths: list[str] = []
     if status := str(form.get("status", "")):
-        fields.status = _enum(v1.Status, status, "status")
+        fields.status = enum_by_name(v1.Status, status, "status")
         paths.append("status")
     if priority := str(form.get("priority", "")):
-        fields.priority = _enum(v1.Priority, priority, "priority")
+        fields.priority = enum_by_name(v1.Priority, priority, "priority")
         paths.append("priority")
     assignee = str(form.get("assignee", "")).strip()
     cc_add = [u for u in str(form.get("cc_add", "")).replace(",", " ").split() if u]
@@ -231,14 +232,6 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
         status_code=409 if all(r.code == 10 for r in failed) else 400,
         viewer=viewer,
     )
-
-
-def _enum(enum: Any, name: str, field: str) -> Any:
-    try:
-        return enum[name]
-    except KeyError:
-        msg = f"{field}: {name!r} is not a known value"
-        raise InvalidArgument(msg) from None
 
 
 ROUTES = [search, bulk_edit]

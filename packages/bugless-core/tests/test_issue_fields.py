@@ -1,0 +1,52 @@
+"""The one description of an issue's fields agrees with the proto and its users."""
+
+from __future__ import annotations
+
+from bugless_core.issue_fields import (
+    CLOSED_STATUSES,
+    ENUM_FIELDS,
+    LIST_FIELDS,
+    OPEN_STATUSES,
+    SCALAR_FIELDS,
+    is_open,
+)
+from bugless_core.issue_labels import FIELD_LABELS
+from bugless_core.model._validation import ISSUE_MASK_PATHS
+from bugless_proto import DESCRIPTOR_POOL, v1
+
+
+def test_scalar_fields_are_the_issue_fields_message_in_proto_order() -> None:
+    message = DESCRIPTOR_POOL.FindMessageTypeByName("bugless.v1.IssueFields")
+    by_number = sorted(message.fields, key=lambda f: f.number)
+    assert tuple(f.name for f in by_number) == SCALAR_FIELDS
+    assert frozenset(SCALAR_FIELDS) == ISSUE_MASK_PATHS
+
+
+def test_enum_fields_name_their_proto_enum() -> None:
+    assert dict(ENUM_FIELDS) == {
+        "status": v1.Status,
+        "priority": v1.Priority,
+        "severity": v1.Severity,
+        "type": v1.IssueType,
+    }
+
+
+def test_list_fields_are_repeated_fields_of_an_issue() -> None:
+    issue = v1.Issue()
+    for name in LIST_FIELDS:
+        assert getattr(issue, name) == [], name
+
+
+def test_every_field_a_history_entry_names_has_a_label() -> None:
+    assert set(FIELD_LABELS) == {*SCALAR_FIELDS, *LIST_FIELDS}
+
+
+def test_every_status_is_open_or_closed_and_not_both() -> None:
+    statuses = {s for s in v1.Status if s.value}
+    assert statuses == OPEN_STATUSES | CLOSED_STATUSES
+    assert not OPEN_STATUSES & CLOSED_STATUSES
+    assert {s for s in statuses if is_open(s)} == {
+        v1.Status.NEW,
+        v1.Status.ASSIGNED,
+        v1.Status.ACCEPTED,
+    }
