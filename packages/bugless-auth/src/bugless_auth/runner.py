@@ -34,7 +34,9 @@ async def start_auth(
     while it cannot be reached, SERVING again when it can, without a restart.
     """
     if migrate:
-        version = await IdentityStore.migrate(settings.database_url, settings.schema)
+        version = await IdentityStore.migrate(
+            settings.database_url, settings.schema, dialect=settings.database_dialect
+        )
         _log.info("auth schema at version %d", version, extra={"schema_version": version})
     service = await AuthService.open(settings, plugins)
     database = ServiceCheck(
