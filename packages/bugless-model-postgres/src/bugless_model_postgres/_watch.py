@@ -112,8 +112,9 @@ class ChangeFeed:
             conn.add_termination_listener(self._on_lost)
             self._conn = conn
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        item = parse_notice(payload)
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        # asyncpg types the payload as object; a NOTIFY payload is always text.
+        item = parse_notice(str(payload))
         for queue in self._queues:
             queue.put_nowait(item)
 
