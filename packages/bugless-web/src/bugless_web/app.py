@@ -31,6 +31,7 @@ from bugless_web.frontend import (
 from bugless_web.middleware import drain_middleware, security_headers_middleware, session_middleware
 from bugless_web.routes import (
     auth,
+    comment_edits,
     component_admin,
     components,
     export,
@@ -246,6 +247,7 @@ def create_app(settings: WebSettings) -> Litestar:
             *export.ROUTES,
             *saved_searches.ROUTES,
             *issues.ROUTES,
+            *comment_edits.ROUTES,
             *new_issue.ROUTES,
             *component_admin.ROUTES,
             *components.ROUTES,

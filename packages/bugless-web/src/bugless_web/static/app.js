@@ -434,6 +434,14 @@
     });
   }
 
+  // ---- "edited": the mark opens the earlier versions it links to ---------------
+  document.addEventListener("click", function (event) {
+    var mark = event.target.closest ? event.target.closest("a.edited-mark") : null;
+    if (!mark) return;
+    var versions = document.getElementById(mark.getAttribute("href").slice(1));
+    if (versions && versions.tagName === "DETAILS") { versions.open = true; }
+  });
+
   // ---- live updates on the issue page -----------------------------------------
   var issue = document.querySelector(".issue[data-live]");
   if (issue && window.EventSource) {
