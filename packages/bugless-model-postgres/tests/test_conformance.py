@@ -15,6 +15,7 @@ from bugless_testing.model_contracts import (
     CustomFieldContract,
     CustomFieldSearchContract,
     EditContract,
+    FeedContract,
     HistoryContract,
     HotlistContract,
     IssueContract,
@@ -87,3 +88,6 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestFeed(FeedContract): ...

@@ -21,6 +21,7 @@ from bugless_testing.model_contracts._custom_fields import (
     CustomFieldSearchContract,
 )
 from bugless_testing.model_contracts._edits import EditContract, RedactionContract
+from bugless_testing.model_contracts._feed import FeedContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
 from bugless_testing.model_contracts._issues import IssueContract
@@ -41,6 +42,7 @@ __all__ = [
     "CustomFieldContract",
     "CustomFieldSearchContract",
     "EditContract",
+    "FeedContract",
     "HistoryContract",
     "HotlistContract",
     "IssueContract",
