@@ -17,6 +17,7 @@ from bugless_testing.model_contracts import (
     EditContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -87,3 +88,6 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...

@@ -23,6 +23,7 @@ from bugless_testing.model_contracts._custom_fields import (
 from bugless_testing.model_contracts._edits import EditContract, RedactionContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
+from bugless_testing.model_contracts._imports import ImportContract
 from bugless_testing.model_contracts._issues import IssueContract
 from bugless_testing.model_contracts._saved_searches import SavedSearchContract
 from bugless_testing.model_contracts._search import SearchContract
@@ -43,6 +44,7 @@ __all__ = [
     "EditContract",
     "HistoryContract",
     "HotlistContract",
+    "ImportContract",
     "IssueContract",
     "RedactionContract",
     "SavedSearchContract",
