@@ -15,6 +15,7 @@ from bugless_testing.model_contracts import (
     CustomFieldContract,
     CustomFieldSearchContract,
     EditContract,
+    FeedContract,
     HistoryContract,
     HotlistContract,
     ImportContract,
@@ -91,3 +92,6 @@ class TestSearchParity(SearchParityContract): ...
 
 
 class TestImport(ImportContract): ...
+
+
+class TestFeed(FeedContract): ...

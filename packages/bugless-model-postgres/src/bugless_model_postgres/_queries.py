@@ -118,17 +118,47 @@ LIST_HISTORY = """
 SELECT * FROM issue_history WHERE issue_id = $1 AND version > $2 ORDER BY version LIMIT $3
 """
 
-#: :data:`INSERT_ENTRY` that also announces the entry on channel ``$8`` as
-#: ``issue_id:version:xid`` (the writing transaction's id, so a watch can tell
-#: whether the entry committed before it subscribed); the database delivers
-#: it on commit only. One statement, one round trip.
-INSERT_ENTRY_AND_NOTIFY = f"""
-WITH entry AS ({INSERT_ENTRY.strip()})
-SELECT pg_notify($8, $1::text || ':' || $2::text || ':' || pg_current_xact_id()::text)
+# ---- the change feed ----
+
+#: Append the transaction's feed row, numbered from ``head`` (see migration
+#: 0005: the row lock on ``head`` is held to commit, so positions follow
+#: commit order with no gap). Run last in a write transaction.
+_FEED_HEAD_AND_ROW = """
+WITH head AS (
+    UPDATE change_feed_state SET position = position + 1 WHERE name = 'head'
+    RETURNING position
+), appended AS (
+    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
+    SELECT position, $1, $2, $3::bigint[], $4::bigint[], $5::bigint[] FROM head
+    RETURNING position
+)
+"""
+FEED_APPEND = _FEED_HEAD_AND_ROW + "SELECT position FROM appended"
+
+#: :data:`FEED_APPEND` that also NOTIFYs the position on channel ``$6``
+#: (delivered by the database at commit only): a wake-up for readers, which
+#: then read the feed table; losing one costs a poll interval, nothing more.
+FEED_APPEND_AND_NOTIFY = (
+    _FEED_HEAD_AND_ROW + "SELECT position, pg_notify($6, position::text) FROM appended"
+)
+
+#: ``head`` and ``pruned`` positions.
+FEED_STATE = "SELECT name, position FROM change_feed_state"
+FEED_HEAD = "SELECT position FROM change_feed_state WHERE name = 'head'"
+
+#: Changes after position $1, oldest first, at most $2.
+READ_FEED = """
+SELECT * FROM change_feed WHERE position > $1 ORDER BY position LIMIT $2
 """
 
-#: Which transactions had committed when a watch subscribed.
-CURRENT_SNAPSHOT = "SELECT pg_current_snapshot()::text"
+#: Remove the changes up to the newest one committed before $1 (a prefix of
+#: the feed, whatever the writers' clocks did) and raise ``pruned`` to it.
+PRUNE_FEED = """
+WITH cut AS (SELECT max(position) AS upto FROM change_feed WHERE committed_at < $1),
+gone AS (DELETE FROM change_feed WHERE position <= (SELECT upto FROM cut) RETURNING position)
+UPDATE change_feed_state SET position = (SELECT upto FROM cut)
+ WHERE name = 'pruned' AND (SELECT upto FROM cut) > position
+"""
 
 #: Ancestors of $1 along parent_id (or duplicate_of_id): is $2 among them?
 PARENT_CHAIN_REACHES = """

@@ -3,8 +3,9 @@
 Statements live in :mod:`._queries`, the search compiler in :mod:`._search`,
 write logic in :mod:`._issues`, :mod:`._components` and :mod:`._hotlists`.
 This module opens transactions, pages results and announces committed
-history entries (to change listeners and, through NOTIFY, to watchers) only
-after the commit.
+history entries to change listeners only after the commit; every write
+transaction also appends its change-feed row (:mod:`._watch`), which ReadFeed
+and Watch read.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.WATCH})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.WATCH, Capability.CHANGE_FEED}
+    )
     #: How concurrent ``migrate`` runs are kept apart (a subclass for a
     #: database without advisory locks leases instead).
     migration_lock: ClassVar[MigrationLock] = AdvisoryLock()
@@ -102,7 +105,9 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
         self._pool = pool
         self._tokens = PageTokenCodec(settings.page_token_secret)
         self._channel = f"bugless_changes_{settings.schema}"
-        self._feed = ChangeFeed(settings, self._channel, self._pool)
+        self._feed = ChangeFeed(
+            settings, self._channel, self._pool, lambda: self._dialect.notify is not None
+        )
         #: Seams a subclass for another database replaces (see :mod:`._dialect`).
         self._dialect: Dialect = POSTGRES
         self._retry_policy: RetryPolicy = POSTGRES_RETRIES
@@ -414,6 +419,10 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
         async with contextlib.aclosing(self._feed.watch(request)) as events:
             async for event in events:
                 yield event
+
+    async def read_feed(self, request: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
+        """Changes after a position, in commit order (see :mod:`._watch`)."""
+        return await self._feed.read_feed(request)
 
     # ---- components ----
 

@@ -17,6 +17,7 @@ from grpclib.exceptions import GRPCError
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import grpc_errors, handler_errors
+from bugless_core.model import _feed_checks as feed_checks
 from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
 from bugless_core.model import _validation as check
@@ -112,6 +113,18 @@ class ModelServicer(v1.ModelBase):
                 raise InvalidArgument("target: set issue_id or query")
             async for event in self.backend.watch(message):
                 yield event
+
+    @grpc_errors
+    async def read_feed(self, message: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
+        """Committed changes from a resume position (capability "change_feed")."""
+        feed_checks.check_read_feed(message)
+        if Capability.CHANGE_FEED not in self.backend.capabilities:
+            raise GRPCError(
+                Status.UNIMPLEMENTED,
+                f"the {self.backend.name} backend has no change feed; "
+                "check GetServerInfo capabilities before calling ReadFeed",
+            )
+        return await self.backend.read_feed(message)
 
     # ---- edits and redaction ----
 

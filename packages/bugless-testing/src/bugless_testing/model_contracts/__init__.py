@@ -21,6 +21,7 @@ from bugless_testing.model_contracts._custom_fields import (
     CustomFieldSearchContract,
 )
 from bugless_testing.model_contracts._edits import EditContract, RedactionContract
+from bugless_testing.model_contracts._feed import FeedContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
 from bugless_testing.model_contracts._imports import ImportContract
@@ -42,6 +43,7 @@ __all__ = [
     "CustomFieldContract",
     "CustomFieldSearchContract",
     "EditContract",
+    "FeedContract",
     "HistoryContract",
     "HotlistContract",
     "ImportContract",
