@@ -22,6 +22,7 @@ from bugless_testing.model_contracts import (
     FeedContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -90,6 +91,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
 
 
 class TestFeed(FeedContract): ...

@@ -18,6 +18,7 @@ from bugless_testing.model_contracts import (
     FeedContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -88,6 +89,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
 
 
 class TestFeed(FeedContract): ...

@@ -50,6 +50,8 @@ WRITES = {
         "CreateCustomField",
         "UpdateCustomField",
         "DeleteCustomField",
+        # Never made by the web (import identity only), but a write all the same.
+        "ImportIssue",
     },
     "Authenticator": {
         "AuthenticatePassword",

@@ -35,7 +35,7 @@ from bugless_core.migrations import (
 )
 from bugless_core.model.backend import Capability, ModelBackend, ModelSettings
 from bugless_core.page_tokens import PageTokenCodec
-from bugless_model_postgres import _components, _hotlists, _issues, _search
+from bugless_model_postgres import _components, _hotlists, _imports, _issues, _search
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
 from bugless_model_postgres._context import (
@@ -284,6 +284,14 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
             issues = await fetch_issues(conn, request.caller or v1.Caller(), [issue_id])
             entry = entry_from_row(one_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)))
         return v1.ChangeIssueResponse(issue=issues[issue_id], entry=entry)
+
+    async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Create or extend an imported issue (see :mod:`._imports`)."""
+        (issue_id, created, written), _ = await self._write(
+            request.caller, lambda ctx: _imports.import_issue(ctx, request)
+        )
+        issue = await self._get_visible(request.caller, issue_id)
+        return v1.ImportIssueResponse(issue=issue, created=created, entries_written=written)
 
     async def batch_change_issues(
         self, request: v1.BatchChangeIssuesRequest

@@ -236,6 +236,19 @@ class ModelBackend(ABC):
     async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Remove a comment, description or attachment content; record who and what."""
 
+    # ---- import ----
+
+    @abstractmethod
+    async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Create or extend an imported issue, idempotently by its external id.
+
+        The servicer has checked the caller's import permission and the
+        request's shape. A new external id creates the issue with entry 1 at
+        ``created_at`` by the reporter, then one entry per history item; a
+        known one appends only the items beyond those imported before, and
+        writes nothing when there are none.
+        """
+
     # ---- custom fields ----
 
     @abstractmethod

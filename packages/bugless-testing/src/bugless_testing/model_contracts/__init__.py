@@ -24,6 +24,7 @@ from bugless_testing.model_contracts._edits import EditContract, RedactionContra
 from bugless_testing.model_contracts._feed import FeedContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
+from bugless_testing.model_contracts._imports import ImportContract
 from bugless_testing.model_contracts._issues import IssueContract
 from bugless_testing.model_contracts._saved_searches import SavedSearchContract
 from bugless_testing.model_contracts._search import SearchContract
@@ -45,6 +46,7 @@ __all__ = [
     "FeedContract",
     "HistoryContract",
     "HotlistContract",
+    "ImportContract",
     "IssueContract",
     "RedactionContract",
     "SavedSearchContract",
