@@ -61,6 +61,8 @@ WRITES = {
         "SetLocalPassword",
         "SetUserDisabled",
         "RevokeSessions",
+        "MatchImportUsers",
+        "MergePlaceholder",
     },
 }
 
