@@ -49,6 +49,7 @@ WRITES = {
         "CreateCustomField",
         "UpdateCustomField",
         "DeleteCustomField",
+        "DeleteAttachment",
     },
     "Authenticator": {
         "AuthenticatePassword",

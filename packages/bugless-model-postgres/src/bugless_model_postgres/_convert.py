@@ -204,6 +204,7 @@ def entry_from_row(row: Row) -> v1.HistoryEntry:
         redacted_version=row["redacted_version"],
         redacted_attachment_id=row["redacted_attachment_id"],
         comment_redacted=row["comment_redacted"],
+        deleted_attachment_id=row["deleted_attachment_id"],
     )
 
 
