@@ -1,7 +1,7 @@
 -- bugless schema: attachments (issue 17). Metadata here, content in the
 -- deployment's blob store (for the `database` store: the tables of schema 3),
--- addressed by SHA-256. (Planned as 0006; numbered after the files main
--- has.) Valid on PostgreSQL 14+ and CockroachDB 23.2+: plain tables, an
+-- addressed by SHA-256. (Planned as 0006; 0007 because import21's
+-- migration landed as 0006 first.) Valid on PostgreSQL 14+ and CockroachDB 23.2+: plain tables, an
 -- identity column, btree indexes, constant defaults.
 
 CREATE TABLE attachments (
