@@ -39,7 +39,7 @@ async def test_rate_limit_trips_with_retry_after_and_recovers(
     async def record(event: RecvTrailingMetadata) -> None:
         trailers.append({str(k): str(v) for k, v in event.metadata.items()})
 
-    listen(greedy._channel, RecvTrailingMetadata, record)
+    listen(greedy.channel, RecvTrailingMetadata, record)
     for _ in range(BURST):
         await greedy.whoami()
 

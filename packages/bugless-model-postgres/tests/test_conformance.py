@@ -16,8 +16,10 @@ from bugless_testing.model_contracts import (
     CustomFieldContract,
     CustomFieldSearchContract,
     EditContract,
+    FeedContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -91,3 +93,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
+
+
+class TestFeed(FeedContract): ...

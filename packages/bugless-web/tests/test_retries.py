@@ -49,6 +49,8 @@ WRITES = {
         "CreateCustomField",
         "UpdateCustomField",
         "DeleteCustomField",
+        # Never made by the web (import identity only), but a write all the same.
+        "ImportIssue",
         "DeleteAttachment",
     },
     "Authenticator": {

@@ -2,7 +2,9 @@
 
 A :class:`WriteContext` lives for one transaction attempt: it knows the
 connection, the caller, the transaction's clock reading and the entries
-written so far, which the backend announces only after the final commit.
+written so far; the change-feed row is appended from them as the
+transaction's last statement, and listeners hear of them only after the
+final commit.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class WriteContext:
         new_issue_id: Where a created issue's id comes from; ``None``: the
             id column's default (the identity sequence).
         written: ``(issue_id, version)`` of every history entry written.
+        components_changed: Ids of components created or changed.
+        feed_position: The change-feed position the transaction took (0:
+            it changed nothing the feed reports).
     """
 
     conn: asyncpg.Connection
@@ -52,6 +57,8 @@ class WriteContext:
     dialect: Dialect = POSTGRES
     new_issue_id: IssueIdSource | None = None
     written: list[tuple[int, int]] = field(default_factory=list)
+    components_changed: list[int] = field(default_factory=list)
+    feed_position: int = 0
 
     @property
     def principals(self) -> list[str]:

@@ -157,6 +157,7 @@ def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
         closed_at=row["closed_at"],
         version=row["version"],
         comment_count=row["comment_count"],
+        external_id=row.get("external_id") or "",
     )
 
 
@@ -204,7 +205,8 @@ def entry_from_row(row: Row) -> v1.HistoryEntry:
         redacted_version=row["redacted_version"],
         redacted_attachment_id=row["redacted_attachment_id"],
         comment_redacted=row["comment_redacted"],
-        deleted_attachment_id=row["deleted_attachment_id"],
+        imported_from=row.get("imported_from") or "",
+        deleted_attachment_id=row.get("deleted_attachment_id") or 0,
     )
 
 

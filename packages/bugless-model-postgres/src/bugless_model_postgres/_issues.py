@@ -77,7 +77,7 @@ async def record_entry(
     *,
     caused_by: int = 0,
 ) -> None:
-    """Append a history entry and queue its notification (sent on commit)."""
+    """Append a history entry; the transaction's feed row will name it."""
     values = (
         issue_id,
         version,
@@ -87,10 +87,7 @@ async def record_entry(
         changes_to_json(changes),
         caused_by,
     )
-    if ctx.dialect.notify is None:
-        await ctx.conn.execute(q.INSERT_ENTRY, *values)
-    else:
-        await ctx.conn.execute(ctx.dialect.notify, *values, ctx.channel)
+    await ctx.conn.execute(q.INSERT_ENTRY, *values)
     ctx.written.append((issue_id, version))
 
 
