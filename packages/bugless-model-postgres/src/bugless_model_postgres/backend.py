@@ -51,11 +51,13 @@ from bugless_model_postgres._context import (
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
+    Conn,
     caller_role,
     component_from_row,
     entry_from_row,
     hotlist_from_row,
     hotlist_item_from_row,
+    one_row,
     principals_of,
     saved_search_from_row,
 )
@@ -227,13 +229,13 @@ class PostgresBackend(AttachmentCalls, ModelBackend):
         return result, ctx
 
     async def _events(
-        self, conn: asyncpg.Connection, written: list[tuple[int, int]]
+        self, conn: Conn, written: list[tuple[int, int]]
     ) -> list[tuple[v1.Issue, v1.HistoryEntry]]:
         issues = await fetch_issues(conn, _ADMIN, sorted({i for i, _ in written}))
         out = []
         for issue_id, version in written:
             row = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
-            out.append((issues[issue_id], entry_from_row(row)))
+            out.append((issues[issue_id], entry_from_row(one_row(row))))
         return out
 
     def _decode(self, token: str, fingerprint: str) -> list[Any] | None:
@@ -282,7 +284,7 @@ class PostgresBackend(AttachmentCalls, ModelBackend):
         )
         async with translated_errors(), self._pool.acquire() as conn:
             issues = await fetch_issues(conn, request.caller or v1.Caller(), [issue_id])
-            entry = entry_from_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version))
+            entry = entry_from_row(one_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)))
         return v1.ChangeIssueResponse(issue=issues[issue_id], entry=entry)
 
     async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
