@@ -52,6 +52,7 @@ WRITES = {
         "DeleteCustomField",
         # Never made by the web (import identity only), but a write all the same.
         "ImportIssue",
+        "DeleteAttachment",
     },
     "Authenticator": {
         "AuthenticatePassword",
