@@ -6,6 +6,7 @@ import logging
 
 from grpclib.health.check import ServiceCheck
 
+from bugless_core import tracing
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
@@ -32,6 +33,7 @@ async def start_model(
     Health for ``bugless.v1.Model`` follows the database: NOT_SERVING while it
     cannot be reached, SERVING again when it can, without a restart.
     """
+    tracing.configure("model")
     if migrate:
         version = await backend_cls.migrate(settings)
         _log.info("schema at version %d", version, extra={"schema_version": version})
