@@ -11,6 +11,7 @@ import pytest
 from bugless_model_cockroach import CockroachBackend
 from bugless_testing.model_contracts import (
     AccessContract,
+    AttachmentContract,
     BadInputContract,
     BatchChangeContract,
     ChangeContract,
@@ -22,6 +23,7 @@ from bugless_testing.model_contracts import (
     FeedContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -36,6 +38,9 @@ pytestmark = pytest.mark.bugless_backend.with_args(CockroachBackend)
 
 
 class TestAccess(AccessContract): ...
+
+
+class TestAttachment(AttachmentContract): ...
 
 
 class TestBadInput(BadInputContract): ...
@@ -90,6 +95,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
 
 
 class TestFeed(FeedContract): ...

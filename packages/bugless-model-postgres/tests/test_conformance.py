@@ -7,6 +7,7 @@ import pytest
 from bugless_model_postgres import PostgresBackend
 from bugless_testing.model_contracts import (
     AccessContract,
+    AttachmentContract,
     BadInputContract,
     BatchChangeContract,
     ChangeContract,
@@ -18,6 +19,7 @@ from bugless_testing.model_contracts import (
     FeedContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -34,6 +36,9 @@ pytestmark = pytest.mark.bugless_backend.with_args(PostgresBackend)
 
 
 class TestAccess(AccessContract): ...
+
+
+class TestAttachment(AttachmentContract): ...
 
 
 class TestBadInput(BadInputContract): ...
@@ -88,6 +93,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
 
 
 class TestFeed(FeedContract): ...
