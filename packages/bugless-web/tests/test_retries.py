@@ -63,6 +63,8 @@ WRITES = {
         "SetLocalPassword",
         "SetUserDisabled",
         "RevokeSessions",
+        "MatchImportUsers",
+        "MergePlaceholder",
     },
 }
 
