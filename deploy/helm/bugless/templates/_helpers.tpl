@@ -128,6 +128,10 @@ seccompProfile:
   value: {{ .Values.logLevel | quote }}
 - name: BUGLESS_LOG_JSON
   value: {{ .Values.logJson | quote }}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "bugless.databaseUrlEnv" -}}

@@ -20,6 +20,7 @@ from bugless_api._catalog import (
 from bugless_api._gateway import Gateway
 from bugless_api._issues import IssuesService
 from bugless_api.settings import ApiSettings
+from bugless_core import tracing
 from bugless_core.grpc import GrpcServiceRunner, IServable
 from bugless_proto import v1
 
@@ -77,6 +78,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     rotation. ``runner_options`` go to :class:`GrpcServiceRunner` (tests pass
     their own metrics registry).
     """
+    tracing.configure("api")
     model_channel = settings.model.channel()
     auth_channel = settings.auth.channel()
     gateway = Gateway(settings, v1.ModelStub(model_channel), v1.AuthenticatorStub(auth_channel))
