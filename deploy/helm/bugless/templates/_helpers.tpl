@@ -145,6 +145,10 @@ seccompProfile:
       name: {{ .Values.database.urlSecret.name }}
       key: {{ .Values.database.urlSecret.key }}
 {{- end }}
+{{- end -}}
+
+{{/* The Model's schema (the Authenticator keeps its own, BUGLESS_AUTH_SCHEMA). */}}
+{{- define "bugless.modelSchemaEnv" -}}
 - name: BUGLESS_DATABASE_SCHEMA
   value: {{ .Values.database.schema | quote }}
 {{- end -}}
