@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import asyncpg.pool
 from grpclib.client import Channel
 
 import bugless_model_postgres.plugin
@@ -298,7 +299,7 @@ async def _prepare_pages(backend: PostgresBackend, pool: asyncpg.Pool, q: BenchQ
         raise RuntimeError(msg)
 
 
-async def explain(conn: asyncpg.Connection, q: BenchQuery) -> str:
+async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the backend's page and count statements."""
     position = None
     if q.position is not None:

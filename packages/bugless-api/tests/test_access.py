@@ -95,19 +95,9 @@ async def test_saved_searches_are_checked_and_kept(connect_as: ConnectAs) -> Non
     robot = connect_as("robot")
 
     with pytest.raises(InvalidArgument, match="query: at column"):
-        await robot._call(
-            robot.saved_searches.create_saved_search,
-            v1.CreateSavedSearchRequest(name="bad", query="status:"),
-            idempotent=False,
-        )
-    saved = await robot._call(
-        robot.saved_searches.create_saved_search,
-        v1.CreateSavedSearchRequest(
-            name=f"mine-{secrets.token_hex(3)}",
-            query="assignee:me is:open",
-            readers=[v1.Principal(user="boss")],
-        ),
-        idempotent=False,
+        await robot.create_saved_search("bad", "status:")
+    saved = await robot.create_saved_search(
+        f"mine-{secrets.token_hex(3)}", "assignee:me is:open", readers=[v1.Principal(user="boss")]
     )
     assert saved.owner == "robot"
     assert saved.readers[0].user == "boss"

@@ -1,8 +1,4 @@
-"""BatchChangeIssues through the API: one delta, many issues, all or nothing.
-
-The client has no helper for this call yet, so the tests use the raw stub
-through the client's error mapping (``BuglessClient._call``).
-"""
+"""BatchChangeIssues through the API: one delta, many issues, all or nothing."""
 
 from __future__ import annotations
 
@@ -39,16 +35,12 @@ async def _batch(
 ) -> v1.BatchChangeIssuesResponse:
     """Apply ``delta`` to ``issues`` at their versions (or the ``versions`` given)."""
     expected = versions or [issue.version for issue in issues]
-    request = v1.BatchChangeIssuesRequest(
-        issues=[
-            v1.IssueVersion(issue_id=issue.id, expected_version=version)
-            for issue, version in zip(issues, expected, strict=True)
-        ],
-        delta=delta,
+    return await client.batch_change_issues(
+        [(issue.id, version) for issue, version in zip(issues, expected, strict=True)],
+        delta,
         comment=comment,
         atomic=atomic,
     )
-    return await client._call(client.issues.batch_change_issues, request, idempotent=False)
 
 
 async def _issues(client: BuglessClient, count: int) -> list[v1.Issue]:

@@ -128,7 +128,8 @@ def test_a_script_drives_issues_end_to_end(served_api: dict[str, str]) -> None:
     )
 
     commented = _json(env, "issue", "comment", str(issue_id), "done")
-    assert commented["comment_count"] == 1
+    assert commented["issue"]["comment_count"] == 1
+    assert (commented["comment"]["comment"], commented["comment"]["author"]) == ("done", "cli-bot")
 
     listed = _json(env, "issue", "list", f"c:{component['id']} is:closed")
     assert [i["id"] for i in listed["issues"]] == [issue_id]
@@ -167,7 +168,7 @@ def test_exit_codes_tell_scripts_what_went_wrong(served_api: dict[str, str]) -> 
     assert "is at version 2, not 1" in stale.stderr
 
     bad_query = _bugless(env, "issue", "list", "status:", check=False)
-    assert bad_query.returncode == 1
+    assert bad_query.returncode == 2
     assert "^" in bad_query.stderr
 
     bad_priority = _bugless(

@@ -1,8 +1,4 @@
-"""UpdateComponent through the API: ACLs and templates by username, admins only.
-
-The client has no helper for this call yet; the tests use the raw stub through
-the client's error mapping (``BuglessClient._call``).
-"""
+"""UpdateComponent through the API: ACLs and templates by username, admins only."""
 
 from __future__ import annotations
 
@@ -22,7 +18,6 @@ from bugless_core.errors import (
     PermissionDenied,
 )
 from bugless_proto import v1
-from bugless_proto.google.protobuf import FieldMask
 
 
 def _user(username: str, role: v1.Role) -> v1.AclEntry:
@@ -48,12 +43,7 @@ def _acl(component: v1.Component) -> list[tuple[str, v1.Role]]:
 async def _update(
     client: BuglessClient, component: v1.Component, *paths: str, expected_version: int = 0
 ) -> v1.Component:
-    request = v1.UpdateComponentRequest(
-        component=component,
-        update_mask=FieldMask(paths=list(paths)),
-        expected_version=expected_version,
-    )
-    return await client._call(client.components.update_component, request, idempotent=False)
+    return await client.update_component(component, paths, expected_version=expected_version)
 
 
 async def test_an_admin_changes_acl_and_template_by_username(connect_as: ConnectAs) -> None:

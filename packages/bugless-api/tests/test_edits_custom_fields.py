@@ -1,8 +1,4 @@
-"""Edits, redaction and custom fields through the API (issue 18).
-
-The client has no helpers for these calls yet; the tests use the raw stubs
-through the client's error mapping (``BuglessClient._call``), as bots would.
-"""
+"""Edits, redaction and custom fields through the API (issue 18)."""
 
 from __future__ import annotations
 
@@ -29,31 +25,23 @@ async def test_the_author_edits_and_an_admin_redacts(connect_as: ConnectAs) -> N
     commented = await owner.comment(issue.id, "typo hre")
     assert commented.entry is not None
     assert commented.issue is not None
-    request = v1.EditCommentRequest(
-        issue_id=issue.id,
-        expected_version=commented.issue.version,
-        entry_version=commented.entry.version,
-        comment="typo here",
-    )
+    version, entry_version = commented.issue.version, commented.entry.version
     with pytest.raises(PermissionDenied):
-        await other._call(other.issues.edit_comment, request, idempotent=False)
-    edited = await owner._call(owner.issues.edit_comment, request, idempotent=False)
+        await other.edit_comment(issue.id, entry_version, "typo here", expected_version=version)
+    edited = await owner.edit_comment(
+        issue.id, entry_version, "typo here", expected_version=version
+    )
     assert edited.entry is not None
     assert edited.issue is not None
     assert (edited.entry.author, edited.entry.edits_version) == (
         "robot",
-        request.entry_version,
+        entry_version,
     )
 
-    redaction = v1.RedactRequest(
-        issue_id=issue.id,
-        expected_version=edited.issue.version,
-        target=v1.RedactionTarget.COMMENT,
-        entry_version=commented.entry.version,
-    )
+    version = edited.issue.version
     with pytest.raises(PermissionDenied):
-        await other._call(other.issues.redact, redaction, idempotent=False)
-    redacted = await owner._call(owner.issues.redact, redaction, idempotent=False)
+        await other.redact(issue.id, entry_version=entry_version, expected_version=version)
+    redacted = await owner.redact(issue.id, entry_version=entry_version, expected_version=version)
     assert redacted.entry is not None
     assert redacted.entry.author == "robot"
     assert redacted.entry.redacted_version == commented.entry.version
@@ -69,33 +57,16 @@ async def test_custom_fields_are_defined_set_and_searched(connect_as: ConnectAs)
         acl=[v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)],
     )
     name = f"Found In {secrets.token_hex(2)}"
-    field = await admin._call(
-        admin.components.create_custom_field,
-        v1.CreateCustomFieldRequest(
-            component_id=component.id,
-            name=name,
-            type=v1.CustomFieldType.ENUM,
-            options=["4.1", "4.2"],
-        ),
-        idempotent=False,
+    field = await admin.create_custom_field(
+        component.id, name, v1.CustomFieldType.ENUM, options=["4.1", "4.2"]
     )
-    listed = await admin._call(
-        admin.components.list_custom_fields,
-        v1.ListCustomFieldsRequest(component_id=component.id),
-        idempotent=True,
-    )
-    assert [f.id for f in listed.custom_fields] == [field.id]
+    listed = await admin.list_custom_fields(component.id)
+    assert [f.id for f in listed] == [field.id]
     issue = await admin.create_issue("found in 4.2", component.id)
-    changed = await admin._call(
-        admin.issues.change_issue,
-        v1.ChangeIssueRequest(
-            issue_id=issue.id,
-            expected_version=issue.version,
-            delta=v1.IssueDelta(
-                custom_fields_set=[v1.CustomFieldValue(field_id=field.id, values=["4.2"])]
-            ),
-        ),
-        idempotent=False,
+    changed = await admin.change_issue(
+        issue.id,
+        issue.version,
+        v1.IssueDelta(custom_fields_set=[v1.CustomFieldValue(field_id=field.id, values=["4.2"])]),
     )
     assert changed.issue is not None
     assert [(v.name, list(v.values)) for v in changed.issue.custom_fields] == [(name, ["4.2"])]

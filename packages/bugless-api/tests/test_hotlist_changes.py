@@ -1,8 +1,4 @@
-"""Hotlist updates, deletes and items through the API: usernames, roles, preconditions.
-
-UpdateHotlist and SetHotlistItemNote have no client helper yet; those use the
-raw stub through the client's error mapping (``BuglessClient._call``).
-"""
+"""Hotlist updates, deletes and items through the API: usernames, roles, preconditions."""
 
 from __future__ import annotations
 
@@ -14,21 +10,16 @@ from api_support import ConnectAs, signed_in
 from bugless_api.client import BuglessClient
 from bugless_core.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from bugless_proto import v1
-from bugless_proto.google.protobuf import FieldMask
 
 
 async def _update(
     client: BuglessClient, hotlist: v1.Hotlist, *paths: str, expected_version: int = 0
 ) -> v1.Hotlist:
-    request = v1.UpdateHotlistRequest(
-        hotlist=hotlist, update_mask=FieldMask(paths=list(paths)), expected_version=expected_version
-    )
-    return await client._call(client.hotlists.update_hotlist, request, idempotent=False)
+    return await client.update_hotlist(hotlist, paths, expected_version=expected_version)
 
 
 async def _note(client: BuglessClient, hotlist_id: int, issue_id: int, note: str) -> v1.HotlistItem:
-    request = v1.SetHotlistItemNoteRequest(hotlist_id=hotlist_id, issue_id=issue_id, note=note)
-    return await client._call(client.hotlists.set_hotlist_item_note, request, idempotent=True)
+    return await client.set_hotlist_item_note(hotlist_id, issue_id, note)
 
 
 async def _issues(client: BuglessClient, count: int) -> list[v1.Issue]:

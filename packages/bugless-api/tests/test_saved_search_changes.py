@@ -1,8 +1,4 @@
-"""Saved searches through the API: readers by username, the owner alone changes them.
-
-The client has no saved-search helpers yet; the tests use the raw stub through
-the client's error mapping (``BuglessClient._call``).
-"""
+"""Saved searches through the API: readers by username, the owner alone changes them."""
 
 from __future__ import annotations
 
@@ -14,49 +10,30 @@ from api_support import ConnectAs, signed_in
 from bugless_api.client import BuglessClient
 from bugless_core.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from bugless_proto import v1
-from bugless_proto.google.protobuf import FieldMask
 
 
 async def _save(
     client: BuglessClient, query: str = "is:open", *, readers: list[v1.Principal] | None = None
 ) -> v1.SavedSearch:
-    request = v1.CreateSavedSearchRequest(
-        name=f"search-{secrets.token_hex(4)}", query=query, readers=readers or []
+    return await client.create_saved_search(
+        f"search-{secrets.token_hex(4)}", query, readers=readers or []
     )
-    return await client._call(client.saved_searches.create_saved_search, request, idempotent=False)
 
 
 async def _update(
     client: BuglessClient, search: v1.SavedSearch, *paths: str, expected_version: int = 0
 ) -> v1.SavedSearch:
-    request = v1.UpdateSavedSearchRequest(
-        saved_search=search,
-        update_mask=FieldMask(paths=list(paths)),
-        expected_version=expected_version,
-    )
-    return await client._call(client.saved_searches.update_saved_search, request, idempotent=False)
+    return await client.update_saved_search(search, paths, expected_version=expected_version)
 
 
 async def _delete(client: BuglessClient, saved_search_id: int) -> None:
-    request = v1.DeleteSavedSearchRequest(saved_search_id=saved_search_id)
-    await client._call(client.saved_searches.delete_saved_search, request, idempotent=False)
+    await client.delete_saved_search(saved_search_id)
 
 
 async def _listed(client: BuglessClient, *, owned_only: bool = False) -> dict[int, v1.SavedSearch]:
     """Every saved search the caller sees, by id (all pages)."""
-    found: dict[int, v1.SavedSearch] = {}
-    token = ""
-    while True:
-        request = v1.ListSavedSearchesRequest(
-            owned_only=owned_only, page=v1.PageRequest(page_size=500, page_token=token)
-        )
-        page = await client._call(
-            client.saved_searches.list_saved_searches, request, idempotent=True
-        )
-        found.update({search.id: search for search in page.saved_searches})
-        token = page.next_page_token
-        if not token:
-            return found
+    searches = await client.all_saved_searches(owned_only=owned_only)
+    return {search.id: search for search in searches}
 
 
 def _readers(search: v1.SavedSearch) -> set[str]:

@@ -1,7 +1,7 @@
 """The shared Model contracts, run against the cockroach backend: one class per contract.
 
-``WatchContract`` is deselected at collection (the backend does not declare
-``watch``) and listed in the run's summary.
+``FeedContract`` and ``WatchContract`` run too: the change feed is a table
+read by polling here (no LISTEN/NOTIFY on CockroachDB).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from bugless_testing.model_contracts import (
     CustomFieldContract,
     CustomFieldSearchContract,
     EditContract,
+    FeedContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -89,3 +91,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
+
+
+class TestFeed(FeedContract): ...

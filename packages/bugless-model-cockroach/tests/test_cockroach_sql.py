@@ -58,6 +58,18 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
         'ALTER TABLE "tracker".blob_chunks SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         'ALTER TABLE "tracker".bugless_leases SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         'ALTER TABLE "tracker".schema_migrations SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
+        *(
+            f'ALTER TABLE "tracker".{table} SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION'
+            for table in (
+                "change_feed",
+                "change_feed_state",
+                "issue_stars",
+                "component_subscriptions",
+                "saved_search_subscriptions",
+                "notification_settings",
+                "issue_mutes",
+            )
+        ),
     ]
 
 

@@ -15,8 +15,10 @@ from bugless_testing.model_contracts import (
     CustomFieldContract,
     CustomFieldSearchContract,
     EditContract,
+    FeedContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -87,3 +89,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
+
+
+class TestFeed(FeedContract): ...

@@ -14,7 +14,8 @@ follow the CockroachDB SQL reference pages "SET PRIMARY REGION", "ADD REGION",
   definitions): ``GLOBAL``, read on every search and every visibility check
   from every region, rarely written.
 * Everything else (hotlist items, saved searches, attachment content, leases,
-  the migration ledger): ``REGIONAL BY TABLE IN PRIMARY REGION``.
+  the migration ledger, the change feed, stars, subscriptions, notification
+  settings): ``REGIONAL BY TABLE IN PRIMARY REGION``.
 
 The survival goal stays ``ZONE`` (the default): a write commits with a quorum
 inside its home region. ``SURVIVE REGION FAILURE`` needs three regions and
@@ -40,6 +41,15 @@ IN_PRIMARY_REGION = (
     "blob_chunks",
     "bugless_leases",
     "schema_migrations",
+    # The change feed is one commit-ordered sequence for the whole
+    # deployment: its head row is written by every write, wherever it runs.
+    "change_feed",
+    "change_feed_state",
+    "issue_stars",
+    "component_subscriptions",
+    "saved_search_subscriptions",
+    "notification_settings",
+    "issue_mutes",
 )
 
 

@@ -22,6 +22,7 @@ import asyncpg
 
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import IssueIdSource, WriteContext
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_proto import v1
@@ -171,6 +172,28 @@ async def open_pool(settings: ModelSettings, schema_sql: str) -> asyncpg.Pool:
     return pool
 
 
+async def append_to_feed(ctx: WriteContext) -> None:
+    """Append the transaction's change-feed row, if it changed anything reported.
+
+    Must be the transaction's last statement: from it to the commit the
+    transaction holds the feed's ``head`` row, and every other writer waits
+    there (see migration 0005), so the window is kept to one round trip.
+    """
+    if not ctx.written and not ctx.components_changed:
+        return
+    values = (
+        ctx.now,
+        ctx.caller.user_id,
+        [i for i, _ in ctx.written],
+        [v for _, v in ctx.written],
+        ctx.components_changed,
+    )
+    if ctx.dialect.notify is None:
+        ctx.feed_position = await ctx.conn.fetchval(q.FEED_APPEND, *values)
+    else:
+        ctx.feed_position = await ctx.conn.fetchval(ctx.dialect.notify, *values, ctx.channel)
+
+
 async def run_write(
     pool: asyncpg.Pool,
     caller: v1.Caller,
@@ -194,6 +217,7 @@ async def run_write(
                 conn, caller, datetime.now(UTC), channel, dialect, new_issue_id=new_issue_id
             )
             result = await work(ctx)
+            await append_to_feed(ctx)
         return result, ctx
 
     return await retrying(policy, attempt)

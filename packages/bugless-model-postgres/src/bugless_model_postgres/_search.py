@@ -263,6 +263,10 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         parser = "phraseto_tsquery" if term.phrase else "plainto_tsquery"
         parts = [f"{_TSV[f]} @@ {parser}('english', {params.add(v, 'text')})" for v in values]
         return "(" + " OR ".join(parts) + ")"
+    if f is F.EXTERNAL_ID:
+        if op in (Op.ANY, Op.NONE):
+            return "i.external_id <> ''" if op is Op.ANY else "i.external_id = ''"
+        return f"i.external_id = ANY ({params.add(list(values), 'text[]')})"
     if f is F.STATUS or f is F.TYPE:
         column = "i.status" if f is F.STATUS else "i.type"
         if op in (Op.ANY, Op.NONE):

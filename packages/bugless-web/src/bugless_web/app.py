@@ -12,12 +12,14 @@ import hmac
 import logging
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
 from bugless_core.errors import BuglessError, ResourceExhausted, Unavailable
+from bugless_web.builds import BUILD_FIELD, BUILD_HEADER, RELOAD_HEADER, StaleBuild, compatible
 from bugless_web.frontend import (
     CsrfRejected,
     Frontend,
@@ -29,6 +31,7 @@ from bugless_web.frontend import (
 from bugless_web.middleware import drain_middleware, security_headers_middleware, session_middleware
 from bugless_web.routes import (
     auth,
+    comment_edits,
     component_admin,
     components,
     export,
@@ -82,6 +85,65 @@ async def check_csrf(request: Request[Any, Any, Any]) -> None:
         raise CsrfRejected(msg)
 
 
+async def check_build(request: Request[Any, Any, Any]) -> None:
+    """Refuse, changing nothing, a request from a page of an incompatible build.
+
+    Script requests name their page's build in a header, event streams in a
+    query parameter, forms in a hidden field (see :mod:`bugless_web.builds`).
+    """
+    ours = frontend_of(request).assets.build_id
+    theirs = request.headers.get(BUILD_HEADER) or request.query_params.get(BUILD_FIELD)
+    fields: list[tuple[str, str]] = []
+    if not theirs and request.method not in _SAFE_METHODS:
+        content_type = request.headers.get("content-type", "")
+        # Multipart bodies (uploads) are streamed by their routes and carry the
+        # header from script; only plain forms are read here.
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            form = await request.form()
+            theirs = str(form.get(BUILD_FIELD, "")) or None
+            fields = [
+                (name, value)
+                for name, value in form.multi_items()
+                if isinstance(value, str) and value.strip() and not name.startswith("_")
+            ]
+    if not compatible(theirs, ours):
+        raise StaleBuild(str(theirs), ours, fields)
+
+
+async def before_request(request: Request[Any, Any, Any]) -> None:
+    """CSRF first (a forged request learns nothing), then the page's build."""
+    await check_csrf(request)
+    await check_build(request)
+
+
+def _stale_build_response(request: Request[Any, Any, Any], exc: StaleBuild) -> Response[Any]:
+    """Ask the page to reload: by header (script), by event (stream), or by a page (form)."""
+    headers = {RELOAD_HEADER: "1", "x-bugless-build": exc.ours}
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return Response(
+            f"event: reload\ndata: {exc.ours}\n\n",
+            media_type="text/event-stream",
+            headers=headers,
+        )
+    if request.headers.get(BUILD_HEADER):
+        return Response(
+            "bugless was updated while this page was open; reload it (nothing was changed)\n",
+            media_type="text/plain",
+            status_code=409,
+            headers=headers,
+        )
+    referer = urlsplit(request.headers.get("referer", ""))
+    back = (referer.path or "/") + (f"?{referer.query}" if referer.query else "")
+    page = render(
+        request,
+        "stale.html",
+        {"fields": exc.fields, "back": back if back.startswith("/") else "/"},
+        status_code=409,
+    )
+    page.headers.update(headers)
+    return page
+
+
 def _refuse_forged(request: Request[Any, Any, Any]) -> None:
     """Leave the browser's cookie exactly as it is on a refused request.
 
@@ -94,6 +156,8 @@ def _refuse_forged(request: Request[Any, Any, Any]) -> None:
 
 def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The one mapping from an exception to what the browser gets."""
+    if isinstance(exc, StaleBuild):
+        return _stale_build_response(request, exc)
     if isinstance(exc, SignInRequired):
         if request.method in _SAFE_METHODS and "text/event-stream" not in request.headers.get(
             "accept", ""
@@ -183,6 +247,7 @@ def create_app(settings: WebSettings) -> Litestar:
             *export.ROUTES,
             *saved_searches.ROUTES,
             *issues.ROUTES,
+            *comment_edits.ROUTES,
             *new_issue.ROUTES,
             *component_admin.ROUTES,
             *components.ROUTES,
@@ -192,7 +257,7 @@ def create_app(settings: WebSettings) -> Litestar:
             *preview.ROUTES,
             *live.ROUTES,
         ],
-        before_request=check_csrf,
+        before_request=before_request,
         exception_handlers={Exception: error_page},
         on_startup=[open_backends],
         on_shutdown=[close_backends],

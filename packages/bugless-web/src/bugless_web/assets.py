@@ -4,7 +4,10 @@ At start-up every file under ``static/`` is hashed; templates ask for
 ``static_url("app.css")`` and get ``/static/app.3f2a9c1e.css``. A deploy that
 changes a file changes its URL, so ``Cache-Control: immutable`` is safe, and
 replicas of two versions running side by side (during a rollout or while
-steering) each serve the files their pages name.
+steering) each serve the files their pages name. With an asset archive
+(:mod:`bugless_web.builds`), a replica also serves the files of earlier
+releases, so a page of version N-1 keeps its styles and script when an N
+replica answers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from bugless_web.builds import build_id, safe_hashed_name
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: One year: the longest lifetime caches honour.
@@ -39,7 +44,8 @@ class Asset:
 class AssetCatalog:
     """The static files of this version, by plain and by hashed name."""
 
-    def __init__(self, directory: Path = STATIC_DIR) -> None:
+    def __init__(self, directory: Path = STATIC_DIR, *, archive: Path | None = None) -> None:
+        self._archive = archive
         self._by_name: dict[str, Asset] = {}
         self._by_hashed: dict[str, Asset] = {}
         for path in sorted(directory.rglob("*")):
@@ -64,5 +70,28 @@ class AssetCatalog:
         return f"/static/{self._by_name[name].hashed_name}"
 
     def by_hashed_name(self, hashed: str) -> Asset | None:
-        """The asset a hashed URL names, or None (an old or unknown hash)."""
-        return self._by_hashed.get(hashed)
+        """The asset a hashed URL names: this version's, else an archived release's, else None."""
+        asset = self._by_hashed.get(hashed)
+        if asset is not None or self._archive is None or not safe_hashed_name(hashed):
+            return asset
+        path = self._archive / hashed
+        try:
+            content = path.read_bytes()
+        except OSError:
+            return None
+        return Asset(
+            name=hashed,
+            hashed_name=hashed,
+            content=content,
+            media_type=_MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
+        )
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        """This version's files by hashed name (what a release exports to the archive)."""
+        return {hashed: asset.content for hashed, asset in self._by_hashed.items()}
+
+    @property
+    def build_id(self) -> str:
+        """This version's build id (form contract and asset digest)."""
+        return build_id(self._by_hashed)

@@ -6,9 +6,12 @@ is declared once; the command receives the typed object.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from bugless_core.settings import settings_command
+from bugless_web.builds import DEFAULT_KEEP, export_assets
 from bugless_web.settings import WebSettings
 
 ENV_PREFIX = "BUGLESS_WEB_"
@@ -33,3 +36,37 @@ def serve_command(settings: WebSettings) -> None:
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from exc
     serve(settings, listener)
+
+
+@web_group.group("assets")
+def assets_group() -> None:
+    """Static files across releases (safe rollouts of incompatible versions)."""
+
+
+@assets_group.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, writable=True, path_type=Path))
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    default=DEFAULT_KEEP,
+    show_default=True,
+    help="Releases to keep in the archive, this one included.",
+)
+def export_command(directory: Path, keep: int) -> None:
+    """Add this release's hashed static files to an asset archive.
+
+    Run while building an image, on top of the previous image's archive; serve
+    the archive with --asset-archive-dir so that pages of the previous
+    releases keep their styles and script on a new replica.
+    """
+    from bugless_web.assets import AssetCatalog  # noqa: PLC0415
+
+    catalog = AssetCatalog()
+    try:
+        result = export_assets(catalog.build_id, catalog.files, directory, keep=keep)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot export to {directory}: {exc}") from exc
+    click.echo(
+        f"build {catalog.build_id}: {len(result.written)} file(s) written, "
+        f"{len(result.removed)} removed; the archive keeps {', '.join(result.releases)}"
+    )

@@ -72,7 +72,7 @@ class Frontend:
         self.codec = SessionCodec(
             settings.session_keys, max_age_seconds=settings.session_max_age_seconds
         )
-        self.assets = AssetCatalog()
+        self.assets = AssetCatalog(archive=settings.asset_archive_dir)
         self.drain = DrainState()
         self.templates = _template_environment(self.assets, auto_reload=settings.dev)
 
@@ -114,6 +114,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
     )
     env.globals.update(
         static_url=assets.url,
+        build_id=assets.build_id,
         user_chip=display.user_chip,
         username_of=display.username_of,
         status_label=display.status_label,

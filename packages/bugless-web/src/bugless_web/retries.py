@@ -66,6 +66,7 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/ListHotlists",
         "/bugless.v1.Model/ListHotlistItems",
         "/bugless.v1.Model/ListSavedSearches",
+        "/bugless.v1.Model/ReadFeed",
         "/bugless.v1.Authenticator/ListAuthenticators",
         "/bugless.v1.Authenticator/ValidateToken",
         "/bugless.v1.Authenticator/GetUsers",

@@ -46,6 +46,8 @@ class WebSettings:
             dropped; a query, fragment or credentials are refused, and so is
             ``http://`` outside ``dev`` (the cookie is ``Secure``: a browser
             on plain HTTP would never send it back to the callback).
+        asset_archive_dir: An asset archive (:mod:`bugless_web.builds`) whose
+            files are served after this version's own.
         steer_to: While draining, new page loads are redirected (303) here,
             followed by the requested path (another instance or version).
         dev: Development mode: the session cookie drops the ``Secure`` flag so
@@ -110,6 +112,11 @@ class WebSettings:
     )
     steer_to: str = setting(
         "", help="While draining, redirect page loads here (another instance or version)."
+    )
+    asset_archive_dir: Path | None = setting(
+        None,
+        help="Static files of earlier releases (`bugless web assets export`), served too, so "
+        "pages of the previous version keep working during a rollout.",
     )
     dev: bool = setting(
         False,

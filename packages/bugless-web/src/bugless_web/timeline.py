@@ -23,6 +23,85 @@ from bugless_web.searching import component_paths
 
 
 @dataclass
+class Timeline:
+    """How an issue's history reads once edits and redactions are folded in.
+
+    The Model's history is append-only: an edit is a later entry
+    (``edits_version`` names the entry it edits) and a redaction is a record
+    entry. People read the *current* text at the place the comment was
+    written, marked "edited", with the earlier texts one click away; the edit
+    entries themselves read as short lines ("edited the comment of #5").
+
+    Attributes:
+        edits: Edit entries by the version they edit, oldest first.
+        viewer_id: Who is reading (their own comments get an edit form).
+        can_redact: Whether the reader administers the issue's component
+            (the Model decides; this only decides whether the form shows).
+        expected_version: The issue version the page's forms are made against.
+    """
+
+    edits: dict[int, list[v1.HistoryEntry]] = field(default_factory=dict)
+    viewer_id: str = ""
+    can_redact: bool = False
+    expected_version: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        entries: Iterable[v1.HistoryEntry],
+        *,
+        viewer_id: str = "",
+        can_redact: bool = False,
+        expected_version: int = 0,
+    ) -> Timeline:
+        """The fold of ``entries`` (the issue's whole history, oldest first)."""
+        edits: dict[int, list[v1.HistoryEntry]] = {}
+        for entry in entries:
+            if entry.edits_version:
+                edits.setdefault(entry.edits_version, []).append(entry)
+        return cls(
+            edits=edits,
+            viewer_id=viewer_id,
+            can_redact=can_redact,
+            expected_version=expected_version,
+        )
+
+    def current_text(self, entry: v1.HistoryEntry) -> str:
+        """The text the entry's comment has now: its latest edit's, else its own."""
+        versions = self.edits.get(entry.version)
+        return versions[-1].comment if versions else entry.comment
+
+    def earlier(self, entry: v1.HistoryEntry) -> list[v1.HistoryEntry]:
+        """The superseded texts of an edited comment, newest first (original last).
+
+        Each is an entry whose ``comment`` was the text until the next one
+        replaced it; its ``created_at`` says when it was written.
+        """
+        versions = self.edits.get(entry.version, [])
+        return [*reversed(versions[:-1]), entry] if versions else []
+
+    def can_edit(self, entry: v1.HistoryEntry) -> bool:
+        """Whether the reader may edit this entry's comment (its author, text not redacted)."""
+        return (
+            bool(self.viewer_id)
+            and entry.author == self.viewer_id
+            and not entry.edits_version
+            and not entry.comment_redacted
+            and not entry.redaction_target
+            and bool(entry.comment or entry.version == 1)
+        )
+
+    def redactable(self, entry: v1.HistoryEntry) -> bool:
+        """Whether the entry has text a redaction could remove, for a reader who may."""
+        return (
+            self.can_redact
+            and not entry.edits_version
+            and not entry.comment_redacted
+            and bool(self.current_text(entry))
+        )
+
+
+@dataclass
 class Names:
     """What ids on a page are called: people, component paths, hotlist names."""
 

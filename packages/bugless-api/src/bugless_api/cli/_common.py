@@ -16,6 +16,7 @@ Exit codes scripts can rely on: 0 success, 1 an error reported by the server
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import enum
 import functools
@@ -23,7 +24,7 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -218,12 +219,18 @@ def command(fn: Callable[..., Coroutine[Any, Any, object]]) -> Callable[..., Non
 # ---- output ----
 
 
-def to_plain(value: object) -> object:
+def is_id_field(name: str) -> bool:
+    """Whether a JSON field holds ids: ``id``, ``*_id`` or ``*_ids``."""
+    return name == "id" or name.endswith(("_id", "_ids"))
+
+
+def to_plain(value: object, *, as_id: bool = False) -> object:
     """A message (or anything inside one) as JSON-ready Python values.
 
-    Enum values are their short names (``P1``, ``FIXED``), times ISO 8601,
-    int64 ids plain numbers (proto3 JSON would make them strings, which
-    scripts then have to convert back).
+    Enum values are their short names (``P1``, ``FIXED``), times ISO 8601.
+    Ids (fields named ``id``, ``*_id``, ``*_ids``) are strings: Snowflake ids
+    exceed 2**53, so JavaScript and ``jq`` would round them as numbers. Other
+    numbers (versions, counts) stay numbers.
     """
     import betterproto2  # noqa: PLC0415
 
@@ -235,15 +242,17 @@ def to_plain(value: object) -> object:
         )
         return to_plain(raw)
     if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v, as_id=is_id_field(str(k))) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
+        return [to_plain(v, as_id=as_id) for v in value]
     if isinstance(value, enum.Enum):
         return value.name
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
+    if as_id and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return value
 
 
@@ -265,6 +274,14 @@ class Detail:
     data: object
 
 
+@dataclass
+class Text:
+    """Free-form text for people (a history, say), and its data for ``--json``."""
+
+    text: str
+    data: object
+
+
 def _cell(value: object) -> str:
     if isinstance(value, enum.Enum):
         return value.name
@@ -278,7 +295,7 @@ def _cell(value: object) -> str:
 def emit(result: object, *, as_json: bool) -> None:
     """Print a command's result as a table/detail, or as JSON."""
     if as_json:
-        data = result.data if isinstance(result, Table | Detail) else result
+        data = result.data if isinstance(result, Table | Detail | Text) else result
         click.echo(json.dumps(to_plain(data), indent=2, sort_keys=True))
         return
     if isinstance(result, Table):
@@ -297,5 +314,24 @@ def emit(result: object, *, as_json: bool) -> None:
         width = max((len(name) for name, _ in result.lines), default=0)
         for name, value in result.lines:
             click.echo(f"{name.ljust(width)}  {_cell(value)}")
+    elif isinstance(result, Text):
+        if result.text:
+            click.echo(result.text)
     elif result is not None:
         click.echo(_cell(result))
+
+
+@contextlib.contextmanager
+def query_mistakes() -> Iterator[None]:
+    """Report a query the server cannot parse as bad usage (exit 2), like a bad flag.
+
+    The server finds the mistake (the search language lives there), but it
+    is the command line's: scripts tell it from a failure of the service by
+    the exit code.
+    """
+    from bugless_core.errors import InvalidArgument as Invalid  # noqa: PLC0415
+
+    try:
+        yield
+    except Invalid as exc:
+        raise Invalid(exc.message, metadata={**exc.metadata, "origin": "client"}) from None

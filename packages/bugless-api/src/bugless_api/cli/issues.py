@@ -1,100 +1,129 @@
-"""``bugless issue list|show|create|update|comment``."""
+"""``bugless issue list|show|history|create|comment|watch``."""
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from bugless_api.cli._common import ID, Detail, Table, client_options, command, id_or_path
+from bugless_api.cli._common import (
+    ID,
+    Detail,
+    Table,
+    Text,
+    client_options,
+    command,
+    id_or_path,
+    query_mistakes,
+    run_with_client,
+    to_plain,
+)
+from bugless_api.cli._render import (
+    ISSUE_HEADERS,
+    component_paths,
+    entry_text,
+    issue_detail,
+    issue_row,
+)
+from bugless_api.cli.groups import issue_group
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
     from bugless_proto import v1
 
-
-def _issue_row(issue: v1.Issue) -> list[object]:
-    return [
-        issue.id,
-        issue.priority,
-        issue.status,
-        issue.assignee or "-",
-        issue.component_id,
-        issue.title,
-    ]
+#: Issues fetched per search call while paging through a list.
+PAGE_SIZE = 200
 
 
-def _issue_detail(issue: v1.Issue) -> Detail:
-    created = issue.created_at.isoformat() if issue.created_at else ""
-    modified = issue.modified_at.isoformat() if issue.modified_at else ""
-    return Detail(
-        lines=[
-            ("id", issue.id),
-            ("title", issue.title),
-            ("status", issue.status),
-            ("priority", issue.priority),
-            ("severity", issue.severity),
-            ("type", issue.type),
-            ("component", issue.component_id),
-            ("reporter", issue.reporter),
-            ("assignee", issue.assignee or "-"),
-            ("verifier", issue.verifier or "-"),
-            ("cc", issue.cc),
-            ("hotlists", issue.hotlist_ids),
-            ("blocking", issue.blocking_ids),
-            ("blocked by", issue.blocked_by_ids),
-            ("version", issue.version),
-            ("comments", issue.comment_count),
-            ("created", created),
-            ("modified", modified),
-            ("description", issue.description),
-        ],
-        data=issue,
-    )
+def count_text(total: int, lower_bound: bool) -> str:
+    """``175`` or, when the server stopped counting, ``more than 10000``."""
+    return f"more than {total}" if lower_bound else str(total)
 
 
-@click.group("issue")
-def issue_group() -> None:
-    """Find, show, create and change issues through the bugless API."""
+async def search_all(
+    client: BuglessClient, query: str, limit: int | None
+) -> tuple[list[v1.Issue], int, bool]:
+    """The matching issues (every page, or the first ``limit``) and the total count.
+
+    Returns:
+        The issues, the total the server counted, and whether that total is
+        only a lower bound (the server caps counting).
+    """
+    found: list[v1.Issue] = []
+    token = ""
+    total, lower_bound = 0, False
+    with query_mistakes():
+        while True:
+            size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(found))
+            page = await client.search_issues(query, page_size=size, page_token=token)
+            if not token:
+                total, lower_bound = page.total_count, page.total_is_lower_bound
+            found.extend(page.issues)
+            token = page.next_page_token
+            if not token or (limit is not None and len(found) >= limit):
+                return found[:limit], total, lower_bound
 
 
 @issue_group.command("list")
 @click.argument("query", default="")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Show at most this many (default: every matching issue, page by page).",
+)
 @client_options
 @command
-async def list_command(client: BuglessClient, query: str, limit: int) -> Table:
-    """List issues matching QUERY (the search language, e.g. "is:open a:me p<p2")."""
-    found = [issue async for issue in client.iter_issues(query, limit=limit)]
+async def list_command(client: BuglessClient, query: str, limit: int | None) -> Table:
+    """List issues matching QUERY (the search language, e.g. "is:open a:me p<p2").
+
+    A query the server cannot parse exits 2 (usage), with the position of
+    the mistake. With --limit, the footer says how many of how many matched
+    ("50 of 175").
+    """
+    found, total, lower_bound = await search_all(client, query, limit)
+    paths = await component_paths(client)
+    shown = len(found)
+    limited = lower_bound or total > shown
+    footer = f"{shown} of {count_text(total, lower_bound)}" if limited else ""
     return Table(
-        headers=["id", "p", "status", "assignee", "component", "title"],
-        rows=[_issue_row(issue) for issue in found],
-        data={"issues": found},
+        headers=ISSUE_HEADERS,
+        rows=[issue_row(issue, paths) for issue in found],
+        data={
+            "issues": found,
+            "total_count": total,
+            "total_is_lower_bound": lower_bound,
+            "truncated": limited,
+        },
+        footer=footer,
     )
 
 
 @issue_group.command("show")
 @click.argument("issue_id", type=ID)
+@click.option("--comments", is_flag=True, help="Also show every comment, oldest first.")
 @client_options
 @command
-async def show_command(client: BuglessClient, issue_id: int) -> Detail:
-    """Show one issue."""
-    return _issue_detail(await client.get_issue(issue_id))
+async def show_command(client: BuglessClient, issue_id: int, comments: bool) -> Detail:
+    """Show one issue (and, with --comments, its comments)."""
+    issue = await client.get_issue(issue_id)
+    paths = await component_paths(client)
+    if not comments:
+        return issue_detail(issue, paths)
+    entries = [entry async for entry in client.iter_history(issue_id) if entry.comment]
+    return issue_detail(issue, paths, comments=entries)
 
 
-_ENUM_OPTIONS: list[tuple[str, str]] = [
-    ("--status", "new, assigned, accepted, fixed, verified, wont_fix_*, duplicate"),
-    ("--priority", "P0 (most urgent) to P4"),
-    ("--severity", "S0 (most severe) to S4"),
-    ("--type", "bug, feature_request, task, ..."),
-]
-
-
-def _field_options(fn: Any) -> Any:
-    for flag, text in reversed(_ENUM_OPTIONS):
-        fn = click.option(flag, default=None, help=text)(fn)
-    fn = click.option("--assignee", default=None, help="Username ('' for nobody).")(fn)
-    return click.option("--verifier", default=None, help="Username ('' for nobody).")(fn)
+@issue_group.command("history")
+@click.argument("issue_id", type=ID)
+@client_options
+@command
+async def history_command(client: BuglessClient, issue_id: int) -> Text:
+    """Show an issue's history, oldest first: every change and comment, and who made it."""
+    entries = [entry async for entry in client.iter_history(issue_id)]
+    return Text(text="\n".join(entry_text(entry) for entry in entries), data={"entries": entries})
 
 
 @issue_group.command("create")
@@ -102,58 +131,53 @@ def _field_options(fn: Any) -> Any:
 @click.option("--component", "component", required=True, help="Component id or path (A>B).")
 @click.option("--description", default="", help="Markdown body.")
 @click.option("--cc", multiple=True, help="Username to CC (repeatable).")
-@_field_options
-@client_options
-@command
-async def create_command(
-    client: BuglessClient,
-    title: str,
-    component: str,
-    description: str,
-    cc: tuple[str, ...],
-    **fields: Any,
-) -> Detail:
-    """Create an issue (retried safely: one issue even if the network drops)."""
-    ref = id_or_path(component)
-    component_id = ref if isinstance(ref, int) else (await client.get_component(ref)).id
-    issue = await client.create_issue(
-        title,
-        component_id,
-        description=description,
-        cc=cc,
-        status=fields["status"],
-        priority=fields["priority"],
-        severity=fields["severity"],
-        type=fields["type"],
-        assignee=fields["assignee"] or "",
-        verifier=fields["verifier"] or "",
-    )
-    return _issue_detail(issue)
-
-
-@issue_group.command("update")
-@click.argument("issue_id", type=ID)
-@click.option("--title", default=None)
-@click.option("--component", "component_id", type=ID, default=None, help="Move to component id.")
-@_field_options
-@click.option("--cc-add", multiple=True, help="Username to CC (repeatable).")
-@click.option("--cc-remove", multiple=True, help="Username to un-CC (repeatable).")
-@click.option("--hotlist-add", multiple=True, type=ID, help="Hotlist id (repeatable).")
-@click.option("--hotlist-remove", multiple=True, type=ID, help="Hotlist id (repeatable).")
-@click.option("--comment", default="", help="Comment added with the change.")
+@click.option("--status", default=None, help="new, assigned, accepted, ...")
+@click.option("--priority", default=None, help="P0 (most urgent) to P4.")
+@click.option("--severity", default=None, help="S0 (most severe) to S4.")
+@click.option("--type", default=None, help="bug, feature_request, task, ...")
+@click.option("--assignee", default="", help="Username.")
+@click.option("--verifier", default="", help="Username.")
+@click.option("--blocking", "blocking", multiple=True, type=ID, help="Issue id (repeatable).")
+@click.option("--blocked-by", "blocked_by", multiple=True, type=ID, help="Issue id (repeatable).")
+@click.option("--hotlist", "hotlists", multiple=True, type=ID, help="Hotlist id (repeatable).")
 @click.option(
-    "--expected-version",
-    type=ID,
+    "--idempotency-key",
     default=None,
-    help="Fail (exit 4) unless the issue is at this version; default: its current one.",
+    help="Run the command again with the same key to be sure of one issue "
+    "(default: a new key per invocation, used by its own retries).",
 )
 @client_options
 @command
-async def update_command(client: BuglessClient, issue_id: int, **changes: Any) -> Detail:
-    """Change fields of an issue, atomically, as one history entry."""
-    reply = await client.update_issue(issue_id, **changes)
-    assert reply.issue is not None
-    return _issue_detail(reply.issue)
+async def create_command(client: BuglessClient, **options: Any) -> Detail:
+    """Create an issue (its retries never make a second one; see --idempotency-key)."""
+    from bugless_api.client import new_idempotency_key  # noqa: PLC0415
+    from bugless_core.errors import Unavailable  # noqa: PLC0415
+
+    ref = id_or_path(options["component"])
+    component_id = ref if isinstance(ref, int) else (await client.get_component(ref)).id
+    key = options["idempotency_key"] or new_idempotency_key()
+    try:
+        issue = await client.create_issue(
+            options["title"],
+            component_id,
+            description=options["description"],
+            cc=options["cc"],
+            status=options["status"],
+            priority=options["priority"],
+            severity=options["severity"],
+            type=options["type"],
+            assignee=options["assignee"],
+            verifier=options["verifier"],
+            blocking_ids=options["blocking"],
+            blocked_by_ids=options["blocked_by"],
+            hotlist_ids=options["hotlists"],
+            idempotency_key=key,
+        )
+    except Unavailable as exc:
+        # The issue may have been made: the same key finds it instead of a twin.
+        exc.message = f"{exc.message} (to retry without a duplicate: --idempotency-key {key})"
+        raise
+    return issue_detail(issue, await component_paths(client))
 
 
 @issue_group.command("comment")
@@ -165,7 +189,69 @@ async def update_command(client: BuglessClient, issue_id: int, **changes: Any) -
 async def comment_command(
     client: BuglessClient, issue_id: int, text: str, expected_version: int | None
 ) -> Detail:
-    """Add a comment to an issue."""
+    """Add a comment to an issue; prints the comment as recorded (#version, author, time)."""
     reply = await client.comment(issue_id, text, expected_version=expected_version)
+    assert reply.entry is not None
     assert reply.issue is not None
-    return _issue_detail(reply.issue)
+    entry = reply.entry
+    created = entry.created_at.isoformat(timespec="seconds") if entry.created_at else ""
+    return Detail(
+        lines=[
+            ("issue", reply.issue.id),
+            ("comment", f"#{entry.version}"),
+            ("author", entry.author),
+            ("created", created),
+            ("issue version", reply.issue.version),
+            ("text", entry.comment),
+        ],
+        data={"comment": entry, "issue": reply.issue},
+    )
+
+
+@issue_group.command("watch")
+@click.argument("issue_id", type=ID, required=False)
+@click.option("--query", default=None, help="Watch every issue matching this query instead.")
+@click.option(
+    "--count", type=click.IntRange(min=1), default=None, help="Stop after this many changes."
+)
+@client_options
+def watch_command(
+    issue_id: int | None, query: str | None, count: int | None, as_json: bool, **options: Any
+) -> None:
+    """Print each change to ISSUE_ID (or to issues matching --query) as it is committed.
+
+    One line per change (with --json, one JSON object per line), flushed at
+    once, until Ctrl-C or --count changes. "watching" on stderr says the
+    watch is in place: any change made after it is printed.
+    """
+    if (issue_id is None) == (query is None):
+        raise click.UsageError("give an ISSUE_ID or --query (not both)")
+
+    async def work(client: BuglessClient) -> None:
+        seen = 0
+        with query_mistakes():
+            async for event in client.watch(issue_id=issue_id, query=query):
+                if event.subscribed:
+                    click.echo("watching (Ctrl-C to stop)", err=True)
+                    continue
+                _print_event(event, as_json=as_json)
+                seen += 1
+                if count is not None and seen >= count:
+                    return
+
+    try:
+        run_with_client(options, work)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _print_event(event: v1.WatchEvent, *, as_json: bool) -> None:
+    if as_json:
+        data = {"issue": event.issue, "entry": event.entry}
+        click.echo(json.dumps(to_plain(data), sort_keys=True))
+    else:
+        issue = event.issue
+        head = f"{issue.id} {issue.title!r}: " if issue is not None else ""
+        text = entry_text(event.entry) if event.entry is not None else ""
+        click.echo(head + text)
+    sys.stdout.flush()

@@ -38,6 +38,9 @@ class Capability(enum.StrEnum):
     SNOWFLAKE_IDS = "snowflake_ids"
     #: Tables can be homed in regions (``bugless model migrate --regions``).
     MULTI_REGION = "multi_region"
+    #: ReadFeed: every committed change from a resume position, in commit
+    #: order, with no gap when transactions commit out of id order.
+    CHANGE_FEED = "change_feed"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class ModelSettings:
         search_count_cap: A search counts matches up to this many; above it
             ``total_count`` is the cap with ``total_is_lower_bound``. Bounds
             the work of counting a broad query on a large tracker.
+        feed_retention_seconds: How long change-feed rows are kept; a
+            consumer resuming from an older position gets
+            FAILED_PRECONDITION and rebuilds. Longer than any consumer
+            (the notifier) may be down.
     """
 
     database_url: str = setting(
@@ -92,10 +99,18 @@ class ModelSettings:
         env="BUGLESS_SEARCH_COUNT_CAP",
         help="Searches count matches up to this many (above: a lower bound).",
     )
+    feed_retention_seconds: int = setting(
+        14 * 24 * 3600,
+        env="BUGLESS_FEED_RETENTION_SECONDS",
+        help="Keep change-feed entries this long; a consumer resuming from an older "
+        "position must rebuild.",
+    )
 
     def __post_init__(self) -> None:
         if self.search_count_cap < 1:
             raise ValueError("search_count_cap must be at least 1")
+        if self.feed_retention_seconds < 1:
+            raise ValueError("feed_retention_seconds must be at least 1")
         if self.pool_max_size < 1:
             raise ValueError("pool_max_size must be at least 1")
         if self.pool_min_size > self.pool_max_size:
@@ -202,6 +217,15 @@ class ModelBackend(ABC):
         msg = f"the {self.name} backend does not declare the watch capability"
         raise NotImplementedError(msg)
 
+    @abstractmethod
+    async def read_feed(self, request: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
+        """Changes after a position in commit order (capability ``change_feed``).
+
+        Positions are dense and in commit order; a position older than the
+        retention is FailedPrecondition; entries of issues the caller may not
+        view are left out; ``wait_ms`` waits for a commit when none is newer.
+        """
+
     # ---- edits and redaction ----
 
     @abstractmethod
@@ -211,6 +235,19 @@ class ModelBackend(ABC):
     @abstractmethod
     async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Remove a comment, description or attachment content; record who and what."""
+
+    # ---- import ----
+
+    @abstractmethod
+    async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Create or extend an imported issue, idempotently by its external id.
+
+        The servicer has checked the caller's import permission and the
+        request's shape. A new external id creates the issue with entry 1 at
+        ``created_at`` by the reporter, then one entry per history item; a
+        known one appends only the items beyond those imported before, and
+        writes nothing when there are none.
+        """
 
     # ---- custom fields ----
 

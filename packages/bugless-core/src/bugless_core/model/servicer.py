@@ -18,6 +18,8 @@ from grpclib.exceptions import GRPCError
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
+from bugless_core.model import _feed_checks as feed_checks
+from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
 from bugless_core.model import _validation as check
 from bugless_core.model.backend import Capability, ModelBackend
@@ -50,6 +52,7 @@ class ModelServicer(v1.ModelBase):
         "ListHistory": _READERS,
         "SearchIssues": _READERS,
         "Watch": _READERS,
+        "ReadFeed": _READERS,
         "CreateComponent": _FRONTENDS,
         "GetComponent": _READERS,
         "ListComponents": _READERS,
@@ -74,6 +77,8 @@ class ModelServicer(v1.ModelBase):
         "ListCustomFields": _READERS,
         "UpdateCustomField": _FRONTENDS,
         "DeleteCustomField": _FRONTENDS,
+        # The import job (``bugless import``), as --import-identities names it.
+        "ImportIssue": {"@import"},
     }
 
     def __init__(self, backend: ModelBackend) -> None:
@@ -162,6 +167,18 @@ class ModelServicer(v1.ModelBase):
             async for event in self.backend.watch(message):
                 yield event
 
+    @grpc_errors
+    async def read_feed(self, message: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
+        """Committed changes from a resume position (capability "change_feed")."""
+        feed_checks.check_read_feed(message)
+        if Capability.CHANGE_FEED not in self.backend.capabilities:
+            raise GRPCError(
+                Status.UNIMPLEMENTED,
+                f"the {self.backend.name} backend has no change feed; "
+                "check GetServerInfo capabilities before calling ReadFeed",
+            )
+        return await self.backend.read_feed(message)
+
     # ---- edits and redaction ----
 
     @grpc_errors
@@ -203,6 +220,14 @@ class ModelServicer(v1.ModelBase):
         """Delete a custom field."""
         more.check_delete_custom_field(message)
         return await self.backend.delete_custom_field(message)
+
+    # ---- import (issue 21) ----
+
+    @grpc_errors
+    async def import_issue(self, message: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Write an issue from another tracker (admin + import_issues only)."""
+        imports.check_import_issue(message)
+        return await self.backend.import_issue(message)
 
     # ---- components ----
 

@@ -57,6 +57,9 @@ class TextField(StrEnum):
     TEXT = "text"
     TITLE = "title"
     COMMENT = "comment"
+    #: An imported issue's external reference, matched exactly
+    #: (``externalid:"github:org/repo#56"``).
+    EXTERNAL_ID = "externalid"
 
 
 class Operator(StrEnum):
@@ -193,6 +196,7 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "lastcommenter": Field.LAST_COMMENTER,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
+    "externalid": TextField.EXTERNAL_ID,
 }
 
 #: Names that look like fields but are instructions to the parser.

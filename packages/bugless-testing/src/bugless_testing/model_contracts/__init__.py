@@ -21,8 +21,10 @@ from bugless_testing.model_contracts._custom_fields import (
     CustomFieldSearchContract,
 )
 from bugless_testing.model_contracts._edits import EditContract, RedactionContract
+from bugless_testing.model_contracts._feed import FeedContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
+from bugless_testing.model_contracts._imports import ImportContract
 from bugless_testing.model_contracts._issues import IssueContract
 from bugless_testing.model_contracts._saved_searches import SavedSearchContract
 from bugless_testing.model_contracts._search import SearchContract
@@ -41,8 +43,10 @@ __all__ = [
     "CustomFieldContract",
     "CustomFieldSearchContract",
     "EditContract",
+    "FeedContract",
     "HistoryContract",
     "HotlistContract",
+    "ImportContract",
     "IssueContract",
     "RedactionContract",
     "SavedSearchContract",

@@ -32,7 +32,7 @@ from bugless_web.frontend import (
 )
 from bugless_web.issue_form import EDIT_FIELDS, EditForm, delta_is_empty
 from bugless_web.relations import load_relations
-from bugless_web.timeline import load_history, names_for
+from bugless_web.timeline import Timeline, load_history, names_for
 
 
 async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Component]:
@@ -66,7 +66,13 @@ async def _issue_page(
     edited_version: int = 0,
     errors: FieldErrors | None = None,
     status_code: int = 200,
+    comment_edit: tuple[int, str, str] | None = None,
 ) -> Response[str]:
+    """The issue page.
+
+    ``comment_edit`` (entry version, typed text, problem) reopens that
+    entry's edit form with the text kept and the problem shown.
+    """
     backends = frontend_of(request).backends
     issue = await call(
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
@@ -86,12 +92,21 @@ async def _issue_page(
         form = current_form
     elif form.version != issue.version:
         form = form.rebased_on(current_form)  # re-applying targets the version now shown
+    own = next((c for c in components if c.id == issue.component_id), None)
+    timeline = Timeline.of(
+        history,
+        viewer_id=viewer.caller.user_id,
+        can_redact=viewer.is_admin or (own is not None and own.caller_role == v1.Role.ADMIN),
+        expected_version=issue.version,
+    )
     return render(
         request,
         "issue.html",
         {
             "issue": issue,
             "history": history,
+            "timeline": timeline,
+            "comment_edit": comment_edit,
             "related": relations.issues,
             "relations": relations,
             "names": names,
@@ -108,6 +123,25 @@ async def _issue_page(
         },
         status_code=status_code,
         viewer=viewer,
+    )
+
+
+async def issue_page_with_edit(
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    issue_id: int,
+    *,
+    entry_version: int,
+    text: str,
+    problem: str,
+) -> Response[str]:
+    """The issue page after a refused comment edit: its form open, the text kept (409)."""
+    return await _issue_page(
+        request,
+        viewer,
+        issue_id,
+        comment_edit=(entry_version, text, problem),
+        status_code=409,
     )
 
 

@@ -5,6 +5,63 @@
 
   var csrfToken = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
 
+  // ---- the page's build, for rollouts of incompatible versions -----------------
+  // Every request names the build of this page; a replica of an incompatible
+  // build changes nothing and asks for a reload, which happens once per server
+  // build (a reload that lands on an old replica again does not loop).
+  var build = (document.querySelector('meta[name="bugless-build"]') || {}).content || "";
+  var draftKey = "bugless-draft:" + window.location.pathname;
+  function reloadOnce(serverBuild) {
+    var key = "bugless-reloaded-for";
+    try {
+      if (window.sessionStorage.getItem(key) === serverBuild) return;
+      window.sessionStorage.setItem(key, serverBuild);
+      // What the person typed survives the reload: the new page gets it back.
+      var draft = {};
+      document.querySelectorAll("form textarea[name], form input[type=text][name]").forEach(function (field) {
+        if (field.value) draft[field.name] = field.value;
+      });
+      window.sessionStorage.setItem(draftKey, JSON.stringify(draft));
+    } catch (e) { return; }
+    window.location.reload();
+  }
+  try {
+    var saved = window.sessionStorage.getItem(draftKey);
+    if (saved) {
+      window.sessionStorage.removeItem(draftKey);
+      var values = JSON.parse(saved);
+      Object.keys(values).forEach(function (name) {
+        var field = document.querySelector('form [name="' + name.replace(/["\\]/g, "") + '"]');
+        if (field && (field.tagName === "TEXTAREA" || field.type === "text") && !field.value) {
+          field.value = values[name];
+        }
+      });
+    }
+  } catch (e) { /* no storage: nothing to restore */ }
+  if (build && window.fetch) {
+    var plainFetch = window.fetch.bind(window);
+    window.fetch = function (input, init) {
+      init = init || {};
+      var headers = new Headers(init.headers || {});
+      headers.set("X-Bugless-Build", build);
+      init.headers = headers;
+      return plainFetch(input, init).then(function (response) {
+        if (response.status === 409 && response.headers.get("X-Bugless-Reload")) {
+          reloadOnce(response.headers.get("X-Bugless-Build") || "unknown");
+        }
+        return response;
+      });
+    };
+  }
+  if (build) {
+    Array.prototype.forEach.call(document.querySelectorAll('form[method="post"]'), function (form) {
+      if (form.querySelector('input[name="_build"]')) return;
+      var field = document.createElement("input");
+      field.type = "hidden"; field.name = "_build"; field.value = build;
+      form.appendChild(field);
+    });
+  }
+
   // ---- the browser's time zone, for the search language's days ----------------
   // Searches count `today` and `2026-01-31` midnight to midnight in this zone
   // (the server reads it from this cookie; UTC until it is set).
@@ -377,13 +434,27 @@
     });
   }
 
+  // ---- "edited": the mark opens the earlier versions it links to ---------------
+  document.addEventListener("click", function (event) {
+    var mark = event.target.closest ? event.target.closest("a.edited-mark") : null;
+    if (!mark) return;
+    var versions = document.getElementById(mark.getAttribute("href").slice(1));
+    if (versions && versions.tagName === "DETAILS") { versions.open = true; }
+  });
+
   // ---- live updates on the issue page -----------------------------------------
   var issue = document.querySelector(".issue[data-live]");
   if (issue && window.EventSource) {
     var entries = document.getElementById("entries");
     var notice = document.getElementById("live-notice");
     var shownVersion = parseInt(issue.getAttribute("data-version"), 10);
-    var source = new EventSource(issue.getAttribute("data-live"));
+    var live = issue.getAttribute("data-live");
+    var source = new EventSource(live + (live.indexOf("?") === -1 ? "?" : "&") + "_build=" +
+      encodeURIComponent(build));
+    source.addEventListener("reload", function (event) {
+      source.close();
+      reloadOnce(event.data || "unknown");
+    });
     source.addEventListener("entry", function (event) {
       var data = JSON.parse(event.data);
       if (document.getElementById("entry-" + data.version)) return;

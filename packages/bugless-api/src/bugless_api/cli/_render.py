@@ -1,0 +1,115 @@
+"""How issues and history entries look in the client commands' tables and lines."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bugless_api.cli._common import Detail
+
+if TYPE_CHECKING:
+    from bugless_api.client import BuglessClient
+    from bugless_proto import v1
+
+ISSUE_HEADERS = ["id", "p", "status", "assignee", "component", "title"]
+
+
+async def component_paths(client: BuglessClient) -> dict[int, str]:
+    """Path of every component the caller sees (archived too), by id.
+
+    One listing per command: issues name their component by id, people
+    read paths (``Platform>Storage``).
+    """
+    components = await client.list_components(include_archived=True)
+    return {component.id: component.path for component in components}
+
+
+def issue_row(issue: v1.Issue, paths: dict[int, str]) -> list[object]:
+    """One table row of an issue."""
+    return [
+        issue.id,
+        issue.priority,
+        issue.status,
+        issue.assignee or "-",
+        paths.get(issue.component_id, str(issue.component_id)),
+        issue.title,
+    ]
+
+
+def _when(entry_or_issue: v1.HistoryEntry | v1.Issue, field: str) -> str:
+    value = getattr(entry_or_issue, field, None)
+    return value.isoformat(timespec="seconds") if value else ""
+
+
+def issue_detail(
+    issue: v1.Issue, paths: dict[int, str], comments: list[v1.HistoryEntry] | None = None
+) -> Detail:
+    """An issue as ``field: value`` lines (and its comments, when asked for)."""
+    lines: list[tuple[str, object]] = [
+        ("id", issue.id),
+        ("title", issue.title),
+        ("status", issue.status),
+        ("priority", issue.priority),
+        ("severity", issue.severity),
+        ("type", issue.type),
+        ("component", paths.get(issue.component_id, str(issue.component_id))),
+        ("reporter", issue.reporter),
+        ("assignee", issue.assignee or "-"),
+        ("verifier", issue.verifier or "-"),
+        ("cc", issue.cc),
+        ("hotlists", issue.hotlist_ids),
+        ("parent", issue.parent_id or "-"),
+        ("duplicate of", issue.duplicate_of_id or "-"),
+        ("blocking", issue.blocking_ids),
+        ("blocked by", issue.blocked_by_ids),
+    ]
+    lines.extend((f"{value.name}", ",".join(value.values)) for value in issue.custom_fields)
+    lines.extend(
+        [
+            ("version", issue.version),
+            ("comments", issue.comment_count),
+            ("created", _when(issue, "created_at")),
+            ("modified", _when(issue, "modified_at")),
+            ("description", issue.description),
+        ]
+    )
+    if comments is None:
+        return Detail(lines=lines, data=issue)
+    for entry in comments:
+        lines.append((f"#{entry.version}", f"{entry.author}, {_when(entry, 'created_at')}"))
+        lines.append(("", entry.comment))
+    return Detail(lines=lines, data={"issue": issue, "comments": comments})
+
+
+def change_text(change: v1.FieldChange) -> str:
+    """One field change as people read it: ``status: NEW -> FIXED``, ``cc: +bob -carol``."""
+    name = change.field_name or change.field
+    if change.added or change.removed:
+        moves = [f"+{v}" for v in change.added] + [f"-{v}" for v in change.removed]
+        return f"{name}: {' '.join(moves)}"
+    return f"{name}: {change.old_value or '-'} -> {change.new_value or '-'}"
+
+
+def entry_line(entry: v1.HistoryEntry) -> str:
+    """A history entry on one line (its comment follows on the next ones, indented)."""
+    parts = [f"#{entry.version}", _when(entry, "created_at"), entry.author]
+    changes = "; ".join(change_text(change) for change in entry.changes)
+    if changes:
+        parts.append(changes)
+    if entry.edits_version:
+        parts.append(f"(edits the comment of #{entry.edits_version})")
+    if entry.redacted_version:
+        parts.append(f"(redacts #{entry.redacted_version})")
+    if entry.caused_by_issue_id:
+        parts.append(f"(by a change to issue {entry.caused_by_issue_id})")
+    return "  ".join(part for part in parts if part)
+
+
+def entry_text(entry: v1.HistoryEntry) -> str:
+    """The entry line and its comment, indented."""
+    text = entry_line(entry)
+    if entry.comment_redacted:
+        return f"{text}\n    (comment redacted)"
+    if entry.comment:
+        body = "\n".join(f"    {line}" for line in entry.comment.splitlines())
+        return f"{text}\n{body}"
+    return text

@@ -1,0 +1,161 @@
+"""``bugless saved-search ...``: list, run, create, update, delete."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from bugless_api.cli._common import (
+    ID,
+    Detail,
+    Table,
+    Text,
+    client_options,
+    command,
+)
+from bugless_api.cli._render import ISSUE_HEADERS, component_paths, issue_row
+from bugless_api.cli.groups import saved_search_group
+from bugless_api.cli.issues import count_text, search_all
+
+if TYPE_CHECKING:
+    from bugless_api.client import BuglessClient
+    from bugless_proto import v1
+
+_READER_HELP = "user:NAME or group:NAME who may use it (repeatable)."
+
+
+def principal(text: str) -> v1.Principal:
+    """``user:alice`` or ``group:eng`` as a Principal (a bare name is a user)."""
+    from bugless_proto import v1  # noqa: PLC0415
+
+    kind, _, name = text.partition(":")
+    if not name:
+        return v1.Principal(user=text)
+    if kind == "user":
+        return v1.Principal(user=name)
+    if kind == "group":
+        return v1.Principal(group=name)
+    raise click.BadParameter(f"{text!r}: use user:NAME or group:NAME", param_hint="--reader")
+
+
+def _reader_text(reader: v1.Principal) -> str:
+    return f"user:{reader.user}" if reader.user is not None else f"group:{reader.group}"
+
+
+def _detail(search: v1.SavedSearch) -> Detail:
+    return Detail(
+        lines=[
+            ("id", search.id),
+            ("name", search.name),
+            ("query", search.query),
+            ("owner", search.owner),
+            ("readers", [_reader_text(r) for r in search.readers]),
+            ("version", search.version),
+        ],
+        data=search,
+    )
+
+
+@saved_search_group.command("list")
+@click.option("--mine", is_flag=True, help="Only yours (not those shared with you).")
+@client_options
+@command
+async def saved_search_list(client: BuglessClient, mine: bool) -> Table:
+    """List your saved searches and those shared with you."""
+    searches = await client.all_saved_searches(owned_only=mine)
+    return Table(
+        headers=["id", "name", "owner", "query"],
+        rows=[[s.id, s.name, s.owner, s.query] for s in searches],
+        data={"saved_searches": searches},
+    )
+
+
+async def _find(client: BuglessClient, saved_search_id: int) -> v1.SavedSearch:
+    from bugless_core.errors import NotFound  # noqa: PLC0415
+
+    for search in await client.all_saved_searches():
+        if search.id == saved_search_id:
+            return search
+    raise NotFound(f"saved search {saved_search_id} not found")
+
+
+@saved_search_group.command("run")
+@click.argument("saved_search_id", type=ID)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many.")
+@client_options
+@command
+async def saved_search_run(client: BuglessClient, saved_search_id: int, limit: int | None) -> Table:
+    """List the issues a saved search finds now."""
+    search = await _find(client, saved_search_id)
+    found, total, lower_bound = await search_all(client, search.query, limit)
+    paths = await component_paths(client)
+    limited = lower_bound or total > len(found)
+    return Table(
+        headers=ISSUE_HEADERS,
+        rows=[issue_row(issue, paths) for issue in found],
+        data={"saved_search": search, "issues": found, "total_count": total},
+        footer=f"{len(found)} of {count_text(total, lower_bound)}" if limited else "",
+    )
+
+
+@saved_search_group.command("create")
+@click.argument("name")
+@click.argument("query")
+@click.option("--reader", "readers", multiple=True, help=_READER_HELP)
+@client_options
+@command
+async def saved_search_create(
+    client: BuglessClient, name: str, query: str, readers: tuple[str, ...]
+) -> Detail:
+    """Save QUERY under NAME (shared with --reader)."""
+    search = await client.create_saved_search(name, query, readers=[principal(r) for r in readers])
+    return _detail(search)
+
+
+@saved_search_group.command("update")
+@click.argument("saved_search_id", type=ID)
+@click.option("--name", default=None)
+@click.option("--query", default=None)
+@click.option("--reader", "readers", multiple=True, help=f"{_READER_HELP} Replaces them.")
+@click.option("--no-readers", is_flag=True, help="Share it with nobody.")
+@click.option("--expected-version", type=ID, default=None, help="Fail (exit 4) unless at it.")
+@client_options
+@command
+async def saved_search_update(
+    client: BuglessClient,
+    *,
+    saved_search_id: int,
+    name: str | None,
+    query: str | None,
+    readers: tuple[str, ...],
+    no_readers: bool,
+    expected_version: int | None,
+) -> Detail:
+    """Rename a saved search, change its query or who it is shared with."""
+    from bugless_proto import v1  # noqa: PLC0415
+
+    search = v1.SavedSearch(id=saved_search_id)
+    fields: list[str] = []
+    if name is not None:
+        search.name, fields = name, [*fields, "name"]
+    if query is not None:
+        search.query, fields = query, [*fields, "query"]
+    if readers or no_readers:
+        search.readers, fields = [principal(r) for r in readers], [*fields, "readers"]
+    if not fields:
+        raise click.UsageError("nothing to change: give --name, --query or --reader")
+    updated = await client.update_saved_search(
+        search, fields, expected_version=expected_version or 0
+    )
+    return _detail(updated)
+
+
+@saved_search_group.command("delete")
+@click.argument("saved_search_id", type=ID)
+@client_options
+@command
+async def saved_search_delete(client: BuglessClient, saved_search_id: int) -> Text:
+    """Delete one of your saved searches."""
+    await client.delete_saved_search(saved_search_id)
+    return Text(text=f"deleted saved search {saved_search_id}", data={"deleted": saved_search_id})

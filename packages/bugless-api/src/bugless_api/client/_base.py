@@ -1,0 +1,170 @@
+"""The connection, retry policy and argument checks every client call shares."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+from grpclib.client import Channel
+
+from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
+from bugless_core.enums import enum_by_name
+from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable
+from bugless_core.ids import check_id
+from bugless_proto import v1
+
+R = TypeVar("R")
+E = TypeVar("E", bound=enum.Enum)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long the client waits before trying a call again.
+
+    Attributes:
+        attempts: Tries in all (1 = no retries).
+        initial_backoff: Seconds before the first retry of an unavailable call.
+        max_backoff: Upper bound of one wait (also caps a server's retry-after).
+        multiplier: Growth of the wait per attempt; full jitter is applied.
+    """
+
+    attempts: int = 4
+    initial_backoff: float = 0.2
+    max_backoff: float = 10.0
+    multiplier: float = 2.0
+
+    def delay(self, attempt: int, error: Exception) -> float:
+        """Seconds to wait after failed try number ``attempt`` (0-based)."""
+        if isinstance(error, ResourceExhausted) and error.retry_after is not None:
+            return min(self.max_backoff, max(error.retry_after, 0.0))
+        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier**attempt)
+        return random.uniform(0, ceiling)
+
+
+def enum_value(cls: type[E], value: E | str, what: str) -> E:
+    """``cls`` member for an enum or a name such as ``"P1"``, ``"fixed"``, ``"wont-fix-obsolete"``.
+
+    Read by :func:`bugless_core.enums.enum_by_name`; a name it refuses is the
+    caller's mistake, found before anything is sent (the CLI exits with its
+    usage code).
+
+    Raises:
+        InvalidArgument: The name is not a member; the message lists them.
+    """
+    try:
+        return enum_by_name(cls, value, what)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message, metadata={**exc.metadata, "origin": "client"}) from None
+
+
+def client_mistake(message: str) -> InvalidArgument:
+    """An InvalidArgument found before sending: the CLI reports it as bad usage (exit 2)."""
+    return InvalidArgument(message, metadata={"origin": "client"})
+
+
+def checked_ids(values: Iterable[int], field: str) -> list[int]:
+    """``values`` as a list once each is an id (refused before encoding: no wrap)."""
+    found = list(values)
+    for i, value in enumerate(found):
+        check_id(value, f"{field}[{i}]")
+    return found
+
+
+def page(size: int, token: str) -> v1.PageRequest:
+    """The PageRequest of one list call."""
+    return v1.PageRequest(page_size=size, page_token=token)
+
+
+class ClientBase:
+    """The channel and the retrying call under every method of the client.
+
+    Attributes:
+        account: Raw stub of ``bugless.v1.Account`` (any call, no retries).
+        issues: Raw stub of ``bugless.v1.Issues``.
+        components: Raw stub of ``bugless.v1.Components``.
+        hotlists: Raw stub of ``bugless.v1.Hotlists``.
+        saved_searches: Raw stub of ``bugless.v1.SavedSearches``.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        cert: Path | str,
+        key: Path | str,
+        ca: Path | str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Prepare a client of ``address`` (``host:port``); connects on first call.
+
+        Args:
+            address: The API frontend.
+            cert: PEM client certificate (its subject is mapped to your user).
+            key: Its private key.
+            ca: PEM bundle that signed the API server's certificate.
+            timeout: Deadline of each call, in seconds.
+            retry: Retry policy; the default tries up to 4 times.
+        """
+        self.address = ServiceAddress.parse(address, ca=Path(ca), cert=Path(cert), key=Path(key))
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._channel: Channel = self.address.channel()
+        self.account = v1.AccountStub(self._channel)
+        self.issues = v1.IssuesStub(self._channel)
+        self.components = v1.ComponentsStub(self._channel)
+        self.hotlists = v1.HotlistsStub(self._channel)
+        self.saved_searches = v1.SavedSearchesStub(self._channel)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def channel(self) -> Channel:
+        """The grpclib channel (for instrumentation such as event listeners)."""
+        return self._channel
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._channel.close()
+
+    async def _call(
+        self, method: Callable[..., Awaitable[R]], request: object, *, idempotent: bool
+    ) -> R:
+        attempt = 0
+        while True:
+            used = channel_connection(self._channel)
+            try:
+                return await call(method, request, timeout=self.timeout)
+            except (Unavailable, ResourceExhausted) as exc:
+                # A rate-limited call and a call a draining server refused were
+                # never run: retrying them is safe even when not idempotent.
+                draining = isinstance(exc, Unavailable) and exc.refused_while_draining
+                throttled = isinstance(exc, ResourceExhausted) and exc.retry_after is not None
+                retryable = throttled or idempotent or draining
+                if not retryable or attempt + 1 >= self.retry.attempts:
+                    raise
+                if draining:
+                    # That connection leads back to the draining replica: the
+                    # retry goes down a new one, to whichever replica answers.
+                    forget_connection(self._channel, used)
+                await asyncio.sleep(self.retry.delay(attempt, exc))
+                attempt += 1
+
+    async def whoami(self) -> v1.Identity:
+        """Who the client certificate authenticates as."""
+        return await self._call(self.account.who_am_i, v1.WhoAmIRequest(), idempotent=True)

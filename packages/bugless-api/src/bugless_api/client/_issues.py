@@ -1,0 +1,336 @@
+"""Issue calls of the client: search, read, create, change, history, watch."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+from bugless_api.client._base import ClientBase, checked_ids, client_mistake, enum_value, page
+from bugless_core.clients import call_errors
+from bugless_core.deltas import issue_delta
+from bugless_core.ids import check_id
+from bugless_proto import v1
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one create: retries of that create send the same key."""
+    return f"client-{uuid.uuid4()}"
+
+
+class IssueCalls(ClientBase):
+    """``bugless.v1.Issues``."""
+
+    async def search_issues(
+        self,
+        query: str = "",
+        *,
+        structured: v1.StructuredQuery | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> v1.SearchIssuesResponse:
+        """One page of the issues matching ``query`` (the search language)."""
+        request = v1.QuerySearchRequest(
+            query=query, structured=structured, page=page(page_size, page_token)
+        )
+        return await self._call(self.issues.search_issues, request, idempotent=True)
+
+    async def iter_issues(
+        self, query: str = "", *, limit: int | None = None, page_size: int = 100
+    ) -> AsyncIterator[v1.Issue]:
+        """Every issue matching ``query``, page by page (at most ``limit``)."""
+        token = ""
+        yielded = 0
+        while True:
+            found = await self.search_issues(query, page_size=page_size, page_token=token)
+            for issue in found.issues:
+                if limit is not None and yielded >= limit:
+                    return
+                yield issue
+                yielded += 1
+            token = found.next_page_token
+            if not token:
+                return
+
+    async def get_issue(self, issue_id: int) -> v1.Issue:
+        """One issue (NotFound when it does not exist or is not visible)."""
+        check_id(issue_id, "issue_id")
+        return await self._call(
+            self.issues.get_issue, v1.GetIssueRequest(issue_id=issue_id), idempotent=True
+        )
+
+    async def batch_get_issues(self, issue_ids: Sequence[int]) -> v1.BatchGetIssuesResponse:
+        """Several issues at once (at most 500)."""
+        request = v1.BatchGetIssuesRequest(issue_ids=checked_ids(issue_ids, "issue_ids"))
+        return await self._call(self.issues.batch_get_issues, request, idempotent=True)
+
+    async def create_issue(
+        self,
+        title: str,
+        component_id: int,
+        *,
+        description: str = "",
+        status: v1.Status | str | None = None,
+        priority: v1.Priority | str | None = None,
+        severity: v1.Severity | str | None = None,
+        type: v1.IssueType | str | None = None,
+        assignee: str = "",
+        verifier: str = "",
+        cc: Iterable[str] = (),
+        hotlist_ids: Iterable[int] = (),
+        blocking_ids: Iterable[int] = (),
+        blocked_by_ids: Iterable[int] = (),
+        idempotency_key: str | None = None,
+    ) -> v1.Issue:
+        """Create an issue; safe to retry.
+
+        The request carries ``idempotency_key`` (a fresh one when not given):
+        the Model creates one issue per key, so a retried call, or a command
+        run again with the same key, returns the issue made the first time.
+        """
+        check_id(component_id, "component_id")
+        fields = v1.IssueFields(
+            title=title, component_id=component_id, assignee=assignee, verifier=verifier
+        )
+        if status is not None:
+            fields.status = enum_value(v1.Status, status, "status")
+        if priority is not None:
+            fields.priority = enum_value(v1.Priority, priority, "priority")
+        if severity is not None:
+            fields.severity = enum_value(v1.Severity, severity, "severity")
+        if type is not None:
+            fields.type = enum_value(v1.IssueType, type, "type")
+        request = v1.CreateIssueRequest(
+            fields=fields,
+            description=description,
+            cc=list(cc),
+            hotlist_ids=checked_ids(hotlist_ids, "hotlist_ids"),
+            blocking_ids=checked_ids(blocking_ids, "blocking_ids"),
+            blocked_by_ids=checked_ids(blocked_by_ids, "blocked_by_ids"),
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+        return await self._call(self.issues.create_issue, request, idempotent=True)
+
+    async def change_issue(
+        self, issue_id: int, expected_version: int, delta: v1.IssueDelta, *, comment: str = ""
+    ) -> v1.ChangeIssueResponse:
+        """Apply a prepared delta (custom fields, say) at ``expected_version``; not retried."""
+        check_id(issue_id, "issue_id")
+        request = v1.ChangeIssueRequest(
+            issue_id=issue_id, expected_version=expected_version, delta=delta, comment=comment
+        )
+        return await self._call(self.issues.change_issue, request, idempotent=False)
+
+    async def update_issue(
+        self,
+        issue_id: int,
+        *,
+        expected_version: int | None = None,
+        comment: str = "",
+        title: str | None = None,
+        status: v1.Status | str | None = None,
+        priority: v1.Priority | str | None = None,
+        severity: v1.Severity | str | None = None,
+        type: v1.IssueType | str | None = None,
+        component_id: int | None = None,
+        assignee: str | None = None,
+        verifier: str | None = None,
+        parent_id: int | None = None,
+        duplicate_of_id: int | None = None,
+        cc_add: Iterable[str] = (),
+        cc_remove: Iterable[str] = (),
+        hotlist_add: Iterable[int] = (),
+        hotlist_remove: Iterable[int] = (),
+        blocking_add: Iterable[int] = (),
+        blocking_remove: Iterable[int] = (),
+        blocked_by_add: Iterable[int] = (),
+        blocked_by_remove: Iterable[int] = (),
+    ) -> v1.ChangeIssueResponse:
+        """Change fields (those given; ``""`` clears a person) and/or comment, atomically.
+
+        Without ``expected_version`` the issue is fetched first and the change
+        is made against its current version; either way a concurrent change
+        makes this fail with :class:`~bugless_core.errors.IssueVersionConflict`
+        rather than overwrite it. Not retried when unavailable (the change
+        may have been applied). ``parent_id=0``/``duplicate_of_id=0`` clear.
+        """
+        check_id(issue_id, "issue_id")
+        delta = self.delta(
+            title=title,
+            status=status,
+            priority=priority,
+            severity=severity,
+            type=type,
+            component_id=component_id,
+            assignee=assignee,
+            verifier=verifier,
+            parent_id=parent_id,
+            duplicate_of_id=duplicate_of_id,
+            cc_add=cc_add,
+            cc_remove=cc_remove,
+            hotlist_add=hotlist_add,
+            hotlist_remove=hotlist_remove,
+            blocking_add=blocking_add,
+            blocking_remove=blocking_remove,
+            blocked_by_add=blocked_by_add,
+            blocked_by_remove=blocked_by_remove,
+        )
+        if expected_version is None:
+            expected_version = (await self.get_issue(issue_id)).version
+        return await self.change_issue(issue_id, expected_version, delta, comment=comment)
+
+    @staticmethod
+    def delta(
+        *,
+        title: str | None = None,
+        status: v1.Status | str | None = None,
+        priority: v1.Priority | str | None = None,
+        severity: v1.Severity | str | None = None,
+        type: v1.IssueType | str | None = None,
+        component_id: int | None = None,
+        assignee: str | None = None,
+        verifier: str | None = None,
+        parent_id: int | None = None,
+        duplicate_of_id: int | None = None,
+        cc_add: Iterable[str] = (),
+        cc_remove: Iterable[str] = (),
+        hotlist_add: Iterable[int] = (),
+        hotlist_remove: Iterable[int] = (),
+        blocking_add: Iterable[int] = (),
+        blocking_remove: Iterable[int] = (),
+        blocked_by_add: Iterable[int] = (),
+        blocked_by_remove: Iterable[int] = (),
+    ) -> v1.IssueDelta:
+        """The IssueDelta of the given changes, ids checked and enum names read.
+
+        Raises:
+            InvalidArgument: An id out of range or an unknown enum name (before
+                anything is sent).
+        """
+        if component_id is not None:
+            check_id(component_id, "component_id")
+        for value, name in ((parent_id, "parent_id"), (duplicate_of_id, "duplicate_of_id")):
+            if value is not None:
+                check_id(value, name, allow_zero=True)
+        return issue_delta(
+            title=title,
+            status=None if status is None else enum_value(v1.Status, status, "status"),
+            priority=None if priority is None else enum_value(v1.Priority, priority, "priority"),
+            severity=None if severity is None else enum_value(v1.Severity, severity, "severity"),
+            issue_type=None if type is None else enum_value(v1.IssueType, type, "type"),
+            component_id=component_id,
+            assignee=assignee,
+            verifier=verifier,
+            parent_id=parent_id,
+            duplicate_of_id=duplicate_of_id,
+            cc_add=cc_add,
+            cc_remove=cc_remove,
+            hotlist_add=checked_ids(hotlist_add, "hotlist_add"),
+            hotlist_remove=checked_ids(hotlist_remove, "hotlist_remove"),
+            blocking_add=checked_ids(blocking_add, "blocking_add"),
+            blocking_remove=checked_ids(blocking_remove, "blocking_remove"),
+            blocked_by_add=checked_ids(blocked_by_add, "blocked_by_add"),
+            blocked_by_remove=checked_ids(blocked_by_remove, "blocked_by_remove"),
+        )
+
+    async def batch_change_issues(
+        self,
+        issues: Iterable[tuple[int, int]],
+        delta: v1.IssueDelta,
+        *,
+        comment: str = "",
+        atomic: bool = False,
+    ) -> v1.BatchChangeIssuesResponse:
+        """One delta (and comment) applied to several ``(issue_id, expected_version)``.
+
+        ``atomic=True`` changes all or none (the first failure is raised);
+        otherwise each result says what happened to its issue. Not retried.
+        """
+        versions = []
+        for i, (issue_id, version) in enumerate(issues):
+            check_id(issue_id, f"issues[{i}].issue_id")
+            versions.append(v1.IssueVersion(issue_id=issue_id, expected_version=version))
+        request = v1.BatchChangeIssuesRequest(
+            issues=versions, delta=delta, comment=comment, atomic=atomic
+        )
+        return await self._call(self.issues.batch_change_issues, request, idempotent=False)
+
+    async def comment(
+        self, issue_id: int, text: str, *, expected_version: int | None = None
+    ) -> v1.ChangeIssueResponse:
+        """Add a comment (against the current version unless one is given)."""
+        return await self.update_issue(issue_id, comment=text, expected_version=expected_version)
+
+    async def edit_comment(
+        self, issue_id: int, entry_version: int, text: str, *, expected_version: int | None = None
+    ) -> v1.ChangeIssueResponse:
+        """Replace the comment of history entry ``entry_version`` (its author only)."""
+        check_id(issue_id, "issue_id")
+        check_id(entry_version, "entry_version")
+        if expected_version is None:
+            expected_version = (await self.get_issue(issue_id)).version
+        request = v1.EditCommentRequest(
+            issue_id=issue_id,
+            expected_version=expected_version,
+            entry_version=entry_version,
+            comment=text,
+        )
+        return await self._call(self.issues.edit_comment, request, idempotent=False)
+
+    async def redact(
+        self,
+        issue_id: int,
+        *,
+        entry_version: int = 0,
+        attachment_id: int = 0,
+        expected_version: int | None = None,
+    ) -> v1.ChangeIssueResponse:
+        """Remove a comment (``entry_version``) or an attachment's content for good."""
+        check_id(issue_id, "issue_id")
+        if bool(entry_version) == bool(attachment_id):
+            raise client_mistake("redact: give entry_version or attachment_id")
+        target = v1.RedactionTarget.COMMENT if entry_version else v1.RedactionTarget.ATTACHMENT
+        if expected_version is None:
+            expected_version = (await self.get_issue(issue_id)).version
+        request = v1.RedactRequest(
+            issue_id=issue_id,
+            expected_version=expected_version,
+            target=target,
+            entry_version=entry_version,
+            attachment_id=attachment_id,
+        )
+        return await self._call(self.issues.redact, request, idempotent=False)
+
+    async def list_history(
+        self, issue_id: int, *, page_size: int = 0, page_token: str = ""
+    ) -> v1.ListHistoryResponse:
+        """One page of an issue's history, oldest first."""
+        check_id(issue_id, "issue_id")
+        request = v1.ListHistoryRequest(issue_id=issue_id, page=page(page_size, page_token))
+        return await self._call(self.issues.list_history, request, idempotent=True)
+
+    async def iter_history(self, issue_id: int) -> AsyncIterator[v1.HistoryEntry]:
+        """Every entry of an issue's history, oldest first, page by page."""
+        token = ""
+        while True:
+            found = await self.list_history(issue_id, page_size=500, page_token=token)
+            for entry in found.entries:
+                yield entry
+            token = found.next_page_token
+            if not token:
+                return
+
+    async def watch(
+        self, *, issue_id: int | None = None, query: str | None = None
+    ) -> AsyncIterator[v1.WatchEvent]:
+        """Changes as they are committed, for one issue or a query (no deadline).
+
+        The first event has ``subscribed=True`` and no issue or entry: it
+        arrives once the watch is in place, so a change made after it is
+        always delivered. Skip it when only changes matter.
+        """
+        if issue_id is not None:
+            check_id(issue_id, "issue_id")
+        request = v1.QueryWatchRequest(issue_id=issue_id, query=query)
+        with call_errors("the bugless API is unreachable"):
+            async for event in self.issues.watch(request):
+                yield event

@@ -1,0 +1,112 @@
+"""The blocking client, for code without an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from bugless_api.client._client import BuglessClient
+from bugless_core import eventloop
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _blocking(
+    method: Callable[Concatenate[BuglessClient, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SyncBuglessClient, P], R]:
+    @functools.wraps(method)
+    def run(self: SyncBuglessClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._loop.is_closed():
+            # Checked before the coroutine exists: one made for a closed loop
+            # would never be awaited (a RuntimeWarning far from the mistake).
+            raise RuntimeError(f"{method.__name__}: the SyncBuglessClient is closed")
+        return self._loop.run_until_complete(method(self._client, *args, **kwargs))
+
+    return run
+
+
+class SyncBuglessClient:
+    """:class:`BuglessClient` for code without an event loop (scripts, notebooks).
+
+    Each method runs the async one to completion on a private event loop; the
+    signatures and errors are the same. The streaming and paging iterators
+    (``watch``, ``iter_issues``, ``iter_history``) are async only. Use it as a
+    context manager, or call :meth:`close`. Not for use from inside a running
+    event loop.
+    """
+
+    def __init__(
+        self, address: str, cert: Path | str, key: Path | str, ca: Path | str, **options: Any
+    ) -> None:
+        """Same arguments as :class:`BuglessClient`."""
+        self._loop = eventloop.new_event_loop()
+
+        async def make() -> BuglessClient:
+            return BuglessClient(address, cert, key, ca, **options)
+
+        try:
+            self._client = self._loop.run_until_complete(make())
+        except BaseException:
+            # Unreadable certificate files and the like: the caller gets no
+            # object to close, so the private loop must not outlive this call.
+            self._loop.close()
+            raise
+
+    def __enter__(self) -> SyncBuglessClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection and the private loop."""
+        if not self._loop.is_closed():
+            self._client.close()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
+    whoami = _blocking(BuglessClient.whoami)
+    search_issues = _blocking(BuglessClient.search_issues)
+    get_issue = _blocking(BuglessClient.get_issue)
+    batch_get_issues = _blocking(BuglessClient.batch_get_issues)
+    create_issue = _blocking(BuglessClient.create_issue)
+    change_issue = _blocking(BuglessClient.change_issue)
+    update_issue = _blocking(BuglessClient.update_issue)
+    batch_change_issues = _blocking(BuglessClient.batch_change_issues)
+    comment = _blocking(BuglessClient.comment)
+    edit_comment = _blocking(BuglessClient.edit_comment)
+    redact = _blocking(BuglessClient.redact)
+    list_history = _blocking(BuglessClient.list_history)
+    list_components = _blocking(BuglessClient.list_components)
+    get_component = _blocking(BuglessClient.get_component)
+    create_component = _blocking(BuglessClient.create_component)
+    update_component = _blocking(BuglessClient.update_component)
+    create_custom_field = _blocking(BuglessClient.create_custom_field)
+    list_custom_fields = _blocking(BuglessClient.list_custom_fields)
+    update_custom_field = _blocking(BuglessClient.update_custom_field)
+    delete_custom_field = _blocking(BuglessClient.delete_custom_field)
+    list_hotlists = _blocking(BuglessClient.list_hotlists)
+    get_hotlist = _blocking(BuglessClient.get_hotlist)
+    create_hotlist = _blocking(BuglessClient.create_hotlist)
+    update_hotlist = _blocking(BuglessClient.update_hotlist)
+    delete_hotlist = _blocking(BuglessClient.delete_hotlist)
+    add_to_hotlist = _blocking(BuglessClient.add_to_hotlist)
+    remove_from_hotlist = _blocking(BuglessClient.remove_from_hotlist)
+    rank_hotlist_item = _blocking(BuglessClient.rank_hotlist_item)
+    set_hotlist_item_note = _blocking(BuglessClient.set_hotlist_item_note)
+    list_hotlist_items = _blocking(BuglessClient.list_hotlist_items)
+    create_saved_search = _blocking(BuglessClient.create_saved_search)
+    list_saved_searches = _blocking(BuglessClient.list_saved_searches)
+    all_saved_searches = _blocking(BuglessClient.all_saved_searches)
+    update_saved_search = _blocking(BuglessClient.update_saved_search)
+    delete_saved_search = _blocking(BuglessClient.delete_saved_search)

@@ -1,0 +1,64 @@
+"""Comment edits, redaction and custom fields in a real browser (Debian chromium, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from browser_support import (
+    create_issue_ui,
+    iter_console_problems,
+    new_tab,
+    save_screenshot,
+    sign_in,
+)
+from playwright.sync_api import Browser, BrowserContext, expect
+
+from bugless_dev.stack import RunningService
+
+
+def test_edit_own_comment_then_an_admin_redacts_it(
+    web_server: RunningService, browser: Browser, context: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(tab, web_server, "Edit then redact in the browser")
+    page.fill("#comment", "The token is tok3nleakedvalue")
+    page.click('#issue-form button:has-text("Save")')
+    entry = page.locator("article.entry[data-version='2']")
+    expect(entry.locator(".comment")).to_contain_text("tok3nleakedvalue")
+    entry.locator("details.edit-comment > summary").click()
+    entry.locator(".edit-comment-form textarea").fill("The token was rotated")
+    entry.locator('.edit-comment-form button:has-text("Save edit")').click()
+    entry = page.locator("article.entry[data-version='2']")
+    expect(entry.locator(".comment").first).to_have_text("The token was rotated")
+    expect(entry.locator(".edited-mark")).to_have_text("edited")
+    earlier = entry.locator("details.versions")
+    expect(earlier.locator(".earlier-version")).not_to_be_visible()
+    entry.locator(".edited-mark").click()  # one click: the mark opens the earlier versions
+    expect(earlier.locator(".earlier-version")).to_be_visible()
+    expect(earlier.locator(".earlier-version")).to_contain_text("tok3nleakedvalue")
+    expect(page.locator("article.edit-record")).to_contain_text("edited the comment of #2")
+    save_screenshot(page, tmp_path, "40-comment-edited")
+
+    admin_context = browser.new_context(viewport={"width": 1360, "height": 900})
+    try:
+        admin = new_tab(admin_context)
+        sign_in(admin, web_server, "alice")
+        admin.page.goto(f"{web_server.url}/issues/{issue_id}")
+        target = admin.page.locator("article.entry[data-version='2']")
+        target.locator("details.redact > summary").click()
+        target.locator('button:has-text("Redact permanently")').click()
+        target = admin.page.locator("article.entry[data-version='2']")
+        expect(target.locator(".redacted-marker")).to_have_text("Comment redacted.")
+        expect(target.locator("details.versions")).to_have_count(0)
+        expect(admin.page.locator("article.redaction-record")).to_contain_text(
+            "redacted the comment of #2"
+        )
+        expect(admin.page.locator("body")).not_to_contain_text("tok3nleakedvalue")
+        save_screenshot(admin.page, tmp_path, "41-comment-redacted")
+        assert list(iter_console_problems(admin.console)) == []
+        assert admin.dialogs == []
+    finally:
+        admin_context.close()
+    assert list(iter_console_problems(tab.console)) == []
