@@ -72,7 +72,7 @@ def test_every_rpc_of_every_service_has_an_access_row() -> None:
 def test_the_model_and_the_authenticator_rows_say_who_calls_them() -> None:
     model, auth = ModelServicer.ACCESS, AuthenticatorServicer.ACCESS
     callers = set().union(*model.values())
-    assert callers <= {"web", "api", "notify", "@admin"}
+    assert callers <= {"web", "api", "notify", "@admin", "@import"}
     assert all(
         "notify" not in row
         for name, row in model.items()
