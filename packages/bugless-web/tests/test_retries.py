@@ -52,6 +52,7 @@ WRITES = {
         "DeleteCustomField",
         # Never made by the web (import identity only), but a write all the same.
         "ImportIssue",
+        "DeleteAttachment",
     },
     "Authenticator": {
         "AuthenticatePassword",
@@ -62,6 +63,8 @@ WRITES = {
         "SetLocalPassword",
         "SetUserDisabled",
         "RevokeSessions",
+        "MatchImportUsers",
+        "MergePlaceholder",
     },
 }
 

@@ -20,6 +20,7 @@ from bugless_api._catalog import (
 from bugless_api._gateway import Gateway
 from bugless_api._issues import IssuesService
 from bugless_api.settings import ApiSettings
+from bugless_core import tracing
 from bugless_core.clients import warn_if_insecure
 from bugless_core.grpc import GrpcServiceRunner, IServable
 from bugless_proto import v1
@@ -87,6 +88,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     rotation. ``runner_options`` go to :class:`GrpcServiceRunner` (tests pass
     their own metrics registry).
     """
+    tracing.configure("api")
     warn_if_insecure("api", model=settings.model, auth=settings.auth)
     model_channel = settings.model.channel()
     auth_channel = settings.auth.channel()

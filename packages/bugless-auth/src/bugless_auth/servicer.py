@@ -80,6 +80,9 @@ class AuthenticatorServicer(v1.AuthenticatorBase):
         "SetLocalPassword": {"web", "@admin"},
         "SetUserDisabled": {"web", "@admin"},
         "RevokeSessions": {"web", "@admin"},
+        # The import job (``bugless import``), as --import-identities names it.
+        "MatchImportUsers": {"@import"},
+        "MergePlaceholder": {"web", "@admin"},
     }
 
     def __init__(self, service: AuthService) -> None:
@@ -218,6 +221,37 @@ class AuthenticatorServicer(v1.AuthenticatorBase):
             raise InvalidArgument("username: required")
         return await self.service.set_user_disabled(
             message.token, message.username, message.disabled
+        )
+
+    @grpc_errors
+    async def match_import_users(
+        self, message: v1.MatchImportUsersRequest
+    ) -> v1.MatchImportUsersResponse:
+        """Match an imported tracker's people to accounts (import_issues)."""
+        if len(message.people) > limits.MAX_USER_LOOKUP:
+            raise InvalidArgument(
+                f"people: at most {limits.MAX_USER_LOOKUP} per call, got {len(message.people)}"
+            )
+        for i, person in enumerate(message.people):
+            _check_length(person.username, f"people[{i}].username", _MAX_FIELD)
+            _check_length(person.email, f"people[{i}].email", _MAX_FIELD)
+            _check_length(person.display_name, f"people[{i}].display_name", limits.MAX_NAME_LENGTH)
+        return await self.service.match_import_users(
+            message.token,
+            message.source,
+            message.people,
+            create_placeholders=message.create_placeholders,
+        )
+
+    @grpc_errors
+    async def merge_placeholder(self, message: v1.MergePlaceholderRequest) -> v1.User:
+        """Map a placeholder account to a real one (manage_users)."""
+        if not message.placeholder or not message.into:
+            raise InvalidArgument("placeholder and into: both usernames are required")
+        _check_length(message.placeholder, "placeholder", _MAX_FIELD)
+        _check_length(message.into, "into", _MAX_FIELD)
+        return await self.service.merge_placeholder(
+            message.token, message.placeholder, message.into
         )
 
     @grpc_errors

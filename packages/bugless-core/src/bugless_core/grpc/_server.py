@@ -21,6 +21,7 @@ from grpclib.health.service import Health
 from grpclib.server import Server
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from bugless_core import tracing
 from bugless_core._compat.grpclib import IServable, server_listener
 from bugless_core.grpc._access import AccessRules
 from bugless_core.grpc._calls import CallTracker
@@ -230,6 +231,7 @@ class GrpcServiceRunner:
             with_reflection([*self._servables, self.health], self._descriptor_pool)
         )
         self._tracker.attach(server)
+        tracing.instrument_server(server)
         await server.start(
             settings.host,
             settings.port,
