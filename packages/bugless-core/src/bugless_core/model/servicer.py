@@ -77,6 +77,11 @@ class ModelServicer(v1.ModelBase):
         "ListCustomFields": _READERS,
         "UpdateCustomField": _FRONTENDS,
         "DeleteCustomField": _FRONTENDS,
+        "UploadAttachment": _FRONTENDS,
+        "DownloadAttachment": _READERS,
+        "GetAttachment": _READERS,
+        "ListAttachments": _READERS,
+        "DeleteAttachment": _FRONTENDS,
         # The import job (``bugless import``), as --import-identities names it.
         "ImportIssue": {"@import"},
     }
