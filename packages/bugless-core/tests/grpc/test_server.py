@@ -7,6 +7,7 @@ import logging
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from grpc_test_server import (
@@ -276,8 +277,6 @@ async def test_metrics_endpoint_is_closed_with_the_server(start_runner: StartRun
         ({"grace_seconds": -1}, "grace_seconds must be 0 or more"),
     ],
 )
-def test_inconsistent_settings_are_refused_when_built(
-    fields: dict[str, object], message: str
-) -> None:
+def test_inconsistent_settings_are_refused_when_built(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        GrpcServerSettings(**fields)  # type: ignore[arg-type]
+        GrpcServerSettings(**fields)
