@@ -11,6 +11,7 @@ import pytest
 from bugless_model_cockroach import CockroachBackend
 from bugless_testing.model_contracts import (
     AccessContract,
+    AttachmentContract,
     BadInputContract,
     BatchChangeContract,
     ChangeContract,
@@ -37,6 +38,9 @@ pytestmark = pytest.mark.bugless_backend.with_args(CockroachBackend)
 
 
 class TestAccess(AccessContract): ...
+
+
+class TestAttachment(AttachmentContract): ...
 
 
 class TestBadInput(BadInputContract): ...

@@ -7,6 +7,7 @@ import pytest
 from bugless_model_postgres import PostgresBackend
 from bugless_testing.model_contracts import (
     AccessContract,
+    AttachmentContract,
     BadInputContract,
     BatchChangeContract,
     ChangeContract,
@@ -35,6 +36,9 @@ pytestmark = pytest.mark.bugless_backend.with_args(PostgresBackend)
 
 
 class TestAccess(AccessContract): ...
+
+
+class TestAttachment(AttachmentContract): ...
 
 
 class TestBadInput(BadInputContract): ...

@@ -230,6 +230,7 @@ def entry_from_row(row: Row) -> v1.HistoryEntry:
         redacted_attachment_id=row["redacted_attachment_id"],
         comment_redacted=row["comment_redacted"],
         imported_from=row.get("imported_from") or "",
+        deleted_attachment_id=row.get("deleted_attachment_id") or 0,
     )
 
 

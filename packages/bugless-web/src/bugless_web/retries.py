@@ -67,6 +67,8 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/ListHotlistItems",
         "/bugless.v1.Model/ListSavedSearches",
         "/bugless.v1.Model/ReadFeed",
+        "/bugless.v1.Model/GetAttachment",
+        "/bugless.v1.Model/ListAttachments",
         "/bugless.v1.Authenticator/ListAuthenticators",
         "/bugless.v1.Authenticator/ValidateToken",
         "/bugless.v1.Authenticator/GetUsers",

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from bugless_core import limits
+from bugless_core.attachments import AttachmentSettings
+from bugless_core.blobs import BlobReader, BlobStore
+from bugless_core.errors import FailedPrecondition
 from bugless_core.settings import setting
 from bugless_proto import v1
 
@@ -61,6 +64,14 @@ class ModelSettings:
         schema: Database schema holding the tables (tests use one per test).
         regions: For multi-region backends, the database regions; first is the
             primary region.
+        survival_goal: For multi-region backends, what the database survives:
+            ``zone`` (a write commits inside its home region) or ``region``
+            (every write waits for a quorum across regions; needs three or
+            more regions). Applied by ``migrate`` with the regions.
+        locality: For multi-region backends, where this replica runs, in the
+            database's locality syntax (``region=us-east1,zone=us-east1-b``):
+            the backend checks at open that its region is one of the
+            database's and that its connections land in it.
         search_count_cap: A search counts matches up to this many; above it
             ``total_count`` is the cap with ``total_is_lower_bound``. Bounds
             the work of counting a broad query on a large tracker.
@@ -93,6 +104,19 @@ class ModelSettings:
         (),
         env="BUGLESS_REGIONS",
         help="Comma-separated database regions, primary first (multi-region backends).",
+    )
+    survival_goal: str = setting(
+        "zone",
+        env="BUGLESS_COCKROACH_SURVIVAL_GOAL",
+        choices=("zone", "region"),
+        help="What a multi-region database survives: zone, or region (3+ regions; every "
+        "write waits for a cross-region quorum). Applied by migrate.",
+    )
+    locality: str = setting(
+        "",
+        env="BUGLESS_COCKROACH_LOCALITY",
+        help="Where this replica runs, e.g. region=us-east1,zone=us-east1-b (multi-region "
+        "backends check their connections land in that region).",
     )
     search_count_cap: int = setting(
         limits.SEARCH_COUNT_CAP,
@@ -135,6 +159,26 @@ class ModelBackend(ABC):
 
     def __init__(self) -> None:
         self._change_listeners: list[ChangeListener] = []
+        self._blob_store: BlobStore | None = None
+        self.attachment_settings = AttachmentSettings()
+
+    def use_blob_store(self, store: BlobStore, settings: AttachmentSettings | None = None) -> None:
+        """Keep attachment content in ``store`` (the backend does not close it)."""
+        self._blob_store = store
+        if settings is not None:
+            self.attachment_settings = settings
+
+    @property
+    def blob_store(self) -> BlobStore:
+        """The store holding attachment content.
+
+        Raises:
+            FailedPrecondition: none was configured (attachments are off).
+        """
+        if self._blob_store is None:
+            msg = "attachments are not available: the Model was started without a blob store"
+            raise FailedPrecondition(msg)
+        return self._blob_store
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Register a function called after every committed history entry."""
@@ -248,6 +292,42 @@ class ModelBackend(ABC):
         known one appends only the items beyond those imported before, and
         writes nothing when there are none.
         """
+
+    # ---- attachments ----
+
+    @abstractmethod
+    async def upload_attachment(
+        self, header: v1.UploadAttachmentHeader, content: AsyncIterator[bytes]
+    ) -> v1.UploadAttachmentResponse:
+        """Store ``content`` in the blob store and attach it by a new entry.
+
+        Checks access and the limits before reading the content (the
+        declared size), while it streams (the size limit) and at the end
+        (the sniffed type, the issue's total under its lock). Nothing is kept
+        when it fails: content no attachment refers to leaves the store.
+        """
+
+    @abstractmethod
+    async def open_attachment(
+        self, request: v1.DownloadAttachmentRequest
+    ) -> tuple[v1.Attachment, BlobReader]:
+        """A visible attachment and a reader over its content (or the range asked for)."""
+
+    @abstractmethod
+    async def get_attachment(self, request: v1.GetAttachmentRequest) -> v1.Attachment:
+        """One attachment of a visible issue, else NotFound."""
+
+    @abstractmethod
+    async def list_attachments(
+        self, request: v1.ListAttachmentsRequest
+    ) -> v1.ListAttachmentsResponse:
+        """A visible issue's attachments, oldest first."""
+
+    @abstractmethod
+    async def delete_attachment(
+        self, request: v1.DeleteAttachmentRequest
+    ) -> v1.ChangeIssueResponse:
+        """Detach (uploader or component admin) by a new entry; drop unreferenced content."""
 
     # ---- custom fields ----
 

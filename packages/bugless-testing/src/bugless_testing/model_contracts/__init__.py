@@ -11,6 +11,7 @@ backends that do not declare it.
 from __future__ import annotations
 
 from bugless_testing.model_contracts._access import AccessContract
+from bugless_testing.model_contracts._attachments import ATTACHMENT_LIMITS, AttachmentContract
 from bugless_testing.model_contracts._bad_input import BadInputContract
 from bugless_testing.model_contracts._batch_changes import BatchChangeContract
 from bugless_testing.model_contracts._changes import ChangeContract
@@ -34,7 +35,9 @@ from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._watch import WatchContract
 
 __all__ = [
+    "ATTACHMENT_LIMITS",
     "AccessContract",
+    "AttachmentContract",
     "BadInputContract",
     "BatchChangeContract",
     "ChangeContract",
