@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hotlists",
     "components",
     "saved_searches",
+    "attachments",
 )
 
 

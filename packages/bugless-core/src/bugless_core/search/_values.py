@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from bugless_core import ids
 from bugless_core.errors import InvalidArgument
 from bugless_core.search._ast import (
+    TextValue,
     MAX_DAYS_AGO,
     DateValue,
     EnumValue,
@@ -71,6 +72,8 @@ def read_value(field: Field, spec: FieldSpec, raw: str, span: Span) -> Value:
             return IntValue(read_integer(field, raw), span=span)
         case ValueKind.DATE:
             return read_date(field, raw, span)
+        case ValueKind.TEXT:
+            return TextValue(raw, span=span)
 
 
 def read_user(field: Field, raw: str, span: Span) -> UserValue:
