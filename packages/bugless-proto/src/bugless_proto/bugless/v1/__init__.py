@@ -66,6 +66,7 @@ __all__ = (
     "Identity",
     "ImportIssueRequest",
     "ImportIssueResponse",
+    "ImportUserMatch",
     "ImportedEntry",
     "Issue",
     "IssueDelta",
@@ -92,6 +93,9 @@ __all__ = (
     "ListSavedSearchesRequest",
     "ListSavedSearchesResponse",
     "LookupUsersRequest",
+    "MatchImportUsersRequest",
+    "MatchImportUsersResponse",
+    "MergePlaceholderRequest",
     "ModelBase",
     "ModelStub",
     "PageRequest",
@@ -125,6 +129,7 @@ __all__ = (
     "Severity",
     "SortField",
     "SortKey",
+    "SourcePerson",
     "Status",
     "StructuredQuery",
     "SuggestUsersRequest",
@@ -2488,6 +2493,27 @@ default_message_pool.register_message("bugless.v1", "ImportIssueResponse", Impor
 
 
 @dataclass(eq=False, repr=False)
+class ImportUserMatch(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ImportUserMatch"]
+
+    user: "User | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Empty when unmatched in a dry run.
+    """
+
+    matched_by: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    "email", "username", "placeholder" or "" (unmatched).
+    """
+
+
+default_message_pool.register_message("bugless.v1", "ImportUserMatch", ImportUserMatch)
+
+
+@dataclass(eq=False, repr=False)
 class Issue(betterproto2.Message):
     """
     An issue as it is now. Every change to it is one HistoryEntry; replaying the
@@ -3083,6 +3109,92 @@ class LookupUsersRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "LookupUsersRequest", LookupUsersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class MatchImportUsersRequest(betterproto2.Message):
+    """
+    Match an imported tracker's people to bugless users: by e-mail first
+    (case-insensitive), then by username, among real accounts; the rest get
+    (or find, on a re-run) a placeholder account. Needs the import_issues
+    permission on the token. At most 1000 people per call.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["MatchImportUsersRequest"]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    source: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Source name ("trac", "github"); placeholders are keyed by source + key.
+    """
+
+    people: "list[SourcePerson]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    create_placeholders: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    false: a dry run, nothing is created; unmatched people come back
+    without a user.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "MatchImportUsersRequest", MatchImportUsersRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class MatchImportUsersResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["MatchImportUsersResponse"]
+
+    matches: "list[ImportUserMatch]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    In request order.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "MatchImportUsersResponse", MatchImportUsersResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class MergePlaceholderRequest(betterproto2.Message):
+    """
+    Map a placeholder account to a real one (manage_users). Nothing in the
+    Model is rewritten: entries keep the placeholder's id, and look-ups of it
+    answer with the real account from now on.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["MergePlaceholderRequest"]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    placeholder: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Username of the placeholder.
+    """
+
+    into: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Username of the real account.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "MergePlaceholderRequest", MergePlaceholderRequest
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -3714,6 +3826,34 @@ default_message_pool.register_message("bugless.v1", "SortKey", SortKey)
 
 
 @dataclass(eq=False, repr=False)
+class SourcePerson(betterproto2.Message):
+    """
+    ---- import from other trackers (issue 21) ----
+
+    A person as another tracker knows them.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["SourcePerson"]
+
+    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The source's own key for them (login, account id); unique per source.
+    """
+
+    username: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    email: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    display_name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("bugless.v1", "SourcePerson", SourcePerson)
+
+
+@dataclass(eq=False, repr=False)
 class StructuredQuery(betterproto2.Message):
     """
     A whole structured query: the filter tree plus the order. Results are always
@@ -4003,6 +4143,14 @@ class User(betterproto2.Message):
     disabled: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
     bot: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+
+    placeholder: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    """
+    An account made for a person of an imported tracker who matched nobody
+    here: no password, no sign-in. An admin may merge it into a real
+    account (MergePlaceholder); look-ups by its id then answer with that
+    account's name and e-mail (the Model's history keeps the id).
+    """
 
 
 default_message_pool.register_message("bugless.v1", "User", User)
@@ -4391,6 +4539,42 @@ class AuthenticatorStub(betterproto2_grpclib.ServiceStub):
             "/bugless.v1.Authenticator/RevokeSessions",
             message,
             RevokeSessionsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def match_import_users(
+        self,
+        message: "MatchImportUsersRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "MatchImportUsersResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/MatchImportUsers",
+            message,
+            MatchImportUsersResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def merge_placeholder(
+        self,
+        message: "MergePlaceholderRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "User":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/MergePlaceholder",
+            message,
+            User,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -5805,7 +5989,7 @@ class SavedSearchesStub(betterproto2_grpclib.ServiceStub):
 from ...google import protobuf as __google__protobuf__
 
 BUGLESS_V1_AUTH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xa2\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot"\x90\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked2\x80\t\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponseb\x06proto3'
+    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xc4\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot\x12 \n\x0bplaceholder\x18\x07 \x01(\x08R\x0bplaceholder"\x90\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked"u\n\x0cSourcePerson\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName"\xaa\x01\n\x17MatchImportUsersRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x120\n\x06people\x18\x03 \x03(\x0b2\x18.bugless.v1.SourcePersonR\x06people\x12/\n\x13create_placeholders\x18\x04 \x01(\x08R\x12createPlaceholders"V\n\x0fImportUserMatch\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x1d\n\nmatched_by\x18\x02 \x01(\tR\tmatchedBy"Q\n\x18MatchImportUsersResponse\x125\n\x07matches\x18\x01 \x03(\x0b2\x1b.bugless.v1.ImportUserMatchR\x07matches"e\n\x17MergePlaceholderRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12 \n\x0bplaceholder\x18\x02 \x01(\tR\x0bplaceholder\x12\x12\n\x04into\x18\x03 \x01(\tR\x04into2\xaa\n\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponse\x12]\n\x10MatchImportUsers\x12#.bugless.v1.MatchImportUsersRequest\x1a$.bugless.v1.MatchImportUsersResponse\x12I\n\x10MergePlaceholder\x12#.bugless.v1.MergePlaceholderRequest\x1a\x10.bugless.v1.Userb\x06proto3'
 )
 BUGLESS_V1_COMMON_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"t\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin\x12#\n\rimport_issues\x18\x04 \x01(\x08R\x0cimportIssues"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
@@ -5922,6 +6106,16 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def match_import_users(
+        self, message: "MatchImportUsersRequest"
+    ) -> "MatchImportUsersResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def merge_placeholder(self, message: "MergePlaceholderRequest") -> "User":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_list_authenticators(
         self, stream: "grpclib.server.Stream[ListAuthenticatorsRequest, ListAuthenticatorsResponse]"
     ) -> None:
@@ -6034,6 +6228,22 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         response = await self.revoke_sessions(request)
         await stream.send_message(response)
 
+    async def __rpc_match_import_users(
+        self, stream: "grpclib.server.Stream[MatchImportUsersRequest, MatchImportUsersResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.match_import_users(request)
+        await stream.send_message(response)
+
+    async def __rpc_merge_placeholder(
+        self, stream: "grpclib.server.Stream[MergePlaceholderRequest, User]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.merge_placeholder(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Authenticator/ListAuthenticators": grpclib.const.Handler(
@@ -6119,6 +6329,18 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RevokeSessionsRequest,
                 RevokeSessionsResponse,
+            ),
+            "/bugless.v1.Authenticator/MatchImportUsers": grpclib.const.Handler(
+                self.__rpc_match_import_users,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MatchImportUsersRequest,
+                MatchImportUsersResponse,
+            ),
+            "/bugless.v1.Authenticator/MergePlaceholder": grpclib.const.Handler(
+                self.__rpc_merge_placeholder,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MergePlaceholderRequest,
+                User,
             ),
         }
 
