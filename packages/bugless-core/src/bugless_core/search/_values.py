@@ -15,13 +15,13 @@ from datetime import UTC, date, datetime
 from bugless_core import ids
 from bugless_core.errors import InvalidArgument
 from bugless_core.search._ast import (
-    TextValue,
     MAX_DAYS_AGO,
     DateValue,
     EnumValue,
     IntValue,
     RelativeDateValue,
     Span,
+    TextValue,
     TimestampValue,
     UserValue,
     Value,
