@@ -116,6 +116,7 @@ def accepted(build: Callable[..., T], *args: st.SearchStrategy[Any]) -> st.Searc
         except (ValueError, TypeError):
             return None
 
+    # filter() does not narrow the strategy's type from T | None to T.
     return st.tuples(*args).map(attempt).filter(lambda v: v is not None)  # type: ignore[return-value]
 
 
