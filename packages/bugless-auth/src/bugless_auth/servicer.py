@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bugless_auth.people_rpcs import PeopleRpcs
 from bugless_auth.service import AuthService
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
@@ -47,7 +48,7 @@ def _client_address(declared: str) -> str:
     return peer.address[0] if peer is not None and peer.address is not None else ""
 
 
-class AuthenticatorServicer(v1.AuthenticatorBase):
+class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
     """Serves ``bugless.v1.Authenticator`` from an :class:`AuthService`."""
 
     def __init__(self, service: AuthService) -> None:
