@@ -92,8 +92,9 @@ async def test_a_person_gets_a_certificate_named_by_their_id_and_signs_in_with_i
     result = await people.stub.authenticate_certificate(
         v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
     )
-    assert result.identity.user.user_id == user_id
-    assert result.identity.user.username == name
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert (result.identity.user.user_id, result.identity.user.username) == (user_id, name)
 
     listed = await people.stub.list_person_certificates(
         v1.ListPersonCertificatesRequest(token=token)
@@ -285,6 +286,8 @@ async def test_device_login_approved_once_then_delivered_once(people: AuthServer
     result = await people.stub.authenticate_certificate(
         v1.AuthenticateCertificateRequest(certificate_der=_der(delivered.certificate_pem))
     )
+    assert result.identity is not None
+    assert result.identity.user is not None
     assert result.identity.user.username == name
     listed = await people.stub.list_person_certificates(
         v1.ListPersonCertificatesRequest(token=token)
