@@ -215,13 +215,13 @@ class AuthService:
             InvalidArgument: not a DER certificate.
             Unauthenticated: no backend maps the certificate's subject.
         """
+        backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
+        if not backends and self.people.ca is None:
+            raise FailedPrecondition("no certificate authenticator is enabled on this server")
         cert = parse_certificate(certificate_der)
         person = await self.people.person(cert)
         if person is not None:  # signed by the people CA: named by user id, no mapping
             return await self._session(await self.record_of(person.user_id), PEOPLE_CA)
-        backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
-        if not backends:
-            raise FailedPrecondition("no certificate authenticator is enabled on this server")
         for backend in backends:
             found = await backend.authenticate(certificate_der)
             if found is not None:
