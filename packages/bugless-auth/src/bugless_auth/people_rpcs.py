@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from bugless_auth.people import certificate_message, check_owner
 from bugless_auth.people_ca import MAX_CSR_BYTES, person_of
 from bugless_auth.tls import parse_certificate
-from bugless_core.errors import InvalidArgument, NotFound
-from bugless_core.grpc import grpc_errors
+from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied
+from bugless_core.grpc import current_identity, grpc_errors
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -78,8 +78,13 @@ class PeopleRpcs:
     ) -> v1.PersonCertificate:
         """Revoke by serial (owner or manage_users), or the certificate the API was shown."""
         if message.presented_certificate_der:
-            # Possession was proven in the API's TLS handshake; the API is the
-            # only identity allowed to send this field (the ACCESS table).
+            # Possession was proven in the API's TLS handshake: only the API
+            # may send this field (plaintext --insecure-local trusts everyone).
+            if current_identity() not in (None, "api"):
+                raise PermissionDenied(
+                    "presented_certificate_der: only the API, which verified possession of the "
+                    "certificate in its TLS handshake, may revoke by certificate"
+                )
             _check(message.presented_certificate_der, "presented_certificate_der", _MAX_CERTIFICATE)
             cert = parse_certificate(message.presented_certificate_der)
             found = await self.service.people.person(cert)

@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hotlists",
     "components",
     "saved_searches",
+    "comment_edits",
+    "custom_fields",
 )
 
 
