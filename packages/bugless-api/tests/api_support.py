@@ -37,7 +37,7 @@ class Bots:
         return self.certificates[username]
 
 
-def api_settings(stack: LocalStack, **options: object) -> ApiSettings:
+def api_settings(stack: LocalStack, **options: Any) -> ApiSettings:
     return ApiSettings(
         grpc=GrpcServerSettings(
             tls_cert=stack.server.cert,
@@ -46,9 +46,9 @@ def api_settings(stack: LocalStack, **options: object) -> ApiSettings:
             drain_seconds=0.0,
             grace_seconds=1.0,
         ),
-        model=stack.model,
-        auth=stack.auth,
-        **options,  # type: ignore[arg-type]
+        model=stack.client_address("model", "api"),
+        auth=stack.client_address("auth", "api"),
+        **options,
     )
 
 

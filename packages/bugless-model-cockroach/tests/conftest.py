@@ -13,13 +13,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
+from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
+from bugless_testing.cockroach_sql import serializable_database
+from bugless_testing.model_contracts import ATTACHMENT_LIMITS
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
@@ -28,20 +29,6 @@ pytest_plugins = ["bugless_testing.plugin", "bugless_testing.postgres"]
 
 COCKROACH_URL = "BUGLESS_TEST_COCKROACH_URL"
 SECRET = "test-page-token-secret-0123456789"
-
-
-async def serializable_database(server: ThrowawayPostgres, name: str) -> str:
-    """A fresh PostgreSQL database whose sessions default to SERIALIZABLE."""
-    url = await server.acreate_database(name)
-    database = urlsplit(url).path.lstrip("/")
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'serializable'"
-        )
-    finally:
-        await conn.close()
-    return url
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +63,16 @@ async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[
     """The backend under test: migrated, open, holding a node id."""
     await CockroachBackend.migrate(model_settings)
     backend = await CockroachBackend.open(model_settings)
+    store = await DatabaseBlobStore.connect(
+        DatabaseBlobSettings(
+            database_url=model_settings.database_url,
+            schema=model_settings.schema,
+            chunk_bytes=64 * 1024,
+        )
+    )
+    backend.use_blob_store(store, ATTACHMENT_LIMITS)
     try:
         yield backend
     finally:
         await backend.close()
+        await store.close()

@@ -1,7 +1,7 @@
 """The shared Model contracts, run against the cockroach backend: one class per contract.
 
-``WatchContract`` is deselected at collection (the backend does not declare
-``watch``) and listed in the run's summary.
+``FeedContract`` and ``WatchContract`` run too: the change feed is a table
+read by polling here (no LISTEN/NOTIFY on CockroachDB).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 from bugless_model_cockroach import CockroachBackend
 from bugless_testing.model_contracts import (
     AccessContract,
+    AttachmentContract,
     BadInputContract,
     BatchChangeContract,
     ChangeContract,
@@ -19,8 +20,10 @@ from bugless_testing.model_contracts import (
     CustomFieldContract,
     CustomFieldSearchContract,
     EditContract,
+    FeedContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -35,6 +38,9 @@ pytestmark = pytest.mark.bugless_backend.with_args(CockroachBackend)
 
 
 class TestAccess(AccessContract): ...
+
+
+class TestAttachment(AttachmentContract): ...
 
 
 class TestBadInput(BadInputContract): ...
@@ -89,3 +95,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
+
+
+class TestFeed(FeedContract): ...

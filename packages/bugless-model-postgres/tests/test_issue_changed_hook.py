@@ -14,7 +14,7 @@ from grpclib.client import Channel
 from bugless_core import hookimpl
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.model.backend import ModelSettings
-from bugless_core.model.runner import start_model
+from bugless_core.model.runner import close_model, start_model
 from bugless_core.plugins import load_plugins
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
@@ -60,13 +60,17 @@ async def test_a_hook_plugin_hears_every_committed_entry(model_settings: ModelSe
     plugins = load_plugins(entry_points=False, extra=[recorder])
     assert plugins.watches_issue_changes
     backend, runner = await start_model(
-        plugins, PostgresBackend, model_settings, GrpcServerSettings(drain_seconds=0), migrate=True
+        plugins,
+        PostgresBackend,
+        model_settings,
+        GrpcServerSettings(insecure_local=True, drain_seconds=0),
+        migrate=True,
     )
     try:
         issue = await _create_through(runner.port)
     finally:
         await runner.close()
-        await backend.close()
+        await close_model(backend)
     assert recorder.heard == [
         (issue.id, 1, "heard", "postgres"),
         (issue.id, 2, "heard", "postgres"),
@@ -79,11 +83,15 @@ async def test_without_a_hook_plugin_writes_are_not_read_back(
     plugins = load_plugins(entry_points=False)
     assert not plugins.watches_issue_changes
     backend, runner = await start_model(
-        plugins, PostgresBackend, model_settings, GrpcServerSettings(drain_seconds=0), migrate=True
+        plugins,
+        PostgresBackend,
+        model_settings,
+        GrpcServerSettings(insecure_local=True, drain_seconds=0),
+        migrate=True,
     )
     try:
         await _create_through(runner.port)
         assert backend._change_listeners == []
     finally:
         await runner.close()
-        await backend.close()
+        await close_model(backend)

@@ -7,24 +7,25 @@ import dataclasses
 import random
 
 import asyncpg
+import asyncpg.pool
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from notify_support import mail_delivery
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
-from bugless_notify.queue import DeliveryQueue, DeliveryState, RetryPolicy
+from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, DeliveryState, RetryPolicy
 
 
 async def _claim(
-    conn: asyncpg.Connection,
+    conn: asyncpg.pool.PoolConnectionProxy,
     queue: DeliveryQueue,
     *,
     worker: str = "w1",
     limit: int = 10,
     lease: float = 60.0,
     channels: tuple[str, ...] = ("email",),
-) -> list:  # type: ignore[type-arg]
+) -> list[ClaimedDelivery]:
     return await queue.claim(
         conn, worker_id=worker, channels=channels, limit=limit, lease_seconds=lease
     )

@@ -17,6 +17,7 @@ from grpclib.server import Server
 from web_support import SESSION_KEY
 
 from bugless_core.clients import ServiceAddress
+from bugless_core.grpc import listening_port
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.routes.issues import list_all_components
@@ -72,10 +73,14 @@ async def rig() -> AsyncIterator[Rig]:
     model = CountingModel()
     server = Server([model])
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = listening_port(server)
     address = ServiceAddress("127.0.0.1", port)
     settings = WebSettings(
-        model=address, auth=address, session_keys=(SESSION_KEY,), component_cache_seconds=10.0
+        model=address,
+        auth=address,
+        session_keys=(SESSION_KEY,),
+        component_cache_seconds=10.0,
+        insecure_local=True,
     )
     clock = Clock()
     backends = Backends(settings, clock=clock)
@@ -151,5 +156,9 @@ def test_a_negative_ttl_is_refused() -> None:
     address = ServiceAddress("127.0.0.1", 1)
     with pytest.raises(ValueError, match="component-cache-seconds"):
         WebSettings(
-            model=address, auth=address, session_keys=(SESSION_KEY,), component_cache_seconds=-1
+            model=address,
+            auth=address,
+            session_keys=(SESSION_KEY,),
+            component_cache_seconds=-1,
+            insecure_local=True,
         )

@@ -21,6 +21,7 @@ from web_support import SESSION_KEY
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import DRAINING_REASON, NotFound, Unavailable, to_grpc_error
+from bugless_core.grpc import listening_port
 from bugless_proto import DESCRIPTOR_POOL, v1
 from bugless_web.backends import Backends
 from bugless_web.retries import READ_ROUTES
@@ -49,6 +50,9 @@ WRITES = {
         "CreateCustomField",
         "UpdateCustomField",
         "DeleteCustomField",
+        # Never made by the web (import identity only), but a write all the same.
+        "ImportIssue",
+        "DeleteAttachment",
     },
     "Authenticator": {
         "AuthenticatePassword",
@@ -59,6 +63,14 @@ WRITES = {
         "SetLocalPassword",
         "SetUserDisabled",
         "RevokeSessions",
+        "MatchImportUsers",
+        "MergePlaceholder",
+        "IssuePersonCertificate",
+        "RevokePersonCertificate",
+        "StartDeviceLogin",
+        "ApproveDeviceLogin",
+        # Hands the certificate out once: a retried poll would lose it.
+        "PollDeviceLogin",
     },
 }
 
@@ -89,9 +101,11 @@ async def rig() -> AsyncIterator[tuple[FailingModel, Backends]]:
     model = FailingModel()
     server = Server([model])
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = listening_port(server)
     address = ServiceAddress("127.0.0.1", port)
-    backends = Backends(WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,)))
+    backends = Backends(
+        WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,), insecure_local=True)
+    )
     try:
         yield model, backends
     finally:

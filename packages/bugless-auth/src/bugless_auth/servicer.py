@@ -8,11 +8,13 @@ other exception a logged INTERNAL without a traceback for the caller.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+from bugless_auth.people_rpcs import PeopleRpcs
 from bugless_auth.service import AuthService
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
-from bugless_core.grpc import current_peer, grpc_errors
+from bugless_core.grpc import AccessTable, current_peer, grpc_errors
 from bugless_proto import v1
 
 #: Longest username, password or prefix accepted on the wire before any work.
@@ -47,8 +49,52 @@ def _client_address(declared: str) -> str:
     return peer.address[0] if peer is not None and peer.address is not None else ""
 
 
-class AuthenticatorServicer(v1.AuthenticatorBase):
-    """Serves ``bugless.v1.Authenticator`` from an :class:`AuthService`."""
+#: Services that look people up to show or resolve them.
+_DIRECTORY_READERS = frozenset({"web", "api", "notify"})
+
+
+class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
+    """Serves ``bugless.v1.Authenticator`` from an :class:`AuthService`.
+
+    Attributes:
+        ACCESS: Which service identities may call each RPC (checked by the gRPC
+            runtime before the handler runs; an RPC without a row is refused).
+            Only the API runs the certificate flow (it passes the certificate
+            its own TLS handshake verified); only the web runs the password
+            and OIDC flows. Administrative calls also need ``manage_users`` on
+            the token they carry; ``@admin`` are the identities the server's
+            ``--admin-identities`` names.
+    """
+
+    ACCESS: ClassVar[AccessTable] = {
+        "ListAuthenticators": {"web", "api"},
+        "AuthenticatePassword": {"web"},
+        "BeginOidc": {"web"},
+        "CompleteOidc": {"web"},
+        "AuthenticateCertificate": {"api"},
+        "ValidateToken": {"web", "api"},
+        "GetUsers": _DIRECTORY_READERS,
+        "LookupUsers": _DIRECTORY_READERS,
+        "SuggestUsers": {"web", "api"},
+        "Authorize": _DIRECTORY_READERS,
+        "CreateLocalUser": {"web", "@admin"},
+        "SetLocalPassword": {"web", "@admin"},
+        "SetUserDisabled": {"web", "@admin"},
+        "RevokeSessions": {"web", "@admin"},
+        # The import job (``bugless import``), as --import-identities names it.
+        "MatchImportUsers": {"@import"},
+        "MergePlaceholder": {"web", "@admin"},
+        # The people CA (issue 19): the web for signed-in people (the API page,
+        # device approval, the device endpoints `bugless login` talks to);
+        # the API revokes the certificate it was shown (`bugless logout`).
+        "IssuePersonCertificate": {"web"},
+        "ListPersonCertificates": {"web"},
+        "RevokePersonCertificate": {"web", "api"},
+        "StartDeviceLogin": {"web"},
+        "GetDeviceLogin": {"web"},
+        "ApproveDeviceLogin": {"web"},
+        "PollDeviceLogin": {"web"},
+    }
 
     def __init__(self, service: AuthService) -> None:
         """Serve ``service``; it must already be open."""
@@ -186,6 +232,37 @@ class AuthenticatorServicer(v1.AuthenticatorBase):
             raise InvalidArgument("username: required")
         return await self.service.set_user_disabled(
             message.token, message.username, message.disabled
+        )
+
+    @grpc_errors
+    async def match_import_users(
+        self, message: v1.MatchImportUsersRequest
+    ) -> v1.MatchImportUsersResponse:
+        """Match an imported tracker's people to accounts (import_issues)."""
+        if len(message.people) > limits.MAX_USER_LOOKUP:
+            raise InvalidArgument(
+                f"people: at most {limits.MAX_USER_LOOKUP} per call, got {len(message.people)}"
+            )
+        for i, person in enumerate(message.people):
+            _check_length(person.username, f"people[{i}].username", _MAX_FIELD)
+            _check_length(person.email, f"people[{i}].email", _MAX_FIELD)
+            _check_length(person.display_name, f"people[{i}].display_name", limits.MAX_NAME_LENGTH)
+        return await self.service.match_import_users(
+            message.token,
+            message.source,
+            message.people,
+            create_placeholders=message.create_placeholders,
+        )
+
+    @grpc_errors
+    async def merge_placeholder(self, message: v1.MergePlaceholderRequest) -> v1.User:
+        """Map a placeholder account to a real one (manage_users)."""
+        if not message.placeholder or not message.into:
+            raise InvalidArgument("placeholder and into: both usernames are required")
+        _check_length(message.placeholder, "placeholder", _MAX_FIELD)
+        _check_length(message.into, "into", _MAX_FIELD)
+        return await self.service.merge_placeholder(
+            message.token, message.placeholder, message.into
         )
 
     @grpc_errors

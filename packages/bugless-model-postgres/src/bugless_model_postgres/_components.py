@@ -78,6 +78,7 @@ async def create_component(ctx: WriteContext, request: v1.CreateComponentRequest
     except asyncpg.UniqueViolationError as exc:
         raise _name_taken(request.name, parent_path) from exc
     await ctx.conn.execute(q.REFRESH_EFFECTIVE_ACL, component_id)
+    ctx.components_changed.append(int(component_id))
     return int(component_id)
 
 
@@ -135,4 +136,5 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
             raise _name_taken(name, parent_path) from exc
     if moved or "acl" in paths:
         await ctx.conn.execute(q.REFRESH_EFFECTIVE_ACL, change.id)
+    ctx.components_changed.append(change.id)
     return change.id

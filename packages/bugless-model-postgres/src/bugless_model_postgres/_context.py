@@ -2,7 +2,9 @@
 
 A :class:`WriteContext` lives for one transaction attempt: it knows the
 connection, the caller, the transaction's clock reading and the entries
-written so far, which the backend announces only after the final commit.
+written so far; the change-feed row is appended from them as the
+transaction's last statement, and listeners hear of them only after the
+final commit.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncpg
 
 from bugless_core.errors import NotFound
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres._convert import Row, caller_role, issue_from_row, principals_of
+from bugless_model_postgres._convert import Conn, Row, caller_role, issue_from_row, principals_of
 from bugless_model_postgres._custom_values import attach_values
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_proto import v1
@@ -24,7 +26,7 @@ from bugless_proto import v1
 #: Hands out the id of a new issue, inside the creating transaction. Where
 #: none is given (``None``, PostgreSQL), the INSERT takes the id column's
 #: default, the identity sequence, without a round trip of its own.
-IssueIdSource = Callable[[asyncpg.Connection], Awaitable[int]]
+IssueIdSource = Callable[[Conn], Awaitable[int]]
 
 
 ROLE_NAMES = {v1.Role.VIEWER: "viewer", v1.Role.EDITOR: "editor", v1.Role.ADMIN: "admin"}
@@ -43,15 +45,20 @@ class WriteContext:
         new_issue_id: Where a created issue's id comes from; ``None``: the
             id column's default (the identity sequence).
         written: ``(issue_id, version)`` of every history entry written.
+        components_changed: Ids of components created or changed.
+        feed_position: The change-feed position the transaction took (0:
+            it changed nothing the feed reports).
     """
 
-    conn: asyncpg.Connection
+    conn: Conn
     caller: v1.Caller
     now: datetime
     channel: str
     dialect: Dialect = POSTGRES
     new_issue_id: IssueIdSource | None = None
     written: list[tuple[int, int]] = field(default_factory=list)
+    components_changed: list[int] = field(default_factory=list)
+    feed_position: int = 0
 
     @property
     def principals(self) -> list[str]:
@@ -60,7 +67,7 @@ class WriteContext:
 
 
 async def fetch_issue_rows(
-    conn: asyncpg.Connection, caller: v1.Caller, ids: list[int]
+    conn: Conn, caller: v1.Caller, ids: list[int]
 ) -> dict[int, asyncpg.Record]:
     """Rows of the issues among ``ids`` the caller may view, by id (one statement)."""
     if not ids:
@@ -77,9 +84,7 @@ def issue_message(row: Row) -> v1.Issue:
     return issue_from_row(row, row["visible_hotlist_ids"])
 
 
-async def fetch_issues(
-    conn: asyncpg.Connection, caller: v1.Caller, ids: list[int]
-) -> dict[int, v1.Issue]:
+async def fetch_issues(conn: Conn, caller: v1.Caller, ids: list[int]) -> dict[int, v1.Issue]:
     """Visible issues among ``ids`` as messages (custom field values included), by id."""
     rows = await fetch_issue_rows(conn, caller, ids)
     issues = {i: issue_message(r) for i, r in rows.items()}

@@ -23,9 +23,9 @@ class Dialect:
         hierarchy_lock: Run before a parent/duplicate cycle check so two
             changes cannot each pass it and together close a loop; ``None``
             when the isolation level already forbids that write skew.
-        notify: Appends a history entry and announces it to watchers, in
-            one statement run instead of ``INSERT_ENTRY`` (its parameters,
-            then ``$8`` the channel); ``None`` without LISTEN/NOTIFY.
+        notify: Appends the change-feed row and NOTIFYs readers, in one
+            statement run instead of ``FEED_APPEND`` (its parameters, then
+            ``$6`` the channel); ``None`` without LISTEN/NOTIFY (readers poll).
         stale_read: First statement of a read-only search transaction that
             may read slightly stale data (``allow_stale``); ``None`` reads fresh.
     """
@@ -39,6 +39,6 @@ class Dialect:
 POSTGRES = Dialect(
     name="postgresql",
     hierarchy_lock=q.HIERARCHY_LOCK,
-    notify=q.INSERT_ENTRY_AND_NOTIFY,
+    notify=q.FEED_APPEND_AND_NOTIFY,
     stale_read=None,
 )

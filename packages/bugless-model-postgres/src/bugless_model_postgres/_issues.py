@@ -40,6 +40,7 @@ from bugless_model_postgres._convert import (
     caller_role,
     changes_to_json,
     issue_from_row,
+    one_row,
     scalar_text,
 )
 from bugless_proto import v1
@@ -77,7 +78,7 @@ async def record_entry(
     *,
     caused_by: int = 0,
 ) -> None:
-    """Append a history entry and queue its notification (sent on commit)."""
+    """Append a history entry; the transaction's feed row will name it."""
     values = (
         issue_id,
         version,
@@ -87,10 +88,7 @@ async def record_entry(
         changes_to_json(changes),
         caused_by,
     )
-    if ctx.dialect.notify is None:
-        await ctx.conn.execute(q.INSERT_ENTRY, *values)
-    else:
-        await ctx.conn.execute(ctx.dialect.notify, *values, ctx.channel)
+    await ctx.conn.execute(q.INSERT_ENTRY, *values)
     ctx.written.append((issue_id, version))
 
 
@@ -364,7 +362,9 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     caller = ctx.caller
     key = request.idempotency_key or None
     fields = request.fields or v1.IssueFields()
-    checks = await ctx.conn.fetchrow(q.CREATE_CHECKS, fields.component_id, caller.user_id, key)
+    checks = one_row(
+        await ctx.conn.fetchrow(q.CREATE_CHECKS, fields.component_id, caller.user_id, key)
+    )
     if checks["idempotent_id"] is not None:
         return Created(int(checks["idempotent_id"]), None)
     component = checks if checks["id"] is not None else None

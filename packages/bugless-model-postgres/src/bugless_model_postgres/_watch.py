@@ -1,169 +1,213 @@
-"""Watch streams on LISTEN/NOTIFY.
+"""The change feed: reading it (ReadFeed), following it (Watch), pruning it.
 
-Every committed history entry NOTIFYs ``<issue id>:<version>:<xid>`` on the
-deployment's channel (sent by the database at commit, never for a rolled-back
-transaction; ``xid`` is the writing transaction). One listener connection per
-backend process fans the notifications out to every open stream; each stream
-re-reads the issue with its own caller, so visibility and the query are checked
-per event on the issue as it is after the change.
+Every write transaction that writes history entries or changes components
+appends one ``change_feed`` row as its last statement, numbered from the
+``head`` row it holds locked until commit (migration 0005), so positions are
+dense and in commit order. A reader that has handled position ``n`` resumes
+with ``position > n`` and misses nothing, however the writers' transactions
+interleaved: that is the whole contract, and the one mechanism behind
+ReadFeed, Watch streams (and so the web's live updates) and the notifier.
 
-A stream reports only entries committed after it subscribed. Notifications
-reach the listener some time after their commit (later still on a busy
-machine), so one that arrives after a stream registered may belong to a
-transaction that committed before: each stream takes a snapshot right after
-registering and drops the notifications of transactions that snapshot already
-saw as committed.
+Readers learn of new rows by LISTEN/NOTIFY where the database has it (the
+append NOTIFYs its position; the database sends it at commit) and by polling
+otherwise. A notification is only a wake-up: what a reader returns always
+comes from the table, so a lost or late notification costs latency, never a
+change. One listener connection per backend process wakes every reader.
 
-Once that snapshot is taken the stream yields its ``subscribed`` marker: every
-transaction committing after that moment is missing from the snapshot and its
-notification reaches the already registered queue, so a client that writes
-after receiving the marker cannot miss its own change.
+A Watch stream subscribes by reading ``head``: every transaction committing
+later takes a greater position (it cannot take one before the holder of
+``head`` commits), so once the stream has read it, it yields its
+``subscribed`` marker and then every change above it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from bugless_core.errors import Unavailable
+from bugless_core import limits
+from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, term
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres import _search
-from bugless_model_postgres._context import fetch_issues, issue_not_found
-from bugless_model_postgres._convert import entry_from_row, principals_of
+from bugless_model_postgres._context import fetch_issue_rows, fetch_issues, issue_not_found
+from bugless_model_postgres._convert import Conn, entry_from_row, principals_of
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_proto import v1
 
-#: A notification: issue id, version, writing transaction id.
-Notice = tuple[int, int, int]
-#: Queue item meaning "the listener connection is gone".
-_LOST: Notice = (-1, -1, -1)
+_log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Which transactions had committed at one moment (``pg_current_snapshot()``).
-
-    Attributes:
-        xmin: Every transaction below this had finished.
-        xmax: No transaction at or above this had finished.
-        in_progress: Transactions between the two that were still running.
-    """
-
-    xmin: int
-    xmax: int
-    in_progress: frozenset[int]
-
-    @classmethod
-    def parse(cls, text: str) -> Snapshot:
-        """Read the ``xmin:xmax:xip,...`` text form of a ``pg_snapshot``."""
-        xmin, xmax, running = text.split(":")
-        return cls(int(xmin), int(xmax), frozenset(int(x) for x in running.split(",") if x))
-
-    def saw_committed(self, xid: int) -> bool:
-        """Whether ``xid`` (known to have committed) had committed already.
-
-        The rule of ``pg_visible_in_snapshot``, computed here so that the
-        check costs no round trip per notification.
-        """
-        return xid < self.xmin or (xid < self.xmax and xid not in self.in_progress)
-
-
-#: Stands for the transaction of a notification that names none (sent by a
-#: replica of an older release during a rolling upgrade): delivered, as before.
-UNKNOWN_XID = 1 << 64
-
-
-def parse_notice(payload: str) -> Notice:
-    """``issue_id:version:xid`` (or the older ``issue_id:version``) as numbers."""
-    issue_id, version, *xid = payload.split(":")
-    return int(issue_id), int(version), int(xid[0]) if xid else UNKNOWN_XID
+#: Changes one ReadFeed answers by default (the servicer bounds the rest).
+DEFAULT_FEED_BATCH = 100
+#: Longest a ReadFeed waits for a commit (checked by the servicer too).
+MAX_FEED_WAIT_MS = 30_000
+#: How often a reader looks at the table without a notification: always
+#: where there is no LISTEN (CockroachDB), and as a safety net where there is.
+POLL_SECONDS = 0.25
+NOTIFIED_POLL_SECONDS = 5.0
+#: Pruning runs at most this often per process (it is one DELETE).
+PRUNE_EVERY_SECONDS = 60.0
+#: Rows a Watch stream reads per look.
+_WATCH_BATCH = 200
 
 
 class ChangeFeed:
-    """Shared LISTEN connection and the streams fed from it."""
+    """The process's view of the change feed: wake-ups, reads, pruning."""
 
-    def __init__(self, settings: ModelSettings, channel: str, pool: asyncpg.Pool) -> None:
-        """Feed streams from ``channel``; reads go through ``pool``."""
+    def __init__(
+        self,
+        settings: ModelSettings,
+        channel: str,
+        pool: asyncpg.Pool,
+        uses_notify: Callable[[], bool],
+    ) -> None:
+        """Read through ``pool``; listen on ``channel`` when ``uses_notify()``."""
         self._settings = settings
         self._channel = channel
         self._pool = pool
+        self._uses_notify = uses_notify
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
-        self._queues: set[asyncio.Queue[Notice]] = set()
+        self._changed = asyncio.Event()
+        self._closed = False
+        self._last_prune = 0.0
+        #: Open Watch streams (for tests and metrics).
+        self.streams = 0
+
+    # ---- wake-ups ----
 
     async def _listen(self) -> None:
+        """Make sure the listener connection is up (a failure means: poll)."""
+        if not self._uses_notify():
+            return
         async with self._lock:
             if self._conn is not None and not self._conn.is_closed():
                 return
             schema_sql = quote_schema(self._settings.schema)
-            async with translated_errors():
+            try:
                 conn = await asyncpg.connect(
                     self._settings.database_url,
                     server_settings=server_settings(self._settings, schema_sql),
                 )
                 await conn.add_listener(self._channel, self._on_notify)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                _log.warning("change feed: cannot LISTEN (%s); polling meanwhile", exc)
+                return
             conn.add_termination_listener(self._on_lost)
             self._conn = conn
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        item = parse_notice(payload)
-        for queue in self._queues:
-            queue.put_nowait(item)
+    def _wake(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        self._wake()
 
     def _on_lost(self, _conn: object) -> None:
         self._conn = None
-        for queue in self._queues:
-            queue.put_nowait(_LOST)
+        self._wake()
+
+    def _poll_seconds(self) -> float:
+        listening = self._conn is not None and not self._conn.is_closed()
+        return NOTIFIED_POLL_SECONDS if listening else POLL_SECONDS
+
+    async def _wait(self, event: asyncio.Event, seconds: float) -> None:
+        """Until ``event`` (taken *before* the read that found nothing) or ``seconds``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
 
     async def close(self) -> None:
-        """End every stream and close the listener connection."""
-        for queue in self._queues:
-            queue.put_nowait(_LOST)
+        """Wake every reader (they end) and close the listener connection."""
+        self._closed = True
+        self._wake()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(Exception):
                 await conn.close()
 
+    # ---- reads ----
+
+    async def _state(self, conn: Conn) -> tuple[int, int]:
+        """``(head, pruned)`` positions."""
+        state = {r["name"]: r["position"] for r in await conn.fetch(q.FEED_STATE)}
+        return int(state["head"]), int(state["pruned"])
+
+    async def _maybe_prune(self, conn: Conn) -> None:
+        now = time.monotonic()
+        if now - self._last_prune < PRUNE_EVERY_SECONDS:
+            return
+        self._last_prune = now
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.feed_retention_seconds)
+        await conn.execute(q.PRUNE_FEED, cutoff)
+
+    async def read_feed(self, request: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
+        """Changes after ``request.after_position``, waiting for one if asked.
+
+        Raises:
+            FailedPrecondition: the position is older than the retention.
+            InvalidArgument: the position is beyond the head (another feed's).
+        """
+        caller = request.caller or v1.Caller()
+        size = request.max_changes or DEFAULT_FEED_BATCH
+        deadline = time.monotonic() + min(request.wait_ms, MAX_FEED_WAIT_MS) / 1000
+        await self._listen()
+        while True:
+            changed = self._changed
+            async with translated_errors(), self._pool.acquire() as conn:
+                await self._maybe_prune(conn)
+                head, pruned = await self._state(conn)
+                if request.head_only:
+                    return v1.ReadFeedResponse(head_position=head, oldest_position=pruned + 1)
+                _check_position(request.after_position, head, pruned)
+                rows = await conn.fetch(q.READ_FEED, request.after_position, size)
+                if rows or time.monotonic() >= deadline or self._closed:
+                    changes = await _feed_changes(conn, caller, rows)
+                    return v1.ReadFeedResponse(
+                        changes=changes, head_position=head, oldest_position=pruned + 1
+                    )
+            await self._wait(changed, min(self._poll_seconds(), deadline - time.monotonic()))
+
     async def watch(self, request: v1.WatchRequest) -> AsyncGenerator[v1.WatchEvent, None]:
         """Events for ``request`` until the consumer stops iterating.
 
-        The first event is the ``subscribed`` marker, sent once the queue is
-        registered and the snapshot taken (and a watched issue found visible):
-        from then on no committed change is missed.
+        The first event is the ``subscribed`` marker, sent once the head is
+        read (and a watched issue found visible): every change committed
+        later has a greater position and is read from the table.
         """
         caller = request.caller or v1.Caller()
-        queue: asyncio.Queue[Notice] = asyncio.Queue()
         await self._listen()
-        self._queues.add(queue)
+        async with translated_errors(), self._pool.acquire() as conn:
+            position, _ = await self._state(conn)
+            if request.issue_id and not await fetch_issues(conn, caller, [request.issue_id]):
+                raise issue_not_found(request.issue_id)
+        self.streams += 1
         try:
-            # Taken after registering: whatever commits later is queued.
-            async with translated_errors(), self._pool.acquire() as conn:
-                subscribed = Snapshot.parse(await conn.fetchval(q.CURRENT_SNAPSHOT))
-                if request.issue_id and not await fetch_issues(conn, caller, [request.issue_id]):
-                    raise issue_not_found(request.issue_id)
             yield v1.WatchEvent(subscribed=True)
-            while True:
-                notice = await queue.get()
-                if notice == _LOST:
-                    msg = "the database is unreachable: the change feed was interrupted"
-                    raise Unavailable(msg)
-                issue_id, version, xid = notice
-                if subscribed.saw_committed(xid):
-                    continue
-                if request.issue_id and issue_id != request.issue_id:
-                    continue
-                event = await self._event(request, caller, issue_id, version)
-                if event is not None:
-                    yield event
+            while not self._closed:
+                changed = self._changed
+                async with translated_errors(), self._pool.acquire() as conn:
+                    rows = await conn.fetch(q.READ_FEED, position, _WATCH_BATCH)
+                for row in rows:
+                    position = row["position"]
+                    for issue_id, version in zip(row["issue_ids"], row["versions"], strict=True):
+                        if request.issue_id and issue_id != request.issue_id:
+                            continue
+                        event = await self._event(request, caller, issue_id, version)
+                        if event is not None:
+                            yield event
+                if not rows:
+                    await self._listen()
+                    await self._wait(changed, self._poll_seconds())
         finally:
-            self._queues.discard(queue)
+            self.streams -= 1
 
     async def _event(
         self, request: v1.WatchRequest, caller: v1.Caller, issue_id: int, version: int
@@ -186,3 +230,49 @@ class ChangeFeed:
         if row is None:
             return None
         return v1.WatchEvent(issue=issues[issue_id], entry=entry_from_row(row))
+
+
+def _check_position(after: int, head: int, pruned: int) -> None:
+    metadata = {"oldest_position": str(pruned + 1), "head_position": str(head)}
+    if after < pruned:
+        msg = (
+            f"after_position {after} is older than the change feed's retention: changes up to "
+            f"{pruned} were pruned (the oldest kept is {pruned + 1}, the head {head}); "
+            "rebuild from the current state and resume at the head"
+        )
+        raise FailedPrecondition(msg, metadata=metadata)
+    if after > head:
+        msg = (
+            f"after_position {after} is beyond the change feed's head {head}: "
+            "it is not a position of this deployment's feed"
+        )
+        raise InvalidArgument(msg, metadata={"field": "after_position", **metadata})
+
+
+async def _feed_changes(
+    conn: Conn, caller: v1.Caller, rows: list[asyncpg.Record]
+) -> list[v1.FeedChange]:
+    """The rows as messages, leaving out entries of issues ``caller`` may not view."""
+    if caller.admin:
+        visible: set[int] | None = None
+    else:
+        ids = sorted({i for row in rows for i in row["issue_ids"]})
+        visible = set()
+        for start in range(0, len(ids), limits.MAX_BATCH_GET):
+            visible |= set(
+                await fetch_issue_rows(conn, caller, ids[start : start + limits.MAX_BATCH_GET])
+            )
+    return [
+        v1.FeedChange(
+            position=row["position"],
+            committed_at=row["committed_at"],
+            author=row["author"],
+            entries=[
+                v1.FeedEntry(issue_id=i, version=v)
+                for i, v in zip(row["issue_ids"], row["versions"], strict=True)
+                if visible is None or i in visible
+            ],
+            component_ids=list(row["component_ids"]) if caller.admin else [],
+        )
+        for row in rows
+    ]

@@ -3,8 +3,9 @@
 Statements live in :mod:`._queries`, the search compiler in :mod:`._search`,
 write logic in :mod:`._issues`, :mod:`._components` and :mod:`._hotlists`.
 This module opens transactions, pages results and announces committed
-history entries (to change listeners and, through NOTIFY, to watchers) only
-after the commit.
+history entries to change listeners only after the commit; every write
+transaction also appends its change-feed row (:mod:`._watch`), which ReadFeed
+and Watch read.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ from bugless_core.migrations import (
 )
 from bugless_core.model.backend import Capability, ModelBackend, ModelSettings
 from bugless_core.page_tokens import PageTokenCodec
-from bugless_model_postgres import _components, _hotlists, _issues, _search
+from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
+from bugless_model_postgres import _components, _hotlists, _imports, _issues, _search
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
+from bugless_model_postgres._attachment_calls import AttachmentCalls
+from bugless_model_postgres._attachments import fill_entries
 from bugless_model_postgres._context import (
     IssueIdSource,
     WriteContext,
@@ -48,25 +52,25 @@ from bugless_model_postgres._context import (
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
+    Conn,
     caller_role,
     component_from_row,
     entry_from_row,
     hotlist_from_row,
     hotlist_item_from_row,
+    one_row,
     principals_of,
     saved_search_from_row,
 )
 from bugless_model_postgres._database import (
-    POSTGRES_RETRIES,
-    RetryPolicy,
     open_pool,
-    retrying,
+    release_as_is,
     run_write,
     server_settings,
     translated_errors,
 )
 from bugless_model_postgres._dialect import POSTGRES, Dialect
-from bugless_model_postgres._edit_calls import EditsAndCustomFields, mark_edited
+from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -86,11 +90,13 @@ def _caller_key(caller: v1.Caller) -> list[Any]:
     return [caller.user_id, sorted(caller.groups), caller.admin]
 
 
-class PostgresBackend(EditsAndCustomFields, ModelBackend):
+class PostgresBackend(AttachmentCalls, ModelBackend):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.WATCH})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.WATCH, Capability.CHANGE_FEED}
+    )
     #: How concurrent ``migrate`` runs are kept apart (a subclass for a
     #: database without advisory locks leases instead).
     migration_lock: ClassVar[MigrationLock] = AdvisoryLock()
@@ -102,7 +108,9 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
         self._pool = pool
         self._tokens = PageTokenCodec(settings.page_token_secret)
         self._channel = f"bugless_changes_{settings.schema}"
-        self._feed = ChangeFeed(settings, self._channel, self._pool)
+        self._feed = ChangeFeed(
+            settings, self._channel, self._pool, lambda: self._dialect.notify is not None
+        )
         #: Seams a subclass for another database replaces (see :mod:`._dialect`).
         self._dialect: Dialect = POSTGRES
         self._retry_policy: RetryPolicy = POSTGRES_RETRIES
@@ -220,13 +228,13 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
         return result, ctx
 
     async def _events(
-        self, conn: asyncpg.Connection, written: list[tuple[int, int]]
+        self, conn: Conn, written: list[tuple[int, int]]
     ) -> list[tuple[v1.Issue, v1.HistoryEntry]]:
         issues = await fetch_issues(conn, _ADMIN, sorted({i for i, _ in written}))
         out = []
         for issue_id, version in written:
             row = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
-            out.append((issues[issue_id], entry_from_row(row)))
+            out.append((issues[issue_id], entry_from_row(one_row(row))))
         return out
 
     def _decode(self, token: str, fingerprint: str) -> list[Any] | None:
@@ -275,8 +283,16 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
         )
         async with translated_errors(), self._pool.acquire() as conn:
             issues = await fetch_issues(conn, request.caller or v1.Caller(), [issue_id])
-            entry = entry_from_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version))
+            entry = entry_from_row(one_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)))
         return v1.ChangeIssueResponse(issue=issues[issue_id], entry=entry)
+
+    async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Create or extend an imported issue (see :mod:`._imports`)."""
+        (issue_id, created, written), _ = await self._write(
+            request.caller, lambda ctx: _imports.import_issue(ctx, request)
+        )
+        issue = await self._get_visible(request.caller, issue_id)
+        return v1.ImportIssueResponse(issue=issue, created=created, entries_written=written)
 
     async def batch_change_issues(
         self, request: v1.BatchChangeIssuesRequest
@@ -350,6 +366,7 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
             rows = rows[:size]
             entries = [entry_from_row(r) for r in rows]
             await mark_edited(conn, request.issue_id, entries)
+            await fill_entries(conn, request.issue_id, entries)
         return v1.ListHistoryResponse(
             entries=entries,
             next_page_token=self._tokens.encode([rows[-1]["version"]], fingerprint) if more else "",
@@ -406,6 +423,10 @@ class PostgresBackend(EditsAndCustomFields, ModelBackend):
         async with contextlib.aclosing(self._feed.watch(request)) as events:
             async for event in events:
                 yield event
+
+    async def read_feed(self, request: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
+        """Changes after a position, in commit order (see :mod:`._watch`)."""
+        return await self._feed.read_feed(request)
 
     # ---- components ----
 
@@ -650,5 +671,9 @@ async def _migration_pool(settings: ModelSettings) -> asyncpg.Pool:
             min_size=1,
             max_size=2,
             server_settings=server_settings(settings, quote_schema(settings.schema)),
+            # The migration lock is released explicitly (AdvisoryLock) or is a
+            # row (LeaseLock); asyncpg's reset would call pg_advisory_unlock_all(),
+            # which CockroachDB lacks.
+            reset=release_as_is,
         )
     return pool

@@ -39,8 +39,10 @@ from bugless_core.blobs import BlobRef, BlobStore, BlobUpload
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from bugless_core.migrations import applied_version, quote_schema
 from bugless_core.settings import setting
+from bugless_core.transactions import POSTGRES_RETRIES, retrying
 from bugless_model_postgres import _blob_queries as sql
-from bugless_model_postgres._database import POSTGRES_RETRIES, retrying, translated_errors
+from bugless_model_postgres._convert import Conn
+from bugless_model_postgres._database import translated_errors
 
 #: The migration that creates the store's tables.
 BLOB_SCHEMA_VERSION = 3
@@ -180,7 +182,7 @@ class DatabaseBlobStore(BlobStore):
             )
             raise Unavailable(msg) from exc
 
-    async def _write(self, conn: asyncpg.Connection, upload: BlobUpload) -> None:
+    async def _write(self, conn: Conn, upload: BlobUpload) -> None:
         """Write the chunks and publish them, or roll everything back."""
         blob_id = uuid.uuid4()
         transaction = conn.transaction()
@@ -204,9 +206,7 @@ class DatabaseBlobStore(BlobStore):
         else:
             await transaction.commit()
 
-    async def _write_chunks(
-        self, conn: asyncpg.Connection, blob_id: uuid.UUID, upload: BlobUpload
-    ) -> None:
+    async def _write_chunks(self, conn: Conn, blob_id: uuid.UUID, upload: BlobUpload) -> None:
         """Insert each chunk while the next one arrives (one insert in flight at a time)."""
         in_flight: asyncio.Task[str] | None = None
         seq = 0

@@ -66,12 +66,17 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/ListHotlists",
         "/bugless.v1.Model/ListHotlistItems",
         "/bugless.v1.Model/ListSavedSearches",
+        "/bugless.v1.Model/ReadFeed",
+        "/bugless.v1.Model/GetAttachment",
+        "/bugless.v1.Model/ListAttachments",
         "/bugless.v1.Authenticator/ListAuthenticators",
         "/bugless.v1.Authenticator/ValidateToken",
         "/bugless.v1.Authenticator/GetUsers",
         "/bugless.v1.Authenticator/LookupUsers",
         "/bugless.v1.Authenticator/SuggestUsers",
         "/bugless.v1.Authenticator/Authorize",
+        "/bugless.v1.Authenticator/ListPersonCertificates",
+        "/bugless.v1.Authenticator/GetDeviceLogin",
     }
 )
 #: Bounds of the pause before the retry, in seconds (uniformly drawn).

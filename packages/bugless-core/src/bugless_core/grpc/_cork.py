@@ -5,7 +5,7 @@ reply is three ``write()`` calls (HEADERS, DATA, trailing HEADERS), a call's
 request two, each window update one more. On a TLS connection each write is
 its own TLS record and its own ``send()`` syscall, and over loopback the kernel
 also runs the receiver's TCP path inside that syscall. Profiles of the API and
-the Model put 22-37% of their CPU in those writes (bench/README.md); corking
+the Model put 22-37% of their CPU in those writes (bench/JOURNAL.md); corking
 cut a bare mTLS echo server's CPU per call by 10-16% (0.37 to 0.31 ms with a
 grpcio client).
 
@@ -39,6 +39,7 @@ from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.protocol import H2Protocol
 
+from bugless_core import tracing
 from bugless_core._compat.grpclib import (
     IServable,
     ProtocolWrappingChannel,
@@ -222,6 +223,7 @@ class CorkedChannel(ProtocolWrappingChannel):
             status_details_codec=status_details_codec,
             **options,
         )
+        tracing.instrument_channel(self)
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """Cork the connection."""

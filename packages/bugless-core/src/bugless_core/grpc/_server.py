@@ -21,7 +21,9 @@ from grpclib.health.service import Health
 from grpclib.server import Server
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from bugless_core import tracing
 from bugless_core._compat.grpclib import IServable, server_listener
+from bugless_core.grpc._access import AccessRules
 from bugless_core.grpc._calls import CallTracker
 from bugless_core.grpc._cork import CorkedServer
 from bugless_core.grpc._metrics import GrpcServerMetrics, MetricsEndpoint, split_method_name
@@ -64,6 +66,18 @@ def _listener(server: Server) -> asyncio.Server:
     if listener is None:
         raise RuntimeError("the server is not started")
     return listener
+
+
+def listening_port(server: Server) -> int:
+    """The port a started grpclib ``server`` listens on (after ``start(host, 0)``).
+
+    Tests and benchmarks bind port 0 and need the port the kernel chose;
+    grpclib keeps its listener private, so this is the one public way.
+
+    Raises:
+        RuntimeError: the server is not started.
+    """
+    return int(_listener(server).sockets[0].getsockname()[1])
 
 
 async def _wait_for_any(*events: asyncio.Event, seconds: float | None) -> None:
@@ -153,7 +167,11 @@ class GrpcServiceRunner:
         )
         self._descriptor_pool = DESCRIPTOR_POOL if descriptor_pool is None else descriptor_pool
         self._connections = ConnectionRegistry()
+        # Checked on mutual TLS only: on --insecure-local plaintext no caller
+        # has a certificate to check (start() warns about that every time).
+        access = AccessRules(self._servables, roles=settings.access_roles)
         self._tracker = CallTracker(
+            access=access if settings.mutual_tls else None,
             service_name=name,
             metrics=GrpcServerMetrics.for_registry(metrics_registry),
             connections=self._connections,
@@ -213,6 +231,7 @@ class GrpcServiceRunner:
             with_reflection([*self._servables, self.health], self._descriptor_pool)
         )
         self._tracker.attach(server)
+        tracing.instrument_server(server)
         await server.start(
             settings.host,
             settings.port,
@@ -220,7 +239,7 @@ class GrpcServiceRunner:
             reuse_port=settings.reuse_port or None,
         )
         self._server = server
-        self._port = int(_listener(server).sockets[0].getsockname()[1])
+        self._port = listening_port(server)
         if settings.metrics_port is not None:
             try:
                 await self._metrics_endpoint.start(settings.metrics_host, settings.metrics_port)
@@ -231,6 +250,16 @@ class GrpcServiceRunner:
                 raise
         for status in self._statuses.values():
             status.set(True)
+        if not settings.mutual_tls:
+            logger.warning(
+                "%s runs with --insecure-local: no mutual TLS, so no caller's service "
+                "identity is checked and anyone who can reach %s:%d may call any method; "
+                "debugging on one machine only",
+                self.name,
+                settings.host,
+                self._port,
+                extra={"service": self.name, "insecure_local": True},
+            )
         logger.info(
             "%s serving gRPC on %s:%d",
             self.name,

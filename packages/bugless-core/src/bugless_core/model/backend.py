@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from bugless_core import limits
+from bugless_core.attachments import AttachmentSettings
+from bugless_core.blobs import BlobReader, BlobStore
+from bugless_core.errors import FailedPrecondition
 from bugless_core.settings import setting
 from bugless_proto import v1
 
@@ -38,6 +41,9 @@ class Capability(enum.StrEnum):
     SNOWFLAKE_IDS = "snowflake_ids"
     #: Tables can be homed in regions (``bugless model migrate --regions``).
     MULTI_REGION = "multi_region"
+    #: ReadFeed: every committed change from a resume position, in commit
+    #: order, with no gap when transactions commit out of id order.
+    CHANGE_FEED = "change_feed"
 
 
 @dataclass(frozen=True)
@@ -58,9 +64,21 @@ class ModelSettings:
         schema: Database schema holding the tables (tests use one per test).
         regions: For multi-region backends, the database regions; first is the
             primary region.
+        survival_goal: For multi-region backends, what the database survives:
+            ``zone`` (a write commits inside its home region) or ``region``
+            (every write waits for a quorum across regions; needs three or
+            more regions). Applied by ``migrate`` with the regions.
+        locality: For multi-region backends, where this replica runs, in the
+            database's locality syntax (``region=us-east1,zone=us-east1-b``):
+            the backend checks at open that its region is one of the
+            database's and that its connections land in it.
         search_count_cap: A search counts matches up to this many; above it
             ``total_count`` is the cap with ``total_is_lower_bound``. Bounds
             the work of counting a broad query on a large tracker.
+        feed_retention_seconds: How long change-feed rows are kept; a
+            consumer resuming from an older position gets
+            FAILED_PRECONDITION and rebuilds. Longer than any consumer
+            (the notifier) may be down.
     """
 
     database_url: str = setting(
@@ -87,15 +105,36 @@ class ModelSettings:
         env="BUGLESS_REGIONS",
         help="Comma-separated database regions, primary first (multi-region backends).",
     )
+    survival_goal: str = setting(
+        "zone",
+        env="BUGLESS_COCKROACH_SURVIVAL_GOAL",
+        choices=("zone", "region"),
+        help="What a multi-region database survives: zone, or region (3+ regions; every "
+        "write waits for a cross-region quorum). Applied by migrate.",
+    )
+    locality: str = setting(
+        "",
+        env="BUGLESS_COCKROACH_LOCALITY",
+        help="Where this replica runs, e.g. region=us-east1,zone=us-east1-b (multi-region "
+        "backends check their connections land in that region).",
+    )
     search_count_cap: int = setting(
         limits.SEARCH_COUNT_CAP,
         env="BUGLESS_SEARCH_COUNT_CAP",
         help="Searches count matches up to this many (above: a lower bound).",
     )
+    feed_retention_seconds: int = setting(
+        14 * 24 * 3600,
+        env="BUGLESS_FEED_RETENTION_SECONDS",
+        help="Keep change-feed entries this long; a consumer resuming from an older "
+        "position must rebuild.",
+    )
 
     def __post_init__(self) -> None:
         if self.search_count_cap < 1:
             raise ValueError("search_count_cap must be at least 1")
+        if self.feed_retention_seconds < 1:
+            raise ValueError("feed_retention_seconds must be at least 1")
         if self.pool_max_size < 1:
             raise ValueError("pool_max_size must be at least 1")
         if self.pool_min_size > self.pool_max_size:
@@ -120,6 +159,26 @@ class ModelBackend(ABC):
 
     def __init__(self) -> None:
         self._change_listeners: list[ChangeListener] = []
+        self._blob_store: BlobStore | None = None
+        self.attachment_settings = AttachmentSettings()
+
+    def use_blob_store(self, store: BlobStore, settings: AttachmentSettings | None = None) -> None:
+        """Keep attachment content in ``store`` (the backend does not close it)."""
+        self._blob_store = store
+        if settings is not None:
+            self.attachment_settings = settings
+
+    @property
+    def blob_store(self) -> BlobStore:
+        """The store holding attachment content.
+
+        Raises:
+            FailedPrecondition: none was configured (attachments are off).
+        """
+        if self._blob_store is None:
+            msg = "attachments are not available: the Model was started without a blob store"
+            raise FailedPrecondition(msg)
+        return self._blob_store
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Register a function called after every committed history entry."""
@@ -202,6 +261,15 @@ class ModelBackend(ABC):
         msg = f"the {self.name} backend does not declare the watch capability"
         raise NotImplementedError(msg)
 
+    @abstractmethod
+    async def read_feed(self, request: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
+        """Changes after a position in commit order (capability ``change_feed``).
+
+        Positions are dense and in commit order; a position older than the
+        retention is FailedPrecondition; entries of issues the caller may not
+        view are left out; ``wait_ms`` waits for a commit when none is newer.
+        """
+
     # ---- edits and redaction ----
 
     @abstractmethod
@@ -211,6 +279,55 @@ class ModelBackend(ABC):
     @abstractmethod
     async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Remove a comment, description or attachment content; record who and what."""
+
+    # ---- import ----
+
+    @abstractmethod
+    async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Create or extend an imported issue, idempotently by its external id.
+
+        The servicer has checked the caller's import permission and the
+        request's shape. A new external id creates the issue with entry 1 at
+        ``created_at`` by the reporter, then one entry per history item; a
+        known one appends only the items beyond those imported before, and
+        writes nothing when there are none.
+        """
+
+    # ---- attachments ----
+
+    @abstractmethod
+    async def upload_attachment(
+        self, header: v1.UploadAttachmentHeader, content: AsyncIterator[bytes]
+    ) -> v1.UploadAttachmentResponse:
+        """Store ``content`` in the blob store and attach it by a new entry.
+
+        Checks access and the limits before reading the content (the
+        declared size), while it streams (the size limit) and at the end
+        (the sniffed type, the issue's total under its lock). Nothing is kept
+        when it fails: content no attachment refers to leaves the store.
+        """
+
+    @abstractmethod
+    async def open_attachment(
+        self, request: v1.DownloadAttachmentRequest
+    ) -> tuple[v1.Attachment, BlobReader]:
+        """A visible attachment and a reader over its content (or the range asked for)."""
+
+    @abstractmethod
+    async def get_attachment(self, request: v1.GetAttachmentRequest) -> v1.Attachment:
+        """One attachment of a visible issue, else NotFound."""
+
+    @abstractmethod
+    async def list_attachments(
+        self, request: v1.ListAttachmentsRequest
+    ) -> v1.ListAttachmentsResponse:
+        """A visible issue's attachments, oldest first."""
+
+    @abstractmethod
+    async def delete_attachment(
+        self, request: v1.DeleteAttachmentRequest
+    ) -> v1.ChangeIssueResponse:
+        """Detach (uploader or component admin) by a new entry; drop unreferenced content."""
 
     # ---- custom fields ----
 

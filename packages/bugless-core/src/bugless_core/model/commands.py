@@ -14,6 +14,7 @@ import logging
 import click
 
 from bugless_core import eventloop
+from bugless_core.attachments import AttachmentSettings
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
@@ -33,6 +34,7 @@ class ModelServeSettings:
     Attributes:
         backend: The Model backend plugin to use (``postgres``, ``cockroach``).
         storage: What the backend connects to and how.
+        attachments: Size limits and accepted types of attachments.
         migrate: Apply migrations before serving (one-replica setups; a
             deployment runs ``bugless model migrate`` as a job instead).
         grpc: Listening, TLS, metrics and drain.
@@ -46,6 +48,7 @@ class ModelServeSettings:
         help="Model backend to use; `bugless plugins` lists the installed ones.",
     )
     storage: ModelSettings = group(ModelSettings)
+    attachments: AttachmentSettings = group(AttachmentSettings)
     migrate: bool = setting(False, env="BUGLESS_MIGRATE", help="Apply migrations before serving.")
     grpc: GrpcServerSettings = group(GrpcServerSettings)
     log: LogSettings = group(LogSettings)
@@ -64,7 +67,10 @@ class ModelMigrateSettings:
 
     Attributes:
         backend: The Model backend plugin whose migrations to apply.
-        storage: The database (only its URL, schema and regions matter here).
+        storage: The database (only its URL, schema, regions and survival
+            goal matter here).
+        log: Log level and format (the migration Job's logs are read like
+            the services').
     """
 
     backend: str = setting(
@@ -74,6 +80,7 @@ class ModelMigrateSettings:
         help="Model backend to use; `bugless plugins` lists the installed ones.",
     )
     storage: ModelSettings = group(ModelSettings)
+    log: LogSettings = group(LogSettings)
 
 
 def _backend_class(plugins: Plugins, name: str) -> type[ModelBackend]:
@@ -93,10 +100,19 @@ def model_group() -> None:
 @settings_command(
     ModelMigrateSettings,
     env_prefix=ENV_PREFIX,
-    only=("backend", "storage.database_url", "storage.schema", "storage.regions"),
+    only=(
+        "backend",
+        "storage.database_url",
+        "storage.schema",
+        "storage.regions",
+        "storage.survival_goal",
+        "log.level",
+        "log.json",
+    ),
 )
 def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
     """Create or upgrade the database schema (safe to run from several replicas)."""
+    settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
     version = eventloop.run(cls.migrate(settings.storage))
     click.echo(f"schema {settings.storage.schema!r} is at version {version} ({settings.backend})")
@@ -114,5 +130,12 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
     settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
     eventloop.run(
-        serve_model(plugins, cls, settings.storage, settings.grpc, migrate=settings.migrate)
+        serve_model(
+            plugins,
+            cls,
+            settings.storage,
+            settings.grpc,
+            migrate=settings.migrate,
+            attachments=settings.attachments,
+        )
     )

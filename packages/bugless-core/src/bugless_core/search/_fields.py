@@ -49,6 +49,9 @@ class Field(StrEnum):
     MODIFIER = "modifier"
     LAST_MODIFIER = "lastmodifier"
     LAST_COMMENTER = "lastcommenter"
+    #: The issue's attachments, by a part of their name (``attachment:crash``,
+    #: ``has:attachment``).
+    ATTACHMENT = "attachment"
 
 
 class TextField(StrEnum):
@@ -57,6 +60,9 @@ class TextField(StrEnum):
     TEXT = "text"
     TITLE = "title"
     COMMENT = "comment"
+    #: An imported issue's external reference, matched exactly
+    #: (``externalid:"github:org/repo#56"``).
+    EXTERNAL_ID = "externalid"
 
 
 class Operator(StrEnum):
@@ -93,6 +99,8 @@ class ValueKind(Enum):
     ENUM = "enum"
     INTEGER = "integer"
     DATE = "date"
+    #: A piece of text, matched as a part of a name.
+    TEXT = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +162,7 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_COMMENTER: FieldSpec(ValueKind.USER),
+    Field.ATTACHMENT: FieldSpec(ValueKind.TEXT, nullable=True),
 }
 
 #: Every name (canonical or alias, lower case) a query may put before ``:``.
@@ -191,8 +200,10 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "modifier": Field.MODIFIER,
     "lastmodifier": Field.LAST_MODIFIER,
     "lastcommenter": Field.LAST_COMMENTER,
+    "attachment": Field.ATTACHMENT,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
+    "externalid": TextField.EXTERNAL_ID,
 }
 
 #: Names that look like fields but are instructions to the parser.

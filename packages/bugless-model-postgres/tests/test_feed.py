@@ -1,0 +1,105 @@
+"""The change feed on PostgreSQL: retention, and commit order under a held head row."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import asyncpg
+import pytest
+
+from bugless_core.errors import FailedPrecondition
+from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import PostgresBackend
+from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from bugless_testing.postgres import ThrowawayPostgres
+
+ADMIN = v1.Caller(user_id="root", admin=True)
+SECRET = "test-page-token-secret-0123456789"
+
+
+@pytest.fixture
+async def short_retention(postgres_server: ThrowawayPostgres) -> AsyncIterator[PostgresBackend]:
+    """A backend on its own database keeping the feed for one second."""
+    url = await postgres_server.acreate_database(f"feed_{uuid.uuid4().hex[:8]}")
+    settings = ModelSettings(database_url=url, page_token_secret=SECRET, feed_retention_seconds=1)
+    await PostgresBackend.migrate(settings)
+    backend = await PostgresBackend.open(settings)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+async def _issue(backend: PostgresBackend, title: str) -> v1.Issue:
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"feed-{uuid.uuid4().hex[:8]}")
+    )
+    return await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN, fields=v1.IssueFields(title=title, component_id=component.id)
+        )
+    )
+
+
+async def test_a_position_older_than_the_retention_is_failed_precondition(
+    short_retention: PostgresBackend,
+) -> None:
+    backend = short_retention
+    await _issue(backend, "old")
+    await asyncio.sleep(1.5)
+    await _issue(backend, "new")
+    backend._feed._last_prune = 0.0  # due now, as it would be a minute later
+    with pytest.raises(FailedPrecondition) as caught:
+        await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=0))
+    assert "retention" in caught.value.message
+    oldest = int(caught.value.metadata["oldest_position"])
+    head = int(caught.value.metadata["head_position"])
+    assert oldest == head - 1  # the second issue's component and issue remain
+    kept = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=oldest - 1))
+    assert [c.position for c in kept.changes] == [oldest, head]
+    assert kept.oldest_position == oldest
+
+
+async def test_a_writer_waits_for_the_holder_of_the_head_row(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Positions follow commit order: a transaction that took a position commits
+    before any later writer can take the next one, so no reader ever sees n + 1
+    committed while n is still to come."""
+    backend = bugless_model_backend
+    issue = await _issue(backend, "ordering")
+    holder = await asyncpg.connect(model_settings.database_url)
+    try:
+        await holder.execute(f'SET search_path = "{model_settings.schema}"')
+        tx = holder.transaction()
+        await tx.start()
+        taken = await holder.fetchval(
+            "UPDATE change_feed_state SET position = position + 1 WHERE name = 'head' "
+            "RETURNING position"
+        )
+        later = asyncio.ensure_future(
+            backend.change_issue(
+                v1.ChangeIssueRequest(
+                    caller=ADMIN, issue_id=issue.id, expected_version=1, comment="later"
+                )
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not later.done()
+        seen = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+        assert seen.head_position == taken - 1
+        await holder.execute(
+            "INSERT INTO change_feed (position, committed_at) VALUES ($1, now())", taken
+        )
+        await tx.commit()
+        await asyncio.wait_for(later, 10)
+    finally:
+        await holder.close()
+    after = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=taken - 1))
+    assert [c.position for c in after.changes] == [taken, taken + 1]
+    assert [(e.issue_id, e.version) for e in after.changes[1].entries] == [(issue.id, 2)]
