@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "saved_searches",
     "comment_edits",
     "custom_fields",
+    "attachments",
 )
 
 
