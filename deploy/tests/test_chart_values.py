@@ -41,7 +41,7 @@ def _migration_job(manifests: list[Manifest]) -> Manifest:
         ),
         ({"database": {"backend": "mysql"}}, "database.backend must be postgres or cockroach"),
         (
-            {"internalTLS": {"certManager": {"enabled": True}}},
+            {"internalTLS": {"enabled": False}},
             "enable both",
         ),
         (

@@ -154,7 +154,7 @@ async def start_auth_servers(key_files: KeyFiles, **defaults: Any) -> AsyncItera
         service, runner = await start_auth(
             plugins,
             AuthSettings(**values),
-            GrpcServerSettings(drain_seconds=0, grace_seconds=1),
+            GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
             metrics_registry=CollectorRegistry(),
         )
         server = AuthServer(service, runner, Channel("127.0.0.1", runner.port), service.settings)

@@ -204,6 +204,9 @@ addresses, and with internal TLS the CA and this frontend's client certificate.
   value: /etc/bugless/internal-tls/tls.crt
 - name: {{ $prefix }}{{ $tls }}KEY
   value: /etc/bugless/internal-tls/tls.key
+{{- else }}
+- name: {{ $prefix }}INSECURE_LOCAL
+  value: "true"
 {{- end }}
 {{- end -}}
 

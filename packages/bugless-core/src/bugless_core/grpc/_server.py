@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core import tracing
 from bugless_core._compat.grpclib import IServable, server_listener
+from bugless_core.grpc._access import AccessRules
 from bugless_core.grpc._calls import CallTracker
 from bugless_core.grpc._cork import CorkedServer
 from bugless_core.grpc._metrics import GrpcServerMetrics, MetricsEndpoint, split_method_name
@@ -166,7 +167,11 @@ class GrpcServiceRunner:
         )
         self._descriptor_pool = DESCRIPTOR_POOL if descriptor_pool is None else descriptor_pool
         self._connections = ConnectionRegistry()
+        # Checked on mutual TLS only: on --insecure-local plaintext no caller
+        # has a certificate to check (start() warns about that every time).
+        access = AccessRules(self._servables, roles=settings.access_roles)
         self._tracker = CallTracker(
+            access=access if settings.mutual_tls else None,
             service_name=name,
             metrics=GrpcServerMetrics.for_registry(metrics_registry),
             connections=self._connections,
@@ -245,6 +250,16 @@ class GrpcServiceRunner:
                 raise
         for status in self._statuses.values():
             status.set(True)
+        if not settings.mutual_tls:
+            logger.warning(
+                "%s runs with --insecure-local: no mutual TLS, so no caller's service "
+                "identity is checked and anyone who can reach %s:%d may call any method; "
+                "debugging on one machine only",
+                self.name,
+                settings.host,
+                self._port,
+                extra={"service": self.name, "insecure_local": True},
+            )
         logger.info(
             "%s serving gRPC on %s:%d",
             self.name,

@@ -49,6 +49,9 @@ class Field(StrEnum):
     MODIFIER = "modifier"
     LAST_MODIFIER = "lastmodifier"
     LAST_COMMENTER = "lastcommenter"
+    #: The issue's attachments, by a part of their name (``attachment:crash``,
+    #: ``has:attachment``).
+    ATTACHMENT = "attachment"
 
 
 class TextField(StrEnum):
@@ -96,6 +99,8 @@ class ValueKind(Enum):
     ENUM = "enum"
     INTEGER = "integer"
     DATE = "date"
+    #: A piece of text, matched as a part of a name.
+    TEXT = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,7 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_COMMENTER: FieldSpec(ValueKind.USER),
+    Field.ATTACHMENT: FieldSpec(ValueKind.TEXT, nullable=True),
 }
 
 #: Every name (canonical or alias, lower case) a query may put before ``:``.
@@ -194,6 +200,7 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "modifier": Field.MODIFIER,
     "lastmodifier": Field.LAST_MODIFIER,
     "lastcommenter": Field.LAST_COMMENTER,
+    "attachment": Field.ATTACHMENT,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
     "externalid": TextField.EXTERNAL_ID,
