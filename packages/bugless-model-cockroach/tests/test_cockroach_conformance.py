@@ -20,6 +20,7 @@ from bugless_testing.model_contracts import (
     CustomFieldSearchContract,
     EditContract,
     FeedContract,
+    FollowContract,
     HistoryContract,
     HotlistContract,
     IssueContract,
@@ -93,3 +94,6 @@ class TestSearchParity(SearchParityContract): ...
 
 
 class TestFeed(FeedContract): ...
+
+
+class TestFollow(FollowContract): ...

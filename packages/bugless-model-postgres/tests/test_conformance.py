@@ -16,6 +16,7 @@ from bugless_testing.model_contracts import (
     CustomFieldSearchContract,
     EditContract,
     FeedContract,
+    FollowContract,
     HistoryContract,
     HotlistContract,
     IssueContract,
@@ -91,3 +92,6 @@ class TestSearchParity(SearchParityContract): ...
 
 
 class TestFeed(FeedContract): ...
+
+
+class TestFollow(FollowContract): ...

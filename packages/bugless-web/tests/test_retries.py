@@ -49,6 +49,11 @@ WRITES = {
         "CreateCustomField",
         "UpdateCustomField",
         "DeleteCustomField",
+        "StarIssue",
+        "SetComponentSubscription",
+        "SetSavedSearchSubscription",
+        "UpdateNotificationSettings",
+        "SetIssueMute",
     },
     "Authenticator": {
         "AuthenticatePassword",

@@ -17,6 +17,7 @@ from bugless_api._catalog import (
     HotlistsService,
     SavedSearchesService,
 )
+from bugless_api._follow import NotificationsService
 from bugless_api._gateway import Gateway
 from bugless_api._issues import IssuesService
 from bugless_api.settings import ApiSettings
@@ -86,6 +87,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
         ComponentsService(gateway),
         HotlistsService(gateway),
         SavedSearchesService(gateway),
+        NotificationsService(gateway),
     ]
     checks = [
         ServiceCheck(

@@ -157,6 +157,8 @@ def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
         closed_at=row["closed_at"],
         version=row["version"],
         comment_count=row["comment_count"],
+        star_count=row.get("star_count", 0),
+        starred=row.get("starred", False),
     )
 
 

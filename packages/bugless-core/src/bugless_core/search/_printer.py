@@ -174,6 +174,7 @@ _LABELS: dict[Field, str] = {
     Field.MODIFIER: "someone who changed it",
     Field.LAST_MODIFIER: "the last to change it",
     Field.LAST_COMMENTER: "the last commenter",
+    Field.STARRED_BY: "a starrer",
 }
 _TEXT_PLACES: dict[TextField, str] = {
     TextField.TEXT: "title or comments",

@@ -22,6 +22,7 @@ from bugless_testing.model_contracts._custom_fields import (
 )
 from bugless_testing.model_contracts._edits import EditContract, RedactionContract
 from bugless_testing.model_contracts._feed import FeedContract
+from bugless_testing.model_contracts._follow import FollowContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
 from bugless_testing.model_contracts._issues import IssueContract
@@ -43,6 +44,7 @@ __all__ = [
     "CustomFieldSearchContract",
     "EditContract",
     "FeedContract",
+    "FollowContract",
     "HistoryContract",
     "HotlistContract",
     "IssueContract",
