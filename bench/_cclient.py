@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 from google.protobuf import message_factory
 
 from bench import _dataset as data
@@ -103,7 +103,7 @@ async def echo(params: dict[str, Any]) -> tuple[Call, Close]:
             "key": params["echo_key"],
         }
     )
-    method = channel.unary_unary(ECHO_METHOD)
+    method: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO_METHOD)
     payload = b"x" * params["payload"]
 
     async def call() -> None:

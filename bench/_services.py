@@ -396,6 +396,7 @@ def serve_echo(ready_file: str, cert: str, key: str, ca: str) -> None:
         CorkedServer,
         GrpcServerSettings,
         build_server_ssl_context,
+        listening_port,
     )
     from bugless_core.ready_file import write_ready_file  # noqa: PLC0415
 
@@ -404,11 +405,9 @@ def serve_echo(ready_file: str, cert: str, key: str, ca: str) -> None:
     )
 
     async def main() -> None:
-        server = CorkedServer([_EchoService()], codec=RawCodec())  # type: ignore[arg-type]
+        server = CorkedServer([_EchoService()], codec=RawCodec())
         await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
-        listener = server._server
-        assert listener is not None
-        write_ready_file(Path(ready_file), port=int(listener.sockets[0].getsockname()[1]))
+        write_ready_file(Path(ready_file), port=listening_port(server))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
@@ -426,7 +425,7 @@ async def _echo_once(address: ServiceAddress, payload: bytes) -> None:
         address.host,
         address.port,
         ssl=address.ssl_context(),
-        codec=RawCodec(),  # type: ignore[arg-type]
+        codec=RawCodec(),
     )
     try:
         method: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(

@@ -180,7 +180,7 @@ async def echo(params: dict[str, Any]) -> tuple[Call, Close]:
         cert=Path(params["echo_cert"]),
         key=Path(params["echo_key"]),
     )
-    channel = CorkedChannel(address.host, address.port, ssl=address.ssl_context(), codec=RawCodec())  # type: ignore[arg-type]
+    channel = CorkedChannel(address.host, address.port, ssl=address.ssl_context(), codec=RawCodec())
     method: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(channel, ECHO_METHOD, bytes, bytes)
     payload = b"x" * params["payload"]
 

@@ -10,7 +10,7 @@ include client encode/decode and the loopback round trip). Two clients:
 * ``betterproto2``: the generated stub, whose pure-Python decoding of 50
   users costs ~2 ms on the *client* side alone.
 
-    /work/venv/bin/python bench/auth_lookup.py [--users 1000] [--batch 50] [--calls 5000]
+    python -m bench.auth_lookup [--users 1000] [--batch 50] [--calls 5000]
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import asyncpg.pool
 from grpclib.client import Channel
 
 import bugless_model_postgres.plugin
@@ -48,7 +49,7 @@ from bench.seed import connect, model_settings
 from bugless_core import limits
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.issue_fields import OPEN_STATUSES
-from bugless_core.model.runner import start_model
+from bugless_core.model.runner import close_model, start_model
 from bugless_core.plugins import load_plugins
 from bugless_core.search import parse_query, to_structured
 from bugless_model_postgres import PostgresBackend, _search
@@ -298,7 +299,7 @@ async def _prepare_pages(backend: PostgresBackend, pool: asyncpg.Pool, q: BenchQ
         raise RuntimeError(msg)
 
 
-async def explain(conn: asyncpg.Connection, q: BenchQuery) -> str:
+async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
     """EXPLAIN (ANALYZE, BUFFERS) of the backend's page and count statements."""
     position = None
     if q.position is not None:
@@ -389,7 +390,7 @@ async def run_search(
         await direct.close()
         await pool.close()
         await runner.close()
-        await backend.close()
+        await close_model(backend)
     return results
 
 

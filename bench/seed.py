@@ -321,7 +321,9 @@ async def verify(settings: ModelSettings) -> list[str]:
     problems: list[str] = []
     conn = await connect(settings)
     try:
-        counts = dict(await conn.fetchrow(sql.CONSISTENCY))
+        consistency = await conn.fetchrow(sql.CONSISTENCY)
+        assert consistency is not None  # one row of counts, always
+        counts = dict(consistency.items())
         problems += [f"{name}: {n} issues" for name, n in counts.items() if n]
         sample = [r["id"] for r in await conn.fetch(sql.SAMPLE_IDS)]
         seed_value = json.loads(
@@ -365,6 +367,9 @@ async def verify(settings: ModelSettings) -> list[str]:
                 problems.append(f"issue {issue_id}: {_comparable(issue)} != {_comparable(copy)}")
             seeded_row = await seeded_conn.fetchrow(sql.ISSUE_SNAPSHOT, issue_id)
             copy_row = await scratch_conn.fetchrow(sql.ISSUE_SNAPSHOT, copy_id)
+            if seeded_row is None or copy_row is None:
+                problems.append(f"issue {issue_id}: no snapshot (seeded or copy {copy_id})")
+                continue
             for part in ("issue", "history"):
                 mine, theirs = json.loads(seeded_row[part]), json.loads(copy_row[part])
                 if mine != theirs:

@@ -92,6 +92,7 @@ async def test_a_read_sees_a_change_that_completed_before_it(connect_as: Connect
     issue = await robot.create_issue("before", component.id)
     for n in range(5):
         changed = await robot.update_issue(issue.id, title=f"after {n}")
+        assert changed.issue is not None
         seen, *_ = await asyncio.gather(
             robot.get_issue(issue.id), *(robot.get_issue(issue.id) for _ in range(5))
         )

@@ -49,6 +49,7 @@ async def test_rate_limit_trips_with_retry_after_and_recovers(
     # The trailer is whole seconds (as HTTP's Retry-After); the ErrorInfo is exact.
     assert trailers[-1]["retry-after"] == "1"
     retry_after = caught.value.retry_after
+    assert retry_after is not None
     assert 0 < retry_after <= 1 / RATE + 0.05
     assert "rate limit exceeded" in caught.value.message
 

@@ -71,6 +71,7 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
         assert _handled(new_metrics, "ChangeIssue", "OK") == 1
         assert not draining.done()
         await watch.close()
+        assert changed.issue is not None
         assert changed.issue.version == issue.version + 1
         history = await connect_as("robot").list_history(issue.id)
         assert [e.comment for e in history.entries if e.comment == comment] == [comment]

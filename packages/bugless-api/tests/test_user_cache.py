@@ -18,7 +18,7 @@ from grpclib.server import Server
 from bugless_api._users import UserDirectory, UserRefs
 from bugless_api.settings import ApiSettings
 from bugless_core.clients import ServiceAddress
-from bugless_core.grpc import GrpcServerSettings
+from bugless_core.grpc import GrpcServerSettings, listening_port
 from bugless_proto import v1
 
 TTL = 5.0
@@ -80,7 +80,7 @@ async def rig() -> AsyncIterator[Rig]:
     auth = CountingAuthenticator()
     server = Server([auth])
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = listening_port(server)
     channel = Channel("127.0.0.1", port)
     try:
         yield Rig(auth, channel, Clock())

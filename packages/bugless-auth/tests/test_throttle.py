@@ -49,6 +49,7 @@ async def test_user_throttle_trips_then_recovers(throttled: AuthServer) -> None:
     )
     converted = from_grpc_error(error)
     assert isinstance(converted, ResourceExhausted)
+    assert converted.retry_after is not None
     assert 0 < converted.retry_after <= 0.5 + 0.01
 
     await asyncio.sleep(converted.retry_after + 0.05)

@@ -40,14 +40,14 @@ def test_the_installed_grpclib_has_every_class_level_item() -> None:
 
 async def test_a_live_server_channel_and_peer_have_every_instance_level_item() -> None:
     recorder = _PeerRecorder()
-    server = CorkedServer([recorder], codec=RawCodec())  # type: ignore[list-item,arg-type]
+    server = CorkedServer([recorder], codec=RawCodec())
     await server.start("127.0.0.1", 0)
     listener = compat.server_listener(server)
     assert listener is not None
     channel = CorkedChannel(
         "127.0.0.1",
         listener.sockets[0].getsockname()[1],
-        codec=RawCodec(),  # type: ignore[arg-type]
+        codec=RawCodec(),
     )
     try:
         echo: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(
@@ -93,11 +93,11 @@ def test_a_changed_protocol_factory_signature_is_reported(monkeypatch: pytest.Mo
 
 async def test_a_renamed_channel_attribute_is_reported() -> None:
     recorder = _PeerRecorder()
-    server = CorkedServer([recorder], codec=RawCodec())  # type: ignore[list-item,arg-type]
+    server = CorkedServer([recorder], codec=RawCodec())
     await server.start("127.0.0.1", 0)
     listener = compat.server_listener(server)
     assert listener is not None
-    channel = Channel("127.0.0.1", listener.sockets[0].getsockname()[1], codec=RawCodec())  # type: ignore[arg-type]
+    channel = Channel("127.0.0.1", listener.sockets[0].getsockname()[1], codec=RawCodec())
     try:
         await UnaryUnaryMethod(channel, "/test.Echo/Echo", bytes, bytes)(b"x", timeout=5)
         vars(channel)["_connection"] = vars(channel).pop("_protocol")  # as a 0.5 might

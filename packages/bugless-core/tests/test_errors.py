@@ -35,6 +35,7 @@ def test_each_error_maps_to_one_grpc_status_and_one_http_status(
 def test_version_conflict_round_trips_with_current_version() -> None:
     grpc_error = errors.to_grpc_error(errors.IssueVersionConflict(7, 3, 5))
     assert grpc_error.status is Status.ABORTED
+    assert grpc_error.message is not None
     assert "version 5, not 3" in grpc_error.message
     back = errors.from_grpc_error(grpc_error)
     assert isinstance(back, errors.IssueVersionConflict)

@@ -20,6 +20,8 @@ import pytest
 
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
+from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
+from bugless_testing.model_contracts import ATTACHMENT_LIMITS
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
@@ -76,7 +78,16 @@ async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[
     """The backend under test: migrated, open, holding a node id."""
     await CockroachBackend.migrate(model_settings)
     backend = await CockroachBackend.open(model_settings)
+    store = await DatabaseBlobStore.connect(
+        DatabaseBlobSettings(
+            database_url=model_settings.database_url,
+            schema=model_settings.schema,
+            chunk_bytes=64 * 1024,
+        )
+    )
+    backend.use_blob_store(store, ATTACHMENT_LIMITS)
     try:
         yield backend
     finally:
         await backend.close()
+        await store.close()

@@ -11,6 +11,7 @@ import pytest
 from bugless_model_cockroach import CockroachBackend
 from bugless_testing.model_contracts import (
     AccessContract,
+    AttachmentContract,
     BadInputContract,
     BatchChangeContract,
     ChangeContract,
@@ -23,6 +24,7 @@ from bugless_testing.model_contracts import (
     FollowContract,
     HistoryContract,
     HotlistContract,
+    ImportContract,
     IssueContract,
     RedactionContract,
     SavedSearchContract,
@@ -37,6 +39,9 @@ pytestmark = pytest.mark.bugless_backend.with_args(CockroachBackend)
 
 
 class TestAccess(AccessContract): ...
+
+
+class TestAttachment(AttachmentContract): ...
 
 
 class TestBadInput(BadInputContract): ...
@@ -91,6 +96,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestImport(ImportContract): ...
 
 
 class TestFeed(FeedContract): ...

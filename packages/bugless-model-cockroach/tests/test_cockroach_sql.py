@@ -49,6 +49,7 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
         'ALTER DATABASE "bugless" SURVIVE ZONE FAILURE',
         'ALTER TABLE "tracker".issues SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".issue_history SET LOCALITY REGIONAL BY ROW',
+        'ALTER TABLE "tracker".attachments SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".components SET LOCALITY GLOBAL',
         'ALTER TABLE "tracker".hotlists SET LOCALITY GLOBAL',
         'ALTER TABLE "tracker".custom_fields SET LOCALITY GLOBAL',
@@ -56,6 +57,8 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
         'ALTER TABLE "tracker".saved_searches SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         'ALTER TABLE "tracker".blobs SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         'ALTER TABLE "tracker".blob_chunks SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
+        'ALTER TABLE "tracker".attachment_contents SET LOCALITY'
+        " REGIONAL BY TABLE IN PRIMARY REGION",
         'ALTER TABLE "tracker".bugless_leases SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         'ALTER TABLE "tracker".schema_migrations SET LOCALITY REGIONAL BY TABLE IN PRIMARY REGION',
         *(

@@ -9,6 +9,8 @@ import pytest
 
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
+from bugless_testing.model_contracts import ATTACHMENT_LIMITS
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
@@ -30,7 +32,16 @@ async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[
     """The backend under test: fresh database, migrated, open."""
     await PostgresBackend.migrate(model_settings)
     backend = await PostgresBackend.open(model_settings)
+    store = await DatabaseBlobStore.connect(
+        DatabaseBlobSettings(
+            database_url=model_settings.database_url,
+            schema=model_settings.schema,
+            chunk_bytes=64 * 1024,
+        )
+    )
+    backend.use_blob_store(store, ATTACHMENT_LIMITS)
     try:
         yield backend
     finally:
         await backend.close()
+        await store.close()

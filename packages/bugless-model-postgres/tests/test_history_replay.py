@@ -152,11 +152,14 @@ async def run_steps(world: World, steps: list[dict[str, Any]]) -> list[int]:
     for s in steps:
         if s["via_hotlist_call"] and s["hotlists"]:
             hotlist = world.hotlists[s["hotlists"][0]]
-            call = b.remove_hotlist_items if s["hotlists_remove"] else b.add_hotlist_items
-            request_type = (
-                v1.RemoveHotlistItemsRequest if s["hotlists_remove"] else v1.AddHotlistItemsRequest
-            )
-            await call(request_type(caller=ADMIN, hotlist_id=hotlist, issue_ids=[main]))  # type: ignore[operator]
+            if s["hotlists_remove"]:
+                await b.remove_hotlist_items(
+                    v1.RemoveHotlistItemsRequest(caller=ADMIN, hotlist_id=hotlist, issue_ids=[main])
+                )
+            else:
+                await b.add_hotlist_items(
+                    v1.AddHotlistItemsRequest(caller=ADMIN, hotlist_id=hotlist, issue_ids=[main])
+                )
             continue
         current = await b.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=main))
         fields = v1.IssueFields(

@@ -14,7 +14,7 @@ from grpclib.client import Channel
 from bugless_core import hookimpl
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.model.backend import ModelSettings
-from bugless_core.model.runner import start_model
+from bugless_core.model.runner import close_model, start_model
 from bugless_core.plugins import load_plugins
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
@@ -66,7 +66,7 @@ async def test_a_hook_plugin_hears_every_committed_entry(model_settings: ModelSe
         issue = await _create_through(runner.port)
     finally:
         await runner.close()
-        await backend.close()
+        await close_model(backend)
     assert recorder.heard == [
         (issue.id, 1, "heard", "postgres"),
         (issue.id, 2, "heard", "postgres"),
@@ -86,4 +86,4 @@ async def test_without_a_hook_plugin_writes_are_not_read_back(
         assert backend._change_listeners == []
     finally:
         await runner.close()
-        await backend.close()
+        await close_model(backend)

@@ -23,7 +23,7 @@ T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 _TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=4
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=4
 ).map(lambda s: f"zq{s}")
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,12 +25,6 @@ if TYPE_CHECKING:
 BUGLESS = [sys.executable, "-c", "from bugless_core.cli import main; main()"]
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
 CALLER = {"user_id": "u-ops", "groups": ["eng"]}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _grpcurl(port: int, *args: str, data: object = None) -> subprocess.CompletedProcess[str]:
@@ -51,32 +44,38 @@ def database_url(postgres_server: ThrowawayPostgres) -> str:
 
 
 @pytest.fixture(scope="module")
-def served_model(database_url: str) -> Iterator[int]:
+def served_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     env = {**os.environ, "BUGLESS_DATABASE_URL": database_url}
     migrate = subprocess.run(
         [*BUGLESS, "model", "migrate"], env=env, capture_output=True, text=True, check=False
     )
     assert migrate.returncode == 0, migrate.stderr
     assert "is at version" in migrate.stdout
-    port = _free_port()
+    ready_file = tmp_path_factory.mktemp("serve") / "ready.json"
     env["BUGLESS_PAGE_TOKEN_SECRET"] = "serve-command-test-secret"
+    # --port 0 and --ready-file: the server binds a port itself and reports it,
+    # so no other process can take the port between choosing and binding.
+    serve = ["model", "serve", "--port", "0", "--ready-file", str(ready_file)]
     process = subprocess.Popen(
-        [*BUGLESS, "model", "serve", "--port", str(port), "--drain-seconds", "0.2"],
+        [*BUGLESS, *serve, "--drain-seconds", "0.2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
+        # Generous: on a loaded CI machine a cold interpreter start alone can take long.
+        deadline = time.monotonic() + 120
+        port = 0
         while time.monotonic() < deadline:
-            health = _grpcurl(port, "grpc.health.v1.Health/Check")
-            if '"SERVING"' in health.stdout:
+            if not port and ready_file.exists() and ready_file.read_text().endswith("\n"):
+                port = int(json.loads(ready_file.read_text())["port"])
+            if port and '"SERVING"' in _grpcurl(port, "grpc.health.v1.Health/Check").stdout:
                 break
             assert process.poll() is None, process.communicate()[1]
             time.sleep(0.2)
         else:
-            pytest.fail("bugless model serve did not become SERVING within 30 s")
+            pytest.fail("bugless model serve did not become SERVING within 120 s")
         yield port
     finally:
         process.send_signal(signal.SIGTERM)

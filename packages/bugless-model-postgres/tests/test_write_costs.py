@@ -82,6 +82,7 @@ async def test_pooled_connections_carry_no_session_state_after_every_kind_of_cal
                        current_setting('transaction_isolation') AS isolation
                 """
             )
+            assert state is not None
             assert state["advisory"] == 0
             assert state["listening"] == 0
             assert state["cursors"] == 0

@@ -7,6 +7,7 @@ import dataclasses
 import random
 
 import asyncpg
+import asyncpg.pool
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,7 +18,7 @@ from bugless_notify.queue import DeliveryQueue, DeliveryState, RetryPolicy
 
 
 async def _claim(
-    conn: asyncpg.Connection,
+    conn: asyncpg.pool.PoolConnectionProxy,
     queue: DeliveryQueue,
     *,
     worker: str = "w1",

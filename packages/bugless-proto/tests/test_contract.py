@@ -64,12 +64,17 @@ def test_delta_carries_a_field_mask() -> None:
 
 def test_model_requests_carry_the_caller_first() -> None:
     # Field 1 of every Model request is the caller: the API frontend relies on
-    # it to reject requests that try to set the caller themselves.
+    # it to reject requests that try to set the caller themselves. A
+    # client-streaming call's first message is a header (field 1) whose
+    # field 1 is the caller.
     service = DESCRIPTOR_POOL.FindServiceByName("bugless.v1.Model")
     for method in service.methods:
         if method.input_type.name == "GetServerInfoRequest":
             continue
         field = method.input_type.fields_by_number[1]
+        if method.client_streaming:
+            assert field.name == "header", method.name
+            field = field.message_type.fields_by_number[1]
         assert field.name == "caller", method.name
         assert field.type == FieldDescriptor.TYPE_MESSAGE
         assert field.message_type.full_name == "bugless.v1.Caller"

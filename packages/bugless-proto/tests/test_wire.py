@@ -100,7 +100,8 @@ def _enum(enum_class: type[enum.IntEnum]) -> st.SearchStrategy[Any]:
 
 
 def _unwrapped(wrapper: type[betterproto2.Message]) -> st.SearchStrategy[Any]:
-    name = wrapper.DESCRIPTOR.full_name
+    # Generated classes carry DESCRIPTOR; betterproto2.Message does not declare it.
+    name = wrapper.DESCRIPTOR.full_name  # type: ignore[attr-defined]
     if name == "google.protobuf.Timestamp":
         return st.datetimes(
             min_value=datetime.datetime(2, 1, 1),
@@ -134,7 +135,7 @@ def _unknown_fields() -> st.SearchStrategy[bytes]:
             return tag + struct.pack("<Q", value)
         if kind == 5:
             return tag + struct.pack("<I", value)
-        return tag + varint(len(value)) + value
+        return tag + varint(len(value)) + bytes(value)
 
     one = st.one_of(
         st.tuples(st.integers(900, 2000), st.just(0), st.integers(0, 2**64 - 1)),
@@ -180,7 +181,9 @@ class MessageStrategies:
             return st.none() | element
         return element
 
-    def message(self, cls: type[betterproto2.Message], depth: int | None = None) -> Any:
+    def message(
+        self, cls: type[betterproto2.Message], depth: int | None = None
+    ) -> st.SearchStrategy[Any]:
         depth = self.max_depth if depth is None else depth
         infos = fields_of(cls)
         groups: dict[str, list[FieldInfo]] = {}
@@ -190,12 +193,12 @@ class MessageStrategies:
                 plain[info.name] = self.value(info, depth)
             else:
                 groups.setdefault(info.group, []).append(info)
+
+        def member(info: FieldInfo) -> st.SearchStrategy[dict[str, Any]]:
+            return self.element(info, depth).map(lambda v: {info.name: v})
+
         choices = [
-            st.none()
-            | st.sampled_from(members).flatmap(
-                lambda i: self.element(i, depth).map(lambda v, i=i: {i.name: v})
-            )
-            for members in groups.values()
+            st.none() | st.sampled_from(members).flatmap(member) for members in groups.values()
         ]
 
         def build(values: dict[str, Any], chosen: list[dict[str, Any] | None], raw: bytes) -> Any:
@@ -212,7 +215,7 @@ class MessageStrategies:
 @functools.cache
 def messages(cls: type[betterproto2.Message], *, unknown: bool) -> st.SearchStrategy[Any]:
     """Random ``cls`` instances (built once per class: strategies are costly to build)."""
-    return MessageStrategies(unknown=unknown).message(cls)  # type: ignore[no-any-return]
+    return MessageStrategies(unknown=unknown).message(cls)
 
 
 def _walk(value: Any, visit: Callable[[Any], None]) -> None:
@@ -247,7 +250,8 @@ def assert_same(left: Any, right: Any, path: str = "message") -> None:
     assert type(left) is type(right), f"{path}: {type(left)} != {type(right)}"
     if isinstance(left, betterproto2.Message):
         assert unknown_fields(left) == unknown_fields(right), f"{path}: unknown fields"
-        for field in dataclasses.fields(left):
+        # Every generated message is a dataclass; betterproto2.Message is not declared one.
+        for field in dataclasses.fields(left):  # type: ignore[arg-type]
             name = field.name
             assert_same(getattr(left, name), getattr(right, name), f"{path}.{name}")
     elif isinstance(left, list):

@@ -313,6 +313,7 @@ def test_oidc_sign_in_through_the_provider_login_form(
     # Her groups claim made her a component creator.
     expect(page.locator('a[href="/components/new"]')).to_be_visible()
     save_screenshot(page, tmp_path, "10-oidc")
+    assert oidc_web_server.url is not None
     assert list(iter_console_problems(tab.console_from(oidc_web_server.url))) == []
 
 

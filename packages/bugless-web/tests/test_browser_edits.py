@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from browser_support import (
@@ -12,6 +13,7 @@ from browser_support import (
     sign_in,
 )
 from playwright.sync_api import Browser, BrowserContext, expect
+from web_support import World
 
 from bugless_dev.stack import RunningService
 
@@ -61,4 +63,48 @@ def test_edit_own_comment_then_an_admin_redacts_it(
         assert admin.dialogs == []
     finally:
         admin_context.close()
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def test_define_a_custom_field_fill_it_on_create_and_search_by_it(
+    web_server: RunningService, context: BrowserContext, world: World, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "alice")
+    name = f"Browser{secrets.token_hex(3)}"
+    page.goto(f"{web_server.url}/components/new?parent={world.components['Platform']}")
+    page.fill('form.stack input[name="name"]', name)
+    page.click('button:has-text("Create component")')
+    page.click("a.custom-fields-link")
+    form = page.locator("#new-field-form")
+    field_name = f"Found In {name}"
+    form.locator('input[name="name"]').fill(field_name)
+    form.locator('select[name="type"]').select_option("enum")
+    form.locator('textarea[name="options"]').fill("4.1\n4.2")
+    form.locator('button:has-text("Define field")').click()
+    expect(page.locator(".custom-field-list .cf-name")).to_have_text(field_name)
+    save_screenshot(page, tmp_path, "42-custom-field-defined")
+
+    page.goto(f"{web_server.url}/issues/new")
+    expect(page.locator("#custom-fields select")).to_have_count(0)
+    page.select_option("#component-picker", label=f"Platform>{name}")
+    custom = page.locator("#custom-fields select")
+    expect(custom).to_have_count(1)  # swapped in without a reload
+    custom.select_option("4.2")
+    page.fill('#create-form input[name="title"]', "Made with a custom field")
+    page.click('#create-form button:has-text("Create issue")')
+    expect(page.locator(".fields .cf-value")).to_have_text("4.2")
+    expect(page.locator("#issue-form .custom-fields")).to_have_count(1)
+    issue_id = int(page.url.rsplit("/", 1)[1].split("#")[0])
+    # Change it through the edit form: the history shows the field's name.
+    page.locator("#issue-form .custom-fields select").select_option("4.1")
+    page.click('#issue-form button:has-text("Save")')
+    expect(page.locator(".fields .cf-value")).to_have_text("4.1")
+    expect(page.locator("#entries")).to_contain_text(f"{field_name}: 4.2 → 4.1")
+    save_screenshot(page, tmp_path, "43-custom-field-on-issue")
+
+    page.fill("#q", f'"{field_name}":4.1')
+    page.press("#q", "Enter")
+    expect(page.locator(f'a.open-link:has-text("{issue_id}")')).to_have_count(1)
     assert list(iter_console_problems(tab.console)) == []

@@ -17,6 +17,7 @@ from grpclib.server import Server
 from web_support import SESSION_KEY
 
 from bugless_core.clients import ServiceAddress
+from bugless_core.grpc import listening_port
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.routes.issues import list_all_components
@@ -72,7 +73,7 @@ async def rig() -> AsyncIterator[Rig]:
     model = CountingModel()
     server = Server([model])
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = listening_port(server)
     address = ServiceAddress("127.0.0.1", port)
     settings = WebSettings(
         model=address, auth=address, session_keys=(SESSION_KEY,), component_cache_seconds=10.0

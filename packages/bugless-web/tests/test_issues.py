@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -290,3 +291,38 @@ async def test_create_issue_requires_title_and_component(client: AsyncTestClient
     assert response.status_code == 400
     assert "an issue needs a title" in response.text
     assert "choose the component" in response.text
+
+
+async def test_an_imported_issue_shows_its_source_and_marks_imported_entries(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    importer = v1.Caller(user_id=world.admin.user_id, admin=True, import_issues=True)
+    external_id = "github:org/webrepo#56"
+    response = await call(
+        model.import_issue,
+        v1.ImportIssueRequest(
+            caller=importer,
+            external_id=external_id,
+            fields=v1.IssueFields(
+                title="Imported crash", component_id=next(iter(world.components.values()))
+            ),
+            reporter=world.users["carol"],
+            description="From the old tracker",
+            created_at=datetime(2018, 5, 6, 7, 8, tzinfo=UTC),
+            history=[
+                v1.ImportedEntry(
+                    author=world.users["bob"],
+                    created_at=datetime(2018, 5, 7, tzinfo=UTC),
+                    comment="Seen it too",
+                )
+            ],
+        ),
+    )
+    assert response.issue is not None
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{response.issue.id}")
+    assert page.status_code == 200
+    assert f"<code>{external_id}</code>" in page.text
+    assert page.text.count(f"imported from {external_id}") == 2
+    found = await client.get("/search", params={"q": f'externalid:"{external_id}"'})
+    assert f'href="/issues/{response.issue.id}"' in found.text

@@ -32,6 +32,7 @@ CALLBACK = f"{PUBLIC_URL}/signin/oidc/callback"
 
 
 def settings_for(world: World, auth: RunningService, public_url: str) -> WebSettings:
+    assert auth.address is not None
     return WebSettings(
         model=world.stack.model,
         auth=auth.address,

@@ -32,6 +32,7 @@ def strict_auth(world: World) -> Iterator[RunningService]:
 async def strict_client(
     world: World, strict_auth: RunningService
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    assert strict_auth.address is not None
     settings = WebSettings(
         model=world.stack.model, auth=strict_auth.address, session_keys=(SESSION_KEY,), dev=True
     )

@@ -21,6 +21,7 @@ from web_support import SESSION_KEY
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import DRAINING_REASON, NotFound, Unavailable, to_grpc_error
+from bugless_core.grpc import listening_port
 from bugless_proto import DESCRIPTOR_POOL, v1
 from bugless_web.backends import Backends
 from bugless_web.retries import READ_ROUTES
@@ -54,6 +55,9 @@ WRITES = {
         "SetSavedSearchSubscription",
         "UpdateNotificationSettings",
         "SetIssueMute",
+        # Never made by the web (import identity only), but a write all the same.
+        "ImportIssue",
+        "DeleteAttachment",
     },
     "Authenticator": {
         "AuthenticatePassword",
@@ -64,6 +68,8 @@ WRITES = {
         "SetLocalPassword",
         "SetUserDisabled",
         "RevokeSessions",
+        "MatchImportUsers",
+        "MergePlaceholder",
     },
 }
 
@@ -94,7 +100,7 @@ async def rig() -> AsyncIterator[tuple[FailingModel, Backends]]:
     model = FailingModel()
     server = Server([model])
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = listening_port(server)
     address = ServiceAddress("127.0.0.1", port)
     backends = Backends(WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,)))
     try:

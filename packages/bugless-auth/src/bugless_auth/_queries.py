@@ -6,15 +6,23 @@ Authenticator's schema on each connection.
 
 from __future__ import annotations
 
-USER_COLUMNS = "user_id, username, display_name, email, groups, disabled, bot"
+USER_COLUMNS = "user_id, username, display_name, email, groups, disabled, bot, placeholder"
 
-USERS_BY_IDS = f"SELECT {USER_COLUMNS} FROM users WHERE user_id = ANY($1::text[])"
+#: Users by id; a placeholder merged into a real account answers with that
+#: account's data under its own id (``alias_of`` names the account).
+USERS_BY_IDS = """
+SELECT u.user_id, t.username, t.display_name, t.email, t.groups, t.disabled, t.bot,
+       u.placeholder AND u.merged_into = '' AS placeholder, u.merged_into AS alias_of
+FROM users u
+JOIN users t ON t.user_id = (CASE WHEN u.merged_into <> '' THEN u.merged_into ELSE u.user_id END)
+WHERE u.user_id = ANY($1::text[])
+"""
 USERS_BY_USERNAMES = f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = ANY($1::text[])"
 USER_BY_USERNAME = f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)"
 
 SUGGEST = f"""
 SELECT {USER_COLUMNS} FROM users
-WHERE NOT disabled
+WHERE NOT disabled AND NOT placeholder
   AND (lower(username) LIKE $1 ESCAPE '\\'
        OR lower(display_name) LIKE $1 ESCAPE '\\'
        OR lower(email) LIKE $1 ESCAPE '\\')
@@ -70,3 +78,33 @@ RETURNING {USER_COLUMNS}
 """
 
 PING = "SELECT 1"
+
+# ---- import (issue 21) ----
+
+#: Real accounts (no placeholders) by lower-cased e-mail ($1) or username ($2).
+REAL_USERS_BY_EMAIL = f"""
+SELECT {USER_COLUMNS} FROM users
+WHERE NOT placeholder AND email <> '' AND lower(email) = ANY($1::text[])
+ORDER BY disabled, created_at
+"""
+REAL_USERS_BY_USERNAME = f"""
+SELECT {USER_COLUMNS} FROM users WHERE NOT placeholder AND lower(username) = ANY($1::text[])
+"""
+
+#: Placeholders already made for subjects $1 (``import:<source>:<key>``).
+PLACEHOLDERS_OF_SUBJECTS = f"""
+SELECT s.subject, {", ".join("u." + c for c in USER_COLUMNS.split(", "))}
+FROM external_subjects s JOIN users u ON u.user_id = s.user_id
+WHERE s.subject = ANY($1::text[])
+"""
+
+INSERT_PLACEHOLDER = """
+INSERT INTO users (user_id, username, display_name, email, placeholder)
+VALUES ($1, $2, $3, $4, true)
+"""
+
+USERNAME_TAKEN = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))"
+
+MERGE_PLACEHOLDER = """
+UPDATE users SET merged_into = $2, updated_at = now() WHERE user_id = $1 AND placeholder
+"""

@@ -57,6 +57,7 @@ class CachedUser:
             email=record.email,
             disabled=record.disabled,
             bot=record.bot,
+            placeholder=record.placeholder,
         )
         return cls(record, message, _length_delimited(1, bytes(message)))
 
@@ -107,7 +108,8 @@ class UserDirectory:
         """Put a record this replica just read or wrote into both caches."""
         cached = CachedUser.of(record)
         self._by_id.put(record.user_id, cached)
-        self._by_username.put(record.username.lower(), cached)
+        if not record.alias_of:  # the username is the real account's, not this id's
+            self._by_username.put(record.username.lower(), cached)
         return cached
 
     def forget(self, user_id: str) -> None:

@@ -22,9 +22,19 @@ from pathlib import Path
 
 ADMIN = "admin"
 #: The permissions bugless itself checks; a policy may name others for extensions.
-KNOWN_PERMISSIONS = ("admin", "create_component", "create_hotlist", "manage_users")
+KNOWN_PERMISSIONS = (
+    "admin",
+    "create_component",
+    "create_hotlist",
+    "manage_users",
+    "import_issues",
+)
+#: Permissions ``admin`` does not imply: granted only by name. Importing
+#: writes other people's names and past times into the history, so it is
+#: given to an import identity on purpose, never as a side effect of admin.
+EXPLICIT_ONLY = frozenset({"import_issues"})
 EVERYONE = "*"
-DEFAULT_POLICY: Mapping[str, tuple[str, ...]] = {"admins": (ADMIN,)}
+DEFAULT_POLICY: Mapping[str, tuple[str, ...]] = {"admins": (ADMIN, "import_issues")}
 _PERMISSION = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 
 
@@ -101,7 +111,7 @@ class Policy:
         """Every permission the groups grant, sorted (``admin`` expands to all known)."""
         granted = {permission for _, permission in self._rules_for(groups)}
         if ADMIN in granted:
-            granted.update(KNOWN_PERMISSIONS)
+            granted.update(p for p in KNOWN_PERMISSIONS if p not in EXPLICIT_ONLY)
         return sorted(granted)
 
     def decide(self, groups: Iterable[str], permission: str) -> Decision:
@@ -115,6 +125,6 @@ class Policy:
             if granted == permission:
                 return Decision(True, f"group {group} grants {permission}")
         for group, granted in rules:
-            if granted == ADMIN:
+            if granted == ADMIN and permission not in EXPLICIT_ONLY:
                 return Decision(True, f"group {group} grants admin")
         return Decision(False)

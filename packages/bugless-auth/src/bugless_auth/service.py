@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bugless_auth import placeholders
 from bugless_auth._cache import TtlCache
 from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
 from bugless_auth.passwords import PasswordHashes
@@ -51,6 +52,7 @@ WRONG_CREDENTIALS = "wrong username or password"
 DISABLED = "this account is disabled; ask a bugless administrator"
 SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
 MANAGE_USERS = "manage_users"
+IMPORT_ISSUES = "import_issues"
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 _FLOW_KEYS = ("_authenticator", "_redirect_uri")
 
@@ -267,6 +269,8 @@ class AuthService:
         for user_id in released:
             self.directory.forget(user_id)
         cached = self.directory.remember(record)
+        if record.placeholder:  # never mapped by a sign-in flow; refused all the same
+            raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         if record.disabled:
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         issued = self.tokens.issue(record.user_id, authenticator)
@@ -372,6 +376,39 @@ class AuthService:
         if not self.policy.decide(caller.groups, permission).allowed:
             raise PermissionDenied(f"{action} needs the {permission} permission")
         return caller
+
+    # ---- import (issue 21) ----
+
+    async def match_import_users(
+        self,
+        token: str,
+        source: str,
+        people: Sequence[v1.SourcePerson],
+        *,
+        create_placeholders: bool,
+    ) -> v1.MatchImportUsersResponse:
+        """Match an imported tracker's people; placeholders for the rest (import_issues)."""
+        await self._require(token, IMPORT_ISSUES, "matching imported people")
+        placeholders.check_people(source, people)
+        matches = await placeholders.match_people(
+            self.store, source, people, create_placeholders=create_placeholders
+        )
+        return v1.MatchImportUsersResponse(
+            matches=[
+                v1.ImportUserMatch(
+                    user=self.directory.remember(m.user).message if m.user else None,
+                    matched_by=m.matched_by,
+                )
+                for m in matches
+            ]
+        )
+
+    async def merge_placeholder(self, token: str, placeholder: str, into: str) -> v1.User:
+        """Map a placeholder to a real account (manage_users); history is not rewritten."""
+        await self._require(token, MANAGE_USERS, "merging placeholder accounts")
+        record = await placeholders.merge_placeholder(self.store, placeholder, into)
+        self.directory.forget(record.user_id)
+        return self.directory.remember(record).message
 
     # ---- local users ----
 

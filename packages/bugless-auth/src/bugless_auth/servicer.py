@@ -189,6 +189,37 @@ class AuthenticatorServicer(v1.AuthenticatorBase):
         )
 
     @grpc_errors
+    async def match_import_users(
+        self, message: v1.MatchImportUsersRequest
+    ) -> v1.MatchImportUsersResponse:
+        """Match an imported tracker's people to accounts (import_issues)."""
+        if len(message.people) > limits.MAX_USER_LOOKUP:
+            raise InvalidArgument(
+                f"people: at most {limits.MAX_USER_LOOKUP} per call, got {len(message.people)}"
+            )
+        for i, person in enumerate(message.people):
+            _check_length(person.username, f"people[{i}].username", _MAX_FIELD)
+            _check_length(person.email, f"people[{i}].email", _MAX_FIELD)
+            _check_length(person.display_name, f"people[{i}].display_name", limits.MAX_NAME_LENGTH)
+        return await self.service.match_import_users(
+            message.token,
+            message.source,
+            message.people,
+            create_placeholders=message.create_placeholders,
+        )
+
+    @grpc_errors
+    async def merge_placeholder(self, message: v1.MergePlaceholderRequest) -> v1.User:
+        """Map a placeholder account to a real one (manage_users)."""
+        if not message.placeholder or not message.into:
+            raise InvalidArgument("placeholder and into: both usernames are required")
+        _check_length(message.placeholder, "placeholder", _MAX_FIELD)
+        _check_length(message.into, "into", _MAX_FIELD)
+        return await self.service.merge_placeholder(
+            message.token, message.placeholder, message.into
+        )
+
+    @grpc_errors
     async def revoke_sessions(self, message: v1.RevokeSessionsRequest) -> v1.RevokeSessionsResponse:
         """End the token's session, all of its user's, or all of another user's."""
         if not message.token:

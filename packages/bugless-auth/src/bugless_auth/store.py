@@ -69,6 +69,10 @@ class UserRecord:
     groups: tuple[str, ...]
     disabled: bool
     bot: bool
+    #: An imported tracker's person with no account here (cannot sign in).
+    placeholder: bool = False
+    #: For a merged placeholder: the real account whose data this record carries.
+    alias_of: str = ""
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> UserRecord:
@@ -81,6 +85,8 @@ class UserRecord:
             groups=tuple(row["groups"]),
             disabled=row["disabled"],
             bot=row["bot"],
+            placeholder=bool(row.get("placeholder", False)),
+            alias_of=row.get("alias_of", "") or "",
         )
 
 

@@ -39,3 +39,9 @@ MAX_CUSTOM_FIELD_OPTIONS = 200
 MAX_CUSTOM_FIELD_VALUE_LENGTH = 1_000
 #: Custom field values one create or delta may set.
 MAX_CUSTOM_FIELDS_PER_CHANGE = 100
+
+# ---- import from other trackers (issue 21) ----
+#: Length of an external reference ("github:org/repo#56").
+MAX_EXTERNAL_ID_LENGTH = 200
+#: History entries one ImportIssue call may carry.
+MAX_IMPORTED_ENTRIES = 5_000

@@ -57,7 +57,7 @@ async def raw_channel() -> AsyncIterator[OpenChannel]:
     channels: list[Channel] = []
 
     def open_(port: int) -> Channel:
-        channel = CorkedChannel("127.0.0.1", port, codec=RawCodec())  # type: ignore[arg-type]
+        channel = CorkedChannel("127.0.0.1", port, codec=RawCodec())
         channels.append(channel)
         return channel
 
@@ -75,7 +75,7 @@ async def test_frontend_channels_and_servers_go_through_the_upb_plans(
 ) -> None:
     """A request with unknown fields is the one thing the plans hand to betterproto2
     and count: both ends count it, so both ends used the upb codec."""
-    runner = await start_runner(servicer=_Directory())  # type: ignore[arg-type]
+    runner = await start_runner(servicer=_Directory())
     plan = wire.plan(v1.GetUsersRequest)
     before = plan.fallbacks
     request = v1.GetUsersRequest(user_ids=["u_precoded"])
@@ -115,7 +115,7 @@ async def test_a_stub_on_a_corked_channel_gets_betterproto2_objects(
 async def test_a_pre_encoded_reply_is_sent_as_it_is(
     start_runner: StartRunner, raw_channel: OpenChannel
 ) -> None:
-    runner = await start_runner(servicer=_Directory())  # type: ignore[arg-type]
+    runner = await start_runner(servicer=_Directory())
     request = bytes(v1.GetUsersRequest(user_ids=["u_precoded", "gone"]))
     assert await _raw(raw_channel(runner.port), GET_USERS)(request, timeout=5) == _PRE_ENCODED
     channel = ServiceAddress("127.0.0.1", runner.port).channel()
@@ -132,7 +132,7 @@ async def test_fields_of_a_newer_peer_reach_the_handler_as_unknown_fields(
     start_runner: StartRunner, raw_channel: OpenChannel
 ) -> None:
     directory = _Directory()
-    runner = await start_runner(servicer=directory)  # type: ignore[arg-type]
+    runner = await start_runner(servicer=directory)
     newer_field = b"\xfa\x3e\x05later"  # field 1007, a string this schema lacks
     request = bytes(v1.GetUsersRequest(user_ids=["u_1", "ü_2"])) + newer_field
     await _raw(raw_channel(runner.port), GET_USERS)(request, timeout=5)

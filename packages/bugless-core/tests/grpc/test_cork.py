@@ -152,14 +152,14 @@ async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> 
         client_ca=Path(pki.ca),
     )
 
-    server = CorkedServer([_Echo()], codec=RawCodec())  # type: ignore[arg-type]
+    server = CorkedServer([_Echo()], codec=RawCodec())
     await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
     listener = server_listener(server)
     assert listener is not None
     port = listener.sockets[0].getsockname()[1]
     context = build_client_ssl_context(Path(pki.ca), Path(pki.client_cert), Path(pki.client_key))
     assert isinstance(context, ssl.SSLContext)
-    channel = CorkedChannel("127.0.0.1", port, ssl=context, codec=RawCodec())  # type: ignore[arg-type]
+    channel = CorkedChannel("127.0.0.1", port, ssl=context, codec=RawCodec())
     try:
         echo: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(
             channel, "/test.Echo/Echo", bytes, bytes

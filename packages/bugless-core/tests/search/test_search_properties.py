@@ -202,12 +202,12 @@ def field_terms(draw: st.DrawFn) -> FieldTerm:
 
 #: Custom field values: anything a person might type, bare or (alone) quoted.
 custom_values = st.text(
-    st.characters(blacklist_characters='"\\,', blacklist_categories=("Cs", "Cc")),
+    st.characters(exclude_characters='"\\,', exclude_categories=("Cs", "Cc")),
     min_size=1,
     max_size=8,
 ).filter(lambda v: v.strip() == v and v.lower() not in ("none", "any") and bool(v))
 custom_names = st.text(
-    st.characters(blacklist_characters='"\\', blacklist_categories=("Cs", "Cc")),
+    st.characters(exclude_characters='"\\', exclude_categories=("Cs", "Cc")),
     min_size=1,
     max_size=10,
 ).filter(lambda v: v.strip() == v and bool(v))

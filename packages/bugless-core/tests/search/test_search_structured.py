@@ -14,6 +14,7 @@ from bugless_core.search import (
     Query,
     QuerySyntaxError,
     UserValue,
+    format_query,
     parse_query,
     to_structured,
     user_terms,
@@ -225,3 +226,16 @@ def test_sort_keys() -> None:
 def test_result_survives_the_wire() -> None:
     message = structured('is:open a:me created:today -"x y" sort:-p')
     assert v1.StructuredQuery.parse(bytes(message)) == message
+
+
+def test_an_external_reference_is_matched_as_one_exact_value() -> None:
+    query = to_structured(
+        parse_query('externalid:"github:org/repo#56"'), me=None, users={}, today=date(2026, 1, 1)
+    )
+    assert query.filter is not None
+    term = query.filter.term
+    assert term is not None
+    assert term.field is v1.SearchField.EXTERNAL_ID
+    assert [v.text for v in term.values] == ["github:org/repo#56"]
+    text = 'externalid:"github:org/repo#56"'
+    assert format_query(parse_query(text)) == text

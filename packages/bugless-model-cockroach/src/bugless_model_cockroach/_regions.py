@@ -6,10 +6,11 @@ traffic is (CockroachDB only; a PostgreSQL server refuses). The statements
 follow the CockroachDB SQL reference pages "SET PRIMARY REGION", "ADD REGION",
 "SURVIVE {ZONE, REGION} FAILURE" and "SET LOCALITY":
 
-* ``issues`` and ``issue_history``: ``REGIONAL BY ROW``. CockroachDB adds the
-  hidden ``crdb_region`` column, defaulting to the gateway region of the
-  inserting connection, so an issue (and its history rows) live where it was
-  filed and reads and writes there stay in-region.
+* ``issues``, ``issue_history`` and ``attachments`` (the metadata):
+  ``REGIONAL BY ROW``. CockroachDB adds the hidden ``crdb_region`` column,
+  defaulting to the gateway region of the inserting connection, so an issue
+  (and its history and attachment rows) live where it was filed and reads and
+  writes there stay in-region.
 * ``components`` (ACLs included), ``hotlists`` and ``custom_fields`` (the
   definitions): ``GLOBAL``, read on every search and every visibility check
   from every region, rarely written.
@@ -32,13 +33,14 @@ from bugless_core.errors import InvalidArgument
 
 _REGION = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
-REGIONAL_BY_ROW = ("issues", "issue_history")
+REGIONAL_BY_ROW = ("issues", "issue_history", "attachments")
 GLOBAL = ("components", "hotlists", "custom_fields")
 IN_PRIMARY_REGION = (
     "hotlist_items",
     "saved_searches",
     "blobs",
     "blob_chunks",
+    "attachment_contents",
     "bugless_leases",
     "schema_migrations",
     # The change feed is one commit-ordered sequence for the whole

@@ -32,7 +32,7 @@ from bugless_core.model.backend import Capability, ModelSettings
 from bugless_model_cockroach import _dialect, _leases, _regions
 from bugless_model_cockroach import _queries as q
 from bugless_model_postgres import PostgresBackend
-from bugless_model_postgres.seam import Dialect, translated_errors
+from bugless_model_postgres.seam import Conn, Dialect, translated_errors
 
 
 class CockroachBackend(PostgresBackend):
@@ -69,7 +69,7 @@ class CockroachBackend(PostgresBackend):
         """Whether the server is CockroachDB (not PostgreSQL in compatibility mode)."""
         return self._dialect is _dialect.COCKROACH
 
-    async def _snowflake_id(self, _conn: asyncpg.Connection) -> int:
+    async def _snowflake_id(self, _conn: Conn) -> int:
         generator = self._node.generator
         if generator is None:  # pragma: no cover - open() takes the lease first
             msg = "the backend is not open"
@@ -79,7 +79,7 @@ class CockroachBackend(PostgresBackend):
     # ---- lifecycle ----
 
     @staticmethod
-    async def _server_dialect(conn: asyncpg.Connection) -> Dialect:
+    async def _server_dialect(conn: Conn) -> Dialect:
         """The dialect of the server; refuse PostgreSQL not running SERIALIZABLE."""
         dialect = _dialect.dialect_for(await conn.fetchval(q.SERVER_VERSION))
         if dialect is _dialect.COMPATIBILITY:

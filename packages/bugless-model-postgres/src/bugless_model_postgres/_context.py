@@ -18,7 +18,7 @@ import asyncpg
 
 from bugless_core.errors import NotFound
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres._convert import Row, caller_role, issue_from_row, principals_of
+from bugless_model_postgres._convert import Conn, Row, caller_role, issue_from_row, principals_of
 from bugless_model_postgres._custom_values import attach_values
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_proto import v1
@@ -26,7 +26,7 @@ from bugless_proto import v1
 #: Hands out the id of a new issue, inside the creating transaction. Where
 #: none is given (``None``, PostgreSQL), the INSERT takes the id column's
 #: default, the identity sequence, without a round trip of its own.
-IssueIdSource = Callable[[asyncpg.Connection], Awaitable[int]]
+IssueIdSource = Callable[[Conn], Awaitable[int]]
 
 
 ROLE_NAMES = {v1.Role.VIEWER: "viewer", v1.Role.EDITOR: "editor", v1.Role.ADMIN: "admin"}
@@ -50,7 +50,7 @@ class WriteContext:
             it changed nothing the feed reports).
     """
 
-    conn: asyncpg.Connection
+    conn: Conn
     caller: v1.Caller
     now: datetime
     channel: str
@@ -67,7 +67,7 @@ class WriteContext:
 
 
 async def fetch_issue_rows(
-    conn: asyncpg.Connection, caller: v1.Caller, ids: list[int]
+    conn: Conn, caller: v1.Caller, ids: list[int]
 ) -> dict[int, asyncpg.Record]:
     """Rows of the issues among ``ids`` the caller may view, by id (one statement)."""
     if not ids:
@@ -84,9 +84,7 @@ def issue_message(row: Row) -> v1.Issue:
     return issue_from_row(row, row["visible_hotlist_ids"])
 
 
-async def fetch_issues(
-    conn: asyncpg.Connection, caller: v1.Caller, ids: list[int]
-) -> dict[int, v1.Issue]:
+async def fetch_issues(conn: Conn, caller: v1.Caller, ids: list[int]) -> dict[int, v1.Issue]:
     """Visible issues among ``ids`` as messages (custom field values included), by id."""
     rows = await fetch_issue_rows(conn, caller, ids)
     issues = {i: issue_message(r) for i, r in rows.items()}

@@ -11,14 +11,38 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+import asyncpg
+import asyncpg.pool
 import betterproto2
 
 from bugless_core.issue_fields import ENUM_FIELDS
 from bugless_proto import v1
 
-Row = Mapping[str, Any]
+#: A database row: an asyncpg record, or a plain mapping built from one (tests,
+#: merged rows). asyncpg's Record is not a Mapping, so both are named.
+Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
+#: A connection as the code receives it: straight from ``asyncpg.connect`` or
+#: borrowed from the pool (a proxy with the same methods, not a subclass).
+Conn: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+def one_row(row: asyncpg.Record | None) -> asyncpg.Record:
+    """The row of a statement that always returns exactly one.
+
+    ``INSERT ... RETURNING``, the read-back of an entry the same call just
+    wrote, a checks query built to yield one row: for these, ``fetchrow``
+    returning nothing means the SQL and the schema disagree. That is a bug,
+    so it fails here by name rather than as a ``TypeError`` further on.
+
+    Raises:
+        RuntimeError: the statement returned no row.
+    """
+    if row is None:
+        msg = "a statement that always returns one row returned none"
+        raise RuntimeError(msg)
+    return row
 
 
 def principals_of(caller: v1.Caller) -> list[str]:
@@ -157,6 +181,7 @@ def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
         closed_at=row["closed_at"],
         version=row["version"],
         comment_count=row["comment_count"],
+        external_id=row.get("external_id") or "",
         star_count=row.get("star_count", 0),
         starred=row.get("starred", False),
     )
@@ -206,6 +231,8 @@ def entry_from_row(row: Row) -> v1.HistoryEntry:
         redacted_version=row["redacted_version"],
         redacted_attachment_id=row["redacted_attachment_id"],
         comment_redacted=row["comment_redacted"],
+        imported_from=row.get("imported_from") or "",
+        deleted_attachment_id=row.get("deleted_attachment_id") or 0,
     )
 
 

@@ -27,7 +27,7 @@ from bugless_core.errors import (
 )
 from bugless_model_postgres._components import admin_needed, visible_component
 from bugless_model_postgres._context import WriteContext
-from bugless_model_postgres._convert import Row
+from bugless_model_postgres._convert import Conn, Row, one_row
 from bugless_model_postgres._custom_values import (
     field_names,
 )
@@ -92,7 +92,7 @@ def field_from_row(row: Row) -> v1.CustomField:
     )
 
 
-async def applicable(conn: asyncpg.Connection, component_id: int) -> dict[int, v1.CustomField]:
+async def applicable(conn: Conn, component_id: int) -> dict[int, v1.CustomField]:
     """The fields that apply to issues in ``component_id``, by id (root first)."""
     rows = await conn.fetch(APPLICABLE_FIELDS, component_id)
     return {row["id"]: field_from_row(row) for row in rows}
@@ -234,7 +234,7 @@ async def create_field(ctx: WriteContext, request: v1.CreateCustomFieldRequest) 
         INSERT_FIELD, component["id"], request.name, request.description, int(request.type),
         list(request.options), request.required, defaults, ctx.now,
     )  # fmt: skip
-    return field_from_row(row)
+    return field_from_row(one_row(row))
 
 
 async def _field_for_change(
@@ -309,7 +309,7 @@ async def update_field(
         UPDATE_FIELD, current.id, updated.name, updated.description, list(updated.options),
         updated.required, defaults, ctx.now,
     )  # fmt: skip
-    return field_from_row(saved)
+    return field_from_row(one_row(saved))
 
 
 async def delete_field(ctx: WriteContext, request: v1.DeleteCustomFieldRequest) -> None:

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import betterproto2
 
 from bugless_core import custom_fields as cf
 from bugless_core.errors import InvalidArgument
+from bugless_model_postgres._convert import Conn
 from bugless_model_postgres._custom_fields import field_from_row
 from bugless_proto import v1
 
@@ -73,7 +73,7 @@ def _custom_terms(node: v1.SearchNode | None) -> list[v1.SearchTerm]:
     return found
 
 
-async def load_catalog(conn: asyncpg.Connection, query: v1.StructuredQuery) -> CustomCatalog:
+async def load_catalog(conn: Conn, query: v1.StructuredQuery) -> CustomCatalog:
     """The definitions named by ``query``'s custom terms and sort keys."""
     terms = _custom_terms(query.filter)
     ids = {t.custom_field_id for t in terms if t.custom_field_id}

@@ -11,10 +11,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import asyncpg
-
 from bugless_core import custom_fields as cf
-from bugless_model_postgres._convert import Row
+from bugless_model_postgres._convert import Conn, Row
 from bugless_proto import v1
 
 FIELD_NAMES = "SELECT id, name, type FROM custom_fields WHERE id = ANY ($1::bigint[])"
@@ -53,7 +51,7 @@ def value_messages(
     return out
 
 
-async def field_names(conn: asyncpg.Connection, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
+async def field_names(conn: Conn, ids: Iterable[int]) -> dict[int, tuple[str, int]]:
     """Name and type of the fields among ``ids`` that still exist."""
     wanted = sorted(set(ids))
     if not wanted:
@@ -62,7 +60,7 @@ async def field_names(conn: asyncpg.Connection, ids: Iterable[int]) -> dict[int,
 
 
 async def attach_values(
-    conn: asyncpg.Connection, issues: Mapping[int, v1.Issue], rows: Mapping[int, Row]
+    conn: Conn, issues: Mapping[int, v1.Issue], rows: Mapping[int, Row]
 ) -> None:
     """Fill ``custom_fields`` of each issue from its row (one look-up for the names)."""
     stored = {i: load_values(rows[i]["custom_fields"]) for i in issues}

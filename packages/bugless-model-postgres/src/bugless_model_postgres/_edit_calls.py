@@ -17,7 +17,7 @@ from bugless_model_postgres import _custom_fields, _edits
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._components import visible_component
 from bugless_model_postgres._context import WriteContext, fetch_issues
-from bugless_model_postgres._convert import entry_from_row
+from bugless_model_postgres._convert import Conn, entry_from_row, one_row
 from bugless_model_postgres._custom_search import CustomCatalog, load_catalog
 from bugless_model_postgres._database import translated_errors
 from bugless_proto import v1
@@ -32,9 +32,7 @@ SELECT edits_version, max(version) AS latest FROM issue_history
 """
 
 
-async def mark_edited(
-    conn: asyncpg.Connection, issue_id: int, entries: list[v1.HistoryEntry]
-) -> None:
+async def mark_edited(conn: Conn, issue_id: int, entries: list[v1.HistoryEntry]) -> None:
     """Set ``edited_in_version`` on the entries that were edited."""
     versions = [e.version for e in entries if not e.edits_version]
     if not versions:
@@ -70,7 +68,7 @@ class EditsAndCustomFields:
     ) -> v1.ChangeIssueResponse:
         async with translated_errors(), self._pool.acquire() as conn:
             issues = await fetch_issues(conn, caller or v1.Caller(), [issue_id])
-            entry = entry_from_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version))
+            entry = entry_from_row(one_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)))
         return v1.ChangeIssueResponse(issue=issues.get(issue_id), entry=entry)
 
     async def edit_comment(self, request: v1.EditCommentRequest) -> v1.ChangeIssueResponse:

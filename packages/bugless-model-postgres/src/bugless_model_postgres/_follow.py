@@ -26,7 +26,7 @@ from bugless_core.page_tokens import PageTokenCodec
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._components import visible_component
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
-from bugless_model_postgres._convert import saved_search_from_row
+from bugless_model_postgres._convert import Conn, saved_search_from_row
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._hotlists import saved_search_visible
 from bugless_proto import v1
@@ -175,7 +175,7 @@ class FollowCalls:
             issue_id=request.issue_id, starred=request.starred, star_count=count
         )
 
-    async def _subscriptions(self, conn: asyncpg.Connection, user_id: str) -> v1.Subscriptions:
+    async def _subscriptions(self, conn: Conn, user_id: str) -> v1.Subscriptions:
         components = await conn.fetch(COMPONENT_SUBSCRIPTIONS_OF, user_id)
         searches = await conn.fetch(SAVED_SEARCH_SUBSCRIPTIONS_OF, user_id)
         return v1.Subscriptions(
@@ -237,7 +237,7 @@ class FollowCalls:
             return await self._subscriptions(conn, caller.user_id)
 
     async def _settings(
-        self, conn: asyncpg.Connection, user_ids: list[str]
+        self, conn: Conn, user_ids: list[str]
     ) -> list[v1.NotificationSettings]:
         stored = {r["user_id"]: r["settings"] for r in await conn.fetch(SETTINGS_OF, user_ids)}
         mutes: dict[str, list[int]] = {}

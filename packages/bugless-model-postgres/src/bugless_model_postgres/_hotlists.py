@@ -19,7 +19,7 @@ from bugless_model_postgres._context import (
     hotlist_not_found,
     hotlist_visible,
 )
-from bugless_model_postgres._convert import principal_key
+from bugless_model_postgres._convert import one_row, principal_key
 from bugless_model_postgres._issues import lock_visible_issues, record_membership
 from bugless_proto import v1
 
@@ -217,7 +217,7 @@ async def create_saved_search(
     ctx: WriteContext, request: v1.CreateSavedSearchRequest
 ) -> asyncpg.Record:
     """Store a query owned by the caller; return its row."""
-    row: asyncpg.Record = await ctx.conn.fetchrow(
+    row = await ctx.conn.fetchrow(
         q.INSERT_SAVED_SEARCH,
         ctx.caller.user_id,
         request.name,
@@ -225,7 +225,7 @@ async def create_saved_search(
         readers_of(request.readers),
         ctx.now,
     )
-    return row
+    return one_row(row)
 
 
 async def update_saved_search(
@@ -241,7 +241,7 @@ async def update_saved_search(
             f"not {request.expected_version}: reload it and apply your change again"
         )
         raise Conflict(msg, metadata={"current_version": str(row["version"])})
-    updated: asyncpg.Record = await ctx.conn.fetchrow(
+    updated = await ctx.conn.fetchrow(
         q.UPDATE_SAVED_SEARCH,
         change.id,
         change.name if "name" in paths else row["name"],
@@ -249,7 +249,7 @@ async def update_saved_search(
         readers_of(change.readers) if "readers" in paths else row["readers"],
         ctx.now,
     )
-    return updated
+    return one_row(updated)
 
 
 async def delete_saved_search(ctx: WriteContext, saved_search_id: int) -> None:

@@ -40,6 +40,7 @@ from bugless_model_postgres._convert import (
     caller_role,
     changes_to_json,
     issue_from_row,
+    one_row,
     scalar_text,
 )
 from bugless_proto import v1
@@ -361,7 +362,9 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     caller = ctx.caller
     key = request.idempotency_key or None
     fields = request.fields or v1.IssueFields()
-    checks = await ctx.conn.fetchrow(q.CREATE_CHECKS, fields.component_id, caller.user_id, key)
+    checks = one_row(
+        await ctx.conn.fetchrow(q.CREATE_CHECKS, fields.component_id, caller.user_id, key)
+    )
     if checks["idempotent_id"] is not None:
         return Created(int(checks["idempotent_id"]), None)
     component = checks if checks["id"] is not None else None

@@ -13,7 +13,7 @@ ISSUE_COLUMNS = """
     i.id, i.title, i.status, i.priority, i.severity, i.type, i.component_id,
     i.reporter, i.assignee, i.verifier, i.cc, i.blocking_ids, i.blocked_by_ids,
     i.parent_id, i.duplicate_of_id, i.description, i.created_at, i.modified_at,
-    i.closed_at, i.version, i.comment_count, i.custom_fields, i.star_count
+    i.closed_at, i.version, i.comment_count, i.custom_fields, i.external_id, i.star_count
 """
 
 _FETCH_ISSUES = """
@@ -356,3 +356,67 @@ SELECT * FROM saved_searches
 # ---- server info ----
 
 SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
+
+
+# ---- import (issue 21) ----
+
+#: The issue imported before under external id $1, locked for the extension.
+IMPORTED_ISSUE = """
+SELECT id, title, status, priority, severity, type, component_id, assignee, verifier, cc,
+       closed_at, modified_at, version, import_position
+  FROM issues WHERE external_id = $1 AND external_id <> ''
+   FOR UPDATE
+"""
+
+#: An imported issue in its final state, with the times and counts its
+#: source recorded. ``RETURNING id``: no row when a concurrent import of the
+#: same external id committed first. ``{id}``/``{id_value}`` as in
+#: :data:`INSERT_ISSUE`.
+_INSERT_IMPORTED = """
+INSERT INTO issues ({id}title, status, priority, severity, type, component_id, reporter,
+                    assignee, verifier, cc, description, created_at, modified_at, closed_at,
+                    version, comment_count, comments_tsv, text_tsv, custom_fields,
+                    external_id, import_position)
+VALUES ({id_value}$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+        to_tsvector('english', $17), to_tsvector('english', $1) || to_tsvector('english', $17),
+        $18::jsonb, $19, $20)
+ON CONFLICT (external_id) WHERE external_id <> '' DO NOTHING
+RETURNING id
+"""
+INSERT_IMPORTED = _INSERT_IMPORTED.format(id="", id_value="")
+INSERT_IMPORTED_WITH_ID = _INSERT_IMPORTED.format(id="id, ", id_value="$21, ")
+
+#: An imported issue after newer source history: state, times, counts.
+UPDATE_IMPORTED = """
+UPDATE issues
+   SET title = $2, status = $3, priority = $4, severity = $5, type = $6, component_id = $7,
+       assignee = $8, verifier = $9, cc = $10, closed_at = $11, modified_at = $12,
+       version = $13, comment_count = comment_count + $14,
+       comments_tsv = comments_tsv || to_tsvector('english', $15),
+       text_tsv = to_tsvector('english', $2) || comments_tsv || to_tsvector('english', $15),
+       import_position = $16
+ WHERE id = $1
+"""
+
+#: Only the position moves: the newer source items changed nothing here.
+ADVANCE_IMPORT_POSITION = "UPDATE issues SET import_position = $2 WHERE id = $1"
+
+#: Every entry of one imported issue ($1) in one statement: versions, authors,
+#: times, comments and changes as parallel arrays; $7 the external reference.
+INSERT_IMPORTED_ENTRIES = """
+INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
+                           imported_from)
+SELECT $1, e.version, e.author, e.created_at, e.comment, e.changes::jsonb, $7
+  FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+       AS e(version, author, created_at, comment, changes)
+"""
+
+#: Announce entries $3 (versions) of issue $2 on channel $1, as
+#: :data:`INSERT_ENTRY_AND_NOTIFY` does for one (delivered on commit).
+NOTIFY_ENTRIES = """
+SELECT pg_notify($1, $2::bigint::text || ':' || v::text || ':' || pg_current_xact_id()::text)
+  FROM unnest($3::bigint[]) AS v
+"""
+
+#: Components an import names: existence and archival.
+IMPORT_COMPONENTS = "SELECT id, path, archived FROM components WHERE id = ANY ($1::bigint[])"

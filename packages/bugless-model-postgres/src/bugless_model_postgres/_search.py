@@ -239,11 +239,32 @@ def _stored(term: v1.SearchTerm) -> list[int]:
     return [int(search_value_member(term.field, v)) for v in term.values]
 
 
+#: The issue has a live attachment (deleted ones do not count).
+_HAS_ATTACHMENT = (
+    "EXISTS (SELECT 1 FROM attachments a WHERE a.issue_id = i.id AND a.deleted_in_version = 0"
+    "{extra})"
+)
+
+
+def _attachment_term(op: v1.SearchOperator, values: list[Any], params: Params) -> str:
+    """``has:attachment`` and ``attachment:text`` (a name contains the text, any case)."""
+    if op in (Op.ANY, Op.NONE):
+        some = _HAS_ATTACHMENT.format(extra="")
+        return some if op is Op.ANY else f"(NOT {some})"
+    bound = params.add([str(v).lower() for v in values], "text[]")
+    return _HAS_ATTACHMENT.format(
+        extra=f" AND EXISTS (SELECT 1 FROM unnest({bound}) AS n(part)"
+        " WHERE strpos(lower(a.name), n.part) > 0)"
+    )
+
+
 def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     f, op = term.field, term.op
     values = _values(term)
     if f is F.CUSTOM:
         return custom_term_sql(term, params.catalog, params.add)
+    if f is F.ATTACHMENT:
+        return _attachment_term(op, values, params)
     if f is F.CLOSED:
         if op in (Op.ANY, Op.NONE):
             return "i.closed_at IS NOT NULL" if op is Op.ANY else "i.closed_at IS NULL"
@@ -268,6 +289,10 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         parser = "phraseto_tsquery" if term.phrase else "plainto_tsquery"
         parts = [f"{_TSV[f]} @@ {parser}('english', {params.add(v, 'text')})" for v in values]
         return "(" + " OR ".join(parts) + ")"
+    if f is F.EXTERNAL_ID:
+        if op in (Op.ANY, Op.NONE):
+            return "i.external_id <> ''" if op is Op.ANY else "i.external_id = ''"
+        return f"i.external_id = ANY ({params.add(list(values), 'text[]')})"
     if f is F.STATUS or f is F.TYPE:
         column = "i.status" if f is F.STATUS else "i.type"
         if op in (Op.ANY, Op.NONE):

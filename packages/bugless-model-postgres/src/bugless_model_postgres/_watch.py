@@ -39,7 +39,7 @@ from bugless_core.search.build import all_of, term
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres import _search
 from bugless_model_postgres._context import fetch_issue_rows, fetch_issues, issue_not_found
-from bugless_model_postgres._convert import entry_from_row, principals_of
+from bugless_model_postgres._convert import Conn, entry_from_row, principals_of
 from bugless_model_postgres._database import server_settings, translated_errors
 from bugless_proto import v1
 
@@ -108,7 +108,7 @@ class ChangeFeed:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: str) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
         self._wake()
 
     def _on_lost(self, _conn: object) -> None:
@@ -135,12 +135,12 @@ class ChangeFeed:
 
     # ---- reads ----
 
-    async def _state(self, conn: asyncpg.Connection) -> tuple[int, int]:
+    async def _state(self, conn: Conn) -> tuple[int, int]:
         """``(head, pruned)`` positions."""
         state = {r["name"]: r["position"] for r in await conn.fetch(q.FEED_STATE)}
         return int(state["head"]), int(state["pruned"])
 
-    async def _maybe_prune(self, conn: asyncpg.Connection) -> None:
+    async def _maybe_prune(self, conn: Conn) -> None:
         now = time.monotonic()
         if now - self._last_prune < PRUNE_EVERY_SECONDS:
             return
@@ -250,7 +250,7 @@ def _check_position(after: int, head: int, pruned: int) -> None:
 
 
 async def _feed_changes(
-    conn: asyncpg.Connection, caller: v1.Caller, rows: list[asyncpg.Record]
+    conn: Conn, caller: v1.Caller, rows: list[asyncpg.Record]
 ) -> list[v1.FeedChange]:
     """The rows as messages, leaving out entries of issues ``caller`` may not view."""
     if caller.admin:

@@ -35,9 +35,11 @@ from bugless_core.migrations import (
 )
 from bugless_core.model.backend import Capability, ModelBackend, ModelSettings
 from bugless_core.page_tokens import PageTokenCodec
-from bugless_model_postgres import _components, _hotlists, _issues, _search
+from bugless_model_postgres import _components, _hotlists, _imports, _issues, _search
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
+from bugless_model_postgres._attachment_calls import AttachmentCalls
+from bugless_model_postgres._attachments import fill_entries
 from bugless_model_postgres._context import (
     IssueIdSource,
     WriteContext,
@@ -49,11 +51,13 @@ from bugless_model_postgres._context import (
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
+    Conn,
     caller_role,
     component_from_row,
     entry_from_row,
     hotlist_from_row,
     hotlist_item_from_row,
+    one_row,
     principals_of,
     saved_search_from_row,
 )
@@ -67,7 +71,7 @@ from bugless_model_postgres._database import (
     translated_errors,
 )
 from bugless_model_postgres._dialect import POSTGRES, Dialect
-from bugless_model_postgres._edit_calls import EditsAndCustomFields, mark_edited
+from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._follow import FollowCalls
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
@@ -88,7 +92,7 @@ def _caller_key(caller: v1.Caller) -> list[Any]:
     return [caller.user_id, sorted(caller.groups), caller.admin]
 
 
-class PostgresBackend(EditsAndCustomFields, FollowCalls, ModelBackend):
+class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
@@ -226,13 +230,13 @@ class PostgresBackend(EditsAndCustomFields, FollowCalls, ModelBackend):
         return result, ctx
 
     async def _events(
-        self, conn: asyncpg.Connection, written: list[tuple[int, int]]
+        self, conn: Conn, written: list[tuple[int, int]]
     ) -> list[tuple[v1.Issue, v1.HistoryEntry]]:
         issues = await fetch_issues(conn, _ADMIN, sorted({i for i, _ in written}))
         out = []
         for issue_id, version in written:
             row = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
-            out.append((issues[issue_id], entry_from_row(row)))
+            out.append((issues[issue_id], entry_from_row(one_row(row))))
         return out
 
     def _decode(self, token: str, fingerprint: str) -> list[Any] | None:
@@ -281,8 +285,16 @@ class PostgresBackend(EditsAndCustomFields, FollowCalls, ModelBackend):
         )
         async with translated_errors(), self._pool.acquire() as conn:
             issues = await fetch_issues(conn, request.caller or v1.Caller(), [issue_id])
-            entry = entry_from_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version))
+            entry = entry_from_row(one_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)))
         return v1.ChangeIssueResponse(issue=issues[issue_id], entry=entry)
+
+    async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Create or extend an imported issue (see :mod:`._imports`)."""
+        (issue_id, created, written), _ = await self._write(
+            request.caller, lambda ctx: _imports.import_issue(ctx, request)
+        )
+        issue = await self._get_visible(request.caller, issue_id)
+        return v1.ImportIssueResponse(issue=issue, created=created, entries_written=written)
 
     async def batch_change_issues(
         self, request: v1.BatchChangeIssuesRequest
@@ -356,6 +368,7 @@ class PostgresBackend(EditsAndCustomFields, FollowCalls, ModelBackend):
             rows = rows[:size]
             entries = [entry_from_row(r) for r in rows]
             await mark_edited(conn, request.issue_id, entries)
+            await fill_entries(conn, request.issue_id, entries)
         return v1.ListHistoryResponse(
             entries=entries,
             next_page_token=self._tokens.encode([rows[-1]["version"]], fingerprint) if more else "",

@@ -40,6 +40,7 @@ from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound, U
 from bugless_core.migrations import applied_version, quote_schema
 from bugless_core.settings import setting
 from bugless_model_postgres import _blob_queries as sql
+from bugless_model_postgres._convert import Conn
 from bugless_model_postgres._database import POSTGRES_RETRIES, retrying, translated_errors
 
 #: The migration that creates the store's tables.
@@ -180,7 +181,7 @@ class DatabaseBlobStore(BlobStore):
             )
             raise Unavailable(msg) from exc
 
-    async def _write(self, conn: asyncpg.Connection, upload: BlobUpload) -> None:
+    async def _write(self, conn: Conn, upload: BlobUpload) -> None:
         """Write the chunks and publish them, or roll everything back."""
         blob_id = uuid.uuid4()
         transaction = conn.transaction()
@@ -204,9 +205,7 @@ class DatabaseBlobStore(BlobStore):
         else:
             await transaction.commit()
 
-    async def _write_chunks(
-        self, conn: asyncpg.Connection, blob_id: uuid.UUID, upload: BlobUpload
-    ) -> None:
+    async def _write_chunks(self, conn: Conn, blob_id: uuid.UUID, upload: BlobUpload) -> None:
         """Insert each chunk while the next one arrives (one insert in flight at a time)."""
         in_flight: asyncio.Task[str] | None = None
         seq = 0

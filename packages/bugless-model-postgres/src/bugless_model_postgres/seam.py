@@ -12,6 +12,8 @@ private and may change without notice. A subclass:
   :class:`RetryPolicy` (what errors re-run a transaction, with what backoff);
 * may set ``self._new_issue_id`` (an :data:`IssueIdSource`: how a create
   mints an issue id, when not from the sequence);
+* types the connections it is handed as :data:`Conn` (a direct asyncpg
+  connection or a pooled one's proxy);
 * may override the migration hooks ``_before_migrate``/``_after_migrate``
   and ``open``/``close``;
 * wraps driver calls of its own in :func:`translated_errors` and opens
@@ -21,6 +23,7 @@ private and may change without notice. A subclass:
 from __future__ import annotations
 
 from bugless_model_postgres._context import IssueIdSource
+from bugless_model_postgres._convert import Conn
 from bugless_model_postgres._database import (
     POSTGRES_RETRIES,
     RetryPolicy,
@@ -33,6 +36,7 @@ from bugless_model_postgres._dialect import POSTGRES, Dialect
 __all__ = [
     "POSTGRES",
     "POSTGRES_RETRIES",
+    "Conn",
     "Dialect",
     "IssueIdSource",
     "RetryPolicy",

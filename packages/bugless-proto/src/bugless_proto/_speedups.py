@@ -5,7 +5,7 @@ and each look-up (``Message._get_field_default``) enters
 ``warnings.catch_warnings()`` in case a *deprecated* field's default factory
 warns. That context manager copies the warning filters every time: profiles
 of the Model and the API put it at ~18% of their CPU on search pages, and it
-makes encoding an ``Issue`` take twice as long (bench/README.md).
+makes encoding an ``Issue`` take twice as long (bench/JOURNAL.md).
 
 The protos here declare nothing deprecated, and betterproto2's default
 factories (``int``, ``str``, ``list``, an enum's zero, a message class) never

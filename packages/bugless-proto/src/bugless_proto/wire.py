@@ -2,7 +2,7 @@
 
 Application code uses betterproto2 messages (dataclasses, enums, datetimes);
 encoding and decoding them in pure Python is most of the CPU a service spends
-on a 50-issue page (bench/README.md). :func:`encode` and :func:`decode` give
+on a 50-issue page (bench/JOURNAL.md). :func:`encode` and :func:`decode` give
 exactly betterproto2's bytes and objects, but the work is done by upb, the C
 protobuf runtime ``betterproto2[protobuf]`` already installs: each class gets
 a plan, made once from betterproto2's field metadata and the class's embedded

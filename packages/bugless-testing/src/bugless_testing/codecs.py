@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from grpclib.encoding.base import CodecBase
 
-class RawCodec:
+
+class RawCodec(CodecBase):
     """A grpclib codec that passes bytes through (no protobuf at all)."""
 
     __content_type__ = "application/grpc"

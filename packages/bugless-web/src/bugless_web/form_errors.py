@@ -47,12 +47,15 @@ class FieldErrors:
         raw: What was typed into fields that could not be read (a number
             field holding words), shown again instead of the parsed value.
         general: Problems that belong to no single field.
+        labels: Labels of fields the shared form labels do not know.
     """
 
     fields: Sequence[str]
     messages: dict[str, str] = field(default_factory=dict)
     raw: dict[str, str] = field(default_factory=dict)
     general: list[str] = field(default_factory=list)
+    #: Labels of fields the shared form labels do not know (custom fields).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.messages or self.general)

@@ -20,6 +20,7 @@ from bugless_core.errors import InvalidArgument
 from bugless_core.issue_fields import SCALAR_FIELDS
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_web import custom_fields
 from bugless_web.form_errors import FieldErrors, message_without_path
 from bugless_web.frontend import form_ids, form_int
 
@@ -67,6 +68,9 @@ class EditForm:
     hotlist_add: int = 0
     hotlist_remove: list[int] = field(default_factory=list)
     comment: str = ""
+    #: Custom field values by field id (usernames for user fields), for the
+    #: fields the form shows.
+    custom: custom_fields.CustomValues = field(default_factory=dict)
     #: The values the form was rendered with (its hidden ``orig_*`` fields):
     #: what the user *changed* is the difference, and only that is applied.
     original: EditForm | None = None
@@ -94,6 +98,7 @@ class EditForm:
             cc=sorted(n for n in (name(u) for u in issue.cc) if n),
             blocking_ids=list(issue.blocking_ids),
             blocked_by_ids=list(issue.blocked_by_ids),
+            custom=custom_fields.issue_values(issue, users),
         )
 
     @classmethod
@@ -146,6 +151,7 @@ class EditForm:
             hotlist_add=read("hotlist_add", form_int, "hotlist"),
             hotlist_remove=sorted(hotlists - {0}),
             comment=text("comment"),
+            custom=custom_fields.read_form(form, prefix),
         )
         parsed.original = original
         return parsed
@@ -175,7 +181,12 @@ class EditForm:
                 continue
             added, removed = set(ours) - set(base), set(base) - set(ours)
             setattr(merged, name, sorted((set(now) | added) - removed))
+        merged.custom = dict(current.custom)
+        for field_id, values in self.custom.items():
+            if mine is None or values != mine.custom.get(field_id, ()):
+                merged.custom[field_id] = values
         merged.original = EditForm(**{f: getattr(current, f) for f in _ALL_FIELDS})
+        merged.original.custom = dict(current.custom)
         return merged
 
     def usernames(self) -> set[str]:
@@ -269,6 +280,7 @@ def delta_is_empty(delta: v1.IssueDelta) -> bool:
         or delta.blocking_remove
         or delta.blocked_by_add
         or delta.blocked_by_remove
+        or delta.custom_fields_set
     )
 
 

@@ -71,6 +71,8 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/GetNotificationSettings",
         "/bugless.v1.Model/GetIssueAudience",
         "/bugless.v1.Model/ListSavedSearchSubscriptions",
+        "/bugless.v1.Model/GetAttachment",
+        "/bugless.v1.Model/ListAttachments",
         "/bugless.v1.Authenticator/ListAuthenticators",
         "/bugless.v1.Authenticator/ValidateToken",
         "/bugless.v1.Authenticator/GetUsers",

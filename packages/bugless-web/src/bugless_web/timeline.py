@@ -38,12 +38,16 @@ class Timeline:
         can_redact: Whether the reader administers the issue's component
             (the Model decides; this only decides whether the form shows).
         expected_version: The issue version the page's forms are made against.
+        user_fields: History field names of user-typed custom fields (their
+            values are user ids, shown as people).
     """
 
     edits: dict[int, list[v1.HistoryEntry]] = field(default_factory=dict)
     viewer_id: str = ""
     can_redact: bool = False
     expected_version: int = 0
+    #: History field names (``customfield12``) of custom fields that hold people.
+    user_fields: frozenset[str] = frozenset()
 
     @classmethod
     def of(
@@ -53,6 +57,7 @@ class Timeline:
         viewer_id: str = "",
         can_redact: bool = False,
         expected_version: int = 0,
+        user_fields: Iterable[str] = (),
     ) -> Timeline:
         """The fold of ``entries`` (the issue's whole history, oldest first)."""
         edits: dict[int, list[v1.HistoryEntry]] = {}
@@ -64,7 +69,19 @@ class Timeline:
             viewer_id=viewer_id,
             can_redact=can_redact,
             expected_version=expected_version,
+            user_fields=frozenset(user_fields),
         )
+
+    def people(self, entries: Iterable[v1.HistoryEntry]) -> set[str]:
+        """User ids held in the entries' changes of user-typed custom fields."""
+        return {
+            value
+            for entry in entries
+            for change in entry.changes
+            if change.field in self.user_fields
+            for value in (change.old_value, change.new_value, *change.added, *change.removed)
+            if value
+        }
 
     def current_text(self, entry: v1.HistoryEntry) -> str:
         """The text the entry's comment has now: its latest edit's, else its own."""

@@ -20,7 +20,7 @@ from bugless_core.grpc._peer import (
     current_peer,
     current_peer_certificate,
 )
-from bugless_core.grpc._server import GrpcServiceRunner
+from bugless_core.grpc._server import GrpcServiceRunner, listening_port
 from bugless_core.grpc._settings import GrpcServerSettings
 from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
 
@@ -41,4 +41,5 @@ __all__ = [
     "grpc_errors",
     "handler_errors",
     "internal_error",
+    "listening_port",
 ]

@@ -2,7 +2,7 @@
 
 grpclib's ``ProtoCodec`` calls ``SerializeToString``/``FromString`` on the
 message classes, which for betterproto2 classes is pure-Python encoding: 30-47%
-of the Model's and the web tier's CPU on search pages (bench/README.md).
+of the Model's and the web tier's CPU on search pages (bench/JOURNAL.md).
 :class:`UpbCodec` hands betterproto2 messages to :mod:`bugless_proto.wire`
 instead, which gives the same bytes and objects but lets the C protobuf
 runtime (upb) do the work. Handlers and callers still see betterproto2

@@ -5,7 +5,7 @@ reply is three ``write()`` calls (HEADERS, DATA, trailing HEADERS), a call's
 request two, each window update one more. On a TLS connection each write is
 its own TLS record and its own ``send()`` syscall, and over loopback the kernel
 also runs the receiver's TCP path inside that syscall. Profiles of the API and
-the Model put 22-37% of their CPU in those writes (bench/README.md); corking
+the Model put 22-37% of their CPU in those writes (bench/JOURNAL.md); corking
 cut a bare mTLS echo server's CPU per call by 10-16% (0.37 to 0.31 ms with a
 grpcio client).
 

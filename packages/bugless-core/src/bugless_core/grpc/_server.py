@@ -66,6 +66,18 @@ def _listener(server: Server) -> asyncio.Server:
     return listener
 
 
+def listening_port(server: Server) -> int:
+    """The port a started grpclib ``server`` listens on (after ``start(host, 0)``).
+
+    Tests and benchmarks bind port 0 and need the port the kernel chose;
+    grpclib keeps its listener private, so this is the one public way.
+
+    Raises:
+        RuntimeError: the server is not started.
+    """
+    return int(_listener(server).sockets[0].getsockname()[1])
+
+
 async def _wait_for_any(*events: asyncio.Event, seconds: float | None) -> None:
     """Return when one of ``events`` is set or after ``seconds`` (``None``: never)."""
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
@@ -220,7 +232,7 @@ class GrpcServiceRunner:
             reuse_port=settings.reuse_port or None,
         )
         self._server = server
-        self._port = int(_listener(server).sockets[0].getsockname()[1])
+        self._port = listening_port(server)
         if settings.metrics_port is not None:
             try:
                 await self._metrics_endpoint.start(settings.metrics_host, settings.metrics_port)

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from bugless_core import limits
+from bugless_core.attachments import AttachmentSettings
+from bugless_core.blobs import BlobReader, BlobStore
+from bugless_core.errors import FailedPrecondition
 from bugless_core.settings import setting
 from bugless_proto import v1
 
@@ -135,6 +138,26 @@ class ModelBackend(ABC):
 
     def __init__(self) -> None:
         self._change_listeners: list[ChangeListener] = []
+        self._blob_store: BlobStore | None = None
+        self.attachment_settings = AttachmentSettings()
+
+    def use_blob_store(self, store: BlobStore, settings: AttachmentSettings | None = None) -> None:
+        """Keep attachment content in ``store`` (the backend does not close it)."""
+        self._blob_store = store
+        if settings is not None:
+            self.attachment_settings = settings
+
+    @property
+    def blob_store(self) -> BlobStore:
+        """The store holding attachment content.
+
+        Raises:
+            FailedPrecondition: none was configured (attachments are off).
+        """
+        if self._blob_store is None:
+            msg = "attachments are not available: the Model was started without a blob store"
+            raise FailedPrecondition(msg)
+        return self._blob_store
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Register a function called after every committed history entry."""
@@ -283,6 +306,55 @@ class ModelBackend(ABC):
     @abstractmethod
     async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Remove a comment, description or attachment content; record who and what."""
+
+    # ---- import ----
+
+    @abstractmethod
+    async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Create or extend an imported issue, idempotently by its external id.
+
+        The servicer has checked the caller's import permission and the
+        request's shape. A new external id creates the issue with entry 1 at
+        ``created_at`` by the reporter, then one entry per history item; a
+        known one appends only the items beyond those imported before, and
+        writes nothing when there are none.
+        """
+
+    # ---- attachments ----
+
+    @abstractmethod
+    async def upload_attachment(
+        self, header: v1.UploadAttachmentHeader, content: AsyncIterator[bytes]
+    ) -> v1.UploadAttachmentResponse:
+        """Store ``content`` in the blob store and attach it by a new entry.
+
+        Checks access and the limits before reading the content (the
+        declared size), while it streams (the size limit) and at the end
+        (the sniffed type, the issue's total under its lock). Nothing is kept
+        when it fails: content no attachment refers to leaves the store.
+        """
+
+    @abstractmethod
+    async def open_attachment(
+        self, request: v1.DownloadAttachmentRequest
+    ) -> tuple[v1.Attachment, BlobReader]:
+        """A visible attachment and a reader over its content (or the range asked for)."""
+
+    @abstractmethod
+    async def get_attachment(self, request: v1.GetAttachmentRequest) -> v1.Attachment:
+        """One attachment of a visible issue, else NotFound."""
+
+    @abstractmethod
+    async def list_attachments(
+        self, request: v1.ListAttachmentsRequest
+    ) -> v1.ListAttachmentsResponse:
+        """A visible issue's attachments, oldest first."""
+
+    @abstractmethod
+    async def delete_attachment(
+        self, request: v1.DeleteAttachmentRequest
+    ) -> v1.ChangeIssueResponse:
+        """Detach (uploader or component admin) by a new entry; drop unreferenced content."""
 
     # ---- custom fields ----
 

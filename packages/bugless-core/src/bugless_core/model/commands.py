@@ -14,6 +14,7 @@ import logging
 import click
 
 from bugless_core import eventloop
+from bugless_core.attachments import AttachmentSettings
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
@@ -33,6 +34,7 @@ class ModelServeSettings:
     Attributes:
         backend: The Model backend plugin to use (``postgres``, ``cockroach``).
         storage: What the backend connects to and how.
+        attachments: Size limits and accepted types of attachments.
         migrate: Apply migrations before serving (one-replica setups; a
             deployment runs ``bugless model migrate`` as a job instead).
         grpc: Listening, TLS, metrics and drain.
@@ -46,6 +48,7 @@ class ModelServeSettings:
         help="Model backend to use; `bugless plugins` lists the installed ones.",
     )
     storage: ModelSettings = group(ModelSettings)
+    attachments: AttachmentSettings = group(AttachmentSettings)
     migrate: bool = setting(False, env="BUGLESS_MIGRATE", help="Apply migrations before serving.")
     grpc: GrpcServerSettings = group(GrpcServerSettings)
     log: LogSettings = group(LogSettings)
@@ -114,5 +117,12 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
     settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
     eventloop.run(
-        serve_model(plugins, cls, settings.storage, settings.grpc, migrate=settings.migrate)
+        serve_model(
+            plugins,
+            cls,
+            settings.storage,
+            settings.grpc,
+            migrate=settings.migrate,
+            attachments=settings.attachments,
+        )
     )

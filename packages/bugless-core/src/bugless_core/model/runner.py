@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from grpclib.health.check import ServiceCheck
 
+from bugless_core.attachments import AttachmentSettings
+from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob_store
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
@@ -26,16 +29,41 @@ async def start_model(
     grpc_settings: GrpcServerSettings,
     *,
     migrate: bool = False,
+    attachments: AttachmentSettings | None = None,
 ) -> tuple[ModelBackend, GrpcServiceRunner]:
-    """Open the backend and start serving it; the caller stops both.
+    """Open the backend and its blob store and start serving; the caller stops all three.
 
-    Health for ``bugless.v1.Model`` follows the database: NOT_SERVING while it
-    cannot be reached, SERVING again when it can, without a restart.
+    The blob store is the one ``BUGLESS_BLOB_STORE`` names (``database`` by
+    default, in the Model's database), its other settings from the environment; :func:`close_model`
+    closes it with the backend. Health for ``bugless.v1.Model`` follows the
+    database: NOT_SERVING while it cannot be reached, SERVING again when it
+    can, without a restart.
     """
     if migrate:
         version = await backend_cls.migrate(settings)
         _log.info("schema at version %d", version, extra={"schema_version": version})
     backend = await backend_cls.open(settings)
+    # The `database` store lives in the Model's own database, whatever the
+    # environment says: it has the same meaning as the Model's settings.
+    environ = {
+        **os.environ,
+        "BUGLESS_DATABASE_URL": settings.database_url,
+        "BUGLESS_DATABASE_SCHEMA": settings.schema,
+    }
+    if not environ.get(STORE_ENV) and DEFAULT_STORE not in plugins.blob_stores:
+        _log.warning(
+            "no blob store: attachments are off (install bugless-model-postgres for the "
+            "%r store, or set %s)",
+            DEFAULT_STORE,
+            STORE_ENV,
+        )
+    else:
+        try:
+            store = await connect_blob_store(plugins.blob_stores, environ)
+        except BaseException:
+            await backend.close()
+            raise
+        backend.use_blob_store(store, attachments)
     if plugins.watches_issue_changes:
         backend.add_change_listener(
             lambda issue, entry: plugins.notify_issue_changed(issue, entry, backend_cls.name)
@@ -47,9 +75,19 @@ async def start_model(
     try:
         await runner.start()
     except BaseException:
-        await backend.close()
+        await close_model(backend)
         raise
     return backend, runner
+
+
+async def close_model(backend: ModelBackend) -> None:
+    """Close the backend and the blob store :func:`start_model` connected."""
+    store: BlobStore | None = backend._blob_store
+    try:
+        await backend.close()
+    finally:
+        if store is not None:
+            await store.close()
 
 
 async def serve_model(
@@ -59,12 +97,13 @@ async def serve_model(
     grpc_settings: GrpcServerSettings,
     *,
     migrate: bool = False,
+    attachments: AttachmentSettings | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close the backend."""
     backend, runner = await start_model(
-        plugins, backend_cls, settings, grpc_settings, migrate=migrate
+        plugins, backend_cls, settings, grpc_settings, migrate=migrate, attachments=attachments
     )
     try:
         await runner.serve_until_signalled()
     finally:
-        await backend.close()
+        await close_model(backend)

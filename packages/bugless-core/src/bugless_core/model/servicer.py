@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from bugless_core import limits
+from bugless_core import attachments, limits
 from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import grpc_errors, handler_errors
 from bugless_core.model import _feed_checks as feed_checks
+from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
 from bugless_core.model import _validation as check
 from bugless_core.model.backend import Capability, ModelBackend
@@ -211,6 +212,65 @@ class ModelServicer(v1.ModelBase):
         more.check_redact(message)
         return await self.backend.redact(message)
 
+    # ---- attachments ----
+
+    @grpc_errors
+    async def upload_attachment(
+        self, messages: AsyncIterator[v1.UploadAttachmentRequest]
+    ) -> v1.UploadAttachmentResponse:
+        """Receive a header and the content in chunks; attach it by a new entry."""
+        first = await anext(messages, None)
+        header = first.header if first is not None else None
+        if header is None:
+            raise InvalidArgument("header: the first message of an upload must be its header")
+        check_upload_header(header)
+        return await self.backend.upload_attachment(header, _upload_chunks(messages, header))
+
+    async def download_attachment(
+        self, message: v1.DownloadAttachmentRequest
+    ) -> AsyncIterator[v1.DownloadAttachmentResponse]:
+        """The attachment, then its content in chunks."""
+        with handler_errors("download_attachment"):
+            check.require_caller(message.caller)
+            check.check_id(message.attachment_id, "attachment_id")
+            if message.offset < 0 or message.length < 0:
+                raise InvalidArgument("offset, length: must not be negative")
+            attachment, reader = await self.backend.open_attachment(message)
+            async with reader:
+                yield v1.DownloadAttachmentResponse(attachment=attachment)
+                async for chunk in reader:
+                    for start in range(0, len(chunk), attachments.CHUNK_BYTES):
+                        yield v1.DownloadAttachmentResponse(
+                            chunk=chunk[start : start + attachments.CHUNK_BYTES]
+                        )
+
+    @grpc_errors
+    async def get_attachment(self, message: v1.GetAttachmentRequest) -> v1.Attachment:
+        """One attachment's metadata."""
+        check.require_caller(message.caller)
+        check.check_id(message.attachment_id, "attachment_id")
+        return await self.backend.get_attachment(message)
+
+    @grpc_errors
+    async def list_attachments(
+        self, message: v1.ListAttachmentsRequest
+    ) -> v1.ListAttachmentsResponse:
+        """An issue's attachments."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        return await self.backend.list_attachments(message)
+
+    @grpc_errors
+    async def delete_attachment(
+        self, message: v1.DeleteAttachmentRequest
+    ) -> v1.ChangeIssueResponse:
+        """Detach a file (its uploader or an admin)."""
+        check.require_caller(message.caller)
+        check.check_id(message.attachment_id, "attachment_id")
+        if message.expected_version < 0:
+            raise InvalidArgument("expected_version: must not be negative")
+        return await self.backend.delete_attachment(message)
+
     # ---- custom fields ----
 
     @grpc_errors
@@ -238,6 +298,14 @@ class ModelServicer(v1.ModelBase):
         """Delete a custom field."""
         more.check_delete_custom_field(message)
         return await self.backend.delete_custom_field(message)
+
+    # ---- import (issue 21) ----
+
+    @grpc_errors
+    async def import_issue(self, message: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
+        """Write an issue from another tracker (admin + import_issues only)."""
+        imports.check_import_issue(message)
+        return await self.backend.import_issue(message)
 
     # ---- components ----
 
@@ -446,6 +514,45 @@ class ModelServicer(v1.ModelBase):
         check.require_caller(message.caller)
         check.check_id(message.saved_search_id, "saved_search_id")
         return await self.backend.delete_saved_search(message)
+
+
+def check_upload_header(header: v1.UploadAttachmentHeader) -> None:
+    """The shape of an upload's header (the API gateway checks it too, before streaming)."""
+    check.require_caller(header.caller)
+    check.check_id(header.issue_id, "header.issue_id")
+    if header.expected_version < 0:
+        raise InvalidArgument("header.expected_version: must not be negative (0: none)")
+    check.check_text(header.name, "header.name", attachments.MAX_RAW_NAME_CHARS, required=True)
+    check.check_text(
+        header.content_type, "header.content_type", attachments.MAX_CONTENT_TYPE_LENGTH
+    )
+    check.check_text(header.comment, "header.comment", limits.MAX_COMMENT_LENGTH)
+    if header.size < 0:
+        raise InvalidArgument("header.size: must not be negative (0: unknown)")
+
+
+async def _upload_chunks(
+    messages: AsyncIterator[v1.UploadAttachmentRequest], header: v1.UploadAttachmentHeader
+) -> AsyncIterator[bytes]:
+    """The content of an upload's messages; the declared size, when given, must match."""
+    received = 0
+    async for message in messages:
+        if message.header is not None:
+            raise InvalidArgument("header: only the first message of an upload carries one")
+        chunk = message.chunk or b""
+        if len(chunk) > attachments.MAX_CHUNK_BYTES:
+            msg = (
+                f"chunk: {len(chunk)} bytes in one message; send at most "
+                f"{attachments.MAX_CHUNK_BYTES} per message"
+            )
+            raise InvalidArgument(msg)
+        received += len(chunk)
+        if header.size and received > header.size:
+            raise InvalidArgument(f"header.size: {header.size} bytes declared, more were sent")
+        yield chunk
+    if header.size and received != header.size:
+        msg = f"header.size: {header.size} bytes declared, {received} were sent"
+        raise InvalidArgument(msg)
 
 
 def _check_template(template: v1.IssueTemplate | None, path: str) -> None:

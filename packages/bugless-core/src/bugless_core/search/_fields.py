@@ -58,6 +58,9 @@ class TextField(StrEnum):
     TEXT = "text"
     TITLE = "title"
     COMMENT = "comment"
+    #: An imported issue's external reference, matched exactly
+    #: (``externalid:"github:org/repo#56"``).
+    EXTERNAL_ID = "externalid"
 
 
 class Operator(StrEnum):
@@ -201,6 +204,7 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "starredby": Field.STARRED_BY,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
+    "externalid": TextField.EXTERNAL_ID,
 }
 
 #: Names that look like fields but are instructions to the parser.

@@ -180,6 +180,7 @@ _TEXT_PLACES: dict[TextField, str] = {
     TextField.TEXT: "title or comments",
     TextField.TITLE: "title",
     TextField.COMMENT: "comments",
+    TextField.EXTERNAL_ID: "the external reference",
 }
 _COMPARE_WORDS: dict[Operator, str] = {
     Operator.LT: "less than",

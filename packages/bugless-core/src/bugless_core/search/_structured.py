@@ -44,6 +44,7 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     TextField.TEXT: v1.SearchField.TEXT,
     TextField.TITLE: v1.SearchField.TITLE,
     TextField.COMMENT: v1.SearchField.COMMENT,
+    TextField.EXTERNAL_ID: v1.SearchField.EXTERNAL_ID,
     Field.STATUS: v1.SearchField.STATUS,
     Field.STATUS_CLASS: v1.SearchField.STATUS_CLASS,
     Field.ASSIGNEE: v1.SearchField.ASSIGNEE,

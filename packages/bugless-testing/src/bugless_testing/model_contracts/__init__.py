@@ -11,6 +11,7 @@ backends that do not declare it.
 from __future__ import annotations
 
 from bugless_testing.model_contracts._access import AccessContract
+from bugless_testing.model_contracts._attachments import ATTACHMENT_LIMITS, AttachmentContract
 from bugless_testing.model_contracts._bad_input import BadInputContract
 from bugless_testing.model_contracts._batch_changes import BatchChangeContract
 from bugless_testing.model_contracts._changes import ChangeContract
@@ -25,6 +26,7 @@ from bugless_testing.model_contracts._feed import FeedContract
 from bugless_testing.model_contracts._follow import FollowContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
+from bugless_testing.model_contracts._imports import ImportContract
 from bugless_testing.model_contracts._issues import IssueContract
 from bugless_testing.model_contracts._saved_searches import SavedSearchContract
 from bugless_testing.model_contracts._search import SearchContract
@@ -34,7 +36,9 @@ from bugless_testing.model_contracts._server_info import ServerInfoContract
 from bugless_testing.model_contracts._watch import WatchContract
 
 __all__ = [
+    "ATTACHMENT_LIMITS",
     "AccessContract",
+    "AttachmentContract",
     "BadInputContract",
     "BatchChangeContract",
     "ChangeContract",
@@ -47,6 +51,7 @@ __all__ = [
     "FollowContract",
     "HistoryContract",
     "HotlistContract",
+    "ImportContract",
     "IssueContract",
     "RedactionContract",
     "SavedSearchContract",

@@ -20,6 +20,7 @@ from bugless_core.errors import (
     PermissionDenied,
 )
 from bugless_proto import v1
+from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import (
@@ -77,28 +78,37 @@ async def _issue_page(
     issue = await call(
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
     )
-    history, relations, components, my_hotlists, capabilities = await asyncio.gather(
+    history, relations, components, my_hotlists, capabilities, fields = await asyncio.gather(
         load_history(backends, viewer, issue_id),
         load_relations(backends, viewer, issue),
         list_all_components(backends, viewer),
         _my_hotlists(backends, viewer),
         backends.capabilities(),
+        custom_fields.applicable_fields(backends, viewer, issue.component_id),
     )
-    names = await names_for(
-        backends, viewer, history, issues=[issue], extra_users=relations.people()
-    )
-    current_form = EditForm.from_issue(issue, names.users)
-    if form is None:
-        form = current_form
-    elif form.version != issue.version:
-        form = form.rebased_on(current_form)  # re-applying targets the version now shown
+
     own = next((c for c in components if c.id == issue.component_id), None)
     timeline = Timeline.of(
         history,
         viewer_id=viewer.caller.user_id,
         can_redact=viewer.is_admin or (own is not None and own.caller_role == v1.Role.ADMIN),
         expected_version=issue.version,
+        user_fields=custom_fields.user_history_fields(fields),
     )
+    names = await names_for(
+        backends,
+        viewer,
+        history,
+        issues=[issue],
+        extra_users=relations.people()
+        | custom_fields.user_ids(issue.custom_fields)
+        | timeline.people(history),
+    )
+    current_form = EditForm.from_issue(issue, names.users)
+    if form is None:
+        form = current_form
+    elif form.version != issue.version:
+        form = form.rebased_on(current_form)  # re-applying targets the version now shown
     return render(
         request,
         "issue.html",
@@ -117,7 +127,9 @@ async def _issue_page(
             "conflict": conflict,
             "edited_version": edited_version,
             "original": form.original or current_form,
-            "errors": errors or FieldErrors(EDIT_FIELDS),
+            "errors": errors
+            or FieldErrors(edit_fields(fields), labels=custom_fields.labelled(fields)),
+            "custom_fields": fields,
             "live": "watch" in capabilities,
             "title": f"{issue.id}: {issue.title}",
         },
@@ -164,14 +176,25 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
     issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
-    errors = FieldErrors(EDIT_FIELDS)
-    submitted = EditForm.from_form(await request.form(), errors=errors)
+    form_data = await request.form()
     current = await call(
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
     )
+    fields = await custom_fields.applicable_fields(backends, viewer, current.component_id)
+    errors = FieldErrors(edit_fields(fields), labels=custom_fields.labelled(fields))
+    submitted = EditForm.from_form(form_data, errors=errors)
     people, users = await asyncio.gather(
-        backends.users_by_name(submitted.usernames()),
-        backends.users((current.assignee, current.verifier, *current.cc)),
+        backends.users_by_name(
+            submitted.usernames() | custom_fields.usernames(fields, submitted.custom)
+        ),
+        backends.users(
+            (
+                current.assignee,
+                current.verifier,
+                *current.cc,
+                *custom_fields.user_ids(current.custom_fields),
+            )
+        ),
     )
     rebased = submitted.rebased_on(EditForm.from_issue(current, users))
     if current.version != submitted.version:
@@ -179,11 +202,13 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
     if not submitted.title:
         errors.add("title", "an issue needs a title")
     submitted.check_people(people, errors)
+    wanted = custom_fields.to_wire(fields, rebased.custom, people, errors)
     if errors:
         return await _issue_page(
             request, viewer, issue_id, form=submitted, errors=errors, status_code=400
         )
     delta = rebased.delta_against(current, people, users)
+    delta.custom_fields_set = custom_fields.changed(wanted, current.custom_fields)
     if delta_is_empty(delta) and not submitted.comment.strip():
         session_of(request).update(notice="Nothing to save: no field changed and no comment.")
         return redirect(f"/issues/{issue_id}")
@@ -208,6 +233,12 @@ async def change_issue(request: Request[Any, Any, Any], issue_text: FromPath[str
         )
     version = response.entry.version if response.entry else submitted.version + 1
     return redirect(f"/issues/{issue_id}#entry-{version}")
+
+
+def edit_fields(fields: list[v1.CustomField]) -> tuple[str, ...]:
+    """The edit form's inputs in page order: the built-in ones, then the custom fields."""
+    names = custom_fields.form_field_names(fields)
+    return (*EDIT_FIELDS[:-1], *names, EDIT_FIELDS[-1])
 
 
 async def _conflict(

@@ -21,6 +21,7 @@ from litestar.enums import MediaType
 from bugless_core.clients import call
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from bugless_proto import v1
+from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import FieldErrors, message_without_path
 from bugless_web.frontend import (
@@ -92,6 +93,22 @@ def merge_template(
     }
 
 
+async def field_defaults(
+    backends: Backends, fields: list[v1.CustomField]
+) -> custom_fields.CustomValues:
+    """What a new issue's custom fields show: each field's default (users by username)."""
+    users = await backends.users(
+        {u for f in fields if f.type is v1.CustomFieldType.USER for u in f.default_values}
+    )
+    return {
+        f.id: tuple(
+            users[v].username if f.type is v1.CustomFieldType.USER and v in users else v
+            for v in f.default_values
+        )
+        for f in fields
+    }
+
+
 def _form_page(
     request: Request[Any, Any, Any],
     viewer: Viewer,
@@ -101,6 +118,8 @@ def _form_page(
     *,
     template: Mapping[str, str],
     idempotency_key: str,
+    fields: list[v1.CustomField],
+    custom: custom_fields.CustomValues,
     errors: FieldErrors | None = None,
     status_code: int = 200,
 ) -> Response[str]:
@@ -113,11 +132,32 @@ def _form_page(
             "values": values,
             "template": template,
             "idempotency_key": idempotency_key,
-            "errors": errors or FieldErrors(CREATE_FIELDS),
+            "custom_fields": fields,
+            "custom": custom,
+            "errors": errors or _errors(fields),
         },
         status_code=status_code,
         viewer=viewer,
     )
+
+
+def _errors(fields: list[v1.CustomField]) -> FieldErrors:
+    """The create form's problems, its custom field inputs after the built-in ones."""
+    names = custom_fields.form_field_names(fields)
+    return FieldErrors(
+        (*CREATE_FIELDS[:-1], *names, CREATE_FIELDS[-1]),
+        labels=custom_fields.labelled(fields),
+    )
+
+
+def custom_inputs_html(
+    request: Request[Any, Any, Any],
+    fields: list[v1.CustomField],
+    custom: custom_fields.CustomValues,
+) -> str:
+    """The create form's custom field inputs alone (what the script swaps in)."""
+    fragment = frontend_of(request).templates.get_template("_custom_fields_fragment.html")
+    return fragment.render({"custom_fields": fields, "custom": custom})
 
 
 @get("/issues/new")
@@ -129,6 +169,7 @@ async def new_issue_form(request: Request[Any, Any, Any]) -> Response[str]:
     component_id = form_int(request.query_params.get("component"), "component")
     chosen = next((c for c in components if c.id == component_id), None)
     values = await template_values(backends, chosen)
+    fields = await custom_fields.applicable_fields(backends, viewer, chosen.id if chosen else 0)
     return _form_page(
         request,
         viewer,
@@ -137,6 +178,8 @@ async def new_issue_form(request: Request[Any, Any, Any]) -> Response[str]:
         values,
         template=values,
         idempotency_key=new_idempotency_key(),
+        fields=fields,
+        custom=await field_defaults(backends, fields),
     )
 
 
@@ -158,11 +201,15 @@ async def component_template(request: Request[Any, Any, Any]) -> Response[Any]:
             status_code=404,
             media_type=MediaType.JSON,
         )
+    fields = await custom_fields.applicable_fields(backends, viewer, chosen.id if chosen else 0)
     return Response(
         {
             "component": chosen.id if chosen else 0,
             "description": chosen.description if chosen else "",
             "values": await template_values(backends, chosen),
+            "custom_fields_html": custom_inputs_html(
+                request, fields, await field_defaults(backends, fields)
+            ),
         },
         media_type=MediaType.JSON,
         headers={"cache-control": "private, no-store"},
@@ -185,8 +232,13 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
         return str(form.get(name, "") or "")
 
     typed = {name: text(name) for name in TEMPLATE_FIELDS}
-    errors = FieldErrors(CREATE_FIELDS)
-    component_id = _read(errors, "component_id", text("component_id"), form_int)
+    picked = FieldErrors(CREATE_FIELDS)
+    component_id = _read(picked, "component_id", text("component_id"), form_int)
+    fields = await custom_fields.applicable_fields(backends, viewer, component_id)
+    errors = _errors(fields)
+    errors.messages.update(picked.messages)
+    errors.raw.update(picked.raw)
+    custom = custom_fields.read_form(form)
     idempotency_key = text("idempotency_key")[:128] or new_idempotency_key()
     if text("use_template"):
         components = await _open_components(backends, viewer)
@@ -195,6 +247,8 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
         previous = next((c for c in components if c.id == previous_id), None)
         shown = await template_values(backends, previous)
         offered = await template_values(backends, chosen)
+        # Fields of both components keep what was typed; new ones show their defaults.
+        kept = {**await field_defaults(backends, fields), **custom}
         return _form_page(
             request,
             viewer,
@@ -203,6 +257,8 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
             merge_template(typed, shown, offered),
             template=offered,
             idempotency_key=idempotency_key,
+            fields=fields,
+            custom={f.id: kept.get(f.id, ()) for f in fields},
         )
     title = typed["title"].strip()
     assignee = typed["assignee"].strip()
@@ -214,7 +270,8 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
     priority = _read(errors, "priority", typed["priority"], choice_reader(v1.Priority))
     severity = _read(errors, "severity", typed["severity"], choice_reader(v1.Severity))
     issue_type = _read(errors, "type", typed["type"], choice_reader(v1.IssueType))
-    people = await backends.users_by_name([assignee, *cc])
+    people = await backends.users_by_name([assignee, *cc, *custom_fields.usernames(fields, custom)])
+    values = custom_fields.to_wire(fields, custom, people, errors)
     if assignee and assignee not in people:
         errors.add("assignee", f"no user named {assignee!r}")
     unknown = [n for n in cc if n not in people]
@@ -238,6 +295,7 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
                     description=typed["description"],
                     cc=[people[n].user_id for n in cc],
                     idempotency_key=idempotency_key,
+                    custom_fields=[v for v in values if v.values],
                 ),
             )
         except (InvalidArgument, NotFound, FailedPrecondition, PermissionDenied) as exc:
@@ -254,6 +312,8 @@ async def create_issue(request: Request[Any, Any, Any]) -> Response[Any]:
             typed,
             template=await template_values(backends, chosen),
             idempotency_key=idempotency_key,
+            fields=fields,
+            custom=custom,
             errors=errors,
             status_code=400,
         )

@@ -15,6 +15,8 @@ from bugless_core.errors import InvalidArgument, NotFound
 from bugless_core.limits import MAX_BATCH_CHANGE
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_web import custom_fields
+from bugless_web.backends import Backends
 from bugless_web.frontend import (
     form_int,
     frontend_of,
@@ -81,6 +83,9 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             ),
         ),
     )
+    bulk_fields = await custom_fields.fields_of_components(
+        frontend.backends, viewer, (i.component_id for i in results.issues)
+    )
     previous = trail.previous_link()
     response = render(
         request,
@@ -110,6 +115,7 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             + urllib.parse.urlencode({"q": text, "columns": ",".join(columns)}),
             "export_cap": frontend.settings.export_row_cap,
             "my_hotlists": hotlists.hotlists,
+            "bulk_fields": bulk_fields,
         },
         status_code=400 if results.error else 200,
         viewer=viewer,
@@ -213,6 +219,7 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
         update_mask=FieldMask(paths=paths),
         cc_add=[people[u].user_id for u in cc_add],
         hotlist_add=[hotlist] if hotlist else [],
+        custom_fields_set=await _bulk_custom_value(backends, form),
     )
     comment = str(form.get("comment", ""))
     response = await call(
@@ -232,6 +239,30 @@ async def bulk_edit(request: Request[Any, Any, Any]) -> Response[Any]:
         status_code=409 if all(r.code == 10 for r in failed) else 400,
         viewer=viewer,
     )
+
+
+async def _bulk_custom_value(backends: Backends, form: Any) -> list[v1.CustomFieldValue]:
+    """The custom field value a bulk edit sets (``custom_field`` ``ID:type``; empty clears).
+
+    The type in the picker's value only says how to read what was typed
+    (a username, a comma list); the Model checks the value against the
+    field itself, and an issue the field does not apply to fails alone.
+    """
+    chosen = str(form.get("custom_field", "") or "")
+    if not chosen:
+        return []
+    field_text, _, type_name = chosen.partition(":")
+    field_id = form_int(field_text, "custom_field")
+    typed = str(form.get("custom_value", "") or "").strip()
+    values = [typed] if typed else []
+    if type_name == "ENUM_MULTI":
+        values = [part.strip() for part in typed.split(",") if part.strip()]
+    elif type_name == "USER" and typed:
+        found = await backends.users_by_name([typed])
+        if typed not in found:
+            raise InvalidArgument(f"custom_value: no user named {typed!r}")
+        values = [found[typed].user_id]
+    return [v1.CustomFieldValue(field_id=field_id, values=values)]
 
 
 ROUTES = [search, bulk_edit]

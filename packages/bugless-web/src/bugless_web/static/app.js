@@ -269,6 +269,25 @@
             if (field.value === before) field.value = data.values[name];
             field.setAttribute("data-template-value", data.values[name]);
           });
+          var custom = document.getElementById("custom-fields");
+          if (custom && typeof data.custom_fields_html === "string") {
+            // A field of both components keeps what was typed into it.
+            var kept = {};
+            custom.querySelectorAll("input, select").forEach(function (input) {
+              if (input.type === "hidden") return;
+              if (input.type === "checkbox") {
+                kept[input.name] = kept[input.name] || [];
+                if (input.checked) kept[input.name].push(input.value);
+              } else { kept[input.name] = input.value; }
+            });
+            // Rendered and escaped by the server with the page's own template.
+            custom.innerHTML = data.custom_fields_html;
+            custom.querySelectorAll("input, select").forEach(function (input) {
+              if (input.type === "hidden" || !(input.name in kept)) return;
+              if (input.type === "checkbox") { input.checked = kept[input.name].indexOf(input.value) !== -1; }
+              else { input.value = kept[input.name]; }
+            });
+          }
           shownTemplate.value = data.component ? String(data.component) : "";
           if (about) {
             about.textContent = data.description;

@@ -8,6 +8,7 @@ __all__ = (
     "AccountStub",
     "AclEntry",
     "AddHotlistItemsRequest",
+    "Attachment",
     "AuthenticateCertificateRequest",
     "AuthenticatePasswordRequest",
     "AuthenticationResult",
@@ -40,15 +41,19 @@ __all__ = (
     "CustomField",
     "CustomFieldType",
     "CustomFieldValue",
+    "DeleteAttachmentRequest",
     "DeleteCustomFieldRequest",
     "DeleteHotlistRequest",
     "DeleteResponse",
     "DeleteSavedSearchRequest",
     "DigestMode",
+    "DownloadAttachmentRequest",
+    "DownloadAttachmentResponse",
     "EditCommentRequest",
     "FeedChange",
     "FeedEntry",
     "FieldChange",
+    "GetAttachmentRequest",
     "GetComponentRequest",
     "GetHotlistRequest",
     "GetIssueAudienceRequest",
@@ -64,6 +69,10 @@ __all__ = (
     "HotlistsBase",
     "HotlistsStub",
     "Identity",
+    "ImportIssueRequest",
+    "ImportIssueResponse",
+    "ImportUserMatch",
+    "ImportedEntry",
     "Issue",
     "IssueAudience",
     "IssueDelta",
@@ -73,6 +82,8 @@ __all__ = (
     "IssueVersion",
     "IssuesBase",
     "IssuesStub",
+    "ListAttachmentsRequest",
+    "ListAttachmentsResponse",
     "ListAuthenticatorsRequest",
     "ListAuthenticatorsResponse",
     "ListComponentsRequest",
@@ -91,6 +102,9 @@ __all__ = (
     "ListSavedSearchesResponse",
     "ListSubscriptionsRequest",
     "LookupUsersRequest",
+    "MatchImportUsersRequest",
+    "MatchImportUsersResponse",
+    "MergePlaceholderRequest",
     "ModelBase",
     "ModelStub",
     "NotificationEvent",
@@ -132,6 +146,7 @@ __all__ = (
     "Severity",
     "SortField",
     "SortKey",
+    "SourcePerson",
     "StarIssueRequest",
     "StarIssueResponse",
     "Status",
@@ -143,6 +158,9 @@ __all__ = (
     "UpdateHotlistRequest",
     "UpdateNotificationSettingsRequest",
     "UpdateSavedSearchRequest",
+    "UploadAttachmentHeader",
+    "UploadAttachmentRequest",
+    "UploadAttachmentResponse",
     "User",
     "UsersResponse",
     "ValidateTokenRequest",
@@ -152,7 +170,7 @@ __all__ = (
 )
 
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -600,7 +618,18 @@ class SearchField(betterproto2.Enum):
     Whoever wrote the issue's latest comment.
     """
 
-    STARRED_BY = 28
+    EXTERNAL_ID = 28
+    """
+    Issue.external_id, compared exactly (one text value per alternative).
+    """
+
+    ATTACHMENT = 29
+    """
+    The issue's attachments (deleted ones not counted): `has:attachment`
+    (ANY), `attachment:crash` (EQ: a name contains the text, ignoring case).
+    """
+
+    STARRED_BY = 30
     """
     Someone who starred the issue (`star:me`, `is:starred`).
     """
@@ -636,7 +665,9 @@ class SearchField(betterproto2.Enum):
             25: "SEARCH_FIELD_MODIFIER",
             26: "SEARCH_FIELD_LAST_MODIFIER",
             27: "SEARCH_FIELD_LAST_COMMENTER",
-            28: "SEARCH_FIELD_STARRED_BY",
+            28: "SEARCH_FIELD_EXTERNAL_ID",
+            29: "SEARCH_FIELD_ATTACHMENT",
+            30: "SEARCH_FIELD_STARRED_BY",
         }
 
     @classmethod
@@ -670,7 +701,9 @@ class SearchField(betterproto2.Enum):
             "SEARCH_FIELD_MODIFIER": 25,
             "SEARCH_FIELD_LAST_MODIFIER": 26,
             "SEARCH_FIELD_LAST_COMMENTER": 27,
-            "SEARCH_FIELD_STARRED_BY": 28,
+            "SEARCH_FIELD_EXTERNAL_ID": 28,
+            "SEARCH_FIELD_ATTACHMENT": 29,
+            "SEARCH_FIELD_STARRED_BY": 30,
         }
 
 
@@ -950,6 +983,82 @@ class AddHotlistItemsRequest(betterproto2.Message):
 default_message_pool.register_message(
     "bugless.v1", "AddHotlistItemsRequest", AddHotlistItemsRequest
 )
+
+
+@dataclass(eq=False, repr=False)
+class Attachment(betterproto2.Message):
+    """
+    A file attached to an issue by one of its history entries. It shows in the
+    timeline at that entry and is exactly as visible as the issue: whoever may
+    not view the issue gets NOT_FOUND for the attachment's id too. Metadata
+    lives with the issue; the content lives in the deployment's blob store,
+    addressed by its SHA-256 (the same file attached twice is stored once).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR.message_types_by_name["Attachment"]
+
+    id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    entry_version: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    The history entry that attached it.
+    """
+
+    name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The uploader's file name, sanitised: no directories, no control or
+    bidirectional-formatting characters, at most 255 characters.
+    """
+
+    size: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    Bytes.
+    """
+
+    content_type: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    What the content is, sniffed by the Model from its first bytes
+    ("application/octet-stream" when it cannot tell); what it is served as.
+    """
+
+    declared_content_type: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    What the uploader said it is (may be empty, or wrong).
+    """
+
+    sha256: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    SHA-256 of the content, lower-case hex.
+    """
+
+    uploader: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    """
+    User reference of the uploader.
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    deleted_in_version: "int" = betterproto2.field(11, betterproto2.TYPE_INT64)
+    """
+    The entry that deleted it; 0 while it is attached. A deleted
+    attachment's content cannot be downloaded.
+    """
+
+    redacted: "bool" = betterproto2.field(12, betterproto2.TYPE_BOOL)
+    """
+    Its content was redacted (RedactRequest, target ATTACHMENT): the
+    metadata stays, the content is gone.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "Attachment", Attachment)
 
 
 @dataclass(eq=False, repr=False)
@@ -1273,6 +1382,13 @@ class Caller(betterproto2.Message):
     """
     True when the Authenticator granted the global `admin` permission: the
     caller may view and edit every component regardless of ACLs.
+    """
+
+    import_issues: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    True when the Authenticator granted the global `import_issues`
+    permission (admins only by default policy). ImportIssue needs it together
+    with `admin`; no component role, however high, stands in for it.
     """
 
 
@@ -1730,6 +1846,34 @@ default_message_pool.register_message("bugless.v1", "CustomFieldValue", CustomFi
 
 
 @dataclass(eq=False, repr=False)
+class DeleteAttachmentRequest(betterproto2.Message):
+    """
+    Its uploader or an admin of the issue's component. Appends an entry
+    recording the deletion; the content leaves the blob store once no
+    attachment refers to it.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["DeleteAttachmentRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    attachment_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    expected_version: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    The Issue.version the deletion was made against; 0: none.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "DeleteAttachmentRequest", DeleteAttachmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class DeleteCustomFieldRequest(betterproto2.Message):
     """
     The field stops applying and its values leave every issue; history entries
@@ -1797,6 +1941,67 @@ class DeleteSavedSearchRequest(betterproto2.Message):
 
 default_message_pool.register_message(
     "bugless.v1", "DeleteSavedSearchRequest", DeleteSavedSearchRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class DownloadAttachmentRequest(betterproto2.Message):
+    """
+    Server streaming: the Attachment first, then the content (or the range of
+    it asked for) in chunks. A deleted or redacted attachment has no content:
+    FAILED_PRECONDITION.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["DownloadAttachmentRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    attachment_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    offset: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    First byte to send (resuming a download).
+    """
+
+    length: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    How many bytes at most; 0: to the end.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "DownloadAttachmentRequest", DownloadAttachmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class DownloadAttachmentResponse(betterproto2.Message):
+    """
+
+
+    Oneofs:
+        - part:
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["DownloadAttachmentResponse"]
+
+    attachment: "Attachment | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="part"
+    )
+
+    chunk: "bytes | None" = betterproto2.field(
+        2, betterproto2.TYPE_BYTES, optional=True, group="part"
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "DownloadAttachmentResponse", DownloadAttachmentResponse
 )
 
 
@@ -1927,6 +2132,21 @@ class FieldChange(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "FieldChange", FieldChange)
+
+
+@dataclass(eq=False, repr=False)
+class GetAttachmentRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["GetAttachmentRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    attachment_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("bugless.v1", "GetAttachmentRequest", GetAttachmentRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2195,6 +2415,25 @@ class HistoryEntry(betterproto2.Message):
     This entry's comment was redacted: `comment` is empty for good.
     """
 
+    imported_from: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
+    """
+    Set on entries written by ImportIssue: the issue's external reference
+    (the timeline's "imported from ..." marker). Empty for native entries.
+    """
+
+    attachments: "list[Attachment]" = betterproto2.field(
+        15, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    Read only: the files this entry attached (UploadAttachment), as they are
+    now (deleted or redacted ones say so).
+    """
+
+    deleted_attachment_id: "int" = betterproto2.field(16, betterproto2.TYPE_INT64)
+    """
+    An attachment deletion: the attachment this entry deleted.
+    """
+
 
 default_message_pool.register_message("bugless.v1", "HistoryEntry", HistoryEntry)
 
@@ -2305,6 +2544,189 @@ class Identity(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "Identity", Identity)
+
+
+@dataclass(eq=False, repr=False)
+class ImportedEntry(betterproto2.Message):
+    """
+    ---- import from other trackers ----
+
+    One entry of an imported issue's history after its creation: who did it,
+    when, what they wrote and which fields they changed. Field changes are
+    given as a delta (scalar fields named in update_mask, cc added/removed);
+    the Model applies them in order from the issue's initial state and records
+    the FieldChanges itself, so replaying the history still gives the issue.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ImportedEntry"]
+
+    author: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    User reference (an opaque id: a real or a placeholder account).
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Required; not before the previous entry (nor the issue's creation).
+    """
+
+    comment: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Markdown; may be empty when the entry changes a field.
+    """
+
+    fields: "IssueFields | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Paths: title, status, priority, severity, type, component_id, assignee,
+    verifier (no relations: the source's ids mean nothing here).
+    """
+
+    update_mask: "__google__protobuf__.FieldMask | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    cc_add: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+
+    cc_remove: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("bugless.v1", "ImportedEntry", ImportedEntry)
+
+
+@dataclass(eq=False, repr=False)
+class ImportIssueRequest(betterproto2.Message):
+    """
+    Write an issue from another tracker with its original people and times.
+    Needs caller.admin and caller.import_issues (an import identity; ordinary
+    write rights never suffice). Idempotent by external_id: importing an
+    external issue again appends only the entries of `history` beyond those
+    imported before (the source's history is append-only) and, when it
+    appends any, sets the fields to the state they lead to; otherwise it
+    writes nothing. So an interrupted import is resumed by running it again.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ImportIssueRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    external_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    "<source>:<key>", e.g. "trac:1234", "github:org/repo#56"; at most 200
+    characters, no whitespace. Unique: it names the bugless issue.
+    """
+
+    fields: "IssueFields | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The issue as it was created: title and component_id required; enums
+    UNSPECIFIED take the usual defaults. parent_id/duplicate_of_id must be 0.
+    """
+
+    reporter: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    User reference of who reported it (required).
+    """
+
+    description: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    cc: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Required: when the source issue was created.
+    """
+
+    history: "list[ImportedEntry]" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Every later change, oldest first (at most 5000).
+    """
+
+    modified_at: "datetime.datetime | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the source last modified it; empty: the last entry's time. Not
+    before the last entry.
+    """
+
+    closed_at: "datetime.datetime | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the source closed it, if it is closed at the end; empty: the time
+    of the last change into a closed status.
+    """
+
+    custom_fields: "list[CustomFieldValue]" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    Custom field values at creation (labels mapped to fields).
+    """
+
+    hotlist_ids: "list[int]" = betterproto2.field(12, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Hotlists the issue is put on at creation (labels mapped to hotlists).
+    """
+
+
+default_message_pool.register_message("bugless.v1", "ImportIssueRequest", ImportIssueRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ImportIssueResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ImportIssueResponse"]
+
+    issue: "Issue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The issue as it is after the call.
+    """
+
+    created: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Whether this call created it (false: it was imported before).
+    """
+
+    entries_written: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    """
+    History entries this call wrote (0: nothing changed).
+    """
+
+
+default_message_pool.register_message("bugless.v1", "ImportIssueResponse", ImportIssueResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ImportUserMatch(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ImportUserMatch"]
+
+    user: "User | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Empty when unmatched in a dry run.
+    """
+
+    matched_by: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    "email", "username", "placeholder" or "" (unmatched).
+    """
+
+
+default_message_pool.register_message("bugless.v1", "ImportUserMatch", ImportUserMatch)
 
 
 @dataclass(eq=False, repr=False)
@@ -2420,12 +2842,19 @@ class Issue(betterproto2.Message):
     absent.
     """
 
-    star_count: "int" = betterproto2.field(24, betterproto2.TYPE_INT64)
+    external_id: "str" = betterproto2.field(24, betterproto2.TYPE_STRING)
+    """
+    Where an imported issue came from ("trac:1234", "github:org/repo#56"),
+    unique among issues; empty for issues made here. Searchable as
+    externalid:"github:org/repo#56".
+    """
+
+    star_count: "int" = betterproto2.field(25, betterproto2.TYPE_INT64)
     """
     How many people starred the issue.
     """
 
-    starred: "bool" = betterproto2.field(25, betterproto2.TYPE_BOOL)
+    starred: "bool" = betterproto2.field(26, betterproto2.TYPE_BOOL)
     """
     Whether the caller starred it.
     """
@@ -2605,6 +3034,46 @@ class IssueVersion(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "IssueVersion", IssueVersion)
+
+
+@dataclass(eq=False, repr=False)
+class ListAttachmentsRequest(betterproto2.Message):
+    """
+    Every attachment of an issue, oldest first (at most 500 per issue).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListAttachmentsRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    include_deleted: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListAttachmentsRequest", ListAttachmentsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListAttachmentsResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListAttachmentsResponse"]
+
+    attachments: "list[Attachment]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListAttachmentsResponse", ListAttachmentsResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -2950,6 +3419,92 @@ class LookupUsersRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "LookupUsersRequest", LookupUsersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class MatchImportUsersRequest(betterproto2.Message):
+    """
+    Match an imported tracker's people to bugless users: by e-mail first
+    (case-insensitive), then by username, among real accounts; the rest get
+    (or find, on a re-run) a placeholder account. Needs the import_issues
+    permission on the token. At most 1000 people per call.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["MatchImportUsersRequest"]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    source: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Source name ("trac", "github"); placeholders are keyed by source + key.
+    """
+
+    people: "list[SourcePerson]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    create_placeholders: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    false: a dry run, nothing is created; unmatched people come back
+    without a user.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "MatchImportUsersRequest", MatchImportUsersRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class MatchImportUsersResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["MatchImportUsersResponse"]
+
+    matches: "list[ImportUserMatch]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    In request order.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "MatchImportUsersResponse", MatchImportUsersResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class MergePlaceholderRequest(betterproto2.Message):
+    """
+    Map a placeholder account to a real one (manage_users). Nothing in the
+    Model is rewritten: entries keep the placeholder's id, and look-ups of it
+    answer with the real account from now on.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["MergePlaceholderRequest"]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    placeholder: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Username of the placeholder.
+    """
+
+    into: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Username of the real account.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "MergePlaceholderRequest", MergePlaceholderRequest
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -3714,6 +4269,34 @@ default_message_pool.register_message("bugless.v1", "SortKey", SortKey)
 
 
 @dataclass(eq=False, repr=False)
+class SourcePerson(betterproto2.Message):
+    """
+    ---- import from other trackers (issue 21) ----
+
+    A person as another tracker knows them.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["SourcePerson"]
+
+    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The source's own key for them (login, account id); unique per source.
+    """
+
+    username: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    email: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    display_name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("bugless.v1", "SourcePerson", SourcePerson)
+
+
+@dataclass(eq=False, repr=False)
 class StarIssueRequest(betterproto2.Message):
     """
     ---- stars, subscriptions, notification settings ----
@@ -3960,6 +4543,115 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class UploadAttachmentHeader(betterproto2.Message):
+    """
+    ---- attachments ----
+
+    What an upload is: the first message of an UploadAttachment stream.
+    Needs the editor role on the issue's component.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["UploadAttachmentHeader"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    expected_version: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    The Issue.version the upload was made against; 0: none (an attachment
+    cannot conflict with another change).
+    """
+
+    name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The file name; sanitised by the Model (Attachment.name). Required.
+    """
+
+    content_type: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    The declared content type (a MIME type), may be empty.
+    """
+
+    comment: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Markdown comment of the entry that attaches the file, may be empty.
+    """
+
+    size: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
+    """
+    The size the client is about to send when it knows it (0: unknown): an
+    upload over a limit is then refused before any content is sent. The
+    content must be exactly this long.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "UploadAttachmentHeader", UploadAttachmentHeader
+)
+
+
+@dataclass(eq=False, repr=False)
+class UploadAttachmentRequest(betterproto2.Message):
+    """
+    Client streaming: a header, then the content in chunks of at most 1 MiB
+    (256 KiB is a good size). The Model stores the content as it arrives and
+    writes the entry attaching it once the stream ends. Over the size limit
+    of one file or of one issue: RESOURCE_EXHAUSTED naming the limit (reason
+    SIZE_LIMIT_EXCEEDED), nothing kept. A content type the deployment does not
+    accept: INVALID_ARGUMENT.
+
+    Oneofs:
+        - part:
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["UploadAttachmentRequest"]
+
+    header: "UploadAttachmentHeader | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="part"
+    )
+
+    chunk: "bytes | None" = betterproto2.field(
+        2, betterproto2.TYPE_BYTES, optional=True, group="part"
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "UploadAttachmentRequest", UploadAttachmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class UploadAttachmentResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["UploadAttachmentResponse"]
+
+    attachment: "Attachment | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+    issue: "Issue | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+    entry: "HistoryEntry | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The entry that attached the file.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "UploadAttachmentResponse", UploadAttachmentResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class User(betterproto2.Message):
     """
     A person or bot as the Authenticator knows them now. user_id never changes;
@@ -3982,6 +4674,14 @@ class User(betterproto2.Message):
     disabled: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
     bot: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+
+    placeholder: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    """
+    An account made for a person of an imported tracker who matched nobody
+    here: no password, no sign-in. An admin may merge it into a real
+    account (MergePlaceholder); look-ups by its id then answer with that
+    account's name and e-mail (the Model's history keeps the id).
+    """
 
 
 default_message_pool.register_message("bugless.v1", "User", User)
@@ -4370,6 +5070,42 @@ class AuthenticatorStub(betterproto2_grpclib.ServiceStub):
             "/bugless.v1.Authenticator/RevokeSessions",
             message,
             RevokeSessionsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def match_import_users(
+        self,
+        message: "MatchImportUsersRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "MatchImportUsersResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/MatchImportUsers",
+            message,
+            MatchImportUsersResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def merge_placeholder(
+        self,
+        message: "MergePlaceholderRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "User":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/MergePlaceholder",
+            message,
+            User,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -4879,6 +5615,98 @@ class IssuesStub(betterproto2_grpclib.ServiceStub):
 
         return await self._unary_unary(
             "/bugless.v1.Issues/Redact",
+            message,
+            ChangeIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def upload_attachment(
+        self,
+        messages: "AsyncIterable[UploadAttachmentRequest] | Iterable[UploadAttachmentRequest]",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "UploadAttachmentResponse":
+
+        return await self._stream_unary(
+            "/bugless.v1.Issues/UploadAttachment",
+            messages,
+            UploadAttachmentRequest,
+            UploadAttachmentResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def download_attachment(
+        self,
+        message: "DownloadAttachmentRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[DownloadAttachmentResponse]":
+
+        async for response in self._unary_stream(
+            "/bugless.v1.Issues/DownloadAttachment",
+            message,
+            DownloadAttachmentResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def get_attachment(
+        self,
+        message: "GetAttachmentRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Attachment":
+
+        return await self._unary_unary(
+            "/bugless.v1.Issues/GetAttachment",
+            message,
+            Attachment,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_attachments(
+        self,
+        message: "ListAttachmentsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListAttachmentsResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Issues/ListAttachments",
+            message,
+            ListAttachmentsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_attachment(
+        self,
+        message: "DeleteAttachmentRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ChangeIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Issues/DeleteAttachment",
             message,
             ChangeIssueResponse,
             timeout=timeout,
@@ -5666,6 +6494,116 @@ class ModelStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def import_issue(
+        self,
+        message: "ImportIssueRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ImportIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/ImportIssue",
+            message,
+            ImportIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def upload_attachment(
+        self,
+        messages: "AsyncIterable[UploadAttachmentRequest] | Iterable[UploadAttachmentRequest]",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "UploadAttachmentResponse":
+
+        return await self._stream_unary(
+            "/bugless.v1.Model/UploadAttachment",
+            messages,
+            UploadAttachmentRequest,
+            UploadAttachmentResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def download_attachment(
+        self,
+        message: "DownloadAttachmentRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[DownloadAttachmentResponse]":
+
+        async for response in self._unary_stream(
+            "/bugless.v1.Model/DownloadAttachment",
+            message,
+            DownloadAttachmentResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def get_attachment(
+        self,
+        message: "GetAttachmentRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Attachment":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/GetAttachment",
+            message,
+            Attachment,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_attachments(
+        self,
+        message: "ListAttachmentsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListAttachmentsResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/ListAttachments",
+            message,
+            ListAttachmentsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_attachment(
+        self,
+        message: "DeleteAttachmentRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ChangeIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/DeleteAttachment",
+            message,
+            ChangeIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class NotificationsStub(betterproto2_grpclib.ServiceStub):
     """
@@ -5879,25 +6817,25 @@ class SavedSearchesStub(betterproto2_grpclib.ServiceStub):
 from ...google import protobuf as __google__protobuf__
 
 BUGLESS_V1_AUTH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xa2\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot"\x90\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked2\x80\t\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponseb\x06proto3'
+    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xc4\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot\x12 \n\x0bplaceholder\x18\x07 \x01(\x08R\x0bplaceholder"\x90\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked"u\n\x0cSourcePerson\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName"\xaa\x01\n\x17MatchImportUsersRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x120\n\x06people\x18\x03 \x03(\x0b2\x18.bugless.v1.SourcePersonR\x06people\x12/\n\x13create_placeholders\x18\x04 \x01(\x08R\x12createPlaceholders"V\n\x0fImportUserMatch\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x1d\n\nmatched_by\x18\x02 \x01(\tR\tmatchedBy"Q\n\x18MatchImportUsersResponse\x125\n\x07matches\x18\x01 \x03(\x0b2\x1b.bugless.v1.ImportUserMatchR\x07matches"e\n\x17MergePlaceholderRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12 \n\x0bplaceholder\x18\x02 \x01(\tR\x0bplaceholder\x12\x12\n\x04into\x18\x03 \x01(\tR\x04into2\xaa\n\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponse\x12]\n\x10MatchImportUsers\x12#.bugless.v1.MatchImportUsersRequest\x1a$.bugless.v1.MatchImportUsersResponse\x12I\n\x10MergePlaceholder\x12#.bugless.v1.MergePlaceholderRequest\x1a\x10.bugless.v1.Userb\x06proto3'
 )
 BUGLESS_V1_COMMON_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"O\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
+    b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"t\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin\x12#\n\rimport_issues\x18\x04 \x01(\x08R\x0cimportIssues"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
 )
 BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x16bugless/v1/issue.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xac\x07\n\x05Issue\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12*\n\x06status\x18\x03 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x04 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x05 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x06 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x07 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08reporter\x18\x08 \x01(\tR\x08reporter\x12\x1a\n\x08assignee\x18\t \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\n \x01(\tR\x08verifier\x12\x0e\n\x02cc\x18\x0b \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\r \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x0e \x03(\x03R\x0cblockedByIds\x12\x1b\n\tparent_id\x18\x0f \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\x10 \x01(\x03R\rduplicateOfId\x12 \n\x0bdescription\x18\x11 \x01(\tR\x0bdescription\x129\n\ncreated_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x13 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\x14 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12\x18\n\x07version\x18\x15 \x01(\x03R\x07version\x12#\n\rcomment_count\x18\x16 \x01(\x05R\x0ccommentCount\x12A\n\rcustom_fields\x18\x17 \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields\x12\x1d\n\nstar_count\x18\x18 \x01(\x03R\tstarCount\x12\x18\n\x07starred\x18\x19 \x01(\x08R\x07starred"\xfe\x02\n\x0bIssueFields\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12*\n\x06status\x18\x02 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x06 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08assignee\x18\x07 \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\x08 \x01(\tR\x08verifier\x12\x1b\n\tparent_id\x18\t \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\n \x01(\x03R\rduplicateOfId"\xde\x03\n\nIssueDelta\x12/\n\x06fields\x18\x01 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x03 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x04 \x03(\tR\x08ccRemove\x12\x1f\n\x0bhotlist_add\x18\x05 \x03(\x03R\nhotlistAdd\x12%\n\x0ehotlist_remove\x18\x06 \x03(\x03R\rhotlistRemove\x12!\n\x0cblocking_add\x18\x07 \x03(\x03R\x0bblockingAdd\x12\'\n\x0fblocking_remove\x18\x08 \x03(\x03R\x0eblockingRemove\x12$\n\x0eblocked_by_add\x18\t \x03(\x03R\x0cblockedByAdd\x12*\n\x11blocked_by_remove\x18\n \x03(\x03R\x0fblockedByRemove\x12H\n\x11custom_fields_set\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0fcustomFieldsSet"\xac\x01\n\x0bFieldChange\x12\x14\n\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n\told_value\x18\x02 \x01(\tR\x08oldValue\x12\x1b\n\tnew_value\x18\x03 \x01(\tR\x08newValue\x12\x14\n\x05added\x18\x04 \x03(\tR\x05added\x12\x18\n\x07removed\x18\x05 \x03(\tR\x07removed\x12\x1d\n\nfield_name\x18\x06 \x01(\tR\tfieldName"\xb5\x04\n\x0cHistoryEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment\x121\n\x07changes\x18\x06 \x03(\x0b2\x17.bugless.v1.FieldChangeR\x07changes\x12+\n\x12caused_by_issue_id\x18\x07 \x01(\x03R\x0fcausedByIssueId\x12#\n\redits_version\x18\x08 \x01(\x03R\x0ceditsVersion\x12*\n\x11edited_in_version\x18\t \x01(\x03R\x0feditedInVersion\x12F\n\x10redaction_target\x18\n \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x0fredactionTarget\x12)\n\x10redacted_version\x18\x0b \x01(\x03R\x0fredactedVersion\x124\n\x16redacted_attachment_id\x18\x0c \x01(\x03R\x14redactedAttachmentId\x12)\n\x10comment_redacted\x18\r \x01(\x08R\x0fcommentRedacted"\x8a\x01\n\x10CustomFieldValue\x12\x19\n\x08field_id\x18\x01 \x01(\x03R\x07fieldId\x12\x16\n\x06values\x18\x02 \x03(\tR\x06values\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12/\n\x04type\x18\x04 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type"\x96\x03\n\x0bCustomField\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version*\xe3\x01\n\x0fCustomFieldType\x12\x1f\n\x1dCUSTOM_FIELD_TYPE_UNSPECIFIED\x12\x1a\n\x16CUSTOM_FIELD_TYPE_ENUM\x10\x01\x12 \n\x1cCUSTOM_FIELD_TYPE_ENUM_MULTI\x10\x02\x12\x1a\n\x16CUSTOM_FIELD_TYPE_TEXT\x10\x03\x12\x1d\n\x19CUSTOM_FIELD_TYPE_INTEGER\x10\x04\x12\x1a\n\x16CUSTOM_FIELD_TYPE_DATE\x10\x05\x12\x1a\n\x16CUSTOM_FIELD_TYPE_USER\x10\x06*\x92\x01\n\x0fRedactionTarget\x12\x1e\n\x1cREDACTION_TARGET_UNSPECIFIED\x12\x1c\n\x18REDACTION_TARGET_COMMENT\x10\x01\x12 \n\x1cREDACTION_TARGET_DESCRIPTION\x10\x02\x12\x1f\n\x1bREDACTION_TARGET_ATTACHMENT\x10\x03b\x06proto3'
+    b'\n\x16bugless/v1/issue.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xcd\x07\n\x05Issue\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12*\n\x06status\x18\x03 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x04 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x05 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x06 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x07 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08reporter\x18\x08 \x01(\tR\x08reporter\x12\x1a\n\x08assignee\x18\t \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\n \x01(\tR\x08verifier\x12\x0e\n\x02cc\x18\x0b \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\r \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x0e \x03(\x03R\x0cblockedByIds\x12\x1b\n\tparent_id\x18\x0f \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\x10 \x01(\x03R\rduplicateOfId\x12 \n\x0bdescription\x18\x11 \x01(\tR\x0bdescription\x129\n\ncreated_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x13 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\x14 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12\x18\n\x07version\x18\x15 \x01(\x03R\x07version\x12#\n\rcomment_count\x18\x16 \x01(\x05R\x0ccommentCount\x12A\n\rcustom_fields\x18\x17 \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields\x12\x1f\n\x0bexternal_id\x18\x18 \x01(\tR\nexternalId\x12\x1d\n\nstar_count\x18\x19 \x01(\x03R\tstarCount\x12\x18\n\x07starred\x18\x1a \x01(\x08R\x07starred"\xfe\x02\n\x0bIssueFields\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12*\n\x06status\x18\x02 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x06 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08assignee\x18\x07 \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\x08 \x01(\tR\x08verifier\x12\x1b\n\tparent_id\x18\t \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\n \x01(\x03R\rduplicateOfId"\xde\x03\n\nIssueDelta\x12/\n\x06fields\x18\x01 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x03 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x04 \x03(\tR\x08ccRemove\x12\x1f\n\x0bhotlist_add\x18\x05 \x03(\x03R\nhotlistAdd\x12%\n\x0ehotlist_remove\x18\x06 \x03(\x03R\rhotlistRemove\x12!\n\x0cblocking_add\x18\x07 \x03(\x03R\x0bblockingAdd\x12\'\n\x0fblocking_remove\x18\x08 \x03(\x03R\x0eblockingRemove\x12$\n\x0eblocked_by_add\x18\t \x03(\x03R\x0cblockedByAdd\x12*\n\x11blocked_by_remove\x18\n \x03(\x03R\x0fblockedByRemove\x12H\n\x11custom_fields_set\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0fcustomFieldsSet"\xac\x01\n\x0bFieldChange\x12\x14\n\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n\told_value\x18\x02 \x01(\tR\x08oldValue\x12\x1b\n\tnew_value\x18\x03 \x01(\tR\x08newValue\x12\x14\n\x05added\x18\x04 \x03(\tR\x05added\x12\x18\n\x07removed\x18\x05 \x03(\tR\x07removed\x12\x1d\n\nfield_name\x18\x06 \x01(\tR\tfieldName"\xc8\x05\n\x0cHistoryEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment\x121\n\x07changes\x18\x06 \x03(\x0b2\x17.bugless.v1.FieldChangeR\x07changes\x12+\n\x12caused_by_issue_id\x18\x07 \x01(\x03R\x0fcausedByIssueId\x12#\n\redits_version\x18\x08 \x01(\x03R\x0ceditsVersion\x12*\n\x11edited_in_version\x18\t \x01(\x03R\x0feditedInVersion\x12F\n\x10redaction_target\x18\n \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x0fredactionTarget\x12)\n\x10redacted_version\x18\x0b \x01(\x03R\x0fredactedVersion\x124\n\x16redacted_attachment_id\x18\x0c \x01(\x03R\x14redactedAttachmentId\x12)\n\x10comment_redacted\x18\r \x01(\x08R\x0fcommentRedacted\x12#\n\rimported_from\x18\x0e \x01(\tR\x0cimportedFrom\x128\n\x0battachments\x18\x0f \x03(\x0b2\x16.bugless.v1.AttachmentR\x0battachments\x122\n\x15deleted_attachment_id\x18\x10 \x01(\x03R\x13deletedAttachmentId"\x94\x03\n\nAttachment\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12#\n\rentry_version\x18\x03 \x01(\x03R\x0centryVersion\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n\x04size\x18\x05 \x01(\x03R\x04size\x12!\n\x0ccontent_type\x18\x06 \x01(\tR\x0bcontentType\x122\n\x15declared_content_type\x18\x07 \x01(\tR\x13declaredContentType\x12\x16\n\x06sha256\x18\x08 \x01(\tR\x06sha256\x12\x1a\n\x08uploader\x18\t \x01(\tR\x08uploader\x129\n\ncreated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12,\n\x12deleted_in_version\x18\x0b \x01(\x03R\x10deletedInVersion\x12\x1a\n\x08redacted\x18\x0c \x01(\x08R\x08redacted"\x8a\x01\n\x10CustomFieldValue\x12\x19\n\x08field_id\x18\x01 \x01(\x03R\x07fieldId\x12\x16\n\x06values\x18\x02 \x03(\tR\x06values\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12/\n\x04type\x18\x04 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type"\x96\x03\n\x0bCustomField\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version*\xe3\x01\n\x0fCustomFieldType\x12\x1f\n\x1dCUSTOM_FIELD_TYPE_UNSPECIFIED\x12\x1a\n\x16CUSTOM_FIELD_TYPE_ENUM\x10\x01\x12 \n\x1cCUSTOM_FIELD_TYPE_ENUM_MULTI\x10\x02\x12\x1a\n\x16CUSTOM_FIELD_TYPE_TEXT\x10\x03\x12\x1d\n\x19CUSTOM_FIELD_TYPE_INTEGER\x10\x04\x12\x1a\n\x16CUSTOM_FIELD_TYPE_DATE\x10\x05\x12\x1a\n\x16CUSTOM_FIELD_TYPE_USER\x10\x06*\x92\x01\n\x0fRedactionTarget\x12\x1e\n\x1cREDACTION_TARGET_UNSPECIFIED\x12\x1c\n\x18REDACTION_TARGET_COMMENT\x10\x01\x12 \n\x1cREDACTION_TARGET_DESCRIPTION\x10\x02\x12\x1f\n\x1bREDACTION_TARGET_ATTACHMENT\x10\x03b\x06proto3'
 )
 BUGLESS_V1_SEARCH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x17bugless/v1/search.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"y\n\x0bSearchValue\x12\x14\n\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1a\n\x07integer\x18\x02 \x01(\x03H\x00R\x07integer\x120\n\x04time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampH\x00R\x04timeB\x06\n\x04kind"\xd4\x02\n\nSearchTerm\x12-\n\x05field\x18\x01 \x01(\x0e2\x17.bugless.v1.SearchFieldR\x05field\x12*\n\x02op\x18\x02 \x01(\x0e2\x1a.bugless.v1.SearchOperatorR\x02op\x12/\n\x06values\x18\x03 \x03(\x0b2\x17.bugless.v1.SearchValueR\x06values\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree\x12\x16\n\x06phrase\x18\x05 \x01(\x08R\x06phrase\x12&\n\x0fcustom_field_id\x18\x06 \x01(\x03R\rcustomFieldId\x12*\n\x11custom_field_name\x18\x07 \x01(\tR\x0fcustomFieldName\x12%\n\x0eresolved_users\x18\x08 \x03(\tR\rresolvedUsers">\n\x0eSearchNodeList\x12,\n\x05nodes\x18\x01 \x03(\x0b2\x16.bugless.v1.SearchNodeR\x05nodes"\xde\x01\n\nSearchNode\x123\n\x06all_of\x18\x01 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05allOf\x123\n\x06any_of\x18\x02 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05anyOf\x120\n\x06negate\x18\x03 \x01(\x0b2\x16.bugless.v1.SearchNodeH\x00R\x06negate\x12,\n\x04term\x18\x04 \x01(\x0b2\x16.bugless.v1.SearchTermH\x00R\x04termB\x06\n\x04kind"~\n\x07SortKey\x12+\n\x05field\x18\x01 \x01(\x0e2\x15.bugless.v1.SortFieldR\x05field\x12\x1e\n\ndescending\x18\x02 \x01(\x08R\ndescending\x12&\n\x0fcustom_field_id\x18\x03 \x01(\x03R\rcustomFieldId"q\n\x0fStructuredQuery\x12.\n\x06filter\x18\x01 \x01(\x0b2\x16.bugless.v1.SearchNodeR\x06filter\x12.\n\x08order_by\x18\x02 \x03(\x0b2\x13.bugless.v1.SortKeyR\x07orderBy*\x91\x06\n\x0bSearchField\x12\x1a\n\x18SEARCH_FIELD_UNSPECIFIED\x12\x15\n\x11SEARCH_FIELD_TEXT\x10\x01\x12\x16\n\x12SEARCH_FIELD_TITLE\x10\x02\x12\x18\n\x14SEARCH_FIELD_COMMENT\x10\x03\x12\x17\n\x13SEARCH_FIELD_STATUS\x10\x04\x12\x1d\n\x19SEARCH_FIELD_STATUS_CLASS\x10\x05\x12\x19\n\x15SEARCH_FIELD_ASSIGNEE\x10\x06\x12\x19\n\x15SEARCH_FIELD_REPORTER\x10\x07\x12\x13\n\x0fSEARCH_FIELD_CC\x10\x08\x12\x19\n\x15SEARCH_FIELD_VERIFIER\x10\t\x12\x19\n\x15SEARCH_FIELD_PRIORITY\x10\n\x12\x19\n\x15SEARCH_FIELD_SEVERITY\x10\x0b\x12\x15\n\x11SEARCH_FIELD_TYPE\x10\x0c\x12\x1a\n\x16SEARCH_FIELD_COMPONENT\x10\r\x12\x18\n\x14SEARCH_FIELD_HOTLIST\x10\x0e\x12\x13\n\x0fSEARCH_FIELD_ID\x10\x0f\x12\x19\n\x15SEARCH_FIELD_BLOCKING\x10\x10\x12\x1b\n\x17SEARCH_FIELD_BLOCKED_BY\x10\x11\x12\x17\n\x13SEARCH_FIELD_PARENT\x10\x12\x12\x1a\n\x16SEARCH_FIELD_CANONICAL\x10\x13\x12\x18\n\x14SEARCH_FIELD_CREATED\x10\x14\x12\x19\n\x15SEARCH_FIELD_MODIFIED\x10\x15\x12\x17\n\x13SEARCH_FIELD_CUSTOM\x10\x16\x12\x17\n\x13SEARCH_FIELD_CLOSED\x10\x17\x12\x1a\n\x16SEARCH_FIELD_COMMENTER\x10\x18\x12\x19\n\x15SEARCH_FIELD_MODIFIER\x10\x19\x12\x1e\n\x1aSEARCH_FIELD_LAST_MODIFIER\x10\x1a\x12\x1f\n\x1bSEARCH_FIELD_LAST_COMMENTER\x10\x1b\x12\x1b\n\x17SEARCH_FIELD_STARRED_BY\x10\x1c*\xda\x01\n\x0eSearchOperator\x12\x1d\n\x1bSEARCH_OPERATOR_UNSPECIFIED\x12\x16\n\x12SEARCH_OPERATOR_EQ\x10\x01\x12\x16\n\x12SEARCH_OPERATOR_LT\x10\x02\x12\x16\n\x12SEARCH_OPERATOR_LE\x10\x03\x12\x16\n\x12SEARCH_OPERATOR_GT\x10\x04\x12\x16\n\x12SEARCH_OPERATOR_GE\x10\x05\x12\x17\n\x13SEARCH_OPERATOR_ANY\x10\x06\x12\x18\n\x14SEARCH_OPERATOR_NONE\x10\x07*\xf5\x01\n\tSortField\x12\x18\n\x16SORT_FIELD_UNSPECIFIED\x12\x11\n\rSORT_FIELD_ID\x10\x01\x12\x16\n\x12SORT_FIELD_CREATED\x10\x02\x12\x17\n\x13SORT_FIELD_MODIFIED\x10\x03\x12\x17\n\x13SORT_FIELD_PRIORITY\x10\x04\x12\x17\n\x13SORT_FIELD_SEVERITY\x10\x05\x12\x15\n\x11SORT_FIELD_STATUS\x10\x06\x12\x14\n\x10SORT_FIELD_TITLE\x10\x07\x12\x15\n\x11SORT_FIELD_CUSTOM\x10\x08\x12\x14\n\x10SORT_FIELD_STARS\x10\tb\x06proto3'
+    b'\n\x17bugless/v1/search.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"y\n\x0bSearchValue\x12\x14\n\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1a\n\x07integer\x18\x02 \x01(\x03H\x00R\x07integer\x120\n\x04time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampH\x00R\x04timeB\x06\n\x04kind"\xd4\x02\n\nSearchTerm\x12-\n\x05field\x18\x01 \x01(\x0e2\x17.bugless.v1.SearchFieldR\x05field\x12*\n\x02op\x18\x02 \x01(\x0e2\x1a.bugless.v1.SearchOperatorR\x02op\x12/\n\x06values\x18\x03 \x03(\x0b2\x17.bugless.v1.SearchValueR\x06values\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree\x12\x16\n\x06phrase\x18\x05 \x01(\x08R\x06phrase\x12&\n\x0fcustom_field_id\x18\x06 \x01(\x03R\rcustomFieldId\x12*\n\x11custom_field_name\x18\x07 \x01(\tR\x0fcustomFieldName\x12%\n\x0eresolved_users\x18\x08 \x03(\tR\rresolvedUsers">\n\x0eSearchNodeList\x12,\n\x05nodes\x18\x01 \x03(\x0b2\x16.bugless.v1.SearchNodeR\x05nodes"\xde\x01\n\nSearchNode\x123\n\x06all_of\x18\x01 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05allOf\x123\n\x06any_of\x18\x02 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05anyOf\x120\n\x06negate\x18\x03 \x01(\x0b2\x16.bugless.v1.SearchNodeH\x00R\x06negate\x12,\n\x04term\x18\x04 \x01(\x0b2\x16.bugless.v1.SearchTermH\x00R\x04termB\x06\n\x04kind"~\n\x07SortKey\x12+\n\x05field\x18\x01 \x01(\x0e2\x15.bugless.v1.SortFieldR\x05field\x12\x1e\n\ndescending\x18\x02 \x01(\x08R\ndescending\x12&\n\x0fcustom_field_id\x18\x03 \x01(\x03R\rcustomFieldId"q\n\x0fStructuredQuery\x12.\n\x06filter\x18\x01 \x01(\x0b2\x16.bugless.v1.SearchNodeR\x06filter\x12.\n\x08order_by\x18\x02 \x03(\x0b2\x13.bugless.v1.SortKeyR\x07orderBy*\xcc\x06\n\x0bSearchField\x12\x1a\n\x18SEARCH_FIELD_UNSPECIFIED\x12\x15\n\x11SEARCH_FIELD_TEXT\x10\x01\x12\x16\n\x12SEARCH_FIELD_TITLE\x10\x02\x12\x18\n\x14SEARCH_FIELD_COMMENT\x10\x03\x12\x17\n\x13SEARCH_FIELD_STATUS\x10\x04\x12\x1d\n\x19SEARCH_FIELD_STATUS_CLASS\x10\x05\x12\x19\n\x15SEARCH_FIELD_ASSIGNEE\x10\x06\x12\x19\n\x15SEARCH_FIELD_REPORTER\x10\x07\x12\x13\n\x0fSEARCH_FIELD_CC\x10\x08\x12\x19\n\x15SEARCH_FIELD_VERIFIER\x10\t\x12\x19\n\x15SEARCH_FIELD_PRIORITY\x10\n\x12\x19\n\x15SEARCH_FIELD_SEVERITY\x10\x0b\x12\x15\n\x11SEARCH_FIELD_TYPE\x10\x0c\x12\x1a\n\x16SEARCH_FIELD_COMPONENT\x10\r\x12\x18\n\x14SEARCH_FIELD_HOTLIST\x10\x0e\x12\x13\n\x0fSEARCH_FIELD_ID\x10\x0f\x12\x19\n\x15SEARCH_FIELD_BLOCKING\x10\x10\x12\x1b\n\x17SEARCH_FIELD_BLOCKED_BY\x10\x11\x12\x17\n\x13SEARCH_FIELD_PARENT\x10\x12\x12\x1a\n\x16SEARCH_FIELD_CANONICAL\x10\x13\x12\x18\n\x14SEARCH_FIELD_CREATED\x10\x14\x12\x19\n\x15SEARCH_FIELD_MODIFIED\x10\x15\x12\x17\n\x13SEARCH_FIELD_CUSTOM\x10\x16\x12\x17\n\x13SEARCH_FIELD_CLOSED\x10\x17\x12\x1a\n\x16SEARCH_FIELD_COMMENTER\x10\x18\x12\x19\n\x15SEARCH_FIELD_MODIFIER\x10\x19\x12\x1e\n\x1aSEARCH_FIELD_LAST_MODIFIER\x10\x1a\x12\x1f\n\x1bSEARCH_FIELD_LAST_COMMENTER\x10\x1b\x12\x1c\n\x18SEARCH_FIELD_EXTERNAL_ID\x10\x1c\x12\x1b\n\x17SEARCH_FIELD_ATTACHMENT\x10\x1d\x12\x1b\n\x17SEARCH_FIELD_STARRED_BY\x10\x1e*\xda\x01\n\x0eSearchOperator\x12\x1d\n\x1bSEARCH_OPERATOR_UNSPECIFIED\x12\x16\n\x12SEARCH_OPERATOR_EQ\x10\x01\x12\x16\n\x12SEARCH_OPERATOR_LT\x10\x02\x12\x16\n\x12SEARCH_OPERATOR_LE\x10\x03\x12\x16\n\x12SEARCH_OPERATOR_GT\x10\x04\x12\x16\n\x12SEARCH_OPERATOR_GE\x10\x05\x12\x17\n\x13SEARCH_OPERATOR_ANY\x10\x06\x12\x18\n\x14SEARCH_OPERATOR_NONE\x10\x07*\xf5\x01\n\tSortField\x12\x18\n\x16SORT_FIELD_UNSPECIFIED\x12\x11\n\rSORT_FIELD_ID\x10\x01\x12\x16\n\x12SORT_FIELD_CREATED\x10\x02\x12\x17\n\x13SORT_FIELD_MODIFIED\x10\x03\x12\x17\n\x13SORT_FIELD_PRIORITY\x10\x04\x12\x17\n\x13SORT_FIELD_SEVERITY\x10\x05\x12\x15\n\x11SORT_FIELD_STATUS\x10\x06\x12\x14\n\x10SORT_FIELD_TITLE\x10\x07\x12\x15\n\x11SORT_FIELD_CUSTOM\x10\x08\x12\x14\n\x10SORT_FIELD_STARS\x10\tb\x06proto3'
 )
 BUGLESS_V1_TRACKER_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\x18bugless/v1/tracker.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"e\n\x08AclEntry\x123\n\tprincipal\x18\x01 \x01(\x0b2\x15.bugless.v1.PrincipalR\tprincipal\x12$\n\x04role\x18\x02 \x01(\x0e2\x10.bugless.v1.RoleR\x04role"\xf2\x01\n\rIssueTemplate\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12 \n\x0bdescription\x18\x02 \x01(\tR\x0bdescription\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12\x1a\n\x08assignee\x18\x06 \x01(\tR\x08assignee"\xc2\x03\n\tComponent\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n\x04path\x18\x04 \x01(\tR\x04path\x12 \n\x0bdescription\x18\x05 \x01(\tR\x0bdescription\x12\x1a\n\x08archived\x18\x06 \x01(\x08R\x08archived\x12&\n\x03acl\x18\x07 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x08 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version\x121\n\x0bcaller_role\x18\x0c \x01(\x0e2\x10.bugless.v1.RoleR\ncallerRole"\xca\x02\n\x07Hotlist\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x14\n\x05owner\x18\x04 \x01(\tR\x05owner\x12\x18\n\x07editors\x18\x05 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x06 \x01(\x08R\x07private\x129\n\ncreated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\t \x01(\x03R\x07version\x12\x1d\n\nitem_count\x18\n \x01(\x05R\titemCount"\xbc\x01\n\x0bHotlistItem\x12\x1d\n\nhotlist_id\x18\x01 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x12\n\x04rank\x18\x03 \x01(\x05R\x04rank\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note\x12\x14\n\x05adder\x18\x05 \x01(\tR\x05adder\x125\n\x08added_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07addedAt"\xa0\x02\n\x0bSavedSearch\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n\x05query\x18\x04 \x01(\tR\x05query\x12/\n\x07readers\x18\x05 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers\x129\n\ncreated_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x08 \x01(\x03R\x07versionb\x06proto3'
 )
 BUGLESS_V1_MODEL_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x16bugless/v1/model.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x16\n\x14GetServerInfoRequest"\x96\x01\n\x15GetServerInfoResponse\x12\x18\n\x07backend\x18\x01 \x01(\tR\x07backend\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12"\n\x0ccapabilities\x18\x03 \x03(\tR\x0ccapabilities\x12%\n\x0eschema_version\x18\x04 \x01(\x05R\rschemaVersion"\xf9\x02\n\x12CreateIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12/\n\x06fields\x18\x02 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x04 \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x05 \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\x06 \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x07 \x03(\x03R\x0cblockedByIds\x12\'\n\x0fidempotency_key\x18\x08 \x01(\tR\x0eidempotencyKey\x12A\n\rcustom_fields\x18\t \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields"X\n\x0fGetIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"`\n\x15BatchGetIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tissue_ids\x18\x02 \x03(\x03R\x08issueIds"d\n\x16BatchGetIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12\x1f\n\x0bmissing_ids\x18\x02 \x03(\x03R\nmissingIds"\xce\x01\n\x12ChangeIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12,\n\x05delta\x18\x04 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"n\n\x13ChangeIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"T\n\x0cIssueVersion\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion"\xd8\x01\n\x18BatchChangeIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x120\n\x06issues\x18\x02 \x03(\x0b2\x18.bugless.v1.IssueVersionR\x06issues\x12,\n\x05delta\x18\x03 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x04 \x01(\tR\x07comment\x12\x16\n\x06atomic\x18\x05 \x01(\x08R\x06atomic"\x85\x01\n\x11BatchChangeResult\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x12\n\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\'\n\x05issue\x18\x04 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue"T\n\x19BatchChangeIssuesResponse\x127\n\x07results\x18\x01 \x03(\x0b2\x1d.bugless.v1.BatchChangeResultR\x07results"\x88\x01\n\x12ListHistoryRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"q\n\x13ListHistoryResponse\x122\n\x07entries\x18\x01 \x03(\x0b2\x18.bugless.v1.HistoryEntryR\x07entries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xc2\x01\n\x13SearchIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x121\n\x05query\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\x05query\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"\xbb\x01\n\x14SearchIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n\x0btotal_count\x18\x03 \x01(\x03R\ntotalCount\x12/\n\x14total_is_lower_bound\x18\x04 \x01(\x08R\x11totalIsLowerBound"\x96\x01\n\x0cWatchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\x08issue_id\x18\x02 \x01(\x03H\x00R\x07issueId\x123\n\x05query\x18\x03 \x01(\x0b2\x1b.bugless.v1.StructuredQueryH\x00R\x05queryB\x08\n\x06target"\x85\x01\n\nWatchEvent\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"\xbb\x01\n\x0fReadFeedRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12%\n\x0eafter_position\x18\x02 \x01(\x03R\rafterPosition\x12\x1f\n\x0bmax_changes\x18\x03 \x01(\x05R\nmaxChanges\x12\x17\n\x07wait_ms\x18\x04 \x01(\x05R\x06waitMs\x12\x1b\n\thead_only\x18\x05 \x01(\x08R\x08headOnly"@\n\tFeedEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version"\xd5\x01\n\nFeedChange\x12\x1a\n\x08position\x18\x01 \x01(\x03R\x08position\x12=\n\x0ccommitted_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bcommittedAt\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x12/\n\x07entries\x18\x04 \x03(\x0b2\x15.bugless.v1.FeedEntryR\x07entries\x12#\n\rcomponent_ids\x18\x05 \x03(\x03R\x0ccomponentIds"\x92\x01\n\x10ReadFeedResponse\x120\n\x07changes\x18\x01 \x03(\x0b2\x16.bugless.v1.FeedChangeR\x07changes\x12#\n\rhead_position\x18\x02 \x01(\x03R\x0cheadPosition\x12\'\n\x0foldest_position\x18\x03 \x01(\x03R\x0eoldestPosition"s\n\x10StarIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x18\n\x07starred\x18\x03 \x01(\x08R\x07starred"g\n\x11StarIssueResponse\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07starred\x18\x02 \x01(\x08R\x07starred\x12\x1d\n\nstar_count\x18\x03 \x01(\x03R\tstarCount"c\n\x15ComponentSubscription\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\'\n\x0finclude_subtree\x18\x02 \x01(\x08R\x0eincludeSubtree"|\n\rSubscriptions\x12A\n\ncomponents\x18\x01 \x03(\x0b2!.bugless.v1.ComponentSubscriptionR\ncomponents\x12(\n\x10saved_search_ids\x18\x02 \x03(\x03R\x0esavedSearchIds"\xb9\x01\n\x1fSetComponentSubscriptionRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree"\x97\x01\n!SetSavedSearchSubscriptionRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"F\n\x18ListSubscriptionsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller"\x97\x02\n\x14NotificationSettings\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12F\n\x0fdisabled_events\x18\x02 \x03(\x0e2\x1d.bugless.v1.NotificationEventR\x0edisabledEvents\x12\x18\n\x07channel\x18\x03 \x01(\tR\x07channel\x12.\n\x06digest\x18\x04 \x01(\x0e2\x16.bugless.v1.DigestModeR\x06digest\x12,\n\x12notify_own_changes\x18\x05 \x01(\x08R\x10notifyOwnChanges\x12&\n\x0fmuted_issue_ids\x18\x06 \x03(\x03R\rmutedIssueIds"g\n\x1eGetNotificationSettingsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08user_ids\x18\x02 \x03(\tR\x07userIds"_\n\x1fGetNotificationSettingsResponse\x12<\n\x08settings\x18\x01 \x03(\x0b2 .bugless.v1.NotificationSettingsR\x08settings"\x8d\x01\n!UpdateNotificationSettingsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12<\n\x08settings\x18\x02 \x01(\x0b2 .bugless.v1.NotificationSettingsR\x08settings"r\n\x13SetIssueMuteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x14\n\x05muted\x18\x03 \x01(\x08R\x05muted"`\n\x17GetIssueAudienceRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"\x99\x01\n\rIssueAudience\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x1d\n\nstarred_by\x18\x02 \x03(\tR\tstarredBy\x123\n\x15component_subscribers\x18\x03 \x03(\tR\x14componentSubscribers\x12\x19\n\x08muted_by\x18\x04 \x03(\tR\x07mutedBy"~\n#ListSavedSearchSubscriptionsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12+\n\x04page\x18\x02 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"n\n\x17SavedSearchSubscription\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch"\x99\x01\n$ListSavedSearchSubscriptionsResponse\x12I\n\rsubscriptions\x18\x01 \x03(\x0b2#.bugless.v1.SavedSearchSubscriptionR\rsubscriptions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xf6\x01\n\x16CreateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12&\n\x03acl\x18\x05 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x06 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template"\x83\x01\n\x13GetComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\x0ccomponent_id\x18\x02 \x01(\x03H\x00R\x0bcomponentId\x12\x14\n\x04path\x18\x03 \x01(\tH\x00R\x04pathB\x05\n\x03key"\xb8\x01\n\x15ListComponentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12)\n\x10include_archived\x18\x03 \x01(\x08R\x0fincludeArchived\x12+\n\x04page\x18\x04 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"w\n\x16ListComponentsResponse\x125\n\ncomponents\x18\x01 \x03(\x0b2\x15.bugless.v1.ComponentR\ncomponents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xe1\x01\n\x16UpdateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x123\n\tcomponent\x18\x02 \x01(\x0b2\x15.bugless.v1.ComponentR\tcomponent\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\xac\x01\n\x14CreateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x18\n\x07editors\x18\x04 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x05 \x01(\x08R\x07private"^\n\x11GetHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId"\x86\x01\n\x13ListHotlistsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x16\n\x06member\x18\x02 \x01(\tR\x06member\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"o\n\x14ListHotlistsResponse\x12/\n\x08hotlists\x18\x01 \x03(\x0b2\x13.bugless.v1.HotlistR\x08hotlists\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xd9\x01\n\x14UpdateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12-\n\x07hotlist\x18\x02 \x01(\x0b2\x13.bugless.v1.HotlistR\x07hotlist\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x14DeleteHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x10\n\x0eDeleteResponse"\xb0\x01\n\x16AddHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position\x12\x12\n\x04note\x18\x05 \x01(\tR\x04note"\x83\x01\n\x19RemoveHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds"\x9a\x01\n\x16RankHotlistItemRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position"\x95\x01\n\x19SetHotlistItemNoteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note"\x91\x01\n\x17ListHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x9c\x01\n\x18ListHotlistItemsResponse\x12-\n\x05items\x18\x01 \x03(\x0b2\x17.bugless.v1.HotlistItemR\x05items\x12)\n\x06issues\x18\x02 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken"\xa1\x01\n\x18CreateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05query\x18\x03 \x01(\tR\x05query\x12/\n\x07readers\x18\x04 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers"\x92\x01\n\x18ListSavedSearchesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nowned_only\x18\x02 \x01(\x08R\townedOnly\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x83\x01\n\x19ListSavedSearchesResponse\x12>\n\x0esaved_searches\x18\x01 \x03(\x0b2\x17.bugless.v1.SavedSearchR\rsavedSearches\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xea\x01\n\x18UpdateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"n\n\x18DeleteSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId"\xc5\x01\n\x12EditCommentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12#\n\rentry_version\x18\x04 \x01(\x03R\x0centryVersion\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"\x80\x02\n\rRedactRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x123\n\x06target\x18\x04 \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x06target\x12#\n\rentry_version\x18\x05 \x01(\x03R\x0centryVersion\x12#\n\rattachment_id\x18\x06 \x01(\x03R\x0cattachmentId"\xad\x02\n\x18CreateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues"h\n\x17ListCustomFieldsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId"X\n\x18ListCustomFieldsResponse\x12<\n\rcustom_fields\x18\x01 \x03(\x0b2\x17.bugless.v1.CustomFieldR\x0ccustomFields"\xea\x01\n\x18UpdateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0ccustom_field\x18\x02 \x01(\x0b2\x17.bugless.v1.CustomFieldR\x0bcustomField\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x18DeleteCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08field_id\x18\x02 \x01(\x03R\x07fieldId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion*\xe0\x01\n\x11NotificationEvent\x12 \n\x1eNOTIFICATION_EVENT_UNSPECIFIED\x12\x1f\n\x1bNOTIFICATION_EVENT_ASSIGNED\x10\x01\x12 \n\x1cNOTIFICATION_EVENT_MENTIONED\x10\x02\x12 \n\x1cNOTIFICATION_EVENT_MY_ISSUES\x10\x03\x12\x1e\n\x1aNOTIFICATION_EVENT_STARRED\x10\x04\x12$\n NOTIFICATION_EVENT_SUBSCRIPTIONS\x10\x05*Y\n\nDigestMode\x12\x19\n\x17DIGEST_MODE_UNSPECIFIED\x12\x19\n\x15DIGEST_MODE_IMMEDIATE\x10\x01\x12\x15\n\x11DIGEST_MODE_DAILY\x10\x022\xac\x1c\n\x05Model\x12T\n\rGetServerInfo\x12 .bugless.v1.GetServerInfoRequest\x1a!.bugless.v1.GetServerInfoResponse\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12Q\n\x0cSearchIssues\x12\x1f.bugless.v1.SearchIssuesRequest\x1a .bugless.v1.SearchIssuesResponse\x12;\n\x05Watch\x12\x18.bugless.v1.WatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12E\n\x08ReadFeed\x12\x1b.bugless.v1.ReadFeedRequest\x1a\x1c.bugless.v1.ReadFeedResponse\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettings\x12R\n\x10GetIssueAudience\x12#.bugless.v1.GetIssueAudienceRequest\x1a\x19.bugless.v1.IssueAudience\x12\x81\x01\n\x1cListSavedSearchSubscriptions\x12/.bugless.v1.ListSavedSearchSubscriptionsRequest\x1a0.bugless.v1.ListSavedSearchSubscriptionsResponse\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponseb\x06proto3'
+    b'\n\x16bugless/v1/model.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x16\n\x14GetServerInfoRequest"\x96\x01\n\x15GetServerInfoResponse\x12\x18\n\x07backend\x18\x01 \x01(\tR\x07backend\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12"\n\x0ccapabilities\x18\x03 \x03(\tR\x0ccapabilities\x12%\n\x0eschema_version\x18\x04 \x01(\x05R\rschemaVersion"\xf9\x02\n\x12CreateIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12/\n\x06fields\x18\x02 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x04 \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x05 \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\x06 \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x07 \x03(\x03R\x0cblockedByIds\x12\'\n\x0fidempotency_key\x18\x08 \x01(\tR\x0eidempotencyKey\x12A\n\rcustom_fields\x18\t \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields"X\n\x0fGetIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"`\n\x15BatchGetIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tissue_ids\x18\x02 \x03(\x03R\x08issueIds"d\n\x16BatchGetIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12\x1f\n\x0bmissing_ids\x18\x02 \x03(\x03R\nmissingIds"\xce\x01\n\x12ChangeIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12,\n\x05delta\x18\x04 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"n\n\x13ChangeIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"T\n\x0cIssueVersion\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion"\xd8\x01\n\x18BatchChangeIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x120\n\x06issues\x18\x02 \x03(\x0b2\x18.bugless.v1.IssueVersionR\x06issues\x12,\n\x05delta\x18\x03 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x04 \x01(\tR\x07comment\x12\x16\n\x06atomic\x18\x05 \x01(\x08R\x06atomic"\x85\x01\n\x11BatchChangeResult\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x12\n\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\'\n\x05issue\x18\x04 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue"T\n\x19BatchChangeIssuesResponse\x127\n\x07results\x18\x01 \x03(\x0b2\x1d.bugless.v1.BatchChangeResultR\x07results"\x88\x01\n\x12ListHistoryRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"q\n\x13ListHistoryResponse\x122\n\x07entries\x18\x01 \x03(\x0b2\x18.bugless.v1.HistoryEntryR\x07entries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xc2\x01\n\x13SearchIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x121\n\x05query\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\x05query\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"\xbb\x01\n\x14SearchIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n\x0btotal_count\x18\x03 \x01(\x03R\ntotalCount\x12/\n\x14total_is_lower_bound\x18\x04 \x01(\x08R\x11totalIsLowerBound"\x96\x01\n\x0cWatchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\x08issue_id\x18\x02 \x01(\x03H\x00R\x07issueId\x123\n\x05query\x18\x03 \x01(\x0b2\x1b.bugless.v1.StructuredQueryH\x00R\x05queryB\x08\n\x06target"\x85\x01\n\nWatchEvent\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"\xbb\x01\n\x0fReadFeedRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12%\n\x0eafter_position\x18\x02 \x01(\x03R\rafterPosition\x12\x1f\n\x0bmax_changes\x18\x03 \x01(\x05R\nmaxChanges\x12\x17\n\x07wait_ms\x18\x04 \x01(\x05R\x06waitMs\x12\x1b\n\thead_only\x18\x05 \x01(\x08R\x08headOnly"@\n\tFeedEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version"\xd5\x01\n\nFeedChange\x12\x1a\n\x08position\x18\x01 \x01(\x03R\x08position\x12=\n\x0ccommitted_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bcommittedAt\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x12/\n\x07entries\x18\x04 \x03(\x0b2\x15.bugless.v1.FeedEntryR\x07entries\x12#\n\rcomponent_ids\x18\x05 \x03(\x03R\x0ccomponentIds"\x92\x01\n\x10ReadFeedResponse\x120\n\x07changes\x18\x01 \x03(\x0b2\x16.bugless.v1.FeedChangeR\x07changes\x12#\n\rhead_position\x18\x02 \x01(\x03R\x0cheadPosition\x12\'\n\x0foldest_position\x18\x03 \x01(\x03R\x0eoldestPosition"s\n\x10StarIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x18\n\x07starred\x18\x03 \x01(\x08R\x07starred"g\n\x11StarIssueResponse\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07starred\x18\x02 \x01(\x08R\x07starred\x12\x1d\n\nstar_count\x18\x03 \x01(\x03R\tstarCount"c\n\x15ComponentSubscription\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\'\n\x0finclude_subtree\x18\x02 \x01(\x08R\x0eincludeSubtree"|\n\rSubscriptions\x12A\n\ncomponents\x18\x01 \x03(\x0b2!.bugless.v1.ComponentSubscriptionR\ncomponents\x12(\n\x10saved_search_ids\x18\x02 \x03(\x03R\x0esavedSearchIds"\xb9\x01\n\x1fSetComponentSubscriptionRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree"\x97\x01\n!SetSavedSearchSubscriptionRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"F\n\x18ListSubscriptionsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller"\x97\x02\n\x14NotificationSettings\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12F\n\x0fdisabled_events\x18\x02 \x03(\x0e2\x1d.bugless.v1.NotificationEventR\x0edisabledEvents\x12\x18\n\x07channel\x18\x03 \x01(\tR\x07channel\x12.\n\x06digest\x18\x04 \x01(\x0e2\x16.bugless.v1.DigestModeR\x06digest\x12,\n\x12notify_own_changes\x18\x05 \x01(\x08R\x10notifyOwnChanges\x12&\n\x0fmuted_issue_ids\x18\x06 \x03(\x03R\rmutedIssueIds"g\n\x1eGetNotificationSettingsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08user_ids\x18\x02 \x03(\tR\x07userIds"_\n\x1fGetNotificationSettingsResponse\x12<\n\x08settings\x18\x01 \x03(\x0b2 .bugless.v1.NotificationSettingsR\x08settings"\x8d\x01\n!UpdateNotificationSettingsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12<\n\x08settings\x18\x02 \x01(\x0b2 .bugless.v1.NotificationSettingsR\x08settings"r\n\x13SetIssueMuteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x14\n\x05muted\x18\x03 \x01(\x08R\x05muted"`\n\x17GetIssueAudienceRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"\x99\x01\n\rIssueAudience\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x1d\n\nstarred_by\x18\x02 \x03(\tR\tstarredBy\x123\n\x15component_subscribers\x18\x03 \x03(\tR\x14componentSubscribers\x12\x19\n\x08muted_by\x18\x04 \x03(\tR\x07mutedBy"~\n#ListSavedSearchSubscriptionsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12+\n\x04page\x18\x02 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"n\n\x17SavedSearchSubscription\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch"\x99\x01\n$ListSavedSearchSubscriptionsResponse\x12I\n\rsubscriptions\x18\x01 \x03(\x0b2#.bugless.v1.SavedSearchSubscriptionR\rsubscriptions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xf6\x01\n\x16CreateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12&\n\x03acl\x18\x05 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x06 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template"\x83\x01\n\x13GetComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\x0ccomponent_id\x18\x02 \x01(\x03H\x00R\x0bcomponentId\x12\x14\n\x04path\x18\x03 \x01(\tH\x00R\x04pathB\x05\n\x03key"\xb8\x01\n\x15ListComponentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12)\n\x10include_archived\x18\x03 \x01(\x08R\x0fincludeArchived\x12+\n\x04page\x18\x04 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"w\n\x16ListComponentsResponse\x125\n\ncomponents\x18\x01 \x03(\x0b2\x15.bugless.v1.ComponentR\ncomponents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xe1\x01\n\x16UpdateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x123\n\tcomponent\x18\x02 \x01(\x0b2\x15.bugless.v1.ComponentR\tcomponent\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\xac\x01\n\x14CreateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x18\n\x07editors\x18\x04 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x05 \x01(\x08R\x07private"^\n\x11GetHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId"\x86\x01\n\x13ListHotlistsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x16\n\x06member\x18\x02 \x01(\tR\x06member\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"o\n\x14ListHotlistsResponse\x12/\n\x08hotlists\x18\x01 \x03(\x0b2\x13.bugless.v1.HotlistR\x08hotlists\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xd9\x01\n\x14UpdateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12-\n\x07hotlist\x18\x02 \x01(\x0b2\x13.bugless.v1.HotlistR\x07hotlist\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x14DeleteHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x10\n\x0eDeleteResponse"\xb0\x01\n\x16AddHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position\x12\x12\n\x04note\x18\x05 \x01(\tR\x04note"\x83\x01\n\x19RemoveHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds"\x9a\x01\n\x16RankHotlistItemRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position"\x95\x01\n\x19SetHotlistItemNoteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note"\x91\x01\n\x17ListHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x9c\x01\n\x18ListHotlistItemsResponse\x12-\n\x05items\x18\x01 \x03(\x0b2\x17.bugless.v1.HotlistItemR\x05items\x12)\n\x06issues\x18\x02 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken"\xa1\x01\n\x18CreateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05query\x18\x03 \x01(\tR\x05query\x12/\n\x07readers\x18\x04 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers"\x92\x01\n\x18ListSavedSearchesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nowned_only\x18\x02 \x01(\x08R\townedOnly\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x83\x01\n\x19ListSavedSearchesResponse\x12>\n\x0esaved_searches\x18\x01 \x03(\x0b2\x17.bugless.v1.SavedSearchR\rsavedSearches\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xea\x01\n\x18UpdateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"n\n\x18DeleteSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId"\xc5\x01\n\x12EditCommentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12#\n\rentry_version\x18\x04 \x01(\x03R\x0centryVersion\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"\x80\x02\n\rRedactRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x123\n\x06target\x18\x04 \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x06target\x12#\n\rentry_version\x18\x05 \x01(\x03R\x0centryVersion\x12#\n\rattachment_id\x18\x06 \x01(\x03R\x0cattachmentId"\xad\x02\n\x18CreateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues"h\n\x17ListCustomFieldsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId"X\n\x18ListCustomFieldsResponse\x12<\n\rcustom_fields\x18\x01 \x03(\x0b2\x17.bugless.v1.CustomFieldR\x0ccustomFields"\xea\x01\n\x18UpdateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0ccustom_field\x18\x02 \x01(\x0b2\x17.bugless.v1.CustomFieldR\x0bcustomField\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x18DeleteCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08field_id\x18\x02 \x01(\x03R\x07fieldId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x9e\x02\n\rImportedEntry\x12\x16\n\x06author\x18\x01 \x01(\tR\x06author\x129\n\ncreated_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x03 \x01(\tR\x07comment\x12/\n\x06fields\x18\x04 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x05 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x06 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x07 \x03(\tR\x08ccRemove"\xaa\x04\n\x12ImportIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1f\n\x0bexternal_id\x18\x02 \x01(\tR\nexternalId\x12/\n\x06fields\x18\x03 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12\x1a\n\x08reporter\x18\x04 \x01(\tR\x08reporter\x12 \n\x0bdescription\x18\x05 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x06 \x03(\tR\x02cc\x129\n\ncreated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x123\n\x07history\x18\x08 \x03(\x0b2\x19.bugless.v1.ImportedEntryR\x07history\x12;\n\x0bmodified_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12A\n\rcustom_fields\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds"\x81\x01\n\x13ImportIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12\x18\n\x07created\x18\x02 \x01(\x08R\x07created\x12\'\n\x0fentries_written\x18\x03 \x01(\x05R\x0eentriesWritten"\xef\x01\n\x16UploadAttachmentHeader\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12!\n\x0ccontent_type\x18\x05 \x01(\tR\x0bcontentType\x12\x18\n\x07comment\x18\x06 \x01(\tR\x07comment\x12\x12\n\x04size\x18\x07 \x01(\x03R\x04size"w\n\x17UploadAttachmentRequest\x12<\n\x06header\x18\x01 \x01(\x0b2".bugless.v1.UploadAttachmentHeaderH\x00R\x06header\x12\x16\n\x05chunk\x18\x02 \x01(\x0cH\x00R\x05chunkB\x06\n\x04part"\xab\x01\n\x18UploadAttachmentResponse\x126\n\nattachment\x18\x01 \x01(\x0b2\x16.bugless.v1.AttachmentR\nattachment\x12\'\n\x05issue\x18\x02 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x03 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"\x9c\x01\n\x19DownloadAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId\x12\x16\n\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n\x06length\x18\x04 \x01(\x03R\x06length"v\n\x1aDownloadAttachmentResponse\x128\n\nattachment\x18\x01 \x01(\x0b2\x16.bugless.v1.AttachmentH\x00R\nattachment\x12\x16\n\x05chunk\x18\x02 \x01(\x0cH\x00R\x05chunkB\x06\n\x04part"g\n\x14GetAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId"\x88\x01\n\x16ListAttachmentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\'\n\x0finclude_deleted\x18\x03 \x01(\x08R\x0eincludeDeleted"S\n\x17ListAttachmentsResponse\x128\n\x0battachments\x18\x01 \x03(\x0b2\x16.bugless.v1.AttachmentR\x0battachments"\x95\x01\n\x17DeleteAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion*\xe0\x01\n\x11NotificationEvent\x12 \n\x1eNOTIFICATION_EVENT_UNSPECIFIED\x12\x1f\n\x1bNOTIFICATION_EVENT_ASSIGNED\x10\x01\x12 \n\x1cNOTIFICATION_EVENT_MENTIONED\x10\x02\x12 \n\x1cNOTIFICATION_EVENT_MY_ISSUES\x10\x03\x12\x1e\n\x1aNOTIFICATION_EVENT_STARRED\x10\x04\x12$\n NOTIFICATION_EVENT_SUBSCRIPTIONS\x10\x05*Y\n\nDigestMode\x12\x19\n\x17DIGEST_MODE_UNSPECIFIED\x12\x19\n\x15DIGEST_MODE_IMMEDIATE\x10\x01\x12\x15\n\x11DIGEST_MODE_DAILY\x10\x022\xc5 \n\x05Model\x12T\n\rGetServerInfo\x12 .bugless.v1.GetServerInfoRequest\x1a!.bugless.v1.GetServerInfoResponse\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12Q\n\x0cSearchIssues\x12\x1f.bugless.v1.SearchIssuesRequest\x1a .bugless.v1.SearchIssuesResponse\x12;\n\x05Watch\x12\x18.bugless.v1.WatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12E\n\x08ReadFeed\x12\x1b.bugless.v1.ReadFeedRequest\x1a\x1c.bugless.v1.ReadFeedResponse\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettings\x12R\n\x10GetIssueAudience\x12#.bugless.v1.GetIssueAudienceRequest\x1a\x19.bugless.v1.IssueAudience\x12\x81\x01\n\x1cListSavedSearchSubscriptions\x12/.bugless.v1.ListSavedSearchSubscriptionsRequest\x1a0.bugless.v1.ListSavedSearchSubscriptionsResponse\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse\x12N\n\x0bImportIssue\x12\x1e.bugless.v1.ImportIssueRequest\x1a\x1f.bugless.v1.ImportIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponseb\x06proto3'
 )
 BUGLESS_V1_API_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto"\x0f\n\rWhoAmIRequest"\xb5\x01\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"R\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05queryB\x08\n\x06target2D\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity2\x8b\x06\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse2\xa7\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse2\xb1\x05\n\rNotifications\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettingsb\x06proto3'
+    b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto"\x0f\n\rWhoAmIRequest"\xb5\x01\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"R\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05queryB\x08\n\x06target2D\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity2\xd4\t\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse2\xa7\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse2\xb1\x05\n\rNotifications\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettingsb\x06proto3'
 )
 
 
@@ -5993,6 +6931,16 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         ending every session of another user. Every replica of every frontend
         stops accepting the ended sessions' tokens within its token cache time.
         """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def match_import_users(
+        self, message: "MatchImportUsersRequest"
+    ) -> "MatchImportUsersResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def merge_placeholder(self, message: "MergePlaceholderRequest") -> "User":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -6108,6 +7056,22 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         response = await self.revoke_sessions(request)
         await stream.send_message(response)
 
+    async def __rpc_match_import_users(
+        self, stream: "grpclib.server.Stream[MatchImportUsersRequest, MatchImportUsersResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.match_import_users(request)
+        await stream.send_message(response)
+
+    async def __rpc_merge_placeholder(
+        self, stream: "grpclib.server.Stream[MergePlaceholderRequest, User]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.merge_placeholder(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Authenticator/ListAuthenticators": grpclib.const.Handler(
@@ -6193,6 +7157,18 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RevokeSessionsRequest,
                 RevokeSessionsResponse,
+            ),
+            "/bugless.v1.Authenticator/MatchImportUsers": grpclib.const.Handler(
+                self.__rpc_match_import_users,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MatchImportUsersRequest,
+                MatchImportUsersResponse,
+            ),
+            "/bugless.v1.Authenticator/MergePlaceholder": grpclib.const.Handler(
+                self.__rpc_merge_placeholder,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                MergePlaceholderRequest,
+                User,
             ),
         }
 
@@ -6581,6 +7557,33 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def upload_attachment(
+        self, messages: "AsyncIterator[UploadAttachmentRequest]"
+    ) -> "UploadAttachmentResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def download_attachment(
+        self, message: "DownloadAttachmentRequest"
+    ) -> "AsyncIterator[DownloadAttachmentResponse]":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield DownloadAttachmentResponse()
+
+    async def get_attachment(self, message: "GetAttachmentRequest") -> "Attachment":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_attachments(
+        self, message: "ListAttachmentsRequest"
+    ) -> "ListAttachmentsResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def delete_attachment(self, message: "DeleteAttachmentRequest") -> "ChangeIssueResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create_issue(
         self, stream: "grpclib.server.Stream[CreateIssueRequest, Issue]"
     ) -> None:
@@ -6664,6 +7667,48 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
         response = await self.redact(request)
         await stream.send_message(response)
 
+    async def __rpc_upload_attachment(
+        self, stream: "grpclib.server.Stream[UploadAttachmentRequest, UploadAttachmentResponse]"
+    ) -> None:
+        request = stream.__aiter__()
+        response = await self.upload_attachment(request)
+        await stream.send_message(response)
+
+    async def __rpc_download_attachment(
+        self, stream: "grpclib.server.Stream[DownloadAttachmentRequest, DownloadAttachmentResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        await self._call_rpc_handler_server_stream(
+            self.download_attachment,
+            stream,
+            request,
+        )
+
+    async def __rpc_get_attachment(
+        self, stream: "grpclib.server.Stream[GetAttachmentRequest, Attachment]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_attachment(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_attachments(
+        self, stream: "grpclib.server.Stream[ListAttachmentsRequest, ListAttachmentsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_attachments(request)
+        await stream.send_message(response)
+
+    async def __rpc_delete_attachment(
+        self, stream: "grpclib.server.Stream[DeleteAttachmentRequest, ChangeIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.delete_attachment(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Issues/CreateIssue": grpclib.const.Handler(
@@ -6724,6 +7769,36 @@ class IssuesBase(betterproto2_grpclib.ServiceBase):
                 self.__rpc_redact,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RedactRequest,
+                ChangeIssueResponse,
+            ),
+            "/bugless.v1.Issues/UploadAttachment": grpclib.const.Handler(
+                self.__rpc_upload_attachment,
+                grpclib.const.Cardinality.STREAM_UNARY,
+                UploadAttachmentRequest,
+                UploadAttachmentResponse,
+            ),
+            "/bugless.v1.Issues/DownloadAttachment": grpclib.const.Handler(
+                self.__rpc_download_attachment,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                DownloadAttachmentRequest,
+                DownloadAttachmentResponse,
+            ),
+            "/bugless.v1.Issues/GetAttachment": grpclib.const.Handler(
+                self.__rpc_get_attachment,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetAttachmentRequest,
+                Attachment,
+            ),
+            "/bugless.v1.Issues/ListAttachments": grpclib.const.Handler(
+                self.__rpc_list_attachments,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListAttachmentsRequest,
+                ListAttachmentsResponse,
+            ),
+            "/bugless.v1.Issues/DeleteAttachment": grpclib.const.Handler(
+                self.__rpc_delete_attachment,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeleteAttachmentRequest,
                 ChangeIssueResponse,
             ),
         }
@@ -6918,6 +7993,37 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def delete_custom_field(self, message: "DeleteCustomFieldRequest") -> "DeleteResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def import_issue(self, message: "ImportIssueRequest") -> "ImportIssueResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def upload_attachment(
+        self, messages: "AsyncIterator[UploadAttachmentRequest]"
+    ) -> "UploadAttachmentResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def download_attachment(
+        self, message: "DownloadAttachmentRequest"
+    ) -> "AsyncIterator[DownloadAttachmentResponse]":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield DownloadAttachmentResponse()
+
+    async def get_attachment(self, message: "GetAttachmentRequest") -> "Attachment":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_attachments(
+        self, message: "ListAttachmentsRequest"
+    ) -> "ListAttachmentsResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def delete_attachment(self, message: "DeleteAttachmentRequest") -> "ChangeIssueResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -7269,6 +8375,56 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         response = await self.delete_custom_field(request)
         await stream.send_message(response)
 
+    async def __rpc_import_issue(
+        self, stream: "grpclib.server.Stream[ImportIssueRequest, ImportIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.import_issue(request)
+        await stream.send_message(response)
+
+    async def __rpc_upload_attachment(
+        self, stream: "grpclib.server.Stream[UploadAttachmentRequest, UploadAttachmentResponse]"
+    ) -> None:
+        request = stream.__aiter__()
+        response = await self.upload_attachment(request)
+        await stream.send_message(response)
+
+    async def __rpc_download_attachment(
+        self, stream: "grpclib.server.Stream[DownloadAttachmentRequest, DownloadAttachmentResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        await self._call_rpc_handler_server_stream(
+            self.download_attachment,
+            stream,
+            request,
+        )
+
+    async def __rpc_get_attachment(
+        self, stream: "grpclib.server.Stream[GetAttachmentRequest, Attachment]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_attachment(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_attachments(
+        self, stream: "grpclib.server.Stream[ListAttachmentsRequest, ListAttachmentsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_attachments(request)
+        await stream.send_message(response)
+
+    async def __rpc_delete_attachment(
+        self, stream: "grpclib.server.Stream[DeleteAttachmentRequest, ChangeIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.delete_attachment(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Model/GetServerInfo": grpclib.const.Handler(
@@ -7528,6 +8684,42 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 DeleteCustomFieldRequest,
                 DeleteResponse,
+            ),
+            "/bugless.v1.Model/ImportIssue": grpclib.const.Handler(
+                self.__rpc_import_issue,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ImportIssueRequest,
+                ImportIssueResponse,
+            ),
+            "/bugless.v1.Model/UploadAttachment": grpclib.const.Handler(
+                self.__rpc_upload_attachment,
+                grpclib.const.Cardinality.STREAM_UNARY,
+                UploadAttachmentRequest,
+                UploadAttachmentResponse,
+            ),
+            "/bugless.v1.Model/DownloadAttachment": grpclib.const.Handler(
+                self.__rpc_download_attachment,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                DownloadAttachmentRequest,
+                DownloadAttachmentResponse,
+            ),
+            "/bugless.v1.Model/GetAttachment": grpclib.const.Handler(
+                self.__rpc_get_attachment,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetAttachmentRequest,
+                Attachment,
+            ),
+            "/bugless.v1.Model/ListAttachments": grpclib.const.Handler(
+                self.__rpc_list_attachments,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListAttachmentsRequest,
+                ListAttachmentsResponse,
+            ),
+            "/bugless.v1.Model/DeleteAttachment": grpclib.const.Handler(
+                self.__rpc_delete_attachment,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeleteAttachmentRequest,
+                ChangeIssueResponse,
             ),
         }
 

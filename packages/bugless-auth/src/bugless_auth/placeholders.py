@@ -1,0 +1,157 @@
+"""The people of an imported tracker: matched to accounts, or given placeholders.
+
+An import (``bugless import``) knows people the way the source tracker did:
+a login, an e-mail, a display name. Each is matched to a real bugless
+account by e-mail first (the one thing two systems are likely to agree on),
+then by username; whoever matches nobody gets a placeholder account, keyed
+by ``import:<source>:<key>`` so that a re-run (a resumed import) finds the
+same one. A placeholder has no credentials and no subject a sign-in flow
+maps, so it can never sign in; an admin may later merge it into the real
+account, which only records the mapping (:data:`_queries.MERGE_PLACEHOLDER`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bugless_auth import _queries as sql
+from bugless_auth.store import _SUBJECT_LOCK, IdentityStore, UserRecord, mint_user_id
+from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from bugless_proto import v1
+
+_SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_NOT_USERNAME = re.compile(r"[^A-Za-z0-9._+-]+")
+#: How a match was made, as ImportUserMatch.matched_by says it.
+BY_EMAIL, BY_USERNAME, BY_PLACEHOLDER = "email", "username", "placeholder"
+
+
+@dataclass(frozen=True)
+class Match:
+    """The account one source person maps to (``None``: unmatched, dry run)."""
+
+    user: UserRecord | None
+    matched_by: str
+
+
+def subject_of(source: str, person: v1.SourcePerson) -> str:
+    """The placeholder subject of one source person."""
+    return f"import:{source}:{person.key}"
+
+
+def check_people(source: str, people: Sequence[v1.SourcePerson]) -> None:
+    """A plain source name and people with a key each (listed once)."""
+    if not _SOURCE.match(source):
+        raise InvalidArgument(
+            f"source: {source!r} is not a source name (lower-case letters, digits, '_', '-')"
+        )
+    seen: set[str] = set()
+    for i, person in enumerate(people):
+        if not person.key or len(person.key) > 256:
+            raise InvalidArgument(f"people[{i}].key: required, at most 256 characters")
+        if person.key in seen:
+            raise InvalidArgument(f"people[{i}].key: {person.key!r} is listed twice")
+        seen.add(person.key)
+
+
+def placeholder_username(source: str, person: v1.SourcePerson, attempt: int) -> str:
+    """``<name>@<source>`` (then ``.2``, ``.3`` ...): readable, and apart from real names."""
+    base = person.username or person.email.split("@", 1)[0] or person.key
+    base = _NOT_USERNAME.sub("-", base).strip("-._+") or "someone"
+    suffix = f"@{source}" + (f".{attempt}" if attempt > 1 else "")
+    return base[: 120 - len(suffix)] + suffix
+
+
+async def match_people(
+    store: IdentityStore,
+    source: str,
+    people: Sequence[v1.SourcePerson],
+    *,
+    create_placeholders: bool,
+) -> list[Match]:
+    """Match every person (request order); create missing placeholders if asked."""
+    emails = sorted({p.email.lower() for p in people if p.email})
+    usernames = sorted({p.username.lower() for p in people if p.username})
+    subjects = [subject_of(source, p) for p in people]
+    async with store.connection() as conn, conn.transaction():
+        by_email: dict[str, UserRecord] = {}
+        for row in await conn.fetch(sql.REAL_USERS_BY_EMAIL, emails):
+            by_email.setdefault(row["email"].lower(), UserRecord.from_row(row))
+        by_username = {
+            row["username"].lower(): UserRecord.from_row(row)
+            for row in await conn.fetch(sql.REAL_USERS_BY_USERNAME, usernames)
+        }
+        by_subject = {
+            row["subject"]: UserRecord.from_row(row)
+            for row in await conn.fetch(sql.PLACEHOLDERS_OF_SUBJECTS, subjects)
+        }
+        matches: list[Match] = []
+        for person, subject in zip(people, subjects, strict=True):
+            if person.email and person.email.lower() in by_email:
+                matches.append(Match(by_email[person.email.lower()], BY_EMAIL))
+            elif person.username and person.username.lower() in by_username:
+                matches.append(Match(by_username[person.username.lower()], BY_USERNAME))
+            elif subject in by_subject:
+                matches.append(Match(by_subject[subject], BY_PLACEHOLDER))
+            elif create_placeholders:
+                record = await _create_placeholder(conn, source, person, subject)
+                by_subject[subject] = record
+                matches.append(Match(record, BY_PLACEHOLDER))
+            else:
+                matches.append(Match(None, ""))
+    return matches
+
+
+async def _create_placeholder(
+    db: Any, source: str, person: v1.SourcePerson, subject: str
+) -> UserRecord:
+    await db.execute(_SUBJECT_LOCK, subject)
+    existing = await db.fetchrow(sql.PLACEHOLDERS_OF_SUBJECTS, [subject])
+    if existing is not None:
+        return UserRecord.from_row(existing)
+    for attempt in range(1, 1000):
+        username = placeholder_username(source, person, attempt)
+        if not await db.fetchval(sql.USERNAME_TAKEN, username):
+            break
+    user_id = mint_user_id()
+    display = person.display_name or person.username or person.key
+    await db.execute(sql.INSERT_PLACEHOLDER, user_id, username, display, person.email)
+    await db.execute(sql.INSERT_SUBJECT, subject, user_id, "import")
+    return UserRecord(
+        user_id=user_id,
+        username=username,
+        display_name=display,
+        email=person.email,
+        groups=(),
+        disabled=False,
+        bot=False,
+        placeholder=True,
+    )
+
+
+async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -> UserRecord:
+    """Map the placeholder ``placeholder`` to the real account ``into`` (usernames).
+
+    Raises:
+        NotFound: either username matches nobody.
+        FailedPrecondition: ``placeholder`` is a real account, or ``into`` is
+            a placeholder.
+    """
+    async with store.connection() as conn, conn.transaction():
+        source = await conn.fetchrow(sql.USER_BY_USERNAME, placeholder)
+        target = await conn.fetchrow(sql.USER_BY_USERNAME, into)
+        if source is None:
+            raise NotFound(f"placeholder: no bugless user is called {placeholder!r}")
+        if target is None:
+            raise NotFound(f"into: no bugless user is called {into!r}")
+        if not source["placeholder"]:
+            raise FailedPrecondition(
+                f"placeholder: {placeholder!r} is a real account; only placeholders are merged"
+            )
+        if target["placeholder"]:
+            raise FailedPrecondition(f"into: {into!r} is a placeholder; merge into a real account")
+        await conn.execute(sql.MERGE_PLACEHOLDER, source["user_id"], target["user_id"])
+        row = await conn.fetchrow(sql.USERS_BY_IDS, [source["user_id"]])
+    return UserRecord.from_row(row)

@@ -1,0 +1,121 @@
+"""Shape checks of ImportIssue (issue 21).
+
+The import path writes what another tracker recorded: its people, its times,
+its history. It is therefore gated twice, before any backend sees the call:
+the caller must hold both the global ``admin`` and the ``import_issues``
+permission (no component role stands in for either), and the request must be
+a history that could have happened (times in order, deltas on fields an
+entry may change), so a backend only has to apply it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from bugless_core import limits
+from bugless_core.errors import PermissionDenied
+from bugless_core.model._validation import (
+    _check_custom_values,
+    _check_user_list,
+    _fail,
+    check_enum,
+    check_ids,
+    check_issue_fields,
+    check_mask,
+    check_text,
+    check_user_ref,
+    require_caller,
+)
+from bugless_proto import v1
+
+#: ``<source>:<key>``: a lower-case source name, then anything without spaces.
+EXTERNAL_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}:\S+$")
+#: Fields an imported entry may change: relations name source ids, which mean
+#: nothing here, so they are not imported as deltas.
+IMPORTED_ENTRY_PATHS = frozenset(
+    {"title", "status", "priority", "severity", "type", "component_id", "assignee", "verifier"}
+)
+_CREATE_PATHS = IMPORTED_ENTRY_PATHS - {"status"}
+
+
+def check_import_permission(caller: v1.Caller | None) -> None:
+    """Only an admin holding the ``import_issues`` permission may import."""
+    require_caller(caller)
+    if caller is None or not (caller.admin and caller.import_issues):
+        raise PermissionDenied(
+            "importing issues needs the global admin and import_issues permissions "
+            "(an import identity); component roles do not grant it",
+            metadata={"permission": "import_issues"},
+        )
+
+
+def check_external_id(value: str, path: str = "external_id") -> None:
+    """``<source>:<key>``, bounded, without whitespace."""
+    check_text(value, path, limits.MAX_EXTERNAL_ID_LENGTH, required=True)
+    if not EXTERNAL_ID.match(value):
+        raise _fail(
+            path,
+            f"{value!r} is not an external reference: write <source>:<key> with a lower-case "
+            "source name and no spaces, e.g. trac:1234 or github:org/repo#56",
+        )
+
+
+def _time(value: datetime | None, path: str, *, required: bool) -> datetime | None:
+    if value is None or value == datetime.fromtimestamp(0, UTC):
+        if required:
+            raise _fail(path, "required: the time the source recorded")
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def check_import_issue(request: v1.ImportIssueRequest) -> None:
+    """ImportIssue: permission, reference, initial state, and an ordered history."""
+    check_import_permission(request.caller)
+    check_external_id(request.external_id)
+    fields = request.fields or v1.IssueFields()
+    check_issue_fields(fields, "fields", _CREATE_PATHS)
+    check_enum(fields.status, "fields.status")
+    if fields.parent_id or fields.duplicate_of_id:
+        raise _fail("fields.parent_id", "imported issues start without parent or duplicate")
+    check_user_ref(request.reporter, "reporter", required=True)
+    check_text(request.description, "description", limits.MAX_DESCRIPTION_LENGTH)
+    _check_user_list(request.cc, "cc")
+    check_ids(request.hotlist_ids, "hotlist_ids", limits.MAX_LIST_DELTA)
+    _check_custom_values(request.custom_fields, "custom_fields")
+    created = _time(request.created_at, "created_at", required=True)
+    if len(request.history) > limits.MAX_IMPORTED_ENTRIES:
+        raise _fail(
+            "history",
+            f"has {len(request.history)} entries; at most {limits.MAX_IMPORTED_ENTRIES}",
+        )
+    previous = created
+    for i, entry in enumerate(request.history):
+        where = f"history[{i}]"
+        check_user_ref(entry.author, f"{where}.author", required=True)
+        at = _time(entry.created_at, f"{where}.created_at", required=True)
+        if at is None or previous is None:
+            continue  # unreachable: both are required above
+        if at < previous:
+            raise _fail(
+                f"{where}.created_at",
+                f"{at.isoformat()} is before the previous entry ({previous.isoformat()}): "
+                "give the history oldest first",
+            )
+        previous = at
+        check_text(entry.comment, f"{where}.comment", limits.MAX_COMMENT_LENGTH)
+        paths = check_mask(
+            entry.update_mask, f"{where}.update_mask", IMPORTED_ENTRY_PATHS, required=False
+        )
+        if paths:
+            check_issue_fields(entry.fields or v1.IssueFields(), f"{where}.fields", paths)
+        _check_user_list(entry.cc_add, f"{where}.cc_add")
+        _check_user_list(entry.cc_remove, f"{where}.cc_remove")
+        if not paths and not entry.cc_add and not entry.cc_remove and not entry.comment.strip():
+            raise _fail(where, "an entry needs a comment or a field change")
+    modified = _time(request.modified_at, "modified_at", required=False)
+    if modified is not None and previous is not None and modified < previous:
+        raise _fail("modified_at", "is before the last history entry")
+    _time(request.closed_at, "closed_at", required=False)

@@ -1,0 +1,185 @@
+"""The backend calls of issue 17: attachments, and redaction removing their content.
+
+A mixin of :class:`~bugless_model_postgres.PostgresBackend`. The order of an
+upload: access and limits first (before any byte is read), then the content
+streams into the blob store (bounded by the smaller of the per-file limit
+and what the issue has left), then one transaction attaches it under the
+issue's lock, re-checking the issue's total. Whatever fails after the
+content is stored removes it again unless another attachment refers to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import asyncpg
+
+from bugless_core.attachments import (
+    AttachmentSettings,
+    SniffedChunks,
+    check_content_type,
+    file_too_large,
+    issue_too_large,
+    sanitise_name,
+)
+from bugless_core.blobs import BlobReader, BlobStore
+from bugless_core.errors import FailedPrecondition, SizeLimitExceeded
+from bugless_model_postgres import _attachments as att
+from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
+from bugless_model_postgres._database import translated_errors
+from bugless_model_postgres._edit_calls import EditsAndCustomFields
+from bugless_proto import v1
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+
+async def _mark_redacted(ctx: WriteContext, issue_id: int, attachment_id: int) -> None:
+    await att.redact(ctx, issue_id, attachment_id)
+
+
+class AttachmentCalls(EditsAndCustomFields):
+    """UploadAttachment, DownloadAttachment, Get/List/DeleteAttachment over the pool."""
+
+    attachment_redactor = _mark_redacted
+
+    if TYPE_CHECKING:
+        _pool: asyncpg.Pool
+        attachment_settings: AttachmentSettings
+
+        @property
+        def blob_store(self) -> BlobStore: ...
+
+        async def _write(
+            self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
+        ) -> tuple[T, WriteContext]: ...
+
+    async def _issue_response(
+        self, caller: v1.Caller | None, issue_id: int, version: int
+    ) -> v1.ChangeIssueResponse:
+        response = await super()._issue_response(caller, issue_id, version)
+        if response.entry is not None:
+            async with translated_errors(), self._pool.acquire() as conn:
+                await att.fill_entries(conn, issue_id, [response.entry])
+        return response
+
+    async def _discard(self, sha256: str) -> None:
+        """Remove content unless an attachment refers to it (failures are only logged)."""
+        store = self.blob_store
+        try:
+            await self._write(None, lambda ctx: att.remove_if_unreferenced(ctx, sha256, store))
+        except Exception:
+            _log.exception("could not remove unreferenced attachment content %s", sha256)
+
+    async def upload_attachment(
+        self, header: v1.UploadAttachmentHeader, content: AsyncIterator[bytes]
+    ) -> v1.UploadAttachmentResponse:
+        """Check, stream into the blob store, attach by a new entry."""
+        store = self.blob_store
+        settings = self.attachment_settings
+        name = sanitise_name(header.name)
+        if header.content_type:
+            check_content_type(settings, header.content_type, "header.content_type")
+        used, _ = await self._write(
+            header.caller, lambda ctx: att.check_can_attach(ctx, header.issue_id)
+        )
+        remaining = max(settings.max_issue_bytes - used, 0)
+        per_file = settings.max_file_bytes <= remaining
+        limit = settings.max_file_bytes if per_file else remaining
+
+        def too_large() -> SizeLimitExceeded:
+            if per_file:
+                return file_too_large(limit)
+            return issue_too_large(settings.max_issue_bytes, used)
+
+        if header.size > limit:
+            raise too_large()
+        sniffed = SniffedChunks(content)
+        try:
+            ref = await store.put(sniffed, max_size=limit)
+        except SizeLimitExceeded:
+            raise too_large() from None
+        try:
+            content_type = sniffed.content_type()
+            check_content_type(settings, content_type, "content")
+            (row, version), _ = await self._write(
+                header.caller,
+                lambda ctx: att.record_upload(
+                    ctx,
+                    header,
+                    name=name,
+                    ref=ref,
+                    content_type=content_type,
+                    max_issue_bytes=settings.max_issue_bytes,
+                    store=store,
+                ),
+            )
+        except BaseException:
+            await self._discard(ref.sha256)
+            raise
+        response = await self._issue_response(header.caller, header.issue_id, version)
+        return v1.UploadAttachmentResponse(
+            attachment=att.attachment_from_row(row), issue=response.issue, entry=response.entry
+        )
+
+    async def _visible(self, caller: v1.Caller | None, attachment_id: int) -> asyncpg.Record:
+        async with translated_errors(), self._pool.acquire() as conn:
+            row, _ = await att.visible_attachment(conn, caller or v1.Caller(), attachment_id)
+        return row
+
+    async def open_attachment(
+        self, request: v1.DownloadAttachmentRequest
+    ) -> tuple[v1.Attachment, BlobReader]:
+        """The attachment and a reader over its content; none for deleted or redacted ones."""
+        row = await self._visible(request.caller, request.attachment_id)
+        attachment = att.attachment_from_row(row)
+        gone = "was redacted" if attachment.redacted else ""
+        if attachment.deleted_in_version:
+            gone = f"was deleted (entry {attachment.deleted_in_version} of its issue)"
+        if gone:
+            raise FailedPrecondition(
+                f"attachment {attachment.id} {gone}: its content is gone",
+                metadata={"attachment_id": str(attachment.id)},
+            )
+        reader = await self.blob_store.open(
+            attachment.sha256, offset=request.offset, length=request.length or None
+        )
+        return attachment, reader
+
+    async def get_attachment(self, request: v1.GetAttachmentRequest) -> v1.Attachment:
+        """One attachment of a visible issue."""
+        return att.attachment_from_row(await self._visible(request.caller, request.attachment_id))
+
+    async def list_attachments(
+        self, request: v1.ListAttachmentsRequest
+    ) -> v1.ListAttachmentsResponse:
+        """A visible issue's attachments, oldest first."""
+        caller = request.caller or v1.Caller()
+        async with translated_errors(), self._pool.acquire() as conn:
+            if not await fetch_issue_rows(conn, caller, [request.issue_id]):
+                raise issue_not_found(request.issue_id)
+            rows = await conn.fetch(att.OF_ISSUE, request.issue_id, request.include_deleted)
+        return v1.ListAttachmentsResponse(attachments=[att.attachment_from_row(r) for r in rows])
+
+    async def delete_attachment(
+        self, request: v1.DeleteAttachmentRequest
+    ) -> v1.ChangeIssueResponse:
+        """Detach by a new entry; the content goes when nothing refers to it."""
+        (issue_id, version, sha256), _ = await self._write(
+            request.caller, lambda ctx: att.delete(ctx, request)
+        )
+        await self._discard(sha256)
+        return await self._issue_response(request.caller, issue_id, version)
+
+    async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
+        """Redact; for an attachment, its content then leaves the store (if unshared)."""
+        response = await super().redact(request)
+        if request.target is v1.RedactionTarget.ATTACHMENT:
+            row = await self._visible(v1.Caller(admin=True), request.attachment_id)
+            await self._discard(bytes(row["sha256"]).hex())
+        return response
+
+
+__all__ = ["AttachmentCalls"]

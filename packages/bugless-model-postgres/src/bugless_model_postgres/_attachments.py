@@ -1,0 +1,283 @@
+"""Attachments: metadata rows beside the issue, content in the blob store.
+
+An attachment belongs to the history entry that attached it, so it is
+exactly as visible as its issue (the same ``effective_acl`` decides), and a
+caller who may not see the issue gets NOT_FOUND for the attachment's id.
+
+Content is shared: the blob store is content-addressed, so two attachments
+of the same bytes refer to one stored copy. Whoever adds or drops a
+reference first locks the content's row in ``attachment_contents`` (made on
+first use); removing content that nothing refers to any more happens under
+that lock, after re-counting the references, so it never races with
+attaching the same bytes again: an attacher that took the lock after a
+removal finds the content gone and is told to send the file again.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from bugless_core.attachments import MAX_ATTACHMENTS_PER_ISSUE, issue_too_large
+from bugless_core.blobs import BlobRef, BlobStore
+from bugless_core.errors import (
+    FailedPrecondition,
+    IssueVersionConflict,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
+from bugless_model_postgres import _issues
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
+from bugless_model_postgres._convert import Row, caller_role
+from bugless_proto import v1
+
+#: Live attachments of issue $1 (not deleted, not redacted): what counts
+#: against the per-issue limit.
+USAGE = """
+SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
+  FROM attachments
+ WHERE issue_id = $1 AND deleted_in_version = 0 AND NOT redacted
+"""
+#: An attachment with what decides its visibility.
+BY_ID = """
+SELECT a.*, i.component_id, c.effective_acl, c.path AS component_path
+  FROM attachments a
+  JOIN issues i ON i.id = a.issue_id
+  JOIN components c ON c.id = i.component_id
+ WHERE a.id = $1
+"""
+#: Attachments of issue $1, oldest first, deleted ones when $2.
+OF_ISSUE = """
+SELECT * FROM attachments
+ WHERE issue_id = $1 AND ($2 OR deleted_in_version = 0)
+ ORDER BY id
+"""
+#: Attachments added by entries $2 of issue $1.
+OF_ENTRIES = """
+SELECT * FROM attachments
+ WHERE issue_id = $1 AND entry_version = ANY ($2::bigint[])
+ ORDER BY id
+"""
+INSERT = """
+INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
+                         declared_content_type, sha256, uploader, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING *
+"""
+#: A new entry's version, with its comment counted and indexed ($3 0/1, $4 text).
+BUMP = """
+UPDATE issues
+   SET version = version + 1, modified_at = $2, comment_count = comment_count + $3,
+       comments_tsv = comments_tsv || to_tsvector('english', $4),
+       text_tsv = to_tsvector('english', title) || comments_tsv || to_tsvector('english', $4)
+ WHERE id = $1
+RETURNING version
+"""
+MARK_DELETED = "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1"
+MARK_ENTRY_DELETION = """
+UPDATE issue_history SET deleted_attachment_id = $3 WHERE issue_id = $1 AND version = $2
+"""
+MARK_REDACTED = "UPDATE attachments SET redacted = true WHERE id = $1"
+#: The content row of $1, made if missing, then locked.
+LOCK_CONTENT_INSERT = """
+INSERT INTO attachment_contents (sha256) VALUES ($1) ON CONFLICT (sha256) DO NOTHING
+"""
+LOCK_CONTENT = "SELECT sha256 FROM attachment_contents WHERE sha256 = $1 FOR UPDATE"
+#: Whether any attachment still needs content $1.
+REFERENCED = """
+SELECT EXISTS (SELECT 1 FROM attachments
+                WHERE sha256 = $1 AND deleted_in_version = 0 AND NOT redacted)
+"""
+FORGET_CONTENT = "DELETE FROM attachment_contents WHERE sha256 = $1"
+
+
+def attachment_from_row(row: Row) -> v1.Attachment:
+    """An ``attachments`` row as its message."""
+    return v1.Attachment(
+        id=row["id"],
+        issue_id=row["issue_id"],
+        entry_version=row["entry_version"],
+        name=row["name"],
+        size=row["size"],
+        content_type=row["content_type"],
+        declared_content_type=row["declared_content_type"],
+        sha256=bytes(row["sha256"]).hex(),
+        uploader=row["uploader"],
+        created_at=row["created_at"],
+        deleted_in_version=row["deleted_in_version"],
+        redacted=row["redacted"],
+    )
+
+
+def attachment_not_found(attachment_id: int) -> NotFound:
+    """The one message for a missing or invisible attachment."""
+    return NotFound(
+        f"attachment {attachment_id} not found",
+        metadata={"attachment_id": str(attachment_id)},
+    )
+
+
+async def visible_attachment(
+    conn: asyncpg.Connection, caller: v1.Caller, attachment_id: int
+) -> tuple[asyncpg.Record, v1.Role]:
+    """The attachment's row and the caller's role, if they may view its issue."""
+    row = await conn.fetchrow(BY_ID, attachment_id)
+    role = caller_role(caller, row["effective_acl"]) if row is not None else None
+    if row is None or role is None:
+        raise attachment_not_found(attachment_id)
+    return row, role
+
+
+async def usage(conn: asyncpg.Connection, issue_id: int) -> tuple[int, int]:
+    """Bytes and files of the issue's live attachments."""
+    row = await conn.fetchrow(USAGE, issue_id)
+    return int(row["used"]), int(row["files"])
+
+
+async def check_can_attach(ctx: WriteContext, issue_id: int) -> int:
+    """NotFound / PermissionDenied / file-count refusal; else the bytes already used."""
+    row = (await _issues.fetch_visible_rows(ctx, [issue_id])).get(issue_id)
+    if row is None:
+        raise issue_not_found(issue_id)
+    role = caller_role(ctx.caller, row["effective_acl"])
+    if role is None or role < v1.Role.EDITOR:
+        raise PermissionDenied(
+            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
+            f"to attach files to issue {issue_id}",
+            metadata={"issue_id": str(issue_id)},
+        )
+    used, files = await usage(ctx.conn, issue_id)
+    if files >= MAX_ATTACHMENTS_PER_ISSUE:
+        msg = (
+            f"issue {issue_id} has {files} attachments, the most one issue may have; "
+            "delete some first"
+        )
+        raise ResourceExhausted(msg, retry_after=None, metadata={"issue_id": str(issue_id)})
+    return used
+
+
+async def _lock_issue(ctx: WriteContext, issue_id: int, expected_version: int) -> None:
+    if expected_version:
+        await _issues.reject_stale_before_locking(ctx, issue_id, expected_version)
+    await ctx.conn.execute(q.LOCK_ISSUES, [issue_id])
+
+
+async def _check_version(ctx: WriteContext, issue_id: int, expected_version: int) -> None:
+    if expected_version:
+        current = await ctx.conn.fetchval("SELECT version FROM issues WHERE id = $1", issue_id)
+        if current != expected_version:
+            raise IssueVersionConflict(issue_id, expected_version, int(current))
+
+
+async def lock_content(ctx: WriteContext, sha256: str) -> None:
+    """Take the lock that adding or dropping a reference to ``sha256`` needs."""
+    digest = bytes.fromhex(sha256)
+    await ctx.conn.execute(LOCK_CONTENT_INSERT, digest)
+    await ctx.conn.execute(LOCK_CONTENT, digest)
+
+
+async def record_upload(
+    ctx: WriteContext,
+    header: v1.UploadAttachmentHeader,
+    *,
+    name: str,
+    ref: BlobRef,
+    content_type: str,
+    max_issue_bytes: int,
+    store: BlobStore,
+) -> tuple[asyncpg.Record, int]:
+    """Attach stored content by a new entry; return the row and the entry's version."""
+    issue_id = header.issue_id
+    await _lock_issue(ctx, issue_id, header.expected_version)
+    used = await check_can_attach(ctx, issue_id)
+    await _check_version(ctx, issue_id, header.expected_version)
+    if used + ref.size > max_issue_bytes:
+        raise issue_too_large(max_issue_bytes, used)
+    await lock_content(ctx, ref.sha256)
+    if not await store.exists(ref.sha256):
+        msg = "the file's content was removed by a concurrent deletion; send the file again"
+        raise Unavailable(msg)
+    comment = header.comment
+    version = int(await ctx.conn.fetchval(BUMP, issue_id, ctx.now, 1 if comment else 0, comment))
+    await _issues.record_entry(ctx, issue_id, version, comment, [])
+    row = await ctx.conn.fetchrow(
+        INSERT, issue_id, version, name, ref.size, content_type, header.content_type,
+        bytes.fromhex(ref.sha256), ctx.caller.user_id, ctx.now,
+    )  # fmt: skip
+    return row, version
+
+
+async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> tuple[int, int, str]:
+    """Detach by a new entry; return (issue id, version, sha256 to maybe remove)."""
+    row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
+    issue_id = int(row["issue_id"])
+    await _lock_issue(ctx, issue_id, request.expected_version)
+    row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
+    if role < v1.Role.ADMIN and row["uploader"] != ctx.caller.user_id:
+        raise PermissionDenied(
+            f"only its uploader or an {ROLE_NAMES[v1.Role.ADMIN]} of component "
+            f"{row['component_path']} may delete attachment {request.attachment_id}",
+            metadata={"attachment_id": str(request.attachment_id)},
+        )
+    if row["deleted_in_version"]:
+        raise FailedPrecondition(
+            f"attachment {request.attachment_id} was already deleted "
+            f"(entry {row['deleted_in_version']})",
+            metadata={"attachment_id": str(request.attachment_id)},
+        )
+    if role < v1.Role.EDITOR:
+        raise PermissionDenied(
+            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
+            f"to change issue {issue_id}",
+            metadata={"issue_id": str(issue_id)},
+        )
+    await _check_version(ctx, issue_id, request.expected_version)
+    version = int(await ctx.conn.fetchval(BUMP, issue_id, ctx.now, 0, ""))
+    await _issues.record_entry(ctx, issue_id, version, "", [])
+    await ctx.conn.execute(MARK_ENTRY_DELETION, issue_id, version, request.attachment_id)
+    await ctx.conn.execute(MARK_DELETED, request.attachment_id, version)
+    return issue_id, version, bytes(row["sha256"]).hex()
+
+
+async def redact(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:
+    """Mark an attachment's content redacted (inside the redaction); return its sha256."""
+    row = await ctx.conn.fetchrow(BY_ID, attachment_id)
+    if row is None or row["issue_id"] != issue_id:
+        raise NotFound(
+            f"attachment_id: issue {issue_id} has no attachment {attachment_id}",
+            metadata={"field": "attachment_id"},
+        )
+    if row["redacted"]:
+        raise FailedPrecondition(
+            f"the content of attachment {attachment_id} was already redacted",
+            metadata={"attachment_id": str(attachment_id)},
+        )
+    await ctx.conn.execute(MARK_REDACTED, attachment_id)
+    return bytes(row["sha256"]).hex()
+
+
+async def remove_if_unreferenced(ctx: WriteContext, sha256: str, store: BlobStore) -> bool:
+    """Under the content lock: remove content no live attachment refers to any more."""
+    await lock_content(ctx, sha256)
+    digest = bytes.fromhex(sha256)
+    if await ctx.conn.fetchval(REFERENCED, digest):
+        return False
+    await store.delete(sha256)
+    await ctx.conn.execute(FORGET_CONTENT, digest)
+    return True
+
+
+async def fill_entries(
+    conn: asyncpg.Connection, issue_id: int, entries: list[v1.HistoryEntry]
+) -> None:
+    """Set ``attachments`` on the entries that attached files."""
+    if not entries:
+        return
+    rows = await conn.fetch(OF_ENTRIES, issue_id, [e.version for e in entries])
+    by_version: dict[int, list[v1.Attachment]] = {}
+    for row in rows:
+        by_version.setdefault(row["entry_version"], []).append(attachment_from_row(row))
+    for entry in entries:
+        entry.attachments = by_version.get(entry.version, [])

@@ -1,0 +1,304 @@
+"""ImportIssue: an issue from another tracker, with its people, times and history.
+
+An import is replayed in Python, not through :mod:`._issues`: the state
+after each source entry is computed from the one before with the same rules
+a native change follows (defaults, ``closed_at`` on a move into the closed
+class, FieldChanges rendered by :func:`._convert.scalar_text`), so replaying
+the stored history still gives the issue. What is written is then a handful
+of statements per issue whatever its history: the issue row in its final
+state, every entry in one ``INSERT ... SELECT FROM unnest``, their
+notifications in one more. That is what lets a 10k-issue tracker import in
+under a minute (bench/import).
+
+Idempotency lives in the row: ``external_id`` is unique and
+``import_position`` counts the source items consumed, so importing again
+appends only the items beyond it, and a source item that changes nothing
+here (a field set to the value it has) still advances the position without
+writing an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bugless_core.errors import FailedPrecondition, NotFound, Unavailable
+from bugless_core.issue_fields import ENUM_FIELDS, is_open
+from bugless_model_postgres import _custom_fields, _custom_values
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._context import WriteContext
+from bugless_model_postgres._convert import changes_to_json, scalar_text
+from bugless_model_postgres._issues import _hotlist_rows, append_to_hotlist
+from bugless_proto import v1
+
+#: Scalar fields an import sets, in the order FieldChanges list them.
+_SCALARS = (
+    "title",
+    "status",
+    "priority",
+    "severity",
+    "type",
+    "component_id",
+    "assignee",
+    "verifier",
+)
+_DEFAULTS: dict[str, int] = {
+    "priority": int(v1.Priority.P2),
+    "severity": int(v1.Severity.S2),
+    "type": int(v1.IssueType.BUG),
+}
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _when(value: datetime | None) -> datetime | None:
+    """A request timestamp, or None when it was left empty."""
+    if value is None or value == _EPOCH:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass
+class _Entry:
+    """One history entry about to be written."""
+
+    author: str
+    created_at: datetime
+    comment: str
+    changes: list[v1.FieldChange]
+
+
+@dataclass
+class _Replay:
+    """The issue's state while its source history is applied, and the entries."""
+
+    state: dict[str, Any]
+    closed_at: datetime | None
+    entries: list[_Entry] = field(default_factory=list)
+    components: set[int] = field(default_factory=set)
+
+    def apply(self, item: v1.ImportedEntry) -> None:
+        """Apply one source item; an item that changes nothing writes nothing."""
+        at = _when(item.created_at) or _EPOCH
+        fields = item.fields or v1.IssueFields()
+        paths = set(item.update_mask.paths) if item.update_mask else set()
+        changes: list[v1.FieldChange] = []
+        for name in _SCALARS:
+            if name not in paths:
+                continue
+            value: Any = getattr(fields, name)
+            if name in ENUM_FIELDS:
+                value = int(value) or _DEFAULTS.get(name, 0)
+                if not value:  # status UNSPECIFIED: nothing to set
+                    continue
+            changes.extend(self._set(name, value, at))
+        changes.extend(self._cc(item.cc_add, item.cc_remove))
+        if changes or item.comment.strip():
+            self.entries.append(_Entry(item.author, at, item.comment, changes))
+
+    def _set(self, name: str, value: Any, at: datetime) -> list[v1.FieldChange]:
+        old = self.state[name]
+        if value == old:
+            return []
+        if name == "component_id":
+            self.components.add(int(value))
+        if name == "status":
+            if is_open(v1.Status(old)) and not is_open(v1.Status(value)):
+                self.closed_at = at
+            elif is_open(v1.Status(value)):
+                self.closed_at = None
+        self.state[name] = value
+        return [
+            v1.FieldChange(
+                field=name, old_value=scalar_text(name, old), new_value=scalar_text(name, value)
+            )
+        ]
+
+    def _cc(self, add: Sequence[str], remove: Sequence[str]) -> list[v1.FieldChange]:
+        cc = set(self.state["cc"])
+        added = sorted(set(add) - cc)
+        removed = sorted(set(remove) & cc)
+        if not added and not removed:
+            return []
+        self.state["cc"] = sorted((cc | set(added)) - set(removed))
+        return [v1.FieldChange(field="cc", added=added, removed=removed)]
+
+
+def _initial_state(request: v1.ImportIssueRequest) -> dict[str, Any]:
+    fields = request.fields or v1.IssueFields()
+    status = int(fields.status) or int(v1.Status.ASSIGNED if fields.assignee else v1.Status.NEW)
+    return {
+        "title": fields.title,
+        "status": status,
+        "priority": int(fields.priority) or _DEFAULTS["priority"],
+        "severity": int(fields.severity) or _DEFAULTS["severity"],
+        "type": int(fields.type) or _DEFAULTS["type"],
+        "component_id": fields.component_id,
+        "assignee": fields.assignee,
+        "verifier": fields.verifier,
+        "cc": sorted(set(request.cc)),
+    }
+
+
+def _creation_changes(state: dict[str, Any]) -> list[v1.FieldChange]:
+    """Entry 1's changes: every field set at creation, as a native create records."""
+    empty: dict[str, Any] = {name: 0 if name in ENUM_FIELDS else "" for name in _SCALARS}
+    empty["component_id"] = 0
+    changes = [
+        v1.FieldChange(
+            field=name,
+            old_value=scalar_text(name, empty[name]),
+            new_value=scalar_text(name, state[name]),
+        )
+        for name in _SCALARS
+        if state[name] != empty[name]
+    ]
+    if state["cc"]:
+        changes.append(v1.FieldChange(field="cc", added=list(state["cc"])))
+    return changes
+
+
+async def _check_components(ctx: WriteContext, ids: set[int], external_id: str) -> None:
+    """Every component the history puts the issue in exists and is not archived."""
+    rows = {r["id"]: r for r in await ctx.conn.fetch(q.IMPORT_COMPONENTS, sorted(ids))}
+    for component_id in sorted(ids):
+        row = rows.get(component_id)
+        if row is None:
+            raise NotFound(
+                f"component {component_id} (named by the import of {external_id}) does not exist",
+                metadata={"component_id": str(component_id)},
+            )
+        if row["archived"]:
+            raise FailedPrecondition(
+                f"component {row['path']} is archived and accepts no imported issues",
+                metadata={"component_id": str(component_id)},
+            )
+
+
+async def _write_entries(
+    ctx: WriteContext, issue_id: int, first_version: int, entries: list[_Entry], external_id: str
+) -> None:
+    if not entries:
+        return
+    versions = list(range(first_version, first_version + len(entries)))
+    await ctx.conn.execute(
+        q.INSERT_IMPORTED_ENTRIES,
+        issue_id,
+        versions,
+        [e.author for e in entries],
+        [e.created_at for e in entries],
+        [e.comment for e in entries],
+        [changes_to_json(e.changes) for e in entries],
+        external_id,
+    )
+    if ctx.dialect.notify is not None:
+        await ctx.conn.execute(q.NOTIFY_ENTRIES, ctx.channel, issue_id, versions)
+    ctx.written.extend((issue_id, v) for v in versions)
+
+
+def _all_text(entries: Sequence[_Entry]) -> str:
+    """The comments as one document for the full-text columns."""
+    return "\n".join(e.comment for e in entries if e.comment)
+
+
+async def import_issue(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[int, bool, int]:
+    """Create or extend the issue of ``request.external_id``.
+
+    Returns:
+        The issue id, whether this call created it, and how many entries it
+        wrote.
+    """
+    existing = await ctx.conn.fetchrow(q.IMPORTED_ISSUE, request.external_id)
+    if existing is not None:
+        return await _extend(ctx, request, existing)
+    return await _create(ctx, request)
+
+
+async def _create(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[int, bool, int]:
+    created_at = _when(request.created_at) or ctx.now
+    state = _initial_state(request)
+    initially_closed = not is_open(v1.Status(state["status"]))
+    replay = _Replay(dict(state), created_at if initially_closed else None)
+    replay.components.add(state["component_id"])
+    first = _Entry(request.reporter, created_at, request.description, _creation_changes(state))
+    for item in request.history:
+        replay.apply(item)
+    await _check_components(ctx, replay.components, request.external_id)
+    custom: dict[str, Any] = {}
+    if request.custom_fields:
+        custom, custom_changes, _ = await _custom_fields.plan_values(
+            ctx, component_id=state["component_id"], current={}, given=request.custom_fields,
+            creating=True, moved=False, path="custom_fields",
+        )  # fmt: skip
+        first.changes.extend(custom_changes)
+    if request.hotlist_ids:
+        first.changes.append(
+            v1.FieldChange(field="hotlist_ids", added=[str(h) for h in sorted(request.hotlist_ids)])
+        )
+    entries = [first, *replay.entries]
+    final = replay.state
+    closed_at = replay.closed_at
+    if not is_open(v1.Status(final["status"])):
+        closed_at = _when(request.closed_at) or closed_at or created_at
+    modified_at = _when(request.modified_at) or entries[-1].created_at
+    values: list[Any] = [
+        final["title"], final["status"], final["priority"], final["severity"], final["type"],
+        final["component_id"], request.reporter, final["assignee"], final["verifier"],
+        final["cc"], request.description, created_at, modified_at, closed_at, len(entries),
+        sum(1 for e in entries if e.comment), _all_text(entries),
+        _custom_values.dump_values(custom), request.external_id, len(request.history),
+    ]  # fmt: skip
+    if ctx.new_issue_id is None:
+        issue_id = await ctx.conn.fetchval(q.INSERT_IMPORTED, *values)
+    else:
+        new_id = await ctx.new_issue_id(ctx.conn)
+        issue_id = await ctx.conn.fetchval(q.INSERT_IMPORTED_WITH_ID, *values, new_id)
+    if issue_id is None:
+        raise Unavailable(
+            f"{request.external_id} was imported by a concurrent call just now; "
+            "import it again to append what that call did not",
+        )
+    if request.hotlist_ids:
+        await _hotlist_rows(ctx, request.hotlist_ids, "hotlist_ids")
+        for hotlist_id in sorted(request.hotlist_ids):
+            await append_to_hotlist(ctx, hotlist_id, issue_id, "")
+    await _write_entries(ctx, issue_id, 1, entries, request.external_id)
+    return int(issue_id), True, len(entries)
+
+
+async def _extend(
+    ctx: WriteContext, request: v1.ImportIssueRequest, row: Any
+) -> tuple[int, bool, int]:
+    issue_id = int(row["id"])
+    position = int(row["import_position"])
+    newer = request.history[position:]
+    if not newer:
+        return issue_id, False, 0
+    state = {name: row[name] for name in _SCALARS}
+    state["cc"] = sorted(row["cc"])
+    replay = _Replay(state, row["closed_at"])
+    for item in newer:
+        replay.apply(item)
+    if not replay.entries:
+        await ctx.conn.execute(q.ADVANCE_IMPORT_POSITION, issue_id, len(request.history))
+        return issue_id, False, 0
+    if replay.components:
+        await _check_components(ctx, replay.components, request.external_id)
+    final = replay.state
+    closed_at = replay.closed_at
+    if not is_open(v1.Status(final["status"])):
+        closed_at = _when(request.closed_at) or closed_at
+    latest = _when(request.modified_at) or replay.entries[-1].created_at
+    modified_at = max(row["modified_at"], latest)
+    version = int(row["version"])
+    await ctx.conn.execute(
+        q.UPDATE_IMPORTED,
+        issue_id, final["title"], final["status"], final["priority"], final["severity"],
+        final["type"], final["component_id"], final["assignee"], final["verifier"], final["cc"],
+        closed_at, modified_at, version + len(replay.entries),
+        sum(1 for e in replay.entries if e.comment), _all_text(replay.entries),
+        len(request.history),
+    )  # fmt: skip
+    await _write_entries(ctx, issue_id, version + 1, replay.entries, request.external_id)
+    return issue_id, False, len(replay.entries)

@@ -1,0 +1,233 @@
+"""Contract: ImportIssue writes another tracker's issue with its people, times and history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from grpclib.const import Status
+
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_testing.model_contracts._support import (
+    ADMIN,
+    ALICE,
+    eq,
+    expect_error,
+    get_issue,
+    history,
+    make_component,
+    render_issue,
+    replay,
+    search_ids,
+    unique,
+    user_entry,
+    within,
+)
+
+#: The import identity: a global admin holding the import permission.
+IMPORTER = v1.Caller(user_id="importer", admin=True, import_issues=True)
+T0 = datetime(2019, 3, 4, 10, 0, tzinfo=UTC)
+
+
+def _at(hours: float) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def _entry(author: str, hours: float, comment: str = "", **fields: object) -> v1.ImportedEntry:
+    """One source history item: a comment and/or scalar field changes."""
+    return v1.ImportedEntry(
+        author=author,
+        created_at=_at(hours),
+        comment=comment,
+        fields=v1.IssueFields(**fields),  # type: ignore[arg-type]
+        update_mask=FieldMask(paths=list(fields)),
+    )
+
+
+def _request(
+    component_id: int, external_id: str, *items: v1.ImportedEntry
+) -> v1.ImportIssueRequest:
+    return v1.ImportIssueRequest(
+        caller=IMPORTER,
+        external_id=external_id,
+        fields=v1.IssueFields(title="Crash on start", component_id=component_id),
+        reporter="src-reporter",
+        description="It crashes when started.",
+        cc=["src-watcher"],
+        created_at=T0,
+        history=list(items),
+    )
+
+
+def _external_id() -> str:
+    return f"trac:{unique('ticket')}"
+
+
+def _source_history() -> list[v1.ImportedEntry]:
+    return [
+        _entry("src-dev", 1, "I can reproduce it.", assignee="src-dev"),
+        _entry("src-dev", 2, "", status=v1.Status.ACCEPTED, priority=v1.Priority.P1),
+        _entry("src-reporter", 5, "Still happens on 1.2."),
+        _entry("src-dev", 30, "Fixed in r123.", status=v1.Status.FIXED),
+    ]
+
+
+class ImportContract:
+    """ImportIssue: original reporter, times and history; idempotent; admin-import only."""
+
+    async def test_an_import_keeps_people_times_and_every_entry(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        external_id = _external_id()
+        response = await model.import_issue(_request(component.id, external_id, *_source_history()))
+        issue = response.issue
+        assert issue is not None
+        assert response.created
+        assert response.entries_written == 5
+        assert issue.external_id == external_id
+        assert issue.reporter == "src-reporter"
+        assert issue.assignee == "src-dev"
+        assert issue.status is v1.Status.FIXED
+        assert issue.priority is v1.Priority.P1
+        assert issue.cc == ["src-watcher"]
+        assert issue.created_at == T0
+        assert issue.modified_at == _at(30)
+        assert issue.closed_at == _at(30)
+        assert issue.version == 5
+        assert issue.comment_count == 4
+        entries = await history(model, issue.id)
+        assert [(e.author, e.created_at) for e in entries] == [
+            ("src-reporter", T0),
+            ("src-dev", _at(1)),
+            ("src-dev", _at(2)),
+            ("src-reporter", _at(5)),
+            ("src-dev", _at(30)),
+        ]
+        assert [e.comment for e in entries] == [
+            "It crashes when started.",
+            "I can reproduce it.",
+            "",
+            "Still happens on 1.2.",
+            "Fixed in r123.",
+        ]
+        assert {e.imported_from for e in entries} == {external_id}
+        assert [c.field for c in entries[2].changes] == ["status", "priority"]
+        assert (entries[2].changes[0].old_value, entries[2].changes[0].new_value) == (
+            "NEW",
+            "ACCEPTED",
+        )
+        state = replay(entries)
+        rendered = render_issue(await get_issue(model, issue.id))
+        assert {k: state[k] for k in rendered} == rendered
+
+    async def test_the_external_reference_is_searchable(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        external_id = f"github:org/{unique('repo')}#56"
+        response = await model.import_issue(_request(component.id, external_id))
+        assert response.issue is not None
+        found = await search_ids(
+            model, within(component.id, eq(v1.SearchField.EXTERNAL_ID, external_id))
+        )
+        assert found == [response.issue.id]
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id + "0")) == []
+
+    async def test_importing_again_writes_nothing(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        request = _request(component.id, _external_id(), *_source_history())
+        first = await model.import_issue(request)
+        again = await model.import_issue(request)
+        assert first.issue is not None
+        assert again.issue is not None
+        assert not again.created
+        assert again.entries_written == 0
+        assert again.issue.id == first.issue.id
+        assert again.issue.version == first.issue.version
+        assert again.issue.modified_at == first.issue.modified_at
+
+    async def test_a_resumed_import_appends_only_newer_history(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        external_id = _external_id()
+        items = _source_history()
+        first = await model.import_issue(_request(component.id, external_id, *items[:2]))
+        assert first.issue is not None
+        assert first.issue.status is v1.Status.ACCEPTED
+        assert first.issue.closed_at is None
+        resumed = await model.import_issue(_request(component.id, external_id, *items))
+        assert resumed.issue is not None
+        assert not resumed.created
+        assert resumed.entries_written == 2
+        assert resumed.issue.id == first.issue.id
+        assert resumed.issue.status is v1.Status.FIXED
+        assert resumed.issue.closed_at == _at(30)
+        entries = await history(model, first.issue.id)
+        assert [e.created_at for e in entries] == [T0, _at(1), _at(2), _at(5), _at(30)]
+        assert len({(e.author, e.created_at, e.comment) for e in entries}) == 5
+
+    async def test_an_item_that_changes_nothing_writes_no_entry(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        request = _request(
+            component.id, _external_id(), _entry("src-dev", 1, "", priority=v1.Priority.P2)
+        )
+        response = await model.import_issue(request)
+        assert response.issue is not None
+        assert response.entries_written == 1
+        again = await model.import_issue(request)
+        assert again.entries_written == 0
+
+    async def test_closed_time_from_the_source_wins(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        request = _request(component.id, _external_id())
+        request.fields = v1.IssueFields(
+            title="Closed at once", component_id=component.id, status=v1.Status.WONT_FIX_OBSOLETE
+        )
+        request.closed_at = _at(48)
+        request.modified_at = _at(50)
+        response = await model.import_issue(request)
+        assert response.issue is not None
+        assert response.issue.closed_at == _at(48)
+        assert response.issue.modified_at == _at(50)
+
+    async def test_only_an_admin_with_the_import_permission_may_import(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model, acl=[user_entry(ALICE.user_id, v1.Role.ADMIN)])
+        external_id = _external_id()
+        for caller in (
+            ALICE,
+            ADMIN,
+            v1.Caller(user_id="importer", import_issues=True),
+        ):
+            request = _request(component.id, external_id)
+            request.caller = caller
+            await expect_error(model.import_issue(request), Status.PERMISSION_DENIED, "import")
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
+
+    async def test_history_out_of_order_is_refused_and_nothing_written(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        external_id = _external_id()
+        request = _request(
+            component.id, external_id, _entry("a", 5, "later"), _entry("b", 4, "earlier")
+        )
+        await expect_error(
+            model.import_issue(request), Status.INVALID_ARGUMENT, "history[1].created_at"
+        )
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
+
+    async def test_bad_references_are_refused(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        for bad in ("", "no-source", "Trac:1", "trac: 1"):
+            await expect_error(
+                model.import_issue(_request(component.id, bad)),
+                Status.INVALID_ARGUMENT,
+                "external_id",
+            )
+
+    async def test_an_unknown_component_is_not_found(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        external_id = _external_id()
+        request = _request(
+            component.id, external_id, _entry("a", 1, "", component_id=8_999_999_999_999)
+        )
+        await expect_error(model.import_issue(request), Status.NOT_FOUND, "8999999999999")
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []

@@ -1,0 +1,182 @@
+"""Custom fields on the web's forms and pages.
+
+A custom field is defined on a component and applies to its subtree; an
+issue's values travel as text (``CustomFieldValue.values``), people as opaque
+ids. Forms show people by username and read them back, like the built-in
+person fields. Every form that edits custom fields names the fields it
+shows in a hidden ``cf_fields`` input, so an unticked multi-choice field
+(which a browser does not submit at all) still reads as "no value" rather
+than "not on the form".
+
+The type rules themselves (what an integer or a day looks like, option
+matching) are :mod:`bugless_core.custom_fields`'s, so a form shows the
+message the Model would give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from bugless_core import custom_fields as cf
+from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument
+from bugless_proto import v1
+from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import FieldErrors, message_without_path
+
+#: The hidden input listing the custom field ids a form shows.
+FIELDS_INPUT = "cf_fields"
+#: Form values per custom field id (usernames for user fields), in form order.
+CustomValues = dict[int, tuple[str, ...]]
+_MAX_FIELDS = 200
+
+
+def input_name(field_id: int) -> str:
+    """The form input of a custom field (``cf_12``)."""
+    return f"cf_{field_id}"
+
+
+def form_field_names(fields: Iterable[v1.CustomField]) -> tuple[str, ...]:
+    """The input names of ``fields`` (for a form's :class:`FieldErrors`)."""
+    return tuple(input_name(f.id) for f in fields)
+
+
+async def applicable_fields(
+    backends: Backends, viewer: Viewer, component_id: int
+) -> list[v1.CustomField]:
+    """The custom fields that apply to a component's issues (root's first); none for 0."""
+    if not component_id:
+        return []
+    response = await call(
+        backends.model.list_custom_fields,
+        v1.ListCustomFieldsRequest(caller=viewer.caller, component_id=component_id),
+    )
+    return list(response.custom_fields)
+
+
+async def fields_of_components(
+    backends: Backends, viewer: Viewer, component_ids: Iterable[int], *, limit: int = 20
+) -> list[v1.CustomField]:
+    """The fields that apply to any of the components, each once, by name then id.
+
+    At most ``limit`` components are asked (one call each, concurrently): a
+    result page spanning more components offers the fields of the first ones.
+    """
+    wanted = sorted(set(component_ids) - {0})[:limit]
+    lists = await asyncio.gather(*(applicable_fields(backends, viewer, c) for c in wanted))
+    by_id = {f.id: f for fields in lists for f in fields}
+    return sorted(by_id.values(), key=lambda f: (f.name.casefold(), f.id))
+
+
+def user_ids(values: Iterable[v1.CustomFieldValue]) -> set[str]:
+    """The user ids held by user-typed values (to look their names up in one batch)."""
+    return {
+        user
+        for value in values
+        if value.type is v1.CustomFieldType.USER
+        for user in value.values
+        if user
+    }
+
+
+def issue_values(issue: v1.Issue, users: Mapping[str, v1.User]) -> CustomValues:
+    """An issue's custom values as a form shows them (usernames for user fields)."""
+    shown: CustomValues = {}
+    for value in issue.custom_fields:
+        if value.type is v1.CustomFieldType.USER:
+            shown[value.field_id] = tuple(
+                users[u].username if u in users else u for u in value.values
+            )
+        else:
+            shown[value.field_id] = tuple(value.values)
+    return shown
+
+
+def read_form(form: Any, prefix: str = "") -> CustomValues:
+    """The custom values a submitted form holds, for the fields it lists in ``cf_fields``.
+
+    Raises:
+        InvalidArgument: ``cf_fields`` is malformed (only a hand-made request).
+    """
+    listed = str(form.get(FIELDS_INPUT, "") or "").split()
+    if len(listed) > _MAX_FIELDS or not all(part.isascii() and part.isdigit() for part in listed):
+        raise InvalidArgument(f"{FIELDS_INPUT}: a list of custom field ids; reload the form")
+    values: CustomValues = {}
+    for part in listed:
+        field_id = int(part)
+        typed = [str(v).strip() for v in form.getall(prefix + input_name(field_id), [])]
+        values[field_id] = tuple(v for v in typed if v)
+    return values
+
+
+def usernames(fields: Iterable[v1.CustomField], values: CustomValues) -> set[str]:
+    """The usernames typed into user fields (to resolve in one batch)."""
+    return {
+        name
+        for f in fields
+        if f.type is v1.CustomFieldType.USER
+        for name in values.get(f.id, ())
+        if name
+    }
+
+
+def to_wire(
+    fields: Sequence[v1.CustomField],
+    values: CustomValues,
+    people: Mapping[str, v1.User],
+    errors: FieldErrors,
+) -> list[v1.CustomFieldValue]:
+    """Form values as the wire's values, checking each against its field's type.
+
+    Fields the form did not list are left out; a problem is recorded on the
+    field's input (its value read as unusable and left out).
+    """
+    out: list[v1.CustomFieldValue] = []
+    for f in fields:
+        if f.id not in values:
+            continue
+        typed = list(values[f.id])
+        name = input_name(f.id)
+        if f.type is v1.CustomFieldType.USER:
+            unknown = [u for u in typed if u not in people]
+            if unknown:
+                errors.add(name, f"no user named {', '.join(map(repr, unknown))}")
+                continue
+            typed = [people[u].user_id for u in typed]
+        try:
+            normalized = cf.normalize_values(f, typed, name)
+        except InvalidArgument as exc:
+            errors.add(name, message_without_path(exc.message), typed=", ".join(values[f.id]))
+            continue
+        out.append(v1.CustomFieldValue(field_id=f.id, values=normalized))
+    return out
+
+
+def changed(
+    wanted: Sequence[v1.CustomFieldValue], current: Iterable[v1.CustomFieldValue]
+) -> list[v1.CustomFieldValue]:
+    """The values of ``wanted`` that differ from the issue's ``current`` ones."""
+    now = {v.field_id: list(v.values) for v in current}
+    return [v for v in wanted if list(v.values) != now.get(v.field_id, [])]
+
+
+def shown(value: v1.CustomFieldValue | None) -> list[str]:
+    """A value's parts for display (empty: no value)."""
+    return list(value.values) if value is not None else []
+
+
+def labelled(fields: Iterable[v1.CustomField]) -> dict[str, str]:
+    """Form labels of custom field inputs (for the problems summary)."""
+    return {input_name(f.id): f.name for f in fields}
+
+
+def user_history_fields(fields: Iterable[v1.CustomField]) -> set[str]:
+    """History field names (``customfield12``) whose values are user ids.
+
+    The fields that apply now say their type; a field since deleted (or left
+    behind by a move to another component) does not, so its values show as
+    they were stored (the history carries no types).
+    """
+    return {cf.history_field(f.id) for f in fields if f.type is v1.CustomFieldType.USER}

@@ -1,0 +1,350 @@
+"""Custom fields through the web: admin pages, the issue page and form, create, bulk, search."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from test_issues import _form_of
+from web_support import World, sign_in
+
+from bugless_core.clients import call
+from bugless_proto import v1
+
+
+async def _component(model: v1.ModelStub, world: World, parent: str = "Platform") -> v1.Component:
+    """A fresh component (so fields defined in one test apply to no other test's issues)."""
+    return await call(
+        model.create_component,
+        v1.CreateComponentRequest(
+            caller=world.admin,
+            parent_id=world.components[parent],
+            name=f"CF{secrets.token_hex(4)}",
+        ),
+    )
+
+
+async def _define(client: AsyncTestClient[Any], csrf: str, component_id: int, **form: str) -> int:
+    response = await client.post(
+        f"/components/{component_id}/fields", data={"_csrf": csrf, **form}, follow_redirects=False
+    )
+    assert response.status_code == 303, response.text
+    match = re.search(r"#field-(\d+)$", response.headers["location"])
+    assert match, response.headers["location"]
+    return int(match.group(1))
+
+
+async def _issue(
+    model: v1.ModelStub, world: World, component_id: int, title: str, by: str = "bob"
+) -> v1.Issue:
+    return await call(
+        model.create_issue,
+        v1.CreateIssueRequest(
+            caller=world.caller(by),
+            fields=v1.IssueFields(title=title, component_id=component_id),
+            idempotency_key=secrets.token_hex(8),
+        ),
+    )
+
+
+def _values(issue: v1.Issue) -> dict[int, list[str]]:
+    return {v.field_id: list(v.values) for v in issue.custom_fields}
+
+
+async def test_admins_define_fields_of_every_type_and_the_subtree_inherits_them(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    parent = await _component(model, world)
+    child = await call(
+        model.create_component,
+        v1.CreateComponentRequest(caller=world.admin, parent_id=parent.id, name="Leaf"),
+    )
+    csrf = await sign_in(client, "alice")
+    found_in = await _define(
+        client,
+        csrf,
+        parent.id,
+        name="Found In",
+        type="enum",
+        options="4.1\n4.2\n5.0",
+        default="4.2",
+        required="yes",
+    )
+    oses = await _define(
+        client, csrf, parent.id, name="OS", type="multi-enum", options="linux\nmac"
+    )
+    notes = await _define(client, csrf, parent.id, name="Notes", type="text")
+    cost = await _define(client, csrf, parent.id, name="Cost", type="integer")
+    due = await _define(client, csrf, parent.id, name="Due", type="date")
+    owner = await _define(client, csrf, child.id, name="Owner", type="user", default="carol")
+    page = await client.get(f"/components/{child.id}/fields")
+    assert page.status_code == 200
+    for field_id in (found_in, oses, notes, cost, due, owner):
+        assert f'id="field-{field_id}"' in page.text
+    assert f'href="/components/{parent.id}/fields"' in page.text  # inherited, defined above
+    row = page.text.split(f'id="field-{owner}"', 1)[1].split("</tr>", 1)[0]
+    assert "carol" in row  # a user default reads as the username
+    assert "user" in row
+    fields = await call(
+        model.list_custom_fields,
+        v1.ListCustomFieldsRequest(caller=world.admin, component_id=child.id),
+    )
+    by_id = {f.id: f for f in fields.custom_fields}
+    assert by_id[found_in].required
+    assert by_id[found_in].default_values == ["4.2"]
+    assert by_id[oses].type is v1.CustomFieldType.ENUM_MULTI
+    assert by_id[owner].default_values == [world.users["carol"]]
+    # Rename and change the default; the version guards it.
+    version = by_id[cost].version
+    changed = await client.post(
+        f"/components/{parent.id}/fields/{cost}",
+        data={"_csrf": csrf, "version": str(version), "name": "Cost (h)", "default": "3"},
+        follow_redirects=False,
+    )
+    assert changed.status_code == 303, changed.text
+    stale = await client.post(
+        f"/components/{parent.id}/fields/{cost}",
+        data={"_csrf": csrf, "version": str(version), "name": "Cost again"},
+    )
+    assert stale.status_code == 409
+    # An inherited field is changed where it is defined.
+    elsewhere = await client.post(
+        f"/components/{child.id}/fields/{cost}",
+        data={"_csrf": csrf, "version": str(version + 1), "name": "x"},
+    )
+    assert elsewhere.status_code == 400
+    assert f"defined on component {parent.id}" in elsewhere.text
+
+
+async def test_non_admins_see_the_fields_but_cannot_define_them(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "bob")
+    page = await client.get(f"/components/{component.id}/fields")
+    assert page.status_code == 200
+    assert "new-field-form" not in page.text
+    refused = await client.post(
+        f"/components/{component.id}/fields",
+        data={"_csrf": csrf, "name": "Sneaky", "type": "text"},
+    )
+    assert refused.status_code == 403
+    bad_type = await client.post(
+        f"/components/{component.id}/fields",
+        data={"_csrf": csrf, "name": "Odd", "type": "colour"},
+    )
+    assert bad_type.status_code == 400
+    assert "multi-enum" in bad_type.text
+
+
+async def test_values_show_on_the_issue_and_change_through_the_versioned_form(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    found_in = await _define(
+        client, csrf, component.id, name="Found In", type="enum", options="4.1\n4.2"
+    )
+    oses = await _define(
+        client, csrf, component.id, name="OS", type="multi-enum", options="linux\nmac"
+    )
+    cost = await _define(client, csrf, component.id, name="Cost", type="integer")
+    owner = await _define(client, csrf, component.id, name="Owner", type="user")
+    issue = await _issue(model, world, component.id, "Custom values on the page")
+    page = await client.get(f"/issues/{issue.id}")
+    form = _form_of(page.text)
+    assert form["cf_fields"] == f"{found_in} {oses} {cost} {owner}"
+    form.update(
+        {"_csrf": csrf, f"cf_{found_in}": "4.2", f"cf_{cost}": "17", f"cf_{owner}": "carol"}
+    )
+    data: dict[str, Any] = {**form, f"cf_{oses}": ["linux", "mac"]}
+    saved = await client.post(f"/issues/{issue.id}", data=data, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    now = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert _values(now) == {
+        found_in: ["4.2"],
+        oses: ["linux", "mac"],
+        cost: ["17"],
+        owner: [world.users["carol"]],
+    }
+    html = (await client.get(f"/issues/{issue.id}")).text
+    aside = html.split('class="fields"', 1)[1]
+    assert re.search(rf'data-field="{cost}"><span class="value">17</span>', aside)
+    assert "Carol Coder" in aside.split(f'class="cf-value" data-field="{owner}"', 1)[1]
+    history = html.split('id="entries"', 1)[1]
+    assert '<span class="field">Found In</span>' in history
+    assert '<span class="field">Owner</span>' in history
+    # A bad integer is a 400 naming the field; nothing is written.
+    form = _form_of(html)
+    form.update({"_csrf": csrf, f"cf_{cost}": "seventeen"})
+    bad = await client.post(f"/issues/{issue.id}", data=form)
+    assert bad.status_code == 400
+    assert f'id="field-cf_{cost}-error"' in bad.text
+    assert "whole number" in bad.text
+    assert 'value="seventeen"' in bad.text
+    assert (
+        await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    ).version == now.version
+
+
+async def test_a_stale_form_keeps_my_custom_change_and_their_other_changes(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    notes = await _define(client, csrf, component.id, name="Notes", type="text")
+    cost = await _define(client, csrf, component.id, name="Cost", type="integer")
+    issue = await _issue(model, world, component.id, "Stale custom edit")
+    form = _form_of((await client.get(f"/issues/{issue.id}")).text)
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.caller("carol"),
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(
+                custom_fields_set=[v1.CustomFieldValue(field_id=cost, values=["5"])]
+            ),
+        ),
+    )
+    form.update({"_csrf": csrf, f"cf_{notes}": "mine"})
+    conflict = await client.post(f"/issues/{issue.id}", data=form)
+    assert conflict.status_code == 409
+    again = _form_of(conflict.text)
+    assert again[f"cf_{notes}"] == "mine"
+    assert again[f"cf_{cost}"] == "5"
+    again["_csrf"] = csrf
+    applied = await client.post(f"/issues/{issue.id}", data=again, follow_redirects=False)
+    assert applied.status_code == 303, applied.text
+    now = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id))
+    assert _values(now) == {notes: ["mine"], cost: ["5"]}
+
+
+async def test_the_create_form_shows_defaults_and_sends_values(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    found_in = await _define(
+        client,
+        csrf,
+        component.id,
+        name="Found In",
+        type="enum",
+        options="4.1\n4.2",
+        default="4.1",
+        required="yes",
+    )
+    due = await _define(client, csrf, component.id, name="Due", type="date")
+    page = await client.get("/issues/new", params={"component": str(component.id)})
+    assert '<option value="4.1" selected>4.1</option>' in page.text
+    assert f'name="cf_{due}"' in page.text
+    template = await client.get("/issues/new/template", params={"component": str(component.id)})
+    assert f'name="cf_{found_in}"' in template.json()["custom_fields_html"]
+    form = {
+        "_csrf": csrf,
+        "component_id": str(component.id),
+        "title": "Made with custom values",
+        "priority": "P2",
+        "severity": "S2",
+        "type": "BUG",
+        "idempotency_key": secrets.token_hex(8),
+        "cf_fields": f"{found_in} {due}",
+        f"cf_{found_in}": "4.2",
+        f"cf_{due}": "2026-13-01",
+    }
+    bad = await client.post("/issues/new", data=form)
+    assert bad.status_code == 400
+    assert f'id="field-cf_{due}-error"' in bad.text
+    assert "YYYY-MM-DD" in bad.text
+    form[f"cf_{due}"] = "2026-12-24"
+    made = await client.post("/issues/new", data=form, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    issue_id = int(made.headers["location"].rsplit("/", 1)[1])
+    issue = await call(model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue_id))
+    assert _values(issue) == {found_in: ["4.2"], due: ["2026-12-24"]}
+
+
+async def test_bulk_edit_search_and_sort_by_a_custom_field(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    name = f"Build {secrets.token_hex(3)}"
+    build = await _define(client, csrf, component.id, name=name, type="integer")
+    issues = [await _issue(model, world, component.id, f"Bulk custom {n}") for n in range(3)]
+    page = await client.get("/search", params={"q": f"componentid:{component.id}"})
+    assert f'<option value="{build}:INTEGER">' in page.text
+    response = await client.post(
+        "/issues/bulk",
+        data={
+            "_csrf": csrf,
+            "q": "",
+            "issue": [f"{i.id}:{i.version}" for i in issues[:2]],
+            "custom_field": f"{build}:INTEGER",
+            "custom_value": "42",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.admin,
+            issue_id=issues[2].id,
+            expected_version=issues[2].version,
+            delta=v1.IssueDelta(
+                custom_fields_set=[v1.CustomFieldValue(field_id=build, values=["7"])]
+            ),
+        ),
+    )
+    found = await client.get("/search", params={"q": f'"{name}":42'})
+    ids = set(map(int, re.findall(r'class="open-link">(\d+)<', found.text)))
+    assert ids == {issues[0].id, issues[1].id}
+    compared = await client.get("/search", params={"q": f"customfield{build}<40"})
+    assert set(map(int, re.findall(r'class="open-link">(\d+)<', compared.text))) == {issues[2].id}
+    ordered = await client.get(
+        "/search",
+        params={"q": f"componentid:{component.id} has:customfield{build} sort:customfield{build}"},
+    )
+    shown = [int(i) for i in re.findall(r'class="open-link">(\d+)<', ordered.text)]
+    assert shown[0] == issues[2].id
+    assert set(shown) == {i.id for i in issues}
+
+
+async def test_deleting_a_field_keeps_its_old_values_readable_in_history(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    field_id = await _define(client, csrf, component.id, name="Doomed Field", type="text")
+    issue = await _issue(model, world, component.id, "History outlives the field")
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.admin,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(
+                custom_fields_set=[v1.CustomFieldValue(field_id=field_id, values=["kept value"])]
+            ),
+        ),
+    )
+    fields = await call(
+        model.list_custom_fields,
+        v1.ListCustomFieldsRequest(caller=world.admin, component_id=component.id),
+    )
+    version = next(f.version for f in fields.custom_fields if f.id == field_id)
+    deleted = await client.post(
+        f"/components/{component.id}/fields/{field_id}/delete",
+        data={"_csrf": csrf, "version": str(version)},
+        follow_redirects=False,
+    )
+    assert deleted.status_code == 303, deleted.text
+    html = (await client.get(f"/issues/{issue.id}")).text
+    history = html.split('id="entries"', 1)[1].split('id="edit"', 1)[0]
+    assert '<span class="field">Doomed Field</span>' in history
+    assert "kept value" in history
+    assert f"cf_{field_id}" not in html
