@@ -236,9 +236,7 @@ class FollowCalls:
         async with translated_errors(), self._pool.acquire() as conn:
             return await self._subscriptions(conn, caller.user_id)
 
-    async def _settings(
-        self, conn: Conn, user_ids: list[str]
-    ) -> list[v1.NotificationSettings]:
+    async def _settings(self, conn: Conn, user_ids: list[str]) -> list[v1.NotificationSettings]:
         stored = {r["user_id"]: r["settings"] for r in await conn.fetch(SETTINGS_OF, user_ids)}
         mutes: dict[str, list[int]] = {}
         for r in await conn.fetch(MUTES_OF, user_ids):
