@@ -66,7 +66,7 @@ async def bench(users: int, batch: int, calls: int, database_url: str, key: Path
     service, runner = await start_auth(
         plugins,
         settings,
-        GrpcServerSettings(drain_seconds=0, grace_seconds=1),
+        GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
         metrics_registry=CollectorRegistry(),
     )
     channel = Channel("127.0.0.1", runner.port)

@@ -344,7 +344,7 @@ async def run_search(
         plugins,
         PostgresBackend,
         settings,
-        GrpcServerSettings(drain_seconds=0, grace_seconds=1),
+        GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
     )
     pool = await asyncpg.create_pool(
         database_url,

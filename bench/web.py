@@ -34,7 +34,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-from grpclib.client import Channel
 
 from bench import _dataset as data
 from bench._services import (
@@ -88,7 +87,7 @@ async def _prepare(bench: BenchStack, issues: int) -> int:
 
 async def _long_issue(bench: BenchStack, component_id: int) -> int:
     """An issue with HISTORY_ENTRIES entries, written through the Model."""
-    channel = Channel(bench.stack.model.host, bench.stack.model.port)
+    channel = bench.stack.model.channel()
     model = v1.ModelStub(channel)
     people = [data.user_id(k) for k in range(1, 40)]
     try:

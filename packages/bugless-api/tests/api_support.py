@@ -43,8 +43,8 @@ def api_settings(stack: LocalStack, **options: object) -> ApiSettings:
             drain_seconds=0.0,
             grace_seconds=1.0,
         ),
-        model=stack.model,
-        auth=stack.auth,
+        model=stack.client_address("model", "api"),
+        auth=stack.client_address("auth", "api"),
         **options,  # type: ignore[arg-type]
     )
 

@@ -88,7 +88,7 @@ def test_serve_refuses_to_start_without_a_client_ca(bots: Bots) -> None:
         env={k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_API")},
     )
     assert result.returncode == 2
-    assert "--client-ca is required" in result.stderr
+    assert "mutual TLS is required" in result.stderr
 
 
 def test_a_script_drives_issues_end_to_end(served_api: dict[str, str]) -> None:

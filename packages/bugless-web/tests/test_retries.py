@@ -102,7 +102,9 @@ async def rig() -> AsyncIterator[tuple[FailingModel, Backends]]:
     await server.start("127.0.0.1", 0)
     port = listening_port(server)
     address = ServiceAddress("127.0.0.1", port)
-    backends = Backends(WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,)))
+    backends = Backends(
+        WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,), insecure_local=True)
+    )
     try:
         yield model, backends
     finally:

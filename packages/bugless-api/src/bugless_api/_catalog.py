@@ -8,10 +8,13 @@ frontends (MODEL_CONTRACT.md, "Components").
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
 from bugless_core.errors import InvalidArgument
+from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_proto import v1
 
@@ -21,6 +24,10 @@ CREATE_COMPONENT_PERMISSION = "create_component"
 
 class AccountService(GatewayService, v1.AccountBase):
     """Serves ``bugless.v1.Account``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Account", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""
@@ -33,6 +40,10 @@ class AccountService(GatewayService, v1.AccountBase):
 
 class ComponentsService(GatewayService, v1.ComponentsBase):
     """Serves ``bugless.v1.Components``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Components", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""
@@ -108,6 +119,10 @@ class ComponentsService(GatewayService, v1.ComponentsBase):
 
 class HotlistsService(GatewayService, v1.HotlistsBase):
     """Serves ``bugless.v1.Hotlists``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Hotlists", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""
@@ -216,6 +231,10 @@ def _check_saved_query(text: str, path: str) -> None:
 
 class SavedSearchesService(GatewayService, v1.SavedSearchesBase):
     """Serves ``bugless.v1.SavedSearches``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.SavedSearches", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""

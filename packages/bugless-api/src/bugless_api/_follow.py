@@ -8,13 +8,20 @@ business (the Model's admin caller), never the API's.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_core.errors import InvalidArgument
+from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_proto import v1
 
 
 class NotificationsService(GatewayService, v1.NotificationsBase):
     """Serves ``bugless.v1.Notifications``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: everything here is the caller's own (or the Model's ACLs decide).
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Notifications", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""

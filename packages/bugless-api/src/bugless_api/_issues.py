@@ -11,6 +11,7 @@ points at its column.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
@@ -18,6 +19,7 @@ from bugless_api._users import UserRefs
 from bugless_core import limits
 from bugless_core.clients import call_errors, resolve_query
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
+from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of
 from bugless_proto import v1
@@ -80,6 +82,10 @@ async def structured_query(
 
 class IssuesService(GatewayService, v1.IssuesBase):
     """Serves ``bugless.v1.Issues`` through the Model."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Issues", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""

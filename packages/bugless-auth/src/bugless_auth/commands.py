@@ -37,7 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 #: The settings the commands that only open the database read.
-_DATABASE = ("database_url", "schema")
+_DATABASE = ("database_url", "schema", "database_dialect")
 #: And those that also hash passwords.
 _HASHING = ("hashing.time_cost", "hashing.memory_kib", "hashing.parallelism")
 
@@ -100,7 +100,11 @@ def auth_group() -> None:
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=_DATABASE)
 def migrate_command(settings: AuthSettings) -> None:
     """Create or upgrade the Authenticator's schema (safe from several replicas)."""
-    version = _run(IdentityStore.migrate(settings.database_url, settings.schema))
+    version = _run(
+        IdentityStore.migrate(
+            settings.database_url, settings.schema, dialect=settings.database_dialect
+        )
+    )
     click.echo(f"schema {settings.schema!r} is at version {version} (bugless-auth)")
 
 
@@ -221,7 +225,12 @@ def user_add_command(
     hashes = PasswordHashes(settings.hashing)
 
     async def add() -> UserRecord:
-        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
         try:
             return await create_local_user(
                 store,
@@ -260,7 +269,12 @@ def user_passwd_command(
 
     async def change() -> UserRecord:
         hashes.check_acceptable(chosen, 1)
-        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
         try:
             return await store.set_local_password(username, await hashes.hash(chosen))
         finally:
@@ -281,7 +295,12 @@ def user_disable_command(
     """Disable USERNAME (any authenticator's user): sign-ins stop and their sessions end."""
 
     async def apply() -> UserRecord:
-        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
         try:
             record = await store.set_disabled(username, not enable)
             if not enable:

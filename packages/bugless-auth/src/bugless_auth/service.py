@@ -132,7 +132,10 @@ class AuthService:
         )
         hashes = PasswordHashes(settings.hashing)
         store = await IdentityStore.open(
-            settings.database_url, settings.schema, pool_max_size=settings.pool_max_size
+            settings.database_url,
+            settings.schema,
+            pool_max_size=settings.pool_max_size,
+            dialect=settings.database_dialect,
         )
         backends: list[AuthenticatorBackend] = []
         try:

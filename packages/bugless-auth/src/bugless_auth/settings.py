@@ -145,6 +145,8 @@ class AuthSettings:
     Attributes:
         database_url: asyncpg DSN of the Authenticator's database.
         schema: PostgreSQL schema of its tables (its own, never the Model's).
+        database_dialect: ``postgres`` or ``cockroach`` (:mod:`bugless_auth._dialect`):
+            what the store may rely on; checked against the server on open.
         authenticators: Enabled backends, in the order password checks try them.
         authenticator_options: Per-backend options (``{"tls": {"mapping_file":
             "..."}}``), passed to each backend's ``open`` as strings. The
@@ -174,6 +176,12 @@ class AuthSettings:
         help="postgresql://user:pass@host:port/db (also read from BUGLESS_DATABASE_URL).",
     )
     schema: str = setting("bugless_auth", help="PostgreSQL schema of the Authenticator's tables.")
+    database_dialect: str = setting(
+        "postgres",
+        choices=("postgres", "cockroach"),
+        help="postgres, or cockroach: CockroachDB (or PostgreSQL defaulting to SERIALIZABLE), "
+        "with no advisory locks, 40001 retries and a lease as the migration lock.",
+    )
     authenticators: tuple[str, ...] = setting(
         ("local",),
         flag="--authenticator",

@@ -59,7 +59,7 @@ async def start_runner() -> AsyncIterator[StartRunner]:
         **kwargs: object,
     ) -> GrpcServiceRunner:
         if settings is None:
-            settings = GrpcServerSettings(drain_seconds=0.0, grace_seconds=1.0)
+            settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=1.0)
         kwargs.setdefault("metrics_registry", CollectorRegistry())
         runner = GrpcServiceRunner(
             [servicer or SlowModel()],

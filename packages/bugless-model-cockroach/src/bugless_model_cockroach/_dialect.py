@@ -16,11 +16,9 @@ Two dialects, chosen when the backend opens by asking the server what it is:
 
 from __future__ import annotations
 
-import asyncpg
-
-from bugless_core.leases import is_serialization_failure
+from bugless_core.transactions import COCKROACH_RETRIES, CockroachRetryPolicy
 from bugless_model_cockroach import _queries as q
-from bugless_model_postgres.seam import Dialect, RetryPolicy
+from bugless_model_postgres.seam import Dialect
 
 COCKROACH = Dialect(
     name="cockroachdb",
@@ -44,25 +42,6 @@ def dialect_for(server_version: str) -> Dialect:
     return COCKROACH if "CockroachDB" in server_version else COMPATIBILITY
 
 
-class CockroachRetryPolicy(RetryPolicy):
-    """Retries what CockroachDB asks clients to retry.
-
-    Under SERIALIZABLE, contention surfaces as SQLSTATE 40001 ("restart
-    transaction: TransactionRetryWithProtoRefreshError ...", and
-    ReadWithinUncertaintyIntervalError even for read-only transactions); the
-    client must re-run the whole transaction. 40003 (statement completion
-    unknown) is *not* retried: the commit may have happened.
-    """
-
-    def is_retryable(self, exc: BaseException) -> bool:
-        """40001 in any form, the "restart transaction" errors, and deadlocks."""
-        if super().is_retryable(exc):
-            return True
-        if isinstance(exc, asyncpg.PostgresError):
-            return is_serialization_failure(exc) or "restart transaction" in str(exc)
-        return False
-
-
-#: Contention is normal on CockroachDB: more tries, longer capped backoff,
-#: full jitter so colliding transactions spread out.
-COCKROACH_RETRIES = CockroachRetryPolicy(attempts=8, base_delay=0.02, max_delay=1.0, jitter=True)
+#: The retry rule lives once, in :mod:`bugless_core.transactions` (the
+#: Authenticator's store on CockroachDB uses the same one).
+__all__ = ["COCKROACH", "COCKROACH_RETRIES", "COMPATIBILITY", "CockroachRetryPolicy", "dialect_for"]

@@ -64,6 +64,14 @@ class ModelSettings:
         schema: Database schema holding the tables (tests use one per test).
         regions: For multi-region backends, the database regions; first is the
             primary region.
+        survival_goal: For multi-region backends, what the database survives:
+            ``zone`` (a write commits inside its home region) or ``region``
+            (every write waits for a quorum across regions; needs three or
+            more regions). Applied by ``migrate`` with the regions.
+        locality: For multi-region backends, where this replica runs, in the
+            database's locality syntax (``region=us-east1,zone=us-east1-b``):
+            the backend checks at open that its region is one of the
+            database's and that its connections land in it.
         search_count_cap: A search counts matches up to this many; above it
             ``total_count`` is the cap with ``total_is_lower_bound``. Bounds
             the work of counting a broad query on a large tracker.
@@ -96,6 +104,19 @@ class ModelSettings:
         (),
         env="BUGLESS_REGIONS",
         help="Comma-separated database regions, primary first (multi-region backends).",
+    )
+    survival_goal: str = setting(
+        "zone",
+        env="BUGLESS_COCKROACH_SURVIVAL_GOAL",
+        choices=("zone", "region"),
+        help="What a multi-region database survives: zone, or region (3+ regions; every "
+        "write waits for a cross-region quorum). Applied by migrate.",
+    )
+    locality: str = setting(
+        "",
+        env="BUGLESS_COCKROACH_LOCALITY",
+        help="Where this replica runs, e.g. region=us-east1,zone=us-east1-b (multi-region "
+        "backends check their connections land in that region).",
     )
     search_count_cap: int = setting(
         limits.SEARCH_COUNT_CAP,

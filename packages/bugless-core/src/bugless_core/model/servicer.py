@@ -10,13 +10,14 @@ caller.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core import attachments, limits
 from bugless_core.errors import InvalidArgument
-from bugless_core.grpc import grpc_errors, handler_errors
+from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
 from bugless_core.model import _feed_checks as feed_checks
 from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
@@ -24,9 +25,77 @@ from bugless_core.model import _validation as check
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_proto import v1
 
+#: The frontends: they act for people, so they may change data.
+_FRONTENDS = frozenset({"web", "api"})
+#: Who may read: the frontends and the notifier (which reads issues, never writes).
+_READERS = _FRONTENDS | {"notify"}
+
 
 class ModelServicer(v1.ModelBase):
-    """Serves ``bugless.v1.Model`` from a :class:`ModelBackend`."""
+    """Serves ``bugless.v1.Model`` from a :class:`ModelBackend`.
+
+    Attributes:
+        ACCESS: Which service identities may call each RPC (checked by the gRPC
+            runtime before the handler runs; an RPC without a row is refused).
+            Only the frontends and the notifier call the Model; the notifier
+            only reads. Whose data a call may touch is decided afterwards, by
+            the Model's ACLs for the caller the request names.
+    """
+
+    ACCESS: ClassVar[AccessTable] = {
+        "GetServerInfo": _READERS | {"@admin"},
+        "CreateIssue": _FRONTENDS,
+        "GetIssue": _READERS,
+        "BatchGetIssues": _READERS,
+        "ChangeIssue": _FRONTENDS,
+        "BatchChangeIssues": _FRONTENDS,
+        "ListHistory": _READERS,
+        "SearchIssues": _READERS,
+        "Watch": _READERS,
+        "ReadFeed": _READERS,
+        "CreateComponent": _FRONTENDS,
+        "GetComponent": _READERS,
+        "ListComponents": _READERS,
+        "UpdateComponent": _FRONTENDS,
+        "CreateHotlist": _FRONTENDS,
+        "GetHotlist": _READERS,
+        "ListHotlists": _READERS,
+        "UpdateHotlist": _FRONTENDS,
+        "DeleteHotlist": _FRONTENDS,
+        "AddHotlistItems": _FRONTENDS,
+        "RemoveHotlistItems": _FRONTENDS,
+        "RankHotlistItem": _FRONTENDS,
+        "SetHotlistItemNote": _FRONTENDS,
+        "ListHotlistItems": _READERS,
+        "CreateSavedSearch": _FRONTENDS,
+        "ListSavedSearches": _FRONTENDS,
+        "UpdateSavedSearch": _FRONTENDS,
+        "DeleteSavedSearch": _FRONTENDS,
+        "EditComment": _FRONTENDS,
+        "Redact": _FRONTENDS,
+        "CreateCustomField": _FRONTENDS,
+        "ListCustomFields": _READERS,
+        "UpdateCustomField": _FRONTENDS,
+        "DeleteCustomField": _FRONTENDS,
+        "UploadAttachment": _FRONTENDS,
+        "DownloadAttachment": _READERS,
+        "GetAttachment": _READERS,
+        "ListAttachments": _READERS,
+        "DeleteAttachment": _FRONTENDS,
+        # Stars, subscriptions and settings are people's own: made through a
+        # frontend; the notifier reads settings and who follows an issue.
+        "StarIssue": _FRONTENDS,
+        "SetComponentSubscription": _FRONTENDS,
+        "SetSavedSearchSubscription": _FRONTENDS,
+        "ListSubscriptions": _FRONTENDS,
+        "GetNotificationSettings": _READERS,
+        "UpdateNotificationSettings": _FRONTENDS,
+        "SetIssueMute": _FRONTENDS,
+        "GetIssueAudience": {"notify"},
+        "ListSavedSearchSubscriptions": {"notify"},
+        # The import job (``bugless import``), as --import-identities names it.
+        "ImportIssue": {"@import"},
+    }
 
     def __init__(self, backend: ModelBackend) -> None:
         """Serve ``backend``; it must already be open."""
