@@ -186,6 +186,15 @@ def _check_pages(url: str, cookie: str, issue_id: int) -> dict[str, int]:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def _wrk_figure(pattern: str, out: str) -> str:
+    """The first group of ``pattern`` in wrk's report; a clear error when wrk changed it."""
+    match = re.search(pattern, out)
+    if match is None:
+        msg = f"wrk's report has no {pattern!r}:\n{out}"
+        raise RuntimeError(msg)
+    return match.group(1)
+
+
 def _ms(text: str) -> float:
     match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
     if match is None:
@@ -218,10 +227,10 @@ def run_wrk(url: str, cookie: str, connections: int, seconds: float) -> WrkResul
         check=True,
     )
     out = completed.stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(_wrk_figure(r"Requests/sec:\s+([\d.]+)", out))
+    p50 = _ms(_wrk_figure(r"\s50%\s+(\S+)", out))
+    p99 = _ms(_wrk_figure(r"\s99%\s+(\S+)", out))
+    requests = int(_wrk_figure(r"(\d+) requests in", out))
     bad_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     bad = int(bad_match.group(1)) if bad_match else 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bugless_api.client import BuglessClient
 from bugless_api.settings import ApiSettings
@@ -34,7 +34,7 @@ class Bots:
         return self.certificates[username]
 
 
-def api_settings(stack: LocalStack, **options: object) -> ApiSettings:
+def api_settings(stack: LocalStack, **options: Any) -> ApiSettings:
     return ApiSettings(
         grpc=GrpcServerSettings(
             tls_cert=stack.server.cert,
@@ -45,7 +45,7 @@ def api_settings(stack: LocalStack, **options: object) -> ApiSettings:
         ),
         model=stack.client_address("model", "api"),
         auth=stack.client_address("auth", "api"),
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 

@@ -30,7 +30,9 @@ async def throttled(start_auth_server: StartAuth) -> AuthServer:
     )
 
 
-async def attempt(server: AuthServer, username: str, password: str, address: str) -> object:
+async def attempt(
+    server: AuthServer, username: str, password: str, address: str
+) -> v1.AuthenticationResult:
     return await server.stub.authenticate_password(
         v1.AuthenticatePasswordRequest(username=username, password=password, client_address=address)
     )
@@ -53,7 +55,7 @@ async def test_user_throttle_trips_then_recovers(throttled: AuthServer) -> None:
     assert 0 < converted.retry_after <= 0.5 + 0.01
 
     await asyncio.sleep(converted.retry_after + 0.05)
-    assert (await attempt(throttled, name, PASSWORD, "10.0.1.1")).identity is not None  # type: ignore[attr-defined]
+    assert (await attempt(throttled, name, PASSWORD, "10.0.1.1")).identity is not None
 
 
 async def test_unknown_users_are_throttled_alike(throttled: AuthServer) -> None:
@@ -71,7 +73,7 @@ async def test_address_throttle_stops_spraying_many_accounts(throttled: AuthServ
     name = unique("victim")
     await throttled.add_user(name)
     await expect_status(attempt(throttled, name, PASSWORD, "192.0.2.7"), Status.RESOURCE_EXHAUSTED)
-    assert (await attempt(throttled, name, PASSWORD, "192.0.2.8")).identity is not None  # type: ignore[attr-defined]
+    assert (await attempt(throttled, name, PASSWORD, "192.0.2.8")).identity is not None
 
 
 async def test_successes_do_not_count(throttled: AuthServer) -> None:

@@ -70,6 +70,12 @@ WRITES = {
         "RevokeSessions",
         "MatchImportUsers",
         "MergePlaceholder",
+        "IssuePersonCertificate",
+        "RevokePersonCertificate",
+        "StartDeviceLogin",
+        "ApproveDeviceLogin",
+        # Hands the certificate out once: a retried poll would lose it.
+        "PollDeviceLogin",
     },
 }
 

@@ -17,7 +17,7 @@ from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
 from bugless_core import limits
-from bugless_core.clients import call_errors, resolve_query
+from bugless_core.clients import call, call_errors, resolve_query
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
 from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
@@ -230,3 +230,78 @@ class IssuesService(GatewayService, v1.IssuesBase):
                 out.entry(event.entry)
                 await self._named(out)
                 yield event
+
+    # ---- attachments ----
+
+    async def upload_attachment(
+        self, messages: AsyncIterator[v1.UploadAttachmentRequest]
+    ) -> v1.UploadAttachmentResponse:
+        """Pass an upload through to the Model as it arrives, chunk by chunk.
+
+        Nothing is buffered here: each chunk is forwarded when the Model's
+        side of the stream can take it (HTTP/2 flow control both ways), so
+        the gateway holds a chunk or two whatever the file's size. No
+        deadline: a large file over a slow link takes the time it takes.
+        """
+        first = await anext(messages, None)
+        header = first.header if first is not None else None
+        if header is None:
+            raise InvalidArgument("header: the first message of an upload must be its header")
+        caller_of(header)
+
+        async def forwarded() -> AsyncIterator[v1.UploadAttachmentRequest]:
+            yield v1.UploadAttachmentRequest(header=header)
+            async for message in messages:
+                yield message
+
+        reply: v1.UploadAttachmentResponse = await call(
+            self.gateway.model.upload_attachment, forwarded()
+        )
+        out = UserRefs()
+        out.attachment(reply.attachment)
+        out.issue(reply.issue)
+        out.entry(reply.entry)
+        await self._named(out)
+        return reply
+
+    async def download_attachment(
+        self, message: v1.DownloadAttachmentRequest
+    ) -> AsyncIterator[v1.DownloadAttachmentResponse]:
+        """Pass the Model's download stream through, chunk by chunk (no deadline)."""
+        caller_of(message)
+        with call_errors("the model service stream broke"):
+            async for part in self.gateway.model.download_attachment(message):
+                if part.attachment is not None:
+                    out = UserRefs()
+                    out.attachment(part.attachment)
+                    await self._named(out)
+                yield part
+
+    async def get_attachment(self, message: v1.GetAttachmentRequest) -> v1.Attachment:
+        """One attachment's metadata, if the caller may view its issue."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.get_attachment, message)
+        out = UserRefs()
+        out.attachment(reply)
+        await self._named(out)
+        return reply
+
+    async def list_attachments(
+        self, message: v1.ListAttachmentsRequest
+    ) -> v1.ListAttachmentsResponse:
+        """An issue's attachments, oldest first."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.list_attachments, message)
+        out = UserRefs()
+        for index, attachment in enumerate(reply.attachments):
+            out.attachment(attachment, f"attachments[{index}]")
+        await self._named(out)
+        return reply
+
+    async def delete_attachment(
+        self, message: v1.DeleteAttachmentRequest
+    ) -> v1.ChangeIssueResponse:
+        """Detach a file (its uploader or a component admin)."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.delete_attachment, message)
+        return await self._changed(reply)

@@ -90,6 +90,11 @@ class UserRefs:
             self.field(issue, name, f"{path}.{name}")
         self.items(issue.cc, f"{path}.cc")
 
+    def attachment(self, attachment: v1.Attachment | None, path: str = "attachment") -> None:
+        """The uploader."""
+        if attachment is not None:
+            self.field(attachment, "uploader", f"{path}.uploader")
+
     def issues(self, issues: Iterable[v1.Issue], path: str = "issues") -> None:
         """Every issue of a list."""
         for index, issue in enumerate(issues):
@@ -115,6 +120,8 @@ class UserRefs:
         if entry is None:
             return
         self.field(entry, "author", f"{path}.author")
+        for index, attachment in enumerate(entry.attachments):
+            self.attachment(attachment, f"{path}.attachments[{index}]")
         for index, change in enumerate(entry.changes):
             if change.field in _PEOPLE_CHANGES:
                 where = f"{path}.changes[{index}]"

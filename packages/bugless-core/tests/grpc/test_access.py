@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import trustme
@@ -101,14 +101,14 @@ class _Certificates:
         )
         return cert_path, key_path
 
-    def settings(self, **fields: object) -> GrpcServerSettings:
+    def settings(self, **fields: Any) -> GrpcServerSettings:
         return GrpcServerSettings(
             tls_cert=self.server_cert,
             tls_key=self.server_key,
             client_ca=self.ca_file,
             drain_seconds=0.0,
             grace_seconds=1.0,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
 
 

@@ -7,6 +7,7 @@ import logging
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from grpc_test_server import (
@@ -288,8 +289,6 @@ async def test_metrics_endpoint_is_closed_with_the_server(start_runner: StartRun
         ({"tls_cert": Path("s.pem"), "tls_key": Path("s.key")}, "mutual TLS is required"),
     ],
 )
-def test_inconsistent_settings_are_refused_when_built(
-    fields: dict[str, object], message: str
-) -> None:
+def test_inconsistent_settings_are_refused_when_built(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        GrpcServerSettings(**fields)  # type: ignore[arg-type]
+        GrpcServerSettings(**fields)

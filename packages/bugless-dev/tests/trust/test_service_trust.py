@@ -9,7 +9,7 @@ real gRPC clients presenting each service's certificate (or none).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
 
 import pytest
@@ -58,7 +58,8 @@ def test_every_rpc_of_every_service_has_an_access_row() -> None:
     for service in _services():
         servicer = SERVICERS.get(service)
         assert servicer is not None, f"{service} has no servicer listed here: add it"
-        table = servicer.ACCESS  # type: ignore[attr-defined]
+        table: Mapping[str, Collection[str]] | None = getattr(servicer, "ACCESS", None)
+        assert table is not None, f"{servicer.__name__} has no ACCESS table"
         for method in DESCRIPTOR_POOL.FindServiceByName(service).methods:
             row = table.get(method.name)
             if not row:

@@ -79,6 +79,8 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Authenticator/LookupUsers",
         "/bugless.v1.Authenticator/SuggestUsers",
         "/bugless.v1.Authenticator/Authorize",
+        "/bugless.v1.Authenticator/ListPersonCertificates",
+        "/bugless.v1.Authenticator/GetDeviceLogin",
     }
 )
 #: Bounds of the pause before the retry, in seconds (uniformly drawn).

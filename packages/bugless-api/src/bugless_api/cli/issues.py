@@ -27,6 +27,7 @@ from bugless_api.cli._render import (
     issue_detail,
     issue_row,
 )
+from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ async def history_command(client: BuglessClient, issue_id: int) -> Text:
 @click.option("--blocking", "blocking", multiple=True, type=ID, help="Issue id (repeatable).")
 @click.option("--blocked-by", "blocked_by", multiple=True, type=ID, help="Issue id (repeatable).")
 @click.option("--hotlist", "hotlists", multiple=True, type=ID, help="Hotlist id (repeatable).")
+@FIELD_OPTION
 @click.option(
     "--idempotency-key",
     default=None,
@@ -156,6 +158,7 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
     ref = id_or_path(options["component"])
     component_id = ref if isinstance(ref, int) else (await client.get_component(ref)).id
     key = options["idempotency_key"] or new_idempotency_key()
+    custom = await field_values(client, [component_id], options["fields"])
     try:
         issue = await client.create_issue(
             options["title"],
@@ -172,6 +175,7 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
             blocked_by_ids=options["blocked_by"],
             hotlist_ids=options["hotlists"],
             idempotency_key=key,
+            custom_fields=custom,
         )
     except Unavailable as exc:
         # The issue may have been made: the same key finds it instead of a twin.

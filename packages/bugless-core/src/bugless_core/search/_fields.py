@@ -49,6 +49,9 @@ class Field(StrEnum):
     MODIFIER = "modifier"
     LAST_MODIFIER = "lastmodifier"
     LAST_COMMENTER = "lastcommenter"
+    #: The issue's attachments, by a part of their name (``attachment:crash``,
+    #: ``has:attachment``).
+    ATTACHMENT = "attachment"
     STARRED_BY = "star"
 
 
@@ -98,6 +101,8 @@ class ValueKind(Enum):
     ENUM = "enum"
     INTEGER = "integer"
     DATE = "date"
+    #: A piece of text, matched as a part of a name.
+    TEXT = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,7 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_COMMENTER: FieldSpec(ValueKind.USER),
+    Field.ATTACHMENT: FieldSpec(ValueKind.TEXT, nullable=True),
     Field.STARRED_BY: FieldSpec(ValueKind.USER, nullable=True),
 }
 
@@ -200,6 +206,7 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "modifier": Field.MODIFIER,
     "lastmodifier": Field.LAST_MODIFIER,
     "lastcommenter": Field.LAST_COMMENTER,
+    "attachment": Field.ATTACHMENT,
     "star": Field.STARRED_BY,
     "starredby": Field.STARRED_BY,
     "title": TextField.TITLE,

@@ -26,6 +26,7 @@ from bugless_core.search._ast import (
     RelativeDateValue,
     Span,
     TextTerm,
+    TextValue,
     TimestampValue,
     UserValue,
     Value,
@@ -45,6 +46,7 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     TextField.TITLE: v1.SearchField.TITLE,
     TextField.COMMENT: v1.SearchField.COMMENT,
     TextField.EXTERNAL_ID: v1.SearchField.EXTERNAL_ID,
+    Field.ATTACHMENT: v1.SearchField.ATTACHMENT,
     Field.STATUS: v1.SearchField.STATUS,
     Field.STATUS_CLASS: v1.SearchField.STATUS_CLASS,
     Field.ASSIGNEE: v1.SearchField.ASSIGNEE,
@@ -358,6 +360,8 @@ class _Translator:
                 return user_id
             case IntValue(value=number):
                 return number
+            case TextValue(text=text):
+                return text
             case EnumValue(name=name):
                 # Statuses and types as their proto members; status classes as
                 # the proto documents them ("open").

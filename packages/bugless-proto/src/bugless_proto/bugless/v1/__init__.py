@@ -8,6 +8,7 @@ __all__ = (
     "AccountStub",
     "AclEntry",
     "AddHotlistItemsRequest",
+    "ApproveDeviceLoginRequest",
     "Attachment",
     "AuthenticateCertificateRequest",
     "AuthenticatePasswordRequest",
@@ -46,6 +47,8 @@ __all__ = (
     "DeleteHotlistRequest",
     "DeleteResponse",
     "DeleteSavedSearchRequest",
+    "DeviceLogin",
+    "DeviceLoginState",
     "DigestMode",
     "DownloadAttachmentRequest",
     "DownloadAttachmentResponse",
@@ -55,6 +58,7 @@ __all__ = (
     "FieldChange",
     "GetAttachmentRequest",
     "GetComponentRequest",
+    "GetDeviceLoginRequest",
     "GetHotlistRequest",
     "GetIssueAudienceRequest",
     "GetIssueRequest",
@@ -77,6 +81,7 @@ __all__ = (
     "IssueAudience",
     "IssueDelta",
     "IssueFields",
+    "IssuePersonCertificateRequest",
     "IssueTemplate",
     "IssueType",
     "IssueVersion",
@@ -96,6 +101,8 @@ __all__ = (
     "ListHotlistItemsResponse",
     "ListHotlistsRequest",
     "ListHotlistsResponse",
+    "ListPersonCertificatesRequest",
+    "ListPersonCertificatesResponse",
     "ListSavedSearchSubscriptionsRequest",
     "ListSavedSearchSubscriptionsResponse",
     "ListSavedSearchesRequest",
@@ -112,6 +119,9 @@ __all__ = (
     "NotificationsBase",
     "NotificationsStub",
     "PageRequest",
+    "PersonCertificate",
+    "PollDeviceLoginRequest",
+    "PollDeviceLoginResponse",
     "Principal",
     "Priority",
     "QuerySearchRequest",
@@ -122,6 +132,7 @@ __all__ = (
     "RedactRequest",
     "RedactionTarget",
     "RemoveHotlistItemsRequest",
+    "RevokePersonCertificateRequest",
     "RevokeSessionsRequest",
     "RevokeSessionsResponse",
     "Role",
@@ -149,6 +160,8 @@ __all__ = (
     "SourcePerson",
     "StarIssueRequest",
     "StarIssueResponse",
+    "StartDeviceLoginRequest",
+    "StartDeviceLoginResponse",
     "Status",
     "StructuredQuery",
     "Subscriptions",
@@ -248,6 +261,28 @@ class CustomFieldType(betterproto2.Enum):
             "CUSTOM_FIELD_TYPE_DATE": 5,
             "CUSTOM_FIELD_TYPE_USER": 6,
         }
+
+
+class DeviceLoginState(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.enum_types_by_name["DeviceLogin.State"]
+
+    STATE_UNSPECIFIED = 0
+
+    PENDING = 1
+
+    APPROVED = 2
+
+    DENIED = 3
+
+    EXPIRED = 4
+
+    DELIVERED = 5
+    """
+    Approved, and the certificate was handed to the device.
+    """
 
 
 class DigestMode(betterproto2.Enum):
@@ -982,6 +1017,28 @@ class AddHotlistItemsRequest(betterproto2.Message):
 
 default_message_pool.register_message(
     "bugless.v1", "AddHotlistItemsRequest", AddHotlistItemsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ApproveDeviceLoginRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ApproveDeviceLoginRequest"]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    user_code: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    deny: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    Refuse it instead.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ApproveDeviceLoginRequest", ApproveDeviceLoginRequest
 )
 
 
@@ -1945,6 +2002,39 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class DeviceLogin(betterproto2.Message):
+    """
+    A device login as the approving person sees it.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["DeviceLogin"]
+
+    user_code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    label: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    client_address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    state: "DeviceLoginState" = betterproto2.field(
+        6, betterproto2.TYPE_ENUM, default_factory=lambda: DeviceLoginState(0)
+    )
+
+
+default_message_pool.register_message("bugless.v1", "DeviceLogin", DeviceLogin)
+
+
+@dataclass(eq=False, repr=False)
 class DownloadAttachmentRequest(betterproto2.Message):
     """
     Server streaming: the Attachment first, then the content (or the range of
@@ -2176,6 +2266,21 @@ class GetComponentRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "GetComponentRequest", GetComponentRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetDeviceLoginRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["GetDeviceLoginRequest"]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    user_code: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("bugless.v1", "GetDeviceLoginRequest", GetDeviceLoginRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2985,6 +3090,46 @@ default_message_pool.register_message("bugless.v1", "IssueFields", IssueFields)
 
 
 @dataclass(eq=False, repr=False)
+class IssuePersonCertificateRequest(betterproto2.Message):
+    """
+    ---- the people CA (issue 19) ----
+
+    Sign a certificate signing request for the signed-in person (the token's
+    user). The CSR's key pair was made on the person's machine; only the public
+    key travels. Refused (INVALID_ARGUMENT) when the CSR asks for another
+    subject than nothing or CN=<own username>, any SAN, or CA rights;
+    RESOURCE_EXHAUSTED past the per-person hourly limit; FAILED_PRECONDITION
+    when no people CA is configured.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
+            "IssuePersonCertificateRequest"
+        ]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    csr_pem: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    validity_seconds: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    0 = the server's default; capped at the server's maximum.
+    """
+
+    label: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    What the person calls this certificate ("laptop"), shown in their list.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "IssuePersonCertificateRequest", IssuePersonCertificateRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class IssueTemplate(betterproto2.Message):
     """
     Defaults a new issue in a component starts from (the web UI pre-fills the
@@ -3305,6 +3450,52 @@ default_message_pool.register_message("bugless.v1", "ListHotlistsResponse", List
 
 
 @dataclass(eq=False, repr=False)
+class ListPersonCertificatesRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListPersonCertificatesRequest"
+        ]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    username: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Another person's certificates (needs manage_users); empty = the caller's.
+    """
+
+    include_inactive: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    Also expired and revoked ones.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListPersonCertificatesRequest", ListPersonCertificatesRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListPersonCertificatesResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListPersonCertificatesResponse"
+        ]
+
+    certificates: "list[PersonCertificate]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListPersonCertificatesResponse", ListPersonCertificatesResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class ListSavedSearchesRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -3579,6 +3770,103 @@ default_message_pool.register_message("bugless.v1", "PageRequest", PageRequest)
 
 
 @dataclass(eq=False, repr=False)
+class PersonCertificate(betterproto2.Message):
+    """
+    A certificate the people CA signed.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["PersonCertificate"]
+
+    serial: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Lower-case hex serial number: how it is listed and revoked.
+    """
+
+    user_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    username: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    label: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    source: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    "web", "device" or "api": how it was obtained.
+    """
+
+    issued_at: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    not_after: "datetime.datetime | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+    revoked_at: "datetime.datetime | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Set once revoked (by the person, an admin, or disabling the user).
+    """
+
+    revoked_by: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+
+    fingerprint: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    """
+    SHA-256 of the DER, hex.
+    """
+
+    certificate_pem: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    """
+    The certificate itself: only in the answer that issued it.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "PersonCertificate", PersonCertificate)
+
+
+@dataclass(eq=False, repr=False)
+class PollDeviceLoginRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["PollDeviceLoginRequest"]
+
+    device_code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "PollDeviceLoginRequest", PollDeviceLoginRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class PollDeviceLoginResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["PollDeviceLoginResponse"]
+
+    state: "DeviceLoginState" = betterproto2.field(
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: DeviceLoginState(0)
+    )
+
+    certificate_pem: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Once, when the state is APPROVED (later polls answer DELIVERED).
+    """
+
+    username: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "PollDeviceLoginResponse", PollDeviceLoginResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class Principal(betterproto2.Message):
     """
     A principal on an ACL: exactly one of a user or a group.
@@ -3816,6 +4104,33 @@ class RemoveHotlistItemsRequest(betterproto2.Message):
 
 default_message_pool.register_message(
     "bugless.v1", "RemoveHotlistItemsRequest", RemoveHotlistItemsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class RevokePersonCertificateRequest(betterproto2.Message):
+    """
+    Revoke one certificate: by serial, as its owner or with manage_users; or,
+    from the API only, the certificate the caller presented in the API's own
+    TLS handshake (`bugless logout`: possession already proven).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name[
+            "RevokePersonCertificateRequest"
+        ]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    serial: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    presented_certificate_der: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "RevokePersonCertificateRequest", RevokePersonCertificateRequest
 )
 
 
@@ -4335,6 +4650,54 @@ class StarIssueResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "StarIssueResponse", StarIssueResponse)
+
+
+@dataclass(eq=False, repr=False)
+class StartDeviceLoginRequest(betterproto2.Message):
+    """
+    Start a device login (`bugless login` on a machine without a browser
+    session): the CLI sends its CSR and gets a secret device code to poll with
+    and a short user code the person approves in the web UI, signed in.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["StartDeviceLoginRequest"]
+
+    csr_pem: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    label: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    client_address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    validity_seconds: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "StartDeviceLoginRequest", StartDeviceLoginRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class StartDeviceLoginResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["StartDeviceLoginResponse"]
+
+    device_code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    user_code: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    expires_in_seconds: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+
+    interval_seconds: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "StartDeviceLoginResponse", StartDeviceLoginResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -5106,6 +5469,135 @@ class AuthenticatorStub(betterproto2_grpclib.ServiceStub):
             "/bugless.v1.Authenticator/MergePlaceholder",
             message,
             User,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def issue_person_certificate(
+        self,
+        message: "IssuePersonCertificateRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "PersonCertificate":
+        """
+        The people CA (issue 19): short-lived client certificates for people.
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/IssuePersonCertificate",
+            message,
+            PersonCertificate,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_person_certificates(
+        self,
+        message: "ListPersonCertificatesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListPersonCertificatesResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/ListPersonCertificates",
+            message,
+            ListPersonCertificatesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def revoke_person_certificate(
+        self,
+        message: "RevokePersonCertificateRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "PersonCertificate":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/RevokePersonCertificate",
+            message,
+            PersonCertificate,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def start_device_login(
+        self,
+        message: "StartDeviceLoginRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "StartDeviceLoginResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/StartDeviceLogin",
+            message,
+            StartDeviceLoginResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_device_login(
+        self,
+        message: "GetDeviceLoginRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "DeviceLogin":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/GetDeviceLogin",
+            message,
+            DeviceLogin,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def approve_device_login(
+        self,
+        message: "ApproveDeviceLoginRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "DeviceLogin":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/ApproveDeviceLogin",
+            message,
+            DeviceLogin,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def poll_device_login(
+        self,
+        message: "PollDeviceLoginRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "PollDeviceLoginResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/PollDeviceLogin",
+            message,
+            PollDeviceLoginResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -6817,7 +7309,7 @@ class SavedSearchesStub(betterproto2_grpclib.ServiceStub):
 from ...google import protobuf as __google__protobuf__
 
 BUGLESS_V1_AUTH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xc4\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot\x12 \n\x0bplaceholder\x18\x07 \x01(\x08R\x0bplaceholder"\x90\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked"u\n\x0cSourcePerson\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName"\xaa\x01\n\x17MatchImportUsersRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x120\n\x06people\x18\x03 \x03(\x0b2\x18.bugless.v1.SourcePersonR\x06people\x12/\n\x13create_placeholders\x18\x04 \x01(\x08R\x12createPlaceholders"V\n\x0fImportUserMatch\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x1d\n\nmatched_by\x18\x02 \x01(\tR\tmatchedBy"Q\n\x18MatchImportUsersResponse\x125\n\x07matches\x18\x01 \x03(\x0b2\x1b.bugless.v1.ImportUserMatchR\x07matches"e\n\x17MergePlaceholderRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12 \n\x0bplaceholder\x18\x02 \x01(\tR\x0bplaceholder\x12\x12\n\x04into\x18\x03 \x01(\tR\x04into2\xaa\n\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponse\x12]\n\x10MatchImportUsers\x12#.bugless.v1.MatchImportUsersRequest\x1a$.bugless.v1.MatchImportUsersResponse\x12I\n\x10MergePlaceholder\x12#.bugless.v1.MergePlaceholderRequest\x1a\x10.bugless.v1.Userb\x06proto3'
+    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xc4\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot\x12 \n\x0bplaceholder\x18\x07 \x01(\x08R\x0bplaceholder"\x90\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked"u\n\x0cSourcePerson\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName"\xaa\x01\n\x17MatchImportUsersRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x120\n\x06people\x18\x03 \x03(\x0b2\x18.bugless.v1.SourcePersonR\x06people\x12/\n\x13create_placeholders\x18\x04 \x01(\x08R\x12createPlaceholders"V\n\x0fImportUserMatch\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x1d\n\nmatched_by\x18\x02 \x01(\tR\tmatchedBy"Q\n\x18MatchImportUsersResponse\x125\n\x07matches\x18\x01 \x03(\x0b2\x1b.bugless.v1.ImportUserMatchR\x07matches"e\n\x17MergePlaceholderRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12 \n\x0bplaceholder\x18\x02 \x01(\tR\x0bplaceholder\x12\x12\n\x04into\x18\x03 \x01(\tR\x04into"\x8f\x01\n\x1dIssuePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07csr_pem\x18\x02 \x01(\tR\x06csrPem\x12)\n\x10validity_seconds\x18\x03 \x01(\x01R\x0fvaliditySeconds\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label"\xa5\x03\n\x11PersonCertificate\x12\x16\n\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x127\n\tissued_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08issuedAt\x127\n\tnot_after\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08notAfter\x129\n\nrevoked_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n\nrevoked_by\x18\t \x01(\tR\trevokedBy\x12 \n\x0bfingerprint\x18\n \x01(\tR\x0bfingerprint\x12\'\n\x0fcertificate_pem\x18\x0b \x01(\tR\x0ecertificatePem"|\n\x1dListPersonCertificatesRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12)\n\x10include_inactive\x18\x03 \x01(\x08R\x0fincludeInactive"c\n\x1eListPersonCertificatesResponse\x12A\n\x0ccertificates\x18\x01 \x03(\x0b2\x1d.bugless.v1.PersonCertificateR\x0ccertificates"\x8a\x01\n\x1eRevokePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serial\x12:\n\x19presented_certificate_der\x18\x03 \x01(\x0cR\x17presentedCertificateDer"\x9a\x01\n\x17StartDeviceLoginRequest\x12\x17\n\x07csr_pem\x18\x01 \x01(\tR\x06csrPem\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12)\n\x10validity_seconds\x18\x04 \x01(\x01R\x0fvaliditySeconds"\xb1\x01\n\x18StartDeviceLoginResponse\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12,\n\x12expires_in_seconds\x18\x03 \x01(\x05R\x10expiresInSeconds\x12)\n\x10interval_seconds\x18\x04 \x01(\x05R\x0fintervalSeconds"\xf3\x02\n\x0bDeviceLogin\x12\x1b\n\tuser_code\x18\x01 \x01(\tR\x08userCode\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x123\n\x05state\x18\x06 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state"_\n\x05State\x12\x13\n\x11STATE_UNSPECIFIED\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08APPROVED\x10\x02\x12\n\n\x06DENIED\x10\x03\x12\x0b\n\x07EXPIRED\x10\x04\x12\r\n\tDELIVERED\x10\x05"J\n\x15GetDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode"b\n\x19ApproveDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12\x12\n\x04deny\x18\x03 \x01(\x08R\x04deny"9\n\x16PollDeviceLoginRequest\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode"\x93\x01\n\x17PollDeviceLoginResponse\x123\n\x05state\x18\x01 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state\x12\'\n\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username2\xc4\x0f\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponse\x12]\n\x10MatchImportUsers\x12#.bugless.v1.MatchImportUsersRequest\x1a$.bugless.v1.MatchImportUsersResponse\x12I\n\x10MergePlaceholder\x12#.bugless.v1.MergePlaceholderRequest\x1a\x10.bugless.v1.User\x12b\n\x16IssuePersonCertificate\x12).bugless.v1.IssuePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12o\n\x16ListPersonCertificates\x12).bugless.v1.ListPersonCertificatesRequest\x1a*.bugless.v1.ListPersonCertificatesResponse\x12d\n\x17RevokePersonCertificate\x12*.bugless.v1.RevokePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12]\n\x10StartDeviceLogin\x12#.bugless.v1.StartDeviceLoginRequest\x1a$.bugless.v1.StartDeviceLoginResponse\x12L\n\x0eGetDeviceLogin\x12!.bugless.v1.GetDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12T\n\x12ApproveDeviceLogin\x12%.bugless.v1.ApproveDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12Z\n\x0fPollDeviceLogin\x12".bugless.v1.PollDeviceLoginRequest\x1a#.bugless.v1.PollDeviceLoginResponseb\x06proto3'
 )
 BUGLESS_V1_COMMON_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"t\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin\x12#\n\rimport_issues\x18\x04 \x01(\x08R\x0cimportIssues"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
@@ -6941,6 +7433,47 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def merge_placeholder(self, message: "MergePlaceholderRequest") -> "User":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def issue_person_certificate(
+        self, message: "IssuePersonCertificateRequest"
+    ) -> "PersonCertificate":
+        """
+        The people CA (issue 19): short-lived client certificates for people.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_person_certificates(
+        self, message: "ListPersonCertificatesRequest"
+    ) -> "ListPersonCertificatesResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def revoke_person_certificate(
+        self, message: "RevokePersonCertificateRequest"
+    ) -> "PersonCertificate":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def start_device_login(
+        self, message: "StartDeviceLoginRequest"
+    ) -> "StartDeviceLoginResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_device_login(self, message: "GetDeviceLoginRequest") -> "DeviceLogin":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def approve_device_login(self, message: "ApproveDeviceLoginRequest") -> "DeviceLogin":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def poll_device_login(
+        self, message: "PollDeviceLoginRequest"
+    ) -> "PollDeviceLoginResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -7072,6 +7605,63 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         response = await self.merge_placeholder(request)
         await stream.send_message(response)
 
+    async def __rpc_issue_person_certificate(
+        self, stream: "grpclib.server.Stream[IssuePersonCertificateRequest, PersonCertificate]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.issue_person_certificate(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_person_certificates(
+        self,
+        stream: "grpclib.server.Stream[ListPersonCertificatesRequest, ListPersonCertificatesResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_person_certificates(request)
+        await stream.send_message(response)
+
+    async def __rpc_revoke_person_certificate(
+        self, stream: "grpclib.server.Stream[RevokePersonCertificateRequest, PersonCertificate]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.revoke_person_certificate(request)
+        await stream.send_message(response)
+
+    async def __rpc_start_device_login(
+        self, stream: "grpclib.server.Stream[StartDeviceLoginRequest, StartDeviceLoginResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.start_device_login(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_device_login(
+        self, stream: "grpclib.server.Stream[GetDeviceLoginRequest, DeviceLogin]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_device_login(request)
+        await stream.send_message(response)
+
+    async def __rpc_approve_device_login(
+        self, stream: "grpclib.server.Stream[ApproveDeviceLoginRequest, DeviceLogin]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.approve_device_login(request)
+        await stream.send_message(response)
+
+    async def __rpc_poll_device_login(
+        self, stream: "grpclib.server.Stream[PollDeviceLoginRequest, PollDeviceLoginResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.poll_device_login(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Authenticator/ListAuthenticators": grpclib.const.Handler(
@@ -7169,6 +7759,48 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 MergePlaceholderRequest,
                 User,
+            ),
+            "/bugless.v1.Authenticator/IssuePersonCertificate": grpclib.const.Handler(
+                self.__rpc_issue_person_certificate,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                IssuePersonCertificateRequest,
+                PersonCertificate,
+            ),
+            "/bugless.v1.Authenticator/ListPersonCertificates": grpclib.const.Handler(
+                self.__rpc_list_person_certificates,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListPersonCertificatesRequest,
+                ListPersonCertificatesResponse,
+            ),
+            "/bugless.v1.Authenticator/RevokePersonCertificate": grpclib.const.Handler(
+                self.__rpc_revoke_person_certificate,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                RevokePersonCertificateRequest,
+                PersonCertificate,
+            ),
+            "/bugless.v1.Authenticator/StartDeviceLogin": grpclib.const.Handler(
+                self.__rpc_start_device_login,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                StartDeviceLoginRequest,
+                StartDeviceLoginResponse,
+            ),
+            "/bugless.v1.Authenticator/GetDeviceLogin": grpclib.const.Handler(
+                self.__rpc_get_device_login,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetDeviceLoginRequest,
+                DeviceLogin,
+            ),
+            "/bugless.v1.Authenticator/ApproveDeviceLogin": grpclib.const.Handler(
+                self.__rpc_approve_device_login,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ApproveDeviceLoginRequest,
+                DeviceLogin,
+            ),
+            "/bugless.v1.Authenticator/PollDeviceLogin": grpclib.const.Handler(
+                self.__rpc_poll_device_login,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PollDeviceLoginRequest,
+                PollDeviceLoginResponse,
             ),
         }
 
