@@ -55,7 +55,7 @@ from bench._services import (
 )
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_api.client import BuglessClient
-from bugless_core.clients import ServiceAddress
+from bugless_core.clients import CURRENT_ASSERTION, ServiceAddress
 from bugless_core.grpc import CorkedChannel
 from bugless_proto import v1
 from bugless_testing.codecs import RawCodec
@@ -134,6 +134,8 @@ def _model_stub(params: dict[str, Any]) -> tuple[Channel, v1.ModelStub]:
         key=Path(params["model_key"]),
     )
     channel = address.channel()
+    # As the API does: every call carries the caller's identity assertion.
+    CURRENT_ASSERTION.set(params["assertion"])
     return channel, v1.ModelStub(channel)
 
 
@@ -302,6 +304,7 @@ def run(
         }
         identity = asyncio.run(_whoami(params))
         params["caller_id"] = identity
+        params["assertion"] = bench.stack.assertion_for(identity, groups=["eng"])
         sample = asyncio.run(_sample_sizes(params))
         echo_address, _ = bench.start_echo(sample["get"])
         params.update(

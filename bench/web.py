@@ -47,6 +47,7 @@ from bench._services import (
     summarize_profile,
 )
 from bench.seed import SeedOptions, seed_and_verify
+from bugless_core.clients import acting_as
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -91,20 +92,21 @@ async def _long_issue(bench: BenchStack, component_id: int) -> int:
     model = v1.ModelStub(channel)
     people = [data.user_id(k) for k in range(1, 40)]
     try:
-        issue = await model.create_issue(
-            v1.CreateIssueRequest(
-                caller=v1.Caller(user_id=VIEWER, groups=["eng"]),
-                fields=v1.IssueFields(
-                    title="Checkout times out under load after the cache change",
-                    priority=v1.Priority.P2,
-                    type=v1.IssueType.BUG,
-                    component_id=component_id,
-                    assignee=people[1],
-                ),
-                description="Steps:\n1. open checkout\n2. wait\n\nExpected: a page. Got: 504.",
-                cc=people[2:5],
+        with acting_as(bench.stack.assertion_for(VIEWER, groups=["eng"])):
+            issue = await model.create_issue(
+                v1.CreateIssueRequest(
+                    caller=v1.Caller(user_id=VIEWER, groups=["eng"]),
+                    fields=v1.IssueFields(
+                        title="Checkout times out under load after the cache change",
+                        priority=v1.Priority.P2,
+                        type=v1.IssueType.BUG,
+                        component_id=component_id,
+                        assignee=people[1],
+                    ),
+                    description="Steps:\n1. open checkout\n2. wait\n\nExpected: a page. Got: 504.",
+                    cc=people[2:5],
+                )
             )
-        )
         version = issue.version
         for n in range(1, HISTORY_ENTRIES):
             author = people[n % len(people)]
@@ -126,16 +128,20 @@ async def _long_issue(bench: BenchStack, component_id: int) -> int:
                 delta = v1.IssueDelta(
                     fields=v1.IssueFields(status=status), update_mask=FieldMask(paths=["status"])
                 )
-            reply = await model.change_issue(
-                v1.ChangeIssueRequest(
-                    caller=v1.Caller(user_id=author, groups=["eng"], admin=True),
-                    issue_id=issue.id,
-                    expected_version=version,
-                    delta=delta,
-                    comment=f"Comment {n}: tried `retry={n}` on canary; **still** failing "
-                    f"for {n * 3}% of requests. See https://example.org/runbook#{n}.",
-                )
+            acting = acting_as(
+                bench.stack.assertion_for(author, groups=["eng"], permissions=["admin"])
             )
+            with acting:
+                reply = await model.change_issue(
+                    v1.ChangeIssueRequest(
+                        caller=v1.Caller(user_id=author, groups=["eng"], admin=True),
+                        issue_id=issue.id,
+                        expected_version=version,
+                        delta=delta,
+                        comment=f"Comment {n}: tried `retry={n}` on canary; **still** failing "
+                        f"for {n * 3}% of requests. See https://example.org/runbook#{n}.",
+                    )
+                )
             assert reply.issue is not None
             version = reply.issue.version
     finally:

@@ -24,6 +24,7 @@ import httpx
 
 from bench.peers._bugless_seed import SCHEMA, add_long_comments, seed_bugless
 from bench.peers._peer import CreateCall, Peer, ReadTargets
+from bugless_core.clients import CURRENT_ASSERTION
 from bugless_dev.pki import LocalPki
 from bugless_dev.stack import LocalStack, StackConfig
 from bugless_proto import v1
@@ -99,9 +100,9 @@ class BuglessPeer(Peer):
         self._prepare_auth()
         stack = self._stack()
         try:
+            stack.start_auth()  # first: the Model fetches its assertion keys there
             model = stack.start_model("--migrate")
             self._model_port = model.port
-            stack.start_auth()
             web = stack.start_web(dev=False)
             yield f"{web.url}/"
         finally:
@@ -142,6 +143,8 @@ class BuglessPeer(Peer):
         # The web tier's identity: the Model serves only the frontends (mutual TLS).
         channel = self._stack().client_address("model", "web").channel()
         stub = v1.ModelStub(channel)
+        # The Model takes the caller from a signed assertion, as from the web tier.
+        CURRENT_ASSERTION.set(self._stack().assertion_for(USER, groups=GROUPS))
         caller = v1.Caller(user_id=USER, groups=list(GROUPS))
         component = meta.component_ids[meta.list_component]
 

@@ -324,6 +324,9 @@ async def _start_services(settings: TopologySettings, postgres: ThrowawayPostgre
     config.write_text(render_config(layout))
     # Frontends reach the backends through HAProxy; the web replicas share the
     # stack's one cookie key, so a session survives a change of replica.
+    # Every Model replica fetches the assertion keys through HAProxy too, so
+    # losing one Authenticator replica costs it nothing.
+    stack.env["BUGLESS_MODEL_AUTH"] = f"127.0.0.1:{layout.auth_port}"
     backends_flags = ["--model", f"127.0.0.1:{layout.model_port}"]
     backends_flags += ["--auth", f"127.0.0.1:{layout.auth_port}"]
     web_flags = ["--dev", "--steer-to", f"http://127.0.0.1:{layout.web_port}", *backends_flags]

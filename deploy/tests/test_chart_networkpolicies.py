@@ -100,7 +100,7 @@ def test_every_workload_is_selected_by_a_network_policy(manifests: list[Manifest
         assert kinds == {"Ingress", "Egress"}, workload["metadata"]["name"]
 
 
-def test_only_frontends_reach_model_and_auth() -> None:
+def test_only_frontends_reach_model_and_auth_and_the_model_reaches_auth() -> None:
     policies = of_kind(render(), "NetworkPolicy")
     for backend, port in (("model", 50051), ("auth", 50052)):
         assert _allowed(policies, _labels("web"), _labels(backend), port)
@@ -110,7 +110,9 @@ def test_only_frontends_reach_model_and_auth() -> None:
         assert not _allowed(policies, {"app": "something-else"}, _labels(backend), port)
         assert not _allowed(policies, None, _labels(backend), port)
         assert not _allowed(policies, _labels("migrate"), _labels(backend), port)
-    assert not _allowed(policies, _labels("model"), _labels("auth"), 50052)
+    # The Model fetches the Authenticator's assertion keys; never the reverse.
+    assert _allowed(policies, _labels("model"), _labels("auth"), 50052)
+    assert not _allowed(policies, _labels("auth"), _labels("model"), 50051)
 
 
 def test_only_model_auth_and_migration_reach_the_database() -> None:

@@ -125,7 +125,7 @@ async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: Con
     channel = bots.stack.model.channel()
     auth_channel = bots.stack.auth.channel()
     try:
-        model = _CountingModel(v1.ModelStub(channel))
+        model = _CountingModel(bots.stack.acting_model(v1.ModelStub(channel)))
         users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=30)
         reader = IssueReader(model.batch_get, users, max_batch=16, max_in_flight=1)
         assert me.user is not None
@@ -139,7 +139,9 @@ async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: Con
         assert len(model.sizes) <= 4
 
         # Another caller in the same loop turn gets its own batch and its own view.
-        other = v1.Caller(user_id="u_nobody_at_all", groups=[])
+        outsider = await connect_as("outsider").whoami()
+        assert outsider.user is not None
+        other = v1.Caller(user_id=outsider.user.user_id, groups=[])
         mixed = await asyncio.gather(
             _outcome(reader.get(caller, ids[0])), _outcome(reader.get(other, ids[0]))
         )

@@ -114,10 +114,12 @@ async def test_ids_past_int63_are_invalid_argument_at_the_api_and_the_model(
     assert at_api.value.status is Status.INVALID_ARGUMENT
     assert "issue_id" in (at_api.value.message or "")
 
+    boss = await connect_as("boss").whoami()
+    assert boss.user is not None
     channel = bots.stack.model.channel()
     try:
-        model = v1.ModelStub(channel)
-        caller = v1.Caller(user_id="u_admin", admin=True)
+        model = bots.stack.acting_model(v1.ModelStub(channel))
+        caller = v1.Caller(user_id=boss.user.user_id, admin=True)
         calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             (
                 "get_issue",

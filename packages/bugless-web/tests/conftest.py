@@ -57,7 +57,7 @@ async def world(bugless_stack: LocalStack) -> World:
         found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=sorted(people)))
         world = World(stack=bugless_stack, users={u.username: u.user_id for u in found.users})
         world.admin = v1.Caller(user_id=world.users["alice"], groups=["admins"], admin=True)
-        model = v1.ModelStub(model_channel)
+        model = bugless_stack.acting_model(v1.ModelStub(model_channel))
         platform = await call(
             model.create_component,
             v1.CreateComponentRequest(
@@ -125,10 +125,14 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 @pytest.fixture
 async def model(world: World) -> AsyncIterator[v1.ModelStub]:
-    """A Model client for seeding and checking data behind the web's back."""
+    """A Model client for seeding and checking data behind the web's back.
+
+    Each call carries an identity assertion for the user its request's
+    ``caller`` names (the Model takes the caller from that, not the request).
+    """
     channel = world.stack.model.channel()
     try:
-        yield v1.ModelStub(channel)
+        yield world.stack.acting_model(v1.ModelStub(channel))
     finally:
         channel.close()
 

@@ -302,7 +302,7 @@ async def test_an_imported_issue_shows_its_source_and_marks_imported_entries(
     channel = world.stack.client_address("model", "import").channel()
     try:
         response = await call(
-            v1.ModelStub(channel).import_issue,
+            world.stack.acting_model(v1.ModelStub(channel)).import_issue,
             v1.ImportIssueRequest(
                 caller=importer,
                 external_id=external_id,

@@ -178,7 +178,7 @@ def _new_issue(world: World, title: str) -> v1.Issue:
         channel = world.stack.model.channel()
         try:
             return await call(
-                v1.ModelStub(channel).create_issue,
+                world.stack.acting_model(v1.ModelStub(channel)).create_issue,
                 v1.CreateIssueRequest(
                     caller=world.caller("bob"),
                     fields=v1.IssueFields(title=title, component_id=world.components["Platform"]),
@@ -196,7 +196,7 @@ def _issue(world: World, issue_id: int) -> v1.Issue:
         channel = world.stack.model.channel()
         try:
             return await call(
-                v1.ModelStub(channel).get_issue,
+                world.stack.acting_model(v1.ModelStub(channel)).get_issue,
                 v1.GetIssueRequest(caller=world.admin, issue_id=issue_id),
             )
         finally:

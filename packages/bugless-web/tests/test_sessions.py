@@ -101,7 +101,7 @@ async def restricted_issue(world: World) -> int:
     channel = world.stack.model.channel()
     try:
         created = await call(
-            v1.ModelStub(channel).create_issue,
+            world.stack.acting_model(v1.ModelStub(channel)).create_issue,
             v1.CreateIssueRequest(
                 caller=world.admin,
                 fields=v1.IssueFields(title="restricted", component_id=world.components["Secret"]),

@@ -35,7 +35,14 @@ class AccountService(GatewayService, v1.AccountBase):
 
     async def who_am_i(self, message: v1.WhoAmIRequest) -> v1.Identity:
         """The identity the Authenticator maps the client certificate to."""
-        return current_identity().identity
+        identity = current_identity().identity
+        # The assertion is for the Model only, never for the bot.
+        return v1.Identity(
+            user=identity.user,
+            groups=list(identity.groups),
+            authenticator=identity.authenticator,
+            permissions=list(identity.permissions),
+        )
 
 
 class ComponentsService(GatewayService, v1.ComponentsBase):

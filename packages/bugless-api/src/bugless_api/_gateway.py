@@ -28,7 +28,7 @@ from bugless_api._identity import (
 from bugless_api._ratelimit import RateLimiter
 from bugless_api._users import UserDirectory
 from bugless_api.settings import ApiSettings
-from bugless_core.clients import call
+from bugless_core.clients import CURRENT_ASSERTION, call
 from bugless_core.errors import (
     InvalidArgument,
 )
@@ -81,6 +81,9 @@ class Gateway:
         identity = await self.identities.identify()
         self.limiter.take(identity.user_id)
         set_current_identity(identity)
+        # The Model takes the caller of every call this one makes from the
+        # assertion the Authenticator signed for this certificate's user.
+        CURRENT_ASSERTION.set(identity.identity.assertion or None)
         return identity
 
     async def _batch_get_issues(

@@ -27,6 +27,8 @@ from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
 
+#: A connection's identity is asked for again this long before its assertion expires.
+ASSERTION_MARGIN = 30.0
 #: Global permission that makes the caller an admin everywhere in the Model.
 ADMIN_PERMISSION = "admin"
 
@@ -161,7 +163,12 @@ class IdentityResolver:
             self._pending[connection] = pending
             pending.add_done_callback(lambda _: self._pending.pop(connection, None))
         identity = await asyncio.shield(pending)
-        self._cache[connection] = _Entry(identity, self._clock() + self._ttl)
+        keep = self._ttl
+        expires_at = identity.identity.assertion_expires_at
+        if expires_at is not None:
+            # Ask again before the assertion the Model needs runs out.
+            keep = max(0.0, min(keep, expires_at.timestamp() - time.time() - ASSERTION_MARGIN))
+        self._cache[connection] = _Entry(identity, self._clock() + keep)
         return identity
 
     async def _authenticate(self, connection: PeerConnection) -> CallerIdentity:

@@ -18,6 +18,7 @@ from typing import Any
 
 from bugless_auth import placeholders
 from bugless_auth._cache import TtlCache
+from bugless_auth.assertions import AssertionIssuer
 from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.people import PeopleCertificates
@@ -115,6 +116,9 @@ class AuthService:
         self.people = PeopleCertificates(store, settings.people_ca)
         self.directory = UserDirectory(
             store, ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
+        )
+        self.assertions = AssertionIssuer(
+            tokens.keys, issuer=settings.token_issuer, ttl_seconds=settings.assertion_ttl_seconds
         )
         self._valid_tokens: TtlCache[str, SessionClaims] = TtlCache(
             ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
@@ -334,7 +338,10 @@ class AuthService:
             authenticator,
             extra={"user_id": record.user_id, "authenticator": authenticator},
         )
-        return Authenticated(self._identity(cached, authenticator), issued.token, issued.expires_at)
+        identity = self.assertions.with_assertion(
+            self._identity(cached, authenticator), issued.session_id
+        )
+        return Authenticated(identity, issued.token, issued.expires_at)
 
     def _identity(self, cached: CachedUser, authenticator: str) -> v1.Identity:
         groups = list(cached.record.groups)
@@ -347,8 +354,11 @@ class AuthService:
 
     # ---- tokens ----
 
-    async def validate_token(self, token: str) -> v1.Identity:
+    async def validate_token(self, token: str, *, with_assertion: bool = False) -> v1.Identity:
         """The identity a token stands for, as the store knows it now.
+
+        With ``with_assertion`` it carries a fresh identity assertion for the
+        token's session, for the frontend to forward to the Model.
 
         The signature check is cached; whether the token's session is still
         live is asked of the database every time (the revocation list every
@@ -374,7 +384,36 @@ class AuthService:
             raise Unauthenticated("the token's user no longer exists", reason="INVALID_TOKEN")
         if cached.record.disabled:
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
-        return self._identity(cached, claims.authenticator)
+        identity = self._identity(cached, claims.authenticator)
+        if with_assertion:
+            return self.assertions.with_assertion(identity, claims.token_id)
+        return identity
+
+    # ---- identity assertions ----
+
+    async def issue_assertion(self, user_id: str) -> v1.Identity:
+        """An identity with an assertion for ``user_id``, with no session behind it.
+
+        For services acting for a user without that user's session (the
+        notifier as a recipient, an import job); who may ask is the ACCESS
+        table's business. The assertion names no session, so only its
+        expiry ends it; a disabled user gets none.
+
+        Raises:
+            NotFound: no such user.
+            PermissionDenied: the user is disabled or a placeholder.
+        """
+        cached = await self.directory.get(user_id)
+        if cached is None:
+            raise NotFound(f"user_id: no user has the id {user_id!r}")
+        if cached.record.disabled or cached.record.placeholder:
+            raise PermissionDenied(f"user {user_id!r} is disabled: no assertion is issued")
+        return self.assertions.with_assertion(self._identity(cached, "service"), "")
+
+    async def verification_keys(self) -> v1.VerificationKeys:
+        """The assertion keys and the sessions ended within an assertion's lifetime."""
+        revoked = await self.sessions.revoked_within(self.assertions.ttl_seconds)
+        return self.assertions.verification_keys(revoked)
 
     # ---- look-ups ----
 

@@ -94,6 +94,11 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "GetDeviceLogin": {"web"},
         "ApproveDeviceLogin": {"web"},
         "PollDeviceLogin": {"web"},
+        # The Model verifies identity assertions with these keys.
+        "GetVerificationKeys": {"model"},
+        # A service acting for a user without their session: the notifier
+        # reading as a recipient, an import job, an administrator's tool.
+        "IssueAssertion": {"notify", "@import", "@admin"},
     }
 
     def __init__(self, service: AuthService) -> None:
@@ -161,7 +166,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
     async def validate_token(self, message: v1.ValidateTokenRequest) -> v1.Identity:
         """The identity behind a session token (cached)."""
         _check_length(message.token, "token", _MAX_TOKEN)
-        return await self.service.validate_token(message.token)
+        return await self.service.validate_token(message.token, with_assertion=True)
 
     @grpc_errors
     async def get_users(self, message: v1.GetUsersRequest) -> v1.UsersResponse:
@@ -278,3 +283,18 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
             message.token, everywhere=message.everywhere, username=message.username
         )
         return v1.RevokeSessionsResponse(revoked=revoked)
+
+    @grpc_errors
+    async def get_verification_keys(
+        self, message: v1.GetVerificationKeysRequest
+    ) -> v1.VerificationKeys:
+        """The assertion keys, and the sessions ended within an assertion's lifetime."""
+        return await self.service.verification_keys()
+
+    @grpc_errors
+    async def issue_assertion(self, message: v1.IssueAssertionRequest) -> v1.Identity:
+        """An identity with an assertion for a user, for a service acting for them."""
+        if not message.user_id:
+            raise InvalidArgument("user_id: required")
+        _check_length(message.user_id, "user_id", _MAX_FIELD)
+        return await self.service.issue_assertion(message.user_id)

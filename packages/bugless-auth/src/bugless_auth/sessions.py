@@ -43,6 +43,10 @@ _REVOKE_USER = """
 UPDATE sessions SET revoked_at = now(), revoked_reason = $2
 WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
 """
+_REVOKED_SINCE = """
+SELECT session_id FROM sessions
+WHERE revoked_at > now() - $1::float8 * INTERVAL '1 second' AND expires_at > now()
+"""
 _PURGE = "DELETE FROM sessions WHERE expires_at < now() - $1::float8 * INTERVAL '1 second'"
 
 
@@ -87,6 +91,17 @@ class SessionStore:
             lambda conn: conn.fetchval(_IS_LIVE, session_id), transaction=False
         )
         return found is not None
+
+    async def revoked_within(self, seconds: float) -> list[str]:
+        """Sessions ended in the last ``seconds`` (and not expired): what the Model refuses.
+
+        An identity assertion lives at most ``seconds``, so a session ended
+        earlier has no assertion left that could still be accepted.
+        """
+        rows = await self._store.run(
+            lambda conn: conn.fetch(_REVOKED_SINCE, seconds), transaction=False
+        )
+        return [str(row["session_id"]) for row in rows]
 
     async def revoke(self, session_id: str, reason: str) -> int:
         """End one session; 1 if it was live, else 0."""

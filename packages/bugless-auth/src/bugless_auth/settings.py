@@ -229,6 +229,7 @@ class AuthSettings:
             shared secret of 32+ bytes (HS256).
         token_ttl_seconds: Lifetime of a session token.
         token_issuer: ``iss`` of issued tokens, checked on validation.
+        assertion_ttl_seconds: Lifetime of identity assertions (SECURITY.md).
         cache_ttl_seconds: How long user records (and validated tokens) are
             served from memory before being re-read: the bound on how stale a
             rename or a disable can be on a replica that did not see it.
@@ -282,6 +283,11 @@ class AuthSettings:
     )
     token_ttl_seconds: float = setting(12 * 3600.0, help="Lifetime of session tokens.")
     token_issuer: str = setting("bugless-auth", help="`iss` of issued tokens.")
+    assertion_ttl_seconds: float = setting(
+        300.0,
+        help="Lifetime of the identity assertions frontends forward to the Model; bounds "
+        "how long one outlives its session at the Model (it refuses ended sessions too).",
+    )
     cache_ttl_seconds: float = setting(
         30.0, help="How long user records and validated tokens are served from memory."
     )
@@ -310,6 +316,11 @@ class AuthSettings:
             raise ValueError(f"authenticators: {list(self.authenticators)} names one twice")
         if self.token_ttl_seconds < 1:
             raise ValueError(f"token_ttl_seconds must be at least 1, not {self.token_ttl_seconds}")
+        if not 10 <= self.assertion_ttl_seconds <= 3600:
+            raise ValueError(
+                f"assertion_ttl_seconds must be between 10 and 3600, not "
+                f"{self.assertion_ttl_seconds}"
+            )
         if self.cache_ttl_seconds <= 0:
             raise ValueError(f"cache_ttl_seconds must be more than 0, not {self.cache_ttl_seconds}")
         for name in ("cache_max_entries", "min_password_length", "pool_max_size"):

@@ -148,6 +148,7 @@ class TokenAuthority:
         self.issuer = issuer
         self.ttl_seconds = ttl_seconds
         self._signing = keys[0]
+        self.keys: tuple[SigningKey, ...] = tuple(keys)
         self._verifying = KeySet(list(keys))
         self._sealing = _encryption_key(keys[0])
         self._unsealing = KeySet([_encryption_key(k) for k in keys])

@@ -12,17 +12,21 @@ from __future__ import annotations
 import datetime
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from grpclib.client import Channel
+from grpclib.events import SendRequest, listen
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core import limits
 from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
+from bugless_core.assertions import METADATA_KEY
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.grpc import CorkedChannel, build_client_ssl_context
 from bugless_core.search import Query, to_structured, user_terms
@@ -75,8 +79,44 @@ class ServiceAddress:
         return build_client_ssl_context(self.ca, self.cert, self.key)
 
     def channel(self) -> Channel:
-        """A new grpclib channel (connects lazily, reconnects by itself)."""
-        return CorkedChannel(self.host, self.port, ssl=self.ssl_context())
+        """A new grpclib channel (connects lazily, reconnects by itself).
+
+        Every call made on it inside :func:`acting_as` carries that
+        assertion.
+        """
+        return forward_assertions(CorkedChannel(self.host, self.port, ssl=self.ssl_context()))
+
+
+#: The identity assertion calls made in this context forward (see :func:`acting_as`).
+CURRENT_ASSERTION: ContextVar[str | None] = ContextVar("bugless_assertion", default=None)
+
+
+@contextmanager
+def acting_as(assertion: str | None) -> Iterator[None]:
+    """Make every gRPC call in the block carry ``assertion`` (``None``: none).
+
+    The frontends wrap the handling of one request in it, with the assertion
+    the Authenticator issued for the person behind the request; the Model
+    derives its caller from that and nothing else. Tasks started inside the
+    block inherit it (context variables are copied into new tasks).
+    """
+    reset = CURRENT_ASSERTION.set(assertion)
+    try:
+        yield
+    finally:
+        CURRENT_ASSERTION.reset(reset)
+
+
+async def _add_assertion(event: SendRequest) -> None:
+    assertion = CURRENT_ASSERTION.get()
+    if assertion:
+        event.metadata[METADATA_KEY] = assertion
+
+
+def forward_assertions(channel: Channel) -> Channel:
+    """Make ``channel`` send the :func:`acting_as` assertion with each call; return it."""
+    listen(channel, SendRequest, _add_assertion)
+    return channel
 
 
 def warn_if_insecure(service: str, **addresses: ServiceAddress) -> None:
@@ -194,3 +234,70 @@ async def resolve_query(
         today=today or datetime.datetime.now(zone).date(),
         zone=zone,
     )
+
+
+class ActingFor:
+    """Identity assertions for the users a service acts for, by user id (cached).
+
+    For services that act for a user without holding that user's session:
+    the notifier reading as a recipient, an import job, an administrator's
+    tool (``bugless dev``'s seeding). It asks the Authenticator's
+    ``IssueAssertion``, which only the identities its ACCESS table names may
+    call, and reuses an assertion until shortly before it expires.
+    """
+
+    def __init__(self, auth: v1.AuthenticatorStub, *, margin_seconds: float = 30.0) -> None:
+        """Ask ``auth`` (a stub on a channel with an allowed service identity)."""
+        self._auth = auth
+        self._margin = margin_seconds
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    async def assertion(self, user_id: str) -> str:
+        """A valid assertion for ``user_id``.
+
+        Raises:
+            NotFound: no such user. PermissionDenied: the user is disabled,
+            or this service may not ask.
+        """
+        cached = self._cache.get(user_id)
+        now = time.time()
+        if cached is not None and cached[0] - self._margin > now:
+            return cached[1]
+        identity = await call(self._auth.issue_assertion, v1.IssueAssertionRequest(user_id=user_id))
+        expires = identity.assertion_expires_at
+        expires_at = expires.timestamp() if expires is not None else now
+        self._cache[user_id] = (expires_at, identity.assertion)
+        return identity.assertion
+
+
+class _ActingStub:
+    """A stub whose every call carries the assertion of its request's caller."""
+
+    def __init__(self, stub: object, acting: ActingFor) -> None:
+        self._stub = stub
+        self._acting = acting
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._stub, name)
+        if not callable(method):
+            return method
+        acting = self._acting
+
+        async def acting_call(request: Any, *args: Any, **kwargs: Any) -> Any:
+            caller = getattr(request, "caller", None)
+            user_id = caller.user_id if isinstance(caller, v1.Caller) else ""
+            assertion = await acting.assertion(user_id) if user_id else None
+            with acting_as(assertion):
+                return await method(request, *args, **kwargs)
+
+        return acting_call
+
+
+def acting_model(model: v1.ModelStub, acting: ActingFor) -> v1.ModelStub:
+    """``model`` making each unary call with an assertion for its request's ``caller``.
+
+    The Model ignores the ``caller`` in a request: what it acts on is the
+    assertion, which the Authenticator issues for the user named there (with
+    that user's real groups and permissions, whatever the request says).
+    """
+    return cast("v1.ModelStub", _ActingStub(model, acting))

@@ -133,7 +133,9 @@ async def seed_demo(running: Running, state: StateDir, echo: Callable[[str], Non
         return
     channel = running.model.channel()
     try:
-        model = v1.ModelStub(channel)
+        # Each call acts for the person its request names, by an assertion the
+        # Authenticator issues to this administrator's tool.
+        model = running.stack.acting_model(v1.ModelStub(channel))
         admin = running.admin.caller
         existing = await call(
             model.list_components, v1.ListComponentsRequest(caller=admin, include_archived=True)

@@ -242,7 +242,7 @@ class DevStack:
         model, auth = await asyncio.to_thread(stack.start_backends)
         self.echo(f"  model      127.0.0.1:{model.port}   auth  127.0.0.1:{auth.port}")
         admin = await self._ensure_admin(stack)
-        await self._ensure_first_component(stack.model, admin)
+        await self._ensure_first_component(stack, admin)
         api, web = await all_of(
             asyncio.to_thread(stack.start_api, port=api_port),
             asyncio.to_thread(stack.start_web, port=web_port),
@@ -331,11 +331,11 @@ class DevStack:
         )
         return Admin(username=username, user_id=created["user_id"], password=created["password"])
 
-    async def _ensure_first_component(self, model: ServiceAddress, admin: Admin) -> None:
+    async def _ensure_first_component(self, stack: LocalStack, admin: Admin) -> None:
         """Create :data:`FIRST_COMPONENT` when the tree is empty (a fresh tracker)."""
-        channel = model.channel()
+        channel = stack.model.channel()
         try:
-            stub = v1.ModelStub(channel)
+            stub = stack.acting_model(v1.ModelStub(channel))
             listed = await call(
                 stub.list_components,
                 v1.ListComponentsRequest(

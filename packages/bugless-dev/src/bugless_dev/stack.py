@@ -26,6 +26,7 @@ Typical use::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import subprocess
@@ -35,7 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bugless_core.clients import ServiceAddress
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from grpclib.client import Channel
+
+from bugless_core.assertions import sign_assertion
+from bugless_core.clients import ActingFor, ServiceAddress, acting_model
 from bugless_dev.pki import CertificateFiles, LocalPki
 from bugless_dev.processes import (
     BUGLESS_COMMAND,
@@ -47,10 +53,11 @@ from bugless_dev.processes import (
     run_bugless,
     spawn,
 )
+from bugless_proto import v1
 
 #: Group -> global permissions of the tests' and the drill's Authenticator.
 TEST_POLICY: Mapping[str, Sequence[str]] = {
-    "admins": ["admin"],
+    "admins": ["admin", "import_issues"],
     "component-creators": ["create_component"],
     "*": ["create_hotlist"],
 }
@@ -173,6 +180,7 @@ class LocalStack:
         self.services: list[RunningService] = []
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        self._channels: list[Channel] = []
         self.env: dict[str, str] = self._environment()
 
     @property
@@ -389,6 +397,51 @@ class LocalStack:
             ready_file=ready,
         )
 
+    def acting_model(self, model: v1.ModelStub) -> v1.ModelStub:
+        """``model`` calling with an assertion for each request's ``caller``.
+
+        For seeding and checking data behind the frontends' backs: an
+        administrator's tool (the ``admin`` identity) asks the Authenticator
+        for an assertion of the user each request names
+        (:func:`bugless_core.clients.acting_model`). The channel it asks on is
+        closed by :meth:`stop`.
+        """
+        channel = self.client_address("auth", "admin").channel()
+        with self._lock:
+            self._channels.append(channel)
+        return acting_model(model, ActingFor(v1.AuthenticatorStub(channel)))
+
+    def assertion_for(
+        self,
+        user_id: str,
+        *,
+        groups: Sequence[str] = (),
+        permissions: Sequence[str] = (),
+        ttl_seconds: float = 3600.0,
+    ) -> str:
+        """An identity assertion for ``user_id`` signed with the stack's own token key.
+
+        For benchmarks that seed users the Authenticator does not know (their
+        ids are written straight into the Model's tables): this stack holds
+        the signing key, as no deployment's tools do. Everything else asks
+        the Authenticator (:meth:`acting_model`).
+        """
+        key = serialization.load_pem_private_key(
+            Path(self.env["BUGLESS_AUTH_TOKEN_KEY_FILES"]).read_bytes(), None
+        )
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ServiceFailed("the stack's token key is not an Ed25519 key")
+        assertion, _ = sign_assertion(
+            key,
+            user_id=user_id,
+            groups=groups,
+            permissions=permissions,
+            session_id="",
+            issuer="bugless-auth",
+            ttl_seconds=ttl_seconds,
+        )
+        return assertion
+
     def wait_started(self, kind: str, process: ServiceProcess) -> RunningService:
         """Wait for a spawned service to listen and report ready (health or ``/readyz``).
 
@@ -411,6 +464,8 @@ class LocalStack:
             )
         with self._lock:
             self.services.append(running)
+            if kind == "auth" and "BUGLESS_MODEL_AUTH" not in self.env:
+                self.env["BUGLESS_MODEL_AUTH"] = f"127.0.0.1:{running.port}"
         return running
 
     def start(
@@ -443,7 +498,11 @@ class LocalStack:
         )
 
     def start_model(self, *extra: str, name: str | None = None) -> RunningService:
-        """``bugless model serve`` on a port of its own choosing."""
+        """``bugless model serve`` on a port of its own choosing.
+
+        It verifies identity assertions with the first Authenticator's keys
+        (``BUGLESS_MODEL_AUTH``, set once one runs), so start that first.
+        """
         args = ["model", "serve", "--port", "0", *extra]
         return self.start("model", args, name=name)
 
@@ -475,17 +534,14 @@ class LocalStack:
         return self.start("auth", [*args, *extra], name=name, env=env)
 
     def start_backends(self) -> tuple[RunningService, RunningService]:
-        """The Model and the Authenticator, started side by side."""
-        model_process = self.spawn("model", ["model", "serve", "--port", "0"])
-        auth_process = self.spawn("auth", ["auth", "serve", "--port", "0"])
+        """The Authenticator, then the Model (which verifies assertions with its keys)."""
+        auth = self.start_auth()
         try:
-            return self.wait_started("model", model_process), self.wait_started(
-                "auth", auth_process
-            )
+            model = self.start_model()
         except BaseException:
-            model_process.stop()
-            auth_process.stop()
+            self.stop_service(auth)
             raise
+        return model, auth
 
     def start_api(
         self, *extra: str, port: int = 0, name: str | None = None, reuse_port: bool = False
@@ -554,6 +610,11 @@ class LocalStack:
 
     def stop(self) -> None:
         """Frontends first, then the backends; each with its graceful shutdown."""
+        with self._lock:
+            channels, self._channels = self._channels, []
+        for channel in channels:
+            with contextlib.suppress(Exception):  # its event loop may be gone already
+                channel.close()
         for tier in (*STOP_TIERS, None):
             for service in [s for s in reversed(self.services) if tier is None or s.kind in tier]:
                 self.stop_service(service)

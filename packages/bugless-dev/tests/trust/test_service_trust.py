@@ -8,17 +8,24 @@ real gRPC clients presenting each service's certificate (or none).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import secrets
+import time
 from collections.abc import AsyncIterator, Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_api.server import SERVICE_CLASSES
 from bugless_auth.servicer import AuthenticatorServicer
+from bugless_core.assertions import METADATA_KEY, sign_assertion
 from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import ANY_CLIENT, SERVICE_IDENTITIES
 from bugless_core.model.servicer import ModelServicer
@@ -85,7 +92,7 @@ def test_the_model_and_the_authenticator_rows_say_who_calls_them() -> None:
     assert set(auth["AuthenticatePassword"]) == {"web"}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def channels(bugless_stack: LocalStack) -> AsyncIterator[list[Channel]]:
     opened: list[Channel] = []
     yield opened
@@ -119,16 +126,19 @@ async def test_other_identities_cannot_call_the_model(
 
 
 async def test_the_notifier_reads_but_cannot_write(
-    bugless_stack: LocalStack, channels: list[Channel]
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
 ) -> None:
     stub = v1.ModelStub(_as(bugless_stack, "model", "notify", channels))
+    # The notifier reads as a recipient, by an assertion it asks for.
+    auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "notify", channels))
+    bob = await auth.issue_assertion(v1.IssueAssertionRequest(user_id=people.bob_id), timeout=10)
     with pytest.raises(GRPCError) as refused:
         await stub.create_issue(
             v1.CreateIssueRequest(caller=v1.Caller(user_id="u", admin=True)), timeout=10
         )
     assert refused.value.status is Status.PERMISSION_DENIED
     components = await stub.list_components(
-        v1.ListComponentsRequest(caller=v1.Caller(user_id="nobody")), timeout=10
+        v1.ListComponentsRequest(), timeout=10, metadata={METADATA_KEY: bob.assertion}
     )
     assert components is not None
 
@@ -171,3 +181,163 @@ async def test_plaintext_and_certificate_less_callers_are_refused_in_the_handsha
     for channel in (plaintext, no_certificate):
         with pytest.raises((GRPCError, StreamTerminatedError, OSError)):
             await v1.ModelStub(channel).get_server_info(v1.GetServerInfoRequest(), timeout=10)
+
+
+# ---- identity assertions (issue 14.2) ----
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclasses.dataclass
+class Assertions:
+    """Two people, an issue only admins may see, and the stack's signing key."""
+
+    admin_id: str
+    bob_id: str
+    secret_issue: int
+    key: Ed25519PrivateKey
+
+
+@pytest.fixture(scope="module")
+async def people(bugless_stack: LocalStack) -> Assertions:
+    tag = secrets.token_hex(3)
+    admin = bugless_stack.add_user(f"trust-admin-{tag}", PASSWORD, admin=True)
+    bob = bugless_stack.add_user(f"trust-bob-{tag}", PASSWORD)
+    channel = bugless_stack.model.channel()
+    try:
+        model = bugless_stack.acting_model(v1.ModelStub(channel))
+        caller = v1.Caller(user_id=admin["user_id"])
+        component = await model.create_component(
+            v1.CreateComponentRequest(
+                caller=caller,
+                name=f"TrustSecret-{tag}",
+                acl=[v1.AclEntry(principal=v1.Principal(group="admins"), role=v1.Role.ADMIN)],
+            ),
+            timeout=30,
+        )
+        issue = await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=caller, fields=v1.IssueFields(title="secret", component_id=component.id)
+            ),
+            timeout=30,
+        )
+    finally:
+        channel.close()
+    key_file = bugless_stack.env["BUGLESS_AUTH_TOKEN_KEY_FILES"]
+    key_pem = await asyncio.to_thread(Path(key_file).read_bytes)
+    key = serialization.load_pem_private_key(key_pem, None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return Assertions(admin["user_id"], bob["user_id"], issue.id, key)
+
+
+async def _get_secret(
+    stack: LocalStack, people: Assertions, channels: list[Channel], assertion: str | None
+) -> v1.Issue:
+    stub = v1.ModelStub(_as(stack, "model", "web", channels))
+    # The request claims to be an admin: only the assertion may say who it is.
+    request = v1.GetIssueRequest(
+        caller=v1.Caller(user_id=people.admin_id, groups=["admins"], admin=True),
+        issue_id=people.secret_issue,
+    )
+    metadata = {METADATA_KEY: assertion} if assertion is not None else None
+    return await stub.get_issue(request, timeout=10, metadata=metadata)
+
+
+def _signed(people: Assertions, key: Ed25519PrivateKey, **options: Any) -> str:
+    assertion, _ = sign_assertion(
+        key,
+        user_id=options.pop("user_id", people.admin_id),
+        groups=options.pop("groups", ["admins"]),
+        permissions=options.pop("permissions", ["admin"]),
+        session_id="",
+        issuer="bugless-auth",
+        **options,
+    )
+    return assertion
+
+
+async def test_a_valid_assertion_names_the_caller(
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    issue = await _get_secret(bugless_stack, people, channels, _signed(people, people.key))
+    assert issue.id == people.secret_issue
+
+
+async def test_an_admin_flag_no_assertion_backs_does_nothing(
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    with pytest.raises(GRPCError) as anonymous:
+        await _get_secret(bugless_stack, people, channels, None)
+    assert anonymous.value.status is not Status.OK
+    # Bob's own assertion (no admin in it), in a request that says admin.
+    bob = _signed(people, people.key, user_id=people.bob_id, groups=[], permissions=[])
+    with pytest.raises(GRPCError) as as_bob:
+        await _get_secret(bugless_stack, people, channels, bob)
+    assert as_bob.value.status is Status.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "forge",
+    ["other-key", "expired", "wrong-audience", "tampered", "garbage"],
+)
+async def test_forged_expired_or_misdirected_assertions_are_unauthenticated(
+    forge: str, bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    if forge == "other-key":
+        assertion = _signed(people, Ed25519PrivateKey.generate())
+    elif forge == "expired":
+        assertion = _signed(people, people.key, now=time.time() - 3600)
+    elif forge == "wrong-audience":
+        assertion = _signed(people, people.key, audience="bugless-something-else")
+    elif forge == "tampered":
+        header, _, signature = _signed(people, people.key, user_id=people.bob_id).split(".")
+        claims = _signed(people, people.key).split(".")[1]
+        assertion = f"{header}.{claims}.{signature}"
+    else:
+        assertion = "not.an.assertion"
+    with pytest.raises(GRPCError) as refused:
+        await _get_secret(bugless_stack, people, channels, assertion)
+    assert refused.value.status is Status.UNAUTHENTICATED, refused.value.message
+
+
+async def test_an_assertion_replayed_after_sign_out_is_refused(
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "web", channels))
+    admin = await auth.get_users(v1.GetUsersRequest(user_ids=[people.admin_id]), timeout=10)
+    signed_in = await auth.authenticate_password(
+        v1.AuthenticatePasswordRequest(username=admin.users[0].username, password=PASSWORD),
+        timeout=30,
+    )
+    assert signed_in.identity is not None
+    assertion = signed_in.identity.assertion
+    assert (await _get_secret(bugless_stack, people, channels, assertion)).id
+    await auth.revoke_sessions(v1.RevokeSessionsRequest(token=signed_in.token), timeout=10)
+    # The Model re-reads the ended sessions every --assertion-refresh-seconds (5).
+    deadline = time.monotonic() + 30
+    refused: GRPCError | None = None
+    while refused is None and time.monotonic() < deadline:
+        try:
+            await _get_secret(bugless_stack, people, channels, assertion)
+        except GRPCError as exc:
+            refused = exc
+        await asyncio.sleep(0.5)
+    assert refused is not None, "the ended session's assertion still works"
+    assert refused.status is Status.UNAUTHENTICATED
+    assert "session has ended" in (refused.message or "")
+
+
+async def test_only_allowed_services_get_assertions_for_a_user(
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    request = v1.IssueAssertionRequest(user_id=people.bob_id)
+    for service in ("web", "api"):
+        stub = v1.AuthenticatorStub(_as(bugless_stack, "auth", service, channels))
+        with pytest.raises(GRPCError) as refused:
+            await stub.issue_assertion(request, timeout=10)
+        assert refused.value.status is Status.PERMISSION_DENIED
+    notify = v1.AuthenticatorStub(_as(bugless_stack, "auth", "notify", channels))
+    answer = await notify.issue_assertion(request, timeout=10)
+    assert answer.assertion
+    assert answer.user is not None
+    assert answer.user.user_id == people.bob_id

@@ -38,6 +38,8 @@ from bugless_web.settings import WebSettings
 TOKEN_CACHE_SIZE = 10_000
 #: How long the Model's capabilities and the sign-in methods are reused.
 INFO_TTL_SECONDS = 60.0
+#: A cached identity is asked for again this long before its assertion expires.
+ASSERTION_MARGIN = 30.0
 #: Most callers whose component tree is remembered at once (oldest forgotten first).
 COMPONENT_CACHE_SIZE = 1_000
 
@@ -135,7 +137,12 @@ class Backends:
             self._tokens.pop(key, None)
             raise
         viewer = Viewer(identity=identity, caller=caller_of(identity), token=token)
-        self._tokens[key] = (now + self._settings.token_cache_seconds, viewer)
+        keep = self._settings.token_cache_seconds
+        if identity.assertion_expires_at is not None:
+            # Never hand out an assertion about to expire: ask again well before.
+            left = identity.assertion_expires_at.timestamp() - time.time() - ASSERTION_MARGIN
+            keep = max(0.0, min(keep, left))
+        self._tokens[key] = (now + keep, viewer)
         self._tokens.move_to_end(key)
         while len(self._tokens) > TOKEN_CACHE_SIZE:
             self._tokens.popitem(last=False)

@@ -22,7 +22,7 @@ from litestar.enums import MediaType
 from litestar.response import Redirect
 
 from bugless_core import ids
-from bugless_core.clients import call
+from bugless_core.clients import CURRENT_ASSERTION, call
 from bugless_core.errors import (
     BuglessError,
     InvalidArgument,
@@ -171,6 +171,9 @@ async def optional_viewer(request: Request[Any, Any, Any]) -> Viewer | None:
         except Unauthenticated:
             session.sign_out()
     state[VIEWER_KEY] = viewer
+    # Every Model call of this request acts for this person, by the signed
+    # assertion the Authenticator issued (session_middleware resets it).
+    CURRENT_ASSERTION.set(viewer.identity.assertion if viewer is not None else None)
     return viewer
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 
+from bugless_core.clients import acting_as
 from bugless_web.frontend import SESSION_KEY
 from bugless_web.session import Session
 
@@ -102,7 +103,10 @@ def session_middleware(app: ASGIApp) -> ASGIApp:
                     headers.add("set-cookie", _set_cookie(frontend, session))
             await send(message)
 
-        await app(scope, receive, send_with_cookie)
+        # Model calls carry the viewer's identity assertion, set once the
+        # request's viewer is known (frontend.optional_viewer), and no other.
+        with acting_as(None):
+            await app(scope, receive, send_with_cookie)
 
     return middleware
 

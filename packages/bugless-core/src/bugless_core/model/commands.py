@@ -15,6 +15,7 @@ import click
 
 from bugless_core import eventloop
 from bugless_core.attachments import AttachmentSettings
+from bugless_core.clients import ServiceAddress
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
@@ -38,6 +39,14 @@ class ModelServeSettings:
         migrate: Apply migrations before serving (one-replica setups; a
             deployment runs ``bugless model migrate`` as a job instead).
         grpc: Listening, TLS, metrics and drain.
+        auth: The Authenticator, whose published keys verify the identity
+            assertions every caller is taken from (reached with this
+            server's own certificate, ``spiffe://bugless/model``). Required
+            unless ``--insecure-local``; without it the Model believes the
+            caller a request names.
+        assertion_refresh_seconds: How long the Authenticator's keys and list
+            of ended sessions are reused; bounds how late an ended session's
+            assertions are refused.
         log: Log level and format.
     """
 
@@ -48,6 +57,16 @@ class ModelServeSettings:
         help="Model backend to use; `bugless plugins` lists the installed ones.",
     )
     storage: ModelSettings = group(ModelSettings)
+    auth: ServiceAddress | None = setting(
+        None,
+        parse=ServiceAddress.parse,
+        metavar="HOST:PORT",
+        help="The Authenticator, whose keys verify identity assertions (required unless "
+        "--insecure-local).",
+    )
+    assertion_refresh_seconds: float = setting(
+        5.0, help="How long the Authenticator's keys and ended sessions are reused."
+    )
     attachments: AttachmentSettings = group(AttachmentSettings)
     migrate: bool = setting(False, env="BUGLESS_MIGRATE", help="Apply migrations before serving.")
     grpc: GrpcServerSettings = group(GrpcServerSettings)
@@ -58,6 +77,26 @@ class ModelServeSettings:
             raise ValueError(
                 "--page-token-secret (BUGLESS_PAGE_TOKEN_SECRET) is required to serve: "
                 "16 or more characters, the same on every replica"
+            )
+        if self.auth is None and not self.grpc.insecure_local:
+            raise ValueError(
+                "--auth HOST:PORT is required: the Model takes every caller from an "
+                "identity assertion the Authenticator signed, and fetches its keys there "
+                "(--insecure-local believes the caller a request names instead)"
+            )
+        if self.assertion_refresh_seconds <= 0:
+            raise ValueError("--assertion-refresh-seconds must be more than 0")
+        if self.auth is not None and self.auth.ca is None and self.grpc.mutual_tls:
+            # The Model's own certificate and CA are its client side too.
+            object.__setattr__(
+                self,
+                "auth",
+                dataclasses.replace(
+                    self.auth,
+                    ca=self.grpc.client_ca,
+                    cert=self.grpc.tls_cert,
+                    key=self.grpc.tls_key,
+                ),
             )
 
 
@@ -137,5 +176,7 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
             settings.grpc,
             migrate=settings.migrate,
             attachments=settings.attachments,
+            auth=settings.auth,
+            assertion_refresh_seconds=settings.assertion_refresh_seconds,
         )
     )

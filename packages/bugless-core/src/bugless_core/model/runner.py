@@ -8,12 +8,15 @@ import os
 from grpclib.health.check import ServiceCheck
 
 from bugless_core import tracing
+from bugless_core.assertions import AssertionVerifier
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob_store
+from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
 from bugless_core.plugins import Plugins
+from bugless_proto import v1
 
 _log = logging.getLogger("bugless.model")
 
@@ -31,6 +34,7 @@ async def start_model(
     *,
     migrate: bool = False,
     attachments: AttachmentSettings | None = None,
+    assertions: AssertionVerifier | None = None,
 ) -> tuple[ModelBackend, GrpcServiceRunner]:
     """Open the backend and its blob store and start serving; the caller stops all three.
 
@@ -72,7 +76,10 @@ async def start_model(
         )
     database = ServiceCheck(backend.check_ready, check_ttl=READINESS_TTL_SECONDS, check_timeout=1.0)
     runner = GrpcServiceRunner(
-        [ModelServicer(backend)], grpc_settings, name="model", readiness_checks=[database]
+        [ModelServicer(backend, assertions=assertions)],
+        grpc_settings,
+        name="model",
+        readiness_checks=[database],
     )
     try:
         await runner.start()
@@ -100,12 +107,47 @@ async def serve_model(
     *,
     migrate: bool = False,
     attachments: AttachmentSettings | None = None,
+    auth: ServiceAddress | None = None,
+    assertion_refresh_seconds: float = 5.0,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and close the backend."""
+    """Serve until SIGTERM/SIGINT, then drain and close the backend.
+
+    With ``auth``, callers come from identity assertions verified with that
+    Authenticator's keys; without (``--insecure-local`` only), from requests.
+    """
+    channel = None if auth is None else auth.channel()
+    verifier = None
+    if channel is not None:
+        verifier = authenticator_verifier(
+            v1.AuthenticatorStub(channel), refresh_seconds=assertion_refresh_seconds
+        )
+    else:
+        _log.warning(
+            "no --auth: the Model believes the caller each request names (--insecure-local)"
+        )
     backend, runner = await start_model(
-        plugins, backend_cls, settings, grpc_settings, migrate=migrate, attachments=attachments
+        plugins,
+        backend_cls,
+        settings,
+        grpc_settings,
+        migrate=migrate,
+        attachments=attachments,
+        assertions=verifier,
     )
     try:
         await runner.serve_until_signalled()
     finally:
         await close_model(backend)
+        if channel is not None:
+            channel.close()
+
+
+def authenticator_verifier(
+    auth: v1.AuthenticatorStub, *, refresh_seconds: float = 5.0
+) -> AssertionVerifier:
+    """An assertion verifier fed by ``auth``'s ``GetVerificationKeys``."""
+
+    async def fetch() -> v1.VerificationKeys:
+        return await auth.get_verification_keys(v1.GetVerificationKeysRequest(), timeout=5.0)
+
+    return AssertionVerifier(fetch, refresh_seconds=refresh_seconds)

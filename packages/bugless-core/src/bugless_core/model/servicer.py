@@ -12,16 +12,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from grpclib.const import Status
+from grpclib.const import Handler, Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core import attachments, limits
+from bugless_core.assertions import AssertionVerifier
 from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
 from bugless_core.model import _feed_checks as feed_checks
 from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
 from bugless_core.model import _validation as check
+from bugless_core.model._callers import with_verified_callers
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_proto import v1
 
@@ -97,9 +99,27 @@ class ModelServicer(v1.ModelBase):
         "ImportIssue": {"@import"},
     }
 
-    def __init__(self, backend: ModelBackend) -> None:
-        """Serve ``backend``; it must already be open."""
+    def __init__(
+        self, backend: ModelBackend, *, assertions: AssertionVerifier | None = None
+    ) -> None:
+        """Serve ``backend``; it must already be open.
+
+        Args:
+            backend: The open backend.
+            assertions: Verifies the identity assertions the caller of every
+                call is taken from (:mod:`bugless_core.model._callers`). Only
+                ``--insecure-local`` and the backends' conformance tests serve
+                without one: then the request's ``caller`` is believed.
+        """
         self.backend = backend
+        self.assertions = assertions
+
+    def __mapping__(self) -> dict[str, Handler]:
+        """The handlers; with a verifier, each request's caller is its assertion's."""
+        handlers: dict[str, Handler] = super().__mapping__()
+        if self.assertions is None:
+            return handlers
+        return with_verified_callers(handlers, self.assertions)
 
     @grpc_errors
     async def get_server_info(self, message: v1.GetServerInfoRequest) -> v1.GetServerInfoResponse:

@@ -1,0 +1,317 @@
+"""Signed identity assertions: whom a frontend acts for, as the Authenticator says.
+
+The Model does not trust a ``Caller`` set by whoever connects. The
+Authenticator signs a short-lived assertion (a JWS in compact form, algorithm
+``Ed25519`` as RFC 9864 names it) when a person or bot authenticates and when
+a session is validated; the frontend forwards it with each Model call in the
+``bugless-assertion`` metadata (:func:`bugless_core.clients.acting_as`), and
+the Model derives the caller from it alone (:class:`AssertionVerifier`). A
+stolen frontend certificate therefore reaches the Model as a frontend, but
+can act only for the people whose assertions it holds, for minutes.
+
+Claims: ``sub`` (user id), ``grp`` (groups), ``adm`` and ``imp`` (the global
+``admin`` and ``import_issues`` permissions), ``sid`` (the session the
+assertion was issued for; empty for one issued to a service acting for a user,
+see ``IssueAssertion``), ``aud`` (always :data:`AUDIENCE`), ``iss``, ``iat``,
+``exp``; the header names the key (``kid``), so keys rotate: the Authenticator
+publishes every key an unexpired assertion may be signed with
+(``GetVerificationKeys``), and the Model refetches on an unknown ``kid``.
+
+This module is the one home of the format: the Authenticator signs with
+:func:`sign_assertion`, the Model verifies with :class:`AssertionVerifier`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from bugless_core.errors import Unauthenticated, Unavailable
+from bugless_proto import v1
+
+_log = logging.getLogger("bugless_core.assertions")
+
+#: The metadata key a frontend forwards the assertion in.
+METADATA_KEY: Final = "bugless-assertion"
+#: The only audience: assertions are for the Model.
+AUDIENCE: Final = "bugless-model"
+#: The JWS ``typ`` of an assertion, so no other signed object passes as one.
+ASSERTION_TYPE: Final = "bugless-assertion"
+#: How long an assertion lives by default.
+DEFAULT_TTL_SECONDS: Final = 300.0
+_ALGORITHM: Final = "Ed25519"
+#: Longest assertion the Model reads (a few hundred bytes; groups make it longer).
+MAX_ASSERTION_LENGTH: Final = 16 * 1024
+
+_INVALID = "the identity assertion is invalid"
+_EXPIRED = "the identity assertion has expired: the frontend must get a new one"
+_REVOKED = "the identity assertion's session has ended: sign in again"
+
+
+@dataclass(frozen=True)
+class AssertionClaims:
+    """What a verified assertion says.
+
+    Attributes:
+        user_id: The user it stands for.
+        groups: Their groups.
+        admin: The global ``admin`` permission.
+        import_issues: The global ``import_issues`` permission.
+        session_id: The session it was issued for ("" for a service's).
+        expires_at: Unix time it stops being accepted.
+        key_id: The key that signed it.
+    """
+
+    user_id: str
+    groups: tuple[str, ...]
+    admin: bool
+    import_issues: bool
+    session_id: str
+    expires_at: float
+    key_id: str
+
+    def caller(self) -> v1.Caller:
+        """The Model caller it stands for."""
+        return v1.Caller(
+            user_id=self.user_id,
+            groups=list(self.groups),
+            admin=self.admin,
+            import_issues=self.import_issues,
+        )
+
+
+def _encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """A key's id: the first 16 bytes of its raw public key, base64url."""
+    return _encode(public_key.public_bytes_raw()[:16])
+
+
+def sign_assertion(
+    key: Ed25519PrivateKey,
+    *,
+    user_id: str,
+    groups: Sequence[str],
+    permissions: Collection[str],
+    session_id: str,
+    issuer: str,
+    ttl_seconds: float = DEFAULT_TTL_SECONDS,
+    now: float | None = None,
+    audience: str = AUDIENCE,
+) -> tuple[str, float]:
+    """Sign an assertion for ``user_id``; return it and when it expires.
+
+    ``now`` and ``audience`` are for tests that need an expired or misdirected
+    assertion signed by a real key.
+    """
+    issued = int(time.time() if now is None else now)
+    expires = issued + int(ttl_seconds)
+    header = {"alg": _ALGORITHM, "typ": ASSERTION_TYPE, "kid": key_id(key.public_key())}
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": user_id,
+        "grp": list(groups),
+        "adm": "admin" in permissions,
+        "imp": "import_issues" in permissions,
+        "sid": session_id,
+        "iat": issued,
+        "exp": expires,
+    }
+    signing_input = (
+        _encode(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + _encode(json.dumps(claims, separators=(",", ":")).encode())
+    )
+    signature = key.sign(signing_input.encode("ascii"))
+    return f"{signing_input}.{_encode(signature)}", float(expires)
+
+
+def _parse(assertion: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """Header, claims, signing input and signature; Unauthenticated if malformed."""
+    if len(assertion) > MAX_ASSERTION_LENGTH:
+        raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+    parts = assertion.split(".")
+    if len(parts) != 3:
+        raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+    try:
+        header = json.loads(_decode(parts[0]))
+        claims = json.loads(_decode(parts[1]))
+        signature = _decode(parts[2])
+    except (ValueError, binascii.Error) as exc:
+        raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION") from exc
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+    return header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature
+
+
+def _claims(claims: dict[str, Any], kid: str) -> AssertionClaims:
+    groups = claims.get("grp")
+    if (
+        claims.get("aud") != AUDIENCE
+        or not isinstance(claims.get("sub"), str)
+        or not claims["sub"]
+        or not isinstance(claims.get("exp"), int)
+        or not isinstance(groups, list)
+        or not all(isinstance(g, str) for g in groups)
+        or not isinstance(claims.get("sid", ""), str)
+    ):
+        raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+    return AssertionClaims(
+        user_id=claims["sub"],
+        groups=tuple(groups),
+        admin=claims.get("adm") is True,
+        import_issues=claims.get("imp") is True,
+        session_id=claims.get("sid", ""),
+        expires_at=float(claims["exp"]),
+        key_id=kid,
+    )
+
+
+#: Fetches the Authenticator's keys and revocations (its ``GetVerificationKeys``).
+FetchKeys = Callable[[], Awaitable[v1.VerificationKeys]]
+
+
+class AssertionVerifier:
+    """Verifies assertions for the Model, with the Authenticator's published keys.
+
+    Keys and the list of ended sessions are fetched with ``fetch`` and kept
+    for ``refresh_seconds``; an assertion naming an unknown key makes it fetch
+    again at once (at most once a second), so a rotated-in key works on its
+    first assertion. A verified assertion is cached (by its text, with the key
+    that verified it): a repeated one costs a dictionary look-up and the
+    expiry, revocation and key checks, never a signature check.
+    """
+
+    def __init__(
+        self,
+        fetch: FetchKeys,
+        *,
+        refresh_seconds: float = 5.0,
+        stale_limit_seconds: float = 60.0,
+        max_cached: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Verify with the keys ``fetch`` returns.
+
+        Args:
+            fetch: Calls the Authenticator's ``GetVerificationKeys``.
+            refresh_seconds: How long keys and revocations are reused; bounds
+                how late an ended session's assertions are refused.
+            stale_limit_seconds: While the Authenticator cannot be reached,
+                the last answer is used for this long, then every assertion
+                is refused with UNAVAILABLE (fail closed).
+            max_cached: Bound on remembered verified assertions.
+            clock: Unix time (tests move it).
+        """
+        self._fetch = fetch
+        self._refresh_seconds = refresh_seconds
+        self._stale_limit = stale_limit_seconds
+        self._max_cached = max_cached
+        self._clock = clock
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._revoked: frozenset[str] = frozenset()
+        self._fetched_at = float("-inf")
+        self._forced_at = float("-inf")
+        self._refreshing: asyncio.Task[None] | None = None
+        self._verified: OrderedDict[str, AssertionClaims] = OrderedDict()
+
+    async def claims(self, assertion: str) -> AssertionClaims:
+        """Verify ``assertion`` and return what it says.
+
+        Raises:
+            Unauthenticated: malformed, signed by no published key, forged,
+                for another audience, expired, or its session has ended.
+            Unavailable: the keys could not be fetched for too long.
+        """
+        now = self._clock()
+        if now - self._fetched_at > self._refresh_seconds:
+            await self._refresh(now, required=now - self._fetched_at > self._stale_limit)
+        cached = self._verified.get(assertion)
+        if cached is None:
+            cached = await self._verify(assertion, now)
+            self._verified[assertion] = cached
+            if len(self._verified) > self._max_cached:
+                self._verified.popitem(last=False)
+        elif cached.key_id not in self._keys:
+            self._verified.pop(assertion, None)
+            raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+        if cached.expires_at <= now:
+            self._verified.pop(assertion, None)
+            raise Unauthenticated(_EXPIRED, reason="ASSERTION_EXPIRED")
+        if cached.session_id and cached.session_id in self._revoked:
+            raise Unauthenticated(_REVOKED, reason="SESSION_ENDED")
+        return cached
+
+    async def _verify(self, assertion: str, now: float) -> AssertionClaims:
+        header, claims, signing_input, signature = _parse(assertion)
+        kid = header.get("kid")
+        if header.get("alg") != _ALGORITHM or header.get("typ") != ASSERTION_TYPE:
+            raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+        if not isinstance(kid, str):
+            raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+        key = self._keys.get(kid)
+        if key is None and now - self._forced_at >= 1.0:
+            self._forced_at = now
+            await self._refresh(now, required=False)
+            key = self._keys.get(kid)
+        if key is None:
+            raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+        try:
+            key.verify(signature, signing_input)
+        except InvalidSignature as exc:
+            raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION") from exc
+        return _claims(claims, kid)
+
+    async def _refresh(self, now: float, *, required: bool) -> None:
+        """Fetch keys and revocations once, however many calls wait for it."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._fetch_now())
+        try:
+            await asyncio.shield(self._refreshing)
+        except Exception as exc:
+            if required:
+                raise Unavailable(
+                    f"the Authenticator's assertion keys cannot be fetched: {exc}"
+                ) from exc
+            _log.warning("assertion keys not refreshed, using the last ones: %s", exc)
+
+    async def _fetch_now(self) -> None:
+        answer = await self._fetch()
+        keys = {
+            item.kid: Ed25519PublicKey.from_public_bytes(item.ed25519_public_key)
+            for item in answer.keys
+        }
+        self._keys = keys
+        self._revoked = frozenset(answer.revoked_session_ids)
+        self._fetched_at = self._clock()
+
+
+__all__ = [
+    "ASSERTION_TYPE",
+    "AUDIENCE",
+    "DEFAULT_TTL_SECONDS",
+    "METADATA_KEY",
+    "AssertionClaims",
+    "AssertionVerifier",
+    "FetchKeys",
+    "key_id",
+    "sign_assertion",
+]

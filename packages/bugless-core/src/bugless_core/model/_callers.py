@@ -1,0 +1,69 @@
+"""The Model's caller comes from the signed assertion, never from the request.
+
+Every request message with a ``caller`` field gets it replaced, before its
+handler sees it, by what the verified identity assertion in the call's
+``bugless-assertion`` metadata says (:class:`~bugless_core.assertions.AssertionVerifier`).
+A call without an assertion is anonymous (an empty caller: public reads only,
+as for a signed-out visitor); one with an invalid, expired, foreign or revoked
+assertion is refused with UNAUTHENTICATED. So a ``Caller{admin: true}`` that
+no signed assertion backs does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from grpclib.const import Handler
+from grpclib.server import Stream
+
+from bugless_core.assertions import METADATA_KEY, AssertionVerifier
+from bugless_core.grpc import current_metadata, handler_errors
+from bugless_proto import v1
+
+_Func = Callable[[Stream[Any, Any]], Awaitable[None]]
+
+
+async def verified_caller(verifier: AssertionVerifier) -> v1.Caller:
+    """The caller the current call's assertion stands for; anonymous without one."""
+    assertion = current_metadata().get(METADATA_KEY)
+    if not assertion or not isinstance(assertion, str):
+        return v1.Caller()
+    return (await verifier.claims(assertion)).caller()
+
+
+def _has_caller(request_type: Any) -> bool:
+    return dataclasses.is_dataclass(request_type) and any(
+        field.name == "caller" for field in dataclasses.fields(request_type)
+    )
+
+
+def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _Func:
+    async def handle(stream: Stream[Any, Any]) -> None:
+        with handler_errors(name):
+            caller = await verified_caller(verifier)
+        receive = stream.recv_message
+
+        async def recv_message() -> Any:
+            message = await receive()
+            if message is not None:
+                message.caller = caller
+            return message
+
+        stream.recv_message = recv_message  # type: ignore[method-assign]
+        await func(stream)
+
+    return handle
+
+
+def with_verified_callers(
+    handlers: Mapping[str, Handler], verifier: AssertionVerifier
+) -> dict[str, Handler]:
+    """``handlers`` with the caller of every request that has one taken from its assertion."""
+    return {
+        name: Handler(_replacing_caller(name, handler.func, verifier), *handler[1:])
+        if _has_caller(handler.request_type)
+        else handler
+        for name, handler in handlers.items()
+    }
