@@ -1,0 +1,141 @@
+"""The assertion format and its verifier (end-to-end refusals: bugless-dev trust tests)."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bugless_core.assertions import AssertionVerifier, key_id, sign_assertion
+from bugless_core.errors import Unauthenticated, Unavailable
+from bugless_proto import v1
+
+
+class _Authenticator:
+    """What GetVerificationKeys would answer, and how often it was asked."""
+
+    def __init__(self, *keys: Ed25519PrivateKey) -> None:
+        self.keys = list(keys)
+        self.revoked: list[str] = []
+        self.calls = 0
+        self.down = False
+
+    async def fetch(self) -> v1.VerificationKeys:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("the Authenticator is down")
+        return v1.VerificationKeys(
+            keys=[
+                v1.VerificationKey(
+                    kid=key_id(k.public_key()),
+                    ed25519_public_key=k.public_key().public_bytes_raw(),
+                )
+                for k in self.keys
+            ],
+            revoked_session_ids=list(self.revoked),
+        )
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sign(key: Ed25519PrivateKey, clock: _Clock, **claims: object) -> str:
+    options: dict[str, object] = {
+        "user_id": "u1",
+        "groups": ["eng"],
+        "permissions": ["admin"],
+        "session_id": "s1",
+        "issuer": "bugless-auth",
+        "now": clock.now,
+    }
+    options.update(claims)
+    assertion, _ = sign_assertion(key, **options)  # type: ignore[arg-type]
+    return assertion
+
+
+async def test_a_valid_assertion_gives_its_caller_and_is_verified_once() -> None:
+    key, clock = Ed25519PrivateKey.generate(), _Clock()
+    auth = _Authenticator(key)
+    verifier = AssertionVerifier(auth.fetch, clock=clock)
+    assertion = _sign(key, clock)
+
+    first = await verifier.claims(assertion)
+    second = await verifier.claims(assertion)
+
+    assert first.caller() == v1.Caller(user_id="u1", groups=["eng"], admin=True)
+    assert second is first  # cached: no second signature check
+    assert auth.calls == 1
+
+
+async def test_a_key_rotated_in_is_fetched_on_its_first_assertion() -> None:
+    old, new, clock = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate(), _Clock()
+    auth = _Authenticator(old)
+    verifier = AssertionVerifier(auth.fetch, clock=clock)
+    await verifier.claims(_sign(old, clock))
+
+    auth.keys = [new, old]
+    claims = await verifier.claims(_sign(new, clock, user_id="u2"))
+
+    assert claims.user_id == "u2"
+    assert auth.calls == 2
+
+
+async def test_a_key_rotated_out_stops_verifying_even_cached_assertions() -> None:
+    old, new, clock = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate(), _Clock()
+    auth = _Authenticator(old)
+    verifier = AssertionVerifier(auth.fetch, clock=clock, refresh_seconds=5)
+    assertion = _sign(old, clock)
+    await verifier.claims(assertion)
+
+    auth.keys = [new]
+    clock.now += 6
+    with pytest.raises(Unauthenticated):
+        await verifier.claims(assertion)
+
+
+async def test_expiry_and_ended_sessions_are_checked_on_every_use() -> None:
+    key, clock = Ed25519PrivateKey.generate(), _Clock()
+    auth = _Authenticator(key)
+    verifier = AssertionVerifier(auth.fetch, clock=clock, refresh_seconds=5)
+    assertion = _sign(key, clock, ttl_seconds=60)
+    await verifier.claims(assertion)
+
+    auth.revoked = ["s1"]
+    clock.now += 6
+    with pytest.raises(Unauthenticated, match="session has ended"):
+        await verifier.claims(assertion)
+    auth.revoked = []
+    clock.now += 60
+    with pytest.raises(Unauthenticated, match="expired"):
+        await verifier.claims(assertion)
+
+
+async def test_without_the_authenticator_for_too_long_everything_is_refused() -> None:
+    key, clock = Ed25519PrivateKey.generate(), _Clock()
+    auth = _Authenticator(key)
+    verifier = AssertionVerifier(auth.fetch, clock=clock, stale_limit_seconds=60)
+    assertion = _sign(key, clock, ttl_seconds=3600)
+    await verifier.claims(assertion)
+
+    auth.down = True
+    clock.now += 30
+    assert (await verifier.claims(assertion)).user_id == "u1"  # the last answer still holds
+    clock.now += 31
+    with pytest.raises(Unavailable):
+        await verifier.claims(assertion)
+
+
+@pytest.mark.parametrize(
+    "assertion",
+    ["", "a.b", "a.b.c", "e30.e30.", "x" * 20_000],
+    ids=["empty", "two-parts", "not-base64-json", "empty-objects", "too-long"],
+)
+async def test_malformed_assertions_are_unauthenticated(assertion: str) -> None:
+    auth = _Authenticator(Ed25519PrivateKey.generate())
+    verifier = AssertionVerifier(auth.fetch, clock=_Clock())
+    with pytest.raises(Unauthenticated):
+        await verifier.claims(assertion)
