@@ -25,7 +25,15 @@ def _serve(key_files: KeyFiles | None, *args: str) -> Result:
     keys = ["--token-key-file", str(key_files.first)] if key_files else []
     return CliRunner().invoke(
         auth_group,
-        ["serve", "--database-url", "postgresql://nobody@127.0.0.1:1/none", *keys, *args],
+        # Plaintext (--insecure-local): these tests are about the other settings.
+        [
+            "serve",
+            "--insecure-local",
+            "--database-url",
+            "postgresql://nobody@127.0.0.1:1/none",
+            *keys,
+            *args,
+        ],
         obj=plugins,
         env={"BUGLESS_AUTH_TOKEN_KEY_FILES": "", "BUGLESS_AUTH_POLICY": ""},
     )
@@ -102,3 +110,27 @@ def test_backend_options_come_from_variables_of_enabled_backends_and_flags_win()
     assert merged.authenticator_options == {
         "tls": {"mapping_file": "/flag.toml", "ca_file": "/ca.pem", "extra": "e"}
     }
+
+
+def test_serving_without_mutual_tls_needs_insecure_local(key_files: KeyFiles) -> None:
+    plugins = load_plugins(entry_points=False, extra=[bugless_auth.plugin])
+    result = CliRunner().invoke(
+        auth_group,
+        [
+            "serve",
+            "--token-key-file",
+            str(key_files.first),
+            "--database-url",
+            "postgresql://nobody@127.0.0.1:1/none",
+        ],
+        obj=plugins,
+        env={"BUGLESS_AUTH_TOKEN_KEY_FILES": "", "BUGLESS_AUTH_POLICY": ""},
+    )
+    assert result.exit_code == 2
+    assert "mutual TLS is required between bugless services" in result.output
+
+
+def test_an_assertion_lifetime_out_of_range_is_a_usage_error(key_files: KeyFiles) -> None:
+    result = _serve(key_files, "--assertion-ttl-seconds", "5")
+    assert result.exit_code == 2
+    assert "assertion_ttl_seconds must be between 10 and 3600" in result.output
