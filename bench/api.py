@@ -125,12 +125,20 @@ async def api_create(params: dict[str, Any]) -> tuple[Call, Close]:
 
 
 def _model_stub(params: dict[str, Any]) -> tuple[Channel, v1.ModelStub]:
-    channel = Channel(params["model_host"], params["model_port"])
+    """A channel to the Model as the API reaches it (mutual TLS, the ``api`` identity)."""
+    address = ServiceAddress(
+        params["model_host"],
+        params["model_port"],
+        ca=Path(params["ca"]),
+        cert=Path(params["model_cert"]),
+        key=Path(params["model_key"]),
+    )
+    channel = address.channel()
     return channel, v1.ModelStub(channel)
 
 
 async def model_get(params: dict[str, Any]) -> tuple[Call, Close]:
-    """GetIssue straight to the Model (plaintext), as the API's caller."""
+    """GetIssue straight to the Model (mutual TLS as the API), as the API's caller."""
     channel, stub = _model_stub(params)
     caller = v1.Caller(user_id=params["caller_id"], groups=["eng"])
     ids: list[int] = params["issue_ids"]
@@ -288,6 +296,8 @@ def run(
             "ca": str(bench.stack.pki.ca_file),
             "model_host": bench.stack.model.host,
             "model_port": bench.stack.model.port,
+            "model_cert": str(bench.stack.identities["api"].cert),
+            "model_key": str(bench.stack.identities["api"].key),
             **prepared,
         }
         identity = asyncio.run(_whoami(params))

@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import message_factory
 from grpclib.client import Channel
@@ -41,8 +42,8 @@ from bugless_proto import DESCRIPTOR_POOL, v1
 GET_USERS = "/bugless.v1.Authenticator/GetUsers"
 
 
-def _upb(name: str) -> type:
-    cls: type = message_factory.GetMessageClass(DESCRIPTOR_POOL.FindMessageTypeByName(name))
+def _upb(name: str) -> type[Any]:
+    cls: type[Any] = message_factory.GetMessageClass(DESCRIPTOR_POOL.FindMessageTypeByName(name))
     return cls
 
 
@@ -66,7 +67,7 @@ async def bench(users: int, batch: int, calls: int, database_url: str, key: Path
     service, runner = await start_auth(
         plugins,
         settings,
-        GrpcServerSettings(drain_seconds=0, grace_seconds=1),
+        GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
         metrics_registry=CollectorRegistry(),
     )
     channel = Channel("127.0.0.1", runner.port)
@@ -93,7 +94,7 @@ async def bench(users: int, batch: int, calls: int, database_url: str, key: Path
         upb_request = request_cls(user_ids=ids[:batch])
 
         async def upb_call() -> None:
-            async with channel.request(  # type: ignore[var-annotated]
+            async with channel.request(
                 GET_USERS, Cardinality.UNARY_UNARY, request_cls, response_cls
             ) as stream:
                 await stream.send_message(upb_request, end=True)

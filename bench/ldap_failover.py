@@ -197,7 +197,7 @@ async def bench(args: argparse.Namespace, database_url: str, key: Path, pair: Re
     service, runner = await start_auth(
         plugins,
         settings,
-        GrpcServerSettings(drain_seconds=0, grace_seconds=1),
+        GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
         metrics_registry=CollectorRegistry(),
     )
     channel = Channel("127.0.0.1", runner.port)

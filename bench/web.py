@@ -34,7 +34,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-from grpclib.client import Channel
 
 from bench import _dataset as data
 from bench._services import (
@@ -88,7 +87,7 @@ async def _prepare(bench: BenchStack, issues: int) -> int:
 
 async def _long_issue(bench: BenchStack, component_id: int) -> int:
     """An issue with HISTORY_ENTRIES entries, written through the Model."""
-    channel = Channel(bench.stack.model.host, bench.stack.model.port)
+    channel = bench.stack.model.channel()
     model = v1.ModelStub(channel)
     people = [data.user_id(k) for k in range(1, 40)]
     try:
@@ -187,6 +186,15 @@ def _check_pages(url: str, cookie: str, issue_id: int) -> dict[str, int]:
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+def _wrk_figure(pattern: str, out: str) -> str:
+    """The first group of ``pattern`` in wrk's report; a clear error when wrk changed it."""
+    match = re.search(pattern, out)
+    if match is None:
+        msg = f"wrk's report has no {pattern!r}:\n{out}"
+        raise RuntimeError(msg)
+    return match.group(1)
+
+
 def _ms(text: str) -> float:
     match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
     if match is None:
@@ -219,10 +227,10 @@ def run_wrk(url: str, cookie: str, connections: int, seconds: float) -> WrkResul
         check=True,
     )
     out = completed.stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(_wrk_figure(r"Requests/sec:\s+([\d.]+)", out))
+    p50 = _ms(_wrk_figure(r"\s50%\s+(\S+)", out))
+    p99 = _ms(_wrk_figure(r"\s99%\s+(\S+)", out))
+    requests = int(_wrk_figure(r"(\d+) requests in", out))
     bad_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     bad = int(bad_match.group(1)) if bad_match else 0

@@ -24,7 +24,6 @@ import httpx
 
 from bench.peers._bugless_seed import SCHEMA, add_long_comments, seed_bugless
 from bench.peers._peer import CreateCall, Peer, ReadTargets
-from bugless_core.clients import ServiceAddress
 from bugless_dev.pki import LocalPki
 from bugless_dev.stack import LocalStack, StackConfig
 from bugless_proto import v1
@@ -140,7 +139,8 @@ class BuglessPeer(Peer):
 
     def create_call(self, base_url: str) -> tuple[CreateCall, Callable[[], Awaitable[None]]]:
         meta = self.context.meta
-        channel = ServiceAddress("127.0.0.1", self._model_port).channel()
+        # The web tier's identity: the Model serves only the frontends (mutual TLS).
+        channel = self._stack().client_address("model", "web").channel()
         stub = v1.ModelStub(channel)
         caller = v1.Caller(user_id=USER, groups=list(GROUPS))
         component = meta.component_ids[meta.list_component]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -60,7 +61,7 @@ async def add_long_comments(database_url: str, meta: DatasetMeta, dataset_dir: P
             return
         record = _issue_line(dataset_dir, meta.long_issue)
         version = issue.version
-        changes: list[dict[str, str]] = record["changes"]  # type: ignore[assignment]
+        changes: list[dict[str, str]] = record["changes"]
         for change in changes[-LONG_ISSUE_COMMENTS:]:
             await backend.change_issue(
                 v1.ChangeIssueRequest(
@@ -76,10 +77,10 @@ async def add_long_comments(database_url: str, meta: DatasetMeta, dataset_dir: P
         await backend.close()
 
 
-def _issue_line(dataset_dir: Path, issue_id: int) -> dict[str, object]:
+def _issue_line(dataset_dir: Path, issue_id: int) -> dict[str, Any]:
     with (dataset_dir / "issues.jsonl").open() as lines:
         for line in lines:
-            record: dict[str, object] = json.loads(line)
+            record: dict[str, Any] = json.loads(line)
             if record["id"] == issue_id:
                 return record
     msg = f"issue {issue_id} is not in {dataset_dir / 'issues.jsonl'}"

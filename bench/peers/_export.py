@@ -109,8 +109,8 @@ def long_comments(words: list[str], issue_id: int, after: datetime) -> list[dict
     ]
 
 
-def _issue_record(row: tuple[object, ...]) -> dict[str, Any]:
-    s = data.StagedIssue(**dict(zip(data.STAGE_COLUMNS, row, strict=True)))  # type: ignore[arg-type]
+def _issue_record(row: tuple[Any, ...]) -> dict[str, Any]:
+    s = data.StagedIssue(**dict(zip(data.STAGE_COLUMNS, row, strict=True)))
     changes: list[dict[str, Any]] = []
     if s.e2_at is not None:
         changes.append(

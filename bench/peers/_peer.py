@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -118,7 +119,7 @@ def run(
     timeout: float = 3600,
 ) -> None:
     """Run a setup command; its output goes to ``log`` (quoted on failure)."""
-    out = log.open("ab") if log else subprocess.DEVNULL
+    out: IO[bytes] | int = log.open("ab") if log else subprocess.DEVNULL
     try:
         result = subprocess.run(
             [str(a) for a in args],
@@ -130,8 +131,8 @@ def run(
             check=False,
         )
     finally:
-        if log:
-            out.close()  # type: ignore[union-attr]
+        if not isinstance(out, int):
+            out.close()
     if result.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:] if log else ""
         msg = f"{' '.join(str(a) for a in args)} exited with {result.returncode}\n{tail}"

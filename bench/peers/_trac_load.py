@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trac.env import Environment  # type: ignore[import-not-found]  # the Trac venv only
-from trac.ticket.model import Component, Priority, Ticket, Type  # type: ignore[import-not-found]
+from trac.ticket.model import Component, Priority, Ticket, Type  # type: ignore[import-not-found]  # ditto
 
 RESOLUTIONS = {
     "fixed": "fixed",

@@ -6,8 +6,8 @@ import functools
 from typing import Any
 
 import helm_python
-import kubernetes_validate  # type: ignore[import-untyped]
-import kubernetes_validate.utils  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]  # ships no type hints
+import kubernetes_validate.utils  # type: ignore[import-untyped]  # ships no type hints
 import pytest
 from chart_rendering import CHART, Manifest, load_values
 

@@ -41,7 +41,7 @@ def _migration_job(manifests: list[Manifest]) -> Manifest:
         ),
         ({"database": {"backend": "mysql"}}, "database.backend must be postgres or cockroach"),
         (
-            {"internalTLS": {"certManager": {"enabled": True}}},
+            {"internalTLS": {"enabled": False}},
             "enable both",
         ),
         (
@@ -158,6 +158,7 @@ def test_internal_mtls_with_cert_manager_wires_every_component() -> None:
 
 def test_ldap_read_replicas_and_oidc_settings_reach_the_authenticator() -> None:
     env = _env(rendered("values-production.yaml"), "auth")
+    assert env["BUGLESS_AUTH_LDAP_RESYNC_SECONDS"]["value"] == "300"
     assert env["BUGLESS_AUTH_LDAP_URLS"]["value"] == (
         "ldaps://ldap-replica-1.corp.example.com,ldaps://ldap-replica-2.corp.example.com,"
         "ldaps://ldap-primary.corp.example.com"
@@ -219,3 +220,23 @@ def test_autoscaling_and_service_monitor_are_opt_in() -> None:
         "bugless-model",
         "bugless-auth",
     }
+
+
+def test_tracing_is_off_by_default_and_reaches_every_service_when_on() -> None:
+    off = render()
+    for deployment in of_kind(off, "Deployment"):
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
+    on = render({"tracing": {"otlpEndpoint": "http://otel-collector.observability:4318"}})
+    deployments = of_kind(on, "Deployment")
+    assert deployments
+    for deployment in deployments:
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        assert (
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"]
+            == "http://otel-collector.observability:4318"
+        )
+    for policy in of_kind(on, "NetworkPolicy"):
+        ports = [p for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])]
+        if ports:
+            assert {"protocol": "TCP", "port": 4318} in ports, policy["metadata"]["name"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 from api_support import ConnectAs, signed_in
@@ -14,11 +15,9 @@ from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
 
-def _delta(
-    *, cc_add: list[str] | None = None, **fields: str | v1.Priority | v1.Severity
-) -> v1.IssueDelta:
+def _delta(*, cc_add: list[str] | None = None, **fields: Any) -> v1.IssueDelta:
     return v1.IssueDelta(
-        fields=v1.IssueFields(**fields),  # type: ignore[arg-type]
+        fields=v1.IssueFields(**fields),
         update_mask=FieldMask(paths=list(fields)),
         cc_add=cc_add or [],
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 from api_support import Bots, ConnectAs, api_settings
@@ -43,10 +43,10 @@ async def unbatched_api(bots: Bots) -> AsyncIterator[RunningApi]:
         await running.close()
 
 
-async def _outcome(coro: object) -> object:
+async def _outcome(coro: Awaitable[object]) -> object:
     """The issue, or the error's class and message: what a client can observe."""
     try:
-        return await coro  # type: ignore[misc]
+        return await coro
     except BuglessError as exc:
         return (type(exc).__name__, exc.message, dict(exc.metadata))
 
@@ -82,8 +82,12 @@ async def test_concurrent_reads_answer_exactly_as_unbatched_reads(
         f"issue {hidden.id} not found",
         {"issue_id": str(hidden.id)},
     )
-    assert batched[14][0] == "NotFound"  # type: ignore[index]
-    assert batched[15][0] == batched[16][0] == "InvalidArgument"  # type: ignore[index]
+    not_found, invalid, also_invalid = batched[14:17]
+    assert isinstance(not_found, tuple)
+    assert not_found[0] == "NotFound"
+    assert isinstance(invalid, tuple)
+    assert isinstance(also_invalid, tuple)
+    assert invalid[0] == also_invalid[0] == "InvalidArgument"
 
 
 async def test_a_read_sees_a_change_that_completed_before_it(connect_as: ConnectAs) -> None:
@@ -171,6 +175,6 @@ async def test_a_failed_batch_fails_each_of_its_reads(bots: Bots) -> None:
 
 def test_reader_limits_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch"):
-        IssueReader(None, None, max_batch=0)  # type: ignore[arg-type]
+        IssueReader(None, None, max_batch=0)  # type: ignore[arg-type]  # refused before the stubs are used
     with pytest.raises(ValueError, match="max_in_flight"):
-        IssueReader(None, None, max_in_flight=0)  # type: ignore[arg-type]
+        IssueReader(None, None, max_in_flight=0)  # type: ignore[arg-type]  # refused before the stubs are used

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+from collections.abc import Awaitable, Callable
 
 import click
 import pytest
@@ -117,18 +118,25 @@ async def test_ids_past_int63_are_invalid_argument_at_the_api_and_the_model(
     try:
         model = v1.ModelStub(channel)
         caller = v1.Caller(user_id="u_admin", admin=True)
-        for request in (
-            v1.GetIssueRequest(caller=caller, issue_id=2**63 + issue_id),
-            v1.GetComponentRequest(caller=caller, component_id=-1),
-            v1.GetHotlistRequest(caller=caller, hotlist_id=2**63),
-        ):
-            method = {
-                v1.GetIssueRequest: model.get_issue,
-                v1.GetComponentRequest: model.get_component,
-                v1.GetHotlistRequest: model.get_hotlist,
-            }[type(request)]
+        calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            (
+                "get_issue",
+                lambda: model.get_issue(
+                    v1.GetIssueRequest(caller=caller, issue_id=2**63 + issue_id)
+                ),
+            ),
+            (
+                "get_component",
+                lambda: model.get_component(v1.GetComponentRequest(caller=caller, component_id=-1)),
+            ),
+            (
+                "get_hotlist",
+                lambda: model.get_hotlist(v1.GetHotlistRequest(caller=caller, hotlist_id=2**63)),
+            ),
+        ]
+        for name, call in calls:
             with pytest.raises(GRPCError) as at_model:
-                await method(request)  # type: ignore[operator]
-            assert at_model.value.status is Status.INVALID_ARGUMENT, request
+                await call()
+            assert at_model.value.status is Status.INVALID_ARGUMENT, name
     finally:
         channel.close()

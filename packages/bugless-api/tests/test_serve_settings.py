@@ -48,7 +48,9 @@ def _built(args: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[R
         received.append(settings)
 
     result = CliRunner().invoke(
-        record, ["--model", "model:1", "--auth", "auth:2", *args], env=dict(env or {})
+        record,
+        ["--model", "model:1", "--auth", "auth:2", "--insecure-local", *args],
+        env=dict(env or {}),
     )
     assert result.exit_code == 0, result.output
     return result, received[0]
@@ -115,7 +117,7 @@ def test_the_service_tls_files_reach_both_backend_addresses(files: dict[str, Pat
     ("drop", "message"),
     [
         ("--tls-cert", "tls_cert and tls_key go together"),
-        ("--client-ca", "--client-ca is required: the API authenticates every caller"),
+        ("--client-ca", "mutual TLS is required between bugless services"),
     ],
 )
 def test_the_api_refuses_to_serve_without_tls_and_client_certificates(
@@ -130,6 +132,12 @@ def test_the_api_refuses_to_serve_without_tls_and_client_certificates(
 
 def test_without_any_tls_the_first_missing_file_is_named() -> None:
     result = _serve()
+    assert result.exit_code == 2
+    assert "mutual TLS is required between bugless services" in result.output
+
+
+def test_insecure_local_never_makes_the_api_serve_plaintext_to_bots() -> None:
+    result = _serve("--insecure-local")
     assert result.exit_code == 2
     assert "--tls-cert is required: the API serves TLS only" in result.output
 
@@ -148,3 +156,9 @@ def test_a_backend_address_that_is_not_host_port_is_a_usage_error(
     )
     assert result.exit_code == 2
     assert "--model: 'nowhere' is not valid: 'nowhere' is not host:port" in result.output
+
+
+def test_plaintext_to_the_backends_needs_insecure_local(files: dict[str, Path]) -> None:
+    result = _serve(*_tls(files))
+    assert result.exit_code == 2
+    assert "mutual TLS to the model service is required" in result.output

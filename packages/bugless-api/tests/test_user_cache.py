@@ -169,7 +169,10 @@ def test_a_negative_ttl_is_refused() -> None:
     with pytest.raises(ValueError, match="user_cache_seconds"):
         ApiSettings(
             grpc=GrpcServerSettings(
-                tls_cert=Path("server.pem"), tls_key=Path("server.key"), client_ca=Path("ca.pem")
+                tls_cert=Path("server.pem"),
+                tls_key=Path("server.key"),
+                client_ca=Path("ca.pem"),
+                insecure_local=True,
             ),
             model=address,
             auth=address,

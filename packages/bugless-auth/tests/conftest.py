@@ -7,6 +7,7 @@ talk to it through ``v1.AuthenticatorStub`` exactly as the frontends do.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -121,9 +122,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
 
 
-@pytest.fixture
-async def start_auth_server(auth_database: str, key_files: KeyFiles) -> AsyncIterator[StartAuth]:
-    """Start Authenticators on fresh schemas (or a given one); all stopped at teardown."""
+@contextlib.asynccontextmanager
+async def start_auth_servers(key_files: KeyFiles, **defaults: Any) -> AsyncIterator[StartAuth]:
+    """Start Authenticators on fresh schemas (or a given one); all stopped on exit.
+
+    ``defaults`` are settings every server gets unless a call overrides them
+    (``database_url`` is required; ``database_dialect`` picks the store's).
+    """
     started: list[AuthServer] = []
 
     async def start(
@@ -133,32 +138,43 @@ async def start_auth_server(auth_database: str, key_files: KeyFiles) -> AsyncIte
         **overrides: Any,
     ) -> AuthServer:
         schema = schema or f"auth_{secrets.token_hex(4)}"
-        await IdentityStore.migrate(auth_database, schema)
         values: dict[str, Any] = {
-            "database_url": auth_database,
             "schema": schema,
             "token_keys": (key_files.first,),
             "hashing": FAST_HASHING,
             "throttle": ThrottleSettings(per_user_limit=50, per_address_limit=500),
             "pool_max_size": 4,
+            **defaults,
         }
         values.update(overrides)
+        await IdentityStore.migrate(
+            values["database_url"], schema, dialect=values.get("database_dialect", "postgres")
+        )
         plugins = load_plugins(entry_points=False, extra=[bugless_auth.plugin, *extra_plugins])
         service, runner = await start_auth(
             plugins,
             AuthSettings(**values),
-            GrpcServerSettings(drain_seconds=0, grace_seconds=1),
+            GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
             metrics_registry=CollectorRegistry(),
         )
         server = AuthServer(service, runner, Channel("127.0.0.1", runner.port), service.settings)
         started.append(server)
         return server
 
-    yield start
-    for server in started:
-        server.channel.close()
-        await server.runner.close()
-        await server.service.close()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.channel.close()
+            await server.runner.close()
+            await server.service.close()
+
+
+@pytest.fixture
+async def start_auth_server(auth_database: str, key_files: KeyFiles) -> AsyncIterator[StartAuth]:
+    """Start Authenticators on fresh schemas (or a given one); all stopped at teardown."""
+    async with start_auth_servers(key_files, database_url=auth_database) as start:
+        yield start
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from conftest import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
@@ -22,8 +24,8 @@ async def policy_server(start_auth_server: StartAuth) -> AuthServer:
     return await start_auth_server(policy=POLICY)
 
 
-async def authorize(server: AuthServer, **fields: object) -> v1.AuthorizeResponse:
-    return await server.stub.authorize(v1.AuthorizeRequest(**fields))  # type: ignore[arg-type]
+async def authorize(server: AuthServer, **fields: Any) -> v1.AuthorizeResponse:
+    return await server.stub.authorize(v1.AuthorizeRequest(**fields))
 
 
 async def test_admin_group_grants_every_permission(policy_server: AuthServer) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import bonsai
 import pytest
@@ -30,7 +31,7 @@ from bugless_testing.slapd import (
 # Fixtures of slapd.py (until tests/conftest.py lists it in pytest_plugins).
 
 
-def settings_for(server: Slapd, **overrides: object) -> LdapSettings:
+def settings_for(server: Slapd, **overrides: Any) -> LdapSettings:
     base = LdapSettings(
         urls=(server.url,),
         base_dn=PEOPLE_DN,
@@ -39,7 +40,7 @@ def settings_for(server: Slapd, **overrides: object) -> LdapSettings:
         connect_timeout=2.0,
         operation_timeout=2.0,
     )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **overrides)
 
 
 @pytest.fixture

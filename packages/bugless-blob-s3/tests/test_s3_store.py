@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import StoreOpener, footprint_of, settings_on
@@ -170,6 +170,6 @@ async def test_check_ready_turns_false_when_the_bucket_goes(
 def test_bad_settings_are_refused_naming_the_variable(
     overrides: dict[str, object], variable: str
 ) -> None:
-    values: dict[str, object] = {"bucket": "b", **overrides}
+    values: dict[str, Any] = {"bucket": "b", **overrides}
     with pytest.raises(InvalidArgument, match=variable):
-        S3BlobSettings(**values)  # type: ignore[arg-type]
+        S3BlobSettings(**values)

@@ -67,7 +67,7 @@ async def test_upload_trips_the_limit_on_the_chunk_that_crosses_it() -> None:
 
 
 async def test_upload_refuses_text_chunks() -> None:
-    upload = BlobUpload(_stream("text"), max_size=None)  # type: ignore[arg-type]
+    upload = BlobUpload(_stream("text"), max_size=None)  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(TypeError, match="bytes"):
         await anext(upload)
 

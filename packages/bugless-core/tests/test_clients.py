@@ -29,7 +29,7 @@ class ConflictingModel(v1.ModelBase):
 async def model_address() -> AsyncIterator[ServiceAddress]:
     runner = GrpcServiceRunner(
         [ConflictingModel()],
-        GrpcServerSettings(drain_seconds=0),
+        GrpcServerSettings(insecure_local=True, drain_seconds=0),
         name="clients-test",
         metrics_registry=CollectorRegistry(),
     )

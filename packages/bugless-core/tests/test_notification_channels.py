@@ -14,7 +14,11 @@ from bugless_core.notification_channel import (
     NotificationMessage,
 )
 from bugless_core.plugins import load_plugins
-from bugless_core.registry import DuplicateRegistrationError, UnknownBackendError
+from bugless_core.registry import (
+    DuplicateRegistrationError,
+    NotificationChannelRegistrar,
+    UnknownBackendError,
+)
 
 
 def _channel(channel_name: str) -> type[NotificationChannel]:
@@ -40,7 +44,9 @@ class _Registers:
         self.classes = classes
 
     @hookimpl
-    def bugless_register_notification_channels(self, register):  # type: ignore[no-untyped-def]
+    def bugless_register_notification_channels(
+        self, register: NotificationChannelRegistrar
+    ) -> None:
         for cls in self.classes:
             register(cls)
 

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from bugless_core.plugins import PluginLoadError, load_plugins
-from bugless_core.registry import DuplicateRegistrationError, UnknownBackendError
+from bugless_core.registry import (
+    DuplicateRegistrationError,
+    ModelBackendRegistrar,
+    UnknownBackendError,
+)
 
 PluginFactory = Callable[..., Path]
 
@@ -105,8 +109,8 @@ def test_extra_plugins_register_without_entry_points() -> None:
 
     class Plugin:
         @hookimpl
-        def bugless_register_model_backends(self, register):  # type: ignore[no-untyped-def]
-            register(Local)
+        def bugless_register_model_backends(self, register: ModelBackendRegistrar) -> None:
+            register(Local)  # type: ignore[type-abstract]  # an abstract class registers too
 
     plugins = load_plugins(entry_points=False, extra=[Plugin()])
     assert plugins.model_backends.get("local-test") is Local
@@ -118,7 +122,9 @@ def test_failing_event_hook_is_logged_not_raised(caplog: pytest.LogCaptureFixtur
 
     class Exploding:
         @hookimpl
-        def bugless_issue_changed(self, issue, entry, backend_name):  # type: ignore[no-untyped-def]
+        def bugless_issue_changed(
+            self, issue: v1.Issue, entry: v1.HistoryEntry, backend_name: str
+        ) -> None:
             raise RuntimeError("webhook down")
 
     plugins = load_plugins(entry_points=False, extra=[Exploding()])

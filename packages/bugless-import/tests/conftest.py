@@ -43,12 +43,17 @@ async def import_token(bugless_stack: LocalStack) -> str:
 def make_settings(bugless_stack: LocalStack, import_token: str, tmp_path: Path) -> MakeSettings:
     """ImportSettings for the session's services (keyword overrides)."""
 
+    files = bugless_stack.pki.service_certificate("import")
+
     def make(**overrides: Any) -> ImportSettings:
         model: ServiceAddress = bugless_stack.model
         auth: ServiceAddress = bugless_stack.auth
         values: dict[str, Any] = {
-            "model": model,
-            "auth": auth,
+            "model": ServiceAddress(model.host, model.port),
+            "auth": ServiceAddress(auth.host, auth.port),
+            "tls_ca": bugless_stack.pki.ca_file,
+            "tls_cert": files.cert,
+            "tls_key": files.key,
             "token": import_token,
             "state_dir": tmp_path / "state",
             "new_url": "https://bugless.example.org",

@@ -110,3 +110,21 @@ async def test_issues_keep_people_times_history_and_labels(
     )
     assert (again.created, again.extended, again.unchanged) == (0, 0, 2), "idempotent"
     assert len(await history(model, issue.id)) == len(entries)
+
+
+async def test_only_the_import_identity_reaches_import_issue(model: v1.ModelStub) -> None:
+    """The web tier's certificate (``model`` is reached as ``web``) is refused."""
+    import pytest
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    request = v1.ImportIssueRequest(
+        caller=v1.Caller(user_id="root", admin=True, import_issues=True),
+        external_id="github:acme/rocket#999",
+        fields=v1.IssueFields(title="sneaky", component_id=1),
+        reporter="x",
+        created_at=datetime(2020, 1, 1, tzinfo=UTC),
+    )
+    with pytest.raises(GRPCError) as refused:
+        await model.import_issue(request)
+    assert refused.value.status is Status.PERMISSION_DENIED

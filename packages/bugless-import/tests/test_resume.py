@@ -71,11 +71,14 @@ async def test_ctrl_c_then_the_same_command_imports_the_rest_exactly_once(
     _write_repository(source)
     state = tmp_path / "state"
     env = {**os.environ, "BUGLESS_IMPORT_TOKEN": import_token}
+    files = bugless_stack.pki.service_certificate("import")
     args = [
         "import", "github", str(source),
         "--model", f"{bugless_stack.model.host}:{bugless_stack.model.port}",
         "--auth", f"{bugless_stack.auth.host}:{bugless_stack.auth.port}",
         "--state-dir", str(state), "--concurrency", "4", "--quiet",
+        "--tls-ca", str(bugless_stack.pki.ca_file), "--tls-cert", str(files.cert),
+        "--tls-key", str(files.key),
     ]  # fmt: skip
     done = state / "github-done.jsonl"
     first = await _run(args, env)

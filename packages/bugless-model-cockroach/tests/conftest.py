@@ -13,14 +13,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
 from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
+from bugless_testing.cockroach_sql import serializable_database
 from bugless_testing.model_contracts import ATTACHMENT_LIMITS
 
 if TYPE_CHECKING:
@@ -30,20 +29,6 @@ pytest_plugins = ["bugless_testing.plugin", "bugless_testing.postgres"]
 
 COCKROACH_URL = "BUGLESS_TEST_COCKROACH_URL"
 SECRET = "test-page-token-secret-0123456789"
-
-
-async def serializable_database(server: ThrowawayPostgres, name: str) -> str:
-    """A fresh PostgreSQL database whose sessions default to SERIALIZABLE."""
-    url = await server.acreate_database(name)
-    database = urlsplit(url).path.lstrip("/")
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(
-            f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'serializable'"
-        )
-    finally:
-        await conn.close()
-    return url
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,18 @@ import pytest
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.migrations import AdvisoryLock, LeaseLock
 from bugless_core.model.backend import ModelSettings
+from bugless_core.model.commands import ModelMigrateSettings, ModelServeSettings
+from bugless_core.settings import settings_from_environ
 from bugless_model_cockroach import CockroachBackend
 from bugless_model_cockroach import _queries as q
 from bugless_model_cockroach._dialect import COCKROACH, COMPATIBILITY, dialect_for
 from bugless_model_cockroach._regions import (
+    DATABASE_REGIONS,
+    GATEWAY_REGION,
     GLOBAL,
     IN_PRIMARY_REGION,
     REGIONAL_BY_ROW,
+    locality_region,
     region_statements,
 )
 from bugless_model_postgres import PostgresBackend
@@ -76,6 +81,55 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
     ]
 
 
+THREE = ["eu-west1", "us-east1", "asia-south1"]
+
+
+@pytest.mark.parametrize(
+    ("goal", "statement"),
+    [
+        ("zone", 'ALTER DATABASE "bugless" SURVIVE ZONE FAILURE'),
+        ("region", 'ALTER DATABASE "bugless" SURVIVE REGION FAILURE'),
+    ],
+)
+def test_the_survival_goal_setting_is_the_survive_statement(goal: str, statement: str) -> None:
+    statements = region_statements("bugless", "tracker", THREE, goal)
+    assert [s for s in statements if "SURVIVE" in s] == [statement]
+    # The goal follows the regions (SURVIVE needs them) and precedes the localities.
+    assert statements.index(statement) == len(THREE)
+
+
+@pytest.mark.parametrize("regions", [[], ["eu-west1"], ["eu-west1", "us-east1"]])
+def test_region_survival_with_fewer_than_three_regions_is_refused(regions: list[str]) -> None:
+    """Before: with no regions nothing ran, so "region" silently meant no goal at all."""
+    with pytest.raises(InvalidArgument, match="region needs 3 or more regions"):
+        region_statements("bugless", "tracker", regions, "region")
+
+
+def test_an_unknown_survival_goal_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="'continent' is not one of zone, region"):
+        region_statements("bugless", "tracker", THREE, "continent")
+
+
+def test_the_locality_setting_names_the_replicas_region() -> None:
+    assert locality_region("region=us-east1,zone=us-east1-b") == "us-east1"
+    assert locality_region(" zone=b , region=eu-west1 ") == "eu-west1"
+    assert locality_region("") is None
+    for bad, message in [
+        ("us-east1", "key=value tiers"),
+        ("zone=us-east1-b", "no region tier"),
+        ("region=US_EAST", "is not a region name"),
+        ("region=us-east1;DROP", "key=value tiers"),
+    ]:
+        with pytest.raises(InvalidArgument, match=message):
+            locality_region(bad)
+
+
+def test_the_locality_checks_are_the_documented_statements() -> None:
+    """CockroachDB docs: "SHOW REGIONS" and ``gateway_region()`` ("Functions and Operators")."""
+    assert DATABASE_REGIONS == "SELECT region FROM [SHOW REGIONS FROM DATABASE]"
+    assert GATEWAY_REGION == "SELECT gateway_region()"
+
+
 def test_every_table_the_migrations_create_has_a_home_region() -> None:
     """A new table with no locality would stay wherever CockroachDB put it."""
     created: set[str] = set()
@@ -91,6 +145,7 @@ def test_one_region_is_a_primary_only_and_none_changes_nothing() -> None:
         'ALTER DATABASE "odd""name" SURVIVE ZONE FAILURE',
     ]
     assert region_statements("bugless", "s", []) == []
+    assert region_statements("bugless", "s", [], "zone") == []
 
 
 @pytest.mark.parametrize("bad", ['us-east1"; DROP TABLE issues; --', "US-EAST1", "eu--west", ""])
@@ -192,6 +247,42 @@ async def test_regions_on_postgresql_are_refused_before_anything_is_written(
         await CockroachBackend.migrate(settings)
     with pytest.raises(FailedPrecondition, match="run `bugless model migrate` first"):
         await CockroachBackend.open(dataclasses.replace(settings, regions=()))
+
+
+async def test_region_survival_without_regions_is_refused_before_anything_is_written(
+    make_serializable_database: Callable[[str], Awaitable[str]],
+) -> None:
+    url = await make_serializable_database("cockroach_survival")
+    settings = ModelSettings(database_url=url, page_token_secret=SECRET, survival_goal="region")
+    with pytest.raises(InvalidArgument, match="region needs 3 or more regions"):
+        await CockroachBackend.migrate(settings)
+    with pytest.raises(FailedPrecondition, match="run `bugless model migrate` first"):
+        await CockroachBackend.open(dataclasses.replace(settings, survival_goal="zone"))
+
+
+async def test_a_locality_on_postgresql_is_refused_at_open(
+    bugless_model_backend: CockroachBackend,
+) -> None:
+    if bugless_model_backend.on_cockroach:
+        return
+    settings = dataclasses.replace(bugless_model_backend.settings, locality="region=us-east1")
+    with pytest.raises(FailedPrecondition, match="locality: regions need CockroachDB"):
+        await CockroachBackend.open(settings)
+    assert bugless_model_backend.home_region is None
+
+
+def test_the_migrate_command_reads_the_survival_goal_and_serve_the_locality() -> None:
+    environ = {
+        "BUGLESS_DATABASE_URL": "postgresql://x/y",
+        "BUGLESS_PAGE_TOKEN_SECRET": SECRET,
+        "BUGLESS_REGIONS": "eu-west1,us-east1,asia-south1",
+        "BUGLESS_COCKROACH_SURVIVAL_GOAL": "region",
+        "BUGLESS_COCKROACH_LOCALITY": "region=us-east1,zone=us-east1-b",
+    }
+    migrate = settings_from_environ(ModelMigrateSettings, environ, env_prefix="BUGLESS_MODEL_")
+    assert migrate.storage.survival_goal == "region"
+    serve = settings_from_environ(ModelServeSettings, environ, env_prefix="BUGLESS_MODEL_")
+    assert serve.storage.locality == "region=us-east1,zone=us-east1-b"
 
 
 async def test_postgresql_not_running_serializable_is_refused(

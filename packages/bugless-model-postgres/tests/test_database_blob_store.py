@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -138,10 +139,10 @@ async def test_a_schema_without_the_blob_tables_is_refused_with_what_to_run(
     ],
 )
 def test_bad_settings_are_refused_naming_the_setting(
-    settings: dict[str, object], variable: str
+    settings: dict[str, Any], variable: str
 ) -> None:
     with pytest.raises(InvalidArgument, match=variable):
-        DatabaseBlobSettings(database_url="postgresql://x/y", **settings)  # type: ignore[arg-type]
+        DatabaseBlobSettings(database_url="postgresql://x/y", **settings)
 
 
 async def test_streaming_200_mib_up_and_down_keeps_the_process_small(database_url: str) -> None:

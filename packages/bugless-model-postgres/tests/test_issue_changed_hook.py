@@ -60,7 +60,11 @@ async def test_a_hook_plugin_hears_every_committed_entry(model_settings: ModelSe
     plugins = load_plugins(entry_points=False, extra=[recorder])
     assert plugins.watches_issue_changes
     backend, runner = await start_model(
-        plugins, PostgresBackend, model_settings, GrpcServerSettings(drain_seconds=0), migrate=True
+        plugins,
+        PostgresBackend,
+        model_settings,
+        GrpcServerSettings(insecure_local=True, drain_seconds=0),
+        migrate=True,
     )
     try:
         issue = await _create_through(runner.port)
@@ -79,7 +83,11 @@ async def test_without_a_hook_plugin_writes_are_not_read_back(
     plugins = load_plugins(entry_points=False)
     assert not plugins.watches_issue_changes
     backend, runner = await start_model(
-        plugins, PostgresBackend, model_settings, GrpcServerSettings(drain_seconds=0), migrate=True
+        plugins,
+        PostgresBackend,
+        model_settings,
+        GrpcServerSettings(insecure_local=True, drain_seconds=0),
+        migrate=True,
     )
     try:
         await _create_through(runner.port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -68,11 +69,11 @@ async def world(bugless_model_backend: PostgresBackend) -> dict[str, int]:
     child = await component(root, "child")
     hotlist = await backend.create_hotlist(v1.CreateHotlistRequest(caller=ADMIN, name="hl"))
 
-    async def issue(title: str, comp: int, description: str = "", **fields: object) -> int:
+    async def issue(title: str, comp: int, description: str = "", **fields: Any) -> int:
         made = await backend.create_issue(
             v1.CreateIssueRequest(
                 caller=ADMIN,
-                fields=v1.IssueFields(title=title, component_id=comp, **fields),  # type: ignore[arg-type]
+                fields=v1.IssueFields(title=title, component_id=comp, **fields),
                 description=description,
             )
         )
@@ -103,7 +104,7 @@ async def world(bugless_model_backend: PostgresBackend) -> dict[str, int]:
 
 
 async def search(
-    backend: PostgresBackend, world: dict[str, int], node: v1.SearchNode | None, **kw: object
+    backend: PostgresBackend, world: dict[str, int], node: v1.SearchNode | None, **kw: Any
 ) -> list[int]:
     scoped = all_of(term(F.COMPONENT, Op.EQ, world["root"], include_subtree=True))
     if node is not None:
@@ -111,7 +112,7 @@ async def search(
     response = await backend.search_issues(
         v1.SearchIssuesRequest(
             caller=ADMIN,
-            query=v1.StructuredQuery(filter=scoped, **kw),  # type: ignore[arg-type]
+            query=v1.StructuredQuery(filter=scoped, **kw),
             page=v1.PageRequest(page_size=50),
         )
     )

@@ -55,7 +55,9 @@ def served_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     env["BUGLESS_PAGE_TOKEN_SECRET"] = "serve-command-test-secret"
     # --port 0 and --ready-file: the server binds a port itself and reports it,
     # so no other process can take the port between choosing and binding.
-    serve = ["model", "serve", "--port", "0", "--ready-file", str(ready_file)]
+    # Plaintext on loopback, so that grpcurl needs no certificate; such a
+    # start always says so (checked when it stops).
+    serve = ["model", "serve", "--port", "0", "--ready-file", str(ready_file), "--insecure-local"]
     process = subprocess.Popen(
         [*BUGLESS, *serve, "--drain-seconds", "0.2"],
         env=env,
@@ -81,6 +83,7 @@ def served_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
         assert process.returncode == 0, stderr
+        assert "--insecure-local" in stderr
 
 
 def test_migrate_is_idempotent(database_url: str, served_model: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
@@ -72,6 +72,7 @@ async def test_query_watch_sees_matching_visible_commits_only(
         )
     )
     stream = backend.watch(v1.WatchRequest(caller=STRANGER, query=query))
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
     first = await _start(stream)
     await _comment(backend, hidden, "invisible to the stranger")
     await _comment(backend, other, "does not match")
@@ -87,7 +88,7 @@ async def test_query_watch_sees_matching_visible_commits_only(
     assert event.issue.id == watched.id
     assert event.entry.comment == "this one"
     assert event.entry.version == watched.version
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
 
 
 async def test_issue_watch_ends_cleanly_when_the_client_goes_away(
@@ -98,13 +99,14 @@ async def test_issue_watch_ends_cleanly_when_the_client_goes_away(
     # Other tests' streams share the backend: compare with what was open before.
     before = backend._feed.streams
     stream = backend.watch(v1.WatchRequest(caller=ADMIN, issue_id=issue.id))
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
     first = await _start(stream)
     issue = await _comment(backend, issue, "hello")
     event = await asyncio.wait_for(first, 10)
     assert event.entry is not None
     assert event.entry.version == issue.version
     assert backend._feed.streams == before + 1
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     assert backend._feed.streams == before
 
 
@@ -125,6 +127,7 @@ async def test_a_late_notification_of_an_earlier_commit_is_not_delivered(
             await conn.reset()
     assert int(creation) > 0
     stream = backend.watch(v1.WatchRequest(caller=ADMIN, issue_id=issue.id))
+    assert isinstance(stream, AsyncGenerator)  # PostgresBackend.watch is one
     first = await _start(stream)
     # The creation's notification, replayed as if it had only just arrived.
     backend._feed._on_notify(None, 0, backend._channel, creation)
@@ -133,4 +136,4 @@ async def test_a_late_notification_of_an_earlier_commit_is_not_delivered(
     assert event.entry is not None
     assert event.entry.version == 2
     assert event.entry.comment == "after subscribing"
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()

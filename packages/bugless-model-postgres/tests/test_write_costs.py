@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -32,12 +33,12 @@ async def _component(backend: PostgresBackend) -> int:
     return made.id
 
 
-async def _create(backend: PostgresBackend, component_id: int, **extra: object) -> v1.Issue:
+async def _create(backend: PostgresBackend, component_id: int, **extra: Any) -> v1.Issue:
     return await backend.create_issue(
         v1.CreateIssueRequest(
             caller=ALICE,
             fields=v1.IssueFields(title="a title", component_id=component_id),
-            **extra,  # type: ignore[arg-type]
+            **extra,
         )
     )
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from bugless_notify.queue import NewDelivery
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
@@ -64,7 +65,7 @@ def sample_entry(
 
 
 def notice(
-    issue_id: int = 123, version: int = 4, reason: Reason = Reason.ASSIGNEE, **kwargs: object
+    issue_id: int = 123, version: int = 4, reason: Reason = Reason.ASSIGNEE, **kwargs: Any
 ) -> ChangeNotice:
     return ChangeNotice(
         issue=sample_issue(issue_id),
@@ -73,7 +74,7 @@ def notice(
         public_url=PUBLIC_URL,
         people=PEOPLE,
         components={7: "Platform>Storage"},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

@@ -7,6 +7,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -20,7 +21,7 @@ from bugless_testing.smtp import SmtpSink
 
 
 def _settings(port: int, **overrides: object) -> SmtpSettings:
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": port,
         "security": SmtpSecurity.NONE,
@@ -28,7 +29,7 @@ def _settings(port: int, **overrides: object) -> SmtpSettings:
         "timeout_seconds": 5.0,
     }
     values.update(overrides)
-    return SmtpSettings(**values)  # type: ignore[arg-type]
+    return SmtpSettings(**values)
 
 
 def _notification(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from notify_support import mail_delivery
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
-from bugless_notify.queue import DeliveryQueue, DeliveryState, RetryPolicy
+from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, DeliveryState, RetryPolicy
 
 
 async def _claim(
@@ -25,7 +25,7 @@ async def _claim(
     limit: int = 10,
     lease: float = 60.0,
     channels: tuple[str, ...] = ("email",),
-) -> list:  # type: ignore[type-arg]
+) -> list[ClaimedDelivery]:
     return await queue.claim(
         conn, worker_id=worker, channels=channels, limit=limit, lease_seconds=lease
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -219,9 +220,10 @@ async def test_endpoints_are_stored_listed_and_removed(
     ],
 )
 def test_a_bad_endpoint_is_refused_naming_the_field(kwargs: dict[str, str], message: str) -> None:
-    values = {"name": "ops", "url": "https://hooks.example/h", "secret": SECRET} | kwargs
+    values: dict[str, Any] = {"name": "ops", "url": "https://hooks.example/h", "secret": SECRET}
+    values |= kwargs
     with pytest.raises(InvalidArgument, match=message):
-        WebhookEndpoint(**values)  # type: ignore[arg-type]
+        WebhookEndpoint(**values)
 
 
 async def test_opening_without_an_endpoint_directory_is_refused() -> None:

@@ -57,10 +57,10 @@ def require_chromium() -> None:
         raise RuntimeError(msg)
 
 
-def save_screenshot(page: object, tmp_dir: Path, name: str, *, share: bool = True) -> Path:
+def save_screenshot(page: Page, tmp_dir: Path, name: str, *, share: bool = True) -> Path:
     """Screenshot to the test's tmp dir, and a copy under /tmp/bugless-screens/."""
     path = tmp_dir / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(path), full_page=True)
     if share:
         SHARED_SCREENS.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, SHARED_SCREENS / path.name)

@@ -32,6 +32,7 @@ pytest_plugins = [
     "bugless_testing.postgres",
     "bugless_testing.stack",
     "bugless_testing.oidc_provider",
+    "bugless_testing.otlp",
 ]
 
 

@@ -76,7 +76,11 @@ async def rig() -> AsyncIterator[Rig]:
     port = listening_port(server)
     address = ServiceAddress("127.0.0.1", port)
     settings = WebSettings(
-        model=address, auth=address, session_keys=(SESSION_KEY,), component_cache_seconds=10.0
+        model=address,
+        auth=address,
+        session_keys=(SESSION_KEY,),
+        component_cache_seconds=10.0,
+        insecure_local=True,
     )
     clock = Clock()
     backends = Backends(settings, clock=clock)
@@ -152,5 +156,9 @@ def test_a_negative_ttl_is_refused() -> None:
     address = ServiceAddress("127.0.0.1", 1)
     with pytest.raises(ValueError, match="component-cache-seconds"):
         WebSettings(
-            model=address, auth=address, session_keys=(SESSION_KEY,), component_cache_seconds=-1
+            model=address,
+            auth=address,
+            session_keys=(SESSION_KEY,),
+            component_cache_seconds=-1,
+            insecure_local=True,
         )

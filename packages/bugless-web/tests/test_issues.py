@@ -7,7 +7,7 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from web_support import World, create_issue, sign_in
 
-from bugless_core.clients import call
+from bugless_core.clients import ServiceAddress, call
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -298,8 +298,14 @@ async def test_an_imported_issue_shows_its_source_and_marks_imported_entries(
 ) -> None:
     importer = v1.Caller(user_id=world.admin.user_id, admin=True, import_issues=True)
     external_id = "github:org/webrepo#56"
+    # ImportIssue answers only the import identity's certificate, not the web's.
+    files = world.stack.pki.service_certificate("import")
+    address = world.stack.model
+    channel = ServiceAddress(
+        address.host, address.port, ca=world.stack.pki.ca_file, cert=files.cert, key=files.key
+    ).channel()
     response = await call(
-        model.import_issue,
+        v1.ModelStub(channel).import_issue,
         v1.ImportIssueRequest(
             caller=importer,
             external_id=external_id,
@@ -318,6 +324,7 @@ async def test_an_imported_issue_shows_its_source_and_marks_imported_entries(
             ],
         ),
     )
+    channel.close()
     assert response.issue is not None
     await sign_in(client, "bob")
     page = await client.get(f"/issues/{response.issue.id}")

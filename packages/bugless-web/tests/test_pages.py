@@ -230,14 +230,15 @@ async def test_session_keys_rotate_without_signing_out(world: World) -> None:
 
 
 async def test_backend_down_is_a_503_page_not_a_traceback(world: World) -> None:
+    import dataclasses
+
     from web_support import SESSION_KEY
 
-    from bugless_core.clients import ServiceAddress
     from bugless_testing.ports import free_port
     from bugless_web import WebSettings, create_app
 
     settings = WebSettings(
-        model=ServiceAddress("127.0.0.1", free_port()),
+        model=dataclasses.replace(world.stack.model, port=free_port()),
         auth=world.stack.auth,
         session_keys=(SESSION_KEY,),
         dev=True,

@@ -50,6 +50,11 @@ WRITES = {
         "CreateCustomField",
         "UpdateCustomField",
         "DeleteCustomField",
+        "StarIssue",
+        "SetComponentSubscription",
+        "SetSavedSearchSubscription",
+        "UpdateNotificationSettings",
+        "SetIssueMute",
         # Never made by the web (import identity only), but a write all the same.
         "ImportIssue",
         "DeleteAttachment",
@@ -65,6 +70,12 @@ WRITES = {
         "RevokeSessions",
         "MatchImportUsers",
         "MergePlaceholder",
+        "IssuePersonCertificate",
+        "RevokePersonCertificate",
+        "StartDeviceLogin",
+        "ApproveDeviceLogin",
+        # Hands the certificate out once: a retried poll would lose it.
+        "PollDeviceLogin",
     },
 }
 
@@ -97,7 +108,9 @@ async def rig() -> AsyncIterator[tuple[FailingModel, Backends]]:
     await server.start("127.0.0.1", 0)
     port = listening_port(server)
     address = ServiceAddress("127.0.0.1", port)
-    backends = Backends(WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,)))
+    backends = Backends(
+        WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,), insecure_local=True)
+    )
     try:
         yield model, backends
     finally:

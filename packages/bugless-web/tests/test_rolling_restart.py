@@ -25,7 +25,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from web_support import World, create_issue, grpc_calls, grpc_in_flight, sign_in
 
-from bugless_core.clients import ServiceAddress, call
+from bugless_core.clients import call
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_dev.processes import ServiceProcess
 from bugless_dev.stack import RunningService
@@ -110,7 +110,7 @@ async def restart(
 ) -> AsyncIterator[Restart]:
     old = await asyncio.to_thread(_start_model, world, 0, "model-old")
     port = old.service.port
-    address = ServiceAddress("127.0.0.1", port)
+    address = dataclasses.replace(world.stack.model, port=port)
     app = create_app(dataclasses.replace(web_settings, model=address))
     watch_channel = address.channel()
     rig: Restart | None = None

@@ -27,7 +27,7 @@ from bugless_web.commands import ENV_PREFIX, web_group
 from bugless_web.settings import WebSettings
 
 KEY = "k" * 20
-BACKENDS = ["--model", "127.0.0.1:1", "--auth", "127.0.0.1:2"]
+BACKENDS = ["--model", "127.0.0.1:1", "--auth", "127.0.0.1:2", "--insecure-local"]
 
 
 def _built(args: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[Result, WebSettings]:
@@ -121,3 +121,12 @@ def test_with_port_0_the_web_tier_writes_the_port_it_listens_on_to_the_ready_fil
         process.wait(timeout=60)
     assert process.returncode == 0, log.read_text()
     assert f"serving HTTP on 127.0.0.1:{written['port']}" in log.read_text()
+
+
+def test_plaintext_to_the_backends_needs_insecure_local() -> None:
+    result = CliRunner().invoke(
+        web_group,
+        ["serve", "--model", "127.0.0.1:1", "--auth", "127.0.0.1:2", "--session-key", KEY],
+    )
+    assert result.exit_code == 2
+    assert "mutual TLS to the model service is required" in result.output

@@ -42,12 +42,14 @@ class Authenticator:
     address: ServiceAddress
     metrics_port: int
     service: RunningService
+    #: The certificate flow is the API's (only its identity may run it).
+    as_api: ServiceAddress
 
     async def get_users_calls(self) -> int:
         return await grpc_calls(self.metrics_port, "GetUsers")
 
     async def authenticate(self, certificate_der: bytes) -> v1.User:
-        channel = self.address.channel()
+        channel = self.as_api.channel()
         try:
             result = await call(
                 v1.AuthenticatorStub(channel).authenticate_certificate,
@@ -72,7 +74,9 @@ def _start_auth(world: World, mapping: Path, name: str) -> Authenticator:
     )
     assert service.address is not None
     assert service.metrics_port is not None
-    return Authenticator(service.address, service.metrics_port, service)
+    api = world.stack.identities["api"]
+    as_api = dataclasses.replace(service.address, cert=api.cert, key=api.key)
+    return Authenticator(service.address, service.metrics_port, service, as_api)
 
 
 def _mapping(directory: Path, common_name: str, username: str) -> Path:

@@ -128,6 +128,10 @@ seccompProfile:
   value: {{ .Values.logLevel | quote }}
 - name: BUGLESS_LOG_JSON
   value: {{ .Values.logJson | quote }}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "bugless.databaseUrlEnv" -}}
@@ -141,6 +145,10 @@ seccompProfile:
       name: {{ .Values.database.urlSecret.name }}
       key: {{ .Values.database.urlSecret.key }}
 {{- end }}
+{{- end -}}
+
+{{/* The Model's schema (the Authenticator keeps its own, BUGLESS_AUTH_SCHEMA). */}}
+{{- define "bugless.modelSchemaEnv" -}}
 - name: BUGLESS_DATABASE_SCHEMA
   value: {{ .Values.database.schema | quote }}
 {{- end -}}
@@ -196,6 +204,9 @@ addresses, and with internal TLS the CA and this frontend's client certificate.
   value: /etc/bugless/internal-tls/tls.crt
 - name: {{ $prefix }}{{ $tls }}KEY
   value: /etc/bugless/internal-tls/tls.key
+{{- else }}
+- name: {{ $prefix }}INSECURE_LOCAL
+  value: "true"
 {{- end }}
 {{- end -}}
 

@@ -8,10 +8,13 @@ frontends (MODEL_CONTRACT.md, "Components").
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
 from bugless_core.errors import InvalidArgument
+from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_proto import v1
 
@@ -21,6 +24,10 @@ CREATE_COMPONENT_PERMISSION = "create_component"
 
 class AccountService(GatewayService, v1.AccountBase):
     """Serves ``bugless.v1.Account``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Account", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""
@@ -33,6 +40,10 @@ class AccountService(GatewayService, v1.AccountBase):
 
 class ComponentsService(GatewayService, v1.ComponentsBase):
     """Serves ``bugless.v1.Components``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Components", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""
@@ -59,21 +70,47 @@ class ComponentsService(GatewayService, v1.ComponentsBase):
         return await self._component_out(component)
 
     async def create_custom_field(self, message: v1.CreateCustomFieldRequest) -> v1.CustomField:
-        """Define a custom field on a component (its admins)."""
+        """Define a custom field on a component (its admins); a USER default by username."""
         caller_of(message)
-        return await self.gateway.model_call(self.gateway.model.create_custom_field, message)
+        refs = UserRefs()
+        if message.type is v1.CustomFieldType.USER:
+            refs.items(message.default_values, "default_values")
+        await self.gateway.users.to_ids(refs)
+        field = await self.gateway.model_call(self.gateway.model.create_custom_field, message)
+        return await self._field_out(field)
+
+    async def _field_out(self, field: v1.CustomField) -> v1.CustomField:
+        out = UserRefs()
+        out.custom_field(field)
+        await self.gateway.users.to_usernames(out)
+        return field
 
     async def list_custom_fields(
         self, message: v1.ListCustomFieldsRequest
     ) -> v1.ListCustomFieldsResponse:
         """The custom fields that apply to a component."""
         caller_of(message)
-        return await self.gateway.model_call(self.gateway.model.list_custom_fields, message)
+        reply = await self.gateway.model_call(self.gateway.model.list_custom_fields, message)
+        out = UserRefs()
+        for index, field in enumerate(reply.custom_fields):
+            out.custom_field(field, f"custom_fields[{index}]")
+        await self.gateway.users.to_usernames(out)
+        return reply
 
     async def update_custom_field(self, message: v1.UpdateCustomFieldRequest) -> v1.CustomField:
-        """Change a custom field's definition."""
+        """Change a custom field's definition.
+
+        A USER field's new default is a username when the request names the
+        field's type (``custom_field.type = USER``; the type itself cannot
+        change), as the client does; without it the gateway cannot know the
+        value is a person and passes it on as written.
+        """
         caller_of(message)
-        return await self.gateway.model_call(self.gateway.model.update_custom_field, message)
+        refs = UserRefs()
+        refs.custom_field(message.custom_field)
+        await self.gateway.users.to_ids(refs)
+        field = await self.gateway.model_call(self.gateway.model.update_custom_field, message)
+        return await self._field_out(field)
 
     async def delete_custom_field(self, message: v1.DeleteCustomFieldRequest) -> v1.DeleteResponse:
         """Delete a custom field (its values leave the issues; history keeps them)."""
@@ -108,6 +145,10 @@ class ComponentsService(GatewayService, v1.ComponentsBase):
 
 class HotlistsService(GatewayService, v1.HotlistsBase):
     """Serves ``bugless.v1.Hotlists``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Hotlists", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""
@@ -216,6 +257,10 @@ def _check_saved_query(text: str, path: str) -> None:
 
 class SavedSearchesService(GatewayService, v1.SavedSearchesBase):
     """Serves ``bugless.v1.SavedSearches``."""
+
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.SavedSearches", {ANY_CLIENT})
 
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""

@@ -11,13 +11,16 @@ points at its column.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
+from bugless_api._custom_users import delta_components, sets_values, user_field_ids
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
 from bugless_core import limits
-from bugless_core.clients import call_errors, resolve_query
+from bugless_core.clients import call, call_errors, resolve_query
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
+from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of
 from bugless_proto import v1
@@ -81,6 +84,10 @@ async def structured_query(
 class IssuesService(GatewayService, v1.IssuesBase):
     """Serves ``bugless.v1.Issues`` through the Model."""
 
+    #: Bots are people: any client certificate the client CA verified may call;
+    #: the Authenticator then maps it to a user, and the Model's ACLs decide.
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Issues", {ANY_CLIENT})
+
     def __init__(self, gateway: Gateway) -> None:
         """Serve through ``gateway``."""
         self.gateway = gateway
@@ -90,10 +97,13 @@ class IssuesService(GatewayService, v1.IssuesBase):
 
     async def create_issue(self, message: v1.CreateIssueRequest) -> v1.Issue:
         """Create an issue; the reporter is the caller."""
-        caller_of(message)
+        caller = caller_of(message)
         refs = UserRefs()
         refs.issue_fields(message.fields, "fields")
         refs.items(message.cc, "cc")
+        if sets_values(message.custom_fields) and message.fields is not None:
+            people = await user_field_ids(self.gateway, caller, [message.fields.component_id])
+            refs.custom_values(message.custom_fields, people, "custom_fields")
         await self.gateway.users.to_ids(refs)
         issue = await self.gateway.model_call(self.gateway.model.create_issue, message)
         out = UserRefs()
@@ -131,9 +141,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
 
     async def change_issue(self, message: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
         """Apply a delta and/or comment against ``expected_version``."""
-        caller_of(message)
+        caller = caller_of(message)
         refs = UserRefs()
         refs.delta(message.delta)
+        await self._custom_people(caller, message.delta, [message.issue_id], refs)
         await self.gateway.users.to_ids(refs)
         reply = await self.gateway.model_call(self.gateway.model.change_issue, message)
         out = UserRefs()
@@ -141,6 +152,20 @@ class IssuesService(GatewayService, v1.IssuesBase):
         out.entry(reply.entry)
         await self._named(out)
         return reply
+
+    async def _custom_people(
+        self,
+        caller: v1.Caller,
+        delta: v1.IssueDelta | None,
+        issue_ids: list[int],
+        refs: UserRefs,
+    ) -> None:
+        """Add the usernames a delta's USER custom values hold to ``refs``."""
+        if delta is None or not sets_values(delta.custom_fields_set):
+            return
+        components = await delta_components(self.gateway, caller, delta, issue_ids)
+        people = await user_field_ids(self.gateway, caller, components)
+        refs.custom_values(delta.custom_fields_set, people, "delta.custom_fields_set")
 
     async def _changed(self, reply: v1.ChangeIssueResponse) -> v1.ChangeIssueResponse:
         out = UserRefs()
@@ -165,9 +190,11 @@ class IssuesService(GatewayService, v1.IssuesBase):
         self, message: v1.BatchChangeIssuesRequest
     ) -> v1.BatchChangeIssuesResponse:
         """Apply one delta to many issues."""
-        caller_of(message)
+        caller = caller_of(message)
         refs = UserRefs()
         refs.delta(message.delta)
+        issue_ids = [i.issue_id for i in message.issues]
+        await self._custom_people(caller, message.delta, issue_ids, refs)
         await self.gateway.users.to_ids(refs)
         reply = await self.gateway.model_call(self.gateway.model.batch_change_issues, message)
         out = UserRefs()
@@ -224,3 +251,78 @@ class IssuesService(GatewayService, v1.IssuesBase):
                 out.entry(event.entry)
                 await self._named(out)
                 yield event
+
+    # ---- attachments ----
+
+    async def upload_attachment(
+        self, messages: AsyncIterator[v1.UploadAttachmentRequest]
+    ) -> v1.UploadAttachmentResponse:
+        """Pass an upload through to the Model as it arrives, chunk by chunk.
+
+        Nothing is buffered here: each chunk is forwarded when the Model's
+        side of the stream can take it (HTTP/2 flow control both ways), so
+        the gateway holds a chunk or two whatever the file's size. No
+        deadline: a large file over a slow link takes the time it takes.
+        """
+        first = await anext(messages, None)
+        header = first.header if first is not None else None
+        if header is None:
+            raise InvalidArgument("header: the first message of an upload must be its header")
+        caller_of(header)
+
+        async def forwarded() -> AsyncIterator[v1.UploadAttachmentRequest]:
+            yield v1.UploadAttachmentRequest(header=header)
+            async for message in messages:
+                yield message
+
+        reply: v1.UploadAttachmentResponse = await call(
+            self.gateway.model.upload_attachment, forwarded()
+        )
+        out = UserRefs()
+        out.attachment(reply.attachment)
+        out.issue(reply.issue)
+        out.entry(reply.entry)
+        await self._named(out)
+        return reply
+
+    async def download_attachment(
+        self, message: v1.DownloadAttachmentRequest
+    ) -> AsyncIterator[v1.DownloadAttachmentResponse]:
+        """Pass the Model's download stream through, chunk by chunk (no deadline)."""
+        caller_of(message)
+        with call_errors("the model service stream broke"):
+            async for part in self.gateway.model.download_attachment(message):
+                if part.attachment is not None:
+                    out = UserRefs()
+                    out.attachment(part.attachment)
+                    await self._named(out)
+                yield part
+
+    async def get_attachment(self, message: v1.GetAttachmentRequest) -> v1.Attachment:
+        """One attachment's metadata, if the caller may view its issue."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.get_attachment, message)
+        out = UserRefs()
+        out.attachment(reply)
+        await self._named(out)
+        return reply
+
+    async def list_attachments(
+        self, message: v1.ListAttachmentsRequest
+    ) -> v1.ListAttachmentsResponse:
+        """An issue's attachments, oldest first."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.list_attachments, message)
+        out = UserRefs()
+        for index, attachment in enumerate(reply.attachments):
+            out.attachment(attachment, f"attachments[{index}]")
+        await self._named(out)
+        return reply
+
+    async def delete_attachment(
+        self, message: v1.DeleteAttachmentRequest
+    ) -> v1.ChangeIssueResponse:
+        """Detach a file (its uploader or a component admin)."""
+        caller_of(message)
+        reply = await self.gateway.model_call(self.gateway.model.delete_attachment, message)
+        return await self._changed(reply)

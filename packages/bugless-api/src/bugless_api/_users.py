@@ -89,6 +89,27 @@ class UserRefs:
         for name in ("reporter", "assignee", "verifier"):
             self.field(issue, name, f"{path}.{name}")
         self.items(issue.cc, f"{path}.cc")
+        for index, value in enumerate(issue.custom_fields):
+            if value.type is v1.CustomFieldType.USER:
+                self.items(value.values, f"{path}.custom_fields[{index}].values")
+
+    def custom_values(
+        self, values: Iterable[v1.CustomFieldValue], user_fields: set[int], path: str
+    ) -> None:
+        """Values of a request's USER fields (``user_fields``: their ids)."""
+        for index, value in enumerate(values):
+            if value.field_id in user_fields:
+                self.items(value.values, f"{path}[{index}].values")
+
+    def custom_field(self, field: v1.CustomField | None, path: str = "custom_field") -> None:
+        """The default of a USER field's definition."""
+        if field is not None and field.type is v1.CustomFieldType.USER:
+            self.items(field.default_values, f"{path}.default_values")
+
+    def attachment(self, attachment: v1.Attachment | None, path: str = "attachment") -> None:
+        """The uploader."""
+        if attachment is not None:
+            self.field(attachment, "uploader", f"{path}.uploader")
 
     def issues(self, issues: Iterable[v1.Issue], path: str = "issues") -> None:
         """Every issue of a list."""
@@ -115,6 +136,8 @@ class UserRefs:
         if entry is None:
             return
         self.field(entry, "author", f"{path}.author")
+        for index, attachment in enumerate(entry.attachments):
+            self.attachment(attachment, f"{path}.attachments[{index}]")
         for index, change in enumerate(entry.changes):
             if change.field in _PEOPLE_CHANGES:
                 where = f"{path}.changes[{index}]"

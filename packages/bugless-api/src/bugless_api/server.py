@@ -17,13 +17,26 @@ from bugless_api._catalog import (
     HotlistsService,
     SavedSearchesService,
 )
+from bugless_api._follow import NotificationsService
 from bugless_api._gateway import Gateway
 from bugless_api._issues import IssuesService
 from bugless_api.settings import ApiSettings
+from bugless_core import tracing
+from bugless_core.clients import warn_if_insecure
 from bugless_core.grpc import GrpcServiceRunner, IServable
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
+
+#: The public services the API serves, each with its ACCESS table.
+SERVICE_CLASSES = (
+    AccountService,
+    IssuesService,
+    ComponentsService,
+    HotlistsService,
+    SavedSearchesService,
+    NotificationsService,
+)
 
 #: How long a backend health answer is reused by the API's own health checks.
 READINESS_TTL_SECONDS = 2.0
@@ -77,16 +90,12 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     rotation. ``runner_options`` go to :class:`GrpcServiceRunner` (tests pass
     their own metrics registry).
     """
+    tracing.configure("api")
+    warn_if_insecure("api", model=settings.model, auth=settings.auth)
     model_channel = settings.model.channel()
     auth_channel = settings.auth.channel()
     gateway = Gateway(settings, v1.ModelStub(model_channel), v1.AuthenticatorStub(auth_channel))
-    services: list[IServable] = [
-        AccountService(gateway),
-        IssuesService(gateway),
-        ComponentsService(gateway),
-        HotlistsService(gateway),
-        SavedSearchesService(gateway),
-    ]
+    services: list[IServable] = [service(gateway) for service in SERVICE_CLASSES]
     checks = [
         ServiceCheck(
             _backend_ready(model_channel, "bugless.v1.Model"),

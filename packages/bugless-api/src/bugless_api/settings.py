@@ -115,7 +115,8 @@ class ApiSettings:
             every GetIssue on its own.
         grpc: Listening and TLS settings. ``client_ca``, ``tls_cert`` and
             ``tls_key`` are required: the API accepts nothing but verified TLS
-            client certificates.
+            client certificates. Its ``insecure_local`` allows plaintext
+            towards the Model and the Authenticator (debugging only).
         log: Log level and format.
     """
 
@@ -172,3 +173,13 @@ class ApiSettings:
             )
         object.__setattr__(self, "model", self.service_tls.apply(self.model))
         object.__setattr__(self, "auth", self.service_tls.apply(self.auth))
+        if not self.grpc.insecure_local:
+            for name in ("model", "auth"):
+                address = getattr(self, name)
+                if address.ca is None or address.cert is None:
+                    raise ValueError(
+                        f"mutual TLS to the {name} service is required: give --service-ca, "
+                        "--service-cert and --service-key (a certificate naming "
+                        "spiffe://bugless/api), or --insecure-local for plaintext debugging "
+                        "on one machine"
+                    )

@@ -9,6 +9,7 @@ could call CreateLocalUser with a token).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -37,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 #: The settings the commands that only open the database read.
-_DATABASE = ("database_url", "schema")
+_DATABASE = ("database_url", "schema", "database_dialect")
 #: And those that also hash passwords.
 _HASHING = ("hashing.time_cost", "hashing.memory_kib", "hashing.parallelism")
 
@@ -100,7 +101,11 @@ def auth_group() -> None:
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=_DATABASE)
 def migrate_command(settings: AuthSettings) -> None:
     """Create or upgrade the Authenticator's schema (safe from several replicas)."""
-    version = _run(IdentityStore.migrate(settings.database_url, settings.schema))
+    version = _run(
+        IdentityStore.migrate(
+            settings.database_url, settings.schema, dialect=settings.database_dialect
+        )
+    )
     click.echo(f"schema {settings.schema!r} is at version {version} (bugless-auth)")
 
 
@@ -221,7 +226,12 @@ def user_add_command(
     hashes = PasswordHashes(settings.hashing)
 
     async def add() -> UserRecord:
-        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
         try:
             return await create_local_user(
                 store,
@@ -241,7 +251,7 @@ def user_add_command(
     _print_user(record, as_json, chosen if generated else None)
 
 
-@user_group.command("passwd")
+@user_group.command("set-password")
 @click.argument("username")
 @_password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -254,13 +264,22 @@ def user_passwd_command(
     password_stdin: bool,
     as_json: bool,
 ) -> None:
-    """Set USERNAME's local password; without one, one is generated and printed."""
+    """Set USERNAME's local password; without one, one is generated and printed.
+
+    This is how a lost password (the administrator's too) is replaced: it
+    writes the Authenticator's database directly, so it needs no sign-in.
+    """
     chosen, generated = _chosen_password(password, password_stdin)
     hashes = PasswordHashes(settings.hashing)
 
     async def change() -> UserRecord:
         hashes.check_acceptable(chosen, 1)
-        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
         try:
             return await store.set_local_password(username, await hashes.hash(chosen))
         finally:
@@ -268,6 +287,12 @@ def user_passwd_command(
 
     record = _run(change())
     _print_user(record, as_json, chosen if generated else None)
+
+
+# The command's first name, kept for scripts written against it.
+_PASSWD_ALIAS = copy.copy(user_passwd_command)
+_PASSWD_ALIAS.hidden = True
+user_group.add_command(_PASSWD_ALIAS, "passwd")
 
 
 @user_group.command("disable")
@@ -281,7 +306,12 @@ def user_disable_command(
     """Disable USERNAME (any authenticator's user): sign-ins stop and their sessions end."""
 
     async def apply() -> UserRecord:
-        store = await IdentityStore.open(settings.database_url, settings.schema, pool_max_size=1)
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
         try:
             record = await store.set_disabled(username, not enable)
             if not enable:

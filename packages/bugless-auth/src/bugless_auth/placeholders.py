@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bugless_auth import _queries as sql
-from bugless_auth.store import _SUBJECT_LOCK, IdentityStore, UserRecord, mint_user_id
+from bugless_auth.store import IdentityStore, UserRecord, mint_user_id
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from bugless_proto import v1
 
@@ -75,7 +75,8 @@ async def match_people(
     emails = sorted({p.email.lower() for p in people if p.email})
     usernames = sorted({p.username.lower() for p in people if p.username})
     subjects = [subject_of(source, p) for p in people]
-    async with store.connection() as conn, conn.transaction():
+
+    async def work(conn: Any) -> list[Match]:
         by_email: dict[str, UserRecord] = {}
         for row in await conn.fetch(sql.REAL_USERS_BY_EMAIL, emails):
             by_email.setdefault(row["email"].lower(), UserRecord.from_row(row))
@@ -96,18 +97,24 @@ async def match_people(
             elif subject in by_subject:
                 matches.append(Match(by_subject[subject], BY_PLACEHOLDER))
             elif create_placeholders:
-                record = await _create_placeholder(conn, source, person, subject)
+                record = await _create_placeholder(
+                    conn, store.dialect.subject_lock, source, person, subject
+                )
                 by_subject[subject] = record
                 matches.append(Match(record, BY_PLACEHOLDER))
             else:
                 matches.append(Match(None, ""))
-    return matches
+        return matches
+
+    # Re-run whole on a conflict (CockroachDB dialect: no subject lock, 40001s).
+    return await store.run(work)
 
 
 async def _create_placeholder(
-    db: Any, source: str, person: v1.SourcePerson, subject: str
+    db: Any, subject_lock: str | None, source: str, person: v1.SourcePerson, subject: str
 ) -> UserRecord:
-    await db.execute(_SUBJECT_LOCK, subject)
+    if subject_lock is not None:  # the PostgreSQL dialect; SERIALIZABLE needs none
+        await db.execute(subject_lock, subject)
     existing = await db.fetchrow(sql.PLACEHOLDERS_OF_SUBJECTS, [subject])
     if existing is not None:
         return UserRecord.from_row(existing)
@@ -139,7 +146,8 @@ async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -
         FailedPrecondition: ``placeholder`` is a real account, or ``into`` is
             a placeholder.
     """
-    async with store.connection() as conn, conn.transaction():
+
+    async def work(conn: Any) -> Any:
         source = await conn.fetchrow(sql.USER_BY_USERNAME, placeholder)
         target = await conn.fetchrow(sql.USER_BY_USERNAME, into)
         if source is None:
@@ -153,5 +161,7 @@ async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -
         if target["placeholder"]:
             raise FailedPrecondition(f"into: {into!r} is a placeholder; merge into a real account")
         await conn.execute(sql.MERGE_PLACEHOLDER, source["user_id"], target["user_id"])
-        row = await conn.fetchrow(sql.USERS_BY_IDS, [source["user_id"]])
+        return await conn.fetchrow(sql.USERS_BY_IDS, [source["user_id"]])
+
+    row = await store.run(work)
     return UserRecord.from_row(row)

@@ -11,6 +11,7 @@ from bugless_auth.service import AuthService
 from bugless_auth.servicer import AuthenticatorServicer
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore
+from bugless_core import tracing
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.plugins import Plugins
 
@@ -33,8 +34,11 @@ async def start_auth(
     Health for ``bugless.v1.Authenticator`` follows the database: NOT_SERVING
     while it cannot be reached, SERVING again when it can, without a restart.
     """
+    tracing.configure("auth")
     if migrate:
-        version = await IdentityStore.migrate(settings.database_url, settings.schema)
+        version = await IdentityStore.migrate(
+            settings.database_url, settings.schema, dialect=settings.database_dialect
+        )
         _log.info("auth schema at version %d", version, extra={"schema_version": version})
     service = await AuthService.open(settings, plugins)
     database = ServiceCheck(

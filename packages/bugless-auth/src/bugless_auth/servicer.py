@@ -8,11 +8,13 @@ other exception a logged INTERNAL without a traceback for the caller.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
+from bugless_auth.people_rpcs import PeopleRpcs
 from bugless_auth.service import AuthService
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
-from bugless_core.grpc import current_peer, grpc_errors
+from bugless_core.grpc import AccessTable, current_peer, grpc_errors
 from bugless_proto import v1
 
 #: Longest username, password or prefix accepted on the wire before any work.
@@ -47,8 +49,53 @@ def _client_address(declared: str) -> str:
     return peer.address[0] if peer is not None and peer.address is not None else ""
 
 
-class AuthenticatorServicer(v1.AuthenticatorBase):
-    """Serves ``bugless.v1.Authenticator`` from an :class:`AuthService`."""
+#: Services that look people up to show or resolve them.
+_DIRECTORY_READERS = frozenset({"web", "api", "notify"})
+
+
+class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
+    """Serves ``bugless.v1.Authenticator`` from an :class:`AuthService`.
+
+    Attributes:
+        ACCESS: Which service identities may call each RPC (checked by the gRPC
+            runtime before the handler runs; an RPC without a row is refused).
+            Only the API runs the certificate flow (it passes the certificate
+            its own TLS handshake verified); only the web runs the password
+            and OIDC flows. Administrative calls also need ``manage_users`` on
+            the token they carry; ``@admin`` are the identities the server's
+            ``--admin-identities`` names.
+    """
+
+    ACCESS: ClassVar[AccessTable] = {
+        "ListAuthenticators": {"web", "api"},
+        "AuthenticatePassword": {"web"},
+        "BeginOidc": {"web"},
+        "CompleteOidc": {"web"},
+        "AuthenticateCertificate": {"api"},
+        "ValidateToken": {"web", "api", "@import"},
+        "GetUsers": _DIRECTORY_READERS,
+        "LookupUsers": _DIRECTORY_READERS,
+        "SuggestUsers": {"web", "api"},
+        "Authorize": _DIRECTORY_READERS,
+        "CreateLocalUser": {"web", "@admin"},
+        "SetLocalPassword": {"web", "@admin"},
+        "SetUserDisabled": {"web", "@admin"},
+        "RevokeSessions": {"web", "@admin"},
+        # The import job (``bugless import``), as --import-identities names it;
+        # it also validates the token of the person running it (above).
+        "MatchImportUsers": {"@import"},
+        "MergePlaceholder": {"web", "@admin"},
+        # The people CA (issue 19): the web for signed-in people (the API page,
+        # device approval, the device endpoints `bugless login` talks to);
+        # the API revokes the certificate it was shown (`bugless logout`).
+        "IssuePersonCertificate": {"web"},
+        "ListPersonCertificates": {"web"},
+        "RevokePersonCertificate": {"web", "api"},
+        "StartDeviceLogin": {"web"},
+        "GetDeviceLogin": {"web"},
+        "ApproveDeviceLogin": {"web"},
+        "PollDeviceLogin": {"web"},
+    }
 
     def __init__(self, service: AuthService) -> None:
         """Serve ``service``; it must already be open."""

@@ -43,7 +43,7 @@ _REVOKE_USER = """
 UPDATE sessions SET revoked_at = now(), revoked_reason = $2
 WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
 """
-_PURGE = "DELETE FROM sessions WHERE expires_at < now() - make_interval(secs => $1)"
+_PURGE = "DELETE FROM sessions WHERE expires_at < now() - $1::float8 * INTERVAL '1 second'"
 
 
 def _count(status: str) -> int:
@@ -70,28 +70,38 @@ class SessionStore:
     ) -> None:
         """Write the row of a token about to be handed out."""
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
-        async with self._store.connection() as conn:
-            await conn.execute(
-                _INSERT, session_id, user_id, authenticator, client_address[:256], expires
-            )
+        address = client_address[:256]
+        await self._store.run(
+            lambda conn: conn.execute(
+                _INSERT, session_id, user_id, authenticator, address, expires
+            ),
+            transaction=False,
+        )
         await self._purge_now_and_then()
 
     async def is_live(self, session_id: str) -> bool:
         """Whether the session exists, has not been ended and has not expired."""
         if not session_id:
             return False
-        async with self._store.connection() as conn:
-            return await conn.fetchval(_IS_LIVE, session_id) is not None
+        found = await self._store.run(
+            lambda conn: conn.fetchval(_IS_LIVE, session_id), transaction=False
+        )
+        return found is not None
 
     async def revoke(self, session_id: str, reason: str) -> int:
         """End one session; 1 if it was live, else 0."""
-        async with self._store.connection() as conn:
-            return _count(await conn.execute(_REVOKE_ONE, session_id, reason))
+        status = await self._store.run(
+            lambda conn: conn.execute(_REVOKE_ONE, session_id, reason), transaction=False
+        )
+        return _count(status)
 
     async def revoke_user(self, user_id: str, reason: str) -> int:
         """End every live session of ``user_id``; how many there were."""
-        async with self._store.connection() as conn:
-            revoked = _count(await conn.execute(_REVOKE_USER, user_id, reason))
+        revoked = _count(
+            await self._store.run(
+                lambda conn: conn.execute(_REVOKE_USER, user_id, reason), transaction=False
+            )
+        )
         _log.info(
             "ended %d session(s) of %s: %s",
             revoked,
@@ -106,5 +116,6 @@ class SessionStore:
         if now < self._next_purge:
             return
         self._next_purge = now + PURGE_EVERY_SECONDS
-        async with self._store.connection() as conn:
-            await conn.execute(_PURGE, KEEP_EXPIRED_SECONDS)
+        await self._store.run(
+            lambda conn: conn.execute(_PURGE, KEEP_EXPIRED_SECONDS), transaction=False
+        )

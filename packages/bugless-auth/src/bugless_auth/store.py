@@ -14,28 +14,31 @@ import base64
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import asyncpg
 
+from bugless_auth import _dialect
 from bugless_auth import _queries as sql
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bugless_core.migrations import (
-    AdvisoryLock,
-    MigrationLock,
     applied_version,
     load_migrations,
     migrate,
     quote_schema,
     schema_too_new,
 )
+from bugless_core.transactions import retrying
 
+T = TypeVar("T")
 _log = logging.getLogger("bugless.auth")
 _COMPONENT = "bugless-auth"
-_SUBJECT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('bugless-auth-subject:' || $1, 0))"
+#: Tries of a first sign-in that loses the insert race to another replica
+#: (without the subject lock, on the CockroachDB dialect).
+_FIRST_SIGHT_RACES = 3
 
 #: Errors that mean "the database cannot be reached", not "the query is wrong".
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -101,32 +104,45 @@ class IdentityStore:
     never as a wrong password or an unknown user.
     """
 
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        dialect: _dialect.StoreDialect = _dialect.POSTGRES,
+    ) -> None:
         """Wrap an open pool whose connections use ``schema``; see :meth:`open`."""
         self._pool = pool
         self.schema = schema
+        self.dialect = dialect
 
     @classmethod
-    async def migrate(
-        cls, database_url: str, schema: str, *, lock: MigrationLock | None = None
-    ) -> int:
+    async def migrate(cls, database_url: str, schema: str, *, dialect: str = "postgres") -> int:
         """Create or upgrade the schema; return its version. Safe from many replicas.
 
-        ``lock`` keeps concurrent runs apart: an advisory lock by default, a
-        lease (:class:`~bugless_core.migrations.LeaseLock`) on CockroachDB.
+        ``dialect`` (:mod:`bugless_auth._dialect`) picks how concurrent runs
+        are kept apart: an advisory lock on PostgreSQL, a lease on CockroachDB.
+
+        Raises:
+            FailedPrecondition: the server cannot serve ``dialect``.
+            Unavailable: the database cannot be reached.
         """
+        chosen = _dialect.dialect_named(dialect)
         quote_schema(schema)
         try:
-            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+            pool = await asyncpg.create_pool(
+                database_url, min_size=1, max_size=2, reset=_keep_as_is
+            )
         except _CONNECTION_ERRORS as exc:
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
+            async with pool.acquire() as conn:
+                await _check_server(conn, chosen)
             return await migrate(
                 pool,
                 schema,
                 load_migrations("bugless_auth"),
                 component=_COMPONENT,
-                lock=lock or AdvisoryLock(),
+                lock=chosen.migration_lock,
             )
         except _CONNECTION_ERRORS as exc:
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
@@ -134,14 +150,23 @@ class IdentityStore:
             await pool.close()
 
     @classmethod
-    async def open(cls, database_url: str, schema: str, *, pool_max_size: int = 10) -> Self:
+    async def open(
+        cls,
+        database_url: str,
+        schema: str,
+        *,
+        pool_max_size: int = 10,
+        dialect: str = "postgres",
+    ) -> Self:
         """Connect and check that the schema is migrated to this release's version.
 
         Raises:
             FailedPrecondition: the schema is older (run ``bugless auth
-                migrate``) or newer (upgrade this replica) than this code.
+                migrate``) or newer (upgrade this replica) than this code, or
+                the server cannot serve ``dialect``.
             Unavailable: the database cannot be reached.
         """
+        chosen = _dialect.dialect_named(dialect)
         quoted = quote_schema(schema)
         try:
             pool = await asyncpg.create_pool(
@@ -149,11 +174,13 @@ class IdentityStore:
                 min_size=min(2, pool_max_size),
                 max_size=pool_max_size,
                 server_settings={"search_path": quoted},
+                reset=_keep_as_is,
             )
         except _CONNECTION_ERRORS as exc:
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
             async with pool.acquire() as conn:
+                await _check_server(conn, chosen)
                 found = await applied_version(conn, schema)
             known = load_migrations("bugless_auth")[-1].version
             if found > known:
@@ -166,7 +193,7 @@ class IdentityStore:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, schema)
+        return cls(pool, schema, chosen)
 
     async def close(self) -> None:
         """Close every connection."""
@@ -191,6 +218,29 @@ class IdentityStore:
                 "retry shortly"
             ) from exc
 
+    async def run(self, work: Callable[[Any], Awaitable[T]], *, transaction: bool = True) -> T:
+        """Run ``work(conn)`` on a pooled connection, re-run whole on a conflict.
+
+        Every statement of the Authenticator's schema goes through here, so
+        that on CockroachDB (and PostgreSQL at SERIALIZABLE) a transaction the
+        database aborted with 40001 is retried from the start, per the
+        dialect's :class:`~bugless_core.transactions.RetryPolicy`. ``work`` must
+        therefore have no effect outside the database before it returns.
+
+        Raises:
+            Unavailable: the database cannot be reached, or the transaction
+                kept conflicting.
+        """
+
+        async def attempt() -> T:
+            async with self._connection() as conn:
+                if not transaction:
+                    return await work(conn)
+                async with conn.transaction():
+                    return await work(conn)
+
+        return await retrying(self.dialect.retries, attempt)
+
     async def check_ready(self) -> bool:
         """Whether the database answers (the health readiness check)."""
         try:
@@ -203,7 +253,7 @@ class IdentityStore:
     # ---- identities ----
 
     async def resolve(
-        self, identity: ExternalIdentity, authenticator: str
+        self, identity: ExternalIdentity, authenticator: str, *, sign_in: bool = True
     ) -> tuple[UserRecord, tuple[str, ...]]:
         """The user ``identity.subject`` maps to, minted on first sight, refreshed always.
 
@@ -219,10 +269,13 @@ class IdentityStore:
                 rename one), which is refused rather than merged, since merging
                 would let one directory take over another's account.
         """
-        released: list[str] = []
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(_SUBJECT_LOCK, identity.subject)
+
+        async def work(conn: Any) -> tuple[asyncpg.Record, list[str], bool]:
+            if self.dialect.subject_lock is not None:
+                await conn.execute(self.dialect.subject_lock, identity.subject)
+            released: list[str] = []
             user_id = await conn.fetchval(sql.USER_OF_SUBJECT, identity.subject)
+            created = user_id is None
             if user_id is None:
                 user_id = mint_user_id()
                 released += await self._free_username(
@@ -238,17 +291,12 @@ class IdentityStore:
                     identity.bot,
                 )
                 await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
-                _log.info(
-                    "new user %s for %s",
-                    user_id,
-                    identity.subject,
-                    extra={"user_id": user_id, "authenticator": authenticator},
-                )
             else:
                 released += await self._free_username(
                     conn, identity.username, user_id, identity.subject
                 )
-                await conn.execute(sql.TOUCH_SUBJECT, identity.subject)
+                if sign_in:  # the directory re-sync refreshes without signing in
+                    await conn.execute(sql.TOUCH_SUBJECT, identity.subject)
             row = await conn.fetchrow(
                 sql.REFRESH_USER,
                 user_id,
@@ -258,7 +306,30 @@ class IdentityStore:
                 list(identity.groups),
                 identity.bot,
             )
-        return UserRecord.from_row(row), tuple(released)
+            return row, released, created
+
+        for attempt in range(_FIRST_SIGHT_RACES):
+            try:
+                row, released, created = await self.run(work)
+                break
+            except asyncpg.UniqueViolationError:
+                # Another replica minted this subject (or took this username)
+                # between our read and our insert; the next try sees its row.
+                if attempt == _FIRST_SIGHT_RACES - 1:
+                    raise
+        record = UserRecord.from_row(row)
+        for holder_id in released:
+            _log.info(
+                "username %s moved from %s to %s", identity.username, holder_id, record.user_id
+            )
+        if created:
+            _log.info(
+                "new user %s for %s",
+                record.user_id,
+                identity.subject,
+                extra={"user_id": record.user_id, "authenticator": authenticator},
+            )
+        return record, tuple(released)
 
     async def _free_username(
         self, conn: Any, username: str, user_id: str, subject: str
@@ -276,7 +347,6 @@ class IdentityStore:
         holder_id, holder_subjects = holder[0], list(holder[1])
         if holder_subjects and all(_namespace(s) == _namespace(subject) for s in holder_subjects):
             await conn.execute(sql.RELEASE_USERNAME, holder_id, f"{username}~{holder_id}")
-            _log.info("username %s moved from %s to %s", username, holder_id, user_id)
             return [holder_id]
         namespaces = ", ".join(sorted({_namespace(s) for s in holder_subjects})) or "none"
         raise FailedPrecondition(
@@ -288,21 +358,24 @@ class IdentityStore:
 
     async def users_by_ids(self, user_ids: Sequence[str]) -> list[UserRecord]:
         """The users among ``user_ids`` that exist, in no particular order."""
-        async with self._connection() as conn:
-            rows = await conn.fetch(sql.USERS_BY_IDS, list(user_ids))
+        ids = list(user_ids)
+        rows = await self.run(lambda conn: conn.fetch(sql.USERS_BY_IDS, ids), transaction=False)
         return [UserRecord.from_row(r) for r in rows]
 
     async def users_by_usernames(self, usernames: Sequence[str]) -> list[UserRecord]:
         """The users whose username matches one of ``usernames`` (case-insensitive)."""
-        async with self._connection() as conn:
-            rows = await conn.fetch(sql.USERS_BY_USERNAMES, [u.lower() for u in usernames])
+        names = [u.lower() for u in usernames]
+        rows = await self.run(
+            lambda conn: conn.fetch(sql.USERS_BY_USERNAMES, names), transaction=False
+        )
         return [UserRecord.from_row(r) for r in rows]
 
     async def suggest(self, prefix: str, limit: int) -> list[UserRecord]:
         """Enabled users whose username, display name or email starts with ``prefix``."""
         escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        async with self._connection() as conn:
-            rows = await conn.fetch(sql.SUGGEST, escaped + "%", limit)
+        rows = await self.run(
+            lambda conn: conn.fetch(sql.SUGGEST, escaped + "%", limit), transaction=False
+        )
         return [UserRecord.from_row(r) for r in rows]
 
     async def set_disabled(self, username: str, disabled: bool) -> UserRecord:
@@ -311,18 +384,46 @@ class IdentityStore:
         Raises:
             NotFound: nobody has that username.
         """
-        async with self._connection() as conn:
-            row = await conn.fetchrow(sql.SET_DISABLED, username, disabled)
+        row = await self.run(
+            lambda conn: conn.fetchrow(sql.SET_DISABLED, username, disabled), transaction=False
+        )
         if row is None:
             raise NotFound(f"username: no bugless user is called {username!r}")
         return UserRecord.from_row(row)
+
+    # ---- directory re-sync ----
+
+    async def subjects_of(
+        self, authenticator: str, *, after: str = "", limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """``(subject, user_id)`` of ``authenticator``'s users, in subject order after ``after``."""
+        rows = await self.run(
+            lambda conn: conn.fetch(sql.SUBJECTS_OF, authenticator, after, limit),
+            transaction=False,
+        )
+        return [(r["subject"], r["user_id"]) for r in rows]
+
+    async def directory_disable(self, user_id: str) -> UserRecord | None:
+        """Disable a user their directory no longer lists; None if already disabled."""
+        row = await self.run(
+            lambda conn: conn.fetchrow(sql.DIRECTORY_DISABLE, user_id), transaction=False
+        )
+        return None if row is None else UserRecord.from_row(row)
+
+    async def directory_enable(self, user_id: str) -> UserRecord | None:
+        """Re-enable a user the re-sync disabled; None if it did not (or they are enabled)."""
+        row = await self.run(
+            lambda conn: conn.fetchrow(sql.DIRECTORY_ENABLE, user_id), transaction=False
+        )
+        return None if row is None else UserRecord.from_row(row)
 
     # ---- the local backend's passwords ----
 
     async def local_credentials(self, username: str) -> tuple[UserRecord, str] | None:
         """The local user called ``username`` and their password hash, if any."""
-        async with self._connection() as conn:
-            row = await conn.fetchrow(sql.LOCAL_CREDENTIALS, username)
+        row = await self.run(
+            lambda conn: conn.fetchrow(sql.LOCAL_CREDENTIALS, username), transaction=False
+        )
         if row is None:
             return None
         return UserRecord.from_row(row), row["password_hash"]
@@ -343,14 +444,18 @@ class IdentityStore:
             AlreadyExists: the username is taken (by any authenticator's user).
         """
         user_id = mint_user_id()
+
+        async def work(conn: Any) -> asyncpg.Record:
+            await conn.execute(
+                sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot
+            )
+            await conn.execute(sql.INSERT_CREDENTIALS, user_id, password_hash)
+            await conn.execute(sql.INSERT_SUBJECT, f"local:{user_id}", user_id, "local")
+            row: asyncpg.Record = await conn.fetchrow(sql.USERS_BY_IDS, [user_id])
+            return row
+
         try:
-            async with self._connection() as conn, conn.transaction():
-                await conn.execute(
-                    sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot
-                )
-                await conn.execute(sql.INSERT_CREDENTIALS, user_id, password_hash)
-                await conn.execute(sql.INSERT_SUBJECT, f"local:{user_id}", user_id, "local")
-                row = await conn.fetchrow(sql.USERS_BY_IDS, [user_id])
+            row = await self.run(work)
         except asyncpg.UniqueViolationError as exc:
             raise AlreadyExists(
                 f"username: {username!r} is taken; choose another username"
@@ -363,12 +468,52 @@ class IdentityStore:
         Raises:
             NotFound: there is no local user called ``username``.
         """
-        async with self._connection() as conn, conn.transaction():
-            found = await conn.fetchrow(sql.LOCAL_CREDENTIALS, username)
+
+        async def work(conn: Any) -> asyncpg.Record:
+            found: asyncpg.Record | None = await conn.fetchrow(sql.LOCAL_CREDENTIALS, username)
             if found is None:
                 raise NotFound(
                     f"username: no local user is called {username!r} (users of a directory "
                     "change their password there)"
                 )
             await conn.execute(sql.UPDATE_CREDENTIALS, found["user_id"], password_hash)
-        return UserRecord.from_row(found)
+            return found
+
+        return UserRecord.from_row(await self.run(work))
+
+
+async def _keep_as_is(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's ROLLBACK of a stray transaction.
+
+    asyncpg's default runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on PostgreSQL, and the first is a function CockroachDB lacks.
+    Nothing of the store leaves session state behind: its only advisory lock
+    is transaction-scoped, it never LISTENs or opens cursors, and its one
+    setting (``search_path``) is a startup parameter.
+    """
+    del conn
+
+
+async def _check_server(conn: Any, dialect: _dialect.StoreDialect) -> None:
+    """Refuse a server the configured dialect cannot run on, saying what to change.
+
+    Raises:
+        FailedPrecondition: the postgres dialect on CockroachDB (it would call
+            advisory-lock functions CockroachDB lacks), or the cockroach
+            dialect on PostgreSQL whose transactions are not SERIALIZABLE
+            (nothing would stop two first sign-ins of one subject).
+    """
+    on_cockroach = "CockroachDB" in (await conn.fetchval(_dialect.SERVER_VERSION) or "")
+    if on_cockroach and not dialect.serializable:
+        raise FailedPrecondition(
+            "database_dialect: the server is CockroachDB, which has no advisory locks; "
+            "set --database-dialect cockroach (BUGLESS_AUTH_DATABASE_DIALECT=cockroach)"
+        )
+    if dialect.serializable and not on_cockroach:
+        isolation = await conn.fetchval(_dialect.DEFAULT_ISOLATION)
+        if isolation != "serializable":
+            raise FailedPrecondition(
+                f"database_dialect {dialect.name} on PostgreSQL (compatibility mode) needs "
+                f"default_transaction_isolation = serializable, the server has {isolation!r}: "
+                "ALTER DATABASE ... SET default_transaction_isolation = 'serializable'"
+            )

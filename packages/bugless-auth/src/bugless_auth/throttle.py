@@ -60,7 +60,8 @@ ON CONFLICT (bucket) DO UPDATE SET
 """
 _REFILL = "DELETE FROM login_throttle WHERE bucket = $1"
 _PURGE = """
-DELETE FROM login_throttle WHERE updated_at < clock_timestamp() - make_interval(secs => $1)
+DELETE FROM login_throttle
+WHERE updated_at < clock_timestamp() - $1::float8 * INTERVAL '1 second'
 """
 
 
@@ -93,10 +94,11 @@ class LoginThrottle:
         """
         buckets = self._buckets(username, address)
         window = self._settings.window_seconds
-        async with self._store.connection() as conn:
-            rows = await conn.fetch(
-                _CURRENT, [b for b, _ in buckets], [limit / window for _, limit in buckets]
-            )
+        names = [b for b, _ in buckets]
+        rates = [limit / window for _, limit in buckets]
+        rows = await self._store.run(
+            lambda conn: conn.fetch(_CURRENT, names, rates), transaction=False
+        )
         wait = 0.0
         for row in rows:
             if row["tokens"] < 1.0:
@@ -111,18 +113,16 @@ class LoginThrottle:
         """Count a failed attempt against each of its buckets."""
         buckets = self._buckets(username, address)
         window = self._settings.window_seconds
-        async with self._store.connection() as conn:
-            await conn.executemany(
-                _TAKE, [(bucket, limit, limit / window) for bucket, limit in buckets]
-            )
-            now = time.monotonic()
-            if now >= self._next_purge:
-                self._next_purge = now + _PURGE_EVERY_SECONDS
-                await conn.execute(_PURGE, window)
+        takes = [(bucket, limit, limit / window) for bucket, limit in buckets]
+        await self._store.run(lambda conn: conn.executemany(_TAKE, takes))
+        now = time.monotonic()
+        if now >= self._next_purge:
+            self._next_purge = now + _PURGE_EVERY_SECONDS
+            await self._store.run(lambda conn: conn.execute(_PURGE, window), transaction=False)
 
     async def succeeded(self, username: str, address: str) -> None:
         """Refill the (username, address) bucket after a correct password."""
         if not address:
             return
-        async with self._store.connection() as conn:
-            await conn.execute(_REFILL, f"pair:{username.lower()}\n{address}")
+        bucket = f"pair:{username.lower()}\n{address}"
+        await self._store.run(lambda conn: conn.execute(_REFILL, bucket), transaction=False)

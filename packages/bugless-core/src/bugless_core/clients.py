@@ -10,6 +10,7 @@ call, then convert).
 from __future__ import annotations
 
 import datetime
+import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from bugless_core.grpc import CorkedChannel, build_client_ssl_context
 from bugless_core.search import Query, to_structured, user_terms
 from bugless_proto import v1
 
+_log = logging.getLogger("bugless_core.clients")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -75,6 +77,25 @@ class ServiceAddress:
     def channel(self) -> Channel:
         """A new grpclib channel (connects lazily, reconnects by itself)."""
         return CorkedChannel(self.host, self.port, ssl=self.ssl_context())
+
+
+def warn_if_insecure(service: str, **addresses: ServiceAddress) -> None:
+    """Log a warning for each backend ``service`` reaches without mutual TLS.
+
+    Only ``--insecure-local`` lets a frontend start that way; the warning
+    comes at every start so that a debugging setting never goes unnoticed.
+    """
+    for name, address in addresses.items():
+        if address.ca is None or address.cert is None:
+            _log.warning(
+                "%s reaches the %s service at %s:%d with --insecure-local: no mutual TLS, "
+                "so it proves no service identity; debugging on one machine only",
+                service,
+                name,
+                address.host,
+                address.port,
+                extra={"service": service, "insecure_local": True, "backend": name},
+            )
 
 
 def channel_connection(channel: Channel) -> object | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import trustme
@@ -56,16 +57,16 @@ async def start_runner() -> AsyncIterator[StartRunner]:
     async def start(
         settings: GrpcServerSettings | None = None,
         servicer: SlowModel | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> GrpcServiceRunner:
         if settings is None:
-            settings = GrpcServerSettings(drain_seconds=0.0, grace_seconds=1.0)
+            settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=1.0)
         kwargs.setdefault("metrics_registry", CollectorRegistry())
         runner = GrpcServiceRunner(
             [servicer or SlowModel()],
             settings,
             name="test-model",
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
         await runner.start()
         runners.append(runner)

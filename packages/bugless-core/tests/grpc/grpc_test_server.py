@@ -16,6 +16,7 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import ClassVar
 
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -25,12 +26,15 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from bugless_core import eventloop
 from bugless_core.grpc import (
+    ANY_CLIENT,
+    AccessTable,
     GrpcServerSettings,
     GrpcServiceRunner,
     build_client_ssl_context,
     current_metadata,
     current_peer,
     current_peer_certificate,
+    every_method,
 )
 from bugless_core.logs import configure_logging
 from bugless_proto import v1
@@ -91,8 +95,11 @@ class SlowModel(v1.ModelBase):
     """Answers GetServerInfo, as slowly or as badly as the request metadata asks.
 
     It records what the handler saw of its caller, so that tests can check the
-    context variables from inside a real call.
+    context variables from inside a real call. Any verified client may call it
+    (its test certificates name no service identity).
     """
+
+    ACCESS: ClassVar[AccessTable] = every_method("bugless.v1.Model", {ANY_CLIENT})
 
     def __init__(self) -> None:
         self.seen_certificates: list[bytes | None] = []
@@ -116,7 +123,9 @@ class SlowModel(v1.ModelBase):
 
 
 async def _serve(drain_seconds: float, grace_seconds: float) -> None:
-    settings = GrpcServerSettings(port=0, drain_seconds=drain_seconds, grace_seconds=grace_seconds)
+    settings = GrpcServerSettings(
+        insecure_local=True, port=0, drain_seconds=drain_seconds, grace_seconds=grace_seconds
+    )
     runner = GrpcServiceRunner([SlowModel()], settings, name="test-model")
     await runner.start()
     print(json.dumps({"port": runner.port}), flush=True)

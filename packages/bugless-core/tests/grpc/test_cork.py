@@ -57,6 +57,7 @@ class _Counting:
 
     def write(self, data: Any) -> None:
         self.writes.append(bytes(data))
+        # A uvloop transport writes, though it is typed as a BaseTransport.
         self.transport.write(data)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:

@@ -7,6 +7,7 @@ import logging
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from grpc_test_server import (
@@ -106,7 +107,7 @@ async def test_set_serving_and_readiness_checks_drive_health(
 async def test_drain_reports_not_serving_finishes_in_flight_calls_and_refuses_new_ones(
     start_runner: StartRunner, open_channel: OpenChannel
 ) -> None:
-    settings = GrpcServerSettings(drain_seconds=0.4, grace_seconds=5.0)
+    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.4, grace_seconds=5.0)
     runner = await start_runner(settings)
     channel = open_channel(runner.port)
     stub = v1.ModelStub(channel)
@@ -140,7 +141,9 @@ async def test_drain_reports_not_serving_finishes_in_flight_calls_and_refuses_ne
 async def test_drain_pushes_not_serving_to_watchers_without_waiting_for_their_stream(
     start_runner: StartRunner, open_channel: OpenChannel
 ) -> None:
-    runner = await start_runner(GrpcServerSettings(drain_seconds=0.0, grace_seconds=30.0))
+    runner = await start_runner(
+        GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=30.0)
+    )
     watch = HealthStub(open_channel(runner.port)).Watch
     async with watch.open(timeout=10) as stream:
         await stream.send_message(HealthCheckRequest(service=MODEL), end=True)
@@ -161,7 +164,9 @@ async def test_drain_pushes_not_serving_to_watchers_without_waiting_for_their_st
 async def test_calls_still_running_after_the_grace_period_are_cancelled(
     start_runner: StartRunner, open_channel: OpenChannel
 ) -> None:
-    runner = await start_runner(GrpcServerSettings(drain_seconds=0.0, grace_seconds=0.2))
+    runner = await start_runner(
+        GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=0.2)
+    )
     stub = v1.ModelStub(open_channel(runner.port))
     stuck_call = asyncio.create_task(stub.get_server_info(timeout=10, metadata={DELAY_KEY: "30"}))
     await _wait_until(lambda: runner.in_flight == 1)
@@ -174,7 +179,9 @@ async def test_calls_still_running_after_the_grace_period_are_cancelled(
 
 
 async def test_stop_now_cuts_a_drain_short(start_runner: StartRunner) -> None:
-    runner = await start_runner(GrpcServerSettings(drain_seconds=60.0, grace_seconds=60.0))
+    runner = await start_runner(
+        GrpcServerSettings(insecure_local=True, drain_seconds=60.0, grace_seconds=60.0)
+    )
     drain = asyncio.create_task(runner.drain())
     await asyncio.sleep(0.05)
 
@@ -228,7 +235,9 @@ async def test_a_call_the_client_cancels_ends_as_cancelled_not_as_a_server_fault
 async def test_metrics_endpoint_counts_calls_by_method_and_code(
     start_runner: StartRunner, open_channel: OpenChannel
 ) -> None:
-    runner = await start_runner(GrpcServerSettings(metrics_port=0, drain_seconds=0.0))
+    runner = await start_runner(
+        GrpcServerSettings(insecure_local=True, metrics_port=0, drain_seconds=0.0)
+    )
     stub = v1.ModelStub(open_channel(runner.port))
     await stub.get_server_info(timeout=5)
     await stub.get_server_info(timeout=5)
@@ -258,7 +267,9 @@ async def test_metrics_endpoint_counts_calls_by_method_and_code(
 
 
 async def test_metrics_endpoint_is_closed_with_the_server(start_runner: StartRunner) -> None:
-    runner = await start_runner(GrpcServerSettings(metrics_port=0, drain_seconds=0.0))
+    runner = await start_runner(
+        GrpcServerSettings(insecure_local=True, metrics_port=0, drain_seconds=0.0)
+    )
     port = runner.metrics_port
 
     await runner.close()
@@ -272,12 +283,12 @@ async def test_metrics_endpoint_is_closed_with_the_server(start_runner: StartRun
     [
         ({"tls_cert": Path("server.pem")}, "tls_cert and tls_key go together"),
         ({"client_ca": Path("ca.pem")}, "client_ca .* needs tls_cert"),
-        ({"port": 70000}, "port must be between 0 and 65535"),
-        ({"grace_seconds": -1}, "grace_seconds must be 0 or more"),
+        ({"port": 70000, "insecure_local": True}, "port must be between 0 and 65535"),
+        ({"grace_seconds": -1, "insecure_local": True}, "grace_seconds must be 0 or more"),
+        ({}, "mutual TLS is required"),
+        ({"tls_cert": Path("s.pem"), "tls_key": Path("s.key")}, "mutual TLS is required"),
     ],
 )
-def test_inconsistent_settings_are_refused_when_built(
-    fields: dict[str, object], message: str
-) -> None:
+def test_inconsistent_settings_are_refused_when_built(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        GrpcServerSettings(**fields)  # type: ignore[arg-type]
+        GrpcServerSettings(**fields)

@@ -37,7 +37,12 @@ async def test_start_and_stop_are_logged_as_json_with_their_fields(
     runner = await start_runner()
     await runner.close()
 
-    started, stopped = (r for r in _json_lines(log_stream) if r["logger"] == "bugless_core.grpc")
+    warning, started, stopped = (
+        r for r in _json_lines(log_stream) if r["logger"] == "bugless_core.grpc"
+    )
+    assert warning["level"] == "WARNING"
+    assert "--insecure-local" in str(warning["message"])
+    assert warning["insecure_local"] is True
     assert started["level"] == "INFO"
     assert started["message"] == f"test-model serving gRPC on 127.0.0.1:{runner.port}"
     assert started["port"] == runner.port

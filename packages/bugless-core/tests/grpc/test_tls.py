@@ -50,7 +50,9 @@ async def test_peer_connection_carries_the_decoded_certificate(
     assert peer.address is not None
     assert peer.address[0] == "127.0.0.1"
     assert peer.certificate_fields is not None
-    assert (("commonName", "bot.example"),) in peer.certificate_fields["subject"]  # type: ignore[operator]
+    subject = peer.certificate_fields["subject"]
+    assert isinstance(subject, tuple)  # ssl's decoded form: a tuple of RDNs
+    assert (("commonName", "bot.example"),) in subject
 
 
 @pytest.mark.parametrize("client", ["no certificate", "certificate from another CA", "plaintext"])
@@ -81,7 +83,10 @@ async def test_server_only_tls_serves_clients_without_certificates(
 ) -> None:
     servicer = SlowModel()
     settings = GrpcServerSettings(
-        tls_cert=Path(pki.server_cert), tls_key=Path(pki.server_key), drain_seconds=0.0
+        tls_cert=Path(pki.server_cert),
+        tls_key=Path(pki.server_key),
+        drain_seconds=0.0,
+        insecure_local=True,
     )
     runner = await start_runner(settings, servicer=servicer)
 
@@ -111,7 +116,9 @@ async def test_server_negotiates_http2_over_tls_1_2_or_later(
 def test_server_context_requires_client_certificates_only_with_a_client_ca(pki: Pki) -> None:
     mutual = build_server_ssl_context(pki.mutual_tls_settings())
     server_only = build_server_ssl_context(
-        GrpcServerSettings(tls_cert=Path(pki.server_cert), tls_key=Path(pki.server_key))
+        GrpcServerSettings(
+            tls_cert=Path(pki.server_cert), tls_key=Path(pki.server_key), insecure_local=True
+        )
     )
 
     assert mutual is not None
@@ -119,7 +126,7 @@ def test_server_context_requires_client_certificates_only_with_a_client_ca(pki: 
     assert mutual.verify_mode is ssl.CERT_REQUIRED
     assert server_only.verify_mode is ssl.CERT_NONE
     assert mutual.minimum_version is ssl.TLSVersion.TLSv1_2
-    assert build_server_ssl_context(GrpcServerSettings()) is None
+    assert build_server_ssl_context(GrpcServerSettings(insecure_local=True)) is None
 
 
 def test_client_key_without_certificate_is_refused(pki: Pki) -> None:

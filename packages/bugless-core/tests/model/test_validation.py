@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -15,15 +16,15 @@ ALICE = v1.Caller(user_id="u-alice", groups=["eng"])
 
 
 def _create(**fields: object) -> v1.CreateIssueRequest:
-    base: dict[str, object] = {"title": "disk full", "component_id": 1}
+    base: dict[str, Any] = {"title": "disk full", "component_id": 1}
     base.update(fields)
-    return v1.CreateIssueRequest(caller=ALICE, fields=v1.IssueFields(**base))  # type: ignore[arg-type]
+    return v1.CreateIssueRequest(caller=ALICE, fields=v1.IssueFields(**base))
 
 
 def _change(delta: v1.IssueDelta | None = None, **kwargs: object) -> v1.ChangeIssueRequest:
-    args: dict[str, object] = {"caller": ALICE, "issue_id": 1, "expected_version": 1}
+    args: dict[str, Any] = {"caller": ALICE, "issue_id": 1, "expected_version": 1}
     args.update(kwargs)
-    return v1.ChangeIssueRequest(delta=delta, **args)  # type: ignore[arg-type]
+    return v1.ChangeIssueRequest(delta=delta, **args)
 
 
 def _term(

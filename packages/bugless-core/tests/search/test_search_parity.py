@@ -119,7 +119,8 @@ def test_custom_terms_go_to_the_model_with_days_and_users_resolved() -> None:
     assert user_terms(query) == {"ann", "4.2"}
     structured = to_structured(query, me="u-me", users={"ann": "u-ann"}, today=date(2026, 3, 10))
     assert structured.filter is not None
-    first, second = [n.term for n in structured.filter.all_of.nodes]  # type: ignore[union-attr]
+    assert structured.filter.all_of is not None
+    first, second = [n.term for n in structured.filter.all_of.nodes]
     assert first is not None
     assert second is not None
     assert first.field is v1.SearchField.CUSTOM

@@ -25,15 +25,16 @@ from bugless_core.search import (
     TextTerm,
     TimestampValue,
     UserValue,
+    Value,
     parse_query,
 )
 
 
-def term(field: Field, op: Operator, *values: object, subtree: bool = False) -> FieldTerm:
-    return FieldTerm(field, op, tuple(values), subtree)  # type: ignore[arg-type]
+def term(field: Field, op: Operator, *values: Value, subtree: bool = False) -> FieldTerm:
+    return FieldTerm(field, op, tuple(values), subtree)
 
 
-def eq(field: Field, *values: object) -> FieldTerm:
+def eq(field: Field, *values: Value) -> FieldTerm:
     return term(field, Operator.EQ, *values)
 
 
@@ -270,7 +271,7 @@ def test_comparisons_on_ids() -> None:
         ),
     ],
 )
-def test_date_values(value: str, expected: object) -> None:
+def test_date_values(value: str, expected: Value) -> None:
     assert only(f"created>{value}") == term(Field.CREATED, Operator.GT, expected)
 
 

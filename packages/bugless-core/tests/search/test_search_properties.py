@@ -30,6 +30,7 @@ from bugless_core.search import (
     SortSpec,
     TextField,
     TextTerm,
+    TextValue,
     TimestampValue,
     UserValue,
     Value,
@@ -115,6 +116,7 @@ def accepted(build: Callable[..., T], *args: st.SearchStrategy[Any]) -> st.Searc
         except (ValueError, TypeError):
             return None
 
+    # filter() does not narrow the strategy's type from T | None to T.
     return st.tuples(*args).map(attempt).filter(lambda v: v is not None)  # type: ignore[return-value]
 
 
@@ -142,6 +144,12 @@ date_values: st.SearchStrategy[Value] = st.one_of(
 )
 
 
+#: Parts of attachment names, bare (a list of them prints as a comma list).
+name_parts = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,8}", fullmatch=True).filter(
+    lambda v: v.lower() not in {"none", "any", "me"}
+)
+
+
 def values_for(field: Field) -> st.SearchStrategy[Value]:
     match field:
         case (
@@ -153,6 +161,7 @@ def values_for(field: Field) -> st.SearchStrategy[Value]:
             | Field.MODIFIER
             | Field.LAST_MODIFIER
             | Field.LAST_COMMENTER
+            | Field.STARRED_BY
         ):
             return user_values
         case Field.PRIORITY | Field.SEVERITY:
@@ -165,6 +174,8 @@ def values_for(field: Field) -> st.SearchStrategy[Value]:
             return st.sampled_from(["open", "closed"]).map(EnumValue)
         case Field.CREATED | Field.MODIFIED | Field.CLOSED:
             return date_values
+        case Field.ATTACHMENT:
+            return name_parts.map(TextValue)
         case _:
             return st.integers(0, 2**63 - 1).map(IntValue)
 
@@ -175,7 +186,7 @@ ORDERED = {
 }  # fmt: skip
 NULLABLE = {
     Field.ASSIGNEE, Field.REPORTER, Field.CC, Field.VERIFIER, Field.HOTLIST, Field.BLOCKING,
-    Field.BLOCKED_BY, Field.PARENT, Field.CANONICAL, Field.CLOSED,
+    Field.BLOCKED_BY, Field.PARENT, Field.CANONICAL, Field.CLOSED, Field.ATTACHMENT,
 }  # fmt: skip
 
 

@@ -60,6 +60,8 @@ class DevSettings:
         reset: Wipe the state directory first.
         demo: Seed demo data (once per state directory).
         admin_username: The first administrator, created on the first start.
+        insecure_local: Run the services in plaintext without service
+            identities (debugging only; every service warns at start).
     """
 
     state_dir: Path = setting(
@@ -77,6 +79,11 @@ class DevSettings:
     )
     admin_username: str = setting(
         "admin", help="The first administrator, created on the first start."
+    )
+    insecure_local: bool = setting(
+        False,
+        help="Plaintext between the services, no service identities checked (debugging "
+        "only; every service logs a warning). By default they use mutual TLS.",
     )
 
     def __post_init__(self) -> None:
@@ -230,6 +237,7 @@ class DevStack:
                 grace_seconds=5.0,
                 page_token_secret=self.state.secret("page-token-secret"),
                 session_key=self.state.secret("web-session-key"),
+                insecure_local=self.settings.insecure_local,
             )
         )
         self.services = stack

@@ -1,8 +1,10 @@
 """The one local PKI: a CA and every certificate a local stack needs.
 
-Services authenticate one another and their clients by certificate (the API
-accepts nothing but mutual TLS; the Authenticator's ``tls`` backend maps a
-client certificate to a bot). A cluster PKI provides that in production; on
+Services authenticate one another and their clients by certificate: every
+service has one naming it (``spiffe://bugless/<service>``, see
+:meth:`LocalPki.service_certificate`) and the services talk mutual TLS; the
+API accepts nothing but mutual TLS from bots, and the Authenticator's ``tls``
+backend maps a bot's certificate to a user. A cluster PKI provides that in production; on
 one machine this module does, for ``bugless dev`` (a CA kept in the state
 directory and reused, so exported ``BUGLESS_CERT``/``BUGLESS_KEY`` keep
 working), for the tests (a fresh CA per session), for the HA drill and for
@@ -30,6 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from bugless_core.grpc import SPIFFE_PREFIX
 
 CA_LIFETIME = datetime.timedelta(days=3650)
 LEAF_LIFETIME = datetime.timedelta(days=825)
@@ -89,6 +93,14 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
 
 def _fresh(cert: x509.Certificate | None) -> bool:
     return cert is not None and cert.not_valid_after_utc - RENEW_BEFORE > _now()
+
+
+def _uris(cert: x509.Certificate) -> list[str]:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return sorted(names.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def _general_name(host: str) -> x509.GeneralName:
@@ -169,6 +181,7 @@ class LocalPki:
         client: bool = True,
         not_before: datetime.datetime | None = None,
         not_after: datetime.datetime | None = None,
+        uris: Sequence[str] = (),
     ) -> CertificateFiles:
         """Issue a certificate and write it as ``STEM.pem``/``STEM.key``.
 
@@ -181,6 +194,8 @@ class LocalPki:
             client: Usable as a TLS client certificate.
             not_before: Start of validity (default: five minutes ago).
             not_after: End of validity (default: 825 days, never past the CA).
+            uris: URI subject alternative names (a service identity,
+                ``spiffe://bugless/web``).
         """
         key = ec.generate_private_key(ec.SECP256R1())
         start = not_before or _now() - datetime.timedelta(minutes=5)
@@ -188,6 +203,7 @@ class LocalPki:
         names = [_general_name(h) for h in hosts] or [
             x509.DNSName(f"{common_name.replace(' ', '-')}.clients.invalid")
         ]
+        names += [x509.UniformResourceIdentifier(uri) for uri in uris]
         usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
         usages += [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         cert = (
@@ -226,6 +242,7 @@ class LocalPki:
         hosts: Sequence[str] = (),
         server: bool = False,
         client: bool = True,
+        uris: Sequence[str] = (),
     ) -> tuple[CertificateFiles, bool]:
         """The certificate ``STEM`` if it is still good and this CA's; else a new one.
 
@@ -241,6 +258,7 @@ class LocalPki:
             and cert.issuer == self._ca.subject
             and not self.renewed_ca
             and _load_key(key_path) is not None
+            and _uris(cert) == sorted(uris)
         ):
             files = CertificateFiles(
                 cert=cert_path,
@@ -249,12 +267,30 @@ class LocalPki:
                 der=cert.public_bytes(serialization.Encoding.DER),
             )
             return files, False
-        issued = self.issue(stem, common_name, hosts=hosts, server=server, client=client)
+        issued = self.issue(stem, common_name, hosts=hosts, server=server, client=client, uris=uris)
         return issued, True
 
     def server_certificate(self, stem: str = "server") -> CertificateFiles:
         """A server certificate for :data:`LOOPBACK_HOSTS` (kept if still good)."""
         return self.ensure(stem, "localhost", hosts=LOOPBACK_HOSTS, server=True, client=True)[0]
+
+    def service_certificate(self, service: str) -> CertificateFiles:
+        """The certificate of bugless service ``service`` (kept if still good).
+
+        It names the service as a URI SAN, ``spiffe://bugless/SERVICE``: the
+        identity every server's ACCESS table is checked against. It serves
+        TLS for :data:`LOOPBACK_HOSTS` and authenticates as a client, so one
+        certificate is both a backend's server certificate and a frontend's
+        client certificate.
+        """
+        return self.ensure(
+            f"service-{service}",
+            f"{service}.bugless",
+            hosts=LOOPBACK_HOSTS,
+            server=True,
+            client=True,
+            uris=[f"{SPIFFE_PREFIX}{service}"],
+        )[0]
 
     def issue_client_certificate(
         self,

@@ -96,6 +96,9 @@ class StackConfig:
         base_env: The environment every process starts from (by default this
             process's, without ``BUGLESS_*``).
         extra_env: More ``BUGLESS_*`` settings for every service.
+        insecure_local: Run every service with ``--insecure-local``
+            (plaintext between services, no identities checked) instead of
+            mutual TLS with a certificate per service (the default).
     """
 
     directory: Path
@@ -112,6 +115,7 @@ class StackConfig:
     session_key: str = ""
     base_env: Mapping[str, str] = field(default_factory=clean_environment)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    insecure_local: bool = False
 
 
 @dataclass
@@ -162,6 +166,11 @@ class LocalStack:
         self.directory = config.directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.server: CertificateFiles = config.pki.server_certificate()
+        #: Each service's certificate (``spiffe://bugless/<service>``), by service.
+        self.identities: dict[str, CertificateFiles] = {
+            service: config.pki.service_certificate(service)
+            for service in ("model", "auth", "web", "api", "notify", "admin")
+        }
         self.services: list[RunningService] = []
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -205,10 +214,46 @@ class LocalStack:
             prefix = f"BUGLESS_{kind.upper()}_"
             env[prefix + "DRAIN_SECONDS"] = str(config.drain_seconds)
             env[prefix + "GRACE_SECONDS"] = str(config.grace_seconds)
+            if config.insecure_local:
+                env[prefix + "INSECURE_LOCAL"] = "true"
+        if not config.insecure_local:
+            env.update(self._mutual_tls_environment())
         if config.fast_password_hashing:
             env.update(FAST_PASSWORD_HASHING)
         env.update(config.extra_env)
         return env
+
+    def _mutual_tls_environment(self) -> dict[str, str]:
+        """Each service's certificate and the CA of its peers, as a chart sets them."""
+        ca = str(self.pki.ca_file)
+        env: dict[str, str] = {}
+        for kind in ("model", "auth"):
+            files = self.identities[kind]
+            prefix = f"BUGLESS_{kind.upper()}_"
+            env |= {
+                prefix + "TLS_CERT": str(files.cert),
+                prefix + "TLS_KEY": str(files.key),
+                prefix + "CLIENT_CA": ca,
+            }
+        web, api = self.identities["web"], self.identities["api"]
+        env |= {
+            "BUGLESS_WEB_TLS_CA": ca,
+            "BUGLESS_WEB_TLS_CERT": str(web.cert),
+            "BUGLESS_WEB_TLS_KEY": str(web.key),
+            "BUGLESS_API_SERVICE_CA": ca,
+            "BUGLESS_API_SERVICE_CERT": str(api.cert),
+            "BUGLESS_API_SERVICE_KEY": str(api.key),
+        }
+        return env
+
+    def client_address(self, kind: str, identity: str = "web") -> ServiceAddress:
+        """How service ``identity`` reaches the first running ``kind`` (``model``, ``auth``).
+
+        With the stack's mutual TLS, the address carries ``identity``'s
+        certificate, so calls through it are checked as that service's
+        (``web`` may run the password flow, ``api`` the certificate flow).
+        """
+        return self._address(kind, self.first(kind).port, identity=identity)
 
     def _generated_token_key(self) -> Path:
         path = self.directory / "secrets" / "auth-token-key.pem"
@@ -385,13 +430,18 @@ class LocalStack:
             process.stop()
             raise
 
-    def _address(self, kind: str, port: int) -> ServiceAddress:
+    def _address(self, kind: str, port: int, *, identity: str = "web") -> ServiceAddress:
         if kind == "api":
             bot = self.pki.ensure("stack-probe", "stack-probe")[0]
             return ServiceAddress(
                 "127.0.0.1", port, ca=self.pki.ca_file, cert=bot.cert, key=bot.key
             )
-        return ServiceAddress("127.0.0.1", port)
+        if self.config.insecure_local:
+            return ServiceAddress("127.0.0.1", port)
+        files = self.identities.get(identity) or self.pki.service_certificate(identity)
+        return ServiceAddress(
+            "127.0.0.1", port, ca=self.pki.ca_file, cert=files.cert, key=files.key
+        )
 
     def start_model(self, *extra: str, name: str | None = None) -> RunningService:
         """``bugless model serve`` on a port of its own choosing."""
@@ -484,14 +534,14 @@ class LocalStack:
 
     @property
     def model(self) -> ServiceAddress:
-        """The Model (the first one started)."""
+        """The Model (the first one started), reached as the web tier (``web`` identity)."""
         address = self.first("model").address
         assert address is not None
         return address
 
     @property
     def auth(self) -> ServiceAddress:
-        """The Authenticator (the first one started)."""
+        """The Authenticator (the first one started), reached as the web tier."""
         address = self.first("auth").address
         assert address is not None
         return address

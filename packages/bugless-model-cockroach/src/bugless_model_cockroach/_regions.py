@@ -18,10 +18,19 @@ follow the CockroachDB SQL reference pages "SET PRIMARY REGION", "ADD REGION",
   the migration ledger, the change feed, stars, subscriptions, notification
   settings): ``REGIONAL BY TABLE IN PRIMARY REGION``.
 
-The survival goal stays ``ZONE`` (the default): a write commits with a quorum
-inside its home region. ``SURVIVE REGION FAILURE`` needs three regions and
-makes every write wait for a quorum across regions; an operator who wants it
-runs ``ALTER DATABASE ... SURVIVE REGION FAILURE`` once (see the README).
+The survival goal is ``ModelSettings.survival_goal`` (``BUGLESS_COCKROACH_SURVIVAL_GOAL``):
+``zone`` (the default: a write commits with a quorum inside its home region)
+or ``region`` (``SURVIVE REGION FAILURE``: needs three or more regions, and
+every write waits for a quorum across regions), applied with the regions.
+
+The locality (``ModelSettings.locality``, ``BUGLESS_COCKROACH_LOCALITY``, the
+syntax of ``cockroach start --locality``) says where a Model replica runs. A
+``REGIONAL BY ROW`` row is homed in the *gateway* region of the connection
+that inserts it, so a replica whose database URL leads to another region's
+nodes would home every issue it files there, and pay a cross-region round
+trip on every read of them. :func:`locality_region` reads the region out of
+the setting; on open the backend checks it against the database's regions
+and the gateway (:data:`REGION_CHECKS`).
 """
 
 from __future__ import annotations
@@ -32,6 +41,11 @@ from collections.abc import Sequence
 from bugless_core.errors import InvalidArgument
 
 _REGION = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_TIER = re.compile(r"^[A-Za-z0-9_-]+=[A-Za-z0-9_.-]+$")
+
+SURVIVAL_GOALS = ("zone", "region")
+#: Regions ``SURVIVE REGION FAILURE`` needs: a quorum must outlive a whole region.
+MIN_REGIONS_FOR_REGION_SURVIVAL = 3
 
 REGIONAL_BY_ROW = ("issues", "issue_history", "attachments")
 GLOBAL = ("components", "hotlists", "custom_fields")
@@ -79,12 +93,65 @@ def check_regions(regions: Sequence[str]) -> list[str]:
     return list(regions)
 
 
-def region_statements(database: str, schema: str, regions: Sequence[str]) -> list[str]:
+def check_survival_goal(goal: str, regions: Sequence[str]) -> str:
+    """The survival goal, checked against the regions it must be applied with.
+
+    Raises:
+        InvalidArgument: an unknown goal, or ``region`` with fewer than three
+            regions (with none, the goal would silently not be applied).
+    """
+    if goal not in SURVIVAL_GOALS:
+        msg = f"survival_goal: {goal!r} is not one of {', '.join(SURVIVAL_GOALS)}"
+        raise InvalidArgument(msg, metadata={"field": "survival_goal"})
+    if goal == "region" and len(regions) < MIN_REGIONS_FOR_REGION_SURVIVAL:
+        msg = (
+            f"survival_goal: region needs {MIN_REGIONS_FOR_REGION_SURVIVAL} or more regions "
+            f"(a quorum must outlive a whole region), regions has {len(regions)}: "
+            "list them with --regions (BUGLESS_REGIONS)"
+        )
+        raise InvalidArgument(msg, metadata={"field": "survival_goal"})
+    return goal
+
+
+def locality_region(locality: str) -> str | None:
+    """The ``region`` tier of a locality (``region=us-east1,zone=us-east1-b``); None if empty.
+
+    Raises:
+        InvalidArgument: not ``key=value`` tiers separated by commas, no
+            ``region`` tier, or a region that is not a region name.
+    """
+    if not locality.strip():
+        return None
+    tiers = [t.strip() for t in locality.split(",")]
+    if not all(_TIER.match(t) for t in tiers):
+        msg = (
+            f"locality: {locality!r} is not key=value tiers separated by commas, "
+            "e.g. region=us-east1,zone=us-east1-b"
+        )
+        raise InvalidArgument(msg, metadata={"field": "locality"})
+    found = dict(t.split("=", 1) for t in tiers)
+    region = found.get("region")
+    if region is None:
+        msg = f"locality: {locality!r} has no region tier (region=us-east1,...)"
+        raise InvalidArgument(msg, metadata={"field": "locality"})
+    check_regions([region])
+    return region
+
+
+def region_statements(
+    database: str, schema: str, regions: Sequence[str], survival_goal: str = "zone"
+) -> list[str]:
     """The DDL making ``database`` multi-region with ``regions`` (primary first).
 
-    Idempotent: running it again after adding a region adds just that region.
+    Idempotent: running it again after adding a region adds just that region;
+    running it with another survival goal changes the goal.
+
+    Raises:
+        InvalidArgument: bad region names, or a survival goal the regions
+            cannot have (:func:`check_survival_goal`).
     """
     names = check_regions(regions)
+    goal = check_survival_goal(survival_goal, names)
     if not names:
         return []
     db = quote_identifier(database)
@@ -93,7 +160,7 @@ def region_statements(database: str, schema: str, regions: Sequence[str]) -> lis
         f"ALTER DATABASE {db} ADD REGION IF NOT EXISTS {quote_identifier(region)}"
         for region in names[1:]
     ]
-    statements.append(f"ALTER DATABASE {db} SURVIVE ZONE FAILURE")
+    statements.append(f"ALTER DATABASE {db} SURVIVE {goal.upper()} FAILURE")
     table = f"{quote_identifier(schema)}."
     statements += [f"ALTER TABLE {table}{t} SET LOCALITY REGIONAL BY ROW" for t in REGIONAL_BY_ROW]
     statements += [f"ALTER TABLE {table}{t} SET LOCALITY GLOBAL" for t in GLOBAL]
@@ -102,3 +169,11 @@ def region_statements(database: str, schema: str, regions: Sequence[str]) -> lis
         for t in IN_PRIMARY_REGION
     ]
     return statements
+
+
+#: On open with a locality (CockroachDB): the database's regions, then the
+#: region of the node this connection landed on. CockroachDB docs: "SHOW
+#: REGIONS" (``SHOW REGIONS FROM DATABASE``) and "Functions and Operators"
+#: (``gateway_region()``).
+DATABASE_REGIONS = "SELECT region FROM [SHOW REGIONS FROM DATABASE]"
+GATEWAY_REGION = "SELECT gateway_region()"

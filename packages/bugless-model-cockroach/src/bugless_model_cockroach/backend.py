@@ -13,7 +13,9 @@ compiler, the write logic). This class replaces only:
 * **locking**: migrations hold a lease row instead of an advisory lock
   (:class:`bugless_core.migrations.LeaseLock`);
 * **reads**: ``allow_stale`` searches read at ``follower_read_timestamp()``;
-* **regions**: ``migrate`` applies ``ModelSettings.regions`` (:mod:`._regions`).
+* **regions**: ``migrate`` applies ``ModelSettings.regions`` and
+  ``survival_goal``; ``open`` checks ``locality`` against the database's
+  regions and the gateway its connections land on (:mod:`._regions`).
 
 It does not declare ``watch``: CockroachDB has no LISTEN/NOTIFY, and its
 changefeeds need a sink or a long-lived core changefeed connection per
@@ -22,7 +24,8 @@ stream (see the README for why polling was not built instead).
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+import logging
+from typing import Any, ClassVar, Self
 
 import asyncpg
 
@@ -33,6 +36,8 @@ from bugless_model_cockroach import _dialect, _leases, _regions
 from bugless_model_cockroach import _queries as q
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres.seam import Conn, Dialect, translated_errors
+
+_log = logging.getLogger(__name__)
 
 
 class CockroachBackend(PostgresBackend):
@@ -45,8 +50,6 @@ class CockroachBackend(PostgresBackend):
             Capability.TRANSACTION_RETRIES,
             Capability.SNOWFLAKE_IDS,
             Capability.MULTI_REGION,
-            Capability.CHANGE_FEED,
-            Capability.WATCH,
         }
     )
     migration_lock: ClassVar[MigrationLock] = LeaseLock()
@@ -58,6 +61,8 @@ class CockroachBackend(PostgresBackend):
         self._retry_policy = _dialect.COCKROACH_RETRIES
         self._node = _leases.NodeLease(pool)
         self._new_issue_id = self._snowflake_id
+        #: The region this replica runs in (``locality``), checked on open.
+        self.home_region: str | None = None
 
     @property
     def node_id(self) -> int:
@@ -98,10 +103,13 @@ class CockroachBackend(PostgresBackend):
         """Refuse a PostgreSQL that is not SERIALIZABLE, and regions without CockroachDB.
 
         Raises:
+            InvalidArgument: a survival goal the regions cannot have (``region``
+                with fewer than three), before anything is written.
             FailedPrecondition: the server cannot serve this backend, or regions
                 were given but the server is not CockroachDB.
         """
         regions = _regions.check_regions(settings.regions)
+        _regions.check_survival_goal(settings.survival_goal, regions)
         async with pool.acquire() as conn:
             dialect = await cls._server_dialect(conn)
         if regions and dialect is not _dialect.COCKROACH:
@@ -113,13 +121,15 @@ class CockroachBackend(PostgresBackend):
 
     @classmethod
     async def _after_migrate(cls, pool: asyncpg.Pool, settings: ModelSettings) -> None:
-        """Home the tables in ``settings.regions`` (CockroachDB only; checked before)."""
+        """Home the tables in ``settings.regions`` with its survival goal (checked before)."""
         regions = _regions.check_regions(settings.regions)
         if not regions:
             return
         async with pool.acquire() as conn:
             database = await conn.fetchval(q.CURRENT_DATABASE)
-            for statement in _regions.region_statements(database, settings.schema, regions):
+            for statement in _regions.region_statements(
+                database, settings.schema, regions, settings.survival_goal
+            ):
                 await conn.execute(statement)
 
     @classmethod
@@ -129,12 +139,56 @@ class CockroachBackend(PostgresBackend):
         try:
             async with translated_errors(), backend._pool.acquire() as conn:
                 backend._dialect = await cls._server_dialect(conn)
+                backend.home_region = await backend._check_locality(conn)
             async with translated_errors():
                 await backend._node.start()
         except BaseException:
             await backend.close()
             raise
         return backend
+
+    async def _check_locality(self, conn: Any) -> str | None:
+        """The locality's region, checked against the database; None without a locality.
+
+        A region the database does not have is refused: new issues could not
+        be homed there. Connections landing in another region are allowed
+        (the database URL may lead elsewhere while this region's nodes are
+        down) but logged, since every issue this replica files is then homed
+        in that other region.
+
+        Raises:
+            InvalidArgument: the locality does not parse.
+            FailedPrecondition: a locality on PostgreSQL (compatibility mode,
+                which has no regions), or a region the database lacks.
+        """
+        region = _regions.locality_region(self.settings.locality)
+        if region is None:
+            return None
+        if not self.on_cockroach:
+            msg = (
+                "locality: regions need CockroachDB; this server is PostgreSQL "
+                "(compatibility mode): serve without --locality (BUGLESS_COCKROACH_LOCALITY)"
+            )
+            raise FailedPrecondition(msg, metadata={"field": "locality"})
+        known = [r["region"] for r in await conn.fetch(_regions.DATABASE_REGIONS)]
+        if region not in known:
+            msg = (
+                f"locality: region {region!r} is not a region of the database "
+                f"({', '.join(known) or 'none: run migrate with --regions'})"
+            )
+            raise FailedPrecondition(msg, metadata={"field": "locality"})
+        gateway = await conn.fetchval(_regions.GATEWAY_REGION)
+        if gateway != region:
+            _log.warning(
+                "this replica runs in %s but its database connections land in %s: issues it "
+                "files are homed in %s; point --database-url at %s's nodes",
+                region,
+                gateway,
+                gateway,
+                region,
+                extra={"locality_region": region, "gateway_region": gateway},
+            )
+        return region
 
     async def close(self) -> None:
         """Give the node id back, then close as the PostgreSQL backend does."""

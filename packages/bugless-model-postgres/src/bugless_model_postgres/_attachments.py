@@ -30,7 +30,7 @@ from bugless_core.errors import (
 from bugless_model_postgres import _issues
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
-from bugless_model_postgres._convert import Row, caller_role
+from bugless_model_postgres._convert import Conn, Row, caller_role, one_row
 from bugless_proto import v1
 
 #: Live attachments of issue $1 (not deleted, not redacted): what counts
@@ -120,7 +120,7 @@ def attachment_not_found(attachment_id: int) -> NotFound:
 
 
 async def visible_attachment(
-    conn: asyncpg.Connection, caller: v1.Caller, attachment_id: int
+    conn: Conn, caller: v1.Caller, attachment_id: int
 ) -> tuple[asyncpg.Record, v1.Role]:
     """The attachment's row and the caller's role, if they may view its issue."""
     row = await conn.fetchrow(BY_ID, attachment_id)
@@ -130,9 +130,9 @@ async def visible_attachment(
     return row, role
 
 
-async def usage(conn: asyncpg.Connection, issue_id: int) -> tuple[int, int]:
+async def usage(conn: Conn, issue_id: int) -> tuple[int, int]:
     """Bytes and files of the issue's live attachments."""
-    row = await conn.fetchrow(USAGE, issue_id)
+    row = one_row(await conn.fetchrow(USAGE, issue_id))
     return int(row["used"]), int(row["files"])
 
 
@@ -206,7 +206,7 @@ async def record_upload(
         INSERT, issue_id, version, name, ref.size, content_type, header.content_type,
         bytes.fromhex(ref.sha256), ctx.caller.user_id, ctx.now,
     )  # fmt: skip
-    return row, version
+    return one_row(row), version
 
 
 async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> tuple[int, int, str]:
@@ -269,9 +269,7 @@ async def remove_if_unreferenced(ctx: WriteContext, sha256: str, store: BlobStor
     return True
 
 
-async def fill_entries(
-    conn: asyncpg.Connection, issue_id: int, entries: list[v1.HistoryEntry]
-) -> None:
+async def fill_entries(conn: Conn, issue_id: int, entries: list[v1.HistoryEntry]) -> None:
     """Set ``attachments`` on the entries that attached files."""
     if not entries:
         return

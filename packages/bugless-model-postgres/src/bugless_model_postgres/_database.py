@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -22,6 +20,7 @@ import asyncpg
 
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.model.backend import ModelSettings
+from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import IssueIdSource, WriteContext
 from bugless_model_postgres._dialect import POSTGRES, Dialect
@@ -43,66 +42,6 @@ _CONNECTION_ERRORS = (
     # (seen in the failover drill while PostgreSQL restarts).
     asyncpg.exceptions.InternalClientError,
 )
-_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a transaction that lost a conflict is run again.
-
-    The whole transaction is re-run from the start (a fresh context, nothing
-    of the failed attempt kept), after a capped exponential backoff; after
-    ``attempts`` tries the caller gets Unavailable. With ``jitter`` each
-    delay is drawn uniformly from ``[0, capped delay]`` ("full jitter"), so
-    transactions that collided once do not collide again in lockstep.
-
-    Attributes:
-        attempts: Tries in all, the first included.
-        base_delay: Seconds before the second try; doubles per try.
-        max_delay: Upper bound of one delay, in seconds.
-        jitter: Randomise each delay.
-    """
-
-    attempts: int = 4
-    base_delay: float = 0.01
-    max_delay: float = 0.08
-    jitter: bool = False
-
-    def is_retryable(self, exc: BaseException) -> bool:
-        """Whether ``exc`` means "this transaction lost a conflict: run it again"."""
-        return isinstance(exc, _RETRYABLE)
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed try number ``attempt`` (0-based)."""
-        capped = min(self.max_delay, self.base_delay * (2**attempt))
-        return random.uniform(0, capped) if self.jitter else capped
-
-
-#: PostgreSQL's policy: conflicts are rare (writers lock rows in id order).
-POSTGRES_RETRIES = RetryPolicy()
-
-
-async def retrying(policy: RetryPolicy, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run ``attempt`` until it succeeds, retrying what ``policy`` calls retryable.
-
-    Raises:
-        Unavailable: still conflicting after ``policy.attempts`` tries.
-    """
-    for number in range(policy.attempts):
-        try:
-            return await attempt()
-        except Exception as exc:
-            if not policy.is_retryable(exc):
-                raise
-            if number == policy.attempts - 1:
-                msg = (
-                    f"the transaction conflicted with concurrent ones {policy.attempts} times "
-                    "in a row and was given up; nothing was written, retry it"
-                )
-                raise Unavailable(msg) from exc
-            _log.debug("transaction conflict (try %d): %s", number + 1, exc)
-            await asyncio.sleep(policy.delay(number))
-    raise AssertionError  # pragma: no cover - the loop returns or raises
 
 
 def server_settings(settings: ModelSettings, schema_sql: str) -> dict[str, str]:
@@ -134,7 +73,7 @@ async def translated_errors() -> AsyncIterator[None]:
         raise unavailable(exc) from exc
 
 
-async def _release_as_is(conn: asyncpg.Connection) -> None:
+async def release_as_is(conn: asyncpg.Connection) -> None:
     """The pool's reset: nothing beyond asyncpg's own ROLLBACK of a stray transaction.
 
     asyncpg's default reset runs ``pg_advisory_unlock_all(); CLOSE ALL;
@@ -143,8 +82,9 @@ async def _release_as_is(conn: asyncpg.Connection) -> None:
     here, because no code of this package (or of bugless-model-cockroach)
     leaves session state on a pooled connection:
 
-    * advisory locks are only ever ``pg_advisory_xact_lock`` (migrations, the
-      hierarchy lock), released at commit or rollback;
+    * advisory locks are only ever ``pg_advisory_xact_lock`` (the hierarchy
+      lock), released at commit or rollback, and the migration's session lock,
+      released explicitly before its short-lived pool closes;
     * the watch feed LISTENs on its own dedicated connection, never a pooled one;
     * cursors are not used (and asyncpg's would end with their transaction);
     * settings are fixed per connection by ``server_settings``; the only
@@ -167,7 +107,7 @@ async def open_pool(settings: ModelSettings, schema_sql: str) -> asyncpg.Pool:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             server_settings=server_settings(settings, schema_sql),
-            reset=_release_as_is,
+            reset=release_as_is,
         )
     return pool
 
@@ -179,7 +119,7 @@ async def append_to_feed(ctx: WriteContext) -> None:
     transaction holds the feed's ``head`` row, and every other writer waits
     there (see migration 0005), so the window is kept to one round trip.
     """
-    if not ctx.written and not ctx.components_changed:
+    if not ctx.dialect.change_feed or (not ctx.written and not ctx.components_changed):
         return
     values = (
         ctx.now,

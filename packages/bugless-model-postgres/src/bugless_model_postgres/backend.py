@@ -35,6 +35,7 @@ from bugless_core.migrations import (
 )
 from bugless_core.model.backend import Capability, ModelBackend, ModelSettings
 from bugless_core.page_tokens import PageTokenCodec
+from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
 from bugless_model_postgres import _components, _hotlists, _imports, _issues, _search
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
@@ -62,16 +63,15 @@ from bugless_model_postgres._convert import (
     saved_search_from_row,
 )
 from bugless_model_postgres._database import (
-    POSTGRES_RETRIES,
-    RetryPolicy,
     open_pool,
-    retrying,
+    release_as_is,
     run_write,
     server_settings,
     translated_errors,
 )
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_model_postgres._edit_calls import mark_edited
+from bugless_model_postgres._follow import FollowCalls
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -91,7 +91,7 @@ def _caller_key(caller: v1.Caller) -> list[Any]:
     return [caller.user_id, sorted(caller.groups), caller.admin]
 
 
-class PostgresBackend(AttachmentCalls, ModelBackend):
+class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
@@ -672,5 +672,9 @@ async def _migration_pool(settings: ModelSettings) -> asyncpg.Pool:
             min_size=1,
             max_size=2,
             server_settings=server_settings(settings, quote_schema(settings.schema)),
+            # The migration lock is released explicitly (AdvisoryLock) or is a
+            # row (LeaseLock); asyncpg's reset would call pg_advisory_unlock_all(),
+            # which CockroachDB lacks.
+            reset=release_as_is,
         )
     return pool

@@ -39,9 +39,10 @@ from bugless_core.blobs import BlobRef, BlobStore, BlobUpload
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from bugless_core.migrations import applied_version, quote_schema
 from bugless_core.settings import setting
+from bugless_core.transactions import POSTGRES_RETRIES, retrying
 from bugless_model_postgres import _blob_queries as sql
 from bugless_model_postgres._convert import Conn
-from bugless_model_postgres._database import POSTGRES_RETRIES, retrying, translated_errors
+from bugless_model_postgres._database import translated_errors
 
 #: The migration that creates the store's tables.
 BLOB_SCHEMA_VERSION = 3

@@ -22,12 +22,10 @@ private and may change without notice. A subclass:
 
 from __future__ import annotations
 
+from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
 from bugless_model_postgres._context import IssueIdSource
 from bugless_model_postgres._convert import Conn
 from bugless_model_postgres._database import (
-    POSTGRES_RETRIES,
-    RetryPolicy,
-    retrying,
     server_settings,
     translated_errors,
 )

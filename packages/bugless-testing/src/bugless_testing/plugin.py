@@ -101,7 +101,7 @@ async def bugless_model_channel(bugless_model_backend: ModelBackend) -> AsyncIte
     """
     runner = GrpcServiceRunner(
         [ModelServicer(bugless_model_backend)],
-        GrpcServerSettings(drain_seconds=0, grace_seconds=5),
+        GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=5),
         name="model-under-test",
         metrics_registry=CollectorRegistry(),
     )

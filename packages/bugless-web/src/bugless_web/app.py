@@ -11,13 +11,14 @@ from __future__ import annotations
 import hmac
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from litestar import Litestar, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
+from bugless_core import tracing
 from bugless_core.errors import BuglessError, ResourceExhausted, Unavailable
 from bugless_web.builds import BUILD_FIELD, BUILD_HEADER, RELOAD_HEADER, StaleBuild, compatible
 from bugless_web.frontend import (
@@ -49,6 +50,9 @@ from bugless_web.routes import (
     users,
 )
 from bugless_web.settings import WebSettings
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp
 
 _log = logging.getLogger("bugless.web")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -273,6 +277,13 @@ def create_app(settings: WebSettings) -> Litestar:
     app.asgi_handler = security_headers_middleware(
         session_middleware(drain_middleware(app.asgi_handler))
     )
+    if tracing.enabled():
+        from opentelemetry.instrumentation.asgi import (  # noqa: PLC0415 - only when tracing is on
+            OpenTelemetryMiddleware,
+        )
+
+        # Outermost: the span covers middleware and error pages too.
+        app.asgi_handler = cast("ASGIApp", OpenTelemetryMiddleware(app.asgi_handler))
     return app
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from grpclib.client import Channel
 
-from bugless_core.clients import call
+from bugless_core.clients import call, warn_if_insecure
 from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
 from bugless_core.user_cache import UserCache, get_users, lookup_users
@@ -96,6 +96,7 @@ class Backends:
         """Open channels to the services ``settings`` name; ``clock`` times the caches."""
         self._settings = settings
         self._clock = clock
+        warn_if_insecure("web", model=settings.model, auth=settings.auth)
         self._model_channel: Channel = settings.model.channel()
         self._auth_channel: Channel = settings.auth.channel()
         timeout = settings.call_timeout_seconds

@@ -18,6 +18,7 @@ from types import FrameType
 
 import uvicorn
 
+from bugless_core import tracing
 from bugless_core.ready_file import write_ready_file
 from bugless_web.app import create_app
 from bugless_web.frontend import Frontend
@@ -90,6 +91,7 @@ def serve(settings: WebSettings, listener: socket.socket | None = None) -> None:
     """
     if listener is None:
         listener = listen(settings.host, settings.port, reuse_port=settings.reuse_port)
+    tracing.configure("web")
     app = create_app(settings)
     frontend: Frontend = app.state["frontend"]
     config = uvicorn.Config(

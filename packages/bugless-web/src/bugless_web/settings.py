@@ -77,6 +77,10 @@ class WebSettings:
             turns TLS on towards them (``model`` and ``auth`` get these files).
         tls_cert: This frontend's client certificate towards them (mutual TLS).
         tls_key: Private key of ``tls_cert``.
+        insecure_local: Allow plaintext gRPC to the Model and the
+            Authenticator (debugging on one machine only; logs a warning at
+            every start). Without it mutual TLS to both is required: the web's
+            certificate (``spiffe://bugless/web``) is what lets it call them.
         ready_file: Once serving, write the bound port and pid here as JSON
             (:func:`bugless_core.ready_file.write_ready_file`); with port 0 this
             is how a supervisor learns the port the kernel chose.
@@ -151,6 +155,11 @@ class WebSettings:
         None, must_exist=True, help="This frontend's client certificate (mTLS to the services)."
     )
     tls_key: Path | None = setting(None, must_exist=True, help="Private key of --tls-cert.")
+    insecure_local: bool = setting(
+        False,
+        help="Allow plaintext gRPC to the Model and Authenticator (debugging on one machine "
+        "only; logs a warning at every start). Without it mutual TLS is required.",
+    )
     ready_file: Path | None = setting(
         None,
         help="Once serving, write the bound port and pid here as JSON (for supervisors and "
@@ -204,6 +213,16 @@ class WebSettings:
                     getattr(self, name), ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key
                 )
                 object.__setattr__(self, name, address)
+        if not self.insecure_local:
+            for name in ("model", "auth"):
+                address = getattr(self, name)
+                if address.ca is None or address.cert is None:
+                    msg = (
+                        f"mutual TLS to the {name} service is required: give --tls-ca, "
+                        "--tls-cert and --tls-key (a certificate naming spiffe://bugless/web), "
+                        "or --insecure-local for plaintext debugging on one machine"
+                    )
+                    raise ValueError(msg)
 
 
 def _checked_public_url(value: str, *, dev: bool) -> str:

@@ -20,6 +20,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hotlists",
     "components",
     "saved_searches",
+    "comment_edits",
+    "custom_fields",
+    "attachments",
 )
 
 

@@ -107,6 +107,10 @@ def entry_line(entry: v1.HistoryEntry) -> str:
 def entry_text(entry: v1.HistoryEntry) -> str:
     """The entry line and its comment, indented."""
     text = entry_line(entry)
+    for attachment in entry.attachments:
+        text += f"\n    attached {attachment.name} ({attachment.size} bytes, id {attachment.id})"
+    if entry.deleted_attachment_id:
+        text += f"\n    deleted attachment {entry.deleted_attachment_id}"
     if entry.comment_redacted:
         return f"{text}\n    (comment redacted)"
     if entry.comment:

@@ -31,8 +31,14 @@ def saved_search_group() -> None:
     """List, run, create, change and delete saved searches."""
 
 
+@click.group("attachment")
+def attachment_group() -> None:
+    """Show, download and delete attachments (attach with `bugless issue attach`)."""
+
+
 GROUPS: tuple[click.Group, ...] = (
     issue_group,
+    attachment_group,
     hotlist_group,
     component_group,
     saved_search_group,

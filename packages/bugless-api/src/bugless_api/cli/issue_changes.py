@@ -29,6 +29,7 @@ from bugless_api.cli._common import (
     run_with_client,
 )
 from bugless_api.cli._render import ISSUE_HEADERS, component_paths, issue_detail, issue_row
+from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 from bugless_api.cli.issues import count_text, search_all
 
@@ -98,6 +99,7 @@ def _change_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--blocked-by-remove", multiple=True, type=ID, help="Issue id (repeatable)."),
         click.option("--comment", default="", help="Comment added with the change."),
+        FIELD_OPTION,
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -109,8 +111,9 @@ def _summary(changes: dict[str, Any]) -> str:
     parts = [
         f"{name}={value!r}" if value == "" else f"{name}={value}"
         for name, value in changes.items()
-        if name not in _LISTS and name != "comment" and value is not None
+        if name not in _LISTS and name not in ("comment", "fields") and value is not None
     ]
+    parts.extend(changes["fields"])
     for name in _LISTS:
         for value in changes[name]:
             sign = "+" if name.endswith("_add") else "-"
@@ -192,10 +195,17 @@ async def _update_one(
     client: BuglessClient, issue_id: int, expected_version: int | None, changes: dict[str, Any]
 ) -> object:
     component_id = await _component_id(client, changes["component"])
+    custom = []
+    if changes["fields"]:
+        issue = await client.get_issue(issue_id)
+        if expected_version is None:
+            expected_version = issue.version
+        custom = await field_values(client, [component_id or issue.component_id], changes["fields"])
     reply = await client.update_issue(
         issue_id,
         expected_version=expected_version,
         comment=changes["comment"],
+        custom_fields_set=custom,
         **_client_keywords(changes, component_id),
     )
     assert reply.issue is not None
@@ -227,6 +237,8 @@ async def _update_many(
     else:
         issues = list((await client.batch_get_issues(list(dict.fromkeys(issue_ids)))).issues)
         matched = str(len(issues))
+    targets = [component_id] if component_id else [issue.component_id for issue in issues]
+    delta.custom_fields_set = await field_values(client, targets, changes["fields"])
     summary = _summary(changes)
     preview = Table(
         headers=ISSUE_HEADERS,

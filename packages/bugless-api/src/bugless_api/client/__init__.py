@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from bugless_api.client._base import RetryPolicy, enum_value
 from bugless_api.client._client import BuglessClient
+from bugless_api.client._custom_values import custom_values
 from bugless_api.client._issues import new_idempotency_key
 from bugless_api.client._sync import SyncBuglessClient
 
@@ -28,6 +29,7 @@ __all__ = [
     "BuglessClient",
     "RetryPolicy",
     "SyncBuglessClient",
+    "custom_values",
     "enum_value",
     "new_idempotency_key",
 ]

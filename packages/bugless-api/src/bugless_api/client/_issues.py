@@ -80,8 +80,13 @@ class IssueCalls(ClientBase):
         blocking_ids: Iterable[int] = (),
         blocked_by_ids: Iterable[int] = (),
         idempotency_key: str | None = None,
+        custom_fields: Iterable[v1.CustomFieldValue] = (),
     ) -> v1.Issue:
         """Create an issue; safe to retry.
+
+        ``custom_fields`` are values of the component's custom fields
+        (:func:`bugless_api.client.custom_values` makes them from
+        ``Name=value`` text); required ones left out take their defaults.
 
         The request carries ``idempotency_key`` (a fresh one when not given):
         the Model creates one issue per key, so a retried call, or a command
@@ -107,6 +112,7 @@ class IssueCalls(ClientBase):
             blocking_ids=checked_ids(blocking_ids, "blocking_ids"),
             blocked_by_ids=checked_ids(blocked_by_ids, "blocked_by_ids"),
             idempotency_key=idempotency_key or new_idempotency_key(),
+            custom_fields=list(custom_fields),
         )
         return await self._call(self.issues.create_issue, request, idempotent=True)
 
@@ -144,6 +150,7 @@ class IssueCalls(ClientBase):
         blocking_remove: Iterable[int] = (),
         blocked_by_add: Iterable[int] = (),
         blocked_by_remove: Iterable[int] = (),
+        custom_fields_set: Iterable[v1.CustomFieldValue] = (),
     ) -> v1.ChangeIssueResponse:
         """Change fields (those given; ``""`` clears a person) and/or comment, atomically.
 
@@ -173,6 +180,7 @@ class IssueCalls(ClientBase):
             blocking_remove=blocking_remove,
             blocked_by_add=blocked_by_add,
             blocked_by_remove=blocked_by_remove,
+            custom_fields_set=custom_fields_set,
         )
         if expected_version is None:
             expected_version = (await self.get_issue(issue_id)).version
@@ -199,6 +207,7 @@ class IssueCalls(ClientBase):
         blocking_remove: Iterable[int] = (),
         blocked_by_add: Iterable[int] = (),
         blocked_by_remove: Iterable[int] = (),
+        custom_fields_set: Iterable[v1.CustomFieldValue] = (),
     ) -> v1.IssueDelta:
         """The IssueDelta of the given changes, ids checked and enum names read.
 
@@ -211,7 +220,7 @@ class IssueCalls(ClientBase):
         for value, name in ((parent_id, "parent_id"), (duplicate_of_id, "duplicate_of_id")):
             if value is not None:
                 check_id(value, name, allow_zero=True)
-        return issue_delta(
+        delta = issue_delta(
             title=title,
             status=None if status is None else enum_value(v1.Status, status, "status"),
             priority=None if priority is None else enum_value(v1.Priority, priority, "priority"),
@@ -231,6 +240,8 @@ class IssueCalls(ClientBase):
             blocked_by_add=checked_ids(blocked_by_add, "blocked_by_add"),
             blocked_by_remove=checked_ids(blocked_by_remove, "blocked_by_remove"),
         )
+        delta.custom_fields_set = list(custom_fields_set)
+        return delta
 
     async def batch_change_issues(
         self,

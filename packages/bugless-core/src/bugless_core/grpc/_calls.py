@@ -27,7 +27,14 @@ from grpclib.events import RecvRequest, SendTrailingMetadata, listen
 from grpclib.server import Server
 from multidict import MultiDictProxy
 
-from bugless_core.errors import DRAINING_REASON, ERROR_DOMAIN, Unavailable, to_grpc_error
+from bugless_core.errors import (
+    DRAINING_REASON,
+    ERROR_DOMAIN,
+    PermissionDenied,
+    Unavailable,
+    to_grpc_error,
+)
+from bugless_core.grpc._access import AccessRules, refusal_message
 from bugless_core.grpc._metrics import GrpcServerMetrics, split_method_name
 from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry
 
@@ -81,6 +88,7 @@ class CallTracker:
         metrics: GrpcServerMetrics,
         connections: ConnectionRegistry,
         drain_exempt_methods: Collection[str],
+        access: AccessRules | None,
     ) -> None:
         """Create a tracker; :meth:`attach` it to the server before starting it.
 
@@ -91,7 +99,11 @@ class CallTracker:
             drain_exempt_methods: Methods a drain does not wait for because they
                 never end on their own (health ``Watch``, reflection streams);
                 they are cancelled when the server closes.
+            access: Who may call each method; every call is checked before
+                its handler runs. ``None`` checks nothing (``--insecure-local``
+                plaintext, where callers have no certificate).
         """
+        self._access = access
         self._service_name = service_name
         self._metrics = metrics
         self._connections = connections
@@ -142,6 +154,20 @@ class CallTracker:
             if task is not None:
                 self._refused.add(task)
             raise to_grpc_error(Unavailable(SHUTTING_DOWN_MESSAGE, reason=DRAINING_REASON))
+        access = self._access
+        if access is not None:
+            connection = call.connection
+            if not access.allows(
+                call.method_name,
+                verified=connection.certificate is not None,
+                identity=connection.identity,
+            ):
+                has_row = access.row(call.method_name) is not None
+                raise to_grpc_error(
+                    PermissionDenied(
+                        refusal_message(call.method_name, connection.identity, has_row=has_row)
+                    )
+                )
 
     async def _on_trailers(self, event: SendTrailingMetadata) -> None:
         call = CURRENT_CALL.get()

@@ -39,6 +39,7 @@ from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.protocol import H2Protocol
 
+from bugless_core import tracing
 from bugless_core._compat.grpclib import (
     IServable,
     ProtocolWrappingChannel,
@@ -222,6 +223,7 @@ class CorkedChannel(ProtocolWrappingChannel):
             status_details_codec=status_details_codec,
             **options,
         )
+        tracing.instrument_channel(self)
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """Cork the connection."""

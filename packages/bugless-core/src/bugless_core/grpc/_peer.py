@@ -23,6 +23,7 @@ from grpclib.protocol import Peer
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 
 from bugless_core._compat.grpclib import peer_transport
+from bugless_core.grpc._access import service_identity
 
 # Never reused within a process, unlike id(): a cache keyed by it cannot hand one
 # client's identity to the next connection that happens to reuse an address.
@@ -51,12 +52,16 @@ class PeerConnection:
             ``ssl.SSLSocket.getpeercert()`` (``subject``, ``issuer``,
             ``subjectAltName``, ``notAfter``, ...), for callers that need a
             name from it without an X.509 library.
+        identity: The bugless service the certificate names
+            (``spiffe://bugless/<identity>``), ``None`` for a bot's or no
+            certificate.
     """
 
     id: int
     address: tuple[str, int] | None
     certificate: bytes | None
     certificate_fields: Mapping[str, object] | None
+    identity: str | None = None
 
 
 class ConnectionRegistry:
@@ -88,6 +93,7 @@ class ConnectionRegistry:
                 address=(str(address[0]), int(address[1])) if address else None,
                 certificate=certificate,
                 certificate_fields=fields,
+                identity=service_identity(fields),
             )
             self._by_transport[transport] = connection
         return connection
@@ -141,6 +147,17 @@ def current_peer_certificate() -> bytes | None:
     """
     call = CURRENT_CALL.get()
     return None if call is None else call.connection.certificate
+
+
+def current_identity() -> str | None:
+    """The service identity of the current call's certificate (``web``, ``api``, ...).
+
+    ``None`` for a bot's certificate, on plaintext, and outside a call. The
+    runner has already checked it against the method's ACCESS row; handlers
+    read it when one RPC treats callers differently.
+    """
+    call = CURRENT_CALL.get()
+    return None if call is None else call.connection.identity
 
 
 def current_metadata() -> MultiMapping[str | bytes]:

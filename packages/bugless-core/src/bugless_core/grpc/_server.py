@@ -21,7 +21,9 @@ from grpclib.health.service import Health
 from grpclib.server import Server
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from bugless_core import tracing
 from bugless_core._compat.grpclib import IServable, server_listener
+from bugless_core.grpc._access import AccessRules
 from bugless_core.grpc._calls import CallTracker
 from bugless_core.grpc._cork import CorkedServer
 from bugless_core.grpc._metrics import GrpcServerMetrics, MetricsEndpoint, split_method_name
@@ -165,7 +167,11 @@ class GrpcServiceRunner:
         )
         self._descriptor_pool = DESCRIPTOR_POOL if descriptor_pool is None else descriptor_pool
         self._connections = ConnectionRegistry()
+        # Checked on mutual TLS only: on --insecure-local plaintext no caller
+        # has a certificate to check (start() warns about that every time).
+        access = AccessRules(self._servables, roles=settings.access_roles)
         self._tracker = CallTracker(
+            access=access if settings.mutual_tls else None,
             service_name=name,
             metrics=GrpcServerMetrics.for_registry(metrics_registry),
             connections=self._connections,
@@ -225,6 +231,7 @@ class GrpcServiceRunner:
             with_reflection([*self._servables, self.health], self._descriptor_pool)
         )
         self._tracker.attach(server)
+        tracing.instrument_server(server)
         await server.start(
             settings.host,
             settings.port,
@@ -243,6 +250,16 @@ class GrpcServiceRunner:
                 raise
         for status in self._statuses.values():
             status.set(True)
+        if not settings.mutual_tls:
+            logger.warning(
+                "%s runs with --insecure-local: no mutual TLS, so no caller's service "
+                "identity is checked and anyone who can reach %s:%d may call any method; "
+                "debugging on one machine only",
+                self.name,
+                settings.host,
+                self._port,
+                extra={"service": self.name, "insecure_local": True},
+            )
         logger.info(
             "%s serving gRPC on %s:%d",
             self.name,

@@ -55,6 +55,18 @@ class GrpcServerSettings:
             here as JSON (atomically). With port 0 this is how a supervisor
             (``bugless dev``, the tests, the benchmarks) learns the port the
             kernel chose, with no window for another process to take it.
+        insecure_local: Allow plaintext (or TLS without client
+            certificates): for debugging on one machine only. Without it a
+            server refuses to start unless it has ``tls_cert``, ``tls_key``
+            and ``client_ca``, because the per-method access tables
+            (:mod:`bugless_core.grpc._access`) need the caller's certificate.
+            A plaintext server checks no identity and logs a warning at every
+            start. For a frontend it also allows plaintext towards the Model
+            and the Authenticator.
+        admin_identities: Service identities (``spiffe://bugless/<name>``)
+            allowed to make the calls an ACCESS table marks ``@admin``.
+        import_identities: Service identities allowed to make the calls an
+            ACCESS table marks ``@import``.
     """
 
     host: str = setting("127.0.0.1", help="Address to bind; 0.0.0.0 in a pod.")
@@ -85,6 +97,21 @@ class GrpcServerSettings:
         "and tests that start the service with --port 0).",
     )
 
+    insecure_local: bool = setting(
+        False,
+        help="Allow plaintext gRPC without service identities (debugging on one machine "
+        "only; logs a warning at every start). Without it mutual TLS is required.",
+    )
+    admin_identities: tuple[str, ...] = setting(
+        ("admin",),
+        help="Service identities (spiffe://bugless/NAME) allowed to make administrative "
+        "calls, comma-separated.",
+    )
+    import_identities: tuple[str, ...] = setting(
+        ("import",),
+        help="Service identities allowed to make import calls, comma-separated.",
+    )
+
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError(
@@ -94,6 +121,13 @@ class GrpcServerSettings:
             raise ValueError(
                 "client_ca (mutual TLS) needs tls_cert and tls_key: a server cannot ask for "
                 "client certificates over plaintext"
+            )
+        if not self.insecure_local and self.client_ca is None:
+            raise ValueError(
+                "mutual TLS is required between bugless services: give --tls-cert, --tls-key "
+                "and --client-ca (the service's certificate naming spiffe://bugless/<service>, "
+                "and the CA of its callers), or --insecure-local for plaintext debugging on "
+                "one machine"
             )
         for name in ("port", "metrics_port"):
             value = getattr(self, name)
@@ -107,6 +141,11 @@ class GrpcServerSettings:
     def tls(self) -> bool:
         """Whether the server speaks TLS (a certificate and key are configured)."""
         return self.tls_cert is not None
+
+    @property
+    def access_roles(self) -> dict[str, tuple[str, ...]]:
+        """The ACCESS tables' roles as these settings resolve them."""
+        return {"@admin": self.admin_identities, "@import": self.import_identities}
 
     @property
     def mutual_tls(self) -> bool:

@@ -282,7 +282,13 @@ _ORDERED_FIELDS = (
     _INTEGER_FIELDS - {v1.SearchField.COMPONENT, v1.SearchField.HOTLIST} | _TIME_FIELDS
 )
 _TEXT_FIELDS = frozenset(
-    {v1.SearchField.TEXT, v1.SearchField.TITLE, v1.SearchField.COMMENT, v1.SearchField.EXTERNAL_ID}
+    {
+        v1.SearchField.TEXT,
+        v1.SearchField.TITLE,
+        v1.SearchField.COMMENT,
+        v1.SearchField.EXTERNAL_ID,
+        v1.SearchField.ATTACHMENT,
+    }
 )
 _COMPARISONS = frozenset(
     {v1.SearchOperator.LT, v1.SearchOperator.LE, v1.SearchOperator.GT, v1.SearchOperator.GE}

@@ -64,6 +64,14 @@ class ModelSettings:
         schema: Database schema holding the tables (tests use one per test).
         regions: For multi-region backends, the database regions; first is the
             primary region.
+        survival_goal: For multi-region backends, what the database survives:
+            ``zone`` (a write commits inside its home region) or ``region``
+            (every write waits for a quorum across regions; needs three or
+            more regions). Applied by ``migrate`` with the regions.
+        locality: For multi-region backends, where this replica runs, in the
+            database's locality syntax (``region=us-east1,zone=us-east1-b``):
+            the backend checks at open that its region is one of the
+            database's and that its connections land in it.
         search_count_cap: A search counts matches up to this many; above it
             ``total_count`` is the cap with ``total_is_lower_bound``. Bounds
             the work of counting a broad query on a large tracker.
@@ -96,6 +104,19 @@ class ModelSettings:
         (),
         env="BUGLESS_REGIONS",
         help="Comma-separated database regions, primary first (multi-region backends).",
+    )
+    survival_goal: str = setting(
+        "zone",
+        env="BUGLESS_COCKROACH_SURVIVAL_GOAL",
+        choices=("zone", "region"),
+        help="What a multi-region database survives: zone, or region (3+ regions; every "
+        "write waits for a cross-region quorum). Applied by migrate.",
+    )
+    locality: str = setting(
+        "",
+        env="BUGLESS_COCKROACH_LOCALITY",
+        help="Where this replica runs, e.g. region=us-east1,zone=us-east1-b (multi-region "
+        "backends check their connections land in that region).",
     )
     search_count_cap: int = setting(
         limits.SEARCH_COUNT_CAP,
@@ -248,6 +269,54 @@ class ModelBackend(ABC):
         retention is FailedPrecondition; entries of issues the caller may not
         view are left out; ``wait_ms`` waits for a commit when none is newer.
         """
+
+    # ---- stars, subscriptions, notification settings ----
+
+    @abstractmethod
+    async def star_issue(self, request: v1.StarIssueRequest) -> v1.StarIssueResponse:
+        """Star or unstar an issue the caller may view; idempotent; no history entry."""
+
+    @abstractmethod
+    async def set_component_subscription(
+        self, request: v1.SetComponentSubscriptionRequest
+    ) -> v1.Subscriptions:
+        """(Un)subscribe the caller to a component they may view."""
+
+    @abstractmethod
+    async def set_saved_search_subscription(
+        self, request: v1.SetSavedSearchSubscriptionRequest
+    ) -> v1.Subscriptions:
+        """(Un)subscribe the caller to a saved search they may read."""
+
+    @abstractmethod
+    async def list_subscriptions(self, request: v1.ListSubscriptionsRequest) -> v1.Subscriptions:
+        """The caller's subscriptions."""
+
+    @abstractmethod
+    async def get_notification_settings(
+        self, request: v1.GetNotificationSettingsRequest
+    ) -> v1.GetNotificationSettingsResponse:
+        """The caller's settings (defaults if never saved); an admin may read anyone's."""
+
+    @abstractmethod
+    async def update_notification_settings(
+        self, request: v1.UpdateNotificationSettingsRequest
+    ) -> v1.NotificationSettings:
+        """Replace the caller's settings (mutes excepted)."""
+
+    @abstractmethod
+    async def set_issue_mute(self, request: v1.SetIssueMuteRequest) -> v1.NotificationSettings:
+        """Mute or unmute an issue the caller may view."""
+
+    @abstractmethod
+    async def get_issue_audience(self, request: v1.GetIssueAudienceRequest) -> v1.IssueAudience:
+        """Starrers, component subscribers and muters of an issue (admin callers only)."""
+
+    @abstractmethod
+    async def list_saved_search_subscriptions(
+        self, request: v1.ListSavedSearchSubscriptionsRequest
+    ) -> v1.ListSavedSearchSubscriptionsResponse:
+        """Every saved-search subscription with its search (admin callers only)."""
 
     # ---- edits and redaction ----
 

@@ -67,7 +67,10 @@ class ModelMigrateSettings:
 
     Attributes:
         backend: The Model backend plugin whose migrations to apply.
-        storage: The database (only its URL, schema and regions matter here).
+        storage: The database (only its URL, schema, regions and survival
+            goal matter here).
+        log: Log level and format (the migration Job's logs are read like
+            the services').
     """
 
     backend: str = setting(
@@ -77,6 +80,7 @@ class ModelMigrateSettings:
         help="Model backend to use; `bugless plugins` lists the installed ones.",
     )
     storage: ModelSettings = group(ModelSettings)
+    log: LogSettings = group(LogSettings)
 
 
 def _backend_class(plugins: Plugins, name: str) -> type[ModelBackend]:
@@ -96,10 +100,19 @@ def model_group() -> None:
 @settings_command(
     ModelMigrateSettings,
     env_prefix=ENV_PREFIX,
-    only=("backend", "storage.database_url", "storage.schema", "storage.regions"),
+    only=(
+        "backend",
+        "storage.database_url",
+        "storage.schema",
+        "storage.regions",
+        "storage.survival_goal",
+        "log.level",
+        "log.json",
+    ),
 )
 def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
     """Create or upgrade the database schema (safe to run from several replicas)."""
+    settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
     version = eventloop.run(cls.migrate(settings.storage))
     click.echo(f"schema {settings.storage.schema!r} is at version {version} ({settings.backend})")

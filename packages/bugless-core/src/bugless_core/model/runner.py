@@ -7,6 +7,7 @@ import os
 
 from grpclib.health.check import ServiceCheck
 
+from bugless_core import tracing
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob_store
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
@@ -39,6 +40,7 @@ async def start_model(
     database: NOT_SERVING while it cannot be reached, SERVING again when it
     can, without a restart.
     """
+    tracing.configure("model")
     if migrate:
         version = await backend_cls.migrate(settings)
         _log.info("schema at version %d", version, extra={"schema_version": version})

@@ -10,13 +10,14 @@ caller.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core import attachments, limits
 from bugless_core.errors import InvalidArgument
-from bugless_core.grpc import grpc_errors, handler_errors
+from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
 from bugless_core.model import _feed_checks as feed_checks
 from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
@@ -24,9 +25,79 @@ from bugless_core.model import _validation as check
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_proto import v1
 
+#: The frontends: they act for people, so they may change data.
+_FRONTENDS = frozenset({"web", "api"})
+#: Who may read: the frontends and the notifier (which reads issues, never writes).
+_READERS = _FRONTENDS | {"notify"}
+
 
 class ModelServicer(v1.ModelBase):
-    """Serves ``bugless.v1.Model`` from a :class:`ModelBackend`."""
+    """Serves ``bugless.v1.Model`` from a :class:`ModelBackend`.
+
+    Attributes:
+        ACCESS: Which service identities may call each RPC (checked by the gRPC
+            runtime before the handler runs; an RPC without a row is refused).
+            Only the frontends and the notifier call the Model; the notifier
+            only reads. Whose data a call may touch is decided afterwards, by
+            the Model's ACLs for the caller the request names.
+    """
+
+    ACCESS: ClassVar[AccessTable] = {
+        "GetServerInfo": _READERS | {"@admin"},
+        "CreateIssue": _FRONTENDS,
+        "GetIssue": _READERS,
+        "BatchGetIssues": _READERS,
+        "ChangeIssue": _FRONTENDS,
+        "BatchChangeIssues": _FRONTENDS,
+        "ListHistory": _READERS,
+        "SearchIssues": _READERS,
+        "Watch": _READERS,
+        "ReadFeed": _READERS,
+        "CreateComponent": _FRONTENDS | {"@import"},
+        "GetComponent": _READERS | {"@import"},
+        "ListComponents": _READERS,
+        "UpdateComponent": _FRONTENDS,
+        "CreateHotlist": _FRONTENDS | {"@import"},
+        "GetHotlist": _READERS,
+        "ListHotlists": _READERS | {"@import"},
+        "UpdateHotlist": _FRONTENDS,
+        "DeleteHotlist": _FRONTENDS,
+        "AddHotlistItems": _FRONTENDS,
+        "RemoveHotlistItems": _FRONTENDS,
+        "RankHotlistItem": _FRONTENDS,
+        "SetHotlistItemNote": _FRONTENDS,
+        "ListHotlistItems": _READERS,
+        "CreateSavedSearch": _FRONTENDS,
+        "ListSavedSearches": _FRONTENDS,
+        "UpdateSavedSearch": _FRONTENDS,
+        "DeleteSavedSearch": _FRONTENDS,
+        "EditComment": _FRONTENDS,
+        "Redact": _FRONTENDS,
+        "CreateCustomField": _FRONTENDS,
+        "ListCustomFields": _READERS | {"@import"},
+        "UpdateCustomField": _FRONTENDS,
+        "DeleteCustomField": _FRONTENDS,
+        "UploadAttachment": _FRONTENDS,
+        "DownloadAttachment": _READERS,
+        "GetAttachment": _READERS,
+        "ListAttachments": _READERS,
+        "DeleteAttachment": _FRONTENDS,
+        # Stars, subscriptions and settings are people's own: made through a
+        # frontend; the notifier reads settings and who follows an issue.
+        "StarIssue": _FRONTENDS,
+        "SetComponentSubscription": _FRONTENDS,
+        "SetSavedSearchSubscription": _FRONTENDS,
+        "ListSubscriptions": _FRONTENDS,
+        "GetNotificationSettings": _READERS,
+        "UpdateNotificationSettings": _FRONTENDS,
+        "SetIssueMute": _FRONTENDS,
+        "GetIssueAudience": {"notify"},
+        "ListSavedSearchSubscriptions": {"notify"},
+        # The import job (``bugless import``), as --import-identities names it.
+        # It also finds or creates the components and hotlists its mapping
+        # names (the rows above marked @import), as the import caller.
+        "ImportIssue": {"@import"},
+    }
 
     def __init__(self, backend: ModelBackend) -> None:
         """Serve ``backend``; it must already be open."""
@@ -125,6 +196,78 @@ class ModelServicer(v1.ModelBase):
                 "check GetServerInfo capabilities before calling ReadFeed",
             )
         return await self.backend.read_feed(message)
+
+    # ---- stars, subscriptions, notification settings ----
+
+    @grpc_errors
+    async def star_issue(self, message: v1.StarIssueRequest) -> v1.StarIssueResponse:
+        """Star or unstar an issue."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        return await self.backend.star_issue(message)
+
+    @grpc_errors
+    async def set_component_subscription(
+        self, message: v1.SetComponentSubscriptionRequest
+    ) -> v1.Subscriptions:
+        """Subscribe to a component (and its subtree) or stop."""
+        check.require_caller(message.caller)
+        check.check_id(message.component_id, "component_id")
+        return await self.backend.set_component_subscription(message)
+
+    @grpc_errors
+    async def set_saved_search_subscription(
+        self, message: v1.SetSavedSearchSubscriptionRequest
+    ) -> v1.Subscriptions:
+        """Subscribe to a saved search or stop."""
+        check.require_caller(message.caller)
+        check.check_id(message.saved_search_id, "saved_search_id")
+        return await self.backend.set_saved_search_subscription(message)
+
+    @grpc_errors
+    async def list_subscriptions(self, message: v1.ListSubscriptionsRequest) -> v1.Subscriptions:
+        """The caller's subscriptions."""
+        check.require_caller(message.caller)
+        return await self.backend.list_subscriptions(message)
+
+    @grpc_errors
+    async def get_notification_settings(
+        self, message: v1.GetNotificationSettingsRequest
+    ) -> v1.GetNotificationSettingsResponse:
+        """Notification settings of the caller (admins: of anyone)."""
+        feed_checks.check_get_notification_settings(message)
+        return await self.backend.get_notification_settings(message)
+
+    @grpc_errors
+    async def update_notification_settings(
+        self, message: v1.UpdateNotificationSettingsRequest
+    ) -> v1.NotificationSettings:
+        """Replace the caller's notification settings."""
+        feed_checks.check_update_notification_settings(message)
+        return await self.backend.update_notification_settings(message)
+
+    @grpc_errors
+    async def set_issue_mute(self, message: v1.SetIssueMuteRequest) -> v1.NotificationSettings:
+        """Mute or unmute an issue."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        return await self.backend.set_issue_mute(message)
+
+    @grpc_errors
+    async def get_issue_audience(self, message: v1.GetIssueAudienceRequest) -> v1.IssueAudience:
+        """Who follows an issue (the notifier)."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        return await self.backend.get_issue_audience(message)
+
+    @grpc_errors
+    async def list_saved_search_subscriptions(
+        self, message: v1.ListSavedSearchSubscriptionsRequest
+    ) -> v1.ListSavedSearchSubscriptionsResponse:
+        """Every saved-search subscription (the notifier)."""
+        check.require_caller(message.caller)
+        check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
+        return await self.backend.list_saved_search_subscriptions(message)
 
     # ---- edits and redaction ----
 

@@ -75,6 +75,18 @@ class UserValue:
 
 
 @dataclass(frozen=True, slots=True)
+class TextValue:
+    """A piece of text a value must contain (an attachment's name part), as typed."""
+
+    text: str
+    span: Span | None = dataclasses.field(default=None, compare=False, repr=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("empty text value")
+
+
+@dataclass(frozen=True, slots=True)
 class IntValue:
     """An id, or a priority/severity level (0 for P0/S0 ... 4 for P4/S4)."""
 
@@ -137,10 +149,13 @@ class RelativeDateValue:
             raise ValueError(f"days_ago must be 0..{MAX_DAYS_AGO}, not {self.days_ago}")
 
 
-Value: TypeAlias = UserValue | IntValue | EnumValue | DateValue | TimestampValue | RelativeDateValue
+Value: TypeAlias = (
+    UserValue | IntValue | EnumValue | DateValue | TimestampValue | RelativeDateValue | TextValue
+)
 
 _VALUE_TYPES: dict[ValueKind, tuple[type, ...]] = {
     ValueKind.USER: (UserValue,),
+    ValueKind.TEXT: (TextValue,),
     ValueKind.LEVEL: (IntValue,),
     ValueKind.ENUM: (EnumValue,),
     ValueKind.INTEGER: (IntValue,),

@@ -49,6 +49,10 @@ class Field(StrEnum):
     MODIFIER = "modifier"
     LAST_MODIFIER = "lastmodifier"
     LAST_COMMENTER = "lastcommenter"
+    #: The issue's attachments, by a part of their name (``attachment:crash``,
+    #: ``has:attachment``).
+    ATTACHMENT = "attachment"
+    STARRED_BY = "star"
 
 
 class TextField(StrEnum):
@@ -84,6 +88,7 @@ class SortField(StrEnum):
     SEVERITY = "severity"
     STATUS = "status"
     TITLE = "title"
+    STARS = "stars"
     #: A custom field (:attr:`SortSpec.custom_field_id`), written ``customfield<ID>``.
     CUSTOM = "customfield"
 
@@ -96,6 +101,8 @@ class ValueKind(Enum):
     ENUM = "enum"
     INTEGER = "integer"
     DATE = "date"
+    #: A piece of text, matched as a part of a name.
+    TEXT = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,8 @@ ENUM_MEMBERS: dict[Field, dict[str, v1.Status | v1.IssueType]] = {
 STATUS_NAMES: tuple[str, ...] = tuple(ENUM_MEMBERS[Field.STATUS])
 ISSUE_TYPE_NAMES: tuple[str, ...] = tuple(ENUM_MEMBERS[Field.TYPE])
 STATUS_CLASS_NAMES: tuple[str, ...] = ("open", "closed")
+#: ``is:starred``: the same as ``star:me`` (Monorail, Google Issue Tracker).
+IS_STARRED = "starred"
 
 #: The highest priority/severity number (P4, S4).
 MAX_LEVEL = 4
@@ -157,10 +166,13 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_COMMENTER: FieldSpec(ValueKind.USER),
+    Field.ATTACHMENT: FieldSpec(ValueKind.TEXT, nullable=True),
+    Field.STARRED_BY: FieldSpec(ValueKind.USER, nullable=True),
 }
 
 #: Every name (canonical or alias, lower case) a query may put before ``:``.
-#: ``is`` maps to STATUS; the parser turns ``is:open`` into STATUS_CLASS.
+#: ``is`` maps to STATUS; the parser turns ``is:open`` into STATUS_CLASS and
+#: ``is:starred`` into ``star:me``.
 FIELD_NAMES: dict[str, Field | TextField] = {
     "status": Field.STATUS,
     "is": Field.STATUS,
@@ -194,6 +206,9 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "modifier": Field.MODIFIER,
     "lastmodifier": Field.LAST_MODIFIER,
     "lastcommenter": Field.LAST_COMMENTER,
+    "attachment": Field.ATTACHMENT,
+    "star": Field.STARRED_BY,
+    "starredby": Field.STARRED_BY,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
     "externalid": TextField.EXTERNAL_ID,

@@ -23,6 +23,7 @@ from bugless_core.search._ast import (
     RelativeDateValue,
     SortSpec,
     TextTerm,
+    TextValue,
     TimestampValue,
     UserValue,
     Value,
@@ -120,6 +121,9 @@ def format_value(field: Field, value: Value) -> str:
             return at.isoformat().replace("+00:00", "Z")
         case RelativeDateValue(days_ago=days):
             return f"today-{days}" if days else "today"
+        case TextValue(text=text):
+            # Like a custom field's value: a list is bare items, one item may be quoted.
+            return text if is_bare_value(text) else _quote(text)
 
 
 def _custom_name(term: CustomFieldTerm) -> str:
@@ -174,6 +178,8 @@ _LABELS: dict[Field, str] = {
     Field.MODIFIER: "someone who changed it",
     Field.LAST_MODIFIER: "the last to change it",
     Field.LAST_COMMENTER: "the last commenter",
+    Field.ATTACHMENT: "an attachment's name",
+    Field.STARRED_BY: "a starrer",
 }
 _TEXT_PLACES: dict[TextField, str] = {
     TextField.TEXT: "title or comments",
@@ -353,3 +359,5 @@ def _value_json(field: Field, value: Value) -> dict[str, object]:
             return {"time": format_value(field, value)}
         case RelativeDateValue(days_ago=days):
             return {"days_ago": days}
+        case TextValue(text=text):
+            return {"text": text}

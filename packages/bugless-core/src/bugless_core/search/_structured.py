@@ -26,6 +26,7 @@ from bugless_core.search._ast import (
     RelativeDateValue,
     Span,
     TextTerm,
+    TextValue,
     TimestampValue,
     UserValue,
     Value,
@@ -45,6 +46,7 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     TextField.TITLE: v1.SearchField.TITLE,
     TextField.COMMENT: v1.SearchField.COMMENT,
     TextField.EXTERNAL_ID: v1.SearchField.EXTERNAL_ID,
+    Field.ATTACHMENT: v1.SearchField.ATTACHMENT,
     Field.STATUS: v1.SearchField.STATUS,
     Field.STATUS_CLASS: v1.SearchField.STATUS_CLASS,
     Field.ASSIGNEE: v1.SearchField.ASSIGNEE,
@@ -68,6 +70,7 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     Field.MODIFIER: v1.SearchField.MODIFIER,
     Field.LAST_MODIFIER: v1.SearchField.LAST_MODIFIER,
     Field.LAST_COMMENTER: v1.SearchField.LAST_COMMENTER,
+    Field.STARRED_BY: v1.SearchField.STARRED_BY,
 }
 _OPERATORS: dict[Operator, v1.SearchOperator] = {
     Operator.EQ: v1.SearchOperator.EQ,
@@ -87,6 +90,7 @@ _SORT_FIELDS: dict[SortField, v1.SortField] = {
     SortField.SEVERITY: v1.SortField.SEVERITY,
     SortField.STATUS: v1.SortField.STATUS,
     SortField.TITLE: v1.SortField.TITLE,
+    SortField.STARS: v1.SortField.STARS,
     SortField.CUSTOM: v1.SortField.CUSTOM,
 }
 
@@ -356,6 +360,8 @@ class _Translator:
                 return user_id
             case IntValue(value=number):
                 return number
+            case TextValue(text=text):
+                return text
             case EnumValue(name=name):
                 # Statuses and types as their proto members; status classes as
                 # the proto documents them ("open").

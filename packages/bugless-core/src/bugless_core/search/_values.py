@@ -21,6 +21,7 @@ from bugless_core.search._ast import (
     IntValue,
     RelativeDateValue,
     Span,
+    TextValue,
     TimestampValue,
     UserValue,
     Value,
@@ -71,6 +72,8 @@ def read_value(field: Field, spec: FieldSpec, raw: str, span: Span) -> Value:
             return IntValue(read_integer(field, raw), span=span)
         case ValueKind.DATE:
             return read_date(field, raw, span)
+        case ValueKind.TEXT:
+            return TextValue(raw, span=span)
 
 
 def read_user(field: Field, raw: str, span: Span) -> UserValue:

@@ -16,6 +16,7 @@ from grpclib.const import Status
 
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.model.backend import ModelBackend
+from bugless_core.search.build import negate, term
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
     ADMIN,
@@ -26,7 +27,9 @@ from bugless_testing.model_contracts._support import (
     history,
     make_component,
     make_issue,
+    search_ids,
     user_entry,
+    within,
 )
 
 KiB = 1024
@@ -384,3 +387,24 @@ class AttachmentContract:
             download(model, done.attachment.id), Status.FAILED_PRECONDITION, "redacted"
         )
         assert not await bugless_model_backend.blob_store.exists(done.attachment.sha256)
+
+    async def test_search_by_having_attachments_and_by_name(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        bare = await make_issue(model, component.id)
+        logs = await make_issue(model, component.id)
+        shots = await make_issue(model, component.id)
+        await upload(model, logs.id, b"boom", name="Crash-2026.LOG")
+        await upload(model, shots.id, PNG, name="screenshot.png")
+        gone = (await upload(model, bare.id, b"x", name="crash-old.log")).attachment
+        assert gone is not None
+        await delete(model, gone.id)
+        field = v1.SearchField.ATTACHMENT
+
+        async def ids(node: v1.SearchNode) -> set[int]:
+            return set(await search_ids(model, within(component.id, node)))
+
+        assert await ids(term(field, v1.SearchOperator.ANY)) == {logs.id, shots.id}
+        assert await ids(negate(term(field, v1.SearchOperator.ANY))) == {bare.id}
+        assert await ids(term(field, v1.SearchOperator.NONE)) == {bare.id}
+        assert await ids(term(field, v1.SearchOperator.EQ, "crash")) == {logs.id}
+        assert await ids(term(field, v1.SearchOperator.EQ, "nothing", "SHOT")) == {shots.id}

@@ -1,0 +1,130 @@
+"""Every ``BUGLESS_*`` variable the chart renders is one the receiving command reads.
+
+A variable no code reads is a setting that silently does nothing: the chart
+once set ``BUGLESS_COCKROACH_SURVIVAL_GOAL=region`` while the migration applied
+zone survival. The variables a command reads are generated from the typed
+settings (``bugless_core.settings``): each command's options carry their
+``envvar`` (current and deprecated names), built from the settings classes by
+``settings_command``. A few families are read at run time rather than by
+options, and are generated from their own declarations here: an enabled
+Authenticator backend's ``BUGLESS_AUTH_<NAME>_<KEY>`` (the fields of its
+settings class) and the Model's blob store (``BUGLESS_BLOB_STORE`` and the
+chosen store's settings class).
+
+Each container is checked against *its* command (its ``args``), so a
+variable given to the wrong service fails too, for every shipped values file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import click
+import pytest
+from chart_rendering import Manifest, env_of, pod_templates, render
+
+from bugless_auth.ldap import LdapSettings
+from bugless_auth.oidc import OidcSettings
+from bugless_core.blobs import STORE_ENV
+from bugless_core.cli import build_cli
+from bugless_core.plugins import load_plugins
+from bugless_core.settings import declared_env_vars
+
+#: Authenticator backends whose options the chart may render, by name.
+AUTH_BACKEND_SETTINGS: dict[str, type[Any]] = {"ldap": LdapSettings, "oidc": OidcSettings}
+
+
+def _command(cli: click.Group, args: list[str]) -> click.Command:
+    command: click.Command = cli
+    for name in args:
+        assert isinstance(command, click.Group), f"{args}: {name} is not a subcommand"
+        found = command.commands.get(name)
+        assert found is not None, f"{args}: the image's bugless has no command {name!r}"
+        command = found
+    return command
+
+
+def _option_variables(command: click.Command) -> set[str]:
+    names: set[str] = set()
+    for param in command.params:
+        envvar = getattr(param, "envvar", None)
+        if isinstance(envvar, str):
+            names.add(envvar)
+        elif envvar:
+            names.update(envvar)
+    return names
+
+
+def _runtime_variables(args: list[str]) -> set[str]:
+    """Families read at run time, generated from their settings classes."""
+    names: set[str] = set()
+    if args == ["auth", "serve"]:
+        for backend, settings in AUTH_BACKEND_SETTINGS.items():
+            prefix = f"BUGLESS_AUTH_{backend.upper()}_"
+            names |= {prefix + f.name.upper() for f in dataclasses.fields(settings)}
+    if args[0] == "model":
+        plugins = load_plugins()
+        names.add(STORE_ENV)
+        for name in plugins.blob_stores.names():
+            store = plugins.blob_stores.get(name)
+            names |= declared_env_vars(store.settings_type, env_prefix="")
+    return names
+
+
+def read_variables(args: list[str]) -> set[str]:
+    """Every ``BUGLESS_*`` variable ``bugless <args>`` reads."""
+    cli = build_cli(load_plugins())
+    return _option_variables(_command(cli, args)) | _runtime_variables(args)
+
+
+def unread_variables(manifests: list[Manifest]) -> dict[str, set[str]]:
+    """Per workload container, the rendered ``BUGLESS_*`` variables its command does not read."""
+    unread: dict[str, set[str]] = {}
+    for workload, pod in pod_templates(manifests):
+        for container in pod["spec"]["containers"]:
+            args = [str(a) for a in container.get("args", [])]
+            rendered = {n for n in env_of(container) if n.startswith("BUGLESS_")}
+            missing = rendered - read_variables(args)
+            if missing:
+                unread[f"{workload['metadata']['name']}/{container['name']} {args}"] = missing
+    return unread
+
+
+def test_every_rendered_variable_is_declared_by_the_command_receiving_it(
+    manifests: list[Manifest],
+) -> None:
+    assert unread_variables(manifests) == {}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {
+            "database": {"backend": "cockroach"},
+            "cockroach": {"regions": ["a1", "b1", "c1"], "survivalGoal": "region"},
+        },
+        {"database": {"backend": "cockroach"}, "cockroach": {"locality": "region=a1,zone=a1-b"}},
+    ],
+)
+def test_the_cockroach_settings_reach_a_command_that_reads_them(values: dict[str, Any]) -> None:
+    """The two variables nothing used to read, in the workloads that get them."""
+    manifests = render(values)
+    assert unread_variables(manifests) == {}
+    rendered = {
+        name
+        for _, pod in pod_templates(manifests)
+        for container in pod["spec"]["containers"]
+        for name in env_of(container)
+    }
+    assert {"BUGLESS_COCKROACH_SURVIVAL_GOAL", "BUGLESS_AUTH_DATABASE_DIALECT"} <= rendered
+
+
+def test_a_variable_nothing_reads_is_caught() -> None:
+    """The check itself: a made-up variable on the Model fails it."""
+    manifests = render({})
+    for _, pod in pod_templates(manifests):
+        for container in pod["spec"]["containers"]:
+            if container.get("args") == ["model", "serve"]:
+                container.setdefault("env", []).append({"name": "BUGLESS_NOT_A_SETTING"})
+    assert {"BUGLESS_NOT_A_SETTING"} in unread_variables(manifests).values()

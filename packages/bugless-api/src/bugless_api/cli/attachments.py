@@ -1,0 +1,143 @@
+"""``bugless issue attach``, ``bugless issue attachments``, ``bugless attachment get|delete``.
+
+Files go up and come down in chunks (:mod:`bugless_api.client._attachments`):
+a command holds a chunk at a time, whatever the file's size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from bugless_api.cli._common import ID, Detail, Table, client_options, command
+from bugless_api.cli.groups import attachment_group, issue_group
+
+if TYPE_CHECKING:
+    from bugless_api.client import BuglessClient
+    from bugless_proto import v1
+
+ATTACHMENT_HEADERS = ("id", "name", "size", "type", "uploader", "entry", "state")
+
+
+def attachment_state(attachment: v1.Attachment) -> str:
+    """``attached``, ``deleted`` or ``redacted``."""
+    if attachment.redacted:
+        return "redacted"
+    return "deleted" if attachment.deleted_in_version else "attached"
+
+
+def attachment_row(attachment: v1.Attachment) -> list[object]:
+    """One table row."""
+    return [
+        attachment.id,
+        attachment.name,
+        attachment.size,
+        attachment.content_type,
+        attachment.uploader,
+        attachment.entry_version,
+        attachment_state(attachment),
+    ]
+
+
+def attachment_detail(attachment: v1.Attachment) -> list[tuple[str, object]]:
+    """``field: value`` lines of one attachment."""
+    return [
+        ("id", attachment.id),
+        ("issue", attachment.issue_id),
+        ("name", attachment.name),
+        ("size", attachment.size),
+        ("type", attachment.content_type),
+        ("declared type", attachment.declared_content_type),
+        ("sha256", attachment.sha256),
+        ("uploader", attachment.uploader),
+        ("created", attachment.created_at.isoformat() if attachment.created_at else ""),
+        ("entry", attachment.entry_version),
+        ("state", attachment_state(attachment)),
+    ]
+
+
+@issue_group.command("attach")
+@click.argument("issue_id", type=ID)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="File name to show (default: the file's own).")
+@click.option("--type", "content_type", default=None, help="Content type (default: guessed).")
+@click.option("--comment", default="", help="Markdown comment of the entry that attaches it.")
+@client_options
+@command
+async def attach_command(
+    client: BuglessClient,
+    issue_id: int,
+    file: Path,
+    *,
+    name: str | None,
+    content_type: str | None,
+    comment: str,
+) -> Detail:
+    """Attach FILE to an issue (streamed; a file over the size limit is refused up front)."""
+    done = await client.attach(
+        issue_id, file, name=name, content_type=content_type, comment=comment
+    )
+    assert done.attachment is not None
+    return Detail(lines=attachment_detail(done.attachment), data=done.attachment)
+
+
+@issue_group.command("attachments")
+@click.argument("issue_id", type=ID)
+@click.option("--deleted", is_flag=True, help="Also list deleted attachments.")
+@client_options
+@command
+async def attachments_command(client: BuglessClient, issue_id: int, deleted: bool) -> Table:
+    """List an issue's attachments, oldest first."""
+    found = await client.list_attachments(issue_id, include_deleted=deleted)
+    return Table(
+        headers=ATTACHMENT_HEADERS,
+        rows=[attachment_row(a) for a in found],
+        data={"attachments": found},
+    )
+
+
+@attachment_group.command("get")
+@click.argument("attachment_id", type=ID)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Where to write the content (default: the attachment's name, here).",
+)
+@client_options
+@command
+async def get_command(client: BuglessClient, attachment_id: int, output: Path | None) -> Detail:
+    """Download an attachment's content to a file (resumes if the connection drops)."""
+    if output is None:
+        output = Path((await client.get_attachment(attachment_id)).name)
+    attachment = await client.download_attachment(attachment_id, output)
+    return Detail(
+        lines=[*attachment_detail(attachment), ("written to", str(output))], data=attachment
+    )
+
+
+@attachment_group.command("show")
+@click.argument("attachment_id", type=ID)
+@client_options
+@command
+async def show_command(client: BuglessClient, attachment_id: int) -> Detail:
+    """Show an attachment's metadata."""
+    attachment = await client.get_attachment(attachment_id)
+    return Detail(lines=attachment_detail(attachment), data=attachment)
+
+
+@attachment_group.command("delete")
+@click.argument("attachment_id", type=ID)
+@client_options
+@command
+async def delete_command(client: BuglessClient, attachment_id: int) -> Detail:
+    """Detach a file (its uploader or a component admin); history records it."""
+    changed = await client.delete_attachment(attachment_id)
+    assert changed.issue is not None
+    assert changed.entry is not None
+    return Detail(
+        lines=[("issue", changed.issue.id), ("entry", changed.entry.version)], data=changed
+    )

@@ -1,0 +1,114 @@
+"""``bugless issue edit-comment`` and ``bugless issue redact``.
+
+An edit is a new history entry superseding the comment's text (only its
+author may edit; entry 1 is the description). A redaction removes a comment,
+the description or an attachment's content for good, with every earlier
+version of it; the history records who redacted what and when (the
+component's admins only).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from bugless_api.cli._common import ID, Detail, client_options, command
+from bugless_api.cli._render import entry_text
+from bugless_api.cli.groups import issue_group
+
+if TYPE_CHECKING:
+    from bugless_api.client import BuglessClient
+    from bugless_proto import v1
+
+
+def _recorded(reply: v1.ChangeIssueResponse) -> Detail:
+    assert reply.entry is not None
+    assert reply.issue is not None
+    return Detail(
+        lines=[
+            ("issue", reply.issue.id),
+            ("entry", f"#{reply.entry.version}"),
+            ("issue version", reply.issue.version),
+            ("recorded", entry_text(reply.entry)),
+        ],
+        data={"entry": reply.entry, "issue": reply.issue},
+    )
+
+
+@issue_group.command("edit-comment")
+@click.argument("issue_id", type=ID)
+@click.argument("entry_version", type=ID, metavar="ENTRY")
+@click.argument("text")
+@click.option("--expected-version", type=ID, default=None, help="Fail (exit 4) unless at it.")
+@client_options
+@command
+async def edit_comment_command(
+    client: BuglessClient,
+    issue_id: int,
+    entry_version: int,
+    text: str,
+    expected_version: int | None,
+) -> Detail:
+    """Replace the text of your comment #ENTRY (1: the description) of ISSUE_ID.
+
+    The earlier text stays in the history (``bugless issue history``).
+    """
+    reply = await client.edit_comment(
+        issue_id, entry_version, text, expected_version=expected_version
+    )
+    return _recorded(reply)
+
+
+@issue_group.command("redact")
+@click.argument("issue_id", type=ID)
+@click.option("--entry", "entry_version", type=ID, default=None, help="The comment #ENTRY.")
+@click.option("--description", is_flag=True, help="The description (entry 1).")
+@click.option(
+    "--attachment", "attachment_id", type=ID, default=None, help="An attachment's content."
+)
+@click.option("--expected-version", type=ID, default=None, help="Fail (exit 4) unless at it.")
+@click.option("--yes", is_flag=True, help="Do not ask: redaction cannot be undone.")
+@client_options
+@command
+async def redact_command(
+    client: BuglessClient,
+    *,
+    issue_id: int,
+    entry_version: int | None,
+    description: bool,
+    attachment_id: int | None,
+    expected_version: int | None,
+    yes: bool,
+) -> Detail:
+    """Remove a leaked secret for good: --entry N, --description or --attachment ID.
+
+    The text (or content) goes from storage, search and every earlier
+    version; the history records who redacted what and when. Needs admin on
+    the issue's component. Asks first unless --yes (a non-interactive run
+    without --yes changes nothing and exits 2).
+    """
+    import sys  # noqa: PLC0415
+
+    chosen = [entry_version is not None, description, attachment_id is not None]
+    if sum(chosen) != 1:
+        raise click.UsageError("give one of --entry, --description or --attachment")
+    what = (
+        f"comment #{entry_version}"
+        if entry_version is not None
+        else "the description"
+        if description
+        else f"attachment {attachment_id}"
+    )
+    if not yes and (
+        not sys.stdin.isatty()
+        or not click.confirm(f"Redact {what} of issue {issue_id} for good?", err=True)
+    ):
+        raise click.UsageError(f"nothing redacted: pass --yes to redact {what}")
+    reply = await client.redact(
+        issue_id,
+        entry_version=1 if description else entry_version or 0,
+        attachment_id=attachment_id or 0,
+        expected_version=expected_version,
+    )
+    return _recorded(reply)

@@ -1,0 +1,130 @@
+"""Attachments through the API with real certificates: client, ACLs, search, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+from api_support import ConnectAs, signed_in
+from test_cli import served_api  # noqa: F401 - the module fixture the CLI test uses
+
+from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied
+from bugless_dev.processes import BUGLESS_COMMAND
+from bugless_proto import v1
+
+
+async def test_a_file_goes_up_and_comes_down_by_username(
+    connect_as: ConnectAs, tmp_path: Path
+) -> None:
+    """Uploads stream through the gateway; uploaders come back as usernames."""
+    robot, outsider = await signed_in(connect_as, "robot", "outsider")
+    component = await robot.create_component(
+        f"Files-{secrets.token_hex(3)}",
+        acl=[v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)],
+    )
+    issue = await robot.create_issue("it crashed", component.id)
+    source = tmp_path / "crash.log"
+    content = secrets.token_bytes(700_000)
+    source.write_bytes(content)
+    done = await robot.attach(issue.id, source, comment="the log")
+    attachment = done.attachment
+    assert attachment is not None
+    assert done.entry is not None
+    assert (attachment.name, attachment.size, attachment.uploader) == (
+        "crash.log",
+        len(content),
+        "robot",
+    )
+    assert attachment.sha256 == hashlib.sha256(content).hexdigest()
+    assert [a.uploader for a in done.entry.attachments] == ["robot"]
+    assert [a.id for a in await robot.list_attachments(issue.id)] == [attachment.id]
+    target = tmp_path / "copy.log"
+    got = await robot.download_attachment(attachment.id, target)
+    assert got.id == attachment.id
+    assert target.read_bytes() == content
+    history = await robot.list_history(issue.id)
+    assert [a.uploader for a in history.entries[-1].attachments] == ["robot"]
+    found = await robot.search_issues(f"componentid:{component.id} attachment:crash")
+    assert [i.id for i in found.issues] == [issue.id]
+    found = await robot.search_issues(f"componentid:{component.id} -has:attachment")
+    assert list(found.issues) == []
+
+    for call in (
+        outsider.get_attachment(attachment.id),
+        outsider.download_attachment(attachment.id, tmp_path / "stolen"),
+        outsider.list_attachments(issue.id),
+        outsider.delete_attachment(attachment.id),
+        outsider.attach(issue.id, source),
+    ):
+        with pytest.raises(NotFound):
+            await call
+    assert not (tmp_path / "stolen").exists()
+
+    deleted = await robot.delete_attachment(attachment.id)
+    assert deleted.entry is not None
+    assert deleted.entry.deleted_attachment_id == attachment.id
+    assert await robot.list_attachments(issue.id) == []
+
+
+async def test_only_the_uploader_or_an_admin_deletes(connect_as: ConnectAs, tmp_path: Path) -> None:
+    robot, outsider = await signed_in(connect_as, "robot", "outsider")
+    component = await robot.create_component(f"Shared-{secrets.token_hex(3)}")
+    issue = await robot.create_issue("open component", component.id)
+    source = tmp_path / "note.txt"
+    source.write_text("hello")
+    done = await robot.attach(issue.id, source)
+    assert done.attachment is not None
+    with pytest.raises(PermissionDenied, match="uploader"):
+        await outsider.delete_attachment(done.attachment.id)
+
+
+async def test_a_caller_in_the_upload_header_is_refused(connect_as: ConnectAs) -> None:
+    (robot,) = await signed_in(connect_as, "robot")
+    header = v1.UploadAttachmentHeader(
+        caller=v1.Caller(user_id="someone-else"), issue_id=1, name="x"
+    )
+    with pytest.raises(InvalidArgument, match="caller"):
+        await robot._call(  # the raw call: the client never sets a caller
+            robot.issues.upload_attachment,
+            [v1.UploadAttachmentRequest(header=header)],
+            idempotent=False,
+        )
+
+
+def test_the_cli_attaches_lists_and_downloads(
+    served_api: dict[str, str],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    env = served_api
+
+    def bugless(*args: str) -> str:
+        result = subprocess.run(
+            [*BUGLESS_COMMAND, *args], env=env, capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    component = json.loads(bugless("component", "create", f"CliFiles-{os.getpid()}", "--json"))
+    issue = json.loads(
+        bugless("issue", "create", "--title", "x", "--component", str(component["id"]), "--json")
+    )
+    source = tmp_path / "trace.txt"
+    source.write_bytes(b"line\n" * 100_000)
+    attached = json.loads(bugless("issue", "attach", str(issue["id"]), str(source), "--json"))
+    assert (attached["name"], attached["size"], attached["uploader"]) == (
+        "trace.txt",
+        500_000,
+        "cli-bot",
+    )
+    table = bugless("issue", "attachments", str(issue["id"]))
+    assert table.splitlines()[0].split()[:3] == ["ID", "NAME", "SIZE"]
+    assert "trace.txt" in table.splitlines()[1]
+    out = tmp_path / "out.txt"
+    bugless("attachment", "get", attached["id"], "-o", str(out))
+    assert out.read_bytes() == source.read_bytes()

@@ -1,0 +1,258 @@
+"""`bugless issue edit-comment|redact`, `bugless component field` and `--field` in scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_support import Bots, ConnectAs, signed_in
+
+from bugless_api.server import RunningApi
+from bugless_dev.processes import BUGLESS_COMMAND
+from bugless_proto import v1
+
+
+@pytest.fixture
+def cli_env(api: RunningApi, bots: Bots, tmp_path: Path) -> dict[str, str]:
+    """The client environment of cli-bot against the session's API."""
+    files = bots["cli-bot"]
+    return {
+        **os.environ,
+        "BUGLESS_API": f"127.0.0.1:{api.port}",
+        "BUGLESS_CERT": str(files.cert),
+        "BUGLESS_KEY": str(files.key),
+        "BUGLESS_CA": str(bots.stack.pki.ca_file),
+        "BUGLESS_CLIENT_CONFIG": str(tmp_path / "absent.toml"),
+    }
+
+
+async def _bugless(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    # The API serves on this test's event loop: the command runs in a thread.
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*BUGLESS_COMMAND, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+async def _json(env: dict[str, str], *args: str) -> Any:
+    return json.loads((await _bugless(env, *args, "--json")).stdout)
+
+
+async def _admin_component(connect_as: ConnectAs) -> v1.Component:
+    """A component cli-bot administers (made by robot, which names it admin)."""
+    (robot,) = await signed_in(connect_as, "robot")
+    return await robot.create_component(
+        f"CliFields-{secrets.token_hex(3)}",
+        acl=[
+            v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN),
+            v1.AclEntry(principal=v1.Principal(user="cli-bot"), role=v1.Role.ADMIN),
+        ],
+    )
+
+
+async def test_fields_are_defined_set_with_field_and_listed(
+    cli_env: dict[str, str], connect_as: ConnectAs
+) -> None:
+    env = cli_env
+    component = str((await _admin_component(connect_as)).id)
+    found_in = await _json(
+        env,
+        "component",
+        "field",
+        "create",
+        component,
+        "Found In",
+        "--type",
+        "enum",
+        "--option",
+        "4.1",
+        "--option",
+        "4.2",
+        "--required",
+        "--default",
+        "4.1",
+    )
+    oses = await _json(
+        env,
+        "component",
+        "field",
+        "create",
+        component,
+        "OS",
+        "--type",
+        "multi-enum",
+        "--option",
+        "linux",
+        "--option",
+        "mac",
+    )
+    cost = await _json(env, "component", "field", "create", component, "Cost", "--type", "integer")
+    listed = await _json(env, "component", "field", "list", component)
+    assert [f["name"] for f in listed["custom_fields"]] == ["Found In", "OS", "Cost"]
+    table = (await _bugless(env, "component", "field", "list", component)).stdout
+    assert "multi-enum" in table
+
+    created = await _json(
+        env,
+        "issue",
+        "create",
+        "--title",
+        "fields from the cli",
+        "--component",
+        component,
+        "--field",
+        "found in=4.2",
+        "--field",
+        "OS=linux,mac",
+    )
+    values = {v["name"]: v["values"] for v in created["custom_fields"]}
+    assert values == {"Found In": ["4.2"], "OS": ["linux", "mac"]}
+
+    updated = await _json(
+        env,
+        "issue",
+        "update",
+        str(created["id"]),
+        "--field",
+        f"customfield{cost['id']}=12",
+        "--field",
+        "OS=",
+    )
+    values = {v["name"]: v["values"] for v in updated["custom_fields"]}
+    assert values == {"Found In": ["4.2"], "Cost": ["12"]}
+    history = (await _bugless(env, "issue", "history", str(created["id"]))).stdout
+    assert "Cost: - -> 12" in history
+
+    found = await _json(
+        env, "issue", "list", f'c:{component} "Found In":4.2 customfield{cost["id"]}>10'
+    )
+    assert [i["id"] for i in found["issues"]] == [created["id"]]
+
+    bulk = await _json(
+        env, "issue", "update", "--query", f"c:{component}", "--yes", "--field", "Cost=13"
+    )
+    assert bulk["applied"] is True
+
+    unknown = await _bugless(
+        env, "issue", "update", str(created["id"]), "--field", "Nope=1", check=False
+    )
+    assert unknown.returncode == 2
+    assert "no custom field 'Nope'" in unknown.stderr
+    assert "'Found In'" in unknown.stderr
+    bad = await _bugless(
+        env, "issue", "update", str(created["id"]), "--field", "Cost=many", check=False
+    )
+    assert bad.returncode == 1
+    assert "whole number" in bad.stderr
+
+    renamed = await _json(
+        env,
+        "component",
+        "field",
+        "update",
+        component,
+        str(oses["id"]),
+        "--name",
+        "Platforms",
+        "--option",
+        "linux",
+        "--option",
+        "mac",
+        "--option",
+        "windows",
+    )
+    assert (renamed["name"], renamed["options"]) == ("Platforms", ["linux", "mac", "windows"])
+    stale = await _bugless(
+        env,
+        "component",
+        "field",
+        "update",
+        component,
+        str(oses["id"]),
+        "--name",
+        "x",
+        "--expected-version",
+        "1",
+        check=False,
+    )
+    assert stale.returncode == 4
+    await _bugless(env, "component", "field", "delete", component, str(found_in["id"]))
+    after = await _json(env, "issue", "show", str(created["id"]))
+    assert "Found In" not in {v["name"] for v in after["custom_fields"]}
+    history = (await _bugless(env, "issue", "history", str(created["id"]))).stdout
+    assert "Found In" in history  # the deleted field's old values stay readable
+
+
+async def test_edit_comment_and_redact(cli_env: dict[str, str], connect_as: ConnectAs) -> None:
+    env = cli_env
+    component = str((await _admin_component(connect_as)).id)
+    created = await _json(
+        env,
+        "issue",
+        "create",
+        "--title",
+        "edits",
+        "--component",
+        component,
+        "--description",
+        "desc with s3cretdescword",
+    )
+    issue_id = str(created["id"])
+    commented = await _json(env, "issue", "comment", issue_id, "first wording")
+    entry = str(commented["comment"]["version"])
+    edited = await _json(env, "issue", "edit-comment", issue_id, entry, "second wording")
+    assert edited["entry"]["edits_version"] == int(entry)
+    history = (await _bugless(env, "issue", "history", issue_id)).stdout
+    assert "first wording" in history
+    assert f"(edits the comment of #{entry})" in history
+
+    refused = await _bugless(env, "issue", "redact", issue_id, "--entry", entry, check=False)
+    assert refused.returncode == 2  # not interactive, no --yes: nothing redacted
+    assert "--yes" in refused.stderr
+    both = await _bugless(
+        env, "issue", "redact", issue_id, "--entry", entry, "--description", check=False
+    )
+    assert both.returncode == 2
+    redacted = await _json(env, "issue", "redact", issue_id, "--entry", entry, "--yes")
+    assert redacted["entry"]["redacted_version"] == int(entry)
+    await _json(env, "issue", "redact", issue_id, "--description", "--yes")
+    history = (await _bugless(env, "issue", "history", issue_id)).stdout
+    assert "wording" not in history
+    assert "s3cretdescword" not in history
+    assert "(comment redacted)" in history
+    found = await _json(env, "issue", "list", "s3cretdescword")
+    assert found["issues"] == []
+
+    edit_other = await _bugless(env, "issue", "edit-comment", issue_id, "1", "x", check=False)
+    assert edit_other.returncode == 1  # a redacted description cannot be edited
+    assert "redacted" in edit_other.stderr
+
+
+async def test_query_explain_shows_custom_field_terms() -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*BUGLESS_COMMAND, "query", "explain", '"Found In":4.2 customfield7>3 -has:customfield8'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert 'every custom field named "Found In" is "4.2"' in result.stdout
+    assert "custom field 7 is greater than" in result.stdout
+    assert "customfield8:any — custom field 8 is set" in result.stdout

@@ -1,0 +1,91 @@
+"""What the identity store does differently on CockroachDB: its two dialects.
+
+Chosen by configuration (``--database-dialect``, ``BUGLESS_AUTH_DATABASE_DIALECT``),
+and checked against the server when the store opens:
+
+* :data:`POSTGRES`: PostgreSQL at its default READ COMMITTED. Two first
+  sign-ins of one new subject are kept apart by a transaction-scoped advisory
+  lock on the subject; migrations hold a session advisory lock
+  (:class:`~bugless_core.migrations.AdvisoryLock`).
+* :data:`COCKROACH`: CockroachDB, or PostgreSQL running SERIALIZABLE by
+  default (*compatibility mode*, how this is tested where no CockroachDB
+  server exists). CockroachDB has no advisory locks (they are undefined or
+  no-op stubs: cockroachdb/cockroach#13546), so nothing here takes one:
+  SERIALIZABLE turns the race of two first sign-ins into a 40001 for one of
+  them, which re-runs the whole transaction
+  (:data:`~bugless_core.transactions.COCKROACH_RETRIES`) and finds the
+  subject the other created; migrations hold a lease row
+  (:class:`~bugless_core.migrations.LeaseLock`).
+
+Every statement of the store is shared by both dialects except the subject
+lock; the tests record each statement the store sends on the CockroachDB
+dialect and check none uses a function CockroachDB lacks
+(``bugless_testing.cockroach_sql``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bugless_core.migrations import AdvisoryLock, LeaseLock, MigrationLock
+from bugless_core.transactions import COCKROACH_RETRIES, POSTGRES_RETRIES, RetryPolicy
+
+#: Serialises the first sign-ins of one subject on PostgreSQL.
+SUBJECT_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('bugless-auth-subject:' || $1, 0))"
+#: Tells CockroachDB from PostgreSQL ("CockroachDB CCL v23.2.4 (...)").
+SERVER_VERSION = "SELECT version()"
+#: Compatibility mode needs SERIALIZABLE, CockroachDB's default.
+DEFAULT_ISOLATION = "SELECT current_setting('default_transaction_isolation')"
+
+
+@dataclass(frozen=True)
+class StoreDialect:
+    """The few things the store does differently per database.
+
+    Attributes:
+        name: The configuration value that selects it.
+        subject_lock: Run first in :meth:`IdentityStore.resolve`'s transaction;
+            ``None`` where SERIALIZABLE already forbids the race.
+        migration_lock: Keeps concurrent ``migrate`` runs apart.
+        retries: What re-runs a transaction, and how often.
+        serializable: Whether it needs the server's transactions SERIALIZABLE
+            (checked on open; CockroachDB always is).
+    """
+
+    name: str
+    subject_lock: str | None
+    migration_lock: MigrationLock
+    retries: RetryPolicy
+    serializable: bool
+
+
+POSTGRES = StoreDialect(
+    name="postgres",
+    subject_lock=SUBJECT_LOCK,
+    migration_lock=AdvisoryLock(),
+    retries=POSTGRES_RETRIES,
+    serializable=False,
+)
+
+COCKROACH = StoreDialect(
+    name="cockroach",
+    subject_lock=None,
+    migration_lock=LeaseLock(),
+    retries=COCKROACH_RETRIES,
+    serializable=True,
+)
+
+DIALECTS = {d.name: d for d in (POSTGRES, COCKROACH)}
+
+
+def dialect_named(name: str) -> StoreDialect:
+    """The dialect a setting names.
+
+    Raises:
+        ValueError: no such dialect (the message lists them).
+    """
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        choices = ", ".join(sorted(DIALECTS))
+        raise ValueError(f"database_dialect: {name!r} is not one of {choices}") from None

@@ -1,0 +1,255 @@
+"""The Authenticator on its CockroachDB dialect, in compatibility mode.
+
+No CockroachDB server runs here, so the store's ``cockroach`` dialect runs
+against PostgreSQL whose database defaults to SERIALIZABLE (real 40001s, as on
+CockroachDB). Every test of this module records each statement any connection
+sends (``bugless_testing.cockroach_sql``) and fails if one uses a function or
+statement CockroachDB lacks (advisory locks, ``hashtextextended``,
+``make_interval``, LISTEN/NOTIFY, ...).
+
+The password contract (``bugless_testing.auth_contracts``) and the session
+and throttle tests of ``test_sessions`` run here again, unchanged, on this
+dialect: their fixtures are overridden below to start the Authenticator on
+the SERIALIZABLE database with ``database_dialect="cockroach"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import pytest
+from conftest import KeyFiles, StartAuth, start_auth_servers
+from test_conformance import TestLocalPasswords, password_backend_case
+from test_sessions import (
+    replicas,
+    test_a_correctly_signed_token_without_a_session_is_refused,
+    test_a_success_refills_the_address_bucket,
+    test_an_administrator_ends_another_users_sessions_and_nobody_else_may,
+    test_an_ended_session_cannot_end_the_others,
+    test_disabling_a_user_ends_their_sessions_on_every_replica_at_once,
+    test_one_address_cannot_lock_a_user_out,
+    test_sign_out_everywhere_ends_every_session_of_the_user_only,
+    test_signing_out_on_one_replica_ends_the_token_on_the_other,
+    test_the_throttle_is_shared_by_the_replicas,
+)
+
+from bugless_auth._dialect import COCKROACH, POSTGRES
+from bugless_auth.sessions import SessionStore
+from bugless_auth.settings import AuthSettings, ThrottleSettings
+from bugless_auth.store import IdentityStore
+from bugless_auth.throttle import LoginThrottle
+from bugless_core.auth_backend import ExternalIdentity
+from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.settings import declared_env_vars, settings_from_environ
+from bugless_core.transactions import CockroachRetryPolicy
+from bugless_testing.cockroach_sql import (
+    StatementRecorder,
+    cockroach_incompatibilities,
+    serializable_database,
+)
+
+if TYPE_CHECKING:
+    from bugless_testing.postgres import ThrowawayPostgres
+
+#: Re-run here in compatibility mode (collected in this module, with its fixtures).
+RERUN = (
+    TestLocalPasswords,
+    password_backend_case,
+    replicas,
+    test_a_correctly_signed_token_without_a_session_is_refused,
+    test_a_success_refills_the_address_bucket,
+    test_an_administrator_ends_another_users_sessions_and_nobody_else_may,
+    test_an_ended_session_cannot_end_the_others,
+    test_disabling_a_user_ends_their_sessions_on_every_replica_at_once,
+    test_one_address_cannot_lock_a_user_out,
+    test_sign_out_everywhere_ends_every_session_of_the_user_only,
+    test_signing_out_on_one_replica_ends_the_token_on_the_other,
+    test_the_throttle_is_shared_by_the_replicas,
+)
+
+
+@pytest.fixture(scope="session")
+async def serializable_auth_database(postgres_server: ThrowawayPostgres) -> str:
+    """A database whose transactions default to SERIALIZABLE, as CockroachDB's do."""
+    return await serializable_database(postgres_server, "auth_cockroach_compat")
+
+
+#: The one test that runs the postgres dialect on purpose, to prove the check sees it.
+SENDS_POSTGRES_ONLY_SQL = "test_the_postgres_dialect_is_what_the_check_would_refuse"
+
+
+@pytest.fixture(autouse=True)
+def statements(request: pytest.FixtureRequest) -> Iterator[StatementRecorder]:
+    """Every statement this test's connections send; none may be one CockroachDB lacks."""
+    with StatementRecorder() as recorder:
+        yield recorder
+    # That the recorder sees the store's own pools is proven by SENDS_POSTGRES_ONLY_SQL.
+    if request.node.name != SENDS_POSTGRES_ONLY_SQL:
+        assert recorder.incompatibilities() == {}
+
+
+@pytest.fixture
+async def start_auth_server(
+    serializable_auth_database: str, key_files: KeyFiles
+) -> AsyncIterator[StartAuth]:
+    """Authenticators on the SERIALIZABLE database, on the cockroach dialect."""
+    async with start_auth_servers(
+        key_files, database_url=serializable_auth_database, database_dialect="cockroach"
+    ) as start:
+        yield start
+
+
+async def open_store(url: str, dialect: str, *, pool_max_size: int = 4) -> IdentityStore:
+    schema = f"auth_{secrets.token_hex(4)}"
+    await IdentityStore.migrate(url, schema, dialect=dialect)
+    return await IdentityStore.open(url, schema, dialect=dialect, pool_max_size=pool_max_size)
+
+
+def ldap_identity(name: str) -> ExternalIdentity:
+    return ExternalIdentity(
+        subject=f"ldap:{name}-uuid", username=name, display_name=name.title(), groups=("eng",)
+    )
+
+
+async def exercise(store: IdentityStore) -> None:
+    """Every statement of the store, the sessions and the throttle, once."""
+    name = f"all-{secrets.token_hex(3)}"
+    record, _ = await store.resolve(ldap_identity(name), "ldap")
+    await store.resolve(ldap_identity(name), "ldap")  # the existing-subject path
+    local = await store.create_local_user(
+        username=f"{name}-local", display_name="", email="", groups=(), password_hash="x"
+    )
+    await store.set_local_password(local.username, "y")
+    await store.local_credentials(local.username)
+    await store.users_by_ids([record.user_id])
+    await store.users_by_usernames([name])
+    await store.suggest(name[:4], 5)
+    await store.subjects_of("ldap")
+    await store.directory_disable(record.user_id)
+    await store.directory_enable(record.user_id)
+    await store.resolve(ldap_identity(name), "ldap", sign_in=False)
+    await store.set_disabled(name, True)
+    sessions = SessionStore(store)
+    await sessions.record(
+        "s1" + name, user_id=record.user_id, authenticator="ldap", client_address="", expires_at=1
+    )
+    await sessions.is_live("s1" + name)
+    await sessions.revoke("s1" + name, "test")
+    await sessions.revoke_user(record.user_id, "test")
+    throttle = LoginThrottle(ThrottleSettings(), store)
+    await throttle.failed(name, "10.0.0.1")
+    await throttle.check(name, "10.0.0.1")
+    await throttle.succeeded(name, "10.0.0.1")
+
+
+async def test_the_store_sends_nothing_cockroachdb_lacks_and_migrates_under_a_lease(
+    serializable_auth_database: str, statements: StatementRecorder
+) -> None:
+    store = await open_store(serializable_auth_database, "cockroach")
+    try:
+        assert store.dialect is COCKROACH
+        await exercise(store)
+        leases = await store.run(
+            lambda conn: conn.fetchval("SELECT count(*) FROM bugless_leases WHERE name = 'migrate'")
+        )
+    finally:
+        await store.close()
+    assert leases == 1  # the migration held the lease row, not an advisory lock
+    sent = "\n".join(statements.statements)
+    assert "INSERT INTO external_subjects" in sent
+    assert "login_throttle" in sent
+
+
+async def test_the_postgres_dialect_is_what_the_check_would_refuse(
+    auth_database: str, statements: StatementRecorder
+) -> None:
+    """The recorder sees the store's own pools: the postgres dialect's locks are flagged."""
+    store = await open_store(auth_database, "postgres")
+    try:
+        await store.resolve(ldap_identity(f"pg-{secrets.token_hex(3)}"), "ldap")
+    finally:
+        await store.close()
+    flagged = {name for found in statements.incompatibilities().values() for name in found}
+    assert {"pg_advisory_lock()", "pg_advisory_xact_lock()", "hashtextextended()"} <= flagged
+
+
+def test_the_check_reads_code_not_comments_or_strings() -> None:
+    assert cockroach_incompatibilities("SELECT 1 -- pg_advisory_lock(1)") == []
+    assert cockroach_incompatibilities("SELECT 'make_interval(secs => 1)'") == []
+    assert cockroach_incompatibilities("DELETE FROM t WHERE x < now() - MAKE_INTERVAL (secs => $1)")
+    assert cockroach_incompatibilities("LISTEN bugless_changes") == ["LISTEN"]
+    assert cockroach_incompatibilities("SELECT 1; NOTIFY c") == ["NOTIFY"]
+
+
+class CountingRetries(CockroachRetryPolicy):
+    """The CockroachDB policy, counting the conflicts it retried."""
+
+    seen: list[BaseException]
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        retryable = super().is_retryable(exc)
+        if retryable:
+            self.seen.append(exc)
+        return retryable
+
+
+async def test_first_sign_ins_racing_without_a_lock_make_one_user_through_real_40001s(
+    serializable_auth_database: str,
+) -> None:
+    store = await open_store(serializable_auth_database, "cockroach", pool_max_size=8)
+    retries = CountingRetries(attempts=12, base_delay=0.01, max_delay=0.2, jitter=True)
+    object.__setattr__(retries, "seen", [])
+    store.dialect = dataclasses.replace(COCKROACH, retries=retries)
+    name = f"race-{secrets.token_hex(3)}"
+    try:
+        records = await asyncio.gather(
+            *(store.resolve(ldap_identity(name), "ldap") for _ in range(8))
+        )
+        users = await store.users_by_usernames([name])
+    finally:
+        await store.close()
+    assert {r.user_id for r, _ in records} == {users[0].user_id}
+    assert len(users) == 1
+    assert retries.seen, "no transaction conflicted: the race was not exercised"
+    assert all(getattr(e, "sqlstate", "") == "40001" for e in retries.seen)
+
+
+async def test_the_cockroach_dialect_refuses_postgresql_that_is_not_serializable(
+    auth_database: str,
+) -> None:
+    with pytest.raises(FailedPrecondition, match="needs default_transaction_isolation"):
+        await IdentityStore.migrate(auth_database, "never_made", dialect="cockroach")
+    conn = await asyncpg.connect(auth_database)
+    try:
+        made = await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'never_made'")
+    finally:
+        await conn.close()
+    assert made == 0
+
+
+def test_the_dialect_is_a_declared_setting_that_refuses_unknown_names() -> None:
+    assert "BUGLESS_AUTH_DATABASE_DIALECT" in declared_env_vars(
+        AuthSettings, env_prefix="BUGLESS_AUTH_"
+    )
+    base: dict[str, Any] = {"BUGLESS_AUTH_DATABASE_URL": "postgresql://x/y"}
+    chosen = settings_from_environ(
+        AuthSettings,
+        {**base, "BUGLESS_AUTH_DATABASE_DIALECT": "cockroach"},
+        env_prefix="BUGLESS_AUTH_",
+    )
+    assert chosen.database_dialect == "cockroach"
+    default = settings_from_environ(AuthSettings, base, env_prefix="BUGLESS_AUTH_")
+    assert default.database_dialect == "postgres"
+    with pytest.raises(InvalidArgument, match="BUGLESS_AUTH_DATABASE_DIALECT"):
+        settings_from_environ(
+            AuthSettings,
+            {**base, "BUGLESS_AUTH_DATABASE_DIALECT": "mysql"},
+            env_prefix="BUGLESS_AUTH_",
+        )
+    assert POSTGRES.subject_lock is not None
+    assert COCKROACH.subject_lock is None

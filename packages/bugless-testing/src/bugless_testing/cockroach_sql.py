@@ -1,0 +1,161 @@
+"""Statement-level CockroachDB compatibility: record what code sends, flag what CockroachDB lacks.
+
+No CockroachDB server runs where bugless is tested, so code meant for it runs
+against PostgreSQL at SERIALIZABLE (*compatibility mode*). PostgreSQL accepts
+functions CockroachDB does not have, so passing there proves nothing about
+them. :class:`StatementRecorder` records every statement any asyncpg
+connection sends while it is active (the code under test opens its own pools:
+the recorder attaches a query logger, asyncpg's public
+``Connection.add_query_logger``, to each connection made meanwhile), and
+:func:`cockroach_incompatibilities` names what in a statement CockroachDB
+lacks. A test runs the code on its CockroachDB dialect inside a recorder and
+asserts the list is empty.
+
+The list is what CockroachDB 23.2 (the minimum bugless supports) does not
+provide, from its "Functions and Operators" reference and known gaps:
+
+* advisory locks (``pg_advisory_*``, ``pg_try_advisory_*``): undefined or
+  no-op stubs, cockroachdb/cockroach#13546 (documented as unsupported in
+  cockroachdb/docs#18154); asyncpg's own pool reset calls
+  ``pg_advisory_unlock_all()`` on PostgreSQL, so a pool on the CockroachDB
+  dialect must replace the reset;
+* ``hashtext``/``hashtextextended`` (PostgreSQL-internal hashes);
+* ``make_interval`` (use ``$1 * INTERVAL '1 second'``);
+* LISTEN/NOTIFY (``pg_notify``, ``LISTEN``, ``UNLISTEN``, ``NOTIFY``) and
+  ``pg_current_xact_id`` (the Model's PostgreSQL watch feed).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from bugless_dev.postgres import ThrowawayPostgres
+
+#: Functions PostgreSQL has that CockroachDB 23.2 lacks (see the module docstring).
+COCKROACH_LACKS_FUNCTIONS = (
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_all",
+    "pg_advisory_unlock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+    "hashtext",
+    "hashtextextended",
+    "make_interval",
+    "pg_notify",
+    "pg_current_xact_id",
+)
+#: Statements CockroachDB does not accept at all.
+COCKROACH_LACKS_STATEMENTS = ("LISTEN", "UNLISTEN", "NOTIFY")
+
+_FUNCTION_CALL = re.compile(
+    r"\b(" + "|".join(sorted(COCKROACH_LACKS_FUNCTIONS, key=len, reverse=True)) + r")\s*\(",
+    re.IGNORECASE,
+)
+_STATEMENT = re.compile(
+    r"(?:^|;)\s*(" + "|".join(COCKROACH_LACKS_STATEMENTS) + r")\b", re.IGNORECASE
+)
+_STRING_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def cockroach_incompatibilities(statement: str) -> list[str]:
+    """What in ``statement`` CockroachDB lacks (function and statement names), in order.
+
+    String literals and comments are ignored, so a comment mentioning an
+    advisory lock is not a finding.
+    """
+    code = _STRING_OR_COMMENT.sub("''", statement)
+    found = [m.group(1).lower() + "()" for m in _FUNCTION_CALL.finditer(code)]
+    found += [m.group(1).upper() for m in _STATEMENT.finditer(code)]
+    return found
+
+
+class StatementRecorder:
+    """Records every statement sent by asyncpg connections opened while it is active.
+
+    Use as a context manager around the code under test (it must open its
+    connections inside). Not reentrant; one at a time per process.
+
+    Attributes:
+        statements: Each statement's text, in the order sent.
+    """
+
+    def __init__(self) -> None:
+        """An inactive recorder; enter it to record."""
+        self.statements: list[str] = []
+        self._lock = threading.Lock()
+        self._original: Callable[..., None] | None = None
+
+    def _record(self, logged: Any) -> None:
+        with self._lock:
+            self.statements.append(str(logged.query))
+
+    def __enter__(self) -> Self:
+        """Attach the query logger to every asyncpg connection made from now on."""
+        original = asyncpg.Connection.__init__
+        recorder = self
+
+        def init(conn: asyncpg.Connection, *args: Any, **kwargs: Any) -> None:
+            original(conn, *args, **kwargs)
+            conn.add_query_logger(recorder._record)
+
+        self._original = original
+        asyncpg.Connection.__init__ = init  # type: ignore[method-assign,assignment]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop attaching the logger to new connections."""
+        if self._original is not None:
+            asyncpg.Connection.__init__ = self._original  # type: ignore[method-assign]
+            self._original = None
+
+    def incompatibilities(self) -> dict[str, list[str]]:
+        """Each recorded statement CockroachDB could not run, with what it lacks."""
+        with self._lock:
+            statements = list(self.statements)
+        return {s: found for s in statements if (found := cockroach_incompatibilities(s))}
+
+
+async def serializable_database(server: ThrowawayPostgres, name: str) -> str:
+    """A fresh PostgreSQL database whose sessions default to SERIALIZABLE (compatibility mode).
+
+    CockroachDB runs every transaction SERIALIZABLE; this is the PostgreSQL
+    stand-in the CockroachDB dialects are tested on, with real 40001s.
+    """
+    url = await server.acreate_database(name)
+    database = urlsplit(url).path.lstrip("/")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            f"ALTER DATABASE \"{database}\" SET default_transaction_isolation = 'serializable'"
+        )
+    finally:
+        await conn.close()
+    return url
+
+
+__all__ = [
+    "COCKROACH_LACKS_FUNCTIONS",
+    "COCKROACH_LACKS_STATEMENTS",
+    "StatementRecorder",
+    "cockroach_incompatibilities",
+    "serializable_database",
+]
