@@ -76,6 +76,7 @@ class SyncBuglessClient:
             self._loop.close()
 
     whoami = _blocking(BuglessClient.whoami)
+    logout = _blocking(BuglessClient.logout)
     search_issues = _blocking(BuglessClient.search_issues)
     get_issue = _blocking(BuglessClient.get_issue)
     batch_get_issues = _blocking(BuglessClient.batch_get_issues)
