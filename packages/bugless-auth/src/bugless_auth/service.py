@@ -22,6 +22,7 @@ from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirecto
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.people import PeopleCertificates
 from bugless_auth.policy import Decision, Policy
+from bugless_auth.resync import DirectoryResync
 from bugless_auth.sessions import SessionStore
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore, UserRecord
@@ -118,6 +119,19 @@ class AuthService:
         self._valid_tokens: TtlCache[str, SessionClaims] = TtlCache(
             ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
         )
+        #: One directory re-sync per backend that has a directory (LDAP).
+        self.resyncs = [
+            DirectoryResync(
+                backend,
+                store,
+                self.sessions,
+                self.directory,
+                matters=lambda group: bool(self.policy.rules.get(group)),
+                interval=interval,
+            )
+            for backend in self.backends
+            if (interval := backend.resync_seconds) is not None
+        ]
 
     @classmethod
     async def open(cls, settings: AuthSettings, plugins: Plugins) -> AuthService:
@@ -155,10 +169,15 @@ class AuthService:
                 await backend.close()
             await store.close()
             raise
-        return cls(settings, store, backends, tokens=tokens, hashes=hashes)
+        service = cls(settings, store, backends, tokens=tokens, hashes=hashes)
+        for resync in service.resyncs:
+            resync.start()
+        return service
 
     async def close(self) -> None:
-        """Close the backends, then the store."""
+        """Stop the directory re-syncs, close the backends, then the store."""
+        for resync in self.resyncs:
+            await resync.stop()
         for backend in self.backends:
             try:
                 await backend.close()
