@@ -50,6 +50,11 @@ WRITES = {
         "CreateCustomField",
         "UpdateCustomField",
         "DeleteCustomField",
+        "StarIssue",
+        "SetComponentSubscription",
+        "SetSavedSearchSubscription",
+        "UpdateNotificationSettings",
+        "SetIssueMute",
         # Never made by the web (import identity only), but a write all the same.
         "ImportIssue",
         "DeleteAttachment",

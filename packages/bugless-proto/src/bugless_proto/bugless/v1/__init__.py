@@ -30,6 +30,7 @@ __all__ = (
     "ChangeIssueResponse",
     "CompleteOidcRequest",
     "Component",
+    "ComponentSubscription",
     "ComponentsBase",
     "ComponentsStub",
     "CreateComponentRequest",
@@ -48,6 +49,7 @@ __all__ = (
     "DeleteSavedSearchRequest",
     "DeviceLogin",
     "DeviceLoginState",
+    "DigestMode",
     "DownloadAttachmentRequest",
     "DownloadAttachmentResponse",
     "EditCommentRequest",
@@ -58,7 +60,10 @@ __all__ = (
     "GetComponentRequest",
     "GetDeviceLoginRequest",
     "GetHotlistRequest",
+    "GetIssueAudienceRequest",
     "GetIssueRequest",
+    "GetNotificationSettingsRequest",
+    "GetNotificationSettingsResponse",
     "GetServerInfoRequest",
     "GetServerInfoResponse",
     "GetUsersRequest",
@@ -73,6 +78,7 @@ __all__ = (
     "ImportUserMatch",
     "ImportedEntry",
     "Issue",
+    "IssueAudience",
     "IssueDelta",
     "IssueFields",
     "IssuePersonCertificateRequest",
@@ -97,8 +103,11 @@ __all__ = (
     "ListHotlistsResponse",
     "ListPersonCertificatesRequest",
     "ListPersonCertificatesResponse",
+    "ListSavedSearchSubscriptionsRequest",
+    "ListSavedSearchSubscriptionsResponse",
     "ListSavedSearchesRequest",
     "ListSavedSearchesResponse",
+    "ListSubscriptionsRequest",
     "LogoutRequest",
     "LookupUsersRequest",
     "MatchImportUsersRequest",
@@ -106,6 +115,10 @@ __all__ = (
     "MergePlaceholderRequest",
     "ModelBase",
     "ModelStub",
+    "NotificationEvent",
+    "NotificationSettings",
+    "NotificationsBase",
+    "NotificationsStub",
     "PageRequest",
     "PersonCertificate",
     "PollDeviceLoginRequest",
@@ -125,6 +138,7 @@ __all__ = (
     "RevokeSessionsResponse",
     "Role",
     "SavedSearch",
+    "SavedSearchSubscription",
     "SavedSearchesBase",
     "SavedSearchesStub",
     "SearchField",
@@ -135,21 +149,28 @@ __all__ = (
     "SearchOperator",
     "SearchTerm",
     "SearchValue",
+    "SetComponentSubscriptionRequest",
     "SetHotlistItemNoteRequest",
+    "SetIssueMuteRequest",
     "SetLocalPasswordRequest",
+    "SetSavedSearchSubscriptionRequest",
     "SetUserDisabledRequest",
     "Severity",
     "SortField",
     "SortKey",
     "SourcePerson",
+    "StarIssueRequest",
+    "StarIssueResponse",
     "StartDeviceLoginRequest",
     "StartDeviceLoginResponse",
     "Status",
     "StructuredQuery",
+    "Subscriptions",
     "SuggestUsersRequest",
     "UpdateComponentRequest",
     "UpdateCustomFieldRequest",
     "UpdateHotlistRequest",
+    "UpdateNotificationSettingsRequest",
     "UpdateSavedSearchRequest",
     "UploadAttachmentHeader",
     "UploadAttachmentRequest",
@@ -265,6 +286,41 @@ class DeviceLoginState(betterproto2.Enum):
     """
 
 
+class DigestMode(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.enum_types_by_name["DigestMode"]
+
+    UNSPECIFIED = 0
+
+    IMMEDIATE = 1
+    """
+    One message per change (the default).
+    """
+
+    DAILY = 2
+    """
+    One message a day listing the changes.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "DIGEST_MODE_UNSPECIFIED",
+            1: "DIGEST_MODE_IMMEDIATE",
+            2: "DIGEST_MODE_DAILY",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "DIGEST_MODE_UNSPECIFIED": 0,
+            "DIGEST_MODE_IMMEDIATE": 1,
+            "DIGEST_MODE_DAILY": 2,
+        }
+
+
 class IssueType(betterproto2.Enum):
     """
     Issue types of Google Issue Tracker. UNSPECIFIED on create means BUG.
@@ -315,6 +371,66 @@ class IssueType(betterproto2.Enum):
             "ISSUE_TYPE_PROCESS": 5,
             "ISSUE_TYPE_VULNERABILITY": 6,
             "ISSUE_TYPE_TASK": 7,
+        }
+
+
+class NotificationEvent(betterproto2.Enum):
+    """
+    Why someone may be notified (each can be switched off).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.enum_types_by_name["NotificationEvent"]
+
+    UNSPECIFIED = 0
+
+    ASSIGNED = 1
+    """
+    Changes of issues assigned to me.
+    """
+
+    MENTIONED = 2
+    """
+    I am @mentioned.
+    """
+
+    MY_ISSUES = 3
+    """
+    Issues I reported, verify or am CC'd on.
+    """
+
+    STARRED = 4
+    """
+    Issues I starred.
+    """
+
+    SUBSCRIPTIONS = 5
+    """
+    My component and saved-search subscriptions.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "NOTIFICATION_EVENT_UNSPECIFIED",
+            1: "NOTIFICATION_EVENT_ASSIGNED",
+            2: "NOTIFICATION_EVENT_MENTIONED",
+            3: "NOTIFICATION_EVENT_MY_ISSUES",
+            4: "NOTIFICATION_EVENT_STARRED",
+            5: "NOTIFICATION_EVENT_SUBSCRIPTIONS",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "NOTIFICATION_EVENT_UNSPECIFIED": 0,
+            "NOTIFICATION_EVENT_ASSIGNED": 1,
+            "NOTIFICATION_EVENT_MENTIONED": 2,
+            "NOTIFICATION_EVENT_MY_ISSUES": 3,
+            "NOTIFICATION_EVENT_STARRED": 4,
+            "NOTIFICATION_EVENT_SUBSCRIPTIONS": 5,
         }
 
 
@@ -549,6 +665,11 @@ class SearchField(betterproto2.Enum):
     (ANY), `attachment:crash` (EQ: a name contains the text, ignoring case).
     """
 
+    STARRED_BY = 30
+    """
+    Someone who starred the issue (`star:me`, `is:starred`).
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -582,6 +703,7 @@ class SearchField(betterproto2.Enum):
             27: "SEARCH_FIELD_LAST_COMMENTER",
             28: "SEARCH_FIELD_EXTERNAL_ID",
             29: "SEARCH_FIELD_ATTACHMENT",
+            30: "SEARCH_FIELD_STARRED_BY",
         }
 
     @classmethod
@@ -617,6 +739,7 @@ class SearchField(betterproto2.Enum):
             "SEARCH_FIELD_LAST_COMMENTER": 27,
             "SEARCH_FIELD_EXTERNAL_ID": 28,
             "SEARCH_FIELD_ATTACHMENT": 29,
+            "SEARCH_FIELD_STARRED_BY": 30,
         }
 
 
@@ -751,6 +874,11 @@ class SortField(betterproto2.Enum):
     A custom field (SortKey.custom_field_id); issues without a value last.
     """
 
+    STARS = 9
+    """
+    Issue.star_count.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -763,6 +891,7 @@ class SortField(betterproto2.Enum):
             6: "SORT_FIELD_STATUS",
             7: "SORT_FIELD_TITLE",
             8: "SORT_FIELD_CUSTOM",
+            9: "SORT_FIELD_STARS",
         }
 
     @classmethod
@@ -777,6 +906,7 @@ class SortField(betterproto2.Enum):
             "SORT_FIELD_STATUS": 6,
             "SORT_FIELD_TITLE": 7,
             "SORT_FIELD_CUSTOM": 8,
+            "SORT_FIELD_STARS": 9,
         }
 
 
@@ -1455,6 +1585,24 @@ class Component(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "Component", Component)
+
+
+@dataclass(eq=False, repr=False)
+class ComponentSubscription(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ComponentSubscription"]
+
+    component_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    include_subtree: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Issues of every descendant component too.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "ComponentSubscription", ComponentSubscription)
 
 
 @dataclass(eq=False, repr=False)
@@ -2152,6 +2300,29 @@ default_message_pool.register_message("bugless.v1", "GetHotlistRequest", GetHotl
 
 
 @dataclass(eq=False, repr=False)
+class GetIssueAudienceRequest(betterproto2.Message):
+    """
+    Who, besides the issue's own people, follows an issue (admin callers only:
+    the notifier). Visibility is not checked here; the notifier checks each
+    recipient.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["GetIssueAudienceRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "GetIssueAudienceRequest", GetIssueAudienceRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class GetIssueRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -2164,6 +2335,51 @@ class GetIssueRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "GetIssueRequest", GetIssueRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetNotificationSettingsRequest(betterproto2.Message):
+    """
+    One's own settings; an admin caller may read anyone's (the notifier).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetNotificationSettingsRequest"
+        ]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    user_ids: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Empty: the caller's.
+    """
+
+
+default_message_pool.register_message(
+    "bugless.v1", "GetNotificationSettingsRequest", GetNotificationSettingsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetNotificationSettingsResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetNotificationSettingsResponse"
+        ]
+
+    settings: "list[NotificationSettings]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "GetNotificationSettingsResponse", GetNotificationSettingsResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -2739,8 +2955,43 @@ class Issue(betterproto2.Message):
     externalid:"github:org/repo#56".
     """
 
+    star_count: "int" = betterproto2.field(25, betterproto2.TYPE_INT64)
+    """
+    How many people starred the issue.
+    """
+
+    starred: "bool" = betterproto2.field(26, betterproto2.TYPE_BOOL)
+    """
+    Whether the caller starred it.
+    """
+
 
 default_message_pool.register_message("bugless.v1", "Issue", Issue)
+
+
+@dataclass(eq=False, repr=False)
+class IssueAudience(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["IssueAudience"]
+
+    issue_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    starred_by: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+    component_subscribers: "list[str]" = betterproto2.field(
+        3, betterproto2.TYPE_STRING, repeated=True
+    )
+    """
+    Subscribers of the issue's component, and of its ancestors with
+    include_subtree.
+    """
+
+    muted_by: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("bugless.v1", "IssueAudience", IssueAudience)
 
 
 @dataclass(eq=False, repr=False)
@@ -3287,6 +3538,65 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class ListSavedSearchSubscriptionsRequest(betterproto2.Message):
+    """
+    Every saved-search subscription (admin callers only: the notifier).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListSavedSearchSubscriptionsRequest"
+        ]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    page: "PageRequest | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListSavedSearchSubscriptionsRequest", ListSavedSearchSubscriptionsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListSavedSearchSubscriptionsResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListSavedSearchSubscriptionsResponse"
+        ]
+
+    subscriptions: "list[SavedSearchSubscription]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListSavedSearchSubscriptionsResponse", ListSavedSearchSubscriptionsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListSubscriptionsRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["ListSubscriptionsRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListSubscriptionsRequest", ListSubscriptionsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class LogoutRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -3400,6 +3710,50 @@ class MergePlaceholderRequest(betterproto2.Message):
 default_message_pool.register_message(
     "bugless.v1", "MergePlaceholderRequest", MergePlaceholderRequest
 )
+
+
+@dataclass(eq=False, repr=False)
+class NotificationSettings(betterproto2.Message):
+    """
+    A person's notification settings; a person who never saved any has the
+    defaults: every event, e-mail, immediately, not about their own changes.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["NotificationSettings"]
+
+    user_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    disabled_events: "list[NotificationEvent]" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, repeated=True
+    )
+    """
+    Events that do not notify (empty: all do).
+    """
+
+    channel: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Channel name ("email"; "none" switches notifications off).
+    """
+
+    digest: "DigestMode" = betterproto2.field(
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: DigestMode(0)
+    )
+
+    notify_own_changes: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    """
+    Also notify about changes the person made themselves.
+    """
+
+    muted_issue_ids: "list[int]" = betterproto2.field(6, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Issues the person muted (no notification for them, whatever the reason).
+    """
+
+
+default_message_pool.register_message("bugless.v1", "NotificationSettings", NotificationSettings)
 
 
 @dataclass(eq=False, repr=False)
@@ -3885,6 +4239,25 @@ default_message_pool.register_message("bugless.v1", "SavedSearch", SavedSearch)
 
 
 @dataclass(eq=False, repr=False)
+class SavedSearchSubscription(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["SavedSearchSubscription"]
+
+    user_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    saved_search: "SavedSearch | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "SavedSearchSubscription", SavedSearchSubscription
+)
+
+
+@dataclass(eq=False, repr=False)
 class SearchIssuesRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -4073,6 +4446,33 @@ default_message_pool.register_message("bugless.v1", "SearchValue", SearchValue)
 
 
 @dataclass(eq=False, repr=False)
+class SetComponentSubscriptionRequest(betterproto2.Message):
+    """
+    Subscribe to (or unsubscribe from) a component the caller may view.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
+            "SetComponentSubscriptionRequest"
+        ]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    component_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    subscribed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+    include_subtree: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "SetComponentSubscriptionRequest", SetComponentSubscriptionRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class SetHotlistItemNoteRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -4091,6 +4491,23 @@ class SetHotlistItemNoteRequest(betterproto2.Message):
 default_message_pool.register_message(
     "bugless.v1", "SetHotlistItemNoteRequest", SetHotlistItemNoteRequest
 )
+
+
+@dataclass(eq=False, repr=False)
+class SetIssueMuteRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["SetIssueMuteRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    muted: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message("bugless.v1", "SetIssueMuteRequest", SetIssueMuteRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -4113,6 +4530,32 @@ class SetLocalPasswordRequest(betterproto2.Message):
 
 default_message_pool.register_message(
     "bugless.v1", "SetLocalPasswordRequest", SetLocalPasswordRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SetSavedSearchSubscriptionRequest(betterproto2.Message):
+    """
+    Subscribe to a saved search the caller may read: notified when an issue
+    newly matches it or stops matching it.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
+            "SetSavedSearchSubscriptionRequest"
+        ]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    saved_search_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    subscribed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "SetSavedSearchSubscriptionRequest", SetSavedSearchSubscriptionRequest
 )
 
 
@@ -4183,6 +4626,47 @@ default_message_pool.register_message("bugless.v1", "SourcePerson", SourcePerson
 
 
 @dataclass(eq=False, repr=False)
+class StarIssueRequest(betterproto2.Message):
+    """
+    ---- stars, subscriptions, notification settings ----
+
+    Star or unstar an issue the caller may view (no history entry: a star is
+    the starrer's, not the issue's). Idempotent.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["StarIssueRequest"]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    issue_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    starred: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message("bugless.v1", "StarIssueRequest", StarIssueRequest)
+
+
+@dataclass(eq=False, repr=False)
+class StarIssueResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["StarIssueResponse"]
+
+    issue_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    starred: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    star_count: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("bugless.v1", "StarIssueResponse", StarIssueResponse)
+
+
+@dataclass(eq=False, repr=False)
 class StartDeviceLoginRequest(betterproto2.Message):
     """
     Start a device login (`bugless login` on a machine without a browser
@@ -4249,6 +4733,27 @@ class StructuredQuery(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "StructuredQuery", StructuredQuery)
+
+
+@dataclass(eq=False, repr=False)
+class Subscriptions(betterproto2.Message):
+    """
+    The caller's subscriptions.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name["Subscriptions"]
+
+    components: "list[ComponentSubscription]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    saved_search_ids: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT64, repeated=True)
+
+
+default_message_pool.register_message("bugless.v1", "Subscriptions", Subscriptions)
 
 
 @dataclass(eq=False, repr=False)
@@ -4357,6 +4862,32 @@ class UpdateHotlistRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "UpdateHotlistRequest", UpdateHotlistRequest)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateNotificationSettingsRequest(betterproto2.Message):
+    """
+    Replace the caller's settings (user_id and muted_issue_ids are ignored:
+    mutes change with SetIssueMute).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_MODEL_PROTO_DESCRIPTOR.message_types_by_name[
+            "UpdateNotificationSettingsRequest"
+        ]
+
+    caller: "Caller | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    settings: "NotificationSettings | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "bugless.v1", "UpdateNotificationSettingsRequest", UpdateNotificationSettingsRequest
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -5901,6 +6432,168 @@ class ModelStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def star_issue(
+        self,
+        message: "StarIssueRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "StarIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/StarIssue",
+            message,
+            StarIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def set_component_subscription(
+        self,
+        message: "SetComponentSubscriptionRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Subscriptions":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/SetComponentSubscription",
+            message,
+            Subscriptions,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def set_saved_search_subscription(
+        self,
+        message: "SetSavedSearchSubscriptionRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Subscriptions":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/SetSavedSearchSubscription",
+            message,
+            Subscriptions,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_subscriptions(
+        self,
+        message: "ListSubscriptionsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Subscriptions":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/ListSubscriptions",
+            message,
+            Subscriptions,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_notification_settings(
+        self,
+        message: "GetNotificationSettingsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "GetNotificationSettingsResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/GetNotificationSettings",
+            message,
+            GetNotificationSettingsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def update_notification_settings(
+        self,
+        message: "UpdateNotificationSettingsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "NotificationSettings":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/UpdateNotificationSettings",
+            message,
+            NotificationSettings,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def set_issue_mute(
+        self,
+        message: "SetIssueMuteRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "NotificationSettings":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/SetIssueMute",
+            message,
+            NotificationSettings,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_issue_audience(
+        self,
+        message: "GetIssueAudienceRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "IssueAudience":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/GetIssueAudience",
+            message,
+            IssueAudience,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_saved_search_subscriptions(
+        self,
+        message: "ListSavedSearchSubscriptionsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListSavedSearchSubscriptionsResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Model/ListSavedSearchSubscriptions",
+            message,
+            ListSavedSearchSubscriptionsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def create_component(
         self,
         message: "CreateComponentRequest",
@@ -6444,6 +7137,141 @@ class ModelStub(betterproto2_grpclib.ServiceStub):
         )
 
 
+class NotificationsStub(betterproto2_grpclib.ServiceStub):
+    """
+    Stars, subscriptions and one's own notification settings (issue 16).
+    """
+
+    async def star_issue(
+        self,
+        message: "StarIssueRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "StarIssueResponse":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifications/StarIssue",
+            message,
+            StarIssueResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def set_component_subscription(
+        self,
+        message: "SetComponentSubscriptionRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Subscriptions":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifications/SetComponentSubscription",
+            message,
+            Subscriptions,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def set_saved_search_subscription(
+        self,
+        message: "SetSavedSearchSubscriptionRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Subscriptions":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifications/SetSavedSearchSubscription",
+            message,
+            Subscriptions,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_subscriptions(
+        self,
+        message: "ListSubscriptionsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Subscriptions":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifications/ListSubscriptions",
+            message,
+            Subscriptions,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_notification_settings(
+        self,
+        message: "GetNotificationSettingsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "GetNotificationSettingsResponse":
+        """
+        Only the caller's own (user_ids must be empty).
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifications/GetNotificationSettings",
+            message,
+            GetNotificationSettingsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def update_notification_settings(
+        self,
+        message: "UpdateNotificationSettingsRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "NotificationSettings":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifications/UpdateNotificationSettings",
+            message,
+            NotificationSettings,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def set_issue_mute(
+        self,
+        message: "SetIssueMuteRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "NotificationSettings":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifications/SetIssueMute",
+            message,
+            NotificationSettings,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+
 class SavedSearchesStub(betterproto2_grpclib.ServiceStub):
     async def create_saved_search(
         self,
@@ -6527,19 +7355,19 @@ BUGLESS_V1_COMMON_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSer
     b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"t\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin\x12#\n\rimport_issues\x18\x04 \x01(\x08R\x0cimportIssues"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
 )
 BUGLESS_V1_ISSUE_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x16bugless/v1/issue.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x94\x07\n\x05Issue\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12*\n\x06status\x18\x03 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x04 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x05 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x06 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x07 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08reporter\x18\x08 \x01(\tR\x08reporter\x12\x1a\n\x08assignee\x18\t \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\n \x01(\tR\x08verifier\x12\x0e\n\x02cc\x18\x0b \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\r \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x0e \x03(\x03R\x0cblockedByIds\x12\x1b\n\tparent_id\x18\x0f \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\x10 \x01(\x03R\rduplicateOfId\x12 \n\x0bdescription\x18\x11 \x01(\tR\x0bdescription\x129\n\ncreated_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x13 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\x14 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12\x18\n\x07version\x18\x15 \x01(\x03R\x07version\x12#\n\rcomment_count\x18\x16 \x01(\x05R\x0ccommentCount\x12A\n\rcustom_fields\x18\x17 \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields\x12\x1f\n\x0bexternal_id\x18\x18 \x01(\tR\nexternalId"\xfe\x02\n\x0bIssueFields\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12*\n\x06status\x18\x02 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x06 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08assignee\x18\x07 \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\x08 \x01(\tR\x08verifier\x12\x1b\n\tparent_id\x18\t \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\n \x01(\x03R\rduplicateOfId"\xde\x03\n\nIssueDelta\x12/\n\x06fields\x18\x01 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x03 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x04 \x03(\tR\x08ccRemove\x12\x1f\n\x0bhotlist_add\x18\x05 \x03(\x03R\nhotlistAdd\x12%\n\x0ehotlist_remove\x18\x06 \x03(\x03R\rhotlistRemove\x12!\n\x0cblocking_add\x18\x07 \x03(\x03R\x0bblockingAdd\x12\'\n\x0fblocking_remove\x18\x08 \x03(\x03R\x0eblockingRemove\x12$\n\x0eblocked_by_add\x18\t \x03(\x03R\x0cblockedByAdd\x12*\n\x11blocked_by_remove\x18\n \x03(\x03R\x0fblockedByRemove\x12H\n\x11custom_fields_set\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0fcustomFieldsSet"\xac\x01\n\x0bFieldChange\x12\x14\n\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n\told_value\x18\x02 \x01(\tR\x08oldValue\x12\x1b\n\tnew_value\x18\x03 \x01(\tR\x08newValue\x12\x14\n\x05added\x18\x04 \x03(\tR\x05added\x12\x18\n\x07removed\x18\x05 \x03(\tR\x07removed\x12\x1d\n\nfield_name\x18\x06 \x01(\tR\tfieldName"\xc8\x05\n\x0cHistoryEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment\x121\n\x07changes\x18\x06 \x03(\x0b2\x17.bugless.v1.FieldChangeR\x07changes\x12+\n\x12caused_by_issue_id\x18\x07 \x01(\x03R\x0fcausedByIssueId\x12#\n\redits_version\x18\x08 \x01(\x03R\x0ceditsVersion\x12*\n\x11edited_in_version\x18\t \x01(\x03R\x0feditedInVersion\x12F\n\x10redaction_target\x18\n \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x0fredactionTarget\x12)\n\x10redacted_version\x18\x0b \x01(\x03R\x0fredactedVersion\x124\n\x16redacted_attachment_id\x18\x0c \x01(\x03R\x14redactedAttachmentId\x12)\n\x10comment_redacted\x18\r \x01(\x08R\x0fcommentRedacted\x12#\n\rimported_from\x18\x0e \x01(\tR\x0cimportedFrom\x128\n\x0battachments\x18\x0f \x03(\x0b2\x16.bugless.v1.AttachmentR\x0battachments\x122\n\x15deleted_attachment_id\x18\x10 \x01(\x03R\x13deletedAttachmentId"\x94\x03\n\nAttachment\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12#\n\rentry_version\x18\x03 \x01(\x03R\x0centryVersion\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n\x04size\x18\x05 \x01(\x03R\x04size\x12!\n\x0ccontent_type\x18\x06 \x01(\tR\x0bcontentType\x122\n\x15declared_content_type\x18\x07 \x01(\tR\x13declaredContentType\x12\x16\n\x06sha256\x18\x08 \x01(\tR\x06sha256\x12\x1a\n\x08uploader\x18\t \x01(\tR\x08uploader\x129\n\ncreated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12,\n\x12deleted_in_version\x18\x0b \x01(\x03R\x10deletedInVersion\x12\x1a\n\x08redacted\x18\x0c \x01(\x08R\x08redacted"\x8a\x01\n\x10CustomFieldValue\x12\x19\n\x08field_id\x18\x01 \x01(\x03R\x07fieldId\x12\x16\n\x06values\x18\x02 \x03(\tR\x06values\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12/\n\x04type\x18\x04 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type"\x96\x03\n\x0bCustomField\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version*\xe3\x01\n\x0fCustomFieldType\x12\x1f\n\x1dCUSTOM_FIELD_TYPE_UNSPECIFIED\x12\x1a\n\x16CUSTOM_FIELD_TYPE_ENUM\x10\x01\x12 \n\x1cCUSTOM_FIELD_TYPE_ENUM_MULTI\x10\x02\x12\x1a\n\x16CUSTOM_FIELD_TYPE_TEXT\x10\x03\x12\x1d\n\x19CUSTOM_FIELD_TYPE_INTEGER\x10\x04\x12\x1a\n\x16CUSTOM_FIELD_TYPE_DATE\x10\x05\x12\x1a\n\x16CUSTOM_FIELD_TYPE_USER\x10\x06*\x92\x01\n\x0fRedactionTarget\x12\x1e\n\x1cREDACTION_TARGET_UNSPECIFIED\x12\x1c\n\x18REDACTION_TARGET_COMMENT\x10\x01\x12 \n\x1cREDACTION_TARGET_DESCRIPTION\x10\x02\x12\x1f\n\x1bREDACTION_TARGET_ATTACHMENT\x10\x03b\x06proto3'
+    b'\n\x16bugless/v1/issue.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xcd\x07\n\x05Issue\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12*\n\x06status\x18\x03 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x04 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x05 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x06 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x07 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08reporter\x18\x08 \x01(\tR\x08reporter\x12\x1a\n\x08assignee\x18\t \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\n \x01(\tR\x08verifier\x12\x0e\n\x02cc\x18\x0b \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\r \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x0e \x03(\x03R\x0cblockedByIds\x12\x1b\n\tparent_id\x18\x0f \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\x10 \x01(\x03R\rduplicateOfId\x12 \n\x0bdescription\x18\x11 \x01(\tR\x0bdescription\x129\n\ncreated_at\x18\x12 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x13 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\x14 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12\x18\n\x07version\x18\x15 \x01(\x03R\x07version\x12#\n\rcomment_count\x18\x16 \x01(\x05R\x0ccommentCount\x12A\n\rcustom_fields\x18\x17 \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields\x12\x1f\n\x0bexternal_id\x18\x18 \x01(\tR\nexternalId\x12\x1d\n\nstar_count\x18\x19 \x01(\x03R\tstarCount\x12\x18\n\x07starred\x18\x1a \x01(\x08R\x07starred"\xfe\x02\n\x0bIssueFields\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12*\n\x06status\x18\x02 \x01(\x0e2\x12.bugless.v1.StatusR\x06status\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12!\n\x0ccomponent_id\x18\x06 \x01(\x03R\x0bcomponentId\x12\x1a\n\x08assignee\x18\x07 \x01(\tR\x08assignee\x12\x1a\n\x08verifier\x18\x08 \x01(\tR\x08verifier\x12\x1b\n\tparent_id\x18\t \x01(\x03R\x08parentId\x12&\n\x0fduplicate_of_id\x18\n \x01(\x03R\rduplicateOfId"\xde\x03\n\nIssueDelta\x12/\n\x06fields\x18\x01 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x03 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x04 \x03(\tR\x08ccRemove\x12\x1f\n\x0bhotlist_add\x18\x05 \x03(\x03R\nhotlistAdd\x12%\n\x0ehotlist_remove\x18\x06 \x03(\x03R\rhotlistRemove\x12!\n\x0cblocking_add\x18\x07 \x03(\x03R\x0bblockingAdd\x12\'\n\x0fblocking_remove\x18\x08 \x03(\x03R\x0eblockingRemove\x12$\n\x0eblocked_by_add\x18\t \x03(\x03R\x0cblockedByAdd\x12*\n\x11blocked_by_remove\x18\n \x03(\x03R\x0fblockedByRemove\x12H\n\x11custom_fields_set\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0fcustomFieldsSet"\xac\x01\n\x0bFieldChange\x12\x14\n\x05field\x18\x01 \x01(\tR\x05field\x12\x1b\n\told_value\x18\x02 \x01(\tR\x08oldValue\x12\x1b\n\tnew_value\x18\x03 \x01(\tR\x08newValue\x12\x14\n\x05added\x18\x04 \x03(\tR\x05added\x12\x18\n\x07removed\x18\x05 \x03(\tR\x07removed\x12\x1d\n\nfield_name\x18\x06 \x01(\tR\tfieldName"\xc8\x05\n\x0cHistoryEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment\x121\n\x07changes\x18\x06 \x03(\x0b2\x17.bugless.v1.FieldChangeR\x07changes\x12+\n\x12caused_by_issue_id\x18\x07 \x01(\x03R\x0fcausedByIssueId\x12#\n\redits_version\x18\x08 \x01(\x03R\x0ceditsVersion\x12*\n\x11edited_in_version\x18\t \x01(\x03R\x0feditedInVersion\x12F\n\x10redaction_target\x18\n \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x0fredactionTarget\x12)\n\x10redacted_version\x18\x0b \x01(\x03R\x0fredactedVersion\x124\n\x16redacted_attachment_id\x18\x0c \x01(\x03R\x14redactedAttachmentId\x12)\n\x10comment_redacted\x18\r \x01(\x08R\x0fcommentRedacted\x12#\n\rimported_from\x18\x0e \x01(\tR\x0cimportedFrom\x128\n\x0battachments\x18\x0f \x03(\x0b2\x16.bugless.v1.AttachmentR\x0battachments\x122\n\x15deleted_attachment_id\x18\x10 \x01(\x03R\x13deletedAttachmentId"\x94\x03\n\nAttachment\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12#\n\rentry_version\x18\x03 \x01(\x03R\x0centryVersion\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n\x04size\x18\x05 \x01(\x03R\x04size\x12!\n\x0ccontent_type\x18\x06 \x01(\tR\x0bcontentType\x122\n\x15declared_content_type\x18\x07 \x01(\tR\x13declaredContentType\x12\x16\n\x06sha256\x18\x08 \x01(\tR\x06sha256\x12\x1a\n\x08uploader\x18\t \x01(\tR\x08uploader\x129\n\ncreated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12,\n\x12deleted_in_version\x18\x0b \x01(\x03R\x10deletedInVersion\x12\x1a\n\x08redacted\x18\x0c \x01(\x08R\x08redacted"\x8a\x01\n\x10CustomFieldValue\x12\x19\n\x08field_id\x18\x01 \x01(\x03R\x07fieldId\x12\x16\n\x06values\x18\x02 \x03(\tR\x06values\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12/\n\x04type\x18\x04 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type"\x96\x03\n\x0bCustomField\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version*\xe3\x01\n\x0fCustomFieldType\x12\x1f\n\x1dCUSTOM_FIELD_TYPE_UNSPECIFIED\x12\x1a\n\x16CUSTOM_FIELD_TYPE_ENUM\x10\x01\x12 \n\x1cCUSTOM_FIELD_TYPE_ENUM_MULTI\x10\x02\x12\x1a\n\x16CUSTOM_FIELD_TYPE_TEXT\x10\x03\x12\x1d\n\x19CUSTOM_FIELD_TYPE_INTEGER\x10\x04\x12\x1a\n\x16CUSTOM_FIELD_TYPE_DATE\x10\x05\x12\x1a\n\x16CUSTOM_FIELD_TYPE_USER\x10\x06*\x92\x01\n\x0fRedactionTarget\x12\x1e\n\x1cREDACTION_TARGET_UNSPECIFIED\x12\x1c\n\x18REDACTION_TARGET_COMMENT\x10\x01\x12 \n\x1cREDACTION_TARGET_DESCRIPTION\x10\x02\x12\x1f\n\x1bREDACTION_TARGET_ATTACHMENT\x10\x03b\x06proto3'
 )
 BUGLESS_V1_SEARCH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x17bugless/v1/search.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"y\n\x0bSearchValue\x12\x14\n\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1a\n\x07integer\x18\x02 \x01(\x03H\x00R\x07integer\x120\n\x04time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampH\x00R\x04timeB\x06\n\x04kind"\xd4\x02\n\nSearchTerm\x12-\n\x05field\x18\x01 \x01(\x0e2\x17.bugless.v1.SearchFieldR\x05field\x12*\n\x02op\x18\x02 \x01(\x0e2\x1a.bugless.v1.SearchOperatorR\x02op\x12/\n\x06values\x18\x03 \x03(\x0b2\x17.bugless.v1.SearchValueR\x06values\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree\x12\x16\n\x06phrase\x18\x05 \x01(\x08R\x06phrase\x12&\n\x0fcustom_field_id\x18\x06 \x01(\x03R\rcustomFieldId\x12*\n\x11custom_field_name\x18\x07 \x01(\tR\x0fcustomFieldName\x12%\n\x0eresolved_users\x18\x08 \x03(\tR\rresolvedUsers">\n\x0eSearchNodeList\x12,\n\x05nodes\x18\x01 \x03(\x0b2\x16.bugless.v1.SearchNodeR\x05nodes"\xde\x01\n\nSearchNode\x123\n\x06all_of\x18\x01 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05allOf\x123\n\x06any_of\x18\x02 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05anyOf\x120\n\x06negate\x18\x03 \x01(\x0b2\x16.bugless.v1.SearchNodeH\x00R\x06negate\x12,\n\x04term\x18\x04 \x01(\x0b2\x16.bugless.v1.SearchTermH\x00R\x04termB\x06\n\x04kind"~\n\x07SortKey\x12+\n\x05field\x18\x01 \x01(\x0e2\x15.bugless.v1.SortFieldR\x05field\x12\x1e\n\ndescending\x18\x02 \x01(\x08R\ndescending\x12&\n\x0fcustom_field_id\x18\x03 \x01(\x03R\rcustomFieldId"q\n\x0fStructuredQuery\x12.\n\x06filter\x18\x01 \x01(\x0b2\x16.bugless.v1.SearchNodeR\x06filter\x12.\n\x08order_by\x18\x02 \x03(\x0b2\x13.bugless.v1.SortKeyR\x07orderBy*\xaf\x06\n\x0bSearchField\x12\x1a\n\x18SEARCH_FIELD_UNSPECIFIED\x12\x15\n\x11SEARCH_FIELD_TEXT\x10\x01\x12\x16\n\x12SEARCH_FIELD_TITLE\x10\x02\x12\x18\n\x14SEARCH_FIELD_COMMENT\x10\x03\x12\x17\n\x13SEARCH_FIELD_STATUS\x10\x04\x12\x1d\n\x19SEARCH_FIELD_STATUS_CLASS\x10\x05\x12\x19\n\x15SEARCH_FIELD_ASSIGNEE\x10\x06\x12\x19\n\x15SEARCH_FIELD_REPORTER\x10\x07\x12\x13\n\x0fSEARCH_FIELD_CC\x10\x08\x12\x19\n\x15SEARCH_FIELD_VERIFIER\x10\t\x12\x19\n\x15SEARCH_FIELD_PRIORITY\x10\n\x12\x19\n\x15SEARCH_FIELD_SEVERITY\x10\x0b\x12\x15\n\x11SEARCH_FIELD_TYPE\x10\x0c\x12\x1a\n\x16SEARCH_FIELD_COMPONENT\x10\r\x12\x18\n\x14SEARCH_FIELD_HOTLIST\x10\x0e\x12\x13\n\x0fSEARCH_FIELD_ID\x10\x0f\x12\x19\n\x15SEARCH_FIELD_BLOCKING\x10\x10\x12\x1b\n\x17SEARCH_FIELD_BLOCKED_BY\x10\x11\x12\x17\n\x13SEARCH_FIELD_PARENT\x10\x12\x12\x1a\n\x16SEARCH_FIELD_CANONICAL\x10\x13\x12\x18\n\x14SEARCH_FIELD_CREATED\x10\x14\x12\x19\n\x15SEARCH_FIELD_MODIFIED\x10\x15\x12\x17\n\x13SEARCH_FIELD_CUSTOM\x10\x16\x12\x17\n\x13SEARCH_FIELD_CLOSED\x10\x17\x12\x1a\n\x16SEARCH_FIELD_COMMENTER\x10\x18\x12\x19\n\x15SEARCH_FIELD_MODIFIER\x10\x19\x12\x1e\n\x1aSEARCH_FIELD_LAST_MODIFIER\x10\x1a\x12\x1f\n\x1bSEARCH_FIELD_LAST_COMMENTER\x10\x1b\x12\x1c\n\x18SEARCH_FIELD_EXTERNAL_ID\x10\x1c\x12\x1b\n\x17SEARCH_FIELD_ATTACHMENT\x10\x1d*\xda\x01\n\x0eSearchOperator\x12\x1d\n\x1bSEARCH_OPERATOR_UNSPECIFIED\x12\x16\n\x12SEARCH_OPERATOR_EQ\x10\x01\x12\x16\n\x12SEARCH_OPERATOR_LT\x10\x02\x12\x16\n\x12SEARCH_OPERATOR_LE\x10\x03\x12\x16\n\x12SEARCH_OPERATOR_GT\x10\x04\x12\x16\n\x12SEARCH_OPERATOR_GE\x10\x05\x12\x17\n\x13SEARCH_OPERATOR_ANY\x10\x06\x12\x18\n\x14SEARCH_OPERATOR_NONE\x10\x07*\xdf\x01\n\tSortField\x12\x18\n\x16SORT_FIELD_UNSPECIFIED\x12\x11\n\rSORT_FIELD_ID\x10\x01\x12\x16\n\x12SORT_FIELD_CREATED\x10\x02\x12\x17\n\x13SORT_FIELD_MODIFIED\x10\x03\x12\x17\n\x13SORT_FIELD_PRIORITY\x10\x04\x12\x17\n\x13SORT_FIELD_SEVERITY\x10\x05\x12\x15\n\x11SORT_FIELD_STATUS\x10\x06\x12\x14\n\x10SORT_FIELD_TITLE\x10\x07\x12\x15\n\x11SORT_FIELD_CUSTOM\x10\x08b\x06proto3'
+    b'\n\x17bugless/v1/search.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"y\n\x0bSearchValue\x12\x14\n\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1a\n\x07integer\x18\x02 \x01(\x03H\x00R\x07integer\x120\n\x04time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampH\x00R\x04timeB\x06\n\x04kind"\xd4\x02\n\nSearchTerm\x12-\n\x05field\x18\x01 \x01(\x0e2\x17.bugless.v1.SearchFieldR\x05field\x12*\n\x02op\x18\x02 \x01(\x0e2\x1a.bugless.v1.SearchOperatorR\x02op\x12/\n\x06values\x18\x03 \x03(\x0b2\x17.bugless.v1.SearchValueR\x06values\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree\x12\x16\n\x06phrase\x18\x05 \x01(\x08R\x06phrase\x12&\n\x0fcustom_field_id\x18\x06 \x01(\x03R\rcustomFieldId\x12*\n\x11custom_field_name\x18\x07 \x01(\tR\x0fcustomFieldName\x12%\n\x0eresolved_users\x18\x08 \x03(\tR\rresolvedUsers">\n\x0eSearchNodeList\x12,\n\x05nodes\x18\x01 \x03(\x0b2\x16.bugless.v1.SearchNodeR\x05nodes"\xde\x01\n\nSearchNode\x123\n\x06all_of\x18\x01 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05allOf\x123\n\x06any_of\x18\x02 \x01(\x0b2\x1a.bugless.v1.SearchNodeListH\x00R\x05anyOf\x120\n\x06negate\x18\x03 \x01(\x0b2\x16.bugless.v1.SearchNodeH\x00R\x06negate\x12,\n\x04term\x18\x04 \x01(\x0b2\x16.bugless.v1.SearchTermH\x00R\x04termB\x06\n\x04kind"~\n\x07SortKey\x12+\n\x05field\x18\x01 \x01(\x0e2\x15.bugless.v1.SortFieldR\x05field\x12\x1e\n\ndescending\x18\x02 \x01(\x08R\ndescending\x12&\n\x0fcustom_field_id\x18\x03 \x01(\x03R\rcustomFieldId"q\n\x0fStructuredQuery\x12.\n\x06filter\x18\x01 \x01(\x0b2\x16.bugless.v1.SearchNodeR\x06filter\x12.\n\x08order_by\x18\x02 \x03(\x0b2\x13.bugless.v1.SortKeyR\x07orderBy*\xcc\x06\n\x0bSearchField\x12\x1a\n\x18SEARCH_FIELD_UNSPECIFIED\x12\x15\n\x11SEARCH_FIELD_TEXT\x10\x01\x12\x16\n\x12SEARCH_FIELD_TITLE\x10\x02\x12\x18\n\x14SEARCH_FIELD_COMMENT\x10\x03\x12\x17\n\x13SEARCH_FIELD_STATUS\x10\x04\x12\x1d\n\x19SEARCH_FIELD_STATUS_CLASS\x10\x05\x12\x19\n\x15SEARCH_FIELD_ASSIGNEE\x10\x06\x12\x19\n\x15SEARCH_FIELD_REPORTER\x10\x07\x12\x13\n\x0fSEARCH_FIELD_CC\x10\x08\x12\x19\n\x15SEARCH_FIELD_VERIFIER\x10\t\x12\x19\n\x15SEARCH_FIELD_PRIORITY\x10\n\x12\x19\n\x15SEARCH_FIELD_SEVERITY\x10\x0b\x12\x15\n\x11SEARCH_FIELD_TYPE\x10\x0c\x12\x1a\n\x16SEARCH_FIELD_COMPONENT\x10\r\x12\x18\n\x14SEARCH_FIELD_HOTLIST\x10\x0e\x12\x13\n\x0fSEARCH_FIELD_ID\x10\x0f\x12\x19\n\x15SEARCH_FIELD_BLOCKING\x10\x10\x12\x1b\n\x17SEARCH_FIELD_BLOCKED_BY\x10\x11\x12\x17\n\x13SEARCH_FIELD_PARENT\x10\x12\x12\x1a\n\x16SEARCH_FIELD_CANONICAL\x10\x13\x12\x18\n\x14SEARCH_FIELD_CREATED\x10\x14\x12\x19\n\x15SEARCH_FIELD_MODIFIED\x10\x15\x12\x17\n\x13SEARCH_FIELD_CUSTOM\x10\x16\x12\x17\n\x13SEARCH_FIELD_CLOSED\x10\x17\x12\x1a\n\x16SEARCH_FIELD_COMMENTER\x10\x18\x12\x19\n\x15SEARCH_FIELD_MODIFIER\x10\x19\x12\x1e\n\x1aSEARCH_FIELD_LAST_MODIFIER\x10\x1a\x12\x1f\n\x1bSEARCH_FIELD_LAST_COMMENTER\x10\x1b\x12\x1c\n\x18SEARCH_FIELD_EXTERNAL_ID\x10\x1c\x12\x1b\n\x17SEARCH_FIELD_ATTACHMENT\x10\x1d\x12\x1b\n\x17SEARCH_FIELD_STARRED_BY\x10\x1e*\xda\x01\n\x0eSearchOperator\x12\x1d\n\x1bSEARCH_OPERATOR_UNSPECIFIED\x12\x16\n\x12SEARCH_OPERATOR_EQ\x10\x01\x12\x16\n\x12SEARCH_OPERATOR_LT\x10\x02\x12\x16\n\x12SEARCH_OPERATOR_LE\x10\x03\x12\x16\n\x12SEARCH_OPERATOR_GT\x10\x04\x12\x16\n\x12SEARCH_OPERATOR_GE\x10\x05\x12\x17\n\x13SEARCH_OPERATOR_ANY\x10\x06\x12\x18\n\x14SEARCH_OPERATOR_NONE\x10\x07*\xf5\x01\n\tSortField\x12\x18\n\x16SORT_FIELD_UNSPECIFIED\x12\x11\n\rSORT_FIELD_ID\x10\x01\x12\x16\n\x12SORT_FIELD_CREATED\x10\x02\x12\x17\n\x13SORT_FIELD_MODIFIED\x10\x03\x12\x17\n\x13SORT_FIELD_PRIORITY\x10\x04\x12\x17\n\x13SORT_FIELD_SEVERITY\x10\x05\x12\x15\n\x11SORT_FIELD_STATUS\x10\x06\x12\x14\n\x10SORT_FIELD_TITLE\x10\x07\x12\x15\n\x11SORT_FIELD_CUSTOM\x10\x08\x12\x14\n\x10SORT_FIELD_STARS\x10\tb\x06proto3'
 )
 BUGLESS_V1_TRACKER_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\x18bugless/v1/tracker.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"e\n\x08AclEntry\x123\n\tprincipal\x18\x01 \x01(\x0b2\x15.bugless.v1.PrincipalR\tprincipal\x12$\n\x04role\x18\x02 \x01(\x0e2\x10.bugless.v1.RoleR\x04role"\xf2\x01\n\rIssueTemplate\x12\x14\n\x05title\x18\x01 \x01(\tR\x05title\x12 \n\x0bdescription\x18\x02 \x01(\tR\x0bdescription\x120\n\x08priority\x18\x03 \x01(\x0e2\x14.bugless.v1.PriorityR\x08priority\x120\n\x08severity\x18\x04 \x01(\x0e2\x14.bugless.v1.SeverityR\x08severity\x12)\n\x04type\x18\x05 \x01(\x0e2\x15.bugless.v1.IssueTypeR\x04type\x12\x1a\n\x08assignee\x18\x06 \x01(\tR\x08assignee"\xc2\x03\n\tComponent\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x12\n\x04path\x18\x04 \x01(\tR\x04path\x12 \n\x0bdescription\x18\x05 \x01(\tR\x0bdescription\x12\x1a\n\x08archived\x18\x06 \x01(\x08R\x08archived\x12&\n\x03acl\x18\x07 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x08 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x0b \x01(\x03R\x07version\x121\n\x0bcaller_role\x18\x0c \x01(\x0e2\x10.bugless.v1.RoleR\ncallerRole"\xca\x02\n\x07Hotlist\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x14\n\x05owner\x18\x04 \x01(\tR\x05owner\x12\x18\n\x07editors\x18\x05 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x06 \x01(\x08R\x07private\x129\n\ncreated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\t \x01(\x03R\x07version\x12\x1d\n\nitem_count\x18\n \x01(\x05R\titemCount"\xbc\x01\n\x0bHotlistItem\x12\x1d\n\nhotlist_id\x18\x01 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x12\n\x04rank\x18\x03 \x01(\x05R\x04rank\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note\x12\x14\n\x05adder\x18\x05 \x01(\tR\x05adder\x125\n\x08added_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07addedAt"\xa0\x02\n\x0bSavedSearch\x12\x0e\n\x02id\x18\x01 \x01(\x03R\x02id\x12\x14\n\x05owner\x18\x02 \x01(\tR\x05owner\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n\x05query\x18\x04 \x01(\tR\x05query\x12/\n\x07readers\x18\x05 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers\x129\n\ncreated_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n\x0bmodified_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x12\x18\n\x07version\x18\x08 \x01(\x03R\x07versionb\x06proto3'
 )
 BUGLESS_V1_MODEL_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x16bugless/v1/model.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x16\n\x14GetServerInfoRequest"\x96\x01\n\x15GetServerInfoResponse\x12\x18\n\x07backend\x18\x01 \x01(\tR\x07backend\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12"\n\x0ccapabilities\x18\x03 \x03(\tR\x0ccapabilities\x12%\n\x0eschema_version\x18\x04 \x01(\x05R\rschemaVersion"\xf9\x02\n\x12CreateIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12/\n\x06fields\x18\x02 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x04 \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x05 \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\x06 \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x07 \x03(\x03R\x0cblockedByIds\x12\'\n\x0fidempotency_key\x18\x08 \x01(\tR\x0eidempotencyKey\x12A\n\rcustom_fields\x18\t \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields"X\n\x0fGetIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"`\n\x15BatchGetIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tissue_ids\x18\x02 \x03(\x03R\x08issueIds"d\n\x16BatchGetIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12\x1f\n\x0bmissing_ids\x18\x02 \x03(\x03R\nmissingIds"\xce\x01\n\x12ChangeIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12,\n\x05delta\x18\x04 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"n\n\x13ChangeIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"T\n\x0cIssueVersion\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion"\xd8\x01\n\x18BatchChangeIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x120\n\x06issues\x18\x02 \x03(\x0b2\x18.bugless.v1.IssueVersionR\x06issues\x12,\n\x05delta\x18\x03 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x04 \x01(\tR\x07comment\x12\x16\n\x06atomic\x18\x05 \x01(\x08R\x06atomic"\x85\x01\n\x11BatchChangeResult\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x12\n\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\'\n\x05issue\x18\x04 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue"T\n\x19BatchChangeIssuesResponse\x127\n\x07results\x18\x01 \x03(\x0b2\x1d.bugless.v1.BatchChangeResultR\x07results"\x88\x01\n\x12ListHistoryRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"q\n\x13ListHistoryResponse\x122\n\x07entries\x18\x01 \x03(\x0b2\x18.bugless.v1.HistoryEntryR\x07entries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xc2\x01\n\x13SearchIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x121\n\x05query\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\x05query\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"\xbb\x01\n\x14SearchIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n\x0btotal_count\x18\x03 \x01(\x03R\ntotalCount\x12/\n\x14total_is_lower_bound\x18\x04 \x01(\x08R\x11totalIsLowerBound"\x96\x01\n\x0cWatchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\x08issue_id\x18\x02 \x01(\x03H\x00R\x07issueId\x123\n\x05query\x18\x03 \x01(\x0b2\x1b.bugless.v1.StructuredQueryH\x00R\x05queryB\x08\n\x06target"\x85\x01\n\nWatchEvent\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"\xbb\x01\n\x0fReadFeedRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12%\n\x0eafter_position\x18\x02 \x01(\x03R\rafterPosition\x12\x1f\n\x0bmax_changes\x18\x03 \x01(\x05R\nmaxChanges\x12\x17\n\x07wait_ms\x18\x04 \x01(\x05R\x06waitMs\x12\x1b\n\thead_only\x18\x05 \x01(\x08R\x08headOnly"@\n\tFeedEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version"\xd5\x01\n\nFeedChange\x12\x1a\n\x08position\x18\x01 \x01(\x03R\x08position\x12=\n\x0ccommitted_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bcommittedAt\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x12/\n\x07entries\x18\x04 \x03(\x0b2\x15.bugless.v1.FeedEntryR\x07entries\x12#\n\rcomponent_ids\x18\x05 \x03(\x03R\x0ccomponentIds"\x92\x01\n\x10ReadFeedResponse\x120\n\x07changes\x18\x01 \x03(\x0b2\x16.bugless.v1.FeedChangeR\x07changes\x12#\n\rhead_position\x18\x02 \x01(\x03R\x0cheadPosition\x12\'\n\x0foldest_position\x18\x03 \x01(\x03R\x0eoldestPosition"\xf6\x01\n\x16CreateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12&\n\x03acl\x18\x05 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x06 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template"\x83\x01\n\x13GetComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\x0ccomponent_id\x18\x02 \x01(\x03H\x00R\x0bcomponentId\x12\x14\n\x04path\x18\x03 \x01(\tH\x00R\x04pathB\x05\n\x03key"\xb8\x01\n\x15ListComponentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12)\n\x10include_archived\x18\x03 \x01(\x08R\x0fincludeArchived\x12+\n\x04page\x18\x04 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"w\n\x16ListComponentsResponse\x125\n\ncomponents\x18\x01 \x03(\x0b2\x15.bugless.v1.ComponentR\ncomponents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xe1\x01\n\x16UpdateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x123\n\tcomponent\x18\x02 \x01(\x0b2\x15.bugless.v1.ComponentR\tcomponent\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\xac\x01\n\x14CreateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x18\n\x07editors\x18\x04 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x05 \x01(\x08R\x07private"^\n\x11GetHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId"\x86\x01\n\x13ListHotlistsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x16\n\x06member\x18\x02 \x01(\tR\x06member\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"o\n\x14ListHotlistsResponse\x12/\n\x08hotlists\x18\x01 \x03(\x0b2\x13.bugless.v1.HotlistR\x08hotlists\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xd9\x01\n\x14UpdateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12-\n\x07hotlist\x18\x02 \x01(\x0b2\x13.bugless.v1.HotlistR\x07hotlist\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x14DeleteHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x10\n\x0eDeleteResponse"\xb0\x01\n\x16AddHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position\x12\x12\n\x04note\x18\x05 \x01(\tR\x04note"\x83\x01\n\x19RemoveHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds"\x9a\x01\n\x16RankHotlistItemRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position"\x95\x01\n\x19SetHotlistItemNoteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note"\x91\x01\n\x17ListHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x9c\x01\n\x18ListHotlistItemsResponse\x12-\n\x05items\x18\x01 \x03(\x0b2\x17.bugless.v1.HotlistItemR\x05items\x12)\n\x06issues\x18\x02 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken"\xa1\x01\n\x18CreateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05query\x18\x03 \x01(\tR\x05query\x12/\n\x07readers\x18\x04 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers"\x92\x01\n\x18ListSavedSearchesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nowned_only\x18\x02 \x01(\x08R\townedOnly\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x83\x01\n\x19ListSavedSearchesResponse\x12>\n\x0esaved_searches\x18\x01 \x03(\x0b2\x17.bugless.v1.SavedSearchR\rsavedSearches\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xea\x01\n\x18UpdateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"n\n\x18DeleteSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId"\xc5\x01\n\x12EditCommentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12#\n\rentry_version\x18\x04 \x01(\x03R\x0centryVersion\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"\x80\x02\n\rRedactRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x123\n\x06target\x18\x04 \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x06target\x12#\n\rentry_version\x18\x05 \x01(\x03R\x0centryVersion\x12#\n\rattachment_id\x18\x06 \x01(\x03R\x0cattachmentId"\xad\x02\n\x18CreateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues"h\n\x17ListCustomFieldsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId"X\n\x18ListCustomFieldsResponse\x12<\n\rcustom_fields\x18\x01 \x03(\x0b2\x17.bugless.v1.CustomFieldR\x0ccustomFields"\xea\x01\n\x18UpdateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0ccustom_field\x18\x02 \x01(\x0b2\x17.bugless.v1.CustomFieldR\x0bcustomField\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x18DeleteCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08field_id\x18\x02 \x01(\x03R\x07fieldId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x9e\x02\n\rImportedEntry\x12\x16\n\x06author\x18\x01 \x01(\tR\x06author\x129\n\ncreated_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x03 \x01(\tR\x07comment\x12/\n\x06fields\x18\x04 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x05 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x06 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x07 \x03(\tR\x08ccRemove"\xaa\x04\n\x12ImportIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1f\n\x0bexternal_id\x18\x02 \x01(\tR\nexternalId\x12/\n\x06fields\x18\x03 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12\x1a\n\x08reporter\x18\x04 \x01(\tR\x08reporter\x12 \n\x0bdescription\x18\x05 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x06 \x03(\tR\x02cc\x129\n\ncreated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x123\n\x07history\x18\x08 \x03(\x0b2\x19.bugless.v1.ImportedEntryR\x07history\x12;\n\x0bmodified_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12A\n\rcustom_fields\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds"\x81\x01\n\x13ImportIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12\x18\n\x07created\x18\x02 \x01(\x08R\x07created\x12\'\n\x0fentries_written\x18\x03 \x01(\x05R\x0eentriesWritten"\xef\x01\n\x16UploadAttachmentHeader\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12!\n\x0ccontent_type\x18\x05 \x01(\tR\x0bcontentType\x12\x18\n\x07comment\x18\x06 \x01(\tR\x07comment\x12\x12\n\x04size\x18\x07 \x01(\x03R\x04size"w\n\x17UploadAttachmentRequest\x12<\n\x06header\x18\x01 \x01(\x0b2".bugless.v1.UploadAttachmentHeaderH\x00R\x06header\x12\x16\n\x05chunk\x18\x02 \x01(\x0cH\x00R\x05chunkB\x06\n\x04part"\xab\x01\n\x18UploadAttachmentResponse\x126\n\nattachment\x18\x01 \x01(\x0b2\x16.bugless.v1.AttachmentR\nattachment\x12\'\n\x05issue\x18\x02 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x03 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"\x9c\x01\n\x19DownloadAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId\x12\x16\n\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n\x06length\x18\x04 \x01(\x03R\x06length"v\n\x1aDownloadAttachmentResponse\x128\n\nattachment\x18\x01 \x01(\x0b2\x16.bugless.v1.AttachmentH\x00R\nattachment\x12\x16\n\x05chunk\x18\x02 \x01(\x0cH\x00R\x05chunkB\x06\n\x04part"g\n\x14GetAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId"\x88\x01\n\x16ListAttachmentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\'\n\x0finclude_deleted\x18\x03 \x01(\x08R\x0eincludeDeleted"S\n\x17ListAttachmentsResponse\x128\n\x0battachments\x18\x01 \x03(\x0b2\x16.bugless.v1.AttachmentR\x0battachments"\x95\x01\n\x17DeleteAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion2\xcb\x19\n\x05Model\x12T\n\rGetServerInfo\x12 .bugless.v1.GetServerInfoRequest\x1a!.bugless.v1.GetServerInfoResponse\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12Q\n\x0cSearchIssues\x12\x1f.bugless.v1.SearchIssuesRequest\x1a .bugless.v1.SearchIssuesResponse\x12;\n\x05Watch\x12\x18.bugless.v1.WatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12E\n\x08ReadFeed\x12\x1b.bugless.v1.ReadFeedRequest\x1a\x1c.bugless.v1.ReadFeedResponse\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse\x12N\n\x0bImportIssue\x12\x1e.bugless.v1.ImportIssueRequest\x1a\x1f.bugless.v1.ImportIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponseb\x06proto3'
+    b'\n\x16bugless/v1/model.proto\x12\nbugless.v1\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x16\n\x14GetServerInfoRequest"\x96\x01\n\x15GetServerInfoResponse\x12\x18\n\x07backend\x18\x01 \x01(\tR\x07backend\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12"\n\x0ccapabilities\x18\x03 \x03(\tR\x0ccapabilities\x12%\n\x0eschema_version\x18\x04 \x01(\x05R\rschemaVersion"\xf9\x02\n\x12CreateIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12/\n\x06fields\x18\x02 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x04 \x03(\tR\x02cc\x12\x1f\n\x0bhotlist_ids\x18\x05 \x03(\x03R\nhotlistIds\x12!\n\x0cblocking_ids\x18\x06 \x03(\x03R\x0bblockingIds\x12$\n\x0eblocked_by_ids\x18\x07 \x03(\x03R\x0cblockedByIds\x12\'\n\x0fidempotency_key\x18\x08 \x01(\tR\x0eidempotencyKey\x12A\n\rcustom_fields\x18\t \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields"X\n\x0fGetIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"`\n\x15BatchGetIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tissue_ids\x18\x02 \x03(\x03R\x08issueIds"d\n\x16BatchGetIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12\x1f\n\x0bmissing_ids\x18\x02 \x03(\x03R\nmissingIds"\xce\x01\n\x12ChangeIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12,\n\x05delta\x18\x04 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"n\n\x13ChangeIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"T\n\x0cIssueVersion\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x02 \x01(\x03R\x0fexpectedVersion"\xd8\x01\n\x18BatchChangeIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x120\n\x06issues\x18\x02 \x03(\x0b2\x18.bugless.v1.IssueVersionR\x06issues\x12,\n\x05delta\x18\x03 \x01(\x0b2\x16.bugless.v1.IssueDeltaR\x05delta\x12\x18\n\x07comment\x18\x04 \x01(\tR\x07comment\x12\x16\n\x06atomic\x18\x05 \x01(\x08R\x06atomic"\x85\x01\n\x11BatchChangeResult\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x12\n\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\'\n\x05issue\x18\x04 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue"T\n\x19BatchChangeIssuesResponse\x127\n\x07results\x18\x01 \x03(\x0b2\x1d.bugless.v1.BatchChangeResultR\x07results"\x88\x01\n\x12ListHistoryRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"q\n\x13ListHistoryResponse\x122\n\x07entries\x18\x01 \x03(\x0b2\x18.bugless.v1.HistoryEntryR\x07entries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xc2\x01\n\x13SearchIssuesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x121\n\x05query\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\x05query\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"\xbb\x01\n\x14SearchIssuesResponse\x12)\n\x06issues\x18\x01 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1f\n\x0btotal_count\x18\x03 \x01(\x03R\ntotalCount\x12/\n\x14total_is_lower_bound\x18\x04 \x01(\x08R\x11totalIsLowerBound"\x96\x01\n\x0cWatchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\x08issue_id\x18\x02 \x01(\x03H\x00R\x07issueId\x123\n\x05query\x18\x03 \x01(\x0b2\x1b.bugless.v1.StructuredQueryH\x00R\x05queryB\x08\n\x06target"\x85\x01\n\nWatchEvent\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x02 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"\xbb\x01\n\x0fReadFeedRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12%\n\x0eafter_position\x18\x02 \x01(\x03R\rafterPosition\x12\x1f\n\x0bmax_changes\x18\x03 \x01(\x05R\nmaxChanges\x12\x17\n\x07wait_ms\x18\x04 \x01(\x05R\x06waitMs\x12\x1b\n\thead_only\x18\x05 \x01(\x08R\x08headOnly"@\n\tFeedEntry\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version"\xd5\x01\n\nFeedChange\x12\x1a\n\x08position\x18\x01 \x01(\x03R\x08position\x12=\n\x0ccommitted_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bcommittedAt\x12\x16\n\x06author\x18\x03 \x01(\tR\x06author\x12/\n\x07entries\x18\x04 \x03(\x0b2\x15.bugless.v1.FeedEntryR\x07entries\x12#\n\rcomponent_ids\x18\x05 \x03(\x03R\x0ccomponentIds"\x92\x01\n\x10ReadFeedResponse\x120\n\x07changes\x18\x01 \x03(\x0b2\x16.bugless.v1.FeedChangeR\x07changes\x12#\n\rhead_position\x18\x02 \x01(\x03R\x0cheadPosition\x12\'\n\x0foldest_position\x18\x03 \x01(\x03R\x0eoldestPosition"s\n\x10StarIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x18\n\x07starred\x18\x03 \x01(\x08R\x07starred"g\n\x11StarIssueResponse\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x18\n\x07starred\x18\x02 \x01(\x08R\x07starred\x12\x1d\n\nstar_count\x18\x03 \x01(\x03R\tstarCount"c\n\x15ComponentSubscription\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\'\n\x0finclude_subtree\x18\x02 \x01(\x08R\x0eincludeSubtree"|\n\rSubscriptions\x12A\n\ncomponents\x18\x01 \x03(\x0b2!.bugless.v1.ComponentSubscriptionR\ncomponents\x12(\n\x10saved_search_ids\x18\x02 \x03(\x03R\x0esavedSearchIds"\xb9\x01\n\x1fSetComponentSubscriptionRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed\x12\'\n\x0finclude_subtree\x18\x04 \x01(\x08R\x0eincludeSubtree"\x97\x01\n!SetSavedSearchSubscriptionRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId\x12\x1e\n\nsubscribed\x18\x03 \x01(\x08R\nsubscribed"F\n\x18ListSubscriptionsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller"\x97\x02\n\x14NotificationSettings\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12F\n\x0fdisabled_events\x18\x02 \x03(\x0e2\x1d.bugless.v1.NotificationEventR\x0edisabledEvents\x12\x18\n\x07channel\x18\x03 \x01(\tR\x07channel\x12.\n\x06digest\x18\x04 \x01(\x0e2\x16.bugless.v1.DigestModeR\x06digest\x12,\n\x12notify_own_changes\x18\x05 \x01(\x08R\x10notifyOwnChanges\x12&\n\x0fmuted_issue_ids\x18\x06 \x03(\x03R\rmutedIssueIds"g\n\x1eGetNotificationSettingsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08user_ids\x18\x02 \x03(\tR\x07userIds"_\n\x1fGetNotificationSettingsResponse\x12<\n\x08settings\x18\x01 \x03(\x0b2 .bugless.v1.NotificationSettingsR\x08settings"\x8d\x01\n!UpdateNotificationSettingsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12<\n\x08settings\x18\x02 \x01(\x0b2 .bugless.v1.NotificationSettingsR\x08settings"r\n\x13SetIssueMuteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\x14\n\x05muted\x18\x03 \x01(\x08R\x05muted"`\n\x17GetIssueAudienceRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId"\x99\x01\n\rIssueAudience\x12\x19\n\x08issue_id\x18\x01 \x01(\x03R\x07issueId\x12\x1d\n\nstarred_by\x18\x02 \x03(\tR\tstarredBy\x123\n\x15component_subscribers\x18\x03 \x03(\tR\x14componentSubscribers\x12\x19\n\x08muted_by\x18\x04 \x03(\tR\x07mutedBy"~\n#ListSavedSearchSubscriptionsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12+\n\x04page\x18\x02 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"n\n\x17SavedSearchSubscription\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch"\x99\x01\n$ListSavedSearchSubscriptionsResponse\x12I\n\rsubscriptions\x18\x01 \x03(\x0b2#.bugless.v1.SavedSearchSubscriptionR\rsubscriptions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xf6\x01\n\x16CreateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12&\n\x03acl\x18\x05 \x03(\x0b2\x14.bugless.v1.AclEntryR\x03acl\x125\n\x08template\x18\x06 \x01(\x0b2\x19.bugless.v1.IssueTemplateR\x08template"\x83\x01\n\x13GetComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\x0ccomponent_id\x18\x02 \x01(\x03H\x00R\x0bcomponentId\x12\x14\n\x04path\x18\x03 \x01(\tH\x00R\x04pathB\x05\n\x03key"\xb8\x01\n\x15ListComponentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1b\n\tparent_id\x18\x02 \x01(\x03R\x08parentId\x12)\n\x10include_archived\x18\x03 \x01(\x08R\x0fincludeArchived\x12+\n\x04page\x18\x04 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"w\n\x16ListComponentsResponse\x125\n\ncomponents\x18\x01 \x03(\x0b2\x15.bugless.v1.ComponentR\ncomponents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xe1\x01\n\x16UpdateComponentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x123\n\tcomponent\x18\x02 \x01(\x0b2\x15.bugless.v1.ComponentR\tcomponent\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\xac\x01\n\x14CreateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x03 \x01(\tR\x0bdescription\x12\x18\n\x07editors\x18\x04 \x03(\tR\x07editors\x12\x18\n\x07private\x18\x05 \x01(\x08R\x07private"^\n\x11GetHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId"\x86\x01\n\x13ListHotlistsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x16\n\x06member\x18\x02 \x01(\tR\x06member\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"o\n\x14ListHotlistsResponse\x12/\n\x08hotlists\x18\x01 \x03(\x0b2\x13.bugless.v1.HotlistR\x08hotlists\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xd9\x01\n\x14UpdateHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12-\n\x07hotlist\x18\x02 \x01(\x0b2\x13.bugless.v1.HotlistR\x07hotlist\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x14DeleteHotlistRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x10\n\x0eDeleteResponse"\xb0\x01\n\x16AddHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position\x12\x12\n\x04note\x18\x05 \x01(\tR\x04note"\x83\x01\n\x19RemoveHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x1b\n\tissue_ids\x18\x03 \x03(\x03R\x08issueIds"\x9a\x01\n\x16RankHotlistItemRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x1a\n\x08position\x18\x04 \x01(\x05R\x08position"\x95\x01\n\x19SetHotlistItemNoteRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12\x19\n\x08issue_id\x18\x03 \x01(\x03R\x07issueId\x12\x12\n\x04note\x18\x04 \x01(\tR\x04note"\x91\x01\n\x17ListHotlistItemsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nhotlist_id\x18\x02 \x01(\x03R\thotlistId\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x9c\x01\n\x18ListHotlistItemsResponse\x12-\n\x05items\x18\x01 \x03(\x0b2\x17.bugless.v1.HotlistItemR\x05items\x12)\n\x06issues\x18\x02 \x03(\x0b2\x11.bugless.v1.IssueR\x06issues\x12&\n\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken"\xa1\x01\n\x18CreateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05query\x18\x03 \x01(\tR\x05query\x12/\n\x07readers\x18\x04 \x03(\x0b2\x15.bugless.v1.PrincipalR\x07readers"\x92\x01\n\x18ListSavedSearchesRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1d\n\nowned_only\x18\x02 \x01(\x08R\townedOnly\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page"\x83\x01\n\x19ListSavedSearchesResponse\x12>\n\x0esaved_searches\x18\x01 \x03(\x0b2\x17.bugless.v1.SavedSearchR\rsavedSearches\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xea\x01\n\x18UpdateSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0csaved_search\x18\x02 \x01(\x0b2\x17.bugless.v1.SavedSearchR\x0bsavedSearch\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"n\n\x18DeleteSavedSearchRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12&\n\x0fsaved_search_id\x18\x02 \x01(\x03R\rsavedSearchId"\xc5\x01\n\x12EditCommentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12#\n\rentry_version\x18\x04 \x01(\x03R\x0centryVersion\x12\x18\n\x07comment\x18\x05 \x01(\tR\x07comment"\x80\x02\n\rRedactRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x123\n\x06target\x18\x04 \x01(\x0e2\x1b.bugless.v1.RedactionTargetR\x06target\x12#\n\rentry_version\x18\x05 \x01(\x03R\x0centryVersion\x12#\n\rattachment_id\x18\x06 \x01(\x03R\x0cattachmentId"\xad\x02\n\x18CreateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12 \n\x0bdescription\x18\x04 \x01(\tR\x0bdescription\x12/\n\x04type\x18\x05 \x01(\x0e2\x1b.bugless.v1.CustomFieldTypeR\x04type\x12\x18\n\x07options\x18\x06 \x03(\tR\x07options\x12\x1a\n\x08required\x18\x07 \x01(\x08R\x08required\x12%\n\x0edefault_values\x18\x08 \x03(\tR\rdefaultValues"h\n\x17ListCustomFieldsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId"X\n\x18ListCustomFieldsResponse\x12<\n\rcustom_fields\x18\x01 \x03(\x0b2\x17.bugless.v1.CustomFieldR\x0ccustomFields"\xea\x01\n\x18UpdateCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12:\n\x0ccustom_field\x18\x02 \x01(\x0b2\x17.bugless.v1.CustomFieldR\x0bcustomField\x12;\n\x0bupdate_mask\x18\x03 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12)\n\x10expected_version\x18\x04 \x01(\x03R\x0fexpectedVersion"\x8c\x01\n\x18DeleteCustomFieldRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08field_id\x18\x02 \x01(\x03R\x07fieldId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion"\x9e\x02\n\rImportedEntry\x12\x16\n\x06author\x18\x01 \x01(\tR\x06author\x129\n\ncreated_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n\x07comment\x18\x03 \x01(\tR\x07comment\x12/\n\x06fields\x18\x04 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12;\n\x0bupdate_mask\x18\x05 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask\x12\x15\n\x06cc_add\x18\x06 \x03(\tR\x05ccAdd\x12\x1b\n\tcc_remove\x18\x07 \x03(\tR\x08ccRemove"\xaa\x04\n\x12ImportIssueRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x1f\n\x0bexternal_id\x18\x02 \x01(\tR\nexternalId\x12/\n\x06fields\x18\x03 \x01(\x0b2\x17.bugless.v1.IssueFieldsR\x06fields\x12\x1a\n\x08reporter\x18\x04 \x01(\tR\x08reporter\x12 \n\x0bdescription\x18\x05 \x01(\tR\x0bdescription\x12\x0e\n\x02cc\x18\x06 \x03(\tR\x02cc\x129\n\ncreated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x123\n\x07history\x18\x08 \x03(\x0b2\x19.bugless.v1.ImportedEntryR\x07history\x12;\n\x0bmodified_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\nmodifiedAt\x127\n\tclosed_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\x08closedAt\x12A\n\rcustom_fields\x18\x0b \x03(\x0b2\x1c.bugless.v1.CustomFieldValueR\x0ccustomFields\x12\x1f\n\x0bhotlist_ids\x18\x0c \x03(\x03R\nhotlistIds"\x81\x01\n\x13ImportIssueResponse\x12\'\n\x05issue\x18\x01 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12\x18\n\x07created\x18\x02 \x01(\x08R\x07created\x12\'\n\x0fentries_written\x18\x03 \x01(\x05R\x0eentriesWritten"\xef\x01\n\x16UploadAttachmentHeader\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12!\n\x0ccontent_type\x18\x05 \x01(\tR\x0bcontentType\x12\x18\n\x07comment\x18\x06 \x01(\tR\x07comment\x12\x12\n\x04size\x18\x07 \x01(\x03R\x04size"w\n\x17UploadAttachmentRequest\x12<\n\x06header\x18\x01 \x01(\x0b2".bugless.v1.UploadAttachmentHeaderH\x00R\x06header\x12\x16\n\x05chunk\x18\x02 \x01(\x0cH\x00R\x05chunkB\x06\n\x04part"\xab\x01\n\x18UploadAttachmentResponse\x126\n\nattachment\x18\x01 \x01(\x0b2\x16.bugless.v1.AttachmentR\nattachment\x12\'\n\x05issue\x18\x02 \x01(\x0b2\x11.bugless.v1.IssueR\x05issue\x12.\n\x05entry\x18\x03 \x01(\x0b2\x18.bugless.v1.HistoryEntryR\x05entry"\x9c\x01\n\x19DownloadAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId\x12\x16\n\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n\x06length\x18\x04 \x01(\x03R\x06length"v\n\x1aDownloadAttachmentResponse\x128\n\nattachment\x18\x01 \x01(\x0b2\x16.bugless.v1.AttachmentH\x00R\nattachment\x12\x16\n\x05chunk\x18\x02 \x01(\x0cH\x00R\x05chunkB\x06\n\x04part"g\n\x14GetAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId"\x88\x01\n\x16ListAttachmentsRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12\x19\n\x08issue_id\x18\x02 \x01(\x03R\x07issueId\x12\'\n\x0finclude_deleted\x18\x03 \x01(\x08R\x0eincludeDeleted"S\n\x17ListAttachmentsResponse\x128\n\x0battachments\x18\x01 \x03(\x0b2\x16.bugless.v1.AttachmentR\x0battachments"\x95\x01\n\x17DeleteAttachmentRequest\x12*\n\x06caller\x18\x01 \x01(\x0b2\x12.bugless.v1.CallerR\x06caller\x12#\n\rattachment_id\x18\x02 \x01(\x03R\x0cattachmentId\x12)\n\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion*\xe0\x01\n\x11NotificationEvent\x12 \n\x1eNOTIFICATION_EVENT_UNSPECIFIED\x12\x1f\n\x1bNOTIFICATION_EVENT_ASSIGNED\x10\x01\x12 \n\x1cNOTIFICATION_EVENT_MENTIONED\x10\x02\x12 \n\x1cNOTIFICATION_EVENT_MY_ISSUES\x10\x03\x12\x1e\n\x1aNOTIFICATION_EVENT_STARRED\x10\x04\x12$\n NOTIFICATION_EVENT_SUBSCRIPTIONS\x10\x05*Y\n\nDigestMode\x12\x19\n\x17DIGEST_MODE_UNSPECIFIED\x12\x19\n\x15DIGEST_MODE_IMMEDIATE\x10\x01\x12\x15\n\x11DIGEST_MODE_DAILY\x10\x022\xc5 \n\x05Model\x12T\n\rGetServerInfo\x12 .bugless.v1.GetServerInfoRequest\x1a!.bugless.v1.GetServerInfoResponse\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12Q\n\x0cSearchIssues\x12\x1f.bugless.v1.SearchIssuesRequest\x1a .bugless.v1.SearchIssuesResponse\x12;\n\x05Watch\x12\x18.bugless.v1.WatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12E\n\x08ReadFeed\x12\x1b.bugless.v1.ReadFeedRequest\x1a\x1c.bugless.v1.ReadFeedResponse\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettings\x12R\n\x10GetIssueAudience\x12#.bugless.v1.GetIssueAudienceRequest\x1a\x19.bugless.v1.IssueAudience\x12\x81\x01\n\x1cListSavedSearchSubscriptions\x12/.bugless.v1.ListSavedSearchSubscriptionsRequest\x1a0.bugless.v1.ListSavedSearchSubscriptionsResponse\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse\x12N\n\x0bImportIssue\x12\x1e.bugless.v1.ImportIssueRequest\x1a\x1f.bugless.v1.ImportIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponseb\x06proto3'
 )
 BUGLESS_V1_API_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto"\x0f\n\rWhoAmIRequest"\x0f\n\rLogoutRequest"\xb5\x01\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"R\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05queryB\x08\n\x06target2\x88\x01\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity\x12B\n\x06Logout\x12\x19.bugless.v1.LogoutRequest\x1a\x1d.bugless.v1.PersonCertificate2\xd4\t\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse2\xa7\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponseb\x06proto3'
+    b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto"\x0f\n\rWhoAmIRequest"\x0f\n\rLogoutRequest"\xb5\x01\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"R\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05queryB\x08\n\x06target2\x88\x01\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity\x12B\n\x06Logout\x12\x19.bugless.v1.LogoutRequest\x1a\x1d.bugless.v1.PersonCertificate2\xd4\t\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse2\xa7\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse2\xb1\x05\n\rNotifications\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettingsb\x06proto3'
 )
 
 
@@ -7715,6 +8543,52 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def star_issue(self, message: "StarIssueRequest") -> "StarIssueResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_component_subscription(
+        self, message: "SetComponentSubscriptionRequest"
+    ) -> "Subscriptions":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_saved_search_subscription(
+        self, message: "SetSavedSearchSubscriptionRequest"
+    ) -> "Subscriptions":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_subscriptions(self, message: "ListSubscriptionsRequest") -> "Subscriptions":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_notification_settings(
+        self, message: "GetNotificationSettingsRequest"
+    ) -> "GetNotificationSettingsResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def update_notification_settings(
+        self, message: "UpdateNotificationSettingsRequest"
+    ) -> "NotificationSettings":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_issue_mute(self, message: "SetIssueMuteRequest") -> "NotificationSettings":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_issue_audience(self, message: "GetIssueAudienceRequest") -> "IssueAudience":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_saved_search_subscriptions(
+        self, message: "ListSavedSearchSubscriptionsRequest"
+    ) -> "ListSavedSearchSubscriptionsResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def create_component(self, message: "CreateComponentRequest") -> "Component":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
@@ -7927,6 +8801,81 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
         request = await stream.recv_message()
         assert request is not None
         response = await self.read_feed(request)
+        await stream.send_message(response)
+
+    async def __rpc_star_issue(
+        self, stream: "grpclib.server.Stream[StarIssueRequest, StarIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.star_issue(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_component_subscription(
+        self, stream: "grpclib.server.Stream[SetComponentSubscriptionRequest, Subscriptions]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_component_subscription(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_saved_search_subscription(
+        self, stream: "grpclib.server.Stream[SetSavedSearchSubscriptionRequest, Subscriptions]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_saved_search_subscription(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_subscriptions(
+        self, stream: "grpclib.server.Stream[ListSubscriptionsRequest, Subscriptions]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_subscriptions(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_notification_settings(
+        self,
+        stream: "grpclib.server.Stream[GetNotificationSettingsRequest, GetNotificationSettingsResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_notification_settings(request)
+        await stream.send_message(response)
+
+    async def __rpc_update_notification_settings(
+        self,
+        stream: "grpclib.server.Stream[UpdateNotificationSettingsRequest, NotificationSettings]",
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.update_notification_settings(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_issue_mute(
+        self, stream: "grpclib.server.Stream[SetIssueMuteRequest, NotificationSettings]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_issue_mute(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_issue_audience(
+        self, stream: "grpclib.server.Stream[GetIssueAudienceRequest, IssueAudience]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_issue_audience(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_saved_search_subscriptions(
+        self,
+        stream: "grpclib.server.Stream[ListSavedSearchSubscriptionsRequest, ListSavedSearchSubscriptionsResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_saved_search_subscriptions(request)
         await stream.send_message(response)
 
     async def __rpc_create_component(
@@ -8233,6 +9182,60 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
                 ReadFeedRequest,
                 ReadFeedResponse,
             ),
+            "/bugless.v1.Model/StarIssue": grpclib.const.Handler(
+                self.__rpc_star_issue,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                StarIssueRequest,
+                StarIssueResponse,
+            ),
+            "/bugless.v1.Model/SetComponentSubscription": grpclib.const.Handler(
+                self.__rpc_set_component_subscription,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetComponentSubscriptionRequest,
+                Subscriptions,
+            ),
+            "/bugless.v1.Model/SetSavedSearchSubscription": grpclib.const.Handler(
+                self.__rpc_set_saved_search_subscription,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetSavedSearchSubscriptionRequest,
+                Subscriptions,
+            ),
+            "/bugless.v1.Model/ListSubscriptions": grpclib.const.Handler(
+                self.__rpc_list_subscriptions,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListSubscriptionsRequest,
+                Subscriptions,
+            ),
+            "/bugless.v1.Model/GetNotificationSettings": grpclib.const.Handler(
+                self.__rpc_get_notification_settings,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetNotificationSettingsRequest,
+                GetNotificationSettingsResponse,
+            ),
+            "/bugless.v1.Model/UpdateNotificationSettings": grpclib.const.Handler(
+                self.__rpc_update_notification_settings,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                UpdateNotificationSettingsRequest,
+                NotificationSettings,
+            ),
+            "/bugless.v1.Model/SetIssueMute": grpclib.const.Handler(
+                self.__rpc_set_issue_mute,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetIssueMuteRequest,
+                NotificationSettings,
+            ),
+            "/bugless.v1.Model/GetIssueAudience": grpclib.const.Handler(
+                self.__rpc_get_issue_audience,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetIssueAudienceRequest,
+                IssueAudience,
+            ),
+            "/bugless.v1.Model/ListSavedSearchSubscriptions": grpclib.const.Handler(
+                self.__rpc_list_saved_search_subscriptions,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListSavedSearchSubscriptionsRequest,
+                ListSavedSearchSubscriptionsResponse,
+            ),
             "/bugless.v1.Model/CreateComponent": grpclib.const.Handler(
                 self.__rpc_create_component,
                 grpclib.const.Cardinality.UNARY_UNARY,
@@ -8412,6 +9415,155 @@ class ModelBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 DeleteAttachmentRequest,
                 ChangeIssueResponse,
+            ),
+        }
+
+
+class NotificationsBase(betterproto2_grpclib.ServiceBase):
+    """
+    Stars, subscriptions and one's own notification settings (issue 16).
+    """
+
+    async def star_issue(self, message: "StarIssueRequest") -> "StarIssueResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_component_subscription(
+        self, message: "SetComponentSubscriptionRequest"
+    ) -> "Subscriptions":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_saved_search_subscription(
+        self, message: "SetSavedSearchSubscriptionRequest"
+    ) -> "Subscriptions":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_subscriptions(self, message: "ListSubscriptionsRequest") -> "Subscriptions":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_notification_settings(
+        self, message: "GetNotificationSettingsRequest"
+    ) -> "GetNotificationSettingsResponse":
+        """
+        Only the caller's own (user_ids must be empty).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def update_notification_settings(
+        self, message: "UpdateNotificationSettingsRequest"
+    ) -> "NotificationSettings":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_issue_mute(self, message: "SetIssueMuteRequest") -> "NotificationSettings":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def __rpc_star_issue(
+        self, stream: "grpclib.server.Stream[StarIssueRequest, StarIssueResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.star_issue(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_component_subscription(
+        self, stream: "grpclib.server.Stream[SetComponentSubscriptionRequest, Subscriptions]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_component_subscription(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_saved_search_subscription(
+        self, stream: "grpclib.server.Stream[SetSavedSearchSubscriptionRequest, Subscriptions]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_saved_search_subscription(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_subscriptions(
+        self, stream: "grpclib.server.Stream[ListSubscriptionsRequest, Subscriptions]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_subscriptions(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_notification_settings(
+        self,
+        stream: "grpclib.server.Stream[GetNotificationSettingsRequest, GetNotificationSettingsResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_notification_settings(request)
+        await stream.send_message(response)
+
+    async def __rpc_update_notification_settings(
+        self,
+        stream: "grpclib.server.Stream[UpdateNotificationSettingsRequest, NotificationSettings]",
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.update_notification_settings(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_issue_mute(
+        self, stream: "grpclib.server.Stream[SetIssueMuteRequest, NotificationSettings]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_issue_mute(request)
+        await stream.send_message(response)
+
+    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
+        return {
+            "/bugless.v1.Notifications/StarIssue": grpclib.const.Handler(
+                self.__rpc_star_issue,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                StarIssueRequest,
+                StarIssueResponse,
+            ),
+            "/bugless.v1.Notifications/SetComponentSubscription": grpclib.const.Handler(
+                self.__rpc_set_component_subscription,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetComponentSubscriptionRequest,
+                Subscriptions,
+            ),
+            "/bugless.v1.Notifications/SetSavedSearchSubscription": grpclib.const.Handler(
+                self.__rpc_set_saved_search_subscription,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetSavedSearchSubscriptionRequest,
+                Subscriptions,
+            ),
+            "/bugless.v1.Notifications/ListSubscriptions": grpclib.const.Handler(
+                self.__rpc_list_subscriptions,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListSubscriptionsRequest,
+                Subscriptions,
+            ),
+            "/bugless.v1.Notifications/GetNotificationSettings": grpclib.const.Handler(
+                self.__rpc_get_notification_settings,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetNotificationSettingsRequest,
+                GetNotificationSettingsResponse,
+            ),
+            "/bugless.v1.Notifications/UpdateNotificationSettings": grpclib.const.Handler(
+                self.__rpc_update_notification_settings,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                UpdateNotificationSettingsRequest,
+                NotificationSettings,
+            ),
+            "/bugless.v1.Notifications/SetIssueMute": grpclib.const.Handler(
+                self.__rpc_set_issue_mute,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetIssueMuteRequest,
+                NotificationSettings,
             ),
         }
 
