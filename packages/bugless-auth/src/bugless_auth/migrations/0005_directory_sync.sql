@@ -1,5 +1,4 @@
--- Directory re-sync (issue 20; number 0005 in the plan, numbered here after
--- the files main has).
+-- Directory re-sync (issue 20; number 0005 in the plan, as here).
 --
 -- directory_disabled: the user was disabled by the re-sync because their
 -- directory no longer lists them (entry deleted, or no longer matching the
