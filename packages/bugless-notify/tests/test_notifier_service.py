@@ -115,9 +115,7 @@ async def test_every_recipient_rule_settings_and_acls(
             caller=ADMIN,
             name=f"hidden-{secrets.token_hex(4)}",
             acl=[
-                v1.AclEntry(
-                    principal=v1.Principal(user=people.ids["alice"]), role=v1.Role.EDITOR
-                )
+                v1.AclEntry(principal=v1.Principal(user=people.ids["alice"]), role=v1.Role.EDITOR)
             ],
         )
     )
@@ -155,9 +153,9 @@ async def test_every_recipient_rule_settings_and_acls(
     assert reasons[_addr(people, "eve")] == "component"
     first = created[0].message
     assert "Disk full on build hosts" in first["Subject"]
-    assert f"https://bugs.example.test/issues/{issue.id}" in first.get_body(
-        ("plain",)
-    ).get_content()  # type: ignore[union-attr]
+    body = first.get_body(("plain",))
+    assert body is not None
+    assert f"https://bugs.example.test/issues/{issue.id}" in body.get_content()
 
     smtp_sink.clear()
     await model.star_issue(
@@ -180,9 +178,9 @@ async def test_every_recipient_rule_settings_and_acls(
             comment="on it",
         )
     )
-    commented = await _settle(smtp_sink, 2)
-    assert _to(commented) == Counter(_addr(people, n) for n in ("dave", "eve")), (
-        "starrer and subscriber; not bob (author), carol (muted), vic (event off)"
+    commented = await _settle(smtp_sink, 3)
+    assert _to(commented) == Counter(_addr(people, n) for n in ("alice", "dave", "eve")), (
+        "reporter, starrer and subscriber; not bob (author), carol (muted), vic (event off)"
     )
 
     smtp_sink.clear()
@@ -204,7 +202,7 @@ async def test_every_recipient_rule_settings_and_acls(
             comment="marker",
         )
     )
-    after = await _settle(smtp_sink, 2)
+    after = await _settle(smtp_sink, 3)
     assert _to(after) == Counter(_addr(people, n) for n in ("dave", "eve", "bob")), (
         "nobody hears of the hidden issue; the marker comment reaches bob, dave, eve"
     )
