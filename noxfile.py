@@ -64,6 +64,7 @@ APT_PACKAGES: dict[str, str] = {
     "haproxy": "/usr/sbin/haproxy",
     "chromium": "/usr/bin/chromium",
     "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "jq": "/usr/bin/jq",
 }
 #: Answers for packages that would otherwise ask questions.
 DEBCONF = ["slapd slapd/no_configuration boolean true"]

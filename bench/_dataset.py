@@ -15,6 +15,8 @@ of issues" without scanning. Distributions:
 * A vocabulary of pseudo-words (one distinct English stem each) with the same
   Zipf law over ranks, so the word of rank ~400 occurs in ~1% of issues; a few
   stock phrases ("connection reset by peer") occur in ~0.3% of issues each.
+* 20% of issues have a value of the custom field "Found In" (defined on each
+  top-level component, inherited by its subtree), each option on ~2%.
 * 35% of issues are open (NEW, ASSIGNED or ACCEPTED); closed ones have a
   closing entry (FIXED, VERIFIED, WONT_FIX_*); some issues have a comment-only
   entry. Creation times are spread evenly over three years before END.
@@ -52,6 +54,14 @@ PHRASES = (
     "permission denied on upload",
 )
 PHRASE_SHARE = 0.003
+#: A custom field defined on every top-level component (so each issue has one
+#: that applies): an enum whose value is set on CUSTOM_SHARE of the issues
+#: (those whose id is a multiple of 5), the options spread evenly over them.
+CUSTOM_FIELD_NAME = "Found In"
+CUSTOM_OPTIONS = tuple(f"4.{n}" for n in range(10))
+CUSTOM_SHARE = 0.20
+#: The value the custom-field query looks for (~2% of issues).
+BENCH_CUSTOM_VALUE = "4.2"
 
 _TOP_LEVEL: tuple[tuple[str, float], ...] = (
     ("Platform", 0.30),

@@ -25,6 +25,15 @@ CREATE_META = f"""
 CREATE SCHEMA IF NOT EXISTS {BENCH_SCHEMA};
 CREATE TABLE IF NOT EXISTS {BENCH_SCHEMA}.seed_info (key text PRIMARY KEY, value jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS {BENCH_SCHEMA}.vocabulary (rank integer PRIMARY KEY, word text NOT NULL);
+CREATE TABLE IF NOT EXISTS {BENCH_SCHEMA}.component_field (
+    component_id bigint PRIMARY KEY, field_id bigint NOT NULL
+);
+"""
+
+#: Every component -> the custom field of its top-level component (path_ids[1]).
+FILL_COMPONENT_FIELDS = f"""
+INSERT INTO {BENCH_SCHEMA}.component_field (component_id, field_id)
+SELECT c.id, f.id FROM components c JOIN custom_fields f ON f.component_id = c.path_ids[1]
 """
 
 #: Candidate words ($1, in order) -> words with a single stem not taken by an
@@ -66,16 +75,20 @@ CREATE UNLOGGED TABLE bench_stage (
 DROP_STAGE = "DROP TABLE IF EXISTS bench_stage"
 
 #: Issues $1..$2 from staging, with the backend's tsvector expressions.
-INSERT_ISSUES = """
+INSERT_ISSUES = f"""
 INSERT INTO issues (id, title, status, priority, severity, type, component_id, reporter,
                     assignee, verifier, cc, parent_id, duplicate_of_id, description,
                     created_at, modified_at, closed_at, version, comment_count,
-                    idempotency_key, comments_tsv, text_tsv)
+                    idempotency_key, comments_tsv, text_tsv, custom_fields)
 SELECT s.id, s.title, s.status, s.priority, s.severity, s.type, s.component_id, s.reporter,
        s.assignee, '', s.cc, 0, 0, s.description,
        s.created_at, s.modified_at, s.closed_at, s.version, s.comment_count,
-       NULL, (t.d || t.c2) || t.c3, (t.t || (t.d || t.c2)) || t.c3
+       NULL, (t.d || t.c2) || t.c3, (t.t || (t.d || t.c2)) || t.c3,
+       CASE WHEN s.id % 5 = 0
+            THEN jsonb_build_object(cf.field_id::text, '4.' || (s.id / 5 % 10)::text)
+            ELSE '{{}}'::jsonb END
   FROM bench_stage s
+       LEFT JOIN {BENCH_SCHEMA}.component_field cf ON cf.component_id = s.component_id
        CROSS JOIN LATERAL (
            SELECT to_tsvector('english', s.title) AS t,
                   to_tsvector('english', s.description) AS d,
@@ -162,9 +175,10 @@ SELECT count(*) FILTER (WHERE h.issue_id IS NULL) AS without_history,
 """
 
 #: One issue's row and history as JSON, minus what differs between a seeded
-#: and a replayed copy (ids and wall-clock times).
+#: and a replayed copy (ids and wall-clock times; custom field values, which
+#: the seeder writes on the row alone, without the creation's history change).
 ISSUE_SNAPSHOT = """
-SELECT to_jsonb(i) - 'id' - 'created_at' - 'modified_at' - 'closed_at'
+SELECT to_jsonb(i) - 'id' - 'created_at' - 'modified_at' - 'closed_at' - 'custom_fields'
        || jsonb_build_object('closed', i.closed_at IS NOT NULL) AS issue,
        (SELECT jsonb_agg(to_jsonb(h) - 'issue_id' - 'created_at' ORDER BY h.version)
           FROM issue_history h WHERE h.issue_id = i.id) AS history

@@ -71,6 +71,7 @@ class SeedReport:
 
     issues: int
     components: dict[str, int]
+    custom_fields: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, str] = field(default_factory=dict)
 
@@ -124,6 +125,27 @@ async def create_components(
         )
         ids[spec.path] = created.id
     return ids
+
+
+async def create_custom_fields(
+    backend: PostgresBackend, specs: list[data.ComponentSpec], ids: dict[str, int]
+) -> dict[str, int]:
+    """The "Found In" enum on every top-level component, through the backend; ids by path."""
+    created: dict[str, int] = {}
+    for spec in specs:
+        if spec.parent_path:
+            continue
+        field = await backend.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN,
+                component_id=ids[spec.path],
+                name=data.CUSTOM_FIELD_NAME,
+                type=v1.CustomFieldType.ENUM,
+                options=list(data.CUSTOM_OPTIONS),
+            )
+        )
+        created[spec.path] = field.id
+    return created
 
 
 async def _timed(report: SeedReport, phase: str, work: Awaitable[None]) -> None:
@@ -217,9 +239,15 @@ async def seed(settings: ModelSettings, options: SeedOptions) -> SeedReport:
     try:
         started = time.perf_counter()
         report.components = await create_components(backend, specs)
+        report.custom_fields = await create_custom_fields(backend, specs, report.components)
         report.timings["components"] = time.perf_counter() - started
     finally:
         await backend.close()
+    conn = await connect(settings)
+    try:
+        await conn.execute(sql.FILL_COMPONENT_FIELDS)
+    finally:
+        await conn.close()
     generator = data.IssueGenerator(
         options.seed,
         options.issues,
@@ -257,6 +285,7 @@ async def seed(settings: ModelSettings, options: SeedOptions) -> SeedReport:
             ("issues", options.issues),
             ("seed", options.seed),
             ("components", report.components),
+            ("custom_fields", report.custom_fields),
         ):
             await conn.execute(sql.SAVE_INFO, key, json.dumps(value))
         for table in ("issues", "issue_history"):

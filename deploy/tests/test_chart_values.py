@@ -158,6 +158,7 @@ def test_internal_mtls_with_cert_manager_wires_every_component() -> None:
 
 def test_ldap_read_replicas_and_oidc_settings_reach_the_authenticator() -> None:
     env = _env(rendered("values-production.yaml"), "auth")
+    assert env["BUGLESS_AUTH_LDAP_RESYNC_SECONDS"]["value"] == "300"
     assert env["BUGLESS_AUTH_LDAP_URLS"]["value"] == (
         "ldaps://ldap-replica-1.corp.example.com,ldaps://ldap-replica-2.corp.example.com,"
         "ldaps://ldap-primary.corp.example.com"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from bugless_api.client import BuglessClient
 from bugless_api.settings import ApiSettings
 from bugless_core.grpc import GrpcServerSettings
+from bugless_dev.processes import BUGLESS_COMMAND
 
 if TYPE_CHECKING:
     from bugless_dev.pki import CertificateFiles
@@ -63,3 +66,28 @@ async def signed_in(connect_as: ConnectAs, *usernames: str) -> list[BuglessClien
     for client in clients:
         await client.whoami()
     return clients
+
+
+def bugless_cli(
+    env: dict[str, str], *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``bugless ARGS`` as a script would (stdin no terminal); assert success if ``check``."""
+    result = subprocess.run(
+        [*BUGLESS_COMMAND, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        input=input or "",
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def cli_json(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """``bugless ARGS --json``, parsed."""
+    data = json.loads(bugless_cli(env, *args, "--json").stdout)
+    assert isinstance(data, dict)
+    return data

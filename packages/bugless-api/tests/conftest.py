@@ -6,7 +6,8 @@ to the API frontend over real mutual TLS with the bot's certificate.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -77,3 +78,36 @@ async def connect_as(api: RunningApi, bots: Bots) -> AsyncIterator[ConnectAs]:
     yield connect
     for client in opened:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def served_api(bots: Bots, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`bugless api serve` configured by variables alone; yields cli-bot's client environment."""
+    stack = bots.stack
+    pki = stack.pki
+    api = stack.start(
+        "api",
+        ["api", "serve", "--port", "0"],
+        name="api-by-env",
+        env={
+            "BUGLESS_API_MODEL": f"127.0.0.1:{stack.model.port}",
+            "BUGLESS_API_AUTH": f"127.0.0.1:{stack.auth.port}",
+            "BUGLESS_API_TLS_CERT": str(stack.server.cert),
+            "BUGLESS_API_TLS_KEY": str(stack.server.key),
+            "BUGLESS_API_CLIENT_CA": str(pki.ca_file),
+        },
+    )
+    files = bots["cli-bot"]
+    client_env = {
+        **os.environ,
+        "BUGLESS_API": f"127.0.0.1:{api.port}",
+        "BUGLESS_CERT": str(files.cert),
+        "BUGLESS_KEY": str(files.key),
+        "BUGLESS_CA": str(pki.ca_file),
+        "BUGLESS_CLIENT_CONFIG": str(tmp_path_factory.mktemp("cli") / "absent.toml"),
+    }
+    try:
+        yield client_env
+    finally:
+        stack.stop_service(api)
+        assert api.process.returncode == 0, api.process.output()

@@ -2,68 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-from api_support import Bots
+from api_support import Bots, bugless_cli, cli_json
 
 from bugless_dev.processes import BUGLESS_COMMAND
-
-
-@pytest.fixture(scope="module")
-def served_api(bots: Bots, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`bugless api serve` configured by variables alone; yields cli-bot's client environment."""
-    stack = bots.stack
-    pki = stack.pki
-    api = stack.start(
-        "api",
-        ["api", "serve", "--port", "0"],
-        name="api-by-env",
-        env={
-            "BUGLESS_API_MODEL": f"127.0.0.1:{stack.model.port}",
-            "BUGLESS_API_AUTH": f"127.0.0.1:{stack.auth.port}",
-            "BUGLESS_API_TLS_CERT": str(stack.server.cert),
-            "BUGLESS_API_TLS_KEY": str(stack.server.key),
-            "BUGLESS_API_CLIENT_CA": str(pki.ca_file),
-        },
-    )
-    files = bots["cli-bot"]
-    client_env = {
-        **os.environ,
-        "BUGLESS_API": f"127.0.0.1:{api.port}",
-        "BUGLESS_CERT": str(files.cert),
-        "BUGLESS_KEY": str(files.key),
-        "BUGLESS_CA": str(pki.ca_file),
-        "BUGLESS_CLIENT_CONFIG": str(tmp_path_factory.mktemp("cli") / "absent.toml"),
-    }
-    try:
-        yield client_env
-    finally:
-        stack.stop_service(api)
-        assert api.process.returncode == 0, api.process.output()
-
-
-def _bugless(
-    env: dict[str, str], *args: str, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [*BUGLESS_COMMAND, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def _json(env: dict[str, str], *args: str) -> dict[str, Any]:
-    data = json.loads(_bugless(env, *args, "--json").stdout)
-    assert isinstance(data, dict)
-    return data
 
 
 def test_serve_refuses_to_start_without_a_client_ca(bots: Bots) -> None:
@@ -93,8 +39,8 @@ def test_serve_refuses_to_start_without_a_client_ca(bots: Bots) -> None:
 
 def test_a_script_drives_issues_end_to_end(served_api: dict[str, str]) -> None:
     env = served_api
-    component = _json(env, "component", "create", f"Cli-{os.getpid()}-{time.time_ns()}")
-    created = _json(
+    component = cli_json(env, "component", "create", f"Cli-{os.getpid()}-{time.time_ns()}")
+    created = cli_json(
         env,
         "issue",
         "create",
@@ -109,7 +55,7 @@ def test_a_script_drives_issues_end_to_end(served_api: dict[str, str]) -> None:
     assert created["reporter"] == "cli-bot"
     assert created["priority"] == "P1"
 
-    updated = _json(
+    updated = cli_json(
         env,
         "issue",
         "update",
@@ -127,33 +73,33 @@ def test_a_script_drives_issues_end_to_end(served_api: dict[str, str]) -> None:
         "FIXED",
     )
 
-    commented = _json(env, "issue", "comment", str(issue_id), "done")
+    commented = cli_json(env, "issue", "comment", str(issue_id), "done")
     assert commented["issue"]["comment_count"] == 1
     assert (commented["comment"]["comment"], commented["comment"]["author"]) == ("done", "cli-bot")
 
-    listed = _json(env, "issue", "list", f"c:{component['id']} is:closed")
+    listed = cli_json(env, "issue", "list", f"c:{component['id']} is:closed")
     assert [i["id"] for i in listed["issues"]] == [issue_id]
 
-    table = _bugless(env, "issue", "list", f"c:{component['id']}").stdout
+    table = bugless_cli(env, "issue", "list", f"c:{component['id']}").stdout
     assert "cli made me" in table.splitlines()[1]
     assert table.splitlines()[0].split()[:3] == ["ID", "P", "STATUS"]
 
-    hotlist = _json(env, "hotlist", "create", f"cli-{time.time_ns()}")
-    _bugless(env, "hotlist", "add", str(hotlist["id"]), str(issue_id))
-    shown = _json(env, "hotlist", "show", str(hotlist["id"]))
+    hotlist = cli_json(env, "hotlist", "create", f"cli-{time.time_ns()}")
+    bugless_cli(env, "hotlist", "add", str(hotlist["id"]), str(issue_id))
+    shown = cli_json(env, "hotlist", "show", str(hotlist["id"]))
     assert [i["issue_id"] for i in shown["items"]] == [issue_id]
 
 
 def test_exit_codes_tell_scripts_what_went_wrong(served_api: dict[str, str]) -> None:
     env = served_api
-    missing = _bugless(env, "issue", "show", "99999999", check=False)
+    missing = bugless_cli(env, "issue", "show", "99999999", check=False)
     assert missing.returncode == 3
     assert "not found" in missing.stderr
 
-    component = _json(env, "component", "create", f"Codes-{time.time_ns()}")
-    created = _json(env, "issue", "create", "--title", "x", "--component", str(component["id"]))
-    _bugless(env, "issue", "comment", str(created["id"]), "first")
-    stale = _bugless(
+    component = cli_json(env, "component", "create", f"Codes-{time.time_ns()}")
+    created = cli_json(env, "issue", "create", "--title", "x", "--component", str(component["id"]))
+    bugless_cli(env, "issue", "comment", str(created["id"]), "first")
+    stale = bugless_cli(
         env,
         "issue",
         "update",
@@ -167,11 +113,11 @@ def test_exit_codes_tell_scripts_what_went_wrong(served_api: dict[str, str]) -> 
     assert stale.returncode == 4
     assert "is at version 2, not 1" in stale.stderr
 
-    bad_query = _bugless(env, "issue", "list", "status:", check=False)
+    bad_query = bugless_cli(env, "issue", "list", "status:", check=False)
     assert bad_query.returncode == 2
     assert "^" in bad_query.stderr
 
-    bad_priority = _bugless(
+    bad_priority = bugless_cli(
         env, "issue", "update", str(created["id"]), "--priority", "P9", check=False
     )
     assert bad_priority.returncode == 2
@@ -180,7 +126,7 @@ def test_exit_codes_tell_scripts_what_went_wrong(served_api: dict[str, str]) -> 
 def test_missing_configuration_is_a_usage_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
     env["BUGLESS_CLIENT_CONFIG"] = str(tmp_path / "none.toml")
-    result = _bugless(env, "issue", "list", check=False)
+    result = bugless_cli(env, "issue", "list", check=False)
     assert result.returncode == 2
     assert "not configured: --api" in result.stderr
 
@@ -195,4 +141,4 @@ def test_config_file_supplies_the_connection(served_api: dict[str, str], tmp_pat
     )
     env = {k: v for k, v in served_api.items() if k not in {"BUGLESS_API", "BUGLESS_CERT"}}
     env["BUGLESS_CLIENT_CONFIG"] = str(config)
-    assert "components" in _json(env, "component", "list")
+    assert "components" in cli_json(env, "component", "list")

@@ -1,8 +1,8 @@
 """The Python client has a public method for every call of the public API.
 
 Bots should never need the raw stubs (or a private method) for an API call:
-each RPC of ``bugless.v1`` Account, Issues, Components, Hotlists and
-SavedSearches must be made by some public method of :class:`BuglessClient`,
+each RPC of ``bugless.v1`` Account, Issues, Components, Hotlists,
+SavedSearches and Notifications must be made by some public method of :class:`BuglessClient`,
 and every public coroutine method has a blocking twin on
 :class:`SyncBuglessClient` (the async iterators excepted).
 """
@@ -21,6 +21,7 @@ STUBS = {
     "components": v1.ComponentsStub,
     "hotlists": v1.HotlistsStub,
     "saved_searches": v1.SavedSearchesStub,
+    "notifications": v1.NotificationsStub,
 }
 
 

@@ -7,7 +7,7 @@ import secrets
 import pytest
 from api_support import ConnectAs, signed_in
 
-from bugless_core.errors import InvalidArgument, PermissionDenied
+from bugless_core.errors import Conflict, InvalidArgument, PermissionDenied
 from bugless_proto import v1
 
 
@@ -75,3 +75,93 @@ async def test_custom_fields_are_defined_set_and_searched(connect_as: ConnectAs)
         assert [i.id for i in found.issues] == [issue.id], query
     with pytest.raises(InvalidArgument, match="not an option"):
         await admin.search_issues(f"componentid:{component.id} customfield{field.id}:9.9")
+
+
+async def test_custom_fields_are_changed_and_deleted_with_their_version(
+    connect_as: ConnectAs,
+) -> None:
+    """UpdateCustomField and DeleteCustomField are version-checked; history keeps the name."""
+    (admin,) = await signed_in(connect_as, "robot")
+    component = await admin.create_component(
+        f"FieldEdits-{secrets.token_hex(3)}",
+        acl=[v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)],
+    )
+    field = await admin.create_custom_field(
+        component.id, "Stage", v1.CustomFieldType.ENUM, options=["alpha", "beta"]
+    )
+    changed = await admin.update_custom_field(
+        v1.CustomField(id=field.id, name="Phase", options=["alpha", "beta", "ga"]),
+        ["name", "options"],
+        expected_version=field.version,
+    )
+    assert (changed.name, changed.options, changed.version) == (
+        "Phase",
+        ["alpha", "beta", "ga"],
+        field.version + 1,
+    )
+    with pytest.raises(Conflict):
+        await admin.update_custom_field(
+            v1.CustomField(id=field.id, name="Stale"), ["name"], expected_version=field.version
+        )
+    issue = await admin.create_issue("staged", component.id)
+    await admin.change_issue(
+        issue.id,
+        issue.version,
+        v1.IssueDelta(custom_fields_set=[v1.CustomFieldValue(field_id=field.id, values=["ga"])]),
+    )
+    with pytest.raises(Conflict):
+        await admin.delete_custom_field(field.id, expected_version=field.version)
+    await admin.delete_custom_field(field.id, expected_version=changed.version)
+    assert await admin.list_custom_fields(component.id) == []
+    assert (await admin.get_issue(issue.id)).custom_fields == []
+    history = await admin.list_history(issue.id)
+    kept = [c for e in history.entries for c in e.changes if c.field == f"customfield{field.id}"]
+    assert [(c.field_name, c.new_value) for c in kept] == [("Phase", "ga")]
+
+
+async def test_user_fields_take_and_give_usernames(connect_as: ConnectAs) -> None:
+    """A USER field's default and values are usernames on the API, user ids on the Model."""
+    admin, outsider = await signed_in(connect_as, "robot", "outsider")
+    del outsider  # signed in so that the name is known
+    component = await admin.create_component(
+        f"UserFields-{secrets.token_hex(3)}",
+        acl=[v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)],
+    )
+    owner = await admin.create_custom_field(
+        component.id, "Owner", v1.CustomFieldType.USER, default_values=["robot"]
+    )
+    assert owner.default_values == ["robot"]
+    assert [f.default_values for f in await admin.list_custom_fields(component.id)] == [["robot"]]
+    changed = await admin.update_custom_field(
+        v1.CustomField(id=owner.id, type=v1.CustomFieldType.USER, default_values=["outsider"]),
+        ["default_values"],
+        expected_version=owner.version,
+    )
+    assert changed.default_values == ["outsider"]
+    issue = await admin.create_issue(
+        "owned",
+        component.id,
+        custom_fields=[v1.CustomFieldValue(field_id=owner.id, values=["robot"])],
+    )
+    assert [list(v.values) for v in issue.custom_fields] == [["robot"]]
+    moved = await admin.update_issue(
+        issue.id,
+        custom_fields_set=[v1.CustomFieldValue(field_id=owner.id, values=["outsider"])],
+    )
+    assert moved.issue is not None
+    assert [list(v.values) for v in moved.issue.custom_fields] == [["outsider"]]
+    # Stored as the user's id: the search resolves the username to it.
+    found = await admin.search_issues(f"componentid:{component.id} customfield{owner.id}:outsider")
+    assert [i.id for i in found.issues] == [issue.id]
+    batch = await admin.batch_change_issues(
+        [(issue.id, moved.issue.version)],
+        v1.IssueDelta(custom_fields_set=[v1.CustomFieldValue(field_id=owner.id, values=["robot"])]),
+    )
+    assert batch.results[0].code == 0, batch.results[0].message
+    assert batch.results[0].issue is not None
+    assert [list(v.values) for v in batch.results[0].issue.custom_fields] == [["robot"]]
+    with pytest.raises(InvalidArgument, match="nobody-at-all"):
+        await admin.update_issue(
+            issue.id,
+            custom_fields_set=[v1.CustomFieldValue(field_id=owner.id, values=["nobody-at-all"])],
+        )

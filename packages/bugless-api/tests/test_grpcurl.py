@@ -47,6 +47,7 @@ async def test_list_shows_the_five_public_services(api: RunningApi, bots: Bots) 
         "bugless.v1.Components",
         "bugless.v1.Hotlists",
         "bugless.v1.SavedSearches",
+        "bugless.v1.Notifications",
         "grpc.health.v1.Health",
     } <= services
     assert "bugless.v1.Model" not in services

@@ -138,8 +138,9 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
 
         await run(BUGLESS, "auth", "user", "disable", "ann", env=cli_env)
         await run(
-            BUGLESS, "auth", "user", "passwd", "root", "--password", "changed-pw", env=cli_env
+            BUGLESS, "auth", "user", "set-password", "root", "--password", "changed-pw", env=cli_env
         )
+        await run(BUGLESS, "auth", "user", "passwd", "root", "--password", "again-pw", env=cli_env)
     finally:
         server.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):

@@ -129,6 +129,10 @@ async def exercise(store: IdentityStore) -> None:
     await store.users_by_ids([record.user_id])
     await store.users_by_usernames([name])
     await store.suggest(name[:4], 5)
+    await store.subjects_of("ldap")
+    await store.directory_disable(record.user_id)
+    await store.directory_enable(record.user_id)
+    await store.resolve(ldap_identity(name), "ldap", sign_in=False)
     await store.set_disabled(name, True)
     sessions = SessionStore(store)
     await sessions.record(

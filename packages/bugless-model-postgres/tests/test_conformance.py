@@ -17,6 +17,7 @@ from bugless_testing.model_contracts import (
     CustomFieldSearchContract,
     EditContract,
     FeedContract,
+    FollowContract,
     HistoryContract,
     HotlistContract,
     ImportContract,
@@ -99,3 +100,6 @@ class TestImport(ImportContract): ...
 
 
 class TestFeed(FeedContract): ...
+
+
+class TestFollow(FollowContract): ...

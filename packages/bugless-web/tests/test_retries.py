@@ -50,6 +50,11 @@ WRITES = {
         "CreateCustomField",
         "UpdateCustomField",
         "DeleteCustomField",
+        "StarIssue",
+        "SetComponentSubscription",
+        "SetSavedSearchSubscription",
+        "UpdateNotificationSettings",
+        "SetIssueMute",
         # Never made by the web (import identity only), but a write all the same.
         "ImportIssue",
         "DeleteAttachment",
@@ -65,6 +70,12 @@ WRITES = {
         "RevokeSessions",
         "MatchImportUsers",
         "MergePlaceholder",
+        "IssuePersonCertificate",
+        "RevokePersonCertificate",
+        "StartDeviceLogin",
+        "ApproveDeviceLogin",
+        # Hands the certificate out once: a retried poll would lose it.
+        "PollDeviceLogin",
     },
 }
 

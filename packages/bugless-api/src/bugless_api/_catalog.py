@@ -70,21 +70,47 @@ class ComponentsService(GatewayService, v1.ComponentsBase):
         return await self._component_out(component)
 
     async def create_custom_field(self, message: v1.CreateCustomFieldRequest) -> v1.CustomField:
-        """Define a custom field on a component (its admins)."""
+        """Define a custom field on a component (its admins); a USER default by username."""
         caller_of(message)
-        return await self.gateway.model_call(self.gateway.model.create_custom_field, message)
+        refs = UserRefs()
+        if message.type is v1.CustomFieldType.USER:
+            refs.items(message.default_values, "default_values")
+        await self.gateway.users.to_ids(refs)
+        field = await self.gateway.model_call(self.gateway.model.create_custom_field, message)
+        return await self._field_out(field)
+
+    async def _field_out(self, field: v1.CustomField) -> v1.CustomField:
+        out = UserRefs()
+        out.custom_field(field)
+        await self.gateway.users.to_usernames(out)
+        return field
 
     async def list_custom_fields(
         self, message: v1.ListCustomFieldsRequest
     ) -> v1.ListCustomFieldsResponse:
         """The custom fields that apply to a component."""
         caller_of(message)
-        return await self.gateway.model_call(self.gateway.model.list_custom_fields, message)
+        reply = await self.gateway.model_call(self.gateway.model.list_custom_fields, message)
+        out = UserRefs()
+        for index, field in enumerate(reply.custom_fields):
+            out.custom_field(field, f"custom_fields[{index}]")
+        await self.gateway.users.to_usernames(out)
+        return reply
 
     async def update_custom_field(self, message: v1.UpdateCustomFieldRequest) -> v1.CustomField:
-        """Change a custom field's definition."""
+        """Change a custom field's definition.
+
+        A USER field's new default is a username when the request names the
+        field's type (``custom_field.type = USER``; the type itself cannot
+        change), as the client does; without it the gateway cannot know the
+        value is a person and passes it on as written.
+        """
         caller_of(message)
-        return await self.gateway.model_call(self.gateway.model.update_custom_field, message)
+        refs = UserRefs()
+        refs.custom_field(message.custom_field)
+        await self.gateway.users.to_ids(refs)
+        field = await self.gateway.model_call(self.gateway.model.update_custom_field, message)
+        return await self._field_out(field)
 
     async def delete_custom_field(self, message: v1.DeleteCustomFieldRequest) -> v1.DeleteResponse:
         """Delete a custom field (its values leave the issues; history keeps them)."""

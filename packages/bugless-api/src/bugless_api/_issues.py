@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
+from bugless_api._custom_users import delta_components, sets_values, user_field_ids
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
@@ -96,10 +97,13 @@ class IssuesService(GatewayService, v1.IssuesBase):
 
     async def create_issue(self, message: v1.CreateIssueRequest) -> v1.Issue:
         """Create an issue; the reporter is the caller."""
-        caller_of(message)
+        caller = caller_of(message)
         refs = UserRefs()
         refs.issue_fields(message.fields, "fields")
         refs.items(message.cc, "cc")
+        if sets_values(message.custom_fields) and message.fields is not None:
+            people = await user_field_ids(self.gateway, caller, [message.fields.component_id])
+            refs.custom_values(message.custom_fields, people, "custom_fields")
         await self.gateway.users.to_ids(refs)
         issue = await self.gateway.model_call(self.gateway.model.create_issue, message)
         out = UserRefs()
@@ -137,9 +141,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
 
     async def change_issue(self, message: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
         """Apply a delta and/or comment against ``expected_version``."""
-        caller_of(message)
+        caller = caller_of(message)
         refs = UserRefs()
         refs.delta(message.delta)
+        await self._custom_people(caller, message.delta, [message.issue_id], refs)
         await self.gateway.users.to_ids(refs)
         reply = await self.gateway.model_call(self.gateway.model.change_issue, message)
         out = UserRefs()
@@ -147,6 +152,20 @@ class IssuesService(GatewayService, v1.IssuesBase):
         out.entry(reply.entry)
         await self._named(out)
         return reply
+
+    async def _custom_people(
+        self,
+        caller: v1.Caller,
+        delta: v1.IssueDelta | None,
+        issue_ids: list[int],
+        refs: UserRefs,
+    ) -> None:
+        """Add the usernames a delta's USER custom values hold to ``refs``."""
+        if delta is None or not sets_values(delta.custom_fields_set):
+            return
+        components = await delta_components(self.gateway, caller, delta, issue_ids)
+        people = await user_field_ids(self.gateway, caller, components)
+        refs.custom_values(delta.custom_fields_set, people, "delta.custom_fields_set")
 
     async def _changed(self, reply: v1.ChangeIssueResponse) -> v1.ChangeIssueResponse:
         out = UserRefs()
@@ -171,9 +190,11 @@ class IssuesService(GatewayService, v1.IssuesBase):
         self, message: v1.BatchChangeIssuesRequest
     ) -> v1.BatchChangeIssuesResponse:
         """Apply one delta to many issues."""
-        caller_of(message)
+        caller = caller_of(message)
         refs = UserRefs()
         refs.delta(message.delta)
+        issue_ids = [i.issue_id for i in message.issues]
+        await self._custom_people(caller, message.delta, issue_ids, refs)
         await self.gateway.users.to_ids(refs)
         reply = await self.gateway.model_call(self.gateway.model.batch_change_issues, message)
         out = UserRefs()

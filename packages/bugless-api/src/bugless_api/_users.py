@@ -89,6 +89,22 @@ class UserRefs:
         for name in ("reporter", "assignee", "verifier"):
             self.field(issue, name, f"{path}.{name}")
         self.items(issue.cc, f"{path}.cc")
+        for index, value in enumerate(issue.custom_fields):
+            if value.type is v1.CustomFieldType.USER:
+                self.items(value.values, f"{path}.custom_fields[{index}].values")
+
+    def custom_values(
+        self, values: Iterable[v1.CustomFieldValue], user_fields: set[int], path: str
+    ) -> None:
+        """Values of a request's USER fields (``user_fields``: their ids)."""
+        for index, value in enumerate(values):
+            if value.field_id in user_fields:
+                self.items(value.values, f"{path}[{index}].values")
+
+    def custom_field(self, field: v1.CustomField | None, path: str = "custom_field") -> None:
+        """The default of a USER field's definition."""
+        if field is not None and field.type is v1.CustomFieldType.USER:
+            self.items(field.default_values, f"{path}.default_values")
 
     def attachment(self, attachment: v1.Attachment | None, path: str = "attachment") -> None:
         """The uploader."""

@@ -17,6 +17,7 @@ from bugless_api._catalog import (
     HotlistsService,
     SavedSearchesService,
 )
+from bugless_api._follow import NotificationsService
 from bugless_api._gateway import Gateway
 from bugless_api._issues import IssuesService
 from bugless_api.settings import ApiSettings
@@ -34,6 +35,7 @@ SERVICE_CLASSES = (
     ComponentsService,
     HotlistsService,
     SavedSearchesService,
+    NotificationsService,
 )
 
 #: How long a backend health answer is reused by the API's own health checks.

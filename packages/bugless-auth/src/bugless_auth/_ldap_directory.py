@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,17 @@ def group_name(dn: str, name_attribute: str) -> str:
         if attribute.lower() == name_attribute.lower():
             return str(value)
     return str(rdn[0][1])
+
+
+def _subject_filter_value(attribute: str, value: str) -> str:
+    """A subject's value as an assertion value: objectGUID is 16 bytes, escaped."""
+    if attribute.lower() == "objectguid":
+        try:
+            raw = uuid.UUID(value).bytes_le
+        except ValueError:
+            return escape_filter_exp(value)
+        return "".join(f"\\{b:02x}" for b in raw)
+    return escape_filter_exp(value)
 
 
 class LdapDirectory:
@@ -107,10 +119,8 @@ class LdapDirectory:
             client.set_raw_attributes([s.subject_attribute])
         return client
 
-    async def find_user(self, username: str) -> UserEntry | None:
-        """Search for the user as the service account; None unless exactly one matches."""
+    def _user_attributes(self) -> list[str]:
         s = self.settings
-        query = s.user_filter.replace("{username}", escape_filter_exp(username))
         attributes = [
             s.username_attribute,
             s.display_name_attribute,
@@ -119,6 +129,41 @@ class LdapDirectory:
         ]
         if s.group_attribute and not s.group_search_base:
             attributes.append(s.group_attribute)
+        return attributes
+
+    async def users_with_subjects(self, values: list[str]) -> list[UserEntry]:
+        """The entries ``user_filter`` admits whose subject attribute is one of ``values``.
+
+        One search (``values`` should be a batch of tens): the user filter with
+        ``{username}`` as ``*``, and an OR of the subject values. An entry
+        that was deleted, or that no longer matches the filter (an account
+        lock the filter excludes), is simply not among the results.
+
+        Raises:
+            Unavailable: no server answered (never an empty answer).
+        """
+        s = self.settings
+        wanted = "".join(
+            f"({s.subject_attribute}={_subject_filter_value(s.subject_attribute, v)})"
+            for v in values
+        )
+        query = f"(&{s.user_filter.replace('{username}', '*')}(|{wanted}))"
+        attributes = self._user_attributes()
+
+        async def search(conn: Any) -> list[Any]:
+            result: list[Any] = await conn.search(
+                s.base_dn, _SUBTREE, query, attributes, timeout=s.operation_timeout
+            )
+            return result
+
+        url, entries = await self._on_any_server(search)
+        return [UserEntry(url=url, dn=str(e["dn"]), attributes=e) for e in entries]
+
+    async def find_user(self, username: str) -> UserEntry | None:
+        """Search for the user as the service account; None unless exactly one matches."""
+        s = self.settings
+        query = s.user_filter.replace("{username}", escape_filter_exp(username))
+        attributes = self._user_attributes()
 
         async def search(conn: Any) -> list[Any]:
             result: list[Any] = await conn.search(

@@ -73,7 +73,8 @@ UPDATE local_credentials SET password_hash = $2, updated_at = now() WHERE user_i
 """
 
 SET_DISABLED = f"""
-UPDATE users SET disabled = $2, updated_at = now() WHERE lower(username) = lower($1)
+UPDATE users SET disabled = $2, directory_disabled = false, updated_at = now()
+WHERE lower(username) = lower($1)
 RETURNING {USER_COLUMNS}
 """
 
@@ -107,4 +108,29 @@ USERNAME_TAKEN = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = low
 
 MERGE_PLACEHOLDER = """
 UPDATE users SET merged_into = $2, updated_at = now() WHERE user_id = $1 AND placeholder
+"""
+
+# ---- directory re-sync ----
+
+#: The subjects of one authenticator's users, after subject $2, $3 at a time:
+#: what the re-sync asks the directory about (placeholders never signed in).
+SUBJECTS_OF = """
+SELECT s.subject, s.user_id FROM external_subjects s
+WHERE s.authenticator = $1 AND s.subject > $2
+ORDER BY s.subject
+LIMIT $3
+"""
+
+#: The directory no longer lists user $1: disable them, unless already disabled.
+DIRECTORY_DISABLE = f"""
+UPDATE users SET disabled = true, directory_disabled = true, updated_at = now()
+WHERE user_id = $1 AND NOT disabled
+RETURNING {USER_COLUMNS}
+"""
+
+#: The directory lists user $1 again: undo only a disable the re-sync made.
+DIRECTORY_ENABLE = f"""
+UPDATE users SET disabled = false, directory_disabled = false, updated_at = now()
+WHERE user_id = $1 AND directory_disabled
+RETURNING {USER_COLUMNS}
 """

@@ -9,6 +9,7 @@ could call CreateLocalUser with a token).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -250,7 +251,7 @@ def user_add_command(
     _print_user(record, as_json, chosen if generated else None)
 
 
-@user_group.command("passwd")
+@user_group.command("set-password")
 @click.argument("username")
 @_password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -263,7 +264,11 @@ def user_passwd_command(
     password_stdin: bool,
     as_json: bool,
 ) -> None:
-    """Set USERNAME's local password; without one, one is generated and printed."""
+    """Set USERNAME's local password; without one, one is generated and printed.
+
+    This is how a lost password (the administrator's too) is replaced: it
+    writes the Authenticator's database directly, so it needs no sign-in.
+    """
     chosen, generated = _chosen_password(password, password_stdin)
     hashes = PasswordHashes(settings.hashing)
 
@@ -282,6 +287,12 @@ def user_passwd_command(
 
     record = _run(change())
     _print_user(record, as_json, chosen if generated else None)
+
+
+# The command's first name, kept for scripts written against it.
+_PASSWD_ALIAS = copy.copy(user_passwd_command)
+_PASSWD_ALIAS.hidden = True
+user_group.add_command(_PASSWD_ALIAS, "passwd")
 
 
 @user_group.command("disable")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -89,6 +89,12 @@ class LdapSettings:
             never wait on it unless every other server fails too; without
             this, every sign-in would wait out the timeouts of a hung
             primary. The state is per process.
+        resync_seconds: How often the Authenticator re-reads, from the
+            directory, every user it has seen sign in here (the directory
+            re-sync, :mod:`bugless_auth.resync`): renames and group changes
+            are applied, and a user the directory no longer lists (deleted,
+            or excluded by ``user_filter``, e.g. an account lock) is disabled
+            and signed out everywhere. 0 turns it off.
         label: Text of the sign-in button / form heading.
     """
 
@@ -112,6 +118,7 @@ class LdapSettings:
     connect_timeout: float = 5.0
     operation_timeout: float = 5.0
     server_retry_seconds: float = 5.0
+    resync_seconds: float = 300.0
     label: str = "LDAP"
 
     def __post_init__(self) -> None:
@@ -134,6 +141,11 @@ class LdapSettings:
             raise InvalidArgument(
                 f"ldap server_retry_seconds: {self.server_retry_seconds} is not a positive "
                 "number of seconds"
+            )
+        if not math.isfinite(self.resync_seconds) or self.resync_seconds < 0:
+            raise InvalidArgument(
+                f"ldap resync_seconds: {self.resync_seconds} is not a number of seconds "
+                "(0 turns the directory re-sync off)"
             )
 
     @classmethod
@@ -239,6 +251,30 @@ class LdapAuthenticator(PasswordAuthenticator):
     def display_name(self) -> str:
         """The configured label of the sign-in form."""
         return self.settings.label
+
+    @property
+    def resync_seconds(self) -> float | None:
+        """``resync_seconds`` of the settings; None when 0 (off)."""
+        return self.settings.resync_seconds or None
+
+    async def current_identities(self, subjects: Sequence[str]) -> Mapping[str, ExternalIdentity]:
+        """Who each ``ldap:`` subject is in the directory now; missing ones are gone.
+
+        Raises:
+            Unavailable: no server answered, or the service account cannot search.
+        """
+        prefix = "ldap:"
+        values = [s.removeprefix(prefix) for s in subjects if s.startswith(prefix)]
+        if not values:
+            return {}
+        found: dict[str, ExternalIdentity] = {}
+        for entry in await self._directory.users_with_subjects(values):
+            username = str(entry.first(self.settings.username_attribute) or "")
+            if not username:
+                continue
+            identity = await self._identity(entry, username)
+            found[identity.subject] = identity
+        return found
 
     async def authenticate(self, username: str, password: str) -> ExternalIdentity | None:
         """Return who ``username`` is if ``password`` binds as them, else None.

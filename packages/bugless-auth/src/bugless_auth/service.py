@@ -20,7 +20,9 @@ from bugless_auth import placeholders
 from bugless_auth._cache import TtlCache
 from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
 from bugless_auth.passwords import PasswordHashes
+from bugless_auth.people import PeopleCertificates
 from bugless_auth.policy import Decision, Policy
+from bugless_auth.resync import DirectoryResync
 from bugless_auth.sessions import SessionStore
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore, UserRecord
@@ -52,6 +54,8 @@ WRONG_CREDENTIALS = "wrong username or password"
 DISABLED = "this account is disabled; ask a bugless administrator"
 SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
 MANAGE_USERS = "manage_users"
+#: The authenticator name of sessions opened with a people CA certificate.
+PEOPLE_CA = "people-ca"
 IMPORT_ISSUES = "import_issues"
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 _FLOW_KEYS = ("_authenticator", "_redirect_uri")
@@ -108,12 +112,27 @@ class AuthService:
         self.policy = Policy(settings.policy)
         self.throttle = LoginThrottle(settings.throttle, store)
         self.sessions = SessionStore(store)
+        self.people = PeopleCertificates(store, settings.people_ca)
         self.directory = UserDirectory(
             store, ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
         )
         self._valid_tokens: TtlCache[str, SessionClaims] = TtlCache(
             ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
         )
+        #: One directory re-sync per backend that has a directory (LDAP).
+        self.resyncs = [
+            DirectoryResync(
+                backend,
+                store,
+                self.sessions,
+                self.directory,
+                self.people,
+                matters=lambda group: bool(self.policy.rules.get(group)),
+                interval=interval,
+            )
+            for backend in self.backends
+            if (interval := backend.resync_seconds) is not None
+        ]
 
     @classmethod
     async def open(cls, settings: AuthSettings, plugins: Plugins) -> AuthService:
@@ -151,10 +170,15 @@ class AuthService:
                 await backend.close()
             await store.close()
             raise
-        return cls(settings, store, backends, tokens=tokens, hashes=hashes)
+        service = cls(settings, store, backends, tokens=tokens, hashes=hashes)
+        for resync in service.resyncs:
+            resync.start()
+        return service
 
     async def close(self) -> None:
-        """Close the backends, then the store."""
+        """Stop the directory re-syncs, close the backends, then the store."""
+        for resync in self.resyncs:
+            await resync.stop()
         for backend in self.backends:
             try:
                 await backend.close()
@@ -212,9 +236,12 @@ class AuthService:
             Unauthenticated: no backend maps the certificate's subject.
         """
         backends = [b for b in self.backends if isinstance(b, CertificateAuthenticator)]
-        if not backends:
+        if not backends and self.people.ca is None:
             raise FailedPrecondition("no certificate authenticator is enabled on this server")
         cert = parse_certificate(certificate_der)
+        person = await self.people.person(cert)
+        if person is not None:  # signed by the people CA: named by user id, no mapping
+            return await self._session(await self.record_of(person.user_id), PEOPLE_CA)
         for backend in backends:
             found = await backend.authenticate(certificate_der)
             if found is not None:
@@ -271,6 +298,23 @@ class AuthService:
         record, released = await self.store.resolve(found, authenticator)
         for user_id in released:
             self.directory.forget(user_id)
+        return await self._session(record, authenticator, client_address)
+
+    async def record_of(self, user_id: str) -> UserRecord:
+        """The store's record of a user id (current name, groups, disabled).
+
+        Raises:
+            Unauthenticated: nobody has that id (any more).
+        """
+        found = await self.store.users_by_ids([user_id])
+        if not found:
+            raise Unauthenticated("this certificate names no bugless user", reason="USER_UNKNOWN")
+        return found[0]
+
+    async def _session(
+        self, record: UserRecord, authenticator: str, client_address: str = ""
+    ) -> Authenticated:
+        """A session for a user the caller authenticated (refused when disabled)."""
         cached = self.directory.remember(record)
         if record.placeholder:  # never mapped by a sign-in flow; refused all the same
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
@@ -369,6 +413,15 @@ class AuthService:
             return Decision(False)
         return self.policy.decide(cached.record.groups, permission)
 
+    async def caller_record(self, token: str) -> tuple[v1.Identity, UserRecord]:
+        """The identity behind a token, and its user's record."""
+        identity = await self._caller(token)
+        return identity, await self.record_of(identity.user.user_id if identity.user else "")
+
+    def may(self, identity: v1.Identity, permission: str) -> bool:
+        """Whether an identity's groups grant a global permission."""
+        return self.policy.decide(identity.groups, permission).allowed
+
     async def _caller(self, token: str) -> v1.Identity:
         if not token:
             raise Unauthenticated("token: required for this call; sign in first")
@@ -465,6 +518,9 @@ class AuthService:
         record = await self.store.set_disabled(username, disabled)
         if disabled:
             await self.sessions.revoke_user(record.user_id, f"disabled by {_who(caller)}")
+            await self.people.revoke_user(
+                record.user_id, by=_who(caller), reason="the user was disabled"
+            )
         return self.directory.remember(record).message
 
     # ---- sessions ----

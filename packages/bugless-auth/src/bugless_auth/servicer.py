@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from bugless_auth.people_rpcs import PeopleRpcs
 from bugless_auth.service import AuthService
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
@@ -52,7 +53,7 @@ def _client_address(declared: str) -> str:
 _DIRECTORY_READERS = frozenset({"web", "api", "notify"})
 
 
-class AuthenticatorServicer(v1.AuthenticatorBase):
+class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
     """Serves ``bugless.v1.Authenticator`` from an :class:`AuthService`.
 
     Attributes:
@@ -83,6 +84,16 @@ class AuthenticatorServicer(v1.AuthenticatorBase):
         # The import job (``bugless import``), as --import-identities names it.
         "MatchImportUsers": {"@import"},
         "MergePlaceholder": {"web", "@admin"},
+        # The people CA (issue 19): the web for signed-in people (the API page,
+        # device approval, the device endpoints `bugless login` talks to);
+        # the API revokes the certificate it was shown (`bugless logout`).
+        "IssuePersonCertificate": {"web"},
+        "ListPersonCertificates": {"web"},
+        "RevokePersonCertificate": {"web", "api"},
+        "StartDeviceLogin": {"web"},
+        "GetDeviceLogin": {"web"},
+        "ApproveDeviceLogin": {"web"},
+        "PollDeviceLogin": {"web"},
     }
 
     def __init__(self, service: AuthService) -> None:

@@ -139,6 +139,77 @@ def parse_authenticator_options(values: Sequence[str]) -> dict[str, dict[str, st
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class PeopleCaSettings:
+    """The people CA (issue 19): short-lived client certificates for people.
+
+    Off unless both files are given. The CA (or an intermediate) is a
+    mounted Secret; the API must trust its certificate beside the bot CA.
+
+    Attributes:
+        cert_file: The CA certificate, PEM.
+        key_file: Its private key, PEM.
+        default_seconds: Lifetime of a certificate when the person asks for none.
+        max_seconds: Longest lifetime anyone may ask for.
+        issue_per_hour: Certificates one person may obtain per hour.
+        device_login_seconds: How long a device login waits for approval.
+    """
+
+    cert_file: Path | None = setting(
+        None,
+        flag="--people-ca-cert",
+        env="BUGLESS_AUTH_PEOPLE_CA_CERT",
+        must_exist=True,
+        help="The people CA's certificate (PEM); with --people-ca-key, people can obtain "
+        "client certificates for the API.",
+    )
+    key_file: Path | None = setting(
+        None,
+        flag="--people-ca-key",
+        env="BUGLESS_AUTH_PEOPLE_CA_KEY",
+        must_exist=True,
+        secret=True,
+        help="The people CA's private key (PEM).",
+    )
+    default_seconds: float = setting(
+        12 * 3600.0,
+        flag="--people-cert-default-seconds",
+        env="BUGLESS_AUTH_PEOPLE_CERT_DEFAULT_SECONDS",
+        help="Lifetime of a person's certificate when they ask for none.",
+    )
+    max_seconds: float = setting(
+        7 * 24 * 3600.0,
+        flag="--people-cert-max-seconds",
+        env="BUGLESS_AUTH_PEOPLE_CERT_MAX_SECONDS",
+        help="Longest lifetime a person's certificate may have.",
+    )
+    issue_per_hour: int = setting(
+        20,
+        flag="--people-cert-issue-per-hour",
+        env="BUGLESS_AUTH_PEOPLE_CERT_ISSUE_PER_HOUR",
+        help="Certificates one person may obtain per hour.",
+    )
+    device_login_seconds: float = setting(
+        600.0,
+        flag="--device-login-seconds",
+        env="BUGLESS_AUTH_DEVICE_LOGIN_SECONDS",
+        help="How long a `bugless login` device code waits for approval.",
+    )
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("--people-ca-cert and --people-ca-key go together")
+        if not 0 < self.default_seconds <= self.max_seconds:
+            raise ValueError(
+                "--people-cert-default-seconds must be more than 0 and at most "
+                "--people-cert-max-seconds"
+            )
+        if self.issue_per_hour < 1:
+            raise ValueError("--people-cert-issue-per-hour must be at least 1")
+        if self.device_login_seconds < 30:
+            raise ValueError("--device-login-seconds must be at least 30")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class AuthSettings:
     """Everything the Authenticator is configured with, field by field.
 
@@ -166,6 +237,7 @@ class AuthSettings:
             ["create_hotlist"]}``; ``None`` means the default (admins get admin).
         throttle: Failed-password throttling.
         hashing: argon2id parameters.
+        people_ca: The people CA (client certificates for people).
         min_password_length: Shortest password the local store accepts.
         pool_max_size: Database connections per replica.
     """
@@ -223,6 +295,7 @@ class AuthSettings:
     )
     throttle: ThrottleSettings = group(ThrottleSettings)
     hashing: PasswordHashing = group(PasswordHashing, env_prefix="BUGLESS_AUTH_ARGON2_")
+    people_ca: PeopleCaSettings = group(PeopleCaSettings)
     min_password_length: int = setting(8, help="Shortest password the local store accepts.")
     pool_max_size: int = setting(10, help="Database connections per replica.")
 

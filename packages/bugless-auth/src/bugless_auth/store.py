@@ -253,7 +253,7 @@ class IdentityStore:
     # ---- identities ----
 
     async def resolve(
-        self, identity: ExternalIdentity, authenticator: str
+        self, identity: ExternalIdentity, authenticator: str, *, sign_in: bool = True
     ) -> tuple[UserRecord, tuple[str, ...]]:
         """The user ``identity.subject`` maps to, minted on first sight, refreshed always.
 
@@ -295,7 +295,8 @@ class IdentityStore:
                 released += await self._free_username(
                     conn, identity.username, user_id, identity.subject
                 )
-                await conn.execute(sql.TOUCH_SUBJECT, identity.subject)
+                if sign_in:  # the directory re-sync refreshes without signing in
+                    await conn.execute(sql.TOUCH_SUBJECT, identity.subject)
             row = await conn.fetchrow(
                 sql.REFRESH_USER,
                 user_id,
@@ -389,6 +390,32 @@ class IdentityStore:
         if row is None:
             raise NotFound(f"username: no bugless user is called {username!r}")
         return UserRecord.from_row(row)
+
+    # ---- directory re-sync ----
+
+    async def subjects_of(
+        self, authenticator: str, *, after: str = "", limit: int = 500
+    ) -> list[tuple[str, str]]:
+        """``(subject, user_id)`` of ``authenticator``'s users, in subject order after ``after``."""
+        rows = await self.run(
+            lambda conn: conn.fetch(sql.SUBJECTS_OF, authenticator, after, limit),
+            transaction=False,
+        )
+        return [(r["subject"], r["user_id"]) for r in rows]
+
+    async def directory_disable(self, user_id: str) -> UserRecord | None:
+        """Disable a user their directory no longer lists; None if already disabled."""
+        row = await self.run(
+            lambda conn: conn.fetchrow(sql.DIRECTORY_DISABLE, user_id), transaction=False
+        )
+        return None if row is None else UserRecord.from_row(row)
+
+    async def directory_enable(self, user_id: str) -> UserRecord | None:
+        """Re-enable a user the re-sync disabled; None if it did not (or they are enabled)."""
+        row = await self.run(
+            lambda conn: conn.fetchrow(sql.DIRECTORY_ENABLE, user_id), transaction=False
+        )
+        return None if row is None else UserRecord.from_row(row)
 
     # ---- the local backend's passwords ----
 

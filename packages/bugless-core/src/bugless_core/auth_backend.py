@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -90,6 +90,28 @@ class AuthenticatorBackend(ABC):
     def display_name(self) -> str:
         """Label for a sign-in button; the name unless configured."""
         return self.name
+
+    @property
+    def resync_seconds(self) -> float | None:
+        """How often the service re-reads this backend's users (directory re-sync).
+
+        ``None`` (the default): the backend has no directory to ask between
+        sign-ins, and :meth:`current_identities` is never called. A backend
+        that returns a number must implement it.
+        """
+        return None
+
+    async def current_identities(self, subjects: Sequence[str]) -> Mapping[str, ExternalIdentity]:
+        """Who each of ``subjects`` is in the directory now.
+
+        A subject missing from the answer is no longer a user there (deleted,
+        or locked out of the sign-in filter): the service disables it and ends
+        its sessions. So an outage must raise, never answer with fewer users.
+
+        Raises:
+            bugless_core.errors.Unavailable: the directory cannot be asked now.
+        """
+        raise NotImplementedError(f"{self.name} has no directory to re-read")
 
 
 class PasswordAuthenticator(AuthenticatorBackend):

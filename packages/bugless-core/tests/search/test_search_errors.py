@@ -43,7 +43,7 @@ def error_of(text: str) -> QuerySyntaxError:
         ('title:"  "', 6, 4, "expected some text inside the quotes"),
         # fields
         ("asignee:bob", 0, 7, "unknown field 'asignee'; did you mean 'assignee'?"),
-        ("x stauts:fixed", 2, 6, "did you mean 'status'?"),
+        ("x stauts:fixed", 2, 6, "did you mean 'status'"),
         ("http://example.com", 0, 4, "unknown field 'http'; to search for the text itself"),
         ("srot:id", 0, 4, "did you mean 'sort'?"),
         # values

@@ -161,6 +161,7 @@ def values_for(field: Field) -> st.SearchStrategy[Value]:
             | Field.MODIFIER
             | Field.LAST_MODIFIER
             | Field.LAST_COMMENTER
+            | Field.STARRED_BY
         ):
             return user_values
         case Field.PRIORITY | Field.SEVERITY:

@@ -2,7 +2,7 @@
 
 People are created with ``bugless auth user add`` (the Authenticator's own
 command, so their passwords are hashed like anyone's; nobody knows them — an
-administrator can set one with ``bugless auth user passwd``). Everything else
+administrator can set one with ``bugless auth user set-password``). Everything else
 goes through the Model's gRPC API as those people, exactly as the frontends
 call it: each issue is created by its reporter and changed by whoever would
 change it, so the history pages show a believable team at work, and the
@@ -157,7 +157,8 @@ async def seed_demo(running: Running, state: StateDir, echo: Callable[[str], Non
         channel.close()
     state.remember(demo_seeded=True)
     echo(
-        "  demo data: done (people's passwords are unknown; set one with bugless auth user passwd)"
+        "  demo data: done (people's passwords are unknown; "
+        "set one with bugless auth user set-password)"
     )
 
 

@@ -179,6 +179,14 @@ def _bugless_program() -> str:
     return shlex.quote(str(here))
 
 
+def _set_password(username: str) -> str:
+    """The command that replaces ``username``'s password in the running dev database."""
+    return (
+        f"{_bugless_program()} auth user set-password {username} "
+        '--database-url "$BUGLESS_DEV_DATABASE_URL"'
+    )
+
+
 def _print_ready(running: Running) -> None:
     """What a person needs, once everything answers; the URL line comes last."""
     admin = running.admin
@@ -190,14 +198,12 @@ def _print_ready(running: Running) -> None:
             f"Created the administrator `{admin.username}`. Password (shown once):", bold=True
         )
         click.echo(f"    {admin.password}")
-        click.echo(
-            f"  It is stored hashed only; to change it: {_bugless_program()} auth user passwd "
-            f'{admin.username} --database-url "$BUGLESS_DEV_DATABASE_URL"'
-        )
+        click.echo(f"  It is stored hashed only; to change it: {_set_password(admin.username)}")
     else:
         click.echo(
             f"The administrator `{admin.username}` exists (its password was shown when it was "
-            "created; `bugless dev --reset` starts over)."
+            "created). Lost it? With the Database line below exported, in another shell: "
+            f"{_set_password(admin.username)} (prints a new one; the data stays)."
         )
     exports = {
         "BUGLESS_API": running.api,

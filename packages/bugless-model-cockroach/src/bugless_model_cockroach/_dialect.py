@@ -5,8 +5,9 @@ Two dialects, chosen when the backend opens by asking the server what it is:
 * :data:`COCKROACH` on a CockroachDB server: no advisory locks (migrations
   hold a lease, :class:`bugless_core.migrations.LeaseLock`; SERIALIZABLE, CockroachDB's
   isolation, makes the cycle check's write skew abort and retry instead of
-  needing the hierarchy lock), no LISTEN/NOTIFY (the backend does not declare
-  ``watch``), and follower reads for searches with ``allow_stale``.
+  needing the hierarchy lock), no LISTEN/NOTIFY and no change feed (the
+  backend declares neither ``watch`` nor ``change_feed``; see the README),
+  and follower reads for searches with ``allow_stale``.
 * :data:`COMPATIBILITY` on PostgreSQL running SERIALIZABLE by default (how
   this package is tested where no CockroachDB server exists): the same,
   except that ``AS OF SYSTEM TIME`` does not exist there, so stale searches
@@ -24,6 +25,7 @@ COCKROACH = Dialect(
     hierarchy_lock=None,
     notify=None,
     stale_read=q.FOLLOWER_READ,
+    change_feed=False,
 )
 
 COMPATIBILITY = Dialect(
@@ -31,6 +33,7 @@ COMPATIBILITY = Dialect(
     hierarchy_lock=None,
     notify=None,
     stale_read=None,
+    change_feed=False,
 )
 
 

@@ -50,8 +50,6 @@ class CockroachBackend(PostgresBackend):
             Capability.TRANSACTION_RETRIES,
             Capability.SNOWFLAKE_IDS,
             Capability.MULTI_REGION,
-            Capability.CHANGE_FEED,
-            Capability.WATCH,
         }
     )
     migration_lock: ClassVar[MigrationLock] = LeaseLock()

@@ -182,6 +182,8 @@ def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
         version=row["version"],
         comment_count=row["comment_count"],
         external_id=row.get("external_id") or "",
+        star_count=row.get("star_count", 0),
+        starred=row.get("starred", False),
     )
 
 

@@ -119,7 +119,7 @@ async def append_to_feed(ctx: WriteContext) -> None:
     transaction holds the feed's ``head`` row, and every other writer waits
     there (see migration 0005), so the window is kept to one round trip.
     """
-    if not ctx.written and not ctx.components_changed:
+    if not ctx.dialect.change_feed or (not ctx.written and not ctx.components_changed):
         return
     values = (
         ctx.now,

@@ -28,12 +28,18 @@ class Dialect:
             ``$6`` the channel); ``None`` without LISTEN/NOTIFY (readers poll).
         stale_read: First statement of a read-only search transaction that
             may read slightly stale data (``allow_stale``); ``None`` reads fresh.
+        change_feed: Whether write transactions append to the change feed.
+            Its positions come from one row every writer updates just before
+            commit: cheap under READ COMMITTED (writers queue on the row lock),
+            but under SERIALIZABLE every overlapping writer aborts (40001),
+            so a SERIALIZABLE database leaves it out.
     """
 
     name: str
     hierarchy_lock: str | None
     notify: str | None
     stale_read: str | None
+    change_feed: bool = True
 
 
 POSTGRES = Dialect(

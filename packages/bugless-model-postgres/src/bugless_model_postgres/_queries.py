@@ -13,7 +13,7 @@ ISSUE_COLUMNS = """
     i.id, i.title, i.status, i.priority, i.severity, i.type, i.component_id,
     i.reporter, i.assignee, i.verifier, i.cc, i.blocking_ids, i.blocked_by_ids,
     i.parent_id, i.duplicate_of_id, i.description, i.created_at, i.modified_at,
-    i.closed_at, i.version, i.comment_count, i.custom_fields, i.external_id
+    i.closed_at, i.version, i.comment_count, i.custom_fields, i.external_id, i.star_count
 """
 
 _FETCH_ISSUES = """
@@ -23,7 +23,9 @@ SELECT {columns},
                FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
               WHERE hi.issue_id = i.id
                 AND (NOT h.private OR $2 OR h.owner = $3 OR $3 = ANY (h.editors))
-              ORDER BY hi.hotlist_id) AS visible_hotlist_ids
+              ORDER BY hi.hotlist_id) AS visible_hotlist_ids,
+       EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = $3)
+           AS starred
   FROM issues i JOIN components c ON c.id = i.component_id
  WHERE {where}
 """

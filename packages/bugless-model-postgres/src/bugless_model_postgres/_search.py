@@ -43,6 +43,8 @@ _HISTORY_PEOPLE = {
     "AND h.version = i.version AND h.author = ANY ({users}))",
     F.LAST_COMMENTER: "coalesce((SELECT h.author FROM issue_history h WHERE h.issue_id = i.id "
     "AND h.comment <> '' ORDER BY h.version DESC LIMIT 1), '') = ANY ({users})",
+    F.STARRED_BY: "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id "
+    "AND st.user_id = ANY ({users}))",
 }
 #: Issues below the given parents ($ an array), at any depth.
 _DESCENDANTS = (
@@ -59,6 +61,7 @@ _SORT = {
     v1.SortField.SEVERITY: ("i.severity", "smallint"),
     v1.SortField.STATUS: ("i.status", "smallint"),
     v1.SortField.TITLE: ("i.title", "text"),
+    v1.SortField.STARS: ("i.star_count", "bigint"),
 }
 #: Hotlists the caller may see, for HOTLIST terms ($admin, $user are bound).
 _VISIBLE_HOTLIST = "(NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))"
@@ -271,7 +274,9 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         return f"i.closed_at = ANY ({params.add(values, 'timestamptz[]')})"
     if f in _HISTORY_PEOPLE:
         if op in (Op.ANY, Op.NONE):
-            some = "TRUE" if f is not F.COMMENTER else "i.comment_count > 0"
+            some = {F.COMMENTER: "i.comment_count > 0", F.STARRED_BY: "i.star_count > 0"}.get(
+                f, "TRUE"
+            )
             return some if op is Op.ANY else f"(NOT {some})"
         return _HISTORY_PEOPLE[f].format(users=params.add(values, "text[]"))
     if f is F.PARENT and term.include_subtree and op is Op.EQ:

@@ -71,6 +71,7 @@ from bugless_model_postgres._database import (
 )
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_model_postgres._edit_calls import mark_edited
+from bugless_model_postgres._follow import FollowCalls
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -90,7 +91,7 @@ def _caller_key(caller: v1.Caller) -> list[Any]:
     return [caller.user_id, sorted(caller.groups), caller.admin]
 
 
-class PostgresBackend(AttachmentCalls, ModelBackend):
+class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"

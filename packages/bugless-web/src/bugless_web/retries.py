@@ -67,6 +67,10 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/ListHotlistItems",
         "/bugless.v1.Model/ListSavedSearches",
         "/bugless.v1.Model/ReadFeed",
+        "/bugless.v1.Model/ListSubscriptions",
+        "/bugless.v1.Model/GetNotificationSettings",
+        "/bugless.v1.Model/GetIssueAudience",
+        "/bugless.v1.Model/ListSavedSearchSubscriptions",
         "/bugless.v1.Model/GetAttachment",
         "/bugless.v1.Model/ListAttachments",
         "/bugless.v1.Authenticator/ListAuthenticators",
@@ -75,6 +79,8 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Authenticator/LookupUsers",
         "/bugless.v1.Authenticator/SuggestUsers",
         "/bugless.v1.Authenticator/Authorize",
+        "/bugless.v1.Authenticator/ListPersonCertificates",
+        "/bugless.v1.Authenticator/GetDeviceLogin",
     }
 )
 #: Bounds of the pause before the retry, in seconds (uniformly drawn).

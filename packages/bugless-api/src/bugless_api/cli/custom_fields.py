@@ -213,7 +213,8 @@ async def field_update(
     from bugless_proto import v1  # noqa: PLC0415
 
     current = await _current(client, component_ref, field_id)
-    changed = v1.CustomField(id=field_id)
+    # The type cannot change; naming it lets the API read a user default as a username.
+    changed = v1.CustomField(id=field_id, type=current.type)
     paths: list[str] = []
     if name is not None:
         changed.name, paths = name, [*paths, "name"]

@@ -145,7 +145,7 @@ async def hotlist_delete(
 ) -> Text:
     """Delete a hotlist (its owner or an admin); the issues stay."""
     await client.delete_hotlist(hotlist_id, expected_version=expected_version or 0)
-    return Text(text=f"deleted hotlist {hotlist_id}", data={"deleted": hotlist_id})
+    return Text(text=f"deleted hotlist {hotlist_id}", data={"id": hotlist_id, "deleted": True})
 
 
 @hotlist_group.command("add")

@@ -44,7 +44,7 @@ def count_text(total: int, lower_bound: bool) -> str:
 
 
 async def search_all(
-    client: BuglessClient, query: str, limit: int | None
+    client: BuglessClient, query: str, limit: int | None, *, page_size: int = PAGE_SIZE
 ) -> tuple[list[v1.Issue], int, bool]:
     """The matching issues (every page, or the first ``limit``) and the total count.
 
@@ -57,7 +57,7 @@ async def search_all(
     total, lower_bound = 0, False
     with query_mistakes():
         while True:
-            size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(found))
+            size = page_size if limit is None else min(page_size, limit - len(found))
             page = await client.search_issues(query, page_size=size, page_token=token)
             if not token:
                 total, lower_bound = page.total_count, page.total_is_lower_bound
@@ -75,16 +75,25 @@ async def search_all(
     default=None,
     help="Show at most this many (default: every matching issue, page by page).",
 )
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 500),
+    default=PAGE_SIZE,
+    show_default=True,
+    help="Issues fetched per call while paging.",
+)
 @client_options
 @command
-async def list_command(client: BuglessClient, query: str, limit: int | None) -> Table:
+async def list_command(
+    client: BuglessClient, query: str, limit: int | None, page_size: int
+) -> Table:
     """List issues matching QUERY (the search language, e.g. "is:open a:me p<p2").
 
     A query the server cannot parse exits 2 (usage), with the position of
     the mistake. With --limit, the footer says how many of how many matched
     ("50 of 175").
     """
-    found, total, lower_bound = await search_all(client, query, limit)
+    found, total, lower_bound = await search_all(client, query, limit, page_size=page_size)
     paths = await component_paths(client)
     shown = len(found)
     limited = lower_bound or total > shown

@@ -158,4 +158,7 @@ async def saved_search_update(
 async def saved_search_delete(client: BuglessClient, saved_search_id: int) -> Text:
     """Delete one of your saved searches."""
     await client.delete_saved_search(saved_search_id)
-    return Text(text=f"deleted saved search {saved_search_id}", data={"deleted": saved_search_id})
+    return Text(
+        text=f"deleted saved search {saved_search_id}",
+        data={"id": saved_search_id, "deleted": True},
+    )

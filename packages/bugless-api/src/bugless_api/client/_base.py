@@ -90,6 +90,7 @@ class ClientBase:
         components: Raw stub of ``bugless.v1.Components``.
         hotlists: Raw stub of ``bugless.v1.Hotlists``.
         saved_searches: Raw stub of ``bugless.v1.SavedSearches``.
+        notifications: Raw stub of ``bugless.v1.Notifications``.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class ClientBase:
         self.components = v1.ComponentsStub(self._channel)
         self.hotlists = v1.HotlistsStub(self._channel)
         self.saved_searches = v1.SavedSearchesStub(self._channel)
+        self.notifications = v1.NotificationsStub(self._channel)
 
     async def __aenter__(self) -> Self:
         return self

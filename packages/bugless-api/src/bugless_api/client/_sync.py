@@ -76,6 +76,13 @@ class SyncBuglessClient:
             self._loop.close()
 
     whoami = _blocking(BuglessClient.whoami)
+    star_issue = _blocking(BuglessClient.star_issue)
+    subscribe_component = _blocking(BuglessClient.subscribe_component)
+    subscribe_saved_search = _blocking(BuglessClient.subscribe_saved_search)
+    list_subscriptions = _blocking(BuglessClient.list_subscriptions)
+    get_notification_settings = _blocking(BuglessClient.get_notification_settings)
+    update_notification_settings = _blocking(BuglessClient.update_notification_settings)
+    mute_issue = _blocking(BuglessClient.mute_issue)
     search_issues = _blocking(BuglessClient.search_issues)
     get_issue = _blocking(BuglessClient.get_issue)
     batch_get_issues = _blocking(BuglessClient.batch_get_issues)

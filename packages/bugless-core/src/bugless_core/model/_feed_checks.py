@@ -1,4 +1,4 @@
-"""Shape checks of the calls issue 16 adds: the change feed.
+"""Shape checks of the calls issue 16 adds: the change feed, notification settings.
 
 Kept beside :mod:`._validation` (whose helpers they use); the servicer calls
 them before the backend sees a request.
@@ -6,7 +6,8 @@ them before the backend sees a request.
 
 from __future__ import annotations
 
-from bugless_core.model._validation import _fail, require_caller
+from bugless_core import limits
+from bugless_core.model._validation import _fail, check_enum, check_user_ref, require_caller
 from bugless_proto import v1
 
 #: ReadFeed: most changes per answer, longest wait for a commit.
@@ -23,3 +24,28 @@ def check_read_feed(request: v1.ReadFeedRequest) -> None:
         raise _fail("max_changes", f"must be between 1 and {MAX_FEED_BATCH} (0: 100)")
     if not 0 <= request.wait_ms <= MAX_FEED_WAIT_MS:
         raise _fail("wait_ms", f"must be between 0 and {MAX_FEED_WAIT_MS} milliseconds")
+
+
+#: Channels a person may choose; "none" switches notifications off.
+NOTIFICATION_CHANNELS = ("email", "webhook", "none")
+
+
+def check_get_notification_settings(request: v1.GetNotificationSettingsRequest) -> None:
+    """GetNotificationSettings: a bounded list of user references."""
+    require_caller(request.caller)
+    if len(request.user_ids) > limits.MAX_BATCH_GET:
+        raise _fail("user_ids", f"at most {limits.MAX_BATCH_GET} people per call")
+    for i, user in enumerate(request.user_ids):
+        check_user_ref(user, f"user_ids[{i}]", required=True)
+
+
+def check_update_notification_settings(request: v1.UpdateNotificationSettingsRequest) -> None:
+    """UpdateNotificationSettings: known events, channel and digest mode."""
+    require_caller(request.caller)
+    settings = request.settings or v1.NotificationSettings()
+    for i, event in enumerate(settings.disabled_events):
+        check_enum(event, f"settings.disabled_events[{i}]", allow_unspecified=False)
+    check_enum(settings.digest, "settings.digest")
+    if settings.channel and settings.channel not in NOTIFICATION_CHANNELS:
+        choices = ", ".join(NOTIFICATION_CHANNELS)
+        raise _fail("settings.channel", f"{settings.channel!r} is not one of {choices}")

@@ -270,6 +270,54 @@ class ModelBackend(ABC):
         view are left out; ``wait_ms`` waits for a commit when none is newer.
         """
 
+    # ---- stars, subscriptions, notification settings ----
+
+    @abstractmethod
+    async def star_issue(self, request: v1.StarIssueRequest) -> v1.StarIssueResponse:
+        """Star or unstar an issue the caller may view; idempotent; no history entry."""
+
+    @abstractmethod
+    async def set_component_subscription(
+        self, request: v1.SetComponentSubscriptionRequest
+    ) -> v1.Subscriptions:
+        """(Un)subscribe the caller to a component they may view."""
+
+    @abstractmethod
+    async def set_saved_search_subscription(
+        self, request: v1.SetSavedSearchSubscriptionRequest
+    ) -> v1.Subscriptions:
+        """(Un)subscribe the caller to a saved search they may read."""
+
+    @abstractmethod
+    async def list_subscriptions(self, request: v1.ListSubscriptionsRequest) -> v1.Subscriptions:
+        """The caller's subscriptions."""
+
+    @abstractmethod
+    async def get_notification_settings(
+        self, request: v1.GetNotificationSettingsRequest
+    ) -> v1.GetNotificationSettingsResponse:
+        """The caller's settings (defaults if never saved); an admin may read anyone's."""
+
+    @abstractmethod
+    async def update_notification_settings(
+        self, request: v1.UpdateNotificationSettingsRequest
+    ) -> v1.NotificationSettings:
+        """Replace the caller's settings (mutes excepted)."""
+
+    @abstractmethod
+    async def set_issue_mute(self, request: v1.SetIssueMuteRequest) -> v1.NotificationSettings:
+        """Mute or unmute an issue the caller may view."""
+
+    @abstractmethod
+    async def get_issue_audience(self, request: v1.GetIssueAudienceRequest) -> v1.IssueAudience:
+        """Starrers, component subscribers and muters of an issue (admin callers only)."""
+
+    @abstractmethod
+    async def list_saved_search_subscriptions(
+        self, request: v1.ListSavedSearchSubscriptionsRequest
+    ) -> v1.ListSavedSearchSubscriptionsResponse:
+        """Every saved-search subscription with its search (admin callers only)."""
+
     # ---- edits and redaction ----
 
     @abstractmethod

@@ -82,6 +82,17 @@ class ModelServicer(v1.ModelBase):
         "GetAttachment": _READERS,
         "ListAttachments": _READERS,
         "DeleteAttachment": _FRONTENDS,
+        # Stars, subscriptions and settings are people's own: made through a
+        # frontend; the notifier reads settings and who follows an issue.
+        "StarIssue": _FRONTENDS,
+        "SetComponentSubscription": _FRONTENDS,
+        "SetSavedSearchSubscription": _FRONTENDS,
+        "ListSubscriptions": _FRONTENDS,
+        "GetNotificationSettings": _READERS,
+        "UpdateNotificationSettings": _FRONTENDS,
+        "SetIssueMute": _FRONTENDS,
+        "GetIssueAudience": {"notify"},
+        "ListSavedSearchSubscriptions": {"notify"},
         # The import job (``bugless import``), as --import-identities names it.
         "ImportIssue": {"@import"},
     }
@@ -183,6 +194,78 @@ class ModelServicer(v1.ModelBase):
                 "check GetServerInfo capabilities before calling ReadFeed",
             )
         return await self.backend.read_feed(message)
+
+    # ---- stars, subscriptions, notification settings ----
+
+    @grpc_errors
+    async def star_issue(self, message: v1.StarIssueRequest) -> v1.StarIssueResponse:
+        """Star or unstar an issue."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        return await self.backend.star_issue(message)
+
+    @grpc_errors
+    async def set_component_subscription(
+        self, message: v1.SetComponentSubscriptionRequest
+    ) -> v1.Subscriptions:
+        """Subscribe to a component (and its subtree) or stop."""
+        check.require_caller(message.caller)
+        check.check_id(message.component_id, "component_id")
+        return await self.backend.set_component_subscription(message)
+
+    @grpc_errors
+    async def set_saved_search_subscription(
+        self, message: v1.SetSavedSearchSubscriptionRequest
+    ) -> v1.Subscriptions:
+        """Subscribe to a saved search or stop."""
+        check.require_caller(message.caller)
+        check.check_id(message.saved_search_id, "saved_search_id")
+        return await self.backend.set_saved_search_subscription(message)
+
+    @grpc_errors
+    async def list_subscriptions(self, message: v1.ListSubscriptionsRequest) -> v1.Subscriptions:
+        """The caller's subscriptions."""
+        check.require_caller(message.caller)
+        return await self.backend.list_subscriptions(message)
+
+    @grpc_errors
+    async def get_notification_settings(
+        self, message: v1.GetNotificationSettingsRequest
+    ) -> v1.GetNotificationSettingsResponse:
+        """Notification settings of the caller (admins: of anyone)."""
+        feed_checks.check_get_notification_settings(message)
+        return await self.backend.get_notification_settings(message)
+
+    @grpc_errors
+    async def update_notification_settings(
+        self, message: v1.UpdateNotificationSettingsRequest
+    ) -> v1.NotificationSettings:
+        """Replace the caller's notification settings."""
+        feed_checks.check_update_notification_settings(message)
+        return await self.backend.update_notification_settings(message)
+
+    @grpc_errors
+    async def set_issue_mute(self, message: v1.SetIssueMuteRequest) -> v1.NotificationSettings:
+        """Mute or unmute an issue."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        return await self.backend.set_issue_mute(message)
+
+    @grpc_errors
+    async def get_issue_audience(self, message: v1.GetIssueAudienceRequest) -> v1.IssueAudience:
+        """Who follows an issue (the notifier)."""
+        check.require_caller(message.caller)
+        check.check_id(message.issue_id, "issue_id")
+        return await self.backend.get_issue_audience(message)
+
+    @grpc_errors
+    async def list_saved_search_subscriptions(
+        self, message: v1.ListSavedSearchSubscriptionsRequest
+    ) -> v1.ListSavedSearchSubscriptionsResponse:
+        """Every saved-search subscription (the notifier)."""
+        check.require_caller(message.caller)
+        check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
+        return await self.backend.list_saved_search_subscriptions(message)
 
     # ---- edits and redaction ----
 

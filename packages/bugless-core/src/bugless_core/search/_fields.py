@@ -52,6 +52,7 @@ class Field(StrEnum):
     #: The issue's attachments, by a part of their name (``attachment:crash``,
     #: ``has:attachment``).
     ATTACHMENT = "attachment"
+    STARRED_BY = "star"
 
 
 class TextField(StrEnum):
@@ -87,6 +88,7 @@ class SortField(StrEnum):
     SEVERITY = "severity"
     STATUS = "status"
     TITLE = "title"
+    STARS = "stars"
     #: A custom field (:attr:`SortSpec.custom_field_id`), written ``customfield<ID>``.
     CUSTOM = "customfield"
 
@@ -132,6 +134,8 @@ ENUM_MEMBERS: dict[Field, dict[str, v1.Status | v1.IssueType]] = {
 STATUS_NAMES: tuple[str, ...] = tuple(ENUM_MEMBERS[Field.STATUS])
 ISSUE_TYPE_NAMES: tuple[str, ...] = tuple(ENUM_MEMBERS[Field.TYPE])
 STATUS_CLASS_NAMES: tuple[str, ...] = ("open", "closed")
+#: ``is:starred``: the same as ``star:me`` (Monorail, Google Issue Tracker).
+IS_STARRED = "starred"
 
 #: The highest priority/severity number (P4, S4).
 MAX_LEVEL = 4
@@ -163,10 +167,12 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.LAST_MODIFIER: FieldSpec(ValueKind.USER),
     Field.LAST_COMMENTER: FieldSpec(ValueKind.USER),
     Field.ATTACHMENT: FieldSpec(ValueKind.TEXT, nullable=True),
+    Field.STARRED_BY: FieldSpec(ValueKind.USER, nullable=True),
 }
 
 #: Every name (canonical or alias, lower case) a query may put before ``:``.
-#: ``is`` maps to STATUS; the parser turns ``is:open`` into STATUS_CLASS.
+#: ``is`` maps to STATUS; the parser turns ``is:open`` into STATUS_CLASS and
+#: ``is:starred`` into ``star:me``.
 FIELD_NAMES: dict[str, Field | TextField] = {
     "status": Field.STATUS,
     "is": Field.STATUS,
@@ -201,6 +207,8 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "lastmodifier": Field.LAST_MODIFIER,
     "lastcommenter": Field.LAST_COMMENTER,
     "attachment": Field.ATTACHMENT,
+    "star": Field.STARRED_BY,
+    "starredby": Field.STARRED_BY,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
     "externalid": TextField.EXTERNAL_ID,

@@ -42,6 +42,7 @@ from bugless_core.search._fields import (
     FIELD_NAMES,
     FIELD_SPECS,
     HAS,
+    IS_STARRED,
     OPERATOR_SYMBOLS,
     SORT,
     SORT_NAMES,
@@ -306,6 +307,8 @@ class _Parser:
             items, subtree = self.subtree_marks(items)
             if subtree and op is not Operator.EQ:
                 raise self.error(token.op_span, f"'+' (subtree) goes with ':', not '{token.op}'")
+        if target is Field.STATUS and [raw.lower() for raw, _ in items] == [IS_STARRED]:
+            target, items = Field.STARRED_BY, [("me", items[0][1])]
         if target is Field.STATUS:
             target = self.status_or_class(items)
         values: list[Value] = []

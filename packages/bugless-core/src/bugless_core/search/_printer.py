@@ -179,6 +179,7 @@ _LABELS: dict[Field, str] = {
     Field.LAST_MODIFIER: "the last to change it",
     Field.LAST_COMMENTER: "the last commenter",
     Field.ATTACHMENT: "an attachment's name",
+    Field.STARRED_BY: "a starrer",
 }
 _TEXT_PLACES: dict[TextField, str] = {
     TextField.TEXT: "title or comments",

@@ -70,6 +70,7 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     Field.MODIFIER: v1.SearchField.MODIFIER,
     Field.LAST_MODIFIER: v1.SearchField.LAST_MODIFIER,
     Field.LAST_COMMENTER: v1.SearchField.LAST_COMMENTER,
+    Field.STARRED_BY: v1.SearchField.STARRED_BY,
 }
 _OPERATORS: dict[Operator, v1.SearchOperator] = {
     Operator.EQ: v1.SearchOperator.EQ,
@@ -89,6 +90,7 @@ _SORT_FIELDS: dict[SortField, v1.SortField] = {
     SortField.SEVERITY: v1.SortField.SEVERITY,
     SortField.STATUS: v1.SortField.STATUS,
     SortField.TITLE: v1.SortField.TITLE,
+    SortField.STARS: v1.SortField.STARS,
     SortField.CUSTOM: v1.SortField.CUSTOM,
 }
 

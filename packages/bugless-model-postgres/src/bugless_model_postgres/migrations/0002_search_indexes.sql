@@ -1,5 +1,5 @@
 -- bugless schema 2: indexes that let searches narrow and count without heap
--- visits (bench/README.md, "Search performance fixes").
+-- visits (bench/JOURNAL.md, "Search performance fixes").
 -- Valid on PostgreSQL 14+ and CockroachDB 23.2+: plain btree, INCLUDE,
 -- partial predicates; no extensions, no CONCURRENTLY (this file runs in the
 -- migration transaction).

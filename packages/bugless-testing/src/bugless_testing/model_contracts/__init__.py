@@ -23,6 +23,7 @@ from bugless_testing.model_contracts._custom_fields import (
 )
 from bugless_testing.model_contracts._edits import EditContract, RedactionContract
 from bugless_testing.model_contracts._feed import FeedContract
+from bugless_testing.model_contracts._follow import FollowContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
 from bugless_testing.model_contracts._imports import ImportContract
@@ -47,6 +48,7 @@ __all__ = [
     "CustomFieldSearchContract",
     "EditContract",
     "FeedContract",
+    "FollowContract",
     "HistoryContract",
     "HotlistContract",
     "ImportContract",

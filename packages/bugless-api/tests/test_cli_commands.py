@@ -1,0 +1,315 @@
+"""The client commands a script uses, with ``--json``, against real services (issue 15).
+
+Data is made through the Python client (fast), then read and changed with
+``bugless`` subprocesses configured by ``BUGLESS_*`` variables, as a script
+would run them (stdin is not a terminal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+
+import pytest
+from api_support import ConnectAs, bugless_cli, cli_json, signed_in
+
+from bugless_api.client import BuglessClient
+from bugless_dev.processes import BUGLESS_COMMAND
+from bugless_proto import v1
+
+
+async def _component(client: BuglessClient, prefix: str) -> v1.Component:
+    return await client.create_component(f"{prefix}-{secrets.token_hex(3)}")
+
+
+async def _issues(client: BuglessClient, component: v1.Component, count: int) -> list[v1.Issue]:
+    return [await client.create_issue(f"cli {n}", component.id) for n in range(count)]
+
+
+@pytest.fixture
+async def cli_bot(connect_as: ConnectAs) -> BuglessClient:
+    (client,) = await signed_in(connect_as, "cli-bot")
+    return client
+
+
+async def test_list_pages_through_every_match_and_says_n_of_m(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await _component(cli_bot, "Paging")
+    issues = await _issues(cli_bot, component, 5)
+    query = f"componentid:{component.id}"
+
+    everything = cli_json(served_api, "issue", "list", query, "--page-size", "2")
+    assert sorted(i["id"] for i in everything["issues"]) == sorted(str(i.id) for i in issues)
+    assert (everything["total_count"], everything["truncated"]) == (5, False)
+
+    limited = cli_json(served_api, "issue", "list", query, "--limit", "3", "--page-size", "2")
+    assert (len(limited["issues"]), limited["total_count"], limited["truncated"]) == (3, 5, True)
+
+    table = bugless_cli(served_api, "issue", "list", query, "--limit", "2").stdout.splitlines()
+    assert table[-1] == "2 of 5"
+    assert component.path in table[1]
+    assert str(component.id) not in table[1].split()[4:5]
+
+
+async def test_ids_are_strings_in_json(served_api: dict[str, str], cli_bot: BuglessClient) -> None:
+    component = await _component(cli_bot, "Ids")
+    created = cli_json(
+        served_api, "issue", "create", "--title", "ids", "--component", component.path
+    )
+    assert isinstance(created["id"], str)
+    assert created["component_id"] == str(component.id)
+    assert isinstance(created["version"], int)
+    hotlist = cli_json(served_api, "hotlist", "create", f"ids-{secrets.token_hex(3)}")
+    bugless_cli(served_api, "hotlist", "add", hotlist["id"], created["id"])
+    shown = cli_json(served_api, "issue", "show", created["id"])
+    assert shown["hotlist_ids"] == [hotlist["id"]]
+
+
+async def test_create_sends_one_idempotency_key_per_invocation(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await _component(cli_bot, "Idem")
+    args = ["issue", "create", "--title", "once", "--component", str(component.id)]
+    key = f"retry-{secrets.token_hex(4)}"
+    first = cli_json(served_api, *args, "--idempotency-key", key)
+    again = cli_json(served_api, *args, "--idempotency-key", key)
+    assert first["id"] == again["id"]
+    other = cli_json(served_api, *args)
+    assert other["id"] != first["id"]
+    found = await cli_bot.search_issues(f"componentid:{component.id}")
+    assert len(found.issues) == 2
+
+
+async def test_comment_prints_the_comment_and_history_shows_it(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await _component(cli_bot, "Talk")
+    (issue,) = await _issues(cli_bot, component, 1)
+    issue_id = str(issue.id)
+
+    added = cli_json(served_api, "issue", "comment", issue_id, "first words")
+    assert added["comment"]["comment"] == "first words"
+    assert added["comment"]["author"] == "cli-bot"
+    assert added["comment"]["version"] == added["issue"]["version"]
+    text = bugless_cli(served_api, "issue", "comment", issue_id, "second words").stdout
+    assert "second words" in text
+    assert "cli-bot" in text
+    cli_json(served_api, "issue", "update", issue_id, "--priority", "P0")
+
+    shown = cli_json(served_api, "issue", "show", issue_id, "--comments")
+    assert [c["comment"] for c in shown["comments"]] == ["first words", "second words"]
+    assert shown["issue"]["priority"] == "P0"
+
+    history = cli_json(served_api, "issue", "history", issue_id)
+    assert [e["version"] for e in history["entries"]] == [1, 2, 3, 4]
+    changes = history["entries"][3]["changes"]
+    assert [(c["field"], c["new_value"]) for c in changes] == [("priority", "P0")]
+    lines = bugless_cli(served_api, "issue", "history", issue_id).stdout
+    assert "priority: " in lines
+    assert "-> P0" in lines
+
+
+async def test_relations_are_set_and_cleared(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await _component(cli_bot, "Rel")
+    child, parent, blocked, original = (str(i.id) for i in await _issues(cli_bot, component, 4))
+
+    changed = cli_json(
+        served_api,
+        "issue",
+        "update",
+        child,
+        "--parent",
+        parent,
+        "--blocking",
+        blocked,
+        "--duplicate-of",
+        original,
+    )
+    assert (changed["parent_id"], changed["blocking_ids"], changed["duplicate_of_id"]) == (
+        parent,
+        [blocked],
+        original,
+    )
+    assert cli_json(served_api, "issue", "show", blocked)["blocked_by_ids"] == [child]
+    cleared = cli_json(
+        served_api,
+        "issue",
+        "update",
+        child,
+        "--parent",
+        "0",
+        "--blocking-remove",
+        blocked,
+        "--duplicate-of",
+        "0",
+    )
+    assert (cleared["parent_id"], cleared["blocking_ids"], cleared["duplicate_of_id"]) == (
+        "0",
+        [],
+        "0",
+    )
+
+
+async def test_bulk_update_previews_and_needs_yes(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await _component(cli_bot, "Bulk")
+    issues = await _issues(cli_bot, component, 3)
+    query = f"componentid:{component.id}"
+
+    refused = bugless_cli(
+        served_api, "issue", "update", "--query", query, "--priority", "P1", check=False
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "pass --yes to change these 3 issues" in refused.stderr
+    assert "priority=P1" in refused.stdout
+    assert all(issue.title in refused.stdout for issue in issues)
+    unchanged = await cli_bot.batch_get_issues([i.id for i in issues])
+    assert {i.version for i in unchanged.issues} == {1}
+
+    applied = cli_json(served_api, "issue", "update", "--query", query, "--priority", "P1", "--yes")
+    assert applied["applied"] is True
+    assert sorted(r["issue_id"] for r in applied["results"]) == sorted(str(i.id) for i in issues)
+    assert {r["code"] for r in applied["results"]} == {0}
+    after = await cli_bot.batch_get_issues([i.id for i in issues])
+    assert {i.priority for i in after.issues} == {v1.Priority.P1}
+
+    by_ids = cli_json(
+        served_api,
+        "issue",
+        "update",
+        str(issues[0].id),
+        str(issues[1].id),
+        "--cc-add",
+        "cli-bot",
+        "--comment",
+        "bulk",
+        "--yes",
+    )
+    assert len(by_ids["results"]) == 2
+    history = await cli_bot.list_history(issues[0].id)
+    assert history.entries[-1].comment == "bulk"
+
+
+async def test_watch_prints_each_change_as_a_line(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await _component(cli_bot, "Watch")
+    (issue,) = await _issues(cli_bot, component, 1)
+    watcher = await asyncio.create_subprocess_exec(
+        *BUGLESS_COMMAND,
+        "issue",
+        "watch",
+        str(issue.id),
+        "--json",
+        "--count",
+        "2",
+        env=served_api,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert watcher.stderr is not None
+        ready = await asyncio.wait_for(watcher.stderr.readline(), 60)
+        assert b"watching" in ready
+        await cli_bot.update_issue(issue.id, priority="P0")
+        await cli_bot.comment(issue.id, "seen live")
+        out, _ = await asyncio.wait_for(watcher.communicate(), 60)
+    finally:
+        if watcher.returncode is None:
+            watcher.kill()
+            await watcher.wait()
+    assert watcher.returncode == 0
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    assert [e["entry"]["version"] for e in events] == [2, 3]
+    assert events[1]["entry"]["comment"] == "seen live"
+    assert events[0]["issue"]["id"] == str(issue.id)
+
+
+async def test_hotlists_are_renamed_reranked_noted_and_deleted(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await _component(cli_bot, "Hot")
+    first, second, third = (str(i.id) for i in await _issues(cli_bot, component, 3))
+    hotlist = cli_json(served_api, "hotlist", "create", f"hot-{secrets.token_hex(3)}")
+    hotlist_id = hotlist["id"]
+    bugless_cli(served_api, "hotlist", "add", hotlist_id, first, second, third)
+
+    new_name = f"renamed-{secrets.token_hex(3)}"
+    assert cli_json(served_api, "hotlist", "rename", hotlist_id, new_name)["name"] == new_name
+    updated = cli_json(
+        served_api, "hotlist", "update", hotlist_id, "--description", "d", "--private"
+    )
+    assert (updated["description"], updated["private"]) == ("d", True)
+
+    ranked = cli_json(served_api, "hotlist", "rerank", hotlist_id, third, first)
+    assert [i["issue_id"] for i in ranked["items"]] == [third, first, second]
+    noted = cli_json(served_api, "hotlist", "note", hotlist_id, second, "last")
+    assert noted["note"] == "last"
+
+    deleted = cli_json(served_api, "hotlist", "delete", hotlist_id)
+    assert deleted == {"id": hotlist_id, "deleted": True}
+    missing = bugless_cli(served_api, "hotlist", "show", hotlist_id, check=False)
+    assert missing.returncode == 3
+
+
+async def test_components_are_renamed_archived_and_unarchived(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await cli_bot.create_component(
+        f"Comp-{secrets.token_hex(3)}",
+        acl=[v1.AclEntry(principal=v1.Principal(user="cli-bot"), role=v1.Role.ADMIN)],
+    )
+    ref = str(component.id)
+    renamed = cli_json(
+        served_api,
+        "component",
+        "update",
+        ref,
+        "--name",
+        f"{component.name}-x",
+        "--description",
+        "n",
+    )
+    assert (renamed["path"], renamed["description"]) == (f"{component.path}-x", "n")
+    assert cli_json(served_api, "component", "archive", renamed["path"])["archived"] is True
+    listed = cli_json(served_api, "component", "list")
+    assert ref not in [c["id"] for c in listed["components"]]
+    listed = cli_json(served_api, "component", "list", "--archived")
+    assert ref in [c["id"] for c in listed["components"]]
+    assert cli_json(served_api, "component", "unarchive", ref)["archived"] is False
+
+
+async def test_saved_searches_are_made_run_changed_and_deleted(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    component = await _component(cli_bot, "Saved")
+    issues = await _issues(cli_bot, component, 2)
+    name = f"mine-{secrets.token_hex(3)}"
+    saved = cli_json(served_api, "saved-search", "create", name, f"componentid:{component.id}")
+    assert (saved["name"], saved["owner"]) == (name, "cli-bot")
+    listed = cli_json(served_api, "saved-search", "list", "--mine")
+    assert saved["id"] in [s["id"] for s in listed["saved_searches"]]
+
+    ran = cli_json(served_api, "saved-search", "run", saved["id"])
+    assert sorted(i["id"] for i in ran["issues"]) == sorted(str(i.id) for i in issues)
+    changed = cli_json(served_api, "saved-search", "update", saved["id"], "--query", "is:closed")
+    assert changed["query"] == "is:closed"
+    bugless_cli(served_api, "saved-search", "delete", saved["id"])
+    gone = bugless_cli(served_api, "saved-search", "run", saved["id"], check=False)
+    assert gone.returncode == 3
+
+
+async def test_a_bad_query_is_a_usage_error(served_api: dict[str, str]) -> None:
+    for args in (["issue", "list", "status:"], ["issue", "watch", "--query", "p<"]):
+        result = bugless_cli(served_api, *args, check=False)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "^" in result.stderr
+    bad_bulk = bugless_cli(
+        served_api, "issue", "update", "--query", "(", "--priority", "P1", "--yes", check=False
+    )
+    assert bad_bulk.returncode == 2, bad_bulk.stderr

@@ -1,0 +1,211 @@
+"""The directory re-sync: identity changes take effect without waiting for a sign-in.
+
+Without it a directory user who is disabled, renamed or removed from a group
+keeps their sessions (12 hours) and their old name and groups until they
+next sign in. So every ``resync_seconds`` (an LDAP option, 300 by default)
+each Authenticator replica asks each backend that has a directory
+(:attr:`~bugless_core.auth_backend.AuthenticatorBackend.resync_seconds`) who
+the users it has seen sign in are *now*, 50 subjects per directory search:
+
+* **renamed / changed**: the user record is refreshed (username, display
+  name, email, groups) exactly as a sign-in would, keeping the opaque id, so
+  nothing in the Model changes and every page shows the new name;
+* **lost a group that matters** (one the policy grants a permission to):
+  every session of the user ends (they sign in again with what they have
+  now). Other groups (ACL principals) take effect without that: every token
+  validation reads the groups of the refreshed record;
+* **no longer listed** (deleted, or excluded by ``user_filter``, e.g. an
+  account lock): the user is disabled (``directory_disabled``), every
+  session ends and every people-CA certificate (API access) is revoked;
+  when the directory lists them again the re-sync re-enables them (a user
+  an administrator disabled stays disabled).
+
+Why a sweep of the known users rather than only entries whose
+``modifyTimestamp`` moved: a deleted entry leaves no timestamp to find, an
+entry locked out of the user filter is not found by a filtered search, and
+a group change (``member`` on the group entry) does not move the user
+entry's timestamp, so a timestamp-only search would miss exactly the changes
+that must revoke. The sweep costs one search per 50 known users per interval.
+
+An outage never disables anyone: a round whose searches fail is abandoned
+(logged, retried next interval), and a round in which more than half of at
+least :data:`SAFETY_MIN_USERS` users would vanish at once is refused as a
+misconfiguration (a wrong base DN, a service account that lost read access).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bugless_auth.directory import UserDirectory
+from bugless_auth.people import PeopleCertificates
+from bugless_auth.sessions import SessionStore
+from bugless_auth.store import IdentityStore, UserRecord
+from bugless_core.auth_backend import AuthenticatorBackend, ExternalIdentity
+from bugless_core.errors import BuglessError
+
+_log = logging.getLogger("bugless.auth")
+
+#: Subjects per directory search.
+BATCH = 50
+#: A round that would make more than half of at least this many users vanish is refused.
+SAFETY_MIN_USERS = 4
+
+
+@dataclass
+class ResyncReport:
+    """What one round changed (for logs and tests)."""
+
+    checked: int = 0
+    refreshed: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    enabled: list[str] = field(default_factory=list)
+    revoked: dict[str, str] = field(default_factory=dict)
+
+
+class DirectoryResync:
+    """Re-reads one backend's users on an interval and applies what changed."""
+
+    def __init__(
+        self,
+        backend: AuthenticatorBackend,
+        store: IdentityStore,
+        sessions: SessionStore,
+        directory: UserDirectory,
+        people: PeopleCertificates,
+        *,
+        matters: Callable[[str], bool],
+        interval: float,
+    ) -> None:
+        """Sync ``backend``'s users every ``interval`` s; ``matters(group)``: losing it revokes."""
+        self._backend = backend
+        self._store = store
+        self._sessions = sessions
+        self._directory = directory
+        self._people = people
+        self._matters = matters
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run rounds in the background until :meth:`stop`."""
+        self._task = asyncio.create_task(self._every_interval())
+
+    async def stop(self) -> None:
+        """Stop after (or during) the current round."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                report = await self.run_once()
+            except BuglessError as exc:  # the directory or the database is away
+                _log.warning("directory re-sync of %s skipped: %s", self._backend.name, exc)
+                continue
+            except Exception:
+                _log.exception("directory re-sync of %s failed", self._backend.name)
+                continue
+            if report.refreshed or report.disabled or report.enabled:
+                _log.info(
+                    "directory re-sync of %s: %d checked, %d changed, %d disabled, %d re-enabled",
+                    self._backend.name,
+                    report.checked,
+                    len(report.refreshed),
+                    len(report.disabled),
+                    len(report.enabled),
+                )
+
+    async def run_once(self) -> ResyncReport:
+        """One round over every user of the backend.
+
+        Raises:
+            Unavailable: the directory could not be asked (nothing was changed
+                by the failed batch; earlier batches stay applied).
+        """
+        report = ResyncReport()
+        after = ""
+        while True:
+            page = await self._store.subjects_of(self._backend.name, after=after, limit=500)
+            if not page:
+                return report
+            after = page[-1][0]
+            for start in range(0, len(page), BATCH):
+                await self._batch(page[start : start + BATCH], report)
+
+    async def _batch(self, batch: Sequence[tuple[str, str]], report: ResyncReport) -> None:
+        current = await self._backend.current_identities([subject for subject, _ in batch])
+        before = {r.user_id: r for r in await self._store.users_by_ids([u for _, u in batch])}
+        gone = [(s, u) for s, u in batch if s not in current and u in before]
+        if len(batch) >= SAFETY_MIN_USERS and len(gone) * 2 > len(batch):
+            _log.error(
+                "directory re-sync of %s: %d of %d users would vanish at once; refused "
+                "(check base_dn, user_filter and the service account's read access)",
+                self._backend.name,
+                len(gone),
+                len(batch),
+            )
+            return
+        report.checked += len(batch)
+        for subject, user_id in batch:
+            old = before.get(user_id)
+            if old is None or old.placeholder:
+                continue
+            identity = current.get(subject)
+            if identity is None:
+                await self._vanished(old, report)
+            else:
+                await self._listed(old, identity, report)
+
+    async def _vanished(self, old: UserRecord, report: ResyncReport) -> None:
+        record = await self._store.directory_disable(old.user_id)
+        if record is None:
+            return  # disabled already
+        self._directory.remember(record)
+        report.disabled.append(old.user_id)
+        reason = f"no longer in the {self._backend.name} directory"
+        await self._sessions.revoke_user(old.user_id, reason)
+        # As an administrator's disable does: their API certificates end too.
+        await self._people.revoke_user(old.user_id, by="directory re-sync", reason=reason)
+        report.revoked[old.user_id] = reason
+
+    async def _listed(
+        self, old: UserRecord, identity: ExternalIdentity, report: ResyncReport
+    ) -> None:
+        record = old
+        if old.disabled:
+            enabled = await self._store.directory_enable(old.user_id)
+            if enabled is not None:
+                report.enabled.append(old.user_id)
+                record = enabled
+        if (
+            identity.username != record.username
+            or identity.display_name != record.display_name
+            or identity.email != record.email
+            or tuple(identity.groups) != tuple(record.groups)
+            or identity.bot != record.bot
+        ):
+            try:
+                record, released = await self._store.resolve(
+                    identity, self._backend.name, sign_in=False
+                )
+            except BuglessError as exc:  # a username another directory holds
+                _log.warning("directory re-sync: %s not refreshed: %s", old.user_id, exc)
+                return
+            for user_id in released:
+                self._directory.forget(user_id)
+            report.refreshed.append(old.user_id)
+        self._directory.remember(record)
+        lost = sorted(g for g in set(old.groups) - set(record.groups) if self._matters(g))
+        if lost:
+            reason = f"removed from {', '.join(lost)} in the {self._backend.name} directory"
+            await self._sessions.revoke_user(old.user_id, reason)
+            report.revoked[old.user_id] = reason

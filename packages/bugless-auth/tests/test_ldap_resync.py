@@ -1,0 +1,216 @@
+"""The directory re-sync against a real slapd: identity changes take effect within the interval.
+
+The Authenticator runs with ``ldap.resync_seconds=1`` over real gRPC; the
+directory is changed through slapd (``ldapmodify``, a modrdn), and the test
+waits (at most a few intervals) for what a frontend would see: the session
+refused, the new name, the same opaque id (so nothing the Model keeps under
+that id — issues, history, ACL entries — changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from grpc_errors import expect_status
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from test_ldap_oidc_service import add_person, ldap_options, rename, who
+from test_people_ca import _csr, _der, people_ca_settings
+
+from bugless_auth.ldap import LdapSettings
+from bugless_auth.settings import PeopleCaSettings
+from bugless_core.errors import Unavailable
+from bugless_proto import v1
+from bugless_testing.slapd import BASE_DN, GROUPS_DN, PEOPLE_DN, Slapd
+
+if TYPE_CHECKING:
+    from conftest import AuthServer, StartAuth
+
+#: The people CA's fixture, shared with test_people_ca.
+PEOPLE_CA = people_ca_settings
+
+#: Locked accounts carry employeeType=disabled; the filter leaves them out.
+USER_FILTER = "(&(objectClass=inetOrgPerson)(uid={username})(!(employeeType=disabled)))"
+#: How long a change may take to show: a few 1 s intervals on a loaded machine.
+WITHIN_SECONDS = 15.0
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + WITHIN_SECONDS
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not within {WITHIN_SECONDS} s: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def start(start_auth_server: StartAuth, server: Slapd, **extra: Any) -> AuthServer:
+    options = ldap_options(server, user_filter=USER_FILTER, resync_seconds="1")
+    return await start_auth_server(
+        authenticators=("ldap",), authenticator_options={"ldap": options}, **extra
+    )
+
+
+async def add_group(server: Slapd, name: str, *uids: str) -> None:
+    # groupOfNames needs a member even when the test removes its person: the base.
+    members = "\n".join([f"member: {BASE_DN}", *(f"member: uid={uid},{PEOPLE_DN}" for uid in uids)])
+    ldif = f"dn: cn={name},{GROUPS_DN}\nobjectClass: groupOfNames\ncn: {name}\n{members}\n"
+    await asyncio.to_thread(server.ldapadd, ldif)
+
+
+async def modify(server: Slapd, dn: str, change: str) -> None:
+    await asyncio.to_thread(server.ldapmodify, f"dn: {dn}\nchangetype: modify\n{change}\n")
+
+
+async def refused(auth: AuthServer, token: str) -> bool:
+    try:
+        await auth.stub.validate_token(v1.ValidateTokenRequest(token=token))
+    except GRPCError as exc:
+        if exc.status != Status.UNAUTHENTICATED:
+            raise
+        return True
+    return False
+
+
+async def user(auth: AuthServer, user_id: str) -> v1.User:
+    (found,) = (await auth.stub.get_users(v1.GetUsersRequest(user_ids=[user_id]))).users
+    return found
+
+
+async def test_a_user_disabled_in_the_directory_is_signed_out_and_back_when_unlocked(
+    start_auth_server: StartAuth, slapd_server: Slapd, people_ca_settings: PeopleCaSettings
+) -> None:
+    auth = await start(start_auth_server, slapd_server, people_ca=people_ca_settings)
+    uid = f"leaver-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "leaver-pw")
+    result = await auth.sign_in(uid, "leaver-pw")
+    _, signed_in = who(result)
+    assert not await refused(auth, result.token)
+    # Their API access: a people-CA certificate, as `bugless login` gets one.
+    issued = await auth.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=result.token, csr_pem=_csr(), label="laptop")
+    )
+    api_call = v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+    assert (await auth.stub.authenticate_certificate(api_call)).identity is not None
+
+    await modify(
+        slapd_server, f"uid={uid},{PEOPLE_DN}", "add: employeeType\nemployeeType: disabled"
+    )
+
+    await eventually(lambda: refused(auth, result.token), "the session of a locked user ends")
+    assert (await user(auth, signed_in.user_id)).disabled
+    await expect_status(auth.sign_in(uid, "leaver-pw"), Status.UNAUTHENTICATED)
+    await expect_status(auth.stub.authenticate_certificate(api_call), Status.UNAUTHENTICATED)
+
+    await modify(slapd_server, f"uid={uid},{PEOPLE_DN}", "delete: employeeType")
+
+    async def enabled() -> bool:
+        return not (await user(auth, signed_in.user_id)).disabled
+
+    await eventually(enabled, "an unlocked user is enabled again")
+    again = await auth.sign_in(uid, "leaver-pw")
+    assert who(again)[1].user_id == signed_in.user_id
+    assert await refused(auth, result.token)  # the old session stays ended
+
+
+async def test_a_deleted_entry_disables_the_user_but_an_administrators_disable_stays(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    auth = await start(start_auth_server, slapd_server)
+    uid = f"gone-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "gone-pw")
+    result = await auth.sign_in(uid, "gone-pw")
+    user_id = who(result)[1].user_id
+
+    await asyncio.to_thread(
+        slapd_server.ldapmodify, f"dn: uid={uid},{PEOPLE_DN}\nchangetype: delete\n"
+    )
+
+    await eventually(lambda: refused(auth, result.token), "a deleted user's session ends")
+    assert (await user(auth, user_id)).disabled
+
+
+async def test_losing_a_group_the_policy_names_ends_the_sessions_and_other_groups_do_not(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    triage, chat = f"triage-{secrets.token_hex(3)}", f"chat-{secrets.token_hex(3)}"
+    auth = await start(start_auth_server, slapd_server, policy={triage: ("create_hotlist",)})
+    uid = f"mover-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "mover-pw")
+    await add_group(slapd_server, triage, uid)
+    await add_group(slapd_server, chat, uid)
+    result = await auth.sign_in(uid, "mover-pw")
+    identity, signed_in = who(result)
+    assert {triage, chat} <= set(identity.groups)
+    assert "create_hotlist" in identity.permissions
+
+    # A group the policy does not name: the groups change, the session stays.
+    await modify(
+        slapd_server, f"cn={chat},{GROUPS_DN}", f"delete: member\nmember: uid={uid},{PEOPLE_DN}"
+    )
+
+    async def chat_gone() -> bool:
+        answer = await auth.stub.validate_token(v1.ValidateTokenRequest(token=result.token))
+        return chat not in answer.groups
+
+    await eventually(chat_gone, "a group removal shows in the identity")
+
+    await modify(
+        slapd_server, f"cn={triage},{GROUPS_DN}", f"delete: member\nmember: uid={uid},{PEOPLE_DN}"
+    )
+
+    await eventually(lambda: refused(auth, result.token), "losing a permission's group signs out")
+    again = await auth.sign_in(uid, "mover-pw")
+    assert who(again)[1].user_id == signed_in.user_id
+    assert "create_hotlist" not in who(again)[0].permissions
+
+
+async def test_a_rename_in_the_directory_shows_without_a_sign_in_under_the_same_id(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    auth = await start(start_auth_server, slapd_server)
+    uid = f"erin-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "erin-pw")
+    result = await auth.sign_in(uid, "erin-pw")
+    user_id = who(result)[1].user_id
+
+    await rename(slapd_server, uid, f"{uid}-new")
+    await modify(
+        slapd_server, f"uid={uid}-new,{PEOPLE_DN}", "replace: displayName\ndisplayName: Erin New"
+    )
+
+    async def renamed() -> bool:
+        found = await user(auth, user_id)
+        return found.username == f"{uid}-new" and found.display_name == "Erin New"
+
+    await eventually(renamed, "the new name shows under the same id")
+    looked_up = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[f"{uid}-new"]))
+    assert [u.user_id for u in looked_up.users] == [user_id]
+    assert not await refused(auth, result.token)  # a rename ends nothing
+
+
+async def test_a_directory_outage_disables_nobody(
+    start_auth_server: StartAuth, own_slapd: Slapd
+) -> None:
+    auth = await start(start_auth_server, own_slapd)
+    result = await auth.sign_in("bob", "bob-pw")
+    user_id = who(result)[1].user_id
+    (resync,) = auth.service.resyncs
+    await resync.stop()  # rounds are driven by the test from here
+    own_slapd.kill()
+
+    with pytest.raises(Unavailable):
+        await resync.run_once()
+
+    assert not (await user(auth, user_id)).disabled
+    assert not await refused(auth, result.token)
+
+
+def test_the_interval_is_an_ldap_setting_defaulting_to_five_minutes() -> None:
+    settings = LdapSettings.from_mapping({"urls": "ldap://x", "base_dn": "dc=x"})
+    assert settings.resync_seconds == 300.0
+    off = LdapSettings.from_mapping({"urls": "ldap://x", "base_dn": "dc=x", "resync_seconds": "0"})
+    assert off.resync_seconds == 0

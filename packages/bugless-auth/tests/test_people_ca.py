@@ -1,0 +1,360 @@
+"""The people CA: certificates for people from their own CSRs; listing, revocation, device login."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import trustme
+from conftest import AuthServer, StartAuth, unique
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from grpc_errors import expect_status
+from grpclib.const import Status
+
+from bugless_auth.people_ca import USER_URI_PREFIX
+from bugless_auth.settings import PeopleCaSettings
+from bugless_proto import v1
+
+DeviceState = v1.DeviceLoginState
+
+
+def _csr(
+    *,
+    common_name: str | None = None,
+    san: str | None = None,
+    ca: bool = False,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None,
+) -> str:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(san)]), critical=False
+        )
+    if ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _der(pem: str) -> bytes:
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.fixture
+def people_ca_settings(tmp_path: Path) -> PeopleCaSettings:
+    ca = trustme.CA(organization_name="bugless people CA")
+    cert, key = tmp_path / "people-ca.pem", tmp_path / "people-ca.key"
+    ca.cert_pem.write_to_path(str(cert))
+    ca.private_key_pem.write_to_path(str(key))
+    return PeopleCaSettings(
+        cert_file=cert, key_file=key, default_seconds=3600, max_seconds=7200, issue_per_hour=3
+    )
+
+
+@pytest.fixture
+async def people(start_auth_server: StartAuth, people_ca_settings: PeopleCaSettings) -> AuthServer:
+    return await start_auth_server(authenticators=("local",), people_ca=people_ca_settings)
+
+
+async def _token(server: AuthServer, name: str, *, groups: tuple[str, ...] = ()) -> str:
+    await server.add_user(name, groups=groups)
+    return (await server.sign_in(name)).token
+
+
+async def test_a_person_gets_a_certificate_named_by_their_id_and_signs_in_with_it(
+    people: AuthServer,
+) -> None:
+    name = unique("alice")
+    token = await _token(people, name)
+    issued = await people.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+    )
+    cert = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
+    user_id = issued.user_id
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [USER_URI_PREFIX + user_id]
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert 3600 <= lifetime.total_seconds() <= 3600 + 61  # the default, backdated a minute
+    assert issued.serial == format(cert.serial_number, "x")
+
+    # No mapping file and no tls backend: the people CA's certificates map by user id.
+    result = await people.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+    )
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert (result.identity.user.user_id, result.identity.user.username) == (user_id, name)
+
+    listed = await people.stub.list_person_certificates(
+        v1.ListPersonCertificatesRequest(token=token)
+    )
+    assert [(c.serial, c.label, c.source) for c in listed.certificates] == [
+        (issued.serial, "laptop", "web")
+    ]
+    assert all(not c.certificate_pem for c in listed.certificates)  # only at issuance
+
+
+@pytest.mark.parametrize(
+    ("csr", "message"),
+    [
+        (lambda name: _csr(common_name="admin"), "is not yours"),
+        (lambda name: _csr(san=USER_URI_PREFIX + "someone-else"), "subject alternative names"),
+        (lambda name: _csr(common_name=name, ca=True), "CA"),
+        (lambda name: _csr(key=rsa.generate_private_key(65537, 1024)), "2048"),
+        (lambda name: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "never"),
+        (lambda name: "not a csr", "not a PEM certificate signing request"),
+        (lambda name: "", "required"),
+    ],
+)
+async def test_a_csr_asking_for_more_than_ones_own_certificate_is_refused(
+    people: AuthServer, csr: object, message: str
+) -> None:
+    name = unique("forger")
+    token = await _token(people, name)
+    make = csr if callable(csr) else None
+    assert make is not None
+    error = await expect_status(
+        people.stub.issue_person_certificate(
+            v1.IssuePersonCertificateRequest(token=token, csr_pem=make(name))
+        ),
+        Status.INVALID_ARGUMENT,
+    )
+    assert message in (error.message or "")
+    listed = await people.stub.list_person_certificates(
+        v1.ListPersonCertificatesRequest(token=token, include_inactive=True)
+    )
+    assert not listed.certificates  # nothing signed, nothing recorded
+
+
+async def test_own_common_name_is_accepted_and_lifetimes_are_capped(people: AuthServer) -> None:
+    name = unique("capped")
+    token = await _token(people, name)
+    issued = await people.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(
+            token=token, csr_pem=_csr(common_name=name), validity_seconds=10 * 24 * 3600
+        )
+    )
+    cert = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() <= 7200 + 61
+
+
+async def test_an_expired_certificate_signs_nobody_in(people: AuthServer) -> None:
+    token = await _token(people, unique("brief"))
+    issued = await people.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), validity_seconds=2)
+    )
+    der = _der(issued.certificate_pem)
+    await people.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+    await asyncio.sleep(2.5)
+    error = await expect_status(
+        people.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=der)
+        ),
+        Status.UNAUTHENTICATED,
+    )
+    assert "expired" in (error.message or "")
+
+
+async def test_revocation_by_owner_admin_and_disabling(people: AuthServer) -> None:
+    owner, other, admin = unique("owner"), unique("other"), unique("root")
+    owner_token = await _token(people, owner)
+    other_token = await _token(people, other)
+    admin_token = await _token(people, admin, groups=("admins",))
+
+    async def issue() -> v1.PersonCertificate:
+        return await people.stub.issue_person_certificate(
+            v1.IssuePersonCertificateRequest(token=owner_token, csr_pem=_csr())
+        )
+
+    async def refused(cert: v1.PersonCertificate) -> None:
+        await expect_status(
+            people.stub.authenticate_certificate(
+                v1.AuthenticateCertificateRequest(certificate_der=_der(cert.certificate_pem))
+            ),
+            Status.UNAUTHENTICATED,
+        )
+
+    first, second, third = await issue(), await issue(), await issue()
+    # Someone else can neither see nor revoke it.
+    await expect_status(
+        people.stub.revoke_person_certificate(
+            v1.RevokePersonCertificateRequest(token=other_token, serial=first.serial)
+        ),
+        Status.NOT_FOUND,
+    )
+    await expect_status(
+        people.stub.list_person_certificates(
+            v1.ListPersonCertificatesRequest(token=other_token, username=owner)
+        ),
+        Status.NOT_FOUND,
+    )
+    revoked = await people.stub.revoke_person_certificate(
+        v1.RevokePersonCertificateRequest(token=owner_token, serial=first.serial)
+    )
+    assert revoked.revoked_at is not None
+    await refused(first)
+    # An administrator sees and revokes anyone's.
+    listed = await people.stub.list_person_certificates(
+        v1.ListPersonCertificatesRequest(token=admin_token, username=owner)
+    )
+    assert {c.serial for c in listed.certificates} == {second.serial, third.serial}
+    by_admin = await people.stub.revoke_person_certificate(
+        v1.RevokePersonCertificateRequest(token=admin_token, serial=second.serial)
+    )
+    assert admin in by_admin.revoked_by
+    await refused(second)
+    # Disabling the person revokes every certificate they have.
+    await people.stub.set_user_disabled(
+        v1.SetUserDisabledRequest(token=admin_token, username=owner, disabled=True)
+    )
+    await refused(third)
+    everything = await people.stub.list_person_certificates(
+        v1.ListPersonCertificatesRequest(token=admin_token, username=owner, include_inactive=True)
+    )
+    assert all(c.revoked_at is not None for c in everything.certificates)
+
+
+async def test_issuance_is_limited_per_person_per_hour(people: AuthServer) -> None:
+    token = await _token(people, unique("eager"))
+    for _ in range(3):
+        await people.stub.issue_person_certificate(
+            v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+        )
+    error = await expect_status(
+        people.stub.issue_person_certificate(
+            v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+        ),
+        Status.RESOURCE_EXHAUSTED,
+    )
+    assert "per hour" in (error.message or "")
+
+
+async def test_device_login_approved_once_then_delivered_once(people: AuthServer) -> None:
+    name = unique("device")
+    token = await _token(people, name)
+    started = await people.stub.start_device_login(
+        v1.StartDeviceLoginRequest(csr_pem=_csr(), label="build box", client_address="192.0.2.4")
+    )
+    assert len(started.device_code) >= 40
+    assert len(started.user_code) == 9
+    pending = await people.stub.poll_device_login(
+        v1.PollDeviceLoginRequest(device_code=started.device_code)
+    )
+    assert pending.state == DeviceState.PENDING
+    assert not pending.certificate_pem
+    shown = await people.stub.get_device_login(
+        v1.GetDeviceLoginRequest(token=token, user_code=started.user_code.lower().replace("-", ""))
+    )
+    assert (shown.label, shown.client_address, shown.state) == (
+        "build box",
+        "192.0.2.4",
+        DeviceState.PENDING,
+    )
+    approved = await people.stub.approve_device_login(
+        v1.ApproveDeviceLoginRequest(token=token, user_code=started.user_code)
+    )
+    assert approved.state == DeviceState.APPROVED
+    await expect_status(
+        people.stub.approve_device_login(
+            v1.ApproveDeviceLoginRequest(token=token, user_code=started.user_code)
+        ),
+        Status.FAILED_PRECONDITION,
+    )
+    delivered = await people.stub.poll_device_login(
+        v1.PollDeviceLoginRequest(device_code=started.device_code)
+    )
+    assert delivered.state == DeviceState.APPROVED
+    assert delivered.username == name
+    again = await people.stub.poll_device_login(
+        v1.PollDeviceLoginRequest(device_code=started.device_code)
+    )
+    assert again.state == DeviceState.DELIVERED
+    assert not again.certificate_pem
+    result = await people.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=_der(delivered.certificate_pem))
+    )
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == name
+    listed = await people.stub.list_person_certificates(
+        v1.ListPersonCertificatesRequest(token=token)
+    )
+    assert [(c.source, c.label) for c in listed.certificates] == [("device", "build box")]
+
+
+async def test_device_login_denied_or_expired_gives_nothing(people: AuthServer) -> None:
+    token = await _token(people, unique("wary"))
+    denied = await people.stub.start_device_login(v1.StartDeviceLoginRequest(csr_pem=_csr()))
+    await people.stub.approve_device_login(
+        v1.ApproveDeviceLoginRequest(token=token, user_code=denied.user_code, deny=True)
+    )
+    answer = await people.stub.poll_device_login(
+        v1.PollDeviceLoginRequest(device_code=denied.device_code)
+    )
+    assert answer.state == DeviceState.DENIED
+    assert not answer.certificate_pem
+    late = await people.stub.start_device_login(v1.StartDeviceLoginRequest(csr_pem=_csr()))
+    await people.store.run(
+        lambda conn: conn.execute(
+            "UPDATE device_logins SET expires_at = now() - INTERVAL '1 second' "
+            "WHERE user_code = $1",
+            late.user_code,
+        )
+    )
+    await expect_status(
+        people.stub.approve_device_login(
+            v1.ApproveDeviceLoginRequest(token=token, user_code=late.user_code)
+        ),
+        Status.FAILED_PRECONDITION,
+    )
+    expired = await people.stub.poll_device_login(
+        v1.PollDeviceLoginRequest(device_code=late.device_code)
+    )
+    assert expired.state == DeviceState.EXPIRED
+    await expect_status(
+        people.stub.poll_device_login(v1.PollDeviceLoginRequest(device_code="guessed")),
+        Status.NOT_FOUND,
+    )
+
+
+async def test_revoking_the_presented_certificate(people: AuthServer) -> None:
+    token = await _token(people, unique("leaving"))
+    issued = await people.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+    )
+    der = _der(issued.certificate_pem)
+    revoked = await people.stub.revoke_person_certificate(
+        v1.RevokePersonCertificateRequest(presented_certificate_der=der)
+    )
+    assert revoked.serial == issued.serial
+    assert revoked.revoked_at is not None
+    await expect_status(
+        people.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=der)
+        ),
+        Status.UNAUTHENTICATED,
+    )
+
+
+async def test_without_a_people_ca_issuance_is_a_clear_refusal(auth: AuthServer) -> None:
+    token = await _token(auth, unique("nobody"))
+    error = await expect_status(
+        auth.stub.issue_person_certificate(
+            v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
+        ),
+        Status.FAILED_PRECONDITION,
+    )
+    assert "no people CA" in (error.message or "")

@@ -1,0 +1,241 @@
+"""Contract: stars, subscriptions and notification settings."""
+
+from __future__ import annotations
+
+from grpclib.const import Status
+
+from bugless_proto import v1
+from bugless_testing.model_contracts._support import (
+    ADMIN,
+    ALICE,
+    BOB,
+    CAROL,
+    eq,
+    expect_error,
+    fresh_caller,
+    get_issue,
+    make_component,
+    make_issue,
+    search_ids,
+    sort,
+    user_entry,
+    within,
+)
+
+F = v1.SearchField
+
+
+async def _star(model: v1.ModelStub, caller: v1.Caller, issue_id: int, starred: bool = True) -> int:
+    answer = await model.star_issue(
+        v1.StarIssueRequest(caller=caller, issue_id=issue_id, starred=starred)
+    )
+    return answer.star_count
+
+
+class FollowContract:
+    """Stars, subscriptions, settings, mutes and the notifier's audience.
+
+    Pins down: a star counts once per person (starring twice or unstarring
+    what was never starred changes nothing), shows on the issue as the count
+    and as ``starred`` for the caller, adds no history entry, is searchable
+    (``star:<user>``) and sortable; nobody stars what they cannot see;
+    subscriptions need a visible component or a readable saved search;
+    settings default to everything on, are the person's own (an admin reads
+    anyone's); the audience call answers admins only and lists starrers,
+    subtree subscribers of ancestors and muters.
+    """
+
+    async def test_a_star_counts_once_per_person_and_shows_on_the_issue(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        assert await _star(model, BOB, issue.id) == 1
+        assert await _star(model, BOB, issue.id) == 1
+        assert await _star(model, CAROL, issue.id) == 2
+        seen = await get_issue(model, issue.id, BOB)
+        assert (seen.star_count, seen.starred, seen.version) == (2, True, issue.version)
+        assert not (await get_issue(model, issue.id, ALICE)).starred
+        assert await _star(model, BOB, issue.id, starred=False) == 1
+        assert await _star(model, BOB, issue.id, starred=False) == 1
+        assert not (await get_issue(model, issue.id, BOB)).starred
+
+    async def test_stars_are_searchable_and_sortable(self, model: v1.ModelStub) -> None:
+        comp = await make_component(model)
+        one, two, none = [await make_issue(model, comp.id) for _ in range(3)]
+        starrer = fresh_caller("starrer")
+        await _star(model, starrer, one.id)
+        await _star(model, starrer, two.id)
+        await _star(model, BOB, two.id)
+        mine = within(comp.id, eq(F.STARRED_BY, starrer.user_id))
+        assert sorted(await search_ids(model, mine, caller=starrer)) == sorted([one.id, two.id])
+        by_stars = await search_ids(
+            model, within(comp.id), order=[sort(v1.SortField.STARS, descending=True)]
+        )
+        assert by_stars[0] == two.id
+        assert by_stars[-1] in {none.id, one.id}
+        any_star = within(
+            comp.id, v1.SearchNode(term=v1.SearchTerm(field=F.STARRED_BY, op=v1.SearchOperator.ANY))
+        )
+        assert sorted(await search_ids(model, any_star)) == sorted([one.id, two.id])
+
+    async def test_nobody_stars_or_mutes_an_issue_they_cannot_see(
+        self, model: v1.ModelStub
+    ) -> None:
+        hidden = await make_component(model, acl=[user_entry(ALICE.user_id, v1.Role.EDITOR)])
+        issue = await make_issue(model, hidden.id)
+        await expect_error(_star(model, BOB, issue.id), Status.NOT_FOUND, str(issue.id))
+        await expect_error(
+            model.set_issue_mute(v1.SetIssueMuteRequest(caller=BOB, issue_id=issue.id, muted=True)),
+            Status.NOT_FOUND,
+        )
+        assert (await get_issue(model, issue.id)).star_count == 0
+
+    async def test_subscriptions_need_a_visible_component_or_readable_search(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        hidden = await make_component(model, acl=[user_entry(ALICE.user_id, v1.Role.EDITOR)])
+        person = fresh_caller("subscriber")
+        subs = await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(
+                caller=person, component_id=comp.id, subscribed=True, include_subtree=True
+            )
+        )
+        assert subs.components == [
+            v1.ComponentSubscription(component_id=comp.id, include_subtree=True)
+        ]
+        await expect_error(
+            model.set_component_subscription(
+                v1.SetComponentSubscriptionRequest(
+                    caller=person, component_id=hidden.id, subscribed=True
+                )
+            ),
+            Status.NOT_FOUND,
+        )
+        search = await model.create_saved_search(
+            v1.CreateSavedSearchRequest(caller=ALICE, name="mine", query="is:open")
+        )
+        await expect_error(
+            model.set_saved_search_subscription(
+                v1.SetSavedSearchSubscriptionRequest(
+                    caller=person, saved_search_id=search.id, subscribed=True
+                )
+            ),
+            Status.NOT_FOUND,
+        )
+        own = await model.create_saved_search(
+            v1.CreateSavedSearchRequest(caller=person, name="own", query="is:open")
+        )
+        subs = await model.set_saved_search_subscription(
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=person, saved_search_id=own.id, subscribed=True
+            )
+        )
+        assert subs.saved_search_ids == [own.id]
+        listed = await model.list_subscriptions(v1.ListSubscriptionsRequest(caller=person))
+        assert listed == subs
+        await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(caller=person, component_id=comp.id)
+        )
+        listed = await model.list_subscriptions(v1.ListSubscriptionsRequest(caller=person))
+        assert listed.components == []
+        found: list[v1.SavedSearchSubscription] = []
+        token = ""
+        while True:
+            page = await model.list_saved_search_subscriptions(
+                v1.ListSavedSearchSubscriptionsRequest(
+                    caller=ADMIN, page=v1.PageRequest(page_size=2, page_token=token)
+                )
+            )
+            found += [s for s in page.subscriptions if s.user_id == person.user_id]
+            token = page.next_page_token
+            if not token:
+                break
+        assert [s.saved_search.query for s in found if s.saved_search] == ["is:open"]
+
+    async def test_settings_default_to_everything_and_are_ones_own(
+        self, model: v1.ModelStub
+    ) -> None:
+        person = fresh_caller("settings")
+        got = await model.get_notification_settings(
+            v1.GetNotificationSettingsRequest(caller=person)
+        )
+        assert got.settings == [
+            v1.NotificationSettings(
+                user_id=person.user_id, channel="email", digest=v1.DigestMode.IMMEDIATE
+            )
+        ]
+        saved = await model.update_notification_settings(
+            v1.UpdateNotificationSettingsRequest(
+                caller=person,
+                settings=v1.NotificationSettings(
+                    disabled_events=[v1.NotificationEvent.STARRED],
+                    channel="none",
+                    digest=v1.DigestMode.DAILY,
+                    notify_own_changes=True,
+                ),
+            )
+        )
+        assert saved.disabled_events == [v1.NotificationEvent.STARRED]
+        assert (saved.channel, saved.digest, saved.notify_own_changes) == (
+            "none",
+            v1.DigestMode.DAILY,
+            True,
+        )
+        await expect_error(
+            model.get_notification_settings(
+                v1.GetNotificationSettingsRequest(caller=BOB, user_ids=[person.user_id])
+            ),
+            Status.PERMISSION_DENIED,
+        )
+        by_admin = await model.get_notification_settings(
+            v1.GetNotificationSettingsRequest(caller=ADMIN, user_ids=[person.user_id, "nobody"])
+        )
+        assert [s.user_id for s in by_admin.settings] == [person.user_id, "nobody"]
+        assert by_admin.settings[0] == saved
+        await expect_error(
+            model.update_notification_settings(
+                v1.UpdateNotificationSettingsRequest(
+                    caller=person, settings=v1.NotificationSettings(channel="pigeon")
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+            "settings.channel",
+        )
+
+    async def test_the_audience_lists_starrers_subscribers_and_muters_for_admins(
+        self, model: v1.ModelStub
+    ) -> None:
+        root = await make_component(model)
+        child = await make_component(model, parent_id=root.id)
+        issue = await make_issue(model, child.id)
+        tree, direct, other = (fresh_caller(n) for n in ("tree", "direct", "other"))
+        await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(
+                caller=tree, component_id=root.id, subscribed=True, include_subtree=True
+            )
+        )
+        await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(caller=other, component_id=root.id, subscribed=True)
+        )
+        await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(
+                caller=direct, component_id=child.id, subscribed=True
+            )
+        )
+        await _star(model, BOB, issue.id)
+        muted = await model.set_issue_mute(
+            v1.SetIssueMuteRequest(caller=CAROL, issue_id=issue.id, muted=True)
+        )
+        assert issue.id in muted.muted_issue_ids
+        audience = await model.get_issue_audience(
+            v1.GetIssueAudienceRequest(caller=ADMIN, issue_id=issue.id)
+        )
+        assert audience.starred_by == [BOB.user_id]
+        assert sorted(audience.component_subscribers) == sorted([tree.user_id, direct.user_id])
+        assert audience.muted_by == [CAROL.user_id]
+        await expect_error(
+            model.get_issue_audience(v1.GetIssueAudienceRequest(caller=BOB, issue_id=issue.id)),
+            Status.PERMISSION_DENIED,
+        )
