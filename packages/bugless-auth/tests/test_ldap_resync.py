@@ -19,14 +19,19 @@ from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from test_ldap_oidc_service import add_person, ldap_options, rename, who
+from test_people_ca import _csr, _der, people_ca_settings
 
 from bugless_auth.ldap import LdapSettings
+from bugless_auth.settings import PeopleCaSettings
 from bugless_core.errors import Unavailable
 from bugless_proto import v1
 from bugless_testing.slapd import BASE_DN, GROUPS_DN, PEOPLE_DN, Slapd
 
 if TYPE_CHECKING:
     from conftest import AuthServer, StartAuth
+
+#: The people CA's fixture, shared with test_people_ca.
+PEOPLE_CA = people_ca_settings
 
 #: Locked accounts carry employeeType=disabled; the filter leaves them out.
 USER_FILTER = "(&(objectClass=inetOrgPerson)(uid={username})(!(employeeType=disabled)))"
@@ -76,14 +81,20 @@ async def user(auth: AuthServer, user_id: str) -> v1.User:
 
 
 async def test_a_user_disabled_in_the_directory_is_signed_out_and_back_when_unlocked(
-    start_auth_server: StartAuth, slapd_server: Slapd
+    start_auth_server: StartAuth, slapd_server: Slapd, people_ca_settings: PeopleCaSettings
 ) -> None:
-    auth = await start(start_auth_server, slapd_server)
+    auth = await start(start_auth_server, slapd_server, people_ca=people_ca_settings)
     uid = f"leaver-{secrets.token_hex(3)}"
     await add_person(slapd_server, uid, "leaver-pw")
     result = await auth.sign_in(uid, "leaver-pw")
     _, signed_in = who(result)
     assert not await refused(auth, result.token)
+    # Their API access: a people-CA certificate, as `bugless login` gets one.
+    issued = await auth.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=result.token, csr_pem=_csr(), label="laptop")
+    )
+    api_call = v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+    assert (await auth.stub.authenticate_certificate(api_call)).identity is not None
 
     await modify(
         slapd_server, f"uid={uid},{PEOPLE_DN}", "add: employeeType\nemployeeType: disabled"
@@ -92,6 +103,7 @@ async def test_a_user_disabled_in_the_directory_is_signed_out_and_back_when_unlo
     await eventually(lambda: refused(auth, result.token), "the session of a locked user ends")
     assert (await user(auth, signed_in.user_id)).disabled
     await expect_status(auth.sign_in(uid, "leaver-pw"), Status.UNAUTHENTICATED)
+    await expect_status(auth.stub.authenticate_certificate(api_call), Status.UNAUTHENTICATED)
 
     await modify(slapd_server, f"uid={uid},{PEOPLE_DN}", "delete: employeeType")
 

@@ -15,9 +15,10 @@ the users it has seen sign in are *now*, 50 subjects per directory search:
   now). Other groups (ACL principals) take effect without that: every token
   validation reads the groups of the refreshed record;
 * **no longer listed** (deleted, or excluded by ``user_filter``, e.g. an
-  account lock): the user is disabled (``directory_disabled``) and every
-  session ends; when the directory lists them again the re-sync re-enables
-  them (a user an administrator disabled stays disabled).
+  account lock): the user is disabled (``directory_disabled``), every
+  session ends and every people-CA certificate (API access) is revoked;
+  when the directory lists them again the re-sync re-enables them (a user
+  an administrator disabled stays disabled).
 
 Why a sweep of the known users rather than only entries whose
 ``modifyTimestamp`` moved: a deleted entry leaves no timestamp to find, an
@@ -41,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bugless_auth.directory import UserDirectory
+from bugless_auth.people import PeopleCertificates
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.auth_backend import AuthenticatorBackend, ExternalIdentity
@@ -74,6 +76,7 @@ class DirectoryResync:
         store: IdentityStore,
         sessions: SessionStore,
         directory: UserDirectory,
+        people: PeopleCertificates,
         *,
         matters: Callable[[str], bool],
         interval: float,
@@ -83,6 +86,7 @@ class DirectoryResync:
         self._store = store
         self._sessions = sessions
         self._directory = directory
+        self._people = people
         self._matters = matters
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -169,6 +173,8 @@ class DirectoryResync:
         report.disabled.append(old.user_id)
         reason = f"no longer in the {self._backend.name} directory"
         await self._sessions.revoke_user(old.user_id, reason)
+        # As an administrator's disable does: their API certificates end too.
+        await self._people.revoke_user(old.user_id, by="directory re-sync", reason=reason)
         report.revoked[old.user_id] = reason
 
     async def _listed(

@@ -126,6 +126,7 @@ class AuthService:
                 store,
                 self.sessions,
                 self.directory,
+                self.people,
                 matters=lambda group: bool(self.policy.rules.get(group)),
                 interval=interval,
             )

@@ -32,6 +32,7 @@ from bugless_web.frontend import (
 from bugless_web.middleware import drain_middleware, security_headers_middleware, session_middleware
 from bugless_web.routes import (
     api_access,
+    attachments,
     auth,
     comment_edits,
     component_admin,
@@ -255,6 +256,7 @@ def create_app(settings: WebSettings) -> Litestar:
             *saved_searches.ROUTES,
             *issues.ROUTES,
             *comment_edits.ROUTES,
+            *attachments.ROUTES,
             *new_issue.ROUTES,
             *component_admin.ROUTES,
             *custom_field_admin.ROUTES,
