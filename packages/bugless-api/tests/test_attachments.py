@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from api_support import ConnectAs, signed_in
-from test_cli import served_api  # noqa: F401 - the module fixture the CLI test uses
 
 from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied
 from bugless_dev.processes import BUGLESS_COMMAND
@@ -97,7 +96,7 @@ async def test_a_caller_in_the_upload_header_is_refused(connect_as: ConnectAs) -
 
 
 def test_the_cli_attaches_lists_and_downloads(
-    served_api: dict[str, str],  # noqa: F811 - the fixture imported above
+    served_api: dict[str, str],
     tmp_path: Path,
 ) -> None:
     env = served_api

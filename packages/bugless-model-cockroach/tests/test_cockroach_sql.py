@@ -278,6 +278,8 @@ def test_the_migrate_command_reads_the_survival_goal_and_serve_the_locality() ->
         "BUGLESS_REGIONS": "eu-west1,us-east1,asia-south1",
         "BUGLESS_COCKROACH_SURVIVAL_GOAL": "region",
         "BUGLESS_COCKROACH_LOCALITY": "region=us-east1,zone=us-east1-b",
+        # serve needs mutual TLS or an explicit opt-out; not what this test is about
+        "BUGLESS_MODEL_INSECURE_LOCAL": "true",
     }
     migrate = settings_from_environ(ModelMigrateSettings, environ, env_prefix="BUGLESS_MODEL_")
     assert migrate.storage.survival_goal == "region"

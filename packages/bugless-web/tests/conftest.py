@@ -33,6 +33,7 @@ pytest_plugins = [
     "bugless_testing.stack",
     "bugless_testing.oidc_provider",
     "bugless_testing.otlp",
+    "bugless_testing.slapd",
 ]
 
 

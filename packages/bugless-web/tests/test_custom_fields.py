@@ -348,3 +348,46 @@ async def test_deleting_a_field_keeps_its_old_values_readable_in_history(
     assert '<span class="field">Doomed Field</span>' in history
     assert "kept value" in history
     assert f"cf_{field_id}" not in html
+
+
+async def test_a_custom_field_is_a_sortable_list_column_and_a_csv_column(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    name = f"Effort {secrets.token_hex(3)}"
+    effort = await _define(client, csrf, component.id, name=name, type="integer")
+    owner = await _define(client, csrf, component.id, name="Owner", type="user")
+    for title, value in (("Small job", "2"), ("Big job", "30")):
+        issue = await _issue(model, world, component.id, title)
+        await call(
+            model.change_issue,
+            v1.ChangeIssueRequest(
+                caller=world.admin,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                delta=v1.IssueDelta(
+                    custom_fields_set=[
+                        v1.CustomFieldValue(field_id=effort, values=[value]),
+                        v1.CustomFieldValue(field_id=owner, values=[world.users["carol"]]),
+                    ]
+                ),
+            ),
+        )
+    columns = f"id,title,customfield{effort},customfield{owner}"
+    query = f"componentid:{component.id} sort:-customfield{effort}"
+    page = await client.get("/search", params={"q": query, "columns": columns})
+    assert page.status_code == 200
+    header = page.text.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    assert f"{name} ▼" in header  # sorted by it, descending
+    assert f"sort%3Acustomfield{effort}" in header  # the header toggles to ascending
+    body = page.text.split("<tbody>", 1)[1]
+    assert body.index("Big job") < body.index("Small job")
+    assert f'<td class="col-customfield{owner}" data-label="Owner">' in body
+    assert "carol" in body.split(f'class="col-customfield{owner}"', 1)[1].split("</td>", 1)[0]
+    # The picker offers the page's custom fields.
+    assert f'value="customfield{effort}" checked' in page.text
+    export = await client.get("/search.csv", params={"q": query, "columns": columns})
+    lines = export.text.splitlines()
+    assert lines[0] == f"ID,Title,{name},Owner"
+    assert lines[1].endswith(",Big job,30,carol")

@@ -7,7 +7,7 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from web_support import World, create_issue, sign_in
 
-from bugless_core.clients import ServiceAddress, call
+from bugless_core.clients import call
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -298,33 +298,31 @@ async def test_an_imported_issue_shows_its_source_and_marks_imported_entries(
 ) -> None:
     importer = v1.Caller(user_id=world.admin.user_id, admin=True, import_issues=True)
     external_id = "github:org/webrepo#56"
-    # ImportIssue answers only the import identity's certificate, not the web's.
-    files = world.stack.pki.service_certificate("import")
-    address = world.stack.model
-    channel = ServiceAddress(
-        address.host, address.port, ca=world.stack.pki.ca_file, cert=files.cert, key=files.key
-    ).channel()
-    response = await call(
-        v1.ModelStub(channel).import_issue,
-        v1.ImportIssueRequest(
-            caller=importer,
-            external_id=external_id,
-            fields=v1.IssueFields(
-                title="Imported crash", component_id=next(iter(world.components.values()))
+    # Only the import job's identity (--import-identities) may call ImportIssue.
+    channel = world.stack.client_address("model", "import").channel()
+    try:
+        response = await call(
+            v1.ModelStub(channel).import_issue,
+            v1.ImportIssueRequest(
+                caller=importer,
+                external_id=external_id,
+                fields=v1.IssueFields(
+                    title="Imported crash", component_id=next(iter(world.components.values()))
+                ),
+                reporter=world.users["carol"],
+                description="From the old tracker",
+                created_at=datetime(2018, 5, 6, 7, 8, tzinfo=UTC),
+                history=[
+                    v1.ImportedEntry(
+                        author=world.users["bob"],
+                        created_at=datetime(2018, 5, 7, tzinfo=UTC),
+                        comment="Seen it too",
+                    )
+                ],
             ),
-            reporter=world.users["carol"],
-            description="From the old tracker",
-            created_at=datetime(2018, 5, 6, 7, 8, tzinfo=UTC),
-            history=[
-                v1.ImportedEntry(
-                    author=world.users["bob"],
-                    created_at=datetime(2018, 5, 7, tzinfo=UTC),
-                    comment="Seen it too",
-                )
-            ],
-        ),
-    )
-    channel.close()
+        )
+    finally:
+        channel.close()
     assert response.issue is not None
     await sign_in(client, "bob")
     page = await client.get(f"/issues/{response.issue.id}")

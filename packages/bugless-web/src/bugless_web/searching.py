@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,16 @@ SORTABLE: dict[str, SortField] = {
     "modified": SortField.MODIFIED,
 }
 DEFAULT_HOME_QUERY = "is:open assignee:me"
+#: A custom field's column (``customfield12``): its values, sortable by the Model.
+CUSTOM_COLUMN = re.compile(r"customfield([1-9][0-9]{0,18})")
+#: At most this many custom field columns in one table.
+MAX_CUSTOM_COLUMNS = 5
+
+
+def custom_column_id(column: str) -> int:
+    """The field id of a custom field column, 0 for the built-in columns."""
+    match = CUSTOM_COLUMN.fullmatch(column)
+    return int(match.group(1)) if match and int(match.group(1)) < 2**63 else 0
 
 
 #: The cookie keeping a browser's column choice. Saved searches have no field
@@ -101,7 +112,9 @@ def parse_columns(text: str | None) -> tuple[str, ...]:
     """The columns a ``columns=`` parameter names (unknown ones dropped)."""
     if not text:
         return DEFAULT_COLUMNS
-    chosen = tuple(dict.fromkeys(c for c in text.split(",") if c in COLUMNS))
+    chosen = tuple(dict.fromkeys(c for c in text.split(",") if c in COLUMNS or custom_column_id(c)))
+    custom = [c for c in chosen if c not in COLUMNS][MAX_CUSTOM_COLUMNS:]
+    chosen = tuple(c for c in chosen if c not in custom)
     return chosen or DEFAULT_COLUMNS
 
 
@@ -162,22 +175,55 @@ class SearchResults:
 
         Written from the tree parsed once for the page, so a table with a
         sortable header per column does not parse the query again per header.
+        A custom field column sorts with ``sort:customfield<ID>``.
         """
         if self.parsed is None:
             return self.query
-        sort_field = SORTABLE[column]
+        key = _sort_key(column)
         descending = False
-        if self.sort and self.sort[0].field is sort_field:
+        if self.sort and _same_key(self.sort[0], key):
             descending = not self.sort[0].descending
-        resorted = dataclasses.replace(self.parsed, sort=(SortSpec(sort_field, descending),))
+        resorted = dataclasses.replace(
+            self.parsed, sort=(dataclasses.replace(key, descending=descending),)
+        )
         return format_query(resorted)
 
     def sort_direction(self, column: str) -> str:
         """``asc``/``desc`` when the results are sorted by this column first, else ``""``."""
-        sort_field = SORTABLE.get(column)
-        if sort_field is None or not self.sort or self.sort[0].field is not sort_field:
+        if column not in SORTABLE and not custom_column_id(column):
+            return ""
+        if not self.sort or not _same_key(self.sort[0], _sort_key(column)):
             return ""
         return "desc" if self.sort[0].descending else "asc"
+
+    def column_label(self, column: str) -> str:
+        """A column's header: the built-in label, or the custom field's name on this page."""
+        field_id = custom_column_id(column)
+        if not field_id:
+            return COLUMNS[column]
+        for issue in self.issues:
+            for value in issue.custom_fields:
+                if value.field_id == field_id:
+                    return value.name
+        return column
+
+    def custom_values(self, issue: v1.Issue, column: str) -> list[str]:
+        """An issue's values in a custom field column (people by username)."""
+        field_id = custom_column_id(column)
+        for value in issue.custom_fields:
+            if value.field_id == field_id:
+                if value.type is v1.CustomFieldType.USER:
+                    return [self.users[u].username if u in self.users else u for u in value.values]
+                return list(value.values)
+        return []
+
+    def custom_columns(self, chosen: Iterable[str] = ()) -> dict[str, str]:
+        """Custom field columns to offer (column: label): those ``chosen`` and the page's."""
+        found = {c: self.column_label(c) for c in chosen if custom_column_id(c)}
+        for issue in self.issues:
+            for value in issue.custom_fields:
+                found.setdefault(f"customfield{value.field_id}", value.name)
+        return found
 
 
 async def run_search(
@@ -232,11 +278,25 @@ async def run_search(
     return results
 
 
+def _sort_key(column: str) -> SortSpec:
+    field_id = custom_column_id(column)
+    if field_id:
+        return SortSpec(SortField.CUSTOM, custom_field_id=field_id)
+    return SortSpec(SORTABLE[column])
+
+
+def _same_key(spec: SortSpec, key: SortSpec) -> bool:
+    return spec.field is key.field and spec.custom_field_id == key.custom_field_id
+
+
 def people_of(issues: Sequence[v1.Issue]) -> set[str]:
-    """Every user reference a list of issues shows."""
+    """Every user reference a list of issues shows (USER custom fields included)."""
     found: set[str] = set()
     for issue in issues:
         found.update((issue.reporter, issue.assignee, issue.verifier, *issue.cc))
+        for value in issue.custom_fields:
+            if value.type is v1.CustomFieldType.USER:
+                found.update(value.values)
     return found - {""}
 
 
@@ -261,6 +321,7 @@ __all__ = [
     "SORTABLE",
     "SearchResults",
     "columns_of",
+    "custom_column_id",
     "parse_columns",
     "remember_columns",
     "run_search",

@@ -28,7 +28,7 @@ from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.display import level_label, status_label, type_label
 from bugless_web.frontend import frontend_of, render, viewer_of
-from bugless_web.searching import COLUMNS, SearchResults, columns_of, run_search
+from bugless_web.searching import SearchResults, columns_of, run_search
 from bugless_web.timezones import CallerZone, zone_of
 
 #: Issues read from the Model per call.
@@ -70,7 +70,12 @@ def csv_row(
         "created": when(issue.created_at),
         "modified": when(issue.modified_at),
     }
-    return [csv_cell(cells[c]) for c in columns]
+    for value in issue.custom_fields:
+        shown = value.values
+        if value.type is v1.CustomFieldType.USER:
+            shown = [person(u) or u for u in value.values]
+        cells[f"customfield{value.field_id}"] = ", ".join(shown)
+    return [csv_cell(cells.get(c, "")) for c in columns]
 
 
 def _line(cells: Sequence[str]) -> bytes:
@@ -90,7 +95,9 @@ async def _rows(
     zone: CallerZone,
     today: datetime.date,
 ) -> AsyncIterator[bytes]:
-    yield _line([COLUMNS[c] if c not in ("priority", "severity") else c.title() for c in columns])
+    yield _line(
+        [c.title() if c in ("priority", "severity") else first.column_label(c) for c in columns]
+    )
     results, written = first, 0
     while True:
         for issue in results.issues[: cap - written]:
