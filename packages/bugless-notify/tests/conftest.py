@@ -20,7 +20,7 @@ from bugless_notify.queue import DeliveryQueue
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
 
-pytest_plugins = ["bugless_testing.postgres", "bugless_testing.smtp"]
+pytest_plugins = ["bugless_testing.postgres", "bugless_testing.smtp", "bugless_testing.stack"]
 
 
 @pytest.fixture(scope="session")

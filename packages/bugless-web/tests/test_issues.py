@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import re
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -296,7 +298,11 @@ async def test_create_issue_requires_title_and_component(client: AsyncTestClient
 async def test_an_imported_issue_shows_its_source_and_marks_imported_entries(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
-    importer = v1.Caller(user_id=world.admin.user_id, admin=True, import_issues=True)
+    # An import job's user: the test policy's `importers` hold admin and import_issues.
+    created = await asyncio.to_thread(
+        world.stack.add_user, f"importer-{secrets.token_hex(3)}", groups=["importers"]
+    )
+    importer = v1.Caller(user_id=created["user_id"], admin=True, import_issues=True)
     external_id = "github:org/webrepo#56"
     # Only the import job's identity (--import-identities) may call ImportIssue.
     channel = world.stack.client_address("model", "import").channel()

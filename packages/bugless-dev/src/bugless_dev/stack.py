@@ -57,7 +57,8 @@ from bugless_proto import v1
 
 #: Group -> global permissions of the tests' and the drill's Authenticator.
 TEST_POLICY: Mapping[str, Sequence[str]] = {
-    "admins": ["admin", "import_issues"],
+    "admins": ["admin"],
+    "importers": ["admin", "import_issues"],
     "component-creators": ["create_component"],
     "*": ["create_hotlist"],
 }
@@ -216,6 +217,8 @@ class LocalStack:
             "BUGLESS_AUTH_TLS_RELOAD_CHECK_SECONDS": "0",
             "BUGLESS_AUTH_POLICY": json.dumps({g: list(p) for g, p in config.policy.items()}),
             "BUGLESS_WEB_SESSION_KEYS": config.session_key or secrets.token_urlsafe(32),
+            # The notifier keeps its queue in a schema of its own (bugless_notify).
+            "BUGLESS_NOTIFY_DATABASE_URL": config.model_database_url,
         }
         for kind in SERVICE_KINDS:
             prefix = f"BUGLESS_{kind.upper()}_"
@@ -242,8 +245,14 @@ class LocalStack:
                 prefix + "TLS_KEY": str(files.key),
                 prefix + "CLIENT_CA": ca,
             }
-        web, api = self.identities["web"], self.identities["api"]
+        web, api, notify = self.identities["web"], self.identities["api"], self.identities["notify"]
         env |= {
+            "BUGLESS_NOTIFY_TLS_CERT": str(notify.cert),
+            "BUGLESS_NOTIFY_TLS_KEY": str(notify.key),
+            "BUGLESS_NOTIFY_CLIENT_CA": ca,
+            "BUGLESS_NOTIFY_SERVICE_CA": ca,
+            "BUGLESS_NOTIFY_SERVICE_CERT": str(notify.cert),
+            "BUGLESS_NOTIFY_SERVICE_KEY": str(notify.key),
             "BUGLESS_WEB_TLS_CA": ca,
             "BUGLESS_WEB_TLS_CERT": str(web.cert),
             "BUGLESS_WEB_TLS_KEY": str(web.key),

@@ -30,12 +30,14 @@ from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import ANY_CLIENT, SERVICE_IDENTITIES
 from bugless_core.model.servicer import ModelServicer
 from bugless_dev.stack import LocalStack
+from bugless_notify.service import NotifierService
 from bugless_proto import DESCRIPTOR_POOL, v1
 
 #: The servicer of every ``bugless.v1`` service, and who may call it at all.
 SERVICERS: dict[str, type] = {
     "bugless.v1.Model": ModelServicer,
     "bugless.v1.Authenticator": AuthenticatorServicer,
+    "bugless.v1.Notifier": NotifierService,
 }
 for _api_service in SERVICE_CLASSES:
     _base = next(b for b in _api_service.__mro__ if b.__name__.endswith("Base"))

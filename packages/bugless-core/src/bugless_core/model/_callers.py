@@ -7,6 +7,14 @@ A call without an assertion is anonymous (an empty caller: public reads only,
 as for a signed-out visitor); one with an invalid, expired, foreign or revoked
 assertion is refused with UNAUTHENTICATED. So a ``Caller{admin: true}`` that
 no signed assertion backs does nothing.
+
+One exception, :data:`SYSTEM_READERS`: the notifier reads the whole change
+feed and checks each recipient's view of an issue (``Caller`` of that
+recipient) without holding their sessions. A call of its service identity
+without an assertion keeps the caller it names; its ACCESS rows make it
+read-only, so what a compromised notifier can do is read, which reading the
+whole feed already implies. With an assertion (``IssueAssertion``), its
+calls are checked like anyone's.
 """
 
 from __future__ import annotations
@@ -19,17 +27,25 @@ from grpclib.const import Handler
 from grpclib.server import Stream
 
 from bugless_core.assertions import METADATA_KEY, AssertionVerifier
-from bugless_core.grpc import current_metadata, handler_errors
+from bugless_core.grpc import current_identity, current_metadata, handler_errors
 from bugless_proto import v1
 
 _Func = Callable[[Stream[Any, Any]], Awaitable[None]]
 
+#: Service identities whose calls without an assertion keep their request's
+#: caller (read-only by their ACCESS rows): the notifier.
+SYSTEM_READERS = frozenset({"notify"})
 
-async def verified_caller(verifier: AssertionVerifier) -> v1.Caller:
-    """The caller the current call's assertion stands for; anonymous without one."""
+
+async def verified_caller(verifier: AssertionVerifier) -> v1.Caller | None:
+    """The caller the current call's assertion stands for; anonymous without one.
+
+    ``None`` for a :data:`SYSTEM_READERS` call without an assertion: the
+    request's caller stands.
+    """
     assertion = current_metadata().get(METADATA_KEY)
     if not assertion or not isinstance(assertion, str):
-        return v1.Caller()
+        return None if current_identity() in SYSTEM_READERS else v1.Caller()
     return (await verifier.claims(assertion)).caller()
 
 
@@ -43,6 +59,9 @@ def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _F
     async def handle(stream: Stream[Any, Any]) -> None:
         with handler_errors(name):
             caller = await verified_caller(verifier)
+        if caller is None:
+            await func(stream)
+            return
         receive = stream.recv_message
 
         async def recv_message() -> Any:

@@ -1,0 +1,146 @@
+"""Who is told about one change, and why: the recipient rules.
+
+The rules, in the order a person's reason is chosen (one notification per
+person and change, with the first reason that applies):
+
+1. the assignee (and an assignee the change removed),
+2. the reporter, 3. the verifier (and a removed one), 4. people on CC (and
+   people the change took off CC),
+5. people ``@mentioned`` in the change's comment (the description of a new
+   issue, and a new title),
+6. people who starred the issue,
+7. subscribers of the issue's component (or of an ancestor, with subtree),
+8. subscribers of a saved search the issue newly matches or stopped matching.
+
+Then each person's settings apply (:func:`wanted`): the event switched off,
+the issue muted, channel ``none``, or being the change's author (unless they
+asked for their own changes). Whether the person may see the issue is not
+decided here: the consumer asks the Model *as that person*.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from bugless_notify.render import Reason
+from bugless_proto import v1
+
+#: ``@username`` not preceded by a word character, ``@`` or ``.`` (so an
+#: e-mail address is not a mention); usernames as the Authenticator allows.
+MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,62}[A-Za-z0-9]|[A-Za-z0-9])")
+
+#: Which setting switches each reason off.
+REASON_EVENT: Mapping[Reason, v1.NotificationEvent] = {
+    Reason.ASSIGNEE: v1.NotificationEvent.ASSIGNED,
+    Reason.REPORTER: v1.NotificationEvent.MY_ISSUES,
+    Reason.VERIFIER: v1.NotificationEvent.MY_ISSUES,
+    Reason.CC: v1.NotificationEvent.MY_ISSUES,
+    Reason.MENTIONED: v1.NotificationEvent.MENTIONED,
+    Reason.STARRED: v1.NotificationEvent.STARRED,
+    Reason.COMPONENT: v1.NotificationEvent.SUBSCRIPTIONS,
+    Reason.SAVED_SEARCH: v1.NotificationEvent.SUBSCRIPTIONS,
+}
+
+
+def mentioned_usernames(*texts: str) -> list[str]:
+    """Usernames ``@mentioned`` in ``texts``, first mention first, lower case."""
+    seen: dict[str, None] = {}
+    for text in texts:
+        for match in MENTION.finditer(text):
+            seen.setdefault(match.group(1).lower(), None)
+    return list(seen)
+
+
+def mention_texts(issue: v1.Issue, entry: v1.HistoryEntry) -> list[str]:
+    """Where a change can mention someone.
+
+    Its comment (the description of a new issue) and, when it set the title,
+    the title.
+    """
+    texts = [entry.comment]
+    if entry.version == 1 or any(c.field == "title" for c in entry.changes):
+        texts.append(issue.title)
+    return texts
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A person who may be told, and why.
+
+    Attributes:
+        user_id: Opaque user id.
+        reason: The first rule that applies.
+        detail: What the reason refers to (a saved search's name).
+    """
+
+    user_id: str
+    reason: Reason
+    detail: str = ""
+
+
+def _removed_people(entry: v1.HistoryEntry, field: str) -> list[str]:
+    out: list[str] = []
+    for change in entry.changes:
+        if change.field != field:
+            continue
+        out += [v for v in (change.old_value, *change.removed) if v]
+    return out
+
+
+def candidates(
+    issue: v1.Issue,
+    entry: v1.HistoryEntry,
+    audience: v1.IssueAudience,
+    mentioned: Iterable[str],
+    saved_searches: Iterable[tuple[str, str]] = (),
+) -> list[Candidate]:
+    """Everyone the rules name for ``entry`` of ``issue``, each once.
+
+    Args:
+        issue: The issue after the change.
+        entry: The change.
+        audience: Starrers, component subscribers, muters.
+        mentioned: User ids of the people ``@mentioned``.
+        saved_searches: ``(user id, saved search name)`` of subscribers whose
+            saved search the issue newly matches or stopped matching.
+    """
+    ordered: list[tuple[Iterable[str], Reason, str]] = [
+        ([issue.assignee, *_removed_people(entry, "assignee")], Reason.ASSIGNEE, ""),
+        ([issue.reporter], Reason.REPORTER, ""),
+        ([issue.verifier, *_removed_people(entry, "verifier")], Reason.VERIFIER, ""),
+        ([*issue.cc, *_removed_people(entry, "cc")], Reason.CC, ""),
+        (mentioned, Reason.MENTIONED, ""),
+        (audience.starred_by, Reason.STARRED, ""),
+        (audience.component_subscribers, Reason.COMPONENT, ""),
+    ]
+    found: dict[str, Candidate] = {}
+    for people, reason, detail in ordered:
+        for user in people:
+            if user and user not in found:
+                found[user] = Candidate(user, reason, detail)
+    for user, name in saved_searches:
+        if user and user not in found:
+            found[user] = Candidate(user, Reason.SAVED_SEARCH, name)
+    return list(found.values())
+
+
+def wanted(
+    candidate: Candidate,
+    settings: v1.NotificationSettings,
+    *,
+    author: str,
+    issue_id: int,
+    notify_authors: bool,
+) -> bool:
+    """Whether ``candidate``'s settings let this notification through."""
+    if settings.channel == "none":
+        return False
+    if issue_id in settings.muted_issue_ids:
+        return False
+    if REASON_EVENT[candidate.reason] in settings.disabled_events:
+        return False
+    if candidate.user_id == author:
+        return notify_authors or settings.notify_own_changes
+    return True

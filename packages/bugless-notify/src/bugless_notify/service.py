@@ -1,0 +1,157 @@
+"""``bugless notify serve``: the feed consumer, the delivery worker and a status service.
+
+Every replica runs all three: the consumer works only while this replica holds
+the consumer lock (one at a time), the worker shares deliveries with the other
+replicas (``FOR UPDATE SKIP LOCKED`` and leases), and the gRPC server answers
+health, reflection, metrics and ``bugless.v1.Notifier`` (delivery counts and
+dead letters, for the admin page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import asyncpg
+
+from bugless_core.grpc import AccessTable, GrpcServiceRunner
+from bugless_core.migrations import quote_schema
+from bugless_notify.consumer import CURSOR, ConsumerOptions, FeedConsumer
+from bugless_notify.endpoints import WebhookEndpointStore
+from bugless_notify.mail import EmailChannel
+from bugless_notify.queue import DeliveryQueue, DeliveryState
+from bugless_notify.settings import NotifierSettings
+from bugless_notify.webhook import WebhookChannel
+from bugless_notify.worker import DeliveryWorker, WorkerSettings
+from bugless_proto import v1
+
+_log = logging.getLogger("bugless.notify")
+
+
+class NotifierService(v1.NotifierBase):
+    """Serves ``bugless.v1.Notifier``: how deliveries are going."""
+
+    #: The web's admin page and operators' tools read it.
+    ACCESS: ClassVar[AccessTable] = {"GetDeliveryStatus": frozenset({"web", "@admin"})}
+
+    def __init__(self, pool: asyncpg.Pool, queue: DeliveryQueue) -> None:
+        """Read from the notifier's ``pool``."""
+        self._pool = pool
+        self._queue = queue
+        self._cursor_sql = (
+            f"SELECT position FROM {quote_schema(queue.schema)}.feed_cursor WHERE name = $1"
+        )
+
+    async def get_delivery_status(self, message: v1.GetDeliveryStatusRequest) -> v1.DeliveryStatus:
+        """Counts by state, the feed position, and the newest dead letters."""
+        limit = max(0, min(message.max_dead_letters, 1000))
+        async with self._pool.acquire() as conn:
+            counts = await self._queue.counts(conn)
+            position = await conn.fetchval(self._cursor_sql, CURSOR) or 0
+            dead = await self._queue.list_dead(conn, limit=limit) if limit else None
+        return v1.DeliveryStatus(
+            pending=counts[DeliveryState.PENDING],
+            delivered=counts[DeliveryState.DELIVERED],
+            dead=counts[DeliveryState.DEAD],
+            feed_position=position,
+            dead_letters=[
+                v1.DeadLetter(
+                    delivery_id=r.delivery_id,
+                    channel=r.channel,
+                    recipient_name=r.recipient_name,
+                    subject=r.subject,
+                    attempts=r.attempts,
+                    last_error=r.last_error,
+                    updated_at=r.finished_at or r.created_at,
+                )
+                for r in (dead.records if dead else [])
+            ],
+        )
+
+
+@dataclass
+class RunningNotifier:
+    """A started notifier; :meth:`close` stops everything it started."""
+
+    runner: GrpcServiceRunner
+    consumer: FeedConsumer
+    worker: DeliveryWorker
+    pool: asyncpg.Pool
+    tasks: tuple[asyncio.Task[None], ...]
+    channels: tuple[Any, ...]
+
+    async def close(self) -> None:
+        """Stop consuming and delivering (in-flight attempts finish), close connections."""
+        self.consumer.stop()
+        self.worker.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 60)
+        for channel in self.channels:
+            with contextlib.suppress(Exception):
+                channel.close()
+        await self.pool.close()
+
+
+async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
+    """Migrate the notifier's schema, start consumer, worker and status server."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        settings.database_url, min_size=2, max_size=settings.concurrency + 6
+    )
+    queue = DeliveryQueue(settings.schema)
+    await queue.migrate(pool)
+    model_channel = settings.model.channel()
+    auth_channel = settings.auth.channel()
+    email = await EmailChannel.open(settings.smtp.channel_options())
+    webhook = await WebhookChannel.open(
+        {
+            "timeout_seconds": str(settings.webhook_timeout_seconds),
+            "endpoints": WebhookEndpointStore(pool, settings.schema),
+        }
+    )
+    worker = DeliveryWorker(
+        pool,
+        queue,
+        {"email": email, "webhook": webhook},
+        WorkerSettings(concurrency=settings.concurrency),
+    )
+    consumer = FeedConsumer(
+        pool,
+        queue,
+        v1.ModelStub(model_channel),
+        v1.AuthenticatorStub(auth_channel),
+        ConsumerOptions(
+            public_url=settings.public_url,
+            notify_authors=settings.notify_authors,
+            batch=settings.feed_batch,
+            schema=settings.schema,
+        ),
+    )
+    # Before reporting ready: a change made once the notifier is up is after
+    # the cursor, never lost to a first start racing it.
+    await consumer.ensure_cursor()
+    runner = GrpcServiceRunner([NotifierService(pool, queue)], settings.grpc, name="notify")
+    await runner.start()
+    tasks = (
+        asyncio.ensure_future(consumer.run()),
+        asyncio.ensure_future(worker.run()),
+    )
+    return RunningNotifier(
+        runner=runner,
+        consumer=consumer,
+        worker=worker,
+        pool=pool,
+        tasks=tasks,
+        channels=(model_channel, auth_channel),
+    )
+
+
+async def serve_notifier(settings: NotifierSettings) -> None:
+    """Serve until SIGTERM/SIGINT, then stop in order."""
+    notifier = await start_notifier(settings)
+    try:
+        await notifier.runner.serve_until_signalled()
+    finally:
+        await notifier.close()

@@ -1,0 +1,157 @@
+"""What ``bugless notify serve`` is configured with, field by field.
+
+Each field declares its flag, ``BUGLESS_NOTIFY_*`` variable, default and help
+(:func:`bugless_core.settings.setting`); the command's options are generated
+from :class:`NotifierSettings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from bugless_core.clients import ServiceAddress
+from bugless_core.grpc import GrpcServerSettings
+from bugless_core.logs import LogSettings
+from bugless_core.settings import group, setting
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NotifierTlsSettings:
+    """TLS from the notifier to the Model and the Authenticator (mutual TLS).
+
+    Attributes:
+        ca: CA bundle of the backends' certificates; setting it turns TLS on.
+        cert: The notifier's client certificate (its service identity).
+        key: Private key of ``cert``.
+    """
+
+    ca: Path | None = setting(
+        None,
+        flag="--service-ca",
+        must_exist=True,
+        help="CA bundle of the Model's and Authenticator's certificates; enables TLS to them.",
+    )
+    cert: Path | None = setting(
+        None,
+        flag="--service-cert",
+        must_exist=True,
+        help="The notifier's client certificate towards the backends (mTLS).",
+    )
+    key: Path | None = setting(
+        None, flag="--service-key", must_exist=True, help="Private key of --service-cert."
+    )
+
+    def apply(self, address: ServiceAddress) -> ServiceAddress:
+        """``address`` with these TLS files; unchanged when no CA is set."""
+        if self.ca is None:
+            return address
+        return dataclasses.replace(address, ca=self.ca, cert=self.cert, key=self.key)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SmtpOptions:
+    """The ``email`` channel's relay (see the README's option table).
+
+    Attributes:
+        host: The SMTP relay.
+        port: Its port.
+        security: ``none``, ``starttls`` or ``tls``.
+        username: SMTP AUTH user (with ``password``).
+        password: SMTP AUTH password (a Secret in the chart).
+        sender: ``From`` and envelope sender.
+        ca_file: PEM bundle the relay's certificate must chain to.
+    """
+
+    host: str = setting("localhost", flag="--smtp-host", help="SMTP relay host.")
+    port: int = setting(25, flag="--smtp-port", help="SMTP relay port.")
+    security: str = setting(
+        "starttls",
+        flag="--smtp-security",
+        choices=("none", "starttls", "tls"),
+        help="none, starttls or tls (SMTPS).",
+    )
+    username: str = setting(
+        "", flag="--smtp-username", help="SMTP AUTH user name (with --smtp-password)."
+    )
+    password: str = setting("", flag="--smtp-password", secret=True, help="SMTP AUTH password.")
+    sender: str = setting(
+        "bugless <bugless@localhost>", flag="--smtp-sender", help="From address of the mails."
+    )
+    ca_file: Path | None = setting(
+        None,
+        flag="--smtp-ca-file",
+        must_exist=True,
+        help="CA bundle the relay's certificate must chain to.",
+    )
+
+    def channel_options(self) -> dict[str, str]:
+        """The ``email`` channel's string options."""
+        options = {
+            "host": self.host,
+            "port": str(self.port),
+            "security": self.security,
+            "sender": self.sender,
+        }
+        if self.username:
+            options |= {"username": self.username, "password": self.password}
+        if self.ca_file is not None:
+            options["ca_file"] = str(self.ca_file)
+        return options
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NotifierSettings:
+    """Everything the notifier needs to run.
+
+    Attributes:
+        model: Where the Model service is.
+        auth: Where the Authenticator is.
+        service_tls: TLS towards them.
+        database_url: The notifier's PostgreSQL (queue, cursor, endpoints).
+        schema: Its schema there.
+        public_url: The web UI's base URL, for links in notifications.
+        notify_authors: Also notify people of their own changes (each person
+            can ask for it in their settings; this makes it the default).
+        feed_batch: Changes read from the feed per transaction.
+        concurrency: Deliveries attempted at once by this replica.
+        smtp: The mail relay.
+        webhook_timeout_seconds: Bound on one webhook POST.
+        grpc: The health endpoint (the notifier serves only health, reflection
+            and metrics), ready file, TLS.
+        log: Log level and format.
+    """
+
+    model: ServiceAddress = setting(
+        parse=ServiceAddress.parse, metavar="HOST:PORT", help="host:port of the Model service."
+    )
+    auth: ServiceAddress = setting(
+        parse=ServiceAddress.parse, metavar="HOST:PORT", help="host:port of the Authenticator."
+    )
+    service_tls: NotifierTlsSettings = group(
+        NotifierTlsSettings, env_prefix="BUGLESS_NOTIFY_SERVICE_"
+    )
+    database_url: str = setting(
+        secret=True, help="postgresql://… of the notifier's database (queue and feed cursor)."
+    )
+    schema: str = setting("bugless_notify", help="Schema of the notifier's tables.")
+    public_url: str = setting(
+        "http://localhost:8080", help="Base URL of the web UI, for links in notifications."
+    )
+    notify_authors: bool = setting(
+        False, help="Notify people of their own changes unless their settings say otherwise."
+    )
+    feed_batch: int = setting(100, help="Changes read from the Model's feed per transaction.")
+    concurrency: int = setting(32, help="Deliveries attempted at once by this replica.")
+    smtp: SmtpOptions = group(SmtpOptions, env_prefix="BUGLESS_NOTIFY_SMTP_")
+    webhook_timeout_seconds: float = setting(10.0, help="Bound on one webhook POST, in seconds.")
+    grpc: GrpcServerSettings = group(GrpcServerSettings)
+    log: LogSettings = group(LogSettings)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.feed_batch <= 1000:
+            raise ValueError("feed_batch (--feed-batch) must be between 1 and 1000")
+        if self.concurrency < 1:
+            raise ValueError("concurrency (--concurrency) must be at least 1")
+        object.__setattr__(self, "model", self.service_tls.apply(self.model))
+        object.__setattr__(self, "auth", self.service_tls.apply(self.auth))

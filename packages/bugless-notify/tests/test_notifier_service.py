@@ -1,0 +1,305 @@
+"""``bugless notify serve`` as a real process on the real Model and Authenticator.
+
+The Model, the Authenticator and the notifier run as subprocesses through the
+stack library (mutual TLS between them); mail goes to an aiosmtpd sink. The
+test makes changes the way the web frontend does (its certificate, a caller
+per person) and reads what arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+from grpclib.client import Channel
+
+from bugless_dev.stack import LocalStack, RunningService
+from bugless_proto import v1
+from bugless_testing.smtp import ReceivedMail, SmtpSink
+
+ADMIN = v1.Caller(user_id="test-admin", admin=True)
+
+
+@dataclass
+class People:
+    """User ids by name, and their addresses."""
+
+    ids: dict[str, str]
+
+    def caller(self, name: str) -> v1.Caller:
+        return v1.Caller(user_id=self.ids[name])
+
+    @staticmethod
+    def address(name: str) -> str:
+        return f"{name}@example.test"
+
+
+@pytest.fixture(scope="module")
+def people(bugless_stack: LocalStack) -> People:
+    """Password users with addresses (``<name>@example.test``)."""
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in ("alice", "bob", "carol", "vic", "frank", "eve", "dave", "mallory"):
+        created = bugless_stack.add_user(
+            f"{name}{tag}", "pw-" + secrets.token_hex(8), email=f"{name}{tag}@example.test"
+        )
+        ids[name] = created["user_id"]
+    return People({**ids, "_tag": tag})
+
+
+def _addr(people: People, name: str) -> str:
+    return f"{name}{people.ids['_tag']}@example.test"
+
+
+@pytest.fixture
+def notifier(
+    bugless_stack: LocalStack, smtp_sink: SmtpSink
+) -> Iterator[tuple[RunningService, list[str]]]:
+    """One notifier on a schema of its own, mailing to the sink."""
+    flags = [
+        "--schema",
+        f"notify_{secrets.token_hex(4)}",
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        str(smtp_sink.port),
+        "--smtp-security",
+        "none",
+        "--public-url",
+        "https://bugs.example.test",
+    ]
+    service = bugless_stack.start_notify(*flags, name=f"notify-{secrets.token_hex(3)}")
+    try:
+        yield service, flags
+    finally:
+        bugless_stack.stop_service(service)
+
+
+@pytest.fixture
+async def model(bugless_stack: LocalStack) -> AsyncIterator[v1.ModelStub]:
+    """The Model, reached as the web frontend reaches it."""
+    channel: Channel = bugless_stack.client_address("model", identity="web").channel()
+    try:
+        yield v1.ModelStub(channel)
+    finally:
+        channel.close()
+
+
+def _to(mails: list[ReceivedMail]) -> Counter[str]:
+    return Counter(r for m in mails for r in m.recipients)
+
+
+async def _settle(sink: SmtpSink, count: int, seconds: float = 60.0) -> list[ReceivedMail]:
+    """Wait for ``count`` mails, then a little longer for any that should not come."""
+    mails = await sink.wait_for_async(count, seconds)
+    await asyncio.sleep(2.0)
+    return sink.mails if sink.mails else mails
+
+
+async def test_every_recipient_rule_settings_and_acls(
+    model: v1.ModelStub,
+    people: People,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"notify-{secrets.token_hex(4)}")
+    )
+    hidden = await model.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN,
+            name=f"hidden-{secrets.token_hex(4)}",
+            acl=[
+                v1.AclEntry(principal=v1.Principal(user=people.ids["alice"]), role=v1.Role.EDITOR)
+            ],
+        )
+    )
+    await model.set_component_subscription(
+        v1.SetComponentSubscriptionRequest(
+            caller=people.caller("eve"), component_id=component.id, subscribed=True
+        )
+    )
+    await model.update_notification_settings(
+        v1.UpdateNotificationSettingsRequest(
+            caller=people.caller("mallory"),
+            settings=v1.NotificationSettings(disabled_events=[v1.NotificationEvent.MENTIONED]),
+        )
+    )
+    tag = people.ids["_tag"]
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=people.caller("alice"),
+            fields=v1.IssueFields(
+                title="Disk full on build hosts",
+                component_id=component.id,
+                assignee=people.ids["bob"],
+                verifier=people.ids["vic"],
+            ),
+            cc=[people.ids["carol"]],
+            description=f"@frank{tag} and @mallory{tag}, please look (mail me at x@frank{tag})",
+        )
+    )
+    created = await _settle(smtp_sink, 5)
+    assert _to(created) == Counter(
+        _addr(people, n) for n in ("bob", "vic", "carol", "frank", "eve")
+    ), "assignee, verifier, CC, mentioned, component subscriber; not the author, not mallory"
+    reasons = {m.recipients[0]: m.message["X-Bugless-Reason"] for m in created}
+    assert reasons[_addr(people, "frank")] == "mentioned"
+    assert reasons[_addr(people, "eve")] == "component"
+    first = created[0].message
+    assert "Disk full on build hosts" in first["Subject"]
+    body = first.get_body(("plain",))
+    assert body is not None
+    assert f"https://bugs.example.test/issues/{issue.id}" in body.get_content()
+
+    smtp_sink.clear()
+    await model.star_issue(
+        v1.StarIssueRequest(caller=people.caller("dave"), issue_id=issue.id, starred=True)
+    )
+    await model.set_issue_mute(
+        v1.SetIssueMuteRequest(caller=people.caller("carol"), issue_id=issue.id, muted=True)
+    )
+    await model.update_notification_settings(
+        v1.UpdateNotificationSettingsRequest(
+            caller=people.caller("vic"),
+            settings=v1.NotificationSettings(disabled_events=[v1.NotificationEvent.MY_ISSUES]),
+        )
+    )
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("bob"),
+            issue_id=issue.id,
+            expected_version=issue.version,
+            comment="on it",
+        )
+    )
+    commented = await _settle(smtp_sink, 3)
+    assert _to(commented) == Counter(_addr(people, n) for n in ("alice", "dave", "eve")), (
+        "reporter, starrer and subscriber; not bob (author), carol (muted), vic (event off)"
+    )
+
+    smtp_sink.clear()
+    await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=people.caller("alice"),
+            fields=v1.IssueFields(
+                title="secret", component_id=hidden.id, assignee=people.ids["bob"]
+            ),
+            cc=[people.ids["carol"]],
+            description=f"@frank{tag} look",
+        )
+    )
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("alice"),
+            issue_id=issue.id,
+            expected_version=issue.version + 1,
+            comment="marker",
+        )
+    )
+    after = await _settle(smtp_sink, 3)
+    assert _to(after) == Counter(_addr(people, n) for n in ("dave", "eve", "bob")), (
+        "nobody hears of the hidden issue; the marker comment reaches bob, dave, eve"
+    )
+    assert all("secret" not in m.message["Subject"] for m in after)
+
+
+async def test_a_killed_notifier_loses_nothing_and_repeats_only_message_ids(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    people: People,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    service, flags = notifier
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"kill-{secrets.token_hex(4)}")
+    )
+    issues = [
+        await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=people.caller("alice"),
+                fields=v1.IssueFields(
+                    title=f"issue {n}", component_id=component.id, assignee=people.ids["bob"]
+                ),
+            )
+        )
+        for n in range(20)
+    ]
+    await smtp_sink.wait_for_async(20, 60)
+    smtp_sink.clear()
+    versions = {i.id: i.version for i in issues}
+
+    async def comment(issue_id: int, n: int) -> None:
+        await model.change_issue(
+            v1.ChangeIssueRequest(
+                caller=people.caller("alice"),
+                issue_id=issue_id,
+                expected_version=versions[issue_id],
+                comment=f"change {n}",
+            )
+        )
+        versions[issue_id] += 1
+
+    changes = 0
+    for round_ in range(10):
+        await asyncio.gather(*(comment(i.id, round_) for i in issues))
+        changes += len(issues)
+        if round_ == 3:
+            service.process.kill()
+    replacement = bugless_stack.start_notify(*flags, name=f"notify-{secrets.token_hex(3)}")
+    try:
+        mails = await smtp_sink.wait_for_async(changes, 120)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ids = {m.message["X-Bugless-Delivery"] for m in smtp_sink.mails}
+            if len(ids) >= changes:
+                break
+            await asyncio.sleep(0.5)
+        mails = smtp_sink.mails
+        by_delivery: dict[str, set[str]] = {}
+        for mail in mails:
+            by_delivery.setdefault(mail.message["X-Bugless-Delivery"], set()).add(
+                mail.message["Message-ID"]
+            )
+        assert len(by_delivery) == changes, "every change mailed to the assignee"
+        assert all(len(ids) == 1 for ids in by_delivery.values()), (
+            "a repeated mail carries the same Message-ID"
+        )
+    finally:
+        bugless_stack.stop_service(replacement)
+
+
+async def test_two_replicas_deliver_each_change_once(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    people: People,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    _, flags = notifier
+    second = bugless_stack.start_notify(*flags, name=f"notify-{secrets.token_hex(3)}")
+    try:
+        component = await model.create_component(
+            v1.CreateComponentRequest(caller=ADMIN, name=f"two-{secrets.token_hex(4)}")
+        )
+        for n in range(40):
+            await model.create_issue(
+                v1.CreateIssueRequest(
+                    caller=people.caller("alice"),
+                    fields=v1.IssueFields(
+                        title=f"pair {n}", component_id=component.id, assignee=people.ids["bob"]
+                    ),
+                )
+            )
+        mails = await _settle(smtp_sink, 40, 90)
+        deliveries = Counter(m.message["X-Bugless-Delivery"] for m in mails)
+        assert len(deliveries) == 40
+        assert set(deliveries.values()) == {1}, "no mail twice while both replicas are healthy"
+    finally:
+        bugless_stack.stop_service(second)
