@@ -85,7 +85,8 @@ async def model(bugless_stack: LocalStack) -> AsyncIterator[v1.ModelStub]:
     """The Model, reached as the web frontend reaches it."""
     channel: Channel = bugless_stack.client_address("model", identity="web").channel()
     try:
-        yield v1.ModelStub(channel)
+        # Each call carries an assertion of the (made-up) caller its request names.
+        yield bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
     finally:
         channel.close()
 

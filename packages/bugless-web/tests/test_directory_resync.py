@@ -103,7 +103,7 @@ async def test_a_rename_shows_and_a_lock_signs_the_person_out_leaving_their_issu
     try:
         auth = v1.AuthenticatorStub(channel)
         (person,) = (await call(auth.lookup_users, v1.LookupUsersRequest(usernames=[uid]))).users
-        model = v1.ModelStub(model_channel)
+        model = world.stack.acting_model(v1.ModelStub(model_channel))
         issue = await call(
             model.create_issue,
             v1.CreateIssueRequest(

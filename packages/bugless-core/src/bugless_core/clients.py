@@ -269,6 +269,10 @@ class ActingFor:
         self._cache[user_id] = (expires_at, identity.assertion)
         return identity.assertion
 
+    async def assertion_for(self, caller: v1.Caller) -> str:
+        """An assertion for the user ``caller`` names (its other fields are ignored)."""
+        return await self.assertion(caller.user_id)
+
 
 class _ActingStub:
     """A stub whose every call carries the assertion of its request's caller."""
@@ -285,8 +289,9 @@ class _ActingStub:
 
         async def acting_call(request: Any, *args: Any, **kwargs: Any) -> Any:
             caller = getattr(request, "caller", None)
-            user_id = caller.user_id if isinstance(caller, v1.Caller) else ""
-            assertion = await acting.assertion(user_id) if user_id else None
+            assertion = None
+            if isinstance(caller, v1.Caller) and caller.user_id:
+                assertion = await acting.assertion_for(caller)
             with acting_as(assertion):
                 return await method(request, *args, **kwargs)
 

@@ -406,19 +406,24 @@ class LocalStack:
             ready_file=ready,
         )
 
-    def acting_model(self, model: v1.ModelStub) -> v1.ModelStub:
+    def acting_model(self, model: v1.ModelStub, *, as_requested: bool = False) -> v1.ModelStub:
         """``model`` calling with an assertion for each request's ``caller``.
 
         For seeding and checking data behind the frontends' backs: an
         administrator's tool (the ``admin`` identity) asks the Authenticator
         for an assertion of the user each request names
         (:func:`bugless_core.clients.acting_model`). The channel it asks on is
-        closed by :meth:`stop`.
+        closed by :meth:`stop`. With ``as_requested`` the assertions are
+        signed here instead (:meth:`assertion_for`) with exactly what each
+        request's caller claims, for tests whose callers are made-up users
+        the Authenticator does not know.
         """
         channel = self.client_address("auth", "admin").channel()
         with self._lock:
             self._channels.append(channel)
-        return acting_model(model, ActingFor(v1.AuthenticatorStub(channel)))
+        auth = v1.AuthenticatorStub(channel)
+        acting = _SignedHere(auth, self) if as_requested else ActingFor(auth)
+        return acting_model(model, acting)
 
     def assertion_for(
         self,
@@ -632,6 +637,24 @@ class LocalStack:
         """Kill every service now (a second Ctrl-C)."""
         for service in self.services:
             service.process.kill()
+
+
+class _SignedHere(ActingFor):
+    """Assertions of exactly the callers requests name, signed with the stack's key."""
+
+    def __init__(self, auth: v1.AuthenticatorStub, stack: LocalStack) -> None:
+        super().__init__(auth)
+        self._stack = stack
+
+    async def assertion_for(self, caller: v1.Caller) -> str:
+        permissions = [
+            name
+            for name, held in (("admin", caller.admin), ("import_issues", caller.import_issues))
+            if held
+        ]
+        return self._stack.assertion_for(
+            caller.user_id, groups=caller.groups, permissions=permissions
+        )
 
 
 def _host_port(address: ServiceAddress) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from bugless_core.clients import call
+from bugless_core.clients import ActingFor, acting_model, call
 from bugless_core.errors import NotFound, PermissionDenied
 from bugless_core.importer import Importer, SourceIssue, SourcePerson
 from bugless_import import convert
@@ -367,8 +367,13 @@ async def run_import(
     model_channel = settings.address(settings.model).channel()
     auth_channel = settings.address(settings.auth).channel()
     try:
-        model = v1.ModelStub(model_channel, timeout=settings.call_timeout_seconds)
         auth = v1.AuthenticatorStub(auth_channel, timeout=settings.call_timeout_seconds)
+        # The Model takes the caller from a signed assertion: the import
+        # identity gets one for the importing user (IssueAssertion, refreshed
+        # before it expires), and every call carries it.
+        model = acting_model(
+            v1.ModelStub(model_channel, timeout=settings.call_timeout_seconds), ActingFor(auth)
+        )
         caller = await _identity(auth, settings.token)
         ids = await _match_people(
             auth, settings.token, importer.name, people, create=not settings.dry_run, report=report
