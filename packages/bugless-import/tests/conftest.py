@@ -69,8 +69,8 @@ def make_settings(bugless_stack: LocalStack, import_token: str, tmp_path: Path) 
 async def model(bugless_stack: LocalStack) -> Any:
     """A Model stub on the session's Model."""
     channel = bugless_stack.model.channel()
-    # Each call carries an assertion for the user its request names.
-    yield bugless_stack.acting_model(v1.ModelStub(channel))
+    # Each call carries an assertion of the (made-up) caller its request names.
+    yield bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
     channel.close()
 
 
