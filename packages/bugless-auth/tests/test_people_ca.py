@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_errors import expect_status
 from grpclib.const import Status
 
-from bugless_auth.people_ca import USER_URI_PREFIX
+from bugless_auth.people_ca import USER_URI_PREFIX, PeopleCa
 from bugless_auth.settings import PeopleCaSettings
 from bugless_proto import v1
 
@@ -358,3 +358,21 @@ async def test_without_a_people_ca_issuance_is_a_clear_refusal(auth: AuthServer)
         Status.FAILED_PRECONDITION,
     )
     assert "no people CA" in (error.message or "")
+
+
+async def test_a_people_ca_certificate_outside_the_records_acts_as_nobody(
+    people: AuthServer, people_ca_settings: PeopleCaSettings
+) -> None:
+    """One signed with the CA's key but not by the Authenticator (say, naming another id)."""
+    victim = await people.add_user(unique("victim"))
+    assert people_ca_settings.cert_file is not None
+    assert people_ca_settings.key_file is not None
+    ca = PeopleCa.load(people_ca_settings.cert_file, people_ca_settings.key_file, max_seconds=3600)
+    minted = ca.sign(_csr(), user_id=victim.user_id, username=victim.username, seconds=600)
+    error = await expect_status(
+        people.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=_der(minted.pem))
+        ),
+        Status.UNAUTHENTICATED,
+    )
+    assert "records" in (error.message or "")
