@@ -289,7 +289,8 @@ class PeopleCertificates:
         )
         if user_id is None or row is None or row["user_id"] != user_id:
             raise Unauthenticated(
-                "this certificate is not in the people CA's records (this Authenticator did not issue it)",
+                "this certificate is not in the people CA's records "
+                "(this Authenticator did not issue it)",
                 reason="CERTIFICATE_UNKNOWN",
             )
         if row["revoked_at"] is not None:
