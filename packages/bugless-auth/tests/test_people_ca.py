@@ -376,3 +376,30 @@ async def test_a_people_ca_certificate_outside_the_records_acts_as_nobody(
         Status.UNAUTHENTICATED,
     )
     assert "records" in (error.message or "")
+
+
+async def test_a_bots_certificate_from_the_same_ca_still_goes_to_the_tls_mapping(
+    start_auth_server: StartAuth, tmp_path: Path
+) -> None:
+    """``bugless dev`` uses one CA for bots and people: a bot has no bugless:user: name."""
+    ca = trustme.CA()
+    cert, key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    ca.cert_pem.write_to_path(str(cert))
+    ca.private_key_pem.write_to_path(str(key))
+    server = await start_auth_server(
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {"mapping": '{"deploy-bot": {"username": "deploy-bot"}}', "ca_file": str(cert)}
+        },
+        people_ca=PeopleCaSettings(cert_file=cert, key_file=key),
+    )
+    leaf = ca.issue_cert("bot.invalid", common_name="deploy-bot")
+    der = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    result = await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == "deploy-bot"
