@@ -56,6 +56,8 @@ NOTIFIER = v1.Caller(user_id="bugless-notify", admin=True)
 CURSOR = "main"
 #: Wait for a commit this long per ReadFeed when the feed is idle.
 FEED_WAIT_MS = 2000
+#: Issues of one batch worked on at once.
+ISSUES_AT_ONCE = 32
 
 
 @dataclass
@@ -197,9 +199,20 @@ class FeedConsumer:
         if not answer.changes:
             return
         batch = _Batch()
+        # Issues are worked on concurrently (each is a dozen calls to the Model
+        # and the Authenticator); one issue's entries stay in version order.
+        by_issue: dict[int, list[tuple[int, str]]] = {}
         for change in answer.changes:
             for entry in change.entries:
-                await self._entry(entry.issue_id, entry.version, change.author, batch)
+                by_issue.setdefault(entry.issue_id, []).append((entry.version, change.author))
+        limit = asyncio.Semaphore(ISSUES_AT_ONCE)
+
+        async def one_issue(issue_id: int, entries: list[tuple[int, str]]) -> None:
+            async with limit:
+                for version, author in entries:
+                    await self._entry(issue_id, version, author, batch)
+
+        await asyncio.gather(*(one_issue(i, e) for i, e in by_issue.items()))
         await self._commit(position, answer.changes[-1].position, batch)
         self.handled += len(answer.changes)
 
