@@ -240,3 +240,20 @@ def test_tracing_is_off_by_default_and_reaches_every_service_when_on() -> None:
         ports = [p for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])]
         if ports:
             assert {"protocol": "TCP", "port": 4318} in ports, policy["metadata"]["name"]
+
+
+def test_the_people_ca_is_off_by_default_and_mounted_when_named() -> None:
+    assert "BUGLESS_AUTH_PEOPLE_CA_CERT" not in _env(render(), "auth")
+    manifests = render({"auth": {"peopleCa": {"secretName": "bugless-people-ca"}}})
+    env = _env(manifests, "auth")
+    assert env["BUGLESS_AUTH_PEOPLE_CA_CERT"]["value"] == "/etc/bugless/people-ca/tls.crt"
+    assert env["BUGLESS_AUTH_PEOPLE_CA_KEY"]["value"] == "/etc/bugless/people-ca/tls.key"
+    pod = _deployment(manifests, "auth")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["people-ca"]["secret"]["secretName"] == "bugless-people-ca"
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["people-ca"] == {
+        "name": "people-ca",
+        "mountPath": "/etc/bugless/people-ca",
+        "readOnly": True,
+    }

@@ -36,7 +36,11 @@ from bugless_proto import v1
 
 #: Global permissions in the dev Authenticator: the admin group administers
 #: everything, bots may create top-level components, everyone hotlists.
-DEV_POLICY = {"admins": ["admin"], "bots": ["create_component"], "*": ["create_hotlist"]}
+DEV_POLICY = {
+    "admins": ["admin", "import_issues"],
+    "bots": ["create_component"],
+    "*": ["create_hotlist"],
+}
 #: The component a fresh tracker starts with, so that an issue can be filed at once.
 FIRST_COMPONENT = "General"
 #: The bot a development client certificate maps to, and its groups.

@@ -76,6 +76,12 @@ class SyncBuglessClient:
             self._loop.close()
 
     whoami = _blocking(BuglessClient.whoami)
+    logout = _blocking(BuglessClient.logout)
+    attach = _blocking(BuglessClient.attach)
+    get_attachment = _blocking(BuglessClient.get_attachment)
+    list_attachments = _blocking(BuglessClient.list_attachments)
+    delete_attachment = _blocking(BuglessClient.delete_attachment)
+    download_attachment = _blocking(BuglessClient.download_attachment)
     star_issue = _blocking(BuglessClient.star_issue)
     subscribe_component = _blocking(BuglessClient.subscribe_component)
     subscribe_saved_search = _blocking(BuglessClient.subscribe_saved_search)
