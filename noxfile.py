@@ -43,6 +43,7 @@ PACKAGES: dict[str, str] = {
     "bugless-api": "[testing]",
     "bugless-notify": "[testing]",
     "bugless-blob-s3": "[testing]",
+    "bugless-import": "[testing]",
 }
 #: Test-only tools every test session gets.
 TEST_TOOLS = [

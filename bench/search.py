@@ -345,15 +345,22 @@ async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
 
 
 async def run_search(
-    database_url: str, schema: str = "bugless", requests: int = 300, *, show_plans: bool = False
+    database_url: str,
+    schema: str = "bugless",
+    requests: int = 300,
+    *,
+    show_plans: bool = False,
+    only: tuple[str, ...] = (),
 ) -> list[tuple[str, str, int, Stats]]:
-    """Benchmark every query in every mode; print and return the figures."""
+    """Benchmark every query (or those named in ``only``) in every mode; print the figures."""
     settings = model_settings(database_url, schema, pool=10)
     conn = await connect(settings)
     try:
         queries, facts = await build_queries(conn)
     finally:
         await conn.close()
+    if only:
+        queries = [q for q in queries if q.name in only]
     print(
         f"{facts['issues']:,} issues; word {facts['word']!r} in {facts['word_share']:.2%}; "
         f"subtree {facts['subtree_id']} holds {facts['subtree_share']:.2%}",
@@ -424,7 +431,9 @@ def _print_ratios(results: list[tuple[str, str, int, Stats]]) -> None:
     for name, mode, clients, stats in results:
         if mode == "sql":
             continue
-        floor = by_key[(name, "sql", clients)]
+        floor = by_key.get((name, "sql", clients))
+        if floor is None:
+            continue
         verdict = ""
         if name in TARGET_QUERIES and mode == "grpc":
             ok = stats.p95 <= TARGET_P95_MS and stats.p95 / floor.p95 <= TARGET_RATIO
@@ -444,8 +453,19 @@ def main() -> None:
     parser.add_argument("--schema", default="bugless")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per run")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN (ANALYZE, BUFFERS)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="measure only this query (repeatable)"
+    )
     args = parser.parse_args()
-    asyncio.run(run_search(args.database_url, args.schema, args.requests, show_plans=args.explain))
+    asyncio.run(
+        run_search(
+            args.database_url,
+            args.schema,
+            args.requests,
+            show_plans=args.explain,
+            only=tuple(args.only),
+        )
+    )
 
 
 if __name__ == "__main__":

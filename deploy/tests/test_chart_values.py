@@ -219,7 +219,28 @@ def test_autoscaling_and_service_monitor_are_opt_in() -> None:
         "bugless-api",
         "bugless-model",
         "bugless-auth",
+        "bugless-notify",
     }
+
+
+def test_notifier_runs_two_replicas_with_a_pdb_probes_and_smtp_credentials_from_a_secret() -> None:
+    manifests = render({"notify": {"smtp": {"credentialsSecret": "bugless-smtp"}}})
+    (deployment,) = [
+        d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"] == "bugless-notify"
+    ]
+    assert deployment["spec"]["replicas"] >= 2
+    assert any(
+        p["metadata"]["name"] == "bugless-notify" for p in of_kind(manifests, "PodDisruptionBudget")
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["notify", "serve"]
+    assert {"readinessProbe", "livenessProbe", "startupProbe"} <= set(container)
+    env = _env(manifests, "notify")
+    assert env["BUGLESS_NOTIFY_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "bugless-smtp",
+        "key": "password",
+    }
+    assert env["BUGLESS_NOTIFY_PUBLIC_URL"]["value"] == "https://bugless.example.com"
 
 
 def test_tracing_is_off_by_default_and_reaches_every_service_when_on() -> None:
@@ -240,3 +261,20 @@ def test_tracing_is_off_by_default_and_reaches_every_service_when_on() -> None:
         ports = [p for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])]
         if ports:
             assert {"protocol": "TCP", "port": 4318} in ports, policy["metadata"]["name"]
+
+
+def test_the_people_ca_is_off_by_default_and_mounted_when_named() -> None:
+    assert "BUGLESS_AUTH_PEOPLE_CA_CERT" not in _env(render(), "auth")
+    manifests = render({"auth": {"peopleCa": {"secretName": "bugless-people-ca"}}})
+    env = _env(manifests, "auth")
+    assert env["BUGLESS_AUTH_PEOPLE_CA_CERT"]["value"] == "/etc/bugless/people-ca/tls.crt"
+    assert env["BUGLESS_AUTH_PEOPLE_CA_KEY"]["value"] == "/etc/bugless/people-ca/tls.key"
+    pod = _deployment(manifests, "auth")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["people-ca"]["secret"]["secretName"] == "bugless-people-ca"
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["people-ca"] == {
+        "name": "people-ca",
+        "mountPath": "/etc/bugless/people-ca",
+        "readOnly": True,
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +19,7 @@ import pytest
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
 from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
-from bugless_testing.cockroach_sql import serializable_database
+from bugless_testing.cockroach_sql import StatementRecorder, serializable_database
 from bugless_testing.model_contracts import ATTACHMENT_LIMITS
 
 if TYPE_CHECKING:
@@ -59,8 +59,14 @@ def model_settings(database_url: str) -> ModelSettings:
 
 
 @pytest.fixture(scope="session")
-async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[CockroachBackend]:
-    """The backend under test: migrated, open, holding a node id."""
+async def bugless_model_backend(
+    model_settings: ModelSettings, cockroach_statements: StatementRecorder
+) -> AsyncIterator[CockroachBackend]:
+    """The backend under test: migrated, open, holding a node id.
+
+    Its connections are opened under the session's statement recorder, so
+    every statement any contract makes it send is checked at the end.
+    """
     await CockroachBackend.migrate(model_settings)
     backend = await CockroachBackend.open(model_settings)
     store = await DatabaseBlobStore.connect(
@@ -76,3 +82,15 @@ async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[
     finally:
         await backend.close()
         await store.close()
+
+
+@pytest.fixture(scope="session")
+def cockroach_statements() -> Iterator[StatementRecorder]:
+    """Every statement the session's backend sends; none may be one CockroachDB lacks.
+
+    Checked when the session ends (a failure shows as an error in the
+    teardown of the last test that used the backend).
+    """
+    with StatementRecorder() as recorder:
+        yield recorder
+    assert recorder.incompatibilities() == {}

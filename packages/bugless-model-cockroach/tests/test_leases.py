@@ -18,7 +18,7 @@ from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
 from bugless_model_cockroach._leases import NodeLease
 from bugless_model_cockroach._snowflake import decompose, wall_clock_ms
-from bugless_model_postgres.seam import server_settings
+from bugless_model_postgres.seam import release_as_is, server_settings
 from bugless_proto import v1
 
 ADMIN = v1.Caller(user_id="root", admin=True)
@@ -34,6 +34,7 @@ async def pool(
         min_size=1,
         max_size=10,
         server_settings=server_settings(model_settings, f'"{model_settings.schema}"'),
+        reset=release_as_is,
     )
     yield made
     await made.close()

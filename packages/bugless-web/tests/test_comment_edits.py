@@ -159,3 +159,29 @@ async def test_redaction_by_someone_who_is_not_admin_is_refused(
     assert response.status_code == 403
     assert "admin" in response.text.lower()
     assert (await _issue(model, world, issue.id)).description == "keep me"
+
+
+async def test_single_entries_render_edits_and_redactions_as_live_updates_insert_them(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Entries one at a time", description="d")
+    entry = await _comment(model, world, issue, "bob", "said once")
+    edited = await call(
+        model.edit_comment,
+        v1.EditCommentRequest(
+            caller=world.caller("bob"),
+            issue_id=issue.id,
+            expected_version=(await _issue(model, world, issue.id)).version,
+            entry_version=entry,
+            comment="said twice",
+        ),
+    )
+    assert edited.entry is not None
+    await sign_in(client, "bob")
+    line = await client.get(f"/issues/{issue.id}/entries/{edited.entry.version}")
+    assert line.status_code == 200
+    assert "edited the comment of" in line.text
+    original = await client.get(f"/issues/{issue.id}/entries/{entry}")
+    assert original.status_code == 200
+    assert "said once" in original.text  # alone, an entry shows its own text
+    assert "/edit" not in original.text  # forms only on the whole page

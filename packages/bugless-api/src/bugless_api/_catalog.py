@@ -13,8 +13,14 @@ from typing import ClassVar
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
+from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument
-from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
+from bugless_core.grpc import (
+    ANY_CLIENT,
+    AccessTable,
+    current_peer_certificate,
+    every_method,
+)
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_proto import v1
 
@@ -36,6 +42,17 @@ class AccountService(GatewayService, v1.AccountBase):
     async def who_am_i(self, message: v1.WhoAmIRequest) -> v1.Identity:
         """The identity the Authenticator maps the client certificate to."""
         return current_identity().identity
+
+    async def logout(self, message: v1.LogoutRequest) -> v1.PersonCertificate:
+        """Revoke the people certificate this connection presented (``bugless logout``)."""
+        current_identity()  # authenticated first: a revoked certificate cannot call
+        certificate = current_peer_certificate()
+        if certificate is None:
+            raise InvalidArgument("this connection presented no client certificate")
+        return await call(
+            self.gateway.auth.revoke_person_certificate,
+            v1.RevokePersonCertificateRequest(presented_certificate_der=certificate),
+        )
 
 
 class ComponentsService(GatewayService, v1.ComponentsBase):

@@ -27,6 +27,8 @@ from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
 
+#: Refusals of a people-CA certificate whose reason the caller is told (it is their own).
+_SAY_WHY = frozenset({"CERTIFICATE_REVOKED", "CERTIFICATE_EXPIRED"})
 #: Global permission that makes the caller an admin everywhere in the Model.
 ADMIN_PERMISSION = "admin"
 
@@ -181,6 +183,10 @@ class IdentityResolver:
                 exc.message,
                 extra={"subject": subject, "connection_id": connection.id},
             )
+            if exc.reason in _SAY_WHY:
+                # A person's own certificate that expired or was revoked: they
+                # should hear that, and that `bugless login` is the fix.
+                raise Unauthenticated(exc.message, reason=exc.reason) from exc
             raise Unauthenticated(
                 f"certificate subject {subject} is not mapped to a bugless user"
             ) from exc

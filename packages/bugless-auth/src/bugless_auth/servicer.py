@@ -72,7 +72,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "BeginOidc": {"web"},
         "CompleteOidc": {"web"},
         "AuthenticateCertificate": {"api"},
-        "ValidateToken": {"web", "api"},
+        "ValidateToken": {"web", "api", "@import"},
         "GetUsers": _DIRECTORY_READERS,
         "LookupUsers": _DIRECTORY_READERS,
         "SuggestUsers": {"web", "api"},
@@ -81,7 +81,8 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "SetLocalPassword": {"web", "@admin"},
         "SetUserDisabled": {"web", "@admin"},
         "RevokeSessions": {"web", "@admin"},
-        # The import job (``bugless import``), as --import-identities names it.
+        # The import job (``bugless import``), as --import-identities names it;
+        # it also validates the token of the person running it (above).
         "MatchImportUsers": {"@import"},
         "MergePlaceholder": {"web", "@admin"},
         # The people CA (issue 19): the web for signed-in people (the API page,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bugless_core.registry import (
         AuthenticatorRegistrar,
         BlobStoreRegistrar,
+        ImporterRegistrar,
         ModelBackendRegistrar,
         NotificationChannelRegistrar,
     )
@@ -58,6 +59,16 @@ def bugless_register_blob_stores(register: BlobStoreRegistrar) -> None:
     Same contract as :func:`bugless_register_model_backends`, for the names a
     deployment sets in ``BUGLESS_BLOB_STORE`` (attachment content). Do not
     connect to anything here.
+    """
+
+
+@hookspec
+def bugless_register_importers(register: ImporterRegistrar) -> None:
+    """Register importer classes (:class:`bugless_core.importer.Importer`).
+
+    Same contract as :func:`bugless_register_model_backends`, for the source
+    names ``bugless import <source>`` accepts (``trac``, ``github``, ...).
+    Do not read the source here: the command builds the importer it runs.
     """
 
 

@@ -22,6 +22,7 @@ from bugless_core.registry import Registry
 if TYPE_CHECKING:
     from bugless_core.auth_backend import AuthenticatorBackend
     from bugless_core.blobs import BlobStore
+    from bugless_core.importer import Importer
     from bugless_core.model.backend import ModelBackend
     from bugless_core.notification_channel import NotificationChannel
     from bugless_proto import v1
@@ -54,6 +55,7 @@ class Plugins:
         authenticators: Authenticator backend classes by name.
         notification_channels: Notification channel classes by name.
         blob_stores: Blob store classes (attachment content) by name.
+        importers: Importer classes (``bugless import <source>``) by name.
         loaded: The plugins that were loaded, in load order.
     """
 
@@ -68,6 +70,7 @@ class Plugins:
         default_factory=lambda: Registry("notification channel")
     )
     blob_stores: Registry[type[BlobStore]] = field(default_factory=lambda: Registry("blob store"))
+    importers: Registry[type[Importer]] = field(default_factory=lambda: Registry("importer"))
     loaded: list[PluginInfo] = field(default_factory=list)
 
     @property
@@ -161,6 +164,7 @@ def load_plugins(
     manager.hook.bugless_register_authenticators(register=plugins.authenticators)
     manager.hook.bugless_register_notification_channels(register=plugins.notification_channels)
     manager.hook.bugless_register_blob_stores(register=plugins.blob_stores)
+    manager.hook.bugless_register_importers(register=plugins.importers)
     return plugins
 
 

@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 from bugless_core.auth_backend import AuthenticatorBackend
 from bugless_core.blobs import BlobStore
 from bugless_core.errors import InvalidArgument
+from bugless_core.importer import Importer
 from bugless_core.model.backend import ModelBackend
 from bugless_core.notification_channel import NotificationChannel
 
@@ -106,3 +107,5 @@ AuthenticatorRegistrar = Registry[type[AuthenticatorBackend]]
 NotificationChannelRegistrar = Registry[type[NotificationChannel]]
 #: The registrar ``bugless_register_blob_stores`` receives.
 BlobStoreRegistrar = Registry[type[BlobStore]]
+#: The registrar ``bugless_register_importers`` receives.
+ImporterRegistrar = Registry[type[Importer]]

@@ -36,7 +36,11 @@ from bugless_proto import v1
 
 #: Global permissions in the dev Authenticator: the admin group administers
 #: everything, bots may create top-level components, everyone hotlists.
-DEV_POLICY = {"admins": ["admin"], "bots": ["create_component"], "*": ["create_hotlist"]}
+DEV_POLICY = {
+    "admins": ["admin", "import_issues"],
+    "bots": ["create_component"],
+    "*": ["create_hotlist"],
+}
 #: The component a fresh tracker starts with, so that an issue can be filed at once.
 FIRST_COMPONENT = "General"
 #: The bot a development client certificate maps to, and its groups.
@@ -234,6 +238,12 @@ class DevStack:
                 page_token_secret=self.state.secret("page-token-secret"),
                 session_key=self.state.secret("web-session-key"),
                 insecure_local=self.settings.insecure_local,
+                # The development CA is also the people CA: `bugless login`
+                # works against `bugless dev`, and the API already trusts it.
+                extra_env={
+                    "BUGLESS_AUTH_PEOPLE_CA_CERT": str(pki.ca_file),
+                    "BUGLESS_AUTH_PEOPLE_CA_KEY": str(pki.directory / "ca.key"),
+                },
             )
         )
         self.services = stack

@@ -51,6 +51,7 @@ from bugless_dev.processes import (
 #: Group -> global permissions of the tests' and the drill's Authenticator.
 TEST_POLICY: Mapping[str, Sequence[str]] = {
     "admins": ["admin"],
+    "importers": ["admin", "import_issues"],
     "component-creators": ["create_component"],
     "*": ["create_hotlist"],
 }

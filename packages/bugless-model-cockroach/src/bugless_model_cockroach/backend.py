@@ -24,13 +24,14 @@ stream (see the README for why polling was not built instead).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, ClassVar, Self
 
 import asyncpg
 
 from bugless_core.errors import FailedPrecondition
-from bugless_core.migrations import LeaseLock, MigrationLock
+from bugless_core.migrations import LeaseLock, Migration, MigrationLock
 from bugless_core.model.backend import Capability, ModelSettings
 from bugless_model_cockroach import _dialect, _leases, _regions
 from bugless_model_cockroach import _queries as q
@@ -38,6 +39,9 @@ from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres.seam import Conn, Dialect, translated_errors
 
 _log = logging.getLogger(__name__)
+#: Model migration versions that only make PostgreSQL-specific indexes.
+_POSTGRES_ONLY = frozenset({8})
+_NO_OP = "SELECT 1"
 
 
 class CockroachBackend(PostgresBackend):
@@ -53,6 +57,20 @@ class CockroachBackend(PostgresBackend):
         }
     )
     migration_lock: ClassVar[MigrationLock] = LeaseLock()
+
+    @staticmethod
+    def migrations() -> list[Migration]:
+        """PostgreSQL's migrations, with the PostgreSQL-only ones as no-ops here.
+
+        Version 8 adds a ``jsonb_path_ops`` GIN index, an operator class
+        CockroachDB does not have and does not need: its inverted index on
+        ``issues.custom_fields`` (version 4) already keys JSON by path and
+        value. The version stays in the ledger so both backends number alike.
+        """
+        return [
+            dataclasses.replace(m, sql=_NO_OP) if m.version in _POSTGRES_ONLY else m
+            for m in PostgresBackend.migrations()
+        ]
 
     def __init__(self, settings: ModelSettings, pool: asyncpg.Pool) -> None:
         """Use an open pool; call :meth:`open` rather than this."""

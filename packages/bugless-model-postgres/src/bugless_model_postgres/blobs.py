@@ -42,7 +42,7 @@ from bugless_core.settings import setting
 from bugless_core.transactions import POSTGRES_RETRIES, retrying
 from bugless_model_postgres import _blob_queries as sql
 from bugless_model_postgres._convert import Conn
-from bugless_model_postgres._database import translated_errors
+from bugless_model_postgres._database import release_as_is, translated_errors
 
 #: The migration that creates the store's tables.
 BLOB_SCHEMA_VERSION = 3
@@ -148,6 +148,9 @@ class DatabaseBlobStore(BlobStore):
                 min_size=1,
                 max_size=settings.pool_max_size,
                 server_settings=server_settings,
+                # Nothing here leaves session state; asyncpg's reset would call
+                # pg_advisory_unlock_all(), which CockroachDB lacks.
+                reset=release_as_is,
             )
         return cls(pool, chunk_bytes=settings.chunk_bytes, owns_pool=True)
 

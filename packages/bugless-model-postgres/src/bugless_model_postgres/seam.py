@@ -17,7 +17,9 @@ private and may change without notice. A subclass:
 * may override the migration hooks ``_before_migrate``/``_after_migrate``
   and ``open``/``close``;
 * wraps driver calls of its own in :func:`translated_errors` and opens
-  connections with :func:`server_settings`, like the base class.
+  connections with :func:`server_settings` (and pools with
+  ``reset=``:func:`release_as_is`, since asyncpg's default reset calls
+  ``pg_advisory_unlock_all()``), like the base class.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
 from bugless_model_postgres._context import IssueIdSource
 from bugless_model_postgres._convert import Conn
 from bugless_model_postgres._database import (
+    release_as_is,
     server_settings,
     translated_errors,
 )
@@ -38,6 +41,7 @@ __all__ = [
     "Dialect",
     "IssueIdSource",
     "RetryPolicy",
+    "release_as_is",
     "retrying",
     "server_settings",
     "translated_errors",

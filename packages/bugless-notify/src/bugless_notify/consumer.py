@@ -34,6 +34,7 @@ import asyncpg
 
 from bugless_core.clients import call, resolve_query
 from bugless_core.errors import BuglessError, FailedPrecondition, NotFound
+from bugless_core.mentions import mentioned_usernames
 from bugless_core.migrations import quote_schema
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of, term
@@ -42,7 +43,6 @@ from bugless_notify.recipients import (
     Candidate,
     candidates,
     mention_texts,
-    mentioned_usernames,
     wanted,
 )
 from bugless_notify.render import ChangeNotice, Person, render_notification

@@ -31,12 +31,15 @@ from bugless_web.frontend import (
 )
 from bugless_web.middleware import drain_middleware, security_headers_middleware, session_middleware
 from bugless_web.routes import (
+    api_access,
+    attachments,
     auth,
     comment_edits,
     component_admin,
     components,
     custom_field_admin,
     export,
+    following,
     home,
     hotlists,
     issues,
@@ -70,7 +73,7 @@ async def check_csrf(request: Request[Any, Any, Any]) -> None:
     send the cookie but cannot read the page to learn the token. Browsers
     that say a request is cross-site (``Sec-Fetch-Site``) are refused outright.
     """
-    if request.method in _SAFE_METHODS:
+    if request.method in _SAFE_METHODS or request.url.path in api_access.CSRF_EXEMPT:
         return
     if request.headers.get("sec-fetch-site") == "cross-site":
         _refuse_forged(request)
@@ -247,17 +250,20 @@ def create_app(settings: WebSettings) -> Litestar:
         route_handlers=[
             *operations.ROUTES,
             *auth.ROUTES,
+            *api_access.ROUTES,
             *home.ROUTES,
             *search.ROUTES,
             *export.ROUTES,
             *saved_searches.ROUTES,
             *issues.ROUTES,
             *comment_edits.ROUTES,
+            *attachments.ROUTES,
             *new_issue.ROUTES,
             *component_admin.ROUTES,
             *custom_field_admin.ROUTES,
             *components.ROUTES,
             *hotlists.ROUTES,
+            *following.ROUTES,
             *users.ROUTES,
             *suggest.ROUTES,
             *preview.ROUTES,

@@ -7,6 +7,7 @@ way, and so the templates stay free of logic.
 from __future__ import annotations
 
 import datetime
+import urllib.parse
 from collections.abc import Mapping
 
 from markupsafe import Markup, escape
@@ -38,6 +39,7 @@ __all__ = [
     "STATUS_LABELS",
     "TYPE_LABELS",
     "USER_FIELDS",
+    "attachment_url",
     "is_open",
     "level_label",
     "short_status",
@@ -107,3 +109,8 @@ def username_of(users: Mapping[str, v1.User], user_id: str) -> str:
     """The username for an id (for pre-filling edit forms); empty for nobody."""
     user = users.get(user_id)
     return user.username if user is not None else ""
+
+
+def attachment_url(attachment: v1.Attachment) -> str:
+    """Where an attachment is downloaded from (its name last, so browsers save it so)."""
+    return f"/attachments/{attachment.id}/{urllib.parse.quote(attachment.name, safe='')}"

@@ -22,6 +22,8 @@ from litestar.enums import MediaType
 from litestar.response import Redirect
 
 from bugless_core import ids
+from bugless_core.attachments import IMAGE_TYPES
+from bugless_core.blobs import describe_size
 from bugless_core.clients import call
 from bugless_core.errors import (
     BuglessError,
@@ -135,6 +137,9 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         USER_FIELDS=display.USER_FIELDS,
         ISSUE_FIELDS=display.ISSUE_FIELDS,
         ALL_COLUMNS=COLUMNS,
+        attachment_url=display.attachment_url,
+        size_label=describe_size,
+        IMAGE_TYPES=IMAGE_TYPES,
     )
     env.filters["urlencode_query"] = lambda q: urllib.parse.quote_plus(str(q))
     return env

@@ -23,12 +23,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "comment_edits",
     "custom_fields",
     "attachments",
+    "login",
 )
 
 
 def register(cli: click.Group) -> None:
     """Add ``bugless api`` and every client command group to ``cli``."""
-    from bugless_api.cli.groups import GROUPS  # noqa: PLC0415
+    from bugless_api.cli.groups import GROUPS, TOP_LEVEL  # noqa: PLC0415
     from bugless_api.cli.serve import api_group  # noqa: PLC0415
 
     for name in COMMAND_MODULES:
@@ -36,3 +37,5 @@ def register(cli: click.Group) -> None:
     cli.add_command(api_group)
     for group in GROUPS:
         cli.add_command(group)
+    for top in TOP_LEVEL:
+        cli.add_command(top)

@@ -132,7 +132,24 @@ def resolve_config(options: dict[str, Any]) -> ClientConfig:
     for name, file in files.items():
         if not file.is_file():
             fail(f"--{name}: {file} is not a readable file", EXIT_USAGE)
+    _refuse_expired(files["cert"])
     return ClientConfig(api=values["api"], **files)
+
+
+def _refuse_expired(cert_file: Path) -> None:
+    """Say so, instead of failing the TLS handshake, when the certificate has expired."""
+    from cryptography import x509  # noqa: PLC0415
+
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError):
+        return  # the TLS layer reports an unreadable certificate precisely
+    if certificate.not_valid_after_utc < datetime.datetime.now(datetime.UTC):
+        fail(
+            f"the certificate {cert_file} expired at "
+            f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; run `bugless login` again",
+            EXIT_USAGE,
+        )
 
 
 def client_options(fn: F) -> F:

@@ -36,6 +36,9 @@ def attachment_group() -> None:
     """Show, download and delete attachments (attach with `bugless issue attach`)."""
 
 
+#: Commands directly under ``bugless`` (``login``, ``whoami``), added by their modules.
+TOP_LEVEL: list[click.Command] = []
+
 GROUPS: tuple[click.Group, ...] = (
     issue_group,
     attachment_group,

@@ -170,3 +170,7 @@ class ClientBase:
     async def whoami(self) -> v1.Identity:
         """Who the client certificate authenticates as."""
         return await self._call(self.account.who_am_i, v1.WhoAmIRequest(), idempotent=True)
+
+    async def logout(self) -> v1.PersonCertificate:
+        """Revoke the people-CA certificate this client presents (it stops working at once)."""
+        return await self._call(self.account.logout, v1.LogoutRequest(), idempotent=False)

@@ -78,6 +78,12 @@ class SyncBuglessClient:
     #: Builds the IssueDelta of ``change_issue``/``batch_change_issues`` (no call made).
     delta = staticmethod(BuglessClient.delta)
     whoami = _blocking(BuglessClient.whoami)
+    logout = _blocking(BuglessClient.logout)
+    attach = _blocking(BuglessClient.attach)
+    get_attachment = _blocking(BuglessClient.get_attachment)
+    list_attachments = _blocking(BuglessClient.list_attachments)
+    delete_attachment = _blocking(BuglessClient.delete_attachment)
+    download_attachment = _blocking(BuglessClient.download_attachment)
     star_issue = _blocking(BuglessClient.star_issue)
     subscribe_component = _blocking(BuglessClient.subscribe_component)
     subscribe_saved_search = _blocking(BuglessClient.subscribe_saved_search)

@@ -53,13 +53,13 @@ class ModelServicer(v1.ModelBase):
         "SearchIssues": _READERS,
         "Watch": _READERS,
         "ReadFeed": _READERS,
-        "CreateComponent": _FRONTENDS,
-        "GetComponent": _READERS,
+        "CreateComponent": _FRONTENDS | {"@import"},
+        "GetComponent": _READERS | {"@import"},
         "ListComponents": _READERS,
         "UpdateComponent": _FRONTENDS,
-        "CreateHotlist": _FRONTENDS,
+        "CreateHotlist": _FRONTENDS | {"@import"},
         "GetHotlist": _READERS,
-        "ListHotlists": _READERS,
+        "ListHotlists": _READERS | {"@import"},
         "UpdateHotlist": _FRONTENDS,
         "DeleteHotlist": _FRONTENDS,
         "AddHotlistItems": _FRONTENDS,
@@ -74,7 +74,7 @@ class ModelServicer(v1.ModelBase):
         "EditComment": _FRONTENDS,
         "Redact": _FRONTENDS,
         "CreateCustomField": _FRONTENDS,
-        "ListCustomFields": _READERS,
+        "ListCustomFields": _READERS | {"@import"},
         "UpdateCustomField": _FRONTENDS,
         "DeleteCustomField": _FRONTENDS,
         "UploadAttachment": _FRONTENDS,
@@ -94,6 +94,8 @@ class ModelServicer(v1.ModelBase):
         "GetIssueAudience": {"notify"},
         "ListSavedSearchSubscriptions": {"notify"},
         # The import job (``bugless import``), as --import-identities names it.
+        # It also finds or creates the components and hotlists its mapping
+        # names (the rows above marked @import), as the import caller.
         "ImportIssue": {"@import"},
     }
 

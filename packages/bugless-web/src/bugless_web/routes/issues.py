@@ -78,11 +78,24 @@ async def _issue_page(
     issue = await call(
         backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
     )
-    history, relations, components, my_hotlists, capabilities, fields = await asyncio.gather(
+    (
+        history,
+        relations,
+        components,
+        (my_hotlists, attachments),
+        capabilities,
+        fields,
+    ) = await asyncio.gather(
         load_history(backends, viewer, issue_id),
         load_relations(backends, viewer, issue),
         list_all_components(backends, viewer),
-        _my_hotlists(backends, viewer),
+        asyncio.gather(
+            _my_hotlists(backends, viewer),
+            call(
+                backends.model.list_attachments,
+                v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue_id),
+            ),
+        ),
         backends.capabilities(),
         custom_fields.applicable_fields(backends, viewer, issue.component_id),
     )
@@ -102,7 +115,8 @@ async def _issue_page(
         issues=[issue],
         extra_users=relations.people()
         | custom_fields.user_ids(issue.custom_fields)
-        | timeline.people(history),
+        | timeline.people(history)
+        | {a.uploader for a in attachments.attachments},
     )
     current_form = EditForm.from_issue(issue, names.users)
     if form is None:
@@ -130,6 +144,7 @@ async def _issue_page(
             "errors": errors
             or FieldErrors(edit_fields(fields), labels=custom_fields.labelled(fields)),
             "custom_fields": fields,
+            "attachments": list(attachments.attachments),
             "live": "watch" in capabilities,
             "title": f"{issue.id}: {issue.title}",
         },

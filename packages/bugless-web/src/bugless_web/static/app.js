@@ -360,6 +360,95 @@
     });
   });
 
+  // ---- attachments: drop or paste files into the comment box --------------------
+  // Each file is sent as the raw body of its own request (streamed by the
+  // browser and by the server; nothing holds the whole file), with a progress
+  // bar. A finished upload adds a Markdown link to the comment being written;
+  // the attachment is already on the issue (its own timeline entry).
+  document.querySelectorAll(".attach-zone[data-attach-url]").forEach(function (zone) {
+    var url = zone.getAttribute("data-attach-url");
+    var form = zone.closest("form");
+    var area = form ? form.querySelector("textarea[data-attach-url]") : null;
+    var list = zone.querySelector(".attach-progress");
+    var input = zone.querySelector(".attach-input");
+    zone.hidden = false;
+    function upload(file, fallbackName) {
+      var name = file.name || fallbackName;
+      var item = document.createElement("li");
+      var label = document.createElement("span");
+      label.textContent = name;
+      var bar = document.createElement("progress");
+      bar.max = 100; bar.value = 0;
+      var state = document.createElement("span");
+      state.className = "state muted";
+      state.textContent = "uploading…";
+      item.appendChild(label); item.appendChild(bar); item.appendChild(state);
+      list.appendChild(item);
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.setRequestHeader("X-CSRF-Token", csrfToken);
+      xhr.setRequestHeader("X-Requested-With", "fetch");
+      if (build) xhr.setRequestHeader("X-Bugless-Build", build);
+      xhr.setRequestHeader("X-File-Name", encodeURIComponent(name));
+      xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+      xhr.upload.addEventListener("progress", function (event) {
+        if (event.lengthComputable) bar.value = Math.round(100 * event.loaded / event.total);
+      });
+      xhr.addEventListener("load", function () {
+        var answer = {};
+        try { answer = JSON.parse(xhr.responseText); } catch (e) { answer = {}; }
+        if (xhr.status === 201) {
+          bar.value = 100;
+          state.textContent = "attached";
+          item.classList.add("done");
+          item.setAttribute("data-attachment", answer.id);
+          if (area) {
+            var link = (/^image\//.test(answer.content_type) ? "!" : "") +
+              "[" + answer.name.replace(/[\[\]]/g, "") + "](" + answer.url + ")";
+            area.value += (area.value && !/\n$/.test(area.value) ? "\n" : "") + link + "\n";
+          }
+        } else {
+          state.textContent = answer.error || ("the upload failed (" + xhr.status + ")");
+          state.className = "state failed";
+          item.classList.add("failed");
+        }
+      });
+      xhr.addEventListener("error", function () {
+        state.textContent = "the upload failed: the connection broke";
+        state.className = "state failed";
+        item.classList.add("failed");
+      });
+      xhr.send(file);
+    }
+    function uploadAll(files, fallbackName) {
+      Array.prototype.forEach.call(files, function (file, i) {
+        upload(file, fallbackName + (i ? "-" + i : ""));
+      });
+    }
+    if (input) input.addEventListener("change", function () { uploadAll(input.files, "file"); input.value = ""; });
+    if (!area) return;
+    area.addEventListener("dragover", function (event) {
+      if (event.dataTransfer && Array.prototype.indexOf.call(event.dataTransfer.types, "Files") >= 0) {
+        event.preventDefault();
+        area.classList.add("drop-target");
+      }
+    });
+    area.addEventListener("dragleave", function () { area.classList.remove("drop-target"); });
+    area.addEventListener("drop", function (event) {
+      area.classList.remove("drop-target");
+      if (!event.dataTransfer || !event.dataTransfer.files.length) return;
+      event.preventDefault();
+      uploadAll(event.dataTransfer.files, "dropped");
+    });
+    area.addEventListener("paste", function (event) {
+      var data = event.clipboardData;
+      if (!data || !data.files || !data.files.length) return;
+      event.preventDefault();
+      var stamp = new Date().toISOString().replace(/[:.]/g, "-");
+      uploadAll(data.files, "pasted-" + stamp + ".png");
+    });
+  });
+
   // ---- username suggestions (assignee, verifier, CC, ACL) --------------------
   // Fills a <datalist> from /suggest/users as the person types. The fields
   // stay plain text inputs of usernames, so without this nothing is lost.

@@ -1,0 +1,194 @@
+"""``bugless login``, ``bugless logout``, ``bugless whoami``: the API as yourself (issue 19).
+
+``login`` makes a key pair on this machine, sends only a certificate signing
+request to the web UI, and waits while you approve it in a browser where you
+are signed in (it opens one, or prints the URL and code for a machine
+without one: a device-code flow). The certificate it gets back is stored
+beside the key in the config directory (``~/.config/bugless``, mode 0600)
+and named in ``client.toml``, so every later command uses it until it
+expires; then a command says to run ``bugless login`` again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bugless_api.cli._common import (
+    DEFAULT_CONFIG,
+    EXIT_SERVER_ERROR,
+    EXIT_USAGE,
+    client_options,
+    command,
+    fail,
+)
+from bugless_api.cli.groups import TOP_LEVEL
+
+#: Longest a login waits for approval when the server does not say.
+_DEFAULT_WAIT_SECONDS = 600
+
+
+def _config_path() -> Path:
+    return Path(os.environ.get("BUGLESS_CLIENT_CONFIG", str(DEFAULT_CONFIG))).expanduser()
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (created so, never widened)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    path.chmod(0o600)
+
+
+def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", "accept": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read() or b"{}")
+            return answer
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        fail(f"{url}: {message}", EXIT_USAGE if exc.code < 500 else EXIT_SERVER_ERROR)
+    except (urllib.error.URLError, OSError) as exc:
+        fail(f"cannot reach {url}: {getattr(exc, 'reason', exc)}", EXIT_SERVER_ERROR)
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a TOML basic string is JSON-compatible for paths
+
+
+def _save_config(path: Path, values: dict[str, str]) -> None:
+    import tomllib  # noqa: PLC0415
+
+    current: dict[str, Any] = {}
+    if path.exists():
+        try:
+            current = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            fail(f"config file {path}: {exc}", EXIT_USAGE)
+    current.update(values)
+    text = "".join(f"{key} = {_toml_string(str(value))}\n" for key, value in current.items())
+    _write_private(path, text.encode())
+
+
+@click.command("login")
+@click.option(
+    "--web",
+    "web_url",
+    envvar="BUGLESS_WEB_URL",
+    required=True,
+    help="URL of the bugless web UI, e.g. https://bugs.example.com [env BUGLESS_WEB_URL].",
+)
+@click.option("--api", envvar="BUGLESS_API", default=None, help="host:port of the bugless API.")
+@click.option("--ca", envvar="BUGLESS_CA", default=None, help="CA bundle of the API's certificate.")
+@click.option("--label", default="", help="What to call this certificate in your list.")
+@click.option(
+    "--hours", type=click.FloatRange(min=0.001), default=None, help="Validity (server default: 12)."
+)
+@click.option("--no-browser", is_flag=True, help="Print the URL and code; open no browser.")
+def login_command(  # noqa: PLR0917 - click passes every option by keyword anyway
+    web_url: str, api: str | None, ca: str | None, label: str, hours: float | None, no_browser: bool
+) -> None:
+    """Get a short-lived client certificate for yourself, approved in the web UI."""
+    base = web_url.rstrip("/")
+    config = _config_path()
+    directory = config.parent
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    label = label or f"bugless login on {os.uname().nodename}"
+    started = _post(
+        f"{base}/device/start",
+        {"csr_pem": csr, "label": label, "validity_seconds": (hours or 0) * 3600},
+    )
+    url = str(started.get("verification_uri_complete") or started.get("verification_uri"))
+    click.echo(f"To approve, open {url}")
+    click.echo(f"and check that it shows the code {started['user_code']}.")
+    if not no_browser:
+        webbrowser.open(url)
+    interval = max(1, int(started.get("interval") or 2))
+    deadline = time.monotonic() + int(started.get("expires_in") or _DEFAULT_WAIT_SECONDS)
+    while True:
+        if time.monotonic() > deadline:
+            fail("the code expired before it was approved; run `bugless login` again", EXIT_USAGE)
+        time.sleep(interval)
+        answer = _post(f"{base}/device/poll", {"device_code": started["device_code"]})
+        state = answer.get("state")
+        if state == "approved" and answer.get("certificate_pem"):
+            break
+        if state in ("denied", "expired", "delivered"):
+            fail(f"the login was {state}; run `bugless login` again", EXIT_USAGE)
+    cert_file, key_file = directory / "login.pem", directory / "login.key"
+    _write_private(
+        key_file,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    _write_private(cert_file, str(answer["certificate_pem"]).encode())
+    values = {"cert": str(cert_file), "key": str(key_file)}
+    if api:
+        values["api"] = api
+    if ca:
+        values["ca"] = str(Path(ca).expanduser().resolve())
+    _save_config(config, values)
+    certificate = x509.load_pem_x509_certificate(str(answer["certificate_pem"]).encode())
+    until = certificate.not_valid_after_utc.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    click.echo(f"Logged in as {answer.get('username')}; the certificate is valid until {until}.")
+    click.echo(f"It is in {cert_file} (its key never left this machine); {config} names it.")
+
+
+@command
+async def _logout(client: Any) -> object:
+    revoked = await client.logout()
+    return {"revoked": revoked.serial, "username": revoked.username}
+
+
+@click.command("logout")
+@client_options
+def logout_command(**params: Any) -> None:
+    """Revoke this machine's login certificate and delete it."""
+    _logout(**params)
+    config = _config_path()
+    for name in ("login.pem", "login.key"):
+        (config.parent / name).unlink(missing_ok=True)
+
+
+@click.command("whoami")
+@client_options
+@command
+async def whoami_command(client: Any) -> object:
+    """Who the configured certificate acts as (username, groups, permissions)."""
+    identity = await client.whoami()
+    return identity
+
+
+TOP_LEVEL.extend([login_command, logout_command, whoami_command])
+__all__ = ["login_command", "logout_command", "whoami_command"]

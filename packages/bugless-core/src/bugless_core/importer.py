@@ -1,0 +1,158 @@
+"""The importer contract: how another tracker's issues reach ``bugless import``.
+
+An importer (``trac``, ``github``, or one a plugin adds) is registered through
+``bugless_register_importers`` and only *reads*: it turns its source into the
+plain records below, in the source's own vocabulary (status ``closed/wontfix``,
+priority ``major``, the source's logins). Everything after that is the
+``bugless import`` command's (package bugless-import): the mapping file,
+matching people through the Authenticator, creating components, the
+idempotent ImportIssue calls, resume, reports. So an importer plugin needs
+bugless-core and its source's client library, nothing else.
+
+Records carry the issue as it is *now* and its history as the source logged
+it (each change with its old and new value); the command rolls the changes
+back to find the state at creation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+#: The fields a :class:`SourceChange` may name. ``status`` values may carry a
+#: resolution (``closed/wontfix``); ``cc`` and ``labels`` change by
+#: ``added``/``removed``; the rest by ``old``/``new``; people are person keys.
+CHANGE_FIELDS = frozenset(
+    {"title", "status", "priority", "severity", "type", "component", "assignee", "cc", "labels"}
+)
+
+
+@dataclass(frozen=True)
+class SourcePerson:
+    """A person as the source knows them.
+
+    Attributes:
+        key: The source's own, stable key (login, account id).
+        username: Their login, when the source has one.
+        email: Their address, when the source shows it.
+        display_name: Their full name.
+    """
+
+    key: str
+    username: str = ""
+    email: str = ""
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    """One field's change in one history entry, in the source's values."""
+
+    field: str
+    old: str = ""
+    new: str = ""
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.field not in CHANGE_FIELDS:
+            msg = f"unknown change field {self.field!r}; use one of {sorted(CHANGE_FIELDS)}"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One entry of the source's history: who, when, what they wrote and changed."""
+
+    author: str
+    at: datetime
+    comment: str = ""
+    changes: tuple[SourceChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceIssue:
+    """One issue of the source as it is now, with its history oldest first.
+
+    Attributes:
+        key: The source's key of the issue (``1234``, ``org/repo#56``,
+            ``PROJ-12``); with the importer's name it makes the external id.
+        url: Where the issue lives in the source (for redirects).
+        title: Summary.
+        description: Markdown (importers convert the source's markup).
+        reporter: Person key.
+        created_at: When the source created it (timezone-aware).
+        modified_at: When the source last changed it, if it says.
+        closed_at: When the source closed it, if it is closed and says.
+        status: Status as the source writes it, lower case, with the
+            resolution after a ``/`` where the source has one.
+        priority: Source priority name (lower case), or "".
+        type: Source type name (lower case), or "".
+        severity: Source severity name (lower case), or "".
+        component: Source component name, or "".
+        assignee: Person key, or "".
+        cc: Person keys.
+        labels: Source labels/keywords (for hotlists or custom fields).
+        entries: Later history, oldest first.
+    """
+
+    key: str
+    url: str
+    title: str
+    description: str
+    reporter: str
+    created_at: datetime
+    status: str
+    modified_at: datetime | None = None
+    closed_at: datetime | None = None
+    priority: str = ""
+    type: str = ""
+    severity: str = ""
+    component: str = ""
+    assignee: str = ""
+    cc: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    entries: tuple[SourceEntry, ...] = ()
+
+
+class Importer(ABC):
+    """Reads one source tracker (a file tree, a database, a REST endpoint).
+
+    Built once per run from the ``bugless import`` arguments. Reading may be
+    blocking: the command runs it in a worker thread.
+    """
+
+    #: The source name: the ``bugless import <name>`` argument and the
+    #: prefix of external ids (``trac:1234``).
+    name: ClassVar[str]
+    #: One line for ``bugless import --help``.
+    description: ClassVar[str]
+    #: The mapping the source's stock vocabulary gets unless the mapping file
+    #: says otherwise: section (``statuses``, ``priorities``, ``types``,
+    #: ``severities``) -> source value -> bugless name (``FIXED``, ``P1``).
+    default_mapping: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+
+    def __init__(self, location: str, options: Mapping[str, str]) -> None:
+        """Remember where the source is; open nothing yet.
+
+        Args:
+            location: Where the source is (a directory, a Trac environment, a URL).
+            options: ``--option key=value`` pairs the importer documents.
+        """
+        self.location = location
+        self.options = dict(options)
+
+    @abstractmethod
+    def people(self) -> Iterator[SourcePerson]:
+        """Every person the source knows (each key once); more may appear in issues."""
+
+    @abstractmethod
+    def issues(self) -> Iterator[SourceIssue]:
+        """Every issue to import, in a stable order (the source's key order)."""
+
+    def external_id(self, issue: SourceIssue) -> str:
+        """The unique reference of ``issue``: ``<name>:<key>``."""
+        return f"{self.name}:{issue.key}"

@@ -1,0 +1,48 @@
+"""``bugless import <source> <location>``: the command line of a run."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from bugless_core.eventloop import run
+from bugless_core.plugins import Plugins
+from bugless_core.settings import settings_command
+from bugless_import.runner import default_progress_stream, run_import
+from bugless_import.settings import ImportSettings
+
+#: Exit status of a run stopped by Ctrl-C (the shell's convention for SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+@click.command("import")
+@click.argument("source")
+@click.argument("location")
+@click.pass_obj
+@settings_command(ImportSettings, env_prefix="BUGLESS_IMPORT_")
+def import_command(
+    plugins: Plugins, settings: ImportSettings, *, source: str, location: str
+) -> None:
+    """Import the issues of another tracker with their whole history.
+
+    SOURCE is an installed importer (github, jira, trac, redmine, roundup, or
+    a plugin's); LOCATION is where it reads: a directory of exported JSON, a
+    Trac environment, a tracker's URL. Run with --dry-run first: it lists
+    what is unmapped and whom and what would be created. Interrupted (Ctrl-C),
+    the same command resumes where it stopped.
+    """
+    importer_class = plugins.importers.get(source)
+    importer = importer_class(location, dict(settings.options))
+    try:
+        report = run(run_import(importer, settings, progress=default_progress_stream()))
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted: what was imported is kept in {settings.state_dir}; "
+            "run the same command again to import the rest",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    click.echo(report.render())
+    if not settings.dry_run:
+        click.echo(f"report and redirects CSV: {settings.state_dir}")

@@ -1,0 +1,170 @@
+"""One source issue as an ImportIssueRequest: mapped values, people, the state at creation.
+
+Sources log a change with its old and new value and show the issue as it is
+now; the Model wants the issue as it was created and the deltas after it.
+The state at creation is therefore the final state with every logged change
+rolled back (a field's first logged ``old`` value, the cc list with every
+later addition undone), and each entry becomes a delta of the fields it
+changed. Replaying those on the Model gives the source's final state again
+whenever the source's log is complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bugless_core.importer import SourceIssue
+from bugless_import.mapping import Mapping as ValueMapping
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+#: A person key the source gives for nobody (a deleted account).
+GHOST = "ghost"
+_SCALARS = ("title", "status", "priority", "type", "severity", "component", "assignee")
+_ENUM_SECTIONS = {"priority": "priorities", "type": "types", "severity": "severities"}
+
+
+@dataclass
+class Resolved:
+    """What the run resolved before converting: people, components, label targets.
+
+    Attributes:
+        people: Person key -> bugless user id.
+        components: Source component name -> component id ("" is the default).
+        labels: Component id and labels -> hotlist ids and custom field values.
+    """
+
+    people: Mapping[str, str]
+    components: Mapping[str, int]
+    labels: Callable[[int, Sequence[str]], tuple[list[int], list[v1.CustomFieldValue]]] = field(
+        default=lambda _component, _labels: ([], [])
+    )
+
+
+def _status(mapping: ValueMapping, value: str, closed: bool) -> int:
+    mapped = mapping.enum("statuses", value)
+    if mapped:
+        return mapped
+    is_closed = closed or value.lower().startswith(("closed", "done", "resolved"))
+    return int(v1.Status.FIXED if is_closed else v1.Status.NEW)
+
+
+def initial_values(issue: SourceIssue) -> tuple[dict[str, str], list[str]]:
+    """The source's values and cc at creation: the final ones with the log rolled back."""
+    final = {
+        "title": issue.title,
+        "status": issue.status,
+        "priority": issue.priority,
+        "type": issue.type,
+        "severity": issue.severity,
+        "component": issue.component,
+        "assignee": issue.assignee,
+    }
+    initial = dict(final)
+    seen: set[str] = set()
+    for entry in issue.entries:
+        for change in entry.changes:
+            if change.field in final and change.field not in seen:
+                seen.add(change.field)
+                initial[change.field] = change.old
+    if not initial["title"]:
+        initial["title"] = issue.title
+    cc = set(issue.cc)
+    for entry in reversed(issue.entries):
+        for change in entry.changes:
+            if change.field == "cc":
+                cc = (cc - set(change.added)) | set(change.removed)
+    return initial, sorted(cc)
+
+
+def person(resolved: Resolved, key: str) -> str:
+    """The user id of a person key ("" for nobody)."""
+    if not key:
+        return ""
+    return resolved.people.get(key) or resolved.people[GHOST]
+
+
+def to_request(
+    issue: SourceIssue,
+    external_id: str,
+    mapping: ValueMapping,
+    resolved: Resolved,
+    caller: v1.Caller,
+) -> v1.ImportIssueRequest:
+    """The ImportIssue call for ``issue``."""
+    initial, cc = initial_values(issue)
+    component_id = resolved.components.get(initial["component"]) or resolved.components[""]
+    fields = v1.IssueFields(
+        title=initial["title"][:500],
+        status=v1.Status(_status(mapping, initial["status"], closed=False)),
+        component_id=component_id,
+        assignee=person(resolved, initial["assignee"]),
+    )
+    for name, section in _ENUM_SECTIONS.items():
+        setattr(fields, name, type(getattr(fields, name))(mapping.enum(section, initial[name])))
+    hotlists, custom = resolved.labels(component_id, issue.labels)
+    history: list[v1.ImportedEntry] = []
+    previous: datetime = issue.created_at
+    for entry in issue.entries:
+        at = max(entry.at, previous)
+        previous = at
+        item = v1.ImportedEntry(
+            author=person(resolved, entry.author or GHOST), created_at=at, comment=entry.comment
+        )
+        delta = v1.IssueFields()
+        paths: list[str] = []
+        for change in entry.changes:
+            if change.field == "cc":
+                item.cc_add = [person(resolved, k) for k in change.added if k]
+                item.cc_remove = [person(resolved, k) for k in change.removed if k]
+                continue
+            if change.field not in _SCALARS:
+                continue
+            target, value = _delta_value(change.field, change.new, mapping, resolved)
+            if target is None:
+                continue
+            setattr(delta, target, value)
+            if target not in paths:
+                paths.append(target)
+        if paths:
+            item.fields = delta
+            item.update_mask = FieldMask(paths=paths)
+        item.cc_add = sorted(set(item.cc_add) - set(item.cc_remove))
+        item.cc_remove = sorted(set(item.cc_remove))
+        if paths or item.cc_add or item.cc_remove or item.comment.strip():
+            history.append(item)
+    return v1.ImportIssueRequest(
+        caller=caller,
+        external_id=external_id,
+        fields=fields,
+        reporter=person(resolved, issue.reporter or GHOST),
+        description=issue.description,
+        cc=sorted({person(resolved, k) for k in cc if k}),
+        created_at=issue.created_at,
+        history=history,
+        modified_at=max(issue.modified_at, previous) if issue.modified_at else None,
+        closed_at=issue.closed_at,
+        hotlist_ids=hotlists,
+        custom_fields=custom,
+    )
+
+
+def _delta_value(
+    source_field: str, new: str, mapping: ValueMapping, resolved: Resolved
+) -> tuple[str | None, object]:
+    if source_field == "title":
+        return ("title", new[:500]) if new.strip() else (None, None)
+    if source_field == "status":
+        return "status", v1.Status(_status(mapping, new, closed=False))
+    if source_field == "component":
+        return "component_id", resolved.components.get(new) or resolved.components[""]
+    if source_field == "assignee":
+        return "assignee", person(resolved, new)
+    section = _ENUM_SECTIONS[source_field]
+    value = mapping.enum(section, new)
+    if not value:
+        return None, None
+    enum = {"priority": v1.Priority, "type": v1.IssueType, "severity": v1.Severity}[source_field]
+    return source_field, enum(value)

@@ -1,0 +1,498 @@
+"""One ``bugless import`` run: read, resolve, import (or report), resume.
+
+Order of work, and why:
+
+1. Read the whole source (in a worker thread: importers may block) and
+   convert it once with placeholder ids, which is all ``--dry-run`` needs to
+   count issues and entries and to list unmapped values.
+2. Resolve what the issues refer to: people through the Authenticator
+   (``MatchImportUsers``: e-mail, username, else a placeholder), components
+   by path (created under ``--component-root`` when the mapping names none),
+   hotlists and custom fields for labels.
+3. Import with ``--concurrency`` calls in flight. Each ImportIssue is
+   idempotent on the Model, and each finished issue is appended (flushed) to
+   ``<state-dir>/<source>-done.jsonl``: after Ctrl-C the same command skips
+   what is done and imports the rest, with neither duplicates (the Model
+   finds an external id it has) nor gaps (nothing is marked done before the
+   Model answered).
+4. Write the report and ``<source>-redirects.csv`` (old URL, new URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from bugless_core.clients import call
+from bugless_core.errors import NotFound, PermissionDenied
+from bugless_core.importer import Importer, SourceIssue, SourcePerson
+from bugless_import import convert
+from bugless_import.mapping import Mapping, load_mapping
+from bugless_import.settings import ImportSettings
+from bugless_proto import v1
+
+_MATCH_BATCH = 1000
+
+
+@dataclass
+class ImportReport:
+    """What a run found and did (``--dry-run``: found and would do)."""
+
+    source: str
+    dry_run: bool
+    issues: int = 0
+    entries: int = 0
+    comments: int = 0
+    people: int = 0
+    matched: Counter[str] = field(default_factory=Counter)
+    placeholders: list[str] = field(default_factory=list)
+    components_to_create: list[str] = field(default_factory=list)
+    unmapped: list[tuple[str, str, int]] = field(default_factory=list)
+    created: int = 0
+    extended: int = 0
+    unchanged: int = 0
+    done_before: int = 0
+    entries_written: int = 0
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        """The report as people read it."""
+        what = "would import" if self.dry_run else "imported"
+        lines = [
+            f"bugless import {self.source}{' (dry run)' if self.dry_run else ''}",
+            f"  source: {self.issues} issues, {self.entries} history entries "
+            f"({self.comments} comments), {self.people} people",
+        ]
+        if self.matched or self.placeholders:
+            by = ", ".join(f"{n} by {how}" for how, n in sorted(self.matched.items()))
+            lines.append(f"  people matched to accounts: {by or 'none'}")
+            verb = "to create" if self.dry_run else "created or reused"
+            lines.append(f"  placeholder accounts {verb}: {len(self.placeholders)}")
+            lines += [f"    {name}" for name in self.placeholders[:50]]
+        if self.components_to_create:
+            verb = "to create" if self.dry_run else "created"
+            lines.append(f"  components {verb}: {len(self.components_to_create)}")
+            lines += [f"    {path}" for path in self.components_to_create]
+        if self.unmapped:
+            lines.append("  unmapped values (add them to the mapping file):")
+            lines += [f"    [{s}] {v!r}: {n} times" for s, v, n in self.unmapped]
+        if not self.dry_run:
+            lines.append(
+                f"  {what}: {self.created} new, {self.extended} with newer history, "
+                f"{self.unchanged} unchanged, {self.done_before} done in an earlier run; "
+                f"{self.entries_written} entries written"
+            )
+            rate = (
+                (self.created + self.extended + self.unchanged) / self.seconds
+                if self.seconds
+                else 0
+            )
+            lines.append(f"  {self.seconds:.1f} s, {rate:.0f} issues/s")
+        if self.interrupted:
+            lines.append("  INTERRUPTED: run the same command again to import the rest")
+        return "\n".join(lines)
+
+
+def person_keys(issues: Iterable[SourceIssue]) -> set[str]:
+    """Every person key the issues name."""
+    keys = {convert.GHOST}
+    for issue in issues:
+        keys.update(k for k in (issue.reporter, issue.assignee, *issue.cc) if k)
+        for entry in issue.entries:
+            if entry.author:
+                keys.add(entry.author)
+            for change in entry.changes:
+                if change.field in {"assignee", "cc"}:
+                    keys.update(k for k in (change.old, change.new, *change.added, *change.removed))
+    keys.discard("")
+    return keys
+
+
+def _unknown_person(key: str) -> SourcePerson:
+    """A person the source names but does not list: an address is an e-mail."""
+    if "@" in key and " " not in key:
+        return SourcePerson(key=key, email=key)
+    return SourcePerson(key=key, username=key)
+
+
+def component_names(issues: Iterable[SourceIssue]) -> set[str]:
+    """Every source component the issues are in, now or in their history."""
+    names = {""}
+    for issue in issues:
+        names.add(issue.component)
+        for entry in issue.entries:
+            for change in entry.changes:
+                if change.field == "component":
+                    names.update((change.old, change.new))
+    return names
+
+
+class _Progress:
+    """A one-line progress bar on standard error (only where someone sees it)."""
+
+    def __init__(self, total: int, label: str, stream: TextIO | None) -> None:
+        self.total, self.label, self.stream = total, label, stream
+        self.done = 0
+        self.started = time.perf_counter()
+        self._shown = 0.0
+
+    def advance(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.stream is not None and (now - self._shown > 0.2 or self.done == self.total):
+            self._shown = now
+            share = self.done / self.total if self.total else 1.0
+            bar = "#" * int(share * 30)
+            rate = self.done / max(now - self.started, 1e-6)
+            self.stream.write(
+                f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {rate:.0f} issues/s"
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.write("\n")
+
+
+class _State:
+    """``<source>-done.jsonl``: one line per imported issue, flushed as it lands."""
+
+    def __init__(self, directory: Path, source: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{source}-done.jsonl"
+        self.done: dict[str, dict[str, object]] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    self.done[str(record["external_id"])] = record
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def record(self, external_id: str, issue_id: int, url: str) -> None:
+        record: dict[str, object] = {"external_id": external_id, "issue_id": issue_id, "url": url}
+        self.done[external_id] = record
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def _match_people(
+    auth: v1.AuthenticatorStub,
+    token: str,
+    source: str,
+    people: Sequence[SourcePerson],
+    *,
+    create: bool,
+    report: ImportReport,
+) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for start in range(0, len(people), _MATCH_BATCH):
+        batch = people[start : start + _MATCH_BATCH]
+        answer = await call(
+            auth.match_import_users,
+            v1.MatchImportUsersRequest(
+                token=token,
+                source=source,
+                people=[
+                    v1.SourcePerson(
+                        key=p.key, username=p.username, email=p.email, display_name=p.display_name
+                    )
+                    for p in batch
+                ],
+                create_placeholders=create,
+            ),
+        )
+        for person, match in zip(batch, answer.matches, strict=True):
+            if match.matched_by == "placeholder" or not match.matched_by:
+                name = (
+                    match.user.username
+                    if match.user
+                    else f"{person.username or person.key}@{source}"
+                )
+                report.placeholders.append(name)
+            if match.matched_by:
+                report.matched[match.matched_by] += 1
+            if match.user is not None:
+                ids[person.key] = match.user.user_id
+    return ids
+
+
+async def _identity(auth: v1.AuthenticatorStub, token: str) -> v1.Caller:
+    if not token:
+        raise PermissionDenied(
+            "--token (BUGLESS_IMPORT_TOKEN): a session token of the import identity is needed"
+        )
+    identity = await call(auth.validate_token, v1.ValidateTokenRequest(token=token))
+    missing = [p for p in ("admin", "import_issues") if p not in identity.permissions]
+    if missing or identity.user is None:
+        raise PermissionDenied(
+            f"the token's user lacks the {' and '.join(missing)} permission(s) an import needs"
+        )
+    return v1.Caller(
+        user_id=identity.user.user_id, groups=list(identity.groups), admin=True, import_issues=True
+    )
+
+
+class _Components:
+    """Source component -> component id, creating what is missing (not in a dry run)."""
+
+    def __init__(self, model: v1.ModelStub, caller: v1.Caller, dry_run: bool) -> None:
+        self.model, self.caller, self.dry_run = model, caller, dry_run
+        self.created: list[str] = []
+        self._ids: dict[str, int] = {}
+
+    async def path_id(self, path: str) -> int:
+        if path in self._ids:
+            return self._ids[path]
+        parent = 0
+        prefix: list[str] = []
+        for name in [p.strip() for p in path.split(">") if p.strip()]:
+            prefix.append(name)
+            here = ">".join(prefix)
+            if here in self._ids:
+                parent = self._ids[here]
+                continue
+            try:
+                found = await call(
+                    self.model.get_component,
+                    v1.GetComponentRequest(caller=self.caller, path=here),
+                )
+                parent = found.id
+            except NotFound:
+                self.created.append(here)
+                if self.dry_run:
+                    parent = -len(self.created)
+                else:
+                    made = await call(
+                        self.model.create_component,
+                        v1.CreateComponentRequest(caller=self.caller, parent_id=parent, name=name),
+                    )
+                    parent = made.id
+            self._ids[here] = parent
+        self._ids[path] = parent
+        return parent
+
+
+class _Labels:
+    """Labels -> hotlists (found or created) and custom field values."""
+
+    def __init__(self, model: v1.ModelStub, caller: v1.Caller, mapping: Mapping) -> None:
+        self.model, self.caller, self.mapping = model, caller, mapping
+        self.hotlists: dict[str, int] = {}
+        self.fields: dict[int, dict[str, v1.CustomField]] = {}
+
+    async def prepare(self, components: Iterable[int]) -> None:
+        wanted = {t.hotlist for t in self.mapping.labels.values() if t.hotlist}
+        if wanted:
+            page = await call(
+                self.model.list_hotlists,
+                v1.ListHotlistsRequest(
+                    caller=self.caller,
+                    member=self.caller.user_id,
+                    page=v1.PageRequest(page_size=500),
+                ),
+            )
+            self.hotlists = {h.name: h.id for h in page.hotlists if h.name in wanted}
+            for name in sorted(wanted - set(self.hotlists)):
+                made = await call(
+                    self.model.create_hotlist,
+                    v1.CreateHotlistRequest(caller=self.caller, name=name),
+                )
+                self.hotlists[name] = made.id
+        if any(t.field for t in self.mapping.labels.values()):
+            for component_id in set(components):
+                listed = await call(
+                    self.model.list_custom_fields,
+                    v1.ListCustomFieldsRequest(caller=self.caller, component_id=component_id),
+                )
+                self.fields[component_id] = {f.name.lower(): f for f in listed.custom_fields}
+
+    def __call__(
+        self, component_id: int, labels: Sequence[str]
+    ) -> tuple[list[int], list[v1.CustomFieldValue]]:
+        hotlists: set[int] = set()
+        values: dict[int, list[str]] = {}
+        for label in labels:
+            target = self.mapping.label(label)
+            if target is None:
+                continue
+            if target.hotlist:
+                hotlists.add(self.hotlists[target.hotlist])
+                continue
+            found = self.fields.get(component_id, {}).get(target.field.lower())
+            if found is None:
+                self.mapping.unmapped[("labels", f"{label} (no field {target.field!r} here)")] += 1
+                continue
+            chosen = values.setdefault(found.id, [])
+            if found.type is v1.CustomFieldType.ENUM_MULTI or not chosen:
+                chosen.append(target.value)
+        return sorted(hotlists), [
+            v1.CustomFieldValue(field_id=fid, values=vals) for fid, vals in sorted(values.items())
+        ]
+
+
+async def run_import(
+    importer: Importer, settings: ImportSettings, *, progress: TextIO | None = None
+) -> ImportReport:
+    """Run one import (or dry run) of ``importer``'s source; return its report."""
+    started = time.perf_counter()
+    mapping = load_mapping(settings.mapping, type(importer).default_mapping)
+    known_people = await asyncio.to_thread(lambda: list(importer.people()))
+    issues = await asyncio.to_thread(lambda: list(importer.issues()))
+    report = ImportReport(source=importer.name, dry_run=settings.dry_run)
+    by_key = {p.key: p for p in known_people}
+    people = [by_key.get(k) or _unknown_person(k) for k in sorted(person_keys(issues))]
+    report.people = len(people)
+    report.issues = len(issues)
+    report.entries = sum(len(i.entries) for i in issues)
+    report.comments = sum(1 for i in issues for e in i.entries if e.comment.strip())
+
+    if settings.model is None or settings.auth is None:
+        _dry_convert(importer, issues, mapping)
+        report.unmapped = _unmapped(mapping)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    model_channel = settings.address(settings.model).channel()
+    auth_channel = settings.address(settings.auth).channel()
+    try:
+        model = v1.ModelStub(model_channel, timeout=settings.call_timeout_seconds)
+        auth = v1.AuthenticatorStub(auth_channel, timeout=settings.call_timeout_seconds)
+        caller = await _identity(auth, settings.token)
+        ids = await _match_people(
+            auth, settings.token, importer.name, people, create=not settings.dry_run, report=report
+        )
+        components = _Components(model, caller, settings.dry_run)
+        component_ids: dict[str, int] = {}
+        for name in sorted(component_names(issues)):
+            path = mapping.component(name) if name else ""
+            if not path:
+                path = settings.component_root + (f">{name}" if name else "")
+            component_ids[name] = await components.path_id(path)
+        report.components_to_create = components.created
+        labels = _Labels(model, caller, mapping)
+        if settings.dry_run:
+            _dry_convert(importer, issues, mapping)
+            report.unmapped = _unmapped(mapping)
+            report.seconds = time.perf_counter() - started
+            return report
+        await labels.prepare(component_ids.values())
+        resolved = convert.Resolved(people=ids, components=component_ids, labels=labels)
+        await _import_all(
+            importer, issues, mapping=mapping, resolved=resolved, caller=caller, model=model,
+            settings=settings, report=report, progress=progress,
+        )  # fmt: skip
+        report.unmapped = _unmapped(mapping)
+    finally:
+        model_channel.close()
+        auth_channel.close()
+    report.seconds = time.perf_counter() - started
+    _write_outputs(settings, importer.name, report)
+    return report
+
+
+def _dry_convert(importer: Importer, issues: Sequence[SourceIssue], mapping: Mapping) -> None:
+    """Convert every issue with stand-in ids: what counts unmapped values."""
+
+    class _Anyone(dict[str, str]):
+        def __missing__(self, key: str) -> str:
+            return key or convert.GHOST
+
+    class _AnyComponent(dict[str, int]):
+        def __missing__(self, key: str) -> int:
+            return 1
+
+    resolved = convert.Resolved(people=_Anyone(), components=_AnyComponent())
+    for issue in issues:
+        for label in issue.labels:
+            mapping.label(label)
+        convert.to_request(issue, importer.external_id(issue), mapping, resolved, v1.Caller())
+
+
+def _unmapped(mapping: Mapping) -> list[tuple[str, str, int]]:
+    return sorted((s, v, n) for (s, v), n in mapping.unmapped.items())
+
+
+async def _import_all(
+    importer: Importer,
+    issues: Sequence[SourceIssue],
+    *,
+    mapping: Mapping,
+    resolved: convert.Resolved,
+    caller: v1.Caller,
+    model: v1.ModelStub,
+    settings: ImportSettings,
+    report: ImportReport,
+    progress: TextIO | None,
+) -> None:
+    state = _State(settings.state_dir, importer.name)
+    bar = _Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
+    pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
+    for issue in issues:
+        if importer.external_id(issue) in state.done:
+            report.done_before += 1
+            bar.advance()
+        else:
+            pending.put_nowait(issue)
+
+    async def worker() -> None:
+        while not pending.empty():
+            issue = pending.get_nowait()
+            external_id = importer.external_id(issue)
+            request = convert.to_request(issue, external_id, mapping, resolved, caller)
+            answer = await call(model.import_issue, request)
+            if answer.created:
+                report.created += 1
+            elif answer.entries_written:
+                report.extended += 1
+            else:
+                report.unchanged += 1
+            report.entries_written += answer.entries_written
+            state.record(external_id, answer.issue.id if answer.issue else 0, issue.url)
+            bar.advance()
+
+    tasks = [asyncio.create_task(worker()) for _ in range(settings.concurrency)]
+    try:
+        await asyncio.gather(*tasks)
+    except asyncio.CancelledError:
+        report.interrupted = True
+        raise
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        bar.close()
+        state.close()
+
+
+def _write_outputs(settings: ImportSettings, source: str, report: ImportReport) -> None:
+    """The report and the redirect CSV of every issue done so far (all runs)."""
+    directory = settings.state_dir
+    (directory / f"{source}-report.txt").write_text(report.render() + "\n", encoding="utf-8")
+    state = directory / f"{source}-done.jsonl"
+    base = settings.new_url.rstrip("/")
+    with (directory / f"{source}-redirects.csv").open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["old_url", "new_url", "external_id"])
+        if state.exists():
+            for line in state.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    new = f"{base}/issues/{record['issue_id']}"
+                    writer.writerow([record["url"], new, record["external_id"]])
+
+
+def default_progress_stream() -> TextIO | None:
+    """Standard error when it is a terminal (a progress bar in a log is noise)."""
+    return sys.stderr if sys.stderr.isatty() else None

@@ -1,0 +1,111 @@
+"""The settings of ``bugless import``, declared once (flags and ``BUGLESS_IMPORT_*``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bugless_core.clients import ServiceAddress
+from bugless_core.settings import setting
+
+
+def _options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            msg = f"--option {value!r}: write key=value"
+            raise ValueError(msg)
+        pairs.append((key.strip(), rest.strip()))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportSettings:
+    """How one ``bugless import`` run reaches bugless and what it does.
+
+    Attributes:
+        model: The Model service; the import calls it directly, as a
+            frontend does, with the import identity as the caller.
+        auth: The Authenticator (people matching, the import identity).
+        tls_ca: CA of the services' certificates; turns TLS on.
+        tls_cert: The import identity's client certificate (mTLS).
+        tls_key: Its private key.
+        token: A session token of the import identity (``bugless login`` or a
+            sign-in): it must hold the ``admin`` and ``import_issues``
+            permissions.
+        mapping: A TOML mapping file (statuses, priorities, types,
+            severities, components, labels); see the package README.
+        state_dir: Where progress is kept between runs (resume) and the
+            final report and the redirect CSV are written.
+        dry_run: Read the source and report what would happen; write nothing.
+        concurrency: Issues imported at once.
+        new_url: Base URL of the bugless web UI, for the CSV of old URL ->
+            new URL (``https://bugless.example.org``).
+        component_root: Components the mapping does not name are created
+            under this top-level component, by the source's names.
+        options: Importer options, ``key=value`` (see each importer).
+        quiet: No progress bar.
+        call_timeout_seconds: Deadline of each call to a service.
+    """
+
+    model: ServiceAddress | None = setting(
+        None, parse=ServiceAddress.parse, metavar="HOST:PORT", help="Model service host:port."
+    )
+    auth: ServiceAddress | None = setting(
+        None,
+        parse=ServiceAddress.parse,
+        metavar="HOST:PORT",
+        help="Authenticator service host:port.",
+    )
+    tls_ca: Path | None = setting(
+        None, must_exist=True, help="CA of the services' certificates; enables TLS to them."
+    )
+    tls_cert: Path | None = setting(
+        None, must_exist=True, help="The import identity's client certificate (mTLS)."
+    )
+    tls_key: Path | None = setting(None, must_exist=True, help="Private key of --tls-cert.")
+    token: str = setting(
+        "",
+        secret=True,
+        help="Session token of the import identity (needs admin and import_issues).",
+    )
+    mapping: Path | None = setting(
+        None, must_exist=True, help="TOML mapping file: statuses, priorities, components, labels."
+    )
+    state_dir: Path = setting(
+        Path("bugless-import-state"),
+        help="Progress (for resuming), the final report and the old->new URL CSV go here.",
+    )
+    dry_run: bool = setting(False, help="Report what would be imported; write nothing.")
+    concurrency: int = setting(8, help="Issues imported at once.")
+    new_url: str = setting(
+        "", help="Base URL of the bugless web UI, for the old URL -> new URL CSV."
+    )
+    component_root: str = setting(
+        "Imported", help="Top-level component for source components the mapping does not name."
+    )
+    options: tuple[tuple[str, str], ...] = setting(
+        (),
+        flag="--option",
+        multiple=True,
+        parse=_options,
+        metavar="KEY=VALUE",
+        help="An importer option (repeatable), e.g. --option repo=org/repo.",
+    )
+    quiet: bool = setting(False, help="No progress bar.")
+    call_timeout_seconds: float = setting(
+        60.0, cli=False, help="Deadline of each call to a service."
+    )
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not self.dry_run and (self.model is None or self.auth is None):
+            raise ValueError("--model and --auth are required (only --dry-run works without)")
+
+    def address(self, which: ServiceAddress) -> ServiceAddress:
+        """``which`` with this run's TLS files."""
+        return ServiceAddress(
+            which.host, which.port, ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key
+        )

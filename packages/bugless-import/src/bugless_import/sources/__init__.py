@@ -1,0 +1,1 @@
+"""The built-in importers, one module per source tracker."""

@@ -1,0 +1,193 @@
+"""GitHub Issues, from the JSON ``gh api --paginate`` writes (no network needed).
+
+LOCATION is a directory holding, for one repository::
+
+    issues.json      gh api --paginate 'repos/ORG/REPO/issues?state=all&direction=asc'
+    comments.json    gh api --paginate 'repos/ORG/REPO/issues/comments?direction=asc'
+    timeline/N.json  gh api --paginate repos/ORG/REPO/issues/N/timeline   (optional, per issue)
+
+``--paginate`` writes one JSON array per page, back to back; each file may
+hold any number of them. Pull requests (items with ``pull_request``) are
+skipped: the issues endpoint lists them too. A deleted account (``user:
+null``) is GitHub's ``ghost``. A locked issue gets the label
+``locked:<reason>`` (map it to a hotlist if it matters). Times are ISO 8601
+with their offset. Bodies are already Markdown.
+
+Timeline events become history: ``closed`` (with ``state_reason``) and
+``reopened`` change the status, ``assigned``/``unassigned`` the assignee,
+``renamed`` the title; labels are taken as they are now.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bugless_core.errors import InvalidArgument
+from bugless_core.importer import (
+    Importer,
+    SourceChange,
+    SourceEntry,
+    SourceIssue,
+    SourcePerson,
+)
+
+
+def read_pages(path: Path) -> list[Any]:
+    """Every item of every JSON array in a ``gh api --paginate`` output file."""
+    text = path.read_text(encoding="utf-8")
+    decoder = json.JSONDecoder()
+    items: list[Any] = []
+    position = 0
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text):
+            return items
+        try:
+            value, position = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"{path}: not gh api JSON output: {exc}") from exc
+        items.extend(value if isinstance(value, list) else [value])
+
+
+def when(text: str) -> datetime:
+    """An ISO 8601 time with its offset (``Z`` or ``+02:00``)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _login(user: dict[str, Any] | None) -> str:
+    return str(user["login"]) if user else "ghost"
+
+
+def _status(state: str, reason: str | None) -> str:
+    if state == "open":
+        return "open"
+    return f"closed/{reason}" if reason else "closed"
+
+
+class GitHubImporter(Importer):
+    """``bugless import github DIR``: an exported repository's issues."""
+
+    name = "github"
+    description = "GitHub Issues from `gh api --paginate` JSON files (issues, comments, timeline)"
+    default_mapping = {
+        "statuses": {
+            "open": "NEW",
+            "closed": "FIXED",
+            "closed/completed": "FIXED",
+            "closed/not_planned": "WONT_FIX_OBSOLETE",
+            "closed/duplicate": "DUPLICATE",
+            "closed/reopened": "FIXED",
+        },
+    }
+
+    def __init__(self, location: str, options: dict[str, str]) -> None:
+        """Read from the directory ``location``."""
+        super().__init__(location, options)
+        self.root = Path(location)
+        if not (self.root / "issues.json").is_file():
+            raise InvalidArgument(f"{location}: no issues.json (see `bugless import --help`)")
+        self._users: dict[str, SourcePerson] = {}
+
+    def _person(self, user: dict[str, Any] | None) -> str:
+        login = _login(user)
+        if login not in self._users:
+            self._users[login] = SourcePerson(
+                key=login, username=login, email=str((user or {}).get("email") or "")
+            )
+        return login
+
+    def people(self) -> Iterator[SourcePerson]:
+        """The people of the issues read so far (GitHub shows no e-mails)."""
+        if not self._users:
+            list(self.issues())
+        yield from self._users.values()
+
+    def _comments(self) -> dict[str, list[dict[str, Any]]]:
+        path = self.root / "comments.json"
+        by_issue: dict[str, list[dict[str, Any]]] = {}
+        if path.is_file():
+            for comment in read_pages(path):
+                by_issue.setdefault(str(comment["issue_url"]), []).append(comment)
+        return by_issue
+
+    def _timeline(self, number: int) -> list[dict[str, Any]]:
+        path = self.root / "timeline" / f"{number}.json"
+        return read_pages(path) if path.is_file() else []
+
+    def issues(self) -> Iterator[SourceIssue]:
+        """The issues in number order, pull requests left out."""
+        comments = self._comments()
+        items = [i for i in read_pages(self.root / "issues.json") if "pull_request" not in i]
+        for item in sorted(items, key=lambda i: int(i["number"])):
+            yield self._issue(item, comments.get(str(item["url"]), []))
+
+    def _issue(self, item: dict[str, Any], comments: list[dict[str, Any]]) -> SourceIssue:
+        repo = str(item["repository_url"]).split("/repos/", 1)[-1]
+        number = int(item["number"])
+        entries: list[tuple[datetime, int, SourceEntry]] = []
+        for comment in comments:
+            entries.append(
+                (
+                    when(comment["created_at"]),
+                    0,
+                    SourceEntry(
+                        author=self._person(comment.get("user")),
+                        at=when(comment["created_at"]),
+                        comment=str(comment.get("body") or ""),
+                    ),
+                )
+            )
+        entries += self._events(number, item)
+        entries.sort(key=lambda e: (e[0], e[1]))
+        labels = [str(label["name"]) for label in item.get("labels") or []]
+        if item.get("locked"):
+            labels.append(f"locked:{item.get('active_lock_reason') or 'locked'}")
+        return SourceIssue(
+            key=f"{repo}#{number}",
+            url=str(item["html_url"]),
+            title=str(item["title"]),
+            description=str(item.get("body") or ""),
+            reporter=self._person(item.get("user")),
+            created_at=when(item["created_at"]),
+            modified_at=when(item["updated_at"]) if item.get("updated_at") else None,
+            closed_at=when(item["closed_at"]) if item.get("closed_at") else None,
+            status=_status(str(item["state"]), item.get("state_reason")),
+            assignee=self._person(item["assignee"]) if item.get("assignee") else "",
+            labels=tuple(labels),
+            entries=tuple(e for _, _, e in entries),
+        )
+
+    def _events(self, number: int, item: dict[str, Any]) -> list[tuple[datetime, int, SourceEntry]]:
+        """Status, assignee and title changes from the timeline, with old values."""
+        events = [e for e in self._timeline(number) if e.get("created_at")]
+        status = "open"
+        assignee = ""
+        title_changes = [e for e in events if e.get("event") == "renamed"]
+        title = str(title_changes[0]["rename"]["from"]) if title_changes else str(item["title"])
+        out: list[tuple[datetime, int, SourceEntry]] = []
+        for n, event in enumerate(events, start=1):
+            kind = event.get("event")
+            actor = self._person(event.get("actor"))
+            at = when(event["created_at"])
+            change: SourceChange | None = None
+            if kind == "closed":
+                new = _status("closed", event.get("state_reason"))
+                change, status = SourceChange("status", old=status, new=new), new
+            elif kind == "reopened":
+                change, status = SourceChange("status", old=status, new="open"), "open"
+            elif kind == "assigned":
+                new = self._person(event.get("assignee"))
+                change, assignee = SourceChange("assignee", old=assignee, new=new), new
+            elif kind == "unassigned" and assignee:
+                change, assignee = SourceChange("assignee", old=assignee, new=""), ""
+            elif kind == "renamed":
+                new = str(event["rename"]["to"])
+                change, title = SourceChange("title", old=title, new=new), new
+            if change is not None:
+                out.append((at, n, SourceEntry(author=actor, at=at, changes=(change,))))
+        return out

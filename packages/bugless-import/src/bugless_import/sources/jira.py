@@ -1,0 +1,258 @@
+"""Jira, from the JSON of its REST search API (files; no network needed).
+
+LOCATION is a directory of ``*.json`` files, each one page of::
+
+    GET /rest/api/2/search?jql=project=PROJ ORDER BY key&expand=changelog
+        &fields=*all&startAt=N&maxResults=100
+
+(``{"issues": [...], "startAt": ..., "total": ...}``), read in name order.
+Comments come from each issue's ``fields.comment.comments`` (every one is
+included when the search returns them; otherwise add
+``/rest/api/2/issue/KEY/comment`` pages as ``comments-KEY*.json``).
+Text fields are Jira wiki notation (API v2) and are converted to Markdown.
+Times carry their offset (``2019-03-04T10:00:00.000+0100``).
+
+The status is written ``<status>/<resolution>`` when the issue has a
+resolution (``done/fixed``), matching the changelog, where a status and a
+resolution change of one history item are read as one change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bugless_core.errors import InvalidArgument
+from bugless_core.importer import (
+    Importer,
+    SourceChange,
+    SourceEntry,
+    SourceIssue,
+    SourcePerson,
+)
+from bugless_import.sources.markup import jira_to_markdown
+
+_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
+
+
+def when(text: str) -> datetime:
+    """Jira's ``2019-03-04T10:00:00.000+0100`` (or ``Z``) as an aware datetime."""
+    return datetime.fromisoformat(_OFFSET.sub(r"\1:\2", text.replace("Z", "+00:00")))
+
+
+def _status(status: str, resolution: str) -> str:
+    status = status.lower()
+    return f"{status}/{resolution.lower()}" if resolution else status
+
+
+class JiraImporter(Importer):
+    """``bugless import jira DIR``: search result pages with changelogs."""
+
+    name = "jira"
+    description = "Jira from REST search JSON files (expand=changelog, with comments)"
+    default_mapping = {
+        "statuses": {
+            "open": "NEW",
+            "to do": "NEW",
+            "backlog": "NEW",
+            "selected for development": "NEW",
+            "reopened": "NEW",
+            "in progress": "ACCEPTED",
+            "in review": "ACCEPTED",
+            "done/done": "FIXED",
+            "done/fixed": "FIXED",
+            "resolved/fixed": "FIXED",
+            "closed/fixed": "FIXED",
+            "closed/done": "FIXED",
+            "resolved/won't fix": "WONT_FIX_INFEASIBLE",
+            "closed/won't fix": "WONT_FIX_INFEASIBLE",
+            "done/won't do": "WONT_FIX_INFEASIBLE",
+            "resolved/duplicate": "DUPLICATE",
+            "closed/duplicate": "DUPLICATE",
+            "resolved/cannot reproduce": "WONT_FIX_NOT_REPRODUCIBLE",
+            "closed/cannot reproduce": "WONT_FIX_NOT_REPRODUCIBLE",
+            "resolved/incomplete": "WONT_FIX_OBSOLETE",
+            "closed/incomplete": "WONT_FIX_OBSOLETE",
+        },
+        "priorities": {
+            "blocker": "P0",
+            "highest": "P0",
+            "critical": "P1",
+            "high": "P1",
+            "major": "P2",
+            "medium": "P2",
+            "minor": "P3",
+            "low": "P3",
+            "trivial": "P4",
+            "lowest": "P4",
+        },
+        "types": {
+            "bug": "BUG",
+            "improvement": "FEATURE_REQUEST",
+            "new feature": "FEATURE_REQUEST",
+            "story": "FEATURE_REQUEST",
+            "epic": "FEATURE_REQUEST",
+            "task": "TASK",
+            "sub-task": "TASK",
+            "subtask": "TASK",
+        },
+    }
+
+    def __init__(self, location: str, options: dict[str, str]) -> None:
+        """Read the search pages in the directory ``location``."""
+        super().__init__(location, options)
+        self.root = Path(location)
+        if not self.root.is_dir():
+            raise InvalidArgument(f"{location}: not a directory of Jira search JSON")
+        self._people: dict[str, SourcePerson] = {}
+
+    def _person(self, user: dict[str, Any] | None) -> str:
+        if not user:
+            return ""
+        key = str(user.get("name") or user.get("accountId") or user.get("key") or "")
+        if not key:
+            return ""
+        if key not in self._people:
+            self._people[key] = SourcePerson(
+                key=key,
+                username=str(user.get("name") or ""),
+                email=str(user.get("emailAddress") or ""),
+                display_name=str(user.get("displayName") or ""),
+            )
+        return key
+
+    def people(self) -> Iterator[SourcePerson]:
+        """The people the issues name (Jira reports e-mails where allowed)."""
+        if not self._people:
+            list(self.issues())
+        yield from self._people.values()
+
+    def _pages(self) -> Iterator[dict[str, Any]]:
+        for path in sorted(self.root.glob("*.json")):
+            if path.name.startswith("comments-"):
+                continue
+            try:
+                page = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise InvalidArgument(f"{path}: not JSON: {exc}") from exc
+            if not isinstance(page, dict) or "issues" not in page:
+                raise InvalidArgument(f"{path}: not a Jira search result (no 'issues')")
+            yield page
+
+    def _extra_comments(self, key: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for path in sorted(self.root.glob(f"comments-{key}*.json")):
+            found.extend(json.loads(path.read_text(encoding="utf-8")).get("comments", []))
+        return found
+
+    def issues(self) -> Iterator[SourceIssue]:
+        """Every issue of every page, by project and number."""
+        items = [issue for page in self._pages() for issue in page["issues"]]
+        items.sort(
+            key=lambda i: (str(i["key"]).rsplit("-", 1)[0], int(str(i["key"]).rsplit("-", 1)[1]))
+        )
+        for item in items:
+            yield self._issue(item)
+
+    def _issue(self, item: dict[str, Any]) -> SourceIssue:
+        fields = item["fields"]
+        key = str(item["key"])
+        resolution = (fields.get("resolution") or {}).get("name") or ""
+        status = _status(str((fields.get("status") or {}).get("name") or ""), str(resolution))
+        comments = list((fields.get("comment") or {}).get("comments") or [])
+        known = {str(c.get("id")) for c in comments}
+        comments += [c for c in self._extra_comments(key) if str(c.get("id")) not in known]
+        entries: list[tuple[datetime, int, SourceEntry]] = [
+            (
+                when(c["created"]),
+                1,
+                SourceEntry(
+                    author=self._person(c.get("author")),
+                    at=when(c["created"]),
+                    comment=jira_to_markdown(str(c.get("body") or "")),
+                ),
+            )
+            for c in comments
+        ]
+        histories = sorted(
+            (item.get("changelog") or {}).get("histories") or [], key=lambda h: when(h["created"])
+        )
+        entries += self._history(histories, status)
+        entries.sort(key=lambda e: (e[0], e[1]))
+        base = str(item.get("self") or "").split("/rest/", 1)[0]
+        components = fields.get("components") or []
+        return SourceIssue(
+            key=key,
+            url=f"{base}/browse/{key}" if base else key,
+            title=str(fields.get("summary") or key),
+            description=jira_to_markdown(str(fields.get("description") or "")),
+            reporter=self._person(fields.get("reporter") or fields.get("creator")),
+            created_at=when(fields["created"]),
+            modified_at=when(fields["updated"]) if fields.get("updated") else None,
+            closed_at=when(fields["resolutiondate"]) if fields.get("resolutiondate") else None,
+            status=status,
+            priority=str((fields.get("priority") or {}).get("name") or "").lower(),
+            type=str((fields.get("issuetype") or {}).get("name") or "").lower(),
+            component=str(components[0]["name"]) if components else "",
+            assignee=self._person(fields.get("assignee")),
+            labels=tuple(str(label) for label in fields.get("labels") or []),
+            entries=tuple(e for _, _, e in entries),
+        )
+
+    def _history(
+        self, histories: list[dict[str, Any]], final_status: str
+    ) -> list[tuple[datetime, int, SourceEntry]]:
+        """Changelog histories as entries; status+resolution read as one status."""
+        statuses = [i for h in histories for i in h.get("items", []) if i.get("field") == "status"]
+        resolutions = [
+            i for h in histories for i in h.get("items", []) if i.get("field") == "resolution"
+        ]
+        status = (
+            str(statuses[0].get("fromString") or "")
+            if statuses
+            else final_status.split("/", maxsplit=1)[0]
+        )
+        resolution = (
+            str(resolutions[0].get("fromString") or "")
+            if resolutions
+            else (final_status.split("/", 1)[1] if "/" in final_status else "")
+        )
+        out: list[tuple[datetime, int, SourceEntry]] = []
+        for history in histories:
+            at = when(history["created"])
+            author = self._person(history.get("author"))
+            changes: list[SourceChange] = []
+            before = _status(status, resolution)
+            for change in history.get("items", []):
+                name = change.get("field")
+                old, new = str(change.get("fromString") or ""), str(change.get("toString") or "")
+                if name == "status":
+                    status = new
+                elif name == "resolution":
+                    resolution = new
+                elif name == "assignee":
+                    changes.append(
+                        SourceChange(
+                            "assignee",
+                            old=str(change.get("from") or ""),
+                            new=str(change.get("to") or ""),
+                        )
+                    )
+                elif name == "priority":
+                    changes.append(SourceChange("priority", old=old.lower(), new=new.lower()))
+                elif name == "issuetype":
+                    changes.append(SourceChange("type", old=old.lower(), new=new.lower()))
+                elif name == "summary":
+                    changes.append(SourceChange("title", old=old, new=new))
+                elif name == "Component":
+                    changes.append(SourceChange("component", old=old, new=new))
+            after = _status(status, resolution)
+            if after != before:
+                changes.insert(0, SourceChange("status", old=before, new=after))
+            if changes:
+                out.append((at, 0, SourceEntry(author=author, at=at, changes=tuple(changes))))
+        return out

@@ -1,0 +1,107 @@
+"""Other trackers' markup as Markdown: Jira's wiki notation and Trac's WikiFormatting.
+
+Both converters handle what issue text mostly holds (emphasis, monospace,
+code blocks, headings, lists, links, quotes) and leave anything else as
+written: an unconverted construct still reads as text, while a wrong
+conversion would change what someone wrote. Code blocks are cut out first
+and put back verbatim, so nothing inside them is converted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_FENCE = "\x00CODE{}\x00"
+
+
+def _protect(
+    text: str, pattern: re.Pattern[str], render: Callable[[re.Match[str]], str]
+) -> tuple[str, list[str]]:
+    blocks: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        blocks.append(render(match))
+        return _FENCE.format(len(blocks) - 1)
+
+    return pattern.sub(keep, text), blocks
+
+
+def _restore(text: str, blocks: list[str]) -> str:
+    for n, block in enumerate(blocks):
+        text = text.replace(_FENCE.format(n), block)
+    return text
+
+
+# ---- Jira ----
+
+_JIRA_CODE = re.compile(r"\{(code|noformat)(?::([^}]*))?\}(.*?)\{\1\}", re.S)
+_JIRA_HEADING = re.compile(r"^h([1-6])\.\s+", re.M)
+_JIRA_BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+_JIRA_ITALIC = re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
+_JIRA_MONO = re.compile(r"\{\{(.+?)\}\}")
+_JIRA_STRIKE = re.compile(r"(?<![\w-])-(?=\S)([^-\n]+?)(?<=\S)-(?![\w-])")
+_JIRA_LINK = re.compile(r"\[([^|\]\n]+)\|([^\]\n]+)\]")
+_JIRA_BARE_LINK = re.compile(r"\[((?:https?|mailto):[^\]\s]+)\]")
+_JIRA_NUMBERED = re.compile(r"^(#+)\s+", re.M)
+_JIRA_BULLET = re.compile(r"^(\*+)\s+", re.M)
+_JIRA_QUOTE = re.compile(r"^bq\.\s+", re.M)
+_JIRA_MENTION = re.compile(r"\[~([^\]]+)\]")
+
+
+def _jira_code(match: re.Match[str]) -> str:
+    language = ""
+    if match.group(1) == "code" and match.group(2):
+        language = match.group(2).split("|")[0].split("=")[-1].strip()
+    body = match.group(3).strip("\n")
+    return f"\n```{language}\n{body}\n```\n"
+
+
+def jira_to_markdown(text: str) -> str:
+    """Jira wiki notation (REST API v2 text fields) as Markdown."""
+    text, blocks = _protect(text, _JIRA_CODE, _jira_code)
+    text = _JIRA_BULLET.sub(lambda m: "  " * (len(m.group(1)) - 1) + "- ", text)
+    text = _JIRA_NUMBERED.sub(lambda m: "   " * (len(m.group(1)) - 1) + "1. ", text)
+    text = _JIRA_HEADING.sub(lambda m: "#" * int(m.group(1)) + " ", text)
+    text = _JIRA_QUOTE.sub("> ", text)
+    text = _JIRA_MONO.sub(lambda m: f"`{m.group(1)}`", text)
+    text = _JIRA_BOLD.sub(r"**\1**", text)
+    text = _JIRA_ITALIC.sub(r"*\1*", text)
+    text = _JIRA_STRIKE.sub(r"~~\1~~", text)
+    text = _JIRA_MENTION.sub(r"@\1", text)
+    text = _JIRA_LINK.sub(r"[\1](\2)", text)
+    text = _JIRA_BARE_LINK.sub(r"<\1>", text)
+    return _restore(text, blocks)
+
+
+# ---- Trac ----
+
+_TRAC_CODE = re.compile(r"\{\{\{\n?(?:#!(\w+)\n)?(.*?)\}\}\}", re.S)
+_TRAC_HEADING = re.compile(r"^(={1,6})\s+(.+?)\s+=*\s*$", re.M)
+_TRAC_BOLD_ITALIC = re.compile(r"'''''(.+?)'''''")
+_TRAC_BOLD = re.compile(r"'''(.+?)'''")
+_TRAC_ITALIC = re.compile(r"''(.+?)''")
+_TRAC_MONO = re.compile(r"`([^`\n]+)`")
+_TRAC_LINK = re.compile(r"\[((?:https?|mailto|ftp):[^\s\]]+)\s+([^\]]+)\]")
+_TRAC_TICKET = re.compile(r"\[ticket:(\d+)(?:\s+([^\]]+))?\]")
+
+
+def _trac_code(match: re.Match[str]) -> str:
+    body = match.group(2)
+    if "\n" not in body.strip("\n"):
+        return f"`{body}`" if "\n" not in match.group(0) else f"\n```\n{body.strip(chr(10))}\n```\n"
+    return f"\n```{match.group(1) or ''}\n{body.strip(chr(10))}\n```\n"
+
+
+def trac_to_markdown(text: str) -> str:
+    """Trac WikiFormatting (tickets' descriptions and comments) as Markdown."""
+    text = text.replace("\r\n", "\n")
+    text, blocks = _protect(text, _TRAC_CODE, _trac_code)
+    text = _TRAC_HEADING.sub(lambda m: "#" * len(m.group(1)) + " " + m.group(2), text)
+    text = _TRAC_BOLD_ITALIC.sub(r"***\1***", text)
+    text = _TRAC_BOLD.sub(r"**\1**", text)
+    text = _TRAC_ITALIC.sub(r"*\1*", text)
+    text = _TRAC_LINK.sub(r"[\2](\1)", text)
+    text = _TRAC_TICKET.sub(lambda m: m.group(2) or f"#{m.group(1)}", text)
+    text, more = _protect(text, _TRAC_MONO, lambda m: m.group(0))
+    return _restore(_restore(text, more), blocks)

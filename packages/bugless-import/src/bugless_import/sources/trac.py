@@ -1,0 +1,223 @@
+"""Trac, read from its environment through Trac's own Python API.
+
+LOCATION is a Trac environment directory (``trac-admin ENV initenv``); it is
+opened with ``trac.env.Environment``, so whatever database it is configured
+for (SQLite, PostgreSQL, MySQL) is read as Trac reads it, through its
+``db_query``. Needs the ``trac`` package in the same Python (``pip install
+'bugless-import[trac]'``).
+
+Every ticket is read with the ``ticket`` table's columns and its
+``ticket_change`` rows; changes made together (one ``time`` and author)
+form one entry, a ``comment`` row being its text. Status and resolution
+are read as one status (``closed/wontfix``). Keywords become labels. Wiki
+formatting is converted to Markdown. People are the authenticated sessions'
+logins, with their name and e-mail from the session attributes; a reporter
+Trac knows only by an e-mail address is keyed by that address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from itertools import groupby
+from typing import Any
+
+from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.importer import (
+    Importer,
+    SourceChange,
+    SourceEntry,
+    SourceIssue,
+    SourcePerson,
+)
+from bugless_import.sources.markup import trac_to_markdown
+
+_TICKETS = (
+    "SELECT id, type, time, changetime, component, severity, priority, owner, reporter, cc, "
+    "status, resolution, summary, description, keywords FROM ticket ORDER BY id"
+)
+_CHANGES = (
+    "SELECT ticket, time, author, field, oldvalue, newvalue FROM ticket_change "
+    "ORDER BY ticket, time, author, field"
+)
+_SESSIONS = (
+    "SELECT sid, name, value FROM session_attribute "
+    "WHERE authenticated = 1 AND name IN ('name', 'email')"
+)
+_FIELDS = {
+    "summary": "title",
+    "priority": "priority",
+    "type": "type",
+    "severity": "severity",
+    "component": "component",
+    "owner": "assignee",
+}
+
+
+def _time(value: int) -> datetime:
+    """Trac's microseconds since the epoch (Trac 1.0 and later)."""
+    return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+def _people(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").replace(";", ",").split(",") if p.strip()]
+
+
+def _owner(value: object) -> str:
+    """Trac's placeholder for "the component's owner" names nobody by itself."""
+    text = str(value or "")
+    return "" if text == "< default >" else text
+
+
+def _status(status: str, resolution: str) -> str:
+    return f"{status}/{resolution}" if resolution and status == "closed" else status
+
+
+class TracImporter(Importer):
+    """``bugless import trac ENV``: a Trac environment's tickets."""
+
+    name = "trac"
+    description = "Trac, read from its environment through Trac's own Python API"
+    default_mapping = {
+        "statuses": {
+            "new": "NEW",
+            "reopened": "NEW",
+            "assigned": "ASSIGNED",
+            "accepted": "ACCEPTED",
+            "closed": "FIXED",
+            "closed/fixed": "FIXED",
+            "closed/invalid": "WONT_FIX_INTENDED_BEHAVIOR",
+            "closed/wontfix": "WONT_FIX_INFEASIBLE",
+            "closed/duplicate": "DUPLICATE",
+            "closed/worksforme": "WONT_FIX_NOT_REPRODUCIBLE",
+        },
+        "priorities": {
+            "blocker": "P0",
+            "critical": "P1",
+            "major": "P2",
+            "minor": "P3",
+            "trivial": "P4",
+        },
+        "types": {"defect": "BUG", "enhancement": "FEATURE_REQUEST", "task": "TASK"},
+    }
+
+    def __init__(self, location: str, options: dict[str, str]) -> None:
+        """Open nothing yet; ``location`` is the environment directory."""
+        super().__init__(location, options)
+        self._env: Any = None
+
+    def _environment(self) -> Any:
+        if self._env is None:
+            try:
+                from trac.env import Environment  # noqa: PLC0415
+            except ImportError as exc:
+                raise FailedPrecondition(
+                    "reading Trac needs the trac package: pip install 'bugless-import[trac]'"
+                ) from exc
+            try:
+                self._env = Environment(self.location)
+            except Exception as exc:  # Trac raises its own TracError family
+                raise InvalidArgument(f"{self.location}: not a Trac environment: {exc}") from exc
+        return self._env
+
+    def base_url(self) -> str:
+        """Where the tickets are served (``--option url=...``, else trac.ini's base_url)."""
+        url = self.options.get("url") or str(
+            self._environment().config.get("trac", "base_url") or ""
+        )
+        return url.rstrip("/")
+
+    def people(self) -> Iterator[SourcePerson]:
+        """The authenticated sessions, with their names and e-mails."""
+        rows = self._environment().db_query(_SESSIONS)
+        attributes: dict[str, dict[str, str]] = {}
+        for sid, name, value in rows:
+            attributes.setdefault(str(sid), {})[str(name)] = str(value or "")
+        for sid, values in sorted(attributes.items()):
+            yield SourcePerson(
+                key=sid,
+                username=sid,
+                email=values.get("email", ""),
+                display_name=values.get("name", ""),
+            )
+
+    def issues(self) -> Iterator[SourceIssue]:
+        """Every ticket by id, with its changes."""
+        env = self._environment()
+        base = self.base_url()
+        changes: dict[int, list[tuple[Any, ...]]] = {}
+        for ticket, rows in groupby(env.db_query(_CHANGES), key=lambda r: int(r[0])):
+            changes[ticket] = list(rows)
+        for row in env.db_query(_TICKETS):
+            yield self._ticket(row, changes.get(int(row[0]), []), base)
+
+    def _ticket(self, row: tuple[Any, ...], rows: list[tuple[Any, ...]], base: str) -> SourceIssue:
+        (ticket_id, ticket_type, created, changed, component, severity, priority, owner,
+         reporter, cc, status, resolution, summary, description, keywords) = row  # fmt: skip
+        status_rows = [r for r in rows if r[3] == "status"]
+        resolution_rows = [r for r in rows if r[3] == "resolution"]
+        current_status = str(status_rows[0][4] or "new") if status_rows else str(status or "new")
+        current_resolution = (
+            str(resolution_rows[0][4] or "") if resolution_rows else str(resolution or "")
+        )
+        entries: list[SourceEntry] = []
+        closed_at: datetime | None = None
+        for (at, author), group in groupby(rows, key=lambda r: (int(r[1]), str(r[2] or ""))):
+            comment = ""
+            found: list[SourceChange] = []
+            before = _status(current_status, current_resolution)
+            for _, _, _, name, old, new in group:
+                if name == "comment":
+                    comment = trac_to_markdown(str(new or ""))
+                elif name == "status":
+                    current_status = str(new or "")
+                elif name == "resolution":
+                    current_resolution = str(new or "")
+                elif name == "cc":
+                    was, now = set(_people(old)), set(_people(new))
+                    if was != now:
+                        found.append(
+                            SourceChange(
+                                "cc",
+                                added=tuple(sorted(now - was)),
+                                removed=tuple(sorted(was - now)),
+                            )
+                        )
+                elif name in _FIELDS:
+                    value_old, value_new = str(old or ""), str(new or "")
+                    if name == "owner":
+                        value_old, value_new = _owner(old), _owner(new)
+                    if _FIELDS[name] in {"priority", "type", "severity"}:
+                        value_old, value_new = value_old.lower(), value_new.lower()
+                    found.append(SourceChange(_FIELDS[name], old=value_old, new=value_new))
+            after = _status(current_status, current_resolution)
+            if after != before:
+                found.insert(0, SourceChange("status", old=before, new=after))
+                if current_status == "closed":
+                    closed_at = _time(at)
+            if comment.strip() or found:
+                entries.append(
+                    SourceEntry(author=author, at=_time(at), comment=comment, changes=tuple(found))
+                )
+        final_status = _status(str(status or "new"), str(resolution or ""))
+        if final_status.startswith("closed") and closed_at is None:
+            closed_at = _time(int(changed))
+        return SourceIssue(
+            key=str(ticket_id),
+            url=f"{base}/ticket/{ticket_id}" if base else f"ticket/{ticket_id}",
+            title=str(summary or f"ticket {ticket_id}"),
+            description=trac_to_markdown(str(description or "")),
+            reporter=str(reporter or ""),
+            created_at=_time(int(created)),
+            modified_at=_time(int(changed)),
+            closed_at=closed_at if final_status.startswith("closed") else None,
+            status=final_status,
+            priority=str(priority or "").lower(),
+            type=str(ticket_type or "").lower(),
+            severity=str(severity or "").lower(),
+            component=str(component or ""),
+            assignee=_owner(owner),
+            cc=tuple(_people(cc)),
+            labels=tuple(k for k in str(keywords or "").replace(",", " ").split() if k),
+            entries=tuple(entries),
+        )

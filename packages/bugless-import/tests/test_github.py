@@ -1,0 +1,130 @@
+"""GitHub Issues from `gh api --paginate` files into the real Model and Authenticator."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conftest import FIXTURES, MakeSettings, find, history, usernames
+
+from bugless_import import run_import
+from bugless_import.sources.github import GitHubImporter, read_pages
+from bugless_proto import v1
+
+GITHUB = FIXTURES / "github"
+
+
+def _mapping(tmp_path: Path) -> Path:
+    path = tmp_path / "mapping.toml"
+    path.write_text(
+        '[labels]\nregression = "hotlist:Rocket regressions"\n'
+        '"locked:too heated" = "hotlist:Locked threads"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_paginated_output_is_read_page_after_page() -> None:
+    numbers = [i["number"] for i in read_pages(GITHUB / "issues.json")]
+    assert numbers == [1, 2, 3]
+
+
+async def test_the_dry_run_reports_and_writes_nothing(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    report = await run_import(
+        GitHubImporter(str(GITHUB), {}), make_settings(dry_run=True, mapping=_mapping(tmp_path))
+    )
+    assert report.issues == 2, "the pull request is left out"
+    assert report.entries == 7
+    assert report.comments == 4
+    assert "Imported" in report.components_to_create or report.components_to_create == []
+    assert ("labels", "bug", 1) in report.unmapped
+    assert report.matched["username"] >= 1, "ann matches the bugless user ann"
+    assert any(name.startswith("octocat@github") for name in report.placeholders)
+    assert "would import" not in report.render() or report.dry_run
+    assert await find(model, "github:acme/rocket#1") == []
+
+
+async def test_issues_keep_people_times_history_and_labels(
+    make_settings: MakeSettings, model: v1.ModelStub, auth: v1.AuthenticatorStub, tmp_path: Path
+) -> None:
+    settings = make_settings(mapping=_mapping(tmp_path))
+    report = await run_import(GitHubImporter(str(GITHUB), {}), settings)
+    assert (report.created, report.unchanged) == (2, 0)
+    assert await find(model, "github:acme/rocket#2") == [], "pull requests are skipped"
+
+    (issue,) = await find(model, "github:acme/rocket#1")
+    assert issue.title == "Launch fails at T-0"
+    assert issue.status is v1.Status.FIXED
+    assert issue.created_at == datetime(2021, 5, 1, 9, tzinfo=UTC)
+    assert issue.closed_at == datetime(2021, 5, 3, 11, tzinfo=UTC)
+    assert issue.modified_at == datetime(2021, 5, 3, 12, tzinfo=UTC)
+    assert "**stops**" in issue.description
+    reporter, assignee = await usernames(auth, [issue.reporter, issue.assignee])
+    assert reporter == "octocat@github", "no bugless account: a placeholder"
+    assert assignee == "ann", "matched by username"
+    assert len(issue.hotlist_ids) == 1
+
+    entries = await history(model, issue.id)
+    authors = await usernames(auth, [e.author for e in entries])
+    seen = [(a, str(e.created_at), e.comment) for a, e in zip(authors, entries, strict=True)]
+    assert seen == [
+        ("octocat@github", "2021-05-01 09:00:00+00:00", issue.description),
+        ("octocat@github", "2021-05-01 09:30:00+00:00", ""),
+        ("octocat@github", "2021-05-01 09:45:00+00:00", ""),
+        ("ann", "2021-05-01 10:00:00+00:00", "I see it too."),
+        ("ghost@github", "2021-05-02 10:00:00+00:00", "(from a deleted account)"),
+        ("bob-gh@github", "2021-05-03 10:30:00+00:00", "Fixed by #2."),
+        ("ann", "2021-05-03 11:00:00+00:00", ""),
+    ]
+    assert entries[0].changes[0].new_value == "Launch fails", "created with its first title"
+    assert [(c.field, c.old_value, c.new_value) for c in entries[2].changes] == [
+        ("title", "Launch fails", "Launch fails at T-0")
+    ]
+    assert [(c.field, c.new_value) for c in entries[6].changes] == [("status", "FIXED")]
+    assert {e.imported_from for e in entries} == {"github:acme/rocket#1"}
+
+    (locked,) = await find(model, "github:acme/rocket#3")
+    (reporter,) = await usernames(auth, [locked.reporter])
+    assert reporter == "ghost@github"
+    assert len(locked.hotlist_ids) == 1, "the lock reason's label went to a hotlist"
+
+    with (settings.state_dir / "github-redirects.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["old_url"], r["new_url"]) for r in rows} == {
+        (
+            "https://github.com/acme/rocket/issues/1",
+            f"https://bugless.example.org/issues/{issue.id}",
+        ),
+        (
+            "https://github.com/acme/rocket/issues/3",
+            f"https://bugless.example.org/issues/{locked.id}",
+        ),
+    }
+
+    again = await run_import(
+        GitHubImporter(str(GITHUB), {}),
+        make_settings(mapping=_mapping(tmp_path), state_dir=tmp_path / "fresh"),
+    )
+    assert (again.created, again.extended, again.unchanged) == (0, 0, 2), "idempotent"
+    assert len(await history(model, issue.id)) == len(entries)
+
+
+async def test_only_the_import_identity_reaches_import_issue(model: v1.ModelStub) -> None:
+    """The web tier's certificate (``model`` is reached as ``web``) is refused."""
+    import pytest
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    request = v1.ImportIssueRequest(
+        caller=v1.Caller(user_id="root", admin=True, import_issues=True),
+        external_id="github:acme/rocket#999",
+        fields=v1.IssueFields(title="sneaky", component_id=1),
+        reporter="x",
+        created_at=datetime(2020, 1, 1, tzinfo=UTC),
+    )
+    with pytest.raises(GRPCError) as refused:
+        await model.import_issue(request)
+    assert refused.value.status is Status.PERMISSION_DENIED

@@ -1,0 +1,68 @@
+"""Jira search JSON (changelog, comments, wiki markup, offsets) into the real Model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from conftest import FIXTURES, MakeSettings, find, history, usernames
+
+from bugless_import import run_import
+from bugless_import.sources.jira import JiraImporter, when
+from bugless_import.sources.markup import jira_to_markdown
+from bugless_proto import v1
+
+
+def test_times_keep_their_offsets() -> None:
+    assert when("2020-02-02T23:30:00.000-0500") == datetime(
+        2020, 2, 2, 23, 30, tzinfo=timezone(timedelta(hours=-5))
+    )
+    assert when("2020-02-02T23:30:00.000-0500") == datetime(2020, 2, 3, 4, 30, tzinfo=UTC)
+
+
+def test_wiki_markup_becomes_markdown() -> None:
+    text = "h2. Steps\n# one\n# two\n*bold* _it_ {{mono}} -gone- [spec|https://x.org]\n{code:java}\n*raw*\n{code}"
+    assert jira_to_markdown(text) == (
+        "## Steps\n1. one\n1. two\n**bold** *it* `mono` ~~gone~~ [spec](https://x.org)\n"
+        "\n```java\n*raw*\n```\n"
+    )
+
+
+async def test_a_jira_project_keeps_its_changelog_comments_and_people(
+    make_settings: MakeSettings, model: v1.ModelStub, auth: v1.AuthenticatorStub
+) -> None:
+    report = await run_import(JiraImporter(str(FIXTURES / "jira"), {}), make_settings())
+    assert report.created == 2
+    (issue,) = await find(model, "jira:ROCK-1")
+    assert issue.status is v1.Status.FIXED
+    assert issue.priority is v1.Priority.P2
+    assert issue.type is v1.IssueType.BUG
+    assert issue.created_at == datetime(2020, 2, 1, 8, 15, tzinfo=UTC)
+    assert issue.closed_at == datetime(2020, 2, 3, 17, 30, tzinfo=UTC)
+    assert "## Steps" in issue.description
+    assert "```python\nprint('*not bold*')\n```" in issue.description
+    assert "[the spec](https://example.org/spec)" in issue.description
+    reporter, assignee = await usernames(auth, [issue.reporter, issue.assignee])
+    assert reporter == "zed@jira"
+    assert assignee == "ann", "matched by e-mail, whatever its case"
+
+    entries = await history(model, issue.id)
+    authors = await usernames(auth, [e.author for e in entries])
+    summary = [
+        (a, e.created_at, e.comment, [(c.field, c.old_value, c.new_value) for c in e.changes])
+        for a, e in zip(authors, entries, strict=False)
+    ]
+    assert summary[1:] == [
+        ("zed@jira", datetime(2020, 2, 1, 8, 30, tzinfo=UTC), "", [
+            ("priority", "P3", "P2"), ("assignee", "", issue.assignee)]),
+        ("ann", datetime(2020, 2, 1, 9, tzinfo=UTC), "*Looking* into it.", []),
+        ("ann", datetime(2020, 2, 2, 11, tzinfo=UTC), "", [("status", "NEW", "ACCEPTED")]),
+        ("bob", datetime(2020, 2, 3, 4, 30, tzinfo=UTC), "~~Works~~ does not work for me", []),
+        ("ann", datetime(2020, 2, 3, 17, 30, tzinfo=UTC), "", [("status", "ACCEPTED", "FIXED")]),
+    ]  # fmt: skip
+    (first,) = [c for c in entries[0].changes if c.field == "priority"]
+    assert first.new_value == "P3", "created with the priority the changelog started from"
+
+    (feature,) = await find(model, "jira:ROCK-2")
+    assert feature.type is v1.IssueType.FEATURE_REQUEST
+    assert feature.priority is v1.Priority.P4
+    assert feature.created_at == datetime(2020, 3, 1, 6, 30, tzinfo=UTC)

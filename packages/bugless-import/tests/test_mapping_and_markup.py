@@ -1,0 +1,45 @@
+"""The mapping file and the markup converters (no services needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bugless_core.errors import InvalidArgument
+from bugless_import import load_mapping
+from bugless_import.sources.markup import trac_to_markdown
+from bugless_proto import v1
+
+
+def test_the_file_overrides_the_importers_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text('[statuses]\n"Closed/WontFix" = "WONT_FIX_OBSOLETE"\n', encoding="utf-8")
+    mapping = load_mapping(path, {"statuses": {"new": "NEW", "closed/wontfix": "FIXED"}})
+    assert mapping.enum("statuses", "closed/wontfix") == v1.Status.WONT_FIX_OBSOLETE
+    assert mapping.enum("statuses", "NEW") == v1.Status.NEW
+    assert mapping.enum("statuses", "limbo") == 0
+    assert mapping.unmapped[("statuses", "limbo")] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[moods]\nhappy = 'P1'\n", "unknown section [moods]"),
+        ("[priorities]\nblocker = 'P9'\n", "'P9' is not a bugless value"),
+        ("[labels]\nx = 'folder:y'\n", "neither 'hotlist:<name>'"),
+        ("[statuses\n", "not valid TOML"),
+    ],
+)
+def test_a_bad_mapping_file_says_what_is_wrong(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidArgument, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        load_mapping(path)
+
+
+def test_trac_wiki_formatting_becomes_markdown() -> None:
+    text = "= Title =\n'''bold''' ''it'' [http://x.org the site] [ticket:7]\n{{{\n'''raw'''\n}}}"
+    assert trac_to_markdown(text) == (
+        "# Title\n**bold** *it* [the site](http://x.org) #7\n\n```\n'''raw'''\n```\n"
+    )

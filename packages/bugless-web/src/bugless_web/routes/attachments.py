@@ -1,0 +1,201 @@
+"""Attachments on the web: upload by script, safe download, delete.
+
+**Streaming.** An upload is the raw request body (the page's script sends
+the file as it is, with its name in ``X-File-Name``): it is cut into chunks
+and forwarded to the Model as it arrives, and a download is forwarded from
+the Model to the browser the same way. A replica holds a chunk or two per
+transfer, never a file.
+
+**Safe serving.** Nothing uploaded is ever served as a document of this
+origin that could run script:
+
+* only raster images and plain text are shown in place (``inline``), by the
+  type the Model sniffed, never the declared one; everything else (HTML,
+  SVG, PDF, archives, unknown) is ``application/octet-stream`` with
+  ``Content-Disposition: attachment``, which browsers save rather than show;
+* ``X-Content-Type-Options: nosniff`` stops a browser from deciding that a
+  "text/plain" log is HTML after all;
+* the download's own ``Content-Security-Policy`` is ``default-src 'none';
+  sandbox``: even a document that did render gets a unique opaque origin,
+  no script, no plugins, no forms, and no access to this site's cookies or
+  pages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+from urllib.parse import quote, unquote
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+from litestar.response import Stream
+
+from bugless_core.attachments import CHUNK_BYTES, is_inline_type, normalise_type
+from bugless_core.clients import call, call_errors
+from bugless_core.errors import BuglessError, InvalidArgument
+from bugless_proto import v1
+from bugless_web.display import attachment_url
+from bugless_web.frontend import audit, frontend_of, path_id, redirect, session_of, viewer_of
+
+#: The download response's own policy: an opaque, script-less sandbox.
+DOWNLOAD_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+#: Header carrying the file name of an upload (percent-encoded UTF-8).
+NAME_HEADER = "x-file-name"
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def content_disposition(attachment: v1.Attachment, *, inline: bool) -> str:
+    """RFC 6266: an ASCII ``filename`` fallback and the exact UTF-8 ``filename*``."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\;' else "_"
+                       for c in attachment.name)  # fmt: skip
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(attachment.name, safe='')}"
+
+
+def serving_headers(attachment: v1.Attachment, length: int) -> dict[str, str]:
+    """The headers a download is sent with (see the module's docstring)."""
+    inline = is_inline_type(attachment.content_type) and not attachment.redacted
+    kind = normalise_type(attachment.content_type) if inline else "application/octet-stream"
+    if kind == "text/plain":
+        kind = "text/plain; charset=utf-8"
+    return {
+        "content-type": kind,
+        "content-length": str(length),
+        "content-disposition": content_disposition(attachment, inline=inline),
+        "content-security-policy": DOWNLOAD_CSP,
+        "x-content-type-options": "nosniff",
+        "cross-origin-resource-policy": "same-origin",
+        "accept-ranges": "bytes",
+        "cache-control": "private, no-store",
+    }
+
+
+async def _rechunked(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The request body in chunks of at most :data:`CHUNK_BYTES` (whatever the server read)."""
+    async for piece in body:
+        for start in range(0, len(piece), CHUNK_BYTES):
+            yield piece[start : start + CHUNK_BYTES]
+
+
+@post("/issues/{issue_text:str}/attachments", request_max_body_size=None)
+async def upload_attachment(
+    request: Request[Any, Any, Any], issue_text: FromPath[str]
+) -> Response[Any]:
+    """Attach the request body as a file (the page's script; the name in ``X-File-Name``).
+
+    Answers JSON: 201 with the attachment, or the error's status (413 over
+    a size limit, naming it) with its message; nothing is kept on failure.
+    """
+    issue_id = path_id(issue_text, "issue_id")
+    viewer = await viewer_of(request)
+    name = unquote(request.headers.get(NAME_HEADER, ""))
+    declared = request.headers.get("content-length", "")
+    header = v1.UploadAttachmentHeader(
+        caller=viewer.caller,
+        issue_id=issue_id,
+        name=name,
+        content_type=request.headers.get("content-type", "")[:255],
+        size=int(declared) if declared.isdigit() else 0,
+    )
+
+    async def messages() -> AsyncIterator[v1.UploadAttachmentRequest]:
+        yield v1.UploadAttachmentRequest(header=header)
+        async for chunk in _rechunked(request.stream()):
+            yield v1.UploadAttachmentRequest(chunk=chunk)
+
+    try:
+        reply = await call(frontend_of(request).backends.model.upload_attachment, messages())
+    except BuglessError as exc:
+        return Response({"error": exc.message}, status_code=exc.http_status)
+    attachment = reply.attachment or v1.Attachment()
+    audit(viewer, "attach", f"issue {issue_id}", attachment_id=attachment.id)
+    return Response(
+        {
+            "id": str(attachment.id),
+            "name": attachment.name,
+            "size": attachment.size,
+            "content_type": attachment.content_type,
+            "url": attachment_url(attachment),
+            "version": reply.entry.version if reply.entry else 0,
+        },
+        status_code=201,
+    )
+
+
+def _requested_range(request: Request[Any, Any, Any]) -> tuple[int, int] | None:
+    """``(offset, length)`` of a single ``Range: bytes=a-b`` (length 0: to the end)."""
+    match = _RANGE.match(request.headers.get("range", "").strip())
+    if match is None:
+        return None
+    start = int(match.group(1))
+    end = int(match.group(2)) if match.group(2) else None
+    if end is not None and end < start:
+        return None
+    return start, 0 if end is None else end - start + 1
+
+
+@get("/attachments/{attachment_text:str}/{name:str}")
+async def download_attachment(
+    request: Request[Any, Any, Any], attachment_text: FromPath[str], name: FromPath[str]
+) -> Response[Any]:
+    """The content, streamed from the Model, with the safe-serving headers.
+
+    The first message (the attachment) is read before the response starts,
+    so a missing or hidden attachment is a 404 page, never a broken download.
+    """
+    attachment_id = path_id(attachment_text, "attachment_id")
+    viewer = await viewer_of(request)
+    wanted = _requested_range(request)
+    offset, length = wanted or (0, 0)
+    parts = frontend_of(request).backends.model.download_attachment(
+        v1.DownloadAttachmentRequest(
+            caller=viewer.caller, attachment_id=attachment_id, offset=offset, length=length
+        )
+    )
+    with call_errors("the model service is unreachable"):
+        first = await anext(parts, None)
+    if first is None or first.attachment is None:
+        raise InvalidArgument(f"attachment {attachment_id}: the download had no metadata")
+    attachment = first.attachment
+    size = attachment.size
+    served = min(length, size - offset) if length else size - offset
+    headers = serving_headers(attachment, served)
+    status = 200
+    if wanted is not None:
+        status = 206
+        headers["content-range"] = f"bytes {offset}-{offset + served - 1}/{size}"
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            with call_errors("the model service stream broke"):
+                async for part in parts:
+                    if part.chunk:
+                        yield part.chunk
+        finally:
+            # The browser stopped reading (or all was sent): end the Model call.
+            if isinstance(parts, AsyncGenerator):
+                await parts.aclose()
+
+    return Stream(body(), status_code=status, headers=headers)
+
+
+@post("/attachments/{attachment_text:str}/delete")
+async def delete_attachment(
+    request: Request[Any, Any, Any], attachment_text: FromPath[str]
+) -> Response[Any]:
+    """Detach a file (its uploader or an admin); the timeline records it."""
+    attachment_id = path_id(attachment_text, "attachment_id")
+    viewer = await viewer_of(request)
+    reply = await call(
+        frontend_of(request).backends.model.delete_attachment,
+        v1.DeleteAttachmentRequest(caller=viewer.caller, attachment_id=attachment_id),
+    )
+    audit(viewer, "delete attachment", f"attachment {attachment_id}")
+    issue_id = reply.issue.id if reply.issue else 0
+    session_of(request).update(notice="Attachment deleted; the history records it.")
+    return redirect(f"/issues/{issue_id}#attachments")
+
+
+ROUTES = [upload_attachment, download_attachment, delete_attachment]

@@ -1,0 +1,145 @@
+"""Attachments in a real browser (headless chromium): drop, paste, thumbnails, inert files."""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from pathlib import Path
+
+from browser_support import (
+    create_issue_ui,
+    iter_console_problems,
+    new_tab,
+    save_screenshot,
+    sign_in,
+)
+from playwright.sync_api import BrowserContext, Page, expect
+
+from bugless_dev.stack import RunningService
+
+HTML = (
+    "<!doctype html><html><body>"
+    "<script>document.title='pwned';alert('html ran')</script></body></html>"
+)
+SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" onload="alert(\'svg ran\')">'
+    "<script>alert('svg script ran')</script></svg>"
+)
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid RGB PNG of one colour."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\xd0\x30\x30" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _send(page: Page, how: str, name: str, content: bytes, content_type: str) -> None:
+    """Drop a file on, or paste it into, the comment box, as the browser would."""
+    page.evaluate(
+        """([how, name, bytes, type]) => {
+            const area = document.querySelector('textarea[data-attach-url]');
+            const data = new DataTransfer();
+            data.items.add(new File([new Uint8Array(bytes)], name, { type }));
+            const options = { bubbles: true, cancelable: true };
+            const event = how === 'drop'
+                ? new DragEvent('drop', { ...options, dataTransfer: data })
+                : new ClipboardEvent('paste', { ...options, clipboardData: data });
+            area.dispatchEvent(event);
+        }""",
+        [how, name, list(content), content_type],
+    )
+
+
+def test_drop_and_paste_attach_with_progress_and_thumbnails(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(tab, web_server, "Attach by drag-and-drop and paste")
+    _send(page, "drop", "dropped.png", png(64, 48), "image/png")
+    done = page.locator(".attach-progress li.done")
+    expect(done).to_have_count(1)
+    _send(page, "paste", "", png(32, 32), "image/png")
+    expect(done).to_have_count(2)
+    expect(page.locator(".attach-progress progress").first).to_have_attribute("value", "100")
+    comment = page.locator('#issue-form textarea[name="comment"]')
+    expect(comment).to_have_value(re.compile(r"!\[dropped\.png\]\(/attachments/\d+/dropped\.png\)"))
+    expect(comment).to_have_value(re.compile(r"!\[pasted-[^\]]+\.png\]\(/attachments/"))
+    save_screenshot(page, tmp_path, "60-attachments-uploaded")
+
+    page.goto(f"{web_server.url}/issues/{issue_id}")
+    thumbs = page.locator("article.entry img.thumb")
+    expect(thumbs).to_have_count(2)
+    for index in range(2):
+        thumb = thumbs.nth(index)
+        thumb.scroll_into_view_if_needed()
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()
+        )
+    expect(page.locator(".attachment-list li.attachment")).to_have_count(2)
+    save_screenshot(page, tmp_path, "61-attachment-thumbnails")
+
+    first = page.locator(".attachment-list li.attachment").first
+    first.locator('button:has-text("delete")').click()
+    expect(page.locator(".attachment-list li.attachment")).to_have_count(1)
+    expect(page.locator("article.entry").last).to_contain_text("deleted attachment")
+    assert list(iter_console_problems(tab.console)) == []
+    assert tab.dialogs == []
+
+
+def test_uploaded_html_and_svg_never_run_script(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(tab, web_server, "Hostile files stay inert")
+    for name, text, kind in (
+        ("evil.html", HTML, "text/html"),
+        ("evil.svg", SVG, "image/svg+xml"),
+        ("notes.txt", "log line <script>alert('text ran')</script>\n" + HTML, "text/plain"),
+    ):
+        _send(page, "drop", name, text.encode(), kind)
+    expect(page.locator(".attach-progress li.done")).to_have_count(3)
+    page.goto(f"{web_server.url}/issues/{issue_id}")
+    urls = {
+        str(a.text_content()): f"{web_server.url}{a.get_attribute('href')}"
+        for a in page.locator(".attachment-list li.attachment > a").all()
+    }
+    assert set(urls) == {"evil.html", "evil.svg", "notes.txt"}
+
+    # HTML and SVG are saved, not shown: navigating to them starts a download.
+    for name in ("evil.html", "evil.svg"):
+        with page.expect_download() as info:
+            page.evaluate("url => { window.location.href = url; }", urls[name])
+        download = info.value
+        assert download.suggested_filename == name
+        assert Path(download.path()).read_text() in (HTML, SVG)
+    # Plain text is shown as text: the markup in it is just characters.
+    page.goto(urls["notes.txt"])
+    expect(page.locator("body")).to_contain_text("<script>alert('text ran')</script>")
+    assert page.title() != "pwned"
+    # Even framed into a page of the site, the download response runs nothing.
+    page.goto(f"{web_server.url}/issues/{issue_id}")
+    page.evaluate(
+        """url => { const f = document.createElement('iframe'); f.src = url;
+                    document.body.appendChild(f); }""",
+        urls["evil.svg"],
+    )
+    page.wait_for_timeout(500)
+    save_screenshot(page, tmp_path, "62-hostile-files-inert")
+    assert tab.dialogs == []
+    assert page.title() != "pwned"
