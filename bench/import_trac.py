@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench._dataset import component_tree, vocabulary_candidates
-from bench._services import BenchStack
+from bench._services import BenchStack, CpuMeter, load_average
 from bench.peers._export import export
 from bugless_core.clients import ServiceAddress, call
 from bugless_import import ImportSettings, run_import
@@ -121,16 +122,27 @@ def main() -> None:
             quiet=True,
         )
         importer = TracImporter(str(env_dir), {})
+        meter = CpuMeter({**bench.service_pids(), "import": os.getpid()})
+        meter.start()
         started = time.perf_counter()
         report = asyncio.run(run_import(importer, settings))
         seconds = time.perf_counter() - started
+        cpu = meter.stop()
+        load = load_average()
     finally:
         bench.stop()
     print(report.render())
     done = report.created + report.extended + report.unchanged
     print(
         f"end to end: {done} issues, {report.entries_written} entries in {seconds:.1f} s: "
-        f"{done / seconds:.0f} issues/s, {report.entries_written / seconds:.0f} entries/s"
+        f"{done / seconds:.0f} issues/s, {report.entries_written / seconds:.0f} entries/s; "
+        f"load {load}"
+    )
+    per_issue = " · ".join(f"{name} {1000 * cpu[name] / done:.2f}" for name in sorted(cpu))
+    total = sum(cpu.values())
+    print(
+        f"CPU ms/issue: {per_issue}; all {1000 * total / done:.2f} "
+        f"(a 2-core machine of our own would do about {2 * done / total:.0f} issues/s)"
     )
 
 
