@@ -25,7 +25,16 @@ def _serve(key_files: KeyFiles | None, *args: str) -> Result:
     keys = ["--token-key-file", str(key_files.first)] if key_files else []
     return CliRunner().invoke(
         auth_group,
-        ["serve", "--database-url", "postgresql://nobody@127.0.0.1:1/none", *keys, *args],
+        # --insecure-local: these tests are about the other settings; service
+        # trust (mutual TLS, required since #14) is tested in bugless-dev's trust tests.
+        [
+            "serve",
+            "--insecure-local",
+            "--database-url",
+            "postgresql://nobody@127.0.0.1:1/none",
+            *keys,
+            *args,
+        ],
         obj=plugins,
         env={"BUGLESS_AUTH_TOKEN_KEY_FILES": "", "BUGLESS_AUTH_POLICY": ""},
     )
