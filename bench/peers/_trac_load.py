@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trac.env import Environment  # type: ignore[import-not-found]  # the Trac venv only
-from trac.ticket.model import Component, Priority, Ticket, Type  # type: ignore[import-not-found]  # ditto
+from trac.env import Environment
+from trac.ticket.model import Component, Priority, Ticket, Type
 
 RESOLUTIONS = {
     "fixed": "fixed",

@@ -219,7 +219,28 @@ def test_autoscaling_and_service_monitor_are_opt_in() -> None:
         "bugless-api",
         "bugless-model",
         "bugless-auth",
+        "bugless-notify",
     }
+
+
+def test_notifier_runs_two_replicas_with_a_pdb_probes_and_smtp_credentials_from_a_secret() -> None:
+    manifests = render({"notify": {"smtp": {"credentialsSecret": "bugless-smtp"}}})
+    (deployment,) = [
+        d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"] == "bugless-notify"
+    ]
+    assert deployment["spec"]["replicas"] >= 2
+    assert any(
+        p["metadata"]["name"] == "bugless-notify" for p in of_kind(manifests, "PodDisruptionBudget")
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["notify", "serve"]
+    assert {"readinessProbe", "livenessProbe", "startupProbe"} <= set(container)
+    env = _env(manifests, "notify")
+    assert env["BUGLESS_NOTIFY_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "bugless-smtp",
+        "key": "password",
+    }
+    assert env["BUGLESS_NOTIFY_PUBLIC_URL"]["value"] == "https://bugless.example.com"
 
 
 def test_tracing_is_off_by_default_and_reaches_every_service_when_on() -> None:

@@ -10,11 +10,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from api_support import ConnectAs, signed_in
+from api_support import Bots, ConnectAs, signed_in
 
+from bugless_api.client import BuglessClient
 from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied
 from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_proto import v1
+from bugless_testing.rss import MIB, peak_rss, reset_peak, rss
 
 
 async def test_a_file_goes_up_and_comes_down_by_username(
@@ -127,3 +129,37 @@ def test_the_cli_attaches_lists_and_downloads(
     out = tmp_path / "out.txt"
     bugless("attachment", "get", attached["id"], "-o", str(out))
     assert out.read_bytes() == source.read_bytes()
+
+
+async def test_api_and_model_memory_stays_bounded_while_a_large_file_moves(
+    served_api: dict[str, str],
+    bots: Bots,
+    tmp_path: Path,
+) -> None:
+    """48 MiB up and down through real ``bugless api serve`` and Model processes."""
+    size = 48 * MIB
+    source = tmp_path / "big.bin"
+    with source.open("wb") as out:
+        for _ in range(size // MIB):
+            out.write(secrets.token_bytes(MIB))
+    api = next(s for s in bots.stack.services if s.name == "api-by-env")
+    pids = {"api": api.process.pid, "model": bots.stack.first("model").process.pid}
+    env = served_api
+    async with BuglessClient(
+        env["BUGLESS_API"], cert=env["BUGLESS_CERT"], key=env["BUGLESS_KEY"],
+        ca=env["BUGLESS_CA"], timeout=120,
+    ) as client:  # fmt: skip
+        component = await client.create_component(f"Big-{secrets.token_hex(3)}")
+        issue = await client.create_issue("a large file", component.id)
+        before = {name: rss(pid) for name, pid in pids.items()}
+        for pid in pids.values():
+            reset_peak(pid)
+        done = await client.attach(issue.id, source)
+        assert done.attachment is not None
+        target = tmp_path / "back.bin"
+        await client.download_attachment(done.attachment.id, target)
+        peaks = {name: peak_rss(pid) for name, pid in pids.items()}
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == done.attachment.sha256
+    for name, peak in peaks.items():
+        growth = peak - before[name]
+        assert growth < 40 * MIB, f"{name} grew by {growth / MIB:.0f} MiB for a 48 MiB file"

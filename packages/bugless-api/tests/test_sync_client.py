@@ -180,3 +180,33 @@ def test_a_client_that_cannot_be_built_leaves_no_event_loop_open(tmp_path: Path)
 
     leaks = [w for w in caught if "unclosed event loop" in str(w.message)]
     assert leaks == []
+
+
+async def test_a_script_uses_the_batch_hotlist_and_saved_search_calls(sync_as: SyncAs) -> None:
+    """The calls that had no client method before issue 15 work without a loop too."""
+
+    def script() -> None:
+        with sync_as("robot") as bugless:
+            component = bugless.create_component(f"SyncAll-{secrets.token_hex(3)}")
+            issues = [bugless.create_issue(f"batch {n}", component.id) for n in range(2)]
+            delta = bugless.delta(priority="P0")
+            changed = bugless.batch_change_issues(
+                [(i.id, i.version) for i in issues], delta, comment="both", atomic=True
+            )
+            assert [r.issue.priority for r in changed.results if r.issue] == [v1.Priority.P0] * 2
+
+            hotlist = bugless.create_hotlist(f"sync-{secrets.token_hex(3)}")
+            bugless.add_to_hotlist(hotlist.id, [issues[0].id])
+            item = bugless.set_hotlist_item_note(hotlist.id, issues[0].id, "first")
+            assert item.note == "first"
+            renamed = bugless.update_hotlist(v1.Hotlist(id=hotlist.id, name="renamed"), ["name"])
+            assert renamed.name == "renamed"
+            bugless.delete_hotlist(hotlist.id)
+
+            saved = bugless.create_saved_search(f"s-{secrets.token_hex(3)}", "is:open")
+            assert saved.id in {s.id for s in bugless.all_saved_searches(owned_only=True)}
+            bugless.delete_saved_search(saved.id)
+            with pytest.raises(NotFound):
+                bugless.get_hotlist(hotlist.id)
+
+    await _in_thread(script)

@@ -15,7 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_errors import expect_status
 from grpclib.const import Status
 
-from bugless_auth.people_ca import USER_URI_PREFIX
+from bugless_auth.people_ca import USER_URI_PREFIX, PeopleCa
 from bugless_auth.settings import PeopleCaSettings
 from bugless_proto import v1
 
@@ -358,3 +358,48 @@ async def test_without_a_people_ca_issuance_is_a_clear_refusal(auth: AuthServer)
         Status.FAILED_PRECONDITION,
     )
     assert "no people CA" in (error.message or "")
+
+
+async def test_a_people_ca_certificate_outside_the_records_acts_as_nobody(
+    people: AuthServer, people_ca_settings: PeopleCaSettings
+) -> None:
+    """One signed with the CA's key but not by the Authenticator (say, naming another id)."""
+    victim = await people.add_user(unique("victim"))
+    assert people_ca_settings.cert_file is not None
+    assert people_ca_settings.key_file is not None
+    ca = PeopleCa.load(people_ca_settings.cert_file, people_ca_settings.key_file, max_seconds=3600)
+    minted = ca.sign(_csr(), user_id=victim.user_id, username=victim.username, seconds=600)
+    error = await expect_status(
+        people.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=_der(minted.pem))
+        ),
+        Status.UNAUTHENTICATED,
+    )
+    assert "records" in (error.message or "")
+
+
+async def test_a_bots_certificate_from_the_same_ca_still_goes_to_the_tls_mapping(
+    start_auth_server: StartAuth, tmp_path: Path
+) -> None:
+    """``bugless dev`` uses one CA for bots and people: a bot has no bugless:user: name."""
+    ca = trustme.CA()
+    cert, key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    ca.cert_pem.write_to_path(str(cert))
+    ca.private_key_pem.write_to_path(str(key))
+    server = await start_auth_server(
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {"mapping": '{"deploy-bot": {"username": "deploy-bot"}}', "ca_file": str(cert)}
+        },
+        people_ca=PeopleCaSettings(cert_file=cert, key_file=key),
+    )
+    leaf = ca.issue_cert("bot.invalid", common_name="deploy-bot")
+    der = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    result = await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == "deploy-bot"

@@ -25,7 +25,8 @@ def _serve(key_files: KeyFiles | None, *args: str) -> Result:
     keys = ["--token-key-file", str(key_files.first)] if key_files else []
     return CliRunner().invoke(
         auth_group,
-        # Plaintext (--insecure-local): these tests are about the other settings.
+        # --insecure-local: these tests are about the other settings; service
+        # trust (mutual TLS, required since #14) is tested in bugless-dev's trust tests.
         [
             "serve",
             "--insecure-local",

@@ -16,7 +16,7 @@ from bugless_testing.s3 import REGION, S3TestServer
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-pytest_plugins = ["bugless_testing.s3"]
+pytest_plugins = ["bugless_testing.s3", "bugless_testing.plugin", "bugless_testing.postgres"]
 
 BUCKET = "bugless-blobs-test"
 

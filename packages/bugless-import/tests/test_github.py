@@ -104,9 +104,11 @@ async def test_issues_keep_people_times_history_and_labels(
         ),
     }
 
+    resumed = await run_import(GitHubImporter(str(GITHUB), {}), settings)
+    assert (resumed.created, resumed.unchanged, resumed.done_before) == (0, 0, 2)
     again = await run_import(
         GitHubImporter(str(GITHUB), {}),
-        make_settings(mapping=_mapping(tmp_path), state_dir=tmp_path / "fresh"),
+        make_settings(mapping=_mapping(tmp_path), state_dir=settings.state_dir, refresh=True),
     )
     assert (again.created, again.extended, again.unchanged) == (0, 0, 2), "idempotent"
     assert len(await history(model, issue.id)) == len(entries)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from typing import Any
 from urllib.parse import quote
@@ -11,6 +12,7 @@ from web_support import World, create_issue, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_web import WebSettings, create_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(300)
 HTML = b"<!doctype html><html><script>document.title='pwned'</script></html>"
@@ -129,3 +131,34 @@ async def test_delete_by_the_uploader_and_csrf_is_required(
     assert gone.status_code == 409  # FAILED_PRECONDITION: its content is gone
     page = (await client.get(f"/issues/{issue.id}")).text
     assert f"deleted attachment {created['id']}" in page
+
+
+async def test_a_download_host_serves_by_short_lived_link_without_cookies(
+    web_settings: WebSettings, world: World, model: v1.ModelStub
+) -> None:
+    settings = dataclasses.replace(web_settings, download_url="http://files.testserver.local")
+    app = create_app(settings)
+    issue = await create_issue(model, world, "Downloads from another host")
+    async with AsyncTestClient(app, base_url="http://testserver.local") as client:
+        csrf = await sign_in(client, "bob")
+        created = (await _upload(client, csrf, issue.id, PNG, "shot.png")).json()
+        page = await client.get(f"/issues/{issue.id}")
+        assert (
+            "img-src 'self' data: http://files.testserver.local"
+            in page.headers["content-security-policy"]
+        )
+        handed = await client.get(created["url"], follow_redirects=False)
+        assert handed.status_code == 303
+        link = handed.headers["location"]
+        assert link.startswith(f"http://files.testserver.local/attachments/{created['id']}/")
+    async with AsyncTestClient(app, base_url="http://files.testserver.local") as cookieless:
+        served = await cookieless.get(link)
+        assert served.status_code == 200
+        assert served.content == PNG
+        assert "sandbox" in served.headers["content-security-policy"]
+        forged = await cookieless.get(link[:-6] + "AAAAAA")
+        assert forged.status_code == 404
+        other = await cookieless.get(
+            link.replace(f"/attachments/{created['id']}/", "/attachments/1/")
+        )
+        assert other.status_code == 404

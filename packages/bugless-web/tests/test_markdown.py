@@ -41,6 +41,22 @@ def test_hash_and_b_slash_numbers_link_to_issues_outside_code_and_entities() -> 
     assert "/issues/39" not in str(render_markdown('it\'s "quoted" & <tagged>'))
 
 
+def test_mentions_link_to_the_person_outside_code_links_and_addresses() -> None:
+    html = str(
+        render_markdown(
+            "ask @ann.lee, cc @Bob; not `@code`, me@ann.example or [x](https://e.com/@z)"
+        )
+    )
+    assert f'<a class="mention" href="/users/ann.lee" {REL}>@ann.lee</a>,' in html
+    assert f'<a class="mention" href="/users/Bob" {REL}>@Bob</a>' in html
+    assert "<code>@code</code>" in html
+    assert "/users/ann.example" not in html
+    assert "/users/z" not in html
+    # A hand-written link with the mention class is text, never markup.
+    forged = str(render_markdown('<a class="mention" href="javascript:alert(1)">@x</a>'))
+    assert "javascript:" not in forged.replace("&lt;", "").split("<a", 1)[-1]
+
+
 def test_task_lists_are_read_only_checkboxes() -> None:
     html = str(render_markdown("- [ ] write tests\n- [x] make them fail\n- plain item"))
     boxes = re.findall(r"<input[^>]*>", html)

@@ -25,7 +25,8 @@ Names, labels and the small computations every template shares.
 {{- end -}}
 
 {{- define "bugless.tier" -}}
-{{- if has . (list "web" "api") -}}frontend{{- else -}}backend{{- end -}}
+{{- /* The notifier calls the Model and the Authenticator as the frontends do. */ -}}
+{{- if has . (list "web" "api" "notify") -}}frontend{{- else -}}backend{{- end -}}
 {{- end -}}
 
 {{/* Labels that select a component's pods: stable across upgrades. */}}

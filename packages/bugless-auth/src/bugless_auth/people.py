@@ -271,7 +271,10 @@ class PeopleCertificates:
         Raises:
             Unauthenticated: ours, but expired, revoked, unknown or malformed.
         """
-        if self.ca is None or not self.ca.issued(cert):
+        user_id = person_of(cert)
+        if self.ca is None or user_id is None or not self.ca.issued(cert):
+            # Not a person's certificate (no bugless:user: name): a bot's or a
+            # service's, even from the same CA, goes to the tls mapping.
             return None
         now = datetime.datetime.now(datetime.UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
@@ -279,7 +282,6 @@ class PeopleCertificates:
                 "this people certificate has expired; run `bugless login` again",
                 reason="CERTIFICATE_EXPIRED",
             )
-        user_id = person_of(cert)
         serial = format(cert.serial_number, "x")
         row = await self._store.run(
             lambda conn: conn.fetchrow(
@@ -287,9 +289,10 @@ class PeopleCertificates:
             ),
             transaction=False,
         )
-        if user_id is None or row is None or row["user_id"] != user_id:
+        if row is None or row["user_id"] != user_id:
             raise Unauthenticated(
-                "this certificate was not issued by this Authenticator's records",
+                "this certificate is not in the people CA's records "
+                "(this Authenticator did not issue it)",
                 reason="CERTIFICATE_UNKNOWN",
             )
         if row["revoked_at"] is not None:

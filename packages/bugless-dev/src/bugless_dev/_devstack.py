@@ -238,6 +238,12 @@ class DevStack:
                 page_token_secret=self.state.secret("page-token-secret"),
                 session_key=self.state.secret("web-session-key"),
                 insecure_local=self.settings.insecure_local,
+                # The development CA is also the people CA: `bugless login`
+                # works against `bugless dev`, and the API already trusts it.
+                extra_env={
+                    "BUGLESS_AUTH_PEOPLE_CA_CERT": str(pki.ca_file),
+                    "BUGLESS_AUTH_PEOPLE_CA_KEY": str(pki.directory / "ca.key"),
+                },
             )
         )
         self.services = stack

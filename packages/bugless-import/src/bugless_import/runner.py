@@ -445,7 +445,7 @@ async def _import_all(
     bar = _Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
     pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
     for issue in issues:
-        if importer.external_id(issue) in state.done:
+        if importer.external_id(issue) in state.done and not settings.refresh:
             report.done_before += 1
             bar.advance()
         else:

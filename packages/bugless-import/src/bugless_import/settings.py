@@ -39,6 +39,9 @@ class ImportSettings:
         state_dir: Where progress is kept between runs (resume) and the
             final report and the redirect CSV are written.
         dry_run: Read the source and report what would happen; write nothing.
+        refresh: Import the issues an earlier run finished again, so that
+            history the source gained since is appended (the Model writes
+            nothing for an issue with no newer history).
         concurrency: Issues imported at once.
         new_url: Base URL of the bugless web UI, for the CSV of old URL ->
             new URL (``https://bugless.example.org``).
@@ -78,6 +81,11 @@ class ImportSettings:
         help="Progress (for resuming), the final report and the old->new URL CSV go here.",
     )
     dry_run: bool = setting(False, help="Report what would be imported; write nothing.")
+    refresh: bool = setting(
+        False,
+        help="Import again the issues an earlier run finished (appends their newer history); "
+        "by default a run skips them, which is how an interrupted run resumes quickly.",
+    )
     concurrency: int = setting(8, help="Issues imported at once.")
     new_url: str = setting(
         "", help="Base URL of the bugless web UI, for the old URL -> new URL CSV."

@@ -38,6 +38,7 @@ from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, term
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres import _search
+from bugless_model_postgres._attachments import fill_entries
 from bugless_model_postgres._context import fetch_issue_rows, fetch_issues, issue_not_found
 from bugless_model_postgres._convert import Conn, entry_from_row, principals_of
 from bugless_model_postgres._database import server_settings, translated_errors
@@ -227,9 +228,11 @@ class ChangeFeed:
                 if not await conn.fetch(compiled.page_sql, *compiled.page_params, 1):
                     return None
             row = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
-        if row is None:
-            return None
-        return v1.WatchEvent(issue=issues[issue_id], entry=entry_from_row(row))
+            if row is None:
+                return None
+            entry = entry_from_row(row)
+            await fill_entries(conn, issue_id, [entry])
+        return v1.WatchEvent(issue=issues[issue_id], entry=entry)
 
 
 def _check_position(after: int, head: int, pruned: int) -> None:

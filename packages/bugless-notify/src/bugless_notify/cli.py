@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from bugless_core import eventloop
+from bugless_core import eventloop, tracing
 from bugless_core.settings import settings_command
 from bugless_notify.settings import NotifierSettings
 
@@ -35,4 +35,5 @@ def serve_command(settings: NotifierSettings) -> None:
     from bugless_notify.service import serve_notifier  # noqa: PLC0415
 
     settings.log.configure()
+    tracing.configure("notify")  # spans of its Model calls join the changes' traces
     eventloop.run(serve_notifier(settings))

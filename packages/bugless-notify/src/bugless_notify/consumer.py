@@ -34,6 +34,7 @@ import asyncpg
 
 from bugless_core.clients import call, resolve_query
 from bugless_core.errors import BuglessError, FailedPrecondition, NotFound
+from bugless_core.mentions import mentioned_usernames
 from bugless_core.migrations import quote_schema
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of, term
@@ -42,7 +43,6 @@ from bugless_notify.recipients import (
     Candidate,
     candidates,
     mention_texts,
-    mentioned_usernames,
     wanted,
 )
 from bugless_notify.render import ChangeNotice, Person, render_notification
@@ -56,6 +56,8 @@ NOTIFIER = v1.Caller(user_id="bugless-notify", admin=True)
 CURSOR = "main"
 #: Wait for a commit this long per ReadFeed when the feed is idle.
 FEED_WAIT_MS = 2000
+#: Issues of one batch worked on at once.
+ISSUES_AT_ONCE = 32
 
 
 @dataclass
@@ -197,9 +199,20 @@ class FeedConsumer:
         if not answer.changes:
             return
         batch = _Batch()
+        # Issues are worked on concurrently (each is a dozen calls to the Model
+        # and the Authenticator); one issue's entries stay in version order.
+        by_issue: dict[int, list[tuple[int, str]]] = {}
         for change in answer.changes:
             for entry in change.entries:
-                await self._entry(entry.issue_id, entry.version, change.author, batch)
+                by_issue.setdefault(entry.issue_id, []).append((entry.version, change.author))
+        limit = asyncio.Semaphore(ISSUES_AT_ONCE)
+
+        async def one_issue(issue_id: int, entries: list[tuple[int, str]]) -> None:
+            async with limit:
+                for version, author in entries:
+                    await self._entry(issue_id, version, author, batch)
+
+        await asyncio.gather(*(one_issue(i, e) for i, e in by_issue.items()))
         await self._commit(position, answer.changes[-1].position, batch)
         self.handled += len(answer.changes)
 

@@ -20,16 +20,11 @@ decided here: the consumer asks the Model *as that person*.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bugless_notify.render import Reason
 from bugless_proto import v1
-
-#: ``@username`` not preceded by a word character, ``@`` or ``.`` (so an
-#: e-mail address is not a mention); usernames as the Authenticator allows.
-MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,62}[A-Za-z0-9]|[A-Za-z0-9])")
 
 #: Which setting switches each reason off.
 REASON_EVENT: Mapping[Reason, v1.NotificationEvent] = {
@@ -42,15 +37,6 @@ REASON_EVENT: Mapping[Reason, v1.NotificationEvent] = {
     Reason.COMPONENT: v1.NotificationEvent.SUBSCRIPTIONS,
     Reason.SAVED_SEARCH: v1.NotificationEvent.SUBSCRIPTIONS,
 }
-
-
-def mentioned_usernames(*texts: str) -> list[str]:
-    """Usernames ``@mentioned`` in ``texts``, first mention first, lower case."""
-    seen: dict[str, None] = {}
-    for text in texts:
-        for match in MENTION.finditer(text):
-            seen.setdefault(match.group(1).lower(), None)
-    return list(seen)
 
 
 def mention_texts(issue: v1.Issue, entry: v1.HistoryEntry) -> list[str]:

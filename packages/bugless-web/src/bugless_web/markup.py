@@ -24,6 +24,8 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from mdit_py_plugins.tasklists import tasklists_plugin
 
+from bugless_core.mentions import MENTION
+
 _ALLOWED_TAGS = frozenset(
     {
         "a", "p", "br", "hr", "em", "strong", "del", "s", "code", "pre", "blockquote",
@@ -42,6 +44,7 @@ _ALLOWED_ATTRIBUTES = {
 }
 #: Task-list markup keeps only its own classes.
 _ALLOWED_CLASSES = {
+    "a": {"mention"},
     "ul": {"contains-task-list"},
     "li": {"task-list-item"},
     "input": {"task-list-item-checkbox"},
@@ -79,7 +82,7 @@ def render_markdown(source: str) -> Markup:
     if not source.strip():
         return Markup("")
     html = _markdown.render(source)
-    html = _link_issue_references(html)
+    html = _link_references(html)
     cleaned = nh3.clean(
         html,
         tags=set(_ALLOWED_TAGS),
@@ -93,8 +96,13 @@ def render_markdown(source: str) -> Markup:
     return Markup(cleaned)
 
 
-def _link_issue_references(html: str) -> str:
-    """Turn ``#42`` / ``b/42`` into links outside tags, code and links (text nodes only)."""
+def _link_mentions(text: str) -> str:
+    """``@ann`` as a link to ann's page (the grammar of :mod:`bugless_core.mentions`)."""
+    return MENTION.sub(r'<a class="mention" href="/users/\1">\g<0></a>', text)
+
+
+def _link_references(html: str) -> str:
+    """Link ``#42`` / ``b/42`` and ``@username`` outside tags, code and links (text only)."""
     parts = re.split(r"(<[^>]*>)", html)
     inside_code = 0
     inside_link = 0
@@ -111,5 +119,6 @@ def _link_issue_references(html: str) -> str:
                 inside_link = max(0, inside_link - 1)
             continue
         if not inside_code and not inside_link:
-            parts[index] = _ISSUE_REFERENCE.sub(r'<a href="/issues/\1">\g<0></a>', part)
+            linked = _ISSUE_REFERENCE.sub(r'<a href="/issues/\1">\g<0></a>', part)
+            parts[index] = _link_mentions(linked) if "@" in linked else linked
     return "".join(parts)

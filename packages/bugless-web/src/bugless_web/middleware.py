@@ -136,12 +136,23 @@ def security_headers_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        dev = _frontend(scope).settings.dev
+        settings = _frontend(scope).settings
+        dev = settings.dev
+        security = _SECURITY_HEADERS
+        if settings.download_url:
+            # Thumbnails come from the download host.
+            origin = settings.download_url.split("/", 3)[:3]
+            security = {
+                **_SECURITY_HEADERS,
+                "content-security-policy": CONTENT_SECURITY_POLICY.replace(
+                    "img-src 'self' data:", f"img-src 'self' data: {'/'.join(origin)}"
+                ),
+            }
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)
-                for name, value in _SECURITY_HEADERS.items():
+                for name, value in security.items():
                     if name not in headers:
                         headers[name] = value
                 if "cache-control" not in headers:

@@ -124,5 +124,21 @@ class SessionCodec:
             session.update(csrf=secrets.token_urlsafe(24))
         return session
 
+    def seal_value(self, kind: str, data: dict[str, Any]) -> str:
+        """``data`` sealed as a token of ``kind`` (never readable as another kind or a cookie)."""
+        payload = {"kind": kind, "data": data}
+        return self._fernet.encrypt(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+    def open_value(self, kind: str, token: str, *, max_age_seconds: int) -> dict[str, Any] | None:
+        """The data of a :meth:`seal_value` token of ``kind``; None if forged, other or expired."""
+        try:
+            payload = json.loads(self._fernet.decrypt(token.encode(), ttl=max_age_seconds))
+        except (InvalidToken, ValueError):
+            return None
+        if not isinstance(payload, dict) or payload.get("kind") != kind:
+            return None
+        data = payload.get("data")
+        return data if isinstance(data, dict) else None
+
 
 _FIELDS = frozenset({"token", "csrf", "oidc_state", "oidc_authenticator", "return_to", "notice"})

@@ -113,6 +113,12 @@ class WebSettings:
     steer_to: str = setting(
         "", help="While draining, redirect page loads here (another instance or version)."
     )
+    download_url: str = setting(
+        "",
+        help="Base URL of a separate host name serving attachment downloads (a cookieless "
+        "origin; the same replicas behind it), e.g. https://files.bugs.example.com; empty: "
+        "downloads come from this origin.",
+    )
     asset_archive_dir: Path | None = setting(
         None,
         help="Static files of earlier releases (`bugless web assets export`), served too, so "
@@ -201,6 +207,11 @@ class WebSettings:
                 msg = "each session key needs at least 16 characters"
                 raise ValueError(msg)
         object.__setattr__(self, "public_url", _checked_public_url(self.public_url, dev=self.dev))
+        object.__setattr__(
+            self,
+            "download_url",
+            _checked_public_url(self.download_url, dev=self.dev, flag="--download-url"),
+        )
         if self.steer_to and not self.steer_to.startswith(("http://", "https://", "/")):
             msg = f"--steer-to {self.steer_to!r}: give an http(s) URL"
             raise ValueError(msg)
@@ -225,20 +236,20 @@ class WebSettings:
                     raise ValueError(msg)
 
 
-def _checked_public_url(value: str, *, dev: bool) -> str:
+def _checked_public_url(value: str, *, dev: bool, flag: str = "--public-url") -> str:
     """``value`` without a trailing slash, or ValueError saying what is wrong with it."""
     if not value:
         return ""
     parts = urllib.parse.urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"--public-url {value!r}: give the site's base URL, e.g. https://bugs.example.com"
+        msg = f"{flag} {value!r}: give the site's base URL, e.g. https://bugs.example.com"
         raise ValueError(msg)
     if parts.query or parts.fragment or parts.username or parts.password:
-        msg = f"--public-url {value!r}: no query, fragment or credentials (a base URL only)"
+        msg = f"{flag} {value!r}: no query, fragment or credentials (a base URL only)"
         raise ValueError(msg)
     if parts.scheme == "http" and not dev:
         msg = (
-            f"--public-url {value!r}: use https (the session cookie is Secure, so browsers "
+            f"{flag} {value!r}: use https (the session cookie is Secure, so browsers "
             "would not send it over plain HTTP); --dev allows http"
         )
         raise ValueError(msg)

@@ -35,9 +35,9 @@ class SyncBuglessClient:
 
     Each method runs the async one to completion on a private event loop; the
     signatures and errors are the same. The streaming and paging iterators
-    (``watch``, ``iter_issues``, ``iter_history``) are async only. Use it as a
-    context manager, or call :meth:`close`. Not for use from inside a running
-    event loop.
+    (``watch``, ``iter_issues``, ``iter_history``, ``iter_attachment``) are
+    async only. Use it as a context manager, or call :meth:`close`. Not for
+    use from inside a running event loop.
     """
 
     def __init__(
@@ -75,6 +75,8 @@ class SyncBuglessClient:
             self._loop.run_until_complete(asyncio.sleep(0))
             self._loop.close()
 
+    #: Builds the IssueDelta of ``change_issue``/``batch_change_issues`` (no call made).
+    delta = staticmethod(BuglessClient.delta)
     whoami = _blocking(BuglessClient.whoami)
     logout = _blocking(BuglessClient.logout)
     attach = _blocking(BuglessClient.attach)
@@ -100,6 +102,11 @@ class SyncBuglessClient:
     edit_comment = _blocking(BuglessClient.edit_comment)
     redact = _blocking(BuglessClient.redact)
     list_history = _blocking(BuglessClient.list_history)
+    attach = _blocking(BuglessClient.attach)
+    get_attachment = _blocking(BuglessClient.get_attachment)
+    list_attachments = _blocking(BuglessClient.list_attachments)
+    delete_attachment = _blocking(BuglessClient.delete_attachment)
+    download_attachment = _blocking(BuglessClient.download_attachment)
     list_components = _blocking(BuglessClient.list_components)
     get_component = _blocking(BuglessClient.get_component)
     create_component = _blocking(BuglessClient.create_component)

@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from grpclib.const import Status
 
 from bugless_core.attachments import AttachmentSettings
-from bugless_core.model.backend import ModelBackend
+from bugless_core.model.backend import Capability, ModelBackend
 from bugless_core.search.build import negate, term
 from bugless_proto import v1
+from bugless_testing.events import EventStream
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
@@ -31,6 +32,7 @@ from bugless_testing.model_contracts._support import (
     user_entry,
     within,
 )
+from bugless_testing.plugin import requires_capability
 
 KiB = 1024
 #: The limits the backend's store is configured with for these contracts.
@@ -408,3 +410,22 @@ class AttachmentContract:
         assert await ids(term(field, v1.SearchOperator.NONE)) == {bare.id}
         assert await ids(term(field, v1.SearchOperator.EQ, "crash")) == {logs.id}
         assert await ids(term(field, v1.SearchOperator.EQ, "nothing", "SHOT")) == {shots.id}
+
+    @requires_capability(Capability.WATCH)
+    async def test_a_watched_issue_shows_the_attaching_entry_with_its_files(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        issue = await make_issue(model, component.id)
+        stream = EventStream(
+            model.watch(v1.WatchRequest(caller=ALICE, issue_id=issue.id), timeout=60)
+        )
+        try:
+            await stream.subscribed()
+            done = await upload(model, issue.id, b"watched", name="w.txt")
+            event = await stream.next()
+        finally:
+            await stream.close()
+        assert event.entry is not None
+        assert done.attachment is not None
+        assert [a.id for a in event.entry.attachments] == [done.attachment.id]

@@ -19,6 +19,11 @@ origin that could run script:
   sandbox``: even a document that did render gets a unique opaque origin,
   no script, no plugins, no forms, and no access to this site's cookies or
   pages.
+
+**A download host.** With ``--download-url`` the app origin only checks
+access and redirects to the same path on that host name with a sealed,
+short-lived token (the attachment and the caller); the download host needs
+no cookie, so even a browser bug there cannot reach the tracker's session.
 """
 
 from __future__ import annotations
@@ -30,11 +35,11 @@ from urllib.parse import quote, unquote
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
-from litestar.response import Stream
+from litestar.response import Redirect, Stream
 
 from bugless_core.attachments import CHUNK_BYTES, is_inline_type, normalise_type
 from bugless_core.clients import call, call_errors
-from bugless_core.errors import BuglessError, InvalidArgument
+from bugless_core.errors import BuglessError, InvalidArgument, NotFound
 from bugless_proto import v1
 from bugless_web.display import attachment_url
 from bugless_web.frontend import audit, frontend_of, path_id, redirect, session_of, viewer_of
@@ -146,12 +151,30 @@ async def download_attachment(
     so a missing or hidden attachment is a 404 page, never a broken download.
     """
     attachment_id = path_id(attachment_text, "attachment_id")
-    viewer = await viewer_of(request)
+    frontend = frontend_of(request)
+    download_url = frontend.settings.download_url
+    token = request.query_params.get("t")
+    if token:
+        caller = _caller_of_token(request, token, attachment_id)
+    else:
+        viewer = await viewer_of(request)
+        caller = viewer.caller
+        if download_url:
+            # A cookieless origin: check access here, hand over a short-lived token.
+            await call(
+                frontend.backends.model.get_attachment,
+                v1.GetAttachmentRequest(caller=caller, attachment_id=attachment_id),
+            )
+            sealed = frontend.codec.seal_value("download", _token_data(caller, attachment_id))
+            return Redirect(
+                f"{download_url}/attachments/{attachment_id}/{quote(name, safe='')}?t={sealed}",
+                status_code=303,
+            )
     wanted = _requested_range(request)
     offset, length = wanted or (0, 0)
     parts = frontend_of(request).backends.model.download_attachment(
         v1.DownloadAttachmentRequest(
-            caller=viewer.caller, attachment_id=attachment_id, offset=offset, length=length
+            caller=caller, attachment_id=attachment_id, offset=offset, length=length
         )
     )
     with call_errors("the model service is unreachable"):
@@ -179,6 +202,33 @@ async def download_attachment(
                 await parts.aclose()
 
     return Stream(body(), status_code=status, headers=headers)
+
+
+#: How long a download host link works (it is made for one page view).
+DOWNLOAD_TOKEN_SECONDS = 600
+
+
+def _token_data(caller: v1.Caller, attachment_id: int) -> dict[str, Any]:
+    return {
+        "a": attachment_id,
+        "u": caller.user_id,
+        "g": list(caller.groups),
+        "x": caller.admin,
+    }
+
+
+def _caller_of_token(request: Request[Any, Any, Any], token: str, attachment_id: int) -> v1.Caller:
+    """Who a download host link was made for; NotFound for a forged, expired or other one."""
+    data = frontend_of(request).codec.open_value(
+        "download", token, max_age_seconds=DOWNLOAD_TOKEN_SECONDS
+    )
+    if data is None or data.get("a") != attachment_id:
+        raise NotFound(f"attachment {attachment_id}: this download link is invalid or expired")
+    return v1.Caller(
+        user_id=str(data.get("u", "")),
+        groups=[str(g) for g in data.get("g", [])],
+        admin=bool(data.get("x", False)),
+    )
 
 
 @post("/attachments/{attachment_text:str}/delete")
