@@ -50,9 +50,21 @@ async def verified_caller(verifier: AssertionVerifier) -> v1.Caller | None:
 
 
 def _has_caller(request_type: Any) -> bool:
+    """Whether requests carry a caller, at the top or in a stream's ``header``."""
     return dataclasses.is_dataclass(request_type) and any(
-        field.name == "caller" for field in dataclasses.fields(request_type)
+        field.name in ("caller", "header") for field in dataclasses.fields(request_type)
     )
+
+
+def _replace_caller(message: Any, caller: v1.Caller) -> None:
+    if hasattr(message, "caller"):
+        message.caller = caller
+        return
+    # A client stream (UploadAttachment) names its caller in its first
+    # message's header; the other messages carry no caller.
+    header = getattr(message, "header", None)
+    if header is not None and hasattr(header, "caller"):
+        header.caller = caller
 
 
 def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _Func:
@@ -67,7 +79,7 @@ def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _F
         async def recv_message() -> Any:
             message = await receive()
             if message is not None:
-                message.caller = caller
+                _replace_caller(message, caller)
             return message
 
         stream.recv_message = recv_message  # type: ignore[method-assign]
