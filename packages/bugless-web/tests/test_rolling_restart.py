@@ -25,7 +25,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from web_support import World, create_issue, grpc_calls, grpc_in_flight, sign_in
 
-from bugless_core.clients import call
+from bugless_core.clients import acting_as, call
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_dev.processes import ServiceProcess
 from bugless_dev.stack import RunningService
@@ -88,7 +88,11 @@ class Restart:
             async for _ in stream:
                 pass
 
-        self.watch = asyncio.create_task(follow())
+        # The Model takes the caller from an assertion: bob's, carried by the
+        # task's copy of the context.
+        bob = self.world.caller("bob")
+        with acting_as(self.world.stack.assertion_for(bob.user_id, groups=bob.groups)):
+            self.watch = asyncio.create_task(follow())
         metrics = self.old.metrics_port
 
         async def watching() -> bool:
