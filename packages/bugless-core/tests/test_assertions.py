@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -43,8 +45,8 @@ class _Clock:
         return self.now
 
 
-def _sign(key: Ed25519PrivateKey, clock: _Clock, **claims: object) -> str:
-    options: dict[str, object] = {
+def _sign(key: Ed25519PrivateKey, clock: _Clock, **claims: Any) -> str:
+    options: dict[str, Any] = {
         "user_id": "u1",
         "groups": ["eng"],
         "permissions": ["admin"],
@@ -53,7 +55,7 @@ def _sign(key: Ed25519PrivateKey, clock: _Clock, **claims: object) -> str:
         "now": clock.now,
     }
     options.update(claims)
-    assertion, _ = sign_assertion(key, **options)  # type: ignore[arg-type]
+    assertion, _ = sign_assertion(key, **options)
     return assertion
 
 

@@ -168,7 +168,9 @@ def _secret_issue(world: World) -> int:
         channel = world.stack.model.channel()
         try:
             issue = await call(
-                world.stack.acting_model(v1.ModelStub(channel)).create_issue,
+                world.stack.acting_model(
+                    world.stack.acting_model(v1.ModelStub(channel))
+                ).create_issue,
                 v1.CreateIssueRequest(
                     caller=world.admin,
                     fields=v1.IssueFields(

@@ -178,7 +178,9 @@ def _new_issue(world: World, title: str) -> v1.Issue:
         channel = world.stack.model.channel()
         try:
             return await call(
-                world.stack.acting_model(v1.ModelStub(channel)).create_issue,
+                world.stack.acting_model(
+                    world.stack.acting_model(v1.ModelStub(channel))
+                ).create_issue,
                 v1.CreateIssueRequest(
                     caller=world.caller("bob"),
                     fields=v1.IssueFields(title=title, component_id=world.components["Platform"]),
@@ -196,7 +198,7 @@ def _issue(world: World, issue_id: int) -> v1.Issue:
         channel = world.stack.model.channel()
         try:
             return await call(
-                world.stack.acting_model(v1.ModelStub(channel)).get_issue,
+                world.stack.acting_model(world.stack.acting_model(v1.ModelStub(channel))).get_issue,
                 v1.GetIssueRequest(caller=world.admin, issue_id=issue_id),
             )
         finally:
@@ -218,7 +220,7 @@ def test_a_form_of_the_old_version_submitted_to_the_new_one_loses_nothing(
         assert _build_of(page.content()) == versions.a_build
         old_css = page.locator('link[rel="stylesheet"]').get_attribute("href")
         assert old_css
-        page.fill('textarea[name="comment"]', "Typed on the old page, **kept**")
+        page.fill('#issue-form textarea[name="comment"]', "Typed on the old page, **kept**")
 
         proxy.only(versions.b)  # the rollout moves all traffic to version B
         # The old page's stylesheet still loads from a B replica (the archive).
@@ -233,7 +235,7 @@ def test_a_form_of_the_old_version_submitted_to_the_new_one_loses_nothing(
         page.click('a:has-text("Open the page again")')
         expect(page).to_have_url(f"{proxy.url}/issues/{issue.id}")
         assert _build_of(page.content()) == versions.b_build
-        page.fill('textarea[name="comment"]', "Typed on the old page, **kept**")
+        page.fill('#issue-form textarea[name="comment"]', "Typed on the old page, **kept**")
         page.click('#issue-form button[type="submit"]')
         expect(page.locator(".entry").last).to_contain_text("Typed on the old page")
         after = _issue(world, issue.id)
@@ -254,16 +256,18 @@ def test_a_script_request_to_an_incompatible_replica_reloads_once_and_keeps_the_
         proxy.only(versions.a)
         _sign_in(page, proxy.url, "bob")
         page.goto(f"{proxy.url}/issues/{issue.id}")
-        page.fill('textarea[name="comment"]', "a draft that must survive")
+        page.fill('#issue-form textarea[name="comment"]', "a draft that must survive")
         loads.clear()
         # Page loads stay on A, script requests go to B: the worst case, in
         # which a reload cannot help. The page reloads once, then stops.
         proxy.split(pages=versions.a, scripts=versions.b)
-        page.click('button.md-tab:has-text("Preview")')
+        page.click('#issue-form button.md-tab:has-text("Preview")')
         page.wait_for_load_state("load")
-        expect(page.locator('textarea[name="comment"]')).to_have_value("a draft that must survive")
-        page.click('button.md-tab:has-text("Preview")')
-        expect(page.locator(".md-preview").first).to_contain_text("409")
+        expect(page.locator('#issue-form textarea[name="comment"]')).to_have_value(
+            "a draft that must survive"
+        )
+        page.click('#issue-form button.md-tab:has-text("Preview")')
+        expect(page.locator("#issue-form .md-preview")).to_contain_text("409")
         time.sleep(1.5)
         assert len(loads) == 1, loads  # one reload, no loop
 
@@ -271,8 +275,8 @@ def test_a_script_request_to_an_incompatible_replica_reloads_once_and_keeps_the_
         proxy.only(versions.b)
         page.reload()
         assert _build_of(page.content()) == versions.b_build
-        page.fill('textarea[name="comment"]', "**bold** preview")
-        page.click('button.md-tab:has-text("Preview")')
+        page.fill('#issue-form textarea[name="comment"]', "**bold** preview")
+        page.click('#issue-form button.md-tab:has-text("Preview")')
         expect(page.locator("strong:has-text('bold')").first).to_be_visible()
     finally:
         context.close()

@@ -19,7 +19,9 @@
       // What the person typed survives the reload: the new page gets it back.
       var draft = {};
       document.querySelectorAll("form textarea[name], form input[type=text][name]").forEach(function (field) {
-        if (field.value) draft[field.name] = field.value;
+        // Keyed by the form's id too: a page has several boxes called "comment".
+        var key = (field.form && field.form.id ? field.form.id : "") + " " + field.name;
+        if (field.value && !(key in draft)) draft[key] = field.value;
       });
       window.sessionStorage.setItem(draftKey, JSON.stringify(draft));
     } catch (e) { return; }
@@ -30,10 +32,12 @@
     if (saved) {
       window.sessionStorage.removeItem(draftKey);
       var values = JSON.parse(saved);
-      Object.keys(values).forEach(function (name) {
-        var field = document.querySelector('form [name="' + name.replace(/["\\]/g, "") + '"]');
+      Object.keys(values).forEach(function (key) {
+        var formId = key.split(" ")[0], name = key.slice(formId.length + 1).replace(/["\\]/g, "");
+        var scope = formId && /^[A-Za-z][\w-]*$/.test(formId) ? "#" + formId : "form";
+        var field = document.querySelector(scope + ' [name="' + name + '"]');
         if (field && (field.tagName === "TEXTAREA" || field.type === "text") && !field.value) {
-          field.value = values[name];
+          field.value = values[key];
         }
       });
     }
