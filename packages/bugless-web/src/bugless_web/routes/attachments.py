@@ -38,7 +38,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Stream
 
 from bugless_core.attachments import CHUNK_BYTES, is_inline_type, normalise_type
-from bugless_core.clients import call, call_errors
+from bugless_core.clients import CURRENT_ASSERTION, call, call_errors
 from bugless_core.errors import BuglessError, InvalidArgument, NotFound
 from bugless_proto import v1
 from bugless_web.display import attachment_url
@@ -214,6 +214,11 @@ def _token_data(caller: v1.Caller, attachment_id: int) -> dict[str, Any]:
         "u": caller.user_id,
         "g": list(caller.groups),
         "x": caller.admin,
+        # The viewer's identity assertion: the cookieless request that uses
+        # the link has no session to get one from, and the Model believes
+        # nothing else. The token is sealed (encrypted), and the link then
+        # works as long as the assertion does (minutes).
+        "s": CURRENT_ASSERTION.get() or "",
     }
 
 
@@ -224,6 +229,7 @@ def _caller_of_token(request: Request[Any, Any, Any], token: str, attachment_id:
     )
     if data is None or data.get("a") != attachment_id:
         raise NotFound(f"attachment {attachment_id}: this download link is invalid or expired")
+    CURRENT_ASSERTION.set(str(data.get("s", "")) or None)
     return v1.Caller(
         user_id=str(data.get("u", "")),
         groups=[str(g) for g in data.get("g", [])],
