@@ -18,6 +18,8 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from grpclib.const import Cardinality
+
 from bugless_api.client._base import ClientBase, client_mistake
 from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.clients import call_errors
@@ -76,7 +78,27 @@ class AttachmentCalls(ClientBase):
                 yield v1.UploadAttachmentRequest(chunk=chunk)
 
         with call_errors("the bugless API is unreachable"):
-            return await self.issues.upload_attachment(messages())
+            async with self.issues.channel.request(
+                "/bugless.v1.Issues/UploadAttachment",
+                Cardinality.STREAM_UNARY,
+                v1.UploadAttachmentRequest,
+                v1.UploadAttachmentResponse,
+            ) as stream:
+                await stream.send_request()
+                refused_early: Exception | None = None
+                try:
+                    async for message in messages():
+                        await stream.send_message(message)
+                    await stream.end()
+                except Exception as exc:
+                    # The server may answer before the upload ends (not found,
+                    # too large): the stream is then closed under the sender,
+                    # and the status it answered with is the error to report.
+                    refused_early = exc
+                reply = await stream.recv_message()
+            if reply is None:
+                raise refused_early or Unavailable("the upload ended without an answer")
+            return reply
 
     async def get_attachment(self, attachment_id: int) -> v1.Attachment:
         """One attachment's metadata."""
