@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import roundup.instance  # type: ignore[import-not-found]  # the Roundup venv only
+import roundup.instance  # the Roundup venv only (untyped: see pyproject's mypy overrides)
 from roundup import date
 
 BATCH = 500
@@ -118,7 +118,7 @@ def load(home: str, dataset_dir: Path, password: str) -> None:
 
 def password_value(plain: str, config: Any) -> Any:
     """A hyperdb ``Password`` for ``plain`` (hashed with the tracker's settings)."""
-    from roundup.password import Password  # type: ignore[import-not-found]  # noqa: PLC0415
+    from roundup.password import Password  # noqa: PLC0415
 
     return Password(plain, config=config)
 
