@@ -131,6 +131,8 @@ def create_issue_ui(
     page = tab.page
     page.goto(f"{server.url}/issues/new")
     page.select_option("#component-picker", label=component)
+    # The component's template and fields arrive by script; type once they are in.
+    page.wait_for_load_state("networkidle")
     page.fill('#create-form input[name="title"]', title)
     if description:
         page.fill('#create-form textarea[name="description"]', description)

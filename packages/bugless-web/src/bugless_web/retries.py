@@ -81,6 +81,9 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Authenticator/Authorize",
         "/bugless.v1.Authenticator/ListPersonCertificates",
         "/bugless.v1.Authenticator/GetDeviceLogin",
+        # Never made by the web (the Model's and the services' calls), but reads.
+        "/bugless.v1.Authenticator/GetVerificationKeys",
+        "/bugless.v1.Authenticator/IssueAssertion",
     }
 )
 #: Bounds of the pause before the retry, in seconds (uniformly drawn).
