@@ -22,6 +22,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from bugless_core.clients import ServiceAddress, call
 from bugless_import import ImportSettings, run_import
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
+
+#: Where installs and data go unless --workdir says otherwise (no machine path).
+_TEMP = Path(tempfile.gettempdir())
 
 LOADER = Path(__file__).parent / "peers" / "_trac_load.py"
 SEED = 20260101
@@ -97,7 +101,9 @@ def main() -> None:
     """Prepare, import, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issues", type=int, default=10_000)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/bugless-bench-import"))
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bugless-bench-import"
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)

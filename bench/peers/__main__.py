@@ -1,6 +1,6 @@
 """``python -m bench.peers``: install, load and measure the peers and bugless.
 
-    python -m bench.peers [--issues 10000] [--workdir /work/peers]
+    python -m bench.peers [--issues 10000] [--workdir DIR]
                           [--only trac,roundup,redmine,bugless] [--seconds 20]
 
 Steps: start the shared PostgreSQL cluster; seed bugless and export the same
@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +36,9 @@ from bench.peers._redmine import RedminePeer
 from bench.peers._report import WORKLOADS, render_table
 from bench.peers._roundup import RoundupPeer
 from bench.peers._trac import TracPeer
+
+#: Where installs and data go unless --workdir says otherwise (no machine path).
+_TEMP = Path(tempfile.gettempdir())
 
 PEERS: dict[str, type[Peer]] = {
     "trac": TracPeer,
@@ -193,7 +197,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.peers", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--workdir", type=Path, default=Path("/work/peers"))
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bugless-peers"
+    )
     parser.add_argument("--issues", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
