@@ -12,6 +12,7 @@ from bugless_core.assertions import AssertionVerifier
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob_store
 from bugless_core.clients import ServiceAddress
+from bugless_core.failover import DrainAwareAuthenticatorStub
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
@@ -119,7 +120,7 @@ async def serve_model(
     verifier = None
     if channel is not None:
         verifier = authenticator_verifier(
-            v1.AuthenticatorStub(channel), refresh_seconds=assertion_refresh_seconds
+            DrainAwareAuthenticatorStub(channel), refresh_seconds=assertion_refresh_seconds
         )
     else:
         _log.warning(
