@@ -110,6 +110,7 @@ async def serve_model(
     attachments: AttachmentSettings | None = None,
     auth: ServiceAddress | None = None,
     assertion_refresh_seconds: float = 5.0,
+    assertion_cache_entries: int = 100_000,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close the backend.
 
@@ -120,7 +121,9 @@ async def serve_model(
     verifier = None
     if channel is not None:
         verifier = authenticator_verifier(
-            DrainAwareAuthenticatorStub(channel), refresh_seconds=assertion_refresh_seconds
+            DrainAwareAuthenticatorStub(channel),
+            refresh_seconds=assertion_refresh_seconds,
+            max_cached=assertion_cache_entries,
         )
     else:
         _log.warning(
@@ -144,11 +147,11 @@ async def serve_model(
 
 
 def authenticator_verifier(
-    auth: v1.AuthenticatorStub, *, refresh_seconds: float = 5.0
+    auth: v1.AuthenticatorStub, *, refresh_seconds: float = 5.0, max_cached: int = 100_000
 ) -> AssertionVerifier:
     """An assertion verifier fed by ``auth``'s ``GetVerificationKeys``."""
 
     async def fetch() -> v1.VerificationKeys:
         return await auth.get_verification_keys(v1.GetVerificationKeysRequest(), timeout=5.0)
 
-    return AssertionVerifier(fetch, refresh_seconds=refresh_seconds)
+    return AssertionVerifier(fetch, refresh_seconds=refresh_seconds, max_cached=max_cached)
