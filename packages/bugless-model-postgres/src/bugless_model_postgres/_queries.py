@@ -331,15 +331,16 @@ SELECT hi.* FROM hotlist_items hi
 # ---- saved searches ----
 
 INSERT_SAVED_SEARCH = """
-INSERT INTO saved_searches (owner, name, query, readers, created_at, modified_at)
-VALUES ($1, $2, $3, $4, $5, $5)
+INSERT INTO saved_searches (owner, name, query, readers, columns, created_at, modified_at)
+VALUES ($1, $2, $3, $4, $6, $5, $5)
 RETURNING *
 """
 SAVED_SEARCH_BY_ID = "SELECT * FROM saved_searches WHERE id = $1"
 SAVED_SEARCH_FOR_UPDATE = "SELECT * FROM saved_searches WHERE id = $1 FOR UPDATE"
 UPDATE_SAVED_SEARCH = """
 UPDATE saved_searches
-   SET name = $2, query = $3, readers = $4, modified_at = $5, version = version + 1
+   SET name = $2, query = $3, readers = $4, columns = $6, modified_at = $5,
+       version = version + 1
  WHERE id = $1
 RETURNING *
 """

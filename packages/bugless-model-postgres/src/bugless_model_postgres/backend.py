@@ -235,7 +235,9 @@ class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
         out = []
         for issue_id, version in written:
             row = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
-            out.append((issues[issue_id], entry_from_row(one_row(row))))
+            entry = entry_from_row(one_row(row))
+            await fill_entries(conn, issue_id, [entry])
+            out.append((issues[issue_id], entry))
         return out
 
     def _decode(self, token: str, fingerprint: str) -> list[Any] | None:
