@@ -439,6 +439,10 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
         return Created(int(existing), None)
     plan.old["id"] = issue_id
+    await _custom_values.sync_rows(
+        ctx.conn, issue_id, before={}, after=custom, moved=True, status_changed=True,
+        component_id=new["component_id"], status=new["status"],
+    )  # fmt: skip
     for hotlist_id in plan.hotlists_added:
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     await record_entry(ctx, issue_id, 1, request.description, plan.changes)
@@ -527,7 +531,7 @@ async def change_issue(
         raise IssueVersionConflict(issue_id, expected_version, row["version"])
     plan = _Plan(as_dict(row))
     await _plan_delta(ctx, plan, delta, set(rows), creating=False)
-    custom = _custom_values.load_values(row["custom_fields"])
+    custom = before = _custom_values.load_values(row["custom_fields"])
     moved = plan.new["component_id"] != plan.old["component_id"]
     if delta.custom_fields_set or moved:
         custom, custom_changes, _ = await _custom_fields.plan_values(
@@ -550,6 +554,11 @@ async def change_issue(
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
         new["closed_at"], ctx.now, 1 if comment else 0, comment,
         _custom_values.dump_values(custom),
+    )  # fmt: skip
+    await _custom_values.sync_rows(
+        ctx.conn, issue_id, before=before, after=custom, moved=moved,
+        status_changed=new["status"] != plan.old["status"],
+        component_id=new["component_id"], status=new["status"],
     )  # fmt: skip
     for hotlist_id in plan.hotlists_added:
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")
