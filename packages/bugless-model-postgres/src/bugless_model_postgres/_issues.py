@@ -431,7 +431,7 @@ async def create_issue(
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
         request.description, ctx.now, new["closed_at"], comment_count, key,
     ]  # fmt: skip
-    statement = _one_statement(ctx, plan, batch=batch)
+    statement = _one_statement(ctx, plan, batch=batch, custom_values=bool(custom))
     if statement is not None:
         issue_id = await _create_in_one(
             ctx, statement, values, _custom_values.dump_values(custom), plan
@@ -453,6 +453,10 @@ async def create_issue(
         existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
         return Created(int(existing), None)
     plan.old["id"] = issue_id
+    await _custom_values.sync_rows(
+        ctx.conn, issue_id, before={}, after=custom, moved=True, status_changed=True,
+        component_id=new["component_id"], status=new["status"],
+    )  # fmt: skip
     if statement is None:
         for hotlist_id in plan.hotlists_added:
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
@@ -475,7 +479,9 @@ async def create_issue(
     return Created(int(issue_id), issue)
 
 
-def _one_statement(ctx: WriteContext, plan: _Plan, *, batch: bool) -> str | None:
+def _one_statement(
+    ctx: WriteContext, plan: _Plan, *, batch: bool, custom_values: bool
+) -> str | None:
     """The statement writing a common create at once, if this create is one.
 
     Common: nothing else to write (no hotlist memberships, no other sides of
@@ -483,13 +489,15 @@ def _one_statement(ctx: WriteContext, plan: _Plan, *, batch: bool) -> str | None
     database with the change feed and NOTIFY (PostgreSQL), the statement also
     appends the feed row (:data:`q.CREATE_ISSUE_IN_ONE`); in a batch, the
     feed row comes once at the end (:data:`q.CREATE_ISSUE_AND_ENTRY`).
+    Custom field values write their search rows after the issue, so alone
+    such a create keeps the feed row for the end (statement-per-row path).
     ``None``: the statement-per-row path.
     """
     if ctx.new_issue_id is not None or plan.hotlists_added or plan.other:
         return None
     if batch:
         return q.CREATE_ISSUE_AND_ENTRY
-    alone = not ctx.written and not ctx.components_changed
+    alone = not ctx.written and not ctx.components_changed and not custom_values
     if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
         return q.CREATE_ISSUE_IN_ONE
     return None
@@ -597,7 +605,7 @@ async def change_issue(
         raise IssueVersionConflict(issue_id, expected_version, row["version"])
     plan = _Plan(as_dict(row))
     await _plan_delta(ctx, plan, delta, set(rows), creating=False)
-    custom = _custom_values.load_values(row["custom_fields"])
+    custom = before = _custom_values.load_values(row["custom_fields"])
     moved = plan.new["component_id"] != plan.old["component_id"]
     if delta.custom_fields_set or moved:
         custom, custom_changes, _ = await _custom_fields.plan_values(
@@ -620,6 +628,11 @@ async def change_issue(
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
         new["closed_at"], ctx.now, 1 if comment else 0, comment,
         _custom_values.dump_values(custom),
+    )  # fmt: skip
+    await _custom_values.sync_rows(
+        ctx.conn, issue_id, before=before, after=custom, moved=moved,
+        status_changed=new["status"] != plan.old["status"],
+        component_id=new["component_id"], status=new["status"],
     )  # fmt: skip
     for hotlist_id in plan.hotlists_added:
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")

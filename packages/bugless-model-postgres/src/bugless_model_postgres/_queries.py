@@ -386,15 +386,16 @@ SELECT hi.* FROM hotlist_items hi
 # ---- saved searches ----
 
 INSERT_SAVED_SEARCH = """
-INSERT INTO saved_searches (owner, name, query, readers, created_at, modified_at)
-VALUES ($1, $2, $3, $4, $5, $5)
+INSERT INTO saved_searches (owner, name, query, readers, columns, created_at, modified_at)
+VALUES ($1, $2, $3, $4, $6, $5, $5)
 RETURNING *
 """
 SAVED_SEARCH_BY_ID = "SELECT * FROM saved_searches WHERE id = $1"
 SAVED_SEARCH_FOR_UPDATE = "SELECT * FROM saved_searches WHERE id = $1 FOR UPDATE"
 UPDATE_SAVED_SEARCH = """
 UPDATE saved_searches
-   SET name = $2, query = $3, readers = $4, modified_at = $5, version = version + 1
+   SET name = $2, query = $3, readers = $4, columns = $6, modified_at = $5,
+       version = version + 1
  WHERE id = $1
 RETURNING *
 """
@@ -418,7 +419,7 @@ SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 #: The issue imported before under external id $1, locked for the extension.
 IMPORTED_ISSUE = """
 SELECT id, title, status, priority, severity, type, component_id, assignee, verifier, cc,
-       closed_at, modified_at, version, import_position
+       closed_at, modified_at, version, import_position, custom_fields
   FROM issues WHERE external_id = $1 AND external_id <> ''
    FOR UPDATE
 """

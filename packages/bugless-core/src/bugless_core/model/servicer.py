@@ -19,6 +19,7 @@ from bugless_core import attachments, limits
 from bugless_core.assertions import AssertionVerifier
 from bugless_core.errors import BuglessError, InvalidArgument
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
+from bugless_core.list_columns import check_columns
 from bugless_core.model import _feed_checks as feed_checks
 from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
@@ -611,6 +612,7 @@ class ModelServicer(v1.ModelBase):
         check.check_text(message.query, "query", limits.MAX_QUERY_LENGTH)
         for i, reader in enumerate(message.readers):
             check.check_principal(reader, f"readers[{i}]")
+        check_columns(message.columns, "columns")
         return await self.backend.create_saved_search(message)
 
     @grpc_errors
@@ -638,6 +640,8 @@ class ModelServicer(v1.ModelBase):
         if "readers" in paths:
             for i, reader in enumerate(saved.readers):
                 check.check_principal(reader, f"saved_search.readers[{i}]")
+        if "columns" in paths:
+            check_columns(saved.columns, "saved_search.columns")
         return await self.backend.update_saved_search(message)
 
     @grpc_errors
