@@ -100,7 +100,7 @@ SELECT s.id, s.title, s.status, s.priority, s.severity, s.type, s.component_id, 
 """
 
 #: The search rows of every seeded custom value (the backfill of Model
-#: migration 0009; the backend writes them with each issue).
+#: migration 0010; the backend writes them with each issue).
 FILL_CUSTOM_VALUES = """
 INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
 SELECT i.id, e.key::bigint, x.value,

@@ -12,7 +12,7 @@ translated with ``to_structured`` as a frontend would):
 * ``custom``: ``"Found In":4.2 is:open c:<Infra>+`` -- one custom-field term
   by name (custom values on 20% of issues, this one on ~2%; the name means
   the field of every top-level component, so the Model looks up seven field
-  ids in the value rows of Model migration 0009), the open statuses and the
+  ids in the value rows of Model migration 0010), the open statuses and the
   10% subtree; the floor names the one field that applies there.
 
 Each runs 50 issues a page, as ``user0042`` (group ``eng``, so three

@@ -66,7 +66,7 @@ class CockroachBackend(PostgresBackend):
         CockroachDB does not have and does not need: its inverted index on
         ``issues.custom_fields`` (version 4) already keys JSON by path and
         value. The version stays in the ledger so both backends number alike.
-        (Version 9 drops both indexes again, ``IF EXISTS``: searches read
+        (Version 10 drops both indexes again, ``IF EXISTS``: searches read
         the value rows it adds.)
         """
         return [

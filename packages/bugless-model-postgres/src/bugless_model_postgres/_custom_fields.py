@@ -7,7 +7,7 @@ migration), written by the same statement as the issue's other fields, so a
 value change is part of the one history entry of its delta, with one
 FieldChange per field (``customfield<ID>``, carrying the field's name so the
 entry stays readable after the definition is deleted). Searches read the
-values' rows in ``issue_custom_values`` (migration 0009), rewritten in the
+values' rows in ``issue_custom_values`` (migration 0010), rewritten in the
 same transaction (:func:`._custom_values.sync_rows`).
 """
 

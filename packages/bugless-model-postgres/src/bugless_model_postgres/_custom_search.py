@@ -3,7 +3,7 @@
 The query language cannot know which fields a tracker defines, so a custom
 field term arrives with its values as typed. Before compiling, the backend
 loads the definitions a query names (:func:`load_catalog`, one statement);
-each term then becomes a subquery on the search rows of migration 0009
+each term then becomes a subquery on the search rows of migration 0010
 (``issue_custom_values``, one row per value with the issue's component and
 status): equality for options, integers, days and users, a range for integer
 and date comparisons, a scan of one field's values for text, any row for
@@ -94,7 +94,7 @@ def _key(definition: v1.CustomField) -> str:
     return str(int(definition.id))
 
 
-#: Issues with a search row (migration 0009) matching ``{where}``.
+#: Issues with a search row (migration 0010) matching ``{where}``.
 _ROWS = "i.id IN (SELECT v.issue_id FROM issue_custom_values v WHERE {where})"
 #: The same as a list of ids: the planner probes ``issues`` by primary key
 #: for each (a semi-join would rather scan the other conditions' index,
@@ -116,7 +116,7 @@ def custom_term_sql(
 ) -> str:
     """The condition of one CUSTOM term (OR over the fields it names).
 
-    Reads the search rows of migration 0009. ``narrowing`` is conditions on
+    Reads the search rows of migration 0010. ``narrowing`` is conditions on
     the row's ``v.component_id`` / ``v.status`` that the rest of the query
     imposes on the issue anyway (the caller, which sees the term's AND
     siblings, writes them): they make the component subtree and the status
