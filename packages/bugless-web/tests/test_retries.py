@@ -77,6 +77,7 @@ WRITES = {
         # Hands the certificate out once: a retried poll would lose it.
         "PollDeviceLogin",
     },
+    "Notifier": {"RetryDeadLetters", "DiscardDeadLetters"},
 }
 
 

@@ -43,6 +43,8 @@ __all__ = (
     "CustomFieldType",
     "CustomFieldValue",
     "DeadLetter",
+    "DeadLettersChanged",
+    "DeadLettersRequest",
     "DeleteAttachmentRequest",
     "DeleteCustomFieldRequest",
     "DeleteHotlistRequest",
@@ -1944,6 +1946,40 @@ class DeadLetter(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "DeadLetter", DeadLetter)
+
+
+@dataclass(eq=False, repr=False)
+class DeadLettersChanged(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name["DeadLettersChanged"]
+
+    changed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    How many of the given ids were dead letters and were acted on.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "DeadLettersChanged", DeadLettersChanged)
+
+
+@dataclass(eq=False, repr=False)
+class DeadLettersRequest(betterproto2.Message):
+    """
+    Dead letters to act on, by delivery id (at most 1000). Ids that are not
+    dead letters (delivered, pending, unknown) are left alone.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name["DeadLettersRequest"]
+
+    delivery_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("bugless.v1", "DeadLettersRequest", DeadLettersRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -7516,6 +7552,49 @@ class NotifierStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def retry_dead_letters(
+        self,
+        message: "DeadLettersRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "DeadLettersChanged":
+        """
+        Queue dead letters again, due now, with a fresh attempt budget (admins,
+        after fixing a webhook URL or a mailbox).
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifier/RetryDeadLetters",
+            message,
+            DeadLettersChanged,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def discard_dead_letters(
+        self,
+        message: "DeadLettersRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "DeadLettersChanged":
+        """
+        Delete dead letters for good.
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifier/DiscardDeadLetters",
+            message,
+            DeadLettersChanged,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class SavedSearchesStub(betterproto2_grpclib.ServiceStub):
     async def create_saved_search(
@@ -7615,7 +7694,7 @@ BUGLESS_V1_API_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerial
     b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto"\x0f\n\rWhoAmIRequest"\x0f\n\rLogoutRequest"\xb5\x01\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale"R\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05queryB\x08\n\x06target2\x88\x01\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity\x12B\n\x06Logout\x12\x19.bugless.v1.LogoutRequest\x1a\x1d.bugless.v1.PersonCertificate2\xd4\t\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse2\xa7\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse2\xb1\x05\n\rNotifications\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettingsb\x06proto3'
 )
 BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x17bugless/v1/notify.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"D\n\x18GetDeliveryStatusRequest\x12(\n\x10max_dead_letters\x18\x01 \x01(\x05R\x0emaxDeadLetters"\xfe\x01\n\nDeadLetter\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x18\n\x07channel\x18\x02 \x01(\tR\x07channel\x12%\n\x0erecipient_name\x18\x03 \x01(\tR\rrecipientName\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12\x1a\n\x08attempts\x18\x05 \x01(\x05R\x08attempts\x12\x1d\n\nlast_error\x18\x06 \x01(\tR\tlastError\x129\n\nupdated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\xbc\x01\n\x0eDeliveryStatus\x12\x18\n\x07pending\x18\x01 \x01(\x03R\x07pending\x12\x1c\n\tdelivered\x18\x02 \x01(\x03R\tdelivered\x12\x12\n\x04dead\x18\x03 \x01(\x03R\x04dead\x12#\n\rfeed_position\x18\x04 \x01(\x03R\x0cfeedPosition\x129\n\x0cdead_letters\x18\x05 \x03(\x0b2\x16.bugless.v1.DeadLetterR\x0bdeadLetters2a\n\x08Notifier\x12U\n\x11GetDeliveryStatus\x12$.bugless.v1.GetDeliveryStatusRequest\x1a\x1a.bugless.v1.DeliveryStatusb\x06proto3'
+    b'\n\x17bugless/v1/notify.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"D\n\x18GetDeliveryStatusRequest\x12(\n\x10max_dead_letters\x18\x01 \x01(\x05R\x0emaxDeadLetters"\xfe\x01\n\nDeadLetter\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x18\n\x07channel\x18\x02 \x01(\tR\x07channel\x12%\n\x0erecipient_name\x18\x03 \x01(\tR\rrecipientName\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12\x1a\n\x08attempts\x18\x05 \x01(\x05R\x08attempts\x12\x1d\n\nlast_error\x18\x06 \x01(\tR\tlastError\x129\n\nupdated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\xbc\x01\n\x0eDeliveryStatus\x12\x18\n\x07pending\x18\x01 \x01(\x03R\x07pending\x12\x1c\n\tdelivered\x18\x02 \x01(\x03R\tdelivered\x12\x12\n\x04dead\x18\x03 \x01(\x03R\x04dead\x12#\n\rfeed_position\x18\x04 \x01(\x03R\x0cfeedPosition\x129\n\x0cdead_letters\x18\x05 \x03(\x0b2\x16.bugless.v1.DeadLetterR\x0bdeadLetters"7\n\x12DeadLettersRequest\x12!\n\x0cdelivery_ids\x18\x01 \x03(\tR\x0bdeliveryIds".\n\x12DeadLettersChanged\x12\x18\n\x07changed\x18\x01 \x01(\x05R\x07changed2\x8b\x02\n\x08Notifier\x12U\n\x11GetDeliveryStatus\x12$.bugless.v1.GetDeliveryStatusRequest\x1a\x1a.bugless.v1.DeliveryStatus\x12R\n\x10RetryDeadLetters\x12\x1e.bugless.v1.DeadLettersRequest\x1a\x1e.bugless.v1.DeadLettersChanged\x12T\n\x12DiscardDeadLetters\x12\x1e.bugless.v1.DeadLettersRequest\x1a\x1e.bugless.v1.DeadLettersChangedb\x06proto3'
 )
 
 
@@ -9871,12 +9950,43 @@ class NotifierBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def retry_dead_letters(self, message: "DeadLettersRequest") -> "DeadLettersChanged":
+        """
+        Queue dead letters again, due now, with a fresh attempt budget (admins,
+        after fixing a webhook URL or a mailbox).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def discard_dead_letters(self, message: "DeadLettersRequest") -> "DeadLettersChanged":
+        """
+        Delete dead letters for good.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_get_delivery_status(
         self, stream: "grpclib.server.Stream[GetDeliveryStatusRequest, DeliveryStatus]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.get_delivery_status(request)
+        await stream.send_message(response)
+
+    async def __rpc_retry_dead_letters(
+        self, stream: "grpclib.server.Stream[DeadLettersRequest, DeadLettersChanged]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.retry_dead_letters(request)
+        await stream.send_message(response)
+
+    async def __rpc_discard_dead_letters(
+        self, stream: "grpclib.server.Stream[DeadLettersRequest, DeadLettersChanged]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.discard_dead_letters(request)
         await stream.send_message(response)
 
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
@@ -9886,6 +9996,18 @@ class NotifierBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 GetDeliveryStatusRequest,
                 DeliveryStatus,
+            ),
+            "/bugless.v1.Notifier/RetryDeadLetters": grpclib.const.Handler(
+                self.__rpc_retry_dead_letters,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeadLettersRequest,
+                DeadLettersChanged,
+            ),
+            "/bugless.v1.Notifier/DiscardDeadLetters": grpclib.const.Handler(
+                self.__rpc_discard_dead_letters,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeadLettersRequest,
+                DeadLettersChanged,
             ),
         }
 
