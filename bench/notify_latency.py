@@ -151,7 +151,8 @@ async def _variant(rig: _Rig, label: str, env: dict[str, str], args: argparse.Na
         *(rig.change(rig.issues[n % len(rig.issues)], n, burst) for n in range(args.burst))
     )
     notifier = _start_notifier(rig, schema, env)
-    pids = {k: v for k, v in rig.bench.service_pids().items() if not k.startswith("notify")}
+    pids = await asyncio.to_thread(rig.bench.service_pids)
+    pids = {k: v for k, v in pids.items() if not k.startswith("notify")}
     meter = CpuMeter({**pids, "notify": notifier.process.pid})
     meter.start()
     await _all_arrived(burst, rig.arrived, 900)
