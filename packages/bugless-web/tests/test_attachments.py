@@ -128,7 +128,8 @@ async def test_delete_by_the_uploader_and_csrf_is_required(
     )
     assert response.status_code == 303
     gone = await client.get(created["url"])
-    assert gone.status_code == 409  # FAILED_PRECONDITION: its content is gone
+    assert gone.status_code == 410  # ContentGone: deleted for good
+    assert "deleted" in gone.text
     page = (await client.get(f"/issues/{issue.id}")).text
     assert f"deleted attachment {created['id']}" in page
 

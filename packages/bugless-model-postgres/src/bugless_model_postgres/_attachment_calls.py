@@ -25,7 +25,7 @@ from bugless_core.attachments import (
     sanitise_name,
 )
 from bugless_core.blobs import BlobReader, BlobStore
-from bugless_core.errors import FailedPrecondition, SizeLimitExceeded
+from bugless_core.errors import ContentGone, SizeLimitExceeded
 from bugless_model_postgres import _attachments as att
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
 from bugless_model_postgres._database import translated_errors
@@ -139,7 +139,7 @@ class AttachmentCalls(EditsAndCustomFields):
         if attachment.deleted_in_version:
             gone = f"was deleted (entry {attachment.deleted_in_version} of its issue)"
         if gone:
-            raise FailedPrecondition(
+            raise ContentGone(
                 f"attachment {attachment.id} {gone}: its content is gone",
                 metadata={"attachment_id": str(attachment.id)},
             )

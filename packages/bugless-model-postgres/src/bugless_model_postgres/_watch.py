@@ -44,7 +44,7 @@ from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, term
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres import _search
-from bugless_model_postgres._attachments import fill_entries
+from bugless_model_postgres._attachments import fill_entries, fill_feed_entries
 from bugless_model_postgres._context import fetch_issue_rows, fetch_issues, issue_not_found
 from bugless_model_postgres._convert import Conn, entry_from_row, principals_of
 from bugless_model_postgres._database import server_settings, translated_errors
@@ -289,16 +289,21 @@ async def _feed_changes(
             visible |= set(
                 await fetch_issue_rows(conn, caller, ids[start : start + limits.MAX_BATCH_GET])
             )
+    entries = {
+        row["position"]: [
+            v1.FeedEntry(issue_id=i, version=v)
+            for i, v in zip(row["issue_ids"], row["versions"], strict=True)
+            if visible is None or i in visible
+        ]
+        for row in rows
+    }
+    await fill_feed_entries(conn, [e for listed in entries.values() for e in listed])
     return [
         v1.FeedChange(
             position=row["position"],
             committed_at=row["committed_at"],
             author=row["author"],
-            entries=[
-                v1.FeedEntry(issue_id=i, version=v)
-                for i, v in zip(row["issue_ids"], row["versions"], strict=True)
-                if visible is None or i in visible
-            ],
+            entries=entries[row["position"]],
             component_ids=list(row["component_ids"]) if caller.admin else [],
         )
         for row in rows

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from grpclib.const import Status
 
 from bugless_core.attachments import AttachmentSettings
+from bugless_core.errors import ContentGone, from_grpc_error
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_core.search.build import negate, term
 from bugless_proto import v1
@@ -347,7 +348,10 @@ class AttachmentContract:
         assert deleted.entry is not None
         assert deleted.entry.deleted_attachment_id == first.id
         await expect_error(delete(model, first.id), Status.FAILED_PRECONDITION, "already deleted")
-        await expect_error(download(model, first.id), Status.FAILED_PRECONDITION, "deleted")
+        gone_error = await expect_error(
+            download(model, first.id), Status.FAILED_PRECONDITION, "deleted"
+        )
+        assert from_grpc_error(gone_error).reason == "CONTENT_GONE"
         assert await listed(model, issue.id) == []
         [gone] = await listed(model, issue.id, deleted=True)
         assert gone.deleted_in_version == deleted.entry.version
@@ -385,9 +389,10 @@ class AttachmentContract:
         )
         assert got.redacted
         assert got.name == "env.txt"
-        await expect_error(
+        gone_error = await expect_error(
             download(model, done.attachment.id), Status.FAILED_PRECONDITION, "redacted"
         )
+        assert isinstance(from_grpc_error(gone_error), ContentGone)
         assert not await bugless_model_backend.blob_store.exists(done.attachment.sha256)
 
     async def test_search_by_having_attachments_and_by_name(self, model: v1.ModelStub) -> None:
@@ -429,3 +434,28 @@ class AttachmentContract:
         assert event.entry is not None
         assert done.attachment is not None
         assert [a.id for a in event.entry.attachments] == [done.attachment.id]
+
+    @requires_capability(Capability.CHANGE_FEED)
+    async def test_the_change_feed_names_files_attached_and_deleted(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        issue = await make_issue(model, component.id)
+        hidden = await make_component(model, acl=[user_entry(BOB.user_id, v1.Role.EDITOR)])
+        secret = await make_issue(model, hidden.id, caller=BOB)
+        start = await model.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+        done = await upload(model, issue.id, b"feed me", name="feed.log")
+        await upload(model, secret.id, b"not for alice", name="secret.log", caller=BOB)
+        assert done.attachment is not None
+        removed = await delete(model, done.attachment.id)
+        assert removed.entry is not None
+        answer = await model.read_feed(
+            v1.ReadFeedRequest(caller=ALICE, after_position=start.head_position, max_changes=50)
+        )
+        entries = [e for change in answer.changes for e in change.entries]
+        assert [(e.issue_id, [a.name for a in e.attachments], e.deleted_attachment_id)
+                for e in entries] == [
+            (issue.id, ["feed.log"], 0),
+            (issue.id, [], done.attachment.id),
+        ]  # fmt: skip
+        assert entries[0].attachments[0].id == done.attachment.id
