@@ -155,6 +155,31 @@ async def model_get(params: dict[str, Any]) -> tuple[Call, Close]:
     return call, close
 
 
+async def model_create(params: dict[str, Any]) -> tuple[Call, Close]:
+    """CreateIssue straight to the Model as the API's caller (what the API's create ends in)."""
+    channel, stub = _model_stub(params)
+    caller = v1.Caller(user_id=params["caller_id"], groups=["eng"])
+    counter = itertools.count()
+    prefix = f"bench model create {params['client']}-{time.time_ns()}"
+
+    async def call() -> None:
+        await stub.create_issue(
+            v1.CreateIssueRequest(
+                caller=caller,
+                fields=v1.IssueFields(
+                    title=f"{prefix}-{next(counter)}",
+                    component_id=params["component_id"],
+                    priority=v1.Priority.P2,
+                ),
+            )
+        )
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
 async def model_search(params: dict[str, Any]) -> tuple[Call, Close]:
     """The benchmark search straight to the Model (structured query, ids not names)."""
     from bugless_core.search import parse_query, to_structured  # noqa: PLC0415
@@ -284,6 +309,7 @@ def run(
     *,
     concurrency: tuple[int, ...],
     api_processes: int = 2,
+    only: tuple[str, ...] = ("get", "search", "create"),
 ) -> None:
     """Start everything, measure, profile, stop everything."""
     bench = BenchStack.start()
@@ -327,6 +353,8 @@ def run(
             ("search", "api", "bench.api:api_search"),
             ("search", "model", "bench.api:model_search"),
         ]
+        # The echo is every ratio's floor: measured whenever anything is.
+        series = [s for s in series if s[0] in only or s[1].startswith("echo")]
         results: dict[tuple[str, str, int], list[LoadResult]] = {}
         print("\n" + _header(), flush=True)
         for round_number in range(repeat):
@@ -335,10 +363,11 @@ def run(
                     result, cpu = _measure(bench, scenario, params, clients, seconds=seconds)
                     results.setdefault((call, target, clients), []).append(result)
                     print(_row(call, target, clients, result, cpu), flush=True)
-            for clients in [c for c in concurrency if c > 1]:
+            for clients in [c for c in concurrency if c > 1 and "create" in only]:
                 for target, scenario in (
                     ("api", "bench.api:api_create"),
                     ("api-c", "bench._cclient:api_create"),
+                    ("model", "bench.api:model_create"),
                 ):
                     result, cpu = _measure(bench, scenario, params, clients, seconds=seconds)
                     results.setdefault(("create", target, clients), []).append(result)
@@ -376,7 +405,7 @@ def _print_ratios(
     print("\nbest of the rounds, req/s (ratio to the echo floor / to the Model direct):")
     for clients in concurrency:
         floor = _best(results, ("get", "echo", clients))
-        for call in ("get", "search"):
+        for call in ("get", "search", "create"):
             api = _best(results, (call, "api", clients))
             model = _best(results, (call, "model", clients))
             print(
@@ -437,6 +466,11 @@ def main() -> None:
     parser.add_argument(
         "--api-processes", type=int, default=2, help="API processes sharing the port (--reuse-port)"
     )
+    parser.add_argument(
+        "--only",
+        default="get,search,create",
+        help="calls to measure, comma-separated (the echo floor is always measured)",
+    )
     args = parser.parse_args()
     concurrency = tuple(int(c) for c in args.clients.split(","))
     run(
@@ -446,6 +480,7 @@ def main() -> None:
         args.profile_seconds,
         concurrency=concurrency,
         api_processes=args.api_processes,
+        only=tuple(args.only.split(",")),
     )
 
 

@@ -39,7 +39,7 @@ from bugless_web.assets import AssetCatalog
 from bugless_web.backends import Backends, Viewer
 from bugless_web.drain import DrainState
 from bugless_web.markup import render_markdown
-from bugless_web.searching import COLUMNS
+from bugless_web.searching import COLUMNS, saved_search_href
 from bugless_web.session import Session, SessionCodec
 from bugless_web.settings import WebSettings
 
@@ -159,6 +159,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         USER_FIELDS=display.USER_FIELDS,
         ISSUE_FIELDS=display.ISSUE_FIELDS,
         ALL_COLUMNS=COLUMNS,
+        saved_search_href=saved_search_href,
         attachment_url=display.attachment_url,
         size_label=describe_size,
         IMAGE_TYPES=IMAGE_TYPES,

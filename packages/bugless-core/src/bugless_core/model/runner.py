@@ -15,6 +15,7 @@ from bugless_core.assertions import AssertionVerifier
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob_store
 from bugless_core.clients import ServiceAddress
+from bugless_core.failover import DrainAwareAuthenticatorStub
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
@@ -112,6 +113,7 @@ async def serve_model(
     attachments: AttachmentSettings | None = None,
     auth: ServiceAddress | None = None,
     assertion_refresh_seconds: float = 5.0,
+    assertion_cache_entries: int = 100_000,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close the backend.
 
@@ -122,7 +124,9 @@ async def serve_model(
     verifier = None
     if channel is not None:
         verifier = authenticator_verifier(
-            v1.AuthenticatorStub(channel), refresh_seconds=assertion_refresh_seconds
+            DrainAwareAuthenticatorStub(channel),
+            refresh_seconds=assertion_refresh_seconds,
+            max_cached=assertion_cache_entries,
         )
     else:
         _log.warning(
@@ -168,11 +172,11 @@ async def sweep_periodically(backend: ModelBackend, settings: AttachmentSettings
 
 
 def authenticator_verifier(
-    auth: v1.AuthenticatorStub, *, refresh_seconds: float = 5.0
+    auth: v1.AuthenticatorStub, *, refresh_seconds: float = 5.0, max_cached: int = 100_000
 ) -> AssertionVerifier:
     """An assertion verifier fed by ``auth``'s ``GetVerificationKeys``."""
 
     async def fetch() -> v1.VerificationKeys:
         return await auth.get_verification_keys(v1.GetVerificationKeysRequest(), timeout=5.0)
 
-    return AssertionVerifier(fetch, refresh_seconds=refresh_seconds)
+    return AssertionVerifier(fetch, refresh_seconds=refresh_seconds, max_cached=max_cached)
