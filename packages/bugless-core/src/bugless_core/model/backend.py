@@ -407,6 +407,17 @@ class ModelBackend(ABC):
     ) -> v1.ChangeIssueResponse:
         """Detach (uploader or component admin) by a new entry; drop unreferenced content."""
 
+    @abstractmethod
+    async def sweep_orphaned_content(self, grace_seconds: float) -> int:
+        """Remove stored content no attachment refers to, older than ``grace_seconds``.
+
+        Content is stored before it is attached; a Model that dies in
+        between (or whose cleanup fails) leaves it in the store with nothing
+        referring to it, and a put killed midway may leave pieces. This finds
+        both from the store's side, so nothing leaks however a process ended.
+        Returns how many contents and pieces were removed.
+        """
+
     # ---- custom fields ----
 
     @abstractmethod
