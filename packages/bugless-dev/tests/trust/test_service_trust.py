@@ -145,6 +145,48 @@ async def test_the_notifier_reads_but_cannot_write(
     assert components is not None
 
 
+async def test_the_notifier_cannot_name_groups_only_assertions_carry_them(
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    """Groups the notifier names are dropped; its recipients' come from their assertions."""
+    stub = v1.ModelStub(_as(bugless_stack, "model", "notify", channels))
+    auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "notify", channels))
+    claimed = v1.Caller(user_id=people.bob_id, groups=["admins"])
+    with pytest.raises(GRPCError) as hidden:
+        await stub.get_issue(
+            v1.GetIssueRequest(caller=claimed, issue_id=people.secret_issue), timeout=10
+        )
+    assert hidden.value.status is Status.NOT_FOUND, "a group the notifier names is believed"
+    notifier = v1.Caller(user_id="bugless-notify", admin=True)
+    bob = (
+        await auth.issue_assertion(v1.IssueAssertionRequest(user_id=people.bob_id), timeout=10)
+    ).assertion
+    admin = (
+        await auth.issue_assertion(v1.IssueAssertionRequest(user_id=people.admin_id), timeout=10)
+    ).assertion
+    views = await stub.get_notification_views(
+        v1.GetNotificationViewsRequest(
+            caller=notifier,
+            issue_id=people.secret_issue,
+            viewer_assertions=[bob, admin],
+            viewers=[claimed],
+        ),
+        timeout=10,
+    )
+    assert [v.user_id for v in views.viewers] == [people.admin_id]
+    with pytest.raises(GRPCError) as forged:
+        await stub.get_notification_views(
+            v1.GetNotificationViewsRequest(
+                caller=notifier,
+                issue_id=people.secret_issue,
+                viewer_assertions=[admin, bob[:-4] + "AAAA"],
+            ),
+            timeout=10,
+        )
+    assert forged.value.status is Status.UNAUTHENTICATED
+    assert "viewer_assertions[1]" in (forged.value.message or "")
+
+
 async def test_only_the_api_may_run_the_certificate_flow(
     bugless_stack: LocalStack, channels: list[Channel]
 ) -> None:
