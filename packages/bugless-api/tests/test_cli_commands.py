@@ -304,6 +304,38 @@ async def test_saved_searches_are_made_run_changed_and_deleted(
     assert gone.returncode == 3
 
 
+async def test_saved_search_columns_are_set_shown_and_checked(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    name = f"cols-{secrets.token_hex(3)}"
+    saved = cli_json(
+        served_api, "saved-search", "create", name, "is:open", "--columns", "id,title,severity"
+    )
+    assert saved["columns"] == ["id", "title", "severity"]
+    listed = cli_json(served_api, "saved-search", "list", "--mine")
+    assert next(s for s in listed["saved_searches"] if s["id"] == saved["id"])["columns"] == [
+        "id",
+        "title",
+        "severity",
+    ]
+    shown = bugless_cli(served_api, "saved-search", "update", saved["id"], "--name", name + "-x")
+    assert "columns  id,title,severity" in shown.stdout
+    changed = cli_json(
+        served_api, "saved-search", "update", saved["id"], "--columns", "status,customfield7"
+    )
+    assert changed["columns"] == ["status", "customfield7"]
+    cleared = cli_json(served_api, "saved-search", "update", saved["id"], "--default-columns")
+    assert cleared["columns"] == []
+    bad = bugless_cli(
+        served_api, "saved-search", "create", name, "is:open", "--columns", "id,titel", check=False
+    )
+    assert bad.returncode == 2
+    assert "'titel' is not a list column" in bad.stderr
+    assert "title" in bad.stderr
+    mine = [s.name for s in await cli_bot.all_saved_searches(owned_only=True)]
+    assert mine.count(name) == 0
+
+
 async def test_a_bad_query_is_a_usage_error(served_api: dict[str, str]) -> None:
     for args in (["issue", "list", "status:"], ["issue", "watch", "--query", "p<"]):
         result = bugless_cli(served_api, *args, check=False)

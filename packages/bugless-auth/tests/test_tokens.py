@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from conftest import AuthServer, KeyFiles, StartAuth, unique
 from grpc_errors import expect_status
@@ -30,13 +31,17 @@ async def test_token_round_trip_gives_back_the_identity(auth: AuthServer) -> Non
 
 
 async def test_expired_token_is_refused(start_auth_server: StartAuth) -> None:
-    server = await start_auth_server(token_ttl_seconds=1)
+    # A few seconds of life, so a loaded machine still validates it once before
+    # it expires; then wait until its own expiry time has passed.
+    server = await start_auth_server(token_ttl_seconds=4)
     name = unique("eve")
     await server.add_user(name)
-    token = (await server.sign_in(name)).token
+    signed_in = await server.sign_in(name)
+    token = signed_in.token
     await validate(server, token)
+    assert signed_in.expires_at is not None
 
-    await asyncio.sleep(2.1)
+    await asyncio.sleep(max(0.0, signed_in.expires_at.timestamp() - time.time()) + 1.1)
 
     error = await expect_status(validate(server, token), Status.UNAUTHENTICATED)
     assert "expired" in (error.message or "")

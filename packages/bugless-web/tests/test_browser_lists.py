@@ -107,6 +107,48 @@ def test_column_picker_choice_stays_for_the_next_list(
     expect(page.locator("th.col-assignee")).to_have_count(0)
 
 
+def test_saved_search_keeps_its_columns_and_its_edit_form_changes_them(
+    web_server: RunningService, context: BrowserContext
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    create_issue_ui(tab, web_server, "Saved columns sample okapi")
+    page.goto(f"{web_server.url}/search?q=okapi")
+    page.locator("summary:has-text('Columns')").click()
+    page.locator('.column-choice[value="assignee"]').uncheck()
+    page.locator('.column-choice[value="severity"]').check()
+    page.locator('.columns-form button:has-text("Apply")').click()
+    expect(page.locator("th.col-severity")).to_be_visible()
+    page.locator("summary:has-text('Save this search')").click()
+    page.locator('.save-search input[name="name"]').fill("Okapi list")
+    page.locator('.save-search button:has-text("Save")').click()
+    expect(page.locator(".banner.notice")).to_contain_text("Saved search 'Okapi list'")
+    # Another list's choice (this browser's cookie) must not decide what the saved one shows.
+    page.goto(f"{web_server.url}/search?q=is:open&columns=id,title&set_columns=1")
+    page.goto(f"{web_server.url}/searches")
+    row = page.locator("tr.row", has_text="Okapi list")
+    expect(row.locator(".saved-columns")).to_contain_text("severity")
+    row.locator("a:has-text('Okapi list')").click()
+    expect(page.locator("th.col-severity")).to_be_visible()
+    expect(page.locator("th.col-assignee")).to_have_count(0)
+    expect(page.locator("table.results")).to_contain_text("okapi")
+    # Edit: drop Severity, add Reporter.
+    page.goto(f"{web_server.url}/searches")
+    page.locator("tr.row", has_text="Okapi list").locator("a.edit-search").click()
+    columns = page.locator("fieldset.saved-columns")
+    expect(columns.locator('input[value="severity"]')).to_be_checked()
+    expect(columns.locator('input[value="assignee"]')).not_to_be_checked()
+    columns.locator('input[value="severity"]').uncheck()
+    columns.locator('input[value="reporter"]').check()
+    page.locator('.edit-saved-search button:has-text("Save")').click()
+    expect(page.locator(".banner.notice")).to_contain_text("updated")
+    page.locator("tr.row", has_text="Okapi list").locator("a:has-text('Okapi list')").click()
+    expect(page.locator("th.col-reporter")).to_be_visible()
+    expect(page.locator("th.col-severity")).to_have_count(0)
+    assert list(iter_console_problems(tab.console)) == []
+
+
 def test_pages_fit_a_phone_without_sideways_scrolling(
     web_server: RunningService, phone: BrowserContext, tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ WRITES = {
         "CreateIssue",
         "ChangeIssue",
         "BatchChangeIssues",
+        "BatchCreateIssues",
         "CreateComponent",
         "UpdateComponent",
         "CreateHotlist",

@@ -70,6 +70,7 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/ListSubscriptions",
         "/bugless.v1.Model/GetNotificationSettings",
         "/bugless.v1.Model/GetIssueAudience",
+        "/bugless.v1.Model/GetNotificationViews",
         "/bugless.v1.Model/ListSavedSearchSubscriptions",
         "/bugless.v1.Model/GetAttachment",
         "/bugless.v1.Model/ListAttachments",
