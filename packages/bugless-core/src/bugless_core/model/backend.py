@@ -333,6 +333,16 @@ class ModelBackend(ABC):
         """Starrers, component subscribers and muters of an issue (admin callers only)."""
 
     @abstractmethod
+    async def get_notification_views(
+        self, request: v1.GetNotificationViewsRequest
+    ) -> v1.NotificationViews:
+        """An issue, entries, audience, and which ``viewers`` may see it (the notifier).
+
+        Admin callers only. ``request.viewers`` are verified identities by the time a backend sees
+        them (the servicer replaces them with the assertions' callers).
+        """
+
+    @abstractmethod
     async def list_saved_search_subscriptions(
         self, request: v1.ListSavedSearchSubscriptionsRequest
     ) -> v1.ListSavedSearchSubscriptionsResponse:
@@ -396,6 +406,17 @@ class ModelBackend(ABC):
         self, request: v1.DeleteAttachmentRequest
     ) -> v1.ChangeIssueResponse:
         """Detach (uploader or component admin) by a new entry; drop unreferenced content."""
+
+    @abstractmethod
+    async def sweep_orphaned_content(self, grace_seconds: float) -> int:
+        """Remove stored content no attachment refers to, older than ``grace_seconds``.
+
+        Content is stored before it is attached; a Model that dies in
+        between (or whose cleanup fails) leaves it in the store with nothing
+        referring to it, and a put killed midway may leave pieces. This finds
+        both from the store's side, so nothing leaks however a process ended.
+        Returns how many contents and pieces were removed.
+        """
 
     # ---- custom fields ----
 
