@@ -34,7 +34,7 @@ import httpx
 
 from bench._services import BenchStack, load_average
 from bugless_api.client import BuglessClient
-from bugless_core.clients import call
+from bugless_core.clients import acting_as, call
 from bugless_proto import v1
 from bugless_testing.rss import MIB, peak_rss, reset_peak, rss
 
@@ -63,23 +63,28 @@ class Peaks:
 
 async def _issue(bench: BenchStack, user_id: str) -> int:
     channel = bench.stack.model.channel()
+    # The Model believes only an identity assertion (as the frontends send).
     try:
-        model = v1.ModelStub(channel)
-        caller = v1.Caller(user_id=user_id, admin=True)
-        component = await call(
-            model.create_component,
-            v1.CreateComponentRequest(caller=caller, name=f"Bench files {time.time_ns()}"),
-        )
-        issue = await call(
-            model.create_issue,
-            v1.CreateIssueRequest(
-                caller=caller,
-                fields=v1.IssueFields(title="bench attachments", component_id=component.id),
-            ),
-        )
-        return issue.id
+        with acting_as(bench.stack.assertion_for(user_id, permissions=["admin"])):
+            return await _create_issue(v1.ModelStub(channel), user_id)
     finally:
         channel.close()
+
+
+async def _create_issue(model: v1.ModelStub, user_id: str) -> int:
+    caller = v1.Caller(user_id=user_id, admin=True)
+    component = await call(
+        model.create_component,
+        v1.CreateComponentRequest(caller=caller, name=f"Bench files {time.time_ns()}"),
+    )
+    issue = await call(
+        model.create_issue,
+        v1.CreateIssueRequest(
+            caller=caller,
+            fields=v1.IssueFields(title="bench attachments", component_id=component.id),
+        ),
+    )
+    return issue.id
 
 
 async def _web_round(url: str, issue_id: int, size: int, pids: dict[str, int]) -> dict[str, float]:

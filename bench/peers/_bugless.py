@@ -6,10 +6,12 @@ it): ``bugless model serve`` (PostgreSQL backend, its default pool of 10
 connections) on the seeded database of the shared cluster, ``bugless auth
 serve`` with the ``local`` password backend (production Argon2 settings),
 and ``bugless web serve`` (uvicorn, one process, no ``--dev``) in front of
-both. Pages are read signed in as ``user0042`` (group ``eng``, the data set's
+both, and ``bugless api serve`` (mutual TLS, rate limits off) for the creates.
+Pages are read signed in as ``user0042`` (group ``eng``, the data set's
 benchmark caller), with the session cookie a browser would send. Creates go
-to the Model's gRPC ``CreateIssue`` with that caller (the path the web form
-and the API frontend both end in).
+through the public API as a bot would (a client certificate of the stack's
+CA, group ``eng``): ``CreateIssue`` on the mTLS gateway, which calls the
+Model, so the row compares with the peers' own public create APIs.
 """
 
 from __future__ import annotations
@@ -24,23 +26,29 @@ import httpx
 
 from bench.peers._bugless_seed import SCHEMA, add_long_comments, seed_bugless
 from bench.peers._peer import CreateCall, Peer, ReadTargets
-from bugless_core.clients import CURRENT_ASSERTION
+from bugless_api.client import BuglessClient
 from bugless_dev.pki import LocalPki
 from bugless_dev.stack import LocalStack, StackConfig
-from bugless_proto import v1
 
 USER = "user0042"
 GROUPS = ("eng",)
 PASSWORD = "bench-password-0123"
+#: The creates' bot (a client certificate; the Authenticator creates the user).
+BOT = "bench-bot"
+#: The API's per-caller rate limit, off: the benchmark measures throughput.
+UNLIMITED_RATE = "1000000000"
 
 
 class BuglessPeer(Peer):
     """bugless on the shared cluster."""
 
     name = "bugless"
-    serving = "uvicorn (bugless web serve, 1 process) -> Model + Authenticator (gRPC)"
+    serving = (
+        "uvicorn (bugless web serve, 1 process) -> Model + Authenticator (gRPC); "
+        "creates: bugless api serve (mTLS, 1 process)"
+    )
     _local: LocalStack | None = None
-    _model_port: int = 0
+    _api_port: int = 0
 
     @property
     def database_url(self) -> str:
@@ -79,7 +87,7 @@ class BuglessPeer(Peer):
                     model_database_url=self.database_url,
                     auth_database_url=self.context.cluster.url("bugless_auth"),
                     policy={"*": ["create_hotlist"]},
-                    authenticators=("local",),
+                    authenticators=("local", "tls"),
                     fast_password_hashing=False,
                     extra_env={"BUGLESS_DATABASE_SCHEMA": SCHEMA, "BUGLESS_LOG_LEVEL": "WARNING"},
                 )
@@ -101,9 +109,10 @@ class BuglessPeer(Peer):
         stack = self._stack()
         try:
             stack.start_auth()  # first: the Model fetches its assertion keys there
-            model = stack.start_model("--migrate")
-            self._model_port = model.port
+            stack.start_model("--migrate")
             web = stack.start_web(dev=False)
+            api = stack.start_api("--rate", UNLIMITED_RATE, "--burst", UNLIMITED_RATE)
+            self._api_port = api.port
             yield f"{web.url}/"
         finally:
             stack.stop()
@@ -140,32 +149,29 @@ class BuglessPeer(Peer):
 
     def create_call(self, base_url: str) -> tuple[CreateCall, Callable[[], Awaitable[None]]]:
         meta = self.context.meta
-        # The web tier's identity: the Model serves only the frontends (mutual TLS).
-        channel = self._stack().client_address("model", "web").channel()
-        stub = v1.ModelStub(channel)
-        # The Model takes the caller from a signed assertion, as from the web tier.
-        CURRENT_ASSERTION.set(self._stack().assertion_for(USER, groups=GROUPS))
-        caller = v1.Caller(user_id=USER, groups=list(GROUPS))
+        stack = self._stack()
+        bot = stack.add_bot(BOT, groups=GROUPS)
+        client = BuglessClient(
+            f"127.0.0.1:{self._api_port}",
+            cert=bot.cert,
+            key=bot.key,
+            ca=stack.pki.ca_file,
+            timeout=60,
+        )
         component = meta.component_ids[meta.list_component]
 
         async def create(n: int) -> None:
-            await stub.create_issue(
-                v1.CreateIssueRequest(
-                    caller=caller,
-                    fields=v1.IssueFields(
-                        title=f"Bench create {n}: {meta.search_word} regression",
-                        priority=v1.Priority.P2,
-                        severity=v1.Severity.S2,
-                        type=v1.IssueType.BUG,
-                        component_id=component,
-                    ),
-                    description=f"Steps to reproduce {n}: run the {meta.search_word} job.",
-                ),
-                timeout=60.0,
+            await client.create_issue(
+                f"Bench create {n}: {meta.search_word} regression",
+                component,
+                description=f"Steps to reproduce {n}: run the {meta.search_word} job.",
+                priority="P2",
+                severity="S2",
+                type="BUG",
             )
 
         async def close() -> None:
-            channel.close()
+            client.close()
 
         return create, close
 

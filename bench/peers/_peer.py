@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -146,6 +147,7 @@ def spawned(
     log: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a process in its own session; on exit stop its whole process group.
 
@@ -160,6 +162,7 @@ def spawned(
             env={**os.environ, **(env or {})},
             cwd=cwd,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     try:
         yield process
@@ -182,9 +185,10 @@ def server_process(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 120.0,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """:func:`spawned`, then wait until ``ready_url`` answers below 500."""
-    with spawned(args, log=log, env=env, cwd=cwd) as process:
+    with spawned(args, log=log, env=env, cwd=cwd, pass_fds=pass_fds) as process:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
@@ -200,3 +204,29 @@ def server_process(
                 raise RuntimeError(msg)
             time.sleep(0.5)
         yield process
+
+
+@contextmanager
+def listening_socket() -> Iterator[socket.socket]:
+    """A loopback TCP socket bound to a port the kernel picks, listening.
+
+    Handed to a server that accepts an inherited socket (gunicorn's
+    ``--bind fd://N``): the port is bound before the server starts, so no
+    other process can take it in between, as it could a port chosen free,
+    released, and named on the server's command line.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1024)
+        sock.set_inheritable(True)
+        yield sock
+    finally:
+        sock.close()
+
+
+def port_of(sock: socket.socket) -> int:
+    """The port ``sock`` is bound to."""
+    port: int = sock.getsockname()[1]
+    return port

@@ -13,14 +13,18 @@ this size (``shared_buffers`` a quarter of the memory the benchmark can spare,
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bugless_dev.processes import unused_port
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PORT = 55432
+#: Attempts at a free port when the cluster's port was taken by another process.
+PORT_ATTEMPTS = 5
 HOST = "127.0.0.1"
 SETTINGS = {
     "shared_buffers": "1GB",
@@ -43,17 +47,19 @@ def _as_postgres(*args: str, check: bool = True) -> subprocess.CompletedProcess[
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Cluster:
     """The shared server: where it lives and how to reach a database on it.
 
     Attributes:
         data_dir: The cluster directory (owned by ``postgres``).
-        port: TCP port on 127.0.0.1.
+        port: TCP port on 127.0.0.1, known once :meth:`start` returned: the one
+            the cluster last ran on (kept in its ``postgresql.conf``), or another
+            free one if something else took it since.
     """
 
     data_dir: Path
-    port: int = PORT
+    port: int = 0
 
     def url(self, database: str) -> str:
         """A libpq URL for ``database`` as the superuser (trust auth on loopback)."""
@@ -76,20 +82,40 @@ class Cluster:
                 "--locale=C.UTF-8",
             )
             conf = "".join(f"{k} = '{v}'\n" for k, v in SETTINGS.items())
-            conf += f"port = {self.port}\nunix_socket_directories = ''\n"
+            conf += f"port = {unused_port()}\nunix_socket_directories = ''\n"
             with (self.data_dir / "postgresql.conf").open("a") as out:
                 out.write(conf)
+        self.port = self._configured_port()
         if self.running():
             return
-        _as_postgres(
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(self.data_dir),
-            "-l",
-            str(self.data_dir / "server.log"),
-            "-w",
-            "start",
-        )
+        for attempt in range(PORT_ATTEMPTS):
+            started = _as_postgres(
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.data_dir / "server.log"),
+                "-w",
+                "start",
+                check=False,
+            )
+            if started.returncode == 0:
+                return
+            log = (self.data_dir / "server.log").read_text(errors="replace")[-2000:]
+            if "could not bind" not in log or attempt + 1 == PORT_ATTEMPTS:
+                msg = f"PostgreSQL did not start: {started.stdout}{started.stderr}\n{log}"
+                raise RuntimeError(msg)
+            # Taken since the last run (PostgreSQL binds only a port it is told):
+            # another free port, kept for the next runs.
+            self.port = unused_port()
+            with (self.data_dir / "postgresql.conf").open("a") as out:
+                out.write(f"port = {self.port}\n")
+
+    def _configured_port(self) -> int:
+        """The last ``port =`` line of ``postgresql.conf`` (the one that counts)."""
+        text = (self.data_dir / "postgresql.conf").read_text()
+        ports = re.findall(r"^port = (\d+)", text, flags=re.MULTILINE)
+        return int(ports[-1])
 
     def running(self) -> bool:
         """Whether the server is up."""

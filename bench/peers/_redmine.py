@@ -28,10 +28,12 @@ from urllib.parse import urlencode
 import httpx
 
 from bench.peers._peer import CreateCall, Peer, ReadTargets, run, server_process
+from bugless_dev.processes import unused_port
 
 REDMINE_ROOT = Path("/usr/share/redmine")
 PACKAGES = ("redmine", "redmine-pgsql", "puma")
-PORT = 58003
+#: Attempts at a free port for puma, which binds only a port it is given.
+PORT_ATTEMPTS = 5
 WORKERS = 2
 THREADS = 5
 LOADER = Path(__file__).with_name("_redmine_load.rb")
@@ -97,28 +99,41 @@ class RedminePeer(Peer):
 
     @contextmanager
     def serve(self) -> Iterator[str]:
-        base = f"http://127.0.0.1:{PORT}/"
-        with server_process(
-            [
-                "puma",
-                "--environment",
-                "production",
-                "--bind",
-                f"tcp://127.0.0.1:{PORT}",
-                "--workers",
-                str(WORKERS),
-                "--threads",
-                f"{THREADS}:{THREADS}",
-                "--preload",
-                "config.ru",
-            ],
-            log=self.home / "puma.log",
-            ready_url=f"{base}issues/1",
-            env=self.env,
-            cwd=REDMINE_ROOT,
-            timeout=180.0,
-        ):
-            yield base
+        """puma on a free port; another one if that port was taken before puma bound it."""
+        for attempt in range(PORT_ATTEMPTS):
+            port = unused_port()
+            base = f"http://127.0.0.1:{port}/"
+            server = server_process(
+                [
+                    "puma",
+                    "--environment",
+                    "production",
+                    "--bind",
+                    f"tcp://127.0.0.1:{port}",
+                    "--workers",
+                    str(WORKERS),
+                    "--threads",
+                    f"{THREADS}:{THREADS}",
+                    "--preload",
+                    "config.ru",
+                ],
+                log=self.home / "puma.log",
+                ready_url=f"{base}issues/1",
+                env=self.env,
+                cwd=REDMINE_ROOT,
+                timeout=180.0,
+            )
+            try:
+                server.__enter__()
+            except RuntimeError as failed:
+                if "Address already in use" in str(failed) and attempt + 1 < PORT_ATTEMPTS:
+                    continue
+                raise
+            try:
+                yield base
+            finally:
+                server.__exit__(None, None, None)
+            return
 
     def _id(self, table: str, name: str) -> str:
         return self.context.cluster.psql(

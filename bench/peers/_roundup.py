@@ -30,10 +30,17 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bench.peers._peer import CreateCall, Peer, ReadTargets, run, server_process
+from bench.peers._peer import (
+    CreateCall,
+    Peer,
+    ReadTargets,
+    listening_socket,
+    port_of,
+    run,
+    server_process,
+)
 
 VERSION = "2.6.*"
-PORT = 58002
 WORKERS = 5
 PASSWORD = "bench-password-0123"
 BENCH_USER = "bench"
@@ -94,7 +101,7 @@ class RoundupPeer(Peer):
                 log=self.home / "install.log",
             )
 
-    def _configure(self) -> None:
+    def _configure(self, web_port: int = 0) -> None:
         schema = self.tracker / "schema.py"
         text = schema.read_text()
         if "component = Class" not in text:
@@ -106,7 +113,7 @@ class RoundupPeer(Peer):
             schema.write_text(text)
         port = str(self.context.cluster.port)
         settings = {
-            ("tracker", "web"): f"http://127.0.0.1:{PORT}/",
+            ("tracker", "web"): f"http://127.0.0.1:{web_port}/",
             ("main", "indexer"): "native-fts",
             ("rdbms", "name"): self.database,
             ("rdbms", "host"): "127.0.0.1",
@@ -160,29 +167,31 @@ class RoundupPeer(Peer):
 
     @contextmanager
     def serve(self) -> Iterator[str]:
-        base = f"http://127.0.0.1:{PORT}/"
-        self._configure()
-        (self.home / "wsgi.py").write_text(
-            "from roundup.cgi.wsgi_handler import RequestDispatcher\n"
-            f"app = RequestDispatcher({str(self.tracker)!r})\n"
-        )
-        with server_process(
-            [
-                self.venv / "bin" / "gunicorn",
-                "--workers",
-                str(WORKERS),
-                "--bind",
-                f"127.0.0.1:{PORT}",
-                "--timeout",
-                "60",
-                "--chdir",
-                self.home,
-                "wsgi:app",
-            ],
-            log=self.home / "gunicorn.log",
-            ready_url=base,
-        ):
-            yield base
+        with listening_socket() as sock:
+            base = f"http://127.0.0.1:{port_of(sock)}/"
+            self._configure(port_of(sock))
+            (self.home / "wsgi.py").write_text(
+                "from roundup.cgi.wsgi_handler import RequestDispatcher\n"
+                f"app = RequestDispatcher({str(self.tracker)!r})\n"
+            )
+            with server_process(
+                [
+                    self.venv / "bin" / "gunicorn",
+                    "--workers",
+                    str(WORKERS),
+                    "--bind",
+                    f"fd://{sock.fileno()}",
+                    "--timeout",
+                    "60",
+                    "--chdir",
+                    self.home,
+                    "wsgi:app",
+                ],
+                log=self.home / "gunicorn.log",
+                ready_url=base,
+                pass_fds=[sock.fileno()],
+            ):
+                yield base
 
     def _ids(self, klass: str) -> dict[str, str]:
         rows = self.context.cluster.psql(f"SELECT _name, id FROM _{klass}", database=self.database)

@@ -26,10 +26,17 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bench.peers._peer import CreateCall, Peer, ReadTargets, run, server_process
+from bench.peers._peer import (
+    CreateCall,
+    Peer,
+    ReadTargets,
+    listening_socket,
+    port_of,
+    run,
+    server_process,
+)
 
 VERSION = "1.6.*"
-PORT = 58001
 WORKERS = 5
 LOADER = Path(__file__).with_name("_trac_load.py")
 FORM_TOKEN = "bench0form0token0"
@@ -102,29 +109,44 @@ class TracPeer(Peer):
 
     @contextmanager
     def serve(self) -> Iterator[str]:
-        base = f"http://127.0.0.1:{PORT}/"
+        self._point_at_cluster()
         (self.home / "wsgi.py").write_text(
             "import os\n"
             f"os.environ['TRAC_ENV'] = {str(self.env_dir)!r}\n"
             "from trac.web.main import dispatch_request as application\n"
         )
-        with server_process(
-            [
-                self.venv / "bin" / "gunicorn",
-                "--workers",
-                str(WORKERS),
-                "--bind",
-                f"127.0.0.1:{PORT}",
-                "--timeout",
-                "60",
-                "--chdir",
-                self.home,
-                "wsgi:application",
-            ],
-            log=self.home / "gunicorn.log",
-            ready_url=base,
-        ):
-            yield base
+        with listening_socket() as sock:
+            base = f"http://127.0.0.1:{port_of(sock)}/"
+            with server_process(
+                [
+                    self.venv / "bin" / "gunicorn",
+                    "--workers",
+                    str(WORKERS),
+                    "--bind",
+                    f"fd://{sock.fileno()}",
+                    "--timeout",
+                    "60",
+                    "--chdir",
+                    self.home,
+                    "wsgi:application",
+                ],
+                log=self.home / "gunicorn.log",
+                ready_url=base,
+                pass_fds=[sock.fileno()],
+            ):
+                yield base
+
+    def _point_at_cluster(self) -> None:
+        """Name the cluster's current port in ``trac.ini`` (it may change between runs)."""
+        ini = self.env_dir / "conf" / "trac.ini"
+        cluster = self.context.cluster
+        url = f"postgres://postgres@127.0.0.1:{cluster.port}/{self.database}?schema=public"
+        lines = ini.read_text().splitlines(keepends=True)
+        ini.write_text(
+            "".join(
+                f"database = {url}\n" if line.startswith("database = ") else line for line in lines
+            )
+        )
 
     def read_targets(self, base_url: str) -> ReadTargets:
         meta = self.context.meta

@@ -9,8 +9,10 @@ packages installed, e.g. the project venv)::
 
 On this machine it starts PostgreSQL, 2 Model replicas, 1 Authenticator,
 2 API and 2 web replicas, all behind HAProxy (frontends reach the Model and
-the Authenticator through it too), puts a steady bounded load on it, and in
-three phases:
+the Authenticator through it too), every gRPC hop on mutual TLS with the
+services' own identities (HAProxy passes TLS through and balances those tiers
+per connection, as a Kubernetes Service does), puts a steady bounded load on
+it, and in three phases:
 
 1. **rolling restart**: for each tier in turn, start a replacement, wait until
    HAProxy routes to it, SIGTERM the oldest replica and wait for it to drain
@@ -21,9 +23,12 @@ three phases:
    restarting them).
 
 Afterwards every write the service acknowledged is looked up in the
-database. It prints a table of requests sent, succeeded, failed, retried,
-acknowledged writes, writes found and recovery time per phase, and exits 1
-when an invariant (:meth:`DrillReport.violations`) does not hold.
+database, and no idempotency key may have created two issues; before and
+after the phases, every gRPC replica and HAProxy frontend must answer a
+health check over mutual TLS and refuse one in plaintext. It prints a
+table of requests sent, succeeded, failed, retried, acknowledged writes,
+writes found and recovery time per phase, and exits 1 when an invariant
+(:meth:`DrillReport.violations`) does not hold.
 """
 
 from __future__ import annotations
@@ -127,12 +132,23 @@ class DrillReport:
             again afterwards (same process, no restart).
         model_pids_unchanged: Whether the Model replicas after the outage
             are the processes from before it.
+        plaintext_refused: Per gRPC replica and HAProxy frontend, whether a
+            plaintext health check got no answer (mutual TLS is required).
+        mutual_tls_serving: Per the same targets, whether a health check over
+            mutual TLS (a certificate of the drill's CA) answered SERVING.
+        duplicate_creates: Idempotency keys that created more than one issue.
+        kill_recovered: Whether requests succeeded after the killed Model
+            replica's replacement was routed, and none failed from then on.
     """
 
     phases: dict[str, PhaseResult] = field(default_factory=dict)
     model_not_serving_during_outage: dict[int, bool] = field(default_factory=dict)
     model_serving_after_outage: dict[int, bool] = field(default_factory=dict)
     model_pids_unchanged: bool = False
+    plaintext_refused: dict[str, bool] = field(default_factory=dict)
+    mutual_tls_serving: dict[str, bool] = field(default_factory=dict)
+    duplicate_creates: int = 0
+    kill_recovered: bool = False
 
     def violations(self) -> list[str]:
         """Every invariant that did not hold (empty: the drill passed)."""
@@ -160,21 +176,47 @@ class DrillReport:
             )
         if not self.model_pids_unchanged:
             found.append("restart postgres: a Model replica was restarted to recover")
+        if self.duplicate_creates:
+            found.append(f"{self.duplicate_creates} idempotency keys created more than one issue")
+        if KILL in self.phases and not self.kill_recovered:
+            found.append(f"{KILL}: clients did not recover once the replacement was routed")
+        answered = [t for t, refused in self.plaintext_refused.items() if not refused]
+        if not self.plaintext_refused or answered:
+            found.append(f"mutual TLS: plaintext health checks answered by {answered}")
+        silent = [t for t, ok in self.mutual_tls_serving.items() if not ok]
+        if not self.mutual_tls_serving or silent:
+            found.append(f"mutual TLS: not SERVING over mutual TLS: {silent}")
         return found
 
 
 async def _wait_health(
-    ports: Sequence[int], service: str, status: str, *, within: float
+    topology: Topology, ports: Sequence[int], service: str, status: str, *, within: float
 ) -> dict[int, float | None]:
     """Seconds until each port reported ``status`` (None: not within ``within`` s)."""
     started = time.monotonic()
     seen: dict[int, float | None] = dict.fromkeys(ports)
     while time.monotonic() - started < within and None in seen.values():
         for port in ports:
-            if seen[port] is None and await grpc_health(port, service) == status:
+            if seen[port] is None and await topology.health(port, service) == status:
                 seen[port] = time.monotonic() - started
         await asyncio.sleep(0.1)
     return seen
+
+
+async def _check_mutual_tls(topology: Topology, report: DrillReport) -> None:
+    """Every gRPC replica and HAProxy's frontends: mutual TLS answers, plaintext does not."""
+    targets: dict[str, tuple[int, str]] = {
+        "haproxy model frontend": (topology.layout.model_port, "bugless.v1.Model"),
+        "haproxy auth frontend": (topology.layout.auth_port, "bugless.v1.Authenticator"),
+    }
+    for name in ("model", "auth", "api"):
+        service = {"model": "bugless.v1.Model", "auth": "bugless.v1.Authenticator"}.get(name, "")
+        for replica in topology.tiers[name].replicas.values():
+            targets[f"{name} replica :{replica.port}"] = (replica.port, service)
+    for target, (port, service) in targets.items():
+        plaintext = await grpc_health(port, service, probe=None, ca=None)
+        report.plaintext_refused[target] = plaintext is None
+        report.mutual_tls_serving[target] = await topology.health(port, service) == "SERVING"
 
 
 def _error_window(tally: PhaseTally, since: float) -> float:
@@ -213,7 +255,11 @@ async def _rolling_restart(
 
 
 async def _kill_model(
-    topology: Topology, load: LoadGenerator, settings: DrillSettings, result: PhaseResult
+    topology: Topology,
+    load: LoadGenerator,
+    settings: DrillSettings,
+    result: PhaseResult,
+    report: DrillReport,
 ) -> None:
     tier = topology.tiers["model"]
     victim = tier.oldest()
@@ -228,9 +274,16 @@ async def _kill_model(
     await asyncio.sleep(settings.settle_seconds)
     began = time.monotonic()
     await topology.start_replica(tier, tier.free_slot())
-    result.notes.append(f"model: replacement routed after {time.monotonic() - began:.1f}s")
+    routed = time.monotonic()
+    result.notes.append(f"model: replacement routed after {routed - began:.1f}s")
+    succeeded_before = result.tally.succeeded
     await asyncio.sleep(settings.settle_seconds)
     result.recovery_seconds = _error_window(result.tally, killed)
+    # Clients recovered: the connections the kill broke were made again (to a
+    # live replica) and calls succeed; none failed once the replacement served.
+    report.kill_recovered = result.tally.succeeded > succeeded_before and not any(
+        f.at >= routed for f in result.tally.failures
+    )
 
 
 async def _restart_postgres(
@@ -247,7 +300,9 @@ async def _restart_postgres(
     service = "bugless.v1.Model"
     stopped = time.monotonic()
     await asyncio.to_thread(topology.postgres.pause)
-    down = await _wait_health(ports, service, "NOT_SERVING", within=settings.status_timeout)
+    down = await _wait_health(
+        topology, ports, service, "NOT_SERVING", within=settings.status_timeout
+    )
     report.model_not_serving_during_outage = {p: s is not None for p, s in down.items()}
     result.notes.append(
         "model: NOT_SERVING after PostgreSQL stopped: "
@@ -257,7 +312,7 @@ async def _restart_postgres(
     await asyncio.to_thread(topology.postgres.resume)
     restarted = time.monotonic()
     result.notes.append(f"postgres: down for {restarted - stopped:.1f}s")
-    up = await _wait_health(ports, service, "SERVING", within=settings.status_timeout)
+    up = await _wait_health(topology, ports, service, "SERVING", within=settings.status_timeout)
     report.model_serving_after_outage = {p: s is not None for p, s in up.items()}
     report.model_pids_unchanged = pids == {r.process.pid for r in tier.replicas.values()} and all(
         not r.process.exited for r in replicas
@@ -311,8 +366,7 @@ async def _verify(topology: Topology, report: DrillReport) -> None:
             "SELECT count(*) FROM (SELECT reporter, idempotency_key FROM bugless.issues "
             "WHERE idempotency_key LIKE 'drill-%' GROUP BY 1, 2 HAVING count(*) > 1) d"
         )
-        if duplicates:
-            report.phases[ROLLING].notes.append(f"{duplicates} idempotency keys created twice")
+        report.duplicate_creates = int(duplicates or 0)
     finally:
         await conn.close()
 
@@ -337,6 +391,7 @@ async def run_drill(settings: DrillSettings) -> DrillReport:
     load_task: asyncio.Task[None] | None = None
     load: LoadGenerator | None = None
     try:
+        await _check_mutual_tls(topology, report)
         load = LoadGenerator(
             settings.load,
             api_address=topology.api_address,
@@ -356,11 +411,12 @@ async def run_drill(settings: DrillSettings) -> DrillReport:
 
         result = report.phases[KILL] = PhaseResult(load.begin_phase(KILL))
         await asyncio.sleep(settings.settle_seconds)
-        await _kill_model(topology, load, settings, result)
+        await _kill_model(topology, load, settings, result, report)
 
         result = report.phases[POSTGRES] = PhaseResult(load.begin_phase(POSTGRES))
         await asyncio.sleep(settings.settle_seconds)
         await _restart_postgres(topology, load, settings, result, report)
+        await _check_mutual_tls(topology, report)  # the replacements too
 
         load.begin_phase("cool-down")
         load.stop()
@@ -407,6 +463,12 @@ def format_table(report: DrillReport) -> str:
             errors[key] = errors.get(key, 0) + 1
         for error, count in sorted(errors.items(), key=lambda item: -item[1]):
             lines.append(f"[{name}] failed x{count}: {error}")
+    refused = sum(report.plaintext_refused.values())
+    lines.append(
+        f"[mutual TLS] plaintext refused by {refused}/{len(report.plaintext_refused)} gRPC "
+        f"endpoints; SERVING over mutual TLS: {sum(report.mutual_tls_serving.values())}/"
+        f"{len(report.mutual_tls_serving)}; duplicate creates: {report.duplicate_creates}"
+    )
     violations = report.violations()
     lines.append("")
     lines.append("invariants: " + ("all held" if not violations else "VIOLATED"))

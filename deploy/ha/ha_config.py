@@ -50,7 +50,10 @@ def _hpack_string(value: bytes) -> bytes:
 
 
 def grpc_health_check_request(service: str, *, authority: str = "localhost") -> bytes:
-    """The bytes a client sends to call ``Health/Check`` for ``service`` over h2c.
+    """The HTTP/2 bytes a client sends to call ``Health/Check`` for ``service``.
+
+    Sent as they are over TLS (the probe's ``tcp-check connect ssl``); the
+    request's ``:scheme`` says ``http``, which gRPC servers do not check.
 
     One connection, one stream: the preface, an empty SETTINGS frame, the
     request HEADERS (HPACK without Huffman or indexing, so no state is
@@ -123,15 +126,15 @@ class HaproxyLayout:
     """Everything the configuration is made from.
 
     Attributes:
-        model_port: Where the Model frontend listens (h2c).
-        auth_port: Where the Authenticator frontend listens (h2c).
+        model_port: Where the Model frontend listens (mutual TLS passed through).
+        auth_port: Where the Authenticator frontend listens (likewise).
         api_port: Where the API frontend listens (TLS passed through).
         web_port: Where the web frontend listens (HTTP/1.1), or None for a
             drill without the web tier.
         backends: The backends by name: ``model``, ``auth``, ``api``, ``web``.
         admin_socket: The runtime API's Unix socket.
-        probe_pem: Certificate and key (one PEM) the API check presents.
-        ca_file: CA bundle of the API's server certificate.
+        probe_pem: Certificate and key (one PEM) every gRPC check presents.
+        ca_file: CA bundle of the services' server certificates.
         check_interval_ms: Health check period of every server.
         check_timeout_ms: How long one check may take.
     """
@@ -157,7 +160,8 @@ def _servers(backend: Backend, options: str) -> str:
 
 def render_config(layout: HaproxyLayout) -> str:
     """The HAProxy configuration for ``layout``."""
-    api_tls = f"check crt {layout.probe_pem} ca-file {layout.ca_file} verify required"
+    # Every gRPC tier takes mutual TLS only: the check presents the probe certificate.
+    tls = f"check crt {layout.probe_pem} ca-file {layout.ca_file} verify required"
     web_section = ""
     if layout.web_port is not None:
         web_section = "\n".join(
@@ -189,14 +193,14 @@ def render_config(layout: HaproxyLayout) -> str:
         check_interval_ms=layout.check_interval_ms,
         check_timeout_ms=layout.check_timeout_ms,
         model_port=layout.model_port,
-        model_check=grpc_tcp_check("bugless.v1.Model"),
-        model_servers=_servers(layout.backends["model"], "proto h2 check"),
+        model_check=grpc_tcp_check("bugless.v1.Model", tls=True),
+        model_servers=_servers(layout.backends["model"], tls),
         auth_port=layout.auth_port,
-        auth_check=grpc_tcp_check("bugless.v1.Authenticator"),
-        auth_servers=_servers(layout.backends["auth"], "proto h2 check"),
+        auth_check=grpc_tcp_check("bugless.v1.Authenticator", tls=True),
+        auth_servers=_servers(layout.backends["auth"], tls),
         api_port=layout.api_port,
         api_check=grpc_tcp_check("", tls=True),
-        api_servers=_servers(layout.backends["api"], api_tls),
+        api_servers=_servers(layout.backends["api"], tls),
         web_section=web_section,
     )
 

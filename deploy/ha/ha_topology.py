@@ -1,5 +1,8 @@
 """The drill's topology on one machine: PostgreSQL, every tier, HAProxy.
 
+Every hop between services is mutual TLS with the service's own identity
+(``spiffe://bugless/<service>`` certificates from :class:`bugless_dev.pki.LocalPki`),
+so HAProxy passes TLS through and balances the gRPC tiers per connection.
 Services run as ``bugless ... serve`` subprocesses, the way an operator (or a
 pod) runs them, started by the one local-stack library
 (:class:`bugless_dev.stack.LocalStack`: its environment map, PKI and process
@@ -105,11 +108,20 @@ class Tier:
         return min(self.replicas.values(), key=lambda r: r.process.pid)
 
 
-async def grpc_health(port: int, service: str, *, within: float = 1.0) -> str | None:
-    """The ``grpc.health.v1`` status name of ``service`` on a loopback port, or None."""
-    return await check_grpc_health(
-        ServiceAddress("127.0.0.1", port), service, within_seconds=within
-    )
+async def grpc_health(
+    port: int, service: str, *, probe: CertificateFiles | None, ca: Path | None, within: float = 1.0
+) -> str | None:
+    """The ``grpc.health.v1`` status name of ``service`` on a loopback port, or None.
+
+    With ``probe`` (a client certificate) and ``ca``, over mutual TLS, as every
+    bugless service but the web requires; without, in plaintext (which a
+    service on mutual TLS refuses: None).
+    """
+    if probe is None:
+        address = ServiceAddress("127.0.0.1", port)
+    else:
+        address = ServiceAddress("127.0.0.1", port, ca=ca, cert=probe.cert, key=probe.key)
+    return await check_grpc_health(address, service, within_seconds=within)
 
 
 @contextlib.contextmanager
@@ -141,6 +153,7 @@ class Topology:
         bots: Client certificates of the load generator's bots.
         admin_bot: A bot in the admins group (creates the drill's component).
         web_user: Username and password of the web load's person.
+        probe: The client certificate health checks present (HAProxy's too).
     """
 
     directory: Path
@@ -152,6 +165,13 @@ class Topology:
     bots: list[CertificateFiles]
     admin_bot: CertificateFiles
     web_user: tuple[str, str]
+    probe: CertificateFiles
+
+    async def health(self, port: int, service: str, *, within: float = 1.0) -> str | None:
+        """``service``'s health on a replica's port, asked over mutual TLS."""
+        return await grpc_health(
+            port, service, probe=self.probe, ca=self.pki.ca_file, within=within
+        )
 
     @property
     def pki(self) -> LocalPki:
@@ -293,17 +313,15 @@ async def _start_services(settings: TopologySettings, postgres: ThrowawayPostgre
             auth_database_url=await postgres.acreate_database("drill_auth"),
             drain_seconds=settings.drain_seconds,
             grace_seconds=settings.grace_seconds,
-            # HAProxy balances the Model and Authenticator per request (mode
-            # http, h2c): it would have to terminate TLS and so hide the
-            # callers' service identities; moving those tiers to TLS
-            # passthrough is the next step of issue 14 (docs/trust.md).
-            insecure_local=True,
+            # Mutual TLS on every hop, with each service's own identity
+            # (the stack's default): HAProxy passes TLS through.
         )
     )
     pki = stack.pki
     bots = [stack.add_bot(f"drill-bot-{i}") for i in range(settings.bots)]
     admin_bot = stack.add_bot("drill-admin", admin=True)
-    probe = _write_haproxy_pem(directory, pki.issue_client_certificate("haproxy-probe"))
+    probe_files = pki.issue_client_certificate("haproxy-probe")
+    probe = _write_haproxy_pem(directory, probe_files)
 
     tier_names = [t for t in TIERS if t != "web" or settings.with_web]
     backends = {
@@ -350,6 +368,7 @@ async def _start_services(settings: TopologySettings, postgres: ThrowawayPostgre
         bots=bots,
         admin_bot=admin_bot,
         web_user=web_user,
+        probe=probe_files,
     )
     try:
         await asyncio.to_thread(stack.migrate)

@@ -4,7 +4,8 @@ Runs deploy/ha/drill.py's reduced form once (about a minute and a half on a
 2-CPU machine) and checks what must hold whatever the timing: no
 acknowledged write is lost in any phase, a rolling restart fails no
 request, and the Model reports NOT_SERVING while PostgreSQL is down and
-SERVING again afterwards without being restarted. Timings are printed, not
+SERVING again afterwards without being restarted, with every gRPC hop on
+mutual TLS (plaintext refused everywhere). Timings are printed, not
 asserted. Needs Debian's ``haproxy`` (``/usr/sbin/haproxy``) and every
 bugless package installed.
 """
@@ -73,3 +74,19 @@ def test_model_serves_again_after_the_database_returns_without_a_restart(
 
 def test_the_drill_reports_no_violation(report: DrillReport) -> None:
     assert report.violations() == []
+
+
+def test_every_grpc_hop_is_mutual_tls(report: DrillReport) -> None:
+    # Each Model, Authenticator and API replica (the replacements too) and
+    # HAProxy's Model and Authenticator frontends: plaintext gets nothing.
+    assert len(report.plaintext_refused) >= 2 + 2 + 1 + 2
+    assert all(report.plaintext_refused.values()), report.plaintext_refused
+    assert all(report.mutual_tls_serving.values()), report.mutual_tls_serving
+
+
+def test_no_idempotency_key_created_two_issues(report: DrillReport) -> None:
+    assert report.duplicate_creates == 0
+
+
+def test_clients_recover_from_a_killed_model_replica(report: DrillReport) -> None:
+    assert report.kill_recovered

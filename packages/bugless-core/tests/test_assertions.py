@@ -141,3 +141,18 @@ async def test_malformed_assertions_are_unauthenticated(assertion: str) -> None:
     verifier = AssertionVerifier(auth.fetch, clock=_Clock())
     with pytest.raises(Unauthenticated):
         await verifier.claims(assertion)
+
+
+async def test_without_a_cache_every_call_checks_the_signature() -> None:
+    key, clock = Ed25519PrivateKey.generate(), _Clock()
+    verifier = AssertionVerifier(_Authenticator(key).fetch, clock=clock, max_cached=0)
+    assertion = _sign(key, clock)
+
+    first = await verifier.claims(assertion)
+    second = await verifier.claims(assertion)
+
+    assert second == first
+    assert second is not first  # verified again, not taken from a cache
+    forged = assertion[: assertion.rindex(".") + 1] + "A" * 86
+    with pytest.raises(Unauthenticated):
+        await verifier.claims(forged)

@@ -23,7 +23,7 @@ def test_importers_register_by_name_through_the_entry_point() -> None:
     assert "bugless_import.plugin" in {p.module for p in plugins.loaded}
     assert plugins.importers.get("github") is GitHubImporter
     assert plugins.importers.get("trac") is TracImporter
-    assert {"github", "jira", "redmine", "trac"} <= set(plugins.importers.names())
+    assert {"github", "jira", "redmine", "roundup", "trac"} <= set(plugins.importers.names())
 
 
 def test_a_second_importer_under_a_taken_name_is_refused() -> None:

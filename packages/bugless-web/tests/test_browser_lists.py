@@ -107,6 +107,73 @@ def test_column_picker_choice_stays_for_the_next_list(
     expect(page.locator("th.col-assignee")).to_have_count(0)
 
 
+def test_saved_search_keeps_its_columns_and_its_edit_form_changes_them(
+    web_server: RunningService, context: BrowserContext
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    create_issue_ui(tab, web_server, "Saved columns sample okapi")
+    page.goto(f"{web_server.url}/search?q=okapi")
+    page.locator("summary:has-text('Columns')").click()
+    page.locator('.column-choice[value="assignee"]').uncheck()
+    page.locator('.column-choice[value="severity"]').check()
+    page.locator('.columns-form button:has-text("Apply")').click()
+    expect(page.locator("th.col-severity")).to_be_visible()
+    page.locator("summary:has-text('Save this search')").click()
+    page.locator('.save-search input[name="name"]').fill("Okapi list")
+    page.locator('.save-search button:has-text("Save")').click()
+    expect(page.locator(".banner.notice")).to_contain_text("Saved search 'Okapi list'")
+    # Another list's choice (this browser's cookie) must not decide what the saved one shows.
+    page.goto(f"{web_server.url}/search?q=is:open&columns=id,title&set_columns=1")
+    page.goto(f"{web_server.url}/searches")
+    row = page.locator("tr.row", has_text="Okapi list")
+    expect(row.locator(".saved-columns")).to_contain_text("severity")
+    row.locator("a:has-text('Okapi list')").click()
+    expect(page.locator("th.col-severity")).to_be_visible()
+    expect(page.locator("th.col-assignee")).to_have_count(0)
+    expect(page.locator("table.results")).to_contain_text("okapi")
+    # Edit: drop Severity, add Reporter.
+    page.goto(f"{web_server.url}/searches")
+    page.locator("tr.row", has_text="Okapi list").locator("a.edit-search").click()
+    columns = page.locator("fieldset.saved-columns")
+    expect(columns.locator('input[value="severity"]')).to_be_checked()
+    expect(columns.locator('input[value="assignee"]')).not_to_be_checked()
+    columns.locator('input[value="severity"]').uncheck()
+    columns.locator('input[value="reporter"]').check()
+    page.locator('.edit-saved-search button:has-text("Save")').click()
+    expect(page.locator(".banner.notice")).to_contain_text("updated")
+    page.locator("tr.row", has_text="Okapi list").locator("a:has-text('Okapi list')").click()
+    expect(page.locator("th.col-reporter")).to_be_visible()
+    expect(page.locator("th.col-severity")).to_have_count(0)
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def test_an_issue_starred_in_the_browser_appears_on_the_home_page(
+    web_server: RunningService, context: BrowserContext, browser: Browser
+) -> None:
+    reporter = new_tab(context)
+    sign_in(reporter, web_server, "bob")
+    issue_id = create_issue_ui(reporter, web_server, "Star me on the home page narwhal")
+    other = browser.new_context()
+    try:
+        tab = new_tab(other)
+        page = tab.page
+        sign_in(tab, web_server, "carol")
+        following = page.locator("#section-cc")
+        expect(following.locator("h2")).to_have_text("CC'd or starred")
+        expect(following.locator(f'a[href="/issues/{issue_id}"]')).to_have_count(0)
+        page.goto(f"{web_server.url}/issues/{issue_id}")
+        page.locator("form.star button").click()
+        expect(page.locator('form.star button[aria-pressed="true"]')).to_be_visible()
+        page.goto(f"{web_server.url}/")
+        expect(following).to_contain_text("Star me on the home page narwhal")
+        expect(following.locator(f'a[href="/issues/{issue_id}"]').first).to_be_visible()
+        assert list(iter_console_problems(tab.console)) == []
+    finally:
+        other.close()
+
+
 def test_pages_fit_a_phone_without_sideways_scrolling(
     web_server: RunningService, phone: BrowserContext, tmp_path: Path
 ) -> None:

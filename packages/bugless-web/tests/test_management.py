@@ -166,6 +166,51 @@ async def test_saved_search_edit_checks_the_query_and_the_owner(
     assert refused.status_code in (403, 404)
 
 
+async def test_saved_search_columns_are_saved_shown_and_checked(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    token = await sign_in(client, "bob")
+    saved_response = await client.post(
+        "/searches",
+        data={
+            "_csrf": token,
+            "name": "With columns",
+            "query": "is:open",
+            "columns": "id,title,severity",
+        },
+        follow_redirects=False,
+    )
+    assert saved_response.status_code == 303
+    stored = await call(
+        model.list_saved_searches,
+        v1.ListSavedSearchesRequest(caller=world.caller("bob"), owned_only=True),
+    )
+    saved = next(s for s in stored.saved_searches if s.name == "With columns")
+    assert saved.columns == ["id", "title", "severity"]
+    listing = await client.get("/searches")
+    assert "/search?q=is%3Aopen&amp;columns=id%2Ctitle%2Cseverity" in listing.text
+    bad = await client.post(
+        f"/searches/{saved.id}/edit",
+        data={
+            "_csrf": token,
+            "version": str(saved.version),
+            "name": "With columns",
+            "query": "is:open",
+            "columns": ["title", "titel"],
+        },
+    )
+    assert bad.status_code == 400
+    fieldset = re.search(r'<fieldset class="saved-columns"[^>]*>', bad.text)
+    assert fieldset
+    assert 'aria-invalid="true"' in fieldset.group(0)
+    assert "&#39;titel&#39; is not a list column; use one of id, priority" in bad.text
+    unchanged = await call(
+        model.list_saved_searches,
+        v1.ListSavedSearchesRequest(caller=world.caller("bob"), owned_only=True),
+    )
+    assert next(s for s in unchanged.saved_searches if s.id == saved.id).version == saved.version
+
+
 async def test_component_archive_and_unarchive_by_its_admins_only(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 from grpclib.client import Channel
 from grpclib.health.check import ServiceCheck
-from grpclib.health.v1.health_grpc import HealthStub
-from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from bugless_api._catalog import (
     AccountService,
@@ -22,9 +20,13 @@ from bugless_api._gateway import Gateway
 from bugless_api._issues import IssuesService
 from bugless_api.settings import ApiSettings
 from bugless_core import tracing
-from bugless_core.clients import warn_if_insecure
+from bugless_core.clients import ServiceAddress, warn_if_insecure
+from bugless_core.failover import (
+    DrainAwareAuthenticatorStub,
+    DrainAwareModelStub,
+    serving_behind,
+)
 from bugless_core.grpc import GrpcServiceRunner, IServable
-from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
 
@@ -42,17 +44,17 @@ SERVICE_CLASSES = (
 READINESS_TTL_SECONDS = 2.0
 
 
-def _backend_ready(channel: Channel, service: str) -> Callable[[], Awaitable[bool]]:
-    """A readiness check: ``service`` answers SERVING on ``channel``."""
+def _backend_ready(address: ServiceAddress, service: str) -> Callable[[], Awaitable[bool]]:
+    """A readiness check: some replica behind ``address`` answers ``service`` SERVING.
+
+    Asked on fresh connections (:func:`serving_behind`), not on the channel
+    the calls use: that one stays on whichever replica the balancer picked
+    for it, and a replica that drains must not take every API replica out of
+    rotation with it.
+    """
 
     async def check() -> bool:
-        try:
-            reply = await HealthStub(channel).Check(
-                HealthCheckRequest(service=service), timeout=1.0
-            )
-        except Exception:  # unreachable or erroring reads as "not ready"
-            return False
-        return reply is not None and reply.status == HealthCheckResponse.SERVING
+        return await serving_behind(address, service)
 
     return check
 
@@ -94,16 +96,20 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     warn_if_insecure("api", model=settings.model, auth=settings.auth)
     model_channel = settings.model.channel()
     auth_channel = settings.auth.channel()
-    gateway = Gateway(settings, v1.ModelStub(model_channel), v1.AuthenticatorStub(auth_channel))
+    # A replica that drains refuses new calls on the connection the API holds
+    # to it; the stubs send such a call again on a new connection.
+    gateway = Gateway(
+        settings, DrainAwareModelStub(model_channel), DrainAwareAuthenticatorStub(auth_channel)
+    )
     services: list[IServable] = [service(gateway) for service in SERVICE_CLASSES]
     checks = [
         ServiceCheck(
-            _backend_ready(model_channel, "bugless.v1.Model"),
+            _backend_ready(settings.model, "bugless.v1.Model"),
             check_ttl=READINESS_TTL_SECONDS,
             check_timeout=1.5,
         ),
         ServiceCheck(
-            _backend_ready(auth_channel, "bugless.v1.Authenticator"),
+            _backend_ready(settings.auth, "bugless.v1.Authenticator"),
             check_ttl=READINESS_TTL_SECONDS,
             check_timeout=1.5,
         ),

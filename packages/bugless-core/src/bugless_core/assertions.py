@@ -218,7 +218,9 @@ class AssertionVerifier:
             stale_limit_seconds: While the Authenticator cannot be reached,
                 the last answer is used for this long, then every assertion
                 is refused with UNAVAILABLE (fail closed).
-            max_cached: Bound on remembered verified assertions.
+            max_cached: Bound on remembered verified assertions; 0 checks
+                the signature of every call (what ``bench.api`` compares
+                the cache with).
             clock: Unix time (tests move it).
         """
         self._fetch = fetch
@@ -247,9 +249,10 @@ class AssertionVerifier:
         cached = self._verified.get(assertion)
         if cached is None:
             cached = await self._verify(assertion, now)
-            self._verified[assertion] = cached
-            if len(self._verified) > self._max_cached:
-                self._verified.popitem(last=False)
+            if self._max_cached > 0:
+                self._verified[assertion] = cached
+                if len(self._verified) > self._max_cached:
+                    self._verified.popitem(last=False)
         elif cached.key_id not in self._keys:
             self._verified.pop(assertion, None)
             raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")

@@ -108,6 +108,18 @@ class FailedPrecondition(BuglessError):
     default_reason = "FAILED_PRECONDITION"
 
 
+class ContentGone(FailedPrecondition):
+    """The thing is known but its content was removed for good (a deleted attachment).
+
+    gRPC has no "gone": the status is FAILED_PRECONDITION with reason
+    ``CONTENT_GONE`` (so a client can tell it from every other precondition),
+    and HTTP 410, which tells browsers and caches the link will never work again.
+    """
+
+    http_status = 410
+    default_reason = "CONTENT_GONE"
+
+
 class PermissionDenied(BuglessError):
     """The caller is known but may not do this."""
 
@@ -250,9 +262,30 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         )
     if reason == SizeLimitExceeded.default_reason and "limit_bytes" in metadata:
         return SizeLimitExceeded(message, limit_bytes=int(metadata["limit_bytes"]))
+    if reason == ContentGone.default_reason and error.status is Status.FAILED_PRECONDITION:
+        return ContentGone(message, metadata=metadata)
     if error.status is Status.RESOURCE_EXHAUSTED:
         return ResourceExhausted(message, retry_after=float(metadata.get("retry_after", "1")))
     if error.status is Status.DEADLINE_EXCEEDED:
         return Unavailable(message, reason=reason, metadata=metadata)
     cls = _BY_STATUS.get(error.status, BuglessError)
     return cls(message, reason=reason, metadata=metadata)
+
+
+def from_status(
+    code: int, message: str, reason: str = "", metadata: Mapping[str, str] | None = None
+) -> BuglessError:
+    """The bugless error a status carried as data stands for (a batch item's result).
+
+    The same error :func:`from_grpc_error` makes of a call that failed with
+    that status and ErrorInfo, so an item of a batch fails as its own call
+    would have.
+    """
+    details = []
+    if reason:
+        details.append(
+            error_details_pb2.ErrorInfo(
+                reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata or {})
+            )
+        )
+    return from_grpc_error(GRPCError(Status(code), message, details))

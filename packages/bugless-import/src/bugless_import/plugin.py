@@ -22,10 +22,11 @@ def bugless_register_commands(cli: click.Group) -> None:
 
 @hookimpl
 def bugless_register_importers(register: ImporterRegistrar) -> None:
-    """Register ``github``, ``jira``, ``trac`` and ``redmine``."""
-    from bugless_import.sources import github, jira, redmine, trac  # noqa: PLC0415
+    """Register ``github``, ``jira``, ``trac``, ``redmine`` and ``roundup``."""
+    from bugless_import.sources import github, jira, redmine, roundup, trac  # noqa: PLC0415
 
     register(github.GitHubImporter)
     register(jira.JiraImporter)
     register(trac.TracImporter)
     register(redmine.RedmineImporter)
+    register(roundup.RoundupImporter)

@@ -60,6 +60,19 @@ SELECT * FROM attachments
  WHERE issue_id = $1 AND entry_version = ANY ($2::bigint[])
  ORDER BY id
 """
+#: Attachments added by entries of issues $1 at versions $2 (a superset of
+#: the pairs wanted: the caller keeps its own pairs; portable to CockroachDB).
+OF_FEED_ENTRIES = """
+SELECT * FROM attachments
+ WHERE issue_id = ANY ($1::bigint[]) AND entry_version = ANY ($2::bigint[])
+ ORDER BY id
+"""
+#: Attachments deleted by entries of issues $1 at versions $2 (a superset, as above).
+DELETIONS_OF_FEED_ENTRIES = """
+SELECT issue_id, version, deleted_attachment_id FROM issue_history
+ WHERE issue_id = ANY ($1::bigint[]) AND version = ANY ($2::bigint[])
+   AND deleted_attachment_id <> 0
+"""
 INSERT = """
 INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
                          declared_content_type, sha256, uploader, created_at)
@@ -91,6 +104,11 @@ SELECT EXISTS (SELECT 1 FROM attachments
                 WHERE sha256 = $1 AND deleted_in_version = 0 AND NOT redacted)
 """
 FORGET_CONTENT = "DELETE FROM attachment_contents WHERE sha256 = $1"
+#: Which of the hashes $1 some live attachment still needs.
+REFERENCED_AMONG = """
+SELECT DISTINCT sha256 FROM attachments
+ WHERE sha256 = ANY ($1::bytea[]) AND deleted_in_version = 0 AND NOT redacted
+"""
 
 
 def attachment_from_row(row: Row) -> v1.Attachment:
@@ -279,3 +297,25 @@ async def fill_entries(conn: Conn, issue_id: int, entries: list[v1.HistoryEntry]
         by_version.setdefault(row["entry_version"], []).append(attachment_from_row(row))
     for entry in entries:
         entry.attachments = by_version.get(entry.version, [])
+
+
+async def fill_feed_entries(conn: Conn, entries: list[v1.FeedEntry]) -> None:
+    """Set ``attachments`` and ``deleted_attachment_id`` on change-feed entries.
+
+    Why here and not left to readers: the notifier and the web's live pages
+    learn of a change from the feed; with the files named in it they can say
+    "attached crash.log" without reading every entry back.
+    """
+    if not entries:
+        return
+    wanted = {(e.issue_id, e.version): e for e in entries}
+    issue_ids = sorted({e.issue_id for e in entries})
+    versions = sorted({e.version for e in entries})
+    for row in await conn.fetch(OF_FEED_ENTRIES, issue_ids, versions):
+        entry = wanted.get((row["issue_id"], row["entry_version"]))
+        if entry is not None:
+            entry.attachments.append(attachment_from_row(row))
+    for row in await conn.fetch(DELETIONS_OF_FEED_ENTRIES, issue_ids, versions):
+        entry = wanted.get((row["issue_id"], row["version"]))
+        if entry is not None:
+            entry.deleted_attachment_id = row["deleted_attachment_id"]

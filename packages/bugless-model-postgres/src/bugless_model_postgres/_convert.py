@@ -275,6 +275,7 @@ def saved_search_from_row(row: Row) -> v1.SavedSearch:
         created_at=row["created_at"],
         modified_at=row["modified_at"],
         version=row["version"],
+        columns=list(row["columns"]),
     )
 
 

@@ -224,6 +224,7 @@ async def create_saved_search(
         request.query,
         readers_of(request.readers),
         ctx.now,
+        list(request.columns),
     )
     return one_row(row)
 
@@ -248,6 +249,7 @@ async def update_saved_search(
         change.query if "query" in paths else row["query"],
         readers_of(change.readers) if "readers" in paths else row["readers"],
         ctx.now,
+        list(change.columns) if "columns" in paths else row["columns"],
     )
     return one_row(updated)
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import asyncpg
 
+from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import AccessTable, GrpcServiceRunner
 from bugless_core.migrations import quote_schema
 from bugless_notify.consumer import CURSOR, ConsumerOptions, FeedConsumer
@@ -34,8 +35,13 @@ _log = logging.getLogger("bugless.notify")
 class NotifierService(v1.NotifierBase):
     """Serves ``bugless.v1.Notifier``: how deliveries are going."""
 
-    #: The web's admin page and operators' tools read it.
-    ACCESS: ClassVar[AccessTable] = {"GetDeliveryStatus": frozenset({"web", "@admin"})}
+    #: The web's admin page (which checks that the person is an admin) and
+    #: operators' tools; nobody else reads or acts on dead letters.
+    ACCESS: ClassVar[AccessTable] = {
+        "GetDeliveryStatus": frozenset({"web", "@admin"}),
+        "RetryDeadLetters": frozenset({"web", "@admin"}),
+        "DiscardDeadLetters": frozenset({"web", "@admin"}),
+    }
 
     def __init__(self, pool: asyncpg.Pool, queue: DeliveryQueue) -> None:
         """Read from the notifier's ``pool``."""
@@ -70,6 +76,32 @@ class NotifierService(v1.NotifierBase):
                 for r in (dead.records if dead else [])
             ],
         )
+
+    async def retry_dead_letters(self, message: v1.DeadLettersRequest) -> v1.DeadLettersChanged:
+        """Queue the given dead letters again, due now, with a fresh attempt budget."""
+        ids = _delivery_ids(message)
+        async with self._pool.acquire() as conn:
+            changed = await self._queue.requeue(conn, ids)
+        _log.info("requeued %d of %d dead letters", changed, len(ids))
+        return v1.DeadLettersChanged(changed=changed)
+
+    async def discard_dead_letters(self, message: v1.DeadLettersRequest) -> v1.DeadLettersChanged:
+        """Delete the given dead letters for good."""
+        ids = _delivery_ids(message)
+        async with self._pool.acquire() as conn:
+            changed = await self._queue.discard(conn, ids)
+        _log.info("discarded %d of %d dead letters", changed, len(ids))
+        return v1.DeadLettersChanged(changed=changed)
+
+
+def _delivery_ids(message: v1.DeadLettersRequest) -> list[str]:
+    """The request's ids, checked (1 to 1000 of them, none empty)."""
+    ids = list(dict.fromkeys(message.delivery_ids))
+    if not 1 <= len(ids) <= 1000:
+        raise InvalidArgument(f"delivery_ids: give 1 to 1000 ids, not {len(ids)}")
+    if any(not i or len(i) > 255 for i in ids):
+        raise InvalidArgument("delivery_ids: an id is empty or longer than 255 characters")
+    return ids
 
 
 @dataclass

@@ -9,6 +9,7 @@ plumbing (CSRF token, notices, static URLs) lives here once.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 import urllib.parse
@@ -38,7 +39,7 @@ from bugless_web.assets import AssetCatalog
 from bugless_web.backends import Backends, Viewer
 from bugless_web.drain import DrainState
 from bugless_web.markup import render_markdown
-from bugless_web.searching import COLUMNS
+from bugless_web.searching import COLUMNS, saved_search_href
 from bugless_web.session import Session, SessionCodec
 from bugless_web.settings import WebSettings
 
@@ -63,6 +64,27 @@ class CsrfRejected(BuglessError):
 
     http_status = 403
     default_reason = "CSRF"
+
+
+#: Route option: the route reads the CSRF token from its streamed body itself.
+CSRF_IN_STREAM = "csrf_in_stream"
+
+
+def require_csrf(request: Request[Any, Any, Any], sent: str) -> None:
+    """Refuse (403, nothing changed) unless ``sent`` is this session's CSRF token.
+
+    The browser's cookie is left exactly as it is: a cross-site POST arrives
+    without it (SameSite=Lax), and answering with the fresh anonymous session
+    would sign the person out from any site.
+    """
+    expected = session_of(request).csrf
+    if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        session_of(request).leave_cookie = True
+        msg = (
+            "this form has expired or did not come from this site; "
+            "reload the page and submit it again (nothing was changed)"
+        )
+        raise CsrfRejected(msg)
 
 
 class Frontend:
@@ -137,6 +159,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         USER_FIELDS=display.USER_FIELDS,
         ISSUE_FIELDS=display.ISSUE_FIELDS,
         ALL_COLUMNS=COLUMNS,
+        saved_search_href=saved_search_href,
         attachment_url=display.attachment_url,
         size_label=describe_size,
         IMAGE_TYPES=IMAGE_TYPES,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import re
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,13 @@ from typing import Any
 from litestar import Request, Response
 
 from bugless_core.clients import call, resolve_query
+from bugless_core.list_columns import (
+    COLUMN_LABELS,
+    DEFAULT_COLUMNS,
+    MAX_CUSTOM_COLUMNS,
+    custom_column_id,
+    is_column,
+)
 from bugless_core.search import (
     Query,
     QuerySyntaxError,
@@ -35,22 +42,9 @@ from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.timezones import CallerZone
 
-#: Columns a result table can show, in the order the column picker lists them.
-COLUMNS: dict[str, str] = {
-    "id": "ID",
-    "priority": "P",
-    "severity": "S",
-    "type": "Type",
-    "title": "Title",
-    "status": "Status",
-    "assignee": "Assignee",
-    "reporter": "Reporter",
-    "verifier": "Verifier",
-    "component": "Component",
-    "created": "Created",
-    "modified": "Modified",
-}
-DEFAULT_COLUMNS = ("id", "priority", "type", "title", "assignee", "status", "modified")
+#: Columns a result table can show, in the order the column picker lists them
+#: (the keys are :mod:`bugless_core.list_columns`'s, shared with the Model).
+COLUMNS: dict[str, str] = dict(COLUMN_LABELS)
 #: Columns whose header sorts the results (the Model's sort keys).
 SORTABLE: dict[str, SortField] = {
     "id": SortField.ID,
@@ -62,21 +56,8 @@ SORTABLE: dict[str, SortField] = {
     "modified": SortField.MODIFIED,
 }
 DEFAULT_HOME_QUERY = "is:open assignee:me"
-#: A custom field's column (``customfield12``): its values, sortable by the Model.
-CUSTOM_COLUMN = re.compile(r"customfield([1-9][0-9]{0,18})")
-#: At most this many custom field columns in one table.
-MAX_CUSTOM_COLUMNS = 5
-
-
-def custom_column_id(column: str) -> int:
-    """The field id of a custom field column, 0 for the built-in columns."""
-    match = CUSTOM_COLUMN.fullmatch(column)
-    return int(match.group(1)) if match and int(match.group(1)) < 2**63 else 0
-
-
-#: The cookie keeping a browser's column choice. Saved searches have no field
-#: for columns (``SavedSearch`` would need ``repeated string columns``) and the
-#: query language no ``columns:`` directive, so the choice is per browser.
+#: The cookie keeping a browser's column choice for lists opened without one
+#: (a saved search carries its own, ``SavedSearch.columns``, put in its links).
 COLUMNS_COOKIE = "bugless_columns"
 #: How long the column choice is kept (a year).
 COLUMNS_COOKIE_MAX_AGE = 365 * 24 * 3600
@@ -108,11 +89,19 @@ def remember_columns(
     )
 
 
+def saved_search_href(saved: v1.SavedSearch) -> str:
+    """The link that opens a saved search: its query, with its columns when it has any."""
+    params = {"q": saved.query}
+    if saved.columns:
+        params["columns"] = ",".join(saved.columns)
+    return "/search?" + urllib.parse.urlencode(params)
+
+
 def parse_columns(text: str | None) -> tuple[str, ...]:
     """The columns a ``columns=`` parameter names (unknown ones dropped)."""
     if not text:
         return DEFAULT_COLUMNS
-    chosen = tuple(dict.fromkeys(c for c in text.split(",") if c in COLUMNS or custom_column_id(c)))
+    chosen = tuple(dict.fromkeys(c for c in text.split(",") if is_column(c)))
     custom = [c for c in chosen if c not in COLUMNS][MAX_CUSTOM_COLUMNS:]
     chosen = tuple(c for c in chosen if c not in custom)
     return chosen or DEFAULT_COLUMNS
@@ -265,6 +254,8 @@ async def run_search(
             caller=viewer.caller,
             query=structured,
             page=v1.PageRequest(page_size=page_size, page_token=page_token),
+            # Lists show no description and no cc: the Model leaves them out.
+            summary=True,
         ),
     )
     results.issues = list(response.issues)
@@ -325,4 +316,5 @@ __all__ = [
     "parse_columns",
     "remember_columns",
     "run_search",
+    "saved_search_href",
 ]

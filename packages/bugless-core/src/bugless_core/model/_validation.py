@@ -27,7 +27,7 @@ COMPONENT_MASK_PATHS = frozenset(
     {"name", "parent_id", "description", "archived", "acl", "template"}
 )
 HOTLIST_MASK_PATHS = frozenset({"name", "description", "editors", "private", "owner"})
-SAVED_SEARCH_MASK_PATHS = frozenset({"name", "query", "readers"})
+SAVED_SEARCH_MASK_PATHS = frozenset({"name", "query", "readers", "columns"})
 
 MAX_QUERY_NODES = 256
 MAX_QUERY_DEPTH = 32

@@ -47,6 +47,9 @@ class ModelServeSettings:
         assertion_refresh_seconds: How long the Authenticator's keys and list
             of ended sessions are reused; bounds how late an ended session's
             assertions are refused.
+        assertion_cache_entries: Verified assertions remembered, so that a
+            repeated one costs a look-up instead of a signature check; 0
+            checks every call's signature (to measure what the cache saves).
         log: Log level and format.
     """
 
@@ -67,6 +70,11 @@ class ModelServeSettings:
     assertion_refresh_seconds: float = setting(
         5.0, help="How long the Authenticator's keys and ended sessions are reused."
     )
+    assertion_cache_entries: int = setting(
+        100_000,
+        help="Verified identity assertions remembered (a repeated one skips its signature "
+        "check); 0 checks every call's signature.",
+    )
     attachments: AttachmentSettings = group(AttachmentSettings)
     migrate: bool = setting(False, env="BUGLESS_MIGRATE", help="Apply migrations before serving.")
     grpc: GrpcServerSettings = group(GrpcServerSettings)
@@ -86,6 +94,8 @@ class ModelServeSettings:
             )
         if self.assertion_refresh_seconds <= 0:
             raise ValueError("--assertion-refresh-seconds must be more than 0")
+        if self.assertion_cache_entries < 0:
+            raise ValueError("--assertion-cache-entries must be 0 or more")
         if self.auth is not None and self.auth.ca is None and self.grpc.mutual_tls:
             # The Model's own certificate and CA are its client side too.
             object.__setattr__(
@@ -178,5 +188,6 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
             attachments=settings.attachments,
             auth=settings.auth,
             assertion_refresh_seconds=settings.assertion_refresh_seconds,
+            assertion_cache_entries=settings.assertion_cache_entries,
         )
     )

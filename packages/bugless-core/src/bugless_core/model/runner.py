@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import random
 
 from grpclib.health.check import ServiceCheck
 
@@ -12,6 +15,7 @@ from bugless_core.assertions import AssertionVerifier
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob_store
 from bugless_core.clients import ServiceAddress
+from bugless_core.failover import DrainAwareAuthenticatorStub
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
@@ -109,6 +113,7 @@ async def serve_model(
     attachments: AttachmentSettings | None = None,
     auth: ServiceAddress | None = None,
     assertion_refresh_seconds: float = 5.0,
+    assertion_cache_entries: int = 100_000,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain and close the backend.
 
@@ -119,7 +124,9 @@ async def serve_model(
     verifier = None
     if channel is not None:
         verifier = authenticator_verifier(
-            v1.AuthenticatorStub(channel), refresh_seconds=assertion_refresh_seconds
+            DrainAwareAuthenticatorStub(channel),
+            refresh_seconds=assertion_refresh_seconds,
+            max_cached=assertion_cache_entries,
         )
     else:
         _log.warning(
@@ -134,20 +141,42 @@ async def serve_model(
         attachments=attachments,
         assertions=verifier,
     )
+    sweeper = None
+    if backend._blob_store is not None and backend.attachment_settings.sweep_seconds:
+        sweeper = asyncio.create_task(sweep_periodically(backend, backend.attachment_settings))
     try:
         await runner.serve_until_signalled()
     finally:
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await close_model(backend)
         if channel is not None:
             channel.close()
 
 
+async def sweep_periodically(backend: ModelBackend, settings: AttachmentSettings) -> None:
+    """Every ``sweep_seconds`` (give or take a quarter, so replicas spread out), sweep.
+
+    Every replica sweeps: removals re-check under a lock, so two sweeps at
+    once cost a second look, never a wrong removal. Failures are logged and
+    the next round tries again.
+    """
+    while True:
+        await asyncio.sleep(settings.sweep_seconds * random.uniform(0.75, 1.25))
+        try:
+            await backend.sweep_orphaned_content(settings.orphan_grace_seconds)
+        except Exception:
+            _log.exception("the sweep of orphaned attachment content failed")
+
+
 def authenticator_verifier(
-    auth: v1.AuthenticatorStub, *, refresh_seconds: float = 5.0
+    auth: v1.AuthenticatorStub, *, refresh_seconds: float = 5.0, max_cached: int = 100_000
 ) -> AssertionVerifier:
     """An assertion verifier fed by ``auth``'s ``GetVerificationKeys``."""
 
     async def fetch() -> v1.VerificationKeys:
         return await auth.get_verification_keys(v1.GetVerificationKeysRequest(), timeout=5.0)
 
-    return AssertionVerifier(fetch, refresh_seconds=refresh_seconds)
+    return AssertionVerifier(fetch, refresh_seconds=refresh_seconds, max_cached=max_cached)

@@ -10,11 +10,12 @@ since the wire cannot tell.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from grpclib.const import Status
 
 from bugless_core.attachments import AttachmentSettings
+from bugless_core.errors import ContentGone, from_grpc_error
 from bugless_core.model.backend import Capability, ModelBackend
 from bugless_core.search.build import negate, term
 from bugless_proto import v1
@@ -347,7 +348,10 @@ class AttachmentContract:
         assert deleted.entry is not None
         assert deleted.entry.deleted_attachment_id == first.id
         await expect_error(delete(model, first.id), Status.FAILED_PRECONDITION, "already deleted")
-        await expect_error(download(model, first.id), Status.FAILED_PRECONDITION, "deleted")
+        gone_error = await expect_error(
+            download(model, first.id), Status.FAILED_PRECONDITION, "deleted"
+        )
+        assert from_grpc_error(gone_error).reason == "CONTENT_GONE"
         assert await listed(model, issue.id) == []
         [gone] = await listed(model, issue.id, deleted=True)
         assert gone.deleted_in_version == deleted.entry.version
@@ -385,9 +389,10 @@ class AttachmentContract:
         )
         assert got.redacted
         assert got.name == "env.txt"
-        await expect_error(
+        gone_error = await expect_error(
             download(model, done.attachment.id), Status.FAILED_PRECONDITION, "redacted"
         )
+        assert isinstance(from_grpc_error(gone_error), ContentGone)
         assert not await bugless_model_backend.blob_store.exists(done.attachment.sha256)
 
     async def test_search_by_having_attachments_and_by_name(self, model: v1.ModelStub) -> None:
@@ -429,3 +434,56 @@ class AttachmentContract:
         assert event.entry is not None
         assert done.attachment is not None
         assert [a.id for a in event.entry.attachments] == [done.attachment.id]
+
+    @requires_capability(Capability.CHANGE_FEED)
+    async def test_the_change_feed_names_files_attached_and_deleted(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        issue = await make_issue(model, component.id)
+        hidden = await make_component(model, acl=[user_entry(BOB.user_id, v1.Role.EDITOR)])
+        secret = await make_issue(model, hidden.id, caller=BOB)
+        start = await model.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+        done = await upload(model, issue.id, b"feed me", name="feed.log")
+        await upload(model, secret.id, b"not for alice", name="secret.log", caller=BOB)
+        assert done.attachment is not None
+        removed = await delete(model, done.attachment.id)
+        assert removed.entry is not None
+        answer = await model.read_feed(
+            v1.ReadFeedRequest(caller=ALICE, after_position=start.head_position, max_changes=50)
+        )
+        entries = [e for change in answer.changes for e in change.entries]
+        assert [(e.issue_id, [a.name for a in e.attachments], e.deleted_attachment_id)
+                for e in entries] == [
+            (issue.id, ["feed.log"], 0),
+            (issue.id, [], done.attachment.id),
+        ]  # fmt: skip
+        assert entries[0].attachments[0].id == done.attachment.id
+
+    async def test_content_stored_but_never_attached_is_swept_after_the_grace_period(
+        self, model: v1.ModelStub, bugless_model_backend: ModelBackend
+    ) -> None:
+        component = await make_component(model)
+        issue = await make_issue(model, component.id)
+        attached = (await upload(model, issue.id, b"attached and kept " * 50)).attachment
+        assert attached is not None
+        store = bugless_model_backend.blob_store
+        # What a Model that died between storing the content and attaching it
+        # leaves behind: content in the store that no attachment names.
+        orphan = await store.put(_chunks(hashlib.sha256(b"orphan").digest() * 3000))
+        assert await bugless_model_backend.sweep_orphaned_content(3600) == 0
+        assert await store.exists(orphan.sha256), "young content (maybe mid-upload) was taken"
+        assert await bugless_model_backend.sweep_orphaned_content(0) >= 1
+        assert not await store.exists(orphan.sha256), "orphaned content was kept"
+        assert await store.exists(attached.sha256), "attached content was swept"
+        assert (await download(model, attached.id))[1] == b"attached and kept " * 50
+        # The same bytes again after the sweep: stored afresh and attached.
+        again = await upload(model, issue.id, hashlib.sha256(b"orphan").digest() * 3000)
+        assert again.attachment is not None
+        assert again.attachment.sha256 == orphan.sha256
+        assert await store.exists(orphan.sha256)
+
+
+async def _chunks(content: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(content), 16 * KiB):
+        yield content[start : start + 16 * KiB]

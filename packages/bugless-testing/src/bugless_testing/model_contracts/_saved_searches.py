@@ -165,3 +165,82 @@ class SavedSearchContract:
         )
         await model.update_saved_search(request)
         await expect_error(model.update_saved_search(request), Status.ABORTED)
+
+    async def test_columns_are_stored_listed_and_changed_by_mask(self, model: v1.ModelStub) -> None:
+        owner = fresh_caller()
+        columns = ["id", "title", "customfield12", "assignee"]
+        saved = await model.create_saved_search(
+            v1.CreateSavedSearchRequest(
+                caller=owner, name=unique("search"), query="is:open", columns=columns
+            )
+        )
+        assert saved.columns == columns
+        listed = await model.list_saved_searches(
+            v1.ListSavedSearchesRequest(caller=owner, page=v1.PageRequest(page_size=500))
+        )
+        assert [s.columns for s in listed.saved_searches] == [columns]
+        renamed = await model.update_saved_search(
+            v1.UpdateSavedSearchRequest(
+                caller=owner,
+                saved_search=v1.SavedSearch(id=saved.id, name="renamed", columns=["status"]),
+                update_mask=FieldMask(paths=["name"]),
+            )
+        )
+        assert renamed.columns == columns, "a mask without columns keeps them"
+        changed = await model.update_saved_search(
+            v1.UpdateSavedSearchRequest(
+                caller=owner,
+                saved_search=v1.SavedSearch(id=saved.id, columns=["status", "priority"]),
+                update_mask=FieldMask(paths=["columns"]),
+                expected_version=renamed.version,
+            )
+        )
+        assert changed.columns == ["status", "priority"]
+        assert changed.name == "renamed"
+        cleared = await model.update_saved_search(
+            v1.UpdateSavedSearchRequest(
+                caller=owner,
+                saved_search=v1.SavedSearch(id=saved.id),
+                update_mask=FieldMask(paths=["columns"]),
+            )
+        )
+        assert cleared.columns == []
+
+    async def test_without_columns_the_list_is_empty(self, model: v1.ModelStub) -> None:
+        saved = await _save(model, fresh_caller())
+        assert saved.columns == []
+
+    async def test_unknown_column_is_invalid_and_names_the_valid_ones(
+        self, model: v1.ModelStub
+    ) -> None:
+        owner = fresh_caller()
+        await expect_error(
+            model.create_saved_search(
+                v1.CreateSavedSearchRequest(
+                    caller=owner, name=unique("search"), query="", columns=["id", "titel"]
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+            "columns[1]",
+            "'titel'",
+            "title",
+            "customfield<ID>",
+        )
+        assert await _visible(model, owner) == []
+        saved = await _save(model, owner)
+        for bad in (["id", "id"], ["customfield0"], [""]):
+            await expect_error(
+                model.update_saved_search(
+                    v1.UpdateSavedSearchRequest(
+                        caller=owner,
+                        saved_search=v1.SavedSearch(id=saved.id, columns=bad),
+                        update_mask=FieldMask(paths=["columns"]),
+                    )
+                ),
+                Status.INVALID_ARGUMENT,
+                "saved_search.columns",
+            )
+        listed = await model.list_saved_searches(
+            v1.ListSavedSearchesRequest(caller=owner, page=v1.PageRequest(page_size=500))
+        )
+        assert [(s.columns, s.version) for s in listed.saved_searches] == [([], saved.version)]

@@ -1,6 +1,6 @@
 """Saved searches: list mine and those shared with me, save, edit, delete.
 
-The Model stores a saved search's text and checks that only its owner
+The Model stores a saved search's text and list columns and checks that only its owner
 changes or deletes it; the pages only hide the controls from others. An edit
 names the version it was made against, so two tabs editing at once get a 409
 page rather than one silently undoing the other. The query is parsed before it
@@ -16,6 +16,7 @@ from litestar.params import FromPath
 
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument, NotFound
+from bugless_core.list_columns import check_columns
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -31,9 +32,10 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
+from bugless_web.searching import COLUMNS, parse_columns
 
 #: The edit form's fields in page order.
-SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups")
+SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups", "columns")
 #: Saved searches read per ListSavedSearches call.
 _PAGE = 500
 
@@ -77,6 +79,30 @@ def _readers_text(saved: v1.SavedSearch) -> str:
     return " ".join(p.group for p in saved.readers if p.group)
 
 
+def _edit_page(
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    saved: v1.SavedSearch,
+    values: dict[str, Any],
+    errors: FieldErrors,
+) -> Response[str]:
+    """The edit form; the column boxes list the chosen ones first, in their order."""
+    chosen = list(values["columns"])
+    return render(
+        request,
+        "saved_search_edit.html",
+        {
+            "saved": saved,
+            "values": values,
+            "errors": errors,
+            "column_choices": chosen + [c for c in COLUMNS if c not in chosen],
+            "column_labels": COLUMNS,
+        },
+        status_code=400 if errors else 200,
+        viewer=viewer,
+    )
+
+
 @get("/searches")
 async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
     """My saved searches and those shared with me."""
@@ -104,6 +130,8 @@ async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
     if not name:
         raise InvalidArgument("name: give the saved search a name")
     groups = _groups(str(form.get("share_with_groups", "")))
+    # The columns the list was showing when "Save this search" was pressed.
+    columns = parse_columns(str(form.get("columns", "") or ""))
     await call(
         frontend_of(request).backends.model.create_saved_search,
         v1.CreateSavedSearchRequest(
@@ -111,6 +139,7 @@ async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
             name=name,
             query=query,
             readers=[v1.Principal(group=g) for g in groups],
+            columns=list(columns),
         ),
     )
     session_of(request).update(notice=f"Saved search {name!r}.")
@@ -141,32 +170,29 @@ async def edit_search_form(
     saved_search_id = path_id(saved_search_text, "saved_search_id")
     viewer = await viewer_of(request)
     saved = await _my_saved_search(frontend_of(request).backends, viewer, saved_search_id)
-    return render(
-        request,
-        "saved_search_edit.html",
-        {
-            "saved": saved,
-            "values": {
-                "name": saved.name,
-                "query": saved.query,
-                "share_with_groups": _readers_text(saved),
-            },
-            "errors": FieldErrors(SAVED_SEARCH_FIELDS),
-        },
-        viewer=viewer,
-    )
+    values = {
+        "name": saved.name,
+        "query": saved.query,
+        "share_with_groups": _readers_text(saved),
+        "columns": list(saved.columns),
+    }
+    return _edit_page(request, viewer, saved, values, FieldErrors(SAVED_SEARCH_FIELDS))
 
 
 @post("/searches/{saved_search_text:str}/edit")
 async def edit_search(
     request: Request[Any, Any, Any], saved_search_text: FromPath[str]
 ) -> Response[Any]:
-    """Change a saved search's name, query and sharing (its owner only; the Model checks)."""
+    """Change a saved search's name, query, sharing and columns (owner only; the Model checks)."""
     saved_search_id = path_id(saved_search_text, "saved_search_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
     form = await request.form()
-    values = {name: str(form.get(name, "") or "") for name in SAVED_SEARCH_FIELDS}
+    values: dict[str, Any] = {
+        name: str(form.get(name, "") or "") for name in SAVED_SEARCH_FIELDS if name != "columns"
+    }
+    columns = [str(c) for c in form.getall("columns", [])]
+    values["columns"] = columns
     version = form_int(str(form.get("version", "")), "version")
     errors = FieldErrors(SAVED_SEARCH_FIELDS)
     if not values["name"].strip():
@@ -175,15 +201,13 @@ async def edit_search(
         parse_query(values["query"])
     except QuerySyntaxError as exc:
         errors.add("query", exc.message)
+    try:
+        check_columns(columns, "columns")
+    except InvalidArgument as exc:
+        errors.take(exc)
     if errors:
         saved = await _my_saved_search(backends, viewer, saved_search_id)
-        return render(
-            request,
-            "saved_search_edit.html",
-            {"saved": saved, "values": values, "errors": errors},
-            status_code=400,
-            viewer=viewer,
-        )
+        return _edit_page(request, viewer, saved, values, errors)
     updated = await call(
         backends.model.update_saved_search,
         v1.UpdateSavedSearchRequest(
@@ -193,8 +217,9 @@ async def edit_search(
                 name=values["name"].strip(),
                 query=values["query"],
                 readers=[v1.Principal(group=g) for g in _groups(values["share_with_groups"])],
+                columns=columns,
             ),
-            update_mask=FieldMask(paths=["name", "query", "readers"]),
+            update_mask=FieldMask(paths=["name", "query", "readers", "columns"]),
             expected_version=version,
         ),
     )

@@ -1,0 +1,147 @@
+"""Leaving a draining replica when the balancer picks one per connection.
+
+Two real runners behind a real TCP balancer that, like HAProxy in ``mode tcp``
+or a Kubernetes Service, picks a replica once per connection (round robin,
+the next one when a replica refuses the connection): the only way a client
+leaves a replica is to open a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from grpc_test_server import DELAY_KEY, OpenChannel, SlowModel, StartRunner
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+from bugless_core.clients import ServiceAddress
+from bugless_core.errors import InvalidArgument, from_grpc_error
+from bugless_core.failover import DrainAwareModelStub, serving_behind
+from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
+from bugless_proto import v1
+
+MODEL = "bugless.v1.Model"
+
+
+class PerConnectionBalancer:
+    """Forwards each accepted connection, whole, to one upstream port."""
+
+    def __init__(self, upstreams: list[int]) -> None:
+        self._next = itertools.cycle(range(len(upstreams)))
+        self._upstreams = upstreams
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = next(self._next)
+        for i in range(len(self._upstreams)):
+            port = self._upstreams[(first + i) % len(self._upstreams)]
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue  # as HAProxy's redispatch: try the next replica
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            return
+        writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.close()
+
+
+@pytest.fixture
+async def replicas(
+    start_runner: StartRunner,
+) -> AsyncIterator[tuple[list[GrpcServiceRunner], list[SlowModel], ServiceAddress]]:
+    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.3, grace_seconds=5.0)
+    servicers = [SlowModel(), SlowModel()]
+    runners = [await start_runner(settings, servicer=s) for s in servicers]
+    balancer = PerConnectionBalancer([r.port for r in runners])
+    await balancer.start()
+    try:
+        yield runners, servicers, ServiceAddress("127.0.0.1", balancer.port)
+    finally:
+        await balancer.close()
+
+
+async def _wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - polls a counter that has no event
+            await asyncio.sleep(0.01)
+
+
+async def test_a_call_refused_by_a_draining_replica_goes_to_another_on_a_new_connection(
+    replicas: tuple[list[GrpcServiceRunner], list[SlowModel], ServiceAddress],
+    open_channel: OpenChannel,
+) -> None:
+    runners, servicers, address = replicas
+    channel = open_channel(address.port)
+    stub = DrainAwareModelStub(channel)
+    await stub.get_server_info(timeout=5)
+    pinned = 0 if servicers[0].seen_connection_ids else 1
+    slow = asyncio.create_task(stub.get_server_info(timeout=5, metadata={DELAY_KEY: "1.5"}))
+    await _wait_until(lambda: runners[pinned].in_flight == 1)
+
+    drain = asyncio.create_task(runners[pinned].drain())
+    await asyncio.sleep(0.5)  # past drain_seconds: it refuses new calls
+    plain = v1.ModelStub(channel)
+    with pytest.raises(GRPCError) as refused:
+        await plain.get_server_info(timeout=5)  # the plain stub stays on the drained replica
+    assert refused.value.status is Status.UNAVAILABLE
+
+    other = servicers[1 - pinned]
+    answered_before = len(other.seen_connection_ids)
+    reply = await stub.get_server_info(timeout=5)
+    assert reply.backend == "test"
+    assert len(other.seen_connection_ids) == answered_before + 1
+    assert (await slow).backend == "test"  # the call in progress finished where it ran
+    await asyncio.wait_for(drain, timeout=5)
+    # Later calls stay on the new connection, to the replica that serves.
+    await stub.get_server_info(timeout=5)
+    assert len(other.seen_connection_ids) == answered_before + 2
+
+
+async def test_other_failures_are_not_sent_again(
+    replicas: tuple[list[GrpcServiceRunner], list[SlowModel], ServiceAddress],
+    open_channel: OpenChannel,
+) -> None:
+    _, servicers, address = replicas
+    stub = DrainAwareModelStub(open_channel(address.port))
+    with pytest.raises(GRPCError) as failed:
+        await stub.get_server_info(timeout=5, metadata={"x-test-fail": "grpc"})
+    assert isinstance(from_grpc_error(failed.value), InvalidArgument)
+    assert sum(len(s.seen_connection_ids) for s in servicers) == 1
+
+
+async def test_serving_behind_asks_fresh_connections_so_one_draining_replica_is_not_the_tier(
+    replicas: tuple[list[GrpcServiceRunner], list[SlowModel], ServiceAddress],
+) -> None:
+    runners, _, address = replicas
+    assert await serving_behind(address, MODEL)
+    runners[0].set_serving(False)
+    assert await serving_behind(address, MODEL)  # one of two fresh connections reaches runner 2
+    runners[1].set_serving(False)
+    assert not await serving_behind(address, MODEL)
+    runners[1].set_serving(True)
+    assert await serving_behind(address, MODEL)

@@ -1,0 +1,399 @@
+r"""Roundup, read over its REST interface (``/rest/data/...``).
+
+LOCATION is the tracker's web address (``https://bugs.example.org/tracker/``,
+the ``[tracker] web`` of its ``config.ini``). Options:
+
+* ``user=NAME`` and ``password-file=PATH``: an account that may view users
+  and issues (an Admin sees e-mail addresses, which match people best). The
+  importer signs in once through the web login form and reuses the session
+  cookie: Roundup's basic authentication re-hashes the password (PBKDF2) on
+  every request. Without ``user`` it reads as the anonymous user.
+* ``history=journal`` (the default) or ``history=messages``.
+* ``tracker=NAME``: names the tracker in external ids (``roundup:NAME#12``),
+  so that two trackers' issue 12 stay apart; by default the address's host
+  and path (``roundup:bugs.example.org/tracker#12``).
+
+What REST gives directly: issues (``title``, ``status``, ``priority``,
+``assignedto``, ``nosy``, ``keyword``, ``messages``), messages (author, date,
+content), users, statuses, priorities, keywords. What it does not give is an
+item's *journal* (Roundup's history of changes: who changed which property
+when, with the value before). Roundup documents how a tracker adds REST
+endpoints (``doc/rest.txt``, "Adding new rest endpoints": a tracker's
+``interfaces.py``); :data:`INTERFACES_PY` is such an endpoint, ``GET
+/rest/history/<class>/<id>``, which returns ``Class.history()`` with
+Roundup's own permission checks. Append it to the tracker's
+``interfaces.py``::
+
+    python -c 'from bugless_import.sources.roundup import INTERFACES_PY; print(INTERFACES_PY)' \\
+        >> TRACKER/interfaces.py
+
+A tracker without it fails the import with that hint, unless
+``history=messages`` accepts less: each message then becomes a comment at its
+date by its author, and only the current field values are imported.
+
+Roundup's journal stores each change's *previous* value (multilinks as the
+ids added and removed), so the importer walks it back from the current values
+to name old and new for every change. Messages added in one change are that
+entry's comment; the first message of the issue is its description. Keywords
+become labels; classic's ``priority`` (critical ... wish) maps to P0 ... P4.
+People are keyed by username.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.cookiejar import CookieJar
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode, urljoin
+from urllib.request import HTTPCookieProcessor, Request, build_opener
+
+from bugless_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from bugless_core.importer import (
+    Importer,
+    SourceChange,
+    SourceEntry,
+    SourceIssue,
+    SourcePerson,
+)
+
+#: The REST endpoint a tracker adds to its ``interfaces.py`` for the journal.
+INTERFACES_PY = """
+# bugless-import: GET /rest/history/<class>/<id>, an item's journal (Roundup's
+# REST interface does not expose it); see doc/rest.txt "Adding new rest endpoints".
+from roundup.cgi.exceptions import NotFound as _BuglessNotFound, Unauthorised as _BuglessDenied
+from roundup.rest import Routing, _data_decorator
+
+
+def _bugless_date(value):
+    return "%04d-%02d-%02dT%02d:%02d:%09.6f+00:00" % (
+        value.year, value.month, value.day, value.hour, value.minute, value.second)
+
+
+def _bugless_json(value):
+    if isinstance(value, (list, tuple)):
+        return [_bugless_json(v) for v in value]
+    if isinstance(value, dict):
+        return dict((str(k), _bugless_json(v)) for k, v in value.items())
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+class RestfulInstance:
+
+    @Routing.route("/history/<:class_name>/<:item_id>", "GET")
+    @_data_decorator
+    def bugless_history(self, class_name, item_id, input_payload):
+        if class_name not in self.db.classes:
+            raise _BuglessNotFound("Class %s not found" % class_name)
+        klass = self.db.getclass(class_name)
+        if not item_id.isdigit() or not klass.hasnode(item_id):
+            raise _BuglessNotFound("%s%s not found" % (class_name, item_id))
+        uid = self.db.getuid()
+        if not self.db.security.hasPermission("View", uid, class_name, itemid=item_id):
+            raise _BuglessDenied("Permission to view %s%s denied" % (class_name, item_id))
+        entries = [
+            {"date": _bugless_date(when), "user": user, "action": action,
+             "params": _bugless_json(params)}
+            for _nodeid, when, user, action, params in klass.history(item_id, skipquiet=False)
+        ]
+        return 200, {"history": entries}
+"""
+
+_ISSUE_FIELDS = "title,status,priority,assignedto,nosy,keyword,messages,creation,activity,creator"
+_LINKS = {"status": "status", "priority": "priority", "assignedto": "user"}
+_MULTILINKS = {"nosy": "user", "keyword": "keyword", "messages": "msg"}
+_PAGE = 500
+
+
+def _ids(value: Any) -> list[str]:
+    """A multilink's ids, from REST's ``[{"id": ...}]`` or a plain list."""
+    return [str(v["id"] if isinstance(v, dict) else v) for v in (value or [])]
+
+
+def _id(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value["id"])
+    return "" if value is None else str(value)
+
+
+def roundup_date(text: str) -> datetime:
+    """REST's ``2024-03-01.12:30:05`` (UTC) or the history's ISO form."""
+    if "T" in text:
+        return datetime.fromisoformat(text)
+    return datetime.strptime(text, "%Y-%m-%d.%H:%M:%S").replace(tzinfo=UTC)
+
+
+class RoundupImporter(Importer):
+    """``bugless import roundup URL``: a Roundup tracker over REST."""
+
+    name = "roundup"
+    description = "Roundup over its REST interface (the journal through a small REST endpoint)"
+    default_mapping = {
+        "statuses": {
+            "unread": "NEW",
+            "deferred": "NEW",
+            "chatting": "ASSIGNED",
+            "need-eg": "ASSIGNED",
+            "in-progress": "ACCEPTED",
+            "testing": "ACCEPTED",
+            "done-cbb": "FIXED",
+            "resolved": "FIXED",
+        },
+        "priorities": {
+            "critical": "P0",
+            "urgent": "P1",
+            "bug": "P2",
+            "feature": "P3",
+            "wish": "P4",
+        },
+    }
+
+    def __init__(self, location: str, options: dict[str, str]) -> None:
+        """Remember the tracker's address; sign in on first use."""
+        super().__init__(location, options)
+        if not location.startswith(("http://", "https://")):
+            raise InvalidArgument(f"{location}: a Roundup tracker's web address (http[s]://...)")
+        self.base = location.rstrip("/") + "/"
+        history = options.get("history", "journal")
+        if history not in {"journal", "messages"}:
+            raise InvalidArgument("--option history= takes journal or messages")
+        self.journal = history == "journal"
+        self.tracker = options.get("tracker") or self.base.split("://", 1)[1].rstrip("/")
+        self._cookies = CookieJar()
+        self._opener = build_opener(HTTPCookieProcessor(self._cookies))
+        self._signed_in = False
+        self._names: dict[str, dict[str, str]] = {}
+
+    def _headers(self) -> dict[str, str]:
+        # Roundup's CSRF defences want these on the login POST (doc/rest.txt).
+        origin = self.base.split("/", 3)
+        return {
+            "X-Requested-With": "rest",
+            "Origin": "/".join(origin[:3]),
+            "Referer": self.base,
+            "Accept": "application/json",
+        }
+
+    def _sign_in(self) -> None:
+        if self._signed_in:
+            return
+        self._signed_in = True
+        user = self.options.get("user", "")
+        if not user:
+            return
+        secret_file = self.options.get("password-file", "")
+        if not secret_file:
+            raise InvalidArgument("--option user= needs --option password-file=PATH")
+        password = Path(secret_file).read_text(encoding="utf-8").strip()
+        form = urlencode(
+            {"__login_name": user, "__login_password": password, "@action": "login"}
+        ).encode()
+        try:
+            with self._opener.open(Request(self.base, form, self._headers()), timeout=60) as r:
+                r.read()
+        except (HTTPError, URLError) as exc:
+            raise FailedPrecondition(f"signing in to {self.base}: {exc}") from exc
+        if not any(c.name.startswith("roundup_session") for c in self._cookies):
+            raise PermissionDenied(f"{self.base}: Roundup refused the sign-in of {user!r}")
+
+    def get(self, path: str, **query: object) -> Any:
+        """GET ``/rest/<path>`` and its ``data`` (None on 404)."""
+        self._sign_in()
+        url = urljoin(self.base, "rest/" + path)
+        if query:
+            url += "?" + urlencode(query)
+        try:
+            with self._opener.open(Request(url, headers=self._headers()), timeout=120) as r:
+                return json.loads(r.read())["data"]
+        except HTTPError as exc:
+            if exc.code == 404:
+                return None
+            detail = exc.read()[:300].decode("utf-8", "replace")
+            if exc.code in {401, 403}:
+                raise PermissionDenied(f"Roundup refused {url}: {detail}") from exc
+            raise FailedPrecondition(f"Roundup answered {exc.code} for {url}: {detail}") from exc
+        except URLError as exc:
+            raise FailedPrecondition(f"{url}: {exc.reason}") from exc
+
+    def collection(self, klass: str, fields: str) -> Iterator[dict[str, Any]]:
+        """Every item of a class with ``fields``, page by page, in id order."""
+        index = 1
+        while True:
+            page = self.get(
+                f"data/{klass}", **{"@fields": fields, "@page_size": _PAGE, "@page_index": index}
+            )
+            items = (page or {}).get("collection", [])
+            yield from items
+            if len(items) < _PAGE:
+                return
+            index += 1
+
+    def names(self, klass: str) -> dict[str, str]:
+        """Map ids to names (usernames for users) of a class's items, read once."""
+        if klass not in self._names:
+            label = "username" if klass == "user" else "name"
+            self._names[klass] = {
+                str(item["id"]): str(item.get(label) or "")
+                for item in self.collection(klass, label)
+            }
+        return self._names[klass]
+
+    def people(self) -> Iterator[SourcePerson]:
+        """The tracker's users (addresses where the account may see them)."""
+        for item in self.collection("user", "username,realname,address"):
+            username = str(item.get("username") or "")
+            if username and username != "anonymous":
+                yield SourcePerson(
+                    key=username,
+                    username=username,
+                    email=str(item.get("address") or ""),
+                    display_name=str(item.get("realname") or ""),
+                )
+
+    def issues(self) -> Iterator[SourceIssue]:
+        """Every issue by id, with its journal (or its messages) as entries."""
+        users = self.names("user")
+        for item in self.collection("issue", _ISSUE_FIELDS):
+            yield self._issue(item, users)
+
+    def _message(self, msg_id: str) -> dict[str, Any]:
+        data = self.get(
+            f"data/msg/{msg_id}", **{"@fields": "author,date,creation,content", "@verbose": 3}
+        )
+        if data is None:
+            return {"author": "", "date": "", "creation": "", "content": ""}
+        attributes: dict[str, Any] = data["attributes"]
+        return attributes
+
+    def _value(self, field: str, raw: Any) -> str:
+        if field == "title":
+            return "" if raw is None else str(raw)
+        return self.names(_LINKS[field]).get(_id(raw), "") if _id(raw) else ""
+
+    def _issue(self, item: dict[str, Any], users: dict[str, str]) -> SourceIssue:
+        issue_id = str(item["id"])
+        current: dict[str, Any] = {f: _id(item.get(f)) for f in _LINKS}
+        current["title"] = str(item.get("title") or "")
+        sets: dict[str, set[str]] = {f: set(_ids(item.get(f))) for f in _MULTILINKS}
+        final = dict(current), {f: set(v) for f, v in sets.items()}
+        messages = {m: self._message(m) for m in _ids(item.get("messages"))}
+        created = roundup_date(str(item["creation"]))
+        reporter = users.get(_id(item.get("creator")), "")
+        entries: list[SourceEntry] = []
+        if self.journal:
+            journal = self.get(f"history/issue/{issue_id}")
+            if journal is None:
+                raise FailedPrecondition(
+                    f"{self.base}rest/history/issue/{issue_id}: no journal endpoint; append "
+                    "bugless_import.sources.roundup.INTERFACES_PY to the tracker's interfaces.py "
+                    "(or --option history=messages to import messages and current values only)"
+                )
+            for record in reversed(journal["history"]):
+                if record["action"] == "create":
+                    created = roundup_date(record["date"])
+                    reporter = users.get(str(record["user"]), reporter)
+                if record["action"] != "set":
+                    continue
+                entry = self._undo(record, current, sets, messages, users)
+                if entry is not None:
+                    entries.append(entry)
+            entries.reverse()
+        initial_messages = sorted(sets["messages"], key=int)
+        if not self.journal:
+            initial_messages = sorted(messages, key=int)[:1]
+            for msg_id in sorted(messages, key=int)[1:]:
+                message = messages[msg_id]
+                if not (message.get("date") or message.get("creation")):
+                    continue  # a message this account may not view
+                entries.append(
+                    SourceEntry(
+                        author=users.get(_id(message.get("author")), ""),
+                        at=roundup_date(str(message.get("date") or message["creation"])),
+                        comment=str(message.get("content") or ""),
+                    )
+                )
+        description = "\n\n".join(str(messages[m].get("content") or "") for m in initial_messages)
+        last = max([created, *(e.at for e in entries)])
+        status = self.names("status").get(final[0]["status"], "")
+        return SourceIssue(
+            key=f"{self.tracker}#{issue_id}",
+            url=f"{self.base}issue{issue_id}",
+            title=final[0]["title"] or f"issue {issue_id}",
+            description=description,
+            reporter=reporter,
+            created_at=created,
+            modified_at=last,
+            status=status.lower(),
+            priority=self.names("priority").get(final[0]["priority"], "").lower(),
+            assignee=users.get(final[0]["assignedto"], ""),
+            cc=tuple(sorted(users[u] for u in final[1]["nosy"] if u in users)),
+            labels=tuple(
+                self.names("keyword").get(k, k) for k in sorted(final[1]["keyword"], key=int)
+            ),
+            entries=tuple(entries),
+        )
+
+    def _undo(
+        self,
+        record: dict[str, Any],
+        current: dict[str, Any],
+        sets: dict[str, set[str]],
+        messages: dict[str, dict[str, Any]],
+        users: dict[str, str],
+    ) -> SourceEntry | None:
+        """One ``set`` journal record as an entry; rolls ``current`` back past it."""
+        params: dict[str, Any] = record.get("params") or {}
+        changes: list[SourceChange] = []
+        comment: list[str] = []
+        for field, before in sorted(params.items()):
+            if field in _MULTILINKS:
+                added = {i for op, ids in before if op == "+" for i in map(str, ids)}
+                removed = {i for op, ids in before if op == "-" for i in map(str, ids)}
+                sets[field] = (sets[field] - added) | removed
+                if field == "messages":
+                    comment += [
+                        str(messages[m].get("content") or "")
+                        for m in sorted(added, key=int)
+                        if m in messages
+                    ]
+                elif field == "nosy":
+                    changes.append(
+                        SourceChange(
+                            "cc",
+                            added=tuple(sorted(users.get(u, u) for u in added)),
+                            removed=tuple(sorted(users.get(u, u) for u in removed)),
+                        )
+                    )
+                else:
+                    names = self.names("keyword")
+                    changes.append(
+                        SourceChange(
+                            "labels",
+                            added=tuple(sorted(names.get(k, k) for k in added)),
+                            removed=tuple(sorted(names.get(k, k) for k in removed)),
+                        )
+                    )
+            elif field in _LINKS or field == "title":
+                old = "" if before is None else str(before)
+                new = current[field]
+                current[field] = old
+                target = {"assignedto": "assignee"}.get(field, field)
+                value_old, value_new = self._value(field, old), self._value(field, new)
+                if field in {"status", "priority"}:
+                    value_old, value_new = value_old.lower(), value_new.lower()
+                if value_old != value_new:
+                    changes.append(SourceChange(target, old=value_old, new=value_new))
+        text = "\n\n".join(comment)
+        if not changes and not text.strip():
+            return None
+        return SourceEntry(
+            author=users.get(str(record["user"]), ""),
+            at=roundup_date(record["date"]),
+            comment=text,
+            changes=tuple(changes),
+        )
