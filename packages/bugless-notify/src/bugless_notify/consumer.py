@@ -34,6 +34,7 @@ import asyncpg
 
 from bugless_core.clients import call, resolve_query
 from bugless_core.errors import BuglessError, FailedPrecondition, NotFound
+from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.migrations import quote_schema
 from bugless_core.search import QuerySyntaxError, parse_query
@@ -358,7 +359,7 @@ class FeedConsumer:
     async def _people(self, issue: v1.Issue, entry: v1.HistoryEntry) -> dict[str, Person]:
         refs = {issue.reporter, issue.assignee, issue.verifier, entry.author, *issue.cc}
         for change in entry.changes:
-            if change.field in {"assignee", "verifier", "reporter", "cc"}:
+            if holds_people(change):
                 refs |= {change.old_value, change.new_value, *change.added, *change.removed}
         users = await self._users([r for r in refs if r])
         return {i: Person(u.display_name, u.username) for i, u in users.items()}
