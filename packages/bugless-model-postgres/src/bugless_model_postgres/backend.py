@@ -464,7 +464,9 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
                     await conn.execute(stale_read)
                 rows = await conn.fetch(compiled.page_sql, *compiled.page_params, size + 1)
                 total = await conn.fetchval(compiled.count_sql, *compiled.count_params, cap + 1)
-                found = await fetch_issues(conn, caller, [r["id"] for r in rows[:size]])
+                found = await fetch_issues(
+                    conn, caller, [r["id"] for r in rows[:size]], summary=request.summary
+                )
             return rows, total, found
 
         rows, total, found = await retrying(self._retry_policy, attempt)

@@ -391,7 +391,8 @@ class FeedConsumer:
                 public_url=self.options.public_url,
                 people=people,
                 components={i: p for i, p in paths.items() if i in visible},
-            )
+            ),
+            webhook_forms=False,
         )
         return NewDelivery(
             delivery_id=f"change-{issue.id}-{entry.version}/email/{candidate.user_id}",
