@@ -270,3 +270,21 @@ def test_custom_fields_read_by_name_and_user_fields_as_people() -> None:
     assert "  Reviewer: none → Bob Jones" in message.text
     assert "  Found In: 4.1 → 4.2" in message.text
     assert "u_bob" not in message.text
+
+
+def test_an_email_rendering_leaves_out_only_the_webhook_forms() -> None:
+    notified = ChangeNotice(
+        issue=sample_issue(), entry=sample_entry(), reason=Reason.CC, public_url=PUBLIC_URL
+    )
+    full = render_notification(notified)
+    mail = render_notification(notified, webhook_forms=False)
+    assert (mail.subject, mail.text, mail.html, mail.thread_id, mail.reason) == (
+        full.subject,
+        full.text,
+        full.html,
+        full.thread_id,
+        full.reason,
+    )
+    assert full.chat_text
+    assert full.data
+    assert (mail.chat_text, dict(mail.data)) == ("", {})
