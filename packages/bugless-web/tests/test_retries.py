@@ -78,6 +78,7 @@ WRITES = {
         # Hands the certificate out once: a retried poll would lose it.
         "PollDeviceLogin",
     },
+    "Notifier": {"RetryDeadLetters", "DiscardDeadLetters"},
 }
 
 

@@ -221,7 +221,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
         """Search by query string and/or structured query, as the caller."""
         query = await structured_query(self.gateway, message.query, message.structured)
         request = v1.SearchIssuesRequest(
-            query=query, page=message.page, allow_stale=message.allow_stale
+            query=query,
+            page=message.page,
+            allow_stale=message.allow_stale,
+            summary=message.summary,
         )
         caller_of(request)
         reply = await self.gateway.model_call(self.gateway.model.search_issues, request)

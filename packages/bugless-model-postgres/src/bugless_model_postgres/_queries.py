@@ -32,6 +32,14 @@ SELECT {columns},
 #: Issues by id ($1 an array) with their component's ACL and the hotlists the
 #: caller may see ($2 admin, $3 user id).
 FETCH_ISSUES = _FETCH_ISSUES.format(columns=ISSUE_COLUMNS, where="i.id = ANY ($1::bigint[])")
+#: :data:`FETCH_ISSUES` without what a result list does not show (the
+#: description and the cc list, read as empty): SearchIssues' ``summary``.
+FETCH_ISSUE_SUMMARIES = _FETCH_ISSUES.format(
+    columns=ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").replace(
+        "i.description,", "'' AS description,"
+    ),
+    where="i.id = ANY ($1::bigint[])",
+)
 #: :data:`FETCH_ISSUES` for one id ($1 a bigint). Kept apart because
 #: PostgreSQL re-plans ``= ANY ($1)`` on every call when given one element (its
 #: custom plan always looks cheaper than the generic one, estimated for

@@ -77,6 +77,7 @@ from bugless_model_postgres._database import (
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._follow import FollowCalls
+from bugless_model_postgres._notify_views import NotificationViewCalls
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -96,7 +97,7 @@ def _caller_key(caller: v1.Caller) -> list[Any]:
     return [caller.user_id, sorted(caller.groups), caller.admin]
 
 
-class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
+class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, ModelBackend):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
@@ -184,7 +185,10 @@ class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
             )
             raise FailedPrecondition(msg)
         pool = await open_pool(settings, quote_schema(settings.schema))
-        return cls(settings, pool)
+        backend = cls(settings, pool)
+        if Capability.CHANGE_FEED in backend.capabilities:
+            backend._feed.start_pruning()
+        return backend
 
     async def close(self) -> None:
         """Stop watchers and close the pool."""
@@ -460,7 +464,9 @@ class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
                     await conn.execute(stale_read)
                 rows = await conn.fetch(compiled.page_sql, *compiled.page_params, size + 1)
                 total = await conn.fetchval(compiled.count_sql, *compiled.count_params, cap + 1)
-                found = await fetch_issues(conn, caller, [r["id"] for r in rows[:size]])
+                found = await fetch_issues(
+                    conn, caller, [r["id"] for r in rows[:size]], summary=request.summary
+                )
             return rows, total, found
 
         rows, total, found = await retrying(self._retry_policy, attempt)

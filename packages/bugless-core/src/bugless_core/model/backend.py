@@ -333,6 +333,16 @@ class ModelBackend(ABC):
         """Starrers, component subscribers and muters of an issue (admin callers only)."""
 
     @abstractmethod
+    async def get_notification_views(
+        self, request: v1.GetNotificationViewsRequest
+    ) -> v1.NotificationViews:
+        """An issue, entries, audience, and which ``viewers`` may see it (the notifier).
+
+        Admin callers only. ``request.viewers`` are verified identities by the time a backend sees
+        them (the servicer replaces them with the assertions' callers).
+        """
+
+    @abstractmethod
     async def list_saved_search_subscriptions(
         self, request: v1.ListSavedSearchSubscriptionsRequest
     ) -> v1.ListSavedSearchSubscriptionsResponse:

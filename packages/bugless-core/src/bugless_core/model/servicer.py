@@ -17,7 +17,7 @@ from grpclib.exceptions import GRPCError
 
 from bugless_core import attachments, limits
 from bugless_core.assertions import AssertionVerifier
-from bugless_core.errors import BuglessError, InvalidArgument
+from bugless_core.errors import BuglessError, InvalidArgument, Unauthenticated
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
 from bugless_core.list_columns import check_columns
 from bugless_core.model import _feed_checks as feed_checks
@@ -96,6 +96,7 @@ class ModelServicer(v1.ModelBase):
         "UpdateNotificationSettings": _FRONTENDS,
         "SetIssueMute": _FRONTENDS,
         "GetIssueAudience": {"notify"},
+        "GetNotificationViews": {"notify"},
         "ListSavedSearchSubscriptions": {"notify"},
         # The import job (``bugless import``), as --import-identities names it.
         # It also finds or creates the components and hotlists its mapping
@@ -321,6 +322,30 @@ class ModelServicer(v1.ModelBase):
         check.require_caller(message.caller)
         check.check_id(message.issue_id, "issue_id")
         return await self.backend.get_issue_audience(message)
+
+    @grpc_errors
+    async def get_notification_views(
+        self, message: v1.GetNotificationViewsRequest
+    ) -> v1.NotificationViews:
+        """An issue, entries and audience, and which recipients may see it (the notifier).
+
+        With a verifier, the recipients are the identities of the verified
+        ``viewer_assertions`` (groups and permissions as the Authenticator
+        signed them); the ``viewers`` a request names are never believed.
+        """
+        feed_checks.check_get_notification_views(message)
+        if self.assertions is not None:
+            viewers = []
+            for n, assertion in enumerate(message.viewer_assertions):
+                try:
+                    viewers.append((await self.assertions.claims(assertion)).caller())
+                except Unauthenticated as exc:
+                    msg = f"viewer_assertions[{n}]: {exc.message}"
+                    raise Unauthenticated(
+                        msg, metadata={"field": f"viewer_assertions[{n}]"}
+                    ) from exc
+            message.viewers = viewers
+        return await self.backend.get_notification_views(message)
 
     @grpc_errors
     async def list_saved_search_subscriptions(
