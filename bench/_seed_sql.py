@@ -99,6 +99,21 @@ SELECT s.id, s.title, s.status, s.priority, s.severity, s.type, s.component_id, 
  ORDER BY s.id
 """
 
+#: The search rows of every seeded custom value (the backfill of Model
+#: migration 0010; the backend writes them with each issue).
+FILL_CUSTOM_VALUES = """
+INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
+SELECT i.id, e.key::bigint, x.value,
+       CASE WHEN jsonb_typeof(e.value) = 'number' THEN x.value::bigint END,
+       i.component_id, i.status
+  FROM issues i
+       CROSS JOIN LATERAL jsonb_each(i.custom_fields) AS e
+       CROSS JOIN LATERAL jsonb_array_elements_text(
+           CASE WHEN jsonb_typeof(e.value) = 'array' THEN e.value
+                ELSE jsonb_build_array(e.value) END) AS x(value)
+ WHERE i.custom_fields <> '{}'::jsonb
+"""
+
 _CHANGE = (
     "jsonb_build_object('field', {field}, 'old', {old}, 'new', {new}, "
     "'added', {added}, 'removed', '[]'::jsonb)"

@@ -1,6 +1,7 @@
 """API frontend throughput and latency through the whole chain, next to the transport floor.
 
     python -m bench.api [--issues 20000] [--seconds 8] [--repeat 2] [--profile-seconds 15]
+    python -m bench.api --assertion-cost [--issues 5000] [--seconds 6] [--repeat 3] [--clients 16]
 
 Starts a throwaway PostgreSQL, seeds it (:mod:`bench.seed`), puts the seeded
 people into the Authenticator's store under their seeded ids, and runs the
@@ -26,6 +27,15 @@ service spent per request (from /proc), which stay meaningful on a shared
 machine when the wall-clock figures do not. Then py-spy profiles the API
 frontend (and the Model) under 16 clients of ``get`` and of ``search``.
 Every process is stopped at the end.
+
+``--assertion-cost`` measures only what verifying the identity assertion
+costs a ``GetIssue`` (issue 14's target: at most 5 % of its CPU). Two chains
+run side by side on one database and one Authenticator: the API and the Model
+as deployed (a repeated assertion comes from the Model's verification cache)
+and an API in front of a Model started with ``--assertion-cache-entries 0``,
+which checks the Ed25519 signature of every call. Rounds alternate between
+the two, so the machine's load falls on both alike; the Model's CPU ms per
+request of each, and their difference, are printed.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from bench import _dataset as data
 from bench._load import Call, Close, LoadResult, default_processes, run_load
 from bench._services import (
     ECHO_METHOD,
+    UNLIMITED_RATE,
     BenchStack,
     CpuMeter,
     add_directory_users,
@@ -379,6 +390,65 @@ def run(
         bench.stop()
 
 
+def run_assertion_cost(issues: int, seconds: float, repeat: int, clients: int) -> None:
+    """GetIssue through the API, the Model's verification cache on and off; see the module."""
+    bench = BenchStack.start()
+    try:
+        print(f"seeding {issues:,} issues ...", flush=True)
+        prepared = asyncio.run(_prepare(bench, issues))
+        address, bot = bench.start_api(processes=1)
+        stack = bench.stack
+        verify_all = stack.start_model("--assertion-cache-entries", "0", name="model-verify-all")
+        limits = ["--rate", UNLIMITED_RATE, "--burst", UNLIMITED_RATE]
+        api_verify_all = stack.start_api(
+            *limits, "--model", f"127.0.0.1:{verify_all.port}", name="api-verify-all"
+        )
+        bench.frontends.append(api_verify_all)
+        common = {
+            "cert": str(bot.cert),
+            "key": str(bot.key),
+            "ca": str(stack.pki.ca_file),
+            **prepared,
+        }
+        chains = {
+            "cached": ({**common, "address": f"{address.host}:{address.port}"}, "model", "api"),
+            "verify-all": (
+                {**common, "address": f"127.0.0.1:{api_verify_all.port}"},
+                "model-verify-all",
+                "api-verify-all",
+            ),
+        }
+        model_ms: dict[str, list[float]] = {name: [] for name in chains}
+        print(
+            f"\n{'chain':<11} {'round':>5} {'req/s':>7} {'err':>4} {'load':>5}  "
+            "CPU ms/request: api · model · auth · postgres",
+            flush=True,
+        )
+        for round_number in range(repeat):
+            for name, (params, model, api) in chains.items():
+                result, cpu = _measure(bench, "bench.api:api_get", params, clients, seconds=seconds)
+                done = max(1, len(result.latencies))
+                per = {k: v * 1000 / done for k, v in cpu.items()}
+                model_ms[name].append(per[model])
+                print(
+                    f"{name:<11} {round_number + 1:>5} {result.rate:>7.0f} {result.errors:>4} "
+                    f"{result.extra['load']:>5}  {per[api]:.3f} · {per[model]:.3f} · "
+                    f"{per['auth']:.3f} · {per['postgres']:.3f}",
+                    flush=True,
+                )
+        cached = sum(model_ms["cached"]) / repeat
+        every = sum(model_ms["verify-all"]) / repeat
+        print(
+            f"\nModel CPU ms per GetIssue, mean of {repeat} rounds: cached {cached:.3f}, "
+            f"verifying every call {every:.3f}: the signature check costs "
+            f"{every - cached:+.3f} ms ({(every - cached) / every:.0%} of a GetIssue that "
+            "verifies it); a cached assertion costs what bench.assertions measures (~1 µs)",
+            flush=True,
+        )
+    finally:
+        bench.stop()
+
+
 async def _whoami(params: dict[str, Any]) -> str:
     async with _api_client({**params, "client": 0}) as client:
         identity = await client.whoami()
@@ -471,8 +541,16 @@ def main() -> None:
         default="get,search,create",
         help="calls to measure, comma-separated (the echo floor is always measured)",
     )
+    parser.add_argument(
+        "--assertion-cost",
+        action="store_true",
+        help="only GetIssue via the API, assertion cache on vs off (uses the first --clients)",
+    )
     args = parser.parse_args()
     concurrency = tuple(int(c) for c in args.clients.split(","))
+    if args.assertion_cost:
+        run_assertion_cost(args.issues, args.seconds, args.repeat, concurrency[0])
+        return
     run(
         args.issues,
         args.seconds,

@@ -1,6 +1,6 @@
 """Change-to-inbox latency of the whole notification path, and its sustained rate.
 
-    python -m bench.notify_latency [--rate 50] [--seconds 20] [--burst 2000]
+    python -m bench.notify_latency [--rate 50] [--seconds 20] [--burst 2000] [--before REF]
 
 Real processes through the stack library: PostgreSQL, the Model, the
 Authenticator and one ``bugless notify serve``, mutual TLS between them; the
@@ -12,10 +12,18 @@ mail (``change-<issue>-<version>/email/<user>``).
 * **latency**: ``--rate`` changes per second for ``--seconds``; for each, the
   time from ChangeIssue returning (committed) to its mail being accepted by
   the SMTP server; p50, p95, max.
-* **throughput**: ``--burst`` changes made as fast as one client can, then
-  the time until the last mail arrived: mails/s one notifier sustains end to
-  end (feed read, recipients checked as the recipient through the Model,
-  rendered, queued, delivered).
+* **throughput**: the notifier is stopped, ``--burst`` changes are made,
+  the notifier is started again on its cursor, and the mails/s between the
+  first and the last arrival is what one notifier sustains end to end (feed
+  read, recipients checked as themselves through the Model, rendered,
+  queued, delivered to SMTP), with the CPU milliseconds per mail of each
+  process (notifier, Model, Authenticator, PostgreSQL; from ``/proc``).
+
+``--before REF`` measures the notifier of git revision ``REF`` first, in the
+same run on the same services (its ``bugless_notify`` is taken from ``git
+archive REF`` and put first on the notifier's ``PYTHONPATH``), then this
+checkout's: the ratios hold on a shared machine when the absolute figures
+do not.
 
 Target (issue 16): p95 <= 2 s at 50 changes/s; >= 300 mails/s.
 """
@@ -26,14 +34,17 @@ import argparse
 import asyncio
 import secrets
 import statistics
+import subprocess
+import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from bench._services import BenchStack, load_average
+from bench._services import BenchStack, CpuMeter, load_average
+from bugless_dev.stack import RunningService
 from bugless_proto import v1
 from bugless_testing.smtp import SmtpSink
-
-ADMIN = v1.Caller(user_id="bench-admin", admin=True)
 
 
 def stamp_forever(sink: SmtpSink, arrived: dict[str, float], stop: threading.Event) -> None:
@@ -65,6 +76,118 @@ async def _all_arrived(
     await asyncio.to_thread(wait)
 
 
+@dataclass
+class _Rig:
+    """What every variant measures with: the services, the sink, the issues."""
+
+    bench: BenchStack
+    sink: SmtpSink
+    arrived: dict[str, float]
+    model: v1.ModelStub
+    author: v1.Caller
+    recipient: str
+    issues: list[int]
+    versions: dict[int, int]
+    locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+
+    async def change(self, issue_id: int, n: int, committed: dict[str, float]) -> None:
+        async with self.locks[issue_id]:
+            response = await self.model.change_issue(
+                v1.ChangeIssueRequest(
+                    caller=self.author,
+                    issue_id=issue_id,
+                    expected_version=self.versions[issue_id],
+                    comment=f"change {n}",
+                )
+            )
+            assert response.issue is not None
+            self.versions[issue_id] = response.issue.version
+            key = f"change-{issue_id}-{response.issue.version}/email/{self.recipient}"
+            committed[key] = time.monotonic()
+
+
+def _notify_flags(rig: _Rig, schema: str) -> list[str]:
+    return [
+        "--schema", schema, "--smtp-host", "127.0.0.1", "--smtp-port", str(rig.sink.port),
+        "--smtp-security", "none", "--concurrency", "64",
+    ]  # fmt: skip
+
+
+def _start_notifier(rig: _Rig, schema: str, env: dict[str, str]) -> RunningService:
+    stack = rig.bench.stack
+    args = ["notify", "serve", "--port", "0", *stack.backend_flags(), *_notify_flags(rig, schema)]
+    return stack.start("notify", args, name=f"notify-{schema}", env=env)
+
+
+async def _variant(rig: _Rig, label: str, env: dict[str, str], args: argparse.Namespace) -> None:
+    """Latency at the rate, then the burst through a restarted notifier."""
+    stack = rig.bench.stack
+    schema = f"notify_{secrets.token_hex(3)}"
+    notifier = _start_notifier(rig, schema, env)
+    committed: dict[str, float] = {}
+    total = args.rate * args.seconds
+    start = time.monotonic()
+    tasks = []
+    for n in range(total):
+        await asyncio.sleep(max(0.0, start + n / args.rate - time.monotonic()))
+        issue_id = rig.issues[n % len(rig.issues)]
+        tasks.append(asyncio.ensure_future(rig.change(issue_id, n, committed)))
+    await asyncio.gather(*tasks)
+    achieved = total / (time.monotonic() - start)
+    load = load_average()
+    await _all_arrived(committed, rig.arrived, 300)
+    latencies = sorted(rig.arrived[k] - t for k, t in committed.items() if k in rig.arrived)
+    lost = len(committed) - len(latencies)
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        f"{label:7} latency  rate {achieved:.0f}/s  changes {total}  p50 {q[49]:.2f} s  "
+        f"p95 {q[94]:.2f} s  max {latencies[-1]:.2f} s  missing {lost}  load {load}",
+        flush=True,
+    )
+    # Throughput: the burst waits in the feed while the notifier is down.
+    stack.stop_service(notifier)
+    burst: dict[str, float] = {}
+    await asyncio.gather(
+        *(rig.change(rig.issues[n % len(rig.issues)], n, burst) for n in range(args.burst))
+    )
+    notifier = _start_notifier(rig, schema, env)
+    pids = await asyncio.to_thread(rig.bench.service_pids)
+    pids = {k: v for k, v in pids.items() if not k.startswith("notify")}
+    meter = CpuMeter({**pids, "notify": notifier.process.pid})
+    meter.start()
+    await _all_arrived(burst, rig.arrived, 900)
+    seconds = meter.stop()
+    load = load_average()
+    times = sorted(rig.arrived[k] for k in burst if k in rig.arrived)
+    delivered = len(times)
+    rate = delivered / max(times[-1] - times[0], 1e-9) if delivered > 1 else 0.0
+    cpu = " · ".join(
+        f"{name} {seconds[name] * 1000 / max(delivered, 1):.2f}"
+        for name in ("notify", "model", "auth", "postgres")
+        if name in seconds
+    )
+    print(
+        f"{label:7} burst    changes {args.burst}  delivered {delivered}  "
+        f"{rate:.0f} mails/s (first to last arrival)  CPU ms/mail: {cpu}  load {load}",
+        flush=True,
+    )
+    stack.stop_service(notifier)
+
+
+def _before_tree(ref: str, directory: Path) -> str:
+    """``bugless_notify`` of git revision ``ref``, unpacked under ``directory``."""
+    root = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "-C", root, "archive", ref, "packages/bugless-notify/src"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(directory)], input=archive, check=True)
+    return str(directory / "packages" / "bugless-notify" / "src")
+
+
 async def _run(args: argparse.Namespace) -> None:
     bench = BenchStack.start()
     sink = SmtpSink().start()
@@ -72,20 +195,19 @@ async def _run(args: argparse.Namespace) -> None:
     stop = threading.Event()
     stamper = threading.Thread(target=stamp_forever, args=(sink, arrived, stop), daemon=True)
     stamper.start()
+    channel = None
     try:
         stack = bench.stack
         tag = secrets.token_hex(3)
-        alice = stack.add_user(f"alice{tag}", "pw-" + tag * 3, email=f"alice{tag}@bench.test")
+        alice = stack.add_user(
+            f"alice{tag}", "pw-" + tag * 3, email=f"alice{tag}@bench.test", admin=True
+        )
         bob = stack.add_user(f"bob{tag}", "pw-" + tag * 3, email=f"bob{tag}@bench.test")
-        notifier = stack.start_notify(
-            "--smtp-host", "127.0.0.1", "--smtp-port", str(sink.port),
-            "--smtp-security", "none", "--concurrency", "64",
-        )  # fmt: skip
         channel = stack.client_address("model", identity="web").channel()
-        model = v1.ModelStub(channel)
+        model = stack.acting_model(v1.ModelStub(channel))
         author = v1.Caller(user_id=alice["user_id"])
         component = await model.create_component(
-            v1.CreateComponentRequest(caller=ADMIN, name=f"bench-{tag}")
+            v1.CreateComponentRequest(caller=v1.Caller(user_id=alice["user_id"]), name=f"b-{tag}")
         )
         issues = [
             await model.create_issue(
@@ -98,61 +220,21 @@ async def _run(args: argparse.Namespace) -> None:
             )
             for n in range(50)
         ]
-        versions = {i.id: i.version for i in issues}
-        committed: dict[str, float] = {}
-        locks = {i.id: asyncio.Lock() for i in issues}
-
-        async def change(issue_id: int, n: int) -> None:
-            async with locks[issue_id]:
-                response = await model.change_issue(
-                    v1.ChangeIssueRequest(
-                        caller=author,
-                        issue_id=issue_id,
-                        expected_version=versions[issue_id],
-                        comment=f"change {n}",
-                    )
-                )
-                assert response.issue is not None
-                versions[issue_id] = response.issue.version
-                key = f"change-{issue_id}-{response.issue.version}/email/{bob['user_id']}"
-                committed[key] = time.monotonic()
-
-        # Latency at a steady rate.
-        total = args.rate * args.seconds
-        start = time.monotonic()
-        tasks = []
-        for n in range(total):
-            await asyncio.sleep(max(0.0, start + n / args.rate - time.monotonic()))
-            tasks.append(asyncio.ensure_future(change(issues[n % len(issues)].id, n)))
-        await asyncio.gather(*tasks)
-        achieved = total / (time.monotonic() - start)
-        steady = dict(committed)
-        await _all_arrived(steady, arrived, 120)
-        latencies = sorted(arrived[k] - t for k, t in steady.items() if k in arrived)
-        lost = len(steady) - len(latencies)
-        q = statistics.quantiles(latencies, n=100)
-        print(
-            f"latency  rate {achieved:.0f}/s  changes {total}  p50 {q[49]:.2f} s  "
-            f"p95 {q[94]:.2f} s  max {latencies[-1]:.2f} s  missing {lost}  "
-            f"load {load_average()}"
-        )
-
-        # Throughput: a burst, then until the last mail arrived.
-        committed.clear()
-        start = time.monotonic()
-        await asyncio.gather(*(change(issues[n % len(issues)].id, n) for n in range(args.burst)))
-        made = time.monotonic() - start
-        burst = dict(committed)
-        await _all_arrived(burst, arrived, 300)
-        done = max(arrived[k] for k in burst if k in arrived)
-        delivered = sum(1 for k in burst if k in arrived)
-        print(
-            f"burst    changes {args.burst} made in {made:.1f} s  delivered {delivered}  "
-            f"end-to-end {delivered / (done - start):.0f} mails/s  load {load_average()}"
-        )
-        channel.close()
-        stack.stop_service(notifier)
+        rig = _Rig(
+            bench, sink, arrived, model, author, bob["user_id"],
+            [i.id for i in issues], {i.id: i.version for i in issues},
+            {i.id: asyncio.Lock() for i in issues},
+        )  # fmt: skip
+        variants: list[tuple[str, dict[str, str]]] = []
+        with tempfile.TemporaryDirectory(prefix="bench-notify-before-") as before:
+            if args.before:
+                variants.append(("before", {"PYTHONPATH": _before_tree(args.before, Path(before))}))
+            variants.append(("after", {}))
+            for label, env in variants:
+                await _variant(rig, label, env, args)
     finally:
+        if channel is not None:
+            channel.close()
         stop.set()
         sink.stop()
         bench.stop()
@@ -164,6 +246,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=50, help="changes per second")
     parser.add_argument("--seconds", type=int, default=20, help="how long at that rate")
     parser.add_argument("--burst", type=int, default=2000, help="changes in the burst")
+    parser.add_argument(
+        "--before", default="", help="git revision whose notifier to measure first (e.g. main)"
+    )
     asyncio.run(_run(parser.parse_args()))
 
 

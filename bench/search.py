@@ -11,19 +11,22 @@ translated with ``to_structured`` as a frontend would):
   page 2 is fetched once and reused);
 * ``custom``: ``"Found In":4.2 is:open c:<Infra>+`` -- one custom-field term
   by name (custom values on 20% of issues, this one on ~2%; the name means
-  the field of every top-level component, so the Model ORs seven
-  containments), the open statuses and the 10% subtree.
+  the field of every top-level component, so the Model looks up seven field
+  ids in the value rows of Model migration 0010), the open statuses and the
+  10% subtree; the floor names the one field that applies there.
 
 Each runs 50 issues a page, as ``user0042`` (group ``eng``, so three
 restricted subtrees are invisible), in three ways, with 1 and 8 concurrent
 clients:
 
 * ``grpc``: the Model service started in-process by ``start_model`` on a
-  loopback port, called through grpclib ``v1.ModelStub`` (one channel per
-  client; clients share the server's process and event loop);
+  loopback port, called through ``v1.ModelStub`` on the frontends' channel
+  (``CorkedChannel``: the corked transport and the upb codec; one channel per
+  client; clients share the server's process and event loop), asking for
+  summary pages as the web tier does;
 * ``backend``: ``PostgresBackend.search_issues`` called directly (no gRPC);
 * ``sql``: the floor -- hand-written SQL through asyncpg: the page with
-  every column the response carries, then the capped count.
+  every column the (summary) response carries, then the capped count.
 
 Every mode must return the same ids and total, or the run stops.
 
@@ -36,6 +39,7 @@ import argparse
 import asyncio
 import functools
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,14 +48,13 @@ from typing import Any
 
 import asyncpg
 import asyncpg.pool
-from grpclib.client import Channel
 
 import bugless_model_postgres.plugin
 from bench import _dataset as data
 from bench import _seed_sql as seed_sql
 from bench.seed import connect, model_settings
 from bugless_core import limits
-from bugless_core.grpc import GrpcServerSettings
+from bugless_core.grpc import CorkedChannel, GrpcServerSettings
 from bugless_core.issue_fields import OPEN_STATUSES
 from bugless_core.model.runner import close_model, start_model
 from bugless_core.plugins import load_plugins
@@ -72,10 +75,12 @@ TARGET_QUERIES = ("compound", "custom")
 TARGET_P95_MS = 50.0
 TARGET_RATIO = 1.5
 
+#: What a summary page carries (description and cc left out, as the Model's
+#: summary projection does).
 _COLUMNS = """
     i.id, i.title, i.status, i.priority, i.severity, i.type, i.component_id,
-    i.reporter, i.assignee, i.verifier, i.cc, i.blocking_ids, i.blocked_by_ids,
-    i.parent_id, i.duplicate_of_id, i.description, i.created_at, i.modified_at,
+    i.reporter, i.assignee, i.verifier, i.blocking_ids, i.blocked_by_ids,
+    i.parent_id, i.duplicate_of_id, i.created_at, i.modified_at,
     i.closed_at, i.version, i.comment_count,
     ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
            WHERE hi.issue_id = i.id AND (NOT h.private OR h.owner = $1 OR $1 = ANY (h.editors))
@@ -266,10 +271,14 @@ async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dic
                 custom_text,
                 1,
                 _floor(
-                    "i.custom_fields @> {p[0]}::jsonb AND i.status = ANY ({p[1]}::smallint[]) "
-                    "AND c.path_ids @> ARRAY[{p[2]}::bigint]",
+                    "i.id = ANY (ARRAY(SELECT v.issue_id FROM issue_custom_values v "
+                    "WHERE v.field_id = {p[0]}::bigint AND v.value = {p[1]}::text "
+                    "AND v.status = ANY ({p[2]}::smallint[]) AND v.component_id = ANY (ARRAY("
+                    "SELECT sc.id FROM components sc WHERE sc.path_ids @> ARRAY[{p[3]}::bigint]"
+                    ")))) AND i.status = ANY ({p[2]}::smallint[]) "
+                    "AND c.path_ids @> ARRAY[{p[3]}::bigint]",
                     "i.id DESC",
-                    [json.dumps({str(custom_field): data.BENCH_CUSTOM_VALUE}), OPEN, subtree],
+                    [custom_field, data.BENCH_CUSTOM_VALUE, OPEN, subtree],
                 ),
                 _structured(custom_text),
             )
@@ -304,6 +313,8 @@ def _request(q: BenchQuery) -> v1.SearchIssuesRequest:
         caller=CALLER,
         query=q.structured,
         page=v1.PageRequest(page_size=PAGE_SIZE, page_token=q.token),
+        # Result lists (the web tier, the API's listing clients) ask for summaries.
+        summary=True,
     )
 
 
@@ -351,6 +362,7 @@ async def run_search(
     *,
     show_plans: bool = False,
     only: tuple[str, ...] = (),
+    client_counts: tuple[int, ...] = (1, 8),
 ) -> list[tuple[str, str, int, Stats]]:
     """Benchmark every query (or those named in ``only``) in every mode; print the figures."""
     settings = model_settings(database_url, schema, pool=10)
@@ -384,7 +396,10 @@ async def run_search(
         server_settings={"search_path": f'"{schema}", public'},
     )
     direct = await PostgresBackend.open(settings)
-    channels = [Channel("127.0.0.1", runner.port) for _ in range(8)]
+    meter = await connect(settings)
+    # As the frontends reach the Model: the corked transport and the upb codec
+    # (grpclib's own Channel would decode with betterproto2's pure Python).
+    channels = [CorkedChannel("127.0.0.1", runner.port) for _ in range(8)]
     results: list[tuple[str, str, int, Stats]] = []
     try:
         for q in queries:
@@ -395,11 +410,12 @@ async def run_search(
                     print(await explain(plan_conn, q), flush=True)
         print(
             f"\n{'query':<12} {'mode':<8} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'p99 ms':>8} {'req/s':>8}"
+            f"{'p99 ms':>8} {'req/s':>8}  CPU ms/req: bench process (client + Model) · "
+            "postgres; load"
         )
         for q in queries:
             request = _request(q)
-            for clients in (1, 8):
+            for clients in client_counts:
                 per_client = max(requests // clients, 20)
                 modes: dict[str, list[Callable[[], Awaitable[Any]]]] = {
                     "grpc": [_grpc_call(v1.ModelStub(ch), request) for ch in channels[:clients]],
@@ -407,11 +423,18 @@ async def run_search(
                     "sql": [functools.partial(_floor_call, pool, q)] * clients,
                 }
                 for mode, calls in modes.items():
+                    own, server = time.process_time(), await _postgres_cpu(meter)
                     stats = await measure(calls, per_client)
+                    own = time.process_time() - own
+                    after = await _postgres_cpu(meter)
+                    served = sum(cpu - server.get(pid, 0.0) for pid, cpu in after.items())
+                    done = per_client * clients + 10 * clients
                     results.append((q.name, mode, clients, stats))
                     print(
                         f"{q.name:<12} {mode:<8} {clients:>7} {stats.p50:>8.2f} "
-                        f"{stats.p95:>8.2f} {stats.p99:>8.2f} {stats.rps:>8.1f}",
+                        f"{stats.p95:>8.2f} {stats.p99:>8.2f} {stats.rps:>8.1f}  "
+                        f"{own * 1000 / done:.2f} · {served * 1000 / done:.2f}; "
+                        f"{os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
         _print_ratios(results)
@@ -419,10 +442,33 @@ async def run_search(
         for ch in channels:
             ch.close()
         await direct.close()
+        await meter.close()
         await pool.close()
         await runner.close()
         await close_model(backend)
     return results
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+async def _postgres_cpu(conn: asyncpg.Connection) -> dict[int, float]:
+    """CPU seconds of each server process serving this database (but ``conn``'s own)."""
+    pids = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    )
+    return {r["pid"]: _proc_cpu(r["pid"]) for r in pids}
 
 
 def _print_ratios(results: list[tuple[str, str, int, Stats]]) -> None:
@@ -456,6 +502,9 @@ def main() -> None:
     parser.add_argument(
         "--only", action="append", default=[], help="measure only this query (repeatable)"
     )
+    parser.add_argument(
+        "--clients", default="1,8", help="concurrent clients per run, comma-separated"
+    )
     args = parser.parse_args()
     asyncio.run(
         run_search(
@@ -464,6 +513,7 @@ def main() -> None:
             args.requests,
             show_plans=args.explain,
             only=tuple(args.only),
+            client_counts=tuple(int(n) for n in args.clients.split(",")),
         )
     )
 

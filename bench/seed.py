@@ -265,6 +265,7 @@ async def seed(settings: ModelSettings, options: SeedOptions) -> SeedReport:
         connections=1,
     )
     await _timed(report, "generate+load", _load_issues(settings, generator, options))
+    await _timed(report, "custom value rows", _parallel(settings, [sql.FILL_CUSTOM_VALUES], 1))
     await _timed(report, "indexes", _parallel(settings, [r["indexdef"] for r in ordered]))
     await _timed(
         report,
@@ -275,6 +276,7 @@ async def seed(settings: ModelSettings, options: SeedOptions) -> SeedReport:
                 "VACUUM (ANALYZE) issues",
                 "VACUUM (ANALYZE) issue_history",
                 "VACUUM (ANALYZE) components",
+                "VACUUM (ANALYZE) issue_custom_values",
             ],
         ),
     )

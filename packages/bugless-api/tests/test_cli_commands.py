@@ -100,7 +100,11 @@ async def test_comment_prints_the_comment_and_history_shows_it(
 
     shown = cli_json(served_api, "issue", "show", issue_id, "--comments")
     assert [c["comment"] for c in shown["comments"]] == ["first words", "second words"]
-    assert shown["issue"]["priority"] == "P0"
+    assert shown["priority"] == "P0"
+    # One shape with or without --comments: the issue's fields, comments an extra key.
+    plain = cli_json(served_api, "issue", "show", issue_id)
+    assert "comments" not in plain
+    assert {k: v for k, v in shown.items() if k != "comments"} == plain
 
     history = cli_json(served_api, "issue", "history", issue_id)
     assert [e["version"] for e in history["entries"]] == [1, 2, 3, 4]
@@ -302,6 +306,38 @@ async def test_saved_searches_are_made_run_changed_and_deleted(
     bugless_cli(served_api, "saved-search", "delete", saved["id"])
     gone = bugless_cli(served_api, "saved-search", "run", saved["id"], check=False)
     assert gone.returncode == 3
+
+
+async def test_saved_search_columns_are_set_shown_and_checked(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    name = f"cols-{secrets.token_hex(3)}"
+    saved = cli_json(
+        served_api, "saved-search", "create", name, "is:open", "--columns", "id,title,severity"
+    )
+    assert saved["columns"] == ["id", "title", "severity"]
+    listed = cli_json(served_api, "saved-search", "list", "--mine")
+    assert next(s for s in listed["saved_searches"] if s["id"] == saved["id"])["columns"] == [
+        "id",
+        "title",
+        "severity",
+    ]
+    shown = bugless_cli(served_api, "saved-search", "update", saved["id"], "--name", name + "-x")
+    assert "columns  id,title,severity" in shown.stdout
+    changed = cli_json(
+        served_api, "saved-search", "update", saved["id"], "--columns", "status,customfield7"
+    )
+    assert changed["columns"] == ["status", "customfield7"]
+    cleared = cli_json(served_api, "saved-search", "update", saved["id"], "--default-columns")
+    assert cleared["columns"] == []
+    bad = bugless_cli(
+        served_api, "saved-search", "create", name, "is:open", "--columns", "id,titel", check=False
+    )
+    assert bad.returncode == 2
+    assert "'titel' is not a list column" in bad.stderr
+    assert "title" in bad.stderr
+    mine = [s.name for s in await cli_bot.all_saved_searches(owned_only=True)]
+    assert mine.count(name) == 0
 
 
 async def test_a_bad_query_is_a_usage_error(served_api: dict[str, str]) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -173,3 +176,33 @@ def test_bad_settings_are_refused_naming_the_variable(
     values: dict[str, Any] = {"bucket": "b", **overrides}
     with pytest.raises(InvalidArgument, match=variable):
         S3BlobSettings(**values)
+
+
+async def test_the_sweep_removes_what_a_killed_put_left_and_finds_old_content(
+    open_store: StoreOpener, s3_client: S3Client, bucket: str
+) -> None:
+    store = await open_store(part_bytes=MIN_PART_BYTES)
+    kept = await store.put(chunked(b"stored and listed", 4))
+    prefix = store.key_of(kept.sha256).split("/", 1)[0] + "/"
+    # What a process killed mid-put leaves (its finally never ran): an open
+    # multipart upload with a part, and a temporary object not yet deleted,
+    # under keys named as the store names them (the second the put started).
+    dead = f"{prefix}uploads/{int(time.time())}-{uuid.uuid4().hex}"
+    started = await s3_client.create_multipart_upload(Bucket=bucket, Key=dead)
+    await s3_client.upload_part(
+        Bucket=bucket,
+        Key=dead,
+        UploadId=started["UploadId"],
+        PartNumber=1,
+        Body=random_content(MIN_PART_BYTES),
+    )
+    copied = f"{prefix}uploads/{int(time.time())}-{uuid.uuid4().hex}"
+    await s3_client.put_object(Bucket=bucket, Key=copied, Body=b"x" * 100)
+    assert await footprint_of(s3_client, bucket, prefix) == Footprint(kept.size, 1, 2)
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert await store.remove_abandoned(long_ago) == 0  # too young: maybe still running
+    assert [sha async for sha in store.stored_before(long_ago)] == []
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert await store.remove_abandoned(later) == 2
+    assert await footprint_of(s3_client, bucket, prefix) == Footprint(kept.size, 1, 0)
+    assert [sha async for sha in store.stored_before(later)] == [kept.sha256]

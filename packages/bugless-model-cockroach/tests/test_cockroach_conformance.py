@@ -15,6 +15,7 @@ from bugless_testing.model_contracts import (
     AttachmentContract,
     BadInputContract,
     BatchChangeContract,
+    BatchCreateContract,
     ChangeContract,
     ComponentContract,
     ConcurrencyContract,
@@ -103,6 +104,9 @@ class TestImport(ImportContract): ...
 
 
 class TestFeed(FeedContract): ...
+
+
+class TestBatchCreate(BatchCreateContract): ...
 
 
 class TestFollow(FollowContract): ...

@@ -10,6 +10,7 @@ from bugless_testing.model_contracts import (
     AttachmentContract,
     BadInputContract,
     BatchChangeContract,
+    BatchCreateContract,
     ChangeContract,
     ComponentContract,
     ConcurrencyContract,
@@ -100,6 +101,9 @@ class TestImport(ImportContract): ...
 
 
 class TestFeed(FeedContract): ...
+
+
+class TestBatchCreate(BatchCreateContract): ...
 
 
 class TestFollow(FollowContract): ...

@@ -12,7 +12,7 @@ import pytest
 
 from bugless_core.errors import FailedPrecondition
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres import PostgresBackend, _watch
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ async def test_a_position_older_than_the_retention_is_failed_precondition(
     await _issue(backend, "old")
     await asyncio.sleep(1.5)
     await _issue(backend, "new")
-    backend._feed._last_prune = 0.0  # due now, as it would be a minute later
+    await backend._feed.prune()  # due now, as it would be within a minute
     with pytest.raises(FailedPrecondition) as caught:
         await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=0))
     assert "retention" in caught.value.message
@@ -63,6 +63,39 @@ async def test_a_position_older_than_the_retention_is_failed_precondition(
     kept = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=oldest - 1))
     assert [c.position for c in kept.changes] == [oldest, head]
     assert kept.oldest_position == oldest
+
+
+async def test_pruning_runs_periodically_without_any_reader(
+    postgres_server: ThrowawayPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ReadFeed call at all (no notifier deployed): the backend's own task prunes."""
+    monkeypatch.setattr(_watch, "PRUNE_EVERY_SECONDS", 0.2)
+    url = await postgres_server.acreate_database(f"feed_{uuid.uuid4().hex[:8]}")
+    settings = ModelSettings(database_url=url, page_token_secret=SECRET, feed_retention_seconds=1)
+    await PostgresBackend.migrate(settings)
+    backend = await PostgresBackend.open(settings)
+    try:
+        await _issue(backend, "old")
+        await asyncio.sleep(1.5)
+        await _issue(backend, "new")
+        started = backend._feed.prunings
+        async with asyncio.timeout(10):
+            while backend._feed.prunings < started + 2:  # noqa: ASYNC110 - a counter, no event
+                await asyncio.sleep(0.1)
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'SET search_path = "{settings.schema}"')
+            pruned = await conn.fetchval(
+                "SELECT position FROM change_feed_state WHERE name = 'pruned'"
+            )
+            kept = await conn.fetchval("SELECT count(*) FROM change_feed")
+        finally:
+            await conn.close()
+        assert pruned == 2, "the first component and issue went"
+        assert kept == 2, "the second ones stay"
+    finally:
+        await backend.close()
+    assert backend._feed._pruner is None, "close stops the task"
 
 
 async def test_a_writer_waits_for_the_holder_of_the_head_row(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 from grpclib.client import Channel
 
+from bugless_core.deltas import issue_delta
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_proto import v1
 from bugless_testing.smtp import ReceivedMail, SmtpSink
@@ -304,3 +305,74 @@ async def test_two_replicas_deliver_each_change_once(
         assert set(deliveries.values()) == {1}, "no mail twice while both replicas are healthy"
     finally:
         bugless_stack.stop_service(second)
+
+
+async def test_group_members_and_saved_search_subscribers_are_checked_as_themselves(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    """The recipient check uses the recipient's real groups (their identity assertion).
+
+    Gina and Sam see the component only through their group (the
+    Authenticator's local store says so; nothing the notifier names): Gina,
+    on CC, gets the mails; Sam hears when the issue newly matches his saved
+    search (run as him). Otto, in no group, is on CC and subscribes to the
+    same search: he gets nothing (the issue's author, Alice, neither).
+    """
+    tag = secrets.token_hex(3)
+    team = f"team{tag}"
+    ids = {}
+    for name, groups in (("alice", ()), ("gina", (team,)), ("sam", (team,)), ("otto", ())):
+        ids[name] = bugless_stack.add_user(
+            f"{name}{tag}", "pw-" + secrets.token_hex(8), groups=groups,
+            email=f"{name}{tag}@example.test",
+        )["user_id"]  # fmt: skip
+    alice, otto = v1.Caller(user_id=ids["alice"]), v1.Caller(user_id=ids["otto"])
+    component = await model.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN,
+            name=f"team-{tag}",
+            acl=[
+                v1.AclEntry(principal=v1.Principal(user=ids["alice"]), role=v1.Role.EDITOR),
+                v1.AclEntry(principal=v1.Principal(group=team), role=v1.Role.VIEWER),
+            ],
+        )
+    )
+    for who in (v1.Caller(user_id=ids["sam"]), otto):
+        search = await model.create_saved_search(
+            v1.CreateSavedSearchRequest(caller=who, name=f"p0-{tag}", query="p:p0 is:open")
+        )
+        await model.set_saved_search_subscription(
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=who, saved_search_id=search.id, subscribed=True
+            )
+        )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=alice,
+            fields=v1.IssueFields(title=f"team only {tag}", component_id=component.id),
+            cc=[ids["gina"], ids["otto"]],
+        )
+    )
+    created = await _settle(smtp_sink, 1)
+    assert _to(created) == Counter([f"gina{tag}@example.test"]), "gina via her group; not otto"
+    assert created[0].message["X-Bugless-Reason"] == "cc"
+
+    smtp_sink.clear()
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=alice,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=issue_delta(priority=v1.Priority.P0),
+        )
+    )
+    mails = await _settle(smtp_sink, 2)
+    reasons = {m.recipients[0]: m.message["X-Bugless-Reason"] for m in mails}
+    assert len(mails) == 2
+    assert reasons == {
+        f"gina{tag}@example.test": "cc",
+        f"sam{tag}@example.test": "saved_search",
+    }, "P0 reaches gina (CC) and sam (newly matching, as himself); otto nothing"

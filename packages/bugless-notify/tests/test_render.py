@@ -238,3 +238,21 @@ def test_chat_text_escapes_what_slack_reads_as_markup(title: str) -> None:
     link_free = link_free.replace(">", "", 1)
     assert "<" not in link_free
     assert ">" not in link_free.replace("> ", "")  # quote markers start comment lines
+
+
+def test_an_email_rendering_leaves_out_only_the_webhook_forms() -> None:
+    notified = ChangeNotice(
+        issue=sample_issue(), entry=sample_entry(), reason=Reason.CC, public_url=PUBLIC_URL
+    )
+    full = render_notification(notified)
+    mail = render_notification(notified, webhook_forms=False)
+    assert (mail.subject, mail.text, mail.html, mail.thread_id, mail.reason) == (
+        full.subject,
+        full.text,
+        full.html,
+        full.thread_id,
+        full.reason,
+    )
+    assert full.chat_text
+    assert full.data
+    assert (mail.chat_text, dict(mail.data)) == ("", {})

@@ -163,3 +163,38 @@ async def test_a_download_host_serves_by_short_lived_link_without_cookies(
             link.replace(f"/attachments/{created['id']}/", "/attachments/1/")
         )
         assert other.status_code == 404
+
+
+async def test_the_upload_form_needs_the_csrf_token_and_a_file(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The no-script form (its browser test: test_browser_attach_form.py)."""
+    issue = await create_issue(model, world, "CSRF on the upload form")
+    form = f"/issues/{issue.id}/attachments/form"
+    files = {"file": ("x.txt", b"forged", "text/plain")}
+    csrf = await sign_in(client, "bob")
+    assert (await client.post(form, files=files)).status_code == 403
+    wrong = await client.post(form, data={"_csrf": "not-the-token"}, files=files)
+    assert wrong.status_code == 403
+    empty = await client.post(
+        form, data={"_csrf": csrf}, files={"file": ("", b"", "application/octet-stream")}
+    )
+    assert empty.status_code == 400
+    assert "choose a file" in empty.text
+    listed = await call(
+        model.list_attachments,
+        v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue.id),
+    )
+    assert list(listed.attachments) == []
+    done = await client.post(
+        form, data={"_csrf": csrf, "comment": "the log"}, files=files, follow_redirects=False
+    )
+    assert done.status_code == 303
+    assert done.headers["location"].endswith(f"/issues/{issue.id}#attachments")
+    listed = await call(
+        model.list_attachments,
+        v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue.id),
+    )
+    assert [a.name for a in listed.attachments] == ["x.txt"]
+    history = (await client.get(f"/issues/{issue.id}")).text
+    assert "the log" in history

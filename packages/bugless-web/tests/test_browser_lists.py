@@ -149,6 +149,31 @@ def test_saved_search_keeps_its_columns_and_its_edit_form_changes_them(
     assert list(iter_console_problems(tab.console)) == []
 
 
+def test_an_issue_starred_in_the_browser_appears_on_the_home_page(
+    web_server: RunningService, context: BrowserContext, browser: Browser
+) -> None:
+    reporter = new_tab(context)
+    sign_in(reporter, web_server, "bob")
+    issue_id = create_issue_ui(reporter, web_server, "Star me on the home page narwhal")
+    other = browser.new_context()
+    try:
+        tab = new_tab(other)
+        page = tab.page
+        sign_in(tab, web_server, "carol")
+        following = page.locator("#section-cc")
+        expect(following.locator("h2")).to_have_text("CC'd or starred")
+        expect(following.locator(f'a[href="/issues/{issue_id}"]')).to_have_count(0)
+        page.goto(f"{web_server.url}/issues/{issue_id}")
+        page.locator("form.star button").click()
+        expect(page.locator('form.star button[aria-pressed="true"]')).to_be_visible()
+        page.goto(f"{web_server.url}/")
+        expect(following).to_contain_text("Star me on the home page narwhal")
+        expect(following.locator(f'a[href="/issues/{issue_id}"]').first).to_be_visible()
+        assert list(iter_console_problems(tab.console)) == []
+    finally:
+        other.close()
+
+
 def test_pages_fit_a_phone_without_sideways_scrolling(
     web_server: RunningService, phone: BrowserContext, tmp_path: Path
 ) -> None:

@@ -87,8 +87,6 @@ async def test_home_page_has_the_everyday_sections(
     assert elsewhere.id in sections["components"]
     # Each section links to its whole search.
     assert 'href="/search?q=verifier%3Ame+status%3Afixed' in home.text
-    # No "starred" section yet (stars exist since issue 16; the home page does not list them).
-    assert "starred" not in sections
 
 
 async def test_home_without_components_of_ones_own_says_so(

@@ -33,6 +33,7 @@ WRITES = {
         "CreateIssue",
         "ChangeIssue",
         "BatchChangeIssues",
+        "BatchCreateIssues",
         "CreateComponent",
         "UpdateComponent",
         "CreateHotlist",
@@ -78,6 +79,7 @@ WRITES = {
         # Hands the certificate out once: a retried poll would lose it.
         "PollDeviceLogin",
     },
+    "Notifier": {"RetryDeadLetters", "DiscardDeadLetters"},
 }
 
 

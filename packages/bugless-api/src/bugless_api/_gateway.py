@@ -19,6 +19,7 @@ from grpclib.const import Handler
 from grpclib.server import Stream
 
 from bugless_api._coalesce import IssueReader
+from bugless_api._coalesce_create import IssueCreator
 from bugless_api._identity import (
     CallerIdentity,
     IdentityResolver,
@@ -55,6 +56,7 @@ class Gateway:
         users: Username and user id translation.
         limiter: Per-identity rate limit.
         issue_reader: Batches concurrent GetIssue calls (None: each on its own).
+        issue_creator: Batches concurrent CreateIssue calls (None: each on its own).
     """
 
     def __init__(
@@ -75,6 +77,9 @@ class Gateway:
         self.issue_reader = (
             IssueReader(self._batch_get_issues, self.users) if settings.batch_reads else None
         )
+        self.issue_creator = (
+            IssueCreator(self._batch_create_issues, self.users) if settings.batch_creates else None
+        )
 
     async def admit(self) -> CallerIdentity:
         """Authenticate the current call and charge its rate limit."""
@@ -90,6 +95,11 @@ class Gateway:
         self, request: v1.BatchGetIssuesRequest
     ) -> v1.BatchGetIssuesResponse:
         return await self.model_call(self.model.batch_get_issues, request)
+
+    async def _batch_create_issues(
+        self, request: v1.BatchCreateIssuesRequest
+    ) -> v1.BatchCreateIssuesResponse:
+        return await self.model_call(self.model.batch_create_issues, request)
 
     async def model_call(
         self, method: Callable[..., Awaitable[R]], request: object, **kwargs: Any

@@ -105,6 +105,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
             people = await user_field_ids(self.gateway, caller, [message.fields.component_id])
             refs.custom_values(message.custom_fields, people, "custom_fields")
         await self.gateway.users.to_ids(refs)
+        creator = self.gateway.issue_creator
+        if creator is not None:
+            # Batched with the caller's concurrent creates; named there.
+            return await creator.create(caller, message)
         issue = await self.gateway.model_call(self.gateway.model.create_issue, message)
         out = UserRefs()
         out.issue(issue)
@@ -217,7 +221,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
         """Search by query string and/or structured query, as the caller."""
         query = await structured_query(self.gateway, message.query, message.structured)
         request = v1.SearchIssuesRequest(
-            query=query, page=message.page, allow_stale=message.allow_stale
+            query=query,
+            page=message.page,
+            allow_stale=message.allow_stale,
+            summary=message.summary,
         )
         caller_of(request)
         reply = await self.gateway.model_call(self.gateway.model.search_issues, request)

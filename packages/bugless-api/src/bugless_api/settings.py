@@ -113,6 +113,10 @@ class ApiSettings:
             to the Model as one BatchGetIssues (see ``bugless_api._coalesce``;
             the answers are the same, each call costs a fraction). Off sends
             every GetIssue on its own.
+        batch_creates: Whether concurrent CreateIssue calls of one caller are
+            sent to the Model as one BatchCreateIssues (see
+            ``bugless_api._coalesce_create``; each call gets its own item's
+            issue or error). Off sends every CreateIssue on its own.
         grpc: Listening and TLS settings. ``client_ca``, ``tls_cert`` and
             ``tls_key`` are required: the API accepts nothing but verified TLS
             client certificates. Its ``insecure_local`` allows plaintext
@@ -148,6 +152,9 @@ class ApiSettings:
     )
     batch_reads: bool = setting(
         True, help="Send concurrent GetIssue calls of one caller to the Model as one batch."
+    )
+    batch_creates: bool = setting(
+        True, help="Send concurrent CreateIssue calls of one caller to the Model as one batch."
     )
     grpc: GrpcServerSettings = group(GrpcServerSettings)
     log: LogSettings = group(LogSettings)

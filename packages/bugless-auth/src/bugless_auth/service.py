@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -391,13 +393,18 @@ class AuthService:
 
     # ---- identity assertions ----
 
-    async def issue_assertion(self, user_id: str) -> v1.Identity:
-        """An identity with an assertion for ``user_id``, with no session behind it.
+    async def issue_assertion(self, user_id: str, *, requested_by: str = "") -> v1.Identity:
+        """An identity with an assertion for ``user_id``, for a service acting for them.
 
         For services acting for a user without that user's session (the
         notifier as a recipient, an import job); who may ask is the ACCESS
-        table's business. The assertion names no session, so only its
-        expiry ends it; a disabled user gets none.
+        table's business. The assertion gets a session of its own, recorded
+        like a sign-in's (authenticator ``service``, the asking service as
+        its client address) and as long-lived as the assertion: whatever
+        ends all of the user's sessions — disabling them (by an admin, the
+        CLI or a directory re-sync), "sign out everywhere", an admin ending
+        their sessions — ends it too, and the Model refuses it within its
+        ``--assertion-refresh-seconds``. A disabled user gets none.
 
         Raises:
             NotFound: no such user.
@@ -408,7 +415,17 @@ class AuthService:
             raise NotFound(f"user_id: no user has the id {user_id!r}")
         if cached.record.disabled or cached.record.placeholder:
             raise PermissionDenied(f"user {user_id!r} is disabled: no assertion is issued")
-        return self.assertions.with_assertion(self._identity(cached, "service"), "")
+        session_id = secrets.token_urlsafe(18)
+        identity = self.assertions.with_assertion(self._identity(cached, "service"), session_id)
+        expires = identity.assertion_expires_at
+        await self.sessions.record(
+            session_id,
+            user_id=user_id,
+            authenticator="service",
+            client_address=requested_by,
+            expires_at=expires.timestamp() if expires is not None else time.time(),
+        )
+        return identity
 
     async def verification_keys(self) -> v1.VerificationKeys:
         """The assertion keys and the sessions ended within an assertion's lifetime."""

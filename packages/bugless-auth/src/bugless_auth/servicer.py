@@ -14,7 +14,7 @@ from bugless_auth.people_rpcs import PeopleRpcs
 from bugless_auth.service import AuthService
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
-from bugless_core.grpc import AccessTable, current_peer, grpc_errors
+from bugless_core.grpc import AccessTable, current_identity, current_peer, grpc_errors
 from bugless_proto import v1
 
 #: Longest username, password or prefix accepted on the wire before any work.
@@ -298,4 +298,6 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         if not message.user_id:
             raise InvalidArgument("user_id: required")
         _check_length(message.user_id, "user_id", _MAX_FIELD)
-        return await self.service.issue_assertion(message.user_id)
+        return await self.service.issue_assertion(
+            message.user_id, requested_by=f"service:{current_identity() or ''}"
+        )

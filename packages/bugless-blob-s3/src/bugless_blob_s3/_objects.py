@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Self
 
 from aiobotocore.config import AioConfig
@@ -163,3 +164,26 @@ class Bucket:
             await asyncio.shield(self._client.delete_object(Bucket=self._name, Key=key))
         except Exception:
             _log.warning("could not delete the temporary object %s", key, exc_info=True)
+
+    async def objects(self, prefix: str) -> AsyncIterator[tuple[str, datetime]]:
+        """``(key, last modified)`` of every object under ``prefix``, a page at a time."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        with translated_errors(self._name):
+            async for page in paginator.paginate(Bucket=self._name, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"], item["LastModified"]
+
+    async def multipart_uploads(self, prefix: str) -> AsyncIterator[tuple[str, str, datetime]]:
+        """``(key, upload id, initiated)`` of every open multipart upload under ``prefix``."""
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        with translated_errors(self._name):
+            async for page in paginator.paginate(Bucket=self._name, Prefix=prefix):
+                for item in page.get("Uploads", []):
+                    yield item["Key"], item["UploadId"], item["Initiated"]
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one multipart upload (its parts are freed)."""
+        with translated_errors(self._name):
+            await self._client.abort_multipart_upload(
+                Bucket=self._name, Key=key, UploadId=upload_id
+            )

@@ -11,7 +11,7 @@ final key until the last byte has streamed through, so:
   to its final key, after a HEAD showed it is not there yet (dedup without
   writing);
 * larger content streams as a multipart upload to a temporary key
-  ``{prefix}uploads/{random}``, then, if the final key does not exist yet,
+  ``{prefix}uploads/{start second}-{random}``, then, if the final key does not exist yet,
   is copied server-side to it (no byte goes through bugless twice), and the
   temporary object is deleted either way.
 
@@ -21,7 +21,8 @@ attachment times the concurrent uploads, and would start the upload only
 once the whole file has arrived; the copy costs the store a server-side copy
 of large blobs only. A failed or cancelled put aborts its multipart upload and
 deletes its temporary object; a process killed mid-put leaves them to the
-bucket's lifecycle rules (see the README). Concurrent puts of one large
+bucket's lifecycle rules (see the README) and to the Model's sweep
+(:meth:`S3BlobStore.remove_abandoned`). Concurrent puts of one large
 content each copy the same bytes to the same key, which is harmless.
 
 Server-side encryption (``AES256`` or ``aws:kms`` with a key) is requested on
@@ -35,8 +36,11 @@ nothing; :mod:`bugless_blob_s3._objects` (aiobotocore) is imported on connect.
 from __future__ import annotations
 
 import base64
+import re
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Self
 
 from bugless_blob_s3.settings import S3BlobSettings
@@ -50,6 +54,7 @@ if TYPE_CHECKING:
 READ_CHUNK_BYTES = 256 * 1024
 #: Where unfinished large uploads live, under the prefix; never a hash directory.
 UPLOADS_DIRECTORY = "uploads/"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class S3BlobStore(BlobStore):
@@ -124,7 +129,8 @@ class S3BlobStore(BlobStore):
 
     async def _put_in_parts(self, upload: BlobUpload, parts: AsyncIterator[bytes]) -> None:
         """Multipart to a temporary key, then copy to the final key if it is new."""
-        temporary = f"{self._settings.prefix}{UPLOADS_DIRECTORY}{uuid.uuid4().hex}"
+        started = int(time.time())  # in the key: how old an abandoned one is (the sweep)
+        temporary = f"{self._settings.prefix}{UPLOADS_DIRECTORY}{started}-{uuid.uuid4().hex}"
         await self._bucket.upload_parts(temporary, parts)
         try:
             ref = upload.ref()
@@ -143,6 +149,41 @@ class S3BlobStore(BlobStore):
         missing = f"blob {ref.sha256}: it was deleted while being read"
         return self._bucket.read(self.key_of(ref.sha256), offset, length, READ_CHUNK_BYTES, missing)
 
+    # ---- listing and sweeping ----
+
+    async def _stored_before(self, cutoff: datetime) -> AsyncIterator[str]:
+        """Content objects (``{prefix}xx/{sha256}``) last written before ``cutoff``."""
+        prefix = self._settings.prefix
+        async for key, modified in self._bucket.objects(prefix):
+            name = key[len(prefix) :]
+            if name.startswith(UPLOADS_DIRECTORY) or modified >= cutoff:
+                continue
+            directory, _, sha256 = name.partition("/")
+            if _SHA256.fullmatch(sha256) and directory == sha256[:2]:
+                yield sha256
+
+    async def remove_abandoned(self, cutoff: datetime) -> int:
+        """Abort multipart uploads and delete temporary objects of puts started before ``cutoff``.
+
+        A put's age is read from its temporary key (it names the second the
+        put started), not from the server's dates, which some S3-compatible
+        servers do not keep for uploads; keys without one use those dates.
+        """
+        uploads = f"{self._settings.prefix}{UPLOADS_DIRECTORY}"
+        stale = [
+            (key, upload_id)
+            async for key, upload_id, initiated in self._bucket.multipart_uploads(uploads)
+            if _started(key, initiated) < cutoff
+        ]
+        for key, upload_id in stale:
+            await self._bucket.abort_upload(key, upload_id)
+        removed = len(stale)
+        async for key, modified in self._bucket.objects(uploads):
+            if _started(key, modified) < cutoff:
+                await self._bucket.delete(key)
+                removed += 1
+        return removed
+
     # ---- deleting ----
 
     async def _delete(self, sha256: str) -> bool:
@@ -159,3 +200,11 @@ async def _handed_over(held: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIt
         yield held.pop(0)
     async for piece in rest:
         yield piece
+
+
+def _started(key: str, server_date: datetime) -> datetime:
+    """When the put of temporary ``key`` started: the second its name carries, else the server's."""
+    stamp = key.rsplit("/", 1)[-1].split("-", 1)[0]
+    if "-" in key.rsplit("/", 1)[-1] and stamp.isdigit():
+        return datetime.fromtimestamp(int(stamp), UTC)
+    return server_date

@@ -31,9 +31,11 @@ MAX_RAW_NAME_CHARS = 4096
 MAX_CONTENT_TYPE_LENGTH = 255
 #: Largest chunk one UploadAttachment message may carry.
 MAX_CHUNK_BYTES = 1 * MiB
-#: The chunk size clients and servers send (well under gRPC's 4 MiB message
-#: limit, large enough that per-message overhead does not matter).
-CHUNK_BYTES = 256 * 1024
+#: The chunk size clients and servers send: well under gRPC's 4 MiB message
+#: limit, and the ``database`` store's row size, so a download sends each row
+#: as it was read, without cutting (and copying) it; per-message overhead
+#: (encode, decode, one HTTP/2 frame) is then paid every 512 KiB.
+CHUNK_BYTES = 512 * 1024
 #: Attachments one issue may have (deleted ones not counted): bounds a listing.
 MAX_ATTACHMENTS_PER_ISSUE = 500
 #: How many leading bytes :func:`sniff_content_type` looks at.
@@ -62,6 +64,11 @@ class AttachmentSettings:
         allowed_types: Content types accepted, ``image/*`` style patterns
             allowed; empty accepts every type not denied.
         denied_types: Content types refused, whatever ``allowed_types`` says.
+        sweep_seconds: Period of the Model's sweep of orphaned content (0: off).
+        orphan_grace_seconds: How old stored content no attachment refers to
+            must be before the sweep removes it: longer than any upload takes
+            from its first byte to being attached, so content of an upload in
+            progress is never taken.
     """
 
     max_file_bytes: int = setting(
@@ -84,10 +91,22 @@ class AttachmentSettings:
         env="BUGLESS_ATTACHMENT_DENIED_TYPES",
         help="Comma-separated content types refused (image/* patterns).",
     )
+    sweep_seconds: float = setting(
+        3600.0,
+        env="BUGLESS_ATTACHMENT_SWEEP_SECONDS",
+        help="How often to remove orphaned attachment content (0: never).",
+    )
+    orphan_grace_seconds: float = setting(
+        86400.0,
+        env="BUGLESS_ATTACHMENT_ORPHAN_GRACE_SECONDS",
+        help="Age before content no attachment refers to is removed by the sweep.",
+    )
 
     def __post_init__(self) -> None:
         if self.max_file_bytes < 0 or self.max_issue_bytes < 0:
             raise ValueError("attachment size limits must not be negative")
+        if self.sweep_seconds < 0 or self.orphan_grace_seconds < 0:
+            raise ValueError("attachment sweep durations must not be negative")
         for name in ("allowed_types", "denied_types"):
             patterns = tuple(p.strip().lower() for p in getattr(self, name) if p.strip())
             object.__setattr__(self, name, patterns)

@@ -28,6 +28,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
@@ -372,6 +373,27 @@ class BlobStore(ABC):
         """Remove the content; return whether there was any (deleting twice is fine)."""
         return await self._delete(check_sha256(sha256))
 
+    def stored_before(self, cutoff: datetime) -> AsyncIterator[str]:
+        """Hashes of content stored (last written) before ``cutoff``, in no particular order.
+
+        What the Model's sweep of orphaned content walks: content a Model
+        stored but never attached (it died in between) is found here, since
+        nothing else knows of it. Deleting content while iterating is allowed.
+        """
+        return self._stored_before(cutoff)
+
+    async def remove_abandoned(self, cutoff: datetime) -> int:
+        """Remove what puts started before ``cutoff`` left unfinished; return how many.
+
+        A put that fails removes what it wrote, but a process killed mid-put
+        cannot: stores whose writes are not transactional (an S3 multipart
+        upload, a temporary object) leave them, and clean up here. The
+        default finds nothing, right for a store whose unfinished writes
+        vanish with their transaction.
+        """
+        del cutoff
+        return 0
+
     # ---- what a store implements ----
 
     @abstractmethod
@@ -397,6 +419,10 @@ class BlobStore(ABC):
     @abstractmethod
     async def _delete(self, sha256: str) -> bool:
         """Remove the content if it is stored; return whether it was."""
+
+    @abstractmethod
+    def _stored_before(self, cutoff: datetime) -> AsyncIterator[str]:
+        """Yield the hash of every content stored before ``cutoff`` (paged, not all at once)."""
 
     def _not_found(self, sha256: str) -> NotFound:
         return NotFound(f"blob {sha256}: no such content in the {self.name} blob store")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
 from grpclib.client import Channel
+from grpclib.const import Status
 from grpclib.events import SendRequest, listen
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
@@ -273,6 +274,10 @@ class ActingFor:
         """An assertion for the user ``caller`` names (its other fields are ignored)."""
         return await self.assertion(caller.user_id)
 
+    def forget(self, user_id: str) -> None:
+        """Drop ``user_id``'s cached assertion (the Model refused it: its session ended)."""
+        self._cache.pop(user_id, None)
+
 
 class _ActingStub:
     """A stub whose every call carries the assertion of its request's caller."""
@@ -289,10 +294,19 @@ class _ActingStub:
 
         async def acting_call(request: Any, *args: Any, **kwargs: Any) -> Any:
             caller = getattr(request, "caller", None)
-            assertion = None
-            if isinstance(caller, v1.Caller) and caller.user_id:
-                assertion = await acting.assertion_for(caller)
-            with acting_as(assertion):
+            if not (isinstance(caller, v1.Caller) and caller.user_id):
+                with acting_as(None):
+                    return await method(request, *args, **kwargs)
+            try:
+                with acting_as(await acting.assertion_for(caller)):
+                    return await method(request, *args, **kwargs)
+            except GRPCError as exc:
+                if exc.status is not Status.UNAUTHENTICATED:
+                    raise
+            # The assertion's session ended (the user was disabled or signed
+            # out everywhere): ask again; a disabled user gets a refusal.
+            acting.forget(caller.user_id)
+            with acting_as(await acting.assertion_for(caller)):
                 return await method(request, *args, **kwargs)
 
         return acting_call

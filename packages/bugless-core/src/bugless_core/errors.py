@@ -270,3 +270,22 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
         return Unavailable(message, reason=reason, metadata=metadata)
     cls = _BY_STATUS.get(error.status, BuglessError)
     return cls(message, reason=reason, metadata=metadata)
+
+
+def from_status(
+    code: int, message: str, reason: str = "", metadata: Mapping[str, str] | None = None
+) -> BuglessError:
+    """The bugless error a status carried as data stands for (a batch item's result).
+
+    The same error :func:`from_grpc_error` makes of a call that failed with
+    that status and ErrorInfo, so an item of a batch fails as its own call
+    would have.
+    """
+    details = []
+    if reason:
+        details.append(
+            error_details_pb2.ErrorInfo(
+                reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata or {})
+            )
+        )
+    return from_grpc_error(GRPCError(Status(code), message, details))

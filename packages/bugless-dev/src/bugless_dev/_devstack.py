@@ -3,10 +3,12 @@
 ``bugless dev`` is the local-stack library (:mod:`bugless_dev.stack`) on a
 lasting PostgreSQL cluster in the state directory. Up: PostgreSQL; the Model's
 and the Authenticator's migrations; the Model and the Authenticator; the first
-administrator and a first component, through the running services; then the
-two frontends. Down: the frontends, the backends, then PostgreSQL (fast
-shutdown). :class:`DevStack` keeps everything it started, so a failure at any
-step stops exactly what is running.
+administrator and a first component, through the running services; a local
+SMTP sink (:mod:`bugless_dev.mailsink`) and the two frontends (the web shows
+the sink's mails at ``/dev/mail``); after any demo seeding, the notifier,
+mailing to the sink. Down: the frontends and the notifier, the backends,
+PostgreSQL (fast shutdown), the sink. :class:`DevStack` keeps everything it
+started, so a failure at any step stops exactly what is running.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bugless_core.clients import ServiceAddress, call
 from bugless_core.settings import setting
 from bugless_dev._cluster import PostgresInstall, locate, server_major_version
 from bugless_dev._state import StateDir, StateDirError
+from bugless_dev.mailsink import MailSink
 from bugless_dev.pki import CertificateFiles, LocalPki
 from bugless_dev.processes import (
     ServiceFailed,
@@ -123,6 +126,7 @@ class Running:
 
     Attributes:
         web_url: ``http://127.0.0.1:PORT``.
+        mail_url: The page showing what the notifier mailed (the dev SMTP sink).
         api: ``127.0.0.1:PORT`` of the gRPC API.
         model: The Model service (loopback).
         auth: The Authenticator (loopback).
@@ -135,6 +139,7 @@ class Running:
     """
 
     web_url: str
+    mail_url: str
     api: str
     model: ServiceAddress
     auth: ServiceAddress
@@ -208,6 +213,8 @@ class DevStack:
         self.echo = echo
         self.postgres: ServiceProcess | None = None
         self.services: LocalStack | None = None
+        self.mail_sink: MailSink | None = None
+        self.notify_port = 0
 
     # ---- start ----
 
@@ -253,13 +260,21 @@ class DevStack:
         self.echo(f"  model      127.0.0.1:{model.port}   auth  127.0.0.1:{auth.port}")
         admin = await self._ensure_admin(stack)
         await self._ensure_first_component(stack, admin)
+        sink = self.mail_sink = MailSink(self.state.path / "mail")
+        await sink.start()
+        # The notifier starts last (start_notifier) on a port chosen now, so
+        # the web's admin page of failed deliveries knows where it is.
+        self.notify_port = await asyncio.to_thread(unused_port)
+        web_flags = ["--dev-mailbox", str(sink.directory)]
+        web_flags += ["--notify", f"127.0.0.1:{self.notify_port}"]
         api, web = await all_of(
             asyncio.to_thread(stack.start_api, port=api_port),
-            asyncio.to_thread(stack.start_web, port=web_port),
+            asyncio.to_thread(stack.start_web, *web_flags, port=web_port),
         )
         assert web.url is not None
         return Running(
             web_url=web.url,
+            mail_url=f"{web.url}/dev/mail",
             api=f"127.0.0.1:{api.port}",
             model=stack.model,
             auth=stack.auth,
@@ -336,8 +351,13 @@ class DevStack:
         for user in found.users:
             if user.username == username:
                 return Admin(username=username, user_id=user.user_id, password=None)
+        # A local address, so the notifier's mails to them land in the dev mailbox.
         created = await asyncio.to_thread(
-            stack.add_user, username, admin=True, display_name="Administrator"
+            stack.add_user,
+            username,
+            admin=True,
+            display_name="Administrator",
+            email=f"{username}@localhost",
         )
         return Admin(username=username, user_id=created["user_id"], password=created["password"])
 
@@ -364,6 +384,26 @@ class DevStack:
         finally:
             channel.close()
 
+    async def start_notifier(self, running: Running) -> int:
+        """``bugless notify serve`` mailing to the dev sink; returns the sink's port.
+
+        Started last (after any demo seeding): the notifier's first start
+        begins at the feed's head, so a fresh ``--demo`` does not mail
+        about hundreds of made-up changes while the machine is busy
+        seeding them.
+        """
+        assert self.mail_sink is not None
+        assert self.services is not None
+        smtp_port = self.mail_sink.port
+        await asyncio.to_thread(
+            self.services.start_notify,
+            *("--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_port)),
+            *("--smtp-security", "none", "--smtp-sender", "bugless dev <bugless@localhost>"),
+            *("--public-url", running.web_url, "--port", str(self.notify_port)),
+        )
+        self.echo(f"  notifier   mailing to the dev SMTP sink 127.0.0.1:{smtp_port}")
+        return smtp_port
+
     # ---- run and stop ----
 
     def _children(self) -> list[tuple[str, ServiceProcess]]:
@@ -387,6 +427,9 @@ class DevStack:
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
             self.postgres = None
+        if self.mail_sink is not None:
+            await self.mail_sink.stop()
+            self.mail_sink = None
 
     def kill(self) -> None:
         """A second Ctrl-C: kill the services now; PostgreSQL gets an immediate shutdown."""

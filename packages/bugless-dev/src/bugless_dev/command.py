@@ -142,6 +142,7 @@ async def _serve(settings: DevSettings, stack: DevStack, web_port: int, api_port
                 await seed_demo(running, stack.state, _echo)
             except BuglessError as exc:
                 raise ServiceFailed(f"seeding the demo data failed: {exc.message}") from exc
+        await stack.start_notifier(running)
         _print_ready(running)
         name, child = await stack.wait_for_unexpected_exit()
         click.secho(
@@ -230,6 +231,7 @@ def _print_ready(running: Running) -> None:
     )
     click.echo("")
     click.secho(f"Web UI (sign in as `{admin.username}`): {running.web_url}", bold=True)
+    click.echo(f"Mail the notifier sent (caught locally, never sent on): {running.mail_url}")
     click.echo("Press Ctrl-C to stop.")
 
 

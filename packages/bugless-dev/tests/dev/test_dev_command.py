@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,7 @@ class FirstRun:
     title: str
     issue_page: str
     search_page: str
+    mail_page: str
     exit_code: int
     postgres_pid: int
 
@@ -123,7 +125,7 @@ def first_run(state_root: Path) -> FirstRun:
         title = "Disk full on the build farm"
         created = run_bugless(
             "issue", "create", "--title", title, "--component", "General", "--json",
-            env=dev.client_env(),
+            "--cc", "admin", env=dev.client_env(),
         )  # fmt: skip
         assert created.returncode == 0, created.stdout + created.stderr
         issue_id = int(json.loads(created.stdout)["id"])
@@ -132,6 +134,7 @@ def first_run(state_root: Path) -> FirstRun:
             assert issue_page.status_code == 200, issue_page.text
             search_page = web.get("/search", params={"q": "is:open"})
             assert search_page.status_code == 200, search_page.text
+            mail_page = _wait_for_mail(web, title)
         exit_code = dev.interrupt(signal.SIGINT)
     except BaseException:
         dev.kill()
@@ -144,6 +147,7 @@ def first_run(state_root: Path) -> FirstRun:
         title=title,
         issue_page=issue_page.text,
         search_page=search_page.text,
+        mail_page=mail_page,
         exit_code=exit_code,
         postgres_pid=postgres_pid,
     )
@@ -164,6 +168,28 @@ def test_issue_created_through_the_api_is_on_the_web_pages(first_run: FirstRun) 
     assert first_run.title in first_run.issue_page
     assert "dev-bot" in first_run.issue_page
     assert first_run.title in first_run.search_page
+
+
+def _wait_for_mail(web: httpx.Client, title: str) -> str:
+    """The dev mailbox page once the notifier's mail about ``title`` is on it."""
+    deadline = time.monotonic() + 90
+    while True:
+        page = web.get("/dev/mail")
+        assert page.status_code == 200, page.text
+        if title in page.text:
+            return page.text
+        assert time.monotonic() < deadline, f"no mail about {title!r} on /dev/mail"
+        time.sleep(0.5)
+
+
+def test_the_notifier_mails_the_dev_sink_and_the_page_shows_it(first_run: FirstRun) -> None:
+    # The bot filed the issue CCing the administrator (admin@localhost).
+    assert first_run.title in first_run.mail_page
+    assert "admin@localhost" in first_run.mail_page
+    assert re.search(
+        r"Mail the notifier sent .*: http://127\.0\.0\.1:\d+/dev/mail", first_run.output
+    )
+    assert any((first_run.state_dir / "mail").glob("*.eml"))
 
 
 def test_ctrl_c_stops_everything_and_exits_zero(first_run: FirstRun) -> None:

@@ -26,7 +26,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from bugless_api.server import SERVICE_CLASSES
 from bugless_auth.servicer import AuthenticatorServicer
 from bugless_core.assertions import METADATA_KEY, sign_assertion
-from bugless_core.clients import ServiceAddress
+from bugless_core.clients import ActingFor, ServiceAddress, acting_model
 from bugless_core.grpc import ANY_CLIENT, SERVICE_IDENTITIES
 from bugless_core.model.servicer import ModelServicer
 from bugless_dev.stack import LocalStack
@@ -143,6 +143,48 @@ async def test_the_notifier_reads_but_cannot_write(
         v1.ListComponentsRequest(), timeout=10, metadata={METADATA_KEY: bob.assertion}
     )
     assert components is not None
+
+
+async def test_the_notifier_cannot_name_groups_only_assertions_carry_them(
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    """Groups the notifier names are dropped; its recipients' come from their assertions."""
+    stub = v1.ModelStub(_as(bugless_stack, "model", "notify", channels))
+    auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "notify", channels))
+    claimed = v1.Caller(user_id=people.bob_id, groups=["admins"])
+    with pytest.raises(GRPCError) as hidden:
+        await stub.get_issue(
+            v1.GetIssueRequest(caller=claimed, issue_id=people.secret_issue), timeout=10
+        )
+    assert hidden.value.status is Status.NOT_FOUND, "a group the notifier names is believed"
+    notifier = v1.Caller(user_id="bugless-notify", admin=True)
+    bob = (
+        await auth.issue_assertion(v1.IssueAssertionRequest(user_id=people.bob_id), timeout=10)
+    ).assertion
+    admin = (
+        await auth.issue_assertion(v1.IssueAssertionRequest(user_id=people.admin_id), timeout=10)
+    ).assertion
+    views = await stub.get_notification_views(
+        v1.GetNotificationViewsRequest(
+            caller=notifier,
+            issue_id=people.secret_issue,
+            viewer_assertions=[bob, admin],
+            viewers=[claimed],
+        ),
+        timeout=10,
+    )
+    assert [v.user_id for v in views.viewers] == [people.admin_id]
+    with pytest.raises(GRPCError) as forged:
+        await stub.get_notification_views(
+            v1.GetNotificationViewsRequest(
+                caller=notifier,
+                issue_id=people.secret_issue,
+                viewer_assertions=[admin, bob[:-4] + "AAAA"],
+            ),
+            timeout=10,
+        )
+    assert forged.value.status is Status.UNAUTHENTICATED
+    assert "viewer_assertions[1]" in (forged.value.message or "")
 
 
 async def test_only_the_api_may_run_the_certificate_flow(
@@ -343,3 +385,80 @@ async def test_only_allowed_services_get_assertions_for_a_user(
     assert answer.assertion
     assert answer.user is not None
     assert answer.user.user_id == people.bob_id
+
+
+async def _refused_within(call: Any, *, seconds: float = 30.0) -> GRPCError | None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await call()
+        except GRPCError as exc:
+            return exc
+        await asyncio.sleep(0.5)
+    return None
+
+
+async def test_an_assertion_a_service_got_for_a_user_ends_when_the_user_is_disabled(
+    bugless_stack: LocalStack, people: Assertions, channels: list[Channel]
+) -> None:
+    carol = bugless_stack.add_user(f"trust-carol-{secrets.token_hex(3)}", PASSWORD)
+    notify_auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "notify", channels))
+    request = v1.IssueAssertionRequest(user_id=carol["user_id"])
+    issued = await notify_auth.issue_assertion(request, timeout=10)
+    model = v1.ModelStub(_as(bugless_stack, "model", "notify", channels))
+
+    async def read_as_carol() -> None:
+        await model.list_components(
+            v1.ListComponentsRequest(), timeout=10, metadata={METADATA_KEY: issued.assertion}
+        )
+
+    await read_as_carol()
+    web_auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "web", channels))
+    admin = await web_auth.get_users(v1.GetUsersRequest(user_ids=[people.admin_id]), timeout=10)
+    signed_in = await web_auth.authenticate_password(
+        v1.AuthenticatePasswordRequest(username=admin.users[0].username, password=PASSWORD),
+        timeout=30,
+    )
+    await web_auth.set_user_disabled(
+        v1.SetUserDisabledRequest(token=signed_in.token, username=carol["username"], disabled=True),
+        timeout=10,
+    )
+    # Not only sessions she signed in with: the one IssueAssertion opened for
+    # the notifier ends too, within the Model's --assertion-refresh-seconds.
+    refused = await _refused_within(read_as_carol)
+    assert refused is not None, "a disabled user's service-issued assertion still works"
+    assert refused.status is Status.UNAUTHENTICATED
+    assert "session has ended" in (refused.message or "")
+    with pytest.raises(GRPCError) as no_new_one:
+        await notify_auth.issue_assertion(request, timeout=10)
+    assert no_new_one.value.status is Status.PERMISSION_DENIED
+
+
+async def test_a_service_acting_for_a_user_gets_a_new_assertion_after_sign_out_everywhere(
+    bugless_stack: LocalStack, channels: list[Channel]
+) -> None:
+    dave = bugless_stack.add_user(f"trust-dave-{secrets.token_hex(3)}", PASSWORD)
+    notify_auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "notify", channels))
+    acting = ActingFor(notify_auth)
+    model = acting_model(v1.ModelStub(_as(bugless_stack, "model", "notify", channels)), acting)
+    caller = v1.Caller(user_id=dave["user_id"])
+    await model.list_components(v1.ListComponentsRequest(caller=caller), timeout=10)
+    first = await acting.assertion(dave["user_id"])
+    web_auth = v1.AuthenticatorStub(_as(bugless_stack, "auth", "web", channels))
+    signed_in = await web_auth.authenticate_password(
+        v1.AuthenticatePasswordRequest(username=dave["username"], password=PASSWORD), timeout=30
+    )
+    await web_auth.revoke_sessions(
+        v1.RevokeSessionsRequest(token=signed_in.token, everywhere=True), timeout=10
+    )
+    stub = v1.ModelStub(_as(bugless_stack, "model", "notify", channels))
+    refused = await _refused_within(
+        lambda: stub.list_components(
+            v1.ListComponentsRequest(), timeout=10, metadata={METADATA_KEY: first}
+        )
+    )
+    assert refused is not None
+    assert refused.status is Status.UNAUTHENTICATED
+    # The acting stub drops the ended assertion and asks for a new one.
+    await model.list_components(v1.ListComponentsRequest(caller=caller), timeout=10)
+    assert await acting.assertion(dave["user_id"]) != first

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
@@ -33,6 +34,8 @@ from bugless_model_postgres._edit_calls import EditsAndCustomFields
 from bugless_proto import v1
 
 T = TypeVar("T")
+#: Hashes checked for references per query by the sweep.
+SWEEP_BATCH = 200
 _log = logging.getLogger(__name__)
 
 
@@ -172,6 +175,46 @@ class AttachmentCalls(EditsAndCustomFields):
         )
         await self._discard(sha256)
         return await self._issue_response(request.caller, issue_id, version)
+
+    async def sweep_orphaned_content(self, grace_seconds: float) -> int:
+        """Abandoned puts, then every old content no live attachment needs (in batches).
+
+        Each removal re-checks under the content's lock
+        (:func:`~bugless_model_postgres._attachments.remove_if_unreferenced`), so
+        an attach of the same bytes racing the sweep either keeps the content
+        or is told to send the file again; it never refers to removed content.
+        """
+        store = self.blob_store
+        cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
+        removed = await store.remove_abandoned(cutoff)
+        batch: list[str] = []
+        async for sha256 in store.stored_before(cutoff):
+            batch.append(sha256)
+            if len(batch) >= SWEEP_BATCH:
+                removed += await self._sweep(batch)
+                batch = []
+        if batch:
+            removed += await self._sweep(batch)
+        if removed:
+            _log.info("removed %d orphaned attachment contents and pieces", removed)
+        return removed
+
+    async def _sweep(self, hashes: list[str]) -> int:
+        async with translated_errors(), self._pool.acquire() as conn:
+            rows = await conn.fetch(att.REFERENCED_AMONG, [bytes.fromhex(h) for h in hashes])
+        needed = {bytes(r["sha256"]).hex() for r in rows}
+        store = self.blob_store
+        removed = 0
+        for sha256 in hashes:
+            if sha256 not in needed:
+                removed += await self._remove_unreferenced(store, sha256)
+        return removed
+
+    async def _remove_unreferenced(self, store: BlobStore, sha256: str) -> int:
+        gone, _ = await self._write(
+            None, lambda ctx: att.remove_if_unreferenced(ctx, sha256, store)
+        )
+        return int(gone)
 
     async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Redact; for an attachment, its content then leaves the store (if unshared)."""

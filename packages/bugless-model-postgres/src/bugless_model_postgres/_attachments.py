@@ -104,6 +104,11 @@ SELECT EXISTS (SELECT 1 FROM attachments
                 WHERE sha256 = $1 AND deleted_in_version = 0 AND NOT redacted)
 """
 FORGET_CONTENT = "DELETE FROM attachment_contents WHERE sha256 = $1"
+#: Which of the hashes $1 some live attachment still needs.
+REFERENCED_AMONG = """
+SELECT DISTINCT sha256 FROM attachments
+ WHERE sha256 = ANY ($1::bytea[]) AND deleted_in_version = 0 AND NOT redacted
+"""
 
 
 def attachment_from_row(row: Row) -> v1.Attachment:

@@ -36,5 +36,13 @@ DELETE_BLOB = "DELETE FROM blobs WHERE sha256 = $1 RETURNING blob_id"
 #: Every chunk of blob $1.
 DELETE_CHUNKS = "DELETE FROM blob_chunks WHERE blob_id = $1"
 
+#: A page of content stored before $1, after hash $2, in hash order ($3 rows).
+STORED_BEFORE = """
+SELECT sha256 FROM blobs
+ WHERE created_at < $1 AND sha256 > $2
+ ORDER BY sha256
+ LIMIT $3
+"""
+
 #: Liveness: the table is there and the database answers.
 READY = "SELECT count(*) FROM (SELECT 1 FROM blobs LIMIT 1) AS one"

@@ -67,12 +67,17 @@ class WriteContext:
 
 
 async def fetch_issue_rows(
-    conn: Conn, caller: v1.Caller, ids: list[int]
+    conn: Conn, caller: v1.Caller, ids: list[int], *, summary: bool = False
 ) -> dict[int, asyncpg.Record]:
-    """Rows of the issues among ``ids`` the caller may view, by id (one statement)."""
+    """Rows of the issues among ``ids`` the caller may view, by id (one statement).
+
+    With ``summary``, without description and cc (see :data:`q.FETCH_ISSUE_SUMMARIES`).
+    """
     if not ids:
         return {}
-    if len(ids) == 1:
+    if summary:
+        rows = await conn.fetch(q.FETCH_ISSUE_SUMMARIES, ids, caller.admin, caller.user_id)
+    elif len(ids) == 1:
         rows = await conn.fetch(q.FETCH_ISSUE, ids[0], caller.admin, caller.user_id)
     else:
         rows = await conn.fetch(q.FETCH_ISSUES, ids, caller.admin, caller.user_id)
@@ -84,9 +89,11 @@ def issue_message(row: Row) -> v1.Issue:
     return issue_from_row(row, row["visible_hotlist_ids"])
 
 
-async def fetch_issues(conn: Conn, caller: v1.Caller, ids: list[int]) -> dict[int, v1.Issue]:
+async def fetch_issues(
+    conn: Conn, caller: v1.Caller, ids: list[int], *, summary: bool = False
+) -> dict[int, v1.Issue]:
     """Visible issues among ``ids`` as messages (custom field values included), by id."""
-    rows = await fetch_issue_rows(conn, caller, ids)
+    rows = await fetch_issue_rows(conn, caller, ids, summary=summary)
     issues = {i: issue_message(r) for i, r in rows.items()}
     if any(r["custom_fields"] not in ("{}", {}) for r in rows.values()):
         await attach_values(conn, issues, rows)

@@ -6,7 +6,9 @@ Values live in ``issues.custom_fields`` as ``{"<field id>": value}`` (see the
 migration), written by the same statement as the issue's other fields, so a
 value change is part of the one history entry of its delta, with one
 FieldChange per field (``customfield<ID>``, carrying the field's name so the
-entry stays readable after the definition is deleted).
+entry stays readable after the definition is deleted). Searches read the
+values' rows in ``issue_custom_values`` (migration 0010), rewritten in the
+same transaction (:func:`._custom_values.sync_rows`).
 """
 
 from __future__ import annotations
@@ -65,14 +67,16 @@ UPDATE custom_fields
 RETURNING *
 """
 DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
-#: Whether some issue has option $2 in field $1 (single or multi).
+#: Whether some issue has option $2 in field $1 (single or multi; migration 0010's rows).
 OPTION_IN_USE = """
-SELECT EXISTS (SELECT 1 FROM issues
-                WHERE custom_fields @> jsonb_build_object($1::text, $2::text)
-                   OR custom_fields @> jsonb_build_object($1::text, jsonb_build_array($2::text)))
+SELECT EXISTS (SELECT 1 FROM issue_custom_values WHERE field_id = $1 AND value = $2)
 """
-#: Remove field $1's values from every issue (the key is indexed: GIN ``?``).
-DROP_VALUES = "UPDATE issues SET custom_fields = custom_fields - $1::text WHERE custom_fields ? $1"
+#: Remove field $1's values from every issue (found through the search rows).
+DROP_VALUES = """
+UPDATE issues SET custom_fields = custom_fields - $1::bigint::text
+ WHERE id IN (SELECT issue_id FROM issue_custom_values WHERE field_id = $1)
+"""
+DROP_ROWS = "DELETE FROM issue_custom_values WHERE field_id = $1"
 
 
 def field_from_row(row: Row) -> v1.CustomField:
@@ -297,7 +301,7 @@ async def update_field(
     kept = {o.casefold() for o in updated.options}
     for option in current.options:
         if option.casefold() not in kept and await ctx.conn.fetchval(
-            OPTION_IN_USE, str(current.id), option
+            OPTION_IN_USE, current.id, option
         ):
             raise FailedPrecondition(
                 f"custom_field.options: option {option!r} is set on issues; change those "
@@ -315,5 +319,6 @@ async def update_field(
 async def delete_field(ctx: WriteContext, request: v1.DeleteCustomFieldRequest) -> None:
     """Delete a definition and its values (history entries keep theirs)."""
     await _field_for_change(ctx, request.field_id, request.expected_version, "field_id")
-    await ctx.conn.execute(DROP_VALUES, str(request.field_id))
+    await ctx.conn.execute(DROP_VALUES, request.field_id)
+    await ctx.conn.execute(DROP_ROWS, request.field_id)
     await ctx.conn.execute(DELETE_FIELD, request.field_id)

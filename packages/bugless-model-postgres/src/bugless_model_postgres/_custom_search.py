@@ -3,15 +3,16 @@
 The query language cannot know which fields a tracker defines, so a custom
 field term arrives with its values as typed. Before compiling, the backend
 loads the definitions a query names (:func:`load_catalog`, one statement);
-each term then becomes conditions on ``issues.custom_fields``: containment
-(``@>``) for options, integers, days and users, key existence (``?``) for
-``has:``, both answered by the column's GIN index, and text or range
-conditions under a key-existence guard so the index still narrows them.
+each term then becomes a subquery on the search rows of migration 0010
+(``issue_custom_values``, one row per value with the issue's component and
+status): equality for options, integers, days and users, a range for integer
+and date comparisons, a scan of one field's values for text, any row for
+``has:``; all served by its btree indexes. Sorting reads
+``issues.custom_fields`` (the values as an issue holds them).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,65 +94,105 @@ def _key(definition: v1.CustomField) -> str:
     return str(int(definition.id))
 
 
-def custom_term_sql(term: v1.SearchTerm, catalog: CustomCatalog, bind: Bind) -> str:
-    """The condition of one CUSTOM term (OR over the fields it names)."""
+#: Issues with a search row (migration 0010) matching ``{where}``.
+_ROWS = "i.id IN (SELECT v.issue_id FROM issue_custom_values v WHERE {where})"
+#: The same as a list of ids: the planner probes ``issues`` by primary key
+#: for each (a semi-join would rather scan the other conditions' index,
+#: which it cannot know selects 50 times as many rows). Only where the term
+#: must hold (not under OR/NOT), where ``i.id = ANY`` is an index condition,
+#: never a per-row search of the list.
+_ROW_LIST = "i.id = ANY (ARRAY(SELECT v.issue_id FROM issue_custom_values v WHERE {where}))"
+#: Issues without a row of the given fields.
+_NO_ROWS = "NOT EXISTS (SELECT 1 FROM issue_custom_values v WHERE v.issue_id = i.id AND {where})"
+
+
+def custom_term_sql(
+    term: v1.SearchTerm,
+    catalog: CustomCatalog,
+    bind: Bind,
+    narrowing: str = "",
+    *,
+    required: bool = False,
+) -> str:
+    """The condition of one CUSTOM term (OR over the fields it names).
+
+    Reads the search rows of migration 0010. ``narrowing`` is conditions on
+    the row's ``v.component_id`` / ``v.status`` that the rest of the query
+    imposes on the issue anyway (the caller, which sees the term's AND
+    siblings, writes them): they make the component subtree and the status
+    bounds of the same index range as the value, so the index yields only
+    matching issues. A row always carries its issue's component and status,
+    so they change nothing but speed (every ``narrowing`` parameter must
+    be used: it is already bound). ``required``: the term is a conjunct of
+    the whole filter (not under OR or NOT), so it may be a list of ids.
+    """
     where = "query.filter"
     fields = catalog.fields_of(term, where)
+    ids = [int(f.id) for f in fields]
     if term.op in (Op.ANY, Op.NONE):
-        has = " OR ".join(f"i.custom_fields ? {bind(_key(f), 'text')}" for f in fields)
-        return f"({has})" if term.op is Op.ANY else f"(NOT ({has}))"
+        rows = f"v.field_id = ANY ({bind(ids, 'bigint[]')}){narrowing}"
+        if term.op is Op.NONE:
+            return _NO_ROWS.format(where=rows)
+        return (_ROW_LIST if required else _ROWS).format(where=rows)
     values = [betterproto2.which_one_of(v, "kind")[1] for v in term.values]
     users = list(term.resolved_users) or [""] * len(values)
-    parts: list[str] = []
+    #: Fields by the condition on their rows: fields that share one are a single ANY.
+    groups: dict[tuple[str, tuple[Any, ...]], list[int]] = {}
     problems: list[str] = []
     for definition in fields:
         for raw, user in zip(values, users, strict=True):
             try:
-                part = _condition(definition, term.op, str(raw), user, bind)
+                shape = _condition(definition, term.op, str(raw), user)
             except InvalidArgument as exc:
                 problems.append(exc.message.partition(": ")[2] or exc.message)
                 continue
-            parts.append(part)
-    if not parts or (len(fields) == 1 and problems):
+            groups.setdefault(shape, []).append(int(definition.id))
+    if not groups or (len(fields) == 1 and problems):
         raise _bad(where, problems[0] if problems else "no value fits the field")
-    return "(" + " OR ".join(parts) + ")"
+    parts = []
+    for (kind, args), field_ids in groups.items():
+        bound_ids = bind(sorted(set(field_ids)), "bigint[]")
+        if kind == "eq":
+            condition = f"v.value = ANY ({bind(list(args), 'text[]')})"
+        elif kind == "contains":
+            condition = f"strpos(lower(v.value), lower({bind(args[0], 'text')})) > 0"
+        elif kind == "number":
+            condition = f"v.number {_COMPARE[args[0]]} {bind(args[1], 'bigint')}"
+        else:  # "day"
+            condition = f"v.value {_COMPARE[args[0]]} {bind(args[1], 'text')}"
+        parts.append(f"v.field_id = ANY ({bound_ids}) AND {condition}{narrowing}")
+    if len(parts) == 1:
+        return (_ROW_LIST if required else _ROWS).format(where=parts[0])
+    return "(" + " OR ".join(_ROWS.format(where=p) for p in parts) + ")"
 
 
-def _condition(definition: v1.CustomField, op: Op, raw: str, user: str, bind: Bind) -> str:
-    key = _key(definition)
+def _condition(
+    definition: v1.CustomField, op: Op, raw: str, user: str
+) -> tuple[str, tuple[Any, ...]]:
+    """What a field's rows must hold for ``op raw``: a kind and its arguments."""
     name = f"custom field {definition.name!r} ({cf.TYPE_NAMES.get(definition.type, '?')})"
-    if op in _COMPARE or definition.type is T.TEXT:
-        guard = f"i.custom_fields ? {bind(key, 'text')}"
     if op in _COMPARE:
         if definition.type is T.INTEGER:
             number = cf.read_integer(raw)
             if number is None:
                 raise _bad("value", f"{name} takes a whole number, not {raw!r}")
-            return (
-                f"({guard} AND (i.custom_fields ->> {bind(key, 'text')})::bigint "
-                f"{_COMPARE[op]} {bind(number, 'bigint')})"
-            )
+            return "number", (op, number)
         if definition.type is T.DATE:
             day = cf.read_day(raw)
             if day is None:
                 raise _bad("value", f"{name} takes a day written YYYY-MM-DD, not {raw!r}")
-            return (
-                f"({guard} AND (i.custom_fields ->> {bind(key, 'text')}) "
-                f"{_COMPARE[op]} {bind(day, 'text')})"
-            )
+            return "day", (op, day)
         raise _bad("op", f"{name} cannot be compared; only integer and date fields can")
     if definition.type is T.TEXT:
-        return (
-            f"({guard} AND strpos(lower(i.custom_fields ->> {bind(key, 'text')}), "
-            f"lower({bind(raw, 'text')})) > 0)"
-        )
+        return "contains", (raw,)
     if definition.type is T.USER:
         if not user:
             raise _bad("value", f"{name}: no user named {raw!r}")
         raw = user
     normalized = cf.normalize_values(definition, [raw], "value")
     stored: Any = cf.to_stored(definition, normalized)
-    return f"i.custom_fields @> {bind(json.dumps({key: stored}), 'jsonb')}"
+    items = stored if isinstance(stored, list) else [stored]
+    return "eq", tuple(str(item) for item in items)
 
 
 def custom_sort(key: v1.SortKey, catalog: CustomCatalog) -> list[tuple[str, str, bool]]:

@@ -16,8 +16,24 @@ from bugless_model_postgres._convert import Conn, Row
 from bugless_proto import v1
 
 FIELD_NAMES = "SELECT id, name, type FROM custom_fields WHERE id = ANY ($1::bigint[])"
+#: The search rows of issue $1 (migration 0010), replaced by :data:`INSERT_ROWS`.
+DELETE_ROWS = "DELETE FROM issue_custom_values WHERE issue_id = $1"
+#: Search rows of issue $1: (field, value, number) from $2..$4, component $5, status $6.
+INSERT_ROWS = """
+INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
+SELECT $1, r.field_id, r.value, r.number, $5, $6
+  FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS r(field_id, value, number)
+"""
 
-__all__ = ["attach_values", "dump_values", "field_names", "load_values", "value_messages"]
+__all__ = [
+    "attach_values",
+    "dump_values",
+    "field_names",
+    "load_values",
+    "search_rows",
+    "sync_rows",
+    "value_messages",
+]
 
 
 def load_values(raw: Any) -> dict[str, Any]:
@@ -31,6 +47,49 @@ def load_values(raw: Any) -> dict[str, Any]:
 def dump_values(values: Mapping[str, Any]) -> str:
     """A values dict as the stored jsonb text (keys in a stable order)."""
     return json.dumps(dict(values), sort_keys=True)
+
+
+def search_rows(stored: Mapping[str, Any]) -> list[tuple[int, str, int | None]]:
+    """(field id, value, number) search rows of stored values (migration 0010's shape).
+
+    One row per value; a multi-valued field one per option; integers carry
+    their number too, for comparisons.
+    """
+    rows: list[tuple[int, str, int | None]] = []
+    for key, value in stored.items():
+        for item in value if isinstance(value, list) else [value]:
+            number = item if isinstance(item, int) and not isinstance(item, bool) else None
+            rows.append((int(key), str(item), number))
+    return sorted(set(rows), key=lambda r: (r[0], r[1]))
+
+
+async def sync_rows(
+    conn: Conn,
+    issue_id: int,
+    *,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    moved: bool,
+    status_changed: bool,
+    component_id: int,
+    status: int,
+) -> None:
+    """Keep issue ``issue_id``'s search rows equal to its values, component and status.
+
+    Called by every write of ``issues.custom_fields``, ``component_id`` or
+    ``status``, in its transaction; nothing to do for an issue without values
+    before and after, or when neither they nor the component or status moved.
+    """
+    if not before and not after:
+        return
+    if dict(before) == dict(after) and not moved and not status_changed:
+        return
+    if before:
+        await conn.execute(DELETE_ROWS, issue_id)
+    rows = search_rows(after)
+    if rows:
+        fields, values, numbers = (list(column) for column in zip(*rows, strict=True))
+        await conn.execute(INSERT_ROWS, issue_id, fields, values, numbers, component_id, status)
 
 
 def value_messages(

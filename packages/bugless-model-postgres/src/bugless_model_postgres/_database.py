@@ -118,8 +118,12 @@ async def append_to_feed(ctx: WriteContext) -> None:
     Must be the transaction's last statement: from it to the commit the
     transaction holds the feed's ``head`` row, and every other writer waits
     there (see migration 0005), so the window is kept to one round trip.
+    Nothing to do when the transaction's last statement appended it already
+    (the one-statement create).
     """
-    if not ctx.dialect.change_feed or (not ctx.written and not ctx.components_changed):
+    if ctx.feed_position or not ctx.dialect.change_feed:
+        return
+    if not ctx.written and not ctx.components_changed:
         return
     values = (
         ctx.now,

@@ -274,6 +274,10 @@ async def _create(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[in
             f"{request.external_id} was imported by a concurrent call just now; "
             "import it again to append what that call did not",
         )
+    await _custom_values.sync_rows(
+        ctx.conn, issue_id, before={}, after=custom, moved=True, status_changed=True,
+        component_id=final["component_id"], status=final["status"],
+    )  # fmt: skip
     if request.hotlist_ids:
         await _hotlist_rows(ctx, request.hotlist_ids, "hotlist_ids")
         for hotlist_id in sorted(request.hotlist_ids):
@@ -317,5 +321,12 @@ async def _extend(
     )  # fmt: skip
     if replay.description is not None:
         await ctx.conn.execute(q.SET_IMPORTED_DESCRIPTION, issue_id, replay.description)
+    custom = _custom_values.load_values(row["custom_fields"])
+    await _custom_values.sync_rows(
+        ctx.conn, issue_id, before=custom, after=custom,
+        moved=final["component_id"] != row["component_id"],
+        status_changed=final["status"] != row["status"],
+        component_id=final["component_id"], status=final["status"],
+    )  # fmt: skip
     await _write_entries(ctx, issue_id, version + 1, replay.entries, request.external_id)
     return issue_id, False, len(replay.entries)

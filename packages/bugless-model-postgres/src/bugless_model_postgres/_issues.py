@@ -348,7 +348,9 @@ def _related_ids(delta: v1.IssueDelta) -> set[int]:
     }
 
 
-async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Created:
+async def create_issue(
+    ctx: WriteContext, request: v1.CreateIssueRequest, *, batch: bool = False
+) -> Created:
     """Create the issue (entry 1) and its other-side entries.
 
     Returns its id and, built from what was written, the Issue message as
@@ -356,8 +358,12 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     key already used by this caller, returns the first issue's id and no
     message (it may have changed since: the caller reads it), writing nothing.
 
-    The common create (no relations, no hotlists) is three statements in its
-    transaction: the checks, the INSERT, the history entry (with its NOTIFY).
+    The common create (no relations, no hotlists) is two statements in its
+    transaction: the checks, and one statement writing the issue, its entry
+    and the feed row (:data:`q.CREATE_ISSUE_IN_ONE`). With ``batch``, one of
+    several creates sharing the transaction (BatchCreateIssues): the issue
+    and its entry in one statement, the feed row left to the transaction's
+    end; every error it raises is raised before it writes anything.
     """
     caller = ctx.caller
     key = request.idempotency_key or None
@@ -425,7 +431,15 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
         request.description, ctx.now, new["closed_at"], comment_count, key,
     ]  # fmt: skip
-    if ctx.new_issue_id is None:
+    statement = _one_statement(ctx, plan, batch=batch, custom_values=bool(custom))
+    if statement is not None:
+        issue_id = await _create_in_one(
+            ctx, statement, values, _custom_values.dump_values(custom), plan
+        )
+        if issue_id is None:
+            existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
+            return Created(int(existing), None)
+    elif ctx.new_issue_id is None:
         issue_id = await ctx.conn.fetchval(
             q.INSERT_ISSUE, *values, _custom_values.dump_values(custom)
         )
@@ -439,11 +453,16 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
         return Created(int(existing), None)
     plan.old["id"] = issue_id
-    for hotlist_id in plan.hotlists_added:
-        await append_to_hotlist(ctx, hotlist_id, issue_id, "")
-    await record_entry(ctx, issue_id, 1, request.description, plan.changes)
-    _rekey_other_sides(plan, issue_id)
-    await _write_other_sides(ctx, plan, rows)
+    await _custom_values.sync_rows(
+        ctx.conn, issue_id, before={}, after=custom, moved=True, status_changed=True,
+        component_id=new["component_id"], status=new["status"],
+    )  # fmt: skip
+    if statement is None:
+        for hotlist_id in plan.hotlists_added:
+            await append_to_hotlist(ctx, hotlist_id, issue_id, "")
+        await record_entry(ctx, issue_id, 1, request.description, plan.changes)
+        _rekey_other_sides(plan, issue_id)
+        await _write_other_sides(ctx, plan, rows)
     written = {
         **new,
         "id": issue_id,
@@ -458,6 +477,65 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     issue = issue_from_row(written, plan.hotlists_added)
     issue.custom_fields = _custom_values.value_messages(custom, known)
     return Created(int(issue_id), issue)
+
+
+def _one_statement(
+    ctx: WriteContext, plan: _Plan, *, batch: bool, custom_values: bool
+) -> str | None:
+    """The statement writing a common create at once, if this create is one.
+
+    Common: nothing else to write (no hotlist memberships, no other sides of
+    relations) and ids from the sequence. Alone in its transaction on a
+    database with the change feed and NOTIFY (PostgreSQL), the statement also
+    appends the feed row (:data:`q.CREATE_ISSUE_IN_ONE`); in a batch, the
+    feed row comes once at the end (:data:`q.CREATE_ISSUE_AND_ENTRY`).
+    Custom field values write their search rows after the issue, so alone
+    such a create keeps the feed row for the end (statement-per-row path).
+    ``None``: the statement-per-row path.
+    """
+    if ctx.new_issue_id is not None or plan.hotlists_added or plan.other:
+        return None
+    if batch:
+        return q.CREATE_ISSUE_AND_ENTRY
+    alone = not ctx.written and not ctx.components_changed and not custom_values
+    if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
+        return q.CREATE_ISSUE_IN_ONE
+    return None
+
+
+def shares_a_transaction(request: v1.CreateIssueRequest) -> bool:
+    """Whether a batch item may be created in the batch's shared transaction.
+
+    Items that touch other rows (hotlists, relations, parent, duplicate)
+    are created each in its own transaction: their errors may come after a
+    first write, which a shared transaction could not undo for them alone.
+    """
+    fields = request.fields or v1.IssueFields()
+    return not (
+        request.hotlist_ids
+        or request.blocking_ids
+        or request.blocked_by_ids
+        or fields.parent_id
+        or fields.duplicate_of_id
+    )
+
+
+async def _create_in_one(
+    ctx: WriteContext, statement: str, values: list[Any], custom: str, plan: _Plan
+) -> int | None:
+    """Issue and entry 1 (and the feed row) in one statement; the new id (``None``: key taken)."""
+    changes = changes_to_json(plan.changes)
+    if statement == q.CREATE_ISSUE_IN_ONE:
+        row = await ctx.conn.fetchrow(statement, *values, custom, changes, ctx.channel)
+    else:
+        row = await ctx.conn.fetchrow(statement, *values, custom, changes)
+    if row is None:
+        return None
+    issue_id = int(row["id"])
+    ctx.written.append((issue_id, 1))
+    if statement == q.CREATE_ISSUE_IN_ONE:
+        ctx.feed_position = int(row["position"])
+    return issue_id
 
 
 def _rekey_other_sides(plan: _Plan, issue_id: int) -> None:
@@ -527,7 +605,7 @@ async def change_issue(
         raise IssueVersionConflict(issue_id, expected_version, row["version"])
     plan = _Plan(as_dict(row))
     await _plan_delta(ctx, plan, delta, set(rows), creating=False)
-    custom = _custom_values.load_values(row["custom_fields"])
+    custom = before = _custom_values.load_values(row["custom_fields"])
     moved = plan.new["component_id"] != plan.old["component_id"]
     if delta.custom_fields_set or moved:
         custom, custom_changes, _ = await _custom_fields.plan_values(
@@ -550,6 +628,11 @@ async def change_issue(
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
         new["closed_at"], ctx.now, 1 if comment else 0, comment,
         _custom_values.dump_values(custom),
+    )  # fmt: skip
+    await _custom_values.sync_rows(
+        ctx.conn, issue_id, before=before, after=custom, moved=moved,
+        status_changed=new["status"] != plan.old["status"],
+        component_id=new["component_id"], status=new["status"],
     )  # fmt: skip
     for hotlist_id in plan.hotlists_added:
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")

@@ -32,6 +32,14 @@ SELECT {columns},
 #: Issues by id ($1 an array) with their component's ACL and the hotlists the
 #: caller may see ($2 admin, $3 user id).
 FETCH_ISSUES = _FETCH_ISSUES.format(columns=ISSUE_COLUMNS, where="i.id = ANY ($1::bigint[])")
+#: :data:`FETCH_ISSUES` without what a result list does not show (the
+#: description and the cc list, read as empty): SearchIssues' ``summary``.
+FETCH_ISSUE_SUMMARIES = _FETCH_ISSUES.format(
+    columns=ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").replace(
+        "i.description,", "'' AS description,"
+    ),
+    where="i.id = ANY ($1::bigint[])",
+)
 #: :data:`FETCH_ISSUES` for one id ($1 a bigint). Kept apart because
 #: PostgreSQL re-plans ``= ANY ($1)`` on every call when given one element (its
 #: custom plan always looks cheaper than the generic one, estimated for
@@ -85,6 +93,61 @@ RETURNING id
 """
 INSERT_ISSUE = _INSERT_ISSUE.format(id="", id_value="")
 INSERT_ISSUE_WITH_ID = _INSERT_ISSUE.format(id="id, ", id_value="$21, ")
+
+#: The common create (no relations, no hotlists) in one statement: the issue
+#: (:data:`INSERT_ISSUE`'s ``$1``-``$20``), its entry 1 (``$21`` the changes,
+#: jsonb text), and the transaction's change-feed row with its NOTIFY on
+#: channel ``$22`` (:data:`FEED_APPEND_AND_NOTIFY`), so the transaction is
+#: BEGIN, the checks, this, COMMIT. The feed row stays the last write before
+#: the commit: ``head`` is updated only once the issue and its entry are
+#: written (its condition reads them), and the row lock is held to commit as
+#: the feed's ordering needs (migration 0005). No row: a concurrent create
+#: with the same idempotency key committed first (nothing written).
+CREATE_ISSUE_IN_ONE = (
+    """
+WITH created AS (
+"""
+    + INSERT_ISSUE.strip()
+    + """
+), entry AS (
+    INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
+                               caused_by_issue_id)
+    SELECT id, 1, $7, $16, $15, $21::jsonb, 0 FROM created
+    RETURNING issue_id
+), head AS (
+    UPDATE change_feed_state SET position = position + 1
+     WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
+    RETURNING position
+), appended AS (
+    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
+    SELECT position, $16, $7, ARRAY[(SELECT id FROM created)]::bigint[], ARRAY[1]::bigint[],
+           '{}'::bigint[]
+      FROM head
+    RETURNING position
+)
+SELECT created.id, appended.position, pg_notify($22, appended.position::text)
+  FROM created CROSS JOIN appended
+"""
+)
+
+#: One create of a batch sharing a transaction (BatchCreateIssues): the
+#: issue and its entry 1 as in :data:`CREATE_ISSUE_IN_ONE`, without the feed
+#: row (the transaction appends one for all its creates, last).
+CREATE_ISSUE_AND_ENTRY = (
+    """
+WITH created AS (
+"""
+    + INSERT_ISSUE.strip()
+    + """
+), entry AS (
+    INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
+                               caused_by_issue_id)
+    SELECT id, 1, $7, $16, $15, $21::jsonb, 0 FROM created
+    RETURNING issue_id
+)
+SELECT created.id FROM created
+"""
+)
 
 UPDATE_ISSUE = """
 UPDATE issues
@@ -364,7 +427,7 @@ SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 #: The issue imported before under external id $1, locked for the extension.
 IMPORTED_ISSUE = """
 SELECT id, title, status, priority, severity, type, component_id, assignee, verifier, cc,
-       closed_at, modified_at, version, import_position
+       closed_at, modified_at, version, import_position, custom_fields
   FROM issues WHERE external_id = $1 AND external_id <> ''
    FOR UPDATE
 """

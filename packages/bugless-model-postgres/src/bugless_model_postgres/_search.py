@@ -215,19 +215,82 @@ def encode_position(columns: list[SortColumn], row: Any) -> list[Any]:
     return out
 
 
-def _node(node: v1.SearchNode, params: Params, admin: str) -> str:
+def _node(
+    node: v1.SearchNode,
+    params: Params,
+    admin: str,
+    narrowing: tuple[v1.SearchTerm, ...] = (),
+    required: bool = True,
+) -> str:
+    """SQL of ``node``; ``narrowing`` are the component and status terms of enclosing ANDs.
+
+    Whatever the node below says, a matching issue satisfies those terms, so
+    a custom-field subquery anywhere below may repeat them on its rows (see
+    :func:`custom_term_sql`; under OR and NOT too: ``A AND f(X AND A)``
+    equals ``A AND f(X)`` for any f). ``required``: every match satisfies
+    ``node`` (it is under ANDs only).
+    """
     kind, value = betterproto2.which_one_of(node, "kind")
     if kind == "all_of" and isinstance(value, v1.SearchNodeList):
-        parts = [_node(n, params, admin) for n in value.nodes]
+        inner = narrowing + _narrowing_terms(value.nodes)
+        parts = [_node(n, params, admin, inner, required) for n in value.nodes]
         return "(" + " AND ".join(parts) + ")" if parts else "TRUE"
     if kind == "any_of" and isinstance(value, v1.SearchNodeList):
-        parts = [_node(n, params, admin) for n in value.nodes]
+        parts = [_node(n, params, admin, narrowing, required=False) for n in value.nodes]
         return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
     if kind == "negate" and isinstance(value, v1.SearchNode):
-        return f"(NOT {_node(value, params, admin)})"
+        return f"(NOT {_node(value, params, admin, narrowing, required=False)})"
     if kind == "term" and isinstance(value, v1.SearchTerm):
+        if value.field is F.CUSTOM:
+            rows = "".join(
+                " AND "
+                + (
+                    _component(t, params, "v.component_id")
+                    if t.field is F.COMPONENT
+                    else _status(t, params, "v.status")
+                )
+                for t in narrowing
+            )
+            return custom_term_sql(value, params.catalog, params.add, rows, required=required)
         return _term(value, params, admin)
     return "TRUE"
+
+
+def _narrowing_terms(nodes: list[v1.SearchNode]) -> tuple[v1.SearchTerm, ...]:
+    """The component and status terms among ``nodes`` (each an equality)."""
+    found: list[v1.SearchTerm] = []
+    for node in nodes:
+        kind, term = betterproto2.which_one_of(node, "kind")
+        if (
+            kind == "term"
+            and isinstance(term, v1.SearchTerm)
+            and term.op is Op.EQ
+            and term.field in (F.COMPONENT, F.STATUS, F.STATUS_CLASS)
+        ):
+            found.append(term)
+    return tuple(found)
+
+
+def _component(term: v1.SearchTerm, params: Params, column: str) -> str:
+    values = _values(term)
+    if term.include_subtree:
+        # A list of ids (not a filter on the joined row) so the planner can
+        # narrow the issues scan by component before joining.
+        subtree = params.add(values, "bigint[]")
+        return (
+            f"{column} = ANY (ARRAY(SELECT sc.id FROM components sc "
+            f"WHERE sc.path_ids && {subtree}))"
+        )
+    return f"{column} = ANY ({params.add(values, 'bigint[]')})"
+
+
+def _status(term: v1.SearchTerm, params: Params, column: str) -> str:
+    if term.field is F.STATUS:
+        return f"{column} = ANY ({params.add(_stored(term), 'smallint[]')})"
+    numbers = sorted(
+        {int(s) for v in _values(term) for s in (OPEN_STATUSES if v == "open" else CLOSED_STATUSES)}
+    )
+    return f"{column} = ANY ({params.add(numbers, 'smallint[]')})"
 
 
 def _values(term: v1.SearchTerm) -> list[Any]:
@@ -261,8 +324,6 @@ def _attachment_term(op: v1.SearchOperator, values: list[Any], params: Params) -
 def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     f, op = term.field, term.op
     values = _values(term)
-    if f is F.CUSTOM:
-        return custom_term_sql(term, params.catalog, params.add)
     if f is F.ATTACHMENT:
         return _attachment_term(op, values, params)
     if f is F.CLOSED:
@@ -293,18 +354,12 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         if op in (Op.ANY, Op.NONE):
             return "i.external_id <> ''" if op is Op.ANY else "i.external_id = ''"
         return f"i.external_id = ANY ({params.add(list(values), 'text[]')})"
-    if f is F.STATUS or f is F.TYPE:
-        column = "i.status" if f is F.STATUS else "i.type"
+    if f in (F.STATUS, F.TYPE, F.STATUS_CLASS):
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
-        return f"{column} = ANY ({params.add(_stored(term), 'smallint[]')})"
-    if f is F.STATUS_CLASS:
-        if op in (Op.ANY, Op.NONE):
-            return "TRUE" if op is Op.ANY else "FALSE"
-        numbers = sorted(
-            {int(s) for v in values for s in (OPEN_STATUSES if v == "open" else CLOSED_STATUSES)}
-        )
-        return f"i.status = ANY ({params.add(numbers, 'smallint[]')})"
+        if f is F.TYPE:
+            return f"i.type = ANY ({params.add(_stored(term), 'smallint[]')})"
+        return _status(term, params, "i.status")
     if f in _USER_COLUMNS:
         column = _USER_COLUMNS[f]
         if op is Op.ANY:
@@ -332,15 +387,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     if f is F.COMPONENT:
         if op in (Op.ANY, Op.NONE):
             return "TRUE" if op is Op.ANY else "FALSE"
-        if term.include_subtree:
-            # A list of ids (not a filter on the joined row) so the planner can
-            # narrow the issues scan by component before joining.
-            subtree = params.add(values, "bigint[]")
-            return (
-                "i.component_id = ANY (ARRAY(SELECT sc.id FROM components sc "
-                f"WHERE sc.path_ids && {subtree}))"
-            )
-        return f"i.component_id = ANY ({params.add(values, 'bigint[]')})"
+        return _component(term, params, "i.component_id")
     if f is F.HOTLIST:
         visible = _VISIBLE_HOTLIST.format(admin=admin, user=params.user())
         member = (

@@ -18,6 +18,12 @@ A Watch stream subscribes by reading ``head``: every transaction committing
 later takes a greater position (it cannot take one before the holder of
 ``head`` commits), so once the stream has read it, it yields its
 ``subscribed`` marker and then every change above it.
+
+Pruning (rows older than ``--feed-retention-seconds``) runs in a task of
+every backend process, once per :data:`PRUNE_EVERY_SECONDS`, whether or not
+anyone reads the feed: a deployment without a notifier keeps its table
+bounded too. Replicas pruning at once delete the same prefix; the second
+finds nothing.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ MAX_FEED_WAIT_MS = 30_000
 #: where there is no LISTEN (CockroachDB), and as a safety net where there is.
 POLL_SECONDS = 0.25
 NOTIFIED_POLL_SECONDS = 5.0
-#: Pruning runs at most this often per process (it is one DELETE).
+#: Pruning runs this often in each process (it is one DELETE).
 PRUNE_EVERY_SECONDS = 60.0
 #: Rows a Watch stream reads per look.
 _WATCH_BATCH = 200
@@ -79,7 +85,9 @@ class ChangeFeed:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
         self._closed = False
-        self._last_prune = 0.0
+        self._pruner: asyncio.Task[None] | None = None
+        #: Prunings done by this process (for tests and metrics).
+        self.prunings = 0
         #: Open Watch streams (for tests and metrics).
         self.streams = 0
 
@@ -126,8 +134,13 @@ class ChangeFeed:
             await asyncio.wait_for(event.wait(), seconds)
 
     async def close(self) -> None:
-        """Wake every reader (they end) and close the listener connection."""
+        """Stop pruning, wake every reader (they end) and close the listener connection."""
         self._closed = True
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pruner
+            self._pruner = None
         self._wake()
         if self._conn is not None:
             conn, self._conn = self._conn, None
@@ -141,13 +154,25 @@ class ChangeFeed:
         state = {r["name"]: r["position"] for r in await conn.fetch(q.FEED_STATE)}
         return int(state["head"]), int(state["pruned"])
 
-    async def _maybe_prune(self, conn: Conn) -> None:
-        now = time.monotonic()
-        if now - self._last_prune < PRUNE_EVERY_SECONDS:
-            return
-        self._last_prune = now
+    def start_pruning(self) -> None:
+        """Prune every :data:`PRUNE_EVERY_SECONDS` until :meth:`close` (see the module)."""
+        if self._pruner is None and not self._closed:
+            self._pruner = asyncio.get_running_loop().create_task(self._prune_forever())
+
+    async def _prune_forever(self) -> None:
+        while not self._closed:
+            try:
+                await self.prune()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                _log.warning("change feed: pruning failed (%s); trying again later", exc)
+            await asyncio.sleep(PRUNE_EVERY_SECONDS)
+
+    async def prune(self) -> None:
+        """Delete the changes older than the retention, now."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.feed_retention_seconds)
-        await conn.execute(q.PRUNE_FEED, cutoff)
+        async with self._pool.acquire() as conn:
+            await conn.execute(q.PRUNE_FEED, cutoff)
+        self.prunings += 1
 
     async def read_feed(self, request: v1.ReadFeedRequest) -> v1.ReadFeedResponse:
         """Changes after ``request.after_position``, waiting for one if asked.
@@ -163,7 +188,6 @@ class ChangeFeed:
         while True:
             changed = self._changed
             async with translated_errors(), self._pool.acquire() as conn:
-                await self._maybe_prune(conn)
                 head, pruned = await self._state(conn)
                 if request.head_only:
                     return v1.ReadFeedResponse(head_position=head, oldest_position=pruned + 1)

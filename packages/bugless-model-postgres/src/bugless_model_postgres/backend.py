@@ -33,7 +33,12 @@ from bugless_core.migrations import (
     quote_schema,
     schema_too_new,
 )
-from bugless_core.model.backend import Capability, ModelBackend, ModelSettings
+from bugless_core.model.backend import (
+    Capability,
+    ModelBackend,
+    ModelSettings,
+    batch_create_failure,
+)
 from bugless_core.page_tokens import PageTokenCodec
 from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
 from bugless_model_postgres import _components, _hotlists, _imports, _issues, _search
@@ -72,6 +77,7 @@ from bugless_model_postgres._database import (
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._follow import FollowCalls
+from bugless_model_postgres._notify_views import NotificationViewCalls
 from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
@@ -91,7 +97,7 @@ def _caller_key(caller: v1.Caller) -> list[Any]:
     return [caller.user_id, sorted(caller.groups), caller.admin]
 
 
-class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
+class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, ModelBackend):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
@@ -179,7 +185,10 @@ class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
             )
             raise FailedPrecondition(msg)
         pool = await open_pool(settings, quote_schema(settings.schema))
-        return cls(settings, pool)
+        backend = cls(settings, pool)
+        if Capability.CHANGE_FEED in backend.capabilities:
+            backend._feed.start_pruning()
+        return backend
 
     async def close(self) -> None:
         """Stop watchers and close the pool."""
@@ -253,6 +262,58 @@ class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
         if created.issue is not None:
             return created.issue
         return await self._get_visible(request.caller, created.issue_id)
+
+    async def batch_create_issues(
+        self, request: v1.BatchCreateIssuesRequest
+    ) -> v1.BatchCreateIssuesResponse:
+        """The items in one transaction (one commit, one feed row), each on its own terms.
+
+        An item failing its checks is left out and gets its error; the others
+        are written. Items touching other rows (relations, hotlists) are
+        created each in its own transaction after (see
+        :func:`_issues.shares_a_transaction`).
+        """
+        caller = request.caller or v1.Caller()
+        items = list(request.items)
+        shared = [i for i, item in enumerate(items) if _issues.shares_a_transaction(item)]
+
+        async def together(ctx: WriteContext) -> dict[int, _issues.Created | BuglessError]:
+            outcomes: dict[int, _issues.Created | BuglessError] = {}
+            for index in shared:
+                try:
+                    outcomes[index] = await _issues.create_issue(ctx, items[index], batch=True)
+                except BuglessError as exc:  # raised before the item wrote anything
+                    outcomes[index] = exc
+            return outcomes
+
+        results: dict[int, v1.BatchCreateResult] = {}
+        if shared:
+            outcomes, _ = await self._write(caller, together)
+            # An idempotency key used before: the issue as it is now, as CreateIssue answers.
+            reread = [o.issue_id for o in outcomes.values() if isinstance(o, _issues.Created)
+                      and o.issue is None]  # fmt: skip
+            found: dict[int, v1.Issue] = {}
+            if reread:
+                async with translated_errors(), self._pool.acquire() as conn:
+                    found = await fetch_issues(conn, caller, sorted(set(reread)))
+            for index, outcome in outcomes.items():
+                if isinstance(outcome, BuglessError):
+                    results[index] = batch_create_failure(outcome)
+                    continue
+                issue = outcome.issue or found.get(outcome.issue_id)
+                results[index] = (
+                    v1.BatchCreateResult(code=0, issue=issue)
+                    if issue is not None
+                    else batch_create_failure(issue_not_found(outcome.issue_id))
+                )
+        for index, item in enumerate(items):
+            if index in results:
+                continue
+            try:
+                results[index] = v1.BatchCreateResult(code=0, issue=await self.create_issue(item))
+            except BuglessError as exc:
+                results[index] = batch_create_failure(exc)
+        return v1.BatchCreateIssuesResponse(results=[results[i] for i in range(len(items))])
 
     async def _get_visible(self, caller: v1.Caller | None, issue_id: int) -> v1.Issue:
         async with translated_errors(), self._pool.acquire() as conn:
@@ -436,7 +497,9 @@ class PostgresBackend(AttachmentCalls, FollowCalls, ModelBackend):
                     await conn.execute(stale_read)
                 rows = await conn.fetch(compiled.page_sql, *compiled.page_params, size + 1)
                 total = await conn.fetchval(compiled.count_sql, *compiled.count_params, cap + 1)
-                found = await fetch_issues(conn, caller, [r["id"] for r in rows[:size]])
+                found = await fetch_issues(
+                    conn, caller, [r["id"] for r in rows[:size]], summary=request.summary
+                )
             return rows, total, found
 
         rows, total, found = await retrying(self._retry_policy, attempt)

@@ -15,16 +15,27 @@ anywhere before the commit replays the batch; one after it has nothing left
 to do. So no change is skipped, and a change processed twice is never queued
 twice.
 
-Each recipient is checked **as that recipient** through the Model (GetIssue
-with their caller): someone who may not see the issue is never told, and the
-issue, the history entry and the names in a notification are those the
-recipient may see.
+Each recipient is checked **as that recipient**, with their own identity:
+the notifier gets each recipient's signed identity assertion from the
+Authenticator (``IssueAssertion``, cached) and hands them to the Model's
+``GetNotificationViews``, which says which of them may see the issue (their
+groups count; a group list the notifier names is never believed) and which
+of its hotlists and components each may see. Someone who may not see the
+issue is never told, and a notification shows only what its recipient may
+see.
+
+Speed: per issue of a batch, one Model read for the issue and its entries,
+one for its recipients (however many), one Authenticator look-up of names
+(and one per change with ``@mentions``); saved searches are matched once
+per batch (:mod:`bugless_notify._saved_searches`); issues are worked on
+concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,12 +43,12 @@ from typing import Any
 
 import asyncpg
 
-from bugless_core.clients import call, resolve_query
-from bugless_core.errors import BuglessError, FailedPrecondition, NotFound
+from bugless_core.clients import ActingFor, acting_model, call
+from bugless_core.errors import BuglessError, FailedPrecondition, NotFound, PermissionDenied
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.migrations import quote_schema
-from bugless_core.search import QuerySyntaxError, parse_query
-from bugless_core.search.build import all_of, term
+from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
+from bugless_notify.digest import DigestStore
 from bugless_notify.queue import DeliveryQueue, NewDelivery
 from bugless_notify.recipients import (
     Candidate,
@@ -80,6 +91,8 @@ class ConsumerOptions:
 @dataclass
 class _Batch:
     deliveries: list[NewDelivery] = field(default_factory=list)
+    #: Mails of people who chose a daily digest: (user id, the mail), kept for it.
+    digest: list[tuple[str, NewDelivery]] = field(default_factory=list)
     matches_added: set[tuple[int, str, int]] = field(default_factory=set)
     matches_removed: set[tuple[int, str, int]] = field(default_factory=set)
 
@@ -100,7 +113,12 @@ class FeedConsumer:
         self._queue = queue
         self._model = model
         self._auth = auth
+        self._acting_for = ActingFor(auth)
+        self._searches = SavedSearchMatcher(
+            model, acting_model(model, self._acting_for), auth, NOTIFIER, options.schema
+        )
         self.options = options
+        self._digests = DigestStore(options.schema)
         schema = quote_schema(options.schema)
         self._cursor_sql = f"SELECT position FROM {schema}.feed_cursor WHERE name = $1"
         self._lock_cursor_sql = f"{self._cursor_sql} FOR UPDATE"
@@ -110,10 +128,6 @@ class FeedConsumer:
         )
         self._advance_sql = (
             f"UPDATE {schema}.feed_cursor SET position = $2, updated_at = now() WHERE name = $1"
-        )
-        self._matches_sql = (
-            f"SELECT 1 FROM {schema}.saved_search_matches "
-            "WHERE saved_search_id = $1 AND user_id = $2 AND issue_id = $3"
         )
         self._add_match_sql = (
             f"INSERT INTO {schema}.saved_search_matches VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
@@ -199,18 +213,21 @@ class FeedConsumer:
         if not answer.changes:
             return
         batch = _Batch()
-        # Issues are worked on concurrently (each is a dozen calls to the Model
-        # and the Authenticator); one issue's entries stay in version order.
+        # One issue's entries are worked on together (one Model read for all
+        # of them, one for their recipients), issues concurrently.
         by_issue: dict[int, list[tuple[int, str]]] = {}
         for change in answer.changes:
             for entry in change.entries:
                 by_issue.setdefault(entry.issue_id, []).append((entry.version, change.author))
+        async with self._pool.acquire() as conn:
+            matches = MatchChanges()
+            searches = await self._searches.changes(conn, list(by_issue), matches)
+        batch.matches_added, batch.matches_removed = matches.added, matches.removed
         limit = asyncio.Semaphore(ISSUES_AT_ONCE)
 
         async def one_issue(issue_id: int, entries: list[tuple[int, str]]) -> None:
             async with limit:
-                for version, author in entries:
-                    await self._entry(issue_id, version, author, batch)
+                await self._issue(issue_id, entries, searches.get(issue_id, []), batch)
 
         await asyncio.gather(*(one_issue(i, e) for i, e in by_issue.items()))
         await self._commit(position, answer.changes[-1].position, batch)
@@ -223,115 +240,166 @@ class FeedConsumer:
                 _log.info("feed consumer: cursor moved to %s under us; batch dropped", current)
                 return
             await self._queue.enqueue(conn, batch.deliveries)
-            for key in batch.matches_added:
-                await conn.execute(self._add_match_sql, *key)
-            for key in batch.matches_removed:
-                await conn.execute(self._remove_match_sql, *key)
+            await self._digests.add(conn, batch.digest)
+            if batch.matches_added:
+                await conn.executemany(self._add_match_sql, sorted(batch.matches_added))
+            if batch.matches_removed:
+                await conn.executemany(self._remove_match_sql, sorted(batch.matches_removed))
             await conn.execute(self._advance_sql, CURSOR, to)
 
-    # ---- one history entry ----
+    # ---- one issue's entries ----
 
-    async def _entry(self, issue_id: int, version: int, author: str, batch: _Batch) -> None:
+    async def _issue(
+        self,
+        issue_id: int,
+        entries: list[tuple[int, str]],
+        searches: list[tuple[str, str]],
+        batch: _Batch,
+    ) -> None:
+        """Queue the mails of ``entries`` (version, feed author) of one issue."""
         try:
-            issue = await call(
-                self._model.get_issue, v1.GetIssueRequest(caller=NOTIFIER, issue_id=issue_id)
+            views = await call(
+                self._model.get_notification_views,
+                v1.GetNotificationViewsRequest(
+                    caller=NOTIFIER, issue_id=issue_id, versions=[v for v, _ in entries]
+                ),
             )
         except NotFound:
             return
-        entry = await self._history_entry(NOTIFIER, issue_id, version)
-        if entry is None:
+        issue = views.issue
+        audience = views.audience or v1.IssueAudience()
+        if issue is None:
             return
-        audience = await call(
-            self._model.get_issue_audience,
-            v1.GetIssueAudienceRequest(caller=NOTIFIER, issue_id=issue_id),
-        )
-        mentioned = await self._user_ids(mentioned_usernames(*mention_texts(issue, entry)))
-        searches = await self._saved_search_changes(issue_id, batch)
-        people = [
-            c
-            for c in candidates(issue, entry, audience, mentioned, searches)
-            if c.user_id not in audience.muted_by
-        ]
-        if not people:
+        found = {e.version: e for e in views.entries}
+        work: list[tuple[v1.HistoryEntry, str, list[Candidate]]] = []
+        # Saved-search changes are the issue's state now, not one entry's:
+        # they go with the first entry of the batch that still exists.
+        pending = searches
+        for version, author in entries:
+            entry = found.get(version)
+            if entry is None:
+                continue
+            mentioned = await self._user_ids(mentioned_usernames(*mention_texts(issue, entry)))
+            people = [
+                c
+                for c in candidates(issue, entry, audience, mentioned, pending)
+                if c.user_id not in audience.muted_by
+            ]
+            pending = []
+            if people:
+                work.append((entry, entry.author or author, people))
+        if not work:
             return
-        settings = await call(
-            self._model.get_notification_settings,
-            v1.GetNotificationSettingsRequest(
-                caller=NOTIFIER, user_ids=[c.user_id for c in people]
-            ),
-        )
-        by_user = {s.user_id: s for s in settings.settings}
+        checked = await self._check(issue_id, {c.user_id for _, _, ps in work for c in ps})
+        if not checked.viewers:
+            return
+        viewers = {v.user_id: v for v in checked.viewers}
+        by_user = {s.user_id: s for s in checked.settings}
         chosen = [
-            c
+            (entry, c)
+            for entry, author, people in work
             for c in people
-            if wanted(
+            if c.user_id in viewers
+            and wanted(
                 c,
                 by_user.get(c.user_id, v1.NotificationSettings(channel="email")),
-                author=entry.author or author,
+                author=author,
                 issue_id=issue_id,
                 notify_authors=self.options.notify_authors,
             )
         ]
-        users = await self._users([c.user_id for c in chosen])
-        for candidate in chosen:
+        if not chosen:
+            return
+        named = {c.user_id for _, c in chosen}
+        for entry, _, _ in work:
+            named |= _people_named(issue, entry)
+        users = await self._users(sorted(named))
+        names = {i: Person(u.display_name, u.username) for i, u in users.items()}
+        paths = dict(checked.component_paths or views.component_paths)
+        for entry, candidate in chosen:
             user = users.get(candidate.user_id)
             if user is None or user.disabled or not user.email:
                 continue
-            delivery = await self._delivery(candidate, user, issue_id, version)
-            if delivery is not None:
-                batch.deliveries.append(delivery)
-
-    async def _history_entry(
-        self, caller: v1.Caller, issue_id: int, version: int
-    ) -> v1.HistoryEntry | None:
-        """Entry ``version`` as ``caller`` may read it (pages of 500 until found)."""
-        token = ""
-        while True:
-            page = await call(
-                self._model.list_history,
-                v1.ListHistoryRequest(
-                    caller=caller,
-                    issue_id=issue_id,
-                    page=v1.PageRequest(page_size=500, page_token=token),
-                ),
-            )
-            for entry in page.entries:
-                if entry.version == version:
-                    return entry
-            token = page.next_page_token
-            if not token:
-                return None
-
-    async def _delivery(
-        self, candidate: Candidate, user: v1.User, issue_id: int, version: int
-    ) -> NewDelivery | None:
-        """The mail for one recipient, from what *they* may see; None if they may not."""
-        caller = v1.Caller(user_id=candidate.user_id)
-        try:
-            issue = await call(
-                self._model.get_issue, v1.GetIssueRequest(caller=caller, issue_id=issue_id)
-            )
-            entry = await self._history_entry(caller, issue_id, version)
-        except NotFound:
-            return None
-        if entry is None:
-            return None
-        entry.changes = [c for c in entry.changes if _visible_change(c, issue)]
-        names = await self._people(issue, entry)
-        components = await self._component_paths(caller, issue, entry)
-        message = render_notification(
-            ChangeNotice(
+            viewer = viewers[candidate.user_id]
+            mail = self._delivery(
+                candidate,
+                user=user,
                 issue=issue,
                 entry=entry,
+                viewer=viewer,
+                people=names,
+                paths=paths,
+            )
+            chosen_settings = by_user.get(candidate.user_id)
+            if chosen_settings is not None and chosen_settings.digest == v1.DigestMode.DAILY:
+                batch.digest.append((candidate.user_id, mail))
+            else:
+                batch.deliveries.append(mail)
+
+    async def _check(self, issue_id: int, user_ids: set[str]) -> v1.NotificationViews:
+        """Which of ``user_ids`` may see the issue, checked with their own identities.
+
+        Each recipient's identity assertion (``IssueAssertion``, cached until
+        shortly before it expires) goes to the Model, which takes their groups
+        and permissions from it; a person with none (unknown, disabled) is not
+        a recipient.
+        """
+        ids = sorted(user_ids)
+        assertions = await asyncio.gather(
+            *(self._assertion(u) for u in ids), return_exceptions=False
+        )
+        known = [(u, a) for u, a in zip(ids, assertions, strict=True) if a is not None]
+        return await call(
+            self._model.get_notification_views,
+            v1.GetNotificationViewsRequest(
+                caller=NOTIFIER,
+                issue_id=issue_id,
+                viewer_assertions=[a for _, a in known if a],
+                viewers=[v1.Caller(user_id=u) for u, _ in known],
+            ),
+        )
+
+    async def _assertion(self, user_id: str) -> str | None:
+        """``user_id``'s assertion; ``""`` where the Authenticator signs none; None: no user."""
+        try:
+            return await self._acting_for.assertion(user_id)
+        except (NotFound, PermissionDenied):
+            return None
+
+    def _delivery(
+        self,
+        candidate: Candidate,
+        *,
+        user: v1.User,
+        issue: v1.Issue,
+        entry: v1.HistoryEntry,
+        viewer: v1.NotificationViewer,
+        people: dict[str, Person],
+        paths: dict[int, str],
+    ) -> NewDelivery:
+        """The mail for one recipient, with only what *they* may see."""
+        seen = dataclasses.replace(
+            issue, hotlist_ids=list(viewer.hotlist_ids), starred=viewer.starred
+        )
+        shown = dataclasses.replace(
+            entry,
+            changes=[c for c in (_visible_change(c, seen) for c in entry.changes) if c is not None],
+        )
+        visible = set(viewer.component_ids)
+        message = render_notification(
+            ChangeNotice(
+                issue=seen,
+                entry=shown,
                 reason=candidate.reason,
                 reason_detail=candidate.detail,
                 public_url=self.options.public_url,
-                people=names,
-                components=components,
-            )
+                people=people,
+                components={i: p for i, p in paths.items() if i in visible},
+            ),
+            webhook_forms=False,
         )
         return NewDelivery(
-            delivery_id=f"change-{issue_id}-{version}/email/{candidate.user_id}",
+            delivery_id=f"change-{issue.id}-{entry.version}/email/{candidate.user_id}",
             channel="email",
             recipient=user.email,
             message=message,
@@ -355,99 +423,23 @@ class FeedConsumer:
         )
         return [u.user_id for u in found.users]
 
-    async def _people(self, issue: v1.Issue, entry: v1.HistoryEntry) -> dict[str, Person]:
-        refs = {issue.reporter, issue.assignee, issue.verifier, entry.author, *issue.cc}
-        for change in entry.changes:
-            if change.field in {"assignee", "verifier", "reporter", "cc"}:
-                refs |= {change.old_value, change.new_value, *change.added, *change.removed}
-        users = await self._users([r for r in refs if r])
-        return {i: Person(u.display_name, u.username) for i, u in users.items()}
 
-    async def _component_paths(
-        self, caller: v1.Caller, issue: v1.Issue, entry: v1.HistoryEntry
-    ) -> dict[int, str]:
-        ids = {issue.component_id}
-        for change in entry.changes:
-            if change.field == "component_id":
-                ids |= {int(v) for v in (change.old_value, change.new_value) if v.isdigit()}
-        paths: dict[int, str] = {}
-        for component_id in sorted(i for i in ids if i):
-            try:
-                component = await call(
-                    self._model.get_component,
-                    v1.GetComponentRequest(caller=caller, component_id=component_id),
-                )
-            except NotFound:
-                continue
-            paths[component_id] = component.path
-        return paths
-
-    async def _saved_search_changes(self, issue_id: int, batch: _Batch) -> list[tuple[str, str]]:
-        """Subscribers whose saved search ``issue_id`` newly matches or stopped matching."""
-        out: list[tuple[str, str]] = []
-        token = ""
-        while True:
-            page = await call(
-                self._model.list_saved_search_subscriptions,
-                v1.ListSavedSearchSubscriptionsRequest(
-                    caller=NOTIFIER, page=v1.PageRequest(page_size=500, page_token=token)
-                ),
-            )
-            for subscription in page.subscriptions:
-                changed = await self._match_changed(subscription, issue_id, batch)
-                if changed and subscription.saved_search is not None:
-                    out.append((subscription.user_id, subscription.saved_search.name))
-            token = page.next_page_token
-            if not token:
-                return out
-
-    async def _match_changed(
-        self, subscription: v1.SavedSearchSubscription, issue_id: int, batch: _Batch
-    ) -> bool:
-        search = subscription.saved_search
-        if search is None:
-            return False
-        user = subscription.user_id
-        try:
-            structured = await resolve_query(parse_query(search.query), self._auth, me=user)
-        except (QuerySyntaxError, BuglessError):
-            return False
-        only = all_of(
-            structured.filter or v1.SearchNode(),
-            term(v1.SearchField.ID, v1.SearchOperator.EQ, issue_id),
-        )
-        found = await call(
-            self._model.search_issues,
-            v1.SearchIssuesRequest(
-                caller=v1.Caller(user_id=user),
-                query=v1.StructuredQuery(filter=only),
-                page=v1.PageRequest(page_size=1),
-            ),
-        )
-        matches = bool(found.issues)
-        key = (search.id, user, issue_id)
-        async with self._pool.acquire() as conn:
-            matched = await conn.fetchval(self._matches_sql, *key) is not None
-        if key in batch.matches_added:
-            matched = True
-        if key in batch.matches_removed:
-            matched = False
-        if matches == matched:
-            return False
-        if matches:
-            batch.matches_added.add(key)
-            batch.matches_removed.discard(key)
-        else:
-            batch.matches_removed.add(key)
-            batch.matches_added.discard(key)
-        return True
+def _people_named(issue: v1.Issue, entry: v1.HistoryEntry) -> set[str]:
+    """Every person the issue and the entry name (for their display names)."""
+    refs = {issue.reporter, issue.assignee, issue.verifier, entry.author, *issue.cc}
+    for change in entry.changes:
+        if change.field in {"assignee", "verifier", "reporter", "cc"}:
+            refs |= {change.old_value, change.new_value, *change.added, *change.removed}
+    return {r for r in refs if r}
 
 
-def _visible_change(change: v1.FieldChange, issue: v1.Issue) -> bool:
-    """Hotlist changes show only hotlists the recipient sees on the issue."""
+def _visible_change(change: v1.FieldChange, issue: v1.Issue) -> v1.FieldChange | None:
+    """A change as the recipient may see it (None: not at all).
+
+    Hotlist changes show only hotlists the recipient sees on the issue.
+    """
     if change.field != "hotlist_ids":
-        return True
+        return change
     visible = {str(h) for h in issue.hotlist_ids}
-    change.added = [h for h in change.added if h in visible]
-    change.removed = []
-    return bool(change.added)
+    added = [h for h in change.added if h in visible]
+    return dataclasses.replace(change, added=added, removed=[]) if added else None

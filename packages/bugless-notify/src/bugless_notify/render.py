@@ -403,11 +403,14 @@ def _iso(value: datetime.datetime | None) -> str | None:
     return value.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def render_notification(notice: ChangeNotice) -> NotificationMessage:
+def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> NotificationMessage:
     """Render ``notice`` in every form a channel may send (see the module docstring).
 
     The subject is ``[bugless] b/123: <title>``; the thread id ``issue-123``
-    groups every notification about the issue.
+    groups every notification about the issue. ``webhook_forms=False``
+    leaves out the chat line and the JSON object, which only webhooks send:
+    an e-mail is rendered (and queued) once per recipient, so that is work
+    and queue space saved on every mail.
     """
     renderer = _Renderer(notice)
     return NotificationMessage(
@@ -415,7 +418,7 @@ def render_notification(notice: ChangeNotice) -> NotificationMessage:
         subject=renderer.subject,
         text=renderer.text(),
         html=renderer.html(),
-        chat_text=renderer.chat(),
-        data=renderer.data(),
+        chat_text=renderer.chat() if webhook_forms else "",
+        data=renderer.data() if webhook_forms else {},
         reason=str(notice.reason),
     )

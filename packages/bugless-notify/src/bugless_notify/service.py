@@ -17,9 +17,11 @@ from typing import Any, ClassVar
 
 import asyncpg
 
+from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import AccessTable, GrpcServiceRunner
 from bugless_core.migrations import quote_schema
 from bugless_notify.consumer import CURSOR, ConsumerOptions, FeedConsumer
+from bugless_notify.digest import DigestSender, DigestStore
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.mail import EmailChannel
 from bugless_notify.queue import DeliveryQueue, DeliveryState
@@ -34,8 +36,13 @@ _log = logging.getLogger("bugless.notify")
 class NotifierService(v1.NotifierBase):
     """Serves ``bugless.v1.Notifier``: how deliveries are going."""
 
-    #: The web's admin page and operators' tools read it.
-    ACCESS: ClassVar[AccessTable] = {"GetDeliveryStatus": frozenset({"web", "@admin"})}
+    #: The web's admin page (which checks that the person is an admin) and
+    #: operators' tools; nobody else reads or acts on dead letters.
+    ACCESS: ClassVar[AccessTable] = {
+        "GetDeliveryStatus": frozenset({"web", "@admin"}),
+        "RetryDeadLetters": frozenset({"web", "@admin"}),
+        "DiscardDeadLetters": frozenset({"web", "@admin"}),
+    }
 
     def __init__(self, pool: asyncpg.Pool, queue: DeliveryQueue) -> None:
         """Read from the notifier's ``pool``."""
@@ -71,6 +78,32 @@ class NotifierService(v1.NotifierBase):
             ],
         )
 
+    async def retry_dead_letters(self, message: v1.DeadLettersRequest) -> v1.DeadLettersChanged:
+        """Queue the given dead letters again, due now, with a fresh attempt budget."""
+        ids = _delivery_ids(message)
+        async with self._pool.acquire() as conn:
+            changed = await self._queue.requeue(conn, ids)
+        _log.info("requeued %d of %d dead letters", changed, len(ids))
+        return v1.DeadLettersChanged(changed=changed)
+
+    async def discard_dead_letters(self, message: v1.DeadLettersRequest) -> v1.DeadLettersChanged:
+        """Delete the given dead letters for good."""
+        ids = _delivery_ids(message)
+        async with self._pool.acquire() as conn:
+            changed = await self._queue.discard(conn, ids)
+        _log.info("discarded %d of %d dead letters", changed, len(ids))
+        return v1.DeadLettersChanged(changed=changed)
+
+
+def _delivery_ids(message: v1.DeadLettersRequest) -> list[str]:
+    """The request's ids, checked (1 to 1000 of them, none empty)."""
+    ids = list(dict.fromkeys(message.delivery_ids))
+    if not 1 <= len(ids) <= 1000:
+        raise InvalidArgument(f"delivery_ids: give 1 to 1000 ids, not {len(ids)}")
+    if any(not i or len(i) > 255 for i in ids):
+        raise InvalidArgument("delivery_ids: an id is empty or longer than 255 characters")
+    return ids
+
 
 @dataclass
 class RunningNotifier:
@@ -79,6 +112,7 @@ class RunningNotifier:
     runner: GrpcServiceRunner
     consumer: FeedConsumer
     worker: DeliveryWorker
+    digests: DigestSender
     pool: asyncpg.Pool
     tasks: tuple[asyncio.Task[None], ...]
     channels: tuple[Any, ...]
@@ -87,6 +121,7 @@ class RunningNotifier:
         """Stop consuming and delivering (in-flight attempts finish), close connections."""
         self.consumer.stop()
         self.worker.stop()
+        self.digests.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 60)
         for channel in self.channels:
@@ -129,6 +164,13 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
             schema=settings.schema,
         ),
     )
+    digests = DigestSender(
+        pool,
+        queue,
+        DigestStore(settings.schema),
+        hour_utc=settings.digest_hour_utc,
+        interval_seconds=settings.digest_interval_seconds,
+    )
     # Before reporting ready: a change made once the notifier is up is after
     # the cursor, never lost to a first start racing it.
     await consumer.ensure_cursor()
@@ -137,11 +179,13 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
     tasks = (
         asyncio.ensure_future(consumer.run()),
         asyncio.ensure_future(worker.run()),
+        asyncio.ensure_future(digests.run()),
     )
     return RunningNotifier(
         runner=runner,
         consumer=consumer,
         worker=worker,
+        digests=digests,
         pool=pool,
         tasks=tasks,
         channels=(model_channel, auth_channel),

@@ -31,7 +31,11 @@ from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
 from bugless_core.user_cache import UserCache, get_users, lookup_users
 from bugless_proto import v1
-from bugless_web.retries import RetryingAuthenticatorStub, RetryingModelStub
+from bugless_web.retries import (
+    RetryingAuthenticatorStub,
+    RetryingModelStub,
+    RetryingNotifierStub,
+)
 from bugless_web.settings import WebSettings
 
 #: Most validated tokens remembered at once (oldest forgotten first).
@@ -106,6 +110,15 @@ class Backends:
         self.auth: v1.AuthenticatorStub = RetryingAuthenticatorStub(
             self._auth_channel, timeout=timeout
         )
+        #: The notifier's status service (admin page of failed deliveries), if configured.
+        self._notify_channel: Channel | None = (
+            settings.notify.channel() if settings.notify is not None else None
+        )
+        self.notifier: v1.NotifierStub | None = (
+            RetryingNotifierStub(self._notify_channel, timeout=timeout)
+            if self._notify_channel is not None
+            else None
+        )
         #: For the Watch stream, which lives as long as a page is open.
         self.model_stream = v1.ModelStub(self._model_channel)
         self._users = UserCache(ttl_seconds=settings.user_cache_seconds, clock=clock)
@@ -118,6 +131,8 @@ class Backends:
         """Close both channels (on application shutdown)."""
         self._model_channel.close()
         self._auth_channel.close()
+        if self._notify_channel is not None:
+            self._notify_channel.close()
 
     async def viewer(self, token: str) -> Viewer:
         """Who ``token`` belongs to, asking the Authenticator at most every few seconds.

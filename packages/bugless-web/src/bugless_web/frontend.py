@@ -9,6 +9,7 @@ plumbing (CSRF token, notices, static URLs) lives here once.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 import urllib.parse
@@ -63,6 +64,27 @@ class CsrfRejected(BuglessError):
 
     http_status = 403
     default_reason = "CSRF"
+
+
+#: Route option: the route reads the CSRF token from its streamed body itself.
+CSRF_IN_STREAM = "csrf_in_stream"
+
+
+def require_csrf(request: Request[Any, Any, Any], sent: str) -> None:
+    """Refuse (403, nothing changed) unless ``sent`` is this session's CSRF token.
+
+    The browser's cookie is left exactly as it is: a cross-site POST arrives
+    without it (SameSite=Lax), and answering with the fresh anonymous session
+    would sign the person out from any site.
+    """
+    expected = session_of(request).csrf
+    if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        session_of(request).leave_cookie = True
+        msg = (
+            "this form has expired or did not come from this site; "
+            "reload the page and submit it again (nothing was changed)"
+        )
+        raise CsrfRejected(msg)
 
 
 class Frontend:

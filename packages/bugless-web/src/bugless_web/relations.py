@@ -137,6 +137,7 @@ async def _naming(backends: Backends, viewer: Viewer, query: str) -> v1.SearchIs
             caller=viewer.caller,
             query=structured,
             page=v1.PageRequest(page_size=min(MAX_LISTED, MAX_PAGE_SIZE)),
+            summary=True,
         ),
     )
 

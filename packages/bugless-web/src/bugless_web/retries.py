@@ -70,9 +70,11 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/ListSubscriptions",
         "/bugless.v1.Model/GetNotificationSettings",
         "/bugless.v1.Model/GetIssueAudience",
+        "/bugless.v1.Model/GetNotificationViews",
         "/bugless.v1.Model/ListSavedSearchSubscriptions",
         "/bugless.v1.Model/GetAttachment",
         "/bugless.v1.Model/ListAttachments",
+        "/bugless.v1.Notifier/GetDeliveryStatus",
         "/bugless.v1.Authenticator/ListAuthenticators",
         "/bugless.v1.Authenticator/ValidateToken",
         "/bugless.v1.Authenticator/GetUsers",
@@ -104,6 +106,16 @@ class RetryingModelStub(UnaryUnaryInterceptor, v1.ModelStub):
 
 class RetryingAuthenticatorStub(UnaryUnaryInterceptor, v1.AuthenticatorStub):
     """The Authenticator's stub, with one retry of the calls :func:`send_with_retry` allows."""
+
+    async def intercept_unary_unary(
+        self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
+    ) -> T:
+        """Send through :func:`send_with_retry`."""
+        return await send_with_retry(self.channel, send, route, request, response_type, **options)
+
+
+class RetryingNotifierStub(UnaryUnaryInterceptor, v1.NotifierStub):
+    """The notifier's stub (admin page), with one retry of the calls allowed."""
 
     async def intercept_unary_unary(
         self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any

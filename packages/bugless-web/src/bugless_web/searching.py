@@ -254,6 +254,8 @@ async def run_search(
             caller=viewer.caller,
             query=structured,
             page=v1.PageRequest(page_size=page_size, page_token=page_token),
+            # Lists show no description and no cc: the Model leaves them out.
+            summary=True,
         ),
     )
     results.issues = list(response.issues)

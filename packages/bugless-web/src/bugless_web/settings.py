@@ -32,6 +32,8 @@ class WebSettings:
     Attributes:
         model: Where the Model service listens.
         auth: Where the Authenticator service listens.
+        notify: Where the notifier's status service listens (dead letters
+            for admins); reached with the same TLS files as the backends.
         session_keys: Secrets for the session cookie, newest first. The first
             encrypts new cookies; every one still decrypts (key rotation: add
             the new key in front, drop the old one after the session lifetime).
@@ -52,6 +54,10 @@ class WebSettings:
             followed by the requested path (another instance or version).
         dev: Development mode: the session cookie drops the ``Secure`` flag so
             plain-HTTP localhost works, and templates reload from disk.
+        dev_mailbox: The directory ``bugless dev``'s SMTP sink writes the
+            notifier's mails to; shown at ``/dev/mail`` so a newcomer sees
+            notifications work. Refused without ``dev``: a production
+            replica never serves a page of everyone's mail.
         drain_seconds: After SIGTERM, how long readiness fails (and page loads
             are steered) before the server stops accepting connections.
         grace_seconds: Then how long in-flight requests may take to finish.
@@ -97,6 +103,13 @@ class WebSettings:
     auth: ServiceAddress = setting(
         parse=ServiceAddress.parse, metavar="HOST:PORT", help="Authenticator service host:port."
     )
+    notify: ServiceAddress | None = setting(
+        None,
+        parse=ServiceAddress.parse,
+        metavar="HOST:PORT",
+        help="The notifier's gRPC address (`bugless notify serve`), for the admin page of "
+        "failed deliveries (/admin/notifications); unset, that page says none is configured.",
+    )
     session_keys: tuple[str, ...] = setting(
         flag="--session-key",
         env="BUGLESS_WEB_SESSION_KEYS",
@@ -128,6 +141,11 @@ class WebSettings:
         False,
         flag="--dev",
         help="Plain-HTTP development mode: cookie without Secure, templates reload.",
+    )
+    dev_mailbox: Path | None = setting(
+        None,
+        help="Development only (needs --dev): a directory of .eml files (the SMTP sink of "
+        "`bugless dev`) shown to admins at /dev/mail; unset, that page is 404.",
     )
     drain_seconds: float = setting(
         5.0, help="After SIGTERM, fail readiness this long before closing."
@@ -206,6 +224,9 @@ class WebSettings:
             if len(key) < 16:
                 msg = "each session key needs at least 16 characters"
                 raise ValueError(msg)
+        if self.dev_mailbox is not None and not self.dev:
+            msg = "--dev-mailbox is for development only: it needs --dev"
+            raise ValueError(msg)
         object.__setattr__(self, "public_url", _checked_public_url(self.public_url, dev=self.dev))
         object.__setattr__(
             self,
@@ -219,14 +240,18 @@ class WebSettings:
             msg = "--tls-cert/--tls-key need --tls-ca (TLS to the Model and Authenticator)"
             raise ValueError(msg)
         if self.tls_ca is not None:
-            for name in ("model", "auth"):
+            for name in ("model", "auth", "notify"):
+                if getattr(self, name) is None:
+                    continue
                 address = dataclasses.replace(
                     getattr(self, name), ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key
                 )
                 object.__setattr__(self, name, address)
         if not self.insecure_local:
-            for name in ("model", "auth"):
+            for name in ("model", "auth", "notify"):
                 address = getattr(self, name)
+                if address is None:
+                    continue
                 if address.ca is None or address.cert is None:
                     msg = (
                         f"mutual TLS to the {name} service is required: give --tls-ca, "

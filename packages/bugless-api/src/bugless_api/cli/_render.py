@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bugless_api.cli._common import Detail
+from bugless_api.cli._common import Detail, to_plain
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -77,7 +77,10 @@ def issue_detail(
     for entry in comments:
         lines.append((f"#{entry.version}", f"{entry.author}, {_when(entry, 'created_at')}"))
         lines.append(("", entry.comment))
-    return Detail(lines=lines, data={"issue": issue, "comments": comments})
+    # One JSON shape with or without --comments: the issue, plus a "comments" key.
+    shown = to_plain(issue)
+    assert isinstance(shown, dict)
+    return Detail(lines=lines, data={**shown, "comments": comments})
 
 
 def change_text(change: v1.FieldChange) -> str:

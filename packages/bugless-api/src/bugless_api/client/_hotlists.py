@@ -128,10 +128,22 @@ class SavedSearchCalls(ClientBase):
     """``bugless.v1.SavedSearches``."""
 
     async def create_saved_search(
-        self, name: str, query: str, *, readers: Iterable[v1.Principal] = ()
+        self,
+        name: str,
+        query: str,
+        *,
+        readers: Iterable[v1.Principal] = (),
+        columns: Iterable[str] = (),
     ) -> v1.SavedSearch:
-        """Save a query under a name, shared with ``readers`` (users or groups)."""
-        request = v1.CreateSavedSearchRequest(name=name, query=query, readers=list(readers))
+        """Save a query under a name, shared with ``readers`` (users or groups).
+
+        ``columns`` are the list column keys it is shown with (the web list's:
+        :data:`bugless_core.list_columns.COLUMN_LABELS`, ``customfield<ID>``);
+        none: the default columns.
+        """
+        request = v1.CreateSavedSearchRequest(
+            name=name, query=query, readers=list(readers), columns=list(columns)
+        )
         return await self._call(self.saved_searches.create_saved_search, request, idempotent=False)
 
     async def list_saved_searches(
@@ -159,7 +171,7 @@ class SavedSearchCalls(ClientBase):
     async def update_saved_search(
         self, search: v1.SavedSearch, fields: Iterable[str], *, expected_version: int = 0
     ) -> v1.SavedSearch:
-        """Set the mask paths ``fields`` (name, query, readers) of ``search`` (by its id)."""
+        """Set the mask paths ``fields`` (name, query, readers, columns) of ``search`` (its id)."""
         check_id(search.id, "saved_search.id")
         request = v1.UpdateSavedSearchRequest(
             saved_search=search,

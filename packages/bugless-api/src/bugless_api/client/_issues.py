@@ -27,10 +27,18 @@ class IssueCalls(ClientBase):
         structured: v1.StructuredQuery | None = None,
         page_size: int = 0,
         page_token: str = "",
+        summary: bool = False,
     ) -> v1.SearchIssuesResponse:
-        """One page of the issues matching ``query`` (the search language)."""
+        """One page of the issues matching ``query`` (the search language).
+
+        With ``summary``, each issue comes without its description and cc
+        list (less for the services to read and send, for a listing).
+        """
         request = v1.QuerySearchRequest(
-            query=query, structured=structured, page=page(page_size, page_token)
+            query=query,
+            structured=structured,
+            page=page(page_size, page_token),
+            summary=summary,
         )
         return await self._call(self.issues.search_issues, request, idempotent=True)
 

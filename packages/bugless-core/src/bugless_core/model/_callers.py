@@ -13,8 +13,11 @@ feed and checks each recipient's view of an issue (``Caller`` of that
 recipient) without holding their sessions. A call of its service identity
 without an assertion keeps the caller it names; its ACCESS rows make it
 read-only, so what a compromised notifier can do is read, which reading the
-whole feed already implies. With an assertion (``IssueAssertion``), its
-calls are checked like anyone's.
+whole feed already implies. The groups such a caller names are dropped: a
+group list is only believed from a signed assertion, so the notifier checks
+a recipient who may see a component through a group with that recipient's
+assertion (``IssueAssertion``; ``GetNotificationViews`` takes one per
+recipient), and with an assertion its calls are checked like anyone's.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ async def verified_caller(verifier: AssertionVerifier) -> v1.Caller | None:
     """The caller the current call's assertion stands for; anonymous without one.
 
     ``None`` for a :data:`SYSTEM_READERS` call without an assertion: the
-    request's caller stands.
+    request's caller stands, without the groups it names.
     """
     assertion = current_metadata().get(METADATA_KEY)
     if not assertion or not isinstance(assertion, str):
@@ -67,19 +70,27 @@ def _replace_caller(message: Any, caller: v1.Caller) -> None:
         header.caller = caller
 
 
+def _drop_groups(message: Any) -> None:
+    """A system reader's own caller, without the groups it names (never believed)."""
+    caller = getattr(message, "caller", None)
+    if isinstance(caller, v1.Caller):
+        caller.groups = []
+
+
 def _replacing_caller(name: str, func: _Func, verifier: AssertionVerifier) -> _Func:
     async def handle(stream: Stream[Any, Any]) -> None:
         with handler_errors(name):
             caller = await verified_caller(verifier)
-        if caller is None:
-            await func(stream)
-            return
         receive = stream.recv_message
 
         async def recv_message() -> Any:
             message = await receive()
-            if message is not None:
+            if message is None:
+                return message
+            if caller is not None:
                 _replace_caller(message, caller)
+            else:
+                _drop_groups(message)
             return message
 
         stream.recv_message = recv_message  # type: ignore[method-assign]

@@ -7,7 +7,13 @@ them before the backend sees a request.
 from __future__ import annotations
 
 from bugless_core import limits
-from bugless_core.model._validation import _fail, check_enum, check_user_ref, require_caller
+from bugless_core.model._validation import (
+    _fail,
+    check_enum,
+    check_id,
+    check_user_ref,
+    require_caller,
+)
 from bugless_proto import v1
 
 #: ReadFeed: most changes per answer, longest wait for a commit.
@@ -49,3 +55,23 @@ def check_update_notification_settings(request: v1.UpdateNotificationSettingsReq
     if settings.channel and settings.channel not in NOTIFICATION_CHANNELS:
         choices = ", ".join(NOTIFICATION_CHANNELS)
         raise _fail("settings.channel", f"{settings.channel!r} is not one of {choices}")
+
+
+#: GetNotificationViews: most entries and candidate recipients per call.
+MAX_NOTIFICATION_VIEWS = 1000
+
+
+def check_get_notification_views(request: v1.GetNotificationViewsRequest) -> None:
+    """GetNotificationViews: an issue id, bounded versions and recipients."""
+    require_caller(request.caller)
+    check_id(request.issue_id, "issue_id")
+    if len(request.versions) > MAX_NOTIFICATION_VIEWS:
+        raise _fail("versions", f"at most {MAX_NOTIFICATION_VIEWS} entries per call")
+    for i, version in enumerate(request.versions):
+        if version < 1:
+            raise _fail(f"versions[{i}]", "must be a version of the issue (1 or more)")
+    for name in ("viewer_assertions", "viewers"):
+        if len(getattr(request, name)) > MAX_NOTIFICATION_VIEWS:
+            raise _fail(name, f"at most {MAX_NOTIFICATION_VIEWS} recipients per call")
+    for i, viewer in enumerate(request.viewers):
+        check_user_ref(viewer.user_id, f"viewers[{i}].user_id", required=True)

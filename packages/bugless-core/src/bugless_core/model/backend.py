@@ -222,6 +222,26 @@ class ModelBackend(ABC):
     async def create_issue(self, request: v1.CreateIssueRequest) -> v1.Issue:
         """Create an issue (history entry 1); honour the idempotency key."""
 
+    async def batch_create_issues(
+        self, request: v1.BatchCreateIssuesRequest
+    ) -> v1.BatchCreateIssuesResponse:
+        """Create each item as :meth:`create_issue` would; a result per item, in order.
+
+        The servicer has validated every item and set its caller to the
+        request's. This default creates them one by one; a backend may write
+        them together (PostgreSQL: one transaction), as long as each item's
+        outcome is the one its own CreateIssue would have had.
+        """
+        results = []
+        for item in request.items:
+            try:
+                issue = await self.create_issue(item)
+            except BuglessError as exc:
+                results.append(batch_create_failure(exc))
+            else:
+                results.append(v1.BatchCreateResult(code=0, issue=issue))
+        return v1.BatchCreateIssuesResponse(results=results)
+
     @abstractmethod
     async def get_issue(self, request: v1.GetIssueRequest) -> v1.Issue:
         """One issue the caller may view, else NotFound."""
@@ -311,6 +331,16 @@ class ModelBackend(ABC):
     @abstractmethod
     async def get_issue_audience(self, request: v1.GetIssueAudienceRequest) -> v1.IssueAudience:
         """Starrers, component subscribers and muters of an issue (admin callers only)."""
+
+    @abstractmethod
+    async def get_notification_views(
+        self, request: v1.GetNotificationViewsRequest
+    ) -> v1.NotificationViews:
+        """An issue, entries, audience, and which ``viewers`` may see it (the notifier).
+
+        Admin callers only. ``request.viewers`` are verified identities by the time a backend sees
+        them (the servicer replaces them with the assertions' callers).
+        """
 
     @abstractmethod
     async def list_saved_search_subscriptions(
@@ -409,6 +439,17 @@ class ModelBackend(ABC):
         self, request: v1.DeleteAttachmentRequest
     ) -> v1.ChangeIssueResponse:
         """Detach (uploader or component admin) by a new entry; drop unreferenced content."""
+
+    @abstractmethod
+    async def sweep_orphaned_content(self, grace_seconds: float) -> int:
+        """Remove stored content no attachment refers to, older than ``grace_seconds``.
+
+        Content is stored before it is attached; a Model that dies in
+        between (or whose cleanup fails) leaves it in the store with nothing
+        referring to it, and a put killed midway may leave pieces. This finds
+        both from the store's side, so nothing leaks however a process ended.
+        Returns how many contents and pieces were removed.
+        """
 
     # ---- custom fields ----
 
@@ -511,3 +552,13 @@ class ModelBackend(ABC):
     @abstractmethod
     async def delete_saved_search(self, request: v1.DeleteSavedSearchRequest) -> v1.DeleteResponse:
         """Delete a saved search (owner only)."""
+
+
+def batch_create_failure(error: BuglessError) -> v1.BatchCreateResult:
+    """The result of a batch item whose CreateIssue would have failed with ``error``."""
+    return v1.BatchCreateResult(
+        code=int(error.grpc_status.value),
+        message=error.message,
+        reason=error.reason,
+        metadata=dict(error.metadata),
+    )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import random
 
 from grpclib.health.check import ServiceCheck
 
@@ -138,12 +141,34 @@ async def serve_model(
         attachments=attachments,
         assertions=verifier,
     )
+    sweeper = None
+    if backend._blob_store is not None and backend.attachment_settings.sweep_seconds:
+        sweeper = asyncio.create_task(sweep_periodically(backend, backend.attachment_settings))
     try:
         await runner.serve_until_signalled()
     finally:
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         await close_model(backend)
         if channel is not None:
             channel.close()
+
+
+async def sweep_periodically(backend: ModelBackend, settings: AttachmentSettings) -> None:
+    """Every ``sweep_seconds`` (give or take a quarter, so replicas spread out), sweep.
+
+    Every replica sweeps: removals re-check under a lock, so two sweeps at
+    once cost a second look, never a wrong removal. Failures are logged and
+    the next round tries again.
+    """
+    while True:
+        await asyncio.sleep(settings.sweep_seconds * random.uniform(0.75, 1.25))
+        try:
+            await backend.sweep_orphaned_content(settings.orphan_grace_seconds)
+        except Exception:
+            _log.exception("the sweep of orphaned attachment content failed")
 
 
 def authenticator_verifier(

@@ -17,7 +17,7 @@ from grpclib.exceptions import GRPCError
 
 from bugless_core import attachments, limits
 from bugless_core.assertions import AssertionVerifier
-from bugless_core.errors import BuglessError, InvalidArgument
+from bugless_core.errors import BuglessError, InvalidArgument, Unauthenticated
 from bugless_core.grpc import AccessTable, grpc_errors, handler_errors
 from bugless_core.list_columns import check_columns
 from bugless_core.model import _feed_checks as feed_checks
@@ -25,7 +25,7 @@ from bugless_core.model import _import_checks as imports
 from bugless_core.model import _more_checks as more
 from bugless_core.model import _validation as check
 from bugless_core.model._callers import with_verified_callers
-from bugless_core.model.backend import Capability, ModelBackend
+from bugless_core.model.backend import Capability, ModelBackend, batch_create_failure
 from bugless_proto import v1
 
 #: The frontends: they act for people, so they may change data.
@@ -48,6 +48,7 @@ class ModelServicer(v1.ModelBase):
     ACCESS: ClassVar[AccessTable] = {
         "GetServerInfo": _READERS | {"@admin"},
         "CreateIssue": _FRONTENDS,
+        "BatchCreateIssues": _FRONTENDS,
         "GetIssue": _READERS,
         "BatchGetIssues": _READERS,
         "ChangeIssue": _FRONTENDS,
@@ -95,6 +96,7 @@ class ModelServicer(v1.ModelBase):
         "UpdateNotificationSettings": _FRONTENDS,
         "SetIssueMute": _FRONTENDS,
         "GetIssueAudience": {"notify"},
+        "GetNotificationViews": {"notify"},
         "ListSavedSearchSubscriptions": {"notify"},
         # The import job (``bugless import``), as --import-identities names it.
         # It also finds or creates the components and hotlists its mapping
@@ -137,6 +139,46 @@ class ModelServicer(v1.ModelBase):
         """Create an issue."""
         check.check_create_issue(message)
         return await self.backend.create_issue(message)
+
+    @grpc_errors
+    async def batch_create_issues(
+        self, message: v1.BatchCreateIssuesRequest
+    ) -> v1.BatchCreateIssuesResponse:
+        """Create up to MAX_BATCH_CREATE issues, each on its own terms.
+
+        Every item is the request caller's (its own caller field is replaced)
+        and is validated as CreateIssue validates; an invalid item gets its
+        INVALID_ARGUMENT as its result and never reaches the backend.
+        """
+        check.require_caller(message.caller)
+        if not message.items:
+            raise InvalidArgument("items: at least one item is required")
+        if len(message.items) > limits.MAX_BATCH_CREATE:
+            raise InvalidArgument(
+                f"items: has {len(message.items)} items; at most {limits.MAX_BATCH_CREATE} "
+                "are accepted per call"
+            )
+        results: list[v1.BatchCreateResult | None] = []
+        valid: list[v1.CreateIssueRequest] = []
+        for item in message.items:
+            item.caller = message.caller
+            try:
+                check.check_create_issue(item)
+            except BuglessError as exc:
+                results.append(batch_create_failure(exc))
+            else:
+                results.append(None)
+                valid.append(item)
+        if valid:
+            created = iter(
+                (
+                    await self.backend.batch_create_issues(
+                        v1.BatchCreateIssuesRequest(caller=message.caller, items=valid)
+                    )
+                ).results
+            )
+            results = [next(created) if r is None else r for r in results]
+        return v1.BatchCreateIssuesResponse(results=[r for r in results if r is not None])
 
     @grpc_errors
     async def get_issue(self, message: v1.GetIssueRequest) -> v1.Issue:
@@ -281,6 +323,30 @@ class ModelServicer(v1.ModelBase):
         check.require_caller(message.caller)
         check.check_id(message.issue_id, "issue_id")
         return await self.backend.get_issue_audience(message)
+
+    @grpc_errors
+    async def get_notification_views(
+        self, message: v1.GetNotificationViewsRequest
+    ) -> v1.NotificationViews:
+        """An issue, entries and audience, and which recipients may see it (the notifier).
+
+        With a verifier, the recipients are the identities of the verified
+        ``viewer_assertions`` (groups and permissions as the Authenticator
+        signed them); the ``viewers`` a request names are never believed.
+        """
+        feed_checks.check_get_notification_views(message)
+        if self.assertions is not None:
+            viewers = []
+            for n, assertion in enumerate(message.viewer_assertions):
+                try:
+                    viewers.append((await self.assertions.claims(assertion)).caller())
+                except Unauthenticated as exc:
+                    msg = f"viewer_assertions[{n}]: {exc.message}"
+                    raise Unauthenticated(
+                        msg, metadata={"field": f"viewer_assertions[{n}]"}
+                    ) from exc
+            message.viewers = viewers
+        return await self.backend.get_notification_views(message)
 
     @grpc_errors
     async def list_saved_search_subscriptions(

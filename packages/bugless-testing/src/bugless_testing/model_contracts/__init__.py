@@ -14,6 +14,7 @@ from bugless_testing.model_contracts._access import AccessContract
 from bugless_testing.model_contracts._attachments import ATTACHMENT_LIMITS, AttachmentContract
 from bugless_testing.model_contracts._bad_input import BadInputContract
 from bugless_testing.model_contracts._batch_changes import BatchChangeContract
+from bugless_testing.model_contracts._batch_creates import BatchCreateContract
 from bugless_testing.model_contracts._changes import ChangeContract
 from bugless_testing.model_contracts._components import ComponentContract
 from bugless_testing.model_contracts._concurrency import ConcurrencyContract
@@ -41,6 +42,7 @@ __all__ = [
     "AttachmentContract",
     "BadInputContract",
     "BatchChangeContract",
+    "BatchCreateContract",
     "ChangeContract",
     "ComponentContract",
     "ConcurrencyContract",

@@ -10,7 +10,7 @@ since the wire cannot tell.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from grpclib.const import Status
 
@@ -459,3 +459,31 @@ class AttachmentContract:
             (issue.id, [], done.attachment.id),
         ]  # fmt: skip
         assert entries[0].attachments[0].id == done.attachment.id
+
+    async def test_content_stored_but_never_attached_is_swept_after_the_grace_period(
+        self, model: v1.ModelStub, bugless_model_backend: ModelBackend
+    ) -> None:
+        component = await make_component(model)
+        issue = await make_issue(model, component.id)
+        attached = (await upload(model, issue.id, b"attached and kept " * 50)).attachment
+        assert attached is not None
+        store = bugless_model_backend.blob_store
+        # What a Model that died between storing the content and attaching it
+        # leaves behind: content in the store that no attachment names.
+        orphan = await store.put(_chunks(hashlib.sha256(b"orphan").digest() * 3000))
+        assert await bugless_model_backend.sweep_orphaned_content(3600) == 0
+        assert await store.exists(orphan.sha256), "young content (maybe mid-upload) was taken"
+        assert await bugless_model_backend.sweep_orphaned_content(0) >= 1
+        assert not await store.exists(orphan.sha256), "orphaned content was kept"
+        assert await store.exists(attached.sha256), "attached content was swept"
+        assert (await download(model, attached.id))[1] == b"attached and kept " * 50
+        # The same bytes again after the sweep: stored afresh and attached.
+        again = await upload(model, issue.id, hashlib.sha256(b"orphan").digest() * 3000)
+        assert again.attachment is not None
+        assert again.attachment.sha256 == orphan.sha256
+        assert await store.exists(orphan.sha256)
+
+
+async def _chunks(content: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(content), 16 * KiB):
+        yield content[start : start + 16 * KiB]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from grpclib.const import Status
 
-from bugless_core.search.build import all_of, negate
+from bugless_core.search.build import all_of, any_of, negate
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.model_contracts._support import (
@@ -15,6 +15,7 @@ from bugless_testing.model_contracts._support import (
     expect_error,
     get_issue,
     history,
+    in_subtree,
     make_component,
     search_ids,
     unique,
@@ -375,3 +376,57 @@ class CustomFieldSearchContract:
         )
         node = all_of(custom_term(flag, Op.EQ, "yes"), eq(v1.SearchField.STATUS_CLASS, "open"))
         assert await search_ids(model, within(root.id, node)) == [open_one.id]
+
+    async def test_searches_follow_moves_reopenings_and_new_values(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A term combined with a subtree and a status (the indexed form) tracks every write."""
+        root = await make_component(model)
+        left = await make_component(model, parent_id=root.id)
+        right = await make_component(model, parent_id=root.id)
+        tags = await define(model, root.id, T.ENUM_MULTI, options=("ui", "db", "api"))
+        issue = await create(model, left.id, values(tags.id, "ui", "db"))
+        other = await create(model, right.id, values(tags.id, "api"))
+
+        def db_open_in(component_id: int) -> v1.SearchNode:
+            return all_of(
+                in_subtree(component_id),
+                eq(v1.SearchField.STATUS_CLASS, "open"),
+                custom_term(tags, Op.EQ, "db"),
+            )
+
+        assert await search_ids(model, db_open_in(left.id)) == [issue.id]
+        moved = await change(
+            model,
+            issue,
+            v1.IssueDelta(
+                fields=v1.IssueFields(component_id=right.id, status=v1.Status.FIXED),
+                update_mask=FieldMask(paths=["component_id", "status"]),
+            ),
+        )
+        assert await search_ids(model, db_open_in(left.id)) == []
+        assert await search_ids(model, db_open_in(right.id)) == []
+        reopened = await change(
+            model,
+            moved.issue,
+            v1.IssueDelta(
+                fields=v1.IssueFields(status=v1.Status.ACCEPTED),
+                update_mask=FieldMask(paths=["status"]),
+            ),
+        )
+        assert await search_ids(model, db_open_in(right.id)) == [issue.id]
+        await change(
+            model, reopened.issue, v1.IssueDelta(custom_fields_set=[values(tags.id, "api")])
+        )
+        assert await search_ids(model, db_open_in(right.id)) == []
+        # Under OR and NOT the subtree and status still narrow, without changing the answer.
+        either = all_of(
+            in_subtree(right.id),
+            eq(v1.SearchField.STATUS_CLASS, "open"),
+            any_of(custom_term(tags, Op.EQ, "ui"), negate(custom_term(tags, Op.EQ, "api"))),
+        )
+        assert await search_ids(model, either) == []
+        assert await search_ids(model, within(right.id, custom_term(tags, Op.EQ, "API"))) == [
+            other.id,
+            issue.id,
+        ]

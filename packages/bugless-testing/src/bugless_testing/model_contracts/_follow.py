@@ -10,11 +10,15 @@ from bugless_testing.model_contracts._support import (
     ALICE,
     BOB,
     CAROL,
+    change,
+    delta,
     eq,
     expect_error,
     fresh_caller,
     get_issue,
+    group_entry,
     make_component,
+    make_hotlist,
     make_issue,
     search_ids,
     sort,
@@ -42,7 +46,9 @@ class FollowContract:
     subscriptions need a visible component or a readable saved search;
     settings default to everything on, are the person's own (an admin reads
     anyone's); the audience call answers admins only and lists starrers,
-    subtree subscribers of ancestors and muters.
+    subtree subscribers of ancestors and muters; GetNotificationViews (admins
+    only) names exactly the candidate recipients whose principals (user or
+    group) may see the issue, with the hotlists and components each may see.
     """
 
     async def test_a_star_counts_once_per_person_and_shows_on_the_issue(
@@ -238,4 +244,74 @@ class FollowContract:
         await expect_error(
             model.get_issue_audience(v1.GetIssueAudienceRequest(caller=BOB, issue_id=issue.id)),
             Status.PERMISSION_DENIED,
+        )
+
+    async def test_notification_views_check_each_recipient_by_user_and_group(
+        self, model: v1.ModelStub
+    ) -> None:
+        team = fresh_caller("team").user_id
+        member = fresh_caller("member", groups=[team])
+        outsider, owner = fresh_caller("outsider"), fresh_caller("owner")
+        secret = await make_component(model, acl=[user_entry(owner.user_id, v1.Role.EDITOR)])
+        shared = await make_component(
+            model,
+            acl=[user_entry(owner.user_id, v1.Role.EDITOR), group_entry(team, v1.Role.VIEWER)],
+        )
+        hidden = await make_hotlist(model, caller=owner, private=True)
+        issue = await make_issue(
+            model, secret.id, caller=owner, hotlist_ids=[hidden.id], description="first"
+        )
+        moved = await change(
+            model, issue, delta(component_id=shared.id), comment="moved", caller=owner
+        )
+        await _star(model, member, issue.id)
+        await model.set_issue_mute(
+            v1.SetIssueMuteRequest(caller=owner, issue_id=issue.id, muted=True)
+        )
+        views = await model.get_notification_views(
+            v1.GetNotificationViewsRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                versions=[moved.entry.version, 1, 999],
+                viewers=[outsider, member, owner],
+            )
+        )
+        assert views.issue is not None
+        assert views.issue.id == issue.id
+        assert [e.version for e in views.entries] == [1, moved.entry.version]
+        assert views.entries[1].comment == "moved"
+        assert views.audience is not None
+        assert views.audience.starred_by == [member.user_id]
+        assert dict(views.component_paths) == {secret.id: secret.path, shared.id: shared.path}
+        by_user = {v.user_id: v for v in views.viewers}
+        assert list(by_user) == [member.user_id, owner.user_id]
+        assert (by_user[member.user_id].hotlist_ids, by_user[member.user_id].starred) == (
+            [],
+            True,
+        )
+        assert by_user[member.user_id].component_ids == [shared.id]
+        assert by_user[owner.user_id].hotlist_ids == [hidden.id]
+        assert sorted(by_user[owner.user_id].component_ids) == sorted([secret.id, shared.id])
+        settings = {s.user_id: s for s in views.settings}
+        assert set(settings) == {outsider.user_id, member.user_id, owner.user_id}
+        assert settings[owner.user_id].muted_issue_ids == [issue.id]
+        assert settings[member.user_id].channel == "email"
+        # Without the group, the member is no recipient.
+        bare = v1.Caller(user_id=member.user_id)
+        alone = await model.get_notification_views(
+            v1.GetNotificationViewsRequest(caller=ADMIN, issue_id=issue.id, viewers=[bare])
+        )
+        assert (alone.viewers, alone.entries) == ([], [])
+        await expect_error(
+            model.get_notification_views(
+                v1.GetNotificationViewsRequest(caller=owner, issue_id=issue.id)
+            ),
+            Status.PERMISSION_DENIED,
+        )
+        await expect_error(
+            model.get_notification_views(
+                v1.GetNotificationViewsRequest(caller=ADMIN, issue_id=issue.id, versions=[0])
+            ),
+            Status.INVALID_ARGUMENT,
+            "versions[0]",
         )

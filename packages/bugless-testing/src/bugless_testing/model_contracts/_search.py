@@ -477,3 +477,20 @@ class SearchContract:
             )
         )
         assert [i.id for i in empty_query.issues] == [newest.id]
+
+    async def test_a_summary_page_leaves_out_description_and_cc_only(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        made = await make_issue(model, comp.id, description="a long story", cc=["x", "y"])
+        query = v1.StructuredQuery(filter=within(comp.id))
+        full = await model.search_issues(v1.SearchIssuesRequest(caller=ADMIN, query=query))
+        summary = await model.search_issues(
+            v1.SearchIssuesRequest(caller=ADMIN, query=query, summary=True)
+        )
+        assert [i.description for i in full.issues] == ["a long story"]
+        (listed,) = summary.issues
+        assert (listed.description, listed.cc) == ("", [])
+        listed.description, listed.cc = made.description, made.cc
+        assert listed == full.issues[0]
+        assert (summary.total_count, summary.next_page_token) == (1, "")

@@ -11,7 +11,8 @@ in them (one more search). A person's components are:
 
 At most :data:`MAX_MY_COMPONENTS` of them are searched (ACL ones first,
 then by how many of the person's issues they hold), subtrees included.
-There is no "starred" section: issues cannot be starred yet.
+"CC'd or starred" lists the open issues that CC the person or that they
+starred (``cc:me OR star:me``): both are ways of following an issue.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
         ("assigned", "Assigned to me", DEFAULT_HOME_QUERY + " sort:-modified"),
         ("verify", "To verify", "verifier:me status:fixed sort:-modified"),
         ("reported", "I reported", "reporter:me is:open sort:-modified"),
-        ("cc", "CC'd", "cc:me is:open sort:-modified"),
+        ("cc", "CC'd or starred", "(cc:me OR star:me) is:open sort:-modified"),
     ]
     found, mine = await asyncio.gather(
         asyncio.gather(

@@ -501,6 +501,130 @@
     });
   });
 
+  // ---- @name completion in Markdown text boxes (comments, descriptions) ------
+  // Typing "@" and the start of a name lists matching people (from
+  // /suggest/users) under the box: ArrowDown/ArrowUp move, Enter or Tab
+  // inserts "@username ", Escape closes; a click picks too. The list is an
+  // ARIA listbox the text box points at (aria-activedescendant), so screen
+  // readers follow it. The text stays plain: without this, typing the whole
+  // name works the same. The name grammar is bugless_core.mentions'.
+  var mentionCount = 0;
+  document.querySelectorAll("textarea[data-markdown]").forEach(function (area) {
+    var n = ++mentionCount;
+    var list = document.createElement("ul");
+    list.className = "mention-list";
+    list.id = "mention-list-" + n;
+    list.setAttribute("role", "listbox");
+    list.setAttribute("aria-label", "People");
+    list.hidden = true;
+    area.insertAdjacentElement("afterend", list);
+    area.setAttribute("aria-autocomplete", "list");
+    area.setAttribute("aria-controls", list.id);
+    area.setAttribute("aria-expanded", "false");
+    var timer = null;
+    var active = -1;
+    var people = [];
+    var token = null; // {start, end, prefix} of the "@prefix" being completed
+
+    function currentToken() {
+      var caret = area.selectionStart;
+      if (caret !== area.selectionEnd) return null;
+      var before = area.value.slice(0, caret);
+      var match = /(^|[^\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$/.exec(before);
+      if (!match) return null;
+      var prefix = match[2] || "";
+      return { start: caret - prefix.length - 1, end: caret, prefix: prefix };
+    }
+    function close() {
+      list.hidden = true;
+      active = -1;
+      people = [];
+      area.setAttribute("aria-expanded", "false");
+      area.removeAttribute("aria-activedescendant");
+    }
+    function highlight(index) {
+      var items = list.querySelectorAll("li");
+      if (!items.length) return;
+      active = (index + items.length) % items.length;
+      items.forEach(function (item, i) {
+        item.setAttribute("aria-selected", i === active ? "true" : "false");
+      });
+      area.setAttribute("aria-activedescendant", items[active].id);
+    }
+    function pick(index) {
+      var person = people[index];
+      if (!person || !token) return;
+      var text = "@" + person.username + " ";
+      area.value = area.value.slice(0, token.start) + text + area.value.slice(token.end);
+      var caret = token.start + text.length;
+      area.setSelectionRange(caret, caret);
+      close();
+      area.dispatchEvent(new Event("input", { bubbles: true }));
+      area.focus();
+    }
+    function show(found) {
+      while (list.firstChild) list.removeChild(list.firstChild);
+      people = found;
+      if (!found.length) { close(); return; }
+      found.forEach(function (person, i) {
+        var item = document.createElement("li");
+        item.id = list.id + "-" + i;
+        item.setAttribute("role", "option");
+        item.setAttribute("data-username", person.username);
+        // textContent, never HTML: display names are user-controlled.
+        var name = document.createElement("strong");
+        name.textContent = "@" + person.username;
+        item.appendChild(name);
+        if (person.display_name) {
+          var display = document.createElement("span");
+          display.className = "muted";
+          display.textContent = " " + person.display_name;
+          item.appendChild(display);
+        }
+        item.addEventListener("mousedown", function (event) {
+          event.preventDefault(); // keep the focus (and the caret) in the box
+          pick(i);
+        });
+        list.appendChild(item);
+      });
+      list.hidden = false;
+      area.setAttribute("aria-expanded", "true");
+      highlight(0);
+    }
+    area.addEventListener("input", function () {
+      var found = currentToken();
+      window.clearTimeout(timer);
+      if (!found || !found.prefix) { token = null; close(); return; }
+      token = found;
+      var asked = found.prefix;
+      timer = window.setTimeout(function () {
+        fetch("/suggest/users?q=" + encodeURIComponent(asked), {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        }).then(function (response) {
+          return response.ok ? response.json() : [];
+        }).then(function (found) {
+          var still = currentToken();
+          if (still && still.prefix === asked) { token = still; show(found); }
+        }).catch(function () { /* completion is a convenience only */ });
+      }, 120);
+    });
+    area.addEventListener("keydown", function (event) {
+      if (list.hidden) return;
+      var handled = true;
+      if (event.key === "ArrowDown") highlight(active + 1);
+      else if (event.key === "ArrowUp") highlight(active - 1);
+      else if ((event.key === "Enter" || event.key === "Tab") && !event.ctrlKey && !event.metaKey) pick(active);
+      else if (event.key === "Escape") close();
+      else handled = false;
+      if (handled) {
+        event.preventDefault();
+        event.stopPropagation();
+      }
+    });
+    area.addEventListener("blur", function () { window.setTimeout(close, 150); });
+  });
+
   // ---- hotlist drag-and-drop re-rank ----------------------------------------
   var ranked = document.querySelector('table.ranked[data-rankable="true"] tbody');
   if (ranked) {

@@ -1,0 +1,171 @@
+"""Concurrent CreateIssue calls of one caller become one BatchCreateIssues to the Model.
+
+A bot (or a fleet of bots sharing a certificate) filing issues in parallel
+makes the API call the Model once per issue: a gRPC round trip, a transaction
+with its own commit and change-feed row, and the per-call work of both
+processes. :class:`IssueCreator` collects the CreateIssue calls of one caller
+that arrive during one turn of the event loop (or while earlier batches are
+being answered) and sends them as one ``BatchCreateIssues``, the way
+:class:`bugless_api._coalesce.IssueReader` batches reads.
+
+What a caller sees does not change:
+
+* Only calls of the *same* caller (user id, groups, admin flag) share a
+  batch; the Model checks each item as that caller's own CreateIssue
+  (validation, the component's ACL, the idempotency key, per item).
+* Each call gets its own item's result: the issue, or the error its own
+  CreateIssue would have raised (status, message, reason and metadata).
+  One item's failure never fails another's call.
+* A failure of the whole batch (Model unreachable, deadline) is the failure
+  each call would have had. A create is never retried here: a call's
+  idempotency key, if it has one, makes the client's retry safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bugless_api._users import UserDirectory, UserRefs
+from bugless_core import limits
+from bugless_core.errors import from_status
+from bugless_proto import v1
+
+#: Creates issues for one caller: the gateway's Model ``BatchCreateIssues`` call.
+BatchCreate = Callable[[v1.BatchCreateIssuesRequest], Awaitable[v1.BatchCreateIssuesResponse]]
+
+_CallerKey = tuple[str, tuple[str, ...], bool]
+
+
+def _key(caller: v1.Caller) -> _CallerKey:
+    return (caller.user_id, tuple(sorted(caller.groups)), caller.admin)
+
+
+@dataclass
+class _Batch:
+    caller: v1.Caller
+    items: list[v1.CreateIssueRequest] = field(default_factory=list)
+    waiters: list[asyncio.Future[v1.Issue]] = field(default_factory=list)
+
+    def add(self, item: v1.CreateIssueRequest) -> asyncio.Future[v1.Issue]:
+        future: asyncio.Future[v1.Issue] = asyncio.get_running_loop().create_future()
+        self.items.append(item)
+        self.waiters.append(future)
+        return future
+
+
+class IssueCreator:
+    """Answers CreateIssue calls through batched Model and Authenticator calls.
+
+    Args:
+        batch_create: The Model's BatchCreateIssues (with deadline and error mapping).
+        users: Translates the new issues' user ids into usernames.
+        max_batch: Most items per Model call.
+        max_in_flight: Most batches waiting for the Model at once.
+    """
+
+    def __init__(
+        self,
+        batch_create: BatchCreate,
+        users: UserDirectory,
+        *,
+        max_batch: int = limits.MAX_BATCH_CREATE,
+        max_in_flight: int = 2,
+    ) -> None:
+        """Create through ``batch_create``; name people through ``users``."""
+        if not 1 <= max_batch <= limits.MAX_BATCH_CREATE:
+            raise ValueError(f"max_batch must be 1..{limits.MAX_BATCH_CREATE}")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._batch_create = batch_create
+        self._users = users
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._open: dict[_CallerKey, _Batch] = {}
+        self._ready: list[_Batch] = []
+        self._flush_scheduled = False
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def create(self, caller: v1.Caller, item: v1.CreateIssueRequest) -> v1.Issue:
+        """The new issue with usernames, as CreateIssue by ``caller`` would return it.
+
+        ``item`` already names user ids (the API translated its usernames).
+
+        Raises:
+            BuglessError: What this item's own CreateIssue would have raised,
+                or the batch's failure.
+        """
+        key = _key(caller)
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = _Batch(caller)
+            self._ready.append(batch)
+        future = batch.add(item)
+        if len(batch.items) >= self._max_batch:
+            del self._open[key]  # full: later calls start the next batch
+        self._schedule()
+        return await future
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled and len(self._running) < self._max_in_flight:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._ready and len(self._running) < self._max_in_flight:
+            batch = self._ready.pop(0)
+            if self._open.get(_key(batch.caller)) is batch:
+                del self._open[_key(batch.caller)]  # sent: never joined again
+            task = asyncio.create_task(self._answer(batch))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._ready:
+            self._schedule()
+
+    async def _answer(self, batch: _Batch) -> None:
+        try:
+            await self._resolve(batch)
+        finally:
+            # Cancelled (the server is closing): no waiter may hang on it.
+            for future in batch.waiters:
+                if not future.done():
+                    future.cancel()
+
+    async def _resolve(self, batch: _Batch) -> None:
+        try:
+            reply = await self._batch_create(
+                v1.BatchCreateIssuesRequest(caller=batch.caller, items=batch.items)
+            )
+            created = [r.issue for r in reply.results if r.code == 0 and r.issue is not None]
+            refs = UserRefs()
+            refs.issues(created)
+            await self._users.to_usernames(refs)
+        except Exception as exc:  # every call of the batch fails the same way
+            for future in batch.waiters:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future, result in zip(batch.waiters, reply.results, strict=False):
+            if future.done():  # the caller went away
+                continue
+            if result.code == 0 and result.issue is not None:
+                future.set_result(result.issue)
+            else:
+                future.set_exception(
+                    from_status(result.code, result.message, result.reason, result.metadata)
+                )
+        for future in batch.waiters[len(reply.results) :]:
+            if not future.done():
+                future.set_exception(
+                    from_status(13, "the Model answered fewer results than items were sent")
+                )
+
+    async def close(self) -> None:
+        """Wait for the batches being answered (the server is stopping)."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)

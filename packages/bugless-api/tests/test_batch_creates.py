@@ -1,0 +1,195 @@
+"""Batched CreateIssue: concurrent creates share Model calls and answer as single creates do.
+
+Everything is real: the stack's Model on PostgreSQL and its Authenticator,
+API frontends over mutual TLS. :class:`IssueCreator` is also driven directly
+against the real Model, through a wrapper that only counts the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Awaitable
+
+import pytest
+from api_support import Bots, ConnectAs, api_settings
+from prometheus_client import CollectorRegistry
+
+from bugless_api._coalesce_create import IssueCreator
+from bugless_api._users import UserDirectory
+from bugless_api.server import RunningApi, start_api
+from bugless_api.settings import RateLimitSettings
+from bugless_core.clients import ServiceAddress, call
+from bugless_core.errors import BuglessError, Unavailable
+from bugless_proto import v1
+
+
+def _acl(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
+    return v1.AclEntry(principal=principal, role=role)
+
+
+@pytest.fixture(scope="module")
+async def unbatched_api(bots: Bots) -> AsyncIterator[RunningApi]:
+    """A second frontend with batching off: the reference answers."""
+    settings = api_settings(
+        bots.stack,
+        rate_limit=RateLimitSettings(rate=10_000.0, burst=10_000),
+        batch_creates=False,
+    )
+    running = await start_api(settings, metrics_registry=CollectorRegistry())
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def _outcome(coro: Awaitable[v1.Issue]) -> object:
+    """What a client can observe, ids and times aside: the issue's fields, or the error."""
+    try:
+        issue = await coro
+    except BuglessError as exc:
+        return (type(exc).__name__, exc.message, dict(exc.metadata))
+    return (issue.title, issue.reporter, issue.assignee, issue.cc, issue.status, issue.version)
+
+
+async def test_concurrent_creates_answer_exactly_as_unbatched_creates(
+    connect_as: ConnectAs, unbatched_api: RunningApi
+) -> None:
+    """Valid, invalid, hidden and unknown components, and unknown people, fired at once."""
+    boss, robot = connect_as("boss"), connect_as("robot")
+    await robot.whoami()
+    await boss.whoami()
+    secret = await boss.create_component(
+        f"Hidden-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
+    )
+    viewable = await boss.create_component(
+        f"Viewable-{secrets.token_hex(3)}",
+        acl=[
+            _acl(v1.Principal(user="boss"), v1.Role.ADMIN),
+            _acl(v1.Principal(user="robot"), v1.Role.VIEWER),
+        ],
+    )
+    mine = await robot.create_component(f"Mine-{secrets.token_hex(3)}")
+
+    def creates(client: object) -> list[Awaitable[v1.Issue]]:
+        create = client.create_issue  # type: ignore[attr-defined]
+        return [
+            *(create(f"batched {n}", mine.id, assignee="boss", cc=["robot"]) for n in range(8)),
+            create("in a hidden component", secret.id),
+            create("in a component robot views", viewable.id),
+            create("in no component", 987_654_321),
+            create("   ", mine.id),
+            create("to nobody", mine.id, assignee="no-such-person"),
+        ]
+
+    batched = await asyncio.gather(*(_outcome(c) for c in creates(robot)))
+    reference_client = connect_as("robot", port=unbatched_api.port)
+    reference = await asyncio.gather(*(_outcome(c) for c in creates(reference_client)))
+
+    assert batched == reference
+    assert batched[0] == ("batched 0", "robot", "boss", ["robot"], v1.Status.ASSIGNED, 1)
+    assert [type(o) for o in batched[8:]] == [tuple] * 5
+    names = [o[0] for o in batched[8:] if isinstance(o, tuple)]
+    assert names == [
+        "NotFound",
+        "PermissionDenied",
+        "NotFound",
+        "InvalidArgument",
+        "InvalidArgument",
+    ]
+
+
+async def test_a_repeated_idempotency_key_in_one_batch_makes_one_issue(
+    connect_as: ConnectAs,
+) -> None:
+    robot = connect_as("robot")
+    component = await robot.create_component(f"Keyed-{secrets.token_hex(3)}")
+    key = secrets.token_hex(8)
+    made = await asyncio.gather(
+        *(robot.create_issue("once", component.id, idempotency_key=key) for _ in range(6))
+    )
+    assert len({i.id for i in made}) == 1
+    found = await robot.search_issues(f"componentid:{component.id}")
+    assert [i.title for i in found.issues] == ["once"]
+
+
+class _CountingModel:
+    """The real Model's BatchCreateIssues, counting calls and their sizes."""
+
+    def __init__(self, stub: v1.ModelStub) -> None:
+        self.stub = stub
+        self.sizes: list[int] = []
+
+    async def batch_create(
+        self, request: v1.BatchCreateIssuesRequest
+    ) -> v1.BatchCreateIssuesResponse:
+        self.sizes.append(len(request.items))
+        return await call(self.stub.batch_create_issues, request, timeout=30)
+
+
+async def test_creates_of_one_caller_share_model_calls(bots: Bots, connect_as: ConnectAs) -> None:
+    robot = connect_as("robot")
+    me = await robot.whoami()
+    assert me.user is not None
+    component = await robot.create_component(f"Shared-{secrets.token_hex(3)}")
+    channel = bots.stack.model.channel()
+    auth_channel = bots.stack.auth.channel()
+    try:
+        model = _CountingModel(bots.stack.acting_model(v1.ModelStub(channel)))
+        users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=30)
+        creator = IssueCreator(model.batch_create, users, max_batch=16, max_in_flight=1)
+        caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
+        made = await asyncio.gather(
+            *(
+                creator.create(
+                    caller,
+                    v1.CreateIssueRequest(
+                        fields=v1.IssueFields(title=f"shared {n}", component_id=component.id)
+                    ),
+                )
+                for n in range(40)
+            )
+        )
+        assert [i.title for i in made] == [f"shared {n}" for n in range(40)]
+        assert {i.reporter for i in made} == {"robot"}
+        assert len({i.id for i in made}) == 40
+        # 40 creates, at most 16 a call, one call at a time.
+        assert sum(model.sizes) == 40
+        assert max(model.sizes) <= 16
+        assert len(model.sizes) <= 4
+        await creator.close()
+    finally:
+        channel.close()
+        auth_channel.close()
+
+
+async def test_a_failed_batch_fails_each_of_its_creates(bots: Bots) -> None:
+    """A Model that cannot be reached: every waiting create gets UNAVAILABLE."""
+    dead = ServiceAddress(host="127.0.0.1", port=1)
+    channel, auth_channel = dead.channel(), bots.stack.auth.channel()
+    try:
+        stub = v1.ModelStub(channel)
+
+        async def batch_create(
+            request: v1.BatchCreateIssuesRequest,
+        ) -> v1.BatchCreateIssuesResponse:
+            return await call(stub.batch_create_issues, request, timeout=5)
+
+        users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=5)
+        creator = IssueCreator(batch_create, users)
+        caller = v1.Caller(user_id="u_someone")
+        item = v1.CreateIssueRequest(fields=v1.IssueFields(title="t", component_id=1))
+        results = await asyncio.gather(
+            *(creator.create(caller, item) for _ in range(3)), return_exceptions=True
+        )
+        assert [type(r) for r in results] == [Unavailable] * 3
+    finally:
+        channel.close()
+        auth_channel.close()
+
+
+def test_creator_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        IssueCreator(None, None, max_batch=0)  # type: ignore[arg-type]  # refused before the stubs are used
+    with pytest.raises(ValueError, match="max_in_flight"):
+        IssueCreator(None, None, max_in_flight=0)  # type: ignore[arg-type]  # refused before the stubs are used

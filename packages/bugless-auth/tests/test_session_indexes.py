@@ -1,0 +1,63 @@
+"""The sessions table's indexes serve the queries run on every poll.
+
+The Model's replicas each ask every few seconds which sessions ended within an
+assertion's lifetime (``SessionStore.revoked_within``). On a table of many
+sessions, that must read an index, not every row: the plan is checked with
+EXPLAIN after ANALYZE, on a table big enough that a scan would cost more.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+from conftest import unique
+
+from bugless_auth import sessions as sessions_module
+from bugless_auth.sessions import SessionStore
+from bugless_auth.store import IdentityStore
+
+#: Session rows in the table; 1 in 50 revoked a day ago, a few just now.
+ROWS = 20_000
+
+
+async def test_recently_ended_sessions_are_found_through_their_index(auth_database: str) -> None:
+    schema = f"auth_{secrets.token_hex(4)}"
+    await IdentityStore.migrate(auth_database, schema, dialect="postgres")
+    store = await IdentityStore.open(auth_database, schema, dialect="postgres")
+    try:
+        user = await store.create_local_user(
+            username=unique("many"), display_name="", email="", groups=(), password_hash="x"
+        )
+        await store.run(
+            lambda conn: conn.execute(
+                """
+                INSERT INTO sessions (session_id, user_id, authenticator, expires_at, revoked_at)
+                SELECT 's' || n, $1, 'local', now() + interval '1 day',
+                       CASE WHEN n % 50 = 0 THEN now() - interval '1 day' END
+                  FROM generate_series(1, $2::int) AS n
+                """,
+                user.user_id,
+                ROWS,
+            )
+        )
+        sessions = SessionStore(store)
+        for n in range(3):
+            await sessions.record(
+                f"ended-{n}",
+                user_id=user.user_id,
+                authenticator="local",
+                client_address="",
+                expires_at=time.time() + 3600,
+            )
+            assert await sessions.revoke(f"ended-{n}", "test") == 1
+        await store.run(lambda conn: conn.execute("ANALYZE sessions"))
+        query = sessions_module._REVOKED_SINCE  # the statement under test
+        plan = await store.run(lambda conn: conn.fetchval("EXPLAIN (FORMAT JSON) " + query, 30.0))
+        assert await sessions.revoked_within(30.0) == ["ended-0", "ended-1", "ended-2"]
+    finally:
+        await store.close()
+    text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
+    assert "sessions_recently_ended" in text, f"the poll scans the table: {text}"
+    assert "Seq Scan" not in text

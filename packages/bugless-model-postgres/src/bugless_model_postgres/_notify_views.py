@@ -1,0 +1,148 @@
+"""``GetNotificationViews``: the notifier's one read per changed issue.
+
+Before, the notifier made about a dozen calls per change: the issue, pages of
+its history until the entry, who follows it, everyone's settings, then per
+recipient the issue and the history again *as that recipient* and each
+component by id. Here the rows are read once, in one read-only snapshot (a
+handful of statements whatever the number of recipients), and every
+candidate recipient is evaluated against them in memory with the same rules
+the per-caller reads apply:
+
+* the issue: the role the component's effective ACL gives the recipient's
+  principals (:func:`~bugless_model_postgres._convert.caller_role`, user *and*
+  groups), as GetIssue does;
+* the issue's hotlists: :func:`~bugless_model_postgres._context.hotlist_visible`
+  per hotlist, as GetIssue's ``visible_hotlist_ids`` does;
+* the components the entries name: their effective ACLs, as GetComponent does.
+
+Who the recipients are is not this module's concern: the servicer hands it
+callers verified from identity assertions (never a group list a request
+names, unless the Model runs without ``--auth``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from bugless_core.errors import PermissionDenied
+from bugless_model_postgres._attachments import fill_entries
+from bugless_model_postgres._context import (
+    fetch_issues,
+    hotlist_visible,
+    issue_not_found,
+)
+from bugless_model_postgres._convert import Conn, caller_role, entry_from_row
+from bugless_model_postgres._database import translated_errors
+from bugless_model_postgres._edit_calls import mark_edited
+from bugless_model_postgres._follow import AUDIENCE, MUTES_OF, SETTINGS_OF, settings_message
+from bugless_proto import v1
+
+#: Entries $2 (versions) of issue $1.
+ENTRIES = """
+SELECT * FROM issue_history WHERE issue_id = $1 AND version = ANY ($2::bigint[]) ORDER BY version
+"""
+#: Every hotlist issue $1 is on, with what decides who may see it.
+ISSUE_HOTLISTS = """
+SELECT h.id, h.private, h.owner, h.editors
+  FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
+ WHERE hi.issue_id = $1 ORDER BY h.id
+"""
+#: Components $1 with their paths and effective ACLs.
+COMPONENTS = "SELECT id, path, effective_acl FROM components WHERE id = ANY ($1::bigint[])"
+
+_ADMIN = v1.Caller(user_id="bugless-notify", admin=True)
+
+
+def _component_ids(issue: v1.Issue, entries: list[v1.HistoryEntry]) -> list[int]:
+    ids = {issue.component_id}
+    for entry in entries:
+        for change in entry.changes:
+            if change.field == "component_id":
+                ids |= {int(v) for v in (change.old_value, change.new_value) if v.isdigit()}
+    return sorted(i for i in ids if i)
+
+
+async def notification_views(
+    conn: Conn, request: v1.GetNotificationViewsRequest
+) -> v1.NotificationViews:
+    """Answer ``request`` on ``conn`` (inside a read-only snapshot; see the module).
+
+    Raises:
+        PermissionDenied: the caller is not an admin (the notifier).
+        NotFound: no such issue.
+    """
+    caller = request.caller or v1.Caller()
+    if not caller.admin:
+        msg = "GetNotificationViews answers the notifier only (an admin caller)"
+        raise PermissionDenied(msg)
+    issue = (await fetch_issues(conn, _ADMIN, [request.issue_id])).get(request.issue_id)
+    if issue is None:
+        raise issue_not_found(request.issue_id)
+    entries: list[v1.HistoryEntry] = []
+    if request.versions:
+        rows = await conn.fetch(ENTRIES, request.issue_id, sorted(set(request.versions)))
+        entries = [entry_from_row(r) for r in rows]
+        await mark_edited(conn, request.issue_id, entries)
+        await fill_entries(conn, request.issue_id, entries)
+    audience_row = await conn.fetchrow(AUDIENCE, request.issue_id)
+    audience = v1.IssueAudience(
+        issue_id=request.issue_id,
+        starred_by=list(audience_row["starred_by"]) if audience_row else [],
+        component_subscribers=list(audience_row["component_subscribers"]) if audience_row else [],
+        muted_by=list(audience_row["muted_by"]) if audience_row else [],
+    )
+    components = {r["id"]: r for r in await conn.fetch(COMPONENTS, _component_ids(issue, entries))}
+    views = v1.NotificationViews(
+        issue=issue,
+        entries=entries,
+        audience=audience,
+        component_paths={i: r["path"] for i, r in components.items()},
+    )
+    viewers = [v for v in request.viewers if v.user_id]
+    if not viewers:
+        return views
+    issue_acl = components[issue.component_id]["effective_acl"]
+    hotlists = await conn.fetch(ISSUE_HOTLISTS, request.issue_id)
+    starred = set(audience.starred_by)
+    for viewer in viewers:
+        if caller_role(viewer, issue_acl) is None:
+            continue
+        views.viewers.append(
+            v1.NotificationViewer(
+                user_id=viewer.user_id,
+                hotlist_ids=[h["id"] for h in hotlists if hotlist_visible(viewer, h)],
+                component_ids=[
+                    i
+                    for i, r in components.items()
+                    if caller_role(viewer, r["effective_acl"]) is not None
+                ],
+                starred=viewer.user_id in starred,
+            )
+        )
+    user_ids = list(dict.fromkeys(v.user_id for v in viewers))
+    stored = {r["user_id"]: r["settings"] for r in await conn.fetch(SETTINGS_OF, user_ids)}
+    mutes: dict[str, list[int]] = {}
+    for r in await conn.fetch(MUTES_OF, user_ids):
+        mutes.setdefault(r["user_id"], []).append(r["issue_id"])
+    views.settings = [settings_message(u, stored.get(u), mutes.get(u, [])) for u in user_ids]
+    return views
+
+
+class NotificationViewCalls:
+    """The backend call (a mixin of :class:`~bugless_model_postgres.PostgresBackend`)."""
+
+    if TYPE_CHECKING:
+        _pool: asyncpg.Pool
+
+    async def get_notification_views(
+        self, request: v1.GetNotificationViewsRequest
+    ) -> v1.NotificationViews:
+        """See :func:`notification_views`; one read-only snapshot."""
+        async with (
+            translated_errors(),
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await notification_views(conn, request)

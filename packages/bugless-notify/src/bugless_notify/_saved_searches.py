@@ -1,0 +1,156 @@
+"""Saved-search subscriptions: which issues of a feed batch newly match, or stopped.
+
+Once per batch of feed changes, not once per change: the subscriptions are
+listed once, each subscriber's query is parsed and resolved once (cached
+while the query text stays the same), and each subscription runs **one**
+search over all the batch's issues (``<query> AND id:<ids…>``) *as the
+subscriber* (with their identity assertion, so their groups count and the
+issues they may not see never match). What each matched before is read in
+one statement; what changed is returned per issue, and recorded in the
+batch, so the consumer writes it with the deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bugless_core.clients import call, resolve_query
+from bugless_core.errors import BuglessError
+from bugless_core.migrations import quote_schema
+from bugless_core.search import QuerySyntaxError, parse_query
+from bugless_core.search.build import all_of, term
+from bugless_proto import v1
+
+#: Subscriptions searched at once.
+SEARCHES_AT_ONCE = 16
+#: Resolved queries kept (by query text and subscriber).
+_RESOLVED_CACHE = 10_000
+
+MatchKey = tuple[int, str, int]
+
+
+@dataclass
+class MatchChanges:
+    """Match rows to add and remove, committed with the batch's deliveries."""
+
+    added: set[MatchKey] = field(default_factory=set)
+    removed: set[MatchKey] = field(default_factory=set)
+
+
+class SavedSearchMatcher:
+    """Finds the saved-search changes of a batch (see the module)."""
+
+    def __init__(
+        self,
+        model: v1.ModelStub,
+        acting_model: v1.ModelStub,
+        auth: v1.AuthenticatorStub,
+        notifier: v1.Caller,
+        schema: str,
+    ) -> None:
+        """Read subscriptions with ``model`` as ``notifier``; search with ``acting_model``."""
+        self._model = model
+        self._acting = acting_model
+        self._auth = auth
+        self._notifier = notifier
+        self._matched_sql = (
+            f"SELECT saved_search_id, user_id, issue_id FROM "
+            f"{quote_schema(schema)}.saved_search_matches WHERE issue_id = ANY ($1::bigint[])"
+        )
+        self._resolved: dict[tuple[str, str], v1.SearchNode | None] = {}
+
+    async def subscriptions(self) -> list[v1.SavedSearchSubscription]:
+        """Every saved-search subscription (pages of 500)."""
+        out: list[v1.SavedSearchSubscription] = []
+        token = ""
+        while True:
+            page = await call(
+                self._model.list_saved_search_subscriptions,
+                v1.ListSavedSearchSubscriptionsRequest(
+                    caller=self._notifier, page=v1.PageRequest(page_size=500, page_token=token)
+                ),
+            )
+            out += [s for s in page.subscriptions if s.saved_search is not None]
+            token = page.next_page_token
+            if not token:
+                return out
+
+    async def _filter(self, query: str, user: str) -> v1.SearchNode | None:
+        """The subscriber's query as a filter (None: it does not parse or resolve)."""
+        key = (query, user)
+        if key in self._resolved:
+            return self._resolved[key]
+        node: v1.SearchNode | None
+        try:
+            structured = await resolve_query(parse_query(query), self._auth, me=user)
+            node = structured.filter or v1.SearchNode()
+        except (QuerySyntaxError, BuglessError):
+            node = None
+        if len(self._resolved) >= _RESOLVED_CACHE:
+            self._resolved.clear()
+        self._resolved[key] = node
+        return node
+
+    async def _matching(
+        self, subscription: v1.SavedSearchSubscription, issue_ids: Sequence[int]
+    ) -> set[int]:
+        """Which of ``issue_ids`` the subscription's search finds, as its subscriber."""
+        assert subscription.saved_search is not None
+        user = subscription.user_id
+        node = await self._filter(subscription.saved_search.query, user)
+        if node is None:
+            return set()
+        only = all_of(node, term(v1.SearchField.ID, v1.SearchOperator.EQ, *issue_ids))
+        try:
+            found = await call(
+                self._acting.search_issues,
+                v1.SearchIssuesRequest(
+                    caller=v1.Caller(user_id=user),
+                    query=v1.StructuredQuery(filter=only),
+                    page=v1.PageRequest(page_size=len(issue_ids)),
+                ),
+            )
+        except BuglessError:
+            # A disabled or deleted subscriber (no assertion), or a query the
+            # Model refuses: nothing matches for them.
+            return set()
+        return {i.id for i in found.issues}
+
+    async def changes(
+        self, conn: Any, issue_ids: Sequence[int], changes: MatchChanges
+    ) -> dict[int, list[tuple[str, str]]]:
+        """Per issue: ``(subscriber, saved search name)`` whose match changed.
+
+        ``conn`` reads what matched before; ``changes`` receives the rows to
+        write with the batch.
+        """
+        ids = sorted(set(issue_ids))
+        subscriptions = await self.subscriptions() if ids else []
+        if not subscriptions:
+            return {}
+        before = {
+            (r["saved_search_id"], r["user_id"], r["issue_id"])
+            for r in await conn.fetch(self._matched_sql, ids)
+        }
+        limit = asyncio.Semaphore(SEARCHES_AT_ONCE)
+
+        async def one(subscription: v1.SavedSearchSubscription) -> set[int]:
+            async with limit:
+                return await self._matching(subscription, ids)
+
+        found = await asyncio.gather(*(one(s) for s in subscriptions))
+        out: dict[int, list[tuple[str, str]]] = {}
+        for subscription, matching in zip(subscriptions, found, strict=True):
+            assert subscription.saved_search is not None
+            search = subscription.saved_search
+            for issue_id in ids:
+                key = (search.id, subscription.user_id, issue_id)
+                now = issue_id in matching
+                if now == (key in before):
+                    continue
+                (changes.added if now else changes.removed).add(key)
+                out.setdefault(issue_id, []).append((subscription.user_id, search.name))
+        return out
