@@ -320,6 +320,39 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
         issue = await self._get_visible(request.caller, issue_id)
         return v1.ImportIssueResponse(issue=issue, created=created, entries_written=written)
 
+    async def import_issues(
+        self, caller: v1.Caller | None, items: list[v1.ImportIssueRequest]
+    ) -> list[v1.ImportIssueResult]:
+        """Each item in its own transaction, without reading the issue back."""
+        results = []
+        for item in items:
+
+            def write(
+                ctx: WriteContext, item: v1.ImportIssueRequest = item
+            ) -> Awaitable[tuple[int, bool, int]]:
+                return _imports.import_issue(ctx, item)
+
+            try:
+                (issue_id, created, written), _ = await self._write(caller, write)
+            except BuglessError as exc:
+                results.append(
+                    v1.ImportIssueResult(
+                        external_id=item.external_id,
+                        code=int(exc.grpc_status.value),
+                        message=exc.message,
+                    )
+                )
+            else:
+                results.append(
+                    v1.ImportIssueResult(
+                        external_id=item.external_id,
+                        issue_id=issue_id,
+                        created=created,
+                        entries_written=written,
+                    )
+                )
+        return results
+
     async def batch_change_issues(
         self, request: v1.BatchChangeIssuesRequest
     ) -> v1.BatchChangeIssuesResponse:
