@@ -273,16 +273,20 @@ class FeedConsumer:
             return
         found = {e.version: e for e in views.entries}
         work: list[tuple[v1.HistoryEntry, str, list[Candidate]]] = []
-        for n, (version, author) in enumerate(entries):
+        # Saved-search changes are the issue's state now, not one entry's:
+        # they go with the first entry of the batch that still exists.
+        pending = searches
+        for version, author in entries:
             entry = found.get(version)
             if entry is None:
                 continue
             mentioned = await self._user_ids(mentioned_usernames(*mention_texts(issue, entry)))
             people = [
                 c
-                for c in candidates(issue, entry, audience, mentioned, searches if n == 0 else ())
+                for c in candidates(issue, entry, audience, mentioned, pending)
                 if c.user_id not in audience.muted_by
             ]
+            pending = []
             if people:
                 work.append((entry, entry.author or author, people))
         if not work:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bugless_core.blobs import describe_size
 from bugless_core.issue_labels import (
     FIELD_LABELS,
     ISSUE_FIELDS,
@@ -229,7 +230,24 @@ class _Renderer:
             return "created"
         if self.entry.caused_by_issue_id:
             return f"changed through {issue_ref(self.entry.caused_by_issue_id)}"
+        if not self.entry.changes and not self.entry.comment:
+            if self.entry.attachments:
+                return (
+                    "attached files to" if len(self.entry.attachments) > 1 else "attached a file to"
+                )
+            if self.entry.deleted_attachment_id:
+                return "deleted an attachment of"
         return "changed" if self.entry.changes else "commented on"
+
+    def attachment_lines(self) -> list[str]:
+        """Files the entry attached or deleted, as "name (size)" sentences."""
+        lines = [
+            f"Attached: {one_line(a.name)} ({describe_size(a.size)})"
+            for a in self.entry.attachments
+        ]
+        if self.entry.deleted_attachment_id:
+            lines.append(f"Deleted attachment {self.entry.deleted_attachment_id}")
+        return lines
 
     @property
     def event(self) -> str:
@@ -263,6 +281,7 @@ class _Renderer:
         ]
         for line in self.shown_lines():
             out.append(f"  {line.label}: {_text_diff(line, created=self.created)}")
+        out += [f"  {line}" for line in self.attachment_lines()]
         if self.entry.comment:
             out += ["", "Description:" if self.created else "Comment:", ""]
             out += [f"  {row}" if row else "" for row in self.entry.comment.splitlines()]
@@ -278,11 +297,13 @@ class _Renderer:
             f'<a href="{e(self.url)}">{e(issue_ref(self.issue.id))}</a>: {title}</p>',
         ]
         shown = list(self.shown_lines())
-        if shown:
+        files = self.attachment_lines()
+        if shown or files:
             parts.append("<ul>")
             for line in shown:
                 diff = _html_diff(line, created=self.created)
                 parts.append(f"<li><b>{e(line.label)}</b>: {diff}</li>")
+            parts += [f"<li>{e(line)}</li>" for line in files]
             parts.append("</ul>")
         if self.entry.comment:
             heading = "Description" if self.created else "Comment"
