@@ -295,19 +295,28 @@ def run_bugless(
     """Run ``bugless ARGS...`` to completion.
 
     Raises:
-        ServiceFailed: ``check`` is true and it exited non-zero; the message
-            quotes its output.
+        ServiceFailed: ``check`` is true and it exited non-zero, or it did not
+            finish within ``timeout`` seconds (killed); the message quotes its
+            output, so ``bugless dev`` reports it as an error, not a traceback.
     """
-    result = subprocess.run(
-        [*BUGLESS_COMMAND, *args],
-        env=dict(env),
-        input=input_text,
-        stdin=None if input_text is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [*BUGLESS_COMMAND, *args],
+            env=dict(env),
+            input=input_text,
+            stdin=None if input_text is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = "".join(_text(part) for part in (exc.stdout, exc.stderr))
+        msg = (
+            f"`bugless {' '.join(args)}` did not finish within {timeout:g} s "
+            f"(is the machine overloaded?); stopped it. Its output so far:\n{output}"
+        )
+        raise ServiceFailed(msg) from None
     if check and result.returncode != 0:
         msg = (
             f"`bugless {' '.join(args)}` exited with {result.returncode}:\n"
@@ -315,6 +324,13 @@ def run_bugless(
         )
         raise ServiceFailed(msg)
     return result
+
+
+def _text(output: str | bytes | None) -> str:
+    """Captured output as text (a timed-out run may hand back bytes or nothing)."""
+    if output is None:
+        return ""
+    return output if isinstance(output, str) else output.decode(errors="replace")
 
 
 def unused_port() -> int:
