@@ -240,6 +240,38 @@ def test_chat_text_escapes_what_slack_reads_as_markup(title: str) -> None:
     assert ">" not in link_free.replace("> ", "")  # quote markers start comment lines
 
 
+def test_custom_fields_read_by_name_and_user_fields_as_people() -> None:
+    entry = sample_entry()
+    entry.changes = [
+        v1.FieldChange(
+            field="customfield7",
+            field_name="Reviewer",
+            field_type=v1.CustomFieldType.USER,
+            old_value="",
+            new_value="u_bob",
+        ),
+        v1.FieldChange(
+            field="customfield8",
+            field_name="Found In",
+            field_type=v1.CustomFieldType.ENUM,
+            old_value="4.1",
+            new_value="4.2",
+        ),
+    ]
+    message = render_notification(
+        ChangeNotice(
+            issue=sample_issue(),
+            entry=entry,
+            reason=Reason.CC,
+            public_url=PUBLIC_URL,
+            people={"u_bob": Person("Bob Jones")},
+        )
+    )
+    assert "  Reviewer: none → Bob Jones" in message.text
+    assert "  Found In: 4.1 → 4.2" in message.text
+    assert "u_bob" not in message.text
+
+
 def test_an_email_rendering_leaves_out_only_the_webhook_forms() -> None:
     notified = ChangeNotice(
         issue=sample_issue(), entry=sample_entry(), reason=Reason.CC, public_url=PUBLIC_URL

@@ -31,6 +31,7 @@ from bugless_core.issue_labels import (
     FIELD_LABELS,
     ISSUE_FIELDS,
     USER_FIELDS,
+    holds_people,
     level_label,
     short_status,
     short_type,
@@ -179,10 +180,10 @@ class _Renderer:
             return _Value("unknown user", json={"name": "unknown user", "username": ""})
         return _Value(person.shown, json={"name": person.display_name, "username": person.username})
 
-    def value(self, field_name: str, raw: str) -> _Value:
+    def value(self, field_name: str, raw: str, *, people: bool = False) -> _Value:
         if not raw:
             return _Value("none", json=None)
-        if field_name in USER_FIELDS:
+        if people or field_name in USER_FIELDS:
             return self.person(raw)
         if field_name in ISSUE_FIELDS and raw.isdigit():
             return _Value(issue_ref(int(raw)), issue_url(self.base, int(raw)), json=int(raw))
@@ -201,19 +202,20 @@ class _Renderer:
         return _Value(raw, json=raw)
 
     def _line(self, change: v1.FieldChange) -> _Line:
-        label = FIELD_LABELS.get(change.field, change.field)
+        label = change.field_name or FIELD_LABELS.get(change.field, change.field)
+        people = holds_people(change)
         if change.added or change.removed:
             return _Line(
                 change.field,
                 label,
-                added=tuple(self.value(change.field, v) for v in change.added),
-                removed=tuple(self.value(change.field, v) for v in change.removed),
+                added=tuple(self.value(change.field, v, people=people) for v in change.added),
+                removed=tuple(self.value(change.field, v, people=people) for v in change.removed),
             )
         return _Line(
             change.field,
             label,
-            old=self.value(change.field, change.old_value),
-            new=self.value(change.field, change.new_value),
+            old=self.value(change.field, change.old_value, people=people),
+            new=self.value(change.field, change.new_value, people=people),
         )
 
     # ---- sentences ----
