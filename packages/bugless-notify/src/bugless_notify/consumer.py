@@ -45,6 +45,7 @@ import asyncpg
 
 from bugless_core.clients import ActingFor, acting_model, call
 from bugless_core.errors import BuglessError, FailedPrecondition, NotFound, PermissionDenied
+from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.migrations import quote_schema
 from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
@@ -431,7 +432,7 @@ def _people_named(issue: v1.Issue, entry: v1.HistoryEntry) -> set[str]:
     """Every person the issue and the entry name (for their display names)."""
     refs = {issue.reporter, issue.assignee, issue.verifier, entry.author, *issue.cc}
     for change in entry.changes:
-        if change.field in {"assignee", "verifier", "reporter", "cc"}:
+        if holds_people(change):
             refs |= {change.old_value, change.new_value, *change.added, *change.removed}
     return {r for r in refs if r}
 
