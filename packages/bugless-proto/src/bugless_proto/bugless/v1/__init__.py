@@ -7,6 +7,7 @@ __all__ = (
     "AccountBase",
     "AccountStub",
     "AclEntry",
+    "AddComponentWebhookRequest",
     "AddHotlistItemsRequest",
     "ApproveDeviceLoginRequest",
     "Attachment",
@@ -34,6 +35,9 @@ __all__ = (
     "CompleteOidcRequest",
     "Component",
     "ComponentSubscription",
+    "ComponentWebhook",
+    "ComponentWebhookEvent",
+    "ComponentWebhooks",
     "ComponentsBase",
     "ComponentsStub",
     "CreateComponentRequest",
@@ -49,6 +53,7 @@ __all__ = (
     "DeadLettersChanged",
     "DeadLettersRequest",
     "DeleteAttachmentRequest",
+    "DeleteComponentWebhookRequest",
     "DeleteCustomFieldRequest",
     "DeleteHotlistRequest",
     "DeleteResponse",
@@ -105,6 +110,7 @@ __all__ = (
     "ListAttachmentsResponse",
     "ListAuthenticatorsRequest",
     "ListAuthenticatorsResponse",
+    "ListComponentWebhooksRequest",
     "ListComponentsRequest",
     "ListComponentsResponse",
     "ListCustomFieldsRequest",
@@ -168,6 +174,7 @@ __all__ = (
     "SearchTerm",
     "SearchValue",
     "SetComponentSubscriptionRequest",
+    "SetComponentWebhookEnabledRequest",
     "SetHotlistItemNoteRequest",
     "SetIssueMuteRequest",
     "SetLocalPasswordRequest",
@@ -1012,6 +1019,40 @@ default_message_pool.register_message("bugless.v1", "AclEntry", AclEntry)
 
 
 @dataclass(eq=False, repr=False)
+class AddComponentWebhookRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name[
+            "AddComponentWebhookRequest"
+        ]
+
+    component_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    http:// or https:// URL the signed POSTs go to.
+    """
+
+    secret: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    HMAC-SHA256 key of the X-Bugless-Signature header; at least 32 characters.
+    """
+
+    payload_format: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    "json" (default when empty) or "chat".
+    """
+
+    include_subtree: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "AddComponentWebhookRequest", AddComponentWebhookRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class AddHotlistItemsRequest(betterproto2.Message):
     """
     Adds at most 500 issues. Issues already on the hotlist keep their place.
@@ -1705,6 +1746,116 @@ default_message_pool.register_message("bugless.v1", "ComponentSubscription", Com
 
 
 @dataclass(eq=False, repr=False)
+class ComponentWebhook(betterproto2.Message):
+    """
+    A webhook endpoint of a component, as its admins see it: never the secret
+    (only its last 4 characters) and never the URL's path or query (some
+    receivers, Slack's among them, carry their own secret there).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name["ComponentWebhook"]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Chosen by the notifier; names the endpoint in deliveries and dead letters.
+    """
+
+    component_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    url_origin: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    scheme://host[:port] of the URL.
+    """
+
+    secret_hint: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The secret's last 4 characters.
+    """
+
+    payload_format: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    "json" or "chat" (Slack/Google Chat-compatible {"text": ...}).
+    """
+
+    include_subtree: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    """
+    Also the changes of issues in the component's subcomponents.
+    """
+
+    enabled: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+
+    created_by: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    User id of the admin who added it: the endpoint sees issues as they do.
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("bugless.v1", "ComponentWebhook", ComponentWebhook)
+
+
+@dataclass(eq=False, repr=False)
+class ComponentWebhookEvent(betterproto2.Message):
+    """
+    One change to a component's webhooks (never a secret).
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name["ComponentWebhookEvent"]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    action: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    "add", "enable", "disable" or "delete".
+    """
+
+    actor: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    User id of who did it.
+    """
+
+    detail: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    at: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: __google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("bugless.v1", "ComponentWebhookEvent", ComponentWebhookEvent)
+
+
+@dataclass(eq=False, repr=False)
+class ComponentWebhooks(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name["ComponentWebhooks"]
+
+    webhooks: "list[ComponentWebhook]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    history: "list[ComponentWebhookEvent]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+    """
+    Newest first, at most 100.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "ComponentWebhooks", ComponentWebhooks)
+
+
+@dataclass(eq=False, repr=False)
 class CreateComponentRequest(betterproto2.Message):
     """
     ---- components ----
@@ -2100,6 +2251,25 @@ class DeleteAttachmentRequest(betterproto2.Message):
 
 default_message_pool.register_message(
     "bugless.v1", "DeleteAttachmentRequest", DeleteAttachmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class DeleteComponentWebhookRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name[
+            "DeleteComponentWebhookRequest"
+        ]
+
+    component_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "DeleteComponentWebhookRequest", DeleteComponentWebhookRequest
 )
 
 
@@ -3704,6 +3874,23 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class ListComponentWebhooksRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListComponentWebhooksRequest"
+        ]
+
+    component_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "ListComponentWebhooksRequest", ListComponentWebhooksRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class ListCustomFieldsRequest(betterproto2.Message):
     """
     The fields that apply to a component's issues: its own and its
@@ -4974,6 +5161,27 @@ class SetComponentSubscriptionRequest(betterproto2.Message):
 
 default_message_pool.register_message(
     "bugless.v1", "SetComponentSubscriptionRequest", SetComponentSubscriptionRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SetComponentWebhookEnabledRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR.message_types_by_name[
+            "SetComponentWebhookEnabledRequest"
+        ]
+
+    component_id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    enabled: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message(
+    "bugless.v1", "SetComponentWebhookEnabledRequest", SetComponentWebhookEnabledRequest
 )
 
 
@@ -7990,6 +8198,84 @@ class NotifierStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def list_component_webhooks(
+        self,
+        message: "ListComponentWebhooksRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ComponentWebhooks":
+        """
+        A component's webhook endpoints and their history. These four are for
+        the component's admins (and global admins): the caller is the identity
+        assertion the call carries, checked by the Model; anyone else gets
+        PERMISSION_DENIED (or NOT_FOUND for a component they cannot see).
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifier/ListComponentWebhooks",
+            message,
+            ComponentWebhooks,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def add_component_webhook(
+        self,
+        message: "AddComponentWebhookRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ComponentWebhook":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifier/AddComponentWebhook",
+            message,
+            ComponentWebhook,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def set_component_webhook_enabled(
+        self,
+        message: "SetComponentWebhookEnabledRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ComponentWebhook":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifier/SetComponentWebhookEnabled",
+            message,
+            ComponentWebhook,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_component_webhook(
+        self,
+        message: "DeleteComponentWebhookRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ComponentWebhooks":
+
+        return await self._unary_unary(
+            "/bugless.v1.Notifier/DeleteComponentWebhook",
+            message,
+            ComponentWebhooks,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class SavedSearchesStub(betterproto2_grpclib.ServiceStub):
     async def create_saved_search(
@@ -8089,7 +8375,7 @@ BUGLESS_V1_API_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerial
     b'\n\x14bugless/v1/api.proto\x12\nbugless.v1\x1a\x15bugless/v1/auth.proto\x1a\x17bugless/v1/common.proto\x1a\x16bugless/v1/issue.proto\x1a\x16bugless/v1/model.proto\x1a\x17bugless/v1/search.proto\x1a\x18bugless/v1/tracker.proto"\x0f\n\rWhoAmIRequest"\x0f\n\rLogoutRequest"\xcf\x01\n\x12QuerySearchRequest\x12\x14\n\x05query\x18\x01 \x01(\tR\x05query\x12;\n\nstructured\x18\x02 \x01(\x0b2\x1b.bugless.v1.StructuredQueryR\nstructured\x12+\n\x04page\x18\x03 \x01(\x0b2\x17.bugless.v1.PageRequestR\x04page\x12\x1f\n\x0ballow_stale\x18\x04 \x01(\x08R\nallowStale\x12\x18\n\x07summary\x18\x05 \x01(\x08R\x07summary"R\n\x11QueryWatchRequest\x12\x1b\n\x08issue_id\x18\x01 \x01(\x03H\x00R\x07issueId\x12\x16\n\x05query\x18\x02 \x01(\tH\x00R\x05queryB\x08\n\x06target2\x88\x01\n\x07Account\x129\n\x06WhoAmI\x12\x19.bugless.v1.WhoAmIRequest\x1a\x14.bugless.v1.Identity\x12B\n\x06Logout\x12\x19.bugless.v1.LogoutRequest\x1a\x1d.bugless.v1.PersonCertificate2\xd4\t\n\x06Issues\x12@\n\x0bCreateIssue\x12\x1e.bugless.v1.CreateIssueRequest\x1a\x11.bugless.v1.Issue\x12:\n\x08GetIssue\x12\x1b.bugless.v1.GetIssueRequest\x1a\x11.bugless.v1.Issue\x12W\n\x0eBatchGetIssues\x12!.bugless.v1.BatchGetIssuesRequest\x1a".bugless.v1.BatchGetIssuesResponse\x12N\n\x0bChangeIssue\x12\x1e.bugless.v1.ChangeIssueRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12`\n\x11BatchChangeIssues\x12$.bugless.v1.BatchChangeIssuesRequest\x1a%.bugless.v1.BatchChangeIssuesResponse\x12N\n\x0bListHistory\x12\x1e.bugless.v1.ListHistoryRequest\x1a\x1f.bugless.v1.ListHistoryResponse\x12P\n\x0cSearchIssues\x12\x1e.bugless.v1.QuerySearchRequest\x1a .bugless.v1.SearchIssuesResponse\x12@\n\x05Watch\x12\x1d.bugless.v1.QueryWatchRequest\x1a\x16.bugless.v1.WatchEvent0\x01\x12N\n\x0bEditComment\x12\x1e.bugless.v1.EditCommentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12D\n\x06Redact\x12\x19.bugless.v1.RedactRequest\x1a\x1f.bugless.v1.ChangeIssueResponse\x12_\n\x10UploadAttachment\x12#.bugless.v1.UploadAttachmentRequest\x1a$.bugless.v1.UploadAttachmentResponse(\x01\x12e\n\x12DownloadAttachment\x12%.bugless.v1.DownloadAttachmentRequest\x1a&.bugless.v1.DownloadAttachmentResponse0\x01\x12I\n\rGetAttachment\x12 .bugless.v1.GetAttachmentRequest\x1a\x16.bugless.v1.Attachment\x12Z\n\x0fListAttachments\x12".bugless.v1.ListAttachmentsRequest\x1a#.bugless.v1.ListAttachmentsResponse\x12X\n\x10DeleteAttachment\x12#.bugless.v1.DeleteAttachmentRequest\x1a\x1f.bugless.v1.ChangeIssueResponse2\xa7\x05\n\nComponents\x12L\n\x0fCreateComponent\x12".bugless.v1.CreateComponentRequest\x1a\x15.bugless.v1.Component\x12F\n\x0cGetComponent\x12\x1f.bugless.v1.GetComponentRequest\x1a\x15.bugless.v1.Component\x12W\n\x0eListComponents\x12!.bugless.v1.ListComponentsRequest\x1a".bugless.v1.ListComponentsResponse\x12L\n\x0fUpdateComponent\x12".bugless.v1.UpdateComponentRequest\x1a\x15.bugless.v1.Component\x12R\n\x11CreateCustomField\x12$.bugless.v1.CreateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12]\n\x10ListCustomFields\x12#.bugless.v1.ListCustomFieldsRequest\x1a$.bugless.v1.ListCustomFieldsResponse\x12R\n\x11UpdateCustomField\x12$.bugless.v1.UpdateCustomFieldRequest\x1a\x17.bugless.v1.CustomField\x12U\n\x11DeleteCustomField\x12$.bugless.v1.DeleteCustomFieldRequest\x1a\x1a.bugless.v1.DeleteResponse2\x9d\x06\n\x08Hotlists\x12F\n\rCreateHotlist\x12 .bugless.v1.CreateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12@\n\nGetHotlist\x12\x1d.bugless.v1.GetHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12Q\n\x0cListHotlists\x12\x1f.bugless.v1.ListHotlistsRequest\x1a .bugless.v1.ListHotlistsResponse\x12F\n\rUpdateHotlist\x12 .bugless.v1.UpdateHotlistRequest\x1a\x13.bugless.v1.Hotlist\x12M\n\rDeleteHotlist\x12 .bugless.v1.DeleteHotlistRequest\x1a\x1a.bugless.v1.DeleteResponse\x12J\n\x0fAddHotlistItems\x12".bugless.v1.AddHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12P\n\x12RemoveHotlistItems\x12%.bugless.v1.RemoveHotlistItemsRequest\x1a\x13.bugless.v1.Hotlist\x12J\n\x0fRankHotlistItem\x12".bugless.v1.RankHotlistItemRequest\x1a\x13.bugless.v1.Hotlist\x12T\n\x12SetHotlistItemNote\x12%.bugless.v1.SetHotlistItemNoteRequest\x1a\x17.bugless.v1.HotlistItem\x12]\n\x10ListHotlistItems\x12#.bugless.v1.ListHotlistItemsRequest\x1a$.bugless.v1.ListHotlistItemsResponse2\xf0\x02\n\rSavedSearches\x12R\n\x11CreateSavedSearch\x12$.bugless.v1.CreateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12`\n\x11ListSavedSearches\x12$.bugless.v1.ListSavedSearchesRequest\x1a%.bugless.v1.ListSavedSearchesResponse\x12R\n\x11UpdateSavedSearch\x12$.bugless.v1.UpdateSavedSearchRequest\x1a\x17.bugless.v1.SavedSearch\x12U\n\x11DeleteSavedSearch\x12$.bugless.v1.DeleteSavedSearchRequest\x1a\x1a.bugless.v1.DeleteResponse2\xb1\x05\n\rNotifications\x12H\n\tStarIssue\x12\x1c.bugless.v1.StarIssueRequest\x1a\x1d.bugless.v1.StarIssueResponse\x12b\n\x18SetComponentSubscription\x12+.bugless.v1.SetComponentSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12f\n\x1aSetSavedSearchSubscription\x12-.bugless.v1.SetSavedSearchSubscriptionRequest\x1a\x19.bugless.v1.Subscriptions\x12T\n\x11ListSubscriptions\x12$.bugless.v1.ListSubscriptionsRequest\x1a\x19.bugless.v1.Subscriptions\x12r\n\x17GetNotificationSettings\x12*.bugless.v1.GetNotificationSettingsRequest\x1a+.bugless.v1.GetNotificationSettingsResponse\x12m\n\x1aUpdateNotificationSettings\x12-.bugless.v1.UpdateNotificationSettingsRequest\x1a .bugless.v1.NotificationSettings\x12Q\n\x0cSetIssueMute\x12\x1f.bugless.v1.SetIssueMuteRequest\x1a .bugless.v1.NotificationSettingsb\x06proto3'
 )
 BUGLESS_V1_NOTIFY_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x17bugless/v1/notify.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"D\n\x18GetDeliveryStatusRequest\x12(\n\x10max_dead_letters\x18\x01 \x01(\x05R\x0emaxDeadLetters"\xfe\x01\n\nDeadLetter\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x18\n\x07channel\x18\x02 \x01(\tR\x07channel\x12%\n\x0erecipient_name\x18\x03 \x01(\tR\rrecipientName\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12\x1a\n\x08attempts\x18\x05 \x01(\x05R\x08attempts\x12\x1d\n\nlast_error\x18\x06 \x01(\tR\tlastError\x129\n\nupdated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\xbc\x01\n\x0eDeliveryStatus\x12\x18\n\x07pending\x18\x01 \x01(\x03R\x07pending\x12\x1c\n\tdelivered\x18\x02 \x01(\x03R\tdelivered\x12\x12\n\x04dead\x18\x03 \x01(\x03R\x04dead\x12#\n\rfeed_position\x18\x04 \x01(\x03R\x0cfeedPosition\x129\n\x0cdead_letters\x18\x05 \x03(\x0b2\x16.bugless.v1.DeadLetterR\x0bdeadLetters"7\n\x12DeadLettersRequest\x12!\n\x0cdelivery_ids\x18\x01 \x03(\tR\x0bdeliveryIds".\n\x12DeadLettersChanged\x12\x18\n\x07changed\x18\x01 \x01(\x05R\x07changed2\x8b\x02\n\x08Notifier\x12U\n\x11GetDeliveryStatus\x12$.bugless.v1.GetDeliveryStatusRequest\x1a\x1a.bugless.v1.DeliveryStatus\x12R\n\x10RetryDeadLetters\x12\x1e.bugless.v1.DeadLettersRequest\x1a\x1e.bugless.v1.DeadLettersChanged\x12T\n\x12DiscardDeadLetters\x12\x1e.bugless.v1.DeadLettersRequest\x1a\x1e.bugless.v1.DeadLettersChangedb\x06proto3'
+    b'\n\x17bugless/v1/notify.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"D\n\x18GetDeliveryStatusRequest\x12(\n\x10max_dead_letters\x18\x01 \x01(\x05R\x0emaxDeadLetters"\xfe\x01\n\nDeadLetter\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x18\n\x07channel\x18\x02 \x01(\tR\x07channel\x12%\n\x0erecipient_name\x18\x03 \x01(\tR\rrecipientName\x12\x18\n\x07subject\x18\x04 \x01(\tR\x07subject\x12\x1a\n\x08attempts\x18\x05 \x01(\x05R\x08attempts\x12\x1d\n\nlast_error\x18\x06 \x01(\tR\tlastError\x129\n\nupdated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\xbc\x01\n\x0eDeliveryStatus\x12\x18\n\x07pending\x18\x01 \x01(\x03R\x07pending\x12\x1c\n\tdelivered\x18\x02 \x01(\x03R\tdelivered\x12\x12\n\x04dead\x18\x03 \x01(\x03R\x04dead\x12#\n\rfeed_position\x18\x04 \x01(\x03R\x0cfeedPosition\x129\n\x0cdead_letters\x18\x05 \x03(\x0b2\x16.bugless.v1.DeadLetterR\x0bdeadLetters"7\n\x12DeadLettersRequest\x12!\n\x0cdelivery_ids\x18\x01 \x03(\tR\x0bdeliveryIds".\n\x12DeadLettersChanged\x12\x18\n\x07changed\x18\x01 \x01(\x05R\x07changed"\xcd\x02\n\x10ComponentWebhook\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12!\n\x0ccomponent_id\x18\x02 \x01(\x03R\x0bcomponentId\x12\x1d\n\nurl_origin\x18\x03 \x01(\tR\turlOrigin\x12\x1f\n\x0bsecret_hint\x18\x04 \x01(\tR\nsecretHint\x12%\n\x0epayload_format\x18\x05 \x01(\tR\rpayloadFormat\x12\'\n\x0finclude_subtree\x18\x06 \x01(\x08R\x0eincludeSubtree\x12\x18\n\x07enabled\x18\x07 \x01(\x08R\x07enabled\x12\x1d\n\ncreated_by\x18\x08 \x01(\tR\tcreatedBy\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\x9d\x01\n\x15ComponentWebhookEvent\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n\x06action\x18\x02 \x01(\tR\x06action\x12\x14\n\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n\x06detail\x18\x04 \x01(\tR\x06detail\x12*\n\x02at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02at"A\n\x1cListComponentWebhooksRequest\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId"\x8a\x01\n\x11ComponentWebhooks\x128\n\x08webhooks\x18\x01 \x03(\x0b2\x1c.bugless.v1.ComponentWebhookR\x08webhooks\x12;\n\x07history\x18\x02 \x03(\x0b2!.bugless.v1.ComponentWebhookEventR\x07history"\xb9\x01\n\x1aAddComponentWebhookRequest\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\x10\n\x03url\x18\x02 \x01(\tR\x03url\x12\x16\n\x06secret\x18\x03 \x01(\tR\x06secret\x12%\n\x0epayload_format\x18\x04 \x01(\tR\rpayloadFormat\x12\'\n\x0finclude_subtree\x18\x05 \x01(\x08R\x0eincludeSubtree"t\n!SetComponentWebhookEnabledRequest\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n\x07enabled\x18\x03 \x01(\x08R\x07enabled"V\n\x1dDeleteComponentWebhookRequest\x12!\n\x0ccomponent_id\x18\x01 \x01(\x03R\x0bcomponentId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name2\x99\x05\n\x08Notifier\x12U\n\x11GetDeliveryStatus\x12$.bugless.v1.GetDeliveryStatusRequest\x1a\x1a.bugless.v1.DeliveryStatus\x12R\n\x10RetryDeadLetters\x12\x1e.bugless.v1.DeadLettersRequest\x1a\x1e.bugless.v1.DeadLettersChanged\x12T\n\x12DiscardDeadLetters\x12\x1e.bugless.v1.DeadLettersRequest\x1a\x1e.bugless.v1.DeadLettersChanged\x12`\n\x15ListComponentWebhooks\x12(.bugless.v1.ListComponentWebhooksRequest\x1a\x1d.bugless.v1.ComponentWebhooks\x12[\n\x13AddComponentWebhook\x12&.bugless.v1.AddComponentWebhookRequest\x1a\x1c.bugless.v1.ComponentWebhook\x12i\n\x1aSetComponentWebhookEnabled\x12-.bugless.v1.SetComponentWebhookEnabledRequest\x1a\x1c.bugless.v1.ComponentWebhook\x12b\n\x16DeleteComponentWebhook\x12).bugless.v1.DeleteComponentWebhookRequest\x1a\x1d.bugless.v1.ComponentWebhooksb\x06proto3'
 )
 
 
@@ -10418,6 +10704,36 @@ class NotifierBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def list_component_webhooks(
+        self, message: "ListComponentWebhooksRequest"
+    ) -> "ComponentWebhooks":
+        """
+        A component's webhook endpoints and their history. These four are for
+        the component's admins (and global admins): the caller is the identity
+        assertion the call carries, checked by the Model; anyone else gets
+        PERMISSION_DENIED (or NOT_FOUND for a component they cannot see).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def add_component_webhook(
+        self, message: "AddComponentWebhookRequest"
+    ) -> "ComponentWebhook":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_component_webhook_enabled(
+        self, message: "SetComponentWebhookEnabledRequest"
+    ) -> "ComponentWebhook":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def delete_component_webhook(
+        self, message: "DeleteComponentWebhookRequest"
+    ) -> "ComponentWebhooks":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_get_delivery_status(
         self, stream: "grpclib.server.Stream[GetDeliveryStatusRequest, DeliveryStatus]"
     ) -> None:
@@ -10442,6 +10758,38 @@ class NotifierBase(betterproto2_grpclib.ServiceBase):
         response = await self.discard_dead_letters(request)
         await stream.send_message(response)
 
+    async def __rpc_list_component_webhooks(
+        self, stream: "grpclib.server.Stream[ListComponentWebhooksRequest, ComponentWebhooks]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_component_webhooks(request)
+        await stream.send_message(response)
+
+    async def __rpc_add_component_webhook(
+        self, stream: "grpclib.server.Stream[AddComponentWebhookRequest, ComponentWebhook]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.add_component_webhook(request)
+        await stream.send_message(response)
+
+    async def __rpc_set_component_webhook_enabled(
+        self, stream: "grpclib.server.Stream[SetComponentWebhookEnabledRequest, ComponentWebhook]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_component_webhook_enabled(request)
+        await stream.send_message(response)
+
+    async def __rpc_delete_component_webhook(
+        self, stream: "grpclib.server.Stream[DeleteComponentWebhookRequest, ComponentWebhooks]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.delete_component_webhook(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/bugless.v1.Notifier/GetDeliveryStatus": grpclib.const.Handler(
@@ -10461,6 +10809,30 @@ class NotifierBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 DeadLettersRequest,
                 DeadLettersChanged,
+            ),
+            "/bugless.v1.Notifier/ListComponentWebhooks": grpclib.const.Handler(
+                self.__rpc_list_component_webhooks,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListComponentWebhooksRequest,
+                ComponentWebhooks,
+            ),
+            "/bugless.v1.Notifier/AddComponentWebhook": grpclib.const.Handler(
+                self.__rpc_add_component_webhook,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                AddComponentWebhookRequest,
+                ComponentWebhook,
+            ),
+            "/bugless.v1.Notifier/SetComponentWebhookEnabled": grpclib.const.Handler(
+                self.__rpc_set_component_webhook_enabled,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetComponentWebhookEnabledRequest,
+                ComponentWebhook,
+            ),
+            "/bugless.v1.Notifier/DeleteComponentWebhook": grpclib.const.Handler(
+                self.__rpc_delete_component_webhook,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeleteComponentWebhookRequest,
+                ComponentWebhooks,
             ),
         }
 
