@@ -2,7 +2,7 @@
 
 ``nox -s ci`` is what README and .ci/run call: it installs the system packages
 the real test servers need (PostgreSQL, slapd, Chromium), then runs every
-other session, and fails if any test was skipped.
+other session, several at a time, and fails if any test was skipped.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nox
@@ -165,6 +168,7 @@ def tests(session: nox.Session, package: str) -> None:
         "--rootdir",
         str(ROOT),
         "-q",
+        "--durations=10",
         *session.posargs,
     )
 
@@ -227,13 +231,93 @@ def _ensure_system_packages(session: nox.Session) -> None:
     )
 
 
+#: Sessions ``ci`` runs, the longest first so that they start at once and the
+#: short ones fill the gaps (durations of a serial run on 2 cores, for ordering only).
+CI_SESSIONS = [
+    "tests(package='bugless-web')",
+    "tests(package='bugless-model-postgres')",
+    "tests(package='bugless-auth')",
+    "typecheck",
+    "tests(package='bugless-model-cockroach')",
+    "deploy",
+    "tests(package='bugless-api')",
+    "tests(package='bugless-notify')",
+    "tests(package='bugless-dev')",
+    "tests(package='bugless-import')",
+    "tests(package='bugless-core')",
+    "tests(package='bugless-testing')",
+    "tests(package='bugless-blob-s3')",
+    "lint",
+    "docs_check",
+    "install_check",
+    "tests(package='bugless-proto')",
+    "proto_check",
+]
+
+
+def _ci_jobs() -> int:
+    """How many sessions ``ci`` runs at once: ``BUGLESS_CI_JOBS``, else 2 per core.
+
+    The test sessions spend most of their time waiting on the real servers they
+    start (PostgreSQL, slapd, Chromium, the services as subprocesses), so more
+    sessions than cores keeps the cores busy; each session has its own servers
+    on ports it bound itself, so they cannot see each other.
+    """
+    configured = os.environ.get("BUGLESS_CI_JOBS", "")
+    if configured:
+        return max(1, int(configured))
+    return max(2, 2 * (os.cpu_count() or 1))
+
+
+def _run_logged(name: str, log: Path) -> tuple[int, float]:
+    """Run one nox session in a child process, its output into ``log``."""
+    started = time.monotonic()
+    with log.open("w") as out:
+        code = subprocess.run(
+            [sys.executable, "-m", "nox", "--noxfile", str(ROOT / "noxfile.py"), "-s", name],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
+            check=False,
+        ).returncode
+    return code, time.monotonic() - started
+
+
 @nox.session(python=False)
 def ci(session: nox.Session) -> None:
-    """Everything CI checks, in order; installs system packages first."""
+    """Everything CI checks; installs system packages first, then runs the sessions in parallel.
+
+    Each session's output goes to ``.nox/ci-logs/<session>.log``; a failed
+    session's whole log is printed when it ends, a passing one's last lines.
+    """
     _ensure_system_packages(session)
-    # notify() with a parametrized session's bare name queues only its first
-    # parametrization, so every package is named.
-    test_sessions = [f"tests(package='{package}')" for package in PACKAGES]
-    first = ("lint", "typecheck", "proto_check", "install_check", "docs_check")
-    for name in (*first, *test_sessions, "deploy"):
-        session.notify(name)
+    missing = {f"tests(package='{p}')" for p in PACKAGES} - set(CI_SESSIONS)
+    if missing:
+        session.error(f"CI_SESSIONS lacks {sorted(missing)}")
+    logs = ROOT / ".nox" / "ci-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    jobs = _ci_jobs()
+    session.log(f"running {len(CI_SESSIONS)} sessions, {jobs} at a time; logs in {logs}")
+    failed: list[str] = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        runs = {
+            pool.submit(_run_logged, name, logs / f"{_log_name(name)}.log"): name
+            for name in CI_SESSIONS
+        }
+        for run in as_completed(runs):
+            name = runs[run]
+            code, seconds = run.result()
+            log = logs / f"{_log_name(name)}.log"
+            lines = log.read_text(errors="replace").splitlines()
+            verdict = "passed" if code == 0 else f"FAILED (exit {code})"
+            print(f"\n===== {name} {verdict} in {seconds:.0f} s =====", flush=True)
+            print("\n".join(lines if code else lines[-3:]), flush=True)
+            if code:
+                failed.append(name)
+    if failed:
+        session.error(f"failed: {', '.join(failed)}")
+
+
+def _log_name(session_name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in session_name).strip("_")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._services import BenchStack, load_average
+from bench._services import BenchStack, CpuMeter, load_average
 from bugless_api.client import BuglessClient
 from bugless_core.clients import acting_as, call
 from bugless_proto import v1
@@ -49,13 +49,21 @@ async def _blocks(size: int) -> AsyncIterator[bytes]:
 
 
 class Peaks:
-    """Peak RSS of the measured processes over one transfer."""
+    """Peak RSS of the measured processes over one round, and their CPU per direction."""
 
     def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.before = {name: rss(pid) for name, pid in pids.items()}
-        for pid in pids.values():
+        self.pids = {n: p for n, p in pids.items() if n != "postgres"}
+        self.before = {name: rss(pid) for name, pid in self.pids.items()}
+        for pid in self.pids.values():
             reset_peak(pid)
+        self.cpu = CpuMeter(pids)
+        self.cpu.start()
+        self.up_cpu: dict[str, float] = {}
+
+    def uploaded(self) -> None:
+        """The upload ended: its CPU seconds are kept, the download's start."""
+        self.up_cpu = self.cpu.stop()
+        self.cpu.start()
 
     def read(self) -> dict[str, int]:
         return {name: peak_rss(pid) for name, pid in self.pids.items()}
@@ -103,6 +111,7 @@ async def _web_round(url: str, issue_id: int, size: int, pids: dict[str, int]) -
             headers={"x-csrf-token": csrf, "x-file-name": "big.bin", "content-length": str(size)},
         )
         up = time.perf_counter() - started
+        peaks.uploaded()
         response.raise_for_status()
         link = response.json()["url"]
         started = time.perf_counter()
@@ -117,6 +126,10 @@ async def _web_round(url: str, issue_id: int, size: int, pids: dict[str, int]) -
 
 def _figures(size: int, up: float, down: float, peaks: Peaks) -> dict[str, float]:
     figures = {"up": size / MIB / up, "down": size / MIB / down}
+    down_cpu = peaks.cpu.stop()
+    for name in down_cpu:
+        figures[f"{name}_up_cpu"] = peaks.up_cpu[name] * 1000 / (size / MIB)
+        figures[f"{name}_down_cpu"] = down_cpu[name] * 1000 / (size / MIB)
     for name, peak in peaks.read().items():
         figures[f"{name}_peak"] = peak / MIB
         figures[f"{name}_growth"] = (peak - peaks.before[name]) / MIB
@@ -130,6 +143,7 @@ async def _api_round(
     started = time.perf_counter()
     done = await client.attach(issue_id, source, name=f"big-{time.time_ns()}.bin")
     up = time.perf_counter() - started
+    peaks.uploaded()
     assert done.attachment is not None
     target = source.with_name("downloaded.bin")
     started = time.perf_counter()
@@ -149,7 +163,18 @@ def _row(path: str, size_mib: int, results: list[dict[str, float]], names: list[
         f"(+{max(r[f'{n}_growth'] for r in results):.0f})"
         for n in names
     ]
-    return f"| {path} | {size_mib} | {up:.0f} | {down:.0f} | " + " | ".join(cells) + " |"
+    cpu = [
+        " · ".join(
+            f"{statistics.median(r[f'{n}_{way}_cpu'] for r in results):.1f}"
+            for n in (*names, "postgres")
+        )
+        for way in ("up", "down")
+    ]
+    return (
+        f"| {path} | {size_mib} | {up:.0f} | {down:.0f} | {cpu[0]} | {cpu[1]} | "
+        + " | ".join(cells)
+        + f" | {load_average()} |"
+    )
 
 
 def main() -> None:
@@ -164,7 +189,7 @@ def main() -> None:
         address, bot = bench.start_api()
         web_url = bench.start_web()
         pids = bench.service_pids()
-        measured = {name: pids[name] for name in ("model", "web", "api")}
+        measured = {name: pids[name] for name in ("model", "web", "api", "postgres")}
         issue_id = asyncio.run(_issue(bench, user_id))
         web_results = [
             asyncio.run(_web_round(web_url, issue_id, size, measured)) for _ in range(args.runs)
@@ -187,10 +212,13 @@ def main() -> None:
 
             api_results = asyncio.run(api_rounds())
         names = ["model", "web", "api"]
-        print(f"load average {load_average()}; peak RSS MiB (+ growth over the transfer)")
+        print("CPU ms per MiB: model · web · api · postgres; peak RSS MiB (+ growth)")
         heads = " | ".join(f"{n} RSS" for n in names)
-        print(f"| path | MiB | up MiB/s | down MiB/s | {heads} |")
-        print("|---|---|---|---|" + "---|" * len(names))
+        print(
+            f"| path | MiB | up MiB/s | down MiB/s | CPU ms/MiB up | CPU ms/MiB down | {heads} "
+            "| load |"
+        )
+        print("|---|---|---|---|---|---|" + "---|" * len(names) + "---|")
         print(_row("web", args.size_mib, web_results, names))
         print(_row("api", args.size_mib, api_results, names))
     finally:

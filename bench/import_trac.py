@@ -1,6 +1,7 @@
 """``python -m bench.import_trac``: the bench/peers Trac data set through ``bugless import``.
 
     python -m bench.import_trac [--issues 10000] [--workdir DIR] [--concurrency 8]
+        [--batch-size 0 --batch-size 50]
 
 Steps: draw the bench/peers data set (:func:`bench.peers._export.export`, the
 issues every peer tracker is loaded with; the vocabulary is the generator's
@@ -97,17 +98,8 @@ async def _token(auth: ServiceAddress) -> str:
     return result.token
 
 
-def main() -> None:
-    """Prepare, import, print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--issues", type=int, default=10_000)
-    parser.add_argument(
-        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bugless-bench-import"
-    )
-    parser.add_argument("--concurrency", type=int, default=8)
-    args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    env_dir = prepare(args.workdir, args.issues)
+def _run_once(env_dir: Path, workdir: Path, concurrency: int, batch_size: int) -> str:
+    """One import on a fresh stack; its figures as one line."""
     bench = BenchStack.start()
     try:
         stack = bench.stack
@@ -122,9 +114,10 @@ def main() -> None:
             tls_cert=files.cert,
             tls_key=files.key,
             token=token,
-            mapping=_mapping(args.workdir / "mapping.toml"),
+            mapping=_mapping(workdir / "mapping.toml"),
             state_dir=bench.directory / "import-state",
-            concurrency=args.concurrency,
+            concurrency=concurrency,
+            batch_size=batch_size,
             quiet=True,
         )
         importer = TracImporter(str(env_dir), {})
@@ -139,17 +132,40 @@ def main() -> None:
         bench.stop()
     print(report.render())
     done = report.created + report.extended + report.unchanged
-    print(
-        f"end to end: {done} issues, {report.entries_written} entries in {seconds:.1f} s: "
-        f"{done / seconds:.0f} issues/s, {report.entries_written / seconds:.0f} entries/s; "
-        f"load {load}"
-    )
     per_issue = " · ".join(f"{name} {1000 * cpu[name] / done:.2f}" for name in sorted(cpu))
     total = sum(cpu.values())
-    print(
+    mode = f"ImportIssues x{batch_size}" if batch_size else "ImportIssue per issue"
+    return (
+        f"{mode}: {done} issues, {report.entries_written} entries in {seconds:.1f} s: "
+        f"{done / seconds:.0f} issues/s, {report.entries_written / seconds:.0f} entries/s; "
         f"CPU ms/issue: {per_issue}; all {1000 * total / done:.2f} "
-        f"(a 2-core machine of our own would do about {2 * done / total:.0f} issues/s)"
+        f"(about {2 * done / total:.0f} issues/s on 2 idle cores); load {load}"
     )
+
+
+def main() -> None:
+    """Prepare, import (each mode asked for, each on a fresh stack), print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issues", type=int, default=10_000)
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bugless-bench-import"
+    )
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        action="append",
+        help="issues per ImportIssues call; 0: one ImportIssue per issue (the earlier path); "
+        "repeat to compare side by side (default: 0 and 50)",
+    )
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    env_dir = prepare(args.workdir, args.issues)
+    lines = [
+        _run_once(env_dir, args.workdir, args.concurrency, size)
+        for size in (args.batch_size or [0, 50])
+    ]
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,13 @@ restricted subtrees are invisible), in three ways, with 1 and 8 concurrent
 clients:
 
 * ``grpc``: the Model service started in-process by ``start_model`` on a
-  loopback port, called through grpclib ``v1.ModelStub`` (one channel per
-  client; clients share the server's process and event loop);
+  loopback port, called through ``v1.ModelStub`` on the frontends' channel
+  (``CorkedChannel``: the corked transport and the upb codec; one channel per
+  client; clients share the server's process and event loop), asking for
+  summary pages as the web tier does;
 * ``backend``: ``PostgresBackend.search_issues`` called directly (no gRPC);
 * ``sql``: the floor -- hand-written SQL through asyncpg: the page with
-  every column the response carries, then the capped count.
+  every column the (summary) response carries, then the capped count.
 
 Every mode must return the same ids and total, or the run stops.
 
@@ -46,14 +48,13 @@ from typing import Any
 
 import asyncpg
 import asyncpg.pool
-from grpclib.client import Channel
 
 import bugless_model_postgres.plugin
 from bench import _dataset as data
 from bench import _seed_sql as seed_sql
 from bench.seed import connect, model_settings
 from bugless_core import limits
-from bugless_core.grpc import GrpcServerSettings
+from bugless_core.grpc import CorkedChannel, GrpcServerSettings
 from bugless_core.issue_fields import OPEN_STATUSES
 from bugless_core.model.runner import close_model, start_model
 from bugless_core.plugins import load_plugins
@@ -74,10 +75,12 @@ TARGET_QUERIES = ("compound", "custom")
 TARGET_P95_MS = 50.0
 TARGET_RATIO = 1.5
 
+#: What a summary page carries (description and cc left out, as the Model's
+#: summary projection does).
 _COLUMNS = """
     i.id, i.title, i.status, i.priority, i.severity, i.type, i.component_id,
-    i.reporter, i.assignee, i.verifier, i.cc, i.blocking_ids, i.blocked_by_ids,
-    i.parent_id, i.duplicate_of_id, i.description, i.created_at, i.modified_at,
+    i.reporter, i.assignee, i.verifier, i.blocking_ids, i.blocked_by_ids,
+    i.parent_id, i.duplicate_of_id, i.created_at, i.modified_at,
     i.closed_at, i.version, i.comment_count,
     ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
            WHERE hi.issue_id = i.id AND (NOT h.private OR h.owner = $1 OR $1 = ANY (h.editors))
@@ -310,6 +313,8 @@ def _request(q: BenchQuery) -> v1.SearchIssuesRequest:
         caller=CALLER,
         query=q.structured,
         page=v1.PageRequest(page_size=PAGE_SIZE, page_token=q.token),
+        # Result lists (the web tier, the API's listing clients) ask for summaries.
+        summary=True,
     )
 
 
@@ -392,7 +397,9 @@ async def run_search(
     )
     direct = await PostgresBackend.open(settings)
     meter = await connect(settings)
-    channels = [Channel("127.0.0.1", runner.port) for _ in range(8)]
+    # As the frontends reach the Model: the corked transport and the upb codec
+    # (grpclib's own Channel would decode with betterproto2's pure Python).
+    channels = [CorkedChannel("127.0.0.1", runner.port) for _ in range(8)]
     results: list[tuple[str, str, int, Stats]] = []
     try:
         for q in queries:

@@ -139,6 +139,13 @@ async def test_fields_are_defined_set_with_field_and_listed(
     history = (await _bugless(env, "issue", "history", str(created["id"]))).stdout
     assert "Cost: - -> 12" in history
 
+    # A USER field's history reads as usernames (the change says its type).
+    owner = await _json(env, "component", "field", "create", component, "Owner", "--type", "user")
+    await _json(env, "issue", "update", str(created["id"]), "--field", "Owner=robot")
+    await _bugless(env, "component", "field", "delete", component, str(owner["id"]))
+    history = (await _bugless(env, "issue", "history", str(created["id"]))).stdout
+    assert "Owner: - -> robot" in history
+
     found = await _json(
         env, "issue", "list", f'c:{component} "Found In":4.2 customfield{cost["id"]}>10'
     )

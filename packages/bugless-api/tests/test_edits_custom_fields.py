@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 from api_support import ConnectAs, signed_in
@@ -165,3 +166,16 @@ async def test_user_fields_take_and_give_usernames(connect_as: ConnectAs) -> Non
             issue.id,
             custom_fields_set=[v1.CustomFieldValue(field_id=owner.id, values=["nobody-at-all"])],
         )
+    # History says the field is a USER field, so its values are usernames too,
+    # also once the definition is gone.
+    expected = [("", "robot"), ("robot", "outsider"), ("outsider", "robot")]
+    assert await _owner_changes(admin, issue.id, owner.id) == expected
+    await admin.delete_custom_field(owner.id, expected_version=changed.version)
+    assert await _owner_changes(admin, issue.id, owner.id) == expected
+
+
+async def _owner_changes(client: Any, issue_id: int, field_id: int) -> list[tuple[str, str]]:
+    history = await client.list_history(issue_id)
+    changes = [c for e in history.entries for c in e.changes if c.field == f"customfield{field_id}"]
+    assert {c.field_type for c in changes} == {v1.CustomFieldType.USER}
+    return [(c.old_value, c.new_value) for c in changes]

@@ -241,7 +241,10 @@ async def test_an_untrusted_server_certificate_is_unavailable(slapd_server: Slap
 
 
 async def test_many_concurrent_logins_share_a_small_pool(slapd_server: Slapd) -> None:
-    backend = LdapAuthenticator(settings_for(slapd_server, pool_size=2))
+    # 25 binds queue on 2 connections: the timeouts must cover the queue on a loaded machine.
+    backend = LdapAuthenticator(
+        settings_for(slapd_server, pool_size=2, connect_timeout=20.0, operation_timeout=20.0)
+    )
     try:
         results = await asyncio.gather(
             *(backend.authenticate("bob", "bob-pw") for _ in range(20)),

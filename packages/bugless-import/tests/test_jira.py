@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 from conftest import FIXTURES, MakeSettings, find, history, usernames
 
+from bugless_core.clients import call
 from bugless_import import run_import
 from bugless_import.sources.jira import JiraImporter, when
 from bugless_import.sources.markup import jira_to_markdown
@@ -66,3 +69,80 @@ async def test_a_jira_project_keeps_its_changelog_comments_and_people(
     assert feature.type is v1.IssueType.FEATURE_REQUEST
     assert feature.priority is v1.Priority.P4
     assert feature.created_at == datetime(2020, 3, 1, 6, 30, tzinfo=UTC)
+
+
+def _two_components(root: Path) -> None:
+    """A search page of one issue in two components; a third came and went."""
+    person = {"name": "ann.k", "key": "ann.k", "emailAddress": "ann@example.com"}
+    issue = {
+        "id": "20001",
+        "self": "https://jira.example.org/rest/api/2/issue/20001",
+        "key": "MULTI-1",
+        "fields": {
+            "summary": "Telemetry drops at staging",
+            "description": "Both teams see it.",
+            "issuetype": {"name": "Bug"},
+            "priority": {"name": "Medium"},
+            "status": {"name": "To Do"},
+            "created": "2021-05-01T10:00:00.000+0000",
+            "updated": "2021-05-02T10:00:00.000+0000",
+            "reporter": person,
+            "components": [{"name": "Avionics"}, {"name": "Telemetry"}],
+            "labels": ["customer"],
+            "comment": {"comments": [], "total": 0},
+        },
+        "changelog": {
+            "histories": [
+                {
+                    "created": "2021-05-01T11:00:00.000+0000",
+                    "author": person,
+                    "items": [{"field": "Component", "fromString": None, "toString": "Ground"}],
+                },
+                {
+                    "created": "2021-05-02T10:00:00.000+0000",
+                    "author": person,
+                    "items": [{"field": "Component", "fromString": "Ground", "toString": None}],
+                },
+            ]
+        },
+    }
+    root.mkdir()
+    page = {"startAt": 0, "maxResults": 1, "total": 1, "issues": [issue]}
+    (root / "search-0000.json").write_text(json.dumps(page), encoding="utf-8")
+
+
+async def test_every_component_of_an_issue_is_kept(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """The first component is the issue's; the others become ``component:`` labels."""
+    _two_components(tmp_path / "jira")
+    (source,) = JiraImporter(str(tmp_path / "jira"), {}).issues()
+    assert source.component == "Avionics"
+    assert source.labels == ("customer", "component:Telemetry")
+    assert [c.added or c.removed for e in source.entries for c in e.changes] == [
+        ("component:Ground",),
+        ("component:Ground",),
+    ], "components added and removed one by one are label changes, not moves"
+
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text('[labels]\n"component:Telemetry" = "hotlist:Telemetry team"\n')
+    report = await run_import(
+        JiraImporter(str(tmp_path / "jira"), {}), make_settings(mapping=mapping)
+    )
+    assert report.created == 1
+    (issue,) = await find(model, "jira:MULTI-1")
+    component = await call(
+        model.get_component,
+        v1.GetComponentRequest(
+            caller=v1.Caller(user_id="t", admin=True), component_id=issue.component_id
+        ),
+    )
+    assert component.path == "Imported>Avionics", "never moved to Ground"
+    hotlists = await call(
+        model.list_hotlists,
+        v1.ListHotlistsRequest(
+            caller=v1.Caller(user_id="t", admin=True), page=v1.PageRequest(page_size=500)
+        ),
+    )
+    (telemetry,) = [h.id for h in hotlists.hotlists if h.name == "Telemetry team"]
+    assert list(issue.hotlist_ids) == [telemetry]

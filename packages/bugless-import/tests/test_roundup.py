@@ -376,7 +376,7 @@ async def test_ctrl_c_then_the_same_command_imports_the_rest_exactly_once(
         "--option", "tracker=resume",
         "--model", f"{bugless_stack.model.host}:{bugless_stack.model.port}",
         "--auth", f"{bugless_stack.auth.host}:{bugless_stack.auth.port}",
-        "--state-dir", str(state), "--concurrency", "1", "--quiet",
+        "--state-dir", str(state), "--concurrency", "1", "--batch-size", "1", "--quiet",
         "--tls-ca", str(bugless_stack.pki.ca_file), "--tls-cert", str(files.cert),
         "--tls-key", str(files.key),
     ]  # fmt: skip

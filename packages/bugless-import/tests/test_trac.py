@@ -94,6 +94,16 @@ def trac_env(tmp_path_factory: pytest.TempPathFactory) -> Environment:
         )  # fmt: skip
         more.insert(when=_hours(10 + n))
         more.save_changes("tom", f"Noted {n}.", when=_hours(11 + n))
+    edited = Ticket(env)
+    edited.populate(
+        {"summary": "Fuel gauge reads low", "description": "Reads ''low''.", "reporter": "tom",
+         "component": "Engines", "priority": "major", "type": "defect", "status": "new"}
+    )  # fmt: skip
+    edited.insert(when=_hours(20))
+    edited["description"] = "Reads '''10% low''' after refuelling."
+    edited.save_changes("tom", "", when=_hours(21))
+    edited["description"] = "Reads 10% low after refuelling, on pad 2 only."
+    edited.save_changes("ann", "Narrowed it down.", when=_hours(22))
     return env
 
 
@@ -115,7 +125,7 @@ async def test_every_ticket_matches_trac_field_by_field_and_entry_by_entry(
     auth: v1.AuthenticatorStub,
 ) -> None:
     report = await run_import(TracImporter(trac_env.path, {}), make_settings())
-    assert report.created == 5
+    assert report.created + report.unchanged == 6
     assert report.unmapped == [("labels", "engine", 1), ("labels", "safety", 1)]
     assert "Imported>Ground>Pad" in report.components_to_create
     for ticket_id in range(1, 6):
@@ -163,3 +173,20 @@ async def _compare(
         assert issue.closed_at == trac[-1][0]
     else:
         assert issue.closed_at is None
+
+
+async def test_description_edits_are_edits_of_the_first_entry(
+    trac_env: Environment, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    """Trac's ``description`` changes: entry 1 keeps the original, each edit follows it."""
+    await run_import(TracImporter(trac_env.path, {}), make_settings())
+    (issue,) = await find(model, "trac:6")
+    assert issue.description == "Reads 10% low after refuelling, on pad 2 only."
+    entries = await history(model, issue.id)
+    assert [(e.created_at, e.comment, e.edits_version) for e in entries] == [
+        (_hours(20), "Reads *low*.", 0),
+        (_hours(21), "Reads **10% low** after refuelling.", 1),
+        (_hours(22), "Reads 10% low after refuelling, on pad 2 only.", 1),
+        (_hours(22), "Narrowed it down.", 0),
+    ]
+    assert entries[0].edited_in_version == 3

@@ -240,6 +240,38 @@ def test_chat_text_escapes_what_slack_reads_as_markup(title: str) -> None:
     assert ">" not in link_free.replace("> ", "")  # quote markers start comment lines
 
 
+def test_custom_fields_read_by_name_and_user_fields_as_people() -> None:
+    entry = sample_entry()
+    entry.changes = [
+        v1.FieldChange(
+            field="customfield7",
+            field_name="Reviewer",
+            field_type=v1.CustomFieldType.USER,
+            old_value="",
+            new_value="u_bob",
+        ),
+        v1.FieldChange(
+            field="customfield8",
+            field_name="Found In",
+            field_type=v1.CustomFieldType.ENUM,
+            old_value="4.1",
+            new_value="4.2",
+        ),
+    ]
+    message = render_notification(
+        ChangeNotice(
+            issue=sample_issue(),
+            entry=entry,
+            reason=Reason.CC,
+            public_url=PUBLIC_URL,
+            people={"u_bob": Person("Bob Jones")},
+        )
+    )
+    assert "  Reviewer: none → Bob Jones" in message.text
+    assert "  Found In: 4.1 → 4.2" in message.text
+    assert "u_bob" not in message.text
+
+
 def test_an_email_rendering_leaves_out_only_the_webhook_forms() -> None:
     notified = ChangeNotice(
         issue=sample_issue(), entry=sample_entry(), reason=Reason.CC, public_url=PUBLIC_URL
@@ -256,3 +288,28 @@ def test_an_email_rendering_leaves_out_only_the_webhook_forms() -> None:
     assert full.chat_text
     assert full.data
     assert (mail.chat_text, dict(mail.data)) == ("", {})
+
+
+def test_files_attached_or_deleted_are_named_with_their_size() -> None:
+    entry = sample_entry()
+    entry.changes = []
+    entry.comment = ""
+    entry.attachments = [
+        v1.Attachment(id=7, name="crash\nreport.log", size=2048),
+        v1.Attachment(id=8, name="<b>shot</b>.png", size=3 * 1024 * 1024),
+    ]
+    message = render_notification(
+        ChangeNotice(issue=sample_issue(), entry=entry, reason=Reason.CC, public_url=PUBLIC_URL)
+    )
+    assert "attached files to b/123" in message.text
+    assert "  Attached: crash report.log (2 KiB)" in message.text
+    assert "Attached: &lt;b&gt;shot&lt;/b&gt;.png (3 MiB)" in message.html
+    deleted = sample_entry()
+    deleted.changes = []
+    deleted.comment = ""
+    deleted.deleted_attachment_id = 7
+    text = render_notification(
+        ChangeNotice(issue=sample_issue(), entry=deleted, reason=Reason.CC, public_url=PUBLIC_URL)
+    ).text
+    assert "deleted an attachment of b/123" in text
+    assert "  Deleted attachment 7" in text

@@ -391,3 +391,42 @@ async def test_a_custom_field_is_a_sortable_list_column_and_a_csv_column(
     lines = export.text.splitlines()
     assert lines[0] == f"ID,Title,{name},Owner"
     assert lines[1].endswith(",Big job,30,carol")
+
+
+async def test_a_user_fields_history_shows_people_also_after_the_field_is_deleted(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """The change says its field is a USER field, so the timeline needs no definition."""
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    field_id = await _define(client, csrf, component.id, name="Reviewer", type="user")
+    issue = await _issue(model, world, component.id, "Reviewed by a person")
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.admin,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(
+                custom_fields_set=[
+                    v1.CustomFieldValue(field_id=field_id, values=[world.users["carol"]])
+                ]
+            ),
+        ),
+    )
+    fields = await call(
+        model.list_custom_fields,
+        v1.ListCustomFieldsRequest(caller=world.admin, component_id=component.id),
+    )
+    version = next(f.version for f in fields.custom_fields if f.id == field_id)
+    deleted = await client.post(
+        f"/components/{component.id}/fields/{field_id}/delete",
+        data={"_csrf": csrf, "version": str(version)},
+        follow_redirects=False,
+    )
+    assert deleted.status_code == 303, deleted.text
+    html = (await client.get(f"/issues/{issue.id}")).text
+    history = html.split('id="entries"', 1)[1].split('id="edit"', 1)[0]
+    change = history.split('<span class="field">Reviewer</span>', 1)[1].split("</li>", 1)[0]
+    assert "Carol Coder" in change
+    assert world.users["carol"] not in change

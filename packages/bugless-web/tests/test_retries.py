@@ -58,6 +58,7 @@ WRITES = {
         "SetIssueMute",
         # Never made by the web (import identity only), but a write all the same.
         "ImportIssue",
+        "ImportIssues",
         "DeleteAttachment",
     },
     "Authenticator": {

@@ -21,11 +21,10 @@ from collections.abc import Callable, Iterable, MutableSequence
 from dataclasses import dataclass
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.issue_labels import holds_people
 from bugless_core.user_cache import USER_CACHE_SIZE, UserCache, get_users, lookup_users
 from bugless_proto import v1
 
-#: FieldChange.field values whose old/new values and added/removed are people.
-_PEOPLE_CHANGES = frozenset({"assignee", "verifier", "cc", "reporter"})
 #: Search fields whose text values are people.
 _PEOPLE_SEARCH_FIELDS = frozenset(
     {
@@ -139,7 +138,7 @@ class UserRefs:
         for index, attachment in enumerate(entry.attachments):
             self.attachment(attachment, f"{path}.attachments[{index}]")
         for index, change in enumerate(entry.changes):
-            if change.field in _PEOPLE_CHANGES:
+            if holds_people(change):
                 where = f"{path}.changes[{index}]"
                 self.field(change, "old_value", f"{where}.old_value")
                 self.field(change, "new_value", f"{where}.new_value")

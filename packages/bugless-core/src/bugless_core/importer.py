@@ -25,8 +25,21 @@ from typing import ClassVar
 #: The fields a :class:`SourceChange` may name. ``status`` values may carry a
 #: resolution (``closed/wontfix``); ``cc`` and ``labels`` change by
 #: ``added``/``removed``; the rest by ``old``/``new``; people are person keys.
+#: ``description`` is an edit of the description (Markdown texts): imported as
+#: an edit of entry 1, the issue's description being the first ``old``.
 CHANGE_FIELDS = frozenset(
-    {"title", "status", "priority", "severity", "type", "component", "assignee", "cc", "labels"}
+    {
+        "title",
+        "status",
+        "priority",
+        "severity",
+        "type",
+        "component",
+        "assignee",
+        "cc",
+        "labels",
+        "description",
+    }
 )
 
 

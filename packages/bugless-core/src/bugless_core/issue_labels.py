@@ -49,6 +49,18 @@ FIELD_LABELS = {
 }
 #: Fields whose FieldChange values are user references.
 USER_FIELDS = frozenset({"assignee", "verifier", "cc", "reporter"})
+
+
+def holds_people(change: v1.FieldChange) -> bool:
+    """Whether a change's values are user ids: a people field or a USER custom field.
+
+    A custom field's change says its type (``FieldChange.field_type``), so
+    readers need no definition, which may be gone; entries written before the
+    type was recorded carry none and read as plain values.
+    """
+    return change.field in USER_FIELDS or change.field_type is v1.CustomFieldType.USER
+
+
 #: Fields whose values are issue ids.
 ISSUE_FIELDS = frozenset({"parent_id", "duplicate_of_id", "blocking_ids", "blocked_by_ids"})
 

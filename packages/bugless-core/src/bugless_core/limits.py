@@ -46,3 +46,5 @@ MAX_CUSTOM_FIELDS_PER_CHANGE = 100
 MAX_EXTERNAL_ID_LENGTH = 200
 #: History entries one ImportIssue call may carry.
 MAX_IMPORTED_ENTRIES = 5_000
+#: ImportIssues items per call (each is its own transaction; the call stays short).
+MAX_IMPORT_BATCH = 200

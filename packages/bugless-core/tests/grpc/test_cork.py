@@ -25,6 +25,7 @@ from bugless_core.grpc import (
     build_client_ssl_context,
     build_server_ssl_context,
 )
+from bugless_core.grpc._cork import MAX_FRAME_BYTES
 from bugless_core.grpc._settings import GrpcServerSettings
 from bugless_testing.codecs import RawCodec
 
@@ -167,6 +168,11 @@ async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> 
         )
         big = bytes(range(256)) * 8192  # 2 MiB
         assert await echo(big, timeout=10) == big
+        # Both ends offered 1 MiB frames, and each saw the other's offer: a
+        # 512 KiB attachment chunk crosses as one DATA frame, not 32.
+        sent_with = channel._protocol.connection._connection  # type: ignore[union-attr]
+        assert sent_with.max_outbound_frame_size == MAX_FRAME_BYTES
+        assert sent_with.max_inbound_frame_size == MAX_FRAME_BYTES
         payloads = [f"call {i}".encode() * (i + 1) for i in range(64)]
         assert await asyncio.gather(*(echo(p, timeout=10) for p in payloads)) == payloads
     finally:

@@ -12,14 +12,35 @@ probes, and stops them in order. ``bugless dev``, the tests
 
 ``bugless dev`` itself is :mod:`bugless_dev.command` (with its state
 directory, its lasting cluster and the demo data in private modules).
+
+The names below are imported on first use (PEP 562): every bugless process
+loads each installed package's plugin, which imports this package, and only
+the commands that use the local stack, PKI and PostgreSQL helpers should pay for importing it.
 """
 
 from __future__ import annotations
 
-from bugless_dev.pki import CertificateFiles, LocalPki
-from bugless_dev.postgres import ThrowawayPostgres, start_postgres
-from bugless_dev.processes import ServiceFailed, ServiceProcess
-from bugless_dev.stack import LocalStack, RunningService, StackConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bugless_dev.pki import CertificateFiles, LocalPki
+    from bugless_dev.postgres import ThrowawayPostgres, start_postgres
+    from bugless_dev.processes import ServiceFailed, ServiceProcess
+    from bugless_dev.stack import LocalStack, RunningService, StackConfig
+
+#: Public name -> the module defining it.
+_LAZY = {
+    "CertificateFiles": "bugless_dev.pki",
+    "LocalPki": "bugless_dev.pki",
+    "LocalStack": "bugless_dev.stack",
+    "RunningService": "bugless_dev.stack",
+    "ServiceFailed": "bugless_dev.processes",
+    "ServiceProcess": "bugless_dev.processes",
+    "StackConfig": "bugless_dev.stack",
+    "ThrowawayPostgres": "bugless_dev.postgres",
+    "start_postgres": "bugless_dev.postgres",
+}
 
 __all__ = [
     "CertificateFiles",
@@ -32,3 +53,13 @@ __all__ = [
     "ThrowawayPostgres",
     "start_postgres",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name``'s module on first use, then keep the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

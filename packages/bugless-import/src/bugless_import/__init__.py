@@ -1,11 +1,30 @@
-"""bugless-import: ``bugless import <source>`` and the built-in importers."""
+"""bugless-import: ``bugless import <source>`` and the built-in importers.
+
+The names below are imported on first use (PEP 562): every bugless process
+loads each installed package's plugin, which imports this package, and only
+the commands that use the importers' runner and mapping should pay for importing it.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from bugless_import.__about__ import __version__
-from bugless_import.mapping import Mapping, load_mapping
-from bugless_import.runner import ImportReport, run_import
-from bugless_import.settings import ImportSettings
+
+if TYPE_CHECKING:
+    from bugless_import.mapping import Mapping, load_mapping
+    from bugless_import.runner import ImportReport, run_import
+    from bugless_import.settings import ImportSettings
+
+#: Public name -> the module defining it.
+_LAZY = {
+    "ImportReport": "bugless_import.runner",
+    "ImportSettings": "bugless_import.settings",
+    "Mapping": "bugless_import.mapping",
+    "load_mapping": "bugless_import.mapping",
+    "run_import": "bugless_import.runner",
+}
 
 __all__ = [
     "ImportReport",
@@ -15,3 +34,13 @@ __all__ = [
     "load_mapping",
     "run_import",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name``'s module on first use, then keep the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

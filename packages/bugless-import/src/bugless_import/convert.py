@@ -107,9 +107,23 @@ def to_request(
     hotlists, custom = resolved.labels(component_id, issue.labels)
     history: list[v1.ImportedEntry] = []
     previous: datetime = issue.created_at
+    description = issue.description
+    edits = [c for e in issue.entries for c in e.changes if c.field == "description"]
+    if edits:
+        description = edits[0].old  # the text at creation; the edits follow as entries
     for entry in issue.entries:
         at = max(entry.at, previous)
         previous = at
+        for change in entry.changes:
+            if change.field == "description" and change.new.strip() and change.new != change.old:
+                history.append(
+                    v1.ImportedEntry(
+                        author=person(resolved, entry.author or GHOST),
+                        created_at=at,
+                        comment=change.new,
+                        edits_description=True,
+                    )
+                )
         item = v1.ImportedEntry(
             author=person(resolved, entry.author or GHOST), created_at=at, comment=entry.comment
         )
@@ -140,7 +154,7 @@ def to_request(
         external_id=external_id,
         fields=fields,
         reporter=person(resolved, issue.reporter or GHOST),
-        description=issue.description,
+        description=description,
         cc=sorted({person(resolved, k) for k in cc if k}),
         created_at=issue.created_at,
         history=history,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bugless_core.clients import ServiceAddress
+from bugless_core.limits import MAX_IMPORT_BATCH
 from bugless_core.settings import setting
 
 
@@ -42,7 +43,10 @@ class ImportSettings:
         refresh: Import the issues an earlier run finished again, so that
             history the source gained since is appended (the Model writes
             nothing for an issue with no newer history).
-        concurrency: Issues imported at once.
+        concurrency: Import calls in flight at once.
+        batch_size: Issues per ImportIssues call; 0 makes one ImportIssue
+            call per issue (a Model older than ImportIssues; it reads each
+            issue back, which costs about a third of the Model's time).
         new_url: Base URL of the bugless web UI, for the CSV of old URL ->
             new URL (``https://bugless.example.org``).
         component_root: Components the mapping does not name are created
@@ -86,7 +90,12 @@ class ImportSettings:
         help="Import again the issues an earlier run finished (appends their newer history); "
         "by default a run skips them, which is how an interrupted run resumes quickly.",
     )
-    concurrency: int = setting(8, help="Issues imported at once.")
+    concurrency: int = setting(8, help="Import calls in flight at once.")
+    batch_size: int = setting(
+        50,
+        help="Issues per ImportIssues call (at most 200); 0: one ImportIssue call per issue, "
+        "for a Model older than ImportIssues.",
+    )
     new_url: str = setting(
         "", help="Base URL of the bugless web UI, for the old URL -> new URL CSV."
     )
@@ -109,6 +118,8 @@ class ImportSettings:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if not 0 <= self.batch_size <= MAX_IMPORT_BATCH:
+            raise ValueError(f"batch size must be between 0 and {MAX_IMPORT_BATCH}")
         if not self.dry_run and (self.model is None or self.auth is None):
             raise ValueError("--model and --auth are required (only --dry-run works without)")
 

@@ -198,6 +198,7 @@ def changes_to_json(changes: Iterable[v1.FieldChange]) -> str:
                 "added": list(c.added),
                 "removed": list(c.removed),
                 **({"name": c.field_name} if c.field_name else {}),
+                **({"type": int(c.field_type)} if c.field_type else {}),
             }
             for c in changes
         ]
@@ -222,6 +223,7 @@ def entry_from_row(row: Row) -> v1.HistoryEntry:
                 added=c["added"],
                 removed=c["removed"],
                 field_name=c.get("name", ""),
+                field_type=v1.CustomFieldType(c.get("type", 0)),
             )
             for c in items
         ],

@@ -107,16 +107,19 @@ async def applicable(conn: Conn, component_id: int) -> dict[int, v1.CustomField]
 
 def _change(field_id: int, name: str, kind: int, old: Any, new: Any) -> v1.FieldChange:
     before, after = cf.from_stored(old), cf.from_stored(new)
-    if v1.CustomFieldType(kind) in cf.MULTI_TYPES:
+    field_type = v1.CustomFieldType(kind)
+    if field_type in cf.MULTI_TYPES:
         return v1.FieldChange(
             field=cf.history_field(field_id),
             field_name=name,
+            field_type=field_type,
             added=[v for v in after if v not in before],
             removed=[v for v in before if v not in after],
         )
     return v1.FieldChange(
         field=cf.history_field(field_id),
         field_name=name,
+        field_type=field_type,
         old_value=cf.render(before),
         new_value=cf.render(after),
     )

@@ -67,6 +67,8 @@ class _Entry:
     created_at: datetime
     comment: str
     changes: list[v1.FieldChange]
+    #: 1 for an edit of the description (entry 1), as EditComment marks one.
+    edits_version: int = 0
 
 
 @dataclass
@@ -77,10 +79,16 @@ class _Replay:
     closed_at: datetime | None
     entries: list[_Entry] = field(default_factory=list)
     components: set[int] = field(default_factory=set)
+    #: The description's latest text when the history edits it.
+    description: str | None = None
 
     def apply(self, item: v1.ImportedEntry) -> None:
         """Apply one source item; an item that changes nothing writes nothing."""
         at = _when(item.created_at) or _EPOCH
+        if item.edits_description:
+            self.description = item.comment
+            self.entries.append(_Entry(item.author, at, item.comment, [], edits_version=1))
+            return
         fields = item.fields or v1.IssueFields()
         paths = set(item.update_mask.paths) if item.update_mask else set()
         changes: list[v1.FieldChange] = []
@@ -191,10 +199,16 @@ async def _write_entries(
         [e.comment for e in entries],
         [changes_to_json(e.changes) for e in entries],
         external_id,
+        [e.edits_version for e in entries],
     )
     if ctx.dialect.notify is not None:
         await ctx.conn.execute(q.NOTIFY_ENTRIES, ctx.channel, issue_id, versions)
     ctx.written.extend((issue_id, v) for v in versions)
+
+
+def _description(original: str, replay: _Replay) -> str:
+    """The description now: the last imported edit's text, else the original."""
+    return original if replay.description is None else replay.description
 
 
 def _all_text(entries: Sequence[_Entry]) -> str:
@@ -245,8 +259,9 @@ async def _create(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[in
     values: list[Any] = [
         final["title"], final["status"], final["priority"], final["severity"], final["type"],
         final["component_id"], request.reporter, final["assignee"], final["verifier"],
-        final["cc"], request.description, created_at, modified_at, closed_at, len(entries),
-        sum(1 for e in entries if e.comment), _all_text(entries),
+        final["cc"], _description(request.description, replay), created_at, modified_at,
+        closed_at, len(entries), sum(1 for e in entries if e.comment and not e.edits_version),
+        _all_text(entries),
         _custom_values.dump_values(custom), request.external_id, len(request.history),
     ]  # fmt: skip
     if ctx.new_issue_id is None:
@@ -301,9 +316,11 @@ async def _extend(
         issue_id, final["title"], final["status"], final["priority"], final["severity"],
         final["type"], final["component_id"], final["assignee"], final["verifier"], final["cc"],
         closed_at, modified_at, version + len(replay.entries),
-        sum(1 for e in replay.entries if e.comment), _all_text(replay.entries),
-        len(request.history),
+        sum(1 for e in replay.entries if e.comment and not e.edits_version),
+        _all_text(replay.entries), len(request.history),
     )  # fmt: skip
+    if replay.description is not None:
+        await ctx.conn.execute(q.SET_IMPORTED_DESCRIPTION, issue_id, replay.description)
     custom = _custom_values.load_values(row["custom_fields"])
     await _custom_values.sync_rows(
         ctx.conn, issue_id, before=custom, after=custom,

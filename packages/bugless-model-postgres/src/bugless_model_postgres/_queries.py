@@ -469,11 +469,15 @@ ADVANCE_IMPORT_POSITION = "UPDATE issues SET import_position = $2 WHERE id = $1"
 #: times, comments and changes as parallel arrays; $7 the external reference.
 INSERT_IMPORTED_ENTRIES = """
 INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
-                           imported_from)
-SELECT $1, e.version, e.author, e.created_at, e.comment, e.changes::jsonb, $7
-  FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
-       AS e(version, author, created_at, comment, changes)
+                           imported_from, edits_version)
+SELECT $1, e.version, e.author, e.created_at, e.comment, e.changes::jsonb, $7, e.edits
+  FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+              $8::bigint[])
+       AS e(version, author, created_at, comment, changes, edits)
 """
+
+#: The description after an imported edit of it ($2), as EditComment sets it.
+SET_IMPORTED_DESCRIPTION = "UPDATE issues SET description = $2 WHERE id = $1"
 
 #: Announce entries $3 (versions) of issue $2 on channel $1, as
 #: :data:`INSERT_ENTRY_AND_NOTIFY` does for one (delivered on commit).

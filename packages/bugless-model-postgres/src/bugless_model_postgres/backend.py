@@ -37,11 +37,17 @@ from bugless_core.model.backend import (
     Capability,
     ModelBackend,
     ModelSettings,
-    batch_create_failure,
 )
 from bugless_core.page_tokens import PageTokenCodec
 from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
-from bugless_model_postgres import _components, _hotlists, _imports, _issues, _search
+from bugless_model_postgres import (
+    _batch_create,
+    _components,
+    _hotlists,
+    _imports,
+    _issues,
+    _search,
+)
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
 from bugless_model_postgres._attachment_calls import AttachmentCalls
@@ -266,54 +272,10 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
     async def batch_create_issues(
         self, request: v1.BatchCreateIssuesRequest
     ) -> v1.BatchCreateIssuesResponse:
-        """The items in one transaction (one commit, one feed row), each on its own terms.
-
-        An item failing its checks is left out and gets its error; the others
-        are written. Items touching other rows (relations, hotlists) are
-        created each in its own transaction after (see
-        :func:`_issues.shares_a_transaction`).
-        """
-        caller = request.caller or v1.Caller()
-        items = list(request.items)
-        shared = [i for i, item in enumerate(items) if _issues.shares_a_transaction(item)]
-
-        async def together(ctx: WriteContext) -> dict[int, _issues.Created | BuglessError]:
-            outcomes: dict[int, _issues.Created | BuglessError] = {}
-            for index in shared:
-                try:
-                    outcomes[index] = await _issues.create_issue(ctx, items[index], batch=True)
-                except BuglessError as exc:  # raised before the item wrote anything
-                    outcomes[index] = exc
-            return outcomes
-
-        results: dict[int, v1.BatchCreateResult] = {}
-        if shared:
-            outcomes, _ = await self._write(caller, together)
-            # An idempotency key used before: the issue as it is now, as CreateIssue answers.
-            reread = [o.issue_id for o in outcomes.values() if isinstance(o, _issues.Created)
-                      and o.issue is None]  # fmt: skip
-            found: dict[int, v1.Issue] = {}
-            if reread:
-                async with translated_errors(), self._pool.acquire() as conn:
-                    found = await fetch_issues(conn, caller, sorted(set(reread)))
-            for index, outcome in outcomes.items():
-                if isinstance(outcome, BuglessError):
-                    results[index] = batch_create_failure(outcome)
-                    continue
-                issue = outcome.issue or found.get(outcome.issue_id)
-                results[index] = (
-                    v1.BatchCreateResult(code=0, issue=issue)
-                    if issue is not None
-                    else batch_create_failure(issue_not_found(outcome.issue_id))
-                )
-        for index, item in enumerate(items):
-            if index in results:
-                continue
-            try:
-                results[index] = v1.BatchCreateResult(code=0, issue=await self.create_issue(item))
-            except BuglessError as exc:
-                results[index] = batch_create_failure(exc)
-        return v1.BatchCreateIssuesResponse(results=[results[i] for i in range(len(items))])
+        """The items in one transaction (one commit, one feed row), each on its own terms."""
+        return await _batch_create.batch_create_issues(
+            request, write=self._write, create_alone=self.create_issue, pool=self._pool
+        )
 
     async def _get_visible(self, caller: v1.Caller | None, issue_id: int) -> v1.Issue:
         async with translated_errors(), self._pool.acquire() as conn:
@@ -357,6 +319,39 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
         )
         issue = await self._get_visible(request.caller, issue_id)
         return v1.ImportIssueResponse(issue=issue, created=created, entries_written=written)
+
+    async def import_issues(
+        self, caller: v1.Caller | None, items: list[v1.ImportIssueRequest]
+    ) -> list[v1.ImportIssueResult]:
+        """Each item in its own transaction, without reading the issue back."""
+        results = []
+        for item in items:
+
+            def write(
+                ctx: WriteContext, item: v1.ImportIssueRequest = item
+            ) -> Awaitable[tuple[int, bool, int]]:
+                return _imports.import_issue(ctx, item)
+
+            try:
+                (issue_id, created, written), _ = await self._write(caller, write)
+            except BuglessError as exc:
+                results.append(
+                    v1.ImportIssueResult(
+                        external_id=item.external_id,
+                        code=int(exc.grpc_status.value),
+                        message=exc.message,
+                    )
+                )
+            else:
+                results.append(
+                    v1.ImportIssueResult(
+                        external_id=item.external_id,
+                        issue_id=issue_id,
+                        created=created,
+                        entries_written=written,
+                    )
+                )
+        return results
 
     async def batch_change_issues(
         self, request: v1.BatchChangeIssuesRequest

@@ -45,9 +45,11 @@ import asyncpg
 
 from bugless_core.clients import ActingFor, acting_model, call
 from bugless_core.errors import BuglessError, FailedPrecondition, NotFound, PermissionDenied
+from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.migrations import quote_schema
 from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
+from bugless_notify.digest import DigestStore
 from bugless_notify.queue import DeliveryQueue, NewDelivery
 from bugless_notify.recipients import (
     Candidate,
@@ -90,6 +92,8 @@ class ConsumerOptions:
 @dataclass
 class _Batch:
     deliveries: list[NewDelivery] = field(default_factory=list)
+    #: Mails of people who chose a daily digest: (user id, the mail), kept for it.
+    digest: list[tuple[str, NewDelivery]] = field(default_factory=list)
     matches_added: set[tuple[int, str, int]] = field(default_factory=set)
     matches_removed: set[tuple[int, str, int]] = field(default_factory=set)
 
@@ -115,6 +119,7 @@ class FeedConsumer:
             model, acting_model(model, self._acting_for), auth, NOTIFIER, options.schema
         )
         self.options = options
+        self._digests = DigestStore(options.schema)
         schema = quote_schema(options.schema)
         self._cursor_sql = f"SELECT position FROM {schema}.feed_cursor WHERE name = $1"
         self._lock_cursor_sql = f"{self._cursor_sql} FOR UPDATE"
@@ -236,6 +241,7 @@ class FeedConsumer:
                 _log.info("feed consumer: cursor moved to %s under us; batch dropped", current)
                 return
             await self._queue.enqueue(conn, batch.deliveries)
+            await self._digests.add(conn, batch.digest)
             if batch.matches_added:
                 await conn.executemany(self._add_match_sql, sorted(batch.matches_added))
             if batch.matches_removed:
@@ -267,16 +273,20 @@ class FeedConsumer:
             return
         found = {e.version: e for e in views.entries}
         work: list[tuple[v1.HistoryEntry, str, list[Candidate]]] = []
-        for n, (version, author) in enumerate(entries):
+        # Saved-search changes are the issue's state now, not one entry's:
+        # they go with the first entry of the batch that still exists.
+        pending = searches
+        for version, author in entries:
             entry = found.get(version)
             if entry is None:
                 continue
             mentioned = await self._user_ids(mentioned_usernames(*mention_texts(issue, entry)))
             people = [
                 c
-                for c in candidates(issue, entry, audience, mentioned, searches if n == 0 else ())
+                for c in candidates(issue, entry, audience, mentioned, pending)
                 if c.user_id not in audience.muted_by
             ]
+            pending = []
             if people:
                 work.append((entry, entry.author or author, people))
         if not work:
@@ -312,17 +322,21 @@ class FeedConsumer:
             if user is None or user.disabled or not user.email:
                 continue
             viewer = viewers[candidate.user_id]
-            batch.deliveries.append(
-                self._delivery(
-                    candidate,
-                    user=user,
-                    issue=issue,
-                    entry=entry,
-                    viewer=viewer,
-                    people=names,
-                    paths=paths,
-                )
+            mail = self._delivery(
+                candidate,
+                user=user,
+                issue=issue,
+                entry=entry,
+                viewer=viewer,
+                people=names,
+                paths=paths,
+                hotlist_names=dict(checked.hotlist_names),
             )
+            chosen_settings = by_user.get(candidate.user_id)
+            if chosen_settings is not None and chosen_settings.digest == v1.DigestMode.DAILY:
+                batch.digest.append((candidate.user_id, mail))
+            else:
+                batch.deliveries.append(mail)
 
     async def _check(self, issue_id: int, user_ids: set[str]) -> v1.NotificationViews:
         """Which of ``user_ids`` may see the issue, checked with their own identities.
@@ -364,6 +378,7 @@ class FeedConsumer:
         viewer: v1.NotificationViewer,
         people: dict[str, Person],
         paths: dict[int, str],
+        hotlist_names: dict[int, str],
     ) -> NewDelivery:
         """The mail for one recipient, with only what *they* may see."""
         seen = dataclasses.replace(
@@ -383,6 +398,7 @@ class FeedConsumer:
                 public_url=self.options.public_url,
                 people=people,
                 components={i: p for i, p in paths.items() if i in visible},
+                hotlists={i: hotlist_names[i] for i in viewer.hotlist_ids if i in hotlist_names},
             ),
             webhook_forms=False,
         )
@@ -416,7 +432,7 @@ def _people_named(issue: v1.Issue, entry: v1.HistoryEntry) -> set[str]:
     """Every person the issue and the entry name (for their display names)."""
     refs = {issue.reporter, issue.assignee, issue.verifier, entry.author, *issue.cc}
     for change in entry.changes:
-        if change.field in {"assignee", "verifier", "reporter", "cc"}:
+        if holds_people(change):
             refs |= {change.old_value, change.new_value, *change.added, *change.removed}
     return {r for r in refs if r}
 

@@ -26,10 +26,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bugless_core.blobs import describe_size
 from bugless_core.issue_labels import (
     FIELD_LABELS,
     ISSUE_FIELDS,
     USER_FIELDS,
+    holds_people,
     level_label,
     short_status,
     short_type,
@@ -178,10 +180,10 @@ class _Renderer:
             return _Value("unknown user", json={"name": "unknown user", "username": ""})
         return _Value(person.shown, json={"name": person.display_name, "username": person.username})
 
-    def value(self, field_name: str, raw: str) -> _Value:
+    def value(self, field_name: str, raw: str, *, people: bool = False) -> _Value:
         if not raw:
             return _Value("none", json=None)
-        if field_name in USER_FIELDS:
+        if people or field_name in USER_FIELDS:
             return self.person(raw)
         if field_name in ISSUE_FIELDS and raw.isdigit():
             return _Value(issue_ref(int(raw)), issue_url(self.base, int(raw)), json=int(raw))
@@ -200,19 +202,20 @@ class _Renderer:
         return _Value(raw, json=raw)
 
     def _line(self, change: v1.FieldChange) -> _Line:
-        label = FIELD_LABELS.get(change.field, change.field)
+        label = change.field_name or FIELD_LABELS.get(change.field, change.field)
+        people = holds_people(change)
         if change.added or change.removed:
             return _Line(
                 change.field,
                 label,
-                added=tuple(self.value(change.field, v) for v in change.added),
-                removed=tuple(self.value(change.field, v) for v in change.removed),
+                added=tuple(self.value(change.field, v, people=people) for v in change.added),
+                removed=tuple(self.value(change.field, v, people=people) for v in change.removed),
             )
         return _Line(
             change.field,
             label,
-            old=self.value(change.field, change.old_value),
-            new=self.value(change.field, change.new_value),
+            old=self.value(change.field, change.old_value, people=people),
+            new=self.value(change.field, change.new_value, people=people),
         )
 
     # ---- sentences ----
@@ -227,7 +230,24 @@ class _Renderer:
             return "created"
         if self.entry.caused_by_issue_id:
             return f"changed through {issue_ref(self.entry.caused_by_issue_id)}"
+        if not self.entry.changes and not self.entry.comment:
+            if self.entry.attachments:
+                return (
+                    "attached files to" if len(self.entry.attachments) > 1 else "attached a file to"
+                )
+            if self.entry.deleted_attachment_id:
+                return "deleted an attachment of"
         return "changed" if self.entry.changes else "commented on"
+
+    def attachment_lines(self) -> list[str]:
+        """Files the entry attached or deleted, as "name (size)" sentences."""
+        lines = [
+            f"Attached: {one_line(a.name)} ({describe_size(a.size)})"
+            for a in self.entry.attachments
+        ]
+        if self.entry.deleted_attachment_id:
+            lines.append(f"Deleted attachment {self.entry.deleted_attachment_id}")
+        return lines
 
     @property
     def event(self) -> str:
@@ -261,6 +281,7 @@ class _Renderer:
         ]
         for line in self.shown_lines():
             out.append(f"  {line.label}: {_text_diff(line, created=self.created)}")
+        out += [f"  {line}" for line in self.attachment_lines()]
         if self.entry.comment:
             out += ["", "Description:" if self.created else "Comment:", ""]
             out += [f"  {row}" if row else "" for row in self.entry.comment.splitlines()]
@@ -276,11 +297,13 @@ class _Renderer:
             f'<a href="{e(self.url)}">{e(issue_ref(self.issue.id))}</a>: {title}</p>',
         ]
         shown = list(self.shown_lines())
-        if shown:
+        files = self.attachment_lines()
+        if shown or files:
             parts.append("<ul>")
             for line in shown:
                 diff = _html_diff(line, created=self.created)
                 parts.append(f"<li><b>{e(line.label)}</b>: {diff}</li>")
+            parts += [f"<li>{e(line)}</li>" for line in files]
             parts.append("</ul>")
         if self.entry.comment:
             heading = "Description" if self.created else "Comment"

@@ -21,6 +21,7 @@ from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import AccessTable, GrpcServiceRunner
 from bugless_core.migrations import quote_schema
 from bugless_notify.consumer import CURSOR, ConsumerOptions, FeedConsumer
+from bugless_notify.digest import DigestSender, DigestStore
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.mail import EmailChannel
 from bugless_notify.queue import DeliveryQueue, DeliveryState
@@ -111,6 +112,7 @@ class RunningNotifier:
     runner: GrpcServiceRunner
     consumer: FeedConsumer
     worker: DeliveryWorker
+    digests: DigestSender
     pool: asyncpg.Pool
     tasks: tuple[asyncio.Task[None], ...]
     channels: tuple[Any, ...]
@@ -119,6 +121,7 @@ class RunningNotifier:
         """Stop consuming and delivering (in-flight attempts finish), close connections."""
         self.consumer.stop()
         self.worker.stop()
+        self.digests.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 60)
         for channel in self.channels:
@@ -161,6 +164,13 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
             schema=settings.schema,
         ),
     )
+    digests = DigestSender(
+        pool,
+        queue,
+        DigestStore(settings.schema),
+        hour_utc=settings.digest_hour_utc,
+        interval_seconds=settings.digest_interval_seconds,
+    )
     # Before reporting ready: a change made once the notifier is up is after
     # the cursor, never lost to a first start racing it.
     await consumer.ensure_cursor()
@@ -169,11 +179,13 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
     tasks = (
         asyncio.ensure_future(consumer.run()),
         asyncio.ensure_future(worker.run()),
+        asyncio.ensure_future(digests.run()),
     )
     return RunningNotifier(
         runner=runner,
         consumer=consumer,
         worker=worker,
+        digests=digests,
         pool=pool,
         tasks=tasks,
         channels=(model_channel, auth_channel),

@@ -117,6 +117,9 @@ class NotifierSettings:
         concurrency: Deliveries attempted at once by this replica.
         smtp: The mail relay.
         webhook_timeout_seconds: Bound on one webhook POST.
+        digest_hour_utc: When the daily digests go out (people whose
+            settings ask for one digest a day instead of a mail per change).
+        digest_interval_seconds: Send digests this often instead (0: daily).
         grpc: The health endpoint (the notifier serves only health, reflection
             and metrics), ready file, TLS.
         log: Log level and format.
@@ -145,12 +148,24 @@ class NotifierSettings:
     concurrency: int = setting(32, help="Deliveries attempted at once by this replica.")
     smtp: SmtpOptions = group(SmtpOptions, env_prefix="BUGLESS_NOTIFY_SMTP_")
     webhook_timeout_seconds: float = setting(10.0, help="Bound on one webhook POST, in seconds.")
+    digest_hour_utc: int = setting(
+        7, help="Hour of the day (UTC, 0-23) the daily digests are sent at."
+    )
+    digest_interval_seconds: float = setting(
+        0.0,
+        help="Send digests this often instead of daily at --digest-hour-utc (tests, demos); "
+        "0: daily.",
+    )
     grpc: GrpcServerSettings = group(GrpcServerSettings)
     log: LogSettings = group(LogSettings)
 
     def __post_init__(self) -> None:
         if not 1 <= self.feed_batch <= 1000:
             raise ValueError("feed_batch (--feed-batch) must be between 1 and 1000")
+        if not 0 <= self.digest_hour_utc <= 23:
+            raise ValueError("digest_hour_utc (--digest-hour-utc) must be between 0 and 23")
+        if self.digest_interval_seconds < 0:
+            raise ValueError("digest_interval_seconds (--digest-interval-seconds) must be >= 0")
         if self.concurrency < 1:
             raise ValueError("concurrency (--concurrency) must be at least 1")
         object.__setattr__(self, "model", self.service_tls.apply(self.model))

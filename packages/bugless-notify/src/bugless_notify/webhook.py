@@ -35,15 +35,19 @@ import ssl
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urlsplit
-
-import httpx
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.notification_channel import DeliveryResult, Notification, NotificationChannel
 from bugless_notify.__about__ import __version__
 from bugless_notify._options import ChannelOptions
+
+if TYPE_CHECKING:
+    # Imported where a channel is built: registering the channel (which every
+    # bugless process does when it loads plugins) must not cost httpx's
+    # import (and the rich/pygments its command-line tool pulls in).
+    import httpx
 
 _ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 #: Shortest secret accepted: 128 bits as hex.
@@ -220,6 +224,8 @@ class WebhookChannel(NotificationChannel):
         verify: ssl.SSLContext | bool = True
         if settings.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(settings.ca_file))
+        import httpx  # noqa: PLC0415 - see the TYPE_CHECKING import
+
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.timeout_seconds),
             limits=httpx.Limits(
@@ -256,6 +262,8 @@ class WebhookChannel(NotificationChannel):
             DELIVERY_HEADER: notification.delivery_id,
         }
         where = _describe(endpoint)
+        import httpx  # noqa: PLC0415 - imported by __init__ already; a dict lookup
+
         try:
             response = await self._client.post(endpoint.url, content=body, headers=headers)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:

@@ -1,9 +1,35 @@
-"""bugless-web: the bugless web frontend (Litestar + Jinja2, server-rendered)."""
+"""bugless-web: the bugless web frontend (Litestar + Jinja2, server-rendered).
+
+The names below are imported on first use (PEP 562): every bugless process
+loads each installed package's plugin, which imports this package, and only
+the commands that use Litestar, Jinja2 and the whole web stack should pay for importing it.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from bugless_web.__about__ import __version__
-from bugless_web.app import create_app
-from bugless_web.settings import WebSettings
+
+if TYPE_CHECKING:
+    from bugless_web.app import create_app
+    from bugless_web.settings import WebSettings
+
+#: Public name -> the module defining it.
+_LAZY = {
+    "WebSettings": "bugless_web.settings",
+    "create_app": "bugless_web.app",
+}
 
 __all__ = ["WebSettings", "__version__", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name``'s module on first use, then keep the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

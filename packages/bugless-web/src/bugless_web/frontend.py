@@ -157,6 +157,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         ROLE_LABELS=display.ROLE_LABELS,
         ACL_ROLES=display.ACL_ROLES,
         USER_FIELDS=display.USER_FIELDS,
+        holds_people=display.holds_people,
         ISSUE_FIELDS=display.ISSUE_FIELDS,
         ALL_COLUMNS=COLUMNS,
         saved_search_href=saved_search_href,

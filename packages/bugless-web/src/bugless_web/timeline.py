@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from bugless_core.clients import call
 from bugless_core.errors import NotFound
 from bugless_core.ids import try_parse_id
+from bugless_core.issue_labels import holds_people
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
-from bugless_web.display import USER_FIELDS
 from bugless_web.searching import component_paths
 
 
@@ -39,7 +39,8 @@ class Timeline:
             (the Model decides; this only decides whether the form shows).
         expected_version: The issue version the page's forms are made against.
         user_fields: History field names of user-typed custom fields (their
-            values are user ids, shown as people).
+            values are user ids, shown as people); for entries written before
+            FieldChange carried its field's type, which say so themselves.
     """
 
     edits: dict[int, list[v1.HistoryEntry]] = field(default_factory=dict)
@@ -78,7 +79,7 @@ class Timeline:
             value
             for entry in entries
             for change in entry.changes
-            if change.field in self.user_fields
+            if change.field in self.user_fields or holds_people(change)
             for value in (change.old_value, change.new_value, *change.added, *change.removed)
             if value
         }
@@ -154,7 +155,7 @@ def people_in(entries: Iterable[v1.HistoryEntry]) -> set[str]:
     for entry in entries:
         found.add(entry.author)
         for change in entry.changes:
-            if change.field in USER_FIELDS:
+            if holds_people(change):
                 found.update((change.old_value, change.new_value, *change.added, *change.removed))
     return found - {""}
 

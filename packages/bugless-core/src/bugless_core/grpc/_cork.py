@@ -38,6 +38,7 @@ from typing import Any, cast
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.protocol import H2Protocol
+from h2.settings import SettingCodes
 
 from bugless_core import tracing
 from bugless_core._compat.grpclib import (
@@ -148,16 +149,27 @@ class CorkedTransport(asyncio.Transport):
         return self._transport.get_protocol()
 
 
+#: Largest HTTP/2 frame this side accepts (SETTINGS_MAX_FRAME_SIZE). HTTP/2's
+#: default is 16 KiB: a 512 KiB attachment chunk then crosses as 32 DATA
+#: frames, each parsed, flow-controlled and dispatched in Python on both
+#: sides. With 1 MiB it is one frame (bench/JOURNAL.md: attachments).
+MAX_FRAME_BYTES = 1024 * 1024
+
+
 class CorkedH2Protocol(H2Protocol):
-    """grpclib's HTTP/2 protocol writing through a :class:`CorkedTransport`."""
+    """grpclib's HTTP/2 protocol writing through a :class:`CorkedTransport`, big frames allowed."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Start HTTP/2 on the corked wrapper of ``transport``.
+        """Start HTTP/2 on the corked wrapper of ``transport``; offer :data:`MAX_FRAME_BYTES`.
 
         asyncio's transports and uvloop's (which are not ``asyncio.Transport``
-        subclasses) both qualify; the wrapper only calls their methods.
+        subclasses) both qualify; the wrapper only calls their methods. The
+        peer sends larger frames only once it has seen the setting, and a
+        peer that never does (any HTTP/2 implementation may) still works.
         """
         super().connection_made(CorkedTransport(cast("asyncio.Transport", transport)))
+        self.connection._connection.update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES})
+        self.connection.flush()
 
 
 def _codecs(

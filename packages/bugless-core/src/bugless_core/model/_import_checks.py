@@ -71,6 +71,22 @@ def _time(value: datetime | None, path: str, *, required: bool) -> datetime | No
     return value
 
 
+def check_import_batch(request: v1.ImportIssuesRequest) -> None:
+    """ImportIssues as a whole: permission, size, distinct external ids.
+
+    Each item's own shape is checked on its own (a bad item is answered
+    with its error, the others are written).
+    """
+    check_import_permission(request.caller)
+    if len(request.issues) > limits.MAX_IMPORT_BATCH:
+        raise _fail("issues", f"has {len(request.issues)} items; at most {limits.MAX_IMPORT_BATCH}")
+    seen: set[str] = set()
+    for i, item in enumerate(request.issues):
+        if item.external_id in seen:
+            raise _fail(f"issues[{i}].external_id", f"{item.external_id!r} is repeated")
+        seen.add(item.external_id)
+
+
 def check_import_issue(request: v1.ImportIssueRequest) -> None:
     """ImportIssue: permission, reference, initial state, and an ordered history."""
     check_import_permission(request.caller)
@@ -113,6 +129,10 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
             check_issue_fields(entry.fields or v1.IssueFields(), f"{where}.fields", paths)
         _check_user_list(entry.cc_add, f"{where}.cc_add")
         _check_user_list(entry.cc_remove, f"{where}.cc_remove")
+        if entry.edits_description and (paths or entry.cc_add or entry.cc_remove):
+            raise _fail(where, "a description edit changes no fields (give them their own entry)")
+        if entry.edits_description and not entry.comment.strip():
+            raise _fail(f"{where}.comment", "a description edit needs the new text")
         if not paths and not entry.cc_add and not entry.cc_remove and not entry.comment.strip():
             raise _fail(where, "an entry needs a comment or a field change")
     modified = _time(request.modified_at, "modified_at", required=False)

@@ -371,6 +371,39 @@ class ModelBackend(ABC):
         writes nothing when there are none.
         """
 
+    async def import_issues(
+        self, caller: v1.Caller | None, items: list[v1.ImportIssueRequest]
+    ) -> list[v1.ImportIssueResult]:
+        """Import each item as :meth:`import_issue` would, answering each on its own.
+
+        The servicer has checked every item. Answers carry the issue id only
+        (no read-back). This default calls :meth:`import_issue` per item;
+        backends override it to skip the read-back.
+        """
+        results = []
+        for item in items:
+            item.caller = caller
+            try:
+                answer = await self.import_issue(item)
+            except BuglessError as exc:
+                results.append(
+                    v1.ImportIssueResult(
+                        external_id=item.external_id,
+                        code=int(exc.grpc_status.value),
+                        message=exc.message,
+                    )
+                )
+            else:
+                results.append(
+                    v1.ImportIssueResult(
+                        external_id=item.external_id,
+                        issue_id=answer.issue.id if answer.issue else 0,
+                        created=answer.created,
+                        entries_written=answer.entries_written,
+                    )
+                )
+        return results
+
     # ---- attachments ----
 
     @abstractmethod

@@ -102,6 +102,7 @@ class ModelServicer(v1.ModelBase):
         # It also finds or creates the components and hotlists its mapping
         # names (the rows above marked @import), as the import caller.
         "ImportIssue": {"@import"},
+        "ImportIssues": {"@import"},
     }
 
     def __init__(
@@ -464,6 +465,30 @@ class ModelServicer(v1.ModelBase):
         """Write an issue from another tracker (admin + import_issues only)."""
         imports.check_import_issue(message)
         return await self.backend.import_issue(message)
+
+    @grpc_errors
+    async def import_issues(self, message: v1.ImportIssuesRequest) -> v1.ImportIssuesResponse:
+        """Many ImportIssue calls in one; each item answered on its own."""
+        imports.check_import_batch(message)
+        results: list[v1.ImportIssueResult | None] = []
+        valid: list[v1.ImportIssueRequest] = []
+        for item in message.issues:
+            item.caller = message.caller
+            try:
+                imports.check_import_issue(item)
+            except BuglessError as exc:
+                results.append(
+                    v1.ImportIssueResult(
+                        external_id=item.external_id,
+                        code=int(exc.grpc_status.value),
+                        message=exc.message,
+                    )
+                )
+            else:
+                results.append(None)
+                valid.append(item)
+        written = iter(await self.backend.import_issues(message.caller, valid))
+        return v1.ImportIssuesResponse(results=[r or next(written) for r in results])
 
     # ---- components ----
 

@@ -199,7 +199,13 @@ class JiraImporter(Importer):
             type=str((fields.get("issuetype") or {}).get("name") or "").lower(),
             component=str(components[0]["name"]) if components else "",
             assignee=self._person(fields.get("assignee")),
-            labels=tuple(str(label) for label in fields.get("labels") or []),
+            # A bugless issue has one component: the first is it, the others
+            # are labels ``component:<name>`` (a hotlist or a custom field
+            # by the mapping file, or listed as unmapped).
+            labels=(
+                *(str(label) for label in fields.get("labels") or []),
+                *(f"component:{c['name']}" for c in components[1:]),
+            ),
             entries=tuple(e for _, _, e in entries),
         )
 
@@ -248,8 +254,18 @@ class JiraImporter(Importer):
                     changes.append(SourceChange("type", old=old.lower(), new=new.lower()))
                 elif name == "summary":
                     changes.append(SourceChange("title", old=old, new=new))
-                elif name == "Component":
+                elif name == "Component" and old and new:
                     changes.append(SourceChange("component", old=old, new=new))
+                elif name == "Component":
+                    # Jira adds and removes components one by one (a multi-valued
+                    # field): bookkept as the ``component:`` labels above.
+                    changes.append(
+                        SourceChange(
+                            "labels",
+                            added=(f"component:{new}",) if new else (),
+                            removed=(f"component:{old}",) if old else (),
+                        )
+                    )
             after = _status(status, resolution)
             if after != before:
                 changes.insert(0, SourceChange("status", old=before, new=after))

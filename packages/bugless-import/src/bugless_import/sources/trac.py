@@ -9,7 +9,8 @@ for (SQLite, PostgreSQL, MySQL) is read as Trac reads it, through its
 Every ticket is read with the ``ticket`` table's columns and its
 ``ticket_change`` rows; changes made together (one ``time`` and author)
 form one entry, a ``comment`` row being its text. Status and resolution
-are read as one status (``closed/wontfix``). Keywords become labels. Wiki
+are read as one status (``closed/wontfix``). Keywords become labels. A
+``description`` change is an edit of the description (entry 1). Wiki
 formatting is converted to Markdown. People are the authenticated sessions'
 logins, with their name and e-mail from the session attributes; a reporter
 Trac knows only by an e-mail address is keyed by that address.
@@ -173,6 +174,14 @@ class TracImporter(Importer):
                     current_status = str(new or "")
                 elif name == "resolution":
                     current_resolution = str(new or "")
+                elif name == "description":
+                    found.append(
+                        SourceChange(
+                            "description",
+                            old=trac_to_markdown(str(old or "")),
+                            new=trac_to_markdown(str(new or "")),
+                        )
+                    )
                 elif name == "cc":
                     was, now = set(_people(old)), set(_people(new))
                     if was != now:

@@ -173,6 +173,15 @@ class CustomFieldContract:
         assert by_field[f"customfield{found_in.id}"].new_value == ""
         assert by_field[f"customfield{found_in.id}"].field_name == found_in.name
         assert custom_of(await get_issue(model, issue.id)) == custom_of(changed.issue)
+        # Each change carries its field's type, in the entry returned and in history.
+        types = {found_in.id: T.ENUM, tags.id: T.ENUM_MULTI, size.id: T.INTEGER, due.id: T.DATE}
+        stored = (await history(model, issue.id))[-1]
+        for entry in (changed.entry, stored):
+            assert {c.field: c.field_type for c in entry.changes} == {
+                f"customfield{fid}": kind for fid, kind in types.items()
+            }
+        first = (await history(model, issue.id))[0]
+        assert all(c.field_type == T.UNSPECIFIED for c in first.changes if c.field == "title")
 
     async def test_bad_values_are_refused_and_change_nothing(self, model: v1.ModelStub) -> None:
         component = await make_component(model)

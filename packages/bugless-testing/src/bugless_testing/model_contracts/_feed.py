@@ -100,6 +100,37 @@ class FeedContract:
         ]
         assert mine[0].committed_at is not None
 
+    async def test_a_batch_create_is_one_change_naming_each_new_issue(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        head = await _head(model)
+        items = [
+            v1.CreateIssueRequest(fields=v1.IssueFields(title=f"fed {n}", component_id=comp.id))
+            for n in range(3)
+        ]
+        items.insert(1, v1.CreateIssueRequest(fields=v1.IssueFields(component_id=comp.id)))
+        reply = await model.batch_create_issues(
+            v1.BatchCreateIssuesRequest(caller=ALICE, items=items)
+        )
+        ids = [r.issue.id for r in reply.results if r.issue is not None]
+        assert len(ids) == 3  # the item without a title wrote nothing
+        changes, _ = await _read_all(model, head)
+        mine = [c for c in changes if any(e.issue_id in ids for e in c.entries)]
+        assert [(c.author, _entries([c])) for c in mine] == [(ALICE.user_id, [(i, 1) for i in ids])]
+
+    async def test_concurrent_creates_are_each_one_change_in_commit_order(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        head = await _head(model)
+        made = await asyncio.gather(*(make_issue(model, comp.id) for _ in range(WRITERS)))
+        changes, _ = await _read_all(model, head)  # dense positions, checked there
+        ids = {i.id for i in made}
+        mine = [c for c in changes if any(e.issue_id in ids for e in c.entries)]
+        assert sorted(e for c in mine for e in _entries([c])) == sorted((i, 1) for i in ids)
+        assert all(len(c.entries) == 1 for c in mine)
+
     async def test_resuming_after_a_position_gets_only_later_changes(
         self, model: v1.ModelStub
     ) -> None:

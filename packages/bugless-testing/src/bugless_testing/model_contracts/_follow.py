@@ -291,6 +291,7 @@ class FollowContract:
         )
         assert by_user[member.user_id].component_ids == [shared.id]
         assert by_user[owner.user_id].hotlist_ids == [hidden.id]
+        assert dict(views.hotlist_names) == {hidden.id: hidden.name}
         assert sorted(by_user[owner.user_id].component_ids) == sorted([secret.id, shared.id])
         settings = {s.user_id: s for s in views.settings}
         assert set(settings) == {outsider.user_id, member.user_id, owner.user_id}

@@ -231,3 +231,86 @@ class ImportContract:
         )
         await expect_error(model.import_issue(request), Status.NOT_FOUND, "8999999999999")
         assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
+
+    async def test_a_batch_answers_each_item_and_writes_the_good_ones(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        good, bad_order, bad_component, again = (_external_id() for _ in range(4))
+        first = await model.import_issue(_request(component.id, again, *_source_history()))
+        items = [
+            _request(component.id, good, *_source_history()),
+            _request(component.id, bad_order, _entry("a", 5, "later"), _entry("b", 4, "earlier")),
+            _request(
+                component.id, bad_component, _entry("a", 1, "", component_id=8_999_999_999_999)
+            ),
+            _request(component.id, again, *_source_history()),
+        ]
+        for item in items:
+            item.caller = v1.Caller()  # the batch's caller stands for every item
+        answer = await model.import_issues(v1.ImportIssuesRequest(caller=IMPORTER, issues=items))
+        assert [r.external_id for r in answer.results] == [good, bad_order, bad_component, again]
+        ok, order, unknown, repeated = answer.results
+        assert (ok.code, ok.created, ok.entries_written) == (0, True, 5)
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, good)) == [ok.issue_id]
+        assert len(await history(model, ok.issue_id)) == 5
+        assert order.code == Status.INVALID_ARGUMENT.value
+        assert "history[1].created_at" in order.message
+        assert unknown.code == Status.NOT_FOUND.value
+        assert (order.issue_id, unknown.issue_id) == (0, 0)
+        for external_id in (bad_order, bad_component):
+            assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
+        assert first.issue is not None
+        assert (repeated.code, repeated.issue_id, repeated.created) == (0, first.issue.id, False)
+        assert repeated.entries_written == 0, "idempotent in a batch too"
+
+    async def test_a_batch_needs_the_import_permission_and_distinct_items(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        external_id = _external_id()
+        item = _request(component.id, external_id)
+        await expect_error(
+            model.import_issues(v1.ImportIssuesRequest(caller=ADMIN, issues=[item])),
+            Status.PERMISSION_DENIED,
+            "import",
+        )
+        await expect_error(
+            model.import_issues(v1.ImportIssuesRequest(caller=IMPORTER, issues=[item, item])),
+            Status.INVALID_ARGUMENT,
+            "repeated",
+        )
+        assert await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id)) == []
+
+    async def test_description_edits_are_edits_of_entry_one(self, model: v1.ModelStub) -> None:
+        component = await make_component(model)
+        external_id = _external_id()
+        edit = v1.ImportedEntry(
+            author="src-dev", created_at=_at(2), comment="It crashes on start (1.2 only).",
+            edits_description=True,
+        )  # fmt: skip
+        request = _request(component.id, external_id, _entry("src-dev", 1, "Seen."), edit)
+        response = await model.import_issue(request)
+        assert response.issue is not None
+        issue = response.issue
+        assert issue.description == "It crashes on start (1.2 only)."
+        assert issue.comment_count == 2, "an edit is not a comment"
+        entries = await history(model, issue.id)
+        assert [(e.comment, e.edits_version) for e in entries] == [
+            ("It crashes when started.", 0),
+            ("Seen.", 0),
+            ("It crashes on start (1.2 only).", 1),
+        ]
+        assert entries[0].edited_in_version == 3
+        second = v1.ImportedEntry(
+            author="src-reporter", created_at=_at(3), comment="Crashes on start.",
+            edits_description=True,
+        )  # fmt: skip
+        request.history.append(second)
+        resumed = await model.import_issue(request)
+        assert resumed.entries_written == 1
+        assert resumed.issue is not None
+        assert resumed.issue.description == "Crashes on start."
+        bad = _request(component.id, _external_id(), v1.ImportedEntry(
+            author="a", created_at=_at(1), comment=" ", edits_description=True))  # fmt: skip
+        await expect_error(model.import_issue(bad), Status.INVALID_ARGUMENT, "new text")
