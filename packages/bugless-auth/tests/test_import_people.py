@@ -108,6 +108,7 @@ async def test_a_merged_placeholder_answers_as_the_real_account(auth: AuthServer
     ]
     looked = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[real]))
     assert looked.users[0].user_id != placeholder.user_id, "the real name keeps its own id"
+    assert list(looked.users[0].merged_user_ids) == [placeholder.user_id], "search matches both"
 
 
 async def test_merging_refuses_real_accounts_and_needs_manage_users(auth: AuthServer) -> None:

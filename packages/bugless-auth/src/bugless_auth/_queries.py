@@ -17,7 +17,14 @@ FROM users u
 JOIN users t ON t.user_id = (CASE WHEN u.merged_into <> '' THEN u.merged_into ELSE u.user_id END)
 WHERE u.user_id = ANY($1::text[])
 """
-USERS_BY_USERNAMES = f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = ANY($1::text[])"
+#: Users by username, each with the ids of the placeholders merged into it:
+#: a search by name resolves to all of them (``merged_ids``).
+USERS_BY_USERNAMES = f"""
+SELECT {USER_COLUMNS},
+       ARRAY(SELECT m.user_id FROM users m WHERE m.merged_into = users.user_id
+             ORDER BY m.user_id) AS merged_ids
+FROM users WHERE lower(username) = ANY($1::text[])
+"""
 USER_BY_USERNAME = f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)"
 
 SUGGEST = f"""

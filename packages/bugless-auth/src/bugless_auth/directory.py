@@ -58,6 +58,7 @@ class CachedUser:
             disabled=record.disabled,
             bot=record.bot,
             placeholder=record.placeholder,
+            merged_user_ids=list(record.merged_ids or ()),
         )
         return cls(record, message, _length_delimited(1, bytes(message)))
 
@@ -149,7 +150,11 @@ class UserDirectory:
         for name in wanted:
             key = name.lower()
             cached = self._by_username.get(key)
-            if cached is None or cached.record.username.lower() != key:
+            if (
+                cached is None
+                or cached.record.username.lower() != key
+                or cached.record.merged_ids is None  # read by id or at a login
+            ):
                 misses.append(name)
             else:
                 hits[key] = cached

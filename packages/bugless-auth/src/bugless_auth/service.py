@@ -520,6 +520,8 @@ class AuthService:
         await self._require(token, MANAGE_USERS, "merging placeholder accounts")
         record = await placeholders.merge_placeholder(self.store, placeholder, into)
         self.directory.forget(record.user_id)
+        # The account's merged ids changed: its next look-up by name reads them.
+        self.directory.forget(record.alias_of)
         return self.directory.remember(record).message
 
     # ---- local users ----

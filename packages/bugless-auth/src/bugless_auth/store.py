@@ -76,6 +76,10 @@ class UserRecord:
     placeholder: bool = False
     #: For a merged placeholder: the real account whose data this record carries.
     alias_of: str = ""
+    #: For a real account: the ids of the placeholders merged into it. None
+    #: when the query that read the record did not ask (only look-ups by
+    #: username do); a cached record with None does not answer those.
+    merged_ids: tuple[str, ...] | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> UserRecord:
@@ -90,6 +94,7 @@ class UserRecord:
             bot=row["bot"],
             placeholder=bool(row.get("placeholder", False)),
             alias_of=row.get("alias_of", "") or "",
+            merged_ids=tuple(merged) if (merged := row.get("merged_ids")) is not None else None,
         )
 
 

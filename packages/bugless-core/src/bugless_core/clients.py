@@ -210,7 +210,8 @@ async def resolve_query(
     The caller parses the text once (:func:`bugless_core.search.parse_query`)
     and keeps the tree for whatever else it shows (the explanation, sort
     links); this takes that tree. Usernames are resolved in one
-    ``LookupUsers`` call. ``me`` is the caller's user id (None when signed
+    ``LookupUsers`` call, each with the placeholders merged into it (a
+    term matches those ids too). ``me`` is the caller's user id (None when signed
     out). Days (``today-7``, ``2026-01-31``) run midnight to midnight in
     ``zone``, the caller's time zone (UTC when None); ``today`` defaults to
     the date there now. Unknown usernames (and ``me`` when signed out) raise
@@ -221,17 +222,20 @@ async def resolve_query(
     """
     names = sorted(user_terms(query))
     users: dict[str, str] = {}
+    merged: dict[str, list[str]] = {}
     if names:
         if len(names) > limits.MAX_USER_LOOKUP:
             msg = f"the query names {len(names)} people; at most {limits.MAX_USER_LOOKUP}"
             raise InvalidArgument(msg)
         found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=names))
         users = {user.username: user.user_id for user in found.users}
+        merged = {user.user_id: list(user.merged_user_ids) for user in found.users}
     zone = zone or datetime.UTC
     return to_structured(
         query,
         me=me,
         users=users,
+        merged=merged,
         today=today or datetime.datetime.now(zone).date(),
         zone=zone,
     )

@@ -18,6 +18,7 @@ from bugless_core.search import (
     QuerySyntaxError,
     SortField,
     SortSpec,
+    TextValue,
     UserValue,
     explain,
     format_query,
@@ -68,6 +69,12 @@ def test_custom_field_terms(text: str, expected: object) -> None:
         ("lastmodifier:ann", FieldTerm(Field.LAST_MODIFIER, Operator.EQ, (UserValue("ann"),))),
         ("lastcommenter:bo", FieldTerm(Field.LAST_COMMENTER, Operator.EQ, (UserValue("bo"),))),
         ("parentid:12+", FieldTerm(Field.PARENT, Operator.EQ, (IntValue(12),), True)),
+        ("attachment:crash", FieldTerm(Field.ATTACHMENT, Operator.EQ, (TextValue("crash"),))),
+        ("has:attachment", FieldTerm(Field.ATTACHMENT, Operator.ANY)),
+        ("-has:attachment", Not(FieldTerm(Field.ATTACHMENT, Operator.ANY))),
+        ("is:starred", FieldTerm(Field.STARRED_BY, Operator.EQ, (UserValue("me"),))),
+        ("votecount>3", FieldTerm(Field.STAR_COUNT, Operator.GT, (IntValue(3),))),
+        ("votecount:0", FieldTerm(Field.STAR_COUNT, Operator.EQ, (IntValue(0),))),
     ],
 )
 def test_parity_fields(text: str, expected: object) -> None:

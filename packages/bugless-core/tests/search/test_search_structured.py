@@ -106,6 +106,18 @@ def test_users_and_me_become_opaque_ids() -> None:
     )
 
 
+def test_a_user_matches_the_placeholders_merged_into_them_too() -> None:
+    merged = {"u-bob": ["u-old-bob", "u-older-bob"]}
+    query = parse_query("reporter:bob,alice -commenter:bob")
+    node = to_structured(query, me=None, users=USERS, today=TODAY, merged=merged).filter
+    assert node == all_of(
+        term(F.REPORTER, OP.EQ, *map(text, ["u-bob", "u-alice", "u-old-bob", "u-older-bob"])),
+        v1.SearchNode(
+            negate=term(F.COMMENTER, OP.EQ, *map(text, ["u-bob", "u-old-bob", "u-older-bob"]))
+        ),
+    )
+
+
 def test_me_needs_a_signed_in_caller() -> None:
     with pytest.raises(QuerySyntaxError) as info:
         structured("x a:me", me=None)

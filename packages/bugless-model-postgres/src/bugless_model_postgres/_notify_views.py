@@ -45,7 +45,7 @@ SELECT * FROM issue_history WHERE issue_id = $1 AND version = ANY ($2::bigint[])
 """
 #: Every hotlist issue $1 is on, with what decides who may see it.
 ISSUE_HOTLISTS = """
-SELECT h.id, h.private, h.owner, h.editors
+SELECT h.id, h.name, h.private, h.owner, h.editors
   FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
  WHERE hi.issue_id = $1 ORDER BY h.id
 """
@@ -105,6 +105,7 @@ async def notification_views(
         return views
     issue_acl = components[issue.component_id]["effective_acl"]
     hotlists = await conn.fetch(ISSUE_HOTLISTS, request.issue_id)
+    views.hotlist_names = {h["id"]: h["name"] for h in hotlists}
     starred = set(audience.starred_by)
     for viewer in viewers:
         if caller_role(viewer, issue_acl) is None:

@@ -344,6 +344,7 @@ class FeedConsumer:
                 viewer=viewer,
                 people=names,
                 paths=paths,
+                hotlist_names=dict(checked.hotlist_names),
             )
             chosen_settings = by_user.get(candidate.user_id)
             if chosen_settings is not None and chosen_settings.digest == v1.DigestMode.DAILY:
@@ -465,6 +466,7 @@ class FeedConsumer:
         viewer: v1.NotificationViewer,
         people: dict[str, Person],
         paths: dict[int, str],
+        hotlist_names: dict[int, str],
     ) -> NewDelivery:
         """The mail for one recipient, with only what *they* may see."""
         message = self._render(
@@ -513,6 +515,7 @@ class FeedConsumer:
                 public_url=self.options.public_url,
                 people=people,
                 components={i: p for i, p in paths.items() if i in visible},
+                hotlists={i: hotlist_names[i] for i in viewer.hotlist_ids if i in hotlist_names},
             ),
             webhook_forms=webhook_forms,
         )

@@ -85,7 +85,8 @@ async def check_csrf(request: Request[Any, Any, Any]) -> None:
         msg = "a form on another site tried to change something here; nothing was changed"
         raise CsrfRejected(msg)
     sent = request.headers.get(CSRF_HEADER)
-    if not sent and request.route_handler.opt.get(CSRF_IN_STREAM):
+    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+    if not sent and multipart and request.route_handler.opt.get(CSRF_IN_STREAM):
         # A streamed multipart form: reading it here would buffer the file;
         # the route checks the token, the body's first field, before acting.
         return

@@ -71,6 +71,10 @@ class WebSettings:
             reused before asking the Model again. Bounds how late another
             replica's component rename, template or ACL change shows; 0 asks
             on every page.
+        hotlist_cache_seconds: How long each viewer's own hotlists (the
+            menus of search and issue pages) are reused. The viewer's own
+            hotlist changes through this replica show at once; a hotlist
+            shared with them elsewhere shows that late. 0 asks every page.
         user_cache_seconds: How long each person shown on a page (username,
             display name) is reused before asking the Authenticator again.
             Bounds how late a rename shows and how long an old username still
@@ -159,6 +163,11 @@ class WebSettings:
     component_cache_seconds: float = setting(
         10.0, help="How long each caller's component tree (paths, pickers) is reused."
     )
+    hotlist_cache_seconds: float = setting(
+        5.0,
+        help="How long each viewer's own hotlists (the menus of search and issue pages) are "
+        "reused; their own hotlist changes show at once; 0 = ask every page.",
+    )
     user_cache_seconds: float = setting(
         5.0,
         deprecated_flags=("--user-cache-ttl",),
@@ -207,6 +216,9 @@ class WebSettings:
             raise ValueError(msg)
         if self.component_cache_seconds < 0:
             msg = f"--component-cache-seconds {self.component_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if self.hotlist_cache_seconds < 0:
+            msg = f"--hotlist-cache-seconds {self.hotlist_cache_seconds:g}: give 0 or more"
             raise ValueError(msg)
         if self.token_cache_seconds < 0:
             msg = f"--token-cache-seconds {self.token_cache_seconds:g}: give 0 or more"

@@ -9,7 +9,7 @@ the Model is therefore a pure function of the query, the caller and the day.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from bugless_core.search._ast import (
@@ -71,6 +71,7 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     Field.LAST_MODIFIER: v1.SearchField.LAST_MODIFIER,
     Field.LAST_COMMENTER: v1.SearchField.LAST_COMMENTER,
     Field.STARRED_BY: v1.SearchField.STARRED_BY,
+    Field.STAR_COUNT: v1.SearchField.STAR_COUNT,
 }
 _OPERATORS: dict[Operator, v1.SearchOperator] = {
     Operator.EQ: v1.SearchOperator.EQ,
@@ -135,7 +136,13 @@ def required_user_terms(query: Query) -> set[str]:
 
 
 def to_structured(
-    query: Query, *, me: str | None, users: Mapping[str, str], today: date, zone: tzinfo = UTC
+    query: Query,
+    *,
+    me: str | None,
+    users: Mapping[str, str],
+    today: date,
+    zone: tzinfo = UTC,
+    merged: Mapping[str, Sequence[str]] | None = None,
 ) -> v1.StructuredQuery:
     """Translate ``query`` for the Model, resolving everything caller-relative.
 
@@ -146,6 +153,10 @@ def to_structured(
         today: The caller's today (in ``zone``); relative dates count back from it.
         zone: The caller's time zone: every day (``today-N`` or ``2026-01-31``)
             runs from midnight to midnight there. UTC unless the caller says.
+        merged: For user ids in ``users``, the ids of the placeholders merged
+            into them (``User.merged_user_ids``): a user term matches those
+            too, so an imported issue of a merged placeholder is found by its
+            new owner's name while its history keeps the placeholder's id.
 
     Date semantics: a comparison with a day compares with that day's midnight
     in ``zone`` (``created>today-7`` is "after midnight seven days ago");
@@ -161,7 +172,7 @@ def to_structured(
     """
     if isinstance(today, datetime):
         today = today.date()
-    translator = _Translator(me, users, today, zone)
+    translator = _Translator(me, users, today, zone, merged or {})
     try:
         return translator.query(query)
     except _Unresolved as exc:
@@ -228,9 +239,17 @@ def _value_span(source: str, term: Span, raw: str) -> Span | None:
 
 
 class _Translator:
-    def __init__(self, me: str | None, users: Mapping[str, str], today: date, zone: tzinfo) -> None:
+    def __init__(
+        self,
+        me: str | None,
+        users: Mapping[str, str],
+        today: date,
+        zone: tzinfo,
+        merged: Mapping[str, Sequence[str]],
+    ) -> None:
         self.me = me
         self.users = users
+        self.merged = merged
         self.today = today
         self.zone = zone
 
@@ -306,6 +325,14 @@ class _Translator:
         if term.field in (Field.CREATED, Field.MODIFIED, Field.CLOSED):
             return self.date_term(field, term)
         values = [self.value(term.field, v) for v in term.values]
+        # A named user's merged placeholders are more values of the same OR.
+        values += [
+            alias
+            for v in term.values
+            if isinstance(v, UserValue) and not v.is_me
+            for alias in self.merged.get(self.users.get(v.name, ""), ())
+            if alias not in values
+        ]
         return _term(field, term.op, *values, include_subtree=term.include_subtree)
 
     def date_term(self, field: v1.SearchField, term: FieldTerm) -> v1.SearchNode:

@@ -130,12 +130,12 @@ async def attach_by_form(
     Errors are pages with the error's status: 403 for a missing token, 413
     naming the limit for a file too large, 400 for no file chosen.
     """
-    issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     events = _events(request.stream(), _boundary(request))
     try:
         fields, part = await _fields_then_file(events)
         require_csrf(request, fields.get("_csrf", ""))
+        issue_id = path_id(issue_text, "issue_id")
         if part is None or not part.filename:
             raise InvalidArgument(f"{FILE_FIELD}: choose a file to attach")
         header = v1.UploadAttachmentHeader(
