@@ -46,6 +46,11 @@ class CountingModel(v1.ModelBase):
             next_page_token=str(start + PAGE) if more else "",
         )
 
+    async def list_hotlists(self, message: v1.ListHotlistsRequest) -> v1.ListHotlistsResponse:
+        self.calls["ListHotlists"] += 1
+        name = f"{message.caller.user_id}'s list" if message.caller else "?"
+        return v1.ListHotlistsResponse(hotlists=[v1.Hotlist(id=1, name=name)])
+
     async def get_component(self, message: v1.GetComponentRequest) -> v1.Component:
         self.calls["GetComponent"] += 1
         if message.component_id == 99:
@@ -80,6 +85,7 @@ async def rig() -> AsyncIterator[Rig]:
         auth=address,
         session_keys=(SESSION_KEY,),
         component_cache_seconds=10.0,
+        hotlist_cache_seconds=5.0,
         insecure_local=True,
     )
     clock = Clock()
@@ -162,3 +168,39 @@ def test_a_negative_ttl_is_refused() -> None:
             component_cache_seconds=-1,
             insecure_local=True,
         )
+
+
+async def test_hotlists_are_kept_per_viewer_for_the_ttl(rig: Rig) -> None:
+    bob, carol = viewer("u1", "eng"), viewer("u2", "eng")
+    assert [h.name for h in await rig.backends.my_hotlists(bob)] == ["u1's list"]
+    assert [h.name for h in await rig.backends.my_hotlists(carol)] == ["u2's list"]
+    rig.clock.now += 4.9
+    await rig.backends.my_hotlists(bob)
+    await rig.backends.my_hotlists(carol)
+    assert rig.model.calls["ListHotlists"] == 2
+    rig.clock.now += 0.2
+    await rig.backends.my_hotlists(bob)
+    assert rig.model.calls["ListHotlists"] == 3
+
+
+async def test_forgetting_hotlists_drops_only_that_viewers_entry(rig: Rig) -> None:
+    bob, carol = viewer("u1"), viewer("u2")
+    await rig.backends.my_hotlists(bob)
+    await rig.backends.my_hotlists(carol)
+    rig.backends.forget_hotlists(bob)
+    await rig.backends.my_hotlists(bob)
+    await rig.backends.my_hotlists(carol)
+    assert rig.model.calls["ListHotlists"] == 3
+
+
+async def test_the_hotlist_cache_holds_a_bounded_number_of_viewers(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bugless_web.backends.HOTLIST_CACHE_SIZE", 2)
+    for user in ("u1", "u2", "u3"):
+        await rig.backends.my_hotlists(viewer(user))
+    await rig.backends.my_hotlists(viewer("u3"))
+    await rig.backends.my_hotlists(viewer("u2"))
+    assert rig.model.calls["ListHotlists"] == 3
+    await rig.backends.my_hotlists(viewer("u1"))  # the oldest, forgotten
+    assert rig.model.calls["ListHotlists"] == 4

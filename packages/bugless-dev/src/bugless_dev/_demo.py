@@ -151,6 +151,7 @@ async def seed_demo(running: Running, state: StateDir, echo: Callable[[str], Non
         issues = await _create_issues(model, team, areas)
         await _relate(model, team, issues, areas)
         await _create_hotlists(model, team, issues)
+        await _give_the_admin_work(model, admin, issues)
         await call(
             model.create_saved_search,
             v1.CreateSavedSearchRequest(caller=admin, name="Urgent and open", query="is:open p<p2"),
@@ -479,3 +480,53 @@ async def _create_hotlists(model: v1.ModelStub, team: _Team, issues: list[v1.Iss
                     caller=caller, hotlist_id=hotlist.id, issue_id=chosen[-1].id, position=0
                 ),
             )
+
+
+#: What of the demo is the administrator's (the one person who signs in to a
+#: fresh demo), so each section of their home page lists something: assigned
+#: to them, fixed for them to verify, CCing them, starred by them.
+ADMIN_ASSIGNED, ADMIN_TO_VERIFY, ADMIN_CC, ADMIN_STARRED = 4, 2, 3, 2
+
+
+async def _give_the_admin_work(
+    model: v1.ModelStub, admin: v1.Caller, issues: Sequence[v1.Issue]
+) -> None:
+    """Put the administrator on a few open issues (at their current versions)."""
+    rng = random.Random(15)
+    found = await call(
+        model.batch_get_issues,
+        v1.BatchGetIssuesRequest(caller=admin, issue_ids=[i.id for i in issues]),
+    )
+    visible = [i for i in found.issues if i.type != v1.IssueType.VULNERABILITY]
+    fixed = [i for i in visible if i.status == v1.Status.FIXED]
+    open_issues = [i for i in visible if is_open(i.status)]
+    picked = rng.sample(open_issues, ADMIN_ASSIGNED + ADMIN_CC + ADMIN_STARRED)
+    me = admin.user_id
+
+    async def change(issue: v1.Issue, delta: v1.IssueDelta, comment: str = "") -> None:
+        await call(
+            model.change_issue,
+            v1.ChangeIssueRequest(
+                caller=admin,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                delta=delta,
+                comment=comment,
+            ),
+        )
+
+    for issue in picked[:ADMIN_ASSIGNED]:
+        assign = v1.IssueFields(assignee=me, status=v1.Status.ASSIGNED)
+        mask = FieldMask(paths=["assignee", "status"])
+        await change(issue, v1.IssueDelta(fields=assign, update_mask=mask), "Taking this one.")
+    for issue in rng.sample(fixed, min(ADMIN_TO_VERIFY, len(fixed))):
+        verify = v1.IssueDelta(
+            fields=v1.IssueFields(verifier=me), update_mask=FieldMask(["verifier"])
+        )
+        await change(issue, verify)
+    for issue in picked[ADMIN_ASSIGNED : ADMIN_ASSIGNED + ADMIN_CC]:
+        await change(issue, v1.IssueDelta(cc_add=[me]))
+    for issue in picked[ADMIN_ASSIGNED + ADMIN_CC :]:
+        await call(
+            model.star_issue, v1.StarIssueRequest(caller=admin, issue_id=issue.id, starred=True)
+        )

@@ -223,6 +223,16 @@ def test_restart_keeps_the_data_and_seeds_demo_data_without_a_new_password(
             assert "Vulnerability" in security.text or "VULNERABILITY" in security.text
             hotlists = web.get("/hotlists")
             assert "Release 2.4 blockers" in hotlists.text
+            # The administrator has work of their own in the demo: no home section is empty.
+            home = web.get("/")
+            for key in ("assigned", "verify", "cc", "components"):
+                section = re.search(
+                    rf'<section class="home-section" id="section-{key}".*?</section>',
+                    home.text,
+                    re.S,
+                )
+                assert section, key
+                assert 'href="/issues/' in section.group(0), f"the {key} section is empty"
             issues = run_bugless("issue", "list", "", "--limit", "500", "--json", env=env)
             assert issues.returncode == 0, issues.stderr
             assert len(json.loads(issues.stdout)["issues"]) > 200

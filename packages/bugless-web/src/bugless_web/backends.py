@@ -6,9 +6,10 @@ whose staleness is harmless and bounded: a validated token for a few seconds
 methods, the Model's capabilities, and each caller's view of the component
 tree for ``component_cache_seconds`` (component paths and templates rarely
 change; a page may show a stale name or picker for that long, see
-:meth:`Backends.components`), and the people shown on pages for
-``user_cache_seconds`` (:mod:`bugless_core.user_cache`: a rename shows that
-late).
+:meth:`Backends.components`), and each viewer's own hotlists (the
+menus of search and issue pages) for ``hotlist_cache_seconds``, and the
+people shown on pages for ``user_cache_seconds``
+(:mod:`bugless_core.user_cache`: a rename shows that late).
 
 Every unary call through :attr:`Backends.model` and :attr:`Backends.auth` is
 retried once when a replica going away made it fail and retrying is safe
@@ -46,6 +47,11 @@ INFO_TTL_SECONDS = 60.0
 ASSERTION_MARGIN = 30.0
 #: Most callers whose component tree is remembered at once (oldest forgotten first).
 COMPONENT_CACHE_SIZE = 1_000
+
+#: Most viewers whose own hotlists are remembered at once (oldest forgotten first).
+HOTLIST_CACHE_SIZE = 1_000
+#: The most hotlists the bulk-edit and "add to hotlist" menus offer.
+MENU_HOTLISTS = 200
 
 #: What the Model's component ACLs depend on: user id, sorted groups, admin.
 _PrincipalsKey = tuple[str, tuple[str, ...], bool]
@@ -126,6 +132,9 @@ class Backends:
         self._capabilities: tuple[float, frozenset[str]] | None = None
         self._authenticators: tuple[float, list[v1.AuthenticatorInfo]] | None = None
         self._trees: OrderedDict[_PrincipalsKey, _ComponentTree] = OrderedDict()
+        self._hotlists: OrderedDict[_PrincipalsKey, tuple[float, tuple[v1.Hotlist, ...]]] = (
+            OrderedDict()
+        )
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""
@@ -244,6 +253,44 @@ class Backends:
                 found[component_id] = await self._component_path(viewer, component_id)
         return found
 
+    async def my_hotlists(self, viewer: Viewer) -> list[v1.Hotlist]:
+        """The hotlists ``viewer`` is a member of (the menus of list and issue pages).
+
+        Every search and issue page offers them, so they are kept per viewer
+        (user id, groups, admin) for ``hotlist_cache_seconds``, at most
+        :data:`HOTLIST_CACHE_SIZE` viewers, least recently used forgotten
+        first. The viewer's own hotlist writes through this replica drop their
+        entry at once (:meth:`forget_hotlists`), so someone who just created or
+        renamed a hotlist sees it in the next page's menu; a hotlist someone
+        else shares with them appears within the TTL. The messages are shared
+        between requests: do not modify them.
+        """
+        key = _principals(viewer)
+        cached = self._hotlists.get(key)
+        if cached is not None and cached[0] > self._clock():
+            self._hotlists.move_to_end(key)
+            return list(cached[1])
+        response = await call(
+            self.model.list_hotlists,
+            v1.ListHotlistsRequest(
+                caller=viewer.caller,
+                member=viewer.caller.user_id,
+                page=v1.PageRequest(page_size=MENU_HOTLISTS),
+            ),
+        )
+        found = tuple(response.hotlists)
+        keep = self._settings.hotlist_cache_seconds
+        if keep > 0:
+            self._hotlists[key] = (self._clock() + keep, found)
+            self._hotlists.move_to_end(key)
+            while len(self._hotlists) > HOTLIST_CACHE_SIZE:
+                self._hotlists.popitem(last=False)
+        return list(found)
+
+    def forget_hotlists(self, viewer: Viewer) -> None:
+        """Drop ``viewer``'s cached hotlists (after they created, edited or deleted one)."""
+        self._hotlists.pop(_principals(viewer), None)
+
     def forget_components(self) -> None:
         """Drop every cached component tree (after this replica changed a component)."""
         self._trees.clear()
@@ -260,7 +307,7 @@ class Backends:
 
     async def _component_tree(self, viewer: Viewer) -> _ComponentTree:
         caller = viewer.caller
-        key: _PrincipalsKey = (caller.user_id, tuple(sorted(caller.groups)), caller.admin)
+        key = _principals(viewer)
         cached = self._trees.get(key)
         if cached is not None and cached.expires > self._clock():
             self._trees.move_to_end(key)
@@ -291,3 +338,9 @@ class Backends:
         while len(self._trees) > COMPONENT_CACHE_SIZE:
             self._trees.popitem(last=False)
         return tree
+
+
+def _principals(viewer: Viewer) -> _PrincipalsKey:
+    """What the Model's ACL filtering depends on: user id, sorted groups, admin."""
+    caller = viewer.caller
+    return (caller.user_id, tuple(sorted(caller.groups)), caller.admin)

@@ -71,6 +71,10 @@ class WebSettings:
             reused before asking the Model again. Bounds how late another
             replica's component rename, template or ACL change shows; 0 asks
             on every page.
+        hotlist_cache_seconds: How long each viewer's own hotlists (the
+            menus of search and issue pages) are reused. The viewer's own
+            hotlist changes through this replica show at once; a hotlist
+            shared with them elsewhere shows that late. 0 asks every page.
         user_cache_seconds: How long each person shown on a page (username,
             display name) is reused before asking the Authenticator again.
             Bounds how late a rename shows and how long an old username still
@@ -79,6 +83,10 @@ class WebSettings:
             the port; the kernel spreads connections over them. One Python
             process uses one core: this is how one machine serves pages on all
             of its cores (in Kubernetes, run more replicas instead).
+        workers: Processes that serve the one listening socket, forked after
+            it is bound (:func:`bugless_web.server.serve_workers`): a single
+            ``bugless web serve`` then uses that many cores. Each is a whole
+            replica with its own short caches.
         tls_ca: CA of the Model's and Authenticator's certificates; setting it
             turns TLS on towards them (``model`` and ``auth`` get these files).
         tls_cert: This frontend's client certificate towards them (mutual TLS).
@@ -159,6 +167,11 @@ class WebSettings:
     component_cache_seconds: float = setting(
         10.0, help="How long each caller's component tree (paths, pickers) is reused."
     )
+    hotlist_cache_seconds: float = setting(
+        5.0,
+        help="How long each viewer's own hotlists (the menus of search and issue pages) are "
+        "reused; their own hotlist changes show at once; 0 = ask every page.",
+    )
     user_cache_seconds: float = setting(
         5.0,
         deprecated_flags=("--user-cache-ttl",),
@@ -169,6 +182,11 @@ class WebSettings:
         False,
         help="Bind with SO_REUSEPORT, so that several web processes share the port "
         "(one per core on a single machine).",
+    )
+    workers: int = setting(
+        1,
+        help="Processes serving the one listening socket (one per core on a single machine; "
+        "in Kubernetes, run more replicas instead).",
     )
     tls_ca: Path | None = setting(
         None,
@@ -207,6 +225,12 @@ class WebSettings:
             raise ValueError(msg)
         if self.component_cache_seconds < 0:
             msg = f"--component-cache-seconds {self.component_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if self.workers < 1:
+            msg = f"--workers {self.workers}: give 1 or more"
+            raise ValueError(msg)
+        if self.hotlist_cache_seconds < 0:
+            msg = f"--hotlist-cache-seconds {self.hotlist_cache_seconds:g}: give 0 or more"
             raise ValueError(msg)
         if self.token_cache_seconds < 0:
             msg = f"--token-cache-seconds {self.token_cache_seconds:g}: give 0 or more"

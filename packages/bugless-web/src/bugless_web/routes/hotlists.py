@@ -75,8 +75,9 @@ async def create_hotlist(request: Request[Any, Any, Any]) -> Response[Any]:
     if not name:
         raise InvalidArgument("name: give the hotlist a name")
     await require_permission(request, viewer, "create_hotlist", "Creating a hotlist")
+    backends = frontend_of(request).backends
     hotlist = await call(
-        frontend_of(request).backends.model.create_hotlist,
+        backends.model.create_hotlist,
         v1.CreateHotlistRequest(
             caller=viewer.caller,
             name=name,
@@ -84,6 +85,7 @@ async def create_hotlist(request: Request[Any, Any, Any]) -> Response[Any]:
             private=form.get("private") == "on",
         ),
     )
+    backends.forget_hotlists(viewer)  # the next page's menus offer it
     session_of(request).update(notice=f"Created hotlist {hotlist.name!r}.")
     return redirect(f"/hotlists/{hotlist.id}")
 
@@ -229,8 +231,9 @@ async def edit_hotlist(
     name = str(form.get("name", "")).strip()
     if not name:
         raise InvalidArgument("name: a hotlist needs a name; nothing was changed")
+    backends = frontend_of(request).backends
     hotlist = await call(
-        frontend_of(request).backends.model.update_hotlist,
+        backends.model.update_hotlist,
         v1.UpdateHotlistRequest(
             caller=viewer.caller,
             hotlist=v1.Hotlist(
@@ -240,6 +243,7 @@ async def edit_hotlist(
             expected_version=form_int(str(form.get("version", "")), "version"),
         ),
     )
+    backends.forget_hotlists(viewer)
     audit(viewer, "updated", f"hotlist {hotlist_id}", name=hotlist.name, version=hotlist.version)
     session_of(request).update(notice=f"Saved hotlist {hotlist.name!r}.")
     return redirect(f"/hotlists/{hotlist_id}")
@@ -274,6 +278,7 @@ async def delete_hotlist(
             expected_version=form_int(str(form.get("version", "")), "version"),
         ),
     )
+    backends.forget_hotlists(viewer)
     audit(viewer, "deleted", f"hotlist {hotlist_id}", name=hotlist.name, items=hotlist.item_count)
     session_of(request).update(
         notice=f"Deleted hotlist {hotlist.name!r}; each of its {hotlist.item_count} issues "

@@ -47,16 +47,6 @@ async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Com
     return await backends.components(viewer)
 
 
-async def _my_hotlists(backends: Backends, viewer: Viewer) -> list[v1.Hotlist]:
-    response = await call(
-        backends.model.list_hotlists,
-        v1.ListHotlistsRequest(
-            caller=viewer.caller, member=viewer.caller.user_id, page=v1.PageRequest(page_size=200)
-        ),
-    )
-    return list(response.hotlists)
-
-
 async def _issue_page(
     request: Request[Any, Any, Any],
     viewer: Viewer,
@@ -90,7 +80,7 @@ async def _issue_page(
         load_relations(backends, viewer, issue),
         list_all_components(backends, viewer),
         asyncio.gather(
-            _my_hotlists(backends, viewer),
+            backends.my_hotlists(viewer),
             call(
                 backends.model.list_attachments,
                 v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue_id),

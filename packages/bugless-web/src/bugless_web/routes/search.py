@@ -74,14 +74,7 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             page_token=trail.page_token,
             page_size=page_size,
         ),
-        call(
-            frontend.backends.model.list_hotlists,
-            v1.ListHotlistsRequest(
-                caller=viewer.caller,
-                member=viewer.caller.user_id,
-                page=v1.PageRequest(page_size=100),
-            ),
-        ),
+        frontend.backends.my_hotlists(viewer),
     )
     bulk_fields = await custom_fields.fields_of_components(
         frontend.backends, viewer, (i.component_id for i in results.issues)
@@ -114,7 +107,7 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             "export_href": "/search.csv?"
             + urllib.parse.urlencode({"q": text, "columns": ",".join(columns)}),
             "export_cap": frontend.settings.export_row_cap,
-            "my_hotlists": hotlists.hotlists,
+            "my_hotlists": hotlists,
             "bulk_fields": bulk_fields,
         },
         status_code=400 if results.error else 200,

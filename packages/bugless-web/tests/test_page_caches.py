@@ -1,0 +1,98 @@
+"""What every page re-fetches, kept per viewer for a few seconds (against the real stack).
+
+The viewer's own hotlists fill the "add to hotlist" menus of the issue page
+and the bulk-edit bar of the search page. They are reused for
+``hotlist_cache_seconds`` (long here, so that the test does not depend on the
+machine's speed), but a hotlist write the viewer makes through this replica
+shows on their very next page.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from web_support import SESSION_KEY, World, create_issue, csrf_of, sign_in
+
+from bugless_core.clients import call
+from bugless_proto import v1
+from bugless_web import WebSettings
+
+
+@pytest.fixture
+def web_settings(world: World) -> WebSettings:
+    """A replica that keeps each viewer's hotlists for ten minutes."""
+    return WebSettings(
+        model=world.stack.model,
+        auth=world.stack.auth,
+        session_keys=(SESSION_KEY,),
+        dev=True,
+        hotlist_cache_seconds=600.0,
+    )
+
+
+def _option(hotlist: str) -> str:
+    return f">{hotlist}</option>"
+
+
+async def test_hotlists_are_reused_until_the_viewer_changes_one(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Menu cache")
+    token = await sign_in(client, "bob")
+    tag = secrets.token_hex(4)
+    before = await client.get(f"/issues/{issue.id}")
+    assert before.status_code == 200
+    # Made behind this replica's back (another replica, the API): not seen
+    # while the viewer's entry is fresh; the menus come from the cache.
+    elsewhere = await call(
+        model.create_hotlist,
+        v1.CreateHotlistRequest(caller=world.caller("bob"), name=f"Elsewhere {tag}"),
+    )
+    cached = await client.get(f"/issues/{issue.id}")
+    assert _option(elsewhere.name) not in cached.text
+    search = await client.get("/search", params={"q": f"id:{issue.id}"})
+    assert search.status_code == 200
+    assert f"Elsewhere {tag}" not in search.text
+
+    # The viewer's own write through this replica drops their entry at once.
+    created = await client.post(
+        "/hotlists", data={"_csrf": token, "name": f"Mine {tag}"}, follow_redirects=False
+    )
+    assert created.status_code == 303
+    fresh = await client.get(f"/issues/{issue.id}")
+    assert _option(f"Mine {tag}") in fresh.text
+    assert _option(elsewhere.name) in fresh.text
+
+    # A rename shows on the next page too (the edit form carries the version).
+    hotlist_url = created.headers["location"]
+    page = await client.get(hotlist_url)
+    version = page.text.split('name="version" value="', 1)[1].split('"', 1)[0]
+    renamed = await client.post(
+        f"{hotlist_url}/edit",
+        data={"_csrf": csrf_of(page.text), "name": f"Renamed {tag}", "version": version},
+        follow_redirects=False,
+    )
+    assert renamed.status_code == 303
+    after = await client.get(f"/issues/{issue.id}")
+    assert _option(f"Renamed {tag}") in after.text
+    assert _option(f"Mine {tag}") not in after.text
+
+
+async def test_the_issue_page_is_never_stored_so_it_carries_no_etag(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """#14: signed-in pages are ``no-store``; a browser keeps no copy to revalidate.
+
+    An ``ETag`` with ``private, no-cache`` would let the browser write the
+    page to disk (a shared computer's back button, its cache directory), which
+    #14 forbids; with ``no-store`` it would never be sent back. So none.
+    """
+    issue = await create_issue(model, world, "No etag")
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}", headers={"If-None-Match": "*"})
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-store"
+    assert "etag" not in page.headers
