@@ -258,10 +258,10 @@ async def test_an_endpoint_sees_issues_only_as_the_admin_who_added_it(
     )
     await _wait(receiver, "/root", 1)
     # A hotlist change: the payload names the hotlist (root may see it).
-    erin = v1.Caller(user_id=ids["erin"])
-    hotlist = await model.create_hotlist(v1.CreateHotlistRequest(caller=erin, name=f"hot-{tag}"))
+    owner = v1.Caller(user_id=ids["erin"])
+    hotlist = await model.create_hotlist(v1.CreateHotlistRequest(caller=owner, name=f"hot-{tag}"))
     await model.add_hotlist_items(
-        v1.AddHotlistItemsRequest(caller=erin, hotlist_id=hotlist.id, issue_ids=[issue.id])
+        v1.AddHotlistItemsRequest(caller=owner, hotlist_id=hotlist.id, issue_ids=[issue.id])
     )
     bodies = await _wait(receiver, "/root", 2)
     assert f"hot-{tag}" in json.dumps(bodies[1]), bodies[1]
