@@ -278,3 +278,8 @@ def test_the_people_ca_is_off_by_default_and_mounted_when_named() -> None:
         "mountPath": "/etc/bugless/people-ca",
         "readOnly": True,
     }
+
+
+def test_web_workers_reach_the_command() -> None:
+    assert _env(render({}), "web")["BUGLESS_WEB_WORKERS"]["value"] == "1"
+    assert _env(render({"web": {"workers": 2}}), "web")["BUGLESS_WEB_WORKERS"]["value"] == "2"

@@ -227,7 +227,7 @@ async def test_old_delivered_rows_are_purged_and_recent_ones_kept(
 async def test_migrating_twice_changes_nothing_and_an_unmigrated_schema_is_refused(
     pool: asyncpg.Pool, queue: DeliveryQueue
 ) -> None:
-    assert await queue.migrate(pool) == 4  # queue, feed cursor, matches by issue, digests
+    assert await queue.migrate(pool) == 5  # queue, cursor, matches, digests, component webhooks
     async with pool.acquire() as conn:
         await queue.check_schema(conn)
         with pytest.raises(FailedPrecondition, match="is at version 0"):

@@ -79,7 +79,14 @@ WRITES = {
         # Hands the certificate out once: a retried poll would lose it.
         "PollDeviceLogin",
     },
-    "Notifier": {"RetryDeadLetters", "DiscardDeadLetters"},
+    "Notifier": {
+        "RetryDeadLetters",
+        "DiscardDeadLetters",
+        # A retried add would add a second endpoint.
+        "AddComponentWebhook",
+        "SetComponentWebhookEnabled",
+        "DeleteComponentWebhook",
+    },
 }
 
 

@@ -7,8 +7,11 @@ tests know that *that* process is up (the port answers as soon as either is).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from browser_support import start_web_server
@@ -58,3 +61,42 @@ def test_without_reuse_port_a_second_process_cannot_take_the_port(world: World) 
         assert "address already in use" in str(failed.value).lower()
     finally:
         world.stack.stop_service(first)
+
+
+def _workers_of(server: RunningService, count: int) -> list[int]:
+    """The pids of ``server``'s workers, once each says it has started serving."""
+    deadline = time.monotonic() + 60
+    while server.log.read_text().count("Application startup complete") < count:
+        assert not server.process.exited, server.log.read_text()
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.1)
+    parent = server.process.pid
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def test_workers_share_the_socket_and_each_serves(world: World) -> None:
+    """``--workers 2``: two processes accept on one port, either alone keeps it serving.
+
+    A stopped (SIGSTOP) worker accepts nothing, so every request answered
+    while one is stopped was served by the other one.
+    """
+    server = start_web_server(world.stack, extra_env={"BUGLESS_WEB_WORKERS": "2"})
+    try:
+        workers = _workers_of(server, 2)
+        assert len(workers) == 2
+        for stopped, serving in (workers, workers[::-1]):
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                assert [_ready(server.url or "") for _ in range(3)] == [200] * 3, serving
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0  # SIGTERM reached both workers; both drained
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -95,8 +95,9 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "GetDeviceLogin": {"web"},
         "ApproveDeviceLogin": {"web"},
         "PollDeviceLogin": {"web"},
-        # The Model verifies identity assertions with these keys.
-        "GetVerificationKeys": {"model"},
+        # The Model verifies identity assertions with these keys; so does the
+        # notifier, for who manages a component's webhooks.
+        "GetVerificationKeys": {"model", "notify"},
         # A service acting for a user without their session: the notifier
         # reading as a recipient, an import job, an administrator's tool.
         "IssueAssertion": {"notify", "@import", "@admin"},

@@ -73,6 +73,8 @@ def test_custom_field_terms(text: str, expected: object) -> None:
         ("has:attachment", FieldTerm(Field.ATTACHMENT, Operator.ANY)),
         ("-has:attachment", Not(FieldTerm(Field.ATTACHMENT, Operator.ANY))),
         ("is:starred", FieldTerm(Field.STARRED_BY, Operator.EQ, (UserValue("me"),))),
+        ("votecount>3", FieldTerm(Field.STAR_COUNT, Operator.GT, (IntValue(3),))),
+        ("votecount:0", FieldTerm(Field.STAR_COUNT, Operator.EQ, (IntValue(0),))),
     ],
 )
 def test_parity_fields(text: str, expected: object) -> None:

@@ -408,6 +408,12 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         if op in _COMPARE:
             return f"({column} <> 0 AND {column} {_COMPARE[op]} {params.add(values[0], 'bigint')})"
         return f"{column} = ANY ({params.add(values, 'bigint[]')})"
+    if f is F.STAR_COUNT:
+        if op in (Op.ANY, Op.NONE):
+            return "i.star_count > 0" if op is Op.ANY else "i.star_count = 0"
+        if op in _COMPARE:
+            return f"i.star_count {_COMPARE[op]} {params.add(values[0], 'bigint')}"
+        return f"i.star_count = ANY ({params.add(values, 'bigint[]')})"
     if f in _ARRAY_COLUMNS:
         column = _ARRAY_COLUMNS[f]
         if op is Op.ANY:

@@ -48,7 +48,13 @@ from bugless_core.errors import BuglessError, FailedPrecondition, NotFound, Perm
 from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.migrations import quote_schema
+from bugless_core.notification_channel import NotificationMessage
 from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
+from bugless_notify.component_webhooks import (
+    ComponentEndpoint,
+    ComponentWebhookStore,
+    endpoints_for,
+)
 from bugless_notify.digest import DigestStore
 from bugless_notify.queue import DeliveryQueue, NewDelivery
 from bugless_notify.recipients import (
@@ -57,7 +63,7 @@ from bugless_notify.recipients import (
     mention_texts,
     wanted,
 )
-from bugless_notify.render import ChangeNotice, Person, render_notification
+from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.notify")
@@ -96,6 +102,10 @@ class _Batch:
     digest: list[tuple[str, NewDelivery]] = field(default_factory=list)
     matches_added: set[tuple[int, str, int]] = field(default_factory=set)
     matches_removed: set[tuple[int, str, int]] = field(default_factory=set)
+    #: Enabled component webhook endpoints (read once per batch).
+    webhooks: list[ComponentEndpoint] = field(default_factory=list)
+    #: Component id -> its parent's id (0: top level), looked up once per batch.
+    parents: dict[int, int] = field(default_factory=dict)
 
 
 class FeedConsumer:
@@ -120,6 +130,7 @@ class FeedConsumer:
         )
         self.options = options
         self._digests = DigestStore(options.schema)
+        self._webhooks = ComponentWebhookStore(options.schema)
         schema = quote_schema(options.schema)
         self._cursor_sql = f"SELECT position FROM {schema}.feed_cursor WHERE name = $1"
         self._lock_cursor_sql = f"{self._cursor_sql} FOR UPDATE"
@@ -223,6 +234,7 @@ class FeedConsumer:
         async with self._pool.acquire() as conn:
             matches = MatchChanges()
             searches = await self._searches.changes(conn, list(by_issue), matches)
+            batch.webhooks = await self._webhooks.enabled(conn)
         batch.matches_added, batch.matches_removed = matches.added, matches.removed
         limit = asyncio.Semaphore(ISSUES_AT_ONCE)
 
@@ -272,6 +284,8 @@ class FeedConsumer:
         if issue is None:
             return
         found = {e.version: e for e in views.entries}
+        if batch.webhooks:
+            await self._webhook_deliveries(issue, views, entries, batch)
         work: list[tuple[v1.HistoryEntry, str, list[Candidate]]] = []
         # Saved-search changes are the issue's state now, not one entry's:
         # they go with the first entry of the batch that still exists.
@@ -338,6 +352,81 @@ class FeedConsumer:
             else:
                 batch.deliveries.append(mail)
 
+    async def _webhook_deliveries(
+        self,
+        issue: v1.Issue,
+        views: v1.NotificationViews,
+        entries: list[tuple[int, str]],
+        batch: _Batch,
+    ) -> None:
+        """Queue a delivery per entry for each endpoint of the issue's component (or above).
+
+        Each endpoint sees the issue as the admin who added it: checked with
+        their assertion like a mail recipient (see
+        :mod:`bugless_notify.component_webhooks`).
+        """
+        ancestors = await self._ancestors(issue.component_id, batch.parents)
+        targets = endpoints_for(batch.webhooks, issue.component_id, ancestors)
+        if not targets:
+            return
+        checked = await self._check(issue.id, {t.created_by for t in targets})
+        viewers = {v.user_id: v for v in checked.viewers}
+        paths = dict(checked.component_paths or views.component_paths)
+        found = {e.version: e for e in views.entries}
+        named: set[str] = set()
+        for version, _ in entries:
+            if version in found:
+                named |= _people_named(issue, found[version])
+        users = await self._users(sorted(named)) if named else {}
+        people = {i: Person(u.display_name, u.username) for i, u in users.items()}
+        for target in targets:
+            viewer = viewers.get(target.created_by)
+            if viewer is None:
+                continue
+            for version, _ in entries:
+                entry = found.get(version)
+                if entry is None:
+                    continue
+                message = self._render(
+                    Candidate(target.created_by, Reason.WEBHOOK),
+                    issue=issue,
+                    entry=entry,
+                    viewer=viewer,
+                    people=people,
+                    paths=paths,
+                    hotlist_names=dict(checked.hotlist_names),
+                    webhook_forms=True,
+                )
+                batch.deliveries.append(
+                    NewDelivery(
+                        delivery_id=f"change-{issue.id}-{entry.version}/webhook/{target.name}",
+                        channel="webhook",
+                        recipient=target.name,
+                        message=message,
+                        recipient_name=f"webhook {target.name}",
+                    )
+                )
+
+    async def _ancestors(self, component_id: int, parents: dict[int, int]) -> list[int]:
+        """The ids above ``component_id``, nearest first (looked up as the notifier)."""
+        found: list[int] = []
+        current = component_id
+        while current and len(found) < 64:
+            if current not in parents:
+                try:
+                    component = await call(
+                        self._model.get_component,
+                        v1.GetComponentRequest(caller=NOTIFIER, component_id=current),
+                    )
+                except NotFound:
+                    parents[current] = 0
+                else:
+                    parents[current] = component.parent_id
+            current = parents[current]
+            if current:
+                found.append(current)
+        return found
+
     async def _check(self, issue_id: int, user_ids: set[str]) -> v1.NotificationViews:
         """Which of ``user_ids`` may see the issue, checked with their own identities.
 
@@ -381,6 +470,37 @@ class FeedConsumer:
         hotlist_names: dict[int, str],
     ) -> NewDelivery:
         """The mail for one recipient, with only what *they* may see."""
+        message = self._render(
+            candidate,
+            issue=issue,
+            entry=entry,
+            viewer=viewer,
+            people=people,
+            paths=paths,
+            hotlist_names=hotlist_names,
+            webhook_forms=False,
+        )
+        return NewDelivery(
+            delivery_id=f"change-{issue.id}-{entry.version}/email/{candidate.user_id}",
+            channel="email",
+            recipient=user.email,
+            message=message,
+            recipient_name=user.display_name or user.username,
+        )
+
+    def _render(
+        self,
+        candidate: Candidate,
+        *,
+        issue: v1.Issue,
+        entry: v1.HistoryEntry,
+        viewer: v1.NotificationViewer,
+        people: dict[str, Person],
+        paths: dict[int, str],
+        hotlist_names: dict[int, str],
+        webhook_forms: bool,
+    ) -> NotificationMessage:
+        """One change rendered with only what ``viewer`` may see."""
         seen = dataclasses.replace(
             issue, hotlist_ids=list(viewer.hotlist_ids), starred=viewer.starred
         )
@@ -389,7 +509,7 @@ class FeedConsumer:
             changes=[c for c in (_visible_change(c, seen) for c in entry.changes) if c is not None],
         )
         visible = set(viewer.component_ids)
-        message = render_notification(
+        return render_notification(
             ChangeNotice(
                 issue=seen,
                 entry=shown,
@@ -400,14 +520,7 @@ class FeedConsumer:
                 components={i: p for i, p in paths.items() if i in visible},
                 hotlists={i: hotlist_names[i] for i in viewer.hotlist_ids if i in hotlist_names},
             ),
-            webhook_forms=False,
-        )
-        return NewDelivery(
-            delivery_id=f"change-{issue.id}-{entry.version}/email/{candidate.user_id}",
-            channel="email",
-            recipient=user.email,
-            message=message,
-            recipient_name=user.display_name or user.username,
+            webhook_forms=webhook_forms,
         )
 
     # ---- look-ups ----

@@ -18,8 +18,10 @@ from typing import Any, ClassVar
 import asyncpg
 
 from bugless_core.errors import InvalidArgument
-from bugless_core.grpc import AccessTable, GrpcServiceRunner
+from bugless_core.grpc import AccessTable, GrpcServiceRunner, grpc_errors
 from bugless_core.migrations import quote_schema
+from bugless_core.model.runner import authenticator_verifier
+from bugless_notify.component_webhooks import ComponentWebhookAdmin, ComponentWebhookStore
 from bugless_notify.consumer import CURSOR, ConsumerOptions, FeedConsumer
 from bugless_notify.digest import DigestSender, DigestStore
 from bugless_notify.endpoints import WebhookEndpointStore
@@ -42,16 +44,26 @@ class NotifierService(v1.NotifierBase):
         "GetDeliveryStatus": frozenset({"web", "@admin"}),
         "RetryDeadLetters": frozenset({"web", "@admin"}),
         "DiscardDeadLetters": frozenset({"web", "@admin"}),
+        # The web, for the person whose assertion it forwards; the notifier
+        # checks that person's role on the component with the Model.
+        "ListComponentWebhooks": frozenset({"web", "@admin"}),
+        "AddComponentWebhook": frozenset({"web", "@admin"}),
+        "SetComponentWebhookEnabled": frozenset({"web", "@admin"}),
+        "DeleteComponentWebhook": frozenset({"web", "@admin"}),
     }
 
-    def __init__(self, pool: asyncpg.Pool, queue: DeliveryQueue) -> None:
-        """Read from the notifier's ``pool``."""
+    def __init__(
+        self, pool: asyncpg.Pool, queue: DeliveryQueue, webhooks: ComponentWebhookAdmin
+    ) -> None:
+        """Read from the notifier's ``pool``; manage component webhooks with ``webhooks``."""
         self._pool = pool
         self._queue = queue
+        self._webhooks = webhooks
         self._cursor_sql = (
             f"SELECT position FROM {quote_schema(queue.schema)}.feed_cursor WHERE name = $1"
         )
 
+    @grpc_errors
     async def get_delivery_status(self, message: v1.GetDeliveryStatusRequest) -> v1.DeliveryStatus:
         """Counts by state, the feed position, and the newest dead letters."""
         limit = max(0, min(message.max_dead_letters, 1000))
@@ -78,6 +90,7 @@ class NotifierService(v1.NotifierBase):
             ],
         )
 
+    @grpc_errors
     async def retry_dead_letters(self, message: v1.DeadLettersRequest) -> v1.DeadLettersChanged:
         """Queue the given dead letters again, due now, with a fresh attempt budget."""
         ids = _delivery_ids(message)
@@ -86,6 +99,7 @@ class NotifierService(v1.NotifierBase):
         _log.info("requeued %d of %d dead letters", changed, len(ids))
         return v1.DeadLettersChanged(changed=changed)
 
+    @grpc_errors
     async def discard_dead_letters(self, message: v1.DeadLettersRequest) -> v1.DeadLettersChanged:
         """Delete the given dead letters for good."""
         ids = _delivery_ids(message)
@@ -93,6 +107,34 @@ class NotifierService(v1.NotifierBase):
             changed = await self._queue.discard(conn, ids)
         _log.info("discarded %d of %d dead letters", changed, len(ids))
         return v1.DeadLettersChanged(changed=changed)
+
+    @grpc_errors
+    async def list_component_webhooks(
+        self, message: v1.ListComponentWebhooksRequest
+    ) -> v1.ComponentWebhooks:
+        """A component's webhook endpoints and their history (its admins)."""
+        return await self._webhooks.list(message)
+
+    @grpc_errors
+    async def add_component_webhook(
+        self, message: v1.AddComponentWebhookRequest
+    ) -> v1.ComponentWebhook:
+        """Add a webhook endpoint to a component (its admins)."""
+        return await self._webhooks.add(message)
+
+    @grpc_errors
+    async def set_component_webhook_enabled(
+        self, message: v1.SetComponentWebhookEnabledRequest
+    ) -> v1.ComponentWebhook:
+        """Enable or disable a component's webhook endpoint (its admins)."""
+        return await self._webhooks.set_enabled(message)
+
+    @grpc_errors
+    async def delete_component_webhook(
+        self, message: v1.DeleteComponentWebhookRequest
+    ) -> v1.ComponentWebhooks:
+        """Delete a component's webhook endpoint (its admins)."""
+        return await self._webhooks.delete(message)
 
 
 def _delivery_ids(message: v1.DeadLettersRequest) -> list[str]:
@@ -174,7 +216,16 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
     # Before reporting ready: a change made once the notifier is up is after
     # the cursor, never lost to a first start racing it.
     await consumer.ensure_cursor()
-    runner = GrpcServiceRunner([NotifierService(pool, queue)], settings.grpc, name="notify")
+    model = v1.ModelStub(model_channel)
+    webhooks = ComponentWebhookAdmin(
+        pool,
+        ComponentWebhookStore(settings.schema),
+        model,
+        authenticator_verifier(v1.AuthenticatorStub(auth_channel)),
+    )
+    runner = GrpcServiceRunner(
+        [NotifierService(pool, queue, webhooks)], settings.grpc, name="notify"
+    )
     await runner.start()
     tasks = (
         asyncio.ensure_future(consumer.run()),

@@ -26,7 +26,7 @@ def web_group() -> None:
 @settings_command(WebSettings, env_prefix=ENV_PREFIX)
 def serve_command(settings: WebSettings) -> None:
     """Serve the web UI with uvicorn until SIGTERM (then drain and stop)."""
-    from bugless_web.server import listen, serve  # noqa: PLC0415
+    from bugless_web.server import listen, serve, serve_workers  # noqa: PLC0415
 
     settings.log.configure()
     try:
@@ -35,6 +35,8 @@ def serve_command(settings: WebSettings) -> None:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from exc
+    if settings.workers > 1:
+        raise SystemExit(serve_workers(settings, listener, settings.workers))
     serve(settings, listener)
 
 

@@ -75,6 +75,7 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Model/GetAttachment",
         "/bugless.v1.Model/ListAttachments",
         "/bugless.v1.Notifier/GetDeliveryStatus",
+        "/bugless.v1.Notifier/ListComponentWebhooks",
         "/bugless.v1.Authenticator/ListAuthenticators",
         "/bugless.v1.Authenticator/ValidateToken",
         "/bugless.v1.Authenticator/GetUsers",

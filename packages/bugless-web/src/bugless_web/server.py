@@ -9,7 +9,9 @@ signal handlers to do exactly that.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
@@ -112,6 +114,65 @@ def serve(settings: WebSettings, listener: socket.socket | None = None) -> None:
         config, frontend, settings.drain_seconds, ready_file=settings.ready_file
     )
     server.run(sockets=[listener])
+
+
+def serve_workers(settings: WebSettings, listener: socket.socket, workers: int) -> int:
+    """Run ``workers`` processes that all accept on ``listener``; the exit status.
+
+    The web tier keeps nothing a request needs from another (sessions are
+    signed cookies, every cache is a short per-process copy), so one machine
+    serves pages on all of its cores by forking replicas that share the
+    socket bound once before the fork: the kernel hands each new connection
+    to whichever worker accepts first, and a busy or stalled worker leaves
+    its connections to the others. Each worker is a whole replica (its own
+    channels, caches, event loop, and drain on SIGTERM); the parent only
+    passes SIGTERM/SIGINT on to every worker and waits for them. A worker
+    that dies is not restarted: the parent stops the others and exits
+    non-zero, so that the supervisor (Kubernetes, systemd) restarts the lot
+    and sees that something went wrong.
+
+    Args:
+        settings: Each worker's settings.
+        listener: The bound, listening socket the workers share.
+        workers: How many processes (2 or more).
+    """
+    children: set[int] = set()
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the worker; its exit ends this branch
+            status = 0
+            try:
+                serve(settings, listener)
+            except BaseException:
+                _log.exception("web worker %d failed", os.getpid())
+                status = 1
+            finally:
+                logging.shutdown()
+            os._exit(status)
+        children.add(pid)
+    listener.close()
+    _log.info("started %d web workers: %s", workers, sorted(children))
+
+    def forward(sig: int, _frame: FrameType | None) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = False
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0 and not failed:
+            failed = True
+            _log.error("web worker %d exited with %d; stopping the others", pid, code)
+            forward(signal.SIGTERM, None)
+    return 1 if failed else 0
 
 
 def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

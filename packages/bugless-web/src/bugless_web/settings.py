@@ -83,6 +83,10 @@ class WebSettings:
             the port; the kernel spreads connections over them. One Python
             process uses one core: this is how one machine serves pages on all
             of its cores (in Kubernetes, run more replicas instead).
+        workers: Processes that serve the one listening socket, forked after
+            it is bound (:func:`bugless_web.server.serve_workers`): a single
+            ``bugless web serve`` then uses that many cores. Each is a whole
+            replica with its own short caches.
         tls_ca: CA of the Model's and Authenticator's certificates; setting it
             turns TLS on towards them (``model`` and ``auth`` get these files).
         tls_cert: This frontend's client certificate towards them (mutual TLS).
@@ -179,6 +183,11 @@ class WebSettings:
         help="Bind with SO_REUSEPORT, so that several web processes share the port "
         "(one per core on a single machine).",
     )
+    workers: int = setting(
+        1,
+        help="Processes serving the one listening socket (one per core on a single machine; "
+        "in Kubernetes, run more replicas instead).",
+    )
     tls_ca: Path | None = setting(
         None,
         must_exist=True,
@@ -216,6 +225,9 @@ class WebSettings:
             raise ValueError(msg)
         if self.component_cache_seconds < 0:
             msg = f"--component-cache-seconds {self.component_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if self.workers < 1:
+            msg = f"--workers {self.workers}: give 1 or more"
             raise ValueError(msg)
         if self.hotlist_cache_seconds < 0:
             msg = f"--hotlist-cache-seconds {self.hotlist_cache_seconds:g}: give 0 or more"

@@ -278,8 +278,12 @@ _INTEGER_FIELDS = frozenset(
     }
 )
 _TIME_FIELDS = frozenset({v1.SearchField.CREATED, v1.SearchField.MODIFIED, v1.SearchField.CLOSED})
+#: Counts: integers from 0 (``votecount:0``), not ids.
+_COUNT_FIELDS = frozenset({v1.SearchField.STAR_COUNT})
 _ORDERED_FIELDS = (
-    _INTEGER_FIELDS - {v1.SearchField.COMPONENT, v1.SearchField.HOTLIST} | _TIME_FIELDS
+    _INTEGER_FIELDS - {v1.SearchField.COMPONENT, v1.SearchField.HOTLIST}
+    | _TIME_FIELDS
+    | _COUNT_FIELDS
 )
 _TEXT_FIELDS = frozenset(
     {
@@ -362,7 +366,10 @@ def _check_value(field: v1.SearchField, value: v1.SearchValue, where: str) -> No
             raise _fail(where, str(exc)) from None
         return
     kind, raw = betterproto2.which_one_of(value, "kind")
-    if field in _INTEGER_FIELDS:
+    if field in _COUNT_FIELDS:
+        if kind != "integer" or not isinstance(raw, int) or not 0 <= raw <= ids.MAX_ID:
+            raise _fail(where, f"{field.name} takes a whole number from 0 to {ids.MAX_ID}")
+    elif field in _INTEGER_FIELDS:
         if kind != "integer" or not isinstance(raw, int):
             raise _fail(where, f"{field.name} takes an integer value")
         ids.check_id(raw, where)

@@ -53,6 +53,9 @@ class Field(StrEnum):
     #: ``has:attachment``).
     ATTACHMENT = "attachment"
     STARRED_BY = "star"
+    #: How many starred the issue: Google Issue Tracker's ``votecount`` (its
+    #: +1s are bugless' stars).
+    STAR_COUNT = "votecount"
 
 
 class TextField(StrEnum):
@@ -168,6 +171,7 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.LAST_COMMENTER: FieldSpec(ValueKind.USER),
     Field.ATTACHMENT: FieldSpec(ValueKind.TEXT, nullable=True),
     Field.STARRED_BY: FieldSpec(ValueKind.USER, nullable=True),
+    Field.STAR_COUNT: FieldSpec(ValueKind.INTEGER, ordered=True),
 }
 
 #: Every name (canonical or alias, lower case) a query may put before ``:``.
@@ -209,6 +213,7 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "attachment": Field.ATTACHMENT,
     "star": Field.STARRED_BY,
     "starredby": Field.STARRED_BY,
+    "votecount": Field.STAR_COUNT,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
     "externalid": TextField.EXTERNAL_ID,

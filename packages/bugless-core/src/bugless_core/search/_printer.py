@@ -180,6 +180,7 @@ _LABELS: dict[Field, str] = {
     Field.LAST_COMMENTER: "the last commenter",
     Field.ATTACHMENT: "an attachment's name",
     Field.STARRED_BY: "a starrer",
+    Field.STAR_COUNT: "stars",
 }
 _TEXT_PLACES: dict[TextField, str] = {
     TextField.TEXT: "title or comments",

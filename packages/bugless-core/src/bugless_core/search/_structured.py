@@ -71,6 +71,7 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     Field.LAST_MODIFIER: v1.SearchField.LAST_MODIFIER,
     Field.LAST_COMMENTER: v1.SearchField.LAST_COMMENTER,
     Field.STARRED_BY: v1.SearchField.STARRED_BY,
+    Field.STAR_COUNT: v1.SearchField.STAR_COUNT,
 }
 _OPERATORS: dict[Operator, v1.SearchOperator] = {
     Operator.EQ: v1.SearchOperator.EQ,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grpclib.const import Status
 
+from bugless_core.search.build import term
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
     ADMIN,
@@ -84,6 +85,15 @@ class FollowContract:
             comp.id, v1.SearchNode(term=v1.SearchTerm(field=F.STARRED_BY, op=v1.SearchOperator.ANY))
         )
         assert sorted(await search_ids(model, any_star)) == sorted([one.id, two.id])
+        # votecount (Google Issue Tracker's +1 count): how many starred it.
+        op = v1.SearchOperator
+        assert await search_ids(model, within(comp.id, term(F.STAR_COUNT, op.GE, 2))) == [two.id]
+        assert await search_ids(model, within(comp.id, term(F.STAR_COUNT, op.EQ, 1))) == [one.id]
+        assert await search_ids(model, within(comp.id, term(F.STAR_COUNT, op.LT, 1))) == [none.id]
+        assert await search_ids(model, within(comp.id, term(F.STAR_COUNT, op.EQ, 0, 2))) == [
+            none.id,
+            two.id,
+        ]
 
     async def test_nobody_stars_or_mutes_an_issue_they_cannot_see(
         self, model: v1.ModelStub

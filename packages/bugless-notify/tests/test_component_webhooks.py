@@ -1,0 +1,269 @@
+"""Webhooks configured per component by its admins (real processes, a real receiver).
+
+The Model, the Authenticator and ``bugless notify serve`` run as processes;
+the endpoints are managed over the notifier's gRPC API the way the web calls
+it (the ``web`` service identity forwarding the person's identity assertion,
+issued by the real Authenticator); a real HTTP server receives the signed
+POSTs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from grpclib.client import Channel
+from notify_support import SECRET, WebhookReceiver
+
+from bugless_core.clients import ActingFor, acting_as, call
+from bugless_core.errors import InvalidArgument, PermissionDenied
+from bugless_dev.stack import LocalStack, RunningService
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_testing.smtp import SmtpSink
+
+ADMIN = v1.Caller(user_id="test-admin", admin=True)
+
+
+@pytest.fixture
+async def model(bugless_stack: LocalStack) -> AsyncIterator[v1.ModelStub]:
+    """The Model, reached as the web frontend reaches it."""
+    channel: Channel = bugless_stack.client_address("model", identity="web").channel()
+    try:
+        yield bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
+    finally:
+        channel.close()
+
+
+@pytest.fixture
+async def notifier(bugless_stack: LocalStack, smtp_sink: SmtpSink) -> AsyncIterator[RunningService]:
+    service = await asyncio.to_thread(
+        bugless_stack.start_notify,
+        *("--schema", f"notify_{secrets.token_hex(4)}", "--smtp-host", "127.0.0.1"),
+        *("--smtp-port", str(smtp_sink.port), "--smtp-security", "none"),
+        *("--public-url", "https://bugs.example.test"),
+        name=f"notify-{secrets.token_hex(3)}",
+    )
+    try:
+        yield service
+    finally:
+        await asyncio.to_thread(bugless_stack.stop_service, service)
+
+
+@pytest.fixture
+async def as_person(bugless_stack: LocalStack) -> AsyncIterator[ActingFor]:
+    """Real assertions from the Authenticator, as the web holds them for its visitors."""
+    channel = bugless_stack.client_address("auth", "admin").channel()
+    try:
+        yield ActingFor(v1.AuthenticatorStub(channel))
+    finally:
+        channel.close()
+
+
+@pytest.fixture
+async def web_to_notifier(
+    bugless_stack: LocalStack, notifier: RunningService
+) -> AsyncIterator[v1.NotifierStub]:
+    """The notifier, reached with the web's certificate."""
+    channel = bugless_stack.client_address("notify", identity="web").channel()
+    try:
+        yield v1.NotifierStub(channel)
+    finally:
+        channel.close()
+
+
+async def _wait(receiver: WebhookReceiver, path: str, count: int) -> list[dict[str, object]]:
+    got = await asyncio.to_thread(receiver.wait_for, path, count, 90.0)
+    return [json.loads(r.body) for r in got]
+
+
+async def test_component_admins_manage_endpoints_that_get_signed_deliveries_of_their_component(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    web_to_notifier: v1.NotifierStub,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name in ("alice", "bob"):
+        created = await asyncio.to_thread(bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3)
+        ids[name] = created["user_id"]
+    bob = v1.Caller(user_id=ids["bob"])
+    acl = [
+        v1.AclEntry(principal=v1.Principal(user=ids["alice"]), role=v1.Role.ADMIN),
+        v1.AclEntry(principal=v1.Principal(user=ids["bob"]), role=v1.Role.EDITOR),
+    ]
+    parent = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"hooks-{tag}", acl=acl)
+    )
+    child = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name="child", parent_id=parent.id)
+    )
+    other = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"other-{tag}", acl=acl)
+    )
+    alice_says = await as_person.assertion(ids["alice"])
+    bob_says = await as_person.assertion(ids["bob"])
+
+    # bob edits the component but does not administer it.
+    with acting_as(bob_says), pytest.raises(PermissionDenied, match="only admins"):
+        await call(
+            web_to_notifier.add_component_webhook,
+            v1.AddComponentWebhookRequest(
+                component_id=parent.id, url=receiver.url("/bob"), secret=SECRET
+            ),
+        )
+    with acting_as(bob_says), pytest.raises(PermissionDenied):
+        await call(
+            web_to_notifier.list_component_webhooks,
+            v1.ListComponentWebhooksRequest(component_id=parent.id),
+        )
+    with acting_as(alice_says):
+        with pytest.raises(InvalidArgument, match="secret"):
+            await call(
+                web_to_notifier.add_component_webhook,
+                v1.AddComponentWebhookRequest(
+                    component_id=parent.id, url=receiver.url("/x"), secret="short"
+                ),
+            )
+        subtree = await call(
+            web_to_notifier.add_component_webhook,
+            v1.AddComponentWebhookRequest(
+                component_id=parent.id,
+                url=receiver.url("/subtree?token=hidden"),
+                secret=SECRET,
+                include_subtree=True,
+            ),
+        )
+        only = await call(
+            web_to_notifier.add_component_webhook,
+            v1.AddComponentWebhookRequest(
+                component_id=parent.id,
+                url=receiver.url("/only"),
+                secret=SECRET,
+                payload_format="chat",
+            ),
+        )
+        listing = await call(
+            web_to_notifier.list_component_webhooks,
+            v1.ListComponentWebhooksRequest(component_id=parent.id),
+        )
+    # The secret (and the URL's path and query) never come back.
+    assert subtree.secret_hint == SECRET[-4:]
+    assert subtree.url_origin == f"http://127.0.0.1:{receiver.port}"
+    assert SECRET not in repr(listing)
+    assert "hidden" not in repr(listing)
+    assert {w.name for w in listing.webhooks} == {subtree.name, only.name}
+    assert all(w.created_by == ids["alice"] and w.enabled for w in listing.webhooks)
+    assert [(e.action, e.actor) for e in listing.history] == [("add", ids["alice"])] * 2
+
+    async def file(component: v1.Component, title: str) -> v1.Issue:
+        return await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=bob,
+                fields=v1.IssueFields(title=title, component_id=component.id),
+                idempotency_key=secrets.token_hex(8),
+            )
+        )
+
+    in_other = await file(other, f"Other {tag}")
+    in_child = await file(child, f"Child {tag}")
+    in_parent = await file(parent, f"Parent {tag}")
+
+    bodies = await _wait(receiver, "/subtree?token=hidden", 2)
+    chat = await _wait(receiver, "/only", 1)
+    assert all(r.signature_ok for r in receiver.received())
+    got = {b["issue"]["id"] for b in bodies}  # type: ignore[index]
+    assert got == {in_child.id, in_parent.id}
+    assert {r.delivery_id for r in receiver.received("/subtree?token=hidden")} == {
+        f"change-{i.id}-{i.version}/webhook/{subtree.name}" for i in (in_child, in_parent)
+    }
+    assert f"Parent {tag}" in str(chat[0]["text"])
+    assert set(chat[0]) == {"text"}
+
+    # Disabled: no new deliveries (the enabled one still gets them); then deleted.
+    with acting_as(alice_says):
+        disabled = await call(
+            web_to_notifier.set_component_webhook_enabled,
+            v1.SetComponentWebhookEnabledRequest(
+                component_id=parent.id, name=only.name, enabled=False
+            ),
+        )
+    assert not disabled.enabled
+    await file(parent, f"Later {tag}")
+    await _wait(receiver, "/subtree?token=hidden", 3)
+    await asyncio.sleep(2)
+    assert len(receiver.received("/only")) == 1
+    # Nothing ever went to another component's path, nor to bob's refused one.
+    assert not receiver.received("/bob")
+    assert in_other.id not in got
+    with acting_as(alice_says):
+        left = await call(
+            web_to_notifier.delete_component_webhook,
+            v1.DeleteComponentWebhookRequest(component_id=parent.id, name=only.name),
+        )
+    assert [w.name for w in left.webhooks] == [subtree.name]
+    assert [e.action for e in left.history] == ["delete", "disable", "add", "add"]
+
+
+async def test_an_endpoint_sees_issues_only_as_the_admin_who_added_it(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    web_to_notifier: v1.NotifierStub,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name, admin in (("dana", False), ("root", True), ("erin", False)):
+        created = await asyncio.to_thread(
+            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, admin=admin
+        )
+        ids[name] = created["user_id"]
+    erin = v1.AclEntry(principal=v1.Principal(user=ids["erin"]), role=v1.Role.EDITOR)
+    component = await model.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN,
+            name=f"restricted-{tag}",
+            acl=[v1.AclEntry(principal=v1.Principal(user=ids["dana"]), role=v1.Role.ADMIN), erin],
+        )
+    )
+    for who, path in (("dana", "/dana"), ("root", "/root")):
+        with acting_as(await as_person.assertion(ids[who])):
+            await call(
+                web_to_notifier.add_component_webhook,
+                v1.AddComponentWebhookRequest(
+                    component_id=component.id, url=receiver.url(path), secret=SECRET
+                ),
+            )
+    # dana loses her access to the component: her endpoint must tell nobody any more.
+    await model.update_component(
+        v1.UpdateComponentRequest(
+            caller=ADMIN,
+            component=v1.Component(id=component.id, acl=[erin]),
+            update_mask=FieldMask(paths=["acl"]),
+            expected_version=component.version,
+        )
+    )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=v1.Caller(user_id=ids["erin"]),
+            fields=v1.IssueFields(title=f"Secret {tag}", component_id=component.id),
+            idempotency_key=secrets.token_hex(8),
+        )
+    )
+    await _wait(receiver, "/root", 1)
+    # A hotlist change: the payload names the hotlist (root may see it).
+    owner = v1.Caller(user_id=ids["erin"])
+    hotlist = await model.create_hotlist(v1.CreateHotlistRequest(caller=owner, name=f"hot-{tag}"))
+    await model.add_hotlist_items(
+        v1.AddHotlistItemsRequest(caller=owner, hotlist_id=hotlist.id, issue_ids=[issue.id])
+    )
+    bodies = await _wait(receiver, "/root", 2)
+    assert f"hot-{tag}" in json.dumps(bodies[1]), bodies[1]
+    await asyncio.sleep(2)
+    assert receiver.received("/dana") == []
