@@ -22,6 +22,7 @@ from bugless_core.clients import ActingFor, acting_as, call
 from bugless_core.errors import InvalidArgument, PermissionDenied
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.smtp import SmtpSink
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
@@ -207,3 +208,62 @@ async def test_component_admins_manage_endpoints_that_get_signed_deliveries_of_t
         )
     assert [w.name for w in left.webhooks] == [subtree.name]
     assert [e.action for e in left.history] == ["delete", "disable", "add", "add"]
+
+
+async def test_an_endpoint_sees_issues_only_as_the_admin_who_added_it(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    web_to_notifier: v1.NotifierStub,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    tag = secrets.token_hex(3)
+    ids = {}
+    for name, admin in (("dana", False), ("root", True), ("erin", False)):
+        created = await asyncio.to_thread(
+            bugless_stack.add_user, f"{name}{tag}", "pw-" + tag * 3, admin=admin
+        )
+        ids[name] = created["user_id"]
+    erin = v1.AclEntry(principal=v1.Principal(user=ids["erin"]), role=v1.Role.EDITOR)
+    component = await model.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN,
+            name=f"restricted-{tag}",
+            acl=[v1.AclEntry(principal=v1.Principal(user=ids["dana"]), role=v1.Role.ADMIN), erin],
+        )
+    )
+    for who, path in (("dana", "/dana"), ("root", "/root")):
+        with acting_as(await as_person.assertion(ids[who])):
+            await call(
+                web_to_notifier.add_component_webhook,
+                v1.AddComponentWebhookRequest(
+                    component_id=component.id, url=receiver.url(path), secret=SECRET
+                ),
+            )
+    # dana loses her access to the component: her endpoint must tell nobody any more.
+    await model.update_component(
+        v1.UpdateComponentRequest(
+            caller=ADMIN,
+            component=v1.Component(id=component.id, acl=[erin]),
+            update_mask=FieldMask(paths=["acl"]),
+            expected_version=component.version,
+        )
+    )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=v1.Caller(user_id=ids["erin"]),
+            fields=v1.IssueFields(title=f"Secret {tag}", component_id=component.id),
+            idempotency_key=secrets.token_hex(8),
+        )
+    )
+    await _wait(receiver, "/root", 1)
+    # A hotlist change: the payload names the hotlist (root may see it).
+    owner = v1.Caller(user_id=ids["erin"])
+    hotlist = await model.create_hotlist(v1.CreateHotlistRequest(caller=owner, name=f"hot-{tag}"))
+    await model.add_hotlist_items(
+        v1.AddHotlistItemsRequest(caller=owner, hotlist_id=hotlist.id, issue_ids=[issue.id])
+    )
+    bodies = await _wait(receiver, "/root", 2)
+    assert f"hot-{tag}" in json.dumps(bodies[1]), bodies[1]
+    await asyncio.sleep(2)
+    assert receiver.received("/dana") == []

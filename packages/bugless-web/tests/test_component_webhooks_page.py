@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from web_support import World, csrf_of, sign_in
 
@@ -162,3 +163,15 @@ async def test_component_admins_add_and_disable_webhooks_and_others_may_not(
         )
         assert refused.status_code == 403
     assert not notifier.process.exited
+
+
+async def test_without_a_notifier_the_page_says_how_to_configure_one(
+    world: World, client: AsyncTestClient[Litestar]
+) -> None:
+    await sign_in(client, "alice")
+    page = await client.get(f"/components/{world.components['Platform']}/webhooks")
+    assert page.status_code == 200, page.text
+    assert "--notify HOST:PORT" in page.text
+    await sign_in(client, "bob")
+    refused = await client.get(f"/components/{world.components['Platform']}/webhooks")
+    assert refused.status_code == 403

@@ -394,6 +394,7 @@ class FeedConsumer:
                     viewer=viewer,
                     people=people,
                     paths=paths,
+                    hotlist_names=dict(checked.hotlist_names),
                     webhook_forms=True,
                 )
                 batch.deliveries.append(
@@ -476,6 +477,7 @@ class FeedConsumer:
             viewer=viewer,
             people=people,
             paths=paths,
+            hotlist_names=hotlist_names,
             webhook_forms=False,
         )
         return NewDelivery(
@@ -495,6 +497,7 @@ class FeedConsumer:
         viewer: v1.NotificationViewer,
         people: dict[str, Person],
         paths: dict[int, str],
+        hotlist_names: dict[int, str],
         webhook_forms: bool,
     ) -> NotificationMessage:
         """One change rendered with only what ``viewer`` may see."""

@@ -16,7 +16,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import InvalidArgument, PermissionDenied
 from bugless_proto import v1
 from bugless_web.frontend import (
     audit,
@@ -48,8 +48,17 @@ async def webhooks_page(
         backends.model.get_component,
         v1.GetComponentRequest(caller=viewer.caller, component_id=component_id),
     )
+    if component.caller_role != v1.Role.ADMIN:
+        raise PermissionDenied(f"only admins of component {component.path!r} manage its webhooks")
+    if backends.notifier is None:  # say how to configure it, as /admin/notifications does
+        return render(
+            request,
+            "component_webhooks.html",
+            {"component": component, "listing": None, "people": {}},
+            viewer=viewer,
+        )
     listing = await call(
-        _notifier(request).list_component_webhooks,
+        backends.notifier.list_component_webhooks,
         v1.ListComponentWebhooksRequest(component_id=component_id),
     )
     users = await backends.users(
