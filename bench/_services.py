@@ -119,9 +119,9 @@ class BenchStack:
         )
         return address, bot
 
-    def start_web(self) -> str:
+    def start_web(self, *flags: str) -> str:
         """``bugless web serve`` (plain HTTP, ``--dev`` for a non-Secure cookie); its URL."""
-        web = self.stack.start_web("--grace-seconds", "1")
+        web = self.stack.start_web("--grace-seconds", "1", *flags)
         self.frontends.append(web)
         assert web.url is not None
         return web.url
@@ -246,8 +246,9 @@ class CpuMeter:
     """CPU seconds (user + system) per service between :meth:`start` and :meth:`stop`.
 
     Read from ``/proc/<pid>/stat``. ``postgres`` counts the postmaster and
-    every backend process under it (backends that exit mid-measurement are
-    missed: the benchmarks keep their connections open).
+    every backend under it, a web tier (``web*``) its ``--workers``
+    (backends that exit mid-measurement are missed: the benchmarks keep
+    their connections open).
     """
 
     def __init__(self, pids: dict[str, int]) -> None:
@@ -261,7 +262,8 @@ class CpuMeter:
         out: dict[str, float] = {}
         for name, pid in self.pids.items():
             family = {pid}
-            if name == "postgres":
+            if name == "postgres" or name.startswith("web"):
+                # The postmaster's backends, a web tier's --workers.
                 family |= {p for p, (parent, _) in stats.items() if parent == pid}
             out[name] = sum(stats[p][1] for p in family if p in stats)
         return out

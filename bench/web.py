@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import re
 import shutil
 import subprocess
@@ -246,30 +247,44 @@ def run_wrk(url: str, cookie: str, connections: int, seconds: float) -> WrkResul
 
 
 def run(
-    issues: int, seconds: float, repeat: int, profile_seconds: float, connections: tuple[int, ...]
+    issues: int,
+    seconds: float,
+    repeat: int,
+    profile_seconds: float,
+    connections: tuple[int, ...],
+    *,
+    configs: dict[str, str] | None = None,
 ) -> None:
-    """Start everything, measure, profile, stop everything."""
+    """Start everything, measure, profile, stop everything.
+
+    ``configs`` (label to ``bugless web serve`` flags): one web frontend each,
+    on the same Model and Authenticator, measured in turn in the same run, so
+    that a noisy machine affects them alike.
+    """
+    configs = configs or {"web": ""}
     bench = BenchStack.start()
     try:
         started = time.perf_counter()
         issue_id = asyncio.run(_prepare(bench, issues))
         print(f"prepared in {time.perf_counter() - started:.0f} s", flush=True)
-        url = bench.start_web()
-        cookie = _sign_in(url)
-        sizes = _check_pages(url, cookie, issue_id)
+        urls = {label: bench.start_web(*flags.split()) for label, flags in configs.items()}
+        cookies = {label: _sign_in(url) for label, url in urls.items()}
+        first = next(iter(urls))
+        sizes = _check_pages(urls[first], cookies[first], issue_id)
         print(
             f"list page {sizes['list']:,} bytes (50 rows); issue {issue_id} page "
             f"{sizes['issue']:,} bytes ({HISTORY_ENTRIES} entries)",
             flush=True,
         )
-        pages = {"list": f"{url}{LIST_PATH}", "issue": f"{url}/issues/{issue_id}"}
         print(
-            f"\n{'page':<6} {'conn':>4} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'bad':>4} "
-            f"{'load':>5}  CPU ms/request by service",
+            f"\n{'config':<10} {'page':<6} {'conn':>4} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'bad':>4} {'load':>5}  CPU ms/request by service",
             flush=True,
         )
         for _ in range(repeat):
-            for name, page in pages.items():
+            for (label, url), name in itertools.product(urls.items(), ("list", "issue")):
+                page = f"{url}{LIST_PATH}" if name == "list" else f"{url}/issues/{issue_id}"
+                cookie = cookies[label]
                 for count in connections:
                     meter = CpuMeter(bench.service_pids())
                     meter.start()
@@ -280,12 +295,17 @@ def run(
                         f"{k} {v * 1000 / done:.2f}" for k, v in cpu.items() if v > 0.005
                     )
                     print(
-                        f"{name:<6} {count:>4} {result.rate:>7.1f} {result.p50_ms:>8.1f} "
-                        f"{result.p99_ms:>8.1f} {result.bad:>4} {result.load:>5}  {per_request}",
+                        f"{label:<10} {name:<6} {count:>4} {result.rate:>7.1f} "
+                        f"{result.p50_ms:>8.1f} {result.p99_ms:>8.1f} {result.bad:>4} "
+                        f"{result.load:>5}  {per_request}",
                         flush=True,
                     )
         if profile_seconds > 0:
-            _profile(bench, pages, cookie, profile_seconds, max(connections))
+            pages = {
+                "list": f"{urls[first]}{LIST_PATH}",
+                "issue": f"{urls[first]}/issues/{issue_id}",
+            }
+            _profile(bench, pages, cookies[first], profile_seconds, max(connections))
     finally:
         bench.stop()
 
@@ -319,9 +339,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="rounds of every measurement")
     parser.add_argument("--profile-seconds", type=float, default=15.0, help="0: no profile")
     parser.add_argument("--connections", default="1,32", help="wrk connections, comma-separated")
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="LABEL=FLAGS",
+        help="a web frontend to measure, with these serve flags (repeatable; side by side), "
+        "e.g. 'nocache=--hotlist-cache-seconds 0' 'workers2=--workers 2'",
+    )
     args = parser.parse_args()
     connections = tuple(int(c) for c in args.connections.split(","))
-    run(args.issues, args.seconds, args.repeat, args.profile_seconds, connections)
+    configs = dict(c.partition("=")[::2] for c in args.config)
+    run(args.issues, args.seconds, args.repeat, args.profile_seconds, connections, configs=configs)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def bugless_cli(
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a CLI process starting on a loaded CI machine
         check=False,
         input=input or "",
     )

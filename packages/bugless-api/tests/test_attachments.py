@@ -105,7 +105,7 @@ def test_the_cli_attaches_lists_and_downloads(
 
     def bugless(*args: str) -> str:
         result = subprocess.run(
-            [*BUGLESS_COMMAND, *args], env=env, capture_output=True, text=True, timeout=60,
+            [*BUGLESS_COMMAND, *args], env=env, capture_output=True, text=True, timeout=180,
             check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr

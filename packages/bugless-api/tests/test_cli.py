@@ -29,7 +29,7 @@ def test_serve_refuses_to_start_without_a_client_ca(bots: Bots) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a CLI process starting on a loaded CI machine
         check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_API")},
     )

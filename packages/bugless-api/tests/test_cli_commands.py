@@ -322,6 +322,8 @@ async def test_saved_search_columns_are_set_shown_and_checked(
         "title",
         "severity",
     ]
+    table = bugless_cli(served_api, "saved-search", "list", "--mine").stdout
+    assert "id,title,severity" in table
     shown = bugless_cli(served_api, "saved-search", "update", saved["id"], "--name", name + "-x")
     assert "columns  id,title,severity" in shown.stdout
     changed = cli_json(

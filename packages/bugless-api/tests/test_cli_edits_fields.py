@@ -42,7 +42,7 @@ async def _bugless(
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a CLI process starting on a loaded CI machine
         check=False,
     )
     if check:
@@ -257,7 +257,7 @@ async def test_query_explain_shows_custom_field_terms() -> None:
         [*BUGLESS_COMMAND, "query", "explain", '"Found In":4.2 customfield7>3 -has:customfield8'],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a CLI process starting on a loaded CI machine
         check=True,
     )
     assert 'every custom field named "Found In" is "4.2"' in result.stdout

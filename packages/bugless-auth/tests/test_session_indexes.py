@@ -1,4 +1,4 @@
-"""The sessions table's indexes serve the queries run on every poll.
+"""The indexes of the sessions and users tables serve the queries run on every poll.
 
 The Model's replicas each ask every few seconds which sessions ended within an
 assertion's lifetime (``SessionStore.revoked_within``). On a table of many
@@ -14,6 +14,7 @@ import time
 
 from conftest import unique
 
+from bugless_auth import _queries as sql
 from bugless_auth import sessions as sessions_module
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore
@@ -60,4 +61,38 @@ async def test_recently_ended_sessions_are_found_through_their_index(auth_databa
         await store.close()
     text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
     assert "sessions_recently_ended" in text, f"the poll scans the table: {text}"
+    assert "Seq Scan" not in text
+
+
+async def test_merged_placeholders_of_looked_up_users_are_found_through_their_index(
+    auth_database: str,
+) -> None:
+    """Each look-up by username reads the placeholders merged into the account."""
+    schema = f"auth_{secrets.token_hex(4)}"
+    await IdentityStore.migrate(auth_database, schema, dialect="postgres")
+    store = await IdentityStore.open(auth_database, schema, dialect="postgres")
+    try:
+        await store.run(
+            lambda conn: conn.execute(
+                """
+                INSERT INTO users (user_id, username, placeholder, merged_into)
+                SELECT 'u' || n, 'user' || n, n % 100 = 0,
+                       CASE WHEN n % 1000 = 0 THEN 'u1' ELSE '' END
+                  FROM generate_series(1, $1::int) AS n
+                """,
+                ROWS,
+            )
+        )
+        await store.run(lambda conn: conn.execute("ANALYZE users"))
+        (found,) = await store.users_by_usernames(["USER1"])
+        plan = await store.run(
+            lambda conn: conn.fetchval(
+                "EXPLAIN (FORMAT JSON) " + sql.USERS_BY_USERNAMES, ["user1", "user2"]
+            )
+        )
+    finally:
+        await store.close()
+    assert found.merged_ids == tuple(sorted(f"u{n}" for n in range(1000, ROWS + 1, 1000)))
+    text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
+    assert "users_merged_into" in text, f"each look-up scans the users: {text}"
     assert "Seq Scan" not in text

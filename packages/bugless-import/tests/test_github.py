@@ -37,7 +37,7 @@ async def test_the_dry_run_reports_and_writes_nothing(
         GitHubImporter(str(GITHUB), {}), make_settings(dry_run=True, mapping=_mapping(tmp_path))
     )
     assert report.issues == 2, "the pull request is left out"
-    assert report.entries == 7
+    assert report.entries == 8, "comments, status, assignee, title and label events"
     assert report.comments == 4
     assert "Imported" in report.components_to_create or report.components_to_create == []
     assert ("labels", "bug", 1) in report.unmapped

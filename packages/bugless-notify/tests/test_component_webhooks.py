@@ -249,7 +249,7 @@ async def test_an_endpoint_sees_issues_only_as_the_admin_who_added_it(
             expected_version=component.version,
         )
     )
-    await model.create_issue(
+    issue = await model.create_issue(
         v1.CreateIssueRequest(
             caller=v1.Caller(user_id=ids["erin"]),
             fields=v1.IssueFields(title=f"Secret {tag}", component_id=component.id),
@@ -257,5 +257,13 @@ async def test_an_endpoint_sees_issues_only_as_the_admin_who_added_it(
         )
     )
     await _wait(receiver, "/root", 1)
+    # A hotlist change: the payload names the hotlist (root may see it).
+    owner = v1.Caller(user_id=ids["erin"])
+    hotlist = await model.create_hotlist(v1.CreateHotlistRequest(caller=owner, name=f"hot-{tag}"))
+    await model.add_hotlist_items(
+        v1.AddHotlistItemsRequest(caller=owner, hotlist_id=hotlist.id, issue_ids=[issue.id])
+    )
+    bodies = await _wait(receiver, "/root", 2)
+    assert f"hot-{tag}" in json.dumps(bodies[1]), bodies[1]
     await asyncio.sleep(2)
     assert receiver.received("/dana") == []

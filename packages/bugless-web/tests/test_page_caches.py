@@ -23,13 +23,14 @@ from bugless_web import WebSettings
 
 @pytest.fixture
 def web_settings(world: World) -> WebSettings:
-    """A replica that keeps each viewer's hotlists for ten minutes."""
+    """A replica that keeps hotlists and rendered timelines for ten minutes."""
     return WebSettings(
         model=world.stack.model,
         auth=world.stack.auth,
         session_keys=(SESSION_KEY,),
         dev=True,
         hotlist_cache_seconds=600.0,
+        timeline_cache_seconds=600.0,
     )
 
 
@@ -96,3 +97,35 @@ async def test_the_issue_page_is_never_stored_so_it_carries_no_etag(
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
     assert "etag" not in page.headers
+
+
+async def test_a_kept_timeline_shows_a_new_comment_at_once_and_each_session_its_token(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Timeline cache", description="first words")
+    token = await sign_in(client, "bob")
+    first = await client.get(f"/issues/{issue.id}")
+    again = await client.get(f"/issues/{issue.id}")
+    assert "first words" in first.text
+    assert first.text == again.text  # same version, same reader: the same page
+    # bob's own description has its edit form, carrying bob's session token.
+    assert f'name="_csrf" value="{token}"' in again.text.split('id="entries"', 1)[1]
+    client.cookies.clear()  # a second session (another browser) of the same reader
+    other_token = await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}")
+    entries = page.text.split('id="entries"', 1)[1].split('id="edit"', 1)[0]
+    assert other_token != token
+    assert f'value="{other_token}"' in entries
+    assert token not in entries
+    # A comment made behind this replica's back is a new version: shown at once.
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.caller("bob"),
+            issue_id=issue.id,
+            expected_version=issue.version,
+            comment="second words",
+        ),
+    )
+    after = await client.get(f"/issues/{issue.id}")
+    assert "second words" in after.text

@@ -21,7 +21,8 @@ WHERE u.user_id = ANY($1::text[])
 #: a search by name resolves to all of them (``merged_ids``).
 USERS_BY_USERNAMES = f"""
 SELECT {USER_COLUMNS},
-       ARRAY(SELECT m.user_id FROM users m WHERE m.merged_into = users.user_id
+       ARRAY(SELECT m.user_id FROM users m
+             WHERE m.merged_into = users.user_id AND m.merged_into <> ''  -- users_merged_into
              ORDER BY m.user_id) AS merged_ids
 FROM users WHERE lower(username) = ANY($1::text[])
 """

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bugless_core.importer import SourceIssue
+from bugless_core.importer import SourceChange, SourceIssue
 from bugless_import.mapping import Mapping as ValueMapping
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -79,6 +79,51 @@ def initial_values(issue: SourceIssue) -> tuple[dict[str, str], list[str]]:
     return initial, sorted(cc)
 
 
+def initial_labels(issue: SourceIssue) -> list[str]:
+    """The labels at creation: the current ones with every logged change undone."""
+    labels = set(issue.labels)
+    for entry in reversed(issue.entries):
+        for change in entry.changes:
+            if change.field == "labels":
+                labels = (labels - set(change.added)) | set(change.removed)
+    return sorted(labels)
+
+
+@dataclass
+class _LabelReplay:
+    """The labels through the history, each change as mapped hotlists and field values.
+
+    The Model applies these only to entries it appends to an issue imported
+    before (a refresh); at creation the issue takes the current labels'
+    mapping (``hotlist_ids``, ``custom_fields``).
+    """
+
+    resolved: Resolved
+    component_id: int
+    labels: list[str]
+
+    def apply(self, item: v1.ImportedEntry, changes: Sequence[SourceChange]) -> None:
+        """Set ``item``'s hotlist and custom field changes for its label changes."""
+        after = set(self.labels)
+        for change in changes:
+            if change.field == "labels":
+                after = (after - set(change.removed)) | set(change.added)
+        if after == set(self.labels):
+            return
+        old_hotlists, old_values = self.resolved.labels(self.component_id, self.labels)
+        self.labels = sorted(after)
+        new_hotlists, new_values = self.resolved.labels(self.component_id, self.labels)
+        item.hotlist_add = sorted(set(new_hotlists) - set(old_hotlists))
+        item.hotlist_remove = sorted(set(old_hotlists) - set(new_hotlists))
+        old = {v.field_id: list(v.values) for v in old_values}
+        new = {v.field_id: list(v.values) for v in new_values}
+        item.custom_fields = [
+            v1.CustomFieldValue(field_id=fid, values=new.get(fid, []))
+            for fid in sorted(set(old) | set(new))
+            if old.get(fid) != new.get(fid)
+        ]
+
+
 def person(resolved: Resolved, key: str) -> str:
     """The user id of a person key ("" for nobody)."""
     if not key:
@@ -108,6 +153,7 @@ def to_request(
     history: list[v1.ImportedEntry] = []
     previous: datetime = issue.created_at
     description = issue.description
+    labels = _LabelReplay(resolved, component_id, initial_labels(issue))
     edits = [c for e in issue.entries for c in e.changes if c.field == "description"]
     if edits:
         description = edits[0].old  # the text at creation; the edits follow as entries
@@ -145,9 +191,20 @@ def to_request(
         if paths:
             item.fields = delta
             item.update_mask = FieldMask(paths=paths)
+        if "component_id" in paths:
+            labels.component_id = delta.component_id
+        labels.apply(item, entry.changes)
         item.cc_add = sorted(set(item.cc_add) - set(item.cc_remove))
         item.cc_remove = sorted(set(item.cc_remove))
-        if paths or item.cc_add or item.cc_remove or item.comment.strip():
+        if (
+            paths
+            or item.cc_add
+            or item.cc_remove
+            or item.hotlist_add
+            or item.hotlist_remove
+            or item.custom_fields
+            or item.comment.strip()
+        ):
             history.append(item)
     return v1.ImportIssueRequest(
         caller=caller,

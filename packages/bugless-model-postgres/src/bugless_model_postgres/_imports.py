@@ -82,8 +82,12 @@ class _Replay:
     #: The description's latest text when the history edits it.
     description: str | None = None
 
-    def apply(self, item: v1.ImportedEntry) -> None:
-        """Apply one source item; an item that changes nothing writes nothing."""
+    def apply(self, item: v1.ImportedEntry, extra: Sequence[v1.FieldChange] = ()) -> None:
+        """Apply one source item; an item that changes nothing writes nothing.
+
+        ``extra`` are the item's hotlist and custom field changes, which
+        :func:`_extend` works out (they need the database).
+        """
         at = _when(item.created_at) or _EPOCH
         if item.edits_description:
             self.description = item.comment
@@ -102,6 +106,7 @@ class _Replay:
                     continue
             changes.extend(self._set(name, value, at))
         changes.extend(self._cc(item.cc_add, item.cc_remove))
+        changes.extend(extra)
         if changes or item.comment.strip():
             self.entries.append(_Entry(item.author, at, item.comment, changes))
 
@@ -165,6 +170,68 @@ def _creation_changes(state: dict[str, Any]) -> list[v1.FieldChange]:
     if state["cc"]:
         changes.append(v1.FieldChange(field="cc", added=list(state["cc"])))
     return changes
+
+
+async def _hotlists_of(
+    ctx: WriteContext, issue_id: int, items: Sequence[v1.ImportedEntry]
+) -> set[int]:
+    """The hotlists the issue is in, when ``items`` join or leave any."""
+    if not any(i.hotlist_add or i.hotlist_remove for i in items):
+        return set()
+    return {r["hotlist_id"] for r in await ctx.conn.fetch(q.ISSUE_HOTLIST_IDS, issue_id)}
+
+
+@dataclass
+class _Labels:
+    """The source's label changes on a refresh: hotlists and custom field values.
+
+    At creation the issue takes the mapping of its labels then
+    (``hotlist_ids``, ``custom_fields``); the entries appended later carry
+    what the source's labels did since, each written as a change of its entry
+    (its author and time), as a native edit of the hotlists or fields records.
+    """
+
+    custom: dict[str, Any]
+    hotlists: set[int]
+    before: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.before = set(self.hotlists)
+
+    async def apply(
+        self, ctx: WriteContext, item: v1.ImportedEntry, component_id: int, index: int
+    ) -> list[v1.FieldChange]:
+        """The item's hotlist and custom field changes (none for what already holds)."""
+        changes: list[v1.FieldChange] = []
+        added = sorted(set(item.hotlist_add) - self.hotlists)
+        removed = sorted(set(item.hotlist_remove) & self.hotlists)
+        if added or removed:
+            self.hotlists = (self.hotlists | set(added)) - set(removed)
+            changes.append(
+                v1.FieldChange(
+                    field="hotlist_ids",
+                    added=[str(h) for h in added],
+                    removed=[str(h) for h in removed],
+                )
+            )
+        if item.custom_fields:
+            self.custom, custom_changes, _ = await _custom_fields.plan_values(
+                ctx, component_id=component_id, current=self.custom, given=item.custom_fields,
+                creating=False, moved=False, path=f"history[{index}].custom_fields",
+            )  # fmt: skip
+            changes.extend(custom_changes)
+        return changes
+
+    async def write(self, ctx: WriteContext, issue_id: int) -> None:
+        """Join and leave the hotlists (the caller must be able to edit each)."""
+        joined = sorted(self.hotlists - self.before)
+        left = sorted(self.before - self.hotlists)
+        await _hotlist_rows(ctx, [*joined, *left], "history.hotlist_add")
+        for hotlist_id in joined:
+            await append_to_hotlist(ctx, hotlist_id, issue_id, "")
+        for hotlist_id in left:
+            await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
+            await ctx.conn.execute(q.COMPACT_RANKS, hotlist_id)
 
 
 async def _check_components(ctx: WriteContext, ids: set[int], external_id: str) -> None:
@@ -298,8 +365,12 @@ async def _extend(
     state = {name: row[name] for name in _SCALARS}
     state["cc"] = sorted(row["cc"])
     replay = _Replay(state, row["closed_at"])
-    for item in newer:
-        replay.apply(item)
+    labels = _Labels(
+        _custom_values.load_values(row["custom_fields"]),
+        await _hotlists_of(ctx, issue_id, newer),
+    )
+    for i, item in enumerate(newer, start=position):
+        replay.apply(item, await labels.apply(ctx, item, replay.state["component_id"], i))
     if not replay.entries:
         await ctx.conn.execute(q.ADVANCE_IMPORT_POSITION, issue_id, len(request.history))
         return issue_id, False, 0
@@ -323,8 +394,13 @@ async def _extend(
     if replay.description is not None:
         await ctx.conn.execute(q.SET_IMPORTED_DESCRIPTION, issue_id, replay.description)
     custom = _custom_values.load_values(row["custom_fields"])
+    if labels.custom != custom:
+        await ctx.conn.execute(
+            q.SET_IMPORTED_CUSTOM_FIELDS, issue_id, _custom_values.dump_values(labels.custom)
+        )
+    await labels.write(ctx, issue_id)
     await _custom_values.sync_rows(
-        ctx.conn, issue_id, before=custom, after=custom,
+        ctx.conn, issue_id, before=custom, after=labels.custom,
         moved=final["component_id"] != row["component_id"],
         status_changed=final["status"] != row["status"],
         component_id=final["component_id"], status=final["status"],

@@ -478,6 +478,8 @@ SELECT $1, e.version, e.author, e.created_at, e.comment, e.changes::jsonb, $7, e
 
 #: The description after an imported edit of it ($2), as EditComment sets it.
 SET_IMPORTED_DESCRIPTION = "UPDATE issues SET description = $2 WHERE id = $1"
+SET_IMPORTED_CUSTOM_FIELDS = "UPDATE issues SET custom_fields = $2::jsonb WHERE id = $1"
+ISSUE_HOTLIST_IDS = "SELECT hotlist_id FROM hotlist_items WHERE issue_id = $1"
 
 #: Announce entries $3 (versions) of issue $2 on channel $1, as
 #: :data:`INSERT_ENTRY_AND_NOTIFY` does for one (delivered on commit).

@@ -39,6 +39,7 @@ from bugless_web.assets import AssetCatalog
 from bugless_web.backends import Backends, Viewer
 from bugless_web.drain import DrainState
 from bugless_web.markup import render_markdown
+from bugless_web.rendered_timelines import RenderedTimelines
 from bugless_web.searching import COLUMNS, saved_search_href
 from bugless_web.session import Session, SessionCodec
 from bugless_web.settings import WebSettings
@@ -99,6 +100,8 @@ class Frontend:
         self.assets = AssetCatalog(archive=settings.asset_archive_dir)
         self.drain = DrainState()
         self.templates = _template_environment(self.assets, auto_reload=settings.dev)
+        #: Issue timelines rendered once per (issue, version, reader).
+        self.timelines = RenderedTimelines(settings.timeline_cache_seconds)
 
     @property
     def backends(self) -> Backends:

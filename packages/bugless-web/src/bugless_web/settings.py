@@ -75,6 +75,11 @@ class WebSettings:
             menus of search and issue pages) are reused. The viewer's own
             hotlist changes through this replica show at once; a hotlist
             shared with them elsewhere shows that late. 0 asks every page.
+        timeline_cache_seconds: How long an issue's rendered history is reused
+            for the same issue version and reader
+            (:mod:`bugless_web.rendered_timelines`). Any change to the issue
+            is a new version and shows at once; a renamed person or component
+            in the history shows this late. 0 renders every page.
         user_cache_seconds: How long each person shown on a page (username,
             display name) is reused before asking the Authenticator again.
             Bounds how late a rename shows and how long an old username still
@@ -172,6 +177,11 @@ class WebSettings:
         help="How long each viewer's own hotlists (the menus of search and issue pages) are "
         "reused; their own hotlist changes show at once; 0 = ask every page.",
     )
+    timeline_cache_seconds: float = setting(
+        5.0,
+        help="How long an issue's rendered timeline is reused for the same version and reader "
+        "(names in it show that late); 0 = render every page.",
+    )
     user_cache_seconds: float = setting(
         5.0,
         deprecated_flags=("--user-cache-ttl",),
@@ -231,6 +241,9 @@ class WebSettings:
             raise ValueError(msg)
         if self.hotlist_cache_seconds < 0:
             msg = f"--hotlist-cache-seconds {self.hotlist_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if self.timeline_cache_seconds < 0:
+            msg = f"--timeline-cache-seconds {self.timeline_cache_seconds:g}: give 0 or more"
             raise ValueError(msg)
         if self.token_cache_seconds < 0:
             msg = f"--token-cache-seconds {self.token_cache_seconds:g}: give 0 or more"

@@ -88,8 +88,8 @@ async def saved_search_list(client: BuglessClient, mine: bool) -> Table:
     """List your saved searches and those shared with you."""
     searches = await client.all_saved_searches(owned_only=mine)
     return Table(
-        headers=["id", "name", "owner", "query"],
-        rows=[[s.id, s.name, s.owner, s.query] for s in searches],
+        headers=["id", "name", "owner", "query", "columns"],
+        rows=[[s.id, s.name, s.owner, s.query, list(s.columns) or "default"] for s in searches],
         data={"saved_searches": searches},
     )
 

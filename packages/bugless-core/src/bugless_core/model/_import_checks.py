@@ -129,11 +129,22 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
             check_issue_fields(entry.fields or v1.IssueFields(), f"{where}.fields", paths)
         _check_user_list(entry.cc_add, f"{where}.cc_add")
         _check_user_list(entry.cc_remove, f"{where}.cc_remove")
-        if entry.edits_description and (paths or entry.cc_add or entry.cc_remove):
+        check_ids(entry.hotlist_add, f"{where}.hotlist_add", limits.MAX_LIST_DELTA)
+        check_ids(entry.hotlist_remove, f"{where}.hotlist_remove", limits.MAX_LIST_DELTA)
+        _check_custom_values(entry.custom_fields, f"{where}.custom_fields")
+        changes = bool(
+            paths
+            or entry.cc_add
+            or entry.cc_remove
+            or entry.hotlist_add
+            or entry.hotlist_remove
+            or entry.custom_fields
+        )
+        if entry.edits_description and changes:
             raise _fail(where, "a description edit changes no fields (give them their own entry)")
         if entry.edits_description and not entry.comment.strip():
             raise _fail(f"{where}.comment", "a description edit needs the new text")
-        if not paths and not entry.cc_add and not entry.cc_remove and not entry.comment.strip():
+        if not changes and not entry.comment.strip():
             raise _fail(where, "an entry needs a comment or a field change")
     modified = _time(request.modified_at, "modified_at", required=False)
     if modified is not None and previous is not None and modified < previous:

@@ -15,7 +15,7 @@ with their offset. Bodies are already Markdown.
 
 Timeline events become history: ``closed`` (with ``state_reason``) and
 ``reopened`` change the status, ``assigned``/``unassigned`` the assignee,
-``renamed`` the title; labels are taken as they are now.
+``renamed`` the title, ``labeled``/``unlabeled`` the labels.
 """
 
 from __future__ import annotations
@@ -188,6 +188,12 @@ class GitHubImporter(Importer):
             elif kind == "renamed":
                 new = str(event["rename"]["to"])
                 change, title = SourceChange("title", old=title, new=new), new
+            elif kind in {"labeled", "unlabeled"} and (event.get("label") or {}).get("name"):
+                name = (str(event["label"]["name"]),)
+                added = kind == "labeled"
+                change = SourceChange(
+                    "labels", added=name if added else (), removed=() if added else name
+                )
             if change is not None:
                 out.append((at, n, SourceEntry(author=actor, at=at, changes=(change,))))
         return out

@@ -9,7 +9,8 @@ for (SQLite, PostgreSQL, MySQL) is read as Trac reads it, through its
 Every ticket is read with the ``ticket`` table's columns and its
 ``ticket_change`` rows; changes made together (one ``time`` and author)
 form one entry, a ``comment`` row being its text. Status and resolution
-are read as one status (``closed/wontfix``). Keywords become labels. A
+are read as one status (``closed/wontfix``). Keywords become labels, and their
+changes label changes. A
 ``description`` change is an edit of the description (entry 1). Wiki
 formatting is converted to Markdown. People are the authenticated sessions'
 logins, with their name and e-mail from the session attributes; a reporter
@@ -58,6 +59,11 @@ _FIELDS = {
 def _time(value: int) -> datetime:
     """Trac's microseconds since the epoch (Trac 1.0 and later)."""
     return datetime.fromtimestamp(value / 1_000_000, UTC)
+
+
+def _keywords(value: object) -> list[str]:
+    """Trac's keywords field: words separated by spaces or commas."""
+    return [k for k in str(value or "").replace(",", " ").split() if k]
 
 
 def _people(value: str | None) -> list[str]:
@@ -192,6 +198,16 @@ class TracImporter(Importer):
                                 removed=tuple(sorted(was - now)),
                             )
                         )
+                elif name == "keywords":
+                    was, now = set(_keywords(old)), set(_keywords(new))
+                    if was != now:
+                        found.append(
+                            SourceChange(
+                                "labels",
+                                added=tuple(sorted(now - was)),
+                                removed=tuple(sorted(was - now)),
+                            )
+                        )
                 elif name in _FIELDS:
                     value_old, value_new = str(old or ""), str(new or "")
                     if name == "owner":
@@ -227,6 +243,6 @@ class TracImporter(Importer):
             component=str(component or ""),
             assignee=_owner(owner),
             cc=tuple(_people(cc)),
-            labels=tuple(k for k in str(keywords or "").replace(",", " ").split() if k),
+            labels=tuple(_keywords(keywords)),
             entries=tuple(entries),
         )

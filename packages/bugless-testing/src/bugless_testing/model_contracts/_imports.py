@@ -16,6 +16,7 @@ from bugless_testing.model_contracts._support import (
     get_issue,
     history,
     make_component,
+    make_hotlist,
     render_issue,
     replay,
     search_ids,
@@ -314,3 +315,49 @@ class ImportContract:
         bad = _request(component.id, _external_id(), v1.ImportedEntry(
             author="a", created_at=_at(1), comment=" ", edits_description=True))  # fmt: skip
         await expect_error(model.import_issue(bad), Status.INVALID_ARGUMENT, "new text")
+
+    async def test_label_changes_apply_only_when_appended_by_a_refresh(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        field = await model.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN, component_id=component.id, name=unique("Area"),
+                type=v1.CustomFieldType.TEXT,
+            )
+        )  # fmt: skip
+        old_hotlist = await make_hotlist(model, caller=IMPORTER)
+        new_hotlist = await make_hotlist(model, caller=IMPORTER)
+        external_id = _external_id()
+        at_creation = v1.ImportedEntry(
+            author="src-dev", created_at=_at(1), hotlist_add=[new_hotlist.id]
+        )
+        request = _request(component.id, external_id, at_creation)
+        request.hotlist_ids = [old_hotlist.id]
+        first = await model.import_issue(request)
+        assert first.issue is not None
+        assert list(first.issue.hotlist_ids) == [old_hotlist.id], "creation takes hotlist_ids"
+        assert first.entries_written == 1
+        request.history += [
+            v1.ImportedEntry(
+                author="src-dev", created_at=_at(2), hotlist_add=[new_hotlist.id],
+                hotlist_remove=[old_hotlist.id],
+                custom_fields=[v1.CustomFieldValue(field_id=field.id, values=["net"])],
+            ),
+            v1.ImportedEntry(  # already out: changes nothing
+                author="src-qa", created_at=_at(3), hotlist_remove=[old_hotlist.id]
+            ),
+        ]  # fmt: skip
+        refreshed = await model.import_issue(request)
+        assert refreshed.entries_written == 1
+        issue = await get_issue(model, first.issue.id)
+        assert list(issue.hotlist_ids) == [new_hotlist.id]
+        assert [(v.field_id, list(v.values)) for v in issue.custom_fields] == [(field.id, ["net"])]
+        entries = await history(model, issue.id)
+        assert (entries[-1].author, entries[-1].created_at) == ("src-dev", _at(2))
+        changes = {c.field: c for c in entries[-1].changes}
+        assert list(changes["hotlist_ids"].added) == [str(new_hotlist.id)]
+        assert list(changes["hotlist_ids"].removed) == [str(old_hotlist.id)]
+        assert [c.new_value for c in changes.values() if c.field_name == field.name] == ["net"]
+        again = await model.import_issue(request)
+        assert again.entries_written == 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
+from markupsafe import Markup
 
 from bugless_core.clients import call
 from bugless_core.errors import (
@@ -108,6 +109,31 @@ async def _issue_page(
         | timeline.people(history)
         | {a.uploader for a in attachments.attachments},
     )
+    frontend = frontend_of(request)
+
+    def render_timeline(csrf_token: str) -> str:
+        return frontend.templates.get_template("_timeline.html").render(
+            history=history,
+            timeline=timeline,
+            names=names,
+            comment_edit=comment_edit,
+            csrf_token=csrf_token,
+        )
+
+    csrf_token = session_of(request).csrf
+    if comment_edit is None:
+        # The reader's own edit forms and the redact forms depend on who reads.
+        key = (
+            issue.id,
+            issue.version,
+            max((e.version for e in history), default=0),
+            viewer.caller.user_id,
+            timeline.can_redact,
+            frontend.assets.build_id,
+        )
+        timeline_html = frontend.timelines.get_or_render(key, csrf_token, render_timeline)
+    else:
+        timeline_html = Markup(render_timeline(csrf_token))
     current_form = EditForm.from_issue(issue, names.users)
     if form is None:
         form = current_form
@@ -120,6 +146,7 @@ async def _issue_page(
             "issue": issue,
             "history": history,
             "timeline": timeline,
+            "timeline_html": timeline_html,
             "comment_edit": comment_edit,
             "related": relations.issues,
             "relations": relations,
