@@ -263,3 +263,16 @@ async def test_query_explain_shows_custom_field_terms() -> None:
     assert 'every custom field named "Found In" is "4.2"' in result.stdout
     assert "custom field 7 is greater than" in result.stdout
     assert "customfield8:any — custom field 8 is set" in result.stdout
+
+
+async def test_query_explain_shows_mention_terms() -> None:
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*BUGLESS_COMMAND, "query", "explain", "mention:me OR -mention:ann"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "mention:me — someone mentioned is me (the signed-in user)" in result.stdout
+    assert "mention:ann — someone mentioned is ann" in result.stdout

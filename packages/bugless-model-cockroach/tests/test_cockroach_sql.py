@@ -56,6 +56,7 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
         'ALTER TABLE "tracker".issue_history SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".attachments SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".issue_custom_values SET LOCALITY REGIONAL BY ROW',
+        'ALTER TABLE "tracker".issue_mentions SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".components SET LOCALITY GLOBAL',
         'ALTER TABLE "tracker".hotlists SET LOCALITY GLOBAL',
         'ALTER TABLE "tracker".custom_fields SET LOCALITY GLOBAL',
@@ -77,6 +78,7 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
                 "saved_search_subscriptions",
                 "notification_settings",
                 "issue_mutes",
+                "issue_mentions_pending",
             )
         ),
     ]

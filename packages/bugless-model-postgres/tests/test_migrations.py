@@ -9,9 +9,18 @@ import asyncpg
 import pytest
 
 from bugless_core.errors import FailedPrecondition
-from bugless_core.migrations import Migration
+from bugless_core.migrations import Migration, quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
+from bugless_proto import v1
+from bugless_testing.model_contracts._support import (
+    eq,
+    make_component,
+    make_issue,
+    search_ids,
+    unique,
+    within,
+)
 
 
 def shipped_migrations() -> list[Migration]:
@@ -81,3 +90,36 @@ async def test_open_refuses_a_schema_newer_than_the_code(model_settings: ModelSe
 async def test_open_refuses_an_unmigrated_database(model_settings: ModelSettings) -> None:
     with pytest.raises(FailedPrecondition, match="bugless model migrate"):
         await PostgresBackend.open(_in_schema(model_settings, "mig_never"))
+
+
+async def test_mentions_written_before_0011_are_backfilled_after_migrating(
+    model_settings: ModelSettings, model: v1.ModelStub
+) -> None:
+    """0011 queues issues with "@" in their texts; ``migrate`` fills their mentions.
+
+    The rows of one issue are removed and the migration's queueing statement
+    run again, as on a database written before 0011; the next ``migrate``
+    (with nothing left to apply) drains the queue with the Python rule.
+    """
+    root = await make_component(model)
+    name = unique("backfilled")
+    issue = await make_issue(model, root.id, description=f"ping @{name}, not me@{name}.x")
+    plain = await make_issue(model, root.id, description="nobody here")
+    mentioning = within(root.id, eq(v1.SearchField.MENTION, name))
+    assert await search_ids(model, mentioning) == [issue.id]
+    (sql,) = [m.sql for m in shipped_migrations() if m.name == "issue_mentions"]
+    queue = sql[sql.index("INSERT INTO issue_mentions_pending") :]
+    conn = await asyncpg.connect(model_settings.database_url)
+    try:
+        await conn.execute(f"SET search_path TO {quote_schema(model_settings.schema)}")
+        await conn.execute("DELETE FROM issue_mentions WHERE issue_id = $1", issue.id)
+        await conn.execute(queue)
+        pending = {r["issue_id"] for r in await conn.fetch("SELECT * FROM issue_mentions_pending")}
+        assert issue.id in pending
+        assert plain.id not in pending
+        assert await search_ids(model, mentioning) == []
+        assert await PostgresBackend.migrate(model_settings) == newest_version()
+        assert await conn.fetchval("SELECT count(*) FROM issue_mentions_pending") == 0
+    finally:
+        await conn.close()
+    assert await search_ids(model, mentioning) == [issue.id]

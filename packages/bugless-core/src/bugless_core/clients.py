@@ -30,7 +30,7 @@ from bugless_core._compat.grpclib import channel_protocol, forget_channel_protoc
 from bugless_core.assertions import METADATA_KEY
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.grpc import CorkedChannel, build_client_ssl_context
-from bugless_core.search import Query, to_structured, user_terms
+from bugless_core.search import Query, mentions_me, to_structured, user_terms
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless_core.clients")
@@ -212,7 +212,8 @@ async def resolve_query(
     links); this takes that tree. Usernames are resolved in one
     ``LookupUsers`` call, each with the placeholders merged into it (a
     term matches those ids too). ``me`` is the caller's user id (None when signed
-    out). Days (``today-7``, ``2026-01-31``) run midnight to midnight in
+    out); ``mention:me`` also looks up the caller's username (mentions are
+    text). Days (``today-7``, ``2026-01-31``) run midnight to midnight in
     ``zone``, the caller's time zone (UTC when None); ``today`` defaults to
     the date there now. Unknown usernames (and ``me`` when signed out) raise
     :class:`bugless_core.search.QuerySyntaxError` with the position.
@@ -230,10 +231,15 @@ async def resolve_query(
         found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=names))
         users = {user.username: user.user_id for user in found.users}
         merged = {user.user_id: list(user.merged_user_ids) for user in found.users}
+    me_name = None
+    if me is not None and mentions_me(query):
+        found = await call(auth.get_users, v1.GetUsersRequest(user_ids=[me]))
+        me_name = found.users[0].username if found.users else None
     zone = zone or datetime.UTC
     return to_structured(
         query,
         me=me,
+        me_name=me_name,
         users=users,
         merged=merged,
         today=today or datetime.datetime.now(zone).date(),

@@ -75,6 +75,11 @@ def test_custom_field_terms(text: str, expected: object) -> None:
         ("is:starred", FieldTerm(Field.STARRED_BY, Operator.EQ, (UserValue("me"),))),
         ("votecount>3", FieldTerm(Field.STAR_COUNT, Operator.GT, (IntValue(3),))),
         ("votecount:0", FieldTerm(Field.STAR_COUNT, Operator.EQ, (IntValue(0),))),
+        ("mention:me", FieldTerm(Field.MENTION, Operator.EQ, (UserValue("me"),))),
+        (
+            "-mention:ann,bo",
+            Not(FieldTerm(Field.MENTION, Operator.EQ, (UserValue("ann"), UserValue("bo")))),
+        ),
     ],
 )
 def test_parity_fields(text: str, expected: object) -> None:
@@ -112,6 +117,7 @@ def test_bad_custom_terms_say_where(text: str, mention: str) -> None:
         'customfield12:4.2 "Found In">=4 -has:foundin sort:-customfield12',
         'customfield3:"a b" closed<today-3 parentid:5+ commenter:me',
         "customfield3:none lastmodifier:ann",
+        "mention:me OR -mention:ann",
     ],
 )
 def test_custom_terms_print_back(text: str) -> None:
@@ -149,3 +155,24 @@ def test_explain_names_custom_fields() -> None:
     assert 'every custom field named "Found In"' in text
     assert "customfield3 (ascending)" in text
     assert isinstance(Query(), Query)
+
+
+def test_mention_terms_carry_lower_case_usernames() -> None:
+    """Mentions are text (``@Ann``): the Model gets usernames, not user ids."""
+    query = parse_query("mention:me,Ann")
+    assert user_terms(query) == {"Ann"}
+    structured = to_structured(
+        query, me="u-me", me_name="Me", users={"Ann": "u-ann"}, today=date(2026, 3, 10)
+    )
+    assert structured.filter is not None
+    mention = structured.filter.term
+    assert mention is not None
+    assert mention.field is v1.SearchField.MENTION
+    assert [v.text for v in mention.values] == ["me", "ann"]
+    with pytest.raises(QuerySyntaxError, match="no user named 'zed'"):
+        to_structured(parse_query("mention:zed"), me=None, users={}, today=date(2026, 3, 10))
+    with pytest.raises(QuerySyntaxError, match="sign in"):
+        to_structured(parse_query("mention:me"), me=None, users={}, today=date(2026, 3, 10))
+    with pytest.raises(QuerySyntaxError, match="username"):
+        to_structured(parse_query("mention:me"), me="u-me", users={}, today=date(2026, 3, 10))
+    assert "mention:me" in explain(query)

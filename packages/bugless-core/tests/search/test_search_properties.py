@@ -162,6 +162,7 @@ def values_for(field: Field) -> st.SearchStrategy[Value]:
             | Field.LAST_MODIFIER
             | Field.LAST_COMMENTER
             | Field.STARRED_BY
+            | Field.MENTION
         ):
             return user_values
         case Field.PRIORITY | Field.SEVERITY:
@@ -300,7 +301,9 @@ def test_to_structured_never_crashes_when_users_resolve(
     if reparse:
         query = parse_query(format_query(query))
     users = {name: f"id-{name}" for name in user_terms(query)}
-    result = outcome(lambda: to_structured(query, me="id-me", users=users, today=today))
+    result = outcome(
+        lambda: to_structured(query, me="id-me", me_name="me", users=users, today=today)
+    )
     if isinstance(result, QuerySyntaxError):
         # Only a relative date reaching back before the year 1 may fail.
         assert "before the year 1" in result.problem

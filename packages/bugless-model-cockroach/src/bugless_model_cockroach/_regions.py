@@ -6,11 +6,12 @@ traffic is (CockroachDB only; a PostgreSQL server refuses). The statements
 follow the CockroachDB SQL reference pages "SET PRIMARY REGION", "ADD REGION",
 "SURVIVE {ZONE, REGION} FAILURE" and "SET LOCALITY":
 
-* ``issues``, ``issue_history``, ``attachments`` and ``issue_custom_values``
-  (the metadata and its search rows): ``REGIONAL BY ROW``. CockroachDB adds
-  the hidden ``crdb_region`` column, defaulting to the gateway region of the
-  inserting connection, so an issue (and its history, attachment and value
-  rows) live where it was filed and reads and writes there stay in-region.
+* ``issues``, ``issue_history``, ``attachments``, ``issue_custom_values`` and
+  ``issue_mentions`` (the metadata and its search rows): ``REGIONAL BY ROW``.
+  CockroachDB adds the hidden ``crdb_region`` column, defaulting to the
+  gateway region of the inserting connection, so an issue (and its history,
+  attachment, value and mention rows) live where it was filed and reads and
+  writes there stay in-region.
 * ``components`` (ACLs included), ``hotlists`` and ``custom_fields`` (the
   definitions): ``GLOBAL``, read on every search and every visibility check
   from every region, rarely written.
@@ -47,7 +48,13 @@ SURVIVAL_GOALS = ("zone", "region")
 #: Regions ``SURVIVE REGION FAILURE`` needs: a quorum must outlive a whole region.
 MIN_REGIONS_FOR_REGION_SURVIVAL = 3
 
-REGIONAL_BY_ROW = ("issues", "issue_history", "attachments", "issue_custom_values")
+REGIONAL_BY_ROW = (
+    "issues",
+    "issue_history",
+    "attachments",
+    "issue_custom_values",
+    "issue_mentions",
+)
 GLOBAL = ("components", "hotlists", "custom_fields")
 IN_PRIMARY_REGION = (
     "hotlist_items",
@@ -66,6 +73,8 @@ IN_PRIMARY_REGION = (
     "saved_search_subscriptions",
     "notification_settings",
     "issue_mutes",
+    # Migration 0011's backfill queue: written once, drained after migrating.
+    "issue_mentions_pending",
 )
 
 

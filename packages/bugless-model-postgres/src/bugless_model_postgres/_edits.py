@@ -24,7 +24,7 @@ from bugless_core.errors import (
     NotFound,
     PermissionDenied,
 )
-from bugless_model_postgres import _issues
+from bugless_model_postgres import _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
 from bugless_model_postgres._convert import caller_role
@@ -150,6 +150,7 @@ async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> tup
     await _issues.record_entry(ctx, issue_id, version, request.comment, [])
     await ctx.conn.execute(MARK_EDIT, issue_id, version, number)
     await ctx.conn.execute(REBUILD_TEXT_VECTORS, issue_id)
+    await _mentions.sync(ctx.conn, issue_id)
     return issue_id, version
 
 
@@ -188,6 +189,7 @@ async def redact(
         if original == 1:
             await ctx.conn.execute(SET_DESCRIPTION, issue_id, "")
         await ctx.conn.execute(REBUILD_TEXT_VECTORS, issue_id)
+        await _mentions.sync(ctx.conn, issue_id)
     version = int(await ctx.conn.fetchval(BUMP_VERSION, issue_id, ctx.now))
     await _issues.record_entry(ctx, issue_id, version, "", [])
     await ctx.conn.execute(

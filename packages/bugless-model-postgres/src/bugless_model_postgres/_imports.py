@@ -26,7 +26,7 @@ from typing import Any
 
 from bugless_core.errors import FailedPrecondition, NotFound, Unavailable
 from bugless_core.issue_fields import ENUM_FIELDS, is_open
-from bugless_model_postgres import _custom_fields, _custom_values
+from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import changes_to_json, scalar_text
@@ -350,6 +350,7 @@ async def _create(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[in
         for hotlist_id in sorted(request.hotlist_ids):
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     await _write_entries(ctx, issue_id, 1, entries, request.external_id)
+    await _mentions.sync(ctx.conn, issue_id)
     return int(issue_id), True, len(entries)
 
 
@@ -405,4 +406,5 @@ async def _extend(
         component_id=final["component_id"], status=final["status"],
     )  # fmt: skip
     await _write_entries(ctx, issue_id, version + 1, replay.entries, request.external_id)
+    await _mentions.sync(ctx.conn, issue_id)
     return issue_id, False, len(replay.entries)

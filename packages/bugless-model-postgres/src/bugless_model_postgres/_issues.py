@@ -22,7 +22,7 @@ from bugless_core.errors import (
     PermissionDenied,
 )
 from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS, is_open
-from bugless_model_postgres import _custom_fields, _custom_values
+from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
     ROLE_NAMES,
@@ -457,6 +457,7 @@ async def create_issue(
         ctx.conn, issue_id, before={}, after=custom, moved=True, status_changed=True,
         component_id=new["component_id"], status=new["status"],
     )  # fmt: skip
+    await _mentions.add(ctx.conn, issue_id, new["title"], request.description)
     if statement is None:
         for hotlist_id in plan.hotlists_added:
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
@@ -640,6 +641,10 @@ async def change_issue(
         await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
         await ctx.conn.execute(q.COMPACT_RANKS, hotlist_id)
     await record_entry(ctx, issue_id, version, comment, plan.changes)
+    if new["title"] != plan.old["title"]:
+        await _mentions.sync(ctx.conn, issue_id)
+    elif comment:
+        await _mentions.add(ctx.conn, issue_id, comment)
     await _write_other_sides(ctx, plan, rows)
     return issue_id, int(version)
 

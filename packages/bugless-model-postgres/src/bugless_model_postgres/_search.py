@@ -321,6 +321,18 @@ def _attachment_term(op: v1.SearchOperator, values: list[Any], params: Params) -
     )
 
 
+def _mention_term(op: v1.SearchOperator, values: list[Any], params: Params) -> str:
+    """Mentions are rows filled on write (:mod:`._mentions`), keyed by issue and username."""
+    if op in (Op.ANY, Op.NONE):
+        some = "EXISTS (SELECT 1 FROM issue_mentions m WHERE m.issue_id = i.id)"
+        return some if op is Op.ANY else f"(NOT {some})"
+    names = params.add(sorted({str(v).lower() for v in values}), "text[]")
+    return (
+        "EXISTS (SELECT 1 FROM issue_mentions m WHERE m.issue_id = i.id "
+        f"AND m.username = ANY ({names}))"
+    )
+
+
 def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
     f, op = term.field, term.op
     values = _values(term)
@@ -333,6 +345,8 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
             bound = params.add(values[0], "timestamptz")
             return f"coalesce(i.closed_at {_COMPARE[op]} {bound}, false)"
         return f"i.closed_at = ANY ({params.add(values, 'timestamptz[]')})"
+    if f is F.MENTION:
+        return _mention_term(op, values, params)
     if f in _HISTORY_PEOPLE:
         if op in (Op.ANY, Op.NONE):
             some = {F.COMMENTER: "i.comment_count > 0", F.STARRED_BY: "i.star_count > 0"}.get(

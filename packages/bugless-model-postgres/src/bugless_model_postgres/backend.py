@@ -46,6 +46,7 @@ from bugless_model_postgres import (
     _hotlists,
     _imports,
     _issues,
+    _mentions,
     _search,
 )
 from bugless_model_postgres import _queries as q
@@ -159,6 +160,7 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
                     pool, settings.schema, cls.migrations(), component=COMPONENT,
                     lock=cls.migration_lock,
                 )  # fmt: skip
+                await _mentions.backfill(pool)
                 await cls._after_migrate(pool, settings)
             return version
         finally:

@@ -35,7 +35,12 @@ from bugless_core.search._error import QuerySyntaxError
 from bugless_core.search._fields import Field, Operator, SortField, TextField
 from bugless_core.search._parser import MAX_NESTING, parse_query
 from bugless_core.search._printer import explain, format_query, query_to_json
-from bugless_core.search._structured import required_user_terms, to_structured, user_terms
+from bugless_core.search._structured import (
+    mentions_me,
+    required_user_terms,
+    to_structured,
+    user_terms,
+)
 
 __all__ = [
     "MAX_NESTING",
@@ -64,6 +69,7 @@ __all__ = [
     "Value",
     "explain",
     "format_query",
+    "mentions_me",
     "parse_query",
     "query_to_json",
     "required_user_terms",

@@ -56,6 +56,9 @@ class Field(StrEnum):
     #: How many starred the issue: Google Issue Tracker's ``votecount`` (its
     #: +1s are bugless' stars).
     STAR_COUNT = "votecount"
+    #: Someone ``@mentioned`` in the title, description or a comment
+    #: (:mod:`bugless_core.mentions`).
+    MENTION = "mention"
 
 
 class TextField(StrEnum):
@@ -172,6 +175,7 @@ FIELD_SPECS: dict[Field, FieldSpec] = {
     Field.ATTACHMENT: FieldSpec(ValueKind.TEXT, nullable=True),
     Field.STARRED_BY: FieldSpec(ValueKind.USER, nullable=True),
     Field.STAR_COUNT: FieldSpec(ValueKind.INTEGER, ordered=True),
+    Field.MENTION: FieldSpec(ValueKind.USER),
 }
 
 #: Every name (canonical or alias, lower case) a query may put before ``:``.
@@ -214,6 +218,7 @@ FIELD_NAMES: dict[str, Field | TextField] = {
     "star": Field.STARRED_BY,
     "starredby": Field.STARRED_BY,
     "votecount": Field.STAR_COUNT,
+    "mention": Field.MENTION,
     "title": TextField.TITLE,
     "comment": TextField.COMMENT,
     "externalid": TextField.EXTERNAL_ID,

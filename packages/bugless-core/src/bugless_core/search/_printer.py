@@ -181,6 +181,7 @@ _LABELS: dict[Field, str] = {
     Field.ATTACHMENT: "an attachment's name",
     Field.STARRED_BY: "a starrer",
     Field.STAR_COUNT: "stars",
+    Field.MENTION: "someone mentioned",
 }
 _TEXT_PLACES: dict[TextField, str] = {
     TextField.TEXT: "title or comments",

@@ -72,6 +72,7 @@ _FIELDS: dict[Field | TextField, v1.SearchField] = {
     Field.LAST_COMMENTER: v1.SearchField.LAST_COMMENTER,
     Field.STARRED_BY: v1.SearchField.STARRED_BY,
     Field.STAR_COUNT: v1.SearchField.STAR_COUNT,
+    Field.MENTION: v1.SearchField.MENTION,
 }
 _OPERATORS: dict[Operator, v1.SearchOperator] = {
     Operator.EQ: v1.SearchOperator.EQ,
@@ -115,6 +116,18 @@ def user_terms(query: Query) -> set[str]:
     return names
 
 
+def mentions_me(query: Query) -> bool:
+    """Whether ``query`` has ``mention:me``: the caller's username is needed too."""
+    if query.filter is None:
+        return False
+    return any(
+        isinstance(node, FieldTerm)
+        and node.field is Field.MENTION
+        and any(isinstance(v, UserValue) and v.is_me for v in node.values)
+        for node in iter_nodes(query.filter)
+    )
+
+
 def _is_relative_day(raw: str) -> bool:
     lowered = raw.lower()
     return lowered == "today" or (
@@ -143,6 +156,7 @@ def to_structured(
     today: date,
     zone: tzinfo = UTC,
     merged: Mapping[str, Sequence[str]] | None = None,
+    me_name: str | None = None,
 ) -> v1.StructuredQuery:
     """Translate ``query`` for the Model, resolving everything caller-relative.
 
@@ -157,6 +171,9 @@ def to_structured(
             into them (``User.merged_user_ids``): a user term matches those
             too, so an imported issue of a merged placeholder is found by its
             new owner's name while its history keeps the placeholder's id.
+        me_name: The signed-in user's username, for ``mention:me``: a
+            mention is text (``@ann``), so mention terms carry lower-case
+            usernames where every other people term carries user ids.
 
     Date semantics: a comparison with a day compares with that day's midnight
     in ``zone`` (``created>today-7`` is "after midnight seven days ago");
@@ -172,7 +189,7 @@ def to_structured(
     """
     if isinstance(today, datetime):
         today = today.date()
-    translator = _Translator(me, users, today, zone, merged or {})
+    translator = _Translator(me, users, today, zone, merged or {}, me_name=me_name)
     try:
         return translator.query(query)
     except _Unresolved as exc:
@@ -246,8 +263,11 @@ class _Translator:
         today: date,
         zone: tzinfo,
         merged: Mapping[str, Sequence[str]],
+        *,
+        me_name: str | None = None,
     ) -> None:
         self.me = me
+        self.me_name = me_name
         self.users = users
         self.merged = merged
         self.today = today
@@ -324,6 +344,8 @@ class _Translator:
         field = _FIELDS[term.field]
         if term.field in (Field.CREATED, Field.MODIFIED, Field.CLOSED):
             return self.date_term(field, term)
+        if term.field is Field.MENTION:
+            return _term(field, term.op, *(self.mentioned(v) for v in term.values))
         values = [self.value(term.field, v) for v in term.values]
         # A named user's merged placeholders are more values of the same OR.
         values += [
@@ -334,6 +356,20 @@ class _Translator:
             if alias not in values
         ]
         return _term(field, term.op, *values, include_subtree=term.include_subtree)
+
+    def mentioned(self, value: Value) -> str:
+        """The lower-case username a mention term looks for (the user must exist)."""
+        if isinstance(value, UserValue) and value.is_me:
+            if self.me is None:
+                raise _Unresolved("sign in to use 'me'", value)
+            if self.me_name is None:
+                raise _Unresolved("'mention:me' needs your username; name yourself", value)
+            return self.me_name.lower()
+        if isinstance(value, UserValue):
+            if value.name not in self.users:
+                raise _Unresolved(f"no user named '{value.name}'", value)
+            return value.name.lower()
+        raise TypeError(f"not a user value: {value!r}")  # pragma: no cover - USER fields only
 
     def date_term(self, field: v1.SearchField, term: FieldTerm) -> v1.SearchNode:
         if term.op is not Operator.EQ:

@@ -1,8 +1,8 @@
 """Contract: the Google Issue Tracker search fields added for parity (issue 18).
 
 ``closed`` (GIT's ``resolved``), ``commenter``, ``modifier``,
-``lastmodifier``, ``lastcommenter`` and ``parentid:N+`` (transitive
-children); custom field terms have their own contract.
+``lastmodifier``, ``lastcommenter``, ``mention`` and ``parentid:N+``
+(transitive children); custom field terms have their own contract.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import datetime
 
 from bugless_core.search.build import term
 from bugless_proto import v1
+from bugless_testing.model_contracts._edits import edit, redact
 from bugless_testing.model_contracts._support import (
     ALICE,
     BOB,
@@ -21,6 +22,7 @@ from bugless_testing.model_contracts._support import (
     make_component,
     make_issue,
     search_ids,
+    unique,
     within,
 )
 
@@ -75,3 +77,45 @@ class SearchParityContract:
         assert await search_ids(model, within(root.id, direct)) == [child.id]
         transitive = term(F.PARENT, Op.EQ, top.id, include_subtree=True)
         assert await search_ids(model, within(root.id, transitive)) == [grandchild.id, child.id]
+
+    async def test_mentions_in_the_title_description_and_current_comments(
+        self, model: v1.ModelStub
+    ) -> None:
+        root = await make_component(model)
+        ann, bob, carol = unique("ann"), unique("bob"), unique("carol")
+
+        async def mentioning(name: str) -> list[int]:
+            return await search_ids(model, within(root.id, eq(F.MENTION, name)))
+
+        titled = await make_issue(model, root.id, title=f"ask @{ann} first")
+        described = await make_issue(model, root.id, description=f"cc @{ann}.")
+        mailed = await make_issue(model, root.id, description=f"mail {ann}@x.example, me@{ann}.x")
+        commented = await make_issue(model, root.id)
+        said = await change(model, commented, comment=f"@{ann.upper()} and @{carol}, look")
+        assert await mentioning(ann) == [commented.id, described.id, titled.id]
+        assert mailed.id not in await mentioning(ann)
+        # Edits count with their latest text; a redaction mentions nobody.
+        await edit(model, commented, said.entry.version, f"only @{bob} now")
+        assert await mentioning(ann) == [described.id, titled.id]
+        assert await mentioning(carol) == []
+        assert await mentioning(bob) == [commented.id]
+        await redact(model, described.id, v1.RedactionTarget.DESCRIPTION)
+        assert await mentioning(ann) == [titled.id]
+        # A new title is read again; a later comment adds its mentions.
+        current = await make_issue(model, root.id, title=f"@{carol} first")
+        await change(model, titled, delta(title="nobody named"), comment=f"hi @{carol}")
+        assert await mentioning(ann) == []
+        assert await mentioning(carol) == [current.id, titled.id]
+        either = eq(F.MENTION, bob, carol)
+        assert await search_ids(model, within(root.id, either)) == [
+            current.id,
+            commented.id,
+            titled.id,
+        ]
+        nobody = within(root.id, term(F.MENTION, Op.NONE))
+        assert await search_ids(model, nobody) == [mailed.id, described.id]
+        assert await search_ids(model, within(root.id, term(F.MENTION, Op.ANY))) == [
+            current.id,
+            commented.id,
+            titled.id,
+        ]

@@ -1,0 +1,85 @@
+"""Who is ``@mentioned`` in each issue, kept as rows for ``mention:`` searches.
+
+``issue_mentions`` (migration 0011) holds one row per issue and lower-case
+username mentioned in the issue's title or in the current text of its
+description or a comment: the latest edit of each entry, redacted text
+blank. Mentions are found with the one rule the web's renderer and the
+notifier use (:func:`bugless_core.mentions.mentioned_usernames`), so a search
+finds exactly the mentions people see linked and were notified of.
+
+Every write that changes those texts calls :func:`add` (a new comment or a
+new issue: mentions can only grow) or :func:`sync` (a title change, an edit,
+a redaction, an import: recomputed from what is stored) inside its own
+transaction. Issues written before 0011 are filled by :func:`backfill`,
+which the Model runs right after migrating.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bugless_core.mentions import mentioned_usernames
+
+__all__ = ["add", "backfill", "sync"]
+
+#: The issue's title, then the current text of every entry (its latest edit).
+_TEXTS = """
+SELECT title AS body FROM issues WHERE id = $1
+UNION ALL
+SELECT cur.body FROM (
+    SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version)) h.comment AS body
+      FROM issue_history h
+     WHERE h.issue_id = $1
+     ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
+) cur
+"""
+_INSERT = """
+INSERT INTO issue_mentions (issue_id, username)
+SELECT $1, n FROM unnest($2::text[]) AS n
+ON CONFLICT DO NOTHING
+"""
+_DELETE_OTHERS = """
+DELETE FROM issue_mentions WHERE issue_id = $1 AND NOT (username = ANY ($2::text[]))
+"""
+_LOCK_ISSUE = "SELECT id FROM issues WHERE id = $1 FOR UPDATE"
+_NEXT_PENDING = "SELECT issue_id FROM issue_mentions_pending ORDER BY issue_id LIMIT $1"
+_DONE = "DELETE FROM issue_mentions_pending WHERE issue_id = ANY ($1::bigint[])"
+#: Issues per backfill transaction.
+BACKFILL_BATCH = 500
+
+
+async def add(conn: Any, issue_id: int, *texts: str) -> None:
+    """Record the mentions in ``texts``, new text of issue ``issue_id``."""
+    names = mentioned_usernames(*texts)
+    if names:
+        await conn.execute(_INSERT, issue_id, names)
+
+
+async def sync(conn: Any, issue_id: int) -> None:
+    """Recompute issue ``issue_id``'s mentions from its stored texts."""
+    texts = [row["body"] or "" for row in await conn.fetch(_TEXTS, issue_id)]
+    names = mentioned_usernames(*texts)
+    await conn.execute(_DELETE_OTHERS, issue_id, names)
+    if names:
+        await conn.execute(_INSERT, issue_id, names)
+
+
+async def backfill(pool: Any) -> int:
+    """Fill the mentions of the issues migration 0011 queued; how many were done.
+
+    Batches of :data:`BACKFILL_BATCH` issues, each in one transaction that
+    locks its issues first, so a write racing it recomputes after (or before)
+    it, never in between. Several replicas may run it at once: a batch done
+    twice writes the same rows.
+    """
+    done = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = [int(r["issue_id"]) for r in await conn.fetch(_NEXT_PENDING, BACKFILL_BATCH)]
+            if not ids:
+                return done
+            for issue_id in ids:
+                await conn.fetchval(_LOCK_ISSUE, issue_id)
+                await sync(conn, issue_id)
+            await conn.execute(_DONE, ids)
+        done += len(ids)
