@@ -157,3 +157,21 @@ async def test_query_string_and_structured_query_are_anded(connect_as: ConnectAs
 async def test_a_missing_issue_is_not_found(connect_as: ConnectAs) -> None:
     with pytest.raises(NotFound):
         await connect_as("robot").get_issue(987_654_321)
+
+
+async def test_mention_me_finds_what_mentions_the_caller_by_username(
+    connect_as: ConnectAs,
+) -> None:
+    """``mention:me`` needs the caller's username (mentions are text): the API looks it up."""
+    robot = connect_as("robot")
+    component_id = await _component(robot, "Mentions")
+    to_robot = await robot.create_issue("for a bot", component_id, description="ask @Robot.")
+    to_boss = await robot.create_issue("for a person", component_id, description="ask @boss")
+    await robot.comment(to_boss.id, "and @robot too")
+    await robot.create_issue("to nobody", component_id, description="mail robot@x.example")
+    found = await robot.search_issues(f"mention:me c:{component_id} sort:id")
+    assert [i.id for i in found.issues] == [to_robot.id, to_boss.id]
+    found = await robot.search_issues(f"mention:boss c:{component_id}")
+    assert [i.id for i in found.issues] == [to_boss.id]
+    with pytest.raises(InvalidArgument, match="no user named"):
+        await robot.search_issues(f"mention:nobody-{secrets.token_hex(3)}")

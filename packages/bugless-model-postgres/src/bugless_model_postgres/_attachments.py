@@ -27,7 +27,7 @@ from bugless_core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from bugless_model_postgres import _issues
+from bugless_model_postgres import _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
 from bugless_model_postgres._convert import Conn, Row, caller_role, one_row
@@ -220,6 +220,7 @@ async def record_upload(
     comment = header.comment
     version = int(await ctx.conn.fetchval(BUMP, issue_id, ctx.now, 1 if comment else 0, comment))
     await _issues.record_entry(ctx, issue_id, version, comment, [])
+    await _mentions.add(ctx.conn, issue_id, comment)
     row = await ctx.conn.fetchrow(
         INSERT, issue_id, version, name, ref.size, content_type, header.content_type,
         bytes.fromhex(ref.sha256), ctx.caller.user_id, ctx.now,

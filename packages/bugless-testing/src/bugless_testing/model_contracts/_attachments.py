@@ -30,6 +30,7 @@ from bugless_testing.model_contracts._support import (
     make_component,
     make_issue,
     search_ids,
+    unique,
     user_entry,
     within,
 )
@@ -415,6 +416,16 @@ class AttachmentContract:
         assert await ids(term(field, v1.SearchOperator.NONE)) == {bare.id}
         assert await ids(term(field, v1.SearchOperator.EQ, "crash")) == {logs.id}
         assert await ids(term(field, v1.SearchOperator.EQ, "nothing", "SHOT")) == {shots.id}
+
+    async def test_the_comment_of_an_attaching_entry_mentions_people(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        issue = await make_issue(model, component.id)
+        name = unique("viewer")
+        await upload(model, issue.id, b"boom", comment=f"@{name} see the log")
+        mentioning = term(v1.SearchField.MENTION, v1.SearchOperator.EQ, name)
+        assert await search_ids(model, within(component.id, mentioning)) == [issue.id]
 
     @requires_capability(Capability.WATCH)
     async def test_a_watched_issue_shows_the_attaching_entry_with_its_files(
