@@ -14,8 +14,12 @@ TODAY = date(2026, 3, 10)
 
 def _times(text: str, zone: ZoneInfo | None = None) -> list[datetime]:
     """Every instant the structured query compares with, in order."""
-    kwargs = {"zone": zone} if zone is not None else {}
-    query = to_structured(parse_query(text), me=None, users={}, today=TODAY, **kwargs)
+    parsed = parse_query(text)
+    query = (
+        to_structured(parsed, me=None, users={}, today=TODAY)
+        if zone is None
+        else to_structured(parsed, me=None, users={}, today=TODAY, zone=zone)
+    )
     found: list[datetime] = []
 
     def walk(node: v1.SearchNode) -> None:
