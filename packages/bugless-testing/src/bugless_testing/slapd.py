@@ -248,6 +248,15 @@ class Slapd:
         default_factory=lambda: (reserve_port(), reserve_port()), repr=False
     )
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: A plain LDAP port of its own for replication (a syncrepl consumer), so the
+    #: listen queue of :attr:`port` counts only the clients under test.
+    replication_reservation: socket.socket = field(default_factory=reserve_port, repr=False)
+
+    @property
+    def replication_url(self) -> str:
+        """``ldap://127.0.0.1:PORT`` of the replication-only listener."""
+        port: int = self.replication_reservation.getsockname()[1]
+        return f"ldap://127.0.0.1:{port}"
 
     @property
     def port(self) -> int:
@@ -285,7 +294,7 @@ class Slapd:
                 "-f",
                 str(self.root / "slapd.conf"),
                 "-h",
-                f"{self.url}/ {self.ldaps_url}/",
+                f"{self.url}/ {self.ldaps_url}/ {self.replication_url}/",
                 "-d",
                 "stats" if self.log_operations else "0",
             ],
@@ -297,6 +306,7 @@ class Slapd:
         while not (
             holds_listener(self.process.pid, self.port)
             and holds_listener(self.process.pid, self.ldaps_port)
+            and holds_listener(self.process.pid, self.replication_reservation.getsockname()[1])
         ):
             if self.process.poll() is not None:
                 raise RuntimeError(f"slapd exited with {self.process.returncode}: {self.log}")
@@ -361,7 +371,7 @@ class Slapd:
     def close(self) -> None:
         """Stop the server and release its ports."""
         self.stop()
-        for sock in self.reservations:
+        for sock in (*self.reservations, self.replication_reservation):
             sock.close()
 
     def ldapadd(self, ldif: str) -> None:

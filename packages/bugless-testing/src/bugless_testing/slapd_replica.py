@@ -70,7 +70,7 @@ def _consumer_database(provider: Slapd) -> str:
     # memberof module defines, and must not run the overlay a second time.
     return f"""index entryCSN,entryUUID eq
 syncrepl rid=001
-  provider={provider.url}
+  provider={provider.replication_url}
   type=refreshAndPersist
   searchbase="{BASE_DN}"
   scope=sub
