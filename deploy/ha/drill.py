@@ -216,7 +216,26 @@ async def _check_mutual_tls(topology: Topology, report: DrillReport) -> None:
     for target, (port, service) in targets.items():
         plaintext = await grpc_health(port, service, probe=None, ca=None)
         report.plaintext_refused[target] = plaintext is None
-        report.mutual_tls_serving[target] = await topology.health(port, service) == "SERVING"
+        report.mutual_tls_serving[target] = await _serving_over_mutual_tls(topology, port, service)
+
+
+async def _serving_over_mutual_tls(
+    topology: Topology, port: int, service: str, *, within: float = 20.0
+) -> bool:
+    """Whether ``port`` answers ``service`` SERVING over mutual TLS within ``within`` s.
+
+    Asked again until then: an API replica's own health opens fresh mutual-TLS
+    connections to both backends behind HAProxy, which can take more than the
+    1 s of one health probe on a loaded machine, and a slow answer is not a
+    refused one.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        if await topology.health(port, service, within=5.0) == "SERVING":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.5)
 
 
 def _error_window(tally: PhaseTally, since: float) -> float:
