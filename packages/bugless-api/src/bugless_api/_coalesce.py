@@ -28,9 +28,10 @@ What a caller sees does not change:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
+from bugless_api._batching import PerCallerBatcher
 from bugless_api._users import UserDirectory, UserRefs
 from bugless_core import limits
 from bugless_core.errors import NotFound
@@ -38,12 +39,6 @@ from bugless_proto import v1
 
 #: Fetches issues for one caller: the gateway's Model ``BatchGetIssues`` call.
 BatchGet = Callable[[v1.BatchGetIssuesRequest], Awaitable[v1.BatchGetIssuesResponse]]
-
-_CallerKey = tuple[str, tuple[str, ...], bool]
-
-
-def _key(caller: v1.Caller) -> _CallerKey:
-    return (caller.user_id, tuple(sorted(caller.groups)), caller.admin)
 
 
 @dataclass
@@ -57,7 +52,7 @@ class _Batch:
         return future
 
 
-class IssueReader:
+class IssueReader(PerCallerBatcher[_Batch]):
     """Answers GetIssue calls through batched Model and Authenticator calls.
 
     Args:
@@ -78,16 +73,9 @@ class IssueReader:
         """Read through ``batch_get``; name people through ``users``."""
         if not 1 <= max_batch <= limits.MAX_BATCH_GET:
             raise ValueError(f"max_batch must be 1..{limits.MAX_BATCH_GET}")
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+        super().__init__(max_batch=max_batch, max_in_flight=max_in_flight)
         self._batch_get = batch_get
         self._users = users
-        self._max_batch = max_batch
-        self._max_in_flight = max_in_flight
-        self._open: dict[_CallerKey, _Batch] = {}
-        self._ready: list[_Batch] = []
-        self._flush_scheduled = False
-        self._running: set[asyncio.Task[None]] = set()
 
     async def get(self, caller: v1.Caller, issue_id: int) -> v1.Issue:
         """The issue with usernames, as GetIssue by ``caller`` would return it.
@@ -96,46 +84,20 @@ class IssueReader:
             NotFound: The issue does not exist or the caller may not view it.
             BuglessError: The batch failed (each of its calls gets the error).
         """
-        key = _key(caller)
-        batch = self._open.get(key)
-        if batch is None:
-            batch = self._open[key] = _Batch(caller)
-            self._ready.append(batch)
+        batch = self._batch_for(caller)
         future = batch.add(issue_id)
-        if len(batch.waiters) >= self._max_batch:
-            del self._open[key]  # full: later calls start the next batch
-        self._schedule()
+        self._added(batch)
         return await future
 
-    def _schedule(self) -> None:
-        if not self._flush_scheduled and len(self._running) < self._max_in_flight:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+    def _new_batch(self, caller: v1.Caller) -> _Batch:
+        return _Batch(caller)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        while self._ready and len(self._running) < self._max_in_flight:
-            batch = self._ready.pop(0)
-            if self._open.get(_key(batch.caller)) is batch:
-                del self._open[_key(batch.caller)]  # sent: never joined again
-            task = asyncio.create_task(self._answer(batch))
-            self._running.add(task)
-            task.add_done_callback(self._finished)
+    def _size(self, batch: _Batch) -> int:
+        return len(batch.waiters)  # distinct issues
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        if self._ready:
-            self._schedule()
-
-    async def _answer(self, batch: _Batch) -> None:
-        try:
-            await self._resolve(batch)
-        finally:
-            # Cancelled (the server is closing): no waiter may hang on it.
-            for futures in batch.waiters.values():
-                for future in futures:
-                    if not future.done():
-                        future.cancel()
+    def _waiters(self, batch: _Batch) -> Iterator[asyncio.Future[v1.Issue]]:
+        for futures in batch.waiters.values():
+            yield from futures
 
     async def _resolve(self, batch: _Batch) -> None:
         try:
@@ -146,10 +108,7 @@ class IssueReader:
             refs.issues(reply.issues)
             await self._users.to_usernames(refs)
         except Exception as exc:  # every call of the batch fails the same way
-            for futures in batch.waiters.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(exc)
+            self._fail_all(batch, exc)
             return
         found = {issue.id: issue for issue in reply.issues}
         for issue_id, futures in batch.waiters.items():
@@ -166,8 +125,3 @@ class IssueReader:
                     )
                 else:
                     future.set_result(issue)
-
-    async def close(self) -> None:
-        """Wait for the batches being answered (the server is stopping)."""
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)

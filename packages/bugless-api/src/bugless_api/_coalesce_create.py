@@ -24,9 +24,10 @@ What a caller sees does not change:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from bugless_api._batching import PerCallerBatcher
 from bugless_api._users import UserDirectory, UserRefs
 from bugless_core import limits
 from bugless_core.errors import from_status
@@ -34,12 +35,6 @@ from bugless_proto import v1
 
 #: Creates issues for one caller: the gateway's Model ``BatchCreateIssues`` call.
 BatchCreate = Callable[[v1.BatchCreateIssuesRequest], Awaitable[v1.BatchCreateIssuesResponse]]
-
-_CallerKey = tuple[str, tuple[str, ...], bool]
-
-
-def _key(caller: v1.Caller) -> _CallerKey:
-    return (caller.user_id, tuple(sorted(caller.groups)), caller.admin)
 
 
 @dataclass
@@ -55,7 +50,7 @@ class _Batch:
         return future
 
 
-class IssueCreator:
+class IssueCreator(PerCallerBatcher[_Batch]):
     """Answers CreateIssue calls through batched Model and Authenticator calls.
 
     Args:
@@ -76,16 +71,9 @@ class IssueCreator:
         """Create through ``batch_create``; name people through ``users``."""
         if not 1 <= max_batch <= limits.MAX_BATCH_CREATE:
             raise ValueError(f"max_batch must be 1..{limits.MAX_BATCH_CREATE}")
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+        super().__init__(max_batch=max_batch, max_in_flight=max_in_flight)
         self._batch_create = batch_create
         self._users = users
-        self._max_batch = max_batch
-        self._max_in_flight = max_in_flight
-        self._open: dict[_CallerKey, _Batch] = {}
-        self._ready: list[_Batch] = []
-        self._flush_scheduled = False
-        self._running: set[asyncio.Task[None]] = set()
 
     async def create(self, caller: v1.Caller, item: v1.CreateIssueRequest) -> v1.Issue:
         """The new issue with usernames, as CreateIssue by ``caller`` would return it.
@@ -96,45 +84,19 @@ class IssueCreator:
             BuglessError: What this item's own CreateIssue would have raised,
                 or the batch's failure.
         """
-        key = _key(caller)
-        batch = self._open.get(key)
-        if batch is None:
-            batch = self._open[key] = _Batch(caller)
-            self._ready.append(batch)
+        batch = self._batch_for(caller)
         future = batch.add(item)
-        if len(batch.items) >= self._max_batch:
-            del self._open[key]  # full: later calls start the next batch
-        self._schedule()
+        self._added(batch)
         return await future
 
-    def _schedule(self) -> None:
-        if not self._flush_scheduled and len(self._running) < self._max_in_flight:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+    def _new_batch(self, caller: v1.Caller) -> _Batch:
+        return _Batch(caller)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        while self._ready and len(self._running) < self._max_in_flight:
-            batch = self._ready.pop(0)
-            if self._open.get(_key(batch.caller)) is batch:
-                del self._open[_key(batch.caller)]  # sent: never joined again
-            task = asyncio.create_task(self._answer(batch))
-            self._running.add(task)
-            task.add_done_callback(self._finished)
+    def _size(self, batch: _Batch) -> int:
+        return len(batch.items)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        if self._ready:
-            self._schedule()
-
-    async def _answer(self, batch: _Batch) -> None:
-        try:
-            await self._resolve(batch)
-        finally:
-            # Cancelled (the server is closing): no waiter may hang on it.
-            for future in batch.waiters:
-                if not future.done():
-                    future.cancel()
+    def _waiters(self, batch: _Batch) -> Iterable[asyncio.Future[v1.Issue]]:
+        return batch.waiters
 
     async def _resolve(self, batch: _Batch) -> None:
         try:
@@ -146,9 +108,7 @@ class IssueCreator:
             refs.issues(created)
             await self._users.to_usernames(refs)
         except Exception as exc:  # every call of the batch fails the same way
-            for future in batch.waiters:
-                if not future.done():
-                    future.set_exception(exc)
+            self._fail_all(batch, exc)
             return
         for future, result in zip(batch.waiters, reply.results, strict=False):
             if future.done():  # the caller went away
@@ -164,8 +124,3 @@ class IssueCreator:
                 future.set_exception(
                     from_status(13, "the Model answered fewer results than items were sent")
                 )
-
-    async def close(self) -> None:
-        """Wait for the batches being answered (the server is stopping)."""
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)

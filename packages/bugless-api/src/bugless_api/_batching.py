@@ -1,0 +1,136 @@
+"""Per-caller batching of concurrent calls: the scheduling both coalescers share.
+
+:class:`bugless_api._coalesce.IssueReader` (GetIssue → BatchGetIssues) and
+:class:`bugless_api._coalesce_create.IssueCreator` (CreateIssue →
+BatchCreateIssues) differ only in what a batch holds and how its answer is
+handed out; when a batch opens, fills, is sent and is cancelled is the same
+rule for both, so it lives here once:
+
+* A batch belongs to one caller (user, groups, admin): the Model checks it
+  as that caller's own calls.
+* A batch is sent after every call in it arrived, never joined once sent.
+* While ``max_in_flight`` batches are being answered, new calls wait for the
+  next free slot and gather into larger batches; when idle a call is sent on
+  the next loop turn.
+* A batch cancelled while answered (the server is closing) cancels every
+  waiter still pending, so none hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Generic, Protocol, TypeVar
+
+from bugless_proto import v1
+
+_CallerKey = tuple[str, tuple[str, ...], bool]
+
+
+def caller_key(caller: v1.Caller) -> _CallerKey:
+    """What makes two calls the same caller's: user, groups and admin."""
+    return (caller.user_id, tuple(sorted(caller.groups)), caller.admin)
+
+
+class Batch(Protocol):
+    """What the scheduler needs of a batch: its caller."""
+
+    caller: v1.Caller
+
+
+B = TypeVar("B", bound=Batch)
+
+
+class PerCallerBatcher(ABC, Generic[B]):
+    """Collects calls into per-caller batches and sends them, a few at a time.
+
+    Args:
+        max_batch: Most items per batch (a full batch is closed to new calls).
+        max_in_flight: Most batches being answered at once.
+    """
+
+    def __init__(self, *, max_batch: int, max_in_flight: int) -> None:
+        """Validate the bounds; no batch is open yet."""
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
+        self._open: dict[_CallerKey, B] = {}
+        self._ready: list[B] = []
+        self._flush_scheduled = False
+        self._running: set[asyncio.Task[None]] = set()
+
+    @abstractmethod
+    def _new_batch(self, caller: v1.Caller) -> B:
+        """An empty batch for ``caller``."""
+
+    @abstractmethod
+    def _size(self, batch: B) -> int:
+        """How many items ``batch`` holds (compared with ``max_batch``)."""
+
+    @abstractmethod
+    def _waiters(self, batch: B) -> Iterable[asyncio.Future[v1.Issue]]:
+        """Every future a call of ``batch`` awaits."""
+
+    @abstractmethod
+    async def _resolve(self, batch: B) -> None:
+        """Send ``batch`` and settle its waiters (each with its result or error)."""
+
+    def _batch_for(self, caller: v1.Caller) -> B:
+        """The open batch of ``caller``, opened if there is none."""
+        key = caller_key(caller)
+        batch = self._open.get(key)
+        if batch is None:
+            batch = self._open[key] = self._new_batch(caller)
+            self._ready.append(batch)
+        return batch
+
+    def _added(self, batch: B) -> None:
+        """A call joined ``batch``: close it when full, and make sure it will be sent."""
+        if self._size(batch) >= self._max_batch:
+            key = caller_key(batch.caller)
+            if self._open.get(key) is batch:
+                del self._open[key]  # full: later calls start the next batch
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled and len(self._running) < self._max_in_flight:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._ready and len(self._running) < self._max_in_flight:
+            batch = self._ready.pop(0)
+            key = caller_key(batch.caller)
+            if self._open.get(key) is batch:
+                del self._open[key]  # sent: never joined again
+            task = asyncio.create_task(self._answer(batch))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._ready:
+            self._schedule()
+
+    async def _answer(self, batch: B) -> None:
+        try:
+            await self._resolve(batch)
+        finally:
+            # Cancelled (the server is closing): no waiter may hang on it.
+            for future in self._waiters(batch):
+                if not future.done():
+                    future.cancel()
+
+    def _fail_all(self, batch: B, exc: BaseException) -> None:
+        """Every call of ``batch`` fails the way the whole batch did."""
+        for future in self._waiters(batch):
+            if not future.done():
+                future.set_exception(exc)
+
+    async def close(self) -> None:
+        """Wait for the batches being answered (the server is stopping)."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
