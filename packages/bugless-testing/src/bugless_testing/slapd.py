@@ -332,6 +332,14 @@ class Slapd:
         """SIGSTOP: the kernel still accepts connections, nobody answers (a hung server)."""
         assert self.process is not None, "slapd is not running"
         self.process.send_signal(signal.SIGSTOP)
+        # The stop takes effect asynchronously: wait until the kernel reports the
+        # process stopped, so a probe sent right after cannot still be answered.
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        deadline = time.monotonic() + 5
+        while stat.read_text().rpartition(")")[2].split()[0] != "T":
+            if time.monotonic() > deadline:
+                raise RuntimeError("slapd did not stop within 5 s of SIGSTOP")
+            time.sleep(0.005)
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause` (harmless on a running server)."""
