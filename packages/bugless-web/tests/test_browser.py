@@ -17,7 +17,7 @@ from browser_support import (
     sign_in,
     start_web_server,
 )
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import BrowserContext, Page, expect
 from web_support import World
 from xss_corpus import PAYLOADS
 
@@ -136,6 +136,19 @@ def test_stale_edit_conflict_in_two_tabs(
     expect(second.page.locator(".fields")).to_contain_text("P1")  # tab one's change kept
 
 
+def _expect_ranked_order(page: Page, ids: list[int]) -> None:
+    """Waits until the hotlist table shows exactly ``ids`` in this order.
+
+    The rank form and the drag script both reload the page; reading the rows
+    once right after the click can see the page between unload and load (no
+    rows at all), so each row is asserted with Playwright's retrying expect.
+    """
+    rows = page.locator("table.ranked tbody tr.row")
+    expect(rows).to_have_count(len(ids))
+    for position, issue_id in enumerate(ids):
+        expect(rows.nth(position)).to_have_attribute("data-issue", str(issue_id))
+
+
 def test_hotlist_rerank_by_drag_and_drop_and_form(
     web_server: RunningService, context: BrowserContext, tmp_path: Path
 ) -> None:
@@ -154,24 +167,13 @@ def test_hotlist_rerank_by_drag_and_drop_and_form(
     # Drag the last onto the first (the script posts the new rank, then reloads).
     with page.expect_navigation():
         rows.nth(2).drag_to(rows.nth(0))
-    order = [
-        int(r)
-        for r in page.locator("table.ranked tbody tr.row").evaluate_all(
-            "rows => rows.map(r => r.dataset.issue)"
-        )
-    ]
-    assert order == [ids[2], ids[0], ids[1]]
+    _expect_ranked_order(page, [ids[2], ids[0], ids[1]])
     # Form fallback: move the first to position 3.
     first_form = page.locator("table.ranked tbody tr.row").nth(0).locator(".rank-form")
     first_form.locator('input[name="position"]').fill("3")
-    first_form.locator('button:has-text("Move")').click()
-    order = [
-        int(r)
-        for r in page.locator("table.ranked tbody tr.row").evaluate_all(
-            "rows => rows.map(r => r.dataset.issue)"
-        )
-    ]
-    assert order == [ids[0], ids[1], ids[2]]
+    with page.expect_navigation():
+        first_form.locator('button:has-text("Move")').click()
+    _expect_ranked_order(page, [ids[0], ids[1], ids[2]])
     note = page.locator("table.ranked tbody tr.row").nth(1).locator('input[name="note"]')
     note.fill("needs design review")
     page.locator("table.ranked tbody tr.row").nth(1).locator('button:has-text("Save")').click()
