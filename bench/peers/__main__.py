@@ -7,8 +7,10 @@ Steps: start the shared PostgreSQL cluster; seed bugless and export the same
 data set (once per size); install and load each peer (once per size: a
 ``loaded`` marker in its directory skips it); then, one tracker at a time,
 serve it, remove issues a previous create run left, warm up, and measure the
-three read workloads with ``wrk`` and the create workload with the asyncio
-generator. Prints the table (Markdown) and writes it with the raw figures to
+read workloads with ``wrk`` and the create workload with the asyncio
+generator, taking the CPU the tracker's processes and PostgreSQL spent per
+request and the load average around each run (:mod:`bench.peers._cpu`).
+Prints the tables (Markdown) and writes them with the raw figures to
 ``<workdir>/results-<issues>.json``. Every server is stopped on exit.
 """
 
@@ -21,13 +23,14 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
 
 from bench.peers._bugless import BuglessPeer
 from bench.peers._bugless_seed import seeded_inputs
+from bench.peers._cpu import CpuSample, postmaster_pid, sample
 from bench.peers._export import DatasetMeta, export, long_comments_of
 from bench.peers._loadgen import LoadResult, run_calls, run_wrk
 from bench.peers._peer import Peer, PeerContext, run
@@ -113,14 +116,15 @@ def _prepare(peer: Peer) -> None:
 def _check_pages(peer: Peer, urls: dict[str, str], headers: dict[str, str]) -> None:
     """Fetch each read page once, keep it, and check it shows what it should.
 
-    The search page must show the search word, the issue page the last of the
-    long issue's comments; pages are saved under ``<peer home>/pages``.
+    The search pages must show the search word, the issue page the last of
+    the long issue's comments; pages are saved under ``<peer home>/pages``.
     """
     meta = peer.context.meta
     last_comment = long_comments_of(peer.context.dataset_dir, meta.long_issue)[-1]
     expected = {
         "list": [],
         "search": [meta.search_word],
+        "search10": [meta.search_word],
         "issue": [" ".join(last_comment.split()[:3])],
     }
     pages = peer.home / "pages"
@@ -137,12 +141,37 @@ def _check_pages(peer: Peer, urls: dict[str, str], headers: dict[str, str]) -> N
             raise RuntimeError(msg)
 
 
+def _with_cpu(result: LoadResult, before: CpuSample, after: CpuSample) -> LoadResult:
+    """``result`` with the CPU per successful request and the load of its run."""
+    done = max(1, result.requests - result.errors)
+    return replace(
+        result,
+        server_cpu_ms=(after.server - before.server) * 1000.0 / done,
+        postgres_cpu_ms=(after.postgres - before.postgres) * 1000.0 / done,
+        load=(before.load, after.load),
+    )
+
+
+def _report(peer: Peer, workload: str, result: LoadResult) -> None:
+    unit = "issues/s" if workload == "create" else "req/s"
+    print(
+        f"  {peer.name} {workload}: {result.throughput:.1f} {unit}, p50 "
+        f"{result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, {result.errors} errors; "
+        f"CPU ms/req {result.server_cpu_ms:.2f} server + {result.postgres_cpu_ms:.2f} "
+        f"postgres; load {result.load[0]:.1f}-{result.load[1]:.1f} {result.note}",
+        flush=True,
+    )
+
+
 def _measure(peer: Peer, options: RunOptions) -> dict[str, LoadResult]:
     peer.reset_creates()
     results: dict[str, LoadResult] = {}
+    postmaster = postmaster_pid(peer.context.cluster.data_dir)
     with peer.serve() as base_url:
         targets = peer.read_targets(base_url)
         urls = {"list": targets.list_url, "search": targets.search_url, "issue": targets.issue_url}
+        if targets.search10_url is not None:
+            urls["search10"] = targets.search10_url
         _check_pages(peer, urls, targets.headers)
         for workload, url in urls.items():
             run_wrk(
@@ -151,29 +180,19 @@ def _measure(peer: Peer, options: RunOptions) -> dict[str, LoadResult]:
                 concurrency=options.concurrency,
                 seconds=options.warmup_seconds,
             )
+            before = sample(postmaster)
             result = run_wrk(
                 url, targets.headers, concurrency=options.concurrency, seconds=options.seconds
             )
-            results[workload] = result
-            print(
-                f"  {peer.name} {workload}: {result.throughput:.1f} req/s, p50 "
-                f"{result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-                f"{result.errors} errors",
-                flush=True,
-            )
-        results["create"] = asyncio.run(_creates(peer, base_url, options))
-        result = results["create"]
-        print(
-            f"  {peer.name} create: {result.throughput:.1f} issues/s, p50 "
-            f"{result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, {result.errors} errors "
-            f"{result.note}",
-            flush=True,
-        )
+            results[workload] = _with_cpu(result, before, sample(postmaster))
+            _report(peer, workload, results[workload])
+        results["create"] = asyncio.run(_creates(peer, base_url, options, postmaster))
+        _report(peer, "create", results["create"])
     peer.reset_creates()
     return results
 
 
-async def _creates(peer: Peer, base_url: str, options: RunOptions) -> LoadResult:
+async def _creates(peer: Peer, base_url: str, options: RunOptions, postmaster: int) -> LoadResult:
     call, close = peer.create_call(base_url)
     try:
         await run_calls(
@@ -182,13 +201,15 @@ async def _creates(peer: Peer, base_url: str, options: RunOptions) -> LoadResult
             seconds=10.0,
             max_requests=options.concurrency * 3,
         )
-        return await run_calls(
+        before = sample(postmaster)
+        result = await run_calls(
             call,
             concurrency=options.concurrency,
             seconds=options.create_seconds,
             max_requests=options.create_requests,
             first=1000,
         )
+        return _with_cpu(result, before, sample(postmaster))
     finally:
         await close()
 

@@ -45,10 +45,12 @@ class BuglessPeer(Peer):
     name = "bugless"
     serving = (
         "uvicorn (bugless web serve, 1 process) -> Model + Authenticator (gRPC); "
+        "the 10-row search: a second web process with BUGLESS_WEB_PAGE_SIZE=10; "
         "creates: bugless api serve (mTLS, 1 process)"
     )
     _local: LocalStack | None = None
     _api_port: int = 0
+    _web10_url: str = ""
 
     @property
     def database_url(self) -> str:
@@ -111,6 +113,12 @@ class BuglessPeer(Peer):
             stack.start_auth()  # first: the Model fetches its assertion keys there
             stack.start_model("--migrate")
             web = stack.start_web(dev=False)
+            # A second web tier listing 10 issues per page, for the search row
+            # at Trac's page size (the page size is a deployment setting).
+            web10 = stack.start_web(
+                dev=False, name="web-page10", env={"BUGLESS_WEB_PAGE_SIZE": "10"}
+            )
+            self._web10_url = f"{web10.url}/"
             api = stack.start_api("--rate", UNLIMITED_RATE, "--burst", UNLIMITED_RATE)
             self._api_port = api.port
             yield f"{web.url}/"
@@ -145,6 +153,7 @@ class BuglessPeer(Peer):
             search_url=f"{base_url}search?{search}",
             issue_url=f"{base_url}issues/{meta.long_issue}",
             headers={"Cookie": self._session_cookie(base_url)},
+            search10_url=f"{self._web10_url}search?{search}",
         )
 
     def create_call(self, base_url: str) -> tuple[CreateCall, Callable[[], Awaitable[None]]]:

@@ -36,6 +36,10 @@ class LoadResult:
         p50_ms: Median latency.
         p99_ms: 99th percentile latency.
         note: The first error, if any.
+        server_cpu_ms: CPU ms per successful request of the tracker's own
+            processes (0 when not measured).
+        postgres_cpu_ms: CPU ms per successful request of PostgreSQL.
+        load: 1-minute load average at the start and at the end of the run.
     """
 
     requests: int
@@ -44,6 +48,9 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     note: str = ""
+    server_cpu_ms: float = 0.0
+    postgres_cpu_ms: float = 0.0
+    load: tuple[float, float] = (0.0, 0.0)
 
     @property
     def throughput(self) -> float:

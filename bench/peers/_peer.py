@@ -39,12 +39,15 @@ class ReadTargets:
         search_url: Full-text search for the ~1% word.
         issue_url: The page of the issue with 30 extra comments.
         headers: Sent with every request (a session cookie, say).
+        search10_url: The same search showing 10 results per page, Trac's
+            fixed search page size (``None``: the peer cannot be asked for it).
     """
 
     list_url: str
     search_url: str
     issue_url: str
     headers: dict[str, str] = field(default_factory=dict)
+    search10_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -213,18 +213,22 @@ class RoundupPeer(Peer):
                 "@pagesize": "50",
             }
         )
-        search = urlencode(
-            {
-                "@columns": columns,
-                "@search_text": meta.search_word,
-                "@pagesize": "50",
-                "@sort": "-activity",
-            }
-        )
+
+        def search(page_size: int) -> str:
+            return urlencode(
+                {
+                    "@columns": columns,
+                    "@search_text": meta.search_word,
+                    "@pagesize": str(page_size),
+                    "@sort": "-activity",
+                }
+            )
+
         return ReadTargets(
             list_url=f"{base_url}issue?{listing}",
-            search_url=f"{base_url}issue?{search}",
+            search_url=f"{base_url}issue?{search(50)}",
             issue_url=f"{base_url}issue{meta.long_issue}",
+            search10_url=f"{base_url}issue?{search(10)}",
         )
 
     def create_call(self, base_url: str) -> tuple[CreateCall, Callable[[], Awaitable[None]]]:

@@ -165,6 +165,8 @@ class TracPeer(Peer):
             list_url=f"{base_url}query?{listing}",
             search_url=f"{base_url}search?{search}",
             issue_url=f"{base_url}ticket/{meta.long_issue}",
+            # Trac's search lists a fixed 10 results per page.
+            search10_url=f"{base_url}search?{search}",
         )
 
     def create_call(self, base_url: str) -> tuple[CreateCall, Callable[[], Awaitable[None]]]:
