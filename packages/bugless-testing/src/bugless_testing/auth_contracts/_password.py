@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 
 from bugless_core.auth_backend import AuthenticatorKind, PasswordAuthenticator
 
-#: Attempts timed per case; the median resists one slow outlier.
-_TIMING_SAMPLES = 7
+#: Attempts timed per case; the fastest of each series is compared.
+_TIMING_SAMPLES = 11
 #: An unknown user may be this much faster than a wrong password, no more:
 #: generous, since only a skipped hash (an order of magnitude) is a real leak.
 _TIMING_RATIO = 0.4
@@ -36,13 +35,17 @@ class PasswordBackendCase:
     groups: tuple[str, ...] = ()
 
 
-async def _interleaved_medians(
+async def _interleaved_fastest(
     backend: PasswordAuthenticator, known: str, unknown: str, password: str
 ) -> tuple[float, float]:
-    """Median seconds of a wrong password for ``known`` and for ``unknown``.
+    """Fastest seconds of a wrong password for ``known`` and for ``unknown``.
 
-    The two are sampled alternately, so a burst of load on a shared machine slows
-    both series alike instead of only whichever ran during it.
+    The two are sampled alternately, and the fastest of each series is what the
+    code itself costs: load on a shared machine only ever adds time, and in one
+    CI run at load 14 it added enough to half of one series' samples that the
+    medians differed 3.5x (3.8 against 13.1 ms) with the same work behind both.
+    A skipped hash still shows: the hash is the bulk of even the fastest
+    attempt.
     """
     wrong: list[float] = []
     missing: list[float] = []
@@ -51,7 +54,7 @@ async def _interleaved_medians(
             started = time.perf_counter()
             assert await backend.authenticate(username, password) is None
             samples.append(time.perf_counter() - started)
-    return statistics.median(wrong), statistics.median(missing)
+    return min(wrong), min(missing)
 
 
 class PasswordBackendContract:
@@ -113,7 +116,7 @@ class PasswordBackendContract:
     ) -> None:
         case = password_backend_case
         await case.backend.authenticate(case.username, "warm-up")
-        wrong, unknown = await _interleaved_medians(
+        wrong, unknown = await _interleaved_fastest(
             case.backend, case.username, "no-such-user-7f3a", "wrong-password-1"
         )
         assert unknown >= wrong * _TIMING_RATIO, (
