@@ -59,7 +59,7 @@ from bugless_core.issue_fields import OPEN_STATUSES
 from bugless_core.model.runner import close_model, start_model
 from bugless_core.plugins import load_plugins
 from bugless_core.search import parse_query, to_structured
-from bugless_model_postgres import PostgresBackend, _custom_search, _search
+from bugless_model_postgres import PostgresBackend, _custom_search, _search, _search_page
 from bugless_proto import v1
 
 PAGE_SIZE = 50
@@ -334,23 +334,16 @@ async def _prepare_pages(backend: PostgresBackend, pool: asyncpg.Pool, q: BenchQ
 
 
 async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the backend's page and count statements."""
+    """EXPLAIN (ANALYZE, BUFFERS) of the one statement the backend runs for the page."""
     position = None
     if q.position is not None:
         position = [v.isoformat() if isinstance(v, datetime) else v for v in q.position]
     catalog = await _custom_search.load_catalog(conn, q.structured)
     compiled = _search.compile_search(q.structured, CALLER, PRINCIPALS, position, catalog)
-    out = [f"== {q.name}: {q.text}", "-- page:", compiled.page_sql]
-    plan = await conn.fetch(
-        f"EXPLAIN (ANALYZE, BUFFERS) {compiled.page_sql}", *compiled.page_params, PAGE_SIZE + 1
-    )
-    out += [r[0] for r in plan]
-    out += ["-- count:", compiled.count_sql]
-    plan = await conn.fetch(
-        f"EXPLAIN (ANALYZE, BUFFERS) {compiled.count_sql}",
-        *compiled.count_params,
-        limits.SEARCH_COUNT_CAP + 1,
-    )
+    sql, _ = _search_page.page_statement(compiled, summary=True)
+    args = _search_page.page_arguments(compiled, PAGE_SIZE, limits.SEARCH_COUNT_CAP, CALLER.user_id)
+    out = [f"== {q.name}: {q.text}", sql.strip()]
+    plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
     out += [r[0] for r in plan]
     return "\n".join(out)
 
@@ -363,6 +356,7 @@ async def run_search(
     show_plans: bool = False,
     only: tuple[str, ...] = (),
     client_counts: tuple[int, ...] = (1, 8),
+    web_pages: int = 0,
 ) -> list[tuple[str, str, int, Stats]]:
     """Benchmark every query (or those named in ``only``) in every mode; print the figures."""
     settings = model_settings(database_url, schema, pool=10)
@@ -438,6 +432,8 @@ async def run_search(
                         flush=True,
                     )
         _print_ratios(results)
+        if web_pages:
+            await measure_web_page(v1.ModelStub(channels[0]), web_pages)
     finally:
         for ch in channels:
             ch.close()
@@ -447,6 +443,68 @@ async def run_search(
         await runner.close()
         await close_model(backend)
     return results
+
+
+#: The web tier's list page (``/search?q=is:open``) asks the Model for these:
+#: the page of summaries, the custom fields of each of the page's first 20
+#: components (``bugless_web.custom_fields.fields_of_components``; cached
+#: per component since web23, so this is a cache miss) and the viewer's
+#: hotlists for the bulk-edit menu (cached per viewer for 5 s).
+WEB_QUERY = "is:open"
+WEB_FIELD_COMPONENTS = 20
+WEB_MENU_HOTLISTS = 200
+
+
+async def web_page_calls(stub: v1.ModelStub, search: v1.SearchIssuesRequest) -> dict[str, float]:
+    """The Model calls of one uncached web list page; CPU seconds (this process) per part."""
+    spent: dict[str, float] = {}
+    started = time.process_time()
+    page = await stub.search_issues(search)
+    spent["search"] = time.process_time() - started
+    components = sorted({i.component_id for i in page.issues} - {0})[:WEB_FIELD_COMPONENTS]
+    started = time.process_time()
+    await asyncio.gather(
+        *(
+            stub.list_custom_fields(v1.ListCustomFieldsRequest(caller=CALLER, component_id=c))
+            for c in components
+        )
+    )
+    spent[f"custom fields x{len(components)}"] = time.process_time() - started
+    started = time.process_time()
+    await stub.list_hotlists(
+        v1.ListHotlistsRequest(
+            caller=CALLER,
+            member=CALLER.user_id,
+            page=v1.PageRequest(page_size=WEB_MENU_HOTLISTS),
+        )
+    )
+    spent["hotlists"] = time.process_time() - started
+    return spent
+
+
+async def measure_web_page(stub: v1.ModelStub, pages: int) -> None:
+    """Print the CPU ms (client and in-process Model) of each part of an uncached web page."""
+    request = v1.SearchIssuesRequest(
+        caller=CALLER,
+        query=_structured(WEB_QUERY),
+        page=v1.PageRequest(page_size=PAGE_SIZE),
+        summary=True,
+    )
+    for _ in range(5):
+        await web_page_calls(stub, request)
+    totals: dict[str, float] = {}
+    started = time.perf_counter()
+    for _ in range(pages):
+        for part, cpu in (await web_page_calls(stub, request)).items():
+            totals[part] = totals.get(part, 0.0) + cpu
+    wall = time.perf_counter() - started
+    parts = " · ".join(f"{part} {cpu * 1000 / pages:.2f}" for part, cpu in totals.items())
+    print(
+        f"\nweb list page {WEB_QUERY!r} through gRPC, {pages} pages one after another: "
+        f"CPU ms/page (client + Model) {sum(totals.values()) * 1000 / pages:.2f} ({parts}); "
+        f"{wall * 1000 / pages:.2f} ms/page; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -505,6 +563,13 @@ def main() -> None:
     parser.add_argument(
         "--clients", default="1,8", help="concurrent clients per run, comma-separated"
     )
+    parser.add_argument(
+        "--web-page",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time the Model calls of N uncached web list pages (is:open)",
+    )
     args = parser.parse_args()
     asyncio.run(
         run_search(
@@ -514,6 +579,7 @@ def main() -> None:
             show_plans=args.explain,
             only=tuple(args.only),
             client_counts=tuple(int(n) for n in args.clients.split(",")),
+            web_pages=args.web_page,
         )
     )
 

@@ -219,3 +219,84 @@ async def test_pages_walk_every_match_once_with_a_bound_token(
                 page=v1.PageRequest(page_size=1, page_token=first.next_page_token),
             )
         )
+
+
+async def test_a_page_carries_what_get_issue_returns(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """One statement reads a page; each issue must equal GetIssue's, as the caller sees it.
+
+    Custom values (with the fields' names and types), the hotlists the
+    caller may see (not another user's private one), the caller's star, and
+    a summary page equal to the full one without description and cc.
+    """
+    b = bugless_model_backend
+    tag = uuid.uuid4().hex[:8]
+    dana = v1.Caller(user_id=f"dana-{tag}")
+    comp = await b.create_component(v1.CreateComponentRequest(caller=ADMIN, name=f"page-{tag}"))
+    stage = await b.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN,
+            component_id=comp.id,
+            name="Stage",
+            type=v1.CustomFieldType.ENUM,
+            options=["alpha", "beta"],
+        )
+    )
+    count = await b.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN, component_id=comp.id, name="Count", type=v1.CustomFieldType.INTEGER
+        )
+    )
+    made = [
+        await b.create_issue(
+            v1.CreateIssueRequest(
+                caller=ADMIN,
+                fields=v1.IssueFields(title=f"issue {n}", component_id=comp.id),
+                description=f"story {n}",
+                cc=["erin"] if n else [],
+                custom_fields=[
+                    v1.CustomFieldValue(field_id=stage.id, values=["beta"]),
+                    v1.CustomFieldValue(field_id=count.id, values=[str(n)]),
+                ]
+                if n % 2
+                else [],
+            )
+        )
+        for n in range(3)
+    ]
+    public = await b.create_hotlist(v1.CreateHotlistRequest(caller=ADMIN, name=f"pub-{tag}"))
+    private = await b.create_hotlist(
+        v1.CreateHotlistRequest(caller=ADMIN, name=f"own-{tag}", private=True)
+    )
+    for hotlist in (public, private):
+        await b.add_hotlist_items(
+            v1.AddHotlistItemsRequest(
+                caller=ADMIN, hotlist_id=hotlist.id, issue_ids=[made[0].id, made[1].id]
+            )
+        )
+    await b.star_issue(v1.StarIssueRequest(caller=dana, issue_id=made[1].id, starred=True))
+    query = v1.StructuredQuery(filter=term(F.COMPONENT, Op.EQ, comp.id))
+    for caller in (dana, ADMIN):
+        expected = [
+            await b.get_issue(v1.GetIssueRequest(caller=caller, issue_id=i.id))
+            for i in reversed(made)
+        ]
+        full = await b.search_issues(v1.SearchIssuesRequest(caller=caller, query=query))
+        assert list(full.issues) == expected
+        assert (full.total_count, full.next_page_token) == (3, "")
+        summary = await b.search_issues(
+            v1.SearchIssuesRequest(caller=caller, query=query, summary=True)
+        )
+        for listed, issue in zip(summary.issues, expected, strict=True):
+            assert (listed.description, listed.cc) == ("", [])
+            listed.description, listed.cc = issue.description, issue.cc
+        assert list(summary.issues) == expected
+    with_values = expected[1]
+    assert [(v.name, v.type, v.values) for v in with_values.custom_fields] == [
+        ("Stage", v1.CustomFieldType.ENUM, ["beta"]),
+        ("Count", v1.CustomFieldType.INTEGER, ["1"]),
+    ]
+    seen_by_dana = await b.search_issues(v1.SearchIssuesRequest(caller=dana, query=query))
+    assert [i.hotlist_ids for i in seen_by_dana.issues] == [[], [public.id], [public.id]]
+    assert [i.starred for i in seen_by_dana.issues] == [False, True, False]

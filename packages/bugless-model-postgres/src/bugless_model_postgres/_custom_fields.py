@@ -41,6 +41,15 @@ SELECT f.* FROM custom_fields f JOIN components c ON f.component_id = ANY (c.pat
  WHERE c.id = $1
  ORDER BY array_position(c.path_ids, f.component_id), f.id
 """
+#: ListCustomFields in one statement: component $1's effective ACL (to check
+#: the caller may view it) with each field that applies, root's first; one
+#: row of NULL fields when none apply, no row when the component is missing.
+LIST_APPLICABLE = """
+SELECT c.effective_acl AS component_acl, f.*
+  FROM components c LEFT JOIN custom_fields f ON f.component_id = ANY (c.path_ids)
+ WHERE c.id = $1
+ ORDER BY array_position(c.path_ids, f.component_id), f.id
+"""
 FIELD_BY_ID = "SELECT * FROM custom_fields WHERE id = $1"
 FIELD_FOR_UPDATE = "SELECT * FROM custom_fields WHERE id = $1 FOR UPDATE"
 #: A field named $2 that would apply together with one on component $3 (path

@@ -109,6 +109,9 @@ class CompiledSearch:
         count_sql: Counts matches up to a cap bound after ``count_params``.
         count_params: Parameters of ``count_sql`` before the cap.
         sort: The sort columns, the id tie-breaker last.
+        base: ``FROM ... WHERE`` of every match (no keyset), parameters as
+            ``count_params``.
+        admin: The placeholder of the caller's admin flag.
     """
 
     page_sql: str
@@ -116,6 +119,8 @@ class CompiledSearch:
     count_sql: str
     count_params: list[Any]
     sort: list[SortColumn]
+    base: str = ""
+    admin: str = "$1::boolean"
 
 
 def sort_columns(
@@ -196,7 +201,9 @@ def compile_search(
     page_sql = (
         f"SELECT i.id, {keys} {base}{keyset} ORDER BY {order} LIMIT ${len(params.values) + 1}"
     )
-    return CompiledSearch(page_sql, params.values, count_sql, count_params, columns)
+    return CompiledSearch(
+        page_sql, params.values, count_sql, count_params, columns, base=base, admin=admin
+    )
 
 
 def _decode_position(columns: list[SortColumn], position: list[Any]) -> list[Any]:

@@ -43,11 +43,13 @@ from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
 from bugless_model_postgres import (
     _batch_create,
     _components,
+    _custom_search,
     _hotlists,
     _imports,
     _issues,
     _mentions,
     _search,
+    _search_page,
 )
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
@@ -86,7 +88,7 @@ from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._follow import FollowCalls
 from bugless_model_postgres._notify_views import NotificationViewCalls
 from bugless_model_postgres._watch import ChangeFeed
-from bugless_proto import v1
+from bugless_proto import v1, wire
 
 T = TypeVar("T")
 #: Component name in migration messages.
@@ -434,45 +436,45 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
         )
 
     async def search_issues(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
-        """Run the compiled query in one snapshot; keyset pages; capped count."""
+        """One statement per page (its own snapshot): keyset pages, a capped count.
+
+        See :mod:`._search_page`; a stale read (``allow_stale`` on a dialect
+        that has one) runs it in a read-only transaction set up for that.
+        """
         caller = request.caller or v1.Caller()
         query = request.query or v1.StructuredQuery()
         size, token = _page(request.page)
-        fingerprint = PageTokenCodec.fingerprint("search", bytes(query).hex(), _caller_key(caller))
+        fingerprint = PageTokenCodec.fingerprint(
+            "search", wire.encode(query).hex(), _caller_key(caller)
+        )
         position = self._decode(token, fingerprint)
-        catalog = await self._custom_catalog(query)
-        try:
-            compiled = _search.compile_search(
-                query, caller, principals_of(caller), position, catalog
-            )
-        except (ValueError, TypeError, IndexError) as exc:
-            msg = "page.page_token: does not fit this query"
-            raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
         cap = self.settings.search_count_cap
         stale_read = self._dialect.stale_read if request.allow_stale else None
 
-        async def attempt() -> tuple[list[asyncpg.Record], int, dict[int, v1.Issue]]:
-            async with (
-                translated_errors(),
-                self._pool.acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                if stale_read is not None:
+        async def attempt() -> tuple[list[asyncpg.Record], _search.CompiledSearch]:
+            async with translated_errors(), self._pool.acquire() as conn:
+                catalog = await _custom_search.load_catalog(conn, query)
+                try:
+                    compiled = _search.compile_search(
+                        query, caller, principals_of(caller), position, catalog
+                    )
+                except (ValueError, TypeError, IndexError) as exc:
+                    msg = "page.page_token: does not fit this query"
+                    raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
+                sql, _ = _search_page.page_statement(compiled, summary=request.summary)
+                args = _search_page.page_arguments(compiled, size, cap, caller.user_id)
+                if stale_read is None:
+                    return await conn.fetch(sql, *args), compiled
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
                     await conn.execute(stale_read)
-                rows = await conn.fetch(compiled.page_sql, *compiled.page_params, size + 1)
-                total = await conn.fetchval(compiled.count_sql, *compiled.count_params, cap + 1)
-                found = await fetch_issues(
-                    conn, caller, [r["id"] for r in rows[:size]], summary=request.summary
-                )
-            return rows, total, found
+                    return await conn.fetch(sql, *args), compiled
 
-        rows, total, found = await retrying(self._retry_policy, attempt)
-        more = len(rows) > size
-        rows = rows[:size]
+        rows, compiled = await retrying(self._retry_policy, attempt)
+        issues, total, more = _search_page.page_issues(caller, rows, size)
         return v1.SearchIssuesResponse(
-            issues=[found[r["id"]] for r in rows if r["id"] in found],
+            issues=issues,
             next_page_token=self._tokens.encode(
-                _search.encode_position(compiled.sort, rows[-1]), fingerprint
+                _search.encode_position(compiled.sort, rows[size - 1]), fingerprint
             )
             if more
             else "",

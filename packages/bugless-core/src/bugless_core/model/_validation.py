@@ -11,7 +11,9 @@ backend.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import betterproto2
 
@@ -82,10 +84,16 @@ def check_ids(values: Sequence[int], path: str, max_count: int, *, required: boo
         seen.add(value)
 
 
+@functools.cache
+def _known_values(members: type[enum.Enum]) -> frozenset[Any]:
+    """The values of an enum's members, once per enum (every request checks a few)."""
+    return frozenset(m.value for m in members)
+
+
 def check_enum(value: enum.Enum, path: str, *, allow_unspecified: bool = True) -> None:
     """Known enum values only; UNSPECIFIED only where it means "default"."""
     members = type(value)
-    known = {m.value for m in members}
+    known = _known_values(members)
     raw = value.value
     if raw not in known:
         names = ", ".join(m.name for m in members if m.value != 0)

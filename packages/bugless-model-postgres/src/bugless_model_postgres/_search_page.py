@@ -1,0 +1,123 @@
+"""One search page in one statement: the page's issues, their columns and the capped count.
+
+A page used to take five round trips in a read-only REPEATABLE READ
+transaction (BEGIN, the page's ids, the count, the issues' columns, the
+custom field names, COMMIT). A single statement reads one snapshot by itself,
+so the same answer comes from one round trip: the count is a one-row
+subquery, the page (:attr:`CompiledSearch.page_sql`, planned on its own as
+before: its LIMIT keeps it a separate subquery) is joined back to ``issues``
+and ``components`` for the columns the response carries, and each issue's
+custom field names ride along as a ``jsonb`` column. On a 1,000,000-issue
+database this is most of what stood between a page through the Model and
+the hand-written SQL floor (bench/README.md, "Search at 1,000,000 issues").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._convert import caller_role, issue_from_row
+from bugless_model_postgres._custom_values import load_values, value_messages
+from bugless_model_postgres._search import CompiledSearch
+from bugless_proto import v1
+
+#: The columns of a summary (what a result list shows: no description, no cc).
+_SUMMARY_COLUMNS = q.ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").replace(
+    "i.description,", "'' AS description,"
+)
+#: Name and type of the custom fields an issue holds values of, by id
+#: (``{"12": ["Found In", 3]}``; a deleted field is absent); NULL when it
+#: holds no values.
+_FIELD_NAMES = """
+CASE WHEN i.custom_fields = '{{}}'::jsonb THEN NULL ELSE coalesce((
+    SELECT jsonb_object_agg(f.id::text, jsonb_build_array(f.name, f.type))
+      FROM custom_fields f
+     WHERE f.id = ANY (ARRAY(SELECT k::bigint FROM jsonb_object_keys(i.custom_fields) AS k))
+), '{{}}'::jsonb) END
+"""
+
+
+def page_statement(compiled: CompiledSearch, *, summary: bool) -> tuple[str, int]:
+    """The statement of one page and the number of parameters it takes before its own three.
+
+    Its own parameters follow :attr:`CompiledSearch.page_params`: the page
+    size plus one, the count cap plus one, the caller's user id (hotlists
+    and stars are the caller's). Rows come in page order, each with
+    ``total`` (the capped count, the same on every row); a page without
+    issues is one row with ``total`` and NULL everywhere else.
+    """
+    n = len(compiled.page_params)
+    # compiled.page_sql binds the page size at $n+1 already.
+    cap, user = f"${n + 2}", f"${n + 3}::text"
+    admin = compiled.admin
+    keys = ", ".join(f"p.k{k}" for k in range(len(compiled.sort)))
+    order = ", ".join(
+        f"r.k{k} {'DESC' if c.descending else 'ASC'}" for k, c in enumerate(compiled.sort)
+    )
+    columns = _SUMMARY_COLUMNS if summary else q.ISSUE_COLUMNS
+    sql = f"""
+SELECT m.total, r.* FROM (
+    SELECT count(*) AS total FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches
+) AS m LEFT JOIN (
+    SELECT {keys}, {columns}, c.effective_acl,
+           ARRAY(SELECT hi.hotlist_id
+                   FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
+                  WHERE hi.issue_id = i.id
+                    AND (NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))
+                  ORDER BY hi.hotlist_id) AS visible_hotlist_ids,
+           EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})
+               AS starred,
+           {_FIELD_NAMES.format()} AS custom_field_names
+      FROM ({compiled.page_sql}) AS p
+      JOIN issues i ON i.id = p.id
+      JOIN components c ON c.id = i.component_id
+) AS r ON TRUE
+ORDER BY {order}
+"""
+    return sql, n
+
+
+def page_arguments(compiled: CompiledSearch, size: int, cap: int, user_id: str) -> list[Any]:
+    """The arguments of :func:`page_statement`'s statement."""
+    return [*compiled.page_params, size + 1, cap + 1, user_id]
+
+
+def page_issues(
+    caller: v1.Caller, rows: Sequence[asyncpg.Record], size: int
+) -> tuple[list[v1.Issue], int, bool]:
+    """The page's issues the caller may view, the capped count's raw value, and whether more follow.
+
+    The statement already filters by visibility; the role check on each
+    row's effective ACL is the one every issue read makes (as
+    :func:`bugless_model_postgres._context.fetch_issue_rows` does).
+    """
+    total: int = rows[0]["total"]
+    if rows[0]["id"] is None:
+        return [], total, False
+    roles: dict[Any, v1.Role | None] = {}
+    issues: list[v1.Issue] = []
+    for row in rows[:size]:
+        acl = row["effective_acl"]
+        key = acl if isinstance(acl, str) else json.dumps(acl, sort_keys=True)
+        if key not in roles:
+            roles[key] = caller_role(caller, acl)
+        if roles[key] is None:
+            continue
+        issue = issue_from_row(row, row["visible_hotlist_ids"])
+        names = row["custom_field_names"]
+        if names is not None:
+            stored = load_values(row["custom_fields"])
+            if stored:
+                issue.custom_fields = value_messages(stored, _known(names))
+        issues.append(issue)
+    return issues, total, len(rows) > size
+
+
+def _known(raw: str | Mapping[str, Any]) -> dict[int, tuple[str, int]]:
+    names = json.loads(raw) if isinstance(raw, str) else raw
+    return {int(k): (v[0], v[1]) for k, v in names.items()}
