@@ -48,8 +48,9 @@ def _rows(command: click.Command, ctx: click.Context) -> list[str]:
 
 def _walk(command: click.Command, path: list[str], ctx: click.Context, out: list[str]) -> None:
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            sub = command.commands[name]
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             _walk(sub, [*path, name], click.Context(sub, info_name=name, parent=ctx), out)
         return
     title = " ".join(path)

@@ -11,6 +11,7 @@ import pytest
 
 from bugless_core.plugins import PluginLoadError, load_plugins
 from bugless_core.registry import (
+    BackendLoadError,
     DuplicateRegistrationError,
     ModelBackendRegistrar,
     UnknownBackendError,
@@ -36,6 +37,48 @@ def bugless_register_model_backends(register):
 
 def _plugin(name: str, cls: str = "FixtureBackend") -> str:
     return BACKEND_PLUGIN.format(name=name, cls=cls)
+
+
+LAZY_PLUGIN = """
+from bugless_core import hookimpl
+
+
+@hookimpl
+def bugless_register_model_backends(register):
+    register("{name}", "{module}:FixtureBackend")
+
+
+@hookimpl
+def bugless_register_commands(cli):
+    cli.add_lazy_command("fixture", "{module}:fixture_command")
+"""
+
+LAZY_BACKEND_MODULE = """
+import click
+
+from bugless_core.model.backend import ModelBackend
+
+
+class FixtureBackend(ModelBackend):
+    name = "{declared}"
+
+
+@click.command("fixture")
+def fixture_command():
+    click.echo("fixture ran")
+"""
+
+
+def _lazy_plugin(installed_plugin: PluginFactory, name: str, declared: str | None = None) -> Path:
+    site = installed_plugin(
+        "bugless-fixture-lazy",
+        "bugless_fixture_lazy",
+        LAZY_PLUGIN.format(name=name, module="bugless_fixture_lazy_backend"),
+    )
+    (site / "bugless_fixture_lazy_backend.py").write_text(
+        LAZY_BACKEND_MODULE.format(declared=declared or name)
+    )
+    return site
 
 
 def test_entry_point_plugin_is_discovered_and_its_backend_registered(
@@ -93,6 +136,86 @@ def test_unknown_backend_name_lists_installed_ones_and_suggests(
     assert "did you mean 'fixture-store'?" in info.value.message
 
 
+def test_a_backend_registered_by_reference_is_imported_on_first_get(
+    installed_plugin: PluginFactory,
+) -> None:
+    _lazy_plugin(installed_plugin, "lazy")
+    sys.modules.pop("bugless_fixture_lazy_backend", None)
+    plugins = load_plugins()
+    assert "lazy" in plugins.model_backends
+    assert "lazy" in plugins.model_backends.names()
+    assert "bugless_fixture_lazy_backend" not in sys.modules
+    backend = plugins.model_backends.get("lazy")
+    assert backend.__module__ == "bugless_fixture_lazy_backend"
+    assert backend.name == "lazy"
+    sys.modules.pop("bugless_fixture_lazy_backend", None)
+
+
+def test_a_reference_to_a_class_declaring_another_name_fails_naming_both(
+    installed_plugin: PluginFactory,
+) -> None:
+    _lazy_plugin(installed_plugin, "lazy", declared="other")
+    plugins = load_plugins()
+    with pytest.raises(BackendLoadError) as info:
+        plugins.model_backends.get("lazy")
+    assert "bugless_fixture_lazy_backend:FixtureBackend" in str(info.value)
+    assert "'other'" in str(info.value)
+    sys.modules.pop("bugless_fixture_lazy_backend", None)
+
+
+def test_a_reference_that_does_not_import_fails_naming_backend_and_package() -> None:
+    from bugless_core import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def bugless_register_model_backends(self, register: ModelBackendRegistrar) -> None:
+            register("missing", "bugless_no_such_module.backend:Backend")
+
+    plugins = load_plugins(entry_points=False, extra=[Plugin()])
+    with pytest.raises(BackendLoadError, match=r"model backend 'missing'.*failed to load"):
+        plugins.model_backends.get("missing")
+
+
+def test_a_reference_and_another_class_under_one_name_is_an_error_naming_both() -> None:
+    from bugless_core import hookimpl
+    from bugless_core.model.backend import ModelBackend
+
+    class Taken(ModelBackend):
+        name = "taken"
+
+    class Plugin:
+        @hookimpl
+        def bugless_register_model_backends(self, register: ModelBackendRegistrar) -> None:
+            register("taken", "bugless_elsewhere.backend:Backend")
+            register(Taken)
+
+    with pytest.raises(DuplicateRegistrationError) as info:
+        load_plugins(entry_points=False, extra=[Plugin()])
+    assert "bugless_elsewhere.backend.Backend" in str(info.value)
+    assert "Taken" in str(info.value)
+
+
+def test_a_lazy_command_is_imported_only_when_run(installed_plugin: PluginFactory) -> None:
+    site = _lazy_plugin(installed_plugin, "lazy")
+    script = (
+        "import sys; from bugless_core.cli import build_cli; "
+        "from bugless_core.plugins import load_plugins; build_cli(load_plugins()); "
+        "print('bugless_fixture_lazy_backend' in sys.modules)"
+    )
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    )
+    assembled = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert assembled.stdout.strip() == "False"
+    ran = _run_cli("fixture", extra_path=site)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "fixture ran\n"
+    listed = _run_cli("--help", extra_path=site)
+    assert "fixture" in listed.stdout
+
+
 def test_fresh_managers_share_no_state() -> None:
     first = load_plugins(entry_points=False)
     second = load_plugins(entry_points=False)
@@ -110,7 +233,7 @@ def test_extra_plugins_register_without_entry_points() -> None:
     class Plugin:
         @hookimpl
         def bugless_register_model_backends(self, register: ModelBackendRegistrar) -> None:
-            register(Local)  # type: ignore[type-abstract]  # an abstract class registers too
+            register(Local)  # an abstract class registers too
 
     plugins = load_plugins(entry_points=False, extra=[Plugin()])
     assert plugins.model_backends.get("local-test") is Local

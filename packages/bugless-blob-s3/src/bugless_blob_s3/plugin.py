@@ -12,7 +12,5 @@ if TYPE_CHECKING:
 
 @hookimpl
 def bugless_register_blob_stores(register: BlobStoreRegistrar) -> None:
-    """Offer the store as ``BUGLESS_BLOB_STORE=s3``; nothing connects here."""
-    from bugless_blob_s3.store import S3BlobStore  # noqa: PLC0415
-
-    register(S3BlobStore)
+    """Offer the store as ``BUGLESS_BLOB_STORE=s3``; imported when a Model asks for it."""
+    register("s3", "bugless_blob_s3.store:S3BlobStore")

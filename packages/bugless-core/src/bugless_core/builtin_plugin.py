@@ -7,22 +7,23 @@ entry point) so that core commands exist even when metadata is broken.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bugless_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from bugless_core.cli import CommandGroup
 from bugless_core.plugins import Plugins
 
 
 @hookimpl
-def bugless_register_commands(cli: click.Group) -> None:
+def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless plugins``, ``bugless query`` and ``bugless model``."""
-    from bugless_core.model.commands import model_group  # noqa: PLC0415
-
     cli.add_command(plugins_command)
     cli.add_command(query_group)
-    cli.add_command(model_group)
+    cli.add_lazy_command("model", "bugless_core.model.commands:model_group")
 
 
 @click.command("plugins")

@@ -8,6 +8,7 @@ bugless error reported by a service, 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import sys
 from typing import NoReturn
@@ -40,10 +41,50 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-def build_cli(plugins: Plugins) -> click.Group:
+class CommandGroup(click.Group):
+    """The root ``bugless`` group: commands added as objects or by reference.
+
+    ``bugless web serve`` runs in a process that has loaded every plugin and
+    assembled this tree, so a plugin whose command module imports its service
+    (the Authenticator's store and asyncpg, the local stack) would make every
+    other service import it too. :meth:`add_lazy_command` names the command
+    by ``module:attribute`` instead; the module is imported when the command
+    is run, or listed by ``bugless --help``.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        """Create the group (arguments as :class:`click.Group`)."""
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy_commands: dict[str, str] = {}
+
+    def add_lazy_command(self, name: str, reference: str) -> None:
+        """Add the command ``reference`` (``module:attribute``) as ``name``, imported on use."""
+        self.lazy_commands[name] = reference
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, imported or not."""
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``; a lazy one is imported now and kept."""
+        reference = self.lazy_commands.pop(cmd_name, None)
+        if reference is not None:
+            module, _, attribute = reference.partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                msg = f"the bugless command {cmd_name!r} ({reference}) is not a click command"
+                raise TypeError(msg)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def build_cli(plugins: Plugins) -> CommandGroup:
     """Assemble the command tree for one plugin manager."""
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+    @click.group(
+        cls=CommandGroup,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
     @click.option(
         "--version",
         is_flag=True,

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    import click
-
+    from bugless_core.cli import CommandGroup
     from bugless_core.registry import (
         AuthenticatorRegistrar,
         BlobStoreRegistrar,
@@ -73,14 +72,18 @@ def bugless_register_importers(register: ImporterRegistrar) -> None:
 
 
 @hookspec
-def bugless_register_commands(cli: click.Group) -> None:
+def bugless_register_commands(cli: CommandGroup) -> None:
     """Add click commands or groups to the ``bugless`` command.
 
-    Called once while the CLI is assembled. Add with ``cli.add_command``; a
-    group another plugin added (``bugless model``, ``bugless issue``) can be
-    extended by looking it up in ``cli.commands``. Import heavy dependencies
-    inside the command functions, not at module level, so ``bugless --help``
-    stays fast.
+    Called once while the CLI is assembled, in every bugless process (a
+    service is started as ``bugless <service> serve``). Prefer
+    ``cli.add_lazy_command(name, "module:group")``: the module is imported
+    only when that command runs, so ``bugless web serve`` does not import the
+    Authenticator's command module and what it imports. ``cli.add_command``
+    adds a command object at once; a group another plugin added (``bugless
+    issue``) can be extended by looking it up with ``cli.get_command(ctx,
+    name)``. Import heavy dependencies inside the command functions, not at
+    module level, so ``bugless --help`` stays fast.
     """
 
 

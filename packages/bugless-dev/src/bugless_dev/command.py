@@ -54,7 +54,7 @@ REQUIRED_COMMANDS = {
 
 def _missing_packages(ctx: click.Context, plugins: Plugins) -> list[str]:
     root = ctx.find_root().command
-    commands = root.commands if isinstance(root, click.Group) else {}
+    commands = root.list_commands(ctx) if isinstance(root, click.Group) else []
     missing = {package for name, package in REQUIRED_COMMANDS.items() if name not in commands}
     if "postgres" not in plugins.model_backends:
         missing.add("bugless-model-postgres")

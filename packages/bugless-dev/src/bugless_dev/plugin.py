@@ -6,14 +6,15 @@ at module level, so ``bugless --help`` stays fast.
 
 from __future__ import annotations
 
-import click
+from typing import TYPE_CHECKING
 
 from bugless_core.hookspecs import hookimpl
 
+if TYPE_CHECKING:
+    from bugless_core.cli import CommandGroup
+
 
 @hookimpl
-def bugless_register_commands(cli: click.Group) -> None:
+def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless dev``."""
-    from bugless_dev.command import dev_command  # noqa: PLC0415
-
-    cli.add_command(dev_command)
+    cli.add_lazy_command("dev", "bugless_dev.command:dev_command")

@@ -12,7 +12,5 @@ if TYPE_CHECKING:
 
 @hookimpl
 def bugless_register_model_backends(register: ModelBackendRegistrar) -> None:
-    """Offer the backend as ``--model cockroach``; nothing connects here."""
-    from bugless_model_cockroach.backend import CockroachBackend  # noqa: PLC0415
-
-    register(CockroachBackend)
+    """Offer the backend as ``--model cockroach``; imported when a Model asks for it."""
+    register("cockroach", "bugless_model_cockroach.backend:CockroachBackend")

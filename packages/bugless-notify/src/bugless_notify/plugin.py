@@ -1,32 +1,30 @@
 """Hook implementations of bugless-notify (the ``bugless`` entry point names this module).
 
 Registration only: the ``email`` and ``webhook`` notification channels and
-the ``bugless notify serve`` command. The
-channel modules import their client libraries at module level, so they are
-imported inside the hook, not here: ``bugless --help`` stays fast.
+the ``bugless notify serve`` command. The channel modules import their client
+libraries at module level, so they are registered by reference and imported
+only by the notifier that opens them: ``bugless --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import click
+from typing import TYPE_CHECKING
 
 from bugless_core.hookspecs import hookimpl
-from bugless_core.registry import NotificationChannelRegistrar
+
+if TYPE_CHECKING:
+    from bugless_core.cli import CommandGroup
+    from bugless_core.registry import NotificationChannelRegistrar
 
 
 @hookimpl
 def bugless_register_notification_channels(register: NotificationChannelRegistrar) -> None:
-    """Register ``email`` and ``webhook``."""
-    from bugless_notify.mail import EmailChannel  # noqa: PLC0415
-    from bugless_notify.webhook import WebhookChannel  # noqa: PLC0415
-
-    register(EmailChannel)
-    register(WebhookChannel)
+    """Register ``email`` and ``webhook`` by reference."""
+    register("email", "bugless_notify.mail:EmailChannel")
+    register("webhook", "bugless_notify.webhook:WebhookChannel")
 
 
 @hookimpl
-def bugless_register_commands(cli: click.Group) -> None:
+def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless notify serve``."""
-    from bugless_notify.cli import notify_group  # noqa: PLC0415
-
-    cli.add_command(notify_group)
+    cli.add_lazy_command("notify", "bugless_notify.cli:notify_group")

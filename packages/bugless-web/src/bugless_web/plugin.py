@@ -6,14 +6,15 @@ lazily, so ``bugless --help`` does not load Litestar.
 
 from __future__ import annotations
 
-import click
+from typing import TYPE_CHECKING
 
 from bugless_core.hookspecs import hookimpl
 
+if TYPE_CHECKING:
+    from bugless_core.cli import CommandGroup
+
 
 @hookimpl
-def bugless_register_commands(cli: click.Group) -> None:
+def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless web``."""
-    from bugless_web.commands import web_group  # noqa: PLC0415
-
-    cli.add_command(web_group)
+    cli.add_lazy_command("web", "bugless_web.commands:web_group")
