@@ -7,35 +7,74 @@ caller's service identity (:mod:`bugless_core.grpc._access`), and a graceful
 drain on SIGTERM. Handlers learn who is calling through :func:`current_peer`,
 :func:`current_peer_certificate` and :func:`current_metadata`, since
 betterproto2 hands them only the request message.
+
+The names below are imported on first use (PEP 562): a frontend imports
+:mod:`bugless_core.grpc._cork` and ``_tls`` for its client channels, and must
+not pay for the server (health, reflection and its descriptor tables).
 """
 
 from __future__ import annotations
 
-from bugless_core._compat.grpclib import IServable
-from bugless_core.grpc._access import (
-    ADMIN_ROLE,
-    ANY_CLIENT,
-    IMPORT_ROLE,
-    SERVICE_IDENTITIES,
-    SPIFFE_PREFIX,
-    AccessRules,
-    AccessTable,
-    every_method,
-    service_identity,
-)
-from bugless_core.grpc._codec import UpbCodec
-from bugless_core.grpc._cork import CorkedChannel, CorkedServer, CorkedTransport
-from bugless_core.grpc._errors import grpc_errors, handler_errors, internal_error
-from bugless_core.grpc._peer import (
-    PeerConnection,
-    current_identity,
-    current_metadata,
-    current_peer,
-    current_peer_certificate,
-)
-from bugless_core.grpc._server import GrpcServiceRunner, listening_port
-from bugless_core.grpc._settings import GrpcServerSettings
-from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bugless_core._compat.grpclib import IServable
+    from bugless_core.grpc._access import (
+        ADMIN_ROLE,
+        ANY_CLIENT,
+        IMPORT_ROLE,
+        SERVICE_IDENTITIES,
+        SPIFFE_PREFIX,
+        AccessRules,
+        AccessTable,
+        every_method,
+        service_identity,
+    )
+    from bugless_core.grpc._codec import UpbCodec
+    from bugless_core.grpc._cork import CorkedChannel, CorkedServer, CorkedTransport
+    from bugless_core.grpc._errors import grpc_errors, handler_errors, internal_error
+    from bugless_core.grpc._peer import (
+        PeerConnection,
+        current_identity,
+        current_metadata,
+        current_peer,
+        current_peer_certificate,
+    )
+    from bugless_core.grpc._server import GrpcServiceRunner, listening_port
+    from bugless_core.grpc._settings import GrpcServerSettings
+    from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
+
+#: Public name -> the module defining it.
+_LAZY = {
+    "ADMIN_ROLE": "bugless_core.grpc._access",
+    "ANY_CLIENT": "bugless_core.grpc._access",
+    "AccessRules": "bugless_core.grpc._access",
+    "AccessTable": "bugless_core.grpc._access",
+    "CorkedChannel": "bugless_core.grpc._cork",
+    "CorkedServer": "bugless_core.grpc._cork",
+    "CorkedTransport": "bugless_core.grpc._cork",
+    "GrpcServerSettings": "bugless_core.grpc._settings",
+    "GrpcServiceRunner": "bugless_core.grpc._server",
+    "IMPORT_ROLE": "bugless_core.grpc._access",
+    "IServable": "bugless_core._compat.grpclib",
+    "PeerConnection": "bugless_core.grpc._peer",
+    "SERVICE_IDENTITIES": "bugless_core.grpc._access",
+    "SPIFFE_PREFIX": "bugless_core.grpc._access",
+    "UpbCodec": "bugless_core.grpc._codec",
+    "build_client_ssl_context": "bugless_core.grpc._tls",
+    "build_server_ssl_context": "bugless_core.grpc._tls",
+    "current_identity": "bugless_core.grpc._peer",
+    "current_metadata": "bugless_core.grpc._peer",
+    "current_peer": "bugless_core.grpc._peer",
+    "current_peer_certificate": "bugless_core.grpc._peer",
+    "every_method": "bugless_core.grpc._access",
+    "grpc_errors": "bugless_core.grpc._errors",
+    "handler_errors": "bugless_core.grpc._errors",
+    "internal_error": "bugless_core.grpc._errors",
+    "listening_port": "bugless_core.grpc._server",
+    "service_identity": "bugless_core.grpc._access",
+}
 
 __all__ = [
     "ADMIN_ROLE",
@@ -66,3 +105,13 @@ __all__ = [
     "listening_port",
     "service_identity",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name``'s module on first use, then keep the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
