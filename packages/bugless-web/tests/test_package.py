@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from bugless_core.plugins import load_plugins
+from bugless_testing.import_boundary import BACKEND_ONLY_MODULES, modules_of_service
 
 
 def test_package_installs_with_its_version() -> None:
@@ -36,3 +37,17 @@ def test_loading_every_plugin_leaves_the_web_stack_and_httpx_unimported() -> Non
 
     assert callable(create_app)
     assert WebSettings.__name__ == "WebSettings"
+
+
+def test_bugless_web_serve_imports_no_backend_and_no_grpc_server() -> None:
+    """The web tier is a gRPC client: the Model's driver and backend, the
+    Authenticator's store and hashing, and the gRPC server side (reflection's
+    descriptor tables) would only cost it memory (bench/JOURNAL.md)."""
+    loaded = modules_of_service(["web", "serve"], ["bugless_web.server", "bugless_web.app"])
+    assert "bugless_web.app" in loaded
+    not_for_the_web = (
+        *BACKEND_ONLY_MODULES,
+        "bugless_core.grpc._server",
+        "google.protobuf.descriptor_pb2",
+    )
+    assert [name for name in not_for_the_web if name in loaded] == []
