@@ -19,6 +19,7 @@ from litestar.response import Redirect
 
 from bugless_core import tracing
 from bugless_core.errors import BuglessError, ResourceExhausted, Unavailable
+from bugless_web._compat_litestar import PlainLitestar
 from bugless_web.builds import BUILD_FIELD, BUILD_HEADER, RELOAD_HEADER, StaleBuild, compatible
 from bugless_web.frontend import (
     CSRF_IN_STREAM,
@@ -249,7 +250,7 @@ def create_app(settings: WebSettings) -> Litestar:
     async def close_backends() -> None:
         frontend.stop()
 
-    app = Litestar(
+    app = PlainLitestar(
         route_handlers=[
             *operations.ROUTES,
             *auth.ROUTES,
