@@ -6,6 +6,8 @@ when an upgrade moves one; the simulated upgrades below prove that they would.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -105,3 +107,29 @@ async def test_every_unary_call_of_a_stub_goes_through_the_interceptor() -> None
         reply = await stub.get_server_info(v1.GetServerInfoRequest(), timeout=5)
     assert reply.backend == "in-memory"
     assert stub.routes == ["/bugless.v1.Model/GetServerInfo"]
+
+
+def _fresh_interpreter(script: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+
+
+def test_importing_bugless_proto_leaves_pydantic_unimported_and_importable() -> None:
+    """betterproto2 imports pydantic only for pydantic-dataclass messages, which
+    bugless' are not; every bugless process saves its memory."""
+    script = (
+        "import sys, bugless_proto, betterproto2; from bugless_proto import v1; "
+        "assert bytes(v1.Issue(id=3)) == b'\\x08\\x03'; "
+        "print('pydantic' in sys.modules, betterproto2.pydantic is None, end=' '); "
+        "import pydantic; print(pydantic.BaseModel.__name__)"
+    )
+    assert _fresh_interpreter(script) == "False True BaseModel"
+
+
+def test_pydantic_imported_first_is_left_to_betterproto2() -> None:
+    script = (
+        "import pydantic, betterproto2, bugless_proto; from bugless_proto import v1; "
+        "print(betterproto2.pydantic is pydantic, bytes(v1.Issue(id=3)) == b'\\x08\\x03')"
+    )
+    assert _fresh_interpreter(script) == "True True"

@@ -13,7 +13,14 @@ internals that no public API offers:
   ``_unknown_fields`` (so :mod:`bugless_proto.wire` can build one without
   running ``__init__``);
 * ``ServiceStub._unary_unary``, the one method every unary call of a generated
-  stub goes through (:class:`UnaryUnaryInterceptor`).
+  stub goes through (:class:`UnaryUnaryInterceptor`);
+* the module global ``betterproto2.pydantic``: betterproto2 imports pydantic
+  when it is installed, only to support messages generated as pydantic
+  dataclasses, which bugless' are not. pydantic and pydantic-core cost every
+  bugless process ~5 MiB of resident memory (bench/JOURNAL.md, "Attachments:
+  memory"), so betterproto2 is imported here with pydantic hidden
+  (:func:`_import_without_pydantic`), and the global is ``None``, as on an
+  install without pydantic. pydantic itself stays importable afterwards.
 
 Other modules use the names below instead of spelling the private ones.
 :func:`verify` checks every item against the installed betterproto2 and raises
@@ -26,13 +33,41 @@ that message rather than failing requests later, and
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.metadata
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 from typing import Any, NamedTuple, TypeVar
 
-import betterproto2
-from betterproto2.grpclib.grpclib_client import ServiceStub
+#: What betterproto2 imports, optionally, to support pydantic dataclass messages.
+_PYDANTIC_MODULES = ("pydantic", "pydantic_core")
+
+
+def _import_without_pydantic() -> ModuleType:
+    """Import betterproto2 as on an install without pydantic, unless it is already imported.
+
+    A ``None`` in ``sys.modules`` makes ``import pydantic`` raise ImportError,
+    which betterproto2 catches; the entries are removed at once, so code that
+    imports pydantic later gets it. When pydantic is already imported, or
+    betterproto2 is, there is nothing to save and nothing is hidden.
+    """
+    if "betterproto2" in sys.modules or any(name in sys.modules for name in _PYDANTIC_MODULES):
+        return importlib.import_module("betterproto2")
+    for name in _PYDANTIC_MODULES:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        return importlib.import_module("betterproto2")
+    finally:
+        for name in _PYDANTIC_MODULES:
+            del sys.modules[name]
+
+
+_import_without_pydantic()
+
+import betterproto2  # noqa: E402 - imported above, without pydantic
+from betterproto2.grpclib.grpclib_client import ServiceStub  # noqa: E402
 
 #: The installed betterproto2, named in every error of this module.
 BETTERPROTO2_VERSION = importlib.metadata.version("betterproto2")
