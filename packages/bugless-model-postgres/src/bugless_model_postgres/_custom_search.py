@@ -29,6 +29,9 @@ T = v1.CustomFieldType
 Op = v1.SearchOperator
 #: Binds a value, returns its placeholder (``Params.add`` of the compiler).
 Bind = Callable[[Any, str], str]
+#: Names an uncorrelated array expression once for the whole statement, returns
+#: how to refer to it (``Params.share`` of the compiler).
+Share = Callable[[str], str]
 
 _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
 CATALOG = """
@@ -101,7 +104,7 @@ _ROWS = "i.id IN (SELECT v.issue_id FROM issue_custom_values v WHERE {where})"
 #: which it cannot know selects 50 times as many rows). Only where the term
 #: must hold (not under OR/NOT), where ``i.id = ANY`` is an index condition,
 #: never a per-row search of the list.
-_ROW_LIST = "i.id = ANY (ARRAY(SELECT v.issue_id FROM issue_custom_values v WHERE {where}))"
+_ROW_LIST = "ARRAY(SELECT v.issue_id FROM issue_custom_values v WHERE {where})"
 #: Issues without a row of the given fields.
 _NO_ROWS = "NOT EXISTS (SELECT 1 FROM issue_custom_values v WHERE v.issue_id = i.id AND {where})"
 
@@ -113,6 +116,7 @@ def custom_term_sql(
     narrowing: str = "",
     *,
     required: bool = False,
+    share: Share | None = None,
 ) -> str:
     """The condition of one CUSTOM term (OR over the fields it names).
 
@@ -124,8 +128,17 @@ def custom_term_sql(
     matching issues. A row always carries its issue's component and status,
     so they change nothing but speed (every ``narrowing`` parameter must
     be used: it is already bound). ``required``: the term is a conjunct of
-    the whole filter (not under OR or NOT), so it may be a list of ids.
+    the whole filter (not under OR or NOT), so it may be a list of ids;
+    ``share`` then names that list once for the statement (the page and
+    the count read it once between them).
     """
+
+    def matching(rows: str) -> str:
+        if not required:
+            return _ROWS.format(where=rows)
+        listed = _ROW_LIST.format(where=rows)
+        return f"i.id = ANY ({share(listed) if share is not None else listed})"
+
     where = "query.filter"
     fields = catalog.fields_of(term, where)
     ids = [int(f.id) for f in fields]
@@ -133,7 +146,7 @@ def custom_term_sql(
         rows = f"v.field_id = ANY ({bind(ids, 'bigint[]')}){narrowing}"
         if term.op is Op.NONE:
             return _NO_ROWS.format(where=rows)
-        return (_ROW_LIST if required else _ROWS).format(where=rows)
+        return matching(rows)
     values = [betterproto2.which_one_of(v, "kind")[1] for v in term.values]
     users = list(term.resolved_users) or [""] * len(values)
     #: Fields by the condition on their rows: fields that share one are a single ANY.
@@ -162,7 +175,7 @@ def custom_term_sql(
             condition = f"v.value {_COMPARE[args[0]]} {bind(args[1], 'text')}"
         parts.append(f"v.field_id = ANY ({bound_ids}) AND {condition}{narrowing}")
     if len(parts) == 1:
-        return (_ROW_LIST if required else _ROWS).format(where=parts[0])
+        return matching(parts[0])
     return "(" + " OR ".join(_ROWS.format(where=p) for p in parts) + ")"
 
 

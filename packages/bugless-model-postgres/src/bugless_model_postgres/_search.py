@@ -76,12 +76,25 @@ class Params:
     _user: str = ""
     #: Definitions of the custom fields the query names.
     catalog: CustomCatalog = field(default_factory=CustomCatalog)
+    #: Common table expressions the conditions refer to (``s0 AS (...)``).
+    shared: list[str] = field(default_factory=list)
 
     def user(self) -> str:
         """The caller's user id, bound on first use (unused ones have no type)."""
         if not self._user:
             self._user = self.add(self.user_id, "text")
         return self._user
+
+    def share(self, ids: str) -> str:
+        """Name an uncorrelated ``bigint[]`` once for the statement; return a reference to it.
+
+        The page and the count of one statement then compute it once between
+        them (a CTE referenced twice is computed once). The cast keeps
+        ``x = ANY (reference)`` an array comparison, not a subquery's.
+        """
+        name = f"s{len(self.shared)}"
+        self.shared.append(f"{name} AS (SELECT {ids} AS ids)")
+        return f"(SELECT {name}.ids FROM {name})::bigint[]"
 
     def add(self, value: Any, cast: str = "") -> str:
         """Bind ``value``; return its placeholder (with a cast when given)."""
@@ -104,7 +117,8 @@ class CompiledSearch:
 
     Attributes:
         page_sql: Selects ``id`` and ``k0..kn`` (the sort keys) of one page;
-            the page size (plus one) is bound after ``page_params``.
+            the page size (plus one) is bound after ``page_params``. It and
+            ``count_sql`` begin with ``WITH`` + ``ctes`` when there are any.
         page_params: Parameters of ``page_sql`` before the limit.
         count_sql: Counts matches up to a cap bound after ``count_params``.
         count_params: Parameters of ``count_sql`` before the cap.
@@ -112,6 +126,10 @@ class CompiledSearch:
         base: ``FROM ... WHERE`` of every match (no keyset), parameters as
             ``count_params``.
         admin: The placeholder of the caller's admin flag.
+        first_page: No position was given (the page starts at the first match).
+        ctes: The common table expressions ``base`` refers to, comma-separated
+            (empty when none), for a statement that embeds ``page_body``.
+        page_body: ``page_sql`` without its ``WITH``.
     """
 
     page_sql: str
@@ -121,6 +139,9 @@ class CompiledSearch:
     sort: list[SortColumn]
     base: str = ""
     admin: str = "$1::boolean"
+    first_page: bool = True
+    ctes: str = ""
+    page_body: str = ""
 
 
 def sort_columns(
@@ -192,17 +213,30 @@ def compile_search(
     columns = sort_columns(list(query.order_by), params.catalog)
     base = f"FROM issues i JOIN components c ON c.id = i.component_id WHERE {visible} AND {where}"
     count_params = list(params.values)
-    count_sql = f"SELECT count(*) FROM (SELECT 1 {base} LIMIT ${len(count_params) + 1}) AS matches"
+    ctes = ", ".join(params.shared)
+    with_ = f"WITH {ctes} " if ctes else ""
+    count_sql = (
+        f"{with_}SELECT count(*) FROM (SELECT 1 {base} LIMIT ${len(count_params) + 1}) AS matches"
+    )
     keyset = ""
     if position is not None:
         keyset = " AND " + _after(columns, _decode_position(columns, position), params)
     order = ", ".join(f"{c.expression} {'DESC' if c.descending else 'ASC'}" for c in columns)
     keys = ", ".join(f"{c.expression} AS k{n}" for n, c in enumerate(columns))
-    page_sql = (
+    page_body = (
         f"SELECT i.id, {keys} {base}{keyset} ORDER BY {order} LIMIT ${len(params.values) + 1}"
     )
     return CompiledSearch(
-        page_sql, params.values, count_sql, count_params, columns, base=base, admin=admin
+        with_ + page_body,
+        params.values,
+        count_sql,
+        count_params,
+        columns,
+        base=base,
+        admin=admin,
+        first_page=position is None,
+        ctes=ctes,
+        page_body=page_body,
     )
 
 
@@ -258,7 +292,9 @@ def _node(
                 )
                 for t in narrowing
             )
-            return custom_term_sql(value, params.catalog, params.add, rows, required=required)
+            return custom_term_sql(
+                value, params.catalog, params.add, rows, required=required, share=params.share
+            )
         return _term(value, params, admin)
     return "TRUE"
 

@@ -5,7 +5,7 @@ transaction (BEGIN, the page's ids, the count, the issues' columns, the
 custom field names, COMMIT). A single statement reads one snapshot by itself,
 so the same answer comes from one round trip: the count is a one-row
 subquery, the page (:attr:`CompiledSearch.page_sql`, planned on its own as
-before: its LIMIT keeps it a separate subquery) is joined back to ``issues``
+before: a CTE with a LIMIT) is joined back to ``issues``
 and ``components`` for the columns the response carries, and each issue's
 custom field names ride along as a ``jsonb`` column. On a 1,000,000-issue
 database this is most of what stood between a page through the Model and
@@ -50,20 +50,30 @@ def page_statement(compiled: CompiledSearch, *, summary: bool) -> tuple[str, int
     and stars are the caller's). Rows come in page order, each with
     ``total`` (the capped count, the same on every row); a page without
     issues is one row with ``total`` and NULL everywhere else.
+
+    On a first page that is not full, the page holds every match, so its
+    own row count is the total and the count statement does not run (a
+    ``CASE`` branch not taken; PostgreSQL evaluates the uncorrelated count
+    only when asked for its value). Selective queries, whose count cost as
+    much as their page, are most of those.
     """
     n = len(compiled.page_params)
-    # compiled.page_sql binds the page size at $n+1 already.
-    cap, user = f"${n + 2}", f"${n + 3}::text"
+    # compiled.page_sql binds the page size plus one at $n+1 already.
+    limit, cap, user = f"${n + 1}::bigint", f"${n + 2}", f"${n + 3}::text"
     admin = compiled.admin
     keys = ", ".join(f"p.k{k}" for k in range(len(compiled.sort)))
     order = ", ".join(
         f"r.k{k} {'DESC' if c.descending else 'ASC'}" for k, c in enumerate(compiled.sort)
     )
     columns = _SUMMARY_COLUMNS if summary else q.ISSUE_COLUMNS
+    count = f"(SELECT count(*) FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches)"
+    if compiled.first_page:
+        on_page = "(SELECT count(*) FROM p)"
+        count = f"CASE WHEN {on_page} < {limit} THEN {on_page} ELSE {count} END"
+    shared = f"{compiled.ctes}, " if compiled.ctes else ""
     sql = f"""
-SELECT m.total, r.* FROM (
-    SELECT count(*) AS total FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches
-) AS m LEFT JOIN (
+WITH {shared}p AS ({compiled.page_body})
+SELECT m.total, r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
     SELECT {keys}, {columns}, c.effective_acl,
            ARRAY(SELECT hi.hotlist_id
                    FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
@@ -73,7 +83,7 @@ SELECT m.total, r.* FROM (
            EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})
                AS starred,
            {_FIELD_NAMES.format()} AS custom_field_names
-      FROM ({compiled.page_sql}) AS p
+      FROM p
       JOIN issues i ON i.id = p.id
       JOIN components c ON c.id = i.component_id
 ) AS r ON TRUE
