@@ -70,8 +70,8 @@ class BenchStack:
     _temporary: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
-    def start(cls) -> BenchStack:
-        """A fresh database server, the Model and the Authenticator."""
+    def start(cls, extra_env: dict[str, str] | None = None) -> BenchStack:
+        """A fresh database server, the Model and the Authenticator (``extra_env`` for all)."""
         temporary = tempfile.TemporaryDirectory(prefix="bugless-bench-")
         directory = Path(temporary.name)
         postgres = start_postgres()
@@ -82,7 +82,7 @@ class BenchStack:
                     pki=LocalPki.open(directory / "pki"),
                     model_database_url=postgres.create_database("stack_model"),
                     auth_database_url=postgres.create_database("stack_auth"),
-                    extra_env={"BUGLESS_LOG_LEVEL": "WARNING"},
+                    extra_env={"BUGLESS_LOG_LEVEL": "WARNING", **(extra_env or {})},
                 )
             )
             stack.migrate()
@@ -119,9 +119,9 @@ class BenchStack:
         )
         return address, bot
 
-    def start_web(self, *flags: str) -> str:
+    def start_web(self, *flags: str, env: dict[str, str] | None = None) -> str:
         """``bugless web serve`` (plain HTTP, ``--dev`` for a non-Secure cookie); its URL."""
-        web = self.stack.start_web("--grace-seconds", "1", *flags)
+        web = self.stack.start_web("--grace-seconds", "1", *flags, env=env)
         self.frontends.append(web)
         assert web.url is not None
         return web.url

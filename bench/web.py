@@ -15,9 +15,11 @@ cookie, each ``--repeat`` times with 1 and 32 connections:
 * ``list``: ``/search?q=is:open`` -- 50 rows, people and component paths joined;
 * ``issue``: ``/issues/<id>`` -- the issue with its 30 history entries.
 
-Each row prints the 1-minute load average and the CPU milliseconds each
-service spent per request (from /proc). Then py-spy profiles the web
-frontend under 32 connections of each page. Every process is stopped at the end.
+Each row prints the 1-minute load average, the CPU milliseconds each
+service spent per request (from /proc) and the gRPC calls one page made to
+the Model and the Authenticator (their ``/metrics`` counters). Then py-spy
+profiles the web frontend under 32 connections of each page. Every process is
+stopped at the end.
 """
 
 from __future__ import annotations
@@ -152,6 +154,18 @@ async def _long_issue(bench: BenchStack, component_id: int) -> int:
     return issue.id
 
 
+def _start_web(bench: BenchStack, flags: str) -> str:
+    """One web frontend; ``NAME=VALUE`` words among the flags are its environment.
+
+    ``PYTHONPATH=DIR`` runs the ``bugless_web`` found in DIR (an export of an
+    earlier commit's ``packages/bugless-web/src``), so that code before and
+    after a change is measured side by side in one run.
+    """
+    words = flags.split()
+    env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+    return bench.start_web(*(w for w in words if w.split("=", 1)[0] not in env), env=env)
+
+
 def _sign_in(url: str) -> str:
     """Post the sign-in form (with its CSRF token); the signed-in ``Cookie`` header value."""
     with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client:
@@ -188,6 +202,34 @@ def _check_pages(url: str, cookie: str, issue_id: int) -> dict[str, int]:
         if "User 0" not in client.get(f"/issues/{issue_id}").text:
             raise RuntimeError("the issue page shows no joined display names")
     return sizes
+
+
+#: Every service serves Prometheus metrics (the Model's and Authenticator's
+#: call counters say what one page asks of them).
+METRICS_ENV = {"BUGLESS_MODEL_METRICS_PORT": "0", "BUGLESS_AUTH_METRICS_PORT": "0"}
+_HANDLED = re.compile(r"^grpc_server_handled_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE)
+
+
+def grpc_calls(bench: BenchStack) -> dict[str, float]:
+    """Calls each backend has handled so far, by ``service.Method`` (from ``/metrics``)."""
+    counts: dict[str, float] = {}
+    for service in bench.stack.services:
+        if service.kind not in ("model", "auth") or not service.metrics_port:
+            continue
+        text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10).text
+        for labels, value in _HANDLED.findall(text):
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            name = f"{service.kind}.{fields.get('grpc_method', '?')}"
+            counts[name] = counts.get(name, 0.0) + float(value)
+    return counts
+
+
+def calls_per_page(before: dict[str, float], after: dict[str, float], pages: int) -> str:
+    """``model.SearchIssues 1.00 ...``: the backend calls one page made, on average."""
+    diff = {k: after[k] - before.get(k, 0.0) for k in after}
+    shown = sorted((k, v / max(1, pages)) for k, v in diff.items() if v > 0)
+    total = sum(v for _, v in shown)
+    return f"{total:.2f} calls/page: " + ", ".join(f"{k} {v:.2f}" for k, v in shown)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -254,6 +296,7 @@ def run(
     connections: tuple[int, ...],
     *,
     configs: dict[str, str] | None = None,
+    profile_dir: Path | None = None,
 ) -> None:
     """Start everything, measure, profile, stop everything.
 
@@ -262,12 +305,12 @@ def run(
     that a noisy machine affects them alike.
     """
     configs = configs or {"web": ""}
-    bench = BenchStack.start()
+    bench = BenchStack.start(extra_env=METRICS_ENV)
     try:
         started = time.perf_counter()
         issue_id = asyncio.run(_prepare(bench, issues))
         print(f"prepared in {time.perf_counter() - started:.0f} s", flush=True)
-        urls = {label: bench.start_web(*flags.split()) for label, flags in configs.items()}
+        urls = {label: _start_web(bench, flags) for label, flags in configs.items()}
         cookies = {label: _sign_in(url) for label, url in urls.items()}
         first = next(iter(urls))
         sizes = _check_pages(urls[first], cookies[first], issue_id)
@@ -287,9 +330,11 @@ def run(
                 cookie = cookies[label]
                 for count in connections:
                     meter = CpuMeter(bench.service_pids())
+                    calls = grpc_calls(bench)
                     meter.start()
                     result = run_wrk(page, cookie, count, seconds)
                     cpu = meter.stop()
+                    asked = calls_per_page(calls, grpc_calls(bench), result.requests)
                     done = max(1, result.requests)
                     per_request = "  ".join(
                         f"{k} {v * 1000 / done:.2f}" for k, v in cpu.items() if v > 0.005
@@ -297,7 +342,7 @@ def run(
                     print(
                         f"{label:<10} {name:<6} {count:>4} {result.rate:>7.1f} "
                         f"{result.p50_ms:>8.1f} {result.p99_ms:>8.1f} {result.bad:>4} "
-                        f"{result.load:>5}  {per_request}",
+                        f"{result.load:>5}  {per_request}\n{'':<12}{asked}",
                         flush=True,
                     )
         if profile_seconds > 0:
@@ -305,13 +350,21 @@ def run(
                 "list": f"{urls[first]}{LIST_PATH}",
                 "issue": f"{urls[first]}/issues/{issue_id}",
             }
-            _profile(bench, pages, cookies[first], profile_seconds, max(connections))
+            _profile(
+                bench, pages, cookies[first], profile_seconds, max(connections), keep=profile_dir
+            )
     finally:
         bench.stop()
 
 
 def _profile(
-    bench: BenchStack, pages: dict[str, str], cookie: str, seconds: float, connections: int
+    bench: BenchStack,
+    pages: dict[str, str],
+    cookie: str,
+    seconds: float,
+    connections: int,
+    *,
+    keep: Path | None = None,
 ) -> None:
     pids = bench.service_pids()
     for name, page in pages.items():
@@ -330,6 +383,9 @@ def _profile(
         for service, path in outputs.items():
             print(f" {service}:")
             print(summarize_profile(path) if path.exists() else "  (no profile written)")
+            if keep is not None and path.exists():
+                keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, keep / path.name)
 
 
 def main() -> None:
@@ -345,12 +401,27 @@ def main() -> None:
         default=[],
         metavar="LABEL=FLAGS",
         help="a web frontend to measure, with these serve flags (repeatable; side by side), "
-        "e.g. 'nocache=--hotlist-cache-seconds 0' 'workers2=--workers 2'",
+        "e.g. 'nocache=--hotlist-cache-seconds 0' 'workers2=--workers 2'; NAME=VALUE words "
+        "are its environment ('before=PYTHONPATH=/tmp/old/packages/bugless-web/src')",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="keep py-spy's raw profiles here (collapsed stacks, one file per page and service)",
     )
     args = parser.parse_args()
     connections = tuple(int(c) for c in args.connections.split(","))
     configs = dict(c.partition("=")[::2] for c in args.config)
-    run(args.issues, args.seconds, args.repeat, args.profile_seconds, connections, configs=configs)
+    run(
+        args.issues,
+        args.seconds,
+        args.repeat,
+        args.profile_seconds,
+        connections,
+        configs=configs,
+        profile_dir=args.profile_dir,
+    )
 
 
 if __name__ == "__main__":

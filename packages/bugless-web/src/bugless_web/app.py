@@ -284,6 +284,11 @@ def create_app(settings: WebSettings) -> Litestar:
         state=None,
         debug=False,
         openapi_config=None,
+        # Logging is the process's (bugless_core.logs: JSON lines, --log-level).
+        # Litestar's default config would replace the root handler with its
+        # own queue and text format at INFO, dropping both, and log every
+        # request through a second thread.
+        logging_config=None,
     )
     app.state["frontend"] = frontend
     # Wrapping the whole handler (not per route) makes 404s, 405s and steered

@@ -7,7 +7,9 @@ methods, the Model's capabilities, and each caller's view of the component
 tree for ``component_cache_seconds`` (component paths and templates rarely
 change; a page may show a stale name or picker for that long, see
 :meth:`Backends.components`), and each viewer's own hotlists (the
-menus of search and issue pages) for ``hotlist_cache_seconds``, and the
+menus of search and issue pages) for ``hotlist_cache_seconds``, the custom
+fields that apply to each component (the issue page's form, the bulk-edit
+menu) for ``component_cache_seconds``, and the
 people shown on pages for ``user_cache_seconds``
 (:mod:`bugless_core.user_cache`: a rename shows that late).
 
@@ -19,6 +21,7 @@ show people the 503 page.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -48,6 +51,9 @@ ASSERTION_MARGIN = 30.0
 #: Most callers whose component tree is remembered at once (oldest forgotten first).
 COMPONENT_CACHE_SIZE = 1_000
 
+#: Most (caller principals, component) pairs whose custom fields are remembered at once.
+FIELD_CACHE_SIZE = 4_000
+
 #: Most viewers whose own hotlists are remembered at once (oldest forgotten first).
 HOTLIST_CACHE_SIZE = 1_000
 #: The most hotlists the bulk-edit and "add to hotlist" menus offer.
@@ -55,6 +61,8 @@ MENU_HOTLISTS = 200
 
 #: What the Model's component ACLs depend on: user id, sorted groups, admin.
 _PrincipalsKey = tuple[str, tuple[str, ...], bool]
+#: A cached field list: whose view, of which component.
+_FieldsKey = tuple[_PrincipalsKey, int]
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,11 @@ class Backends:
         self._hotlists: OrderedDict[_PrincipalsKey, tuple[float, tuple[v1.Hotlist, ...]]] = (
             OrderedDict()
         )
+        self._fields: OrderedDict[_FieldsKey, tuple[float, tuple[v1.CustomField, ...]]] = (
+            OrderedDict()
+        )
+        self._fields_loading: dict[_FieldsKey, asyncio.Future[tuple[v1.CustomField, ...]]] = {}
+        self._fields_generation = 0
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""
@@ -292,8 +305,73 @@ class Backends:
         self._hotlists.pop(_principals(viewer), None)
 
     def forget_components(self) -> None:
-        """Drop every cached component tree (after this replica changed a component)."""
+        """Drop every cached component tree and field list (after a component changed here)."""
         self._trees.clear()
+        self.forget_custom_fields()
+
+    async def custom_fields(self, viewer: Viewer, component_id: int) -> list[v1.CustomField]:
+        """The custom fields that apply to ``component_id``'s issues (root's first; none for 0).
+
+        Pages that only show fields (the issue page's form, the search page's
+        bulk-edit menu, which asks for every component on the page) read them
+        from a cache per (caller principals, component) kept for
+        ``component_cache_seconds``, as the component tree is: a field defined
+        or changed on another replica shows that late; one changed through
+        this replica shows at once (:meth:`forget_custom_fields`). Writes and
+        the fields' own admin page ask the Model every time
+        (:func:`bugless_web.custom_fields.applicable_fields`), and the Model
+        checks every value against the fields as they are now. The messages
+        are shared between requests: do not modify them.
+        """
+        if not component_id:
+            return []
+        key = (_principals(viewer), component_id)
+        cached = self._fields.get(key)
+        if cached is not None and cached[0] > self._clock():
+            self._fields.move_to_end(key)
+            return list(cached[1])
+        # One call per key at a time: when the entry expires under load, the
+        # pages asking meanwhile wait for that call instead of each making
+        # their own (a list page asks for up to 20 components at once).
+        loading = self._fields_loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_custom_fields(viewer, component_id, key))
+            self._fields_loading[key] = loading
+            loading.add_done_callback(lambda done: self._loaded(key, done))
+        return list(await asyncio.shield(loading))
+
+    async def _load_custom_fields(
+        self, viewer: Viewer, component_id: int, key: _FieldsKey
+    ) -> tuple[v1.CustomField, ...]:
+        generation = self._fields_generation
+        response = await call(
+            self.model.list_custom_fields,
+            v1.ListCustomFieldsRequest(caller=viewer.caller, component_id=component_id),
+        )
+        found = tuple(response.custom_fields)
+        keep = self._settings.component_cache_seconds
+        if keep > 0 and generation == self._fields_generation:
+            self._fields[key] = (self._clock() + keep, found)
+            self._fields.move_to_end(key)
+            while len(self._fields) > FIELD_CACHE_SIZE:
+                self._fields.popitem(last=False)
+        return found
+
+    def _loaded(self, key: _FieldsKey, done: asyncio.Future[tuple[v1.CustomField, ...]]) -> None:
+        if self._fields_loading.get(key) is done:
+            del self._fields_loading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have gone away
+
+    def forget_custom_fields(self) -> None:
+        """Drop every cached field list (after this replica defined, changed or deleted one).
+
+        A look-up already under way is not reused afterwards, and its answer,
+        which may predate the change, is not kept.
+        """
+        self._fields.clear()
+        self._fields_loading.clear()
+        self._fields_generation += 1
 
     async def _component_path(self, viewer: Viewer, component_id: int) -> str:
         try:

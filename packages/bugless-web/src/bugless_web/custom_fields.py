@@ -61,11 +61,12 @@ async def fields_of_components(
 ) -> list[v1.CustomField]:
     """The fields that apply to any of the components, each once, by name then id.
 
-    At most ``limit`` components are asked (one call each, concurrently): a
+    At most ``limit`` components are asked (one call each, concurrently, for
+    those not in the short-lived cache, :meth:`Backends.custom_fields`): a
     result page spanning more components offers the fields of the first ones.
     """
     wanted = sorted(set(component_ids) - {0})[:limit]
-    lists = await asyncio.gather(*(applicable_fields(backends, viewer, c) for c in wanted))
+    lists = await asyncio.gather(*(backends.custom_fields(viewer, c) for c in wanted))
     by_id = {f.id: f for fields in lists for f in fields}
     return sorted(by_id.values(), key=lambda f: (f.name.casefold(), f.id))
 

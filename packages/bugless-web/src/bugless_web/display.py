@@ -81,7 +81,9 @@ def timestamp(value: datetime.datetime | None) -> Markup:
     utc = value.astimezone(datetime.UTC)
     iso = utc.isoformat(timespec="seconds").replace("+00:00", "Z")
     shown = utc.strftime("%Y-%m-%d %H:%M UTC")
-    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(iso, shown)
+    # Digits, dashes, colons and letters only: nothing to escape (and
+    # Markup.format costs more than the rest; a list page has 50 of these).
+    return Markup(f'<time datetime="{iso}" title="{iso}">{shown}</time>')
 
 
 def user_chip(users: Mapping[str, v1.User], user_id: str) -> Markup:
@@ -97,13 +99,11 @@ def user_chip(users: Mapping[str, v1.User], user_id: str) -> Markup:
     if user is None:
         return Markup('<span class="chip chip-unknown" title="unknown user">unknown user</span>')
     name = user.display_name or user.username
+    username = escape(user.username)
+    disabled = " (disabled)" if user.disabled else ""
     return Markup(
-        '<a class="chip" href="/users/{0}" title="{0}{1}"><span class="avatar">{2}</span>{3}</a>'
-    ).format(
-        user.username,
-        " (disabled)" if user.disabled else "",
-        escape((name[:1] or "?").upper()),
-        name,
+        f'<a class="chip" href="/users/{username}" title="{username}{disabled}">'
+        f'<span class="avatar">{escape((name[:1] or "?").upper())}</span>{escape(name)}</a>'
     )
 
 

@@ -40,6 +40,7 @@ from bugless_web.backends import Backends, Viewer
 from bugless_web.drain import DrainState
 from bugless_web.markup import render_markdown
 from bugless_web.rendered_timelines import RenderedTimelines
+from bugless_web.result_rows import result_rows
 from bugless_web.searching import COLUMNS, saved_search_href
 from bugless_web.session import Session, SessionCodec
 from bugless_web.settings import WebSettings
@@ -143,6 +144,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         static_url=assets.url,
         build_id=assets.build_id,
         user_chip=display.user_chip,
+        result_rows=result_rows,
         username_of=display.username_of,
         status_label=display.status_label,
         short_status=display.short_status,

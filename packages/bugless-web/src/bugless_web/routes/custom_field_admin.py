@@ -128,6 +128,7 @@ async def create_custom_field(
             default_values=await _defaults(backends, form, field_type),
         ),
     )
+    backends.forget_custom_fields()  # this replica's pages show it at once
     audit(viewer, "create custom field", f"component {component_id}", field_id=created.id)
     session_of(request).update(notice=f"Defined the custom field {created.name!r}.")
     return redirect(f"/components/{component_id}/fields#field-{created.id}")
@@ -180,6 +181,7 @@ async def update_custom_field(
             expected_version=form_int(_text(form, "version"), "version"),
         ),
     )
+    backends.forget_custom_fields()
     audit(viewer, "update custom field", f"component {component_id}", field_id=field_id)
     session_of(request).update(notice=f"Saved the custom field {updated.name!r}.")
     return redirect(f"/components/{component_id}/fields#field-{field_id}")
@@ -204,6 +206,7 @@ async def delete_custom_field(
             expected_version=form_int(_text(form, "version"), "version"),
         ),
     )
+    backends.forget_custom_fields()
     audit(viewer, "delete custom field", f"component {component_id}", field_id=field_id)
     session_of(request).update(
         notice=f"Deleted the custom field {current.name!r}; issue histories keep its old values."

@@ -88,7 +88,7 @@ async def _issue_page(
             ),
         ),
         backends.capabilities(),
-        custom_fields.applicable_fields(backends, viewer, issue.component_id),
+        backends.custom_fields(viewer, issue.component_id),
     )
 
     own = next((c for c in components if c.id == issue.component_id), None)
