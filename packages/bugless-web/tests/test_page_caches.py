@@ -4,7 +4,9 @@ The viewer's own hotlists fill the "add to hotlist" menus of the issue page
 and the bulk-edit bar of the search page. They are reused for
 ``hotlist_cache_seconds`` (long here, so that the test does not depend on the
 machine's speed), but a hotlist write the viewer makes through this replica
-shows on their very next page.
+shows on their very next page. The custom fields of each component (the
+issue form, the bulk-edit menu) are reused the same way for
+``component_cache_seconds``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from test_custom_fields import _component, _define, _issue
 from web_support import SESSION_KEY, World, create_issue, csrf_of, sign_in
 
 from bugless_core.clients import call
@@ -23,12 +26,13 @@ from bugless_web import WebSettings
 
 @pytest.fixture
 def web_settings(world: World) -> WebSettings:
-    """A replica that keeps hotlists and rendered timelines for ten minutes."""
+    """A replica that keeps hotlists, fields and rendered timelines for ten minutes."""
     return WebSettings(
         model=world.stack.model,
         auth=world.stack.auth,
         session_keys=(SESSION_KEY,),
         dev=True,
+        component_cache_seconds=600.0,
         hotlist_cache_seconds=600.0,
         timeline_cache_seconds=600.0,
     )
@@ -80,6 +84,36 @@ async def test_hotlists_are_reused_until_the_viewer_changes_one(
     after = await client.get(f"/issues/{issue.id}")
     assert _option(f"Renamed {tag}") in after.text
     assert _option(f"Mine {tag}") not in after.text
+
+
+async def test_custom_fields_are_reused_until_one_is_defined_through_this_replica(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    first = await _define(client, csrf, component.id, name="First", type="text")
+    issue = await _issue(model, world, component.id, "Field cache")
+    listed = await client.get("/search", params={"q": f"componentid:{component.id}"})
+    assert f'<option value="{first}:TEXT">' in listed.text
+    # Defined behind this replica's back: the menus come from the cache meanwhile.
+    elsewhere = await call(
+        model.create_custom_field,
+        v1.CreateCustomFieldRequest(
+            caller=world.admin,
+            component_id=component.id,
+            name="Elsewhere",
+            type=v1.CustomFieldType.TEXT,
+        ),
+    )
+    cached = await client.get("/search", params={"q": f"componentid:{component.id}"})
+    assert f'<option value="{elsewhere.id}:TEXT">' not in cached.text
+    assert f'name="cf_{elsewhere.id}"' not in (await client.get(f"/issues/{issue.id}")).text
+    # A field defined through this replica shows on the next page, with the other.
+    third = await _define(client, csrf, component.id, name="Third", type="text")
+    fresh = await client.get("/search", params={"q": f"componentid:{component.id}"})
+    for field_id in (first, elsewhere.id, third):
+        assert f'<option value="{field_id}:TEXT">' in fresh.text
+    assert f'name="cf_{elsewhere.id}"' in (await client.get(f"/issues/{issue.id}")).text
 
 
 async def test_the_issue_page_is_never_stored_so_it_carries_no_etag(
