@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from markupsafe import Markup, escape
 
@@ -41,6 +41,8 @@ __all__ = [
     "TYPE_LABELS",
     "USER_FIELDS",
     "attachment_url",
+    "component_options",
+    "escape_text",
     "holds_people",
     "is_open",
     "level_label",
@@ -72,6 +74,39 @@ FORM_LABELS = {
     "query": "Query",
     "share_with_groups": "Share with groups",
 }
+
+
+def escape_text(value: object) -> str:
+    """``value`` as HTML text with markupsafe's entities, without making a ``Markup``.
+
+    For code that writes many values into one string (a result table, a
+    picker of every component) and wraps the whole in one ``Markup``:
+    autoescaping makes a ``Markup`` object per value, which on a 50-row list
+    page was a fifth of the web tier's CPU.
+    """
+    return (
+        str(value)
+        .replace("&", "&amp;")
+        .replace(">", "&gt;")
+        .replace("<", "&lt;")
+        .replace("'", "&#39;")
+        .replace('"', "&#34;")
+    )
+
+
+def component_options(components: Iterable[v1.Component], selected: int) -> Markup:
+    """The ``<option>`` of each component (by path), ``selected`` marked.
+
+    The pickers list the caller's whole tree (hundreds of components), on
+    every issue page: written here in one pass rather than by a template loop.
+    """
+    return Markup(
+        "".join(
+            f'<option value="{c.id}"{" selected" if c.id == selected else ""}>'
+            f"{escape_text(c.path)}</option>"
+            for c in components
+        )
+    )
 
 
 def timestamp(value: datetime.datetime | None) -> Markup:

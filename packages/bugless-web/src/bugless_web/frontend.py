@@ -145,6 +145,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         build_id=assets.build_id,
         user_chip=display.user_chip,
         result_rows=result_rows,
+        component_options=display.component_options,
         username_of=display.username_of,
         status_label=display.status_label,
         short_status=display.short_status,

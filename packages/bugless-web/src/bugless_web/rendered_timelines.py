@@ -39,6 +39,16 @@ class RenderedTimelines:
         #: Stands for the CSRF token in the kept HTML; never a real token.
         self.placeholder = f"csrf-placeholder-{secrets.token_hex(16)}"
 
+    def get(self, key: TimelineKey, csrf_token: str) -> Markup | None:
+        """The kept timeline for ``key`` with ``csrf_token`` in its forms; None if none is."""
+        if self._ttl <= 0:
+            return None
+        cached = self._entries.get(key)
+        if cached is None or cached[0] <= self._clock():
+            return None
+        self._entries.move_to_end(key)
+        return Markup(cached[1].replace(self.placeholder, csrf_token))
+
     def get_or_render(
         self, key: TimelineKey, csrf_token: str, render: Callable[[str], str]
     ) -> Markup:

@@ -22,20 +22,8 @@ from markupsafe import Markup
 from bugless_core.issue_fields import is_open
 from bugless_core.issue_labels import level_label, status_label, type_label
 from bugless_proto import v1
-from bugless_web.display import timestamp, user_chip
+from bugless_web.display import escape_text, timestamp, user_chip
 from bugless_web.searching import SearchResults
-
-
-def escape_text(value: object) -> str:
-    """``value`` as HTML text: markupsafe's entities, without a ``Markup`` per call."""
-    return (
-        str(value)
-        .replace("&", "&amp;")
-        .replace(">", "&gt;")
-        .replace("<", "&lt;")
-        .replace("'", "&#39;")
-        .replace('"', "&#34;")
-    )
 
 
 def _level_pill(value: v1.Priority | v1.Severity) -> str:
@@ -175,4 +163,4 @@ def result_rows(results: SearchResults, columns: Sequence[str], *, selectable: b
     return Markup("".join(out))
 
 
-__all__ = ["escape_text", "result_rows"]
+__all__ = ["result_rows"]

@@ -34,6 +34,7 @@ from bugless_web.frontend import (
 )
 from bugless_web.issue_form import EDIT_FIELDS, EditForm, delta_is_empty
 from bugless_web.relations import load_relations
+from bugless_web.rendered_timelines import TimelineKey
 from bugless_web.timeline import Timeline, load_history, names_for
 
 
@@ -46,6 +47,10 @@ async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Com
     modify the returned messages; they are shared between requests.
     """
     return await backends.components(viewer)
+
+
+async def _no_history() -> list[v1.HistoryEntry]:
+    return []
 
 
 async def _issue_page(
@@ -65,21 +70,36 @@ async def _issue_page(
     ``comment_edit`` (entry version, typed text, problem) reopens that
     entry's edit form with the text kept and the problem shown.
     """
-    backends = frontend_of(request).backends
-    issue = await call(
-        backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)
+    frontend = frontend_of(request)
+    backends = frontend.backends
+    issue, components = await asyncio.gather(
+        call(backends.model.get_issue, v1.GetIssueRequest(caller=viewer.caller, issue_id=issue_id)),
+        list_all_components(backends, viewer),
     )
+    own = next((c for c in components if c.id == issue.component_id), None)
+    can_redact = viewer.is_admin or (own is not None and own.caller_role == v1.Role.ADMIN)
+    csrf_token = session_of(request).csrf
+    # The reader's own edit forms and the redact forms depend on who reads.
+    # Every history entry is a new issue version, so a timeline kept for this
+    # version is the whole history: then the history is not even fetched.
+    key: TimelineKey = (
+        issue.id,
+        issue.version,
+        issue.version,
+        viewer.caller.user_id,
+        can_redact,
+        frontend.assets.build_id,
+    )
+    kept = frontend.timelines.get(key, csrf_token) if comment_edit is None else None
     (
         history,
         relations,
-        components,
         (my_hotlists, attachments),
         capabilities,
         fields,
     ) = await asyncio.gather(
-        load_history(backends, viewer, issue_id),
+        _no_history() if kept is not None else load_history(backends, viewer, issue_id),
         load_relations(backends, viewer, issue),
-        list_all_components(backends, viewer),
         asyncio.gather(
             backends.my_hotlists(viewer),
             call(
@@ -91,25 +111,25 @@ async def _issue_page(
         backends.custom_fields(viewer, issue.component_id),
     )
 
-    own = next((c for c in components if c.id == issue.component_id), None)
     timeline = Timeline.of(
         history,
         viewer_id=viewer.caller.user_id,
-        can_redact=viewer.is_admin or (own is not None and own.caller_role == v1.Role.ADMIN),
+        can_redact=can_redact,
         expected_version=issue.version,
         user_fields=custom_fields.user_history_fields(fields),
     )
+    # The conflict's entries are shown outside the timeline (which may be kept).
+    shown = [*history, *(conflict or [])]
     names = await names_for(
         backends,
         viewer,
-        history,
+        shown,
         issues=[issue],
         extra_users=relations.people()
         | custom_fields.user_ids(issue.custom_fields)
-        | timeline.people(history)
+        | timeline.people(shown)
         | {a.uploader for a in attachments.attachments},
     )
-    frontend = frontend_of(request)
 
     def render_timeline(csrf_token: str) -> str:
         return frontend.templates.get_template("_timeline.html").render(
@@ -120,18 +140,13 @@ async def _issue_page(
             csrf_token=csrf_token,
         )
 
-    csrf_token = session_of(request).csrf
-    if comment_edit is None:
-        # The reader's own edit forms and the redact forms depend on who reads.
-        key = (
-            issue.id,
-            issue.version,
-            max((e.version for e in history), default=0),
-            viewer.caller.user_id,
-            timeline.can_redact,
-            frontend.assets.build_id,
+    if kept is not None:
+        timeline_html = kept
+    elif comment_edit is None:
+        newest = max((e.version for e in history), default=0)
+        timeline_html = frontend.timelines.get_or_render(
+            (*key[:2], newest, *key[3:]), csrf_token, render_timeline
         )
-        timeline_html = frontend.timelines.get_or_render(key, csrf_token, render_timeline)
     else:
         timeline_html = Markup(render_timeline(csrf_token))
     current_form = EditForm.from_issue(issue, names.users)
