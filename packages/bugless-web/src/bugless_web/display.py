@@ -7,6 +7,7 @@ way, and so the templates stay free of logic.
 from __future__ import annotations
 
 import datetime
+import functools
 import urllib.parse
 from collections.abc import Iterable, Mapping
 
@@ -113,6 +114,12 @@ def timestamp(value: datetime.datetime | None) -> Markup:
     """A ``<time>`` element in UTC, with the ISO form for machines and tooltips."""
     if value is None:
         return Markup("—")
+    return _time_element(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_element(value: datetime.datetime) -> Markup:
+    """Kept per instant: list pages show the same issues' times page after page."""
     utc = value.astimezone(datetime.UTC)
     iso = utc.isoformat(timespec="seconds").replace("+00:00", "Z")
     shown = utc.strftime("%Y-%m-%d %H:%M UTC")
