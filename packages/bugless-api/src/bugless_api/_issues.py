@@ -10,6 +10,9 @@ points at its column.
 
 from __future__ import annotations
 
+import datetime
+import re
+import zoneinfo
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
@@ -25,14 +28,47 @@ from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of
 from bugless_proto import v1
 
+#: What an IANA zone name looks like (``America/Argentina/Buenos_Aires``, ``Etc/GMT+12``).
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
+_MAX_ZONE_NAME = 64
+
+
+def time_zone(name: str) -> datetime.tzinfo | None:
+    """The zone a request's ``time_zone`` names; ``None`` (UTC) when it is empty.
+
+    A bot asks for ``created>today-7`` in its own day, as the web does with the
+    browser's zone; a name the server does not know is the caller's mistake,
+    said as such rather than silently counted in UTC.
+
+    Raises:
+        InvalidArgument: ``name`` is not a time zone this server knows.
+    """
+    if not name:
+        return None
+    if len(name) <= _MAX_ZONE_NAME and _ZONE_NAME.fullmatch(name):
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    raise InvalidArgument(
+        f"time_zone: {name[:_MAX_ZONE_NAME]!r} is not a time zone this server knows; "
+        "give an IANA name such as Europe/Berlin, or leave it empty for UTC",
+        metadata={"field": "time_zone"},
+    )
+
 
 async def structured_query(
-    gateway: Gateway, text: str, structured: v1.StructuredQuery | None
+    gateway: Gateway,
+    text: str,
+    structured: v1.StructuredQuery | None,
+    *,
+    zone: datetime.tzinfo | None = None,
 ) -> v1.StructuredQuery:
     """The Model query for a query string and/or a structured query (ANDed).
 
     ``me`` in the text is the caller. Sort keys come from the text when it
-    has any, else from the structured query.
+    has any, else from the structured query. Days in the text run midnight
+    to midnight in ``zone`` (UTC when None).
 
     Raises:
         InvalidArgument: The text does not parse or names an unknown user
@@ -48,7 +84,7 @@ async def structured_query(
             )
         try:
             resolved = await resolve_query(
-                parse_query(text), gateway.auth, me=current_identity().user_id
+                parse_query(text), gateway.auth, me=current_identity().user_id, zone=zone
             )
         except QuerySyntaxError as exc:
             raise InvalidArgument(
@@ -219,7 +255,9 @@ class IssuesService(GatewayService, v1.IssuesBase):
 
     async def search_issues(self, message: v1.QuerySearchRequest) -> v1.SearchIssuesResponse:
         """Search by query string and/or structured query, as the caller."""
-        query = await structured_query(self.gateway, message.query, message.structured)
+        query = await structured_query(
+            self.gateway, message.query, message.structured, zone=time_zone(message.time_zone)
+        )
         request = v1.SearchIssuesRequest(
             query=query,
             page=message.page,
@@ -241,10 +279,11 @@ class IssuesService(GatewayService, v1.IssuesBase):
         missed, at the moment the Model knows it.
         """
         request = v1.WatchRequest()
+        zone = time_zone(message.time_zone)
         if message.issue_id is not None:
             request.issue_id = message.issue_id
         elif message.query is not None:
-            request.query = await structured_query(self.gateway, message.query, None)
+            request.query = await structured_query(self.gateway, message.query, None, zone=zone)
         else:
             raise InvalidArgument("target: give issue_id or query")
         caller_of(request)

@@ -96,12 +96,42 @@ class ClientConfig:
         cert: PEM client certificate.
         key: Its private key.
         ca: PEM bundle that signed the server's certificate.
+        time_zone: IANA zone days in queries are counted in ("" for UTC).
     """
 
     api: str
     cert: Path
     key: Path
     ca: Path
+    time_zone: str = ""
+
+
+def local_zone_name() -> str:
+    """This machine's time zone as an IANA name, or "" (UTC) when none can be told.
+
+    ``TZ`` first (as every other program on the machine reads it), then the
+    zone file ``/etc/localtime`` links to: a person's ``created>today-7`` at a
+    terminal means their own today, as it does in their browser.
+    """
+    import zoneinfo  # noqa: PLC0415
+
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    try:
+        target = Path("/etc/localtime").resolve(strict=True).as_posix()
+    except OSError:
+        target = ""
+    if "/zoneinfo/" in target:
+        name = target.split("/zoneinfo/", 1)[1]
+        candidates.append(name.removeprefix("posix/").removeprefix("right/"))
+    for name in candidates:
+        if not name or name.startswith("/"):
+            continue
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            continue
+        return name
+    return ""
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -133,7 +163,8 @@ def resolve_config(options: dict[str, Any]) -> ClientConfig:
         if not file.is_file():
             fail(f"--{name}: {file} is not a readable file", EXIT_USAGE)
     _refuse_expired(files["cert"])
-    return ClientConfig(api=values["api"], **files)
+    zone = options.get("time_zone") or from_file.get("time_zone") or local_zone_name()
+    return ClientConfig(api=values["api"], **files, time_zone=str(zone))
 
 
 def _refuse_expired(cert_file: Path) -> None:
@@ -153,9 +184,19 @@ def _refuse_expired(cert_file: Path) -> None:
 
 
 def client_options(fn: F) -> F:
-    """Add --api/--cert/--key/--ca and --json to a client command."""
+    """Add --api/--cert/--key/--ca, --time-zone and --json to a client command."""
     fn = click.option(
         "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table."
+    )(fn)
+    fn = click.option(
+        "--time-zone",
+        "time_zone",
+        envvar="BUGLESS_TIME_ZONE",
+        default=None,
+        metavar="ZONE",
+        help="IANA time zone that days in queries (created>today-7) are counted in "
+        "[env BUGLESS_TIME_ZONE; default: time_zone in the config file, else this "
+        "machine's zone, else UTC].",
     )(fn)
     for name, env, text in reversed(
         [
@@ -206,7 +247,13 @@ def run_with_client(
 
     async def main() -> object:
         try:
-            client = BuglessClient(config.api, cert=config.cert, key=config.key, ca=config.ca)
+            client = BuglessClient(
+                config.api,
+                cert=config.cert,
+                key=config.key,
+                ca=config.ca,
+                time_zone=config.time_zone,
+            )
         except ValueError as exc:
             fail(f"--api: {exc}", EXIT_USAGE)
         except OSError as exc:
@@ -225,7 +272,7 @@ def command(fn: Callable[..., Coroutine[Any, Any, object]]) -> Callable[..., Non
 
     @functools.wraps(fn)
     def callback(**params: Any) -> None:
-        options = {name: params.pop(name) for name in ("api", "cert", "key", "ca")}
+        options = {name: params.pop(name) for name in ("api", "cert", "key", "ca", "time_zone")}
         as_json = params.pop("as_json")
         result = run_with_client(options, lambda client: fn(client, **params))
         emit(result, as_json=as_json)

@@ -146,6 +146,7 @@ def update_command(
     cert: str | None,
     key: str | None,
     ca: str | None,
+    time_zone: str | None,
     **changes: Any,
 ) -> None:
     """Change fields and relations of ISSUE_IDS, or of every issue --query matches.
@@ -160,7 +161,7 @@ def update_command(
         raise click.UsageError("give ISSUE_IDS or --query (one of them)")
     if expected_version is not None and len(issue_ids) != 1:
         raise click.UsageError("--expected-version needs exactly one ISSUE_ID")
-    options = {"api": api, "cert": cert, "key": key, "ca": ca}
+    options = {"api": api, "cert": cert, "key": key, "ca": ca, "time_zone": time_zone}
     if len(issue_ids) == 1:
         result = run_with_client(
             options, lambda client: _update_one(client, issue_ids[0], expected_version, changes)

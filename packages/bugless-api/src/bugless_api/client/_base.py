@@ -102,6 +102,7 @@ class ClientBase:
         *,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        time_zone: str = "",
     ) -> None:
         """Prepare a client of ``address`` (``host:port``); connects on first call.
 
@@ -112,8 +113,12 @@ class ClientBase:
             ca: PEM bundle that signed the API server's certificate.
             timeout: Deadline of each call, in seconds.
             retry: Retry policy; the default tries up to 4 times.
+            time_zone: IANA zone that days in this client's queries
+                (``created>today-7``) are counted in, unless a call names
+                another; "" is UTC.
         """
         self.address = ServiceAddress.parse(address, ca=Path(ca), cert=Path(cert), key=Path(key))
+        self.time_zone = time_zone
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._channel: Channel = self.address.channel()

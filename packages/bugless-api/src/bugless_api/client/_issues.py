@@ -28,28 +28,39 @@ class IssueCalls(ClientBase):
         page_size: int = 0,
         page_token: str = "",
         summary: bool = False,
+        time_zone: str | None = None,
     ) -> v1.SearchIssuesResponse:
         """One page of the issues matching ``query`` (the search language).
 
         With ``summary``, each issue comes without its description and cc
-        list (less for the services to read and send, for a listing).
+        list (less for the services to read and send, for a listing). Days in
+        the query (``created>today-7``) run midnight to midnight in
+        ``time_zone``, an IANA name (the client's when None; UTC when empty).
         """
         request = v1.QuerySearchRequest(
             query=query,
             structured=structured,
             page=page(page_size, page_token),
             summary=summary,
+            time_zone=self.time_zone if time_zone is None else time_zone,
         )
         return await self._call(self.issues.search_issues, request, idempotent=True)
 
     async def iter_issues(
-        self, query: str = "", *, limit: int | None = None, page_size: int = 100
+        self,
+        query: str = "",
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+        time_zone: str | None = None,
     ) -> AsyncIterator[v1.Issue]:
         """Every issue matching ``query``, page by page (at most ``limit``)."""
         token = ""
         yielded = 0
         while True:
-            found = await self.search_issues(query, page_size=page_size, page_token=token)
+            found = await self.search_issues(
+                query, page_size=page_size, page_token=token, time_zone=time_zone
+            )
             for issue in found.issues:
                 if limit is not None and yielded >= limit:
                     return
@@ -339,17 +350,23 @@ class IssueCalls(ClientBase):
                 return
 
     async def watch(
-        self, *, issue_id: int | None = None, query: str | None = None
+        self,
+        *,
+        issue_id: int | None = None,
+        query: str | None = None,
+        time_zone: str | None = None,
     ) -> AsyncIterator[v1.WatchEvent]:
         """Changes as they are committed, for one issue or a query (no deadline).
 
         The first event has ``subscribed=True`` and no issue or entry: it
         arrives once the watch is in place, so a change made after it is
-        always delivered. Skip it when only changes matter.
+        always delivered. Skip it when only changes matter. Days in ``query``
+        run in ``time_zone`` (an IANA name; the client's when None).
         """
         if issue_id is not None:
             check_id(issue_id, "issue_id")
-        request = v1.QueryWatchRequest(issue_id=issue_id, query=query)
+        zone = self.time_zone if time_zone is None else time_zone
+        request = v1.QueryWatchRequest(issue_id=issue_id, query=query, time_zone=zone)
         with call_errors("the bugless API is unreachable"):
             async for event in self.issues.watch(request):
                 yield event
