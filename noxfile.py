@@ -153,18 +153,45 @@ def proto_check(session: nox.Session) -> None:
     session.run("python", "packages/bugless-proto/scripts/generate.py", "--check")
 
 
+#: A package whose tests run as two sessions: the modules that drive Chromium
+#: (or start whole stacks per test) are a session of their own, so that CI's
+#: longest session is not one package's suite run end to end.
+BROWSER_SHARD = "bugless-web-browser"
+
+
+def _browser_test_modules() -> list[str]:
+    """bugless-web's test modules that use Playwright (the browser shard)."""
+    tests_dir = ROOT / "packages" / "bugless-web" / "tests"
+    return [
+        str(module.relative_to(ROOT))
+        for module in sorted(tests_dir.glob("test_*.py"))
+        if "browser_support" in module.read_text() or "playwright" in module.read_text()
+    ]
+
+
+def _test_targets(package: str) -> list[str]:
+    """The pytest arguments that select one test session's modules."""
+    if package == BROWSER_SHARD:
+        return _browser_test_modules()
+    targets = [f"packages/{package}/tests"]
+    if package == "bugless-web":
+        targets += [f"--ignore={module}" for module in _browser_test_modules()]
+    return targets
+
+
 @nox.session(python=PYTHON)
-@nox.parametrize("package", list(PACKAGES))
+@nox.parametrize("package", [*PACKAGES, BROWSER_SHARD])
 def tests(session: nox.Session, package: str) -> None:
-    """One package's tests against real servers."""
-    tests_dir = ROOT / "packages" / package / "tests"
+    """One package's tests against real servers (bugless-web's in two sessions)."""
+    folder = "bugless-web" if package == BROWSER_SHARD else package
+    tests_dir = ROOT / "packages" / folder / "tests"
     if not any(tests_dir.rglob("test_*.py")):
         session.error(f"{package} has no tests")
     session.install(*TEST_TOOLS, *_all_packages())
     session.run(
         "pytest",
         *STRICT,
-        f"packages/{package}/tests",
+        *_test_targets(package),
         "--rootdir",
         str(ROOT),
         "-q",
@@ -234,6 +261,7 @@ def _ensure_system_packages(session: nox.Session) -> None:
 #: Sessions ``ci`` runs, the longest first so that they start at once and the
 #: short ones fill the gaps (durations of a serial run on 2 cores, for ordering only).
 CI_SESSIONS = [
+    "tests(package='bugless-web-browser')",
     "tests(package='bugless-web')",
     "tests(package='bugless-model-postgres')",
     "tests(package='bugless-auth')",
@@ -292,7 +320,7 @@ def ci(session: nox.Session) -> None:
     session's whole log is printed when it ends, a passing one's last lines.
     """
     _ensure_system_packages(session)
-    missing = {f"tests(package='{p}')" for p in PACKAGES} - set(CI_SESSIONS)
+    missing = {f"tests(package='{p}')" for p in [*PACKAGES, BROWSER_SHARD]} - set(CI_SESSIONS)
     if missing:
         session.error(f"CI_SESSIONS lacks {sorted(missing)}")
     logs = ROOT / ".nox" / "ci-logs"
