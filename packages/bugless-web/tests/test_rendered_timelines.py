@@ -65,3 +65,21 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert render.calls == 3
     cache.get_or_render((1, *KEY[1:]), "t", render)  # the oldest, forgotten
     assert render.calls == 4
+
+
+def test_the_cache_is_bounded_in_characters_and_keeps_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bugless_web.rendered_timelines.TIMELINE_CACHE_CHARS", 250)
+    cache = RenderedTimelines(60.0)
+    for issue in (1, 2, 3, 4):
+        cache.get_or_render((issue, *KEY[1:]), "t", lambda _token: "x" * 100)
+    assert len(cache) == 2
+    assert cache.chars == 200
+    render = Renderer()
+    cache.get_or_render((4, *KEY[1:]), "t", render)  # the newest is kept
+    assert render.calls == 0
+    huge = cache.get_or_render((5, *KEY[1:]), "t", lambda _token: "y" * 1000)
+    assert huge == "y" * 1000  # larger than the bound: served, kept alone
+    assert len(cache) == 1
+    assert cache.chars == 1000

@@ -22,6 +22,10 @@ from markupsafe import Markup
 
 #: Most rendered timelines kept at once (least recently used forgotten first).
 TIMELINE_CACHE_SIZE = 256
+#: Most characters of rendered HTML kept at once, whatever the count: a long
+#: issue's timeline runs to hundreds of KiB, and 256 of them would be more
+#: than the web tier's whole memory budget (100 MB per process, issue 17).
+TIMELINE_CACHE_CHARS = 16 * 1024 * 1024
 
 #: (issue id, issue version the forms are made against, newest history entry,
 #: reader's user id, may redact, asset build id).
@@ -36,6 +40,7 @@ class RenderedTimelines:
         self._ttl = ttl_seconds
         self._clock = clock
         self._entries: OrderedDict[TimelineKey, tuple[float, str]] = OrderedDict()
+        self._chars = 0
         #: Stands for the CSRF token in the kept HTML; never a real token.
         self.placeholder = f"csrf-placeholder-{secrets.token_hex(16)}"
 
@@ -62,12 +67,24 @@ class RenderedTimelines:
         now = self._clock()
         cached = self._entries.get(key)
         if cached is None or cached[0] <= now:
+            if cached is not None:
+                self._chars -= len(cached[1])
             cached = (now + self._ttl, render(self.placeholder))
             self._entries[key] = cached
-            while len(self._entries) > TIMELINE_CACHE_SIZE:
-                self._entries.popitem(last=False)
+            self._chars += len(cached[1])
         self._entries.move_to_end(key)
-        return Markup(cached[1].replace(self.placeholder, csrf_token))
+        html = cached[1]
+        while len(self._entries) > TIMELINE_CACHE_SIZE or (
+            self._chars > TIMELINE_CACHE_CHARS and len(self._entries) > 1
+        ):
+            _, (_, forgotten) = self._entries.popitem(last=False)
+            self._chars -= len(forgotten)
+        return Markup(html.replace(self.placeholder, csrf_token))
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def chars(self) -> int:
+        """Characters of HTML kept now (bounded by :data:`TIMELINE_CACHE_CHARS`)."""
+        return self._chars
