@@ -169,6 +169,18 @@ def _browser_test_modules() -> list[str]:
     ]
 
 
+def _cache_bytecode(session: nox.Session) -> None:
+    """Let the session's Python processes write ``.pyc`` files even if the caller forbids it.
+
+    A test session starts hundreds of Python processes (each service of each
+    stack, every ``bugless`` CLI call). With ``PYTHONDONTWRITEBYTECODE`` set,
+    as it is in the CI environment, each of them compiled every module it
+    imported from source: importing the web tier, the API and the Model took
+    3.0-3.3 s of CPU instead of 1.1 s. An empty value turns the variable off.
+    """
+    session.env["PYTHONDONTWRITEBYTECODE"] = ""
+
+
 def _test_targets(package: str) -> list[str]:
     """The pytest arguments that select one test session's modules."""
     if package == BROWSER_SHARD:
@@ -188,6 +200,7 @@ def tests(session: nox.Session, package: str) -> None:
     if not any(tests_dir.rglob("test_*.py")):
         session.error(f"{package} has no tests")
     session.install(*TEST_TOOLS, *_all_packages())
+    _cache_bytecode(session)
     session.run(
         "pytest",
         *STRICT,
@@ -235,6 +248,7 @@ def deploy(session: nox.Session) -> None:
         *_all_packages(),
     )
     session.run("mypy", "--strict", "deploy/tests", "deploy/ha", "deploy/docker")
+    _cache_bytecode(session)
     session.run("pytest", *STRICT, "deploy/tests", "--rootdir", str(ROOT), "-q", *session.posargs)
 
 
