@@ -204,6 +204,7 @@ async def resolve_query(
     me: str | None,
     today: datetime.date | None = None,
     zone: datetime.tzinfo | None = None,
+    users_by_name: Callable[[list[str]], Awaitable[dict[str, v1.User]]] | None = None,
 ) -> v1.StructuredQuery:
     """Turn a parsed query into the Model's structured query.
 
@@ -217,6 +218,10 @@ async def resolve_query(
     ``zone``, the caller's time zone (UTC when None); ``today`` defaults to
     the date there now. Unknown usernames (and ``me`` when signed out) raise
     :class:`bugless_core.search.QuerySyntaxError` with the position.
+    ``users_by_name`` (usernames to the users the Authenticator knows by
+    them, e.g. a :class:`bugless_core.user_cache.UserCache`'s) replaces the
+    ``LookupUsers`` call, so a frontend can answer repeat queries from its
+    cache, with that cache's staleness.
 
     Raises:
         InvalidArgument: The query names more people than one look-up takes.
@@ -228,9 +233,13 @@ async def resolve_query(
         if len(names) > limits.MAX_USER_LOOKUP:
             msg = f"the query names {len(names)} people; at most {limits.MAX_USER_LOOKUP}"
             raise InvalidArgument(msg)
-        found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=names))
-        users = {user.username: user.user_id for user in found.users}
-        merged = {user.user_id: list(user.merged_user_ids) for user in found.users}
+        if users_by_name is not None:
+            known = list((await users_by_name(names)).values())
+        else:
+            found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=names))
+            known = list(found.users)
+        users = {user.username: user.user_id for user in known}
+        merged = {user.user_id: list(user.merged_user_ids) for user in known}
     me_name = None
     if me is not None and mentions_me(query):
         found = await call(auth.get_users, v1.GetUsersRequest(user_ids=[me]))

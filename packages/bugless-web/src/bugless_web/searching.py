@@ -235,7 +235,14 @@ async def run_search(
     try:
         parsed = parse_query(text)
         structured = await resolve_query(
-            parsed, backends.auth, me=viewer.caller.user_id, today=today, zone=zone.tz
+            parsed,
+            backends.auth,
+            me=viewer.caller.user_id,
+            today=today,
+            zone=zone.tz,
+            # People named in queries come from the page's user cache: a
+            # username resolves to the id it named up to user_cache_seconds.
+            users_by_name=backends.users_by_name,
         )
     except QuerySyntaxError as exc:
         results.error = SearchError(
