@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 from web_support import sign_in
 from xss_corpus import PAYLOADS, dangerous_markup
@@ -103,3 +104,21 @@ async def test_preview_needs_the_csrf_token_and_a_signed_in_person(
         "/preview", data={"text": "hi"}, headers={"X-CSRF-Token": token.group(1)}
     )
     assert anonymous.status_code == 401
+
+
+def test_the_render_cache_is_bounded_in_characters_and_keeps_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bugless_web import markup
+
+    monkeypatch.setattr(markup, "RENDER_CACHE_CHARS", 300)
+    for word in ("alpha", "beta", "gamma", "delta"):
+        html = markup.render_markdown(f"**{word}** " * 5)
+        assert f"<strong>{word}</strong>" in html
+    kept, chars = markup.render_cache_size()
+    assert chars <= 300
+    assert 1 <= kept < 4
+    assert markup.render_markdown("**delta** " * 5) is html  # the newest, kept
+    long = "x" * 1000
+    assert markup.render_markdown(long) == f"<p>{long}</p>\n"
+    assert markup.render_cache_size() == (1, 1000 + len(f"<p>{long}</p>\n"))

@@ -110,11 +110,9 @@ async def test_oidc_start_with_unknown_authenticator_is_a_clear_4xx(
 
 
 def test_rendering_is_memoised_and_still_sanitised() -> None:
-    render_markdown.cache_clear()
-    payload = "<script>alert(1)</script> **bold**"
+    payload = "<script>alert(1)</script> **bold** (memoised)"
     first = render_markdown(payload)
     second = render_markdown(payload)
     assert first is second  # the second view of a comment renders nothing
-    assert render_markdown.cache_info().hits == 1
     assert "<script" not in str(second)
     assert "<strong>bold</strong>" in str(second)

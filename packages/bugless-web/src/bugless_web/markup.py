@@ -16,8 +16,9 @@ inline scripts) is the third.
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
+from collections import OrderedDict
 
 import nh3
 from markdown_it import MarkdownIt
@@ -69,16 +70,51 @@ _markdown.use(tasklists_plugin, enabled=False)
 #: text, and an issue page re-renders every comment on every view (profiled at
 #: over a quarter of the web tier's CPU), so repeated views cost a dict look-up.
 RENDER_CACHE_SIZE = 8192
+#: Most characters (source and HTML) kept at once, whatever the count: 8,192
+#: comments of up to 64 Ki characters each (and previews of any text typed)
+#: could otherwise hold far more than the web tier's whole memory budget
+#: (100 MB per process, issue 17).
+RENDER_CACHE_CHARS = 8 * 1024 * 1024
+
+_rendered: OrderedDict[str, Markup] = OrderedDict()
+_rendered_chars = 0
+_rendered_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=RENDER_CACHE_SIZE)
 def render_markdown(source: str) -> Markup:
     """Sanitised HTML for a comment written in Markdown.
 
     Safe to put in a page as is: raw HTML in the source is escaped by the
     Markdown renderer and anything that slips through is removed by nh3. The
-    result depends on ``source`` alone, so it is memoised (bounded, LRU).
+    result depends on ``source`` alone, so it is memoised (LRU, bounded by
+    :data:`RENDER_CACHE_SIZE` entries and :data:`RENDER_CACHE_CHARS`).
     """
+    global _rendered_chars  # noqa: PLW0603 - the one cache of this module
+    with _rendered_lock:
+        cached = _rendered.get(source)
+        if cached is not None:
+            _rendered.move_to_end(source)
+            return cached
+    html = _render(source)
+    with _rendered_lock:
+        if source not in _rendered:
+            _rendered[source] = html
+            _rendered_chars += len(source) + len(html)
+        while len(_rendered) > RENDER_CACHE_SIZE or (
+            _rendered_chars > RENDER_CACHE_CHARS and len(_rendered) > 1
+        ):
+            forgotten, forgotten_html = _rendered.popitem(last=False)
+            _rendered_chars -= len(forgotten) + len(forgotten_html)
+    return html
+
+
+def render_cache_size() -> tuple[int, int]:
+    """Comments kept and characters kept (source and HTML), for tests and metrics."""
+    with _rendered_lock:
+        return len(_rendered), _rendered_chars
+
+
+def _render(source: str) -> Markup:
     if not source.strip():
         return Markup("")
     html = _markdown.render(source)
