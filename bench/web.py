@@ -51,6 +51,7 @@ from bench._services import (
 )
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_core.clients import acting_as
+from bugless_dev.stack import LocalStack
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -210,10 +211,10 @@ METRICS_ENV = {"BUGLESS_MODEL_METRICS_PORT": "0", "BUGLESS_AUTH_METRICS_PORT": "
 _HANDLED = re.compile(r"^grpc_server_handled_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE)
 
 
-def grpc_calls(bench: BenchStack) -> dict[str, float]:
+def grpc_calls(stack: LocalStack) -> dict[str, float]:
     """Calls each backend has handled so far, by ``service.Method`` (from ``/metrics``)."""
     counts: dict[str, float] = {}
-    for service in bench.stack.services:
+    for service in stack.services:
         if service.kind not in ("model", "auth") or not service.metrics_port:
             continue
         text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10).text
@@ -330,11 +331,11 @@ def run(
                 cookie = cookies[label]
                 for count in connections:
                     meter = CpuMeter(bench.service_pids())
-                    calls = grpc_calls(bench)
+                    calls = grpc_calls(bench.stack)
                     meter.start()
                     result = run_wrk(page, cookie, count, seconds)
                     cpu = meter.stop()
-                    asked = calls_per_page(calls, grpc_calls(bench), result.requests)
+                    asked = calls_per_page(calls, grpc_calls(bench.stack), result.requests)
                     done = max(1, result.requests)
                     per_request = "  ".join(
                         f"{k} {v * 1000 / done:.2f}" for k, v in cpu.items() if v > 0.005

@@ -17,8 +17,9 @@ page's own "Next" links once. Every page must answer 200 with as many rows
 as the Model finds (at most 50).
 
 Each row prints the percentiles, pages/s, the CPU milliseconds per page each
-process spent (web, Model, Authenticator, PostgreSQL; from /proc) and the
-1-minute load average. Every process started here is stopped at the end; the
+process spent (web, Model, Authenticator, PostgreSQL; from /proc), the
+1-minute load average and the backend calls one page made (their
+``/metrics``). Every process started here is stopped at the end; the
 Authenticator's database is dropped.
 """
 
@@ -39,7 +40,7 @@ from bench import _dataset as data
 from bench._services import CpuMeter, _postmaster_pid, add_directory_users, load_average
 from bench.search import BenchQuery, build_queries
 from bench.seed import connect, model_settings
-from bench.web import _sign_in
+from bench.web import METRICS_ENV, _sign_in, calls_per_page, grpc_calls
 from bugless_dev.pki import LocalPki
 from bugless_dev.stack import LocalStack, StackConfig
 
@@ -133,7 +134,7 @@ def run(database_url: str, schema: str, requests: int, warmup: int, only: tuple[
             pki=LocalPki.open(directory / "pki"),
             model_database_url=database_url,
             auth_database_url=auth_url,
-            extra_env={"BUGLESS_LOG_LEVEL": "WARNING"},
+            extra_env={"BUGLESS_LOG_LEVEL": "WARNING", **METRICS_ENV},
         )
     )
     try:
@@ -157,11 +158,13 @@ def run(database_url: str, schema: str, requests: int, warmup: int, only: tuple[
                 matches = int(str(facts[q.name + "_matches"]))
                 expected = max(0, min(PAGE_SIZE, matches - PAGE_SIZE * (q.page - 1)))
                 meter = CpuMeter(pids)
+                calls = grpc_calls(stack)
                 meter.start()
                 started = time.perf_counter()
                 samples = measure(client, path, expected, requests, warmup)
                 wall = time.perf_counter() - started
                 cpu = meter.stop()
+                asked = calls_per_page(calls, grpc_calls(stack), requests + warmup)
                 ordered = sorted(samples)
                 p95 = _percentile(ordered, 0.95)
                 per_page = "  ".join(
@@ -171,7 +174,7 @@ def run(database_url: str, schema: str, requests: int, warmup: int, only: tuple[
                 print(
                     f"{q.name:<12} {q.page:>4} {_percentile(ordered, 0.5):>8.1f} {p95:>8.1f} "
                     f"{_percentile(ordered, 0.99):>8.1f} {(requests + warmup) / wall:>8.1f} "
-                    f"{load_average():>5}  {per_page}",
+                    f"{load_average():>5}  {per_page}\n{'':<14}{asked}",
                     flush=True,
                 )
                 met = "met" if p95 <= TARGET_P95_MS else "MISSED"
