@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,3 +121,27 @@ async def usernames(auth: v1.AuthenticatorStub, user_ids: list[str]) -> list[str
     answer = await call(auth.get_users, v1.GetUsersRequest(user_ids=sorted(set(user_ids))))
     names = {u.user_id: u.username for u in answer.users}
     return [names.get(i, f"?{i}") for i in user_ids]
+
+
+def redmine_tree(directory: Path, first: int) -> Path:
+    """The Redmine fixtures with issue 12 as three issues: ``first`` (closed), +1 (open), +2.
+
+    Three issues, so that a Redmine that pages two at a time has a second
+    page; numbered from ``first`` so that each test file imports its own
+    issues into the session's Model (``redmine:12`` is test_redmine's).
+    """
+    root = directory / "redmine"
+    shutil.copytree(FIXTURES / "redmine", root)
+    twelve = json.loads((root / "issues" / "12.json").read_text(encoding="utf-8"))
+    (root / "issues" / "12.json").unlink()
+    subjects = (twelve["issue"]["subject"], "Ground station reboots", "Antenna drifts")
+    for number, subject in enumerate(subjects, start=first):
+        issue = json.loads(json.dumps(twelve))
+        issue["issue"].update(id=number, subject=subject)
+        for journal in issue["issue"]["journals"]:
+            journal["id"] += number * 100
+        if number == first + 1:
+            issue["issue"].update(status={"id": 2, "name": "In Progress"}, closed_on=None)
+            issue["issue"]["journals"] = issue["issue"]["journals"][:2]
+        (root / "issues" / f"{number}.json").write_text(json.dumps(issue), encoding="utf-8")
+    return root

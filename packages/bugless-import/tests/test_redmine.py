@@ -1,15 +1,34 @@
-"""Redmine REST JSON (issue with journals, id lists) into the real Model."""
+"""Redmine REST JSON (issue with journals, id lists) into the real Model.
+
+From files, and over HTTP from a loopback server (``redmine_server.py``) that
+answers Redmine's REST API from the same files: both must read the same
+issues and people.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
-from conftest import FIXTURES, MakeSettings, find, history, usernames
+import pytest
+from conftest import FIXTURES, MakeSettings, find, history, redmine_tree, usernames
+from redmine_server import PROJECT, Redmine, serve
 
 from bugless_core.clients import call
+from bugless_core.errors import InvalidArgument, Unauthenticated, Unavailable
+from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_proto import v1
+
+KEY = "0123456789abcdef0123456789abcdef01234567"
+BUGLESS = str(Path(sys.executable).with_name("bugless"))
+URL = "https://redmine.example.org"
 
 
 async def test_journals_become_history_with_names_for_ids(
@@ -39,3 +58,145 @@ async def test_journals_become_history_with_names_for_ids(
     assert changes[1] == [("status", "NEW", "ACCEPTED"), ("priority", "P2", "P1")]
     assert changes[2] == [("status", "ACCEPTED", "FIXED")]
     assert [e.comment for e in entries[1:]] == ["", "Looking.", "Fixed the buffer."]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """Three issues' REST JSON (the fixtures, issue 12 made three: 8012-8014)."""
+    return redmine_tree(tmp_path, 8012)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """The API key, in a file as ``--option api-key-file`` wants it."""
+    path = tmp_path / "redmine-key"
+    path.write_text(KEY + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def redmine(tree: Path) -> Iterator[Redmine]:
+    """The tree served as Redmine's REST API, two objects per page."""
+    with serve(Redmine(tree, KEY, cap=2)) as server:
+        yield server
+
+
+def _options(key_file: Path, **more: str) -> dict[str, str]:
+    return {"url": URL, "api-key-file": str(key_file), "project": PROJECT, **more}
+
+
+def test_rest_reads_what_the_files_hold_page_by_page(
+    redmine: Redmine, tree: Path, key_file: Path
+) -> None:
+    files = RedmineImporter(str(tree), {"url": URL})
+    rest = RedmineImporter(redmine.url, _options(key_file))
+    assert list(rest.people()) == list(files.people())
+    rest_issues = list(rest.issues())
+    assert rest_issues == list(files.issues())
+    assert [i.key for i in rest_issues] == ["8012", "8013", "8014"], "open and closed issues"
+    listing = [r for r in redmine.requests if r.startswith("/issues.json")]
+    assert len(listing) == 2, "three issues, two a page: two pages"
+    assert "offset=2" in listing[1]
+    assert f"project_id={PROJECT}" in listing[0]
+    assert "status_id=*" in listing[0]
+    reads = [r for r in redmine.requests if r.startswith("/issues/")]
+    assert all("include=journals,watchers" in r for r in reads)
+
+
+def test_without_the_users_list_people_are_named_by_the_issues(tree: Path, key_file: Path) -> None:
+    files = RedmineImporter(str(tree), {"url": URL})
+    with serve(Redmine(tree, KEY, users_forbidden=True)) as server:
+        rest = RedmineImporter(server.url, _options(key_file))
+        people = list(rest.people())
+        issues = list(rest.issues())
+    assert issues == list(files.issues())
+    assert {p.key: p.display_name for p in people} == {"5": "Ann R", "6": "Rex Redmine"}
+    assert not any(p.username or p.email for p in people), "403: no logins, no e-mails"
+    assert sum(r.startswith("/issues.json") for r in server.requests) == 2, "issues read once"
+
+
+def test_a_wrong_or_missing_key_is_refused_by_name(
+    redmine: Redmine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = tmp_path / "wrong-key"
+    wrong.write_text("not-the-key", encoding="utf-8")
+    with pytest.raises(Unauthenticated, match="API key was refused"):
+        RedmineImporter(redmine.url, {"api-key-file": str(wrong)})
+    monkeypatch.delenv("REDMINE_API_KEY", raising=False)
+    with pytest.raises(Unauthenticated, match="needs an API key"):
+        RedmineImporter(redmine.url, {})
+    monkeypatch.setenv("REDMINE_API_KEY", KEY)
+    assert len(list(RedmineImporter(redmine.url, {"project": PROJECT}).issues())) == 3
+
+
+def test_an_unreachable_redmine_or_one_that_answers_html_fails_clearly(
+    redmine: Redmine,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    with pytest.raises(Unavailable, match=f"cannot reach Redmine at {closed}"):
+        RedmineImporter(closed, {})
+    with pytest.raises(InvalidArgument, match="not JSON"):
+        RedmineImporter(redmine.url + "html/", {})
+
+
+async def _bugless(*args: str, token: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        BUGLESS,
+        *args,
+        env={**os.environ, "BUGLESS_IMPORT_TOKEN": token},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _stack_args(stack: LocalStack, state: Path) -> list[str]:
+    files = stack.pki.service_certificate("import")
+    return [
+        "--model", f"{stack.model.host}:{stack.model.port}",
+        "--auth", f"{stack.auth.host}:{stack.auth.port}",
+        "--state-dir", str(state),
+        "--tls-ca", str(stack.pki.ca_file), "--tls-cert", str(files.cert),
+        "--tls-key", str(files.key),
+    ]  # fmt: skip
+
+
+async def test_the_command_imports_a_live_redmine_with_a_key_file(
+    redmine: Redmine,
+    key_file: Path,
+    tmp_path: Path,
+    *,
+    bugless_stack: LocalStack,
+    import_token: str,
+    model: v1.ModelStub,
+) -> None:
+    wrong = tmp_path / "wrong-key"
+    wrong.write_text("not-the-key", encoding="utf-8")
+    refused = tmp_path / "refused"
+    code, _, err = await _bugless(
+        "import", "redmine", redmine.url, "--option", f"api-key-file={wrong}",
+        *_stack_args(bugless_stack, refused), token=import_token,
+    )  # fmt: skip
+    assert code != 0
+    assert "API key was refused" in err
+    assert not (refused / "redmine-done.jsonl").exists(), "nothing imported"
+
+    state = tmp_path / "state"
+    code, out, err = await _bugless(
+        "import", "redmine", redmine.url, "--option", f"api-key-file={key_file}",
+        "--option", f"project={PROJECT}", *_stack_args(bugless_stack, state), token=import_token,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "importing redmine" not in err, "no terminal: no progress bar"
+    assert KEY not in out + err
+    (issue,) = await find(model, "redmine:8013")
+    assert issue.title == "Ground station reboots"
+    assert issue.status is v1.Status.ACCEPTED
+    (closed,) = await find(model, "redmine:8014")
+    assert closed.status is v1.Status.FIXED
+    redirects = (state / "redmine-redirects.csv").read_text(encoding="utf-8")
+    assert f"{redmine.url}issues/8013," in redirects, "the REST base is the default url"

@@ -1,6 +1,7 @@
-"""Redmine, from the JSON of its REST API (files; no network needed).
+"""Redmine, from the JSON of its REST API: live over HTTP, or exported files.
 
-LOCATION is a directory holding what an API key can read::
+LOCATION is either the Redmine's address (``https://redmine.example.org/``),
+read over its REST API, or a directory of files exported from it::
 
     issues/N.json               GET /issues/N.json?include=journals,watchers
     issue_statuses.json         GET /issue_statuses.json
@@ -9,22 +10,53 @@ LOCATION is a directory holding what an API key can read::
     issue_categories.json       GET /projects/P/issue_categories.json  (optional)
     users.json                  GET /users.json?limit=100 (pages merged; admin only, optional)
 
+Over HTTP the importer makes exactly those requests, and lists the issues
+with ``GET /issues.json?status_id=*&sort=id&limit=100&offset=N`` (every
+status, page by page as ``total_count`` says; a Redmine may cap ``limit``
+lower). Both modes hand the same JSON to the same parsing, so a live import
+and an import of that Redmine's exported files give the same issues. Options:
+
+* ``api-key-file=PATH``: a file holding the API key (Redmine: "My account",
+  "API access key"), sent as the ``X-Redmine-API-Key`` header. The key is
+  taken from a file or the ``REDMINE_API_KEY`` environment variable, never
+  from the command line, where every user of the machine can read it in the
+  process list. Without a key the import reads what anonymous users may.
+* ``project=IDENTIFIER``: only that project's issues (``project_id``), and
+  its issue categories as components (categories are per project, so there
+  are none without it).
+* ``url=...``: the Redmine base URL for the redirect list; over HTTP it is
+  LOCATION by default.
+
+The users list is for administrators only: a key of a non-admin gets 403 for
+it, and the import then knows people as the issues name them (no logins or
+e-mails, so they match by name only or become placeholders).
+
 Journal details name ids (``status_id`` 1 -> 5); the lists above turn them
 into names. A closed status (``is_closed``) becomes ``<status>`` as named;
-trackers are the type, categories the component. ``--option url=...`` is
-the Redmine base URL for the redirect list. Text is left as Redmine stored it
-(Markdown or Textile, by the instance's text formatting).
+trackers are the type, categories the component. Text is left as Redmine
+stored it (Markdown or Textile, by the instance's text formatting).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode
+from urllib.request import Request, urlopen
 
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from bugless_core.importer import (
     Importer,
     SourceChange,
@@ -32,6 +64,129 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
 )
+
+#: Issues and users per request; Redmine caps it at its "limit" setting (100 by default).
+PAGE = 100
+#: Where each file of the export comes from over REST (issues/N.json aside).
+_ENDPOINTS = {
+    "issue_statuses.json": "issue_statuses.json",
+    "trackers.json": "trackers.json",
+    "issue_priorities.json": "enumerations/issue_priorities.json",
+}
+
+
+class _Reader(Protocol):
+    """Where the JSON comes from: ``read(name)`` by the export's file names."""
+
+    def issue_ids(self) -> list[int]:
+        """Every issue's id, ascending."""
+        ...
+
+    def read(self, name: str) -> Any:
+        """The JSON of the export's file ``name`` (None: the source has none)."""
+        ...
+
+
+class _Files:
+    """A directory of exported REST JSON."""
+
+    def __init__(self, location: str) -> None:
+        self.root = Path(location)
+        if not (self.root / "issues").is_dir():
+            raise InvalidArgument(f"{location}: no issues/ directory of Redmine issue JSON")
+
+    def issue_ids(self) -> list[int]:
+        return sorted(int(p.stem) for p in (self.root / "issues").glob("*.json"))
+
+    def read(self, name: str) -> Any:
+        path = self.root / name
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"{path}: not JSON: {exc}") from exc
+
+
+class _Rest:
+    """A live Redmine, through its REST API (the key, if any, in a header)."""
+
+    def __init__(self, location: str, key: str, project: str) -> None:
+        self.base = location.rstrip("/") + "/"
+        self.project = project
+        self.headers = {"Accept": "application/json"}
+        if key:
+            self.headers["X-Redmine-API-Key"] = key
+
+    def get(self, path: str, **query: object) -> Any:
+        """GET ``path`` (relative to the base) as JSON; None on 403 for the users list."""
+        url = self.base + path + ("?" + urlencode(query, safe="*,") if query else "")
+        try:
+            with urlopen(Request(url, headers=self.headers), timeout=120) as response:
+                body = response.read()
+        except HTTPError as exc:
+            if exc.code == 401:
+                why = (
+                    "the API key was refused"
+                    if "X-Redmine-API-Key" in self.headers
+                    else "it needs an API key (--option api-key-file=PATH or REDMINE_API_KEY)"
+                )
+                raise Unauthenticated(f"Redmine answered 401 for {url}: {why}") from exc
+            if exc.code == 403:
+                if path == "users.json":
+                    return None  # only administrators may list users
+                raise PermissionDenied(f"Redmine answered 403 for {url}") from exc
+            if exc.code == 404:
+                raise NotFound(f"Redmine answered 404 for {url}") from exc
+            raise FailedPrecondition(f"Redmine answered {exc.code} for {url}") from exc
+        except (URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise Unavailable(f"cannot reach Redmine at {url}: {reason}") from exc
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"{url}: not JSON (is this a Redmine with REST on?)") from exc
+
+    def pages(self, path: str, key: str, **query: object) -> list[dict[str, Any]] | None:
+        """Every item of a paginated list, as ``total_count``/``offset`` say (None on 403)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.get(path, **query, limit=PAGE, offset=len(items))
+            if page is None:
+                return None
+            batch = page.get(key) or []
+            items.extend(batch)
+            if not batch or len(items) >= int(page.get("total_count") or 0):
+                return items
+
+    def issue_ids(self) -> list[int]:
+        query: dict[str, object] = {"status_id": "*", "sort": "id"}
+        if self.project:
+            query["project_id"] = self.project
+        return sorted({int(i["id"]) for i in self.pages("issues.json", "issues", **query) or []})
+
+    def read(self, name: str) -> Any:
+        if name.startswith("issues/"):
+            return self.get(name, include="journals,watchers")
+        if name == "issue_categories.json":
+            if not self.project:
+                return None
+            return self.get(f"projects/{self.project}/issue_categories.json")
+        if name == "users.json":
+            users = self.pages("users.json", "users")
+            return None if users is None else {"users": users}
+        return self.get(_ENDPOINTS[name])
+
+
+def _api_key(options: dict[str, str]) -> str:
+    path = options.get("api-key-file", "")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InvalidArgument(f"--option api-key-file={path}: {exc.strerror}") from exc
+    return os.environ.get("REDMINE_API_KEY", "").strip()
+
 
 _ATTRIBUTES = {
     "status_id": ("status", "statuses"),
@@ -49,10 +204,10 @@ def when(text: str) -> datetime:
 
 
 class RedmineImporter(Importer):
-    """``bugless import redmine DIR``: REST JSON of issues with journals."""
+    """``bugless import redmine URL|DIR``: REST JSON of issues with journals."""
 
     name = "redmine"
-    description = "Redmine from REST API JSON files (issues with journals, statuses, ...)"
+    description = "Redmine over its REST API (API key) or from its JSON files"
     default_mapping = {
         "statuses": {
             "new": "NEW",
@@ -73,11 +228,15 @@ class RedmineImporter(Importer):
     }
 
     def __init__(self, location: str, options: dict[str, str]) -> None:
-        """Read from the directory ``location``."""
+        """Read from the Redmine at the URL ``location``, or the directory ``location``."""
         super().__init__(location, options)
-        self.root = Path(location)
-        if not (self.root / "issues").is_dir():
-            raise InvalidArgument(f"{location}: no issues/ directory of Redmine issue JSON")
+        self.source: _Reader
+        if location.startswith(("http://", "https://")):
+            self.source = _Rest(location, _api_key(options), options.get("project", ""))
+            self.base = options.get("url", location).rstrip("/")
+        else:
+            self.source = _Files(location)
+            self.base = options.get("url", "").rstrip("/")
         self.names: dict[str, dict[str, str]] = {
             "statuses": self._names("issue_statuses.json", "issue_statuses"),
             "priorities": self._names("issue_priorities.json", "issue_priorities"),
@@ -85,15 +244,10 @@ class RedmineImporter(Importer):
             "categories": self._names("issue_categories.json", "issue_categories"),
         }
         self._people: dict[str, SourcePerson] = {}
+        self._issues: list[SourceIssue] | None = None
 
     def _read(self, name: str) -> Any:
-        path = self.root / name
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"{path}: not JSON: {exc}") from exc
+        return self.source.read(name)
 
     def _names(self, file: str, key: str) -> dict[str, str]:
         data = self._read(file) or {}
@@ -110,25 +264,30 @@ class RedmineImporter(Importer):
                 display_name=f"{user.get('firstname', '')} {user.get('lastname', '')}".strip(),
             )
         if not self._people:
-            list(self.issues())
+            # People as the issues name them; keep the issues (a second read is
+            # a second pass over the network).
+            self._issues = list(self.issues())
         yield from self._people.values()
 
     def _person(self, user: dict[str, Any] | None) -> str:
         if not user:
             return ""
         key = str(user["id"])
-        self._people.setdefault(
-            key, SourcePerson(key=key, display_name=str(user.get("name") or ""))
-        )
+        name = str(user.get("name") or "")
+        known = self._people.get(key)
+        # A journal's assigned_to_id names only the id; a later {"id", "name"} names the person.
+        if known is None or (name and not known.display_name and not known.username):
+            self._people[key] = SourcePerson(key=key, display_name=name)
         return key
 
     def issues(self) -> Iterator[SourceIssue]:
-        """Every issue file, by issue id."""
-        paths = sorted((self.root / "issues").glob("*.json"), key=lambda p: int(p.stem))
-        base = self.options.get("url", "").rstrip("/")
-        for path in paths:
-            data = self._read(f"issues/{path.name}")
-            yield self._issue(data["issue"], base)
+        """Every issue, by issue id."""
+        if self._issues is not None:
+            yield from self._issues
+            return
+        for number in self.source.issue_ids():
+            data = self._read(f"issues/{number}.json")
+            yield self._issue(data["issue"], self.base)
 
     def _value(self, attribute: str, raw: Any) -> str:
         field, table = _ATTRIBUTES[attribute]

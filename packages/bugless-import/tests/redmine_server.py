@@ -1,0 +1,139 @@
+"""A loopback Redmine REST API over a directory of Redmine's own JSON.
+
+It answers the requests the importer makes the way Redmine does: an
+``X-Redmine-API-Key`` header or 401; ``/issues.json`` paginated by
+``limit``/``offset`` with ``total_count`` (``limit`` capped like a Redmine
+whose "objects per page" limit is low), only open issues unless
+``status_id=*``, only one project's issues with ``project_id``; an issue's
+journals and watchers only when ``include`` asks for them; ``/users.json``
+paginated, or 403 as for a key of a non-administrator.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+PROJECT = "rocket"
+
+
+@dataclass
+class Redmine:
+    """What the server serves and how; ``requests`` logs every path with its query."""
+
+    root: Path
+    key: str
+    cap: int = 2
+    users_forbidden: bool = False
+    requests: list[str] = field(default_factory=list)
+    url: str = ""
+
+
+def _page(items: list[Any], key: str, query: dict[str, str], cap: int) -> dict[str, Any]:
+    limit = min(int(query.get("limit", "25")), cap)
+    offset = int(query.get("offset", "0"))
+    return {
+        key: items[offset : offset + limit],
+        "total_count": len(items),
+        "offset": offset,
+        "limit": limit,
+    }
+
+
+def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the test output is not a web server's log."""
+
+        def _send(self, code: int, body: bytes, kind: str = "application/json") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _file(self, name: str) -> Any:
+            return json.loads((redmine.root / name).read_text(encoding="utf-8"))
+
+        def do_GET(self) -> None:
+            redmine.requests.append(self.path)
+            parts = urlsplit(self.path)
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            path = parts.path
+            if path.startswith("/html/"):
+                self._send(200, b"<html><body>Redmine 5.1</body></html>", "text/html")
+                return
+            if self.headers.get("X-Redmine-API-Key") != redmine.key:
+                self._send(401, b"", "text/plain")
+                return
+            answer = self._answer(path, query)
+            if answer is None:
+                self._send(404, b"", "text/plain")
+            elif isinstance(answer, int):
+                self._send(answer, b"", "text/plain")
+            else:
+                self._send(200, json.dumps(answer).encode())
+
+        def _answer(self, path: str, query: dict[str, str]) -> Any:
+            lists = {
+                "/issue_statuses.json": "issue_statuses.json",
+                "/trackers.json": "trackers.json",
+                "/enumerations/issue_priorities.json": "issue_priorities.json",
+                f"/projects/{PROJECT}/issue_categories.json": "issue_categories.json",
+            }
+            if path in lists:
+                return self._file(lists[path])
+            if path == "/issues.json":
+                if query.get("project_id", PROJECT) != PROJECT:
+                    return None
+                issues = [
+                    self._file(f"issues/{p.name}")["issue"]
+                    for p in sorted(
+                        (redmine.root / "issues").glob("*.json"), key=lambda p: int(p.stem)
+                    )
+                ]
+                if query.get("status_id") != "*":  # Redmine's default: open issues only
+                    issues = [i for i in issues if not i["status"].get("is_closed")]
+                for issue in issues:
+                    issue.pop("journals", None)
+                    issue.pop("watchers", None)
+                return _page(issues, "issues", query, redmine.cap)
+            if path.startswith("/issues/") and path.endswith(".json"):
+                name = path.removeprefix("/")
+                if not (redmine.root / name).is_file():
+                    return None
+                data = self._file(name)
+                include = query.get("include", "").split(",")
+                for part in ("journals", "watchers"):
+                    if part not in include:
+                        data["issue"].pop(part, None)
+                return data
+            if path == "/users.json":
+                if redmine.users_forbidden:
+                    return 403
+                return _page(self._file("users.json")["users"], "users", query, redmine.cap)
+            return None
+
+    return Handler
+
+
+@contextmanager
+def serve(redmine: Redmine) -> Iterator[Redmine]:
+    """Serve ``redmine`` on a loopback port of the server's choosing, in a thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(redmine))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    redmine.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        yield redmine
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
