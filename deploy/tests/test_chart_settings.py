@@ -37,9 +37,11 @@ AUTH_BACKEND_SETTINGS: dict[str, type[Any]] = {"ldap": LdapSettings, "oidc": Oid
 
 def _command(cli: click.Group, args: list[str]) -> click.Command:
     command: click.Command = cli
+    context = click.Context(cli)
     for name in args:
         assert isinstance(command, click.Group), f"{args}: {name} is not a subcommand"
-        found = command.commands.get(name)
+        # get_command, not .commands: plugins register their commands lazily.
+        found = command.get_command(context, name)
         assert found is not None, f"{args}: the image's bugless has no command {name!r}"
         command = found
     return command
