@@ -190,9 +190,11 @@ def main() -> None:
         web_url = bench.start_web()
         pids = bench.service_pids()
         measured = {name: pids[name] for name in ("model", "web", "api", "postgres")}
-        issue_id = asyncio.run(_issue(bench, user_id))
+        # An issue per round: several rounds of a large file on one issue would
+        # pass the per-issue limit (1 GiB by default) and be refused.
+        issue_ids = [asyncio.run(_issue(bench, user_id)) for _ in range(2 * args.runs)]
         web_results = [
-            asyncio.run(_web_round(web_url, issue_id, size, measured)) for _ in range(args.runs)
+            asyncio.run(_web_round(web_url, issue_ids[n], size, measured)) for n in range(args.runs)
         ]
         with tempfile.TemporaryDirectory() as scratch:
             source = Path(scratch) / "big.bin"
@@ -206,8 +208,8 @@ def main() -> None:
                     ca=bench.stack.pki.ca_file, timeout=600,
                 ) as client:  # fmt: skip
                     return [
-                        await _api_round(client, issue_id, source, size, measured)
-                        for _ in range(args.runs)
+                        await _api_round(client, issue_ids[args.runs + n], source, size, measured)
+                        for n in range(args.runs)
                     ]
 
             api_results = asyncio.run(api_rounds())
