@@ -10,6 +10,7 @@ points at its column.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import zoneinfo
@@ -46,10 +47,8 @@ def time_zone(name: str) -> datetime.tzinfo | None:
     if not name:
         return None
     if len(name) <= _MAX_ZONE_NAME and _ZONE_NAME.fullmatch(name):
-        try:
+        with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError):
             return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
     raise InvalidArgument(
         f"time_zone: {name[:_MAX_ZONE_NAME]!r} is not a time zone this server knows; "
         "give an IANA name such as Europe/Berlin, or leave it empty for UTC",

@@ -20,8 +20,9 @@ the commands that use the local stack, PKI and PostgreSQL helpers should pay for
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from bugless_core.lazy import lazy_attribute
 
 if TYPE_CHECKING:
     from bugless_dev.pki import CertificateFiles, LocalPki
@@ -56,10 +57,5 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``name``'s module on first use, then keep the name here."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    """Import ``name``'s module on first use (:mod:`bugless_core.lazy`)."""
+    return lazy_attribute(__name__, _LAZY, name)

@@ -7,9 +7,9 @@ the commands that use Litestar, Jinja2 and the whole web stack should pay for im
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from bugless_core.lazy import lazy_attribute
 from bugless_web.__about__ import __version__
 
 if TYPE_CHECKING:
@@ -26,10 +26,5 @@ __all__ = ["WebSettings", "__version__", "create_app"]
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``name``'s module on first use, then keep the name here."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    """Import ``name``'s module on first use (:mod:`bugless_core.lazy`)."""
+    return lazy_attribute(__name__, _LAZY, name)
