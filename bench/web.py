@@ -403,7 +403,7 @@ def main() -> None:
         metavar="LABEL=FLAGS",
         help="a web frontend to measure, with these serve flags (repeatable; side by side), "
         "e.g. 'nocache=--hotlist-cache-seconds 0' 'workers2=--workers 2'; NAME=VALUE words "
-        "are its environment ('before=PYTHONPATH=/tmp/old/packages/bugless-web/src')",
+        "are its environment ('before=PYTHONPATH=<an older checkout>/packages/bugless-web/src')",
     )
     parser.add_argument(
         "--profile-dir",
