@@ -41,12 +41,17 @@ from grpclib.protocol import H2Protocol
 from h2.settings import SettingCodes
 
 from bugless_core import tracing
+from bugless_core._compat import hyperframe as _hyperframe_compat
 from bugless_core._compat.grpclib import (
     IServable,
     ProtocolWrappingChannel,
     ProtocolWrappingServer,
 )
 from bugless_core.grpc._codec import UpbCodec
+
+# Every connection receives through h2, which renders each frame it receives
+# (bugless_core._compat.hyperframe): render only what is shown.
+_hyperframe_compat.install()
 
 
 class CorkedTransport(asyncio.Transport):
