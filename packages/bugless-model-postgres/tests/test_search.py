@@ -292,6 +292,21 @@ async def test_a_page_carries_what_get_issue_returns(
             assert (listed.description, listed.cc) == ("", [])
             listed.description, listed.cc = issue.description, issue.cc
         assert list(summary.issues) == expected
+        # A read mask: the fields it names and the id, every other field at its default.
+        for paths in (
+            ["title", "modified_at"],
+            ["custom_fields", "hotlist_ids", "starred", "status", "version"],
+            ["cc", "description", "created_at", "star_count"],
+        ):
+            masked = await b.search_issues(
+                v1.SearchIssuesRequest(
+                    caller=caller, query=query, summary=True, read_mask=FieldMask(paths=paths)
+                )
+            )
+            assert list(masked.issues) == [
+                v1.Issue(id=i.id, **{p: getattr(i, p) for p in paths}) for i in expected
+            ]
+            assert (masked.total_count, masked.next_page_token) == (3, "")
     with_values = expected[1]
     assert [(v.name, v.type, v.values) for v in with_values.custom_fields] == [
         ("Stage", v1.CustomFieldType.ENUM, ["beta"]),

@@ -244,3 +244,13 @@ def test_acl_entry_needs_a_principal_and_a_role() -> None:
         check.check_acl([v1.AclEntry(role=v1.Role.VIEWER)], "acl")
     with pytest.raises(InvalidArgument, match=r"acl\[0\]\.role: required"):
         check.check_acl([v1.AclEntry(principal=v1.Principal(group="eng"))], "acl")
+
+
+def test_a_read_mask_names_issue_fields_only() -> None:
+    check.check_read_mask(None, "read_mask")
+    check.check_read_mask(FieldMask(paths=["title", "modified_at", "custom_fields"]), "read_mask")
+    with pytest.raises(InvalidArgument) as caught:
+        check.check_read_mask(FieldMask(paths=["title", "modified"]), "read_mask")
+    assert caught.value.metadata == {"field": "read_mask.paths[1]"}
+    assert "'modified' is no Issue field" in str(caught.value)
+    assert "modified_at" in str(caught.value)

@@ -14,6 +14,7 @@ the hand-written SQL floor (bench/README.md, "Search at 1,000,000 issues").
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +31,40 @@ from bugless_proto import v1
 _SUMMARY_COLUMNS = q.ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").replace(
     "i.description,", "'' AS description,"
 )
+#: What a column reads as when a read mask leaves its Issue field out (the
+#: field's default, so :func:`issue_from_row` needs no second shape).
+_LEFT_OUT = {
+    "title": "''",
+    "status": "0",
+    "priority": "0",
+    "severity": "0",
+    "type": "0",
+    "component_id": "0::bigint",
+    "reporter": "''",
+    "assignee": "''",
+    "verifier": "''",
+    "cc": "'{}'::text[]",
+    "blocking_ids": "'{}'::bigint[]",
+    "blocked_by_ids": "'{}'::bigint[]",
+    "parent_id": "0::bigint",
+    "duplicate_of_id": "0::bigint",
+    "description": "''",
+    "created_at": "NULL::timestamptz",
+    "modified_at": "NULL::timestamptz",
+    "closed_at": "NULL::timestamptz",
+    "version": "0::bigint",
+    "comment_count": "0",
+    "custom_fields": "'{}'::jsonb",
+    "external_id": "''",
+    "star_count": "0::bigint",
+}
+#: The hotlists of an issue the caller may see, and whether they starred it.
+_VISIBLE_HOTLISTS = """ARRAY(SELECT hi.hotlist_id
+                   FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
+                  WHERE hi.issue_id = i.id
+                    AND (NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))
+                  ORDER BY hi.hotlist_id)"""
+_STARRED = "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})"
 #: Name and type of the custom fields an issue holds values of, by id
 #: (``{"12": ["Found In", 3]}``; a deleted field is absent); NULL when it
 #: holds no values.
@@ -42,7 +77,20 @@ CASE WHEN i.custom_fields = '{{}}'::jsonb THEN NULL ELSE coalesce((
 """
 
 
-def page_statement(compiled: CompiledSearch, *, summary: bool) -> tuple[str, int]:
+@functools.lru_cache(maxsize=64)
+def _masked_columns(fields: frozenset[str]) -> str:
+    """:data:`q.ISSUE_COLUMNS` with the columns of fields not in ``fields`` read as defaults."""
+    columns = []
+    for column in q.ISSUE_COLUMNS.split(","):
+        name = column.strip().removeprefix("i.")
+        keep = name == "id" or name in fields
+        columns.append(f"i.{name}" if keep else f"{_LEFT_OUT[name]} AS {name}")
+    return ", ".join(columns)
+
+
+def page_statement(
+    compiled: CompiledSearch, *, summary: bool, fields: frozenset[str] = frozenset()
+) -> tuple[str, int]:
     """The statement of one page and the number of parameters it takes before its own three.
 
     Its own parameters follow :attr:`CompiledSearch.page_params`: the page
@@ -56,6 +104,10 @@ def page_statement(compiled: CompiledSearch, *, summary: bool) -> tuple[str, int
     ``CASE`` branch not taken; PostgreSQL evaluates the uncorrelated count
     only when asked for its value). Selective queries, whose count cost as
     much as their page, are most of those.
+
+    ``fields`` (a request's read mask; empty: every field) leaves the other
+    columns unread and skips the per-row subqueries of the fields it does not
+    name (the caller's hotlists, the star, the custom fields' names).
     """
     n = len(compiled.page_params)
     # compiled.page_sql binds the page size plus one at $n+1 already.
@@ -65,7 +117,14 @@ def page_statement(compiled: CompiledSearch, *, summary: bool) -> tuple[str, int
     order = ", ".join(
         f"r.k{k} {'DESC' if c.descending else 'ASC'}" for k, c in enumerate(compiled.sort)
     )
-    columns = _SUMMARY_COLUMNS if summary else q.ISSUE_COLUMNS
+    if fields:
+        columns = _masked_columns(fields)
+    else:
+        columns = _SUMMARY_COLUMNS if summary else q.ISSUE_COLUMNS
+    hotlists = _VISIBLE_HOTLISTS if not fields or "hotlist_ids" in fields else "'{{}}'::bigint[]"
+    # Left out, the star still names the user parameter: a statement must use all it is given.
+    starred = _STARRED if not fields or "starred" in fields else "(false AND {user} <> '')"
+    names = _FIELD_NAMES if not fields or "custom_fields" in fields else "NULL::jsonb"
     count = f"(SELECT count(*) FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches)"
     if compiled.first_page:
         on_page = "(SELECT count(*) FROM p)"
@@ -75,14 +134,9 @@ def page_statement(compiled: CompiledSearch, *, summary: bool) -> tuple[str, int
 WITH {shared}p AS ({compiled.page_body})
 SELECT m.total, r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
     SELECT {keys}, {columns}, c.effective_acl,
-           ARRAY(SELECT hi.hotlist_id
-                   FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
-                  WHERE hi.issue_id = i.id
-                    AND (NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))
-                  ORDER BY hi.hotlist_id) AS visible_hotlist_ids,
-           EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})
-               AS starred,
-           {_FIELD_NAMES.format()} AS custom_field_names
+           {hotlists.format(admin=admin, user=user)} AS visible_hotlist_ids,
+           {starred.format(user=user)} AS starred,
+           {names.format()} AS custom_field_names
       FROM p
       JOIN issues i ON i.id = p.id
       JOIN components c ON c.id = i.component_id

@@ -450,6 +450,7 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
         position = self._decode(token, fingerprint)
         cap = self.settings.search_count_cap
         stale_read = self._dialect.stale_read if request.allow_stale else None
+        fields = frozenset(request.read_mask.paths) if request.read_mask else frozenset()
 
         async def attempt() -> tuple[list[asyncpg.Record], _search.CompiledSearch]:
             async with translated_errors(), self._pool.acquire() as conn:
@@ -461,7 +462,9 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
                 except (ValueError, TypeError, IndexError) as exc:
                     msg = "page.page_token: does not fit this query"
                     raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
-                sql, _ = _search_page.page_statement(compiled, summary=request.summary)
+                sql, _ = _search_page.page_statement(
+                    compiled, summary=request.summary, fields=fields
+                )
                 args = _search_page.page_arguments(compiled, size, cap, caller.user_id)
                 if stale_read is None:
                     return await conn.fetch(sql, *args), compiled

@@ -21,6 +21,7 @@ from bugless_core.errors import NotFound
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_core.search import parse_query, to_structured
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
 
 #: Ancestors shown above the issue in the breadcrumb (the parent included).
@@ -138,6 +139,10 @@ async def _naming(backends: Backends, viewer: Viewer, query: str) -> v1.SearchIs
             query=structured,
             page=v1.PageRequest(page_size=min(MAX_LISTED, MAX_PAGE_SIZE)),
             summary=True,
+            # What the relation lists show, and what tells children from duplicates.
+            read_mask=FieldMask(
+                paths=["assignee", "duplicate_of_id", "parent_id", "status", "title"]
+            ),
         ),
     )
 

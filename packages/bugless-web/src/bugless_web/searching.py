@@ -39,6 +39,7 @@ from bugless_core.search import (
     parse_query,
 )
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
 from bugless_web.timezones import CallerZone
 
@@ -56,6 +57,25 @@ SORTABLE: dict[str, SortField] = {
     "modified": SortField.MODIFIED,
 }
 DEFAULT_HOME_QUERY = "is:open assignee:me"
+#: The Issue fields each built-in column shows (a custom field's column: ``custom_fields``).
+COLUMN_FIELDS: dict[str, tuple[str, ...]] = {
+    "id": (),
+    "priority": ("priority",),
+    "severity": ("severity",),
+    "type": ("type",),
+    "title": ("title",),
+    "status": ("status",),
+    "assignee": ("assignee",),
+    "reporter": ("reporter",),
+    "verifier": ("verifier",),
+    "component": ("component_id",),
+    "created": ("created_at",),
+    "modified": ("modified_at",),
+}
+#: Fields every result table needs whatever its columns: the version a row's
+#: check box carries (bulk edits), the component (the bulk menu's custom
+#: fields) and the custom fields (the column picker offers those on the page).
+TABLE_FIELDS = ("version", "component_id", "custom_fields")
 #: The cookie keeping a browser's column choice for lists opened without one
 #: (a saved search carries its own, ``SavedSearch.columns``, put in its links).
 COLUMNS_COOKIE = "bugless_columns"
@@ -95,6 +115,18 @@ def saved_search_href(saved: v1.SavedSearch) -> str:
     if saved.columns:
         params["columns"] = ",".join(saved.columns)
     return "/search?" + urllib.parse.urlencode(params)
+
+
+def read_mask(columns: Iterable[str]) -> FieldMask:
+    """The Issue fields a result table in ``columns`` shows (see :data:`TABLE_FIELDS`).
+
+    The Model reads, encodes and sends only those (``SearchIssuesRequest.read_mask``):
+    no hotlists, stars, relation lists or dates a table does not show.
+    """
+    fields = dict.fromkeys(TABLE_FIELDS)
+    for column in columns:
+        fields.update(dict.fromkeys(COLUMN_FIELDS.get(column, ("custom_fields",))))
+    return FieldMask(paths=sorted(fields))
 
 
 def parse_columns(text: str | None) -> tuple[str, ...]:
@@ -224,12 +256,15 @@ async def run_search(
     today: datetime.date | None = None,
     page_token: str = "",
     page_size: int = 50,
+    columns: Sequence[str] | None = None,
 ) -> SearchResults:
     """Parse, resolve and run ``text``; problems with the query are returned, not raised.
 
     Days in the query (``today-7``) run midnight to midnight in ``zone``, the
     browser's (:func:`bugless_web.timezones.zone_of`); ``today`` is the date
-    there now unless given (pages of one export pass the first page's).
+    there now unless given (pages of one export pass the first page's). With
+    ``columns``, the issues carry only what a result table in those columns
+    shows (:func:`read_mask`); without, every field but description and cc.
     """
     results = SearchResults(query=text)
     try:
@@ -263,6 +298,7 @@ async def run_search(
             page=v1.PageRequest(page_size=page_size, page_token=page_token),
             # Lists show no description and no cc: the Model leaves them out.
             summary=True,
+            read_mask=read_mask(columns) if columns is not None else None,
         ),
     )
     results.issues = list(response.issues)
@@ -321,6 +357,7 @@ __all__ = [
     "columns_of",
     "custom_column_id",
     "parse_columns",
+    "read_mask",
     "remember_columns",
     "run_search",
     "saved_search_href",

@@ -131,6 +131,20 @@ def check_mask(
     return paths
 
 
+#: Issue field names a search's read_mask may contain.
+ISSUE_READ_PATHS = frozenset(v1.Issue.DESCRIPTOR.fields_by_name)
+
+
+def check_read_mask(mask: object, path: str) -> None:
+    """A read mask names Issue fields only (any number of them, none at all included)."""
+    for i, name in enumerate(getattr(mask, "paths", None) or []):
+        if name not in ISSUE_READ_PATHS:
+            raise _fail(
+                f"{path}.paths[{i}]",
+                f"{name!r} is no Issue field; use {', '.join(sorted(ISSUE_READ_PATHS))}",
+            )
+
+
 def _check_user_list(values: Iterable[str], path: str) -> None:
     values = list(values)
     if len(values) > limits.MAX_LIST_DELTA:

@@ -224,6 +224,7 @@ class ModelServicer(v1.ModelBase):
         check.require_caller(message.caller)
         check.check_query(message.query, "query")
         check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
+        check.check_read_mask(message.read_mask, "read_mask")
         return await self.backend.search_issues(message)
 
     async def watch(self, message: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:

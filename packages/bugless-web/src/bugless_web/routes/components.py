@@ -47,7 +47,7 @@ async def component_page(
     )
     query = request.query_params.get("q") or f"componentid:{component_id}+ is:open"
     results, children = await asyncio.gather(
-        run_search(backends, viewer, query, zone=zone_of(request)),
+        run_search(backends, viewer, query, zone=zone_of(request), columns=DEFAULT_COLUMNS),
         call(
             backends.model.list_components,
             v1.ListComponentsRequest(

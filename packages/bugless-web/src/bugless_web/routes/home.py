@@ -67,6 +67,7 @@ async def my_components(backends: Backends, viewer: Viewer, zone: CallerZone) ->
         f"(reporter:me OR assignee:me OR verifier:me) modified>today-{TOUCHED_DAYS}",
         zone=zone,
         page_size=TOUCHED_SAMPLE,
+        columns=(),
     )
     counts = Counter(i.component_id for i in touched.issues)
     chosen = list(dict.fromkeys([*on_acl, *(c for c, _ in counts.most_common())]))
@@ -105,7 +106,9 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
     found, mine = await asyncio.gather(
         asyncio.gather(
             *(
-                run_search(backends, viewer, query, zone=zone, page_size=SECTION_ROWS)
+                run_search(
+                    backends, viewer, query, zone=zone, page_size=SECTION_ROWS, columns=HOME_COLUMNS
+                )
                 for _, _, query in plain
             )
         ),
@@ -122,7 +125,9 @@ async def home(request: Request[Any, Any, Any]) -> Response[Any]:
     )
     query = components_query(mine) if mine else ""
     results = (
-        await run_search(backends, viewer, query, zone=zone, page_size=SECTION_ROWS)
+        await run_search(
+            backends, viewer, query, zone=zone, page_size=SECTION_ROWS, columns=HOME_COLUMNS
+        )
         if mine
         else SearchResults(query="")
     )

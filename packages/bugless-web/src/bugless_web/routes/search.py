@@ -73,6 +73,7 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             zone=zone_of(request),
             page_token=trail.page_token,
             page_size=page_size,
+            columns=columns,
         ),
         frontend.backends.my_hotlists(viewer),
     )

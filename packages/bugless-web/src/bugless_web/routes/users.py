@@ -24,7 +24,9 @@ async def user_page(request: Request[Any, Any, Any], username: FromPath[str]) ->
         msg = f"no user named {username!r}"
         raise NotFound(msg)
     query = f"assignee:{username} is:open"
-    results = await run_search(backends, viewer, query, zone=zone_of(request))
+    results = await run_search(
+        backends, viewer, query, zone=zone_of(request), columns=DEFAULT_COLUMNS
+    )
     return render(
         request,
         "user.html",
