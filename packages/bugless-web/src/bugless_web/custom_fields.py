@@ -66,7 +66,16 @@ async def fields_of_components(
     result page spanning more components offers the fields of the first ones.
     """
     wanted = sorted(set(component_ids) - {0})[:limit]
-    lists = await asyncio.gather(*(backends.custom_fields(viewer, c) for c in wanted))
+    lists: list[Sequence[v1.CustomField]] = []
+    missing: list[int] = []
+    for component_id in wanted:
+        cached = backends.cached_custom_fields(viewer, component_id)
+        if cached is None:
+            missing.append(component_id)
+        else:
+            lists.append(cached)
+    if missing:
+        lists += await asyncio.gather(*(backends.custom_fields(viewer, c) for c in missing))
     by_id = {f.id: f for fields in lists for f in fields}
     return sorted(by_id.values(), key=lambda f: (f.name.casefold(), f.id))
 
