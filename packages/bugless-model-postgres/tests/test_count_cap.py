@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,118 @@ async def test_counts_above_the_cap_are_a_lower_bound_and_pages_are_unaffected(
 def test_a_cap_below_one_is_refused(model_settings: ModelSettings) -> None:
     with pytest.raises(ValueError, match="search_count_cap"):
         dataclasses.replace(model_settings, search_count_cap=0)
+
+
+async def _walk(
+    backend: PostgresBackend, query: v1.StructuredQuery, page_size: int
+) -> tuple[list[int], set[tuple[int, bool]]]:
+    """Every page of ``query``: the ids in page order and the counts the pages gave."""
+    ids: list[int] = []
+    counts: set[tuple[int, bool]] = set()
+    token = ""
+    for _ in range(20):  # each walk here has at most 3 pages; a token that repeats would loop
+        page = await backend.search_issues(
+            v1.SearchIssuesRequest(
+                caller=ADMIN,
+                query=query,
+                page=v1.PageRequest(page_size=page_size, page_token=token),
+                summary=True,
+            )
+        )
+        ids += [i.id for i in page.issues]
+        counts.add((page.total_count, page.total_is_lower_bound))
+        token = page.next_page_token
+        if not token:
+            return ids, counts
+    pytest.fail(f"the page walk did not end: {ids}")
+
+
+@pytest.mark.parametrize(
+    ("order_by", "key"),
+    [
+        ([], lambda i: -i.id),
+        ([v1.SortKey(field=v1.SortField.PRIORITY)], lambda i: (i.priority, i.id)),
+        (
+            [v1.SortKey(field=v1.SortField.TITLE, descending=True)],
+            lambda i: tuple(-ord(ch) for ch in i.title),
+        ),
+        (
+            [
+                v1.SortKey(field=v1.SortField.PRIORITY, descending=True),
+                v1.SortKey(field=v1.SortField.ID),
+            ],
+            lambda i: (-i.priority, i.id),
+        ),
+    ],
+    ids=["id", "priority", "title-descending", "mixed-directions"],
+)
+async def test_phrase_pages_come_from_the_counted_matches_below_and_above_the_cap(
+    bugless_model_backend: PostgresBackend,
+    model_settings: ModelSettings,
+    order_by: list[v1.SortKey],
+    key: Any,
+) -> None:
+    """A phrase's page is taken from the count's matches when they are all of them.
+
+    Below the cap (the default backend) and above it (a cap of 3, where the
+    page is searched on its own), every page walk returns each match once,
+    in order, with the same count on every page; issues that hold the words
+    but not the phrase are never returned.
+    """
+    capped = await PostgresBackend.open(dataclasses.replace(model_settings, search_count_cap=CAP))
+    try:
+        component = await capped.create_component(
+            v1.CreateComponentRequest(caller=ADMIN, name=f"phrase-{uuid.uuid4().hex[:8]}")
+        )
+        matches = []
+        for n, priority in enumerate([3, 1, 3, 2, 1]):
+            made = await capped.create_issue(
+                v1.CreateIssueRequest(
+                    caller=ADMIN,
+                    fields=v1.IssueFields(
+                        title=f"socket {chr(ord('a') + n)} reset by peer",
+                        component_id=component.id,
+                        priority=v1.Priority(priority),
+                    ),
+                    description=f"zqphrase{n}" if n % 2 else "",
+                )
+            )
+            matches.append(made)
+        for title in ("peer reset zqphrase", "reset the socket peer zqphrase"):
+            await capped.create_issue(
+                v1.CreateIssueRequest(
+                    caller=ADMIN, fields=v1.IssueFields(title=title, component_id=component.id)
+                )
+            )
+        phrase = v1.SearchTerm(
+            field=v1.SearchField.TEXT,
+            op=v1.SearchOperator.EQ,
+            values=[v1.SearchValue(text="reset by peer")],
+            phrase=True,
+        )
+        query = v1.StructuredQuery(
+            filter=v1.SearchNode(
+                all_of=v1.SearchNodeList(
+                    nodes=[
+                        v1.SearchNode(
+                            term=v1.SearchTerm(
+                                field=v1.SearchField.COMPONENT,
+                                op=v1.SearchOperator.EQ,
+                                values=[v1.SearchValue(integer=component.id)],
+                            )
+                        ),
+                        v1.SearchNode(term=phrase),
+                    ]
+                )
+            ),
+            order_by=order_by,
+        )
+        expected = [i.id for i in sorted(matches, key=key)]
+        for backend, counts in (
+            (bugless_model_backend, {(5, False)}),
+            (capped, {(CAP, True)}),
+        ):
+            for page_size in (2, 5, 50):
+                assert await _walk(backend, query, page_size) == (expected, counts)
+    finally:
+        await capped.close()

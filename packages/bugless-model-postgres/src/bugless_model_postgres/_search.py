@@ -78,6 +78,9 @@ class Params:
     catalog: CustomCatalog = field(default_factory=CustomCatalog)
     #: Common table expressions the conditions refer to (``s0 AS (...)``).
     shared: list[str] = field(default_factory=list)
+    #: A condition costs a per-row check the index cannot answer (a phrase:
+    #: GIN keeps no positions), so the page should reuse the count's matches.
+    rechecked: bool = False
 
     def user(self) -> str:
         """The caller's user id, bound on first use (unused ones have no type)."""
@@ -130,6 +133,13 @@ class CompiledSearch:
         ctes: The common table expressions ``base`` refers to, comma-separated
             (empty when none), for a statement that embeds ``page_body``.
         page_body: ``page_sql`` without its ``WITH``.
+        share_matches: The count's matches should also give the page
+            (:func:`bugless_model_postgres._search_page.page_statement`): a
+            phrase term's check runs per candidate row, and the page and the
+            count would otherwise each run it on every candidate.
+        keyset: The position condition (empty on a first page) written over
+            ``hits.k0..kn`` instead of the columns, for a page taken from
+            the count's matches.
     """
 
     page_sql: str
@@ -142,6 +152,8 @@ class CompiledSearch:
     first_page: bool = True
     ctes: str = ""
     page_body: str = ""
+    share_matches: bool = False
+    keyset: str = ""
 
 
 def sort_columns(
@@ -161,8 +173,8 @@ def sort_columns(
     return columns
 
 
-def _after(columns: list[SortColumn], position: list[Any], params: Params) -> str:
-    """Keyset condition: rows strictly after ``position`` in the sort order.
+def _after(columns: list[SortColumn], bound: list[str]) -> str:
+    """Keyset condition: rows strictly after the position bound at ``bound`` in the sort order.
 
     Written as row comparisons so that it is an index bound, not a filter:
     ``(k0, k1, id) < ($a, $b, $c)`` when every key runs the same way. Mixed
@@ -171,7 +183,6 @@ def _after(columns: list[SortColumn], position: list[Any], params: Params) -> st
     can use) and ``run > position OR (the rest is after)``. Sort columns are
     NOT NULL, so ``>=`` and not ``>`` means equal.
     """
-    bound = [params.add(v, c.sql_type) for c, v in zip(columns, position, strict=True)]
     runs: list[tuple[bool, list[str], list[str]]] = []
     for column, value in zip(columns, bound, strict=True):
         if runs and runs[-1][0] == column.descending:
@@ -218,9 +229,13 @@ def compile_search(
     count_sql = (
         f"{with_}SELECT count(*) FROM (SELECT 1 {base} LIMIT ${len(count_params) + 1}) AS matches"
     )
-    keyset = ""
+    keyset = hits_keyset = ""
     if position is not None:
-        keyset = " AND " + _after(columns, _decode_position(columns, position), params)
+        values = _decode_position(columns, position)
+        bound = [params.add(v, c.sql_type) for c, v in zip(columns, values, strict=True)]
+        keyset = " AND " + _after(columns, bound)
+        hits = [SortColumn(f"hits.k{n}", c.sql_type, c.descending) for n, c in enumerate(columns)]
+        hits_keyset = _after(hits, bound)
     order = ", ".join(f"{c.expression} {'DESC' if c.descending else 'ASC'}" for c in columns)
     keys = ", ".join(f"{c.expression} AS k{n}" for n, c in enumerate(columns))
     page_body = (
@@ -237,6 +252,8 @@ def compile_search(
         first_page=position is None,
         ctes=ctes,
         page_body=page_body,
+        share_matches=params.rechecked,
+        keyset=hits_keyset,
     )
 
 
@@ -405,6 +422,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         if op is Op.NONE:
             return "FALSE"
         parser = "phraseto_tsquery" if term.phrase else "plainto_tsquery"
+        params.rechecked = params.rechecked or term.phrase
         parts = [f"{_TSV[f]} @@ {parser}('english', {params.add(v, 'text')})" for v in values]
         return "(" + " OR ".join(parts) + ")"
     if f is F.EXTERNAL_ID:

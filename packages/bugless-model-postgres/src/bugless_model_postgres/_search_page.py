@@ -126,12 +126,16 @@ def page_statement(
     starred = _STARRED if not fields or "starred" in fields else "(false AND {user} <> '')"
     names = _FIELD_NAMES if not fields or "custom_fields" in fields else "NULL::jsonb"
     count = f"(SELECT count(*) FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches)"
-    if compiled.first_page:
+    page, hits = compiled.page_body, ""
+    if compiled.share_matches:
+        hits, page, count = _page_from_matches(compiled, limit, cap)
+    elif compiled.first_page:
         on_page = "(SELECT count(*) FROM p)"
         count = f"CASE WHEN {on_page} < {limit} THEN {on_page} ELSE {count} END"
-    shared = f"{compiled.ctes}, " if compiled.ctes else ""
+    shared = ", ".join(c for c in (compiled.ctes, hits) if c)
+    shared += ", " if shared else ""
     sql = f"""
-WITH {shared}p AS ({compiled.page_body})
+WITH {shared}p AS ({page})
 SELECT m.total, r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
     SELECT {keys}, {columns}, c.effective_acl,
            {hotlists.format(admin=admin, user=user)} AS visible_hotlist_ids,
@@ -144,6 +148,41 @@ SELECT m.total, r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
 ORDER BY {order}
 """
     return sql, n
+
+
+def _page_from_matches(compiled: CompiledSearch, limit: str, cap: str) -> tuple[str, str, str]:
+    """The CTEs, page and count of a page taken from the capped count's matches.
+
+    A phrase (``<->``) is checked on each candidate row: the GIN index keeps
+    no positions, so every row holding all the words is read and tested
+    again. Page and count each ran that test on every candidate (on 1,000,000
+    issues, ``"connection reset by peer"``: twice 2,904 rows, most of the
+    statement's time; bench/JOURNAL.md, "Phrase search at 1M"). Here the
+    count's matches (``hits``, up to the cap plus one, with their sort keys)
+    are read once; when they are all the matches (fewer than the cap plus
+    one), the page is their first rows after the position, in page order.
+    Otherwise the page is :attr:`CompiledSearch.page_body`, run only then
+    (its ``WHERE`` is a one-time filter). Returns the CTEs (``hits``,
+    ``found``), the page and the count expression.
+    """
+    keys = ", ".join(f"{c.expression} AS k{k}" for k, c in enumerate(compiled.sort))
+    hit_keys = ", ".join(f"hits.k{k}" for k in range(len(compiled.sort)))
+    order = ", ".join(
+        f"hits.k{k} {'DESC' if c.descending else 'ASC'}" for k, c in enumerate(compiled.sort)
+    )
+    after = f" AND {compiled.keyset}" if compiled.keyset else ""
+    every = "(SELECT found.n FROM found)"
+    ctes = (
+        f"hits AS (SELECT i.id, {keys} {compiled.base} LIMIT {cap}), "
+        "found AS (SELECT count(*) AS n FROM hits)"
+    )
+    page = (
+        f"(SELECT hits.id, {hit_keys} FROM hits WHERE {every} < {cap}::bigint{after} "
+        f"ORDER BY {order} LIMIT {limit}) "
+        f"UNION ALL (SELECT every.* FROM ({compiled.page_body}) AS every "
+        f"WHERE {every} >= {cap}::bigint)"
+    )
+    return ctes, page, every
 
 
 def page_arguments(compiled: CompiledSearch, size: int, cap: int, user_id: str) -> list[Any]:

@@ -330,6 +330,42 @@ TEXT_CASES = [
         {"crash"},
         id="phrase-in-comment",
     ),
+    # A stop word holds its place: "on" is no lexeme, but the words around it
+    # are two apart, and a phrase without it does not match.
+    pytest.param(
+        lambda w: term(F.TEXT, Op.EQ, "quota exceeded on storage node", phrase=True),
+        {"disk"},
+        id="phrase-with-stop-word",
+    ),
+    pytest.param(
+        lambda w: term(F.TEXT, Op.EQ, "quota exceeded storage node", phrase=True),
+        set(),
+        id="phrase-stop-word-holds-its-place",
+    ),
+    # TEXT reads title, description and comments as one text, in that order:
+    # a phrase may run from the title on into the description or a comment.
+    pytest.param(
+        lambda w: term(F.TEXT, Op.EQ, "never arrives users report", phrase=True),
+        {"welcome"},
+        id="phrase-from-title-into-description",
+    ),
+    pytest.param(
+        lambda w: term(F.TEXT, Op.EQ, "large files root cause", phrase=True),
+        {"crash"},
+        id="phrase-from-title-into-comment",
+    ),
+    pytest.param(
+        lambda w: negate(term(F.TEXT, Op.EQ, "storage graphs", phrase=True)),
+        {"disk", "login", "crash", "typo", "leak", "secret", "welcome"},
+        id="not-phrase",
+    ),
+    pytest.param(
+        lambda w: any_of(
+            term(F.TEXT, Op.EQ, "storage graphs", phrase=True), eq(F.TEXT, "compaction")
+        ),
+        {"quota", "graphs", "disk"},
+        id="phrase-or-word",
+    ),
     pytest.param(lambda w: eq(F.TITLE, "storage"), {"disk", "quota", "graphs"}, id="title"),
     pytest.param(lambda w: eq(F.TITLE, "compaction"), set(), id="title-not-description"),
     pytest.param(lambda w: eq(F.TITLE, "overflow"), set(), id="title-not-comment"),
