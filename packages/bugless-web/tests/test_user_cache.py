@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -221,3 +222,24 @@ async def test_a_ttl_of_zero_asks_every_time() -> None:
     for _ in range(2):
         await cache.by_id(["id-bob"], directory.by_ids)
     assert directory.asked == [["id-bob"], ["id-bob"]]
+
+
+async def test_custom_field_values_nobody_goes_by_are_asked_once_per_ttl(
+    rename: Rename, web_settings: WebSettings
+) -> None:
+    settings = dataclasses.replace(web_settings, auth=rename.auth.address, user_cache_seconds=60)
+    tag = secrets.token_hex(3)
+
+    async def look_ups_per_three_searches(client: AsyncTestClient[Any], query: str) -> int:
+        before = await grpc_calls(rename.auth.metrics_port, "LookupUsers")
+        for _ in range(3):
+            page = await client.get("/search", params={"q": query})
+            assert page.status_code < 500, page.text
+        return await grpc_calls(rename.auth.metrics_port, "LookupUsers") - before
+
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
+        await sign_in(client, "bob")
+        # A custom field's value might be a username: asked once, then known to be nobody's.
+        assert await look_ups_per_three_searches(client, f'"Found In":v{tag}') == 1
+        # A people term's unknown name is asked every time (it may sign in any moment).
+        assert await look_ups_per_three_searches(client, f"assignee:nobody-{tag}") == 3

@@ -25,7 +25,7 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from grpclib.client import Channel
@@ -56,6 +56,9 @@ FIELD_CACHE_SIZE = 4_000
 
 #: Most viewers whose own hotlists are remembered at once (oldest forgotten first).
 HOTLIST_CACHE_SIZE = 1_000
+
+#: Most custom field values remembered as nobody's username (oldest forgotten first).
+NOT_USERS_CACHE_SIZE = 4_000
 #: The most hotlists the bulk-edit and "add to hotlist" menus offer.
 MENU_HOTLISTS = 200
 
@@ -148,6 +151,7 @@ class Backends:
         )
         self._fields_loading: dict[_FieldsKey, asyncio.Future[tuple[v1.CustomField, ...]]] = {}
         self._fields_generation = 0
+        self._not_users: OrderedDict[str, float] = OrderedDict()
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""
@@ -204,6 +208,33 @@ class Backends:
         batch call. The users are shared between requests: do not modify them.
         """
         return await self._users.by_name(usernames, lookup_users(self.auth))
+
+    async def query_users(
+        self, usernames: Iterable[str], *, required: Collection[str]
+    ) -> dict[str, v1.User]:
+        """:meth:`users_by_name` for a search query's names; ``required`` are its people terms.
+
+        The other names are values of custom field terms (``"Found In":4.2``),
+        looked up because the field might hold people: the Model uses them
+        only if it does. Those nobody goes by are remembered as such for
+        ``user_cache_seconds`` (not asked again on every page of a list, one
+        ``LookupUsers`` each); names of people terms are asked for every
+        time they are not known, as :meth:`users_by_name` does, so a person
+        who has just signed in can be named at once.
+        """
+        now = self._clock()
+        wanted = {n.lower() for n in usernames if n}
+        optional = wanted - {n.lower() for n in required}
+        nobody = {n for n in optional if self._not_users.get(n, 0.0) > now}
+        found = await self.users_by_name(wanted - nobody)
+        keep = self._settings.user_cache_seconds
+        if keep > 0:
+            for name in optional - nobody - {name.lower() for name in found}:
+                self._not_users[name] = now + keep
+                self._not_users.move_to_end(name)
+            while len(self._not_users) > NOT_USERS_CACHE_SIZE:
+                self._not_users.popitem(last=False)
+        return found
 
     async def capabilities(self) -> frozenset[str]:
         """What the Model's backend declares (``watch``, ...), reused for a minute."""

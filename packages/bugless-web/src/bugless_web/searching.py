@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from bugless_core.search import (
     explain,
     format_query,
     parse_query,
+    required_user_terms,
 )
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -277,7 +279,9 @@ async def run_search(
             zone=zone.tz,
             # People named in queries come from the page's user cache: a
             # username resolves to the id it named up to user_cache_seconds.
-            users_by_name=backends.users_by_name,
+            users_by_name=functools.partial(
+                backends.query_users, required=required_user_terms(parsed)
+            ),
         )
     except QuerySyntaxError as exc:
         results.error = SearchError(
