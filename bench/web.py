@@ -49,6 +49,7 @@ from bench._services import (
     profile,
     summarize_profile,
 )
+from bench.api import _perf_record, _perf_summary
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_core.clients import acting_as
 from bugless_dev.stack import LocalStack
@@ -374,6 +375,11 @@ def _profile(
             for service in ("web", "model")
         }
         spies: list[Any] = [profile(pids[s], seconds, p) for s, p in outputs.items()]
+        # perf as well: py-spy cannot see the cyclic collector or TLS, and
+        # charges a preempted process's wait to the frame that ran last.
+        native = bench.directory / f"perf-{name}-web.data"
+        if shutil.which("perf"):
+            spies.append(_perf_record(pids["web"], seconds, native))
         result = run_wrk(page, cookie, connections, seconds + 1)
         for spy in spies:
             spy.wait(timeout=seconds + 60)
@@ -384,6 +390,9 @@ def _profile(
         for service, path in outputs.items():
             print(f" {service}:")
             print(summarize_profile(path) if path.exists() else "  (no profile written)")
+            if service == "web" and native.exists():
+                print(" web, native (perf: on-CPU only, by library and by symbol):")
+                print(_perf_summary(native, top=12))
             if keep is not None and path.exists():
                 keep.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, keep / path.name)
