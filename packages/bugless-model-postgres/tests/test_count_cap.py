@@ -117,18 +117,18 @@ async def _walk(
     ],
     ids=["id", "priority", "title-descending", "mixed-directions"],
 )
-async def test_phrase_pages_come_from_the_counted_matches_below_and_above_the_cap(
+async def test_text_pages_come_from_the_counted_matches_below_and_above_the_cap(
     bugless_model_backend: PostgresBackend,
     model_settings: ModelSettings,
     order_by: list[v1.SortKey],
     key: Any,
 ) -> None:
-    """A phrase's page is taken from the count's matches when they are all of them.
+    """A full-text search's page is taken from the count's matches when they are all of them.
 
     Below the cap (the default backend) and above it (a cap of 3, where the
     page is searched on its own), every page walk returns each match once,
     in order, with the same count on every page; issues that hold the words
-    but not the phrase are never returned.
+    but not the phrase match the words only.
     """
     capped = await PostgresBackend.open(dataclasses.replace(model_settings, search_count_cap=CAP))
     try:
@@ -149,41 +149,62 @@ async def test_phrase_pages_come_from_the_counted_matches_below_and_above_the_ca
                 )
             )
             matches.append(made)
+        words = list(matches)
         for title in ("peer reset zqphrase", "reset the socket peer zqphrase"):
-            await capped.create_issue(
+            made = await capped.create_issue(
                 v1.CreateIssueRequest(
                     caller=ADMIN, fields=v1.IssueFields(title=title, component_id=component.id)
                 )
             )
-        phrase = v1.SearchTerm(
-            field=v1.SearchField.TEXT,
-            op=v1.SearchOperator.EQ,
-            values=[v1.SearchValue(text="reset by peer")],
-            phrase=True,
-        )
-        query = v1.StructuredQuery(
-            filter=v1.SearchNode(
-                all_of=v1.SearchNodeList(
-                    nodes=[
-                        v1.SearchNode(
-                            term=v1.SearchTerm(
-                                field=v1.SearchField.COMPONENT,
-                                op=v1.SearchOperator.EQ,
-                                values=[v1.SearchValue(integer=component.id)],
-                            )
-                        ),
-                        v1.SearchNode(term=phrase),
-                    ]
-                )
-            ),
-            order_by=order_by,
-        )
-        expected = [i.id for i in sorted(matches, key=key)]
-        for backend, counts in (
-            (bugless_model_backend, {(5, False)}),
-            (capped, {(CAP, True)}),
-        ):
-            for page_size in (2, 5, 50):
-                assert await _walk(backend, query, page_size) == (expected, counts)
+            words.append(made)
+        for phrase, found in ((True, matches), (False, words)):
+            await _walk_both(
+                bugless_model_backend,
+                capped,
+                component.id,
+                phrase=phrase,
+                order_by=order_by,
+                expected=[i.id for i in sorted(found, key=key)],
+            )
     finally:
         await capped.close()
+
+
+async def _walk_both(
+    backend: PostgresBackend,
+    capped: PostgresBackend,
+    component_id: int,
+    *,
+    phrase: bool,
+    order_by: list[v1.SortKey],
+    expected: list[int],
+) -> None:
+    text = v1.SearchTerm(
+        field=v1.SearchField.TEXT,
+        op=v1.SearchOperator.EQ,
+        values=[v1.SearchValue(text="reset by peer")],
+        phrase=phrase,
+    )
+    query = v1.StructuredQuery(
+        filter=v1.SearchNode(
+            all_of=v1.SearchNodeList(
+                nodes=[
+                    v1.SearchNode(
+                        term=v1.SearchTerm(
+                            field=v1.SearchField.COMPONENT,
+                            op=v1.SearchOperator.EQ,
+                            values=[v1.SearchValue(integer=component_id)],
+                        )
+                    ),
+                    v1.SearchNode(term=text),
+                ]
+            )
+        ),
+        order_by=order_by,
+    )
+    for searched, counts in (
+        (backend, {(len(expected), False)}),
+        (capped, {(CAP, True)}),
+    ):
+        for page_size in (2, 5, 50):
+            assert await _walk(searched, query, page_size) == (expected, counts)

@@ -78,9 +78,10 @@ class Params:
     catalog: CustomCatalog = field(default_factory=CustomCatalog)
     #: Common table expressions the conditions refer to (``s0 AS (...)``).
     shared: list[str] = field(default_factory=list)
-    #: A condition costs a per-row check the index cannot answer (a phrase:
-    #: GIN keeps no positions), so the page should reuse the count's matches.
-    rechecked: bool = False
+    #: A full-text term: GIN yields its matches in no order (and a phrase's
+    #: each rechecked against the row), so the page is a top-N over the rows
+    #: the capped count reads anyway, and should be taken from them.
+    text: bool = False
 
     def user(self) -> str:
         """The caller's user id, bound on first use (unused ones have no type)."""
@@ -134,9 +135,9 @@ class CompiledSearch:
             (empty when none), for a statement that embeds ``page_body``.
         page_body: ``page_sql`` without its ``WITH``.
         share_matches: The count's matches should also give the page
-            (:func:`bugless_model_postgres._search_page.page_statement`): a
-            phrase term's check runs per candidate row, and the page and the
-            count would otherwise each run it on every candidate.
+            (:func:`bugless_model_postgres._search_page.page_statement`): the
+            query has a full-text term, whose matches the page and the count
+            would otherwise each read (and, for a phrase, recheck) in full.
         keyset: The position condition (empty on a first page) written over
             ``hits.k0..kn`` instead of the columns, for a page taken from
             the count's matches.
@@ -252,7 +253,7 @@ def compile_search(
         first_page=position is None,
         ctes=ctes,
         page_body=page_body,
-        share_matches=params.rechecked,
+        share_matches=params.text,
         keyset=hits_keyset,
     )
 
@@ -422,7 +423,7 @@ def _term(term: v1.SearchTerm, params: Params, admin: str) -> str:
         if op is Op.NONE:
             return "FALSE"
         parser = "phraseto_tsquery" if term.phrase else "plainto_tsquery"
-        params.rechecked = params.rechecked or term.phrase
+        params.text = True
         parts = [f"{_TSV[f]} @@ {parser}('english', {params.add(v, 'text')})" for v in values]
         return "(" + " OR ".join(parts) + ")"
     if f is F.EXTERNAL_ID:

@@ -103,7 +103,8 @@ def page_statement(
     own row count is the total and the count statement does not run (a
     ``CASE`` branch not taken; PostgreSQL evaluates the uncorrelated count
     only when asked for its value). Selective queries, whose count cost as
-    much as their page, are most of those.
+    much as their page, are most of those. A query with a full-text term
+    reads its matches once for both instead (:func:`_page_from_matches`).
 
     ``fields`` (a request's read mask; empty: every field) leaves the other
     columns unread and skips the per-row subqueries of the fields it does not
@@ -153,14 +154,16 @@ ORDER BY {order}
 def _page_from_matches(compiled: CompiledSearch, limit: str, cap: str) -> tuple[str, str, str]:
     """The CTEs, page and count of a page taken from the capped count's matches.
 
-    A phrase (``<->``) is checked on each candidate row: the GIN index keeps
-    no positions, so every row holding all the words is read and tested
-    again. Page and count each ran that test on every candidate (on 1,000,000
-    issues, ``"connection reset by peer"``: twice 2,904 rows, most of the
-    statement's time; bench/JOURNAL.md, "Phrase search at 1M"). Here the
-    count's matches (``hits``, up to the cap plus one, with their sort keys)
-    are read once; when they are all the matches (fewer than the cap plus
-    one), the page is their first rows after the position, in page order.
+    For queries with a full-text term. GIN returns matches in no order, so
+    the page was a top-N over every match, read apart from the count's read
+    of the same rows; and a phrase (``<->``) is rechecked on each row (GIN
+    keeps no positions), reading the row's ``text_tsv``, often out of line.
+    On 1,000,000 issues ``"connection reset by peer"`` rechecked 2,904 rows
+    twice per page, most of the statement's time (bench/JOURNAL.md, "Phrase
+    search at 1M"). Here the count's matches (``hits``, up to the cap plus
+    one, with their sort keys) are read once; when they are all the matches
+    (fewer than the cap plus one), the page is their first rows after the
+    position, in page order.
     Otherwise the page is :attr:`CompiledSearch.page_body`, run only then
     (its ``WHERE`` is a one-time filter). Returns the CTEs (``hits``,
     ``found``), the page and the count expression.
