@@ -141,6 +141,8 @@ class CompiledSearch:
         keyset: The position condition (empty on a first page) written over
             ``hits.k0..kn`` instead of the columns, for a page taken from
             the count's matches.
+        page_keys: ``page_body`` after its ``SELECT i.id,``: the sort keys
+            and the rest, for a page that selects more than the id.
     """
 
     page_sql: str
@@ -155,6 +157,7 @@ class CompiledSearch:
     page_body: str = ""
     share_matches: bool = False
     keyset: str = ""
+    page_keys: str = ""
 
 
 def sort_columns(
@@ -239,9 +242,8 @@ def compile_search(
         hits_keyset = _after(hits, bound)
     order = ", ".join(f"{c.expression} {'DESC' if c.descending else 'ASC'}" for c in columns)
     keys = ", ".join(f"{c.expression} AS k{n}" for n, c in enumerate(columns))
-    page_body = (
-        f"SELECT i.id, {keys} {base}{keyset} ORDER BY {order} LIMIT ${len(params.values) + 1}"
-    )
+    page_keys = f"{keys} {base}{keyset} ORDER BY {order} LIMIT ${len(params.values) + 1}"
+    page_body = f"SELECT i.id, {page_keys}"
     return CompiledSearch(
         with_ + page_body,
         params.values,
@@ -255,6 +257,7 @@ def compile_search(
         page_body=page_body,
         share_matches=params.text,
         keyset=hits_keyset,
+        page_keys=page_keys,
     )
 
 

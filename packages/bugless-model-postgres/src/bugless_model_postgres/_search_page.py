@@ -4,9 +4,9 @@ A page used to take five round trips in a read-only REPEATABLE READ
 transaction (BEGIN, the page's ids, the count, the issues' columns, the
 custom field names, COMMIT). A single statement reads one snapshot by itself,
 so the same answer comes from one round trip: the count is a one-row
-subquery, the page (:attr:`CompiledSearch.page_sql`, planned on its own as
-before: a CTE with a LIMIT) is joined back to ``issues``
-and ``components`` for the columns the response carries, and each issue's
+subquery, the page (:attr:`CompiledSearch.page_keys`, planned on its own as
+before: a CTE with a LIMIT, its ids and its component's ACL) is joined back
+to ``issues`` for the columns the response carries, and each issue's
 custom field names ride along as a ``jsonb`` column. On a 1,000,000-issue
 database this is most of what stood between a page through the Model and
 the hand-written SQL floor (bench/README.md, "Search at 1,000,000 issues").
@@ -127,9 +127,13 @@ def page_statement(
     starred = _STARRED if not fields or "starred" in fields else "(false AND {user} <> '')"
     names = _FIELD_NAMES if not fields or "custom_fields" in fields else "NULL::jsonb"
     count = f"(SELECT count(*) FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches)"
-    page, hits = compiled.page_body, ""
+    # The page carries its component's ACL (its scan joins components for
+    # visibility anyway): only issues are joined back for the columns.
+    page, hits = f"SELECT i.id, c.effective_acl, {compiled.page_keys}", ""
+    acl, components = "p.effective_acl", ""
     if compiled.share_matches:
         hits, page, count = _page_from_matches(compiled, limit, cap)
+        acl, components = "c.effective_acl", "JOIN components c ON c.id = i.component_id"
     elif compiled.first_page:
         on_page = "(SELECT count(*) FROM p)"
         count = f"CASE WHEN {on_page} < {limit} THEN {on_page} ELSE {count} END"
@@ -138,13 +142,13 @@ def page_statement(
     sql = f"""
 WITH {shared}p AS ({page})
 SELECT m.total, r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
-    SELECT {keys}, {columns}, c.effective_acl,
+    SELECT {keys}, {columns}, {acl} AS effective_acl,
            {hotlists.format(admin=admin, user=user)} AS visible_hotlist_ids,
            {starred.format(user=user)} AS starred,
            {names.format()} AS custom_field_names
       FROM p
       JOIN issues i ON i.id = p.id
-      JOIN components c ON c.id = i.component_id
+      {components}
 ) AS r ON TRUE
 ORDER BY {order}
 """
