@@ -3,25 +3,32 @@
 The API frontend sends concurrent CreateIssue calls of one caller as one
 BatchCreateIssues (``bugless_api._coalesce_create``), so each item must come
 out as its own CreateIssue would. Items without relations or hotlists share
-one transaction: one BEGIN/COMMIT and one change-feed row for all of them,
-and each item's checks raise before it writes anything, so a failing item is
-left out while the others are written. Items touching other rows (relations,
-hotlists, parent, duplicate) may fail after a first write, which a shared
-transaction could not undo for them alone: each is created in its own
-transaction after.
+one transaction of a constant number of statements, however many they are:
+one statement checks every item (:data:`BATCH_CHECKS`: its component and
+whether its idempotency key was used), each item is then planned in Python
+(its component's ACL, validation, custom field values; a failing item is
+left out, having written nothing), and one statement writes every planned
+item at once (:func:`_insert_statement`: issues, history entries, mentions,
+custom value rows and, on PostgreSQL, the change-feed row with its NOTIFY).
+Items touching other rows (relations, hotlists, parent, duplicate) may fail
+after a first write, which a shared transaction could not undo for them
+alone: each is created in its own transaction after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 
 from bugless_core.errors import BuglessError
+from bugless_core.mentions import mentioned_usernames
 from bugless_core.model.backend import batch_create_failure
-from bugless_model_postgres import _issues
+from bugless_model_postgres import _custom_values, _issues
+from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext, fetch_issues, issue_not_found
+from bugless_model_postgres._convert import changes_to_json
 from bugless_model_postgres._database import translated_errors
 from bugless_proto import v1
 
@@ -32,6 +39,221 @@ Write = Callable[
     [v1.Caller | None, Callable[[WriteContext], Awaitable[T]]], Awaitable[tuple[T, WriteContext]]
 ]
 _Outcomes = dict[int, _issues.Created | BuglessError]
+
+#: :data:`q.CREATE_CHECKS` for every item at once, a row per item in order:
+#: component ids $1, idempotency keys $2 (NULL: none), the caller $3.
+BATCH_CHECKS = """
+SELECT c.*,
+       (SELECT i.id FROM issues i WHERE i.reporter = $3 AND i.idempotency_key = t.key)
+           AS idempotent_id,
+       EXISTS (SELECT 1 FROM custom_fields f WHERE f.component_id = ANY (c.path_ids))
+           AS has_custom_fields
+  FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS t(component_id, key, n)
+  LEFT JOIN components c ON c.id = t.component_id
+ ORDER BY t.n
+"""
+
+_INSERT = """
+WITH input AS {materialized}(
+    SELECT t.*, {new_id} AS new_id
+      FROM unnest($1::text[], $2::smallint[], $3::smallint[], $4::smallint[], $5::smallint[],
+                  $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
+                  $11::timestamptz[], $12::int[], $13::text[], $14::text[], $15::text[],
+                  $16::bigint[])
+           WITH ORDINALITY AS t(title, status, priority, severity, type, component_id,
+                                assignee, verifier, cc, description, closed_at, comment_count,
+                                key, custom_fields, changes, given_id, n)
+), created AS (
+    INSERT INTO issues (id, title, status, priority, severity, type, component_id, reporter,
+                        assignee, verifier, cc, blocking_ids, blocked_by_ids, parent_id,
+                        duplicate_of_id, description, created_at, modified_at, closed_at,
+                        version, comment_count, idempotency_key, comments_tsv, text_tsv,
+                        custom_fields)
+    SELECT new_id, title, status, priority, severity, type, component_id, $17, assignee,
+           verifier, cc::text[], '{{}}', '{{}}', 0, 0, description, $18, $18, closed_at, 1,
+           comment_count, key, to_tsvector('english', description),
+           to_tsvector('english', title) || to_tsvector('english', description),
+           custom_fields::jsonb
+      FROM input ORDER BY n
+    ON CONFLICT (reporter, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+), entry AS (
+    INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
+                               caused_by_issue_id)
+    SELECT new_id, 1, $17, $18, description, changes::jsonb, 0
+      FROM input WHERE new_id IN (SELECT id FROM created)
+    RETURNING issue_id
+), mentioned AS (
+    INSERT INTO issue_mentions (issue_id, username)
+    SELECT input.new_id, m.username
+      FROM unnest($19::bigint[], $20::text[]) AS m(n, username), input
+     WHERE input.n = m.n AND input.new_id IN (SELECT id FROM created)
+    ON CONFLICT DO NOTHING
+), valued AS (
+    INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
+    SELECT input.new_id, v.field_id, v.value, v.number, input.component_id, input.status
+      FROM unnest($21::bigint[], $22::bigint[], $23::text[], $24::bigint[])
+           AS v(n, field_id, value, number), input
+     WHERE input.n = v.n AND input.new_id IN (SELECT id FROM created)
+){feed}
+SELECT input.n, created.id, {position} AS position
+  FROM input LEFT JOIN created ON created.id = input.new_id
+ ORDER BY input.n
+"""
+
+#: The change-feed row naming every issue written, in item order, with its
+#: NOTIFY on channel $25: as in :data:`q.CREATE_ISSUE_IN_ONE`, ``head`` is
+#: updated only once the entries are written (its condition reads them), the
+#: last write of the transaction.
+_FEED = """, head AS (
+    UPDATE change_feed_state SET position = position + 1
+     WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
+    RETURNING position
+), appended AS (
+    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
+    SELECT position, $18, $17,
+           ARRAY(SELECT input.new_id FROM input
+                  WHERE input.new_id IN (SELECT issue_id FROM entry) ORDER BY input.n),
+           ARRAY(SELECT 1::bigint FROM entry), '{}'::bigint[]
+      FROM head
+    RETURNING position
+), notified AS MATERIALIZED (
+    SELECT position, pg_notify($25, position::text) AS sent FROM appended
+)"""
+
+
+def _insert_statement(*, given_ids: bool, feed: bool) -> str:
+    """Every planned item of a batch in one statement.
+
+    Args:
+        given_ids: Ids come from ``$16`` (backends minting their own);
+            otherwise from the issues' identity sequence, drawn in item order.
+        feed: Also append the transaction's feed row and NOTIFY (PostgreSQL).
+    """
+    return _INSERT.format(
+        materialized="" if given_ids else "MATERIALIZED ",
+        new_id="t.given_id" if given_ids else "nextval(pg_get_serial_sequence('issues', 'id'))",
+        feed=_FEED if feed else "",
+        position="(SELECT position FROM notified)" if feed else "0::bigint",
+    )
+
+
+#: By (given ids, feed row).
+_INSERTS = {
+    (given, feed): _insert_statement(given_ids=given, feed=feed)
+    for given in (False, True)
+    for feed in (False, True)
+}
+
+
+class _Item(NamedTuple):
+    at: int  # the item's index in the request
+    request: v1.CreateIssueRequest
+    planned: _issues.PlannedCreate
+
+
+def _array_literal(values: Sequence[str]) -> str:
+    """``values`` as a text[] literal, every element quoted (cast back in the statement)."""
+    quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
+
+
+async def _insert_all(ctx: WriteContext, items: list[_Item]) -> dict[int, int | None]:
+    """Write every planned item in one statement; its id by index (``None``: key taken)."""
+    columns: list[list[Any]] = [[] for _ in range(16)]
+    mentions: tuple[list[int], list[str]] = ([], [])
+    values: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
+    given = ctx.new_issue_id is not None
+    for n, item in enumerate(items, start=1):
+        new, request = item.planned.plan.new, item.request
+        row = (
+            new["title"], new["status"], new["priority"], new["severity"], new["type"],
+            new["component_id"], new["assignee"], new["verifier"], _array_literal(new["cc"]),
+            request.description, new["closed_at"], item.planned.comment_count,
+            request.idempotency_key or None, _custom_values.dump_values(item.planned.custom),
+            changes_to_json(item.planned.plan.changes),
+            await ctx.new_issue_id(ctx.conn) if ctx.new_issue_id is not None else None,
+        )  # fmt: skip
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+        for name in mentioned_usernames(new["title"], request.description):
+            mentions[0].append(n)
+            mentions[1].append(name)
+        for field_id, text, number in _custom_values.search_rows(item.planned.custom):
+            for column, value in zip(values, (n, field_id, text, number), strict=True):
+                column.append(value)
+    feed = ctx.dialect.change_feed and ctx.dialect.notify is not None
+    args: list[Any] = [*columns, ctx.caller.user_id, ctx.now, *mentions, *values]
+    if feed:
+        args.append(ctx.channel)
+    rows = await ctx.conn.fetch(_INSERTS[given, feed], *args)
+    ids: dict[int, int | None] = {}
+    for item, row in zip(items, rows, strict=True):
+        issue_id = row["id"]
+        ids[item.at] = None if issue_id is None else int(issue_id)
+        if issue_id is not None:
+            ctx.written.append((int(issue_id), 1))
+    if rows and rows[0]["position"]:
+        ctx.feed_position = int(rows[0]["position"])
+    return ids
+
+
+async def _create_together(
+    ctx: WriteContext, requests: list[tuple[int, v1.CreateIssueRequest]]
+) -> _Outcomes:
+    """The items sharing the transaction: checked at once, planned each, written at once."""
+    caller = ctx.caller
+    checks = await ctx.conn.fetch(
+        BATCH_CHECKS,
+        [(r.fields or v1.IssueFields()).component_id for _, r in requests],
+        [r.idempotency_key or None for _, r in requests],
+        caller.user_id,
+    )
+    outcomes: _Outcomes = {}
+    planned: list[_Item] = []
+    # An item repeating the key of an earlier item of the batch: that item's
+    # issue, as its own CreateIssue, made after the earlier one, would find.
+    first_with_key: dict[str, int] = {}
+    repeats: dict[int, int] = {}
+    for (index, request), row in zip(requests, checks, strict=True):
+        key = request.idempotency_key
+        if key and key in first_with_key:
+            repeats[index] = first_with_key[key]
+            continue
+        if row["idempotent_id"] is not None:
+            outcomes[index] = _issues.Created(int(row["idempotent_id"]), None)
+            continue
+        component_id = (request.fields or v1.IssueFields()).component_id
+        try:
+            _issues.check_target_row(
+                ctx, component_id, row if row["id"] is not None else None, "fields.component_id"
+            )
+            plan = await _issues.plan_create(
+                ctx, request, has_custom_fields=row["has_custom_fields"], rows={}
+            )
+        except BuglessError as exc:  # raised before the item wrote anything
+            outcomes[index] = exc
+            continue
+        planned.append(_Item(index, request, plan))
+        if key:
+            first_with_key[key] = index
+    ids = await _insert_all(ctx, planned) if planned else {}
+    made: dict[int, int] = {}
+    for item in planned:
+        issue_id = ids[item.at]
+        if issue_id is None:
+            # A concurrent create with the same key committed first.
+            key = item.request.idempotency_key
+            existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
+            made[item.at] = int(existing)
+            outcomes[item.at] = _issues.Created(int(existing), None)
+        else:
+            made[item.at] = issue_id
+            issue = _issues.created_issue(ctx, item.request, item.planned, issue_id)
+            outcomes[item.at] = _issues.Created(issue_id, issue)
+    for index, first in repeats.items():
+        outcomes[index] = _issues.Created(made[first], None)
+    return outcomes
 
 
 async def batch_create_issues(
@@ -51,20 +273,11 @@ async def batch_create_issues(
     """
     caller = request.caller or v1.Caller()
     items = list(request.items)
-    shared = [i for i, item in enumerate(items) if _issues.shares_a_transaction(item)]
-
-    async def together(ctx: WriteContext) -> _Outcomes:
-        outcomes: _Outcomes = {}
-        for index in shared:
-            try:
-                outcomes[index] = await _issues.create_issue(ctx, items[index], batch=True)
-            except BuglessError as exc:  # raised before the item wrote anything
-                outcomes[index] = exc
-        return outcomes
+    shared = [(i, item) for i, item in enumerate(items) if _issues.shares_a_transaction(item)]
 
     results: dict[int, v1.BatchCreateResult] = {}
     if shared:
-        outcomes, _ = await write(caller, together)
+        outcomes, _ = await write(caller, lambda ctx: _create_together(ctx, shared))
         # An idempotency key used before: the issue as it is now, as CreateIssue answers.
         reread = sorted(
             {

@@ -95,10 +95,10 @@ async def record_entry(
 async def check_target_component(ctx: WriteContext, component_id: int, field: str) -> None:
     """An issue may be put in a visible, unarchived component the caller edits."""
     row = await ctx.conn.fetchrow(q.COMPONENT_BY_ID, component_id)
-    _check_target_row(ctx, component_id, row, field)
+    check_target_row(ctx, component_id, row, field)
 
 
-def _check_target_row(ctx: WriteContext, component_id: int, row: Row | None, field: str) -> None:
+def check_target_row(ctx: WriteContext, component_id: int, row: Row | None, field: str) -> None:
     """:func:`check_target_component` on the component's row, already read."""
     role = caller_role(ctx.caller, row["effective_acl"]) if row else None
     if row is None or role is None:
@@ -348,33 +348,55 @@ def _related_ids(delta: v1.IssueDelta) -> set[int]:
     }
 
 
-async def create_issue(
-    ctx: WriteContext, request: v1.CreateIssueRequest, *, batch: bool = False
-) -> Created:
-    """Create the issue (entry 1) and its other-side entries.
+class PlannedCreate(NamedTuple):
+    """A create that passed its checks: what to write, and how to answer it.
 
-    Returns its id and, built from what was written, the Issue message as
-    the caller sees it, so the call needs no read-back. With an idempotency
-    key already used by this caller, returns the first issue's id and no
-    message (it may have changed since: the caller reads it), writing nothing.
-
-    The common create (no relations, no hotlists) is two statements in its
-    transaction: the checks, and one statement writing the issue, its entry
-    and the feed row (:data:`q.CREATE_ISSUE_IN_ONE`). With ``batch``, one of
-    several creates sharing the transaction (BatchCreateIssues): the issue
-    and its entry in one statement, the feed row left to the transaction's
-    end; every error it raises is raised before it writes anything.
+    Attributes:
+        plan: The new issue's state (``plan.new``), entry-1 changes and other sides.
+        custom: The custom field values to store.
+        known: Names and types of the fields involved (for the answer).
+        comment_count: 1 with a description, else 0.
     """
-    caller = ctx.caller
-    key = request.idempotency_key or None
+
+    plan: _Plan
+    custom: dict[str, Any]
+    known: dict[int, tuple[str, int]]
+    comment_count: int
+
+
+def create_related_ids(request: v1.CreateIssueRequest) -> set[int]:
+    """The other issues a create touches (relations, parent, duplicate)."""
     fields = request.fields or v1.IssueFields()
-    checks = one_row(
-        await ctx.conn.fetchrow(q.CREATE_CHECKS, fields.component_id, caller.user_id, key)
-    )
-    if checks["idempotent_id"] is not None:
-        return Created(int(checks["idempotent_id"]), None)
-    component = checks if checks["id"] is not None else None
-    _check_target_row(ctx, fields.component_id, component, "fields.component_id")
+    ids = {
+        *request.blocking_ids,
+        *request.blocked_by_ids,
+        fields.parent_id,
+        fields.duplicate_of_id,
+    }
+    return ids - {0}
+
+
+async def plan_create(
+    ctx: WriteContext,
+    request: v1.CreateIssueRequest,
+    *,
+    has_custom_fields: bool,
+    rows: dict[int, asyncpg.Record],
+) -> PlannedCreate:
+    """Plan a create whose component :func:`check_target_row` accepted (no writes).
+
+    Args:
+        ctx: The transaction.
+        request: The create.
+        has_custom_fields: Whether custom fields apply in the component
+            (:data:`q.CREATE_CHECKS`' column); without them and without given
+            values, the values need no statement.
+        rows: The related issues, locked and loaded (:func:`create_related_ids`).
+
+    Raises:
+        BuglessError: the request cannot be created (nothing was written).
+    """
+    fields = request.fields or v1.IssueFields()
     delta = v1.IssueDelta(
         fields=fields,
         cc_add=list(request.cc),
@@ -382,8 +404,6 @@ async def create_issue(
         blocking_add=list(request.blocking_ids),
         blocked_by_add=list(request.blocked_by_ids),
     )
-    related = _related_ids(delta) | {fields.parent_id, fields.duplicate_of_id}
-    rows = await _lock_and_load(ctx, related - {0})
     status = int(fields.status) or int(v1.Status.ASSIGNED if fields.assignee else v1.Status.NEW)
     empty: dict[str, Any] = {
         "id": 0, "title": "", "status": 0, "priority": 0, "severity": 0, "type": 0,
@@ -406,7 +426,7 @@ async def create_issue(
     )
     delta.fields = fields_for_plan
     delta.update_mask = _mask(SCALAR_FIELDS)
-    # component_id was checked above; the plan must not re-check against id 0.
+    # component_id was checked by the caller; the plan must not re-check against id 0.
     plan.old["component_id"] = fields.component_id
     await _plan_delta(ctx, plan, delta, set(rows), creating=True)
     plan.old["component_id"] = 0
@@ -414,31 +434,78 @@ async def create_issue(
         5,
         v1.FieldChange(field="component_id", old_value="", new_value=str(fields.component_id)),
     )
-    new = plan.new
-    new["component_id"] = fields.component_id
+    plan.new["component_id"] = fields.component_id
     custom: dict[str, Any] = {}
     known: dict[int, tuple[str, int]] = {}
-    if checks["has_custom_fields"] or request.custom_fields:
+    if has_custom_fields or request.custom_fields:
         custom, custom_changes, known = await _custom_fields.plan_values(
             ctx, component_id=fields.component_id, current={}, given=request.custom_fields,
             creating=True, moved=False, path="custom_fields",
         )  # fmt: skip
         plan.changes.extend(custom_changes)
-    comment_count = 1 if request.description else 0
+    return PlannedCreate(plan, custom, known, 1 if request.description else 0)
+
+
+def created_issue(
+    ctx: WriteContext, request: v1.CreateIssueRequest, planned: PlannedCreate, issue_id: int
+) -> v1.Issue:
+    """The new issue as its creator sees it, built from what was written (no read-back)."""
+    written = {
+        **planned.plan.new,
+        "id": issue_id,
+        "reporter": ctx.caller.user_id,
+        "description": request.description,
+        "created_at": ctx.now,
+        "modified_at": ctx.now,
+        "version": 1,
+        "comment_count": planned.comment_count,
+    }
+    # Hotlists joined here are ones the caller may edit, hence see.
+    issue = issue_from_row(written, planned.plan.hotlists_added)
+    issue.custom_fields = _custom_values.value_messages(planned.custom, planned.known)
+    return issue
+
+
+async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Created:
+    """Create the issue (entry 1) and its other-side entries.
+
+    Returns its id and, built from what was written, the Issue message as
+    the caller sees it, so the call needs no read-back. With an idempotency
+    key already used by this caller, returns the first issue's id and no
+    message (it may have changed since: the caller reads it), writing nothing.
+
+    The common create (no relations, no hotlists) is two statements in its
+    transaction: the checks, and one statement writing the issue, its entry
+    and the feed row (:data:`q.CREATE_ISSUE_IN_ONE`). BatchCreateIssues
+    writes its common creates together instead (:mod:`._batch_create`).
+    """
+    caller = ctx.caller
+    key = request.idempotency_key or None
+    fields = request.fields or v1.IssueFields()
+    checks = one_row(
+        await ctx.conn.fetchrow(q.CREATE_CHECKS, fields.component_id, caller.user_id, key)
+    )
+    if checks["idempotent_id"] is not None:
+        return Created(int(checks["idempotent_id"]), None)
+    component = checks if checks["id"] is not None else None
+    check_target_row(ctx, fields.component_id, component, "fields.component_id")
+    rows = await _lock_and_load(ctx, create_related_ids(request))
+    planned = await plan_create(
+        ctx, request, has_custom_fields=checks["has_custom_fields"], rows=rows
+    )
+    plan, custom = planned.plan, planned.custom
+    new = plan.new
     values: list[Any] = [
         new["title"], new["status"], new["priority"], new["severity"], new["type"],
         new["component_id"], caller.user_id, new["assignee"], new["verifier"], new["cc"],
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
-        request.description, ctx.now, new["closed_at"], comment_count, key,
+        request.description, ctx.now, new["closed_at"], planned.comment_count, key,
     ]  # fmt: skip
-    statement = _one_statement(ctx, plan, batch=batch, custom_values=bool(custom))
+    statement = _one_statement(ctx, plan, custom_values=bool(custom))
     if statement is not None:
         issue_id = await _create_in_one(
             ctx, statement, values, _custom_values.dump_values(custom), plan
         )
-        if issue_id is None:
-            existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
-            return Created(int(existing), None)
     elif ctx.new_issue_id is None:
         issue_id = await ctx.conn.fetchval(
             q.INSERT_ISSUE, *values, _custom_values.dump_values(custom)
@@ -464,40 +531,22 @@ async def create_issue(
         await record_entry(ctx, issue_id, 1, request.description, plan.changes)
         _rekey_other_sides(plan, issue_id)
         await _write_other_sides(ctx, plan, rows)
-    written = {
-        **new,
-        "id": issue_id,
-        "reporter": caller.user_id,
-        "description": request.description,
-        "created_at": ctx.now,
-        "modified_at": ctx.now,
-        "version": 1,
-        "comment_count": comment_count,
-    }
-    # Hotlists joined here are ones the caller may edit, hence see.
-    issue = issue_from_row(written, plan.hotlists_added)
-    issue.custom_fields = _custom_values.value_messages(custom, known)
-    return Created(int(issue_id), issue)
+    return Created(int(issue_id), created_issue(ctx, request, planned, int(issue_id)))
 
 
-def _one_statement(
-    ctx: WriteContext, plan: _Plan, *, batch: bool, custom_values: bool
-) -> str | None:
+def _one_statement(ctx: WriteContext, plan: _Plan, *, custom_values: bool) -> str | None:
     """The statement writing a common create at once, if this create is one.
 
     Common: nothing else to write (no hotlist memberships, no other sides of
-    relations) and ids from the sequence. Alone in its transaction on a
-    database with the change feed and NOTIFY (PostgreSQL), the statement also
-    appends the feed row (:data:`q.CREATE_ISSUE_IN_ONE`); in a batch, the
-    feed row comes once at the end (:data:`q.CREATE_ISSUE_AND_ENTRY`).
-    Custom field values write their search rows after the issue, so alone
-    such a create keeps the feed row for the end (statement-per-row path).
-    ``None``: the statement-per-row path.
+    relations), ids from the sequence, alone in its transaction, on a
+    database with the change feed and NOTIFY (PostgreSQL): the statement also
+    appends the feed row (:data:`q.CREATE_ISSUE_IN_ONE`). Custom field values
+    write their search rows after the issue, so such a create keeps the feed
+    row for the end (statement-per-row path). ``None``: the statement-per-row
+    path.
     """
     if ctx.new_issue_id is not None or plan.hotlists_added or plan.other:
         return None
-    if batch:
-        return q.CREATE_ISSUE_AND_ENTRY
     alone = not ctx.written and not ctx.components_changed and not custom_values
     if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
         return q.CREATE_ISSUE_IN_ONE
@@ -524,18 +573,14 @@ def shares_a_transaction(request: v1.CreateIssueRequest) -> bool:
 async def _create_in_one(
     ctx: WriteContext, statement: str, values: list[Any], custom: str, plan: _Plan
 ) -> int | None:
-    """Issue and entry 1 (and the feed row) in one statement; the new id (``None``: key taken)."""
+    """Issue, entry 1 and the feed row in one statement; the new id (``None``: key taken)."""
     changes = changes_to_json(plan.changes)
-    if statement == q.CREATE_ISSUE_IN_ONE:
-        row = await ctx.conn.fetchrow(statement, *values, custom, changes, ctx.channel)
-    else:
-        row = await ctx.conn.fetchrow(statement, *values, custom, changes)
+    row = await ctx.conn.fetchrow(statement, *values, custom, changes, ctx.channel)
     if row is None:
         return None
     issue_id = int(row["id"])
     ctx.written.append((issue_id, 1))
-    if statement == q.CREATE_ISSUE_IN_ONE:
-        ctx.feed_position = int(row["position"])
+    ctx.feed_position = int(row["position"])
     return issue_id
 
 

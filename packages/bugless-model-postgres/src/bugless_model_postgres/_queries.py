@@ -130,25 +130,6 @@ SELECT created.id, appended.position, pg_notify($22, appended.position::text)
 """
 )
 
-#: One create of a batch sharing a transaction (BatchCreateIssues): the
-#: issue and its entry 1 as in :data:`CREATE_ISSUE_IN_ONE`, without the feed
-#: row (the transaction appends one for all its creates, last).
-CREATE_ISSUE_AND_ENTRY = (
-    """
-WITH created AS (
-"""
-    + INSERT_ISSUE.strip()
-    + """
-), entry AS (
-    INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
-                               caused_by_issue_id)
-    SELECT id, 1, $7, $16, $15, $21::jsonb, 0 FROM created
-    RETURNING issue_id
-)
-SELECT created.id FROM created
-"""
-)
-
 UPDATE_ISSUE = """
 UPDATE issues
    SET title = $2, status = $3, priority = $4, severity = $5, type = $6, component_id = $7,

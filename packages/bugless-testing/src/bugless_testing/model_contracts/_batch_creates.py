@@ -12,7 +12,9 @@ from __future__ import annotations
 from grpclib.const import Status
 
 from bugless_core import limits
+from bugless_core.search.build import term
 from bugless_proto import v1
+from bugless_testing.model_contracts._custom_fields import custom_term, define, values
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
@@ -23,6 +25,7 @@ from bugless_testing.model_contracts._support import (
     history,
     make_component,
     make_issue,
+    search_ids,
     search_page,
     unique,
     update_component,
@@ -87,6 +90,63 @@ class BatchCreateContract:
             assert [e.version for e in entries] == [1]
             assert entries[0].author == "alice"
         assert (await history(model, first.id))[0].comment == "d1"
+
+    async def test_custom_values_mentions_and_closed_items_as_create_issue_writes_them(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        number = await define(model, comp.id, v1.CustomFieldType.INTEGER)
+        kinds = await define(
+            model, comp.id, v1.CustomFieldType.ENUM_MULTI, options=("a", "b"), defaults=("b",)
+        )
+        name, other = unique("pat"), unique("sam")
+
+        def item(title: str) -> v1.CreateIssueRequest:
+            return v1.CreateIssueRequest(
+                fields=v1.IssueFields(title=title, component_id=comp.id, status=v1.Status.FIXED),
+                description=f'ask @{other}: "quoted", back\\slash, {{braces}}',
+                cc=["zoe", "carol"],
+                custom_fields=[values(number.id, "42"), values(kinds.id, "a", "b")],
+            )
+
+        results = await _batch(model, [item(f"for @{name}"), _item(comp.id, "plain")])
+        alone_request = item(f"alone for @{name}")
+        alone_request.caller = ALICE
+        alone = await model.create_issue(alone_request)
+        assert [r.code for r in results] == [0, 0]
+        batched, plain = (r.issue for r in results)
+        assert batched is not None
+        assert plain is not None
+        for created in (batched, plain):
+            assert await get_issue(model, created.id, caller=ALICE) == created
+        assert batched.closed_at is not None
+        assert batched.cc == ["carol", "zoe"]
+        assert {v.field_id: list(v.values) for v in batched.custom_fields} == {
+            number.id: ["42"],
+            kinds.id: ["a", "b"],
+        }
+        assert {v.field_id: list(v.values) for v in plain.custom_fields} == {kinds.id: ["b"]}
+        ((entry,), (alone_entry,)) = [await history(model, i.id) for i in (batched, alone)]
+        assert entry.comment == alone_entry.comment
+        assert [c for c in entry.changes if c.field != "title"] == [
+            c for c in alone_entry.changes if c.field != "title"
+        ]
+        mentioning = term(v1.SearchField.MENTION, v1.SearchOperator.EQ, name)
+        assert sorted(await search_ids(model, within(comp.id, mentioning))) == [
+            batched.id,
+            alone.id,
+        ]
+        by_description = term(v1.SearchField.MENTION, v1.SearchOperator.EQ, other)
+        assert sorted(await search_ids(model, within(comp.id, by_description))) == [
+            batched.id,
+            alone.id,
+        ]
+        valued = custom_term(number, v1.SearchOperator.EQ, "42")
+        assert sorted(await search_ids(model, within(comp.id, valued))) == [batched.id, alone.id]
+        defaulted = custom_term(kinds, v1.SearchOperator.EQ, "b")
+        assert sorted(await search_ids(model, within(comp.id, defaulted))) == sorted(
+            [batched.id, plain.id, alone.id]
+        )
 
     async def test_one_item_failing_leaves_the_others_created(self, model: v1.ModelStub) -> None:
         comp = await make_component(model)
