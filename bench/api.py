@@ -20,7 +20,11 @@ reach. Measured, each ``--repeat`` times, with 1, 16 and 64 clients:
 * the same two calls made straight to the Model (plaintext gRPC, no API);
 * ``echo``: a bare grpclib service over the same mTLS settings echoing a
   payload the size of a GetIssue response (no protobuf): the transport floor;
-* ``create``: ``CreateIssue`` issues/s with 16 and 64 clients.
+* ``create``: ``CreateIssue`` issues/s with 16 and 64 clients (the API
+  coalesces a caller's concurrent creates into ``BatchCreateIssues``), the
+  same straight to the Model (``model``: one ``CreateIssue`` a call), and
+  ``m-b4``: ``BatchCreateIssues`` of 4 straight to the Model, in issues/s and
+  CPU per issue (the Model's side of a coalesced create at a fixed batch size).
 
 Each row prints the 1-minute load average and the CPU milliseconds each
 service spent per request (from /proc), which stay meaningful on a shared
@@ -193,6 +197,45 @@ async def model_create(params: dict[str, Any]) -> tuple[Call, Close]:
     return call, close
 
 
+#: Items per BatchCreateIssues of :func:`model_batch_create` (the API's coalescer
+#: sent 2.6 on average at 16 clients, run D).
+BATCH_ITEMS = 4
+
+
+async def model_batch_create(params: dict[str, Any]) -> tuple[Call, Close]:
+    """BatchCreateIssues of :data:`BATCH_ITEMS` straight to the Model, as the API's coalescer sends.
+
+    The Model's side of a coalesced create at a fixed batch size (the API's
+    own batch sizes follow the load); its row counts issues, not calls.
+    """
+    channel, stub = _model_stub(params)
+    caller = v1.Caller(user_id=params["caller_id"], groups=["eng"])
+    counter = itertools.count()
+    prefix = f"bench model batch {params['client']}-{time.time_ns()}"
+
+    async def call() -> None:
+        items = [
+            v1.CreateIssueRequest(
+                fields=v1.IssueFields(
+                    title=f"{prefix}-{next(counter)}",
+                    component_id=params["component_id"],
+                    priority=v1.Priority.P2,
+                ),
+            )
+            for _ in range(BATCH_ITEMS)
+        ]
+        reply = await stub.batch_create_issues(
+            v1.BatchCreateIssuesRequest(caller=caller, items=items)
+        )
+        if any(r.code for r in reply.results):
+            raise RuntimeError(f"a batch item failed: {reply.results}")
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
 async def model_search(params: dict[str, Any]) -> tuple[Call, Close]:
     """The benchmark search straight to the Model (structured query, ids not names)."""
     from bugless_core.search import parse_query, to_structured  # noqa: PLC0415
@@ -276,14 +319,23 @@ def _header() -> str:
     )
 
 
-def _row(call: str, target: str, clients: int, result: LoadResult, cpu: dict[str, float]) -> str:
-    done = max(1, len(result.latencies))
+def _row(
+    call: str,
+    target: str,
+    clients: int,
+    result: LoadResult,
+    cpu: dict[str, float],
+    *,
+    per_call: int = 1,
+) -> str:
+    """One table row; ``per_call`` requests per call (a batch counts its items)."""
+    done = max(1, len(result.latencies) * per_call)
     merged: dict[str, float] = {}
     for name, seconds in cpu.items():  # api, api#2, ...: one figure for the API
         merged[name.split("#")[0]] = merged.get(name.split("#")[0], 0.0) + seconds
     per_request = "  ".join(f"{k} {v * 1000 / done:.2f}" for k, v in merged.items() if v > 0.005)
     return (
-        f"{call:<7} {target:<6} {clients:>3} {result.processes:>4} {result.rate:>8.0f} "
+        f"{call:<7} {target:<6} {clients:>3} {result.processes:>4} {result.rate * per_call:>8.0f} "
         f"{result.percentile(50):>7.2f} {result.percentile(99):>7.2f} {result.errors:>4} "
         f"{result.client_cpu_share:>7.0%} {result.extra['load']:>5}  {per_request}"
     )
@@ -377,14 +429,17 @@ def run(
                     results.setdefault((call, target, clients), []).append(result)
                     print(_row(call, target, clients, result, cpu), flush=True)
             for clients in [c for c in concurrency if c > 1 and "create" in only]:
-                for target, scenario in (
-                    ("api", "bench.api:api_create"),
-                    ("api-c", "bench._cclient:api_create"),
-                    ("model", "bench.api:model_create"),
+                for target, scenario, per_call in (
+                    ("api", "bench.api:api_create", 1),
+                    ("api-c", "bench._cclient:api_create", 1),
+                    ("model", "bench.api:model_create", 1),
+                    (f"m-b{BATCH_ITEMS}", "bench.api:model_batch_create", BATCH_ITEMS),
                 ):
                     result, cpu = _measure(bench, scenario, params, clients, seconds=seconds)
-                    results.setdefault(("create", target, clients), []).append(result)
-                    print(_row("create", target, clients, result, cpu), flush=True)
+                    if per_call == 1:  # the batch row's rate is in issues: kept out of ratios
+                        results.setdefault(("create", target, clients), []).append(result)
+                    row = _row("create", target, clients, result, cpu, per_call=per_call)
+                    print(row, flush=True)
             print(f"-- end of round {round_number + 1}", flush=True)
         _print_ratios(results, concurrency)
         _profile(bench, params, profile_seconds)
