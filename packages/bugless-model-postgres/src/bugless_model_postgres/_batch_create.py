@@ -188,8 +188,8 @@ async def _insert_all(ctx: WriteContext, items: list[_Item]) -> dict[int, int | 
         args.append(ctx.channel)
     rows = await ctx.conn.fetch(_INSERTS[given, feed], *args)
     ids: dict[int, int | None] = {}
-    for item, row in zip(items, rows, strict=True):
-        issue_id = row["id"]
+    for item, record in zip(items, rows, strict=True):
+        issue_id = record["id"]
         ids[item.at] = None if issue_id is None else int(issue_id)
         if issue_id is not None:
             ctx.written.append((int(issue_id), 1))
