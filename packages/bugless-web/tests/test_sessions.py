@@ -23,7 +23,7 @@ from bugless_core.clients import call
 from bugless_core.errors import Unauthenticated
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
-from bugless_web.session import DEV_COOKIE_NAME
+from bugless_web.session import DEV_COOKIE_NAME, Session, SessionCodec
 
 #: The replicas' --token-cache-seconds: how late a replica may notice.
 CACHE_SECONDS = 1.0
@@ -258,3 +258,22 @@ async def test_a_throttled_sign_in_says_when_to_retry(
     assert response.status_code == 429, statuses
     assert int(response.headers["retry-after"]) >= 1
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_an_opened_cookie_is_reused_until_its_age_passes_the_maximum() -> None:
+    now = [time.time()]
+    codec = SessionCodec(("key one",), max_age_seconds=60, clock=lambda: now[0])
+    cookie = codec.seal(Session(token="tok", csrf="secret"))
+    opened = codec.open(cookie)
+    assert opened is not None
+    assert (opened.token, opened.csrf, opened.modified) == ("tok", "secret", False)
+    opened.update(token="changed")  # a page's change never reaches the next request's copy
+    now[0] += 59
+    again = codec.open(cookie)
+    assert again is not None
+    assert (again.token, again.csrf) == ("tok", "secret")
+    now[0] += 2
+    assert codec.open(cookie) is None
+    assert codec.open(cookie[:-4] + "AAAA") is None
+    other = SessionCodec(("another key",), max_age_seconds=60, clock=lambda: now[0])
+    assert other.open(cookie) is None
