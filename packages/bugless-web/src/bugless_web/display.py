@@ -99,15 +99,22 @@ def component_options(components: Iterable[v1.Component], selected: int) -> Mark
     """The ``<option>`` of each component (by path), ``selected`` marked.
 
     The pickers list the caller's whole tree (hundreds of components), on
-    every issue page: written here in one pass rather than by a template loop.
+    every issue page: written here in one pass rather than by a template loop,
+    each unselected option kept by (id, path) (the same tree, page after page).
     """
     return Markup(
         "".join(
-            f'<option value="{c.id}"{" selected" if c.id == selected else ""}>'
-            f"{escape_text(c.path)}</option>"
+            _option(c.id, c.path)
+            if c.id != selected
+            else f'<option value="{c.id}" selected>{escape_text(c.path)}</option>'
             for c in components
         )
     )
+
+
+@functools.lru_cache(maxsize=8192)
+def _option(component_id: int, path: str) -> str:
+    return f'<option value="{component_id}">{escape_text(path)}</option>'
 
 
 def timestamp(value: datetime.datetime | None) -> Markup:
