@@ -29,8 +29,8 @@ reach. Measured, each ``--repeat`` times, with 1, 16 and 64 clients:
 Each row prints the 1-minute load average and the CPU milliseconds each
 service spent per request (from /proc), which stay meaningful on a shared
 machine when the wall-clock figures do not. Then py-spy profiles the API
-frontend (and the Model) under 16 clients of ``get`` and of ``search``.
-Every process is stopped at the end.
+frontend (and the Model) under 16 clients of each call measured (``get``,
+``search``, ``create``; ``--only`` picks). Every process is stopped at the end.
 
 ``--assertion-cost`` measures only what verifying the identity assertion
 costs a ``GetIssue`` (issue 14's target: at most 5 % of its CPU). Two chains
@@ -442,7 +442,7 @@ def run(
                     print(row, flush=True)
             print(f"-- end of round {round_number + 1}", flush=True)
         _print_ratios(results, concurrency)
-        _profile(bench, params, profile_seconds)
+        _profile(bench, params, profile_seconds, only)
     finally:
         bench.stop()
 
@@ -550,11 +550,19 @@ def _print_ratios(
         )
 
 
-def _profile(bench: BenchStack, params: dict[str, Any], seconds: float) -> None:
+def _profile(
+    bench: BenchStack, params: dict[str, Any], seconds: float, only: tuple[str, ...]
+) -> None:
     if seconds <= 0:
         return
     pids = bench.service_pids()
-    for call, scenario in (("get", "bench.api:api_get"), ("search", "bench.api:api_search")):
+    for call, scenario in (
+        ("get", "bench.api:api_get"),
+        ("search", "bench.api:api_search"),
+        ("create", "bench.api:api_create"),
+    ):
+        if call not in only:
+            continue
         outputs = {
             name: bench.directory / f"profile-{call}-{name}.txt" for name in ("api", "model")
         }

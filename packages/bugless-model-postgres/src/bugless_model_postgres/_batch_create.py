@@ -3,13 +3,14 @@
 The API frontend sends concurrent CreateIssue calls of one caller as one
 BatchCreateIssues (``bugless_api._coalesce_create``), so each item must come
 out as its own CreateIssue would. Items without relations or hotlists share
-one transaction of a constant number of statements, however many they are:
-one statement checks every item (:data:`BATCH_CHECKS`: its component and
-whether its idempotency key was used), each item is then planned in Python
-(its component's ACL, validation, custom field values; a failing item is
-left out, having written nothing), and one statement writes every planned
-item at once (:func:`_insert_statement`: issues, history entries, mentions,
-custom value rows and, on PostgreSQL, the change-feed row with its NOTIFY).
+one transaction whose statements do not grow with the items: one statement
+checks every item (:data:`BATCH_CHECKS`: its component and whether its
+idempotency key was used), one per component whose custom fields apply reads
+them, each item is then planned in Python (its component's ACL, validation,
+custom field values; a failing item is left out, having written nothing),
+and one statement writes every planned item at once
+(:func:`_insert_statement`: issues, history entries, mentions, custom value
+rows and, on PostgreSQL, the change-feed row with its NOTIFY).
 Items touching other rows (relations, hotlists, parent, duplicate) may fail
 after a first write, which a shared transaction could not undo for them
 alone: each is created in its own transaction after.
@@ -25,7 +26,7 @@ import asyncpg
 from bugless_core.errors import BuglessError
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.model.backend import batch_create_failure
-from bugless_model_postgres import _custom_values, _issues
+from bugless_model_postgres import _custom_fields, _custom_values, _issues
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext, fetch_issues, issue_not_found
 from bugless_model_postgres._convert import changes_to_json
@@ -215,6 +216,8 @@ async def _create_together(
     # issue, as its own CreateIssue, made after the earlier one, would find.
     first_with_key: dict[str, int] = {}
     repeats: dict[int, int] = {}
+    # The custom fields that apply, read once per component of the batch.
+    applicable: dict[int, dict[int, v1.CustomField]] = {}
     for (index, request), row in zip(requests, checks, strict=True):
         key = request.idempotency_key
         if key and key in first_with_key:
@@ -228,8 +231,19 @@ async def _create_together(
             _issues.check_target_row(
                 ctx, component_id, row if row["id"] is not None else None, "fields.component_id"
             )
+            custom_fields = None
+            if row["has_custom_fields"] or request.custom_fields:
+                if component_id not in applicable:
+                    applicable[component_id] = await _custom_fields.applicable(
+                        ctx.conn, component_id
+                    )
+                custom_fields = applicable[component_id]
             plan = await _issues.plan_create(
-                ctx, request, has_custom_fields=row["has_custom_fields"], rows={}
+                ctx,
+                request,
+                has_custom_fields=row["has_custom_fields"],
+                rows={},
+                custom_fields=custom_fields,
             )
         except BuglessError as exc:  # raised before the item wrote anything
             outcomes[index] = exc

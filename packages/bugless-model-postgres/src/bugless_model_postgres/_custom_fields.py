@@ -143,12 +143,15 @@ async def plan_values(
     creating: bool,
     moved: bool,
     path: str,
+    fields: Mapping[int, v1.CustomField] | None = None,
 ) -> tuple[dict[str, Any], list[v1.FieldChange], dict[int, tuple[str, int]]]:
     """The issue's values after a create or delta, with one change per field.
 
     Values of fields that no longer apply (the issue moved) leave the issue;
     fields left without a value take their default on create or move, and a
-    required field must end with a value.
+    required field must end with a value. ``fields``: what :func:`applicable`
+    returns for ``component_id``, when the caller read it already (a batch
+    of creates reads it once per component).
 
     Returns:
         The new stored values, their FieldChanges (by field id) and the names
@@ -158,7 +161,8 @@ async def plan_values(
         InvalidArgument: a field does not apply, a value does not fit, or a
             required field would be left without one.
     """
-    fields = await applicable(ctx.conn, component_id)
+    if fields is None:
+        fields = await applicable(ctx.conn, component_id)
     new = dict(current)
     known = {fid: (f.name, int(f.type)) for fid, f in fields.items()}
     dropped = [int(k) for k in new if int(k) not in fields]

@@ -10,7 +10,7 @@ database delivers it only on commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -382,6 +382,7 @@ async def plan_create(
     *,
     has_custom_fields: bool,
     rows: dict[int, asyncpg.Record],
+    custom_fields: Mapping[int, v1.CustomField] | None = None,
 ) -> PlannedCreate:
     """Plan a create whose component :func:`check_target_row` accepted (no writes).
 
@@ -392,6 +393,8 @@ async def plan_create(
             (:data:`q.CREATE_CHECKS`' column); without them and without given
             values, the values need no statement.
         rows: The related issues, locked and loaded (:func:`create_related_ids`).
+        custom_fields: The fields that apply in the component, if read
+            already (see :func:`_custom_fields.plan_values`).
 
     Raises:
         BuglessError: the request cannot be created (nothing was written).
@@ -440,7 +443,7 @@ async def plan_create(
     if has_custom_fields or request.custom_fields:
         custom, custom_changes, known = await _custom_fields.plan_values(
             ctx, component_id=fields.component_id, current={}, given=request.custom_fields,
-            creating=True, moved=False, path="custom_fields",
+            creating=True, moved=False, path="custom_fields", fields=custom_fields,
         )  # fmt: skip
         plan.changes.extend(custom_changes)
     return PlannedCreate(plan, custom, known, 1 if request.description else 0)
