@@ -140,14 +140,27 @@ def component_from_row(row: Row, role: v1.Role) -> v1.Component:
 _E = TypeVar("_E", bound=enum.Enum)
 
 
-def _members(enum_type: type[_E]) -> dict[int, _E]:
-    return {member.value: member for member in enum_type}
+class _Members(dict[int, _E]):
+    """Enum members by value; a value not among them goes to the enum's constructor."""
+
+    def __init__(self, enum_type: type[_E]) -> None:
+        super().__init__((member.value, member) for member in enum_type)
+        self.enum_type = enum_type
+
+    def __missing__(self, value: int) -> _E:
+        return self.enum_type(value)
+
+
+def _members(enum_type: type[_E]) -> _Members[_E]:
+    return _Members(enum_type)
 
 
 # Enum members by stored value: a dict look-up is a tenth of the cost of
 # ``v1.Status(value)``, and every issue read converts four of them. Values
-# not in the table (unknown ones, from a newer release) and 0 (UNSPECIFIED,
-# falsy) take the enum's own constructor.
+# not in the table (unknown ones, from a newer release) take the enum's own
+# constructor. 0 (UNSPECIFIED) is in the table: a search's read mask reads
+# the enums it leaves out as 0, on every row (``member or constructor``, as
+# this was written before, called the constructor for the falsy member).
 _STATUS, _PRIORITY = _members(v1.Status), _members(v1.Priority)
 _SEVERITY, _TYPE = _members(v1.Severity), _members(v1.IssueType)
 
@@ -161,10 +174,10 @@ def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
     return v1.Issue(
         id=row["id"],
         title=row["title"],
-        status=_STATUS.get(row["status"]) or v1.Status(row["status"]),
-        priority=_PRIORITY.get(row["priority"]) or v1.Priority(row["priority"]),
-        severity=_SEVERITY.get(row["severity"]) or v1.Severity(row["severity"]),
-        type=_TYPE.get(row["type"]) or v1.IssueType(row["type"]),
+        status=_STATUS[row["status"]],
+        priority=_PRIORITY[row["priority"]],
+        severity=_SEVERITY[row["severity"]],
+        type=_TYPE[row["type"]],
         component_id=row["component_id"],
         reporter=row["reporter"],
         assignee=row["assignee"],
