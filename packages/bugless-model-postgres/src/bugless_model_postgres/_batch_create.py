@@ -9,7 +9,7 @@ idempotency key was used), one per component whose custom fields apply reads
 them, each item is then planned in Python (its component's ACL, validation,
 custom field values; a failing item is left out, having written nothing),
 and one statement writes every planned item at once
-(:func:`_insert_statement`: issues, history entries, mentions, custom value
+(:func:`insert_statement`: issues, history entries, mentions, custom value
 rows and, on PostgreSQL, the change-feed row with its NOTIFY).
 Items touching other rows (relations, hotlists, parent, duplicate) may fail
 after a first write, which a shared transaction could not undo for them
@@ -18,6 +18,8 @@ alone: each is created in its own transaction after.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -54,6 +56,9 @@ SELECT c.*,
  ORDER BY t.n
 """
 
+#: The issues and their entries 1. Items as parallel arrays $1-$16 (text[]
+#: ``cc`` literals, jsonb text ``custom_fields`` and ``changes``, ``given_id``
+#: NULL unless the backend mints ids), the caller $17 and the time $18.
 _INSERT = """
 WITH input AS {materialized}(
     SELECT t.*, {new_id} AS new_id
@@ -84,28 +89,34 @@ WITH input AS {materialized}(
     SELECT new_id, 1, $17, $18, description, changes::jsonb, 0
       FROM input WHERE new_id IN (SELECT id FROM created)
     RETURNING issue_id
-), mentioned AS (
-    INSERT INTO issue_mentions (issue_id, username)
-    SELECT input.new_id, m.username
-      FROM unnest($19::bigint[], $20::text[]) AS m(n, username), input
-     WHERE input.n = m.n AND input.new_id IN (SELECT id FROM created)
-    ON CONFLICT DO NOTHING
-), valued AS (
-    INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
-    SELECT input.new_id, v.field_id, v.value, v.number, input.component_id, input.status
-      FROM unnest($21::bigint[], $22::bigint[], $23::text[], $24::bigint[])
-           AS v(n, field_id, value, number), input
-     WHERE input.n = v.n AND input.new_id IN (SELECT id FROM created)
-){feed}
+){mentioned}{valued}{feed}
 SELECT input.n, created.id, {position} AS position
   FROM input LEFT JOIN created ON created.id = input.new_id
  ORDER BY input.n
 """
 
+#: Mentions as (item number, username) pairs.
+_MENTIONED = """, mentioned AS (
+    INSERT INTO issue_mentions (issue_id, username)
+    SELECT input.new_id, m.username
+      FROM unnest(${0}::bigint[], ${1}::text[]) AS m(n, username), input
+     WHERE input.n = m.n AND input.new_id IN (SELECT id FROM created)
+    ON CONFLICT DO NOTHING
+)"""
+
+#: Custom value search rows as (item number, field, value, number) rows.
+_VALUED = """, valued AS (
+    INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
+    SELECT input.new_id, v.field_id, v.value, v.number, input.component_id, input.status
+      FROM unnest(${0}::bigint[], ${1}::bigint[], ${2}::text[], ${3}::bigint[])
+           AS v(n, field_id, value, number), input
+     WHERE input.n = v.n AND input.new_id IN (SELECT id FROM created)
+)"""
+
 #: The change-feed row naming every issue written, in item order, with its
-#: NOTIFY on channel $25: as in :data:`q.CREATE_ISSUE_IN_ONE`, ``head`` is
-#: updated only once the entries are written (its condition reads them), the
-#: last write of the transaction.
+#: NOTIFY on channel ``${0}``: as in :data:`q.CREATE_ISSUE_IN_ONE`, ``head``
+#: is updated only once the entries are written (its condition reads them),
+#: the last write of the transaction.
 _FEED = """, head AS (
     UPDATE change_feed_state SET position = position + 1
      WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
@@ -115,36 +126,40 @@ _FEED = """, head AS (
     SELECT position, $18, $17,
            ARRAY(SELECT input.new_id FROM input
                   WHERE input.new_id IN (SELECT issue_id FROM entry) ORDER BY input.n),
-           ARRAY(SELECT 1::bigint FROM entry), '{}'::bigint[]
+           ARRAY(SELECT 1::bigint FROM entry), '{{}}'::bigint[]
       FROM head
     RETURNING position
 ), notified AS MATERIALIZED (
-    SELECT position, pg_notify($25, position::text) AS sent FROM appended
+    SELECT position, pg_notify(${0}, position::text) AS sent FROM appended
 )"""
 
 
-def _insert_statement(*, given_ids: bool, feed: bool) -> str:
-    """Every planned item of a batch in one statement.
+@functools.cache
+def insert_statement(*, given_ids: bool, mentions: bool, values: bool, feed: bool) -> str:
+    """Every planned item of a batch in one statement, with only the parts it needs.
+
+    A part writing nothing still costs PostgreSQL (the table and its indexes
+    opened, a bigger plan), so mentions and custom value rows are left out
+    when no item has any. Their parameters follow ``$18`` in this order:
+    mentions (2), custom value rows (4), the NOTIFY channel.
 
     Args:
         given_ids: Ids come from ``$16`` (backends minting their own);
             otherwise from the issues' identity sequence, drawn in item order.
+        mentions: Write ``issue_mentions`` rows.
+        values: Write ``issue_custom_values`` rows.
         feed: Also append the transaction's feed row and NOTIFY (PostgreSQL).
     """
+    numbers = itertools.count(19)
+    sequence = "(SELECT pg_get_serial_sequence('issues', 'id'))"
     return _INSERT.format(
         materialized="" if given_ids else "MATERIALIZED ",
-        new_id="t.given_id" if given_ids else "nextval(pg_get_serial_sequence('issues', 'id'))",
-        feed=_FEED if feed else "",
+        new_id="t.given_id" if given_ids else f"nextval({sequence})",
+        mentioned=_MENTIONED.format(*itertools.islice(numbers, 2)) if mentions else "",
+        valued=_VALUED.format(*itertools.islice(numbers, 4)) if values else "",
+        feed=_FEED.format(next(numbers)) if feed else "",
         position="(SELECT position FROM notified)" if feed else "0::bigint",
     )
-
-
-#: By (given ids, feed row).
-_INSERTS = {
-    (given, feed): _insert_statement(given_ids=given, feed=feed)
-    for given in (False, True)
-    for feed in (False, True)
-}
 
 
 class _Item(NamedTuple):
@@ -184,10 +199,17 @@ async def _insert_all(ctx: WriteContext, items: list[_Item]) -> dict[int, int | 
             for column, value in zip(values, (n, field_id, text, number), strict=True):
                 column.append(value)
     feed = ctx.dialect.change_feed and ctx.dialect.notify is not None
-    args: list[Any] = [*columns, ctx.caller.user_id, ctx.now, *mentions, *values]
+    args: list[Any] = [*columns, ctx.caller.user_id, ctx.now]
+    if mentions[0]:
+        args.extend(mentions)
+    if values[0]:
+        args.extend(values)
     if feed:
         args.append(ctx.channel)
-    rows = await ctx.conn.fetch(_INSERTS[given, feed], *args)
+    statement = insert_statement(
+        given_ids=given, mentions=bool(mentions[0]), values=bool(values[0]), feed=feed
+    )
+    rows = await ctx.conn.fetch(statement, *args)
     ids: dict[int, int | None] = {}
     for item, record in zip(items, rows, strict=True):
         issue_id = record["id"]
@@ -288,6 +310,10 @@ async def batch_create_issues(
     caller = request.caller or v1.Caller()
     items = list(request.items)
     shared = [(i, item) for i, item in enumerate(items) if _issues.shares_a_transaction(item)]
+    if len(shared) == 1:
+        # One item is created as CreateIssue creates it: for one row, its
+        # statements cost PostgreSQL less than the batch's (bench/JOURNAL.md).
+        shared = []
 
     results: dict[int, v1.BatchCreateResult] = {}
     if shared:
