@@ -26,7 +26,11 @@ clients:
   summary pages as the web tier does;
 * ``backend``: ``PostgresBackend.search_issues`` called directly (no gRPC);
 * ``sql``: the floor -- hand-written SQL through asyncpg: the page with
-  every column the (summary) response carries, then the capped count.
+  every column the (summary) response carries, then the capped count;
+* ``grpc-web`` (with ``--web-mask``): as ``grpc``, with the read mask the
+  web's result table of the default columns asks for
+  (``bugless_web.searching.read_mask``): no hotlists, star or relation lists,
+  so fewer columns than the floor reads.
 
 Every mode must return the same ids and total, or the run stops.
 
@@ -56,11 +60,13 @@ from bench.seed import connect, model_settings
 from bugless_core import limits
 from bugless_core.grpc import CorkedChannel, GrpcServerSettings
 from bugless_core.issue_fields import OPEN_STATUSES
+from bugless_core.list_columns import DEFAULT_COLUMNS
 from bugless_core.model.runner import close_model, start_model
 from bugless_core.plugins import load_plugins
 from bugless_core.search import parse_query, to_structured
 from bugless_model_postgres import PostgresBackend, _custom_search, _search, _search_page
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 PAGE_SIZE = 50
 CALLER = data.BENCH_CALLER
@@ -308,14 +314,22 @@ def _grpc_call(
     return functools.partial(stub.search_issues, request)
 
 
-def _request(q: BenchQuery) -> v1.SearchIssuesRequest:
+def _request(q: BenchQuery, read_mask: FieldMask | None = None) -> v1.SearchIssuesRequest:
     return v1.SearchIssuesRequest(
         caller=CALLER,
         query=q.structured,
         page=v1.PageRequest(page_size=PAGE_SIZE, page_token=q.token),
         # Result lists (the web tier, the API's listing clients) ask for summaries.
         summary=True,
+        read_mask=read_mask,
     )
+
+
+def _web_mask() -> FieldMask:
+    """The read mask of the web's result table with the default columns."""
+    from bugless_web.searching import read_mask  # noqa: PLC0415 - only with --web-mask
+
+    return read_mask(DEFAULT_COLUMNS)
 
 
 async def _prepare_pages(backend: PostgresBackend, pool: asyncpg.Pool, q: BenchQuery) -> None:
@@ -357,6 +371,7 @@ async def run_search(
     only: tuple[str, ...] = (),
     client_counts: tuple[int, ...] = (1, 8),
     web_pages: int = 0,
+    web_mask: bool = False,
 ) -> list[tuple[str, str, int, Stats]]:
     """Benchmark every query (or those named in ``only``) in every mode; print the figures."""
     settings = model_settings(database_url, schema, pool=10)
@@ -416,6 +431,11 @@ async def run_search(
                     "backend": [functools.partial(direct.search_issues, request)] * clients,
                     "sql": [functools.partial(_floor_call, pool, q)] * clients,
                 }
+                if web_mask:
+                    masked = _request(q, _web_mask())
+                    modes["grpc-web"] = [
+                        _grpc_call(v1.ModelStub(ch), masked) for ch in channels[:clients]
+                    ]
                 for mode, calls in modes.items():
                     own, server = time.process_time(), await _postgres_cpu(meter)
                     stats = await measure(calls, per_client)
@@ -570,6 +590,11 @@ def main() -> None:
         metavar="N",
         help="also time the Model calls of N uncached web list pages (is:open)",
     )
+    parser.add_argument(
+        "--web-mask",
+        action="store_true",
+        help="also time gRPC with the read mask of the web's default result table (grpc-web)",
+    )
     args = parser.parse_args()
     asyncio.run(
         run_search(
@@ -580,6 +605,7 @@ def main() -> None:
             only=tuple(args.only),
             client_counts=tuple(int(n) for n in args.clients.split(",")),
             web_pages=args.web_page,
+            web_mask=args.web_mask,
         )
     )
 
