@@ -6,13 +6,18 @@ capped count observable without creating 10,000 issues.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import dataclasses
+import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from bugless_core.model.backend import ModelSettings
+from bugless_core.page_tokens import PageTokenCodec
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 
@@ -21,7 +26,7 @@ CAP = 3
 
 
 async def _search(
-    backend: PostgresBackend, component_id: int, page_size: int
+    backend: PostgresBackend, component_id: int, page_size: int, page_token: str = ""
 ) -> v1.SearchIssuesResponse:
     term = v1.SearchTerm(
         field=v1.SearchField.COMPONENT,
@@ -32,9 +37,94 @@ async def _search(
         v1.SearchIssuesRequest(
             caller=ADMIN,
             query=v1.StructuredQuery(filter=v1.SearchNode(term=term)),
-            page=v1.PageRequest(page_size=page_size),
+            page=v1.PageRequest(page_size=page_size, page_token=page_token),
         )
     )
+
+
+async def _create(backend: PostgresBackend, component_id: int, count: int) -> None:
+    for n in range(count):
+        await backend.create_issue(
+            v1.CreateIssueRequest(
+                caller=ADMIN, fields=v1.IssueFields(title=f"cap {n}", component_id=component_id)
+            )
+        )
+
+
+@contextlib.asynccontextmanager
+async def _statements(backend: PostgresBackend) -> AsyncIterator[list[str]]:
+    """The statements run meanwhile on ``backend``'s pool (of one connection)."""
+    seen: list[str] = []
+
+    def log(query: Any) -> None:
+        seen.append(query.query)
+
+    async with backend._pool.acquire() as conn:
+        conn.add_query_logger(log)
+    try:
+        yield seen
+    finally:
+        async with backend._pool.acquire() as conn:
+            conn.remove_query_logger(log)
+
+
+def _without_total(token: str, secret: str) -> str:
+    """``token`` as it was issued before tokens carried the total (same position and request)."""
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    data = json.loads(raw[16:])  # after the MAC
+    assert "t" in data
+    return PageTokenCodec(secret).encode(data["p"], data["f"])
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(CAP - 1, CAP + 1), (CAP, CAP + 1), (CAP + 1, CAP + 2)]
+)
+async def test_later_pages_report_the_first_pages_total_without_counting(
+    bugless_model_backend: PostgresBackend,  # the database, migrated
+    model_settings: ModelSettings,
+    before: int,
+    after: int,
+) -> None:
+    """Page 1's total (count and lower-bound flag) rides in the token; later pages do not count.
+
+    A token from before totals were carried still pages, and that page counts.
+    """
+    settings = dataclasses.replace(
+        model_settings, search_count_cap=CAP, pool_min_size=1, pool_max_size=1
+    )
+    capped = await PostgresBackend.open(settings)
+    try:
+        component = await capped.create_component(
+            v1.CreateComponentRequest(caller=ADMIN, name=f"carry-{uuid.uuid4().hex[:8]}")
+        )
+        await _create(capped, component.id, before)
+        first = await _search(capped, component.id, page_size=1)
+        then = (min(before, CAP), before > CAP)
+        assert (first.total_count, first.total_is_lower_bound) == then
+        await _create(capped, component.id, after - before)
+        now = (min(after, CAP), after > CAP)
+
+        later: list[v1.SearchIssuesResponse] = []
+        async with _statements(capped) as seen:
+            token = first.next_page_token
+            while token:
+                later.append(await _search(capped, component.id, 1, token))
+                token = later[-1].next_page_token
+        assert len(later) == before - 1  # the new issues sort before page 1 (id descending)
+        assert {(p.total_count, p.total_is_lower_bound) for p in later} == {then}
+        assert seen
+        assert not [s for s in seen if "count(" in s]
+        again = await _search(capped, component.id, page_size=1)
+        assert (again.total_count, again.total_is_lower_bound) == now
+
+        old = _without_total(first.next_page_token, settings.page_token_secret)
+        async with _statements(capped) as seen:
+            recounted = await _search(capped, component.id, 1, old)
+        assert (recounted.total_count, recounted.total_is_lower_bound) == now
+        assert [i.id for i in recounted.issues] == [i.id for i in later[0].issues]
+        assert [s for s in seen if "count(" in s]
+    finally:
+        await capped.close()
 
 
 async def test_counts_above_the_cap_are_a_lower_bound_and_pages_are_unaffected(

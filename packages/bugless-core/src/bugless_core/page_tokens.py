@@ -5,6 +5,9 @@ fingerprint of the request it belongs to, signed with HMAC-SHA256. A client
 cannot forge a position (which could skip ACL filtering tricks or force a
 costly scan), nor reuse a token with another query; either way it gets a clear
 INVALID_ARGUMENT instead of a wrong page.
+
+A search's token also carries the total its first page counted (see
+:meth:`PageTokenCodec.decode_page`), so that later pages need not count again.
 """
 
 from __future__ import annotations
@@ -14,12 +17,21 @@ import binascii
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from bugless_core.errors import InvalidArgument
 
 _VERSION = 1
 _MAC_BYTES = 16
+
+
+@dataclass(frozen=True)
+class CarriedTotal:
+    """A search's total as its first page counted it, carried by the tokens of later pages."""
+
+    count: int
+    lower_bound: bool
 
 
 class PageTokenCodec:
@@ -42,13 +54,19 @@ class PageTokenCodec:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
-    def encode(self, position: list[Any], request_fingerprint: str) -> str:
-        """Token for the page after ``position`` of the given request."""
-        payload = json.dumps(
-            {"v": _VERSION, "p": position, "f": request_fingerprint},
-            separators=(",", ":"),
-            default=str,
-        ).encode()
+    def encode(
+        self, position: list[Any], request_fingerprint: str, total: CarriedTotal | None = None
+    ) -> str:
+        """Token for the page after ``position`` of the given request.
+
+        ``total``, when given, rides along and comes back from
+        :meth:`decode_page`: signed like the position, so a client cannot
+        make a page report another total.
+        """
+        data: dict[str, Any] = {"v": _VERSION, "p": position, "f": request_fingerprint}
+        if total is not None:
+            data["t"] = [total.count, total.lower_bound]
+        payload = json.dumps(data, separators=(",", ":"), default=str).encode()
         return base64.urlsafe_b64encode(self._mac(payload) + payload).decode().rstrip("=")
 
     def decode(
@@ -59,6 +77,20 @@ class PageTokenCodec:
         Raises:
             InvalidArgument: naming ``field``, for a malformed, forged or
                 foreign token.
+        """
+        return self.decode_page(token, request_fingerprint, field)[0]
+
+    def decode_page(
+        self, token: str, request_fingerprint: str, field: str = "page.page_token"
+    ) -> tuple[list[Any], CarriedTotal | None]:
+        """The position in ``token`` and the total it carries (None: it carries none).
+
+        A token issued before totals were carried has none; so has one whose
+        total does not have the shape :meth:`encode` writes. The caller then
+        counts, as it did for every page before.
+
+        Raises:
+            InvalidArgument: as :meth:`decode`.
         """
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -82,4 +114,16 @@ class PageTokenCodec:
                 metadata={"field": field},
             )
         position: list[Any] = data["p"]
-        return position
+        return position, _carried(data.get("t"))
+
+
+def _carried(raw: Any) -> CarriedTotal | None:
+    if (
+        isinstance(raw, list)
+        and len(raw) == 2
+        and type(raw[0]) is int
+        and raw[0] >= 0
+        and isinstance(raw[1], bool)
+    ):
+        return CarriedTotal(raw[0], raw[1])
+    return None

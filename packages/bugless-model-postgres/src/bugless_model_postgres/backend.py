@@ -38,7 +38,7 @@ from bugless_core.model.backend import (
     ModelBackend,
     ModelSettings,
 )
-from bugless_core.page_tokens import PageTokenCodec
+from bugless_core.page_tokens import CarriedTotal, PageTokenCodec
 from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
 from bugless_model_postgres import (
     _batch_create,
@@ -104,6 +104,16 @@ def _page(page: v1.PageRequest | None, default: int = limits.DEFAULT_PAGE_SIZE) 
 
 def _caller_key(caller: v1.Caller) -> list[Any]:
     return [caller.user_id, sorted(caller.groups), caller.admin]
+
+
+def _reported_total(carried: CarriedTotal | None, counted: int | None, cap: int) -> CarriedTotal:
+    """A search page's total: the one its token carries, else the one its statement counted."""
+    if carried is not None:
+        return carried
+    if counted is None:
+        msg = "a search page whose token carries no total must count"
+        raise RuntimeError(msg)
+    return CarriedTotal(min(counted, cap), counted > cap)
 
 
 class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, ModelBackend):
@@ -438,6 +448,10 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
     async def search_issues(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
         """One statement per page (its own snapshot): keyset pages, a capped count.
 
+        The first page counts; its total rides in the page tokens, and later
+        pages report it without counting again (a token from before that
+        carries none: the page counts).
+
         See :mod:`._search_page`; a stale read (``allow_stale`` on a dialect
         that has one) runs it in a read-only transaction set up for that.
         """
@@ -447,7 +461,7 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
         fingerprint = PageTokenCodec.fingerprint(
             "search", wire.encode(query).hex(), _caller_key(caller)
         )
-        position = self._decode(token, fingerprint)
+        position, carried = self._tokens.decode_page(token, fingerprint) if token else (None, None)
         cap = self.settings.search_count_cap
         stale_read = self._dialect.stale_read if request.allow_stale else None
         fields = frozenset(request.read_mask.paths) if request.read_mask else frozenset()
@@ -463,7 +477,7 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
                     msg = "page.page_token: does not fit this query"
                     raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
                 sql, _ = _search_page.page_statement(
-                    compiled, summary=request.summary, fields=fields
+                    compiled, summary=request.summary, fields=fields, counted=carried is None
                 )
                 args = _search_page.page_arguments(compiled, size, cap, caller.user_id)
                 if stale_read is None:
@@ -473,16 +487,17 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
                     return await conn.fetch(sql, *args), compiled
 
         rows, compiled = await retrying(self._retry_policy, attempt)
-        issues, total, more = _search_page.page_issues(caller, rows, size)
+        issues, counted, more = _search_page.page_issues(caller, rows, size)
+        total = _reported_total(carried, counted, cap)
         return v1.SearchIssuesResponse(
             issues=issues,
             next_page_token=self._tokens.encode(
-                _search.encode_position(compiled.sort, rows[size - 1]), fingerprint
+                _search.encode_position(compiled.sort, rows[size - 1]), fingerprint, total
             )
             if more
             else "",
-            total_count=min(total, cap),
-            total_is_lower_bound=total > cap,
+            total_count=total.count,
+            total_is_lower_bound=total.lower_bound,
         )
 
     async def watch(self, request: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:

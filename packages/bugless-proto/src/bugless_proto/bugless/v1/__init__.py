@@ -5058,6 +5058,9 @@ class SearchIssuesResponse(betterproto2.Message):
     """
     Number of matching issues, exact up to a cap; when the cap is reached
     total_count is the cap and total_is_lower_bound is true ("more than N").
+    A page requested with a page_token reports the total when the first page
+    was read (the token carries it; counting again on every page cost more
+    than the page): issues created or changed since do not change it.
     """
 
     total_is_lower_bound: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
