@@ -354,7 +354,8 @@ async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
         position = [v.isoformat() if isinstance(v, datetime) else v for v in q.position]
     catalog = await _custom_search.load_catalog(conn, q.structured)
     compiled = _search.compile_search(q.structured, CALLER, PRINCIPALS, position, catalog)
-    sql, _ = _search_page.page_statement(compiled, summary=True)
+    # A later page's token carries the first page's total: that page does not count.
+    sql, _ = _search_page.page_statement(compiled, summary=True, counted=position is None)
     args = _search_page.page_arguments(compiled, PAGE_SIZE, limits.SEARCH_COUNT_CAP, CALLER.user_id)
     out = [f"== {q.name}: {q.text}", sql.strip()]
     plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
