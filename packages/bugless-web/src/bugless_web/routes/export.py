@@ -114,6 +114,7 @@ async def _rows(
             today=today,
             page_token=results.next_page_token,
             page_size=EXPORT_PAGE_SIZE,
+            columns=columns,
         )
 
 
@@ -128,7 +129,13 @@ async def export_csv(request: Request[Any, Any, Any]) -> Response[Any]:
     zone = zone_of(request)
     today = datetime.datetime.now(zone.tz).date()
     first = await run_search(
-        backends, viewer, query, zone=zone, today=today, page_size=EXPORT_PAGE_SIZE
+        backends,
+        viewer,
+        query,
+        zone=zone,
+        today=today,
+        page_size=EXPORT_PAGE_SIZE,
+        columns=columns,
     )
     if first.error is not None:
         # Before any row: a bad query is the search page's 400 with the position.
