@@ -86,10 +86,9 @@ async def dead_within(replica: RunningService, cookie: str, path: str) -> float:
         response = await page_as(replica, cookie, path)
         if response.status_code == 303 and response.headers["location"].startswith("/signin"):
             return time.monotonic() - started
-        if response.status_code == 401 and "Sign in needed" in response.text:
-            # The web tier's session cache still knew the cookie, but the Model
-            # refused the ended session's identity assertion: dead as well.
-            return time.monotonic() - started
+        # Never a 401 page: when the web tier's session cache still knows the
+        # cookie but the Model refuses the ended session's identity assertion,
+        # the browser is signed out and sent to sign in all the same.
         assert response.status_code == 200, response.text
         await asyncio.sleep(0.2)
     raise AssertionError(f"{path} still opens with the old cookie after {SLACK_SECONDS} s")
@@ -135,6 +134,43 @@ async def test_a_copied_cookie_is_dead_after_sign_out_on_another_replica(
     for replica in (first, second):
         later = await page_as(replica, copied, f"/issues/{issue_id}")
         assert later.status_code == 303, later.text
+
+
+async def test_a_page_the_model_refuses_for_an_ended_session_sends_the_browser_to_sign_in(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    """The web tier still trusts the session (a long token cache); the Model does not.
+
+    The page load then signs the browser out and redirects to the sign-in
+    page, which opens (no redirect loop), instead of a 401 error page.
+    """
+    first, _ = replicas
+    trusting = start_web_server(world.stack, extra_env={"BUGLESS_WEB_TOKEN_CACHE_SECONDS": "300"})
+    try:
+        issue_id = await restricted_issue(world)
+        path = f"/issues/{issue_id}?tab=history"
+        there = browser(browsers, trusting)
+        copied = await sign_in(there, "alice")
+        assert (await there.get(path)).status_code == 200  # the viewer is cached now
+        elsewhere = browser(browsers, first)
+        elsewhere.cookies.set(DEV_COOKIE_NAME, copied)
+        assert (await sign_out(elsewhere)).status_code == 303
+
+        started = time.monotonic()
+        while (refused := await there.get(path)).status_code == 200:
+            assert time.monotonic() - started < SLACK_SECONDS, "the Model still takes the session"
+            await asyncio.sleep(0.2)
+
+        assert refused.status_code == 303, refused.text
+        assert refused.headers["location"] == f"/signin?next=/issues/{issue_id}%3Ftab%3Dhistory"
+        assert there.cookies.get(DEV_COOKIE_NAME) != copied  # signed out in the browser too
+        signin = await there.get(refused.headers["location"])
+        assert signin.status_code == 200
+        assert 'name="password"' in signin.text
+    finally:
+        world.stack.stop_service(trusting)
 
 
 async def test_sign_out_everywhere_ends_the_sessions_of_every_device(

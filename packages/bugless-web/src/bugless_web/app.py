@@ -18,11 +18,13 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
 from bugless_core import tracing
-from bugless_core.errors import BuglessError, ResourceExhausted, Unavailable
+from bugless_core.errors import BuglessError, ResourceExhausted, Unauthenticated, Unavailable
 from bugless_web._compat_litestar import PlainLitestar
+from bugless_web.backends import Viewer
 from bugless_web.builds import BUILD_FIELD, BUILD_HEADER, RELOAD_HEADER, StaleBuild, compatible
 from bugless_web.frontend import (
     CSRF_IN_STREAM,
+    VIEWER_KEY,
     CsrfRejected,
     Frontend,
     SignInRequired,
@@ -170,7 +172,9 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     """The one mapping from an exception to what the browser gets."""
     if isinstance(exc, StaleBuild):
         return _stale_build_response(request, exc)
-    if isinstance(exc, SignInRequired):
+    if isinstance(exc, SignInRequired | Unauthenticated) and (
+        isinstance(exc, SignInRequired) or _session_refused(request, exc)
+    ):
         if request.method in _SAFE_METHODS and "text/event-stream" not in request.headers.get(
             "accept", ""
         ):
@@ -216,6 +220,27 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         )
     page.headers.update(headers)
     return page
+
+
+def _session_refused(request: Request[Any, Any, Any], exc: Exception) -> bool:
+    """Whether a backend refused the signed-in viewer's identity (and sign them out).
+
+    The web tier keeps a session's viewer for a few seconds; a session ended
+    meanwhile (signed out on another replica, the person disabled) is refused
+    by the Model when it checks the identity assertion. That is the person's
+    sign-in ending, not an error of the page: the browser is signed out here
+    (or the sign-in page would send it straight back) and, on a page load,
+    sent to sign in again like any signed-out visitor. An UNAUTHENTICATED
+    answer to someone not signed in (a refused OIDC callback, a wrong
+    password) keeps its page and its reason.
+    """
+    if not isinstance(exc, Unauthenticated):
+        return False
+    state = request.scope.get("state", {})
+    if not isinstance(state.get(VIEWER_KEY), Viewer):
+        return False
+    session_of(request).sign_out()
+    return True
 
 
 def _retry_after(exc: Exception) -> str:
