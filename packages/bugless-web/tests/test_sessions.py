@@ -29,6 +29,9 @@ from bugless_web.session import DEV_COOKIE_NAME, Session, SessionCodec
 CACHE_SECONDS = 1.0
 #: What "within the cache time" allows on a loaded two-core machine.
 SLACK_SECONDS = 4.0
+#: How late the Model refuses an ended session's assertions: it reuses the
+#: Authenticator's list of ended sessions for --assertion-refresh-seconds (5).
+MODEL_REFRESH_SECONDS = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +163,9 @@ async def test_a_page_the_model_refuses_for_an_ended_session_sends_the_browser_t
 
         started = time.monotonic()
         while (refused := await there.get(path)).status_code == 200:
-            assert time.monotonic() - started < SLACK_SECONDS, "the Model still takes the session"
+            waited = time.monotonic() - started
+            # A liveness bound, not a timing check: generous for a loaded CI machine.
+            assert waited < MODEL_REFRESH_SECONDS + 5 * SLACK_SECONDS, "the Model still takes it"
             await asyncio.sleep(0.2)
 
         assert refused.status_code == 303, refused.text
