@@ -49,10 +49,14 @@ _log = logging.getLogger("bugless.notify")
 #: The longest a delivered row waits to be recorded with others in one statement.
 _RECORD_DELAY_SECONDS = 0.02
 #: What a lost database connection looks like (the operation is retried later).
+#: asyncpg's InternalClientError is what a connection the server ended can
+#: raise instead of ConnectionDoesNotExistError ("cannot switch to state 12;
+#: another operation is in progress"), seen in CI after pg_terminate_backend.
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
 )
 
 
@@ -216,6 +220,9 @@ class DeliveryWorker:
                 due_in = await self.queue.seconds_until_due(self._control, self._names)
         except _DATABASE_ERRORS as exc:
             self._database_error("claim", exc)
+            # The control connection may be broken without looking closed:
+            # the next turn opens a new one.
+            await self._drop_control(broken=True)
             await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
             return
         for claim in claims:
@@ -251,6 +258,7 @@ class DeliveryWorker:
             # delivery be made again, under the same idempotency key.
             self._to_record[:0] = batch
             self._database_error("record", exc)
+            await self._drop_control(broken=True)
             return
         for claim in batch:
             self.metrics.deliveries.labels(claim.channel, "delivered").inc()
@@ -390,10 +398,13 @@ class DeliveryWorker:
         self._control = conn
         return True
 
-    async def _drop_control(self) -> None:
+    async def _drop_control(self, *, broken: bool = False) -> None:
+        """Give the control connection back; ``broken``: close it first (never reused)."""
         conn, self._control = self._control, None
         if conn is None:
             return
+        if broken:
+            conn.terminate()
         with contextlib.suppress(*_DATABASE_ERRORS):
             if _is_open(conn):
                 await conn.remove_listener(self.queue.wakeup_channel, self._on_notify)
