@@ -404,7 +404,9 @@ class DeliveryWorker:
         if conn is None:
             return
         if broken:
-            conn.terminate()
+            # The pool may have taken a connection the server ended back already.
+            with contextlib.suppress(*_DATABASE_ERRORS):
+                conn.terminate()
         with contextlib.suppress(*_DATABASE_ERRORS):
             if _is_open(conn):
                 await conn.remove_listener(self.queue.wakeup_channel, self._on_notify)
