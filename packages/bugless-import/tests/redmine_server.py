@@ -7,6 +7,12 @@ whose "objects per page" limit is low), only open issues unless
 ``status_id=*``, only one project's issues with ``project_id``; an issue's
 journals and watchers only when ``include`` asks for them; ``/users.json``
 paginated, or 403 as for a key of a non-administrator.
+
+It can also misbehave the way a real one does now and then: ``failures``
+answers a path's first N requests with an error status (and ``Retry-After:
+0``), as a restarting server or a proxy does; ``gone`` lists issues in
+``/issues.json`` but answers 404 for their own JSON, as for an issue deleted
+between the listing and the read.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ class Redmine:
     users_forbidden: bool = False
     requests: list[str] = field(default_factory=list)
     url: str = ""
+    #: Path (without query) -> [status, how many more times to answer it].
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    #: Issue ids listed but answering 404 when read.
+    gone: set[int] = field(default_factory=set)
 
 
 def _page(items: list[Any], key: str, query: dict[str, str], cap: int) -> dict[str, Any]:
@@ -54,6 +64,8 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, code: int, body: bytes, kind: str = "application/json") -> None:
             self.send_response(code)
+            if code in {429, 503}:
+                self.send_header("Retry-After", "0")
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -67,6 +79,11 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             path = parts.path
+            failing = redmine.failures.get(path)
+            if failing and failing[1] > 0:
+                failing[1] -= 1
+                self._send(failing[0], b"", "text/plain")
+                return
             if path.startswith("/html/"):
                 self._send(200, b"<html><body>Redmine 5.1</body></html>", "text/html")
                 return
@@ -107,7 +124,8 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
                 return _page(issues, "issues", query, redmine.cap)
             if path.startswith("/issues/") and path.endswith(".json"):
                 name = path.removeprefix("/")
-                if not (redmine.root / name).is_file():
+                gone = int(name.removeprefix("issues/").removesuffix(".json")) in redmine.gone
+                if gone or not (redmine.root / name).is_file():
                     return None
                 data = self._file(name)
                 include = query.get("include", "").split(",")

@@ -20,7 +20,7 @@ from conftest import FIXTURES, MakeSettings, find, history, redmine_tree, userna
 from redmine_server import PROJECT, Redmine, serve
 
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument, Unauthenticated, Unavailable
+from bugless_core.errors import FailedPrecondition, InvalidArgument, Unauthenticated, Unavailable
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.sources.redmine import RedmineImporter
@@ -200,3 +200,60 @@ async def test_the_command_imports_a_live_redmine_with_a_key_file(
     assert closed.status is v1.Status.FIXED
     redirects = (state / "redmine-redirects.csv").read_text(encoding="utf-8")
     assert f"{redmine.url}issues/8013," in redirects, "the REST base is the default url"
+
+
+def test_a_redmine_failing_for_now_is_asked_again_and_reads_the_same(
+    tree: Path, key_file: Path
+) -> None:
+    files = RedmineImporter(str(tree), {"url": URL})
+    failing = Redmine(
+        tree,
+        KEY,
+        failures={
+            "/issues.json": [503, 2],
+            "/issues/8013.json": [502, 1],
+            "/trackers.json": [429, 1],
+        },
+    )
+    with serve(failing) as server:
+        rest = RedmineImporter(server.url, _options(key_file))
+        issues = list(rest.issues())
+    assert issues == list(files.issues())
+    assert rest.skipped == []
+    asked = [r.split("?")[0] for r in server.requests]
+    assert asked.count("/trackers.json") == 2, "429 once, then answered"
+    assert asked.count("/issues/8013.json") == 2, "502 once, then answered"
+    assert asked.count("/issues.json") == 2 + 2, "503 twice, then both pages"
+
+
+def test_a_redmine_that_keeps_failing_stops_the_run_after_the_retries(
+    tree: Path, key_file: Path
+) -> None:
+    with serve(Redmine(tree, KEY, failures={"/issues.json": [503, 100]})) as server:
+        rest = RedmineImporter(server.url, _options(key_file, retries="2"))
+        with pytest.raises(
+            FailedPrecondition, match=r"answered 503 for .*issues\.json.*3 attempts"
+        ):
+            list(rest.issues())
+        assert sum(r.startswith("/issues.json") for r in server.requests) == 3
+        once = RedmineImporter(server.url, _options(key_file, retries="0"))
+        with pytest.raises(FailedPrecondition, match="answered 503"):
+            list(once.issues())
+        assert sum(r.startswith("/issues.json") for r in server.requests) == 4, "no retry"
+    with pytest.raises(InvalidArgument, match="retries='many': give a whole number"):
+        RedmineImporter(server.url, _options(key_file, retries="many"))
+
+
+async def test_an_issue_deleted_between_listing_and_reading_is_skipped_and_reported(
+    tmp_path: Path, key_file: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    tree = redmine_tree(tmp_path, 8112)
+    with serve(Redmine(tree, KEY, gone={8113})) as server:
+        importer = RedmineImporter(server.url, _options(key_file))
+        report = await run_import(importer, make_settings())
+    assert report.created == 2
+    assert report.skipped == ["#8113: listed, then gone (404) when read"]
+    assert "skipped, gone from the source while reading: 1\n    #8113: listed" in report.render()
+    assert [i.title for i in await find(model, "redmine:8112")] == ["Telemetry drops packets"]
+    assert await find(model, "redmine:8113") == []
+    assert len(await find(model, "redmine:8114")) == 1

@@ -157,6 +157,10 @@ class Importer(ABC):
         """
         self.location = location
         self.options = dict(options)
+        #: Source issues the listing named that could not be read any more
+        #: (deleted while the import ran), one line each with why; the run's
+        #: report names them instead of the whole run failing.
+        self.skipped: list[str] = []
 
     @abstractmethod
     def people(self) -> Iterator[SourcePerson]:

@@ -69,6 +69,7 @@ class ImportReport:
     placeholders: list[str] = field(default_factory=list)
     components_to_create: list[str] = field(default_factory=list)
     unmapped: list[tuple[str, str, int]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
     created: int = 0
     extended: int = 0
     unchanged: int = 0
@@ -95,6 +96,9 @@ class ImportReport:
             verb = "to create" if self.dry_run else "created"
             lines.append(f"  components {verb}: {len(self.components_to_create)}")
             lines += [f"    {path}" for path in self.components_to_create]
+        if self.skipped:
+            lines.append(f"  skipped, gone from the source while reading: {len(self.skipped)}")
+            lines += [f"    {why}" for why in self.skipped[:50]]
         if self.unmapped:
             lines.append("  unmapped values (add them to the mapping file):")
             lines += [f"    [{s}] {v!r}: {n} times" for s, v, n in self.unmapped]
@@ -363,7 +367,9 @@ async def run_import(
     mapping = load_mapping(settings.mapping, type(importer).default_mapping)
     known_people = await asyncio.to_thread(lambda: list(importer.people()))
     issues = await asyncio.to_thread(lambda: list(importer.issues()))
-    report = ImportReport(source=importer.name, dry_run=settings.dry_run)
+    report = ImportReport(
+        source=importer.name, dry_run=settings.dry_run, skipped=list(importer.skipped)
+    )
     by_key = {p.key: p for p in known_people}
     people = [by_key.get(k) or _unknown_person(k) for k in sorted(person_keys(issues))]
     report.people = len(people)

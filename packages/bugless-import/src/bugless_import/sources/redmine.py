@@ -26,6 +26,12 @@ and an import of that Redmine's exported files give the same issues. Options:
   are none without it).
 * ``url=...``: the Redmine base URL for the redirect list; over HTTP it is
   LOCATION by default.
+* ``retries=N``: how often a request that failed for now (429, 500, 502,
+  503, 504, a network error) is repeated, after 0.5, 1, 2, 4 ... seconds or
+  what ``Retry-After`` asks (default 4; 0 fails at once).
+
+An issue the listing named but that answers 404 when read was deleted in
+between: the import goes on without it and its report names it.
 
 The users list is for administrators only: a key of a non-admin gets 403 for
 it, and the import then knows people as the issues name them (no logins or
@@ -43,6 +49,7 @@ import json
 import os
 from collections.abc import Iterator
 from datetime import datetime
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.error import HTTPError, URLError
@@ -64,6 +71,7 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
 )
+from bugless_import.sources._http import RETRYABLE_STATUSES, read_with_retries, retry_delays
 
 #: Issues and users per request; Redmine caps it at its "limit" setting (100 by default).
 PAGE = 100
@@ -111,9 +119,10 @@ class _Files:
 class _Rest:
     """A live Redmine, through its REST API (the key, if any, in a header)."""
 
-    def __init__(self, location: str, key: str, project: str) -> None:
+    def __init__(self, location: str, key: str, project: str, delays: tuple[float, ...]) -> None:
         self.base = location.rstrip("/") + "/"
         self.project = project
+        self.delays = delays
         self.headers = {"Accept": "application/json"}
         if key:
             self.headers["X-Redmine-API-Key"] = key
@@ -121,9 +130,15 @@ class _Rest:
     def get(self, path: str, **query: object) -> Any:
         """GET ``path`` (relative to the base) as JSON; None on 403 for the users list."""
         url = self.base + path + ("?" + urlencode(query, safe="*,") if query else "")
+        request = Request(url, headers=self.headers)
+
+        def fetch() -> bytes:
+            with urlopen(request, timeout=120) as response:
+                body: bytes = response.read()
+                return body
+
         try:
-            with urlopen(Request(url, headers=self.headers), timeout=120) as response:
-                body = response.read()
+            body = read_with_retries(fetch, delays=self.delays)
         except HTTPError as exc:
             if exc.code == 401:
                 why = (
@@ -138,8 +153,9 @@ class _Rest:
                 raise PermissionDenied(f"Redmine answered 403 for {url}") from exc
             if exc.code == 404:
                 raise NotFound(f"Redmine answered 404 for {url}") from exc
-            raise FailedPrecondition(f"Redmine answered {exc.code} for {url}") from exc
-        except (URLError, OSError) as exc:
+            tried = f" ({len(self.delays) + 1} attempts)" if exc.code in RETRYABLE_STATUSES else ""
+            raise FailedPrecondition(f"Redmine answered {exc.code} for {url}{tried}") from exc
+        except (URLError, OSError, HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unavailable(f"cannot reach Redmine at {url}: {reason}") from exc
         try:
@@ -232,7 +248,11 @@ class RedmineImporter(Importer):
         super().__init__(location, options)
         self.source: _Reader
         if location.startswith(("http://", "https://")):
-            self.source = _Rest(location, _api_key(options), options.get("project", ""))
+            try:
+                delays = retry_delays(options.get("retries"))
+            except ValueError as exc:
+                raise InvalidArgument(f"--option {exc}") from exc
+            self.source = _Rest(location, _api_key(options), options.get("project", ""), delays)
             self.base = options.get("url", location).rstrip("/")
         else:
             self.source = _Files(location)
@@ -286,7 +306,12 @@ class RedmineImporter(Importer):
             yield from self._issues
             return
         for number in self.source.issue_ids():
-            data = self._read(f"issues/{number}.json")
+            try:
+                data = self._read(f"issues/{number}.json")
+            except NotFound:
+                # Listed, then deleted before it was read: not an error of the run.
+                self.skipped.append(f"#{number}: listed, then gone (404) when read")
+                continue
             yield self._issue(data["issue"], self.base)
 
     def _value(self, attribute: str, raw: Any) -> str:

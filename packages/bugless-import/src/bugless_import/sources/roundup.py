@@ -9,6 +9,9 @@ the ``[tracker] web`` of its ``config.ini``). Options:
   cookie: Roundup's basic authentication re-hashes the password (PBKDF2) on
   every request. Without ``user`` it reads as the anonymous user.
 * ``history=journal`` (the default) or ``history=messages``.
+* ``retries=N``: how often a read that failed for now (429, 500, 502, 503,
+  504, a network error) is repeated, after 0.5, 1, 2, 4 ... seconds or what
+  ``Retry-After`` asks (default 4; 0 fails at once).
 * ``tracker=NAME``: names the tracker in external ids (``roundup:NAME#12``),
   so that two trackers' issue 12 stay apart; by default the address's host
   and path (``roundup:bugs.example.org/tracker#12``).
@@ -44,6 +47,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.client import HTTPException
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,7 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
 )
+from bugless_import.sources._http import read_with_retries, retry_delays
 
 #: The REST endpoint a tracker adds to its ``interfaces.py`` for the journal.
 INTERFACES_PY = """
@@ -163,6 +168,10 @@ class RoundupImporter(Importer):
         if history not in {"journal", "messages"}:
             raise InvalidArgument("--option history= takes journal or messages")
         self.journal = history == "journal"
+        try:
+            self.delays = retry_delays(options.get("retries"))
+        except ValueError as exc:
+            raise InvalidArgument(f"--option {exc}") from exc
         self.tracker = options.get("tracker") or self.base.split("://", 1)[1].rstrip("/")
         self._cookies = CookieJar()
         self._opener = build_opener(HTTPCookieProcessor(self._cookies))
@@ -207,9 +216,15 @@ class RoundupImporter(Importer):
         url = urljoin(self.base, "rest/" + path)
         if query:
             url += "?" + urlencode(query)
+        request = Request(url, headers=self._headers())
+
+        def fetch() -> bytes:
+            with self._opener.open(request, timeout=120) as response:
+                body: bytes = response.read()
+                return body
+
         try:
-            with self._opener.open(Request(url, headers=self._headers()), timeout=120) as r:
-                return json.loads(r.read())["data"]
+            return json.loads(read_with_retries(fetch, delays=self.delays))["data"]
         except HTTPError as exc:
             if exc.code == 404:
                 return None
@@ -217,8 +232,8 @@ class RoundupImporter(Importer):
             if exc.code in {401, 403}:
                 raise PermissionDenied(f"Roundup refused {url}: {detail}") from exc
             raise FailedPrecondition(f"Roundup answered {exc.code} for {url}: {detail}") from exc
-        except URLError as exc:
-            raise FailedPrecondition(f"{url}: {exc.reason}") from exc
+        except (URLError, OSError, HTTPException) as exc:
+            raise FailedPrecondition(f"{url}: {getattr(exc, 'reason', exc)}") from exc
 
     def collection(self, klass: str, fields: str) -> Iterator[dict[str, Any]]:
         """Every item of a class with ``fields``, page by page, in id order."""
