@@ -38,6 +38,7 @@ from bugless_web import display
 from bugless_web.assets import AssetCatalog
 from bugless_web.backends import Backends, Viewer
 from bugless_web.drain import DrainState
+from bugless_web.kept_attachments import KeptAttachments
 from bugless_web.markup import render_markdown
 from bugless_web.rendered_timelines import RenderedTimelines
 from bugless_web.result_rows import result_rows
@@ -103,6 +104,8 @@ class Frontend:
         self.templates = _template_environment(self.assets, auto_reload=settings.dev)
         #: Issue timelines rendered once per (issue, version, reader).
         self.timelines = RenderedTimelines(settings.timeline_cache_seconds)
+        #: Issue attachment lists fetched once per (issue, version).
+        self.attachments = KeptAttachments(settings.timeline_cache_seconds)
 
     @property
     def backends(self) -> Backends:

@@ -79,7 +79,9 @@ class WebSettings:
             for the same issue version and reader
             (:mod:`bugless_web.rendered_timelines`). Any change to the issue
             is a new version and shows at once; a renamed person or component
-            in the history shows this late. 0 renders every page.
+            in the history shows this late. The issue's attachment list is
+            kept as long, per version (:mod:`bugless_web.kept_attachments`).
+            0 renders every page.
         user_cache_seconds: How long each person shown on a page (username,
             display name) is reused before asking the Authenticator again.
             Bounds how late a rename shows and how long an old username still
@@ -180,7 +182,8 @@ class WebSettings:
     timeline_cache_seconds: float = setting(
         5.0,
         help="How long an issue's rendered timeline is reused for the same version and reader "
-        "(names in it show that late); 0 = render every page.",
+        "(names in it show that late), and its attachment list for the same version; "
+        "0 = render and ask every page.",
     )
     user_cache_seconds: float = setting(
         5.0,

@@ -25,6 +25,7 @@ from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
 from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import (
+    Frontend,
     frontend_of,
     path_id,
     redirect,
@@ -51,6 +52,23 @@ async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Com
 
 async def _no_history() -> list[v1.HistoryEntry]:
     return []
+
+
+async def _attachments(frontend: Frontend, viewer: Viewer, issue: v1.Issue) -> list[v1.Attachment]:
+    """The issue's attachments, asked of the Model once per issue version.
+
+    See :mod:`bugless_web.kept_attachments`; the list is shared between
+    pages, so do not modify it.
+    """
+    kept = frontend.attachments.get(issue.id, issue.version)
+    if kept is not None:
+        return kept
+    response = await call(
+        frontend.backends.model.list_attachments,
+        v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue.id),
+    )
+    frontend.attachments.put(issue.id, issue.version, response.attachments)
+    return response.attachments
 
 
 async def _issue_page(
@@ -100,13 +118,7 @@ async def _issue_page(
     ) = await asyncio.gather(
         _no_history() if kept is not None else load_history(backends, viewer, issue_id),
         load_relations(backends, viewer, issue),
-        asyncio.gather(
-            backends.my_hotlists(viewer),
-            call(
-                backends.model.list_attachments,
-                v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue_id),
-            ),
-        ),
+        asyncio.gather(backends.my_hotlists(viewer), _attachments(frontend, viewer, issue)),
         backends.capabilities(),
         backends.custom_fields(viewer, issue.component_id),
     )
@@ -128,7 +140,7 @@ async def _issue_page(
         extra_users=relations.people()
         | custom_fields.user_ids(issue.custom_fields)
         | timeline.people(shown)
-        | {a.uploader for a in attachments.attachments},
+        | {a.uploader for a in attachments},
     )
 
     def render_timeline(csrf_token: str) -> str:
@@ -176,7 +188,7 @@ async def _issue_page(
             "errors": errors
             or FieldErrors(edit_fields(fields), labels=custom_fields.labelled(fields)),
             "custom_fields": fields,
-            "attachments": list(attachments.attachments),
+            "attachments": attachments,
             "live": "watch" in capabilities,
             "title": f"{issue.id}: {issue.title}",
         },

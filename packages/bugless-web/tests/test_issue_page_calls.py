@@ -1,0 +1,83 @@
+"""What an issue page asks the Model, counted by a Model replica's own metrics.
+
+A page load asks only for what may have changed since the last one: the
+attachment list once per issue version (any upload, deletion or redaction
+is a new version, so a change shows at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from test_attachments import _upload
+from web_support import SESSION_KEY, World, create_issue, grpc_calls, sign_in
+
+from bugless_proto import v1
+from bugless_web import WebSettings, create_app
+
+
+@pytest.fixture
+async def counted_client(world: World) -> AsyncIterator[tuple[AsyncTestClient[Litestar], int]]:
+    """A web client keeping what it may for ten minutes, on a Model replica of its own.
+
+    The replica's metrics count the calls this client made (ten minutes, so
+    that no assertion depends on the machine's speed).
+    """
+    replica = await asyncio.to_thread(
+        world.stack.start,
+        "model",
+        ["model", "serve", "--port", "0", "--metrics-port", "0"],
+        name="model-page-calls",
+    )
+    assert replica.address is not None
+    assert replica.metrics_port is not None
+    metrics_port = replica.metrics_port
+    try:
+        settings = WebSettings(
+            model=replica.address,
+            auth=world.stack.auth,
+            session_keys=(SESSION_KEY,),
+            dev=True,
+            timeline_cache_seconds=600.0,
+        )
+        async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as c:
+            yield c, metrics_port
+    finally:
+        await asyncio.to_thread(world.stack.stop_service, replica)
+
+
+async def test_attachments_are_asked_once_per_issue_version_and_changes_show_at_once(
+    counted_client: tuple[AsyncTestClient[Litestar], int], world: World, model: v1.ModelStub
+) -> None:
+    client, metrics_port = counted_client
+    issue = await create_issue(model, world, "Calls: attachments")
+    csrf = await sign_in(client, "bob")
+
+    async def listed() -> int:
+        return await grpc_calls(metrics_port, "ListAttachments")
+
+    start = await listed()
+    assert (await client.get(f"/issues/{issue.id}")).status_code == 200
+    assert await listed() == start + 1
+    assert (await client.get(f"/issues/{issue.id}")).status_code == 200
+    assert await listed() == start + 1  # the same version: the list is reused
+
+    uploaded = await _upload(client, csrf, issue.id, b"notes", "notes.txt")
+    assert uploaded.status_code == 201, uploaded.text
+    created = uploaded.json()
+    page = (await client.get(f"/issues/{issue.id}")).text
+    assert f'action="/attachments/{created["id"]}/delete"' in page  # a new version: asked
+    assert await listed() == start + 2
+
+    deleted = await client.post(
+        f"/attachments/{created['id']}/delete", data={"_csrf": csrf}, follow_redirects=False
+    )
+    assert deleted.status_code == 303
+    page = (await client.get(f"/issues/{issue.id}")).text
+    assert f'action="/attachments/{created["id"]}/delete"' not in page
+    assert f"deleted attachment {created['id']}" in page
+    assert await listed() == start + 3
