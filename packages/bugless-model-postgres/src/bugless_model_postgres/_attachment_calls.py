@@ -11,9 +11,9 @@ content is stored removes it again unless another attachment refers to it.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -33,7 +33,6 @@ from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._edit_calls import EditsAndCustomFields
 from bugless_proto import v1
 
-T = TypeVar("T")
 #: Hashes checked for references per query by the sweep.
 SWEEP_BATCH = 200
 _log = logging.getLogger(__name__)
@@ -49,15 +48,10 @@ class AttachmentCalls(EditsAndCustomFields):
     attachment_redactor = _mark_redacted
 
     if TYPE_CHECKING:
-        _pool: asyncpg.Pool
         attachment_settings: AttachmentSettings
 
         @property
         def blob_store(self) -> BlobStore: ...
-
-        async def _write(
-            self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
-        ) -> tuple[T, WriteContext]: ...
 
     async def _issue_response(
         self, caller: v1.Caller | None, issue_id: int, version: int

@@ -7,21 +7,19 @@ write logic is in :mod:`._edits` and :mod:`._custom_fields`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import ClassVar
 
 import asyncpg
 
 from bugless_core.custom_fields import MASK_PATHS as CUSTOM_FIELD_MASK_PATHS
-from bugless_core.transactions import RetryPolicy, retrying
+from bugless_core.transactions import retrying
 from bugless_model_postgres import _custom_fields, _edits
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres._context import WriteContext, component_not_found, fetch_issues
+from bugless_model_postgres._calls_base import BackendCalls
+from bugless_model_postgres._context import component_not_found, fetch_issues
 from bugless_model_postgres._convert import Conn, caller_role, entry_from_row, one_row
 from bugless_model_postgres._database import translated_errors
 from bugless_proto import v1
-
-T = TypeVar("T")
 
 #: The latest edit of each of entries $2 of issue $1.
 EDITED_IN = """
@@ -43,20 +41,12 @@ async def mark_edited(conn: Conn, issue_id: int, entries: list[v1.HistoryEntry])
         entry.edited_in_version = int(latest.get(entry.version, 0))
 
 
-class EditsAndCustomFields:
+class EditsAndCustomFields(BackendCalls):
     """Edit, Redact and the custom-field calls over the backend's pool."""
 
     #: Removes an attachment's content within a redaction (installed by the
     #: attachments module; without one, attachment redactions are NotFound).
     attachment_redactor: ClassVar[_edits.AttachmentRedactor | None] = None
-
-    if TYPE_CHECKING:
-        _pool: asyncpg.Pool
-        _retry_policy: RetryPolicy
-
-        async def _write(
-            self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
-        ) -> tuple[T, WriteContext]: ...
 
     async def _issue_response(
         self, caller: v1.Caller | None, issue_id: int, version: int

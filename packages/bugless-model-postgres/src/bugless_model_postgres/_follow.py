@@ -15,23 +15,19 @@ recipient through the Model as that recipient.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import asyncpg
+from typing import Any
 
 from bugless_core import limits
 from bugless_core.errors import NotFound, PermissionDenied
 from bugless_core.page_tokens import PageTokenCodec
 from bugless_model_postgres import _queries as q
+from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._components import visible_component
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
 from bugless_model_postgres._convert import Conn, saved_search_from_row
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._hotlists import saved_search_visible
 from bugless_proto import v1
-
-T = TypeVar("T")
 
 ADD_STAR = """
 WITH added AS (
@@ -147,16 +143,8 @@ def _admin_only(caller: v1.Caller, what: str) -> None:
         raise PermissionDenied(msg)
 
 
-class FollowCalls:
+class FollowCalls(BackendCalls):
     """Stars, subscriptions, settings and the notifier's audience calls."""
-
-    if TYPE_CHECKING:
-        _pool: asyncpg.Pool
-        _tokens: PageTokenCodec
-
-        async def _write(
-            self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
-        ) -> tuple[T, WriteContext]: ...
 
     async def star_issue(self, request: v1.StarIssueRequest) -> v1.StarIssueResponse:
         """Star or unstar a visible issue; idempotent."""

@@ -22,12 +22,9 @@ names, unless the Model runs without ``--auth``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import asyncpg
-
 from bugless_core.errors import PermissionDenied
 from bugless_model_postgres._attachments import fill_entries
+from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._context import (
     fetch_issues,
     hotlist_visible,
@@ -131,11 +128,8 @@ async def notification_views(
     return views
 
 
-class NotificationViewCalls:
+class NotificationViewCalls(BackendCalls):
     """The backend call (a mixin of :class:`~bugless_model_postgres.PostgresBackend`)."""
-
-    if TYPE_CHECKING:
-        _pool: asyncpg.Pool
 
     async def get_notification_views(
         self, request: v1.GetNotificationViewsRequest

@@ -5,22 +5,24 @@ write logic in :mod:`._issues`, :mod:`._components` and :mod:`._hotlists`.
 This module opens transactions, pages results and announces committed
 history entries to change listeners only after the commit; every write
 transaction also appends its change-feed row (:mod:`._watch`), which ReadFeed
-and Watch read.
+and Watch read. Groups of calls with a seam of their own are mixins kept in
+their own modules: SearchIssues (:mod:`._search_calls`), hotlists and saved
+searches (:mod:`._hotlist_calls`), attachments, edits and custom fields
+(:mod:`._attachment_calls`, :mod:`._edit_calls`), stars and subscriptions
+(:mod:`._follow`) and the notifier's view (:mod:`._notify_views`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ClassVar, Self, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 import asyncpg
 
-from bugless_core import limits
 from bugless_core.errors import (
     BuglessError,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
 )
 from bugless_core.migrations import (
@@ -38,18 +40,14 @@ from bugless_core.model.backend import (
     ModelBackend,
     ModelSettings,
 )
-from bugless_core.page_tokens import CarriedTotal, PageTokenCodec
-from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
+from bugless_core.page_tokens import PageTokenCodec
+from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy
 from bugless_model_postgres import (
     _batch_create,
     _components,
-    _custom_search,
-    _hotlists,
     _imports,
     _issues,
     _mentions,
-    _search,
-    _search_page,
 )
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
@@ -61,8 +59,6 @@ from bugless_model_postgres._context import (
     component_not_found,
     fetch_issue_rows,
     fetch_issues,
-    hotlist_not_found,
-    hotlist_visible,
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
@@ -70,11 +66,8 @@ from bugless_model_postgres._convert import (
     caller_role,
     component_from_row,
     entry_from_row,
-    hotlist_from_row,
-    hotlist_item_from_row,
     one_row,
     principals_of,
-    saved_search_from_row,
 )
 from bugless_model_postgres._database import (
     open_pool,
@@ -86,9 +79,12 @@ from bugless_model_postgres._database import (
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_model_postgres._edit_calls import mark_edited
 from bugless_model_postgres._follow import FollowCalls
+from bugless_model_postgres._hotlist_calls import HotlistCalls
 from bugless_model_postgres._notify_views import NotificationViewCalls
+from bugless_model_postgres._paging import KeysetPage, caller_key
+from bugless_model_postgres._search_calls import SearchCalls
 from bugless_model_postgres._watch import ChangeFeed
-from bugless_proto import v1, wire
+from bugless_proto import v1
 
 T = TypeVar("T")
 #: Component name in migration messages.
@@ -96,27 +92,14 @@ COMPONENT = "bugless-model-postgres"
 _ADMIN = v1.Caller(user_id="bugless-model", admin=True)
 
 
-def _page(page: v1.PageRequest | None, default: int = limits.DEFAULT_PAGE_SIZE) -> tuple[int, str]:
-    if page is None:
-        return default, ""
-    return page.page_size or default, page.page_token
-
-
-def _caller_key(caller: v1.Caller) -> list[Any]:
-    return [caller.user_id, sorted(caller.groups), caller.admin]
-
-
-def _reported_total(carried: CarriedTotal | None, counted: int | None, cap: int) -> CarriedTotal:
-    """A search page's total: the one its token carries, else the one its statement counted."""
-    if carried is not None:
-        return carried
-    if counted is None:
-        msg = "a search page whose token carries no total must count"
-        raise RuntimeError(msg)
-    return CarriedTotal(min(counted, cap), counted > cap)
-
-
-class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, ModelBackend):
+class PostgresBackend(
+    AttachmentCalls,
+    FollowCalls,
+    NotificationViewCalls,
+    HotlistCalls,
+    SearchCalls,
+    ModelBackend,
+):
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
@@ -268,9 +251,6 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
             await fill_entries(conn, issue_id, [entry])
             out.append((issues[issue_id], entry))
         return out
-
-    def _decode(self, token: str, fingerprint: str) -> list[Any] | None:
-        return self._tokens.decode(token, fingerprint) if token else None
 
     # ---- issues ----
 
@@ -427,77 +407,22 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
     async def list_history(self, request: v1.ListHistoryRequest) -> v1.ListHistoryResponse:
         """Entries oldest first, keyset-paged by version."""
         caller = request.caller or v1.Caller()
-        size, token = _page(request.page)
-        fingerprint = PageTokenCodec.fingerprint("history", request.issue_id, _caller_key(caller))
-        position = self._decode(token, fingerprint)
-        after = int(position[0]) if position else 0
+        page = KeysetPage.of(
+            self._tokens, request.page, "history", request.issue_id, caller_key(caller)
+        )
         async with translated_errors(), self._pool.acquire() as conn:
             if not await fetch_issue_rows(conn, caller, [request.issue_id]):
                 raise issue_not_found(request.issue_id)
-            rows = await conn.fetch(q.LIST_HISTORY, request.issue_id, after, size + 1)
-            more = len(rows) > size
-            rows = rows[:size]
+            fetched = await conn.fetch(
+                q.LIST_HISTORY, request.issue_id, page.after(0), page.size + 1
+            )
+            rows, more = page.cut(fetched)
             entries = [entry_from_row(r) for r in rows]
             await mark_edited(conn, request.issue_id, entries)
             await fill_entries(conn, request.issue_id, entries)
         return v1.ListHistoryResponse(
             entries=entries,
-            next_page_token=self._tokens.encode([rows[-1]["version"]], fingerprint) if more else "",
-        )
-
-    async def search_issues(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
-        """One statement per page (its own snapshot): keyset pages, a capped count.
-
-        The first page counts; its total rides in the page tokens, and later
-        pages report it without counting again (a token from before that
-        carries none: the page counts).
-
-        See :mod:`._search_page`; a stale read (``allow_stale`` on a dialect
-        that has one) runs it in a read-only transaction set up for that.
-        """
-        caller = request.caller or v1.Caller()
-        query = request.query or v1.StructuredQuery()
-        size, token = _page(request.page)
-        fingerprint = PageTokenCodec.fingerprint(
-            "search", wire.encode(query).hex(), _caller_key(caller)
-        )
-        position, carried = self._tokens.decode_page(token, fingerprint) if token else (None, None)
-        cap = self.settings.search_count_cap
-        stale_read = self._dialect.stale_read if request.allow_stale else None
-        fields = frozenset(request.read_mask.paths) if request.read_mask else frozenset()
-
-        async def attempt() -> tuple[list[asyncpg.Record], _search.CompiledSearch]:
-            async with translated_errors(), self._pool.acquire() as conn:
-                catalog = await _custom_search.load_catalog(conn, query)
-                try:
-                    compiled = _search.compile_search(
-                        query, caller, principals_of(caller), position, catalog
-                    )
-                except (ValueError, TypeError, IndexError) as exc:
-                    msg = "page.page_token: does not fit this query"
-                    raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
-                sql, _ = _search_page.page_statement(
-                    compiled, summary=request.summary, fields=fields, counted=carried is None
-                )
-                args = _search_page.page_arguments(compiled, size, cap, caller.user_id)
-                if stale_read is None:
-                    return await conn.fetch(sql, *args), compiled
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    await conn.execute(stale_read)
-                    return await conn.fetch(sql, *args), compiled
-
-        rows, compiled = await retrying(self._retry_policy, attempt)
-        issues, counted, more = _search_page.page_issues(caller, rows, size)
-        total = _reported_total(carried, counted, cap)
-        return v1.SearchIssuesResponse(
-            issues=issues,
-            next_page_token=self._tokens.encode(
-                _search.encode_position(compiled.sort, rows[size - 1]), fingerprint, total
-            )
-            if more
-            else "",
-            total_count=total.count,
-            total_is_lower_bound=total.lower_bound,
+            next_page_token=page.next_token(rows, more, lambda r: [r["version"]]),
         )
 
     async def watch(self, request: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
@@ -549,25 +474,27 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
     async def list_components(self, request: v1.ListComponentsRequest) -> v1.ListComponentsResponse:
         """Visible components in tree (path) order, keyset-paged by path."""
         caller = request.caller or v1.Caller()
-        size, token = _page(request.page)
-        fingerprint = PageTokenCodec.fingerprint(
-            "components", request.parent_id, request.include_archived, _caller_key(caller)
+        page = KeysetPage.of(
+            self._tokens,
+            request.page,
+            "components",
+            request.parent_id,
+            request.include_archived,
+            caller_key(caller),
         )
-        position = self._decode(token, fingerprint)
         if request.parent_id:
             await self._component(caller, request.parent_id)
         async with translated_errors(), self._pool.acquire() as conn:
-            rows = await conn.fetch(
+            fetched = await conn.fetch(
                 q.LIST_COMPONENTS,
                 caller.admin,
                 principals_of(caller),
                 request.parent_id,
                 request.include_archived,
-                position,
-                size + 1,
+                page.position,
+                page.size + 1,
             )
-        more = len(rows) > size
-        rows = rows[:size]
+        rows, more = page.cut(fetched)
         components = []
         for row in rows:
             role = caller_role(caller, row["effective_acl"])
@@ -575,9 +502,7 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
                 components.append(component_from_row(row, role))
         return v1.ListComponentsResponse(
             components=components,
-            next_page_token=self._tokens.encode(list(rows[-1]["path_key"]), fingerprint)
-            if more
-            else "",
+            next_page_token=page.next_token(rows, more, lambda r: list(r["path_key"])),
         )
 
     async def update_component(self, request: v1.UpdateComponentRequest) -> v1.Component:
@@ -586,164 +511,6 @@ class PostgresBackend(AttachmentCalls, FollowCalls, NotificationViewCalls, Model
             request.caller, lambda ctx: _components.update_component(ctx, request)
         )
         return await self._component(request.caller or v1.Caller(), component_id, written=True)
-
-    # ---- hotlists ----
-
-    async def _hotlist(
-        self, caller: v1.Caller, hotlist_id: int, *, written: bool = False
-    ) -> v1.Hotlist:
-        """The hotlist, if ``caller`` may view it or has just ``written`` it."""
-        async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(q.HOTLIST_BY_ID, hotlist_id)
-        if row is None or not (written or hotlist_visible(caller, row)):
-            raise hotlist_not_found(hotlist_id)
-        return hotlist_from_row(row)
-
-    async def create_hotlist(self, request: v1.CreateHotlistRequest) -> v1.Hotlist:
-        """Create a hotlist owned by the caller."""
-        hotlist_id, _ = await self._write(
-            request.caller, lambda ctx: _hotlists.create_hotlist(ctx, request)
-        )
-        return await self._hotlist(request.caller or v1.Caller(), hotlist_id, written=True)
-
-    async def get_hotlist(self, request: v1.GetHotlistRequest) -> v1.Hotlist:
-        """One visible hotlist."""
-        return await self._hotlist(request.caller or v1.Caller(), request.hotlist_id)
-
-    async def list_hotlists(self, request: v1.ListHotlistsRequest) -> v1.ListHotlistsResponse:
-        """Visible hotlists (of one member when given), by id."""
-        caller = request.caller or v1.Caller()
-        size, token = _page(request.page)
-        fingerprint = PageTokenCodec.fingerprint("hotlists", request.member, _caller_key(caller))
-        position = self._decode(token, fingerprint)
-        async with translated_errors(), self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                q.LIST_HOTLISTS,
-                caller.admin,
-                caller.user_id,
-                request.member,
-                int(position[0]) if position else 0,
-                size + 1,
-            )
-        more = len(rows) > size
-        rows = rows[:size]
-        return v1.ListHotlistsResponse(
-            hotlists=[hotlist_from_row(r) for r in rows],
-            next_page_token=self._tokens.encode([rows[-1]["id"]], fingerprint) if more else "",
-        )
-
-    async def update_hotlist(self, request: v1.UpdateHotlistRequest) -> v1.Hotlist:
-        """Change the masked fields (owner-only ones need the owner)."""
-        hotlist_id, _ = await self._write(
-            request.caller, lambda ctx: _hotlists.update_hotlist(ctx, request)
-        )
-        return await self._hotlist(request.caller or v1.Caller(), hotlist_id, written=True)
-
-    async def delete_hotlist(self, request: v1.DeleteHotlistRequest) -> v1.DeleteResponse:
-        """Delete a hotlist (owner or admin)."""
-        await self._write(request.caller, lambda ctx: _hotlists.delete_hotlist(ctx, request))
-        return v1.DeleteResponse()
-
-    async def add_hotlist_items(self, request: v1.AddHotlistItemsRequest) -> v1.Hotlist:
-        """Add issues at a position; present ones keep their place."""
-        await self._write(request.caller, lambda ctx: _hotlists.add_items(ctx, request))
-        return await self._hotlist(request.caller or v1.Caller(), request.hotlist_id)
-
-    async def remove_hotlist_items(self, request: v1.RemoveHotlistItemsRequest) -> v1.Hotlist:
-        """Remove issues from the hotlist."""
-        await self._write(request.caller, lambda ctx: _hotlists.remove_items(ctx, request))
-        return await self._hotlist(request.caller or v1.Caller(), request.hotlist_id)
-
-    async def rank_hotlist_item(self, request: v1.RankHotlistItemRequest) -> v1.Hotlist:
-        """Move one item to a position."""
-        await self._write(request.caller, lambda ctx: _hotlists.rank_item(ctx, request))
-        return await self._hotlist(request.caller or v1.Caller(), request.hotlist_id)
-
-    async def set_hotlist_item_note(self, request: v1.SetHotlistItemNoteRequest) -> v1.HotlistItem:
-        """Set the note of one item."""
-        row, _ = await self._write(request.caller, lambda ctx: _hotlists.set_note(ctx, request))
-        return hotlist_item_from_row(row)
-
-    async def list_hotlist_items(
-        self, request: v1.ListHotlistItemsRequest
-    ) -> v1.ListHotlistItemsResponse:
-        """Items of visible issues in rank order, with those issues."""
-        caller = request.caller or v1.Caller()
-        await self._hotlist(caller, request.hotlist_id)
-        size, token = _page(request.page)
-        fingerprint = PageTokenCodec.fingerprint(
-            "hotlist-items", request.hotlist_id, _caller_key(caller)
-        )
-        position = self._decode(token, fingerprint)
-        async with translated_errors(), self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                q.LIST_HOTLIST_ITEMS,
-                request.hotlist_id,
-                caller.admin,
-                principals_of(caller),
-                int(position[0]) if position else -1,
-                size + 1,
-            )
-            more = len(rows) > size
-            rows = rows[:size]
-            found = await fetch_issues(conn, caller, [r["issue_id"] for r in rows])
-        rows = [r for r in rows if r["issue_id"] in found]
-        return v1.ListHotlistItemsResponse(
-            items=[hotlist_item_from_row(r) for r in rows],
-            issues=[found[r["issue_id"]] for r in rows],
-            next_page_token=self._tokens.encode([rows[-1]["rank"]], fingerprint)
-            if more and rows
-            else "",
-        )
-
-    # ---- saved searches ----
-
-    async def create_saved_search(self, request: v1.CreateSavedSearchRequest) -> v1.SavedSearch:
-        """Store a query for the caller."""
-        row, _ = await self._write(
-            request.caller, lambda ctx: _hotlists.create_saved_search(ctx, request)
-        )
-        return saved_search_from_row(row)
-
-    async def list_saved_searches(
-        self, request: v1.ListSavedSearchesRequest
-    ) -> v1.ListSavedSearchesResponse:
-        """The caller's own, plus those shared with them unless owned_only."""
-        caller = request.caller or v1.Caller()
-        size, token = _page(request.page)
-        fingerprint = PageTokenCodec.fingerprint(
-            "saved-searches", request.owned_only, _caller_key(caller)
-        )
-        position = self._decode(token, fingerprint)
-        async with translated_errors(), self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                q.LIST_SAVED_SEARCHES,
-                caller.user_id,
-                principals_of(caller),
-                request.owned_only,
-                int(position[0]) if position else 0,
-                size + 1,
-            )
-        more = len(rows) > size
-        rows = rows[:size]
-        return v1.ListSavedSearchesResponse(
-            saved_searches=[saved_search_from_row(r) for r in rows],
-            next_page_token=self._tokens.encode([rows[-1]["id"]], fingerprint) if more else "",
-        )
-
-    async def update_saved_search(self, request: v1.UpdateSavedSearchRequest) -> v1.SavedSearch:
-        """Change a saved search (owner only)."""
-        row, _ = await self._write(
-            request.caller, lambda ctx: _hotlists.update_saved_search(ctx, request)
-        )
-        return saved_search_from_row(row)
-
-    async def delete_saved_search(self, request: v1.DeleteSavedSearchRequest) -> v1.DeleteResponse:
-        """Delete a saved search (owner only)."""
-        await self._write(
-            request.caller, lambda ctx: _hotlists.delete_saved_search(ctx, request.saved_search_id)
-        )
-        return v1.DeleteResponse()
 
 
 async def _migration_pool(settings: ModelSettings) -> asyncpg.Pool:
