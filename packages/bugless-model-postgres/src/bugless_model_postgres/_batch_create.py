@@ -28,7 +28,7 @@ import asyncpg
 from bugless_core.errors import BuglessError
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.model.backend import batch_create_failure
-from bugless_model_postgres import _custom_fields, _custom_values, _issues
+from bugless_model_postgres import _custom_fields, _custom_values, _issue_plan, _issues
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext, fetch_issues, issue_not_found
 from bugless_model_postgres._convert import changes_to_json
@@ -165,7 +165,7 @@ def insert_statement(*, given_ids: bool, mentions: bool, values: bool, feed: boo
 class _Item(NamedTuple):
     at: int  # the item's index in the request
     request: v1.CreateIssueRequest
-    planned: _issues.PlannedCreate
+    planned: _issue_plan.PlannedCreate
 
 
 def _array_literal(values: Sequence[str]) -> str:
@@ -250,7 +250,7 @@ async def _create_together(
             continue
         component_id = (request.fields or v1.IssueFields()).component_id
         try:
-            _issues.check_target_row(
+            _issue_plan.check_target_row(
                 ctx, component_id, row if row["id"] is not None else None, "fields.component_id"
             )
             custom_fields = None
@@ -260,7 +260,7 @@ async def _create_together(
                         ctx.conn, component_id
                     )
                 custom_fields = applicable[component_id]
-            plan = await _issues.plan_create(
+            plan = await _issue_plan.plan_create(
                 ctx,
                 request,
                 has_custom_fields=row["has_custom_fields"],

@@ -30,7 +30,8 @@ from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import changes_to_json, scalar_text
-from bugless_model_postgres._issues import _hotlist_rows, append_to_hotlist
+from bugless_model_postgres._issue_plan import lock_editable_hotlists
+from bugless_model_postgres._issues import append_to_hotlist
 from bugless_proto import v1
 
 #: Scalar fields an import sets, in the order FieldChanges list them.
@@ -226,7 +227,7 @@ class _Labels:
         """Join and leave the hotlists (the caller must be able to edit each)."""
         joined = sorted(self.hotlists - self.before)
         left = sorted(self.before - self.hotlists)
-        await _hotlist_rows(ctx, [*joined, *left], "history.hotlist_add")
+        await lock_editable_hotlists(ctx, [*joined, *left], "history.hotlist_add")
         for hotlist_id in joined:
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
         for hotlist_id in left:
@@ -346,7 +347,7 @@ async def _create(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[in
         component_id=final["component_id"], status=final["status"],
     )  # fmt: skip
     if request.hotlist_ids:
-        await _hotlist_rows(ctx, request.hotlist_ids, "hotlist_ids")
+        await lock_editable_hotlists(ctx, request.hotlist_ids, "hotlist_ids")
         for hotlist_id in sorted(request.hotlist_ids):
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     await _write_entries(ctx, issue_id, 1, entries, request.external_id)

@@ -2,54 +2,50 @@
 
 Everything here runs inside a transaction the backend opened. A write locks
 every issue it touches (the issue and the other side of each relation) in id
-order, checks visibility, roles, the version and cycles, then writes the
-issue row and one history entry per issue. Other-side entries keep relations
-two-way. The NOTIFY of each entry is issued in the same transaction, so the
-database delivers it only on commit.
+order, has :mod:`._issue_plan` check it and compute the new state (visibility,
+roles, cycles), checks the version, then writes the issue row and one history
+entry per issue. Other-side entries keep relations two-way. The NOTIFY of each
+entry is issued in the same transaction, so the database delivers it only on
+commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
 
 from bugless_core.errors import (
-    FailedPrecondition,
     InvalidArgument,
     IssueVersionConflict,
     PermissionDenied,
 )
-from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS, is_open
 from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
     ROLE_NAMES,
     WriteContext,
     as_dict,
-    component_not_found,
     fetch_issue_rows,
-    hotlist_editable,
-    hotlist_not_found,
-    hotlist_visible,
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
-    Row,
     caller_role,
     changes_to_json,
     issue_from_row,
     one_row,
-    scalar_text,
+)
+from bugless_model_postgres._issue_plan import (
+    DeltaPlan,
+    PlannedCreate,
+    check_target_row,
+    create_related_ids,
+    list_change,
+    plan_create,
+    plan_delta,
 )
 from bugless_proto import v1
-
-_DEFAULTS: dict[str, int] = {
-    "priority": int(v1.Priority.P2),
-    "severity": int(v1.Severity.S2),
-    "type": int(v1.IssueType.BUG),
-}
 
 
 class Created(NamedTuple):
@@ -63,10 +59,6 @@ class Created(NamedTuple):
 
     issue_id: int
     issue: v1.Issue | None
-
-
-def _is_open(status: int) -> bool:
-    return is_open(v1.Status(status))
 
 
 async def record_entry(
@@ -92,70 +84,6 @@ async def record_entry(
     ctx.written.append((issue_id, version))
 
 
-async def check_target_component(ctx: WriteContext, component_id: int, field: str) -> None:
-    """An issue may be put in a visible, unarchived component the caller edits."""
-    row = await ctx.conn.fetchrow(q.COMPONENT_BY_ID, component_id)
-    check_target_row(ctx, component_id, row, field)
-
-
-def check_target_row(ctx: WriteContext, component_id: int, row: Row | None, field: str) -> None:
-    """:func:`check_target_component` on the component's row, already read."""
-    role = caller_role(ctx.caller, row["effective_acl"]) if row else None
-    if row is None or role is None:
-        raise component_not_found(component_id, field)
-    if role < v1.Role.EDITOR:
-        raise PermissionDenied(
-            f"{field}: editor role on component {row['path']} needed",
-            metadata={"component_id": str(component_id)},
-        )
-    if row["archived"]:
-        raise FailedPrecondition(
-            f"{field}: component {row['path']} is archived and accepts no new issues",
-            metadata={"component_id": str(component_id)},
-        )
-
-
-async def _check_hierarchy(
-    ctx: WriteContext, issue_id: int, field: str, target: int, visible: set[int]
-) -> None:
-    """Parent/duplicate targets exist, are visible, not self, and close no cycle."""
-    if target == issue_id:
-        what = "its own parent" if field == "parent_id" else "a duplicate of itself"
-        raise InvalidArgument(f"{field}: an issue cannot be {what}", metadata={"field": field})
-    if target not in visible:
-        raise issue_not_found(target, field)
-    if issue_id == 0:
-        return
-    if ctx.dialect.hierarchy_lock is not None:
-        await ctx.conn.execute(ctx.dialect.hierarchy_lock)
-    sql = q.PARENT_CHAIN_REACHES if field == "parent_id" else q.DUPLICATE_CHAIN_REACHES
-    if await ctx.conn.fetchval(sql, target, issue_id):
-        relation = "descendant" if field == "parent_id" else "duplicate"
-        raise FailedPrecondition(
-            f"{field}: issue {target} is a {relation} of issue {issue_id}",
-            metadata={"field": field},
-        )
-
-
-async def _hotlist_rows(
-    ctx: WriteContext, ids: Sequence[int], field: str
-) -> dict[int, asyncpg.Record]:
-    """Hotlists the caller may edit, locked (after the issues: lock order)."""
-    rows: dict[int, asyncpg.Record] = {}
-    for hotlist_id in sorted(ids):
-        await ctx.conn.execute(q.LOCK_HOTLIST, hotlist_id)
-        row = await ctx.conn.fetchrow(q.HOTLIST_BY_ID, hotlist_id)
-        if row is None or not hotlist_visible(ctx.caller, row):
-            raise hotlist_not_found(hotlist_id, field)
-        if not hotlist_editable(ctx.caller, row):
-            raise PermissionDenied(
-                f"{field}: owner or editor role on hotlist {hotlist_id} needed",
-                metadata={"hotlist_id": str(hotlist_id)},
-            )
-        rows[hotlist_id] = row
-    return rows
-
-
 async def append_to_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int, note: str) -> None:
     """Add an item at the end of a (locked) hotlist."""
     rank = await ctx.conn.fetchval(q.COUNT_HOTLIST_ITEMS, hotlist_id)
@@ -164,148 +92,8 @@ async def append_to_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int, n
     )
 
 
-class _Plan:
-    """What one delta does: the new state, its FieldChanges, other sides."""
-
-    def __init__(self, old: dict[str, Any]) -> None:
-        self.old = old
-        self.new = dict(old)
-        self.changes: list[v1.FieldChange] = []
-        # other issue id -> (blocking added, blocking removed, by added, by removed)
-        self.other: dict[int, tuple[list[int], list[int], list[int], list[int]]] = {}
-        self.hotlists_added: list[int] = []
-        self.hotlists_removed: list[int] = []
-
-    def other_side(self, issue_id: int) -> tuple[list[int], list[int], list[int], list[int]]:
-        return self.other.setdefault(issue_id, ([], [], [], []))
-
-
-def _list_change(field: str, added: Sequence[Any], removed: Sequence[Any]) -> v1.FieldChange:
-    return v1.FieldChange(
-        field=field,
-        added=[str(v) for v in sorted(added)],
-        removed=[str(v) for v in sorted(removed)],
-    )
-
-
-async def _plan_delta(
-    ctx: WriteContext,
-    plan: _Plan,
-    delta: v1.IssueDelta,
-    visible: set[int],
-    *,
-    creating: bool,
-) -> None:
-    """Compute the new state and changes of ``plan`` from ``delta`` (no writes)."""
-    issue_id = int(plan.old["id"])
-    fields = delta.fields or v1.IssueFields()
-    paths = list(delta.update_mask.paths) if delta.update_mask else []
-    for name in SCALAR_FIELDS:
-        if name not in paths:
-            continue
-        value: Any = getattr(fields, name)
-        if name in _DEFAULTS and int(value) == 0:
-            value = _DEFAULTS[name]
-        value = int(value) if name in ENUM_FIELDS else value
-        if value == plan.old[name]:
-            continue
-        prefix = "fields" if creating else "delta.fields"
-        if name == "component_id":
-            await check_target_component(ctx, value, f"{prefix}.component_id")
-        elif name in {"parent_id", "duplicate_of_id"} and value:
-            await _check_hierarchy(ctx, issue_id, name, value, visible)
-        elif name == "status":
-            if _is_open(plan.old["status"] or 1) and not _is_open(value):
-                plan.new["closed_at"] = ctx.now
-            elif not _is_open(value):
-                plan.new["closed_at"] = plan.old["closed_at"] or (ctx.now if creating else None)
-            else:
-                plan.new["closed_at"] = None
-        plan.new[name] = value
-        plan.changes.append(
-            v1.FieldChange(
-                field=name,
-                old_value=scalar_text(name, plan.old[name]),
-                new_value=scalar_text(name, value),
-            )
-        )
-
-    cc = set(plan.old["cc"])
-    cc_added = sorted(set(delta.cc_add) - cc)
-    cc_removed = sorted(set(delta.cc_remove) & cc)
-    if cc_added or cc_removed:
-        plan.new["cc"] = sorted((cc | set(cc_added)) - set(cc_removed))
-        plan.changes.append(_list_change("cc", cc_added, cc_removed))
-
-    await _plan_hotlists(ctx, plan, delta, creating=creating)
-
-    add_field, remove_field = (
-        ("blocking_ids", "blocked_by_ids")
-        if creating
-        else (
-            "blocking_add",
-            "blocking_remove",
-        )
-    )
-    for own, mirror, add_ids, remove_ids, add_name, remove_name in (
-        ("blocking_ids", 0, delta.blocking_add, delta.blocking_remove, add_field, remove_field),
-        (
-            "blocked_by_ids",
-            2,
-            delta.blocked_by_add,
-            delta.blocked_by_remove,
-            remove_field if creating else "blocked_by_add",
-            "blocked_by_remove",
-        ),
-    ):
-        current = set(plan.old[own])
-        for other in add_ids:
-            if other == issue_id:
-                what = "block itself" if own == "blocking_ids" else "be blocked by itself"
-                raise InvalidArgument(
-                    f"{add_name}: an issue cannot {what}", metadata={"field": add_name}
-                )
-            if other not in visible:
-                raise issue_not_found(other, add_name)
-        for other in remove_ids:
-            if other not in visible and other in current:
-                raise issue_not_found(other, remove_name)
-        added = sorted(set(add_ids) - current)
-        removed = sorted(set(remove_ids) & current)
-        if not added and not removed:
-            continue
-        plan.new[own] = sorted((current | set(added)) - set(removed))
-        plan.changes.append(_list_change(own, added, removed))
-        for other in added:
-            plan.other_side(other)[mirror].append(issue_id)
-        for other in removed:
-            plan.other_side(other)[mirror + 1].append(issue_id)
-
-
-async def _plan_hotlists(
-    ctx: WriteContext, plan: _Plan, delta: v1.IssueDelta, *, creating: bool
-) -> None:
-    if not delta.hotlist_add and not delta.hotlist_remove:
-        return
-    add_name = "hotlist_ids" if creating else "hotlist_add"
-    rows = await _hotlist_rows(ctx, delta.hotlist_add, add_name)
-    rows |= await _hotlist_rows(ctx, delta.hotlist_remove, "hotlist_remove")
-    member: set[int] = set()
-    if not creating:
-        member = {
-            r["hotlist_id"]
-            for r in await ctx.conn.fetch(
-                "SELECT hotlist_id FROM hotlist_items WHERE issue_id = $1", plan.old["id"]
-            )
-        }
-    plan.hotlists_added = sorted(set(delta.hotlist_add) - member)
-    plan.hotlists_removed = sorted(set(delta.hotlist_remove) & member)
-    if plan.hotlists_added or plan.hotlists_removed:
-        plan.changes.append(_list_change("hotlist_ids", plan.hotlists_added, plan.hotlists_removed))
-
-
 async def _write_other_sides(
-    ctx: WriteContext, plan: _Plan, rows: dict[int, asyncpg.Record]
+    ctx: WriteContext, plan: DeltaPlan, rows: dict[int, asyncpg.Record]
 ) -> None:
     issue_id = int(plan.old["id"])
     for other_id in sorted(plan.other):
@@ -316,9 +104,9 @@ async def _write_other_sides(
         blocked_by = (set(row["blocked_by_ids"]) | set(by_added)) - set(by_removed)
         changes = []
         if blocking_added or blocking_removed:
-            changes.append(_list_change("blocking_ids", blocking_added, blocking_removed))
+            changes.append(list_change("blocking_ids", blocking_added, blocking_removed))
         if by_added or by_removed:
-            changes.append(_list_change("blocked_by_ids", by_added, by_removed))
+            changes.append(list_change("blocked_by_ids", by_added, by_removed))
         version = await ctx.conn.fetchval(
             q.UPDATE_ISSUE_LISTS, other_id, sorted(blocking), sorted(blocked_by), ctx.now
         )
@@ -346,107 +134,6 @@ def _related_ids(delta: v1.IssueDelta) -> set[int]:
         *delta.blocked_by_add,
         *delta.blocked_by_remove,
     }
-
-
-class PlannedCreate(NamedTuple):
-    """A create that passed its checks: what to write, and how to answer it.
-
-    Attributes:
-        plan: The new issue's state (``plan.new``), entry-1 changes and other sides.
-        custom: The custom field values to store.
-        known: Names and types of the fields involved (for the answer).
-        comment_count: 1 with a description, else 0.
-    """
-
-    plan: _Plan
-    custom: dict[str, Any]
-    known: dict[int, tuple[str, int]]
-    comment_count: int
-
-
-def create_related_ids(request: v1.CreateIssueRequest) -> set[int]:
-    """The other issues a create touches (relations, parent, duplicate)."""
-    fields = request.fields or v1.IssueFields()
-    ids = {
-        *request.blocking_ids,
-        *request.blocked_by_ids,
-        fields.parent_id,
-        fields.duplicate_of_id,
-    }
-    return ids - {0}
-
-
-async def plan_create(
-    ctx: WriteContext,
-    request: v1.CreateIssueRequest,
-    *,
-    has_custom_fields: bool,
-    rows: dict[int, asyncpg.Record],
-    custom_fields: Mapping[int, v1.CustomField] | None = None,
-) -> PlannedCreate:
-    """Plan a create whose component :func:`check_target_row` accepted (no writes).
-
-    Args:
-        ctx: The transaction.
-        request: The create.
-        has_custom_fields: Whether custom fields apply in the component
-            (:data:`q.CREATE_CHECKS`' column); without them and without given
-            values, the values need no statement.
-        rows: The related issues, locked and loaded (:func:`create_related_ids`).
-        custom_fields: The fields that apply in the component, if read
-            already (see :func:`_custom_fields.plan_values`).
-
-    Raises:
-        BuglessError: the request cannot be created (nothing was written).
-    """
-    fields = request.fields or v1.IssueFields()
-    delta = v1.IssueDelta(
-        fields=fields,
-        cc_add=list(request.cc),
-        hotlist_add=list(request.hotlist_ids),
-        blocking_add=list(request.blocking_ids),
-        blocked_by_add=list(request.blocked_by_ids),
-    )
-    status = int(fields.status) or int(v1.Status.ASSIGNED if fields.assignee else v1.Status.NEW)
-    empty: dict[str, Any] = {
-        "id": 0, "title": "", "status": 0, "priority": 0, "severity": 0, "type": 0,
-        "component_id": 0, "assignee": "", "verifier": "", "parent_id": 0,
-        "duplicate_of_id": 0, "cc": [], "blocking_ids": [], "blocked_by_ids": [],
-        "closed_at": None,
-    }  # fmt: skip
-    plan = _Plan(empty)
-    fields_for_plan = v1.IssueFields(
-        title=fields.title,
-        status=v1.Status(status),
-        priority=fields.priority,
-        severity=fields.severity,
-        type=fields.type,
-        component_id=fields.component_id,
-        assignee=fields.assignee,
-        verifier=fields.verifier,
-        parent_id=fields.parent_id,
-        duplicate_of_id=fields.duplicate_of_id,
-    )
-    delta.fields = fields_for_plan
-    delta.update_mask = _mask(SCALAR_FIELDS)
-    # component_id was checked by the caller; the plan must not re-check against id 0.
-    plan.old["component_id"] = fields.component_id
-    await _plan_delta(ctx, plan, delta, set(rows), creating=True)
-    plan.old["component_id"] = 0
-    plan.changes.insert(
-        5,
-        v1.FieldChange(field="component_id", old_value="", new_value=str(fields.component_id)),
-    )
-    plan.new["component_id"] = fields.component_id
-    custom: dict[str, Any] = {}
-    known: dict[int, tuple[str, int]] = {}
-    if has_custom_fields or request.custom_fields:
-        custom, custom_changes, known = await _custom_fields.plan_values(
-            ctx, component_id=fields.component_id, current={}, given=request.custom_fields,
-            creating=True, moved=False, path="custom_fields", fields=custom_fields,
-        )  # fmt: skip
-        plan.changes.extend(custom_changes)
-    return PlannedCreate(plan, custom, known, 1 if request.description else 0)
 
 
 def created_issue(
@@ -537,7 +224,7 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     return Created(int(issue_id), created_issue(ctx, request, planned, int(issue_id)))
 
 
-def _one_statement(ctx: WriteContext, plan: _Plan, *, custom_values: bool) -> str | None:
+def _one_statement(ctx: WriteContext, plan: DeltaPlan, *, custom_values: bool) -> str | None:
     """The statement writing a common create at once, if this create is one.
 
     Common: nothing else to write (no hotlist memberships, no other sides of
@@ -574,7 +261,7 @@ def shares_a_transaction(request: v1.CreateIssueRequest) -> bool:
 
 
 async def _create_in_one(
-    ctx: WriteContext, statement: str, values: list[Any], custom: str, plan: _Plan
+    ctx: WriteContext, statement: str, values: list[Any], custom: str, plan: DeltaPlan
 ) -> int | None:
     """Issue, entry 1 and the feed row in one statement; the new id (``None``: key taken)."""
     changes = changes_to_json(plan.changes)
@@ -587,17 +274,11 @@ async def _create_in_one(
     return issue_id
 
 
-def _rekey_other_sides(plan: _Plan, issue_id: int) -> None:
+def _rekey_other_sides(plan: DeltaPlan, issue_id: int) -> None:
     """Other-side lists were planned with the placeholder id 0."""
     for lists in plan.other.values():
         for values in lists:
             values[:] = [issue_id if v == 0 else v for v in values]
-
-
-def _mask(paths: Sequence[str]) -> Any:
-    from bugless_proto.google.protobuf import FieldMask  # noqa: PLC0415
-
-    return FieldMask(paths=list(paths))
 
 
 async def reject_stale_before_locking(
@@ -652,8 +333,8 @@ async def change_issue(
         )
     if row["version"] != expected_version:
         raise IssueVersionConflict(issue_id, expected_version, row["version"])
-    plan = _Plan(as_dict(row))
-    await _plan_delta(ctx, plan, delta, set(rows), creating=False)
+    plan = DeltaPlan(as_dict(row))
+    await plan_delta(ctx, plan, delta, set(rows), creating=False)
     custom = before = _custom_values.load_values(row["custom_fields"])
     moved = plan.new["component_id"] != plan.old["component_id"]
     if delta.custom_fields_set or moved:
@@ -706,7 +387,7 @@ async def record_membership(
         issue_id,
         ctx.now,
     )
-    change = _list_change(
+    change = list_change(
         "hotlist_ids", [hotlist_id] if added else [], [] if added else [hotlist_id]
     )
     await record_entry(ctx, issue_id, version, "", [change])
