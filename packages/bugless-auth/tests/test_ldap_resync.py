@@ -209,6 +209,36 @@ async def test_a_directory_outage_disables_nobody(
     assert not await refused(auth, result.token)
 
 
+async def test_one_replica_at_a_time_runs_the_rounds_and_a_stopped_one_hands_over(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    schema = f"auth_{secrets.token_hex(4)}"
+    first = await start(start_auth_server, slapd_server, schema=schema)
+    second = await start(start_auth_server, slapd_server, schema=schema)
+    uid = f"shared-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "shared-pw")
+    user_id = who(await first.sign_in(uid, "shared-pw"))[1].user_id
+    (one,) = first.service.resyncs
+    (other,) = second.service.resyncs
+
+    async def rounds_run() -> bool:
+        return one.rounds + other.rounds >= 4
+
+    await eventually(rounds_run, "four 1 s rounds between the two replicas")
+    assert sorted([one.rounds, other.rounds])[0] == 0, "one replica ran every round"
+    leader, follower = (one, other) if one.rounds else (other, one)
+    # The leader stops (a replica shut down): it gives the lease back, and the
+    # other replica's next round is its own, with what the directory says now.
+    await leader.stop()
+    await modify(slapd_server, f"uid={uid},{PEOPLE_DN}", "replace: displayName\ndisplayName: Moved")
+
+    async def handed_over() -> bool:
+        found = await user(second if follower is other else first, user_id)
+        return follower.rounds > 0 and found.display_name == "Moved"
+
+    await eventually(handed_over, "the other replica runs the rounds")
+
+
 def test_the_interval_is_an_ldap_setting_defaulting_to_five_minutes() -> None:
     settings = LdapSettings.from_mapping({"urls": "ldap://x", "base_dn": "dc=x"})
     assert settings.resync_seconds == 300.0

@@ -3,7 +3,7 @@
 Without it a directory user who is disabled, renamed or removed from a group
 keeps their sessions (12 hours) and their old name and groups until they
 next sign in. So every ``resync_seconds`` (an LDAP option, 300 by default)
-each Authenticator replica asks each backend that has a directory
+the Authenticator asks each backend that has a directory
 (:attr:`~bugless_core.auth_backend.AuthenticatorBackend.resync_seconds`) who
 the users it has seen sign in are *now*, 50 subjects per directory search:
 
@@ -27,6 +27,14 @@ a group change (``member`` on the group entry) does not move the user
 entry's timestamp, so a timestamp-only search would miss exactly the changes
 that must revoke. The sweep costs one search per 50 known users per interval.
 
+One replica at a time runs a backend's rounds: the one holding the lease
+``directory-resync:<backend>`` in the schema's ``bugless_leases``
+(:mod:`bugless_core.leases`), taken again at each round for 1.5 intervals
+and given back when the replica stops. The others skip their rounds, so N
+replicas do not sweep the directory N times per interval; when the holder
+dies its lease expires and another replica takes the next round (within two
+intervals).
+
 An outage never disables anyone: a round whose searches fail is abandoned
 (logged, retried next interval), and a round in which more than half of at
 least :data:`SAFETY_MIN_USERS` users would vanish at once is refused as a
@@ -45,6 +53,7 @@ from bugless_auth.directory import UserDirectory
 from bugless_auth.people import PeopleCertificates
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore, UserRecord
+from bugless_core import leases
 from bugless_core.auth_backend import AuthenticatorBackend, ExternalIdentity
 from bugless_core.errors import BuglessError
 
@@ -80,8 +89,12 @@ class DirectoryResync:
         *,
         matters: Callable[[str], bool],
         interval: float,
+        holder: str | None = None,
     ) -> None:
-        """Sync ``backend``'s users every ``interval`` s; ``matters(group)``: losing it revokes."""
+        """Sync ``backend``'s users every ``interval`` s; ``matters(group)``: losing it revokes.
+
+        ``holder`` names this replica in the lease (default: a new random name).
+        """
         self._backend = backend
         self._store = store
         self._sessions = sessions
@@ -90,6 +103,11 @@ class DirectoryResync:
         self._matters = matters
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._holder = holder or leases.new_holder()
+        self._lease = f"directory-resync:{backend.name}"
+        self._lease_ms = max(1_000, int(interval * 1_500))
+        #: Rounds this replica ran (others skip theirs while it holds the lease).
+        self.rounds = 0
 
     def start(self) -> None:
         """Run rounds in the background until :meth:`stop`."""
@@ -102,12 +120,18 @@ class DirectoryResync:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            # Hand the re-sync over now rather than when the lease expires.
+            with contextlib.suppress(BuglessError):
+                await self._store.release_lease(self._lease, self._holder)
 
     async def _every_interval(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             try:
+                if not await self._store.take_lease(self._lease, self._holder, self._lease_ms):
+                    continue  # another replica runs this backend's rounds
                 report = await self.run_once()
+                self.rounds += 1
             except BuglessError as exc:  # the directory or the database is away
                 _log.warning("directory re-sync of %s skipped: %s", self._backend.name, exc)
                 continue

@@ -22,6 +22,7 @@ import asyncpg
 
 from bugless_auth import _dialect
 from bugless_auth import _queries as sql
+from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bugless_core.migrations import (
@@ -421,6 +422,23 @@ class IdentityStore:
             lambda conn: conn.fetchrow(sql.DIRECTORY_ENABLE, user_id), transaction=False
         )
         return None if row is None else UserRecord.from_row(row)
+
+    async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take lease ``name`` for ``ttl_ms`` (or keep it: ``holder`` has it); False if taken.
+
+        The schema's ``bugless_leases`` (migration 0008): one replica at a time
+        runs what only one should, on PostgreSQL and CockroachDB alike.
+
+        Raises:
+            Unavailable: the database cannot be reached.
+        """
+        async with self._connection() as conn:
+            return await leases.try_take(conn, name, holder, ttl_ms)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give lease ``name`` up at once if ``holder`` has it (another replica may take it)."""
+        async with self._connection() as conn:
+            await conn.execute(leases.RELEASE_LEASE, name, holder)
 
     # ---- the local backend's passwords ----
 
