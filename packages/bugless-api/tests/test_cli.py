@@ -79,10 +79,21 @@ def test_a_script_drives_issues_end_to_end(served_api: dict[str, str]) -> None:
 
     listed = cli_json(env, "issue", "list", f"c:{component['id']} is:closed")
     assert [i["id"] for i in listed["issues"]] == [issue_id]
+    assert listed["issues"][0]["reporter"] == "cli-bot"  # --json: whole issues
 
+    # The table asks for its columns only (read_mask); each shows what was written.
     table = bugless_cli(env, "issue", "list", f"c:{component['id']}").stdout
-    assert "cli made me" in table.splitlines()[1]
-    assert table.splitlines()[0].split()[:3] == ["ID", "P", "STATUS"]
+    assert table.splitlines()[0].split() == ["ID", "P", "STATUS", "ASSIGNEE", "COMPONENT", "TITLE"]
+    assert table.splitlines()[1].split() == [
+        str(issue_id),
+        "P0",
+        "FIXED",
+        "cli-bot",
+        component["path"],
+        "cli",
+        "made",
+        "me",
+    ]
 
     hotlist = cli_json(env, "hotlist", "create", f"cli-{time.time_ns()}")
     bugless_cli(env, "hotlist", "add", str(hotlist["id"]), str(issue_id))

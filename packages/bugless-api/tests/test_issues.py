@@ -10,7 +10,9 @@ from api_support import ConnectAs
 from bugless_api.client import BuglessClient
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument, IssueVersionConflict, NotFound
+from bugless_core.model._validation import check_read_mask
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 
 async def _component(client: BuglessClient, name: str) -> int:
@@ -152,6 +154,44 @@ async def test_query_string_and_structured_query_are_anded(connect_as: ConnectAs
 
     assert [i.id for i in found.issues] == [mine.id]
     assert found.issues[0].assignee == "robot"
+
+
+async def test_a_read_mask_brings_only_the_named_fields(connect_as: ConnectAs) -> None:
+    """A bot listing a few columns asks for those; people in them still come by username."""
+    robot = connect_as("robot")
+    component_id = await _component(robot, "Masked")
+    issue = await robot.create_issue(
+        "masked",
+        component_id,
+        description="long text",
+        priority="P1",
+        assignee="boss",
+        cc=["robot"],
+    )
+
+    found = await robot.search_issues(f"c:{component_id}", read_mask=["title", "assignee"])
+
+    [listed] = found.issues
+    assert (listed.id, listed.title, listed.assignee) == (issue.id, "masked", "boss")
+    assert (listed.reporter, listed.description, listed.cc) == ("", "", [])
+    assert listed.priority is v1.Priority.UNSPECIFIED
+    assert found.total_count == 1
+    whole = await robot.search_issues(f"c:{component_id}")
+    assert whole.issues == [await robot.get_issue(issue.id)]
+
+
+async def test_an_unknown_read_mask_field_is_the_models_invalid_argument(
+    connect_as: ConnectAs,
+) -> None:
+    robot = connect_as("robot")
+    with pytest.raises(InvalidArgument) as models:
+        check_read_mask(FieldMask(paths=["title", "colour"]), "read_mask")
+
+    with pytest.raises(InvalidArgument) as caught:
+        await robot.search_issues("is:open", read_mask=["title", "colour"])
+
+    assert caught.value.message == models.value.message
+    assert caught.value.message.startswith("read_mask.paths[1]: 'colour' is no Issue field")
 
 
 async def test_a_missing_issue_is_not_found(connect_as: ConnectAs) -> None:

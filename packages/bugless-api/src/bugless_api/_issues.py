@@ -253,7 +253,12 @@ class IssuesService(GatewayService, v1.IssuesBase):
         return reply
 
     async def search_issues(self, message: v1.QuerySearchRequest) -> v1.SearchIssuesResponse:
-        """Search by query string and/or structured query, as the caller."""
+        """Search by query string and/or structured query, as the caller.
+
+        The read mask goes to the Model as is: it checks the names (the same
+        INVALID_ARGUMENT as for any Model client) and leaves out what no one
+        will read; the names of people are then resolved only in what came.
+        """
         query = await structured_query(
             self.gateway, message.query, message.structured, zone=time_zone(message.time_zone)
         )
@@ -262,6 +267,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
             page=message.page,
             allow_stale=message.allow_stale,
             summary=message.summary,
+            read_mask=message.read_mask,
         )
         caller_of(request)
         reply = await self.gateway.model_call(self.gateway.model.search_issues, request)

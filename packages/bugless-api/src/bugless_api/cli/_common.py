@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import enum
 import functools
+import inspect
 import json
 import os
 import sys
@@ -268,12 +269,19 @@ def run_with_client(
 
 
 def command(fn: Callable[..., Coroutine[Any, Any, object]]) -> Callable[..., None]:
-    """Turn ``async def fn(client, **params)`` into a click callback with client options."""
+    """Turn ``async def fn(client, **params)`` into a click callback with client options.
+
+    ``fn`` is told whether the output is JSON when it takes an ``as_json``
+    parameter: a table of a few columns can ask the server for only those.
+    """
+    wants_json = "as_json" in inspect.signature(fn).parameters
 
     @functools.wraps(fn)
     def callback(**params: Any) -> None:
         options = {name: params.pop(name) for name in ("api", "cert", "key", "ca", "time_zone")}
         as_json = params.pop("as_json")
+        if wants_json:
+            params["as_json"] = as_json
         result = run_with_client(options, lambda client: fn(client, **params))
         emit(result, as_json=as_json)
 

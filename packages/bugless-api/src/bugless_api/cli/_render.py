@@ -12,6 +12,10 @@ if TYPE_CHECKING:
 
 ISSUE_HEADERS = ["id", "p", "status", "assignee", "component", "title"]
 
+#: The Issue fields :func:`issue_row` reads (the id always comes): a table asks
+#: the API for only these (``QuerySearchRequest.read_mask``).
+ISSUE_ROW_FIELDS = ("assignee", "component_id", "priority", "status", "title")
+
 
 async def component_paths(client: BuglessClient) -> dict[int, str]:
     """Path of every component the caller sees (archived too), by id.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,6 +23,7 @@ from bugless_api.cli._common import (
 )
 from bugless_api.cli._render import (
     ISSUE_HEADERS,
+    ISSUE_ROW_FIELDS,
     component_paths,
     entry_text,
     issue_detail,
@@ -44,9 +46,16 @@ def count_text(total: int, lower_bound: bool) -> str:
 
 
 async def search_all(
-    client: BuglessClient, query: str, limit: int | None, *, page_size: int = PAGE_SIZE
+    client: BuglessClient,
+    query: str,
+    limit: int | None,
+    *,
+    page_size: int = PAGE_SIZE,
+    read_mask: Sequence[str] | None = None,
 ) -> tuple[list[v1.Issue], int, bool]:
     """The matching issues (every page, or the first ``limit``) and the total count.
+
+    With ``read_mask``, each issue may come with only those fields (and its id).
 
     Returns:
         The issues, the total the server counted, and whether that total is
@@ -58,7 +67,9 @@ async def search_all(
     with query_mistakes():
         while True:
             size = page_size if limit is None else min(page_size, limit - len(found))
-            page = await client.search_issues(query, page_size=size, page_token=token)
+            page = await client.search_issues(
+                query, page_size=size, page_token=token, read_mask=read_mask
+            )
             if not token:
                 total, lower_bound = page.total_count, page.total_is_lower_bound
             found.extend(page.issues)
@@ -85,7 +96,7 @@ async def search_all(
 @client_options
 @command
 async def list_command(
-    client: BuglessClient, query: str, limit: int | None, page_size: int
+    client: BuglessClient, query: str, limit: int | None, page_size: int, as_json: bool
 ) -> Table:
     """List issues matching QUERY (the search language, e.g. "is:open a:me p<p2").
 
@@ -93,7 +104,11 @@ async def list_command(
     the mistake. With --limit, the footer says how many of how many matched
     ("50 of 175").
     """
-    found, total, lower_bound = await search_all(client, query, limit, page_size=page_size)
+    # The table shows a few columns: ask for only those; --json prints whole issues.
+    mask = None if as_json else ISSUE_ROW_FIELDS
+    found, total, lower_bound = await search_all(
+        client, query, limit, page_size=page_size, read_mask=mask
+    )
     paths = await component_paths(client)
     shown = len(found)
     limited = lower_bound or total > shown

@@ -14,7 +14,7 @@ from bugless_api.cli._common import (
     client_options,
     command,
 )
-from bugless_api.cli._render import ISSUE_HEADERS, component_paths, issue_row
+from bugless_api.cli._render import ISSUE_HEADERS, ISSUE_ROW_FIELDS, component_paths, issue_row
 from bugless_api.cli.groups import saved_search_group
 from bugless_api.cli.issues import count_text, search_all
 
@@ -108,10 +108,13 @@ async def _find(client: BuglessClient, saved_search_id: int) -> v1.SavedSearch:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many.")
 @client_options
 @command
-async def saved_search_run(client: BuglessClient, saved_search_id: int, limit: int | None) -> Table:
+async def saved_search_run(
+    client: BuglessClient, saved_search_id: int, limit: int | None, as_json: bool
+) -> Table:
     """List the issues a saved search finds now."""
     search = await _find(client, saved_search_id)
-    found, total, lower_bound = await search_all(client, search.query, limit)
+    mask = None if as_json else ISSUE_ROW_FIELDS  # the table's columns; --json: whole issues
+    found, total, lower_bound = await search_all(client, search.query, limit, read_mask=mask)
     paths = await component_paths(client)
     limited = lower_bound or total > len(found)
     return Table(

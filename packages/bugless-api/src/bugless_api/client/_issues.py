@@ -10,6 +10,7 @@ from bugless_core.clients import call_errors
 from bugless_core.deltas import issue_delta
 from bugless_core.ids import check_id
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 
 def new_idempotency_key() -> str:
@@ -29,11 +30,15 @@ class IssueCalls(ClientBase):
         page_token: str = "",
         summary: bool = False,
         time_zone: str | None = None,
+        read_mask: Iterable[str] | None = None,
     ) -> v1.SearchIssuesResponse:
         """One page of the issues matching ``query`` (the search language).
 
         With ``summary``, each issue comes without its description and cc
-        list (less for the services to read and send, for a listing). Days in
+        list (less for the services to read and send, for a listing). With
+        ``read_mask`` (Issue field names: ``"title"``, ``"status"``, ...),
+        each issue may come with only those fields and its id, the rest at
+        their defaults: what a list of a few columns needs. Days in
         the query (``created>today-7``) run midnight to midnight in
         ``time_zone``, an IANA name (the client's when None; UTC when empty).
         """
@@ -43,6 +48,7 @@ class IssueCalls(ClientBase):
             page=page(page_size, page_token),
             summary=summary,
             time_zone=self.time_zone if time_zone is None else time_zone,
+            read_mask=FieldMask(paths=list(read_mask)) if read_mask else None,
         )
         return await self._call(self.issues.search_issues, request, idempotent=True)
 
