@@ -41,6 +41,7 @@ from grpclib.protocol import H2Protocol
 from h2.settings import SettingCodes
 
 from bugless_core import tracing
+from bugless_core._compat import h2 as _h2_compat
 from bugless_core._compat import hyperframe as _hyperframe_compat
 from bugless_core._compat.grpclib import (
     IServable,
@@ -50,8 +51,10 @@ from bugless_core._compat.grpclib import (
 from bugless_core.grpc._codec import UpbCodec
 
 # Every connection receives through h2, which renders each frame it receives
-# (bugless_core._compat.hyperframe): render only what is shown.
+# (bugless_core._compat.hyperframe): render only what is shown, and nothing
+# when the trace line it is rendered for goes nowhere (bugless_core._compat.h2).
 _hyperframe_compat.install()
+_h2_compat.install()
 
 
 class CorkedTransport(asyncio.Transport):

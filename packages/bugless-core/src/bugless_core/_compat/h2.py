@@ -1,0 +1,105 @@
+"""h2's "Received frame" trace line without rendering the frame when the line goes nowhere.
+
+h2 (4.x) starts ``H2Connection._receive_frame``, which every received frame
+passes through, with ``self.config.logger.trace("Received frame: %s",
+repr(frame))``. The ``repr`` is built before the logger is asked, and every
+bugless connection (grpclib's, with no logger configured) has h2's
+``DummyLogger``, whose ``trace`` does nothing: each received HEADERS, DATA,
+WINDOW_UPDATE or PING frame is rendered (2-5 µs; a GetIssue through the API
+receives 3-4) and thrown away, on every gRPC hop.
+
+:func:`install` wraps hyperframe's ``Frame.__repr__``: called by exactly that
+line of ``_receive_frame`` on a connection whose logger is a ``DummyLogger``,
+it returns :data:`NOT_RENDERED` instead of the frame's text; called from
+anywhere else (a debugger, an exception message, a connection with a real
+logger) it renders what hyperframe renders. It installs only after checking
+that the installed h2 still calls ``repr`` in ``_receive_frame`` once, in that
+line and nowhere else, and that ``DummyLogger.trace`` is still a no-op; an h2
+that changed either keeps the rendering (slower, still correct).
+"""
+
+from __future__ import annotations
+
+import dis
+import inspect
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from h2.config import DummyLogger
+from h2.connection import H2Connection
+from hyperframe.frame import Frame
+
+__all__ = ["NOT_RENDERED", "install", "installed", "renders_only_for_trace", "trace_is_a_no_op"]
+
+#: What ``repr(frame)`` gives the trace line that goes nowhere.
+NOT_RENDERED = "<frame not rendered: h2's trace logger is off>"
+
+#: The one statement of ``_receive_frame`` that renders the frame.
+TRACE_LINE = 'self.config.logger.trace("Received frame: %s", repr(frame))'
+
+#: Instructions a function that does nothing compiles to (CPython 3.11-3.13).
+_NO_OP_OPCODES = frozenset({"RESUME", "NOP", "LOAD_CONST", "RETURN_VALUE", "RETURN_CONST"})
+
+
+def renders_only_for_trace(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` calls ``repr`` once, in :data:`TRACE_LINE`, and nowhere else."""
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+    lines = [line.strip() for line in source.splitlines()]
+    return source.count("repr(") == 1 and lines.count(TRACE_LINE) == 1
+
+
+def trace_is_a_no_op(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` only returns None (a docstring at most)."""
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return False
+    for instruction in dis.get_instructions(code):
+        if instruction.opname not in _NO_OP_OPCODES:
+            return False
+        if instruction.opname in {"LOAD_CONST", "RETURN_CONST"} and instruction.argval is not None:
+            return False
+    return True
+
+
+_receive_frame: Any = getattr(H2Connection, "_receive_frame", None)
+_RECEIVE_FRAME = getattr(_receive_frame, "__code__", None)
+_original: Callable[[Frame], str] = Frame.__repr__
+_no_op_trace: Any = DummyLogger.trace
+
+
+def _frame_repr(frame: Frame) -> str:
+    """The frame as hyperframe renders it, unless h2's trace line with a DummyLogger asks."""
+    caller = sys._getframe(1)
+    if caller.f_code is _RECEIVE_FRAME:
+        connection = caller.f_locals.get("self")
+        logger = getattr(getattr(connection, "config", None), "logger", None)
+        if type(logger) is DummyLogger and DummyLogger.trace is _no_op_trace:
+            return NOT_RENDERED
+    return _original(frame)
+
+
+def install() -> bool:
+    """Skip the rendering for h2's discarded trace line, if this h2 and hyperframe are as checked.
+
+    Returns:
+        Whether it is installed (also when it already was).
+    """
+    if installed():
+        return True
+    if Frame.__dict__.get("__repr__") is not _original or _RECEIVE_FRAME is None:
+        return False
+    if getattr(_original, "__module__", None) != "hyperframe.frame":
+        return False
+    if not renders_only_for_trace(_receive_frame) or not trace_is_a_no_op(_no_op_trace):
+        return False
+    Frame.__repr__ = _frame_repr  # type: ignore[method-assign]
+    return True
+
+
+def installed() -> bool:
+    """Whether hyperframe's frames render through :func:`_frame_repr`."""
+    return Frame.__dict__.get("__repr__") is _frame_repr
