@@ -2,8 +2,9 @@
 
 ``bugless dev``, the frontends' test sessions (:mod:`bugless_testing.stack`),
 the HA drill (``deploy/ha``) and the benchmarks (``bench/``) all start
-services here, so there is one environment map, one PKI, one way to learn a
-port and probe health, and one stop order.
+services here, so there is one environment map (built from
+:class:`StackConfig` in :mod:`bugless_dev._stack_config`), one PKI, one way to
+learn a port and probe health, and one stop order.
 
 Each service runs exactly the command a deployment runs (``bugless model
 serve`` …) with the environment :attr:`LocalStack.env` (the ``BUGLESS_*``
@@ -28,11 +29,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,17 @@ from grpclib.client import Channel
 
 from bugless_core.assertions import sign_assertion
 from bugless_core.clients import ActingFor, ServiceAddress, acting_model
+from bugless_dev._stack_config import (
+    FAST_PASSWORD_HASHING,
+    TEST_POLICY,
+    StackConfig,
+    stack_environment,
+)
 from bugless_dev.pki import CertificateFiles, LocalPki
 from bugless_dev.processes import (
     BUGLESS_COMMAND,
     ServiceFailed,
     ServiceProcess,
-    clean_environment,
     grpc_serving,
     http_ready,
     run_bugless,
@@ -55,74 +60,14 @@ from bugless_dev.processes import (
 )
 from bugless_proto import v1
 
-#: Group -> global permissions of the tests' and the drill's Authenticator.
-TEST_POLICY: Mapping[str, Sequence[str]] = {
-    "admins": ["admin"],
-    "importers": ["admin", "import_issues"],
-    "component-creators": ["create_component"],
-    "*": ["create_hotlist"],
-}
-#: Cheap password hashing: tests and benchmarks check behaviour, not hashing cost.
-FAST_PASSWORD_HASHING: Mapping[str, str] = {
-    "BUGLESS_AUTH_ARGON2_TIME_COST": "1",
-    "BUGLESS_AUTH_ARGON2_MEMORY_KIB": "1024",
-    "BUGLESS_AUTH_ARGON2_PARALLELISM": "1",
-}
 #: The gRPC service whose health says a service of each kind is ready.
 HEALTH_SERVICE: Mapping[str, str] = {
     "model": "bugless.v1.Model",
     "auth": "bugless.v1.Authenticator",
     "api": "bugless.v1.Issues",
 }
-#: Every kind of service a stack runs (``bugless KIND serve``).
-SERVICE_KINDS = ("model", "auth", "api", "web", "notify")
 #: Stop order: a tier stops only once every tier before it has.
 STOP_TIERS: tuple[tuple[str, ...], ...] = (("web", "api", "notify"), ("model", "auth"))
-
-
-@dataclass(frozen=True, kw_only=True)
-class StackConfig:
-    """What a local stack runs with.
-
-    Attributes:
-        directory: Where logs (``logs/``), ready files (``run/``) and generated
-            secrets go.
-        pki: The CA and certificates (the API's server certificate, bots).
-        model_database_url: The Model's database (superuser DSN).
-        auth_database_url: The Authenticator's database (superuser DSN).
-        policy: Group -> global permissions of the Authenticator.
-        authenticators: The Authenticator's sign-in backends.
-        fast_password_hashing: Cheap argon2 parameters (tests, benchmarks).
-        drain_seconds: ``--drain-seconds`` of every service.
-        grace_seconds: ``--grace-seconds`` of every service.
-        token_key_file: The Authenticator's signing key; generated under
-            ``directory`` (``bugless auth keygen``) when None.
-        page_token_secret: The Model's page-token secret (random when empty).
-        session_key: The web tier's cookie key (random when empty; one key for
-            every web replica, so a session survives a change of replica).
-        base_env: The environment every process starts from (by default this
-            process's, without ``BUGLESS_*``).
-        extra_env: More ``BUGLESS_*`` settings for every service.
-        insecure_local: Run every service with ``--insecure-local``
-            (plaintext between services, no identities checked) instead of
-            mutual TLS with a certificate per service (the default).
-    """
-
-    directory: Path
-    pki: LocalPki
-    model_database_url: str
-    auth_database_url: str
-    policy: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(TEST_POLICY))
-    authenticators: Sequence[str] = ("local", "tls")
-    fast_password_hashing: bool = True
-    drain_seconds: float = 0.0
-    grace_seconds: float = 5.0
-    token_key_file: Path | None = None
-    page_token_secret: str = ""
-    session_key: str = ""
-    base_env: Mapping[str, str] = field(default_factory=clean_environment)
-    extra_env: Mapping[str, str] = field(default_factory=dict)
-    insecure_local: bool = False
 
 
 @dataclass
@@ -182,7 +127,7 @@ class LocalStack:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._channels: list[Channel] = []
-        self.env: dict[str, str] = self._environment()
+        self.env: dict[str, str] = stack_environment(config, self.identities)
 
     @property
     def pki(self) -> LocalPki:
@@ -199,68 +144,7 @@ class LocalStack:
         """The Authenticator's database (superuser DSN)."""
         return self.config.auth_database_url
 
-    # ---- the environment ----
-
-    def _environment(self) -> dict[str, str]:
-        config = self.config
-        token_key = config.token_key_file or self._generated_token_key()
-        env = {
-            **config.base_env,
-            "BUGLESS_DATABASE_URL": config.model_database_url,
-            "BUGLESS_PAGE_TOKEN_SECRET": config.page_token_secret or secrets.token_urlsafe(24),
-            "BUGLESS_AUTH_DATABASE_URL": config.auth_database_url,
-            "BUGLESS_AUTH_AUTHENTICATORS": ",".join(config.authenticators),
-            "BUGLESS_AUTH_TOKEN_KEY_FILES": str(token_key),
-            "BUGLESS_AUTH_TLS_MAPPING_FILE": str(config.pki.mapping_file),
-            "BUGLESS_AUTH_TLS_CA_FILE": str(config.pki.ca_file),
-            # A bot added to the mapping works on its next call, without a restart.
-            "BUGLESS_AUTH_TLS_RELOAD_CHECK_SECONDS": "0",
-            "BUGLESS_AUTH_POLICY": json.dumps({g: list(p) for g, p in config.policy.items()}),
-            "BUGLESS_WEB_SESSION_KEYS": config.session_key or secrets.token_urlsafe(32),
-            # The notifier keeps its queue in a schema of its own (bugless_notify).
-            "BUGLESS_NOTIFY_DATABASE_URL": config.model_database_url,
-        }
-        for kind in SERVICE_KINDS:
-            prefix = f"BUGLESS_{kind.upper()}_"
-            env[prefix + "DRAIN_SECONDS"] = str(config.drain_seconds)
-            env[prefix + "GRACE_SECONDS"] = str(config.grace_seconds)
-            if config.insecure_local:
-                env[prefix + "INSECURE_LOCAL"] = "true"
-        if not config.insecure_local:
-            env.update(self._mutual_tls_environment())
-        if config.fast_password_hashing:
-            env.update(FAST_PASSWORD_HASHING)
-        env.update(config.extra_env)
-        return env
-
-    def _mutual_tls_environment(self) -> dict[str, str]:
-        """Each service's certificate and the CA of its peers, as a chart sets them."""
-        ca = str(self.pki.ca_file)
-        env: dict[str, str] = {}
-        for kind in ("model", "auth"):
-            files = self.identities[kind]
-            prefix = f"BUGLESS_{kind.upper()}_"
-            env |= {
-                prefix + "TLS_CERT": str(files.cert),
-                prefix + "TLS_KEY": str(files.key),
-                prefix + "CLIENT_CA": ca,
-            }
-        web, api, notify = self.identities["web"], self.identities["api"], self.identities["notify"]
-        env |= {
-            "BUGLESS_NOTIFY_TLS_CERT": str(notify.cert),
-            "BUGLESS_NOTIFY_TLS_KEY": str(notify.key),
-            "BUGLESS_NOTIFY_CLIENT_CA": ca,
-            "BUGLESS_NOTIFY_SERVICE_CA": ca,
-            "BUGLESS_NOTIFY_SERVICE_CERT": str(notify.cert),
-            "BUGLESS_NOTIFY_SERVICE_KEY": str(notify.key),
-            "BUGLESS_WEB_TLS_CA": ca,
-            "BUGLESS_WEB_TLS_CERT": str(web.cert),
-            "BUGLESS_WEB_TLS_KEY": str(web.key),
-            "BUGLESS_API_SERVICE_CA": ca,
-            "BUGLESS_API_SERVICE_CERT": str(api.cert),
-            "BUGLESS_API_SERVICE_KEY": str(api.key),
-        }
-        return env
+    # ---- reaching a service ----
 
     def client_address(self, kind: str, identity: str = "web") -> ServiceAddress:
         """How service ``identity`` reaches the first running ``kind`` (``model``, ``auth``).
@@ -270,16 +154,6 @@ class LocalStack:
         (``web`` may run the password flow, ``api`` the certificate flow).
         """
         return self._address(kind, self.first(kind).port, identity=identity)
-
-    def _generated_token_key(self) -> Path:
-        path = self.directory / "secrets" / "auth-token-key.pem"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.parent.chmod(0o700)
-            key = run_bugless(["auth", "keygen"], self.config.base_env).stdout
-            path.touch(mode=0o600)
-            path.write_text(key)
-        return path
 
     # ---- one-off commands ----
 
