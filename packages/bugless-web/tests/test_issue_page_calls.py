@@ -2,7 +2,8 @@
 
 A page load asks only for what may have changed since the last one: the
 attachment list once per issue version (any upload, deletion or redaction
-is a new version, so a change shows at once).
+is a new version, so a change shows at once), and the search for the
+issue's children and duplicates only when the issue says it has some.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from litestar.testing import AsyncTestClient
 from test_attachments import _upload
 from web_support import SESSION_KEY, World, create_issue, grpc_calls, sign_in
 
+from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_web import WebSettings, create_app
 
 
@@ -81,3 +84,50 @@ async def test_attachments_are_asked_once_per_issue_version_and_changes_show_at_
     assert f'action="/attachments/{created["id"]}/delete"' not in page
     assert f"deleted attachment {created['id']}" in page
     assert await listed() == start + 3
+
+
+async def test_the_children_search_is_made_only_for_an_issue_that_has_some(
+    counted_client: tuple[AsyncTestClient[Litestar], int], world: World, model: v1.ModelStub
+) -> None:
+    client, metrics_port = counted_client
+    issue = await create_issue(model, world, "Calls: a parent to be")
+    canonical = await create_issue(model, world, "Calls: said first")
+    await sign_in(client, "bob")
+
+    async def searched() -> int:
+        return await grpc_calls(metrics_port, "SearchIssues")
+
+    start = await searched()
+    page = await client.get(f"/issues/{issue.id}")
+    assert page.status_code == 200
+    assert 'data-relation="children"' not in page.text
+    assert await searched() == start  # no child, no duplicate: no search
+
+    child = await create_issue(model, world, "Calls: the child", parent_id=issue.id)
+    page = await client.get(f"/issues/{issue.id}")
+    assert 'data-relation="children"' in page.text
+    assert "Calls: the child" in page.text
+    assert await searched() == start + 1
+
+    await create_issue(model, world, "Calls: said again", duplicate_of_id=canonical.id)
+    page = await client.get(f"/issues/{canonical.id}")
+    assert 'data-relation="duplicates"' in page.text
+    assert "Calls: said again" in page.text
+    assert await searched() == start + 2
+
+    # The child leaves: the parent's version does not change, its page does.
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.caller("bob"),
+            issue_id=child.id,
+            expected_version=child.version,
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(parent_id=0),
+                update_mask=FieldMask(paths=["parent_id"]),
+            ),
+        ),
+    )
+    page = await client.get(f"/issues/{issue.id}")
+    assert "Calls: the child" not in page.text
+    assert await searched() == start + 2

@@ -54,6 +54,7 @@ class CockroachBackend(PostgresBackend):
             Capability.TRANSACTION_RETRIES,
             Capability.SNOWFLAKE_IDS,
             Capability.MULTI_REGION,
+            Capability.RELATION_FLAGS,
         }
     )
     migration_lock: ClassVar[MigrationLock] = LeaseLock()

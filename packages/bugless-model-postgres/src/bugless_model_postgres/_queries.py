@@ -16,6 +16,15 @@ ISSUE_COLUMNS = """
     i.closed_at, i.version, i.comment_count, i.custom_fields, i.external_id, i.star_count
 """
 
+#: Whether another issue names issue ``i`` as its parent, or as the issue it
+#: duplicates (``Issue.has_children``, ``has_duplicates``): one probe of a
+#: partial index each (``<> 0`` lets the planner use ``issues_parent`` and
+#: ``issues_duplicate_of``).
+HAS_CHILDREN = "EXISTS (SELECT 1 FROM issues n WHERE n.parent_id = i.id AND n.parent_id <> 0)"
+HAS_DUPLICATES = (
+    "EXISTS (SELECT 1 FROM issues n WHERE n.duplicate_of_id = i.id AND n.duplicate_of_id <> 0)"
+)
+
 _FETCH_ISSUES = """
 SELECT {columns},
        c.effective_acl, c.path AS component_path,
@@ -25,16 +34,25 @@ SELECT {columns},
                 AND (NOT h.private OR $2 OR h.owner = $3 OR $3 = ANY (h.editors))
               ORDER BY hi.hotlist_id) AS visible_hotlist_ids,
        EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = $3)
-           AS starred
+           AS starred,
+       {has_children} AS has_children, {has_duplicates} AS has_duplicates
   FROM issues i JOIN components c ON c.id = i.component_id
  WHERE {where}
 """
 #: Issues by id ($1 an array) with their component's ACL and the hotlists the
-#: caller may see ($2 admin, $3 user id).
-FETCH_ISSUES = _FETCH_ISSUES.format(columns=ISSUE_COLUMNS, where="i.id = ANY ($1::bigint[])")
+#: caller may see ($2 admin, $3 user id), and whether other issues name each
+#: as their parent or canonical issue.
+FETCH_ISSUES = _FETCH_ISSUES.format(
+    has_children=HAS_CHILDREN,
+    has_duplicates=HAS_DUPLICATES,
+    columns=ISSUE_COLUMNS,
+    where="i.id = ANY ($1::bigint[])",
+)
 #: :data:`FETCH_ISSUES` without what a result list does not show (the
 #: description and the cc list, read as empty): SearchIssues' ``summary``.
 FETCH_ISSUE_SUMMARIES = _FETCH_ISSUES.format(
+    has_children=HAS_CHILDREN,
+    has_duplicates=HAS_DUPLICATES,
     columns=ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").replace(
         "i.description,", "'' AS description,"
     ),
@@ -45,7 +63,12 @@ FETCH_ISSUE_SUMMARIES = _FETCH_ISSUES.format(
 #: custom plan always looks cheaper than the generic one, estimated for
 #: several), which cost more than running it; ``= $1`` settles on a generic
 #: plan after five calls.
-FETCH_ISSUE = _FETCH_ISSUES.format(columns=ISSUE_COLUMNS, where="i.id = $1::bigint")
+FETCH_ISSUE = _FETCH_ISSUES.format(
+    has_children=HAS_CHILDREN,
+    has_duplicates=HAS_DUPLICATES,
+    columns=ISSUE_COLUMNS,
+    where="i.id = $1::bigint",
+)
 
 #: The committed version of issue $1 and the ACL deciding who may change it
 #: (read without locks, before a change queues for its row lock).

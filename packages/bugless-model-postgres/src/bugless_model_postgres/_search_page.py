@@ -112,7 +112,8 @@ def page_statement(
 
     ``fields`` (a request's read mask; empty: every field) leaves the other
     columns unread and skips the per-row subqueries of the fields it does not
-    name (the caller's hotlists, the star, the custom fields' names).
+    name (the caller's hotlists, the star, the custom fields' names, whether
+    other issues name each as parent or canonical).
 
     ``counted=False`` leaves the count out (``total`` is NULL): a later page
     whose token carries the total its first page counted reports that one
@@ -137,6 +138,8 @@ def page_statement(
     # Left out, the star still names the user parameter: a statement must use all it is given.
     starred = _STARRED if not fields or "starred" in fields else "(false AND {user} <> '')"
     names = _FIELD_NAMES if not fields or "custom_fields" in fields else "NULL::jsonb"
+    children = q.HAS_CHILDREN if not fields or "has_children" in fields else "false"
+    duplicates = q.HAS_DUPLICATES if not fields or "has_duplicates" in fields else "false"
     count = f"(SELECT count(*) FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches)"
     # The page carries its component's ACL (its scan joins components for
     # visibility anyway): only issues are joined back for the columns.
@@ -159,7 +162,8 @@ SELECT m.total, r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
     SELECT {keys}, {columns}, {acl} AS effective_acl,
            {hotlists.format(admin=admin, user=user)} AS visible_hotlist_ids,
            {starred.format(user=user)} AS starred,
-           {names.format()} AS custom_field_names
+           {names.format()} AS custom_field_names,
+           {children} AS has_children, {duplicates} AS has_duplicates
       FROM p
       JOIN issues i ON i.id = p.id
       {components}

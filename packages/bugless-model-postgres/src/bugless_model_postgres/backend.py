@@ -104,7 +104,7 @@ class PostgresBackend(
 
     name: ClassVar[str] = "postgres"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.WATCH, Capability.CHANGE_FEED}
+        {Capability.WATCH, Capability.CHANGE_FEED, Capability.RELATION_FLAGS}
     )
     #: How concurrent ``migrate`` runs are kept apart (a subclass for a
     #: database without advisory locks leases instead).

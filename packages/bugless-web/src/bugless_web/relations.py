@@ -4,7 +4,8 @@ Each is shown with its status, title and assignee, never as a bare number, at
 a fixed cost per page whatever the number of relations: one
 ``BatchGetIssues`` for the ids the issue names (parent, duplicate of,
 blocking, blocked by), one ``SearchIssues`` for the issues that name it
-(``parentid:N OR canonicalid:N``: children and duplicates), and for the
+(``parentid:N OR canonicalid:N``: children and duplicates; skipped when the
+Model, declaring ``relation_flags``, says no issue does), and for the
 breadcrumb one ``GetIssue`` per ancestor above the parent, at most
 :data:`MAX_ANCESTORS` levels (deeper trees show "…" at the top).
 Issues the viewer may not see are listed by number only.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from bugless_core.clients import call
 from bugless_core.errors import NotFound
 from bugless_core.limits import MAX_PAGE_SIZE
+from bugless_core.model.backend import Capability
 from bugless_core.search import parse_query, to_structured
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -96,7 +98,10 @@ async def load_relations(backends: Backends, viewer: Viewer, issue: v1.Issue) ->
     """Everything :class:`Relations` holds for ``issue`` (see the module docstring)."""
     relations = Relations(listed_query=f"parentid:{issue.id} OR canonicalid:{issue.id}")
     named, naming = await asyncio.gather(
-        _named_by(backends, viewer, issue), _naming(backends, viewer, relations.listed_query)
+        _named_by(backends, viewer, issue),
+        _naming(backends, viewer, relations.listed_query)
+        if await _may_be_named(backends, issue)
+        else _nothing(),
     )
     relations.issues = named
     relations.children = [i for i in naming.issues if i.parent_id == issue.id]
@@ -106,6 +111,23 @@ async def load_relations(backends: Backends, viewer: Viewer, issue: v1.Issue) ->
         backends, viewer, issue, named.get(issue.parent_id)
     )
     return relations
+
+
+async def _may_be_named(backends: Backends, issue: v1.Issue) -> bool:
+    """Whether some issue may name ``issue`` as its parent or canonical issue.
+
+    Most issues have neither children nor duplicates, and the search for them
+    was a third of an issue page's calls to the Model. A Model declaring
+    ``relation_flags`` says on the issue itself whether there are any; from
+    one that does not, both flags are always false, so the search is made.
+    """
+    if issue.has_children or issue.has_duplicates:
+        return True
+    return Capability.RELATION_FLAGS not in await backends.capabilities()
+
+
+async def _nothing() -> v1.SearchIssuesResponse:
+    return v1.SearchIssuesResponse()
 
 
 async def _named_by(backends: Backends, viewer: Viewer, issue: v1.Issue) -> dict[int, v1.Issue]:

@@ -44,6 +44,10 @@ class Capability(enum.StrEnum):
     #: ReadFeed: every committed change from a resume position, in commit
     #: order, with no gap when transactions commit out of id order.
     CHANGE_FEED = "change_feed"
+    #: GetIssue and BatchGetIssues fill ``Issue.has_children`` and
+    #: ``has_duplicates``, so a client may skip searching for an issue's
+    #: children and duplicates when both are false.
+    RELATION_FLAGS = "relation_flags"
 
 
 @dataclass(frozen=True)

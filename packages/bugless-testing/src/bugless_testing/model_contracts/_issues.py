@@ -7,13 +7,16 @@ import asyncio
 import pytest
 from grpclib.const import Status
 
+from bugless_core.model.backend import Capability
 from bugless_proto import v1
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
     BOB,
     UNKNOWN_ID,
+    change,
     changes_by_field,
+    delta,
     expect_error,
     get_issue,
     history,
@@ -23,8 +26,10 @@ from bugless_testing.model_contracts._support import (
     search_page,
     unique,
     update_component,
+    user_entry,
     within,
 )
+from bugless_testing.plugin import requires_capability
 
 
 class IssueContract:
@@ -273,6 +278,35 @@ class IssueContract:
         created = await make_issue(model, comp.id, description="d", cc=["x"], assignee="bob")
         got = await get_issue(model, created.id, caller=ALICE)
         assert got == created
+
+    @requires_capability(Capability.RELATION_FLAGS)
+    async def test_reads_tell_whether_other_issues_name_it_as_parent_or_canonical(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        hidden = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
+        parent = await make_issue(model, comp.id)
+        canonical = await make_issue(model, comp.id)
+        child = await make_issue(model, comp.id, parent_id=parent.id)
+        # Named from where bob may not look: still counted (bob sees the ids
+        # of blockers he may not open too).
+        await make_issue(model, hidden.id, duplicate_of_id=canonical.id)
+        flags = {
+            i.id: (i.has_children, i.has_duplicates)
+            for i in [await get_issue(model, n.id, caller=BOB) for n in (parent, canonical, child)]
+        }
+        assert flags == {
+            parent.id: (True, False),
+            canonical.id: (False, True),
+            child.id: (False, False),
+        }
+        batch = await model.batch_get_issues(
+            v1.BatchGetIssuesRequest(caller=BOB, issue_ids=[parent.id, canonical.id, child.id])
+        )
+        assert {i.id: (i.has_children, i.has_duplicates) for i in batch.issues} == flags
+        # Unlinking is seen at once.
+        await change(model, child, delta(parent_id=0))
+        assert not (await get_issue(model, parent.id)).has_children
 
     async def test_get_unknown_issue_is_not_found_naming_it(self, model: v1.ModelStub) -> None:
         await expect_error(
