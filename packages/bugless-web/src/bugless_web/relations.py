@@ -97,16 +97,16 @@ class Relations:
 async def load_relations(backends: Backends, viewer: Viewer, issue: v1.Issue) -> Relations:
     """Everything :class:`Relations` holds for ``issue`` (see the module docstring)."""
     relations = Relations(listed_query=f"parentid:{issue.id} OR canonicalid:{issue.id}")
-    named, naming = await asyncio.gather(
-        _named_by(backends, viewer, issue),
-        _naming(backends, viewer, relations.listed_query)
-        if await _may_be_named(backends, issue)
-        else _nothing(),
-    )
+    if await _may_be_named(backends, issue):
+        named, naming = await asyncio.gather(
+            _named_by(backends, viewer, issue), _naming(backends, viewer, relations.listed_query)
+        )
+        relations.children = [i for i in naming.issues if i.parent_id == issue.id]
+        relations.duplicates = [i for i in naming.issues if i.duplicate_of_id == issue.id]
+        relations.more = bool(naming.next_page_token)
+    else:
+        named = await _named_by(backends, viewer, issue)  # no task for one awaitable
     relations.issues = named
-    relations.children = [i for i in naming.issues if i.parent_id == issue.id]
-    relations.duplicates = [i for i in naming.issues if i.duplicate_of_id == issue.id]
-    relations.more = bool(naming.next_page_token)
     relations.ancestors, relations.ancestors_cut = await _ancestors(
         backends, viewer, issue, named.get(issue.parent_id)
     )
@@ -124,10 +124,6 @@ async def _may_be_named(backends: Backends, issue: v1.Issue) -> bool:
     if issue.has_children or issue.has_duplicates:
         return True
     return Capability.RELATION_FLAGS not in await backends.capabilities()
-
-
-async def _nothing() -> v1.SearchIssuesResponse:
-    return v1.SearchIssuesResponse()
 
 
 async def _named_by(backends: Backends, viewer: Viewer, issue: v1.Issue) -> dict[int, v1.Issue]:
