@@ -119,9 +119,14 @@ class BenchStack:
         )
         return address, bot
 
-    def start_web(self, *flags: str, env: dict[str, str] | None = None) -> str:
-        """``bugless web serve`` (plain HTTP, ``--dev`` for a non-Secure cookie); its URL."""
-        web = self.stack.start_web("--grace-seconds", "1", *flags, env=env)
+    def start_web(self, *flags: str, env: dict[str, str] | None = None, dev: bool = True) -> str:
+        """``bugless web serve`` (plain HTTP, ``--dev`` for a non-Secure cookie); its URL.
+
+        ``dev=False`` serves as production does (templates are not checked
+        for changes on every render; the cookie is ``Secure``, so a client
+        on plain HTTP has to send it back by hand).
+        """
+        web = self.stack.start_web("--grace-seconds", "1", *flags, env=env, dev=dev)
         self.frontends.append(web)
         assert web.url is not None
         return web.url

@@ -165,14 +165,22 @@ def _start_web(bench: BenchStack, flags: str) -> str:
     """
     words = flags.split()
     env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
-    return bench.start_web(*(w for w in words if w.split("=", 1)[0] not in env), env=env)
+    # Not --dev: served as in production (and as bench.peers serves it), so
+    # that no render checks its templates' files for changes.
+    flags_only = [w for w in words if w.split("=", 1)[0] not in env]
+    return bench.start_web(*flags_only, env=env, dev=False)
 
 
 def _sign_in(url: str) -> str:
-    """Post the sign-in form (with its CSRF token); the signed-in ``Cookie`` header value."""
+    """Post the sign-in form (with its CSRF token); the signed-in ``Cookie`` header value.
+
+    The cookie is ``Secure`` (the web tier is not in ``--dev``), which an
+    HTTP client keeps from a plain-HTTP server: it is carried by hand.
+    """
     with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as client:
-        form = client.get("/signin").text
-        csrf = re.search(r'name="csrf-token" content="([^"]+)"', form)
+        form = client.get("/signin")
+        cookie = _cookie_pair(form.headers.get_list("set-cookie"))
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', form.text)
         if csrf is None:
             raise RuntimeError("the sign-in page carries no CSRF token")
         reply = client.post(
@@ -183,10 +191,20 @@ def _sign_in(url: str) -> str:
                 "next": "/",
                 "_csrf": csrf.group(1),
             },
+            headers={"Cookie": cookie},
         )
         if reply.status_code != 303:
             raise RuntimeError(f"sign-in answered {reply.status_code}: {reply.text[:500]}")
-        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        return _cookie_pair(reply.headers.get_list("set-cookie")) or cookie
+
+
+def _cookie_pair(set_cookies: list[str]) -> str:
+    """``name=value`` of the session cookie among Set-Cookie headers ("" if none)."""
+    for header in set_cookies:
+        pair = header.split(";", 1)[0]
+        if "bugless" in pair.split("=", 1)[0]:
+            return pair
+    return ""
 
 
 def _check_pages(url: str, cookie: str, issue_id: int) -> dict[str, int]:
