@@ -161,3 +161,23 @@ def test_ldap_replicas_and_oidc_are_reachable_from_auth_only() -> None:
         assert _allowed(policies, _labels("auth"), None, port)
         assert not _allowed(policies, _labels("model"), None, port)
         assert not _allowed(policies, _labels("web"), None, port)
+
+
+def test_the_object_store_is_reachable_from_the_model_only_when_attachments_go_there() -> None:
+    assert not _allowed(of_kind(render(), "NetworkPolicy"), _labels("model"), None, 9000)
+    values = {
+        "model": {
+            "blobStore": {
+                "type": "s3",
+                "s3": {
+                    "bucket": "b",
+                    "networkPolicyPeers": [{"ipBlock": {"cidr": "10.30.0.0/16"}}],
+                    "ports": [9000],
+                },
+            }
+        }
+    }
+    policies = of_kind(render(values), "NetworkPolicy")
+    assert _allowed(policies, _labels("model"), None, 9000)
+    for component in ("web", "api", "auth", "notify"):
+        assert not _allowed(policies, _labels(component), None, 9000)

@@ -53,6 +53,8 @@ def _migration_job(manifests: list[Manifest]) -> Manifest:
         ),
         ({"auth": {"ldap": {"enabled": True, "baseDn": "dc=x"}}}, "auth.ldap.urls"),
         ({"api": {"tls": {"secretName": ""}}}, "api.tls.secretName"),
+        ({"model": {"blobStore": {"type": "s3"}}}, "model.blobStore.s3.bucket"),
+        ({"model": {"blobStore": {"type": "disk"}}}, '"disk" is neither database nor s3'),
     ],
 )
 def test_unsafe_or_incomplete_values_are_refused(values: dict[str, Any], message: str) -> None:
@@ -283,3 +285,32 @@ def test_the_people_ca_is_off_by_default_and_mounted_when_named() -> None:
 def test_web_workers_reach_the_command() -> None:
     assert _env(render({}), "web")["BUGLESS_WEB_WORKERS"]["value"] == "1"
     assert _env(render({"web": {"workers": 2}}), "web")["BUGLESS_WEB_WORKERS"]["value"] == "2"
+
+
+def test_attachments_stay_in_the_database_unless_an_s3_bucket_is_named() -> None:
+    assert not any(name.startswith(("BUGLESS_BLOB", "AWS_")) for name in _env(render(), "model"))
+    s3 = {
+        "type": "s3",
+        "s3": {
+            "bucket": "bugless-attachments",
+            "endpointUrl": "https://minio.storage:9000",
+            "addressingStyle": "path",
+            "sse": "AES256",
+            "credentialsSecret": {"name": "bugless-s3"},
+        },
+    }
+    env = _env(render({"model": {"blobStore": s3}}), "model")
+    assert env["BUGLESS_BLOB_STORE"]["value"] == "s3"
+    assert env["BUGLESS_BLOB_S3_BUCKET"]["value"] == "bugless-attachments"
+    assert env["BUGLESS_BLOB_S3_ENDPOINT_URL"]["value"] == "https://minio.storage:9000"
+    assert env["BUGLESS_BLOB_S3_ADDRESSING_STYLE"]["value"] == "path"
+    assert env["BUGLESS_BLOB_S3_SSE"]["value"] == "AES256"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {
+        "name": "bugless-s3",
+        "key": "access-key-id",
+    }
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "secret-access-key"
+    for component in ("web", "api", "auth", "notify"):
+        assert "BUGLESS_BLOB_STORE" not in _env(render({"model": {"blobStore": s3}}), component)
+    role = {"type": "s3", "s3": {"bucket": "b"}}
+    assert "AWS_ACCESS_KEY_ID" not in _env(render({"model": {"blobStore": role}}), "model")
