@@ -16,11 +16,26 @@ from notify_support import WebhookReceiver, run_receiver
 
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.queue import DeliveryQueue
+from bugless_proto import v1
 
 if TYPE_CHECKING:
+    from bugless_dev.stack import LocalStack
     from bugless_testing.postgres import ThrowawayPostgres
 
 pytest_plugins = ["bugless_testing.postgres", "bugless_testing.smtp", "bugless_testing.stack"]
+
+
+@pytest.fixture
+async def model(bugless_stack: LocalStack) -> AsyncIterator[v1.ModelStub]:
+    """The session's Model, reached as the web frontend reaches it.
+
+    Each call carries an assertion of the (made-up) caller its request names.
+    """
+    channel = bugless_stack.client_address("model", identity="web").channel()
+    try:
+        yield bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
+    finally:
+        channel.close()
 
 
 @pytest.fixture(scope="session")

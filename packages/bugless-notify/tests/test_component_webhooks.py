@@ -15,7 +15,6 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
-from grpclib.client import Channel
 from notify_support import SECRET, WebhookReceiver
 
 from bugless_core.clients import ActingFor, acting_as, call
@@ -26,16 +25,6 @@ from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.smtp import SmtpSink
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
-
-
-@pytest.fixture
-async def model(bugless_stack: LocalStack) -> AsyncIterator[v1.ModelStub]:
-    """The Model, reached as the web frontend reaches it."""
-    channel: Channel = bugless_stack.client_address("model", identity="web").channel()
-    try:
-        yield bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
-    finally:
-        channel.close()
 
 
 @pytest.fixture

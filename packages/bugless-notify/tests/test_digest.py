@@ -15,7 +15,6 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
-from grpclib.client import Channel
 
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_notify.digest import next_digest_at
@@ -31,16 +30,6 @@ def test_the_next_digest_time_is_the_next_hour_mark_in_utc() -> None:
     assert next_digest_at(before, 7) == datetime.datetime(2026, 3, 1, 7, 0, tzinfo=utc)
     at = datetime.datetime(2026, 3, 1, 7, 0, tzinfo=utc)
     assert next_digest_at(at, 7) == datetime.datetime(2026, 3, 2, 7, 0, tzinfo=utc)
-
-
-@pytest.fixture
-async def model(bugless_stack: LocalStack) -> AsyncIterator[v1.ModelStub]:
-    """The Model, reached as the web frontend reaches it."""
-    channel: Channel = bugless_stack.client_address("model", identity="web").channel()
-    try:
-        yield bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
-    finally:
-        channel.close()
 
 
 @pytest.fixture

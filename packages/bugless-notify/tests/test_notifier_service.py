@@ -12,11 +12,10 @@ import asyncio
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from grpclib.client import Channel
 
 from bugless_core.deltas import issue_delta
 from bugless_dev.stack import LocalStack, RunningService
@@ -79,17 +78,6 @@ def notifier(
         yield service, flags
     finally:
         bugless_stack.stop_service(service)
-
-
-@pytest.fixture
-async def model(bugless_stack: LocalStack) -> AsyncIterator[v1.ModelStub]:
-    """The Model, reached as the web frontend reaches it."""
-    channel: Channel = bugless_stack.client_address("model", identity="web").channel()
-    try:
-        # Each call carries an assertion of the (made-up) caller its request names.
-        yield bugless_stack.acting_model(v1.ModelStub(channel), as_requested=True)
-    finally:
-        channel.close()
 
 
 def _to(mails: list[ReceivedMail]) -> Counter[str]:

@@ -219,6 +219,24 @@ class ThrowawayPostgres:
         """The superuser DSN of another database on this server."""
         return _with_database(self.url, database)
 
+    def client_program(self, name: str) -> str:
+        """The path of ``pg_dump``, ``pg_restore`` or ``psql`` fit for this server.
+
+        A dump must be taken with a ``pg_dump`` at least as new as the server:
+        the server's own installation when this session started it, else the
+        one on ``PATH``.
+
+        Raises:
+            FileNotFoundError: no such program.
+        """
+        if self._bin_dir is not None and (self._bin_dir / name).is_file():
+            return str(self._bin_dir / name)
+        found = shutil.which(name)
+        if found is None:
+            msg = f"{name}: not in {self._bin_dir or 'the server installation'} nor on PATH"
+            raise FileNotFoundError(msg)
+        return found
+
     async def acreate_database(self, name: str) -> str:
         """Create a fresh, empty database and return its superuser DSN.
 

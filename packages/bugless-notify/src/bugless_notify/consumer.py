@@ -44,7 +44,13 @@ from typing import Any
 import asyncpg
 
 from bugless_core.clients import ActingFor, acting_model, call
-from bugless_core.errors import BuglessError, FailedPrecondition, NotFound, PermissionDenied
+from bugless_core.errors import (
+    BuglessError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from bugless_core.issue_labels import holds_people
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.migrations import quote_schema
@@ -221,6 +227,25 @@ class FeedConsumer:
             head = int(exc.metadata.get("head_position", position))
             _log.error("feed consumer: %s; skipping to position %d", exc.message, head)
             await self._commit(position, head, _Batch())
+            return
+        except InvalidArgument as exc:
+            # The cursor is beyond the feed's head: the Model's database was
+            # restored to an earlier moment than this queue's. Waiting for the
+            # feed to pass the cursor would skip every change up to it, so the
+            # cursor goes back to the head and the changes from now on are
+            # notified (those between the backup and the loss are gone).
+            if (
+                exc.metadata.get("field") != "after_position"
+                or not (head_text := exc.metadata.get("head_position", "")).isdigit()
+            ):
+                raise
+            _log.error(
+                "feed consumer: the cursor %d is beyond the Model's feed head %s (was the "
+                "Model's database restored from a backup?); starting again at the head",
+                position,
+                head_text,
+            )
+            await self._commit(position, int(head_text), _Batch())
             return
         if not answer.changes:
             return

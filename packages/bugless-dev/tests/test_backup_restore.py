@@ -1,0 +1,190 @@
+"""The backup and restore of docs/backup.md, done to a real tracker.
+
+A tracker on PostgreSQL gets people, an issue with a comment and an
+attachment; its two databases are dumped with ``pg_dump`` the way the guide
+says, the services stop, the dumps are restored with ``pg_restore`` into new
+databases, and a tracker started on them with the same keys must serve
+everything as before: the same issue, history and file bytes, full-text
+search, the password and even the session of before, and new issues that
+do not reuse an id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+from bugless_core.clients import acting_as
+from bugless_core.search.build import term
+from bugless_dev.pki import LocalPki
+from bugless_dev.postgres import ThrowawayPostgres
+from bugless_dev.stack import LocalStack, StackConfig
+from bugless_proto import v1
+
+PASSWORD = "correct horse battery staple"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
+PAGE_TOKEN_SECRET = "backup-drill-page-token-secret-0123456789"
+
+
+def _stack(
+    directory: Path, pki: LocalPki, model_url: str, auth_url: str, **more: object
+) -> LocalStack:
+    config = StackConfig(
+        directory=directory,
+        pki=pki,
+        model_database_url=model_url,
+        auth_database_url=auth_url,
+        page_token_secret=PAGE_TOKEN_SECRET,
+        **more,  # type: ignore[arg-type]
+    )
+    return LocalStack(config)
+
+
+async def create(model: v1.ModelStub, caller: v1.Caller, component_id: int, title: str) -> v1.Issue:
+    fields = v1.IssueFields(title=title, component_id=component_id)
+    return await model.create_issue(v1.CreateIssueRequest(caller=caller, fields=fields))
+
+
+async def entries(model: v1.ModelStub, caller: v1.Caller, issue_id: int) -> list[v1.HistoryEntry]:
+    page = v1.PageRequest(page_size=100)
+    request = v1.ListHistoryRequest(caller=caller, issue_id=issue_id, page=page)
+    return list((await model.list_history(request)).entries)
+
+
+async def upload(stack: LocalStack, issue_id: int, caller: v1.Caller) -> v1.Attachment:
+    """Attach :data:`PNG` (a stream: the assertion goes with the call, as the web sends it)."""
+    header = v1.UploadAttachmentHeader(caller=caller, issue_id=issue_id, name="graph.png")
+    parts = [v1.UploadAttachmentRequest(header=header)]
+    parts += [v1.UploadAttachmentRequest(chunk=PNG[i : i + 4096]) for i in range(0, len(PNG), 4096)]
+    channel = stack.model.channel()
+    try:
+        with acting_as(stack.assertion_for(caller.user_id, permissions=["admin"])):
+            answer = await v1.ModelStub(channel).upload_attachment(parts)
+    finally:
+        channel.close()
+    assert answer.attachment is not None
+    return answer.attachment
+
+
+async def download(stack: LocalStack, attachment_id: int, caller: v1.Caller) -> bytes:
+    request = v1.DownloadAttachmentRequest(caller=caller, attachment_id=attachment_id)
+    channel = stack.model.channel()
+    try:
+        with acting_as(stack.assertion_for(caller.user_id, permissions=["admin"])):
+            stream = v1.ModelStub(channel).download_attachment(request)
+            return b"".join([part.chunk or b"" async for part in stream])
+    finally:
+        channel.close()
+
+
+def dump(server: ThrowawayPostgres, database_url: str, file: Path) -> None:
+    """``pg_dump`` as docs/backup.md gives it: one consistent snapshot, custom format."""
+    subprocess.run(
+        [
+            server.client_program("pg_dump"),
+            "--format=custom",
+            "--serializable-deferrable",
+            "--file",
+            str(file),
+            database_url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def restore(server: ThrowawayPostgres, file: Path, database_url: str) -> None:
+    """``pg_restore`` into an empty database, stopping at the first error."""
+    subprocess.run(
+        [
+            server.client_program("pg_restore"),
+            "--exit-on-error",
+            "--no-owner",
+            "--dbname",
+            database_url,
+            str(file),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+async def test_a_restored_dump_with_the_same_keys_serves_the_same_tracker(
+    postgres_server: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    pki = LocalPki.open(tmp_path / "pki")
+    before = _stack(
+        tmp_path / "before",
+        pki,
+        postgres_server.create_database("backup_model"),
+        postgres_server.create_database("backup_auth"),
+    )
+    try:
+        await asyncio.to_thread(before.migrate)
+        await asyncio.to_thread(before.start_backends)
+        ann = await asyncio.to_thread(before.add_user, "ann", PASSWORD, admin=True)
+        caller = v1.Caller(user_id=ann["user_id"], admin=True)
+        auth = v1.AuthenticatorStub(before.client_address("auth", "web").channel())
+        signed_in = await auth.authenticate_password(
+            v1.AuthenticatePasswordRequest(username="ann", password=PASSWORD)
+        )
+        model = before.acting_model(v1.ModelStub(before.model.channel()))
+        component = await model.create_component(
+            v1.CreateComponentRequest(caller=caller, name="Backups")
+        )
+        issue = await create(model, caller, component.id, "Nightly dump misses the blobs")
+        await model.change_issue(
+            v1.ChangeIssueRequest(
+                caller=caller,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                comment="Seen again on the replica.",
+            )
+        )
+        attached = await upload(before, issue.id, caller)
+        kept = await entries(model, caller, issue.id)
+        assert len(kept) == 3, "created, commented, attached"
+        model_dump, auth_dump = tmp_path / "model.dump", tmp_path / "auth.dump"
+        await asyncio.to_thread(dump, postgres_server, before.model_database_url, model_dump)
+        await asyncio.to_thread(dump, postgres_server, before.auth_database_url, auth_dump)
+        token_key = Path(before.env["BUGLESS_AUTH_TOKEN_KEY_FILES"])
+    finally:
+        await asyncio.to_thread(before.stop)
+
+    # The disaster: the old databases are gone; new, empty ones get the dumps.
+    after = _stack(
+        tmp_path / "after",
+        pki,
+        postgres_server.create_database("restored_model"),
+        postgres_server.create_database("restored_auth"),
+        token_key_file=token_key,
+    )
+    try:
+        await asyncio.to_thread(restore, postgres_server, model_dump, after.model_database_url)
+        await asyncio.to_thread(restore, postgres_server, auth_dump, after.auth_database_url)
+        await asyncio.to_thread(after.migrate)  # at head already: nothing to apply
+        await asyncio.to_thread(after.start_backends)
+        auth = v1.AuthenticatorStub(after.client_address("auth", "web").channel())
+        # The same signing key: the session of before is still valid.
+        valid = await auth.validate_token(v1.ValidateTokenRequest(token=signed_in.token))
+        assert valid.user is not None
+        assert valid.user.user_id == ann["user_id"]
+        again = await auth.authenticate_password(
+            v1.AuthenticatePasswordRequest(username="ann", password=PASSWORD)
+        )
+        assert again.token
+        model = after.acting_model(v1.ModelStub(after.model.channel()))
+        restored = await model.get_issue(v1.GetIssueRequest(caller=caller, issue_id=issue.id))
+        assert (restored.title, restored.version) == (issue.title, kept[-1].version)
+        assert await entries(model, caller, issue.id) == kept
+        assert await download(after, attached.id, caller) == PNG
+        query = v1.StructuredQuery(filter=term(v1.SearchField.TEXT, v1.SearchOperator.EQ, "blobs"))
+        found = await model.search_issues(v1.SearchIssuesRequest(caller=caller, query=query))
+        assert [i.id for i in found.issues] == [issue.id]
+        newer = await create(model, caller, component.id, "After the restore")
+        assert newer.id > issue.id, "the id sequences came back with the data"
+    finally:
+        await asyncio.to_thread(after.stop)
