@@ -30,10 +30,10 @@ from prometheus_client import CollectorRegistry
 
 import bugless_auth.plugin
 from bugless_auth.runner import start_auth
-from bugless_auth.service import create_local_user
 from bugless_auth.settings import AuthSettings, PasswordHashing
 from bugless_auth.store import IdentityStore
 from bugless_auth.tokens import generate_ed25519_pem
+from bugless_auth.user_admin import create_local_user
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.plugins import load_plugins
 from bugless_dev.postgres import start_postgres

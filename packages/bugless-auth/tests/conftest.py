@@ -21,10 +21,11 @@ from prometheus_client import CollectorRegistry
 
 import bugless_auth.plugin
 from bugless_auth.runner import start_auth
-from bugless_auth.service import AuthService, create_local_user
+from bugless_auth.service import AuthService
 from bugless_auth.settings import AuthSettings, PasswordHashing, ThrottleSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.tokens import generate_ed25519_pem
+from bugless_auth.user_admin import create_local_user
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.plugins import load_plugins
 from bugless_proto import v1

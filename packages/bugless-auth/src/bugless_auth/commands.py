@@ -217,7 +217,7 @@ def user_add_command(
     as_json: bool,
 ) -> None:
     """Add USERNAME to the local store; without a password, one is generated and printed."""
-    from bugless_auth.service import create_local_user  # noqa: PLC0415
+    from bugless_auth.user_admin import create_local_user  # noqa: PLC0415
 
     chosen, generated = _chosen_password(password, password_stdin)
     group_names = [g.strip() for g in groups.split(",") if g.strip()]

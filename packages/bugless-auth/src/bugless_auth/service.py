@@ -4,21 +4,20 @@
 mapping external subjects to user ids (the store), session tokens, the login
 throttle, cached look-ups and the policy. The gRPC servicer only converts
 messages and checks their shape; anything a second transport would need to
-repeat lives here.
+repeat lives here. Its user-management calls (local accounts, disabling,
+ending sessions, imported people) are a mixin in :mod:`bugless_auth.user_admin`.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bugless_auth import placeholders
 from bugless_auth._cache import TtlCache
 from bugless_auth.assertions import AssertionIssuer
 from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
@@ -32,6 +31,7 @@ from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.throttle import LoginThrottle
 from bugless_auth.tls import parse_certificate
 from bugless_auth.tokens import SessionClaims, TokenAuthority, load_key
+from bugless_auth.user_admin import UserAdministration
 from bugless_core.auth_backend import (
     AuthenticatorBackend,
     CertificateAuthenticator,
@@ -56,25 +56,9 @@ _log = logging.getLogger("bugless.auth")
 WRONG_CREDENTIALS = "wrong username or password"
 DISABLED = "this account is disabled; ask a bugless administrator"
 SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
-MANAGE_USERS = "manage_users"
 #: The authenticator name of sessions opened with a people CA certificate.
 PEOPLE_CA = "people-ca"
-IMPORT_ISSUES = "import_issues"
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 _FLOW_KEYS = ("_authenticator", "_redirect_uri")
-
-
-def check_username(username: str, field: str = "username") -> None:
-    """Refuse a username the local store would not accept.
-
-    Raises:
-        InvalidArgument: naming what is accepted.
-    """
-    if not _USERNAME.match(username):
-        raise InvalidArgument(
-            f"{field}: {username!r} is not a valid username (1-128 characters: letters, "
-            "digits and . _ @ + -, starting with a letter or digit)"
-        )
 
 
 @dataclass(frozen=True)
@@ -94,7 +78,7 @@ class Authenticated:
         )
 
 
-class AuthService:
+class AuthService(UserAdministration):
     """Authentication, tokens, look-ups, authorisation and local user management."""
 
     def __init__(
@@ -488,168 +472,6 @@ class AuthService:
         if not self.policy.decide(caller.groups, permission).allowed:
             raise PermissionDenied(f"{action} needs the {permission} permission")
         return caller
-
-    # ---- import (issue 21) ----
-
-    async def match_import_users(
-        self,
-        token: str,
-        source: str,
-        people: Sequence[v1.SourcePerson],
-        *,
-        create_placeholders: bool,
-    ) -> v1.MatchImportUsersResponse:
-        """Match an imported tracker's people; placeholders for the rest (import_issues)."""
-        await self._require(token, IMPORT_ISSUES, "matching imported people")
-        placeholders.check_people(source, people)
-        matches = await placeholders.match_people(
-            self.store, source, people, create_placeholders=create_placeholders
-        )
-        return v1.MatchImportUsersResponse(
-            matches=[
-                v1.ImportUserMatch(
-                    user=self.directory.remember(m.user).message if m.user else None,
-                    matched_by=m.matched_by,
-                )
-                for m in matches
-            ]
-        )
-
-    async def merge_placeholder(self, token: str, placeholder: str, into: str) -> v1.User:
-        """Map a placeholder to a real account (manage_users); history is not rewritten."""
-        await self._require(token, MANAGE_USERS, "merging placeholder accounts")
-        record = await placeholders.merge_placeholder(self.store, placeholder, into)
-        self.directory.forget(record.user_id)
-        # The account's merged ids changed: its next look-up by name reads them.
-        self.directory.forget(record.alias_of)
-        return self.directory.remember(record).message
-
-    # ---- local users ----
-
-    def _require_local(self) -> None:
-        if not any(b.name == "local" for b in self.backends):
-            raise FailedPrecondition(
-                "the local authenticator is not enabled on this server (--authenticator local,...)"
-            )
-
-    async def create_local_user(
-        self,
-        token: str,
-        *,
-        username: str,
-        display_name: str,
-        email: str,
-        password: str,
-        groups: Sequence[str],
-    ) -> v1.User:
-        """Add a local user (needs manage_users)."""
-        await self._require(token, MANAGE_USERS, "creating users")
-        self._require_local()
-        record = await create_local_user(
-            self.store,
-            self.hashes,
-            username=username,
-            display_name=display_name,
-            email=email,
-            password=password,
-            groups=groups,
-            min_password_length=self.settings.min_password_length,
-        )
-        return self.directory.remember(record).message
-
-    async def set_local_password(self, token: str, username: str, password: str) -> v1.User:
-        """Change a local password: one's own, or anyone's with manage_users."""
-        caller = await self._caller(token)
-        own = caller.user is not None and caller.user.username.lower() == username.lower()
-        if not own and not self.policy.decide(caller.groups, MANAGE_USERS).allowed:
-            raise PermissionDenied(
-                "changing another user's password needs the manage_users permission"
-            )
-        self._require_local()
-        self.hashes.check_acceptable(password, self.settings.min_password_length)
-        record = await self.store.set_local_password(username, await self.hashes.hash(password))
-        return self.directory.remember(record).message
-
-    async def set_user_disabled(self, token: str, username: str, disabled: bool) -> v1.User:
-        """Disable or re-enable a user of any backend (needs manage_users)."""
-        caller = await self._require(token, MANAGE_USERS, "disabling users")
-        record = await self.store.set_disabled(username, disabled)
-        if disabled:
-            await self.sessions.revoke_user(record.user_id, f"disabled by {_who(caller)}")
-            await self.people.revoke_user(
-                record.user_id, by=_who(caller), reason="the user was disabled"
-            )
-        return self.directory.remember(record).message
-
-    # ---- sessions ----
-
-    async def revoke_sessions(self, token: str, *, everywhere: bool, username: str) -> int:
-        """End sessions; how many were live.
-
-        * neither ``everywhere`` nor ``username``: the token's own session
-          (sign-out). An expired or already ended session is not an error:
-          signing out twice, or after expiry, ends nothing and says so (0).
-        * ``everywhere``: every session of the token's user (the token must
-          still be live: an ended session cannot end the others).
-        * ``username``: every session of that user (needs manage_users).
-
-        Raises:
-            Unauthenticated: the token is not one this Authenticator signed.
-            PermissionDenied: ``username`` without manage_users.
-            NotFound: nobody has that username.
-        """
-        if username:
-            caller = await self._require(token, MANAGE_USERS, "ending another user's sessions")
-            found = await self.store.users_by_usernames([username.lower()])
-            if not found:
-                raise NotFound(f"username: no bugless user is called {username!r}")
-            return await self.sessions.revoke_user(found[0].user_id, f"ended by {_who(caller)}")
-        if everywhere:
-            caller = await self._caller(token)
-            user_id = caller.user.user_id if caller.user is not None else ""
-            return await self.sessions.revoke_user(user_id, "signed out everywhere")
-        try:
-            claims = self.tokens.verify(token)
-        except Unauthenticated as exc:
-            if exc.reason == "TOKEN_EXPIRED":
-                return 0
-            raise
-        self._valid_tokens.discard(token)
-        return await self.sessions.revoke(claims.token_id, "signed out")
-
-
-def _who(identity: v1.Identity) -> str:
-    """``username (user id)`` of an identity, for revocation reasons and logs."""
-    user = identity.user or v1.User()
-    return f"{user.username} ({user.user_id})"
-
-
-async def create_local_user(
-    store: IdentityStore,
-    hashes: PasswordHashes,
-    *,
-    username: str,
-    display_name: str,
-    email: str,
-    password: str,
-    groups: Sequence[str],
-    min_password_length: int,
-    bot: bool = False,
-) -> UserRecord:
-    """Validate and add a local user; shared by the gRPC call and ``bugless auth user add``."""
-    check_username(username)
-    for group in groups:
-        if not group or group != group.strip():
-            raise InvalidArgument(f"groups: {group!r} is not a group name")
-    hashes.check_acceptable(password, min_password_length)
-    return await store.create_local_user(
-        username=username,
-        display_name=display_name or username,
-        email=email,
-        groups=list(dict.fromkeys(groups)),
-        password_hash=await hashes.hash(password),
-        bot=bot,
-    )
 
 
 def options_from_environment(

@@ -1,0 +1,236 @@
+"""Managing users: local accounts, disabling, ending sessions, imported people.
+
+The calls an administrator (``manage_users``), an import job
+(``import_issues``) or a signed-in user managing their own account makes, as
+a mixin of :class:`~bugless_auth.service.AuthService`, and
+:func:`create_local_user`, which ``bugless auth user add`` shares with the
+gRPC call. Kept apart from authentication, tokens and look-ups, which every
+request pays for, so each reads on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bugless_auth import placeholders
+from bugless_auth.passwords import PasswordHashes
+from bugless_auth.store import IdentityStore, UserRecord
+from bugless_core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from bugless_auth._cache import TtlCache
+    from bugless_auth.directory import UserDirectory
+    from bugless_auth.people import PeopleCertificates
+    from bugless_auth.policy import Policy
+    from bugless_auth.sessions import SessionStore
+    from bugless_auth.settings import AuthSettings
+    from bugless_auth.tokens import SessionClaims, TokenAuthority
+    from bugless_core.auth_backend import AuthenticatorBackend
+
+MANAGE_USERS = "manage_users"
+IMPORT_ISSUES = "import_issues"
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
+
+
+def check_username(username: str, field: str = "username") -> None:
+    """Refuse a username the local store would not accept.
+
+    Raises:
+        InvalidArgument: naming what is accepted.
+    """
+    if not _USERNAME.match(username):
+        raise InvalidArgument(
+            f"{field}: {username!r} is not a valid username (1-128 characters: letters, "
+            "digits and . _ @ + -, starting with a letter or digit)"
+        )
+
+
+def who(identity: v1.Identity) -> str:
+    """``username (user id)`` of an identity, for revocation reasons and logs."""
+    user = identity.user or v1.User()
+    return f"{user.username} ({user.user_id})"
+
+
+async def create_local_user(
+    store: IdentityStore,
+    hashes: PasswordHashes,
+    *,
+    username: str,
+    display_name: str,
+    email: str,
+    password: str,
+    groups: Sequence[str],
+    min_password_length: int,
+    bot: bool = False,
+) -> UserRecord:
+    """Validate and add a local user; shared by the gRPC call and ``bugless auth user add``."""
+    check_username(username)
+    for group in groups:
+        if not group or group != group.strip():
+            raise InvalidArgument(f"groups: {group!r} is not a group name")
+    hashes.check_acceptable(password, min_password_length)
+    return await store.create_local_user(
+        username=username,
+        display_name=display_name or username,
+        email=email,
+        groups=list(dict.fromkeys(groups)),
+        password_hash=await hashes.hash(password),
+        bot=bot,
+    )
+
+
+class UserAdministration:
+    """The user-management calls of :class:`~bugless_auth.service.AuthService`."""
+
+    if TYPE_CHECKING:
+        settings: AuthSettings
+        store: IdentityStore
+        backends: list[AuthenticatorBackend]
+        tokens: TokenAuthority
+        hashes: PasswordHashes
+        policy: Policy
+        sessions: SessionStore
+        people: PeopleCertificates
+        directory: UserDirectory
+        _valid_tokens: TtlCache[str, SessionClaims]
+
+        async def _caller(self, token: str) -> v1.Identity: ...
+
+        async def _require(self, token: str, permission: str, action: str) -> v1.Identity: ...
+
+    # ---- import (issue 21) ----
+
+    async def match_import_users(
+        self,
+        token: str,
+        source: str,
+        people: Sequence[v1.SourcePerson],
+        *,
+        create_placeholders: bool,
+    ) -> v1.MatchImportUsersResponse:
+        """Match an imported tracker's people; placeholders for the rest (import_issues)."""
+        await self._require(token, IMPORT_ISSUES, "matching imported people")
+        placeholders.check_people(source, people)
+        matches = await placeholders.match_people(
+            self.store, source, people, create_placeholders=create_placeholders
+        )
+        return v1.MatchImportUsersResponse(
+            matches=[
+                v1.ImportUserMatch(
+                    user=self.directory.remember(m.user).message if m.user else None,
+                    matched_by=m.matched_by,
+                )
+                for m in matches
+            ]
+        )
+
+    async def merge_placeholder(self, token: str, placeholder: str, into: str) -> v1.User:
+        """Map a placeholder to a real account (manage_users); history is not rewritten."""
+        await self._require(token, MANAGE_USERS, "merging placeholder accounts")
+        record = await placeholders.merge_placeholder(self.store, placeholder, into)
+        self.directory.forget(record.user_id)
+        # The account's merged ids changed: its next look-up by name reads them.
+        self.directory.forget(record.alias_of)
+        return self.directory.remember(record).message
+
+    # ---- local users ----
+
+    def _require_local(self) -> None:
+        if not any(b.name == "local" for b in self.backends):
+            raise FailedPrecondition(
+                "the local authenticator is not enabled on this server (--authenticator local,...)"
+            )
+
+    async def create_local_user(
+        self,
+        token: str,
+        *,
+        username: str,
+        display_name: str,
+        email: str,
+        password: str,
+        groups: Sequence[str],
+    ) -> v1.User:
+        """Add a local user (needs manage_users)."""
+        await self._require(token, MANAGE_USERS, "creating users")
+        self._require_local()
+        record = await create_local_user(
+            self.store,
+            self.hashes,
+            username=username,
+            display_name=display_name,
+            email=email,
+            password=password,
+            groups=groups,
+            min_password_length=self.settings.min_password_length,
+        )
+        return self.directory.remember(record).message
+
+    async def set_local_password(self, token: str, username: str, password: str) -> v1.User:
+        """Change a local password: one's own, or anyone's with manage_users."""
+        caller = await self._caller(token)
+        own = caller.user is not None and caller.user.username.lower() == username.lower()
+        if not own and not self.policy.decide(caller.groups, MANAGE_USERS).allowed:
+            raise PermissionDenied(
+                "changing another user's password needs the manage_users permission"
+            )
+        self._require_local()
+        self.hashes.check_acceptable(password, self.settings.min_password_length)
+        record = await self.store.set_local_password(username, await self.hashes.hash(password))
+        return self.directory.remember(record).message
+
+    async def set_user_disabled(self, token: str, username: str, disabled: bool) -> v1.User:
+        """Disable or re-enable a user of any backend (needs manage_users)."""
+        caller = await self._require(token, MANAGE_USERS, "disabling users")
+        record = await self.store.set_disabled(username, disabled)
+        if disabled:
+            await self.sessions.revoke_user(record.user_id, f"disabled by {who(caller)}")
+            await self.people.revoke_user(
+                record.user_id, by=who(caller), reason="the user was disabled"
+            )
+        return self.directory.remember(record).message
+
+    # ---- sessions ----
+
+    async def revoke_sessions(self, token: str, *, everywhere: bool, username: str) -> int:
+        """End sessions; how many were live.
+
+        * neither ``everywhere`` nor ``username``: the token's own session
+          (sign-out). An expired or already ended session is not an error:
+          signing out twice, or after expiry, ends nothing and says so (0).
+        * ``everywhere``: every session of the token's user (the token must
+          still be live: an ended session cannot end the others).
+        * ``username``: every session of that user (needs manage_users).
+
+        Raises:
+            Unauthenticated: the token is not one this Authenticator signed.
+            PermissionDenied: ``username`` without manage_users.
+            NotFound: nobody has that username.
+        """
+        if username:
+            caller = await self._require(token, MANAGE_USERS, "ending another user's sessions")
+            found = await self.store.users_by_usernames([username.lower()])
+            if not found:
+                raise NotFound(f"username: no bugless user is called {username!r}")
+            return await self.sessions.revoke_user(found[0].user_id, f"ended by {who(caller)}")
+        if everywhere:
+            caller = await self._caller(token)
+            user_id = caller.user.user_id if caller.user is not None else ""
+            return await self.sessions.revoke_user(user_id, "signed out everywhere")
+        try:
+            claims = self.tokens.verify(token)
+        except Unauthenticated as exc:
+            if exc.reason == "TOKEN_EXPIRED":
+                return 0
+            raise
+        self._valid_tokens.discard(token)
+        return await self.sessions.revoke(claims.token_id, "signed out")
