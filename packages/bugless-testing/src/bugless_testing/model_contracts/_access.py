@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from grpclib.const import Status
 
+from bugless_core.search.build import any_of, negate, term
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.model_contracts._support import (
@@ -16,6 +17,7 @@ from bugless_testing.model_contracts._support import (
     delta,
     eq,
     expect_error,
+    fresh_caller,
     get_component,
     get_issue,
     group_entry,
@@ -24,6 +26,7 @@ from bugless_testing.model_contracts._support import (
     make_component,
     make_hotlist,
     make_issue,
+    search_all,
     search_ids,
     search_page,
     unique,
@@ -275,6 +278,69 @@ class AccessContract:
         assert sorted(await search_ids(model, within(root.id), caller=ALICE)) == sorted(
             [visible.id, secret.id]
         )
+
+    async def test_full_text_search_shows_and_counts_only_what_each_caller_may_view(
+        self, model: v1.ModelStub
+    ) -> None:
+        # Text queries check visibility apart from other queries (a list of the
+        # components hidden from the caller instead of a join): the same rules,
+        # for words, a phrase, text under OR and NOT, and pages of one issue.
+        group = unique("readers")
+        reader = fresh_caller("reader", groups=[group])
+        outsider = fresh_caller("outsider")
+        root = await make_component(model)
+        comps = {
+            "open": root,
+            "open child": await make_component(model, parent_id=root.id),
+            "group": await make_component(
+                model,
+                parent_id=root.id,
+                acl=[group_entry(group, v1.Role.VIEWER), user_entry("alice", v1.Role.ADMIN)],
+            ),
+            "secret": await make_component(
+                model, parent_id=root.id, acl=[user_entry("alice", v1.Role.ADMIN)]
+            ),
+        }
+        secret_id = comps["secret"].id
+        comps["below secret"] = await make_component(model, parent_id=secret_id)
+        comps["widened"] = await make_component(
+            model, parent_id=secret_id, acl=[user_entry(outsider.user_id, v1.Role.VIEWER)]
+        )
+        hit, other = {}, {}
+        for name, comp in comps.items():
+            hit[name] = (await make_issue(model, comp.id, title="needle in the haystack")).id
+            other[name] = (await make_issue(model, comp.id, title="plain straw")).id
+        sees = {
+            "admin": (ADMIN, list(comps)),
+            "alice": (ALICE, list(comps)),
+            "bob": (BOB, ["open", "open child"]),
+            "reader": (reader, ["open", "open child", "group"]),
+            "outsider": (outsider, ["open", "open child", "widened"]),
+        }
+        queries = {
+            "words": (eq(v1.SearchField.TEXT, "haystack needle"), [hit]),
+            "phrase": (
+                term(
+                    v1.SearchField.TEXT, v1.SearchOperator.EQ, "needle in the haystack", phrase=True
+                ),
+                [hit],
+            ),
+            "text or id": (
+                any_of(
+                    eq(v1.SearchField.TITLE, "haystack"),
+                    eq(v1.SearchField.ID, *other.values()),
+                ),
+                [hit, other],
+            ),
+            "not text": (negate(eq(v1.SearchField.TEXT, "absentword")), [hit, other]),
+        }
+        for who, (caller, visible) in sees.items():
+            for label, (node, sets) in queries.items():
+                expected = sorted(s[n] for s in sets for n in visible)
+                found = await search_all(model, within(root.id, node), caller=caller, page_size=1)
+                assert sorted(i.id for i in found) == expected, (who, label)
+                page = await search_page(model, within(root.id, node), caller=caller)
+                assert page.total_count == len(expected), (who, label)
 
     async def test_hotlist_items_omit_invisible_issues(self, model: v1.ModelStub) -> None:
         open_comp = await make_component(model)
