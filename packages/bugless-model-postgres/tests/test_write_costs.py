@@ -21,6 +21,7 @@ from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_testing.postgres import ThrowawayPostgres
 
 ADMIN = v1.Caller(user_id="root", admin=True)
 ALICE = v1.Caller(user_id="alice", groups=["eng"])
@@ -165,3 +166,113 @@ async def test_a_create_writes_the_new_issue_row_once(scratch: PostgresBackend) 
     assert updated == [blocked.id]
     assert plain.id not in updated
     assert related.id not in updated
+
+
+class _Statements:
+    """Every statement the backend's pooled connections send while attached (asyncpg's log)."""
+
+    def __init__(self, backend: PostgresBackend, size: int) -> None:
+        self.sent: list[str] = []
+        self._backend = backend
+        self._size = size
+
+    def _record(self, logged: Any) -> None:
+        self.sent.append(" ".join(str(logged.query).split()))
+
+    async def _each_connection(self, method: str) -> None:
+        pool = self._backend._pool
+        connections = [await pool.acquire() for _ in range(self._size)]  # all of them
+        for conn in connections:
+            getattr(conn, method)(self._record)
+            await pool.release(conn)
+
+    async def __aenter__(self) -> _Statements:
+        await self._each_connection("add_query_logger")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._each_connection("remove_query_logger")
+
+
+async def _batch(backend: PostgresBackend, component_id: int, n: int) -> list[v1.Issue]:
+    reply = await backend.batch_create_issues(
+        v1.BatchCreateIssuesRequest(
+            caller=ALICE,
+            items=[
+                v1.CreateIssueRequest(
+                    fields=v1.IssueFields(title=f"item {i} for @bob", component_id=component_id),
+                    description="written together",
+                    idempotency_key=f"batch-{uuid.uuid4()}",
+                )
+                for i in range(n)
+            ],
+        )
+    )
+    assert [r.code for r in reply.results] == [0] * n
+    return [r.issue for r in reply.results if r.issue is not None]
+
+
+def _ours(sent: list[str]) -> list[str]:
+    """The statements bugless sent, not asyncpg's type introspection on a fresh connection."""
+    return [s for s in sent if "typeinfo_tree" not in s and "'jit'" not in s]
+
+
+def _transaction_statements(sent: list[str]) -> list[str]:
+    """BEGIN, COMMIT and ROLLBACK, as words (asyncpg sends ``BEGIN;``)."""
+    words = (s.split()[0].rstrip(";").upper() for s in sent)
+    return [w for w in words if w in {"BEGIN", "COMMIT", "ROLLBACK"}]
+
+
+async def test_on_read_committed_a_batch_of_creates_is_its_reads_and_one_write(
+    scratch: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """No BEGIN/COMMIT: the one write statement (feed row and NOTIFY included) is atomic alone."""
+    assert scratch._dialect.statement_snapshots
+    component_id = await _component(scratch)
+    async with scratch._pool.acquire() as conn:
+        position = await conn.fetchval("SELECT position FROM change_feed_state WHERE name = 'head'")
+    async with _Statements(scratch, model_settings.pool_max_size) as statements:
+        issues = await _batch(scratch, component_id, 3)
+
+    ours = _ours(statements.sent)
+    assert _transaction_statements(ours) == []
+    assert [s.split()[:2] for s in ours] == [["SELECT", "c.*,"], ["WITH", "input"]]
+    for issue in issues:
+        read = await scratch.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+        assert read == issue
+    async with scratch._pool.acquire() as conn:
+        feed = await conn.fetch(
+            "SELECT issue_ids FROM change_feed WHERE position > $1 ORDER BY position", position
+        )
+        mentions = await conn.fetchval(
+            "SELECT count(*) FROM issue_mentions WHERE issue_id = ANY($1::bigint[])",
+            [i.id for i in issues],
+        )
+    assert [list(row["issue_ids"]) for row in feed] == [[i.id for i in issues]]
+    assert mentions == 3
+
+
+async def test_on_repeatable_read_a_batch_of_creates_keeps_its_transaction(
+    postgres_server: ThrowawayPostgres,
+) -> None:
+    """A database whose default isolation is not READ COMMITTED: reads and write share one."""
+    url = await postgres_server.acreate_database("model_repeatable_read")
+    conn = await asyncpg.connect(url)
+    try:
+        name = await conn.fetchval("SELECT current_database()")
+        await conn.execute(
+            f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'repeatable read'"
+        )
+    finally:
+        await conn.close()
+    settings = ModelSettings(database_url=url, page_token_secret="s" * 32, pool_max_size=4)
+    await PostgresBackend.migrate(settings)
+    backend = await PostgresBackend.open(settings)
+    try:
+        assert not backend._dialect.statement_snapshots
+        component_id = await _component(backend)
+        async with _Statements(backend, settings.pool_max_size) as statements:
+            await _batch(backend, component_id, 3)
+        assert _transaction_statements(statements.sent) == ["BEGIN", "COMMIT"]
+    finally:
+        await backend.close()

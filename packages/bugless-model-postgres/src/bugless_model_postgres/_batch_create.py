@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 
@@ -37,10 +37,21 @@ from bugless_proto import v1
 
 T = TypeVar("T")
 
-#: The backend's write transaction (``PostgresBackend._write``).
-Write = Callable[
-    [v1.Caller | None, Callable[[WriteContext], Awaitable[T]]], Awaitable[tuple[T, WriteContext]]
-]
+
+class Write(Protocol[T]):
+    """The backend's write transaction (``PostgresBackend._write``)."""
+
+    def __call__(
+        self,
+        caller: v1.Caller | None,
+        work: Callable[[WriteContext], Awaitable[T]],
+        *,
+        one_statement: bool = ...,
+    ) -> Awaitable[tuple[T, WriteContext]]:
+        """Run ``work`` as one write (see ``run_write``)."""
+        ...
+
+
 _Outcomes = dict[int, _issues.Created | BuglessError]
 
 #: :data:`q.CREATE_CHECKS` for every item at once, a row per item in order:
@@ -317,7 +328,11 @@ async def batch_create_issues(
 
     results: dict[int, v1.BatchCreateResult] = {}
     if shared:
-        outcomes, _ = await write(caller, lambda ctx: _create_together(ctx, shared))
+        # Reads, then one statement writes every item with its feed row: on
+        # READ COMMITTED that needs no BEGIN/COMMIT (run_write's one_statement).
+        outcomes, _ = await write(
+            caller, lambda ctx: _create_together(ctx, shared), one_statement=True
+        )
         # An idempotency key used before: the issue as it is now, as CreateIssue answers.
         reread = sorted(
             {

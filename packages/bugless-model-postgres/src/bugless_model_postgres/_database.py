@@ -112,6 +112,13 @@ async def open_pool(settings: ModelSettings, schema_sql: str) -> asyncpg.Pool:
     return pool
 
 
+async def default_isolation(pool: asyncpg.Pool) -> str:
+    """The isolation level a transaction of ``pool`` gets (``read committed``, ...)."""
+    async with translated_errors(), pool.acquire() as conn:
+        level: str = await conn.fetchval("SELECT current_setting('default_transaction_isolation')")
+    return level
+
+
 async def append_to_feed(ctx: WriteContext) -> None:
     """Append the transaction's change-feed row, if it changed anything reported.
 
@@ -147,21 +154,44 @@ async def run_write(
     dialect: Dialect = POSTGRES,
     policy: RetryPolicy = POSTGRES_RETRIES,
     new_issue_id: IssueIdSource | None = None,
+    one_statement: bool = False,
 ) -> tuple[T, WriteContext]:
     """Run ``work`` in one transaction, retrying serialization failures.
 
     Returns the result and the context of the attempt that committed (its
     ``written`` entries are exactly the committed ones), so side effects are
     announced once, after the final commit, never for a failed try.
+
+    With ``one_statement``, ``work`` promises to read without taking locks,
+    then write everything it writes, its change-feed row included, in ONE
+    statement (reads after it are fine). Where the dialect's
+    ``statement_snapshots`` says each statement reads a snapshot of its own
+    anyway (READ COMMITTED), such work runs without BEGIN and COMMIT, two
+    round trips fewer: that statement is atomic by itself, and the reads see
+    what they would have seen in the transaction. Elsewhere it runs in a
+    transaction like any other work.
     """
+    bare = one_statement and dialect.statement_snapshots
 
     async def attempt() -> tuple[T, WriteContext]:
-        async with translated_errors(), pool.acquire() as conn, conn.transaction():
+        async with translated_errors(), pool.acquire() as conn:
             ctx = WriteContext(
                 conn, caller, datetime.now(UTC), channel, dialect, new_issue_id=new_issue_id
             )
-            result = await work(ctx)
-            await append_to_feed(ctx)
+            if bare:
+                result = await work(ctx)
+                _check_one_statement(ctx)
+                return result, ctx
+            async with conn.transaction():
+                result = await work(ctx)
+                await append_to_feed(ctx)
         return result, ctx
 
     return await retrying(policy, attempt)
+
+
+def _check_one_statement(ctx: WriteContext) -> None:
+    """A ``one_statement`` write wrote its feed row with its rows (else a bug, said loudly)."""
+    if ctx.written and ctx.dialect.change_feed and not ctx.feed_position:
+        msg = "a one-statement write committed changes without their change-feed row"
+        raise RuntimeError(msg)

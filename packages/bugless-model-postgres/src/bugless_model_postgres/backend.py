@@ -15,6 +15,7 @@ searches (:mod:`._hotlist_calls`), attachments, edits and custom fields
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar, Self, TypeVar
 
@@ -70,6 +71,7 @@ from bugless_model_postgres._convert import (
     principals_of,
 )
 from bugless_model_postgres._database import (
+    default_isolation,
     open_pool,
     release_as_is,
     run_write,
@@ -189,6 +191,9 @@ class PostgresBackend(
             raise FailedPrecondition(msg)
         pool = await open_pool(settings, quote_schema(settings.schema))
         backend = cls(settings, pool)
+        if await default_isolation(pool) != "read committed":
+            # A write's reads and its write must then share a transaction.
+            backend._dialect = dataclasses.replace(backend._dialect, statement_snapshots=False)
         if Capability.CHANGE_FEED in backend.capabilities:
             backend._feed.start_pruning()
         return backend
@@ -221,9 +226,16 @@ class PostgresBackend(
     # ---- plumbing ----
 
     async def _write(
-        self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
+        self,
+        caller: v1.Caller | None,
+        work: Callable[[WriteContext], Awaitable[T]],
+        *,
+        one_statement: bool = False,
     ) -> tuple[T, WriteContext]:
-        """One write transaction, then the committed entries are announced."""
+        """One write transaction, then the committed entries are announced.
+
+        ``one_statement``: see :func:`run_write` (no BEGIN/COMMIT where that is the same).
+        """
         result, ctx = await run_write(
             self._pool,
             caller or v1.Caller(),
@@ -232,6 +244,7 @@ class PostgresBackend(
             dialect=self._dialect,
             policy=self._retry_policy,
             new_issue_id=self._new_issue_id,
+            one_statement=one_statement,
         )
         if ctx.written and self._change_listeners:
             async with translated_errors(), self._pool.acquire() as conn:
