@@ -19,6 +19,7 @@ import betterproto2
 
 from bugless_core.issue_fields import ENUM_FIELDS
 from bugless_proto import v1
+from bugless_proto.wire import message_from_fields
 
 #: A database row: an asyncpg record, or a plain mapping built from one (tests,
 #: merged rows). asyncpg's Record is not a Mapping, so both are named.
@@ -169,36 +170,43 @@ def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
     """An issues row (plus the hotlists the caller may see) as an Issue.
 
     The hot path of every read (a batch converts up to hundreds): kept to
-    plain look-ups.
+    plain look-ups, and the message made without betterproto2's
+    ``__init__`` (:func:`bugless_proto.wire.message_from_fields`), which
+    checked 28 keywords against its sentinel for each issue. Custom field
+    values are added by the caller (empty here).
     """
-    return v1.Issue(
-        id=row["id"],
-        title=row["title"],
-        status=_STATUS[row["status"]],
-        priority=_PRIORITY[row["priority"]],
-        severity=_SEVERITY[row["severity"]],
-        type=_TYPE[row["type"]],
-        component_id=row["component_id"],
-        reporter=row["reporter"],
-        assignee=row["assignee"],
-        verifier=row["verifier"],
-        cc=sorted(row["cc"]),
-        hotlist_ids=sorted(hotlist_ids),
-        blocking_ids=sorted(row["blocking_ids"]),
-        blocked_by_ids=sorted(row["blocked_by_ids"]),
-        parent_id=row["parent_id"],
-        duplicate_of_id=row["duplicate_of_id"],
-        description=row["description"],
-        created_at=row["created_at"],
-        modified_at=row["modified_at"],
-        closed_at=row["closed_at"],
-        version=row["version"],
-        comment_count=row["comment_count"],
-        external_id=row.get("external_id") or "",
-        star_count=row.get("star_count", 0),
-        starred=row.get("starred", False),
-        has_children=row.get("has_children", False),
-        has_duplicates=row.get("has_duplicates", False),
+    return message_from_fields(
+        v1.Issue,
+        {
+            "id": row["id"],
+            "title": row["title"],
+            "status": _STATUS[row["status"]],
+            "priority": _PRIORITY[row["priority"]],
+            "severity": _SEVERITY[row["severity"]],
+            "type": _TYPE[row["type"]],
+            "component_id": row["component_id"],
+            "reporter": row["reporter"],
+            "assignee": row["assignee"],
+            "verifier": row["verifier"],
+            "cc": sorted(row["cc"]),
+            "hotlist_ids": sorted(hotlist_ids),
+            "blocking_ids": sorted(row["blocking_ids"]),
+            "blocked_by_ids": sorted(row["blocked_by_ids"]),
+            "parent_id": row["parent_id"],
+            "duplicate_of_id": row["duplicate_of_id"],
+            "description": row["description"],
+            "created_at": row["created_at"],
+            "modified_at": row["modified_at"],
+            "closed_at": row["closed_at"],
+            "version": row["version"],
+            "comment_count": row["comment_count"],
+            "custom_fields": [],
+            "external_id": row.get("external_id") or "",
+            "star_count": row.get("star_count", 0),
+            "starred": row.get("starred", False),
+            "has_children": row.get("has_children", False),
+            "has_duplicates": row.get("has_duplicates", False),
+        },
     )
 
 

@@ -448,3 +448,24 @@ def upb_class(cls: type[betterproto2.Message]) -> type[UpbMessage]:
     if made.upb_class is None:
         raise ValueError(f"{cls.__qualname__} does not go through upb: {made.reason}")
     return made.upb_class
+
+
+def message_from_fields(cls: type[M], fields: dict[str, Any]) -> M:
+    """A ``cls`` message holding ``fields``, made without running its ``__init__``.
+
+    For code that builds many messages of one class from database rows (the
+    Model's issue reads, up to hundreds per call): betterproto2's generated
+    ``__init__`` tests every one of its keywords against a sentinel and then
+    calls ``__post_init__``, about half of what building an Issue from a row
+    costs. The decoders above make every message this way, on the surface
+    :func:`bugless_proto._compat_betterproto2.verify` checks (a message's
+    ``__dict__`` is its fields plus the unknown-field bytes).
+
+    ``fields`` must name every field of ``cls`` by attribute name, with
+    values the constructor would keep as they are (enum members, lists,
+    datetimes); it becomes the message's own dict, so do not reuse it.
+    """
+    fields[UNKNOWN_FIELDS_ATTRIBUTE] = b""
+    message = object.__new__(cls)
+    message.__dict__ = fields
+    return message
