@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -26,6 +26,8 @@ from bugless_model_postgres._convert import caller_role, issue_from_row
 from bugless_model_postgres._custom_values import load_values, value_messages
 from bugless_model_postgres._search import CompiledSearch
 from bugless_proto import v1
+
+T = TypeVar("T")
 
 #: The columns of a summary (what a result list shows: no description, no cc).
 _SUMMARY_COLUMNS = q.ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").replace(
@@ -231,6 +233,11 @@ def page_issues(
         return [], total, False
     roles: dict[Any, v1.Role | None] = {}
     issues: list[v1.Issue] = []
+    # A page's issues mostly hold the same few custom values and field names
+    # (a custom-field query's, all of them): each distinct JSON text is
+    # parsed once per page. The parsed dicts are only read.
+    stored_by_text: dict[str, dict[str, Any]] = {}
+    known_by_text: dict[str, Mapping[int, tuple[str, int]]] = {}
     for row in rows[:size]:
         acl = row["effective_acl"]
         key = acl if isinstance(acl, str) else json.dumps(acl, sort_keys=True)
@@ -241,11 +248,21 @@ def page_issues(
         issue = issue_from_row(row, row["visible_hotlist_ids"])
         names = row["custom_field_names"]
         if names is not None:
-            stored = load_values(row["custom_fields"])
+            stored = _parsed(stored_by_text, row["custom_fields"], load_values)
             if stored:
-                issue.custom_fields = value_messages(stored, _known(names))
+                issue.custom_fields = value_messages(stored, _parsed(known_by_text, names, _known))
         issues.append(issue)
     return issues, total, len(rows) > size
+
+
+def _parsed(seen: dict[str, T], raw: Any, parse: Callable[[Any], T]) -> T:
+    """``parse(raw)``, once per distinct text ``raw`` (a decoded value: every time)."""
+    if not isinstance(raw, str):
+        return parse(raw)
+    found = seen.get(raw)
+    if found is None:
+        found = seen[raw] = parse(raw)
+    return found
 
 
 def _known(raw: str | Mapping[str, Any]) -> dict[int, tuple[str, int]]:
