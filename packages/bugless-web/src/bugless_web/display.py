@@ -143,15 +143,25 @@ def user_chip(users: Mapping[str, v1.User], user_id: str) -> Markup:
     than leaking the opaque id.
     """
     if not user_id:
-        return Markup('<span class="muted">—</span>')
+        return _NOBODY
     user = users.get(user_id)
     if user is None:
-        return Markup('<span class="chip chip-unknown" title="unknown user">unknown user</span>')
-    name = user.display_name or user.username
-    username = escape(user.username)
-    disabled = " (disabled)" if user.disabled else ""
+        return _UNKNOWN_USER
+    return _chip(user.username, user.display_name, user.disabled)
+
+
+_NOBODY = Markup('<span class="muted">—</span>')
+_UNKNOWN_USER = Markup('<span class="chip chip-unknown" title="unknown user">unknown user</span>')
+
+
+@functools.lru_cache(maxsize=4096)
+def _chip(username: str, display_name: str, disabled: bool) -> Markup:
+    """Kept per person as shown: the same people fill page after page (three escapes each)."""
+    name = display_name or username
+    escaped = escape(username)
+    suffix = " (disabled)" if disabled else ""
     return Markup(
-        f'<a class="chip" href="/users/{username}" title="{username}{disabled}">'
+        f'<a class="chip" href="/users/{escaped}" title="{escaped}{suffix}">'
         f'<span class="avatar">{escape((name[:1] or "?").upper())}</span>{escape(name)}</a>'
     )
 
