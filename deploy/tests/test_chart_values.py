@@ -314,3 +314,8 @@ def test_attachments_stay_in_the_database_unless_an_s3_bucket_is_named() -> None
         assert "BUGLESS_BLOB_STORE" not in _env(render({"model": {"blobStore": s3}}), component)
     role = {"type": "s3", "s3": {"bucket": "b"}}
     assert "AWS_ACCESS_KEY_ID" not in _env(render({"model": {"blobStore": role}}), "model")
+
+
+def test_the_notifier_seals_webhook_secrets_with_an_optional_secrets_keys() -> None:
+    ref = _env(render(), "notify")["BUGLESS_NOTIFY_SECRET_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "bugless-webhook-secret-keys", "key": "keys", "optional": True}

@@ -23,6 +23,7 @@ from bugless_core.settings import (
     group,
     setting,
     settings_command,
+    settings_from_environ,
 )
 
 PREFIX = "BUGLESS_T_"
@@ -223,6 +224,12 @@ def test_a_repeatable_flag_collects_every_value_and_its_variable_splits_by_type(
     first, second = received
     assert (first.files, first.words) == ((Path("a"), Path("b")), ("x",))
     assert (second.files, second.words) == ((Path("/p"), Path("/q")), ("one", "two"))
+
+
+def test_settings_from_environ_splits_a_repeatable_variable_as_a_command_does() -> None:
+    environ = {"BUGLESS_T_NAME": "n", "BUGLESS_T_FILES": "/p:/q", "BUGLESS_T_WORDS": "one  two"}
+    built = settings_from_environ(Demo, environ, env_prefix=PREFIX)
+    assert (built.files, built.words) == ((Path("/p"), Path("/q")), ("one", "two"))
 
 
 def test_a_required_repeatable_setting_given_no_value_is_a_usage_error() -> None:

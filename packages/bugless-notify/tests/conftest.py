@@ -16,6 +16,7 @@ from notify_support import WebhookReceiver, run_receiver
 
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.queue import DeliveryQueue
+from bugless_notify.sealing import SecretSealer
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -65,9 +66,13 @@ async def pool(notify_database: str) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
+#: The key the tests' endpoint store seals secrets with (as a deployment with keys does).
+SEALING_KEY = "tests-sealing-key-0123456789"
+
+
 @pytest.fixture
 def endpoints(pool: asyncpg.Pool, queue: DeliveryQueue) -> WebhookEndpointStore:
-    return WebhookEndpointStore(pool, queue.schema)
+    return WebhookEndpointStore(pool, queue.schema, SecretSealer([SEALING_KEY]))
 
 
 @pytest.fixture

@@ -578,9 +578,13 @@ def settings_from_environ(cls: type[S], environ: Mapping[str, str], *, env_prefi
         click_type, is_flag = _click_type(leaf)
         raw = environ[name]
         try:
-            value = click.BOOL.convert(raw, None, None) if is_flag else click_type.convert(
-                raw, None, None
-            )  # fmt: skip
+            if leaf.spec.multiple:  # split as click splits a repeatable option's variable
+                parts = click_type.split_envvar_value(raw)
+                value: Any = [click_type.convert(part, None, None) for part in parts]
+            elif is_flag:
+                value = click.BOOL.convert(raw, None, None)
+            else:
+                value = click_type.convert(raw, None, None)
             values[leaf.path] = _convert(leaf, value)
         except (click.BadParameter, ValueError, KeyError) as exc:
             detail = exc.format_message() if isinstance(exc, click.BadParameter) else exc

@@ -244,6 +244,7 @@ class DevStack:
                 grace_seconds=5.0,
                 page_token_secret=self.state.secret("page-token-secret"),
                 session_key=self.state.secret("web-session-key"),
+                notify_secret_key=self.state.secret("notify-secret-key"),
                 insecure_local=self.settings.insecure_local,
                 # The development CA is also the people CA: `bugless login`
                 # works against `bugless dev`, and the API already trusts it.

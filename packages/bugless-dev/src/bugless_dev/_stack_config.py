@@ -56,6 +56,8 @@ class StackConfig:
         page_token_secret: The Model's page-token secret (random when empty).
         session_key: The web tier's cookie key (random when empty; one key for
             every web replica, so a session survives a change of replica).
+        notify_secret_key: The notifier's key sealing webhook secrets at rest
+            (random when empty; ``bugless dev`` keeps one in its state).
         base_env: The environment every process starts from (by default this
             process's, without ``BUGLESS_*``).
         extra_env: More ``BUGLESS_*`` settings for every service.
@@ -76,6 +78,7 @@ class StackConfig:
     token_key_file: Path | None = None
     page_token_secret: str = ""
     session_key: str = ""
+    notify_secret_key: str = ""
     base_env: Mapping[str, str] = field(default_factory=clean_environment)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     insecure_local: bool = False
@@ -106,6 +109,7 @@ def stack_environment(
         "BUGLESS_WEB_SESSION_KEYS": config.session_key or secrets.token_urlsafe(32),
         # The notifier keeps its queue in a schema of its own (bugless_notify).
         "BUGLESS_NOTIFY_DATABASE_URL": config.model_database_url,
+        "BUGLESS_NOTIFY_SECRET_KEYS": config.notify_secret_key or secrets.token_urlsafe(32),
     }
     for kind in SERVICE_KINDS:
         prefix = f"BUGLESS_{kind.upper()}_"

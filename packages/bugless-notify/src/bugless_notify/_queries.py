@@ -39,6 +39,7 @@ class Statements:
     endpoint_put: str
     endpoint_delete: str
     endpoint_list: str
+    endpoint_reseal: str
 
 
 @functools.cache
@@ -135,4 +136,6 @@ def for_schema(schema: str) -> Statements:
         endpoint_delete=f"DELETE FROM {s}.webhook_endpoints WHERE name = $1",
         endpoint_list=f"""
             SELECT name, url, secret, payload_format FROM {s}.webhook_endpoints ORDER BY name""",
+        endpoint_reseal=f"""
+            UPDATE {s}.webhook_endpoints SET secret = $3 WHERE name = $1 AND secret = $2""",
     )

@@ -37,6 +37,7 @@ from bugless_core.clients import acting_as, call
 from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from bugless_core.grpc import current_metadata
 from bugless_core.migrations import quote_schema
+from bugless_notify.sealing import SecretSealer
 from bugless_notify.webhook import PayloadFormat, WebhookEndpoint
 from bugless_proto import v1
 
@@ -61,12 +62,12 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-def _shown(row: asyncpg.Record) -> v1.ComponentWebhook:
+def _shown(row: asyncpg.Record, sealer: SecretSealer) -> v1.ComponentWebhook:
     return v1.ComponentWebhook(
         name=row["name"],
         component_id=row["component_id"],
         url_origin=_origin(row["url"]),
-        secret_hint=row["secret"][-4:],
+        secret_hint=sealer.hint(row["secret"]),
         payload_format=row["payload_format"],
         include_subtree=row["include_subtree"],
         enabled=row["enabled"],
@@ -78,8 +79,9 @@ def _shown(row: asyncpg.Record) -> v1.ComponentWebhook:
 class ComponentWebhookStore:
     """The SQL of component endpoints and their history."""
 
-    def __init__(self, schema: str) -> None:
-        """Tables in ``schema``."""
+    def __init__(self, schema: str, sealer: SecretSealer | None = None) -> None:
+        """Tables in ``schema``; secrets sealed by ``sealer``."""
+        self.sealer = sealer or SecretSealer()
         s = quote_schema(schema)
         cols = (
             "name, component_id, url, secret, payload_format, include_subtree, enabled, "
@@ -128,7 +130,7 @@ class ComponentWebhookStore:
         rows = await conn.fetch(self._list, component_id)
         events = await conn.fetch(self._read_history, component_id, HISTORY_SHOWN)
         return v1.ComponentWebhooks(
-            webhooks=[_shown(r) for r in rows],
+            webhooks=[_shown(r, self.sealer) for r in rows],
             history=[
                 v1.ComponentWebhookEvent(
                     name=e["name"],
@@ -154,7 +156,7 @@ class ComponentWebhookStore:
                 self._insert,
                 endpoint.name,
                 endpoint.url,
-                endpoint.secret,
+                self.sealer.seal(endpoint.secret),
                 str(endpoint.payload_format),
                 component_id,
                 subtree,
@@ -164,7 +166,7 @@ class ComponentWebhookStore:
                 " +subtree" if subtree else ""
             )
             await conn.execute(self._history, component_id, endpoint.name, "add", actor, detail)
-        return _shown(row)
+        return _shown(row, self.sealer)
 
     async def set_enabled(
         self, conn: Any, component_id: int, name: str, enabled: bool, actor: str
@@ -176,7 +178,7 @@ class ComponentWebhookStore:
                 raise NotFound(f"component {component_id} has no webhook {name!r}")
             action = "enable" if enabled else "disable"
             await conn.execute(self._history, component_id, name, action, actor, "")
-        return _shown(row)
+        return _shown(row, self.sealer)
 
     async def delete(self, conn: Any, component_id: int, name: str, actor: str) -> None:
         """Delete one endpoint (its queued deliveries become dead letters), with history."""

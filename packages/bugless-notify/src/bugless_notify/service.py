@@ -27,6 +27,7 @@ from bugless_notify.digest import DigestSender, DigestStore
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.mail import EmailChannel
 from bugless_notify.queue import DeliveryQueue, DeliveryState
+from bugless_notify.sealing import SecretSealer
 from bugless_notify.settings import NotifierSettings
 from bugless_notify.webhook import WebhookChannel
 from bugless_notify.worker import DeliveryWorker, WorkerSettings
@@ -179,13 +180,31 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
     )
     queue = DeliveryQueue(settings.schema)
     await queue.migrate(pool)
+    sealer = SecretSealer(settings.secret_keys)
+    endpoints = WebhookEndpointStore(pool, settings.schema, sealer)
+    async with pool.acquire() as conn:
+        sealing = await endpoints.reseal(conn)
+    if sealing.resealed:
+        _log.info("sealed %d webhook secrets with the newest secret key", sealing.resealed)
+    if sealing.unopened:
+        _log.error(
+            "no key of BUGLESS_NOTIFY_SECRET_KEYS opens the secret of the webhook endpoints "
+            "%s: their deliveries fail until the key they were sealed with is given again",
+            ", ".join(sealing.unopened),
+        )
+    if sealing.unsealed:
+        _log.warning(
+            "%d webhook secrets are stored unencrypted: set BUGLESS_NOTIFY_SECRET_KEYS "
+            "(packages/bugless-notify README)",
+            sealing.unsealed,
+        )
     model_channel = settings.model.channel()
     auth_channel = settings.auth.channel()
     email = await EmailChannel.open(settings.smtp.channel_options())
     webhook = await WebhookChannel.open(
         {
             "timeout_seconds": str(settings.webhook_timeout_seconds),
-            "endpoints": WebhookEndpointStore(pool, settings.schema),
+            "endpoints": endpoints,
         }
     )
     worker = DeliveryWorker(
@@ -219,7 +238,7 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
     model = v1.ModelStub(model_channel)
     webhooks = ComponentWebhookAdmin(
         pool,
-        ComponentWebhookStore(settings.schema),
+        ComponentWebhookStore(settings.schema, sealer),
         model,
         authenticator_verifier(v1.AuthenticatorStub(auth_channel)),
     )

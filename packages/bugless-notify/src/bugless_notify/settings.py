@@ -8,12 +8,26 @@ from :class:`NotifierSettings`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.settings import group, setting
+
+
+def _keys(values: Sequence[str]) -> tuple[str, ...]:
+    """Every key of the given values (a value may hold several, separated by white space).
+
+    Raises:
+        ValueError: a key shorter than 16 characters.
+    """
+    keys = tuple(key for value in values for key in value.split())
+    if any(len(key) < 16 for key in keys):
+        msg = "every secret key must be 16 characters or longer"
+        raise ValueError(msg)
+    return keys
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -117,6 +131,8 @@ class NotifierSettings:
         concurrency: Deliveries attempted at once by this replica.
         smtp: The mail relay.
         webhook_timeout_seconds: Bound on one webhook POST.
+        secret_keys: Keys sealing webhook secrets at rest, newest first
+            (:mod:`bugless_notify.sealing`); none: stored as given.
         digest_hour_utc: When the daily digests go out (people whose
             settings ask for one digest a day instead of a mail per change).
         digest_interval_seconds: Send digests this often instead (0: daily).
@@ -148,6 +164,15 @@ class NotifierSettings:
     concurrency: int = setting(32, help="Deliveries attempted at once by this replica.")
     smtp: SmtpOptions = group(SmtpOptions, env_prefix="BUGLESS_NOTIFY_SMTP_")
     webhook_timeout_seconds: float = setting(10.0, help="Bound on one webhook POST, in seconds.")
+    secret_keys: tuple[str, ...] = setting(
+        flag="--secret-key",
+        env="BUGLESS_NOTIFY_SECRET_KEYS",
+        multiple=True,
+        parse=_keys,
+        secret=True,
+        help="Seals webhook secrets at rest (16+ chars); repeat for rotation, newest first "
+        "(env: space-separated). None: secrets are stored as given.",
+    )
     digest_hour_utc: int = setting(
         7, help="Hour of the day (UTC, 0-23) the daily digests are sent at."
     )

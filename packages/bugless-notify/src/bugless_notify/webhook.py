@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urlsplit
 
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.notification_channel import DeliveryResult, Notification, NotificationChannel
 from bugless_notify.__about__ import __version__
 from bugless_notify._options import ChannelOptions
@@ -250,7 +250,12 @@ class WebhookChannel(NotificationChannel):
 
     async def deliver(self, notification: Notification) -> DeliveryResult:
         """POST once; any failure is reported, never raised."""
-        endpoint = await self.endpoints.get_endpoint(notification.recipient)
+        try:
+            endpoint = await self.endpoints.get_endpoint(notification.recipient)
+        except FailedPrecondition as exc:
+            # The notifier's configuration (a sealing key missing), not the
+            # delivery's: retried, so it goes out once the key is back.
+            return DeliveryResult.retry(f"webhook endpoint {notification.recipient!r}: {exc}")
         if endpoint is None:
             return DeliveryResult.rejected(
                 f"webhook endpoint {notification.recipient!r} does not exist (removed?)"
