@@ -54,6 +54,10 @@ def _migration_job(manifests: list[Manifest]) -> Manifest:
         ({"auth": {"ldap": {"enabled": True, "baseDn": "dc=x"}}}, "auth.ldap.urls"),
         ({"api": {"tls": {"secretName": ""}}}, "api.tls.secretName"),
         ({"model": {"blobStore": {"type": "s3"}}}, "model.blobStore.s3.bucket"),
+        (
+            {"postgresql": {"cnpg": {"enabled": True, "backup": {"enabled": True}}}},
+            "postgresql.cnpg.backup.destinationPath",
+        ),
         ({"model": {"blobStore": {"type": "disk"}}}, '"disk" is neither database nor s3'),
     ],
 )
@@ -319,3 +323,33 @@ def test_attachments_stay_in_the_database_unless_an_s3_bucket_is_named() -> None
 def test_the_notifier_seals_webhook_secrets_with_an_optional_secrets_keys() -> None:
     ref = _env(render(), "notify")["BUGLESS_NOTIFY_SECRET_KEYS"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "bugless-webhook-secret-keys", "key": "keys", "optional": True}
+
+
+def test_the_in_cluster_database_archives_to_object_storage_when_backups_are_on() -> None:
+    cnpg: dict[str, Any] = {"enabled": True}
+    plain = render({"postgresql": {"cnpg": cnpg}})
+    (cluster,) = of_kind(plain, "Cluster")
+    assert "backup" not in cluster["spec"]
+    assert not of_kind(plain, "ScheduledBackup")
+    cnpg["backup"] = {
+        "enabled": True,
+        "destinationPath": "s3://backups/db/",
+        "endpointURL": "https://minio.storage:9000",
+        "s3Credentials": {"secretName": "db-backup-keys"},
+    }
+    manifests = render({"postgresql": {"cnpg": cnpg}})
+    (cluster,) = of_kind(manifests, "Cluster")
+    store = cluster["spec"]["backup"]["barmanObjectStore"]
+    assert store["destinationPath"] == "s3://backups/db/"
+    assert store["endpointURL"] == "https://minio.storage:9000"
+    assert store["s3Credentials"]["accessKeyId"] == {
+        "name": "db-backup-keys",
+        "key": "ACCESS_KEY_ID",
+    }
+    assert cluster["spec"]["backup"]["retentionPolicy"] == "30d"
+    (scheduled,) = of_kind(manifests, "ScheduledBackup")
+    assert scheduled["spec"]["cluster"] == {"name": cluster["metadata"]["name"]}
+    assert scheduled["spec"]["schedule"] == "0 0 2 * * *"
+    (production,) = of_kind(rendered("values-production.yaml"), "Cluster")
+    role = production["spec"]["backup"]["barmanObjectStore"]["s3Credentials"]
+    assert role == {"inheritFromIAMRole": True}
