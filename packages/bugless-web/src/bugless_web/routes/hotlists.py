@@ -1,7 +1,7 @@
 """Hotlists: list, create, rename, delete, view in rank order, add/remove, re-rank, notes.
 
 Every change is a plain form POST (works without JavaScript); the drag-and-drop
-re-rank in ``app.js`` posts the same form with ``fetch`` and the CSRF token in
+re-rank in ``pages.js`` posts the same form with ``fetch`` and the CSRF token in
 a header, and gets 204 instead of a redirect.
 """
 

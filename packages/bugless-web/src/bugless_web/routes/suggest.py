@@ -1,6 +1,6 @@
 """Username suggestions for the people fields (assignee, verifier, CC, ACL entries).
 
-A small JSON endpoint over the Authenticator's ``SuggestUsers``; ``app.js``
+A small JSON endpoint over the Authenticator's ``SuggestUsers``; ``compose.js``
 fills a ``<datalist>`` from it as someone types. The fields stay plain text
 inputs that take usernames, so the forms work the same without JavaScript.
 """

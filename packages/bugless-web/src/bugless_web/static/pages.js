@@ -1,0 +1,93 @@
+// bugless: behaviour of particular pages — the hotlist's drag-and-drop re-rank,
+// the "edited" mark, and live updates on the issue page. Progressive
+// enhancement only; loaded with `defer` after app.js, whose `window.bugless` it
+// uses (the CSRF token, the build, reloadOnce and showTimes).
+(function () {
+  "use strict";
+
+  var csrfToken = window.bugless.csrfToken;
+  var build = window.bugless.build;
+  var reloadOnce = window.bugless.reloadOnce;
+  var showTimes = window.bugless.showTimes;
+
+  // ---- hotlist drag-and-drop re-rank ----------------------------------------
+  var ranked = document.querySelector('table.ranked[data-rankable="true"] tbody');
+  if (ranked) {
+    var hotlistId = document.querySelector(".hotlist").getAttribute("data-hotlist");
+    var dragged = null;
+    ranked.addEventListener("dragstart", function (event) {
+      dragged = event.target.closest("tr.row");
+      if (!dragged) return;
+      dragged.classList.add("dragging");
+      event.dataTransfer.effectAllowed = "move";
+      event.dataTransfer.setData("text/plain", dragged.getAttribute("data-issue"));
+    });
+    ranked.addEventListener("dragover", function (event) {
+      var over = event.target.closest("tr.row");
+      if (!dragged || !over || over === dragged) return;
+      event.preventDefault();
+      ranked.querySelectorAll(".drop-target").forEach(function (r) { r.classList.remove("drop-target"); });
+      over.classList.add("drop-target");
+    });
+    ranked.addEventListener("dragend", function () {
+      if (dragged) dragged.classList.remove("dragging");
+      ranked.querySelectorAll(".drop-target").forEach(function (r) { r.classList.remove("drop-target"); });
+      dragged = null;
+    });
+    ranked.addEventListener("drop", function (event) {
+      var over = event.target.closest("tr.row");
+      if (!dragged || !over || over === dragged) return;
+      event.preventDefault();
+      var all = Array.prototype.slice.call(ranked.querySelectorAll("tr.row"));
+      var position = all.indexOf(over) + 1;
+      var issue = dragged.getAttribute("data-issue");
+      var body = new URLSearchParams({ position: String(position), _csrf: csrfToken });
+      fetch("/hotlists/" + hotlistId + "/items/" + issue + "/rank", {
+        method: "POST",
+        headers: { "X-CSRF-Token": csrfToken, "X-Requested-With": "fetch" },
+        body: body,
+        credentials: "same-origin",
+      }).then(function (response) {
+        // Reload to show the ranks the server now holds (the source of truth).
+        if (response.ok) { window.location.reload(); }
+        else { window.alert("Could not move the issue (" + response.status + ")."); }
+      });
+    });
+  }
+
+  // ---- "edited": the mark opens the earlier versions it links to ---------------
+  document.addEventListener("click", function (event) {
+    var mark = event.target.closest ? event.target.closest("a.edited-mark") : null;
+    if (!mark) return;
+    var versions = document.getElementById(mark.getAttribute("href").slice(1));
+    if (versions && versions.tagName === "DETAILS") { versions.open = true; }
+  });
+
+  // ---- live updates on the issue page -----------------------------------------
+  var issue = document.querySelector(".issue[data-live]");
+  if (issue && window.EventSource) {
+    var entries = document.getElementById("entries");
+    var notice = document.getElementById("live-notice");
+    var shownVersion = parseInt(issue.getAttribute("data-version"), 10);
+    var live = issue.getAttribute("data-live");
+    var source = new EventSource(live + (live.indexOf("?") === -1 ? "?" : "&") + "_build=" +
+      encodeURIComponent(build));
+    source.addEventListener("reload", function (event) {
+      source.close();
+      reloadOnce(event.data || "unknown");
+    });
+    source.addEventListener("entry", function (event) {
+      var data = JSON.parse(event.data);
+      if (document.getElementById("entry-" + data.version)) return;
+      // The HTML was rendered and sanitised by the server with the page's own template.
+      entries.insertAdjacentHTML("beforeend", data.html);
+      var added = document.getElementById("entry-" + data.version);
+      if (added) { added.classList.add("fresh"); showTimes(added); }
+      if (data.version > shownVersion && notice) {
+        notice.hidden = false;
+        notice.textContent = "This issue changed since you opened it (now version " + data.version +
+          "). If you save your edit, you will first see what changed.";
+      }
+    });
+  }
+})();
