@@ -18,6 +18,7 @@ import pytest
 
 from bugless_core.model.backend import ModelSettings
 from bugless_core.page_tokens import PageTokenCodec
+from bugless_core.search.build import all_of, term
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 
@@ -28,15 +29,12 @@ CAP = 3
 async def _search(
     backend: PostgresBackend, component_id: int, page_size: int, page_token: str = ""
 ) -> v1.SearchIssuesResponse:
-    term = v1.SearchTerm(
-        field=v1.SearchField.COMPONENT,
-        op=v1.SearchOperator.EQ,
-        values=[v1.SearchValue(integer=component_id)],
-    )
     return await backend.search_issues(
         v1.SearchIssuesRequest(
             caller=ADMIN,
-            query=v1.StructuredQuery(filter=v1.SearchNode(term=term)),
+            query=v1.StructuredQuery(
+                filter=term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, component_id)
+            ),
             page=v1.PageRequest(page_size=page_size, page_token=page_token),
         )
     )
@@ -269,26 +267,10 @@ async def _walk_both(
     order_by: list[v1.SortKey],
     expected: list[int],
 ) -> None:
-    text = v1.SearchTerm(
-        field=v1.SearchField.TEXT,
-        op=v1.SearchOperator.EQ,
-        values=[v1.SearchValue(text="reset by peer")],
-        phrase=phrase,
-    )
     query = v1.StructuredQuery(
-        filter=v1.SearchNode(
-            all_of=v1.SearchNodeList(
-                nodes=[
-                    v1.SearchNode(
-                        term=v1.SearchTerm(
-                            field=v1.SearchField.COMPONENT,
-                            op=v1.SearchOperator.EQ,
-                            values=[v1.SearchValue(integer=component_id)],
-                        )
-                    ),
-                    v1.SearchNode(term=text),
-                ]
-            )
+        filter=all_of(
+            term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, component_id),
+            term(v1.SearchField.TEXT, v1.SearchOperator.EQ, "reset by peer", phrase=phrase),
         ),
         order_by=order_by,
     )

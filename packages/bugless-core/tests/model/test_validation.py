@@ -9,6 +9,7 @@ import pytest
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model import _validation as check
+from bugless_core.search.build import all_of, negate, term
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -182,40 +183,11 @@ def test_bad_query_terms_are_rejected_with_their_path(
 def test_good_query_passes() -> None:
     now = datetime.datetime.now(datetime.UTC)
     query = v1.StructuredQuery(
-        filter=v1.SearchNode(
-            all_of=v1.SearchNodeList(
-                nodes=[
-                    v1.SearchNode(
-                        term=v1.SearchTerm(
-                            field=v1.SearchField.STATUS_CLASS,
-                            op=v1.SearchOperator.EQ,
-                            values=[v1.SearchValue(text="open")],
-                        )
-                    ),
-                    v1.SearchNode(
-                        negate=v1.SearchNode(
-                            term=v1.SearchTerm(
-                                field=v1.SearchField.ASSIGNEE, op=v1.SearchOperator.NONE
-                            )
-                        )
-                    ),
-                    v1.SearchNode(
-                        term=v1.SearchTerm(
-                            field=v1.SearchField.CREATED,
-                            op=v1.SearchOperator.GT,
-                            values=[v1.SearchValue(time=now)],
-                        )
-                    ),
-                    v1.SearchNode(
-                        term=v1.SearchTerm(
-                            field=v1.SearchField.COMPONENT,
-                            op=v1.SearchOperator.EQ,
-                            values=[v1.SearchValue(integer=3)],
-                            include_subtree=True,
-                        )
-                    ),
-                ]
-            )
+        filter=all_of(
+            term(v1.SearchField.STATUS_CLASS, v1.SearchOperator.EQ, "open"),
+            negate(term(v1.SearchField.ASSIGNEE, v1.SearchOperator.NONE)),
+            term(v1.SearchField.CREATED, v1.SearchOperator.GT, now),
+            term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, 3, include_subtree=True),
         ),
         order_by=[v1.SortKey(field=v1.SortField.PRIORITY)],
     )
@@ -223,11 +195,7 @@ def test_good_query_passes() -> None:
 
 
 def test_query_depth_is_bounded() -> None:
-    node = v1.SearchNode(
-        term=v1.SearchTerm(
-            field=v1.SearchField.ID, op=v1.SearchOperator.EQ, values=[v1.SearchValue(integer=1)]
-        )
-    )
+    node = term(v1.SearchField.ID, v1.SearchOperator.EQ, 1)
     for _ in range(40):
         node = v1.SearchNode(negate=node)
     with pytest.raises(InvalidArgument, match="nests deeper than 32"):

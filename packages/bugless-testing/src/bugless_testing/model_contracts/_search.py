@@ -301,6 +301,28 @@ FIELD_CASES = [
     ),
 ]
 
+#: Phrases over TEXT: the phrase, the exact names it matches, and the case's id.
+PHRASE_CASES: list[tuple[str, set[str], str]] = [
+    ("storage graphs", {"quota", "graphs"}, "phrase"),
+    ("graphs dashboard", set(), "phrase-order"),
+    ("storage node", {"disk"}, "phrase-adjacent"),
+    ("buffer overflow", {"crash"}, "phrase-in-comment"),
+    # A stop word holds its place: "on" is no lexeme, but the words around it
+    # are two apart, and a phrase without it does not match.
+    ("quota exceeded on storage node", {"disk"}, "phrase-with-stop-word"),
+    ("quota exceeded storage node", set(), "phrase-stop-word-holds-its-place"),
+    # TEXT reads title, description and comments as one text, in that order:
+    # a phrase may run from the title on into the description or a comment.
+    ("never arrives users report", {"welcome"}, "phrase-from-title-into-description"),
+    ("large files root cause", {"crash"}, "phrase-from-title-into-comment"),
+]
+
+
+def phrase(text: str) -> v1.SearchNode:
+    """A TEXT phrase term (words adjacent and in order)."""
+    return term(F.TEXT, Op.EQ, text, phrase=True)
+
+
 #: Full-text terms: the query, and the exact names it matches.
 TEXT_CASES = [
     pytest.param(lambda w: eq(F.TEXT, "storage"), {"disk", "quota", "graphs"}, id="word"),
@@ -314,55 +336,17 @@ TEXT_CASES = [
     pytest.param(
         lambda w: eq(F.TEXT, "compaction", "memory"), {"disk", "leak"}, id="values-are-or"
     ),
-    pytest.param(
-        lambda w: term(F.TEXT, Op.EQ, "storage graphs", phrase=True),
-        {"quota", "graphs"},
-        id="phrase",
+    *(
+        pytest.param(lambda w, text=text: phrase(text), names, id=case_id)
+        for text, names, case_id in PHRASE_CASES
     ),
     pytest.param(
-        lambda w: term(F.TEXT, Op.EQ, "graphs dashboard", phrase=True), set(), id="phrase-order"
-    ),
-    pytest.param(
-        lambda w: term(F.TEXT, Op.EQ, "storage node", phrase=True), {"disk"}, id="phrase-adjacent"
-    ),
-    pytest.param(
-        lambda w: term(F.TEXT, Op.EQ, "buffer overflow", phrase=True),
-        {"crash"},
-        id="phrase-in-comment",
-    ),
-    # A stop word holds its place: "on" is no lexeme, but the words around it
-    # are two apart, and a phrase without it does not match.
-    pytest.param(
-        lambda w: term(F.TEXT, Op.EQ, "quota exceeded on storage node", phrase=True),
-        {"disk"},
-        id="phrase-with-stop-word",
-    ),
-    pytest.param(
-        lambda w: term(F.TEXT, Op.EQ, "quota exceeded storage node", phrase=True),
-        set(),
-        id="phrase-stop-word-holds-its-place",
-    ),
-    # TEXT reads title, description and comments as one text, in that order:
-    # a phrase may run from the title on into the description or a comment.
-    pytest.param(
-        lambda w: term(F.TEXT, Op.EQ, "never arrives users report", phrase=True),
-        {"welcome"},
-        id="phrase-from-title-into-description",
-    ),
-    pytest.param(
-        lambda w: term(F.TEXT, Op.EQ, "large files root cause", phrase=True),
-        {"crash"},
-        id="phrase-from-title-into-comment",
-    ),
-    pytest.param(
-        lambda w: negate(term(F.TEXT, Op.EQ, "storage graphs", phrase=True)),
+        lambda w: negate(phrase("storage graphs")),
         {"disk", "login", "crash", "typo", "leak", "secret", "welcome"},
         id="not-phrase",
     ),
     pytest.param(
-        lambda w: any_of(
-            term(F.TEXT, Op.EQ, "storage graphs", phrase=True), eq(F.TEXT, "compaction")
-        ),
+        lambda w: any_of(phrase("storage graphs"), eq(F.TEXT, "compaction")),
         {"quota", "graphs", "disk"},
         id="phrase-or-word",
     ),
