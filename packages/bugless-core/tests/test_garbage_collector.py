@@ -5,14 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bugless_core.grpc._server import GC_YOUNG_THRESHOLD
+from bugless_core.garbage_collector import GC_YOUNG_THRESHOLD
 
 _PROBE = (
     "import gc\n"
-    "from bugless_core.grpc._server import _settle_garbage_collector\n"
+    "from bugless_core.garbage_collector import settle_garbage_collector\n"
     "before = gc.get_freeze_count()\n"
     "middle, old = gc.get_threshold()[1:]\n"
-    "_settle_garbage_collector()\n"
+    "settle_garbage_collector()\n"
     "print(before, gc.get_freeze_count(), *gc.get_threshold(), middle, old)\n"
 )
 

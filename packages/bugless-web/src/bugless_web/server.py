@@ -10,7 +10,6 @@ signal handlers to do exactly that.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from types import FrameType
 import uvicorn
 
 from bugless_core import tracing
+from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.ready_file import write_ready_file
 from bugless_web.app import create_app
 from bugless_web.frontend import Frontend
@@ -29,40 +29,13 @@ from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
 
-#: Allocations (less deallocations) between two collections of the youngest
-#: generation once serving; CPython's default is 700. The gRPC services use
-#: the same figure (``bugless_core.grpc._server``).
-GC_YOUNG_THRESHOLD = 5000
-
-
-def settle_garbage_collector() -> None:
-    """Keep the cyclic collector off what startup built; collect the young less often.
-
-    Everything alive once the replica listens (modules, compiled templates,
-    descriptor pools, settings, the clients) lives as long as the process,
-    yet every older-generation collection walked it all again; ``gc.freeze()``
-    moves it to the permanent generation, which no collection visits. A list
-    page allocates many container objects (50 issues with their fields, the
-    template's contexts and frames), so at CPython's threshold of 700 the
-    youngest generation was collected several times per page. perf put the
-    collector at ~6 % of the web tier's CPU on a list page before
-    (``gc_collect_main`` 4.2 %, ``visit_decref`` 1.3 %) and ~2 % after
-    (bench/JOURNAL.md); py-spy cannot see it and charged it to whatever
-    allocated at that moment. Called once the server listens, in the serving process only
-    (tests build apps in their own process, whose objects must stay
-    collectable). Nothing is freed later than before except cycles that
-    outlive five thousand allocations instead of seven hundred.
-    """
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-
 
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose SIGTERM starts a drain instead of an exit.
 
-    Once it listens it writes the ready file, if one is configured.
+    Once it listens it settles the process's garbage collector
+    (:func:`bugless_core.garbage_collector.settle_garbage_collector`) and
+    writes the ready file, if one is configured.
     """
 
     def __init__(

@@ -10,7 +10,6 @@ accepting, let in-flight calls finish for up to ``grace_seconds``, then close.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core import tracing
 from bugless_core._compat.grpclib import IServable, server_listener
+from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.grpc._access import AccessRules
 from bugless_core.grpc._calls import CallTracker
 from bugless_core.grpc._cork import CorkedServer
@@ -67,34 +67,6 @@ def _listener(server: Server) -> asyncio.Server:
     if listener is None:
         raise RuntimeError("the server is not started")
     return listener
-
-
-#: Allocations (less deallocations) between two collections of the youngest
-#: generation; CPython's default is 700.
-GC_YOUNG_THRESHOLD = 5000
-
-
-def _settle_garbage_collector() -> None:
-    """Keep the cyclic collector off what startup built; collect the young less often.
-
-    Called where a service process starts serving (not in :meth:`GrpcServiceRunner.start`,
-    which tests call inside their own process, whose objects must stay collectable).
-    Every object alive once the server listens (modules, classes, descriptor
-    pools, settings, caches) lives as long as the process, yet each full
-    collection walked all of them again. ``gc.freeze()`` moves them to the
-    permanent generation, which no collection visits. A gRPC call allocates
-    hundreds of container objects (streams, futures, events, frames), so with
-    CPython's threshold of 700 the youngest generation was collected several
-    times per call, each time walking every in-flight call's objects; at
-    :data:`GC_YOUNG_THRESHOLD` that happens a few times less often. perf put
-    the collector at ~4.5 % of the API's CPU under GetIssue load
-    (bench/JOURNAL.md). Nothing is freed later than before except cycles that
-    outlive five thousand allocations instead of seven hundred.
-    """
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def listening_port(server: Server) -> int:
@@ -423,11 +395,12 @@ class GrpcServiceRunner:
         an operator who does not want to wait. The handlers are installed on
         the running loop, so this must run in the main thread, and are removed
         before returning. Being a whole process's serving loop, it also tunes
-        that process's garbage collector once started (:func:`_settle_garbage_collector`).
+        that process's garbage collector once started
+        (:func:`bugless_core.garbage_collector.settle_garbage_collector`).
         """
         if self._server is None:
             await self.start()
-        _settle_garbage_collector()
+        settle_garbage_collector()
         loop = asyncio.get_running_loop()
         signalled = asyncio.Event()
 
