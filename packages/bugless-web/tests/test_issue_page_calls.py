@@ -18,9 +18,11 @@ from test_attachments import _upload
 from web_support import SESSION_KEY, World, create_issue, grpc_calls, sign_in
 
 from bugless_core.clients import call
+from bugless_core.model.backend import Capability
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web import WebSettings, create_app
+from bugless_web.relations import RELATION_FLAGS
 
 
 @pytest.fixture
@@ -131,3 +133,7 @@ async def test_the_children_search_is_made_only_for_an_issue_that_has_some(
     page = await client.get(f"/issues/{issue.id}")
     assert "Calls: the child" not in page.text
     assert await searched() == start + 2
+
+
+def test_the_capability_the_web_asks_for_is_the_models() -> None:
+    assert Capability.RELATION_FLAGS.value == RELATION_FLAGS

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from bugless_core.clients import call
 from bugless_core.errors import NotFound
 from bugless_core.limits import MAX_PAGE_SIZE
-from bugless_core.model.backend import Capability
 from bugless_core.search import parse_query, to_structured
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -30,6 +29,11 @@ from bugless_web.backends import Backends, Viewer
 MAX_ANCESTORS = 6
 #: Children and duplicates listed (together); more links to the search.
 MAX_LISTED = 100
+#: The Model capability saying that ``Issue.has_children`` and
+#: ``has_duplicates`` are filled (``bugless_core.model.backend.Capability``;
+#: named here, since importing ``bugless_core.model`` loads the servicer,
+#: which the web tier does not need: test_package.py).
+RELATION_FLAGS = "relation_flags"
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ async def _may_be_named(backends: Backends, issue: v1.Issue) -> bool:
     """
     if issue.has_children or issue.has_duplicates:
         return True
-    return Capability.RELATION_FLAGS not in await backends.capabilities()
+    return RELATION_FLAGS not in await backends.capabilities()
 
 
 async def _named_by(backends: Backends, viewer: Viewer, issue: v1.Issue) -> dict[int, v1.Issue]:
