@@ -98,12 +98,14 @@ class BuglessPeer(Peer):
 
     def _prepare_auth(self) -> None:
         cluster = self.context.cluster
-        if cluster.has_database("bugless_auth"):
-            return
-        cluster.recreate_database("bugless_auth")
+        fresh = not cluster.has_database("bugless_auth")
+        if fresh:
+            cluster.recreate_database("bugless_auth")
         stack = self._stack()
+        # Also on a kept database: it may be older than this code's schema.
         stack.run_bugless("auth", "migrate")
-        stack.add_user(USER, PASSWORD, groups=GROUPS)
+        if fresh:
+            stack.add_user(USER, PASSWORD, groups=GROUPS)
 
     @contextmanager
     def serve(self) -> Iterator[str]:
