@@ -63,6 +63,8 @@ _log = logging.getLogger("bugless.auth")
 BATCH = 50
 #: A round that would make more than half of at least this many users vanish is refused.
 SAFETY_MIN_USERS = 4
+#: How long :meth:`DirectoryResync.stop` lets a round in progress finish before cancelling it.
+STOP_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -103,6 +105,7 @@ class DirectoryResync:
         self._matters = matters
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._holder = holder or leases.new_holder()
         self._lease = f"directory-resync:{backend.name}"
         self._lease_ms = max(1_000, int(interval * 1_500))
@@ -111,14 +114,25 @@ class DirectoryResync:
 
     def start(self) -> None:
         """Run rounds in the background until :meth:`stop`."""
+        self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._every_interval())
 
     async def stop(self) -> None:
-        """Stop after (or during) the current round."""
+        """Stop after the current round (cancelled only if it outlasts :data:`STOP_WAIT_SECONDS`).
+
+        A round is let finish rather than cancelled in the middle of a
+        directory search: the LDAP client's connection is closed right after
+        this, and tearing a search down under it is what native clients
+        handle worst.
+        """
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), STOP_WAIT_SECONDS)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
             # Hand the re-sync over now rather than when the lease expires.
             with contextlib.suppress(BuglessError):
@@ -126,7 +140,10 @@ class DirectoryResync:
 
     async def _every_interval(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            if self._stopping.is_set():
+                return
             try:
                 if not await self._store.take_lease(self._lease, self._holder, self._lease_ms):
                     continue  # another replica runs this backend's rounds
