@@ -12,6 +12,7 @@ from web_support import World, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_web.searching import DEFAULT_COLUMNS, read_mask
 
 
 async def _component(model: v1.ModelStub, world: World, parent: str = "Platform") -> v1.Component:
@@ -391,6 +392,32 @@ async def test_a_custom_field_is_a_sortable_list_column_and_a_csv_column(
     lines = export.text.splitlines()
     assert lines[0] == f"ID,Title,{name},Owner"
     assert lines[1].endswith(",Big job,30,carol")
+
+
+async def test_the_picker_offers_the_fields_of_the_pages_components_without_asking_values(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """Rows carry custom values only for a custom column shown; the picker needs none."""
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    name = f"Rollout {secrets.token_hex(3)}"
+    rollout = await _define(client, csrf, component.id, name=name, type="text")
+    await _issue(model, world, component.id, "No value set yet")
+    assert "custom_fields" not in read_mask(DEFAULT_COLUMNS).paths
+    assert "custom_fields" in read_mask((*DEFAULT_COLUMNS, f"customfield{rollout}")).paths
+    query = f"componentid:{component.id}"
+    page = await client.get("/search", params={"q": query, "columns": "id,title"})
+    assert page.status_code == 200
+    picker = page.text.split('class="columns-form"', 1)[1].split("</form>", 1)[0]
+    assert f'value="customfield{rollout}"> {name}</label>' in picker  # offered, not chosen
+    assert f"col-customfield{rollout}" not in page.text
+    # Chosen, its header is the field's name although no row has a value.
+    chosen = await client.get(
+        "/search", params={"q": query, "columns": f"id,title,customfield{rollout}"}
+    )
+    header = chosen.text.split("<thead>", 1)[1].split("</thead>", 1)[0]
+    assert name in header
+    assert f'value="customfield{rollout}" checked' in chosen.text
 
 
 async def test_a_user_fields_history_shows_people_also_after_the_field_is_deleted(

@@ -75,9 +75,11 @@ COLUMN_FIELDS: dict[str, tuple[str, ...]] = {
     "modified": ("modified_at",),
 }
 #: Fields every result table needs whatever its columns: the version a row's
-#: check box carries (bulk edits), the component (the bulk menu's custom
-#: fields) and the custom fields (the column picker offers those on the page).
-TABLE_FIELDS = ("version", "component_id", "custom_fields")
+#: check box carries (bulk edits) and the component (the bulk menu's custom
+#: fields, which the column picker offers too). Custom values are asked only
+#: for a custom column shown: encoding, sending and decoding every value of
+#: every row was a tenth of a list page's CPU when no column showed them.
+TABLE_FIELDS = ("version", "component_id")
 #: The cookie keeping a browser's column choice for lists opened without one
 #: (a saved search carries its own, ``SavedSearch.columns``, put in its links).
 COLUMNS_COOKIE = "bugless_columns"
@@ -175,6 +177,11 @@ class SearchResults:
         query: The query as typed.
         parsed: Its tree, parsed once; None when it did not parse (see
             ``error``) or nothing was searched.
+        custom_fields: Definitions of the custom fields that apply to the
+            page's components, when the page fetched them (the search page
+            does, for its bulk menu): the column picker offers these, and
+            custom column headers are named from them, since the rows carry
+            custom values only when a custom column is shown.
     """
 
     query: str
@@ -187,6 +194,7 @@ class SearchResults:
     explanation: str = ""
     users: dict[str, v1.User] = field(default_factory=dict)
     components: dict[int, str] = field(default_factory=dict)
+    custom_fields: Sequence[v1.CustomField] = ()
 
     @property
     def sort(self) -> tuple[SortSpec, ...]:
@@ -224,6 +232,9 @@ class SearchResults:
         field_id = custom_column_id(column)
         if not field_id:
             return COLUMNS[column]
+        for definition in self.custom_fields:
+            if definition.id == field_id:
+                return definition.name
         for issue in self.issues:
             for value in issue.custom_fields:
                 if value.field_id == field_id:
@@ -241,8 +252,15 @@ class SearchResults:
         return []
 
     def custom_columns(self, chosen: Iterable[str] = ()) -> dict[str, str]:
-        """Custom field columns to offer (column: label): those ``chosen`` and the page's."""
+        """Custom field columns to offer (column: label): those ``chosen`` and the page's.
+
+        The page's are the fields that apply to its components
+        (:attr:`custom_fields`), and those with values in its rows (present
+        only when a custom column is shown).
+        """
         found = {c: self.column_label(c) for c in chosen if custom_column_id(c)}
+        for definition in self.custom_fields:
+            found.setdefault(f"customfield{definition.id}", definition.name)
         for issue in self.issues:
             for value in issue.custom_fields:
                 found.setdefault(f"customfield{value.field_id}", value.name)

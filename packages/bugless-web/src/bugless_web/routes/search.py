@@ -80,6 +80,7 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
     bulk_fields = await custom_fields.fields_of_components(
         frontend.backends, viewer, (i.component_id for i in results.issues)
     )
+    results.custom_fields = bulk_fields
     previous = trail.previous_link()
     response = render(
         request,
