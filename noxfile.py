@@ -104,6 +104,9 @@ def lint(session: nox.Session) -> None:
 
 #: Type stubs for libraries that ship none, so mypy checks our calls into them.
 STUBS = ["asyncpg-stubs", "types-grpcio"]
+#: What bench/ needs beyond the packages and the test tools (the root pyproject's
+#: ``bench`` dependency group; grpcio is measured there, and used by no package).
+BENCH_TOOLS = nox.project.dependency_groups(nox.project.load_toml(ROOT / "pyproject.toml"), "bench")
 
 
 def _test_trees() -> list[list[str]]:
@@ -130,7 +133,13 @@ def _test_trees() -> list[list[str]]:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package's code, tests and the benchmarks, and this file."""
     session.install(
-        "mypy>=1.13", "nox", "import-linter>=2.1", *STUBS, *TEST_TOOLS, *_all_packages()
+        "mypy>=1.13",
+        "nox",
+        "import-linter>=2.1",
+        *STUBS,
+        *TEST_TOOLS,
+        *BENCH_TOOLS,
+        *_all_packages(),
     )
     sources = [str(p) for p in sorted((ROOT / "packages").glob("*/src"))]
     session.run("mypy", "--strict", *sources, "scripts", "noxfile.py")
