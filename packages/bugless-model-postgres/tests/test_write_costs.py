@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
@@ -252,7 +253,7 @@ async def test_on_read_committed_a_batch_of_creates_is_its_reads_and_one_write(
     assert mentions == 3
 
 
-async def test_on_repeatable_read_a_batch_of_creates_keeps_its_transaction(
+async def test_on_repeatable_read_creates_keep_their_transaction(
     postgres_server: ThrowawayPostgres,
 ) -> None:
     """A database whose default isolation is not READ COMMITTED: reads and write share one."""
@@ -274,5 +275,135 @@ async def test_on_repeatable_read_a_batch_of_creates_keeps_its_transaction(
         async with _Statements(backend, settings.pool_max_size) as statements:
             await _batch(backend, component_id, 3)
         assert _transaction_statements(statements.sent) == ["BEGIN", "COMMIT"]
+        async with _Statements(backend, settings.pool_max_size) as statements:
+            await _create(backend, component_id, description="for @bob")
+        assert _transaction_statements(statements.sent) == ["BEGIN", "COMMIT"]
     finally:
         await backend.close()
+
+
+async def _fields(backend: PostgresBackend, component_id: int) -> tuple[int, int]:
+    """An integer field and a multi-valued enum field defaulting to "b"."""
+    number = await backend.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN, component_id=component_id, name="points",
+            type=v1.CustomFieldType.INTEGER,
+        )
+    )  # fmt: skip
+    kinds = await backend.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN, component_id=component_id, name="kinds",
+            type=v1.CustomFieldType.ENUM_MULTI, options=["a", "b"], default_values=["b"],
+        )
+    )  # fmt: skip
+    return number.id, kinds.id
+
+
+def _valued(component_id: int, number: int, points: str) -> v1.CreateIssueRequest:
+    return v1.CreateIssueRequest(
+        caller=ALICE,
+        fields=v1.IssueFields(title=f"for @bob, {points} points", component_id=component_id),
+        description="and @carol too",
+        custom_fields=[v1.CustomFieldValue(field_id=number, values=[points])],
+    )
+
+
+async def _written(backend: PostgresBackend, after: int) -> dict[str, Any]:
+    """Every issue, entry, mention and value row, the feed head and the feed rows past ``after``."""
+    async with backend._pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """
+            SELECT (SELECT position FROM change_feed_state WHERE name = 'head') AS head,
+                   (SELECT array_agg(id ORDER BY id) FROM issues) AS issues,
+                   (SELECT count(*) FROM issue_history) AS entries,
+                   (SELECT array_agg(username ORDER BY username) FROM issue_mentions) AS mentions,
+                   (SELECT array_agg(value ORDER BY field_id, value) FROM issue_custom_values)
+                       AS custom_values,
+                   (SELECT array_agg(array_to_string(issue_ids, ',') ORDER BY position)
+                      FROM change_feed WHERE position > $1) AS feed
+            """,
+            after,
+        )
+    assert row is not None
+    return dict(row)
+
+
+async def test_on_read_committed_a_create_with_mentions_and_custom_values_is_one_write(
+    scratch: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """CreateIssue's reads, then one statement with every row: no BEGIN/COMMIT."""
+    component_id = await _component(scratch)
+    number, kinds = await _fields(scratch, component_id)
+    start = (await _written(scratch, 0))["head"]
+    async with _Statements(scratch, model_settings.pool_max_size) as statements:
+        created = await scratch.create_issue(_valued(component_id, number, "42"))
+
+    ours = _ours(statements.sent)
+    assert _transaction_statements(ours) == []
+    writes = [s for s in ours if not s.startswith("SELECT")]
+    assert len(writes) == 1
+    assert writes[0].startswith("WITH created AS ( INSERT INTO issues")
+    assert "mentioned AS" in writes[0]
+    assert "valued AS" in writes[0]
+    assert await scratch.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=created.id)) == (
+        created
+    )
+    assert {v.field_id: list(v.values) for v in created.custom_fields} == {
+        number: ["42"],
+        kinds: ["b"],
+    }
+    written = await _written(scratch, start)
+    assert written["head"] == start + 1
+    assert written["issues"] == [created.id]
+    assert written["entries"] == 1
+    assert written["mentions"] == ["bob", "carol"]
+    assert written["custom_values"] == ["42", "b"]
+    assert written["feed"] == [str(created.id)]
+
+
+async def test_a_create_whose_input_is_refused_or_whose_statement_fails_writes_nothing(
+    scratch: PostgresBackend,
+) -> None:
+    """Refused in planning: nothing sent to write; failing in the statement: all of it undone."""
+    component_id = await _component(scratch)
+    number, _ = await _fields(scratch, component_id)
+    start = await _written(scratch, (await _written(scratch, 0))["head"])
+    assert start["feed"] is None
+
+    with pytest.raises(InvalidArgument):
+        await scratch.create_issue(_valued(component_id, number, "not a number"))
+    assert await _written(scratch, start["head"]) == start
+
+    # The last rows the statement writes fail: the issue, its entry, its
+    # mentions and the feed row, written before them by the same statement, go too.
+    async with scratch._pool.acquire() as conn:
+        await conn.execute(
+            """
+            CREATE FUNCTION refuse_value() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'refused for the test'; END $$;
+            CREATE TRIGGER refuse_value BEFORE INSERT ON issue_custom_values
+                FOR EACH ROW EXECUTE FUNCTION refuse_value();
+            """
+        )
+    with pytest.raises(asyncpg.RaiseError):
+        await scratch.create_issue(_valued(component_id, number, "7"))
+    assert await _written(scratch, start["head"]) == start
+
+    async with scratch._pool.acquire() as conn:
+        await conn.execute("DROP TRIGGER refuse_value ON issue_custom_values")
+    created = await scratch.create_issue(_valued(component_id, number, "7"))
+    after = await _written(scratch, start["head"])
+    assert after["issues"] == [created.id]
+    assert after["mentions"] == ["bob", "carol"]
+    assert after["feed"] == [str(created.id)]
+
+
+async def test_a_create_touching_other_issues_keeps_its_transaction(
+    scratch: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Relations lock and write other rows: BEGIN … COMMIT, as before."""
+    component_id = await _component(scratch)
+    other = await _create(scratch, component_id)
+    async with _Statements(scratch, model_settings.pool_max_size) as statements:
+        await _create(scratch, component_id, blocking_ids=[other.id])
+    assert _transaction_statements(_ours(statements.sent)) == ["BEGIN", "COMMIT"]

@@ -48,6 +48,10 @@ class WriteContext:
         components_changed: Ids of components created or changed.
         feed_position: The change-feed position the transaction took (0:
             it changed nothing the feed reports).
+        one_statement: No BEGIN/COMMIT around this attempt (``run_write``'s
+            ``one_statement`` on READ COMMITTED): the work must write
+            everything in one statement, and refuses before writing if it
+            cannot.
     """
 
     conn: Conn
@@ -59,6 +63,7 @@ class WriteContext:
     written: list[tuple[int, int]] = field(default_factory=list)
     components_changed: list[int] = field(default_factory=list)
     feed_position: int = 0
+    one_statement: bool = False
 
     @property
     def principals(self) -> list[str]:

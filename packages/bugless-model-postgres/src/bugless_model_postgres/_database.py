@@ -176,7 +176,13 @@ async def run_write(
     async def attempt() -> tuple[T, WriteContext]:
         async with translated_errors(), pool.acquire() as conn:
             ctx = WriteContext(
-                conn, caller, datetime.now(UTC), channel, dialect, new_issue_id=new_issue_id
+                conn,
+                caller,
+                datetime.now(UTC),
+                channel,
+                dialect,
+                new_issue_id=new_issue_id,
+                one_statement=bare,
             )
             if bare:
                 result = await work(ctx)

@@ -6,7 +6,9 @@ order, has :mod:`._issue_plan` check it and compute the new state (visibility,
 roles, cycles), checks the version, then writes the issue row and one history
 entry per issue. Other-side entries keep relations two-way. The NOTIFY of each
 entry is issued in the same transaction, so the database delivers it only on
-commit.
+commit. The exception: a common create on READ COMMITTED, which reads without
+locks and then writes in one statement, atomic without BEGIN/COMMIT
+(:func:`writes_in_one_statement`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from bugless_core.errors import (
     IssueVersionConflict,
     PermissionDenied,
 )
+from bugless_core.mentions import mentioned_usernames
 from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
     ROLE_NAMES,
+    IssueIdSource,
     WriteContext,
     as_dict,
     fetch_issue_rows,
@@ -36,6 +40,7 @@ from bugless_model_postgres._convert import (
     issue_from_row,
     one_row,
 )
+from bugless_model_postgres._dialect import Dialect
 from bugless_model_postgres._issue_plan import (
     DeltaPlan,
     PlannedCreate,
@@ -164,10 +169,13 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     key already used by this caller, returns the first issue's id and no
     message (it may have changed since: the caller reads it), writing nothing.
 
-    The common create (no relations, no hotlists) is two statements in its
-    transaction: the checks, and one statement writing the issue, its entry
-    and the feed row (:data:`q.CREATE_ISSUE_IN_ONE`). BatchCreateIssues
-    writes its common creates together instead (:mod:`._batch_create`).
+    The common create (no relations, no hotlists: :func:`shares_a_transaction`)
+    reads (the checks, the custom fields that apply) and then writes in one
+    statement the issue, its entry, its mentions, its custom value rows and
+    the feed row (:func:`q.create_issue_in_one`), so on READ COMMITTED it
+    needs no BEGIN/COMMIT (the backend's ``one_statement``).
+    BatchCreateIssues writes its common creates together instead
+    (:mod:`._batch_create`).
     """
     caller = ctx.caller
     key = request.idempotency_key or None
@@ -191,10 +199,18 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
         request.description, ctx.now, new["closed_at"], planned.comment_count, key,
     ]  # fmt: skip
-    statement = _one_statement(ctx, plan, custom_values=bool(custom))
+    mentioned = mentioned_usernames(new["title"], request.description)
+    rows_of_values = _custom_values.search_rows(custom)
+    statement = _one_statement(ctx, plan, mentions=bool(mentioned), values=bool(rows_of_values))
+    if statement is None and ctx.one_statement:
+        msg = "a create promised as one statement needs several (see shares_a_transaction)"
+        raise RuntimeError(msg)
     if statement is not None:
+        extra: list[Any] = [mentioned] if mentioned else []
+        if rows_of_values:
+            extra.extend(list(column) for column in zip(*rows_of_values, strict=True))
         issue_id = await _create_in_one(
-            ctx, statement, values, _custom_values.dump_values(custom), plan
+            ctx, statement, [*values, _custom_values.dump_values(custom)], plan, extra
         )
     elif ctx.new_issue_id is None:
         issue_id = await ctx.conn.fetchval(
@@ -209,37 +225,38 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         # A concurrent create with the same key committed first.
         existing = await ctx.conn.fetchval(q.FIND_IDEMPOTENT, caller.user_id, key)
         return Created(int(existing), None)
+    if statement is not None:  # it wrote everything
+        return Created(int(issue_id), created_issue(ctx, request, planned, int(issue_id)))
     plan.old["id"] = issue_id
     await _custom_values.sync_rows(
         ctx.conn, issue_id, before={}, after=custom, moved=True, status_changed=True,
         component_id=new["component_id"], status=new["status"],
     )  # fmt: skip
     await _mentions.add(ctx.conn, issue_id, new["title"], request.description)
-    if statement is None:
-        for hotlist_id in plan.hotlists_added:
-            await append_to_hotlist(ctx, hotlist_id, issue_id, "")
-        await record_entry(ctx, issue_id, 1, request.description, plan.changes)
-        _rekey_other_sides(plan, issue_id)
-        await _write_other_sides(ctx, plan, rows)
+    for hotlist_id in plan.hotlists_added:
+        await append_to_hotlist(ctx, hotlist_id, issue_id, "")
+    await record_entry(ctx, issue_id, 1, request.description, plan.changes)
+    _rekey_other_sides(plan, issue_id)
+    await _write_other_sides(ctx, plan, rows)
     return Created(int(issue_id), created_issue(ctx, request, planned, int(issue_id)))
 
 
-def _one_statement(ctx: WriteContext, plan: DeltaPlan, *, custom_values: bool) -> str | None:
+def _one_statement(
+    ctx: WriteContext, plan: DeltaPlan, *, mentions: bool, values: bool
+) -> str | None:
     """The statement writing a common create at once, if this create is one.
 
     Common: nothing else to write (no hotlist memberships, no other sides of
     relations), ids from the sequence, alone in its transaction, on a
     database with the change feed and NOTIFY (PostgreSQL): the statement also
-    appends the feed row (:data:`q.CREATE_ISSUE_IN_ONE`). Custom field values
-    write their search rows after the issue, so such a create keeps the feed
-    row for the end (statement-per-row path). ``None``: the statement-per-row
-    path.
+    writes the mentions and custom value rows, and appends the feed row
+    (:func:`q.create_issue_in_one`). ``None``: the statement-per-row path.
     """
     if ctx.new_issue_id is not None or plan.hotlists_added or plan.other:
         return None
-    alone = not ctx.written and not ctx.components_changed and not custom_values
+    alone = not ctx.written and not ctx.components_changed
     if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
-        return q.CREATE_ISSUE_IN_ONE
+        return q.create_issue_in_one(mentions=mentions, values=values)
     return None
 
 
@@ -260,12 +277,32 @@ def shares_a_transaction(request: v1.CreateIssueRequest) -> bool:
     )
 
 
+def writes_in_one_statement(
+    request: v1.CreateIssueRequest, dialect: Dialect, new_issue_id: IssueIdSource | None
+) -> bool:
+    """Whether :func:`create_issue` writes ``request`` in one statement (see ``_one_statement``).
+
+    The backend asks before the write, to run it without BEGIN/COMMIT where
+    that is the same (``run_write``'s ``one_statement``): such a create reads
+    without locks, then writes once.
+    """
+    return (
+        shares_a_transaction(request)
+        and new_issue_id is None
+        and dialect.change_feed
+        and dialect.notify is not None
+    )
+
+
 async def _create_in_one(
-    ctx: WriteContext, statement: str, values: list[Any], custom: str, plan: DeltaPlan
+    ctx: WriteContext, statement: str, values: list[Any], plan: DeltaPlan, extra: list[Any]
 ) -> int | None:
-    """Issue, entry 1 and the feed row in one statement; the new id (``None``: key taken)."""
+    """Issue, entry 1, its other rows and the feed row in one statement; the new id.
+
+    ``None``: a concurrent create with the key committed first (nothing written).
+    """
     changes = changes_to_json(plan.changes)
-    row = await ctx.conn.fetchrow(statement, *values, custom, changes, ctx.channel)
+    row = await ctx.conn.fetchrow(statement, *values, changes, ctx.channel, *extra)
     if row is None:
         return None
     issue_id = int(row["id"])

@@ -7,6 +7,9 @@ compiler (:mod:`._search`) builds the only dynamic statement.
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 # ---- issues ----
 
 ISSUE_COLUMNS = """
@@ -120,13 +123,14 @@ INSERT_ISSUE_WITH_ID = _INSERT_ISSUE.format(id="id, ", id_value="$21, ")
 #: The common create (no relations, no hotlists) in one statement: the issue
 #: (:data:`INSERT_ISSUE`'s ``$1``-``$20``), its entry 1 (``$21`` the changes,
 #: jsonb text), and the transaction's change-feed row with its NOTIFY on
-#: channel ``$22`` (:data:`FEED_APPEND_AND_NOTIFY`), so the transaction is
-#: BEGIN, the checks, this, COMMIT. The feed row stays the last write before
-#: the commit: ``head`` is updated only once the issue and its entry are
-#: written (its condition reads them), and the row lock is held to commit as
-#: the feed's ordering needs (migration 0005). No row: a concurrent create
-#: with the same idempotency key committed first (nothing written).
-CREATE_ISSUE_IN_ONE = (
+#: channel ``$22`` (:data:`FEED_APPEND_AND_NOTIFY`). The feed row is the last
+#: write the statement orders: ``head`` is updated only once the issue and its
+#: entry are written (its condition reads them), and the row lock is held to
+#: commit as the feed's ordering needs (migration 0005). No row: a concurrent
+#: create with the same idempotency key committed first (nothing written).
+#: :func:`create_issue_in_one` adds the mentions and custom value rows at
+#: ``@PARTS@``.
+_CREATE_ISSUE_IN_ONE = (
     """
 WITH created AS (
 """
@@ -147,11 +151,51 @@ WITH created AS (
            '{}'::bigint[]
       FROM head
     RETURNING position
-)
+)@PARTS@
 SELECT created.id, appended.position, pg_notify($22, appended.position::text)
   FROM created CROSS JOIN appended
 """
 )
+
+#: The new issue's mentions: usernames ``${0}`` (see :func:`create_issue_in_one`).
+_CREATED_MENTIONS = """, mentioned AS (
+    INSERT INTO issue_mentions (issue_id, username)
+    SELECT created.id, m.username FROM created, unnest(${0}::text[]) AS m(username)
+    ON CONFLICT DO NOTHING
+)"""
+
+#: The new issue's custom value search rows (migration 0010): field ids
+#: ``${0}``, values ``${1}``, numbers ``${2}``; the issue's component ``$6``
+#: and status ``$2``, as :data:`_custom_values.INSERT_ROWS` writes them.
+_CREATED_VALUES = """, valued AS (
+    INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
+    SELECT created.id, v.field_id, v.value, v.number, $6, $2
+      FROM created, unnest(${0}::bigint[], ${1}::text[], ${2}::bigint[])
+           AS v(field_id, value, number)
+)"""
+
+
+@functools.cache
+def create_issue_in_one(*, mentions: bool, values: bool) -> str:
+    """:data:`CREATE_ISSUE_IN_ONE` with the create's other rows, so it stays one statement.
+
+    One statement is atomic without BEGIN/COMMIT (``run_write``'s
+    ``one_statement``), so a create with @mentions or custom field values
+    writes them here rather than in statements of their own. A part is left
+    out when the create has none: an empty part still opens its table and
+    indexes (as ``_batch_create.insert_statement`` found). Parameters after
+    ``$22``: the mentioned usernames (1), then the value rows (3).
+    """
+    numbers = itertools.count(23)
+    parts = ""
+    if mentions:
+        parts += _CREATED_MENTIONS.format(next(numbers))
+    if values:
+        parts += _CREATED_VALUES.format(*itertools.islice(numbers, 3))
+    return _CREATE_ISSUE_IN_ONE.replace("@PARTS@", parts)
+
+
+CREATE_ISSUE_IN_ONE = create_issue_in_one(mentions=False, values=False)
 
 UPDATE_ISSUE = """
 UPDATE issues

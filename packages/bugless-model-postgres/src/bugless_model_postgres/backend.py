@@ -270,7 +270,11 @@ class PostgresBackend(
     async def create_issue(self, request: v1.CreateIssueRequest) -> v1.Issue:
         """Create an issue (entry 1); a repeated idempotency key returns the first."""
         created, _ = await self._write(
-            request.caller, lambda ctx: _issues.create_issue(ctx, request)
+            request.caller,
+            lambda ctx: _issues.create_issue(ctx, request),
+            one_statement=_issues.writes_in_one_statement(
+                request, self._dialect, self._new_issue_id
+            ),
         )
         if created.issue is not None:
             return created.issue
