@@ -143,7 +143,7 @@ def test_the_world_reaches_web_and_api_but_only_their_serving_ports() -> None:
     assert not _allowed(policies, None, _labels("api"), 8080)
 
 
-@pytest.mark.parametrize("component", ["api", "model", "auth"])
+@pytest.mark.parametrize("component", ["api", "model", "auth", "web"])
 def test_metrics_are_reachable_by_the_scraper(component: str) -> None:
     policies = of_kind(render(), "NetworkPolicy")
     assert _allowed(policies, None, _labels(component), 9090)

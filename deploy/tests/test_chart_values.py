@@ -220,8 +220,8 @@ def test_autoscaling_and_service_monitor_are_opt_in() -> None:
         "bugless-web",
         "bugless-api",
     }
-    # Not web: bugless web serve has no metrics endpoint.
     assert {m["metadata"]["name"] for m in of_kind(production, "ServiceMonitor")} == {
+        "bugless-web",
         "bugless-api",
         "bugless-model",
         "bugless-auth",

@@ -17,6 +17,7 @@ import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
+from prometheus_client import CollectorRegistry
 from web_support import SESSION_KEY
 
 from bugless_core.clients import ServiceAddress, call
@@ -24,6 +25,7 @@ from bugless_core.errors import DRAINING_REASON, NotFound, Unavailable, to_grpc_
 from bugless_core.grpc import listening_port
 from bugless_proto import DESCRIPTOR_POOL, v1
 from bugless_web.backends import Backends
+from bugless_web.metrics import WebMetrics
 from bugless_web.retries import READ_ROUTES
 from bugless_web.settings import WebSettings
 
@@ -96,6 +98,7 @@ class FailingModel(v1.ModelBase):
 
     failures: list[GRPCError] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
+    port: int = 0
 
     def _next(self, method: str) -> None:
         self.calls[method] += 1
@@ -116,7 +119,7 @@ async def rig() -> AsyncIterator[tuple[FailingModel, Backends]]:
     model = FailingModel()
     server = Server([model])
     await server.start("127.0.0.1", 0)
-    port = listening_port(server)
+    port = model.port = listening_port(server)
     address = ServiceAddress("127.0.0.1", port)
     backends = Backends(
         WebSettings(model=address, auth=address, session_keys=(SESSION_KEY,), insecure_local=True)
@@ -185,6 +188,45 @@ async def test_other_errors_are_never_retried(rig: tuple[FailingModel, Backends]
     with pytest.raises(NotFound):
         await call(backends.model.get_issue, v1.GetIssueRequest(issue_id=7))
     assert model.calls["GetIssue"] == 1
+
+
+async def test_calls_and_retries_are_counted_with_the_code_the_page_saw(
+    rig: tuple[FailingModel, Backends],
+) -> None:
+    """--metrics-port: one retried read that then failed, one write that failed once."""
+    model, _ = rig
+    registry = CollectorRegistry()
+    metrics = WebMetrics.for_registry(registry)
+    stub = backends_with(model, metrics)
+    model.failures = [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE]
+    with pytest.raises(Unavailable):
+        await call(stub.model.get_issue, v1.GetIssueRequest(issue_id=7))
+    with pytest.raises(Unavailable):
+        await call(stub.model.create_issue, _create())
+    assert (await call(stub.model.get_issue, v1.GetIssueRequest(issue_id=7))).title == "found"
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"grpc_service": "bugless.v1.Model", **labels})
+
+    assert value("grpc_client_handled_total", grpc_method="GetIssue", grpc_code="UNAVAILABLE") == 1
+    assert value("grpc_client_handled_total", grpc_method="GetIssue", grpc_code="OK") == 1
+    assert (
+        value("grpc_client_handled_total", grpc_method="CreateIssue", grpc_code="UNAVAILABLE") == 1
+    )
+    assert value("bugless_web_backend_retries_total", grpc_method="GetIssue") == 1
+    assert value("bugless_web_backend_retries_total", grpc_method="CreateIssue") is None
+    assert value("grpc_client_handling_seconds_count", grpc_method="GetIssue") == 2
+    stub.close()
+
+
+def backends_with(model: FailingModel, metrics: WebMetrics) -> Backends:
+    """Backends on ``model``'s server (the rig's) that count into ``metrics``."""
+    port = model.port
+    address = ServiceAddress("127.0.0.1", port)
+    settings = WebSettings(
+        model=address, auth=address, session_keys=(SESSION_KEY,), insecure_local=True
+    )
+    return Backends(settings, metrics=metrics)
 
 
 def test_every_unary_call_is_classified_as_a_read_or_a_write() -> None:

@@ -33,6 +33,7 @@ from bugless_web.frontend import (
     require_csrf,
     session_of,
 )
+from bugless_web.metrics import metrics_middleware
 from bugless_web.middleware import drain_middleware, security_headers_middleware, session_middleware
 from bugless_web.routes import (
     api_access,
@@ -321,6 +322,9 @@ def create_app(settings: WebSettings) -> Litestar:
     app.asgi_handler = security_headers_middleware(
         session_middleware(drain_middleware(app.asgi_handler))
     )
+    if frontend.metrics is not None:
+        # Outside the others: a steered request or an error page counts too.
+        app.asgi_handler = metrics_middleware(app.asgi_handler, frontend.metrics)
     if tracing.enabled():
         from opentelemetry.instrumentation.asgi import (  # noqa: PLC0415 - only when tracing is on
             OpenTelemetryMiddleware,

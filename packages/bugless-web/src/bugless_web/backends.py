@@ -35,8 +35,10 @@ from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
 from bugless_core.user_cache import UserCache, get_users, lookup_users
 from bugless_proto import v1
+from bugless_web.metrics import WebMetrics
 from bugless_web.retries import (
     RetryingAuthenticatorStub,
+    RetryingCalls,
     RetryingModelStub,
     RetryingNotifierStub,
 )
@@ -114,9 +116,16 @@ class Backends:
     """Clients of the Model and the Authenticator shared by every request."""
 
     def __init__(
-        self, settings: WebSettings, *, clock: Callable[[], float] = time.monotonic
+        self,
+        settings: WebSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: WebMetrics | None = None,
     ) -> None:
-        """Open channels to the services ``settings`` name; ``clock`` times the caches."""
+        """Open channels to the services ``settings`` name; ``clock`` times the caches.
+
+        ``metrics`` counts every unary call (``--metrics-port``).
+        """
         self._settings = settings
         self._clock = clock
         warn_if_insecure("web", model=settings.model, auth=settings.auth)
@@ -136,6 +145,9 @@ class Backends:
             if self._notify_channel is not None
             else None
         )
+        for stub in (self.model, self.auth, self.notifier):
+            if isinstance(stub, RetryingCalls):
+                stub.metrics = metrics
         #: For the Watch stream, which lives as long as a page is open.
         self.model_stream = v1.ModelStub(self._model_channel)
         self._users = UserCache(ttl_seconds=settings.user_cache_seconds, clock=clock)

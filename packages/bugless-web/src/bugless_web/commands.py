@@ -26,7 +26,14 @@ def web_group() -> None:
 @settings_command(WebSettings, env_prefix=ENV_PREFIX)
 def serve_command(settings: WebSettings) -> None:
     """Serve the web UI with uvicorn until SIGTERM (then drain and stop)."""
-    from bugless_web.server import listen, serve, serve_workers  # noqa: PLC0415
+    from bugless_web.metrics import prepare_workers  # noqa: PLC0415
+
+    # Before the server's modules load: the workers' metrics must go to files
+    # shared with the parent, and prometheus_client decides that on import.
+    metrics_directory = (
+        prepare_workers() if settings.workers > 1 and settings.metrics_port is not None else None
+    )
+    from bugless_web.server import bind_metrics, listen, serve, serve_workers  # noqa: PLC0415
 
     settings.log.configure()
     try:
@@ -35,9 +42,25 @@ def serve_command(settings: WebSettings) -> None:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from exc
+    try:
+        metrics = bind_metrics(settings, metrics_directory)
+    except OSError as exc:
+        listener.close()
+        raise click.ClickException(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror or exc}"
+        ) from exc
     if settings.workers > 1:
-        raise SystemExit(serve_workers(settings, listener, settings.workers))
-    serve(settings, listener)
+        raise SystemExit(
+            serve_workers(
+                settings,
+                listener,
+                settings.workers,
+                metrics=metrics,
+                metrics_directory=metrics_directory,
+            )
+        )
+    serve(settings, listener, metrics=metrics)
 
 
 @web_group.group("assets")

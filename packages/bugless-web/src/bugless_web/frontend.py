@@ -40,6 +40,7 @@ from bugless_web.backends import Backends, Viewer
 from bugless_web.drain import DrainState
 from bugless_web.kept_attachments import KeptAttachments
 from bugless_web.markup import render_markdown
+from bugless_web.metrics import WebMetrics, default_registry
 from bugless_web.rendered_timelines import RenderedTimelines
 from bugless_web.result_rows import result_rows
 from bugless_web.searching import COLUMNS, saved_search_href
@@ -106,6 +107,12 @@ class Frontend:
         self.timelines = RenderedTimelines(settings.timeline_cache_seconds)
         #: Issue attachment lists fetched once per (issue, version).
         self.attachments = KeptAttachments(settings.timeline_cache_seconds)
+        #: Requests and backend calls counted for ``/metrics`` (``--metrics-port``).
+        self.metrics: WebMetrics | None = (
+            WebMetrics.for_registry(default_registry())
+            if settings.metrics_port is not None
+            else None
+        )
 
     @property
     def backends(self) -> Backends:
@@ -118,7 +125,7 @@ class Frontend:
     def start(self) -> None:
         """Open the clients on the serving event loop (grpclib channels bind to it)."""
         if self._backends is None:
-            self._backends = Backends(self.settings)
+            self._backends = Backends(self.settings, metrics=self.metrics)
 
     def stop(self) -> None:
         """Close the clients (application shutdown)."""

@@ -36,8 +36,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -47,6 +48,9 @@ from bugless_core.clients import channel_connection, forget_connection
 from bugless_core.errors import Unavailable, from_grpc_error
 from bugless_proto import v1
 from bugless_proto.stubs import UnaryUnaryInterceptor
+
+if TYPE_CHECKING:
+    from bugless_web.metrics import WebMetrics
 
 _log = logging.getLogger("bugless.web")
 T = TypeVar("T")
@@ -95,40 +99,85 @@ RETRY_PAUSE_SECONDS = (0.05, 0.2)
 _Send = Callable[..., Awaitable[T]]
 
 
-class RetryingModelStub(UnaryUnaryInterceptor, v1.ModelStub):
+class RetryingCalls(UnaryUnaryInterceptor):
+    """Mixed into a stub (listed first): one retry where :func:`send_with_retry` allows it.
+
+    Attributes:
+        metrics: Where each call is counted and timed (``--metrics-port``);
+            ``None`` counts nothing.
+    """
+
+    metrics: WebMetrics | None = None
+
+    async def intercept_unary_unary(
+        self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
+    ) -> T:
+        """Send through :func:`send_with_retry`, counted when metrics are on."""
+        channel: Channel = self.channel  # type: ignore[attr-defined]
+        if self.metrics is None:
+            return await send_with_retry(channel, send, route, request, response_type, **options)
+        return await _counted(self.metrics, channel, send, route, request, response_type, **options)
+
+
+class RetryingModelStub(RetryingCalls, v1.ModelStub):
     """The Model's stub, with one retry of the calls :func:`send_with_retry` allows."""
 
-    async def intercept_unary_unary(
-        self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
-    ) -> T:
-        """Send through :func:`send_with_retry`."""
-        return await send_with_retry(self.channel, send, route, request, response_type, **options)
+
+class RetryingAuthenticatorStub(RetryingCalls, v1.AuthenticatorStub):
+    """The Authenticator's stub, with one retry of the calls allowed."""
 
 
-class RetryingAuthenticatorStub(UnaryUnaryInterceptor, v1.AuthenticatorStub):
-    """The Authenticator's stub, with one retry of the calls :func:`send_with_retry` allows."""
-
-    async def intercept_unary_unary(
-        self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
-    ) -> T:
-        """Send through :func:`send_with_retry`."""
-        return await send_with_retry(self.channel, send, route, request, response_type, **options)
-
-
-class RetryingNotifierStub(UnaryUnaryInterceptor, v1.NotifierStub):
+class RetryingNotifierStub(RetryingCalls, v1.NotifierStub):
     """The notifier's stub (admin page), with one retry of the calls allowed."""
 
-    async def intercept_unary_unary(
-        self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
-    ) -> T:
-        """Send through :func:`send_with_retry`."""
-        return await send_with_retry(self.channel, send, route, request, response_type, **options)
+
+async def _counted(
+    metrics: WebMetrics,
+    channel: Channel,
+    send: _Send[T],
+    route: str,
+    request: Any,
+    *args: Any,
+    **options: Any,
+) -> T:
+    """:func:`send_with_retry`, with its outcome in ``metrics`` (the code a gRPC client sees)."""
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        return await send_with_retry(
+            channel, send, route, request, *args, on_retry=metrics.retried, **options
+        )
+    except GRPCError as exc:
+        code = exc.status.name
+        raise
+    except TimeoutError:
+        code = Status.DEADLINE_EXCEEDED.name
+        raise
+    except (StreamTerminatedError, OSError):
+        code = Status.UNAVAILABLE.name
+        raise
+    except asyncio.CancelledError:
+        code = Status.CANCELLED.name
+        raise
+    except Exception:
+        code = Status.UNKNOWN.name
+        raise
+    finally:
+        metrics.call_finished(route, code, time.perf_counter() - started)
 
 
 async def send_with_retry(
-    channel: Channel, send: _Send[T], route: str, request: Any, *args: Any, **options: Any
+    channel: Channel,
+    send: _Send[T],
+    route: str,
+    request: Any,
+    *args: Any,
+    on_retry: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> T:
     """``send(route, request, ...)``, once more if the failure allows it (see the module).
+
+    ``on_retry(route)`` is called before the second try (the metrics' count).
 
     Raises:
         GRPCError: The call failed, and the retry too if one was allowed.
@@ -160,5 +209,7 @@ async def send_with_retry(
         pause * 1000,
         extra={"route": route, "failure": failure},
     )
+    if on_retry is not None:
+        on_retry(route)
     await asyncio.sleep(pause)
     return await send(route, request, *args, **options)

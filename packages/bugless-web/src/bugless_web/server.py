@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -22,9 +23,11 @@ import uvicorn
 
 from bugless_core import tracing
 from bugless_core.garbage_collector import settle_garbage_collector
+from bugless_core.metrics_endpoint import MetricsEndpoint
 from bugless_core.ready_file import write_ready_file
 from bugless_web.app import create_app
 from bugless_web.frontend import Frontend
+from bugless_web.metrics import default_registry, worker_exited, workers_registry
 from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
@@ -45,11 +48,20 @@ class DrainingServer(uvicorn.Server):
         drain_seconds: float,
         *,
         ready_file: Path | None = None,
+        metrics_port: int | None = None,
+        metrics_endpoint: MetricsEndpoint | None = None,
     ) -> None:
+        """A server that drains; ``metrics_*`` say where ``/metrics`` is.
+
+        ``metrics_port`` goes in the ready file; ``metrics_endpoint`` is this
+        process's own, stopped after the last request (none under a parent).
+        """
         super().__init__(config)
         self._frontend = frontend
         self._drain_seconds = drain_seconds
         self._ready_file = ready_file
+        self._metrics_port = metrics_port
+        self._metrics_endpoint = metrics_endpoint
         self._timer: threading.Timer | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -59,9 +71,23 @@ class DrainingServer(uvicorn.Server):
             return
         settle_garbage_collector()
         host, port = self.servers[0].sockets[0].getsockname()[:2]
-        _log.info("serving HTTP on %s:%d", host, port, extra={"port": port})
+        metrics_port = self._metrics_port
+        _log.info(
+            "serving HTTP on %s:%d",
+            host,
+            port,
+            extra={"port": port, "metrics_port": metrics_port},
+        )
         if self._ready_file is not None:
-            write_ready_file(self._ready_file, port=port)
+            write_ready_file(self._ready_file, port=port, metrics_port=metrics_port)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Finish the requests (uvicorn), then stop serving ``/metrics``."""
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            if self._metrics_endpoint is not None:
+                await self._metrics_endpoint.stop()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: drain, then exit gracefully; a second signal exits now.
@@ -87,13 +113,46 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(settings: WebSettings, listener: socket.socket | None = None) -> None:
+def bind_metrics(
+    settings: WebSettings, metrics_directory: Path | None = None
+) -> MetricsEndpoint | None:
+    """Bind the ``/metrics`` port ``settings`` ask for (serving starts later); None if none.
+
+    Bound before any page is served, so that a port in use stops the start
+    with the reason. ``metrics_directory``: the workers' files
+    (:func:`bugless_web.metrics.prepare_workers`), whose sum the parent serves;
+    ``None`` for a process of its own, which serves its own values.
+
+    Raises:
+        OSError: The address cannot be bound.
+    """
+    if settings.metrics_port is None:
+        return None
+    registry = (
+        default_registry() if metrics_directory is None else workers_registry(metrics_directory)
+    )
+    endpoint = MetricsEndpoint(registry)
+    endpoint.bind(settings.metrics_host, settings.metrics_port)
+    return endpoint
+
+
+def serve(
+    settings: WebSettings,
+    listener: socket.socket | None = None,
+    *,
+    metrics: MetricsEndpoint | None = None,
+    parent_metrics_port: int | None = None,
+) -> None:
     """Run one replica until SIGTERM (then drain) or SIGINT.
 
     Args:
         settings: The replica's settings.
         listener: The listening socket (:func:`listen`); one is bound from
             ``settings`` when not given.
+        metrics: This process's bound ``/metrics`` (:func:`bind_metrics`),
+            served from here on and stopped after the last request.
+        parent_metrics_port: In a worker: the port on which the parent serves
+            every worker's metrics (:func:`serve_workers`).
     """
     if listener is None:
         listener = listen(settings.host, settings.port, reuse_port=settings.reuse_port)
@@ -114,13 +173,29 @@ def serve(settings: WebSettings, listener: socket.socket | None = None) -> None:
         loop="uvloop",
         http="httptools",
     )
+    metrics_port = parent_metrics_port
+    if metrics is not None:
+        metrics.run()
+        metrics_port = metrics.port
     server = DrainingServer(
-        config, frontend, settings.drain_seconds, ready_file=settings.ready_file
+        config,
+        frontend,
+        settings.drain_seconds,
+        ready_file=settings.ready_file,
+        metrics_port=metrics_port,
+        metrics_endpoint=metrics,
     )
     server.run(sockets=[listener])
 
 
-def serve_workers(settings: WebSettings, listener: socket.socket, workers: int) -> int:
+def serve_workers(
+    settings: WebSettings,
+    listener: socket.socket,
+    workers: int,
+    *,
+    metrics: MetricsEndpoint | None = None,
+    metrics_directory: Path | None = None,
+) -> int:
     """Run ``workers`` processes that all accept on ``listener``; the exit status.
 
     The web tier keeps nothing a request needs from another (sessions are
@@ -135,18 +210,33 @@ def serve_workers(settings: WebSettings, listener: socket.socket, workers: int) 
     non-zero, so that the supervisor (Kubernetes, systemd) restarts the lot
     and sees that something went wrong.
 
+    With ``--metrics-port`` the parent serves ``/metrics``: the sum of the
+    workers' values, which they keep in files of ``metrics_directory``
+    (:func:`bugless_web.metrics.prepare_workers`, called before anything
+    created a metric). The port is bound before the fork (:func:`bind_metrics`),
+    so that each worker can name it in the ready file, and served once they
+    are forked.
+
     Args:
         settings: Each worker's settings.
         listener: The bound, listening socket the workers share.
         workers: How many processes (2 or more).
+        metrics: The bound ``/metrics`` of the sum (:func:`bind_metrics`).
+        metrics_directory: Where the workers keep their metrics; ``None``
+            when ``settings`` serve none.
     """
+    endpoint = metrics
     children: set[int] = set()
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker; its exit ends this branch
             status = 0
             try:
-                serve(settings, listener)
+                parent_port = None
+                if endpoint is not None:
+                    parent_port = endpoint.port
+                    endpoint.close_inherited()
+                serve(settings, listener, parent_metrics_port=parent_port)
             except BaseException:
                 _log.exception("web worker %d failed", os.getpid())
                 status = 1
@@ -155,7 +245,14 @@ def serve_workers(settings: WebSettings, listener: socket.socket, workers: int) 
             os._exit(status)
         children.add(pid)
     listener.close()
-    _log.info("started %d web workers: %s", workers, sorted(children))
+    if endpoint is not None:
+        endpoint.run()
+    _log.info(
+        "started %d web workers: %s",
+        workers,
+        sorted(children),
+        extra={"metrics_port": endpoint.port if endpoint is not None else None},
+    )
 
     def forward(sig: int, _frame: FrameType | None) -> None:
         for child in children:
@@ -171,11 +268,17 @@ def serve_workers(settings: WebSettings, listener: socket.socket, workers: int) 
         except ChildProcessError:
             break
         children.discard(pid)
+        if metrics_directory is not None:
+            worker_exited(metrics_directory, pid)
         code = os.waitstatus_to_exitcode(status)
         if code != 0 and not failed:
             failed = True
             _log.error("web worker %d exited with %d; stopping the others", pid, code)
             forward(signal.SIGTERM, None)
+    if endpoint is not None:
+        endpoint.stop_blocking()
+    if metrics_directory is not None:
+        shutil.rmtree(metrics_directory, ignore_errors=True)
     return 1 if failed else 0
 
 

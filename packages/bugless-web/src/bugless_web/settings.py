@@ -86,6 +86,13 @@ class WebSettings:
             display name) is reused before asking the Authenticator again.
             Bounds how late a rename shows and how long an old username still
             names the same person in forms; 0 asks on every page.
+        metrics_host: Address of the Prometheus ``/metrics`` endpoint, kept
+            apart from ``host`` so that pages and metrics can be exposed
+            differently (pages to the ingress, metrics to the scraper alone).
+        metrics_port: Port of that endpoint (:mod:`bugless_web.metrics`):
+            requests by route, method and status, calls to each backend by
+            method and code. ``None`` serves none, 0 picks a free one (in the
+            ready file). With ``workers`` the parent serves one sum over them.
         reuse_port: Bind with ``SO_REUSEPORT`` so several web processes share
             the port; the kernel spreads connections over them. One Python
             process uses one core: this is how one machine serves pages on all
@@ -135,6 +142,13 @@ class WebSettings:
     )
     host: str = setting("127.0.0.1", help="Address to bind; 0.0.0.0 in a pod.")
     port: int = setting(8080, help="HTTP port; 0 picks a free one (see --ready-file).")
+    metrics_host: str = setting("127.0.0.1", help="Prometheus /metrics address.")
+    metrics_port: int | None = setting(
+        None,
+        help="Prometheus /metrics port (requests by route and status, calls to the backends); "
+        "unset serves none, 0 picks a free one (see --ready-file). With --workers the parent "
+        "serves the sum over its workers.",
+    )
     public_url: str = setting(
         "", help="External base URL, e.g. https://bugs.example.com (OIDC redirect URI)."
     )
@@ -235,6 +249,9 @@ class WebSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             msg = f"--port {self.port}: give 0 (any free port) to 65535"
+            raise ValueError(msg)
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            msg = f"--metrics-port {self.metrics_port}: give 0 (any free port) to 65535"
             raise ValueError(msg)
         if self.component_cache_seconds < 0:
             msg = f"--component-cache-seconds {self.component_cache_seconds:g}: give 0 or more"

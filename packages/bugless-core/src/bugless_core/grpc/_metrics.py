@@ -4,22 +4,18 @@ Metric and label names follow go-grpc-prometheus (``grpc_server_handled_total``
 with ``grpc_service``/``grpc_method``/``grpc_code``, ...), the de-facto
 convention, so that existing gRPC dashboards and alerts work unchanged.
 
-The endpoint runs prometheus_client's WSGI server in a thread rather than on
-the event loop: a scrape then still answers while the loop is stalled, which
-is exactly when the metrics are needed, and it takes no HTTP code of ours.
+The endpoint is :class:`bugless_core.metrics_endpoint.MetricsEndpoint`, shared
+with the web tier.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import socket
-import threading
 import weakref
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bugless_core.metrics_endpoint import MetricsEndpoint
 
 _LABELS = ("grpc_service", "grpc_method")
 
@@ -80,69 +76,4 @@ class GrpcServerMetrics:
         return metrics
 
 
-class _QuietRequestHandler(WSGIRequestHandler):
-    """Keeps a scrape every few seconds out of the logs."""
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Log nothing."""
-
-
-class MetricsEndpoint:
-    """An HTTP server for ``/metrics`` running in its own thread.
-
-    Attributes:
-        registry: What the endpoint exposes.
-    """
-
-    #: How often the serving thread checks for shutdown: bounds how long
-    #: :meth:`stop` takes (the standard library default is half a second).
-    _POLL_INTERVAL = 0.05
-
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.registry = registry
-        self._httpd: ThreadingWSGIServer | None = None
-        self._thread: threading.Thread | None = None
-
-    async def start(self, host: str, port: int) -> None:
-        """Bind ``host:port`` (0 for a free port) and start serving in a thread.
-
-        Raises:
-            OSError: The address cannot be bound.
-        """
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        class _Server(ThreadingWSGIServer):
-            address_family = family
-
-        self._httpd = await asyncio.to_thread(
-            make_server,
-            host,
-            port,
-            make_wsgi_app(self.registry),
-            _Server,
-            handler_class=_QuietRequestHandler,
-        )
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": self._POLL_INTERVAL},
-            name=f"metrics-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        """The bound port; useful when started with port 0."""
-        if self._httpd is None:
-            raise RuntimeError("the metrics endpoint is not started")
-        return int(self._httpd.server_address[1])
-
-    async def stop(self) -> None:
-        """Stop serving and release the port; a no-op when not started."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None or thread is None:
-            return
-        self._thread = None
-        await asyncio.to_thread(httpd.shutdown)
-        httpd.server_close()
-        await asyncio.to_thread(thread.join)
+__all__ = ["GrpcServerMetrics", "MetricsEndpoint", "split_method_name"]

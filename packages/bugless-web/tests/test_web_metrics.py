@@ -1,0 +1,185 @@
+"""The web tier's Prometheus ``/metrics`` (``--metrics-port``), for real.
+
+``bugless web serve`` runs as a subprocess against the test stack; pages are
+fetched over HTTP on loopback and the endpoint is scraped the way Prometheus
+does, then parsed with prometheus_client's own text parser.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from browser_support import start_web_server
+from prometheus_client.parser import text_string_to_metric_families
+from web_support import PASSWORD, World
+
+from bugless_dev.processes import ServiceFailed
+from bugless_dev.stack import RunningService
+
+METRICS = {"BUGLESS_WEB_METRICS_PORT": "0"}
+_CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
+
+
+def _samples(server: RunningService) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample ``server``'s endpoint serves, by (name, labels)."""
+    assert server.metrics_port is not None, "the ready file names no metrics port"
+    url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def _status(opener: urllib.request.OpenerDirector, url: str, data: bytes | None = None) -> int:
+    try:
+        with opener.open(url, data=data, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _browser() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+
+@pytest.fixture
+def web(world: World) -> Iterator[RunningService]:
+    server = start_web_server(world.stack, extra_env=METRICS)
+    try:
+        yield server
+    finally:
+        world.stack.stop_service(server)
+
+
+def test_pages_and_backend_calls_are_counted_by_route_and_code(web: RunningService) -> None:
+    url = web.url or ""
+    browser = _browser()
+    with browser.open(f"{url}/signin", timeout=10) as page:
+        csrf = _CSRF.search(page.read().decode())
+    assert csrf is not None
+    form = {"username": "bob", "password": PASSWORD, "_csrf": csrf.group(1), "next": "/"}
+    assert _status(browser, f"{url}/signin", urllib.parse.urlencode(form).encode()) == 200
+    assert _status(browser, f"{url}/search?q=is:open") == 200
+    assert _status(browser, f"{url}/issues/999999999") == 404
+    assert _status(browser, f"{url}/no/such/page") == 404
+    assert _status(browser, f"{url}/search?q=priority:") == 400  # a query error is the user's
+
+    samples = _samples(web)
+    requests = "http_server_requests_total"
+    assert _value(samples, requests, method="GET", route="/search", status="200") == 1
+    assert _value(samples, requests, method="GET", route="/search", status="400") == 1
+    # One series per route, not per issue: the id is not in the label.
+    issue_404 = [
+        labels
+        for (name, labels), value in samples.items()
+        if name == requests and ("status", "404") in labels and value == 1
+    ]
+    routes = sorted(dict(labels)["route"] for labels in issue_404)
+    assert routes == ["(unmatched)", "/issues/{issue_text}"], routes
+    assert _value(samples, "http_server_requests_in_flight") == 0
+    assert (
+        _value(samples, "http_server_request_duration_seconds_count", method="GET", route="/search")
+        == 2
+    )
+
+    calls = "grpc_client_handled_total"
+    model = "bugless.v1.Model"
+    assert (
+        _value(samples, calls, grpc_service=model, grpc_method="SearchIssues", grpc_code="OK") >= 1
+    )
+    assert (
+        _value(samples, calls, grpc_service=model, grpc_method="GetIssue", grpc_code="NOT_FOUND")
+        == 1
+    )
+    assert (
+        _value(
+            samples,
+            calls,
+            grpc_service="bugless.v1.Authenticator",
+            grpc_method="ValidateToken",
+            grpc_code="OK",
+        )
+        >= 1
+    )
+    assert (
+        _value(
+            samples,
+            "grpc_client_handling_seconds_count",
+            grpc_service=model,
+            grpc_method="GetIssue",
+        )
+        == 1
+    )
+
+
+def _workers_of(server: RunningService, count: int) -> list[int]:
+    deadline = time.monotonic() + 60
+    while server.log.read_text().count("Application startup complete") < count:
+        assert not server.process.exited, server.log.read_text()
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.1)
+    parent = server.process.pid
+    return [int(pid) for pid in open(f"/proc/{parent}/task/{parent}/children").read().split()]
+
+
+def test_with_workers_the_parent_serves_the_sum_of_every_worker(world: World) -> None:
+    """Each worker answers three requests while the other is stopped: the scrape says six."""
+    server = start_web_server(world.stack, extra_env={**METRICS, "BUGLESS_WEB_WORKERS": "2"})
+    try:
+        workers = _workers_of(server, 2)
+        assert len(workers) == 2
+        browser = _browser()
+        for stopped in workers:
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                for _ in range(3):
+                    assert _status(browser, f"{server.url}/no/such/page") == 404
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+        samples = _samples(server)
+        assert server.metrics_port not in (None, server.port)
+        assert (
+            _value(
+                samples,
+                "http_server_requests_total",
+                method="GET",
+                route="(unmatched)",
+                status="404",
+            )
+            == 6
+        )
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_metrics_port_in_use_stops_the_start_with_the_reason(
+    world: World, web: RunningService, workers: str
+) -> None:
+    assert web.metrics_port is not None
+    taken = {"BUGLESS_WEB_METRICS_PORT": str(web.metrics_port), "BUGLESS_WEB_WORKERS": workers}
+    with pytest.raises(ServiceFailed) as failed:
+        start_web_server(world.stack, extra_env=taken)
+    assert f"cannot serve metrics on 127.0.0.1:{web.metrics_port}" in str(failed.value)
+    assert "address already in use" in str(failed.value).lower()
