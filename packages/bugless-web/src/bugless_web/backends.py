@@ -11,7 +11,9 @@ menus of search and issue pages) for ``hotlist_cache_seconds``, the custom
 fields that apply to each component (the issue page's form, the bulk-edit
 menu) for ``component_cache_seconds``, and the
 people shown on pages for ``user_cache_seconds``
-(:mod:`bugless_core.user_cache`: a rename shows that late).
+(:mod:`bugless_core.user_cache`: a rename shows that late). Each of these
+caches of this module fills a missing or expired entry with one call however
+many requests miss it at once (:mod:`bugless_web.single_flight`).
 
 Every unary call through :attr:`Backends.model` and :attr:`Backends.auth` is
 retried once when a replica going away made it fail and retrying is safe
@@ -21,7 +23,7 @@ show people the 503 page.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -43,6 +45,7 @@ from bugless_web.retries import (
     RetryingNotifierStub,
 )
 from bugless_web.settings import WebSettings
+from bugless_web.single_flight import SingleFlight
 
 #: Most validated tokens remembered at once (oldest forgotten first).
 TOKEN_CACHE_SIZE = 10_000
@@ -161,9 +164,13 @@ class Backends:
         self._fields: OrderedDict[_FieldsKey, tuple[float, tuple[v1.CustomField, ...]]] = (
             OrderedDict()
         )
-        self._fields_loading: dict[_FieldsKey, asyncio.Future[tuple[v1.CustomField, ...]]] = {}
-        self._fields_generation = 0
         self._not_users: OrderedDict[str, float] = OrderedDict()
+        self._token_loads: SingleFlight[str, Viewer] = SingleFlight()
+        self._capability_loads: SingleFlight[None, frozenset[str]] = SingleFlight()
+        self._authenticator_loads: SingleFlight[None, list[v1.AuthenticatorInfo]] = SingleFlight()
+        self._tree_loads: SingleFlight[_PrincipalsKey, _ComponentTree] = SingleFlight()
+        self._hotlist_loads: SingleFlight[_PrincipalsKey, tuple[v1.Hotlist, ...]] = SingleFlight()
+        self._field_loads: SingleFlight[_FieldsKey, tuple[v1.CustomField, ...]] = SingleFlight()
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""
@@ -180,10 +187,13 @@ class Backends:
             Unavailable: The Authenticator cannot be reached.
         """
         key = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
         cached = self._tokens.get(key)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > self._clock():
             return cached[1]
+        return await self._token_loads.load(key, functools.partial(self._validate, key, token))
+
+    async def _validate(self, key: str, token: str) -> Viewer:
+        generation = self._token_loads.generation
         try:
             identity = await call(self.auth.validate_token, v1.ValidateTokenRequest(token=token))
         except Unauthenticated:
@@ -195,15 +205,18 @@ class Backends:
             # Never hand out an assertion about to expire: ask again well before.
             left = identity.assertion_expires_at.timestamp() - time.time() - ASSERTION_MARGIN
             keep = max(0.0, min(keep, left))
-        self._tokens[key] = (now + keep, viewer)
-        self._tokens.move_to_end(key)
-        while len(self._tokens) > TOKEN_CACHE_SIZE:
-            self._tokens.popitem(last=False)
+        if generation == self._token_loads.generation:  # not signed out meanwhile
+            self._tokens[key] = (self._clock() + keep, viewer)
+            self._tokens.move_to_end(key)
+            while len(self._tokens) > TOKEN_CACHE_SIZE:
+                self._tokens.popitem(last=False)
         return viewer
 
     def forget_token(self, token: str) -> None:
-        """Drop a token from the cache (on sign-out)."""
-        self._tokens.pop(hashlib.sha256(token.encode()).hexdigest(), None)
+        """Drop a token from the cache (on sign-out), and any validation of it under way."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        self._tokens.pop(key, None)
+        self._token_loads.forget(key)
 
     async def users(self, user_ids: Iterable[str]) -> dict[str, v1.User]:
         """The people behind opaque ids (empty ids ignored, unknown ones absent).
@@ -250,22 +263,26 @@ class Backends:
 
     async def capabilities(self) -> frozenset[str]:
         """What the Model's backend declares (``watch``, ...), reused for a minute."""
-        now = time.monotonic()
-        if self._capabilities is not None and self._capabilities[0] > now:
+        if self._capabilities is not None and self._capabilities[0] > self._clock():
             return self._capabilities[1]
+        return await self._capability_loads.load(None, self._load_capabilities)
+
+    async def _load_capabilities(self) -> frozenset[str]:
         info = await call(self.model.get_server_info, v1.GetServerInfoRequest())
         caps = frozenset(info.capabilities)
-        self._capabilities = (now + INFO_TTL_SECONDS, caps)
+        self._capabilities = (self._clock() + INFO_TTL_SECONDS, caps)
         return caps
 
     async def authenticators(self) -> list[v1.AuthenticatorInfo]:
         """The sign-in methods the Authenticator offers, reused for a minute."""
-        now = time.monotonic()
-        if self._authenticators is not None and self._authenticators[0] > now:
+        if self._authenticators is not None and self._authenticators[0] > self._clock():
             return self._authenticators[1]
+        return await self._authenticator_loads.load(None, self._load_authenticators)
+
+    async def _load_authenticators(self) -> list[v1.AuthenticatorInfo]:
         response = await call(self.auth.list_authenticators, v1.ListAuthenticatorsRequest())
         found = list(response.authenticators)
-        self._authenticators = (now + INFO_TTL_SECONDS, found)
+        self._authenticators = (self._clock() + INFO_TTL_SECONDS, found)
         return found
 
     async def components(self, viewer: Viewer) -> list[v1.Component]:
@@ -326,6 +343,11 @@ class Backends:
         if cached is not None and cached[0] > self._clock():
             self._hotlists.move_to_end(key)
             return list(cached[1])
+        loaded = self._hotlist_loads.load(key, functools.partial(self._load_hotlists, viewer, key))
+        return list(await loaded)
+
+    async def _load_hotlists(self, viewer: Viewer, key: _PrincipalsKey) -> tuple[v1.Hotlist, ...]:
+        generation = self._hotlist_loads.generation
         response = await call(
             self.model.list_hotlists,
             v1.ListHotlistsRequest(
@@ -336,20 +358,27 @@ class Backends:
         )
         found = tuple(response.hotlists)
         keep = self._settings.hotlist_cache_seconds
-        if keep > 0:
+        if keep > 0 and generation == self._hotlist_loads.generation:
             self._hotlists[key] = (self._clock() + keep, found)
             self._hotlists.move_to_end(key)
             while len(self._hotlists) > HOTLIST_CACHE_SIZE:
                 self._hotlists.popitem(last=False)
-        return list(found)
+        return found
 
     def forget_hotlists(self, viewer: Viewer) -> None:
-        """Drop ``viewer``'s cached hotlists (after they created, edited or deleted one)."""
-        self._hotlists.pop(_principals(viewer), None)
+        """Drop ``viewer``'s cached hotlists (after they created, edited or deleted one).
+
+        A look-up already under way is not reused afterwards, and its answer,
+        which may predate the change, is not kept.
+        """
+        key = _principals(viewer)
+        self._hotlists.pop(key, None)
+        self._hotlist_loads.forget(key)
 
     def forget_components(self) -> None:
         """Drop every cached component tree and field list (after a component changed here)."""
         self._trees.clear()
+        self._tree_loads.forget()
         self.forget_custom_fields()
 
     async def custom_fields(self, viewer: Viewer, component_id: int) -> list[v1.CustomField]:
@@ -372,15 +401,9 @@ class Backends:
         cached = self._cached_fields(key)
         if cached is not None:
             return list(cached)
-        # One call per key at a time: when the entry expires under load, the
-        # pages asking meanwhile wait for that call instead of each making
-        # their own (a list page asks for up to 20 components at once).
-        loading = self._fields_loading.get(key)
-        if loading is None:
-            loading = asyncio.ensure_future(self._load_custom_fields(viewer, component_id, key))
-            self._fields_loading[key] = loading
-            loading.add_done_callback(lambda done: self._loaded(key, done))
-        return list(await asyncio.shield(loading))
+        # A list page asks for up to 20 components at once: one call per key.
+        load = functools.partial(self._load_custom_fields, viewer, component_id, key)
+        return list(await self._field_loads.load(key, load))
 
     def cached_custom_fields(
         self, viewer: Viewer, component_id: int
@@ -405,25 +428,19 @@ class Backends:
     async def _load_custom_fields(
         self, viewer: Viewer, component_id: int, key: _FieldsKey
     ) -> tuple[v1.CustomField, ...]:
-        generation = self._fields_generation
+        generation = self._field_loads.generation
         response = await call(
             self.model.list_custom_fields,
             v1.ListCustomFieldsRequest(caller=viewer.caller, component_id=component_id),
         )
         found = tuple(response.custom_fields)
         keep = self._settings.component_cache_seconds
-        if keep > 0 and generation == self._fields_generation:
+        if keep > 0 and generation == self._field_loads.generation:
             self._fields[key] = (self._clock() + keep, found)
             self._fields.move_to_end(key)
             while len(self._fields) > FIELD_CACHE_SIZE:
                 self._fields.popitem(last=False)
         return found
-
-    def _loaded(self, key: _FieldsKey, done: asyncio.Future[tuple[v1.CustomField, ...]]) -> None:
-        if self._fields_loading.get(key) is done:
-            del self._fields_loading[key]
-        if not done.cancelled():
-            done.exception()  # retrieved: every waiter may have gone away
 
     def forget_custom_fields(self) -> None:
         """Drop every cached field list (after this replica defined, changed or deleted one).
@@ -432,8 +449,7 @@ class Backends:
         which may predate the change, is not kept.
         """
         self._fields.clear()
-        self._fields_loading.clear()
-        self._fields_generation += 1
+        self._field_loads.forget()
 
     async def _component_path(self, viewer: Viewer, component_id: int) -> str:
         try:
@@ -446,12 +462,16 @@ class Backends:
         return component.path
 
     async def _component_tree(self, viewer: Viewer) -> _ComponentTree:
-        caller = viewer.caller
         key = _principals(viewer)
         cached = self._trees.get(key)
         if cached is not None and cached.expires > self._clock():
             self._trees.move_to_end(key)
             return cached
+        return await self._tree_loads.load(key, functools.partial(self._load_tree, viewer, key))
+
+    async def _load_tree(self, viewer: Viewer, key: _PrincipalsKey) -> _ComponentTree:
+        generation = self._tree_loads.generation
+        caller = viewer.caller
         found: list[v1.Component] = []
         token = ""
         while True:
@@ -473,6 +493,8 @@ class Backends:
             components=tuple(found),
             paths={c.id: c.path for c in found},
         )
+        if generation != self._tree_loads.generation:  # a component changed meanwhile
+            return tree
         self._trees[key] = tree
         self._trees.move_to_end(key)
         while len(self._trees) > COMPONENT_CACHE_SIZE:
