@@ -28,9 +28,12 @@ reach. Measured, each ``--repeat`` times, with 1, 16 and 64 clients:
 
 Each row prints the 1-minute load average and the CPU milliseconds each
 service spent per request (from /proc), which stay meaningful on a shared
-machine when the wall-clock figures do not. Then py-spy profiles the API
-frontend (and the Model) under 16 clients of each call measured (``get``,
-``search``, ``create``; ``--only`` picks). Every process is stopped at the end.
+machine when the wall-clock figures do not, and the backend calls per request
+(the Model's and the Authenticator's ``/metrics``): ``model.BatchGetIssues
+0.20`` means the API's coalesced batches held five GetIssue calls on average.
+Then py-spy profiles the API frontend (and the Model) under 16 clients of
+each call measured (``get``, ``search``, ``create``; ``--only`` picks).
+Every process is stopped at the end.
 
 ``--assertion-cost`` measures only what verifying the identity assertion
 costs a ``GetIssue`` (issue 14's target: at most 5 % of its CPU). Two chains
@@ -49,6 +52,7 @@ import asyncio
 import datetime
 import itertools
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -56,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 from grpclib.client import Channel, UnaryUnaryMethod
 
 from bench import _dataset as data
@@ -74,6 +79,7 @@ from bench.seed import SeedOptions, seed_and_verify
 from bugless_api.client import BuglessClient
 from bugless_core.clients import CURRENT_ASSERTION, ServiceAddress
 from bugless_core.grpc import CorkedChannel
+from bugless_dev.stack import LocalStack
 from bugless_proto import v1
 from bugless_testing.codecs import RawCodec
 
@@ -312,6 +318,28 @@ async def _prepare(bench: BenchStack, issues: int) -> dict[str, Any]:
     return {"issue_ids": issue_ids, "component_id": component_id}
 
 
+#: The Model and the Authenticator serve Prometheus metrics: their call counters
+#: say how many backend calls a measured window made (how large the API's
+#: coalesced batches were).
+METRICS_ENV = {"BUGLESS_MODEL_METRICS_PORT": "0", "BUGLESS_AUTH_METRICS_PORT": "0"}
+_HANDLED = re.compile(
+    r'^grpc_server_handled_total\{[^}]*grpc_method="([^"]*)"[^}]*\} ([0-9.e+]+)$', re.M
+)
+
+
+def grpc_calls(stack: LocalStack) -> dict[str, float]:
+    """Calls each backend has handled so far, by ``service.Method`` (from ``/metrics``)."""
+    counts: dict[str, float] = {}
+    for service in stack.services:
+        if service.kind not in ("model", "auth") or not service.metrics_port:
+            continue
+        text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10).text
+        for method, value in _HANDLED.findall(text):
+            name = f"{service.kind}.{method}"
+            counts[name] = counts.get(name, 0.0) + float(value)
+    return counts
+
+
 def _header() -> str:
     return (
         f"{'call':<7} {'target':<6} {'cli':>3} {'proc':>4} {'req/s':>8} {'p50 ms':>7} "
@@ -334,10 +362,13 @@ def _row(
     for name, seconds in cpu.items():  # api, api#2, ...: one figure for the API
         merged[name.split("#")[0]] = merged.get(name.split("#")[0], 0.0) + seconds
     per_request = "  ".join(f"{k} {v * 1000 / done:.2f}" for k, v in merged.items() if v > 0.005)
+    calls = sorted((k[6:], v) for k, v in result.extra.items() if k.startswith("calls:"))
+    backend = ", ".join(f"{k} {v / done:.3f}" for k, v in calls if v > 0)
     return (
         f"{call:<7} {target:<6} {clients:>3} {result.processes:>4} {result.rate * per_call:>8.0f} "
         f"{result.percentile(50):>7.2f} {result.percentile(99):>7.2f} {result.errors:>4} "
         f"{result.client_cpu_share:>7.0%} {result.extra['load']:>5}  {per_request}"
+        + (f"  | backend calls/request: {backend}" if backend else "")
     )
 
 
@@ -351,16 +382,29 @@ def _measure(
     processes: int | None = None,
 ) -> tuple[LoadResult, dict[str, float]]:
     meter = CpuMeter(bench.service_pids())
+    counted: list[dict[str, float]] = []
+
+    def start() -> None:
+        meter.start()
+        counted.append(grpc_calls(bench.stack))
+
     result = run_load(
         scenario,
         params,
         concurrency=clients,
         processes=processes or default_processes(clients),
         seconds=seconds,
-        on_start=meter.start,
+        on_start=start,
     )
     cpu = meter.stop()
     result.extra["load"] = float(load_average())
+    if counted:
+        # Backend calls the measured window made (the Model's and the
+        # Authenticator's /metrics): how large the API's coalesced batches were.
+        # Counted from the window's start to after its end, so slightly high.
+        after = grpc_calls(bench.stack)
+        for name, count in after.items():
+            result.extra[f"calls:{name}"] = count - counted[0].get(name, 0.0)
     if result.errors:
         print(f"    {result.errors} errors, first: {result.first_error}", flush=True)
     return result, cpu
@@ -377,7 +421,7 @@ def run(
     only: tuple[str, ...] = ("get", "search", "create"),
 ) -> None:
     """Start everything, measure, profile, stop everything."""
-    bench = BenchStack.start()
+    bench = BenchStack.start(extra_env=METRICS_ENV)
     try:
         print(f"seeding {issues:,} issues ...", flush=True)
         prepared = asyncio.run(_prepare(bench, issues))
