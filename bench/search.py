@@ -25,10 +25,12 @@ clients:
   client; clients share the server's process and event loop), asking for
   summary pages as the web tier does;
 * ``backend``: ``PostgresBackend.search_issues`` called directly (no gRPC);
-* ``sql``: the floor -- hand-written SQL through asyncpg: the page with
-  every column the (summary) response carries, then the capped count on a
-  first page (a later page's token carries the first page's total, so
-  neither the Model nor the floor counts there);
+* ``sql``: the floor -- hand-written SQL through asyncpg giving the same
+  answer as the summary page (:mod:`bench._search_floor`): the page's ids,
+  then every column and per-row flag the response carries joined back; then
+  the capped count on a first page (a later page's token carries the first
+  page's total, so neither the Model nor the floor counts there); a text
+  query's page and count from one read of its matches;
 * ``grpc-web`` (with ``--web-mask``): as ``grpc``, with the read mask the
   web's result table of the default columns asks for
   (``bugless_web.searching.read_mask``): no hotlists, star or relation lists,
@@ -58,6 +60,15 @@ import asyncpg.pool
 import bugless_model_postgres.plugin
 from bench import _dataset as data
 from bench import _seed_sql as seed_sql
+from bench._search_floor import (
+    CALLER,
+    PAGE_SIZE,
+    PRINCIPALS,
+    FloorSql,
+    floor_call,
+    ids_first_floor,
+    text_floor,
+)
 from bench.seed import connect, model_settings
 from bugless_core import limits
 from bugless_core.grpc import CorkedChannel, GrpcServerSettings
@@ -70,11 +81,6 @@ from bugless_model_postgres import PostgresBackend, _custom_search, _search, _se
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
-PAGE_SIZE = 50
-CALLER = data.BENCH_CALLER
-#: The caller's principals as the Model stores them on ACL rows (hand-written, like
-#: the rest of the floor).
-PRINCIPALS = [f"user:{CALLER.user_id}", *(f"group:{g}" for g in CALLER.groups)]
 #: The open statuses as the database stores them (their enum numbers).
 OPEN = sorted(int(s) for s in OPEN_STATUSES)
 #: Queries held to the p95 target through gRPC (issue 18 adds the custom-field one).
@@ -82,48 +88,6 @@ TARGET_QUERIES = ("compound", "custom")
 #: Target of the issue: compound p95 through gRPC, and its ratio to the floor.
 TARGET_P95_MS = 50.0
 TARGET_RATIO = 1.5
-
-#: What a summary page carries (description and cc left out, as the Model's
-#: summary projection does).
-_COLUMNS = """
-    i.id, i.title, i.status, i.priority, i.severity, i.type, i.component_id,
-    i.reporter, i.assignee, i.verifier, i.blocking_ids, i.blocked_by_ids,
-    i.parent_id, i.duplicate_of_id, i.created_at, i.modified_at,
-    i.closed_at, i.version, i.comment_count,
-    ARRAY(SELECT hi.hotlist_id FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
-           WHERE hi.issue_id = i.id AND (NOT h.private OR h.owner = $1 OR $1 = ANY (h.editors))
-           ORDER BY hi.hotlist_id) AS hotlist_ids
-"""
-_VISIBLE = "(c.viewers = '{{}}' OR c.viewers && {principals}::text[])"
-
-
-@dataclass(frozen=True)
-class FloorSql:
-    """Hand-written statements for one query.
-
-    ``page`` takes (user, principals, *params, limit[, *position]);
-    ``count`` takes (principals, *params, cap).
-    """
-
-    page: str
-    count: str
-    params: list[Any]
-
-
-def _floor(where: str, order: str, params: list[Any], keyset: str = "") -> FloorSql:
-    """``where``/``keyset`` name parameters as ``{p[0]}``..; positions follow the limit."""
-    n = len(params)
-    from_ = "FROM issues i JOIN components c ON c.id = i.component_id WHERE "
-    page_p = [f"${k + 3}" for k in range(n + 3)]
-    page_where = _VISIBLE.format(principals="$2") + " AND " + where.format(p=page_p)
-    page = (
-        f"SELECT {_COLUMNS} {from_}{page_where} {keyset.format(p=page_p)} "
-        f"ORDER BY {order} LIMIT ${n + 3}"
-    )
-    count_p = [f"${k + 2}" for k in range(n)]
-    count_where = _VISIBLE.format(principals="$1") + " AND " + where.format(p=count_p)
-    count = f"SELECT count(*) FROM (SELECT 1 {from_}{count_where} LIMIT ${n + 2}) AS m"
-    return FloorSql(page, count, params)
 
 
 @dataclass
@@ -231,7 +195,7 @@ async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dic
             "compound",
             f"is:open c:{subtree}+ p<=p1 {word}",
             1,
-            _floor(
+            text_floor(
                 # The subtree as a list of component ids, as the Model writes it: a
                 # condition on the joined row (``c.path_ids @> ...``) made PostgreSQL
                 # loop over the subtree's components, re-reading the word's whole
@@ -239,7 +203,6 @@ async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dic
                 "i.status = ANY ({p[0]}::smallint[]) AND i.component_id = ANY (ARRAY("
                 "SELECT sc.id FROM components sc WHERE sc.path_ids @> ARRAY[{p[1]}::bigint])) "
                 "AND i.priority <= 2 AND i.text_tsv @@ plainto_tsquery('english', {p[2]})",
-                "i.id DESC",
                 [OPEN, subtree, word],
             ),
             _structured(f"is:open c:{subtree}+ p<=p1 {word}"),
@@ -248,7 +211,7 @@ async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dic
             "assignee",
             f"assignee:{data.BENCH_ASSIGNEE} is:open",
             1,
-            _floor(
+            ids_first_floor(
                 "i.assignee = {p[0]} AND i.status = ANY ({p[1]}::smallint[])",
                 "i.id DESC",
                 [data.BENCH_ASSIGNEE, OPEN],
@@ -259,14 +222,14 @@ async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dic
             "phrase",
             f'"{phrase}"',
             1,
-            _floor("i.text_tsv @@ phraseto_tsquery('english', {p[0]})", "i.id DESC", [phrase]),
+            text_floor("i.text_tsv @@ phraseto_tsquery('english', {p[0]})", [phrase]),
             _structured(f'"{phrase}"'),
         ),
         BenchQuery(
             "modified-p3",
             "is:open sort:-modified",
             3,
-            _floor(
+            ids_first_floor(
                 "i.status = ANY ({p[0]}::smallint[])",
                 "i.modified_at DESC, i.id DESC",
                 [OPEN],
@@ -283,7 +246,7 @@ async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dic
                 "custom",
                 custom_text,
                 1,
-                _floor(
+                ids_first_floor(
                     "i.id = ANY (ARRAY(SELECT v.issue_id FROM issue_custom_values v "
                     "WHERE v.field_id = {p[0]}::bigint AND v.value = {p[1]}::text "
                     "AND v.status = ANY ({p[2]}::smallint[]) AND v.component_id = ANY (ARRAY("
@@ -306,25 +269,7 @@ async def build_queries(conn: asyncpg.Connection) -> tuple[list[BenchQuery], dic
 async def _floor_call(
     pool: asyncpg.Pool, q: BenchQuery, *, count: bool | None = None
 ) -> tuple[list[int], int | None]:
-    """The hand-written page, and its capped count when the Model counts too.
-
-    A later page's token carries the first page's total, so the Model does
-    not count there (29ef341); the floor leaves it out as well, or the ratio
-    would credit the Model with work it no longer does. ``count`` forces it.
-    """
-    f = q.floor
-    if count is None:
-        count = q.position is None
-    total = None
-    async with pool.acquire() as conn:
-        head = [CALLER.user_id, PRINCIPALS, *f.params]
-        if q.position is not None:
-            rows = await conn.fetch(f.page, *head, PAGE_SIZE + 1, *q.position)
-        else:
-            rows = await conn.fetch(f.page, *head, PAGE_SIZE + 1)
-        if count:
-            total = await conn.fetchval(f.count, PRINCIPALS, *f.params, limits.SEARCH_COUNT_CAP + 1)
-    return [r["id"] for r in rows[:PAGE_SIZE]], total
+    return await floor_call(pool, q.floor, q.position, count=count)
 
 
 def _grpc_call(
@@ -379,6 +324,11 @@ async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
     out = [f"== {q.name}: {q.text}", sql.strip()]
     plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *args)
     out += [r[0] for r in plan]
+    f = q.floor
+    head = [CALLER.user_id, PRINCIPALS, *f.params, PAGE_SIZE + 1]
+    tail = [limits.SEARCH_COUNT_CAP + 1] if f.one_pass else (q.position or [])
+    out += [f"-- the floor's page: {f.page}"]
+    out += [r[0] for r in await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {f.page}", *head, *tail)]
     return "\n".join(out)
 
 
