@@ -280,3 +280,61 @@ async def _walk_both(
     ):
         for page_size in (2, 5, 50):
             assert await _walk(searched, query, page_size) == (expected, counts)
+
+
+async def test_text_pages_read_the_matches_once_below_the_cap_and_not_again_above_it(
+    bugless_model_backend: PostgresBackend,  # the database, migrated
+    model_settings: ModelSettings,
+) -> None:
+    """A text page below the cap is one statement; above it, later pages skip the matches.
+
+    Below the cap the page comes from the count's matches in one statement.
+    Above it, the first page's statement finds the matches reach the cap
+    and the page runs on its own (a second statement); its token carries a
+    lower-bound total, so later pages run only the page, never reading the
+    matches (``hits``) again. Every walk still returns each match once.
+    """
+    one = {"pool_min_size": 1, "pool_max_size": 1}
+    capped = await PostgresBackend.open(
+        dataclasses.replace(model_settings, search_count_cap=CAP, **one)
+    )
+    uncapped = await PostgresBackend.open(dataclasses.replace(model_settings, **one))
+    try:
+        component = await capped.create_component(
+            v1.CreateComponentRequest(caller=ADMIN, name=f"text-{uuid.uuid4().hex[:8]}")
+        )
+        made = []
+        for n in range(CAP + 2):
+            made.append(
+                await capped.create_issue(
+                    v1.CreateIssueRequest(
+                        caller=ADMIN,
+                        fields=v1.IssueFields(
+                            title=f"zqonce {n} reset by peer", component_id=component.id
+                        ),
+                    )
+                )
+            )
+        query = v1.StructuredQuery(
+            filter=all_of(
+                term(v1.SearchField.COMPONENT, v1.SearchOperator.EQ, component.id),
+                term(v1.SearchField.TEXT, v1.SearchOperator.EQ, "zqonce reset by peer"),
+            )
+        )
+        expected = sorted((i.id for i in made), reverse=True)
+        for backend in (uncapped, capped):  # asyncpg's own first-use look-ups, out of the logs
+            await _walk(backend, query, 2)
+
+        async with _statements(uncapped) as seen:
+            assert await _walk(uncapped, query, 2) == (expected, {(CAP + 2, False)})
+        assert len(seen) == 3  # one statement per page
+        assert all("hits AS" in s and "UNION ALL" not in s for s in seen)
+
+        async with _statements(capped) as seen:
+            assert await _walk(capped, query, 2) == (expected, {(CAP, True)})
+        assert len(seen) == 4  # the first page's two statements, then one per page
+        assert ["hits AS" in s for s in seen] == [True, False, False, False]
+        assert all("count(" not in s for s in seen[1:])
+    finally:
+        await capped.close()
+        await uncapped.close()

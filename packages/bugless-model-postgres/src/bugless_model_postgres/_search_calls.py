@@ -8,6 +8,8 @@ changes, in one place.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 
 from bugless_core.errors import InvalidArgument
@@ -15,7 +17,7 @@ from bugless_core.page_tokens import CarriedTotal, PageTokenCodec
 from bugless_core.transactions import retrying
 from bugless_model_postgres import _custom_search, _search, _search_page
 from bugless_model_postgres._calls_base import BackendCalls
-from bugless_model_postgres._convert import principals_of
+from bugless_model_postgres._convert import Conn, principals_of
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._paging import caller_key, page_of
 from bugless_proto import v1, wire
@@ -29,6 +31,49 @@ def _reported_total(carried: CarriedTotal | None, counted: int | None, cap: int)
         msg = "a search page whose token carries no total must count"
         raise RuntimeError(msg)
     return CarriedTotal(min(counted, cap), counted > cap)
+
+
+@dataclass(frozen=True)
+class _PageRead:
+    """The statements of one search page: one, or two for a text query above the count cap."""
+
+    compiled: _search.CompiledSearch
+    summary: bool
+    fields: frozenset[str]
+    carried: CarriedTotal | None
+    size: int
+    cap: int
+
+    async def rows(self, conn: Conn, user_id: str) -> tuple[list[asyncpg.Record], int | None]:
+        """The page's rows, and the count when the matches reached the cap (else None).
+
+        A text query's page comes from its count's matches, in the same
+        statement, unless they reach the cap: then that statement holds no
+        page, and the page runs as a statement of its own that does not
+        count (the first one's count, above the cap, is the total). A later
+        page whose carried total is a lower bound goes there directly,
+        without reading the matches at all.
+        """
+        args = _search_page.page_arguments(self.compiled, self.size, self.cap, user_id)
+        above: int | None = None
+        if self.compiled.share_matches and not (self.carried and self.carried.lower_bound):
+            rows = await conn.fetch(self._statement(counted=True, from_matches=True), *args)
+            if rows[0]["total"] <= self.cap:
+                return rows, None
+            above = rows[0]["total"]
+        counted = self.carried is None and above is None
+        rows = await conn.fetch(self._statement(counted=counted, from_matches=False), *args)
+        return rows, above
+
+    def _statement(self, *, counted: bool, from_matches: bool) -> str:
+        sql, _ = _search_page.page_statement(
+            self.compiled,
+            summary=self.summary,
+            fields=self.fields,
+            counted=counted,
+            from_matches=from_matches,
+        )
+        return sql
 
 
 class SearchCalls(BackendCalls):
@@ -55,7 +100,7 @@ class SearchCalls(BackendCalls):
         stale_read = self._dialect.stale_read if request.allow_stale else None
         fields = frozenset(request.read_mask.paths) if request.read_mask else frozenset()
 
-        async def attempt() -> tuple[list[asyncpg.Record], _search.CompiledSearch]:
+        async def attempt() -> tuple[list[asyncpg.Record], int | None, _search.CompiledSearch]:
             async with translated_errors(), self._pool.acquire() as conn:
                 catalog = await _custom_search.load_catalog(conn, query)
                 try:
@@ -65,19 +110,16 @@ class SearchCalls(BackendCalls):
                 except (ValueError, TypeError, IndexError) as exc:
                     msg = "page.page_token: does not fit this query"
                     raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
-                sql, _ = _search_page.page_statement(
-                    compiled, summary=request.summary, fields=fields, counted=carried is None
-                )
-                args = _search_page.page_arguments(compiled, size, cap, caller.user_id)
+                page = _PageRead(compiled, request.summary, fields, carried, size, cap)
                 if stale_read is None:
-                    return await conn.fetch(sql, *args), compiled
+                    return (*await page.rows(conn, caller.user_id), compiled)
                 async with conn.transaction(isolation="repeatable_read", readonly=True):
                     await conn.execute(stale_read)
-                    return await conn.fetch(sql, *args), compiled
+                    return (*await page.rows(conn, caller.user_id), compiled)
 
-        rows, compiled = await retrying(self._retry_policy, attempt)
+        rows, above, compiled = await retrying(self._retry_policy, attempt)
         issues, counted, more = _search_page.page_issues(caller, rows, size)
-        total = _reported_total(carried, counted, cap)
+        total = _reported_total(carried, counted if above is None else above, cap)
         return v1.SearchIssuesResponse(
             issues=issues,
             next_page_token=self._tokens.encode(

@@ -96,6 +96,7 @@ def page_statement(
     summary: bool,
     fields: frozenset[str] = frozenset(),
     counted: bool = True,
+    from_matches: bool | None = None,
 ) -> tuple[str, int]:
     """The statement of one page and the number of parameters it takes before its own three.
 
@@ -123,6 +124,12 @@ def page_statement(
     count of ``is:open`` read 10,001 index rows on every page, two thirds of
     the hand-written floor's work. A page taken from the count's matches
     (:func:`_page_from_matches`) counts anyway: its page needs them.
+
+    ``from_matches`` (default: whenever the query allows it,
+    :attr:`CompiledSearch.share_matches`) takes the page from the count's
+    matches; such a statement holds no page when they reach the cap (its
+    ``total`` is then above the cap), and the caller runs the page on its
+    own: the same query with ``from_matches=False`` and ``counted=False``.
     """
     n = len(compiled.page_params)
     # compiled.page_sql binds the page size plus one at $n+1 already.
@@ -144,12 +151,15 @@ def page_statement(
     duplicates = q.HAS_DUPLICATES if not fields or "has_duplicates" in fields else "false"
     count = f"(SELECT count(*) FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches)"
     # The page carries its component's ACL (its scan joins components for
-    # visibility anyway): only issues are joined back for the columns.
+    # visibility anyway): only issues are joined back for the columns. A
+    # text query's scan does not join components (see _search._text_visibility).
     page, hits = f"SELECT i.id, c.effective_acl, {compiled.page_keys}", ""
     acl, components = "p.effective_acl", ""
     if compiled.share_matches:
-        hits, page, count = _page_from_matches(compiled, limit, cap)
+        page = f"SELECT i.id, {compiled.page_keys}"
         acl, components = "c.effective_acl", "JOIN components c ON c.id = i.component_id"
+    if compiled.share_matches if from_matches is None else from_matches:
+        hits, page, count = _page_from_matches(compiled, limit, cap)
     elif not counted:
         # Still names the cap parameter: a statement must use all it is given.
         count = f"(CASE WHEN false THEN {cap}::bigint END)"
@@ -188,9 +198,13 @@ def _page_from_matches(compiled: CompiledSearch, limit: str, cap: str) -> tuple[
     one, with their sort keys) are read once; when they are all the matches
     (fewer than the cap plus one), the page is their first rows after the
     position, in page order.
-    Otherwise the page is :attr:`CompiledSearch.page_body`, run only then
-    (its ``WHERE`` is a one-time filter). Returns the CTEs (``hits``,
-    ``found``), the page and the count expression.
+    Otherwise the statement holds no page, and the caller runs it on its own
+    (:func:`page_statement`). It used to be a ``UNION ALL`` branch here, run
+    only then (a one-time filter), but planned on every page: ~0.4-0.6 ms of
+    each text page's planning at 1,000,000 issues, most text pages being
+    below the cap (bench/JOURNAL.md, "Text pages without the fallback
+    branch"). Returns the CTEs (``hits``, ``found``), the page and the count
+    expression.
     """
     keys = ", ".join(f"{c.expression} AS k{k}" for k, c in enumerate(compiled.sort))
     hit_keys = ", ".join(f"hits.k{k}" for k in range(len(compiled.sort)))
@@ -204,10 +218,8 @@ def _page_from_matches(compiled: CompiledSearch, limit: str, cap: str) -> tuple[
         "found AS (SELECT count(*) AS n FROM hits)"
     )
     page = (
-        f"(SELECT hits.id, {hit_keys} FROM hits WHERE {every} < {cap}::bigint{after} "
-        f"ORDER BY {order} LIMIT {limit}) "
-        f"UNION ALL (SELECT every.* FROM ({compiled.page_body}) AS every "
-        f"WHERE {every} >= {cap}::bigint)"
+        f"SELECT hits.id, {hit_keys} FROM hits WHERE {every} < {cap}::bigint{after} "
+        f"ORDER BY {order} LIMIT {limit}"
     )
     return ctes, page, every
 
