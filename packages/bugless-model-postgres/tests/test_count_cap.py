@@ -294,11 +294,9 @@ async def test_text_pages_read_the_matches_once_below_the_cap_and_not_again_abov
     lower-bound total, so later pages run only the page, never reading the
     matches (``hits``) again. Every walk still returns each match once.
     """
-    one = {"pool_min_size": 1, "pool_max_size": 1}
-    capped = await PostgresBackend.open(
-        dataclasses.replace(model_settings, search_count_cap=CAP, **one)
-    )
-    uncapped = await PostgresBackend.open(dataclasses.replace(model_settings, **one))
+    one = dataclasses.replace(model_settings, pool_min_size=1, pool_max_size=1)
+    capped = await PostgresBackend.open(dataclasses.replace(one, search_count_cap=CAP))
+    uncapped = await PostgresBackend.open(one)
     try:
         component = await capped.create_component(
             v1.CreateComponentRequest(caller=ADMIN, name=f"text-{uuid.uuid4().hex[:8]}")
