@@ -115,6 +115,17 @@ def test_only_frontends_reach_model_and_auth_and_the_model_reaches_auth() -> Non
     assert not _allowed(policies, _labels("auth"), _labels("model"), 50051)
 
 
+def test_the_web_and_the_api_reach_the_notifier_and_nobody_else_does() -> None:
+    policies = of_kind(render(), "NetworkPolicy")
+    for frontend in ("web", "api"):
+        assert _allowed(policies, _labels(frontend), _labels("notify"), 50054), frontend
+    for other in ("model", "auth", "migrate"):
+        assert not _allowed(policies, _labels(other), _labels("notify"), 50054), other
+    assert not _allowed(policies, None, _labels("notify"), 50054)
+    without = of_kind(render({"notify": {"enabled": False}}), "NetworkPolicy")
+    assert not _allowed(without, _labels("api"), _labels("notify"), 50054)
+
+
 def test_only_model_auth_and_migration_reach_the_database() -> None:
     policies = of_kind(render(), "NetworkPolicy")
     for component in ("model", "auth", "migrate"):

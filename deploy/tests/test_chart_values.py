@@ -353,3 +353,17 @@ def test_the_in_cluster_database_archives_to_object_storage_when_backups_are_on(
     (production,) = of_kind(rendered("values-production.yaml"), "Cluster")
     role = production["spec"]["backup"]["barmanObjectStore"]["s3Credentials"]
     assert role == {"inheritFromIAMRole": True}
+
+
+def test_the_api_is_told_where_the_notifier_is_only_when_there_is_one() -> None:
+    def api_env(values: dict[str, object]) -> dict[str, dict[str, str]]:
+        (deployment,) = [
+            d
+            for d in of_kind(render(values), "Deployment")
+            if d["metadata"]["name"] == "bugless-api"
+        ]
+        return env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+
+    assert api_env({})["BUGLESS_API_NOTIFY"]["value"].startswith("bugless-notify.")
+    assert api_env({})["BUGLESS_API_NOTIFY"]["value"].endswith(":50054")
+    assert "BUGLESS_API_NOTIFY" not in api_env({"notify": {"enabled": False}})

@@ -2,7 +2,7 @@
 
 Bots should never need the raw stubs (or a private method) for an API call:
 each RPC of ``bugless.v1`` Account, Issues, Components, Hotlists,
-SavedSearches and Notifications must be made by some public method of :class:`BuglessClient`,
+SavedSearches, Notifications and Webhooks must be made by some public method of :class:`BuglessClient`,
 and every public coroutine method has a blocking twin on
 :class:`SyncBuglessClient` (the async iterators excepted).
 """
@@ -22,6 +22,7 @@ STUBS = {
     "hotlists": v1.HotlistsStub,
     "saved_searches": v1.SavedSearchesStub,
     "notifications": v1.NotificationsStub,
+    "webhooks": v1.WebhooksStub,
 }
 
 

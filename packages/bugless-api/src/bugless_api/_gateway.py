@@ -30,9 +30,7 @@ from bugless_api._ratelimit import RateLimiter
 from bugless_api._users import UserDirectory
 from bugless_api.settings import ApiSettings
 from bugless_core.clients import CURRENT_ASSERTION, call
-from bugless_core.errors import (
-    InvalidArgument,
-)
+from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.grpc import handler_errors
 from bugless_proto import v1
 
@@ -52,6 +50,7 @@ class Gateway:
         settings: The API settings.
         model: Stub of the Model service.
         auth: Stub of the Authenticator.
+        notifier: Stub of the notifier (``--notify``), for component webhooks.
         identities: Certificate to identity, cached per connection.
         users: Username and user id translation.
         limiter: Per-identity rate limit.
@@ -60,12 +59,17 @@ class Gateway:
     """
 
     def __init__(
-        self, settings: ApiSettings, model: v1.ModelStub, auth: v1.AuthenticatorStub
+        self,
+        settings: ApiSettings,
+        model: v1.ModelStub,
+        auth: v1.AuthenticatorStub,
+        notifier: v1.NotifierStub | None = None,
     ) -> None:
         """Serve through the given stubs (their channels are the caller's to close)."""
         self.settings = settings
         self.model = model
         self.auth = auth
+        self.notifier = notifier
         timeout = settings.backend_timeout_seconds
         self.identities = IdentityResolver(
             auth, ttl_seconds=settings.identity_ttl_seconds, timeout_seconds=timeout
@@ -101,10 +105,24 @@ class Gateway:
     ) -> v1.BatchCreateIssuesResponse:
         return await self.model_call(self.model.batch_create_issues, request)
 
+    def require_notifier(self) -> v1.NotifierStub:
+        """The notifier's stub.
+
+        Raises:
+            FailedPrecondition: This API was started without ``--notify``.
+        """
+        if self.notifier is None:
+            msg = (
+                "this API has no notifier (started without --notify): component webhooks "
+                "cannot be managed through it"
+            )
+            raise FailedPrecondition(msg)
+        return self.notifier
+
     async def model_call(
         self, method: Callable[..., Awaitable[R]], request: object, **kwargs: Any
     ) -> R:
-        """Call a Model stub method with the backend deadline, mapping errors."""
+        """Call a backend stub method with the backend deadline, mapping errors."""
         return await call(method, request, timeout=self.settings.backend_timeout_seconds, **kwargs)
 
 

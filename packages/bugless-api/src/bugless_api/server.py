@@ -18,6 +18,7 @@ from bugless_api._catalog import (
 from bugless_api._follow import NotificationsService
 from bugless_api._gateway import Gateway
 from bugless_api._issues import IssuesService
+from bugless_api._webhooks import WebhooksService
 from bugless_api.settings import ApiSettings
 from bugless_core import tracing
 from bugless_core.clients import ServiceAddress, warn_if_insecure
@@ -27,6 +28,7 @@ from bugless_core.failover import (
     serving_behind,
 )
 from bugless_core.grpc import GrpcServiceRunner, IServable
+from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
 
@@ -38,6 +40,7 @@ SERVICE_CLASSES = (
     HotlistsService,
     SavedSearchesService,
     NotificationsService,
+    WebhooksService,
 )
 
 #: How long a backend health answer is reused by the API's own health checks.
@@ -94,12 +97,23 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     """
     tracing.configure("api")
     warn_if_insecure("api", model=settings.model, auth=settings.auth)
+    if settings.notify is not None:
+        warn_if_insecure("api", notify=settings.notify)
     model_channel = settings.model.channel()
     auth_channel = settings.auth.channel()
+    channels = [model_channel, auth_channel]
+    notifier = None
+    if settings.notify is not None:
+        notify_channel = settings.notify.channel()
+        channels.append(notify_channel)
+        notifier = v1.NotifierStub(notify_channel)
     # A replica that drains refuses new calls on the connection the API holds
     # to it; the stubs send such a call again on a new connection.
     gateway = Gateway(
-        settings, DrainAwareModelStub(model_channel), DrainAwareAuthenticatorStub(auth_channel)
+        settings,
+        DrainAwareModelStub(model_channel),
+        DrainAwareAuthenticatorStub(auth_channel),
+        notifier,
     )
     services: list[IServable] = [service(gateway) for service in SERVICE_CLASSES]
     checks = [
@@ -124,10 +138,10 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     try:
         await runner.start()
     except BaseException:
-        model_channel.close()
-        auth_channel.close()
+        for channel in channels:
+            channel.close()
         raise
-    return RunningApi(runner=runner, gateway=gateway, channels=(model_channel, auth_channel))
+    return RunningApi(runner=runner, gateway=gateway, channels=tuple(channels))
 
 
 async def serve_api(settings: ApiSettings) -> None:

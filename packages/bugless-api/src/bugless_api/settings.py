@@ -94,7 +94,10 @@ class ApiSettings:
     Attributes:
         model: Where the Model service is (and how to reach it, TLS included).
         auth: Where the Authenticator is.
-        service_tls: TLS towards the Model and the Authenticator. When it
+        notify: Where the notifier listens (``bugless notify serve``), for
+            the ``Webhooks`` service (a component's webhook endpoints); unset,
+            those calls answer FAILED_PRECONDITION and the rest of the API serves.
+        service_tls: TLS towards the Model, the Authenticator and the notifier. When it
             names a CA, ``model`` and ``auth`` get its files (an address
             built with TLS files of its own and no CA here keeps them).
         rate_limit: The per-identity rate limit.
@@ -129,6 +132,13 @@ class ApiSettings:
     )
     auth: ServiceAddress = setting(
         parse=ServiceAddress.parse, metavar="HOST:PORT", help="host:port of the Authenticator."
+    )
+    notify: ServiceAddress | None = setting(
+        None,
+        parse=ServiceAddress.parse,
+        metavar="HOST:PORT",
+        help="host:port of the notifier (`bugless notify serve`), for managing component "
+        "webhooks through the API; unset, those calls answer FAILED_PRECONDITION.",
     )
     service_tls: BackendTlsSettings = group(BackendTlsSettings, env_prefix="BUGLESS_API_SERVICE_")
     rate_limit: RateLimitSettings = group(RateLimitSettings)
@@ -180,9 +190,13 @@ class ApiSettings:
             )
         object.__setattr__(self, "model", self.service_tls.apply(self.model))
         object.__setattr__(self, "auth", self.service_tls.apply(self.auth))
+        if self.notify is not None:
+            object.__setattr__(self, "notify", self.service_tls.apply(self.notify))
         if not self.grpc.insecure_local:
-            for name in ("model", "auth"):
+            for name in ("model", "auth", "notify"):
                 address = getattr(self, name)
+                if address is None:
+                    continue
                 if address.ca is None or address.cert is None:
                     raise ValueError(
                         f"mutual TLS to the {name} service is required: give --service-ca, "

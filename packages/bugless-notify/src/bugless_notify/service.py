@@ -45,12 +45,13 @@ class NotifierService(v1.NotifierBase):
         "GetDeliveryStatus": frozenset({"web", "@admin"}),
         "RetryDeadLetters": frozenset({"web", "@admin"}),
         "DiscardDeadLetters": frozenset({"web", "@admin"}),
-        # The web, for the person whose assertion it forwards; the notifier
-        # checks that person's role on the component with the Model.
-        "ListComponentWebhooks": frozenset({"web", "@admin"}),
-        "AddComponentWebhook": frozenset({"web", "@admin"}),
-        "SetComponentWebhookEnabled": frozenset({"web", "@admin"}),
-        "DeleteComponentWebhook": frozenset({"web", "@admin"}),
+        # The web and the API (its Webhooks service), for the person whose
+        # assertion they forward; the notifier checks that person's role on
+        # the component with the Model.
+        "ListComponentWebhooks": frozenset({"web", "api", "@admin"}),
+        "AddComponentWebhook": frozenset({"web", "api", "@admin"}),
+        "SetComponentWebhookEnabled": frozenset({"web", "api", "@admin"}),
+        "DeleteComponentWebhook": frozenset({"web", "api", "@admin"}),
     }
 
     def __init__(

@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "issue_changes",
     "hotlists",
     "components",
+    "webhooks",
     "saved_searches",
     "comment_edits",
     "custom_fields",

@@ -128,6 +128,7 @@ class ClientBase:
         self.hotlists = v1.HotlistsStub(self._channel)
         self.saved_searches = v1.SavedSearchesStub(self._channel)
         self.notifications = v1.NotificationsStub(self._channel)
+        self.webhooks = v1.WebhooksStub(self._channel)
 
     async def __aenter__(self) -> Self:
         return self

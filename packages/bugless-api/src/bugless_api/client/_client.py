@@ -7,6 +7,7 @@ from bugless_api.client._catalog import ComponentCalls
 from bugless_api.client._hotlists import HotlistCalls, SavedSearchCalls
 from bugless_api.client._issues import IssueCalls
 from bugless_api.client._notifications import NotificationCalls
+from bugless_api.client._webhooks import WebhookCalls
 
 
 class BuglessClient(
@@ -16,10 +17,11 @@ class BuglessClient(
     HotlistCalls,
     SavedSearchCalls,
     NotificationCalls,
+    WebhookCalls,
 ):
     """Async client of the bugless public API; use it as an async context manager.
 
     One public method per call of the API (``bugless.v1`` Account, Issues,
-    Components, Hotlists, SavedSearches, Notifications), plus helpers that page through
+    Components, Hotlists, SavedSearches, Notifications, Webhooks), plus helpers that page through
     lists (``iter_issues``, ``iter_history``, ``all_saved_searches``).
     """
