@@ -2,8 +2,8 @@
 
 Bots should never need the raw stubs (or a private method) for an API call:
 each RPC of ``bugless.v1`` Account, Issues, Components, Hotlists,
-SavedSearches, Notifications and Webhooks must be made by some public method of :class:`BuglessClient`,
-and every public coroutine method has a blocking twin on
+SavedSearches, Notifications and Webhooks must be made by some public method
+of :class:`BuglessClient`, and every public coroutine method has a blocking twin on
 :class:`SyncBuglessClient` (the async iterators excepted).
 """
 
