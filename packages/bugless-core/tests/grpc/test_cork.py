@@ -12,6 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 from grpc_test_server import Pki
 from grpclib.client import UnaryUnaryMethod
@@ -175,6 +178,55 @@ async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> 
         assert sent_with.max_inbound_frame_size == MAX_FRAME_BYTES
         payloads = [f"call {i}".encode() * (i + 1) for i in range(64)]
         assert await asyncio.gather(*(echo(p, timeout=10) for p in payloads)) == payloads
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
+
+
+class _OneWriteServer(asyncio.Protocol):
+    """A bare HTTP/2 server that answers each call in one socket write.
+
+    That write holds its acknowledgement of the client's SETTINGS (the 1 MiB
+    frame offer) and a reply in a DATA frame over 16 KiB, as a busy server
+    may send them, so the client reads both at once.
+    """
+
+    REPLY = b"\x00" + (20_000).to_bytes(4, "big") + bytes(20_000)  # one gRPC message
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        self.h2.initiate_connection()
+        self.transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.StreamEnded):
+                stream = event.stream_id
+                self.h2.send_headers(
+                    stream, [(":status", "200"), ("content-type", "application/grpc")]
+                )
+                self.h2.send_data(stream, self.REPLY)
+                self.h2.send_headers(stream, [("grpc-status", "0")], end_stream=True)
+        self.transport.write(self.h2.data_to_send())
+
+
+async def test_a_large_reply_read_with_the_settings_ack_is_accepted() -> None:
+    """A reply frame over 16 KiB read in one go with the ACK of the 1 MiB offer.
+
+    h2 applies an acknowledged frame size only from its next read, so unless
+    the client accepts large frames from the moment it offers them, that read
+    fails the connection (FrameTooLargeError, a "Protocol error" for the call):
+    a bot's or the web's first large answer on a new connection, under load.
+    """
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_OneWriteServer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    channel = CorkedChannel("127.0.0.1", port, codec=RawCodec())
+    try:
+        method = UnaryUnaryMethod[bytes, bytes](channel, "/test.Large/Get", bytes, bytes)
+        assert await method(b"first", timeout=10) == bytes(20_000)
     finally:
         channel.close()
         server.close()

@@ -174,9 +174,17 @@ class CorkedH2Protocol(H2Protocol):
         subclasses) both qualify; the wrapper only calls their methods. The
         peer sends larger frames only once it has seen the setting, and a
         peer that never does (any HTTP/2 implementation may) still works.
+        This side accepts them at once (see the comment in the body).
         """
         super().connection_made(CorkedTransport(cast("asyncio.Transport", transport)))
-        self.connection._connection.update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES})
+        h2_connection = self.connection._connection
+        h2_connection.update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES})
+        # Accept the large frames from now on, not from the peer's ACK: h2
+        # applies an acknowledged size only from its next read, and a peer may
+        # send a large frame right behind the ACK (a busy server answering a
+        # first call), which would fail the whole connection with
+        # FrameTooLargeError. Accepting more than the peer knows of is safe.
+        h2_connection.max_inbound_frame_size = MAX_FRAME_BYTES
         self.connection.flush()
 
 
