@@ -1,6 +1,6 @@
 """The real Model's GetIssue and SearchIssues over grpclib and over grpcio (``--model``).
 
-    python -m bench._transport_model {grpclib|grpcio} READY_FILE DATABASE_URL CERT KEY CA
+    python -m bench._transport_model {grpclib|grpclib-bare|grpcio} READY DATABASE_URL CERT KEY CA
 
 Both servers are one process holding one open ``PostgresBackend`` and the
 product's ``ModelServicer`` over it (callers believed from the request, as
@@ -11,6 +11,9 @@ with mutual TLS and the ``web`` service identity required of the client:
   ``bugless model serve`` runs (corked transport, upb codec, the call tracker
   with its context variable, metrics and the ACCESS check; health and
   reflection registered);
+* ``grpclib-bare``: the servicer's two methods on a bare ``CorkedServer`` doing
+  what the grpcio adapter does (context variable, ACCESS check) and no more,
+  so that the runner's own cost per call and the transport's can be told apart;
 * ``grpcio``: a **bench-only adapter**, not a product design: ``grpc.aio``
   generic handlers for the two methods that decode with the upb codec, set
   the same :data:`~bugless_core.grpc._peer.CURRENT_CALL` context (the
@@ -47,6 +50,8 @@ METHODS: dict[str, tuple[type[Any], type[Any], str]] = {
     "SearchIssues": (v1.SearchIssuesRequest, v1.SearchIssuesResponse, "search_issues"),
 }
 SEARCH = "is:open"
+#: The Model servers compared: the product's runner, a bare grpclib server, grpcio.
+KINDS = ("grpclib", "grpclib-bare", "grpcio")
 
 
 def search_request() -> v1.SearchIssuesRequest:
@@ -88,7 +93,7 @@ async def model_grpclib(params: dict[str, Any]) -> tuple[Call, Close]:
     # A small first call settles the SETTINGS exchange (bench._transport_clients:
     # today's channel fails a fresh connection whose first reply over 16 KiB
     # arrives in one read with the server's SETTINGS ACK).
-    await stub.get_issue(_request("GetIssue", ids, rng), timeout=30)
+    await stub.get_issue(v1.GetIssueRequest(caller=data.BENCH_CALLER, issue_id=ids[0]), timeout=30)
 
     async def call() -> Any:
         return await getattr(stub, attribute)(_request(method, ids, rng), timeout=30)
@@ -153,6 +158,52 @@ async def _serve_grpclib(servicer: Any, tls: dict[str, Path], ready: Path, stop:
     write_ready_file(ready, port=runner.port)
     await stop.wait()
     await runner.close()
+
+
+async def _serve_grpclib_bare(servicer: Any, tls: dict[str, Path], ready: Path, stop: Any) -> None:
+    """The servicer on a bare ``CorkedServer``: the adapter's work, without the runner."""
+    from grpclib.const import Cardinality, Handler  # noqa: PLC0415
+    from multidict import MultiDictProxy  # noqa: PLC0415
+
+    from bugless_core.grpc import (  # noqa: PLC0415
+        CorkedServer,
+        GrpcServerSettings,
+        build_server_ssl_context,
+        listening_port,
+    )
+    from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry  # noqa: PLC0415
+
+    registry = ConnectionRegistry()
+
+    def handler(name: str) -> Handler:
+        request_type, reply_type, attribute = METHODS[name]
+        allowed = type(servicer).ACCESS[name]
+        full_name = f"/bugless.v1.Model/{name}"
+        implementation = getattr(servicer, attribute)
+
+        async def handle(stream: Any) -> None:
+            connection = registry.connection_of(stream.peer)
+            CURRENT_CALL.set(CallContext(full_name, connection, MultiDictProxy(stream.metadata)))
+            if connection.identity not in allowed:
+                raise RuntimeError("not allowed")
+            request = await stream.recv_message()
+            await stream.send_message(await implementation(request))
+
+        return Handler(handle, Cardinality.UNARY_UNARY, request_type, reply_type)
+
+    class Bare:
+        def __mapping__(self) -> dict[str, Handler]:
+            return {f"/bugless.v1.Model/{name}": handler(name) for name in METHODS}
+
+    settings = GrpcServerSettings(
+        host="127.0.0.1", port=0, tls_cert=tls["cert"], tls_key=tls["key"], client_ca=tls["ca"]
+    )
+    server = CorkedServer([Bare()])
+    await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
+    write_ready_file(ready, port=listening_port(server))
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
 
 
 class _GrpcioAdapter:
@@ -250,7 +301,11 @@ async def _main(kind: str, ready: Path, database_url: str, tls: dict[str, Path])
     backend = await PostgresBackend.open(model_settings(database_url, "bugless", pool=4))
     try:
         servicer = ModelServicer(backend)
-        serve = _serve_grpclib if kind == "grpclib" else _serve_grpcio
+        serve = {
+            "grpclib": _serve_grpclib,
+            "grpclib-bare": _serve_grpclib_bare,
+            "grpcio": _serve_grpcio,
+        }[kind]
         await serve(servicer, tls, ready, stop)
     finally:
         await backend.close()
@@ -258,8 +313,8 @@ async def _main(kind: str, ready: Path, database_url: str, tls: dict[str, Path])
 
 def main() -> None:
     kind, ready, database_url, cert, key, ca = sys.argv[1:7]
-    if kind not in ("grpclib", "grpcio"):
-        raise SystemExit(f"unknown server kind {kind!r}: grpclib or grpcio")
+    if kind not in KINDS:
+        raise SystemExit(f"unknown server kind {kind!r}: one of {', '.join(KINDS)}")
     tls = {"cert": Path(cert), "key": Path(key), "ca": Path(ca)}
     eventloop.run(_main(kind, Path(ready), database_url, tls))
 
@@ -298,7 +353,7 @@ def run_model_rows(levels: list[int], seconds: float, repeat: int, issues: int) 
             issue_ids = asyncio.run(_visible_ids(url))
             pki = LocalPki.open(directory / "pki")
             server, client = pki.server_certificate(), pki.service_certificate("web")
-            for kind in ("grpclib", "grpcio"):
+            for kind in KINDS:
                 ready = directory / f"model-{kind}.json"
                 argv = [sys.executable, "-m", "bench._transport_model", kind, str(ready), url]
                 argv += [str(server.cert), str(server.key), str(pki.ca_file)]
@@ -324,14 +379,12 @@ def run_model_rows(levels: list[int], seconds: float, repeat: int, issues: int) 
             rows: list[tuple[str, int, str, float, float, float, float, str]] = []
             for round_number in range(1, repeat + 1):
                 print(f"model round {round_number}", flush=True)
-                for method, concurrency, kind in itertools.product(
-                    METHODS, levels, ("grpclib", "grpcio")
-                ):
+                for method, concurrency, kind in itertools.product(METHODS, levels, KINDS):
                     process, port = servers[kind]
                     meter = CpuMeter({"model": process.pid, "postgres": postmaster})
                     params = {**base, "port": port, "method": method}
                     result = run_load(
-                        f"bench._transport_model:model_{kind}",
+                        f"bench._transport_model:model_{_client_of(kind)}",
                         params,
                         concurrency=concurrency,
                         processes=default_processes(concurrency),
@@ -366,19 +419,24 @@ def run_model_rows(levels: list[int], seconds: float, repeat: int, issues: int) 
 
 
 async def _same_answers(base: dict[str, Any], ports: dict[str, int]) -> str:
-    """Check that both servers give the same answers (the same issue, the same page)."""
+    """Check that every server gives the same answers (the same issue, the same page)."""
     answers: dict[str, list[Any]] = {}
     for kind, port in ports.items():
-        scenario = model_grpclib if kind == "grpclib" else model_grpcio
+        scenario = model_grpcio if _client_of(kind) == "grpcio" else model_grpclib
         for method in METHODS:
             call, close = await scenario({**base, "port": port, "method": method, "client": 0})
             answers.setdefault(method, []).append(await call())
             await close()
-    for method, (first, second) in answers.items():
-        if first != second:
-            raise RuntimeError(f"{method}: grpclib and grpcio served different answers")
+    for method, (first, *others) in answers.items():
+        if any(other != first for other in others):
+            raise RuntimeError(f"{method}: the servers gave different answers")
     page = answers["SearchIssues"][0]
-    return f"same answers from both servers; a page holds {len(page.issues)} issues"
+    return f"same answers from every server; a page holds {len(page.issues)} issues"
+
+
+def _client_of(kind: str) -> str:
+    """Each server is called by its own kind of client (grpclib for both grpclib servers)."""
+    return "grpcio" if kind == "grpcio" else "grpclib"
 
 
 async def _visible_ids(url: str) -> list[int]:
