@@ -8,14 +8,13 @@ issue's children and duplicates only when the issue says it has some.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from test_attachments import _upload
-from web_support import SESSION_KEY, World, create_issue, grpc_calls, sign_in
+from web_support import SESSION_KEY, World, create_issue, grpc_calls, own_model_replica, sign_in
 
 from bugless_core.clients import call
 from bugless_core.model.backend import Capability
@@ -32,18 +31,9 @@ async def counted_client(world: World) -> AsyncIterator[tuple[AsyncTestClient[Li
     The replica's metrics count the calls this client made (ten minutes, so
     that no assertion depends on the machine's speed).
     """
-    replica = await asyncio.to_thread(
-        world.stack.start,
-        "model",
-        ["model", "serve", "--port", "0", "--metrics-port", "0"],
-        name="model-page-calls",
-    )
-    assert replica.address is not None
-    assert replica.metrics_port is not None
-    metrics_port = replica.metrics_port
-    try:
+    async with own_model_replica(world.stack, "model-page-calls") as (address, metrics_port):
         settings = WebSettings(
-            model=replica.address,
+            model=address,
             auth=world.stack.auth,
             session_keys=(SESSION_KEY,),
             dev=True,
@@ -51,8 +41,6 @@ async def counted_client(world: World) -> AsyncIterator[tuple[AsyncTestClient[Li
         )
         async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as c:
             yield c, metrics_port
-    finally:
-        await asyncio.to_thread(world.stack.stop_service, replica)
 
 
 async def test_attachments_are_asked_once_per_issue_version_and_changes_show_at_once(

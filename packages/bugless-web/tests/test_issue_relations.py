@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from web_support import SESSION_KEY, World, create_issue, grpc_calls, sign_in
+from web_support import SESSION_KEY, World, create_issue, grpc_calls, own_model_replica, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
@@ -21,26 +20,12 @@ from bugless_web import WebSettings, create_app
 @pytest.fixture
 async def counted_client(world: World) -> AsyncIterator[tuple[AsyncTestClient[Litestar], int]]:
     """A web client on a Model replica of its own, whose metrics count the calls it got."""
-    replica = await asyncio.to_thread(
-        world.stack.start,
-        "model",
-        ["model", "serve", "--port", "0", "--metrics-port", "0"],
-        name="model-counted",
-    )
-    assert replica.address is not None
-    assert replica.metrics_port is not None
-    metrics_port = replica.metrics_port
-    try:
+    async with own_model_replica(world.stack, "model-counted") as (address, metrics_port):
         settings = WebSettings(
-            model=replica.address,
-            auth=world.stack.auth,
-            session_keys=(SESSION_KEY,),
-            dev=True,
+            model=address, auth=world.stack.auth, session_keys=(SESSION_KEY,), dev=True
         )
         async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as c:
             yield c, metrics_port
-    finally:
-        await asyncio.to_thread(world.stack.stop_service, replica)
 
 
 def _rows(html: str, key: str) -> dict[int, str]:

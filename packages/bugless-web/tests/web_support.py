@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +20,7 @@ from bugless_proto import v1
 if TYPE_CHECKING:
     # Not at run time: conftest imports this module before pytest loads the
     # stack plugin, which must be first to import it to rewrite its asserts.
+    from bugless_core.clients import ServiceAddress
     from bugless_dev.stack import LocalStack
 
 PASSWORD = "correct horse battery staple"
@@ -107,3 +111,23 @@ async def _metric(metrics_port: int, name: str, labels: dict[str, str]) -> int:
             if sample.name == name and labels.items() <= sample.labels.items()
         )
     )
+
+
+@asynccontextmanager
+async def own_model_replica(
+    stack: LocalStack, name: str
+) -> AsyncIterator[tuple[ServiceAddress, int]]:
+    """A Model replica of the test's own: its address, and its metrics port.
+
+    Its ``/metrics`` count only the calls made to it (:func:`grpc_calls`), so a
+    test can say how many calls a page cost, whatever other tests do.
+    """
+    replica = await asyncio.to_thread(
+        stack.start, "model", ["model", "serve", "--port", "0", "--metrics-port", "0"], name=name
+    )
+    try:
+        assert replica.address is not None
+        assert replica.metrics_port is not None
+        yield replica.address, replica.metrics_port
+    finally:
+        await asyncio.to_thread(stack.stop_service, replica)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from bugless_auth.people import certificate_message, check_owner
 from bugless_auth.people_ca import MAX_CSR_BYTES, person_of
+from bugless_auth.policy import MANAGE_USERS
 from bugless_auth.tls import parse_certificate
 from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied
 from bugless_core.grpc import current_identity, grpc_errors
@@ -20,8 +21,6 @@ from bugless_proto import v1
 if TYPE_CHECKING:
     from bugless_auth.service import AuthService
 
-#: The permission that lets an administrator list and revoke anyone's certificates.
-MANAGE_USERS = "manage_users"
 _MAX_TOKEN = 8192
 _MAX_CERTIFICATE = 16 * 1024
 

@@ -21,13 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ADMIN = "admin"
+#: Lets an administrator create, disable and merge users, end anyone's
+#: sessions, and list and revoke anyone's certificates.
+MANAGE_USERS = "manage_users"
+#: Lets an importer match the people of another tracker to bugless users.
+IMPORT_ISSUES = "import_issues"
 #: The permissions bugless itself checks; a policy may name others for extensions.
 KNOWN_PERMISSIONS = (
-    "admin",
+    ADMIN,
     "create_component",
     "create_hotlist",
-    "manage_users",
-    "import_issues",
+    MANAGE_USERS,
+    IMPORT_ISSUES,
 )
 #: Permissions ``admin`` does not imply: granted only by name. Importing
 #: writes other people's names and past times into the history, so it is

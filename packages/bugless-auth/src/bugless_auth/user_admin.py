@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bugless_auth import placeholders
 from bugless_auth.passwords import PasswordHashes
+from bugless_auth.policy import IMPORT_ISSUES, MANAGE_USERS
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.errors import (
     FailedPrecondition,
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
     from bugless_auth.tokens import SessionClaims, TokenAuthority
     from bugless_core.auth_backend import AuthenticatorBackend
 
-MANAGE_USERS = "manage_users"
-IMPORT_ISSUES = "import_issues"
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
 
 
