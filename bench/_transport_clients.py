@@ -36,15 +36,6 @@ async def grpclib_call(params: dict[str, Any]) -> tuple[Call, Close]:
     )
     metadata = {METADATA_KEY: f"client-{params['client']}"}
     issue_id = 100_000 + params["client"]
-    # Today's CorkedChannel offers 1 MiB frames but h2 accepts them only once the
-    # server's SETTINGS ACK has been read *before* the data it arrives with: a
-    # reply over 16 KiB in the same read as the ACK fails the connection
-    # ("Protocol error", bench/JOURNAL.md "Transport"). A small first call
-    # settles the exchange, as a long-lived frontend connection has.
-    small: UnaryUnaryMethod[Any, Any] = UnaryUnaryMethod(
-        channel, f"/{SERVICE}/Issue", v1.GetIssueRequest, REPLY_TYPES["Issue"]
-    )
-    await small(v1.GetIssueRequest(issue_id=issue_id), timeout=30, metadata=metadata)
 
     async def call() -> None:
         await method(v1.GetIssueRequest(issue_id=issue_id), timeout=30, metadata=metadata)

@@ -90,10 +90,6 @@ async def model_grpclib(params: dict[str, Any]) -> tuple[Call, Close]:
     method, ids = params["method"], params["issue_ids"]
     rng = random.Random(params["client"])
     attribute = METHODS[method][2]
-    # A small first call settles the SETTINGS exchange (bench._transport_clients:
-    # today's channel fails a fresh connection whose first reply over 16 KiB
-    # arrives in one read with the server's SETTINGS ACK).
-    await stub.get_issue(v1.GetIssueRequest(caller=data.BENCH_CALLER, issue_id=ids[0]), timeout=30)
 
     async def call() -> Any:
         return await getattr(stub, attribute)(_request(method, ids, rng), timeout=30)
