@@ -8,7 +8,9 @@ protobuf runtime ``betterproto2[protobuf]`` already installs: each class gets
 a plan, made once from betterproto2's field metadata and the class's embedded
 descriptor, compiled to two small Python functions that copy the fields into
 a upb message (as constructor keywords) and back out of one. Only the copying
-is Python; varints, UTF-8 and framing are C.
+is Python; varints, UTF-8 and framing are C. Out of a message of a class with
+many fields (an Issue has 28) only the fields present are copied, since a read
+mask or a sparse message leaves most of them unset (``_SparseDecoder``).
 
 What a caller can rely on (``tests/test_wire.py`` proves it on random
 messages of every ``bugless.v1`` class and of a sample proto with every field
@@ -39,9 +41,11 @@ values, maps, oneofs, ``optional``, Timestamp, Duration, wrappers, recursion):
 
 from __future__ import annotations
 
+import ast
 import datetime
 import itertools
 import keyword
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,15 +166,95 @@ def _attribute(owner: str, name: str) -> str:
     return f"getattr({owner}, {name!r})"
 
 
+def _is_literal(expression: str) -> bool:
+    """Whether ``expression`` is a Python literal (``0``, ``''``, ``None``)."""
+    try:
+        ast.literal_eval(expression)
+    except ValueError:
+        return False
+    return True
+
+
+class _SparseDecoder:
+    """The decoder of a class with many fields: it reads only the fields present.
+
+    Reading every field of a upb message costs the same whether the sender
+    set it or not (an empty repeated field still makes a container to copy),
+    and a read mask or a sparse message leaves most of a large class unset:
+    a row of the web's list pages carries 9 of the 28 fields of an Issue, a
+    ``IssueDelta`` a few of its many. This decoder starts from a dict of the
+    defaults (new containers per message) and converts only what
+    ``ListFields()`` returns, looking each descriptor up in a table: a member
+    of a oneof, an ``optional`` field and a message field are listed exactly
+    when ``HasField`` is true, and a field without presence only when it
+    differs from its default, so the result is the attribute reader's, field
+    for field and in the same order.
+    """
+
+    def __init__(self, compiler: _Compiler, number: int) -> None:
+        self.compiler = compiler
+        self.number = number
+        self.defaults: list[str] = []
+        self.converters: list[str] = []
+        self.functions: list[str] = []
+        self.descriptors: list[FieldDescriptor] = []
+
+    def field(self, name: str, descriptor: FieldDescriptor, default: str, value: str) -> None:
+        """Add a field: its default and the conversion of its upb value ``v``.
+
+        A default that is not a literal or a new container (an enum member)
+        is worked out once, when the source runs, not per message.
+        """
+        if default not in ("{}", "[]") and not _is_literal(default):
+            constant = f"_q{next(self.compiler.counter)}"
+            self.functions.append(f"{constant} = {default}")
+            default = constant
+        self.defaults.append(f"{name!r}: {default}")
+        converter = "None"
+        call = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:\(v\)|(\[v\]))", value)
+        if call is not None:  # one call or look-up: no function around it
+            converter = call.group(1) + (".__getitem__" if call.group(2) else "")
+        elif value != "v":
+            converter = f"_f{next(self.compiler.counter)}"
+            self.functions += [f"def {converter}(v):", f"    return {value}"]
+        self.converters.append(f"_G{self.number}[{len(self.descriptors)}]: ({name!r}, {converter})")
+        self.descriptors.append(descriptor)
+
+    def source(self) -> list[str]:
+        """The decoder ``_d{number}``, its field table ``_F{number}`` and converters."""
+        n = self.number
+        self.compiler.constants[f"_G{n}"] = tuple(self.descriptors)
+        self.defaults.append(f"{UNKNOWN_FIELDS_ATTRIBUTE!r}: b''")
+        # The table names decoders of other classes, which a recursive class
+        # defines later in the source: it is built after every function.
+        self.compiler.tables.append(f"_F{n} = {{" + ", ".join(self.converters) + "}\n")
+        return [
+            *self.functions,
+            f"def _d{n}(u):",
+            "    if len(_UnknownFieldSet(u)): raise _Fallback",
+            "    d = {" + ", ".join(self.defaults) + "}",
+            "    for f, v in u.ListFields():",
+            f"        name, converter = _F{n}[f]",
+            "        d[name] = v if converter is None else converter(v)",
+            f"    m = _new(_C{n})",
+            "    m.__dict__ = d",
+            "    return m",
+        ]
+
+
 class _Compiler:
     """Generates the converter functions of a closure of message classes."""
 
-    def __init__(self, namespace: dict[str, Any], counter: itertools.count[int]) -> None:
+    def __init__(
+        self, namespace: dict[str, Any], counter: itertools.count[int], sparse_from: int
+    ) -> None:
         self.namespace = namespace
         self.counter = counter
+        self.sparse_from = sparse_from
         self.ids: dict[type, int] = {}
         self.order: list[type] = []
         self.sources: list[str] = []
+        self.tables: list[str] = []
         self.upb_classes: dict[type, type[UpbMessage]] = {}
         self.constants: dict[str, Any] = {}
 
@@ -262,6 +346,7 @@ class _Compiler:
         ]
         decode = [f"def _d{number}(u):", "    if len(_UnknownFieldSet(u)): raise _Fallback"]
         values: list[str] = []
+        sparse = _SparseDecoder(self, number)
         group_members: dict[str, list[str]] = {}
         oneofs: dict[str, str] = {}
         for info in infos:
@@ -281,16 +366,22 @@ class _Compiler:
                 encode += ["    if v:", f"        kw[{upb_name!r}] = {value}"]
                 if from_upb("y") == "y":
                     values.append(f"{info.name!r}: dict({source})")
+                    sparse.field(info.name, descriptor, "{}", "dict(v)")
                 else:
                     pairs = f"for k, y in {source}.items()"
                     values.append(f"{info.name!r}: {{k: {from_upb('y')} {pairs}}}")
+                    sparse.field(
+                        info.name, descriptor, "{}", f"{{k: {from_upb('y')} for k, y in v.items()}}"
+                    )
             elif info.repeated:
                 value = "v" if to_upb("x") == "x" else f"[{to_upb('x')} for x in v]"
                 encode += ["    if v:", f"        kw[{upb_name!r}] = {value}"]
                 if from_upb("y") == "y":
                     values.append(f"{info.name!r}: {source}[:]")  # a list, faster than list()
+                    sparse.field(info.name, descriptor, "[]", "v[:]")
                 else:
                     values.append(f"{info.name!r}: [{from_upb('y')} for y in {source}]")
+                    sparse.field(info.name, descriptor, "[]", f"[{from_upb('y')} for y in v]")
             elif info.presence:
                 encode.append("    if v is not None:")
                 if info.group is not None:
@@ -308,17 +399,26 @@ class _Compiler:
                     present = f"u.HasField({upb_name!r})"
                 encode.append(f"        kw[{upb_name!r}] = {to_upb('v')}")
                 values.append(f"{info.name!r}: {from_upb(source)} if {present} else None")
+                sparse.field(info.name, descriptor, "None", from_upb("v"))
             else:
                 encode += ["    if v:", f"        kw[{upb_name!r}] = {to_upb('v')}"]
                 values.append(f"{info.name!r}: {from_upb(source)}")
+                sparse.field(
+                    info.name, descriptor, from_upb(repr(descriptor.default_value)), from_upb("v")
+                )
         encode.append("    return kw")
-        decode += [f"    {variable} = u.WhichOneof({name!r})" for name, variable in oneofs.items()]
-        values.append(f"{UNKNOWN_FIELDS_ATTRIBUTE!r}: b''")
-        decode += [
-            f"    m = _new(_C{number})",
-            "    m.__dict__ = {" + ", ".join(values) + "}",
-            "    return m",
-        ]
+        if len(infos) >= self.sparse_from:
+            decode = sparse.source()
+        else:
+            decode += [
+                f"    {variable} = u.WhichOneof({name!r})" for name, variable in oneofs.items()
+            ]
+            values.append(f"{UNKNOWN_FIELDS_ATTRIBUTE!r}: b''")
+            decode += [
+                f"    m = _new(_C{number})",
+                "    m.__dict__ = {" + ", ".join(values) + "}",
+                "    return m",
+            ]
         self.constants[f"_C{number}"] = cls
         self.constants[f"_U{number}"] = self.upb_classes[cls]
         top = [
@@ -333,7 +433,8 @@ class _Compiler:
 class _Registry:
     """The plans made so far, and the namespace their functions live in."""
 
-    def __init__(self) -> None:
+    def __init__(self, sparse_from: int = 10) -> None:
+        self.sparse_from = sparse_from
         self.lock = threading.RLock()
         self.plans: dict[type, WirePlan] = {}
         self.numbers: dict[type, int] = {}
@@ -358,14 +459,14 @@ class _Registry:
         if _defines_own(cls, "SerializeToString", "__bytes__", "FromString", "parse"):
             made = self._own_wire_form(cls)
         else:
-            compiler = _Compiler(self.namespace, self.counter)
+            compiler = _Compiler(self.namespace, self.counter, self.sparse_from)
             try:
                 compiler.converters(cls, self.numbers)
             except _Unplannable as exc:
                 made = self._betterproto_only(cls, str(exc))
             else:
                 self.namespace.update(compiler.constants)
-                exec("".join(compiler.sources), self.namespace)
+                exec("".join(compiler.sources + compiler.tables), self.namespace)
                 self.numbers.update(compiler.ids)
                 made = self._fast(cls, self.numbers[cls])
         self.plans[cls] = made
