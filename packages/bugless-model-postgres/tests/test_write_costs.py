@@ -20,6 +20,8 @@ import pytest
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._context import fetch_issue_rows
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.postgres import ThrowawayPostgres
@@ -407,3 +409,29 @@ async def test_a_create_touching_other_issues_keeps_its_transaction(
     async with _Statements(scratch, model_settings.pool_max_size) as statements:
         await _create(scratch, component_id, blocking_ids=[other.id])
     assert _transaction_statements(_ours(statements.sent)) == ["BEGIN", "COMMIT"]
+
+
+async def test_batch_reads_settle_on_one_plan_and_read_what_the_array_statement_reads(
+    scratch: PostgresBackend,
+) -> None:
+    """Ids as a fixed number of parameters: PostgreSQL stops re-planning the statement."""
+    component_id = await _component(scratch)
+    ids = [(await _create(scratch, component_id)).id for _ in range(10)]
+    hidden = v1.Caller(user_id="mallory")
+    async with scratch._pool.acquire() as conn:
+        for wanted in ([*ids[:6], ids[0], 999_999], ids[:2], ids, ids[:8], ids[:9]):
+            for caller in (ALICE, hidden, ADMIN):
+                slotted = await fetch_issue_rows(conn, caller, wanted)
+                by_array = await conn.fetch(q.FETCH_ISSUES, wanted, caller.admin, caller.user_id)
+                assert {i: dict(r) for i, r in slotted.items()} == {
+                    r["id"]: dict(r) for r in by_array if r["id"] in slotted
+                }
+                assert sorted(slotted) == sorted({i for i in wanted if i in ids})
+        for _ in range(10):
+            await fetch_issue_rows(conn, ALICE, ids[:6])
+        plans = await conn.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            q.fetch_issues_in_slots(8),
+        )
+    assert plans is not None
+    assert plans["generic_plans"] > 0

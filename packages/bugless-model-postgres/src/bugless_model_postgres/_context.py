@@ -84,6 +84,13 @@ async def fetch_issue_rows(
         rows = await conn.fetch(q.FETCH_ISSUE_SUMMARIES, ids, caller.admin, caller.user_id)
     elif len(ids) == 1:
         rows = await conn.fetch(q.FETCH_ISSUE, ids[0], caller.admin, caller.user_id)
+    elif len(ids) <= q.ID_SLOTS[-1]:
+        # A fixed number of id parameters keeps one plan (see the statement).
+        slots = next(n for n in q.ID_SLOTS if n >= len(ids))
+        padded = [*ids, *([ids[0]] * (slots - len(ids)))]
+        rows = await conn.fetch(
+            q.fetch_issues_in_slots(slots), padded[0], caller.admin, caller.user_id, *padded[1:]
+        )
     else:
         rows = await conn.fetch(q.FETCH_ISSUES, ids, caller.admin, caller.user_id)
     return {row["id"]: row for row in rows if caller_role(caller, row["effective_acl"]) is not None}
