@@ -5,7 +5,8 @@
 Both servers are one process holding one open ``PostgresBackend`` and the
 product's ``ModelServicer`` over it (callers believed from the request, as
 without an Authenticator: no identity assertion is verified on either side),
-with mutual TLS and the ``web`` service identity required of the client:
+with mutual TLS and the ``web`` service identity required of the client, and
+the garbage collector settled once listening, as ``bugless model serve`` does:
 
 * ``grpclib``: :class:`~bugless_core.grpc.GrpcServiceRunner`, exactly what
   ``bugless model serve`` runs (corked transport, upb codec, the call tracker
@@ -40,6 +41,7 @@ from typing import Any
 from bench import _dataset as data
 from bench._load import Call, Close
 from bugless_core import eventloop
+from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.grpc import UpbCodec
 from bugless_core.ready_file import write_ready_file
 from bugless_proto import v1
@@ -151,6 +153,7 @@ async def _serve_grpclib(servicer: Any, tls: dict[str, Path], ready: Path, stop:
     )
     runner = GrpcServiceRunner([servicer], settings, name="model")
     await runner.start()
+    settle_garbage_collector()
     write_ready_file(ready, port=runner.port)
     await stop.wait()
     await runner.close()
@@ -196,6 +199,7 @@ async def _serve_grpclib_bare(servicer: Any, tls: dict[str, Path], ready: Path, 
     )
     server = CorkedServer([Bare()])
     await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
+    settle_garbage_collector()
     write_ready_file(ready, port=listening_port(server))
     await stop.wait()
     server.close()
@@ -282,6 +286,7 @@ async def _serve_grpcio(servicer: Any, tls: dict[str, Path], ready: Path, stop: 
     )
     port = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()
+    settle_garbage_collector()
     write_ready_file(ready, port=port)
     await stop.wait()
     await server.stop(grace=None)

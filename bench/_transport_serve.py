@@ -20,7 +20,10 @@ machinery), not the application's:
 grpclib runs as the services do (:class:`~bugless_core.grpc.CorkedServer`, the
 TLS context of :func:`~bugless_core.grpc.build_server_ssl_context`, client
 certificate required); grpcio as ``grpc.aio.server`` with
-``require_client_auth=True``. Both on uvloop (``bugless_core.eventloop``), as
+``require_client_auth=True``. Both settle the garbage collector once they
+listen, as every bugless service does (``gc.freeze()``, a young threshold of
+5,000; without it py-spy ``--native`` put a third of a grpclib server's
+samples in the collector). Both on uvloop (``bugless_core.eventloop``), as
 every bugless process; grpc.aio runs on it (its C core polls in a thread of
 its own and hands completions to whichever asyncio loop runs); ``asyncio``
 as the last argument runs asyncio's own loop instead, to compare. The port is
@@ -39,6 +42,7 @@ from typing import Any
 
 from bench.codec import sample_issue
 from bugless_core import eventloop
+from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.grpc import UpbCodec
 from bugless_core.ready_file import write_ready_file
 from bugless_proto import v1
@@ -110,6 +114,7 @@ async def serve_grpclib(ready: Path, cert: Path, key: Path, ca: Path, stop: asyn
     )
     server = CorkedServer([Service()], codec=UpbCodec())
     await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
+    settle_garbage_collector()  # as every bugless service does once it listens
     write_ready_file(ready, port=listening_port(server))
     await stop.wait()
     server.close()
@@ -154,6 +159,7 @@ async def serve_grpcio(ready: Path, cert: Path, key: Path, ca: Path, stop: async
     )
     port = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()
+    settle_garbage_collector()
     write_ready_file(ready, port=port)
     await stop.wait()
     await server.stop(grace=None)
