@@ -342,6 +342,27 @@ async def test_without_the_journal_endpoint_the_import_says_how_to_add_it(
     assert all(not e.changes for e in first.entries)
 
 
+async def test_an_issue_destroyed_between_listing_and_reading_is_skipped_and_reported(
+    roundup_url: str, tracker: Path, options: dict[str, str]
+) -> None:
+    doomed = _create(tracker, "admin", "doomed", "gone before it is read")
+    importer = RoundupImporter(roundup_url, options)
+    issues = importer.issues()
+    first = next(issues)  # every issue is listed by now; each is read as it is reached
+    db = _as(tracker, "admin")
+    try:
+        db.issue.destroy(doomed)
+        db.commit()
+    finally:
+        db.close()
+    rest = list(issues)
+    keys = [first.key, *(issue.key for issue in rest)]
+    assert f"rocket#{doomed}" not in keys
+    assert keys == sorted(keys, key=lambda key: int(key.split("#")[1]))
+    assert rest, "the issues after the destroyed one are still read"
+    assert importer.skipped == [f"issue{doomed}: listed, then gone (404) when read"]
+
+
 def _hide_history(get: Any) -> Any:
     """The tracker as a stock one answers: no ``/rest/history`` route (404)."""
 

@@ -274,7 +274,9 @@ class RoundupImporter(Importer):
         """Every issue by id, with its journal (or its messages) as entries."""
         users = self.names("user")
         for item in self.collection("issue", _ISSUE_FIELDS):
-            yield self._issue(item, users)
+            issue = self._issue(item, users)
+            if issue is not None:
+                yield issue
 
     def _message(self, msg_id: str) -> dict[str, Any]:
         data = self.get(
@@ -290,7 +292,8 @@ class RoundupImporter(Importer):
             return "" if raw is None else str(raw)
         return self.names(_LINKS[field]).get(_id(raw), "") if _id(raw) else ""
 
-    def _issue(self, item: dict[str, Any], users: dict[str, str]) -> SourceIssue:
+    def _issue(self, item: dict[str, Any], users: dict[str, str]) -> SourceIssue | None:
+        """The issue as the source gives it; None if it was destroyed since it was listed."""
         issue_id = str(item["id"])
         current: dict[str, Any] = {f: _id(item.get(f)) for f in _LINKS}
         current["title"] = str(item.get("title") or "")
@@ -302,6 +305,10 @@ class RoundupImporter(Importer):
         entries: list[SourceEntry] = []
         if self.journal:
             journal = self.get(f"history/issue/{issue_id}")
+            if journal is None and self.get(f"data/issue/{issue_id}") is None:
+                # Destroyed after it was listed: not an error of the run.
+                self.skipped.append(f"issue{issue_id}: listed, then gone (404) when read")
+                return None
             if journal is None:
                 raise FailedPrecondition(
                     f"{self.base}rest/history/issue/{issue_id}: no journal endpoint; append "
