@@ -13,12 +13,13 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from web_support import SESSION_KEY, World, grpc_calls
+from web_support import SESSION_KEY, World, create_issue, grpc_calls
 
-from bugless_core.clients import acting_as
+from bugless_core.clients import acting_as, call
 from bugless_proto import v1
 from bugless_web import WebSettings
 from bugless_web.backends import INFO_TTL_SECONDS, Backends, Viewer
+from bugless_web.kept_attachments import KeptAttachments
 
 TTL = 60.0
 LOOKUPS = 8
@@ -130,3 +131,30 @@ async def test_capabilities_and_the_component_tree_missed_at_once_are_asked_once
     )
     assert await grpc_calls(metrics_port, "ListComponents") == pages + 2 * one_tree
     assert all(each == paths for each in found)
+
+
+async def test_an_attachment_list_missed_at_once_is_asked_once(
+    counted: tuple[Backends, Clock, int], world: World, model: v1.ModelStub
+) -> None:
+    backends, clock, metrics_port = counted
+    viewer = _viewer(world, "bob")
+    issue = await create_issue(model, world, "Single flight: attachments")
+    kept = KeptAttachments(TTL, clock=clock)
+
+    async def fetch() -> list[v1.Attachment]:
+        response = await call(
+            backends.model.list_attachments,
+            v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue.id),
+        )
+        return response.attachments
+
+    start = await grpc_calls(metrics_port, "ListAttachments")
+    await asyncio.gather(
+        *(kept.get_or_fetch(issue.id, issue.version, fetch) for _ in range(LOOKUPS))
+    )
+    assert await grpc_calls(metrics_port, "ListAttachments") == start + 1
+    clock.now += TTL + 1
+    await asyncio.gather(
+        *(kept.get_or_fetch(issue.id, issue.version, fetch) for _ in range(LOOKUPS))
+    )
+    assert await grpc_calls(metrics_port, "ListAttachments") == start + 2

@@ -11,16 +11,19 @@ new key and fetches at once; nothing here delays a change.
 
 Kept for ``timeline_cache_seconds``, like the rendered timeline of the same
 version (:mod:`bugless_web.rendered_timelines`), and bounded in count; 0
-fetches every time.
+fetches every time. Pages of one version loaded together share one fetch
+(:meth:`KeptAttachments.get_or_fetch`): with eight connections on one issue,
+each expiry was up to eight ``ListAttachments`` calls.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from bugless_proto import v1
+from bugless_web.single_flight import SingleFlight
 
 #: Most issues whose list is kept at once (least recently used forgotten
 #: first). A list holds at most 500 attachments (the Model's limit).
@@ -37,6 +40,29 @@ class KeptAttachments:
         self._entries: OrderedDict[tuple[int, int], tuple[float, list[v1.Attachment]]] = (
             OrderedDict()
         )
+        self._fetches: SingleFlight[tuple[int, int], list[v1.Attachment]] = SingleFlight()
+
+    async def get_or_fetch(
+        self,
+        issue_id: int,
+        version: int,
+        fetch: Callable[[], Awaitable[Sequence[v1.Attachment]]],
+    ) -> list[v1.Attachment]:
+        """The list kept for ``version``, else ``fetch()``'s, kept (see :meth:`put`).
+
+        A fetch for this version already under way is awaited instead of
+        starting another. Do not modify the returned list or its messages.
+        """
+        kept = self.get(issue_id, version)
+        if kept is not None:
+            return kept
+
+        async def fetch_and_keep() -> list[v1.Attachment]:
+            found = list(await fetch())
+            self.put(issue_id, version, found)
+            return found
+
+        return await self._fetches.load((issue_id, version), fetch_and_keep)
 
     def get(self, issue_id: int, version: int) -> list[v1.Attachment] | None:
         """The list kept for ``version`` of the issue; None when none is.

@@ -60,15 +60,15 @@ async def _attachments(frontend: Frontend, viewer: Viewer, issue: v1.Issue) -> l
     See :mod:`bugless_web.kept_attachments`; the list is shared between
     pages, so do not modify it.
     """
-    kept = frontend.attachments.get(issue.id, issue.version)
-    if kept is not None:
-        return kept
-    response = await call(
-        frontend.backends.model.list_attachments,
-        v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue.id),
-    )
-    frontend.attachments.put(issue.id, issue.version, response.attachments)
-    return response.attachments
+
+    async def fetch() -> list[v1.Attachment]:
+        response = await call(
+            frontend.backends.model.list_attachments,
+            v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue.id),
+        )
+        return response.attachments
+
+    return await frontend.attachments.get_or_fetch(issue.id, issue.version, fetch)
 
 
 async def _issue_page(
