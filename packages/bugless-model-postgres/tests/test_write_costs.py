@@ -19,9 +19,9 @@ import pytest
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres import PostgresBackend, _batch_create
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres._context import fetch_issue_rows
+from bugless_model_postgres._context import WriteContext, fetch_issue_rows
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.postgres import ThrowawayPostgres
@@ -432,6 +432,37 @@ async def test_batch_reads_settle_on_one_plan_and_read_what_the_array_statement_
         plans = await conn.fetchrow(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
             q.fetch_issues_in_slots(8),
+        )
+    assert plans is not None
+    assert plans["generic_plans"] > 0
+
+
+async def test_batch_checks_settle_on_one_plan_and_answer_as_the_array_statement(
+    scratch: PostgresBackend,
+) -> None:
+    """BatchCreateIssues' checks with the items as parameters: one plan, the same rows."""
+    component_id = await _component(scratch)
+    made = await _create(scratch, component_id, idempotency_key="used")
+    ctx = WriteContext(conn=None, caller=ALICE, now=made.created_at, channel="")  # type: ignore[arg-type]
+    cases: list[tuple[list[int], list[str | None]]] = [
+        ([component_id, 999_999, component_id], ["used", None, "fresh"]),
+        ([component_id] * 5, [None, "used", None, None, "x"]),
+        ([component_id] * 4, [None] * 4),
+    ]
+    async with scratch._pool.acquire() as conn:
+        ctx.conn = conn
+        for components, keys in cases:
+            slotted = await _batch_create._batch_checks(ctx, components, keys)
+            by_array = await conn.fetch(_batch_create.BATCH_CHECKS, components, keys, ALICE.user_id)
+            assert [dict(r) for r in slotted] == [dict(r) for r in by_array]
+            assert [r["idempotent_id"] for r in slotted][: len(keys)] == [
+                made.id if k == "used" else None for k in keys
+            ]
+        for _ in range(10):
+            await _batch_create._batch_checks(ctx, [component_id] * 3, [None] * 3)
+        plans = await conn.fetchrow(
+            "SELECT generic_plans FROM pg_prepared_statements WHERE statement = $1",
+            _batch_create.batch_checks_in_slots(4),
         )
     assert plans is not None
     assert plans["generic_plans"] > 0

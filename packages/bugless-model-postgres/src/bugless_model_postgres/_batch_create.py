@@ -54,18 +54,60 @@ class Write(Protocol[T]):
 
 _Outcomes = dict[int, _issues.Created | BuglessError]
 
-#: :data:`q.CREATE_CHECKS` for every item at once, a row per item in order:
-#: component ids $1, idempotency keys $2 (NULL: none), the caller $3.
-BATCH_CHECKS = """
+_BATCH_CHECKS = """
 SELECT c.*,
        (SELECT i.id FROM issues i WHERE i.reporter = $3 AND i.idempotency_key = t.key)
            AS idempotent_id,
        EXISTS (SELECT 1 FROM custom_fields f WHERE f.component_id = ANY (c.path_ids))
            AS has_custom_fields
-  FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS t(component_id, key, n)
+  FROM unnest({components}, {keys}) WITH ORDINALITY AS t(component_id, key, n)
   LEFT JOIN components c ON c.id = t.component_id
  ORDER BY t.n
 """
+#: :data:`q.CREATE_CHECKS` for every item at once, a row per item in order:
+#: component ids $1, idempotency keys $2 (NULL: none), the caller $3.
+BATCH_CHECKS = _BATCH_CHECKS.format(components="$1::bigint[]", keys="$2::text[]")
+#: Batch sizes :func:`batch_checks_in_slots` covers; larger ones use :data:`BATCH_CHECKS`.
+CHECK_SLOTS = (4, 8, 16, 32, 64, 128)
+
+
+@functools.cache
+def batch_checks_in_slots(slots: int) -> str:
+    """:data:`BATCH_CHECKS` for ``slots`` items given as parameters, planned once.
+
+    With arrays PostgreSQL 15 re-plans the statement on every call (its custom
+    plan knows how many items there are, the generic plan assumes 10, so the
+    custom one always looks cheaper: 0 generic plans of 30); with a fixed
+    number of parameters both plans count the same rows and the connection
+    keeps the generic plan (as ``q.fetch_issues_in_slots``). Parameters:
+    component ids ``$1``, ``$4`` … then keys, the caller ``$3``, ``$2`` the
+    first key; unused slots are component 0 without a key, rows past the
+    items' are dropped by the caller.
+    """
+    rest = range(4, 2 * slots + 2)
+    components = ["$1::bigint", *(f"${n}::bigint" for n in rest[: slots - 1])]
+    keys = ["$2::text", *(f"${n}::text" for n in rest[slots - 1 :])]
+    return _BATCH_CHECKS.format(
+        components=f"ARRAY[{', '.join(components)}]", keys=f"ARRAY[{', '.join(keys)}]"
+    )
+
+
+async def _batch_checks(
+    ctx: WriteContext, components: list[int], keys: list[str | None]
+) -> list[asyncpg.Record]:
+    """:data:`BATCH_CHECKS`' rows for the items, in item order (one statement)."""
+    caller = ctx.caller.user_id
+    if len(components) > CHECK_SLOTS[-1]:
+        return list(await ctx.conn.fetch(BATCH_CHECKS, components, keys, caller))
+    slots = next(n for n in CHECK_SLOTS if n >= len(components))
+    padding = slots - len(components)
+    ids = [*components, *([0] * padding)]
+    given = [*keys, *([None] * padding)]
+    rows = await ctx.conn.fetch(
+        batch_checks_in_slots(slots), ids[0], given[0], caller, *ids[1:], *given[1:]
+    )
+    return list(rows[: len(components)])
+
 
 #: The issues and their entries 1. Items as parallel arrays $1-$16 (text[]
 #: ``cc`` literals, jsonb text ``custom_fields`` and ``changes``, ``given_id``
@@ -237,11 +279,10 @@ async def _create_together(
 ) -> _Outcomes:
     """The items sharing the transaction: checked at once, planned each, written at once."""
     caller = ctx.caller
-    checks = await ctx.conn.fetch(
-        BATCH_CHECKS,
+    checks = await _batch_checks(
+        ctx,
         [(r.fields or v1.IssueFields()).component_id for _, r in requests],
         [r.idempotency_key or None for _, r in requests],
-        caller.user_id,
     )
     outcomes: _Outcomes = {}
     planned: list[_Item] = []
