@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from web_support import SESSION_KEY, World, create_issue, grpc_calls
+from web_support import SESSION_KEY, World, create_issue, grpc_calls, own_model_replica
 
 from bugless_core.clients import acting_as, call
 from bugless_proto import v1
@@ -38,29 +38,21 @@ class Clock:
 @pytest.fixture
 async def counted(world: World) -> AsyncIterator[tuple[Backends, Clock, int]]:
     """Backends on a Model replica of their own (its metrics count their calls), and their clock."""
-    replica = await asyncio.to_thread(
-        world.stack.start,
-        "model",
-        ["model", "serve", "--port", "0", "--metrics-port", "0"],
-        name="model-single-flight",
-    )
-    assert replica.address is not None
-    assert replica.metrics_port is not None
-    clock = Clock()
-    settings = WebSettings(
-        model=replica.address,
-        auth=world.stack.auth,
-        session_keys=(SESSION_KEY,),
-        dev=True,
-        hotlist_cache_seconds=TTL,
-        component_cache_seconds=TTL,
-    )
-    backends = Backends(settings, clock=clock)
-    try:
-        yield backends, clock, replica.metrics_port
-    finally:
-        backends.close()
-        await asyncio.to_thread(world.stack.stop_service, replica)
+    async with own_model_replica(world.stack, "model-single-flight") as (address, metrics_port):
+        clock = Clock()
+        settings = WebSettings(
+            model=address,
+            auth=world.stack.auth,
+            session_keys=(SESSION_KEY,),
+            dev=True,
+            hotlist_cache_seconds=TTL,
+            component_cache_seconds=TTL,
+        )
+        backends = Backends(settings, clock=clock)
+        try:
+            yield backends, clock, metrics_port
+        finally:
+            backends.close()
 
 
 @pytest.fixture(autouse=True)
