@@ -80,15 +80,23 @@ async def test_digest_people_get_one_mail_listing_the_changes_they_may_see(
         )
     )
     titles = [f"Digest one {tag}", f"Digest two {tag}"]
-    for title in titles:
-        await model.create_issue(
-            v1.CreateIssueRequest(
-                caller=bert,
-                fields=v1.IssueFields(title=title, component_id=open_component.id),
-                cc=[ids["dora"], ids["ivan"]],
-                idempotency_key=secrets.token_hex(8),
-            )
+    # Both in one call, so one commit: a digest period (a few seconds here)
+    # cannot end between them on a slow moment of the machine, which would
+    # rightly send two digests of one change each.
+    batch = await model.batch_create_issues(
+        v1.BatchCreateIssuesRequest(
+            caller=bert,
+            items=[
+                v1.CreateIssueRequest(
+                    fields=v1.IssueFields(title=title, component_id=open_component.id),
+                    cc=[ids["dora"], ids["ivan"]],
+                    idempotency_key=secrets.token_hex(8),
+                )
+                for title in titles
+            ],
         )
+    )
+    assert [result.code for result in batch.results] == [0, 0]
     hidden_title = f"Digest hidden {tag}"
     hidden = await model.create_issue(
         v1.CreateIssueRequest(
