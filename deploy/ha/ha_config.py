@@ -8,8 +8,11 @@ builds the one thing a template cannot hold: the raw HTTP/2 bytes of a
 
 Every backend has one more server slot than it has replicas, so a rolling
 restart can start the replacement first (``maxSurge: 1, maxUnavailable: 0``,
-as the Helm chart rolls), on the free slot's port, without reloading HAProxy.
-A slot with no process behind it is simply DOWN.
+as the Helm chart rolls), in the free slot, without reloading HAProxy.
+Replicas bind port 0 and report the port they got; the drill then points
+their slot at it through the runtime API (:meth:`Haproxy.set_server_port`),
+so no port is chosen ahead and raced for. A slot with no process behind it
+points at port 1, where nothing listens: it is simply DOWN.
 """
 
 from __future__ import annotations
@@ -109,12 +112,12 @@ class Backend:
 
     Attributes:
         name: Backend name in the configuration (``model``, ``api``...).
-        ports: Port of each slot, in order; server ``<name><i>`` is slot ``i``
+        slots: Number of server slots; server ``<name><i>`` is slot ``i``
             counted from 1.
     """
 
     name: str
-    ports: tuple[int, ...]
+    slots: int
 
     def server(self, slot: int) -> str:
         """HAProxy's name of slot ``slot`` (0-based)."""
@@ -151,10 +154,15 @@ class HaproxyLayout:
     check_timeout_ms: int = 500
 
 
+#: Where an empty slot points: nothing listens on port 1 (tcpmux), so its
+#: checks fail at once and the slot stays DOWN until a replica takes it.
+EMPTY_SLOT_PORT = 1
+
+
 def _servers(backend: Backend, options: str) -> str:
     return "\n".join(
-        f"    server {backend.server(i)} 127.0.0.1:{port} {options}"
-        for i, port in enumerate(backend.ports)
+        f"    server {backend.server(i)} 127.0.0.1:{EMPTY_SLOT_PORT} {options}"
+        for i in range(backend.slots)
     )
 
 
@@ -277,6 +285,20 @@ class Haproxy:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+    async def set_server_port(self, backend: str, server: str, port: int) -> None:
+        """Point ``backend/server`` at ``127.0.0.1:port`` (its checks follow).
+
+        Raises:
+            RuntimeError: HAProxy refused the change.
+        """
+        answer = await self.command(f"set server {backend}/{server} addr 127.0.0.1 port {port}")
+        # HAProxy answers "IP changed from ..., port changed from ..." or
+        # "no need to change the addr/port" (a replica that got the slot's
+        # old port); anything else is a refusal.
+        if "changed" not in answer and "no need to change" not in answer:
+            msg = f"HAProxy would not point {backend}/{server} at port {port}: {answer.strip()}"
+            raise RuntimeError(msg)
 
     async def servers_up(self, backend: str) -> dict[str, bool]:
         """Whether each server of ``backend`` takes traffic now (HAProxy's view)."""

@@ -11,9 +11,11 @@ Authenticator through HAProxy too, so a Model replica can go away under them.
 PostgreSQL is the library's throwaway server, paused and resumed for the
 database-outage phase.
 
-Slot ports are chosen before HAProxy starts (its configuration names them),
-and a replacement replica binds the port of the slot it takes over, as a pod
-takes over a Service endpoint.
+Every replica binds port 0 and reports the port it got (``--ready-file``);
+the slot it takes over is then pointed at that port through HAProxy's runtime
+API, as a pod's address becomes a Service endpoint. Only HAProxy's frontends
+need ports named ahead (its configuration binds them): a start that loses one
+of them to another process on this shared machine is retried on new ones.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ha_config import Backend, Haproxy, HaproxyLayout, render_config
 from bugless_core.clients import ServiceAddress
 from bugless_dev.pki import CertificateFiles, LocalPki
 from bugless_dev.postgres import ENV_URL, ThrowawayPostgres, start_postgres
-from bugless_dev.processes import ServiceProcess, check_grpc_health, unused_port
+from bugless_dev.processes import ServiceFailed, ServiceProcess, check_grpc_health, unused_port
 from bugless_dev.stack import LocalStack, StackConfig
 
 #: The tiers in rolling-restart order: backends first, as a rollout of a new
@@ -52,7 +54,7 @@ class Replica:
     Attributes:
         tier: ``model``, ``auth``, ``api`` or ``web``.
         slot: Index of its HAProxy server slot.
-        port: Where it listens.
+        port: Where it listens (0 until it has reported the port it bound).
         process: The process (leader of its own process group).
         log: Its output.
     """
@@ -86,7 +88,8 @@ class Tier:
     Attributes:
         name: The tier.
         backend: Its HAProxy backend (one slot more than replicas).
-        command: ``bugless`` arguments of a replica listening on a port.
+        command: ``bugless`` arguments of a replica listening on a port (the
+            drill passes 0: the replica binds any and reports it).
         replicas: Running replicas by slot.
     """
 
@@ -97,7 +100,7 @@ class Tier:
 
     def free_slot(self) -> int:
         """The first slot no replica occupies."""
-        for slot in range(len(self.backend.ports)):
+        for slot in range(self.backend.slots):
             if slot not in self.replicas:
                 return slot
         msg = f"every {self.name} slot is taken"
@@ -195,12 +198,11 @@ class Topology:
         return None if port is None else f"http://127.0.0.1:{port}"
 
     def spawn(self, tier: Tier, slot: int) -> Replica:
-        """Start a replica of ``tier`` in ``slot``; it is not ready yet."""
-        port = tier.backend.ports[slot]
+        """Start a replica of ``tier`` in ``slot`` on port 0; it is not ready yet."""
         process = self.stack.spawn(
-            tier.name, tier.command(port), name=f"{tier.name}{slot + 1}-{time.monotonic_ns()}"
+            tier.name, tier.command(0), name=f"{tier.name}{slot + 1}-{time.monotonic_ns()}"
         )
-        replica = Replica(tier=tier.name, slot=slot, port=port, process=process)
+        replica = Replica(tier=tier.name, slot=slot, port=0, process=process)
         tier.replicas[slot] = replica
         return replica
 
@@ -215,10 +217,19 @@ class Topology:
         return replica
 
     async def wait_in_rotation(self, replica: Replica) -> None:
-        """Wait until HAProxy sees ``replica`` UP (its health check passes)."""
+        """Point ``replica``'s slot at its port; wait until HAProxy sees it UP."""
         tier = self.tiers[replica.tier]
         server = tier.backend.server(replica.slot)
         deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        if not replica.port:
+            try:
+                ready = await asyncio.to_thread(
+                    replica.process.wait_ready_file, _START_TIMEOUT_SECONDS
+                )
+            except ServiceFailed as exc:
+                raise RuntimeError(f"{server}: {exc}") from exc
+            replica.port = ready.port
+            await self.haproxy.set_server_port(tier.name, server, ready.port)
         while True:
             if replica.process.exited:
                 msg = (
@@ -303,6 +314,53 @@ async def start_topology(settings: TopologySettings) -> Topology:
         raise
 
 
+#: How many sets of frontend ports HAProxy is started on before giving up.
+_HAPROXY_ATTEMPTS = 5
+
+
+async def _start_haproxy(
+    settings: TopologySettings, backends: dict[str, Backend], probe: Path, ca_file: Path
+) -> tuple[HaproxyLayout, Haproxy]:
+    """Start HAProxy on frontend ports free a moment ago; new ones if it lost a race.
+
+    HAProxy cannot bind port 0 and report it, so its frontends' ports are
+    named in its configuration; on this shared machine another process can
+    take one between choosing and binding it, and then HAProxy exits at
+    start. Nothing has been told these ports yet, so new ones are as good.
+
+    Raises:
+        RuntimeError: It did not start on any of :data:`_HAPROXY_ATTEMPTS` sets.
+    """
+    directory = settings.directory
+    failures: list[str] = []
+    for _ in range(_HAPROXY_ATTEMPTS):
+        layout = HaproxyLayout(
+            model_port=unused_port(),
+            auth_port=unused_port(),
+            api_port=unused_port(),
+            web_port=unused_port() if settings.with_web else None,
+            backends=backends,
+            admin_socket=directory / "haproxy.sock",
+            probe_pem=probe,
+            ca_file=ca_file,
+        )
+        config = directory / "haproxy.cfg"
+        config.write_text(render_config(layout))
+        layout.admin_socket.unlink(missing_ok=True)
+        haproxy = Haproxy(config, layout.admin_socket, directory / "haproxy.log")
+        try:
+            await asyncio.to_thread(haproxy.start)
+        except RuntimeError as exc:
+            haproxy.stop()
+            if "did not start" not in str(exc):
+                raise  # not installed, or the configuration is wrong: no retry helps
+            failures.append(str(exc)[-500:])
+            continue
+        return layout, haproxy
+    msg = f"HAProxy did not start on {_HAPROXY_ATTEMPTS} sets of ports:\n" + "\n".join(failures)
+    raise RuntimeError(msg)
+
+
 async def _start_services(settings: TopologySettings, postgres: ThrowawayPostgres) -> Topology:
     directory = settings.directory
     stack = LocalStack(
@@ -324,22 +382,8 @@ async def _start_services(settings: TopologySettings, postgres: ThrowawayPostgre
     probe = _write_haproxy_pem(directory, probe_files)
 
     tier_names = [t for t in TIERS if t != "web" or settings.with_web]
-    backends = {
-        name: Backend(name, tuple(unused_port() for _ in range(settings.replicas[name] + 1)))
-        for name in tier_names
-    }
-    layout = HaproxyLayout(
-        model_port=unused_port(),
-        auth_port=unused_port(),
-        api_port=unused_port(),
-        web_port=unused_port() if settings.with_web else None,
-        backends=backends,
-        admin_socket=directory / "haproxy.sock",
-        probe_pem=probe,
-        ca_file=pki.ca_file,
-    )
-    config = directory / "haproxy.cfg"
-    config.write_text(render_config(layout))
+    backends = {name: Backend(name, settings.replicas[name] + 1) for name in tier_names}
+    layout, haproxy = await _start_haproxy(settings, backends, probe, pki.ca_file)
     # Frontends reach the backends through HAProxy; the web replicas share the
     # stack's one cookie key, so a session survives a change of replica.
     # Every Model replica fetches the assertion keys through HAProxy too, so
@@ -356,7 +400,6 @@ async def _start_services(settings: TopologySettings, postgres: ThrowawayPostgre
         "web": lambda port: ["web", "serve", "--port", str(port), *web_flags],
     }
     tiers = {name: Tier(name, backends[name], commands[name]) for name in tier_names}
-    haproxy = Haproxy(config, layout.admin_socket, directory / "haproxy.log")
     web_user = ("drill-web", secrets.token_urlsafe(12))
     topology = Topology(
         directory=directory,
@@ -373,7 +416,6 @@ async def _start_services(settings: TopologySettings, postgres: ThrowawayPostgre
     try:
         await asyncio.to_thread(stack.migrate)
         await asyncio.to_thread(stack.add_user, web_user[0], web_user[1])
-        haproxy.start()
         # Backends first, then the frontends that call them through HAProxy.
         for wave in (("model", "auth"), ("api", "web")):
             started = [
