@@ -19,11 +19,17 @@ Each runs 50 issues a page, as ``user0042`` (group ``eng``, so three
 restricted subtrees are invisible), in three ways, with 1 and 8 concurrent
 clients:
 
-* ``grpc``: the Model service started in-process by ``start_model`` on a
-  loopback port, called through ``v1.ModelStub`` on the frontends' channel
+* ``served``: the Model as deployed (:mod:`bench._served`): ``bugless model
+  serve`` subprocesses (``--served N`` of them sharing a port, default 1)
+  reached over mutual TLS with the web tier's certificate and an identity
+  assertion, through ``v1.ModelStub`` on the frontends' channel
   (``CorkedChannel``: the corked transport and the upb codec; one channel per
-  client; clients share the server's process and event loop), asking for
-  summary pages as the web tier does;
+  client), asking for summary pages as the web tier does; the bench process
+  holds only the clients;
+* ``grpc``: the same calls to a Model service started inside the bench
+  process by ``start_model`` (plaintext loopback, no assertion): clients and
+  Model share one process, event loop and core, so with 8 clients every
+  page waits for the others' Python (``--no-in-process`` leaves it out);
 * ``backend``: ``PostgresBackend.search_issues`` called directly (no gRPC);
 * ``sql``: the floor -- hand-written SQL through asyncpg giving the same
   answer as the summary page (:mod:`bench._search_floor`): the page's ids,
@@ -31,14 +37,19 @@ clients:
   the capped count on a first page (a later page's token carries the first
   page's total, so neither the Model nor the floor counts there); a text
   query's page and count from one read of its matches;
-* ``grpc-web`` (with ``--web-mask``): as ``grpc``, with the read mask the
-  web's result table of the default columns asks for
-  (``bugless_web.searching.read_mask``): no hotlists, star or relation lists,
-  so fewer columns than the floor reads.
+* ``served-web``, ``grpc-web`` (with ``--web-mask``): as ``served`` and
+  ``grpc``, with the read mask the web's result table of the default columns
+  asks for (``bugless_web.searching.read_mask``): no hotlists, star or
+  relation lists, so fewer columns than the floor reads.
+
+CPU milliseconds per request are printed for each process: the bench
+process (the clients; in modes ``grpc``/``backend`` also the Model's work),
+the Model processes (mode ``served``), PostgreSQL (every backend serving the
+database), all from ``/proc``.
 
 Every mode must return the same ids and total, or the run stops.
 
-    python -m bench.search --database-url URL [--requests 300] [--explain]
+    python -m bench.search --database-url URL [--requests 300] [--explain] [--served N]
 """
 
 from __future__ import annotations
@@ -69,6 +80,8 @@ from bench._search_floor import (
     ids_first_floor,
     text_floor,
 )
+from bench._served import ServedModel, postgres_cpu, process_cpu
+from bench._web_page import WEB_QUERY, measure_web_page
 from bench.seed import connect, model_settings
 from bugless_core import limits
 from bugless_core.grpc import CorkedChannel, GrpcServerSettings
@@ -83,11 +96,12 @@ from bugless_proto.google.protobuf import FieldMask
 
 #: The open statuses as the database stores them (their enum numbers).
 OPEN = sorted(int(s) for s in OPEN_STATUSES)
-#: Queries held to the p95 target through gRPC (issue 18 adds the custom-field one).
-TARGET_QUERIES = ("compound", "custom")
-#: Target of the issue: compound p95 through gRPC, and its ratio to the floor.
-TARGET_P95_MS = 50.0
+#: Issue 23's targets, through the Model as deployed (mode ``served``): every
+#: query's p95 within this ratio of its floor's with one client...
 TARGET_RATIO = 1.5
+#: ... and the compound query's p95 within this with 8 clients.
+TARGET_P95_MS = 50.0
+TARGET_P95_QUERY = "compound"
 
 
 @dataclass
@@ -101,6 +115,10 @@ class BenchQuery:
     structured: v1.StructuredQuery
     token: str = ""
     position: list[Any] | None = None
+    #: The measured page's token from the served Model (its own token secret).
+    served_token: str = ""
+    #: The measured page's ids and total, as every mode must answer.
+    expected: tuple[list[int], int] = ([], 0)
 
 
 @dataclass(frozen=True)
@@ -278,11 +296,13 @@ def _grpc_call(
     return functools.partial(stub.search_issues, request)
 
 
-def _request(q: BenchQuery, read_mask: FieldMask | None = None) -> v1.SearchIssuesRequest:
+def _request(
+    q: BenchQuery, read_mask: FieldMask | None = None, *, served: bool = False
+) -> v1.SearchIssuesRequest:
     return v1.SearchIssuesRequest(
         caller=CALLER,
         query=q.structured,
-        page=v1.PageRequest(page_size=PAGE_SIZE, page_token=q.token),
+        page=v1.PageRequest(page_size=PAGE_SIZE, page_token=q.served_token if served else q.token),
         # Result lists (the web tier, the API's listing clients) ask for summaries.
         summary=True,
         read_mask=read_mask,
@@ -309,6 +329,20 @@ async def _prepare_pages(backend: PostgresBackend, pool: asyncpg.Pool, q: BenchQ
     if ids != got or min(total or 0, limits.SEARCH_COUNT_CAP) != response.total_count:
         msg = f"{q.name}: backend {got[:5]}… total {response.total_count}, SQL {ids[:5]}… {total}"
         raise RuntimeError(msg)
+    q.expected = (got, response.total_count)
+
+
+async def _prepare_served(served: ServedModel, stub: v1.ModelStub, q: BenchQuery) -> None:
+    """The served Model's token of the measured page; check it answers as the backend does."""
+    response = await served.call(stub, _request(q, served=True))()
+    for _ in range(q.page - 1):
+        q.served_token = response.next_page_token
+        response = await served.call(stub, _request(q, served=True))()
+    ids, total = q.expected
+    got = [i.id for i in response.issues]
+    if ids != got or total != response.total_count:
+        msg = f"{q.name}: served Model {got[:5]}… total {response.total_count}, backend {ids[:5]}…"
+        raise RuntimeError(msg)
 
 
 async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
@@ -332,6 +366,42 @@ async def explain(conn: asyncpg.pool.PoolConnectionProxy, q: BenchQuery) -> str:
     return "\n".join(out)
 
 
+Calls = list[Callable[[], Awaitable[Any]]]
+
+
+@dataclass
+class _Targets:
+    """What the modes call: the backend, the floor's pool and the two kinds of Model."""
+
+    direct: PostgresBackend
+    pool: asyncpg.Pool
+    channels: list[Any]
+    served: ServedModel | None
+    served_channels: list[Any]
+
+    def modes(self, q: BenchQuery, clients: int, *, web_mask: bool) -> dict[str, Calls]:
+        """Each mode's calls for ``clients`` clients (one channel each where there are any)."""
+        served, modes = self.served, dict[str, Calls]()
+        masks: list[tuple[str, FieldMask | None]] = [("", None)]
+        masks += [("-web", _web_mask())] if web_mask else []
+        for suffix, mask in masks:
+            if served is not None:
+                request = _request(q, mask, served=True)
+                modes["served" + suffix] = [
+                    served.call(v1.ModelStub(ch), request) for ch in self.served_channels[:clients]
+                ]
+            if self.channels:
+                request = _request(q, mask)
+                modes["grpc" + suffix] = [
+                    _grpc_call(v1.ModelStub(ch), request) for ch in self.channels[:clients]
+                ]
+            if not suffix:
+                direct = functools.partial(self.direct.search_issues, _request(q))
+                modes["backend"] = [direct] * clients
+                modes["sql"] = [functools.partial(_floor_call, self.pool, q)] * clients
+        return modes
+
+
 async def run_search(
     database_url: str,
     schema: str = "bugless",
@@ -342,8 +412,14 @@ async def run_search(
     client_counts: tuple[int, ...] = (1, 8),
     web_pages: int = 0,
     web_mask: bool = False,
+    served_processes: int = 1,
+    in_process: bool = True,
 ) -> list[tuple[str, str, int, Stats]]:
-    """Benchmark every query (or those named in ``only``) in every mode; print the figures."""
+    """Benchmark every query (or those named in ``only``) in every mode; print the figures.
+
+    ``served_processes`` Model processes serve mode ``served`` (0: no such
+    mode); ``in_process`` adds mode ``grpc`` (the Model inside this process).
+    """
     settings = model_settings(database_url, schema, pool=10)
     conn = await connect(settings)
     try:
@@ -376,147 +452,76 @@ async def run_search(
     )
     direct = await PostgresBackend.open(settings)
     meter = await connect(settings)
+    served = None
+    if served_processes:
+        served = await ServedModel.start(
+            database_url,
+            CALLER,
+            processes=served_processes,
+            env={"BUGLESS_DATABASE_SCHEMA": schema},
+        )
     # As the frontends reach the Model: the corked transport and the upb codec
     # (grpclib's own Channel would decode with betterproto2's pure Python).
-    channels = [CorkedChannel("127.0.0.1", runner.port) for _ in range(8)]
+    targets = _Targets(
+        direct,
+        pool,
+        [CorkedChannel("127.0.0.1", runner.port) for _ in range(8)] if in_process else [],
+        served,
+        served.channels(8) if served is not None else [],
+    )
+    model_pids = served.pids if served is not None else []
     results: list[tuple[str, str, int, Stats]] = []
     try:
         for q in queries:
             await _prepare_pages(direct, pool, q)
+            if served is not None:
+                await _prepare_served(served, v1.ModelStub(targets.served_channels[0]), q)
         if show_plans:
             async with pool.acquire() as plan_conn:
                 for q in queries:
                     print(await explain(plan_conn, q), flush=True)
         print(
-            f"\n{'query':<12} {'mode':<8} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'p99 ms':>8} {'req/s':>8}  CPU ms/req: bench process (client + Model) · "
+            f"\n{'query':<12} {'mode':<10} {'clients':>7} {'p50 ms':>8} {'p95 ms':>8} "
+            f"{'p99 ms':>8} {'req/s':>8}  CPU ms/req: bench process · Model processes · "
             "postgres; load"
         )
         for q in queries:
-            request = _request(q)
             for clients in client_counts:
                 per_client = max(requests // clients, 20)
-                modes: dict[str, list[Callable[[], Awaitable[Any]]]] = {
-                    "grpc": [_grpc_call(v1.ModelStub(ch), request) for ch in channels[:clients]],
-                    "backend": [functools.partial(direct.search_issues, request)] * clients,
-                    "sql": [functools.partial(_floor_call, pool, q)] * clients,
-                }
-                if web_mask:
-                    masked = _request(q, _web_mask())
-                    modes["grpc-web"] = [
-                        _grpc_call(v1.ModelStub(ch), masked) for ch in channels[:clients]
-                    ]
-                for mode, calls in modes.items():
-                    own, server = time.process_time(), await _postgres_cpu(meter)
+                for mode, calls in targets.modes(q, clients, web_mask=web_mask).items():
+                    own, server = time.process_time(), await postgres_cpu(meter)
+                    model = sum(process_cpu(pid) for pid in model_pids)
                     stats = await measure(calls, per_client)
                     own = time.process_time() - own
-                    after = await _postgres_cpu(meter)
-                    served = sum(cpu - server.get(pid, 0.0) for pid, cpu in after.items())
+                    model = sum(process_cpu(pid) for pid in model_pids) - model
+                    after = await postgres_cpu(meter)
+                    database = sum(cpu - server.get(pid, 0.0) for pid, cpu in after.items())
                     done = per_client * clients + 10 * clients
                     results.append((q.name, mode, clients, stats))
+                    shown = f"{model * 1000 / done:.2f}" if mode.startswith("served") else "-"
                     print(
-                        f"{q.name:<12} {mode:<8} {clients:>7} {stats.p50:>8.2f} "
+                        f"{q.name:<12} {mode:<10} {clients:>7} {stats.p50:>8.2f} "
                         f"{stats.p95:>8.2f} {stats.p99:>8.2f} {stats.rps:>8.1f}  "
-                        f"{own * 1000 / done:.2f} · {served * 1000 / done:.2f}; "
+                        f"{own * 1000 / done:.2f} · {shown} · {database * 1000 / done:.2f}; "
                         f"{os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
         _print_ratios(results)
-        if web_pages:
-            await measure_web_page(v1.ModelStub(channels[0]), web_pages)
+        if web_pages and targets.channels:
+            await measure_web_page(
+                v1.ModelStub(targets.channels[0]), _structured(WEB_QUERY), web_pages
+            )
     finally:
-        for ch in channels:
+        for ch in [*targets.channels, *targets.served_channels]:
             ch.close()
+        if served is not None:
+            await served.stop()
         await direct.close()
         await meter.close()
         await pool.close()
         await runner.close()
         await close_model(backend)
     return results
-
-
-#: The web tier's list page (``/search?q=is:open``) asks the Model for these:
-#: the page of summaries, the custom fields of each of the page's first 20
-#: components (``bugless_web.custom_fields.fields_of_components``; cached
-#: per component since web23, so this is a cache miss) and the viewer's
-#: hotlists for the bulk-edit menu (cached per viewer for 5 s).
-WEB_QUERY = "is:open"
-WEB_FIELD_COMPONENTS = 20
-WEB_MENU_HOTLISTS = 200
-
-
-async def web_page_calls(stub: v1.ModelStub, search: v1.SearchIssuesRequest) -> dict[str, float]:
-    """The Model calls of one uncached web list page; CPU seconds (this process) per part."""
-    spent: dict[str, float] = {}
-    started = time.process_time()
-    page = await stub.search_issues(search)
-    spent["search"] = time.process_time() - started
-    components = sorted({i.component_id for i in page.issues} - {0})[:WEB_FIELD_COMPONENTS]
-    started = time.process_time()
-    await asyncio.gather(
-        *(
-            stub.list_custom_fields(v1.ListCustomFieldsRequest(caller=CALLER, component_id=c))
-            for c in components
-        )
-    )
-    spent[f"custom fields x{len(components)}"] = time.process_time() - started
-    started = time.process_time()
-    await stub.list_hotlists(
-        v1.ListHotlistsRequest(
-            caller=CALLER,
-            member=CALLER.user_id,
-            page=v1.PageRequest(page_size=WEB_MENU_HOTLISTS),
-        )
-    )
-    spent["hotlists"] = time.process_time() - started
-    return spent
-
-
-async def measure_web_page(stub: v1.ModelStub, pages: int) -> None:
-    """Print the CPU ms (client and in-process Model) of each part of an uncached web page."""
-    request = v1.SearchIssuesRequest(
-        caller=CALLER,
-        query=_structured(WEB_QUERY),
-        page=v1.PageRequest(page_size=PAGE_SIZE),
-        summary=True,
-    )
-    for _ in range(5):
-        await web_page_calls(stub, request)
-    totals: dict[str, float] = {}
-    started = time.perf_counter()
-    for _ in range(pages):
-        for part, cpu in (await web_page_calls(stub, request)).items():
-            totals[part] = totals.get(part, 0.0) + cpu
-    wall = time.perf_counter() - started
-    parts = " · ".join(f"{part} {cpu * 1000 / pages:.2f}" for part, cpu in totals.items())
-    print(
-        f"\nweb list page {WEB_QUERY!r} through gRPC, {pages} pages one after another: "
-        f"CPU ms/page (client + Model) {sum(totals.values()) * 1000 / pages:.2f} ({parts}); "
-        f"{wall * 1000 / pages:.2f} ms/page; load {os.getloadavg()[0]:.1f}",
-        flush=True,
-    )
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) process ``pid`` has used; 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-async def _postgres_cpu(conn: asyncpg.Connection) -> dict[int, float]:
-    """CPU seconds of each server process serving this database (but ``conn``'s own)."""
-    pids = await conn.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid()"
-    )
-    return {r["pid"]: _proc_cpu(r["pid"]) for r in pids}
 
 
 def _print_ratios(results: list[tuple[str, str, int, Stats]]) -> None:
@@ -529,14 +534,14 @@ def _print_ratios(results: list[tuple[str, str, int, Stats]]) -> None:
         if floor is None:
             continue
         verdict = ""
-        if name in TARGET_QUERIES and mode == "grpc":
-            ok = stats.p95 <= TARGET_P95_MS and stats.p95 / floor.p95 <= TARGET_RATIO
-            verdict = (
-                f"   target p95 <= {TARGET_P95_MS:.0f} ms and <= {TARGET_RATIO}x floor: "
-                f"{'met' if ok else 'MISSED'}"
-            )
+        if mode == "served" and clients == 1:
+            ok = stats.p95 / floor.p95 <= TARGET_RATIO
+            verdict = f"   target p95 <= {TARGET_RATIO}x floor: {'met' if ok else 'MISSED'}"
+        elif mode == "served" and clients == 8 and name == TARGET_P95_QUERY:
+            ok = stats.p95 <= TARGET_P95_MS
+            verdict = f"   target p95 <= {TARGET_P95_MS:.0f} ms: {'met' if ok else 'MISSED'}"
         print(
-            f"  {name:<12} {mode:<8} {clients} client(s): "
+            f"  {name:<12} {mode:<10} {clients} client(s): "
             f"{stats.p50 / floor.p50:.2f}x / {stats.p95 / floor.p95:.2f}x{verdict}"
         )
 
@@ -561,6 +566,19 @@ def main() -> None:
         help="also time the Model calls of N uncached web list pages (is:open)",
     )
     parser.add_argument(
+        "--served",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Model processes (bugless model serve, one port) of mode served; 0: no such mode",
+    )
+    parser.add_argument(
+        "--in-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also mode grpc: the Model inside the bench process",
+    )
+    parser.add_argument(
         "--web-mask",
         action="store_true",
         help="also time gRPC with the read mask of the web's default result table (grpc-web)",
@@ -576,6 +594,8 @@ def main() -> None:
             client_counts=tuple(int(n) for n in args.clients.split(",")),
             web_pages=args.web_page,
             web_mask=args.web_mask,
+            served_processes=args.served,
+            in_process=args.in_process,
         )
     )
 

@@ -33,10 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from bench import _dataset as data
+from bench._served import drop_database, fresh_database
 from bench._services import CpuMeter, _postmaster_pid, add_directory_users, load_average
 from bench.search import BenchQuery, build_queries
 from bench.seed import connect, model_settings
@@ -60,26 +60,6 @@ async def _queries(database_url: str, schema: str) -> tuple[list[BenchQuery], di
     conn = await connect(model_settings(database_url, schema, pool=1))
     try:
         return await build_queries(conn)
-    finally:
-        await conn.close()
-
-
-async def _fresh_database(server_url: str, name: str) -> str:
-    """A new empty database ``name`` on the server of ``server_url``; its URL."""
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{name}"
-
-
-async def _drop_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(server_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
 
@@ -125,7 +105,7 @@ def run(database_url: str, schema: str, requests: int, warmup: int, only: tuple[
     for q in queries:
         print(f"  {q.name:<12} {q.text!r}: {facts[q.name + '_matches']}", flush=True)
     auth_name = f"web_search_auth_{int(time.time())}"
-    auth_url = asyncio.run(_fresh_database(database_url, auth_name))
+    auth_url = asyncio.run(fresh_database(database_url, auth_name))
     temporary = tempfile.TemporaryDirectory(prefix="bugless-web-search-")
     directory = Path(temporary.name)
     stack = LocalStack(
@@ -184,7 +164,7 @@ def run(database_url: str, schema: str, requests: int, warmup: int, only: tuple[
     finally:
         stack.stop()
         temporary.cleanup()
-        asyncio.run(_drop_database(database_url, auth_name))
+        asyncio.run(drop_database(database_url, auth_name))
 
 
 def main() -> None:
