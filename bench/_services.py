@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,18 +103,44 @@ class BenchStack:
             pids[process.name] = process.pid
         return pids
 
-    def start_api(self, processes: int = 1) -> tuple[ServiceAddress, CertificateFiles]:
+    def start_api(
+        self,
+        processes: int = 1,
+        *,
+        name: str | None = None,
+        flags: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> tuple[ServiceAddress, CertificateFiles]:
         """``bugless api serve`` with mTLS and a bot certificate (group ``eng``).
 
         With ``processes`` > 1, that many API processes share the port
         (``--reuse-port``), one per core; their pids are ``api``, ``api#2``...
+        ``name`` (``api-before``) tells one API apart from another on the same
+        backends; ``flags`` are extra serve flags and ``env`` extra variables
+        (``PYTHONPATH`` of an older checkout's packages, to run its code).
         """
         bot = self.stack.add_bot("bench-bot", groups=["eng"])
-        limits = ["--rate", UNLIMITED_RATE, "--burst", UNLIMITED_RATE]
-        first = self.stack.start_api(*limits, reuse_port=processes > 1)
+        name = name or "api"
+        args = [
+            "api",
+            "serve",
+            *self.stack.backend_flags(),
+            *self.stack.api_tls_flags(),
+            "--rate",
+            UNLIMITED_RATE,
+            "--burst",
+            UNLIMITED_RATE,
+            *(["--reuse-port"] if processes > 1 else []),
+            *flags,
+        ]
+        first = self.stack.start("api", [*args, "--port", "0"], name=name, env=env)
         self.frontends.append(first)
-        for _ in range(processes - 1):
-            self.frontends.append(self.stack.start_api(*limits, port=first.port, reuse_port=True))
+        for index in range(2, processes + 1):
+            self.frontends.append(
+                self.stack.start(
+                    "api", [*args, "--port", str(first.port)], name=f"{name}#{index}", env=env
+                )
+            )
         address = ServiceAddress(
             "127.0.0.1", first.port, ca=self.stack.pki.ca_file, cert=bot.cert, key=bot.key
         )

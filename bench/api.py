@@ -419,17 +419,37 @@ def run(
     concurrency: tuple[int, ...],
     api_processes: int = 2,
     only: tuple[str, ...] = ("get", "search", "create"),
+    configs: dict[str, str] | None = None,
+    profile_dir: Path | None = None,
 ) -> None:
-    """Start everything, measure, profile, stop everything."""
+    """Start everything, measure, profile, stop everything.
+
+    ``configs`` (label to ``bugless api serve`` flags, ``NAME=VALUE`` words
+    its environment): one API each on the same backends, every API row
+    measured for each in turn within a round, so that a noisy machine
+    affects them alike. Their rows are ``api:LABEL`` (process ``api-LABEL``).
+    """
     bench = BenchStack.start(extra_env=METRICS_ENV)
     try:
         print(f"seeding {issues:,} issues ...", flush=True)
         prepared = asyncio.run(_prepare(bench, issues))
-        address, bot = bench.start_api(processes=api_processes)
+        apis: dict[str, dict[str, str]] = {}
+        for label, flags in (configs or {"": ""}).items():
+            words = flags.split()
+            env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+            api_address, api_bot = bench.start_api(
+                processes=api_processes,
+                name=f"api-{label}" if label else "api",
+                flags=[w for w in words if w.split("=", 1)[0] not in env],
+                env=env,
+            )
+            apis[f":{label}" if label else ""] = {
+                "address": f"{api_address.host}:{api_address.port}",
+                "cert": str(api_bot.cert),
+                "key": str(api_bot.key),
+            }
         params: dict[str, Any] = {
-            "address": f"{address.host}:{address.port}",
-            "cert": str(bot.cert),
-            "key": str(bot.key),
+            **next(iter(apis.values())),
             "ca": str(bench.stack.pki.ca_file),
             "model_host": bench.stack.model.host,
             "model_port": bench.stack.model.port,
@@ -454,8 +474,14 @@ def run(
             flush=True,
         )
         series = [
-            ("get", "api", "bench.api:api_get"),
-            ("get", "api-c", "bench._cclient:api_get"),
+            *(
+                (call, f"{target}{suffix}", scenario)
+                for suffix in apis
+                for call, target, scenario in (
+                    ("get", "api", "bench.api:api_get"),
+                    ("get", "api-c", "bench._cclient:api_get"),
+                )
+            ),
             ("get", "model", "bench.api:model_get"),
             ("get", "echo", "bench.api:echo"),
             ("get", "echo-c", "bench._cclient:echo"),
@@ -469,26 +495,52 @@ def run(
         for round_number in range(repeat):
             for call, target, scenario in series:
                 for clients in concurrency:
-                    result, cpu = _measure(bench, scenario, params, clients, seconds=seconds)
+                    result, cpu = _measure(
+                        bench, scenario, _for_target(params, apis, target), clients, seconds=seconds
+                    )
                     results.setdefault((call, target, clients), []).append(result)
                     print(_row(call, target, clients, result, cpu), flush=True)
             for clients in [c for c in concurrency if c > 1 and "create" in only]:
                 for target, scenario, per_call in (
-                    ("api", "bench.api:api_create", 1),
-                    ("api-c", "bench._cclient:api_create", 1),
+                    *(
+                        (f"{target}{suffix}", scenario, 1)
+                        for suffix in apis
+                        for target, scenario in (
+                            ("api", "bench.api:api_create"),
+                            ("api-c", "bench._cclient:api_create"),
+                        )
+                    ),
                     ("model", "bench.api:model_create", 1),
                     (f"m-b{BATCH_ITEMS}", "bench.api:model_batch_create", BATCH_ITEMS),
                 ):
-                    result, cpu = _measure(bench, scenario, params, clients, seconds=seconds)
+                    result, cpu = _measure(
+                        bench, scenario, _for_target(params, apis, target), clients, seconds=seconds
+                    )
                     if per_call == 1:  # the batch row's rate is in issues: kept out of ratios
                         results.setdefault(("create", target, clients), []).append(result)
                     row = _row("create", target, clients, result, cpu, per_call=per_call)
                     print(row, flush=True)
             print(f"-- end of round {round_number + 1}", flush=True)
-        _print_ratios(results, concurrency)
-        _profile(bench, params, profile_seconds, only)
+        _print_ratios(results, concurrency, list(apis))
+        first = next(iter(apis))
+        _profile(
+            bench,
+            params,
+            profile_seconds,
+            only,
+            api=f"api-{first[1:]}" if first else "api",
+            keep=profile_dir,
+        )
     finally:
         bench.stop()
+
+
+def _for_target(
+    params: dict[str, Any], apis: dict[str, dict[str, str]], target: str
+) -> dict[str, Any]:
+    """``params`` with the address and bot of the API a target (``api:before``) calls."""
+    _, colon, label = target.partition(":")
+    return {**params, **apis[colon + label]} if colon else params
 
 
 def run_assertion_cost(issues: int, seconds: float, repeat: int, clients: int) -> None:
@@ -571,20 +623,29 @@ def _best(
 
 
 def _print_ratios(
-    results: dict[tuple[str, str, int], list[LoadResult]], concurrency: tuple[int, ...]
+    results: dict[tuple[str, str, int], list[LoadResult]],
+    concurrency: tuple[int, ...],
+    suffixes: list[str],
 ) -> None:
     print("\nbest of the rounds, req/s (ratio to the echo floor / to the Model direct):")
     for clients in concurrency:
         floor = _best(results, ("get", "echo", clients))
         for call in ("get", "search", "create"):
-            api = _best(results, (call, "api", clients))
-            model = _best(results, (call, "model", clients))
-            print(
-                f"  {call:<6} {clients:>2} clients: api {api:7.0f}  model {model:7.0f}  "
-                f"echo {floor:7.0f}  api/echo {api / floor if floor else 0:.2f}  "
-                f"api/model {api / model if model else 0:.2f}"
-            )
-    for target, client in (("api", "Python client"), ("api-c", "C-core client")):
+            for suffix in suffixes:
+                api = _best(results, (call, f"api{suffix}", clients))
+                model = _best(results, (call, "model", clients))
+                print(
+                    f"  {call:<6} {clients:>2} clients: api{suffix} {api:7.0f}  "
+                    f"model {model:7.0f}  echo {floor:7.0f}  "
+                    f"api/echo {api / floor if floor else 0:.2f}  "
+                    f"api/model {api / model if model else 0:.2f}"
+                )
+    targets = [
+        (f"{target}{suffix}", f"{client}{suffix}")
+        for suffix in suffixes
+        for target, client in (("api", "Python client"), ("api-c", "C-core client"))
+    ]
+    for target, client in targets:
         get_best = max(_best(results, ("get", target, c)) for c in concurrency)
         create_best = max((_best(results, ("create", target, c)) for c in concurrency), default=0.0)
         print(
@@ -595,8 +656,18 @@ def _print_ratios(
 
 
 def _profile(
-    bench: BenchStack, params: dict[str, Any], seconds: float, only: tuple[str, ...]
+    bench: BenchStack,
+    params: dict[str, Any],
+    seconds: float,
+    only: tuple[str, ...],
+    *,
+    api: str = "api",
+    keep: Path | None = None,
 ) -> None:
+    """py-spy (and perf) of the API process ``api`` and the Model under 16 clients.
+
+    ``keep``: a directory to copy py-spy's raw profiles into (collapsed stacks).
+    """
     if seconds <= 0:
         return
     pids = bench.service_pids()
@@ -607,9 +678,7 @@ def _profile(
     ):
         if call not in only:
             continue
-        outputs = {
-            name: bench.directory / f"profile-{call}-{name}.txt" for name in ("api", "model")
-        }
+        outputs = {name: bench.directory / f"profile-{call}-{name}.txt" for name in (api, "model")}
         spies: list[Any] = []
         native = bench.directory / f"perf-{call}-api.data"
 
@@ -619,7 +688,7 @@ def _profile(
             for name, path in outputs.items():
                 spies.append(profile(pids[name], seconds, path))
             if shutil.which("perf"):
-                spies.append(_perf_record(pids["api"], seconds, native))
+                spies.append(_perf_record(pids[api], seconds, native))
 
         result = run_load(
             scenario,
@@ -631,6 +700,11 @@ def _profile(
         )
         for spy in spies:
             spy.wait(timeout=seconds + 60)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for path in outputs.values():
+                if path.exists():
+                    shutil.copy(path, keep / path.name)
         print(
             f"\npy-spy, {call} with 16 clients ({result.rate:.0f} req/s under the profiler, "
             f"load {load_average()}):"
@@ -706,6 +780,21 @@ def main() -> None:
         action="store_true",
         help="only GetIssue via the API, assertion cache on vs off (uses the first --clients)",
     )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="LABEL=FLAGS",
+        help="an API to measure, with these serve flags (repeatable; side by side on the same "
+        "backends); NAME=VALUE words are its environment "
+        "('before=PYTHONPATH=<an older checkout>/packages/bugless-api/src:...')",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="keep py-spy's raw profiles here (collapsed stacks, one file per call and service)",
+    )
     args = parser.parse_args()
     concurrency = tuple(int(c) for c in args.clients.split(","))
     if args.assertion_cost:
@@ -719,6 +808,8 @@ def main() -> None:
         concurrency=concurrency,
         api_processes=args.api_processes,
         only=tuple(args.only.split(",")),
+        configs=dict(c.partition("=")[::2] for c in args.config),
+        profile_dir=args.profile_dir,
     )
 
 
