@@ -153,6 +153,65 @@ async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: Con
         auth_channel.close()
 
 
+class _HeldModel(_CountingModel):
+    """The real Model's BatchGetIssues; one caller's calls wait until released."""
+
+    def __init__(self, stub: v1.ModelStub, held_user: str) -> None:
+        super().__init__(stub)
+        self.held_user = held_user
+        self.release = asyncio.Event()
+        self.called = asyncio.Event()
+        self.callers: list[str] = []
+
+    async def batch_get(self, request: v1.BatchGetIssuesRequest) -> v1.BatchGetIssuesResponse:
+        assert request.caller is not None
+        self.callers.append(request.caller.user_id)
+        self.called.set()
+        if request.caller.user_id == self.held_user:
+            await self.release.wait()
+        return await super().batch_get(request)
+
+
+async def test_a_callers_batch_in_flight_holds_up_only_that_callers_reads(
+    bots: Bots, connect_as: ConnectAs
+) -> None:
+    """One batch in flight per caller: the caller's next reads gather, others' go at once."""
+    robot = connect_as("robot")
+    me = await robot.whoami()
+    component = await robot.create_component(f"Held-{secrets.token_hex(3)}")
+    ids = [(await robot.create_issue(f"held {n}", component.id)).id for n in range(6)]
+    other_me = await connect_as("boss").whoami()
+    assert me.user is not None
+    assert other_me.user is not None
+    slow = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
+    other = v1.Caller(user_id=other_me.user.user_id, groups=list(other_me.groups))
+    channel = bots.stack.model.channel()
+    auth_channel = bots.stack.auth.channel()
+    try:
+        model = _HeldModel(bots.stack.acting_model(v1.ModelStub(channel)), me.user.user_id)
+        users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=30)
+        reader = IssueReader(model.batch_get, users)
+        first = asyncio.ensure_future(reader.get(slow, ids[0]))
+        await model.called.wait()  # the first batch is sent on the next loop turn
+        later = asyncio.gather(*(reader.get(slow, i) for i in ids[1:]))
+        # The other caller is not held up by the slow caller's batch in flight.
+        seen = await asyncio.wait_for(reader.get(other, ids[0]), timeout=60)
+        assert seen.id == ids[0]
+        assert model.callers == [slow.user_id, other.user_id]
+        assert not first.done()
+        assert not later.done()
+        model.release.set()
+        read = [await first, *await later]
+        assert [i.id for i in read] == ids
+        # The slow caller's later reads waited for its free slot and went as one batch.
+        assert model.callers == [slow.user_id, other.user_id, slow.user_id]
+        assert model.sizes == [1, 1, 5]
+        await reader.close()
+    finally:
+        channel.close()
+        auth_channel.close()
+
+
 async def test_a_failed_batch_fails_each_of_its_reads(bots: Bots) -> None:
     """A Model that cannot be reached: every waiting read gets UNAVAILABLE."""
     dead = ServiceAddress(host="127.0.0.1", port=1)

@@ -9,9 +9,14 @@ rule for both, so it lives here once:
 * A batch belongs to one caller (user, groups, admin): the Model checks it
   as that caller's own calls.
 * A batch is sent after every call in it arrived, never joined once sent.
-* While ``max_in_flight`` batches are being answered, new calls wait for the
-  next free slot and gather into larger batches; when idle a call is sent on
-  the next loop turn.
+* While ``max_in_flight`` batches *of its caller* are being answered, a
+  caller's new calls wait for the next free slot and gather into larger
+  batches; when the caller has none in flight a call is sent on the next
+  loop turn. The limit is per caller, so one caller's slow batch never holds
+  up another caller's calls, and a busy caller's batches grow instead of
+  multiplying: each batch is a Model call (and often an Authenticator call)
+  whose per-call cost in both processes is most of what a read costs
+  (bench/JOURNAL.md, "API, session 8").
 * A batch cancelled while answered (the server is closing) cancels every
   waiter still pending, so none hangs.
 """
@@ -47,7 +52,7 @@ class PerCallerBatcher(ABC, Generic[B]):
 
     Args:
         max_batch: Most items per batch (a full batch is closed to new calls).
-        max_in_flight: Most batches being answered at once.
+        max_in_flight: Most batches of one caller being answered at once.
     """
 
     def __init__(self, *, max_batch: int, max_in_flight: int) -> None:
@@ -57,9 +62,11 @@ class PerCallerBatcher(ABC, Generic[B]):
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._open: dict[_CallerKey, B] = {}
-        self._ready: list[B] = []
+        #: Batches not sent yet, in the order they were opened.
+        self._ready: list[tuple[_CallerKey, B]] = []
         self._flush_scheduled = False
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], _CallerKey] = {}
+        self._in_flight: dict[_CallerKey, int] = {}
 
     @abstractmethod
     def _new_batch(self, caller: v1.Caller) -> B:
@@ -77,43 +84,50 @@ class PerCallerBatcher(ABC, Generic[B]):
     async def _resolve(self, batch: B) -> None:
         """Send ``batch`` and settle its waiters (each with its result or error)."""
 
-    def _batch_for(self, caller: v1.Caller) -> B:
-        """The open batch of ``caller``, opened if there is none."""
+    def _batch_for(self, caller: v1.Caller) -> tuple[_CallerKey, B]:
+        """The open batch of ``caller`` (opened if there is none) and the caller's key."""
         key = caller_key(caller)
         batch = self._open.get(key)
         if batch is None:
             batch = self._open[key] = self._new_batch(caller)
-            self._ready.append(batch)
-        return batch
+            self._ready.append((key, batch))
+        return key, batch
 
-    def _added(self, batch: B) -> None:
-        """A call joined ``batch``: close it when full, and make sure it will be sent."""
-        if self._size(batch) >= self._max_batch:
-            key = caller_key(batch.caller)
-            if self._open.get(key) is batch:
-                del self._open[key]  # full: later calls start the next batch
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._flush_scheduled and len(self._running) < self._max_in_flight:
+    def _added(self, key: _CallerKey, batch: B) -> None:
+        """A call of ``key`` joined ``batch``: close it when full; make sure it will be sent."""
+        if self._size(batch) >= self._max_batch and self._open.get(key) is batch:
+            del self._open[key]  # full: later calls start the next batch
+        if not self._flush_scheduled and self._in_flight.get(key, 0) < self._max_in_flight:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
+        """Send every ready batch whose caller has a free slot, oldest first."""
         self._flush_scheduled = False
-        while self._ready and len(self._running) < self._max_in_flight:
-            batch = self._ready.pop(0)
-            key = caller_key(batch.caller)
+        waiting: list[tuple[_CallerKey, B]] = []
+        for key, batch in self._ready:
+            in_flight = self._in_flight.get(key, 0)
+            if in_flight >= self._max_in_flight:
+                waiting.append((key, batch))
+                continue
             if self._open.get(key) is batch:
                 del self._open[key]  # sent: never joined again
+            self._in_flight[key] = in_flight + 1
             task = asyncio.create_task(self._answer(batch))
-            self._running.add(task)
+            self._running[task] = key
             task.add_done_callback(self._finished)
+        self._ready = waiting
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        if self._ready:
-            self._schedule()
+        key = self._running.pop(task)
+        left = self._in_flight[key] - 1
+        if left:
+            self._in_flight[key] = left
+        else:
+            del self._in_flight[key]
+        if self._ready and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def _answer(self, batch: B) -> None:
         try:

@@ -20,9 +20,9 @@ What a caller sees does not change:
   failure each call would have had. Ids GetIssue would reject (zero,
   negative) never join a batch: they go to the Model's GetIssue, which gives
   its own INVALID_ARGUMENT.
-* While ``max_in_flight`` batches are being answered, new calls wait for
-  the next free slot and gather into larger batches; when the API is idle a
-  call is sent on the next loop turn.
+* While ``max_in_flight`` batches of the caller are being answered, its new
+  calls wait for the next free slot and gather into larger batches; when the
+  caller has none in flight a call is sent on the next loop turn.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class IssueReader(PerCallerBatcher[_Batch]):
         batch_get: The Model's BatchGetIssues (with deadline and error mapping).
         users: Translates the issues' user ids into usernames.
         max_batch: Most distinct issues per Model call.
-        max_in_flight: Most batches waiting for the Model at once.
+        max_in_flight: Most batches of one caller waiting for the Model at once.
     """
 
     def __init__(
@@ -68,7 +68,7 @@ class IssueReader(PerCallerBatcher[_Batch]):
         users: UserDirectory,
         *,
         max_batch: int = limits.MAX_BATCH_GET,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         """Read through ``batch_get``; name people through ``users``."""
         if not 1 <= max_batch <= limits.MAX_BATCH_GET:
@@ -84,9 +84,9 @@ class IssueReader(PerCallerBatcher[_Batch]):
             NotFound: The issue does not exist or the caller may not view it.
             BuglessError: The batch failed (each of its calls gets the error).
         """
-        batch = self._batch_for(caller)
+        key, batch = self._batch_for(caller)
         future = batch.add(issue_id)
-        self._added(batch)
+        self._added(key, batch)
         return await future
 
     def _new_batch(self, caller: v1.Caller) -> _Batch:

@@ -57,7 +57,7 @@ class IssueCreator(PerCallerBatcher[_Batch]):
         batch_create: The Model's BatchCreateIssues (with deadline and error mapping).
         users: Translates the new issues' user ids into usernames.
         max_batch: Most items per Model call.
-        max_in_flight: Most batches waiting for the Model at once.
+        max_in_flight: Most batches of one caller waiting for the Model at once.
     """
 
     def __init__(
@@ -66,7 +66,7 @@ class IssueCreator(PerCallerBatcher[_Batch]):
         users: UserDirectory,
         *,
         max_batch: int = limits.MAX_BATCH_CREATE,
-        max_in_flight: int = 2,
+        max_in_flight: int = 1,
     ) -> None:
         """Create through ``batch_create``; name people through ``users``."""
         if not 1 <= max_batch <= limits.MAX_BATCH_CREATE:
@@ -84,9 +84,9 @@ class IssueCreator(PerCallerBatcher[_Batch]):
             BuglessError: What this item's own CreateIssue would have raised,
                 or the batch's failure.
         """
-        batch = self._batch_for(caller)
+        key, batch = self._batch_for(caller)
         future = batch.add(item)
-        self._added(batch)
+        self._added(key, batch)
         return await future
 
     def _new_batch(self, caller: v1.Caller) -> _Batch:
