@@ -9,15 +9,10 @@ the signed POSTs.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import secrets
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,8 +20,8 @@ from api_support import Bots, bugless_cli, cli_json
 
 from bugless_api.client import BuglessClient, RetryPolicy
 from bugless_core.errors import FailedPrecondition, NotFound, PermissionDenied
-from bugless_notify.webhook import SIGNATURE_HEADER, verify_signature
 from bugless_testing.smtp import SmtpSink
+from bugless_testing.webhooks import WebhookReceiver
 
 SECRET = "api-hook-secret-" + secrets.token_hex(16)
 
@@ -36,31 +31,14 @@ class Served:
     """The API process with a notifier, and a receiver of webhook POSTs."""
 
     port: int
-    receiver: str
-    received: list[tuple[dict[str, object], bool]]
+    receiver: WebhookReceiver
     env: dict[str, str]
 
 
 @pytest.fixture(scope="module")
 def served(bots: Bots, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     stack = bots.stack
-    got: list[tuple[dict[str, object], bool]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            signed = verify_signature(SECRET, body, self.headers.get(SIGNATURE_HEADER))
-            got.append((json.loads(body), signed))
-            self.send_response(204)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    with SmtpSink() as sink:
+    with WebhookReceiver(SECRET) as receiver, SmtpSink() as sink:
         notifier = stack.start_notify(
             *("--schema", f"notify_{secrets.token_hex(4)}", "--smtp-host", "127.0.0.1"),
             *("--smtp-port", str(sink.port), "--smtp-security", "none"),
@@ -89,12 +67,10 @@ def served(bots: Bots, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
             "BUGLESS_CLIENT_CONFIG": str(tmp_path_factory.mktemp("cli") / "absent.toml"),
         }
         try:
-            yield Served(api.port, f"http://127.0.0.1:{receiver.server_address[1]}", got, env)
+            yield Served(api.port, receiver, env)
         finally:
             stack.stop_service(api)
             stack.stop_service(notifier)
-            receiver.shutdown()
-            receiver.server_close()
 
 
 def _issue_id(body: dict[str, object]) -> int:
@@ -131,9 +107,9 @@ async def test_an_admin_adds_lists_disables_and_deletes_an_endpoint_that_receive
     component = await admin.create_component(f"Hooks-{secrets.token_hex(3)}")
     assert (await admin.list_component_webhooks(component.id)).webhooks == []
 
-    added = await admin.add_component_webhook(component.id, f"{served.receiver}/in", SECRET)
+    added = await admin.add_component_webhook(component.id, f"{served.receiver.url}/in", SECRET)
     assert added.secret_hint == SECRET[-4:]
-    assert added.url_origin == served.receiver
+    assert added.url_origin == served.receiver.url
     assert (added.payload_format, added.enabled, added.component_id) == ("json", True, component.id)
     listed = await admin.list_component_webhooks(component.id)
     assert [w.name for w in listed.webhooks] == [added.name]
@@ -141,11 +117,10 @@ async def test_an_admin_adds_lists_disables_and_deletes_an_endpoint_that_receive
 
     # The endpoint added through the API gets the component's changes, signed.
     issue = await admin.create_issue("reaches the hook", component.id)
-    deadline = time.monotonic() + 60
-    while not any(_issue_id(body) == issue.id for body, _ in served.received):
-        assert time.monotonic() < deadline, served.received
-        await asyncio.sleep(0.2)
-    assert all(signed for _, signed in served.received)
+    received = await served.receiver.wait_for(
+        lambda got: any(_issue_id(hook.body) == issue.id for hook in got)
+    )
+    assert all(hook.signed for hook in received)
 
     disabled = await admin.set_component_webhook_enabled(component.id, added.name, enabled=False)
     assert not disabled.enabled
@@ -162,7 +137,7 @@ async def test_someone_who_is_not_the_components_admin_is_refused_and_changes_no
     await outsider.whoami()
     component = await admin.create_component(f"Guarded-{secrets.token_hex(3)}")
     with pytest.raises(PermissionDenied, match="only admins of component"):
-        await outsider.add_component_webhook(component.id, f"{served.receiver}/x", SECRET)
+        await outsider.add_component_webhook(component.id, f"{served.receiver.url}/x", SECRET)
     with pytest.raises(PermissionDenied):
         await outsider.list_component_webhooks(component.id)
     assert (await admin.list_component_webhooks(component.id)).webhooks == []
@@ -185,7 +160,7 @@ def test_the_cli_adds_with_a_made_secret_shown_once_and_lists_by_path(
 ) -> None:
     name = f"Cli-Hooks-{secrets.token_hex(3)}"
     component = cli_json(served.env, "component", "create", name)
-    made = cli_json(served.env, "component", "webhook", "add", name, f"{served.receiver}/cli")
+    made = cli_json(served.env, "component", "webhook", "add", name, f"{served.receiver.url}/cli")
     secret = made["secret"]
     assert isinstance(secret, str)
     assert len(secret) >= 32
@@ -198,7 +173,7 @@ def test_the_cli_adds_with_a_made_secret_shown_once_and_lists_by_path(
     short.write_text("too short\n")
     refused = bugless_cli(
         served.env,
-        *("component", "webhook", "add", name, f"{served.receiver}/x"),
+        *("component", "webhook", "add", name, f"{served.receiver.url}/x"),
         *("--secret-file", str(short)),
         check=False,
     )
@@ -208,7 +183,7 @@ def test_the_cli_adds_with_a_made_secret_shown_once_and_lists_by_path(
     kept.write_text(SECRET + "\n")
     from_file = cli_json(
         served.env,
-        *("component", "webhook", "add", name, f"{served.receiver}/y", "--format", "chat"),
+        *("component", "webhook", "add", name, f"{served.receiver.url}/y", "--format", "chat"),
         *("--secret-file", str(kept)),
     )
     assert "secret" not in from_file

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import secrets
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from litestar import Litestar
@@ -23,46 +19,19 @@ from web_support import World, csrf_of, sign_in
 
 from bugless_core.clients import call
 from bugless_dev.stack import RunningService
-from bugless_notify.webhook import SIGNATURE_HEADER, verify_signature
 from bugless_proto import v1
 from bugless_testing.smtp import SmtpSink
+from bugless_testing.webhooks import WebhookReceiver
 from bugless_web import WebSettings, create_app
 
 SECRET = "web-hook-secret-" + secrets.token_hex(16)
 
 
-@dataclasses.dataclass
-class Received:
-    path: str
-    body: dict[str, object]
-    signed: bool
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[Received]]]:
+def receiver() -> Iterator[WebhookReceiver]:
     """A real HTTP server recording POSTs (and whether each is signed with SECRET)."""
-    got: list[Received] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            signed = verify_signature(SECRET, body, self.headers.get(SIGNATURE_HEADER))
-            got.append(Received(self.path, json.loads(body), signed))
-            self.send_response(204)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", got
-    finally:
-        server.shutdown()
-        server.server_close()
+    with WebhookReceiver(SECRET) as server:
+        yield server
 
 
 @pytest.fixture
@@ -85,9 +54,9 @@ async def test_component_admins_add_and_disable_webhooks_and_others_may_not(
     model: v1.ModelStub,
     web_settings: WebSettings,
     notifier: RunningService,
-    receiver: tuple[str, list[Received]],
+    receiver: WebhookReceiver,
 ) -> None:
-    base, got = receiver
+    base = receiver.url
     component = await call(
         model.create_component,
         v1.CreateComponentRequest(
@@ -137,10 +106,7 @@ async def test_component_admins_add_and_disable_webhooks_and_others_may_not(
                 idempotency_key=secrets.token_hex(8),
             ),
         )
-        deadline = time.monotonic() + 90
-        while not got:
-            assert time.monotonic() < deadline, "no webhook delivery"
-            await asyncio.sleep(0.5)
+        got = await receiver.wait_for(lambda received: len(received) > 0)
         assert got[0].path == "/hook/path-secret"
         assert got[0].signed
         issue = got[0].body["issue"]
