@@ -194,3 +194,5 @@ def test_the_cli_adds_with_a_made_secret_shown_once_and_lists_by_path(
         made["webhook"]["name"]: True,
         from_file["name"]: False,
     }
+    enabled = cli_json(served.env, "component", "webhook", "enable", name, from_file["name"])
+    assert (enabled["name"], enabled["enabled"]) == (from_file["name"], True)

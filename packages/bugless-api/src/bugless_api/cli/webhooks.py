@@ -137,26 +137,29 @@ async def webhook_add(
     return _detail(webhook, secret if made else None)
 
 
-@webhook_group.command("enable")
-@click.argument("component_ref", metavar="ID_OR_PATH")
-@click.argument("name")
-@client_options
-@command
-async def webhook_enable(client: BuglessClient, component_ref: str, name: str) -> Detail:
-    """Enable an endpoint (deliveries resume with the next change)."""
-    component_id = await _component_id(client, component_ref)
-    return _detail(await client.set_component_webhook_enabled(component_id, name, enabled=True))
+def _switch_command(command_name: str, *, enabled: bool, summary: str) -> None:
+    """Add ``webhook COMMAND_NAME``: the one implementation behind ``enable`` and ``disable``."""
+
+    @webhook_group.command(command_name, help=summary)
+    @click.argument("component_ref", metavar="ID_OR_PATH")
+    @click.argument("name")
+    @client_options
+    @command
+    async def switch(client: BuglessClient, component_ref: str, name: str) -> Detail:
+        component_id = await _component_id(client, component_ref)
+        return _detail(
+            await client.set_component_webhook_enabled(component_id, name, enabled=enabled)
+        )
 
 
-@webhook_group.command("disable")
-@click.argument("component_ref", metavar="ID_OR_PATH")
-@click.argument("name")
-@client_options
-@command
-async def webhook_disable(client: BuglessClient, component_ref: str, name: str) -> Detail:
-    """Disable an endpoint (it gets no new deliveries until enabled)."""
-    component_id = await _component_id(client, component_ref)
-    return _detail(await client.set_component_webhook_enabled(component_id, name, enabled=False))
+_switch_command(
+    "enable", enabled=True, summary="Enable an endpoint (deliveries resume with the next change)."
+)
+_switch_command(
+    "disable",
+    enabled=False,
+    summary="Disable an endpoint (it gets no new deliveries until enabled).",
+)
 
 
 @webhook_group.command("delete")
