@@ -40,6 +40,7 @@ from typing import Any
 
 from bench import _dataset as data
 from bench._load import Call, Close
+from bench._transport_serve import ServerTls, run_corked_server, run_grpcio_server
 from bugless_core import eventloop
 from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.grpc import UpbCodec
@@ -138,15 +139,15 @@ async def model_grpcio(params: dict[str, Any]) -> tuple[Call, Close]:
 # ---- servers ----
 
 
-async def _serve_grpclib(servicer: Any, tls: dict[str, Path], ready: Path, stop: Any) -> None:
+async def _serve_grpclib(servicer: Any, tls: ServerTls, ready: Path, stop: Any) -> None:
     from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner  # noqa: PLC0415
 
     settings = GrpcServerSettings(
         host="127.0.0.1",
         port=0,
-        tls_cert=tls["cert"],
-        tls_key=tls["key"],
-        client_ca=tls["ca"],
+        tls_cert=tls.cert,
+        tls_key=tls.key,
+        client_ca=tls.ca,
         metrics_port=None,
         drain_seconds=0,
         grace_seconds=1,
@@ -159,17 +160,11 @@ async def _serve_grpclib(servicer: Any, tls: dict[str, Path], ready: Path, stop:
     await runner.close()
 
 
-async def _serve_grpclib_bare(servicer: Any, tls: dict[str, Path], ready: Path, stop: Any) -> None:
+async def _serve_grpclib_bare(servicer: Any, tls: ServerTls, ready: Path, stop: Any) -> None:
     """The servicer on a bare ``CorkedServer``: the adapter's work, without the runner."""
     from grpclib.const import Cardinality, Handler  # noqa: PLC0415
     from multidict import MultiDictProxy  # noqa: PLC0415
 
-    from bugless_core.grpc import (  # noqa: PLC0415
-        CorkedServer,
-        GrpcServerSettings,
-        build_server_ssl_context,
-        listening_port,
-    )
     from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry  # noqa: PLC0415
 
     registry = ConnectionRegistry()
@@ -194,16 +189,7 @@ async def _serve_grpclib_bare(servicer: Any, tls: dict[str, Path], ready: Path, 
         def __mapping__(self) -> dict[str, Handler]:
             return {f"/bugless.v1.Model/{name}": handler(name) for name in METHODS}
 
-    settings = GrpcServerSettings(
-        host="127.0.0.1", port=0, tls_cert=tls["cert"], tls_key=tls["key"], client_ca=tls["ca"]
-    )
-    server = CorkedServer([Bare()])
-    await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
-    settle_garbage_collector()
-    write_ready_file(ready, port=listening_port(server))
-    await stop.wait()
-    server.close()
-    await server.wait_closed()
+    await run_corked_server([Bare()], tls, ready, stop)
 
 
 class _GrpcioAdapter:
@@ -268,31 +254,13 @@ class _GrpcioAdapter:
         )
 
 
-async def _serve_grpcio(servicer: Any, tls: dict[str, Path], ready: Path, stop: Any) -> None:
-    import grpc  # noqa: PLC0415
-
-    pem = await asyncio.to_thread(lambda: {k: p.read_bytes() for k, p in tls.items()})
+async def _serve_grpcio(servicer: Any, tls: ServerTls, ready: Path, stop: Any) -> None:
     adapter = _GrpcioAdapter(servicer)
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "bugless.v1.Model", {name: adapter.handler(name) for name in METHODS}
-            ),
-        )
-    )
-    credentials = grpc.ssl_server_credentials(
-        [(pem["key"], pem["cert"])], root_certificates=pem["ca"], require_client_auth=True
-    )
-    port = server.add_secure_port("127.0.0.1:0", credentials)
-    await server.start()
-    settle_garbage_collector()
-    write_ready_file(ready, port=port)
-    await stop.wait()
-    await server.stop(grace=None)
+    handlers = {name: adapter.handler(name) for name in METHODS}
+    await run_grpcio_server("bugless.v1.Model", handlers, tls, ready, stop)
 
 
-async def _main(kind: str, ready: Path, database_url: str, tls: dict[str, Path]) -> None:
+async def _main(kind: str, ready: Path, database_url: str, tls: ServerTls) -> None:
     from bench.seed import model_settings  # noqa: PLC0415
     from bugless_core.model.servicer import ModelServicer  # noqa: PLC0415
     from bugless_model_postgres import PostgresBackend  # noqa: PLC0415
@@ -316,7 +284,7 @@ def main() -> None:
     kind, ready, database_url, cert, key, ca = sys.argv[1:7]
     if kind not in KINDS:
         raise SystemExit(f"unknown server kind {kind!r}: one of {', '.join(KINDS)}")
-    tls = {"cert": Path(cert), "key": Path(key), "ca": Path(ca)}
+    tls = ServerTls(Path(cert), Path(key), Path(ca))
     eventloop.run(_main(kind, Path(ready), database_url, tls))
 
 
@@ -340,9 +308,10 @@ def run_model_rows(levels: list[int], seconds: float, repeat: int, issues: int) 
     from bench._load import default_processes, run_load  # noqa: PLC0415
     from bench._services import CpuMeter, _postmaster_pid, load_average  # noqa: PLC0415
     from bench.seed import SeedOptions, seed_and_verify  # noqa: PLC0415
+    from bench.transport import start_server_process  # noqa: PLC0415
     from bugless_dev.pki import LocalPki  # noqa: PLC0415
     from bugless_dev.postgres import start_postgres  # noqa: PLC0415
-    from bugless_dev.processes import ServiceProcess, clean_environment, spawn  # noqa: PLC0415
+    from bugless_dev.processes import ServiceProcess  # noqa: PLC0415
 
     postgres = start_postgres()
     servers: dict[str, tuple[ServiceProcess, int]] = {}
@@ -355,18 +324,10 @@ def run_model_rows(levels: list[int], seconds: float, repeat: int, issues: int) 
             pki = LocalPki.open(directory / "pki")
             server, client = pki.server_certificate(), pki.service_certificate("web")
             for kind in KINDS:
-                ready = directory / f"model-{kind}.json"
-                argv = [sys.executable, "-m", "bench._transport_model", kind, str(ready), url]
-                argv += [str(server.cert), str(server.key), str(pki.ca_file)]
-                process = spawn(
-                    f"model-{kind}",
-                    argv,
-                    clean_environment(),
-                    directory / f"model-{kind}.log",
-                    cwd=Path(__file__).resolve().parent.parent,
-                    ready_file=ready,
+                tls = [str(server.cert), str(server.key), str(pki.ca_file)]
+                servers[kind] = start_server_process(
+                    "bench._transport_model", kind, [url, *tls], directory, name=f"model-{kind}"
                 )
-                servers[kind] = (process, process.wait_ready_file().port)
             postmaster = _postmaster_pid(url)
             pem = {
                 "ca": pki.ca_file.read_bytes(),

@@ -36,7 +36,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +72,6 @@ async def serve_grpclib(ready: Path, cert: Path, key: Path, ca: Path, stop: asyn
     """Serve with grpclib as the bugless services do, until ``stop`` is set."""
     from grpclib.const import Cardinality, Handler  # noqa: PLC0415
 
-    from bugless_core.grpc import (  # noqa: PLC0415
-        CorkedServer,
-        GrpcServerSettings,
-        build_server_ssl_context,
-        listening_port,
-    )
     from bugless_core.grpc._peer import ConnectionRegistry  # noqa: PLC0415
 
     registry = ConnectionRegistry()
@@ -109,23 +104,12 @@ async def serve_grpclib(ready: Path, cert: Path, key: Path, ca: Path, stop: asyn
                 for name, reply_type in REPLY_TYPES.items()
             }
 
-    settings = GrpcServerSettings(
-        host="127.0.0.1", port=0, tls_cert=cert, tls_key=key, client_ca=ca
-    )
-    server = CorkedServer([Service()], codec=UpbCodec())
-    await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
-    settle_garbage_collector()  # as every bugless service does once it listens
-    write_ready_file(ready, port=listening_port(server))
-    await stop.wait()
-    server.close()
-    await server.wait_closed()
+    await run_corked_server([Service()], ServerTls(cert, key, ca), ready, stop)
 
 
 async def serve_grpcio(ready: Path, cert: Path, key: Path, ca: Path, stop: asyncio.Event) -> None:
     """Serve with grpc.aio (C-core HTTP/2 and TLS) until ``stop`` is set."""
     import grpc  # noqa: PLC0415
-
-    pem = await asyncio.to_thread(_read_pem, cert=cert, key=key, ca=ca)
 
     codec = UpbCodec()
     answers = replies()
@@ -150,10 +134,74 @@ async def serve_grpcio(ready: Path, cert: Path, key: Path, ca: Path, stop: async
             handle, request_deserializer=decode_request, response_serializer=encode_reply
         )
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE, {n: method(n) for n in REPLY_TYPES}),)
+    handlers = {name: method(name) for name in REPLY_TYPES}
+    await run_grpcio_server(SERVICE, handlers, ServerTls(cert, key, ca), ready, stop)
+
+
+# ---- what every bench server process does around its handlers ----
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The PEM files of a bench server: its certificate chain, its key, the clients' CA."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def read(self) -> dict[str, bytes]:
+        """The files' bytes by name (``cert``, ``key``, ``ca``), as grpcio takes them."""
+        return {
+            "cert": self.cert.read_bytes(),
+            "key": self.key.read_bytes(),
+            "ca": self.ca.read_bytes(),
+        }
+
+
+async def run_corked_server(
+    servables: Sequence[Any], tls: ServerTls, ready: Path, stop: asyncio.Event
+) -> None:
+    """Serve grpclib ``servables`` on a bare ``CorkedServer`` until ``stop`` is set.
+
+    As the services listen (the TLS context of
+    :func:`~bugless_core.grpc.build_server_ssl_context`, client certificate
+    required, upb codec), without what ``GrpcServiceRunner`` adds (health,
+    reflection, metrics, the call tracker): port 0, the garbage collector
+    settled once listening, the port written to ``ready``.
+    """
+    from bugless_core.grpc import (  # noqa: PLC0415
+        CorkedServer,
+        GrpcServerSettings,
+        build_server_ssl_context,
+        listening_port,
     )
+
+    settings = GrpcServerSettings(
+        host="127.0.0.1", port=0, tls_cert=tls.cert, tls_key=tls.key, client_ca=tls.ca
+    )
+    server = CorkedServer(servables)
+    await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
+    settle_garbage_collector()  # as every bugless service does once it listens
+    write_ready_file(ready, port=listening_port(server))
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+
+
+async def run_grpcio_server(
+    service: str, handlers: dict[str, Any], tls: ServerTls, ready: Path, stop: asyncio.Event
+) -> None:
+    """Serve grpc.aio ``handlers`` (method name -> handler) of ``service`` until ``stop``.
+
+    Mutual TLS with the client certificate required, port 0, the garbage
+    collector settled once listening, the port written to ``ready``: the
+    same as :func:`run_corked_server`, in grpcio's C core.
+    """
+    import grpc  # noqa: PLC0415
+
+    pem = await asyncio.to_thread(tls.read)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
     credentials = grpc.ssl_server_credentials(
         [(pem["key"], pem["cert"])], root_certificates=pem["ca"], require_client_auth=True
     )
@@ -163,10 +211,6 @@ async def serve_grpcio(ready: Path, cert: Path, key: Path, ca: Path, stop: async
     write_ready_file(ready, port=port)
     await stop.wait()
     await server.stop(grace=None)
-
-
-def _read_pem(**paths: Path) -> dict[str, bytes]:
-    return {name: path.read_bytes() for name, path in paths.items()}
 
 
 async def _main(kind: str, ready: Path, cert: Path, key: Path, ca: Path) -> None:

@@ -39,6 +39,7 @@ import itertools
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,31 +109,33 @@ def make_certificates(directory: Path) -> Certificates:
     return files
 
 
-def start_server(
-    kind: str, certificates: Certificates, directory: Path, loop: str = "uvloop"
-) -> ServiceProcess:
-    """Start one server process (``bench._transport_serve``) and wait until it listens."""
-    ready = directory / f"{kind}.json"
+def start_server_process(
+    module: str, kind: str, args: Sequence[str], directory: Path, *, name: str = ""
+) -> tuple[ServiceProcess, int]:
+    """Run ``python -m MODULE KIND READY ARGS...`` from the repository root; its port once ready.
+
+    The server binds port 0 and writes the port it got to ``READY`` (a file in
+    ``directory``, next to its log, both called ``name``, by default ``kind``).
+    """
+    name = name or kind
+    ready = directory / f"{name}.json"
     process = spawn(
-        kind,
-        [
-            sys.executable,
-            "-m",
-            "bench._transport_serve",
-            kind,
-            str(ready),
-            str(certificates.server_cert),
-            str(certificates.server_key),
-            str(certificates.ca),
-            loop,
-        ],
+        name,
+        [sys.executable, "-m", module, kind, str(ready), *args],
         clean_environment(),
-        directory / f"{kind}.log",
+        directory / f"{name}.log",
         cwd=ROOT,
         ready_file=ready,
     )
-    process.wait_ready_file()
-    return process
+    return process, process.wait_ready_file().port
+
+
+def start_server(
+    kind: str, certificates: Certificates, directory: Path, loop: str = "uvloop"
+) -> tuple[ServiceProcess, int]:
+    """Start one server process (``bench._transport_serve``); it and its port once it listens."""
+    tls = [certificates.server_cert, certificates.server_key, certificates.ca]
+    return start_server_process("bench._transport_serve", kind, [*map(str, tls), loop], directory)
 
 
 @dataclass
@@ -286,8 +289,7 @@ def main() -> None:
         servers: dict[str, tuple[ServiceProcess, int]] = {}
         try:
             for kind in ("grpclib", "grpcio"):
-                process = start_server(kind, certificates, directory, args.server_loop)
-                servers[kind] = (process, process.wait_ready_file().port)
+                servers[kind] = start_server(kind, certificates, directory, args.server_loop)
             print(
                 f"servers on {args.server_loop}; load average (1 min) at start: {load_average()}",
                 flush=True,
