@@ -31,6 +31,7 @@ from bugless_dev.processes import (
     ServiceFailed,
     ServiceProcess,
     clean_environment,
+    reserve_port,
     spawn,
     unused_port,
 )
@@ -215,6 +216,9 @@ class DevStack:
         self.services: LocalStack | None = None
         self.mail_sink: MailSink | None = None
         self.notify_port = 0
+        # The notifier's port, held from before the web starts (which must be
+        # told where the notifier is) until the notifier listens on it.
+        self._notify_reservation: socket.socket | None = None
 
     # ---- start ----
 
@@ -263,9 +267,12 @@ class DevStack:
         await self._ensure_first_component(stack, admin)
         sink = self.mail_sink = MailSink(self.state.path / "mail")
         await sink.start()
-        # The notifier starts last (start_notifier) on a port chosen now, so
-        # the web's admin page of failed deliveries knows where it is.
-        self.notify_port = await asyncio.to_thread(unused_port)
+        # The notifier starts last (start_notifier) and needs the web's URL,
+        # while the web's admin page of failed deliveries needs the
+        # notifier's address: its port is reserved now (nothing else can
+        # take it) and bound by the notifier later.
+        self._notify_reservation = reserve_port()
+        self.notify_port = self._notify_reservation.getsockname()[1]
         web_flags = ["--dev-mailbox", str(sink.directory)]
         web_flags += ["--notify", f"127.0.0.1:{self.notify_port}"]
         api, web = await all_of(
@@ -396,14 +403,22 @@ class DevStack:
         assert self.mail_sink is not None
         assert self.services is not None
         smtp_port = self.mail_sink.port
-        await asyncio.to_thread(
-            self.services.start_notify,
-            *("--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_port)),
-            *("--smtp-security", "none", "--smtp-sender", "bugless dev <bugless@localhost>"),
-            *("--public-url", running.web_url, "--port", str(self.notify_port)),
-        )
+        try:
+            await asyncio.to_thread(
+                self.services.start_notify,
+                *("--smtp-host", "127.0.0.1", "--smtp-port", str(smtp_port)),
+                *("--smtp-security", "none", "--smtp-sender", "bugless dev <bugless@localhost>"),
+                *("--public-url", running.web_url, "--port", str(self.notify_port)),
+            )
+        finally:
+            self._release_notify_port()
         self.echo(f"  notifier   mailing to the dev SMTP sink 127.0.0.1:{smtp_port}")
         return smtp_port
+
+    def _release_notify_port(self) -> None:
+        if self._notify_reservation is not None:
+            self._notify_reservation.close()
+            self._notify_reservation = None
 
     # ---- run and stop ----
 
@@ -431,6 +446,7 @@ class DevStack:
         if self.mail_sink is not None:
             await self.mail_sink.stop()
             self.mail_sink = None
+        self._release_notify_port()
 
     def kill(self) -> None:
         """A second Ctrl-C: kill the services now; PostgreSQL gets an immediate shutdown."""

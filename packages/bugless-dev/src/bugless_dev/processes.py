@@ -339,13 +339,34 @@ def unused_port() -> int:
     Only for a port that must be named before its server starts (PostgreSQL,
     which cannot report a port it chose; HAProxy's configuration; a public
     URL that names the port). Another process may bind it in between, so the
-    caller retries, or accepts a failed start. Everything else starts with
-    ``--port 0`` and reads the port back (:meth:`ServiceProcess.wait_ready_file`).
+    caller retries, or accepts a failed start. Where the server binds with
+    ``SO_REUSEADDR`` (every bugless service does), :func:`reserve_port` has
+    no such window. Everything else starts with ``--port 0`` and reads the
+    port back (:meth:`ServiceProcess.wait_ready_file`).
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def reserve_port() -> socket.socket:
+    """Hold a free loopback port for a server that will bind it itself; close it after.
+
+    For a port that must be named before its server starts, when the server
+    cannot be handed a listening socket. The socket is bound (port 0, read
+    back with ``getsockname()``) with ``SO_REUSEADDR`` and never listens. On
+    Linux the kernel then gives the port to nobody else (not to ``bind(0)``,
+    not to a bind without ``SO_REUSEADDR``, not to a second listener), while
+    a server that sets ``SO_REUSEADDR`` itself (asyncio's and uvloop's
+    ``create_server`` do by default, so every bugless service) binds and
+    listens on it. Close the reservation once the server listens (or gave
+    up); until then nothing else can take the port.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 async def check_grpc_health(
@@ -411,6 +432,7 @@ __all__ = [
     "grpc_serving",
     "grpc_status",
     "http_ready",
+    "reserve_port",
     "run_bugless",
     "run_in_thread",
     "spawn",

@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 import trustme
 
+from bugless_dev.processes import reserve_port
 from bugless_testing.ports import free_port
 
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
@@ -182,14 +183,6 @@ access to *
   by self read
   by * none
 """
-
-
-def reserve_port() -> socket.socket:
-    """Hold a loopback port for a server that binds it itself (see the module docstring)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 def _listening_socket_inodes(port: int) -> set[str]:
