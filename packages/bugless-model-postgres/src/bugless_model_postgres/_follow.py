@@ -17,9 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bugless_core import limits
 from bugless_core.errors import NotFound, PermissionDenied
-from bugless_core.page_tokens import PageTokenCodec
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._components import visible_component
@@ -27,6 +25,7 @@ from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issu
 from bugless_model_postgres._convert import Conn, saved_search_from_row
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._hotlists import saved_search_visible
+from bugless_model_postgres._paging import KeysetPage
 from bugless_proto import v1
 
 ADD_STAR = """
@@ -293,18 +292,14 @@ class FollowCalls(BackendCalls):
         """Every saved-search subscription with its search (admin callers), paged."""
         caller = request.caller or v1.Caller()
         _admin_only(caller, "ListSavedSearchSubscriptions")
-        page = request.page or v1.PageRequest()
-        size = page.page_size or limits.DEFAULT_PAGE_SIZE
-        fingerprint = PageTokenCodec.fingerprint("saved-search-subscriptions", caller.user_id)
-        position = self._tokens.decode(page.page_token, fingerprint) if page.page_token else None
-        after = (int(position[0]), str(position[1])) if position else (0, "")
-        async with translated_errors(), self._pool.acquire() as conn:
-            rows = await conn.fetch(LIST_SAVED_SEARCH_SUBSCRIPTIONS, *after, size + 1)
-        more = len(rows) > size
-        rows = rows[:size]
-        token = (
-            self._tokens.encode([rows[-1]["id"], rows[-1]["user_id"]], fingerprint) if more else ""
+        page = KeysetPage.of(
+            self._tokens, request.page, "saved-search-subscriptions", caller.user_id
         )
+        after = (int(page.position[0]), str(page.position[1])) if page.position else (0, "")
+        async with translated_errors(), self._pool.acquire() as conn:
+            fetched = await conn.fetch(LIST_SAVED_SEARCH_SUBSCRIPTIONS, *after, page.size + 1)
+        rows, more = page.cut(fetched)
+        token = page.next_token(rows, more, lambda r: [r["id"], r["user_id"]])
         return v1.ListSavedSearchSubscriptionsResponse(
             subscriptions=[
                 v1.SavedSearchSubscription(
