@@ -8,6 +8,7 @@ changes, in one place.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import asyncpg
@@ -33,6 +34,10 @@ def _reported_total(carried: CarriedTotal | None, counted: int | None, cap: int)
     return CarriedTotal(min(counted, cap), counted > cap)
 
 
+class _StaleCatalog(Exception):
+    """A page compiled from a cached catalog found the definitions changed."""
+
+
 @dataclass(frozen=True)
 class _PageRead:
     """The statements of one search page: one, or two for a text query above the count cap."""
@@ -43,6 +48,8 @@ class _PageRead:
     carried: CarriedTotal | None
     size: int
     cap: int
+    #: The cached catalog the query was compiled from, and its key (None: loaded now).
+    guard: tuple[_custom_search.CatalogKey, _custom_search.CustomCatalog] | None = None
 
     async def rows(self, conn: Conn, user_id: str) -> tuple[list[asyncpg.Record], int | None]:
         """The page's rows, and the count when the matches reached the cap (else None).
@@ -54,16 +61,24 @@ class _PageRead:
         page whose carried total is a lower bound goes there directly,
         without reading the matches at all.
         """
-        args = _search_page.page_arguments(self.compiled, self.size, self.cap, user_id)
+        args = _search_page.page_arguments(self.compiled, self.size, self.cap, user_id, self.guard)
         above: int | None = None
         if self.compiled.share_matches and not (self.carried and self.carried.lower_bound):
-            rows = await conn.fetch(self._statement(counted=True, from_matches=True), *args)
+            rows = self._fresh(
+                await conn.fetch(self._statement(counted=True, from_matches=True), *args)
+            )
             if rows[0]["total"] <= self.cap:
                 return rows, None
             above = rows[0]["total"]
         counted = self.carried is None and above is None
         rows = await conn.fetch(self._statement(counted=counted, from_matches=False), *args)
-        return rows, above
+        return self._fresh(rows), above
+
+    def _fresh(self, rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+        """``rows``, unless the cached catalog they were read with changed (then raise)."""
+        if self.guard is not None and rows[0]["catalog_fresh"] is not True:
+            raise _StaleCatalog
+        return rows
 
     def _statement(self, *, counted: bool, from_matches: bool) -> str:
         sql, _ = _search_page.page_statement(
@@ -72,12 +87,22 @@ class _PageRead:
             fields=self.fields,
             counted=counted,
             from_matches=from_matches,
+            guarded=self.guard is not None,
         )
         return sql
 
 
 class SearchCalls(BackendCalls):
     """SearchIssues over the backend's pool, dialect and retry policy."""
+
+    #: Custom field definitions searched for (made on first use).
+    _catalogs: _custom_search.CatalogCache | None = None
+
+    def _catalog_cache(self) -> _custom_search.CatalogCache:
+        """This backend's :class:`._custom_search.CatalogCache`."""
+        if self._catalogs is None:
+            self._catalogs = _custom_search.CatalogCache()
+        return self._catalogs
 
     async def search_issues(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
         """One statement per page (its own snapshot): keyset pages, a capped count.
@@ -100,22 +125,41 @@ class SearchCalls(BackendCalls):
         stale_read = self._dialect.stale_read if request.allow_stale else None
         fields = frozenset(request.read_mask.paths) if request.read_mask else frozenset()
 
+        key = _custom_search.catalog_key(query)
+
+        async def read(
+            conn: Conn,
+            catalog: _custom_search.CustomCatalog,
+            guard: tuple[_custom_search.CatalogKey, _custom_search.CustomCatalog] | None,
+        ) -> tuple[list[asyncpg.Record], int | None, _search.CompiledSearch]:
+            try:
+                compiled = _search.compile_search(
+                    query, caller, principals_of(caller), position, catalog
+                )
+            except (ValueError, TypeError, IndexError) as exc:
+                msg = "page.page_token: does not fit this query"
+                raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
+            page = _PageRead(compiled, request.summary, fields, carried, size, cap, guard)
+            if stale_read is None:
+                return (*await page.rows(conn, caller.user_id), compiled)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await conn.execute(stale_read)
+                return (*await page.rows(conn, caller.user_id), compiled)
+
         async def attempt() -> tuple[list[asyncpg.Record], int | None, _search.CompiledSearch]:
             async with translated_errors(), self._pool.acquire() as conn:
-                catalog = await _custom_search.load_catalog(conn, query)
-                try:
-                    compiled = _search.compile_search(
-                        query, caller, principals_of(caller), position, catalog
-                    )
-                except (ValueError, TypeError, IndexError) as exc:
-                    msg = "page.page_token: does not fit this query"
-                    raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
-                page = _PageRead(compiled, request.summary, fields, carried, size, cap)
-                if stale_read is None:
-                    return (*await page.rows(conn, caller.user_id), compiled)
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    await conn.execute(stale_read)
-                    return (*await page.rows(conn, caller.user_id), compiled)
+                if key is None:
+                    return await read(conn, _custom_search.CustomCatalog(), None)
+                cached = self._catalog_cache().get(key)
+                if cached is not None:
+                    # A query a cached catalog refuses may fit the current one.
+                    with contextlib.suppress(_StaleCatalog, InvalidArgument):
+                        return await read(conn, cached, (key, cached))
+                    self._catalog_cache().drop(key)
+                catalog = await _custom_search.load_catalog_of(conn, key)
+                result = await read(conn, catalog, None)
+                self._catalog_cache().put(key, catalog)
+                return result
 
         rows, above, compiled = await retrying(self._retry_policy, attempt)
         issues, counted, more = _search_page.page_issues(caller, rows, size)

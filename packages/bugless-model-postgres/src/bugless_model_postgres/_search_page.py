@@ -23,6 +23,7 @@ import asyncpg
 
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import caller_role, issue_from_row
+from bugless_model_postgres._custom_search import CATALOG_FINGERPRINT, CatalogKey, CustomCatalog
 from bugless_model_postgres._custom_values import load_values, value_messages
 from bugless_model_postgres._search import CompiledSearch
 from bugless_proto import v1
@@ -97,6 +98,7 @@ def page_statement(
     fields: frozenset[str] = frozenset(),
     counted: bool = True,
     from_matches: bool | None = None,
+    guarded: bool = False,
 ) -> tuple[str, int]:
     """The statement of one page and the number of parameters it takes before its own three.
 
@@ -130,6 +132,12 @@ def page_statement(
     matches; such a statement holds no page when they reach the cap (its
     ``total`` is then above the cap), and the caller runs the page on its
     own: the same query with ``from_matches=False`` and ``counted=False``.
+
+    ``guarded``: the query was compiled from a cached catalog of custom
+    field definitions (:class:`._custom_search.CatalogCache`); the rows
+    carry ``catalog_fresh``, whether the definitions are still those, read
+    in the statement's own snapshot. It takes three parameters more (see
+    :func:`page_arguments`).
     """
     n = len(compiled.page_params)
     # compiled.page_sql binds the page size plus one at $n+1 already.
@@ -166,11 +174,15 @@ def page_statement(
     elif compiled.first_page:
         on_page = "(SELECT count(*) FROM p)"
         count = f"CASE WHEN {on_page} < {limit} THEN {on_page} ELSE {count} END"
+    fresh = ""
+    if guarded:
+        fingerprint = CATALOG_FINGERPRINT.format(ids=f"${n + 4}", names=f"${n + 5}")
+        fresh = f"({fingerprint} IS NOT DISTINCT FROM ${n + 6}::text) AS catalog_fresh, "
     shared = ", ".join(c for c in (compiled.ctes, hits) if c)
     shared += ", " if shared else ""
     sql = f"""
 WITH {shared}p AS ({page})
-SELECT m.total, r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
+SELECT m.total, {fresh}r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
     SELECT {keys}, {columns}, {acl} AS effective_acl,
            {hotlists.format(admin=admin, user=user)} AS visible_hotlist_ids,
            {starred.format(user=user)} AS starred,
@@ -224,9 +236,19 @@ def _page_from_matches(compiled: CompiledSearch, limit: str, cap: str) -> tuple[
     return ctes, page, every
 
 
-def page_arguments(compiled: CompiledSearch, size: int, cap: int, user_id: str) -> list[Any]:
-    """The arguments of :func:`page_statement`'s statement."""
-    return [*compiled.page_params, size + 1, cap + 1, user_id]
+def page_arguments(
+    compiled: CompiledSearch,
+    size: int,
+    cap: int,
+    user_id: str,
+    guard: tuple[CatalogKey, CustomCatalog] | None = None,
+) -> list[Any]:
+    """The arguments of :func:`page_statement`'s statement (``guard``: a guarded one's)."""
+    args = [*compiled.page_params, size + 1, cap + 1, user_id]
+    if guard is not None:
+        (ids, names), catalog = guard
+        args += [list(ids), list(names), catalog.fingerprint]
+    return args
 
 
 def page_issues(
