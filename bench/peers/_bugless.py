@@ -5,8 +5,11 @@ Served as a deployment runs it, by the one local-stack library
 it): ``bugless model serve`` (PostgreSQL backend, its default pool of 10
 connections) on the seeded database of the shared cluster, ``bugless auth
 serve`` with the ``local`` password backend (production Argon2 settings),
-and ``bugless web serve`` (uvicorn, one process, no ``--dev``) in front of
-both, and ``bugless api serve`` (mutual TLS, rate limits off) for the creates.
+and ``bugless web serve`` (uvicorn, no ``--dev``) in front of both, with
+``--workers 2``: one process per core of the two-core benchmark machine, as
+the web tier's documentation recommends for a single machine (the peers get
+the five sync workers theirs recommend), and ``bugless api serve`` (mutual
+TLS, rate limits off) for the creates.
 Pages are read signed in as ``user0042`` (group ``eng``, the data set's
 benchmark caller), with the session cookie a browser would send. Creates go
 through the public API as a bot would (a client certificate of the stack's
@@ -20,6 +23,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -37,6 +41,8 @@ PASSWORD = "bench-password-0123"
 BOT = "bench-bot"
 #: The API's per-caller rate limit, off: the benchmark measures throughput.
 UNLIMITED_RATE = "1000000000"
+#: Web processes per web tier: one per core (``bugless web serve --workers``).
+WEB_WORKERS = 2
 
 
 class BuglessPeer(Peer):
@@ -44,10 +50,13 @@ class BuglessPeer(Peer):
 
     name = "bugless"
     serving = (
-        "uvicorn (bugless web serve, 1 process) -> Model + Authenticator (gRPC); "
-        "the 10-row search: a second web process with BUGLESS_WEB_PAGE_SIZE=10; "
+        f"uvicorn (bugless web serve --workers {WEB_WORKERS}, one process per core) "
+        "-> Model + Authenticator (gRPC); "
+        "the 10-row search: a second web tier with BUGLESS_WEB_PAGE_SIZE=10; "
         "creates: bugless api serve (mTLS, 1 process)"
     )
+    #: ``bugless web serve --workers`` of each web tier.
+    web_workers = WEB_WORKERS
     _local: LocalStack | None = None
     _api_port: int = 0
     _web10_url: str = ""
@@ -114,11 +123,13 @@ class BuglessPeer(Peer):
         try:
             stack.start_auth()  # first: the Model fetches its assertion keys there
             stack.start_model("--migrate")
-            web = stack.start_web(dev=False)
+            workers = ("--workers", str(self.web_workers))
+            web = stack.start_web(*workers, dev=False)
             # A second web tier listing 10 issues per page, for the search row
-            # at Trac's page size (the page size is a deployment setting).
+            # at Trac's page size (the page size is a deployment setting). Only
+            # one tier is loaded at a time; the other waits, idle.
             web10 = stack.start_web(
-                dev=False, name="web-page10", env={"BUGLESS_WEB_PAGE_SIZE": "10"}
+                *workers, dev=False, name="web-page10", env={"BUGLESS_WEB_PAGE_SIZE": "10"}
             )
             self._web10_url = f"{web10.url}/"
             api = stack.start_api("--rate", UNLIMITED_RATE, "--burst", UNLIMITED_RATE)
@@ -185,6 +196,31 @@ class BuglessPeer(Peer):
             client.close()
 
         return create, close
+
+
+class BuglessOneWorkerPeer(BuglessPeer):
+    """bugless as bench.peers served it until 2026-12-04: one web process per web tier.
+
+    Measured beside :class:`BuglessPeer` in one run (``--only
+    trac,bugless-1w,bugless``), it shows what the second worker changes on the
+    same machine at the same time. It reads bugless' own database (seeded and
+    loaded once, under bugless' loaded marker) and is never a peer in the
+    ratios (:data:`bench.peers._report.SELF`).
+    """
+
+    name = "bugless-1w"
+    serving = "as bugless, but each web tier one process (bugless web serve without --workers)"
+    web_workers = 1
+
+    @property
+    def database(self) -> str:
+        """bugless' own database: the same data, loaded once."""
+        return f"{BuglessPeer.name}_{self.context.meta.issues}"
+
+    @property
+    def loaded_marker(self) -> Path:
+        """bugless' marker: its load adds the long issue's comments to the shared database."""
+        return self.context.workdir / f"{BuglessPeer.name}-{self.context.meta.issues}" / "loaded"
 
 
 def _cookie_pair(set_cookies: list[str]) -> str:

@@ -1,7 +1,8 @@
 """The comparison table: one row per workload, one column group per tracker.
 
 Throughput is successful requests (issues, for creates) per second; bugless'
-ratio is to the best peer of the row. The targets are 10x on reads and 5x on
+ratio is to the best peer of the row (bugless' variants, such as
+``bugless-1w``, are not peers). The targets are 10x on reads and 5x on
 creates.
 """
 
@@ -40,7 +41,11 @@ def render_table(results: dict[str, dict[str, LoadResult]], serving: dict[str, s
     for key, label in WORKLOADS.items():
         row = [label] + [_cell(results[name].get(key)) for name in names]
         if SELF in results and len(names) > 1:
-            peers = [results[n][key].throughput for n in names if n != SELF and key in results[n]]
+            peers = [
+                results[n][key].throughput
+                for n in names
+                if not n.startswith(SELF) and key in results[n]
+            ]
             mine = results[SELF].get(key)
             best = max(peers, default=0.0)
             if mine is not None and best > 0:
