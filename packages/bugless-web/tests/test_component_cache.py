@@ -204,3 +204,26 @@ async def test_the_hotlist_cache_holds_a_bounded_number_of_viewers(
     assert rig.model.calls["ListHotlists"] == 3
     await rig.backends.my_hotlists(viewer("u1"))  # the oldest, forgotten
     assert rig.model.calls["ListHotlists"] == 4
+
+
+async def test_a_value_made_from_the_tree_is_made_once_per_tree(rig: Rig) -> None:
+    bob = viewer("u1", "eng")
+    made: list[str] = []
+
+    def picker(components: tuple[v1.Component, ...]) -> str:
+        made.append(text := ", ".join(c.path for c in components))
+        return text
+
+    first = await rig.backends.from_components(bob, "picker", picker)
+    assert await rig.backends.from_components(bob, "picker", picker) is first
+    assert await rig.backends.from_components(viewer("u1", "eng"), "picker", picker) is first
+    assert len(made) == 1
+    await rig.backends.from_components(viewer("u2"), "picker", picker)  # its own tree
+    await rig.backends.from_components(bob, "other picker", picker)
+    assert len(made) == 3
+    rig.model.paths[2] = "Platform>Disks"
+    rig.clock.now += 10.1  # the tree's TTL: a new tree, the value made again from it
+    assert "Platform>Disks" in await rig.backends.from_components(bob, "picker", picker)
+    rig.backends.forget_components()
+    await rig.backends.from_components(bob, "picker", picker)
+    assert len(made) == 5

@@ -262,3 +262,35 @@ async def test_component_archive_and_unarchive_by_its_admins_only(
     )
     assert not again.archived
     assert again.version == stored.version + 1
+
+
+async def test_the_issue_forms_picker_keeps_only_the_issues_own_archived_component(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    # The picker is made once per cached component tree (Backends.from_components):
+    # archiving through this replica drops the tree, and with it every picker made from it.
+    component = await call(
+        model.create_component, v1.CreateComponentRequest(caller=world.admin, name="Sunset")
+    )
+    inside = await call(
+        model.create_issue,
+        v1.CreateIssueRequest(
+            caller=world.admin,
+            fields=v1.IssueFields(title="In the sunset", component_id=component.id),
+            idempotency_key="sunset-1",
+        ),
+    )
+    elsewhere = await create_issue(model, world, "Somewhere else")
+    token = await sign_in(client, "alice")
+    option = f'<option value="{component.id}">Sunset</option>'
+    assert option in (await client.get(f"/issues/{elsewhere.id}")).text  # made, then kept
+    archived = await client.post(
+        f"/components/{component.id}/archive",
+        data={"_csrf": token, "archived": "yes", "version": str(component.version)},
+        follow_redirects=False,
+    )
+    assert archived.status_code == 303
+    after = (await client.get(f"/issues/{elsewhere.id}")).text
+    assert f'<option value="{component.id}"' not in after
+    own = (await client.get(f"/issues/{inside.id}")).text
+    assert f'<option value="{component.id}" selected>Sunset</option>' in own

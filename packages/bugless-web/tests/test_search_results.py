@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bugless_core.search import parse_query
+from bugless_web import searching
 from bugless_web.searching import SORTABLE, SearchResults
 
 
@@ -27,3 +28,16 @@ def test_a_query_that_did_not_parse_links_to_itself() -> None:
     results = SearchResults(query="(unbalanced")
     assert results.sort_link_query("id") == "(unbalanced"
     assert results.sort == ()
+
+
+def test_a_query_text_is_parsed_once_and_its_sort_links_made_once_per_process() -> None:
+    # The same few queries fill most pages: the tree, and each header's link from it, are kept.
+    text = "is:open zebra sort:-priority"
+    tree = searching._parsed(text)
+    assert searching._parsed(text) is tree
+    first = SearchResults(query=text, parsed=tree).sort_link_query("priority")
+    assert first == "is:open zebra sort:priority"
+    assert SearchResults(query=text, parsed=tree).sort_link_query("priority") is first
+    # Another tree of the same text (parsed elsewhere) gets its own, equal links.
+    other = SearchResults(query=text, parsed=parse_query(text)).sort_link_query("priority")
+    assert other == first

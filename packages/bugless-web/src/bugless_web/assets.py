@@ -64,6 +64,9 @@ class AssetCatalog:
             )
             self._by_name[name] = asset
             self._by_hashed[hashed] = asset
+        # Asked on every request (the build check, the issue page's timeline
+        # key): a digest of every asset name, worked out once.
+        self._build_id = build_id(self._by_hashed)
 
     def url(self, name: str) -> str:
         """The hashed URL of ``name``; a missing file is a bug, so it raises KeyError."""
@@ -94,4 +97,4 @@ class AssetCatalog:
     @property
     def build_id(self) -> str:
         """This version's build id (form contract and asset digest)."""
-        return build_id(self._by_hashed)
+        return self._build_id

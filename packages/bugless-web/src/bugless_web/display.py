@@ -47,8 +47,10 @@ __all__ = [
     "holds_people",
     "is_open",
     "level_label",
+    "level_pill",
     "short_status",
     "status_label",
+    "status_pill",
     "timestamp",
     "type_label",
     "user_chip",
@@ -92,6 +94,25 @@ def escape_text(value: object) -> str:
         .replace("<", "&lt;")
         .replace("'", "&#39;")
         .replace('"', "&#34;")
+    )
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def status_pill(status: v1.Status) -> Markup:
+    """A status as a pill, classed by the status and by open or closed (made once per status)."""
+    openness = "open" if is_open(status) else "closed"
+    return Markup(
+        f'<span class="pill status-{escape_text(status.name.lower())} {openness}">'
+        f"{escape_text(status_label(status))}</span>"
+    )
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def level_pill(value: v1.Priority | v1.Severity) -> Markup:
+    """A priority or severity as a pill (made once per value; ``typed``: P1 is not S1)."""
+    return Markup(
+        f'<span class="pill level level-{escape_text(value.name.lower())}">'
+        f"{escape_text(level_label(value))}</span>"
     )
 
 

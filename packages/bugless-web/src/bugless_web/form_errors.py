@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from markupsafe import Markup, escape
+
 from bugless_core.errors import BuglessError
 
 #: ``path: message`` (the path a dotted name, maybe with ``[n]`` indexes).
@@ -112,3 +114,38 @@ def field_of(
 def message_without_path(message: str) -> str:
     """``issue 9 not found`` from ``fields.parent_id: issue 9 not found`` (the field shows it)."""
     return _LEADING_PATH.sub("", message, count=1)
+
+
+# The templates' field helpers, in Python: an edit form calls two per field
+# (the issue page ~40), and as Jinja macros imported ``with context`` each
+# page also rebuilt the macro module; together a tenth of the issue page's
+# CPU in the web tier (bench/JOURNAL.md, "Web tier, #23 sixth pass").
+#: No element ids given: a field's id is ``field-NAME``.
+_NO_IDS: Mapping[str, str] = {}
+
+
+def field_id(name: str, ids: Mapping[str, str] = _NO_IDS) -> Markup:
+    """A field's element id: ``field-NAME`` (``comment`` for the comment), or what ``ids`` says."""
+    return escape(ids.get(name) or ("comment" if name == "comment" else f"field-{name}"))
+
+
+def field_attrs(errors: FieldErrors | None, name: str, ids: Mapping[str, str] = _NO_IDS) -> Markup:
+    """A field's ``id`` and, when it has a problem, ``aria-invalid``, its description and the focus.
+
+    Written right after the element's name (``<input name="x"{{ field_attrs(errors, "x") }}>``).
+    """
+    element = field_id(name, ids)
+    if not errors or name not in errors.messages:
+        return Markup(f' id="{element}"')
+    focus = " autofocus" if errors.first == name else ""
+    return Markup(f' id="{element}" aria-invalid="true" aria-describedby="{element}-error"{focus}')
+
+
+def field_error(errors: FieldErrors | None, name: str, ids: Mapping[str, str] = _NO_IDS) -> Markup:
+    """The problem with field ``name`` next to it (what ``aria-describedby`` names), or nothing."""
+    if not errors or name not in errors.messages:
+        return Markup("")
+    return Markup(
+        f'<span class="field-error" id="{field_id(name, ids)}-error">'
+        f"{escape(errors.messages[name])}</span>"
+    )

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.runtime import Context
+from jinja2.utils import missing
 from litestar import Request, Response
 from litestar.enums import MediaType
 from litestar.response import Redirect
+from markupsafe import Markup, escape
 
 from bugless_core import ids
 from bugless_core.attachments import IMAGE_TYPES
@@ -38,13 +41,14 @@ from bugless_web import display
 from bugless_web.assets import AssetCatalog
 from bugless_web.backends import Backends, Viewer
 from bugless_web.drain import DrainState
+from bugless_web.form_errors import field_attrs, field_error, field_id
 from bugless_web.kept_attachments import KeptAttachments
 from bugless_web.markup import render_markdown
 from bugless_web.metrics import WebMetrics, default_registry
 from bugless_web.rendered_timelines import RenderedTimelines
 from bugless_web.result_rows import result_rows
 from bugless_web.searching import COLUMNS, saved_search_href
-from bugless_web.session import Session, SessionCodec
+from bugless_web.session import DEV_COOKIE_NAME, SECURE_COOKIE_NAME, Session, SessionCodec
 from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
@@ -136,9 +140,24 @@ class Frontend:
     @property
     def cookie_name(self) -> str:
         """``__Host-bugless`` normally; a plain name in ``--dev`` (no HTTPS)."""
-        from bugless_web.session import DEV_COOKIE_NAME, SECURE_COOKIE_NAME  # noqa: PLC0415
-
         return DEV_COOKIE_NAME if self.settings.dev else SECURE_COOKIE_NAME
+
+
+@jinja2.pass_context
+def csrf_inputs(context: Context) -> Markup:
+    """A form's hidden CSRF token and build id (``{{ csrf() }}`` in a template).
+
+    A function rather than a macro: a macro reading the page's token had to be
+    imported ``with context``, which rebuilt the macro module on every render.
+    A page rendered without ``csrf_token`` fails, as the macro did.
+    """
+    token = context.resolve_or_missing("csrf_token")
+    if token is missing:
+        token = context.environment.undefined(name="csrf_token")
+    return Markup(
+        f'<input type="hidden" name="_csrf" value="{escape(token)}">'
+        f'<input type="hidden" name="_build" value="{escape(context["build_id"])}">'
+    )
 
 
 def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.Environment:
@@ -155,6 +174,13 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         build_id=assets.build_id,
         user_chip=display.user_chip,
         result_rows=result_rows,
+        # Helpers every form and page header uses (functions, not macros: see csrf_inputs).
+        csrf=csrf_inputs,
+        field_id=field_id,
+        field_attrs=field_attrs,
+        field_error=field_error,
+        status_pill=display.status_pill,
+        level_pill=display.level_pill,
         component_options=display.component_options,
         username_of=display.username_of,
         status_label=display.status_label,

@@ -19,31 +19,14 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup
 
-from bugless_core.issue_fields import is_open
-from bugless_core.issue_labels import level_label, status_label, type_label
+from bugless_core.issue_labels import type_label
 from bugless_proto import v1
-from bugless_web.display import escape_text, timestamp, user_chip
+from bugless_web.display import escape_text, level_pill, status_pill, timestamp, user_chip
 from bugless_web.searching import SearchResults
 
-
-def _level_pill(value: v1.Priority | v1.Severity) -> str:
-    return (
-        f'<span class="pill level level-{value.name.lower()}">'
-        f"{escape_text(level_label(value))}</span>"
-    )
-
-
-def _status_pill(status: v1.Status) -> str:
-    openness = "open" if is_open(status) else "closed"
-    return (
-        f'<span class="pill status-{status.name.lower()} {openness}">'
-        f"{escape_text(status_label(status))}</span>"
-    )
-
-
-_PRIORITY_PILLS = {p: _level_pill(p) for p in v1.Priority}
-_SEVERITY_PILLS = {s: _level_pill(s) for s in v1.Severity}
-_STATUS_PILLS = {s: _status_pill(s) for s in v1.Status}
+_PRIORITY_PILLS = {p: str(level_pill(p)) for p in v1.Priority}
+_SEVERITY_PILLS = {s: str(level_pill(s)) for s in v1.Severity}
+_STATUS_PILLS = {s: str(status_pill(s)) for s in v1.Status}
 _TYPE_LABELS = {t: escape_text(type_label(t)) for t in v1.IssueType}
 
 #: Writes one cell's content: (results, issue, person chips made so far, column).
@@ -66,11 +49,11 @@ def _title(results: SearchResults, issue: v1.Issue, chips: dict[str, str], colum
 
 
 def _priority(results: SearchResults, issue: v1.Issue, chips: dict[str, str], column: str) -> str:
-    return _PRIORITY_PILLS.get(issue.priority) or _level_pill(issue.priority)
+    return _PRIORITY_PILLS.get(issue.priority) or level_pill(issue.priority)
 
 
 def _severity(results: SearchResults, issue: v1.Issue, chips: dict[str, str], column: str) -> str:
-    return _SEVERITY_PILLS.get(issue.severity) or _level_pill(issue.severity)
+    return _SEVERITY_PILLS.get(issue.severity) or level_pill(issue.severity)
 
 
 def _type(results: SearchResults, issue: v1.Issue, chips: dict[str, str], column: str) -> str:
@@ -78,7 +61,7 @@ def _type(results: SearchResults, issue: v1.Issue, chips: dict[str, str], column
 
 
 def _status(results: SearchResults, issue: v1.Issue, chips: dict[str, str], column: str) -> str:
-    return _STATUS_PILLS.get(issue.status) or _status_pill(issue.status)
+    return _STATUS_PILLS.get(issue.status) or status_pill(issue.status)
 
 
 def _assignee(results: SearchResults, issue: v1.Issue, chips: dict[str, str], column: str) -> str:

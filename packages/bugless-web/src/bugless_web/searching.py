@@ -85,6 +85,49 @@ TABLE_FIELDS = ("version", "component_id")
 COLUMNS_COOKIE = "bugless_columns"
 #: How long the column choice is kept (a year).
 COLUMNS_COOKIE_MAX_AGE = 365 * 24 * 3600
+#: Query texts whose tree, explanation and sort links a process keeps: the
+#: same few queries (lists, saved searches, the home page's) fill most pages.
+QUERY_MEMO_SIZE = 1024
+
+
+# A query's tree is a pure function of its text (frozen nodes), and its
+# explanation and re-sorted forms of the tree: each is worked out once per
+# process and query, not once per page (a list page re-formatted the query for
+# every sortable header; parse, explain and sort links were ~4 % of the web
+# tier's CPU on a list page, bench/JOURNAL.md "Web tier, #23 sixth pass").
+@functools.lru_cache(maxsize=QUERY_MEMO_SIZE)
+def _parsed(text: str) -> Query:
+    return parse_query(text)
+
+
+@functools.lru_cache(maxsize=QUERY_MEMO_SIZE)
+def _explained(text: str, zone_name: str) -> str:
+    return explain(_parsed(text), zone_name=zone_name)
+
+
+#: Sort links made per query tree, by the tree's identity (one tree per text:
+#: :func:`_parsed`); each entry holds its tree, so an id is not reused meanwhile.
+_SORT_LINKS: dict[int, tuple[Query, dict[str, str]]] = {}
+
+
+def _sort_link_query(parsed: Query, column: str) -> str:
+    entry = _SORT_LINKS.get(id(parsed))
+    if entry is None or entry[0] is not parsed:
+        if len(_SORT_LINKS) >= QUERY_MEMO_SIZE:
+            _SORT_LINKS.clear()
+        entry = _SORT_LINKS[id(parsed)] = (parsed, {})
+    links = entry[1]
+    link = links.get(column)
+    if link is None:
+        key = _sort_key(column)
+        descending = False
+        if parsed.sort and _same_key(parsed.sort[0], key):
+            descending = not parsed.sort[0].descending
+        resorted = dataclasses.replace(
+            parsed, sort=(dataclasses.replace(key, descending=descending),)
+        )
+        link = links[column] = format_query(resorted)
+    return link
 
 
 def columns_of(request: Request[Any, Any, Any]) -> tuple[str, ...]:
@@ -210,14 +253,7 @@ class SearchResults:
         """
         if self.parsed is None:
             return self.query
-        key = _sort_key(column)
-        descending = False
-        if self.sort and _same_key(self.sort[0], key):
-            descending = not self.sort[0].descending
-        resorted = dataclasses.replace(
-            self.parsed, sort=(dataclasses.replace(key, descending=descending),)
-        )
-        return format_query(resorted)
+        return _sort_link_query(self.parsed, column)
 
     def sort_direction(self, column: str) -> str:
         """``asc``/``desc`` when the results are sorted by this column first, else ``""``."""
@@ -288,7 +324,7 @@ async def run_search(
     """
     results = SearchResults(query=text)
     try:
-        parsed = parse_query(text)
+        parsed = _parsed(text)
         structured = await resolve_query(
             parsed,
             backends.auth,
@@ -311,7 +347,7 @@ async def run_search(
         )
         return results
     results.parsed = parsed
-    results.explanation = explain(parsed, zone_name=zone.name)
+    results.explanation = _explained(text, zone.name)
     response = await call(
         backends.model.search_issues,
         v1.SearchIssuesRequest(

@@ -6,6 +6,8 @@ Creating an issue is :mod:`bugless_web.routes.new_issue`.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Iterable
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -23,6 +25,7 @@ from bugless_core.errors import (
 from bugless_proto import v1
 from bugless_web import custom_fields
 from bugless_web.backends import Backends, Viewer
+from bugless_web.display import component_options
 from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import (
     Frontend,
@@ -48,6 +51,14 @@ async def list_all_components(backends: Backends, viewer: Viewer) -> list[v1.Com
     modify the returned messages; they are shared between requests.
     """
     return await backends.components(viewer)
+
+
+def _component_picker(own: int, selected: int, components: Iterable[v1.Component]) -> Markup:
+    """The edit form's component ``<option>``s (made once per cached tree, see the caller).
+
+    An archived component takes no issues; the issue's own stays listed.
+    """
+    return component_options((c for c in components if not c.archived or c.id == own), selected)
 
 
 async def _no_history() -> list[v1.HistoryEntry]:
@@ -178,8 +189,11 @@ async def _issue_page(
             "related": relations.issues,
             "relations": relations,
             "names": names,
-            # An archived component takes no issues; the issue's own stays listed.
-            "components": [c for c in components if not c.archived or c.id == issue.component_id],
+            "component_picker": await backends.from_components(
+                viewer,
+                ("issue picker", issue.component_id, form.component_id),
+                functools.partial(_component_picker, issue.component_id, form.component_id),
+            ),
             "my_hotlists": my_hotlists,
             "form": form,
             "conflict": conflict,
