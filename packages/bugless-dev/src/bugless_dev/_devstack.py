@@ -28,6 +28,7 @@ from bugless_dev._state import StateDir, StateDirError
 from bugless_dev.mailsink import MailSink
 from bugless_dev.pki import CertificateFiles, LocalPki
 from bugless_dev.processes import (
+    RESERVATION_ADMITS_SERVER,
     ServiceFailed,
     ServiceProcess,
     clean_environment,
@@ -403,6 +404,8 @@ class DevStack:
         assert self.mail_sink is not None
         assert self.services is not None
         smtp_port = self.mail_sink.port
+        if not RESERVATION_ADMITS_SERVER:
+            self._release_notify_port()
         try:
             await asyncio.to_thread(
                 self.services.start_notify,

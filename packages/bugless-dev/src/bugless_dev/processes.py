@@ -49,6 +49,11 @@ BUGLESS_COMMAND: tuple[str, ...] = (
     "from bugless_core.cli import main; main()",
 )
 START_TIMEOUT_SECONDS = 90.0
+#: Whether a server's own ``SO_REUSEADDR`` bind may share a port that
+#: :func:`reserve_port` holds: Linux's rule. BSD and macOS refuse the exact
+#: same address and port to a second socket without ``SO_REUSEPORT``, so there
+#: the reservation must be closed just before the server starts.
+RESERVATION_ADMITS_SERVER = sys.platform.startswith("linux")
 STOP_TIMEOUT_SECONDS = 30.0
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
@@ -361,7 +366,10 @@ def reserve_port() -> socket.socket:
     a server that sets ``SO_REUSEADDR`` itself (asyncio's and uvloop's
     ``create_server`` do by default, so every bugless service) binds and
     listens on it. Close the reservation once the server listens (or gave
-    up); until then nothing else can take the port.
+    up); until then nothing else can take the port. Where
+    :data:`RESERVATION_ADMITS_SERVER` is false, close it just before the
+    server starts instead (a window of one process start, not of the whole
+    wait).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -424,6 +432,7 @@ def clean_environment() -> dict[str, str]:
 
 __all__ = [
     "BUGLESS_COMMAND",
+    "RESERVATION_ADMITS_SERVER",
     "ReadyInfo",
     "ServiceFailed",
     "ServiceProcess",
