@@ -72,17 +72,16 @@ class WriteContext:
 
 
 async def fetch_issue_rows(
-    conn: Conn, caller: v1.Caller, ids: list[int], *, summary: bool = False
+    conn: Conn, caller: v1.Caller, ids: list[int]
 ) -> dict[int, asyncpg.Record]:
     """Rows of the issues among ``ids`` the caller may view, by id (one statement).
 
-    With ``summary``, without description and cc (see :data:`q.FETCH_ISSUE_SUMMARIES`).
+    Search pages do not come through here: their one statement reads the
+    summary columns itself (``_search_page``).
     """
     if not ids:
         return {}
-    if summary:
-        rows = await conn.fetch(q.FETCH_ISSUE_SUMMARIES, ids, caller.admin, caller.user_id)
-    elif len(ids) == 1:
+    if len(ids) == 1:
         rows = await conn.fetch(q.FETCH_ISSUE, ids[0], caller.admin, caller.user_id)
     elif len(ids) <= q.ID_SLOTS[-1]:
         # A fixed number of id parameters keeps one plan (see the statement).
@@ -101,11 +100,9 @@ def issue_message(row: Row) -> v1.Issue:
     return issue_from_row(row, row["visible_hotlist_ids"])
 
 
-async def fetch_issues(
-    conn: Conn, caller: v1.Caller, ids: list[int], *, summary: bool = False
-) -> dict[int, v1.Issue]:
+async def fetch_issues(conn: Conn, caller: v1.Caller, ids: list[int]) -> dict[int, v1.Issue]:
     """Visible issues among ``ids`` as messages (custom field values included), by id."""
-    rows = await fetch_issue_rows(conn, caller, ids, summary=summary)
+    rows = await fetch_issue_rows(conn, caller, ids)
     issues = {i: issue_message(r) for i, r in rows.items()}
     if any(r["custom_fields"] not in ("{}", {}) for r in rows.values()):
         await attach_values(conn, issues, rows)

@@ -78,16 +78,6 @@ def fetch_issues_in_slots(slots: int) -> str:
     )
 
 
-#: :data:`FETCH_ISSUES` without what a result list does not show (the
-#: description and the cc list, read as empty): SearchIssues' ``summary``.
-FETCH_ISSUE_SUMMARIES = _FETCH_ISSUES.format(
-    has_children=HAS_CHILDREN,
-    has_duplicates=HAS_DUPLICATES,
-    columns=ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").replace(
-        "i.description,", "'' AS description,"
-    ),
-    where="i.id = ANY ($1::bigint[])",
-)
 #: :data:`FETCH_ISSUES` for one id ($1 a bigint). Kept apart because
 #: PostgreSQL re-plans ``= ANY ($1)`` on every call when given one element (its
 #: custom plan always looks cheaper than the generic one, estimated for
