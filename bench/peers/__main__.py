@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.peers._bugless import BuglessOneWorkerPeer, BuglessPeer
+from bench.peers._bugless import BuglessPeer, BuglessTwoWorkersPeer
 from bench.peers._bugless_seed import seeded_inputs
 from bench.peers._cpu import CpuSample, postmaster_pid, sample
 from bench.peers._export import DatasetMeta, export, long_comments_of
@@ -48,8 +48,8 @@ PEERS: dict[str, type[Peer]] = {
     "roundup": RoundupPeer,
     "redmine": RedminePeer,
     "bugless": BuglessPeer,
-    # bugless with one web process, to measure beside ``bugless`` (not a peer).
-    "bugless-1w": BuglessOneWorkerPeer,
+    # bugless with two web processes, to measure beside ``bugless`` (not a peer).
+    "bugless-2w": BuglessTwoWorkersPeer,
 }
 
 
@@ -227,9 +227,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--only",
-        default=",".join(name for name in PEERS if name != BuglessOneWorkerPeer.name),
-        help="comma-separated trackers, in measuring order (also: bugless-1w, bugless with "
-        "one web process, to measure beside bugless)",
+        default=",".join(name for name in PEERS if name != BuglessTwoWorkersPeer.name),
+        help="comma-separated trackers, in measuring order (also: bugless-2w, bugless with "
+        "two web processes per web tier, to measure beside bugless)",
     )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup-seconds", type=float, default=3.0)

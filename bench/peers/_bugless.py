@@ -5,11 +5,13 @@ Served as a deployment runs it, by the one local-stack library
 it): ``bugless model serve`` (PostgreSQL backend, its default pool of 10
 connections) on the seeded database of the shared cluster, ``bugless auth
 serve`` with the ``local`` password backend (production Argon2 settings),
-and ``bugless web serve`` (uvicorn, no ``--dev``) in front of both, with
-``--workers 2``: one process per core of the two-core benchmark machine, as
-the web tier's documentation recommends for a single machine (the peers get
-the five sync workers theirs recommend), and ``bugless api serve`` (mutual
-TLS, rate limits off) for the creates.
+and ``bugless web serve`` (uvicorn, one process, no ``--dev``) in front of
+both, and ``bugless api serve`` (mutual TLS, rate limits off) for the creates.
+``bugless-2w`` serves each web tier with ``--workers 2``, one process per
+core as the web tier's documentation recommends on one machine; measured
+beside ``bugless`` on a host loaded 9-20 by other sessions it cost more CPU
+per page and gave no more pages (bench/JOURNAL.md, "Web tier, #23 sixth
+pass"), so ``bugless`` stays at one process until a quiet run says otherwise.
 Pages are read signed in as ``user0042`` (group ``eng``, the data set's
 benchmark caller), with the session cookie a browser would send. Creates go
 through the public API as a bot would (a client certificate of the stack's
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +32,7 @@ from urllib.parse import urlencode
 import httpx
 
 from bench.peers._bugless_seed import SCHEMA, add_long_comments, seed_bugless
+from bench.peers._cpu import family, process_table
 from bench.peers._peer import CreateCall, Peer, ReadTargets
 from bugless_api.client import BuglessClient
 from bugless_dev.pki import LocalPki
@@ -41,8 +45,10 @@ PASSWORD = "bench-password-0123"
 BOT = "bench-bot"
 #: The API's per-caller rate limit, off: the benchmark measures throughput.
 UNLIMITED_RATE = "1000000000"
-#: Web processes per web tier: one per core (``bugless web serve --workers``).
-WEB_WORKERS = 2
+#: Web processes per web tier (``bugless web serve --workers``; ``bugless-2w``: 2).
+WEB_WORKERS = 1
+#: How long a started stack may take to go quiet (every web worker started).
+SETTLE_SECONDS = 60.0
 
 
 class BuglessPeer(Peer):
@@ -50,9 +56,8 @@ class BuglessPeer(Peer):
 
     name = "bugless"
     serving = (
-        f"uvicorn (bugless web serve --workers {WEB_WORKERS}, one process per core) "
-        "-> Model + Authenticator (gRPC); "
-        "the 10-row search: a second web tier with BUGLESS_WEB_PAGE_SIZE=10; "
+        "uvicorn (bugless web serve, 1 process) -> Model + Authenticator (gRPC); "
+        "the 10-row search: a second web process with BUGLESS_WEB_PAGE_SIZE=10; "
         "creates: bugless api serve (mTLS, 1 process)"
     )
     #: ``bugless web serve --workers`` of each web tier.
@@ -134,6 +139,9 @@ class BuglessPeer(Peer):
             self._web10_url = f"{web10.url}/"
             api = stack.start_api("--rate", UNLIMITED_RATE, "--burst", UNLIMITED_RATE)
             self._api_port = api.port
+            # A tier is ready when its first worker listens; the others may
+            # still be importing, which the first measured run would pay for.
+            _settle([s.process.pid for s in stack.services])
             yield f"{web.url}/"
         finally:
             stack.stop()
@@ -198,19 +206,19 @@ class BuglessPeer(Peer):
         return create, close
 
 
-class BuglessOneWorkerPeer(BuglessPeer):
-    """bugless as bench.peers served it until 2026-12-04: one web process per web tier.
+class BuglessTwoWorkersPeer(BuglessPeer):
+    """bugless with two processes per web tier (``bugless web serve --workers 2``).
 
     Measured beside :class:`BuglessPeer` in one run (``--only
-    trac,bugless-1w,bugless``), it shows what the second worker changes on the
+    trac,bugless,bugless-2w``), it shows what the second worker changes on the
     same machine at the same time. It reads bugless' own database (seeded and
     loaded once, under bugless' loaded marker) and is never a peer in the
     ratios (:data:`bench.peers._report.SELF`).
     """
 
-    name = "bugless-1w"
-    serving = "as bugless, but each web tier one process (bugless web serve without --workers)"
-    web_workers = 1
+    name = "bugless-2w"
+    serving = "as bugless, but each web tier two processes (bugless web serve --workers 2)"
+    web_workers = 2
 
     @property
     def database(self) -> str:
@@ -221,6 +229,27 @@ class BuglessOneWorkerPeer(BuglessPeer):
     def loaded_marker(self) -> Path:
         """bugless' marker: its load adds the long issue's comments to the shared database."""
         return self.context.workdir / f"{BuglessPeer.name}-{self.context.meta.issues}" / "loaded"
+
+
+def _settle(roots: list[int], *, idle: float = 0.05, interval: float = 0.5) -> None:
+    """Wait until ``roots`` and their children use under ``idle`` of a core (or give up).
+
+    Fails nothing: after :data:`SETTLE_SECONDS` the measurement goes ahead.
+    """
+    deadline = time.monotonic() + SETTLE_SECONDS
+    before = _family_cpu(roots)
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = _family_cpu(roots)
+        if now - before < idle * interval:
+            return
+        before = now
+
+
+def _family_cpu(roots: list[int]) -> float:
+    """CPU seconds so far of ``roots`` and every live descendant."""
+    processes = process_table()
+    return sum(processes[p][1] for p in family(set(roots), processes))
 
 
 def _cookie_pair(set_cookies: list[str]) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _processes() -> dict[int, tuple[int, float]]:
+def process_table() -> dict[int, tuple[int, float]]:
     """pid -> (parent pid, CPU seconds user + system) for every live process."""
     out: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
@@ -34,7 +34,7 @@ def _processes() -> dict[int, tuple[int, float]]:
     return out
 
 
-def _family(roots: set[int], processes: dict[int, tuple[int, float]]) -> set[int]:
+def family(roots: set[int], processes: dict[int, tuple[int, float]]) -> set[int]:
     """``roots`` and every live descendant of them."""
     children: dict[int, list[int]] = {}
     for pid, (parent, _) in processes.items():
@@ -60,10 +60,10 @@ class CpuSample:
 
 def sample(postmaster_pid: int) -> CpuSample:
     """CPU seconds of this process' descendants (not itself) and of the cluster."""
-    processes = _processes()
+    processes = process_table()
     me = os.getpid()
-    servers = _family({me}, processes) - {me}
-    postgres = _family({postmaster_pid}, processes)
+    servers = family({me}, processes) - {me}
+    postgres = family({postmaster_pid}, processes)
     return CpuSample(
         server=sum(processes[p][1] for p in servers - postgres),
         postgres=sum(processes[p][1] for p in postgres),

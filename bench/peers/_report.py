@@ -2,7 +2,7 @@
 
 Throughput is successful requests (issues, for creates) per second; bugless'
 ratio is to the best peer of the row (bugless' variants, such as
-``bugless-1w``, are not peers). The targets are 10x on reads and 5x on
+``bugless-2w``, are not peers). The targets are 10x on reads and 5x on
 creates.
 """
 
