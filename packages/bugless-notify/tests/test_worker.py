@@ -484,6 +484,55 @@ async def test_a_lost_database_connection_is_reopened_and_delivery_resumes(
     assert len({m.message["Message-ID"] for m in mails}) == 11
 
 
+async def test_a_connection_lost_while_recording_is_reopened_and_the_record_kept(
+    notify_database: str, queue: DeliveryQueue, smtp_sink: SmtpSink
+) -> None:
+    """The server ends the control connection with a delivery not yet recorded.
+
+    The step must neither claim on the lost connection (it once did, and the
+    worker's loop died of an AttributeError) nor forget the delivery: the
+    next turn opens a new connection and records it.
+    """
+    pool = await asyncpg.create_pool(notify_database, min_size=1, max_size=4)
+    worker = DeliveryWorker(
+        pool, queue, {"email": _email(smtp_sink)}, _settings(), metrics_registry=CollectorRegistry()
+    )
+    try:
+        async with pool.acquire() as conn:
+            await queue.enqueue(conn, [mail_delivery(1)])
+            [claim] = await queue.claim(
+                conn,
+                worker_id=worker.settings.worker_id,
+                channels=["email"],
+                limit=1,
+                lease_seconds=300.0,
+            )
+        assert await worker._ensure_control()
+        control = worker._control
+        assert control is not None
+        worker._to_record.append(claim)  # delivered by an attempt, not recorded yet
+        admin = await asyncpg.connect(notify_database)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", control.get_server_pid())
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
+
+        await worker._step()
+
+        assert worker._control is None
+        assert worker._to_record == [claim]
+        task = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: _count_is(pool, queue, DeliveryState.DELIVERED, 1), "recorded")
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 60)
+        assert smtp_sink.count == 0  # recorded as it was, never sent again
+    finally:
+        await pool.close()
+
+
 def test_worker_settings_that_would_deliver_twice_are_refused() -> None:
     import pytest
 

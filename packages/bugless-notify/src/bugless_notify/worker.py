@@ -203,6 +203,10 @@ class DeliveryWorker:
         """Record what was delivered, claim for the free slots, or wait for a reason to."""
         self._wake.clear()
         await self._record_delivered()
+        if self._control is None:
+            # Recording lost the connection (and kept the batch): claim
+            # nothing on it; the next turn of run() opens a new one first.
+            return
         free = self.settings.concurrency - len(self._in_flight)
         if free < self._batch:
             await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
