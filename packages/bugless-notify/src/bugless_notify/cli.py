@@ -32,8 +32,13 @@ def serve_command(settings: NotifierSettings) -> None:
     over within seconds when it stops). The gRPC port answers health, metrics
     and bugless.v1.Notifier (delivery counts and dead letters).
     """
+    from bugless_notify._supervise import LoopEnded  # noqa: PLC0415
     from bugless_notify.service import serve_notifier  # noqa: PLC0415
 
     settings.log.configure()
     tracing.configure("notify")  # spans of its Model calls join the changes' traces
-    eventloop.run(serve_notifier(settings))
+    try:
+        eventloop.run(serve_notifier(settings))
+    except LoopEnded as exc:
+        # Logged with its traceback already; exit non-zero so it is restarted.
+        raise click.ClickException(str(exc)) from exc

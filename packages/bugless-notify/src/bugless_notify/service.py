@@ -21,6 +21,7 @@ from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import AccessTable, GrpcServiceRunner, grpc_errors
 from bugless_core.migrations import quote_schema
 from bugless_core.model.runner import authenticator_verifier
+from bugless_notify._supervise import serve_supervised
 from bugless_notify.component_webhooks import ComponentWebhookAdmin, ComponentWebhookStore
 from bugless_notify.consumer import CURSOR, ConsumerOptions, FeedConsumer
 from bugless_notify.digest import DigestSender, DigestStore
@@ -264,9 +265,16 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
 
 
 async def serve_notifier(settings: NotifierSettings) -> None:
-    """Serve until SIGTERM/SIGINT, then stop in order."""
+    """Serve until SIGTERM/SIGINT, then stop in order.
+
+    Raises:
+        LoopEnded: The consumer, the worker or the digests ended on their
+            own (see :mod:`bugless_notify._supervise`); everything is closed.
+    """
     notifier = await start_notifier(settings)
+    consumer, worker, digests = notifier.tasks
+    loops = {"change-feed consumer": consumer, "delivery worker": worker, "digests": digests}
     try:
-        await notifier.runner.serve_until_signalled()
+        await serve_supervised(notifier.runner, loops)
     finally:
         await notifier.close()
