@@ -215,3 +215,19 @@ async def test_mention_me_finds_what_mentions_the_caller_by_username(
     assert [i.id for i in found.issues] == [to_boss.id]
     with pytest.raises(InvalidArgument, match="no user named"):
         await robot.search_issues(f"mention:nobody-{secrets.token_hex(3)}")
+
+
+async def test_iterating_issues_follows_every_page_and_stops_at_the_limit(
+    connect_as: ConnectAs,
+) -> None:
+    robot = connect_as("robot")
+    component_id = await _component(robot, "Paging")
+    marker = f"page{secrets.token_hex(4)}"
+    created = [(await robot.create_issue(f"{marker} {n}", component_id)).id for n in range(5)]
+
+    every = [i.id async for i in robot.iter_issues(f"{marker} c:{component_id}", page_size=2)]
+    assert sorted(every) == sorted(created)  # three pages of 2, 2 and 1
+    first = [
+        i.id async for i in robot.iter_issues(f"{marker} c:{component_id}", page_size=2, limit=3)
+    ]
+    assert first == every[:3]

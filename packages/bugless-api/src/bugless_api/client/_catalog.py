@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bugless_api.client._base import ClientBase, enum_value, page
+from bugless_api.client._base import ClientBase, enum_value, page, pages
 from bugless_core.ids import check_id
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -18,17 +18,14 @@ class ComponentCalls(ClientBase):
     ) -> list[v1.Component]:
         """The visible component tree (or one component's children), every page."""
         check_id(parent_id, "parent_id", allow_zero=True)
-        found: list[v1.Component] = []
-        token = ""
-        while True:
+
+        async def fetch(token: str) -> v1.ListComponentsResponse:
             request = v1.ListComponentsRequest(
                 parent_id=parent_id, include_archived=include_archived, page=page(1000, token)
             )
-            response = await self._call(self.components.list_components, request, idempotent=True)
-            found.extend(response.components)
-            token = response.next_page_token
-            if not token:
-                return found
+            return await self._call(self.components.list_components, request, idempotent=True)
+
+        return [component async for response in pages(fetch) for component in response.components]
 
     async def get_component(self, key: int | str) -> v1.Component:
         """A component by id or by path (``"Platform>Storage"``)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bugless_api.client._base import ClientBase, checked_ids, page
+from bugless_api.client._base import ClientBase, checked_ids, page, pages
 from bugless_core.ids import check_id
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -15,15 +15,12 @@ class HotlistCalls(ClientBase):
 
     async def list_hotlists(self, *, member: str = "") -> list[v1.Hotlist]:
         """Visible hotlists, or those ``member`` owns or edits, every page."""
-        found: list[v1.Hotlist] = []
-        token = ""
-        while True:
+
+        async def fetch(token: str) -> v1.ListHotlistsResponse:
             request = v1.ListHotlistsRequest(member=member, page=page(500, token))
-            response = await self._call(self.hotlists.list_hotlists, request, idempotent=True)
-            found.extend(response.hotlists)
-            token = response.next_page_token
-            if not token:
-                return found
+            return await self._call(self.hotlists.list_hotlists, request, idempotent=True)
+
+        return [hotlist async for response in pages(fetch) for hotlist in response.hotlists]
 
     async def get_hotlist(self, hotlist_id: int) -> v1.Hotlist:
         """One hotlist."""
@@ -113,15 +110,15 @@ class HotlistCalls(ClientBase):
         check_id(hotlist_id, "hotlist_id")
         items: list[v1.HotlistItem] = []
         issues: list[v1.Issue] = []
-        token = ""
-        while True:
+
+        async def fetch(token: str) -> v1.ListHotlistItemsResponse:
             request = v1.ListHotlistItemsRequest(hotlist_id=hotlist_id, page=page(500, token))
-            response = await self._call(self.hotlists.list_hotlist_items, request, idempotent=True)
+            return await self._call(self.hotlists.list_hotlist_items, request, idempotent=True)
+
+        async for response in pages(fetch):
             items.extend(response.items)
             issues.extend(response.issues)
-            token = response.next_page_token
-            if not token:
-                return items, issues
+        return items, issues
 
 
 class SavedSearchCalls(ClientBase):
@@ -157,16 +154,13 @@ class SavedSearchCalls(ClientBase):
 
     async def all_saved_searches(self, *, owned_only: bool = False) -> list[v1.SavedSearch]:
         """Every saved search :meth:`list_saved_searches` pages through."""
-        found: list[v1.SavedSearch] = []
-        token = ""
-        while True:
-            response = await self.list_saved_searches(
+
+        async def fetch(token: str) -> v1.ListSavedSearchesResponse:
+            return await self.list_saved_searches(
                 owned_only=owned_only, page_size=500, page_token=token
             )
-            found.extend(response.saved_searches)
-            token = response.next_page_token
-            if not token:
-                return found
+
+        return [found async for response in pages(fetch) for found in response.saved_searches]
 
     async def update_saved_search(
         self, search: v1.SavedSearch, fields: Iterable[str], *, expected_version: int = 0

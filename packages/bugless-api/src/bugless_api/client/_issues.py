@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 
-from bugless_api.client._base import ClientBase, checked_ids, client_mistake, enum_value, page
+from bugless_api.client._base import (
+    ClientBase,
+    checked_ids,
+    client_mistake,
+    enum_value,
+    page,
+    pages,
+)
 from bugless_core.clients import call_errors
 from bugless_core.deltas import issue_delta
 from bugless_core.ids import check_id
@@ -61,20 +68,19 @@ class IssueCalls(ClientBase):
         time_zone: str | None = None,
     ) -> AsyncIterator[v1.Issue]:
         """Every issue matching ``query``, page by page (at most ``limit``)."""
-        token = ""
-        yielded = 0
-        while True:
-            found = await self.search_issues(
+
+        async def fetch(token: str) -> v1.SearchIssuesResponse:
+            return await self.search_issues(
                 query, page_size=page_size, page_token=token, time_zone=time_zone
             )
+
+        yielded = 0
+        async for found in pages(fetch):
             for issue in found.issues:
                 if limit is not None and yielded >= limit:
                     return
                 yield issue
                 yielded += 1
-            token = found.next_page_token
-            if not token:
-                return
 
     async def get_issue(self, issue_id: int) -> v1.Issue:
         """One issue (NotFound when it does not exist or is not visible)."""
@@ -346,14 +352,13 @@ class IssueCalls(ClientBase):
 
     async def iter_history(self, issue_id: int) -> AsyncIterator[v1.HistoryEntry]:
         """Every entry of an issue's history, oldest first, page by page."""
-        token = ""
-        while True:
-            found = await self.list_history(issue_id, page_size=500, page_token=token)
+
+        async def fetch(token: str) -> v1.ListHistoryResponse:
+            return await self.list_history(issue_id, page_size=500, page_token=token)
+
+        async for found in pages(fetch):
             for entry in found.entries:
                 yield entry
-            token = found.next_page_token
-            if not token:
-                return
 
     async def watch(
         self,
