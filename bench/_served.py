@@ -25,7 +25,7 @@ import functools
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,15 +88,7 @@ class ServedModel:
         auth_url = await fresh_database(database_url, auth_database)
         temporary = tempfile.TemporaryDirectory(prefix="bugless-bench-search-")
         directory = Path(temporary.name)
-        stack = LocalStack(
-            StackConfig(
-                directory=directory,
-                pki=LocalPki.open(directory / "pki"),
-                model_database_url=database_url,
-                auth_database_url=auth_url,
-                extra_env={"BUGLESS_LOG_LEVEL": "WARNING", **env},
-            )
-        )
+        stack = seeded_stack(directory, database_url, auth_url, env)
         try:
             models = await asyncio.to_thread(_start, stack, processes)
         except BaseException:
@@ -137,6 +129,26 @@ async def _acting(
 ) -> v1.SearchIssuesResponse:
     with acting_as(assertion):
         return await stub.search_issues(request)
+
+
+def seeded_stack(
+    directory: Path, database_url: str, auth_url: str, env: Mapping[str, str]
+) -> LocalStack:
+    """The stack of the benches on a seeded database (this module's and ``bench.web_search``).
+
+    The Model serves the seeded database, the Authenticator a fresh one of
+    its own; the services log warnings only, so their output does not cost
+    what is measured.
+    """
+    return LocalStack(
+        StackConfig(
+            directory=directory,
+            pki=LocalPki.open(directory / "pki"),
+            model_database_url=database_url,
+            auth_database_url=auth_url,
+            extra_env={"BUGLESS_LOG_LEVEL": "WARNING", **env},
+        )
+    )
 
 
 def _start(stack: LocalStack, processes: int) -> list[RunningService]:

@@ -36,13 +36,11 @@ from pathlib import Path
 import httpx
 
 from bench import _dataset as data
-from bench._served import drop_database, fresh_database
+from bench._served import drop_database, fresh_database, seeded_stack
 from bench._services import CpuMeter, _postmaster_pid, add_directory_users, load_average
 from bench.search import BenchQuery, build_queries
 from bench.seed import connect, model_settings
 from bench.web import METRICS_ENV, _sign_in, calls_per_page, grpc_calls
-from bugless_dev.pki import LocalPki
-from bugless_dev.stack import LocalStack, StackConfig
 
 #: The target of issue 23 for this page.
 TARGET_P95_MS = 50.0
@@ -108,15 +106,7 @@ def run(database_url: str, schema: str, requests: int, warmup: int, only: tuple[
     auth_url = asyncio.run(fresh_database(database_url, auth_name))
     temporary = tempfile.TemporaryDirectory(prefix="bugless-web-search-")
     directory = Path(temporary.name)
-    stack = LocalStack(
-        StackConfig(
-            directory=directory,
-            pki=LocalPki.open(directory / "pki"),
-            model_database_url=database_url,
-            auth_database_url=auth_url,
-            extra_env={"BUGLESS_LOG_LEVEL": "WARNING", **METRICS_ENV},
-        )
-    )
+    stack = seeded_stack(directory, database_url, auth_url, METRICS_ENV)
     try:
         stack.migrate()
         stack.start_backends()
