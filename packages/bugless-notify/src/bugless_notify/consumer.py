@@ -210,6 +210,35 @@ class FeedConsumer:
             await conn.execute(self._init_cursor_sql, CURSOR, head.head_position)
             return int(await conn.fetchval(self._cursor_sql, CURSOR))
 
+    async def start_at_head_if_restored(self) -> None:
+        """Before the notifier reports ready: a cursor beyond the feed's head goes back to it.
+
+        A Model restored from a backup older than the queue leaves the cursor
+        beyond its feed. :meth:`_step` finds that too, but only on its first
+        read, and takes the head *then*: a change made between the start and
+        that read would be inside the skipped span. Checked here, before the
+        notifier says it is ready, every change made once it is up is after
+        the cursor, as on a first start (:meth:`ensure_cursor`).
+        """
+        position = await self.ensure_cursor()
+        try:
+            head = await call(
+                self._model.read_feed, v1.ReadFeedRequest(caller=NOTIFIER, head_only=True)
+            )
+        except (BuglessError, OSError) as exc:
+            # The Model is not reachable yet: start anyway; _step finds a
+            # restored feed on its first read, as it always could.
+            _log.warning("feed consumer: the feed's head is unknown at start: %s", exc)
+            return
+        if position > head.head_position:
+            _log.error(
+                "feed consumer: the cursor %d is beyond the Model's feed head %d (was the "
+                "Model's database restored from a backup?); starting again at the head",
+                position,
+                head.head_position,
+            )
+            await self._commit(position, head.head_position, _Batch())
+
     async def _step(self) -> None:
         """One batch: read, compute, then enqueue and advance in one transaction."""
         position = await self.ensure_cursor()

@@ -235,8 +235,8 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
         interval_seconds=settings.digest_interval_seconds,
     )
     # Before reporting ready: a change made once the notifier is up is after
-    # the cursor, never lost to a first start racing it.
-    await consumer.ensure_cursor()
+    # the cursor, never lost to a first start (or a restored Model) racing it.
+    await consumer.start_at_head_if_restored()
     model = v1.ModelStub(model_channel)
     webhooks = ComponentWebhookAdmin(
         pool,
