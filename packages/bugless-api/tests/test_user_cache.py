@@ -137,13 +137,22 @@ async def test_both_directions_share_what_was_learnt(rig: Rig) -> None:
     assert rig.auth.calls == Counter({"LookupUsers": 1, "GetUsers": 1})
 
 
-async def test_unknown_users_are_not_cached(rig: Rig) -> None:
+async def test_an_unknown_id_is_asked_once_per_ttl_and_an_unknown_name_every_time(
+    rig: Rig,
+) -> None:
     users = rig.directory()
-    assert await users.usernames_by_id(["id-dora"]) == {}
+    # An id nobody has (a removed account, an imported author) on every response:
+    # the Authenticator is asked once per TTL, not once per response.
+    for _ in range(3):
+        assert await users.usernames_by_id(["id-dora", "id-bob"]) == {"id-bob": "bob"}
+    assert rig.auth.calls == Counter({"GetUsers": 1})
+    # A name nobody goes by yet may be someone signing in right now: asked each time.
     assert await users.ids_by_username(["erin"]) == {}
     rig.auth.names.update({"id-dora": "dora", "id-erin": "erin"})
-    assert await users.usernames_by_id(["id-dora"]) == {"id-dora": "dora"}
     assert await users.ids_by_username(["erin"]) == {"erin": "id-erin"}
+    assert await users.usernames_by_id(["id-dora"]) == {}  # still unknown within the TTL
+    rig.clock.now += TTL + 0.1
+    assert await users.usernames_by_id(["id-dora"]) == {"id-dora": "dora"}
     assert rig.auth.calls == Counter({"GetUsers": 2, "LookupUsers": 2})
 
 

@@ -197,7 +197,7 @@ class _Directory:
         return [v1.User(user_id=ids[n], username=self.users[ids[n]]) for n in batch if n in ids]
 
 
-async def test_both_directions_share_what_was_learnt_and_unknowns_are_not_kept() -> None:
+async def test_both_directions_share_what_was_learnt_and_unknown_names_are_not_kept() -> None:
     directory, now = _Directory(), [100.0]
     cache = UserCache(ttl_seconds=5.0, clock=lambda: now[0])
     found = await cache.by_name(["carol", "nobody"], directory.by_names)
@@ -211,9 +211,12 @@ async def test_both_directions_share_what_was_learnt_and_unknowns_are_not_kept()
         "bob",
     }
     assert directory.asked == [["carol", "nobody"], ["id-bob"], ["nobody"]]
+    # An id nobody has is asked once per TTL (a name nobody goes by, every time).
+    assert set(await cache.by_id(["id-gone", "id-bob"], directory.by_ids)) == {"id-bob"}
+    assert directory.asked[3:] == [["id-gone"]]
     now[0] += 5.1
-    await cache.by_id(["id-bob"], directory.by_ids)
-    assert directory.asked[-1] == ["id-bob"]
+    await cache.by_id(["id-bob", "id-gone"], directory.by_ids)
+    assert directory.asked[-1] == ["id-bob", "id-gone"]
 
 
 async def test_a_ttl_of_zero_asks_every_time() -> None:

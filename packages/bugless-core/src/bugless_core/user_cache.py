@@ -10,9 +10,14 @@ the same cache (``bugless_api._users.UserDirectory``).
 
 Staleness is the price and is bounded by the TTL: a rename (or a new display
 name) shows at most TTL seconds late, and within that time the old username
-still resolves to the id it named. Unknown ids and usernames are never
-remembered, so a person who has just signed in for the first time can be
-named at once. A TTL of 0 asks every time.
+still resolves to the id it named. An id the Authenticator does not know is
+remembered as unknown for the TTL too: such ids are people who are gone (an
+account removed from the directory, an author of an imported history who never
+had an account), and without that every page showing their issues asked again
+and cost the Authenticator a database query; the id of someone new cannot be
+on a page before the Authenticator made it. Unknown usernames are never
+remembered, so a person who has just signed in for the first time can be named
+(``assignee:newcomer``) at once. A TTL of 0 asks every time.
 """
 
 from __future__ import annotations
@@ -49,18 +54,21 @@ class UserCache:
         self._ttl = ttl_seconds
         self._max_entries = max_entries
         self._clock = clock
-        self._by_id: OrderedDict[str, tuple[float, v1.User]] = OrderedDict()
-        self._by_name: OrderedDict[str, tuple[float, v1.User]] = OrderedDict()
+        #: ``None``: an id the Authenticator did not know when last asked.
+        self._by_id: OrderedDict[str, tuple[float, v1.User | None]] = OrderedDict()
+        self._by_name: OrderedDict[str, tuple[float, v1.User | None]] = OrderedDict()
 
     async def by_id(self, user_ids: Iterable[str], fetch: Fetch) -> dict[str, v1.User]:
         """The users behind ``user_ids`` (empty ids ignored, unknown ones absent).
 
         ``fetch`` (a ``GetUsers`` call) is awaited once per batch of at most
-        ``MAX_USER_LOOKUP`` ids not fresh in the cache.
+        ``MAX_USER_LOOKUP`` ids not fresh in the cache; the ids it does not
+        return are remembered as unknown for the TTL.
         """
         found, missing = self._fresh(self._by_id, sorted({u for u in user_ids if u}))
         for user in await self._fetch_in_batches(missing, fetch):
             found[user.user_id] = user
+        self._remember_unknown(u for u in missing if u not in found)
         return found
 
     async def by_name(self, usernames: Iterable[str], fetch: Fetch) -> dict[str, v1.User]:
@@ -85,18 +93,21 @@ class UserCache:
         return users
 
     def _fresh(
-        self, cache: OrderedDict[str, tuple[float, v1.User]], keys: list[str]
+        self, cache: OrderedDict[str, tuple[float, v1.User | None]], keys: list[str]
     ) -> tuple[dict[str, v1.User], list[str]]:
-        """The users cached and still fresh for ``keys``, and the keys left to ask for."""
+        """The users cached and still fresh for ``keys``, and the keys left to ask for.
+
+        A key fresh as unknown is in neither.
+        """
         now = self._clock()
         found: dict[str, v1.User] = {}
         missing: list[str] = []
         for key in keys:
             entry = cache.get(key)
-            if entry is not None and entry[0] > now:
-                found[key] = entry[1]
-            else:
+            if entry is None or entry[0] <= now:
                 missing.append(key)
+            elif entry[1] is not None:
+                found[key] = entry[1]
         return found, missing
 
     def _remember(self, users: Iterable[v1.User]) -> None:
@@ -104,11 +115,26 @@ class UserCache:
             return
         expires = self._clock() + self._ttl
         for user in users:
-            for cache, key in ((self._by_id, user.user_id), (self._by_name, user.username.lower())):
-                cache[key] = (expires, user)
-                cache.move_to_end(key)
-                while len(cache) > self._max_entries:
-                    cache.popitem(last=False)
+            self._store(self._by_id, user.user_id, (expires, user))
+            self._store(self._by_name, user.username.lower(), (expires, user))
+
+    def _remember_unknown(self, user_ids: Iterable[str]) -> None:
+        if self._ttl <= 0:
+            return
+        expires = self._clock() + self._ttl
+        for user_id in user_ids:
+            self._store(self._by_id, user_id, (expires, None))
+
+    def _store(
+        self,
+        cache: OrderedDict[str, tuple[float, v1.User | None]],
+        key: str,
+        entry: tuple[float, v1.User | None],
+    ) -> None:
+        cache[key] = entry
+        cache.move_to_end(key)
+        while len(cache) > self._max_entries:
+            cache.popitem(last=False)
 
 
 def get_users(auth: v1.AuthenticatorStub, *, timeout: float | None = None) -> Fetch:
