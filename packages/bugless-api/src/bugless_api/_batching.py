@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from bugless_proto import v1
 
@@ -77,7 +77,7 @@ class PerCallerBatcher(ABC, Generic[B]):
         """How many items ``batch`` holds (compared with ``max_batch``)."""
 
     @abstractmethod
-    def _waiters(self, batch: B) -> Iterable[asyncio.Future[v1.Issue]]:
+    def _waiters(self, batch: B) -> Iterable[asyncio.Future[Any]]:
         """Every future a call of ``batch`` awaits."""
 
     @abstractmethod

@@ -26,25 +26,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bugless_api._batching import PerCallerBatcher
-from bugless_api._users import UserDirectory, UserRefs
+from bugless_api._users import UserDirectory
+from bugless_api._wire_issues import EncodedIssue, people_of, rename
 from bugless_core import limits
 from bugless_core.errors import from_status
 from bugless_proto import v1
 
-#: Creates issues for one caller: the gateway's Model ``BatchCreateIssues`` call.
-BatchCreate = Callable[[v1.BatchCreateIssuesRequest], Awaitable[v1.BatchCreateIssuesResponse]]
+#: Creates issues for one caller: the gateway's Model ``BatchCreateIssues`` call,
+#: its reply parsed by upb (:data:`bugless_api._wire_issues.BATCH_CREATE_REPLY`).
+BatchCreate = Callable[[v1.BatchCreateIssuesRequest], Awaitable[Any]]
 
 
 @dataclass
 class _Batch:
     caller: v1.Caller
     items: list[v1.CreateIssueRequest] = field(default_factory=list)
-    waiters: list[asyncio.Future[v1.Issue]] = field(default_factory=list)
+    waiters: list[asyncio.Future[EncodedIssue]] = field(default_factory=list)
 
-    def add(self, item: v1.CreateIssueRequest) -> asyncio.Future[v1.Issue]:
-        future: asyncio.Future[v1.Issue] = asyncio.get_running_loop().create_future()
+    def add(self, item: v1.CreateIssueRequest) -> asyncio.Future[EncodedIssue]:
+        future: asyncio.Future[EncodedIssue] = asyncio.get_running_loop().create_future()
         self.items.append(item)
         self.waiters.append(future)
         return future
@@ -75,15 +78,18 @@ class IssueCreator(PerCallerBatcher[_Batch]):
         self._batch_create = batch_create
         self._users = users
 
-    async def create(self, caller: v1.Caller, item: v1.CreateIssueRequest) -> v1.Issue:
+    async def create(self, caller: v1.Caller, item: v1.CreateIssueRequest) -> EncodedIssue:
         """The new issue with usernames, as CreateIssue by ``caller`` would return it.
 
-        ``item`` already names user ids (the API translated its usernames).
+        ``item`` already names user ids (the API translated its usernames);
+        its own ``caller`` is not sent (the Model takes the batch's for every
+        item). The issue is its wire form (:meth:`EncodedIssue.decoded` reads it).
 
         Raises:
             BuglessError: What this item's own CreateIssue would have raised,
                 or the batch's failure.
         """
+        item.caller = None
         key, batch = self._batch_for(caller)
         future = batch.add(item)
         self._added(key, batch)
@@ -95,7 +101,7 @@ class IssueCreator(PerCallerBatcher[_Batch]):
     def _size(self, batch: _Batch) -> int:
         return len(batch.items)
 
-    def _waiters(self, batch: _Batch) -> Iterable[asyncio.Future[v1.Issue]]:
+    def _waiters(self, batch: _Batch) -> Iterable[asyncio.Future[EncodedIssue]]:
         return batch.waiters
 
     async def _resolve(self, batch: _Batch) -> None:
@@ -103,23 +109,24 @@ class IssueCreator(PerCallerBatcher[_Batch]):
             reply = await self._batch_create(
                 v1.BatchCreateIssuesRequest(caller=batch.caller, items=batch.items)
             )
-            created = [r.issue for r in reply.results if r.code == 0 and r.issue is not None]
-            refs = UserRefs()
-            refs.issues(created)
-            await self._users.to_usernames(refs)
+            results = reply.results
+            created = [r.issue for r in results if r.code == 0 and r.HasField("issue")]
+            names = await self._users.usernames_by_id(people_of(created))
         except Exception as exc:  # every call of the batch fails the same way
             self._fail_all(batch, exc)
             return
-        for future, result in zip(batch.waiters, reply.results, strict=False):
+        for future, result in zip(batch.waiters, results, strict=False):
             if future.done():  # the caller went away
                 continue
-            if result.code == 0 and result.issue is not None:
-                future.set_result(result.issue)
+            if result.code == 0 and result.HasField("issue"):
+                issue = result.issue
+                rename(issue, names)
+                future.set_result(EncodedIssue.of(issue.SerializeToString()))
             else:
                 future.set_exception(
-                    from_status(result.code, result.message, result.reason, result.metadata)
+                    from_status(result.code, result.message, result.reason, dict(result.metadata))
                 )
-        for future in batch.waiters[len(reply.results) :]:
+        for future in batch.waiters[len(results) :]:
             if not future.done():
                 future.set_exception(
                     from_status(13, "the Model answered fewer results than items were sent")

@@ -28,6 +28,7 @@ from bugless_api._identity import (
 )
 from bugless_api._ratelimit import RateLimiter
 from bugless_api._users import UserDirectory
+from bugless_api._wire_issues import BATCH_CREATE_REPLY
 from bugless_api.settings import ApiSettings
 from bugless_core.clients import CURRENT_ASSERTION, call
 from bugless_core.errors import FailedPrecondition, InvalidArgument
@@ -36,6 +37,7 @@ from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
 P = ParamSpec("P")
+_BATCH_CREATE_ROUTE = "/bugless.v1.Model/BatchCreateIssues"
 R = TypeVar("R")
 
 
@@ -100,10 +102,16 @@ class Gateway:
     ) -> v1.BatchGetIssuesResponse:
         return await self.model_call(self.model.batch_get_issues, request)
 
-    async def _batch_create_issues(
-        self, request: v1.BatchCreateIssuesRequest
-    ) -> v1.BatchCreateIssuesResponse:
-        return await self.model_call(self.model.batch_create_issues, request)
+    async def _batch_create_issues(self, request: v1.BatchCreateIssuesRequest) -> Any:
+        # The stub's own call with upb's reply class: the issues stay upb
+        # messages (bugless_api._wire_issues), through the same interceptors.
+        return await call(
+            self.model._unary_unary,  # the stub's one unary sender
+            _BATCH_CREATE_ROUTE,
+            request,
+            BATCH_CREATE_REPLY,
+            timeout=self.settings.backend_timeout_seconds,
+        )
 
     def require_notifier(self) -> v1.NotifierStub:
         """The notifier's stub.
