@@ -16,7 +16,7 @@ import asyncpg
 from bugless_core.errors import InvalidArgument
 from bugless_core.page_tokens import CarriedTotal, PageTokenCodec
 from bugless_core.transactions import retrying
-from bugless_model_postgres import _custom_search, _search, _search_page
+from bugless_model_postgres import _custom_search, _search, _search_page, _search_wire
 from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._convert import Conn, principals_of
 from bugless_model_postgres._database import translated_errors
@@ -92,6 +92,45 @@ class _PageRead:
         return sql
 
 
+@dataclass(frozen=True)
+class _SearchPage:
+    """A search page's rows and what its reply is made of besides them."""
+
+    tokens: PageTokenCodec
+    rows: list[asyncpg.Record]
+    #: The count of a text query whose matches reached the cap (else None).
+    above: int | None
+    compiled: _search.CompiledSearch
+    size: int
+    cap: int
+    carried: CarriedTotal | None
+    fingerprint: str
+
+    def token_and_total(self) -> tuple[str, CarriedTotal]:
+        """The next page's token ('' on the last page) and the total to report."""
+        rows, size = self.rows, self.size
+        counted: int | None = rows[0]["total"]
+        more = rows[0]["id"] is not None and len(rows) > size
+        total = _reported_total(
+            self.carried, counted if self.above is None else self.above, self.cap
+        )
+        if not more:
+            return "", total
+        position = _search.encode_position(self.compiled.sort, rows[size - 1])
+        return self.tokens.encode(position, self.fingerprint, total), total
+
+    def response(self, caller: v1.Caller) -> v1.SearchIssuesResponse:
+        """The reply as betterproto2 messages (an Issue of each row the caller may view)."""
+        issues, _, _ = _search_page.page_issues(caller, self.rows, self.size)
+        token, total = self.token_and_total()
+        return v1.SearchIssuesResponse(
+            issues=issues,
+            next_page_token=token,
+            total_count=total.count,
+            total_is_lower_bound=total.lower_bound,
+        )
+
+
 class SearchCalls(BackendCalls):
     """SearchIssues over the backend's pool, dialect and retry policy."""
 
@@ -114,6 +153,32 @@ class SearchCalls(BackendCalls):
         See :mod:`._search_page`; a stale read (``allow_stale`` on a dialect
         that has one) runs it in a read-only transaction set up for that.
         """
+        page = await self._search_page(request)
+        return page.response(request.caller or v1.Caller())
+
+    async def search_issues_reply(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
+        """:meth:`search_issues`, its reply encoded straight from the rows (to be sent).
+
+        See :mod:`._search_wire`: the same bytes, without making an Issue
+        message of each row first.
+        """
+        page = await self._search_page(request)
+        caller = request.caller or v1.Caller()
+        token, total = page.token_and_total()
+        data = _search_wire.reply_bytes(
+            caller,
+            page.rows,
+            page.size,
+            next_page_token=token,
+            total_count=total.count,
+            total_is_lower_bound=total.lower_bound,
+        )
+        if data is None:
+            return page.response(caller)
+        return _search_wire.EncodedSearchIssuesResponse.of(data)
+
+    async def _search_page(self, request: v1.SearchIssuesRequest) -> _SearchPage:
+        """The rows of the page ``request`` asks for, with what its reply is made of."""
         caller = request.caller or v1.Caller()
         query = request.query or v1.StructuredQuery()
         size, token = page_of(request.page)
@@ -162,15 +227,4 @@ class SearchCalls(BackendCalls):
                 return result
 
         rows, above, compiled = await retrying(self._retry_policy, attempt)
-        issues, counted, more = _search_page.page_issues(caller, rows, size)
-        total = _reported_total(carried, counted if above is None else above, cap)
-        return v1.SearchIssuesResponse(
-            issues=issues,
-            next_page_token=self._tokens.encode(
-                _search.encode_position(compiled.sort, rows[size - 1]), fingerprint, total
-            )
-            if more
-            else "",
-            total_count=total.count,
-            total_is_lower_bound=total.lower_bound,
-        )
+        return _SearchPage(self._tokens, rows, above, compiled, size, cap, carried, fingerprint)

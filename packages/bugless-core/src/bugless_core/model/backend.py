@@ -274,6 +274,17 @@ class ModelBackend(ABC):
     async def search_issues(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
         """Compile the structured query; only visible issues; keyset pages."""
 
+    async def search_issues_reply(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
+        """:meth:`search_issues` as the servicer sends it (default: the same call).
+
+        A backend may return a response that is already its encoded bytes (a
+        subclass defining ``SerializeToString``, see :mod:`bugless_proto.wire`),
+        made without building each issue as a message first; its bytes must
+        be those of :meth:`search_issues`'s response. In-process callers keep
+        calling :meth:`search_issues`.
+        """
+        return await self.search_issues(request)
+
     def watch(self, request: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
         """Stream committed changes (only with :attr:`Capability.WATCH`).
 

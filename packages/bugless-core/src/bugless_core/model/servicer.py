@@ -227,7 +227,7 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         check.check_query(message.query, "query")
         check.check_page(message.page, "page", limits.MAX_PAGE_SIZE)
         check.check_read_mask(message.read_mask, "read_mask")
-        return await self.backend.search_issues(message)
+        return await self.backend.search_issues_reply(message)
 
     async def watch(self, message: v1.WatchRequest) -> AsyncIterator[v1.WatchEvent]:
         """Stream changes of an issue or a query's issues (capability "watch").

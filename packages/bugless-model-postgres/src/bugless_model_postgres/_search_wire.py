@@ -1,0 +1,239 @@
+"""A search page's reply encoded straight from its rows, without betterproto2 issues.
+
+Served, a page's rows became ``v1.Issue`` messages (:func:`._convert.issue_from_row`),
+which the gRPC codec then copied, field by field, into upb messages to encode
+(:mod:`bugless_proto.wire`): two conversions of every field of 50 issues, a
+quarter of the Model process's CPU on a list page (bench/JOURNAL.md, "Search
+at 1M: the Model as deployed"). Here each row becomes the upb constructor's
+keywords directly (one positional read of the record, no enum members, no
+message objects) and the whole reply is one upb message, serialised once.
+
+The bytes are those the betterproto2 path writes for the same rows
+(``tests/test_search_wire.py`` compares the two on real rows): upb writes
+fields in number order and leaves a field at its default out whether it was
+passed or not, so passing zeros, empty strings and empty lists is the same
+as leaving them out, as the codec does. Anything upb refuses makes
+:func:`reply_bytes` return None, and the caller takes the betterproto2 path
+for the whole page (as the codec falls back to betterproto2 for a message).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from bugless_core import custom_fields as cf
+from bugless_model_postgres._convert import caller_role
+from bugless_model_postgres._custom_values import load_values
+from bugless_proto import v1, wire
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+#: The upb class of the reply.
+_REPLY = wire.upb_class(v1.SearchIssuesResponse)
+
+#: Issue fields read as they are from the row's column of the same name, in
+#: this order; then the columns of :data:`_OTHER`.
+_PLAIN = (
+    "id",
+    "title",
+    "status",
+    "priority",
+    "severity",
+    "type",
+    "component_id",
+    "reporter",
+    "assignee",
+    "verifier",
+    "parent_id",
+    "duplicate_of_id",
+    "description",
+    "version",
+    "comment_count",
+    "external_id",
+    "star_count",
+    "starred",
+    "has_children",
+    "has_duplicates",
+)
+_OTHER = (
+    "cc",
+    "visible_hotlist_ids",
+    "blocking_ids",
+    "blocked_by_ids",
+    "created_at",
+    "modified_at",
+    "closed_at",
+    "effective_acl",
+    "custom_fields",
+    "custom_field_names",
+)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+@functools.lru_cache(maxsize=64)
+def _reader(columns: tuple[str, ...]) -> Callable[[asyncpg.Record], tuple[Any, ...]]:
+    """One C call reading a row's columns by position (a page statement's layout, once)."""
+    where = {name: index for index, name in enumerate(columns)}
+    return operator.itemgetter(*(where[name] for name in _PLAIN + _OTHER))
+
+
+def _stamp(value: datetime.datetime) -> dict[str, int]:
+    """A timestamptz as Timestamp keywords, as :mod:`bugless_proto.wire` converts it.
+
+    betterproto2's ``Timestamp.from_datetime``: whole microseconds since the
+    epoch, floor division for instants before it. An aware datetime of any
+    zone subtracts as its instant; a naive one raises TypeError.
+    """
+    seconds, micros = divmod((value - _EPOCH) // _MICROSECOND, 1_000_000)
+    return {"seconds": seconds, "nanos": micros * 1000}
+
+
+def _custom_values(raw: Any, names: Any) -> list[dict[str, Any]]:
+    """A row's custom field values as upb keywords (its stored JSON and the names' JSON).
+
+    :func:`._custom_values.value_messages`' values, field by field: by field
+    id, the name and type of a field that no longer exists left empty.
+    """
+    stored = load_values(raw)
+    if not stored:
+        return []
+    known_raw = json.loads(names) if isinstance(names, str) else names
+    known = {int(k): (v[0], v[1]) for k, v in known_raw.items()}
+    values = []
+    for key in sorted(stored, key=int):
+        field_id = int(key)
+        name, kind = known.get(field_id, ("", 0))
+        values.append(
+            {
+                "field_id": field_id,
+                "values": cf.from_stored(stored[key]),
+                "name": name,
+                "type": kind,
+            }
+        )
+    return values
+
+
+def reply_bytes(
+    caller: v1.Caller,
+    rows: Sequence[asyncpg.Record],
+    size: int,
+    *,
+    next_page_token: str,
+    total_count: int,
+    total_is_lower_bound: bool,
+) -> bytes | None:
+    """The encoded ``SearchIssuesResponse`` of a page's rows, or None if upb refuses a value.
+
+    The rows are :func:`._search_page.page_statement`'s; the issues are those
+    :func:`._search_page.page_issues` keeps (the caller may view them), in
+    page order, as :func:`._convert.issue_from_row` fills them.
+    """
+    try:
+        issues = _issues(caller, rows, size) if rows[0]["id"] is not None else []
+        reply = _REPLY(
+            issues=issues,
+            next_page_token=next_page_token,
+            total_count=total_count,
+            total_is_lower_bound=total_is_lower_bound,
+        )
+        data: bytes = reply.SerializeToString()
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return data
+
+
+def _issues(caller: v1.Caller, rows: Sequence[asyncpg.Record], size: int) -> list[dict[str, Any]]:
+    """The upb keywords of each issue on the page the caller may view.
+
+    Only fields that differ from their defaults are passed: upb writes the
+    same bytes either way, but parses every keyword it is given (passing
+    all 28 cost twice as much as the message they make).
+    """
+    read = _reader(tuple(rows[0].keys()))
+    plain = len(_PLAIN)
+    roles: dict[Any, v1.Role | None] = {}
+    # A page's issues mostly hold the same few custom values and field
+    # names: each distinct pair of JSON texts is converted once per page.
+    customs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    issues: list[dict[str, Any]] = []
+    for row in rows[:size]:
+        values = read(row)
+        (cc, hotlists, blocking, blocked_by, created, modified, closed, acl, custom, names) = (
+            values[plain:]
+        )
+        key = acl if isinstance(acl, str) else json.dumps(acl, sort_keys=True)
+        if key not in roles:
+            roles[key] = caller_role(caller, acl)
+        if roles[key] is None:
+            continue
+        fields = {name: value for name, value in zip(_PLAIN, values, strict=False) if value}
+        if cc:
+            fields["cc"] = sorted(cc)
+        if hotlists:
+            fields["hotlist_ids"] = sorted(hotlists)
+        if blocking:
+            fields["blocking_ids"] = sorted(blocking)
+        if blocked_by:
+            fields["blocked_by_ids"] = sorted(blocked_by)
+        if created is not None:
+            fields["created_at"] = _stamp(created)
+        if modified is not None:
+            fields["modified_at"] = _stamp(modified)
+        if closed is not None:
+            fields["closed_at"] = _stamp(closed)
+        if names is not None:
+            if isinstance(custom, str) and isinstance(names, str):
+                found = customs.get((custom, names))
+                if found is None:
+                    found = customs[custom, names] = _custom_values(custom, names)
+                fields["custom_fields"] = found
+            else:
+                fields["custom_fields"] = _custom_values(custom, names)
+        issues.append(fields)
+    return issues
+
+
+class EncodedSearchIssuesResponse(v1.SearchIssuesResponse):
+    """A ``SearchIssuesResponse`` that is its encoded bytes until a field is read.
+
+    grpclib's codec calls ``SerializeToString`` (a class that defines it owns
+    its wire form, see :mod:`bugless_proto.wire`), which returns the bytes
+    :func:`reply_bytes` made. Reading a field decodes them once (the fields
+    a client would decode); after that the message is an ordinary one and
+    encodes from its fields, so a change made to them is sent.
+    """
+
+    @classmethod
+    def of(cls, encoded: bytes) -> EncodedSearchIssuesResponse:
+        """The response whose wire form is ``encoded``."""
+        response = object.__new__(cls)
+        object.__setattr__(response, "_encoded", encoded)
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        """A field not read yet: decode the bytes into the message's fields."""
+        state = self.__dict__
+        if "_encoded" not in state or name.startswith("__"):
+            raise AttributeError(name)
+        decoded = wire.decode(v1.SearchIssuesResponse, state.pop("_encoded"))
+        state.update(decoded.__dict__)
+        return object.__getattribute__(self, name)
+
+    def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's name, called by grpclib
+        """The encoded bytes, or the fields' encoding once they were read."""
+        encoded = self.__dict__.get("_encoded")
+        if isinstance(encoded, bytes):
+            return encoded
+        plain = object.__new__(v1.SearchIssuesResponse)
+        plain.__dict__ = dict(self.__dict__)
+        return wire.encode(plain)
+
+    __bytes__ = SerializeToString
