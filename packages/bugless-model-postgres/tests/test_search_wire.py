@@ -182,6 +182,35 @@ async def test_an_empty_page_and_a_read_field(
     assert wire.decode(v1.SearchIssuesResponse, bytes(reply)).total_count == plain.total_count + 1
 
 
+async def test_a_renamed_field_is_sent_with_its_new_name(
+    bugless_model_backend: PostgresBackend, world: str
+) -> None:
+    """Converted values are remembered by their texts: a rename is a new text, not a stale hit."""
+    b = bugless_model_backend
+    request = v1.SearchIssuesRequest(
+        caller=ADMIN, query=v1.StructuredQuery(filter=term(F.TEXT, v1.SearchOperator.EQ, world))
+    )
+    before = await b.search_issues_reply(request)
+    value = next(v for issue in before.issues for v in issue.custom_fields)
+    renamed = f"renamed {world}"
+    await b.update_custom_field(
+        v1.UpdateCustomFieldRequest(
+            caller=ADMIN,
+            custom_field=v1.CustomField(id=value.field_id, name=renamed),
+            update_mask=FieldMask(paths=["name"]),
+        )
+    )
+    await _pages(b, request)
+    after = await b.search_issues_reply(request)
+    names = {
+        v.name
+        for issue in after.issues
+        for v in issue.custom_fields
+        if v.field_id == value.field_id
+    }
+    assert names == {renamed}
+
+
 _INSTANTS = st.datetimes(
     min_value=datetime.datetime(1, 1, 2),
     max_value=datetime.datetime(9999, 12, 30),
