@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable
+from typing import Any
 
 import pytest
 from api_support import Bots, ConnectAs, api_settings
@@ -17,11 +18,12 @@ from prometheus_client import CollectorRegistry
 
 from bugless_api._coalesce import IssueReader
 from bugless_api._users import UserDirectory
+from bugless_api._wire_issues import BATCH_GET_REPLY
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import BuglessError, Unavailable
-from bugless_proto import v1
+from bugless_proto import v1, wire
 
 
 def _acl(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
@@ -110,9 +112,11 @@ class _CountingModel:
         self.stub = stub
         self.sizes: list[int] = []
 
-    async def batch_get(self, request: v1.BatchGetIssuesRequest) -> v1.BatchGetIssuesResponse:
+    async def batch_get(self, request: v1.BatchGetIssuesRequest) -> Any:
         self.sizes.append(len(request.issue_ids))
-        return await call(self.stub.batch_get_issues, request, timeout=30)
+        reply = await call(self.stub.batch_get_issues, request, timeout=30)
+        # As the gateway's call hands it over: parsed by upb.
+        return BATCH_GET_REPLY.FromString(wire.encode(reply))
 
 
 async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: ConnectAs) -> None:
@@ -130,7 +134,7 @@ async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: Con
         reader = IssueReader(model.batch_get, users, max_batch=16, max_in_flight=1)
         assert me.user is not None
         caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
-        read = await asyncio.gather(*(reader.get(caller, i) for i in ids))
+        read = [i.decoded() for i in await asyncio.gather(*(reader.get(caller, i) for i in ids))]
         assert [i.id for i in read] == ids
         assert {i.reporter for i in read} == {"robot"}
         # 40 reads, at most 16 distinct ids per call, one call at a time.
@@ -163,7 +167,7 @@ class _HeldModel(_CountingModel):
         self.called = asyncio.Event()
         self.callers: list[str] = []
 
-    async def batch_get(self, request: v1.BatchGetIssuesRequest) -> v1.BatchGetIssuesResponse:
+    async def batch_get(self, request: v1.BatchGetIssuesRequest) -> Any:
         assert request.caller is not None
         self.callers.append(request.caller.user_id)
         self.called.set()
@@ -196,13 +200,13 @@ async def test_a_callers_batch_in_flight_holds_up_only_that_callers_reads(
         later = asyncio.gather(*(reader.get(slow, i) for i in ids[1:]))
         # The other caller is not held up by the slow caller's batch in flight.
         seen = await asyncio.wait_for(reader.get(other, ids[0]), timeout=60)
-        assert seen.id == ids[0]
+        assert seen.decoded().id == ids[0]
         assert model.callers == [slow.user_id, other.user_id]
         assert not first.done()
         assert not later.done()
         model.release.set()
         read = [await first, *await later]
-        assert [i.id for i in read] == ids
+        assert [i.decoded().id for i in read] == ids
         # The slow caller's later reads waited for its free slot and went as one batch.
         assert model.callers == [slow.user_id, other.user_id, slow.user_id]
         assert model.sizes == [1, 1, 5]
@@ -219,8 +223,14 @@ async def test_a_failed_batch_fails_each_of_its_reads(bots: Bots) -> None:
     try:
         stub = v1.ModelStub(channel)
 
-        async def batch_get(request: v1.BatchGetIssuesRequest) -> v1.BatchGetIssuesResponse:
-            return await call(stub.batch_get_issues, request, timeout=5)
+        async def batch_get(request: v1.BatchGetIssuesRequest) -> Any:
+            return await call(
+                stub._unary_unary,
+                "/bugless.v1.Model/BatchGetIssues",
+                request,
+                BATCH_GET_REPLY,
+                timeout=5,
+            )
 
         users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=5)
         reader = IssueReader(batch_get, users)

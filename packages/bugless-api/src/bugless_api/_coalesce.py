@@ -30,24 +30,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from bugless_api._batching import PerCallerBatcher
-from bugless_api._users import UserDirectory, UserRefs
+from bugless_api._users import UserDirectory
+from bugless_api._wire_issues import EncodedIssue, people_of, rename
 from bugless_core import limits
 from bugless_core.errors import NotFound
 from bugless_proto import v1
 
-#: Fetches issues for one caller: the gateway's Model ``BatchGetIssues`` call.
-BatchGet = Callable[[v1.BatchGetIssuesRequest], Awaitable[v1.BatchGetIssuesResponse]]
+#: Fetches issues for one caller: the gateway's Model ``BatchGetIssues`` call,
+#: its reply parsed by upb (:data:`bugless_api._wire_issues.BATCH_GET_REPLY`).
+BatchGet = Callable[[v1.BatchGetIssuesRequest], Awaitable[Any]]
 
 
 @dataclass
 class _Batch:
     caller: v1.Caller
-    waiters: dict[int, list[asyncio.Future[v1.Issue]]] = field(default_factory=dict)
+    waiters: dict[int, list[asyncio.Future[EncodedIssue]]] = field(default_factory=dict)
 
-    def add(self, issue_id: int) -> asyncio.Future[v1.Issue]:
-        future: asyncio.Future[v1.Issue] = asyncio.get_running_loop().create_future()
+    def add(self, issue_id: int) -> asyncio.Future[EncodedIssue]:
+        future: asyncio.Future[EncodedIssue] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(issue_id, []).append(future)
         return future
 
@@ -77,8 +80,10 @@ class IssueReader(PerCallerBatcher[_Batch]):
         self._batch_get = batch_get
         self._users = users
 
-    async def get(self, caller: v1.Caller, issue_id: int) -> v1.Issue:
+    async def get(self, caller: v1.Caller, issue_id: int) -> EncodedIssue:
         """The issue with usernames, as GetIssue by ``caller`` would return it.
+
+        The issue is its wire form (:meth:`EncodedIssue.decoded` reads it).
 
         Raises:
             NotFound: The issue does not exist or the caller may not view it.
@@ -95,7 +100,7 @@ class IssueReader(PerCallerBatcher[_Batch]):
     def _size(self, batch: _Batch) -> int:
         return len(batch.waiters)  # distinct issues
 
-    def _waiters(self, batch: _Batch) -> Iterator[asyncio.Future[v1.Issue]]:
+    def _waiters(self, batch: _Batch) -> Iterator[asyncio.Future[EncodedIssue]]:
         for futures in batch.waiters.values():
             yield from futures
 
@@ -104,13 +109,14 @@ class IssueReader(PerCallerBatcher[_Batch]):
             reply = await self._batch_get(
                 v1.BatchGetIssuesRequest(caller=batch.caller, issue_ids=list(batch.waiters))
             )
-            refs = UserRefs()
-            refs.issues(reply.issues)
-            await self._users.to_usernames(refs)
+            names = await self._users.usernames_by_id(people_of(reply.issues))
         except Exception as exc:  # every call of the batch fails the same way
             self._fail_all(batch, exc)
             return
-        found = {issue.id: issue for issue in reply.issues}
+        found: dict[int, EncodedIssue] = {}
+        for issue in reply.issues:
+            rename(issue, names)
+            found[issue.id] = EncodedIssue.of(issue.SerializeToString())
         for issue_id, futures in batch.waiters.items():
             issue = found.get(issue_id)
             for future in futures:

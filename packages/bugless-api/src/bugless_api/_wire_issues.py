@@ -1,12 +1,13 @@
 """Issues passed from the Model to a bot in their wire form, usernames put in.
 
-A coalesced CreateIssue gets its issue out of the Model's
-``BatchCreateIssuesResponse``. Turned into betterproto2 objects and back, an
-issue cost the API ~11 µs to decode (its timestamps become ``datetime``) and
-~6 µs to encode again, for the one change the gateway makes to it: user ids
-become usernames. Here the reply is parsed by upb (C, ~0.4 µs an issue), the
-people are renamed in the upb message, and the issue goes to the bot as the
-bytes upb writes: the same message a betterproto2 round trip would send.
+A coalesced CreateIssue or GetIssue gets its issue out of the Model's
+``BatchCreateIssuesResponse`` or ``BatchGetIssuesResponse``. Turned into
+betterproto2 objects and back, an issue cost the API ~11 µs to decode (its
+timestamps become ``datetime``) and ~6 µs to encode again, for the one change
+the gateway makes to it: user ids become usernames. Here the reply is parsed
+by upb (C, ~0.4 µs an issue), the people are renamed in the upb message, and
+the issue goes to the bot as the bytes upb writes: the same message a
+betterproto2 round trip would send.
 
 This module and :class:`bugless_api._users.UserRefs` both know which fields
 of an :class:`~bugless_proto.v1.Issue` hold people (see ``common.proto``); a
@@ -22,6 +23,8 @@ from bugless_proto import v1, wire
 
 #: The upb class a ``BatchCreateIssuesResponse`` is parsed into.
 BATCH_CREATE_REPLY: type[Any] = wire.upb_class(v1.BatchCreateIssuesResponse)
+#: The upb class a ``BatchGetIssuesResponse`` is parsed into.
+BATCH_GET_REPLY: type[Any] = wire.upb_class(v1.BatchGetIssuesResponse)
 _USER = int(v1.CustomFieldType.USER)
 
 
