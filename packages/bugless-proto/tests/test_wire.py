@@ -446,3 +446,16 @@ def test_concatenated_messages_decode_by_protobufs_merge_rule() -> None:
     )
     both = bytes(wiresample.Presence(choice_int=3)) + bytes(wiresample.Presence(choice_string="s"))
     assert wire.decode(wiresample.Presence, both) == wiresample.Presence(choice_string="s")
+
+
+def test_one_instant_decodes_alike_every_time_and_one_a_microsecond_on_is_another() -> None:
+    # Instants are kept per (seconds, nanos) (wire._instant): two messages with
+    # one time give equal datetimes, and a time one nanosecond apart is another.
+    when = datetime.datetime(2026, 12, 4, 19, 0, 1, 250_001, tzinfo=datetime.UTC)
+    data = bytes(v1.Issue(id=1, modified_at=when))
+    first, second = (wire.decode(v1.Issue, data) for _ in range(2))
+    assert first.modified_at == second.modified_at == when == v1.Issue.parse(data).modified_at
+    before_epoch = datetime.datetime(1969, 7, 20, 20, 17, 40, 999_999, tzinfo=datetime.UTC)
+    for moment in (before_epoch, when + datetime.timedelta(microseconds=1)):
+        data = bytes(v1.Issue(modified_at=moment))
+        assert wire.decode(v1.Issue, data).modified_at == moment == v1.Issue.parse(data).modified_at

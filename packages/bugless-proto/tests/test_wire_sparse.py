@@ -107,6 +107,14 @@ def test_a_list_row_and_a_full_issue_decode_alike_both_ways() -> None:
     # Each message has containers of its own, never a shared default.
     decoded.issues[0].cc.append("x")
     assert decoded.issues[2].cc == []
+    # Nor one kept between decodes (the defaults are copied from one dict).
+    decoded.issues[2].hotlist_ids.append(1)
+    decoded.issues[2].custom_fields.append(v1.CustomFieldValue(field_id=1))
+    again = DECODERS["fields-present"].plan(v1.SearchIssuesResponse).decode(bytes(page))
+    assert isinstance(again, v1.SearchIssuesResponse)
+    assert again.issues[2].hotlist_ids == []
+    assert again.issues[2].custom_fields == []
+    assert again.issues[0].cc == []
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
