@@ -9,6 +9,7 @@ plumbing (CSRF token, notices, static URLs) lives here once.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import secrets
@@ -160,6 +161,16 @@ def csrf_inputs(context: Context) -> Markup:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _quote_query(query: object) -> str:
+    """A query as a URL parameter value, kept per query (``urlencode_query``).
+
+    A list's header links every sortable column's re-sorted query: the same
+    few strings page after page, each quoted once per process, not per page.
+    """
+    return urllib.parse.quote_plus(str(query))
+
+
 def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -207,7 +218,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         size_label=describe_size,
         IMAGE_TYPES=IMAGE_TYPES,
     )
-    env.filters["urlencode_query"] = lambda q: urllib.parse.quote_plus(str(q))
+    env.filters["urlencode_query"] = _quote_query
     return env
 
 
