@@ -137,3 +137,24 @@ async def test_csv_export_defuses_formulas_and_keeps_visibility(
     assert rows[1:] == [['\'=HYPERLINK("http://evil") echidna']]
     broken = await client.get("/search.csv", params={"q": "status:("})
     assert broken.status_code == 400
+
+
+async def test_a_list_of_ascii_issues_is_an_ascii_page(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    # One character beyond ASCII anywhere makes Python keep the whole page at
+    # two bytes a character and encode it to UTF-8 the slow way (60 us of a
+    # list page's CPU): the chrome writes its dashes, arrows and ellipses as
+    # character references, which the browser shows as the same characters.
+    await _many(model, world, "numbat", 30)
+    await sign_in(client, "bob")
+    page = await client.get("/search", params={"q": "numbat sort:priority", "page_size": "25"})
+    assert page.status_code == 200
+    text = page.text
+    beyond = [text[max(0, i - 60) : i + 5] for i, c in enumerate(text) if not c.isascii()]
+    assert not beyond, beyond[:5]
+    shown = html_lib.unescape(page.text)
+    assert "Next »" in shown
+    assert " ▲</a>" in shown
+    assert "Bulk edit…" in shown
+    assert '<span class="muted">—</span>' in shown  # nobody assigned

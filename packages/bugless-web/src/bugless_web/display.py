@@ -141,7 +141,7 @@ def _option(component_id: int, path: str) -> str:
 def timestamp(value: datetime.datetime | None) -> Markup:
     """A ``<time>`` element in UTC, with the ISO form for machines and tooltips."""
     if value is None:
-        return Markup("—")
+        return Markup("&mdash;")
     return _time_element(value)
 
 
@@ -171,7 +171,10 @@ def user_chip(users: Mapping[str, v1.User], user_id: str) -> Markup:
     return _chip(user.username, user.display_name, user.disabled)
 
 
-_NOBODY = Markup('<span class="muted">—</span>')
+#: A character reference, not the character: one character beyond ASCII keeps
+#: a whole page's string at two bytes a character, and its UTF-8 encoding slow
+#: (tests/test_lists.py, test_a_list_of_ascii_issues_is_an_ascii_page).
+_NOBODY = Markup('<span class="muted">&mdash;</span>')
 _UNKNOWN_USER = Markup('<span class="chip chip-unknown" title="unknown user">unknown user</span>')
 
 

@@ -63,7 +63,7 @@ def _time(value: datetime.datetime | None) -> str:
     without script the cell already shows the instant to the minute.
     """
     if value is None:
-        return "—"
+        return "&mdash;"
     utc = value.astimezone(datetime.UTC)
     iso = utc.isoformat(timespec="seconds").replace("+00:00", "Z")
     return f'<time datetime="{iso}">{utc.strftime("%Y-%m-%d %H:%M UTC")}</time>'
