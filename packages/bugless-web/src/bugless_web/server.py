@@ -27,6 +27,7 @@ from bugless_core.metrics_endpoint import MetricsEndpoint
 from bugless_core.ready_file import write_ready_file
 from bugless_web.app import create_app
 from bugless_web.frontend import Frontend
+from bugless_web.http_protocol import HeadHoldingHttpToolsProtocol
 from bugless_web.metrics import default_registry, worker_exited, workers_registry
 from bugless_web.settings import WebSettings
 
@@ -169,9 +170,10 @@ def serve(
         log_config=None,
         server_header=False,
         # uvloop and httptools: the C event loop every bugless process runs on
-        # (bugless_core.eventloop) and the C HTTP/1.1 parser.
+        # (bugless_core.eventloop) and the C HTTP/1.1 parser, writing a
+        # response's head and body as one write (bugless_web.http_protocol).
         loop="uvloop",
-        http="httptools",
+        http=HeadHoldingHttpToolsProtocol,
     )
     metrics_port = parent_metrics_port
     if metrics is not None:
