@@ -31,9 +31,10 @@ _USER = int(v1.CustomFieldType.USER)
 class EncodedIssue(v1.Issue):
     """An ``Issue`` reply that is its wire form only; grpclib's codec sends the bytes.
 
-    Made without betterproto2's ``__init__``: its fields are NOT filled, so
-    code in this process reads it through :meth:`decoded`, never its
-    attributes (only a handler's ``return`` sends it on as it is).
+    Made without betterproto2's ``__init__`` (~0.3 µs against ~5 µs): its
+    fields do not exist, so reading one (or comparing two) raises
+    ``AttributeError`` rather than showing an empty issue. Code in this
+    process reads it through :meth:`decoded`; a handler returns it as it is.
     """
 
     _encoded: bytes
