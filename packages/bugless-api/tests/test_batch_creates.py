@@ -45,7 +45,7 @@ async def unbatched_api(bots: Bots) -> AsyncIterator[RunningApi]:
         await running.close()
 
 
-async def _outcome(coro: Awaitable[v1.Issue]) -> object:
+async def _outcome(coro: Awaitable[v1.Issue]) -> tuple[object, ...]:
     """What a client can observe, ids and times aside: the issue's fields, or the error."""
     try:
         issue = await coro
