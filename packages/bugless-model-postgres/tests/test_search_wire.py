@@ -39,13 +39,13 @@ async def world(bugless_model_backend: PostgresBackend) -> str:
             acl=[v1.AclEntry(principal=v1.Principal(user="viewer"), role=v1.Role.VIEWER)],
         )
     )
-    fields = []
+    fields: list[int] = []
     for kind, options in (
         (v1.CustomFieldType.ENUM_MULTI, ["a", "b", "c"]),
         (v1.CustomFieldType.TEXT, []),
         (v1.CustomFieldType.INTEGER, []),
     ):
-        made = await b.create_custom_field(
+        field = await b.create_custom_field(
             v1.CreateCustomFieldRequest(
                 caller=ADMIN,
                 component_id=open_one.id,
@@ -54,7 +54,7 @@ async def world(bugless_model_backend: PostgresBackend) -> str:
                 options=options,
             )
         )
-        fields.append(made.id)
+        fields.append(field.id)
     public = await b.create_hotlist(v1.CreateHotlistRequest(caller=ADMIN, name=f"pub-{tag}"))
     private = await b.create_hotlist(
         v1.CreateHotlistRequest(caller=ADMIN, name=f"priv-{tag}", private=True)
@@ -136,9 +136,8 @@ async def _pages(b: PostgresBackend, request: v1.SearchIssuesRequest) -> int:
         seen += len(plain.issues)
         if not plain.next_page_token:
             return seen
-        request.page = v1.PageRequest(
-            page_size=request.page.page_size, page_token=plain.next_page_token
-        )
+        size = request.page.page_size if request.page else 0
+        request.page = v1.PageRequest(page_size=size, page_token=plain.next_page_token)
 
 
 async def test_reply_bytes_are_those_of_the_messages(
