@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from bugless_api._coalesce_create import IssueCreator
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import BATCH_CREATE_REPLY
+from bugless_api._wire_issues import BATCH_CREATE_REPLY, batch_create_issues
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
 from bugless_core.clients import ServiceAddress, call
@@ -135,8 +135,9 @@ class _CountingModel:
 
     async def batch_create(self, request: v1.BatchCreateIssuesRequest) -> Any:
         self.sizes.append(len(request.items))
+        # The stack's acting stub asserts the request's caller; the reply is then
+        # handed over as the gateway's call hands it over: parsed by upb.
         reply = await call(self.stub.batch_create_issues, request, timeout=30)
-        # As the gateway's call hands it over: parsed by upb.
         return BATCH_CREATE_REPLY.FromString(wire.encode(reply))
 
 
@@ -185,13 +186,7 @@ async def test_a_failed_batch_fails_each_of_its_creates(bots: Bots) -> None:
         stub = v1.ModelStub(channel)
 
         async def batch_create(request: v1.BatchCreateIssuesRequest) -> Any:
-            return await call(
-                stub._unary_unary,
-                "/bugless.v1.Model/BatchCreateIssues",
-                request,
-                BATCH_CREATE_REPLY,
-                timeout=5,
-            )
+            return await batch_create_issues(stub, request, deadline_seconds=5)
 
         users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=5)
         creator = IssueCreator(batch_create, users)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from bugless_api._coalesce import IssueReader
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import BATCH_GET_REPLY
+from bugless_api._wire_issues import BATCH_GET_REPLY, batch_get_issues
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
 from bugless_core.clients import ServiceAddress, call
@@ -114,8 +114,9 @@ class _CountingModel:
 
     async def batch_get(self, request: v1.BatchGetIssuesRequest) -> Any:
         self.sizes.append(len(request.issue_ids))
+        # The stack's acting stub asserts the request's caller; the reply is then
+        # handed over as the gateway's call hands it over: parsed by upb.
         reply = await call(self.stub.batch_get_issues, request, timeout=30)
-        # As the gateway's call hands it over: parsed by upb.
         return BATCH_GET_REPLY.FromString(wire.encode(reply))
 
 
@@ -224,13 +225,7 @@ async def test_a_failed_batch_fails_each_of_its_reads(bots: Bots) -> None:
         stub = v1.ModelStub(channel)
 
         async def batch_get(request: v1.BatchGetIssuesRequest) -> Any:
-            return await call(
-                stub._unary_unary,
-                "/bugless.v1.Model/BatchGetIssues",
-                request,
-                BATCH_GET_REPLY,
-                timeout=5,
-            )
+            return await batch_get_issues(stub, request, deadline_seconds=5)
 
         users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=5)
         reader = IssueReader(batch_get, users)

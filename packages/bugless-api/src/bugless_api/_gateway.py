@@ -28,7 +28,7 @@ from bugless_api._identity import (
 )
 from bugless_api._ratelimit import RateLimiter
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import BATCH_CREATE_REPLY, BATCH_GET_REPLY
+from bugless_api._wire_issues import batch_create_issues, batch_get_issues
 from bugless_api.settings import ApiSettings
 from bugless_core.clients import CURRENT_ASSERTION, call
 from bugless_core.errors import FailedPrecondition, InvalidArgument
@@ -37,8 +37,6 @@ from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
 P = ParamSpec("P")
-_BATCH_CREATE_ROUTE = "/bugless.v1.Model/BatchCreateIssues"
-_BATCH_GET_ROUTE = "/bugless.v1.Model/BatchGetIssues"
 R = TypeVar("R")
 
 
@@ -99,26 +97,12 @@ class Gateway:
         return identity
 
     async def _batch_get_issues(self, request: v1.BatchGetIssuesRequest) -> Any:
-        return await self._upb_reply(_BATCH_GET_ROUTE, request, BATCH_GET_REPLY)
+        timeout = self.settings.backend_timeout_seconds
+        return await batch_get_issues(self.model, request, deadline_seconds=timeout)
 
     async def _batch_create_issues(self, request: v1.BatchCreateIssuesRequest) -> Any:
-        return await self._upb_reply(_BATCH_CREATE_ROUTE, request, BATCH_CREATE_REPLY)
-
-    async def _upb_reply(
-        self,
-        route: str,
-        request: v1.BatchGetIssuesRequest | v1.BatchCreateIssuesRequest,
-        reply_class: type[Any],
-    ) -> Any:
-        # The stub's own call with upb's reply class: the issues stay upb
-        # messages (bugless_api._wire_issues), through the same interceptors.
-        return await call(
-            self.model._unary_unary,  # the stub's one unary sender
-            route,
-            request,
-            reply_class,
-            timeout=self.settings.backend_timeout_seconds,
-        )
+        timeout = self.settings.backend_timeout_seconds
+        return await batch_create_issues(self.model, request, deadline_seconds=timeout)
 
     def require_notifier(self) -> v1.NotifierStub:
         """The notifier's stub.

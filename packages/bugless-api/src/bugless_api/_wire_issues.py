@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from bugless_core.clients import call
 from bugless_proto import v1, wire
 
 #: The upb class a ``BatchCreateIssuesResponse`` is parsed into.
@@ -26,6 +27,35 @@ BATCH_CREATE_REPLY: type[Any] = wire.upb_class(v1.BatchCreateIssuesResponse)
 #: The upb class a ``BatchGetIssuesResponse`` is parsed into.
 BATCH_GET_REPLY: type[Any] = wire.upb_class(v1.BatchGetIssuesResponse)
 _USER = int(v1.CustomFieldType.USER)
+_BATCH_CREATE_ROUTE = "/bugless.v1.Model/BatchCreateIssues"
+_BATCH_GET_ROUTE = "/bugless.v1.Model/BatchGetIssues"
+
+
+async def batch_get_issues(
+    model: v1.ModelStub, request: v1.BatchGetIssuesRequest, *, deadline_seconds: float | None
+) -> Any:
+    """The Model's ``BatchGetIssues``, its reply parsed by upb (:data:`BATCH_GET_REPLY`)."""
+    return await _upb_call(model, _BATCH_GET_ROUTE, request, BATCH_GET_REPLY, deadline_seconds)
+
+
+async def batch_create_issues(
+    model: v1.ModelStub, request: v1.BatchCreateIssuesRequest, *, deadline_seconds: float | None
+) -> Any:
+    """The Model's ``BatchCreateIssues``, its reply parsed by upb (:data:`BATCH_CREATE_REPLY`)."""
+    route, reply_class = _BATCH_CREATE_ROUTE, BATCH_CREATE_REPLY
+    return await _upb_call(model, route, request, reply_class, deadline_seconds)
+
+
+async def _upb_call(
+    model: v1.ModelStub,
+    route: str,
+    request: v1.BatchGetIssuesRequest | v1.BatchCreateIssuesRequest,
+    reply_class: type[Any],
+    deadline_seconds: float | None,
+) -> Any:
+    # The stub's own unary sender with upb's reply class: the same channel,
+    # interceptors, deadline and error mapping as its generated methods.
+    return await call(model._unary_unary, route, request, reply_class, timeout=deadline_seconds)
 
 
 class EncodedIssue(v1.Issue):
