@@ -35,8 +35,10 @@ from bugless_model_postgres._context import (
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
+    Row,
     caller_role,
     changes_to_json,
+    entry_from_row,
     issue_from_row,
     one_row,
 )
@@ -51,6 +53,18 @@ from bugless_model_postgres._issue_plan import (
     plan_delta,
 )
 from bugless_proto import v1
+
+
+class Changed(NamedTuple):
+    """What :func:`change_issue` wrote, as the caller sees it: the reply, without a read-back.
+
+    Attributes:
+        issue: The issue at its new version.
+        entry: The entry the change appended.
+    """
+
+    issue: v1.Issue
+    entry: v1.HistoryEntry
 
 
 class Created(NamedTuple):
@@ -87,6 +101,16 @@ async def record_entry(
     )
     await ctx.conn.execute(q.INSERT_ENTRY, *values)
     ctx.written.append((issue_id, version))
+
+
+async def insert_entry(
+    ctx: WriteContext, issue_id: int, version: int, comment: str, changes: Sequence[v1.FieldChange]
+) -> v1.HistoryEntry:
+    """:func:`record_entry` that returns the entry as written (a call's reply, no read-back)."""
+    values = (issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes), 0)
+    row = one_row(await ctx.conn.fetchrow(q.INSERT_ENTRY_RETURNING, *values))
+    ctx.written.append((issue_id, version))
+    return entry_from_row(row)
 
 
 async def append_to_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int, note: str) -> None:
@@ -341,14 +365,53 @@ async def reject_stale_before_locking(
         raise IssueVersionConflict(issue_id, expected_version, row["version"])
 
 
+async def changed_issue(
+    ctx: WriteContext,
+    loaded: Row,
+    written: Row,
+    *,
+    hotlists: tuple[Sequence[int], Sequence[int]] = ((), ()),
+    custom: dict[str, Any],
+    known: dict[int, tuple[str, int]] | None = None,
+) -> v1.Issue:
+    """The issue after a write, as a read after the commit would return it.
+
+    Args:
+        ctx: The write's transaction.
+        loaded: Its :data:`q.FETCH_ISSUE` row, read under the issue's lock.
+        written: The issue's columns as the write returned them.
+        hotlists: Hotlists the write (added, removed); the caller may edit
+            both kinds, so both are visible to them.
+        custom: The stored custom field values after the write.
+        known: Names and types of the fields in ``custom``, if the write
+            planned them; otherwise read here (one statement, only when the
+            issue has values).
+
+    The caller's star and whether other issues name this one as parent or
+    canonical issue are not changed by a write of this issue: they come
+    from ``loaded``.
+    """
+    added, removed = hotlists
+    visible = set(loaded["visible_hotlist_ids"]).difference(removed).union(added)
+    row = dict(written.items())
+    for name in ("starred", "has_children", "has_duplicates"):
+        row[name] = loaded[name]
+    issue = issue_from_row(row, visible)
+    if custom:
+        if known is None:
+            known = await _custom_values.field_names(ctx.conn, (int(k) for k in custom))
+        issue.custom_fields = _custom_values.value_messages(custom, known)
+    return issue
+
+
 async def change_issue(
     ctx: WriteContext,
     issue_id: int,
     expected_version: int,
     delta: v1.IssueDelta | None,
     comment: str,
-) -> tuple[int, int]:
-    """Apply ``delta`` and ``comment`` as one entry; return (issue id, version)."""
+) -> Changed:
+    """Apply ``delta`` and ``comment`` as one entry; return the issue and the entry written."""
     delta = delta or v1.IssueDelta()
     related = _related_ids(delta)
     fields = delta.fields or v1.IssueFields()
@@ -373,9 +436,10 @@ async def change_issue(
     plan = DeltaPlan(as_dict(row))
     await plan_delta(ctx, plan, delta, set(rows), creating=False)
     custom = before = _custom_values.load_values(row["custom_fields"])
+    known: dict[int, tuple[str, int]] | None = None
     moved = plan.new["component_id"] != plan.old["component_id"]
     if delta.custom_fields_set or moved:
-        custom, custom_changes, _ = await _custom_fields.plan_values(
+        custom, custom_changes, known = await _custom_fields.plan_values(
             ctx, component_id=plan.new["component_id"], current=custom,
             given=delta.custom_fields_set, creating=False, moved=moved,
             path="delta.custom_fields_set",
@@ -388,7 +452,7 @@ async def change_issue(
             metadata={"field": "delta"},
         )
     new = plan.new
-    version = await ctx.conn.fetchval(
+    written = await ctx.conn.fetchrow(
         q.UPDATE_ISSUE,
         issue_id, new["title"], new["status"], new["priority"], new["severity"], new["type"],
         new["component_id"], new["assignee"], new["verifier"], new["cc"],
@@ -406,13 +470,18 @@ async def change_issue(
     for hotlist_id in plan.hotlists_removed:
         await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
         await ctx.conn.execute(q.COMPACT_RANKS, hotlist_id)
-    await record_entry(ctx, issue_id, version, comment, plan.changes)
+    version = int(one_row(written)["version"])
+    entry = await insert_entry(ctx, issue_id, version, comment, plan.changes)
     if new["title"] != plan.old["title"]:
         await _mentions.sync(ctx.conn, issue_id)
     elif comment:
         await _mentions.add(ctx.conn, issue_id, comment)
     await _write_other_sides(ctx, plan, rows)
-    return issue_id, int(version)
+    issue = await changed_issue(
+        ctx, row, one_row(written), custom=custom, known=known,
+        hotlists=(plan.hotlists_added, plan.hotlists_removed),
+    )  # fmt: skip
+    return Changed(issue, entry)
 
 
 async def record_membership(

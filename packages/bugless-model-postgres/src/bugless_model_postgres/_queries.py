@@ -214,8 +214,11 @@ def create_issue_in_one(*, mentions: bool, values: bool) -> str:
 
 CREATE_ISSUE_IN_ONE = create_issue_in_one(mentions=False, values=False)
 
-UPDATE_ISSUE = """
-UPDATE issues
+#: Apply a change to issue $1 and return its columns as :data:`FETCH_ISSUE`
+#: reads them (:data:`ISSUE_COLUMNS`, same order): the reply to the change is
+#: built from this row, with no read after the write.
+UPDATE_ISSUE = f"""
+UPDATE issues AS i
    SET title = $2, status = $3, priority = $4, severity = $5, type = $6, component_id = $7,
        assignee = $8, verifier = $9, cc = $10, blocking_ids = $11, blocked_by_ids = $12,
        parent_id = $13, duplicate_of_id = $14, closed_at = $15, modified_at = $16,
@@ -223,9 +226,8 @@ UPDATE issues
        comments_tsv = comments_tsv || to_tsvector('english', $18),
        text_tsv = to_tsvector('english', $2) || comments_tsv || to_tsvector('english', $18),
        custom_fields = $19::jsonb
- WHERE id = $1
-RETURNING version
-"""
+ WHERE i.id = $1
+RETURNING {ISSUE_COLUMNS}"""
 
 #: An entry that changes only relation lists or membership (other sides,
 #: hotlist calls): bump the version, keep every scalar.
@@ -241,6 +243,9 @@ INSERT INTO issue_history (issue_id, version, author, created_at, comment, chang
                            caused_by_issue_id)
 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
 """
+
+#: :data:`INSERT_ENTRY` returning the whole entry as :data:`FETCH_ENTRY` reads it.
+INSERT_ENTRY_RETURNING = INSERT_ENTRY + "RETURNING *\n"
 
 FETCH_ENTRY = "SELECT * FROM issue_history WHERE issue_id = $1 AND version = $2"
 

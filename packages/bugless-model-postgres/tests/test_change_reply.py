@@ -1,0 +1,303 @@
+"""A change answers from what it wrote (``UPDATE``/``INSERT ... RETURNING``), no read-back.
+
+Right only while that answer equals what a read after the commit returns:
+every field of the issue (custom fields, relations, hotlists, the caller's
+star, children and duplicates, a redacted description) and of the entry, as
+GetIssue and ListHistory give them. Also: a stale version still fails as
+ABORTED with nothing written, and a batch's failing items leave the others'
+answers right.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bugless_core.errors import BuglessError, IssueVersionConflict
+from bugless_model_postgres import PostgresBackend
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+ADMIN = v1.Caller(user_id="root", admin=True)
+ALICE = v1.Caller(user_id="alice", groups=["eng"])
+
+
+async def _component(backend: PostgresBackend, parent_id: int = 0) -> int:
+    made = await backend.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN, parent_id=parent_id, name=f"reply-{uuid.uuid4().hex[:8]}"
+        )
+    )
+    return made.id
+
+
+async def _create(backend: PostgresBackend, component_id: int, **extra: Any) -> v1.Issue:
+    return await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(title="a title", component_id=component_id),
+            **extra,
+        )
+    )
+
+
+async def _entries(backend: PostgresBackend, issue_id: int) -> list[v1.HistoryEntry]:
+    listed = await backend.list_history(v1.ListHistoryRequest(caller=ALICE, issue_id=issue_id))
+    return listed.entries
+
+
+async def _check(backend: PostgresBackend, reply: v1.ChangeIssueResponse) -> v1.Issue:
+    """The reply equals a fresh GetIssue and the last entry of ListHistory, field for field."""
+    assert reply.issue is not None
+    assert reply.entry is not None
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=reply.issue.id))
+    assert reply.issue == read
+    assert reply.issue.to_dict() == read.to_dict()
+    last = (await _entries(backend, reply.issue.id))[-1]
+    assert reply.entry == last
+    assert reply.entry.version == read.version
+    return read
+
+
+async def _change(
+    backend: PostgresBackend,
+    issue: v1.Issue,
+    comment: str = "",
+    **delta: Any,
+) -> v1.ChangeIssueResponse:
+    return await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ALICE,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(**delta),
+            comment=comment,
+        )
+    )
+
+
+def _fields(paths: list[str], **fields: Any) -> dict[str, Any]:
+    return {"fields": v1.IssueFields(**fields), "update_mask": FieldMask(paths=paths)}
+
+
+@pytest.fixture
+async def world(
+    bugless_model_backend: PostgresBackend,
+) -> dict[str, Any]:
+    """An issue with everything a reply carries: values, relations, hotlists, a star..."""
+    backend = bugless_model_backend
+    root = await _component(backend)
+    child_component = await _component(backend, root)
+    found_in = await backend.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN,
+            component_id=root,
+            name=f"Found In {uuid.uuid4().hex[:6]}",
+            type=v1.CustomFieldType.TEXT,
+        )
+    )
+    mine = await backend.create_hotlist(v1.CreateHotlistRequest(caller=ALICE, name="mine"))
+    hidden = await backend.create_hotlist(
+        v1.CreateHotlistRequest(caller=ADMIN, name="not alice's", private=True)
+    )
+    other = await _create(backend, root)
+    issue = await _create(
+        backend,
+        root,
+        description="a description with @carol",
+        cc=["zoe"],
+        hotlist_ids=[mine.id],
+        custom_fields=[v1.CustomFieldValue(field_id=found_in.id, values=["4.2"])],
+    )
+    await backend.add_hotlist_items(
+        v1.AddHotlistItemsRequest(caller=ADMIN, hotlist_id=hidden.id, issue_ids=[issue.id])
+    )
+    await backend.star_issue(v1.StarIssueRequest(caller=ALICE, issue_id=issue.id, starred=True))
+    child = await _create(backend, root)
+    await _change(backend, child, **_fields(["parent_id"], parent_id=issue.id))
+    dupe = await _create(backend, root)
+    await _change(
+        backend,
+        dupe,
+        **_fields(
+            ["status", "duplicate_of_id"], status=v1.Status.DUPLICATE, duplicate_of_id=issue.id
+        ),
+    )
+    issue = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+    return {
+        "issue": issue,
+        "other": other,
+        "mine": mine,
+        "hidden": hidden,
+        "found_in": found_in,
+        "child_component": child_component,
+    }
+
+
+async def test_a_changes_reply_is_what_a_read_returns_afterwards(
+    bugless_model_backend: PostgresBackend, world: dict[str, Any]
+) -> None:
+    backend = bugless_model_backend
+    issue: v1.Issue = world["issue"]
+    assert issue.starred
+    assert issue.has_children
+    assert issue.has_duplicates
+    assert issue.custom_fields
+    assert issue.hotlist_ids == [world["mine"].id]
+
+    # A comment and a scalar: the values unchanged (their names read back in the write).
+    read = await _check(
+        backend,
+        await _change(backend, issue, "hi @dave", **_fields(["priority"], priority=v1.Priority.P0)),
+    )
+    assert read.comment_count == issue.comment_count + 1
+    # A custom value set (its names from the plan).
+    found_in: v1.CustomField = world["found_in"]
+    read = await _check(
+        backend,
+        await _change(
+            backend,
+            read,
+            custom_fields_set=[v1.CustomFieldValue(field_id=found_in.id, values=["4.3"])],
+        ),
+    )
+    assert read.custom_fields[0].values == ["4.3"]
+    # Relations and hotlists, both ways.
+    other: v1.Issue = world["other"]
+    read = await _check(
+        backend,
+        await _change(backend, read, blocking_add=[other.id], hotlist_remove=[world["mine"].id]),
+    )
+    assert read.blocking_ids == [other.id]
+    assert read.hotlist_ids == []
+    read = await _check(
+        backend,
+        await _change(
+            backend,
+            read,
+            blocked_by_remove=[],
+            blocking_remove=[other.id],
+            hotlist_add=[world["mine"].id],
+            cc_add=["amy"],
+            cc_remove=["zoe"],
+        ),
+    )
+    assert read.cc == ["amy"]
+    assert read.hotlist_ids == [world["mine"].id]
+    # Moved (the values follow their field into the subtree), closed, retitled.
+    read = await _check(
+        backend,
+        await _change(
+            backend,
+            read,
+            "moving",
+            **_fields(
+                ["component_id", "status", "title", "assignee"],
+                component_id=world["child_component"],
+                status=v1.Status.FIXED,
+                title="retitled @erin",
+                assignee="bob",
+            ),
+        ),
+    )
+    assert read.closed_at is not None
+    assert read.component_id == world["child_component"]
+
+
+async def test_a_change_after_a_redaction_and_an_attachment_answers_what_a_read_returns(
+    bugless_model_backend: PostgresBackend, world: dict[str, Any]
+) -> None:
+    backend = bugless_model_backend
+    issue: v1.Issue = world["issue"]
+
+    async def content() -> AsyncIterator[bytes]:
+        yield b"a log line\n"
+
+    uploaded = await backend.upload_attachment(
+        v1.UploadAttachmentHeader(
+            caller=ALICE, issue_id=issue.id, expected_version=issue.version, name="x.log"
+        ),
+        content(),
+    )
+    assert uploaded.issue is not None
+    redacted = await backend.redact(
+        v1.RedactRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=uploaded.issue.version,
+            target=v1.RedactionTarget.DESCRIPTION,
+        )
+    )
+    assert redacted.issue is not None
+    assert redacted.issue.description == ""
+    read = await _check(
+        backend,
+        await _change(backend, redacted.issue, **_fields(["severity"], severity=v1.Severity.S1)),
+    )
+    assert read.description == ""
+
+
+async def test_a_stale_change_is_aborted_and_writes_nothing(
+    bugless_model_backend: PostgresBackend, world: dict[str, Any]
+) -> None:
+    backend = bugless_model_backend
+    issue: v1.Issue = world["issue"]
+    await _check(backend, await _change(backend, issue, "first"))
+    before = await _entries(backend, issue.id)
+    with pytest.raises(IssueVersionConflict) as raised:
+        await _change(backend, issue, "stale", **_fields(["priority"], priority=v1.Priority.P4))
+    assert raised.value.grpc_status.name == "ABORTED"
+    assert await _entries(backend, issue.id) == before
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+    assert read.version == issue.version + 1
+    assert read.priority != v1.Priority.P4
+
+
+async def test_a_batch_change_answers_its_items_as_reads_do_beside_failing_ones(
+    bugless_model_backend: PostgresBackend, world: dict[str, Any]
+) -> None:
+    backend = bugless_model_backend
+    issue: v1.Issue = world["issue"]
+    second = await _create(backend, world["child_component"])
+    stale = await _create(backend, world["child_component"])
+    await _change(backend, stale, "moves it on")
+    delta = v1.IssueDelta(**_fields(["priority"], priority=v1.Priority.P1), cc_add=["kim"])
+    items = [
+        v1.IssueVersion(issue_id=issue.id, expected_version=issue.version),
+        v1.IssueVersion(issue_id=stale.id, expected_version=stale.version),
+        v1.IssueVersion(issue_id=10**12, expected_version=1),
+        v1.IssueVersion(issue_id=second.id, expected_version=second.version),
+    ]
+    reply = await backend.batch_change_issues(
+        v1.BatchChangeIssuesRequest(caller=ALICE, issues=items, delta=delta, comment="batch")
+    )
+    codes = [r.code for r in reply.results]
+    assert codes == [0, 10, 5, 0]  # OK, ABORTED, NOT_FOUND, OK
+    for result in (reply.results[0], reply.results[3]):
+        read = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=result.issue_id))
+        assert result.issue == read
+        assert "kim" in read.cc
+    unchanged = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=stale.id))
+    assert unchanged.version == stale.version + 1
+    assert "kim" not in unchanged.cc
+
+    # All or nothing: one stale item, nothing written for any.
+    fresh = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=second.id))
+    with pytest.raises(BuglessError) as raised:
+        await backend.batch_change_issues(
+            v1.BatchChangeIssuesRequest(
+                caller=ALICE,
+                issues=[
+                    v1.IssueVersion(issue_id=second.id, expected_version=fresh.version),
+                    v1.IssueVersion(issue_id=stale.id, expected_version=stale.version),
+                ],
+                delta=v1.IssueDelta(**_fields(["priority"], priority=v1.Priority.P3)),
+                atomic=True,
+            )
+        )
+    assert raised.value.grpc_status.name == "ABORTED"
+    after = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=second.id))
+    assert after == fresh
