@@ -28,8 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.peers._bugless import BuglessPeer, BuglessTwoWorkersPeer
-from bench.peers._bugless_seed import seeded_inputs
+from bench.peers._bugless import BuglessPeer, BuglessTwoWorkersPeer, seeded_for_auth
 from bench.peers._cpu import CpuSample, postmaster_pid, sample
 from bench.peers._export import DatasetMeta, export, long_comments_of
 from bench.peers._loadgen import LoadResult, run_calls, run_wrk
@@ -85,14 +84,12 @@ class RunOptions:
 def _dataset(options: RunOptions, cluster: Cluster) -> tuple[Path, DatasetMeta]:
     """Seed bugless and export the data set, unless both are there already."""
     dataset_dir = options.workdir / f"dataset-{options.issues}"
-    database = f"bugless_{options.issues}"
     meta_file = dataset_dir / "meta.json"
-    if meta_file.exists() and cluster.has_database(database):
+    # Its user ids must be those of the Authenticator's database as it is.
+    if meta_file.exists() and seeded_for_auth(cluster, options.issues):
         return dataset_dir, DatasetMeta.load(meta_file)
     print(f"seeding bugless with {options.issues:,} issues", flush=True)
-    url = cluster.recreate_database(database)
-    BuglessPeer.seed(url, options.issues, options.seed)
-    words, components = asyncio.run(seeded_inputs(url))
+    words, components = BuglessPeer.seed(options.workdir, cluster, options.issues, options.seed)
     meta = export(
         dataset_dir, issues=options.issues, seed=options.seed, words=words, component_ids=components
     )
