@@ -424,31 +424,20 @@ class _EchoService:
 def serve_echo(ready_file: str, cert: str, key: str, ca: str) -> None:
     """Serve the echo method on a free loopback port with mTLS until SIGTERM.
 
-    The port is written to ``ready_file`` once it listens, like a service's.
+    The server ``bench.transport`` measures (:func:`bench._transport_serve.run_corked_server`:
+    a bare ``CorkedServer``, the services' TLS context, port 0 read back and
+    written to ``ready_file``, the garbage collector settled as the services
+    settle theirs), passing the message through as bytes, on the event loop of
+    the services it is the floor of.
     """
-    from bugless_core.grpc import (  # noqa: PLC0415
-        CorkedServer,
-        GrpcServerSettings,
-        build_server_ssl_context,
-        listening_port,
-    )
-    from bugless_core.ready_file import write_ready_file  # noqa: PLC0415
-
-    settings = GrpcServerSettings(
-        host="127.0.0.1", port=0, tls_cert=Path(cert), tls_key=Path(key), client_ca=Path(ca)
-    )
+    from bench._transport_serve import ServerTls, run_corked_server  # noqa: PLC0415
 
     async def main() -> None:
-        server = CorkedServer([_EchoService()], codec=RawCodec())
-        await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
-        write_ready_file(Path(ready_file), port=listening_port(server))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        server.close()
-        await server.wait_closed()
+        tls = ServerTls(Path(cert), Path(key), Path(ca))
+        await run_corked_server([_EchoService()], tls, Path(ready_file), stop, codec=RawCodec())
 
-    # The same event loop as the services it is the floor of.
     eventloop.run(main())
 
 

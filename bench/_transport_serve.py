@@ -39,7 +39,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.codec import sample_issue
 from bugless_core import eventloop
@@ -47,6 +47,9 @@ from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.grpc import UpbCodec
 from bugless_core.ready_file import write_ready_file
 from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from grpclib.encoding.base import CodecBase
 
 SERVICE = "bench.Transport"
 #: Method name -> reply type; the request is always a ``GetIssueRequest``.
@@ -159,15 +162,22 @@ class ServerTls:
 
 
 async def run_corked_server(
-    servables: Sequence[Any], tls: ServerTls, ready: Path, stop: asyncio.Event
+    servables: Sequence[Any],
+    tls: ServerTls,
+    ready: Path,
+    stop: asyncio.Event,
+    *,
+    codec: CodecBase | None = None,
 ) -> None:
     """Serve grpclib ``servables`` on a bare ``CorkedServer`` until ``stop`` is set.
 
     As the services listen (the TLS context of
     :func:`~bugless_core.grpc.build_server_ssl_context`, client certificate
-    required, upb codec), without what ``GrpcServiceRunner`` adds (health,
-    reflection, metrics, the call tracker): port 0, the garbage collector
-    settled once listening, the port written to ``ready``.
+    required, upb codec unless ``codec`` says otherwise), without what
+    ``GrpcServiceRunner`` adds (health, reflection, metrics, the call
+    tracker): port 0, the garbage collector settled once listening, the port
+    written to ``ready``. Also the server of ``bench.api``'s echo floor
+    (:func:`bench._services.serve_echo`, raw bytes through ``codec``).
     """
     from bugless_core.grpc import (  # noqa: PLC0415
         CorkedServer,
@@ -179,7 +189,7 @@ async def run_corked_server(
     settings = GrpcServerSettings(
         host="127.0.0.1", port=0, tls_cert=tls.cert, tls_key=tls.key, client_ca=tls.ca
     )
-    server = CorkedServer(servables)
+    server = CorkedServer(servables, codec=codec)
     await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
     settle_garbage_collector()  # as every bugless service does once it listens
     write_ready_file(ready, port=listening_port(server))
