@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -14,7 +15,6 @@ import pytest
 from conftest import KeyFiles, unique
 
 from bugless_core.migrations import load_migrations
-from bugless_testing.ports import free_port
 
 BIN = Path(sys.executable).parent
 BUGLESS = str(BIN / "bugless")
@@ -81,7 +81,6 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
         stdin=b"ann-password\n",
     )
 
-    port = free_port()
     server = await asyncio.create_subprocess_exec(
         BUGLESS,
         "auth",
@@ -90,7 +89,7 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
         "--authenticator",
         "local",
         "--port",
-        str(port),
+        "0",  # the kernel picks one; read back from the log line below
         "--token-key-file",
         str(key_files.first),
         "--drain-seconds",
@@ -105,9 +104,10 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
                 assert server.stdout is not None
                 line = (await server.stdout.readline()).decode()
                 assert line, "bugless auth serve exited before serving"
-                if "serving gRPC" in line:
+                serving = re.search(r"serving gRPC on 127\.0\.0\.1:(\d+)", line)
+                if serving:
+                    address = f"127.0.0.1:{serving[1]}"
                     break
-        address = f"127.0.0.1:{port}"
         answer = json.loads(
             await run(
                 GRPCURL,

@@ -16,6 +16,7 @@ import pytest
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
 from bugless_auth.service import options_from_environment
 from bugless_core.errors import InvalidArgument, Unavailable
+from bugless_testing.ports import refused_port
 from bugless_testing.slapd import (
     ADMIN_DN,
     ADMIN_PASSWORD,
@@ -25,7 +26,6 @@ from bugless_testing.slapd import (
     READER_DN,
     READER_PASSWORD,
     Slapd,
-    free_port,
 )
 
 # Fixtures of slapd.py (until tests/conftest.py lists it in pytest_plugins).
@@ -90,11 +90,12 @@ async def test_empty_password_is_refused_before_any_bind(slapd_server: Slapd) ->
     # Against a closed port: an attempt to reach the directory would raise
     # Unavailable, so None proves nothing was sent (an empty password would
     # be an unauthenticated bind, which Active Directory answers with success).
-    unreachable = LdapAuthenticator(
-        settings_for(slapd_server, urls=(f"ldap://127.0.0.1:{free_port()}",))
-    )
-    assert await unreachable.authenticate("alice", "") is None
-    await unreachable.close()
+    with refused_port() as port:
+        unreachable = LdapAuthenticator(
+            settings_for(slapd_server, urls=(f"ldap://127.0.0.1:{port}",))
+        )
+        assert await unreachable.authenticate("alice", "") is None
+        await unreachable.close()
     live = LdapAuthenticator(settings_for(slapd_server))
     assert await live.authenticate("alice", "") is None
     await live.close()
@@ -147,11 +148,12 @@ async def test_a_renamed_user_keeps_their_subject(
 
 
 async def test_a_closed_port_is_unavailable_not_a_wrong_password(slapd_server: Slapd) -> None:
-    url = f"ldap://127.0.0.1:{free_port()}"
-    backend = LdapAuthenticator(settings_for(slapd_server, urls=(url,)))
-    with pytest.raises(Unavailable, match=f"LDAP directory at {url} is unreachable"):
-        await backend.authenticate("alice", "alice-pw")
-    await backend.close()
+    with refused_port() as port:
+        url = f"ldap://127.0.0.1:{port}"
+        backend = LdapAuthenticator(settings_for(slapd_server, urls=(url,)))
+        with pytest.raises(Unavailable, match=f"LDAP directory at {url} is unreachable"):
+            await backend.authenticate("alice", "alice-pw")
+        await backend.close()
 
 
 async def test_a_server_that_never_answers_times_out_as_unavailable(slapd_server: Slapd) -> None:
@@ -183,13 +185,14 @@ async def test_a_server_that_never_answers_times_out_as_unavailable(slapd_server
 
 
 async def test_an_unreachable_primary_fails_over_to_the_replica(slapd_server: Slapd) -> None:
-    backend = LdapAuthenticator(
-        settings_for(slapd_server, urls=(f"ldap://127.0.0.1:{free_port()}", slapd_server.url))
-    )
-    try:
-        identity = await backend.authenticate("bob", "bob-pw")
-    finally:
-        await backend.close()
+    with refused_port() as port:
+        backend = LdapAuthenticator(
+            settings_for(slapd_server, urls=(f"ldap://127.0.0.1:{port}", slapd_server.url))
+        )
+        try:
+            identity = await backend.authenticate("bob", "bob-pw")
+        finally:
+            await backend.close()
     assert identity is not None
     assert identity.username == "bob"
 
@@ -257,28 +260,29 @@ async def test_many_concurrent_logins_share_a_small_pool(slapd_server: Slapd) ->
 
 
 async def test_settings_accept_flag_and_env_strings(slapd_server: Slapd) -> None:
-    backend = await LdapAuthenticator.open(
-        {
-            "urls": f"ldap://127.0.0.1:{free_port()}, {slapd_server.url}",
-            "base_dn": BASE_DN,
-            "bind_dn": READER_DN,
-            "bind_password": READER_PASSWORD,
-            "start_tls": "false",
-            "pool_size": "2",
-            "connect_timeout": "1.5",
-            "server_retry_seconds": "2.5",
-            "label": "Corp directory",
-            "identity_store": object(),  # service-provided objects are ignored
-        }
-    )
-    try:
-        assert backend.settings.pool_size == 2
-        assert backend.settings.connect_timeout == 1.5
-        assert backend.settings.server_retry_seconds == 2.5
-        assert backend.display_name == "Corp directory"
-        assert await backend.authenticate("bob", "bob-pw") is not None
-    finally:
-        await backend.close()
+    with refused_port() as port:
+        backend = await LdapAuthenticator.open(
+            {
+                "urls": f"ldap://127.0.0.1:{port}, {slapd_server.url}",
+                "base_dn": BASE_DN,
+                "bind_dn": READER_DN,
+                "bind_password": READER_PASSWORD,
+                "start_tls": "false",
+                "pool_size": "2",
+                "connect_timeout": "1.5",
+                "server_retry_seconds": "2.5",
+                "label": "Corp directory",
+                "identity_store": object(),  # service-provided objects are ignored
+            }
+        )
+        try:
+            assert backend.settings.pool_size == 2
+            assert backend.settings.connect_timeout == 1.5
+            assert backend.settings.server_retry_seconds == 2.5
+            assert backend.display_name == "Corp directory"
+            assert await backend.authenticate("bob", "bob-pw") is not None
+        finally:
+            await backend.close()
 
 
 def test_the_retry_time_of_a_failed_server_comes_from_its_env_variable() -> None:

@@ -19,7 +19,7 @@ from grpclib.const import Status
 from oidc_provider import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, OidcProvider
 
 from bugless_proto import v1
-from bugless_testing import slapd
+from bugless_testing.ports import refused_port
 from bugless_testing.slapd import (
     ADMIN_DN,
     ADMIN_PASSWORD,
@@ -116,10 +116,10 @@ async def test_a_directory_rename_keeps_the_bugless_user_id(
 async def test_a_directory_that_is_down_is_unavailable_over_grpc(
     start_auth_server: StartAuth, slapd_server: Slapd
 ) -> None:
-    options = ldap_options(slapd_server, urls=f"ldap://127.0.0.1:{slapd.free_port()}")
-    auth = await start_with_ldap(start_auth_server, options)
-
-    error = await expect_status(auth.sign_in("alice", "alice-pw"), Status.UNAVAILABLE)
+    with refused_port() as port:
+        options = ldap_options(slapd_server, urls=f"ldap://127.0.0.1:{port}")
+        auth = await start_with_ldap(start_auth_server, options)
+        error = await expect_status(auth.sign_in("alice", "alice-pw"), Status.UNAVAILABLE)
     assert "LDAP directory" in (error.message or "")
 
 
@@ -189,8 +189,10 @@ async def test_a_tampered_oidc_state_is_unauthenticated_over_grpc(
 async def test_an_oidc_provider_that_is_down_is_unavailable_over_grpc(
     start_auth_server: StartAuth,
 ) -> None:
-    down = OidcProvider(issuer=f"http://127.0.0.1:{slapd.free_port()}")
-    auth = await start_with_oidc(start_auth_server, down)
-    await expect_status(
-        auth.stub.begin_oidc(v1.BeginOidcRequest(redirect_uri=REDIRECT_URI)), Status.UNAVAILABLE
-    )
+    with refused_port() as port:
+        down = OidcProvider(issuer=f"http://127.0.0.1:{port}")
+        auth = await start_with_oidc(start_auth_server, down)
+        await expect_status(
+            auth.stub.begin_oidc(v1.BeginOidcRequest(redirect_uri=REDIRECT_URI)),
+            Status.UNAVAILABLE,
+        )

@@ -10,7 +10,8 @@ import pytest
 import trustme
 
 from bugless_auth._ldap_probe import ldap_answers, probe_ssl_context
-from bugless_testing.slapd import Slapd, free_port
+from bugless_testing.ports import refused_port
+from bugless_testing.slapd import Slapd
 
 # The fixtures of slapd.py (until conftest.py lists it in pytest_plugins).
 
@@ -50,8 +51,9 @@ async def test_a_running_slapd_answers_on_ldap_and_ldaps(slapd_server: Slapd) ->
 
 
 async def test_a_closed_port_does_not_answer(slapd_server: Slapd) -> None:
-    url = f"ldap://127.0.0.1:{free_port()}"
-    assert not await ldap_answers(url, within=2, ssl_context=trusting(slapd_server))
+    with refused_port() as port:
+        url = f"ldap://127.0.0.1:{port}"
+        assert not await ldap_answers(url, within=2, ssl_context=trusting(slapd_server))
 
 
 async def test_a_stopped_slapd_does_not_answer_within_the_time(own_slapd: Slapd) -> None:

@@ -27,7 +27,7 @@ from oidc_provider import (
 from bugless_auth._oidc_tokens import UnknownSigningKey, validate_id_token
 from bugless_auth.oidc import OidcSettings, OpenIdConnectAuthenticator
 from bugless_core.errors import InvalidArgument, Unauthenticated, Unavailable
-from bugless_testing.slapd import free_port
+from bugless_testing.ports import refused_port
 
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")
@@ -211,12 +211,13 @@ async def test_a_token_signed_by_a_foreign_key_is_refused_after_one_jwks_refresh
 
 
 async def test_a_provider_that_is_down_is_unavailable() -> None:
-    backend = OpenIdConnectAuthenticator(settings_for(f"http://127.0.0.1:{free_port()}"))
-    try:
-        with pytest.raises(Unavailable, match=r"OIDC provider at .* is unreachable"):
-            await backend.begin(REDIRECT_URI)
-    finally:
-        await backend.close()
+    with refused_port() as port:
+        backend = OpenIdConnectAuthenticator(settings_for(f"http://127.0.0.1:{port}"))
+        try:
+            with pytest.raises(Unavailable, match=r"OIDC provider at .* is unreachable"):
+                await backend.begin(REDIRECT_URI)
+        finally:
+            await backend.close()
 
 
 async def test_a_provider_that_goes_down_mid_flow_is_unavailable() -> None:

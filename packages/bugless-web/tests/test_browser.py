@@ -21,9 +21,9 @@ from playwright.sync_api import BrowserContext, Page, expect
 from web_support import World
 from xss_corpus import PAYLOADS
 
+from bugless_dev.processes import reserve_port
 from bugless_dev.stack import RunningService
 from bugless_testing.oidc_provider import OidcProvider
-from bugless_testing.ports import free_port
 from bugless_testing.stack import OIDC_LABEL
 
 # oidc-provider-mock's own use of authlib, not ours.
@@ -34,17 +34,19 @@ pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarnin
 def oidc_web_server(world: World, bugless_oidc_auth: RunningService) -> Iterator[RunningService]:
     """A web server on the OIDC-enabled Authenticator, published at its own URL.
 
-    Its public URL names its port, so the port is chosen before it starts
-    (:func:`free_port`); the rare clash with another process fails the start.
+    Its public URL names its port, so the port is named before it starts: it
+    is held by :func:`reserve_port` (which the server, binding with
+    ``SO_REUSEADDR``, may share and nobody else may take) until it listens.
     """
     assert bugless_oidc_auth.address is not None
-    port = free_port()
-    server = start_web_server(
-        world.stack,
-        auth_port=bugless_oidc_auth.address.port,
-        port=port,
-        extra_env={"BUGLESS_WEB_PUBLIC_URL": f"http://127.0.0.1:{port}/"},
-    )
+    with reserve_port() as reservation:
+        port = reservation.getsockname()[1]
+        server = start_web_server(
+            world.stack,
+            auth_port=bugless_oidc_auth.address.port,
+            port=port,
+            extra_env={"BUGLESS_WEB_PUBLIC_URL": f"http://127.0.0.1:{port}/"},
+        )
     try:
         yield server
     finally:

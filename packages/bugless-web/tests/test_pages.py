@@ -239,29 +239,34 @@ async def test_backend_down_is_a_503_page_not_a_traceback(world: World) -> None:
 
     from web_support import SESSION_KEY
 
-    from bugless_testing.ports import free_port
+    from bugless_testing.ports import refused_port
     from bugless_web import WebSettings, create_app
 
-    settings = WebSettings(
-        model=dataclasses.replace(world.stack.model, port=free_port()),
-        auth=world.stack.auth,
-        session_keys=(SESSION_KEY,),
-        dev=True,
-        call_timeout_seconds=2.0,
-    )
-    async with AsyncTestClient(create_app(settings)) as c:
-        await c.get("/signin")
-        token = csrf_of((await c.get("/signin")).text)
-        await c.post(
-            "/signin",
-            data={"username": "bob", "password": "correct horse battery staple", "_csrf": token},
+    with refused_port() as model_port:
+        settings = WebSettings(
+            model=dataclasses.replace(world.stack.model, port=model_port),
+            auth=world.stack.auth,
+            session_keys=(SESSION_KEY,),
+            dev=True,
+            call_timeout_seconds=2.0,
         )
-        page = await c.get("/search?q=is:open")
-        assert page.status_code == 503
-        assert "not answering" in page.text
-        assert "Traceback" not in page.text
-        assert (await c.get("/readyz")).status_code == 503
-        assert (await c.get("/healthz")).status_code == 200
+        async with AsyncTestClient(create_app(settings)) as c:
+            await c.get("/signin")
+            token = csrf_of((await c.get("/signin")).text)
+            await c.post(
+                "/signin",
+                data={
+                    "username": "bob",
+                    "password": "correct horse battery staple",
+                    "_csrf": token,
+                },
+            )
+            page = await c.get("/search?q=is:open")
+            assert page.status_code == 503
+            assert "not answering" in page.text
+            assert "Traceback" not in page.text
+            assert (await c.get("/readyz")).status_code == 503
+            assert (await c.get("/healthz")).status_code == 200
 
 
 async def test_health_readiness_and_drain_steering(world: World) -> None:

@@ -1,18 +1,36 @@
-"""Loopback ports for servers the test fixtures and benchmarks start."""
+"""Loopback ports where nothing answers, for tests of a server that is down."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now.
+@contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback TCP port that refuses connections for as long as the block runs.
 
-    The port is released before it is returned, so another process could take
-    it first; the fixtures start their servers right away and fail loudly if
-    the bind is refused.
+    A test of "the LDAP directory / OIDC provider / Model is down" needs an
+    address where a connection is refused at once. A port that was merely
+    free a moment ago can be taken by another process on this shared machine
+    before the test connects (the test would then talk to a stranger). So the
+    port stays bound to a socket that never listens: on Linux a connection to
+    it is answered with a reset (``ECONNREFUSED``), and no other socket can
+    bind it (this one does not set ``SO_REUSEADDR``, so not even a server that
+    does set it may share the port).
+
+    For a server a test starts itself, bind port 0 and read the port back, or
+    hold the port with :func:`bugless_dev.processes.reserve_port` when it must
+    be named before the server starts.
+
+    Yields:
+        The port number, on ``127.0.0.1``.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-        return port
+        yield port
+
+
+__all__ = ["refused_port"]

@@ -44,7 +44,6 @@ import pytest
 import trustme
 
 from bugless_dev.processes import reserve_port
-from bugless_testing.ports import free_port
 
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 LDAPADD = shutil.which("ldapadd") or "/usr/bin/ldapadd"
@@ -465,7 +464,6 @@ __all__ = [
     "SEED_USERS",
     "SeedUser",
     "Slapd",
-    "free_port",
     "holds_listener",
     "new_slapd",
     "own_slapd",
