@@ -7,6 +7,7 @@ does, then parsed with prometheus_client's own text parser.
 
 from __future__ import annotations
 
+import functools
 import http.cookiejar
 import os
 import re
@@ -15,7 +16,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from browser_support import start_web_server
@@ -142,22 +144,67 @@ def _workers_of(server: RunningService, count: int) -> list[int]:
     return [int(pid) for pid in open(f"/proc/{parent}/task/{parent}/children").read().split()]
 
 
+def _is_stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped by a signal (state ``T`` in ``/proc/<pid>/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "T"
+
+
+def _wait_for(condition: Callable[[], bool], what: str, server: RunningService) -> None:
+    """Wait until ``condition`` holds; fail saying ``what`` if it has not in a minute.
+
+    A bound on a wait for an event, not a timed assertion: on a loaded machine
+    the event comes late, and the minute only ends a test that would hang.
+    """
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert not server.process.exited, server.log.read_text()
+        assert time.monotonic() < deadline, f"{what} did not happen within a minute"
+        time.sleep(0.05)
+
+
+def _quiet_samples(server: RunningService) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A scrape taken once no request is in flight in any worker."""
+    scraped: list[dict[tuple[str, frozenset[tuple[str, str]]], float]] = []
+
+    def quiet() -> bool:
+        scraped[:] = [_samples(server)]
+        return _value(scraped[0], "http_server_requests_in_flight") == 0
+
+    _wait_for(quiet, "the workers finishing their requests (in_flight 0)", server)
+    return scraped[0]
+
+
 def test_with_workers_the_parent_serves_the_sum_of_every_worker(world: World) -> None:
-    """Each worker answers three requests while the other is stopped: the scrape says six."""
+    """Each worker answers three requests while the other is stopped: the scrape says six.
+
+    No request may be in flight when a worker is stopped (the stack's
+    readiness probe, say), or it would still be in flight at the scrape, and
+    a stop must have taken effect before the requests meant for the other
+    worker go out. The parent never replaces a worker (one that exits stops
+    the lot), so the same two pids must be there at the end: a worker that
+    died would have taken none of its counts away, but would mean the test
+    did not measure what it says.
+    """
     server = start_web_server(world.stack, extra_env={**METRICS, "BUGLESS_WEB_WORKERS": "2"})
     try:
         workers = _workers_of(server, 2)
         assert len(workers) == 2
+        _quiet_samples(server)
         browser = _browser()
         for stopped in workers:
             os.kill(stopped, signal.SIGSTOP)
             try:
+                _wait_for(
+                    functools.partial(_is_stopped, stopped), f"worker {stopped} stopping", server
+                )
                 for _ in range(3):
                     assert _status(browser, f"{server.url}/no/such/page") == 404
             finally:
                 os.kill(stopped, signal.SIGCONT)
-        samples = _samples(server)
+        samples = _quiet_samples(server)
         assert server.metrics_port not in (None, server.port)
+        assert _workers_of(server, 2) == workers, "a worker was replaced during the test"
         assert (
             _value(
                 samples,
