@@ -44,19 +44,26 @@ async def _create(backend: PostgresBackend, component_id: int, **extra: Any) -> 
     )
 
 
-async def _entries(backend: PostgresBackend, issue_id: int) -> list[v1.HistoryEntry]:
-    listed = await backend.list_history(v1.ListHistoryRequest(caller=ALICE, issue_id=issue_id))
+async def _entries(
+    backend: PostgresBackend, issue_id: int, caller: v1.Caller = ALICE
+) -> list[v1.HistoryEntry]:
+    listed = await backend.list_history(v1.ListHistoryRequest(caller=caller, issue_id=issue_id))
     return listed.entries
 
 
-async def _check(backend: PostgresBackend, reply: v1.ChangeIssueResponse) -> v1.Issue:
-    """The reply equals a fresh GetIssue and the last entry of ListHistory, field for field."""
+async def _check(
+    backend: PostgresBackend, reply: v1.ChangeIssueResponse, caller: v1.Caller = ALICE
+) -> v1.Issue:
+    """The reply equals a fresh GetIssue and the last entry of ListHistory, field for field.
+
+    Both as ``caller`` (the one who changed the issue) sees them: their star, their hotlists.
+    """
     assert reply.issue is not None
     assert reply.entry is not None
-    read = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=reply.issue.id))
+    read = await backend.get_issue(v1.GetIssueRequest(caller=caller, issue_id=reply.issue.id))
     assert reply.issue == read
     assert reply.issue.to_dict() == read.to_dict()
-    last = (await _entries(backend, reply.issue.id))[-1]
+    last = (await _entries(backend, reply.issue.id, caller))[-1]
     assert reply.entry == last
     assert reply.entry.version == read.version
     return read
@@ -301,3 +308,58 @@ async def test_a_batch_change_answers_its_items_as_reads_do_beside_failing_ones(
     assert raised.value.grpc_status.name == "ABORTED"
     after = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=second.id))
     assert after == fresh
+
+
+async def test_an_edit_and_a_redaction_answer_what_a_read_returns(
+    bugless_model_backend: PostgresBackend, world: dict[str, Any]
+) -> None:
+    backend = bugless_model_backend
+    issue: v1.Issue = world["issue"]
+    commented = await _check(backend, await _change(backend, issue, "first words"))
+    edited = await backend.edit_comment(
+        v1.EditCommentRequest(
+            caller=ALICE,
+            issue_id=issue.id,
+            expected_version=commented.version,
+            entry_version=commented.version,
+            comment="better words @fay",
+        )
+    )
+    read = await _check(backend, edited)
+    assert edited.entry is not None
+    assert edited.entry.edits_version == commented.version
+    described = await backend.edit_comment(
+        v1.EditCommentRequest(
+            caller=ALICE,
+            issue_id=issue.id,
+            expected_version=read.version,
+            entry_version=1,
+            comment="a new description",
+        )
+    )
+    read = await _check(backend, described)
+    assert read.description == "a new description"
+    redacted = await backend.redact(
+        v1.RedactRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=read.version,
+            target=v1.RedactionTarget.COMMENT,
+            entry_version=commented.version,
+        )
+    )
+    read = await _check(backend, redacted, ADMIN)
+    assert not read.starred  # the admin's star, not alice's
+    assert redacted.entry is not None
+    assert redacted.entry.redacted_version == commented.version
+    with pytest.raises(IssueVersionConflict):
+        await backend.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=commented.version,
+                target=v1.RedactionTarget.DESCRIPTION,
+            )
+        )
+    after = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
+    assert after == read

@@ -51,6 +51,11 @@ class EditsAndCustomFields(BackendCalls):
     async def _issue_response(
         self, caller: v1.Caller | None, issue_id: int, version: int
     ) -> v1.ChangeIssueResponse:
+        """The reply of an attachment's upload or deletion, read after its write.
+
+        ChangeIssue, EditComment and Redact answer from their writes instead
+        (``UPDATE``/``INSERT ... RETURNING``); these two could do the same.
+        """
         async with translated_errors(), self._pool.acquire() as conn:
             issues = await fetch_issues(conn, caller or v1.Caller(), [issue_id])
             entry = entry_from_row(one_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)))
@@ -58,18 +63,18 @@ class EditsAndCustomFields(BackendCalls):
 
     async def edit_comment(self, request: v1.EditCommentRequest) -> v1.ChangeIssueResponse:
         """Append an entry that supersedes a comment's text (its author only)."""
-        (issue_id, version), _ = await self._write(
+        changed, _ = await self._write(
             request.caller, lambda ctx: _edits.edit_comment(ctx, request)
         )
-        return await self._issue_response(request.caller, issue_id, version)
+        return v1.ChangeIssueResponse(issue=changed.issue, entry=changed.entry)
 
     async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Remove content everywhere it is kept and record the redaction (admins)."""
         redactor = type(self).attachment_redactor
-        (issue_id, version), _ = await self._write(
+        changed, _ = await self._write(
             request.caller, lambda ctx: _edits.redact(ctx, request, redactor)
         )
-        return await self._issue_response(request.caller, issue_id, version)
+        return v1.ChangeIssueResponse(issue=changed.issue, entry=changed.entry)
 
     async def create_custom_field(self, request: v1.CreateCustomFieldRequest) -> v1.CustomField:
         """Define a field on a component (admin there)."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import asyncpg
+
 from bugless_core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -24,10 +26,10 @@ from bugless_core.errors import (
     NotFound,
     PermissionDenied,
 )
-from bugless_model_postgres import _issues, _mentions
+from bugless_model_postgres import _custom_values, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
-from bugless_model_postgres._convert import caller_role
+from bugless_model_postgres._convert import caller_role, entry_from_row, one_row
 from bugless_proto import v1
 
 #: Removes the content of attachment ``attachment_id`` of issue ``issue_id``
@@ -59,15 +61,20 @@ SELECT comment FROM issue_history
  WHERE issue_id = $1 AND (version = $2 OR edits_version = $2)
  ORDER BY version DESC LIMIT 1
 """
-BUMP_VERSION = """
-UPDATE issues SET version = version + 1, modified_at = $2 WHERE id = $1 RETURNING version
-"""
+#: A new version of issue $1, its columns returned as :data:`q.FETCH_ISSUE` reads
+#: them (the call's reply is built from them: no read after the write).
+BUMP_VERSION = f"""
+UPDATE issues AS i SET version = version + 1, modified_at = $2 WHERE i.id = $1
+RETURNING {q.ISSUE_COLUMNS}"""
 SET_DESCRIPTION = "UPDATE issues SET description = $2 WHERE id = $1"
-MARK_EDIT = "UPDATE issue_history SET edits_version = $3 WHERE issue_id = $1 AND version = $2"
+MARK_EDIT = """
+UPDATE issue_history SET edits_version = $3 WHERE issue_id = $1 AND version = $2 RETURNING *
+"""
 MARK_REDACTION = """
 UPDATE issue_history
    SET redaction_target = $3, redacted_version = $4, redacted_attachment_id = $5
  WHERE issue_id = $1 AND version = $2
+RETURNING *
 """
 #: Blank the comment of entry $2 and of every edit of it; returns how many
 #: of them still had text.
@@ -111,10 +118,10 @@ async def _entry(ctx: WriteContext, issue_id: int, version: int) -> dict[str, ob
     return dict(row.items())
 
 
-async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> tuple[int, int]:
-    """Append an entry replacing a comment's text; return (issue id, version)."""
+async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> _issues.Changed:
+    """Append an entry replacing a comment's text; return the issue and the entry written."""
     issue_id, number = request.issue_id, request.entry_version
-    await _locked_issue(ctx, issue_id, request.expected_version)
+    loaded, _ = await _locked_issue(ctx, issue_id, request.expected_version)
     entry = await _entry(ctx, issue_id, number)
     if entry["edits_version"]:
         raise InvalidArgument(
@@ -144,20 +151,21 @@ async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> tup
         )
     if await ctx.conn.fetchval(CURRENT_COMMENT, issue_id, number) == request.comment:
         raise InvalidArgument("comment: the text is unchanged", metadata={"field": "comment"})
-    version = int(await ctx.conn.fetchval(BUMP_VERSION, issue_id, ctx.now))
-    if number == 1:
+    if number == 1:  # before the new version, whose row the reply is built from
         await ctx.conn.execute(SET_DESCRIPTION, issue_id, request.comment)
+    written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
+    version = int(written["version"])
     await _issues.record_entry(ctx, issue_id, version, request.comment, [])
-    await ctx.conn.execute(MARK_EDIT, issue_id, version, number)
+    marked = one_row(await ctx.conn.fetchrow(MARK_EDIT, issue_id, version, number))
     await ctx.conn.execute(REBUILD_TEXT_VECTORS, issue_id)
     await _mentions.sync(ctx.conn, issue_id)
-    return issue_id, version
+    return await _changed(ctx, loaded, written, marked)
 
 
 async def redact(
     ctx: WriteContext, request: v1.RedactRequest, redact_attachment: AttachmentRedactor | None
-) -> tuple[int, int]:
-    """Remove the target's content everywhere it is kept; return (issue id, version)."""
+) -> _issues.Changed:
+    """Remove the target's content everywhere it is kept; return the issue and the entry."""
     issue_id, target = request.issue_id, request.target
     row, role = await _locked_issue(ctx, issue_id, request.expected_version)
     if role < v1.Role.ADMIN:
@@ -190,9 +198,22 @@ async def redact(
             await ctx.conn.execute(SET_DESCRIPTION, issue_id, "")
         await ctx.conn.execute(REBUILD_TEXT_VECTORS, issue_id)
         await _mentions.sync(ctx.conn, issue_id)
-    version = int(await ctx.conn.fetchval(BUMP_VERSION, issue_id, ctx.now))
+    written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
+    version = int(written["version"])
     await _issues.record_entry(ctx, issue_id, version, "", [])
-    await ctx.conn.execute(
+    marked = await ctx.conn.fetchrow(
         MARK_REDACTION, issue_id, version, int(target), original, request.attachment_id
     )
-    return issue_id, version
+    return await _changed(ctx, row, written, one_row(marked))
+
+
+async def _changed(
+    ctx: WriteContext, loaded: dict[str, object], written: asyncpg.Record, entry: asyncpg.Record
+) -> _issues.Changed:
+    """The reply of an edit or a redaction from its rows as written (no read-back).
+
+    The entry has no attachments (files are attached by entries of their own).
+    """
+    custom = _custom_values.load_values(written["custom_fields"])
+    issue = await _issues.changed_issue(ctx, loaded, written, custom=custom)
+    return _issues.Changed(issue, entry_from_row(entry))
