@@ -1,25 +1,25 @@
 """What the notifier tests share: a real webhook receiver, and deliveries to queue.
 
-The receiver is a real HTTP server (the standard library's, on its own
-threads) on a loopback port the OS picked. It checks every request's
-signature the way a real receiver would, and can be scripted per path: answer
-503 three times then 200, answer 429 with a Retry-After, or hang.
+The receiver is :class:`bugless_testing.webhooks.WebhookReceiver` (a real HTTP
+server on a loopback port the OS picked, on its own threads), seen per path.
+It checks every request's signature the way a real receiver would, and can be
+scripted per path: answer 503 three times then 200, answer 429 with a
+Retry-After, or hang.
 """
 
 from __future__ import annotations
 
 import datetime
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
 from bugless_notify.queue import NewDelivery
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
-from bugless_notify.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
+from bugless_notify.webhook import DELIVERY_HEADER
 from bugless_proto import v1
+from bugless_testing import webhooks
 
 SECRET = "s3cr3t-" + "0123456789abcdef" * 3
 PUBLIC_URL = "https://bugs.example.com"
@@ -103,7 +103,7 @@ def webhook_delivery(key: str, endpoint: str, *, issue_id: int = 123) -> NewDeli
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One POST the receiver got, and what it answered."""
+    """One POST the receiver got, and what it answered (the notifier tests' view of it)."""
 
     path: str
     headers: dict[str, str]
@@ -116,48 +116,43 @@ class ReceivedRequest:
         return self.headers.get(DELIVERY_HEADER.lower(), "")
 
 
-@dataclass
 class WebhookReceiver:
-    """A real HTTP server recording signed POSTs; scripted answers per path."""
+    """:class:`bugless_testing.webhooks.WebhookReceiver`, seen per path.
 
-    secret: str = SECRET
-    requests: list[ReceivedRequest] = field(default_factory=list)
-    #: path -> answers to give in order (then 200).
-    scripts: dict[str, list[int]] = field(default_factory=dict)
-    #: path -> seconds to wait before answering.
-    hangs: dict[str, float] = field(default_factory=dict)
-    #: path -> Retry-After header value sent with non-2xx answers.
-    retry_after: dict[str, str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    The shared receiver serves (a real HTTP server on port 0, on its own
+    threads, signatures checked from the documented header, answers scripted
+    per path); this adds what the notifier's tests read: URLs and requests by
+    path, a blocking wait for a path's count.
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.server_address[1])
+    Attributes:
+        hangs: Path -> seconds to wait before answering (the shared ``delays``).
+        retry_after: Path -> ``Retry-After`` sent with non-2xx answers.
+    """
+
+    def __init__(self, secret: str = SECRET) -> None:
+        """Start serving; :meth:`stop` stops."""
+        self._receiver = webhooks.WebhookReceiver(secret, status=200)
+        self.secret = secret
+        self.port = self._receiver.port
+        self.hangs = self._receiver.delays
+        self.retry_after = self._receiver.retry_after
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self._receiver.url}{path}"
 
     def script(self, path: str, *statuses: int) -> None:
-        with self._lock:
-            self.scripts[path] = list(statuses)
-
-    def _answer(self, path: str) -> int:
-        with self._lock:
-            script = self.scripts.get(path)
-            return script.pop(0) if script else 200
-
-    def _record(self, request: ReceivedRequest) -> None:
-        with self._lock:
-            self.requests.append(request)
+        """Answer the next POSTs to ``path`` with ``statuses`` in order (then 200)."""
+        self._receiver.script(path, *statuses)
 
     def received(self, path: str | None = None) -> list[ReceivedRequest]:
-        with self._lock:
-            return [r for r in self.requests if path is None or r.path == path]
+        return [
+            ReceivedRequest(hook.path, hook.headers, hook.raw, hook.signed, hook.status)
+            for hook in self._receiver.received
+            if path is None or hook.path == path
+        ]
 
     def wait_for(self, path: str, count: int, timeout: float = 30.0) -> list[ReceivedRequest]:
+        """Block until ``count`` POSTs to ``path`` came; ``timeout`` only ends a hung test."""
         deadline = time.monotonic() + timeout
         while True:
             got = self.received(path)
@@ -167,55 +162,12 @@ class WebhookReceiver:
                 raise TimeoutError(f"{len(got)} requests to {path}, expected {count}")
             time.sleep(0.02)
 
-    def start(self) -> WebhookReceiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                hang = receiver.hangs.get(self.path)
-                if hang:
-                    time.sleep(hang)
-                status = receiver._answer(self.path)
-                receiver._record(
-                    ReceivedRequest(
-                        path=self.path,
-                        headers={k.lower(): v for k, v in self.headers.items()},
-                        body=body,
-                        signature_ok=verify_signature(
-                            receiver.secret, body, self.headers.get(SIGNATURE_HEADER)
-                        ),
-                        status=status,
-                    )
-                )
-                self.send_response(status)
-                if status >= 300 and self.path in receiver.retry_after:
-                    self.send_header("Retry-After", receiver.retry_after[self.path])
-                if 300 <= status < 400:
-                    self.send_header("Location", "https://elsewhere.example.com/hook?token=x")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet: the tests read ``requests`` instead."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        self._server = None
+        self._receiver.close()
 
 
 def run_receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver().start()
+    receiver = WebhookReceiver()
     try:
         yield receiver
     finally:

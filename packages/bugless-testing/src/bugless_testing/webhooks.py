@@ -14,9 +14,16 @@ documented header (``X-Bugless-Signature: sha256=<hex HMAC-SHA256 of the
 body, keyed with the endpoint's secret>``), not with the notifier's own
 ``verify_signature``: a change to the sender's signing that its own check
 shared would still fail here, and this package does not depend on the
-notifier. The server binds port 0 (no race for a free port), runs on its own
-threads, so a test's busy event loop never delays an answer, and answers
-every POST ``204``.
+notifier. The server binds port 0 (no race for a free port) and runs on its own
+threads, so a test's busy event loop never delays an answer.
+
+It answers every POST ``204`` (or the ``status`` it was made with) unless a
+test scripted otherwise, per path: the notifier's own tests make a receiver
+fail, throttle or hang and watch it retry::
+
+    receiver.script("/flaky", 503, 429)  # then the usual answer again
+    receiver.retry_after["/flaky"] = "120"  # sent with the non-2xx answers
+    receiver.delays["/slow"] = 3.0  # seconds before answering (and recording)
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ from typing import Any, Self
 
 #: The header carrying the body's signature (``sha256=<hex>``).
 SIGNATURE_HEADER = "X-Bugless-Signature"
+#: Where a scripted 3xx answer points: another host, which a sender must not follow.
+REDIRECT_LOCATION = "https://elsewhere.example.com/hook?token=x"
+#: The answer to a POST nothing was scripted for, unless the receiver was told another.
+DEFAULT_STATUS = 204
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class ReceivedWebhook:
         body: The body parsed as JSON (None when it is not JSON).
         signed: Whether the signature header is the HMAC of ``raw`` with the
             receiver's secret.
+        status: The HTTP status the receiver answered.
     """
 
     path: str
@@ -55,6 +67,7 @@ class ReceivedWebhook:
     raw: bytes
     body: Any
     signed: bool
+    status: int
 
 
 def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
@@ -71,20 +84,44 @@ class WebhookReceiver:
     Attributes:
         secret: The key the endpoints pointing here sign with.
         url: ``http://127.0.0.1:PORT``, the base of the endpoints' URLs.
+        port: The port it listens on.
+        delays: Path -> seconds to wait before answering a POST to it (the
+            POST is recorded once answered).
+        retry_after: Path -> the ``Retry-After`` header sent with every
+            non-2xx answer to it.
     """
 
-    def __init__(self, secret: str) -> None:
-        """Start serving on a free loopback port; :meth:`close` (or ``with``) stops it."""
+    def __init__(self, secret: str, *, status: int = DEFAULT_STATUS) -> None:
+        """Start serving on a free loopback port; :meth:`close` (or ``with``) stops it.
+
+        Args:
+            secret: The key the endpoints pointing here sign with.
+            status: The answer to every POST no script covers.
+        """
         self.secret = secret
+        self._status = status
+        self.delays: dict[str, float] = {}
+        self.retry_after: dict[str, str] = {}
+        self._scripts: dict[str, list[int]] = {}
         self._received: list[ReceivedWebhook] = []
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a sender's pooled client expects
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))
-                receiver._record(self.path, dict(self.headers.items()), raw)
-                self.send_response(204)
+                delay = receiver.delays.get(self.path)
+                if delay:
+                    time.sleep(delay)
+                status = receiver._answer(self.path)
+                receiver._record(self.path, dict(self.headers.items()), raw, status)
+                self.send_response(status)
+                if status >= 300 and self.path in receiver.retry_after:
+                    self.send_header("retry-after", receiver.retry_after[self.path])
+                if 300 <= status < 400:
+                    self.send_header("location", REDIRECT_LOCATION)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -93,13 +130,24 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.port: int = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhook-receiver", daemon=True
         )
         self._thread.start()
 
-    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> None:
+    def script(self, path: str, *statuses: int) -> None:
+        """Answer the next POSTs to ``path`` with ``statuses`` in order, then as usual."""
+        with self._lock:
+            self._scripts[path] = list(statuses)
+
+    def _answer(self, path: str) -> int:
+        with self._lock:
+            script = self._scripts.get(path)
+            return script.pop(0) if script else self._status
+
+    def _record(self, path: str, headers: dict[str, str], raw: bytes, status: int) -> None:
         try:
             body: Any = json.loads(raw)
         except ValueError:
@@ -107,7 +155,7 @@ class WebhookReceiver:
         lowered = {name.lower(): value for name, value in headers.items()}
         signed = signature_matches(self.secret, raw, lowered.get(SIGNATURE_HEADER.lower()))
         with self._lock:
-            self._received.append(ReceivedWebhook(path, lowered, raw, body, signed))
+            self._received.append(ReceivedWebhook(path, lowered, raw, body, signed, status))
 
     @property
     def received(self) -> list[ReceivedWebhook]:
