@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from bugless_core.errors import InvalidArgument
 from bugless_core.notification_channel import DeliveryStatus, Notification
 from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
 from bugless_notify.render import render_notification
+from bugless_testing.ports import refused_port
 from bugless_testing.smtp import SmtpSink
 
 
@@ -126,12 +126,10 @@ async def test_a_deferred_recipient_is_retryable(
 
 
 async def test_an_unreachable_relay_is_retryable() -> None:
-    with socket.socket() as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        closed_port = placeholder.getsockname()[1]
-    channel = EmailChannel(_settings(closed_port))
-    result = await channel.deliver(_notification())
-    await channel.close()
+    with refused_port() as closed_port:
+        channel = EmailChannel(_settings(closed_port))
+        result = await channel.deliver(_notification())
+        await channel.close()
     assert result.status is DeliveryStatus.RETRY
     assert "unreachable" in result.reason
 

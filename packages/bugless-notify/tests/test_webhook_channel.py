@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from bugless_notify.webhook import (
     sign,
     verify_signature,
 )
+from bugless_testing.ports import refused_port
 
 
 @pytest.fixture
@@ -147,11 +147,9 @@ async def test_retry_after_is_passed_on(
 async def test_a_refused_connection_is_retryable_and_names_the_endpoint_not_its_url(
     channel: WebhookChannel, pool: asyncpg.Pool, endpoints: WebhookEndpointStore
 ) -> None:
-    with socket.socket() as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        port = placeholder.getsockname()[1]
-    await _add(pool, endpoints, "gone", f"http://127.0.0.1:{port}/secret-token-path")
-    result = await channel.deliver(_notification("gone"))
+    with refused_port() as port:
+        await _add(pool, endpoints, "gone", f"http://127.0.0.1:{port}/secret-token-path")
+        result = await channel.deliver(_notification("gone"))
     assert result.status is DeliveryStatus.RETRY
     assert "'gone'" in result.reason
     assert "secret-token-path" not in result.reason

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Self
 
 import asyncpg
+import pytest
 from notify_support import SECRET, WebhookReceiver, mail_delivery, webhook_delivery
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +19,7 @@ from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
 from bugless_notify.queue import DeliveryQueue, DeliveryState, RetryPolicy
 from bugless_notify.webhook import WebhookChannel, WebhookEndpoint, WebhookSettings
 from bugless_notify.worker import DeliveryWorker, WorkerSettings
+from bugless_testing.ports import refused_port
 from bugless_testing.smtp import SmtpSink
 
 FAST_RETRY = RetryPolicy(base_seconds=0.05, max_seconds=0.2, max_attempts=5)
@@ -155,10 +156,11 @@ async def _state_is(
     return await _state(pool, queue, key) is expected
 
 
-def _closed_port() -> int:
-    with socket.socket() as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        return int(placeholder.getsockname()[1])
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test, and nobody else takes."""
+    with refused_port() as port:
+        yield port
 
 
 async def test_bad_endpoints_and_refused_mail_never_hold_up_the_others(
@@ -167,6 +169,8 @@ async def test_bad_endpoints_and_refused_mail_never_hold_up_the_others(
     endpoints: WebhookEndpointStore,
     receiver: WebhookReceiver,
     smtp_sink: SmtpSink,
+    *,
+    closed_port: int,
 ) -> None:
     receiver.hangs["/hang"] = 60.0
     receiver.script("/gone", 404)
@@ -182,7 +186,7 @@ async def test_bad_endpoints_and_refused_mail_never_hold_up_the_others(
         await endpoints.put(conn, WebhookEndpoint("hanging", receiver.url("/hang"), SECRET))
         await endpoints.put(conn, WebhookEndpoint("gone", receiver.url("/gone"), SECRET))
         await endpoints.put(
-            conn, WebhookEndpoint("unreachable", f"http://127.0.0.1:{_closed_port()}/h", SECRET)
+            conn, WebhookEndpoint("unreachable", f"http://127.0.0.1:{closed_port}/h", SECRET)
         )
         await queue.enqueue(conn, bad)  # queued first, so claimed first
         await queue.enqueue(conn, [mail_delivery(n) for n in range(30)])
@@ -239,10 +243,11 @@ async def test_exhausted_retries_become_a_dead_letter_that_an_admin_can_requeue(
     queue: DeliveryQueue,
     endpoints: WebhookEndpointStore,
     receiver: WebhookReceiver,
+    closed_port: int,
 ) -> None:
     async with pool.acquire() as conn:
         await endpoints.put(
-            conn, WebhookEndpoint("ops", f"http://127.0.0.1:{_closed_port()}/h", SECRET)
+            conn, WebhookEndpoint("ops", f"http://127.0.0.1:{closed_port}/h", SECRET)
         )
         await queue.enqueue(conn, [webhook_delivery("change-5-3/webhook/ops", "ops")])
     channels = {"webhook": WebhookChannel(WebhookSettings(timeout_seconds=1.0), endpoints)}
