@@ -19,24 +19,26 @@ Creates use the REST API (``POST /issues.json``) with an API key in the
 
 from __future__ import annotations
 
+import contextlib
+import re
 import subprocess
-from collections.abc import Awaitable, Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 
-from bench.peers._peer import CreateCall, Peer, ReadTargets, run, server_process
-from bugless_dev.processes import unused_port
+from bench.peers._peer import CreateCall, Peer, ReadTargets, run, spawned
 
 REDMINE_ROOT = Path("/usr/share/redmine")
 PACKAGES = ("redmine", "redmine-pgsql", "puma")
-#: Attempts at a free port for puma, which binds only a port it is given.
-PORT_ATTEMPTS = 5
 WORKERS = 2
 THREADS = 5
 LOADER = Path(__file__).with_name("_redmine_load.rb")
+#: puma's line naming the address it bound, with the port the kernel picked.
+_LISTENING = re.compile(rb"\* Listening on http://127\.0\.0\.1:(\d+)")
 _PRESEED = (
     "redmine redmine/instances/default/dbconfig-install boolean false\n"
     "redmine redmine/instances/default/database-type select pgsql\n"
@@ -99,41 +101,21 @@ class RedminePeer(Peer):
 
     @contextmanager
     def serve(self) -> Iterator[str]:
-        """puma on a free port; another one if that port was taken before puma bound it."""
-        for attempt in range(PORT_ATTEMPTS):
-            port = unused_port()
-            base = f"http://127.0.0.1:{port}/"
-            server = server_process(
-                [
-                    "puma",
-                    "--environment",
-                    "production",
-                    "--bind",
-                    f"tcp://127.0.0.1:{port}",
-                    "--workers",
-                    str(WORKERS),
-                    "--threads",
-                    f"{THREADS}:{THREADS}",
-                    "--preload",
-                    "config.ru",
-                ],
-                log=self.home / "puma.log",
-                ready_url=f"{base}issues/1",
-                env=self.env,
-                cwd=REDMINE_ROOT,
-                timeout=180.0,
-            )
-            try:
-                server.__enter__()
-            except RuntimeError as failed:
-                if "Address already in use" in str(failed) and attempt + 1 < PORT_ATTEMPTS:
-                    continue
-                raise
-            try:
-                yield base
-            finally:
-                server.__exit__(None, None, None)
-            return
+        """puma on a port of the kernel's choosing (:func:`serve_puma`)."""
+        args = [
+            "--environment",
+            "production",
+            "--workers",
+            str(WORKERS),
+            "--threads",
+            f"{THREADS}:{THREADS}",
+            "--preload",
+            "config.ru",
+        ]
+        with serve_puma(
+            args, log=self.home / "puma.log", ready_path="issues/1", env=self.env, cwd=REDMINE_ROOT
+        ) as base:
+            yield base
 
     def _id(self, table: str, name: str) -> str:
         return self.context.cluster.psql(
@@ -207,3 +189,51 @@ class RedminePeer(Peer):
                 raise RuntimeError(msg)
 
         return create, client.aclose
+
+
+@contextmanager
+def serve_puma(
+    args: Sequence[str],
+    *,
+    log: Path,
+    ready_path: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 180.0,
+) -> Iterator[str]:
+    """``puma ARGS`` bound to ``tcp://127.0.0.1:0``; its base URL once ``ready_path`` answers.
+
+    puma binds in the master, before it forks the workers, and logs the port
+    the kernel gave it (``* Listening on http://127.0.0.1:PORT``; Debian's
+    puma 5.6): the port is read back from that line, so none is chosen free
+    and named on the command line for another process to take first.
+
+    Raises:
+        RuntimeError: puma exited, or was not ready within ``timeout`` seconds
+            (the message ends with its log).
+    """
+    offset = log.stat().st_size if log.exists() else 0  # spawned appends to the log
+    with spawned(
+        ["puma", "--bind", "tcp://127.0.0.1:0", *args], log=log, env=env, cwd=cwd
+    ) as process:
+        deadline = time.monotonic() + timeout
+        base: str | None = None
+        while True:
+            if process.poll() is not None:
+                msg = f"puma exited with {process.returncode}:\n" + log.read_text()[-3000:]
+                raise RuntimeError(msg)
+            if base is None:
+                with log.open("rb") as out:
+                    out.seek(offset)
+                    listening = _LISTENING.search(out.read())
+                if listening:
+                    base = f"http://127.0.0.1:{int(listening[1])}/"
+            if base is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{base}{ready_path}", timeout=10.0).status_code < 500:
+                        break
+            if time.monotonic() > deadline:
+                msg = f"puma not ready within {timeout:.0f}s:\n" + log.read_text()[-3000:]
+                raise RuntimeError(msg)
+            time.sleep(0.5)
+        yield base
