@@ -1,0 +1,253 @@
+"""The Model's ChangeIssue, GetIssue and BatchGetIssues, two Models' code side by side.
+
+    python -m bench.model_change [--issues 2000] [--seconds 6] [--repeat 3] [--clients 8] \
+        [--before PATH[:PATH...]]
+
+Starts a throwaway PostgreSQL, seeds it (:mod:`bench.seed`), and runs the
+Authenticator and the Model as ``bugless ... serve`` subprocesses
+(:mod:`bench._services`). With ``--before`` (the ``packages/*/src`` of an
+older checkout, as a ``PYTHONPATH``), a second Model (``model-before``) runs
+that code on the same database, and each round measures every call on both,
+one after the other (which goes first alternates by round), so the
+machine's load falls on both alike.
+
+Clients call the Model straight (mutual TLS, as the API does, each call
+carrying an identity assertion for ``user0042``, group ``eng``), in closed
+loops in one client process (so that client ``i`` owns the same issues in
+every process: no two clients change one issue):
+
+* ``change``: ``ChangeIssue`` of one of the client's own issues (priority
+  P1/P2 in turn, and a comment), at the version its last reply gave;
+* ``get``: ``GetIssue`` of a random issue;
+* ``bget``: ``BatchGetIssues`` of 6 random issues (the API's coalesced
+  batches held 5-8 at 16 clients).
+
+Each row prints the 1-minute load average and the CPU milliseconds each
+process (the Model measured, PostgreSQL: the postmaster and its backends)
+spent per request, from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench._load import Call, Close, LoadResult, run_load
+from bench._services import BenchStack, CpuMeter, load_average
+from bench.seed import SeedOptions, seed_and_verify
+from bugless_core.clients import CURRENT_ASSERTION, ServiceAddress
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+CALLER_ID = "user0042"
+#: Issues per BatchGetIssues (``bget``).
+BATCH = 6
+#: Most clients a run may have: each owns the issues ``ids[i::MAX_CLIENTS]``.
+MAX_CLIENTS = 64
+SCENARIOS = {
+    "change": "bench.model_change:model_change",
+    "get": "bench.model_change:model_get",
+    "bget": "bench.model_change:model_batch_get",
+}
+
+
+# ---- scenarios (run inside the client process) ----
+
+
+def _stub(params: dict[str, Any]) -> tuple[Any, v1.ModelStub, v1.Caller]:
+    address = ServiceAddress(
+        "127.0.0.1",
+        params["port"],
+        ca=Path(params["ca"]),
+        cert=Path(params["cert"]),
+        key=Path(params["key"]),
+    )
+    channel = address.channel()
+    CURRENT_ASSERTION.set(params["assertion"])
+    return channel, v1.ModelStub(channel), v1.Caller(user_id=CALLER_ID, groups=["eng"])
+
+
+async def model_change(params: dict[str, Any]) -> tuple[Call, Close]:
+    """ChangeIssue of the client's own issues, each at the version its last reply gave."""
+    channel, stub, caller = _stub(params)
+    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
+    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
+    versions = {i.id: i.version for i in read.issues}
+    priorities = {i.id: i.priority for i in read.issues}
+    cycle = itertools.cycle(sorted(versions))
+    counter = itertools.count()
+
+    async def call() -> None:
+        issue_id = next(cycle)
+        priority = v1.Priority.P1 if priorities[issue_id] != v1.Priority.P1 else v1.Priority.P2
+        reply = await stub.change_issue(
+            v1.ChangeIssueRequest(
+                caller=caller,
+                issue_id=issue_id,
+                expected_version=versions[issue_id],
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(priority=priority),
+                    update_mask=FieldMask(paths=["priority"]),
+                ),
+                comment=f"bench change {next(counter)}",
+            )
+        )
+        assert reply.issue is not None
+        versions[issue_id] = reply.issue.version
+        priorities[issue_id] = reply.issue.priority
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def model_get(params: dict[str, Any]) -> tuple[Call, Close]:
+    """GetIssue of a random issue."""
+    channel, stub, caller = _stub(params)
+    ids: list[int] = params["issue_ids"]
+    rng = random.Random(params["client"])
+
+    async def call() -> None:
+        await stub.get_issue(v1.GetIssueRequest(caller=caller, issue_id=rng.choice(ids)))
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def model_batch_get(params: dict[str, Any]) -> tuple[Call, Close]:
+    """BatchGetIssues of :data:`BATCH` random issues."""
+    channel, stub, caller = _stub(params)
+    ids: list[int] = params["issue_ids"]
+    rng = random.Random(params["client"])
+
+    async def call() -> None:
+        reply = await stub.batch_get_issues(
+            v1.BatchGetIssuesRequest(caller=caller, issue_ids=rng.sample(ids, BATCH))
+        )
+        if reply.missing_ids:
+            raise RuntimeError(f"missing {reply.missing_ids}")
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+# ---- the run ----
+
+
+async def _issue_ids(url: str) -> list[int]:
+    """Issues of open components (every caller edits them), in a fixed order."""
+    conn = await asyncpg.connect(url, server_settings={"search_path": "bugless"})
+    try:
+        rows = await conn.fetch(
+            "SELECT i.id FROM issues i JOIN components c ON c.id = i.component_id "
+            "WHERE c.effective_acl = '{}'::jsonb ORDER BY i.id LIMIT 4000"
+        )
+    finally:
+        await conn.close()
+    return [r["id"] for r in rows]
+
+
+def _row(label: str, call: str, clients: int, result: LoadResult, cpu: dict[str, float]) -> str:
+    done = max(1, len(result.latencies))
+    per = "  ".join(f"{name} {seconds * 1000 / done:.3f}" for name, seconds in cpu.items())
+    return (
+        f"{call:<7} {label:<7} {clients:>3} {result.rate:>8.0f} {result.percentile(50):>7.2f} "
+        f"{result.errors:>4} {result.extra['load']:>5}  {per}"
+    )
+
+
+def run(
+    issues: int, seconds: float, repeat: int, *, clients: int, before: str, only: tuple[str, ...]
+) -> None:
+    """Start everything, measure each call on each Model in turn, stop everything."""
+    if clients > MAX_CLIENTS:
+        raise SystemExit(f"--clients: at most {MAX_CLIENTS}")
+    bench = BenchStack.start()
+    try:
+        print(f"seeding {issues:,} issues ...", flush=True)
+        asyncio.run(
+            seed_and_verify(
+                bench.stack.model_database_url, "bugless", SeedOptions(issues=issues), check=False
+            )
+        )
+        ids = asyncio.run(_issue_ids(bench.stack.model_database_url))
+        models = {"after": bench.stack.first("model")}
+        if before:
+            models["before"] = bench.stack.start(
+                "model",
+                ["model", "serve", "--port", "0"],
+                name="model-before",
+                env={"PYTHONPATH": before},
+            )
+        pids = bench.service_pids()
+        identity = bench.stack.identities["api"]
+        params: dict[str, Any] = {
+            "ca": str(bench.stack.pki.ca_file),
+            "cert": str(identity.cert),
+            "key": str(identity.key),
+            "assertion": bench.stack.assertion_for(CALLER_ID, groups=["eng"]),
+            "issue_ids": ids,
+        }
+        print(f"{len(ids)} issues in open components; {clients} clients in one process")
+        print(f"{'call':<7} {'model':<7} {'cli':>3} {'req/s':>8} {'p50 ms':>7} {'err':>4} "
+              f"{'load':>5}  CPU ms/request")  # fmt: skip
+        for round_number in range(repeat):
+            for call in only:
+                # Alternated (ABBA...), so neither config always runs first.
+                order = list(models.items())
+                for label, model in order if round_number % 2 == 0 else order[::-1]:
+                    name = "model" if label == "after" else "model-before"
+                    meter = CpuMeter({name: pids[name], "postgres": pids["postgres"]})
+                    result = run_load(
+                        SCENARIOS[call],
+                        {**params, "port": model.port},
+                        concurrency=clients,
+                        processes=1,
+                        seconds=seconds,
+                        on_start=meter.start,
+                    )
+                    cpu = meter.stop()
+                    result.extra["load"] = float(load_average())
+                    print(_row(label, call, clients, result, cpu), flush=True)
+                    if result.errors:
+                        print(f"    {result.errors} errors, first: {result.first_error}")
+            print(f"-- end of round {round_number + 1}", flush=True)
+    finally:
+        bench.stop()
+
+
+def main() -> None:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issues", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--only", default="change,get,bget")
+    parser.add_argument(
+        "--before", default="", help="PYTHONPATH of an older checkout's packages/*/src"
+    )
+    args = parser.parse_args()
+    run(
+        args.issues,
+        args.seconds,
+        args.repeat,
+        clients=args.clients,
+        before=args.before,
+        only=tuple(args.only.split(",")),
+    )
+
+
+if __name__ == "__main__":
+    main()
