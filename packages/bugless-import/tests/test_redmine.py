@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_proto import v1
+from bugless_testing.ports import refused_port
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
@@ -132,11 +132,10 @@ def test_a_wrong_or_missing_key_is_refused_by_name(
 def test_an_unreachable_redmine_or_one_that_answers_html_fails_clearly(
     redmine: Redmine,
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    with pytest.raises(Unavailable, match=f"cannot reach Redmine at {closed}"):
-        RedmineImporter(closed, {})
+    with refused_port() as port:
+        closed = f"http://127.0.0.1:{port}/"
+        with pytest.raises(Unavailable, match=f"cannot reach Redmine at {closed}"):
+            RedmineImporter(closed, {})
     with pytest.raises(InvalidArgument, match="not JSON"):
         RedmineImporter(redmine.url + "html/", {})
 
