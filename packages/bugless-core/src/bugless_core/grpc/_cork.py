@@ -48,6 +48,7 @@ from bugless_core._compat.grpclib import (
     ProtocolWrappingChannel,
     ProtocolWrappingServer,
 )
+from bugless_core.grpc import _hpack
 from bugless_core.grpc._codec import UpbCodec
 
 # Every connection receives through h2, which renders each frame it receives
@@ -165,7 +166,11 @@ MAX_FRAME_BYTES = 1024 * 1024
 
 
 class CorkedH2Protocol(H2Protocol):
-    """grpclib's HTTP/2 protocol writing through a :class:`CorkedTransport`, big frames allowed."""
+    """grpclib's HTTP/2 protocol writing through a :class:`CorkedTransport`, big frames allowed.
+
+    Its HPACK coder remembers the header blocks every call repeats
+    (:mod:`bugless_core.grpc._hpack`).
+    """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start HTTP/2 on the corked wrapper of ``transport``; offer :data:`MAX_FRAME_BYTES`.
@@ -185,6 +190,8 @@ class CorkedH2Protocol(H2Protocol):
         # first call), which would fail the whole connection with
         # FrameTooLargeError. Accepting more than the peer knows of is safe.
         h2_connection.max_inbound_frame_size = MAX_FRAME_BYTES
+        # The same header blocks every call: coded once (bugless_core.grpc._hpack).
+        _hpack.install(h2_connection)
         self.connection.flush()
 
 
