@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
+from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from grpclib.const import Status
@@ -24,8 +24,7 @@ def internal_error(method: str, exc: BaseException) -> GRPCError:
     return GRPCError(Status.INTERNAL, f"internal error in {method}; the server log has details")
 
 
-@contextmanager
-def handler_errors(method: str) -> Iterator[None]:
+class handler_errors:  # noqa: N801 - used as a function: ``with handler_errors(name):``
     """Raise what escapes the block as the status a gRPC handler answers with.
 
     A :class:`BuglessError` becomes its status (:func:`to_grpc_error`), a
@@ -35,17 +34,35 @@ def handler_errors(method: str) -> Iterator[None]:
     inside this (through :func:`grpc_errors`, or directly where a handler is a
     stream or a wrapper); cancellation passes through untouched.
 
+    A class rather than a ``@contextmanager`` generator: it is entered twice
+    on every call of the Model (the caller's assertion, then the handler),
+    and the generator's enter and exit cost ~2.3 µs a time against ~1.
+
     Args:
         method: The handler's name, for the log and the INTERNAL message.
     """
-    try:
-        yield
-    except BuglessError as exc:
-        raise to_grpc_error(exc) from exc
-    except GRPCError:
-        raise
-    except Exception as exc:
-        raise internal_error(method, exc) from exc
+
+    __slots__ = ("_method",)
+
+    def __init__(self, method: str) -> None:
+        """Map what escapes the block of ``method``'s handler."""
+        self._method = method
+
+    def __enter__(self) -> None:
+        """Nothing to set up."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Raise the status for ``exc``; let GRPCError and cancellation pass."""
+        if exc is None or isinstance(exc, GRPCError) or not isinstance(exc, Exception):
+            return
+        if isinstance(exc, BuglessError):
+            raise to_grpc_error(exc) from exc
+        raise internal_error(self._method, exc) from exc
 
 
 def grpc_errors(
