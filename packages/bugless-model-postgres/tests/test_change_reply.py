@@ -4,19 +4,22 @@ Right only while that answer equals what a read after the commit returns:
 every field of the issue (custom fields, relations, hotlists, the caller's
 star, children and duplicates, a redacted description) and of the entry, as
 GetIssue and ListHistory give them. Also: a stale version still fails as
-ABORTED with nothing written, and a batch's failing items leave the others'
-answers right.
+ABORTED with nothing written (also when it queued behind the issue's lock),
+and a batch's failing items leave the others' answers right.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bugless_core.errors import BuglessError, IssueVersionConflict
+from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -363,3 +366,35 @@ async def test_an_edit_and_a_redaction_answer_what_a_read_returns(
         )
     after = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
     assert after == read
+
+
+async def test_a_stale_change_queued_behind_the_lock_is_aborted_when_the_holder_commits(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """READ COMMITTED needs no version check before locking: the one under the lock answers."""
+    backend = bugless_model_backend
+    issue = await _create(backend, await _component(backend))
+    settings = {"search_path": f'"{model_settings.schema}"'}
+    holder = await asyncpg.connect(model_settings.database_url, server_settings=settings)
+    watcher = await asyncpg.connect(model_settings.database_url, server_settings=settings)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("UPDATE issues SET version = version + 1 WHERE id = $1", issue.id)
+        change = asyncio.ensure_future(_change(backend, issue, "stale once the holder commits"))
+        waiting = 0
+        while not waiting and not change.done():
+            await asyncio.sleep(0.01)
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        assert waiting, "the change did not wait for the row lock"
+        await held.commit()
+        with pytest.raises(IssueVersionConflict):
+            await change
+    finally:
+        await holder.close()
+        await watcher.close()
+    entries = await _entries(backend, issue.id)
+    assert [e.version for e in entries] == [1]
