@@ -175,7 +175,7 @@ class SearchCalls(BackendCalls):
         )
         if data is None:
             return page.response(caller)
-        return _search_wire.EncodedSearchIssuesResponse.of(data)
+        return wire.encoded(v1.SearchIssuesResponse, data)
 
     async def _search_page(self, request: v1.SearchIssuesRequest) -> _SearchPage:
         """The rows of the page ``request`` asks for, with what its reply is made of."""

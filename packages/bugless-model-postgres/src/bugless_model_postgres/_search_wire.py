@@ -19,7 +19,6 @@ for the whole page (as the codec falls back to betterproto2 for a message).
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import operator
@@ -32,8 +31,6 @@ from bugless_core import custom_fields as cf
 from bugless_model_postgres._convert import caller_role
 from bugless_model_postgres._custom_values import load_values
 from bugless_proto import v1, wire
-
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 #: The upb class of the reply.
 _REPLY = wire.upb_class(v1.SearchIssuesResponse)
@@ -74,7 +71,6 @@ _OTHER = (
     "custom_fields",
     "custom_field_names",
 )
-_MICROSECOND = datetime.timedelta(microseconds=1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,17 +78,6 @@ def _reader(columns: tuple[str, ...]) -> Callable[[asyncpg.Record], tuple[Any, .
     """One C call reading a row's columns by position (a page statement's layout, once)."""
     where = {name: index for index, name in enumerate(columns)}
     return operator.itemgetter(*(where[name] for name in _PLAIN + _OTHER))
-
-
-def _stamp(value: datetime.datetime) -> dict[str, int]:
-    """A timestamptz as Timestamp keywords, as :mod:`bugless_proto.wire` converts it.
-
-    betterproto2's ``Timestamp.from_datetime``: whole microseconds since the
-    epoch, floor division for instants before it. An aware datetime of any
-    zone subtracts as its instant; a naive one raises TypeError.
-    """
-    seconds, micros = divmod((value - _EPOCH) // _MICROSECOND, 1_000_000)
-    return {"seconds": seconds, "nanos": micros * 1000}
 
 
 def _custom_values(raw: Any, names: Any) -> list[dict[str, Any]]:
@@ -195,11 +180,11 @@ def _issues(caller: v1.Caller, rows: Sequence[asyncpg.Record], size: int) -> lis
         if blocked_by:
             fields["blocked_by_ids"] = sorted(blocked_by)
         if created is not None:
-            fields["created_at"] = _stamp(created)
+            fields["created_at"] = wire.timestamp_fields(created)
         if modified is not None:
-            fields["modified_at"] = _stamp(modified)
+            fields["modified_at"] = wire.timestamp_fields(modified)
         if closed is not None:
-            fields["closed_at"] = _stamp(closed)
+            fields["closed_at"] = wire.timestamp_fields(closed)
         if names is not None:
             if isinstance(custom, str) and isinstance(names, str):
                 fields["custom_fields"] = _remembered_values(custom, names)
@@ -207,41 +192,3 @@ def _issues(caller: v1.Caller, rows: Sequence[asyncpg.Record], size: int) -> lis
                 fields["custom_fields"] = _custom_values(custom, names)
         issues.append(fields)
     return issues
-
-
-class EncodedSearchIssuesResponse(v1.SearchIssuesResponse):
-    """A ``SearchIssuesResponse`` that is its encoded bytes until a field is read.
-
-    grpclib's codec calls ``SerializeToString`` (a class that defines it owns
-    its wire form, see :mod:`bugless_proto.wire`), which returns the bytes
-    :func:`reply_bytes` made. Reading a field decodes them once (the fields
-    a client would decode); after that the message is an ordinary one and
-    encodes from its fields, so a change made to them is sent.
-    """
-
-    @classmethod
-    def of(cls, encoded: bytes) -> EncodedSearchIssuesResponse:
-        """The response whose wire form is ``encoded``."""
-        response = object.__new__(cls)
-        object.__setattr__(response, "_encoded", encoded)
-        return response
-
-    def __getattr__(self, name: str) -> Any:
-        """A field not read yet: decode the bytes into the message's fields."""
-        state = self.__dict__
-        if "_encoded" not in state or name.startswith("__"):
-            raise AttributeError(name)
-        decoded = wire.decode(v1.SearchIssuesResponse, state.pop("_encoded"))
-        state.update(decoded.__dict__)
-        return object.__getattribute__(self, name)
-
-    def SerializeToString(self) -> bytes:  # noqa: N802 - protobuf's name, called by grpclib
-        """The encoded bytes, or the fields' encoding once they were read."""
-        encoded = self.__dict__.get("_encoded")
-        if isinstance(encoded, bytes):
-            return encoded
-        plain = object.__new__(v1.SearchIssuesResponse)
-        plain.__dict__ = dict(self.__dict__)
-        return wire.encode(plain)
-
-    __bytes__ = SerializeToString

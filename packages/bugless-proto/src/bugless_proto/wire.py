@@ -36,7 +36,8 @@ values, maps, oneofs, ``optional``, Timestamp, Duration, wrappers, recursion):
 * A class that defines its own ``SerializeToString`` (or ``__bytes__``, or
   ``FromString``/``parse``) owns its wire form: those are called as they are.
   This is how pre-encoded replies (the Authenticator's ``UsersResponse``
-  joined from cached bytes) keep their own path.
+  joined from cached bytes, and every :func:`encoded` message) keep their
+  own path.
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as UpbMessage
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from bugless_proto import _encoded
 from bugless_proto._compat_betterproto2 import UNKNOWN_FIELDS_ATTRIBUTE, FieldInfo, fields_of
 
 M = TypeVar("M", bound=betterproto2.Message)
+
+#: The base of every :func:`encoded` message class (``isinstance`` until it is read).
+Encoded = _encoded.Encoded
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _timedelta = datetime.timedelta
@@ -109,16 +114,24 @@ class _EnumTable(dict[int, Any]):
         return self.enum_class(value)
 
 
-def _timestamp_fields(value: datetime.datetime) -> dict[str, int]:
-    """``Timestamp.from_datetime`` of betterproto2, as upb constructor keywords."""
-    if not value.tzinfo:
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def timestamp_fields(value: datetime.datetime) -> dict[str, int]:
+    """An aware datetime as upb ``Timestamp`` keywords: betterproto2's ``from_datetime``.
+
+    Whole microseconds since the epoch (floor division for instants before
+    it); an aware datetime of any zone subtracts as its instant, without
+    converting it to UTC first. For code that builds upb messages itself
+    (the Model's search page from rows) as well as for the plans.
+
+    Raises:
+        ValueError: ``value`` is naive (betterproto2's message); a tzinfo
+            that gives no offset raises TypeError.
+    """
+    if value.tzinfo is None:
         raise ValueError("datetime must be timezone aware")
-    if value.tzinfo is not datetime.UTC:
-        value = value.astimezone(datetime.UTC)
-    offset = value - _EPOCH
-    seconds, micros = divmod(
-        (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds, 1_000_000
-    )
+    seconds, micros = divmod((value - _EPOCH) // _MICROSECOND, 1_000_000)
     return {"seconds": seconds, "nanos": micros * 1000}
 
 
@@ -465,7 +478,7 @@ class _Registry:
             "_Fallback": _Fallback,
             "_UnknownFieldSet": UnknownFieldSet,
             "_new": object.__new__,
-            "_timestamp_fields": _timestamp_fields,
+            "_timestamp_fields": timestamp_fields,
             "_timestamp_value": _timestamp_value,
         }
 
@@ -521,8 +534,12 @@ class _Registry:
 
     @staticmethod
     def _own_wire_form(message_class: type[betterproto2.Message]) -> WirePlan:
+        # Looked up on the class: an Encoded message reads any attribute of
+        # its own through Python (to decode itself first), this one included.
+        serialize = message_class.SerializeToString
+
         def encode(message: betterproto2.Message) -> bytes:
-            return message.SerializeToString()
+            return serialize(message)
 
         return WirePlan(
             message_class,
@@ -559,6 +576,25 @@ def decode(cls: type[M], data: bytes) -> M:
     """
     message: M = _REGISTRY.plan(cls).decode(data)  # type: ignore[assignment]
     return message
+
+
+def encoded(cls: type[M], data: bytes) -> M:
+    """A ``cls`` message that is ``data`` (its wire form) until read: see :class:`Encoded`.
+
+    The codec sends ``data`` as it is; a read decodes it (by :func:`decode`),
+    once, into the message's own fields.
+    """
+    make = _ENCODED.get(cls)
+    if make is None:
+        made_class: Any = _encoded.encoded_type(cls, _REGISTRY.plan(cls).decode)
+        assert issubclass(made_class, Encoded)
+        make = _ENCODED[cls] = made_class.of
+    message: M = make(data)
+    return message
+
+
+#: The maker of each class's :func:`encoded` messages.
+_ENCODED: dict[type, Callable[[bytes], Any]] = {}
 
 
 def upb_class(cls: type[betterproto2.Message]) -> type[UpbMessage]:
