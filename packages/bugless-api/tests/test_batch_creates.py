@@ -164,7 +164,8 @@ async def test_creates_of_one_caller_share_model_calls(bots: Bots, connect_as: C
                 for n in range(40)
             )
         )
-        made = [issue.decoded() for issue in encoded]
+        assert all(isinstance(issue, wire.Encoded) for issue in encoded)
+        made = list(encoded)
         assert [i.title for i in made] == [f"shared {n}" for n in range(40)]
         assert {i.reporter for i in made} == {"robot"}
         assert len({i.id for i in made}) == 40

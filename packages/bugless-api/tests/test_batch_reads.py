@@ -135,7 +135,7 @@ async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: Con
         reader = IssueReader(model.batch_get, users, max_batch=16, max_in_flight=1)
         assert me.user is not None
         caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
-        read = [i.decoded() for i in await asyncio.gather(*(reader.get(caller, i) for i in ids))]
+        read = await asyncio.gather(*(reader.get(caller, i) for i in ids))
         assert [i.id for i in read] == ids
         assert {i.reporter for i in read} == {"robot"}
         # 40 reads, at most 16 distinct ids per call, one call at a time.
@@ -201,13 +201,13 @@ async def test_a_callers_batch_in_flight_holds_up_only_that_callers_reads(
         later = asyncio.gather(*(reader.get(slow, i) for i in ids[1:]))
         # The other caller is not held up by the slow caller's batch in flight.
         seen = await asyncio.wait_for(reader.get(other, ids[0]), timeout=60)
-        assert seen.decoded().id == ids[0]
+        assert seen.id == ids[0]
         assert model.callers == [slow.user_id, other.user_id]
         assert not first.done()
         assert not later.done()
         model.release.set()
         read = [await first, *await later]
-        assert [i.decoded().id for i in read] == ids
+        assert [i.id for i in read] == ids
         # The slow caller's later reads waited for its free slot and went as one batch.
         assert model.callers == [slow.user_id, other.user_id, slow.user_id]
         assert model.sizes == [1, 1, 5]

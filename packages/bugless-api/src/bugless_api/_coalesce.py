@@ -34,10 +34,10 @@ from typing import Any
 
 from bugless_api._batching import PerCallerBatcher
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import EncodedIssue, people_of, rename
+from bugless_api._wire_issues import people_of, rename_issue
 from bugless_core import limits
 from bugless_core.errors import NotFound
-from bugless_proto import v1
+from bugless_proto import v1, wire
 
 #: Fetches issues for one caller: the gateway's Model ``BatchGetIssues`` call,
 #: its reply parsed by upb (:data:`bugless_api._wire_issues.BATCH_GET_REPLY`).
@@ -47,10 +47,10 @@ BatchGet = Callable[[v1.BatchGetIssuesRequest], Awaitable[Any]]
 @dataclass
 class _Batch:
     caller: v1.Caller
-    waiters: dict[int, list[asyncio.Future[EncodedIssue]]] = field(default_factory=dict)
+    waiters: dict[int, list[asyncio.Future[v1.Issue]]] = field(default_factory=dict)
 
-    def add(self, issue_id: int) -> asyncio.Future[EncodedIssue]:
-        future: asyncio.Future[EncodedIssue] = asyncio.get_running_loop().create_future()
+    def add(self, issue_id: int) -> asyncio.Future[v1.Issue]:
+        future: asyncio.Future[v1.Issue] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(issue_id, []).append(future)
         return future
 
@@ -80,10 +80,10 @@ class IssueReader(PerCallerBatcher[_Batch]):
         self._batch_get = batch_get
         self._users = users
 
-    async def get(self, caller: v1.Caller, issue_id: int) -> EncodedIssue:
+    async def get(self, caller: v1.Caller, issue_id: int) -> v1.Issue:
         """The issue with usernames, as GetIssue by ``caller`` would return it.
 
-        The issue is its wire form (:meth:`EncodedIssue.decoded` reads it).
+        The issue is its wire form until read (:func:`bugless_proto.wire.encoded`).
 
         Raises:
             NotFound: The issue does not exist or the caller may not view it.
@@ -100,7 +100,7 @@ class IssueReader(PerCallerBatcher[_Batch]):
     def _size(self, batch: _Batch) -> int:
         return len(batch.waiters)  # distinct issues
 
-    def _waiters(self, batch: _Batch) -> Iterator[asyncio.Future[EncodedIssue]]:
+    def _waiters(self, batch: _Batch) -> Iterator[asyncio.Future[v1.Issue]]:
         for futures in batch.waiters.values():
             yield from futures
 
@@ -113,10 +113,10 @@ class IssueReader(PerCallerBatcher[_Batch]):
         except Exception as exc:  # every call of the batch fails the same way
             self._fail_all(batch, exc)
             return
-        found: dict[int, EncodedIssue] = {}
+        found: dict[int, v1.Issue] = {}
         for issue in reply.issues:
-            rename(issue, names)
-            found[issue.id] = EncodedIssue.of(issue.SerializeToString())
+            rename_issue(issue, names)
+            found[issue.id] = wire.encoded(v1.Issue, issue.SerializeToString())
         for issue_id, futures in batch.waiters.items():
             issue = found.get(issue_id)
             for future in futures:

@@ -30,10 +30,10 @@ from typing import Any
 
 from bugless_api._batching import PerCallerBatcher
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import EncodedIssue, people_of, rename
+from bugless_api._wire_issues import people_of, rename_issue
 from bugless_core import limits
 from bugless_core.errors import from_status
-from bugless_proto import v1
+from bugless_proto import v1, wire
 
 #: Creates issues for one caller: the gateway's Model ``BatchCreateIssues`` call,
 #: its reply parsed by upb (:data:`bugless_api._wire_issues.BATCH_CREATE_REPLY`).
@@ -44,10 +44,10 @@ BatchCreate = Callable[[v1.BatchCreateIssuesRequest], Awaitable[Any]]
 class _Batch:
     caller: v1.Caller
     items: list[v1.CreateIssueRequest] = field(default_factory=list)
-    waiters: list[asyncio.Future[EncodedIssue]] = field(default_factory=list)
+    waiters: list[asyncio.Future[v1.Issue]] = field(default_factory=list)
 
-    def add(self, item: v1.CreateIssueRequest) -> asyncio.Future[EncodedIssue]:
-        future: asyncio.Future[EncodedIssue] = asyncio.get_running_loop().create_future()
+    def add(self, item: v1.CreateIssueRequest) -> asyncio.Future[v1.Issue]:
+        future: asyncio.Future[v1.Issue] = asyncio.get_running_loop().create_future()
         self.items.append(item)
         self.waiters.append(future)
         return future
@@ -78,12 +78,12 @@ class IssueCreator(PerCallerBatcher[_Batch]):
         self._batch_create = batch_create
         self._users = users
 
-    async def create(self, caller: v1.Caller, item: v1.CreateIssueRequest) -> EncodedIssue:
+    async def create(self, caller: v1.Caller, item: v1.CreateIssueRequest) -> v1.Issue:
         """The new issue with usernames, as CreateIssue by ``caller`` would return it.
 
         ``item`` already names user ids (the API translated its usernames);
         its own ``caller`` is not sent (the Model takes the batch's for every
-        item). The issue is its wire form (:meth:`EncodedIssue.decoded` reads it).
+        item). The issue is its wire form until read (:func:`bugless_proto.wire.encoded`).
 
         Raises:
             BuglessError: What this item's own CreateIssue would have raised,
@@ -101,7 +101,7 @@ class IssueCreator(PerCallerBatcher[_Batch]):
     def _size(self, batch: _Batch) -> int:
         return len(batch.items)
 
-    def _waiters(self, batch: _Batch) -> Iterable[asyncio.Future[EncodedIssue]]:
+    def _waiters(self, batch: _Batch) -> Iterable[asyncio.Future[v1.Issue]]:
         return batch.waiters
 
     async def _resolve(self, batch: _Batch) -> None:
@@ -120,8 +120,8 @@ class IssueCreator(PerCallerBatcher[_Batch]):
                 continue
             if result.code == 0 and result.HasField("issue"):
                 issue = result.issue
-                rename(issue, names)
-                future.set_result(EncodedIssue.of(issue.SerializeToString()))
+                rename_issue(issue, names)
+                future.set_result(wire.encoded(v1.Issue, issue.SerializeToString()))
             else:
                 future.set_exception(
                     from_status(result.code, result.message, result.reason, dict(result.metadata))

@@ -15,12 +15,25 @@ import datetime
 import re
 import zoneinfo
 from collections.abc import AsyncIterator
-from typing import ClassVar
+from typing import ClassVar, TypeVar
+
+import betterproto2
 
 from bugless_api._custom_users import delta_components, sets_values, user_field_ids
 from bugless_api._gateway import Gateway, GatewayService, caller_of
 from bugless_api._identity import current_identity
 from bugless_api._users import UserRefs
+from bugless_api._wire_issues import (
+    BATCH_CHANGE_ISSUES,
+    BATCH_GET_ISSUES,
+    CHANGE_ISSUE,
+    DELETE_ATTACHMENT,
+    EDIT_COMMENT,
+    LIST_HISTORY,
+    REDACT,
+    SEARCH_ISSUES,
+    NamedReply,
+)
 from bugless_core import limits
 from bugless_core.clients import call, call_errors, resolve_query
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
@@ -28,6 +41,8 @@ from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_core.search.build import all_of
 from bugless_proto import v1
+
+M = TypeVar("M", bound=betterproto2.Message)
 
 #: What an IANA zone name looks like (``America/Argentina/Buenos_Aires``, ``Etc/GMT+12``).
 _ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
@@ -172,11 +187,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
     ) -> v1.BatchGetIssuesResponse:
         """Several issues; invisible and missing ones are listed in missing_ids."""
         caller_of(message)
-        reply = await self.gateway.model_call(self.gateway.model.batch_get_issues, message)
-        out = UserRefs()
-        out.issues(reply.issues)
-        await self._named(out)
-        return reply
+        return await self._wire_reply(BATCH_GET_ISSUES, message)
 
     async def change_issue(self, message: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:
         """Apply a delta and/or comment against ``expected_version``."""
@@ -185,12 +196,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
         refs.delta(message.delta)
         await self._custom_people(caller, message.delta, [message.issue_id], refs)
         await self.gateway.users.to_ids(refs)
-        reply = await self.gateway.model_call(self.gateway.model.change_issue, message)
-        out = UserRefs()
-        out.issue(reply.issue)
-        out.entry(reply.entry)
-        await self._named(out)
-        return reply
+        return await self._wire_reply(CHANGE_ISSUE, message)
 
     async def _custom_people(
         self,
@@ -206,24 +212,21 @@ class IssuesService(GatewayService, v1.IssuesBase):
         people = await user_field_ids(self.gateway, caller, components)
         refs.custom_values(delta.custom_fields_set, people, "delta.custom_fields_set")
 
-    async def _changed(self, reply: v1.ChangeIssueResponse) -> v1.ChangeIssueResponse:
-        out = UserRefs()
-        out.issue(reply.issue)
-        out.entry(reply.entry)
-        await self._named(out)
-        return reply
+    async def _wire_reply(self, reply: NamedReply[M], request: betterproto2.Message) -> M:
+        """The Model's reply, usernames put in, sent as the bytes upb writes (see _wire_issues)."""
+        gateway = self.gateway
+        timeout = gateway.settings.backend_timeout_seconds
+        return await reply.call(gateway.model, gateway.users, request, deadline_seconds=timeout)
 
     async def edit_comment(self, message: v1.EditCommentRequest) -> v1.ChangeIssueResponse:
         """Edit a comment the caller wrote (a new entry supersedes the text)."""
         caller_of(message)
-        reply = await self.gateway.model_call(self.gateway.model.edit_comment, message)
-        return await self._changed(reply)
+        return await self._wire_reply(EDIT_COMMENT, message)
 
     async def redact(self, message: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Redact a comment, description or attachment (component admins)."""
         caller_of(message)
-        reply = await self.gateway.model_call(self.gateway.model.redact, message)
-        return await self._changed(reply)
+        return await self._wire_reply(REDACT, message)
 
     async def batch_change_issues(
         self, message: v1.BatchChangeIssuesRequest
@@ -235,22 +238,12 @@ class IssuesService(GatewayService, v1.IssuesBase):
         issue_ids = [i.issue_id for i in message.issues]
         await self._custom_people(caller, message.delta, issue_ids, refs)
         await self.gateway.users.to_ids(refs)
-        reply = await self.gateway.model_call(self.gateway.model.batch_change_issues, message)
-        out = UserRefs()
-        for index, result in enumerate(reply.results):
-            out.issue(result.issue, f"results[{index}].issue")
-        await self._named(out)
-        return reply
+        return await self._wire_reply(BATCH_CHANGE_ISSUES, message)
 
     async def list_history(self, message: v1.ListHistoryRequest) -> v1.ListHistoryResponse:
         """An issue's history, oldest first."""
         caller_of(message)
-        reply = await self.gateway.model_call(self.gateway.model.list_history, message)
-        out = UserRefs()
-        for index, entry in enumerate(reply.entries):
-            out.entry(entry, f"entries[{index}]")
-        await self._named(out)
-        return reply
+        return await self._wire_reply(LIST_HISTORY, message)
 
     async def search_issues(self, message: v1.QuerySearchRequest) -> v1.SearchIssuesResponse:
         """Search by query string and/or structured query, as the caller.
@@ -270,11 +263,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
             read_mask=message.read_mask,
         )
         caller_of(request)
-        reply = await self.gateway.model_call(self.gateway.model.search_issues, request)
-        out = UserRefs()
-        out.issues(reply.issues)
-        await self._named(out)
-        return reply
+        return await self._wire_reply(SEARCH_ISSUES, request)
 
     async def watch(self, message: v1.QueryWatchRequest) -> AsyncIterator[v1.WatchEvent]:
         """Proxy the Model's change stream for one issue or a query.
@@ -375,5 +364,4 @@ class IssuesService(GatewayService, v1.IssuesBase):
     ) -> v1.ChangeIssueResponse:
         """Detach a file (its uploader or a component admin)."""
         caller_of(message)
-        reply = await self.gateway.model_call(self.gateway.model.delete_attachment, message)
-        return await self._changed(reply)
+        return await self._wire_reply(DELETE_ATTACHMENT, message)

@@ -11,7 +11,10 @@ has just seen: a rename shows through the API only after that TTL.
 
 The walkers below are the one place that knows which fields hold people (see
 the header of ``common.proto``); a new user field in the protos needs a line
-here.
+here. The people of the messages a reply carries to a bot (issues, history
+entries, attachments) are listed once, in the ``*_PEOPLE`` tuples: these
+walkers and :mod:`bugless_api._wire_issues`, which renames them in upb
+messages, both read them.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, MutableSequence
 from dataclasses import dataclass
+from typing import Any
 
 from bugless_core.errors import InvalidArgument
-from bugless_core.issue_labels import holds_people
+from bugless_core.issue_labels import USER_FIELDS
 from bugless_core.user_cache import USER_CACHE_SIZE, UserCache, get_users, lookup_users
 from bugless_proto import v1
 
@@ -34,6 +38,27 @@ _PEOPLE_SEARCH_FIELDS = frozenset(
         v1.SearchField.VERIFIER,
     }
 )
+
+
+#: Fields of an ``Issue`` holding one person, and those holding a list of
+#: people (besides the values of its USER custom fields).
+ISSUE_PERSON = ("reporter", "assignee", "verifier")
+ISSUE_PEOPLE = ("cc",)
+#: A ``HistoryEntry``'s person (besides its attachments' and its changes').
+ENTRY_PERSON = ("author",)
+#: An ``Attachment``'s person.
+ATTACHMENT_PERSON = ("uploader",)
+#: A ``FieldChange`` of a people field (:func:`changes_people`): its values.
+CHANGE_PERSON = ("old_value", "new_value")
+CHANGE_PEOPLE = ("added", "removed")
+#: ``CustomFieldType.USER`` as the int a upb message holds (betterproto2's
+#: members compare equal to it).
+USER_TYPE = int(v1.CustomFieldType.USER)
+
+
+def changes_people(change: Any) -> bool:
+    """:func:`bugless_core.issue_labels.holds_people` of a betterproto2 or upb ``FieldChange``."""
+    return change.field in USER_FIELDS or change.field_type == USER_TYPE
 
 
 @dataclass
@@ -85,11 +110,12 @@ class UserRefs:
         """Reporter, assignee, verifier, cc."""
         if issue is None:
             return
-        for name in ("reporter", "assignee", "verifier"):
+        for name in ISSUE_PERSON:
             self.field(issue, name, f"{path}.{name}")
-        self.items(issue.cc, f"{path}.cc")
+        for name in ISSUE_PEOPLE:
+            self.items(getattr(issue, name), f"{path}.{name}")
         for index, value in enumerate(issue.custom_fields):
-            if value.type is v1.CustomFieldType.USER:
+            if value.type == USER_TYPE:
                 self.items(value.values, f"{path}.custom_fields[{index}].values")
 
     def custom_values(
@@ -108,7 +134,8 @@ class UserRefs:
     def attachment(self, attachment: v1.Attachment | None, path: str = "attachment") -> None:
         """The uploader."""
         if attachment is not None:
-            self.field(attachment, "uploader", f"{path}.uploader")
+            for name in ATTACHMENT_PERSON:
+                self.field(attachment, name, f"{path}.{name}")
 
     def issues(self, issues: Iterable[v1.Issue], path: str = "issues") -> None:
         """Every issue of a list."""
@@ -134,16 +161,17 @@ class UserRefs:
         """The author and the people inside field changes."""
         if entry is None:
             return
-        self.field(entry, "author", f"{path}.author")
+        for name in ENTRY_PERSON:
+            self.field(entry, name, f"{path}.{name}")
         for index, attachment in enumerate(entry.attachments):
             self.attachment(attachment, f"{path}.attachments[{index}]")
         for index, change in enumerate(entry.changes):
-            if holds_people(change):
+            if changes_people(change):
                 where = f"{path}.changes[{index}]"
-                self.field(change, "old_value", f"{where}.old_value")
-                self.field(change, "new_value", f"{where}.new_value")
-                self.items(change.added, f"{where}.added")
-                self.items(change.removed, f"{where}.removed")
+                for name in CHANGE_PERSON:
+                    self.field(change, name, f"{where}.{name}")
+                for name in CHANGE_PEOPLE:
+                    self.items(getattr(change, name), f"{where}.{name}")
 
     def principals(self, principals: Iterable[v1.Principal], path: str) -> None:
         """User principals (group principals are names already)."""
