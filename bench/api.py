@@ -488,7 +488,7 @@ def run(
             ("get", "model", "bench.api:model_get"),
             ("get", "echo", "bench.api:echo"),
             ("get", "echo-c", "bench._cclient:echo"),
-            ("search", "api", "bench.api:api_search"),
+            *(("search", f"api{suffix}", "bench.api:api_search") for suffix in apis),
             ("search", "model", "bench.api:model_search"),
         ]
         # The echo is every ratio's floor: measured whenever anything is.
