@@ -99,6 +99,57 @@ async def test_concurrent_conflicting_writes_are_retried_and_none_is_lost_or_ann
     assert announced == Counter({(i.id, 2): 1 for i in acknowledged})
 
 
+async def test_a_retried_change_answers_what_its_committed_attempt_wrote(
+    bugless_model_backend: CockroachBackend,
+) -> None:
+    """ChangeIssue's reply is built inside each attempt (no read-back): the committed one's."""
+    backend = bugless_model_backend
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name="retried changes")
+    )
+    hotlist = await backend.create_hotlist(v1.CreateHotlistRequest(caller=ADMIN, name="shared"))
+    issues = [
+        await backend.create_issue(
+            v1.CreateIssueRequest(
+                caller=ADMIN, fields=v1.IssueFields(title=f"c{n}", component_id=component.id)
+            )
+        )
+        for n in range(8)
+    ]
+    policy = counting(attempts=30)
+    backend._retry_policy = policy
+    try:
+        # Each change locks its issue, then the one hotlist row: commits make
+        # the others fail with 40001 after they wrote, and they are re-run.
+        replies = await asyncio.gather(
+            *(
+                backend.change_issue(
+                    v1.ChangeIssueRequest(
+                        caller=ADMIN,
+                        issue_id=issue.id,
+                        expected_version=issue.version,
+                        delta=v1.IssueDelta(hotlist_add=[hotlist.id]),
+                        comment=f"into the hotlist, {issue.id}",
+                    )
+                )
+                for issue in issues
+            )
+        )
+    finally:
+        backend._retry_policy = COCKROACH_RETRIES
+    assert policy.seen, "no serialization failure happened: the test proved nothing"
+    for reply in replies:
+        assert reply.issue is not None
+        read = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=reply.issue.id))
+        assert reply.issue == read
+        assert read.hotlist_ids == [hotlist.id]
+        history = await backend.list_history(
+            v1.ListHistoryRequest(caller=ADMIN, issue_id=reply.issue.id)
+        )
+        assert [e.version for e in history.entries] == [1, 2]
+        assert reply.entry == history.entries[-1]
+
+
 async def test_a_transaction_that_keeps_conflicting_is_given_up_with_nothing_written(
     bugless_model_backend: CockroachBackend,
 ) -> None:
