@@ -398,3 +398,26 @@ async def test_a_stale_change_queued_behind_the_lock_is_aborted_when_the_holder_
         await watcher.close()
     entries = await _entries(backend, issue.id)
     assert [e.version for e in entries] == [1]
+
+
+async def test_a_stale_attachment_deletion_by_another_editor_is_aborted_before_refused(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """The attachment calls keep their version check first: ABORTED, not PermissionDenied."""
+    backend = bugless_model_backend
+    issue = await _create(backend, await _component(backend))
+
+    async def content() -> AsyncIterator[bytes]:
+        yield b"bytes"
+
+    uploaded = await backend.upload_attachment(
+        v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name="a.txt"), content()
+    )
+    assert uploaded.attachment is not None
+    bob = v1.Caller(user_id="bob", groups=["eng"])  # an editor, not the uploader
+    with pytest.raises(IssueVersionConflict):
+        await backend.delete_attachment(
+            v1.DeleteAttachmentRequest(
+                caller=bob, attachment_id=uploaded.attachment.id, expected_version=issue.version
+            )
+        )

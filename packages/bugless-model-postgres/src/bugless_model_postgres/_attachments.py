@@ -178,7 +178,7 @@ async def check_can_attach(ctx: WriteContext, issue_id: int) -> int:
 
 async def _lock_issue(ctx: WriteContext, issue_id: int, expected_version: int) -> None:
     if expected_version:
-        await _issues.reject_stale_before_locking(ctx, issue_id, expected_version)
+        await _issues.reject_stale_before_locking(ctx, issue_id, expected_version, first=True)
     await ctx.conn.execute(q.LOCK_ISSUES, [issue_id])
 
 

@@ -343,7 +343,7 @@ def _rekey_other_sides(plan: DeltaPlan, issue_id: int) -> None:
 
 
 async def reject_stale_before_locking(
-    ctx: WriteContext, issue_id: int, expected_version: int
+    ctx: WriteContext, issue_id: int, expected_version: int, *, first: bool = False
 ) -> None:
     """Fail a change against a superseded version without queueing for row locks.
 
@@ -361,9 +361,12 @@ async def reject_stale_before_locking(
     deployed): there a writer queued behind the lock is not failed when the
     holder commits; it gets the lock and reads the committed row, whose
     version check then gives the same ABORTED. The statement would only cost
-    every change a round trip (one of ~9).
+    every change a round trip (one of ~9). ``first``: run it there too, for a
+    call whose checks under the lock come before its version check and would
+    otherwise answer a stale caller first (the attachment calls: the file
+    limits, the uploader).
     """
-    if ctx.dialect.statement_snapshots:
+    if ctx.dialect.statement_snapshots and not first:
         return
     row = await ctx.conn.fetchrow(q.ISSUE_VERSION, issue_id)
     if row is None or row["version"] == expected_version:
