@@ -17,8 +17,9 @@ from grpclib.server import Server
 
 from bugless_api._users import UserDirectory, UserRefs
 from bugless_api.settings import ApiSettings
-from bugless_core.clients import ServiceAddress
+from bugless_core.clients import ServiceAddress, resolve_query
 from bugless_core.grpc import GrpcServerSettings, listening_port
+from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_proto import v1
 
 TTL = 5.0
@@ -187,3 +188,30 @@ def test_a_negative_ttl_is_refused() -> None:
             auth=address,
             user_cache_seconds=-1.0,
         )
+
+
+async def test_a_repeated_search_resolves_its_people_from_the_cache(rig: Rig) -> None:
+    """The API's searches resolve usernames as resolve_query's users_by_name, cached."""
+    users = rig.directory()
+
+    async def resolved(text: str) -> str:
+        query = await resolve_query(
+            parse_query(text),
+            v1.AuthenticatorStub(rig.channel),
+            me=None,
+            users_by_name=users.users_by_name,
+        )
+        return str(query.filter)
+
+    first = await resolved("assignee:bob is:open")
+    assert "id-bob" in first
+    assert await resolved("assignee:bob is:open") == first
+    assert rig.auth.calls == Counter({"LookupUsers": 1})
+    # Someone nobody goes by is asked for every time (a new user is usable at once).
+    for _ in range(2):
+        with pytest.raises(QuerySyntaxError, match="nobody"):
+            await resolved("assignee:nobody")
+    assert rig.auth.calls == Counter({"LookupUsers": 3})
+    rig.clock.now += TTL + 0.1
+    await resolved("assignee:bob")
+    assert rig.auth.calls == Counter({"LookupUsers": 4})

@@ -98,7 +98,13 @@ async def structured_query(
             )
         try:
             resolved = await resolve_query(
-                parse_query(text), gateway.auth, me=current_identity().user_id, zone=zone
+                parse_query(text),
+                gateway.auth,
+                me=current_identity().user_id,
+                zone=zone,
+                # Named people from the gateway's user cache (user_cache_seconds):
+                # a repeated search costs no LookupUsers; an unknown name is asked for.
+                users_by_name=gateway.users.users_by_name,
             )
         except QuerySyntaxError as exc:
             raise InvalidArgument(

@@ -269,6 +269,15 @@ class UserDirectory:
         users = await self._cache.by_name(usernames, self._lookup)
         return {name.lower(): user.user_id for name, user in users.items()}
 
+    async def users_by_name(self, usernames: Iterable[str]) -> dict[str, v1.User]:
+        """The users named ``usernames``, keyed as the Authenticator spells their names.
+
+        What :func:`bugless_core.clients.resolve_query` takes as ``users_by_name``:
+        a search naming people (``assignee:alice``) resolves them from this
+        cache, as the web's searches do, instead of one ``LookupUsers`` per search.
+        """
+        return await self._cache.by_name(usernames, self._lookup)
+
     async def usernames_by_id(self, user_ids: Iterable[str]) -> dict[str, str]:
         """Usernames of the given ids; unknown ids absent."""
         users = await self._cache.by_id(user_ids, self._get)
