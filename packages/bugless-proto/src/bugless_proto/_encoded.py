@@ -115,6 +115,7 @@ def _decode_in_place(message: object) -> None:
 
 
 _CLASSES: dict[type, type[Encoded]] = {}
+_MAKERS: dict[type, Callable[[bytes], Any]] = {}
 _MAKING = threading.Lock()
 
 
@@ -147,3 +148,14 @@ def encoded_type(
                 name = f"Encoded{message_class.__name__}"
                 made = _CLASSES[message_class] = type(name, (message_class, Encoded), namespace)
     return made  # type: ignore[return-value]  # a subclass of message_class
+
+
+def maker(
+    message_class: type[betterproto2.Message], decode: Callable[[bytes], betterproto2.Message]
+) -> Callable[[bytes], Any]:
+    """``encoded_type(message_class, decode).of``, looked up once per class."""
+    made = _MAKERS.get(message_class)
+    if made is None:
+        made_class: Any = encoded_type(message_class, decode)
+        made = _MAKERS[message_class] = made_class.of
+    return made

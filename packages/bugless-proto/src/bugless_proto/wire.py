@@ -120,14 +120,11 @@ _MICROSECOND = datetime.timedelta(microseconds=1)
 def timestamp_fields(value: datetime.datetime) -> dict[str, int]:
     """An aware datetime as upb ``Timestamp`` keywords: betterproto2's ``from_datetime``.
 
-    Whole microseconds since the epoch (floor division for instants before
-    it); an aware datetime of any zone subtracts as its instant, without
-    converting it to UTC first. For code that builds upb messages itself
-    (the Model's search page from rows) as well as for the plans.
+    Whole microseconds since the epoch, floored; any zone subtracts as its
+    instant. Also for code that builds upb messages itself (``_search_wire``).
 
     Raises:
-        ValueError: ``value`` is naive (betterproto2's message); a tzinfo
-            that gives no offset raises TypeError.
+        ValueError: ``value`` is naive (betterproto2's error).
     """
     if value.tzinfo is None:
         raise ValueError("datetime must be timezone aware")
@@ -579,22 +576,9 @@ def decode(cls: type[M], data: bytes) -> M:
 
 
 def encoded(cls: type[M], data: bytes) -> M:
-    """A ``cls`` message that is ``data`` (its wire form) until read: see :class:`Encoded`.
-
-    The codec sends ``data`` as it is; a read decodes it (by :func:`decode`),
-    once, into the message's own fields.
-    """
-    make = _ENCODED.get(cls)
-    if make is None:
-        made_class: Any = _encoded.encoded_type(cls, _REGISTRY.plan(cls).decode)
-        assert issubclass(made_class, Encoded)
-        make = _ENCODED[cls] = made_class.of
-    message: M = make(data)
+    """A ``cls`` message that is ``data`` (its wire form) until read: see :class:`Encoded`."""
+    message: M = _encoded.maker(cls, _REGISTRY.plan(cls).decode)(data)
     return message
-
-
-#: The maker of each class's :func:`encoded` messages.
-_ENCODED: dict[type, Callable[[bytes], Any]] = {}
 
 
 def upb_class(cls: type[betterproto2.Message]) -> type[UpbMessage]:
