@@ -211,6 +211,7 @@ class BuglessPeer(Peer):
             search10_url=f"{self._web10_url}search?{search}",
         )
         _check_people(targets)
+        _check_page_sizes(targets)
         return targets
 
     def create_call(self, base_url: str) -> tuple[CreateCall, Callable[[], Awaitable[None]]]:
@@ -381,6 +382,20 @@ def _check_people(targets: ReadTargets) -> None:
                 raise RuntimeError(msg)
             if 'class="chip"' not in page.text.split("</header>", 1)[-1]:
                 msg = f"bugless page {url}: names nobody"
+                raise RuntimeError(msg)
+
+
+def _check_page_sizes(targets: ReadTargets) -> None:
+    """Fail unless the search rows list 50 issues and the 10-row tier 10.
+
+    The 10-row search compares with a peer at its page size; until the web
+    tier read ``BUGLESS_WEB_PAGE_SIZE`` that tier listed 50 rows unnoticed.
+    """
+    with httpx.Client(headers=targets.headers, timeout=120.0) as client:
+        for url, rows in ((targets.search_url, 50), (targets.search10_url or "", 10)):
+            listed = client.get(url).text.count('class="open-link"')
+            if listed != rows:
+                msg = f"bugless page {url}: {listed} rows, not {rows}"
                 raise RuntimeError(msg)
 
 

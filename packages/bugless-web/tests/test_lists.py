@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import html as html_lib
 import io
 import re
@@ -68,6 +69,30 @@ async def test_pages_go_forward_back_and_by_number(
     assert 'aria-current="page">2<' in by_number.text
     one = await client.get(_href(third.text, r'href="([^"]+)" aria-label="Page 1"'))
     assert _ids(one.text) == pages[0]
+
+
+async def test_a_deployment_sets_the_default_page_size_and_its_menu_offers_it(
+    client: AsyncTestClient[Any], web_settings: WebSettings, world: World, model: v1.ModelStub
+) -> None:
+    made = await _many(model, world, "quokka", 12)
+    app = create_app(dataclasses.replace(web_settings, page_size=10))
+    async with AsyncTestClient(app, base_url="http://testserver.local") as tens:
+        await sign_in(tens, "bob")
+        first = await tens.get("/search", params={"q": "quokka"})
+        assert len(_ids(first.text)) == 10
+        assert "page 1 of 2" in first.text
+        assert "<option selected>10</option>" in first.text
+        second = await tens.get(_href(first.text, r'rel="next" class="button" href="([^"]+)"'))
+        assert sorted(_ids(first.text) + _ids(second.text)) == sorted(made)
+        # The menu's sizes still work on that tier.
+        bigger = await tens.get("/search", params={"q": "quokka", "page_size": "25"})
+        assert len(_ids(bigger.text)) == 12
+    # A tier with the default size offers no 10: the size falls back to its 50.
+    await sign_in(client, "bob")
+    other = await client.get("/search", params={"q": "quokka", "page_size": "10"})
+    assert len(_ids(other.text)) == 12
+    assert "<option>10</option>" not in other.text
+    assert "<option selected>50</option>" in other.text
 
 
 async def test_a_tampered_page_trail_is_a_400_saying_so(client: AsyncTestClient[Any]) -> None:

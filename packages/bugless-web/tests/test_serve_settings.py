@@ -60,6 +60,19 @@ def test_the_user_cache_is_set_in_seconds_and_its_former_names_still_work() -> N
     assert "BUGLESS_WEB_USER_CACHE_TTL is deprecated" in env.stderr
 
 
+def test_the_default_page_size_is_a_flag_or_a_variable_and_must_be_1_to_200() -> None:
+    _, default = _built(["--session-key", KEY])
+    _, by_flag = _built(["--session-key", KEY, "--page-size", "10"])
+    _, by_env = _built(["--session-key", KEY], {"BUGLESS_WEB_PAGE_SIZE": "20"})
+    assert [s.page_size for s in (default, by_flag, by_env)] == [50, 10, 20]
+    for bad in ("0", "201"):
+        result = CliRunner().invoke(
+            web_group, ["serve", *BACKENDS, "--session-key", KEY, "--page-size", bad]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"--page-size {bad}: give 1 to 200 issues per page" in result.output
+
+
 def test_the_tls_files_reach_both_backend_addresses(tmp_path: Path) -> None:
     ca, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
     for path in (ca, cert, key):

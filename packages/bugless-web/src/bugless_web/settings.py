@@ -19,6 +19,12 @@ from bugless_core.clients import ServiceAddress
 from bugless_core.logs import LogSettings
 from bugless_core.settings import group, setting
 
+#: Page sizes a result table's menu offers (the deployment's default is added
+#: to them if it is none of these).
+PAGE_SIZES = (25, 50, 100, 200)
+#: The largest page the web asks of the Model.
+MAX_PAGE_SIZE = 200
+
 
 def _session_keys(values: Sequence[str]) -> tuple[str, ...]:
     """Every key of the given values (a value may hold several, separated by white space)."""
@@ -240,7 +246,11 @@ class WebSettings:
     session_max_age_seconds: int = setting(
         14 * 24 * 3600, cli=False, help="Lifetime of the session cookie."
     )
-    page_size: int = setting(50, cli=False, help="Issues per list page.")
+    page_size: int = setting(
+        50,
+        help="Issues a result table shows per page until the reader picks another size in its "
+        f"menu ({', '.join(str(n) for n in PAGE_SIZES)}); 1 to {MAX_PAGE_SIZE}.",
+    )
     export_row_cap: int = setting(
         10_000, help="Most issues one CSV export writes (all pages, up to this many)."
     )
@@ -249,6 +259,9 @@ class WebSettings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             msg = f"--port {self.port}: give 0 (any free port) to 65535"
+            raise ValueError(msg)
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            msg = f"--page-size {self.page_size}: give 1 to {MAX_PAGE_SIZE} issues per page"
             raise ValueError(msg)
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             msg = f"--metrics-port {self.metrics_port}: give 0 (any free port) to 65535"

@@ -34,10 +34,14 @@ from bugless_web.searching import (
     remember_columns,
     run_search,
 )
+from bugless_web.settings import PAGE_SIZES
 from bugless_web.timezones import zone_of
 
-#: Page sizes the result table offers.
-PAGE_SIZES = (25, 50, 100, 200)
+
+@functools.lru_cache(maxsize=8)
+def page_sizes(default: int) -> tuple[int, ...]:
+    """The sizes the table's menu offers: :data:`PAGE_SIZES` and the deployment's default."""
+    return tuple(sorted({*PAGE_SIZES, default}))
 
 
 def _page_size(request: Request[Any, Any, Any]) -> int:
@@ -46,7 +50,7 @@ def _page_size(request: Request[Any, Any, Any]) -> int:
         size = int(request.query_params.get("page_size") or default)
     except ValueError:
         return default
-    return size if size in PAGE_SIZES else default
+    return size if size in PAGE_SIZES or size == default else default
 
 
 #: Links kept by :func:`search_href` and :func:`_export_href`: the same few
@@ -110,7 +114,7 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             "sortable": SORTABLE,
             "columns_param": ",".join(columns),
             "page_size": page_size,
-            "page_sizes": PAGE_SIZES,
+            "page_sizes": page_sizes(frontend_of(request).settings.page_size),
             "page_number": trail.number,
             "page_total": page_count(results.total, page_size),
             "page_links": [
