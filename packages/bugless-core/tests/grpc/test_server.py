@@ -25,6 +25,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.health.check import ServiceStatus
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from bugless_core.errors import Unavailable, from_grpc_error
@@ -264,6 +265,32 @@ async def test_metrics_endpoint_counts_calls_by_method_and_code(
     assert samples["grpc_server_handled_total", code("INVALID_ARGUMENT")] == 1
     assert samples["grpc_server_handling_seconds_count", method] == 3
     assert samples["grpc_server_in_flight_calls", method] == 0
+
+
+async def test_a_call_refused_while_draining_is_counted_as_unavailable(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    """The refusal's status is the call's code in the metrics (not CANCELLED)."""
+    registry = CollectorRegistry()
+    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=5.0)
+    runner = await start_runner(settings, metrics_registry=registry)
+    stub = v1.ModelStub(open_channel(runner.port))
+    slow_call = asyncio.create_task(stub.get_server_info(timeout=5, metadata={DELAY_KEY: "0.6"}))
+    await _wait_until(lambda: runner.in_flight == 1)
+    drain = asyncio.create_task(runner.drain())
+    await asyncio.sleep(0.1)
+    with pytest.raises(GRPCError) as refused:
+        await stub.get_server_info(timeout=5)
+    assert refused.value.status is Status.UNAVAILABLE
+    await slow_call
+    await asyncio.wait_for(drain, timeout=5)
+
+    labels = {"grpc_service": MODEL, "grpc_method": "GetServerInfo"}
+    handled = "grpc_server_handled_total"
+    assert registry.get_sample_value(handled, {**labels, "grpc_code": "UNAVAILABLE"}) == 1
+    assert registry.get_sample_value(handled, {**labels, "grpc_code": "OK"}) == 1
+    assert registry.get_sample_value(handled, {**labels, "grpc_code": "CANCELLED"}) is None
+    assert registry.get_sample_value("grpc_server_in_flight_calls", labels) == 0
 
 
 async def test_metrics_endpoint_is_closed_with_the_server(start_runner: StartRunner) -> None:

@@ -1,14 +1,21 @@
 """Follows every call on a grpclib server: context, metrics, error logs, draining.
 
-Everything hangs off two grpclib server events. ``RecvRequest`` fires in the
-call's own task once the request headers are in: there the call's
+Every handler of the server is wrapped (:meth:`CallTracker.track`, on the
+servables before the server is built). The wrapper runs in the call's own
+task once the request headers are in: there the call's
 :class:`~bugless_core.grpc._peer.CallContext` is stored in a context variable
-for the handler, and the task is remembered. ``SendTrailingMetadata`` fires in
-the same task with the final status. The call is counted as finished when its
-*task* is done rather than at the trailers event, because calls that end
-without trailers (client cancelled, connection lost) would otherwise stay "in
-flight" forever and hold up every drain; and because the task ends only after
-the trailers are written, so a drain waiting on it never cuts a response short.
+for the handler, the task is remembered, and the call is refused or checked
+against the access rules. It also wraps the call stream's
+``send_trailing_metadata``, through which grpclib sends the final status,
+whatever ends the call. The call is counted as finished when its *task* is
+done rather than at the trailers, because calls that end without trailers
+(client cancelled, connection lost) would otherwise stay "in flight" forever
+and hold up every drain; and because the task ends only after the trailers
+are written, so a drain waiting on it never cuts a response short.
+
+grpclib's server events (``RecvRequest``, ``SendTrailingMetadata``) would
+give the same moments, but each listened-to event costs ~10 µs a call to
+build and dispatch (bench/JOURNAL.md, session 10), twice on every call.
 """
 
 from __future__ import annotations
@@ -17,16 +24,16 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.rpc import error_details_pb2
-from grpclib.const import Status
-from grpclib.events import RecvRequest, SendTrailingMetadata, listen
-from grpclib.server import Server
-from multidict import MultiDictProxy
+from grpclib.const import Handler, Status
+from grpclib.server import Stream
+from multidict import MultiDict, MultiDictProxy
 
+from bugless_core._compat.grpclib import IServable
 from bugless_core.errors import (
     DRAINING_REASON,
     ERROR_DOMAIN,
@@ -77,6 +84,8 @@ class _Series:
 class CallTracker:
     """Tracks the calls of one server and refuses new ones once told to.
 
+    Its server serves the servables :meth:`track` returns.
+
     Attributes:
         idle: Set while no call that a drain must wait for is running.
     """
@@ -90,7 +99,7 @@ class CallTracker:
         drain_exempt_methods: Collection[str],
         access: AccessRules | None,
     ) -> None:
-        """Create a tracker; :meth:`attach` it to the server before starting it.
+        """Create a tracker; build the server from what :meth:`track` returns.
 
         Args:
             service_name: The bugless service, added to every log record.
@@ -116,10 +125,9 @@ class CallTracker:
         self.idle = asyncio.Event()
         self.idle.set()
 
-    def attach(self, server: Server) -> None:
-        """Listen to ``server``'s call events."""
-        listen(server, RecvRequest, self._on_request)
-        listen(server, SendTrailingMetadata, self._on_trailers)
+    def track(self, servables: Collection[IServable]) -> list[IServable]:
+        """``servables`` with every call of every handler followed by this tracker."""
+        return [_Tracked(servable, self._tracked) for servable in servables]
 
     @property
     def in_flight(self) -> int:
@@ -140,17 +148,54 @@ class CallTracker:
         """
         self._refusing = True
 
-    async def _on_request(self, event: RecvRequest) -> None:
+    def _tracked(self, method_name: str, func: _Func) -> _Func:
+        """``func``, the handler of ``method_name``, with its calls followed."""
+
+        async def tracked(stream: Stream[Any, Any]) -> None:
+            call = self._on_request(method_name, stream)
+            # Before the call is admitted: a refusal's status is counted too.
+            send = stream.send_trailing_metadata
+
+            async def send_trailing_metadata(
+                *,
+                status: Status = Status.OK,
+                status_message: str | None = None,
+                status_details: Any = None,
+                metadata: Any = None,
+            ) -> None:
+                metadata = self._on_trailers(call, status, status_message, status_details, metadata)
+                await send(
+                    status=status,
+                    status_message=status_message,
+                    status_details=status_details,
+                    metadata=metadata,
+                )
+
+            stream.send_trailing_metadata = send_trailing_metadata  # type: ignore[method-assign]
+            self._admit(call)
+            await func(stream)
+
+        return tracked
+
+    def _on_request(self, method_name: str, stream: Stream[Any, Any]) -> CallContext:
         call = CallContext(
-            method_name=event.method_name,
-            connection=self._connections.connection_of(event.peer),
-            metadata=MultiDictProxy(event.metadata),
+            method_name=method_name,
+            connection=self._connections.connection_of(stream.peer),
+            metadata=MultiDictProxy(
+                stream.metadata if stream.metadata is not None else MultiDict()
+            ),
         )
         CURRENT_CALL.set(call)
         task = asyncio.current_task()
         if task is not None:
             self._begin(task, call)
+        return call
+
+    def _admit(self, call: CallContext) -> None:
+        """Refuse the call while refusing new ones, or when its caller may not make it."""
+        method_name = call.method_name
         if self._refusing:
+            task = asyncio.current_task()
             if task is not None:
                 self._refused.add(task)
             raise to_grpc_error(Unavailable(SHUTTING_DOWN_MESSAGE, reason=DRAINING_REASON))
@@ -158,31 +203,39 @@ class CallTracker:
         if access is not None:
             connection = call.connection
             if not access.allows(
-                call.method_name,
+                method_name,
                 verified=connection.certificate is not None,
                 identity=connection.identity,
             ):
-                has_row = access.row(call.method_name) is not None
+                has_row = access.row(method_name) is not None
                 raise to_grpc_error(
                     PermissionDenied(
-                        refusal_message(call.method_name, connection.identity, has_row=has_row)
+                        refusal_message(method_name, connection.identity, has_row=has_row)
                     )
                 )
 
-    async def _on_trailers(self, event: SendTrailingMetadata) -> None:
-        call = CURRENT_CALL.get()
-        if _cancelled_by_peer(event.status):
+    def _on_trailers(
+        self,
+        call: CallContext,
+        status: Status,
+        status_message: str | None,
+        status_details: Any,
+        metadata: Any,
+    ) -> Any:
+        """Note the call's final status; the trailing metadata to send with it."""
+        if _cancelled_by_peer(status):
             # grpclib answers a stream the client reset (or whose connection
             # dropped) by trying to send UNKNOWN trailers on it; nobody receives
             # them and nothing failed on our side: the call ends as CANCELLED.
-            return
-        if call is not None:
-            call.status = event.status
-            call.status_message = event.status_message
-        if event.status is Status.RESOURCE_EXHAUSTED:
-            retry_after = _retry_after(event.status_details)
+            return metadata
+        call.status = status
+        call.status_message = status_message
+        if status is Status.RESOURCE_EXHAUSTED:
+            retry_after = _retry_after(status_details)
             if retry_after is not None:
-                event.metadata["retry-after"] = retry_after
+                metadata = MultiDict(metadata or ())
+                metadata["retry-after"] = retry_after
+        return metadata
 
     def _series_of(self, method_name: str) -> _Series:
         series = self._series.get(method_name)
@@ -247,6 +300,23 @@ class CallTracker:
             )
 
 
+_Func = Callable[[Stream[Any, Any]], Awaitable[None]]
+
+
+class _Tracked:
+    """A servable whose handlers are wrapped (an ``IServable``: its ``__mapping__``)."""
+
+    def __init__(self, servable: IServable, wrap: Callable[[str, _Func], _Func]) -> None:
+        self._servable = servable
+        self._wrap = wrap
+
+    def __mapping__(self) -> Mapping[str, Handler]:
+        return {
+            name: Handler(self._wrap(name, handler.func), *handler[1:])
+            for name, handler in self._servable.__mapping__().items()
+        }
+
+
 def _cancelled_by_peer(status: Status) -> bool:
     """Whether trailers with ``status`` answer a call the client cancelled.
 
@@ -256,8 +326,10 @@ def _cancelled_by_peer(status: Status) -> bool:
     deadline cancels the task as well, but grpclib reports it as
     DEADLINE_EXCEEDED.
     """
+    if status is not Status.UNKNOWN:
+        return False
     task = asyncio.current_task()
-    return status is Status.UNKNOWN and task is not None and task.cancelling() > 0
+    return task is not None and task.cancelling() > 0
 
 
 def _retry_after(details: object) -> str | None:

@@ -229,9 +229,10 @@ class GrpcServiceRunner:
         settings = self.settings
         ssl_context = build_server_ssl_context(settings)
         server = CorkedServer(
-            with_reflection([*self._servables, self.health], self._descriptor_pool)
+            self._tracker.track(
+                with_reflection([*self._servables, self.health], self._descriptor_pool)
+            )
         )
-        self._tracker.attach(server)
         tracing.instrument_server(server)
         await server.start(
             settings.host,
