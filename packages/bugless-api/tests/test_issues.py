@@ -135,6 +135,24 @@ async def test_an_unknown_username_in_a_query_is_positioned(connect_as: ConnectA
     assert caught.value.metadata["position"] == "17"
 
 
+async def test_a_username_in_a_query_matches_whatever_its_case(connect_as: ConnectAs) -> None:
+    """Usernames are case-insensitive (the Authenticator matches them so): so is a query."""
+    robot = connect_as("robot")
+    component_id = await _component(robot, "Cased")
+    bosses = await robot.create_issue("the boss's", component_id, assignee="boss", cc=["robot"])
+    await robot.create_issue("the robot's", component_id, assignee="robot")
+
+    for query in ("assignee:BOSS", "assignee:Boss cc:ROBOT", "assignee:boss"):
+        found = await robot.search_issues(f"c:{component_id} {query}")
+        assert [i.id for i in found.issues] == [bosses.id], query
+    # Asked again (the API answers repeated names from its user cache).
+    found = await robot.search_issues(f"c:{component_id} assignee:bOsS")
+    assert [i.id for i in found.issues] == [bosses.id]
+    # And so is a username given to a write.
+    cased = await robot.create_issue("cased", component_id, assignee="BOSS", cc=["Robot"])
+    assert (cased.assignee, cased.cc) == ("boss", ["robot"])
+
+
 async def test_query_string_and_structured_query_are_anded(connect_as: ConnectAs) -> None:
     robot = connect_as("robot")
     component_id = await _component(robot, "Anded")

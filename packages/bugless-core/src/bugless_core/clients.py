@@ -212,8 +212,9 @@ async def resolve_query(
     and keeps the tree for whatever else it shows (the explanation, sort
     links); this takes that tree. Usernames are resolved in one
     ``LookupUsers`` call, each with the placeholders merged into it (a
-    term matches those ids too). ``me`` is the caller's user id (None when signed
-    out); ``mention:me`` also looks up the caller's username (mentions are
+    term matches those ids too), whatever their case (``assignee:Bob`` is
+    ``bob``, as the Authenticator matches usernames). ``me`` is the caller's
+    user id (None when signed out); ``mention:me`` also looks up the caller's username (mentions are
     text). Days (``today-7``, ``2026-01-31``) run midnight to midnight in
     ``zone``, the caller's time zone (UTC when None); ``today`` defaults to
     the date there now. Unknown usernames (and ``me`` when signed out) raise
@@ -238,7 +239,10 @@ async def resolve_query(
         else:
             found = await call(auth.lookup_users, v1.LookupUsersRequest(usernames=names))
             known = list(found.users)
-        users = {user.username: user.user_id for user in known}
+        # Usernames are case-insensitive (the Authenticator matches them so):
+        # each name as the query spells it maps to the account's id.
+        by_name = {user.username.lower(): user.user_id for user in known}
+        users = {name: by_name[name.lower()] for name in names if name.lower() in by_name}
         merged = {user.user_id: list(user.merged_user_ids) for user in known}
     me_name = None
     if me is not None and mentions_me(query):
