@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -148,6 +149,64 @@ async def test_a_retried_change_answers_what_its_committed_attempt_wrote(
         )
         assert [e.version for e in history.entries] == [1, 2]
         assert reply.entry == history.entries[-1]
+
+
+async def test_retried_uploads_answer_what_their_committed_attempts_wrote(
+    bugless_model_backend: CockroachBackend,
+) -> None:
+    """Upload's reply is built inside each attempt too (no read-back): the committed one's."""
+    backend = bugless_model_backend
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name="retried uploads")
+    )
+    issues = [
+        await backend.create_issue(
+            v1.CreateIssueRequest(
+                caller=ADMIN, fields=v1.IssueFields(title=f"u{n}", component_id=component.id)
+            )
+        )
+        for n in range(6)
+    ]
+
+    async def content() -> AsyncIterator[bytes]:
+        yield b"the same bytes for every issue"
+
+    policy = counting(attempts=30)
+    backend._retry_policy = policy
+    try:
+        # Each upload locks its issue, then the one shared content's row:
+        # commits make the others fail with 40001 after they wrote.
+        replies = await asyncio.gather(
+            *(
+                backend.upload_attachment(
+                    v1.UploadAttachmentHeader(
+                        caller=ADMIN,
+                        issue_id=issue.id,
+                        expected_version=issue.version,
+                        name="same.txt",
+                        comment=f"attached to {issue.id}",
+                    ),
+                    content(),
+                )
+                for issue in issues
+            )
+        )
+    finally:
+        backend._retry_policy = COCKROACH_RETRIES
+    assert policy.seen, "no serialization failure happened: the test proved nothing"
+    for reply in replies:
+        assert reply.issue is not None
+        read = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=reply.issue.id))
+        assert reply.issue == read
+        history = await backend.list_history(
+            v1.ListHistoryRequest(caller=ADMIN, issue_id=reply.issue.id)
+        )
+        assert [e.version for e in history.entries] == [1, 2]
+        assert reply.entry == history.entries[-1]
+        listed = await backend.list_attachments(
+            v1.ListAttachmentsRequest(caller=ADMIN, issue_id=reply.issue.id)
+        )
+        assert listed.attachments == [reply.attachment]
 
 
 async def test_a_transaction_that_keeps_conflicting_is_given_up_with_nothing_written(

@@ -4,7 +4,8 @@ A mixin of :class:`~bugless_model_postgres.PostgresBackend`. The order of an
 upload: access and limits first (before any byte is read), then the content
 streams into the blob store (bounded by the smaller of the per-file limit
 and what the issue has left), then one transaction attaches it under the
-issue's lock, re-checking the issue's total. Whatever fails after the
+issue's lock, re-checking the issue's total, and builds the reply from what
+it wrote (no read after the commit). Whatever fails after the
 content is stored removes it again unless another attachment refers to it.
 """
 
@@ -53,15 +54,6 @@ class AttachmentCalls(EditsAndCustomFields):
         @property
         def blob_store(self) -> BlobStore: ...
 
-    async def _issue_response(
-        self, caller: v1.Caller | None, issue_id: int, version: int
-    ) -> v1.ChangeIssueResponse:
-        response = await super()._issue_response(caller, issue_id, version)
-        if response.entry is not None:
-            async with translated_errors(), self._pool.acquire() as conn:
-                await att.fill_entries(conn, issue_id, [response.entry])
-        return response
-
     async def _discard(self, sha256: str) -> None:
         """Remove content unless an attachment refers to it (failures are only logged)."""
         store = self.blob_store
@@ -101,7 +93,7 @@ class AttachmentCalls(EditsAndCustomFields):
         try:
             content_type = sniffed.content_type()
             check_content_type(settings, content_type, "content")
-            (row, version), _ = await self._write(
+            (row, written), _ = await self._write(
                 header.caller,
                 lambda ctx: att.record_upload(
                     ctx,
@@ -116,9 +108,10 @@ class AttachmentCalls(EditsAndCustomFields):
         except BaseException:
             await self._discard(ref.sha256)
             raise
-        response = await self._issue_response(header.caller, header.issue_id, version)
         return v1.UploadAttachmentResponse(
-            attachment=att.attachment_from_row(row), issue=response.issue, entry=response.entry
+            attachment=att.attachment_from_row(row),
+            issue=written.issue,
+            entry=written.entry,
         )
 
     async def _visible(self, caller: v1.Caller | None, attachment_id: int) -> asyncpg.Record:
@@ -163,12 +156,13 @@ class AttachmentCalls(EditsAndCustomFields):
     async def delete_attachment(
         self, request: v1.DeleteAttachmentRequest
     ) -> v1.ChangeIssueResponse:
-        """Detach by a new entry; the content goes when nothing refers to it."""
-        (issue_id, version, sha256), _ = await self._write(
-            request.caller, lambda ctx: att.delete(ctx, request)
-        )
-        await self._discard(sha256)
-        return await self._issue_response(request.caller, issue_id, version)
+        """Detach by a new entry; the content goes when nothing refers to it.
+
+        The reply is what the deletion wrote (built inside its transaction).
+        """
+        written, _ = await self._write(request.caller, lambda ctx: att.delete(ctx, request))
+        await self._discard(written.sha256)
+        return v1.ChangeIssueResponse(issue=written.issue, entry=written.entry)
 
     async def sweep_orphaned_content(self, grace_seconds: float) -> int:
         """Abandoned puts, then every old content no live attachment needs (in batches).

@@ -15,6 +15,8 @@ removal finds the content gone and is told to send the file again.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import asyncpg
 
 from bugless_core.attachments import MAX_ATTACHMENTS_PER_ISSUE, issue_too_large
@@ -27,10 +29,10 @@ from bugless_core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from bugless_model_postgres import _issues, _mentions
+from bugless_model_postgres import _custom_values, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
-from bugless_model_postgres._convert import Conn, Row, caller_role, one_row
+from bugless_model_postgres._convert import Conn, Row, caller_role, entry_from_row, one_row
 from bugless_proto import v1
 
 #: Live attachments of issue $1 (not deleted, not redacted): what counts
@@ -79,18 +81,21 @@ INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING *
 """
-#: A new entry's version, with its comment counted and indexed ($3 0/1, $4 text).
-BUMP = """
-UPDATE issues
-   SET version = version + 1, modified_at = $2, comment_count = comment_count + $3,
-       comments_tsv = comments_tsv || to_tsvector('english', $4),
-       text_tsv = to_tsvector('english', title) || comments_tsv || to_tsvector('english', $4)
- WHERE id = $1
-RETURNING version
-"""
+#: A new entry's version, with its comment counted and indexed ($3 0/1, $4
+#: text); the issue's columns returned as :data:`q.FETCH_ISSUE` reads them (the
+#: call's reply is built from them: no read after the write).
+BUMP = f"""
+UPDATE issues AS i
+   SET version = i.version + 1, modified_at = $2, comment_count = i.comment_count + $3,
+       comments_tsv = i.comments_tsv || to_tsvector('english', $4),
+       text_tsv = to_tsvector('english', i.title) || i.comments_tsv || to_tsvector('english', $4)
+ WHERE i.id = $1
+RETURNING {q.ISSUE_COLUMNS}"""
 MARK_DELETED = "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1"
+#: The deletion's entry names the attachment; returned whole (the call's reply).
 MARK_ENTRY_DELETION = """
 UPDATE issue_history SET deleted_attachment_id = $3 WHERE issue_id = $1 AND version = $2
+RETURNING *
 """
 MARK_REDACTED = "UPDATE attachments SET redacted = true WHERE id = $1"
 #: The content row of $1, made if missing, then locked.
@@ -154,8 +159,25 @@ async def usage(conn: Conn, issue_id: int) -> tuple[int, int]:
     return int(row["used"]), int(row["files"])
 
 
-async def check_can_attach(ctx: WriteContext, issue_id: int) -> int:
-    """NotFound / PermissionDenied / file-count refusal; else the bytes already used."""
+class Written(NamedTuple):
+    """What an upload or a deletion wrote, as its caller sees it (the call's reply).
+
+    Built inside the write's transaction from the rows it wrote and the issue's
+    row read under its lock, so a retried attempt (CockroachDB's 40001) answers
+    what its own attempt committed, and the call reads nothing back.
+
+    Attributes:
+        issue: The issue at its new version.
+        entry: The entry the call appended (with the file it attached, if any).
+        sha256: The content the attachment refers to.
+    """
+
+    issue: v1.Issue
+    entry: v1.HistoryEntry
+    sha256: str
+
+
+async def _attachable(ctx: WriteContext, issue_id: int) -> tuple[asyncpg.Record, int]:
     row = (await _issues.fetch_visible_rows(ctx, [issue_id])).get(issue_id)
     if row is None:
         raise issue_not_found(issue_id)
@@ -173,6 +195,12 @@ async def check_can_attach(ctx: WriteContext, issue_id: int) -> int:
             "delete some first"
         )
         raise ResourceExhausted(msg, retry_after=None, metadata={"issue_id": str(issue_id)})
+    return row, used
+
+
+async def check_can_attach(ctx: WriteContext, issue_id: int) -> int:
+    """NotFound / PermissionDenied / file-count refusal; else the bytes already used."""
+    _, used = await _attachable(ctx, issue_id)
     return used
 
 
@@ -182,11 +210,10 @@ async def _lock_issue(ctx: WriteContext, issue_id: int, expected_version: int) -
     await ctx.conn.execute(q.LOCK_ISSUES, [issue_id])
 
 
-async def _check_version(ctx: WriteContext, issue_id: int, expected_version: int) -> None:
-    if expected_version:
-        current = await ctx.conn.fetchval("SELECT version FROM issues WHERE id = $1", issue_id)
-        if current != expected_version:
-            raise IssueVersionConflict(issue_id, expected_version, int(current))
+def _check_version(issue_id: int, expected_version: int, loaded: asyncpg.Record) -> None:
+    """The check under the lock, against the issue's row read there (0: any version)."""
+    if expected_version and loaded["version"] != expected_version:
+        raise IssueVersionConflict(issue_id, expected_version, int(loaded["version"]))
 
 
 async def lock_content(ctx: WriteContext, sha256: str) -> None:
@@ -194,6 +221,13 @@ async def lock_content(ctx: WriteContext, sha256: str) -> None:
     digest = bytes.fromhex(sha256)
     await ctx.conn.execute(LOCK_CONTENT_INSERT, digest)
     await ctx.conn.execute(LOCK_CONTENT, digest)
+
+
+async def _changed_issue(
+    ctx: WriteContext, loaded: asyncpg.Record, written: asyncpg.Record
+) -> v1.Issue:
+    custom = _custom_values.load_values(written["custom_fields"])
+    return await _issues.changed_issue(ctx, loaded, written, custom=custom)
 
 
 async def record_upload(
@@ -205,12 +239,12 @@ async def record_upload(
     content_type: str,
     max_issue_bytes: int,
     store: BlobStore,
-) -> tuple[asyncpg.Record, int]:
-    """Attach stored content by a new entry; return the row and the entry's version."""
+) -> tuple[asyncpg.Record, Written]:
+    """Attach stored content by a new entry; return the attachment's row and what was written."""
     issue_id = header.issue_id
     await _lock_issue(ctx, issue_id, header.expected_version)
-    used = await check_can_attach(ctx, issue_id)
-    await _check_version(ctx, issue_id, header.expected_version)
+    loaded, used = await _attachable(ctx, issue_id)
+    _check_version(issue_id, header.expected_version, loaded)
     if used + ref.size > max_issue_bytes:
         raise issue_too_large(max_issue_bytes, used)
     await lock_content(ctx, ref.sha256)
@@ -218,18 +252,22 @@ async def record_upload(
         msg = "the file's content was removed by a concurrent deletion; send the file again"
         raise Unavailable(msg)
     comment = header.comment
-    version = int(await ctx.conn.fetchval(BUMP, issue_id, ctx.now, 1 if comment else 0, comment))
-    await _issues.record_entry(ctx, issue_id, version, comment, [])
+    written = one_row(
+        await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 1 if comment else 0, comment)
+    )
+    version = int(written["version"])
+    entry = await _issues.insert_entry(ctx, issue_id, version, comment, [])
     await _mentions.add(ctx.conn, issue_id, comment)
-    row = await ctx.conn.fetchrow(
+    row = one_row(await ctx.conn.fetchrow(
         INSERT, issue_id, version, name, ref.size, content_type, header.content_type,
         bytes.fromhex(ref.sha256), ctx.caller.user_id, ctx.now,
-    )  # fmt: skip
-    return one_row(row), version
+    ))  # fmt: skip
+    entry.attachments = [attachment_from_row(row)]
+    return row, Written(await _changed_issue(ctx, loaded, written), entry, ref.sha256)
 
 
-async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> tuple[int, int, str]:
-    """Detach by a new entry; return (issue id, version, sha256 to maybe remove)."""
+async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Written:
+    """Detach by a new entry; return what was written (its sha256: content to maybe remove)."""
     row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
     issue_id = int(row["issue_id"])
     await _lock_issue(ctx, issue_id, request.expected_version)
@@ -252,12 +290,19 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> tupl
             f"to change issue {issue_id}",
             metadata={"issue_id": str(issue_id)},
         )
-    await _check_version(ctx, issue_id, request.expected_version)
-    version = int(await ctx.conn.fetchval(BUMP, issue_id, ctx.now, 0, ""))
+    # The issue's row under the lock: its version, and what the reply keeps of it.
+    loaded = (await _issues.fetch_visible_rows(ctx, [issue_id])).get(issue_id)
+    if loaded is None:  # its component's ACL changed since the statement above
+        raise attachment_not_found(request.attachment_id)
+    _check_version(issue_id, request.expected_version, loaded)
+    written = one_row(await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 0, ""))
+    version = int(written["version"])
     await _issues.record_entry(ctx, issue_id, version, "", [])
-    await ctx.conn.execute(MARK_ENTRY_DELETION, issue_id, version, request.attachment_id)
+    marked = await ctx.conn.fetchrow(MARK_ENTRY_DELETION, issue_id, version, request.attachment_id)
     await ctx.conn.execute(MARK_DELETED, request.attachment_id, version)
-    return issue_id, version, bytes(row["sha256"]).hex()
+    entry = entry_from_row(one_row(marked))
+    sha256 = bytes(row["sha256"]).hex()
+    return Written(await _changed_issue(ctx, loaded, written), entry, sha256)
 
 
 async def redact(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:

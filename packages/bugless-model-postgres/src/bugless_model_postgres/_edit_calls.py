@@ -14,10 +14,9 @@ import asyncpg
 from bugless_core.custom_fields import MASK_PATHS as CUSTOM_FIELD_MASK_PATHS
 from bugless_core.transactions import retrying
 from bugless_model_postgres import _custom_fields, _edits
-from bugless_model_postgres import _queries as q
 from bugless_model_postgres._calls_base import BackendCalls
-from bugless_model_postgres._context import component_not_found, fetch_issues
-from bugless_model_postgres._convert import Conn, caller_role, entry_from_row, one_row
+from bugless_model_postgres._context import component_not_found
+from bugless_model_postgres._convert import Conn, caller_role
 from bugless_model_postgres._database import translated_errors
 from bugless_proto import v1
 
@@ -47,19 +46,6 @@ class EditsAndCustomFields(BackendCalls):
     #: Removes an attachment's content within a redaction (installed by the
     #: attachments module; without one, attachment redactions are NotFound).
     attachment_redactor: ClassVar[_edits.AttachmentRedactor | None] = None
-
-    async def _issue_response(
-        self, caller: v1.Caller | None, issue_id: int, version: int
-    ) -> v1.ChangeIssueResponse:
-        """The reply of an attachment's upload or deletion, read after its write.
-
-        ChangeIssue, EditComment and Redact answer from their writes instead
-        (``UPDATE``/``INSERT ... RETURNING``); these two could do the same.
-        """
-        async with translated_errors(), self._pool.acquire() as conn:
-            issues = await fetch_issues(conn, caller or v1.Caller(), [issue_id])
-            entry = entry_from_row(one_row(await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)))
-        return v1.ChangeIssueResponse(issue=issues.get(issue_id), entry=entry)
 
     async def edit_comment(self, request: v1.EditCommentRequest) -> v1.ChangeIssueResponse:
         """Append an entry that supersedes a comment's text (its author only)."""
