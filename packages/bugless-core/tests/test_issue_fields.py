@@ -10,9 +10,9 @@ from bugless_core.issue_fields import (
     SCALAR_FIELDS,
     is_open,
 )
-from bugless_core.issue_labels import FIELD_LABELS
+from bugless_core.issue_labels import FIELD_LABELS, holds_people
 from bugless_core.model._validation import ISSUE_MASK_PATHS
-from bugless_proto import DESCRIPTOR_POOL, v1
+from bugless_proto import DESCRIPTOR_POOL, v1, wire
 
 
 def test_scalar_fields_are_the_issue_fields_message_in_proto_order() -> None:
@@ -39,6 +39,23 @@ def test_list_fields_are_repeated_fields_of_an_issue() -> None:
 
 def test_every_field_a_history_entry_names_has_a_label() -> None:
     assert set(FIELD_LABELS) == {*SCALAR_FIELDS, *LIST_FIELDS}
+
+
+def test_people_changes_are_told_apart_in_betterproto2_and_upb_messages() -> None:
+    # The API renames people in upb replies with the same rule the web and
+    # the notifier apply to betterproto2 ones.
+    upb_change = wire.upb_class(v1.FieldChange)
+    changes = [
+        v1.FieldChange(field="assignee"),
+        v1.FieldChange(field="cc"),
+        v1.FieldChange(field="customfield7", field_type=v1.CustomFieldType.USER),
+        v1.FieldChange(field="customfield8", field_type=v1.CustomFieldType.TEXT),
+        v1.FieldChange(field="customfield9"),  # written before the type was recorded
+        v1.FieldChange(field="title"),
+    ]
+    expected = [True, True, True, False, False, False]
+    assert [holds_people(c) for c in changes] == expected
+    assert [holds_people(upb_change.FromString(wire.encode(c))) for c in changes] == expected
 
 
 def test_every_status_is_open_or_closed_and_not_both() -> None:

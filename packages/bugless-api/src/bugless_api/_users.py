@@ -22,10 +22,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, MutableSequence
 from dataclasses import dataclass
-from typing import Any
 
 from bugless_core.errors import InvalidArgument
-from bugless_core.issue_labels import USER_FIELDS
+from bugless_core.issue_labels import holds_people
 from bugless_core.user_cache import USER_CACHE_SIZE, UserCache, get_users, lookup_users
 from bugless_proto import v1
 
@@ -48,17 +47,13 @@ ISSUE_PEOPLE = ("cc",)
 ENTRY_PERSON = ("author",)
 #: An ``Attachment``'s person.
 ATTACHMENT_PERSON = ("uploader",)
-#: A ``FieldChange`` of a people field (:func:`changes_people`): its values.
+#: A ``FieldChange`` of a people field
+#: (:func:`bugless_core.issue_labels.holds_people`): its values.
 CHANGE_PERSON = ("old_value", "new_value")
 CHANGE_PEOPLE = ("added", "removed")
 #: ``CustomFieldType.USER`` as the int a upb message holds (betterproto2's
 #: members compare equal to it).
 USER_TYPE = int(v1.CustomFieldType.USER)
-
-
-def changes_people(change: Any) -> bool:
-    """:func:`bugless_core.issue_labels.holds_people` of a betterproto2 or upb ``FieldChange``."""
-    return change.field in USER_FIELDS or change.field_type == USER_TYPE
 
 
 @dataclass
@@ -166,7 +161,7 @@ class UserRefs:
         for index, attachment in enumerate(entry.attachments):
             self.attachment(attachment, f"{path}.attachments[{index}]")
         for index, change in enumerate(entry.changes):
-            if changes_people(change):
+            if holds_people(change):
                 where = f"{path}.changes[{index}]"
                 for name in CHANGE_PERSON:
                     self.field(change, name, f"{where}.{name}")

@@ -51,14 +51,21 @@ FIELD_LABELS = {
 USER_FIELDS = frozenset({"assignee", "verifier", "cc", "reporter"})
 
 
+#: ``CustomFieldType.USER`` as the int a upb message holds; betterproto2's
+#: member compares equal to it.
+_USER_TYPE = int(v1.CustomFieldType.USER)
+
+
 def holds_people(change: v1.FieldChange) -> bool:
     """Whether a change's values are user ids: a people field or a USER custom field.
 
     A custom field's change says its type (``FieldChange.field_type``), so
     readers need no definition, which may be gone; entries written before the
-    type was recorded carry none and read as plain values.
+    type was recorded carry none and read as plain values. ``change`` may be
+    a betterproto2 message or a upb one (the API renames people in upb
+    replies): its type is compared as an int, which both hold.
     """
-    return change.field in USER_FIELDS or change.field_type is v1.CustomFieldType.USER
+    return change.field in USER_FIELDS or change.field_type == _USER_TYPE
 
 
 #: Fields whose values are issue ids.
