@@ -27,6 +27,12 @@ BOTS: dict[str, tuple[tuple[str, ...], bool]] = {
     "cli-bot": (("component-creators",), False),
 }
 
+#: An unknown field (number 100) upb refuses to parse and betterproto2 keeps:
+#: groups nested 150 deep, past upb's recursion limit (100). Appended to a
+#: Model's real reply (no real reply can hold it: its messages nest a few
+#: levels), it makes the reply the API reads with betterproto2 instead.
+UPB_REFUSES = b"\xa3\x06" * 150 + b"\xa4\x06" * 150
+
 
 @dataclass(frozen=True)
 class Bots:

@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
-from api_support import Bots, ConnectAs, api_settings
+from api_support import UPB_REFUSES, Bots, ConnectAs, api_settings, signed_in
 from prometheus_client import CollectorRegistry
 
 from bugless_api._coalesce_create import IssueCreator
-from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import BATCH_CREATE_REPLY, batch_create_issues
+from bugless_api._users import UserDirectory, UserRefs
+from bugless_api._wire_issues import BATCH_CREATE_ISSUES
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
 from bugless_core.clients import ServiceAddress, call
@@ -127,18 +127,25 @@ async def test_a_repeated_idempotency_key_in_one_batch_makes_one_issue(
 
 
 class _CountingModel:
-    """The real Model's BatchCreateIssues, counting calls and their sizes."""
+    """The real Model's BatchCreateIssues, counting calls and their sizes.
 
-    def __init__(self, stub: v1.ModelStub) -> None:
+    ``refused``: its replies carry :data:`UPB_REFUSES`, so upb refuses them.
+    The Model's bytes are kept in ``replies``.
+    """
+
+    def __init__(self, stub: v1.ModelStub, *, refused: bool = False) -> None:
         self.stub = stub
         self.sizes: list[int] = []
+        self.replies: list[bytes] = []
+        self.suffix = UPB_REFUSES if refused else b""
 
     async def batch_create(self, request: v1.BatchCreateIssuesRequest) -> Any:
         self.sizes.append(len(request.items))
         # The stack's acting stub asserts the request's caller; the reply is then
-        # handed over as the gateway's call hands it over: parsed by upb.
+        # handed over as the gateway's call hands it over (its codec's ``FromString``).
         reply = await call(self.stub.batch_create_issues, request, timeout=30)
-        return BATCH_CREATE_REPLY.FromString(wire.encode(reply))
+        self.replies.append(wire.encode(reply))
+        return BATCH_CREATE_ISSUES.parse(self.replies[-1] + self.suffix)
 
 
 async def test_creates_of_one_caller_share_model_calls(bots: Bots, connect_as: ConnectAs) -> None:
@@ -179,6 +186,66 @@ async def test_creates_of_one_caller_share_model_calls(bots: Bots, connect_as: C
         auth_channel.close()
 
 
+async def test_a_batch_upb_refuses_is_read_by_betterproto2_and_answered_alike(
+    bots: Bots, connect_as: ConnectAs
+) -> None:
+    """Each create gets its issue as the old path named it, or its item's error."""
+    robot, boss = await signed_in(connect_as, "robot", "boss")
+    me, boss_me = await robot.whoami(), await boss.whoami()
+    assert me.user is not None
+    assert boss_me.user is not None
+    caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
+    component = await robot.create_component(
+        f"Refused-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
+    )
+    owner = await robot.create_custom_field(component.id, "Owner", v1.CustomFieldType.USER)
+    items = [
+        v1.CreateIssueRequest(
+            fields=v1.IssueFields(
+                title=f"refused {n}", component_id=component.id, assignee=boss_me.user.user_id
+            ),
+            cc=[me.user.user_id],
+            custom_fields=[v1.CustomFieldValue(field_id=owner.id, values=[boss_me.user.user_id])],
+        )
+        for n in range(3)
+    ] + [v1.CreateIssueRequest(fields=v1.IssueFields(title="lost", component_id=987_654_321))]
+    channel = bots.stack.model.channel()
+    auth_channel = bots.stack.auth.channel()
+    try:
+        model = _CountingModel(bots.stack.acting_model(v1.ModelStub(channel)), refused=True)
+        users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=30)
+        creator = IssueCreator(model.batch_create, users)
+        made = await asyncio.gather(
+            *(creator.create(caller, item) for item in items), return_exceptions=True
+        )
+        await creator.close()
+        assert model.sizes == [len(items)]
+        # The old path on the Model's bytes: betterproto2, UserRefs, to_usernames.
+        old = wire.decode(v1.BatchCreateIssuesResponse, model.replies[0])
+        refs = UserRefs()
+        for result in old.results:
+            refs.issue(result.issue)
+        await users.to_usernames(refs)
+    finally:
+        channel.close()
+        auth_channel.close()
+    created = [i for i in made[:3] if isinstance(i, v1.Issue) and not isinstance(i, wire.Encoded)]
+    expected = [wire.encode(r.issue) for r in old.results[:3] if r.issue is not None]
+    assert [wire.encode(i) for i in created] == expected
+    assert len(created) == 3
+    first = created[0]
+    custom = [list(v.values) for v in first.custom_fields]
+    assert (first.reporter, first.assignee, first.cc, custom) == (
+        "robot",
+        "boss",
+        ["robot"],
+        [["boss"]],
+    )
+    lost = made[3]
+    assert isinstance(lost, BuglessError)
+    assert (type(lost).__name__, lost.message) == ("NotFound", old.results[3].message)
+
+
 async def test_a_failed_batch_fails_each_of_its_creates(bots: Bots) -> None:
     """A Model that cannot be reached: every waiting create gets UNAVAILABLE."""
     dead = ServiceAddress(host="127.0.0.1", port=1)
@@ -187,7 +254,7 @@ async def test_a_failed_batch_fails_each_of_its_creates(bots: Bots) -> None:
         stub = v1.ModelStub(channel)
 
         async def batch_create(request: v1.BatchCreateIssuesRequest) -> Any:
-            return await batch_create_issues(stub, request, deadline_seconds=5)
+            return await BATCH_CREATE_ISSUES.fetch(stub, request, deadline_seconds=5)
 
         users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=5)
         creator = IssueCreator(batch_create, users)

@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
-from api_support import Bots, ConnectAs, api_settings
+from api_support import UPB_REFUSES, Bots, ConnectAs, api_settings, signed_in
 from prometheus_client import CollectorRegistry
 
 from bugless_api._coalesce import IssueReader
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import BATCH_GET_REPLY, batch_get_issues
+from bugless_api._wire_issues import BATCH_GET_ISSUES
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
 from bugless_core.clients import ServiceAddress, call
@@ -106,18 +106,22 @@ async def test_a_read_sees_a_change_that_completed_before_it(connect_as: Connect
 
 
 class _CountingModel:
-    """The real Model's BatchGetIssues, counting calls and their sizes."""
+    """The real Model's BatchGetIssues, counting calls and their sizes.
 
-    def __init__(self, stub: v1.ModelStub) -> None:
+    ``refused``: its replies carry :data:`UPB_REFUSES`, so upb refuses them.
+    """
+
+    def __init__(self, stub: v1.ModelStub, *, refused: bool = False) -> None:
         self.stub = stub
         self.sizes: list[int] = []
+        self.suffix = UPB_REFUSES if refused else b""
 
     async def batch_get(self, request: v1.BatchGetIssuesRequest) -> Any:
         self.sizes.append(len(request.issue_ids))
         # The stack's acting stub asserts the request's caller; the reply is then
-        # handed over as the gateway's call hands it over: parsed by upb.
+        # handed over as the gateway's call hands it over (its codec's ``FromString``).
         reply = await call(self.stub.batch_get_issues, request, timeout=30)
-        return BATCH_GET_REPLY.FromString(wire.encode(reply))
+        return BATCH_GET_ISSUES.parse(wire.encode(reply) + self.suffix)
 
 
 async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: ConnectAs) -> None:
@@ -156,6 +160,60 @@ async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: Con
     finally:
         channel.close()
         auth_channel.close()
+
+
+async def test_a_batch_upb_refuses_is_read_by_betterproto2_and_answered_alike(
+    bots: Bots, connect_as: ConnectAs
+) -> None:
+    """The same Model reply, once as upb reads it and once with a field upb refuses."""
+    robot, _boss = await signed_in(connect_as, "robot", "boss")
+    me = await robot.whoami()
+    assert me.user is not None
+    caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
+    component = await robot.create_component(
+        f"Refused-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
+    )
+    owner = await robot.create_custom_field(component.id, "Owner", v1.CustomFieldType.USER)
+    owned = [v1.CustomFieldValue(field_id=owner.id, values=["boss"])]
+    issues = [
+        await robot.create_issue(
+            f"refused {n}", component.id, assignee="boss", cc=["robot"], custom_fields=owned
+        )
+        for n in range(3)
+    ]
+    ids = [i.id for i in issues] + [987_654_321]
+    channel = bots.stack.model.channel()
+    auth_channel = bots.stack.auth.channel()
+    try:
+        users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=30)
+        answers: list[list[object]] = []
+        for refused in (False, True):
+            model = _CountingModel(bots.stack.acting_model(v1.ModelStub(channel)), refused=refused)
+            reader = IssueReader(model.batch_get, users)
+            answers.append(await asyncio.gather(*(_outcome(reader.get(caller, i)) for i in ids)))
+            assert model.sizes == [len(ids)]
+            await reader.close()
+    finally:
+        channel.close()
+        auth_channel.close()
+    upb, fallback = answers
+    assert all(isinstance(i, wire.Encoded) for i in upb[:3])
+    assert not any(isinstance(i, wire.Encoded) for i in fallback[:3])
+    upb_bytes = [i.SerializeToString() for i in upb[:3] if isinstance(i, wire.Encoded)]
+    assert [wire.encode(i) for i in fallback[:3] if isinstance(i, v1.Issue)] == upb_bytes
+    assert fallback == upb  # decodes the upb path's issues
+    first = fallback[0]
+    assert isinstance(first, v1.Issue)
+    custom = [list(v.values) for v in first.custom_fields]
+    assert (first.reporter, first.assignee, first.cc, custom) == (
+        "robot",
+        "boss",
+        ["robot"],
+        [["boss"]],
+    )
+    missing = fallback[3]
+    assert isinstance(missing, tuple)
+    assert missing[0] == "NotFound"
 
 
 class _HeldModel(_CountingModel):
@@ -225,7 +283,7 @@ async def test_a_failed_batch_fails_each_of_its_reads(bots: Bots) -> None:
         stub = v1.ModelStub(channel)
 
         async def batch_get(request: v1.BatchGetIssuesRequest) -> Any:
-            return await batch_get_issues(stub, request, deadline_seconds=5)
+            return await BATCH_GET_ISSUES.fetch(stub, request, deadline_seconds=5)
 
         users = UserDirectory(v1.AuthenticatorStub(auth_channel), timeout_seconds=5)
         reader = IssueReader(batch_get, users)

@@ -34,13 +34,14 @@ from typing import Any
 
 from bugless_api._batching import PerCallerBatcher
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import people_of, rename_issue
+from bugless_api._wire_issues import BATCH_GET_ISSUES, as_sent
 from bugless_core import limits
 from bugless_core.errors import NotFound
-from bugless_proto import v1, wire
+from bugless_proto import v1
 
 #: Fetches issues for one caller: the gateway's Model ``BatchGetIssues`` call,
-#: its reply parsed by upb (:data:`bugless_api._wire_issues.BATCH_GET_REPLY`).
+#: its reply as :data:`bugless_api._wire_issues.BATCH_GET_ISSUES` parses it
+#: (upb's message, or betterproto2's for bytes upb refuses).
 BatchGet = Callable[[v1.BatchGetIssuesRequest], Awaitable[Any]]
 
 
@@ -109,14 +110,11 @@ class IssueReader(PerCallerBatcher[_Batch]):
             reply = await self._batch_get(
                 v1.BatchGetIssuesRequest(caller=batch.caller, issue_ids=list(batch.waiters))
             )
-            names = await self._users.usernames_by_id(people_of(reply.issues))
+            await BATCH_GET_ISSUES.rename(reply, self._users)  # every issue's people at once
         except Exception as exc:  # every call of the batch fails the same way
             self._fail_all(batch, exc)
             return
-        found: dict[int, v1.Issue] = {}
-        for issue in reply.issues:
-            rename_issue(issue, names)
-            found[issue.id] = wire.encoded(v1.Issue, issue.SerializeToString())
+        found = {issue.id: as_sent(v1.Issue, issue) for issue in reply.issues}
         for issue_id, futures in batch.waiters.items():
             issue = found.get(issue_id)
             for future in futures:

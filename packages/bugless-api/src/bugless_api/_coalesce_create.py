@@ -30,13 +30,14 @@ from typing import Any
 
 from bugless_api._batching import PerCallerBatcher
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import people_of, rename_issue
+from bugless_api._wire_issues import BATCH_CREATE_ISSUES, as_sent, has_message
 from bugless_core import limits
 from bugless_core.errors import from_status
-from bugless_proto import v1, wire
+from bugless_proto import v1
 
 #: Creates issues for one caller: the gateway's Model ``BatchCreateIssues`` call,
-#: its reply parsed by upb (:data:`bugless_api._wire_issues.BATCH_CREATE_REPLY`).
+#: its reply as :data:`bugless_api._wire_issues.BATCH_CREATE_ISSUES` parses it
+#: (upb's message, or betterproto2's for bytes upb refuses).
 BatchCreate = Callable[[v1.BatchCreateIssuesRequest], Awaitable[Any]]
 
 
@@ -109,19 +110,16 @@ class IssueCreator(PerCallerBatcher[_Batch]):
             reply = await self._batch_create(
                 v1.BatchCreateIssuesRequest(caller=batch.caller, items=batch.items)
             )
+            await BATCH_CREATE_ISSUES.rename(reply, self._users)  # every new issue's people
             results = reply.results
-            created = [r.issue for r in results if r.code == 0 and r.HasField("issue")]
-            names = await self._users.usernames_by_id(people_of(created))
         except Exception as exc:  # every call of the batch fails the same way
             self._fail_all(batch, exc)
             return
         for future, result in zip(batch.waiters, results, strict=False):
             if future.done():  # the caller went away
                 continue
-            if result.code == 0 and result.HasField("issue"):
-                issue = result.issue
-                rename_issue(issue, names)
-                future.set_result(wire.encoded(v1.Issue, issue.SerializeToString()))
+            if result.code == 0 and has_message(result, "issue"):
+                future.set_result(as_sent(v1.Issue, result.issue))
             else:
                 future.set_exception(
                     from_status(result.code, result.message, result.reason, dict(result.metadata))

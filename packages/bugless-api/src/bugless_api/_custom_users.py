@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bugless_api._gateway import Gateway
+from bugless_api._wire_issues import BATCH_GET_ISSUES
 from bugless_proto import v1
 
 
@@ -44,8 +45,11 @@ async def delta_components(
     mask = delta.update_mask.paths if delta is not None and delta.update_mask else []
     if delta is not None and delta.fields is not None and "component_id" in mask:
         return {delta.fields.component_id}
-    reply = await gateway.model_call(
-        gateway.model.batch_get_issues,
+    # Parsed by upb (~0.4 µs an issue; betterproto2 decoded every field, ~11 µs):
+    # BatchGetIssues takes no read mask, and only the component ids are read.
+    reply = await BATCH_GET_ISSUES.fetch(
+        gateway.model,
         v1.BatchGetIssuesRequest(caller=caller, issue_ids=sorted(set(issue_ids))),
+        deadline_seconds=gateway.settings.backend_timeout_seconds,
     )
     return {issue.component_id for issue in reply.issues}

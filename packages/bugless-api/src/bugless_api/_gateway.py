@@ -28,7 +28,7 @@ from bugless_api._identity import (
 )
 from bugless_api._ratelimit import RateLimiter
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import batch_create_issues, batch_get_issues
+from bugless_api._wire_issues import BATCH_CREATE_ISSUES, BATCH_GET_ISSUES
 from bugless_api.settings import ApiSettings
 from bugless_core.clients import CURRENT_ASSERTION, call
 from bugless_core.errors import FailedPrecondition, InvalidArgument
@@ -98,11 +98,11 @@ class Gateway:
 
     async def _batch_get_issues(self, request: v1.BatchGetIssuesRequest) -> Any:
         timeout = self.settings.backend_timeout_seconds
-        return await batch_get_issues(self.model, request, deadline_seconds=timeout)
+        return await BATCH_GET_ISSUES.fetch(self.model, request, deadline_seconds=timeout)
 
     async def _batch_create_issues(self, request: v1.BatchCreateIssuesRequest) -> Any:
         timeout = self.settings.backend_timeout_seconds
-        return await batch_create_issues(self.model, request, deadline_seconds=timeout)
+        return await BATCH_CREATE_ISSUES.fetch(self.model, request, deadline_seconds=timeout)
 
     def require_notifier(self) -> v1.NotifierStub:
         """The notifier's stub.

@@ -13,8 +13,11 @@ a betterproto2 round trip would send.
   calls answering a ``ChangeIssueResponse`` or ``BatchChangeIssuesResponse``.
   A reply upb refuses to parse is read by betterproto2 instead (as the codec
   would) and renamed by the same walkers, so it is answered as before.
-* :func:`batch_get_issues`, :func:`batch_create_issues`: the coalesced
-  GetIssue's and CreateIssue's batches (``_coalesce``, ``_coalesce_create``).
+* :data:`BATCH_GET_ISSUES`, :data:`BATCH_CREATE_ISSUES` also fetch the
+  coalesced GetIssue's and CreateIssue's batches (``_coalesce``,
+  ``_coalesce_create``), which rename each batch at once
+  (:meth:`NamedReply.rename`) and answer each call with its issue
+  (:func:`as_sent`).
 
 Which fields hold people is read from the ``*_PEOPLE``/``*_PERSON`` tuples of
 :mod:`bugless_api._users`, which :class:`~bugless_api._users.UserRefs` reads
@@ -41,20 +44,14 @@ from bugless_api._users import (
     ISSUE_PERSON,
     USER_TYPE,
     UserDirectory,
-    changes_people,
 )
 from bugless_core.clients import call
+from bugless_core.issue_labels import holds_people
 from bugless_proto import v1, wire
 
 M = TypeVar("M", bound=betterproto2.Message)
 
-#: The upb class a ``BatchCreateIssuesResponse`` is parsed into.
-BATCH_CREATE_REPLY: type[Any] = wire.upb_class(v1.BatchCreateIssuesResponse)
-#: The upb class a ``BatchGetIssuesResponse`` is parsed into.
-BATCH_GET_REPLY: type[Any] = wire.upb_class(v1.BatchGetIssuesResponse)
 _MODEL = "/bugless.v1.Model/"
-_BATCH_CREATE_ROUTE = _MODEL + "BatchCreateIssues"
-_BATCH_GET_ROUTE = _MODEL + "BatchGetIssues"
 
 
 #: Where a reply names a person: ``(message, field name, user id)`` or
@@ -62,19 +59,22 @@ _BATCH_GET_ROUTE = _MODEL + "BatchGetIssues"
 Slot = tuple[Any, str | int, str]
 
 
-def people_of(issues: Iterable[Any]) -> set[str]:
-    """The user ids of ``Issue`` messages (reporter, assignee, verifier, cc, USER values)."""
-    slots: list[Slot] = []
-    for issue in issues:
-        issue_slots(issue, slots)
-    return {user_id for _, _, user_id in slots}
+def as_sent(message_class: type[M], message: Any) -> M:
+    """A message of a parsed reply as the bot gets it: a upb one as its bytes, else as it is."""
+    if isinstance(message, UpbMessage):
+        return wire.encoded(message_class, message.SerializeToString())
+    sent: M = message
+    return sent
 
 
-def rename_issue(issue: Any, names: Mapping[str, str]) -> None:
-    """Put usernames for the user ids of an ``Issue``; ids ``names`` lacks stay as they are."""
-    slots: list[Slot] = []
-    issue_slots(issue, slots)
-    put_names(slots, names)
+def has_message(message: Any, name: str) -> bool:
+    """Whether the message field ``name`` of a upb or betterproto2 message is set.
+
+    upb reads an unset message field as an empty message, betterproto2 as None.
+    """
+    if isinstance(message, UpbMessage):
+        return bool(message.HasField(name))
+    return getattr(message, name) is not None
 
 
 def put_names(slots: Iterable[Slot], names: Mapping[str, str]) -> None:
@@ -115,7 +115,7 @@ def entry_slots(entry: Any, slots: list[Slot]) -> None:
     changes = entry.changes
     if changes:
         for change in changes:
-            if changes_people(change):
+            if holds_people(change):
                 _person_slots(change, CHANGE_PERSON, slots)
                 for attribute in CHANGE_PEOPLE:
                     _people_slots(getattr(change, attribute), slots)
@@ -189,6 +189,19 @@ class NamedReply(Generic[M]):
         except DecodeError:  # betterproto2's reading (or its error), as the codec's
             return wire.decode(self.message_class, data)
 
+    async def fetch(
+        self, model: v1.ModelStub, request: betterproto2.Message, *, deadline_seconds: float | None
+    ) -> Any:
+        """The Model's reply to ``request`` as :meth:`parse` reads it, people not renamed.
+
+        Errors are the Model call's, mapped as :func:`bugless_core.clients.call`
+        maps them for the stub's generated methods: the stub's own unary
+        sender with another reply class (the same channel, interceptors,
+        deadline and error mapping as its generated methods).
+        """
+        send = model._unary_unary
+        return await call(send, self.route, request, self.reply_type, timeout=deadline_seconds)
+
     async def call(
         self,
         model: v1.ModelStub,
@@ -197,30 +210,26 @@ class NamedReply(Generic[M]):
         *,
         deadline_seconds: float | None,
     ) -> M:
-        """The Model's reply to ``request``, usernames put in, to return to the bot.
-
-        Errors are the Model call's, mapped as :func:`bugless_core.clients.call`
-        maps them for the stub's generated methods.
-        """
-        reply = await _call(model, self.route, request, self.reply_type, deadline_seconds)
+        """The Model's reply to ``request``, usernames put in, to return to the bot."""
+        reply = await self.fetch(model, request, deadline_seconds=deadline_seconds)
         return await self.named(reply, users)
 
-    async def named(self, reply: Any, users: UserDirectory) -> M:
-        """``reply`` (from :meth:`parse`) with usernames for its user ids, to send.
+    async def rename(self, reply: Any, users: UserDirectory) -> None:
+        """Put usernames for the user ids of ``reply`` (from :meth:`parse`), in place.
 
-        One ``usernames_by_id`` for all its people, none when it names nobody;
-        an id the Authenticator does not know stays an id (as
-        :meth:`UserDirectory.to_usernames` leaves it). A upb reply is sent as
-        upb's bytes; a betterproto2 one as it is.
+        One walk and one ``usernames_by_id`` for all its people, none when it
+        names nobody; an id the Authenticator does not know stays an id (as
+        :meth:`UserDirectory.to_usernames` leaves it).
         """
         slots: list[Slot] = []
         self.people(reply, slots)
         if slots:
             put_names(slots, await users.usernames_by_id({user_id for _, _, user_id in slots}))
-        if isinstance(reply, UpbMessage):
-            return wire.encoded(self.message_class, reply.SerializeToString())
-        named: M = reply
-        return named
+
+    async def named(self, reply: Any, users: UserDirectory) -> M:
+        """``reply`` (from :meth:`parse`) renamed (:meth:`rename`), as sent (:func:`as_sent`)."""
+        await self.rename(reply, users)
+        return as_sent(self.message_class, reply)
 
 
 SEARCH_ISSUES = NamedReply(v1.SearchIssuesResponse, "SearchIssues", _issues_of)
@@ -231,30 +240,4 @@ EDIT_COMMENT = NamedReply(v1.ChangeIssueResponse, "EditComment", _change_of)
 REDACT = NamedReply(v1.ChangeIssueResponse, "Redact", _change_of)
 DELETE_ATTACHMENT = NamedReply(v1.ChangeIssueResponse, "DeleteAttachment", _change_of)
 BATCH_CHANGE_ISSUES = NamedReply(v1.BatchChangeIssuesResponse, "BatchChangeIssues", _results_of)
-
-
-async def batch_get_issues(
-    model: v1.ModelStub, request: v1.BatchGetIssuesRequest, *, deadline_seconds: float | None
-) -> Any:
-    """The Model's ``BatchGetIssues``, its reply parsed by upb (:data:`BATCH_GET_REPLY`)."""
-    return await _call(model, _BATCH_GET_ROUTE, request, BATCH_GET_REPLY, deadline_seconds)
-
-
-async def batch_create_issues(
-    model: v1.ModelStub, request: v1.BatchCreateIssuesRequest, *, deadline_seconds: float | None
-) -> Any:
-    """The Model's ``BatchCreateIssues``, its reply parsed by upb (:data:`BATCH_CREATE_REPLY`)."""
-    route, reply_class = _BATCH_CREATE_ROUTE, BATCH_CREATE_REPLY
-    return await _call(model, route, request, reply_class, deadline_seconds)
-
-
-async def _call(
-    model: v1.ModelStub,
-    route: str,
-    request: betterproto2.Message,
-    reply_class: type[Any],
-    deadline_seconds: float | None,
-) -> Any:
-    # The stub's own unary sender with another reply class: the same channel,
-    # interceptors, deadline and error mapping as its generated methods.
-    return await call(model._unary_unary, route, request, reply_class, timeout=deadline_seconds)
+BATCH_CREATE_ISSUES = NamedReply(v1.BatchCreateIssuesResponse, "BatchCreateIssues", _results_of)
