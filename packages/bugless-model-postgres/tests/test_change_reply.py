@@ -421,3 +421,59 @@ async def test_a_stale_attachment_deletion_by_another_editor_is_aborted_before_r
                 caller=bob, attachment_id=uploaded.attachment.id, expected_version=issue.version
             )
         )
+
+
+async def test_a_change_that_waited_for_the_lock_answers_what_the_holder_left(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """READ COMMITTED locks and reads one issue in one statement, unless it had to wait.
+
+    Starring holds the issue's row lock without a new version: a change at
+    the current version queued behind it must see the star (and a component
+    the row moved to) once the holder commits, as a read after the lock would,
+    not the snapshot its statement took before waiting.
+    """
+    backend = bugless_model_backend
+    component = await _component(backend)
+    moved_to = await _component(backend)
+    settings = {"search_path": f'"{model_settings.schema}"'}
+    holder = await asyncpg.connect(model_settings.database_url, server_settings=settings)
+    watcher = await asyncpg.connect(model_settings.database_url, server_settings=settings)
+
+    async def behind(issue: v1.Issue, *statements: tuple[str, list[Any]]) -> v1.Issue:
+        held = holder.transaction()
+        await held.start()
+        for sql, args in statements:
+            await holder.execute(sql, *args)
+        change = asyncio.ensure_future(_change(backend, issue, "queued behind the holder"))
+        waiting = 0
+        while not waiting and not change.done():
+            await asyncio.sleep(0.01)
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        assert waiting, "the change did not wait for the row lock"
+        await held.commit()
+        return await _check(backend, await change)
+
+    try:
+        issue = await _create(backend, component)
+        star = (  # what StarIssue runs: the issue's row, not its version
+            "WITH added AS (INSERT INTO issue_stars (issue_id, user_id, created_at) "
+            "VALUES ($1, $2, now()) RETURNING issue_id) "
+            "UPDATE issues SET star_count = star_count + 1 WHERE id = $1",
+            [issue.id, ALICE.user_id],
+        )
+        read = await behind(issue, star)
+        assert read.starred
+        assert read.star_count == 1
+        # A row that moved (joined to its new component) is found, not NOT_FOUND.
+        move = ("UPDATE issues SET component_id = $2 WHERE id = $1", [issue.id, moved_to])
+        read = await behind(read, move)
+        assert read.component_id == moved_to
+    finally:
+        await holder.close()
+        await watcher.close()
+    # Not waiting: one statement, and the same answer.
+    await _check(backend, await _change(backend, read, "alone"))

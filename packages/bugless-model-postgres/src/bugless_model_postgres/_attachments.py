@@ -177,8 +177,9 @@ class Written(NamedTuple):
     sha256: str
 
 
-async def _attachable(ctx: WriteContext, issue_id: int) -> tuple[asyncpg.Record, int]:
-    row = (await _issues.fetch_visible_rows(ctx, [issue_id])).get(issue_id)
+async def _attachable(
+    ctx: WriteContext, issue_id: int, row: asyncpg.Record | None
+) -> tuple[asyncpg.Record, int]:
     if row is None:
         raise issue_not_found(issue_id)
     role = caller_role(ctx.caller, row["effective_acl"])
@@ -200,14 +201,18 @@ async def _attachable(ctx: WriteContext, issue_id: int) -> tuple[asyncpg.Record,
 
 async def check_can_attach(ctx: WriteContext, issue_id: int) -> int:
     """NotFound / PermissionDenied / file-count refusal; else the bytes already used."""
-    _, used = await _attachable(ctx, issue_id)
+    row = (await _issues.fetch_visible_rows(ctx, [issue_id])).get(issue_id)
+    _, used = await _attachable(ctx, issue_id, row)
     return used
 
 
-async def _lock_issue(ctx: WriteContext, issue_id: int, expected_version: int) -> None:
+async def _lock_issue(
+    ctx: WriteContext, issue_id: int, expected_version: int
+) -> asyncpg.Record | None:
+    """Lock the issue; its row as read under the lock (``None``: not there or not visible)."""
     if expected_version:
         await _issues.reject_stale_before_locking(ctx, issue_id, expected_version, first=True)
-    await ctx.conn.execute(q.LOCK_ISSUES, [issue_id])
+    return (await _issues.lock_and_load(ctx, {issue_id})).get(issue_id)
 
 
 def _check_version(issue_id: int, expected_version: int, loaded: asyncpg.Record) -> None:
@@ -242,8 +247,8 @@ async def record_upload(
 ) -> tuple[asyncpg.Record, Written]:
     """Attach stored content by a new entry; return the attachment's row and what was written."""
     issue_id = header.issue_id
-    await _lock_issue(ctx, issue_id, header.expected_version)
-    loaded, used = await _attachable(ctx, issue_id)
+    locked = await _lock_issue(ctx, issue_id, header.expected_version)
+    loaded, used = await _attachable(ctx, issue_id, locked)
     _check_version(issue_id, header.expected_version, loaded)
     if used + ref.size > max_issue_bytes:
         raise issue_too_large(max_issue_bytes, used)
@@ -270,7 +275,7 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     """Detach by a new entry; return what was written (its sha256: content to maybe remove)."""
     row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
     issue_id = int(row["issue_id"])
-    await _lock_issue(ctx, issue_id, request.expected_version)
+    loaded = await _lock_issue(ctx, issue_id, request.expected_version)
     row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
     if role < v1.Role.ADMIN and row["uploader"] != ctx.caller.user_id:
         raise PermissionDenied(
@@ -290,9 +295,7 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
             f"to change issue {issue_id}",
             metadata={"issue_id": str(issue_id)},
         )
-    # The issue's row under the lock: its version, and what the reply keeps of it.
-    loaded = (await _issues.fetch_visible_rows(ctx, [issue_id])).get(issue_id)
-    if loaded is None:  # its component's ACL changed since the statement above
+    if loaded is None:  # its component's ACL changed between the two reads
         raise attachment_not_found(request.attachment_id)
     _check_version(issue_id, request.expected_version, loaded)
     written = one_row(await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 0, ""))

@@ -97,9 +97,7 @@ async def _locked_issue(
 ) -> tuple[dict[str, object], v1.Role]:
     """The issue, locked and visible, at the expected version; with the caller's role."""
     await _issues.reject_stale_before_locking(ctx, issue_id, expected_version)
-    await ctx.conn.execute(q.LOCK_ISSUES, [issue_id])
-    rows = await _issues.fetch_visible_rows(ctx, [issue_id])
-    row = rows.get(issue_id)
+    row = (await _issues.lock_and_load(ctx, {issue_id})).get(issue_id)
     role = caller_role(ctx.caller, row["effective_acl"]) if row is not None else None
     if row is None or role is None:
         raise issue_not_found(issue_id)

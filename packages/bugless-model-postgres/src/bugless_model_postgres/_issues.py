@@ -142,11 +142,30 @@ async def _write_other_sides(
         await record_entry(ctx, other_id, version, "", changes, caused_by=issue_id)
 
 
-async def _lock_and_load(ctx: WriteContext, ids: set[int]) -> dict[int, asyncpg.Record]:
-    """Lock ``ids`` in id order; return the visible ones' rows."""
+async def lock_and_load(ctx: WriteContext, ids: set[int]) -> dict[int, asyncpg.Record]:
+    """Lock ``ids`` in id order; return the visible ones' rows as read under the locks.
+
+    On READ COMMITTED one issue takes one statement (:data:`q.LOCK_AND_FETCH_ISSUE`)
+    unless a writer changed its row since the statement's snapshot (the
+    statement waited for it; or no row came back: gone, moved, or never
+    there): then it takes the lock (again: held already, if the row was
+    there) and reads the issue after, as the lock-then-read path always
+    does. Under SERIALIZABLE (CockroachDB, the compatibility mode) and for
+    several issues (locked in id order) the lock and the read stay two
+    statements.
+    """
     if not ids:
         return {}
     ordered = sorted(ids)
+    if len(ordered) == 1 and ctx.dialect.statement_snapshots:
+        caller = ctx.caller
+        rows = await ctx.conn.fetch(
+            q.LOCK_AND_FETCH_ISSUE, ordered[0], caller.admin, caller.user_id
+        )
+        if rows and rows[0]["locked_as_read"]:
+            row = rows[0]
+            visible = caller_role(caller, row["effective_acl"]) is not None
+            return {row["id"]: row} if visible else {}
     await ctx.conn.execute(q.LOCK_ISSUES, ordered)
     return await fetch_issue_rows(ctx.conn, ctx.caller, ordered)
 
@@ -211,7 +230,7 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
         return Created(int(checks["idempotent_id"]), None)
     component = checks if checks["id"] is not None else None
     check_target_row(ctx, fields.component_id, component, "fields.component_id")
-    rows = await _lock_and_load(ctx, create_related_ids(request))
+    rows = await lock_and_load(ctx, create_related_ids(request))
     planned = await plan_create(
         ctx, request, has_custom_fields=checks["has_custom_fields"], rows=rows
     )
@@ -431,7 +450,7 @@ async def change_issue(
         if name in paths and getattr(fields, name):
             related.add(getattr(fields, name))
     await reject_stale_before_locking(ctx, issue_id, expected_version)
-    rows = await _lock_and_load(ctx, related | {issue_id})
+    rows = await lock_and_load(ctx, related | {issue_id})
     row = rows.get(issue_id)
     if row is None:
         raise issue_not_found(issue_id)
@@ -514,7 +533,7 @@ async def lock_visible_issues(
     ctx: WriteContext, ids: Sequence[int], field: str
 ) -> dict[int, asyncpg.Record]:
     """Lock issues for a hotlist call; every one must be visible."""
-    rows = await _lock_and_load(ctx, set(ids))
+    rows = await lock_and_load(ctx, set(ids))
     for issue_id in ids:
         if issue_id not in rows:
             raise issue_not_found(issue_id, field)

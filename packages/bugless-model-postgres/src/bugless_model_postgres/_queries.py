@@ -90,6 +90,25 @@ FETCH_ISSUE = _FETCH_ISSUES.format(
     where="i.id = $1::bigint",
 )
 
+#: :data:`FETCH_ISSUE` that also takes the issue's row lock (READ COMMITTED only).
+#: One statement reads one snapshot, taken before it waits for the lock: if a
+#: writer changed the row meanwhile, PostgreSQL re-checks only the locked row
+#: at its new version, so the subqueries (hotlists, star) and the component
+#: joined are as of before that writer (a move to another component even
+#: drops the row). ``locked_as_read`` says whether the locked row is the one
+#: the snapshot saw (same ``xmin``); when not, or with no row, the caller
+#: reads again with :data:`FETCH_ISSUE`, holding the lock by then.
+LOCK_AND_FETCH_ISSUE = (
+    _FETCH_ISSUES.format(
+        has_children=HAS_CHILDREN,
+        has_duplicates=HAS_DUPLICATES,
+        columns=ISSUE_COLUMNS
+        + ", i.xmin = (SELECT s.xmin FROM issues s WHERE s.id = i.id) AS locked_as_read",
+        where="i.id = $1::bigint",
+    )
+    + " FOR UPDATE OF i\n"
+)
+
 #: The committed version of issue $1 and the ACL deciding who may change it
 #: (read without locks, before a change queues for its row lock).
 ISSUE_VERSION = """
