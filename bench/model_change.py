@@ -1,4 +1,4 @@
-"""The Model's ChangeIssue, GetIssue and BatchGetIssues, two Models' code side by side.
+"""The Model's ChangeIssue, GetIssue, BatchGetIssues and attachment calls, two Models side by side.
 
     python -m bench.model_change [--issues 2000] [--seconds 6] [--repeat 3] [--clients 8] \
         [--before PATH[:PATH...]]
@@ -20,7 +20,11 @@ every process: no two clients change one issue):
   P1/P2 in turn, and a comment), at the version its last reply gave;
 * ``get``: ``GetIssue`` of a random issue;
 * ``bget``: ``BatchGetIssues`` of 6 random issues (the API's coalesced
-  batches held 5-8 at 16 clients).
+  batches held 5-8 at 16 clients);
+* ``attach``: ``UploadAttachment`` of 200 new bytes (one chunk) to one of
+  the client's own issues, or ``DeleteAttachment`` of the file the last pass
+  attached to it (passes over the issues alternate), each at the version its
+  last reply gave; a deletion also removes the content (no other file has it).
 
 Each row prints the 1-minute load average and the CPU milliseconds each
 process (the Model measured, PostgreSQL: the postmaster and its backends)
@@ -33,6 +37,7 @@ import argparse
 import asyncio
 import itertools
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,7 @@ SCENARIOS = {
     "change": "bench.model_change:model_change",
     "get": "bench.model_change:model_get",
     "bget": "bench.model_change:model_batch_get",
+    "attach": "bench.model_change:model_attach",
 }
 
 
@@ -135,6 +141,49 @@ async def model_batch_get(params: dict[str, Any]) -> tuple[Call, Close]:
         )
         if reply.missing_ids:
             raise RuntimeError(f"missing {reply.missing_ids}")
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def model_attach(params: dict[str, Any]) -> tuple[Call, Close]:
+    """Upload to or delete from the client's own issues, at the versions the replies gave."""
+    channel, stub, caller = _stub(params)
+    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
+    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
+    versions = {i.id: i.version for i in read.issues}
+    attached: dict[int, int] = {}
+    cycle = itertools.cycle(sorted(versions))
+    counter = itertools.count()
+
+    async def parts(issue_id: int) -> AsyncIterator[v1.UploadAttachmentRequest]:
+        header = v1.UploadAttachmentHeader(
+            caller=caller, issue_id=issue_id, expected_version=versions[issue_id], name="b.log"
+        )
+        yield v1.UploadAttachmentRequest(header=header)
+        yield v1.UploadAttachmentRequest(chunk=f"{next(counter)}:{issue_id}".encode().ljust(200))
+
+    async def call() -> None:
+        issue_id = next(cycle)
+        attachment_id = attached.pop(issue_id, 0)
+        if attachment_id:
+            reply = await stub.delete_attachment(
+                v1.DeleteAttachmentRequest(
+                    caller=caller,
+                    attachment_id=attachment_id,
+                    expected_version=versions[issue_id],
+                )
+            )
+            assert reply.issue is not None
+            versions[issue_id] = reply.issue.version
+            return
+        uploaded = await stub.upload_attachment(parts(issue_id))
+        assert uploaded.issue is not None
+        assert uploaded.attachment is not None
+        versions[issue_id] = uploaded.issue.version
+        attached[issue_id] = uploaded.attachment.id
 
     async def close() -> None:
         channel.close()
