@@ -1,4 +1,4 @@
-"""The API's search, history and change replies in wire form: the old path's bytes.
+"""The API's issue, history, change and attachment replies in wire form: the old path's bytes.
 
 Each reply :mod:`bugless_api._wire_issues` sends as upb's bytes is compared
 with what the betterproto2 round trip the gateway used before
@@ -7,9 +7,11 @@ Model reply: the Model's bytes are fetched once over real gRPC (a change
 cannot be made twice) and handed to both paths. The data is real: the
 stack's Model on PostgreSQL, its Authenticator naming the bots, people in
 every field that holds them, USER custom values, an id the Authenticator
-does not know, edited and redacted comments, attachments, empty pages and
-page tokens. Through the API itself, replies name people by username and
-errors are those of the Model call.
+does not know, edited and redacted comments, attachments (uploaded, listed,
+read, deleted), single reads and creates, empty pages and page tokens. Each
+reply is also given to both paths with an unknown field upb refuses.
+Through the API itself, replies name people by username and errors are
+those of the Model call.
 """
 
 from __future__ import annotations
@@ -58,6 +60,25 @@ def _old_change(refs: UserRefs, reply: Any) -> None:
     refs.entry(reply.entry)
 
 
+def _old_issue(refs: UserRefs, reply: Any) -> None:
+    refs.issue(reply)
+
+
+def _old_attachment(refs: UserRefs, reply: Any) -> None:
+    refs.attachment(reply)
+
+
+def _old_attachments(refs: UserRefs, reply: Any) -> None:
+    for index, attachment in enumerate(reply.attachments):
+        refs.attachment(attachment, f"attachments[{index}]")
+
+
+def _old_upload(refs: UserRefs, reply: Any) -> None:
+    refs.attachment(reply.attachment)
+    refs.issue(reply.issue)
+    refs.entry(reply.entry)
+
+
 def _old_results(refs: UserRefs, reply: Any) -> None:
     for index, result in enumerate(reply.results):
         refs.issue(result.issue, f"results[{index}].issue")
@@ -84,6 +105,30 @@ class _Paths:
         with acting_as(self.assertion):
             send: Any = self.model._unary_unary
             data: bytes = await call(send, reply.route, request, _Raw, timeout=30)
+        return await self.compare(reply, data, old_walk)
+
+    async def upload(self, header: v1.UploadAttachmentHeader, content: bytes) -> Any:
+        """:meth:`both` of an UploadAttachment (a client stream: header, then content)."""
+        header.caller = self.caller
+
+        async def parts() -> AsyncIterator[v1.UploadAttachmentRequest]:
+            yield v1.UploadAttachmentRequest(header=header)
+            yield v1.UploadAttachmentRequest(chunk=content)
+
+        reply = named.UPLOAD_ATTACHMENT
+        with acting_as(self.assertion):
+            send: Any = self.model._stream_unary
+            request_class = v1.UploadAttachmentRequest
+            data: bytes = await call(send, reply.route, parts(), request_class, _Raw, timeout=30)
+        return await self.compare(reply, data, _old_upload)
+
+    async def compare(
+        self,
+        reply: named.NamedReply[Any],
+        data: bytes,
+        old_walk: Callable[[UserRefs, Any], None],
+    ) -> Any:
+        """Compare the two paths on the Model's reply ``data``; the new path's reply."""
         new = await reply.named(reply.parse(data), self.users)
         assert isinstance(new, wire.Encoded)
         old = await self.old_path(reply, data, old_walk)
@@ -255,6 +300,39 @@ async def test_every_moved_reply_is_the_old_paths_bytes(
         _old_results,
     )
     assert [r.code != 0 for r in results.results] == [False, False, True]
+    # Issues read one at a time and created one at a time (no coalescing).
+    for issue in issues:
+        await paths.both(named.GET_ISSUE, v1.GetIssueRequest(issue_id=issue.id), _old_issue)
+    me = paths.caller.user_id
+    created = await paths.both(
+        named.CREATE_ISSUE,
+        v1.CreateIssueRequest(
+            fields=v1.IssueFields(title="made ü", component_id=component.id, assignee=_GONE),
+            cc=[me, _GONE],
+            custom_fields=[v1.CustomFieldValue(field_id=owner.id, values=[me])],
+        ),
+        _old_issue,
+    )
+    custom = [list(v.values) for v in created.custom_fields]
+    assert (created.reporter, created.assignee, custom) == ("robot", _GONE, [["robot"]])
+
+    # Attachments: an upload, the list, each one's metadata, a deletion.
+    uploaded = await paths.upload(
+        v1.UploadAttachmentHeader(issue_id=created.id, name="wire.txt", comment="more", size=4),
+        b"wire",
+    )
+    assert (uploaded.attachment.uploader, uploaded.entry.author) == ("robot", "robot")
+    for issue in (issues[1], created):
+        listed = await paths.both(
+            named.LIST_ATTACHMENTS, v1.ListAttachmentsRequest(issue_id=issue.id), _old_attachments
+        )
+        assert [a.uploader for a in listed.attachments] == ["robot"]
+        for attachment in listed.attachments:
+            await paths.both(
+                named.GET_ATTACHMENT,
+                v1.GetAttachmentRequest(attachment_id=attachment.id),
+                _old_attachment,
+            )
     attached = (await robot.list_attachments(issues[1].id))[0]
     await paths.both(
         named.DELETE_ATTACHMENT,
@@ -276,8 +354,7 @@ async def test_every_moved_reply_is_the_old_paths_bytes(
             token = history.next_page_token
             if not token:
                 break
-    assert paths.compared >= 15
-    del owner
+    assert paths.compared >= 28
 
 
 async def _error(coro: Any) -> tuple[str, str]:

@@ -27,15 +27,20 @@ from bugless_api._wire_issues import (
     BATCH_CHANGE_ISSUES,
     BATCH_GET_ISSUES,
     CHANGE_ISSUE,
+    CREATE_ISSUE,
     DELETE_ATTACHMENT,
     EDIT_COMMENT,
+    GET_ATTACHMENT,
+    GET_ISSUE,
+    LIST_ATTACHMENTS,
     LIST_HISTORY,
     REDACT,
     SEARCH_ISSUES,
+    UPLOAD_ATTACHMENT,
     NamedReply,
 )
 from bugless_core import limits
-from bugless_core.clients import call, call_errors, resolve_query
+from bugless_core.clients import call_errors, resolve_query
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
 from bugless_core.grpc import ANY_CLIENT, AccessTable, every_method
 from bugless_core.search import QuerySyntaxError, parse_query
@@ -165,11 +170,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
         if creator is not None:
             # Batched with the caller's concurrent creates; named there.
             return await creator.create(caller, message)
-        issue = await self.gateway.model_call(self.gateway.model.create_issue, message)
-        out = UserRefs()
-        out.issue(issue)
-        await self._named(out)
-        return issue
+        return await self._wire_reply(CREATE_ISSUE, message)
 
     async def get_issue(self, message: v1.GetIssueRequest) -> v1.Issue:
         """One issue, if the caller may view it (NOT_FOUND otherwise).
@@ -182,11 +183,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
         reader = self.gateway.issue_reader
         if reader is not None and message.issue_id > 0:
             return await reader.get(caller, message.issue_id)
-        issue = await self.gateway.model_call(self.gateway.model.get_issue, message)
-        out = UserRefs()
-        out.issue(issue)
-        await self._named(out)
-        return issue
+        return await self._wire_reply(GET_ISSUE, message)
 
     async def batch_get_issues(
         self, message: v1.BatchGetIssuesRequest
@@ -321,15 +318,10 @@ class IssuesService(GatewayService, v1.IssuesBase):
             async for message in messages:
                 yield message
 
-        reply: v1.UploadAttachmentResponse = await call(
-            self.gateway.model.upload_attachment, forwarded()
+        gateway = self.gateway
+        return await UPLOAD_ATTACHMENT.call_streamed(
+            gateway.model, gateway.users, forwarded(), v1.UploadAttachmentRequest
         )
-        out = UserRefs()
-        out.attachment(reply.attachment)
-        out.issue(reply.issue)
-        out.entry(reply.entry)
-        await self._named(out)
-        return reply
 
     async def download_attachment(
         self, message: v1.DownloadAttachmentRequest
@@ -347,23 +339,14 @@ class IssuesService(GatewayService, v1.IssuesBase):
     async def get_attachment(self, message: v1.GetAttachmentRequest) -> v1.Attachment:
         """One attachment's metadata, if the caller may view its issue."""
         caller_of(message)
-        reply = await self.gateway.model_call(self.gateway.model.get_attachment, message)
-        out = UserRefs()
-        out.attachment(reply)
-        await self._named(out)
-        return reply
+        return await self._wire_reply(GET_ATTACHMENT, message)
 
     async def list_attachments(
         self, message: v1.ListAttachmentsRequest
     ) -> v1.ListAttachmentsResponse:
         """An issue's attachments, oldest first."""
         caller_of(message)
-        reply = await self.gateway.model_call(self.gateway.model.list_attachments, message)
-        out = UserRefs()
-        for index, attachment in enumerate(reply.attachments):
-            out.attachment(attachment, f"attachments[{index}]")
-        await self._named(out)
-        return reply
+        return await self._wire_reply(LIST_ATTACHMENTS, message)
 
     async def delete_attachment(
         self, message: v1.DeleteAttachmentRequest

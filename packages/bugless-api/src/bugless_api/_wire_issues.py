@@ -9,8 +9,10 @@ the people are renamed in the upb message, and the reply goes to the bot as
 the bytes upb writes (:func:`bugless_proto.wire.encoded`): the same message
 a betterproto2 round trip would send.
 
-* :class:`NamedReply`: SearchIssues, BatchGetIssues, ListHistory and the
-  calls answering a ``ChangeIssueResponse`` or ``BatchChangeIssuesResponse``.
+* :class:`NamedReply`: SearchIssues, BatchGetIssues, ListHistory, the calls
+  answering a ``ChangeIssueResponse`` or ``BatchChangeIssuesResponse``,
+  GetIssue and CreateIssue when not coalesced, and the attachment calls'
+  metadata (GetAttachment, ListAttachments, UploadAttachment).
   A reply upb refuses to parse is read by betterproto2 instead (as the codec
   would) and renamed by the same walkers, so it is answered as before.
 * :data:`BATCH_GET_ISSUES`, :data:`BATCH_CREATE_ISSUES` also fetch the
@@ -28,7 +30,7 @@ proto's, enum values compare as ints).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, MutableSequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, MutableSequence
 from typing import Any, Generic, TypeVar
 
 import betterproto2
@@ -50,6 +52,7 @@ from bugless_core.issue_labels import holds_people
 from bugless_proto import v1, wire
 
 M = TypeVar("M", bound=betterproto2.Message)
+R = TypeVar("R", bound=betterproto2.Message)
 
 _MODEL = "/bugless.v1.Model/"
 
@@ -111,7 +114,7 @@ def entry_slots(entry: Any, slots: list[Slot]) -> None:
     attachments = entry.attachments
     if attachments:
         for attachment in attachments:
-            _person_slots(attachment, ATTACHMENT_PERSON, slots)
+            attachment_slots(attachment, slots)
     changes = entry.changes
     if changes:
         for change in changes:
@@ -135,6 +138,11 @@ def _people_slots(values: MutableSequence[str], slots: list[Slot]) -> None:
                 slots.append((values, index, user_id))
 
 
+def attachment_slots(attachment: Any, slots: list[Slot]) -> None:
+    """Add the people of an ``Attachment`` (its uploader) to ``slots``."""
+    _person_slots(attachment, ATTACHMENT_PERSON, slots)
+
+
 def _issues_of(reply: Any, slots: list[Slot]) -> None:
     for issue in reply.issues:
         issue_slots(issue, slots)
@@ -152,6 +160,17 @@ def _change_of(reply: Any, slots: list[Slot]) -> None:
         issue_slots(reply.issue, slots)
     if reply.entry is not None:
         entry_slots(reply.entry, slots)
+
+
+def _attachments_of(reply: Any, slots: list[Slot]) -> None:
+    for attachment in reply.attachments:
+        attachment_slots(attachment, slots)
+
+
+def _upload_of(reply: Any, slots: list[Slot]) -> None:
+    if reply.attachment is not None:
+        attachment_slots(reply.attachment, slots)
+    _change_of(reply, slots)
 
 
 def _results_of(reply: Any, slots: list[Slot]) -> None:
@@ -202,6 +221,18 @@ class NamedReply(Generic[M]):
         send = model._unary_unary
         return await call(send, self.route, request, self.reply_type, timeout=deadline_seconds)
 
+    async def call_streamed(
+        self,
+        model: v1.ModelStub,
+        users: UserDirectory,
+        requests: AsyncIterator[R],
+        request_class: type[R],
+    ) -> M:
+        """:meth:`call` of a client-streaming method (an upload): no deadline."""
+        send = model._stream_unary
+        reply = await call(send, self.route, requests, request_class, self.reply_type)
+        return await self.named(reply, users)
+
     async def call(
         self,
         model: v1.ModelStub,
@@ -241,3 +272,8 @@ REDACT = NamedReply(v1.ChangeIssueResponse, "Redact", _change_of)
 DELETE_ATTACHMENT = NamedReply(v1.ChangeIssueResponse, "DeleteAttachment", _change_of)
 BATCH_CHANGE_ISSUES = NamedReply(v1.BatchChangeIssuesResponse, "BatchChangeIssues", _results_of)
 BATCH_CREATE_ISSUES = NamedReply(v1.BatchCreateIssuesResponse, "BatchCreateIssues", _results_of)
+CREATE_ISSUE = NamedReply(v1.Issue, "CreateIssue", issue_slots)
+GET_ISSUE = NamedReply(v1.Issue, "GetIssue", issue_slots)
+GET_ATTACHMENT = NamedReply(v1.Attachment, "GetAttachment", attachment_slots)
+LIST_ATTACHMENTS = NamedReply(v1.ListAttachmentsResponse, "ListAttachments", _attachments_of)
+UPLOAD_ATTACHMENT = NamedReply(v1.UploadAttachmentResponse, "UploadAttachment", _upload_of)
