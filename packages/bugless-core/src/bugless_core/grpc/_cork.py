@@ -183,14 +183,22 @@ class CorkedH2Protocol(H2Protocol):
         """
         super().connection_made(CorkedTransport(cast("asyncio.Transport", transport)))
         h2_connection = self.connection._connection
-        h2_connection.update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES})
+        h2_connection.update_settings(
+            {
+                SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
+                SettingCodes.HEADER_TABLE_SIZE: _hpack.HEADER_TABLE_BYTES,
+            }
+        )
         # Accept the large frames from now on, not from the peer's ACK: h2
         # applies an acknowledged size only from its next read, and a peer may
         # send a large frame right behind the ACK (a busy server answering a
         # first call), which would fail the whole connection with
         # FrameTooLargeError. Accepting more than the peer knows of is safe.
         h2_connection.max_inbound_frame_size = MAX_FRAME_BYTES
-        # The same header blocks every call: coded once (bugless_core.grpc._hpack).
+        # The same header blocks every call: coded once, in a table that holds
+        # a peer's callers' assertions (bugless_core.grpc._hpack). The larger
+        # table is accepted at once too, for the same reason.
+        h2_connection.decoder.max_allowed_table_size = _hpack.HEADER_TABLE_BYTES
         _hpack.install(h2_connection)
         self.connection.flush()
 

@@ -46,6 +46,15 @@ from hpack.table import HeaderTable, table_entry_size
 #: there would be more (a connection's calls use a handful of shapes).
 MEMO_ENTRIES = 64
 
+#: The HPACK dynamic table a corked connection offers its peer
+#: (SETTINGS_HEADER_TABLE_SIZE; HTTP/2's default is 4 KiB). The API calls the
+#: Model with each bot connection's own identity assertion (~420 bytes, ~470
+#: in the table): with 16 bots the 4 KiB table evicted them round-robin, so
+#: every call sent its assertion as a Huffman-coded literal, coded and decoded
+#: in pure Python on both ends (bench/JOURNAL.md, session 10). 32 KiB keeps
+#: ~60 of them indexed, at most 32 KiB of memory per connection and direction.
+HEADER_TABLE_BYTES = 32 * 1024
+
 _Snapshot = tuple[int, int, object]
 
 
