@@ -71,8 +71,12 @@ class AttachmentCalls(EditsAndCustomFields):
         name = sanitise_name(header.name)
         if header.content_type:
             check_content_type(settings, header.content_type, "header.content_type")
+        # Reads only (the attach re-checks under the issue's lock): on READ
+        # COMMITTED no BEGIN/COMMIT around them, two round trips fewer.
         used, _ = await self._write(
-            header.caller, lambda ctx: att.check_can_attach(ctx, header.issue_id)
+            header.caller,
+            lambda ctx: att.check_can_attach(ctx, header.issue_id),
+            one_statement=True,
         )
         remaining = max(settings.max_issue_bytes - used, 0)
         per_file = settings.max_file_bytes <= remaining

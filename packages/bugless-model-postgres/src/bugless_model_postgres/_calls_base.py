@@ -37,7 +37,11 @@ class BackendCalls:
         _retry_policy: RetryPolicy
 
         async def _write(
-            self, caller: v1.Caller | None, work: Callable[[WriteContext], Awaitable[T]]
+            self,
+            caller: v1.Caller | None,
+            work: Callable[[WriteContext], Awaitable[T]],
+            *,
+            one_statement: bool = False,
         ) -> tuple[T, WriteContext]:
             """One write transaction, then the committed entries are announced."""
             ...
