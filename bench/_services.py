@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -278,26 +278,30 @@ class CpuMeter:
     """CPU seconds (user + system) per service between :meth:`start` and :meth:`stop`.
 
     Read from ``/proc/<pid>/stat``. ``postgres`` counts the postmaster and
-    every backend under it, a web tier (``web*``) its ``--workers``
-    (backends that exit mid-measurement are missed: the benchmarks keep
-    their connections open).
+    every backend under it, a web tier (``web*``) its ``--workers``. A child
+    that exits mid-measurement (a pool closing an idle connection) takes its
+    CPU out of the live processes' sum; its parent's reaped-children time
+    (``cutime + cstime``) then grows by the child's whole lifetime, so the
+    child counts as that growth minus what it had used at :meth:`start`
+    (without this, such rows read negative).
     """
 
     def __init__(self, pids: dict[str, int]) -> None:
         """Watch ``pids`` (name to pid)."""
         self.pids = pids
-        self._before: dict[str, float] = {}
+        self._before: dict[str, _Family] = {}
         self.seconds: dict[str, float] = {}
 
-    def _sample(self) -> dict[str, float]:
+    def _sample(self) -> dict[str, _Family]:
         stats = _proc_stats()
-        out: dict[str, float] = {}
+        out: dict[str, _Family] = {}
         for name, pid in self.pids.items():
             family = {pid}
             if name == "postgres" or name.startswith("web"):
                 # The postmaster's backends, a web tier's --workers.
-                family |= {p for p, (parent, _) in stats.items() if parent == pid}
-            out[name] = sum(stats[p][1] for p in family if p in stats)
+                family |= {p for p, stat in stats.items() if stat.parent == pid}
+            reaped = stats[pid].reaped if pid in stats else 0.0
+            out[name] = _Family({p: stats[p].cpu for p in family if p in stats}, reaped)
         return out
 
     def start(self) -> None:
@@ -307,16 +311,37 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         """CPU seconds per service since :meth:`start`."""
         after = self._sample()
-        self.seconds = {k: after[k] - self._before.get(k, after[k]) for k in after}
+        self.seconds = {
+            name: family.since(self._before.get(name, family)) for name, family in after.items()
+        }
         return self.seconds
+
+
+class _Family(NamedTuple):
+    """One service's processes at a sample: CPU seconds by pid, and its reaped children's."""
+
+    cpu: dict[int, float]
+    reaped: float
+
+    def since(self, before: _Family) -> float:
+        """CPU seconds the family used between ``before`` and this sample."""
+        live = sum(cpu - before.cpu.get(pid, 0.0) for pid, cpu in self.cpu.items())
+        gone = sum(cpu for pid, cpu in before.cpu.items() if pid not in self.cpu)
+        return live + max(0.0, self.reaped - before.reaped - gone)
+
+
+class _Stat(NamedTuple):
+    parent: int
+    cpu: float
+    reaped: float
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_stats() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds) of every process, from /proc."""
-    out: dict[int, tuple[int, float]] = {}
+def _proc_stats() -> dict[int, _Stat]:
+    """pid -> (parent pid, CPU seconds, reaped children's CPU seconds) of every process."""
+    out: dict[int, _Stat] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -325,8 +350,13 @@ def _proc_stats() -> dict[int, tuple[int, float]]:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        # after "pid (comm)": state ppid ... utime(12) stime(13), 0-based from state
-        out[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS)
+        # after "pid (comm)": state ppid ... utime(11) stime(12) cutime(13) cstime(14),
+        # 0-based from state
+        out[int(entry)] = _Stat(
+            int(fields[1]),
+            (int(fields[11]) + int(fields[12])) / _TICKS,
+            (int(fields[13]) + int(fields[14])) / _TICKS,
+        )
     return out
 
 
