@@ -50,22 +50,28 @@ def counting(attempts: int = COCKROACH_RETRIES.attempts) -> CountingPolicy:
     )
 
 
+async def issues_in_a_new_component(
+    backend: CockroachBackend, name: str, count: int
+) -> list[v1.Issue]:
+    """A component named ``name`` holding ``count`` new issues titled ``name`` and a number."""
+    component = await backend.create_component(v1.CreateComponentRequest(caller=ADMIN, name=name))
+    issues = [
+        await backend.create_issue(
+            v1.CreateIssueRequest(
+                caller=ADMIN, fields=v1.IssueFields(title=f"{name} {n}", component_id=component.id)
+            )
+        )
+        for n in range(count)
+    ]
+    return issues
+
+
 async def test_concurrent_conflicting_writes_are_retried_and_none_is_lost_or_announced_twice(
     bugless_model_backend: CockroachBackend,
 ) -> None:
     backend = bugless_model_backend
-    component = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name="retries")
-    )
+    issues = await issues_in_a_new_component(backend, "retries", 12)
     hotlist = await backend.create_hotlist(v1.CreateHotlistRequest(caller=ADMIN, name="busy"))
-    issues = [
-        await backend.create_issue(
-            v1.CreateIssueRequest(
-                caller=ADMIN, fields=v1.IssueFields(title=f"i{n}", component_id=component.id)
-            )
-        )
-        for n in range(12)
-    ]
     announced: Counter[tuple[int, int]] = Counter()
     backend.add_change_listener(lambda issue, entry: announced.update([(issue.id, entry.version)]))
     policy = counting(attempts=30)
@@ -105,18 +111,8 @@ async def test_a_retried_change_answers_what_its_committed_attempt_wrote(
 ) -> None:
     """ChangeIssue's reply is built inside each attempt (no read-back): the committed one's."""
     backend = bugless_model_backend
-    component = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name="retried changes")
-    )
+    issues = await issues_in_a_new_component(backend, "retried changes", 8)
     hotlist = await backend.create_hotlist(v1.CreateHotlistRequest(caller=ADMIN, name="shared"))
-    issues = [
-        await backend.create_issue(
-            v1.CreateIssueRequest(
-                caller=ADMIN, fields=v1.IssueFields(title=f"c{n}", component_id=component.id)
-            )
-        )
-        for n in range(8)
-    ]
     policy = counting(attempts=30)
     backend._retry_policy = policy
     try:
@@ -156,17 +152,7 @@ async def test_retried_uploads_answer_what_their_committed_attempts_wrote(
 ) -> None:
     """Upload's reply is built inside each attempt too (no read-back): the committed one's."""
     backend = bugless_model_backend
-    component = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name="retried uploads")
-    )
-    issues = [
-        await backend.create_issue(
-            v1.CreateIssueRequest(
-                caller=ADMIN, fields=v1.IssueFields(title=f"u{n}", component_id=component.id)
-            )
-        )
-        for n in range(6)
-    ]
+    issues = await issues_in_a_new_component(backend, "retried uploads", 6)
 
     async def content() -> AsyncIterator[bytes]:
         yield b"the same bytes for every issue"
