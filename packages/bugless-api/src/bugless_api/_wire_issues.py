@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 import betterproto2
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as UpbMessage
+from grpclib.const import Cardinality
 
 from bugless_api._users import (
     ATTACHMENT_PERSON,
@@ -47,7 +48,8 @@ from bugless_api._users import (
     USER_TYPE,
     UserDirectory,
 )
-from bugless_core.clients import call
+from bugless_core.clients import call, call_errors
+from bugless_core.errors import Unavailable
 from bugless_core.issue_labels import holds_people
 from bugless_proto import v1, wire
 
@@ -228,9 +230,39 @@ class NamedReply(Generic[M]):
         requests: AsyncIterator[R],
         request_class: type[R],
     ) -> M:
-        """:meth:`call` of a client-streaming method (an upload): no deadline."""
-        send = model._stream_unary
-        reply = await call(send, self.route, requests, request_class, self.reply_type)
+        """:meth:`call` of a client-streaming method (an upload): no deadline.
+
+        The Model may answer before the upload has ended (a missing issue, a
+        declared size over the limit): it sends its status and resets the
+        stream, and that status is the error raised. The last message carries
+        the end of the stream rather than a separate end (betterproto2's
+        ``_stream_unary``): ending a stream the Model has already reset fails
+        with h2's ``StreamClosedError``, which hid the Model's status, whereas
+        a message sent on it fails the way grpclib turns into that status.
+        """
+        with call_errors("a backend service is unreachable"):
+            async with model.channel.request(
+                self.route,
+                Cardinality.STREAM_UNARY,
+                request_class,
+                self.reply_type,
+                timeout=model.timeout,
+                deadline=model.deadline,
+                metadata=model.metadata,
+            ) as stream:
+                await stream.send_request()
+                held: R | None = None
+                async for request in requests:
+                    if held is not None:
+                        await stream.send_message(held)
+                    held = request
+                if held is not None:
+                    await stream.send_message(held, end=True)
+                else:
+                    await stream.end()
+                reply = await stream.recv_message()
+        if reply is None:
+            raise Unavailable("the Model ended an upload without an answer")
         return await self.named(reply, users)
 
     async def call(
