@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bugless_core.search.build import term
-from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres import PostgresBackend, _search_wire
 from bugless_proto import v1, wire
 from bugless_proto.google.protobuf import FieldMask
 
@@ -227,3 +227,13 @@ def test_timestamps_encode_as_betterproto2_encodes_them(
     ours = upb_issue(id=1, created_at=stamp(created), closed_at=closed and stamp(closed))
     theirs = bytes(v1.Issue(id=1, created_at=created, closed_at=closed))  # betterproto2's own
     assert ours.SerializeToString() == theirs
+
+
+@given(instant=_INSTANTS | st.datetimes(timezones=st.just(datetime.UTC)))
+def test_a_row_timestamp_is_the_wire_modules_timestamp(instant: datetime.datetime) -> None:
+    """The rows' own conversion floors to whole seconds as ``timestamp_fields`` does.
+
+    Before the epoch too, where ``days`` is negative and the seconds and
+    microseconds are not.
+    """
+    assert _search_wire._timestamp(instant) == wire.timestamp_fields(instant)

@@ -19,7 +19,9 @@ for the whole page (as the codec falls back to betterproto2 for a message).
 
 from __future__ import annotations
 
+import datetime
 import functools
+import itertools
 import json
 import operator
 from collections.abc import Callable, Sequence
@@ -71,6 +73,23 @@ _OTHER = (
     "custom_fields",
     "custom_field_names",
 )
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _timestamp(value: datetime.datetime) -> dict[str, int]:
+    """:func:`bugless_proto.wire.timestamp_fields`, from the difference's own parts.
+
+    A ``timedelta`` keeps its days, seconds (0 to 86,399) and microseconds
+    (0 to 999,999) normalised, so ``days * 86400 + seconds`` is already the
+    floored count of whole seconds: no division of a microsecond count, no
+    ``divmod`` (0.46 against 0.75 µs, twice a row). A naive ``value`` raises
+    ``TypeError`` (the subtraction), which sends the page down the
+    betterproto2 path, as upb's refusals do.
+    """
+    since = value - _EPOCH
+    return {"seconds": since.days * 86400 + since.seconds, "nanos": since.microseconds * 1000}
 
 
 @functools.lru_cache(maxsize=64)
@@ -157,7 +176,8 @@ def _issues(caller: v1.Caller, rows: Sequence[asyncpg.Record], size: int) -> lis
     all 28 cost twice as much as the message they make).
     """
     read = _reader(tuple(rows[0].keys()))
-    plain = len(_PLAIN)
+    plain, names_of_plain = len(_PLAIN), _PLAIN
+    compress, stamp = itertools.compress, _timestamp
     roles: dict[Any, v1.Role | None] = {}
     issues: list[dict[str, Any]] = []
     for row in rows[:size]:
@@ -170,7 +190,9 @@ def _issues(caller: v1.Caller, rows: Sequence[asyncpg.Record], size: int) -> lis
             roles[key] = caller_role(caller, acl)
         if roles[key] is None:
             continue
-        fields = {name: value for name, value in zip(_PLAIN, values, strict=False) if value}
+        # The plain columns whose values are not their defaults (in C: no
+        # comprehension frame per row).
+        fields = dict(compress(zip(names_of_plain, values, strict=False), values))
         if cc:
             fields["cc"] = sorted(cc)
         if hotlists:
@@ -180,11 +202,11 @@ def _issues(caller: v1.Caller, rows: Sequence[asyncpg.Record], size: int) -> lis
         if blocked_by:
             fields["blocked_by_ids"] = sorted(blocked_by)
         if created is not None:
-            fields["created_at"] = wire.timestamp_fields(created)
+            fields["created_at"] = stamp(created)
         if modified is not None:
-            fields["modified_at"] = wire.timestamp_fields(modified)
+            fields["modified_at"] = stamp(modified)
         if closed is not None:
-            fields["closed_at"] = wire.timestamp_fields(closed)
+            fields["closed_at"] = stamp(closed)
         if names is not None:
             if isinstance(custom, str) and isinstance(names, str):
                 fields["custom_fields"] = _remembered_values(custom, names)
