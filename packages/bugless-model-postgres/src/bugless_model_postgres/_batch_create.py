@@ -281,7 +281,7 @@ async def _create_together(
     caller = ctx.caller
     checks = await _batch_checks(
         ctx,
-        [(r.fields or v1.IssueFields()).component_id for _, r in requests],
+        [r.fields.component_id if r.fields is not None else 0 for _, r in requests],
         [r.idempotency_key or None for _, r in requests],
     )
     outcomes: _Outcomes = {}
@@ -300,7 +300,7 @@ async def _create_together(
         if row["idempotent_id"] is not None:
             outcomes[index] = _issues.Created(int(row["idempotent_id"]), None)
             continue
-        component_id = (request.fields or v1.IssueFields()).component_id
+        component_id = request.fields.component_id if request.fields is not None else 0
         try:
             _issue_plan.check_target_row(
                 ctx, component_id, row if row["id"] is not None else None, "fields.component_id"
