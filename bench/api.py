@@ -424,15 +424,20 @@ def run(
     only: tuple[str, ...] = ("get", "search", "create"),
     configs: dict[str, str] | None = None,
     profile_dir: Path | None = None,
+    backend_env: dict[str, str] | None = None,
 ) -> None:
     """Start everything, measure, profile, stop everything.
+
+    ``backend_env``: more environment for the Model and the Authenticator
+    (``PYTHONPATH`` of an older checkout runs its backends: a change to the
+    Model is compared by alternating whole runs, since every config shares them).
 
     ``configs`` (label to ``bugless api serve`` flags, ``NAME=VALUE`` words
     its environment): one API each on the same backends, every API row
     measured for each in turn within a round, so that a noisy machine
     affects them alike. Their rows are ``api:LABEL`` (process ``api-LABEL``).
     """
-    bench = BenchStack.start(extra_env=METRICS_ENV)
+    bench = BenchStack.start(extra_env={**METRICS_ENV, **(backend_env or {})})
     try:
         print(f"seeding {issues:,} issues ...", flush=True)
         prepared = asyncio.run(_prepare(bench, issues))
@@ -801,6 +806,14 @@ def main() -> None:
         "('before=PYTHONPATH=<an older checkout>/packages/bugless-api/src:...')",
     )
     parser.add_argument(
+        "--backend-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment for the Model and the Authenticator (repeatable; "
+        "'PYTHONPATH=<an older checkout>/packages/bugless-model-postgres/src:...' runs its code)",
+    )
+    parser.add_argument(
         "--profile-dir",
         type=Path,
         default=None,
@@ -821,6 +834,7 @@ def main() -> None:
         only=tuple(args.only.split(",")),
         configs=dict(c.partition("=")[::2] for c in args.config),
         profile_dir=args.profile_dir,
+        backend_env=dict(e.partition("=")[::2] for e in args.backend_env),
     )
 
 

@@ -255,6 +255,44 @@ async def test_on_read_committed_a_batch_of_creates_is_its_reads_and_one_write(
     assert mentions == 3
 
 
+async def test_a_batch_reads_the_custom_fields_that_apply_with_its_checks(
+    scratch: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """The fields of the component and its parent apply, read with the checks."""
+    parent = await _component(scratch)
+    child = await scratch.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN, name=f"costs-{uuid.uuid4().hex[:8]}", parent_id=parent
+        )
+    )
+    made = []
+    for component_id, name, default in ((child.id, "Child", "c"), (parent, "Root", "r")):
+        made.append(
+            await scratch.create_custom_field(
+                v1.CreateCustomFieldRequest(
+                    caller=ADMIN,
+                    component_id=component_id,
+                    name=f"{name}-{uuid.uuid4().hex[:6]}",
+                    type=v1.CustomFieldType.TEXT,
+                    required=True,
+                    default_values=[default],
+                )
+            )
+        )
+    async with _Statements(scratch, model_settings.pool_max_size) as statements:
+        issues = await _batch(scratch, child.id, 3)
+    ours = _ours(statements.sent)
+    assert [s.split()[:2] for s in ours] == [["SELECT", "c.*,"], ["WITH", "input"]]
+    child_field, root_field = made
+    for issue in issues:
+        assert {v.field_id: list(v.values) for v in issue.custom_fields} == {
+            root_field.id: ["r"],
+            child_field.id: ["c"],
+        }
+        read = await scratch.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+        assert read == issue
+
+
 async def test_on_repeatable_read_creates_keep_their_transaction(
     postgres_server: ThrowawayPostgres,
 ) -> None:
