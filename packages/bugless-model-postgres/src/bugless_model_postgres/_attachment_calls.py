@@ -39,8 +39,8 @@ SWEEP_BATCH = 200
 _log = logging.getLogger(__name__)
 
 
-async def _mark_redacted(ctx: WriteContext, issue_id: int, attachment_id: int) -> None:
-    await att.redact(ctx, issue_id, attachment_id)
+async def _mark_redacted(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:
+    return await att.redact(ctx, issue_id, attachment_id)
 
 
 class AttachmentCalls(EditsAndCustomFields):
@@ -75,7 +75,7 @@ class AttachmentCalls(EditsAndCustomFields):
         # COMMITTED no BEGIN/COMMIT around them, two round trips fewer.
         used, _ = await self._write(
             header.caller,
-            lambda ctx: att.check_can_attach(ctx, header.issue_id),
+            lambda ctx: att.check_can_attach(ctx, header.issue_id, header.expected_version),
             one_statement=True,
         )
         remaining = max(settings.max_issue_bytes - used, 0)
@@ -210,10 +210,9 @@ class AttachmentCalls(EditsAndCustomFields):
 
     async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Redact; for an attachment, its content then leaves the store (if unshared)."""
-        response = await super().redact(request)
-        if request.target is v1.RedactionTarget.ATTACHMENT:
-            row = await self._visible(v1.Caller(admin=True), request.attachment_id)
-            await self._discard(bytes(row["sha256"]).hex())
+        response, sha256 = await self._redact(request)
+        if sha256:  # the redaction returned it: no read of the attachment after it
+            await self._discard(sha256)
         return response
 
 

@@ -42,9 +42,21 @@ SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
   FROM attachments
  WHERE issue_id = $1 AND deleted_in_version = 0 AND NOT redacted
 """
-#: An attachment with what decides its visibility.
+#: What an upload checks before reading a byte, in one statement: issue $1's
+#: version and who may change it, and what its live attachments use (:data:`USAGE`).
+ATTACH_CHECKS = """
+SELECT i.version, c.effective_acl, c.path AS component_path, u.used, u.files
+  FROM issues i JOIN components c ON c.id = i.component_id
+       CROSS JOIN (SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
+                     FROM attachments
+                    WHERE issue_id = $1 AND deleted_in_version = 0 AND NOT redacted) AS u
+ WHERE i.id = $1
+"""
+#: An attachment with what decides its visibility, and its issue's version
+#: (a deletion's version check before locking reads it here).
 BY_ID = """
-SELECT a.*, i.component_id, c.effective_acl, c.path AS component_path
+SELECT a.*, i.component_id, i.version AS issue_version, c.effective_acl,
+       c.path AS component_path
   FROM attachments a
   JOIN issues i ON i.id = a.issue_id
   JOIN components c ON c.id = i.component_id
@@ -92,12 +104,17 @@ UPDATE issues AS i
  WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}"""
 MARK_DELETED = "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1"
-#: The deletion's entry names the attachment; returned whole (the call's reply).
-MARK_ENTRY_DELETION = """
-UPDATE issue_history SET deleted_attachment_id = $3 WHERE issue_id = $1 AND version = $2
+#: A deletion's entry, naming the attachment ($5); returned whole (the call's reply).
+INSERT_DELETION_ENTRY = """
+INSERT INTO issue_history (issue_id, version, author, created_at, deleted_attachment_id)
+VALUES ($1, $2, $3, $4, $5)
 RETURNING *
 """
-MARK_REDACTED = "UPDATE attachments SET redacted = true WHERE id = $1"
+#: Mark attachment $1 of issue $2 redacted, unless it is already; its content's hash.
+MARK_REDACTED = """
+UPDATE attachments SET redacted = true WHERE id = $1 AND issue_id = $2 AND NOT redacted
+RETURNING sha256
+"""
 #: The content row of $1, made if missing, then locked.
 LOCK_CONTENT_INSERT = """
 INSERT INTO attachment_contents (sha256) VALUES ($1) ON CONFLICT (sha256) DO NOTHING
@@ -177,46 +194,46 @@ class Written(NamedTuple):
     sha256: str
 
 
-async def _attachable(
-    ctx: WriteContext, issue_id: int, row: asyncpg.Record | None
-) -> tuple[asyncpg.Record, int]:
-    if row is None:
+def _refuse(ctx: WriteContext, issue_id: int, row: Row | None, expected_version: int) -> Row:
+    """NotFound, PermissionDenied, then ABORTED (a stale version), in that order."""
+    role = caller_role(ctx.caller, row["effective_acl"]) if row is not None else None
+    if row is None or role is None:
         raise issue_not_found(issue_id)
-    role = caller_role(ctx.caller, row["effective_acl"])
-    if role is None or role < v1.Role.EDITOR:
+    if role < v1.Role.EDITOR:
         raise PermissionDenied(
             f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
             f"to attach files to issue {issue_id}",
             metadata={"issue_id": str(issue_id)},
         )
-    used, files = await usage(ctx.conn, issue_id)
+    _check_version(issue_id, expected_version, row)
+    return row
+
+
+def _refuse_one_more(issue_id: int, files: int) -> None:
     if files >= MAX_ATTACHMENTS_PER_ISSUE:
         msg = (
             f"issue {issue_id} has {files} attachments, the most one issue may have; "
             "delete some first"
         )
         raise ResourceExhausted(msg, retry_after=None, metadata={"issue_id": str(issue_id)})
-    return row, used
 
 
-async def check_can_attach(ctx: WriteContext, issue_id: int) -> int:
-    """NotFound / PermissionDenied / file-count refusal; else the bytes already used."""
-    row = (await _issues.fetch_visible_rows(ctx, [issue_id])).get(issue_id)
-    _, used = await _attachable(ctx, issue_id, row)
-    return used
+async def check_can_attach(ctx: WriteContext, issue_id: int, expected_version: int) -> int:
+    """NotFound / PermissionDenied / ABORTED / file-count refusal; else the bytes used.
+
+    One statement (:data:`ATTACH_CHECKS`), before a byte is read: a stale
+    upload is refused without streaming its file. The attach checks again
+    under the issue's lock.
+    """
+    row = await ctx.conn.fetchrow(ATTACH_CHECKS, issue_id)
+    _refuse(ctx, issue_id, row, expected_version)
+    assert row is not None  # _refuse raised otherwise
+    _refuse_one_more(issue_id, int(row["files"]))
+    return int(row["used"])
 
 
-async def _lock_issue(
-    ctx: WriteContext, issue_id: int, expected_version: int
-) -> asyncpg.Record | None:
-    """Lock the issue; its row as read under the lock (``None``: not there or not visible)."""
-    if expected_version:
-        await _issues.reject_stale_before_locking(ctx, issue_id, expected_version, first=True)
-    return (await _issues.lock_and_load(ctx, {issue_id})).get(issue_id)
-
-
-def _check_version(issue_id: int, expected_version: int, loaded: asyncpg.Record) -> None:
-    """The check under the lock, against the issue's row read there (0: any version)."""
+def _check_version(issue_id: int, expected_version: int, loaded: Row) -> None:
+    """The check against the issue's row as read (0: any version)."""
     if expected_version and loaded["version"] != expected_version:
         raise IssueVersionConflict(issue_id, expected_version, int(loaded["version"]))
 
@@ -228,9 +245,7 @@ async def lock_content(ctx: WriteContext, sha256: str) -> None:
     await ctx.conn.execute(LOCK_CONTENT, digest)
 
 
-async def _changed_issue(
-    ctx: WriteContext, loaded: asyncpg.Record, written: asyncpg.Record
-) -> v1.Issue:
+async def _changed_issue(ctx: WriteContext, loaded: Row, written: Row) -> v1.Issue:
     custom = _custom_values.load_values(written["custom_fields"])
     return await _issues.changed_issue(ctx, loaded, written, custom=custom)
 
@@ -246,10 +261,13 @@ async def record_upload(
     store: BlobStore,
 ) -> tuple[asyncpg.Record, Written]:
     """Attach stored content by a new entry; return the attachment's row and what was written."""
-    issue_id = header.issue_id
-    locked = await _lock_issue(ctx, issue_id, header.expected_version)
-    loaded, used = await _attachable(ctx, issue_id, locked)
-    _check_version(issue_id, header.expected_version, loaded)
+    issue_id, expected_version = header.issue_id, header.expected_version
+    if expected_version:  # under SERIALIZABLE only (see the function)
+        await _issues.reject_stale_before_locking(ctx, issue_id, expected_version)
+    locked = (await _issues.lock_and_load(ctx, {issue_id})).get(issue_id)
+    loaded = _refuse(ctx, issue_id, locked, expected_version)
+    used, files = await usage(ctx.conn, issue_id)
+    _refuse_one_more(issue_id, files)
     if used + ref.size > max_issue_bytes:
         raise issue_too_large(max_issue_bytes, used)
     await lock_content(ctx, ref.sha256)
@@ -261,13 +279,15 @@ async def record_upload(
         await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 1 if comment else 0, comment)
     )
     version = int(written["version"])
-    entry = await _issues.insert_entry(ctx, issue_id, version, comment, [])
+    entry_row = await _issues.insert_entry_row(ctx, issue_id, version, comment, [])
+    entry = entry_from_row(entry_row)
     await _mentions.add(ctx.conn, issue_id, comment)
     row = one_row(await ctx.conn.fetchrow(
         INSERT, issue_id, version, name, ref.size, content_type, header.content_type,
         bytes.fromhex(ref.sha256), ctx.caller.user_id, ctx.now,
     ))  # fmt: skip
     entry.attachments = [attachment_from_row(row)]
+    ctx.know_entry(entry_row, (row,))
     return row, Written(await _changed_issue(ctx, loaded, written), entry, ref.sha256)
 
 
@@ -275,12 +295,24 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     """Detach by a new entry; return what was written (its sha256: content to maybe remove)."""
     row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
     issue_id = int(row["issue_id"])
-    loaded = await _lock_issue(ctx, issue_id, request.expected_version)
-    row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
+    if request.expected_version:  # before the uploader check under the lock
+        _issues.reject_stale(ctx, issue_id, request.expected_version, row, row["issue_version"])
+    loaded = (await _issues.lock_and_load(ctx, {issue_id})).get(issue_id)
+    if loaded is not None and loaded["version"] == row["issue_version"]:
+        # Every write of an attachment's row (a deletion, a redaction) bumps
+        # its issue's version under the issue's lock: at the version read with
+        # it, the row is current. Who may see it is the issue's, read under the lock.
+        found = caller_role(ctx.caller, loaded["effective_acl"])
+        if found is None:
+            raise attachment_not_found(request.attachment_id)
+        role, path = found, loaded["component_path"]
+    else:
+        row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
+        path = row["component_path"]
     if role < v1.Role.ADMIN and row["uploader"] != ctx.caller.user_id:
         raise PermissionDenied(
             f"only its uploader or an {ROLE_NAMES[v1.Role.ADMIN]} of component "
-            f"{row['component_path']} may delete attachment {request.attachment_id}",
+            f"{path} may delete attachment {request.attachment_id}",
             metadata={"attachment_id": str(request.attachment_id)},
         )
     if row["deleted_in_version"]:
@@ -291,7 +323,7 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
         )
     if role < v1.Role.EDITOR:
         raise PermissionDenied(
-            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
+            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {path} needed "
             f"to change issue {issue_id}",
             metadata={"issue_id": str(issue_id)},
         )
@@ -300,29 +332,31 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     _check_version(issue_id, request.expected_version, loaded)
     written = one_row(await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 0, ""))
     version = int(written["version"])
-    await _issues.record_entry(ctx, issue_id, version, "", [])
-    marked = await ctx.conn.fetchrow(MARK_ENTRY_DELETION, issue_id, version, request.attachment_id)
+    values = (issue_id, version, ctx.caller.user_id, ctx.now, request.attachment_id)
+    entry_row = one_row(await ctx.conn.fetchrow(INSERT_DELETION_ENTRY, *values))
+    ctx.written.append((issue_id, version))
+    ctx.know_entry(entry_row)
+    entry = entry_from_row(entry_row)
     await ctx.conn.execute(MARK_DELETED, request.attachment_id, version)
-    entry = entry_from_row(one_row(marked))
     sha256 = bytes(row["sha256"]).hex()
     return Written(await _changed_issue(ctx, loaded, written), entry, sha256)
 
 
 async def redact(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:
     """Mark an attachment's content redacted (inside the redaction); return its sha256."""
+    marked = await ctx.conn.fetchval(MARK_REDACTED, attachment_id, issue_id)
+    if marked is not None:
+        return bytes(marked).hex()
     row = await ctx.conn.fetchrow(BY_ID, attachment_id)
     if row is None or row["issue_id"] != issue_id:
         raise NotFound(
             f"attachment_id: issue {issue_id} has no attachment {attachment_id}",
             metadata={"field": "attachment_id"},
         )
-    if row["redacted"]:
-        raise FailedPrecondition(
-            f"the content of attachment {attachment_id} was already redacted",
-            metadata={"attachment_id": str(attachment_id)},
-        )
-    await ctx.conn.execute(MARK_REDACTED, attachment_id)
-    return bytes(row["sha256"]).hex()
+    raise FailedPrecondition(
+        f"the content of attachment {attachment_id} was already redacted",
+        metadata={"attachment_id": str(attachment_id)},
+    )
 
 
 async def remove_if_unreferenced(ctx: WriteContext, sha256: str, store: BlobStore) -> bool:

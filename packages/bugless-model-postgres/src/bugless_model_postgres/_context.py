@@ -52,6 +52,10 @@ class WriteContext:
             ``one_statement`` on READ COMMITTED): the work must write
             everything in one statement, and refuses before writing if it
             cannot.
+        entry_rows: Of the entries in ``written``, those whose final row the
+            write holds (an ``INSERT``/``UPDATE ... RETURNING *``), with the
+            rows of the files each attached: the change listeners hear of
+            them without a read after the commit (:meth:`know_entry`).
     """
 
     conn: Conn
@@ -64,6 +68,11 @@ class WriteContext:
     components_changed: list[int] = field(default_factory=list)
     feed_position: int = 0
     one_statement: bool = False
+    entry_rows: dict[tuple[int, int], tuple[Row, tuple[Row, ...]]] = field(default_factory=dict)
+
+    def know_entry(self, row: Row, attachments: tuple[Row, ...] = ()) -> None:
+        """Keep an entry's row as the write returned it, final (see ``entry_rows``)."""
+        self.entry_rows[(int(row["issue_id"]), int(row["version"]))] = (row, attachments)
 
     @property
     def principals(self) -> list[str]:
@@ -104,8 +113,8 @@ async def fetch_issues(conn: Conn, caller: v1.Caller, ids: list[int]) -> dict[in
     """Visible issues among ``ids`` as messages (custom field values included), by id."""
     rows = await fetch_issue_rows(conn, caller, ids)
     issues = {i: issue_message(r) for i, r in rows.items()}
-    if any(r["custom_fields"] not in ("{}", {}) for r in rows.values()):
-        await attach_values(conn, issues, rows)
+    if any(r["custom_field_names"] is not None for r in rows.values()):
+        attach_values(issues, rows)
     return issues
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "dump_values",
     "field_names",
     "load_values",
+    "names_read",
     "search_rows",
     "sync_rows",
     "value_messages",
@@ -118,12 +119,26 @@ async def field_names(conn: Conn, ids: Iterable[int]) -> dict[int, tuple[str, in
     return {r["id"]: (r["name"], r["type"]) for r in await conn.fetch(FIELD_NAMES, wanted)}
 
 
-async def attach_values(
-    conn: Conn, issues: Mapping[int, v1.Issue], rows: Mapping[int, Row]
-) -> None:
-    """Fill ``custom_fields`` of each issue from its row (one look-up for the names)."""
-    stored = {i: load_values(rows[i]["custom_fields"]) for i in issues}
-    known = await field_names(conn, (int(k) for values in stored.values() for k in values))
+def names_read(raw: Any) -> dict[int, tuple[str, int]] | None:
+    """The names and types a row's :data:`q.CUSTOM_FIELD_NAMES` column read, by field id.
+
+    ``None``: the row holds no values (the column is NULL then).
+    """
+    if raw is None:
+        return None
+    names = json.loads(raw) if isinstance(raw, str) else raw
+    return {int(k): (v[0], v[1]) for k, v in names.items()}
+
+
+def attach_values(issues: Mapping[int, v1.Issue], rows: Mapping[int, Row]) -> None:
+    """Fill ``custom_fields`` of each issue from its :data:`q.FETCH_ISSUES` row.
+
+    The names come with the rows (their ``custom_field_names`` column,
+    :data:`q.CUSTOM_FIELD_NAMES`): no look-up of their own.
+    """
     for issue_id, issue in issues.items():
-        if stored[issue_id]:
-            issue.custom_fields = value_messages(stored[issue_id], known)
+        row = rows[issue_id]
+        known = names_read(row["custom_field_names"])
+        stored = load_values(row["custom_fields"])
+        if stored and known is not None:
+            issue.custom_fields = value_messages(stored, known)

@@ -56,11 +56,16 @@ class EditsAndCustomFields(BackendCalls):
 
     async def redact(self, request: v1.RedactRequest) -> v1.ChangeIssueResponse:
         """Remove content everywhere it is kept and record the redaction (admins)."""
+        response, _ = await self._redact(request)
+        return response
+
+    async def _redact(self, request: v1.RedactRequest) -> tuple[v1.ChangeIssueResponse, str]:
+        """:meth:`redact`, with the hash of the attachment content it redacted (or ``""``)."""
         redactor = type(self).attachment_redactor
-        changed, _ = await self._write(
+        (changed, sha256), _ = await self._write(
             request.caller, lambda ctx: _edits.redact(ctx, request, redactor)
         )
-        return v1.ChangeIssueResponse(issue=changed.issue, entry=changed.entry)
+        return v1.ChangeIssueResponse(issue=changed.issue, entry=changed.entry), sha256
 
     async def create_custom_field(self, request: v1.CreateCustomFieldRequest) -> v1.CustomField:
         """Define a field on a component (admin there)."""

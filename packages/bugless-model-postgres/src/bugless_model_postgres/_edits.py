@@ -34,10 +34,11 @@ from bugless_proto import v1
 
 #: Removes the content of attachment ``attachment_id`` of issue ``issue_id``
 #: inside the redaction's transaction (``ctx.conn``), so that both commit or
-#: neither does; raises NotFound when the issue has no such attachment. What
-#: the attachments module (bugless issue 17) installs as
-#: ``PostgresBackend.attachment_redactor``.
-AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[None]]
+#: neither does, and returns the content's hash (the caller removes it from
+#: the blob store after the commit, if nothing else refers to it); raises
+#: NotFound when the issue has no such attachment. What the attachments
+#: module (bugless issue 17) installs as ``PostgresBackend.attachment_redactor``.
+AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[str]]
 
 #: The current text of every comment of issue $1 (the latest edit of each
 #: entry, redacted ones empty), made into the issue's comment vectors.
@@ -162,8 +163,12 @@ async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> _is
 
 async def redact(
     ctx: WriteContext, request: v1.RedactRequest, redact_attachment: AttachmentRedactor | None
-) -> _issues.Changed:
-    """Remove the target's content everywhere it is kept; return the issue and the entry."""
+) -> tuple[_issues.Changed, str]:
+    """Remove the target's content everywhere it is kept.
+
+    Returns the issue and the entry, and the hash of the attachment content
+    redacted (``""`` for a comment or the description).
+    """
     issue_id, target = request.issue_id, request.target
     row, role = await _locked_issue(ctx, issue_id, request.expected_version)
     if role < v1.Role.ADMIN:
@@ -172,14 +177,14 @@ async def redact(
             f"to redact issue {issue_id}",
             metadata={"issue_id": str(issue_id)},
         )
-    original = 0
+    original, sha256 = 0, ""
     if target is v1.RedactionTarget.ATTACHMENT:
         if redact_attachment is None:
             raise NotFound(
                 f"attachment_id: issue {issue_id} has no attachment {request.attachment_id}",
                 metadata={"field": "attachment_id"},
             )
-        await redact_attachment(ctx, issue_id, request.attachment_id)
+        sha256 = await redact_attachment(ctx, issue_id, request.attachment_id)
     else:
         original = 1 if target is v1.RedactionTarget.DESCRIPTION else request.entry_version
         entry = await _entry(ctx, issue_id, original)
@@ -202,7 +207,7 @@ async def redact(
     marked = await ctx.conn.fetchrow(
         MARK_REDACTION, issue_id, version, int(target), original, request.attachment_id
     )
-    return await _changed(ctx, row, written, one_row(marked))
+    return await _changed(ctx, row, written, one_row(marked)), sha256
 
 
 async def _changed(
@@ -214,4 +219,5 @@ async def _changed(
     """
     custom = _custom_values.load_values(written["custom_fields"])
     issue = await _issues.changed_issue(ctx, loaded, written, custom=custom)
+    ctx.know_entry(entry)
     return _issues.Changed(issue, entry_from_row(entry))

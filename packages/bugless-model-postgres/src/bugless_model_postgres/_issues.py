@@ -103,14 +103,22 @@ async def record_entry(
     ctx.written.append((issue_id, version))
 
 
+async def insert_entry_row(
+    ctx: WriteContext, issue_id: int, version: int, comment: str, changes: Sequence[v1.FieldChange]
+) -> asyncpg.Record:
+    """:func:`record_entry` that returns the entry's row as written (no read-back)."""
+    values = (issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes), 0)
+    row = one_row(await ctx.conn.fetchrow(q.INSERT_ENTRY_RETURNING, *values))
+    ctx.written.append((issue_id, version))
+    ctx.know_entry(row)
+    return row
+
+
 async def insert_entry(
     ctx: WriteContext, issue_id: int, version: int, comment: str, changes: Sequence[v1.FieldChange]
 ) -> v1.HistoryEntry:
     """:func:`record_entry` that returns the entry as written (a call's reply, no read-back)."""
-    values = (issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes), 0)
-    row = one_row(await ctx.conn.fetchrow(q.INSERT_ENTRY_RETURNING, *values))
-    ctx.written.append((issue_id, version))
-    return entry_from_row(row)
+    return entry_from_row(await insert_entry_row(ctx, issue_id, version, comment, changes))
 
 
 async def append_to_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int, note: str) -> None:
@@ -362,7 +370,7 @@ def _rekey_other_sides(plan: DeltaPlan, issue_id: int) -> None:
 
 
 async def reject_stale_before_locking(
-    ctx: WriteContext, issue_id: int, expected_version: int, *, first: bool = False
+    ctx: WriteContext, issue_id: int, expected_version: int
 ) -> None:
     """Fail a change against a superseded version without queueing for row locks.
 
@@ -380,19 +388,32 @@ async def reject_stale_before_locking(
     deployed): there a writer queued behind the lock is not failed when the
     holder commits; it gets the lock and reads the committed row, whose
     version check then gives the same ABORTED. The statement would only cost
-    every change a round trip (one of ~9). ``first``: run it there too, for a
-    call whose checks under the lock come before its version check and would
-    otherwise answer a stale caller first (the attachment calls: the file
-    limits, the uploader).
+    every change a round trip (one of ~9). The attachment calls, whose
+    refusals under the lock (the file limits, the uploader) must not answer
+    a stale caller first, check the version they read before locking
+    anyway: an upload with its checks before streaming, a deletion with its
+    attachment (:func:`reject_stale`).
     """
-    if ctx.dialect.statement_snapshots and not first:
+    if ctx.dialect.statement_snapshots:
         return
     row = await ctx.conn.fetchrow(q.ISSUE_VERSION, issue_id)
-    if row is None or row["version"] == expected_version:
+    if row is not None:
+        reject_stale(ctx, issue_id, expected_version, row, row["version"])
+
+
+def reject_stale(
+    ctx: WriteContext, issue_id: int, expected_version: int, acl_row: Row, version: int
+) -> None:
+    """:func:`reject_stale_before_locking` on a version read already (without locks).
+
+    ``acl_row``: a row with the issue's component's ``effective_acl``, read
+    with ``version`` (a deletion reads both with its attachment).
+    """
+    if version == expected_version:
         return
-    role = caller_role(ctx.caller, row["effective_acl"])
+    role = caller_role(ctx.caller, acl_row["effective_acl"])
     if role is not None and role >= v1.Role.EDITOR:
-        raise IssueVersionConflict(issue_id, expected_version, row["version"])
+        raise IssueVersionConflict(issue_id, expected_version, version)
 
 
 async def changed_issue(
@@ -414,8 +435,8 @@ async def changed_issue(
             both kinds, so both are visible to them.
         custom: The stored custom field values after the write.
         known: Names and types of the fields in ``custom``, if the write
-            planned them; otherwise read here (one statement, only when the
-            issue has values).
+            planned them. Otherwise the values are the ones ``loaded`` holds,
+            whose names it read with them (its ``custom_field_names``).
 
     The caller's star and whether other issues name this one as parent or
     canonical issue are not changed by a write of this issue: they come
@@ -429,6 +450,8 @@ async def changed_issue(
     issue = issue_from_row(row, visible)
     if custom:
         if known is None:
+            known = _custom_values.names_read(loaded["custom_field_names"])
+        if known is None:  # never with a FETCH_ISSUES row: it holds names when values
             known = await _custom_values.field_names(ctx.conn, (int(k) for k in custom))
         issue.custom_fields = _custom_values.value_messages(custom, known)
     return issue

@@ -28,9 +28,20 @@ HAS_DUPLICATES = (
     "EXISTS (SELECT 1 FROM issues n WHERE n.duplicate_of_id = i.id AND n.duplicate_of_id <> 0)"
 )
 
+#: Name and type of the custom fields issue ``i`` holds values of, by id
+#: (``{"12": ["Found In", 3]}``; a deleted field is absent); NULL when it
+#: holds none. Read with the issue, so a reply with custom values needs no
+#: look-up of their names (a statement of its own before) and no cache
+#: that another replica's rename would leave stale.
+CUSTOM_FIELD_NAMES = """CASE WHEN i.custom_fields = '{}'::jsonb THEN NULL ELSE coalesce((
+    SELECT jsonb_object_agg(f.id::text, jsonb_build_array(f.name, f.type))
+      FROM custom_fields f
+     WHERE f.id = ANY (ARRAY(SELECT k::bigint FROM jsonb_object_keys(i.custom_fields) AS k))
+), '{}'::jsonb) END"""
+
 _FETCH_ISSUES = """
 SELECT {columns},
-       c.effective_acl, c.path AS component_path,
+       c.effective_acl, c.path AS component_path, {names} AS custom_field_names,
        ARRAY(SELECT hi.hotlist_id
                FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
               WHERE hi.issue_id = i.id
@@ -48,6 +59,7 @@ SELECT {columns},
 FETCH_ISSUES = _FETCH_ISSUES.format(
     has_children=HAS_CHILDREN,
     has_duplicates=HAS_DUPLICATES,
+    names=CUSTOM_FIELD_NAMES,
     columns=ISSUE_COLUMNS,
     where="i.id = ANY ($1::bigint[])",
 )
@@ -73,6 +85,7 @@ def fetch_issues_in_slots(slots: int) -> str:
     return _FETCH_ISSUES.format(
         has_children=HAS_CHILDREN,
         has_duplicates=HAS_DUPLICATES,
+        names=CUSTOM_FIELD_NAMES,
         columns=ISSUE_COLUMNS,
         where=f"i.id = ANY (ARRAY[{ids}]::bigint[])",
     )
@@ -86,6 +99,7 @@ def fetch_issues_in_slots(slots: int) -> str:
 FETCH_ISSUE = _FETCH_ISSUES.format(
     has_children=HAS_CHILDREN,
     has_duplicates=HAS_DUPLICATES,
+    names=CUSTOM_FIELD_NAMES,
     columns=ISSUE_COLUMNS,
     where="i.id = $1::bigint",
 )
@@ -102,6 +116,7 @@ LOCK_AND_FETCH_ISSUE = (
     _FETCH_ISSUES.format(
         has_children=HAS_CHILDREN,
         has_duplicates=HAS_DUPLICATES,
+        names=CUSTOM_FIELD_NAMES,
         columns=ISSUE_COLUMNS
         + ", i.xmin = (SELECT s.xmin FROM issues s WHERE s.id = i.id) AS locked_as_read",
         where="i.id = $1::bigint",

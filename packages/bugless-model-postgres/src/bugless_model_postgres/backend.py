@@ -53,7 +53,7 @@ from bugless_model_postgres import (
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
 from bugless_model_postgres._attachment_calls import AttachmentCalls
-from bugless_model_postgres._attachments import fill_entries
+from bugless_model_postgres._attachments import attachment_from_row, fill_entries
 from bugless_model_postgres._context import (
     IssueIdSource,
     WriteContext,
@@ -248,20 +248,33 @@ class PostgresBackend(
         )
         if ctx.written and self._change_listeners:
             async with translated_errors(), self._pool.acquire() as conn:
-                events = await self._events(conn, ctx.written)
+                events = await self._events(conn, ctx)
             for issue, entry in events:
                 self._emit_committed(issue, entry)
         return result, ctx
 
     async def _events(
-        self, conn: Conn, written: list[tuple[int, int]]
+        self, conn: Conn, ctx: WriteContext
     ) -> list[tuple[v1.Issue, v1.HistoryEntry]]:
+        """Each committed entry with its issue as an admin reads it now.
+
+        An entry whose final row the write returned (``ctx.entry_rows``) is
+        built from it, a message of its own (the listeners' copy, not the
+        reply's); the others (other sides of relations, imports) are read.
+        """
+        written = ctx.written
         issues = await fetch_issues(conn, _ADMIN, sorted({i for i, _ in written}))
         out = []
         for issue_id, version in written:
-            row = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
-            entry = entry_from_row(one_row(row))
-            await fill_entries(conn, issue_id, [entry])
+            known = ctx.entry_rows.get((issue_id, version))
+            if known is not None:
+                row, files = known
+                entry = entry_from_row(row)
+                entry.attachments = [attachment_from_row(f) for f in files]
+            else:
+                read = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
+                entry = entry_from_row(one_row(read))
+                await fill_entries(conn, issue_id, [entry])
             out.append((issues[issue_id], entry))
         return out
 

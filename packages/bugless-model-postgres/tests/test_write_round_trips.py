@@ -1,0 +1,411 @@
+"""Round trips the write calls no longer make, and that their answers stay the same.
+
+Each write here used to send a statement it could do without: the names of
+an issue's custom fields (now read with the issue, so another replica's
+rename is seen at once: no cache), the version check of an attachment
+deletion (now read with the attachment), the attachment read again after a
+redaction (the redaction returns its hash), and, with a change listener, a
+read of every entry it wrote (now built from the rows the write returned).
+The tests count what is sent, and check the answers against reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bugless_core.errors import FailedPrecondition, IssueVersionConflict
+from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_testing.model_contracts import ATTACHMENT_LIMITS
+
+ADMIN = v1.Caller(user_id="root", admin=True)
+ALICE = v1.Caller(user_id="alice", groups=["eng"])
+#: What the statements this file says are gone start with.
+FIELD_NAMES = "SELECT id, name, type FROM custom_fields"
+ISSUE_VERSION = "SELECT i.version, c.effective_acl FROM issues i"
+ATTACHMENT_BY_ID = "SELECT a.*, i.component_id"
+FETCH_ENTRY = "SELECT * FROM issue_history WHERE issue_id = $1 AND version = $2"
+
+
+class _Sent:
+    """The statements a backend's pool sends while entered (asyncpg's query logger)."""
+
+    def __init__(self, backend: PostgresBackend, size: int) -> None:
+        self._backend = backend
+        self._size = size
+        self.statements: list[str] = []
+
+    def _record(self, logged: Any) -> None:
+        text = " ".join(str(logged.query).split())
+        if "typeinfo_tree" not in text and "'jit'" not in text:
+            self.statements.append(text)
+
+    async def _each_connection(self, method: str) -> None:
+        pool = self._backend._pool
+        connections = [await pool.acquire() for _ in range(self._size)]  # all of them
+        for conn in connections:
+            getattr(conn, method)(self._record)
+            await pool.release(conn)
+
+    def starting(self, prefix: str) -> int:
+        """How many statements sent start with ``prefix``."""
+        return sum(s.startswith(prefix) for s in self.statements)
+
+    def take(self) -> list[str]:
+        """The statements sent since the last take."""
+        taken, self.statements = self.statements, []
+        return taken
+
+    async def __aenter__(self) -> _Sent:
+        await self._each_connection("add_query_logger")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._each_connection("remove_query_logger")
+
+
+@pytest.fixture
+async def replica(model_settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
+    """A second Model on the same database (another replica), with its own blob store."""
+    backend = await PostgresBackend.open(model_settings)
+    store = await DatabaseBlobStore.connect(
+        DatabaseBlobSettings(
+            database_url=model_settings.database_url,
+            schema=model_settings.schema,
+            chunk_bytes=64 * 1024,
+        )
+    )
+    backend.use_blob_store(store, ATTACHMENT_LIMITS)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+        await store.close()
+
+
+async def _content(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _valued_issue(backend: PostgresBackend) -> tuple[v1.Issue, v1.CustomField]:
+    """An issue in a fresh component, holding a value of the component's custom field."""
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"trips-{uuid.uuid4().hex[:8]}")
+    )
+    field = await backend.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN,
+            component_id=component.id,
+            name=f"Found in {uuid.uuid4().hex[:6]}",
+            type=v1.CustomFieldType.TEXT,
+        )
+    )
+    issue = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(title="a crash", component_id=component.id),
+            description="first words",
+            custom_fields=[v1.CustomFieldValue(field_id=field.id, values=["1.2"])],
+        )
+    )
+    return issue, field
+
+
+async def _upload(backend: PostgresBackend, issue: v1.Issue) -> v1.UploadAttachmentResponse:
+    return await backend.upload_attachment(
+        v1.UploadAttachmentHeader(
+            caller=ALICE, issue_id=issue.id, expected_version=issue.version, name="crash.log"
+        ),
+        _content(f"a log of {uuid.uuid4()}\n".encode()),
+    )
+
+
+async def _change(
+    backend: PostgresBackend, issue: v1.Issue, priority: v1.Priority
+) -> v1.ChangeIssueResponse:
+    return await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ALICE,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(priority=priority), update_mask=FieldMask(["priority"])
+            ),
+            comment="a comment",
+        )
+    )
+
+
+async def test_writes_read_names_with_the_issue_and_deletions_their_version_with_the_file(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Statements per call on an issue with a custom value (READ COMMITTED).
+
+    ChangeIssue 6 (was 7), UploadAttachment 11 (14), DeleteAttachment 14
+    (18), EditComment 12 (13), Redact of a file 14 (17); the reply still
+    names the field.
+    """
+    backend = bugless_model_backend
+    issue, field = await _valued_issue(backend)
+    names = [
+        v1.CustomFieldValue(field_id=field.id, values=["1.2"], name=field.name, type=field.type)
+    ]
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        changed = await _change(backend, issue, v1.Priority.P1)
+        assert len(sent.take()) == 6
+        uploaded = await _upload(backend, changed.issue or issue)
+        assert len(sent.take()) == 11
+        assert uploaded.attachment is not None
+        assert uploaded.issue is not None
+        deleted = await backend.delete_attachment(
+            v1.DeleteAttachmentRequest(
+                caller=ALICE,
+                attachment_id=uploaded.attachment.id,
+                expected_version=uploaded.issue.version,
+            )
+        )
+        statements = sent.take()
+        assert len(statements) == 14
+        assert sum(s.startswith(ATTACHMENT_BY_ID) for s in statements) == 1
+        assert deleted.issue is not None
+        assert changed.entry is not None
+        edited = await backend.edit_comment(
+            v1.EditCommentRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=deleted.issue.version,
+                entry_version=changed.entry.version,
+                comment="a better comment",
+            )
+        )
+        assert len(sent.take()) == 12
+        assert edited.issue is not None
+        again = await _upload(backend, edited.issue)
+        assert again.attachment is not None
+        assert again.issue is not None
+        sent.take()
+        redacted = await backend.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=again.issue.version,
+                target=v1.RedactionTarget.ATTACHMENT,
+                attachment_id=again.attachment.id,
+            )
+        )
+        statements = sent.take()
+        assert len(statements) == 14
+        assert not any(s.startswith(ATTACHMENT_BY_ID) for s in statements)
+        assert sent.starting(FIELD_NAMES) == 0
+    for reply in (changed, deleted, edited, redacted):
+        assert reply.issue is not None
+        assert reply.issue.custom_fields == names
+    for uploaded_reply in (uploaded, again):
+        assert uploaded_reply.issue is not None
+        assert uploaded_reply.issue.custom_fields == names
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
+    assert redacted.issue == read
+    # The redacted file's content left the store (it was the only reference).
+    assert not await backend.blob_store.exists(again.attachment.sha256)
+
+
+async def test_another_replicas_rename_is_in_the_next_reply_and_read(
+    bugless_model_backend: PostgresBackend, replica: PostgresBackend
+) -> None:
+    """Names come with the issue's row: nothing cached that a rename elsewhere leaves stale."""
+    backend = bugless_model_backend
+    issue, field = await _valued_issue(backend)
+    first = await _change(backend, issue, v1.Priority.P1)
+    assert first.issue is not None
+    assert [v.name for v in first.issue.custom_fields] == [field.name]
+    renamed = await replica.update_custom_field(
+        v1.UpdateCustomFieldRequest(
+            caller=ADMIN,
+            custom_field=v1.CustomField(id=field.id, name="Renamed elsewhere"),
+            update_mask=FieldMask(["name"]),
+            expected_version=field.version,
+        )
+    )
+    assert renamed.name == "Renamed elsewhere"
+    second = await _change(backend, first.issue, v1.Priority.P2)
+    assert second.issue is not None
+    assert [v.name for v in second.issue.custom_fields] == ["Renamed elsewhere"]
+    uploaded = await _upload(backend, second.issue)
+    assert uploaded.issue is not None
+    assert [v.name for v in uploaded.issue.custom_fields] == ["Renamed elsewhere"]
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+    assert read == uploaded.issue
+    batch = await backend.batch_get_issues(
+        v1.BatchGetIssuesRequest(caller=ALICE, issue_ids=[issue.id, issue.id + 10**9])
+    )
+    assert batch.issues == [read]
+
+
+async def test_a_deletion_queued_behind_another_reads_the_file_again_under_the_lock(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """The file read before locking is only trusted while the issue kept its version.
+
+    Here another transaction deletes the same file while this deletion (at any
+    version) waits for the issue's lock: it must find the file deleted, not
+    delete it a second time.
+    """
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    uploaded = await _upload(backend, issue)
+    assert uploaded.attachment is not None
+    assert uploaded.issue is not None
+    attachment_id, version = uploaded.attachment.id, uploaded.issue.version
+    settings = {"search_path": f'"{model_settings.schema}"'}
+    holder = await asyncpg.connect(model_settings.database_url, server_settings=settings)
+    watcher = await asyncpg.connect(model_settings.database_url, server_settings=settings)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await holder.execute("SELECT id FROM issues WHERE id = $1 FOR UPDATE", issue.id)
+        deletion = asyncio.ensure_future(
+            backend.delete_attachment(
+                v1.DeleteAttachmentRequest(caller=ALICE, attachment_id=attachment_id)
+            )
+        )
+        waiting = 0
+        while not waiting and not deletion.done():
+            await asyncio.sleep(0.01)
+            waiting = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        assert waiting, "the deletion did not wait for the issue's lock"
+        await holder.execute("UPDATE issues SET version = version + 1 WHERE id = $1", issue.id)
+        await holder.execute(
+            "INSERT INTO issue_history (issue_id, version, author, created_at, "
+            "deleted_attachment_id) VALUES ($1, $2, 'bob', now(), $3)",
+            issue.id,
+            version + 1,
+            attachment_id,
+        )
+        await holder.execute(
+            "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1",
+            attachment_id,
+            version + 1,
+        )
+        await held.commit()
+        with pytest.raises(FailedPrecondition, match="already deleted"):
+            await deletion
+    finally:
+        await holder.close()
+        await watcher.close()
+    history = await backend.list_history(v1.ListHistoryRequest(caller=ALICE, issue_id=issue.id))
+    assert [e.deleted_attachment_id for e in history.entries] == [0, 0, attachment_id]
+
+
+async def test_a_stale_upload_is_refused_before_its_file_is_read(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    changed = await _change(backend, issue, v1.Priority.P1)
+    assert changed.issue is not None
+    read: list[bytes] = []
+
+    async def content() -> AsyncIterator[bytes]:
+        read.append(b"read")
+        yield b"never stored"
+
+    with pytest.raises(IssueVersionConflict) as raised:
+        await backend.upload_attachment(
+            v1.UploadAttachmentHeader(
+                caller=ALICE, issue_id=issue.id, expected_version=issue.version, name="a.txt"
+            ),
+            content(),
+        )
+    assert raised.value.grpc_status.name == "ABORTED"
+    assert read == []
+    listed = await backend.list_attachments(
+        v1.ListAttachmentsRequest(caller=ALICE, issue_id=issue.id, include_deleted=True)
+    )
+    assert listed.attachments == []
+
+
+async def test_listeners_hear_the_entries_reads_return_without_reading_them_back(
+    replica: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Entries the write returned are not read again; the other sides of relations are."""
+    backend = replica
+    heard: list[tuple[v1.Issue, v1.HistoryEntry]] = []
+    backend.add_change_listener(lambda issue, entry: heard.append((issue, entry)))
+    issue, _ = await _valued_issue(backend)
+    other = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(title="blocked", component_id=issue.component_id),
+        )
+    )
+    heard.clear()
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        changed = await _change(backend, issue, v1.Priority.P1)
+        assert changed.issue is not None
+        uploaded = await _upload(backend, changed.issue)
+        assert uploaded.issue is not None
+        assert uploaded.attachment is not None
+        deleted = await backend.delete_attachment(
+            v1.DeleteAttachmentRequest(
+                caller=ALICE,
+                attachment_id=uploaded.attachment.id,
+                expected_version=uploaded.issue.version,
+            )
+        )
+        assert deleted.issue is not None
+        assert changed.entry is not None
+        edited = await backend.edit_comment(
+            v1.EditCommentRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=deleted.issue.version,
+                entry_version=changed.entry.version,
+                comment="a better comment",
+            )
+        )
+        assert edited.issue is not None
+        assert sent.starting(FETCH_ENTRY) == 1  # the edit's read of the entry it edits
+        related = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=edited.issue.version,
+                delta=v1.IssueDelta(blocking_add=[other.id]),
+            )
+        )
+        # The other side's entry is written without RETURNING: read after the commit.
+        assert sent.starting(FETCH_ENTRY) == 2
+    assert related.issue is not None
+    entries = [r.entry for r in (changed, uploaded, deleted, edited, related)]
+    assert [(i.id, e.version) for i, e in heard] == [
+        *((issue.id, e.version) for e in entries if e is not None),
+        (other.id, 2),
+    ]
+    history = await backend.list_history(v1.ListHistoryRequest(caller=ADMIN, issue_id=issue.id))
+    by_version = {e.version: e for e in history.entries}
+    others = await backend.list_history(v1.ListHistoryRequest(caller=ADMIN, issue_id=other.id))
+    by_version_other = {e.version: e for e in others.entries}
+    for heard_issue, entry in heard:
+        expected = (by_version if heard_issue.id == issue.id else by_version_other)[entry.version]
+        expected.edited_in_version = 0  # ListHistory's own mark, never in an event
+        for attached in expected.attachments:
+            attached.deleted_in_version = 0  # by a later entry, after this one was heard
+        assert entry == expected
+        assert heard_issue.version == entry.version  # as read after that write's commit
+    # A listener's entry is its own message, not the reply's.
+    assert uploaded.entry is not None
+    assert heard[1][1] == uploaded.entry
+    assert heard[1][1] is not uploaded.entry
+    assert heard[1][1].attachments == [uploaded.attachment]
