@@ -1,11 +1,15 @@
 """Round trips the write calls no longer make, and that their answers stay the same.
 
-Each write here used to send a statement it could do without: the names of
+Each write here used to send statements it could do without: the names of
 an issue's custom fields (now read with the issue, so another replica's
 rename is seen at once: no cache), the version check of an attachment
 deletion (now read with the attachment), the attachment read again after a
-redaction (the redaction returns its hash), and, with a change listener, a
-read of every entry it wrote (now built from the rows the write returned).
+redaction (the redaction returns its hash), an edit's separate reads of the
+entry and its current text and its four writes of the issue and the entry
+(now two), and, with a change listener, a read of every entry it wrote (now
+built from the rows the write returned). Removing content no attachment
+needs any more checks and forgets it in one statement, and a change, an
+upload and a deletion write their entry with the change-feed row.
 The tests count what is sent, and check the answers against reads.
 """
 
@@ -150,9 +154,9 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
 ) -> None:
     """Statements per call on an issue with a custom value (READ COMMITTED).
 
-    ChangeIssue 6 (was 7), UploadAttachment 11 (14), DeleteAttachment 14
-    (18), EditComment 12 (13), Redact of a file 14 (17); the reply still
-    names the field.
+    ChangeIssue 5 (was 7), UploadAttachment 10 (14), DeleteAttachment 12
+    (18), EditComment 9 (13), Redact of a file 13 (17), the removal of the
+    content after those two included; the reply still names the field.
     """
     backend = bugless_model_backend
     issue, field = await _valued_issue(backend)
@@ -161,9 +165,9 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
     ]
     async with _Sent(backend, model_settings.pool_max_size) as sent:
         changed = await _change(backend, issue, v1.Priority.P1)
-        assert len(sent.take()) == 6
+        assert len(sent.take()) == 5
         uploaded = await _upload(backend, changed.issue or issue)
-        assert len(sent.take()) == 11
+        assert len(sent.take()) == 10
         assert uploaded.attachment is not None
         assert uploaded.issue is not None
         deleted = await backend.delete_attachment(
@@ -174,7 +178,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
             )
         )
         statements = sent.take()
-        assert len(statements) == 14
+        assert len(statements) == 12
         assert sum(s.startswith(ATTACHMENT_BY_ID) for s in statements) == 1
         assert deleted.issue is not None
         assert changed.entry is not None
@@ -187,7 +191,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
                 comment="a better comment",
             )
         )
-        assert len(sent.take()) == 12
+        assert len(sent.take()) == 9
         assert edited.issue is not None
         again = await _upload(backend, edited.issue)
         assert again.attachment is not None
@@ -203,7 +207,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
             )
         )
         statements = sent.take()
-        assert len(statements) == 14
+        assert len(statements) == 13
         assert not any(s.startswith(ATTACHMENT_BY_ID) for s in statements)
         assert sent.starting(FIELD_NAMES) == 0
     for reply in (changed, deleted, edited, redacted):
@@ -376,7 +380,7 @@ async def test_listeners_hear_the_entries_reads_return_without_reading_them_back
             )
         )
         assert edited.issue is not None
-        assert sent.starting(FETCH_ENTRY) == 1  # the edit's read of the entry it edits
+        assert sent.starting(FETCH_ENTRY) == 0
         related = await backend.change_issue(
             v1.ChangeIssueRequest(
                 caller=ALICE,
@@ -386,7 +390,7 @@ async def test_listeners_hear_the_entries_reads_return_without_reading_them_back
             )
         )
         # The other side's entry is written without RETURNING: read after the commit.
-        assert sent.starting(FETCH_ENTRY) == 2
+        assert sent.starting(FETCH_ENTRY) == 1
     assert related.issue is not None
     entries = [r.entry for r in (changed, uploaded, deleted, edited, related)]
     assert [(i.id, e.version) for i, e in heard] == [
@@ -409,3 +413,71 @@ async def test_listeners_hear_the_entries_reads_return_without_reading_them_back
     assert heard[1][1] == uploaded.entry
     assert heard[1][1] is not uploaded.entry
     assert heard[1][1].attachments == [uploaded.attachment]
+
+
+async def test_entries_written_with_the_feed_row_are_in_the_feed_in_commit_order(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """One feed row per transaction still, naming every entry it wrote.
+
+    A change, an upload and a deletion append their feed row with their entry;
+    an atomic batch (two changes in one transaction) does not, so its one row
+    names both entries; a change with a comment mentioning someone too.
+    """
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    other, _ = await _valued_issue(backend)
+    head = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+    changed = await _change(backend, issue, v1.Priority.P1)
+    assert changed.issue is not None
+    uploaded = await _upload(backend, changed.issue)
+    assert uploaded.issue is not None
+    assert uploaded.attachment is not None
+    deleted = await backend.delete_attachment(
+        v1.DeleteAttachmentRequest(caller=ALICE, attachment_id=uploaded.attachment.id)
+    )
+    assert deleted.issue is not None
+    mentioned = await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ALICE,
+            issue_id=issue.id,
+            expected_version=deleted.issue.version,
+            comment="over to @carol",
+        )
+    )
+    assert mentioned.issue is not None
+    batch = await backend.batch_change_issues(
+        v1.BatchChangeIssuesRequest(
+            caller=ALICE,
+            atomic=True,
+            issues=[
+                v1.IssueVersion(issue_id=issue.id, expected_version=mentioned.issue.version),
+                v1.IssueVersion(issue_id=other.id, expected_version=other.version),
+            ],
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(priority=v1.Priority.P3), update_mask=FieldMask(["priority"])
+            ),
+        )
+    )
+    assert [r.code for r in batch.results] == [0, 0]
+    feed = await backend.read_feed(
+        v1.ReadFeedRequest(caller=ADMIN, after_position=head.head_position, max_changes=100)
+    )
+    written = [[(e.issue_id, e.version) for e in change.entries] for change in feed.changes]
+    v = changed.issue.version
+    assert written == [
+        [(issue.id, v)],
+        [(issue.id, v + 1)],
+        [(issue.id, v + 2)],
+        [(issue.id, v + 3)],
+        [(issue.id, v + 4), (other.id, other.version + 1)],
+    ]
+    assert [c.position for c in feed.changes] == list(
+        range(head.head_position + 1, head.head_position + 6)
+    )
+    assert all(c.author == ALICE.user_id for c in feed.changes)
+    async with backend._pool.acquire() as conn:
+        mentions = await conn.fetch(
+            "SELECT username FROM issue_mentions WHERE issue_id = $1", issue.id
+        )
+    assert [r["username"] for r in mentions] == ["carol"]

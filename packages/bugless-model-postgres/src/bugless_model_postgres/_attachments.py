@@ -104,12 +104,6 @@ UPDATE issues AS i
  WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}"""
 MARK_DELETED = "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1"
-#: A deletion's entry, naming the attachment ($5); returned whole (the call's reply).
-INSERT_DELETION_ENTRY = """
-INSERT INTO issue_history (issue_id, version, author, created_at, deleted_attachment_id)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING *
-"""
 #: Mark attachment $1 of issue $2 redacted, unless it is already; its content's hash.
 MARK_REDACTED = """
 UPDATE attachments SET redacted = true WHERE id = $1 AND issue_id = $2 AND NOT redacted
@@ -120,12 +114,15 @@ LOCK_CONTENT_INSERT = """
 INSERT INTO attachment_contents (sha256) VALUES ($1) ON CONFLICT (sha256) DO NOTHING
 """
 LOCK_CONTENT = "SELECT sha256 FROM attachment_contents WHERE sha256 = $1 FOR UPDATE"
-#: Whether any attachment still needs content $1.
-REFERENCED = """
-SELECT EXISTS (SELECT 1 FROM attachments
-                WHERE sha256 = $1 AND deleted_in_version = 0 AND NOT redacted)
+#: Forget content $1 (its row, locked) unless an attachment still needs it;
+#: its hash when forgotten.
+FORGET_UNREFERENCED = """
+DELETE FROM attachment_contents c
+ WHERE c.sha256 = $1
+   AND NOT EXISTS (SELECT 1 FROM attachments a
+                    WHERE a.sha256 = $1 AND a.deleted_in_version = 0 AND NOT a.redacted)
+RETURNING c.sha256
 """
-FORGET_CONTENT = "DELETE FROM attachment_contents WHERE sha256 = $1"
 #: Which of the hashes $1 some live attachment still needs.
 REFERENCED_AMONG = """
 SELECT DISTINCT sha256 FROM attachments
@@ -279,13 +276,13 @@ async def record_upload(
         await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 1 if comment else 0, comment)
     )
     version = int(written["version"])
-    entry_row = await _issues.insert_entry_row(ctx, issue_id, version, comment, [])
-    entry = entry_from_row(entry_row)
     await _mentions.add(ctx.conn, issue_id, comment)
     row = one_row(await ctx.conn.fetchrow(
         INSERT, issue_id, version, name, ref.size, content_type, header.content_type,
         bytes.fromhex(ref.sha256), ctx.caller.user_id, ctx.now,
     ))  # fmt: skip
+    entry_row = await _issues.insert_last_entry(ctx, issue_id, version, comment, [])
+    entry = entry_from_row(entry_row)
     entry.attachments = [attachment_from_row(row)]
     ctx.know_entry(entry_row, (row,))
     return row, Written(await _changed_issue(ctx, loaded, written), entry, ref.sha256)
@@ -332,12 +329,12 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     _check_version(issue_id, request.expected_version, loaded)
     written = one_row(await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 0, ""))
     version = int(written["version"])
-    values = (issue_id, version, ctx.caller.user_id, ctx.now, request.attachment_id)
-    entry_row = one_row(await ctx.conn.fetchrow(INSERT_DELETION_ENTRY, *values))
-    ctx.written.append((issue_id, version))
-    ctx.know_entry(entry_row)
-    entry = entry_from_row(entry_row)
     await ctx.conn.execute(MARK_DELETED, request.attachment_id, version)
+    entry = entry_from_row(
+        await _issues.insert_last_entry(
+            ctx, issue_id, version, "", [], deleted_attachment_id=request.attachment_id
+        )
+    )
     sha256 = bytes(row["sha256"]).hex()
     return Written(await _changed_issue(ctx, loaded, written), entry, sha256)
 
@@ -362,11 +359,11 @@ async def redact(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:
 async def remove_if_unreferenced(ctx: WriteContext, sha256: str, store: BlobStore) -> bool:
     """Under the content lock: remove content no live attachment refers to any more."""
     await lock_content(ctx, sha256)
-    digest = bytes.fromhex(sha256)
-    if await ctx.conn.fetchval(REFERENCED, digest):
+    if await ctx.conn.fetchval(FORGET_UNREFERENCED, bytes.fromhex(sha256)) is None:
         return False
+    # The row's removal commits only if the content's does: a failure here
+    # rolls it back with the transaction.
     await store.delete(sha256)
-    await ctx.conn.execute(FORGET_CONTENT, digest)
     return True
 
 

@@ -40,37 +40,59 @@ from bugless_proto import v1
 #: module (bugless issue 17) installs as ``PostgresBackend.attachment_redactor``.
 AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[str]]
 
-#: The current text of every comment of issue $1 (the latest edit of each
-#: entry, redacted ones empty), made into the issue's comment vectors.
-REBUILD_TEXT_VECTORS = """
-UPDATE issues i
-   SET comments_tsv = t.tsv, text_tsv = to_tsvector('english', i.title) || t.tsv
-  FROM (SELECT to_tsvector('english', coalesce(string_agg(cur.body, ' ' ORDER BY cur.original),
-                                               '')) AS tsv
+#: The current text of every comment of issue ``i`` (the latest edit of
+#: each entry, redacted ones empty), as a text vector ``t.tsv``.
+_CURRENT_TEXT = """(
+        SELECT to_tsvector('english',
+                           coalesce(string_agg(cur.body, ' ' ORDER BY cur.original), '')) AS tsv
           FROM (SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version))
                        coalesce(nullif(h.edits_version, 0), h.version) AS original,
                        h.comment AS body
                   FROM issue_history h
                  WHERE h.issue_id = $1
                  ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
-               ) cur) t
+               ) cur) t"""
+#: Issue $1's comment vectors made from the current text of every comment.
+REBUILD_TEXT_VECTORS = f"""
+UPDATE issues i
+   SET comments_tsv = t.tsv, text_tsv = to_tsvector('english', i.title) || t.tsv
+  FROM {_CURRENT_TEXT}
  WHERE i.id = $1
 """
-#: The latest text of entry $2's comment (its latest edit, or itself).
-CURRENT_COMMENT = """
-SELECT comment FROM issue_history
- WHERE issue_id = $1 AND (version = $2 OR edits_version = $2)
- ORDER BY version DESC LIMIT 1
+#: Entry $2 of issue $1, with the current text of its comment (its latest
+#: edit's, or its own) as ``current_comment``.
+ENTRY_TO_EDIT = """
+SELECT h.*, (SELECT e.comment FROM issue_history e
+              WHERE e.issue_id = $1 AND (e.version = $2 OR e.edits_version = $2)
+              ORDER BY e.version DESC LIMIT 1) AS current_comment
+  FROM issue_history h
+ WHERE h.issue_id = $1 AND h.version = $2
 """
+#: An edit's entry: version $2 of issue $1, the new text $5 of entry $6;
+#: returned whole (the call's reply).
+INSERT_EDIT = """
+INSERT INTO issue_history (issue_id, version, author, created_at, comment, edits_version)
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING *
+"""
+#: The new version of issue $1 after an edit, its entry written already: the
+#: description set to $3 when $4 (entry 1 was edited), the comment vectors
+#: rebuilt as :data:`REBUILD_TEXT_VECTORS` does; its columns returned as
+#: :data:`q.FETCH_ISSUE` reads them (the call's reply).
+BUMP_AFTER_EDIT = f"""
+UPDATE issues AS i
+   SET version = i.version + 1, modified_at = $2,
+       description = CASE WHEN $4 THEN $3 ELSE i.description END,
+       comments_tsv = t.tsv, text_tsv = to_tsvector('english', i.title) || t.tsv
+  FROM {_CURRENT_TEXT}
+ WHERE i.id = $1
+RETURNING {q.ISSUE_COLUMNS}"""
 #: A new version of issue $1, its columns returned as :data:`q.FETCH_ISSUE` reads
 #: them (the call's reply is built from them: no read after the write).
 BUMP_VERSION = f"""
 UPDATE issues AS i SET version = version + 1, modified_at = $2 WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}"""
 SET_DESCRIPTION = "UPDATE issues SET description = $2 WHERE id = $1"
-MARK_EDIT = """
-UPDATE issue_history SET edits_version = $3 WHERE issue_id = $1 AND version = $2 RETURNING *
-"""
 MARK_REDACTION = """
 UPDATE issue_history
    SET redaction_target = $3, redacted_version = $4, redacted_attachment_id = $5
@@ -107,8 +129,10 @@ async def _locked_issue(
     return dict(row.items()), role
 
 
-async def _entry(ctx: WriteContext, issue_id: int, version: int) -> dict[str, object]:
-    row = await ctx.conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
+async def _entry(
+    ctx: WriteContext, issue_id: int, version: int, statement: str = q.FETCH_ENTRY
+) -> dict[str, object]:
+    row = await ctx.conn.fetchrow(statement, issue_id, version)
     if row is None:
         raise NotFound(
             f"entry_version: issue {issue_id} has no history entry {version}",
@@ -121,7 +145,7 @@ async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> _is
     """Append an entry replacing a comment's text; return the issue and the entry written."""
     issue_id, number = request.issue_id, request.entry_version
     loaded, _ = await _locked_issue(ctx, issue_id, request.expected_version)
-    entry = await _entry(ctx, issue_id, number)
+    entry = await _entry(ctx, issue_id, number, ENTRY_TO_EDIT)
     if entry["edits_version"]:
         raise InvalidArgument(
             f"entry_version: entry {number} is an edit of entry {entry['edits_version']}; "
@@ -148,15 +172,20 @@ async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> _is
             f"entry_version: entry {number} has no comment to edit; add a comment instead",
             metadata={"field": "entry_version"},
         )
-    if await ctx.conn.fetchval(CURRENT_COMMENT, issue_id, number) == request.comment:
+    if entry["current_comment"] == request.comment:
         raise InvalidArgument("comment: the text is unchanged", metadata={"field": "comment"})
-    if number == 1:  # before the new version, whose row the reply is built from
-        await ctx.conn.execute(SET_DESCRIPTION, issue_id, request.comment)
-    written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
-    version = int(written["version"])
-    await _issues.record_entry(ctx, issue_id, version, request.comment, [])
-    marked = one_row(await ctx.conn.fetchrow(MARK_EDIT, issue_id, version, number))
-    await ctx.conn.execute(REBUILD_TEXT_VECTORS, issue_id)
+    # The issue is locked at this version: the edit's entry is the next one,
+    # written first, so the issue's one UPDATE rebuilds its vectors from it.
+    version = int(loaded["version"]) + 1  # type: ignore[call-overload]
+    values = (issue_id, version, ctx.caller.user_id, ctx.now, request.comment, number)
+    marked = one_row(await ctx.conn.fetchrow(INSERT_EDIT, *values))
+    ctx.written.append((issue_id, version))
+    written = one_row(
+        await ctx.conn.fetchrow(BUMP_AFTER_EDIT, issue_id, ctx.now, request.comment, number == 1)
+    )
+    if written["version"] != version:  # the lock says otherwise: a bug, said loudly
+        msg = f"issue {issue_id} moved to version {written['version']} under its lock"
+        raise RuntimeError(msg)
     await _mentions.sync(ctx.conn, issue_id)
     return await _changed(ctx, loaded, written, marked)
 

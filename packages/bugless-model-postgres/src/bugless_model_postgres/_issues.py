@@ -103,12 +103,34 @@ async def record_entry(
     ctx.written.append((issue_id, version))
 
 
-async def insert_entry_row(
-    ctx: WriteContext, issue_id: int, version: int, comment: str, changes: Sequence[v1.FieldChange]
+async def insert_last_entry(
+    ctx: WriteContext,
+    issue_id: int,
+    version: int,
+    comment: str,
+    changes: Sequence[v1.FieldChange],
+    *,
+    deleted_attachment_id: int = 0,
 ) -> asyncpg.Record:
-    """:func:`record_entry` that returns the entry's row as written (no read-back)."""
-    values = (issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes), 0)
-    row = one_row(await ctx.conn.fetchrow(q.INSERT_ENTRY_RETURNING, *values))
+    """:func:`insert_entry` for a write's one entry, written after everything else.
+
+    Nothing is written after it in the transaction (reads are fine): the
+    caller's work is the whole transaction and this is its last write. Where
+    the change feed and NOTIFY exist (PostgreSQL), a write with no other entry
+    appends its feed row in the same statement (:data:`q.ENTRY_AND_FEED`),
+    one round trip fewer (``run_write`` then appends none); elsewhere the
+    entry is inserted and ``run_write`` appends the feed row after it.
+    """
+    values = (
+        issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes),
+        deleted_attachment_id,
+    )  # fmt: skip
+    alone = not ctx.written and not ctx.components_changed
+    if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
+        row = one_row(await ctx.conn.fetchrow(q.ENTRY_AND_FEED, *values, ctx.channel))
+        ctx.feed_position = int(row["feed_position"])
+    else:
+        row = one_row(await ctx.conn.fetchrow(q.INSERT_LAST_ENTRY, *values))
     ctx.written.append((issue_id, version))
     ctx.know_entry(row)
     return row
@@ -118,7 +140,11 @@ async def insert_entry(
     ctx: WriteContext, issue_id: int, version: int, comment: str, changes: Sequence[v1.FieldChange]
 ) -> v1.HistoryEntry:
     """:func:`record_entry` that returns the entry as written (a call's reply, no read-back)."""
-    return entry_from_row(await insert_entry_row(ctx, issue_id, version, comment, changes))
+    values = (issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes), 0)
+    row = one_row(await ctx.conn.fetchrow(q.INSERT_ENTRY_RETURNING, *values))
+    ctx.written.append((issue_id, version))
+    ctx.know_entry(row)
+    return entry_from_row(row)
 
 
 async def append_to_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int, note: str) -> None:
@@ -463,8 +489,16 @@ async def change_issue(
     expected_version: int,
     delta: v1.IssueDelta | None,
     comment: str,
+    *,
+    whole_transaction: bool = False,
 ) -> Changed:
-    """Apply ``delta`` and ``comment`` as one entry; return the issue and the entry written."""
+    """Apply ``delta`` and ``comment`` as one entry; return the issue and the entry written.
+
+    ``whole_transaction``: the caller writes nothing else in the transaction
+    (ChangeIssue, not an atomic batch), so a change touching no other issue
+    and keeping its title writes its entry last, with the feed row
+    (:func:`insert_last_entry`).
+    """
     delta = delta or v1.IssueDelta()
     related = _related_ids(delta)
     fields = delta.fields or v1.IssueFields()
@@ -524,12 +558,19 @@ async def change_issue(
         await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
         await ctx.conn.execute(q.COMPACT_RANKS, hotlist_id)
     version = int(one_row(written)["version"])
-    entry = await insert_entry(ctx, issue_id, version, comment, plan.changes)
-    if new["title"] != plan.old["title"]:
-        await _mentions.sync(ctx.conn, issue_id)
-    elif comment:
-        await _mentions.add(ctx.conn, issue_id, comment)
-    await _write_other_sides(ctx, plan, rows)
+    if new["title"] != plan.old["title"] or plan.other or not whole_transaction:
+        entry = await insert_entry(ctx, issue_id, version, comment, plan.changes)
+        if new["title"] != plan.old["title"]:
+            await _mentions.sync(ctx.conn, issue_id)  # reads the entry's comment too
+        elif comment:
+            await _mentions.add(ctx.conn, issue_id, comment)
+        await _write_other_sides(ctx, plan, rows)
+    else:  # the entry is the last write (with the feed row, where it can be)
+        if comment:
+            await _mentions.add(ctx.conn, issue_id, comment)
+        entry = entry_from_row(
+            await insert_last_entry(ctx, issue_id, version, comment, plan.changes)
+        )
     issue = await changed_issue(
         ctx, row, one_row(written), custom=custom, known=known,
         hotlists=(plan.hotlists_added, plan.hotlists_removed),

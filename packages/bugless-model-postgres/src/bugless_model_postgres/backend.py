@@ -333,7 +333,12 @@ class PostgresBackend(
         changed, _ = await self._write(
             request.caller,
             lambda ctx: _issues.change_issue(
-                ctx, request.issue_id, request.expected_version, request.delta, request.comment
+                ctx,
+                request.issue_id,
+                request.expected_version,
+                request.delta,
+                request.comment,
+                whole_transaction=True,
             ),
         )
         return v1.ChangeIssueResponse(issue=changed.issue, entry=changed.entry)
