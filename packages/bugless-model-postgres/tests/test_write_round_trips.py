@@ -8,14 +8,16 @@ redaction (the redaction returns its hash), an edit's separate reads of the
 entry and its current text and its four writes of the issue and the entry
 (now two), and, with a change listener, a read of every entry it wrote (now
 built from the rows the write returned). Removing content no attachment
-needs any more checks and forgets it in one statement, and a change, an
-upload and a deletion write their entry with the change-feed row.
+needs any more checks and forgets it in one statement; a change, an
+upload, a deletion and a redaction write their entry with the change-feed
+row, and an upload reads its issue's usage with the version bump.
 The tests count what is sent, and check the answers against reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bugless_core.errors import FailedPrecondition, IssueVersionConflict
+from bugless_core.errors import BuglessError, FailedPrecondition, IssueVersionConflict
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
@@ -154,8 +156,8 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
 ) -> None:
     """Statements per call on an issue with a custom value (READ COMMITTED).
 
-    ChangeIssue 5 (was 7), UploadAttachment 10 (14), DeleteAttachment 12
-    (18), EditComment 9 (13), Redact of a file 13 (17), the removal of the
+    ChangeIssue 5 (was 7), UploadAttachment 9 (14), DeleteAttachment 12
+    (18), EditComment 9 (13), Redact of a file 11 (17), the removal of the
     content after those two included; the reply still names the field.
     """
     backend = bugless_model_backend
@@ -167,7 +169,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
         changed = await _change(backend, issue, v1.Priority.P1)
         assert len(sent.take()) == 5
         uploaded = await _upload(backend, changed.issue or issue)
-        assert len(sent.take()) == 10
+        assert len(sent.take()) == 9
         assert uploaded.attachment is not None
         assert uploaded.issue is not None
         deleted = await backend.delete_attachment(
@@ -207,7 +209,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
             )
         )
         statements = sent.take()
-        assert len(statements) == 13
+        assert len(statements) == 11
         assert not any(s.startswith(ATTACHMENT_BY_ID) for s in statements)
         assert sent.starting(FIELD_NAMES) == 0
     for reply in (changed, deleted, edited, redacted):
@@ -481,3 +483,56 @@ async def test_entries_written_with_the_feed_row_are_in_the_feed_in_commit_order
             "SELECT username FROM issue_mentions WHERE issue_id = $1", issue.id
         )
     assert [r["username"] for r in mentions] == ["carol"]
+
+
+async def test_an_upload_over_the_issue_limit_under_the_lock_writes_nothing(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """The limits are checked on the usage the version bump returns; a refusal undoes it.
+
+    Upload B passes the checks before streaming; while its file streams, upload
+    C takes the room left. Under the issue's lock B is refused ("per issue"):
+    the issue keeps C's version, B's file is neither listed nor stored.
+    """
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    kib = 1024
+    current = issue
+    for n in range(2):
+        done = await backend.upload_attachment(
+            v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name=f"{n}.bin"),
+            _content(bytes([n]) * (900 * kib)),
+        )
+        assert done.issue is not None
+        current = done.issue
+    streaming, release = asyncio.Event(), asyncio.Event()
+    late = bytes([7]) * (900 * kib)
+
+    async def paused() -> AsyncIterator[bytes]:
+        streaming.set()
+        await release.wait()
+        yield late
+
+    upload_b = asyncio.ensure_future(
+        backend.upload_attachment(
+            v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name="b.bin"), paused()
+        )
+    )
+    await asyncio.wait_for(streaming.wait(), 10)
+    upload_c = await backend.upload_attachment(
+        v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name="c.bin"),
+        _content(bytes([8]) * (900 * kib)),
+    )
+    assert upload_c.issue is not None
+    assert upload_c.issue.version == current.version + 1
+    release.set()
+    with pytest.raises(BuglessError, match="per issue") as raised:
+        await upload_b
+    assert raised.value.grpc_status.name == "RESOURCE_EXHAUSTED"
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+    assert read == upload_c.issue
+    listed = await backend.list_attachments(
+        v1.ListAttachmentsRequest(caller=ALICE, issue_id=issue.id, include_deleted=True)
+    )
+    assert [a.name for a in listed.attachments] == ["0.bin", "1.bin", "c.bin"]
+    assert not await backend.blob_store.exists(hashlib.sha256(late).hexdigest())

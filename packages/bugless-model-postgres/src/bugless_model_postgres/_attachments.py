@@ -37,19 +37,14 @@ from bugless_proto import v1
 
 #: Live attachments of issue $1 (not deleted, not redacted): what counts
 #: against the per-issue limit.
-USAGE = """
-SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
-  FROM attachments
- WHERE issue_id = $1 AND deleted_in_version = 0 AND NOT redacted
-"""
+_USAGE = """(SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
+   FROM attachments
+  WHERE issue_id = $1 AND deleted_in_version = 0 AND NOT redacted) AS u"""
 #: What an upload checks before reading a byte, in one statement: issue $1's
-#: version and who may change it, and what its live attachments use (:data:`USAGE`).
-ATTACH_CHECKS = """
+#: version and who may change it, and what its live attachments use.
+ATTACH_CHECKS = f"""
 SELECT i.version, c.effective_acl, c.path AS component_path, u.used, u.files
-  FROM issues i JOIN components c ON c.id = i.component_id
-       CROSS JOIN (SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
-                     FROM attachments
-                    WHERE issue_id = $1 AND deleted_in_version = 0 AND NOT redacted) AS u
+  FROM issues i JOIN components c ON c.id = i.component_id CROSS JOIN {_USAGE}
  WHERE i.id = $1
 """
 #: An attachment with what decides its visibility, and its issue's version
@@ -103,6 +98,18 @@ UPDATE issues AS i
        text_tsv = to_tsvector('english', i.title) || i.comments_tsv || to_tsvector('english', $4)
  WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}"""
+#: :data:`BUMP` for an upload, also returning what the issue's live
+#: attachments used before it (``used``, ``files``: read under the issue's
+#: lock, so no other attach or delete changes them; the limits are checked
+#: on them after, and a refusal rolls the bump back).
+BUMP_WITH_USAGE = f"""
+UPDATE issues AS i
+   SET version = i.version + 1, modified_at = $2, comment_count = i.comment_count + $3,
+       comments_tsv = i.comments_tsv || to_tsvector('english', $4),
+       text_tsv = to_tsvector('english', i.title) || i.comments_tsv || to_tsvector('english', $4)
+  FROM {_USAGE}
+ WHERE i.id = $1
+RETURNING {q.ISSUE_COLUMNS}, u.used, u.files"""
 MARK_DELETED = "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1"
 #: Mark attachment $1 of issue $2 redacted, unless it is already; its content's hash.
 MARK_REDACTED = """
@@ -165,12 +172,6 @@ async def visible_attachment(
     if row is None or role is None:
         raise attachment_not_found(attachment_id)
     return row, role
-
-
-async def usage(conn: Conn, issue_id: int) -> tuple[int, int]:
-    """Bytes and files of the issue's live attachments."""
-    row = one_row(await conn.fetchrow(USAGE, issue_id))
-    return int(row["used"]), int(row["files"])
 
 
 class Written(NamedTuple):
@@ -263,18 +264,18 @@ async def record_upload(
         await _issues.reject_stale_before_locking(ctx, issue_id, expected_version)
     locked = (await _issues.lock_and_load(ctx, {issue_id})).get(issue_id)
     loaded = _refuse(ctx, issue_id, locked, expected_version)
-    used, files = await usage(ctx.conn, issue_id)
-    _refuse_one_more(issue_id, files)
+    comment = header.comment
+    written = one_row(
+        await ctx.conn.fetchrow(BUMP_WITH_USAGE, issue_id, ctx.now, 1 if comment else 0, comment)
+    )
+    used = int(written["used"])
+    _refuse_one_more(issue_id, int(written["files"]))
     if used + ref.size > max_issue_bytes:
         raise issue_too_large(max_issue_bytes, used)
     await lock_content(ctx, ref.sha256)
     if not await store.exists(ref.sha256):
         msg = "the file's content was removed by a concurrent deletion; send the file again"
         raise Unavailable(msg)
-    comment = header.comment
-    written = one_row(
-        await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 1 if comment else 0, comment)
-    )
     version = int(written["version"])
     await _mentions.add(ctx.conn, issue_id, comment)
     row = one_row(await ctx.conn.fetchrow(

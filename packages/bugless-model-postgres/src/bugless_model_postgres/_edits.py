@@ -93,12 +93,6 @@ BUMP_VERSION = f"""
 UPDATE issues AS i SET version = version + 1, modified_at = $2 WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}"""
 SET_DESCRIPTION = "UPDATE issues SET description = $2 WHERE id = $1"
-MARK_REDACTION = """
-UPDATE issue_history
-   SET redaction_target = $3, redacted_version = $4, redacted_attachment_id = $5
- WHERE issue_id = $1 AND version = $2
-RETURNING *
-"""
 #: Blank the comment of entry $2 and of every edit of it; returns how many
 #: of them still had text.
 REDACT_COMMENTS = """
@@ -232,11 +226,9 @@ async def redact(
         await _mentions.sync(ctx.conn, issue_id)
     written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
     version = int(written["version"])
-    await _issues.record_entry(ctx, issue_id, version, "", [])
-    marked = await ctx.conn.fetchrow(
-        MARK_REDACTION, issue_id, version, int(target), original, request.attachment_id
-    )
-    return await _changed(ctx, row, written, one_row(marked)), sha256
+    redaction = (int(target), original, request.attachment_id)
+    marked = await _issues.insert_last_entry(ctx, issue_id, version, "", [], redaction=redaction)
+    return await _changed(ctx, row, written, marked), sha256
 
 
 async def _changed(

@@ -111,8 +111,12 @@ async def insert_last_entry(
     changes: Sequence[v1.FieldChange],
     *,
     deleted_attachment_id: int = 0,
+    redaction: tuple[int, int, int] = (0, 0, 0),
 ) -> asyncpg.Record:
     """:func:`insert_entry` for a write's one entry, written after everything else.
+
+    ``redaction``: the entry records one (target, redacted entry, redacted
+    attachment), as :data:`q.INSERT_LAST_ENTRY` stores them.
 
     Nothing is written after it in the transaction (reads are fine): the
     caller's work is the whole transaction and this is its last write. Where
@@ -123,7 +127,7 @@ async def insert_last_entry(
     """
     values = (
         issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes),
-        deleted_attachment_id,
+        deleted_attachment_id, *redaction,
     )  # fmt: skip
     alone = not ctx.written and not ctx.components_changed
     if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
