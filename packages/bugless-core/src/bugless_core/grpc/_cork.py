@@ -33,10 +33,13 @@ from __future__ import annotations
 import asyncio
 import ssl as _ssl
 from collections.abc import Collection
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+from grpclib.client import Stream
+from grpclib.const import Cardinality
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
+from grpclib.metadata import Deadline
 from grpclib.protocol import H2Protocol
 from h2.settings import SettingCodes
 
@@ -50,6 +53,7 @@ from bugless_core._compat.grpclib import (
 )
 from bugless_core.grpc import _hpack
 from bugless_core.grpc._codec import UpbCodec
+from bugless_core.grpc._deadlines import SteadyDeadline
 
 # Every connection receives through h2, which renders each frame it receives
 # (bugless_core._compat.hyperframe): render only what is shown, and nothing
@@ -164,6 +168,9 @@ class CorkedTransport(asyncio.Transport):
 #: sides. With 1 MiB it is one frame (bench/JOURNAL.md: attachments).
 MAX_FRAME_BYTES = 1024 * 1024
 
+_SendType = TypeVar("_SendType")
+_RecvType = TypeVar("_RecvType")
+
 
 class CorkedH2Protocol(H2Protocol):
     """grpclib's HTTP/2 protocol writing through a :class:`CorkedTransport`, big frames allowed.
@@ -244,7 +251,11 @@ class CorkedServer(ProtocolWrappingServer):
 
 
 class CorkedChannel(ProtocolWrappingChannel):
-    """A grpclib ``Channel`` whose connection writes once per loop turn, encoding with upb."""
+    """A grpclib ``Channel`` whose connection writes once per loop turn, encoding with upb.
+
+    A call given a ``timeout`` gets a :class:`~bugless_core.grpc._deadlines.SteadyDeadline`,
+    so that its ``grpc-timeout`` header is the same call after call.
+    """
 
     def __init__(
         self,
@@ -271,3 +282,23 @@ class CorkedChannel(ProtocolWrappingChannel):
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """Cork the connection."""
         return _corked(protocol)
+
+    def request(
+        self,
+        name: str,
+        cardinality: Cardinality,
+        request_type: type[_SendType],
+        reply_type: type[_RecvType],
+        *,
+        timeout: float | None = None,
+        deadline: Deadline | None = None,
+        metadata: Any = None,
+    ) -> Stream[_SendType, _RecvType]:
+        """Open a call as grpclib does, a ``timeout`` made a :class:`SteadyDeadline`."""
+        if timeout is not None:
+            steady = SteadyDeadline.from_timeout(timeout)
+            if deadline is None or steady < deadline:
+                deadline = steady
+        return super().request(
+            name, cardinality, request_type, reply_type, deadline=deadline, metadata=metadata
+        )
