@@ -192,8 +192,8 @@ def test_keyboard_shortcuts(
     page = tab.page
     sign_in(tab, web_server, "bob")
     for n in range(2):
-        create_issue_ui(tab, web_server, f"Shortcut target {n} quokka")
-    page.goto(f"{web_server.url}/search?q=quokka")
+        create_issue_ui(tab, web_server, f"Shortcut target {n} bilby")
+    page.goto(f"{web_server.url}/search?q=bilby")
     page.keyboard.press("j")
     expect(page.locator("tr.row.selected")).to_have_count(1)
     first = page.locator("tr.row.selected").get_attribute("data-href")
