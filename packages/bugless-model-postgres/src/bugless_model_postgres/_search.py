@@ -12,7 +12,7 @@ or counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -302,6 +302,26 @@ def _text_visibility(params: Params, admin: str, principals: str) -> str:
         "ELSE EXISTS (SELECT 1 FROM components vc WHERE vc.id = i.component_id "
         f"AND {probe}) END)"
     )
+
+
+def resumed(compiled: CompiledSearch, position: list[Any]) -> CompiledSearch:
+    """``compiled`` (a search compiled with a position) resuming after ``position`` instead.
+
+    A position is bound last, after every parameter of the count
+    (``count_params``), and its statement names it only by placeholder, so
+    the statement stays and only those values change: what
+    :func:`compile_search` returns for ``position``, without compiling
+    (``tests/test_search_plans.py`` compares the two).
+
+    Raises:
+        ValueError, TypeError: ``position`` does not fit the sort (as
+            :func:`compile_search` raises for it).
+    """
+    if compiled.first_page:
+        msg = "a first page's search has no position to replace"
+        raise ValueError(msg)
+    values = _decode_position(compiled.sort, position)
+    return replace(compiled, page_params=[*compiled.count_params, *values])
 
 
 def _decode_position(columns: list[SortColumn], position: list[Any]) -> list[Any]:

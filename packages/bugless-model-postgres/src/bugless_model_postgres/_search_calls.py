@@ -16,11 +16,17 @@ import asyncpg
 from bugless_core.errors import InvalidArgument
 from bugless_core.page_tokens import CarriedTotal, PageTokenCodec
 from bugless_core.transactions import retrying
-from bugless_model_postgres import _custom_search, _search, _search_page, _search_wire
+from bugless_model_postgres import (
+    _custom_search,
+    _search,
+    _search_page,
+    _search_plans,
+    _search_wire,
+)
 from bugless_model_postgres._calls_base import BackendCalls
-from bugless_model_postgres._convert import Conn, principals_of
+from bugless_model_postgres._convert import Conn
 from bugless_model_postgres._database import translated_errors
-from bugless_model_postgres._paging import caller_key, page_of
+from bugless_model_postgres._paging import page_of
 from bugless_proto import v1, wire
 
 
@@ -50,6 +56,8 @@ class _PageRead:
     cap: int
     #: The cached catalog the query was compiled from, and its key (None: loaded now).
     guard: tuple[_custom_search.CatalogKey, _custom_search.CustomCatalog] | None = None
+    #: The statements written for this search so far (:class:`._search_plans.SearchPlan`).
+    statements: dict[_search_plans.StatementKey, str] | None = None
 
     async def rows(self, conn: Conn, user_id: str) -> tuple[list[asyncpg.Record], int | None]:
         """The page's rows, and the count when the matches reached the cap (else None).
@@ -81,14 +89,20 @@ class _PageRead:
         return rows
 
     def _statement(self, *, counted: bool, from_matches: bool) -> str:
-        sql, _ = _search_page.page_statement(
-            self.compiled,
-            summary=self.summary,
-            fields=self.fields,
-            counted=counted,
-            from_matches=from_matches,
-            guarded=self.guard is not None,
-        )
+        guarded = self.guard is not None
+        key = (self.summary, self.fields, counted, from_matches, guarded)
+        sql = self.statements.get(key) if self.statements is not None else None
+        if sql is None:
+            sql, _ = _search_page.page_statement(
+                self.compiled,
+                summary=self.summary,
+                fields=self.fields,
+                counted=counted,
+                from_matches=from_matches,
+                guarded=guarded,
+            )
+            if self.statements is not None:
+                self.statements[key] = sql
         return sql
 
 
@@ -136,12 +150,20 @@ class SearchCalls(BackendCalls):
 
     #: Custom field definitions searched for (made on first use).
     _catalogs: _custom_search.CatalogCache | None = None
+    #: Searches compiled so far (made on first use).
+    _plans: _search_plans.SearchPlans | None = None
 
     def _catalog_cache(self) -> _custom_search.CatalogCache:
         """This backend's :class:`._custom_search.CatalogCache`."""
         if self._catalogs is None:
             self._catalogs = _custom_search.CatalogCache()
         return self._catalogs
+
+    def _search_plans(self) -> _search_plans.SearchPlans:
+        """This backend's :class:`._search_plans.SearchPlans`."""
+        if self._plans is None:
+            self._plans = _search_plans.SearchPlans()
+        return self._plans
 
     async def search_issues(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
         """One statement per page (its own snapshot): keyset pages, a capped count.
@@ -182,9 +204,9 @@ class SearchCalls(BackendCalls):
         caller = request.caller or v1.Caller()
         query = request.query or v1.StructuredQuery()
         size, token = page_of(request.page)
-        fingerprint = PageTokenCodec.fingerprint(
-            "search", wire.encode(query).hex(), caller_key(caller)
-        )
+        plans = self._search_plans()
+        encoded = wire.encode(query)
+        fingerprint = plans.fingerprint(encoded, caller)
         position, carried = self._tokens.decode_page(token, fingerprint) if token else (None, None)
         cap = self.settings.search_count_cap
         stale_read = self._dialect.stale_read if request.allow_stale else None
@@ -198,13 +220,14 @@ class SearchCalls(BackendCalls):
             guard: tuple[_custom_search.CatalogKey, _custom_search.CustomCatalog] | None,
         ) -> tuple[list[asyncpg.Record], int | None, _search.CompiledSearch]:
             try:
-                compiled = _search.compile_search(
-                    query, caller, principals_of(caller), position, catalog
-                )
+                plan = plans.plan(encoded, query, caller, position, catalog)
+                compiled = plan.at(position)
             except (ValueError, TypeError, IndexError) as exc:
                 msg = "page.page_token: does not fit this query"
                 raise InvalidArgument(msg, metadata={"field": "page.page_token"}) from exc
-            page = _PageRead(compiled, request.summary, fields, carried, size, cap, guard)
+            page = _PageRead(
+                compiled, request.summary, fields, carried, size, cap, guard, plan.statements
+            )
             if stale_read is None:
                 return (*await page.rows(conn, caller.user_id), compiled)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
