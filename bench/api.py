@@ -65,6 +65,7 @@ from grpclib.client import Channel, UnaryUnaryMethod
 
 from bench import _dataset as data
 from bench._load import Call, Close, LoadResult, default_processes, run_load
+from bench._model_reads import random_gets
 from bench._services import (
     ECHO_METHOD,
     UNLIMITED_RATE,
@@ -169,16 +170,7 @@ async def model_get(params: dict[str, Any]) -> tuple[Call, Close]:
     """GetIssue straight to the Model (mutual TLS as the API), as the API's caller."""
     channel, stub = _model_stub(params)
     caller = v1.Caller(user_id=params["caller_id"], groups=["eng"])
-    ids: list[int] = params["issue_ids"]
-    rng = random.Random(params["client"])
-
-    async def call() -> None:
-        await stub.get_issue(v1.GetIssueRequest(caller=caller, issue_id=rng.choice(ids)))
-
-    async def close() -> None:
-        channel.close()
-
-    return call, close
+    return random_gets(channel, stub, caller, params["issue_ids"], params["client"])
 
 
 async def model_create(params: dict[str, Any]) -> tuple[Call, Close]:

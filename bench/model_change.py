@@ -44,6 +44,7 @@ from typing import Any
 import asyncpg
 
 from bench._load import Call, Close, LoadResult, run_load
+from bench._model_reads import random_gets
 from bench._services import BenchStack, CpuMeter, load_average
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_core.clients import CURRENT_ASSERTION, ServiceAddress
@@ -116,17 +117,7 @@ async def model_change(params: dict[str, Any]) -> tuple[Call, Close]:
 
 async def model_get(params: dict[str, Any]) -> tuple[Call, Close]:
     """GetIssue of a random issue."""
-    channel, stub, caller = _stub(params)
-    ids: list[int] = params["issue_ids"]
-    rng = random.Random(params["client"])
-
-    async def call() -> None:
-        await stub.get_issue(v1.GetIssueRequest(caller=caller, issue_id=rng.choice(ids)))
-
-    async def close() -> None:
-        channel.close()
-
-    return call, close
+    return random_gets(*_stub(params), params["issue_ids"], params["client"])
 
 
 async def model_batch_get(params: dict[str, Any]) -> tuple[Call, Close]:

@@ -75,8 +75,7 @@ def _old_attachments(refs: UserRefs, reply: Any) -> None:
 
 def _old_upload(refs: UserRefs, reply: Any) -> None:
     refs.attachment(reply.attachment)
-    refs.issue(reply.issue)
-    refs.entry(reply.entry)
+    _old_change(refs, reply)
 
 
 def _old_results(refs: UserRefs, reply: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from bugless_core.blobs import BlobCapability, connect_blob_store
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from bugless_core.plugins import load_plugins
 from bugless_testing.blob_contracts import Footprint, chunked, random_content, read_all
+from bugless_testing.ports import refused_port
 from bugless_testing.s3 import REGION, S3TestServer
 
 if TYPE_CHECKING:
@@ -139,9 +139,8 @@ async def test_a_missing_bucket_is_refused_at_connect_naming_it(
 
 
 async def test_an_unreachable_endpoint_is_unavailable(s3_server: S3TestServer, bucket: str) -> None:
-    with socket.socket() as unused:  # bound, never listening: connections are refused
-        unused.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    with refused_port() as port:
+        endpoint = f"http://127.0.0.1:{port}"
         settings = settings_on(s3_server, bucket, endpoint_url=endpoint)
         with pytest.raises(Unavailable, match="unreachable"):
             await S3BlobStore.connect(settings)

@@ -146,10 +146,12 @@ class _Echo:
         await stream.send_message(await stream.recv_message())
 
 
-async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> None:
-    """Messages far above the HTTP/2 window (so window updates flow through the
-    cork) and many concurrent calls on one connection come back intact."""
+_EchoCall = UnaryUnaryMethod[bytes, bytes]
 
+
+@pytest.fixture
+async def tls_echo(pki: Pki) -> AsyncIterator[tuple[CorkedChannel, _EchoCall]]:
+    """A corked channel to a corked :class:`_Echo` server over mutual TLS, and its echo call."""
     settings = GrpcServerSettings(
         host="127.0.0.1",
         port=0,
@@ -157,7 +159,6 @@ async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> 
         tls_key=Path(pki.server_key),
         client_ca=Path(pki.ca),
     )
-
     server = CorkedServer([_Echo()], codec=RawCodec())
     await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
     listener = server_listener(server)
@@ -167,63 +168,47 @@ async def test_grpc_over_mutual_tls_with_corked_server_and_channel(pki: Pki) -> 
     assert isinstance(context, ssl.SSLContext)
     channel = CorkedChannel("127.0.0.1", port, ssl=context, codec=RawCodec())
     try:
-        echo: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(
-            channel, "/test.Echo/Echo", bytes, bytes
-        )
-        big = bytes(range(256)) * 8192  # 2 MiB
-        assert await echo(big, timeout=10) == big
-        # Both ends offered 1 MiB frames, and each saw the other's offer: a
-        # 512 KiB attachment chunk crosses as one DATA frame, not 32.
-        sent_with = channel._protocol.connection._connection  # type: ignore[union-attr]
-        assert sent_with.max_outbound_frame_size == MAX_FRAME_BYTES
-        assert sent_with.max_inbound_frame_size == MAX_FRAME_BYTES
-        payloads = [f"call {i}".encode() * (i + 1) for i in range(64)]
-        assert await asyncio.gather(*(echo(p, timeout=10) for p in payloads)) == payloads
+        yield channel, UnaryUnaryMethod(channel, "/test.Echo/Echo", bytes, bytes)
     finally:
         channel.close()
         server.close()
         await server.wait_closed()
 
 
-async def test_the_header_table_holds_the_assertions_of_many_callers(pki: Pki) -> None:
+async def test_grpc_over_mutual_tls_with_corked_server_and_channel(
+    tls_echo: tuple[CorkedChannel, _EchoCall],
+) -> None:
+    """Messages far above the HTTP/2 window (so window updates flow through the
+    cork) and many concurrent calls on one connection come back intact."""
+    channel, echo = tls_echo
+    big = bytes(range(256)) * 8192  # 2 MiB
+    assert await echo(big, timeout=10) == big
+    # Both ends offered 1 MiB frames, and each saw the other's offer: a
+    # 512 KiB attachment chunk crosses as one DATA frame, not 32.
+    sent_with = channel._protocol.connection._connection  # type: ignore[union-attr]
+    assert sent_with.max_outbound_frame_size == MAX_FRAME_BYTES
+    assert sent_with.max_inbound_frame_size == MAX_FRAME_BYTES
+    payloads = [f"call {i}".encode() * (i + 1) for i in range(64)]
+    assert await asyncio.gather(*(echo(p, timeout=10) for p in payloads)) == payloads
+
+
+async def test_the_header_table_holds_the_assertions_of_many_callers(
+    tls_echo: tuple[CorkedChannel, _EchoCall],
+) -> None:
     """Both ends offer a larger HPACK table: sixteen ~420-byte assertions stay indexed.
 
     With HTTP/2's 4 KiB table they evicted each other and every call sent its
     assertion as a literal (bench/JOURNAL.md, session 10).
     """
-    settings = GrpcServerSettings(
-        host="127.0.0.1",
-        port=0,
-        tls_cert=Path(pki.server_cert),
-        tls_key=Path(pki.server_key),
-        client_ca=Path(pki.ca),
-    )
-    server = CorkedServer([_Echo()], codec=RawCodec())
-    await server.start("127.0.0.1", 0, ssl=build_server_ssl_context(settings))
-    listener = server_listener(server)
-    assert listener is not None
-    port = listener.sockets[0].getsockname()[1]
-    context = build_client_ssl_context(Path(pki.ca), Path(pki.client_cert), Path(pki.client_key))
-    assert isinstance(context, ssl.SSLContext)
-    channel = CorkedChannel("127.0.0.1", port, ssl=context, codec=RawCodec())
-    try:
-        echo: UnaryUnaryMethod[bytes, bytes] = UnaryUnaryMethod(
-            channel, "/test.Echo/Echo", bytes, bytes
-        )
-        assertions = [f"{i:02d}".encode().hex() * 105 for i in range(16)]  # 420 characters
-        for _ in range(2):
-            for assertion in assertions:
-                assert (
-                    await echo(b"x", timeout=10, metadata={"bugless-assertion": assertion}) == b"x"
-                )
-        encoder = channel._protocol.connection._connection.encoder  # type: ignore[union-attr]
-        assert encoder.header_table_size == _hpack.HEADER_TABLE_BYTES
-        kept = {value for name, value in encoder.header_table.dynamic_entries}
-        assert {a.encode() for a in assertions} <= kept
-    finally:
-        channel.close()
-        server.close()
-        await server.wait_closed()
+    channel, echo = tls_echo
+    assertions = [f"{i:02d}".encode().hex() * 105 for i in range(16)]  # 420 characters
+    for _ in range(2):
+        for assertion in assertions:
+            assert await echo(b"x", timeout=10, metadata={"bugless-assertion": assertion}) == b"x"
+    encoder = channel._protocol.connection._connection.encoder  # type: ignore[union-attr]
+    assert encoder.header_table_size == _hpack.HEADER_TABLE_BYTES
+    kept = {value for name, value in encoder.header_table.dynamic_entries}
+    assert {a.encode() for a in assertions} <= kept
 
 
 class _OneWriteServer(asyncio.Protocol):
