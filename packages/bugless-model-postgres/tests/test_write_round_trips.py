@@ -10,7 +10,8 @@ entry and its current text and its four writes of the issue and the entry
 built from the rows the write returned). Removing content no attachment
 needs any more checks and forgets it in one statement; a change, an
 upload, a deletion and a redaction write their entry with the change-feed
-row, and an upload reads its issue's usage with the version bump.
+row, an upload reads its issue's usage with the version bump, and the
+content's row is made or locked in one statement.
 The tests count what is sent, and check the answers against reads.
 """
 
@@ -80,8 +81,11 @@ class _Sent:
 
 
 @pytest.fixture
-async def replica(model_settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
+async def replica(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> AsyncIterator[PostgresBackend]:
     """A second Model on the same database (another replica), with its own blob store."""
+    del bugless_model_backend  # only its migration
     backend = await PostgresBackend.open(model_settings)
     store = await DatabaseBlobStore.connect(
         DatabaseBlobSettings(
@@ -156,8 +160,8 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
 ) -> None:
     """Statements per call on an issue with a custom value (READ COMMITTED).
 
-    ChangeIssue 5 (was 7), UploadAttachment 9 (14), DeleteAttachment 12
-    (18), EditComment 9 (13), Redact of a file 11 (17), the removal of the
+    ChangeIssue 5 (was 7), UploadAttachment 8 (14), DeleteAttachment 11
+    (18), EditComment 9 (13), Redact of a file 10 (17), the removal of the
     content after those two included; the reply still names the field.
     """
     backend = bugless_model_backend
@@ -169,7 +173,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
         changed = await _change(backend, issue, v1.Priority.P1)
         assert len(sent.take()) == 5
         uploaded = await _upload(backend, changed.issue or issue)
-        assert len(sent.take()) == 9
+        assert len(sent.take()) == 8
         assert uploaded.attachment is not None
         assert uploaded.issue is not None
         deleted = await backend.delete_attachment(
@@ -180,7 +184,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
             )
         )
         statements = sent.take()
-        assert len(statements) == 12
+        assert len(statements) == 11
         assert sum(s.startswith(ATTACHMENT_BY_ID) for s in statements) == 1
         assert deleted.issue is not None
         assert changed.entry is not None
@@ -209,7 +213,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
             )
         )
         statements = sent.take()
-        assert len(statements) == 11
+        assert len(statements) == 10
         assert not any(s.startswith(ATTACHMENT_BY_ID) for s in statements)
         assert sent.starting(FIELD_NAMES) == 0
     for reply in (changed, deleted, edited, redacted):
@@ -536,3 +540,54 @@ async def test_an_upload_over_the_issue_limit_under_the_lock_writes_nothing(
     )
     assert [a.name for a in listed.attachments] == ["0.bin", "1.bin", "c.bin"]
     assert not await backend.blob_store.exists(hashlib.sha256(late).hexdigest())
+
+
+async def test_an_attach_holds_the_content_row_it_found_until_it_commits(
+    replica: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """The one statement that makes or finds the content's row also locks a row it found.
+
+    A second upload of the same bytes finds the row; while it checks the
+    content is still stored (its transaction open), a remover could not take
+    the row: removal waits for the attach, then sees its reference.
+    """
+    backend = replica
+    issue, _ = await _valued_issue(backend)
+    data = f"shared {uuid.uuid4()}".encode()
+    first = await backend.upload_attachment(
+        v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name="a.log"), _content(data)
+    )
+    assert first.attachment is not None
+    store = backend.blob_store
+    checking, release = asyncio.Event(), asyncio.Event()
+    exists = store.exists
+
+    async def paused_exists(sha256: str) -> bool:
+        checking.set()
+        await release.wait()
+        return await exists(sha256)
+
+    store.exists = paused_exists  # type: ignore[method-assign]
+    settings = {"search_path": f'"{model_settings.schema}"'}
+    remover = await asyncpg.connect(model_settings.database_url, server_settings=settings)
+    try:
+        second = asyncio.ensure_future(
+            backend.upload_attachment(
+                v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name="b.log"),
+                _content(data),
+            )
+        )
+        await asyncio.wait_for(checking.wait(), 10)
+        with pytest.raises(asyncpg.LockNotAvailableError):
+            await remover.execute(
+                "SELECT 1 FROM attachment_contents WHERE sha256 = $1 FOR UPDATE NOWAIT",
+                bytes.fromhex(first.attachment.sha256),
+            )
+        release.set()
+        done = await second
+    finally:
+        release.set()
+        store.exists = exists  # type: ignore[method-assign]
+        await remover.close()
+    assert done.attachment is not None
+    assert done.attachment.sha256 == first.attachment.sha256

@@ -116,11 +116,14 @@ MARK_REDACTED = """
 UPDATE attachments SET redacted = true WHERE id = $1 AND issue_id = $2 AND NOT redacted
 RETURNING sha256
 """
-#: The content row of $1, made if missing, then locked.
-LOCK_CONTENT_INSERT = """
-INSERT INTO attachment_contents (sha256) VALUES ($1) ON CONFLICT (sha256) DO NOTHING
+#: The content row of $1, made if missing, locked either way, in one
+#: statement: the insert holds a new row, the conflict's update an existing
+#: one (waiting for its holder; a row its holder deleted is inserted anew).
+#: It writes the row's one column unchanged: ``DO NOTHING`` would take no lock.
+LOCK_CONTENT = """
+INSERT INTO attachment_contents AS c (sha256) VALUES ($1)
+ON CONFLICT (sha256) DO UPDATE SET sha256 = c.sha256
 """
-LOCK_CONTENT = "SELECT sha256 FROM attachment_contents WHERE sha256 = $1 FOR UPDATE"
 #: Forget content $1 (its row, locked) unless an attachment still needs it;
 #: its hash when forgotten.
 FORGET_UNREFERENCED = """
@@ -238,9 +241,7 @@ def _check_version(issue_id: int, expected_version: int, loaded: Row) -> None:
 
 async def lock_content(ctx: WriteContext, sha256: str) -> None:
     """Take the lock that adding or dropping a reference to ``sha256`` needs."""
-    digest = bytes.fromhex(sha256)
-    await ctx.conn.execute(LOCK_CONTENT_INSERT, digest)
-    await ctx.conn.execute(LOCK_CONTENT, digest)
+    await ctx.conn.execute(LOCK_CONTENT, bytes.fromhex(sha256))
 
 
 async def _changed_issue(ctx: WriteContext, loaded: Row, written: Row) -> v1.Issue:
