@@ -368,7 +368,7 @@ async def batch_create_issues(
         create_alone: The backend's CreateIssue, for items created on their own.
         pool: For reading back issues an idempotency key made earlier.
     """
-    caller = request.caller or v1.Caller()
+    caller = request.caller if request.caller is not None else v1.Caller()
     items = list(request.items)
     shared = [(i, item) for i, item in enumerate(items) if _issues.shares_a_transaction(item)]
     if len(shared) == 1:
@@ -399,7 +399,8 @@ async def batch_create_issues(
             if isinstance(outcome, BuglessError):
                 results[index] = batch_create_failure(outcome)
                 continue
-            issue = outcome.issue or found.get(outcome.issue_id)
+            # Not ``or``: betterproto2's Message.__bool__ reads every field of the issue.
+            issue = outcome.issue if outcome.issue is not None else found.get(outcome.issue_id)
             results[index] = (
                 v1.BatchCreateResult(code=0, issue=issue)
                 if issue is not None

@@ -396,6 +396,13 @@ _CREATE_SCALARS = tuple(
     name for name in SCALAR_FIELDS if name not in {"component_id", "parent_id", "duplicate_of_id"}
 )
 _FIELD_CHANGE_DEFAULTS: dict[str, Any] = dict(v1.FieldChange().__dict__)
+#: :func:`scalar_text` of every known non-zero value of each enum field (a look-up
+#: instead of building the enum member per field and item).
+_ENUM_TEXT: dict[str, dict[int, str]] = {
+    name: {int(member): scalar_text(name, int(member)) for member in enum if int(member)}
+    for name, enum in ENUM_FIELDS.items()
+}
+_OPEN_STATUSES = frozenset(int(status) for status in v1.Status if _is_open(int(status)))
 
 
 def _field_change(name: str, new_value: str) -> v1.FieldChange:
@@ -421,18 +428,24 @@ def _plan_fields(
     v1.Status(status)  # an unknown status fails here as it does building the delta
     for name in _CREATE_SCALARS:
         value: Any = status if name == "status" else getattr(fields, name)
-        if name in ENUM_FIELDS:
+        texts = _ENUM_TEXT.get(name)
+        if texts is not None:
             value = int(value)
             if not value and name in _DEFAULTS:
                 value = _DEFAULTS[name]
             if not value:
                 continue
             if name == "status":
-                new["closed_at"] = None if _is_open(value) else ctx.now
+                new["closed_at"] = None if value in _OPEN_STATUSES else ctx.now
+            text = texts.get(value)
+            if text is None:  # a value this build does not know
+                text = scalar_text(name, value)
         elif not value:
             continue
+        else:
+            text = scalar_text(name, value)
         new[name] = value
-        changes.append(_field_change(name, scalar_text(name, value)))
+        changes.append(_field_change(name, text))
     if cc:
         added = sorted(set(cc))
         new["cc"] = added
