@@ -23,8 +23,9 @@ from bugless_model_postgres._convert import principals_of
 from bugless_model_postgres._custom_search import CustomCatalog
 from bugless_model_postgres._paging import caller_key
 from bugless_model_postgres._search import compile_search, resumed
-from bugless_model_postgres._search_plans import SearchPlans
+from bugless_model_postgres._search_plans import STATEMENTS_PER_PLAN, SearchPlans
 from bugless_proto import v1, wire
+from bugless_proto.google.protobuf import FieldMask
 
 F = v1.SearchField
 Op = v1.SearchOperator
@@ -248,3 +249,26 @@ async def test_pages_with_kept_plans_are_the_pages_compiled_anew(
     assert ids[0, "root", 1] == ids[0, "viewer", 2]
     assert ids[0, "viewer", 0] == ids[0, "stranger", 0]
     assert set(ids[0, "stranger", 0]) < set(ids[0, "root", 1])
+
+
+async def test_a_plan_keeps_a_bounded_number_of_statements(
+    bugless_model_backend: PostgresBackend, world: str
+) -> None:
+    """Each read mask is a statement of its own; past the bound they are written, not kept."""
+    b = bugless_model_backend
+    b._plans = None
+    query = v1.StructuredQuery(filter=term(F.TEXT, Op.EQ, world))
+    masks = [["title"], ["status"], ["priority"], ["assignee"], ["reporter"], ["verifier"]]
+    masks += [["version"], ["cc"], ["created_at"], ["modified_at"]]
+    assert len(masks) > STATEMENTS_PER_PLAN
+    for mask in masks:
+        request = _request(query, ADMIN)
+        request.read_mask = FieldMask(paths=mask)
+        anew = await _walk(b, request, kept=False)
+        request.page = v1.PageRequest(page_size=3)
+        kept = await _walk(b, request, kept=True)
+        assert [wire.encode(r) for r in kept] == [wire.encode(r) for r in anew]
+    plans = list(b._search_plans()._plans.values())
+    assert plans
+    assert all(len(plan.statements) <= STATEMENTS_PER_PLAN for plan in plans)
+    assert any(len(plan.statements) == STATEMENTS_PER_PLAN for plan in plans)

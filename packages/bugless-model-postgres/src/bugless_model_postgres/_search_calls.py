@@ -101,7 +101,10 @@ class _PageRead:
                 from_matches=from_matches,
                 guarded=guarded,
             )
-            if self.statements is not None:
+            if (
+                self.statements is not None
+                and len(self.statements) < _search_plans.STATEMENTS_PER_PLAN
+            ):
                 self.statements[key] = sql
         return sql
 

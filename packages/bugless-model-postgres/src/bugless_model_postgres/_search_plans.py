@@ -33,7 +33,11 @@ from bugless_model_postgres._paging import caller_key
 from bugless_proto import v1
 
 #: Searches a backend keeps (the oldest goes first), and as many fingerprints.
-PLAN_ENTRIES = 512
+PLAN_ENTRIES = 256
+#: Page statements a plan keeps: one per shape a page of it took (counted or
+#: not, from the count's matches or not, per read mask). A client varying its
+#: read mask on one search gets the others written each time, not kept.
+STATEMENTS_PER_PLAN = 8
 
 #: A caller as far as a compiled search depends on it: user id, groups, admin.
 CallerKey = tuple[str, tuple[str, ...], bool]
