@@ -18,7 +18,8 @@ import h2.events
 import pytest
 from grpc_test_server import Pki
 from grpclib.client import UnaryUnaryMethod
-from grpclib.const import Cardinality, Handler
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
 
 from bugless_core._compat.grpclib import server_listener
 from bugless_core.grpc import (
@@ -254,6 +255,63 @@ async def test_a_large_reply_read_with_the_settings_ack_is_accepted() -> None:
     try:
         method = UnaryUnaryMethod[bytes, bytes](channel, "/test.Large/Get", bytes, bytes)
         assert await method(b"first", timeout=10) == bytes(20_000)
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
+
+
+class _RefusingUploads:
+    """A client-streaming method that answers NOT_FOUND once its first message is in."""
+
+    def __init__(self) -> None:
+        self.refused = asyncio.Event()
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            "/test.Files/Upload": Handler(self.upload, Cardinality.STREAM_UNARY, bytes, bytes),
+        }
+
+    async def upload(self, stream: Any) -> None:
+        await stream.recv_message()
+        self.refused.set()
+        raise GRPCError(Status.NOT_FOUND, "no such issue")
+
+
+async def test_ending_a_stream_the_server_has_answered_raises_the_servers_status() -> None:
+    """The server's refusal and reset arrive after the last message, before the end.
+
+    That is when an upload relay waits for its own caller's end of stream
+    (the window takes the whole file). ``end()`` failed with h2's
+    ``StreamClosedError`` there, hiding the status; sends fail as grpclib's
+    ``StreamTerminatedError``, which the call turns into the status.
+    """
+    uploads = _RefusingUploads()
+    server = CorkedServer([_Echo(), uploads], codec=RawCodec())
+    await server.start("127.0.0.1", 0)
+    listener = server_listener(server)
+    assert listener is not None
+    channel = CorkedChannel("127.0.0.1", listener.sockets[0].getsockname()[1], codec=RawCodec())
+    echo: _EchoCall = UnaryUnaryMethod(channel, "/test.Echo/Echo", bytes, bytes)
+
+    async def upload() -> None:
+        async with channel.request(
+            "/test.Files/Upload", Cardinality.STREAM_UNARY, bytes, bytes
+        ) as stream:
+            await stream.send_message(b"header")
+            await stream.send_message(b"the whole file")
+            await uploads.refused.wait()
+            # One connection's frames arrive in order: once another call's
+            # answer is in, the refusal's reset, written before it, was read.
+            assert await echo(b"after") == b"after"
+            await stream.end()
+            await stream.recv_message()
+
+    try:
+        with pytest.raises(GRPCError) as refused:
+            await upload()
+        assert refused.value.status is Status.NOT_FOUND
+        assert refused.value.message == "no such issue"
     finally:
         channel.close()
         server.close()

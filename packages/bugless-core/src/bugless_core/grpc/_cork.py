@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, TypeVar, cast
 
 from grpclib.client import Stream
 from grpclib.const import Cardinality
 from grpclib.encoding.base import CodecBase, StatusDetailsCodecBase
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
+from grpclib.exceptions import StreamTerminatedError
 from grpclib.metadata import Deadline
 from grpclib.protocol import H2Protocol
+from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes
 
 from bugless_core import tracing
@@ -170,6 +172,7 @@ MAX_FRAME_BYTES = 1024 * 1024
 
 _SendType = TypeVar("_SendType")
 _RecvType = TypeVar("_RecvType")
+_End = Callable[[], Coroutine[Any, Any, None]]
 
 
 class CorkedH2Protocol(H2Protocol):
@@ -294,11 +297,39 @@ class CorkedChannel(ProtocolWrappingChannel):
         deadline: Deadline | None = None,
         metadata: Any = None,
     ) -> Stream[_SendType, _RecvType]:
-        """Open a call as grpclib does, a ``timeout`` made a :class:`SteadyDeadline`."""
+        """Open a call as grpclib does, a ``timeout`` made a :class:`SteadyDeadline`.
+
+        A client-streaming call's ``end()`` reports the server's status when
+        the server has answered first (:func:`_ending_as_answered`).
+        """
         if timeout is not None:
             steady = SteadyDeadline.from_timeout(timeout)
             if deadline is None or steady < deadline:
                 deadline = steady
-        return super().request(
+        stream = super().request(
             name, cardinality, request_type, reply_type, deadline=deadline, metadata=metadata
         )
+        if cardinality.client_streaming:
+            stream.end = _ending_as_answered(stream.end)  # type: ignore[method-assign]
+        return stream
+
+
+def _ending_as_answered(end: _End) -> _End:
+    """``end`` of a request stream, failing as grpclib's sends do once the server has answered.
+
+    A server may answer a client stream before it ends (a refusal after the
+    first message), with its status and a reset. A message sent after that
+    fails with grpclib's ``StreamTerminatedError``, which the call's context
+    turns into the server's status; ending the stream failed with h2's
+    ``StreamClosedError`` instead, which hid the status (an upload through
+    the web tier became a 500). It now fails the same way as a send.
+    """
+
+    async def ending() -> None:
+        try:
+            await end()
+        except StreamClosedError as exc:
+            msg = "the server answered before the request stream ended"
+            raise StreamTerminatedError(msg) from exc
+
+    return ending
