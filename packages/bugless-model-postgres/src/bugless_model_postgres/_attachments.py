@@ -283,11 +283,12 @@ async def record_upload(
         INSERT, issue_id, version, name, ref.size, content_type, header.content_type,
         bytes.fromhex(ref.sha256), ctx.caller.user_id, ctx.now,
     ))  # fmt: skip
+    issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
     entry_row = await _issues.insert_last_entry(ctx, issue_id, version, comment, [])
     entry = entry_from_row(entry_row)
     entry.attachments = [attachment_from_row(row)]
     ctx.know_entry(entry_row, (row,))
-    return row, Written(await _changed_issue(ctx, loaded, written), entry, ref.sha256)
+    return row, Written(issue, entry, ref.sha256)
 
 
 async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Written:
@@ -332,13 +333,13 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     written = one_row(await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 0, ""))
     version = int(written["version"])
     await ctx.conn.execute(MARK_DELETED, request.attachment_id, version)
+    issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
     entry = entry_from_row(
         await _issues.insert_last_entry(
             ctx, issue_id, version, "", [], deleted_attachment_id=request.attachment_id
         )
     )
-    sha256 = bytes(row["sha256"]).hex()
-    return Written(await _changed_issue(ctx, loaded, written), entry, sha256)
+    return Written(issue, entry, bytes(row["sha256"]).hex())
 
 
 async def redact(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:

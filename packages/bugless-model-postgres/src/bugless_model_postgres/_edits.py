@@ -226,9 +226,11 @@ async def redact(
         await _mentions.sync(ctx.conn, issue_id)
     written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
     version = int(written["version"])
+    custom = _custom_values.load_values(written["custom_fields"])
+    issue = await _issues.changed_issue(ctx, row, written, custom=custom)  # before the feed's lock
     redaction = (int(target), original, request.attachment_id)
     marked = await _issues.insert_last_entry(ctx, issue_id, version, "", [], redaction=redaction)
-    return await _changed(ctx, row, written, marked), sha256
+    return _issues.Changed(issue, entry_from_row(marked)), sha256
 
 
 async def _changed(

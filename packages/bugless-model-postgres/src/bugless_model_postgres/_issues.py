@@ -123,7 +123,9 @@ async def insert_last_entry(
     the change feed and NOTIFY exist (PostgreSQL), a write with no other entry
     appends its feed row in the same statement (:data:`q.ENTRY_AND_FEED`),
     one round trip fewer (``run_write`` then appends none); elsewhere the
-    entry is inserted and ``run_write`` appends the feed row after it.
+    entry is inserted and ``run_write`` appends the feed row after it. Every
+    writer queues for the feed's row lock, held from this statement to the
+    commit: build the reply before it, not after.
     """
     values = (
         issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes),
@@ -561,6 +563,13 @@ async def change_issue(
     for hotlist_id in plan.hotlists_removed:
         await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
         await ctx.conn.execute(q.COMPACT_RANKS, hotlist_id)
+    # Built before the entry: the last write takes the change feed's row lock,
+    # which every writer queues for, and holds it to the commit; nothing more
+    # should run in between.
+    issue = await changed_issue(
+        ctx, row, one_row(written), custom=custom, known=known,
+        hotlists=(plan.hotlists_added, plan.hotlists_removed),
+    )  # fmt: skip
     version = int(one_row(written)["version"])
     if new["title"] != plan.old["title"] or plan.other or not whole_transaction:
         entry = await insert_entry(ctx, issue_id, version, comment, plan.changes)
@@ -575,10 +584,6 @@ async def change_issue(
         entry = entry_from_row(
             await insert_last_entry(ctx, issue_id, version, comment, plan.changes)
         )
-    issue = await changed_issue(
-        ctx, row, one_row(written), custom=custom, known=known,
-        hotlists=(plan.hotlists_added, plan.hotlists_removed),
-    )  # fmt: skip
     return Changed(issue, entry)
 
 
