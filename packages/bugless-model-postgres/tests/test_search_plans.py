@@ -20,7 +20,7 @@ from bugless_core.page_tokens import PageTokenCodec
 from bugless_core.search.build import all_of, any_of, negate, term
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres._convert import principals_of
-from bugless_model_postgres._custom_search import CustomCatalog
+from bugless_model_postgres._custom_search import CustomCatalog, catalog_key
 from bugless_model_postgres._paging import caller_key
 from bugless_model_postgres._search import compile_search, resumed
 from bugless_model_postgres._search_plans import STATEMENTS_PER_PLAN, SearchPlans
@@ -120,6 +120,15 @@ def test_the_fingerprint_is_the_page_tokens_own() -> None:
             expected = PageTokenCodec.fingerprint("search", encoded.hex(), caller_key(caller))
             assert plans.fingerprint(encoded, caller) == expected
             assert plans.fingerprint(encoded, caller) == expected
+
+
+def test_a_kept_catalog_key_is_the_querys_own() -> None:
+    plans = SearchPlans(entries=2)
+    for query, _ in [*_SEARCHES, *_SEARCHES]:
+        encoded = wire.encode(query)
+        assert plans.catalog_key(encoded, query) == catalog_key(query)
+    assert catalog_key(_SEARCHES[3][0]) == ((7,), ())
+    assert len(plans._catalog_keys) == 2
 
 
 def test_plans_are_kept_per_caller_and_catalog_up_to_their_number() -> None:

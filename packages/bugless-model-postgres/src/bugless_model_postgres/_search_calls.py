@@ -215,7 +215,7 @@ class SearchCalls(BackendCalls):
         stale_read = self._dialect.stale_read if request.allow_stale else None
         fields = frozenset(request.read_mask.paths) if request.read_mask else frozenset()
 
-        key = _custom_search.catalog_key(query)
+        key = plans.catalog_key(encoded, query)
 
         async def read(
             conn: Conn,
