@@ -281,3 +281,23 @@ async def test_a_plan_keeps_a_bounded_number_of_statements(
     assert plans
     assert all(len(plan.statements) <= STATEMENTS_PER_PLAN for plan in plans)
     assert any(len(plan.statements) == STATEMENTS_PER_PLAN for plan in plans)
+
+
+async def test_an_empty_caller_and_an_empty_mask_read_as_none(
+    bugless_model_backend: PostgresBackend, world: str
+) -> None:
+    b = bugless_model_backend
+    query = v1.StructuredQuery(filter=term(F.TEXT, Op.EQ, world))
+
+    def variants() -> list[v1.SearchIssuesRequest]:
+        empty_mask = _request(query, v1.Caller())
+        empty_mask.read_mask = FieldMask(paths=[])
+        no_caller = _request(query, v1.Caller())
+        no_caller.caller = None
+        return [empty_mask, no_caller]
+
+    expected = [wire.encode(r) for r in await _walk(b, _request(query, v1.Caller()), kept=True)]
+    for request in variants():
+        assert [wire.encode(r) for r in await _walk(b, request, kept=True)] == expected
+    for request in variants():
+        assert bytes(await b.search_issues_reply(request)) == expected[0]

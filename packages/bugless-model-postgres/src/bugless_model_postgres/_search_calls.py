@@ -40,6 +40,16 @@ def _reported_total(carried: CarriedTotal | None, counted: int | None, cap: int)
     return CarriedTotal(min(counted, cap), counted > cap)
 
 
+def _caller(request: v1.SearchIssuesRequest) -> v1.Caller:
+    """The request's caller (an empty one when it names none).
+
+    ``request.caller or v1.Caller()`` asked betterproto2 whether the caller
+    has any field set (``Message.__bool__``, ~1 µs, three times a page);
+    an empty caller reads the same as a new one.
+    """
+    return request.caller if request.caller is not None else v1.Caller()
+
+
 class _StaleCatalog(Exception):
     """A page compiled from a cached catalog found the definitions changed."""
 
@@ -179,7 +189,7 @@ class SearchCalls(BackendCalls):
         that has one) runs it in a read-only transaction set up for that.
         """
         page = await self._search_page(request)
-        return page.response(request.caller or v1.Caller())
+        return page.response(_caller(request))
 
     async def search_issues_reply(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
         """:meth:`search_issues`, its reply encoded straight from the rows (to be sent).
@@ -188,7 +198,7 @@ class SearchCalls(BackendCalls):
         message of each row first.
         """
         page = await self._search_page(request)
-        caller = request.caller or v1.Caller()
+        caller = _caller(request)
         token, total = page.token_and_total()
         data = _search_wire.reply_bytes(
             caller,
@@ -204,7 +214,7 @@ class SearchCalls(BackendCalls):
 
     async def _search_page(self, request: v1.SearchIssuesRequest) -> _SearchPage:
         """The rows of the page ``request`` asks for, with what its reply is made of."""
-        caller = request.caller or v1.Caller()
+        caller = _caller(request)
         query = request.query or v1.StructuredQuery()
         size, token = page_of(request.page)
         plans = self._search_plans()
@@ -213,7 +223,8 @@ class SearchCalls(BackendCalls):
         position, carried = self._tokens.decode_page(token, fingerprint) if token else (None, None)
         cap = self.settings.search_count_cap
         stale_read = self._dialect.stale_read if request.allow_stale else None
-        fields = frozenset(request.read_mask.paths) if request.read_mask else frozenset()
+        mask = request.read_mask
+        fields = frozenset(mask.paths) if mask is not None else frozenset()
 
         key = plans.catalog_key(encoded, query)
 
