@@ -255,10 +255,14 @@ async def test_on_read_committed_a_batch_of_creates_is_its_reads_and_one_write(
     assert mentions == 3
 
 
-async def test_a_batch_reads_the_custom_fields_that_apply_with_its_checks(
+async def test_a_batch_reads_the_custom_fields_that_apply_once_per_component(
     scratch: PostgresBackend, model_settings: ModelSettings
 ) -> None:
-    """The fields of the component and its parent apply, read with the checks."""
+    """The fields of the component and its parent apply, read once for the batch.
+
+    One statement of their own (not an array of rows in the checks: see
+    ``_batch_create.BATCH_CHECKS``), then the one write.
+    """
     parent = await _component(scratch)
     child = await scratch.create_component(
         v1.CreateComponentRequest(
@@ -282,7 +286,11 @@ async def test_a_batch_reads_the_custom_fields_that_apply_with_its_checks(
     async with _Statements(scratch, model_settings.pool_max_size) as statements:
         issues = await _batch(scratch, child.id, 3)
     ours = _ours(statements.sent)
-    assert [s.split()[:2] for s in ours] == [["SELECT", "c.*,"], ["WITH", "input"]]
+    assert [s.split()[:2] for s in ours] == [
+        ["SELECT", "c.*,"],
+        ["SELECT", "f.*"],
+        ["WITH", "input"],
+    ]
     child_field, root_field = made
     for issue in issues:
         assert {v.field_id: list(v.values) for v in issue.custom_fields} == {

@@ -59,20 +59,20 @@ SELECT c.*,
        (SELECT i.id FROM issues i WHERE i.reporter = $3 AND i.idempotency_key = t.key)
            AS idempotent_id,
        EXISTS (SELECT 1 FROM custom_fields f WHERE f.component_id = ANY (c.path_ids))
-           AS has_custom_fields,
-       CASE WHEN row_number() OVER (PARTITION BY t.component_id ORDER BY t.n) = 1
-            THEN ARRAY(SELECT f FROM custom_fields f WHERE f.component_id = ANY (c.path_ids)
-                        ORDER BY array_position(c.path_ids, f.component_id), f.id)
-       END AS applicable_fields
+           AS has_custom_fields
   FROM unnest({components}, {keys}) WITH ORDINALITY AS t(component_id, key, n)
   LEFT JOIN components c ON c.id = t.component_id
  ORDER BY t.n
 """
 #: :data:`q.CREATE_CHECKS` for every item at once, a row per item in order:
 #: component ids $1, idempotency keys $2 (NULL: none), the caller $3. The
-#: first row of each component also holds the custom fields that apply in it
-#: (``applicable_fields``, as ``_custom_fields.APPLICABLE_FIELDS`` reads them,
-#: root's first): one statement fewer per batch than reading them after.
+#: custom fields that apply are read after it, once per component that has
+#: some (``_custom_fields.applicable``), not folded in as an array of
+#: ``custom_fields`` rows: asyncpg decodes such an array through the table's
+#: row type, cached per connection, so a migration altering the table would
+#: fail one create batch per pooled connection (``OutdatedSchemaCacheError``
+#: is not retried), and CockroachDB's support for arrays of a table's
+#: implicit record type cannot be tested here. One statement per batch.
 BATCH_CHECKS = _BATCH_CHECKS.format(components="$1::bigint[]", keys="$2::text[]")
 #: Batch sizes :func:`batch_checks_in_slots` covers; larger ones use :data:`BATCH_CHECKS`.
 CHECK_SLOTS = (4, 8, 16, 32, 64, 128)
@@ -297,14 +297,8 @@ async def _create_together(
     # issue, as its own CreateIssue, made after the earlier one, would find.
     first_with_key: dict[str, int] = {}
     repeats: dict[int, int] = {}
-    # The custom fields that apply, read with the checks once per component of the batch.
+    # The custom fields that apply, read once per component of the batch.
     applicable: dict[int, dict[int, v1.CustomField]] = {}
-    for (_, request), row in zip(requests, checks, strict=True):
-        if row["applicable_fields"] is not None:
-            component_id = request.fields.component_id if request.fields is not None else 0
-            applicable[component_id] = {
-                f["id"]: _custom_fields.field_from_row(f) for f in row["applicable_fields"]
-            }
     for (index, request), row in zip(requests, checks, strict=True):
         key = request.idempotency_key
         if key and key in first_with_key:
@@ -320,6 +314,10 @@ async def _create_together(
             )
             custom_fields = None
             if row["has_custom_fields"] or request.custom_fields:
+                if component_id not in applicable:
+                    applicable[component_id] = await _custom_fields.applicable(
+                        ctx.conn, component_id
+                    )
                 custom_fields = applicable[component_id]
             plan = await _issue_plan.plan_create(
                 ctx,
