@@ -78,6 +78,4 @@ async def test_a_refusal_after_the_last_chunk_is_the_models_status(
 
     users = UserDirectory(v1.AuthenticatorStub(stub.channel), timeout_seconds=10)
     with pytest.raises(NotFound, match="issue 404 does not exist"):
-        await named.UPLOAD_ATTACHMENT.call_streamed(
-            stub, users, upload(), v1.UploadAttachmentRequest
-        )
+        await named.UPLOAD_ATTACHMENT.call_streamed(stub, users, upload())

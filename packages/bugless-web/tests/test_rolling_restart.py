@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import pytest
 from grpclib.client import Channel
@@ -178,3 +179,54 @@ async def test_a_write_refused_by_a_draining_replica_is_sent_again_and_made_once
         ),
     )
     assert [h.name for h in mine.hotlists if h.name == name] == [name]
+
+
+async def _attachments_named(model: v1.ModelStub, world: World, issue_id: int, name: str) -> int:
+    listed = await call(
+        model.list_attachments,
+        v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue_id),
+    )
+    return sum(1 for attachment in listed.attachments if attachment.name == name)
+
+
+#: More than one chunk: part of it has gone out when the refusal arrives.
+CONTENT = bytes(range(256)) * 4096 * 3  # 3 MiB
+
+
+async def test_an_upload_refused_by_a_draining_replica_is_sent_again_and_attached_once(
+    restart: Restart, world: World, model: v1.ModelStub
+) -> None:
+    new = await restart.roll()
+    name = f"rolled-{restart.port}.bin"
+
+    uploaded = await restart.client.post(
+        f"/issues/{restart.issue.id}/attachments",
+        content=CONTENT,
+        headers={"x-csrf-token": restart.csrf, "x-file-name": quote(name)},
+    )
+
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["size"] == len(CONTENT)
+    assert await grpc_calls(restart.old.metrics_port, "UploadAttachment", "UNAVAILABLE") == 1
+    assert await grpc_calls(new.metrics_port, "UploadAttachment") == 1
+    assert await _attachments_named(model, world, restart.issue.id, name) == 1
+
+
+async def test_a_form_upload_refused_by_a_draining_replica_is_sent_again_and_attached_once(
+    restart: Restart, world: World, model: v1.ModelStub
+) -> None:
+    new = await restart.roll()
+    name = f"form-{restart.port}.bin"
+
+    done = await restart.client.post(
+        f"/issues/{restart.issue.id}/attachments/form",
+        data={"_csrf": restart.csrf},
+        files={"file": (name, CONTENT, "application/octet-stream")},
+        follow_redirects=False,
+    )
+
+    assert done.status_code == 303, done.text
+    assert done.headers["location"].endswith(f"/issues/{restart.issue.id}#attachments")
+    assert await grpc_calls(restart.old.metrics_port, "UploadAttachment", "UNAVAILABLE") == 1
+    assert await grpc_calls(new.metrics_port, "UploadAttachment") == 1
+    assert await _attachments_named(model, world, restart.issue.id, name) == 1

@@ -302,10 +302,12 @@ class IssuesService(GatewayService, v1.IssuesBase):
     ) -> v1.UploadAttachmentResponse:
         """Pass an upload through to the Model as it arrives, chunk by chunk.
 
-        Nothing is buffered here: each chunk is forwarded when the Model's
-        side of the stream can take it (HTTP/2 flow control both ways), so
-        the gateway holds a chunk or two whatever the file's size. No
-        deadline: a large file over a slow link takes the time it takes.
+        Each chunk is forwarded when the Model's side of the stream can take
+        it (HTTP/2 flow control both ways); the first few MiB are kept until
+        the Model reads them, to send again should a draining Model refuse
+        the call (:func:`bugless_core.failover.upload_again_if_refused`), so
+        the gateway holds at most that whatever the file's size. No deadline:
+        a large file over a slow link takes the time it takes.
         """
         first = await anext(messages, None)
         header = first.header if first is not None else None
@@ -319,9 +321,7 @@ class IssuesService(GatewayService, v1.IssuesBase):
                 yield message
 
         gateway = self.gateway
-        return await UPLOAD_ATTACHMENT.call_streamed(
-            gateway.model, gateway.users, forwarded(), v1.UploadAttachmentRequest
-        )
+        return await UPLOAD_ATTACHMENT.call_streamed(gateway.model, gateway.users, forwarded())
 
     async def download_attachment(
         self, message: v1.DownloadAttachmentRequest

@@ -36,7 +36,6 @@ from typing import Any, Generic, TypeVar
 import betterproto2
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as UpbMessage
-from grpclib.const import Cardinality
 
 from bugless_api._users import (
     ATTACHMENT_PERSON,
@@ -49,12 +48,11 @@ from bugless_api._users import (
     UserDirectory,
 )
 from bugless_core.clients import call, call_errors
-from bugless_core.errors import Unavailable
+from bugless_core.failover import upload_again_if_refused
 from bugless_core.issue_labels import holds_people
 from bugless_proto import v1, wire
 
 M = TypeVar("M", bound=betterproto2.Message)
-R = TypeVar("R", bound=betterproto2.Message)
 
 _MODEL = "/bugless.v1.Model/"
 
@@ -227,42 +225,20 @@ class NamedReply(Generic[M]):
         self,
         model: v1.ModelStub,
         users: UserDirectory,
-        requests: AsyncIterator[R],
-        request_class: type[R],
+        requests: AsyncIterator[v1.UploadAttachmentRequest],
     ) -> M:
-        """:meth:`call` of a client-streaming method (an upload): no deadline.
+        """:meth:`call` of the upload (a client stream), with the Model stub's timeout.
 
-        The Model may answer before the upload has ended (a missing issue, a
-        declared size over the limit): it sends its status and resets the
-        stream, and that status is the error raised. The last message carries
-        the end of the stream rather than a separate end (betterproto2's
-        ``_stream_unary``): ending a stream the Model has already reset fails
-        with h2's ``StreamClosedError``, which hid the Model's status, whereas
-        a message sent on it fails the way grpclib turns into that status.
+        Sent by :func:`bugless_core.failover.upload_again_if_refused`: the
+        Model may answer before the upload has ended (a missing issue, a
+        declared size over the limit), and that status is the error raised;
+        an upload a draining Model refused is sent once more, what had gone
+        out included, on a new connection.
         """
         with call_errors("a backend service is unreachable"):
-            async with model.channel.request(
-                self.route,
-                Cardinality.STREAM_UNARY,
-                request_class,
-                self.reply_type,
-                timeout=model.timeout,
-                deadline=model.deadline,
-                metadata=model.metadata,
-            ) as stream:
-                await stream.send_request()
-                held: R | None = None
-                async for request in requests:
-                    if held is not None:
-                        await stream.send_message(held)
-                    held = request
-                if held is not None:
-                    await stream.send_message(held, end=True)
-                else:
-                    await stream.end()
-                reply = await stream.recv_message()
-        if reply is None:
-            raise Unavailable("the Model ended an upload without an answer")
+            reply = await upload_again_if_refused(
+                model, requests, self.reply_type, route=self.route
+            )
         return await self.named(reply, users)
 
     async def call(

@@ -13,6 +13,8 @@ end. A client therefore has to leave by itself:
   on a *new* connection (the balancer no longer routes new connections to a
   replica that stopped accepting them); :class:`DrainAwareModelStub` and
   :class:`DrainAwareAuthenticatorStub` do it for every unary call;
+* :func:`upload_again_if_refused` does it for an upload (a client stream),
+  sending again what it had already sent;
 * :func:`serving_behind` asks whether *some* replica behind an address is
   SERVING, each time on a fresh connection, so a readiness check does not
   report the whole tier down because its one connection is pinned to the
@@ -27,11 +29,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from betterproto2.grpclib.grpclib_client import ServiceStub
 from grpclib.client import Channel
-from grpclib.const import Status
+from grpclib.config import Configuration
+from grpclib.const import Cardinality, Status
 from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
@@ -48,6 +52,13 @@ _Send = Callable[..., Awaitable[T]]
 #: Bounds of the pause before sending a refused call again, in seconds
 #: (jittered, so that every client of a draining replica does not return at once).
 PAUSE_SECONDS = (0.02, 0.1)
+#: The Model's upload method, as :func:`upload_again_if_refused` calls it by default.
+MODEL_UPLOAD_ROUTE = "/bugless.v1.Model/UploadAttachment"
+#: What a bugless server (grpclib's default configuration) lets a client send
+#: on one call before the call's handler has read any of it: its HTTP/2
+#: stream window. A call refused without being run was never read, so the
+#: client cannot have sent it more than this.
+UNREAD_WINDOW_BYTES = Configuration().http2_stream_window_size
 
 
 def refused_while_draining(error: GRPCError) -> bool:
@@ -86,6 +97,138 @@ async def send_again_if_refused(
     )
     await asyncio.sleep(pause)
     return await send(route, request, *args, **options)
+
+
+async def upload_again_if_refused(
+    stub: ServiceStub,
+    messages: AsyncIterable[v1.UploadAttachmentRequest],
+    reply_type: type[T],
+    *,
+    route: str = MODEL_UPLOAD_ROUTE,
+) -> T:
+    """Upload ``messages`` (a ``reply_type`` answers) on ``stub``'s channel; again if refused.
+
+    :func:`send_again_if_refused` for a client stream: a draining server
+    refuses the call at its start, but the client has usually sent part of
+    the upload by the time the refusal arrives, and the source (a bot's
+    stream, a browser's request body) cannot be read again. So the messages
+    taken from ``messages`` are kept, and on a refusal :func:`refused_while_draining`
+    recognises, sent again first on the new connection, followed by the rest.
+
+    What is kept is bounded by the server's flow control, not by the file's
+    size (an attachment may be 256 MiB, and a frontend holds a chunk or two
+    of a transfer, never a file): a client can send at most
+    :data:`UNREAD_WINDOW_BYTES` of a call nobody reads, so once more content
+    than that has gone out, the server is reading it: the call was admitted
+    and can no longer be refused as draining, and the kept messages are
+    dropped. At most that window, plus the message being sent and the one
+    held back (5 MiB with 512 KiB chunks), is ever held. Should a drain
+    refusal come later anyway (a server granting a larger window), it is
+    not sent again: that error stands, as does any other error the server
+    answers with, and the second attempt's.
+
+    Each attempt has the stub's timeout, deadline and metadata. The last
+    message carries the end of the stream rather than a separate end, so
+    ending a stream the server has already answered cannot hide its status.
+
+    Raises:
+        GRPCError: The server's status (the second attempt's if there was one).
+        StreamTerminatedError: The connection dropped.
+        OSError: No connection could be made.
+        Unavailable: The server ended the call without an answer.
+    """
+    channel = stub.channel
+    kept = _Kept()
+    source = aiter(messages)
+    used = channel_connection(channel)
+    try:
+        return await _upload(stub, route, kept.taking(source), reply_type, kept.sent)
+    except GRPCError as exc:
+        again = kept.messages
+        if again is None or not refused_while_draining(exc):
+            raise
+        forget_connection(channel, used)
+    _log.info(
+        "%s was refused by a draining replica; sending it again on a new connection",
+        route,
+        extra={"route": route, "resent_messages": len(again)},
+    )
+    await asyncio.sleep(random.uniform(*PAUSE_SECONDS))
+    return await _upload(stub, route, _replayed(again, source), reply_type, _ignore)
+
+
+class _Kept:
+    """The messages of an upload taken so far, while its server may still refuse it unread."""
+
+    def __init__(self) -> None:
+        self.messages: list[v1.UploadAttachmentRequest] | None = []
+        self._unread = UNREAD_WINDOW_BYTES
+
+    async def taking(
+        self, source: AsyncIterator[v1.UploadAttachmentRequest]
+    ) -> AsyncIterator[v1.UploadAttachmentRequest]:
+        """``source``'s messages, each kept as it is taken (while keeping)."""
+        async for message in source:
+            if self.messages is not None:
+                self.messages.append(message)
+            yield message
+
+    def sent(self, message: v1.UploadAttachmentRequest) -> None:
+        """Note that ``message`` went out; stop keeping once the server must be reading."""
+        if self.messages is None:
+            return
+        # The content is at most what flow control counted (a message's frame
+        # adds its field tags and the gRPC prefix).
+        self._unread -= len(message.chunk or b"")
+        if self._unread < 0:
+            self.messages = None
+
+
+def _ignore(_: v1.UploadAttachmentRequest) -> None:
+    """Nothing to note: a second attempt is never sent again."""
+
+
+async def _replayed(
+    kept: list[v1.UploadAttachmentRequest], source: AsyncIterator[v1.UploadAttachmentRequest]
+) -> AsyncIterator[v1.UploadAttachmentRequest]:
+    for message in kept:
+        yield message
+    async for message in source:
+        yield message
+
+
+async def _upload(
+    stub: ServiceStub,
+    route: str,
+    messages: AsyncIterator[v1.UploadAttachmentRequest],
+    reply_type: type[T],
+    sent: Callable[[v1.UploadAttachmentRequest], None],
+) -> T:
+    """One attempt: each message sent as the server takes it, the last with the end."""
+    async with stub.channel.request(
+        route,
+        Cardinality.STREAM_UNARY,
+        v1.UploadAttachmentRequest,
+        reply_type,
+        timeout=stub.timeout,
+        deadline=stub.deadline,
+        metadata=stub.metadata,
+    ) as stream:
+        await stream.send_request()
+        held: v1.UploadAttachmentRequest | None = None
+        async for message in messages:
+            if held is not None:
+                await stream.send_message(held)
+                sent(held)
+            held = message
+        if held is not None:
+            await stream.send_message(held, end=True)
+        else:
+            await stream.end()
+        reply = await stream.recv_message()
+    if reply is None:
+        raise Unavailable(f"{route} ended without an answer")
+    return reply
 
 
 class DrainAwareModelStub(UnaryUnaryInterceptor, v1.ModelStub):

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from grpclib.const import Cardinality
+from grpclib.exceptions import StreamTerminatedError
 
 from bugless_api.client._base import ClientBase, client_mistake
 from bugless_core.attachments import CHUNK_BYTES
@@ -85,15 +86,18 @@ class AttachmentCalls(ClientBase):
                 v1.UploadAttachmentResponse,
             ) as stream:
                 await stream.send_request()
-                refused_early: Exception | None = None
+                refused_early: StreamTerminatedError | None = None
                 try:
                     async for message in messages():
                         await stream.send_message(message)
                     await stream.end()
-                except Exception as exc:
+                except StreamTerminatedError as exc:
                     # The server may answer before the upload ends (not found,
-                    # too large): the stream is then closed under the sender,
-                    # and the status it answered with is the error to report.
+                    # too large) and reset the stream: a send then fails with
+                    # this, and so does the end on the CorkedChannel the client
+                    # always opens (ServiceAddress.channel). The status it
+                    # answered with is the error to report; anything else (the
+                    # file could not be read) ends the call as it is.
                     refused_early = exc
                 reply = await stream.recv_message()
             if reply is None:

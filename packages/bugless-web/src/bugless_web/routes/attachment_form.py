@@ -33,6 +33,7 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser, par
 from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.clients import call
 from bugless_core.errors import BuglessError, InvalidArgument
+from bugless_core.failover import upload_again_if_refused
 from bugless_proto import v1
 from bugless_web.frontend import (
     CSRF_IN_STREAM,
@@ -151,7 +152,12 @@ async def attach_by_form(
             async for chunk in _file_chunks(events):
                 yield v1.UploadAttachmentRequest(chunk=chunk)
 
-        reply = await call(frontend_of(request).backends.model.upload_attachment, messages())
+        reply = await call(
+            upload_again_if_refused,
+            frontend_of(request).backends.model,
+            messages(),
+            v1.UploadAttachmentResponse,
+        )
     finally:
         await _drain(events)
     attachment = reply.attachment or v1.Attachment()

@@ -4,7 +4,9 @@
 the file as it is, with its name in ``X-File-Name``): it is cut into chunks
 and forwarded to the Model as it arrives, and a download is forwarded from
 the Model to the browser the same way. A replica holds a chunk or two per
-transfer, never a file.
+transfer, never a file; an upload's first few MiB are kept until the Model
+reads them, to send again should a draining Model refuse it
+(:func:`bugless_core.failover.upload_again_if_refused`).
 
 **Safe serving.** Nothing uploaded is ever served as a document of this
 origin that could run script:
@@ -40,6 +42,7 @@ from litestar.response import Redirect, Stream
 from bugless_core.attachments import CHUNK_BYTES, is_inline_type, normalise_type
 from bugless_core.clients import CURRENT_ASSERTION, call, call_errors
 from bugless_core.errors import BuglessError, InvalidArgument, NotFound
+from bugless_core.failover import upload_again_if_refused
 from bugless_proto import v1
 from bugless_web.display import attachment_url
 from bugless_web.frontend import audit, frontend_of, path_id, redirect, session_of, viewer_of
@@ -111,7 +114,12 @@ async def upload_attachment(
             yield v1.UploadAttachmentRequest(chunk=chunk)
 
     try:
-        reply = await call(frontend_of(request).backends.model.upload_attachment, messages())
+        reply = await call(
+            upload_again_if_refused,
+            frontend_of(request).backends.model,
+            messages(),
+            v1.UploadAttachmentResponse,
+        )
     except BuglessError as exc:
         return Response({"error": exc.message}, status_code=exc.http_status)
     attachment = reply.attachment or v1.Attachment()

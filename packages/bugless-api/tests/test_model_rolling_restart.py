@@ -1,0 +1,128 @@
+"""A rolling restart of the Model under the API: a bot's upload gets through, once.
+
+Two real Model replicas (``bugless model serve`` on the stack's database) take
+turns on one port, as a pod and its replacement do behind a Service. The API's
+connection is open to the old one when it drains; a bot's ``Watch`` (passed
+through to the Model) keeps it in its grace period, so it no longer listens
+but refuses every new call on the API's connection with UNAVAILABLE tagged
+``DRAINING``. An upload is a client stream the API relays as it arrives: what
+had gone out is sent again, with the rest, on a new connection to the new
+replica. What each replica did is read from its own Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from api_support import Bots, ConnectAs, api_settings
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from bugless_api.server import RunningApi, start_api
+from bugless_api.settings import RateLimitSettings
+from bugless_core.errors import NotFound
+from bugless_dev.stack import RunningService
+from bugless_testing.events import EventStream
+
+#: An issue that does not exist.
+MISSING_ISSUE = 999_999_999
+#: More than one chunk: part of it has gone out when the refusal arrives.
+CONTENT = bytes(range(256)) * 4096 * 3  # 3 MiB
+
+
+def _start_model(bots: Bots, port: int, name: str) -> RunningService:
+    """A Model replica on ``port`` (0: any), with metrics, that drains slowly."""
+    args = ["model", "serve", "--port", str(port), "--metrics-port", "0"]
+    args += ["--drain-seconds", "0", "--grace-seconds", "60"]
+    return bots.stack.start("model", args, name=name)
+
+
+async def _metric(replica: RunningService, name: str, **labels: str) -> int:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{replica.metrics_port}/metrics", timeout=5.0)
+    response.raise_for_status()
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+            if sample.name == name and labels.items() <= sample.labels.items()
+        )
+    )
+
+
+async def _handled(replica: RunningService, method: str, code: str = "OK") -> int:
+    return await _metric(replica, "grpc_server_handled_total", grpc_method=method, grpc_code=code)
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(20):
+        while not await condition():  # noqa: ASYNC110 - polls a process, which has no event
+            await asyncio.sleep(0.05)
+
+
+async def test_an_upload_refused_by_a_draining_model_is_sent_again_and_attached_once(
+    bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
+) -> None:
+    stack = bots.stack
+    old = await asyncio.to_thread(_start_model, bots, 0, "model-old")
+    new: RunningService | None = None
+    running: RunningApi | None = None
+    watch: EventStream | None = None
+    try:
+        settings = api_settings(stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
+        model = dataclasses.replace(settings.model, port=old.port)
+        running = await start_api(
+            dataclasses.replace(settings, model=model), metrics_registry=CollectorRegistry()
+        )
+        robot = connect_as("robot", port=running.port)
+        component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
+        issue = await robot.create_issue("an upload survives a rolling restart", component.id)
+        watch = EventStream(robot.watch(query=f"c:{component.id}"))
+        await watch.subscribed()
+
+        async def watching() -> bool:
+            return await _metric(old, "grpc_server_in_flight_calls", grpc_method="Watch") > 0
+
+        await _until(watching)
+        old.process.signal(signal.SIGTERM)
+
+        async def refusing() -> bool:
+            return "stopped accepting" in old.process.output()
+
+        await _until(refusing)
+        new = await asyncio.to_thread(_start_model, bots, old.port, "model-new")
+        path = tmp_path / "rolled.bin"
+        path.write_bytes(CONTENT)
+
+        reply = await robot.attach(issue.id, path)
+
+        assert reply.attachment is not None
+        assert reply.attachment.size == len(CONTENT)
+        assert reply.attachment.uploader == "robot"  # renamed by the relay, as ever
+        assert await _handled(old, "UploadAttachment", "UNAVAILABLE") == 1
+        assert await _handled(old, "UploadAttachment") == 0
+        assert await _handled(new, "UploadAttachment") == 1
+        attached = await robot.list_attachments(issue.id)
+        assert [a.name for a in attached if a.name == "rolled.bin"] == ["rolled.bin"]
+        # Any other refusal stands: the bot gets it, and it was asked once.
+        with pytest.raises(NotFound):
+            await robot.attach(MISSING_ISSUE, path)
+        assert await _handled(new, "UploadAttachment", "NOT_FOUND") == 1
+        assert await _handled(old, "UploadAttachment", "NOT_FOUND") == 0
+        assert not old.process.exited, "the old replica closed too early"
+    finally:
+        if watch is not None:
+            await watch.close()
+        if running is not None:
+            await running.close()
+        for replica in (old, new):
+            if replica is not None:
+                await asyncio.to_thread(stack.stop_service, replica)
