@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -211,21 +212,36 @@ def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
 
 
 def changes_to_json(changes: Iterable[v1.FieldChange]) -> str:
-    """FieldChange messages as the stored jsonb array."""
-    return json.dumps(
-        [
-            {
-                "field": c.field,
-                "old": c.old_value,
-                "new": c.new_value,
-                "added": list(c.added),
-                "removed": list(c.removed),
-                **({"name": c.field_name} if c.field_name else {}),
-                **({"type": int(c.field_type)} if c.field_type else {}),
-            }
-            for c in changes
-        ]
-    )
+    """FieldChange messages as the stored jsonb array.
+
+    The text ``json.dumps`` gives for the list of dicts ``{"field", "old",
+    "new", "added", "removed"[, "name"][, "type"]}`` (``name`` and ``type``
+    only when set: custom fields), written directly with json's own C string
+    escaper and its default separators: every write stores one, and building
+    the dicts for the encoder to walk cost about half of this function's time
+    again (``test_convert`` compares both texts byte for byte).
+    """
+    parts = []
+    for c in changes:
+        text = (
+            '{"field": '
+            + _quote(c.field)
+            + ', "old": '
+            + _quote(c.old_value)
+            + ', "new": '
+            + _quote(c.new_value)
+            + ', "added": ['
+            + ", ".join(map(_quote, c.added))
+            + '], "removed": ['
+            + ", ".join(map(_quote, c.removed))
+            + "]"
+        )
+        if c.field_name:
+            text += ', "name": ' + _quote(c.field_name)
+        if c.field_type:
+            text += ', "type": ' + str(int(c.field_type))
+        parts.append(text + "}")
+    return "[" + ", ".join(parts) + "]"
 
 
 def entry_from_row(row: Row) -> v1.HistoryEntry:

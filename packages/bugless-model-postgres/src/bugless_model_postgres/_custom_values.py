@@ -46,7 +46,12 @@ def load_values(raw: Any) -> dict[str, Any]:
 
 
 def dump_values(values: Mapping[str, Any]) -> str:
-    """A values dict as the stored jsonb text (keys in a stable order)."""
+    """A values dict as the stored jsonb text (keys in a stable order).
+
+    Most creates set no custom field: their text is the constant ``{}``.
+    """
+    if not values:
+        return "{}"
     return json.dumps(dict(values), sort_keys=True)
 
 

@@ -350,14 +350,12 @@ def shares_a_transaction(request: v1.CreateIssueRequest) -> bool:
     are created each in its own transaction: their errors may come after a
     first write, which a shared transaction could not undo for them alone.
     """
-    fields = request.fields or v1.IssueFields()
-    return not (
-        request.hotlist_ids
-        or request.blocking_ids
-        or request.blocked_by_ids
-        or fields.parent_id
-        or fields.duplicate_of_id
-    )
+    if request.hotlist_ids or request.blocking_ids or request.blocked_by_ids:
+        return False
+    # ``is None``, not ``request.fields or ...``: betterproto2's Message.__bool__
+    # compares every field with its default, once per batch item.
+    fields = request.fields
+    return fields is None or not (fields.parent_id or fields.duplicate_of_id)
 
 
 def writes_in_one_statement(
