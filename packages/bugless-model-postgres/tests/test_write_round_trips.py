@@ -9,9 +9,10 @@ entry and its current text and its four writes of the issue and the entry
 (now two), and, with a change listener, a read of every entry it wrote (now
 built from the rows the write returned). Removing content no attachment
 needs any more checks and forgets it in one statement; a change, an
-upload, a deletion and a redaction write their entry with the change-feed
-row, an upload reads its issue's usage with the version bump, and the
-content's row is made or locked in one statement.
+upload, a deletion (marking its file deleted there too) and a redaction
+write their entry with the change-feed row, an upload reads its issue's
+usage with the version bump, and the content's row is made or locked in
+one statement.
 The tests count what is sent, and check the answers against reads.
 """
 
@@ -160,7 +161,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
 ) -> None:
     """Statements per call on an issue with a custom value (READ COMMITTED).
 
-    ChangeIssue 5 (was 7), UploadAttachment 8 (14), DeleteAttachment 11
+    ChangeIssue 5 (was 7), UploadAttachment 8 (14), DeleteAttachment 10
     (18), EditComment 9 (13), Redact of a file 10 (17), the removal of the
     content after those two included; the reply still names the field.
     """
@@ -184,7 +185,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
             )
         )
         statements = sent.take()
-        assert len(statements) == 11
+        assert len(statements) == 10
         assert sum(s.startswith(ATTACHMENT_BY_ID) for s in statements) == 1
         assert deleted.issue is not None
         assert changed.entry is not None

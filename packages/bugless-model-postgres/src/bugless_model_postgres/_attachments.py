@@ -110,7 +110,6 @@ UPDATE issues AS i
   FROM {_USAGE}
  WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}, u.used, u.files"""
-MARK_DELETED = "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1"
 #: Mark attachment $1 of issue $2 redacted, unless it is already; its content's hash.
 MARK_REDACTED = """
 UPDATE attachments SET redacted = true WHERE id = $1 AND issue_id = $2 AND NOT redacted
@@ -332,7 +331,6 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     _check_version(issue_id, request.expected_version, loaded)
     written = one_row(await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 0, ""))
     version = int(written["version"])
-    await ctx.conn.execute(MARK_DELETED, request.attachment_id, version)
     issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
     entry = entry_from_row(
         await _issues.insert_last_entry(

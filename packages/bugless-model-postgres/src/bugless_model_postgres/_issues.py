@@ -115,6 +115,8 @@ async def insert_last_entry(
 ) -> asyncpg.Record:
     """:func:`insert_entry` for a write's one entry, written after everything else.
 
+    ``deleted_attachment_id``: the entry deletes that attachment, which is
+    marked deleted here (in the same statement, where the feed row is too).
     ``redaction``: the entry records one (target, redacted entry, redacted
     attachment), as :data:`q.INSERT_LAST_ENTRY` stores them.
 
@@ -133,9 +135,12 @@ async def insert_last_entry(
     )  # fmt: skip
     alone = not ctx.written and not ctx.components_changed
     if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
-        row = one_row(await ctx.conn.fetchrow(q.ENTRY_AND_FEED, *values, ctx.channel))
+        statement = q.DELETION_AND_FEED if deleted_attachment_id else q.ENTRY_AND_FEED
+        row = one_row(await ctx.conn.fetchrow(statement, *values, ctx.channel))
         ctx.feed_position = int(row["feed_position"])
     else:
+        if deleted_attachment_id:
+            await ctx.conn.execute(q.MARK_ATTACHMENT_DELETED, deleted_attachment_id, version)
         row = one_row(await ctx.conn.fetchrow(q.INSERT_LAST_ENTRY, *values))
     ctx.written.append((issue_id, version))
     ctx.know_entry(row)

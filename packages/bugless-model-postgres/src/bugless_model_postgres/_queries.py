@@ -322,6 +322,23 @@ SELECT entry.*, appended.position AS feed_position, pg_notify($11, appended.posi
   FROM entry CROSS JOIN appended
 """
 
+#: Attachment $1 deleted by entry $2 of its issue.
+MARK_ATTACHMENT_DELETED = "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1"
+
+#: :data:`ENTRY_AND_FEED` for a deletion's entry, which also marks attachment
+#: ``$7`` deleted (:data:`MARK_ATTACHMENT_DELETED`) before the entry is written.
+DELETION_AND_FEED = ENTRY_AND_FEED.replace(
+    "WITH entry AS (",
+    """WITH marked AS (
+    UPDATE attachments SET deleted_in_version = $2 WHERE id = $7 RETURNING id
+), entry AS (""",
+    1,
+).replace(
+    "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)",
+    "SELECT $1, $2, $3, $4, $5, $6::jsonb, marked.id, $8, $9, $10 FROM marked",
+    1,
+)
+
 LIST_HISTORY = """
 SELECT * FROM issue_history WHERE issue_id = $1 AND version > $2 ORDER BY version LIMIT $3
 """
