@@ -68,16 +68,10 @@ _VISIBLE_HOTLISTS = """ARRAY(SELECT hi.hotlist_id
                     AND (NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))
                   ORDER BY hi.hotlist_id)"""
 _STARRED = "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})"
-#: Name and type of the custom fields an issue holds values of, by id
-#: (``{"12": ["Found In", 3]}``; a deleted field is absent); NULL when it
-#: holds no values.
-_FIELD_NAMES = """
-CASE WHEN i.custom_fields = '{{}}'::jsonb THEN NULL ELSE coalesce((
-    SELECT jsonb_object_agg(f.id::text, jsonb_build_array(f.name, f.type))
-      FROM custom_fields f
-     WHERE f.id = ANY (ARRAY(SELECT k::bigint FROM jsonb_object_keys(i.custom_fields) AS k))
-), '{{}}'::jsonb) END
-"""
+#: :data:`q.CUSTOM_FIELD_NAMES` (the names and types of the custom fields an
+#: issue holds values of, as GetIssue reads them), braces doubled: the page
+#: statement is a template filled in with ``str.format``.
+_FIELD_NAMES = q.CUSTOM_FIELD_NAMES.replace("{", "{{").replace("}", "}}")
 
 
 @functools.lru_cache(maxsize=64)
