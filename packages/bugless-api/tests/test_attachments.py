@@ -84,6 +84,32 @@ async def test_only_the_uploader_or_an_admin_deletes(connect_as: ConnectAs, tmp_
         await outsider.delete_attachment(done.attachment.id)
 
 
+async def test_a_file_that_cannot_be_read_is_the_callers_error_not_the_apis(
+    connect_as: ConnectAs, tmp_path: Path
+) -> None:
+    """A local read failure names the file (a usage error), never "the API is unreachable"."""
+    (robot,) = await signed_in(connect_as, "robot")
+    component = await robot.create_component(f"Unread-{secrets.token_hex(3)}")
+    issue = await robot.create_issue("a file that cannot be read", component.id)
+    # A regular file that opens but whose first read fails (EIO), even for
+    # root: the failure comes mid-call, after the header has been sent.
+    unreadable = Path("/proc/self/mem")
+    with pytest.raises(InvalidArgument, match="/proc/self/mem: Input/output error") as caught:
+        await robot.attach(issue.id, unreadable)
+    assert caught.value.metadata["origin"] == "client"
+    assert isinstance(caught.value.__cause__, OSError)
+    with pytest.raises(InvalidArgument, match=r"gone\.log: No such file") as caught:
+        await robot.attach(issue.id, tmp_path / "gone.log")
+    assert caught.value.metadata["origin"] == "client"
+    assert await robot.list_attachments(issue.id) == []
+    # The call was abandoned, not the connection: the next upload goes through.
+    readable = tmp_path / "fine.log"
+    readable.write_bytes(b"fine")
+    done = await robot.attach(issue.id, readable)
+    assert done.attachment is not None
+    assert [a.name for a in await robot.list_attachments(issue.id)] == ["fine.log"]
+
+
 async def test_a_caller_in_the_upload_header_is_refused(connect_as: ConnectAs) -> None:
     (robot,) = await signed_in(connect_as, "robot")
     header = v1.UploadAttachmentHeader(

@@ -7,20 +7,27 @@ new calls on that connection with UNAVAILABLE tagged ``DRAINING`` (it did not
 run them), so the client sends even a call that is not idempotent (a
 comment) again, down a new connection, and it is applied exactly once, by the
 new replica, while the old one is still finishing its calls.
+An upload is sent again the same way, its file read again from the start,
+but only after that refusal: any other failure stands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import secrets
+import socket
+from pathlib import Path
 
+import pytest
 from api_support import Bots, ConnectAs, api_settings
 from prometheus_client import CollectorRegistry
 
 from bugless_api.client import RetryPolicy
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
+from bugless_core.errors import Unavailable
 from bugless_testing.events import EventStream
 
 
@@ -80,3 +87,80 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
         await old.close()
         if new is not None:
             await new.close()
+
+
+async def test_an_upload_refused_by_a_draining_replica_is_read_again_and_attached_once(
+    bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
+) -> None:
+    """The client sends a refused upload once more, from the file's start, to the new replica."""
+    settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
+    settings = dataclasses.replace(
+        settings, grpc=dataclasses.replace(settings.grpc, drain_seconds=0.0, grace_seconds=15.0)
+    )
+    old_metrics, new_metrics = CollectorRegistry(), CollectorRegistry()
+    old = await start_api(settings, metrics_registry=old_metrics)
+    new: RunningApi | None = None
+    try:
+        port = old.port
+        robot = connect_as("robot", port=port, retry=RetryPolicy(attempts=2, max_backoff=0.2))
+        component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
+        issue = await robot.create_issue("an upload survives a rolling restart", component.id)
+        watch = EventStream(robot.watch(query=f"c:{component.id}"))
+        await watch.subscribed()
+        draining = asyncio.create_task(old.runner.drain())
+        await asyncio.sleep(0.2)  # listener closed; the connection stays, refusing
+        new = await start_api(
+            dataclasses.replace(settings, grpc=dataclasses.replace(settings.grpc, port=port)),
+            metrics_registry=new_metrics,
+        )
+        # Larger than a stream window: the refusal comes while it is being sent.
+        content = secrets.token_bytes(700_000)
+        path = tmp_path / "rolled.bin"
+        path.write_bytes(content)
+
+        reply = await robot.attach(issue.id, path)
+
+        assert _handled(old_metrics, "UploadAttachment", "UNAVAILABLE") == 1
+        assert _handled(old_metrics, "UploadAttachment", "OK") == 0
+        assert _handled(new_metrics, "UploadAttachment", "OK") == 1
+        assert not draining.done()
+        await watch.close()
+        assert reply.attachment is not None
+        assert reply.attachment.sha256 == hashlib.sha256(content).hexdigest()
+        attached = await connect_as("robot").list_attachments(issue.id)
+        assert [(a.name, a.size) for a in attached] == [("rolled.bin", len(content))]
+    finally:
+        await old.close()
+        if new is not None:
+            await new.close()
+
+
+async def test_an_upload_failing_otherwise_is_not_sent_again(
+    bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
+) -> None:
+    """An UNAVAILABLE not tagged DRAINING may have attached the file: it stands, asked once."""
+    robot = connect_as("robot")
+    component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
+    issue = await robot.create_issue("an upload with its Model gone", component.id)
+    path = tmp_path / "lost.bin"
+    path.write_bytes(b"lost")
+    # An API frontend whose Model listens nowhere: the port is held but not listened on.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
+        model = dataclasses.replace(settings.model, port=held.getsockname()[1])
+        metrics = CollectorRegistry()
+        cut_off = await start_api(
+            dataclasses.replace(settings, model=model), metrics_registry=metrics
+        )
+        try:
+            bot = connect_as(
+                "robot", port=cut_off.port, retry=RetryPolicy(attempts=4, max_backoff=0.2)
+            )
+            with pytest.raises(Unavailable) as caught:
+                await bot.attach(issue.id, path)
+            assert not caught.value.refused_while_draining
+            assert _handled(metrics, "UploadAttachment", "UNAVAILABLE") == 1
+        finally:
+            await cut_off.close()
+    assert await robot.list_attachments(issue.id) == []

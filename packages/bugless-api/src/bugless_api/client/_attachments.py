@@ -4,8 +4,12 @@ Content streams both ways in chunks of :data:`bugless_core.attachments.CHUNK_BYT
 a file is read a chunk at a time as the connection takes it, and a download
 is written to disk as it arrives, so neither end holds a whole file. A
 download whose connection drops resumes where it stopped (the Model serves
-ranges), up to the client's retry attempts; an upload is not retried (it
-would attach the file twice).
+ranges), up to the client's retry attempts. An upload is sent again only
+when a draining API replica refused it (it never ran it, so the file is
+attached once), and only once, read again from the start; any other failure
+stands, since the upload may have been attached. A file that cannot be read
+is the caller's error (:func:`~bugless_api.client._base.client_mistake`
+naming the file), never reported as the API's.
 """
 
 from __future__ import annotations
@@ -17,26 +21,44 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 from grpclib.const import Cardinality
 from grpclib.exceptions import StreamTerminatedError
 
 from bugless_api.client._base import ClientBase, client_mistake
 from bugless_core.attachments import CHUNK_BYTES
-from bugless_core.clients import call_errors
-from bugless_core.errors import Unavailable
+from bugless_core.clients import call_errors, channel_connection, forget_connection
+from bugless_core.errors import InvalidArgument, Unavailable
 from bugless_core.ids import check_id
 from bugless_proto import v1
 
 
-async def file_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
-    """The file's content a chunk at a time, read off the event loop."""
-    handle = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, chunk_bytes):
-            yield chunk
-    finally:
-        handle.close()
+def _unreadable(file: Path, error: OSError) -> InvalidArgument:
+    """The caller's error for a local file that cannot be read, naming it.
+
+    Raised as itself rather than an OSError inside :func:`call_errors`,
+    which would report it as the API being unreachable.
+    """
+    return client_mistake(f"{file}: {error.strerror or error}")
+
+
+async def file_chunks(
+    file: Path, handle: BinaryIO, chunk_bytes: int = CHUNK_BYTES
+) -> AsyncIterator[bytes]:
+    """The content of ``file`` (open as ``handle``) a chunk at a time, read off the event loop.
+
+    Raises:
+        InvalidArgument: A read failed (origin ``client``, naming the file).
+    """
+    while True:
+        try:
+            chunk = await asyncio.to_thread(handle.read, chunk_bytes)
+        except OSError as exc:
+            raise _unreadable(file, exc) from exc
+        if not chunk:
+            return
+        yield chunk
 
 
 class AttachmentCalls(ClientBase):
@@ -55,14 +77,22 @@ class AttachmentCalls(ClientBase):
 
         The size is declared up front, so a file over the deployment's limit
         is refused before any byte is sent. ``content_type`` defaults to the
-        guess from the name (the Model sniffs the content anyway).
+        guess from the name (the Model sniffs the content anyway). An upload
+        a draining replica refused is sent once more (read again from the
+        start) on a new connection, when the retry policy allows retries.
+
+        Raises:
+            InvalidArgument: The file cannot be read (origin ``client``:
+                nothing is attached), or the API refused the upload.
+            Unavailable: The API could not be reached, or refused the upload
+                while draining twice (or once, when the policy has no retries).
         """
         check_id(issue_id, "issue_id")
         file = Path(path)
         try:
             found = await asyncio.to_thread(file.stat)
         except OSError as exc:
-            raise client_mistake(f"{file}: {exc.strerror}") from exc
+            raise _unreadable(file, exc) from exc
         if not stat.S_ISREG(found.st_mode):
             raise client_mistake(f"{file}: not a regular file")
         size = found.st_size
@@ -73,36 +103,67 @@ class AttachmentCalls(ClientBase):
             issue_id=issue_id, name=shown, content_type=content_type, comment=comment, size=size
         )
 
-        async def messages() -> AsyncIterator[v1.UploadAttachmentRequest]:
-            yield v1.UploadAttachmentRequest(header=header)
-            async for chunk in file_chunks(file):
-                yield v1.UploadAttachmentRequest(chunk=chunk)
+        async def upload() -> v1.UploadAttachmentResponse:
+            """One UploadAttachment call: the header, then the content from where ``handle`` is."""
 
-        with call_errors("the bugless API is unreachable"):
-            async with self.issues.channel.request(
-                "/bugless.v1.Issues/UploadAttachment",
-                Cardinality.STREAM_UNARY,
-                v1.UploadAttachmentRequest,
-                v1.UploadAttachmentResponse,
-            ) as stream:
-                await stream.send_request()
-                refused_early: StreamTerminatedError | None = None
-                try:
-                    async for message in messages():
-                        await stream.send_message(message)
-                    await stream.end()
-                except StreamTerminatedError as exc:
-                    # The server may answer before the upload ends (not found,
-                    # too large) and reset the stream: a send then fails with
-                    # this, and so does the end on the CorkedChannel the client
-                    # always opens (ServiceAddress.channel). The status it
-                    # answered with is the error to report; anything else (the
-                    # file could not be read) ends the call as it is.
-                    refused_early = exc
-                reply = await stream.recv_message()
-            if reply is None:
-                raise refused_early or Unavailable("the upload ended without an answer")
-            return reply
+            async def messages() -> AsyncIterator[v1.UploadAttachmentRequest]:
+                yield v1.UploadAttachmentRequest(header=header)
+                async for chunk in file_chunks(file, handle):
+                    yield v1.UploadAttachmentRequest(chunk=chunk)
+
+            with call_errors("the bugless API is unreachable"):
+                async with self.issues.channel.request(
+                    "/bugless.v1.Issues/UploadAttachment",
+                    Cardinality.STREAM_UNARY,
+                    v1.UploadAttachmentRequest,
+                    v1.UploadAttachmentResponse,
+                ) as stream:
+                    await stream.send_request()
+                    refused_early: StreamTerminatedError | None = None
+                    try:
+                        async for message in messages():
+                            await stream.send_message(message)
+                        await stream.end()
+                    except StreamTerminatedError as exc:
+                        # The server may answer before the upload ends (not found,
+                        # too large, draining) and reset the stream: a send then
+                        # fails with this, and so does the end on the
+                        # CorkedChannel the client always opens
+                        # (ServiceAddress.channel). The status it answered with is
+                        # the error to report; anything else (the file could not
+                        # be read: InvalidArgument) ends the call as it is.
+                        refused_early = exc
+                    reply = await stream.recv_message()
+                if reply is None:
+                    raise refused_early or Unavailable("the upload ended without an answer")
+                return reply
+
+        try:
+            handle = await asyncio.to_thread(file.open, "rb")
+        except OSError as exc:
+            raise _unreadable(file, exc) from exc
+        try:
+            used = channel_connection(self._channel)
+            try:
+                return await upload()
+            except Unavailable as exc:
+                # Refused unrun by a replica shutting down: safe to send again
+                # (the rule of ClientBase._call), down a new connection, since
+                # that one leads back to the draining replica. Only once: a new
+                # connection reaches a replica that is not draining, and any
+                # other failure may have come after the file was attached.
+                if not exc.refused_while_draining or self.retry.attempts < 2:
+                    raise
+                forget_connection(self._channel, used)
+                pause = self.retry.delay(0, exc)
+            await asyncio.sleep(pause)
+            try:
+                await asyncio.to_thread(handle.seek, 0)
+            except OSError as exc:
+                raise _unreadable(file, exc) from exc
+            return await upload()
+        finally:
+            handle.close()
 
     async def get_attachment(self, attachment_id: int) -> v1.Attachment:
         """One attachment's metadata."""
