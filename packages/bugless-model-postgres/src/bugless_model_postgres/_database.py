@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
-import asyncpg.pool
 
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.model.backend import ModelSettings
@@ -100,111 +99,15 @@ async def release_as_is(conn: asyncpg.Connection) -> None:
     del conn
 
 
-class _Resumed:
-    """The rest of a coroutine that has already run to its first suspension.
-
-    Awaiting this yields the object the coroutine yielded (the future it
-    waits for) and then drives it on, passing in what its task sends or
-    throws, until it returns.
-    """
-
-    def __init__(self, step: Coroutine[Any, Any, None], pending: Any) -> None:
-        self._step = step
-        self._pending = pending
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        step, pending = self._step, self._pending
-        while True:
-            try:
-                sent = yield pending
-            except BaseException as exc:  # thrown in by the task; the coroutine decides
-                try:
-                    pending = step.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    pending = step.send(sent)
-                except StopIteration:
-                    return
-
-
-async def _finish(step: Coroutine[Any, Any, None], pending: Any) -> None:
-    await _Resumed(step, pending)
-
-
-class ReleasingPool(asyncpg.Pool):
-    """asyncpg's pool, whose release runs in the caller's task until it must wait.
-
-    ``asyncpg.Pool.release`` runs the holder's release in ``asyncio.shield``
-    so that a cancelled caller still returns its connection, reset: a new
-    task and two loop turns on every Model call. Here the release starts in
-    the caller's task. A cancellation can only arrive where a coroutine
-    waits, so a release that finishes without waiting (the common one: no
-    open transaction, no statement being cancelled, with ``release_as_is``)
-    cannot be cut short, and then one bare loop turn follows (callbacks the
-    call scheduled, such as asyncpg's query loggers, have run when it
-    returns, as before). A release that must wait (a ROLLBACK, a cancelled
-    statement's acknowledgement) is finished from there in a shielded task,
-    as asyncpg would (``test_pool_release`` cancels one there). Releases
-    with a timeout, and anything asyncpg refuses or ignores, go through
-    asyncpg's own ``release`` (its timeout belongs to the task that runs the
-    whole release). Acquire + release: 20.6 -> 12.5 us of CPU.
-
-    Relies on asyncpg's pool internals (read on 0.32: the proxy's ``_holder``
-    and ``_con``, ``Connection._on_release``, ``Pool._check_init``).
-    """
-
-    async def release(
-        self,
-        connection: Any,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature)
-    ) -> None:
-        """Return ``connection`` to the pool (see the class)."""
-        holder: Any = getattr(connection, "_holder", None)
-        con: Any = getattr(connection, "_con", None)
-        if (
-            type(connection) is not asyncpg.pool.PoolConnectionProxy
-            or holder is None
-            or holder._pool is not self
-            or con is None
-            or (timeout if timeout is not None else holder._timeout) is not None
-        ):
-            await super().release(connection, timeout=timeout)
-            return
-        self._check_init()
-        con._on_release()
-        step = holder.release(None)
-        try:
-            pending = step.send(None)
-        except StopIteration:
-            # One loop turn still, as asyncpg's release gives (a bare yield,
-            # no task): what the call scheduled with call_soon, e.g. asyncpg's
-            # query-logger callbacks, has run when the call returns.
-            await asyncio.sleep(0)
-            return
-        await asyncio.shield(_finish(step, pending))
-
-
 async def open_pool(settings: ModelSettings, schema_sql: str) -> asyncpg.Pool:
-    """The backend's connection pool, released connections kept as they are.
-
-    A :class:`ReleasingPool`: built as ``asyncpg.create_pool`` builds its
-    pool, with that function's defaults for what is not set here.
-    """
+    """The backend's connection pool, released connections kept as they are."""
     async with translated_errors():
-        pool: asyncpg.Pool = await ReleasingPool(
+        pool: asyncpg.Pool = await asyncpg.create_pool(
             settings.database_url,
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
-            max_queries=50000,
-            max_inactive_connection_lifetime=300.0,
             server_settings=server_settings(settings, schema_sql),
             reset=release_as_is,
-            loop=None,
-            connection_class=asyncpg.Connection,
-            record_class=asyncpg.Record,
         )
     return pool
 
