@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -27,15 +28,14 @@ async def model_settings(postgres_server: ThrowawayPostgres) -> ModelSettings:
     return ModelSettings(database_url=url, page_token_secret=SECRET, pool_max_size=20)
 
 
-@pytest.fixture(scope="session")
-async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
-    """The backend under test: fresh database, migrated, open."""
-    await PostgresBackend.migrate(model_settings)
-    backend = await PostgresBackend.open(model_settings)
+@contextlib.asynccontextmanager
+async def _opened(settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
+    """A backend on the (migrated) database of ``settings``, with its own blob store."""
+    backend = await PostgresBackend.open(settings)
     store = await DatabaseBlobStore.connect(
         DatabaseBlobSettings(
-            database_url=model_settings.database_url,
-            schema=model_settings.schema,
+            database_url=settings.database_url,
+            schema=settings.schema,
             chunk_bytes=64 * 1024,
         )
     )
@@ -45,3 +45,21 @@ async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[
     finally:
         await backend.close()
         await store.close()
+
+
+@pytest.fixture(scope="session")
+async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
+    """The backend under test: fresh database, migrated, open."""
+    await PostgresBackend.migrate(model_settings)
+    async with _opened(model_settings) as backend:
+        yield backend
+
+
+@pytest.fixture
+async def replica(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> AsyncIterator[PostgresBackend]:
+    """A second Model on the same database (another replica), with its own blob store."""
+    del bugless_model_backend  # only its migration
+    async with _opened(model_settings) as backend:
+        yield backend

@@ -30,10 +30,8 @@ import pytest
 from bugless_core.errors import BuglessError, FailedPrecondition, IssueVersionConflict
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
-from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
-from bugless_testing.model_contracts import ATTACHMENT_LIMITS
 
 ADMIN = v1.Caller(user_id="root", admin=True)
 ALICE = v1.Caller(user_id="alice", groups=["eng"])
@@ -79,28 +77,6 @@ class _Sent:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._each_connection("remove_query_logger")
-
-
-@pytest.fixture
-async def replica(
-    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
-) -> AsyncIterator[PostgresBackend]:
-    """A second Model on the same database (another replica), with its own blob store."""
-    del bugless_model_backend  # only its migration
-    backend = await PostgresBackend.open(model_settings)
-    store = await DatabaseBlobStore.connect(
-        DatabaseBlobSettings(
-            database_url=model_settings.database_url,
-            schema=model_settings.schema,
-            chunk_bytes=64 * 1024,
-        )
-    )
-    backend.use_blob_store(store, ATTACHMENT_LIMITS)
-    try:
-        yield backend
-    finally:
-        await backend.close()
-        await store.close()
 
 
 async def _content(data: bytes) -> AsyncIterator[bytes]:
