@@ -8,7 +8,8 @@ run them), so the client sends even a call that is not idempotent (a
 comment) again, down a new connection, and it is applied exactly once, by the
 new replica, while the old one is still finishing its calls.
 An upload is sent again the same way, its file read again from the start,
-but only after that refusal: any other failure stands.
+but only after that refusal: any other failure stands; a download resumes
+down a new connection.
 """
 
 from __future__ import annotations
@@ -129,6 +130,54 @@ async def test_an_upload_refused_by_a_draining_replica_is_read_again_and_attache
         assert reply.attachment.sha256 == hashlib.sha256(content).hexdigest()
         attached = await connect_as("robot").list_attachments(issue.id)
         assert [(a.name, a.size) for a in attached] == [("rolled.bin", len(content))]
+    finally:
+        await old.close()
+        if new is not None:
+            await new.close()
+
+
+async def test_a_download_refused_by_a_draining_replica_resumes_on_the_new_one(
+    bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
+) -> None:
+    """The refused download goes down a new connection, not back to the draining replica."""
+    settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
+    settings = dataclasses.replace(
+        settings, grpc=dataclasses.replace(settings.grpc, drain_seconds=0.0, grace_seconds=15.0)
+    )
+    old_metrics, new_metrics = CollectorRegistry(), CollectorRegistry()
+    old = await start_api(settings, metrics_registry=old_metrics)
+    new: RunningApi | None = None
+    try:
+        port = old.port
+        robot = connect_as(
+            "robot", port=port, retry=RetryPolicy(attempts=4, initial_backoff=0.05, max_backoff=0.1)
+        )
+        component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
+        issue = await robot.create_issue("a download survives a rolling restart", component.id)
+        content = secrets.token_bytes(300_000)
+        source = tmp_path / "kept.bin"
+        source.write_bytes(content)
+        reply = await robot.attach(issue.id, source)
+        assert reply.attachment is not None
+        watch = EventStream(robot.watch(query=f"c:{component.id}"))
+        await watch.subscribed()
+        draining = asyncio.create_task(old.runner.drain())
+        await asyncio.sleep(0.2)  # listener closed; the connection stays, refusing
+        new = await start_api(
+            dataclasses.replace(settings, grpc=dataclasses.replace(settings.grpc, port=port)),
+            metrics_registry=new_metrics,
+        )
+
+        got = await robot.download_attachment(reply.attachment.id, tmp_path / "got.bin")
+
+        # Refused once by the old replica (sent back to it, it would refuse
+        # every attempt), then served whole by the new one.
+        assert _handled(old_metrics, "DownloadAttachment", "UNAVAILABLE") == 1
+        assert _handled(new_metrics, "DownloadAttachment", "OK") == 1
+        assert not draining.done()
+        await watch.close()
+        assert got.sha256 == hashlib.sha256(content).hexdigest()
+        assert (tmp_path / "got.bin").read_bytes() == content
     finally:
         await old.close()
         if new is not None:

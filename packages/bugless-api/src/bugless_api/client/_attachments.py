@@ -204,7 +204,8 @@ class AttachmentCalls(ClientBase):
         The content goes to a temporary file beside ``destination``, renamed
         over it once complete, so an interrupted download never leaves a
         truncated file under the real name. A dropped connection resumes
-        from the bytes already written.
+        from the bytes already written; a download a draining replica
+        refused resumes down a new connection.
         """
         target = Path(destination)
         partial = target.with_name(f".{target.name}.part")
@@ -214,6 +215,7 @@ class AttachmentCalls(ClientBase):
         handle = await asyncio.to_thread(partial.open, "wb")
         try:
             while True:
+                used = channel_connection(self._channel)
                 try:
                     async for part in self.iter_attachment(attachment_id, offset=written):
                         if part.attachment is not None:
@@ -226,6 +228,11 @@ class AttachmentCalls(ClientBase):
                     attempt += 1
                     if attempt >= self.retry.attempts:
                         raise
+                    if exc.refused_while_draining:
+                        # That connection leads back to the replica shutting
+                        # down: resume down a new one (as attach and
+                        # ClientBase._call do), not to be refused again.
+                        forget_connection(self._channel, used)
                     await asyncio.sleep(self.retry.delay(attempt - 1, exc))
             handle.close()
             if attachment is None or written != attachment.size:
