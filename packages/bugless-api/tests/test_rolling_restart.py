@@ -15,10 +15,12 @@ down a new connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import secrets
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from bugless_api.client import RetryPolicy
 from bugless_api.server import RunningApi, start_api
-from bugless_api.settings import RateLimitSettings
+from bugless_api.settings import ApiSettings, RateLimitSettings
 from bugless_core.errors import Unavailable
 from bugless_testing.events import EventStream
 
@@ -40,20 +42,53 @@ def _handled(registry: CollectorRegistry, method: str, code: str) -> float:
     return value or 0.0
 
 
-async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_once(
-    bots: Bots, connect_as: ConnectAs, api: RunningApi
-) -> None:
+@dataclasses.dataclass
+class _Replicas:
+    """The old API replica on its port, and the new one that replaces it there."""
+
+    settings: ApiSettings
+    old: RunningApi
+    old_metrics: CollectorRegistry
+    new_metrics: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
+    new: RunningApi | None = None
+
+    async def roll(self) -> asyncio.Task[None]:
+        """Drain the old replica (its drain task) and start the new one on the same port."""
+        draining = asyncio.create_task(self.old.runner.drain())
+        await asyncio.sleep(0.2)  # listener closed; the connection stays, refusing
+        grpc = dataclasses.replace(self.settings.grpc, port=self.old.port)
+        self.new = await start_api(
+            dataclasses.replace(self.settings, grpc=grpc), metrics_registry=self.new_metrics
+        )
+        return draining
+
+
+@contextlib.asynccontextmanager
+async def _replicas(bots: Bots) -> AsyncIterator[_Replicas]:
+    """An old replica that drains for up to 15 s once asked; both closed at the end."""
     settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
     settings = dataclasses.replace(
         settings, grpc=dataclasses.replace(settings.grpc, drain_seconds=0.0, grace_seconds=15.0)
     )
-    old_metrics, new_metrics = CollectorRegistry(), CollectorRegistry()
+    old_metrics = CollectorRegistry()
     old = await start_api(settings, metrics_registry=old_metrics)
-    new: RunningApi | None = None
+    replicas = _Replicas(settings, old, old_metrics)
     try:
-        port = old.port
+        yield replicas
+    finally:
+        await old.close()
+        if replicas.new is not None:
+            await replicas.new.close()
+
+
+async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_once(
+    bots: Bots, connect_as: ConnectAs, api: RunningApi
+) -> None:
+    async with _replicas(bots) as replicas:
         robot = connect_as(
-            "robot", port=port, retry=RetryPolicy(attempts=40, initial_backoff=0.1, max_backoff=0.2)
+            "robot",
+            port=replicas.old.port,
+            retry=RetryPolicy(attempts=40, initial_backoff=0.1, max_backoff=0.2),
         )
         component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
         issue = await robot.create_issue("rolling restart", component.id)
@@ -61,22 +96,17 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
         # for its whole grace period instead of closing at once.
         watch = EventStream(robot.watch(query=f"c:{component.id}"))
         await watch.subscribed()
-        assert old.runner.in_flight >= 1
+        assert replicas.old.runner.in_flight >= 1
 
-        draining = asyncio.create_task(old.runner.drain())
-        await asyncio.sleep(0.2)  # listener closed; the connection stays, refusing
-        new = await start_api(
-            dataclasses.replace(settings, grpc=dataclasses.replace(settings.grpc, port=port)),
-            metrics_registry=new_metrics,
-        )
+        draining = await replicas.roll()
         comment = f"said once {secrets.token_hex(4)}"
         changed = await robot.comment(issue.id, comment, expected_version=issue.version)
 
         # Refused once by the old replica, then sent down a new connection to
         # the new one, while the old one still finishes its watch.
-        assert _handled(old_metrics, "ChangeIssue", "UNAVAILABLE") == 1
-        assert _handled(old_metrics, "ChangeIssue", "OK") == 0
-        assert _handled(new_metrics, "ChangeIssue", "OK") == 1
+        assert _handled(replicas.old_metrics, "ChangeIssue", "UNAVAILABLE") == 1
+        assert _handled(replicas.old_metrics, "ChangeIssue", "OK") == 0
+        assert _handled(replicas.new_metrics, "ChangeIssue", "OK") == 1
         assert not draining.done()
         await watch.close()
         assert changed.issue is not None
@@ -84,36 +114,21 @@ async def test_a_comment_refused_by_a_draining_replica_is_sent_again_and_made_on
         history = await connect_as("robot").list_history(issue.id)
         assert [e.comment for e in history.entries if e.comment == comment] == [comment]
         assert history.entries[-1].author == "robot"
-    finally:
-        await old.close()
-        if new is not None:
-            await new.close()
 
 
 async def test_an_upload_refused_by_a_draining_replica_is_read_again_and_attached_once(
     bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
 ) -> None:
     """The client sends a refused upload once more, from the file's start, to the new replica."""
-    settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
-    settings = dataclasses.replace(
-        settings, grpc=dataclasses.replace(settings.grpc, drain_seconds=0.0, grace_seconds=15.0)
-    )
-    old_metrics, new_metrics = CollectorRegistry(), CollectorRegistry()
-    old = await start_api(settings, metrics_registry=old_metrics)
-    new: RunningApi | None = None
-    try:
-        port = old.port
-        robot = connect_as("robot", port=port, retry=RetryPolicy(attempts=2, max_backoff=0.2))
+    async with _replicas(bots) as replicas:
+        robot = connect_as(
+            "robot", port=replicas.old.port, retry=RetryPolicy(attempts=2, max_backoff=0.2)
+        )
         component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
         issue = await robot.create_issue("an upload survives a rolling restart", component.id)
         watch = EventStream(robot.watch(query=f"c:{component.id}"))
         await watch.subscribed()
-        draining = asyncio.create_task(old.runner.drain())
-        await asyncio.sleep(0.2)  # listener closed; the connection stays, refusing
-        new = await start_api(
-            dataclasses.replace(settings, grpc=dataclasses.replace(settings.grpc, port=port)),
-            metrics_registry=new_metrics,
-        )
+        draining = await replicas.roll()
         # Larger than a stream window: the refusal comes while it is being sent.
         content = secrets.token_bytes(700_000)
         path = tmp_path / "rolled.bin"
@@ -121,36 +136,26 @@ async def test_an_upload_refused_by_a_draining_replica_is_read_again_and_attache
 
         reply = await robot.attach(issue.id, path)
 
-        assert _handled(old_metrics, "UploadAttachment", "UNAVAILABLE") == 1
-        assert _handled(old_metrics, "UploadAttachment", "OK") == 0
-        assert _handled(new_metrics, "UploadAttachment", "OK") == 1
+        assert _handled(replicas.old_metrics, "UploadAttachment", "UNAVAILABLE") == 1
+        assert _handled(replicas.old_metrics, "UploadAttachment", "OK") == 0
+        assert _handled(replicas.new_metrics, "UploadAttachment", "OK") == 1
         assert not draining.done()
         await watch.close()
         assert reply.attachment is not None
         assert reply.attachment.sha256 == hashlib.sha256(content).hexdigest()
         attached = await connect_as("robot").list_attachments(issue.id)
         assert [(a.name, a.size) for a in attached] == [("rolled.bin", len(content))]
-    finally:
-        await old.close()
-        if new is not None:
-            await new.close()
 
 
 async def test_a_download_refused_by_a_draining_replica_resumes_on_the_new_one(
     bots: Bots, connect_as: ConnectAs, api: RunningApi, tmp_path: Path
 ) -> None:
     """The refused download goes down a new connection, not back to the draining replica."""
-    settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
-    settings = dataclasses.replace(
-        settings, grpc=dataclasses.replace(settings.grpc, drain_seconds=0.0, grace_seconds=15.0)
-    )
-    old_metrics, new_metrics = CollectorRegistry(), CollectorRegistry()
-    old = await start_api(settings, metrics_registry=old_metrics)
-    new: RunningApi | None = None
-    try:
-        port = old.port
+    async with _replicas(bots) as replicas:
         robot = connect_as(
-            "robot", port=port, retry=RetryPolicy(attempts=4, initial_backoff=0.05, max_backoff=0.1)
+            "robot",
+            port=replicas.old.port,
+            retry=RetryPolicy(attempts=4, initial_backoff=0.05, max_backoff=0.1),
         )
         component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
         issue = await robot.create_issue("a download survives a rolling restart", component.id)
@@ -161,27 +166,18 @@ async def test_a_download_refused_by_a_draining_replica_resumes_on_the_new_one(
         assert reply.attachment is not None
         watch = EventStream(robot.watch(query=f"c:{component.id}"))
         await watch.subscribed()
-        draining = asyncio.create_task(old.runner.drain())
-        await asyncio.sleep(0.2)  # listener closed; the connection stays, refusing
-        new = await start_api(
-            dataclasses.replace(settings, grpc=dataclasses.replace(settings.grpc, port=port)),
-            metrics_registry=new_metrics,
-        )
+        draining = await replicas.roll()
 
         got = await robot.download_attachment(reply.attachment.id, tmp_path / "got.bin")
 
         # Refused once by the old replica (sent back to it, it would refuse
         # every attempt), then served whole by the new one.
-        assert _handled(old_metrics, "DownloadAttachment", "UNAVAILABLE") == 1
-        assert _handled(new_metrics, "DownloadAttachment", "OK") == 1
+        assert _handled(replicas.old_metrics, "DownloadAttachment", "UNAVAILABLE") == 1
+        assert _handled(replicas.new_metrics, "DownloadAttachment", "OK") == 1
         assert not draining.done()
         await watch.close()
         assert got.sha256 == hashlib.sha256(content).hexdigest()
         assert (tmp_path / "got.bin").read_bytes() == content
-    finally:
-        await old.close()
-        if new is not None:
-            await new.close()
 
 
 async def test_an_upload_failing_otherwise_is_not_sent_again(
