@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import secrets
 import subprocess
 from pathlib import Path
@@ -108,6 +109,50 @@ async def test_a_file_that_cannot_be_read_is_the_callers_error_not_the_apis(
     done = await robot.attach(issue.id, readable)
     assert done.attachment is not None
     assert [a.name for a in await robot.list_attachments(issue.id)] == ["fine.log"]
+
+
+async def test_a_destination_that_cannot_be_written_is_the_callers_error_and_leaves_no_file(
+    connect_as: ConnectAs, tmp_path: Path
+) -> None:
+    """Local write failures name the destination and what was wrong, as attach's read ones do."""
+    (robot,) = await signed_in(connect_as, "robot")
+    component = await robot.create_component(f"Unwritten-{secrets.token_hex(3)}")
+    issue = await robot.create_issue("a file that cannot be written", component.id)
+    source = tmp_path / "source.bin"
+    content = secrets.token_bytes(300_000)
+    source.write_bytes(content)
+    done = await robot.attach(issue.id, source)
+    assert done.attachment is not None
+    attachment_id = done.attachment.id
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    # sysfs refuses new files even to root, who may write to any chmod-ed directory.
+    missing = downloads / "missing" / "out.bin"
+    refusals = {
+        missing: f"{missing}: cannot be written: no directory {missing.parent}",
+        downloads: f"{downloads}: is a directory",
+        Path("/sys/out.bin"): "/sys/out.bin: cannot be written: Permission denied",
+        Path("/dev/null"): "/dev/null: not a regular file",
+    }
+    for destination, message in refusals.items():
+        with pytest.raises(InvalidArgument) as caught:
+            await robot.download_attachment(attachment_id, destination)
+        assert (str(caught.value), caught.value.metadata["origin"]) == (message, "client")
+    # A disk error mid-download (the file size limit stands in for a full
+    # disk: the write fails with EFBIG once 64 KiB are on disk).
+    target = downloads / "out.bin"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(InvalidArgument, match=r"out\.bin: cannot be written: File too large"):
+            await robot.download_attachment(attachment_id, target)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert list(downloads.iterdir()) == []
+    # The call was abandoned, not the connection: the next download goes through.
+    await robot.download_attachment(attachment_id, target)
+    assert target.read_bytes() == content
+    assert list(downloads.iterdir()) == [target]
 
 
 async def test_a_caller_in_the_upload_header_is_refused(connect_as: ConnectAs) -> None:

@@ -9,7 +9,9 @@ when a draining API replica refused it (it never ran it, so the file is
 attached once), and only once, read again from the start; any other failure
 stands, since the upload may have been attached. A file that cannot be read
 is the caller's error (:func:`~bugless_api.client._base.client_mistake`
-naming the file), never reported as the API's.
+naming the file), never reported as the API's; so is a destination that
+cannot be written (naming it and what was wrong), and a failed download
+leaves no file behind.
 """
 
 from __future__ import annotations
@@ -43,6 +45,21 @@ def _unreadable(file: Path, error: OSError) -> InvalidArgument:
     return client_mistake(f"{file}: {error.strerror or error}")
 
 
+def _unwritable(target: Path, error: OSError) -> InvalidArgument:
+    """The caller's error for a download destination that cannot be written, naming it.
+
+    The failing call may have been on the temporary file beside ``target``;
+    the caller named ``target``, so the message does, and says what was wrong
+    (a missing directory is named as such, since "No such file" about a file
+    being created reads as nonsense).
+    """
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)):
+        problem = f"no directory {target.parent}"
+    else:
+        problem = error.strerror or str(error)
+    return client_mistake(f"{target}: cannot be written: {problem}")
+
+
 async def file_chunks(
     file: Path, handle: BinaryIO, chunk_bytes: int = CHUNK_BYTES
 ) -> AsyncIterator[bytes]:
@@ -59,6 +76,29 @@ async def file_chunks(
         if not chunk:
             return
         yield chunk
+
+
+async def _check_destination(target: Path) -> None:
+    """Refuse a destination the finished download could not be renamed over.
+
+    Checked before any byte moves: a directory would otherwise only be found
+    after the whole download, and a device or pipe (``/dev/null``) would be
+    replaced by a regular file rather than written to.
+
+    Raises:
+        InvalidArgument: ``target`` exists and is not a regular file, or
+            cannot be looked at (origin ``client``, naming it).
+    """
+    try:
+        found = await asyncio.to_thread(target.stat)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _unwritable(target, exc) from exc
+    if stat.S_ISDIR(found.st_mode):
+        raise client_mistake(f"{target}: is a directory")
+    if not stat.S_ISREG(found.st_mode):
+        raise client_mistake(f"{target}: not a regular file")
 
 
 class AttachmentCalls(ClientBase):
@@ -203,16 +243,31 @@ class AttachmentCalls(ClientBase):
 
         The content goes to a temporary file beside ``destination``, renamed
         over it once complete, so an interrupted download never leaves a
-        truncated file under the real name. A dropped connection resumes
-        from the bytes already written; a download a draining replica
-        refused resumes down a new connection.
+        truncated file under the real name, and a failed one leaves nothing.
+        A dropped connection resumes from the bytes already written; a
+        download a draining replica refused resumes down a new connection.
+
+        Raises:
+            InvalidArgument: ``destination`` is a directory, or it (or the
+                temporary file beside it) cannot be created or written, e.g.
+                its directory does not exist, may not be written to, or the
+                disk is full (origin ``client``, naming ``destination``); or
+                the API refused the download.
+            NotFound: No such attachment, or not visible to the caller.
+            Unavailable: The API could not be reached, or the download ended
+                short, after the policy's attempts.
         """
+        check_id(attachment_id, "attachment_id")
         target = Path(destination)
+        await _check_destination(target)
         partial = target.with_name(f".{target.name}.part")
         attachment: v1.Attachment | None = None
         written = 0
         attempt = 0
-        handle = await asyncio.to_thread(partial.open, "wb")
+        try:
+            handle = await asyncio.to_thread(partial.open, "wb")
+        except OSError as exc:
+            raise _unwritable(target, exc) from exc
         try:
             while True:
                 used = channel_connection(self._channel)
@@ -221,7 +276,10 @@ class AttachmentCalls(ClientBase):
                         if part.attachment is not None:
                             attachment = part.attachment
                         elif part.chunk:
-                            await asyncio.to_thread(handle.write, part.chunk)
+                            try:
+                                await asyncio.to_thread(handle.write, part.chunk)
+                            except OSError as exc:
+                                raise _unwritable(target, exc) from exc
                             written += len(part.chunk)
                     break
                 except Unavailable as exc:
@@ -234,13 +292,22 @@ class AttachmentCalls(ClientBase):
                         # ClientBase._call do), not to be refused again.
                         forget_connection(self._channel, used)
                     await asyncio.sleep(self.retry.delay(attempt - 1, exc))
-            handle.close()
+            try:
+                # Closing flushes the last buffered bytes: a full disk may
+                # only be reported here.
+                await asyncio.to_thread(handle.close)
+            except OSError as exc:
+                raise _unwritable(target, exc) from exc
             if attachment is None or written != attachment.size:
                 msg = f"attachment {attachment_id}: the download ended after {written} bytes"
                 raise Unavailable(msg)
-            await asyncio.to_thread(os.replace, partial, target)
+            try:
+                await asyncio.to_thread(os.replace, partial, target)
+            except OSError as exc:
+                raise _unwritable(target, exc) from exc
         except BaseException:
-            handle.close()
+            with contextlib.suppress(OSError):
+                handle.close()
             with contextlib.suppress(OSError):
                 partial.unlink()
             raise
