@@ -28,8 +28,9 @@ import asyncpg
 import pytest
 
 from bugless_core.errors import BuglessError, FailedPrecondition, IssueVersionConflict
+from bugless_core.mentions import mentioned_usernames
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres import PostgresBackend, _mentions
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -138,7 +139,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
     """Statements per call on an issue with a custom value (READ COMMITTED).
 
     ChangeIssue 5 (was 7), UploadAttachment 8 (14), DeleteAttachment 10
-    (18), EditComment 9 (13), Redact of a file 10 (17), the removal of the
+    (18), EditComment 6 (13), Redact of a file 10 (17), the removal of the
     content after those two included; the reply still names the field.
     """
     backend = bugless_model_backend
@@ -174,7 +175,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
                 comment="a better comment",
             )
         )
-        assert len(sent.take()) == 9
+        assert len(sent.take()) == 6  # was 9: the mentions' read and the entry with the feed
         assert edited.issue is not None
         again = await _upload(backend, edited.issue)
         assert again.attachment is not None
@@ -568,3 +569,162 @@ async def test_an_attach_holds_the_content_row_it_found_until_it_commits(
         await remover.close()
     assert done.attachment is not None
     assert done.attachment.sha256 == first.attachment.sha256
+
+
+async def test_mentions_after_edits_redactions_and_title_changes_are_what_a_resync_finds(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """An edit or redaction writes only the mentions that changed; a title change reads none.
+
+    After every write the stored mentions equal what ``_mentions.sync``
+    computes from the stored texts (the rule before: a read and two writes
+    per edit, redaction and title change).
+    """
+    backend = bugless_model_backend
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"mentions-{uuid.uuid4().hex[:8]}")
+    )
+    issue = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(title="about @ann", component_id=component.id),
+            description="hi @bob",
+        )
+    )
+
+    async def stored() -> list[str]:
+        async with backend._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT username FROM issue_mentions WHERE issue_id = $1 ORDER BY 1", issue.id
+            )
+            texts = await conn.fetch(_mentions._TEXTS, issue.id)
+        names = [r["username"] for r in rows]
+        assert names == sorted(mentioned_usernames(*(t["body"] for t in texts)))
+        return names
+
+    def mention_writes(statements: list[str]) -> list[str]:
+        return [
+            s
+            for s in statements
+            if s.startswith(("DELETE FROM issue_mentions", "INSERT INTO issue_mentions"))
+            or s.startswith("SELECT title AS body")
+        ]
+
+    async def edit(current: v1.Issue, entry: int, text: str) -> v1.Issue:
+        reply = await backend.edit_comment(
+            v1.EditCommentRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=current.version,
+                entry_version=entry,
+                comment=text,
+            )
+        )
+        assert reply.issue is not None
+        return reply.issue
+
+    async def retitle(current: v1.Issue, title: str, comment: str = "") -> v1.Issue:
+        reply = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=current.version,
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(title=title), update_mask=FieldMask(["title"])
+                ),
+                comment=comment,
+            )
+        )
+        assert reply.issue is not None
+        return reply.issue
+
+    async def redact(current: v1.Issue, entry: int) -> v1.Issue:
+        reply = await backend.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=current.version,
+                target=v1.RedactionTarget.COMMENT,
+                entry_version=entry,
+            )
+        )
+        assert reply.issue is not None
+        return reply.issue
+
+    assert await stored() == ["ann", "bob"]
+    commented = await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ALICE, issue_id=issue.id, expected_version=issue.version, comment="ping @carol"
+        )
+    )
+    assert commented.issue is not None
+    assert commented.entry is not None
+    ping = commented.entry.version
+    assert await stored() == ["ann", "bob", "carol"]
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        current = await edit(commented.issue, ping, "ping @dave")
+        assert len(mention_writes(sent.take())) == 2  # carol out, dave in
+        assert await stored() == ["ann", "bob", "dave"]
+        sent.take()
+        current = await edit(current, ping, "ping @Dave, again")
+        statements = sent.take()
+        assert mention_writes(statements) == []  # the same names: nothing written
+        assert len(statements) == 6
+        current = await edit(current, 1, "hi @ann")  # the description; ann also in the title
+        assert len(mention_writes(sent.take())) == 1  # bob out
+        assert await stored() == ["ann", "dave"]
+        sent.take()
+        current = await retitle(current, "about @ann and @erin")
+        assert len(mention_writes(sent.take())) == 1  # erin in, nothing read
+        assert await stored() == ["ann", "dave", "erin"]
+        sent.take()
+        # ann and erin may go with the title: resync (ann stays: the description)
+        current = await retitle(current, "quiet", "over to @frank")
+        assert any(s.startswith("SELECT title AS body") for s in sent.take())
+        assert await stored() == ["ann", "dave", "frank"]
+        sent.take()
+        current = await redact(current, ping + 2)  # an edit of ping: its comment goes
+        statements = sent.take()
+        assert len(statements) == 8  # was 12: BEGIN, lock, target, blank, bump, dave out,
+        assert len(mention_writes(statements)) == 1  # entry and feed, COMMIT
+        assert await stored() == ["ann", "frank"]
+        current = await redact(current, 1)  # the description, edited
+        assert await stored() == ["frank"]
+        assert current.description == ""
+    history = await backend.list_history(v1.ListHistoryRequest(caller=ADMIN, issue_id=issue.id))
+    assert history.entries[-1].redaction_target == v1.RedactionTarget.DESCRIPTION
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
+    assert read == current
+
+
+async def test_a_move_that_drops_values_names_them_from_the_issues_row(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """The names of the values a move drops come with the locked issue, not a look-up."""
+    backend = bugless_model_backend
+    issue, field = await _valued_issue(backend)
+    elsewhere = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"away-{uuid.uuid4().hex[:8]}")
+    )
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        moved = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(component_id=elsewhere.id),
+                    update_mask=FieldMask(["component_id"]),
+                ),
+            )
+        )
+        assert sent.starting(FIELD_NAMES) == 0
+    assert moved.issue is not None
+    assert moved.issue.custom_fields == []
+    assert moved.entry is not None
+    dropped = [c for c in moved.entry.changes if c.field_name]
+    assert [(c.field_name, c.field_type, c.old_value, c.new_value) for c in dropped] == [
+        (field.name, field.type, "1.2", "")
+    ]
+    history = await backend.list_history(v1.ListHistoryRequest(caller=ADMIN, issue_id=issue.id))
+    assert history.entries[-1] == moved.entry

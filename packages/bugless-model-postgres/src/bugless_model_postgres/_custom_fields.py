@@ -144,6 +144,7 @@ async def plan_values(
     moved: bool,
     path: str,
     fields: Mapping[int, v1.CustomField] | None = None,
+    names: Mapping[int, tuple[str, int]] | None = None,
 ) -> tuple[dict[str, Any], list[v1.FieldChange], dict[int, tuple[str, int]]]:
     """The issue's values after a create or delta, with one change per field.
 
@@ -151,7 +152,10 @@ async def plan_values(
     fields left without a value take their default on create or move, and a
     required field must end with a value. ``fields``: what :func:`applicable`
     returns for ``component_id``, when the caller read it already (a batch
-    of creates reads it once per component).
+    of creates reads it once per component). ``names``: the names and types
+    of the fields ``current`` holds, when the caller read them with the
+    issue (its ``custom_field_names``): the changes of the values a move
+    drops are named from them, not by a look-up.
 
     Returns:
         The new stored values, their FieldChanges (by field id) and the names
@@ -167,7 +171,10 @@ async def plan_values(
     known = {fid: (f.name, int(f.type)) for fid, f in fields.items()}
     dropped = [int(k) for k in new if int(k) not in fields]
     if dropped:
-        known |= await field_names(ctx.conn, dropped)
+        if names is not None and all(fid in names for fid in dropped):
+            known |= {fid: names[fid] for fid in dropped}
+        else:
+            known |= await field_names(ctx.conn, dropped)
         for fid in dropped:
             del new[str(fid)]
     set_here: set[int] = set()

@@ -16,6 +16,7 @@ backend, called inside the redaction's transaction.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import asyncpg
 
@@ -26,6 +27,7 @@ from bugless_core.errors import (
     NotFound,
     PermissionDenied,
 )
+from bugless_core.mentions import mentioned_usernames
 from bugless_model_postgres import _custom_values, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
@@ -41,10 +43,13 @@ from bugless_proto import v1
 AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[str]]
 
 #: The current text of every comment of issue ``i`` (the latest edit of
-#: each entry, redacted ones empty), as a text vector ``t.tsv``.
+#: each entry, redacted ones empty), entry ``$6``'s taken as ``$5`` (its
+#: edit, not written yet, or its redaction), as a text vector ``t.tsv``.
 _CURRENT_TEXT = """(
         SELECT to_tsvector('english',
-                           coalesce(string_agg(cur.body, ' ' ORDER BY cur.original), '')) AS tsv
+                           coalesce(string_agg(CASE WHEN cur.original = $6::bigint THEN $5::text
+                                                    ELSE cur.body END,
+                                               ' ' ORDER BY cur.original), '')) AS tsv
           FROM (SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version))
                        coalesce(nullif(h.edits_version, 0), h.version) AS original,
                        h.comment AS body
@@ -52,33 +57,39 @@ _CURRENT_TEXT = """(
                  WHERE h.issue_id = $1
                  ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
                ) cur) t"""
-#: Issue $1's comment vectors made from the current text of every comment.
-REBUILD_TEXT_VECTORS = f"""
-UPDATE issues i
-   SET comments_tsv = t.tsv, text_tsv = to_tsvector('english', i.title) || t.tsv
-  FROM {_CURRENT_TEXT}
- WHERE i.id = $1
-"""
 #: Entry $2 of issue $1, with the current text of its comment (its latest
-#: edit's, or its own) as ``current_comment``.
-ENTRY_TO_EDIT = """
+#: edit's, or its own) as ``current_comment``, and what an edit of it needs
+#: to keep the issue's mentions: the other current texts (``other_texts``)
+#: and the stored mentions (``mentioned``).
+ENTRY_TO_EDIT = f"""
 SELECT h.*, (SELECT e.comment FROM issue_history e
               WHERE e.issue_id = $1 AND (e.version = $2 OR e.edits_version = $2)
-              ORDER BY e.version DESC LIMIT 1) AS current_comment
+              ORDER BY e.version DESC LIMIT 1) AS current_comment,
+       {_mentions.OTHER_TEXTS.format(original="$2")} AS other_texts,
+       {_mentions.STORED} AS mentioned
   FROM issue_history h
  WHERE h.issue_id = $1 AND h.version = $2
 """
-#: An edit's entry: version $2 of issue $1, the new text $5 of entry $6;
-#: returned whole (the call's reply).
-INSERT_EDIT = """
-INSERT INTO issue_history (issue_id, version, author, created_at, comment, edits_version)
-VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING *
+#: The comment a redaction of entry $2 of issue $1 removes: the entry, the
+#: one it edits if it is an edit (``original``), whether that comment or an
+#: edit of it still has text (``has_text``), and the issue's other current
+#: texts and stored mentions, as :data:`ENTRY_TO_EDIT`.
+REDACTION_TARGET = f"""
+SELECT h.*, r.original,
+       EXISTS (SELECT 1 FROM issue_history e
+                WHERE e.issue_id = $1 AND (e.version = r.original OR e.edits_version = r.original)
+                  AND e.comment <> '') AS has_text,
+       {_mentions.OTHER_TEXTS.format(original="r.original")} AS other_texts,
+       {_mentions.STORED} AS mentioned
+  FROM issue_history h
+       CROSS JOIN LATERAL (SELECT coalesce(nullif(h.edits_version, 0), h.version) AS original) r
+ WHERE h.issue_id = $1 AND h.version = $2
 """
-#: The new version of issue $1 after an edit, its entry written already: the
-#: description set to $3 when $4 (entry 1 was edited), the comment vectors
-#: rebuilt as :data:`REBUILD_TEXT_VECTORS` does; its columns returned as
-#: :data:`q.FETCH_ISSUE` reads them (the call's reply).
+#: The new version of issue $1 after an edit of entry $6 to the text $5 (its
+#: entry written after, with the feed row) or a redaction of it ($5 empty,
+#: its comments blanked already): the description set to $3 when $4 (entry
+#: 1), the comment vectors rebuilt from the current text of every comment;
+#: its columns returned as :data:`q.FETCH_ISSUE` reads them (the call's reply).
 BUMP_AFTER_EDIT = f"""
 UPDATE issues AS i
    SET version = i.version + 1, modified_at = $2,
@@ -92,7 +103,6 @@ RETURNING {q.ISSUE_COLUMNS}"""
 BUMP_VERSION = f"""
 UPDATE issues AS i SET version = version + 1, modified_at = $2 WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}"""
-SET_DESCRIPTION = "UPDATE issues SET description = $2 WHERE id = $1"
 #: Blank the comment of entry $2 and of every edit of it; returns how many
 #: of them still had text.
 REDACT_COMMENTS = """
@@ -102,10 +112,6 @@ WITH gone AS (
     RETURNING comment_redacted
 )
 SELECT count(*) FROM gone
-"""
-HAS_TEXT = """
-SELECT EXISTS (SELECT 1 FROM issue_history
-                WHERE issue_id = $1 AND (version = $2 OR edits_version = $2) AND comment <> '')
 """
 
 
@@ -168,20 +174,25 @@ async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> _is
         )
     if entry["current_comment"] == request.comment:
         raise InvalidArgument("comment: the text is unchanged", metadata={"field": "comment"})
-    # The issue is locked at this version: the edit's entry is the next one,
-    # written first, so the issue's one UPDATE rebuilds its vectors from it.
+    # The issue is locked at this version: its one UPDATE rebuilds the vectors
+    # with the entry's new text, and the edit's entry (the next version) is
+    # written last, with the change feed's row where it can be.
     version = int(loaded["version"]) + 1  # type: ignore[call-overload]
-    values = (issue_id, version, ctx.caller.user_id, ctx.now, request.comment, number)
-    marked = one_row(await ctx.conn.fetchrow(INSERT_EDIT, *values))
-    ctx.written.append((issue_id, version))
     written = one_row(
-        await ctx.conn.fetchrow(BUMP_AFTER_EDIT, issue_id, ctx.now, request.comment, number == 1)
-    )
+        await ctx.conn.fetchrow(
+            BUMP_AFTER_EDIT, issue_id, ctx.now, request.comment, number == 1,
+            request.comment, number,
+        )
+    )  # fmt: skip
     if written["version"] != version:  # the lock says otherwise: a bug, said loudly
         msg = f"issue {issue_id} moved to version {written['version']} under its lock"
         raise RuntimeError(msg)
-    await _mentions.sync(ctx.conn, issue_id)
-    return await _changed(ctx, loaded, written, marked)
+    await _keep_mentions(ctx, issue_id, loaded["title"], entry, request.comment)
+    issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
+    marked = await _issues.insert_last_entry(
+        ctx, issue_id, version, request.comment, [], edits_version=number
+    )
+    return _issues.Changed(issue, entry_from_row(marked))
 
 
 async def redact(
@@ -209,38 +220,51 @@ async def redact(
             )
         sha256 = await redact_attachment(ctx, issue_id, request.attachment_id)
     else:
-        original = 1 if target is v1.RedactionTarget.DESCRIPTION else request.entry_version
-        entry = await _entry(ctx, issue_id, original)
-        original = int(entry["edits_version"] or original)  # type: ignore[call-overload]
+        number = 1 if target is v1.RedactionTarget.DESCRIPTION else request.entry_version
+        entry = await _entry(ctx, issue_id, number, REDACTION_TARGET)
+        original = int(entry["original"])  # type: ignore[call-overload]
         if original == 1:
             target = v1.RedactionTarget.DESCRIPTION
-        if not await ctx.conn.fetchval(HAS_TEXT, issue_id, original):
+        if not entry["has_text"]:
             raise FailedPrecondition(
                 f"entry {original} of issue {issue_id} has no text left to redact",
                 metadata={"issue_id": str(issue_id), "entry_version": str(original)},
             )
         await ctx.conn.fetchval(REDACT_COMMENTS, issue_id, original)
-        if original == 1:
-            await ctx.conn.execute(SET_DESCRIPTION, issue_id, "")
-        await ctx.conn.execute(REBUILD_TEXT_VECTORS, issue_id)
-        await _mentions.sync(ctx.conn, issue_id)
-    written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
+    if target is v1.RedactionTarget.ATTACHMENT:
+        written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
+    else:  # the description too when entry 1's text goes; the vectors without the text
+        written = one_row(
+            await ctx.conn.fetchrow(
+                BUMP_AFTER_EDIT, issue_id, ctx.now, "", original == 1, "", original
+            )
+        )
+        await _keep_mentions(ctx, issue_id, row["title"], entry)
     version = int(written["version"])
-    custom = _custom_values.load_values(written["custom_fields"])
-    issue = await _issues.changed_issue(ctx, row, written, custom=custom)  # before the feed's lock
+    issue = await _changed_issue(ctx, row, written)  # before the feed's lock
     redaction = (int(target), original, request.attachment_id)
     marked = await _issues.insert_last_entry(ctx, issue_id, version, "", [], redaction=redaction)
     return _issues.Changed(issue, entry_from_row(marked)), sha256
 
 
-async def _changed(
-    ctx: WriteContext, loaded: dict[str, object], written: asyncpg.Record, entry: asyncpg.Record
-) -> _issues.Changed:
-    """The reply of an edit or a redaction from its rows as written (no read-back).
+async def _keep_mentions(
+    ctx: WriteContext, issue_id: int, title: object, entry: dict[str, object], *new: str
+) -> None:
+    """The issue's mentions after ``entry``'s text became ``new`` (nothing: redacted).
 
-    The entry has no attachments (files are attached by entries of their own).
+    ``entry`` holds the issue's other current texts and its stored mentions,
+    read with it (:data:`ENTRY_TO_EDIT`, :data:`REDACTION_TARGET`) under the
+    issue's lock: what :func:`_mentions.sync` would read after the write,
+    without its read and with no write when the names stay the same.
     """
+    others = cast("list[str]", entry["other_texts"])
+    names = mentioned_usernames(str(title), *others, *new)
+    await _mentions.set_names(ctx.conn, issue_id, cast("list[str]", entry["mentioned"]), names)
+
+
+async def _changed_issue(
+    ctx: WriteContext, loaded: dict[str, object], written: asyncpg.Record
+) -> v1.Issue:
+    """The issue in the reply of an edit or a redaction, from its rows as written (no read-back)."""
     custom = _custom_values.load_values(written["custom_fields"])
-    issue = await _issues.changed_issue(ctx, loaded, written, custom=custom)
-    ctx.know_entry(entry)
-    return _issues.Changed(issue, entry_from_row(entry))
+    return await _issues.changed_issue(ctx, loaded, written, custom=custom)

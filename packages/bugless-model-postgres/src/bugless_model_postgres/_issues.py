@@ -112,6 +112,7 @@ async def insert_last_entry(
     *,
     deleted_attachment_id: int = 0,
     redaction: tuple[int, int, int] = (0, 0, 0),
+    edits_version: int = 0,
 ) -> asyncpg.Record:
     """:func:`insert_entry` for a write's one entry, written after everything else.
 
@@ -119,6 +120,7 @@ async def insert_last_entry(
     marked deleted here (in the same statement, where the feed row is too).
     ``redaction``: the entry records one (target, redacted entry, redacted
     attachment), as :data:`q.INSERT_LAST_ENTRY` stores them.
+    ``edits_version``: the entry is an edit of that entry's comment.
 
     Nothing is written after it in the transaction (reads are fine): the
     caller's work is the whole transaction and this is its last write. Where
@@ -131,7 +133,7 @@ async def insert_last_entry(
     """
     values = (
         issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes),
-        deleted_attachment_id, *redaction,
+        deleted_attachment_id, *redaction, edits_version,
     )  # fmt: skip
     alone = not ctx.written and not ctx.components_changed
     if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
@@ -539,6 +541,7 @@ async def change_issue(
             ctx, component_id=plan.new["component_id"], current=custom,
             given=delta.custom_fields_set, creating=False, moved=moved,
             path="delta.custom_fields_set",
+            names=_custom_values.names_read(row["custom_field_names"]),
         )  # fmt: skip
         plan.changes.extend(custom_changes)
     if not plan.changes and not comment.strip():
@@ -574,16 +577,21 @@ async def change_issue(
         hotlists=(plan.hotlists_added, plan.hotlists_removed),
     )  # fmt: skip
     version = int(one_row(written)["version"])
-    if new["title"] != plan.old["title"] or plan.other or not whole_transaction:
+    texts = [comment]  # what may add mentions
+    if new["title"] != plan.old["title"]:
+        texts.append(new["title"])
+        resync = not _mentions.title_change_only_adds(plan.old["title"], new["title"], comment)
+    else:
+        resync = False
+    if resync or plan.other or not whole_transaction:
         entry = await insert_entry(ctx, issue_id, version, comment, plan.changes)
-        if new["title"] != plan.old["title"]:
+        if resync:  # a name only the old title mentioned may go
             await _mentions.sync(ctx.conn, issue_id)  # reads the entry's comment too
-        elif comment:
-            await _mentions.add(ctx.conn, issue_id, comment)
+        else:
+            await _mentions.add(ctx.conn, issue_id, *texts)
         await _write_other_sides(ctx, plan, rows)
     else:  # the entry is the last write (with the feed row, where it can be)
-        if comment:
-            await _mentions.add(ctx.conn, issue_id, comment)
+        await _mentions.add(ctx.conn, issue_id, *texts)
         entry = entry_from_row(
             await insert_last_entry(ctx, issue_id, version, comment, plan.changes)
         )

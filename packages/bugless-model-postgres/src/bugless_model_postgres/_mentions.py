@@ -8,10 +8,14 @@ notifier use (:func:`bugless_core.mentions.mentioned_usernames`), so a search
 finds exactly the mentions people see linked and were notified of.
 
 Every write that changes those texts calls :func:`add` (a new comment or a
-new issue: mentions can only grow) or :func:`sync` (a title change, an edit,
-a redaction, an import: recomputed from what is stored) inside its own
-transaction. Issues written before 0011 are filled by :func:`backfill`,
-which the Model runs right after migrating.
+new issue: mentions can only grow) or :func:`sync` (an import: recomputed
+from what is stored) inside its own transaction. An edit and a redaction
+read the issue's other texts and its stored mentions with the entry they
+change (:data:`OTHER_TEXTS`, :data:`STORED`) and write only the difference
+(:func:`set_names`: no statement when the names stay the same); a title
+change only adds names unless the old title's mentions may go
+(:func:`title_change_only_adds`). Issues written before 0011 are filled by
+:func:`backfill`, which the Model runs right after migrating.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from typing import Any
 
 from bugless_core.mentions import mentioned_usernames
 
-__all__ = ["add", "backfill", "sync"]
+__all__ = [
+    "OTHER_TEXTS",
+    "STORED",
+    "add",
+    "backfill",
+    "set_names",
+    "sync",
+    "title_change_only_adds",
+]
 
 #: The issue's title, then the current text of every entry (its latest edit).
 _TEXTS = """
@@ -33,6 +45,21 @@ SELECT cur.body FROM (
      ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
 ) cur
 """
+#: The current text of every entry of issue ``$1`` (its latest edit's) but
+#: entry ``{original}``'s (an SQL expression) and its edits', as a text array:
+#: with the title and that entry's new text, what :func:`sync` would read
+#: after an edit or a redaction of it.
+OTHER_TEXTS = """ARRAY(
+    SELECT cur.body FROM (
+        SELECT DISTINCT ON (coalesce(nullif(o.edits_version, 0), o.version))
+               coalesce(nullif(o.edits_version, 0), o.version) AS original, o.comment AS body
+          FROM issue_history o
+         WHERE o.issue_id = $1
+         ORDER BY coalesce(nullif(o.edits_version, 0), o.version), o.version DESC
+    ) cur
+     WHERE cur.original <> {original})"""
+#: The usernames stored as mentioned in issue ``$1``, as a text array.
+STORED = "ARRAY(SELECT m.username FROM issue_mentions m WHERE m.issue_id = $1)"
 _INSERT = """
 INSERT INTO issue_mentions (issue_id, username)
 SELECT $1, n FROM unnest($2::text[]) AS n
@@ -53,6 +80,36 @@ async def add(conn: Any, issue_id: int, *texts: str) -> None:
     names = mentioned_usernames(*texts)
     if names:
         await conn.execute(_INSERT, issue_id, names)
+
+
+async def set_names(conn: Any, issue_id: int, stored: list[str], names: list[str]) -> None:
+    """Make issue ``issue_id``'s mentions ``names``, where ``stored`` are the ones it has.
+
+    ``stored`` was read under the issue's row lock (every writer of these
+    rows holds it), so the difference is exact: usually empty (an edit or a
+    redaction seldom adds or drops a mention), then nothing is sent.
+    """
+    wanted = set(names)
+    gone = [n for n in stored if n not in wanted]
+    have = set(stored)
+    new = [n for n in names if n not in have]
+    if gone:
+        await conn.execute(_DELETE_OTHERS, issue_id, names)
+    if new:
+        await conn.execute(_INSERT, issue_id, new)
+
+
+def title_change_only_adds(old_title: str, new_title: str, comment: str) -> bool:
+    """Whether a title change (with ``comment``) can only add mentions.
+
+    The stored mentions are those of the old title and of every entry's
+    text. When every name the old title mentions is still mentioned by the
+    new title or the comment, no stored name can go: :func:`add` of the new
+    title and the comment is the whole update, with no read. Otherwise the
+    caller recomputes from what is stored (:func:`sync`).
+    """
+    kept = set(mentioned_usernames(new_title, comment))
+    return all(n in kept for n in mentioned_usernames(old_title))
 
 
 async def sync(conn: Any, issue_id: int) -> None:

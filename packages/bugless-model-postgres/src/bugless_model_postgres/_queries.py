@@ -282,15 +282,15 @@ VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
 INSERT_ENTRY_RETURNING = INSERT_ENTRY + "RETURNING *\n"
 
 #: :data:`INSERT_ENTRY_RETURNING` for an entry that has no cause and may
-#: delete an attachment ($7, 0: none) or record a redaction (target $8,
-#: redacted entry $9, redacted attachment $10; 0: none): the entry part of
-#: :data:`ENTRY_AND_FEED`, where the change feed is appended by a statement
-#: of its own.
+#: delete an attachment ($7, 0: none), record a redaction (target $8,
+#: redacted entry $9, redacted attachment $10; 0: none) or edit the comment
+#: of entry $11 (0: none): the entry part of :data:`ENTRY_AND_FEED`, where
+#: the change feed is appended by a statement of its own.
 INSERT_LAST_ENTRY = """
 INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
                            deleted_attachment_id, redaction_target, redacted_version,
-                           redacted_attachment_id)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)
+                           redacted_attachment_id, edits_version)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11)
 RETURNING *
 """
 
@@ -298,16 +298,16 @@ FETCH_ENTRY = "SELECT * FROM issue_history WHERE issue_id = $1 AND version = $2"
 
 #: A write's one entry and its transaction's change-feed row with the NOTIFY,
 #: in one statement, the transaction's last (as :data:`FEED_APPEND_AND_NOTIFY`
-#: must be): the entry as :data:`INSERT_LAST_ENTRY` writes it (``$1``-``$10``);
-#: channel ``$11``. ``head`` is updated only once the entry is written (its
+#: must be): the entry as :data:`INSERT_LAST_ENTRY` writes it (``$1``-``$11``);
+#: channel ``$12``. ``head`` is updated only once the entry is written (its
 #: condition reads it), as in :data:`CREATE_ISSUE_IN_ONE`. Returns the
 #: entry's columns and ``feed_position``.
 ENTRY_AND_FEED = """
 WITH entry AS (
     INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
                                deleted_attachment_id, redaction_target, redacted_version,
-                               redacted_attachment_id)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)
+                               redacted_attachment_id, edits_version)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11)
     RETURNING *
 ), head AS (
     UPDATE change_feed_state SET position = position + 1
@@ -318,7 +318,7 @@ WITH entry AS (
     SELECT position, $4, $3, ARRAY[$1::bigint], ARRAY[$2::bigint], '{}'::bigint[] FROM head
     RETURNING position
 )
-SELECT entry.*, appended.position AS feed_position, pg_notify($11, appended.position::text)
+SELECT entry.*, appended.position AS feed_position, pg_notify($12, appended.position::text)
   FROM entry CROSS JOIN appended
 """
 
@@ -334,8 +334,8 @@ DELETION_AND_FEED = ENTRY_AND_FEED.replace(
 ), entry AS (""",
     1,
 ).replace(
-    "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)",
-    "SELECT $1, $2, $3, $4, $5, $6::jsonb, marked.id, $8, $9, $10 FROM marked",
+    "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11)",
+    "SELECT $1, $2, $3, $4, $5, $6::jsonb, marked.id, $8, $9, $10, $11 FROM marked",
     1,
 )
 
