@@ -7,11 +7,13 @@ import contextlib
 import dataclasses
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
-from bugless_core.errors import Unavailable
+from bugless_core.errors import NotFound, Unavailable
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
+from bugless_model_postgres._database import translated_errors
 from bugless_proto import v1
 
 ADMIN = v1.Caller(user_id="root", admin=True)
@@ -95,3 +97,33 @@ async def test_losing_the_connection_is_unavailable_and_recovers(
         await backend.close()
         with contextlib.suppress(Exception):
             await proxy.cut()
+
+
+async def test_translated_errors_maps_what_escapes_the_block(model_settings: ModelSettings) -> None:
+    """A cancelled statement and a lost connection become Unavailable; the rest pass as raised."""
+    conn = await asyncpg.connect(model_settings.database_url)
+    try:
+        with pytest.raises(Unavailable, match="ran too long; narrow the query") as cancelled:
+            async with translated_errors():
+                await conn.execute("SET statement_timeout = 1; SELECT pg_sleep(1)")
+        assert isinstance(cancelled.value.__cause__, asyncpg.QueryCanceledError)
+        await conn.execute("RESET statement_timeout")
+        mine = NotFound("issue 7")
+        with pytest.raises(NotFound) as passed:
+            async with translated_errors():
+                raise mine
+        assert passed.value is mine
+        with pytest.raises(asyncpg.UndefinedTableError):
+            async with translated_errors():
+                await conn.execute("SELECT * FROM no_such_table_here")
+        with pytest.raises(Unavailable, match="the database is unreachable: gone") as lost:
+            async with translated_errors():
+                raise ConnectionResetError("gone")
+        assert isinstance(lost.value.__cause__, ConnectionResetError)
+        with pytest.raises(asyncio.CancelledError):
+            async with translated_errors():
+                raise asyncio.CancelledError
+        async with translated_errors():
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()

@@ -10,10 +10,10 @@ INTERNAL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import TypeVar
 
 import asyncpg
@@ -59,18 +59,40 @@ def unavailable(exc: BaseException) -> Unavailable:
     return Unavailable(f"the database is unreachable: {detail}")
 
 
-@contextlib.asynccontextmanager
-async def translated_errors() -> AsyncIterator[None]:
-    """Turn driver connection errors into Unavailable; let the rest through."""
-    try:
-        yield
-    except BuglessError:
-        raise
-    except asyncpg.QueryCanceledError as exc:
-        msg = "the database cancelled a statement that ran too long; narrow the query"
-        raise Unavailable(msg) from exc
-    except _CONNECTION_ERRORS as exc:
-        raise unavailable(exc) from exc
+class translated_errors:  # noqa: N801 - used as a function: ``async with translated_errors():``
+    """Turn driver connection errors into Unavailable; let the rest through.
+
+    A statement the server cancelled (``statement_timeout``) becomes
+    Unavailable with a hint to narrow the query; a :class:`BuglessError`
+    passes unchanged, as does anything else (the servicer logs it as
+    INTERNAL) and cancellation.
+
+    A class rather than an ``@asynccontextmanager`` generator: every backend
+    call enters it (a search page once per attempt), and the generator's
+    enter and exit cost ~2-3 µs a time against ~1 (bench/JOURNAL.md,
+    "Session 12"). It is entered in ``async with`` next to the pool's
+    ``acquire()``, so it stays an asynchronous context manager.
+    """
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        """Nothing to set up."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Raise Unavailable for a connection error or a cancelled statement; else pass."""
+        if exc is None or isinstance(exc, BuglessError):
+            return
+        if isinstance(exc, asyncpg.QueryCanceledError):
+            msg = "the database cancelled a statement that ran too long; narrow the query"
+            raise Unavailable(msg) from exc
+        if isinstance(exc, _CONNECTION_ERRORS):
+            raise unavailable(exc) from exc
 
 
 async def release_as_is(conn: asyncpg.Connection) -> None:
