@@ -171,6 +171,12 @@ class WirePlan:
     reason: str | None
     encode: Callable[[betterproto2.Message], bytes] = field(repr=False)
     decode: Callable[[bytes], betterproto2.Message] = field(repr=False)
+    #: ``decode``, also returning the upb message it read (None when it
+    #: went through betterproto2): for a server that keys on a received
+    #: message's wire form (``bugless_core.grpc.received_form``).
+    decode_kept: Callable[[bytes], tuple[betterproto2.Message, UpbMessage | None]] = field(
+        repr=False
+    )
     fallbacks: int = 0
 
 
@@ -526,7 +532,19 @@ class _Registry:
                 return parse(data)
             return message
 
-        made = WirePlan(cls, upb_class, True, None, encode, decode)
+        read_upb = upb_class.FromString
+        from_upb = self.namespace[f"_d{number}"]
+
+        def decode_kept(data: bytes) -> tuple[betterproto2.Message, UpbMessage | None]:
+            try:
+                upb = read_upb(data)
+                message: betterproto2.Message = from_upb(upb)
+            except (_Fallback, DecodeError):
+                made.fallbacks += 1
+                return parse(data), None
+            return message, upb
+
+        made = WirePlan(cls, upb_class, True, None, encode, decode, decode_kept)
         return made
 
     @staticmethod
@@ -538,18 +556,23 @@ class _Registry:
         def encode(message: betterproto2.Message) -> bytes:
             return serialize(message)
 
+        decode = message_class.FromString
         return WirePlan(
             message_class,
             None,
             False,
             "defines its own wire form",
             encode,
-            message_class.FromString,
+            decode,
+            lambda data: (decode(data), None),
         )
 
     @staticmethod
     def _betterproto_only(message_class: type[betterproto2.Message], reason: str) -> WirePlan:
-        return WirePlan(message_class, None, False, reason, bytes, message_class.parse)
+        parse = message_class.parse
+        return WirePlan(
+            message_class, None, False, reason, bytes, parse, lambda data: (parse(data), None)
+        )
 
 
 _REGISTRY = _Registry()
