@@ -12,7 +12,10 @@ needs any more checks and forgets it in one statement; a change, an
 upload, a deletion (marking its file deleted there too) and a redaction
 write their entry with the change-feed row, an upload reads its issue's
 usage with the version bump, and the content's row is made or locked in
-one statement.
+one statement. An upload inserts its file with its entry and the feed
+row; an edit writes its entry last, with the feed row, and an edit, a
+redaction and a title change keep the mentions without reading them all
+again; a change listener's issue is built from the write's rows.
 The tests count what is sent, and check the answers against reads.
 """
 
@@ -138,7 +141,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
 ) -> None:
     """Statements per call on an issue with a custom value (READ COMMITTED).
 
-    ChangeIssue 5 (was 7), UploadAttachment 8 (14), DeleteAttachment 10
+    ChangeIssue 5 (was 7), UploadAttachment 7 (14), DeleteAttachment 10
     (18), EditComment 6 (13), Redact of a file 10 (17), the removal of the
     content after those two included; the reply still names the field.
     """
@@ -151,7 +154,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
         changed = await _change(backend, issue, v1.Priority.P1)
         assert len(sent.take()) == 5
         uploaded = await _upload(backend, changed.issue or issue)
-        assert len(sent.take()) == 8
+        assert len(sent.take()) == 7  # the file inserted with its entry and the feed row
         assert uploaded.attachment is not None
         assert uploaded.issue is not None
         deleted = await backend.delete_attachment(
@@ -728,3 +731,87 @@ async def test_a_move_that_drops_values_names_them_from_the_issues_row(
     ]
     history = await backend.list_history(v1.ListHistoryRequest(caller=ADMIN, issue_id=issue.id))
     assert history.entries[-1] == moved.entry
+
+
+async def test_listeners_hear_the_issue_an_admin_reads_without_a_read_after_the_commit(
+    replica: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """With a change listener a write sends what it sends without one.
+
+    The listener's issue is built from the rows the write returned and read
+    under its lock (every hotlist, a private one the caller cannot see
+    included; no star of the admin's), and equals an admin's read after it.
+    """
+    backend = replica
+    bob = v1.Caller(user_id="bob")
+    issue, _ = await _valued_issue(backend)
+    hotlist = await backend.create_hotlist(
+        v1.CreateHotlistRequest(caller=bob, name=f"bob's {uuid.uuid4().hex[:6]}", private=True)
+    )
+    await backend.add_hotlist_items(
+        v1.AddHotlistItemsRequest(caller=bob, hotlist_id=hotlist.id, issue_ids=[issue.id])
+    )
+    await backend.star_issue(v1.StarIssueRequest(caller=ALICE, issue_id=issue.id, starred=True))
+    current = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+    assert current.starred
+    assert current.hotlist_ids == []
+    heard: list[tuple[v1.Issue, v1.HistoryEntry]] = []
+    backend.add_change_listener(lambda issue, entry: heard.append((issue, entry)))
+
+    async def admin_read() -> v1.Issue:
+        return await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
+
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        changed = await _change(backend, current, v1.Priority.P1)
+        assert len(sent.take()) == 5  # as without a listener
+        assert changed.issue is not None
+        assert changed.issue.starred
+        assert heard[-1][0] == await admin_read()
+        assert heard[-1][0].hotlist_ids == [hotlist.id]
+        assert not heard[-1][0].starred
+        sent.take()
+        uploaded = await _upload(backend, changed.issue)
+        assert len(sent.take()) == 7
+        assert uploaded.issue is not None
+        assert uploaded.attachment is not None
+        assert heard[-1][0] == await admin_read()
+        sent.take()
+        assert changed.entry is not None
+        edited = await backend.edit_comment(
+            v1.EditCommentRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=uploaded.issue.version,
+                entry_version=changed.entry.version,
+                comment="a better comment",
+            )
+        )
+        assert len(sent.take()) == 6
+        assert edited.issue is not None
+        assert heard[-1][0] == await admin_read()
+        sent.take()
+        deleted = await backend.delete_attachment(
+            v1.DeleteAttachmentRequest(
+                caller=ALICE,
+                attachment_id=uploaded.attachment.id,
+                expected_version=edited.issue.version,
+            )
+        )
+        assert len(sent.take()) == 10
+        assert deleted.issue is not None
+        assert heard[-1][0] == await admin_read()
+        sent.take()
+        removed = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=bob,
+                issue_id=issue.id,
+                expected_version=deleted.issue.version,
+                delta=v1.IssueDelta(hotlist_remove=[hotlist.id]),
+            )
+        )
+        assert removed.issue is not None
+        assert heard[-1][0] == await admin_read()
+        assert heard[-1][0].hotlist_ids == []
+    assert [e.version for _, e in heard] == [
+        r.issue.version for r in (changed, uploaded, edited, deleted, removed) if r.issue
+    ]

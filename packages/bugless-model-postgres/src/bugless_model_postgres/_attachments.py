@@ -82,12 +82,35 @@ SELECT issue_id, version, deleted_attachment_id FROM issue_history
  WHERE issue_id = ANY ($1::bigint[]) AND version = ANY ($2::bigint[])
    AND deleted_attachment_id <> 0
 """
+#: The columns of :data:`INSERT`'s ``$3``-``$7``, an upload's file.
+_FILE_COLUMNS = ("name", "size", "content_type", "declared_content_type", "sha256")
 INSERT = """
 INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
                          declared_content_type, sha256, uploader, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING *
 """
+#: An upload's attachment (``$13`` name, ``$14`` size, ``$15`` content type,
+#: ``$16`` declared content type, ``$17`` sha256), its entry and the change
+#: feed's row in one statement: :data:`q.ENTRY_AND_FEED` (``$1``-``$12``), the
+#: attachment inserted with it (the entry's issue, version, author and time);
+#: returns the attachment's id as ``attachment_id``.
+UPLOAD_AND_FEED = q.ENTRY_AND_FEED.replace(
+    "WITH entry AS (",
+    """WITH attached AS (
+    INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
+                             declared_content_type, sha256, uploader, created_at)
+    VALUES ($1, $2, $13, $14, $15, $16, $17, $3, $4)
+    RETURNING id
+), entry AS (""",
+    1,
+).replace(
+    "::text)\n  FROM entry CROSS JOIN appended",
+    "::text),\n       attached.id AS attachment_id\n"
+    "  FROM entry CROSS JOIN appended CROSS JOIN attached",
+    1,
+)
+assert "attachment_id\n" in UPLOAD_AND_FEED, "ENTRY_AND_FEED's last lines changed"
 #: A new entry's version, with its comment counted and indexed ($3 0/1, $4
 #: text); the issue's columns returned as :data:`q.FETCH_ISSUE` reads them (the
 #: call's reply is built from them: no read after the write).
@@ -257,7 +280,7 @@ async def record_upload(
     content_type: str,
     max_issue_bytes: int,
     store: BlobStore,
-) -> tuple[asyncpg.Record, Written]:
+) -> tuple[Row, Written]:
     """Attach stored content by a new entry; return the attachment's row and what was written."""
     issue_id, expected_version = header.issue_id, header.expected_version
     if expected_version:  # under SERIALIZABLE only (see the function)
@@ -278,12 +301,24 @@ async def record_upload(
         raise Unavailable(msg)
     version = int(written["version"])
     await _mentions.add(ctx.conn, issue_id, comment)
-    row = one_row(await ctx.conn.fetchrow(
-        INSERT, issue_id, version, name, ref.size, content_type, header.content_type,
-        bytes.fromhex(ref.sha256), ctx.caller.user_id, ctx.now,
-    ))  # fmt: skip
+    file = (name, ref.size, content_type, header.content_type, bytes.fromhex(ref.sha256))
     issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
-    entry_row = await _issues.insert_last_entry(ctx, issue_id, version, comment, [])
+    row: Row
+    if _issues.entry_takes_feed(ctx):  # the file, its entry and the feed row at once
+        values = _issues.last_entry_values(ctx, issue_id, version, comment, [])
+        entry_row = await _issues.entry_and_feed(ctx, UPLOAD_AND_FEED, values, *file)
+        ctx.written.append((issue_id, version))
+        row = dict(zip(_FILE_COLUMNS, file, strict=True))
+        row.update(
+            id=entry_row["attachment_id"], issue_id=issue_id, entry_version=version,
+            uploader=ctx.caller.user_id, created_at=ctx.now, deleted_in_version=0,
+            redacted=False,
+        )  # fmt: skip
+    else:
+        row = one_row(await ctx.conn.fetchrow(
+            INSERT, issue_id, version, *file, ctx.caller.user_id, ctx.now
+        ))  # fmt: skip
+        entry_row = await _issues.insert_last_entry(ctx, issue_id, version, comment, [])
     entry = entry_from_row(entry_row)
     entry.attachments = [attachment_from_row(row)]
     ctx.know_entry(entry_row, (row,))

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from bugless_core.errors import NotFound
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import Conn, Row, caller_role, issue_from_row, principals_of
-from bugless_model_postgres._custom_values import attach_values
+from bugless_model_postgres._custom_values import attach_values, value_messages
 from bugless_model_postgres._dialect import POSTGRES, Dialect
 from bugless_proto import v1
 
@@ -30,6 +30,30 @@ IssueIdSource = Callable[[Conn], Awaitable[int]]
 
 
 ROLE_NAMES = {v1.Role.VIEWER: "viewer", v1.Role.EDITOR: "editor", v1.Role.ADMIN: "admin"}
+
+
+class AdminView(NamedTuple):
+    """An issue as a write left it, what an admin's read after the commit returns.
+
+    Attributes:
+        row: Its columns as the write returned them, with ``has_children``
+            and ``has_duplicates`` as read under its lock.
+        hotlist_ids: Every hotlist holding it, private ones too.
+        custom: Its stored custom field values.
+        names: Names and types of the fields in ``custom``.
+    """
+
+    row: dict[str, Any]
+    hotlist_ids: set[int]
+    custom: dict[str, Any]
+    names: dict[int, tuple[str, int]]
+
+    def issue(self) -> v1.Issue:
+        """A new Issue message of the view (the admin has starred nothing)."""
+        issue = issue_from_row({**self.row, "starred": False}, self.hotlist_ids)
+        if self.custom:
+            issue.custom_fields = value_messages(self.custom, self.names)
+        return issue
 
 
 @dataclass
@@ -56,6 +80,9 @@ class WriteContext:
             write holds (an ``INSERT``/``UPDATE ... RETURNING *``), with the
             rows of the files each attached: the change listeners hear of
             them without a read after the commit (:meth:`know_entry`).
+        issue_views: Issues whose row the write returned, as an admin would
+            read them (:meth:`know_issue`): the change listeners' issue is
+            built from one whose version is the issue's last entry's, not read.
     """
 
     conn: Conn
@@ -69,10 +96,15 @@ class WriteContext:
     feed_position: int = 0
     one_statement: bool = False
     entry_rows: dict[tuple[int, int], tuple[Row, tuple[Row, ...]]] = field(default_factory=dict)
+    issue_views: dict[int, AdminView] = field(default_factory=dict)
 
     def know_entry(self, row: Row, attachments: tuple[Row, ...] = ()) -> None:
         """Keep an entry's row as the write returned it, final (see ``entry_rows``)."""
         self.entry_rows[(int(row["issue_id"]), int(row["version"]))] = (row, attachments)
+
+    def know_issue(self, view: AdminView) -> None:
+        """Keep an issue as the write left it (see ``issue_views``)."""
+        self.issue_views[int(view.row["id"])] = view
 
     @property
     def principals(self) -> list[str]:

@@ -28,6 +28,7 @@ from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
     ROLE_NAMES,
+    AdminView,
     IssueIdSource,
     WriteContext,
     as_dict,
@@ -131,21 +132,60 @@ async def insert_last_entry(
     writer queues for the feed's row lock, held from this statement to the
     commit: build the reply before it, not after.
     """
-    values = (
-        issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes),
-        deleted_attachment_id, *redaction, edits_version,
+    values = last_entry_values(
+        ctx, issue_id, version, comment, changes, deleted_attachment_id=deleted_attachment_id,
+        redaction=redaction, edits_version=edits_version,
     )  # fmt: skip
-    alone = not ctx.written and not ctx.components_changed
-    if alone and ctx.dialect.change_feed and ctx.dialect.notify is not None:
+    if entry_takes_feed(ctx):
         statement = q.DELETION_AND_FEED if deleted_attachment_id else q.ENTRY_AND_FEED
-        row = one_row(await ctx.conn.fetchrow(statement, *values, ctx.channel))
-        ctx.feed_position = int(row["feed_position"])
+        row = await entry_and_feed(ctx, statement, values)
     else:
         if deleted_attachment_id:
             await ctx.conn.execute(q.MARK_ATTACHMENT_DELETED, deleted_attachment_id, version)
         row = one_row(await ctx.conn.fetchrow(q.INSERT_LAST_ENTRY, *values))
     ctx.written.append((issue_id, version))
     ctx.know_entry(row)
+    return row
+
+
+def entry_takes_feed(ctx: WriteContext) -> bool:
+    """Whether the write's last entry appends the change-feed row in its statement.
+
+    Where the change feed and NOTIFY exist (PostgreSQL) and the entry is the
+    transaction's only one (:data:`q.ENTRY_AND_FEED`); ``run_write`` then
+    appends none.
+    """
+    alone = not ctx.written and not ctx.components_changed
+    return alone and ctx.dialect.change_feed and ctx.dialect.notify is not None
+
+
+def last_entry_values(
+    ctx: WriteContext,
+    issue_id: int,
+    version: int,
+    comment: str,
+    changes: Sequence[v1.FieldChange],
+    *,
+    deleted_attachment_id: int = 0,
+    redaction: tuple[int, int, int] = (0, 0, 0),
+    edits_version: int = 0,
+) -> tuple[Any, ...]:
+    """The parameters ``$1``-``$11`` of :data:`q.INSERT_LAST_ENTRY` and :data:`q.ENTRY_AND_FEED`."""
+    return (
+        issue_id, version, ctx.caller.user_id, ctx.now, comment, changes_to_json(changes),
+        deleted_attachment_id, *redaction, edits_version,
+    )  # fmt: skip
+
+
+async def entry_and_feed(
+    ctx: WriteContext, statement: str, values: tuple[Any, ...], *extra: Any
+) -> asyncpg.Record:
+    """Run an :data:`q.ENTRY_AND_FEED`-like statement: ``values``, the channel, ``extra``.
+
+    Records the feed position it took; the caller records the entry.
+    """
+    row = one_row(await ctx.conn.fetchrow(statement, *values, ctx.channel, *extra))
+    ctx.feed_position = int(row["feed_position"])
     return row
 
 
@@ -491,6 +531,11 @@ async def changed_issue(
         if known is None:  # never with a FETCH_ISSUES row: it holds names when values
             known = await _custom_values.field_names(ctx.conn, (int(k) for k in custom))
         issue.custom_fields = _custom_values.value_messages(custom, known)
+    # Every hotlist: read under the lock (LOCK_AND_FETCH_ISSUE), or all visible to an admin.
+    every = loaded["visible_hotlist_ids"] if ctx.caller.admin else loaded.get("hotlist_ids")
+    if every is not None:
+        every_after = set(every).difference(removed).union(added)
+        ctx.know_issue(AdminView(row, every_after, custom, known or {}))
     return issue
 
 

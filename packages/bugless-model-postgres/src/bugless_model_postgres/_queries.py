@@ -112,13 +112,18 @@ FETCH_ISSUE = _FETCH_ISSUES.format(
 #: drops the row). ``locked_as_read`` says whether the locked row is the one
 #: the snapshot saw (same ``xmin``); when not, or with no row, the caller
 #: reads again with :data:`FETCH_ISSUE`, holding the lock by then.
+#: ``hotlist_ids``: every hotlist holding the issue, private ones too (what
+#: an admin sees: the change listeners' copy of the issue is built from it
+#: instead of a read after the commit).
 LOCK_AND_FETCH_ISSUE = (
     _FETCH_ISSUES.format(
         has_children=HAS_CHILDREN,
         has_duplicates=HAS_DUPLICATES,
         names=CUSTOM_FIELD_NAMES,
         columns=ISSUE_COLUMNS
-        + ", i.xmin = (SELECT s.xmin FROM issues s WHERE s.id = i.id) AS locked_as_read",
+        + ", i.xmin = (SELECT s.xmin FROM issues s WHERE s.id = i.id) AS locked_as_read"
+        + ", ARRAY(SELECT a.hotlist_id FROM hotlist_items a WHERE a.issue_id = i.id)"
+        + " AS hotlist_ids",
         where="i.id = $1::bigint",
     )
     + " FOR UPDATE OF i\n"

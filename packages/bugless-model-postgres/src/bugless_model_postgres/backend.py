@@ -63,7 +63,6 @@ from bugless_model_postgres._context import (
     issue_not_found,
 )
 from bugless_model_postgres._convert import (
-    Conn,
     caller_role,
     component_from_row,
     entry_from_row,
@@ -247,36 +246,54 @@ class PostgresBackend(
             one_statement=one_statement,
         )
         if ctx.written and self._change_listeners:
-            async with translated_errors(), self._pool.acquire() as conn:
-                events = await self._events(conn, ctx)
-            for issue, entry in events:
+            for issue, entry in await self._events(ctx):
                 self._emit_committed(issue, entry)
         return result, ctx
 
-    async def _events(
-        self, conn: Conn, ctx: WriteContext
-    ) -> list[tuple[v1.Issue, v1.HistoryEntry]]:
+    async def _events(self, ctx: WriteContext) -> list[tuple[v1.Issue, v1.HistoryEntry]]:
         """Each committed entry with its issue as an admin reads it now.
 
         An entry whose final row the write returned (``ctx.entry_rows``) is
         built from it, a message of its own (the listeners' copy, not the
-        reply's); the others (other sides of relations, imports) are read.
+        reply's), and so is an issue the write left as ``ctx.issue_views``
+        holds it (its version is its last entry's: nothing wrote it after);
+        the others (other sides of relations, imports, writes that read
+        their issue without its hotlists) are read, on a connection taken
+        only then.
         """
         written = ctx.written
-        issues = await fetch_issues(conn, _ADMIN, sorted({i for i, _ in written}))
-        out = []
+        last: dict[int, int] = {}
         for issue_id, version in written:
-            known = ctx.entry_rows.get((issue_id, version))
-            if known is not None:
-                row, files = known
-                entry = entry_from_row(row)
-                entry.attachments = [attachment_from_row(f) for f in files]
-            else:
-                read = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
-                entry = entry_from_row(one_row(read))
-                await fill_entries(conn, issue_id, [entry])
-            out.append((issues[issue_id], entry))
+            last[issue_id] = max(version, last.get(issue_id, 0))
+        issues: dict[int, v1.Issue] = {}
+        for issue_id, version in last.items():
+            view = ctx.issue_views.get(issue_id)
+            if view is not None and view.row["version"] == version:
+                issues[issue_id] = view.issue()
+        unread = [(i, v) for i, v in written if (i, v) not in ctx.entry_rows]
+        if len(issues) == len(last) and not unread:
+            return [(issues[i], self._known_entry(ctx, i, v)) for i, v in written]
+        async with translated_errors(), self._pool.acquire() as conn:
+            missing = sorted(set(last) - set(issues))
+            issues |= await fetch_issues(conn, _ADMIN, missing) if missing else {}
+            out = []
+            for issue_id, version in written:
+                if (issue_id, version) in ctx.entry_rows:
+                    entry = self._known_entry(ctx, issue_id, version)
+                else:
+                    read = await conn.fetchrow(q.FETCH_ENTRY, issue_id, version)
+                    entry = entry_from_row(one_row(read))
+                    await fill_entries(conn, issue_id, [entry])
+                out.append((issues[issue_id], entry))
         return out
+
+    @staticmethod
+    def _known_entry(ctx: WriteContext, issue_id: int, version: int) -> v1.HistoryEntry:
+        """A new message of an entry the write returned (``ctx.entry_rows``)."""
+        row, files = ctx.entry_rows[(issue_id, version)]
+        entry = entry_from_row(row)
+        entry.attachments = [attachment_from_row(f) for f in files]
+        return entry
 
     # ---- issues ----
 
