@@ -1,4 +1,4 @@
-"""The Model's ChangeIssue, GetIssue, BatchGetIssues and attachment calls, two Models side by side.
+"""The Model's ChangeIssue, GetIssue, BatchGetIssues, attachment and edit calls, side by side.
 
     python -m bench.model_change [--issues 2000] [--seconds 6] [--repeat 3] [--clients 8] \
         [--before PATH[:PATH...]]
@@ -24,7 +24,10 @@ every process: no two clients change one issue):
 * ``attach``: ``UploadAttachment`` of 200 new bytes (one chunk) to one of
   the client's own issues, or ``DeleteAttachment`` of the file the last pass
   attached to it (passes over the issues alternate), each at the version its
-  last reply gave; a deletion also removes the content (no other file has it).
+  last reply gave; a deletion also removes the content (no other file has it);
+* ``edit``: ``EditComment`` of a comment the client added to each of its
+  own issues before the clock starts (new text each time), at the version
+  its last reply gave.
 
 Each row prints the 1-minute load average and the CPU milliseconds each
 process (the Model measured, PostgreSQL: the postmaster and its backends)
@@ -61,6 +64,7 @@ SCENARIOS = {
     "get": "bench.model_change:model_get",
     "bget": "bench.model_change:model_batch_get",
     "attach": "bench.model_change:model_attach",
+    "edit": "bench.model_change:model_edit",
 }
 
 
@@ -175,6 +179,48 @@ async def model_attach(params: dict[str, Any]) -> tuple[Call, Close]:
         assert uploaded.attachment is not None
         versions[issue_id] = uploaded.issue.version
         attached[issue_id] = uploaded.attachment.id
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def model_edit(params: dict[str, Any]) -> tuple[Call, Close]:
+    """EditComment of a comment the client wrote on each of its own issues."""
+    channel, stub, caller = _stub(params)
+    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
+    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
+    versions: dict[int, int] = {}
+    comments: dict[int, int] = {}
+    for issue in read.issues:  # before the clock: a comment of the caller's own to edit
+        reply = await stub.change_issue(
+            v1.ChangeIssueRequest(
+                caller=caller,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                comment="bench comment to edit",
+            )
+        )
+        assert reply.issue is not None
+        assert reply.entry is not None
+        versions[issue.id], comments[issue.id] = reply.issue.version, reply.entry.version
+    cycle = itertools.cycle(sorted(versions))
+    counter = itertools.count()
+
+    async def call() -> None:
+        issue_id = next(cycle)
+        reply = await stub.edit_comment(
+            v1.EditCommentRequest(
+                caller=caller,
+                issue_id=issue_id,
+                expected_version=versions[issue_id],
+                entry_version=comments[issue_id],
+                comment=f"bench edit {next(counter)}",
+            )
+        )
+        assert reply.issue is not None
+        versions[issue_id] = reply.issue.version
 
     async def close() -> None:
         channel.close()
