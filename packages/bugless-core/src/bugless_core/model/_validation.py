@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import betterproto2
@@ -159,21 +159,88 @@ def _check_user_list(values: Iterable[str], path: str) -> None:
 
 
 def check_issue_fields(fields: v1.IssueFields, path: str, names: Iterable[str]) -> None:
-    """The named scalar fields hold acceptable values."""
+    """The named scalar fields hold acceptable values.
+
+    Each value is first tested by :data:`_FIELD_ACCEPTED` (a test that only
+    accepts what :func:`_check_issue_field` accepts, and builds no path); a
+    value it does not accept goes through the full check, which words the error.
+    """
     for name in names:
         value = getattr(fields, name)
-        where = f"{path}.{name}"
-        if name == "title":
-            check_text(value, where, limits.MAX_TITLE_LENGTH, required=True)
-        elif name in ENUM_FIELDS:
-            check_enum(value, where, allow_unspecified=name != "status")
-        elif name == "component_id":
-            check_id(value, where)
-        elif name in {"assignee", "verifier"}:
-            check_user_ref(value, where)
-        else:  # parent_id, duplicate_of_id
-            check_id(value, where, allow_zero=True)
+        if not _FIELD_ACCEPTED[name](value):
+            _check_issue_field(value, f"{path}.{name}", name)
 
+
+def _check_issue_field(value: Any, where: str, name: str) -> None:
+    """One scalar field of an IssueFields, checked and, if it must be, refused."""
+    if name == "title":
+        check_text(value, where, limits.MAX_TITLE_LENGTH, required=True)
+    elif name in ENUM_FIELDS:
+        check_enum(value, where, allow_unspecified=name != "status")
+    elif name == "component_id":
+        check_id(value, where)
+    elif name in {"assignee", "verifier"}:
+        check_user_ref(value, where)
+    else:  # parent_id, duplicate_of_id
+        check_id(value, where, allow_zero=True)
+
+
+def _title_accepted(value: object) -> bool:
+    return (
+        type(value) is str
+        and len(value) <= limits.MAX_TITLE_LENGTH
+        and "\x00" not in value
+        and bool(value.strip())
+    )
+
+
+def _user_ref_accepted(value: object) -> bool:
+    return (
+        type(value) is str
+        and len(value) <= limits.MAX_USER_REFERENCE_LENGTH
+        and "\x00" not in value
+        and (not value or value.split() == [value])
+    )
+
+
+def _id_accepted(value: object) -> bool:
+    return type(value) is int and ids.MIN_ID <= value <= ids.MAX_ID
+
+
+def _id_or_zero_accepted(value: object) -> bool:
+    return type(value) is int and (value == 0 or ids.MIN_ID <= value <= ids.MAX_ID)
+
+
+def _enum_accepted(members: type[enum.Enum], *, allow_unspecified: bool) -> Callable[[Any], bool]:
+    """Accepts the members of ``members`` (an IntEnum: compared as ints, no ``.value``)."""
+    known = _known_values(members) if allow_unspecified else _known_values(members) - {0}
+
+    def accepted(value: object) -> bool:
+        return type(value) is members and value in known
+
+    return accepted
+
+
+#: Per IssueFields field, a test that accepts a common good value without
+#: building its path; what it does not accept, :func:`_check_issue_field` decides.
+_FIELD_ACCEPTED: dict[str, Callable[[Any], bool]] = {
+    name: (
+        _title_accepted
+        if name == "title"
+        else _enum_accepted(ENUM_FIELDS[name], allow_unspecified=name != "status")
+        if name in ENUM_FIELDS
+        else _id_accepted
+        if name == "component_id"
+        else _user_ref_accepted
+        if name in {"assignee", "verifier"}
+        else _id_or_zero_accepted
+    )
+    for name in SCALAR_FIELDS
+}
+
+
+#: A create's status: any known one, UNSPECIFIED (the default) included.
+_status_accepted = _enum_accepted(v1.Status, allow_unspecified=True)
 
 #: The fields check_create_issue checks by name (status: UNSPECIFIED means the default).
 _CREATE_CHECKED_PATHS = ISSUE_MASK_PATHS - {"status"}
@@ -182,18 +249,33 @@ _CREATE_CHECKED_PATHS = ISSUE_MASK_PATHS - {"status"}
 def check_create_issue(request: v1.CreateIssueRequest) -> None:
     """CreateIssue: a title and a component at least, defaults for the rest."""
     require_caller(request.caller)
+    check_create_fields(request)
+
+
+def check_create_fields(request: v1.CreateIssueRequest) -> None:
+    """What :func:`check_create_issue` checks beyond the caller.
+
+    BatchCreateIssues checks its caller once and each item with this.
+    """
     # ``is None``, not ``or``: betterproto2's Message.__bool__ compares every
     # field with its default; an all-default IssueFields reads the same as a new one.
     fields = request.fields if request.fields is not None else v1.IssueFields()
     check_issue_fields(fields, "fields", _CREATE_CHECKED_PATHS)
-    check_enum(fields.status, "fields.status")
+    if not _status_accepted(fields.status):
+        check_enum(fields.status, "fields.status")
     check_text(request.description, "description", limits.MAX_DESCRIPTION_LENGTH)
-    _check_user_list(request.cc, "cc")
-    check_ids(request.hotlist_ids, "hotlist_ids", limits.MAX_LIST_DELTA)
-    check_ids(request.blocking_ids, "blocking_ids", limits.MAX_LIST_DELTA)
-    check_ids(request.blocked_by_ids, "blocked_by_ids", limits.MAX_LIST_DELTA)
+    # Empty lists pass these checks: most creates name no cc, hotlists or relations.
+    if request.cc:
+        _check_user_list(request.cc, "cc")
+    if request.hotlist_ids:
+        check_ids(request.hotlist_ids, "hotlist_ids", limits.MAX_LIST_DELTA)
+    if request.blocking_ids:
+        check_ids(request.blocking_ids, "blocking_ids", limits.MAX_LIST_DELTA)
+    if request.blocked_by_ids:
+        check_ids(request.blocked_by_ids, "blocked_by_ids", limits.MAX_LIST_DELTA)
     check_text(request.idempotency_key, "idempotency_key", limits.MAX_IDEMPOTENCY_KEY_LENGTH)
-    _check_custom_values(request.custom_fields, "custom_fields")
+    if request.custom_fields:
+        _check_custom_values(request.custom_fields, "custom_fields")
 
 
 def check_delta(delta: v1.IssueDelta | None, path: str) -> bool:

@@ -163,9 +163,9 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         results: list[v1.BatchCreateResult | None] = []
         valid: list[v1.CreateIssueRequest] = []
         for item in message.items:
-            item.caller = message.caller
+            item.caller = message.caller  # checked once, above
             try:
-                check.check_create_issue(item)
+                check.check_create_fields(item)
             except BuglessError as exc:
                 results.append(batch_create_failure(exc))
             else:
