@@ -18,7 +18,9 @@ many requests miss it at once (:mod:`bugless_web.single_flight`).
 Every unary call through :attr:`Backends.model` and :attr:`Backends.auth` is
 retried once when a replica going away made it fail and retrying is safe
 (:mod:`bugless_web.retries`), so a rolling restart of either service does not
-show people the 503 page.
+show people the 503 page. Each has ``call_timeout_seconds``; an upload
+(:meth:`Backends.upload_attachment`) is bounded by how it moves instead
+(:mod:`bugless_web.uploads`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import functools
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
@@ -47,6 +49,7 @@ from bugless_web.retries import (
 )
 from bugless_web.settings import WebSettings
 from bugless_web.single_flight import SingleFlight
+from bugless_web.uploads import upload_to_model
 
 #: Most validated tokens remembered at once (oldest forgotten first).
 TOKEN_CACHE_SIZE = 10_000
@@ -161,6 +164,12 @@ class Backends:
                 stub.metrics = metrics
         #: For the Watch stream, which lives as long as a page is open.
         self.model_stream = v1.ModelStub(self._model_channel)
+        #: For uploads (:meth:`upload_attachment`): their deadline is the whole
+        #: allowance, as the Model should know it; this replica watches progress.
+        self.model_uploads = v1.ModelStub(
+            self._model_channel,
+            timeout=settings.upload_timeout_seconds + settings.call_timeout_seconds,
+        )
         self._users = UserCache(ttl_seconds=settings.user_cache_seconds, clock=clock)
         self._tokens: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
         self._capabilities: tuple[float, frozenset[str]] | None = None
@@ -179,6 +188,18 @@ class Backends:
         self._tree_loads: SingleFlight[_PrincipalsKey, _ComponentTree] = SingleFlight()
         self._hotlist_loads: SingleFlight[_PrincipalsKey, tuple[v1.Hotlist, ...]] = SingleFlight()
         self._field_loads: SingleFlight[_FieldsKey, tuple[v1.CustomField, ...]] = SingleFlight()
+
+    async def upload_attachment(
+        self, messages: AsyncIterator[v1.UploadAttachmentRequest]
+    ) -> v1.UploadAttachmentResponse:
+        """Upload ``messages`` (the header, then the content) to the Model.
+
+        Bounded by ``upload_idle_seconds`` and ``upload_timeout_seconds``, not
+        by ``call_timeout_seconds`` (:func:`bugless_web.uploads.upload_to_model`,
+        which lists what it raises); sent once more if a draining Model
+        refused it.
+        """
+        return await upload_to_model(self.model_uploads, messages, self._settings)
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""

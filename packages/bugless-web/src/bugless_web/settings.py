@@ -119,7 +119,19 @@ class WebSettings:
             (:func:`bugless_core.ready_file.write_ready_file`); with port 0 this
             is how a supervisor learns the port the kernel chose.
         call_timeout_seconds: Deadline of each gRPC call to a backend; a page
-            never hangs on a backend that stopped answering.
+            never hangs on a backend that stopped answering. Not of an
+            upload, which lasts as long as the browser takes to send the file
+            (the two settings below), nor of a download.
+        upload_idle_seconds: An upload (the page's script or the no-script
+            form) fails once no bytes have moved for this long: the browser
+            sent nothing (408, naming the wait), or the Model took nothing
+            (503). However slow, an upload that keeps moving is not cut off
+            by this. After the last byte, the Model's answer has
+            ``call_timeout_seconds``.
+        upload_timeout_seconds: The most one upload may take in all, moving
+            or not (408 past it): a browser trickling a byte at a time
+            cannot hold a request forever. The default lets the largest file
+            the Model accepts by default (256 MiB) through at ~75 KB/s.
         session_max_age_seconds: Lifetime of the session cookie.
         page_size: Issues per list page.
         log: Log level and format.
@@ -241,7 +253,19 @@ class WebSettings:
         "tests that start the web tier with --port 0).",
     )
     call_timeout_seconds: float = setting(
-        10.0, cli=False, help="Deadline of each gRPC call to a backend."
+        10.0,
+        help="Deadline of each gRPC call to a backend (not of an upload: see "
+        "--upload-idle-seconds and --upload-timeout-seconds).",
+    )
+    upload_idle_seconds: float = setting(
+        60.0,
+        help="An upload fails once no bytes have moved (from the browser, or to the Model) "
+        "for this long; one that keeps moving is never cut off by it.",
+    )
+    upload_timeout_seconds: float = setting(
+        3600.0,
+        help="The most one upload may take in all, moving or not (the default passes the "
+        "default 256 MiB file limit at ~75 KB/s).",
     )
     session_max_age_seconds: int = setting(
         14 * 24 * 3600, cli=False, help="Lifetime of the session cookie."
@@ -284,6 +308,14 @@ class WebSettings:
         if self.user_cache_seconds < 0:
             msg = f"--user-cache-seconds {self.user_cache_seconds:g}: give 0 or more"
             raise ValueError(msg)
+        for flag, seconds in (
+            ("--call-timeout-seconds", self.call_timeout_seconds),
+            ("--upload-idle-seconds", self.upload_idle_seconds),
+            ("--upload-timeout-seconds", self.upload_timeout_seconds),
+        ):
+            if not seconds > 0:
+                msg = f"{flag} {seconds:g}: give a number of seconds above 0"
+                raise ValueError(msg)
         if self.export_row_cap < 1:
             msg = f"--export-row-cap {self.export_row_cap}: give 1 or more"
             raise ValueError(msg)

@@ -17,7 +17,9 @@ check (which would parse the whole body) leaves this route to do it
 as soon as it has seen too many bytes; the page then answers 413 naming the
 limit. The rest of the body is read and dropped first (up to
 :data:`DRAIN_BYTES`), so the browser shows the answer rather than a reset
-connection.
+connection. An upload has no fixed deadline but must keep moving
+(:mod:`bugless_web.uploads`): a browser that stops sending gets a 408 page,
+its body no longer read.
 """
 
 from __future__ import annotations
@@ -31,9 +33,7 @@ from litestar.params import FromPath
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
 from bugless_core.attachments import CHUNK_BYTES
-from bugless_core.clients import call
 from bugless_core.errors import BuglessError, InvalidArgument
-from bugless_core.failover import upload_again_if_refused
 from bugless_proto import v1
 from bugless_web.frontend import (
     CSRF_IN_STREAM,
@@ -45,6 +45,7 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
+from bugless_web.uploads import UploadStalled
 
 #: The form's file input.
 FILE_FIELD = "file"
@@ -129,7 +130,8 @@ async def attach_by_form(
     """Attach the form's file (no script needed); back to the issue, or an error page.
 
     Errors are pages with the error's status: 403 for a missing token, 413
-    naming the limit for a file too large, 400 for no file chosen.
+    naming the limit for a file too large, 400 for no file chosen, 408 when
+    the browser stopped sending.
     """
     viewer = await viewer_of(request)
     events = _events(request.stream(), _boundary(request))
@@ -152,14 +154,15 @@ async def attach_by_form(
             async for chunk in _file_chunks(events):
                 yield v1.UploadAttachmentRequest(chunk=chunk)
 
-        reply = await call(
-            upload_again_if_refused,
-            frontend_of(request).backends.model,
-            messages(),
-            v1.UploadAttachmentResponse,
-        )
-    finally:
+        reply = await frontend_of(request).backends.upload_attachment(messages())
+    except UploadStalled:
+        # The browser stopped sending: waiting for the rest would wait forever.
+        await events.aclose()
+        raise
+    except BaseException:
         await _drain(events)
+        raise
+    await _drain(events)
     attachment = reply.attachment or v1.Attachment()
     audit(viewer, "attach", f"issue {issue_id}", attachment_id=attachment.id)
     session_of(request).update(notice=f"Attached {attachment.name}.")

@@ -6,7 +6,8 @@ and forwarded to the Model as it arrives, and a download is forwarded from
 the Model to the browser the same way. A replica holds a chunk or two per
 transfer, never a file; an upload's first few MiB are kept until the Model
 reads them, to send again should a draining Model refuse it
-(:func:`bugless_core.failover.upload_again_if_refused`).
+(:func:`bugless_core.failover.upload_again_if_refused`). An upload has no
+fixed deadline but must keep moving (:mod:`bugless_web.uploads`).
 
 **Safe serving.** Nothing uploaded is ever served as a document of this
 origin that could run script:
@@ -42,10 +43,10 @@ from litestar.response import Redirect, Stream
 from bugless_core.attachments import CHUNK_BYTES, is_inline_type, normalise_type
 from bugless_core.clients import CURRENT_ASSERTION, call, call_errors
 from bugless_core.errors import BuglessError, InvalidArgument, NotFound
-from bugless_core.failover import upload_again_if_refused
 from bugless_proto import v1
 from bugless_web.display import attachment_url
 from bugless_web.frontend import audit, frontend_of, path_id, redirect, session_of, viewer_of
+from bugless_web.uploads import UploadStalled
 
 #: The download response's own policy: an opaque, script-less sandbox.
 DOWNLOAD_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
@@ -94,7 +95,8 @@ async def upload_attachment(
     """Attach the request body as a file (the page's script; the name in ``X-File-Name``).
 
     Answers JSON: 201 with the attachment, or the error's status (413 over
-    a size limit, naming it) with its message; nothing is kept on failure.
+    a size limit, naming it; 408 when the browser stopped sending, see
+    :mod:`bugless_web.uploads`) with its message; nothing is kept on failure.
     """
     issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
@@ -114,12 +116,11 @@ async def upload_attachment(
             yield v1.UploadAttachmentRequest(chunk=chunk)
 
     try:
-        reply = await call(
-            upload_again_if_refused,
-            frontend_of(request).backends.model,
-            messages(),
-            v1.UploadAttachmentResponse,
-        )
+        reply = await frontend_of(request).backends.upload_attachment(messages())
+    except UploadStalled as exc:
+        # The browser stopped sending: the rest of its body will not be read.
+        headers = {"connection": "close"}
+        return Response({"error": exc.message}, status_code=exc.http_status, headers=headers)
     except BuglessError as exc:
         return Response({"error": exc.message}, status_code=exc.http_status)
     attachment = reply.attachment or v1.Attachment()

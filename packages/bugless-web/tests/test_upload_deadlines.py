@@ -1,0 +1,148 @@
+"""An upload's deadline fits a transfer: moving, it outlasts the call timeout; stalled, it fails.
+
+A real ``bugless web serve`` on the session's Model, its
+call timeout made short (every other backend call must still answer within
+it) and its idle limit a little longer. A browser is played by httpx feeding
+the body slowly, and by a raw HTTP/1.1 connection that sends part of a body
+and then nothing, as a browser on a dropped link does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from browser_support import start_web_server
+from web_support import PASSWORD, World, create_issue, csrf_of
+
+from bugless_core.clients import call
+from bugless_dev.stack import RunningService
+from bugless_proto import v1
+
+#: Every backend call's deadline on this server (the pages and sign-in still fit in it).
+CALL_TIMEOUT = 2.0
+#: How long an upload may move no byte.
+IDLE = 3.0
+#: The slow upload: pieces, each after a pause well under IDLE, over more than
+#: CALL_TIMEOUT (and IDLE) in all.
+PIECES, PIECE, PAUSE = 16, 64 * 1024, 0.25
+#: What the stalled uploads declare; they send only STALLED_AFTER of it.
+DECLARED, STALLED_AFTER = 1024 * 1024, 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def web(world: World) -> Iterator[RunningService]:
+    env = {
+        "BUGLESS_WEB_CALL_TIMEOUT_SECONDS": str(CALL_TIMEOUT),
+        "BUGLESS_WEB_UPLOAD_IDLE_SECONDS": str(IDLE),
+    }
+    server = start_web_server(world.stack, extra_env=env)
+    try:
+        yield server
+    finally:
+        world.stack.stop_service(server)
+
+
+async def _signed_in(client: httpx.AsyncClient) -> str:
+    page = await client.get("/signin")
+    form = {"username": "bob", "password": PASSWORD, "_csrf": csrf_of(page.text), "next": "/"}
+    response = await client.post("/signin", data=form, follow_redirects=True)
+    assert response.status_code == 200, response.text
+    return csrf_of(response.text)
+
+
+async def _names(model: v1.ModelStub, world: World, issue: v1.Issue) -> list[str]:
+    listed = await call(
+        model.list_attachments,
+        v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue.id),
+    )
+    return [a.name for a in listed.attachments]
+
+
+async def test_an_upload_that_keeps_moving_outlasts_the_call_timeout(
+    web: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "A slow upload")
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for i in range(PIECES):
+            await asyncio.sleep(PAUSE)
+            yield bytes([i]) * PIECE
+
+    async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
+        csrf = await _signed_in(client)
+        started = time.monotonic()
+        response = await client.post(
+            f"/issues/{issue.id}/attachments",
+            content=slowly(),
+            headers={
+                "x-csrf-token": csrf,
+                "x-file-name": "slow.bin",
+                "content-length": str(PIECES * PIECE),
+            },
+        )
+        took = time.monotonic() - started
+    assert response.status_code == 201, response.text
+    assert response.json()["size"] == PIECES * PIECE
+    assert took > CALL_TIMEOUT  # by construction (the pauses): the case this is about
+    assert await _names(model, world, issue) == ["slow.bin"]
+
+
+async def _answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: str, body: bytes
+) -> bytes:
+    try:
+        writer.write(request.encode() + b"\r\n" + body)
+        await writer.drain()
+        # The server answers, then closes (Connection: close). The bound only
+        # keeps a server that never answers (the bug) from hanging the suite.
+        async with asyncio.timeout(120):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_a_stalled_upload_fails_with_a_clear_408_and_attaches_nothing(
+    web: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "A stalled upload")
+    async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
+        csrf = await _signed_in(client)
+        cookies = client.cookies
+    reader, writer = await asyncio.open_connection("127.0.0.1", web.port)
+    cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+    head = (
+        f"POST /issues/{issue.id}/attachments HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
+        f"Cookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nX-File-Name: stalled.bin\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {DECLARED}\r\n"
+        "Connection: close\r\n"
+    )
+    answer = await _answer(reader, writer, head, b"x" * STALLED_AFTER)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 408 "), answer[:500]
+    assert b'"error":"the upload stalled: nothing arrived for 3 s' in body, body
+
+    # The no-script form: an error page, not a traceback.
+    boundary = "bugless-stall"
+    form_head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="_csrf"\r\n\r\n{csrf}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        'filename="stalled-form.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", web.port)
+    head = (
+        f"POST /issues/{issue.id}/attachments/form HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
+        f"Cookie: {cookie}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(form_head) + DECLARED}\r\nConnection: close\r\n"
+    )
+    answer = await _answer(reader, writer, head, form_head + b"x" * STALLED_AFTER)
+    status, _, page = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 408 "), answer[:500]
+    assert b"text/html" in status.lower()
+    assert b"the upload stalled: nothing arrived for 3 s" in page
+    assert b"Traceback" not in page
+
+    assert await _names(model, world, issue) == []
