@@ -113,6 +113,15 @@ class FailingModel(v1.ModelBase):
         self._next("CreateIssue")
         return v1.Issue(id=1, title=message.fields.title if message.fields else "")
 
+    async def upload_attachment(
+        self, messages: AsyncIterator[v1.UploadAttachmentRequest]
+    ) -> v1.UploadAttachmentResponse:
+        self._next("UploadAttachment")  # a refusal comes before reading, as a draining Model's
+        size = 0
+        async for message in messages:
+            size += len(message.chunk or b"")
+        return v1.UploadAttachmentResponse(attachment=v1.Attachment(id=1, size=size))
+
 
 @pytest.fixture
 async def rig() -> AsyncIterator[tuple[FailingModel, Backends]]:
@@ -217,6 +226,38 @@ async def test_calls_and_retries_are_counted_with_the_code_the_page_saw(
     assert value("bugless_web_backend_retries_total", grpc_method="CreateIssue") is None
     assert value("grpc_client_handling_seconds_count", grpc_method="GetIssue") == 2
     stub.close()
+
+
+async def test_uploads_and_their_retries_are_counted_as_calls_are(
+    rig: tuple[FailingModel, Backends],
+) -> None:
+    """An upload refused while draining is sent again and counted once, with its retry."""
+    model, _ = rig
+    registry = CollectorRegistry()
+    backends = backends_with(model, WebMetrics.for_registry(registry))
+
+    async def upload() -> AsyncIterator[v1.UploadAttachmentRequest]:
+        yield v1.UploadAttachmentRequest(header=v1.UploadAttachmentHeader(issue_id=7, name="a"))
+        yield v1.UploadAttachmentRequest(chunk=b"x" * 1000)
+
+    model.failures = [DRAINING]
+    reply = await backends.upload_attachment(upload())
+    assert reply.attachment is not None
+    assert reply.attachment.size == 1000
+    model.failures = [GRPCError(Status.NOT_FOUND, "no issue 7")]
+    with pytest.raises(NotFound):
+        await backends.upload_attachment(upload())
+    assert model.calls["UploadAttachment"] == 3
+
+    def value(name: str, **labels: str) -> float | None:
+        labels = {"grpc_service": "bugless.v1.Model", "grpc_method": "UploadAttachment", **labels}
+        return registry.get_sample_value(name, labels)
+
+    assert value("grpc_client_handled_total", grpc_code="OK") == 1
+    assert value("grpc_client_handled_total", grpc_code="NOT_FOUND") == 1
+    assert value("bugless_web_backend_retries_total") == 1
+    assert value("grpc_client_handling_seconds_count") == 2
+    backends.close()
 
 
 def backends_with(model: FailingModel, metrics: WebMetrics) -> Backends:

@@ -1,6 +1,6 @@
 """An upload's deadline fits a transfer: moving, it outlasts the call timeout; stalled, it fails.
 
-A real ``bugless web serve`` on the session's Model, its
+A real ``bugless web serve`` (with ``/metrics``) on the session's Model, its
 call timeout made short (every other backend call must still answer within
 it) and its idle limit a little longer. A browser is played by httpx feeding
 the body slowly, and by a raw HTTP/1.1 connection that sends part of a body
@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from browser_support import start_web_server
+from prometheus_client.parser import text_string_to_metric_families
 from web_support import PASSWORD, World, create_issue, csrf_of
 
 from bugless_core.clients import call
@@ -36,6 +37,7 @@ DECLARED, STALLED_AFTER = 1024 * 1024, 64 * 1024
 @pytest.fixture(scope="module")
 def web(world: World) -> Iterator[RunningService]:
     env = {
+        "BUGLESS_WEB_METRICS_PORT": "0",
         "BUGLESS_WEB_CALL_TIMEOUT_SECONDS": str(CALL_TIMEOUT),
         "BUGLESS_WEB_UPLOAD_IDLE_SECONDS": str(IDLE),
     }
@@ -54,6 +56,19 @@ async def _signed_in(client: httpx.AsyncClient) -> str:
     return csrf_of(response.text)
 
 
+async def _uploads(web: RunningService, code: str) -> float:
+    """Uploads the server has finished with ``code``, from its ``/metrics``."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{web.metrics_port}/metrics", timeout=10)
+    labels = {"grpc_method": "UploadAttachment", "grpc_code": code}
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "grpc_client_handled_total" and labels.items() <= sample.labels.items()
+    )
+
+
 async def _names(model: v1.ModelStub, world: World, issue: v1.Issue) -> list[str]:
     listed = await call(
         model.list_attachments,
@@ -66,6 +81,7 @@ async def test_an_upload_that_keeps_moving_outlasts_the_call_timeout(
     web: RunningService, world: World, model: v1.ModelStub
 ) -> None:
     issue = await create_issue(model, world, "A slow upload")
+    before = await _uploads(web, "OK")
 
     async def slowly() -> AsyncIterator[bytes]:
         for i in range(PIECES):
@@ -89,6 +105,7 @@ async def test_an_upload_that_keeps_moving_outlasts_the_call_timeout(
     assert response.json()["size"] == PIECES * PIECE
     assert took > CALL_TIMEOUT  # by construction (the pauses): the case this is about
     assert await _names(model, world, issue) == ["slow.bin"]
+    assert await _uploads(web, "OK") == before + 1
 
 
 async def _answer(
@@ -109,6 +126,7 @@ async def test_a_stalled_upload_fails_with_a_clear_408_and_attaches_nothing(
     web: RunningService, world: World, model: v1.ModelStub
 ) -> None:
     issue = await create_issue(model, world, "A stalled upload")
+    before = await _uploads(web, "DEADLINE_EXCEEDED")
     async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
         csrf = await _signed_in(client)
         cookies = client.cookies
@@ -146,3 +164,4 @@ async def test_a_stalled_upload_fails_with_a_clear_408_and_attaches_nothing(
     assert b"Traceback" not in page
 
     assert await _names(model, world, issue) == []
+    assert await _uploads(web, "DEADLINE_EXCEEDED") == before + 2

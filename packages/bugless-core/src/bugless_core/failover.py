@@ -105,6 +105,7 @@ async def upload_again_if_refused(
     reply_type: type[T],
     *,
     route: str = MODEL_UPLOAD_ROUTE,
+    on_retry: Callable[[str], None] | None = None,
 ) -> T:
     """Upload ``messages`` (a ``reply_type`` answers) on ``stub``'s channel; again if refused.
 
@@ -127,9 +128,11 @@ async def upload_again_if_refused(
     not sent again: that error stands, as does any other error the server
     answers with, and the second attempt's.
 
-    Each attempt has the stub's timeout, deadline and metadata. The last
-    message carries the end of the stream rather than a separate end, so
-    ending a stream the server has already answered cannot hide its status.
+    ``on_retry(route)`` is called before the second attempt (a caller's
+    count of retries). Each attempt has the stub's timeout, deadline and
+    metadata. The last message carries the end of the stream rather than a
+    separate end, so ending a stream the server has already answered cannot
+    hide its status.
 
     Raises:
         GRPCError: The server's status (the second attempt's if there was one).
@@ -153,6 +156,8 @@ async def upload_again_if_refused(
         route,
         extra={"route": route, "resent_messages": len(again)},
     )
+    if on_retry is not None:
+        on_retry(route)
     await asyncio.sleep(random.uniform(*PAUSE_SECONDS))
     return await _upload(stub, route, _replayed(again, source), reply_type, _ignore)
 

@@ -138,9 +138,10 @@ class Backends:
     ) -> None:
         """Open channels to the services ``settings`` name; ``clock`` times the caches.
 
-        ``metrics`` counts every unary call (``--metrics-port``).
+        ``metrics`` counts every unary call and upload (``--metrics-port``).
         """
         self._settings = settings
+        self._metrics = metrics
         self._clock = clock
         warn_if_insecure("web", model=settings.model, auth=settings.auth)
         self._model_channel: Channel = settings.model.channel()
@@ -192,14 +193,14 @@ class Backends:
     async def upload_attachment(
         self, messages: AsyncIterator[v1.UploadAttachmentRequest]
     ) -> v1.UploadAttachmentResponse:
-        """Upload ``messages`` (the header, then the content) to the Model.
+        """Upload ``messages`` (the header, then the content) to the Model, counted.
 
         Bounded by ``upload_idle_seconds`` and ``upload_timeout_seconds``, not
         by ``call_timeout_seconds`` (:func:`bugless_web.uploads.upload_to_model`,
         which lists what it raises); sent once more if a draining Model
         refused it.
         """
-        return await upload_to_model(self.model_uploads, messages, self._settings)
+        return await upload_to_model(self.model_uploads, messages, self._settings, self._metrics)
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""

@@ -55,9 +55,13 @@ class WebMetrics:
         requests: Finished HTTP requests by method, route and status code.
         request_seconds: Time from the request to the end of its response.
         in_flight: Requests started and not finished (summed over workers).
-        calls: Finished unary calls to a backend, by method and final code.
+        calls: Finished calls to a backend, by method and final code: the
+            unary calls and the uploads (``UploadAttachment``, whose own
+            limits count as ``DEADLINE_EXCEEDED``: :mod:`bugless_web.uploads`).
+            The ``Watch`` stream and downloads are not counted.
         call_seconds: Time of each such call, its retry included.
-        retries: Calls tried a second time (a replica went away).
+        retries: Calls tried a second time (a replica went away; an upload
+            only when a draining Model refused it).
     """
 
     requests: Counter
@@ -96,13 +100,14 @@ class WebMetrics:
                 ),
                 calls=Counter(
                     "grpc_client_handled",
-                    "Unary gRPC calls the web tier made to a backend, by final status code.",
+                    "gRPC calls (unary, and uploads) the web tier made to a backend, by final "
+                    "status code.",
                     [*grpc_labels, "grpc_code"],
                     registry=registry,
                 ),
                 call_seconds=Histogram(
                     "grpc_client_handling_seconds",
-                    "Time of a unary gRPC call to a backend, its retry included.",
+                    "Time of a gRPC call (unary, or an upload) to a backend, its retry included.",
                     grpc_labels,
                     registry=registry,
                 ),
@@ -117,7 +122,7 @@ class WebMetrics:
         return metrics
 
     def call_finished(self, route: str, code: str, seconds: float) -> None:
-        """Count one unary call to ``route`` (``/pkg.Service/Method``) ending in ``code``."""
+        """Count one call to ``route`` (``/pkg.Service/Method``) ending in ``code``."""
         service, _, method = route[1:].rpartition("/")
         self.calls.labels(service, method, code).inc()
         self.call_seconds.labels(service, method).observe(seconds)

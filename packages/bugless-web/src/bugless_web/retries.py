@@ -28,16 +28,20 @@ The retry sits where every unary call of the web tier passes: the stubs'
 unary-call hook (:class:`bugless_proto.stubs.UnaryUnaryInterceptor`), so handlers
 keep calling ``bugless_core.clients.call(stub.method, request)`` and even
 calls made for the web by core helpers (``resolve_query``) are covered. The
-``Watch`` stream is not a unary call and is never retried here.
+``Watch`` stream is not a unary call and is never retried here; an upload is
+sent again only after a ``DRAINING`` refusal
+(:func:`bugless_core.failover.upload_again_if_refused`), and counted like the
+unary calls (:func:`counted_call`, from :mod:`bugless_web.uploads`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from grpclib.client import Channel
@@ -45,7 +49,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core.clients import channel_connection, forget_connection
-from bugless_core.errors import Unavailable, from_grpc_error
+from bugless_core.errors import BuglessError, Unavailable, from_grpc_error
 from bugless_proto import v1
 from bugless_proto.stubs import UnaryUnaryInterceptor
 
@@ -141,12 +145,28 @@ async def _counted(
     **options: Any,
 ) -> T:
     """:func:`send_with_retry`, with its outcome in ``metrics`` (the code a gRPC client sees)."""
-    started = time.perf_counter()
-    code = "OK"
-    try:
+    with counted_call(metrics, route):
         return await send_with_retry(
             channel, send, route, request, *args, on_retry=metrics.retried, **options
         )
+
+
+@contextlib.contextmanager
+def counted_call(metrics: WebMetrics, route: str) -> Iterator[None]:
+    """Count and time the call to ``route`` made inside the block, by the code it ended with.
+
+    The code is the one a gRPC client sees: the server's status, or
+    ``DEADLINE_EXCEEDED`` for a deadline that passed, ``UNAVAILABLE`` for a
+    connection that failed, ``CANCELLED`` for a request abandoned. A
+    :class:`~bugless_core.errors.BuglessError` raised inside (a limit of the
+    web's own, such as an upload's) counts as its ``grpc_status``. Every call
+    of the web tier is counted here: unary calls (:class:`RetryingCalls`) and
+    uploads (:mod:`bugless_web.uploads`).
+    """
+    started = time.perf_counter()
+    code = "OK"
+    try:
+        yield
     except GRPCError as exc:
         code = exc.status.name
         raise
@@ -158,6 +178,9 @@ async def _counted(
         raise
     except asyncio.CancelledError:
         code = Status.CANCELLED.name
+        raise
+    except BuglessError as exc:
+        code = exc.grpc_status.name
         raise
     except Exception:
         code = Status.UNKNOWN.name

@@ -1,4 +1,4 @@
-"""An upload to the Model: a deadline that fits a transfer.
+"""An upload to the Model: a deadline that fits a transfer, its retry, its count.
 
 Every other backend call of the web has ``call_timeout_seconds`` (10 s): a
 page never waits longer for a backend that stopped answering. An upload
@@ -23,12 +23,15 @@ whole allowance (total and answer), a bound it enforces too should this
 replica stop watching.
 
 An upload refused by a draining Model is sent once more
-(:func:`bugless_core.failover.upload_again_if_refused`).
+(:func:`bugless_core.failover.upload_again_if_refused`), and it is counted in
+the web's metrics as every unary call is (:func:`bugless_web.retries.counted_call`):
+by final code (``DEADLINE_EXCEEDED`` for the limits above), with its retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, ClassVar
 
@@ -36,10 +39,12 @@ from grpclib.const import Status
 
 from bugless_core.clients import call_errors
 from bugless_core.errors import BuglessError, Unavailable
-from bugless_core.failover import upload_again_if_refused
+from bugless_core.failover import MODEL_UPLOAD_ROUTE, upload_again_if_refused
 from bugless_proto import v1
+from bugless_web.retries import counted_call
 
 if TYPE_CHECKING:
+    from bugless_web.metrics import WebMetrics
     from bugless_web.settings import WebSettings
 
 
@@ -129,6 +134,7 @@ async def upload_to_model(
     stub: v1.ModelStub,
     messages: AsyncIterator[v1.UploadAttachmentRequest],
     settings: WebSettings,
+    metrics: WebMetrics | None,
 ) -> v1.UploadAttachmentResponse:
     """Send an upload's ``messages`` (the header first) to the Model, bounded as the module says.
 
@@ -143,13 +149,23 @@ async def upload_to_model(
             not be reached.
         BuglessError: The Model's refusal (too large, not found ...).
     """
+    counted = (
+        counted_call(metrics, MODEL_UPLOAD_ROUTE)
+        if metrics is not None
+        else contextlib.nullcontext()
+    )
+    on_retry = metrics.retried if metrics is not None else None
     with call_errors("the model service is unreachable"):
         try:
-            async with asyncio.timeout(None) as timer:
-                progress = _Progress(settings, timer)
-                return await upload_again_if_refused(
-                    stub, progress.watched(messages), v1.UploadAttachmentResponse
-                )
+            with counted:
+                async with asyncio.timeout(None) as timer:
+                    progress = _Progress(settings, timer)
+                    return await upload_again_if_refused(
+                        stub,
+                        progress.watched(messages),
+                        v1.UploadAttachmentResponse,
+                        on_retry=on_retry,
+                    )
         except TimeoutError as exc:
             if not timer.expired():
                 raise  # the gRPC deadline (the Model's bound): unreachable, as any call
