@@ -63,6 +63,19 @@ FETCH_ISSUES = _FETCH_ISSUES.format(
     columns=ISSUE_COLUMNS,
     where="i.id = ANY ($1::bigint[])",
 )
+
+
+def fetch_issue_with(columns: str) -> str:
+    """:data:`FETCH_ISSUE` (one id, ``$1``) that also reads ``columns`` (``", expr AS name"``)."""
+    return _FETCH_ISSUES.format(
+        has_children=HAS_CHILDREN,
+        has_duplicates=HAS_DUPLICATES,
+        names=CUSTOM_FIELD_NAMES,
+        columns=ISSUE_COLUMNS + columns,
+        where="i.id = $1::bigint",
+    )
+
+
 #: Most ids :func:`fetch_issues_in_slots` takes; more go to :data:`FETCH_ISSUES`.
 ID_SLOTS = (8, 16, 32, 64, 128)
 

@@ -1,0 +1,165 @@
+"""ChangeIssue in one statement: read without locks, then write once if nothing moved.
+
+The common change (fields of the issue's own row and a comment: no
+relations, hotlists, custom values, move, title or @mentions) reads the
+issue unlocked (:data:`FETCH_FOR_CHANGE`), plans, and writes the row, its
+entry and the change feed's row in one statement (:data:`CHANGE_IN_ONE`),
+atomic by itself on READ COMMITTED, so no BEGIN/COMMIT: two statements
+where the locked path takes five.
+
+The statement writes only if the row is still the row version read: the
+same ``version`` (else the caller's version is stale) and the same ``xmin``
+(a star changes the row without a new version, and the reply's ``starred``
+and ``star_count`` came from the read). A writer holding the row's lock
+makes the statement wait; when it commits, PostgreSQL re-checks the
+condition on the row it left, which a writer that changed the row fails.
+Then nothing is written and :func:`change` answers ``None``: the backend
+runs the locked path (:func:`_issues.change_issue`), which decides as
+before, a stale version's ABORTED included.
+"""
+
+from __future__ import annotations
+
+from bugless_core.errors import InvalidArgument, IssueVersionConflict, PermissionDenied
+from bugless_core.mentions import mentioned_usernames
+from bugless_model_postgres import _custom_values, _issues
+from bugless_model_postgres import _queries as q
+from bugless_model_postgres._context import ROLE_NAMES, WriteContext, as_dict, issue_not_found
+from bugless_model_postgres._convert import caller_role, changes_to_json, entry_from_row
+from bugless_model_postgres._dialect import Dialect
+from bugless_model_postgres._issue_plan import DeltaPlan, plan_delta
+from bugless_proto import v1
+
+#: :data:`q.FETCH_ISSUE` without locks for a change written in one statement
+#: (:data:`CHANGE_IN_ONE`), with what that statement checks the row against
+#: (``row_xmin``: the row version read, as text) and every hotlist holding
+#: the issue (``hotlist_ids``, as :data:`q.LOCK_AND_FETCH_ISSUE`).
+FETCH_FOR_CHANGE = q.fetch_issue_with(
+    ", i.xmin::text AS row_xmin"
+    ", ARRAY(SELECT a.hotlist_id FROM hotlist_items a WHERE a.issue_id = i.id) AS hotlist_ids"
+)
+
+#: The issue's columns as :data:`q.UPDATE_ISSUE` returns them, by name.
+ISSUE_COLUMN_NAMES = tuple(c.strip().removeprefix("i.") for c in q.ISSUE_COLUMNS.split(","))
+
+#: A change of issue $1 touching no other row (no relations, hotlists,
+#: custom values, mentions or title) in one statement, atomic without
+#: BEGIN/COMMIT on READ COMMITTED: :data:`q.UPDATE_ISSUE` (``$1``-``$19``) only
+#: if the row is still the version ``$20`` and the very row version read
+#: (``xmin`` ``$21``, from :data:`FETCH_FOR_CHANGE`: a star changes the row
+#: without a new version, and the reply was planned from the row read),
+#: its entry (author ``$22``, changes ``$23``) and the change feed's row
+#: with its NOTIFY on channel ``$24``, last, as in :data:`q.ENTRY_AND_FEED`.
+#: Returns the entry's columns, ``feed_position`` and the issue's columns
+#: prefixed ``written_``; no row: nothing was written (the row moved on).
+CHANGE_IN_ONE = (
+    "WITH upd AS (\n"
+    + q.UPDATE_ISSUE.replace(
+        " WHERE i.id = $1\n",
+        " WHERE i.id = $1 AND i.version = $20::bigint AND i.xmin = $21::text::xid\n",
+        1,
+    ).strip()
+    + """
+), entry AS (
+    INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
+                               caused_by_issue_id)
+    SELECT upd.id, upd.version, $22, $16, $18, $23::jsonb, 0 FROM upd
+    RETURNING *
+), head AS (
+    UPDATE change_feed_state SET position = position + 1
+     WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
+    RETURNING position
+), appended AS (
+    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
+    SELECT position, $16, $22, ARRAY[$1::bigint], ARRAY[$20::bigint + 1], '{}'::bigint[]
+      FROM head
+    RETURNING position
+)
+SELECT entry.*, appended.position AS feed_position, pg_notify($24, appended.position::text), """
+    + ", ".join(f"upd.{n} AS written_{n}" for n in ISSUE_COLUMN_NAMES)
+    + "\n  FROM entry CROSS JOIN appended CROSS JOIN upd\n"
+)
+assert "i.xmin = $21" in CHANGE_IN_ONE, "UPDATE_ISSUE's WHERE changed"
+
+#: Fields a change in one statement may set (planned from the row alone).
+_OWN_FIELDS = frozenset({"status", "priority", "severity", "type", "assignee", "verifier"})
+
+
+def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
+    """Whether ``request`` may be written by :func:`change` (decided before any read).
+
+    Only where one statement is atomic by itself and writes the feed row
+    with NOTIFY (PostgreSQL on READ COMMITTED), and only for a change whose
+    plan reads and writes no other row: no relation, hotlist, custom value,
+    move, parent, duplicate or title (its mentions), and a comment that
+    mentions nobody.
+    """
+    if not (dialect.statement_snapshots and dialect.change_feed and dialect.notify is not None):
+        return False
+    delta = request.delta
+    if delta is not None:
+        if (
+            delta.hotlist_add
+            or delta.hotlist_remove
+            or delta.blocking_add
+            or delta.blocking_remove
+            or delta.blocked_by_add
+            or delta.blocked_by_remove
+            or delta.custom_fields_set
+        ):
+            return False
+        paths = delta.update_mask.paths if delta.update_mask else []
+        if not _OWN_FIELDS.issuperset(paths):
+            return False
+    return not mentioned_usernames(request.comment)
+
+
+async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.Changed | None:
+    """The change written in one statement, or ``None``: nothing written, take the locked path.
+
+    Refusals read from the committed row (not found, permission, a stale
+    version, an empty change) are the locked path's: versions only grow,
+    so a version read stale is stale under the lock too.
+    """
+    issue_id, caller = request.issue_id, ctx.caller
+    row = await ctx.conn.fetchrow(FETCH_FOR_CHANGE, issue_id, caller.admin, caller.user_id)
+    role = caller_role(caller, row["effective_acl"]) if row is not None else None
+    if row is None or role is None:
+        raise issue_not_found(issue_id)
+    if role < v1.Role.EDITOR:
+        raise PermissionDenied(
+            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
+            f"to change issue {issue_id}",
+            metadata={"issue_id": str(issue_id)},
+        )
+    if row["version"] != request.expected_version:
+        raise IssueVersionConflict(issue_id, request.expected_version, row["version"])
+    plan = DeltaPlan(as_dict(row))
+    await plan_delta(ctx, plan, request.delta or v1.IssueDelta(), {issue_id}, creating=False)
+    custom = _custom_values.load_values(row["custom_fields"])
+    new, comment = plan.new, request.comment
+    if custom and new["status"] != plan.old["status"]:
+        return None  # the values' search rows carry the status: the locked path writes them
+    if not plan.changes and not comment.strip():
+        raise InvalidArgument(
+            "delta: the change is empty: every field already has the given value; "
+            "change a field or add a comment",
+            metadata={"field": "delta"},
+        )
+    done = await ctx.conn.fetchrow(
+        CHANGE_IN_ONE,
+        issue_id, new["title"], new["status"], new["priority"], new["severity"], new["type"],
+        new["component_id"], new["assignee"], new["verifier"], new["cc"],
+        new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
+        new["closed_at"], ctx.now, 1 if comment else 0, comment,
+        _custom_values.dump_values(custom), request.expected_version, row["row_xmin"],
+        caller.user_id, changes_to_json(plan.changes), ctx.channel,
+    )  # fmt: skip
+    if done is None:
+        return None
+    ctx.feed_position = int(done["feed_position"])
+    ctx.written.append((issue_id, int(done["version"])))
+    ctx.know_entry(done)
+    written = {name: done[f"written_{name}"] for name in ISSUE_COLUMN_NAMES}
+    issue = await _issues.changed_issue(ctx, row, written, custom=custom)
+    return _issues.Changed(issue, entry_from_row(done))

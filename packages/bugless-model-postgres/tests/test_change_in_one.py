@@ -1,0 +1,259 @@
+"""ChangeIssue as a read and one statement, against writers racing it on the real database.
+
+A change of the issue's own fields and a comment reads the issue without
+locks and writes the row, its entry and the change feed's row in one
+statement, which writes only while the row is the row version read. A
+writer holding the row makes it wait; the tests hold one on a connection of
+their own (a star, which changes the row but not its version; a change,
+which bumps the version; a bare row lock, which changes nothing), let the
+change queue behind it (seen in ``pg_stat_activity``), commit, and check
+the answer against reads. No timing: the tests wait for the state they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import asyncpg
+import pytest
+from test_write_round_trips import ADMIN, ALICE, _Sent, _valued_issue
+
+from bugless_core.errors import IssueVersionConflict
+from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import PostgresBackend, _follow
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+BOB = v1.Caller(user_id="bob", groups=["eng"])
+
+
+def _priority(
+    issue: v1.Issue, priority: v1.Priority, comment: str = "a comment", caller: v1.Caller = ALICE
+) -> v1.ChangeIssueRequest:
+    return v1.ChangeIssueRequest(
+        caller=caller,
+        issue_id=issue.id,
+        expected_version=issue.version,
+        delta=v1.IssueDelta(
+            fields=v1.IssueFields(priority=priority), update_mask=FieldMask(["priority"])
+        ),
+        comment=comment,
+    )
+
+
+async def _reads(backend: PostgresBackend, issue_id: int) -> tuple[v1.Issue, v1.HistoryEntry]:
+    issue = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue_id))
+    history = await backend.list_history(v1.ListHistoryRequest(caller=ALICE, issue_id=issue_id))
+    entry = history.entries[-1]
+    entry.edited_in_version = 0
+    return issue, entry
+
+
+async def _feed_head(backend: PostgresBackend) -> int:
+    head = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
+    return head.head_position
+
+
+async def test_a_change_of_own_fields_is_a_read_and_one_statement(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """2 statements (was 5: BEGIN, lock and read, update, entry and feed, COMMIT)."""
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    head = await _feed_head(backend)
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        changed = await backend.change_issue(_priority(issue, v1.Priority.P1))
+        statements = sent.take()
+    assert len(statements) == 2
+    assert not any(s in {"BEGIN;", "COMMIT;"} for s in statements)
+    assert (changed.issue, changed.entry) == await _reads(backend, issue.id)
+    feed = await backend.read_feed(
+        v1.ReadFeedRequest(caller=ADMIN, after_position=head, max_changes=10)
+    )
+    assert changed.issue is not None
+    assert [[(e.issue_id, e.version) for e in c.entries] for c in feed.changes] == [
+        [(issue.id, changed.issue.version)]
+    ]
+    # Closing an issue holding custom values rewrites their search rows: the locked path.
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        closed = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=changed.issue.version,
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(status=v1.Status.FIXED), update_mask=FieldMask(["status"])
+                ),
+            )
+        )
+        assert "BEGIN;" in sent.take()
+    assert (closed.issue, closed.entry) == await _reads(backend, issue.id)
+
+
+class _Holder:
+    """A transaction on a connection of its own, holding issue rows while a call queues."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self._settings = settings
+
+    async def __aenter__(self) -> _Holder:
+        server = {"search_path": f'"{self._settings.schema}"'}
+        url = self._settings.database_url
+        self.conn = await asyncpg.connect(url, server_settings=server)
+        self._watcher = await asyncpg.connect(url, server_settings=server)
+        self._transaction = self.conn.transaction()
+        await self._transaction.start()
+        return self
+
+    async def queued(self, call: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Start ``call`` and return once it waits for a lock this transaction holds."""
+        started = asyncio.ensure_future(call)
+        waiting = 0
+        while not waiting and not started.done():
+            await asyncio.sleep(0.01)
+            waiting = await self._watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        assert waiting, "the call did not wait for the held lock"
+        return started
+
+    async def commit(self) -> None:
+        await self._transaction.commit()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.conn.close()
+        await self._watcher.close()
+
+
+async def test_a_change_queued_behind_a_star_answers_with_the_star(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """The star changes the row, not its version: the read is stale, so the locked path answers."""
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    async with _Holder(model_settings) as holder:
+        await holder.conn.execute(_follow.ADD_STAR, issue.id, ALICE.user_id, issue.created_at)
+        change = await holder.queued(backend.change_issue(_priority(issue, v1.Priority.P1)))
+        await holder.commit()
+        changed = await change
+    assert changed.issue is not None
+    assert changed.issue.starred
+    assert changed.issue.star_count == issue.star_count + 1
+    assert changed.issue.version == issue.version + 1
+    assert (changed.issue, changed.entry) == await _reads(backend, issue.id)
+
+
+async def test_a_change_queued_behind_a_bare_row_lock_still_writes_in_one_statement(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        async with _Holder(model_settings) as holder:
+            await holder.conn.execute("SELECT id FROM issues WHERE id = $1 FOR UPDATE", issue.id)
+            change = await holder.queued(backend.change_issue(_priority(issue, v1.Priority.P1)))
+            await holder.commit()
+            changed = await change
+        assert len(sent.take()) == 2
+    assert (changed.issue, changed.entry) == await _reads(backend, issue.id)
+
+
+async def test_a_change_queued_behind_a_new_version_is_aborted_and_writes_nothing(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    head = await _feed_head(backend)
+    async with _Holder(model_settings) as holder:
+        await holder.conn.execute(
+            "UPDATE issues SET version = version + 1, priority = 1 WHERE id = $1", issue.id
+        )
+        await holder.conn.execute(
+            "INSERT INTO issue_history (issue_id, version, author, created_at, comment) "
+            "VALUES ($1, $2, 'bob', now(), 'first')",
+            issue.id,
+            issue.version + 1,
+        )
+        change = await holder.queued(backend.change_issue(_priority(issue, v1.Priority.P2)))
+        await holder.commit()
+        with pytest.raises(IssueVersionConflict) as raised:
+            await change
+    assert raised.value.grpc_status.name == "ABORTED"
+    read, entry = await _reads(backend, issue.id)
+    assert read.version == issue.version + 1
+    assert read.priority == v1.Priority.P0
+    assert (entry.version, entry.comment) == (issue.version + 1, "first")
+    assert await _feed_head(backend) == head
+
+
+async def test_concurrent_changes_at_one_version_write_once(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """Eight changes race at one version: one writes (entry, feed row), seven are ABORTED."""
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    head = await _feed_head(backend)
+    callers = [v1.Caller(user_id=f"racer{n}", groups=["eng"]) for n in range(8)]
+    priorities = [v1.Priority.P1, v1.Priority.P2, v1.Priority.P3, v1.Priority.P4] * 2
+    results = await asyncio.gather(
+        *(
+            backend.change_issue(_priority(issue, p, f"from {c.user_id}", caller=c))
+            for c, p in zip(callers, priorities, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    won = [r for r in results if isinstance(r, v1.ChangeIssueResponse)]
+    lost = [r for r in results if not isinstance(r, v1.ChangeIssueResponse)]
+    assert len(won) == 1
+    assert all(isinstance(r, IssueVersionConflict) for r in lost), lost
+    assert (won[0].issue, won[0].entry) == await _reads(backend, issue.id)
+    history = await backend.list_history(v1.ListHistoryRequest(caller=ALICE, issue_id=issue.id))
+    assert [e.version for e in history.entries] == list(range(1, issue.version + 2))
+    assert await _feed_head(backend) == head + 1
+
+
+async def test_changes_racing_stars_answer_what_reads_return(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """Changes chained at their replies' versions while another caller stars and unstars.
+
+    Every reply equals an admin's read taken while no star runs: the last
+    change's reply is compared after the stars have stopped; every reply's
+    star count is one the star calls left (0 or 1).
+    """
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    stop = asyncio.Event()
+
+    async def stars() -> int:
+        done = 0
+        while not stop.is_set():
+            for starred in (True, False):
+                await backend.star_issue(
+                    v1.StarIssueRequest(caller=BOB, issue_id=issue.id, starred=starred)
+                )
+                done += 1
+        return done
+
+    starring = asyncio.ensure_future(stars())
+    current, replies = issue, []
+    for n in range(40):
+        reply = await backend.change_issue(
+            _priority(current, [v1.Priority.P1, v1.Priority.P2][n % 2], f"change {n}")
+        )
+        assert reply.issue is not None
+        replies.append(reply)
+        current = reply.issue
+    stop.set()
+    assert await starring > 0
+    assert {r.issue.star_count for r in replies if r.issue} <= {0, 1}
+    await backend.star_issue(v1.StarIssueRequest(caller=BOB, issue_id=issue.id, starred=False))
+    last = await backend.change_issue(_priority(current, v1.Priority.P3, "last"))
+    assert (last.issue, last.entry) == await _reads(backend, issue.id)
+    history = await backend.list_history(v1.ListHistoryRequest(caller=ALICE, issue_id=issue.id))
+    assert [e.comment for e in history.entries[-41:]] == [f"change {n}" for n in range(40)] + [
+        "last"
+    ]
