@@ -15,11 +15,12 @@ import pytest
 from grpclib.client import UnaryUnaryMethod
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
+from grpclib.metadata import encode_timeout
 from hpack import Decoder
 
 from bugless_core._compat.grpclib import server_listener
 from bugless_core.grpc import CorkedChannel, CorkedServer
-from bugless_core.grpc._deadlines import SteadyDeadline
+from bugless_core.grpc._deadlines import SteadyDeadline, step_of
 from bugless_testing.codecs import RawCodec
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -142,13 +143,32 @@ async def test_a_steady_deadline_still_ends_the_call(
         assert ended.value.status is Status.DEADLINE_EXCEEDED
 
 
-@pytest.mark.parametrize("timeout", [0.003, 0.05, 0.5, 1.5, 10.0, 60.0, 3600.0])
+@pytest.mark.parametrize("timeout", [0.003, 0.05, 0.5, 1.5, 9.99, 10.0, 60.0, 3600.0])
 def test_a_steady_deadline_is_never_longer_than_its_timeout(timeout: float) -> None:
     """The time left is the timeout's or less, in steps of at most a hundredth of it."""
-    step = 10 ** math.floor(math.log10(timeout / 100))
+    step = step_of(timeout)
+    assert timeout / 250 < step <= timeout / 100
     left = SteadyDeadline.from_timeout(timeout).time_remaining()
-    assert left <= timeout
+    assert timeout - 2 * step <= left <= timeout
     assert math.isclose(left / step, round(left / step), abs_tol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "step", "sent"),
+    [(10.0, 0.1, "9900m"), (10.001, 0.1, "9900m"), (10.05, 0.1, "9900m"),
+     (9.99, 0.05, "9900m"), (9.995, 0.05, "9900m"), (2.0, 0.02, "1980m"), (30.0, 0.2, "29S")],
+)  # fmt: skip
+def test_the_time_left_is_one_step_short_of_a_timeout_cut_to_whole_steps(
+    timeout: float, step: float, sent: str
+) -> None:
+    """Whatever the timeout's digits, a request sent within a step sends one value.
+
+    Rounding only the time left, 10.001 s sent ``10000m`` within 1 ms of the
+    deadline being set and ``9900m`` after; and 9.99 s got a power-of-ten
+    step of 10 ms, the window a busy loop had to send the request in.
+    """
+    assert math.isclose(step_of(timeout), step)
+    assert encode_timeout(SteadyDeadline.from_timeout(timeout).time_remaining()) == sent
 
 
 @pytest.mark.parametrize("timeout", [0.0, -1.0, math.inf])
