@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from api_support import UPB_REFUSES, Bots, ConnectAs, api_settings, signed_in
@@ -270,6 +270,71 @@ async def test_a_callers_batch_in_flight_holds_up_only_that_callers_reads(
         assert model.callers == [slow.user_id, other.user_id, slow.user_id]
         assert model.sizes == [1, 1, 5]
         await reader.close()
+    finally:
+        channel.close()
+        auth_channel.close()
+
+
+class _HeldNames:
+    """The real Authenticator, whose GetUsers calls wait while ``release`` is clear."""
+
+    def __init__(self, stub: v1.AuthenticatorStub) -> None:
+        self.stub = stub
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stub, name)
+
+    async def get_users(self, request: v1.GetUsersRequest, **kwargs: Any) -> v1.UsersResponse:
+        self.asked.set()
+        await self.release.wait()
+        return await self.stub.get_users(request, **kwargs)
+
+
+async def test_reads_the_user_cache_can_name_do_not_wait_for_the_authenticator(
+    bots: Bots, connect_as: ConnectAs
+) -> None:
+    """In a batch, only the read whose issue names someone uncached waits for GetUsers."""
+    robot, _boss = await signed_in(connect_as, "robot", "boss")
+    me = await robot.whoami()
+    assert me.user is not None
+    component = await robot.create_component(f"Named-{secrets.token_hex(3)}")
+    known = await robot.create_issue("names only the robot", component.id)
+    other = await robot.create_issue("names the boss too", component.id, assignee="boss")
+    caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
+    channel = bots.stack.model.channel()
+    auth_channel = bots.stack.auth.channel()
+    try:
+        model = _CountingModel(bots.stack.acting_model(v1.ModelStub(channel)))
+        names = _HeldNames(v1.AuthenticatorStub(auth_channel))
+        users = UserDirectory(
+            cast("v1.AuthenticatorStub", names), timeout_seconds=30, cache_seconds=600
+        )
+        names.release.set()
+        assert await users.usernames_by_id([me.user.user_id]) == {me.user.user_id: "robot"}
+        names.release.clear()
+        names.asked.clear()
+        reader = IssueReader(model.batch_get, users)
+        first = asyncio.ensure_future(reader.get(caller, known.id))
+        second = asyncio.ensure_future(reader.get(caller, other.id))
+        await asyncio.wait_for(names.asked.wait(), timeout=60)  # the boss is asked for
+        seen = await asyncio.wait_for(first, timeout=60)
+        assert (seen.id, seen.reporter, seen.assignee) == (known.id, "robot", "")
+        assert not second.done()
+        names.release.set()
+        named = await second
+        assert (named.id, named.reporter, named.assignee) == (other.id, "robot", "boss")
+        assert model.sizes == [2]
+        # The same answers as a reader whose user cache knew everyone.
+        again = IssueReader(model.batch_get, users)
+        both = await asyncio.gather(again.get(caller, known.id), again.get(caller, other.id))
+        assert [i.SerializeToString() for i in both] == [
+            seen.SerializeToString(),
+            named.SerializeToString(),
+        ]
+        await reader.close()
+        await again.close()
     finally:
         channel.close()
         auth_channel.close()

@@ -17,6 +17,10 @@ rule for both, so it lives here once:
   multiplying: each batch is a Model call (and often an Authenticator call)
   whose per-call cost in both processes is most of what a read costs
   (bench/JOURNAL.md, "API, session 8").
+* A batch holds its caller's slot until each of its calls is answered.
+  Answers that need nothing from the Authenticator need not wait for it:
+  the reader answers the issues whose people the user cache knows while a
+  ``GetUsers`` for the others is out (bench/JOURNAL.md, "Session 12").
 * A batch cancelled while answered (the server is closing) cancels every
   waiter still pending, so none hangs.
 """
@@ -81,8 +85,15 @@ class PerCallerBatcher(ABC, Generic[B]):
         """Every future a call of ``batch`` awaits."""
 
     @abstractmethod
-    async def _resolve(self, batch: B) -> None:
-        """Send ``batch`` and settle its waiters (each with its result or error)."""
+    async def _send(self, batch: B) -> Any:
+        """The Model's reply to ``batch``."""
+
+    @abstractmethod
+    async def _settle(self, batch: B, reply: Any) -> None:
+        """Name the people of ``reply`` and settle each waiter with its result or error.
+
+        An exception fails every waiter not settled yet the same way.
+        """
 
     def _batch_for(self, caller: v1.Caller) -> tuple[_CallerKey, B]:
         """The open batch of ``caller`` (opened if there is none) and the caller's key."""
@@ -131,7 +142,9 @@ class PerCallerBatcher(ABC, Generic[B]):
 
     async def _answer(self, batch: B) -> None:
         try:
-            await self._resolve(batch)
+            await self._settle(batch, await self._send(batch))
+        except Exception as exc:  # every call of the batch not answered fails the same way
+            self._fail_all(batch, exc)
         finally:
             # Cancelled (the server is closing): no waiter may hang on it.
             for future in self._waiters(batch):

@@ -23,6 +23,9 @@ What a caller sees does not change:
 * While ``max_in_flight`` batches of the caller are being answered, its new
   calls wait for the next free slot and gather into larger batches; when the
   caller has none in flight a call is sent on the next loop turn.
+* The names come from the same look-up either way: when the user cache
+  lacks someone, only the calls whose issue names them wait for the
+  ``GetUsers``; the others are answered from the cache first.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 
 from bugless_api._batching import PerCallerBatcher
 from bugless_api._users import UserDirectory
-from bugless_api._wire_issues import BATCH_GET_ISSUES, as_sent
+from bugless_api._wire_issues import Slot, as_sent, issue_slots, put_names
 from bugless_core import limits
 from bugless_core.errors import NotFound
 from bugless_proto import v1
@@ -105,27 +108,61 @@ class IssueReader(PerCallerBatcher[_Batch]):
         for futures in batch.waiters.values():
             yield from futures
 
-    async def _resolve(self, batch: _Batch) -> None:
-        try:
-            reply = await self._batch_get(
-                v1.BatchGetIssuesRequest(caller=batch.caller, issue_ids=list(batch.waiters))
-            )
-            await BATCH_GET_ISSUES.rename(reply, self._users)  # every issue's people at once
-        except Exception as exc:  # every call of the batch fails the same way
-            self._fail_all(batch, exc)
-            return
-        found = {issue.id: as_sent(v1.Issue, issue) for issue in reply.issues}
-        for issue_id, futures in batch.waiters.items():
-            issue = found.get(issue_id)
-            for future in futures:
-                if future.done():  # the caller went away
-                    continue
-                if issue is None:
-                    future.set_exception(
-                        NotFound(
-                            f"issue {issue_id} not found",
-                            metadata={"issue_id": str(issue_id)},
-                        )
-                    )
-                else:
-                    future.set_result(issue)
+    async def _send(self, batch: _Batch) -> Any:
+        return await self._batch_get(
+            v1.BatchGetIssuesRequest(caller=batch.caller, issue_ids=list(batch.waiters))
+        )
+
+    async def _settle(self, batch: _Batch, reply: Any) -> None:
+        """Name every issue's people at once; answer what the user cache can name first.
+
+        When the cache lacks someone, the ``GetUsers`` for them is awaited
+        only by the calls whose issue names them: the other issues take their
+        names from the cache and are answered before it is sent.
+        """
+        named: list[tuple[Any, list[Slot]]] = []
+        for issue in reply.issues:
+            slots: list[Slot] = []
+            issue_slots(issue, slots)
+            named.append((issue, slots))
+        answered: set[int] = set()
+        asked = False
+
+        async def asking(missing: list[str]) -> None:
+            nonlocal asked
+            if asked:  # a later GetUsers of several (a batch naming very many people)
+                return
+            asked = True
+            absent = set(missing)
+            ready = [(i, s) for i, s in named if not any(u in absent for _, _, u in s)]
+            if not ready:
+                return
+            # Fresh in the cache a moment ago: answered without the Authenticator.
+            names = await self._users.usernames_by_id({u for _, s in ready for _, _, u in s})
+            for issue, slots in ready:
+                put_names(slots, names)
+                self._answer_issue(batch, issue.id, as_sent(v1.Issue, issue))
+                answered.add(issue.id)
+
+        wanted = {user_id for _, slots in named for _, _, user_id in slots}
+        names = await self._users.usernames_by_id(wanted, asking=asking) if wanted else {}
+        for issue, slots in named:
+            if issue.id not in answered:
+                put_names(slots, names)
+                self._answer_issue(batch, issue.id, as_sent(v1.Issue, issue))
+                answered.add(issue.id)
+        for issue_id in batch.waiters:
+            if issue_id not in answered:
+                self._answer_issue(batch, issue_id, None)
+
+    def _answer_issue(self, batch: _Batch, issue_id: int, issue: v1.Issue | None) -> None:
+        """Every call of ``batch`` for ``issue_id``: the issue, or NOT_FOUND when None."""
+        for future in batch.waiters.get(issue_id, ()):
+            if future.done():  # the caller went away
+                continue
+            if issue is None:
+                future.set_exception(
+                    NotFound(f"issue {issue_id} not found", metadata={"issue_id": str(issue_id)})
+                )
+            else:
+                future.set_result(issue)

@@ -105,16 +105,14 @@ class IssueCreator(PerCallerBatcher[_Batch]):
     def _waiters(self, batch: _Batch) -> Iterable[asyncio.Future[v1.Issue]]:
         return batch.waiters
 
-    async def _resolve(self, batch: _Batch) -> None:
-        try:
-            reply = await self._batch_create(
-                v1.BatchCreateIssuesRequest(caller=batch.caller, items=batch.items)
-            )
-            await BATCH_CREATE_ISSUES.rename(reply, self._users)  # every new issue's people
-            results = reply.results
-        except Exception as exc:  # every call of the batch fails the same way
-            self._fail_all(batch, exc)
-            return
+    async def _send(self, batch: _Batch) -> Any:
+        return await self._batch_create(
+            v1.BatchCreateIssuesRequest(caller=batch.caller, items=batch.items)
+        )
+
+    async def _settle(self, batch: _Batch, reply: Any) -> None:
+        await BATCH_CREATE_ISSUES.rename(reply, self._users)  # every new issue's people
+        results = reply.results
         for future, result in zip(batch.waiters, results, strict=False):
             if future.done():  # the caller went away
                 continue

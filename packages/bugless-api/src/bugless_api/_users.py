@@ -20,7 +20,7 @@ messages, both read them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, MutableSequence
+from collections.abc import Awaitable, Callable, Iterable, MutableSequence
 from dataclasses import dataclass
 
 from bugless_core.errors import InvalidArgument
@@ -273,9 +273,28 @@ class UserDirectory:
         """
         return await self._cache.by_name(usernames, self._lookup)
 
-    async def usernames_by_id(self, user_ids: Iterable[str]) -> dict[str, str]:
-        """Usernames of the given ids; unknown ids absent."""
-        users = await self._cache.by_id(user_ids, self._get)
+    async def usernames_by_id(
+        self,
+        user_ids: Iterable[str],
+        *,
+        asking: Callable[[list[str]], Awaitable[None]] | None = None,
+    ) -> dict[str, str]:
+        """Usernames of the given ids; unknown ids absent.
+
+        ``asking`` is awaited with the ids the cache lacks before each
+        ``GetUsers`` asks for them: the caller can use what the cache has
+        meanwhile (:class:`bugless_api._coalesce.IssueReader` answers the
+        issues that name nobody else).
+        """
+        fetch = self._get
+        if asking is not None:
+            get = fetch
+
+            async def fetch(user_ids: list[str]) -> list[v1.User]:
+                await asking(user_ids)
+                return await get(user_ids)
+
+        users = await self._cache.by_id(user_ids, fetch)
         return {user_id: user.username for user_id, user in users.items()}
 
     async def to_ids(self, refs: UserRefs) -> None:

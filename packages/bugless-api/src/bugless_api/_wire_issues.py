@@ -17,9 +17,10 @@ a betterproto2 round trip would send.
   would) and renamed by the same walkers, so it is answered as before.
 * :data:`BATCH_GET_ISSUES`, :data:`BATCH_CREATE_ISSUES` also fetch the
   coalesced GetIssue's and CreateIssue's batches (``_coalesce``,
-  ``_coalesce_create``), which rename each batch at once
-  (:meth:`NamedReply.rename`) and answer each call with its issue
-  (:func:`as_sent`).
+  ``_coalesce_create``), which name each batch's people with one look-up
+  (the creator through :meth:`NamedReply.rename`, the reader issue by issue
+  with :func:`issue_slots` and :func:`put_names`) and answer each call with
+  its issue (:func:`as_sent`).
 
 Which fields hold people is read from the ``*_PEOPLE``/``*_PERSON`` tuples of
 :mod:`bugless_api._users`, which :class:`~bugless_api._users.UserRefs` reads
