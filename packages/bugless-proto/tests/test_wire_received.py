@@ -111,3 +111,17 @@ def _has_map(descriptor: Descriptor, seen: set[str]) -> bool:
 def test_a_query_holds_no_map_whose_entries_upb_could_write_in_either_order() -> None:
     """The Model's page key relies on it: a map's entries may be written in any order."""
     assert not _has_map(wire.upb_class(v1.StructuredQuery).DESCRIPTOR, set())
+
+
+def test_a_class_not_read_by_upb_decodes_as_before_without_a_form() -> None:
+    """A class with its own wire form (an encoded reply's) decodes as its plan says, keeps none."""
+    page = v1.SearchIssuesResponse(issues=[v1.Issue(id=3, title="kept")], total_count=1)
+    own = type(wire.encoded(v1.SearchIssuesResponse, bytes(page)))
+    plan = wire.plan(own)
+    assert not plan.fast
+    message, upb = plan.decode_kept(bytes(page))
+    assert upb is None
+    assert message == page
+    decoded = wire_received.decode(own, bytes(page))
+    assert decoded == page
+    assert wire_received.received_form(decoded) is None

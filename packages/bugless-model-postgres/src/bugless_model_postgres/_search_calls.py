@@ -58,7 +58,7 @@ def _query_bytes(request: v1.SearchIssuesRequest, query: v1.StructuredQuery) -> 
     """``wire.encode(query)``: from the request's received upb form when it has one.
 
     Written by upb from the message it read (~1 µs) instead of converted
-    back from betterproto2 first (4-23 µs a page on the benchmark's
+    back from betterproto2 first (3-15 µs a page on the benchmark's
     queries). The same bytes: upb writes a query it read as it writes the
     decoded query converted back (no unknown fields: such a request has no
     received form; no map fields, whose entries upb may order either way:

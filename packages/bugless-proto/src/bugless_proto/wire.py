@@ -173,7 +173,7 @@ class WirePlan:
     decode: Callable[[bytes], betterproto2.Message] = field(repr=False)
     #: ``decode``, also returning the upb message it read (None when it
     #: went through betterproto2): for a server that keys on a received
-    #: message's wire form (``bugless_core.grpc.received_form``).
+    #: message's wire form (:mod:`bugless_proto.wire_received`).
     decode_kept: Callable[[bytes], tuple[betterproto2.Message, UpbMessage | None]] = field(
         repr=False
     )
