@@ -29,7 +29,7 @@ from bugless_core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from bugless_model_postgres import _custom_values, _issues, _mentions
+from bugless_model_postgres import _custom_values, _entries, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
 from bugless_model_postgres._convert import Conn, Row, caller_role, entry_from_row, one_row
@@ -304,9 +304,9 @@ async def record_upload(
     file = (name, ref.size, content_type, header.content_type, bytes.fromhex(ref.sha256))
     issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
     row: Row
-    if _issues.entry_takes_feed(ctx):  # the file, its entry and the feed row at once
-        values = _issues.last_entry_values(ctx, issue_id, version, comment, [])
-        entry_row = await _issues.entry_and_feed(ctx, UPLOAD_AND_FEED, values, *file)
+    if _entries.entry_takes_feed(ctx):  # the file, its entry and the feed row at once
+        values = _entries.last_entry_values(ctx, issue_id, version, comment, [])
+        entry_row = await _entries.entry_and_feed(ctx, UPLOAD_AND_FEED, values, *file)
         ctx.written.append((issue_id, version))
         row = dict(zip(_FILE_COLUMNS, file, strict=True))
         row.update(
@@ -318,7 +318,7 @@ async def record_upload(
         row = one_row(await ctx.conn.fetchrow(
             INSERT, issue_id, version, *file, ctx.caller.user_id, ctx.now
         ))  # fmt: skip
-        entry_row = await _issues.insert_last_entry(ctx, issue_id, version, comment, [])
+        entry_row = await _entries.insert_last_entry(ctx, issue_id, version, comment, [])
     entry = entry_from_row(entry_row)
     entry.attachments = [attachment_from_row(row)]
     ctx.know_entry(entry_row, (row,))
@@ -368,7 +368,7 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     version = int(written["version"])
     issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
     entry = entry_from_row(
-        await _issues.insert_last_entry(
+        await _entries.insert_last_entry(
             ctx, issue_id, version, "", [], deleted_attachment_id=request.attachment_id
         )
     )

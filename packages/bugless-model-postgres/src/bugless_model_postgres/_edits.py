@@ -28,7 +28,7 @@ from bugless_core.errors import (
     PermissionDenied,
 )
 from bugless_core.mentions import mentioned_usernames
-from bugless_model_postgres import _custom_values, _issues, _mentions
+from bugless_model_postgres import _custom_values, _entries, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
 from bugless_model_postgres._convert import caller_role, entry_from_row, one_row
@@ -189,7 +189,7 @@ async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> _is
         raise RuntimeError(msg)
     await _keep_mentions(ctx, issue_id, loaded["title"], entry, request.comment)
     issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
-    marked = await _issues.insert_last_entry(
+    marked = await _entries.insert_last_entry(
         ctx, issue_id, version, request.comment, [], edits_version=number
     )
     return _issues.Changed(issue, entry_from_row(marked))
@@ -243,7 +243,7 @@ async def redact(
     version = int(written["version"])
     issue = await _changed_issue(ctx, row, written)  # before the feed's lock
     redaction = (int(target), original, request.attachment_id)
-    marked = await _issues.insert_last_entry(ctx, issue_id, version, "", [], redaction=redaction)
+    marked = await _entries.insert_last_entry(ctx, issue_id, version, "", [], redaction=redaction)
     return _issues.Changed(issue, entry_from_row(marked)), sha256
 
 
