@@ -10,6 +10,7 @@ import pytest
 
 from bugless_core.search import (
     And,
+    CustomFieldTerm,
     DateValue,
     Field,
     FieldTerm,
@@ -61,6 +62,25 @@ def test_phrases_are_escaped_so_they_read_back() -> None:
     query = Query(TextTerm('a "b" \\ c', phrase=True))
     assert format_query(query) == r'"a \"b\" \\ c"'
     assert parse_query(format_query(query)) == query
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "text"),
+    [
+        (Operator.LT, "=", 'customfield7<"="'),
+        (Operator.LT, "=x", 'customfield7<"=x"'),
+        (Operator.GT, "==", 'customfield7>"=="'),
+        (Operator.LE, "=x", "customfield7<==x"),
+        (Operator.LT, "x=", "customfield7<x="),
+    ],
+)
+def test_a_custom_value_that_would_join_the_operator_is_quoted(
+    op: Operator, value: str, text: str
+) -> None:
+    # Unquoted, "<=x" reads back as "at most x" (hypothesis found "<==").
+    query = Query(CustomFieldTerm(op, (value,), 7))
+    assert format_query(query) == text
+    assert parse_query(text) == query
 
 
 def test_built_trees_print_with_needed_parentheses() -> None:

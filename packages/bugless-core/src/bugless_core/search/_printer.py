@@ -130,13 +130,23 @@ def _custom_name(term: CustomFieldTerm) -> str:
     return f"{CUSTOM_FIELD_PREFIX}{term.field_id}" if term.field_id else _quote(term.name)
 
 
+def _needs_quotes(op: Operator, value: str) -> bool:
+    """Whether a custom field's one value must be quoted to parse back as itself.
+
+    Besides what cannot be bare at all, a value starting with ``=`` after
+    ``<`` or ``>`` would be read as part of the operator (``<=x`` is "at most
+    x", not "less than =x").
+    """
+    return not is_bare_value(value) or (op in (Operator.LT, Operator.GT) and value.startswith("="))
+
+
 def _format_custom(term: CustomFieldTerm) -> str:
     name = _custom_name(term)
     if term.op is Operator.ANY:
         return f"{name}:any"
     if term.op is Operator.NONE:
         return f"{name}:none"
-    if len(term.values) == 1 and not is_bare_value(term.values[0]):
+    if len(term.values) == 1 and _needs_quotes(term.op, term.values[0]):
         values = _quote(term.values[0])
     else:
         values = ",".join(term.values)
