@@ -27,11 +27,7 @@ from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._convert import Conn
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._paging import page_of
-from bugless_proto import v1, wire, wire_received
-
-# A request the gRPC codec decodes keeps its upb form: its query's bytes key
-# the page's plan and fingerprint (:func:`_query_bytes`).
-wire_received.keep_received(v1.SearchIssuesRequest)
+from bugless_proto import v1, wire
 
 
 def _reported_total(carried: CarriedTotal | None, counted: int | None, cap: int) -> CarriedTotal:
@@ -52,23 +48,6 @@ def _caller(request: v1.SearchIssuesRequest) -> v1.Caller:
     an empty caller reads the same as a new one.
     """
     return request.caller if request.caller is not None else v1.Caller()
-
-
-def _query_bytes(request: v1.SearchIssuesRequest, query: v1.StructuredQuery) -> bytes:
-    """``wire.encode(query)``: from the request's received upb form when it has one.
-
-    Written by upb from the message it read (~1 µs) instead of converted
-    back from betterproto2 first (3-15 µs a page on the benchmark's
-    queries). The same bytes: upb writes a query it read as it writes the
-    decoded query converted back (no unknown fields: such a request has no
-    received form; no map fields, whose entries upb may order either way:
-    bugless-proto's ``test_wire_received`` checks the query has none).
-    """
-    upb = wire_received.received_form(request)
-    if upb is None:
-        return wire.encode(query)
-    data: bytes = upb.query.SerializeToString()
-    return data
 
 
 class _StaleCatalog(Exception):
@@ -241,7 +220,7 @@ class SearchCalls(BackendCalls):
         query = request.query if request.query is not None else v1.StructuredQuery()
         size, token = page_of(request.page)
         plans = self._search_plans()
-        encoded = _query_bytes(request, query)
+        encoded = wire.encode(query)
         fingerprint = plans.fingerprint(encoded, caller)
         position, carried = self._tokens.decode_page(token, fingerprint) if token else (None, None)
         cap = self.settings.search_count_cap

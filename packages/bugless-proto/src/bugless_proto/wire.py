@@ -171,12 +171,6 @@ class WirePlan:
     reason: str | None
     encode: Callable[[betterproto2.Message], bytes] = field(repr=False)
     decode: Callable[[bytes], betterproto2.Message] = field(repr=False)
-    #: ``decode``, also returning the upb message it read (None when it
-    #: went through betterproto2): for a server that keys on a received
-    #: message's wire form (:mod:`bugless_proto.wire_received`).
-    decode_kept: Callable[[bytes], tuple[betterproto2.Message, UpbMessage | None]] = field(
-        repr=False
-    )
     fallbacks: int = 0
 
 
@@ -532,19 +526,7 @@ class _Registry:
                 return parse(data)
             return message
 
-        read_upb = upb_class.FromString
-        from_upb = self.namespace[f"_d{number}"]
-
-        def decode_kept(data: bytes) -> tuple[betterproto2.Message, UpbMessage | None]:
-            try:
-                upb = read_upb(data)
-                message: betterproto2.Message = from_upb(upb)
-            except (_Fallback, DecodeError):
-                made.fallbacks += 1
-                return parse(data), None
-            return message, upb
-
-        made = WirePlan(cls, upb_class, True, None, encode, decode, decode_kept)
+        made = WirePlan(cls, upb_class, True, None, encode, decode)
         return made
 
     @staticmethod
@@ -556,23 +538,18 @@ class _Registry:
         def encode(message: betterproto2.Message) -> bytes:
             return serialize(message)
 
-        decode = message_class.FromString
         return WirePlan(
             message_class,
             None,
             False,
             "defines its own wire form",
             encode,
-            decode,
-            lambda data: (decode(data), None),
+            message_class.FromString,
         )
 
     @staticmethod
     def _betterproto_only(message_class: type[betterproto2.Message], reason: str) -> WirePlan:
-        parse = message_class.parse
-        return WirePlan(
-            message_class, None, False, reason, bytes, parse, lambda data: (parse(data), None)
-        )
+        return WirePlan(message_class, None, False, reason, bytes, message_class.parse)
 
 
 _REGISTRY = _Registry()

@@ -12,9 +12,7 @@ Messages that are not betterproto2's (grpclib's health and reflection
 services use ``google.protobuf`` classes) are upb messages already and go as
 grpclib would send them. A betterproto2 class that defines its own
 ``SerializeToString`` keeps it (the Authenticator's pre-encoded
-``UsersResponse``); see :mod:`bugless_proto.wire`. A class a server keys
-on the wire form of (:func:`bugless_proto.wire_received.keep_received`) is
-decoded keeping the upb message it was read from.
+``UsersResponse``); see :mod:`bugless_proto.wire`.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from typing import Any
 import betterproto2
 from grpclib.encoding.base import CodecBase
 
-from bugless_proto import wire, wire_received
+from bugless_proto import wire
 
 
 class UpbCodec(CodecBase):
@@ -57,9 +55,7 @@ class UpbCodec(CodecBase):
         return encoder(message)
 
     def decode(self, data: bytes, message_type: Any) -> Any:
-        """A ``message_type`` read from ``data`` (its upb form kept, for a kept class)."""
-        if message_type in wire_received.KEPT:
-            return wire_received.decode(message_type, data)
+        """A ``message_type`` read from ``data``."""
         decoder = self._decoders.get(message_type)
         if decoder is None:
             decoder = self._decoders[message_type] = _decoder(message_type)
