@@ -21,8 +21,10 @@ import pytest
 from test_write_round_trips import ADMIN, ALICE, _Sent, _valued_issue
 
 from bugless_core.errors import IssueVersionConflict
+from bugless_core.mentions import mentioned_usernames
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend, _follow
+from bugless_model_postgres import _mentions as _mentions_module
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -90,6 +92,58 @@ async def test_a_change_of_own_fields_is_a_read_and_one_statement(
         )
         assert "BEGIN;" in sent.take()
     assert (closed.issue, closed.entry) == await _reads(backend, issue.id)
+
+
+async def _mentions(backend: PostgresBackend, issue_id: int) -> list[str]:
+    """The stored mentions, checked against what a resync computes from the texts."""
+    async with backend._pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT username FROM issue_mentions WHERE issue_id = $1 ORDER BY 1", issue_id
+        )
+        texts = await conn.fetch(_mentions_module._TEXTS, issue_id)
+    names = [r["username"] for r in rows]
+    assert names == sorted(mentioned_usernames(*(t["body"] for t in texts)))
+    return names
+
+
+async def test_a_comment_mentioning_someone_and_a_new_title_are_one_statement_too(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Mentions that can only be added go in the statement; a title dropping one resyncs."""
+    backend = bugless_model_backend
+    issue, _ = await _valued_issue(backend)
+    async with _Sent(backend, model_settings.pool_max_size) as sent:
+        changed = await backend.change_issue(_priority(issue, v1.Priority.P1, "over to @carol"))
+        assert len(sent.take()) == 2
+        assert changed.issue is not None
+        titled = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=changed.issue.version,
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(title="for @dave"), update_mask=FieldMask(["title"])
+                ),
+                comment="cc @erin",
+            )
+        )
+        assert len(sent.take()) == 2
+        assert (titled.issue, titled.entry) == await _reads(backend, issue.id)
+        assert await _mentions(backend, issue.id) == ["carol", "dave", "erin"]
+        assert titled.issue is not None
+        retitled = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=titled.issue.version,
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(title="quiet"), update_mask=FieldMask(["title"])
+                ),
+            )
+        )
+        assert "BEGIN;" in sent.take()  # dave may go: the locked path, which resyncs
+    assert (retitled.issue, retitled.entry) == await _reads(backend, issue.id)
+    assert await _mentions(backend, issue.id) == ["carol", "erin"]
 
 
 class _Holder:
@@ -177,7 +231,9 @@ async def test_a_change_queued_behind_a_new_version_is_aborted_and_writes_nothin
             issue.id,
             issue.version + 1,
         )
-        change = await holder.queued(backend.change_issue(_priority(issue, v1.Priority.P2)))
+        change = await holder.queued(
+            backend.change_issue(_priority(issue, v1.Priority.P2, "over to @zed"))
+        )
         await holder.commit()
         with pytest.raises(IssueVersionConflict) as raised:
             await change
@@ -187,6 +243,7 @@ async def test_a_change_queued_behind_a_new_version_is_aborted_and_writes_nothin
     assert read.priority == v1.Priority.P0
     assert (entry.version, entry.comment) == (issue.version + 1, "first")
     assert await _feed_head(backend) == head
+    assert "zed" not in await _mentions(backend, issue.id)  # written only with the row
 
 
 async def test_concurrent_changes_at_one_version_write_once(

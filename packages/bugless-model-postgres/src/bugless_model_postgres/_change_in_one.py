@@ -1,7 +1,7 @@
 """ChangeIssue in one statement: read without locks, then write once if nothing moved.
 
 The common change (fields of the issue's own row and a comment: no
-relations, hotlists, custom values, move, title or @mentions) reads the
+relations, hotlists, custom values or move) reads the
 issue unlocked (:data:`FETCH_FOR_CHANGE`), plans, and writes the row, its
 entry and the change feed's row in one statement (:data:`CHANGE_IN_ONE`),
 atomic by itself on READ COMMITTED, so no BEGIN/COMMIT: two statements
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bugless_core.errors import InvalidArgument, IssueVersionConflict, PermissionDenied
 from bugless_core.mentions import mentioned_usernames
-from bugless_model_postgres import _custom_values, _issues
+from bugless_model_postgres import _custom_values, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, as_dict, issue_not_found
 from bugless_model_postgres._convert import caller_role, changes_to_json, entry_from_row
@@ -42,8 +42,8 @@ FETCH_FOR_CHANGE = q.fetch_issue_with(
 #: The issue's columns as :data:`q.UPDATE_ISSUE` returns them, by name.
 ISSUE_COLUMN_NAMES = tuple(c.strip().removeprefix("i.") for c in q.ISSUE_COLUMNS.split(","))
 
-#: A change of issue $1 touching no other row (no relations, hotlists,
-#: custom values, mentions or title) in one statement, atomic without
+#: A change of issue $1 touching no other row (no relations, hotlists or
+#: custom values; mentions: :data:`CHANGE_IN_ONE_MENTIONING`) in one statement, atomic without
 #: BEGIN/COMMIT on READ COMMITTED: :data:`q.UPDATE_ISSUE` (``$1``-``$19``) only
 #: if the row is still the version ``$20`` and the very row version read
 #: (``xmin`` ``$21``, from :data:`FETCH_FOR_CHANGE`: a star changes the row
@@ -80,9 +80,22 @@ SELECT entry.*, appended.position AS feed_position, pg_notify($24, appended.posi
     + "\n  FROM entry CROSS JOIN appended CROSS JOIN upd\n"
 )
 assert "i.xmin = $21" in CHANGE_IN_ONE, "UPDATE_ISSUE's WHERE changed"
+#: :data:`CHANGE_IN_ONE` that also records usernames ``$25`` as mentioned in
+#: the issue (its comment's, a new title's), only if the row was written.
+CHANGE_IN_ONE_MENTIONING = CHANGE_IN_ONE.replace(
+    "\n), entry AS (",
+    """
+), mentioned AS (
+    INSERT INTO issue_mentions (issue_id, username)
+    SELECT $1, n FROM unnest($25::text[]) AS n WHERE EXISTS (SELECT 1 FROM upd)
+    ON CONFLICT DO NOTHING
+), entry AS (""",
+    1,
+)
+assert "mentioned AS" in CHANGE_IN_ONE_MENTIONING, "CHANGE_IN_ONE's CTEs changed"
 
 #: Fields a change in one statement may set (planned from the row alone).
-_OWN_FIELDS = frozenset({"status", "priority", "severity", "type", "assignee", "verifier"})
+_OWN_FIELDS = frozenset({"title", "status", "priority", "severity", "type", "assignee", "verifier"})
 
 
 def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
@@ -90,9 +103,8 @@ def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
 
     Only where one statement is atomic by itself and writes the feed row
     with NOTIFY (PostgreSQL on READ COMMITTED), and only for a change whose
-    plan reads and writes no other row: no relation, hotlist, custom value,
-    move, parent, duplicate or title (its mentions), and a comment that
-    mentions nobody.
+    plan reads and writes no other row but the mentions it adds: no
+    relation, hotlist, custom value, move, parent or duplicate.
     """
     if not (dialect.statement_snapshots and dialect.change_feed and dialect.notify is not None):
         return False
@@ -111,7 +123,7 @@ def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
         paths = delta.update_mask.paths if delta.update_mask else []
         if not _OWN_FIELDS.issuperset(paths):
             return False
-    return not mentioned_usernames(request.comment)
+    return True
 
 
 async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.Changed | None:
@@ -146,14 +158,21 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
             "change a field or add a comment",
             metadata={"field": "delta"},
         )
+    texts = [comment]
+    if new["title"] != plan.old["title"]:
+        if not _mentions.title_change_only_adds(plan.old["title"], new["title"], comment):
+            return None  # a mention only the old title made may go: the locked path resyncs
+        texts.append(new["title"])
+    names = mentioned_usernames(*texts)
     done = await ctx.conn.fetchrow(
-        CHANGE_IN_ONE,
+        CHANGE_IN_ONE_MENTIONING if names else CHANGE_IN_ONE,
         issue_id, new["title"], new["status"], new["priority"], new["severity"], new["type"],
         new["component_id"], new["assignee"], new["verifier"], new["cc"],
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
         new["closed_at"], ctx.now, 1 if comment else 0, comment,
         _custom_values.dump_values(custom), request.expected_version, row["row_xmin"],
         caller.user_id, changes_to_json(plan.changes), ctx.channel,
+        *([names] if names else []),
     )  # fmt: skip
     if done is None:
         return None
