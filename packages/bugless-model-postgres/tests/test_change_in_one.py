@@ -78,7 +78,14 @@ async def test_a_change_of_own_fields_is_a_read_and_one_statement(
     assert [[(e.issue_id, e.version) for e in c.entries] for c in feed.changes] == [
         [(issue.id, changed.issue.version)]
     ]
-    # Closing an issue holding custom values rewrites their search rows: the locked path.
+    # Closing an issue holding custom values gives their search rows the status, in it too.
+    async with backend._pool.acquire() as conn:
+        before = await conn.fetch(
+            "SELECT field_id, value, number, component_id, status FROM issue_custom_values "
+            "WHERE issue_id = $1",
+            issue.id,
+        )
+    assert [r["status"] for r in before] == [int(v1.Status.NEW)]
     async with _Sent(backend, model_settings.pool_max_size) as sent:
         closed = await backend.change_issue(
             v1.ChangeIssueRequest(
@@ -90,8 +97,15 @@ async def test_a_change_of_own_fields_is_a_read_and_one_statement(
                 ),
             )
         )
-        assert "BEGIN;" in sent.take()
+        assert len(sent.take()) == 2
     assert (closed.issue, closed.entry) == await _reads(backend, issue.id)
+    async with backend._pool.acquire() as conn:
+        after = await conn.fetch(
+            "SELECT field_id, value, number, component_id, status FROM issue_custom_values "
+            "WHERE issue_id = $1",
+            issue.id,
+        )
+    assert [dict(r) for r in after] == [{**dict(r), "status": int(v1.Status.FIXED)} for r in before]
 
 
 async def _mentions(backend: PostgresBackend, issue_id: int) -> list[str]:
@@ -231,19 +245,31 @@ async def test_a_change_queued_behind_a_new_version_is_aborted_and_writes_nothin
             issue.id,
             issue.version + 1,
         )
-        change = await holder.queued(
-            backend.change_issue(_priority(issue, v1.Priority.P2, "over to @zed"))
+        closing = v1.ChangeIssueRequest(
+            caller=ALICE,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(status=v1.Status.FIXED), update_mask=FieldMask(["status"])
+            ),
+            comment="over to @zed",
         )
+        change = await holder.queued(backend.change_issue(closing))
         await holder.commit()
         with pytest.raises(IssueVersionConflict) as raised:
             await change
     assert raised.value.grpc_status.name == "ABORTED"
     read, entry = await _reads(backend, issue.id)
     assert read.version == issue.version + 1
-    assert read.priority == v1.Priority.P0
+    assert (read.priority, read.status) == (v1.Priority.P0, v1.Status.NEW)
     assert (entry.version, entry.comment) == (issue.version + 1, "first")
     assert await _feed_head(backend) == head
     assert "zed" not in await _mentions(backend, issue.id)  # written only with the row
+    async with backend._pool.acquire() as conn:
+        statuses = await conn.fetch(
+            "SELECT status FROM issue_custom_values WHERE issue_id = $1", issue.id
+        )
+    assert [r["status"] for r in statuses] == [int(v1.Status.NEW)]  # likewise
 
 
 async def test_concurrent_changes_at_one_version_write_once(

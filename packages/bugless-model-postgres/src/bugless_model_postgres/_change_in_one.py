@@ -20,6 +20,8 @@ before, a stale version's ABORTED included.
 
 from __future__ import annotations
 
+import functools
+
 from bugless_core.errors import InvalidArgument, IssueVersionConflict, PermissionDenied
 from bugless_core.mentions import mentioned_usernames
 from bugless_model_postgres import _custom_values, _issues, _mentions
@@ -43,7 +45,8 @@ FETCH_FOR_CHANGE = q.fetch_issue_with(
 ISSUE_COLUMN_NAMES = tuple(c.strip().removeprefix("i.") for c in q.ISSUE_COLUMNS.split(","))
 
 #: A change of issue $1 touching no other row (no relations, hotlists or
-#: custom values; mentions: :data:`CHANGE_IN_ONE_MENTIONING`) in one statement, atomic without
+#: custom values set; mentions and a status change's search rows:
+#: :func:`change_in_one`) in one statement, atomic without
 #: BEGIN/COMMIT on READ COMMITTED: :data:`q.UPDATE_ISSUE` (``$1``-``$19``) only
 #: if the row is still the version ``$20`` and the very row version read
 #: (``xmin`` ``$21``, from :data:`FETCH_FOR_CHANGE`: a star changes the row
@@ -80,19 +83,36 @@ SELECT entry.*, appended.position AS feed_position, pg_notify($24, appended.posi
     + "\n  FROM entry CROSS JOIN appended CROSS JOIN upd\n"
 )
 assert "i.xmin = $21" in CHANGE_IN_ONE, "UPDATE_ISSUE's WHERE changed"
-#: :data:`CHANGE_IN_ONE` that also records usernames ``$25`` as mentioned in
-#: the issue (its comment's, a new title's), only if the row was written.
-CHANGE_IN_ONE_MENTIONING = CHANGE_IN_ONE.replace(
-    "\n), entry AS (",
-    """
+#: Usernames ``$25`` recorded as mentioned in the issue (its comment's, a
+#: new title's), only if the row was written.
+_MENTIONED = """
 ), mentioned AS (
     INSERT INTO issue_mentions (issue_id, username)
     SELECT $1, n FROM unnest($25::text[]) AS n WHERE EXISTS (SELECT 1 FROM upd)
-    ON CONFLICT DO NOTHING
-), entry AS (""",
-    1,
-)
-assert "mentioned AS" in CHANGE_IN_ONE_MENTIONING, "CHANGE_IN_ONE's CTEs changed"
+    ON CONFLICT DO NOTHING"""
+#: The issue's custom value search rows (migration 0010) take its new status
+#: ``$3``, only if the row was written (what ``_custom_values.sync_rows``
+#: leaves after a status change: the same rows, the new status).
+_RESTATUSED = """
+), restatused AS (
+    UPDATE issue_custom_values SET status = $3
+     WHERE issue_id = $1 AND EXISTS (SELECT 1 FROM upd)"""
+
+
+@functools.cache
+def change_in_one(*, mentions: bool, restatus: bool) -> str:
+    """:data:`CHANGE_IN_ONE` with the rows beside the issue's a change may need.
+
+    ``mentions``: :data:`_MENTIONED` (parameter ``$25``); ``restatus``:
+    :data:`_RESTATUSED`. Each writes only with the issue's row.
+    """
+    parts = (_MENTIONED if mentions else "") + (_RESTATUSED if restatus else "")
+    statement = CHANGE_IN_ONE.replace("\n), entry AS (", parts + "\n), entry AS (", 1)
+    if parts and statement == CHANGE_IN_ONE:
+        msg = "CHANGE_IN_ONE's CTEs changed"
+        raise RuntimeError(msg)
+    return statement
+
 
 #: Fields a change in one statement may set (planned from the row alone).
 _OWN_FIELDS = frozenset({"title", "status", "priority", "severity", "type", "assignee", "verifier"})
@@ -150,8 +170,6 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     await plan_delta(ctx, plan, request.delta or v1.IssueDelta(), {issue_id}, creating=False)
     custom = _custom_values.load_values(row["custom_fields"])
     new, comment = plan.new, request.comment
-    if custom and new["status"] != plan.old["status"]:
-        return None  # the values' search rows carry the status: the locked path writes them
     if not plan.changes and not comment.strip():
         raise InvalidArgument(
             "delta: the change is empty: every field already has the given value; "
@@ -164,8 +182,9 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
             return None  # a mention only the old title made may go: the locked path resyncs
         texts.append(new["title"])
     names = mentioned_usernames(*texts)
+    restatus = bool(custom) and new["status"] != plan.old["status"]
     done = await ctx.conn.fetchrow(
-        CHANGE_IN_ONE_MENTIONING if names else CHANGE_IN_ONE,
+        change_in_one(mentions=bool(names), restatus=restatus),
         issue_id, new["title"], new["status"], new["priority"], new["severity"], new["type"],
         new["component_id"], new["assignee"], new["verifier"], new["cc"],
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
