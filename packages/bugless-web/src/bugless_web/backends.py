@@ -19,8 +19,9 @@ Every unary call through :attr:`Backends.model` and :attr:`Backends.auth` is
 retried once when a replica going away made it fail and retrying is safe
 (:mod:`bugless_web.retries`), so a rolling restart of either service does not
 show people the 503 page. Each has ``call_timeout_seconds``; an upload
-(:meth:`Backends.upload_attachment`) is bounded by how it moves instead
-(:mod:`bugless_web.uploads`).
+(:meth:`Backends.upload_attachment`) and a download
+(:meth:`Backends.download_attachment`) are bounded by how they move instead
+(:mod:`bugless_web.transfers`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from bugless_web.retries import (
 )
 from bugless_web.settings import WebSettings
 from bugless_web.single_flight import SingleFlight
-from bugless_web.uploads import upload_to_model
+from bugless_web.transfers import download_from_model, upload_to_model
 
 #: Most validated tokens remembered at once (oldest forgotten first).
 TOKEN_CACHE_SIZE = 10_000
@@ -171,6 +172,11 @@ class Backends:
             self._model_channel,
             timeout=settings.upload_timeout_seconds + settings.call_timeout_seconds,
         )
+        #: For downloads (:meth:`download_attachment`), likewise.
+        self.model_downloads = v1.ModelStub(
+            self._model_channel,
+            timeout=settings.download_timeout_seconds + settings.call_timeout_seconds,
+        )
         self._users = UserCache(ttl_seconds=settings.user_cache_seconds, clock=clock)
         self._tokens: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
         self._capabilities: tuple[float, frozenset[str]] | None = None
@@ -196,11 +202,23 @@ class Backends:
         """Upload ``messages`` (the header, then the content) to the Model, counted.
 
         Bounded by ``upload_idle_seconds`` and ``upload_timeout_seconds``, not
-        by ``call_timeout_seconds`` (:func:`bugless_web.uploads.upload_to_model`,
+        by ``call_timeout_seconds`` (:func:`bugless_web.transfers.upload_to_model`,
         which lists what it raises); sent once more if a draining Model
         refused it.
         """
         return await upload_to_model(self.model_uploads, messages, self._settings, self._metrics)
+
+    async def download_attachment(
+        self, request: v1.DownloadAttachmentRequest
+    ) -> tuple[v1.Attachment, AsyncIterator[bytes]]:
+        """The attachment and its content, streamed from the Model.
+
+        Bounded by ``download_idle_seconds`` and ``download_timeout_seconds``
+        once started, not by ``call_timeout_seconds``
+        (:func:`bugless_web.transfers.download_from_model`, which lists what
+        it raises): a browser reading a large file slowly gets all of it.
+        """
+        return await download_from_model(self.model_downloads, request, self._settings)
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""

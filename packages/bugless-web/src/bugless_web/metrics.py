@@ -57,7 +57,7 @@ class WebMetrics:
         in_flight: Requests started and not finished (summed over workers).
         calls: Finished calls to a backend, by method and final code: the
             unary calls and the uploads (``UploadAttachment``, whose own
-            limits count as ``DEADLINE_EXCEEDED``: :mod:`bugless_web.uploads`).
+            limits count as ``DEADLINE_EXCEEDED``: :mod:`bugless_web.transfers`).
             The ``Watch`` stream and downloads are not counted.
         call_seconds: Time of each such call, its retry included.
         retries: Calls tried a second time (a replica went away; an upload

@@ -31,7 +31,7 @@ calls made for the web by core helpers (``resolve_query``) are covered. The
 ``Watch`` stream is not a unary call and is never retried here; an upload is
 sent again only after a ``DRAINING`` refusal
 (:func:`bugless_core.failover.upload_again_if_refused`), and counted like the
-unary calls (:func:`counted_call`, from :mod:`bugless_web.uploads`).
+unary calls (:func:`counted_call`, from :mod:`bugless_web.transfers`).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def counted_call(metrics: WebMetrics, route: str) -> Iterator[None]:
     :class:`~bugless_core.errors.BuglessError` raised inside (a limit of the
     web's own, such as an upload's) counts as its ``grpc_status``. Every call
     of the web tier is counted here: unary calls (:class:`RetryingCalls`) and
-    uploads (:mod:`bugless_web.uploads`).
+    uploads (:mod:`bugless_web.transfers`).
     """
     started = time.perf_counter()
     code = "OK"

@@ -121,7 +121,8 @@ class WebSettings:
         call_timeout_seconds: Deadline of each gRPC call to a backend; a page
             never hangs on a backend that stopped answering. Not of an
             upload, which lasts as long as the browser takes to send the file
-            (the two settings below), nor of a download.
+            (the two settings below), nor of a download after its first
+            message (the two after them).
         upload_idle_seconds: An upload (the page's script or the no-script
             form) fails once no bytes have moved for this long: the browser
             sent nothing (408, naming the wait), or the Model took nothing
@@ -132,6 +133,12 @@ class WebSettings:
             or not (408 past it): a browser trickling a byte at a time
             cannot hold a request forever. The default lets the largest file
             the Model accepts by default (256 MiB) through at ~75 KB/s.
+        download_idle_seconds: A download fails once no bytes have moved for
+            this long: the browser read nothing (the Model call is released
+            then), or the Model sent nothing. However slow, a download that
+            keeps moving is not cut off by this.
+        download_timeout_seconds: The most one download may take in all,
+            moving or not.
         session_max_age_seconds: Lifetime of the session cookie.
         page_size: Issues per list page.
         log: Log level and format.
@@ -254,8 +261,8 @@ class WebSettings:
     )
     call_timeout_seconds: float = setting(
         10.0,
-        help="Deadline of each gRPC call to a backend (not of an upload: see "
-        "--upload-idle-seconds and --upload-timeout-seconds).",
+        help="Deadline of each gRPC call to a backend (not of an upload or a download: see "
+        "--upload-idle-seconds, --download-idle-seconds and the total limits).",
     )
     upload_idle_seconds: float = setting(
         60.0,
@@ -266,6 +273,14 @@ class WebSettings:
         3600.0,
         help="The most one upload may take in all, moving or not (the default passes the "
         "default 256 MiB file limit at ~75 KB/s).",
+    )
+    download_idle_seconds: float = setting(
+        60.0,
+        help="A download fails once no bytes have moved (read by the browser, or from the "
+        "Model) for this long; one that keeps moving is never cut off by it.",
+    )
+    download_timeout_seconds: float = setting(
+        3600.0, help="The most one download may take in all, moving or not."
     )
     session_max_age_seconds: int = setting(
         14 * 24 * 3600, cli=False, help="Lifetime of the session cookie."
@@ -312,6 +327,8 @@ class WebSettings:
             ("--call-timeout-seconds", self.call_timeout_seconds),
             ("--upload-idle-seconds", self.upload_idle_seconds),
             ("--upload-timeout-seconds", self.upload_timeout_seconds),
+            ("--download-idle-seconds", self.download_idle_seconds),
+            ("--download-timeout-seconds", self.download_timeout_seconds),
         ):
             if not seconds > 0:
                 msg = f"{flag} {seconds:g}: give a number of seconds above 0"

@@ -18,7 +18,7 @@ as soon as it has seen too many bytes; the page then answers 413 naming the
 limit. The rest of the body is read and dropped first (up to
 :data:`DRAIN_BYTES`), so the browser shows the answer rather than a reset
 connection. An upload has no fixed deadline but must keep moving
-(:mod:`bugless_web.uploads`): a browser that stops sending gets a 408 page,
+(:mod:`bugless_web.transfers`): a browser that stops sending gets a 408 page,
 its body no longer read.
 """
 
@@ -45,7 +45,7 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
-from bugless_web.uploads import UploadStalled
+from bugless_web.transfers import UploadStalled
 
 #: The form's file input.
 FILE_FIELD = "file"

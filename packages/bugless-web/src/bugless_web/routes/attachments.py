@@ -7,7 +7,8 @@ the Model to the browser the same way. A replica holds a chunk or two per
 transfer, never a file; an upload's first few MiB are kept until the Model
 reads them, to send again should a draining Model refuse it
 (:func:`bugless_core.failover.upload_again_if_refused`). An upload has no
-fixed deadline but must keep moving (:mod:`bugless_web.uploads`).
+fixed deadline but must keep moving, and so has a download
+(:mod:`bugless_web.transfers`).
 
 **Safe serving.** Nothing uploaded is ever served as a document of this
 origin that could run script:
@@ -32,7 +33,7 @@ no cookie, so even a browser bug there cannot reach the tracker's session.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -41,12 +42,12 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Stream
 
 from bugless_core.attachments import CHUNK_BYTES, is_inline_type, normalise_type
-from bugless_core.clients import CURRENT_ASSERTION, call, call_errors
-from bugless_core.errors import BuglessError, InvalidArgument, NotFound
+from bugless_core.clients import CURRENT_ASSERTION, call
+from bugless_core.errors import BuglessError, NotFound
 from bugless_proto import v1
 from bugless_web.display import attachment_url
 from bugless_web.frontend import audit, frontend_of, path_id, redirect, session_of, viewer_of
-from bugless_web.uploads import UploadStalled
+from bugless_web.transfers import UploadStalled
 
 #: The download response's own policy: an opaque, script-less sandbox.
 DOWNLOAD_CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
@@ -96,7 +97,7 @@ async def upload_attachment(
 
     Answers JSON: 201 with the attachment, or the error's status (413 over
     a size limit, naming it; 408 when the browser stopped sending, see
-    :mod:`bugless_web.uploads`) with its message; nothing is kept on failure.
+    :mod:`bugless_web.transfers`) with its message; nothing is kept on failure.
     """
     issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
@@ -158,6 +159,8 @@ async def download_attachment(
 
     The first message (the attachment) is read before the response starts,
     so a missing or hidden attachment is a 404 page, never a broken download.
+    The rest lasts as long as the browser takes to read it, while it keeps
+    reading (:mod:`bugless_web.transfers`).
     """
     attachment_id = path_id(attachment_text, "attachment_id")
     frontend = frontend_of(request)
@@ -181,16 +184,11 @@ async def download_attachment(
             )
     wanted = _requested_range(request)
     offset, length = wanted or (0, 0)
-    parts = frontend_of(request).backends.model.download_attachment(
+    attachment, content = await frontend.backends.download_attachment(
         v1.DownloadAttachmentRequest(
             caller=caller, attachment_id=attachment_id, offset=offset, length=length
         )
     )
-    with call_errors("the model service is unreachable"):
-        first = await anext(parts, None)
-    if first is None or first.attachment is None:
-        raise InvalidArgument(f"attachment {attachment_id}: the download had no metadata")
-    attachment = first.attachment
     size = attachment.size
     served = min(length, size - offset) if length else size - offset
     headers = serving_headers(attachment, served)
@@ -198,19 +196,7 @@ async def download_attachment(
     if wanted is not None:
         status = 206
         headers["content-range"] = f"bytes {offset}-{offset + served - 1}/{size}"
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            with call_errors("the model service stream broke"):
-                async for part in parts:
-                    if part.chunk:
-                        yield part.chunk
-        finally:
-            # The browser stopped reading (or all was sent): end the Model call.
-            if isinstance(parts, AsyncGenerator):
-                await parts.aclose()
-
-    return Stream(body(), status_code=status, headers=headers)
+    return Stream(content, status_code=status, headers=headers)
 
 
 #: How long a download host link works (it is made for one page view).

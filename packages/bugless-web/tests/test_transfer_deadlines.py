@@ -1,15 +1,17 @@
-"""An upload's deadline fits a transfer: moving, it outlasts the call timeout; stalled, it fails.
+"""Transfers outlast the call timeout while they move; a stalled upload fails, clearly.
 
 A real ``bugless web serve`` (with ``/metrics``) on the session's Model, its
 call timeout made short (every other backend call must still answer within
-it) and its idle limit a little longer. A browser is played by httpx feeding
-the body slowly, and by a raw HTTP/1.1 connection that sends part of a body
-and then nothing, as a browser on a dropped link does.
+it) and its idle limits a little longer. A browser is played by httpx feeding
+an upload's body slowly, by a raw HTTP/1.1 connection that sends part of a
+body and then nothing, as a browser on a dropped link does, and by one that
+reads a download slowly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -40,6 +42,7 @@ def web(world: World) -> Iterator[RunningService]:
         "BUGLESS_WEB_METRICS_PORT": "0",
         "BUGLESS_WEB_CALL_TIMEOUT_SECONDS": str(CALL_TIMEOUT),
         "BUGLESS_WEB_UPLOAD_IDLE_SECONDS": str(IDLE),
+        "BUGLESS_WEB_DOWNLOAD_IDLE_SECONDS": str(IDLE),
     }
     server = start_web_server(world.stack, extra_env=env)
     try:
@@ -165,3 +168,97 @@ async def test_a_stalled_upload_fails_with_a_clear_408_and_attaches_nothing(
 
     assert await _names(model, world, issue) == []
     assert await _uploads(web, "DEADLINE_EXCEEDED") == before + 2
+
+
+#: The slow download: far more than loopback's socket buffers hold (the
+#: reader's own is made small too), read a BLOCK per PAUSE (well under IDLE),
+#: so over more than CALL_TIMEOUT in all.
+DOWNLOAD, BLOCK = 32 * 1024 * 1024, 1024 * 1024
+
+
+async def _uploaded_file(web: RunningService, world: World, model: v1.ModelStub) -> tuple[str, str]:
+    """A new DOWNLOAD-byte attachment (MiB i all bytes i): its URL and a session cookie."""
+    issue = await create_issue(model, world, "A large download")
+
+    async def content() -> AsyncIterator[bytes]:
+        for i in range(DOWNLOAD // BLOCK):
+            yield bytes([i]) * BLOCK
+
+    async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
+        csrf = await _signed_in(client)
+        response = await client.post(
+            f"/issues/{issue.id}/attachments",
+            content=content(),
+            headers={
+                "x-csrf-token": csrf,
+                "x-file-name": "big.bin",
+                "content-length": str(DOWNLOAD),
+            },
+        )
+        assert response.status_code == 201, response.text
+        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    return str(response.json()["url"]), cookie
+
+
+async def _download(
+    web: RunningService, url: str, cookie: str, *, pause: float = 0.0, stall: float = 0.0
+) -> bytearray:
+    """GET ``url`` as a slow browser: ``stall`` s before the body, ``pause`` s after each MiB.
+
+    The socket's receive buffer is small, so the server's writes wait for
+    the reads rather than fill loopback's large default buffers.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
+    sock.connect(("127.0.0.1", web.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    received = bytearray()
+    try:
+        writer.write(
+            f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
+            f"Cookie: {cookie}\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(120):  # only against a server that hangs
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            assert f"content-length: {DOWNLOAD}\r\n".encode() in head.lower(), head
+            await asyncio.sleep(stall)
+            while chunk := await reader.read(BLOCK):
+                received += chunk
+                if len(received) % BLOCK < len(chunk):  # another MiB: rest a while
+                    await asyncio.sleep(pause)
+    finally:
+        writer.close()
+    return received
+
+
+async def test_a_download_read_slowly_outlasts_the_call_timeout(
+    web: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """Before, the Model stream had the call's deadline: cut after ~13 of 32 MiB."""
+    url, cookie = await _uploaded_file(web, world, model)
+    started = time.monotonic()
+    received = await _download(web, url, cookie, pause=PAUSE)
+    took = time.monotonic() - started
+    assert len(received) == DOWNLOAD
+    assert all(
+        received[i * BLOCK : (i + 1) * BLOCK] == bytes([i]) * BLOCK
+        for i in range(DOWNLOAD // BLOCK)
+    )
+    assert took > CALL_TIMEOUT  # by construction (the pauses): the case this is about
+
+
+async def test_a_stalled_download_releases_the_model_call(
+    web: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """A browser that reads nothing for longer than the idle limit gets a body cut short.
+
+    Its Model call was released at the idle limit (the web logs why once
+    the browser reads again); what it reads then is only what was already
+    in buffers on the way.
+    """
+    url, cookie = await _uploaded_file(web, world, model)
+    received = await _download(web, url, cookie, stall=2 * IDLE)
+    assert 0 < len(received) < DOWNLOAD
+    assert "the download stalled: the browser read nothing for 3 s" in web.log.read_text()

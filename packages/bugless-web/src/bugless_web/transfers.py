@@ -1,0 +1,329 @@
+"""A transfer with the Model (an upload, a download): a deadline that fits it, its retry, its count.
+
+Every other backend call of the web has ``call_timeout_seconds`` (10 s): a
+page never waits longer for a backend that stopped answering. A transfer
+cannot have that deadline: it lasts as long as the browser takes to send or
+read the file, and 100 MiB over a slow link takes minutes while every byte
+is moving. So a transfer is bounded by how it moves instead, one
+:class:`TransferClock` for both directions:
+
+* it fails once no bytes have moved for its idle limit
+  (``upload_idle_seconds``, ``download_idle_seconds``): the browser sent or
+  read nothing, or the Model took or sent nothing;
+* it may take its total limit (``upload_timeout_seconds``,
+  ``download_timeout_seconds``) in all, moving or not, so a browser
+  trickling a byte at a time cannot hold a request and a Model call forever.
+
+**Uploads** (the page's script, :mod:`bugless_web.routes.attachments`, and
+the no-script form, :mod:`bugless_web.routes.attachment_form`): a browser
+that stopped sending gets :class:`UploadStalled` (a 408 naming the wait), a
+Model that took nothing an :class:`~bugless_core.errors.Unavailable` (503).
+Once the last byte has gone out, the Model's answer has
+``call_timeout_seconds``, like any call. The call is then cancelled, which
+resets its stream: the Model keeps nothing of an upload that did not finish.
+An upload refused by a draining Model is sent once more
+(:func:`bugless_core.failover.upload_again_if_refused`), and it is counted in
+the web's metrics as every unary call is (:func:`bugless_web.retries.counted_call`):
+by final code (``DEADLINE_EXCEEDED`` for the limits above), with its retry.
+
+**Downloads** (:func:`download_from_model`): the first message (the
+attachment) is a call's answer (``call_timeout_seconds``), read before the
+response starts. After it, a browser that stops reading releases the Model
+call once the idle limit has passed, and the body then ends broken (its
+content-length unmet), as does one whose Model sent nothing that long.
+
+The gRPC deadline the Model is sent is a transfer's whole allowance, a bound
+it enforces too should this replica stop watching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from grpclib.const import Status
+
+from bugless_core.clients import call_errors
+from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
+from bugless_core.failover import MODEL_UPLOAD_ROUTE, upload_again_if_refused
+from bugless_proto import v1
+from bugless_web.retries import counted_call
+
+if TYPE_CHECKING:
+    from bugless_web.metrics import WebMetrics
+    from bugless_web.settings import WebSettings
+
+
+class UploadStalled(BuglessError):
+    """The browser sent no byte of an upload for too long, or took too long in all.
+
+    A 408 (Request Timeout), as a proxy answers a client that stopped
+    sending; the message says how long it waited. Nothing was attached.
+    """
+
+    grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
+    http_status: ClassVar[int] = 408
+    default_reason: ClassVar[str] = "UPLOAD_STALLED"
+
+
+class DownloadStalled(BuglessError):
+    """The browser read no byte of a download for too long, or took too long in all.
+
+    Raised from a body whose response has started, so nobody sees it but the
+    log: the browser's download ends short of its content-length.
+    """
+
+    grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
+    http_status: ClassVar[int] = 408
+    default_reason: ClassVar[str] = "DOWNLOAD_STALLED"
+
+
+class TransferClock:
+    """When a transfer must next move by, and whom it waits for.
+
+    Each move (a message taken from, or given to, the browser) pushes the
+    deadline to the idle limit from now, never past the total limit; once
+    the browser's part is done (an upload's last byte sent), the deadline is
+    the answer's. ``on_deadline`` is told each new deadline (loop time), so
+    the caller can move whatever enforces it.
+    """
+
+    def __init__(
+        self,
+        idle_seconds: float,
+        total_seconds: float,
+        on_deadline: Callable[[float], None] | None = None,
+    ) -> None:
+        self.idle_seconds = idle_seconds
+        self.total_seconds = total_seconds
+        self._on_deadline = on_deadline
+        self._loop = asyncio.get_running_loop()
+        #: The most the transfer may take in all (loop time).
+        self.ends = self._loop.time() + total_seconds
+        #: The current deadline (loop time).
+        self.deadline = self.ends
+        #: Whether the transfer waits for the browser (else for the Model).
+        self.waiting_for_browser = True
+        #: Whether only the Model's answer is left.
+        self.answering = False
+        self.moved()
+
+    def _set(self, deadline: float) -> None:
+        self.deadline = deadline
+        if self._on_deadline is not None:
+            self._on_deadline(deadline)
+
+    def moved(self) -> None:
+        """Bytes moved: the transfer may now wait up to the idle limit again."""
+        self._set(min(self.ends, self._loop.time() + self.idle_seconds))
+
+    def answer_within(self, seconds: float) -> None:
+        """The browser's part is done: the Model must answer within ``seconds``."""
+        self.waiting_for_browser = False
+        self.answering = True
+        self._set(self._loop.time() + seconds)
+
+    def out_of_time(self) -> bool:
+        """Whether the total limit (not the idle one) is what passed."""
+        return self._loop.time() >= self.ends
+
+
+class _UploadProgress:
+    """An upload's clock, moved by each message the browser sends."""
+
+    def __init__(self, settings: WebSettings, timer: asyncio.Timeout) -> None:
+        self._settings = settings
+        self.clock = TransferClock(
+            settings.upload_idle_seconds, settings.upload_timeout_seconds, timer.reschedule
+        )
+
+    async def watched(
+        self, messages: AsyncIterator[v1.UploadAttachmentRequest]
+    ) -> AsyncIterator[v1.UploadAttachmentRequest]:
+        """``messages``, each taken from the browser counting as progress.
+
+        The call takes the next message only once the Model has taken the
+        one before it (flow control), so a Model that stops reading stops
+        the taking too, and the wait is then the Model's.
+        """
+        clock = self.clock
+        source = aiter(messages)
+        while True:
+            clock.waiting_for_browser = True
+            try:
+                message = await anext(source)
+            except StopAsyncIteration:
+                break
+            clock.waiting_for_browser = False
+            clock.moved()
+            yield message
+        clock.answer_within(self._settings.call_timeout_seconds)
+
+    def timed_out(self) -> BuglessError:
+        """The error of an upload whose deadline passed, saying which one."""
+        clock, settings = self.clock, self._settings
+        if clock.answering:
+            return Unavailable(
+                "the model service did not answer within "
+                f"{settings.call_timeout_seconds:g} s of the upload's end; nothing was attached"
+            )
+        if clock.out_of_time():
+            return UploadStalled(
+                f"the upload took longer than {clock.total_seconds:g} s, the most "
+                "one may take here; nothing was attached"
+            )
+        if clock.waiting_for_browser:
+            return UploadStalled(
+                f"the upload stalled: nothing arrived for {clock.idle_seconds:g} s; "
+                "nothing was attached, try again"
+            )
+        return Unavailable(
+            f"the model service took nothing of the upload for "
+            f"{clock.idle_seconds:g} s; nothing was attached"
+        )
+
+
+async def upload_to_model(
+    stub: v1.ModelStub,
+    messages: AsyncIterator[v1.UploadAttachmentRequest],
+    settings: WebSettings,
+    metrics: WebMetrics | None,
+) -> v1.UploadAttachmentResponse:
+    """Send an upload's ``messages`` (the header first) to the Model, bounded as the module says.
+
+    ``stub`` should carry no deadline of its own shorter than the allowance
+    (:attr:`bugless_web.backends.Backends.model_uploads`).
+
+    Raises:
+        UploadStalled: The browser sent nothing for ``upload_idle_seconds``,
+            or the upload passed ``upload_timeout_seconds``.
+        Unavailable: The Model took nothing for ``upload_idle_seconds``, did
+            not answer in ``call_timeout_seconds`` after the end, or could
+            not be reached.
+        BuglessError: The Model's refusal (too large, not found ...).
+    """
+    counted = (
+        counted_call(metrics, MODEL_UPLOAD_ROUTE)
+        if metrics is not None
+        else contextlib.nullcontext()
+    )
+    on_retry = metrics.retried if metrics is not None else None
+    with call_errors("the model service is unreachable"):
+        try:
+            with counted:
+                async with asyncio.timeout(None) as timer:
+                    progress = _UploadProgress(settings, timer)
+                    return await upload_again_if_refused(
+                        stub,
+                        progress.watched(messages),
+                        v1.UploadAttachmentResponse,
+                        on_retry=on_retry,
+                    )
+        except TimeoutError as exc:
+            if not timer.expired():
+                raise  # the gRPC deadline (the Model's bound): unreachable, as any call
+            raise progress.timed_out() from exc
+
+
+async def download_from_model(
+    stub: v1.ModelStub, request: v1.DownloadAttachmentRequest, settings: WebSettings
+) -> tuple[v1.Attachment, AsyncIterator[bytes]]:
+    """Start a download: the attachment (its first message) and the content to stream.
+
+    ``stub`` should carry no deadline of its own shorter than the allowance
+    (:attr:`bugless_web.backends.Backends.model_downloads`). The content is
+    bounded as the module says: it raises :class:`DownloadStalled` once the
+    browser read nothing for ``download_idle_seconds`` (the Model call is
+    released then, even while the browser still holds the connection) or
+    the download passed ``download_timeout_seconds``, and Unavailable once
+    the Model sent nothing that long. Closing it ends the Model call.
+
+    Raises:
+        Unavailable: The Model did not send the attachment within
+            ``call_timeout_seconds``, or could not be reached.
+        BuglessError: The Model's refusal (not found ...).
+    """
+    parts = stub.download_attachment(request)
+    with call_errors("the model service is unreachable"):
+        try:
+            async with asyncio.timeout(settings.call_timeout_seconds):
+                first = await anext(parts, None)
+        except TimeoutError as exc:
+            await _closed(parts)
+            msg = (
+                "the model service did not start the download within "
+                f"{settings.call_timeout_seconds:g} s"
+            )
+            raise Unavailable(msg) from exc
+    if first is None or first.attachment is None:
+        await _closed(parts)
+        raise InvalidArgument(f"attachment {request.attachment_id}: the download had no metadata")
+    return first.attachment, _content(parts, settings)
+
+
+async def _content(
+    parts: AsyncIterator[v1.DownloadAttachmentResponse], settings: WebSettings
+) -> AsyncIterator[bytes]:
+    """The chunks of ``parts``, each wait (for the Model, for the browser) on one clock.
+
+    The wait for the Model is in this frame (a timeout around it); the wait
+    for the browser is the ``yield``, outside it, so a timer releases the
+    Model call (closes ``parts``, not running then) if the browser does not
+    take the chunk in time, and the body ends when it next resumes.
+    """
+    loop = asyncio.get_running_loop()
+    clock = TransferClock(settings.download_idle_seconds, settings.download_timeout_seconds)
+    released: asyncio.Task[None] | None = None
+
+    def release() -> None:
+        nonlocal released
+        released = loop.create_task(_closed(parts))
+
+    try:
+        with call_errors("the model service stream broke"):
+            while True:
+                clock.waiting_for_browser = False
+                try:
+                    async with asyncio.timeout_at(clock.deadline):
+                        part = await anext(parts, None)
+                except TimeoutError as exc:
+                    raise _download_timed_out(clock) from exc
+                if part is None:
+                    return
+                if not part.chunk:
+                    continue
+                clock.waiting_for_browser = True
+                timer = loop.call_at(clock.deadline, release)
+                yield part.chunk
+                timer.cancel()
+                if released is not None:
+                    raise _download_timed_out(clock)
+                clock.moved()
+    finally:
+        if released is not None:
+            await released
+        await _closed(parts)
+
+
+def _download_timed_out(clock: TransferClock) -> BuglessError:
+    """The error of a download whose deadline passed, saying which one."""
+    if clock.out_of_time():
+        return DownloadStalled(
+            f"the download took longer than {clock.total_seconds:g} s, the most one may take here"
+        )
+    if clock.waiting_for_browser:
+        return DownloadStalled(
+            f"the download stalled: the browser read nothing for {clock.idle_seconds:g} s"
+        )
+    return Unavailable(
+        f"the model service sent nothing of the download for {clock.idle_seconds:g} s"
+    )
+
+
+async def _closed(parts: AsyncIterator[v1.DownloadAttachmentResponse]) -> None:
+    """End the Model call behind ``parts`` (its stream is reset if unfinished)."""
+    aclose = getattr(parts, "aclose", None)
+    if aclose is not None:
+        await aclose()
