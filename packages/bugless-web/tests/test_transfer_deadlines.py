@@ -163,6 +163,7 @@ async def test_a_stalled_upload_fails_with_a_clear_408_and_attaches_nothing(
     status, _, page = answer.partition(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 408 "), answer[:500]
     assert b"text/html" in status.lower()
+    assert b"<title>Took too long &middot; bugless</title>" in page
     assert b"the upload stalled: nothing arrived for 3 s" in page
     assert b"Traceback" not in page
 

@@ -256,7 +256,10 @@ _TITLES = {
     403: "Not allowed",
     404: "Not found",
     405: "Not allowed",
+    408: "Took too long",  # a stalled upload (bugless_web.transfers.UploadStalled)
     409: "Conflict",
+    410: "Gone",  # a deleted attachment (ContentGone)
+    413: "Too large",  # over a size limit (an upload, a JSON body)
     429: "Too many attempts",
 }
 

@@ -1,0 +1,51 @@
+"""Each status the web answers with an error page has a title of its own.
+
+The error page's title is what a tab or a screen reader says first; "Cannot
+do that" (the fallback) said nothing of a deleted file or a body too large.
+Through the real app on the session's Model. (The 408 of a stalled upload's
+page is checked where it is made to stall, :mod:`test_transfer_deadlines`.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from web_support import World, create_issue, sign_in
+
+from bugless_proto import v1
+
+
+def _title_of(page: str) -> str:
+    return page.split("<title>", 1)[1].split(" &middot;", 1)[0]
+
+
+async def test_a_deleted_attachment_is_gone_by_its_title(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "A titled error page")
+    csrf = await sign_in(client, "bob")
+    uploaded = await client.post(
+        f"/issues/{issue.id}/attachments",
+        content=b"hello",
+        headers={"x-csrf-token": csrf, "x-file-name": "a.txt", "content-type": "text/plain"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    created = uploaded.json()
+    deleted = await client.post(
+        f"/attachments/{created['id']}/delete", data={"_csrf": csrf}, follow_redirects=False
+    )
+    assert deleted.status_code == 303
+    gone = await client.get(created["url"])
+    assert gone.status_code == 410
+    assert _title_of(gone.text) == "Gone"
+
+
+async def test_a_body_too_large_is_titled_so(client: AsyncTestClient[Any]) -> None:
+    response = await client.post(
+        "/device/start",
+        content=b"{" + b" " * (64 * 1024) + b"}",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert _title_of(response.text) == "Too large"
