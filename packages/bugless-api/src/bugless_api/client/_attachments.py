@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import mimetypes
 import os
+import secrets
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -99,6 +100,29 @@ async def _check_destination(target: Path) -> None:
         raise client_mistake(f"{target}: is a directory")
     if not stat.S_ISREG(found.st_mode):
         raise client_mistake(f"{target}: not a regular file")
+
+
+def _open_beside(target: Path) -> tuple[Path, BinaryIO]:
+    """A new, uniquely named temporary file beside ``target``, open for writing.
+
+    Unique, so two downloads to one destination never write into one file
+    (the last rename wins, whole). Created with mode 0o666 as ``open`` does,
+    so the umask (and a default ACL) shape it as any new file there, which
+    the file keeps once renamed; ``mkstemp``'s 0600 would not. Runs in a
+    worker thread.
+
+    Raises:
+        OSError: It cannot be created there.
+    """
+    # A long name leaves no room for the marks: then only the marks.
+    stem = target.name if len(os.fsencode(target.name)) <= 200 else "bugless-download"
+    while True:
+        partial = target.with_name(f".{stem}.{secrets.token_hex(4)}.part")
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        return partial, os.fdopen(fd, "wb")
 
 
 class AttachmentCalls(ClientBase):
@@ -241,9 +265,12 @@ class AttachmentCalls(ClientBase):
     ) -> v1.Attachment:
         """Write an attachment's content to ``destination``; return its metadata.
 
-        The content goes to a temporary file beside ``destination``, renamed
-        over it once complete, so an interrupted download never leaves a
-        truncated file under the real name, and a failed one leaves nothing.
+        The content goes to a temporary file beside ``destination`` (named
+        uniquely, so concurrent downloads to one destination do not mix:
+        the last to finish is there, whole), renamed over it once complete,
+        so an interrupted download never leaves a truncated file under the
+        real name, and a failed one leaves nothing. The file gets the mode
+        any new file there would (the umask's).
         A dropped connection resumes from the bytes already written; a
         download a draining replica refused resumes down a new connection.
 
@@ -260,12 +287,11 @@ class AttachmentCalls(ClientBase):
         check_id(attachment_id, "attachment_id")
         target = Path(destination)
         await _check_destination(target)
-        partial = target.with_name(f".{target.name}.part")
         attachment: v1.Attachment | None = None
         written = 0
         attempt = 0
         try:
-            handle = await asyncio.to_thread(partial.open, "wb")
+            partial, handle = await asyncio.to_thread(_open_beside, target)
         except OSError as exc:
             raise _unwritable(target, exc) from exc
         try:
