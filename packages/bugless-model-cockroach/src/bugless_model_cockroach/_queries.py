@@ -1,11 +1,11 @@
 """The statements only the CockroachDB backend runs, apart from control flow.
 
 Every statement that both databases accept lives once, in
-``bugless_model_postgres._queries``; these are the additions. The lease
-statements are plain SQL both databases run (so compatibility mode executes
-them for real); the ones marked *CockroachDB only* are built here and run only
-against a CockroachDB server. Syntax follows the CockroachDB 23.2 SQL
-reference pages named on each statement.
+``bugless_model_postgres._queries`` or ``._collection_queries``; these are
+the additions. The lease statements are plain SQL both databases run (so
+compatibility mode executes them for real); the ones marked *CockroachDB
+only* are built here and run only against a CockroachDB server. Syntax
+follows the CockroachDB 23.2 SQL reference pages named on each statement.
 """
 
 from __future__ import annotations

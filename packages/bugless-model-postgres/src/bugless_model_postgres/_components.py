@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncpg
 
 from bugless_core.errors import AlreadyExists, Conflict, FailedPrecondition, PermissionDenied
-from bugless_model_postgres import _queries as q
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, component_not_found
 from bugless_model_postgres._convert import acl_to_json, caller_role, template_to_json
 from bugless_proto import v1
@@ -29,7 +29,7 @@ async def visible_component(
     ctx: WriteContext, component_id: int, field: str = "", *, lock: bool = False
 ) -> tuple[asyncpg.Record, v1.Role]:
     """A component the caller may view, with the caller's role, else NotFound."""
-    sql = q.COMPONENT_BY_ID_FOR_UPDATE if lock else q.COMPONENT_BY_ID
+    sql = cq.COMPONENT_BY_ID_FOR_UPDATE if lock else cq.COMPONENT_BY_ID
     row = await ctx.conn.fetchrow(sql, component_id)
     role = caller_role(ctx.caller, row["effective_acl"]) if row else None
     if row is None or role is None:
@@ -58,12 +58,12 @@ async def create_component(ctx: WriteContext, request: v1.CreateComponentRequest
         parent_path_ids = list(parent["path_ids"])
         parent_path = parent["path"]
         parent_key = list(parent["path_key"])
-    component_id = await ctx.conn.fetchval(q.NEXT_COMPONENT_ID)
+    component_id = await ctx.conn.fetchval(cq.NEXT_COMPONENT_ID)
     path = f"{parent_path}>{request.name}" if parent_path else request.name
     try:
         async with ctx.conn.transaction():
             await ctx.conn.execute(
-                q.INSERT_COMPONENT,
+                cq.INSERT_COMPONENT,
                 component_id,
                 request.parent_id,
                 request.name,
@@ -77,7 +77,7 @@ async def create_component(ctx: WriteContext, request: v1.CreateComponentRequest
             )
     except asyncpg.UniqueViolationError as exc:
         raise _name_taken(request.name, parent_path) from exc
-    await ctx.conn.execute(q.REFRESH_EFFECTIVE_ACL, component_id)
+    await ctx.conn.execute(cq.REFRESH_EFFECTIVE_ACL, component_id)
     ctx.components_changed.append(int(component_id))
     return int(component_id)
 
@@ -121,20 +121,20 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
     try:
         async with ctx.conn.transaction():
             await ctx.conn.execute(
-                q.UPDATE_COMPONENT,
+                cq.UPDATE_COMPONENT,
                 change.id, name, description, archived, acl, template, parent_id, ctx.now,
             )  # fmt: skip
     except asyncpg.UniqueViolationError as exc:
         raise _name_taken(name, parent_path) from exc
     if moved:
-        await ctx.conn.execute(q.MOVE_SUBTREE, change.id, new_parent_ids)
+        await ctx.conn.execute(cq.MOVE_SUBTREE, change.id, new_parent_ids)
     if moved or name != row["name"]:
         try:
             async with ctx.conn.transaction():
-                await ctx.conn.execute(q.REPATH_SUBTREE, change.id)
+                await ctx.conn.execute(cq.REPATH_SUBTREE, change.id)
         except asyncpg.UniqueViolationError as exc:
             raise _name_taken(name, parent_path) from exc
     if moved or "acl" in paths:
-        await ctx.conn.execute(q.REFRESH_EFFECTIVE_ACL, change.id)
+        await ctx.conn.execute(cq.REFRESH_EFFECTIVE_ACL, change.id)
     ctx.components_changed.append(change.id)
     return change.id

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from bugless_core.errors import NotFound, PermissionDenied
-from bugless_model_postgres import _queries as q
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._components import visible_component
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
@@ -201,7 +201,7 @@ class FollowCalls(BackendCalls):
         """(Un)subscribe the caller to a saved search they may read."""
 
         async def work(ctx: WriteContext) -> v1.Subscriptions:
-            row = await ctx.conn.fetchrow(q.SAVED_SEARCH_BY_ID, request.saved_search_id)
+            row = await ctx.conn.fetchrow(cq.SAVED_SEARCH_BY_ID, request.saved_search_id)
             if row is None or not saved_search_visible(ctx.caller, ctx.principals, row):
                 raise NotFound(
                     f"saved_search_id: saved search {request.saved_search_id} not found",

@@ -8,8 +8,8 @@ the backend's ``_write`` and read the result back as the caller sees it.
 
 from __future__ import annotations
 
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _hotlists
-from bugless_model_postgres import _queries as q
 from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._context import (
     fetch_issues,
@@ -35,7 +35,7 @@ class HotlistCalls(BackendCalls):
     ) -> v1.Hotlist:
         """The hotlist, if ``caller`` may view it or has just ``written`` it."""
         async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(q.HOTLIST_BY_ID, hotlist_id)
+            row = await conn.fetchrow(cq.HOTLIST_BY_ID, hotlist_id)
         if row is None or not (written or hotlist_visible(caller, row)):
             raise hotlist_not_found(hotlist_id)
         return hotlist_from_row(row)
@@ -59,7 +59,7 @@ class HotlistCalls(BackendCalls):
         )
         async with translated_errors(), self._pool.acquire() as conn:
             fetched = await conn.fetch(
-                q.LIST_HOTLISTS,
+                cq.LIST_HOTLISTS,
                 caller.admin,
                 caller.user_id,
                 request.member,
@@ -115,7 +115,7 @@ class HotlistCalls(BackendCalls):
         )
         async with translated_errors(), self._pool.acquire() as conn:
             fetched = await conn.fetch(
-                q.LIST_HOTLIST_ITEMS,
+                cq.LIST_HOTLIST_ITEMS,
                 request.hotlist_id,
                 caller.admin,
                 principals_of(caller),
@@ -150,7 +150,7 @@ class HotlistCalls(BackendCalls):
         )
         async with translated_errors(), self._pool.acquire() as conn:
             fetched = await conn.fetch(
-                q.LIST_SAVED_SEARCHES,
+                cq.LIST_SAVED_SEARCHES,
                 caller.user_id,
                 principals_of(caller),
                 request.owned_only,

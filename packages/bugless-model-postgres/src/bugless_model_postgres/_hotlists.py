@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncpg
 
 from bugless_core.errors import Conflict, NotFound, PermissionDenied
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
     WriteContext,
@@ -25,7 +26,7 @@ from bugless_proto import v1
 
 
 async def _hotlist(ctx: WriteContext, hotlist_id: int, *, edit: bool) -> asyncpg.Record:
-    row = await ctx.conn.fetchrow(q.HOTLIST_BY_ID, hotlist_id)
+    row = await ctx.conn.fetchrow(cq.HOTLIST_BY_ID, hotlist_id)
     if row is None or not hotlist_visible(ctx.caller, row):
         raise hotlist_not_found(hotlist_id)
     if edit and not hotlist_editable(ctx.caller, row):
@@ -48,7 +49,7 @@ def _check_version(kind: str, row: asyncpg.Record, expected: int) -> None:
 async def create_hotlist(ctx: WriteContext, request: v1.CreateHotlistRequest) -> int:
     """Create a hotlist owned by the caller; return its id."""
     hotlist_id = await ctx.conn.fetchval(
-        q.INSERT_HOTLIST,
+        cq.INSERT_HOTLIST,
         request.name,
         request.description,
         ctx.caller.user_id,
@@ -63,7 +64,7 @@ async def update_hotlist(ctx: WriteContext, request: v1.UpdateHotlistRequest) ->
     """Change the masked fields; owner-only fields need the owner or an admin."""
     change = request.hotlist or v1.Hotlist()
     paths = set(request.update_mask.paths) if request.update_mask else set()
-    await ctx.conn.execute(q.LOCK_HOTLIST, change.id)
+    await ctx.conn.execute(cq.LOCK_HOTLIST, change.id)
     row = await _hotlist(ctx, change.id, edit=True)
     owner_only = paths & {"owner", "editors", "private"}
     if owner_only and not (ctx.caller.admin or row["owner"] == ctx.caller.user_id):
@@ -74,7 +75,7 @@ async def update_hotlist(ctx: WriteContext, request: v1.UpdateHotlistRequest) ->
         )
     _check_version("hotlist", row, request.expected_version)
     await ctx.conn.execute(
-        q.UPDATE_HOTLIST,
+        cq.UPDATE_HOTLIST,
         change.id,
         change.name if "name" in paths else row["name"],
         change.description if "description" in paths else row["description"],
@@ -94,13 +95,13 @@ async def delete_hotlist(ctx: WriteContext, request: v1.DeleteHotlistRequest) ->
             f"only the owner of hotlist {request.hotlist_id} (or an admin) may delete it",
             metadata={"hotlist_id": str(request.hotlist_id)},
         )
-    members = [r["issue_id"] for r in await ctx.conn.fetch(q.HOTLIST_ISSUE_IDS, row["id"])]
+    members = [r["issue_id"] for r in await ctx.conn.fetch(cq.HOTLIST_ISSUE_IDS, row["id"])]
     await ctx.conn.execute(q.LOCK_ISSUES, sorted(members))
-    await ctx.conn.execute(q.LOCK_HOTLIST, row["id"])
+    await ctx.conn.execute(cq.LOCK_HOTLIST, row["id"])
     row = await _hotlist(ctx, request.hotlist_id, edit=False)
     _check_version("hotlist", row, request.expected_version)
-    members = [r["issue_id"] for r in await ctx.conn.fetch(q.HOTLIST_ISSUE_IDS, row["id"])]
-    await ctx.conn.execute(q.DELETE_HOTLIST, row["id"])
+    members = [r["issue_id"] for r in await ctx.conn.fetch(cq.HOTLIST_ISSUE_IDS, row["id"])]
+    await ctx.conn.execute(cq.DELETE_HOTLIST, row["id"])
     for issue_id in sorted(members):
         await record_membership(ctx, issue_id, row["id"], added=False)
 
@@ -109,17 +110,19 @@ async def add_items(ctx: WriteContext, request: v1.AddHotlistItemsRequest) -> No
     """Insert new issues at ``position``; present ones keep their place."""
     await _hotlist(ctx, request.hotlist_id, edit=True)
     await lock_visible_issues(ctx, request.issue_ids, "issue_ids")
-    await ctx.conn.execute(q.LOCK_HOTLIST, request.hotlist_id)
-    present = {r["issue_id"] for r in await ctx.conn.fetch(q.HOTLIST_ISSUE_IDS, request.hotlist_id)}
+    await ctx.conn.execute(cq.LOCK_HOTLIST, request.hotlist_id)
+    present = {
+        r["issue_id"] for r in await ctx.conn.fetch(cq.HOTLIST_ISSUE_IDS, request.hotlist_id)
+    }
     new = [i for i in dict.fromkeys(request.issue_ids) if i not in present]
     if not new:
         return
     count = len(present)
     position = count if request.position < 0 or request.position > count else request.position
-    await ctx.conn.execute(q.SHIFT_RANKS_UP, request.hotlist_id, position, len(new))
+    await ctx.conn.execute(cq.SHIFT_RANKS_UP, request.hotlist_id, position, len(new))
     for offset, issue_id in enumerate(new):
         await ctx.conn.execute(
-            q.INSERT_HOTLIST_ITEM,
+            cq.INSERT_HOTLIST_ITEM,
             request.hotlist_id,
             issue_id,
             position + offset,
@@ -134,13 +137,15 @@ async def remove_items(ctx: WriteContext, request: v1.RemoveHotlistItemsRequest)
     """Remove issues (absent ones are ignored) and close the rank gaps."""
     await _hotlist(ctx, request.hotlist_id, edit=True)
     await lock_visible_issues(ctx, request.issue_ids, "issue_ids")
-    await ctx.conn.execute(q.LOCK_HOTLIST, request.hotlist_id)
-    present = {r["issue_id"] for r in await ctx.conn.fetch(q.HOTLIST_ISSUE_IDS, request.hotlist_id)}
+    await ctx.conn.execute(cq.LOCK_HOTLIST, request.hotlist_id)
+    present = {
+        r["issue_id"] for r in await ctx.conn.fetch(cq.HOTLIST_ISSUE_IDS, request.hotlist_id)
+    }
     gone = sorted(set(request.issue_ids) & present)
     if not gone:
         return
-    await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, request.hotlist_id, gone)
-    await ctx.conn.execute(q.COMPACT_RANKS, request.hotlist_id)
+    await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, request.hotlist_id, gone)
+    await ctx.conn.execute(cq.COMPACT_RANKS, request.hotlist_id)
     for issue_id in gone:
         await record_membership(ctx, issue_id, request.hotlist_id, added=False)
 
@@ -148,8 +153,8 @@ async def remove_items(ctx: WriteContext, request: v1.RemoveHotlistItemsRequest)
 async def rank_item(ctx: WriteContext, request: v1.RankHotlistItemRequest) -> None:
     """Move one item to ``position``; the others keep their relative order."""
     await _hotlist(ctx, request.hotlist_id, edit=True)
-    await ctx.conn.execute(q.LOCK_HOTLIST, request.hotlist_id)
-    item = await ctx.conn.fetchrow(q.HOTLIST_ITEM, request.hotlist_id, request.issue_id)
+    await ctx.conn.execute(cq.LOCK_HOTLIST, request.hotlist_id)
+    item = await ctx.conn.fetchrow(cq.HOTLIST_ITEM, request.hotlist_id, request.issue_id)
     if item is None:
         raise _item_not_found(request.hotlist_id, request.issue_id)
     ids = [
@@ -163,7 +168,7 @@ async def rank_item(ctx: WriteContext, request: v1.RankHotlistItemRequest) -> No
     position = len(ids) if request.position < 0 else min(request.position, len(ids))
     ids.insert(position, request.issue_id)
     for rank, issue_id in enumerate(ids):
-        await ctx.conn.execute(q.SET_ITEM_RANK, request.hotlist_id, issue_id, rank)
+        await ctx.conn.execute(cq.SET_ITEM_RANK, request.hotlist_id, issue_id, rank)
 
 
 def _item_not_found(hotlist_id: int, issue_id: int) -> NotFound:
@@ -177,7 +182,7 @@ async def set_note(ctx: WriteContext, request: v1.SetHotlistItemNoteRequest) -> 
     """Set one item's note; return the item row."""
     await _hotlist(ctx, request.hotlist_id, edit=True)
     row = await ctx.conn.fetchrow(
-        q.SET_ITEM_NOTE, request.hotlist_id, request.issue_id, request.note
+        cq.SET_ITEM_NOTE, request.hotlist_id, request.issue_id, request.note
     )
     if row is None:
         raise _item_not_found(request.hotlist_id, request.issue_id)
@@ -194,7 +199,7 @@ def saved_search_visible(caller: v1.Caller, principals: list[str], row: asyncpg.
 
 async def owned_saved_search(ctx: WriteContext, saved_search_id: int) -> asyncpg.Record:
     """A saved search the caller owns, locked; NotFound/PermissionDenied otherwise."""
-    row = await ctx.conn.fetchrow(q.SAVED_SEARCH_FOR_UPDATE, saved_search_id)
+    row = await ctx.conn.fetchrow(cq.SAVED_SEARCH_FOR_UPDATE, saved_search_id)
     if row is None or not saved_search_visible(ctx.caller, ctx.principals, row):
         raise NotFound(
             f"saved search {saved_search_id} not found",
@@ -218,7 +223,7 @@ async def create_saved_search(
 ) -> asyncpg.Record:
     """Store a query owned by the caller; return its row."""
     row = await ctx.conn.fetchrow(
-        q.INSERT_SAVED_SEARCH,
+        cq.INSERT_SAVED_SEARCH,
         ctx.caller.user_id,
         request.name,
         request.query,
@@ -243,7 +248,7 @@ async def update_saved_search(
         )
         raise Conflict(msg, metadata={"current_version": str(row["version"])})
     updated = await ctx.conn.fetchrow(
-        q.UPDATE_SAVED_SEARCH,
+        cq.UPDATE_SAVED_SEARCH,
         change.id,
         change.name if "name" in paths else row["name"],
         change.query if "query" in paths else row["query"],
@@ -257,4 +262,4 @@ async def update_saved_search(
 async def delete_saved_search(ctx: WriteContext, saved_search_id: int) -> None:
     """Delete a saved search the caller owns."""
     await owned_saved_search(ctx, saved_search_id)
-    await ctx.conn.execute(q.DELETE_SAVED_SEARCH, saved_search_id)
+    await ctx.conn.execute(cq.DELETE_SAVED_SEARCH, saved_search_id)

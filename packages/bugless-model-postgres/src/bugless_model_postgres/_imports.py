@@ -26,6 +26,7 @@ from typing import Any
 
 from bugless_core.errors import FailedPrecondition, NotFound, Unavailable
 from bugless_core.issue_fields import ENUM_FIELDS, is_open
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext
@@ -231,8 +232,8 @@ class _Labels:
         for hotlist_id in joined:
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
         for hotlist_id in left:
-            await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
-            await ctx.conn.execute(q.COMPACT_RANKS, hotlist_id)
+            await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
+            await ctx.conn.execute(cq.COMPACT_RANKS, hotlist_id)
 
 
 async def _check_components(ctx: WriteContext, ids: set[int], external_id: str) -> None:

@@ -22,6 +22,7 @@ from bugless_core.errors import (
     PermissionDenied,
 )
 from bugless_core.issue_fields import ENUM_FIELDS, SCALAR_FIELDS, is_open
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
@@ -52,7 +53,7 @@ def _is_open(status: int) -> bool:
 
 async def check_target_component(ctx: WriteContext, component_id: int, field: str) -> None:
     """An issue may be put in a visible, unarchived component the caller edits."""
-    row = await ctx.conn.fetchrow(q.COMPONENT_BY_ID, component_id)
+    row = await ctx.conn.fetchrow(cq.COMPONENT_BY_ID, component_id)
     check_target_row(ctx, component_id, row, field)
 
 
@@ -101,8 +102,8 @@ async def lock_editable_hotlists(
     """Hotlists the caller may edit, locked (after the issues: lock order)."""
     rows: dict[int, asyncpg.Record] = {}
     for hotlist_id in sorted(ids):
-        await ctx.conn.execute(q.LOCK_HOTLIST, hotlist_id)
-        row = await ctx.conn.fetchrow(q.HOTLIST_BY_ID, hotlist_id)
+        await ctx.conn.execute(cq.LOCK_HOTLIST, hotlist_id)
+        row = await ctx.conn.fetchrow(cq.HOTLIST_BY_ID, hotlist_id)
         if row is None or not hotlist_visible(ctx.caller, row):
             raise hotlist_not_found(hotlist_id, field)
         if not hotlist_editable(ctx.caller, row):

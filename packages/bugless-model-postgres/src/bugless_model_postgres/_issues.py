@@ -24,6 +24,7 @@ from bugless_core.errors import (
     PermissionDenied,
 )
 from bugless_core.mentions import mentioned_usernames
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
@@ -84,9 +85,9 @@ class Created(NamedTuple):
 
 async def append_to_hotlist(ctx: WriteContext, hotlist_id: int, issue_id: int, note: str) -> None:
     """Add an item at the end of a (locked) hotlist."""
-    rank = await ctx.conn.fetchval(q.COUNT_HOTLIST_ITEMS, hotlist_id)
+    rank = await ctx.conn.fetchval(cq.COUNT_HOTLIST_ITEMS, hotlist_id)
     await ctx.conn.execute(
-        q.INSERT_HOTLIST_ITEM, hotlist_id, issue_id, rank, note, ctx.caller.user_id, ctx.now
+        cq.INSERT_HOTLIST_ITEM, hotlist_id, issue_id, rank, note, ctx.caller.user_id, ctx.now
     )
 
 
@@ -494,8 +495,8 @@ async def change_issue(
     for hotlist_id in plan.hotlists_added:
         await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     for hotlist_id in plan.hotlists_removed:
-        await ctx.conn.execute(q.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
-        await ctx.conn.execute(q.COMPACT_RANKS, hotlist_id)
+        await ctx.conn.execute(cq.DELETE_HOTLIST_ITEMS, hotlist_id, [issue_id])
+        await ctx.conn.execute(cq.COMPACT_RANKS, hotlist_id)
     # Built before the entry: the last write takes the change feed's row lock,
     # which every writer queues for, and holds it to the commit; nothing more
     # should run in between.

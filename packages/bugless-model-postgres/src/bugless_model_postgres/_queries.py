@@ -1,8 +1,13 @@
-"""Every fixed SQL statement of the backend, apart from the control flow.
+"""The backend's fixed SQL statements about issues, apart from the control flow.
+
+Here: issue rows (reads, creates, changes, locks), their history entries, the
+change feed, the parent/duplicate hierarchy checks, imports and the schema
+version. Statements on the collections issues live in (components, hotlists
+and their items, saved searches) are in :mod:`._collection_queries`; the
+search compiler (:mod:`._search`) builds the only dynamic statement.
 
 Statements run with ``search_path`` set to the deployment's schema, so table
-names are unqualified. Values are always ``$n`` parameters. The search
-compiler (:mod:`._search`) builds the only dynamic statement.
+names are unqualified. Values are always ``$n`` parameters.
 """
 
 from __future__ import annotations
@@ -425,175 +430,6 @@ SELECT EXISTS (SELECT 1 FROM up WHERE id = $2)
 #: Serialises writes that may close a parent/duplicate cycle, so two
 #: concurrent changes cannot each pass the check and together form a loop.
 HIERARCHY_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('bugless-issue-hierarchy', 0))"
-
-# ---- components ----
-
-COMPONENT_BY_ID = "SELECT * FROM components WHERE id = $1"
-COMPONENT_BY_ID_FOR_UPDATE = "SELECT * FROM components WHERE id = $1 FOR UPDATE"
-COMPONENT_BY_PATH = "SELECT * FROM components WHERE lower(path) = lower($1)"
-COMPONENTS_BY_IDS = "SELECT * FROM components WHERE id = ANY ($1::bigint[])"
-NEXT_COMPONENT_ID = "SELECT nextval(pg_get_serial_sequence('components', 'id'))"
-
-INSERT_COMPONENT = """
-INSERT INTO components (id, parent_id, name, description, acl, template, path_ids, path,
-                        path_key, created_at, modified_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $10)
-RETURNING *
-"""
-
-#: Visible components ($1 admin, $2 principals), children of $3 (0: all),
-#: after path_key $4, in tree order.
-LIST_COMPONENTS = """
-SELECT * FROM components
- WHERE ($1 OR viewers = '{}' OR viewers && $2::text[])
-   AND ($3 = 0 OR parent_id = $3)
-   AND ($4 OR NOT archived)
-   AND ($5::text[] IS NULL OR path_key > $5::text[])
- ORDER BY path_key
- LIMIT $6
-"""
-
-UPDATE_COMPONENT = """
-UPDATE components
-   SET name = $2, description = $3, archived = $4, acl = $5::jsonb, template = $6::jsonb,
-       parent_id = $7, modified_at = $8, version = version + 1
- WHERE id = $1
-"""
-
-#: Re-root the subtree of $1 under the path_ids $2 of its new parent.
-MOVE_SUBTREE = """
-UPDATE components
-   SET path_ids = $2::bigint[] || path_ids[array_position(path_ids, $1::bigint):]
- WHERE path_ids @> ARRAY[$1::bigint]
-"""
-
-#: Recompute names-derived paths of the subtree of $1 from path_ids.
-REPATH_SUBTREE = """
-UPDATE components d
-   SET path = p.path, path_key = p.path_key
-  FROM (SELECT s.id,
-               string_agg(a.name, '>' ORDER BY u.ord) AS path,
-               array_agg(lower(a.name) ORDER BY u.ord) AS path_key
-          FROM components s
-               CROSS JOIN LATERAL unnest(s.path_ids) WITH ORDINALITY AS u(aid, ord)
-               JOIN components a ON a.id = u.aid
-         WHERE s.path_ids @> ARRAY[$1::bigint]
-         GROUP BY s.id) p
- WHERE d.id = p.id
-"""
-
-#: Recompute the effective ACL (own + ancestors' entries, highest role per
-#: principal) of the subtree of $1.
-REFRESH_EFFECTIVE_ACL = """
-UPDATE components d
-   SET effective_acl = coalesce(e.acl, '{}'::jsonb), viewers = coalesce(e.viewers, '{}')
-  FROM (SELECT s.id,
-               (SELECT jsonb_object_agg(x.p, x.r)
-                  FROM (SELECT e.p, max(e.r) AS r
-                          FROM components a
-                               CROSS JOIN LATERAL jsonb_to_recordset(a.acl) AS e(p text, r int)
-                         WHERE a.id = ANY (s.path_ids)
-                         GROUP BY e.p) x) AS acl,
-               (SELECT array_agg(DISTINCT e.p ORDER BY e.p)
-                  FROM components a
-                       CROSS JOIN LATERAL jsonb_to_recordset(a.acl) AS e(p text, r int)
-                 WHERE a.id = ANY (s.path_ids)) AS viewers
-          FROM components s
-         WHERE s.path_ids @> ARRAY[$1::bigint]) e
- WHERE d.id = e.id
-"""
-
-# ---- hotlists ----
-
-HOTLIST_COLUMNS = """
-h.*, (SELECT count(*)::int FROM hotlist_items hi WHERE hi.hotlist_id = h.id) AS item_count
-"""
-HOTLIST_BY_ID = f"SELECT {HOTLIST_COLUMNS} FROM hotlists h WHERE h.id = $1"
-LOCK_HOTLIST = "SELECT id FROM hotlists WHERE id = $1 FOR UPDATE"
-INSERT_HOTLIST = """
-INSERT INTO hotlists (name, description, owner, editors, private, created_at, modified_at)
-VALUES ($1, $2, $3, $4, $5, $6, $6)
-RETURNING id
-"""
-UPDATE_HOTLIST = """
-UPDATE hotlists
-   SET name = $2, description = $3, owner = $4, editors = $5, private = $6, modified_at = $7,
-       version = version + 1
- WHERE id = $1
-"""
-DELETE_HOTLIST = "DELETE FROM hotlists WHERE id = $1"
-#: Visible hotlists ($1 admin, $2 user) of member $3 ('' = any), after id $4.
-LIST_HOTLISTS = f"""
-SELECT {HOTLIST_COLUMNS} FROM hotlists h
- WHERE (NOT h.private OR $1 OR h.owner = $2 OR $2 = ANY (h.editors))
-   AND ($3 = '' OR h.owner = $3 OR $3 = ANY (h.editors))
-   AND h.id > $4
- ORDER BY h.id
- LIMIT $5
-"""
-HOTLIST_ISSUE_IDS = "SELECT issue_id FROM hotlist_items WHERE hotlist_id = $1"
-HOTLIST_ITEM = "SELECT * FROM hotlist_items WHERE hotlist_id = $1 AND issue_id = $2"
-SHIFT_RANKS_UP = """
-UPDATE hotlist_items SET rank = rank + $3 WHERE hotlist_id = $1 AND rank >= $2
-"""
-INSERT_HOTLIST_ITEM = """
-INSERT INTO hotlist_items (hotlist_id, issue_id, rank, note, adder, added_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-"""
-DELETE_HOTLIST_ITEMS = """
-DELETE FROM hotlist_items WHERE hotlist_id = $1 AND issue_id = ANY ($2::bigint[])
-"""
-#: Renumber ranks 0..n-1 keeping their order (after removals or a move).
-COMPACT_RANKS = """
-UPDATE hotlist_items t SET rank = r.new_rank
-  FROM (SELECT issue_id, (row_number() OVER (ORDER BY rank, added_at, issue_id) - 1)::int
-               AS new_rank
-          FROM hotlist_items WHERE hotlist_id = $1) r
- WHERE t.hotlist_id = $1 AND t.issue_id = r.issue_id AND t.rank <> r.new_rank
-"""
-COUNT_HOTLIST_ITEMS = "SELECT count(*)::int FROM hotlist_items WHERE hotlist_id = $1"
-SET_ITEM_RANK = "UPDATE hotlist_items SET rank = $3 WHERE hotlist_id = $1 AND issue_id = $2"
-SET_ITEM_NOTE = """
-UPDATE hotlist_items SET note = $3 WHERE hotlist_id = $1 AND issue_id = $2 RETURNING *
-"""
-#: Items of $1 whose issue the caller may view ($2 admin, $3 principals),
-#: after rank $4, in rank order.
-LIST_HOTLIST_ITEMS = """
-SELECT hi.* FROM hotlist_items hi
-  JOIN issues i ON i.id = hi.issue_id
-  JOIN components c ON c.id = i.component_id
- WHERE hi.hotlist_id = $1
-   AND ($2 OR c.viewers = '{}' OR c.viewers && $3::text[])
-   AND hi.rank > $4
- ORDER BY hi.rank
- LIMIT $5
-"""
-
-# ---- saved searches ----
-
-INSERT_SAVED_SEARCH = """
-INSERT INTO saved_searches (owner, name, query, readers, columns, created_at, modified_at)
-VALUES ($1, $2, $3, $4, $6, $5, $5)
-RETURNING *
-"""
-SAVED_SEARCH_BY_ID = "SELECT * FROM saved_searches WHERE id = $1"
-SAVED_SEARCH_FOR_UPDATE = "SELECT * FROM saved_searches WHERE id = $1 FOR UPDATE"
-UPDATE_SAVED_SEARCH = """
-UPDATE saved_searches
-   SET name = $2, query = $3, readers = $4, columns = $6, modified_at = $5,
-       version = version + 1
- WHERE id = $1
-RETURNING *
-"""
-DELETE_SAVED_SEARCH = "DELETE FROM saved_searches WHERE id = $1"
-#: The caller's own ($1 user) plus, unless $3, those shared with principals $2.
-LIST_SAVED_SEARCHES = """
-SELECT * FROM saved_searches
- WHERE (owner = $1 OR (NOT $3 AND readers && $2::text[]))
-   AND id > $4
- ORDER BY id
- LIMIT $5
-"""
 
 # ---- server info ----
 

@@ -1,7 +1,8 @@
 """The PostgreSQL Model backend: orchestration and transactions.
 
-Statements live in :mod:`._queries`, the search compiler in :mod:`._search`,
-write logic in :mod:`._issues`, :mod:`._components` and :mod:`._hotlists`.
+Statements live in :mod:`._queries` and :mod:`._collection_queries`, the
+search compiler in :mod:`._search`, write logic in :mod:`._issues`,
+:mod:`._components` and :mod:`._hotlists`.
 This module opens transactions, pages results and announces committed
 history entries to change listeners only after the commit; every write
 transaction also appends its change-feed row (:mod:`._watch`), which ReadFeed
@@ -51,6 +52,7 @@ from bugless_model_postgres import (
     _issues,
     _mentions,
 )
+from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres.__about__ import __version__
 from bugless_model_postgres._attachment_calls import AttachmentCalls
@@ -507,7 +509,7 @@ class PostgresBackend(
     ) -> v1.Component:
         """The component as ``caller`` sees it (written by them: no NOT_FOUND, role 0)."""
         async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(q.COMPONENT_BY_ID, component_id)
+            row = await conn.fetchrow(cq.COMPONENT_BY_ID, component_id)
         role = caller_role(caller, row["effective_acl"]) if row else None
         if row is not None and role is None and written:
             role = v1.Role.UNSPECIFIED
@@ -528,7 +530,7 @@ class PostgresBackend(
         if request.component_id:
             return await self._component(caller, request.component_id)
         async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(q.COMPONENT_BY_PATH, request.path)
+            row = await conn.fetchrow(cq.COMPONENT_BY_PATH, request.path)
         role = caller_role(caller, row["effective_acl"]) if row else None
         if row is None or role is None:
             path = request.path or ""
@@ -550,7 +552,7 @@ class PostgresBackend(
             await self._component(caller, request.parent_id)
         async with translated_errors(), self._pool.acquire() as conn:
             fetched = await conn.fetch(
-                q.LIST_COMPONENTS,
+                cq.LIST_COMPONENTS,
                 caller.admin,
                 principals_of(caller),
                 request.parent_id,
