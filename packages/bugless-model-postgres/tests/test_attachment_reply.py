@@ -10,41 +10,24 @@ come after the lock (the uploader check) only when the caller could act.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from write_support import ADMIN, ALICE, component_with_field, upload
 
 from bugless_core.errors import IssueVersionConflict, PermissionDenied
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
-ADMIN = v1.Caller(user_id="root", admin=True)
-ALICE = v1.Caller(user_id="alice", groups=["eng"])
 BOB = v1.Caller(user_id="bob", groups=["eng"])  # an editor, not the uploader
-
-
-async def _content(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 @pytest.fixture
 async def issue(bugless_model_backend: PostgresBackend) -> v1.Issue:
     """An issue with what a reply carries: a custom value, hotlists, alice's star, a child."""
     backend = bugless_model_backend
-    component = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"att-{uuid.uuid4().hex[:8]}")
-    )
-    field = await backend.create_custom_field(
-        v1.CreateCustomFieldRequest(
-            caller=ADMIN,
-            component_id=component.id,
-            name=f"Build {uuid.uuid4().hex[:6]}",
-            type=v1.CustomFieldType.TEXT,
-        )
-    )
+    component, field = await component_with_field(backend, "att")
     mine = await backend.create_hotlist(v1.CreateHotlistRequest(caller=ALICE, name="mine"))
     hidden = await backend.create_hotlist(
         v1.CreateHotlistRequest(caller=ADMIN, name="not alice's", private=True)
@@ -98,26 +81,11 @@ async def _state(
     return read, history.entries, listed.attachments
 
 
-async def _upload(
-    backend: PostgresBackend, issue: v1.Issue, caller: v1.Caller = ALICE, comment: str = ""
-) -> v1.UploadAttachmentResponse:
-    return await backend.upload_attachment(
-        v1.UploadAttachmentHeader(
-            caller=caller,
-            issue_id=issue.id,
-            expected_version=issue.version,
-            name="crash.log",
-            comment=comment,
-        ),
-        _content(f"a log of {uuid.uuid4()}\n".encode()),
-    )
-
-
 async def test_an_upload_answers_what_reads_return_afterwards(
     bugless_model_backend: PostgresBackend, issue: v1.Issue
 ) -> None:
     backend = bugless_model_backend
-    uploaded = await _upload(backend, issue, comment="the log, @carol")
+    uploaded = await upload(backend, issue, comment="the log, @carol")
     read, entries, attachments = await _state(backend, issue.id)
     assert uploaded.issue == read
     assert uploaded.issue is not None
@@ -130,7 +98,7 @@ async def test_an_upload_answers_what_reads_return_afterwards(
     assert uploaded.entry.attachments == [uploaded.attachment]
     assert attachments == [uploaded.attachment]
     # Without a comment, and with any version (0).
-    again = await _upload(backend, v1.Issue(id=issue.id))
+    again = await upload(backend, v1.Issue(id=issue.id))
     read, entries, attachments = await _state(backend, issue.id)
     assert again.issue == read
     assert again.entry == entries[-1]
@@ -141,7 +109,7 @@ async def test_a_deletion_answers_what_reads_return_afterwards(
     bugless_model_backend: PostgresBackend, issue: v1.Issue
 ) -> None:
     backend = bugless_model_backend
-    uploaded = await _upload(backend, issue)
+    uploaded = await upload(backend, issue)
     assert uploaded.attachment is not None
     assert uploaded.issue is not None
     deleted = await backend.delete_attachment(
@@ -159,7 +127,7 @@ async def test_a_deletion_answers_what_reads_return_afterwards(
     assert deleted.entry.attachments == []
     assert [a.deleted_in_version for a in attachments] == [read.version]
     # An admin deletes another's file: the reply is as the admin sees the issue.
-    other = await _upload(backend, read)
+    other = await upload(backend, read)
     assert other.attachment is not None
     by_admin = await backend.delete_attachment(
         v1.DeleteAttachmentRequest(caller=ADMIN, attachment_id=other.attachment.id)
@@ -174,11 +142,11 @@ async def test_stale_attachment_calls_are_aborted_and_write_nothing(
     bugless_model_backend: PostgresBackend, issue: v1.Issue
 ) -> None:
     backend = bugless_model_backend
-    uploaded = await _upload(backend, issue)
+    uploaded = await upload(backend, issue)
     assert uploaded.attachment is not None
     before = await _state(backend, issue.id)
     with pytest.raises(IssueVersionConflict) as raised:
-        await _upload(backend, issue, comment="stale")
+        await upload(backend, issue, comment="stale")
     assert raised.value.grpc_status.name == "ABORTED"
     for caller in (ALICE, BOB):  # the uploader, and an editor the uploader check would refuse
         with pytest.raises(IssueVersionConflict):

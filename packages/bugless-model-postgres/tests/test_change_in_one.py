@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from test_write_round_trips import ADMIN, ALICE, _Sent, _valued_issue
+from write_support import ADMIN, ALICE, Sent, valued_issue
 
 from bugless_core.errors import IssueVersionConflict
 from bugless_core.mentions import mentioned_usernames
@@ -63,9 +63,9 @@ async def test_a_change_of_own_fields_is_a_read_and_one_statement(
 ) -> None:
     """2 statements (was 5: BEGIN, lock and read, update, entry and feed, COMMIT)."""
     backend = bugless_model_backend
-    issue, _ = await _valued_issue(backend)
+    issue, _ = await valued_issue(backend)
     head = await _feed_head(backend)
-    async with _Sent(backend, model_settings.pool_max_size) as sent:
+    async with Sent(backend, model_settings.pool_max_size) as sent:
         changed = await backend.change_issue(_priority(issue, v1.Priority.P1))
         statements = sent.take()
     assert len(statements) == 2
@@ -86,7 +86,7 @@ async def test_a_change_of_own_fields_is_a_read_and_one_statement(
             issue.id,
         )
     assert [r["status"] for r in before] == [int(v1.Status.NEW)]
-    async with _Sent(backend, model_settings.pool_max_size) as sent:
+    async with Sent(backend, model_settings.pool_max_size) as sent:
         closed = await backend.change_issue(
             v1.ChangeIssueRequest(
                 caller=ALICE,
@@ -125,8 +125,8 @@ async def test_a_comment_mentioning_someone_and_a_new_title_are_one_statement_to
 ) -> None:
     """Mentions that can only be added go in the statement; a title dropping one resyncs."""
     backend = bugless_model_backend
-    issue, _ = await _valued_issue(backend)
-    async with _Sent(backend, model_settings.pool_max_size) as sent:
+    issue, _ = await valued_issue(backend)
+    async with Sent(backend, model_settings.pool_max_size) as sent:
         changed = await backend.change_issue(_priority(issue, v1.Priority.P1, "over to @carol"))
         assert len(sent.take()) == 2
         assert changed.issue is not None
@@ -201,7 +201,7 @@ async def test_a_change_queued_behind_a_star_answers_with_the_star(
 ) -> None:
     """The star changes the row, not its version: the read is stale, so the locked path answers."""
     backend = bugless_model_backend
-    issue, _ = await _valued_issue(backend)
+    issue, _ = await valued_issue(backend)
     async with _Holder(model_settings) as holder:
         await holder.conn.execute(_follow.ADD_STAR, issue.id, ALICE.user_id, issue.created_at)
         change = await holder.queued(backend.change_issue(_priority(issue, v1.Priority.P1)))
@@ -218,8 +218,8 @@ async def test_a_change_queued_behind_a_bare_row_lock_still_writes_in_one_statem
     bugless_model_backend: PostgresBackend, model_settings: ModelSettings
 ) -> None:
     backend = bugless_model_backend
-    issue, _ = await _valued_issue(backend)
-    async with _Sent(backend, model_settings.pool_max_size) as sent:
+    issue, _ = await valued_issue(backend)
+    async with Sent(backend, model_settings.pool_max_size) as sent:
         async with _Holder(model_settings) as holder:
             await holder.conn.execute("SELECT id FROM issues WHERE id = $1 FOR UPDATE", issue.id)
             change = await holder.queued(backend.change_issue(_priority(issue, v1.Priority.P1)))
@@ -233,7 +233,7 @@ async def test_a_change_queued_behind_a_new_version_is_aborted_and_writes_nothin
     bugless_model_backend: PostgresBackend, model_settings: ModelSettings
 ) -> None:
     backend = bugless_model_backend
-    issue, _ = await _valued_issue(backend)
+    issue, _ = await valued_issue(backend)
     head = await _feed_head(backend)
     async with _Holder(model_settings) as holder:
         await holder.conn.execute(
@@ -277,7 +277,7 @@ async def test_concurrent_changes_at_one_version_write_once(
 ) -> None:
     """Eight changes race at one version: one writes (entry, feed row), seven are ABORTED."""
     backend = bugless_model_backend
-    issue, _ = await _valued_issue(backend)
+    issue, _ = await valued_issue(backend)
     head = await _feed_head(backend)
     callers = [v1.Caller(user_id=f"racer{n}", groups=["eng"]) for n in range(8)]
     priorities = [v1.Priority.P1, v1.Priority.P2, v1.Priority.P3, v1.Priority.P4] * 2
@@ -308,7 +308,7 @@ async def test_changes_racing_stars_answer_what_reads_return(
     star count is one the star calls left (0 or 1).
     """
     backend = bugless_model_backend
-    issue, _ = await _valued_issue(backend)
+    issue, _ = await valued_issue(backend)
     stop = asyncio.Event()
 
     async def stars() -> int:

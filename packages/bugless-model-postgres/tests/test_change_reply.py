@@ -17,15 +17,13 @@ from typing import Any
 
 import asyncpg
 import pytest
+from write_support import ADMIN, ALICE, change_with, connected, content, wait_behind_lock
 
 from bugless_core.errors import BuglessError, IssueVersionConflict
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
-
-ADMIN = v1.Caller(user_id="root", admin=True)
-ALICE = v1.Caller(user_id="alice", groups=["eng"])
 
 
 async def _component(backend: PostgresBackend, parent_id: int = 0) -> int:
@@ -72,23 +70,6 @@ async def _check(
     return read
 
 
-async def _change(
-    backend: PostgresBackend,
-    issue: v1.Issue,
-    comment: str = "",
-    **delta: Any,
-) -> v1.ChangeIssueResponse:
-    return await backend.change_issue(
-        v1.ChangeIssueRequest(
-            caller=ALICE,
-            issue_id=issue.id,
-            expected_version=issue.version,
-            delta=v1.IssueDelta(**delta),
-            comment=comment,
-        )
-    )
-
-
 def _fields(paths: list[str], **fields: Any) -> dict[str, Any]:
     return {"fields": v1.IssueFields(**fields), "update_mask": FieldMask(paths=paths)}
 
@@ -127,9 +108,9 @@ async def world(
     )
     await backend.star_issue(v1.StarIssueRequest(caller=ALICE, issue_id=issue.id, starred=True))
     child = await _create(backend, root)
-    await _change(backend, child, **_fields(["parent_id"], parent_id=issue.id))
+    await change_with(backend, child, **_fields(["parent_id"], parent_id=issue.id))
     dupe = await _create(backend, root)
-    await _change(
+    await change_with(
         backend,
         dupe,
         **_fields(
@@ -161,14 +142,16 @@ async def test_a_changes_reply_is_what_a_read_returns_afterwards(
     # A comment and a scalar: the values unchanged (their names read back in the write).
     read = await _check(
         backend,
-        await _change(backend, issue, "hi @dave", **_fields(["priority"], priority=v1.Priority.P0)),
+        await change_with(
+            backend, issue, "hi @dave", **_fields(["priority"], priority=v1.Priority.P0)
+        ),
     )
     assert read.comment_count == issue.comment_count + 1
     # A custom value set (its names from the plan).
     found_in: v1.CustomField = world["found_in"]
     read = await _check(
         backend,
-        await _change(
+        await change_with(
             backend,
             read,
             custom_fields_set=[v1.CustomFieldValue(field_id=found_in.id, values=["4.3"])],
@@ -179,13 +162,15 @@ async def test_a_changes_reply_is_what_a_read_returns_afterwards(
     other: v1.Issue = world["other"]
     read = await _check(
         backend,
-        await _change(backend, read, blocking_add=[other.id], hotlist_remove=[world["mine"].id]),
+        await change_with(
+            backend, read, blocking_add=[other.id], hotlist_remove=[world["mine"].id]
+        ),
     )
     assert read.blocking_ids == [other.id]
     assert read.hotlist_ids == []
     read = await _check(
         backend,
-        await _change(
+        await change_with(
             backend,
             read,
             blocked_by_remove=[],
@@ -200,7 +185,7 @@ async def test_a_changes_reply_is_what_a_read_returns_afterwards(
     # Moved (the values follow their field into the subtree), closed, retitled.
     read = await _check(
         backend,
-        await _change(
+        await change_with(
             backend,
             read,
             "moving",
@@ -245,7 +230,9 @@ async def test_a_change_after_a_redaction_and_an_attachment_answers_what_a_read_
     assert redacted.issue.description == ""
     read = await _check(
         backend,
-        await _change(backend, redacted.issue, **_fields(["severity"], severity=v1.Severity.S1)),
+        await change_with(
+            backend, redacted.issue, **_fields(["severity"], severity=v1.Severity.S1)
+        ),
     )
     assert read.description == ""
 
@@ -255,10 +242,10 @@ async def test_a_stale_change_is_aborted_and_writes_nothing(
 ) -> None:
     backend = bugless_model_backend
     issue: v1.Issue = world["issue"]
-    await _check(backend, await _change(backend, issue, "first"))
+    await _check(backend, await change_with(backend, issue, "first"))
     before = await _entries(backend, issue.id)
     with pytest.raises(IssueVersionConflict) as raised:
-        await _change(backend, issue, "stale", **_fields(["priority"], priority=v1.Priority.P4))
+        await change_with(backend, issue, "stale", **_fields(["priority"], priority=v1.Priority.P4))
     assert raised.value.grpc_status.name == "ABORTED"
     assert await _entries(backend, issue.id) == before
     read = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
@@ -273,7 +260,7 @@ async def test_a_batch_change_answers_its_items_as_reads_do_beside_failing_ones(
     issue: v1.Issue = world["issue"]
     second = await _create(backend, world["child_component"])
     stale = await _create(backend, world["child_component"])
-    await _change(backend, stale, "moves it on")
+    await change_with(backend, stale, "moves it on")
     delta = v1.IssueDelta(**_fields(["priority"], priority=v1.Priority.P1), cc_add=["kim"])
     items = [
         v1.IssueVersion(issue_id=issue.id, expected_version=issue.version),
@@ -318,7 +305,7 @@ async def test_an_edit_and_a_redaction_answer_what_a_read_returns(
 ) -> None:
     backend = bugless_model_backend
     issue: v1.Issue = world["issue"]
-    commented = await _check(backend, await _change(backend, issue, "first words"))
+    commented = await _check(backend, await change_with(backend, issue, "first words"))
     edited = await backend.edit_comment(
         v1.EditCommentRequest(
             caller=ALICE,
@@ -374,28 +361,15 @@ async def test_a_stale_change_queued_behind_the_lock_is_aborted_when_the_holder_
     """READ COMMITTED needs no version check before locking: the one under the lock answers."""
     backend = bugless_model_backend
     issue = await _create(backend, await _component(backend))
-    settings = {"search_path": f'"{model_settings.schema}"'}
-    holder = await asyncpg.connect(model_settings.database_url, server_settings=settings)
-    watcher = await asyncpg.connect(model_settings.database_url, server_settings=settings)
-    try:
+    async with connected(model_settings, 2) as (holder, watcher):
         held = holder.transaction()
         await held.start()
         await holder.execute("UPDATE issues SET version = version + 1 WHERE id = $1", issue.id)
-        change = asyncio.ensure_future(_change(backend, issue, "stale once the holder commits"))
-        waiting = 0
-        while not waiting and not change.done():
-            await asyncio.sleep(0.01)
-            waiting = await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        assert waiting, "the change did not wait for the row lock"
+        change = asyncio.ensure_future(change_with(backend, issue, "stale once the holder commits"))
+        await wait_behind_lock(watcher, change)
         await held.commit()
         with pytest.raises(IssueVersionConflict):
             await change
-    finally:
-        await holder.close()
-        await watcher.close()
     entries = await _entries(backend, issue.id)
     assert [e.version for e in entries] == [1]
 
@@ -406,12 +380,9 @@ async def test_a_stale_attachment_deletion_by_another_editor_is_aborted_before_r
     """The attachment calls keep their version check first: ABORTED, not PermissionDenied."""
     backend = bugless_model_backend
     issue = await _create(backend, await _component(backend))
-
-    async def content() -> AsyncIterator[bytes]:
-        yield b"bytes"
-
     uploaded = await backend.upload_attachment(
-        v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name="a.txt"), content()
+        v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name="a.txt"),
+        content(b"bytes"),
     )
     assert uploaded.attachment is not None
     bob = v1.Caller(user_id="bob", groups=["eng"])  # an editor, not the uploader
@@ -436,28 +407,23 @@ async def test_a_change_that_waited_for_the_lock_answers_what_the_holder_left(
     backend = bugless_model_backend
     component = await _component(backend)
     moved_to = await _component(backend)
-    settings = {"search_path": f'"{model_settings.schema}"'}
-    holder = await asyncpg.connect(model_settings.database_url, server_settings=settings)
-    watcher = await asyncpg.connect(model_settings.database_url, server_settings=settings)
 
-    async def behind(issue: v1.Issue, *statements: tuple[str, list[Any]]) -> v1.Issue:
+    async def behind(
+        holder: asyncpg.Connection,
+        watcher: asyncpg.Connection,
+        issue: v1.Issue,
+        *statements: tuple[str, list[Any]],
+    ) -> v1.Issue:
         held = holder.transaction()
         await held.start()
         for sql, args in statements:
             await holder.execute(sql, *args)
-        change = asyncio.ensure_future(_change(backend, issue, "queued behind the holder"))
-        waiting = 0
-        while not waiting and not change.done():
-            await asyncio.sleep(0.01)
-            waiting = await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        assert waiting, "the change did not wait for the row lock"
+        change = asyncio.ensure_future(change_with(backend, issue, "queued behind the holder"))
+        await wait_behind_lock(watcher, change)
         await held.commit()
         return await _check(backend, await change)
 
-    try:
+    async with connected(model_settings, 2) as (holder, watcher):
         issue = await _create(backend, component)
         star = (  # what StarIssue runs: the issue's row, not its version
             "WITH added AS (INSERT INTO issue_stars (issue_id, user_id, created_at) "
@@ -465,15 +431,12 @@ async def test_a_change_that_waited_for_the_lock_answers_what_the_holder_left(
             "UPDATE issues SET star_count = star_count + 1 WHERE id = $1",
             [issue.id, ALICE.user_id],
         )
-        read = await behind(issue, star)
+        read = await behind(holder, watcher, issue, star)
         assert read.starred
         assert read.star_count == 1
         # A row that moved (joined to its new component) is found, not NOT_FOUND.
         move = ("UPDATE issues SET component_id = $2 WHERE id = $1", [issue.id, moved_to])
-        read = await behind(read, move)
+        read = await behind(holder, watcher, read, move)
         assert read.component_id == moved_to
-    finally:
-        await holder.close()
-        await watcher.close()
     # Not waiting: one statement, and the same answer.
-    await _check(backend, await _change(backend, read, "alone"))
+    await _check(backend, await change_with(backend, read, "alone"))

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from write_support import ADMIN, ALICE, Sent
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
@@ -25,9 +26,6 @@ from bugless_model_postgres._context import WriteContext, fetch_issue_rows
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.postgres import ThrowawayPostgres
-
-ADMIN = v1.Caller(user_id="root", admin=True)
-ALICE = v1.Caller(user_id="alice", groups=["eng"])
 
 
 async def _component(backend: PostgresBackend) -> int:
@@ -171,32 +169,6 @@ async def test_a_create_writes_the_new_issue_row_once(scratch: PostgresBackend) 
     assert related.id not in updated
 
 
-class _Statements:
-    """Every statement the backend's pooled connections send while attached (asyncpg's log)."""
-
-    def __init__(self, backend: PostgresBackend, size: int) -> None:
-        self.sent: list[str] = []
-        self._backend = backend
-        self._size = size
-
-    def _record(self, logged: Any) -> None:
-        self.sent.append(" ".join(str(logged.query).split()))
-
-    async def _each_connection(self, method: str) -> None:
-        pool = self._backend._pool
-        connections = [await pool.acquire() for _ in range(self._size)]  # all of them
-        for conn in connections:
-            getattr(conn, method)(self._record)
-            await pool.release(conn)
-
-    async def __aenter__(self) -> _Statements:
-        await self._each_connection("add_query_logger")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._each_connection("remove_query_logger")
-
-
 async def _batch(backend: PostgresBackend, component_id: int, n: int) -> list[v1.Issue]:
     reply = await backend.batch_create_issues(
         v1.BatchCreateIssuesRequest(
@@ -215,11 +187,6 @@ async def _batch(backend: PostgresBackend, component_id: int, n: int) -> list[v1
     return [r.issue for r in reply.results if r.issue is not None]
 
 
-def _ours(sent: list[str]) -> list[str]:
-    """The statements bugless sent, not asyncpg's type introspection on a fresh connection."""
-    return [s for s in sent if "typeinfo_tree" not in s and "'jit'" not in s]
-
-
 def _transaction_statements(sent: list[str]) -> list[str]:
     """BEGIN, COMMIT and ROLLBACK, as words (asyncpg sends ``BEGIN;``)."""
     words = (s.split()[0].rstrip(";").upper() for s in sent)
@@ -234,10 +201,10 @@ async def test_on_read_committed_a_batch_of_creates_is_its_reads_and_one_write(
     component_id = await _component(scratch)
     async with scratch._pool.acquire() as conn:
         position = await conn.fetchval("SELECT position FROM change_feed_state WHERE name = 'head'")
-    async with _Statements(scratch, model_settings.pool_max_size) as statements:
+    async with Sent(scratch, model_settings.pool_max_size) as sent:
         issues = await _batch(scratch, component_id, 3)
 
-    ours = _ours(statements.sent)
+    ours = sent.statements
     assert _transaction_statements(ours) == []
     assert [s.split()[:2] for s in ours] == [["SELECT", "c.*,"], ["WITH", "input"]]
     for issue in issues:
@@ -283,9 +250,9 @@ async def test_a_batch_reads_the_custom_fields_that_apply_once_per_component(
                 )
             )
         )
-    async with _Statements(scratch, model_settings.pool_max_size) as statements:
+    async with Sent(scratch, model_settings.pool_max_size) as sent:
         issues = await _batch(scratch, child.id, 3)
-    ours = _ours(statements.sent)
+    ours = sent.statements
     assert [s.split()[:2] for s in ours] == [
         ["SELECT", "c.*,"],
         ["SELECT", "f.*"],
@@ -320,12 +287,12 @@ async def test_on_repeatable_read_creates_keep_their_transaction(
     try:
         assert not backend._dialect.statement_snapshots
         component_id = await _component(backend)
-        async with _Statements(backend, settings.pool_max_size) as statements:
+        async with Sent(backend, settings.pool_max_size) as sent:
             await _batch(backend, component_id, 3)
-        assert _transaction_statements(statements.sent) == ["BEGIN", "COMMIT"]
-        async with _Statements(backend, settings.pool_max_size) as statements:
+        assert _transaction_statements(sent.statements) == ["BEGIN", "COMMIT"]
+        async with Sent(backend, settings.pool_max_size) as sent:
             await _create(backend, component_id, description="for @bob")
-        assert _transaction_statements(statements.sent) == ["BEGIN", "COMMIT"]
+        assert _transaction_statements(sent.statements) == ["BEGIN", "COMMIT"]
     finally:
         await backend.close()
 
@@ -383,10 +350,10 @@ async def test_on_read_committed_a_create_with_mentions_and_custom_values_is_one
     component_id = await _component(scratch)
     number, kinds = await _fields(scratch, component_id)
     start = (await _written(scratch, 0))["head"]
-    async with _Statements(scratch, model_settings.pool_max_size) as statements:
+    async with Sent(scratch, model_settings.pool_max_size) as sent:
         created = await scratch.create_issue(_valued(component_id, number, "42"))
 
-    ours = _ours(statements.sent)
+    ours = sent.statements
     assert _transaction_statements(ours) == []
     writes = [s for s in ours if not s.startswith("SELECT")]
     assert len(writes) == 1
@@ -452,9 +419,9 @@ async def test_a_create_touching_other_issues_keeps_its_transaction(
     """Relations lock and write other rows: BEGIN … COMMIT, as before."""
     component_id = await _component(scratch)
     other = await _create(scratch, component_id)
-    async with _Statements(scratch, model_settings.pool_max_size) as statements:
+    async with Sent(scratch, model_settings.pool_max_size) as sent:
         await _create(scratch, component_id, blocking_ids=[other.id])
-    assert _transaction_statements(_ours(statements.sent)) == ["BEGIN", "COMMIT"]
+    assert _transaction_statements(sent.statements) == ["BEGIN", "COMMIT"]
 
 
 async def test_batch_reads_settle_on_one_plan_and_read_what_the_array_statement_reads(

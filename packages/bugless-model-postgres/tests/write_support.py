@@ -1,0 +1,202 @@
+"""What the write tests share: their callers, a recorder of the statements sent, an
+issue with a custom value, the calls they chain, and a transaction that holds a
+row lock while a call queues behind it.
+
+Kept in one place so the tests of round trips, races and replies build their
+issues and wait for a lock the same way (they were copies of each other).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import PostgresBackend
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+ADMIN = v1.Caller(user_id="root", admin=True)
+ALICE = v1.Caller(user_id="alice", groups=["eng"])
+
+
+class Sent:
+    """The statements a backend's pool sends while entered (asyncpg's query logger)."""
+
+    def __init__(self, backend: PostgresBackend, size: int) -> None:
+        self._backend = backend
+        self._size = size
+        self.statements: list[str] = []
+
+    def _record(self, logged: Any) -> None:
+        text = " ".join(str(logged.query).split())
+        if "typeinfo_tree" not in text and "'jit'" not in text:
+            self.statements.append(text)
+
+    async def _each_connection(self, method: str) -> None:
+        pool = self._backend._pool
+        connections = [await pool.acquire() for _ in range(self._size)]  # all of them
+        for conn in connections:
+            getattr(conn, method)(self._record)
+            await pool.release(conn)
+
+    def starting(self, prefix: str) -> int:
+        """How many statements sent start with ``prefix``."""
+        return sum(s.startswith(prefix) for s in self.statements)
+
+    def take(self) -> list[str]:
+        """The statements sent since the last take."""
+        taken, self.statements = self.statements, []
+        return taken
+
+    async def __aenter__(self) -> Sent:
+        await self._each_connection("add_query_logger")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._each_connection("remove_query_logger")
+
+
+async def content(data: bytes) -> AsyncIterator[bytes]:
+    """An upload's content in one chunk."""
+    yield data
+
+
+async def component_with_field(
+    backend: PostgresBackend, prefix: str
+) -> tuple[v1.Component, v1.CustomField]:
+    """A fresh component (named ``prefix-...``) with a text custom field of its own."""
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"{prefix}-{uuid.uuid4().hex[:8]}")
+    )
+    field = await backend.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN,
+            component_id=component.id,
+            name=f"Found in {uuid.uuid4().hex[:6]}",
+            type=v1.CustomFieldType.TEXT,
+        )
+    )
+    return component, field
+
+
+async def valued_issue(backend: PostgresBackend) -> tuple[v1.Issue, v1.CustomField]:
+    """An issue in a fresh component, holding a value of the component's custom field."""
+    component, field = await component_with_field(backend, "trips")
+    issue = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(title="a crash", component_id=component.id),
+            description="first words",
+            custom_fields=[v1.CustomFieldValue(field_id=field.id, values=["1.2"])],
+        )
+    )
+    return issue, field
+
+
+async def upload(
+    backend: PostgresBackend, issue: v1.Issue, caller: v1.Caller = ALICE, comment: str = ""
+) -> v1.UploadAttachmentResponse:
+    """``caller`` attaches a log of their own to ``issue`` at its version."""
+    return await backend.upload_attachment(
+        v1.UploadAttachmentHeader(
+            caller=caller,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            name="crash.log",
+            comment=comment,
+        ),
+        content(f"a log of {uuid.uuid4()}\n".encode()),
+    )
+
+
+async def change_with(
+    backend: PostgresBackend, issue: v1.Issue, comment: str = "", **delta: Any
+) -> v1.ChangeIssueResponse:
+    """Alice changes ``issue`` at its version: ``delta`` is the IssueDelta's fields."""
+    return await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ALICE,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(**delta),
+            comment=comment,
+        )
+    )
+
+
+async def change(
+    backend: PostgresBackend, issue: v1.Issue, priority: v1.Priority
+) -> v1.ChangeIssueResponse:
+    """Alice sets ``issue``'s priority, with a comment, at its version."""
+    return await change_with(
+        backend,
+        issue,
+        "a comment",
+        fields=v1.IssueFields(priority=priority),
+        update_mask=FieldMask(["priority"]),
+    )
+
+
+async def delete(
+    backend: PostgresBackend, uploaded: v1.UploadAttachmentResponse, version: int = 0
+) -> v1.ChangeIssueResponse:
+    """Alice deletes the file of ``uploaded`` at issue version ``version`` (0: any)."""
+    assert uploaded.attachment is not None
+    return await backend.delete_attachment(
+        v1.DeleteAttachmentRequest(
+            caller=ALICE, attachment_id=uploaded.attachment.id, expected_version=version
+        )
+    )
+
+
+async def edit(
+    backend: PostgresBackend, issue: v1.Issue, entry: v1.HistoryEntry | None
+) -> v1.ChangeIssueResponse:
+    """Alice rewrites the comment of ``entry`` (one of ``issue``'s) at ``issue``'s version."""
+    assert entry is not None
+    return await backend.edit_comment(
+        v1.EditCommentRequest(
+            caller=ALICE,
+            issue_id=issue.id,
+            expected_version=issue.version,
+            entry_version=entry.version,
+            comment="a better comment",
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def connected(settings: ModelSettings, count: int) -> AsyncIterator[list[asyncpg.Connection]]:
+    """``count`` connections of their own to the Model's database, in its schema."""
+    server_settings = {"search_path": f'"{settings.schema}"'}
+    connections: list[asyncpg.Connection] = []
+    try:
+        for _ in range(count):
+            connections.append(
+                await asyncpg.connect(settings.database_url, server_settings=server_settings)
+            )
+        yield connections
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+async def wait_behind_lock(watcher: asyncpg.Connection, call: asyncio.Future[Any]) -> None:
+    """Return once some session waits for a lock (``call``, while another holds it).
+
+    Fails when ``call`` finished without waiting: the holder did not block it.
+    """
+    waiting = 0
+    while not waiting and not call.done():
+        await asyncio.sleep(0.01)
+        waiting = await watcher.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    assert waiting, "the call did not wait for the lock"
