@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import ClassVar
 
 import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bugless_core.grpc import CorkedChannel, GrpcServerSettings
+from bugless_core.model.backend import ModelSettings
+from bugless_core.model.runner import close_model, start_model
 from bugless_core.page_tokens import PageTokenCodec
+from bugless_core.plugins import load_plugins
 from bugless_core.search.build import all_of, any_of, negate, term
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres._convert import principals_of
@@ -24,7 +31,7 @@ from bugless_model_postgres._custom_search import CustomCatalog, catalog_key
 from bugless_model_postgres._paging import caller_key
 from bugless_model_postgres._search import compile_search, resumed
 from bugless_model_postgres._search_plans import STATEMENTS_PER_PLAN, SearchPlans
-from bugless_proto import v1, wire
+from bugless_proto import v1, wire, wire_unread
 from bugless_proto.google.protobuf import FieldMask
 
 F = v1.SearchField
@@ -301,3 +308,83 @@ async def test_an_empty_caller_and_an_empty_mask_read_as_none(
         assert [wire.encode(r) for r in await _walk(b, request, kept=True)] == expected
     for request in variants():
         assert bytes(await b.search_issues_reply(request)) == expected[0]
+
+
+async def test_an_empty_query_reads_as_none(
+    bugless_model_backend: PostgresBackend, world: str
+) -> None:
+    b = bugless_model_backend
+    empty = _request(v1.StructuredQuery(), CALLER)
+    none = _request(v1.StructuredQuery(), CALLER)
+    none.query = None
+    first = await b.search_issues(empty)
+    assert first.issues
+    assert await b.search_issues(none) == first
+    assert bytes(await b.search_issues_reply(none)) == bytes(await b.search_issues_reply(empty))
+    later = v1.PageRequest(page_size=3, page_token=first.next_page_token)
+    empty.page, none.page = later, later
+    assert await b.search_issues(none) == await b.search_issues(empty)
+
+
+class _Receiving(PostgresBackend):
+    """The backend, noting whether each page left its request's query unread."""
+
+    #: Whether the page left the request's query unread (its check and plan were kept).
+    unread: ClassVar[list[bool]] = []
+
+    async def search_issues_reply(self, request: v1.SearchIssuesRequest) -> v1.SearchIssuesResponse:
+        reply = await super().search_issues_reply(request)
+        self.unread.append(wire_unread.unread_bytes(request.query) is not None)
+        return reply
+
+
+async def test_served_pages_read_a_query_once_and_are_the_pages_in_process(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings, world: str
+) -> None:
+    """Through gRPC a query seen before is never decoded; pages and tokens alike."""
+    text = term(F.TEXT, Op.EQ, world)
+    queries = [
+        v1.StructuredQuery(filter=text),
+        v1.StructuredQuery(
+            filter=all_of(text, negate(term(F.PRIORITY, Op.LE, 1))),
+            order_by=[v1.SortKey(field=S.TITLE), v1.SortKey(field=S.PRIORITY, descending=True)],
+        ),
+    ]
+    _Receiving.unread.clear()
+    backend, runner = await start_model(
+        load_plugins(entry_points=False),
+        _Receiving,
+        model_settings,
+        GrpcServerSettings(insecure_local=True, drain_seconds=0),
+    )
+    channel = CorkedChannel("127.0.0.1", runner.port)
+    try:
+        model = v1.ModelStub(channel)
+        for query in queries:
+            for caller in (ADMIN, CALLER, v1.Caller(user_id="stranger")):
+                local = await _walk(bugless_model_backend, _request(query, caller), kept=False)
+                for walk in range(2):
+                    _Receiving.unread.clear()
+                    request = _request(query, caller)
+                    served = []
+                    while True:
+                        reply = await model.search_issues(request)
+                        served.append(reply)
+                        if not reply.next_page_token:
+                            break
+                        request.page = v1.PageRequest(page_size=3, page_token=reply.next_page_token)
+                    assert len(served) > 1 or caller.user_id == "stranger"
+                    assert [wire.encode(r) for r in served] == [wire.encode(r) for r in local]
+                    # The second walk finds every check and plan kept: no page reads its query.
+                    assert all(_Receiving.unread) == (walk == 1)
+        # A refused query is checked, and refused, every time.
+        bad = _request(v1.StructuredQuery(order_by=[v1.SortKey(field=S.CUSTOM)]), ADMIN)
+        for _ in range(2):
+            with pytest.raises(GRPCError) as refused:
+                await model.search_issues(bad)
+            assert refused.value.status is Status.INVALID_ARGUMENT
+            assert "a CUSTOM sort key names its field" in (refused.value.message or "")
+    finally:
+        channel.close()
+        await runner.close()
+        await close_model(backend)

@@ -27,7 +27,12 @@ from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._convert import Conn
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._paging import page_of
-from bugless_proto import v1, wire
+from bugless_proto import v1, wire, wire_unread
+
+# The codec leaves a received request's query as its bytes until read: a
+# page of a query seen before keys on them (:func:`_query_bytes`) and reads
+# nothing else of it.
+wire_unread.leave_unread(v1.SearchIssuesRequest, "query")
 
 
 def _reported_total(carried: CarriedTotal | None, counted: int | None, cap: int) -> CarriedTotal:
@@ -48,6 +53,19 @@ def _caller(request: v1.SearchIssuesRequest) -> v1.Caller:
     an empty caller reads the same as a new one.
     """
     return request.caller if request.caller is not None else v1.Caller()
+
+
+def _query_bytes(query: v1.StructuredQuery) -> bytes:
+    """``wire.encode(query)``: its own bytes while it is a received query not yet read.
+
+    An unread query (:mod:`bugless_proto.wire_unread`) is upb's writing of
+    the query received, which is what ``wire.encode`` writes for the query
+    it decodes to; reading it (a new plan, a changed query) makes it an
+    ordinary message, encoded as any other. The benchmark's queries: 3-15
+    µs to encode, and 6-19 µs to decode first.
+    """
+    unread = wire_unread.unread_bytes(query)
+    return unread if unread is not None else wire.encode(query)
 
 
 class _StaleCatalog(Exception):
@@ -220,7 +238,7 @@ class SearchCalls(BackendCalls):
         query = request.query if request.query is not None else v1.StructuredQuery()
         size, token = page_of(request.page)
         plans = self._search_plans()
-        encoded = wire.encode(query)
+        encoded = _query_bytes(query)
         fingerprint = plans.fingerprint(encoded, caller)
         position, carried = self._tokens.decode_page(token, fingerprint) if token else (None, None)
         cap = self.settings.search_count_cap

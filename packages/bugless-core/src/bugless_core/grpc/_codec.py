@@ -12,7 +12,9 @@ Messages that are not betterproto2's (grpclib's health and reflection
 services use ``google.protobuf`` classes) are upb messages already and go as
 grpclib would send them. A betterproto2 class that defines its own
 ``SerializeToString`` keeps it (the Authenticator's pre-encoded
-``UsersResponse``); see :mod:`bugless_proto.wire`.
+``UsersResponse``); see :mod:`bugless_proto.wire`. A class with a field a
+server reads only when it is new (:func:`bugless_proto.wire_unread.leave_unread`)
+is decoded with that field left as its bytes until read.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import betterproto2
 from grpclib.encoding.base import CodecBase
 
-from bugless_proto import wire
+from bugless_proto import wire, wire_unread
 
 
 class UpbCodec(CodecBase):
@@ -55,7 +57,9 @@ class UpbCodec(CodecBase):
         return encoder(message)
 
     def decode(self, data: bytes, message_type: Any) -> Any:
-        """A ``message_type`` read from ``data``."""
+        """A ``message_type`` read from ``data`` (a field left unread, for a class named so)."""
+        if message_type in wire_unread.UNREAD:
+            return wire_unread.decode(message_type, data)
         decoder = self._decoders.get(message_type)
         if decoder is None:
             decoder = self._decoders[message_type] = _decoder(message_type)
