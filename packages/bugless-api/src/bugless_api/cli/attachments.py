@@ -98,6 +98,21 @@ async def attachments_command(client: BuglessClient, issue_id: int, deleted: boo
     )
 
 
+def local_name(name: str, attachment_id: int) -> str:
+    r"""The file name ``attachment get`` writes to without ``-o``: a plain name, here.
+
+    The name comes from the server. The Model stores only a sanitised last
+    path segment (:func:`bugless_core.attachments.sanitise_name`), but the
+    CLI must not rely on that to keep a download in the current directory:
+    only the last segment (``/`` or ``\``) is taken, and a name that is
+    then empty, ``.``, ``..`` or holds a NUL becomes ``attachment-<id>``.
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if base in {"", ".", ".."} or "\0" in base:
+        return f"attachment-{attachment_id}"
+    return base
+
+
 @attachment_group.command("get")
 @click.argument("attachment_id", type=ID)
 @click.option(
@@ -105,14 +120,15 @@ async def attachments_command(client: BuglessClient, issue_id: int, deleted: boo
     "--output",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
-    help="Where to write the content (default: the attachment's name, here).",
+    help="Where to write the content (default: the attachment's name without any "
+    "directory, here; attachment-ID if it has none).",
 )
 @client_options
 @command
 async def get_command(client: BuglessClient, attachment_id: int, output: Path | None) -> Detail:
     """Download an attachment's content to a file (resumes if the connection drops)."""
     if output is None:
-        output = Path((await client.get_attachment(attachment_id)).name)
+        output = Path(local_name((await client.get_attachment(attachment_id)).name, attachment_id))
     attachment = await client.download_attachment(attachment_id, output)
     return Detail(
         lines=[*attachment_detail(attachment), ("written to", str(output))], data=attachment
