@@ -276,6 +276,7 @@ async def _content(
     loop = asyncio.get_running_loop()
     clock = TransferClock(settings.download_idle_seconds, settings.download_timeout_seconds)
     released: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
 
     def release() -> None:
         nonlocal released
@@ -302,6 +303,9 @@ async def _content(
                     raise _download_timed_out(clock)
                 clock.moved()
     finally:
+        # Closed at the yield (the browser went away): no release to come.
+        if timer is not None:
+            timer.cancel()
         if released is not None:
             await released
         await _closed(parts)
