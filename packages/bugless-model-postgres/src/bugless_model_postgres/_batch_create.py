@@ -177,21 +177,20 @@ _VALUED = """, valued AS (
 #: NOTIFY on channel ``${0}``: as in :data:`q.CREATE_ISSUE_IN_ONE`, ``head``
 #: is updated only once the entries are written (its condition reads them),
 #: the last write of the transaction.
-_FEED = """, head AS (
-    UPDATE change_feed_state SET position = position + 1
-     WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
-    RETURNING position
-), appended AS (
-    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
-    SELECT position, $18, $17,
-           ARRAY(SELECT input.new_id FROM input
-                  WHERE input.new_id IN (SELECT issue_id FROM entry) ORDER BY input.n),
-           ARRAY(SELECT 1::bigint FROM entry), '{{}}'::bigint[]
-      FROM head
-    RETURNING position
-), notified AS MATERIALIZED (
+_FEED = (
+    q.feed_after_entry(
+        committed_at="$18",
+        author="$17",
+        issue_ids="ARRAY(SELECT input.new_id FROM input"
+        " WHERE input.new_id IN (SELECT issue_id FROM entry) ORDER BY input.n)",
+        versions="ARRAY(SELECT 1::bigint FROM entry)",
+    )
+    .replace("{", "{{")
+    .replace("}", "}}")
+    + """, notified AS MATERIALIZED (
     SELECT position, pg_notify(${0}, position::text) AS sent FROM appended
 )"""
+)
 
 
 @functools.cache

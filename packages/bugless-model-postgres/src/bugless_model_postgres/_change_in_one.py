@@ -68,16 +68,14 @@ CHANGE_IN_ONE = (
                                caused_by_issue_id)
     SELECT upd.id, upd.version, $22, $16, $18, $23::jsonb, 0 FROM upd
     RETURNING *
-), head AS (
-    UPDATE change_feed_state SET position = position + 1
-     WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
-    RETURNING position
-), appended AS (
-    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
-    SELECT position, $16, $22, ARRAY[$1::bigint], ARRAY[$20::bigint + 1], '{}'::bigint[]
-      FROM head
-    RETURNING position
-)
+)"""
+    + q.feed_after_entry(
+        committed_at="$16",
+        author="$22",
+        issue_ids="ARRAY[$1::bigint]",
+        versions="ARRAY[$20::bigint + 1]",
+    )
+    + """
 SELECT entry.*, appended.position AS feed_position, pg_notify($24, appended.position::text), """
     + ", ".join(f"upd.{n} AS written_{n}" for n in ISSUE_COLUMN_NAMES)
     + "\n  FROM entry CROSS JOIN appended CROSS JOIN upd\n"

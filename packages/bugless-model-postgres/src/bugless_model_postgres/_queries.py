@@ -194,6 +194,28 @@ RETURNING id
 INSERT_ISSUE = _INSERT_ISSUE.format(id="", id_value="")
 INSERT_ISSUE_WITH_ID = _INSERT_ISSUE.format(id="id, ", id_value="$21, ")
 
+
+def feed_after_entry(*, committed_at: str, author: str, issue_ids: str, versions: str) -> str:
+    """The ``head`` and ``appended`` CTEs of a write whose entries CTE is ``entry``.
+
+    ``head`` is updated only once the entry is written (its condition reads
+    ``entry``), so a statement that writes nothing takes no position and
+    holds no lock on the feed's head; the arguments are SQL expressions for
+    the feed row's columns. Starts with ``, head AS (``; ends after
+    ``appended``'s closing parenthesis.
+    """
+    return f""", head AS (
+    UPDATE change_feed_state SET position = position + 1
+     WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
+    RETURNING position
+), appended AS (
+    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
+    SELECT position, {committed_at}, {author}, {issue_ids}, {versions}, '{{}}'::bigint[]
+      FROM head
+    RETURNING position
+)"""
+
+
 #: The common create (no relations, no hotlists) in one statement: the issue
 #: (:data:`INSERT_ISSUE`'s ``$1``-``$20``), its entry 1 (``$21`` the changes,
 #: jsonb text), and the transaction's change-feed row with its NOTIFY on
@@ -215,17 +237,14 @@ WITH created AS (
                                caused_by_issue_id)
     SELECT id, 1, $7, $16, $15, $21::jsonb, 0 FROM created
     RETURNING issue_id
-), head AS (
-    UPDATE change_feed_state SET position = position + 1
-     WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
-    RETURNING position
-), appended AS (
-    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
-    SELECT position, $16, $7, ARRAY[(SELECT id FROM created)]::bigint[], ARRAY[1]::bigint[],
-           '{}'::bigint[]
-      FROM head
-    RETURNING position
-)@PARTS@
+)"""
+    + feed_after_entry(
+        committed_at="$16",
+        author="$7",
+        issue_ids="ARRAY[(SELECT id FROM created)]::bigint[]",
+        versions="ARRAY[1]::bigint[]",
+    )
+    + """@PARTS@
 SELECT created.id, appended.position, pg_notify($22, appended.position::text)
   FROM created CROSS JOIN appended
 """
@@ -325,25 +344,23 @@ FETCH_ENTRY = "SELECT * FROM issue_history WHERE issue_id = $1 AND version = $2"
 #: channel ``$12``. ``head`` is updated only once the entry is written (its
 #: condition reads it), as in :data:`CREATE_ISSUE_IN_ONE`. Returns the
 #: entry's columns and ``feed_position``.
-ENTRY_AND_FEED = """
+ENTRY_AND_FEED = (
+    """
 WITH entry AS (
     INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
                                deleted_attachment_id, redaction_target, redacted_version,
                                redacted_attachment_id, edits_version)
     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11)
     RETURNING *
-), head AS (
-    UPDATE change_feed_state SET position = position + 1
-     WHERE name = 'head' AND EXISTS (SELECT 1 FROM entry)
-    RETURNING position
-), appended AS (
-    INSERT INTO change_feed (position, committed_at, author, issue_ids, versions, component_ids)
-    SELECT position, $4, $3, ARRAY[$1::bigint], ARRAY[$2::bigint], '{}'::bigint[] FROM head
-    RETURNING position
-)
+)"""
+    + feed_after_entry(
+        committed_at="$4", author="$3", issue_ids="ARRAY[$1::bigint]", versions="ARRAY[$2::bigint]"
+    )
+    + """
 SELECT entry.*, appended.position AS feed_position, pg_notify($12, appended.position::text)
   FROM entry CROSS JOIN appended
 """
+)
 
 #: Attachment $1 deleted by entry $2 of its issue.
 MARK_ATTACHMENT_DELETED = "UPDATE attachments SET deleted_in_version = $2 WHERE id = $1"
