@@ -437,12 +437,17 @@ async def run_search(
         print(
             f"  {q.name:<12} {q.text!r}: {facts[q.name + '_matches']} visible matches (cap 10001)"
         )
-    plugins = load_plugins(entry_points=False, extra=[bugless_model_postgres.plugin])
-    backend, runner = await start_model(
-        plugins,
-        PostgresBackend,
-        settings,
-        GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
+    # Only mode ``grpc`` (and the web page's figures, which use its channel)
+    # needs a Model inside this process.
+    started = (
+        await start_model(
+            load_plugins(entry_points=False, extra=[bugless_model_postgres.plugin]),
+            PostgresBackend,
+            settings,
+            GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
+        )
+        if in_process
+        else None
     )
     pool = await asyncpg.create_pool(
         database_url,
@@ -465,7 +470,7 @@ async def run_search(
     targets = _Targets(
         direct,
         pool,
-        [CorkedChannel("127.0.0.1", runner.port) for _ in range(8)] if in_process else [],
+        [CorkedChannel("127.0.0.1", started[1].port) for _ in range(8)] if started else [],
         served,
         served.channels(8) if served is not None else [],
     )
@@ -519,8 +524,9 @@ async def run_search(
         await direct.close()
         await meter.close()
         await pool.close()
-        await runner.close()
-        await close_model(backend)
+        if started is not None:
+            await started[1].close()
+            await close_model(started[0])
     return results
 
 
