@@ -61,15 +61,34 @@ async def _signed_in(client: httpx.AsyncClient) -> str:
 
 async def _uploads(web: RunningService, code: str) -> float:
     """Uploads the server has finished with ``code``, from its ``/metrics``."""
+    return await _calls(web, "UploadAttachment", code)
+
+
+async def _calls(web: RunningService, method: str, code: str) -> float:
+    """Calls to the Model's ``method`` finished with ``code``, from the server's ``/metrics``."""
     async with httpx.AsyncClient() as http:
         response = await http.get(f"http://127.0.0.1:{web.metrics_port}/metrics", timeout=10)
-    labels = {"grpc_method": "UploadAttachment", "grpc_code": code}
+    labels = {"grpc_method": method, "grpc_code": code}
     return sum(
         sample.value
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
         if sample.name == "grpc_client_handled_total" and labels.items() <= sample.labels.items()
     )
+
+
+async def _downloads_reach(web: RunningService, code: str, count: float) -> float:
+    """Downloads finished with ``code``, once they reach ``count`` (or after a minute).
+
+    A download's call ends after its last byte has left (the Model's status
+    comes after it), so the reader may ask a moment before it is counted.
+    """
+    async with asyncio.timeout(60):  # only against a count that never comes
+        while True:
+            seen = await _calls(web, "DownloadAttachment", code)
+            if seen >= count:
+                return seen
+            await asyncio.sleep(0.05)
 
 
 async def _names(model: v1.ModelStub, world: World, issue: v1.Issue) -> list[str]:
@@ -239,6 +258,7 @@ async def test_a_download_read_slowly_outlasts_the_call_timeout(
 ) -> None:
     """Before, the Model stream had the call's deadline: cut after ~13 of 32 MiB."""
     url, cookie = await _uploaded_file(web, world, model)
+    before = await _calls(web, "DownloadAttachment", "OK")
     started = time.monotonic()
     received = await _download(web, url, cookie, pause=PAUSE)
     took = time.monotonic() - started
@@ -248,6 +268,7 @@ async def test_a_download_read_slowly_outlasts_the_call_timeout(
         for i in range(DOWNLOAD // BLOCK)
     )
     assert took > CALL_TIMEOUT  # by construction (the pauses): the case this is about
+    assert await _downloads_reach(web, "OK", before + 1) == before + 1
 
 
 async def test_a_stalled_download_releases_the_model_call(
@@ -260,6 +281,9 @@ async def test_a_stalled_download_releases_the_model_call(
     in buffers on the way.
     """
     url, cookie = await _uploaded_file(web, world, model)
+    before = await _calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED")
     received = await _download(web, url, cookie, stall=2 * IDLE)
     assert 0 < len(received) < DOWNLOAD
+    # Counted when the call was released, before the reader came back.
+    assert await _calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED") == before + 1
     assert "the download stalled: the browser read nothing for 3 s" in web.log.read_text()

@@ -139,7 +139,7 @@ class Backends:
     ) -> None:
         """Open channels to the services ``settings`` name; ``clock`` times the caches.
 
-        ``metrics`` counts every unary call and upload (``--metrics-port``).
+        ``metrics`` counts every unary call, upload and download (``--metrics-port``).
         """
         self._settings = settings
         self._metrics = metrics
@@ -217,8 +217,11 @@ class Backends:
         once started, not by ``call_timeout_seconds``
         (:func:`bugless_web.transfers.download_from_model`, which lists what
         it raises): a browser reading a large file slowly gets all of it.
+        Counted in the metrics until the body ends.
         """
-        return await download_from_model(self.model_downloads, request, self._settings)
+        return await download_from_model(
+            self.model_downloads, request, self._settings, self._metrics
+        )
 
     def close(self) -> None:
         """Close both channels (on application shutdown)."""

@@ -56,9 +56,10 @@ class WebMetrics:
         request_seconds: Time from the request to the end of its response.
         in_flight: Requests started and not finished (summed over workers).
         calls: Finished calls to a backend, by method and final code: the
-            unary calls and the uploads (``UploadAttachment``, whose own
-            limits count as ``DEADLINE_EXCEEDED``: :mod:`bugless_web.transfers`).
-            The ``Watch`` stream and downloads are not counted.
+            unary calls, the uploads and the downloads (``UploadAttachment``,
+            ``DownloadAttachment``, whose own limits count as
+            ``DEADLINE_EXCEEDED``: :mod:`bugless_web.transfers`; a download
+            ends with its response's body). The ``Watch`` stream is not counted.
         call_seconds: Time of each such call, its retry included.
         retries: Calls tried a second time (a replica went away; an upload
             only when a draining Model refused it).
@@ -100,14 +101,15 @@ class WebMetrics:
                 ),
                 calls=Counter(
                     "grpc_client_handled",
-                    "gRPC calls (unary, and uploads) the web tier made to a backend, by final "
-                    "status code.",
+                    "gRPC calls (unary, uploads, downloads) the web tier made to a backend, "
+                    "by final status code.",
                     [*grpc_labels, "grpc_code"],
                     registry=registry,
                 ),
                 call_seconds=Histogram(
                     "grpc_client_handling_seconds",
-                    "Time of a gRPC call (unary, or an upload) to a backend, its retry included.",
+                    "Time of a gRPC call (unary, an upload, a download) to a backend, "
+                    "its retry included.",
                     grpc_labels,
                     registry=registry,
                 ),

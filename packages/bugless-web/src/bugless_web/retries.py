@@ -31,7 +31,8 @@ calls made for the web by core helpers (``resolve_query``) are covered. The
 ``Watch`` stream is not a unary call and is never retried here; an upload is
 sent again only after a ``DRAINING`` refusal
 (:func:`bugless_core.failover.upload_again_if_refused`), and counted like the
-unary calls (:func:`counted_call`, from :mod:`bugless_web.transfers`).
+unary calls (:func:`counted_call`, from :mod:`bugless_web.transfers`), as is
+a download (:func:`call_code`), never retried.
 """
 
 from __future__ import annotations
@@ -155,38 +156,46 @@ async def _counted(
 def counted_call(metrics: WebMetrics, route: str) -> Iterator[None]:
     """Count and time the call to ``route`` made inside the block, by the code it ended with.
 
-    The code is the one a gRPC client sees: the server's status, or
-    ``DEADLINE_EXCEEDED`` for a deadline that passed, ``UNAVAILABLE`` for a
-    connection that failed, ``CANCELLED`` for a request abandoned. A
-    :class:`~bugless_core.errors.BuglessError` raised inside (a limit of the
-    web's own, such as an upload's) counts as its ``grpc_status``. Every call
-    of the web tier is counted here: unary calls (:class:`RetryingCalls`) and
-    uploads (:mod:`bugless_web.transfers`).
+    The code is :func:`call_code` of what the block raised. Every call of the
+    web tier is counted here: unary calls (:class:`RetryingCalls`) and
+    uploads (:mod:`bugless_web.transfers`); a download, whose call outlives
+    any block (it ends with the response's body), calls
+    ``metrics.call_finished`` with :func:`call_code` itself.
     """
     started = time.perf_counter()
-    code = "OK"
+    error: BaseException | None = None
     try:
         yield
-    except GRPCError as exc:
-        code = exc.status.name
-        raise
-    except TimeoutError:
-        code = Status.DEADLINE_EXCEEDED.name
-        raise
-    except (StreamTerminatedError, OSError):
-        code = Status.UNAVAILABLE.name
-        raise
-    except asyncio.CancelledError:
-        code = Status.CANCELLED.name
-        raise
-    except BuglessError as exc:
-        code = exc.grpc_status.name
-        raise
-    except Exception:
-        code = Status.UNKNOWN.name
+    except BaseException as exc:
+        error = exc
         raise
     finally:
-        metrics.call_finished(route, code, time.perf_counter() - started)
+        metrics.call_finished(route, call_code(error), time.perf_counter() - started)
+
+
+def call_code(error: BaseException | None) -> str:
+    """The code a gRPC client sees for a call that ended with ``error`` (``None``: OK).
+
+    The server's status, or ``DEADLINE_EXCEEDED`` for a deadline that passed,
+    ``UNAVAILABLE`` for a connection that failed, ``CANCELLED`` for a request
+    abandoned (a task cancelled, a download's body closed by a browser that
+    went away). A :class:`~bugless_core.errors.BuglessError` (a limit of the
+    web's own, such as a transfer's, or a status already mapped) counts as
+    its ``grpc_status``.
+    """
+    if error is None:
+        return "OK"
+    if isinstance(error, GRPCError):
+        return error.status.name
+    if isinstance(error, TimeoutError):  # an OSError: before those
+        return Status.DEADLINE_EXCEEDED.name
+    if isinstance(error, (StreamTerminatedError, OSError)):
+        return Status.UNAVAILABLE.name
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        return Status.CANCELLED.name
+    if isinstance(error, BuglessError):
+        return error.grpc_status.name
+    return Status.UNKNOWN.name
 
 
 async def send_with_retry(

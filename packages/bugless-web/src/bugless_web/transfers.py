@@ -30,7 +30,10 @@ by final code (``DEADLINE_EXCEEDED`` for the limits above), with its retry.
 attachment) is a call's answer (``call_timeout_seconds``), read before the
 response starts. After it, a browser that stops reading releases the Model
 call once the idle limit has passed, and the body then ends broken (its
-content-length unmet), as does one whose Model sent nothing that long.
+content-length unmet), as does one whose Model sent nothing that long. A
+download is counted in the metrics as an upload is, by final code: the count
+ends when its call does (with the body, or when a stalled browser's call is
+released: ``DEADLINE_EXCEEDED``; ``CANCELLED`` for a browser that went away).
 
 The gRPC deadline the Model is sent is a transfer's whole allowance, a bound
 it enforces too should this replica stop watching.
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -49,11 +53,15 @@ from bugless_core.clients import call_errors
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
 from bugless_core.failover import MODEL_UPLOAD_ROUTE, upload_again_if_refused
 from bugless_proto import v1
-from bugless_web.retries import counted_call
+from bugless_web.retries import call_code, counted_call
 
 if TYPE_CHECKING:
     from bugless_web.metrics import WebMetrics
     from bugless_web.settings import WebSettings
+
+
+#: The download's route, as the metrics name it.
+MODEL_DOWNLOAD_ROUTE = "/bugless.v1.Model/DownloadAttachment"
 
 
 class UploadStalled(BuglessError):
@@ -227,8 +235,31 @@ async def upload_to_model(
             raise progress.timed_out() from exc
 
 
+class _CallCount:
+    """A download's count in ``metrics`` (if any), ended once, by the first end to come.
+
+    A download's call outlives any block (:func:`~bugless_web.retries.counted_call`
+    is one): it ends with the body, or earlier when a stalled browser's call
+    is released.
+    """
+
+    def __init__(self, metrics: WebMetrics | None) -> None:
+        self._metrics = metrics
+        self._started = time.perf_counter()
+
+    def end(self, error: BaseException | None) -> None:
+        """The call ended with ``error`` (``None``: it finished); later ends change nothing."""
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            seconds = time.perf_counter() - self._started
+            metrics.call_finished(MODEL_DOWNLOAD_ROUTE, call_code(error), seconds)
+
+
 async def download_from_model(
-    stub: v1.ModelStub, request: v1.DownloadAttachmentRequest, settings: WebSettings
+    stub: v1.ModelStub,
+    request: v1.DownloadAttachmentRequest,
+    settings: WebSettings,
+    metrics: WebMetrics | None = None,
 ) -> tuple[v1.Attachment, AsyncIterator[bytes]]:
     """Start a download: the attachment (its first message) and the content to stream.
 
@@ -238,33 +269,40 @@ async def download_from_model(
     browser read nothing for ``download_idle_seconds`` (the Model call is
     released then, even while the browser still holds the connection) or
     the download passed ``download_timeout_seconds``, and Unavailable once
-    the Model sent nothing that long. Closing it ends the Model call.
+    the Model sent nothing that long. Closing it ends the Model call. The
+    call is counted in ``metrics`` until it ends (see the module).
 
     Raises:
         Unavailable: The Model did not send the attachment within
             ``call_timeout_seconds``, or could not be reached.
         BuglessError: The Model's refusal (not found ...).
     """
+    count = _CallCount(metrics)
     parts = stub.download_attachment(request)
-    with call_errors("the model service is unreachable"):
-        try:
-            async with asyncio.timeout(settings.call_timeout_seconds):
-                first = await anext(parts, None)
-        except TimeoutError as exc:
+    try:
+        with call_errors("the model service is unreachable"):
+            try:
+                async with asyncio.timeout(settings.call_timeout_seconds):
+                    first = await anext(parts, None)
+            except TimeoutError as exc:
+                await _closed(parts)
+                msg = (
+                    "the model service did not start the download within "
+                    f"{settings.call_timeout_seconds:g} s"
+                )
+                raise Unavailable(msg) from exc
+        if first is None or first.attachment is None:
             await _closed(parts)
-            msg = (
-                "the model service did not start the download within "
-                f"{settings.call_timeout_seconds:g} s"
-            )
-            raise Unavailable(msg) from exc
-    if first is None or first.attachment is None:
-        await _closed(parts)
-        raise InvalidArgument(f"attachment {request.attachment_id}: the download had no metadata")
-    return first.attachment, _content(parts, settings)
+            msg = f"attachment {request.attachment_id}: the download had no metadata"
+            raise InvalidArgument(msg)
+    except BaseException as exc:
+        count.end(exc)
+        raise
+    return first.attachment, _content(parts, settings, count)
 
 
 async def _content(
-    parts: AsyncIterator[v1.DownloadAttachmentResponse], settings: WebSettings
+    parts: AsyncIterator[v1.DownloadAttachmentResponse], settings: WebSettings, count: _CallCount
 ) -> AsyncIterator[bytes]:
     """The chunks of ``parts``, each wait (for the Model, for the browser) on one clock.
 
@@ -281,6 +319,7 @@ async def _content(
     def release() -> None:
         nonlocal released
         released = loop.create_task(_closed(parts))
+        count.end(_download_timed_out(clock))
 
     try:
         with call_errors("the model service stream broke"):
@@ -292,7 +331,7 @@ async def _content(
                 except TimeoutError as exc:
                     raise _download_timed_out(clock) from exc
                 if part is None:
-                    return
+                    break
                 if not part.chunk:
                     continue
                 clock.waiting_for_browser = True
@@ -302,6 +341,11 @@ async def _content(
                 if released is not None:
                     raise _download_timed_out(clock)
                 clock.moved()
+    except BaseException as exc:
+        count.end(exc)
+        raise
+    else:
+        count.end(None)
     finally:
         # Closed at the yield (the browser went away): no release to come.
         if timer is not None:
