@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from write_support import ADMIN, ALICE, change_with, connected, content, wait_behind_lock
+from write_support import ADMIN, ALICE, change_with, connected, content, create, wait_behind_lock
 
 from bugless_core.errors import BuglessError, IssueVersionConflict
 from bugless_core.model.backend import ModelSettings
@@ -33,16 +33,6 @@ async def _component(backend: PostgresBackend, parent_id: int = 0) -> int:
         )
     )
     return made.id
-
-
-async def _create(backend: PostgresBackend, component_id: int, **extra: Any) -> v1.Issue:
-    return await backend.create_issue(
-        v1.CreateIssueRequest(
-            caller=ALICE,
-            fields=v1.IssueFields(title="a title", component_id=component_id),
-            **extra,
-        )
-    )
 
 
 async def _entries(
@@ -94,8 +84,8 @@ async def world(
     hidden = await backend.create_hotlist(
         v1.CreateHotlistRequest(caller=ADMIN, name="not alice's", private=True)
     )
-    other = await _create(backend, root)
-    issue = await _create(
+    other = await create(backend, root)
+    issue = await create(
         backend,
         root,
         description="a description with @carol",
@@ -107,9 +97,9 @@ async def world(
         v1.AddHotlistItemsRequest(caller=ADMIN, hotlist_id=hidden.id, issue_ids=[issue.id])
     )
     await backend.star_issue(v1.StarIssueRequest(caller=ALICE, issue_id=issue.id, starred=True))
-    child = await _create(backend, root)
+    child = await create(backend, root)
     await change_with(backend, child, **_fields(["parent_id"], parent_id=issue.id))
-    dupe = await _create(backend, root)
+    dupe = await create(backend, root)
     await change_with(
         backend,
         dupe,
@@ -258,8 +248,8 @@ async def test_a_batch_change_answers_its_items_as_reads_do_beside_failing_ones(
 ) -> None:
     backend = bugless_model_backend
     issue: v1.Issue = world["issue"]
-    second = await _create(backend, world["child_component"])
-    stale = await _create(backend, world["child_component"])
+    second = await create(backend, world["child_component"])
+    stale = await create(backend, world["child_component"])
     await change_with(backend, stale, "moves it on")
     delta = v1.IssueDelta(**_fields(["priority"], priority=v1.Priority.P1), cc_add=["kim"])
     items = [
@@ -360,7 +350,7 @@ async def test_a_stale_change_queued_behind_the_lock_is_aborted_when_the_holder_
 ) -> None:
     """READ COMMITTED needs no version check before locking: the one under the lock answers."""
     backend = bugless_model_backend
-    issue = await _create(backend, await _component(backend))
+    issue = await create(backend, await _component(backend))
     async with connected(model_settings, 2) as (holder, watcher):
         held = holder.transaction()
         await held.start()
@@ -379,7 +369,7 @@ async def test_a_stale_attachment_deletion_by_another_editor_is_aborted_before_r
 ) -> None:
     """The attachment calls keep their version check first: ABORTED, not PermissionDenied."""
     backend = bugless_model_backend
-    issue = await _create(backend, await _component(backend))
+    issue = await create(backend, await _component(backend))
     uploaded = await backend.upload_attachment(
         v1.UploadAttachmentHeader(caller=ALICE, issue_id=issue.id, name="a.txt"),
         content(b"bytes"),
@@ -424,7 +414,7 @@ async def test_a_change_that_waited_for_the_lock_answers_what_the_holder_left(
         return await _check(backend, await change)
 
     async with connected(model_settings, 2) as (holder, watcher):
-        issue = await _create(backend, component)
+        issue = await create(backend, component)
         star = (  # what StarIssue runs: the issue's row, not its version
             "WITH added AS (INSERT INTO issue_stars (issue_id, user_id, created_at) "
             "VALUES ($1, $2, now()) RETURNING issue_id) "

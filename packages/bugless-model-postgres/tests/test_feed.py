@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+from write_support import migrated
 
 from bugless_core.errors import FailedPrecondition
 from bugless_core.model.backend import ModelSettings
@@ -27,12 +28,8 @@ async def short_retention(postgres_server: ThrowawayPostgres) -> AsyncIterator[P
     """A backend on its own database keeping the feed for one second."""
     url = await postgres_server.acreate_database(f"feed_{uuid.uuid4().hex[:8]}")
     settings = ModelSettings(database_url=url, page_token_secret=SECRET, feed_retention_seconds=1)
-    await PostgresBackend.migrate(settings)
-    backend = await PostgresBackend.open(settings)
-    try:
+    async with migrated(settings) as backend:
         yield backend
-    finally:
-        await backend.close()
 
 
 async def _issue(backend: PostgresBackend, title: str) -> v1.Issue:

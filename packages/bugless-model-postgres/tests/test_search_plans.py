@@ -10,7 +10,6 @@ pages of a real PostgreSQL walked with plans kept and with none.
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import ClassVar
 
 import pytest
@@ -18,6 +17,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from hypothesis import given
 from hypothesis import strategies as st
+from write_support import open_and_restricted
 
 from bugless_core.grpc import CorkedChannel, GrpcServerSettings
 from bugless_core.model.backend import ModelSettings
@@ -159,15 +159,7 @@ def test_plans_are_kept_per_caller_and_catalog_up_to_their_number() -> None:
 async def world(bugless_model_backend: PostgresBackend) -> str:
     """Issues in an open and a restricted component, some with a custom value."""
     b = bugless_model_backend
-    tag = uuid.uuid4().hex[:8]
-    open_one = await b.create_component(v1.CreateComponentRequest(caller=ADMIN, name=f"p-{tag}"))
-    secret = await b.create_component(
-        v1.CreateComponentRequest(
-            caller=ADMIN,
-            name=f"p-secret-{tag}",
-            acl=[v1.AclEntry(principal=v1.Principal(group="a-team"), role=v1.Role.VIEWER)],
-        )
-    )
+    tag, open_one, secret = await open_and_restricted(b, "p", v1.Principal(group="a-team"))
     field = await b.create_custom_field(
         v1.CreateCustomFieldRequest(
             caller=ADMIN,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import uuid
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from write_support import open_and_restricted
 
 from bugless_core.search.build import term
 from bugless_model_postgres import PostgresBackend, _search_wire
@@ -29,15 +29,7 @@ F = v1.SearchField
 async def world(bugless_model_backend: PostgresBackend) -> str:
     """Issues in an open and a restricted component, with every field the rows carry."""
     b = bugless_model_backend
-    tag = uuid.uuid4().hex[:8]
-    open_one = await b.create_component(v1.CreateComponentRequest(caller=ADMIN, name=f"w-{tag}"))
-    secret = await b.create_component(
-        v1.CreateComponentRequest(
-            caller=ADMIN,
-            name=f"w-secret-{tag}",
-            acl=[v1.AclEntry(principal=v1.Principal(user="viewer"), role=v1.Role.VIEWER)],
-        )
-    )
+    tag, open_one, secret = await open_and_restricted(b, "w", v1.Principal(user="viewer"))
     fields: list[int] = []
     for kind, options in (
         (v1.CustomFieldType.ENUM_MULTI, ["a", "b", "c"]),

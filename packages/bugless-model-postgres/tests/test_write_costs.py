@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from write_support import ADMIN, ALICE, Sent
+from write_support import ADMIN, ALICE, Sent, create, migrated
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
@@ -35,16 +35,6 @@ async def _component(backend: PostgresBackend) -> int:
     return made.id
 
 
-async def _create(backend: PostgresBackend, component_id: int, **extra: Any) -> v1.Issue:
-    return await backend.create_issue(
-        v1.CreateIssueRequest(
-            caller=ALICE,
-            fields=v1.IssueFields(title="a title", component_id=component_id),
-            **extra,
-        )
-    )
-
-
 async def test_pooled_connections_carry_no_session_state_after_every_kind_of_call(
     bugless_model_backend: PostgresBackend, model_settings: ModelSettings
 ) -> None:
@@ -53,8 +43,8 @@ async def test_pooled_connections_carry_no_session_state_after_every_kind_of_cal
     stream = backend.watch(v1.WatchRequest(caller=ADMIN, query=v1.StructuredQuery()))
     assert (await asyncio.wait_for(anext(stream), 10)).subscribed
     first = asyncio.ensure_future(anext(stream))
-    parent = await _create(backend, component_id)
-    child = await _create(backend, component_id, blocking_ids=[parent.id])
+    parent = await create(backend, component_id)
+    child = await create(backend, component_id, blocking_ids=[parent.id])
     await backend.change_issue(  # takes the hierarchy lock (transaction-scoped)
         v1.ChangeIssueRequest(
             caller=ALICE,
@@ -102,7 +92,7 @@ async def test_a_create_answers_exactly_what_a_read_returns(
 ) -> None:
     backend = bugless_model_backend
     component_id = await _component(backend)
-    other = await _create(backend, component_id)
+    other = await create(backend, component_id)
     hotlist = await backend.create_hotlist(v1.CreateHotlistRequest(caller=ALICE, name="mine"))
     created = await backend.create_issue(
         v1.CreateIssueRequest(
@@ -132,12 +122,10 @@ async def test_a_create_answers_exactly_what_a_read_returns(
 async def scratch(model_settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
     """A backend on a schema of its own, dropped afterwards."""
     settings = dataclasses.replace(model_settings, schema=f"costs_{uuid.uuid4().hex[:8]}")
-    await PostgresBackend.migrate(settings)
-    backend = await PostgresBackend.open(settings)
     try:
-        yield backend
+        async with migrated(settings) as backend:
+            yield backend
     finally:
-        await backend.close()
         conn = await asyncpg.connect(settings.database_url)
         try:
             await conn.execute(f'DROP SCHEMA "{settings.schema}" CASCADE')
@@ -158,9 +146,9 @@ async def test_a_create_writes_the_new_issue_row_once(scratch: PostgresBackend) 
             """
         )
     component_id = await _component(scratch)
-    blocked = await _create(scratch, component_id)
-    plain = await _create(scratch, component_id)
-    related = await _create(scratch, component_id, blocking_ids=[blocked.id], cc=["carol"])
+    blocked = await create(scratch, component_id)
+    plain = await create(scratch, component_id)
+    related = await create(scratch, component_id, blocking_ids=[blocked.id], cc=["carol"])
     async with scratch._pool.acquire() as conn:
         updated = [r["issue_id"] for r in await conn.fetch("SELECT issue_id FROM issue_updates")]
     # Only the other side of the relation gets a new version (and its entry).
@@ -291,7 +279,7 @@ async def test_on_repeatable_read_creates_keep_their_transaction(
             await _batch(backend, component_id, 3)
         assert _transaction_statements(sent.statements) == ["BEGIN", "COMMIT"]
         async with Sent(backend, settings.pool_max_size) as sent:
-            await _create(backend, component_id, description="for @bob")
+            await create(backend, component_id, description="for @bob")
         assert _transaction_statements(sent.statements) == ["BEGIN", "COMMIT"]
     finally:
         await backend.close()
@@ -418,9 +406,9 @@ async def test_a_create_touching_other_issues_keeps_its_transaction(
 ) -> None:
     """Relations lock and write other rows: BEGIN … COMMIT, as before."""
     component_id = await _component(scratch)
-    other = await _create(scratch, component_id)
+    other = await create(scratch, component_id)
     async with Sent(scratch, model_settings.pool_max_size) as sent:
-        await _create(scratch, component_id, blocking_ids=[other.id])
+        await create(scratch, component_id, blocking_ids=[other.id])
     assert _transaction_statements(sent.statements) == ["BEGIN", "COMMIT"]
 
 
@@ -429,7 +417,7 @@ async def test_batch_reads_settle_on_one_plan_and_read_what_the_array_statement_
 ) -> None:
     """Ids as a fixed number of parameters: PostgreSQL stops re-planning the statement."""
     component_id = await _component(scratch)
-    ids = [(await _create(scratch, component_id)).id for _ in range(10)]
+    ids = [(await create(scratch, component_id)).id for _ in range(10)]
     hidden = v1.Caller(user_id="mallory")
     async with scratch._pool.acquire() as conn:
         for wanted in ([*ids[:6], ids[0], 999_999], ids[:2], ids, ids[:8], ids[:9]):
@@ -455,7 +443,7 @@ async def test_batch_checks_settle_on_one_plan_and_answer_as_the_array_statement
 ) -> None:
     """BatchCreateIssues' checks with the items as parameters: one plan, the same rows."""
     component_id = await _component(scratch)
-    made = await _create(scratch, component_id, idempotency_key="used")
+    made = await create(scratch, component_id, idempotency_key="used")
     ctx = WriteContext(conn=None, caller=ALICE, now=made.created_at, channel="")  # type: ignore[arg-type]
     cases: list[tuple[list[int], list[str | None]]] = [
         ([component_id, 999_999, component_id], ["used", None, "fresh"]),

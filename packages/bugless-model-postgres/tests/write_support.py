@@ -1,6 +1,7 @@
 """What the write tests share: their callers, a recorder of the statements sent, an
-issue with a custom value, the calls they chain, and a transaction that holds a
-row lock while a call queues behind it.
+issue with a custom value, the calls they chain, a transaction that holds a
+row lock while a call queues behind it, and a backend of its own on a fresh
+database or schema.
 
 Kept in one place so the tests of round trips, races and replies build their
 issues and wait for a lock the same way (they were copies of each other).
@@ -65,6 +66,39 @@ class Sent:
 async def content(data: bytes) -> AsyncIterator[bytes]:
     """An upload's content in one chunk."""
     yield data
+
+
+async def create(backend: PostgresBackend, component_id: int, **extra: Any) -> v1.Issue:
+    """Alice creates an issue titled "a title" in ``component_id``; ``extra``: the request's."""
+    return await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ALICE,
+            fields=v1.IssueFields(title="a title", component_id=component_id),
+            **extra,
+        )
+    )
+
+
+async def open_and_restricted(
+    backend: PostgresBackend, prefix: str, viewer: v1.Principal
+) -> tuple[str, v1.Component, v1.Component]:
+    """A fresh tag, a component open to all and one only ``viewer`` may see.
+
+    Named ``prefix-tag`` and ``prefix-secret-tag``: the search tests find their
+    own issues by the tag and check what a restricted component hides.
+    """
+    tag = uuid.uuid4().hex[:8]
+    open_one = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"{prefix}-{tag}")
+    )
+    secret = await backend.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN,
+            name=f"{prefix}-secret-{tag}",
+            acl=[v1.AclEntry(principal=viewer, role=v1.Role.VIEWER)],
+        )
+    )
+    return tag, open_one, secret
 
 
 async def component_with_field(
@@ -169,6 +203,20 @@ async def edit(
             comment="a better comment",
         )
     )
+
+
+@contextlib.asynccontextmanager
+async def migrated(settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
+    """A backend on ``settings`` (a database or schema of the test's own), migrated first.
+
+    Closed afterwards; dropping what it was on is left to the caller.
+    """
+    await PostgresBackend.migrate(settings)
+    backend = await PostgresBackend.open(settings)
+    try:
+        yield backend
+    finally:
+        await backend.close()
 
 
 @contextlib.asynccontextmanager
