@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CollectorRegistry
+
 from bugless_api.client import BuglessClient
-from bugless_api.settings import ApiSettings
+from bugless_api.server import RunningApi, start_api
+from bugless_api.settings import ApiSettings, RateLimitSettings
 from bugless_core.grpc import GrpcServerSettings
 from bugless_dev.processes import BUGLESS_COMMAND
+from bugless_proto import v1
 
 if TYPE_CHECKING:
     from bugless_dev.pki import CertificateFiles
@@ -56,6 +61,28 @@ def api_settings(stack: LocalStack, **options: Any) -> ApiSettings:
         auth=stack.client_address("auth", "api"),
         **options,
     )
+
+
+@contextlib.asynccontextmanager
+async def extra_api(bots: Bots, **options: Any) -> AsyncIterator[RunningApi]:
+    """Another API frontend on the stack, rate limit as generous as ``api``'s, then closed.
+
+    ``options``: the ApiSettings that set it apart (say, batching off for the
+    reference answers a batching test compares with).
+    """
+    settings = api_settings(
+        bots.stack, rate_limit=RateLimitSettings(rate=10_000.0, burst=10_000), **options
+    )
+    running = await start_api(settings, metrics_registry=CollectorRegistry())
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+def acl(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
+    """One entry of a component's ACL."""
+    return v1.AclEntry(principal=principal, role=role)
 
 
 ConnectAs = Callable[..., BuglessClient]

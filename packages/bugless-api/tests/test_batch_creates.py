@@ -13,36 +13,22 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
-from api_support import UPB_REFUSES, Bots, ConnectAs, api_settings, signed_in
-from prometheus_client import CollectorRegistry
+from api_support import UPB_REFUSES, Bots, ConnectAs, acl, extra_api, signed_in
 
 from bugless_api._coalesce_create import IssueCreator
 from bugless_api._users import UserDirectory, UserRefs
 from bugless_api._wire_issues import BATCH_CREATE_ISSUES
-from bugless_api.server import RunningApi, start_api
-from bugless_api.settings import RateLimitSettings
+from bugless_api.server import RunningApi
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_proto import v1, wire
 
 
-def _acl(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
-    return v1.AclEntry(principal=principal, role=role)
-
-
 @pytest.fixture(scope="module")
 async def unbatched_api(bots: Bots) -> AsyncIterator[RunningApi]:
     """A second frontend with batching off: the reference answers."""
-    settings = api_settings(
-        bots.stack,
-        rate_limit=RateLimitSettings(rate=10_000.0, burst=10_000),
-        batch_creates=False,
-    )
-    running = await start_api(settings, metrics_registry=CollectorRegistry())
-    try:
+    async with extra_api(bots, batch_creates=False) as running:
         yield running
-    finally:
-        await running.close()
 
 
 async def _outcome(coro: Awaitable[v1.Issue]) -> tuple[object, ...]:
@@ -73,13 +59,13 @@ async def test_concurrent_creates_answer_exactly_as_unbatched_creates(
     await robot.whoami()
     await boss.whoami()
     secret = await boss.create_component(
-        f"Hidden-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
+        f"Hidden-{secrets.token_hex(3)}", acl=[acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
     )
     viewable = await boss.create_component(
         f"Viewable-{secrets.token_hex(3)}",
         acl=[
-            _acl(v1.Principal(user="boss"), v1.Role.ADMIN),
-            _acl(v1.Principal(user="robot"), v1.Role.VIEWER),
+            acl(v1.Principal(user="boss"), v1.Role.ADMIN),
+            acl(v1.Principal(user="robot"), v1.Role.VIEWER),
         ],
     )
     mine = await robot.create_component(f"Mine-{secrets.token_hex(3)}")
@@ -196,7 +182,7 @@ async def test_a_batch_upb_refuses_is_read_by_betterproto2_and_answered_alike(
     assert boss_me.user is not None
     caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
     component = await robot.create_component(
-        f"Refused-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
+        f"Refused-{secrets.token_hex(3)}", acl=[acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
     )
     owner = await robot.create_custom_field(component.id, "Owner", v1.CustomFieldType.USER)
     items = [

@@ -13,36 +13,22 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
 import pytest
-from api_support import UPB_REFUSES, Bots, ConnectAs, api_settings, signed_in
-from prometheus_client import CollectorRegistry
+from api_support import UPB_REFUSES, Bots, ConnectAs, acl, extra_api, signed_in
 
 from bugless_api._coalesce import IssueReader
 from bugless_api._users import UserDirectory
 from bugless_api._wire_issues import BATCH_GET_ISSUES
-from bugless_api.server import RunningApi, start_api
-from bugless_api.settings import RateLimitSettings
+from bugless_api.server import RunningApi
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_proto import v1, wire
 
 
-def _acl(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
-    return v1.AclEntry(principal=principal, role=role)
-
-
 @pytest.fixture(scope="module")
 async def unbatched_api(bots: Bots) -> AsyncIterator[RunningApi]:
     """A second frontend with batching off: the reference answers."""
-    settings = api_settings(
-        bots.stack,
-        rate_limit=RateLimitSettings(rate=10_000.0, burst=10_000),
-        batch_reads=False,
-    )
-    running = await start_api(settings, metrics_registry=CollectorRegistry())
-    try:
+    async with extra_api(bots, batch_reads=False) as running:
         yield running
-    finally:
-        await running.close()
 
 
 async def _outcome(coro: Awaitable[object]) -> object:
@@ -60,7 +46,7 @@ async def test_concurrent_reads_answer_exactly_as_unbatched_reads(
     boss, robot = connect_as("boss"), connect_as("robot")
     await robot.whoami()
     secret = await boss.create_component(
-        f"Hidden-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
+        f"Hidden-{secrets.token_hex(3)}", acl=[acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
     )
     hidden = await boss.create_issue("not for robots", secret.id)
     open_component = await robot.create_component(f"Open-{secrets.token_hex(3)}")
@@ -128,7 +114,7 @@ async def test_reads_of_one_caller_share_model_calls(bots: Bots, connect_as: Con
     robot = connect_as("robot")
     me = await robot.whoami()
     component = await robot.create_component(
-        f"Shared-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
+        f"Shared-{secrets.token_hex(3)}", acl=[acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
     )
     ids = [(await robot.create_issue(f"shared {n}", component.id)).id for n in range(40)]
     channel = bots.stack.model.channel()
@@ -171,7 +157,7 @@ async def test_a_batch_upb_refuses_is_read_by_betterproto2_and_answered_alike(
     assert me.user is not None
     caller = v1.Caller(user_id=me.user.user_id, groups=list(me.groups))
     component = await robot.create_component(
-        f"Refused-{secrets.token_hex(3)}", acl=[_acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
+        f"Refused-{secrets.token_hex(3)}", acl=[acl(v1.Principal(user="robot"), v1.Role.ADMIN)]
     )
     owner = await robot.create_custom_field(component.id, "Owner", v1.CustomFieldType.USER)
     owned = [v1.CustomFieldValue(field_id=owner.id, values=["boss"])]
