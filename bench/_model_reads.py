@@ -1,18 +1,35 @@
-"""GetIssue of random issues straight to the Model: one scenario two benches run.
+"""Calls straight to the Model as the API makes them: what two benches share.
 
 ``bench.api`` (the Model beside the API's figures) and ``bench.model_change``
-(two Models side by side) open their channel and caller their own way; the
-calls are the same.
+(two Models side by side) both reach a Model over mutual TLS with an identity
+assertion (:func:`model_channel`) and both run GetIssue of random issues
+(:func:`random_gets`); they name their certificates and callers their own way.
 """
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from grpclib.client import Channel
 
 from bench._load import Call, Close
+from bugless_core.clients import CURRENT_ASSERTION, ServiceAddress
 from bugless_proto import v1
+
+
+def model_channel(
+    host: str, port: int, *, ca: str, cert: str, key: str, assertion: str
+) -> tuple[Channel, v1.ModelStub]:
+    """A channel to the Model with ``cert``/``key`` (mutual TLS) and its stub.
+
+    As the API does, every call on it carries the caller's identity
+    ``assertion`` (set here for the client process's context).
+    """
+    address = ServiceAddress(host, port, ca=Path(ca), cert=Path(cert), key=Path(key))
+    channel = address.channel()
+    CURRENT_ASSERTION.set(assertion)
+    return channel, v1.ModelStub(channel)
 
 
 def random_gets(

@@ -65,7 +65,7 @@ from grpclib.client import Channel, UnaryUnaryMethod
 
 from bench import _dataset as data
 from bench._load import Call, Close, LoadResult, default_processes, run_load
-from bench._model_reads import random_gets
+from bench._model_reads import model_channel, random_gets
 from bench._services import (
     ECHO_METHOD,
     UNLIMITED_RATE,
@@ -78,7 +78,7 @@ from bench._services import (
 )
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_api.client import BuglessClient
-from bugless_core.clients import CURRENT_ASSERTION, ServiceAddress
+from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import CorkedChannel
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
@@ -153,17 +153,14 @@ async def api_create(params: dict[str, Any]) -> tuple[Call, Close]:
 
 def _model_stub(params: dict[str, Any]) -> tuple[Channel, v1.ModelStub]:
     """A channel to the Model as the API reaches it (mutual TLS, the ``api`` identity)."""
-    address = ServiceAddress(
+    return model_channel(
         params["model_host"],
         params["model_port"],
-        ca=Path(params["ca"]),
-        cert=Path(params["model_cert"]),
-        key=Path(params["model_key"]),
+        ca=params["ca"],
+        cert=params["model_cert"],
+        key=params["model_key"],
+        assertion=params["assertion"],
     )
-    channel = address.channel()
-    # As the API does: every call carries the caller's identity assertion.
-    CURRENT_ASSERTION.set(params["assertion"])
-    return channel, v1.ModelStub(channel)
 
 
 async def model_get(params: dict[str, Any]) -> tuple[Call, Close]:

@@ -41,16 +41,14 @@ import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from bench._load import Call, Close, LoadResult, run_load
-from bench._model_reads import random_gets
+from bench._model_reads import model_channel, random_gets
 from bench._services import BenchStack, CpuMeter, load_average
 from bench.seed import SeedOptions, seed_and_verify
-from bugless_core.clients import CURRENT_ASSERTION, ServiceAddress
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -72,16 +70,15 @@ SCENARIOS = {
 
 
 def _stub(params: dict[str, Any]) -> tuple[Any, v1.ModelStub, v1.Caller]:
-    address = ServiceAddress(
+    channel, stub = model_channel(
         "127.0.0.1",
         params["port"],
-        ca=Path(params["ca"]),
-        cert=Path(params["cert"]),
-        key=Path(params["key"]),
+        ca=params["ca"],
+        cert=params["cert"],
+        key=params["key"],
+        assertion=params["assertion"],
     )
-    channel = address.channel()
-    CURRENT_ASSERTION.set(params["assertion"])
-    return channel, v1.ModelStub(channel), v1.Caller(user_id=CALLER_ID, groups=["eng"])
+    return channel, stub, v1.Caller(user_id=CALLER_ID, groups=["eng"])
 
 
 async def model_change(params: dict[str, Any]) -> tuple[Call, Close]:
