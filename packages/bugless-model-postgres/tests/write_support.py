@@ -88,16 +88,11 @@ async def open_and_restricted(
     own issues by the tag and check what a restricted component hides.
     """
     tag = uuid.uuid4().hex[:8]
-    open_one = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"{prefix}-{tag}")
-    )
-    secret = await backend.create_component(
-        v1.CreateComponentRequest(
-            caller=ADMIN,
-            name=f"{prefix}-secret-{tag}",
-            acl=[v1.AclEntry(principal=viewer, role=v1.Role.VIEWER)],
-        )
-    )
+    restricted = [v1.AclEntry(principal=viewer, role=v1.Role.VIEWER)]
+    open_one, secret = [
+        await backend.create_component(v1.CreateComponentRequest(caller=ADMIN, name=name, acl=acl))
+        for name, acl in ((f"{prefix}-{tag}", []), (f"{prefix}-secret-{tag}", restricted))
+    ]
     return tag, open_one, secret
 
 
