@@ -24,6 +24,7 @@ from web_support import PASSWORD, World, create_issue, csrf_of
 from bugless_core.clients import call
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
+from bugless_web.transfers import ResponseCut, only_cuts
 
 #: Every backend call's deadline on this server (the pages and sign-in still fit in it).
 CALL_TIMEOUT = 2.0
@@ -276,14 +277,43 @@ async def test_a_stalled_download_releases_the_model_call(
 ) -> None:
     """A browser that reads nothing for longer than the idle limit gets a body cut short.
 
-    Its Model call was released at the idle limit (the web logs why once
-    the browser reads again); what it reads then is only what was already
-    in buffers on the way.
+    Its Model call was released at the idle limit, and the web logged why
+    then, in one line; what the browser reads after is only what was
+    already in buffers on the way. An ordinary event: no traceback (before,
+    uvicorn logged "Exception in ASGI application" with Litestar's
+    "Exception caught after response started" and the whole chain).
     """
     url, cookie = await _uploaded_file(web, world, model)
+    attachment_id = url.split("/")[-2]
     before = await _calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED")
+    logged_before = web.log.stat().st_size
     received = await _download(web, url, cookie, stall=2 * IDLE)
     assert 0 < len(received) < DOWNLOAD
     # Counted when the call was released, before the reader came back.
     assert await _calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED") == before + 1
-    assert "the download stalled: the browser read nothing for 3 s" in web.log.read_text()
+    # uvicorn logs what the app raised before it closes the connection, so
+    # all of it is in the log by now.
+    with web.log.open() as log:
+        log.seek(logged_before)
+        lines = log.read().splitlines()
+    about = [line for line in lines if f"attachment {attachment_id}:" in line]
+    assert len(about) == 1, lines
+    assert " WARNING bugless.web: " in about[0], about
+    assert "the download stalled: the browser read nothing for 3 s" in about[0], about
+    assert not [line for line in lines if "Traceback" in line or "ASGI" in line], lines
+
+
+def test_only_a_cut_body_is_kept_out_of_the_servers_log() -> None:
+    """A cut as the server sees it is recognised; anything beside it is a real failure."""
+    cut = ResponseCut("attachment 1: the browser stalled")
+    group = BaseExceptionGroup("unhandled errors in a TaskGroup", [cut])
+    wrapped = RuntimeError("Exception caught after response started")
+    wrapped.__cause__ = group
+    assert only_cuts(cut)
+    assert only_cuts(group)
+    assert only_cuts(wrapped)
+    assert not only_cuts(RuntimeError("a bug"))
+    assert not only_cuts(BaseExceptionGroup("both", [cut, RuntimeError("a bug")]))
+    context_only = RuntimeError("raised while handling a cut")
+    context_only.__context__ = cut
+    assert not only_cuts(context_only)

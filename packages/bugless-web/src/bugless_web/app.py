@@ -62,6 +62,7 @@ from bugless_web.routes import (
     users,
 )
 from bugless_web.settings import WebSettings
+from bugless_web.transfers import only_cuts
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp
@@ -72,6 +73,25 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
 #: Form field every state-changing form carries.
 CSRF_FIELD = "_csrf"
+
+
+class _LoggedCuts(logging.Filter):
+    """Drops the server's report of a :class:`~bugless_web.transfers.ResponseCut`.
+
+    uvicorn logs whatever the app raises after a response started as
+    "Exception in ASGI application", with a traceback; a cut body was logged
+    already, in one line, where it happened (a stalled browser, a Model
+    stream that broke), and raising it is only how the connection gets
+    closed. Anything else raised keeps its record and traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or not only_cuts(error)
+
+
+#: The one filter on the server's log (adding it again changes nothing).
+_LOGGED_CUTS = _LoggedCuts()
 
 
 async def check_csrf(request: Request[Any, Any, Any]) -> None:
@@ -272,6 +292,8 @@ def create_app(settings: WebSettings) -> Litestar:
     only once the server runs.
     """
     frontend = Frontend(settings)
+    # uvicorn's logger for what the app raises (log_config=None: it only propagates).
+    logging.getLogger("uvicorn.error").addFilter(_LOGGED_CUTS)
 
     async def open_backends() -> None:
         frontend.start()

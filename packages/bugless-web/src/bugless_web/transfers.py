@@ -30,7 +30,11 @@ by final code (``DEADLINE_EXCEEDED`` for the limits above), with its retry.
 attachment) is a call's answer (``call_timeout_seconds``), read before the
 response starts. After it, a browser that stops reading releases the Model
 call once the idle limit has passed, and the body then ends broken (its
-content-length unmet), as does one whose Model sent nothing that long. A
+content-length unmet), as does one whose Model sent nothing that long, or
+whose Model stream broke. Nobody but the log can be told then: a stalled
+browser is one warning line (which attachment, how long it waited), a
+Model that failed one error line (its status), and the body ends with
+:class:`ResponseCut`, which the server does not report again. A
 download is counted in the metrics as an upload is, by final code: the count
 ends when its call does (with the body, or when a stalled browser's call is
 released: ``DEADLINE_EXCEEDED``; ``CANCELLED`` for a browser that went away).
@@ -43,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, ClassVar
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
     from bugless_web.settings import WebSettings
 
 
+_log = logging.getLogger("bugless.web")
 #: The download's route, as the metrics name it.
 MODEL_DOWNLOAD_ROUTE = "/bugless.v1.Model/DownloadAttachment"
 
@@ -79,13 +85,42 @@ class UploadStalled(BuglessError):
 class DownloadStalled(BuglessError):
     """The browser read no byte of a download for too long, or took too long in all.
 
-    Raised from a body whose response has started, so nobody sees it but the
-    log: the browser's download ends short of its content-length.
+    Met after the response has started, so nobody sees it but the log (and
+    the metrics, by its code): the browser's download ends short of its
+    content-length (:class:`ResponseCut`).
     """
 
     grpc_status: ClassVar[Status] = Status.DEADLINE_EXCEEDED
     http_status: ClassVar[int] = 408
     default_reason: ClassVar[str] = "DOWNLOAD_STALLED"
+
+
+class ResponseCut(Exception):
+    """A response body cut short after it started, for a reason already logged.
+
+    Raising from the body is how an ASGI app has the server close the
+    connection, so the browser sees its download unfinished (content-length
+    unmet) rather than a file that looks whole. Not a :class:`BuglessError`:
+    nobody is shown it. The server would log it as an uncaught exception,
+    with a traceback, for what is an ordinary event (a browser that stopped
+    reading), so its log skips what :func:`only_cuts` recognises
+    (:func:`bugless_web.app.create_app`).
+    """
+
+
+def only_cuts(error: BaseException) -> bool:
+    """Whether ``error`` is a :class:`ResponseCut`, or wraps nothing else.
+
+    The server sees the cut wrapped: in the exception group of the task
+    that sent the body, and raised *from* that by Litestar ("Exception
+    caught after response started"). A group holding anything besides cuts
+    is not one: a real failure keeps its traceback.
+    """
+    if isinstance(error, ResponseCut):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return all(only_cuts(member) for member in error.exceptions)
+    return error.__cause__ is not None and only_cuts(error.__cause__)
 
 
 class TransferClock:
@@ -265,12 +300,14 @@ async def download_from_model(
 
     ``stub`` should carry no deadline of its own shorter than the allowance
     (:attr:`bugless_web.backends.Backends.model_downloads`). The content is
-    bounded as the module says: it raises :class:`DownloadStalled` once the
-    browser read nothing for ``download_idle_seconds`` (the Model call is
-    released then, even while the browser still holds the connection) or
-    the download passed ``download_timeout_seconds``, and Unavailable once
-    the Model sent nothing that long. Closing it ends the Model call. The
-    call is counted in ``metrics`` until it ends (see the module).
+    bounded as the module says: once the browser read nothing for
+    ``download_idle_seconds`` or the download passed
+    ``download_timeout_seconds``, the Model call is released (even while
+    the browser still holds the connection) and a warning logged; once the
+    Model sent nothing that long, or its stream failed, an error is logged.
+    Either way the content then raises :class:`ResponseCut`. Closing it ends
+    the Model call. The call is counted in ``metrics`` until it ends (see
+    the module).
 
     Raises:
         Unavailable: The Model did not send the attachment within
@@ -298,11 +335,14 @@ async def download_from_model(
     except BaseException as exc:
         count.end(exc)
         raise
-    return first.attachment, _content(parts, settings, count)
+    return first.attachment, _content(parts, settings, count, request.attachment_id)
 
 
 async def _content(
-    parts: AsyncIterator[v1.DownloadAttachmentResponse], settings: WebSettings, count: _CallCount
+    parts: AsyncIterator[v1.DownloadAttachmentResponse],
+    settings: WebSettings,
+    count: _CallCount,
+    attachment_id: int,
 ) -> AsyncIterator[bytes]:
     """The chunks of ``parts``, each wait (for the Model, for the browser) on one clock.
 
@@ -315,11 +355,21 @@ async def _content(
     clock = TransferClock(settings.download_idle_seconds, settings.download_timeout_seconds)
     released: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
+    sent = 0
 
     def release() -> None:
         nonlocal released
         released = loop.create_task(_closed(parts))
-        count.end(_download_timed_out(clock))
+        stalled = _download_timed_out(clock)
+        count.end(stalled)
+        # Logged now, when it happens: the browser may never come back.
+        _log.warning(
+            "attachment %s: %s; its model call is released, the download ends short after %d bytes",
+            attachment_id,
+            stalled,
+            sent,
+            extra={"attachment_id": attachment_id, "sent_bytes": sent},
+        )
 
     try:
         with call_errors("the model service stream broke"):
@@ -339,8 +389,21 @@ async def _content(
                 yield part.chunk
                 timer.cancel()
                 if released is not None:
-                    raise _download_timed_out(clock)
+                    raise ResponseCut(f"attachment {attachment_id}: the browser stalled")
+                sent += len(part.chunk)
                 clock.moved()
+    except BuglessError as exc:
+        # The Model's side (a status mid-body, or nothing sent for the idle limit).
+        count.end(exc)
+        _log.error(
+            "attachment %s: the download broke after %d bytes: %s: %s",
+            attachment_id,
+            sent,
+            exc.grpc_status.name,
+            exc,
+            extra={"attachment_id": attachment_id, "sent_bytes": sent},
+        )
+        raise ResponseCut(f"attachment {attachment_id}: {exc}") from exc
     except BaseException as exc:
         count.end(exc)
         raise
