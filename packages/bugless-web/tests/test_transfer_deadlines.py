@@ -5,7 +5,8 @@ call timeout made short (every other backend call must still answer within
 it) and its idle limits a little longer. A browser is played by httpx feeding
 an upload's body slowly, by a raw HTTP/1.1 connection that sends part of a
 body and then nothing, as a browser on a dropped link does, and by one that
-reads a download slowly.
+reads a download slowly (or not at all, or from a Model that dies). What the
+server logs of a download cut short is read back from its log.
 """
 
 from __future__ import annotations
@@ -317,3 +318,58 @@ def test_only_a_cut_body_is_kept_out_of_the_servers_log() -> None:
     context_only = RuntimeError("raised while handling a cut")
     context_only.__context__ = cut
     assert not only_cuts(context_only)
+
+
+async def test_a_model_that_dies_mid_download_is_one_error_line(
+    world: World, web: RunningService, model: v1.ModelStub
+) -> None:
+    """A Model stream broken mid-body: the body is cut short, the log says so in one line.
+
+    A Model replica of this test's own (on the session's database) serves a
+    second web; it is killed once the download has started.
+    """
+    url, cookie = await _uploaded_file(web, world, model)
+    attachment_id = url.split("/")[-2]
+    own = await asyncio.to_thread(
+        world.stack.start, "model", ["model", "serve", "--port", "0"], name="model-dying"
+    )
+    other = None
+    try:
+        other = await asyncio.to_thread(
+            world.stack.start_web,
+            "--model",
+            f"127.0.0.1:{own.port}",
+            env={"BUGLESS_WEB_DRAIN_SECONDS": "0.2"},
+        )
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
+        sock.connect(("127.0.0.1", other.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        received = bytearray()
+        try:
+            writer.write(
+                f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{other.port}\r\n"
+                f"Cookie: {cookie}\r\nConnection: close\r\n\r\n".encode()
+            )
+            await writer.drain()
+            async with asyncio.timeout(120):  # only against a server that hangs
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200 "), head
+                received += await reader.readexactly(BLOCK)
+                own.process.kill()
+                while chunk := await reader.read(BLOCK):
+                    received += chunk
+        finally:
+            writer.close()
+        assert BLOCK <= len(received) < DOWNLOAD
+        lines = other.log.read_text().splitlines()
+        about = [line for line in lines if f"attachment {attachment_id}:" in line]
+        assert len(about) == 1, lines
+        assert " ERROR bugless.web: " in about[0], about
+        assert "the download broke after" in about[0], about
+        assert "UNAVAILABLE" in about[0], about
+        assert not [line for line in lines if "Traceback" in line or "ASGI" in line], lines
+    finally:
+        if other is not None:
+            world.stack.stop_service(other)
+        world.stack.stop_service(own)
