@@ -31,7 +31,11 @@ from bugless_core.errors import (
 )
 from bugless_model_postgres import _custom_values, _entries, _issues, _mentions
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres._context import ROLE_NAMES, WriteContext, issue_not_found
+from bugless_model_postgres._context import (
+    ROLE_NAMES,
+    WriteContext,
+    editable_row,
+)
 from bugless_model_postgres._convert import Conn, Row, caller_role, entry_from_row, one_row
 from bugless_proto import v1
 
@@ -219,17 +223,9 @@ class Written(NamedTuple):
 
 def _refuse(ctx: WriteContext, issue_id: int, row: Row | None, expected_version: int) -> Row:
     """NotFound, PermissionDenied, then ABORTED (a stale version), in that order."""
-    role = caller_role(ctx.caller, row["effective_acl"]) if row is not None else None
-    if row is None or role is None:
-        raise issue_not_found(issue_id)
-    if role < v1.Role.EDITOR:
-        raise PermissionDenied(
-            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
-            f"to attach files to issue {issue_id}",
-            metadata={"issue_id": str(issue_id)},
-        )
-    _check_version(issue_id, expected_version, row)
-    return row
+    editable = editable_row(ctx, issue_id, row, "attach files to")
+    _check_version(issue_id, expected_version, editable)
+    return editable
 
 
 def _refuse_one_more(issue_id: int, files: int) -> None:

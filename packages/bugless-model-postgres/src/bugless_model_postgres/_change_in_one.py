@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import functools
 
-from bugless_core.errors import InvalidArgument, IssueVersionConflict, PermissionDenied
+from bugless_core.errors import InvalidArgument, IssueVersionConflict
 from bugless_core.mentions import mentioned_usernames
 from bugless_model_postgres import _custom_values, _issues, _mentions
 from bugless_model_postgres import _queries as q
-from bugless_model_postgres._context import ROLE_NAMES, WriteContext, as_dict, issue_not_found
-from bugless_model_postgres._convert import caller_role, changes_to_json, entry_from_row
+from bugless_model_postgres._context import WriteContext, as_dict, editable_row
+from bugless_model_postgres._convert import changes_to_json, entry_from_row
 from bugless_model_postgres._dialect import Dialect
 from bugless_model_postgres._issue_plan import DeltaPlan, plan_delta
 from bugless_proto import v1
@@ -152,16 +152,12 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     so a version read stale is stale under the lock too.
     """
     issue_id, caller = request.issue_id, ctx.caller
-    row = await ctx.conn.fetchrow(FETCH_FOR_CHANGE, issue_id, caller.admin, caller.user_id)
-    role = caller_role(caller, row["effective_acl"]) if row is not None else None
-    if row is None or role is None:
-        raise issue_not_found(issue_id)
-    if role < v1.Role.EDITOR:
-        raise PermissionDenied(
-            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
-            f"to change issue {issue_id}",
-            metadata={"issue_id": str(issue_id)},
-        )
+    row = editable_row(
+        ctx,
+        issue_id,
+        await ctx.conn.fetchrow(FETCH_FOR_CHANGE, issue_id, caller.admin, caller.user_id),
+        "change",
+    )
     if row["version"] != request.expected_version:
         raise IssueVersionConflict(issue_id, request.expected_version, row["version"])
     plan = DeltaPlan(as_dict(row))

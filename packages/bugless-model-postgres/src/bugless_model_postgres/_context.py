@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from bugless_core.errors import NotFound
+from bugless_core.errors import NotFound, PermissionDenied
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import Conn, Row, caller_role, issue_from_row, principals_of
 from bugless_model_postgres._custom_values import attach_values, value_messages
@@ -154,6 +154,25 @@ def issue_not_found(issue_id: int, field_name: str = "") -> NotFound:
     """The one message shape for a missing or invisible issue."""
     prefix = f"{field_name}: " if field_name else ""
     return NotFound(f"{prefix}issue {issue_id} not found", metadata={"issue_id": str(issue_id)})
+
+
+def editable_row(ctx: WriteContext, issue_id: int, row: Row | None, doing: str) -> Row:
+    """``row`` if the caller may edit the issue: NotFound, then PermissionDenied.
+
+    ``row`` is the issue as read for the caller (None: missing or invisible);
+    ``doing`` finishes the refusal: "editor role on component P needed to
+    {doing} issue N".
+    """
+    role = caller_role(ctx.caller, row["effective_acl"]) if row is not None else None
+    if row is None or role is None:
+        raise issue_not_found(issue_id)
+    if role < v1.Role.EDITOR:
+        raise PermissionDenied(
+            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
+            f"to {doing} issue {issue_id}",
+            metadata={"issue_id": str(issue_id)},
+        )
+    return row
 
 
 def component_not_found(component_id: int, field_name: str = "") -> NotFound:
