@@ -18,21 +18,17 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from bugless_core.errors import (
-    InvalidArgument,
-    IssueVersionConflict,
-    PermissionDenied,
-)
+from bugless_core.errors import InvalidArgument, IssueVersionConflict
 from bugless_core.mentions import mentioned_usernames
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _custom_fields, _custom_values, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
-    ROLE_NAMES,
     AdminView,
     IssueIdSource,
     WriteContext,
     as_dict,
+    editable_row,
     fetch_issue_rows,
     issue_not_found,
 )
@@ -446,17 +442,8 @@ async def change_issue(
         if name in paths and getattr(fields, name):
             related.add(getattr(fields, name))
     await reject_stale_before_locking(ctx, issue_id, expected_version)
-    rows = await lock_and_load(ctx, related | {issue_id})
-    row = rows.get(issue_id)
-    if row is None:
-        raise issue_not_found(issue_id)
-    role = caller_role(ctx.caller, row["effective_acl"])
-    if role is None or role < v1.Role.EDITOR:
-        raise PermissionDenied(
-            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {row['component_path']} needed "
-            f"to change issue {issue_id}",
-            metadata={"issue_id": str(issue_id)},
-        )
+    rows = await lock_and_load(ctx, related | {issue_id})  # the visible ones only
+    row = editable_row(ctx, issue_id, rows.get(issue_id), "change")
     if row["version"] != expected_version:
         raise IssueVersionConflict(issue_id, expected_version, row["version"])
     plan = DeltaPlan(as_dict(row))
