@@ -63,7 +63,7 @@ async def api_get(params: dict[str, Any]) -> tuple[Call, Close]:
 
 
 async def api_create(params: dict[str, Any]) -> tuple[Call, Close]:
-    """CreateIssue through the API (C-core client), as ``bench.api:api_create``."""
+    """CreateIssue through the API (C-core client), as ``bench._api_calls:api_create``."""
     channel = _channel(params)
     request_type = _message("bugless.v1.CreateIssueRequest")
     fields_type = _message("bugless.v1.IssueFields")

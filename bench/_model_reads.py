@@ -2,14 +2,16 @@
 
 ``bench.api`` (the Model beside the API's figures) and ``bench.model_change``
 (two Models side by side) both reach a Model over mutual TLS with an identity
-assertion (:func:`model_channel`) and both run GetIssue of random issues
-(:func:`random_gets`); they name their certificates and callers their own way.
+assertion (:func:`model_stub`, from the ``model_*`` entries of a scenario's
+``params``) and both run GetIssue of random issues (:func:`random_gets`); they
+name their callers their own way.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 from grpclib.client import Channel
 
@@ -30,6 +32,22 @@ def model_channel(
     channel = address.channel()
     CURRENT_ASSERTION.set(assertion)
     return channel, v1.ModelStub(channel)
+
+
+def model_stub(params: dict[str, Any]) -> tuple[Channel, v1.ModelStub]:
+    """:func:`model_channel` as a scenario's ``params`` name it.
+
+    ``model_host`` (default ``127.0.0.1``), ``model_port``, ``model_cert`` and
+    ``model_key`` (the ``api`` identity's), ``ca`` and the caller's ``assertion``.
+    """
+    return model_channel(
+        params.get("model_host", "127.0.0.1"),
+        params["model_port"],
+        ca=params["ca"],
+        cert=params["model_cert"],
+        key=params["model_key"],
+        assertion=params["assertion"],
+    )
 
 
 def random_gets(

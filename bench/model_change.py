@@ -46,7 +46,7 @@ from typing import Any
 import asyncpg
 
 from bench._load import Call, Close, LoadResult, run_load
-from bench._model_reads import model_channel, random_gets
+from bench._model_reads import model_stub, random_gets
 from bench._services import BenchStack, CpuMeter, load_average
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_proto import v1
@@ -70,14 +70,7 @@ SCENARIOS = {
 
 
 def _stub(params: dict[str, Any]) -> tuple[Any, v1.ModelStub, v1.Caller]:
-    channel, stub = model_channel(
-        "127.0.0.1",
-        params["port"],
-        ca=params["ca"],
-        cert=params["cert"],
-        key=params["key"],
-        assertion=params["assertion"],
-    )
+    channel, stub = model_stub(params)
     return channel, stub, v1.Caller(user_id=CALLER_ID, groups=["eng"])
 
 
@@ -277,8 +270,8 @@ def run(
         identity = bench.stack.identities["api"]
         params: dict[str, Any] = {
             "ca": str(bench.stack.pki.ca_file),
-            "cert": str(identity.cert),
-            "key": str(identity.key),
+            "model_cert": str(identity.cert),
+            "model_key": str(identity.key),
             "assertion": bench.stack.assertion_for(CALLER_ID, groups=["eng"]),
             "issue_ids": ids,
         }
@@ -294,7 +287,7 @@ def run(
                     meter = CpuMeter({name: pids[name], "postgres": pids["postgres"]})
                     result = run_load(
                         SCENARIOS[call],
-                        {**params, "port": model.port},
+                        {**params, "model_port": model.port},
                         concurrency=clients,
                         processes=1,
                         seconds=seconds,

@@ -39,6 +39,7 @@ import asyncpg
 import httpx
 
 from bench import _dataset as data
+from bench._api_profile import perf_record, perf_summary
 from bench._services import (
     VIEWER,
     VIEWER_PASSWORD,
@@ -49,7 +50,6 @@ from bench._services import (
     profile,
     summarize_profile,
 )
-from bench.api import _perf_record, _perf_summary
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_core.clients import acting_as
 from bugless_dev.stack import LocalStack
@@ -397,7 +397,7 @@ def _profile(
         # charges a preempted process's wait to the frame that ran last.
         native = bench.directory / f"perf-{name}-web.data"
         if shutil.which("perf"):
-            spies.append(_perf_record(pids["web"], seconds, native))
+            spies.append(perf_record(pids["web"], seconds, native))
         result = run_wrk(page, cookie, connections, seconds + 1)
         for spy in spies:
             spy.wait(timeout=seconds + 60)
@@ -410,7 +410,7 @@ def _profile(
             print(summarize_profile(path) if path.exists() else "  (no profile written)")
             if service == "web" and native.exists():
                 print(" web, native (perf: on-CPU only, by library and by symbol):")
-                print(_perf_summary(native, top=12))
+                print(perf_summary(native, top=12))
             if keep is not None and path.exists():
                 keep.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, keep / path.name)
