@@ -1,0 +1,387 @@
+"""What one issue's feed entries turn into: mails and webhook deliveries.
+
+Each recipient is checked **as that recipient**, with their own identity:
+the notifier gets each recipient's signed identity assertion from the
+Authenticator (``IssueAssertion``, cached) and hands them to the Model's
+``GetNotificationViews``, which says which of them may see the issue (their
+groups count; a group list the notifier names is never believed) and which
+of its hotlists and components each may see. Someone who may not see the
+issue is never told, and a notification shows only what its recipient may
+see. A component webhook endpoint sees the issue as the admin who added it.
+
+The feed consumer (:mod:`bugless_notify.consumer`) decides which entries to
+work on and commits what this module adds to a :class:`Batch`.
+
+Speed: per issue, one Model read for the issue and its entries, one for its
+recipients (however many), one Authenticator look-up of names (and one per
+change with ``@mentions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bugless_core.clients import ActingFor, call
+from bugless_core.errors import NotFound, PermissionDenied
+from bugless_core.issue_labels import holds_people
+from bugless_core.mentions import mentioned_usernames
+from bugless_core.notification_channel import NotificationMessage
+from bugless_notify.component_webhooks import ComponentEndpoint, endpoints_for
+from bugless_notify.queue import NewDelivery
+from bugless_notify.recipients import Candidate, candidates, mention_texts, wanted
+from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
+from bugless_proto import v1
+
+#: How the notifier calls the Model for what no single person may see (the
+#: feed, who follows an issue, everyone's settings).
+NOTIFIER = v1.Caller(user_id="bugless-notify", admin=True)
+
+
+@dataclass
+class Batch:
+    """What one batch of feed changes queues, committed in one transaction."""
+
+    deliveries: list[NewDelivery] = field(default_factory=list)
+    #: Mails of people who chose a daily digest: (user id, the mail), kept for it.
+    digest: list[tuple[str, NewDelivery]] = field(default_factory=list)
+    matches_added: set[tuple[int, str, int]] = field(default_factory=set)
+    matches_removed: set[tuple[int, str, int]] = field(default_factory=set)
+    #: Enabled component webhook endpoints (read once per batch).
+    webhooks: list[ComponentEndpoint] = field(default_factory=list)
+    #: Component id -> its parent's id (0: top level), looked up once per batch.
+    parents: dict[int, int] = field(default_factory=dict)
+
+
+class IssueDeliveries:
+    """Computes one issue's deliveries at a time (see the module); holds no state of its own."""
+
+    def __init__(
+        self,
+        model: v1.ModelStub,
+        auth: v1.AuthenticatorStub,
+        acting_for: ActingFor,
+        *,
+        public_url: str,
+        notify_authors: bool,
+    ) -> None:
+        """Ask ``model`` and ``auth``; ``acting_for`` hands out recipients' assertions.
+
+        Args:
+            model: The Model, called as :data:`NOTIFIER`.
+            auth: The Authenticator (names, look-ups by username).
+            acting_for: Recipients' identity assertions, cached.
+            public_url: The web UI's base URL, for links in notifications.
+            notify_authors: Tell people about their own changes.
+        """
+        self._model = model
+        self._auth = auth
+        self._acting_for = acting_for
+        self._public_url = public_url
+        self._notify_authors = notify_authors
+
+    async def add(
+        self,
+        issue_id: int,
+        entries: list[tuple[int, str]],
+        searches: list[tuple[str, str]],
+        batch: Batch,
+    ) -> None:
+        """Add the mails and webhook deliveries of ``entries`` (version, feed author) of one issue.
+
+        ``searches``: the issue's saved-search changes of the batch
+        (:mod:`bugless_notify._saved_searches`), told with its first entry
+        that still exists.
+        """
+        try:
+            views = await call(
+                self._model.get_notification_views,
+                v1.GetNotificationViewsRequest(
+                    caller=NOTIFIER, issue_id=issue_id, versions=[v for v, _ in entries]
+                ),
+            )
+        except NotFound:
+            return
+        issue = views.issue
+        audience = views.audience or v1.IssueAudience()
+        if issue is None:
+            return
+        found = {e.version: e for e in views.entries}
+        if batch.webhooks:
+            await self._webhook_deliveries(issue, views, entries, batch)
+        work: list[tuple[v1.HistoryEntry, str, list[Candidate]]] = []
+        # Saved-search changes are the issue's state now, not one entry's:
+        # they go with the first entry of the batch that still exists.
+        pending = searches
+        for version, author in entries:
+            entry = found.get(version)
+            if entry is None:
+                continue
+            mentioned = await self._user_ids(mentioned_usernames(*mention_texts(issue, entry)))
+            people = [
+                c
+                for c in candidates(issue, entry, audience, mentioned, pending)
+                if c.user_id not in audience.muted_by
+            ]
+            pending = []
+            if people:
+                work.append((entry, entry.author or author, people))
+        if not work:
+            return
+        checked = await self._check(issue_id, {c.user_id for _, _, ps in work for c in ps})
+        if not checked.viewers:
+            return
+        viewers = {v.user_id: v for v in checked.viewers}
+        by_user = {s.user_id: s for s in checked.settings}
+        chosen = [
+            (entry, c)
+            for entry, author, people in work
+            for c in people
+            if c.user_id in viewers
+            and wanted(
+                c,
+                by_user.get(c.user_id, v1.NotificationSettings(channel="email")),
+                author=author,
+                issue_id=issue_id,
+                notify_authors=self._notify_authors,
+            )
+        ]
+        if not chosen:
+            return
+        named = {c.user_id for _, c in chosen}
+        for entry, _, _ in work:
+            named |= _people_named(issue, entry)
+        users = await self._users(sorted(named))
+        names = {i: Person(u.display_name, u.username) for i, u in users.items()}
+        paths = dict(checked.component_paths or views.component_paths)
+        for entry, candidate in chosen:
+            user = users.get(candidate.user_id)
+            if user is None or user.disabled or not user.email:
+                continue
+            viewer = viewers[candidate.user_id]
+            mail = self._delivery(
+                candidate,
+                user=user,
+                issue=issue,
+                entry=entry,
+                viewer=viewer,
+                people=names,
+                paths=paths,
+                hotlist_names=dict(checked.hotlist_names),
+            )
+            chosen_settings = by_user.get(candidate.user_id)
+            if chosen_settings is not None and chosen_settings.digest == v1.DigestMode.DAILY:
+                batch.digest.append((candidate.user_id, mail))
+            else:
+                batch.deliveries.append(mail)
+
+    async def _webhook_deliveries(
+        self,
+        issue: v1.Issue,
+        views: v1.NotificationViews,
+        entries: list[tuple[int, str]],
+        batch: Batch,
+    ) -> None:
+        """Queue a delivery per entry for each endpoint of the issue's component (or above).
+
+        Each endpoint sees the issue as the admin who added it: checked with
+        their assertion like a mail recipient (see
+        :mod:`bugless_notify.component_webhooks`).
+        """
+        ancestors = await self._ancestors(issue.component_id, batch.parents)
+        targets = endpoints_for(batch.webhooks, issue.component_id, ancestors)
+        if not targets:
+            return
+        checked = await self._check(issue.id, {t.created_by for t in targets})
+        viewers = {v.user_id: v for v in checked.viewers}
+        paths = dict(checked.component_paths or views.component_paths)
+        found = {e.version: e for e in views.entries}
+        named: set[str] = set()
+        for version, _ in entries:
+            if version in found:
+                named |= _people_named(issue, found[version])
+        users = await self._users(sorted(named)) if named else {}
+        people = {i: Person(u.display_name, u.username) for i, u in users.items()}
+        for target in targets:
+            viewer = viewers.get(target.created_by)
+            if viewer is None:
+                continue
+            for version, _ in entries:
+                entry = found.get(version)
+                if entry is None:
+                    continue
+                message = self._render(
+                    Candidate(target.created_by, Reason.WEBHOOK),
+                    issue=issue,
+                    entry=entry,
+                    viewer=viewer,
+                    people=people,
+                    paths=paths,
+                    hotlist_names=dict(checked.hotlist_names),
+                    webhook_forms=True,
+                )
+                batch.deliveries.append(
+                    NewDelivery(
+                        delivery_id=f"change-{issue.id}-{entry.version}/webhook/{target.name}",
+                        channel="webhook",
+                        recipient=target.name,
+                        message=message,
+                        recipient_name=f"webhook {target.name}",
+                    )
+                )
+
+    async def _ancestors(self, component_id: int, parents: dict[int, int]) -> list[int]:
+        """The ids above ``component_id``, nearest first (looked up as the notifier)."""
+        found: list[int] = []
+        current = component_id
+        while current and len(found) < 64:
+            if current not in parents:
+                try:
+                    component = await call(
+                        self._model.get_component,
+                        v1.GetComponentRequest(caller=NOTIFIER, component_id=current),
+                    )
+                except NotFound:
+                    parents[current] = 0
+                else:
+                    parents[current] = component.parent_id
+            current = parents[current]
+            if current:
+                found.append(current)
+        return found
+
+    async def _check(self, issue_id: int, user_ids: set[str]) -> v1.NotificationViews:
+        """Which of ``user_ids`` may see the issue, checked with their own identities.
+
+        Each recipient's identity assertion (``IssueAssertion``, cached until
+        shortly before it expires) goes to the Model, which takes their groups
+        and permissions from it; a person with none (unknown, disabled) is not
+        a recipient.
+        """
+        ids = sorted(user_ids)
+        assertions = await asyncio.gather(
+            *(self._assertion(u) for u in ids), return_exceptions=False
+        )
+        known = [(u, a) for u, a in zip(ids, assertions, strict=True) if a is not None]
+        return await call(
+            self._model.get_notification_views,
+            v1.GetNotificationViewsRequest(
+                caller=NOTIFIER,
+                issue_id=issue_id,
+                viewer_assertions=[a for _, a in known if a],
+                viewers=[v1.Caller(user_id=u) for u, _ in known],
+            ),
+        )
+
+    async def _assertion(self, user_id: str) -> str | None:
+        """``user_id``'s assertion; ``""`` where the Authenticator signs none; None: no user."""
+        try:
+            return await self._acting_for.assertion(user_id)
+        except (NotFound, PermissionDenied):
+            return None
+
+    def _delivery(
+        self,
+        candidate: Candidate,
+        *,
+        user: v1.User,
+        issue: v1.Issue,
+        entry: v1.HistoryEntry,
+        viewer: v1.NotificationViewer,
+        people: dict[str, Person],
+        paths: dict[int, str],
+        hotlist_names: dict[int, str],
+    ) -> NewDelivery:
+        """The mail for one recipient, with only what *they* may see."""
+        message = self._render(
+            candidate,
+            issue=issue,
+            entry=entry,
+            viewer=viewer,
+            people=people,
+            paths=paths,
+            hotlist_names=hotlist_names,
+            webhook_forms=False,
+        )
+        return NewDelivery(
+            delivery_id=f"change-{issue.id}-{entry.version}/email/{candidate.user_id}",
+            channel="email",
+            recipient=user.email,
+            message=message,
+            recipient_name=user.display_name or user.username,
+        )
+
+    def _render(
+        self,
+        candidate: Candidate,
+        *,
+        issue: v1.Issue,
+        entry: v1.HistoryEntry,
+        viewer: v1.NotificationViewer,
+        people: dict[str, Person],
+        paths: dict[int, str],
+        hotlist_names: dict[int, str],
+        webhook_forms: bool,
+    ) -> NotificationMessage:
+        """One change rendered with only what ``viewer`` may see."""
+        seen = dataclasses.replace(
+            issue, hotlist_ids=list(viewer.hotlist_ids), starred=viewer.starred
+        )
+        shown = dataclasses.replace(
+            entry,
+            changes=[c for c in (_visible_change(c, seen) for c in entry.changes) if c is not None],
+        )
+        visible = set(viewer.component_ids)
+        return render_notification(
+            ChangeNotice(
+                issue=seen,
+                entry=shown,
+                reason=candidate.reason,
+                reason_detail=candidate.detail,
+                public_url=self._public_url,
+                people=people,
+                components={i: p for i, p in paths.items() if i in visible},
+                hotlists={i: hotlist_names[i] for i in viewer.hotlist_ids if i in hotlist_names},
+            ),
+            webhook_forms=webhook_forms,
+        )
+
+    # ---- look-ups ----
+
+    async def _users(self, user_ids: Sequence[str]) -> dict[str, v1.User]:
+        ids = sorted({u for u in user_ids if u})
+        if not ids:
+            return {}
+        found = await call(self._auth.get_users, v1.GetUsersRequest(user_ids=ids))
+        return {u.user_id: u for u in found.users}
+
+    async def _user_ids(self, usernames: Sequence[str]) -> list[str]:
+        if not usernames:
+            return []
+        found = await call(
+            self._auth.lookup_users, v1.LookupUsersRequest(usernames=list(usernames))
+        )
+        return [u.user_id for u in found.users]
+
+
+def _people_named(issue: v1.Issue, entry: v1.HistoryEntry) -> set[str]:
+    """Every person the issue and the entry name (for their display names)."""
+    refs = {issue.reporter, issue.assignee, issue.verifier, entry.author, *issue.cc}
+    for change in entry.changes:
+        if holds_people(change):
+            refs |= {change.old_value, change.new_value, *change.added, *change.removed}
+    return {r for r in refs if r}
+
+
+def _visible_change(change: v1.FieldChange, issue: v1.Issue) -> v1.FieldChange | None:
+    """A change as the recipient may see it (None: not at all).
+
+    Hotlist changes show only hotlists the recipient sees on the issue.
+    """
+    if change.field != "hotlist_ids":
+        return change
+    visible = {str(h) for h in issue.hotlist_ids}
+    added = [h for h in change.added if h in visible]
+    return dataclasses.replace(change, added=added, removed=[]) if added else None
