@@ -6,6 +6,8 @@ a command holds a chunk at a time, whatever the file's size.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ import click
 
 from bugless_api.cli._common import ID, Detail, Table, client_options, command
 from bugless_api.cli.groups import attachment_group, issue_group
+from bugless_core.errors import AlreadyExists
 
 if TYPE_CHECKING:
     from bugless_api.client import BuglessClient
@@ -120,15 +123,39 @@ def local_name(name: str, attachment_id: int) -> str:
     "--output",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
-    help="Where to write the content (default: the attachment's name without any "
-    "directory, here; attachment-ID if it has none).",
+    help="Where to write the content, replacing any file there (default: the attachment's "
+    "name without any directory, here; attachment-ID if it has none; never over an "
+    "existing file without --force).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Without -o, replace a file of the attachment's name here.",
 )
 @client_options
 @command
-async def get_command(client: BuglessClient, attachment_id: int, output: Path | None) -> Detail:
-    """Download an attachment's content to a file (resumes if the connection drops)."""
+async def get_command(
+    client: BuglessClient, attachment_id: int, output: Path | None, *, force: bool
+) -> Detail:
+    """Download an attachment's content to a file (resumes if the connection drops).
+
+    Without -o the file is named after the attachment, in the current
+    directory; a file of that name already there is kept and the command
+    fails (exit 4) before any byte moves, unless --force is given. -o names
+    the file explicitly and replaces it. The content goes to a temporary
+    file beside the target, renamed over it once whole, so an interrupted
+    download leaves no partial file.
+    """
+    # Without -o, whoever named the attachment would otherwise choose which
+    # file here gets replaced (as `curl -O` lets a server do).
     if output is None:
         output = Path(local_name((await client.get_attachment(attachment_id)).name, attachment_id))
+        if not force and await asyncio.to_thread(os.path.lexists, output):
+            msg = (
+                f"{output} already exists here and was left as it is; "
+                "name the file to write with -o, or pass --force to replace it"
+            )
+            raise AlreadyExists(msg)
     attachment = await client.download_attachment(attachment_id, output)
     return Detail(
         lines=[*attachment_detail(attachment), ("written to", str(output))], data=attachment
