@@ -29,6 +29,7 @@ from bugless_core.attachments import (
 from bugless_core.blobs import BlobReader, BlobStore
 from bugless_core.errors import ContentGone, SizeLimitExceeded
 from bugless_model_postgres import _attachments as att
+from bugless_model_postgres import _delete_in_one
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._edit_calls import EditsAndCustomFields
@@ -163,8 +164,19 @@ class AttachmentCalls(EditsAndCustomFields):
         """Detach by a new entry; the content goes when nothing refers to it.
 
         The reply is what the deletion wrote (built inside its transaction).
+        Where the dialect allows, it is first tried as a read and one
+        statement (:mod:`._delete_in_one`); if the issue's row moved on in
+        between, nothing was written and the locked path runs.
         """
-        written, _ = await self._write(request.caller, lambda ctx: att.delete(ctx, request))
+        quick: att.Written | None = None
+        if _delete_in_one.eligible(self._dialect):
+            quick, _ = await self._write(
+                request.caller, lambda ctx: _delete_in_one.delete(ctx, request), one_statement=True
+            )
+        if quick is not None:
+            written = quick
+        else:
+            written, _ = await self._write(request.caller, lambda ctx: att.delete(ctx, request))
         await self._discard(written.sha256)
         return v1.ChangeIssueResponse(issue=written.issue, entry=written.entry)
 

@@ -262,7 +262,8 @@ async def lock_content(ctx: WriteContext, sha256: str) -> None:
     await ctx.conn.execute(LOCK_CONTENT, bytes.fromhex(sha256))
 
 
-async def _changed_issue(ctx: WriteContext, loaded: Row, written: Row) -> v1.Issue:
+async def issue_after(ctx: WriteContext, loaded: Row, written: Row) -> v1.Issue:
+    """The issue as an upload or a deletion left it (``loaded``: as read for the caller)."""
     custom = _custom_values.load_values(written["custom_fields"])
     return await _issues.changed_issue(ctx, loaded, written, custom=custom)
 
@@ -298,7 +299,7 @@ async def record_upload(
     version = int(written["version"])
     await _mentions.add(ctx.conn, issue_id, comment)
     file = (name, ref.size, content_type, header.content_type, bytes.fromhex(ref.sha256))
-    issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
+    issue = await issue_after(ctx, loaded, written)  # before the feed's lock
     row: Row
     if _entries.entry_takes_feed(ctx):  # the file, its entry and the feed row at once
         values = _entries.last_entry_values(ctx, issue_id, version, comment, [])
@@ -321,8 +322,43 @@ async def record_upload(
     return row, Written(issue, entry, ref.sha256)
 
 
+def refuse_deletion(
+    ctx: WriteContext, attachment_id: int, row: Row, *, issue_id: int, role: v1.Role, path: str
+) -> None:
+    """The refusals of a deletion by a caller who may view the file, in their order.
+
+    PermissionDenied unless the caller uploaded it or is an admin of its
+    component (``path``), FailedPrecondition if it is deleted already,
+    PermissionDenied without the editor role. ``row``: the attachment's
+    ``uploader`` and ``deleted_in_version`` as read; ``role``: the caller's
+    on the issue's component. Both deletion paths (:func:`delete` and
+    :mod:`._delete_in_one`) refuse through here.
+    """
+    if role < v1.Role.ADMIN and row["uploader"] != ctx.caller.user_id:
+        raise PermissionDenied(
+            f"only its uploader or an {ROLE_NAMES[v1.Role.ADMIN]} of component "
+            f"{path} may delete attachment {attachment_id}",
+            metadata={"attachment_id": str(attachment_id)},
+        )
+    if row["deleted_in_version"]:
+        raise FailedPrecondition(
+            f"attachment {attachment_id} was already deleted (entry {row['deleted_in_version']})",
+            metadata={"attachment_id": str(attachment_id)},
+        )
+    if role < v1.Role.EDITOR:
+        raise PermissionDenied(
+            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {path} needed "
+            f"to change issue {issue_id}",
+            metadata={"issue_id": str(issue_id)},
+        )
+
+
 async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Written:
-    """Detach by a new entry; return what was written (its sha256: content to maybe remove)."""
+    """Detach by a new entry; return what was written (its sha256: content to maybe remove).
+
+    The locked path: on CockroachDB and SERIALIZABLE, and on READ COMMITTED
+    after :mod:`._delete_in_one` found the issue's row moved on.
+    """
     row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
     issue_id = int(row["issue_id"])
     if request.expected_version:  # before the uploader check under the lock
@@ -339,30 +375,13 @@ async def delete(ctx: WriteContext, request: v1.DeleteAttachmentRequest) -> Writ
     else:
         row, role = await visible_attachment(ctx.conn, ctx.caller, request.attachment_id)
         path = row["component_path"]
-    if role < v1.Role.ADMIN and row["uploader"] != ctx.caller.user_id:
-        raise PermissionDenied(
-            f"only its uploader or an {ROLE_NAMES[v1.Role.ADMIN]} of component "
-            f"{path} may delete attachment {request.attachment_id}",
-            metadata={"attachment_id": str(request.attachment_id)},
-        )
-    if row["deleted_in_version"]:
-        raise FailedPrecondition(
-            f"attachment {request.attachment_id} was already deleted "
-            f"(entry {row['deleted_in_version']})",
-            metadata={"attachment_id": str(request.attachment_id)},
-        )
-    if role < v1.Role.EDITOR:
-        raise PermissionDenied(
-            f"{ROLE_NAMES[v1.Role.EDITOR]} role on component {path} needed "
-            f"to change issue {issue_id}",
-            metadata={"issue_id": str(issue_id)},
-        )
+    refuse_deletion(ctx, request.attachment_id, row, issue_id=issue_id, role=role, path=path)
     if loaded is None:  # its component's ACL changed between the two reads
         raise attachment_not_found(request.attachment_id)
     _check_version(issue_id, request.expected_version, loaded)
     written = one_row(await ctx.conn.fetchrow(BUMP, issue_id, ctx.now, 0, ""))
     version = int(written["version"])
-    issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
+    issue = await issue_after(ctx, loaded, written)  # before the feed's lock
     entry = entry_from_row(
         await _entries.insert_last_entry(
             ctx, issue_id, version, "", [], deleted_attachment_id=request.attachment_id

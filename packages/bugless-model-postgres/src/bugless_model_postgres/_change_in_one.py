@@ -21,28 +21,62 @@ before, a stale version's ABORTED included.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from bugless_core.errors import InvalidArgument, IssueVersionConflict
 from bugless_core.mentions import mentioned_usernames
 from bugless_model_postgres import _custom_values, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext, as_dict, editable_row
-from bugless_model_postgres._convert import changes_to_json, entry_from_row
+from bugless_model_postgres._convert import Row, changes_to_json, entry_from_row
 from bugless_model_postgres._dialect import Dialect
 from bugless_model_postgres._issue_plan import DeltaPlan, plan_delta
 from bugless_proto import v1
 
-#: :data:`q.FETCH_ISSUE` without locks for a change written in one statement
-#: (:data:`CHANGE_IN_ONE`), with what that statement checks the row against
-#: (``row_xmin``: the row version read, as text) and every hotlist holding
-#: the issue (``hotlist_ids``, as :data:`q.LOCK_AND_FETCH_ISSUE`).
-FETCH_FOR_CHANGE = q.fetch_issue_with(
+#: What a read for a write in one statement adds to :data:`q.FETCH_ISSUE`'s
+#: columns: what that statement checks the row against (``row_xmin``: the
+#: row version read, as text) and every hotlist holding the issue
+#: (``hotlist_ids``, as :data:`q.LOCK_AND_FETCH_ISSUE`).
+ROW_CHECK_COLUMNS = (
     ", i.xmin::text AS row_xmin"
-    ", ARRAY(SELECT a.hotlist_id FROM hotlist_items a WHERE a.issue_id = i.id) AS hotlist_ids"
+    ", ARRAY(SELECT h.hotlist_id FROM hotlist_items h WHERE h.issue_id = i.id) AS hotlist_ids"
 )
+#: :data:`q.FETCH_ISSUE` without locks for a change written in one statement
+#: (:data:`CHANGE_IN_ONE`), with :data:`ROW_CHECK_COLUMNS`.
+FETCH_FOR_CHANGE = q.fetch_issue_with(ROW_CHECK_COLUMNS)
 
 #: The issue's columns as :data:`q.UPDATE_ISSUE` returns them, by name.
 ISSUE_COLUMN_NAMES = tuple(c.strip().removeprefix("i.") for c in q.ISSUE_COLUMNS.split(","))
+
+
+def answer(*, channel: str) -> str:
+    """The last lines of a one-statement write of one issue's row (``upd``) and entry.
+
+    Its CTEs are ``upd`` (the issue's row, :data:`q.ISSUE_COLUMNS` returned),
+    ``entry`` and ``appended`` (:func:`q.feed_after_entry`); the NOTIFY goes
+    to ``channel`` (a parameter). Returns the entry's columns,
+    ``feed_position`` and the issue's columns prefixed ``written_``
+    (:func:`record_answer`); no row when nothing was written.
+    """
+    return (
+        "\nSELECT entry.*, appended.position AS feed_position, "
+        f"pg_notify({channel}, appended.position::text), "
+        + ", ".join(f"upd.{n} AS written_{n}" for n in ISSUE_COLUMN_NAMES)
+        + "\n  FROM entry CROSS JOIN appended CROSS JOIN upd\n"
+    )
+
+
+def record_answer(ctx: WriteContext, done: Row) -> dict[str, Any]:
+    """Keep what an :func:`answer` row says was written; return the issue's written columns.
+
+    The feed position it took and its entry (final: the change listeners
+    hear of it without a read after the commit).
+    """
+    ctx.feed_position = int(done["feed_position"])
+    ctx.written.append((int(done["issue_id"]), int(done["version"])))
+    ctx.know_entry(done)
+    return {name: done[f"written_{name}"] for name in ISSUE_COLUMN_NAMES}
+
 
 #: A change of issue $1 touching no other row (no relations, hotlists or
 #: custom values set; mentions and a status change's search rows:
@@ -75,10 +109,7 @@ CHANGE_IN_ONE = (
         issue_ids="ARRAY[$1::bigint]",
         versions="ARRAY[$20::bigint + 1]",
     )
-    + """
-SELECT entry.*, appended.position AS feed_position, pg_notify($24, appended.position::text), """
-    + ", ".join(f"upd.{n} AS written_{n}" for n in ISSUE_COLUMN_NAMES)
-    + "\n  FROM entry CROSS JOIN appended CROSS JOIN upd\n"
+    + answer(channel="$24")
 )
 assert "i.xmin = $21" in CHANGE_IN_ONE, "UPDATE_ISSUE's WHERE changed"
 #: Usernames ``$25`` recorded as mentioned in the issue (its comment's, a
@@ -189,9 +220,6 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     )  # fmt: skip
     if done is None:
         return None
-    ctx.feed_position = int(done["feed_position"])
-    ctx.written.append((issue_id, int(done["version"])))
-    ctx.know_entry(done)
-    written = {name: done[f"written_{name}"] for name in ISSUE_COLUMN_NAMES}
+    written = record_answer(ctx, done)
     issue = await _issues.changed_issue(ctx, row, written, custom=custom)
     return _issues.Changed(issue, entry_from_row(done))
