@@ -17,7 +17,16 @@ from typing import Any
 
 import asyncpg
 import pytest
-from write_support import ADMIN, ALICE, change_with, connected, content, create, wait_behind_lock
+from write_support import (
+    ADMIN,
+    ALICE,
+    change_with,
+    connected,
+    content,
+    create,
+    fresh_component,
+    wait_behind_lock,
+)
 
 from bugless_core.errors import BuglessError, IssueVersionConflict
 from bugless_core.model.backend import ModelSettings
@@ -27,12 +36,7 @@ from bugless_proto.google.protobuf import FieldMask
 
 
 async def _component(backend: PostgresBackend, parent_id: int = 0) -> int:
-    made = await backend.create_component(
-        v1.CreateComponentRequest(
-            caller=ADMIN, parent_id=parent_id, name=f"reply-{uuid.uuid4().hex[:8]}"
-        )
-    )
-    return made.id
+    return (await fresh_component(backend, "reply", parent_id=parent_id)).id
 
 
 async def _entries(

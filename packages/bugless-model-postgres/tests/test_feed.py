@@ -7,9 +7,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import asyncpg
 import pytest
-from write_support import migrated
+from write_support import ADMIN, connected, fresh_component, migrated, wait_behind_lock
 
 from bugless_core.errors import FailedPrecondition
 from bugless_core.model.backend import ModelSettings
@@ -19,23 +18,24 @@ from bugless_proto import v1
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
 
-ADMIN = v1.Caller(user_id="root", admin=True)
 SECRET = "test-page-token-secret-0123456789"
+
+
+async def _short_retention_settings(postgres_server: ThrowawayPostgres) -> ModelSettings:
+    """Settings of a database of its own whose Model keeps the feed for one second."""
+    url = await postgres_server.acreate_database(f"feed_{uuid.uuid4().hex[:8]}")
+    return ModelSettings(database_url=url, page_token_secret=SECRET, feed_retention_seconds=1)
 
 
 @pytest.fixture
 async def short_retention(postgres_server: ThrowawayPostgres) -> AsyncIterator[PostgresBackend]:
     """A backend on its own database keeping the feed for one second."""
-    url = await postgres_server.acreate_database(f"feed_{uuid.uuid4().hex[:8]}")
-    settings = ModelSettings(database_url=url, page_token_secret=SECRET, feed_retention_seconds=1)
-    async with migrated(settings) as backend:
+    async with migrated(await _short_retention_settings(postgres_server)) as backend:
         yield backend
 
 
 async def _issue(backend: PostgresBackend, title: str) -> v1.Issue:
-    component = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"feed-{uuid.uuid4().hex[:8]}")
-    )
+    component = await fresh_component(backend, "feed")
     return await backend.create_issue(
         v1.CreateIssueRequest(
             caller=ADMIN, fields=v1.IssueFields(title=title, component_id=component.id)
@@ -67,11 +67,8 @@ async def test_pruning_runs_periodically_without_any_reader(
 ) -> None:
     """No ReadFeed call at all (no notifier deployed): the backend's own task prunes."""
     monkeypatch.setattr(_watch, "PRUNE_EVERY_SECONDS", 0.2)
-    url = await postgres_server.acreate_database(f"feed_{uuid.uuid4().hex[:8]}")
-    settings = ModelSettings(database_url=url, page_token_secret=SECRET, feed_retention_seconds=1)
-    await PostgresBackend.migrate(settings)
-    backend = await PostgresBackend.open(settings)
-    try:
+    settings = await _short_retention_settings(postgres_server)
+    async with migrated(settings) as backend:
         await _issue(backend, "old")
         await asyncio.sleep(1.5)
         await _issue(backend, "new")
@@ -79,19 +76,13 @@ async def test_pruning_runs_periodically_without_any_reader(
         async with asyncio.timeout(10):
             while backend._feed.prunings < started + 2:  # noqa: ASYNC110 - a counter, no event
                 await asyncio.sleep(0.1)
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f'SET search_path = "{settings.schema}"')
+        async with connected(settings, 1) as (conn,):
             pruned = await conn.fetchval(
                 "SELECT position FROM change_feed_state WHERE name = 'pruned'"
             )
             kept = await conn.fetchval("SELECT count(*) FROM change_feed")
-        finally:
-            await conn.close()
         assert pruned == 2, "the first component and issue went"
         assert kept == 2, "the second ones stay"
-    finally:
-        await backend.close()
     assert backend._feed._pruner is None, "close stops the task"
 
 
@@ -103,9 +94,7 @@ async def test_a_writer_waits_for_the_holder_of_the_head_row(
     committed while n is still to come."""
     backend = bugless_model_backend
     issue = await _issue(backend, "ordering")
-    holder = await asyncpg.connect(model_settings.database_url)
-    try:
-        await holder.execute(f'SET search_path = "{model_settings.schema}"')
+    async with connected(model_settings, 2) as (holder, watcher):
         tx = holder.transaction()
         await tx.start()
         taken = await holder.fetchval(
@@ -119,7 +108,7 @@ async def test_a_writer_waits_for_the_holder_of_the_head_row(
                 )
             )
         )
-        await asyncio.sleep(0.5)
+        await wait_behind_lock(watcher, later)
         assert not later.done()
         seen = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, head_only=True))
         assert seen.head_position == taken - 1
@@ -128,8 +117,6 @@ async def test_a_writer_waits_for_the_holder_of_the_head_row(
         )
         await tx.commit()
         await asyncio.wait_for(later, 10)
-    finally:
-        await holder.close()
     after = await backend.read_feed(v1.ReadFeedRequest(caller=ADMIN, after_position=taken - 1))
     assert [c.position for c in after.changes] == [taken, taken + 1]
     assert [(e.issue_id, e.version) for e in after.changes[1].entries] == [(issue.id, 2)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from write_support import migrated
 
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, any_of, negate, term
@@ -47,8 +48,12 @@ async def world(
         database_url=await postgres_server.acreate_database("search_visibility"),
         page_token_secret=SECRET,
     )
-    await PostgresBackend.migrate(settings)
-    backend = await PostgresBackend.open(settings)
+    async with migrated(settings) as backend:
+        yield backend, await _world(backend)
+
+
+async def _world(backend: PostgresBackend) -> dict[str, list[int]]:
+    """The components of :func:`world` and two issues in each of the first two of a kind."""
 
     async def component(name: str, acl: list[v1.AclEntry]) -> int:
         request = v1.CreateComponentRequest(caller=ADMIN, name=name, acl=acl)
@@ -66,10 +71,7 @@ async def world(
         for comp in comps:
             found.setdefault(name, []).append(await issue(comp, "connection reset by peer"))
             found.setdefault(f"{name} other", []).append(await issue(comp, "peer review"))
-    try:
-        yield backend, found
-    finally:
-        await backend.close()
+    return found
 
 
 async def _ids(backend: PostgresBackend, caller: v1.Caller, node: v1.SearchNode) -> list[int]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
+from write_support import ADMIN, fresh_component
 
 from bugless_core.errors import IssueVersionConflict
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 
-ADMIN = v1.Caller(user_id="root", admin=True)
 STRANGER = v1.Caller(user_id="stranger")
 
 
@@ -22,10 +21,7 @@ async def _component(backend: PostgresBackend, *, private: bool = False) -> int:
         if private
         else []
     )
-    made = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"watch-{uuid.uuid4().hex[:8]}", acl=acl)
-    )
-    return made.id
+    return (await fresh_component(backend, "watch", acl=acl)).id
 
 
 async def _issue(backend: PostgresBackend, component_id: int, title: str) -> v1.Issue:

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from write_support import ADMIN, ALICE, Sent, create, migrated
+from write_support import ADMIN, ALICE, Sent, create, fresh_component, migrated
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
@@ -28,11 +28,8 @@ from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.postgres import ThrowawayPostgres
 
 
-async def _component(backend: PostgresBackend) -> int:
-    made = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"costs-{uuid.uuid4().hex[:8]}")
-    )
-    return made.id
+async def _component(backend: PostgresBackend, parent_id: int = 0) -> int:
+    return (await fresh_component(backend, "costs", parent_id=parent_id)).id
 
 
 async def test_pooled_connections_carry_no_session_state_after_every_kind_of_call(
@@ -219,13 +216,9 @@ async def test_a_batch_reads_the_custom_fields_that_apply_once_per_component(
     ``_batch_create.BATCH_CHECKS``), then the one write.
     """
     parent = await _component(scratch)
-    child = await scratch.create_component(
-        v1.CreateComponentRequest(
-            caller=ADMIN, name=f"costs-{uuid.uuid4().hex[:8]}", parent_id=parent
-        )
-    )
+    child = await _component(scratch, parent)
     made = []
-    for component_id, name, default in ((child.id, "Child", "c"), (parent, "Root", "r")):
+    for component_id, name, default in ((child, "Child", "c"), (parent, "Root", "r")):
         made.append(
             await scratch.create_custom_field(
                 v1.CreateCustomFieldRequest(
@@ -239,7 +232,7 @@ async def test_a_batch_reads_the_custom_fields_that_apply_once_per_component(
             )
         )
     async with Sent(scratch, model_settings.pool_max_size) as sent:
-        issues = await _batch(scratch, child.id, 3)
+        issues = await _batch(scratch, child, 3)
     ours = sent.statements
     assert [s.split()[:2] for s in ours] == [
         ["SELECT", "c.*,"],
@@ -270,9 +263,7 @@ async def test_on_repeatable_read_creates_keep_their_transaction(
     finally:
         await conn.close()
     settings = ModelSettings(database_url=url, page_token_secret="s" * 32, pool_max_size=4)
-    await PostgresBackend.migrate(settings)
-    backend = await PostgresBackend.open(settings)
-    try:
+    async with migrated(settings) as backend:
         assert not backend._dialect.statement_snapshots
         component_id = await _component(backend)
         async with Sent(backend, settings.pool_max_size) as sent:
@@ -281,8 +272,6 @@ async def test_on_repeatable_read_creates_keep_their_transaction(
         async with Sent(backend, settings.pool_max_size) as sent:
             await create(backend, component_id, description="for @bob")
         assert _transaction_statements(sent.statements) == ["BEGIN", "COMMIT"]
-    finally:
-        await backend.close()
 
 
 async def _fields(backend: PostgresBackend, component_id: int) -> tuple[int, int]:

@@ -1,7 +1,7 @@
-"""What the write tests share: their callers, a recorder of the statements sent, an
-issue with a custom value, the calls they chain, a transaction that holds a
-row lock while a call queues behind it, and a backend of its own on a fresh
-database or schema.
+"""What the write tests share: their callers, a recorder of the statements sent, a
+component of their own, an issue with a custom value, the calls they chain, a
+transaction that holds a row lock while a call queues behind it, and a backend
+of its own on a fresh database or schema.
 
 Kept in one place so the tests of round trips, races and replies build their
 issues and wait for a lock the same way (they were copies of each other).
@@ -96,13 +96,33 @@ async def open_and_restricted(
     return tag, open_one, secret
 
 
+async def fresh_component(
+    backend: PostgresBackend,
+    prefix: str,
+    *,
+    parent_id: int = 0,
+    acl: list[v1.AclEntry] | None = None,
+) -> v1.Component:
+    """A new component named ``prefix-`` and a random tag (under ``parent_id``).
+
+    Open to everyone unless ``acl`` is given: tests that share a database
+    each write in components of their own.
+    """
+    return await backend.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN,
+            name=f"{prefix}-{uuid.uuid4().hex[:8]}",
+            parent_id=parent_id,
+            acl=acl or [],
+        )
+    )
+
+
 async def component_with_field(
     backend: PostgresBackend, prefix: str
 ) -> tuple[v1.Component, v1.CustomField]:
     """A fresh component (named ``prefix-...``) with a text custom field of its own."""
-    component = await backend.create_component(
-        v1.CreateComponentRequest(caller=ADMIN, name=f"{prefix}-{uuid.uuid4().hex[:8]}")
-    )
+    component = await fresh_component(backend, prefix)
     field = await backend.create_custom_field(
         v1.CreateCustomFieldRequest(
             caller=ADMIN,
