@@ -20,7 +20,7 @@ from write_support import ADMIN, ALICE, Sent, create, fresh_component, migrated
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import PostgresBackend, _batch_create
+from bugless_model_postgres import PostgresBackend, _batch_create, _custom_fields
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows
 from bugless_proto import v1
@@ -207,13 +207,14 @@ async def test_on_read_committed_a_batch_of_creates_is_its_reads_and_one_write(
     assert mentions == 3
 
 
-async def test_a_batch_reads_the_custom_fields_that_apply_once_per_component(
+async def test_a_batch_reads_the_custom_fields_that_apply_with_its_checks(
     scratch: PostgresBackend, model_settings: ModelSettings
 ) -> None:
-    """The fields of the component and its parent apply, read once for the batch.
+    """The fields of the component and its parent apply, read by the checks statement.
 
-    One statement of their own (not an array of rows in the checks: see
-    ``_batch_create.BATCH_CHECKS``), then the one write.
+    As json in each checks row (``_custom_fields.APPLICABLE_JSON``, not an
+    array of ``custom_fields`` rows: see ``_batch_create.BATCH_CHECKS``), so
+    the batch is its checks and the one write, as without fields.
     """
     parent = await _component(scratch)
     child = await _component(scratch, parent)
@@ -234,11 +235,7 @@ async def test_a_batch_reads_the_custom_fields_that_apply_once_per_component(
     async with Sent(scratch, model_settings.pool_max_size) as sent:
         issues = await _batch(scratch, child, 3)
     ours = sent.statements
-    assert [s.split()[:2] for s in ours] == [
-        ["SELECT", "c.*,"],
-        ["SELECT", "f.*"],
-        ["WITH", "input"],
-    ]
+    assert [s.split()[:2] for s in ours] == [["SELECT", "c.*,"], ["WITH", "input"]]
     child_field, root_field = made
     for issue in issues:
         assert {v.field_id: list(v.values) for v in issue.custom_fields} == {
@@ -456,3 +453,41 @@ async def test_batch_checks_settle_on_one_plan_and_answer_as_the_array_statement
         )
     assert plans is not None
     assert plans["generic_plans"] > 0
+
+
+async def test_the_checks_read_the_same_custom_fields_as_their_own_statement(
+    scratch: PostgresBackend,
+) -> None:
+    """``APPLICABLE_JSON`` in the checks gives what ``applicable`` reads, in any session zone.
+
+    Every column of a field (options, defaults, both timestamps, the type),
+    the ancestors' fields first; no fields at all is NULL (none apply).
+    """
+    parent = await _component(scratch)
+    child = await scratch.create_component(
+        v1.CreateComponentRequest(
+            caller=ADMIN, name=f"costs-{uuid.uuid4().hex[:8]}", parent_id=parent
+        )
+    )
+    bare = await _component(scratch)
+    await _fields(scratch, child.id)
+    await scratch.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN, component_id=parent, name='say "hi" \\ é', description="∂ line\nnext",
+            type=v1.CustomFieldType.TEXT, required=True, default_values=["d"],
+        )
+    )  # fmt: skip
+    ctx = WriteContext(conn=None, caller=ALICE, now=None, channel="")  # type: ignore[arg-type]
+    async with scratch._pool.acquire() as conn:
+        ctx.conn = conn
+        for zone in ("UTC", "Asia/Kathmandu"):
+            await conn.execute(f"SET TimeZone = '{zone}'")
+            rows = await _batch_create._batch_checks(ctx, [child.id, parent, bare], [None] * 3)
+            for component_id, row in zip((child.id, parent), rows, strict=False):
+                read = await _custom_fields.applicable(conn, component_id)
+                assert len(read) == (3 if component_id == child.id else 1)
+                decoded = _custom_fields.fields_from_json(row["applicable_fields"])
+                assert list(decoded) == list(read)
+                assert decoded == read
+            assert rows[2]["applicable_fields"] is None
+        await conn.execute("RESET TimeZone")

@@ -54,25 +54,26 @@ class Write(Protocol[T]):
 
 _Outcomes = dict[int, _issues.Created | BuglessError]
 
-_BATCH_CHECKS = """
+_BATCH_CHECKS = (
+    """
 SELECT c.*,
        (SELECT i.id FROM issues i WHERE i.reporter = $3 AND i.idempotency_key = t.key)
            AS idempotent_id,
-       EXISTS (SELECT 1 FROM custom_fields f WHERE f.component_id = ANY (c.path_ids))
-           AS has_custom_fields
+       """
+    + _custom_fields.APPLICABLE_JSON.strip().replace("{", "{{").replace("}", "}}")
+    + """ AS applicable_fields
   FROM unnest({components}, {keys}) WITH ORDINALITY AS t(component_id, key, n)
   LEFT JOIN components c ON c.id = t.component_id
  ORDER BY t.n
 """
+)
 #: :data:`q.CREATE_CHECKS` for every item at once, a row per item in order:
-#: component ids $1, idempotency keys $2 (NULL: none), the caller $3. The
-#: custom fields that apply are read after it, once per component that has
-#: some (``_custom_fields.applicable``), not folded in as an array of
-#: ``custom_fields`` rows: asyncpg decodes such an array through the table's
-#: row type, cached per connection, so a migration altering the table would
-#: fail one create batch per pooled connection (``OutdatedSchemaCacheError``
-#: is not retried), and CockroachDB's support for arrays of a table's
-#: implicit record type cannot be tested here. One statement per batch.
+#: component ids $1, idempotency keys $2 (NULL: none), the caller $3. Each row
+#: also holds the custom fields that apply in its component as json
+#: (``_custom_fields.APPLICABLE_JSON``; NULL: none), so a batch whose
+#: component has fields needs no statement of its own to read them: the
+#: checks, then the write, two round trips a batch in series. One statement
+#: per batch.
 BATCH_CHECKS = _BATCH_CHECKS.format(components="$1::bigint[]", keys="$2::text[]")
 #: Batch sizes :func:`batch_checks_in_slots` covers; larger ones use :data:`BATCH_CHECKS`.
 CHECK_SLOTS = (4, 8, 16, 32, 64, 128)
@@ -296,7 +297,7 @@ async def _create_together(
     # issue, as its own CreateIssue, made after the earlier one, would find.
     first_with_key: dict[str, int] = {}
     repeats: dict[int, int] = {}
-    # The custom fields that apply, read once per component of the batch.
+    # The custom fields that apply, decoded once per component of the batch.
     applicable: dict[int, dict[int, v1.CustomField]] = {}
     for (index, request), row in zip(requests, checks, strict=True):
         key = request.idempotency_key
@@ -312,16 +313,17 @@ async def _create_together(
                 ctx, component_id, row if row["id"] is not None else None, "fields.component_id"
             )
             custom_fields = None
-            if row["has_custom_fields"] or request.custom_fields:
-                if component_id not in applicable:
-                    applicable[component_id] = await _custom_fields.applicable(
-                        ctx.conn, component_id
+            fields_json = row["applicable_fields"]
+            if fields_json is not None or request.custom_fields:
+                custom_fields = applicable.get(component_id)
+                if custom_fields is None:
+                    custom_fields = applicable[component_id] = (
+                        _custom_fields.fields_from_json(fields_json) if fields_json else {}
                     )
-                custom_fields = applicable[component_id]
             plan = await _issue_plan.plan_create(
                 ctx,
                 request,
-                has_custom_fields=row["has_custom_fields"],
+                has_custom_fields=fields_json is not None,
                 rows={},
                 custom_fields=custom_fields,
             )

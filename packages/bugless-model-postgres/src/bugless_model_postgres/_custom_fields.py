@@ -13,6 +13,8 @@ same transaction (:func:`._custom_values.sync_rows`).
 
 from __future__ import annotations
 
+import datetime
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -103,6 +105,43 @@ def field_from_row(row: Row) -> v1.CustomField:
         modified_at=row["modified_at"],
         version=row["version"],
     )
+
+
+#: :data:`APPLICABLE_FIELDS` as one json value (an array, root's first; NULL
+#: when none apply), for a statement that reads component ``c`` and wants its
+#: fields in the same round trip (BatchCreateIssues' checks). Named keys, not
+#: a row of ``custom_fields``: asyncpg would decode an array of such rows
+#: through the table's row type, cached per connection, so a migration
+#: altering the table would fail a call on every pooled connection.
+APPLICABLE_JSON = """
+(SELECT json_agg(json_build_object(
+            'id', f.id, 'component_id', f.component_id, 'name', f.name,
+            'description', f.description, 'type', f.type, 'options', f.options,
+            'required', f.required, 'default_values', f.default_values,
+            'created_at', f.created_at, 'modified_at', f.modified_at, 'version', f.version)
+        ORDER BY array_position(c.path_ids, f.component_id), f.id)
+   FROM custom_fields f WHERE f.component_id = ANY (c.path_ids))
+"""
+
+
+def fields_from_json(text: str) -> dict[int, v1.CustomField]:
+    """:data:`APPLICABLE_JSON`'s text as :func:`applicable` returns the fields, by id."""
+    fields: dict[int, v1.CustomField] = {}
+    for f in json.loads(text):
+        fields[f["id"]] = v1.CustomField(
+            id=f["id"],
+            component_id=f["component_id"],
+            name=f["name"],
+            description=f["description"],
+            type=v1.CustomFieldType(f["type"]),
+            options=list(f["options"]),
+            required=f["required"],
+            default_values=list(f["default_values"]),
+            created_at=datetime.datetime.fromisoformat(f["created_at"]),
+            modified_at=datetime.datetime.fromisoformat(f["modified_at"]),
+            version=f["version"],
+        )
+    return fields
 
 
 async def applicable(conn: Conn, component_id: int) -> dict[int, v1.CustomField]:
