@@ -147,6 +147,15 @@ def change_in_one(*, mentions: bool, restatus: bool) -> str:
 _OWN_FIELDS = frozenset({"title", "status", "priority", "severity", "type", "assignee", "verifier"})
 
 
+def dialect_allows(dialect: Dialect) -> bool:
+    """Whether one statement, without BEGIN/COMMIT, is atomic and writes the feed row with NOTIFY.
+
+    PostgreSQL on READ COMMITTED; not CockroachDB or the SERIALIZABLE
+    compatibility mode, which keep the locked paths.
+    """
+    return dialect.statement_snapshots and dialect.change_feed and dialect.notify is not None
+
+
 def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
     """Whether ``request`` may be written by :func:`change` (decided before any read).
 
@@ -155,7 +164,7 @@ def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
     plan reads and writes no other row but the mentions it adds: no
     relation, hotlist, custom value, move, parent or duplicate.
     """
-    if not (dialect.statement_snapshots and dialect.change_feed and dialect.notify is not None):
+    if not dialect_allows(dialect):
         return False
     delta = request.delta
     if delta is not None:

@@ -86,11 +86,10 @@ assert "i.xmin = $7" in DELETION_IN_ONE, "BUMP's WHERE changed"
 def eligible(dialect: Dialect) -> bool:
     """Whether a deletion may be written by :func:`delete` (decided before any read).
 
-    Only where one statement is atomic by itself and writes the feed row
-    with NOTIFY (PostgreSQL on READ COMMITTED); CockroachDB and SERIALIZABLE
-    keep the locked path.
+    Wherever a change may be (:func:`_change_in_one.dialect_allows`): the
+    deletion reads nothing but the file with its issue.
     """
-    return dialect.statement_snapshots and dialect.change_feed and dialect.notify is not None
+    return _change_in_one.dialect_allows(dialect)
 
 
 async def delete(
