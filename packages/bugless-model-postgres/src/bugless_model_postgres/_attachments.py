@@ -207,8 +207,10 @@ class Written(NamedTuple):
     """What an upload or a deletion wrote, as its caller sees it (the call's reply).
 
     Built inside the write's transaction from the rows it wrote and the issue's
-    row read under its lock, so a retried attempt (CockroachDB's 40001) answers
-    what its own attempt committed, and the call reads nothing back.
+    row read under its lock (a deletion in one statement, :mod:`._delete_in_one`:
+    read just before it, at the row version the statement checks), so a
+    retried attempt (CockroachDB's 40001) answers what its own attempt
+    committed, and the call reads nothing back.
 
     Attributes:
         issue: The issue at its new version.
