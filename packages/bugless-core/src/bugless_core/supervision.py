@@ -1,0 +1,254 @@
+"""One supervision for every background loop: an unexpected error is seen, counted and retried.
+
+Every service runs loops beside its requests: the Authenticator's directory
+re-sync, the Model's feed pruning and attachment sweep, the CockroachDB
+node-id lease, the notifier's consumer, worker and digests. Each handles the
+errors it expects (the database away, a directory that does not answer). An
+error it does not expect (a bug, a driver error nobody translated, a
+``KeyError``) used to end the loop's task: the service went on answering
+while nothing pruned, renewed or delivered, and the only trace was asyncio's
+"Task exception was never retrieved", if that. What users were promised
+(a notification, a lease that keeps ids unique, an account disabled in the
+directory) was then silently not done.
+
+:class:`SupervisedLoop` is the one place that decides what happens instead:
+
+* the failure is logged **once**, at ERROR, with its traceback (on the
+  ``bugless.supervision`` logger, naming the loop and the retry delay);
+* it is counted in ``bugless_background_failures_total{loop}`` and the
+  streak shown in ``bugless_background_consecutive_failures{loop}`` (0 once
+  a round succeeds again), in the registry the service's ``/metrics``
+  serves, so an alert can say "the feed pruner has failed 5 times in a row"
+  rather than someone noticing a week later;
+* the loop goes on after a capped exponential backoff with jitter
+  (:class:`Backoff`): a step that keeps failing keeps being retried, never
+  a silent exit and never a busy loop;
+* cancellation (the service stopping) ends it at once and quietly.
+
+Why a gauge rather than readiness: a loop that fails does not make the
+service unable to answer requests (readiness follows the database, see
+``bugless_core.model.runner``), and taking replicas out of rotation because
+one background round hit a bug would turn a degraded feature into an outage.
+The gauge is what to alert on.
+
+Two shapes of loop use it: :meth:`SupervisedLoop.run` restarts a whole loop
+body (a coroutine function that returns when the loop is asked to stop);
+loops that pace themselves (a round every interval) call
+:meth:`SupervisedLoop.failed` and :meth:`SupervisedLoop.succeeded` around
+their round instead, and wait the delay ``failed`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import weakref
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+_log = logging.getLogger("bugless.supervision")
+
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, BackgroundMetrics] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackgroundMetrics:
+    """The background loops' metrics, bound to one registry.
+
+    Attributes:
+        failures: Unexpected failures, by loop name.
+        consecutive: Failures since the loop's last successful round, by loop
+            name (0: healthy).
+    """
+
+    failures: Counter
+    consecutive: Gauge
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry) -> BackgroundMetrics:
+        """The metrics registered in ``registry``, registering them the first time.
+
+        Several loops (and several services in one test process) share a
+        registry; prometheus_client refuses a name registered twice.
+        """
+        metrics = _BY_REGISTRY.get(registry)
+        if metrics is None:
+            metrics = cls(
+                failures=Counter(
+                    "bugless_background_failures_total",
+                    "Unexpected failures of a background loop (logged with a traceback; "
+                    "the loop was retried), by loop.",
+                    ["loop"],
+                    registry=registry,
+                ),
+                consecutive=Gauge(
+                    "bugless_background_consecutive_failures",
+                    "Failures of a background loop since its last successful round, by loop "
+                    "(0: healthy).",
+                    ["loop"],
+                    registry=registry,
+                ),
+            )
+            _BY_REGISTRY[registry] = metrics
+        return metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class Backoff:
+    """How long to wait before the ``n``-th retry in a row: capped, exponential, jittered.
+
+    Exponential so that a loop failing on every round (a bug, a poison
+    record) costs little and floods no log; capped so that it is retried
+    within ``max_seconds`` once the cause is gone; jittered (each delay drawn
+    from ``[1 - jitter, 1]`` of its nominal value) so that the replicas of a
+    service that all failed at the same moment (a database restart) do not
+    all come back at the same moment.
+
+    Attributes:
+        first_seconds: The nominal delay after the first failure.
+        max_seconds: No delay is longer.
+        factor: Each failure in a row multiplies the nominal delay by this.
+        jitter: The fraction of a delay that is drawn at random (0: none).
+    """
+
+    first_seconds: float = 1.0
+    max_seconds: float = 60.0
+    factor: float = 2.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_seconds <= self.max_seconds:
+            msg = (
+                f"first_seconds: {self.first_seconds} must be more than 0 and at most "
+                f"max_seconds ({self.max_seconds})"
+            )
+            raise ValueError(msg)
+        if self.factor < 1:
+            raise ValueError(f"factor: {self.factor} must be at least 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter: {self.jitter} must be between 0 and 1")
+
+    def nominal(self, failures: int) -> float:
+        """The delay before retrying after ``failures`` (>= 1) failures in a row, unjittered."""
+        # Exponent bounded so that a loop failing for weeks never overflows a float.
+        exponent = min(max(failures, 1) - 1, 64)
+        return float(min(self.max_seconds, self.first_seconds * self.factor**exponent))
+
+    def delay(self, failures: int, draw: Callable[[], float] = random.random) -> float:
+        """The jittered delay: ``nominal(failures)`` times a factor in ``[1 - jitter, 1]``.
+
+        Args:
+            failures: Failures in a row so far (1 after the first).
+            draw: A number in ``[0, 1)``; tests pass their own to check the bounds.
+        """
+        return self.nominal(failures) * (1 - self.jitter * draw())
+
+
+class SupervisedLoop:
+    """The supervision of one named background loop (see the module).
+
+    Args:
+        name: The loop's name in logs and in the ``loop`` label: short, fixed,
+            one per kind of loop (``"auth.directory_resync:ldap"``), never
+            per request or per user.
+        backoff: The delays between retries.
+        registry: Where the metrics go: the registry the service's
+            ``/metrics`` serves (the process default unless a test runs its
+            own).
+        draw: The jitter's random source (:meth:`Backoff.delay`).
+
+    Attributes:
+        consecutive_failures: Failures since the last successful round.
+        last_failure: The latest unexpected exception (kept after a success,
+            for a status page or a test).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        backoff: Backoff | None = None,
+        registry: CollectorRegistry = REGISTRY,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = name
+        self.backoff = backoff or Backoff()
+        self._draw = draw
+        metrics = BackgroundMetrics.for_registry(registry)
+        self._failures = metrics.failures.labels(name)
+        self._consecutive = metrics.consecutive.labels(name)
+        self._consecutive.set(0)
+        self.consecutive_failures = 0
+        self.last_failure: BaseException | None = None
+
+    def failed(self, error: BaseException) -> float:
+        """Record an unexpected failure; returns how long to wait before the next round.
+
+        Call it from the ``except`` block that caught ``error``: the log
+        record carries its traceback.
+        """
+        self.consecutive_failures += 1
+        self.last_failure = error
+        self._failures.inc()
+        self._consecutive.set(self.consecutive_failures)
+        delay = self.backoff.delay(self.consecutive_failures, self._draw)
+        _log.error(
+            "background loop %s failed (%d in a row); retrying in %.1f s",
+            self.name,
+            self.consecutive_failures,
+            delay,
+            exc_info=error,
+            extra={"loop": self.name, "consecutive_failures": self.consecutive_failures},
+        )
+        return delay
+
+    def succeeded(self) -> None:
+        """Record a round that worked: the streak (and the gauge) goes back to 0.
+
+        Cheap enough to call on every round (nothing is done while healthy).
+        """
+        if self.consecutive_failures:
+            self.consecutive_failures = 0
+            self._consecutive.set(0)
+
+    async def run(
+        self, body: Callable[[], Awaitable[None]], *, stop: asyncio.Event | None = None
+    ) -> None:
+        """Run ``body()`` until it returns; after an unexpected exception, again after a backoff.
+
+        ``body`` is the whole loop: it returns when the loop was asked to
+        stop, and should call :meth:`succeeded` after each good round (else
+        the streak resets only when ``body`` returns). Its own handling of
+        the errors it expects stays in it; what escapes it is unexpected.
+
+        Args:
+            body: Starts the loop afresh on each call.
+            stop: When set, a backoff wait ends at once and :meth:`run`
+                returns instead of restarting ``body`` (the loop's own stop
+                request, so a stopping service does not wait out a backoff).
+
+        Raises:
+            asyncio.CancelledError: cancelled; nothing is logged.
+        """
+        while stop is None or not stop.is_set():
+            try:
+                await body()
+            except Exception as exc:
+                delay = self.failed(exc)
+            else:
+                self.succeeded()
+                return
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+
+__all__ = ["BackgroundMetrics", "Backoff", "SupervisedLoop"]
