@@ -12,15 +12,23 @@ server logs of a download cut short is read back from its log.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from browser_support import start_web_server
-from prometheus_client.parser import text_string_to_metric_families
-from web_support import PASSWORD, World, create_issue, csrf_of
+from transfer_support import (
+    BLOCK,
+    DOWNLOAD,
+    client_calls,
+    downloads_reach,
+    logged_since,
+    raw_download,
+    signed_in,
+    uploaded_file,
+)
+from web_support import World, create_issue
 
 from bugless_core.clients import call
 from bugless_dev.stack import RunningService
@@ -53,46 +61,6 @@ def web(world: World) -> Iterator[RunningService]:
         world.stack.stop_service(server)
 
 
-async def _signed_in(client: httpx.AsyncClient) -> str:
-    page = await client.get("/signin")
-    form = {"username": "bob", "password": PASSWORD, "_csrf": csrf_of(page.text), "next": "/"}
-    response = await client.post("/signin", data=form, follow_redirects=True)
-    assert response.status_code == 200, response.text
-    return csrf_of(response.text)
-
-
-async def _uploads(web: RunningService, code: str) -> float:
-    """Uploads the server has finished with ``code``, from its ``/metrics``."""
-    return await _calls(web, "UploadAttachment", code)
-
-
-async def _calls(web: RunningService, method: str, code: str) -> float:
-    """Calls to the Model's ``method`` finished with ``code``, from the server's ``/metrics``."""
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"http://127.0.0.1:{web.metrics_port}/metrics", timeout=10)
-    labels = {"grpc_method": method, "grpc_code": code}
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-        if sample.name == "grpc_client_handled_total" and labels.items() <= sample.labels.items()
-    )
-
-
-async def _downloads_reach(web: RunningService, code: str, count: float) -> float:
-    """Downloads finished with ``code``, once they reach ``count`` (or after a minute).
-
-    A download's call ends after its last byte has left (the Model's status
-    comes after it), so the reader may ask a moment before it is counted.
-    """
-    async with asyncio.timeout(60):  # only against a count that never comes
-        while True:
-            seen = await _calls(web, "DownloadAttachment", code)
-            if seen >= count:
-                return seen
-            await asyncio.sleep(0.05)
-
-
 async def _names(model: v1.ModelStub, world: World, issue: v1.Issue) -> list[str]:
     listed = await call(
         model.list_attachments,
@@ -105,7 +73,7 @@ async def test_an_upload_that_keeps_moving_outlasts_the_call_timeout(
     web: RunningService, world: World, model: v1.ModelStub
 ) -> None:
     issue = await create_issue(model, world, "A slow upload")
-    before = await _uploads(web, "OK")
+    before = await client_calls(web, "UploadAttachment", "OK")
 
     async def slowly() -> AsyncIterator[bytes]:
         for i in range(PIECES):
@@ -113,7 +81,7 @@ async def test_an_upload_that_keeps_moving_outlasts_the_call_timeout(
             yield bytes([i]) * PIECE
 
     async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
-        csrf = await _signed_in(client)
+        csrf = await signed_in(client)
         started = time.monotonic()
         response = await client.post(
             f"/issues/{issue.id}/attachments",
@@ -129,7 +97,7 @@ async def test_an_upload_that_keeps_moving_outlasts_the_call_timeout(
     assert response.json()["size"] == PIECES * PIECE
     assert took > CALL_TIMEOUT  # by construction (the pauses): the case this is about
     assert await _names(model, world, issue) == ["slow.bin"]
-    assert await _uploads(web, "OK") == before + 1
+    assert await client_calls(web, "UploadAttachment", "OK") == before + 1
 
 
 async def _answer(
@@ -150,9 +118,9 @@ async def test_a_stalled_upload_fails_with_a_clear_408_and_attaches_nothing(
     web: RunningService, world: World, model: v1.ModelStub
 ) -> None:
     issue = await create_issue(model, world, "A stalled upload")
-    before = await _uploads(web, "DEADLINE_EXCEEDED")
+    before = await client_calls(web, "UploadAttachment", "DEADLINE_EXCEEDED")
     async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
-        csrf = await _signed_in(client)
+        csrf = await signed_in(client)
         cookies = client.cookies
     reader, writer = await asyncio.open_connection("127.0.0.1", web.port)
     cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
@@ -189,69 +157,23 @@ async def test_a_stalled_upload_fails_with_a_clear_408_and_attaches_nothing(
     assert b"Traceback" not in page
 
     assert await _names(model, world, issue) == []
-    assert await _uploads(web, "DEADLINE_EXCEEDED") == before + 2
-
-
-#: The slow download: far more than loopback's socket buffers hold (the
-#: reader's own is made small too), read a BLOCK per PAUSE (well under IDLE),
-#: so over more than CALL_TIMEOUT in all.
-DOWNLOAD, BLOCK = 32 * 1024 * 1024, 1024 * 1024
-
-
-async def _uploaded_file(web: RunningService, world: World, model: v1.ModelStub) -> tuple[str, str]:
-    """A new DOWNLOAD-byte attachment (MiB i all bytes i): its URL and a session cookie."""
-    issue = await create_issue(model, world, "A large download")
-
-    async def content() -> AsyncIterator[bytes]:
-        for i in range(DOWNLOAD // BLOCK):
-            yield bytes([i]) * BLOCK
-
-    async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
-        csrf = await _signed_in(client)
-        response = await client.post(
-            f"/issues/{issue.id}/attachments",
-            content=content(),
-            headers={
-                "x-csrf-token": csrf,
-                "x-file-name": "big.bin",
-                "content-length": str(DOWNLOAD),
-            },
-        )
-        assert response.status_code == 201, response.text
-        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
-    return str(response.json()["url"]), cookie
+    assert await client_calls(web, "UploadAttachment", "DEADLINE_EXCEEDED") == before + 2
 
 
 async def _download(
     web: RunningService, url: str, cookie: str, *, pause: float = 0.0, stall: float = 0.0
 ) -> bytearray:
-    """GET ``url`` as a slow browser: ``stall`` s before the body, ``pause`` s after each MiB.
-
-    The socket's receive buffer is small, so the server's writes wait for
-    the reads rather than fill loopback's large default buffers.
-    """
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
-    sock.connect(("127.0.0.1", web.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
+    """GET ``url`` as a slow browser: ``stall`` s before the body, ``pause`` s after each MiB."""
     received = bytearray()
-    try:
-        writer.write(
-            f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
-            f"Cookie: {cookie}\r\nConnection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
+    async with raw_download(web.port, url, cookie) as (head, reader):
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert f"content-length: {DOWNLOAD}\r\n".encode() in head.lower(), head
         async with asyncio.timeout(120):  # only against a server that hangs
-            head = await reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200 "), head
-            assert f"content-length: {DOWNLOAD}\r\n".encode() in head.lower(), head
             await asyncio.sleep(stall)
             while chunk := await reader.read(BLOCK):
                 received += chunk
                 if len(received) % BLOCK < len(chunk):  # another MiB: rest a while
                     await asyncio.sleep(pause)
-    finally:
-        writer.close()
     return received
 
 
@@ -259,8 +181,8 @@ async def test_a_download_read_slowly_outlasts_the_call_timeout(
     web: RunningService, world: World, model: v1.ModelStub
 ) -> None:
     """Before, the Model stream had the call's deadline: cut after ~13 of 32 MiB."""
-    url, cookie = await _uploaded_file(web, world, model)
-    before = await _calls(web, "DownloadAttachment", "OK")
+    url, cookie = await uploaded_file(web, world, model)
+    before = await client_calls(web, "DownloadAttachment", "OK")
     started = time.monotonic()
     received = await _download(web, url, cookie, pause=PAUSE)
     took = time.monotonic() - started
@@ -270,7 +192,7 @@ async def test_a_download_read_slowly_outlasts_the_call_timeout(
         for i in range(DOWNLOAD // BLOCK)
     )
     assert took > CALL_TIMEOUT  # by construction (the pauses): the case this is about
-    assert await _downloads_reach(web, "OK", before + 1) == before + 1
+    assert await downloads_reach(web, "OK", before + 1) == before + 1
 
 
 async def test_a_stalled_download_releases_the_model_call(
@@ -284,19 +206,17 @@ async def test_a_stalled_download_releases_the_model_call(
     uvicorn logged "Exception in ASGI application" with Litestar's
     "Exception caught after response started" and the whole chain).
     """
-    url, cookie = await _uploaded_file(web, world, model)
+    url, cookie = await uploaded_file(web, world, model)
     attachment_id = url.split("/")[-2]
-    before = await _calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED")
+    before = await client_calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED")
     logged_before = web.log.stat().st_size
     received = await _download(web, url, cookie, stall=2 * IDLE)
     assert 0 < len(received) < DOWNLOAD
     # Counted when the call was released, before the reader came back.
-    assert await _calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED") == before + 1
+    assert await client_calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED") == before + 1
     # uvicorn logs what the app raised before it closes the connection, so
     # all of it is in the log by now.
-    with web.log.open() as log:
-        log.seek(logged_before)
-        lines = log.read().splitlines()
+    lines = logged_since(web, logged_before)
     about = [line for line in lines if f"attachment {attachment_id}:" in line]
     assert len(about) == 1, lines
     assert " WARNING bugless.web: " in about[0], about
@@ -328,7 +248,7 @@ async def test_a_model_that_dies_mid_download_is_one_error_line(
     A Model replica of this test's own (on the session's database) serves a
     second web; it is killed once the download has started.
     """
-    url, cookie = await _uploaded_file(web, world, model)
+    url, cookie = await uploaded_file(web, world, model)
     attachment_id = url.split("/")[-2]
     own = await asyncio.to_thread(
         world.stack.start, "model", ["model", "serve", "--port", "0"], name="model-dying"
@@ -341,26 +261,14 @@ async def test_a_model_that_dies_mid_download_is_one_error_line(
             f"127.0.0.1:{own.port}",
             env={"BUGLESS_WEB_DRAIN_SECONDS": "0.2"},
         )
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
-        sock.connect(("127.0.0.1", other.port))
-        reader, writer = await asyncio.open_connection(sock=sock)
         received = bytearray()
-        try:
-            writer.write(
-                f"GET {url} HTTP/1.1\r\nHost: 127.0.0.1:{other.port}\r\n"
-                f"Cookie: {cookie}\r\nConnection: close\r\n\r\n".encode()
-            )
-            await writer.drain()
+        async with raw_download(other.port, url, cookie) as (head, reader):
+            assert head.startswith(b"HTTP/1.1 200 "), head
             async with asyncio.timeout(120):  # only against a server that hangs
-                head = await reader.readuntil(b"\r\n\r\n")
-                assert head.startswith(b"HTTP/1.1 200 "), head
                 received += await reader.readexactly(BLOCK)
                 own.process.kill()
                 while chunk := await reader.read(BLOCK):
                     received += chunk
-        finally:
-            writer.close()
         assert BLOCK <= len(received) < DOWNLOAD
         lines = other.log.read_text().splitlines()
         about = [line for line in lines if f"attachment {attachment_id}:" in line]

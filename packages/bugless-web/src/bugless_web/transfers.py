@@ -34,7 +34,9 @@ content-length unmet), as does one whose Model sent nothing that long, or
 whose Model stream broke. Nobody but the log can be told then: a stalled
 browser is one warning line (which attachment, how long it waited), a
 Model that failed one error line (its status), and the body ends with
-:class:`ResponseCut`, which the server does not report again. A
+:class:`ResponseCut`, which the server does not report again. A browser
+that went away (a closed tab, a cancelled save) is one info line (how many
+bytes of how many it had been sent), the Model call ended with it. A
 download is counted in the metrics as an upload is, by final code: the count
 ends when its call does (with the body, or when a stalled browser's call is
 released: ``DEADLINE_EXCEEDED``; ``CANCELLED`` for a browser that went away).
@@ -305,8 +307,9 @@ async def download_from_model(
     ``download_timeout_seconds``, the Model call is released (even while
     the browser still holds the connection) and a warning logged; once the
     Model sent nothing that long, or its stream failed, an error is logged.
-    Either way the content then raises :class:`ResponseCut`. Closing it ends
-    the Model call. The call is counted in ``metrics`` until it ends (see
+    Either way the content then raises :class:`ResponseCut`. Closing it (or
+    cancelling its reader: the browser went away) ends the Model call, and
+    is logged at info. The call is counted in ``metrics`` until it ends (see
     the module).
 
     Raises:
@@ -335,7 +338,10 @@ async def download_from_model(
     except BaseException as exc:
         count.end(exc)
         raise
-    return first.attachment, _content(parts, settings, count, request.attachment_id)
+    attachment = first.attachment
+    left = max(0, attachment.size - request.offset)
+    length = min(request.length, left) if request.length else left
+    return attachment, _content(parts, settings, count, request.attachment_id, length)
 
 
 async def _content(
@@ -343,6 +349,7 @@ async def _content(
     settings: WebSettings,
     count: _CallCount,
     attachment_id: int,
+    length: int,
 ) -> AsyncIterator[bytes]:
     """The chunks of ``parts``, each wait (for the Model, for the browser) on one clock.
 
@@ -404,6 +411,22 @@ async def _content(
             extra={"attachment_id": attachment_id, "sent_bytes": sent},
         )
         raise ResponseCut(f"attachment {attachment_id}: {exc}") from exc
+    except (asyncio.CancelledError, GeneratorExit) as exc:
+        # The browser went away: the server cancels the body's task when
+        # the connection closes (or closes the body at its yield). Ordinary
+        # (a closed tab, a cancelled save), so one line, not a warning;
+        # none after a stall, which was logged when its call was released.
+        count.end(exc)
+        if released is None:
+            _log.info(
+                "attachment %s: the browser went away after %d of %d bytes; "
+                "the download ends there",
+                attachment_id,
+                sent,
+                length,
+                extra={"attachment_id": attachment_id, "sent_bytes": sent},
+            )
+        raise
     except BaseException as exc:
         count.end(exc)
         raise
