@@ -239,3 +239,27 @@ async def test_a_form_upload_refused_by_a_draining_replica_is_sent_again_and_att
     assert done.status_code == 303, done.text
     assert done.headers["location"].endswith(f"/issues/{restart.issue.id}#attachments")
     await _assert_uploaded_once_by_the_new_replica(restart, new, world, model, name)
+
+
+async def test_a_download_refused_by_a_draining_replica_is_served_by_the_next(
+    restart: Restart,
+) -> None:
+    """Before its first byte a download is a read like any: refused, it goes to the next replica.
+
+    Before, the refusal was the browser's: a 503 page for a file that the
+    next replica served a moment later.
+    """
+    uploaded = await restart.client.post(
+        f"/issues/{restart.issue.id}/attachments",
+        content=CONTENT,
+        headers={"x-csrf-token": restart.csrf, "x-file-name": "rolled-download.bin"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    new = await restart.roll()
+
+    downloaded = await restart.client.get(uploaded.json()["url"])
+
+    assert downloaded.status_code == 200, downloaded.text
+    assert downloaded.content == CONTENT
+    assert await grpc_calls(restart.old.metrics_port, "DownloadAttachment", "UNAVAILABLE") == 1
+    assert await grpc_calls(new.metrics_port, "DownloadAttachment") == 1

@@ -32,7 +32,9 @@ calls made for the web by core helpers (``resolve_query``) are covered. The
 sent again only after a ``DRAINING`` refusal
 (:func:`bugless_core.failover.upload_again_if_refused`), and counted like the
 unary calls (:func:`counted_call`, from :mod:`bugless_web.transfers`), as is
-a download (:func:`call_code`), never retried.
+a download (:func:`call_code`), whose start (until its first message, before
+the response starts) goes through :func:`send_with_retry` as a read
+(:data:`STREAM_READ_ROUTES`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Authenticator/IssueAssertion",
     }
 )
+#: Server streams that only read: :func:`send_with_retry` retries their start
+#: as it does a read (a download's, until its first message, before anything
+#: went to the browser: :func:`bugless_web.transfers.download_from_model`).
+STREAM_READ_ROUTES = frozenset({"/bugless.v1.Model/DownloadAttachment"})
+_RETRIED_READS = READ_ROUTES | STREAM_READ_ROUTES
 #: Bounds of the pause before the retry, in seconds (uniformly drawn).
 RETRY_PAUSE_SECONDS = (0.05, 0.2)
 
@@ -224,13 +231,13 @@ async def send_with_retry(
             raise
         error = from_grpc_error(exc)
         refused = isinstance(error, Unavailable) and error.refused_while_draining
-        if not (refused or route in READ_ROUTES):
+        if not (refused or route in _RETRIED_READS):
             raise
         if refused:
             forget_connection(channel, used)
         failure = f"{exc.status.name}: {exc.message}"
     except (StreamTerminatedError, OSError) as exc:
-        if isinstance(exc, TimeoutError) or route not in READ_ROUTES:
+        if isinstance(exc, TimeoutError) or route not in _RETRIED_READS:
             raise
         failure = f"connection failed: {exc!r}"
     pause = random.uniform(*RETRY_PAUSE_SECONDS)

@@ -28,8 +28,13 @@ by final code (``DEADLINE_EXCEEDED`` for the limits above), with its retry.
 
 **Downloads** (:func:`download_from_model`): the first message (the
 attachment) is a call's answer (``call_timeout_seconds``), read before the
-response starts. After it, a browser that stops reading releases the Model
-call once the idle limit has passed, and the body then ends broken (its
+response starts; until it has come, the call is retried once as a read is
+(:func:`bugless_web.retries.send_with_retry`: a draining Model's refusal on
+a new connection, an UNAVAILABLE or a dropped connection after a pause),
+since nothing has gone to the browser. Once the response has started,
+nothing is retried: the body can only end short. After the first message,
+a browser that stops reading releases the Model call once the idle limit
+has passed, and the body then ends broken (its
 content-length unmet), as does one whose Model sent nothing that long, or
 whose Model stream broke. Nobody but the log can be told then: a stalled
 browser is one warning line (which attachment, how long it waited), a
@@ -60,7 +65,7 @@ from bugless_core.clients import call_errors
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
 from bugless_core.failover import MODEL_UPLOAD_ROUTE, upload_again_if_refused
 from bugless_proto import v1
-from bugless_web.retries import call_code, counted_call
+from bugless_web.retries import call_code, counted_call, send_with_retry
 
 if TYPE_CHECKING:
     from bugless_web.metrics import WebMetrics
@@ -314,18 +319,35 @@ async def download_from_model(
 
     Raises:
         Unavailable: The Model did not send the attachment within
-            ``call_timeout_seconds``, or could not be reached.
+            ``call_timeout_seconds``, or could not be reached (twice).
         BuglessError: The Model's refusal (not found ...).
     """
     count = _CallCount(metrics)
-    parts = stub.download_attachment(request)
+
+    async def start(
+        route: str, request: v1.DownloadAttachmentRequest
+    ) -> tuple[v1.DownloadAttachmentResponse | None, AsyncIterator[v1.DownloadAttachmentResponse]]:
+        parts = stub.download_attachment(request)
+        try:
+            async with asyncio.timeout(settings.call_timeout_seconds):
+                return await anext(parts, None), parts
+        except BaseException:
+            await _closed(parts)
+            raise
+
     try:
         with call_errors("the model service is unreachable"):
             try:
-                async with asyncio.timeout(settings.call_timeout_seconds):
-                    first = await anext(parts, None)
+                # Nothing has gone to the browser yet: a refusal (a draining
+                # Model) or a dropped connection is retried as a read is.
+                first, parts = await send_with_retry(
+                    stub.channel,
+                    start,
+                    MODEL_DOWNLOAD_ROUTE,
+                    request,
+                    on_retry=metrics.retried if metrics is not None else None,
+                )
             except TimeoutError as exc:
-                await _closed(parts)
                 msg = (
                     "the model service did not start the download within "
                     f"{settings.call_timeout_seconds:g} s"
