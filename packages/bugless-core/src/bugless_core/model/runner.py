@@ -20,6 +20,7 @@ from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
 from bugless_core.plugins import Plugins
+from bugless_core.supervision import SupervisedLoop
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.model")
@@ -160,15 +161,23 @@ async def sweep_periodically(backend: ModelBackend, settings: AttachmentSettings
     """Every ``sweep_seconds`` (give or take a quarter, so replicas spread out), sweep.
 
     Every replica sweeps: removals re-check under a lock, so two sweeps at
-    once cost a second look, never a wrong removal. Failures are logged and
-    the next round tries again.
+    once cost a second look, never a wrong removal. A failed sweep is
+    supervised as ``model.attachment_sweep``
+    (:class:`~bugless_core.supervision.SupervisedLoop`: logged with its
+    traceback, counted) and the next round tries again, after the interval or
+    the backoff of the failures in a row, whichever is longer.
     """
+    supervised = SupervisedLoop("model.attachment_sweep")
+    wait = 0.0
     while True:
-        await asyncio.sleep(settings.sweep_seconds * random.uniform(0.75, 1.25))
+        await asyncio.sleep(max(wait, settings.sweep_seconds * random.uniform(0.75, 1.25)))
         try:
             await backend.sweep_orphaned_content(settings.orphan_grace_seconds)
-        except Exception:
-            _log.exception("the sweep of orphaned attachment content failed")
+        except Exception as exc:
+            wait = supervised.failed(exc)
+        else:
+            wait = 0.0
+            supervised.succeeded()
 
 
 def authenticator_verifier(
