@@ -10,6 +10,7 @@ that id — issues, history, ACL entries — changes).
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from test_people_ca import _csr, _der, people_ca_settings
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.settings import PeopleCaSettings
 from bugless_core.errors import Unavailable
+from bugless_core.migrations import quote_schema
 from bugless_proto import v1
 from bugless_testing.slapd import BASE_DN, GROUPS_DN, PEOPLE_DN, Slapd
 
@@ -237,6 +239,49 @@ async def test_one_replica_at_a_time_runs_the_rounds_and_a_stopped_one_hands_ove
         return follower.rounds > 0 and found.display_name == "Moved"
 
     await eventually(handed_over, "the other replica runs the rounds")
+
+
+async def test_a_round_that_fails_unexpectedly_is_logged_counted_and_the_rounds_go_on(
+    start_auth_server: StartAuth, slapd_server: Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database error nobody translated (the lease table gone) does not end the re-sync."""
+    auth = await start(start_auth_server, slapd_server)
+    (resync,) = auth.service.resyncs
+    registry = auth.runner.metrics_registry
+    labels = {"loop": "auth.directory_resync:ldap"}
+
+    def failures() -> float:
+        return registry.get_sample_value("bugless_background_failures_total", labels) or 0.0
+
+    async def a_round_ran() -> bool:
+        return resync.rounds > 0
+
+    await eventually(a_round_ran, "a first round")
+    leases = f"{quote_schema(auth.settings.schema)}.bugless_leases"
+    with caplog.at_level(logging.ERROR, logger="bugless.supervision"):
+        await auth.store.run(lambda conn: conn.execute(f"ALTER TABLE {leases} RENAME TO gone"))
+
+        async def failed() -> bool:
+            return failures() >= 1
+
+        await eventually(failed, "a round fails on the missing table")
+        await auth.store.run(
+            lambda conn: conn.execute(
+                f"ALTER TABLE {quote_schema(auth.settings.schema)}.gone RENAME TO bugless_leases"
+            )
+        )
+        rounds = resync.rounds
+
+        async def next_round_ran() -> bool:
+            return resync.rounds > rounds
+
+        await eventually(next_round_ran, "the rounds go on once the table is back")
+
+    logged = [r for r in caplog.records if r.name == "bugless.supervision"]
+    assert len(logged) == failures()  # each failure logged once
+    assert all(r.exc_info is not None for r in logged)
+    assert "UndefinedTable" in repr(logged[0].exc_info)
+    assert registry.get_sample_value("bugless_background_consecutive_failures", labels) == 0
 
 
 def test_the_interval_is_an_ldap_setting_defaulting_to_five_minutes() -> None:

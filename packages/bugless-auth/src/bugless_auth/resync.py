@@ -39,6 +39,12 @@ An outage never disables anyone: a round whose searches fail is abandoned
 (logged, retried next interval), and a round in which more than half of at
 least :data:`SAFETY_MIN_USERS` users would vanish at once is refused as a
 misconfiguration (a wrong base DN, a service account that lost read access).
+A round that fails on an error nobody expected (a bug, an untranslated
+database error) is supervised as ``auth.directory_resync:<backend>``
+(:class:`~bugless_core.supervision.SupervisedLoop`: logged once with its
+traceback, counted in ``bugless_background_failures_total``) and the rounds
+go on, at the interval or the failures' backoff, whichever is longer: a
+replica never stops re-syncing until it stops.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client import REGISTRY, CollectorRegistry
+
 from bugless_auth.directory import UserDirectory
 from bugless_auth.people import PeopleCertificates
 from bugless_auth.sessions import SessionStore
@@ -56,6 +64,7 @@ from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core import leases
 from bugless_core.auth_backend import AuthenticatorBackend, ExternalIdentity
 from bugless_core.errors import BuglessError
+from bugless_core.supervision import SupervisedLoop
 
 _log = logging.getLogger("bugless.auth")
 
@@ -92,10 +101,13 @@ class DirectoryResync:
         matters: Callable[[str], bool],
         interval: float,
         holder: str | None = None,
+        metrics_registry: CollectorRegistry = REGISTRY,
     ) -> None:
         """Sync ``backend``'s users every ``interval`` s; ``matters(group)``: losing it revokes.
 
-        ``holder`` names this replica in the lease (default: a new random name).
+        ``holder`` names this replica in the lease (default: a new random
+        name); ``metrics_registry`` is the service's, where the supervision
+        counts unexpected failures.
         """
         self._backend = backend
         self._store = store
@@ -111,6 +123,9 @@ class DirectoryResync:
         self._lease_ms = max(1_000, int(interval * 1_500))
         #: Rounds this replica ran (others skip theirs while it holds the lease).
         self.rounds = 0
+        self.supervised = SupervisedLoop(
+            f"auth.directory_resync:{backend.name}", registry=metrics_registry
+        )
 
     def start(self) -> None:
         """Run rounds in the background until :meth:`stop`."""
@@ -139,22 +154,24 @@ class DirectoryResync:
                 await self._store.release_lease(self._lease, self._holder)
 
     async def _every_interval(self) -> None:
+        wait = self.interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
+                await asyncio.wait_for(self._stopping.wait(), wait)
             if self._stopping.is_set():
                 return
+            wait = self.interval
             try:
-                if not await self._store.take_lease(self._lease, self._holder, self._lease_ms):
-                    continue  # another replica runs this backend's rounds
-                report = await self.run_once()
-                self.rounds += 1
+                report = await self._leased_round()
             except BuglessError as exc:  # the directory or the database is away
                 _log.warning("directory re-sync of %s skipped: %s", self._backend.name, exc)
                 continue
-            except Exception:
-                _log.exception("directory re-sync of %s failed", self._backend.name)
+            except Exception as exc:  # a bug, an untranslated error: logged and counted once
+                wait = max(self.interval, self.supervised.failed(exc))
                 continue
+            self.supervised.succeeded()
+            if report is None:
+                continue  # another replica runs this backend's rounds
             if report.refreshed or report.disabled or report.enabled:
                 _log.info(
                     "directory re-sync of %s: %d checked, %d changed, %d disabled, %d re-enabled",
@@ -164,6 +181,14 @@ class DirectoryResync:
                     len(report.disabled),
                     len(report.enabled),
                 )
+
+    async def _leased_round(self) -> ResyncReport | None:
+        """One round if this replica holds (or takes) the lease; None if another one does."""
+        if not await self._store.take_lease(self._lease, self._holder, self._lease_ms):
+            return None
+        report = await self.run_once()
+        self.rounds += 1
+        return report
 
     async def run_once(self) -> ResyncReport:
         """One round over every user of the backend.

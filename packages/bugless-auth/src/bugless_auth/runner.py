@@ -40,7 +40,7 @@ async def start_auth(
             settings.database_url, settings.schema, dialect=settings.database_dialect
         )
         _log.info("auth schema at version %d", version, extra={"schema_version": version})
-    service = await AuthService.open(settings, plugins)
+    service = await AuthService.open(settings, plugins, metrics_registry=metrics_registry)
     database = ServiceCheck(
         service.store.check_ready, check_ttl=READINESS_TTL_SECONDS, check_timeout=1.5
     )

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import REGISTRY, CollectorRegistry
+
 from bugless_auth._cache import TtlCache
 from bugless_auth.assertions import AssertionIssuer
 from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
@@ -89,8 +91,13 @@ class AuthService(UserAdministration):
         *,
         tokens: TokenAuthority,
         hashes: PasswordHashes,
+        metrics_registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        """Assemble from open parts; see :meth:`open` for the usual way."""
+        """Assemble from open parts; see :meth:`open` for the usual way.
+
+        ``metrics_registry`` is the one the service's ``/metrics`` serves (its
+        background loops' failures are counted there).
+        """
         self.settings = settings
         self.store = store
         self.backends = list(backends)
@@ -119,13 +126,20 @@ class AuthService(UserAdministration):
                 self.people,
                 matters=lambda group: bool(self.policy.rules.get(group)),
                 interval=interval,
+                metrics_registry=metrics_registry,
             )
             for backend in self.backends
             if (interval := backend.resync_seconds) is not None
         ]
 
     @classmethod
-    async def open(cls, settings: AuthSettings, plugins: Plugins) -> AuthService:
+    async def open(
+        cls,
+        settings: AuthSettings,
+        plugins: Plugins,
+        *,
+        metrics_registry: CollectorRegistry = REGISTRY,
+    ) -> AuthService:
         """Connect the store, load the keys and open every enabled backend, in order.
 
         Raises:
@@ -160,7 +174,14 @@ class AuthService(UserAdministration):
                 await backend.close()
             await store.close()
             raise
-        service = cls(settings, store, backends, tokens=tokens, hashes=hashes)
+        service = cls(
+            settings,
+            store,
+            backends,
+            tokens=tokens,
+            hashes=hashes,
+            metrics_registry=metrics_registry,
+        )
         for resync in service.resyncs:
             resync.start()
         return service
