@@ -23,7 +23,12 @@ Pruning (rows older than ``--feed-retention-seconds``) runs in a task of
 every backend process, once per :data:`PRUNE_EVERY_SECONDS`, whether or not
 anyone reads the feed: a deployment without a notifier keeps its table
 bounded too. Replicas pruning at once delete the same prefix; the second
-finds nothing.
+finds nothing. A database error skips one pruning (logged); any other error
+is supervised as ``model.feed_pruning``
+(:class:`~bugless_core.supervision.SupervisedLoop`: logged once with its
+traceback, counted) and pruning goes on: it used to end the task, with the
+error kept in it until :meth:`ChangeFeed.close` dropped it unseen, and the
+table grew without bound.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, term
+from bugless_core.supervision import SupervisedLoop
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres import _search
 from bugless_model_postgres._attachments import fill_entries, fill_feed_entries
@@ -86,6 +92,7 @@ class ChangeFeed:
         self._changed = asyncio.Event()
         self._closed = False
         self._pruner: asyncio.Task[None] | None = None
+        self._pruning = SupervisedLoop("model.feed_pruning")
         #: Prunings done by this process (for tests and metrics).
         self.prunings = 0
         #: Open Watch streams (for tests and metrics).
@@ -161,11 +168,16 @@ class ChangeFeed:
 
     async def _prune_forever(self) -> None:
         while not self._closed:
+            wait = PRUNE_EVERY_SECONDS
             try:
                 await self.prune()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("change feed: pruning failed (%s); trying again later", exc)
-            await asyncio.sleep(PRUNE_EVERY_SECONDS)
+            except Exception as exc:  # a bug: logged and counted once, pruning goes on
+                wait = max(wait, self._pruning.failed(exc))
+            else:
+                self._pruning.succeeded()
+            await asyncio.sleep(wait)
 
     async def prune(self) -> None:
         """Delete the changes older than the retention, now."""
