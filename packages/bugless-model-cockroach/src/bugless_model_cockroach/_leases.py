@@ -9,6 +9,13 @@ migration lease, :class:`bugless_core.migrations.LeaseLock`, lives there too).
   renewal. The generator stops issuing at the fence, and whoever takes the
   node id next starts above it, so two replicas never mint the same id even
   when their clocks disagree.
+
+The renewal is the one thing that keeps ids coming: when it stops, the
+generator reaches its fence and every create fails. So a database error is
+logged and retried at the next third of the lease, and anything else (a bug)
+goes through :class:`~bugless_core.supervision.SupervisedLoop` as
+``model.node_lease``: logged once with its traceback, counted, and the
+renewal restarted after a backoff instead of ending in silence.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import logging
 import asyncpg
 
 from bugless_core import leases
-from bugless_core.errors import Unavailable
+from bugless_core.errors import BuglessError, Unavailable
+from bugless_core.supervision import SupervisedLoop
 from bugless_model_cockroach import _queries as q
 from bugless_model_cockroach._snowflake import MAX_NODE_ID, SnowflakeGenerator, wall_clock_ms
 
@@ -28,6 +36,15 @@ _log = logging.getLogger(__name__)
 
 #: How long a node-id lease lasts without renewal; renewed every third of it.
 NODE_LEASE_MS = 30_000
+#: What "the database is away" looks like to a renewal (tried again next time).
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+#: And what taking a new node id may also meet: every node id leased (Unavailable).
+_TAKE_ERRORS: tuple[type[BaseException], ...] = (*_DATABASE_ERRORS, BuglessError)
 
 
 class NodeLease:
@@ -49,6 +66,7 @@ class NodeLease:
         self.name = ""
         self.generator: SnowflakeGenerator | None = None
         self._renewal: asyncio.Task[None] | None = None
+        self._supervised = SupervisedLoop("model.node_lease")
 
     @property
     def node_id(self) -> int:
@@ -65,7 +83,7 @@ class NodeLease:
             Unavailable: every node id is held by a live replica.
         """
         await self._take()
-        self._renewal = asyncio.create_task(self._keep_renewing())
+        self._renewal = asyncio.create_task(self._supervised.run(self._keep_renewing))
 
     async def _take(self) -> None:
         for _ in range(20):
@@ -114,16 +132,17 @@ class NodeLease:
             await asyncio.sleep(self._ttl_ms / 3000)
             try:
                 fence = await self._renew()
-            except Exception as exc:  # the database is away: ids stop at the fence
+            except _DATABASE_ERRORS as exc:  # the database is away: ids stop at the fence
                 _log.warning("could not renew node id lease %s: %s", self.name, exc)
                 continue
             if fence is not None and self.generator is not None:
                 self.generator.extend(fence)
+                self._supervised.succeeded()
                 continue
             _log.warning("node id lease %s was lost; taking another node id", self.name)
             try:
                 await self._take()
-            except Exception as exc:
+            except _TAKE_ERRORS as exc:
                 _log.warning("could not take a new node id: %s", exc)
 
     async def stop(self) -> None:
