@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Self
@@ -13,6 +14,7 @@ import pytest
 from notify_support import SECRET, WebhookReceiver, mail_delivery, webhook_delivery
 from prometheus_client import CollectorRegistry
 
+from bugless_core.migrations import quote_schema
 from bugless_core.notification_channel import DeliveryResult, Notification, NotificationChannel
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.mail import EmailChannel, SmtpSecurity, SmtpSettings
@@ -536,6 +538,50 @@ async def test_a_connection_lost_while_recording_is_reopened_and_the_record_kept
         assert smtp_sink.count == 0  # recorded as it was, never sent again
     finally:
         await pool.close()
+
+
+async def test_a_row_the_worker_cannot_read_is_logged_once_and_the_others_are_delivered(
+    pool: asyncpg.Pool,
+    queue: DeliveryQueue,
+    smtp_sink: SmtpSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unexpected error in the loop (a KeyError reading a row) no longer ends the worker."""
+    poison = mail_delivery(900)
+    async with pool.acquire() as conn:
+        await queue.enqueue(conn, [poison])
+        await conn.execute(
+            f"UPDATE {quote_schema(queue.schema)}.deliveries SET message = '{{}}'::jsonb "
+            "WHERE delivery_id = $1",
+            poison.delivery_id,
+        )
+    registry = CollectorRegistry()
+    labels = {"loop": "notify.delivery_worker"}
+
+    def failures() -> float:
+        return registry.get_sample_value("bugless_background_failures_total", labels) or 0.0
+
+    with caplog.at_level(logging.ERROR, logger="bugless.supervision"):
+        async with _running(
+            pool, queue, {"email": _email(smtp_sink)}, _settings(), registry
+        ) as worker:
+            await _until(_async(lambda: failures() == 1), "the unreadable row fails a round")
+            async with pool.acquire() as conn:
+                await queue.enqueue(conn, [mail_delivery(n) for n in range(901, 904)])
+            mails = await smtp_sink.wait_for_async(3)
+            await _until(
+                lambda: _count_is(pool, queue, DeliveryState.DELIVERED, 3), "3 marked delivered"
+            )
+            assert worker.supervised.consecutive_failures == 0
+
+    assert sorted(m.recipients[0] for m in mails) == [
+        f"user{n}@example.com" for n in (901, 902, 903)
+    ]
+    [logged] = [r for r in caplog.records if r.name == "bugless.supervision"]
+    assert logged.exc_info is not None
+    assert logged.exc_info[0] is KeyError
+    assert failures() == 1
+    assert registry.get_sample_value("bugless_background_consecutive_failures", labels) == 0
 
 
 def test_worker_settings_that_would_deliver_twice_are_refused() -> None:

@@ -18,6 +18,13 @@ twice.
 What a batch's changes turn into, each recipient checked as themselves, is
 :mod:`bugless_notify._deliveries`'s work.
 
+An error the consumer does not expect (not a Model, network or database
+error: a bug, a change it cannot render) is supervised as
+``notify.feed_consumer`` (:class:`~bugless_core.supervision.SupervisedLoop`):
+logged once with its traceback, counted, and the batch tried again after a
+backoff (nothing was committed, so nothing is skipped). It used to end
+:meth:`FeedConsumer.run` and with it the notifier.
+
 Speed: saved searches are matched once per batch
 (:mod:`bugless_notify._saved_searches`), and a batch's issues are worked on
 concurrently, each with the few calls :mod:`bugless_notify._deliveries`
@@ -37,6 +44,7 @@ import asyncpg
 from bugless_core.clients import ActingFor, acting_model, call
 from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgument
 from bugless_core.migrations import quote_schema
+from bugless_core.supervision import SupervisedLoop
 from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
 from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
 from bugless_notify.component_webhooks import ComponentWebhookStore
@@ -118,6 +126,7 @@ class FeedConsumer:
         )
         self._lock_key = f"bugless-notify-feed:{options.schema}"
         self._stopping = asyncio.Event()
+        self.supervised = SupervisedLoop("notify.feed_consumer")
         #: Changes handled by this process (for tests and metrics).
         self.handled = 0
 
@@ -133,6 +142,8 @@ class FeedConsumer:
             except (BuglessError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("feed consumer: %s; retrying", exc)
                 await self._sleep(1.0)
+            except Exception as exc:  # a bug: logged and counted once, the batch retried
+                await self._sleep(self.supervised.failed(exc))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -154,6 +165,7 @@ class FeedConsumer:
         try:
             while not self._stopping.is_set() and not conn.is_closed():
                 await self._step()
+                self.supervised.succeeded()
         finally:
             with contextlib.suppress(Exception):
                 await conn.execute(

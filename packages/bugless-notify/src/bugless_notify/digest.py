@@ -12,6 +12,13 @@ queues one mail listing them (``digest-<user>-<last item>``, an ordinary
 delivery: retries, dead letters, Message-ID). Two replicas waking together
 cannot both send one person's digest: the second's ``DELETE`` finds the rows
 gone once the first commits.
+
+A database error skips a digest time (the items wait for the next one); any
+other error is supervised as ``notify.digests``
+(:class:`~bugless_core.supervision.SupervisedLoop`): logged once with its
+traceback, counted, and the sending tried again after a backoff rather than
+a day later. It used to end :meth:`DigestSender.run` and with it the
+notifier.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import asyncpg
 
 from bugless_core.migrations import quote_schema
 from bugless_core.notification_channel import NotificationMessage
+from bugless_core.supervision import SupervisedLoop
 from bugless_notify.queue import DeliveryQueue, NewDelivery
 
 _log = logging.getLogger("bugless.notify.digest")
@@ -139,6 +147,7 @@ class DigestSender:
         self._hour = hour_utc
         self._interval = interval_seconds
         self._stopping = asyncio.Event()
+        self.supervised = SupervisedLoop("notify.digests")
 
     def stop(self) -> None:
         """End :meth:`run` at its next wake-up."""
@@ -150,9 +159,12 @@ class DigestSender:
 
     async def run(self) -> None:
         """Until stopped: sleep to the next digest time, send, repeat."""
+        retry_in: float | None = None
         while not self._stopping.is_set():
             now = datetime.datetime.now(datetime.UTC)
-            if self._interval > 0:
+            if retry_in is not None:
+                wait = retry_in
+            elif self._interval > 0:
                 wait = self._interval
             else:
                 wait = (next_digest_at(now, self._hour) - now).total_seconds()
@@ -160,10 +172,15 @@ class DigestSender:
                 await asyncio.wait_for(self._stopping.wait(), wait)
             if self._stopping.is_set():
                 return
+            retry_in = None
             try:
                 sent = await self.send_now()
             except (OSError, asyncpg.PostgresError) as exc:
                 _log.warning("sending digests failed (next time again): %s", exc)
                 continue
+            except Exception as exc:  # a bug: logged and counted once, retried soon
+                retry_in = self.supervised.failed(exc)
+                continue
+            self.supervised.succeeded()
             if sent:
                 _log.info("queued %d digest mails", sent)

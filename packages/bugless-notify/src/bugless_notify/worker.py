@@ -19,6 +19,15 @@ The worker sleeps while nothing is due and wakes on the queue's
 ``LISTEN``/``NOTIFY`` wake-up (sent when an enqueue commits), when the next
 retry falls due, or every ``poll_seconds`` at the latest.
 
+An error the loop does not expect (not a database error: a bug, a row it
+cannot read) is supervised as ``notify.delivery_worker``
+(:class:`~bugless_core.supervision.SupervisedLoop`): logged once with its
+traceback, counted, the control connection dropped, and the loop goes on
+after a backoff. It used to end :meth:`DeliveryWorker.run`, which took the
+whole notifier down (:mod:`bugless_notify._supervise`); attempts in flight
+now run on, and a row that cannot be read stays claimed by its lease and
+holds up no other.
+
 :meth:`DeliveryWorker.stop` is graceful: no new claims; attempts in flight
 get ``stop_grace_seconds`` to finish, and those still running are cancelled
 and their leases given back, so another replica takes them at once instead
@@ -42,6 +51,7 @@ import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.notification_channel import DeliveryResult, DeliveryStatus, NotificationChannel
+from bugless_core.supervision import SupervisedLoop
 from bugless_notify._metrics import DeliveryMetrics
 from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, RetryPolicy
 
@@ -161,6 +171,7 @@ class DeliveryWorker:
         self.channels = dict(channels)
         self.settings = settings or WorkerSettings()
         self.metrics = DeliveryMetrics.for_registry(metrics_registry)
+        self.supervised = SupervisedLoop("notify.delivery_worker", registry=metrics_registry)
         self._names = sorted(self.channels)
         self._in_flight: dict[asyncio.Task[None], ClaimedDelivery] = {}
         self._wake = asyncio.Event()
@@ -182,11 +193,19 @@ class DeliveryWorker:
         """Deliver until :meth:`stop`; return once in-flight attempts are finished or released."""
         try:
             while not self._stopping.is_set():
-                if not await self._ensure_control():
-                    await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
-                    continue
-                await self._purge_if_due()
-                await self._step()
+                try:
+                    if not await self._ensure_control():
+                        await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
+                        continue
+                    await self._purge_if_due()
+                    await self._step()
+                except Exception as exc:  # a bug: logged and counted once, the loop goes on
+                    delay = self.supervised.failed(exc)
+                    # It may have failed mid-statement on the control connection.
+                    await self._drop_control(broken=True)
+                    await self._wait_for(self._stopping, at_most=delay)
+                else:
+                    self.supervised.succeeded()
         finally:
             await self._drain()
             await self._record_delivered()
