@@ -18,9 +18,9 @@ import pytest
 
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
-from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
+from bugless_model_postgres.blobs import DatabaseBlobStore
 from bugless_testing.cockroach_sql import StatementRecorder, serializable_database
-from bugless_testing.model_contracts import ATTACHMENT_LIMITS
+from bugless_testing.model_backends import opened_model
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
@@ -68,20 +68,8 @@ async def bugless_model_backend(
     every statement any contract makes it send is checked at the end.
     """
     await CockroachBackend.migrate(model_settings)
-    backend = await CockroachBackend.open(model_settings)
-    store = await DatabaseBlobStore.connect(
-        DatabaseBlobSettings(
-            database_url=model_settings.database_url,
-            schema=model_settings.schema,
-            chunk_bytes=64 * 1024,
-        )
-    )
-    backend.use_blob_store(store, ATTACHMENT_LIMITS)
-    try:
+    async with opened_model(CockroachBackend, model_settings, DatabaseBlobStore) as backend:
         yield backend
-    finally:
-        await backend.close()
-        await store.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -10,8 +9,8 @@ import pytest
 
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
-from bugless_model_postgres.blobs import DatabaseBlobSettings, DatabaseBlobStore
-from bugless_testing.model_contracts import ATTACHMENT_LIMITS
+from bugless_model_postgres.blobs import DatabaseBlobStore
+from bugless_testing.model_backends import opened_model
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
@@ -28,30 +27,11 @@ async def model_settings(postgres_server: ThrowawayPostgres) -> ModelSettings:
     return ModelSettings(database_url=url, page_token_secret=SECRET, pool_max_size=20)
 
 
-@contextlib.asynccontextmanager
-async def _opened(settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
-    """A backend on the (migrated) database of ``settings``, with its own blob store."""
-    backend = await PostgresBackend.open(settings)
-    store = await DatabaseBlobStore.connect(
-        DatabaseBlobSettings(
-            database_url=settings.database_url,
-            schema=settings.schema,
-            chunk_bytes=64 * 1024,
-        )
-    )
-    backend.use_blob_store(store, ATTACHMENT_LIMITS)
-    try:
-        yield backend
-    finally:
-        await backend.close()
-        await store.close()
-
-
 @pytest.fixture(scope="session")
 async def bugless_model_backend(model_settings: ModelSettings) -> AsyncIterator[PostgresBackend]:
     """The backend under test: fresh database, migrated, open."""
     await PostgresBackend.migrate(model_settings)
-    async with _opened(model_settings) as backend:
+    async with opened_model(PostgresBackend, model_settings, DatabaseBlobStore) as backend:
         yield backend
 
 
@@ -61,5 +41,5 @@ async def replica(
 ) -> AsyncIterator[PostgresBackend]:
     """A second Model on the same database (another replica), with its own blob store."""
     del bugless_model_backend  # only its migration
-    async with _opened(model_settings) as backend:
+    async with opened_model(PostgresBackend, model_settings, DatabaseBlobStore) as backend:
         yield backend
