@@ -6,13 +6,10 @@ import secrets
 
 import pytest
 from api_support import ConnectAs
+from api_support import acl as _acl
 
 from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied
 from bugless_proto import v1
-
-
-def _acl(principal: v1.Principal, role: v1.Role) -> v1.AclEntry:
-    return v1.AclEntry(principal=principal, role=role)
 
 
 async def test_restricted_component_denies_changes_and_hides_issues(
