@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bugless_auth._ldap_breaker import ServerBreakers
 
@@ -153,12 +154,17 @@ async def test_a_probe_that_raises_counts_as_no_answer() -> None:
         second.set()
         return True
 
+    # Counted where the Authenticator's /metrics reads (the process registry).
+    labels = {"loop": f"auth.ldap_probe:{PRIMARY}"}
     flaky = ServerBreakers(URLS, retry_seconds=RETRY, probe=broken)
+    before = REGISTRY.get_sample_value("bugless_background_failures_total", labels) or 0.0
     flaky.record_failure(PRIMARY, TimeoutError())
     assert flaky.is_open(PRIMARY)
     await asyncio.wait_for(second.wait(), 5)
     assert calls == [PRIMARY, PRIMARY]
     assert not flaky.is_open(PRIMARY)
+    assert REGISTRY.get_sample_value("bugless_background_failures_total", labels) == before + 1
+    assert REGISTRY.get_sample_value("bugless_background_consecutive_failures", labels) == 0
     await flaky.close()
 
 

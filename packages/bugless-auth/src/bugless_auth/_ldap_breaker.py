@@ -16,6 +16,12 @@ fails too, requests try the open ones last, since a slow answer beats a false
 
 The state is per process, in memory: replicas of the Authenticator each find
 out for themselves, which costs each one request's timeout per outage.
+
+A probe that raises instead of answering True or False (a bug, an error the
+LDAP client does not map) counts as "not answering" and is supervised as
+``auth.ldap_probe:<url>`` (:class:`~bugless_core.supervision.SupervisedLoop`:
+logged once with its traceback, counted, the next probe after
+``retry_seconds`` or the failures' backoff, whichever is longer).
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+
+from bugless_core.supervision import SupervisedLoop
 
 _log = logging.getLogger("bugless_auth.ldap")
 
@@ -49,6 +57,7 @@ class ServerBreakers:
         self._retry_seconds = retry_seconds
         self._probe = probe
         self._probes: dict[str, asyncio.Task[None]] = {}
+        self._supervised = {url: SupervisedLoop(f"auth.ldap_probe:{url}") for url in self._urls}
 
     def is_open(self, url: str) -> bool:
         """Whether ``url`` failed and has not answered a probe (or a request) since."""
@@ -97,13 +106,18 @@ class ServerBreakers:
             _log.warning("ldap server %s answered a request again: back in rotation", url)
 
     async def _probe_until_answered(self, url: str) -> None:
+        supervised = self._supervised[url]
+        wait = self._retry_seconds
         while True:
-            await asyncio.sleep(self._retry_seconds)
+            await asyncio.sleep(wait)
+            wait = self._retry_seconds
             try:
                 answered = await self._probe(url)
-            except Exception:
-                _log.exception("ldap probe of %s failed unexpectedly", url)
+            except Exception as exc:  # a bug: logged and counted once, probed again later
+                wait = max(wait, supervised.failed(exc))
                 answered = False
+            else:
+                supervised.succeeded()
             if answered:
                 self._probes.pop(url, None)
                 _log.warning("ldap server %s answered a probe: back in rotation", url)
