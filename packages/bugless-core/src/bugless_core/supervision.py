@@ -14,7 +14,8 @@ directory) was then silently not done.
 :class:`SupervisedLoop` is the one place that decides what happens instead:
 
 * the failure is logged **once**, at ERROR, with its traceback (on the
-  ``bugless.supervision`` logger, naming the loop and the retry delay);
+  ``bugless.supervision`` logger, naming the loop and the backoff; a loop
+  with an interval of its own waits the longer of the two);
 * it is counted in ``bugless_background_failures_total{loop}`` and the
   streak shown in ``bugless_background_consecutive_failures{loop}`` (0 once
   a round succeeds again), in the registry the service's ``/metrics``
@@ -199,7 +200,7 @@ class SupervisedLoop:
         self._consecutive.set(self.consecutive_failures)
         delay = self.backoff.delay(self.consecutive_failures, self._draw)
         _log.error(
-            "background loop %s failed (%d in a row); retrying in %.1f s",
+            "background loop %s failed (%d in a row); next try in %.1f s at the earliest",
             self.name,
             self.consecutive_failures,
             delay,
