@@ -3,7 +3,10 @@
 Names start with ``bugless_notify_``; ``channel`` is the channel's name and
 ``outcome`` one of ``delivered``, ``retry`` or ``dead``, so "deliveries that
 will never arrive" is one query: ``rate(bugless_notify_deliveries_total
-{outcome="dead"}[5m])``.
+{outcome="dead"}[5m])``, and why they will not is
+``bugless_notify_dead_letters_total{channel, reason}`` (``rejected``,
+``gave_up``, or ``unreadable``: a queued row no delivery could be made of,
+which never reaches an attempt and so is in no ``deliveries_total``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class DeliveryMetrics:
         released: Claims given back unfinished (a worker stopping).
         in_flight: Attempts running now.
         queue_errors: Failed queue operations (the database unreachable).
+        dead_letters: Rows moved to the dead letters, by channel and reason.
     """
 
     deliveries: Counter
@@ -37,6 +41,7 @@ class DeliveryMetrics:
     released: Counter
     in_flight: Gauge
     queue_errors: Counter
+    dead_letters: Counter
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> DeliveryMetrics:
@@ -76,6 +81,13 @@ class DeliveryMetrics:
                     "bugless_notify_queue_errors_total",
                     "Queue operations that failed (database unreachable), by operation.",
                     ["operation"],
+                    registry=registry,
+                ),
+                dead_letters=Counter(
+                    "bugless_notify_dead_letters_total",
+                    "Deliveries moved to the dead letters, by channel and reason "
+                    "(rejected, gave_up, unreadable).",
+                    ["channel", "reason"],
                     registry=registry,
                 ),
             )

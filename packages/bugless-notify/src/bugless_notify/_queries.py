@@ -26,6 +26,7 @@ class Statements:
     delivered_many: str
     retry: str
     dead: str
+    dead_many: str
     release: str
     next_due: str
     counts: str
@@ -94,6 +95,14 @@ def for_schema(schema: str) -> Statements:
             SET state = 'dead', finished_at = now(), last_error = $3,
                 claimed_by = NULL, claim_token = NULL, lease_until = NULL
             WHERE delivery_id = $1 AND claim_token = $2 AND state = 'pending'""",
+        # Rows a claim could not read, each with its own reason, in one round trip.
+        dead_many=f"""
+            UPDATE {s}.deliveries AS d
+            SET state = 'dead', finished_at = now(), last_error = t.error,
+                claimed_by = NULL, claim_token = NULL, lease_until = NULL
+            FROM unnest($1::text[], $3::text[]) AS t(delivery_id, error)
+            WHERE d.delivery_id = t.delivery_id AND d.claim_token = $2 AND d.state = 'pending'
+            RETURNING d.delivery_id""",
         release=f"""
             UPDATE {s}.deliveries
             SET next_attempt_at = now(), attempts = greatest(attempts - 1, 0),

@@ -19,6 +19,13 @@ table. Its rules, which the worker and any producer rely on:
   worker every time still reaches its last attempt and the dead letters.
 * **Dead letters** keep the row with its last error until an admin requeues
   (``attempts`` restart at 0) or discards it.
+* **A row that cannot be read is a dead letter at once, on its own.**
+  :meth:`~DeliveryQueue.claim_due` turns each claimed row into a delivery
+  separately: one it cannot read (a message another notifier version wrote,
+  an edited row) becomes a dead letter with :data:`UNREADABLE` and the
+  exception in ``last_error``, logged once at ERROR, and the rest of the
+  claim goes out now. Failing the whole claim instead left every row claimed
+  beside it waiting out its lease, again each time the bad row's lease ran out.
 
 All methods take an asyncpg connection; none commits anything the caller
 did not ask for.
@@ -30,6 +37,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import logging
 import random
 import secrets
 from collections.abc import Iterable, Sequence
@@ -50,7 +58,11 @@ from bugless_core.migrations import (
 from bugless_core.notification_channel import Notification, NotificationMessage
 from bugless_notify import _queries
 
+_log = logging.getLogger("bugless.notify")
+
 DEFAULT_SCHEMA = "bugless_notify"
+#: How ``last_error`` of a row that could not be read starts (then the exception).
+UNREADABLE = "cannot read the queued row: "
 _COMPONENT = "bugless-notify"
 #: Longest idempotency key (the column's CHECK).
 MAX_DELIVERY_ID_LENGTH = 255
@@ -136,7 +148,7 @@ class DeliveryRecord:
             channel=row["channel"],
             recipient=row["recipient"],
             recipient_name=row["recipient_name"],
-            subject=json.loads(row["message"]).get("subject", ""),
+            subject=_subject(row["message"]),
             state=DeliveryState(row["state"]),
             attempts=row["attempts"],
             next_attempt_at=row["next_attempt_at"],
@@ -147,6 +159,72 @@ class DeliveryRecord:
             finished_at=row["finished_at"],
             seq=row["seq"],
         )
+
+
+def _subject(message: str) -> str:
+    """The subject of a stored message; "" when it has none (an unreadable row is listed too)."""
+    value = json.loads(message)
+    subject = value.get("subject") if isinstance(value, dict) else None
+    return subject if isinstance(subject, str) else ""
+
+
+def _read_message(message: str) -> NotificationMessage:
+    """The stored message, checked as far as a channel relies on it.
+
+    Raises:
+        Exception: any, when the row is not a message this release can deliver.
+    """
+    value = json.loads(message)
+    if not isinstance(value, dict):
+        raise TypeError(f"the message is a JSON {type(value).__name__}, not an object")
+    for name in ("thread_id", "subject", "text", "html", "chat_text", "reason"):
+        if name in value and not isinstance(value[name], str):
+            raise TypeError(f"message.{name} is not a string")
+    if not isinstance(value.get("data", {}), dict):
+        raise TypeError("message.data is not an object")
+    return NotificationMessage.from_json(value)
+
+
+def _claimed(row: asyncpg.Record, token: str) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        channel=row["channel"],
+        notification=Notification(
+            delivery_id=row["delivery_id"],
+            recipient=row["recipient"],
+            recipient_name=row["recipient_name"],
+            message=_read_message(row["message"]),
+            attempt=row["attempts"],
+        ),
+        claim_token=token,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class UnreadableDelivery:
+    """A claimed row that could not be turned into a delivery: now a dead letter.
+
+    Attributes:
+        delivery_id: The row's key.
+        channel: The row's channel (a plain column, always readable).
+        error: What ``last_error`` now says (:data:`UNREADABLE`, the exception).
+    """
+
+    delivery_id: str
+    channel: str
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """What one :meth:`DeliveryQueue.claim_due` took.
+
+    Attributes:
+        deliveries: The rows to deliver, in the order they became due.
+        unreadable: Rows it could not read, moved to the dead letters.
+    """
+
+    deliveries: list[ClaimedDelivery]
+    unreadable: list[UnreadableDelivery]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -296,30 +374,67 @@ class DeliveryQueue:
         limit: int,
         lease_seconds: float,
     ) -> list[ClaimedDelivery]:
+        """:meth:`claim_due`'s deliveries (rows it cannot read are dead letters all the same)."""
+        claim = await self.claim_due(
+            conn, worker_id=worker_id, channels=channels, limit=limit, lease_seconds=lease_seconds
+        )
+        return claim.deliveries
+
+    async def claim_due(
+        self,
+        conn: Any,
+        *,
+        worker_id: str,
+        channels: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+    ) -> Claim:
         """Claim up to ``limit`` due deliveries of ``channels`` for ``lease_seconds``.
 
-        Rows other workers hold are skipped, not waited for. Returned in the
-        order they became due.
+        Rows other workers hold are skipped, not waited for. Each row is read
+        on its own: one that cannot be (see the module) is moved to the dead
+        letters, kept with the reason, and logged once at ERROR with its
+        traceback; the others are returned all the same.
+
+        Raises:
+            asyncpg.PostgresError: the database failed (nothing is dead-lettered).
         """
         token = secrets.token_hex(12)
         rows = await conn.fetch(
             self.sql.claim, worker_id, list(channels), limit, token, float(lease_seconds)
         )
-        rows = sorted(rows, key=lambda r: r["seq"])
-        return [
-            ClaimedDelivery(
-                channel=row["channel"],
-                notification=Notification(
-                    delivery_id=row["delivery_id"],
-                    recipient=row["recipient"],
-                    recipient_name=row["recipient_name"],
-                    message=NotificationMessage.from_json(json.loads(row["message"])),
-                    attempt=row["attempts"],
-                ),
-                claim_token=token,
+        deliveries: list[ClaimedDelivery] = []
+        unreadable: list[tuple[UnreadableDelivery, Exception]] = []
+        for row in sorted(rows, key=lambda r: r["seq"]):
+            try:
+                deliveries.append(_claimed(row, token))
+            except Exception as exc:  # any: a row must never hold up the others
+                error = f"{UNREADABLE}{type(exc).__name__}: {exc}"
+                unreadable.append(
+                    (UnreadableDelivery(row["delivery_id"], row["channel"], error), exc)
+                )
+        if not unreadable:
+            return Claim(deliveries, [])
+        moved = {
+            row["delivery_id"]
+            for row in await conn.fetch(
+                self.sql.dead_many,
+                [bad.delivery_id for bad, _ in unreadable],
+                token,
+                [bad.error for bad, _ in unreadable],
             )
-            for row in rows
-        ]
+        }
+        # Only what moved: a row whose lease another claimer took meanwhile is theirs to report.
+        dead = [(bad, cause) for bad, cause in unreadable if bad.delivery_id in moved]
+        for bad, cause in dead:
+            _log.error(
+                "delivery %s cannot be read and is a dead letter: %s",
+                bad.delivery_id,
+                bad.error,
+                exc_info=cause,
+                extra={"channel": bad.channel, "delivery_id": bad.delivery_id},
+            )
+        return Claim(deliveries, [bad for bad, _ in dead])
 
     async def mark_delivered(self, conn: Any, claim: ClaimedDelivery) -> bool:
         """Record success; False when the row was already finished (a duplicate attempt)."""

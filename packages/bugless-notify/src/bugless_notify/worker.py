@@ -19,14 +19,16 @@ The worker sleeps while nothing is due and wakes on the queue's
 ``LISTEN``/``NOTIFY`` wake-up (sent when an enqueue commits), when the next
 retry falls due, or every ``poll_seconds`` at the latest.
 
-An error the loop does not expect (not a database error: a bug, a row it
-cannot read) is supervised as ``notify.delivery_worker``
+A claimed row that cannot be read is a dead letter at once, counted in
+``bugless_notify_dead_letters_total{reason="unreadable"}``, and the rest of
+its claim is delivered in the same round (see :mod:`bugless_notify.queue`).
+An error the loop does not expect (not a database error: a bug) is
+supervised as ``notify.delivery_worker``
 (:class:`~bugless_core.supervision.SupervisedLoop`): logged once with its
 traceback, counted, the control connection dropped, and the loop goes on
 after a backoff. It used to end :meth:`DeliveryWorker.run`, which took the
 whole notifier down (:mod:`bugless_notify._supervise`); attempts in flight
-now run on, and a row that cannot be read stays claimed by its lease and
-holds up no other.
+now run on.
 
 :meth:`DeliveryWorker.stop` is graceful: no new claims; attempts in flight
 get ``stop_grace_seconds`` to finish, and those still running are cancelled
@@ -231,15 +233,17 @@ class DeliveryWorker:
             await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
             return
         try:
-            claims = await self.queue.claim(
+            claim = await self.queue.claim_due(
                 self._control,
                 worker_id=self.settings.worker_id,
                 channels=self._names,
                 limit=free,
                 lease_seconds=self.settings.lease_seconds,
             )
+            claims = claim.deliveries
+            took = len(claims) + len(claim.unreadable)
             due_in = None
-            if len(claims) < free:
+            if took < free:
                 due_in = await self.queue.seconds_until_due(self._control, self._names)
         except _DATABASE_ERRORS as exc:
             self._database_error("claim", exc)
@@ -248,12 +252,16 @@ class DeliveryWorker:
             await self._drop_control(broken=True)
             await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
             return
-        for claim in claims:
-            self.metrics.claimed.labels(claim.channel).inc()
-            task = asyncio.create_task(self._attempt(claim), name=f"deliver {claim.delivery_id}")
-            self._in_flight[task] = claim
+        for bad in claim.unreadable:
+            self.metrics.dead_letters.labels(bad.channel, "unreadable").inc()
+        for delivery in claims:
+            self.metrics.claimed.labels(delivery.channel).inc()
+            task = asyncio.create_task(
+                self._attempt(delivery), name=f"deliver {delivery.delivery_id}"
+            )
+            self._in_flight[task] = delivery
             task.add_done_callback(self._finished)
-        if len(claims) < free:
+        if took < free:
             # Nothing else is due: sleep until a wake-up, the next due row, or the poll.
             timeout = self.settings.poll_seconds
             if due_in is not None:
@@ -371,6 +379,9 @@ class DeliveryWorker:
             self._database_error("record", exc)
             return
         self.metrics.deliveries.labels(claim.channel, outcome).inc()
+        if outcome == "dead":
+            reason = "rejected" if result.status is DeliveryStatus.REJECTED else "gave_up"
+            self.metrics.dead_letters.labels(claim.channel, reason).inc()
         _log.warning(
             "delivery %s: %s",
             "failed, will retry" if outcome == "retry" else "is a dead letter",
