@@ -10,7 +10,13 @@ hold their migration lease here (:class:`bugless_core.migrations.LeaseLock`);
 the Model also leases its Snowflake node ids from the same table.
 
 The functions take an asyncpg pool (anything with ``fetchrow``, ``fetchval``
-and ``execute``) but import no driver, so bugless-core depends on none.
+and ``execute``) but import no driver, so bugless-core depends on none. That
+is why :func:`renew_every` tells a database outage from a bug without naming
+the driver's exceptions: an error the database reported carries a
+``sqlstate`` (asyncpg's and psycopg's alike), an unreachable server is an
+``OSError``, and the caller may name its driver's client-side errors
+(``expected``); anything else is a bug, supervised like every background
+loop (:mod:`bugless_core.supervision`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bugless_core.errors import Unavailable
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from bugless_core.errors import BuglessError, Unavailable
+from bugless_core.supervision import Backoff, SupervisedLoop
 
 _log = logging.getLogger(__name__)
 
@@ -91,18 +100,54 @@ async def try_take(pool: Any, name: str, holder: str, ttl_ms: int) -> bool:
         raise
 
 
-async def renew_every(pool: Any, name: str, holder: str, ttl_ms: int) -> None:
+def is_database_error(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> bool:
+    """Whether ``exc`` is the database away or refusing, rather than a bug.
+
+    Args:
+        exc: What a statement raised.
+        expected: The caller's driver's own client-side errors (a closed
+            connection, a closing pool), which carry no ``sqlstate``.
+    """
+    return isinstance(exc, (OSError, BuglessError, *expected)) or hasattr(exc, "sqlstate")
+
+
+async def renew_every(
+    pool: Any,
+    name: str,
+    holder: str,
+    ttl_ms: int,
+    *,
+    expected: tuple[type[BaseException], ...] = (),
+    registry: CollectorRegistry = REGISTRY,
+) -> None:
     """Renew a lease every third of its life until cancelled.
 
-    A failed renewal is logged and tried again; two more chances remain
-    before the lease would expire.
+    A renewal the database failed (:func:`is_database_error`) is logged as a
+    warning and tried again at the next third: two more chances remain
+    before the lease would expire. Any other error is a bug: supervised as
+    ``lease_renewal:<name>`` (logged once with its traceback, counted in
+    ``bugless_background_failures_total`` in ``registry``) and retried
+    after a backoff that never exceeds the third, for the same reason.
     """
+    period = ttl_ms / 3000
+    supervised = SupervisedLoop(
+        f"lease_renewal:{name}",
+        backoff=Backoff(first_seconds=min(1.0, period), max_seconds=period),
+        registry=registry,
+    )
+    delay = period
     while True:
-        await asyncio.sleep(ttl_ms / 3000)
+        await asyncio.sleep(delay)
+        delay = period
         try:
             await pool.fetchval(RENEW_LEASE, name, holder, ttl_ms, 0)
         except Exception as exc:
-            _log.warning("could not renew lease %s: %s", name, exc)
+            if is_database_error(exc, expected):
+                _log.warning("could not renew lease %s: %s: %s", name, type(exc).__name__, exc)
+            else:
+                delay = supervised.failed(exc)
+        else:
+            supervised.succeeded()
 
 
 @contextlib.asynccontextmanager
@@ -113,8 +158,12 @@ async def held_lease(
     ttl_ms: int = MIGRATION_LEASE_MS,
     wait: float = MIGRATION_WAIT_SECONDS,
     what: str = "migrating the database",
+    expected: tuple[type[BaseException], ...] = (),
+    registry: CollectorRegistry = REGISTRY,
 ) -> AsyncIterator[None]:
     """Hold lease ``name`` for the body, renewing it in the background.
+
+    ``expected`` and ``registry`` go to :func:`renew_every`.
 
     Raises:
         Unavailable: another replica held it for longer than ``wait``.
@@ -132,7 +181,9 @@ async def held_lease(
             raise Unavailable(msg)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
-    renewal = asyncio.create_task(renew_every(pool, name, holder, ttl_ms))
+    renewal = asyncio.create_task(
+        renew_every(pool, name, holder, ttl_ms, expected=expected, registry=registry)
+    )
     try:
         yield
     finally:
@@ -150,6 +201,7 @@ __all__ = [
     "RENEW_LEASE",
     "TAKE_LEASE",
     "held_lease",
+    "is_database_error",
     "is_serialization_failure",
     "new_holder",
     "renew_every",
