@@ -9,6 +9,7 @@ round against the echo floor measured in the same run with the same client.
 from __future__ import annotations
 
 import re
+import statistics
 from typing import Any
 
 import httpx
@@ -160,3 +161,33 @@ def print_ratios(
             f"create {create_best:.0f}/s = {create_ratio:.2f}x of >= {TARGET_CREATE:.0f}/s and "
             f">= {TARGET_CREATE_RATIO}x ({'met' if create_met else 'MISSED'})"
         )
+    _print_round_ratios(results, concurrency, targets)
+
+
+def _print_round_ratios(
+    results: dict[tuple[str, str, int], list[LoadResult]],
+    concurrency: tuple[int, ...],
+    targets: list[tuple[str, str, str]],
+) -> None:
+    """Each round's API rate over the echo's of the *same* round, and their median.
+
+    The targets above take the best round of each call on its own; on a shared
+    host the echo's best and a call's best can come from rounds minutes apart
+    (the host's speed swung 2x between rounds of one run), so one run's target
+    ratio moves by +-0.15x for the same code (0.24x-0.51x across ten rounds of
+    one code, bench/JOURNAL.md "Session 13"). A round pairs calls measured
+    minutes apart at most.
+    """
+    for target, client, echo in targets:
+        for clients in concurrency:
+            floors = [r.rate for r in results.get(("get", echo, clients), [])]
+            for call in ("get", "create"):
+                rates = [r.rate for r in results.get((call, target, clients), [])]
+                ratios = [rate / floor for rate, floor in zip(rates, floors, strict=False) if floor]
+                if not ratios:
+                    continue
+                print(
+                    f"  {call} {clients} clients per round ({client}, its echo of the same "
+                    f"round): {', '.join(f'{r:.2f}x' for r in ratios)}; "
+                    f"median {statistics.median(ratios):.2f}x"
+                )
