@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
 
+import asyncpg
 import pytest
+from notify_support import mail_delivery
 from prometheus_client import CollectorRegistry
+from test_worker import _async, _count_is, _email, _running, _settings, _until
 
 from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_dev.processes import check_grpc_health
 from bugless_notify._supervise import LoopEnded, serve_supervised
+from bugless_notify.queue import DeliveryQueue, DeliveryState
 from bugless_proto import v1
+from bugless_testing.smtp import SmtpSink
 
 
 class _Unimplemented(v1.NotifierBase):
@@ -64,3 +72,53 @@ async def test_a_loop_that_ends_on_its_own_drains_the_server_and_raises(
         others.cancel()
         serving.cancel()
         await runner.close()
+
+
+class _BuggyOnce(DeliveryQueue):
+    """The real queue, with a bug in the loop's path the first time (a row it cannot
+    read used to be one; it is a dead letter now, see test_dead_letters)."""
+
+    failed = False
+
+    async def seconds_until_due(self, conn: Any, channels: Sequence[str]) -> float | None:
+        if not self.failed:
+            self.failed = True
+            raise KeyError("a bug")
+        return await super().seconds_until_due(conn, channels)
+
+
+async def test_a_bug_in_the_loop_is_logged_once_and_the_mails_are_delivered(
+    pool: asyncpg.Pool,
+    queue: DeliveryQueue,
+    smtp_sink: SmtpSink,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unexpected error in the loop no longer ends the worker."""
+    buggy = _BuggyOnce(queue.schema)
+    registry = CollectorRegistry()
+    labels = {"loop": "notify.delivery_worker"}
+
+    def failures() -> float:
+        return registry.get_sample_value("bugless_background_failures_total", labels) or 0.0
+
+    with caplog.at_level(logging.ERROR, logger="bugless.supervision"):
+        async with _running(
+            pool, buggy, {"email": _email(smtp_sink)}, _settings(), registry
+        ) as worker:
+            await _until(_async(lambda: failures() == 1), "the bug fails a round")
+            async with pool.acquire() as conn:
+                await buggy.enqueue(conn, [mail_delivery(n) for n in range(901, 904)])
+            mails = await smtp_sink.wait_for_async(3)
+            await _until(
+                lambda: _count_is(pool, queue, DeliveryState.DELIVERED, 3), "3 marked delivered"
+            )
+            assert worker.supervised.consecutive_failures == 0
+
+    assert sorted(m.recipients[0] for m in mails) == [
+        f"user{n}@example.com" for n in (901, 902, 903)
+    ]
+    [logged] = [r for r in caplog.records if r.name == "bugless.supervision"]
+    assert logged.exc_info is not None
+    assert logged.exc_info[0] is KeyError
+    assert failures() == 1
+    assert registry.get_sample_value("bugless_background_consecutive_failures", labels) == 0

@@ -380,7 +380,9 @@ class DeliveryWorker:
             return
         self.metrics.deliveries.labels(claim.channel, outcome).inc()
         if outcome == "dead":
-            reason = "rejected" if result.status is DeliveryStatus.REJECTED else "gave_up"
+            # An attempt past the budget (its worker died) is rejected unattempted: gave up too.
+            gave_up = result.status is DeliveryStatus.RETRY or attempt > policy.max_attempts
+            reason = "gave_up" if gave_up else "rejected"
             self.metrics.dead_letters.labels(claim.channel, reason).inc()
         _log.warning(
             "delivery %s: %s",
