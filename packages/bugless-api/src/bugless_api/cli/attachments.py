@@ -6,8 +6,6 @@ a command holds a chunk at a time, whatever the file's size.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,26 +138,49 @@ async def get_command(
     """Download an attachment's content to a file (resumes if the connection drops).
 
     Without -o the file is named after the attachment, in the current
-    directory; a file of that name already there is kept and the command
-    fails (exit 4) before any byte moves, unless --force is given. -o names
-    the file explicitly and replaces it. The content goes to a temporary
-    file beside the target, renamed over it once whole, so an interrupted
-    download leaves no partial file.
+    directory; a file of that name is kept and the command fails (exit 4),
+    whether it was there before any byte moved or appeared during the
+    download, unless --force is given. -o names the file explicitly and
+    replaces it. The content goes to a temporary file beside the target,
+    put in place once whole, so an interrupted download leaves no partial
+    file.
     """
-    # Without -o, whoever named the attachment would otherwise choose which
-    # file here gets replaced (as `curl -O` lets a server do).
-    if output is None:
-        output = Path(local_name((await client.get_attachment(attachment_id)).name, attachment_id))
-        if not force and await asyncio.to_thread(os.path.lexists, output):
-            msg = (
-                f"{output} already exists here and was left as it is; "
-                "name the file to write with -o, or pass --force to replace it"
-            )
-            raise AlreadyExists(msg)
-    attachment = await client.download_attachment(attachment_id, output)
+    attachment, output = await download_here(client, attachment_id, output, force=force)
     return Detail(
         lines=[*attachment_detail(attachment), ("written to", str(output))], data=attachment
     )
+
+
+async def download_here(
+    client: BuglessClient, attachment_id: int, output: Path | None, *, force: bool
+) -> tuple[v1.Attachment, Path]:
+    """``attachment get``'s download: the attachment and where it was written.
+
+    Without ``output``, whoever named the attachment would otherwise choose
+    which file here gets replaced (as ``curl -O`` lets a server do): the
+    client is told not to replace (``replace=False``), which it keeps both
+    before the download and at its last step, so a file that appears
+    meanwhile is kept too.
+
+    Raises:
+        AlreadyExists: Without ``output`` or ``force``, a file of the
+            attachment's name is here (the message names it, ``-o`` and
+            ``--force``).
+    """
+    if output is not None:
+        return await client.download_attachment(attachment_id, output), output
+    here = Path(local_name((await client.get_attachment(attachment_id)).name, attachment_id))
+    try:
+        attachment = await client.download_attachment(attachment_id, here, replace=force)
+    except AlreadyExists as exc:
+        if exc.metadata.get("origin") != "client":
+            raise
+        msg = (
+            f"{here} already exists here and was left as it is; "
+            "name the file to write with -o, or pass --force to replace it"
+        )
+        raise AlreadyExists(msg, metadata=exc.metadata) from exc
+    return attachment, here
 
 
 @attachment_group.command("show")

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import mimetypes
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,7 +34,7 @@ from grpclib.exceptions import StreamTerminatedError
 from bugless_api.client._base import ClientBase, client_mistake
 from bugless_core.attachments import CHUNK_BYTES
 from bugless_core.clients import call_errors, channel_connection, forget_connection
-from bugless_core.errors import InvalidArgument, Unavailable
+from bugless_core.errors import AlreadyExists, InvalidArgument, Unavailable
 from bugless_core.ids import check_id
 from bugless_proto import v1
 
@@ -79,27 +81,103 @@ async def file_chunks(
         yield chunk
 
 
-async def _check_destination(target: Path) -> None:
-    """Refuse a destination the finished download could not be renamed over.
+async def _check_destination(target: Path, *, replace: bool) -> None:
+    """Refuse a destination the finished download could not be put at.
 
     Checked before any byte moves: a directory would otherwise only be found
-    after the whole download, and a device or pipe (``/dev/null``) would be
-    replaced by a regular file rather than written to.
+    after the whole download, a device or pipe (``/dev/null``) would be
+    replaced by a regular file rather than written to, and a file the caller
+    said not to replace would be found only once the download is spent.
 
     Raises:
+        AlreadyExists: ``replace`` is false and anything is at ``target``
+            (a dangling symlink too), from :func:`_kept`.
         InvalidArgument: ``target`` exists and is not a regular file, or
             cannot be looked at (origin ``client``, naming it).
     """
     try:
-        found = await asyncio.to_thread(target.stat)
+        found = await asyncio.to_thread(target.stat if replace else target.lstat)
     except FileNotFoundError:
         return
     except OSError as exc:
         raise _unwritable(target, exc) from exc
+    if not replace:
+        raise _kept(target)
     if stat.S_ISDIR(found.st_mode):
         raise client_mistake(f"{target}: is a directory")
     if not stat.S_ISREG(found.st_mode):
         raise client_mistake(f"{target}: not a regular file")
+
+
+def _kept(target: Path) -> AlreadyExists:
+    """The error for a download not put at ``target``, where something already is.
+
+    Origin ``client``, as :func:`~bugless_api.client._base.client_mistake`:
+    the caller (the CLI) can tell it from an API's ALREADY_EXISTS and word
+    it in its own terms (which flags replace).
+    """
+    return AlreadyExists(
+        f"{target} already exists and was left as it is", metadata={"origin": "client"}
+    )
+
+
+#: What ``link`` fails with on a filesystem that has no hard links (vfat,
+#: exFAT, some FUSE and network mounts): EPERM on Linux, ENOTSUP/EOPNOTSUPP
+#: elsewhere. Anything else (EEXIST, EACCES, ENOSPC...) is an answer.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def _place_new(partial: Path, target: Path) -> None:
+    """Put the finished download ``partial`` at ``target`` only if nothing is there.
+
+    ``os.replace`` would replace a file that appeared at ``target`` during
+    the download (after :func:`_check_destination` looked). A hard link
+    fails instead (EEXIST) and is atomic as the rename is: ``target``
+    appears whole or not at all. Where the filesystem has no hard links,
+    the content is copied into ``target`` created exclusively
+    (``open(..., "xb")``): still never over an existing file, which is the
+    promise, but no longer atomic (a reader may see ``target`` grow, and a
+    process killed mid-copy leaves it short; a failed copy removes it). No
+    atomic alternative exists in the standard library: Linux's
+    ``renameat2(RENAME_NOREPLACE)`` is not exposed by :mod:`os`, and the
+    filesystems without hard links are mostly those that lack it too. Runs
+    in a worker thread. ``partial`` is removed once ``target`` holds it.
+
+    Raises:
+        FileExistsError: Something is at ``target``; ``partial`` is left
+            for the caller to remove.
+        OSError: ``target`` cannot be created.
+    """
+    try:
+        os.link(partial, target)
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        _copy_exclusive(partial, target)
+    partial.unlink()
+
+
+def _copy_exclusive(source: Path, target: Path) -> None:
+    """Copy ``source`` to a new file ``target``, never over an existing one.
+
+    The fallback of :func:`_place_new`. ``target`` gets the mode any new
+    file there would (``open``'s 0o666 less the umask), as the temporary
+    file did; a copy that fails removes the part it wrote.
+
+    Raises:
+        FileExistsError: Something is at ``target`` (left as it is).
+        OSError: ``target`` cannot be created or written.
+    """
+    with source.open("rb") as content:
+        copy = target.open("xb")
+        try:
+            # Closing flushes the last bytes: its failure is the copy's too.
+            with copy:
+                shutil.copyfileobj(content, copy, CHUNK_BYTES)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise
 
 
 def _open_beside(target: Path) -> tuple[Path, BinaryIO]:
@@ -261,7 +339,7 @@ class AttachmentCalls(ClientBase):
                 yield part
 
     async def download_attachment(
-        self, attachment_id: int, destination: Path | str
+        self, attachment_id: int, destination: Path | str, *, replace: bool = True
     ) -> v1.Attachment:
         """Write an attachment's content to ``destination``; return its metadata.
 
@@ -271,10 +349,17 @@ class AttachmentCalls(ClientBase):
         so an interrupted download never leaves a truncated file under the
         real name, and a failed one leaves nothing. The file gets the mode
         any new file there would (the umask's).
+        With ``replace=False`` nothing at ``destination`` is ever replaced:
+        it is refused before any byte moves if something is there, and the
+        finished download is put there by a hard link that fails if
+        something appeared meanwhile (:func:`_place_new`), not renamed over it.
         A dropped connection resumes from the bytes already written; a
         download a draining replica refused resumes down a new connection.
 
         Raises:
+            AlreadyExists: ``replace`` is false and something is at
+                ``destination``, before the download or once it is done
+                (origin ``client``, naming it; no temporary file is left).
             InvalidArgument: ``destination`` is a directory, or it (or the
                 temporary file beside it) cannot be created or written, e.g.
                 its directory does not exist, may not be written to, or the
@@ -286,7 +371,7 @@ class AttachmentCalls(ClientBase):
         """
         check_id(attachment_id, "attachment_id")
         target = Path(destination)
-        await _check_destination(target)
+        await _check_destination(target, replace=replace)
         attachment: v1.Attachment | None = None
         written = 0
         attempt = 0
@@ -328,7 +413,14 @@ class AttachmentCalls(ClientBase):
                 msg = f"attachment {attachment_id}: the download ended after {written} bytes"
                 raise Unavailable(msg)
             try:
-                await asyncio.to_thread(os.replace, partial, target)
+                if replace:
+                    await asyncio.to_thread(os.replace, partial, target)
+                else:
+                    await asyncio.to_thread(_place_new, partial, target)
+            except FileExistsError as exc:
+                if replace:
+                    raise _unwritable(target, exc) from exc
+                raise _kept(target) from exc
             except OSError as exc:
                 raise _unwritable(target, exc) from exc
         except BaseException:
