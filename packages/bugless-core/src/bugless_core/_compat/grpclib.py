@@ -12,7 +12,28 @@ grpclib is pinned below 0.5 because of these; nothing public offers them:
   the listening sockets, which ``Server.close`` cannot do without also
   cancelling every running call);
 * ``Peer._transport``, the transport of a call's connection (the peer
-  certificate in DER form needs its SSL object).
+  certificate in DER form needs its SSL object);
+* ``H2Protocol.handler`` (what receives a connection's calls, set from the
+  constructor argument) and ``grpclib.server.Handler._tasks`` (each call's
+  handler task, by stream): a server connection's handler is wrapped in
+  :class:`_ReleasingHandler`, see below.
+
+**Every stream is released, once.** grpclib's server handler creates a task
+per call (``Handler.accept``), and only that task's ``finally`` runs the
+``release_stream`` that acknowledges the call's unread request data, which
+gives that flow-control credit back to the connection. A call reset before its
+task first ran (HEADERS, DATA and RST_STREAM read at once: a server that was
+not scheduled for a moment, paused or throttled, while its clients cancelled
+calls) has its task cancelled before its first step, so that ``finally``
+never runs and the credit is lost for good: after enough of them the
+connection's window is 0 and every call on it times out for as long as it
+lives. :class:`ProtocolWrappingServer` therefore hands each call's task a
+release that runs at most once (:class:`ReleaseOnce`) and also runs it when
+the task is done, however it ended. Channels need nothing of the kind: a
+call's stream is registered and released in the caller's own task, with no
+``await`` between registering it and keeping its release
+(``grpclib.client.Stream.send_request``), and ``Stream.__aexit__`` releases in
+its ``finally``, so a cancelled call always gives back what it did not read.
 
 :func:`verify` checks the class-level items on import and raises
 :class:`GrpclibSurfaceChanged` naming the attribute and the installed
@@ -25,12 +46,13 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import inspect
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from grpclib._typing import IServable
 from grpclib.client import Channel
-from grpclib.protocol import H2Protocol, Peer
-from grpclib.server import Server
+from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
+from grpclib.server import Handler, Server
 
 __all__ = [
     "GRPCLIB_VERSION",
@@ -38,6 +60,7 @@ __all__ = [
     "IServable",
     "ProtocolWrappingChannel",
     "ProtocolWrappingServer",
+    "ReleaseOnce",
     "channel_protocol",
     "forget_channel_protocol",
     "peer_transport",
@@ -63,15 +86,77 @@ class GrpclibSurfaceChanged(RuntimeError):
         self.attribute = attribute
 
 
+class ReleaseOnce:
+    """A stream's ``release_stream`` that does its work the first time it is called only.
+
+    grpclib's own raises ``KeyError`` when called twice; this one is called by
+    the call's task (its ``finally``) and by the task's done-callback, and
+    whichever comes first releases. It takes and ignores the done task.
+    """
+
+    __slots__ = ("_release",)
+
+    def __init__(self, release: Callable[[], Any]) -> None:
+        """Wrap ``release``."""
+        self._release: Callable[[], Any] | None = release
+
+    @property
+    def released(self) -> bool:
+        """Whether the stream is released."""
+        return self._release is None
+
+    def __call__(self, *_done: object) -> None:
+        """Release the stream unless that is done already."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+class _ReleasingHandler(AbstractHandler):
+    """A server connection's grpclib ``Handler``, each call's stream released once, always.
+
+    See the module docstring: a call reset before its task started would
+    otherwise keep its unread data's flow-control credit for good.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        """Wrap the ``Handler`` grpclib built for one connection."""
+        if not isinstance(vars(handler).get("_tasks"), dict):
+            raise GrpclibSurfaceChanged(
+                "grpclib.server.Handler._tasks", "does not hold the handler tasks by stream"
+            )
+        self.handler = handler
+
+    def accept(self, stream: Stream, headers: Any, release_stream: Callable[[], None]) -> None:
+        """Start the call's task; release its stream once it is done, had it started or not."""
+        release = ReleaseOnce(release_stream)
+        self.handler.accept(stream, headers, release)
+        self.handler._tasks[stream].add_done_callback(release)
+
+    def cancel(self, stream: Stream) -> None:
+        """Cancel the call's task (the stream was reset)."""
+        self.handler.cancel(stream)
+
+    def close(self) -> None:
+        """Cancel every call's task (the connection is gone or the server closes)."""
+        self.handler.close()
+
+
 class ProtocolWrappingServer(Server):
-    """A grpclib ``Server`` whose connections' protocol goes through :meth:`wrap_protocol`."""
+    """A grpclib ``Server`` whose connections' protocol goes through :meth:`wrap_protocol`.
+
+    Each connection's calls release their streams once, always
+    (:class:`_ReleasingHandler`, see the module docstring).
+    """
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """The protocol a new connection uses (override; the default keeps grpclib's)."""
         return protocol
 
     def _protocol_factory(self) -> H2Protocol:
-        return self.wrap_protocol(super()._protocol_factory())
+        protocol = super()._protocol_factory()
+        protocol.handler = _ReleasingHandler(cast("Handler", protocol.handler))
+        return self.wrap_protocol(protocol)
 
 
 class ProtocolWrappingChannel(Channel):
@@ -136,10 +221,26 @@ def verify() -> None:
     for name in ("handler", "config", "h2_config"):
         if name not in inspect.signature(H2Protocol.__init__).parameters:
             raise GrpclibSurfaceChanged(f"H2Protocol.__init__({name})", "is gone")
+    for method, parameters in (
+        (Handler.accept, ["self", "stream", "headers", "release_stream"]),
+        (Handler.cancel, ["self", "stream"]),
+    ):
+        if list(inspect.signature(method).parameters) != parameters:
+            raise GrpclibSurfaceChanged(
+                f"grpclib.server.Handler.{method.__name__}", f"no longer takes {parameters}"
+            )
+    if AbstractHandler.__abstractmethods__ != {"accept", "cancel", "close"}:
+        raise GrpclibSurfaceChanged(
+            "grpclib.protocol.AbstractHandler",
+            "has other abstract methods than accept, cancel, close",
+        )
 
 
 def verify_live(*, channel: Channel, server: Server, peer: Peer) -> None:
     """Check the instance-level private items on a started server, an open channel, a peer.
+
+    ``peer`` is the server side's peer of a call on ``server``: its
+    connection's handler must be the releasing one.
 
     Raises:
         GrpclibSurfaceChanged: One is missing or holds something else.
@@ -153,8 +254,19 @@ def verify_live(*, channel: Channel, server: Server, peer: Peer) -> None:
         raise GrpclibSurfaceChanged(
             "Server._server", "does not hold the asyncio server of a started server"
         )
-    if not hasattr(vars(peer).get("_transport"), "get_extra_info"):
+    transport: Any = vars(peer).get("_transport")
+    if not hasattr(transport, "get_extra_info"):
         raise GrpclibSurfaceChanged("Peer._transport", "does not hold the call's transport")
+    if isinstance(server, ProtocolWrappingServer):
+        handler = getattr(transport.get_protocol(), "handler", None)
+        if not isinstance(handler, _ReleasingHandler):
+            raise GrpclibSurfaceChanged(
+                "H2Protocol.handler", "does not hold what receives the connection's calls"
+            )
+        if not isinstance(vars(handler.handler).get("_tasks"), dict):
+            raise GrpclibSurfaceChanged(
+                "grpclib.server.Handler._tasks", "does not hold the handler tasks by stream"
+            )
 
 
 verify()
