@@ -53,15 +53,14 @@ def own_model(world: World) -> Iterator[RunningService]:
         world.stack.stop_service(replica)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def web(world: World, own_model: RunningService) -> Iterator[RunningService]:
     """A web on ``own_model``, with metrics, a short call timeout and short idle limits.
 
-    One for each test, so each has a connection to the Model of its own: a
-    Model paused while the web resets an upload's stream may leave that
-    connection without flow-control credit (grpclib's server does not
-    release a stream reset before its handler task started), which the
-    next test would then meet as every call timing out.
+    One for the module: its tests share its connection to the Model, which
+    every pause and reset stream must leave working (a bugless server
+    releases a stream reset before its handler task started,
+    ``bugless_core._compat.grpclib``).
     """
     server = world.stack.start_web(
         "--model",
