@@ -9,13 +9,14 @@ concurrent replicas apart, and a failed file must leave nothing behind.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
 
 from bugless_core.errors import FailedPrecondition, Unavailable
-from bugless_core.leases import TAKE_LEASE
+from bugless_core.leases import LEASE_LOST, TAKE_LEASE
 from bugless_core.migrations import (
     AdvisoryLock,
     LeaseLock,
@@ -128,3 +129,64 @@ async def test_a_live_lease_makes_others_wait_then_give_up(pool: asyncpg.Pool) -
         )
     async with pool.acquire() as conn:
         assert await applied_version(conn, "lease_live") == 1
+
+
+async def _until_true(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(3000):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_a_migration_that_loses_its_lease_stops_and_rolls_back(
+    pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # File 2 creates a table, then waits for a lock this test holds; while it
+    # waits, another replica takes the lease (expired, then taken, in one
+    # transaction so a renewal cannot slip in between).
+    schema = "lease_lost"
+    await migrate(pool, schema, MIGRATIONS[:1], component="test", lock=LeaseLock())
+    waiting = [
+        MIGRATIONS[0],
+        Migration(2, "waits", "CREATE TABLE others (id int); ALTER TABLE things ADD COLUMN x int"),
+    ]
+    leases_table = f"{schema}.bugless_leases"
+    async with pool.acquire() as blocker, pool.acquire() as other, blocker.transaction():
+        await blocker.execute(f"LOCK TABLE {schema}.things")
+        migrating = asyncio.create_task(
+            migrate(pool, schema, waiting, component="test", lock=LeaseLock(ttl_ms=600))
+        )
+
+        async def step_waits() -> bool:
+            waiters = await other.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass",
+                f"{schema}.things",
+            )
+            return bool(waiters)
+
+        await _until_true(step_waits, "file 2 waits for the lock")
+        with caplog.at_level(logging.ERROR, logger="bugless_core.leases"):
+            async with other.transaction():
+                await other.execute(
+                    f"UPDATE {leases_table} SET expires_at = now() WHERE name = 'migrate'"
+                )
+                taken = await other.fetchrow(
+                    TAKE_LEASE.replace("bugless_leases", leases_table),
+                    "migrate",
+                    "other-replica",
+                    60_000,
+                )
+                assert taken is not None
+            with pytest.raises(Unavailable, match="lost the lease 'migrate'") as lost:
+                await migrating
+    assert lost.value.reason == LEASE_LOST
+    assert lost.value.metadata == {"lease": "migrate", "holder": "other-replica"}
+    errors = [r for r in caplog.records if r.name == "bugless_core.leases"]
+    assert [r.levelno for r in errors] == [logging.ERROR]
+    assert "to holder 'other-replica'" in errors[0].getMessage()
+    async with pool.acquire() as conn:
+        assert await applied_version(conn, schema) == 1
+    assert await pool.fetchval("SELECT to_regclass($1)", f"{schema}.others") is None
+    holder = await pool.fetchval(f"SELECT holder FROM {leases_table} WHERE name = 'migrate'")
+    assert holder == "other-replica"  # the loser did not give away a lease it no longer held

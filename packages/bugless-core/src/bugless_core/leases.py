@@ -17,6 +17,12 @@ the driver's exceptions: an error the database reported carries a
 ``OSError``, and the caller may name its driver's client-side errors
 (``expected``); anything else is a bug, supervised like every background
 loop (:mod:`bugless_core.supervision`).
+
+A renewal that finds the lease taken by another holder (it expired before a
+renewal got through) ends :func:`renew_every` with :data:`LEASE_LOST`, and
+:func:`held_lease` cancels its body with it: two holders must not both go
+on, and the body of a migration lease is one transaction, which the
+cancellation rolls back.
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ UPDATE bugless_leases
  WHERE name = $1 AND holder = $2
 RETURNING fence_ms
 """
+
+#: Who holds lease $1 now (after a renewal found it taken).
+LEASE_HOLDER = "SELECT holder FROM bugless_leases WHERE name = $1"
+
+#: ``Unavailable.reason`` of a lease another holder took while it was held.
+LEASE_LOST = "LEASE_LOST"
 
 #: Give lease $1 of holder $2 up at once (the row, and its fence, stay).
 RELEASE_LEASE = """
@@ -120,7 +132,7 @@ async def renew_every(
     expected: tuple[type[BaseException], ...] = (),
     registry: CollectorRegistry = REGISTRY,
 ) -> None:
-    """Renew a lease every third of its life until cancelled.
+    """Renew a lease every third of its life until cancelled or lost.
 
     A renewal the database failed (:func:`is_database_error`) is logged as a
     warning and tried again at the next third: two more chances remain
@@ -128,6 +140,11 @@ async def renew_every(
     ``lease_renewal:<name>`` (logged once with its traceback, counted in
     ``bugless_background_failures_total`` in ``registry``) and retried
     after a backoff that never exceeds the third, for the same reason.
+
+    Raises:
+        Unavailable: (reason :data:`LEASE_LOST`) a renewal found the lease
+            held by another holder; logged as an error, since whatever the
+            lease protected may have run twice at once until now.
     """
     period = ttl_ms / 3000
     supervised = SupervisedLoop(
@@ -140,14 +157,54 @@ async def renew_every(
         await asyncio.sleep(delay)
         delay = period
         try:
-            await pool.fetchval(RENEW_LEASE, name, holder, ttl_ms, 0)
+            renewed = await pool.fetchval(RENEW_LEASE, name, holder, ttl_ms, 0)
         except Exception as exc:
             if is_database_error(exc, expected):
                 _log.warning("could not renew lease %s: %s: %s", name, type(exc).__name__, exc)
             else:
                 delay = supervised.failed(exc)
-        else:
-            supervised.succeeded()
+            continue
+        supervised.succeeded()
+        if renewed is None:
+            raise await _lost(pool, name)
+
+
+async def _lost(pool: Any, name: str) -> Unavailable:
+    """The error for lease ``name`` found taken, logged (the taker's name helps find it)."""
+    try:
+        taker = await pool.fetchval(LEASE_HOLDER, name)
+    except Exception as exc:  # the error must be raised all the same
+        _log.warning("could not read the holder of lease %s: %s: %s", name, type(exc).__name__, exc)
+        taker = None
+    taker = taker or "unknown"
+    msg = (
+        f"lost the lease {name!r} to holder {taker!r}: it expired before a renewal got "
+        "through (database unreachable or this process stalled), and another replica took "
+        "it; stopped what it protected"
+    )
+    _log.error("%s", msg)
+    return Unavailable(msg, reason=LEASE_LOST, metadata={"lease": name, "holder": taker})
+
+
+class _Watch:
+    """Cancels the body of :func:`held_lease` when its renewal ends in an error."""
+
+    def __init__(self, body: asyncio.Task[Any]) -> None:
+        self.body = body
+        self.watching = True
+        self.lost: BaseException | None = None
+        #: Whether the body was cancelled for it (and must be uncancelled).
+        self.stopped = False
+
+    def renewal_ended(self, renewal: asyncio.Task[None]) -> None:
+        # Called from the loop, possibly after the body ended (then it only
+        # records): a cancellation must not hit held_lease's own clean-up.
+        if renewal.cancelled() or renewal.exception() is None:
+            return
+        self.lost = renewal.exception()
+        if self.watching:
+            self.stopped = True
+            self.body.cancel()
 
 
 @contextlib.asynccontextmanager
@@ -163,11 +220,18 @@ async def held_lease(
 ) -> AsyncIterator[None]:
     """Hold lease ``name`` for the body, renewing it in the background.
 
-    ``expected`` and ``registry`` go to :func:`renew_every`.
+    ``expected`` and ``registry`` go to :func:`renew_every`. If a renewal
+    finds the lease taken by another holder, the body is cancelled (its
+    transaction, if it runs one, rolls back) and its error becomes the
+    renewal's: the lease's holder must never go on beside another.
 
     Raises:
-        Unavailable: another replica held it for longer than ``wait``.
+        Unavailable: another replica held it for longer than ``wait``, or
+            (reason :data:`LEASE_LOST`) took it while the body ran.
     """
+    body = asyncio.current_task()
+    if body is None:  # pragma: no cover - an async generator always runs in a task
+        raise RuntimeError("held_lease needs a running task")
     holder = new_holder()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -181,21 +245,36 @@ async def held_lease(
             raise Unavailable(msg)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
+    watch = _Watch(body)
     renewal = asyncio.create_task(
         renew_every(pool, name, holder, ttl_ms, expected=expected, registry=registry)
     )
+    renewal.add_done_callback(watch.renewal_ended)
     try:
-        yield
+        try:
+            yield
+        finally:
+            watch.watching = False
+    except asyncio.CancelledError:
+        # Ours only if nobody else cancelled the body too (asyncio.timeout's rule).
+        if watch.lost is None or not watch.stopped or body.uncancel() > 0:
+            raise
+        raise watch.lost from None
     finally:
         renewal.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Unavailable):
             await renewal
         with contextlib.suppress(Exception):  # it expires by itself if this fails
             await pool.execute(RELEASE_LEASE, name, holder)
+    if watch.stopped and watch.lost is not None:  # the body swallowed the cancellation
+        body.uncancel()
+        raise watch.lost
 
 
 __all__ = [
     "CREATE_LEASES",
+    "LEASE_HOLDER",
+    "LEASE_LOST",
     "MIGRATION_LEASE",
     "RELEASE_LEASE",
     "RENEW_LEASE",

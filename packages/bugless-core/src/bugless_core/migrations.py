@@ -148,7 +148,13 @@ class LeaseLock(MigrationLock):
 
     The lease is renewed in the background (on another connection of the
     pool) while the files are applied, and expires by itself if the migrating
-    replica dies.
+    replica dies. If a renewal finds it taken by another replica (it expired
+    before a renewal got through), the migration is cancelled: its one
+    transaction rolls back and :func:`migrate` raises ``Unavailable`` (reason
+    :data:`~bugless_core.leases.LEASE_LOST`) naming the new holder. The loser
+    stops at its next renewal (a third of ``ttl_ms`` at most) rather than
+    migrating alongside the new holder; until then the transaction and the
+    ledger's primary key keep a file from being recorded twice.
     """
 
     name = "lease"
@@ -229,7 +235,8 @@ async def migrate(
     Raises:
         FailedPrecondition: the database was migrated by a newer release.
         Unavailable: the lock could not be had in time (another replica's
-            migration runs too long).
+            migration runs too long), or a :class:`LeaseLock` was lost
+            mid-way (the migration was rolled back).
     """
     quoted = quote_schema(schema)
     async with pool.acquire() as conn, lock.held(pool, conn, schema), conn.transaction():
