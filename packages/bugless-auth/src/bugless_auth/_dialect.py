@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from bugless_core.migrations import AdvisoryLock, LeaseLock, MigrationLock
 from bugless_core.transactions import COCKROACH_RETRIES, POSTGRES_RETRIES, RetryPolicy
 
@@ -70,7 +72,7 @@ POSTGRES = StoreDialect(
 COCKROACH = StoreDialect(
     name="cockroach",
     subject_lock=None,
-    migration_lock=LeaseLock(),
+    migration_lock=LeaseLock(expected=(asyncpg.InterfaceError,)),
     retries=COCKROACH_RETRIES,
     serializable=True,
 )

@@ -164,10 +164,21 @@ class LeaseLock(MigrationLock):
         *,
         ttl_ms: int = leases.MIGRATION_LEASE_MS,
         wait_seconds: float = leases.MIGRATION_WAIT_SECONDS,
+        expected: tuple[type[BaseException], ...] = (),
     ) -> None:
-        """Lease for ``ttl_ms`` at a time; give up after ``wait_seconds`` of waiting."""
+        """Lease for ``ttl_ms`` at a time; give up after ``wait_seconds`` of waiting.
+
+        Args:
+            ttl_ms: How long the lease lasts without renewal.
+            wait_seconds: How long to wait for another replica's migration.
+            expected: The caller's driver's client-side errors (asyncpg's
+                ``InterfaceError`` for a closed connection), which a failed
+                renewal logs as an outage, not a bug
+                (:func:`bugless_core.leases.renew_every`).
+        """
         self.ttl_ms = ttl_ms
         self.wait_seconds = wait_seconds
+        self.expected = expected
 
     @contextlib.asynccontextmanager
     async def held(self, pool: Any, conn: Any, schema: str) -> AsyncIterator[None]:
@@ -181,6 +192,7 @@ class LeaseLock(MigrationLock):
             leases.MIGRATION_LEASE,
             ttl_ms=self.ttl_ms,
             wait=self.wait_seconds,
+            expected=self.expected,
         ):
             yield
 

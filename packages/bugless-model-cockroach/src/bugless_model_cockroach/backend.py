@@ -57,7 +57,7 @@ class CockroachBackend(PostgresBackend):
             Capability.RELATION_FLAGS,
         }
     )
-    migration_lock: ClassVar[MigrationLock] = LeaseLock()
+    migration_lock: ClassVar[MigrationLock] = LeaseLock(expected=(asyncpg.InterfaceError,))
 
     @staticmethod
     def migrations() -> list[Migration]:
