@@ -12,7 +12,14 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bugless_core.leases import is_database_error, renew_every
+from bugless_core.errors import Unavailable
+from bugless_core.leases import (
+    CREATE_LEASES,
+    TAKE_LEASE,
+    held_lease,
+    is_database_error,
+    renew_every,
+)
 from bugless_dev.postgres import ThrowawayPostgres
 from bugless_testing.ports import refused_port
 
@@ -131,3 +138,53 @@ def test_what_counts_as_the_database_away() -> None:
     assert is_database_error(DriverClientError(), (DriverClientError,))
     assert not is_database_error(DriverClientError())
     assert not is_database_error(KeyError("a bug"))
+
+
+@pytest.mark.parametrize("body_does", ["waits", "swallows", "is_cancelled_too"])
+async def test_a_lease_taken_by_another_holder_stops_the_body(
+    database: str, caplog: pytest.LogCaptureFixture, body_does: str
+) -> None:
+    # The body is told of the loss as a cancellation; held_lease turns it into
+    # Unavailable(LEASE_LOST), also when the body swallowed it, but a body
+    # cancelled by someone else as well stays cancelled (asyncio.timeout's rule).
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    name = f"taken_{body_does}"
+    inside, stopped = asyncio.Event(), asyncio.Event()
+
+    async def body() -> str:
+        async with held_lease(pool, name, ttl_ms=TTL_MS * 10, registry=CollectorRegistry()):
+            inside.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                stopped.set()
+                if body_does == "is_cancelled_too":
+                    task = asyncio.current_task()
+                    assert task is not None
+                    task.cancel()
+                    raise
+                if body_does == "waits":
+                    raise
+        return "finished"
+
+    try:
+        await pool.execute(CREATE_LEASES)
+        with caplog.at_level(logging.ERROR, logger="bugless_core.leases"):
+            holding = asyncio.create_task(body())
+            async with pool.acquire() as other:
+                await inside.wait()
+                async with other.transaction():  # no renewal slips in between
+                    await other.execute(
+                        "UPDATE bugless_leases SET expires_at = now() WHERE name = $1", name
+                    )
+                    assert await other.fetchrow(TAKE_LEASE, name, "taker", 60_000) is not None
+            if body_does == "is_cancelled_too":
+                with pytest.raises(asyncio.CancelledError):
+                    await holding
+            else:
+                with pytest.raises(Unavailable, match=f"lost the lease '{name}' to holder 'taker'"):
+                    await holding
+    finally:
+        await pool.close()
+    assert stopped.is_set()
+    assert "to holder 'taker'" in caplog.records[-1].getMessage()
