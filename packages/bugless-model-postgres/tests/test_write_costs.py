@@ -20,7 +20,7 @@ from write_support import ADMIN, ALICE, Sent, create, fresh_component, migrated
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import PostgresBackend, _batch_create, _custom_fields
+from bugless_model_postgres import PostgresBackend, _batch_create, _custom_fields, _issues
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows
 from bugless_proto import v1
@@ -329,6 +329,9 @@ async def test_on_read_committed_a_create_with_mentions_and_custom_values_is_one
 
     ours = sent.statements
     assert _transaction_statements(ours) == []
+    # The checks carry the fields that apply (_issues.CREATE_CHECKS): was
+    # three statements in series, the fields read on their own between them.
+    assert [s.split()[:2] for s in ours] == [["SELECT", "c.*,"], ["WITH", "created"]]
     writes = [s for s in ours if not s.startswith("SELECT")]
     assert len(writes) == 1
     assert writes[0].startswith("WITH created AS ( INSERT INTO issues")
@@ -460,6 +463,8 @@ async def test_the_checks_read_the_same_custom_fields_as_their_own_statement(
 ) -> None:
     """``APPLICABLE_JSON`` in the checks gives what ``applicable`` reads, in any session zone.
 
+    In BatchCreateIssues' checks and CreateIssue's (the same text).
+
     Every column of a field (options, defaults, both timestamps, the type),
     the ancestors' fields first; no fields at all is NULL (none apply).
     """
@@ -490,4 +495,11 @@ async def test_the_checks_read_the_same_custom_fields_as_their_own_statement(
                 assert list(decoded) == list(read)
                 assert decoded == read
             assert rows[2]["applicable_fields"] is None
+            # CreateIssue's checks read them as BatchCreateIssues' do.
+            for component_id, row in zip((child.id, parent, bare), rows, strict=True):
+                single = await conn.fetchrow(
+                    _issues.CREATE_CHECKS, component_id, ALICE.user_id, None
+                )
+                assert single is not None
+                assert single["applicable_fields"] == row["applicable_fields"]
         await conn.execute("RESET TimeZone")

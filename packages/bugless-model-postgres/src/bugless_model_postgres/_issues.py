@@ -170,6 +170,30 @@ def created_issue(
     return issue
 
 
+#: :data:`q.CREATE_CHECKS` with the custom fields that apply in component $1
+#: as json (``_custom_fields.APPLICABLE_JSON``; NULL: none apply) in place of
+#: whether any do, as BatchCreateIssues' checks carry them: a create in a
+#: component with fields needs no statement of its own to read them, so the
+#: common create is the checks and the write, two statements in series, with
+#: fields or without. The aggregate runs only once the ``EXISTS`` found a
+#: field: its index scan and sort over no rows cost PostgreSQL more than the
+#: ``EXISTS``, which stops at once (in process, 16 alternated rounds of 1,000
+#: creates, PostgreSQL CPU per create without the guard and with it: 0.280
+#: and 0.265 ms in a component without fields, 0.290 and 0.300 in one with).
+CREATE_CHECKS = (
+    """
+SELECT c.*,
+       (SELECT i.id FROM issues i WHERE i.reporter = $2 AND i.idempotency_key = $3)
+           AS idempotent_id,
+       CASE WHEN EXISTS (SELECT 1 FROM custom_fields f WHERE f.component_id = ANY (c.path_ids))
+            THEN """
+    + _custom_fields.APPLICABLE_JSON.strip()
+    + """ END AS applicable_fields
+  FROM (SELECT 1) AS one LEFT JOIN components c ON c.id = $1
+"""
+)
+
+
 async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Created:
     """Create the issue (entry 1) and its other-side entries.
 
@@ -179,10 +203,11 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     message (it may have changed since: the caller reads it), writing nothing.
 
     The common create (no relations, no hotlists: :func:`shares_a_transaction`)
-    reads (the checks, the custom fields that apply) and then writes in one
-    statement the issue, its entry, its mentions, its custom value rows and
-    the feed row (:func:`q.create_issue_in_one`), so on READ COMMITTED it
-    needs no BEGIN/COMMIT (the backend's ``one_statement``).
+    reads (the checks, which carry the custom fields that apply:
+    :data:`CREATE_CHECKS`) and then writes in one statement the issue, its
+    entry, its mentions, its custom value rows and the feed row
+    (:func:`q.create_issue_in_one`), so on READ COMMITTED it needs no
+    BEGIN/COMMIT (the backend's ``one_statement``).
     BatchCreateIssues writes its common creates together instead
     (:mod:`._batch_create`).
     """
@@ -190,16 +215,18 @@ async def create_issue(ctx: WriteContext, request: v1.CreateIssueRequest) -> Cre
     key = request.idempotency_key or None
     fields = request.fields or v1.IssueFields()
     checks = one_row(
-        await ctx.conn.fetchrow(q.CREATE_CHECKS, fields.component_id, caller.user_id, key)
+        await ctx.conn.fetchrow(CREATE_CHECKS, fields.component_id, caller.user_id, key)
     )
     if checks["idempotent_id"] is not None:
         return Created(int(checks["idempotent_id"]), None)
     component = checks if checks["id"] is not None else None
     check_target_row(ctx, fields.component_id, component, "fields.component_id")
     rows = await lock_and_load(ctx, create_related_ids(request))
+    fields_json = checks["applicable_fields"]
     planned = await plan_create(
-        ctx, request, has_custom_fields=checks["has_custom_fields"], rows=rows
-    )
+        ctx, request, has_custom_fields=fields_json is not None, rows=rows,
+        custom_fields=_custom_fields.fields_from_json(fields_json) if fields_json else {},
+    )  # fmt: skip
     plan, custom = planned.plan, planned.custom
     new = plan.new
     values: list[Any] = [
