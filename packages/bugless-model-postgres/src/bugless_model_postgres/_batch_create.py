@@ -67,7 +67,7 @@ SELECT c.*,
  ORDER BY t.n
 """
 )
-#: :data:`q.CREATE_CHECKS` for every item at once, a row per item in order:
+#: :data:`_issues.CREATE_CHECKS` for every item at once, a row per item in order:
 #: component ids $1, idempotency keys $2 (NULL: none), the caller $3. Each row
 #: also holds the custom fields that apply in its component as json
 #: (``_custom_fields.APPLICABLE_JSON``; NULL: none), so a batch whose

@@ -305,8 +305,9 @@ async def plan_create(
         ctx: The transaction.
         request: The create.
         has_custom_fields: Whether custom fields apply in the component
-            (:data:`q.CREATE_CHECKS`' column); without them and without given
-            values, the values need no statement.
+            (``applicable_fields`` of :data:`_issues.CREATE_CHECKS` not NULL);
+            without them and without given values, the values need no
+            statement.
         rows: The related issues, locked and loaded (:func:`create_related_ids`).
         custom_fields: The fields that apply in the component, if read
             already (see :func:`_custom_fields.plan_values`).

@@ -170,9 +170,11 @@ def created_issue(
     return issue
 
 
-#: :data:`q.CREATE_CHECKS` with the custom fields that apply in component $1
-#: as json (``_custom_fields.APPLICABLE_JSON``; NULL: none apply) in place of
-#: whether any do, as BatchCreateIssues' checks carry them: a create in a
+#: What a create checks first, in one round trip: component $1 (every column
+#: NULL when there is none), the issue caller $2 already created with
+#: idempotency key $3 (NULL: none, or no key), and the custom fields that
+#: apply in component $1 as json (``_custom_fields.APPLICABLE_JSON``; NULL:
+#: none apply), as BatchCreateIssues' checks carry them: a create in a
 #: component with fields needs no statement of its own to read them, so the
 #: common create is the checks and the write, two statements in series, with
 #: fields or without. The aggregate runs only once the ``EXISTS`` found a

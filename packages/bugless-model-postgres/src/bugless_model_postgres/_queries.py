@@ -161,18 +161,6 @@ LOCK_ISSUES = "SELECT id FROM issues WHERE id = ANY ($1::bigint[]) ORDER BY id F
 
 FIND_IDEMPOTENT = "SELECT id FROM issues WHERE reporter = $1 AND idempotency_key = $2"
 
-#: What a create checks first, in one round trip: component $1 (every
-#: column NULL when there is none) and the issue caller $2 already created
-#: with idempotency key $3 (NULL: none, or no key).
-CREATE_CHECKS = """
-SELECT c.*,
-       (SELECT i.id FROM issues i WHERE i.reporter = $2 AND i.idempotency_key = $3)
-           AS idempotent_id,
-       EXISTS (SELECT 1 FROM custom_fields f WHERE f.component_id = ANY (c.path_ids))
-           AS has_custom_fields
-  FROM (SELECT 1) AS one LEFT JOIN components c ON c.id = $1
-"""
-
 #: A new issue with its relation lists, written once (one row version: the
 #: table has many indexes and no HOT updates). ``RETURNING id``: no row when
 #: a concurrent create with the same idempotency key committed first. The id
