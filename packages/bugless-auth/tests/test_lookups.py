@@ -10,6 +10,8 @@ from conftest import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
+from bugless_auth.directory import CachedUser, EncodedUsersResponse
+from bugless_auth.store import UserRecord
 from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
 from bugless_core.hookspecs import hookimpl
 from bugless_core.registry import AuthenticatorRegistrar
@@ -169,4 +171,98 @@ async def test_suggest_matches_prefixes_of_name_display_name_and_email(
     await expect_status(
         auth.stub.suggest_users(v1.SuggestUsersRequest(prefix=tag, limit=51)),
         Status.INVALID_ARGUMENT,
+    )
+
+
+async def test_get_users_answers_each_kind_of_user_with_betterproto2s_bytes(
+    auth: AuthServer,
+) -> None:
+    """A cached user's entry is encoded by upb: the reply must be betterproto2's.
+
+    Disabled users, placeholders (a merged one carries its real account's data)
+    and names outside ASCII go over real gRPC, read once from the store (a
+    miss) and once from the cache; the ids that match nobody stay in order.
+    """
+    plain = await auth.add_user(unique("wire"), display_name="Zoë Ünïcode 東京", email="z@x.org")
+    gone = await auth.add_user(unique("wired"))
+    disabled = await auth.store.set_disabled(gone.username, True)
+    token = (
+        await auth.sign_in((await auth.add_user(unique("adm"), groups=["admins"])).username)
+    ).token
+    key = unique("ph")
+    matched = await auth.stub.match_import_users(
+        v1.MatchImportUsersRequest(
+            token=token,
+            source="trac",
+            people=[v1.SourcePerson(key=key, username=key, display_name="Old Person")],
+            create_placeholders=True,
+        )
+    )
+    placeholder = matched.matches[0].user
+    assert placeholder is not None
+    assert placeholder.placeholder
+    key2 = unique("ph")
+    second = await auth.stub.match_import_users(
+        v1.MatchImportUsersRequest(
+            token=token,
+            source="trac",
+            people=[v1.SourcePerson(key=key2, username=key2)],
+            create_placeholders=True,
+        )
+    )
+    merged = second.matches[0].user
+    assert merged is not None
+    await auth.stub.merge_placeholder(
+        v1.MergePlaceholderRequest(token=token, placeholder=merged.username, into=plain.username)
+    )
+    ids = [plain.user_id, "u_nobody", disabled.user_id, placeholder.user_id, merged.user_id]
+    records = {r.user_id: r for r in await auth.store.users_by_ids(ids)}
+    expected = v1.UsersResponse(
+        users=[
+            v1.User(
+                user_id=i,
+                username=records[i].username,
+                display_name=records[i].display_name,
+                email=records[i].email,
+                disabled=records[i].disabled,
+                bot=records[i].bot,
+                placeholder=records[i].placeholder,
+            )
+            for i in ids
+            if i in records
+        ],
+        missing=["u_nobody"],
+    )
+    assert expected.users[1].disabled
+    assert expected.users[2].placeholder
+    assert expected.users[3].username == plain.username, "merged: the real account's data"
+    assert expected.users[0].display_name == "Zoë Ünïcode 東京"
+
+    for _ in range(2):  # the first may miss the cache, the second hits it
+        answer = await auth.stub.get_users(v1.GetUsersRequest(user_ids=ids))
+        assert answer == expected
+        assert bytes(answer) == bytes(expected)
+
+
+def test_a_cached_users_entry_is_betterproto2s_bytes() -> None:
+    """Every field of a user, merged ids included, as betterproto2 writes the entry."""
+    record = UserRecord(
+        user_id="u_1",
+        username="zoë",
+        display_name="Zoë 東京",
+        email="z@example.org",
+        groups=("eng",),
+        disabled=True,
+        bot=True,
+        placeholder=True,
+        merged_ids=("u_2", "u_3"),
+    )
+    cached = CachedUser.of(record)
+    assert cached.encoded == bytes(v1.UsersResponse(users=[cached.message]))
+    assert list(cached.message.merged_user_ids) == ["u_2", "u_3"]
+    empty = CachedUser.of(UserRecord("u_4", "x", "", "", (), False, False))
+    assert empty.encoded == bytes(v1.UsersResponse(users=[empty.message]))
+    response = EncodedUsersResponse.of([cached, empty], ["u_gone"])
+    assert bytes(response) == bytes(
+        v1.UsersResponse(users=[cached.message, empty.message], missing=["u_gone"])
     )
