@@ -75,7 +75,7 @@ SELECT c.*,
 #: checks, then the write, two round trips a batch in series. One statement
 #: per batch. Unlike :data:`_issues.CREATE_CHECKS` the aggregate has no
 #: ``EXISTS`` guard: for 8 items it saved a batch without fields ~10 µs of
-#: PostgreSQL and cost one with fields ~11 µs (bench/JOURNAL.md, session 14).
+#: PostgreSQL and cost one with fields ~11 µs (bench/JOURNAL.md, session 13, "later tasks").
 BATCH_CHECKS = _BATCH_CHECKS.format(components="$1::bigint[]", keys="$2::text[]")
 #: Batch sizes :func:`batch_checks_in_slots` covers; larger ones use :data:`BATCH_CHECKS`.
 CHECK_SLOTS = (4, 8, 16, 32, 64, 128)
