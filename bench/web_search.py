@@ -36,9 +36,9 @@ from pathlib import Path
 import httpx
 
 from bench import _dataset as data
+from bench._search_queries import BenchQuery, build_queries
 from bench._served import drop_database, fresh_database, seeded_stack
 from bench._services import CpuMeter, _postmaster_pid, add_directory_users, load_average
-from bench.search import BenchQuery, build_queries
 from bench.seed import connect, model_settings
 from bench.web import METRICS_ENV, _sign_in, calls_per_page, grpc_calls
 
