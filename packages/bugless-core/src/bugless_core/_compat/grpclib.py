@@ -13,6 +13,10 @@ grpclib is pinned below 0.5 because of these; nothing public offers them:
   cancelling every running call);
 * ``Peer._transport``, the transport of a call's connection (the peer
   certificate in DER form needs its SSL object);
+* ``grpclib.protocol.Connection._connection``, a connection's h2
+  ``H2Connection`` (:func:`h2_connection`): the corked protocol changes its
+  settings, and ``/metrics`` reads its flow-control windows
+  (:mod:`bugless_core.grpc._windows`);
 * ``H2Protocol.handler`` (what receives a connection's calls, set from the
   constructor argument) and ``grpclib.server.Handler._tasks`` (each call's
   handler task, by stream): a server connection's handler is wrapped in
@@ -51,8 +55,9 @@ from typing import Any, cast
 
 from grpclib._typing import IServable
 from grpclib.client import Channel
-from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
+from grpclib.protocol import AbstractHandler, Connection, H2Protocol, Peer, Stream
 from grpclib.server import Handler, Server
+from h2.connection import H2Connection
 
 __all__ = [
     "GRPCLIB_VERSION",
@@ -63,6 +68,7 @@ __all__ = [
     "ReleaseOnce",
     "channel_protocol",
     "forget_channel_protocol",
+    "h2_connection",
     "peer_transport",
     "server_listener",
     "verify",
@@ -204,6 +210,12 @@ def peer_transport(peer: Peer) -> asyncio.BaseTransport:
     return transport
 
 
+def h2_connection(protocol: H2Protocol) -> H2Connection:
+    """The h2 state machine of ``protocol``'s connection (once ``connection_made`` ran)."""
+    connection: H2Connection = protocol.connection._connection
+    return connection
+
+
 def verify() -> None:
     """Check the class-level private items against the installed grpclib.
 
@@ -229,6 +241,8 @@ def verify() -> None:
             raise GrpclibSurfaceChanged(
                 f"grpclib.server.Handler.{method.__name__}", f"no longer takes {parameters}"
             )
+    if "connection" not in inspect.signature(Connection.__init__).parameters:
+        raise GrpclibSurfaceChanged("grpclib.protocol.Connection.__init__(connection)", "is gone")
     if AbstractHandler.__abstractmethods__ != {"accept", "cancel", "close"}:
         raise GrpclibSurfaceChanged(
             "grpclib.protocol.AbstractHandler",
@@ -245,10 +259,12 @@ def verify_live(*, channel: Channel, server: Server, peer: Peer) -> None:
     Raises:
         GrpclibSurfaceChanged: One is missing or holds something else.
     """
-    if not isinstance(vars(channel).get("_protocol"), H2Protocol):
+    protocol = vars(channel).get("_protocol")
+    if not isinstance(protocol, H2Protocol):
         raise GrpclibSurfaceChanged(
             "Channel._protocol", "does not hold the H2Protocol of a connected channel"
         )
+    _verify_h2_connection(protocol)
     listener = vars(server).get("_server")
     if not (hasattr(listener, "sockets") and hasattr(listener, "close")):
         raise GrpclibSurfaceChanged(
@@ -257,8 +273,11 @@ def verify_live(*, channel: Channel, server: Server, peer: Peer) -> None:
     transport: Any = vars(peer).get("_transport")
     if not hasattr(transport, "get_extra_info"):
         raise GrpclibSurfaceChanged("Peer._transport", "does not hold the call's transport")
+    server_protocol = transport.get_protocol()
+    if isinstance(server_protocol, H2Protocol):
+        _verify_h2_connection(server_protocol)
     if isinstance(server, ProtocolWrappingServer):
-        handler = getattr(transport.get_protocol(), "handler", None)
+        handler = getattr(server_protocol, "handler", None)
         if not isinstance(handler, _ReleasingHandler):
             raise GrpclibSurfaceChanged(
                 "H2Protocol.handler", "does not hold what receives the connection's calls"
@@ -267,6 +286,15 @@ def verify_live(*, channel: Channel, server: Server, peer: Peer) -> None:
             raise GrpclibSurfaceChanged(
                 "grpclib.server.Handler._tasks", "does not hold the handler tasks by stream"
             )
+
+
+def _verify_h2_connection(protocol: H2Protocol) -> None:
+    connection = getattr(protocol, "connection", None)
+    if not isinstance(getattr(connection, "__dict__", {}).get("_connection"), H2Connection):
+        raise GrpclibSurfaceChanged(
+            "grpclib.protocol.Connection._connection",
+            "does not hold the connection's h2 H2Connection",
+        )
 
 
 verify()

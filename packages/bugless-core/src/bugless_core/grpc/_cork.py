@@ -52,8 +52,9 @@ from bugless_core._compat.grpclib import (
     IServable,
     ProtocolWrappingChannel,
     ProtocolWrappingServer,
+    h2_connection,
 )
-from bugless_core.grpc import _hpack
+from bugless_core.grpc import _hpack, _windows
 from bugless_core.grpc._codec import UpbCodec
 from bugless_core.grpc._deadlines import SteadyDeadline
 
@@ -179,8 +180,15 @@ class CorkedH2Protocol(H2Protocol):
     """grpclib's HTTP/2 protocol writing through a :class:`CorkedTransport`, big frames allowed.
 
     Its HPACK coder remembers the header blocks every call repeats
-    (:mod:`bugless_core.grpc._hpack`).
+    (:mod:`bugless_core.grpc._hpack`). While connected, it is one of the
+    connections whose windows ``/metrics`` shows (:mod:`bugless_core.grpc._windows`),
+    on ``side``.
     """
+
+    def __init__(self, *args: Any, side: _windows.Side, **kwargs: Any) -> None:
+        """Build grpclib's protocol for the ``side`` (server or client) it serves."""
+        super().__init__(*args, **kwargs)
+        self.side: _windows.Side = side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start HTTP/2 on the corked wrapper of ``transport``; offer :data:`MAX_FRAME_BYTES`.
@@ -192,8 +200,8 @@ class CorkedH2Protocol(H2Protocol):
         This side accepts them at once (see the comment in the body).
         """
         super().connection_made(CorkedTransport(cast("asyncio.Transport", transport)))
-        h2_connection = self.connection._connection
-        h2_connection.update_settings(
+        h2 = h2_connection(self)
+        h2.update_settings(
             {
                 SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
                 SettingCodes.HEADER_TABLE_SIZE: _hpack.HEADER_TABLE_BYTES,
@@ -204,13 +212,19 @@ class CorkedH2Protocol(H2Protocol):
         # send a large frame right behind the ACK (a busy server answering a
         # first call), which would fail the whole connection with
         # FrameTooLargeError. Accepting more than the peer knows of is safe.
-        h2_connection.max_inbound_frame_size = MAX_FRAME_BYTES
+        h2.max_inbound_frame_size = MAX_FRAME_BYTES
         # The same header blocks every call: coded once, in a table that holds
         # a peer's callers' assertions (bugless_core.grpc._hpack). The larger
         # table is accepted at once too, for the same reason.
-        h2_connection.decoder.max_allowed_table_size = _hpack.HEADER_TABLE_BYTES
-        _hpack.install(h2_connection)
+        h2.decoder.max_allowed_table_size = _hpack.HEADER_TABLE_BYTES
+        _hpack.install(h2)
         self.connection.flush()
+        _windows.track(self, self.side)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Close the connection's calls as grpclib does; its windows are no longer shown."""
+        _windows.forget(self)
+        super().connection_lost(exc)
 
 
 def _codecs(
@@ -227,8 +241,8 @@ def _codecs(
     return UpbCodec(), ProtoStatusDetailsCodec() if status_details is None else status_details
 
 
-def _corked(protocol: H2Protocol) -> CorkedH2Protocol:
-    return CorkedH2Protocol(protocol.handler, protocol.config, protocol.h2_config)
+def _corked(protocol: H2Protocol, side: _windows.Side) -> CorkedH2Protocol:
+    return CorkedH2Protocol(protocol.handler, protocol.config, protocol.h2_config, side=side)
 
 
 class CorkedServer(ProtocolWrappingServer):
@@ -250,7 +264,7 @@ class CorkedServer(ProtocolWrappingServer):
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """Cork the connection."""
-        return _corked(protocol)
+        return _corked(protocol, "server")
 
 
 class CorkedChannel(ProtocolWrappingChannel):
@@ -284,7 +298,7 @@ class CorkedChannel(ProtocolWrappingChannel):
 
     def wrap_protocol(self, protocol: H2Protocol) -> H2Protocol:
         """Cork the connection."""
-        return _corked(protocol)
+        return _corked(protocol, "client")
 
     def request(
         self,

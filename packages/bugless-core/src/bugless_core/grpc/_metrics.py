@@ -15,6 +15,7 @@ import weakref
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from bugless_core.grpc._windows import register_connection_windows
 from bugless_core.metrics_endpoint import MetricsEndpoint
 
 _LABELS = ("grpc_service", "grpc_method")
@@ -49,9 +50,15 @@ class GrpcServerMetrics:
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> GrpcServerMetrics:
-        """Return the metrics registered in ``registry``, registering them once."""
+        """Return the metrics registered in ``registry``, registering them once.
+
+        The registry also serves the process's connections' flow-control
+        windows (:mod:`bugless_core.grpc._windows`), its servers' and its
+        channels' alike.
+        """
         metrics = _METRICS_BY_REGISTRY.get(registry)
         if metrics is None:
+            register_connection_windows(registry)
             metrics = cls(
                 handled=Counter(
                     "grpc_server_handled_total",

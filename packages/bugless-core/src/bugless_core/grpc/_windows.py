@@ -1,0 +1,120 @@
+"""The HTTP/2 flow-control windows of the process's gRPC connections, read at scrape time.
+
+A connection whose window shrinks for good is wedged: once it is 0, every call
+on it waits for credit that never comes and times out, while a fresh
+connection to the same server answers at once. That happened (a server lost a
+call's credit for each call reset before its handler started; see
+:mod:`bugless_core._compat.grpclib`) and showed only as 200 s of 503s, with
+nothing to say which connection was stuck. These gauges show it.
+
+Every connection of a :class:`~bugless_core.grpc.CorkedServer` (``side="server"``)
+or :class:`~bugless_core.grpc.CorkedChannel` (``side="client"``, the channels
+the frontends reach the backends with) is tracked here while it lives, in a
+weak set. Nothing is done per call: the collector reads h2's connection-level
+windows when ``/metrics`` is scraped.
+
+* ``bugless_grpc_connection_window_bytes{side, direction, stat="min"}``: the
+  smallest window over the live connections of that side. ``inbound`` is the
+  credit this process gave its peers (what they may still send it; it stays
+  low while a handler holds request data it has not read, and for good when
+  credit is lost); ``outbound`` is the credit the peers gave this process
+  (low when a peer does not read, or lost credit on the peer's side). No
+  sample for a side without a live connection.
+* ``bugless_grpc_connections{side}``: the live connections of that side, so
+  that a ``min`` can be told apart from "no connection at all".
+
+Why the minimum and not a per-connection series: a process has tens to
+hundreds of connections that come and go, one series each would churn, and
+an alert needs only "is any connection starved, and for how long". A healthy
+connection's window goes back up to at least half its initial size as soon as
+its calls read their data (h2 sends WINDOW_UPDATE once half the window is
+consumed and read), so a minimum that *stays* far below that for minutes is a
+wedged connection, or a call that holds that much unread data for minutes,
+which is worth a look too. The alert (deploy/README.md) is therefore
+``max_over_time(bugless_grpc_connection_window_bytes{stat="min"}[5m]) < 262144``:
+below 1/16 of grpclib's 4 MiB initial window at every scrape for 5 minutes.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from typing import Literal
+
+from grpclib.protocol import H2Protocol
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bugless_core._compat.grpclib import h2_connection
+
+Side = Literal["server", "client"]
+
+#: The live connections of each side (a connection leaves when it is lost, or
+#: when it is collected without having been lost cleanly).
+_LIVE: dict[Side, weakref.WeakSet[H2Protocol]] = {
+    "server": weakref.WeakSet(),
+    "client": weakref.WeakSet(),
+}
+
+# The collector registered in each registry, once (prometheus_client refuses
+# the same names twice, and several runners may share the default registry).
+_REGISTERED: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
+
+
+def track(protocol: H2Protocol, side: Side) -> None:
+    """Count ``protocol``, which has just made its connection, among the live ones."""
+    _LIVE[side].add(protocol)
+
+
+def forget(protocol: H2Protocol) -> None:
+    """Stop counting ``protocol``: its connection is lost."""
+    for live in _LIVE.values():
+        live.discard(protocol)
+
+
+def windows(side: Side) -> list[tuple[int, int]]:
+    """``(inbound, outbound)`` connection windows of each live connection of ``side``."""
+    found = []
+    for protocol in list(_LIVE[side]):
+        h2 = h2_connection(protocol)
+        found.append((int(h2.inbound_flow_control_window), int(h2.outbound_flow_control_window)))
+    return found
+
+
+class ConnectionWindowCollector(Collector):
+    """Reads the windows of the process's connections when the registry is collected."""
+
+    def collect(self) -> Iterator[Metric]:
+        """The smallest window of each side and direction, and the connections' count."""
+        window = GaugeMetricFamily(
+            "bugless_grpc_connection_window_bytes",
+            "HTTP/2 connection-level flow-control window of the process's gRPC connections "
+            "(stat=min: the smallest over the live connections of that side); one that "
+            "stays near 0 is a wedged connection.",
+            labels=["side", "direction", "stat"],
+        )
+        count = GaugeMetricFamily(
+            "bugless_grpc_connections",
+            "Live HTTP/2 connections of the process's gRPC servers and channels.",
+            labels=["side"],
+        )
+        side: Side
+        for side in ("server", "client"):
+            found = windows(side)
+            count.add_metric([side], len(found))
+            if found:
+                window.add_metric([side, "inbound", "min"], min(w[0] for w in found))
+                window.add_metric([side, "outbound", "min"], min(w[1] for w in found))
+        yield window
+        yield count
+
+
+def register_connection_windows(registry: CollectorRegistry) -> None:
+    """Serve the windows' gauges from ``registry`` (once however often it is asked)."""
+    if registry not in _REGISTERED:
+        registry.register(ConnectionWindowCollector())
+        _REGISTERED.add(registry)
+
+
+__all__ = ["ConnectionWindowCollector", "forget", "register_connection_windows", "track", "windows"]
