@@ -83,11 +83,29 @@ def cockroach_incompatibilities(statement: str) -> list[str]:
     return found
 
 
+#: The recorders active now, outermost first; a new connection goes to the last.
+_ACTIVE: list[StatementRecorder] = []
+#: asyncpg's own ``Connection.__init__`` while a recorder has replaced it.
+_UNPATCHED: list[Callable[..., None]] = []
+
+
+def _recording_init(conn: asyncpg.Connection, *args: Any, **kwargs: Any) -> None:
+    _UNPATCHED[0](conn, *args, **kwargs)
+    if _ACTIVE:
+        conn.add_query_logger(_ACTIVE[-1]._record)
+
+
 class StatementRecorder:
     """Records every statement sent by asyncpg connections opened while it is active.
 
     Use as a context manager around the code under test (it must open its
-    connections inside). Not reentrant; one at a time per process.
+    connections inside). Not reentrant, but recorders nest: a connection is
+    recorded by the innermost recorder active when it is opened, and by that
+    one only. An enclosing recorder (model-cockroach's, open for the whole
+    session) therefore does not also check what a test's own recorder checks
+    and may exempt on purpose (the Authenticator's test that sends
+    PostgreSQL-only SQL to prove its check sees it): with both checking, that
+    test failed the session's check when both test trees ran in one pytest.
 
     Attributes:
         statements: Each statement's text, in the order sent.
@@ -97,23 +115,23 @@ class StatementRecorder:
         """An inactive recorder; enter it to record."""
         self.statements: list[str] = []
         self._lock = threading.Lock()
-        self._original: Callable[..., None] | None = None
 
     def _record(self, logged: Any) -> None:
         with self._lock:
             self.statements.append(str(logged.query))
 
     def __enter__(self) -> Self:
-        """Attach the query logger to every asyncpg connection made from now on."""
-        original = asyncpg.Connection.__init__
-        recorder = self
+        """Attach this recorder's query logger to every asyncpg connection made from now on.
 
-        def init(conn: asyncpg.Connection, *args: Any, **kwargs: Any) -> None:
-            original(conn, *args, **kwargs)
-            conn.add_query_logger(recorder._record)
-
-        self._original = original
-        asyncpg.Connection.__init__ = init  # type: ignore[method-assign,assignment]
+        Raises:
+            RuntimeError: This recorder is active already.
+        """
+        if self in _ACTIVE:
+            raise RuntimeError("this StatementRecorder is recording already; it is not reentrant")
+        if not _ACTIVE:
+            _UNPATCHED.append(asyncpg.Connection.__init__)
+            asyncpg.Connection.__init__ = _recording_init  # type: ignore[method-assign,assignment]
+        _ACTIVE.append(self)
         return self
 
     def __exit__(
@@ -122,10 +140,11 @@ class StatementRecorder:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Stop attaching the logger to new connections."""
-        if self._original is not None:
-            asyncpg.Connection.__init__ = self._original  # type: ignore[method-assign]
-            self._original = None
+        """Stop attaching the logger to new connections (asyncpg's own once none records)."""
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+            if not _ACTIVE:
+                asyncpg.Connection.__init__ = _UNPATCHED.pop()  # type: ignore[method-assign]
 
     def incompatibilities(self) -> dict[str, list[str]]:
         """Each recorded statement CockroachDB could not run, with what it lacks."""

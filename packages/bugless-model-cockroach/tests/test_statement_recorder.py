@@ -1,0 +1,50 @@
+"""Statement recorders nest: a connection is checked by the innermost one only.
+
+This tree's session-wide recorder (``cockroach_statements``) stays active
+while every other test of the pytest run runs, including other trees' tests
+with recorders of their own, which may exempt a test that sends
+PostgreSQL-only SQL on purpose (bugless-auth's ``test_cockroach_dialect``).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from bugless_testing.cockroach_sql import StatementRecorder
+from bugless_testing.postgres import ThrowawayPostgres
+
+POSTGRES_ONLY = "SELECT pg_advisory_unlock_all()"
+
+
+async def _run(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_a_connection_is_recorded_by_the_innermost_recorder_only(
+    postgres_server: ThrowawayPostgres,
+) -> None:
+    url = await postgres_server.acreate_database("statement_recorder")
+    before = asyncpg.Connection.__init__
+    with StatementRecorder() as outer:
+        with StatementRecorder() as inner:
+            await _run(url, POSTGRES_ONLY)
+        await _run(url, "SELECT 1")
+    assert inner.incompatibilities() == {POSTGRES_ONLY: ["pg_advisory_unlock_all()"]}
+    assert "SELECT 1" not in inner.statements
+    assert "SELECT 1" in outer.statements
+    assert outer.incompatibilities() == {}
+    assert asyncpg.Connection.__init__ is before
+    await _run(url, "SELECT 2")  # after both: neither records
+    assert "SELECT 2" not in outer.statements + inner.statements
+
+
+def test_a_recorder_is_not_reentrant() -> None:
+    with StatementRecorder() as recorder, pytest.raises(RuntimeError, match="not reentrant"):
+        recorder.__enter__()
+    with recorder:  # again, once it is done
+        pass
