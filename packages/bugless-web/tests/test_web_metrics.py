@@ -73,6 +73,32 @@ def web(world: World) -> Iterator[RunningService]:
         world.stack.stop_service(server)
 
 
+def test_the_channels_to_the_backends_show_their_flow_control_windows(
+    web: RunningService,
+) -> None:
+    """A web replica's connections to the Model and Authenticator are in its ``/metrics``.
+
+    The gauge an operator alerts on when a connection wedges (its window
+    stuck near 0, every call on it timing out): read at scrape time, so an
+    idle replica that served a page shows its channels with open windows.
+    """
+    url = web.url or ""
+    assert _status(_browser(), f"{url}/signin") == 200  # a page that asks the backends
+    samples = _samples(web)
+    assert _value(samples, "bugless_grpc_connections", side="client") >= 1
+    for direction in ("inbound", "outbound"):
+        window = _value(
+            samples,
+            "bugless_grpc_connection_window_bytes",
+            side="client",
+            direction=direction,
+            stat="min",
+        )
+        assert window > 0, (direction, window)
+    # The web serves no gRPC: no server-side connections to report.
+    assert _value(samples, "bugless_grpc_connections", side="server") == 0
+
+
 def test_pages_and_backend_calls_are_counted_by_route_and_code(web: RunningService) -> None:
     url = web.url or ""
     browser = _browser()

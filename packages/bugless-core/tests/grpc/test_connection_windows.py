@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import urllib.request
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
 
+import pytest
 from grpc_test_server import Pki
 from grpclib.const import Cardinality
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from bugless_core.grpc import CorkedChannel, GrpcServiceRunner
+from bugless_core.grpc import CorkedChannel, GrpcServiceRunner, _windows
 from bugless_core.grpc._access import ANY_CLIENT, AccessTable, every_method
 from bugless_proto.bugless import v1
 
@@ -53,7 +55,20 @@ class HoldingIssues(v1.IssuesBase):
         return v1.UploadAttachmentResponse()
 
 
-async def _windows(runner: GrpcServiceRunner) -> dict[tuple[str, str], float]:
+@pytest.fixture(autouse=True)
+def only_this_tests_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gauges are the minimum over every live connection of the process.
+
+    Connections other tests left open (a session's channels, an idle one
+    whose peer owes it a few bytes of credit) would be in that minimum, so
+    each test here counts only the connections it makes.
+    """
+    monkeypatch.setattr(
+        _windows, "_LIVE", {"server": weakref.WeakSet(), "client": weakref.WeakSet()}
+    )
+
+
+async def _scraped(runner: GrpcServiceRunner) -> dict[tuple[str, str], float]:
     """``(side, direction): bytes`` of the ``min`` gauge, from the runner's ``/metrics``."""
     url = f"http://127.0.0.1:{runner.metrics_port}/metrics"
     with await asyncio.to_thread(urllib.request.urlopen, url, timeout=5) as response:
@@ -73,7 +88,7 @@ async def _scrape_until(
     seen: list[dict[tuple[str, str], float]] = []
     try:
         async with asyncio.timeout(10):
-            while not condition(windows := await _windows(runner)):
+            while not condition(windows := await _scraped(runner)):
                 seen.append(windows)
                 await asyncio.sleep(0.01)
     except TimeoutError:

@@ -129,9 +129,19 @@ def bind_metrics(
     """
     if settings.metrics_port is None:
         return None
-    registry = (
-        default_registry() if metrics_directory is None else workers_registry(metrics_directory)
-    )
+    if metrics_directory is None:
+        registry = default_registry()
+        # This process's channels to the Model and Authenticator: their
+        # flow-control windows, read at scrape time (a wedged connection shows
+        # as a minimum stuck near 0). Workers' files carry no custom collector,
+        # so a --workers N parent serves the request and call metrics only.
+        # Imported here: prometheus_client must not be imported before a
+        # --workers parent has set up the workers' metrics files.
+        from bugless_core.grpc import register_connection_windows  # noqa: PLC0415
+
+        register_connection_windows(registry)
+    else:
+        registry = workers_registry(metrics_directory)
     endpoint = MetricsEndpoint(registry)
     endpoint.bind(settings.metrics_host, settings.metrics_port)
     return endpoint

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from bugless_core.grpc._server import GrpcServiceRunner, listening_port
     from bugless_core.grpc._settings import GrpcServerSettings
     from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
+    from bugless_core.grpc._windows import register_connection_windows
 
 #: Public name -> the module defining it.
 _LAZY = {
@@ -74,6 +75,7 @@ _LAZY = {
     "handler_errors": "bugless_core.grpc._errors",
     "internal_error": "bugless_core.grpc._errors",
     "listening_port": "bugless_core.grpc._server",
+    "register_connection_windows": "bugless_core.grpc._windows",
     "service_identity": "bugless_core.grpc._access",
 }
 
@@ -104,6 +106,7 @@ __all__ = [
     "handler_errors",
     "internal_error",
     "listening_port",
+    "register_connection_windows",
     "service_identity",
 ]
 

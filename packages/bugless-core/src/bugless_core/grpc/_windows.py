@@ -39,14 +39,20 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from grpclib.protocol import H2Protocol
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from bugless_core._compat.grpclib import h2_connection
+
+# prometheus_client only when a registry is collected or registered: every
+# corked connection imports this module, and the web tier's --workers parent
+# must set up its multiprocess files before prometheus_client is imported
+# (bugless_web.metrics.prepare_workers refuses to start otherwise).
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import Collector
 
 Side = Literal["server", "client"]
 
@@ -82,11 +88,17 @@ def windows(side: Side) -> list[tuple[int, int]]:
     return found
 
 
-class ConnectionWindowCollector(Collector):
-    """Reads the windows of the process's connections when the registry is collected."""
+class ConnectionWindowCollector:
+    """Reads the windows of the process's connections when the registry is collected.
+
+    A prometheus_client collector by shape (``collect``), not by base class,
+    so that importing this module imports no prometheus_client.
+    """
 
     def collect(self) -> Iterator[Metric]:
         """The smallest window of each side and direction, and the connections' count."""
+        from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
+
         window = GaugeMetricFamily(
             "bugless_grpc_connection_window_bytes",
             "HTTP/2 connection-level flow-control window of the process's gRPC connections "
@@ -113,7 +125,7 @@ class ConnectionWindowCollector(Collector):
 def register_connection_windows(registry: CollectorRegistry) -> None:
     """Serve the windows' gauges from ``registry`` (once however often it is asked)."""
     if registry not in _REGISTERED:
-        registry.register(ConnectionWindowCollector())
+        registry.register(cast("Collector", ConnectionWindowCollector()))
         _REGISTERED.add(registry)
 
 
