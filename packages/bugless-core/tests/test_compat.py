@@ -7,12 +7,11 @@ upgrade moves one; the simulated upgrades below prove that they would.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
+from compat_echo import PeerRecorder
 from grpclib.client import Channel, UnaryUnaryMethod
-from grpclib.const import Cardinality, Handler
-from grpclib.protocol import H2Protocol, Peer
+from grpclib.protocol import H2Protocol
 from grpclib.server import Server
 
 from bugless_core._compat import grpclib as compat
@@ -20,26 +19,12 @@ from bugless_core.grpc import CorkedChannel, CorkedServer
 from bugless_testing.codecs import RawCodec
 
 
-class _PeerRecorder:
-    """A raw-bytes unary echo that keeps the grpclib ``Peer`` of each call."""
-
-    def __init__(self) -> None:
-        self.peers: list[Peer] = []
-
-    def __mapping__(self) -> dict[str, Handler]:
-        return {"/test.Echo/Echo": Handler(self.echo, Cardinality.UNARY_UNARY, bytes, bytes)}
-
-    async def echo(self, stream: Any) -> None:
-        self.peers.append(stream.peer)
-        await stream.send_message(await stream.recv_message())
-
-
 def test_the_installed_grpclib_has_every_class_level_item() -> None:
     compat.verify()
 
 
 async def test_a_live_server_channel_and_peer_have_every_instance_level_item() -> None:
-    recorder = _PeerRecorder()
+    recorder = PeerRecorder()
     server = CorkedServer([recorder], codec=RawCodec())
     await server.start("127.0.0.1", 0)
     listener = compat.server_listener(server)
@@ -92,7 +77,7 @@ def test_a_changed_protocol_factory_signature_is_reported(monkeypatch: pytest.Mo
 
 
 async def test_a_renamed_channel_attribute_is_reported() -> None:
-    recorder = _PeerRecorder()
+    recorder = PeerRecorder()
     server = CorkedServer([recorder], codec=RawCodec())
     await server.start("127.0.0.1", 0)
     listener = compat.server_listener(server)

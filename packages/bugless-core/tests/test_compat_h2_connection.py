@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from compat_echo import PeerRecorder
 from grpclib.client import UnaryUnaryMethod
-from grpclib.const import Cardinality, Handler
 from grpclib.protocol import Peer
 from h2.connection import H2Connection
 
@@ -21,24 +21,10 @@ from bugless_core.grpc import CorkedChannel, CorkedServer
 from bugless_testing.codecs import RawCodec
 
 
-class _PeerRecorder:
-    """A raw-bytes unary echo that keeps the grpclib ``Peer`` of each call."""
-
-    def __init__(self) -> None:
-        self.peers: list[Peer] = []
-
-    def __mapping__(self) -> dict[str, Handler]:
-        return {"/test.Echo/Echo": Handler(self.echo, Cardinality.UNARY_UNARY, bytes, bytes)}
-
-    async def echo(self, stream: Any) -> None:
-        self.peers.append(stream.peer)
-        await stream.send_message(await stream.recv_message())
-
-
 @pytest.fixture
 async def called() -> AsyncIterator[tuple[CorkedServer, CorkedChannel, Peer]]:
     """A server and a channel that made one call, and the server's peer of it."""
-    recorder = _PeerRecorder()
+    recorder = PeerRecorder()
     server = CorkedServer([recorder], codec=RawCodec())
     await server.start("127.0.0.1", 0)
     listener = compat.server_listener(server)
