@@ -8,42 +8,17 @@ round against the echo floor measured in the same run with the same client.
 
 from __future__ import annotations
 
-import re
 import statistics
 from typing import Any
 
-import httpx
-
 from bench._load import LoadResult, default_processes, run_load
-from bench._services import BenchStack, CpuMeter, load_average
-from bugless_dev.stack import LocalStack
+from bench._services import BenchStack, CpuMeter, grpc_calls, load_average
 
 #: Issue 23's targets: CreateIssue's rate, and each call's share of the bare
 #: echo's rate measured in the same run with the same client.
 TARGET_CREATE = 1000.0
 TARGET_CREATE_RATIO = 0.35
 TARGET_GET_RATIO = 0.6
-
-#: The Model and the Authenticator serve Prometheus metrics: their call counters
-#: say how many backend calls a measured window made (how large the API's
-#: coalesced batches were).
-METRICS_ENV = {"BUGLESS_MODEL_METRICS_PORT": "0", "BUGLESS_AUTH_METRICS_PORT": "0"}
-_HANDLED = re.compile(
-    r'^grpc_server_handled_total\{[^}]*grpc_method="([^"]*)"[^}]*\} ([0-9.e+]+)$', re.M
-)
-
-
-def grpc_calls(stack: LocalStack) -> dict[str, float]:
-    """Calls each backend has handled so far, by ``service.Method`` (from ``/metrics``)."""
-    counts: dict[str, float] = {}
-    for service in stack.services:
-        if service.kind not in ("model", "auth") or not service.metrics_port:
-            continue
-        text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10).text
-        for method, value in _HANDLED.findall(text):
-            name = f"{service.kind}.{method}"
-            counts[name] = counts.get(name, 0.0) + float(value)
-    return counts
 
 
 def header() -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import asyncpg
+import httpx
 
 from bugless_core import eventloop
 from bugless_core.clients import ServiceAddress
@@ -487,3 +489,24 @@ async def _echo_once(address: ServiceAddress, payload: bytes) -> None:
         await method(payload, timeout=2)
     finally:
         channel.close()
+
+
+#: The Model and the Authenticator serve Prometheus metrics when started with
+#: these: their call counters say how many backend calls a measured window
+#: made (how large the API's batches were, what one web page asks of them).
+METRICS_ENV = {"BUGLESS_MODEL_METRICS_PORT": "0", "BUGLESS_AUTH_METRICS_PORT": "0"}
+_HANDLED = re.compile(r"^grpc_server_handled_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE)
+
+
+def grpc_calls(stack: LocalStack) -> dict[str, float]:
+    """Calls each backend has handled so far, by ``service.Method`` (from ``/metrics``)."""
+    counts: dict[str, float] = {}
+    for service in stack.services:
+        if service.kind not in ("model", "auth") or not service.metrics_port:
+            continue
+        text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10).text
+        for labels, value in _HANDLED.findall(text):
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            name = f"{service.kind}.{fields.get('grpc_method', '?')}"
+            counts[name] = counts.get(name, 0.0) + float(value)
+    return counts

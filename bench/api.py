@@ -60,10 +60,10 @@ import asyncpg
 
 from bench import _dataset as data
 from bench._api_calls import BATCH_ITEMS, SEARCH_PAGE, SEARCH_QUERY, api_client
-from bench._api_measure import METRICS_ENV, header, measure, print_ratios, row
+from bench._api_measure import header, measure, print_ratios, row
 from bench._api_profile import profile_services
 from bench._load import LoadResult
-from bench._services import UNLIMITED_RATE, BenchStack, add_directory_users
+from bench._services import METRICS_ENV, UNLIMITED_RATE, BenchStack, add_directory_users
 from bench.seed import SeedOptions, seed_and_verify
 
 

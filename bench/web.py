@@ -41,18 +41,19 @@ import httpx
 from bench import _dataset as data
 from bench._api_profile import perf_record, perf_summary
 from bench._services import (
+    METRICS_ENV,
     VIEWER,
     VIEWER_PASSWORD,
     BenchStack,
     CpuMeter,
     add_directory_users,
+    grpc_calls,
     load_average,
     profile,
     summarize_profile,
 )
 from bench.seed import SeedOptions, seed_and_verify
 from bugless_core.clients import acting_as
-from bugless_dev.stack import LocalStack
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -222,26 +223,6 @@ def _check_pages(url: str, cookie: str, issue_id: int) -> dict[str, int]:
         if "User 0" not in client.get(f"/issues/{issue_id}").text:
             raise RuntimeError("the issue page shows no joined display names")
     return sizes
-
-
-#: Every service serves Prometheus metrics (the Model's and Authenticator's
-#: call counters say what one page asks of them).
-METRICS_ENV = {"BUGLESS_MODEL_METRICS_PORT": "0", "BUGLESS_AUTH_METRICS_PORT": "0"}
-_HANDLED = re.compile(r"^grpc_server_handled_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE)
-
-
-def grpc_calls(stack: LocalStack) -> dict[str, float]:
-    """Calls each backend has handled so far, by ``service.Method`` (from ``/metrics``)."""
-    counts: dict[str, float] = {}
-    for service in stack.services:
-        if service.kind not in ("model", "auth") or not service.metrics_port:
-            continue
-        text = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10).text
-        for labels, value in _HANDLED.findall(text):
-            fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-            name = f"{service.kind}.{fields.get('grpc_method', '?')}"
-            counts[name] = counts.get(name, 0.0) + float(value)
-    return counts
 
 
 def calls_per_page(before: dict[str, float], after: dict[str, float], pages: int) -> str:
