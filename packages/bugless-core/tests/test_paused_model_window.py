@@ -29,6 +29,7 @@ from bugless_core.grpc import CorkedChannel
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_proto import v1
 from bugless_testing.codecs import RawCodec
+from bugless_testing.stack import paused
 
 pytest_plugins = ["bugless_testing.postgres", "bugless_testing.stack"]
 
@@ -69,16 +70,6 @@ def own_model(bugless_stack: LocalStack) -> Iterator[RunningService]:
     finally:
         replica.process.signal(signal.SIGCONT)
         bugless_stack.stop_service(replica)
-
-
-@contextlib.contextmanager
-def paused(replica: RunningService) -> Iterator[None]:
-    """``replica`` stopped (SIGSTOP) inside the block, continued (SIGCONT) after it, always."""
-    replica.process.signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        replica.process.signal(signal.SIGCONT)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ its ``/metrics`` and its log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Iterator
 
@@ -34,6 +33,7 @@ from web_support import World, create_issue, grpc_in_flight
 from bugless_core.clients import call
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
+from bugless_testing.stack import paused
 
 #: Every backend call's deadline on this web (pages and sign-in fit in it).
 CALL_TIMEOUT = 3.0
@@ -77,16 +77,6 @@ def web(world: World, own_model: RunningService) -> Iterator[RunningService]:
         yield server
     finally:
         world.stack.stop_service(server)
-
-
-@contextlib.contextmanager
-def paused(replica: RunningService) -> Iterator[None]:
-    """``replica`` stopped (SIGSTOP) inside the block, continued (SIGCONT) after it, always."""
-    replica.process.signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        replica.process.signal(signal.SIGCONT)
 
 
 def _about(lines: list[str], attachment_id: str) -> list[str]:

@@ -28,6 +28,7 @@ temporary directory and are quoted when a service fails to start.
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,7 @@ __all__ = [
     "RunningService",
     "bugless_oidc_auth",
     "bugless_stack",
+    "paused",
     "start_stack",
 ]
 
@@ -124,3 +126,18 @@ def bugless_oidc_auth(
         yield extra
     finally:
         bugless_stack.stop_service(extra)
+
+
+@contextlib.contextmanager
+def paused(replica: RunningService) -> Iterator[None]:
+    """``replica`` stopped (SIGSTOP) inside the block, continued (SIGCONT) after it, always.
+
+    A real service that takes no CPU for a while, as the kernel, a full
+    disk's I/O or a long garbage collection can make one: how the tests make
+    a Model stall without faking it.
+    """
+    replica.process.signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        replica.process.signal(signal.SIGCONT)
