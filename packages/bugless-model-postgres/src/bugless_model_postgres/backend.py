@@ -2,7 +2,8 @@
 
 Statements live in :mod:`._queries` and :mod:`._collection_queries`, the
 search compiler in :mod:`._search`, write logic in :mod:`._issues`,
-:mod:`._components` and :mod:`._hotlists`.
+:mod:`._components` and :mod:`._hotlists`, the batch writes in
+:mod:`._batch_create` and :mod:`._batch_change`.
 This module opens transactions, pages results and announces committed
 history entries to change listeners only after the commit; every write
 transaction also appends its change-feed row (:mod:`._watch`), which ReadFeed
@@ -45,6 +46,7 @@ from bugless_core.model.backend import (
 from bugless_core.page_tokens import PageTokenCodec
 from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy
 from bugless_model_postgres import (
+    _batch_change,
     _batch_create,
     _change_in_one,
     _components,
@@ -416,59 +418,10 @@ class PostgresBackend(
     async def batch_change_issues(
         self, request: v1.BatchChangeIssuesRequest
     ) -> v1.BatchChangeIssuesResponse:
-        """One delta on many issues: all-or-nothing, or each on its own."""
-        caller = request.caller or v1.Caller()
-        if request.atomic:
-
-            async def all_of(ctx: WriteContext) -> None:
-                for item in request.issues:
-                    try:
-                        await _issues.change_issue(
-                            ctx,
-                            item.issue_id,
-                            item.expected_version,
-                            request.delta,
-                            request.comment,
-                        )
-                    except BuglessError as exc:
-                        # The call fails as a whole; say which issue stopped it.
-                        if f"issue {item.issue_id}" not in exc.message:
-                            exc.message = f"issue {item.issue_id}: {exc.message}"
-                            exc.args = (exc.message,)
-                        raise
-
-            await self._write(caller, all_of)
-            async with translated_errors(), self._pool.acquire() as conn:
-                found = await fetch_issues(conn, caller, [i.issue_id for i in request.issues])
-            return v1.BatchChangeIssuesResponse(
-                results=[
-                    v1.BatchChangeResult(issue_id=i.issue_id, code=0, issue=found.get(i.issue_id))
-                    for i in request.issues
-                ]
-            )
-        results = []
-        for item in request.issues:
-            try:
-                response = await self.change_issue(
-                    v1.ChangeIssueRequest(
-                        caller=caller,
-                        issue_id=item.issue_id,
-                        expected_version=item.expected_version,
-                        delta=request.delta,
-                        comment=request.comment,
-                    )
-                )
-            except BuglessError as exc:
-                results.append(
-                    v1.BatchChangeResult(
-                        issue_id=item.issue_id, code=int(exc.grpc_status.value), message=exc.message
-                    )
-                )
-            else:
-                results.append(
-                    v1.BatchChangeResult(issue_id=item.issue_id, code=0, issue=response.issue)
-                )
-        return v1.BatchChangeIssuesResponse(results=results)
+        """One delta on many issues: all-or-nothing, or each on its own (:mod:`._batch_change`)."""
+        return await _batch_change.batch_change_issues(
+            request, write=self._write, change_alone=self.change_issue, pool=self._pool
+        )
 
     async def list_history(self, request: v1.ListHistoryRequest) -> v1.ListHistoryResponse:
         """Entries oldest first, keyset-paged by version."""
