@@ -11,8 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from bugless_core.backoff import Backoff
 from bugless_core.metrics_endpoint import MetricsEndpoint
-from bugless_core.supervision import Backoff, SupervisedLoop
+from bugless_core.supervision import SupervisedLoop
 
 #: Retries without a wait worth the name: the tests count rounds, never time.
 QUICK = Backoff(first_seconds=0.001, max_seconds=0.001)
@@ -142,17 +143,6 @@ async def test_a_stop_request_ends_the_backoff_wait_at_once(endpoint: MetricsEnd
     assert calls == 1
 
 
-def test_backoff_grows_exponentially_and_is_capped() -> None:
-    backoff = Backoff(first_seconds=1.0, max_seconds=60.0, factor=2.0, jitter=0.5)
-    nominal = [backoff.nominal(n) for n in range(1, 10)]
-    assert nominal == [1, 2, 4, 8, 16, 32, 60, 60, 60]
-    assert backoff.nominal(10_000) == 60  # weeks of failures: no overflow
-    # The jitter takes up to half of each delay away, never adds to it.
-    assert [backoff.delay(n, lambda: 0.0) for n in range(1, 8)] == nominal[:7]
-    assert [backoff.delay(n, lambda: 0.999) for n in (1, 7)] == pytest.approx([0.5005, 30.03])
-    assert all(backoff.delay(n, lambda: 0.999) <= 60 for n in range(1, 100))
-
-
 def test_a_supervised_loop_waits_the_backoff_of_its_streak() -> None:
     supervised = SupervisedLoop(
         "test.delays",
@@ -166,12 +156,21 @@ def test_a_supervised_loop_waits_the_backoff_of_its_streak() -> None:
     assert supervised.failed(error) == 0.5  # a new streak starts from the first delay
 
 
-@pytest.mark.parametrize(
-    ("first", "most", "factor", "jitter"),
-    [(0, 1, 2, 0.5), (2, 1, 2, 0.5), (1, 2, 0.5, 0.5), (1, 2, 2, 1.5)],
-)
-def test_a_backoff_that_would_not_back_off_is_refused(
-    first: float, most: float, factor: float, jitter: float
-) -> None:
-    with pytest.raises(ValueError, match="must be"):
-        Backoff(first_seconds=first, max_seconds=most, factor=factor, jitter=jitter)
+def test_a_loop_with_an_interval_waits_the_longer_of_it_and_the_backoff() -> None:
+    supervised = SupervisedLoop(
+        "test.interval",
+        backoff=Backoff(first_seconds=0.5, max_seconds=4.0, jitter=0.0),
+        registry=CollectorRegistry(),
+    )
+    error = OSError("the database is away")
+    delays = [supervised.failed(error, at_least=1.5) for _ in range(5)]
+    assert delays == [1.5, 1.5, 2.0, 4.0, 4.0]
+
+
+def test_a_loop_never_retries_sooner_than_half_its_backoff_by_default() -> None:
+    draws = iter([0.0, 0.999, 0.5, 0.999])
+    supervised = SupervisedLoop(
+        "test.floor", registry=CollectorRegistry(), draw=lambda: next(draws)
+    )
+    delays = [supervised.failed(ValueError("a bug")) for _ in range(4)]
+    assert delays == pytest.approx([1.0, 1.001, 3.0, 4.004])

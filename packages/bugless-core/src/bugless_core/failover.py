@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -40,6 +39,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
+from bugless_core.backoff import Backoff
 from bugless_core.clients import ServiceAddress, channel_connection, forget_connection
 from bugless_core.errors import Unavailable, from_grpc_error
 from bugless_proto import v1
@@ -49,9 +49,9 @@ _log = logging.getLogger("bugless_core.failover")
 T = TypeVar("T")
 _Send = Callable[..., Awaitable[T]]
 
-#: Bounds of the pause before sending a refused call again, in seconds
-#: (jittered, so that every client of a draining replica does not return at once).
-PAUSE_SECONDS = (0.02, 0.1)
+#: The pause before sending a refused call again (once): drawn from 20 to
+#: 100 ms, so that every client of a draining replica does not return at once.
+RESEND_BACKOFF = Backoff(first_seconds=0.1, max_seconds=0.1, jitter=0.8)
 #: The Model's upload method, as :func:`upload_again_if_refused` calls it by default.
 MODEL_UPLOAD_ROUTE = "/bugless.v1.Model/UploadAttachment"
 #: What a bugless server (grpclib's default configuration) lets a client send
@@ -89,7 +89,7 @@ async def send_again_if_refused(
         if not refused_while_draining(exc):
             raise
         forget_connection(channel, used)
-    pause = random.uniform(*PAUSE_SECONDS)
+    pause = RESEND_BACKOFF.delay(1)
     _log.info(
         "%s was refused by a draining replica; sending it again on a new connection",
         route,
@@ -158,7 +158,7 @@ async def upload_again_if_refused(
     )
     if on_retry is not None:
         on_retry(route)
-    await asyncio.sleep(random.uniform(*PAUSE_SECONDS))
+    await asyncio.sleep(RESEND_BACKOFF.delay(1))
     return await _upload(stub, route, _replayed(again, source), reply_type, _ignore)
 
 

@@ -36,8 +36,9 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from bugless_core.backoff import Backoff
 from bugless_core.errors import BuglessError, Unavailable
-from bugless_core.supervision import Backoff, SupervisedLoop
+from bugless_core.supervision import SupervisedLoop
 
 _log = logging.getLogger(__name__)
 
@@ -75,6 +76,11 @@ RETURNING fence_ms
 
 #: Who holds lease $1 now (after a renewal found it taken).
 LEASE_HOLDER = "SELECT holder FROM bugless_leases WHERE name = $1"
+
+#: How :func:`held_lease` waits for a lease another replica holds: 50 ms
+#: doubling to a second, unjittered (taking is one atomic statement, so
+#: waiters polling in step collide on nothing).
+TAKE_BACKOFF = Backoff(first_seconds=0.05, max_seconds=1.0, jitter=0.0)
 
 #: ``Unavailable.reason`` of a lease another holder took while it was held.
 LEASE_LOST = "LEASE_LOST"
@@ -149,7 +155,8 @@ async def renew_every(
     period = ttl_ms / 3000
     supervised = SupervisedLoop(
         f"lease_renewal:{name}",
-        backoff=Backoff(first_seconds=min(1.0, period), max_seconds=period),
+        # A floor of half: a renewal retried at once would only meet the same bug.
+        backoff=Backoff(first_seconds=min(1.0, period), max_seconds=period, jitter=0.5),
         registry=registry,
     )
     delay = period
@@ -235,7 +242,7 @@ async def held_lease(
     holder = new_holder()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    delay = 0.05
+    refused = 0
     while not await try_take(pool, name, holder, ttl_ms):
         if loop.time() > deadline:
             msg = (
@@ -243,8 +250,8 @@ async def held_lease(
                 "or wait for its lease to expire and try again"
             )
             raise Unavailable(msg)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
+        refused += 1
+        await asyncio.sleep(TAKE_BACKOFF.delay(refused))
     watch = _Watch(body)
     renewal = asyncio.create_task(
         renew_every(pool, name, holder, ttl_ms, expected=expected, registry=registry)
@@ -278,6 +285,7 @@ __all__ = [
     "MIGRATION_LEASE",
     "RELEASE_LEASE",
     "RENEW_LEASE",
+    "TAKE_BACKOFF",
     "TAKE_LEASE",
     "held_lease",
     "is_database_error",

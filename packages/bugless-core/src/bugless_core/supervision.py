@@ -14,16 +14,18 @@ directory) was then silently not done.
 :class:`SupervisedLoop` is the one place that decides what happens instead:
 
 * the failure is logged **once**, at ERROR, with its traceback (on the
-  ``bugless.supervision`` logger, naming the loop and the backoff; a loop
-  with an interval of its own waits the longer of the two);
+  ``bugless.supervision`` logger, naming the loop and the delay; a loop
+  with an interval of its own waits the longer of the two, ``failed(error,
+  at_least=interval)``);
 * it is counted in ``bugless_background_failures_total{loop}`` and the
   streak shown in ``bugless_background_consecutive_failures{loop}`` (0 once
   a round succeeds again), in the registry the service's ``/metrics``
   serves, so an alert can say "the feed pruner has failed 5 times in a row"
   rather than someone noticing a week later;
 * the loop goes on after a capped exponential backoff with jitter
-  (:class:`Backoff`): a step that keeps failing keeps being retried, never
-  a silent exit and never a busy loop;
+  (:data:`LOOP_BACKOFF`, a :class:`bugless_core.backoff.Backoff`): a step
+  that keeps failing keeps being retried, never a silent exit and never a
+  busy loop;
 * cancellation (the service stopping) ends it at once and quietly.
 
 Why a gauge rather than readiness: a loop that fails does not make the
@@ -50,6 +52,8 @@ import weakref
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from bugless_core.backoff import Backoff
 
 _log = logging.getLogger("bugless.supervision")
 
@@ -100,55 +104,10 @@ class BackgroundMetrics:
         return metrics
 
 
-@dataclasses.dataclass(frozen=True)
-class Backoff:
-    """How long to wait before the ``n``-th retry in a row: capped, exponential, jittered.
-
-    Exponential so that a loop failing on every round (a bug, a poison
-    record) costs little and floods no log; capped so that it is retried
-    within ``max_seconds`` once the cause is gone; jittered (each delay drawn
-    from ``[1 - jitter, 1]`` of its nominal value) so that the replicas of a
-    service that all failed at the same moment (a database restart) do not
-    all come back at the same moment.
-
-    Attributes:
-        first_seconds: The nominal delay after the first failure.
-        max_seconds: No delay is longer.
-        factor: Each failure in a row multiplies the nominal delay by this.
-        jitter: The fraction of a delay that is drawn at random (0: none).
-    """
-
-    first_seconds: float = 1.0
-    max_seconds: float = 60.0
-    factor: float = 2.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0 < self.first_seconds <= self.max_seconds:
-            msg = (
-                f"first_seconds: {self.first_seconds} must be more than 0 and at most "
-                f"max_seconds ({self.max_seconds})"
-            )
-            raise ValueError(msg)
-        if self.factor < 1:
-            raise ValueError(f"factor: {self.factor} must be at least 1")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError(f"jitter: {self.jitter} must be between 0 and 1")
-
-    def nominal(self, failures: int) -> float:
-        """The delay before retrying after ``failures`` (>= 1) failures in a row, unjittered."""
-        # Exponent bounded so that a loop failing for weeks never overflows a float.
-        exponent = min(max(failures, 1) - 1, 64)
-        return float(min(self.max_seconds, self.first_seconds * self.factor**exponent))
-
-    def delay(self, failures: int, draw: Callable[[], float] = random.random) -> float:
-        """The jittered delay: ``nominal(failures)`` times a factor in ``[1 - jitter, 1]``.
-
-        Args:
-            failures: Failures in a row so far (1 after the first).
-            draw: A number in ``[0, 1)``; tests pass their own to check the bounds.
-        """
-        return self.nominal(failures) * (1 - self.jitter * draw())
+#: The supervised loops' delays: 1 s after the first failure, doubling to a
+#: minute, with a floor of half of each (a loop failing on a bug must never
+#: spin, and its log says "next try in ... at the earliest").
+LOOP_BACKOFF = Backoff(first_seconds=1.0, max_seconds=60.0, jitter=0.5)
 
 
 class SupervisedLoop:
@@ -158,7 +117,7 @@ class SupervisedLoop:
         name: The loop's name in logs and in the ``loop`` label: short, fixed,
             one per kind of loop (``"auth.directory_resync:ldap"``), never
             per request or per user.
-        backoff: The delays between retries.
+        backoff: The delays between retries (default :data:`LOOP_BACKOFF`).
         registry: Where the metrics go: the registry the service's
             ``/metrics`` serves (the process default unless a test runs its
             own).
@@ -179,7 +138,7 @@ class SupervisedLoop:
         draw: Callable[[], float] = random.random,
     ) -> None:
         self.name = name
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or LOOP_BACKOFF
         self._draw = draw
         metrics = BackgroundMetrics.for_registry(registry)
         self._failures = metrics.failures.labels(name)
@@ -188,19 +147,25 @@ class SupervisedLoop:
         self.consecutive_failures = 0
         self.last_failure: BaseException | None = None
 
-    def failed(self, error: BaseException) -> float:
+    def failed(self, error: BaseException, *, at_least: float = 0.0) -> float:
         """Record an unexpected failure; returns how long to wait before the next round.
 
         Call it from the ``except`` block that caught ``error``: the log
         record carries its traceback.
+
+        Args:
+            error: What the round raised.
+            at_least: The loop's own interval, for a loop that paces itself:
+                it waits the longer of that and the backoff, so a failure
+                never brings its next round forward.
         """
         self.consecutive_failures += 1
         self.last_failure = error
         self._failures.inc()
         self._consecutive.set(self.consecutive_failures)
-        delay = self.backoff.delay(self.consecutive_failures, self._draw)
+        delay = max(at_least, self.backoff.delay(self.consecutive_failures, self._draw))
         _log.error(
-            "background loop %s failed (%d in a row); next try in %.1f s at the earliest",
+            "background loop %s failed (%d in a row); next try in %.1f s",
             self.name,
             self.consecutive_failures,
             delay,
@@ -252,4 +217,4 @@ class SupervisedLoop:
                     await asyncio.wait_for(stop.wait(), delay)
 
 
-__all__ = ["BackgroundMetrics", "Backoff", "SupervisedLoop"]
+__all__ = ["LOOP_BACKOFF", "BackgroundMetrics", "SupervisedLoop"]

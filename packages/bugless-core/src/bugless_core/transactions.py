@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from bugless_core.backoff import Backoff
 from bugless_core.errors import Unavailable
 
 T = TypeVar("T")
@@ -38,16 +38,20 @@ class RetryPolicy:
     """How a transaction that lost a conflict is run again.
 
     The whole transaction is re-run from the start (a fresh context, nothing
-    of the failed attempt kept), after a capped exponential backoff; after
-    ``attempts`` tries the caller gets Unavailable. With ``jitter`` each
-    delay is drawn uniformly from ``[0, capped delay]`` ("full jitter"), so
-    transactions that collided once do not collide again in lockstep.
+    of the failed attempt kept), after a capped exponential backoff
+    (:attr:`backoff`); after ``attempts`` tries the caller gets Unavailable.
+    With ``jitter`` each delay is drawn uniformly from ``[0, capped delay]``
+    ("full jitter"), so transactions that collided once do not collide again
+    in lockstep.
 
     Attributes:
         attempts: Tries in all, the first included.
         base_delay: Seconds before the second try; doubles per try.
         max_delay: Upper bound of one delay, in seconds.
         jitter: Randomise each delay.
+
+    Raises:
+        ValueError: Delays that would not back off (see :class:`Backoff`).
     """
 
     attempts: int = 4
@@ -55,14 +59,25 @@ class RetryPolicy:
     max_delay: float = 0.08
     jitter: bool = False
 
+    def __post_init__(self) -> None:
+        _ = self.backoff  # refuses delays that would not back off now, not at a conflict
+
+    @property
+    def backoff(self) -> Backoff:
+        """The delays between tries, as the one :class:`~bugless_core.backoff.Backoff` rule."""
+        return Backoff(
+            first_seconds=self.base_delay,
+            max_seconds=self.max_delay,
+            jitter=1.0 if self.jitter else 0.0,
+        )
+
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` means "this transaction lost a conflict: run it again"."""
         return getattr(exc, "sqlstate", None) in RETRYABLE_SQLSTATES
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed try number ``attempt`` (0-based)."""
-        capped = min(self.max_delay, self.base_delay * (2**attempt))
-        return random.uniform(0, capped) if self.jitter else capped
+        return self.backoff.delay(attempt + 1)
 
 
 class CockroachRetryPolicy(RetryPolicy):
@@ -83,7 +98,9 @@ class CockroachRetryPolicy(RetryPolicy):
         return sqlstate is not None and sqlstate != "40003" and "restart transaction" in str(exc)
 
 
-#: PostgreSQL's policy: conflicts are rare (writers lock rows in id order).
+#: PostgreSQL's policy: conflicts are rare (writers lock rows in id order),
+#: and unjittered: a deadlock aborts one of its transactions, not both, so
+#: there is no herd to spread.
 POSTGRES_RETRIES = RetryPolicy()
 
 #: Contention is normal on CockroachDB: more tries, longer capped backoff,
