@@ -39,14 +39,17 @@ from test_sessions import (
 )
 
 from bugless_auth._dialect import COCKROACH, POSTGRES
+from bugless_auth.placeholders import match_people, merge_placeholder
 from bugless_auth.sessions import SessionStore
 from bugless_auth.settings import AuthSettings, ThrottleSettings
 from bugless_auth.store import IdentityStore
 from bugless_auth.throttle import LoginThrottle
+from bugless_auth.user_feed import prune_user_changes, read_user_changes
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.settings import declared_env_vars, settings_from_environ
 from bugless_core.transactions import CockroachRetryPolicy
+from bugless_proto import v1
 from bugless_testing.cockroach_sql import (
     StatementRecorder,
     cockroach_incompatibilities,
@@ -145,6 +148,14 @@ async def exercise(store: IdentityStore) -> None:
     await throttle.failed(name, "10.0.0.1")
     await throttle.check(name, "10.0.0.1")
     await throttle.succeeded(name, "10.0.0.1")
+    people = [v1.SourcePerson(key=f"{name}-{n}", username=f"{name}-{n}") for n in (1, 2)]
+    placeholders = await match_people(store, "trac", people, create_placeholders=True)
+    assert placeholders[0].user is not None
+    await merge_placeholder(store, placeholders[0].user.username, name)
+    head = await read_user_changes(store, 0)
+    await read_user_changes(store, 1)
+    await read_user_changes(store, head.version, page_rows=1)
+    await prune_user_changes(store, 3600)
 
 
 async def test_the_store_sends_nothing_cockroachdb_lacks_and_migrates_under_a_lease(
@@ -163,6 +174,8 @@ async def test_the_store_sends_nothing_cockroachdb_lacks_and_migrates_under_a_le
     sent = "\n".join(statements.statements)
     assert "INSERT INTO external_subjects" in sent
     assert "login_throttle" in sent
+    assert "INSERT INTO user_changes" in sent
+    assert "DELETE FROM user_changes" in sent
 
 
 async def test_the_postgres_dialect_is_what_the_check_would_refuse(

@@ -55,6 +55,11 @@ class TtlCache(Generic[K, V]):
         """Forget ``key`` (after a change this replica made itself)."""
         self._entries.pop(key, None)
 
+    def discard_where(self, matches: Callable[[V], bool]) -> None:
+        """Forget every entry whose value ``matches`` (a scan: for rare, wide changes)."""
+        for key in [k for k, (_, value) in self._entries.items() if matches(value)]:
+            del self._entries[key]
+
     def clear(self) -> None:
         """Forget everything."""
         self._entries.clear()

@@ -43,14 +43,21 @@ USER_OF_SUBJECT = "SELECT user_id FROM external_subjects WHERE subject = $1 FOR 
 INSERT_USER = """
 INSERT INTO users (user_id, username, display_name, email, groups, bot)
 VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING user_id
 """
 
+#: What the directory says of user $1 now, if it differs from what is stored
+#: (no row otherwise: a sign-in that changed nothing is no change to log).
 REFRESH_USER = f"""
 UPDATE users
 SET username = $2, display_name = $3, email = $4, groups = $5, bot = $6, updated_at = now()
 WHERE user_id = $1
+  AND (username IS DISTINCT FROM $2 OR display_name IS DISTINCT FROM $3
+       OR email IS DISTINCT FROM $4 OR groups IS DISTINCT FROM $5::text[]
+       OR bot IS DISTINCT FROM $6)
 RETURNING {USER_COLUMNS}
 """
+USER_BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
 
 INSERT_SUBJECT = """
 INSERT INTO external_subjects (subject, user_id, authenticator, last_login_at)
@@ -66,7 +73,9 @@ WHERE lower(u.username) = lower($1)
 FOR UPDATE
 """
 
-RELEASE_USERNAME = "UPDATE users SET username = $2, updated_at = now() WHERE user_id = $1"
+RELEASE_USERNAME = """
+UPDATE users SET username = $2, updated_at = now() WHERE user_id = $1 RETURNING user_id
+"""
 
 LOCAL_CREDENTIALS = f"""
 SELECT {", ".join("u." + c for c in USER_COLUMNS.split(", "))}, c.password_hash
@@ -110,12 +119,14 @@ WHERE s.subject = ANY($1::text[])
 INSERT_PLACEHOLDER = """
 INSERT INTO users (user_id, username, display_name, email, placeholder)
 VALUES ($1, $2, $3, $4, true)
+RETURNING user_id
 """
 
 USERNAME_TAKEN = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))"
 
 MERGE_PLACEHOLDER = """
 UPDATE users SET merged_into = $2, updated_at = now() WHERE user_id = $1 AND placeholder
+RETURNING user_id
 """
 
 # ---- directory re-sync ----
@@ -141,4 +152,75 @@ DIRECTORY_ENABLE = f"""
 UPDATE users SET disabled = false, directory_disabled = false, updated_at = now()
 WHERE user_id = $1 AND directory_disabled
 RETURNING {USER_COLUMNS}
+"""
+
+#: Every statement that writes ``users``. Each returns the ``user_id`` of the
+#: rows it wrote and runs only through :class:`bugless_auth.user_writes.UserWrites`,
+#: which logs them in the users' change feed (a test checks both).
+USER_WRITES = frozenset(
+    {
+        INSERT_USER,
+        REFRESH_USER,
+        RELEASE_USERNAME,
+        SET_DISABLED,
+        INSERT_PLACEHOLDER,
+        MERGE_PLACEHOLDER,
+        DIRECTORY_DISABLE,
+        DIRECTORY_ENABLE,
+    }
+)
+
+# ---- the users' change feed (migration 0009) ----
+
+#: Log users $1 (and the placeholders merged into them, which answer with
+#: their data) as changed by this transaction, under the next version: the
+#: last statement of every transaction writing ``users``. The UPDATE keeps
+#: ``head`` locked until commit, so versions are in commit order.
+LOG_USER_CHANGES = """
+WITH head AS (
+    UPDATE user_changes_state SET version = version + 1 WHERE name = 'head'
+    RETURNING version
+), changed AS (
+    SELECT unnest($1::text[]) AS user_id
+    UNION
+    SELECT m.user_id FROM users m
+     WHERE m.merged_into = ANY($1::text[]) AND m.merged_into <> ''  -- users_merged_into
+), logged AS (
+    INSERT INTO user_changes (version, user_id)
+    SELECT head.version, changed.user_id FROM head, changed
+    RETURNING version
+)
+SELECT version FROM head
+"""
+
+#: The feed after version $1, in one snapshot: ``head``, ``pruned``, and the
+#: changes up to and including the version of the ($2 + 1)-th change after $1 (so
+#: a page never ends inside a version), oldest first. Without changes, one
+#: row with NULL ``version``.
+READ_USER_CHANGES = """
+WITH cut AS (
+    SELECT version FROM user_changes WHERE version > $1 ORDER BY version OFFSET $2 LIMIT 1
+), page AS (
+    SELECT version, user_id FROM user_changes
+     WHERE version > $1
+       AND (NOT EXISTS (SELECT 1 FROM cut) OR version <= (SELECT version FROM cut))
+)
+SELECT h.version AS head, p.version AS pruned, page.version, page.user_id
+FROM user_changes_state h
+JOIN user_changes_state p ON h.name = 'head' AND p.name = 'pruned'
+LEFT JOIN page ON true
+ORDER BY page.version, page.user_id
+"""
+
+#: Remove the changes up to the newest one logged more than $1 seconds ago (a
+#: prefix of the feed) and raise ``pruned`` to it.
+PRUNE_USER_CHANGES = """
+WITH cut AS (
+    SELECT max(version) AS upto FROM user_changes
+     WHERE changed_at < now() - $1::float8 * INTERVAL '1 second'
+), gone AS (
+    DELETE FROM user_changes WHERE version <= (SELECT upto FROM cut) RETURNING version
+)
+UPDATE user_changes_state SET version = (SELECT upto FROM cut)
+ WHERE name = 'pruned' AND (SELECT upto FROM cut) > version
 """

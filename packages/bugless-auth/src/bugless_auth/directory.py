@@ -1,10 +1,15 @@
 """User look-ups served from memory: the Authenticator's latency-bound read path.
 
 Frontends resolve user ids to names on every page and usernames to ids in every
-search, so answers come from a bounded TTL cache; the misses of one batch are
-fetched in a single query. Staleness is bounded by the TTL: a rename or a
-disable made through another replica (or by a login there) is visible here
-within ``cache_ttl_seconds``; changes made through this replica at once.
+search, so answers come from a bounded cache; the misses of one batch are
+fetched in a single query. The cache follows the users' change feed
+(:class:`bugless_auth.user_feed.UserFeedFollower` polls it every
+``user_changes_seconds``): a change made through any replica is forgotten here
+within about a poll, so users who do not change are kept for
+``cache_backstop_seconds``; while the feed cannot be read, entries are trusted
+for ``cache_ttl_seconds`` only (:mod:`bugless_core.user_changes`, which also
+says why a read is kept only if made at or after the user's latest change).
+Changes made through this replica are forgotten at once.
 """
 
 from __future__ import annotations
@@ -14,22 +19,26 @@ from dataclasses import dataclass
 
 from bugless_auth._cache import TtlCache
 from bugless_auth.store import IdentityStore, UserRecord
+from bugless_core.user_changes import FeedFollowing
 from bugless_proto import v1, wire
+
+
+def _varint(value: int) -> bytes:
+    """A non-negative integer as a protobuf varint."""
+    varint = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            varint.append(byte | 0x80)
+        else:
+            varint.append(byte)
+            return bytes(varint)
 
 
 def _length_delimited(field_number: int, payload: bytes) -> bytes:
     """One protobuf length-delimited field: tag, varint length, bytes."""
-    size = len(payload)
-    varint = bytearray()
-    while True:
-        byte = size & 0x7F
-        size >>= 7
-        if size:
-            varint.append(byte | 0x80)
-        else:
-            varint.append(byte)
-            break
-    return bytes([(field_number << 3) | 2]) + bytes(varint) + payload
+    return bytes([(field_number << 3) | 2]) + _varint(len(payload)) + payload
 
 
 @dataclass(frozen=True)
@@ -78,11 +87,15 @@ class EncodedUsersResponse(v1.UsersResponse):
     """
 
     @classmethod
-    def of(cls, found: Sequence[CachedUser], missing: Sequence[str]) -> EncodedUsersResponse:
-        """The response for ``found`` users and ``missing`` keys."""
-        response = cls(users=[c.message for c in found], missing=list(missing))
+    def of(
+        cls, found: Sequence[CachedUser], missing: Sequence[str], version: int = 0
+    ) -> EncodedUsersResponse:
+        """The response for ``found`` users and ``missing`` keys, read at feed ``version``."""
+        response = cls(users=[c.message for c in found], missing=list(missing), version=version)
         encoded = b"".join(
-            [c.encoded for c in found] + [_length_delimited(2, m.encode()) for m in missing]
+            [c.encoded for c in found]
+            + [_length_delimited(2, m.encode()) for m in missing]
+            + ([b"\x18" + _varint(version)] if version else [])
         )
         object.__setattr__(response, "_encoded", encoded)
         return response
@@ -95,33 +108,101 @@ class EncodedUsersResponse(v1.UsersResponse):
     __bytes__ = SerializeToString
 
 
+#: A cached user: when it was stored, the feed version it was read at, the user.
+_Entry = tuple[float, int, CachedUser]
+
+
 class UserDirectory:
-    """Cached look-ups of users by id and by username over an :class:`IdentityStore`."""
+    """Cached look-ups of users by id and by username over an :class:`IdentityStore`.
 
-    def __init__(self, store: IdentityStore, *, ttl_seconds: float, max_entries: int) -> None:
-        """Cache up to ``max_entries`` users (and as many usernames) for ``ttl_seconds``."""
+    Attributes:
+        following: Where this cache is in the users' change feed.
+    """
+
+    def __init__(
+        self,
+        store: IdentityStore,
+        *,
+        ttl_seconds: float,
+        max_entries: int,
+        backstop_seconds: float | None = None,
+    ) -> None:
+        """Cache up to ``max_entries`` users (and as many usernames).
+
+        ``ttl_seconds``: how long an entry is trusted while the feed is not
+        followed; ``backstop_seconds`` (default: the same, i.e. no feed
+        benefit): how long while it is.
+        """
         self.store = store
-        self._by_id: TtlCache[str, CachedUser] = TtlCache(
-            ttl_seconds=ttl_seconds, max_entries=max_entries
+        self.following = FeedFollowing(
+            fallback_seconds=ttl_seconds,
+            backstop_seconds=backstop_seconds if backstop_seconds is not None else ttl_seconds,
         )
-        self._by_username: TtlCache[str, CachedUser] = TtlCache(
-            ttl_seconds=ttl_seconds, max_entries=max_entries
+        backstop = self.following.backstop_seconds
+        self._by_id: TtlCache[str, _Entry] = TtlCache(ttl_seconds=backstop, max_entries=max_entries)
+        self._by_username: TtlCache[str, _Entry] = TtlCache(
+            ttl_seconds=backstop, max_entries=max_entries
         )
 
-    def remember(self, record: UserRecord) -> CachedUser:
-        """Put a record this replica just read or wrote into both caches."""
+    @property
+    def version(self) -> int:
+        """The feed version applied: every change up to it is reflected in what is cached."""
+        return self.following.version
+
+    def remember(self, record: UserRecord, read_at: int | None = None) -> CachedUser:
+        """A record this replica just read (at feed version ``read_at``) or wrote (None).
+
+        A read is kept if made at or after the user's latest change known
+        here (:meth:`FeedFollowing.may_keep`). A written record is not kept
+        (its version is not known here): what was cached of the user is
+        forgotten, and the next look-up reads the database.
+        """
         cached = CachedUser.of(record)
-        self._by_id.put(record.user_id, cached)
+        if read_at is None or not self.following.may_keep(record.user_id, read_at):
+            self.forget(record.user_id)
+            named = self._by_username.get(record.username.lower())
+            if named is not None and named[2].record.user_id == record.user_id:
+                self._by_username.discard(record.username.lower())
+            return cached
+        entry = (self.following.now(), read_at, cached)
+        self._by_id.put(record.user_id, entry)
         if not record.alias_of:  # the username is the real account's, not this id's
-            self._by_username.put(record.username.lower(), cached)
+            self._by_username.put(record.username.lower(), entry)
         return cached
 
     def forget(self, user_id: str) -> None:
         """Drop a user whose record changed behind the cache's back (a username taken)."""
-        cached = self._by_id.get(user_id)
+        entry = self._by_id.get(user_id)
         self._by_id.discard(user_id)
-        if cached is not None:
-            self._by_username.discard(cached.record.username.lower())
+        if entry is not None:
+            self._by_username.discard(entry[2].record.username.lower())
+
+    def start_following(self, version: int, read_began: float, *, forget: bool = False) -> None:
+        """Follow the feed from its head ``version`` (``forget``: after a reset, drop all)."""
+        if forget:
+            self._by_id.clear()
+            self._by_username.clear()
+        self.following.started(version, read_began)
+
+    def apply_changes(self, user_ids: Sequence[str], version: int, read_began: float) -> None:
+        """Forget the users the feed named up to ``version`` (by id, and under any username)."""
+        changed = set(user_ids)
+        for user_id in changed:
+            self._by_id.discard(user_id)
+        if changed:
+            self._by_username.discard_where(
+                lambda entry: (
+                    entry[2].record.user_id in changed
+                    or not changed.isdisjoint(entry[2].record.merged_ids or ())
+                )
+            )
+        self.following.applied(changed, version, read_began)
+
+    def _fresh(self, entry: _Entry | None) -> CachedUser | None:
+        if entry is None:
+            return None
+        stored_at, read_at, cached = entry
+        return cached if self.following.fresh(stored_at, read_at, self.following.now()) else None
 
     async def get(self, user_id: str) -> CachedUser | None:
         """One user by id (cached)."""
@@ -133,14 +214,15 @@ class UserDirectory:
         hits: dict[str, CachedUser] = {}
         misses: list[str] = []
         for user_id in dict.fromkeys(user_ids):
-            cached = self._by_id.get(user_id)
+            cached = self._fresh(self._by_id.get(user_id))
             if cached is None:
                 misses.append(user_id)
             else:
                 hits[user_id] = cached
         if misses:
+            read_at = self.version
             for record in await self.store.users_by_ids(misses):
-                hits[record.user_id] = self.remember(record)
+                hits[record.user_id] = self.remember(record, read_at)
         found = [hits[i] for i in dict.fromkeys(user_ids) if i in hits]
         missing = [i for i in dict.fromkeys(user_ids) if i not in hits]
         return found, missing
@@ -152,7 +234,7 @@ class UserDirectory:
         misses: list[str] = []
         for name in wanted:
             key = name.lower()
-            cached = self._by_username.get(key)
+            cached = self._fresh(self._by_username.get(key))
             if (
                 cached is None
                 or cached.record.username.lower() != key
@@ -162,8 +244,9 @@ class UserDirectory:
             else:
                 hits[key] = cached
         if misses:
+            read_at = self.version
             for record in await self.store.users_by_usernames(misses):
-                hits[record.username.lower()] = self.remember(record)
+                hits[record.username.lower()] = self.remember(record, read_at)
         found: list[CachedUser] = []
         missing: list[str] = []
         seen: set[str] = set()

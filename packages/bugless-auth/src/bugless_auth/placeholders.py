@@ -19,6 +19,7 @@ from typing import Any
 
 from bugless_auth import _queries as sql
 from bugless_auth.store import IdentityStore, UserRecord, mint_user_id
+from bugless_auth.user_writes import UserWrites
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from bugless_proto import v1
 
@@ -76,7 +77,8 @@ async def match_people(
     usernames = sorted({p.username.lower() for p in people if p.username})
     subjects = [subject_of(source, p) for p in people]
 
-    async def work(conn: Any) -> list[Match]:
+    async def work(writes: UserWrites) -> list[Match]:
+        conn = writes.conn
         by_email: dict[str, UserRecord] = {}
         for row in await conn.fetch(sql.REAL_USERS_BY_EMAIL, emails):
             by_email.setdefault(row["email"].lower(), UserRecord.from_row(row))
@@ -98,7 +100,7 @@ async def match_people(
                 matches.append(Match(by_subject[subject], BY_PLACEHOLDER))
             elif create_placeholders:
                 record = await _create_placeholder(
-                    conn, store.dialect.subject_lock, source, person, subject
+                    writes, store.dialect.subject_lock, source, person, subject
                 )
                 by_subject[subject] = record
                 matches.append(Match(record, BY_PLACEHOLDER))
@@ -107,12 +109,13 @@ async def match_people(
         return matches
 
     # Re-run whole on a conflict (CockroachDB dialect: no subject lock, 40001s).
-    return await store.run(work)
+    return await store.write_users(work)
 
 
 async def _create_placeholder(
-    db: Any, subject_lock: str | None, source: str, person: v1.SourcePerson, subject: str
+    writes: UserWrites, subject_lock: str | None, source: str, person: v1.SourcePerson, subject: str
 ) -> UserRecord:
+    db = writes.conn
     if subject_lock is not None:  # the PostgreSQL dialect; SERIALIZABLE needs none
         await db.execute(subject_lock, subject)
     existing = await db.fetchrow(sql.PLACEHOLDERS_OF_SUBJECTS, [subject])
@@ -124,7 +127,7 @@ async def _create_placeholder(
             break
     user_id = mint_user_id()
     display = person.display_name or person.username or person.key
-    await db.execute(sql.INSERT_PLACEHOLDER, user_id, username, display, person.email)
+    await writes.fetchrow(sql.INSERT_PLACEHOLDER, user_id, username, display, person.email)
     await db.execute(sql.INSERT_SUBJECT, subject, user_id, "import")
     return UserRecord(
         user_id=user_id,
@@ -147,7 +150,8 @@ async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -
             a placeholder.
     """
 
-    async def work(conn: Any) -> Any:
+    async def work(writes: UserWrites) -> Any:
+        conn = writes.conn
         source = await conn.fetchrow(sql.USER_BY_USERNAME, placeholder)
         target = await conn.fetchrow(sql.USER_BY_USERNAME, into)
         if source is None:
@@ -160,8 +164,9 @@ async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -
             )
         if target["placeholder"]:
             raise FailedPrecondition(f"into: {into!r} is a placeholder; merge into a real account")
-        await conn.execute(sql.MERGE_PLACEHOLDER, source["user_id"], target["user_id"])
+        await writes.fetchrow(sql.MERGE_PLACEHOLDER, source["user_id"], target["user_id"])
+        writes.changed(target["user_id"])  # its merged_user_ids gain the placeholder
         return await conn.fetchrow(sql.USERS_BY_IDS, [source["user_id"]])
 
-    row = await store.run(work)
+    row = await store.write_users(work)
     return UserRecord.from_row(row)

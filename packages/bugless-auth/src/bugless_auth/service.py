@@ -34,6 +34,7 @@ from bugless_auth.throttle import LoginThrottle
 from bugless_auth.tls import parse_certificate
 from bugless_auth.tokens import SessionClaims, TokenAuthority, load_key
 from bugless_auth.user_admin import UserAdministration
+from bugless_auth.user_feed import UserFeedFollower, read_user_changes
 from bugless_core.auth_backend import (
     AuthenticatorBackend,
     CertificateAuthenticator,
@@ -108,7 +109,17 @@ class AuthService(UserAdministration):
         self.sessions = SessionStore(store)
         self.people = PeopleCertificates(store, settings.people_ca)
         self.directory = UserDirectory(
-            store, ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
+            store,
+            ttl_seconds=settings.cache_ttl_seconds,
+            max_entries=settings.cache_max_entries,
+            backstop_seconds=settings.cache_backstop_seconds,
+        )
+        self.user_feed = UserFeedFollower(
+            store,
+            self.directory,
+            poll_seconds=settings.user_changes_seconds,
+            retention_seconds=settings.user_changes_retention_seconds,
+            metrics_registry=metrics_registry,
         )
         self.assertions = AssertionIssuer(
             tokens.keys, issuer=settings.token_issuer, ttl_seconds=settings.assertion_ttl_seconds
@@ -184,10 +195,12 @@ class AuthService(UserAdministration):
         )
         for resync in service.resyncs:
             resync.start()
+        service.user_feed.start()
         return service
 
     async def close(self) -> None:
-        """Stop the directory re-syncs, close the backends, then the store."""
+        """Stop the feed follower and the directory re-syncs, close the backends, then the store."""
+        await self.user_feed.stop()
         for resync in self.resyncs:
             await resync.stop()
         for backend in self.backends:
@@ -440,19 +453,32 @@ class AuthService(UserAdministration):
     # ---- look-ups ----
 
     async def get_users(self, user_ids: Sequence[str]) -> v1.UsersResponse:
-        """Users by id, from cache; misses fetched in one query."""
+        """Users by id, from cache; misses fetched in one query.
+
+        ``version``: the feed version applied before anything was looked up
+        (every change up to it is in the answer).
+        """
+        version = self.directory.version
         found, missing = await self.directory.get_many(user_ids)
-        return EncodedUsersResponse.of(found, missing)
+        return EncodedUsersResponse.of(found, missing, version)
 
     async def lookup_users(self, usernames: Sequence[str]) -> v1.UsersResponse:
         """Users by username, from cache; misses fetched in one query."""
+        version = self.directory.version
         found, missing = await self.directory.lookup_many(usernames)
-        return EncodedUsersResponse.of(found, missing)
+        return EncodedUsersResponse.of(found, missing, version)
 
     async def suggest_users(self, prefix: str, limit: int) -> v1.UsersResponse:
         """Enabled users whose username, display name or email starts with ``prefix``."""
+        version = self.directory.version
         records = await self.store.suggest(prefix, limit)
-        return v1.UsersResponse(users=[self.directory.remember(r).message for r in records])
+        return v1.UsersResponse(
+            users=[self.directory.remember(r, version).message for r in records], version=version
+        )
+
+    async def get_user_changes(self, after_version: int) -> v1.UserChanges:
+        """The users changed after ``after_version`` (the users' change feed, from the database)."""
+        return await read_user_changes(self.store, after_version)
 
     # ---- authorisation ----
 

@@ -76,6 +76,8 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "GetUsers": _DIRECTORY_READERS,
         "LookupUsers": _DIRECTORY_READERS,
         "SuggestUsers": {"web", "api"},
+        # Whoever caches what GetUsers answers follows what changed.
+        "GetUserChanges": _DIRECTORY_READERS,
         "Authorize": _DIRECTORY_READERS,
         "CreateLocalUser": {"web", "@admin"},
         "SetLocalPassword": {"web", "@admin"},
@@ -181,6 +183,15 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """Users by username, at most MAX_USER_LOOKUP."""
         _check_batch(message.usernames, "usernames")
         return await self.service.lookup_users(message.usernames)
+
+    @grpc_errors
+    async def get_user_changes(self, message: v1.GetUserChangesRequest) -> v1.UserChanges:
+        """The users changed after a version of the users' change feed."""
+        if message.after_version < 0:
+            raise InvalidArgument(
+                f"after_version: 0 (the head) or a version, got {message.after_version}"
+            )
+        return await self.service.get_user_changes(message.after_version)
 
     @grpc_errors
     async def suggest_users(self, message: v1.SuggestUsersRequest) -> v1.UsersResponse:

@@ -230,9 +230,18 @@ class AuthSettings:
         token_ttl_seconds: Lifetime of a session token.
         token_issuer: ``iss`` of issued tokens, checked on validation.
         assertion_ttl_seconds: Lifetime of identity assertions (SECURITY.md).
-        cache_ttl_seconds: How long user records (and validated tokens) are
-            served from memory before being re-read: the bound on how stale a
-            rename or a disable can be on a replica that did not see it.
+        cache_ttl_seconds: How long validated tokens are served from memory,
+            and user records while the users' change feed cannot be followed:
+            then the bound on how stale a rename or a disable can be on a
+            replica that did not make it.
+        cache_backstop_seconds: How long a user record is served from memory
+            while the change feed is followed (each replica forgets the users
+            it names within ``user_changes_seconds``): a bound in case a
+            change escaped the feed.
+        user_changes_seconds: How often each replica reads the users' change
+            feed: about how late a change made through another replica shows.
+        user_changes_retention_seconds: How long the feed keeps a change; a
+            reader further behind (a frontend cut off that long) starts over.
         cache_max_entries: Bound on cached users (each cache, LRU eviction).
         policy: Group to permissions, e.g. ``{"admins": ["admin"], "*":
             ["create_hotlist"]}``; ``None`` means the default (admins get admin).
@@ -289,7 +298,24 @@ class AuthSettings:
         "how long one outlives its session at the Model (it refuses ended sessions too).",
     )
     cache_ttl_seconds: float = setting(
-        30.0, help="How long user records and validated tokens are served from memory."
+        30.0,
+        help="How long validated tokens are served from memory, and user records while the "
+        "users' change feed cannot be read.",
+    )
+    cache_backstop_seconds: float = setting(
+        600.0,
+        help="How long user records are served from memory while the users' change feed "
+        "is followed (changed users are forgotten within --user-changes-seconds).",
+    )
+    user_changes_seconds: float = setting(
+        1.0,
+        help="How often each replica reads the users' change feed (how late a change "
+        "made through another replica shows).",
+    )
+    user_changes_retention_seconds: float = setting(
+        3600.0,
+        help="How long the users' change feed keeps a change (a reader further behind "
+        "starts over).",
     )
     cache_max_entries: int = setting(100_000, help="Users kept in memory (per cache, LRU).")
     policy: Mapping[str, tuple[str, ...]] | None = setting(
@@ -323,6 +349,16 @@ class AuthSettings:
             )
         if self.cache_ttl_seconds <= 0:
             raise ValueError(f"cache_ttl_seconds must be more than 0, not {self.cache_ttl_seconds}")
+        if not 0 < self.user_changes_seconds <= 60:
+            raise ValueError(
+                f"user_changes_seconds must be more than 0 and at most 60, "
+                f"not {self.user_changes_seconds}"
+            )
+        if self.user_changes_retention_seconds < 60:
+            raise ValueError(
+                f"user_changes_retention_seconds must be at least 60, "
+                f"not {self.user_changes_retention_seconds}"
+            )
         for name in ("cache_max_entries", "min_password_length", "pool_max_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")

@@ -22,6 +22,7 @@ import asyncpg
 
 from bugless_auth import _dialect
 from bugless_auth import _queries as sql
+from bugless_auth.user_writes import UserWrites
 from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
@@ -247,6 +248,23 @@ class IdentityStore:
 
         return await retrying(self.dialect.retries, attempt)
 
+    async def write_users(self, work: Callable[[UserWrites], Awaitable[T]]) -> T:
+        """Run ``work`` in a transaction whose writes of ``users`` go to the change feed.
+
+        ``work`` writes ``users`` only through the :class:`UserWrites` it is
+        given (other tables through its ``conn``); the ids it changed are
+        logged under the next feed version as the transaction's last
+        statement. Re-run whole on a conflict, like :meth:`run`.
+        """
+
+        async def logged(conn: Any) -> T:
+            writes = UserWrites(conn)
+            result = await work(writes)
+            await writes.log()
+            return result
+
+        return await self.run(logged)
+
     async def check_ready(self) -> bool:
         """Whether the database answers (the health readiness check)."""
         try:
@@ -276,7 +294,8 @@ class IdentityStore:
                 would let one directory take over another's account.
         """
 
-        async def work(conn: Any) -> tuple[asyncpg.Record, list[str], bool]:
+        async def work(writes: UserWrites) -> tuple[asyncpg.Record, list[str], bool]:
+            conn = writes.conn
             if self.dialect.subject_lock is not None:
                 await conn.execute(self.dialect.subject_lock, identity.subject)
             released: list[str] = []
@@ -285,9 +304,9 @@ class IdentityStore:
             if user_id is None:
                 user_id = mint_user_id()
                 released += await self._free_username(
-                    conn, identity.username, user_id, identity.subject
+                    writes, identity.username, user_id, identity.subject
                 )
-                await conn.execute(
+                await writes.fetchrow(
                     sql.INSERT_USER,
                     user_id,
                     identity.username,
@@ -299,11 +318,11 @@ class IdentityStore:
                 await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
             else:
                 released += await self._free_username(
-                    conn, identity.username, user_id, identity.subject
+                    writes, identity.username, user_id, identity.subject
                 )
                 if sign_in:  # the directory re-sync refreshes without signing in
                     await conn.execute(sql.TOUCH_SUBJECT, identity.subject)
-            row = await conn.fetchrow(
+            row = await writes.fetchrow(
                 sql.REFRESH_USER,
                 user_id,
                 identity.username,
@@ -312,11 +331,13 @@ class IdentityStore:
                 list(identity.groups),
                 identity.bot,
             )
+            if row is None:  # the directory says what the store has
+                row = await conn.fetchrow(sql.USER_BY_ID, user_id)
             return row, released, created
 
         for attempt in range(_FIRST_SIGHT_RACES):
             try:
-                row, released, created = await self.run(work)
+                row, released, created = await self.write_users(work)
                 break
             except asyncpg.UniqueViolationError:
                 # Another replica minted this subject (or took this username)
@@ -338,7 +359,7 @@ class IdentityStore:
         return record, tuple(released)
 
     async def _free_username(
-        self, conn: Any, username: str, user_id: str, subject: str
+        self, writes: UserWrites, username: str, user_id: str, subject: str
     ) -> list[str]:
         """Make ``username`` available to ``user_id``, or refuse.
 
@@ -347,12 +368,12 @@ class IdentityStore:
         directory must have been renamed or removed there, so the stale row is
         renamed to ``<name>~<id>`` until that user logs in again.
         """
-        holder = await conn.fetchrow(sql.USERNAME_HOLDER, username)
+        holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username)
         if holder is None or holder[0] == user_id:
             return []
         holder_id, holder_subjects = holder[0], list(holder[1])
         if holder_subjects and all(_namespace(s) == _namespace(subject) for s in holder_subjects):
-            await conn.execute(sql.RELEASE_USERNAME, holder_id, f"{username}~{holder_id}")
+            await writes.fetchrow(sql.RELEASE_USERNAME, holder_id, f"{username}~{holder_id}")
             return [holder_id]
         namespaces = ", ".join(sorted({_namespace(s) for s in holder_subjects})) or "none"
         raise FailedPrecondition(
@@ -390,8 +411,8 @@ class IdentityStore:
         Raises:
             NotFound: nobody has that username.
         """
-        row = await self.run(
-            lambda conn: conn.fetchrow(sql.SET_DISABLED, username, disabled), transaction=False
+        row = await self.write_users(
+            lambda writes: writes.fetchrow(sql.SET_DISABLED, username, disabled)
         )
         if row is None:
             raise NotFound(f"username: no bugless user is called {username!r}")
@@ -411,16 +432,12 @@ class IdentityStore:
 
     async def directory_disable(self, user_id: str) -> UserRecord | None:
         """Disable a user their directory no longer lists; None if already disabled."""
-        row = await self.run(
-            lambda conn: conn.fetchrow(sql.DIRECTORY_DISABLE, user_id), transaction=False
-        )
+        row = await self.write_users(lambda writes: writes.fetchrow(sql.DIRECTORY_DISABLE, user_id))
         return None if row is None else UserRecord.from_row(row)
 
     async def directory_enable(self, user_id: str) -> UserRecord | None:
         """Re-enable a user the re-sync disabled; None if it did not (or they are enabled)."""
-        row = await self.run(
-            lambda conn: conn.fetchrow(sql.DIRECTORY_ENABLE, user_id), transaction=False
-        )
+        row = await self.write_users(lambda writes: writes.fetchrow(sql.DIRECTORY_ENABLE, user_id))
         return None if row is None else UserRecord.from_row(row)
 
     async def take_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
@@ -468,8 +485,9 @@ class IdentityStore:
         """
         user_id = mint_user_id()
 
-        async def work(conn: Any) -> asyncpg.Record:
-            await conn.execute(
+        async def work(writes: UserWrites) -> asyncpg.Record:
+            conn = writes.conn
+            await writes.fetchrow(
                 sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot
             )
             await conn.execute(sql.INSERT_CREDENTIALS, user_id, password_hash)
@@ -478,7 +496,7 @@ class IdentityStore:
             return row
 
         try:
-            row = await self.run(work)
+            row = await self.write_users(work)
         except asyncpg.UniqueViolationError as exc:
             raise AlreadyExists(
                 f"username: {username!r} is taken; choose another username"

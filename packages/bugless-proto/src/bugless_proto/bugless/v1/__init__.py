@@ -80,6 +80,7 @@ __all__ = (
     "GetNotificationViewsRequest",
     "GetServerInfoRequest",
     "GetServerInfoResponse",
+    "GetUserChangesRequest",
     "GetUsersRequest",
     "GetVerificationKeysRequest",
     "HistoryEntry",
@@ -201,6 +202,7 @@ __all__ = (
     "UploadAttachmentRequest",
     "UploadAttachmentResponse",
     "User",
+    "UserChanges",
     "UsersResponse",
     "ValidateTokenRequest",
     "VerificationKey",
@@ -2902,6 +2904,28 @@ class GetServerInfoResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("bugless.v1", "GetServerInfoResponse", GetServerInfoResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetUserChangesRequest(betterproto2.Message):
+    """
+    Which users changed after a version of the users' change feed: every
+    transaction writing a user takes the next version, in commit order, so a
+    caller that handled version n misses nothing by asking after n.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["GetUserChangesRequest"]
+
+    after_version: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    """
+    The version the caller has handled; 0: none (the answer is the head).
+    """
+
+
+default_message_pool.register_message("bugless.v1", "GetUserChangesRequest", GetUserChangesRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -5879,6 +5903,40 @@ default_message_pool.register_message("bugless.v1", "User", User)
 
 
 @dataclass(eq=False, repr=False)
+class UserChanges(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return BUGLESS_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["UserChanges"]
+
+    user_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Users (ids) changed after after_version up to version, each once: created,
+    renamed, disabled, merged, regrouped or removed. A caller forgets what it
+    keeps of them (an id it remembered as unknown too).
+    """
+
+    version: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    """
+    The version to ask after next.
+    """
+
+    reset: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    The feed no longer reaches back to after_version (pruned): the caller must
+    forget every user it keeps, then ask after version.
+    """
+
+    more: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    More changes follow version: ask again at once.
+    """
+
+
+default_message_pool.register_message("bugless.v1", "UserChanges", UserChanges)
+
+
+@dataclass(eq=False, repr=False)
 class UsersResponse(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -5893,6 +5951,15 @@ class UsersResponse(betterproto2.Message):
     missing: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
     """
     Requested ids or usernames that match nobody.
+    """
+
+    version: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    The users' change feed version (GetUserChanges) the answering replica had
+    applied to its cache before it answered: every change up to it is in the
+    answer. A caching client keeps a user only when this is at least the
+    version of the user's latest change it has seen (an answer read before
+    that change would otherwise outlive it). 0: the replica follows no feed.
     """
 
 
@@ -6238,6 +6305,27 @@ class AuthenticatorStub(betterproto2_grpclib.ServiceStub):
             "/bugless.v1.Authenticator/SuggestUsers",
             message,
             UsersResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_user_changes(
+        self,
+        message: "GetUserChangesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "UserChanges":
+        """
+        The users' change feed: how caches of users stay fresh (issue 23).
+        """
+
+        return await self._unary_unary(
+            "/bugless.v1.Authenticator/GetUserChanges",
+            message,
+            UserChanges,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -8539,7 +8627,7 @@ class WebhooksStub(betterproto2_grpclib.ServiceStub):
 from ...google import protobuf as __google__protobuf__
 
 BUGLESS_V1_AUTH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xec\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot\x12 \n\x0bplaceholder\x18\x07 \x01(\x08R\x0bplaceholder\x12&\n\x0fmerged_user_ids\x18\x08 \x03(\tR\rmergedUserIds"\xfc\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1c\n\tassertion\x18\x05 \x01(\tR\tassertion\x12L\n\x14assertion_expires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x12assertionExpiresAt"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"Q\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked"u\n\x0cSourcePerson\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName"\xaa\x01\n\x17MatchImportUsersRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x120\n\x06people\x18\x03 \x03(\x0b2\x18.bugless.v1.SourcePersonR\x06people\x12/\n\x13create_placeholders\x18\x04 \x01(\x08R\x12createPlaceholders"V\n\x0fImportUserMatch\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x1d\n\nmatched_by\x18\x02 \x01(\tR\tmatchedBy"Q\n\x18MatchImportUsersResponse\x125\n\x07matches\x18\x01 \x03(\x0b2\x1b.bugless.v1.ImportUserMatchR\x07matches"e\n\x17MergePlaceholderRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12 \n\x0bplaceholder\x18\x02 \x01(\tR\x0bplaceholder\x12\x12\n\x04into\x18\x03 \x01(\tR\x04into"\x8f\x01\n\x1dIssuePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07csr_pem\x18\x02 \x01(\tR\x06csrPem\x12)\n\x10validity_seconds\x18\x03 \x01(\x01R\x0fvaliditySeconds\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label"\xa5\x03\n\x11PersonCertificate\x12\x16\n\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x127\n\tissued_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08issuedAt\x127\n\tnot_after\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08notAfter\x129\n\nrevoked_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n\nrevoked_by\x18\t \x01(\tR\trevokedBy\x12 \n\x0bfingerprint\x18\n \x01(\tR\x0bfingerprint\x12\'\n\x0fcertificate_pem\x18\x0b \x01(\tR\x0ecertificatePem"|\n\x1dListPersonCertificatesRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12)\n\x10include_inactive\x18\x03 \x01(\x08R\x0fincludeInactive"c\n\x1eListPersonCertificatesResponse\x12A\n\x0ccertificates\x18\x01 \x03(\x0b2\x1d.bugless.v1.PersonCertificateR\x0ccertificates"\x8a\x01\n\x1eRevokePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serial\x12:\n\x19presented_certificate_der\x18\x03 \x01(\x0cR\x17presentedCertificateDer"\x9a\x01\n\x17StartDeviceLoginRequest\x12\x17\n\x07csr_pem\x18\x01 \x01(\tR\x06csrPem\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12)\n\x10validity_seconds\x18\x04 \x01(\x01R\x0fvaliditySeconds"\xb1\x01\n\x18StartDeviceLoginResponse\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12,\n\x12expires_in_seconds\x18\x03 \x01(\x05R\x10expiresInSeconds\x12)\n\x10interval_seconds\x18\x04 \x01(\x05R\x0fintervalSeconds"\xf3\x02\n\x0bDeviceLogin\x12\x1b\n\tuser_code\x18\x01 \x01(\tR\x08userCode\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x123\n\x05state\x18\x06 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state"_\n\x05State\x12\x13\n\x11STATE_UNSPECIFIED\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08APPROVED\x10\x02\x12\n\n\x06DENIED\x10\x03\x12\x0b\n\x07EXPIRED\x10\x04\x12\r\n\tDELIVERED\x10\x05"J\n\x15GetDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode"b\n\x19ApproveDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12\x12\n\x04deny\x18\x03 \x01(\x08R\x04deny"9\n\x16PollDeviceLoginRequest\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode"\x93\x01\n\x17PollDeviceLoginResponse\x123\n\x05state\x18\x01 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state\x12\'\n\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"\x1c\n\x1aGetVerificationKeysRequest"Q\n\x0fVerificationKey\x12\x10\n\x03kid\x18\x01 \x01(\tR\x03kid\x12,\n\x12ed25519_public_key\x18\x02 \x01(\x0cR\x10ed25519PublicKey"\xa7\x01\n\x10VerificationKeys\x12/\n\x04keys\x18\x01 \x03(\x0b2\x1b.bugless.v1.VerificationKeyR\x04keys\x12.\n\x13revoked_session_ids\x18\x02 \x03(\tR\x11revokedSessionIds\x122\n\x15assertion_ttl_seconds\x18\x03 \x01(\x01R\x13assertionTtlSeconds"0\n\x15IssueAssertionRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId2\xec\x10\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponse\x12[\n\x13GetVerificationKeys\x12&.bugless.v1.GetVerificationKeysRequest\x1a\x1c.bugless.v1.VerificationKeys\x12I\n\x0eIssueAssertion\x12!.bugless.v1.IssueAssertionRequest\x1a\x14.bugless.v1.Identity\x12]\n\x10MatchImportUsers\x12#.bugless.v1.MatchImportUsersRequest\x1a$.bugless.v1.MatchImportUsersResponse\x12I\n\x10MergePlaceholder\x12#.bugless.v1.MergePlaceholderRequest\x1a\x10.bugless.v1.User\x12b\n\x16IssuePersonCertificate\x12).bugless.v1.IssuePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12o\n\x16ListPersonCertificates\x12).bugless.v1.ListPersonCertificatesRequest\x1a*.bugless.v1.ListPersonCertificatesResponse\x12d\n\x17RevokePersonCertificate\x12*.bugless.v1.RevokePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12]\n\x10StartDeviceLogin\x12#.bugless.v1.StartDeviceLoginRequest\x1a$.bugless.v1.StartDeviceLoginResponse\x12L\n\x0eGetDeviceLogin\x12!.bugless.v1.GetDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12T\n\x12ApproveDeviceLogin\x12%.bugless.v1.ApproveDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12Z\n\x0fPollDeviceLogin\x12".bugless.v1.PollDeviceLoginRequest\x1a#.bugless.v1.PollDeviceLoginResponseb\x06proto3'
+    b'\n\x15bugless/v1/auth.proto\x12\nbugless.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xec\x01\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08disabled\x18\x05 \x01(\x08R\x08disabled\x12\x10\n\x03bot\x18\x06 \x01(\x08R\x03bot\x12 \n\x0bplaceholder\x18\x07 \x01(\x08R\x0bplaceholder\x12&\n\x0fmerged_user_ids\x18\x08 \x03(\tR\rmergedUserIds"\xfc\x01\n\x08Identity\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12$\n\rauthenticator\x18\x03 \x01(\tR\rauthenticator\x12 \n\x0bpermissions\x18\x04 \x03(\tR\x0bpermissions\x12\x1c\n\tassertion\x18\x05 \x01(\tR\tassertion\x12L\n\x14assertion_expires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x12assertionExpiresAt"\x99\x01\n\x14AuthenticationResult\x120\n\x08identity\x18\x01 \x01(\x0b2\x14.bugless.v1.IdentityR\x08identity\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token\x129\n\nexpires_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\x1b\n\x19ListAuthenticatorsRequest"^\n\x11AuthenticatorInfo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName"c\n\x1aListAuthenticatorsResponse\x12E\n\x0eauthenticators\x18\x01 \x03(\x0b2\x1d.bugless.v1.AuthenticatorInfoR\x0eauthenticators"|\n\x1bAuthenticatePasswordRequest\x12\x1a\n\x08username\x18\x01 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress"[\n\x10BeginOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12!\n\x0credirect_uri\x18\x02 \x01(\tR\x0bredirectUri"_\n\x11BeginOidcResponse\x12+\n\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState"\xa7\x01\n\x13CompleteOidcRequest\x12$\n\rauthenticator\x18\x01 \x01(\tR\rauthenticator\x12\x1d\n\nflow_state\x18\x02 \x01(\tR\tflowState\x12\x12\n\x04code\x18\x03 \x01(\tR\x04code\x12\x14\n\x05state\x18\x04 \x01(\tR\x05state\x12!\n\x0credirect_uri\x18\x05 \x01(\tR\x0bredirectUri"I\n\x1eAuthenticateCertificateRequest\x12\'\n\x0fcertificate_der\x18\x01 \x01(\x0cR\x0ecertificateDer",\n\x14ValidateTokenRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token",\n\x0fGetUsersRequest\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds"2\n\x12LookupUsersRequest\x12\x1c\n\tusernames\x18\x01 \x03(\tR\tusernames"k\n\rUsersResponse\x12&\n\x05users\x18\x01 \x03(\x0b2\x10.bugless.v1.UserR\x05users\x12\x18\n\x07missing\x18\x02 \x03(\tR\x07missing\x12\x18\n\x07version\x18\x03 \x01(\x03R\x07version"<\n\x15GetUserChangesRequest\x12#\n\rafter_version\x18\x01 \x01(\x03R\x0cafterVersion"l\n\x0bUserChanges\x12\x19\n\x08user_ids\x18\x01 \x03(\tR\x07userIds\x12\x18\n\x07version\x18\x02 \x01(\x03R\x07version\x12\x14\n\x05reset\x18\x03 \x01(\x08R\x05reset\x12\x12\n\x04more\x18\x04 \x01(\x08R\x04more"C\n\x13SuggestUsersRequest\x12\x16\n\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x14\n\x05limit\x18\x02 \x01(\x05R\x05limit"y\n\x10AuthorizeRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1e\n\npermission\x18\x04 \x01(\tR\npermission"L\n\x11AuthorizeResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x1d\n\ngranted_by\x18\x02 \x01(\tR\tgrantedBy"\xb7\x01\n\x16CreateLocalUserRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x05 \x01(\tR\x08password\x12\x16\n\x06groups\x18\x06 \x03(\tR\x06groups"g\n\x17SetLocalPasswordRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08password\x18\x03 \x01(\tR\x08password"f\n\x16SetUserDisabledRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x1a\n\x08disabled\x18\x03 \x01(\x08R\x08disabled"i\n\x15RevokeSessionsRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1e\n\neverywhere\x18\x02 \x01(\x08R\neverywhere\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"2\n\x16RevokeSessionsResponse\x12\x18\n\x07revoked\x18\x01 \x01(\x05R\x07revoked"u\n\x0cSourcePerson\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName"\xaa\x01\n\x17MatchImportUsersRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06source\x18\x02 \x01(\tR\x06source\x120\n\x06people\x18\x03 \x03(\x0b2\x18.bugless.v1.SourcePersonR\x06people\x12/\n\x13create_placeholders\x18\x04 \x01(\x08R\x12createPlaceholders"V\n\x0fImportUserMatch\x12$\n\x04user\x18\x01 \x01(\x0b2\x10.bugless.v1.UserR\x04user\x12\x1d\n\nmatched_by\x18\x02 \x01(\tR\tmatchedBy"Q\n\x18MatchImportUsersResponse\x125\n\x07matches\x18\x01 \x03(\x0b2\x1b.bugless.v1.ImportUserMatchR\x07matches"e\n\x17MergePlaceholderRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12 \n\x0bplaceholder\x18\x02 \x01(\tR\x0bplaceholder\x12\x12\n\x04into\x18\x03 \x01(\tR\x04into"\x8f\x01\n\x1dIssuePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n\x07csr_pem\x18\x02 \x01(\tR\x06csrPem\x12)\n\x10validity_seconds\x18\x03 \x01(\x01R\x0fvaliditySeconds\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label"\xa5\x03\n\x11PersonCertificate\x12\x16\n\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x16\n\x06source\x18\x05 \x01(\tR\x06source\x127\n\tissued_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08issuedAt\x127\n\tnot_after\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08notAfter\x129\n\nrevoked_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n\nrevoked_by\x18\t \x01(\tR\trevokedBy\x12 \n\x0bfingerprint\x18\n \x01(\tR\x0bfingerprint\x12\'\n\x0fcertificate_pem\x18\x0b \x01(\tR\x0ecertificatePem"|\n\x1dListPersonCertificatesRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08username\x18\x02 \x01(\tR\x08username\x12)\n\x10include_inactive\x18\x03 \x01(\x08R\x0fincludeInactive"c\n\x1eListPersonCertificatesResponse\x12A\n\x0ccertificates\x18\x01 \x03(\x0b2\x1d.bugless.v1.PersonCertificateR\x0ccertificates"\x8a\x01\n\x1eRevokePersonCertificateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n\x06serial\x18\x02 \x01(\tR\x06serial\x12:\n\x19presented_certificate_der\x18\x03 \x01(\x0cR\x17presentedCertificateDer"\x9a\x01\n\x17StartDeviceLoginRequest\x12\x17\n\x07csr_pem\x18\x01 \x01(\tR\x06csrPem\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12)\n\x10validity_seconds\x18\x04 \x01(\x01R\x0fvaliditySeconds"\xb1\x01\n\x18StartDeviceLoginResponse\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12,\n\x12expires_in_seconds\x18\x03 \x01(\x05R\x10expiresInSeconds\x12)\n\x10interval_seconds\x18\x04 \x01(\x05R\x0fintervalSeconds"\xf3\x02\n\x0bDeviceLogin\x12\x1b\n\tuser_code\x18\x01 \x01(\tR\x08userCode\x12\x14\n\x05label\x18\x02 \x01(\tR\x05label\x12%\n\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x129\n\ncreated_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x123\n\x05state\x18\x06 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state"_\n\x05State\x12\x13\n\x11STATE_UNSPECIFIED\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08APPROVED\x10\x02\x12\n\n\x06DENIED\x10\x03\x12\x0b\n\x07EXPIRED\x10\x04\x12\r\n\tDELIVERED\x10\x05"J\n\x15GetDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode"b\n\x19ApproveDeviceLoginRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n\tuser_code\x18\x02 \x01(\tR\x08userCode\x12\x12\n\x04deny\x18\x03 \x01(\x08R\x04deny"9\n\x16PollDeviceLoginRequest\x12\x1f\n\x0bdevice_code\x18\x01 \x01(\tR\ndeviceCode"\x93\x01\n\x17PollDeviceLoginResponse\x123\n\x05state\x18\x01 \x01(\x0e2\x1d.bugless.v1.DeviceLogin.StateR\x05state\x12\'\n\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12\x1a\n\x08username\x18\x03 \x01(\tR\x08username"\x1c\n\x1aGetVerificationKeysRequest"Q\n\x0fVerificationKey\x12\x10\n\x03kid\x18\x01 \x01(\tR\x03kid\x12,\n\x12ed25519_public_key\x18\x02 \x01(\x0cR\x10ed25519PublicKey"\xa7\x01\n\x10VerificationKeys\x12/\n\x04keys\x18\x01 \x03(\x0b2\x1b.bugless.v1.VerificationKeyR\x04keys\x12.\n\x13revoked_session_ids\x18\x02 \x03(\tR\x11revokedSessionIds\x122\n\x15assertion_ttl_seconds\x18\x03 \x01(\x01R\x13assertionTtlSeconds"0\n\x15IssueAssertionRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId2\xba\x11\n\rAuthenticator\x12c\n\x12ListAuthenticators\x12%.bugless.v1.ListAuthenticatorsRequest\x1a&.bugless.v1.ListAuthenticatorsResponse\x12a\n\x14AuthenticatePassword\x12\'.bugless.v1.AuthenticatePasswordRequest\x1a .bugless.v1.AuthenticationResult\x12H\n\tBeginOidc\x12\x1c.bugless.v1.BeginOidcRequest\x1a\x1d.bugless.v1.BeginOidcResponse\x12Q\n\x0cCompleteOidc\x12\x1f.bugless.v1.CompleteOidcRequest\x1a .bugless.v1.AuthenticationResult\x12g\n\x17AuthenticateCertificate\x12*.bugless.v1.AuthenticateCertificateRequest\x1a .bugless.v1.AuthenticationResult\x12G\n\rValidateToken\x12 .bugless.v1.ValidateTokenRequest\x1a\x14.bugless.v1.Identity\x12B\n\x08GetUsers\x12\x1b.bugless.v1.GetUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12H\n\x0bLookupUsers\x12\x1e.bugless.v1.LookupUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12J\n\x0cSuggestUsers\x12\x1f.bugless.v1.SuggestUsersRequest\x1a\x19.bugless.v1.UsersResponse\x12L\n\x0eGetUserChanges\x12!.bugless.v1.GetUserChangesRequest\x1a\x17.bugless.v1.UserChanges\x12H\n\tAuthorize\x12\x1c.bugless.v1.AuthorizeRequest\x1a\x1d.bugless.v1.AuthorizeResponse\x12G\n\x0fCreateLocalUser\x12".bugless.v1.CreateLocalUserRequest\x1a\x10.bugless.v1.User\x12I\n\x10SetLocalPassword\x12#.bugless.v1.SetLocalPasswordRequest\x1a\x10.bugless.v1.User\x12G\n\x0fSetUserDisabled\x12".bugless.v1.SetUserDisabledRequest\x1a\x10.bugless.v1.User\x12W\n\x0eRevokeSessions\x12!.bugless.v1.RevokeSessionsRequest\x1a".bugless.v1.RevokeSessionsResponse\x12[\n\x13GetVerificationKeys\x12&.bugless.v1.GetVerificationKeysRequest\x1a\x1c.bugless.v1.VerificationKeys\x12I\n\x0eIssueAssertion\x12!.bugless.v1.IssueAssertionRequest\x1a\x14.bugless.v1.Identity\x12]\n\x10MatchImportUsers\x12#.bugless.v1.MatchImportUsersRequest\x1a$.bugless.v1.MatchImportUsersResponse\x12I\n\x10MergePlaceholder\x12#.bugless.v1.MergePlaceholderRequest\x1a\x10.bugless.v1.User\x12b\n\x16IssuePersonCertificate\x12).bugless.v1.IssuePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12o\n\x16ListPersonCertificates\x12).bugless.v1.ListPersonCertificatesRequest\x1a*.bugless.v1.ListPersonCertificatesResponse\x12d\n\x17RevokePersonCertificate\x12*.bugless.v1.RevokePersonCertificateRequest\x1a\x1d.bugless.v1.PersonCertificate\x12]\n\x10StartDeviceLogin\x12#.bugless.v1.StartDeviceLoginRequest\x1a$.bugless.v1.StartDeviceLoginResponse\x12L\n\x0eGetDeviceLogin\x12!.bugless.v1.GetDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12T\n\x12ApproveDeviceLogin\x12%.bugless.v1.ApproveDeviceLoginRequest\x1a\x17.bugless.v1.DeviceLogin\x12Z\n\x0fPollDeviceLogin\x12".bugless.v1.PollDeviceLoginRequest\x1a#.bugless.v1.PollDeviceLoginResponseb\x06proto3'
 )
 BUGLESS_V1_COMMON_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
     b'\n\x17bugless/v1/common.proto\x12\nbugless.v1"t\n\x06Caller\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x16\n\x06groups\x18\x02 \x03(\tR\x06groups\x12\x14\n\x05admin\x18\x03 \x01(\x08R\x05admin\x12#\n\rimport_issues\x18\x04 \x01(\x08R\x0cimportIssues"A\n\tPrincipal\x12\x14\n\x04user\x18\x01 \x01(\tH\x00R\x04user\x12\x16\n\x05group\x18\x02 \x01(\tH\x00R\x05groupB\x06\n\x04kind"I\n\x0bPageRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken*\xa0\x02\n\x06Status\x12\x14\n\x12STATUS_UNSPECIFIED\x12\x0e\n\nSTATUS_NEW\x10\x01\x12\x13\n\x0fSTATUS_ASSIGNED\x10\x02\x12\x13\n\x0fSTATUS_ACCEPTED\x10\x03\x12\x10\n\x0cSTATUS_FIXED\x10\x04\x12\x13\n\x0fSTATUS_VERIFIED\x10\x05\x12$\n STATUS_WONT_FIX_NOT_REPRODUCIBLE\x10\x06\x12%\n!STATUS_WONT_FIX_INTENDED_BEHAVIOR\x10\x07\x12\x1c\n\x18STATUS_WONT_FIX_OBSOLETE\x10\x08\x12\x1e\n\x1aSTATUS_WONT_FIX_INFEASIBLE\x10\t\x12\x14\n\x10STATUS_DUPLICATE\x10\n*w\n\x08Priority\x12\x16\n\x14PRIORITY_UNSPECIFIED\x12\x0f\n\x0bPRIORITY_P0\x10\x01\x12\x0f\n\x0bPRIORITY_P1\x10\x02\x12\x0f\n\x0bPRIORITY_P2\x10\x03\x12\x0f\n\x0bPRIORITY_P3\x10\x04\x12\x0f\n\x0bPRIORITY_P4\x10\x05*w\n\x08Severity\x12\x16\n\x14SEVERITY_UNSPECIFIED\x12\x0f\n\x0bSEVERITY_S0\x10\x01\x12\x0f\n\x0bSEVERITY_S1\x10\x02\x12\x0f\n\x0bSEVERITY_S2\x10\x03\x12\x0f\n\x0bSEVERITY_S3\x10\x04\x12\x0f\n\x0bSEVERITY_S4\x10\x05*\xe4\x01\n\tIssueType\x12\x18\n\x16ISSUE_TYPE_UNSPECIFIED\x12\x12\n\x0eISSUE_TYPE_BUG\x10\x01\x12\x1e\n\x1aISSUE_TYPE_FEATURE_REQUEST\x10\x02\x12\x1d\n\x19ISSUE_TYPE_CUSTOMER_ISSUE\x10\x03\x12\x1f\n\x1bISSUE_TYPE_INTERNAL_CLEANUP\x10\x04\x12\x16\n\x12ISSUE_TYPE_PROCESS\x10\x05\x12\x1c\n\x18ISSUE_TYPE_VULNERABILITY\x10\x06\x12\x13\n\x0fISSUE_TYPE_TASK\x10\x07*L\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x0f\n\x0bROLE_EDITOR\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03b\x06proto3'
@@ -8654,6 +8742,13 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def suggest_users(self, message: "SuggestUsersRequest") -> "UsersResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_user_changes(self, message: "GetUserChangesRequest") -> "UserChanges":
+        """
+        The users' change feed: how caches of users stay fresh (issue 23).
+        """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -8825,6 +8920,14 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
         request = await stream.recv_message()
         assert request is not None
         response = await self.suggest_users(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_user_changes(
+        self, stream: "grpclib.server.Stream[GetUserChangesRequest, UserChanges]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_user_changes(request)
         await stream.send_message(response)
 
     async def __rpc_authorize(
@@ -9011,6 +9114,12 @@ class AuthenticatorBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 SuggestUsersRequest,
                 UsersResponse,
+            ),
+            "/bugless.v1.Authenticator/GetUserChanges": grpclib.const.Handler(
+                self.__rpc_get_user_changes,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetUserChangesRequest,
+                UserChanges,
             ),
             "/bugless.v1.Authenticator/Authorize": grpclib.const.Handler(
                 self.__rpc_authorize,
