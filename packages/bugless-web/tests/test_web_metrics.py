@@ -246,6 +246,46 @@ def test_with_workers_the_parent_serves_the_sum_of_every_worker(world: World) ->
     assert server.process.returncode == 0
 
 
+def test_with_workers_the_parent_serves_the_workers_connection_windows(world: World) -> None:
+    """A ``--workers 2`` parent's ``/metrics`` shows the windows of its workers' channels.
+
+    The workers write them for the parent every few seconds, so the scrape
+    is repeated until a worker's channels show; then the series are the
+    same as one process serves: no ``pid`` label, a window for each
+    direction of the client side, and none for the server side (the web
+    serves no gRPC, so each worker writes "no connection", which the parent
+    leaves out).
+    """
+    server = start_web_server(world.stack, extra_env={**METRICS, "BUGLESS_WEB_WORKERS": "2"})
+    try:
+        _workers_of(server, 2)
+        assert _status(_browser(), f"{server.url}/signin") == 200  # a page that asks the backends
+        scraped: list[dict[tuple[str, frozenset[tuple[str, str]]], float]] = []
+
+        def channels_shown() -> bool:
+            scraped[:] = [_samples(server)]
+            return _value(scraped[0], "bugless_grpc_connections", side="client") >= 1
+
+        _wait_for(channels_shown, "a worker's channels in the parent's /metrics", server)
+        samples = scraped[0]
+        for direction in ("inbound", "outbound"):
+            labels = {"side": "client", "direction": direction, "stat": "min"}
+            window = _value(samples, "bugless_grpc_connection_window_bytes", **labels)
+            assert 0 < window < 2**31 - 1, (direction, window)
+        assert _value(samples, "bugless_grpc_connections", side="server") == 0
+        assert ("bugless_grpc_connections", frozenset({("side", "server")})) in samples
+        shown = [labels for name, labels in samples if name.startswith("bugless_grpc_connection")]
+        assert not [labels for labels in shown if "pid" in dict(labels)], shown
+        assert not [
+            labels
+            for name, labels in samples
+            if name == "bugless_grpc_connection_window_bytes" and ("side", "server") in labels
+        ], "a window for the side no worker has a connection of"
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_metrics_port_in_use_stops_the_start_with_the_reason(
     world: World, web: RunningService, workers: str

@@ -30,14 +30,17 @@ import shutil
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from litestar.enums import ScopeType
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import Collector
 
 #: The route label of a request no route matched (a 404, a probe of a bad path).
 UNMATCHED = "(unmatched)"
@@ -204,13 +207,36 @@ def prepare_workers() -> Path:
     return directory
 
 
+class _WorkersCollector:
+    """The merge of the workers' files, their connection windows' idle sides left out.
+
+    A prometheus_client collector by shape (``collect``); see
+    :class:`bugless_core.grpc.ConnectionWindowGauges` for why the windows
+    need more than the merge.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+
+        self._files = MultiProcessCollector(None, path=str(directory))  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterator[Metric]:
+        from bugless_core.grpc import without_idle_sides  # noqa: PLC0415
+
+        return without_idle_sides(self._files.collect())  # type: ignore[no-untyped-call]
+
+
 def workers_registry(directory: Path) -> CollectorRegistry:
-    """A registry that reads the sum of every worker's values in ``directory``."""
+    """A registry that reads the merge of every worker's values in ``directory``.
+
+    Counters and histograms are summed; each gauge is merged its own way
+    (``http_server_requests_in_flight`` summed over the live workers, the
+    connection windows' minimum over them).
+    """
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
-    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    registry.register(cast("Collector", _WorkersCollector(directory)))
     return registry
 
 

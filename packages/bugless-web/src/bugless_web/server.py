@@ -9,6 +9,7 @@ signal handlers to do exactly that.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -33,6 +34,12 @@ from bugless_web.settings import WebSettings
 
 _log = logging.getLogger("bugless.web")
 
+#: How often a worker under a ``--workers N`` parent writes its connections'
+#: flow-control windows for the parent's ``/metrics`` (a single process reads
+#: them at scrape time instead): often enough for an alert over minutes,
+#: rare enough to cost nothing.
+WINDOWS_REFRESH_SECONDS = 5.0
+
 
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose SIGTERM starts a drain instead of an exit.
@@ -51,11 +58,14 @@ class DrainingServer(uvicorn.Server):
         ready_file: Path | None = None,
         metrics_port: int | None = None,
         metrics_endpoint: MetricsEndpoint | None = None,
+        worker_windows: bool = False,
     ) -> None:
         """A server that drains; ``metrics_*`` say where ``/metrics`` is.
 
         ``metrics_port`` goes in the ready file; ``metrics_endpoint`` is this
         process's own, stopped after the last request (none under a parent).
+        ``worker_windows``: a worker whose parent serves ``/metrics`` writes
+        its connections' windows for it every :data:`WINDOWS_REFRESH_SECONDS`.
         """
         super().__init__(config)
         self._frontend = frontend
@@ -64,6 +74,8 @@ class DrainingServer(uvicorn.Server):
         self._metrics_port = metrics_port
         self._metrics_endpoint = metrics_endpoint
         self._timer: threading.Timer | None = None
+        self._worker_windows = worker_windows
+        self._windows_task: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Listen (uvicorn), then say where: the log line and the ready file."""
@@ -71,6 +83,8 @@ class DrainingServer(uvicorn.Server):
         if not self.started:
             return
         settle_garbage_collector()
+        if self._worker_windows:
+            self._windows_task = asyncio.create_task(_write_connection_windows())
         host, port = self.servers[0].sockets[0].getsockname()[:2]
         metrics_port = self._metrics_port
         _log.info(
@@ -87,6 +101,10 @@ class DrainingServer(uvicorn.Server):
         try:
             await super().shutdown(sockets=sockets)
         finally:
+            if self._windows_task is not None:
+                self._windows_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._windows_task
             if self._metrics_endpoint is not None:
                 await self._metrics_endpoint.stop()
 
@@ -114,6 +132,28 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+async def _write_connection_windows() -> None:
+    """Write this worker's connection windows for its parent's ``/metrics``, until cancelled.
+
+    The parent serves the workers' multiprocess files, which carry no
+    collector (:class:`bugless_core.grpc.ConnectionWindowGauges`).
+    Supervised: a bug here is logged and counted, and the writing retried.
+    """
+    from bugless_core.grpc import ConnectionWindowGauges  # noqa: PLC0415
+    from bugless_core.supervision import SupervisedLoop  # noqa: PLC0415
+
+    supervision = SupervisedLoop("web.connection_windows")
+
+    async def write() -> None:
+        gauges = ConnectionWindowGauges()
+        while True:
+            gauges.refresh()
+            supervision.succeeded()
+            await asyncio.sleep(WINDOWS_REFRESH_SECONDS)
+
+    await supervision.run(write)
+
+
 def bind_metrics(
     settings: WebSettings, metrics_directory: Path | None = None
 ) -> MetricsEndpoint | None:
@@ -133,10 +173,10 @@ def bind_metrics(
         registry = default_registry()
         # This process's channels to the Model and Authenticator: their
         # flow-control windows, read at scrape time (a wedged connection shows
-        # as a minimum stuck near 0). Workers' files carry no custom collector,
-        # so a --workers N parent serves the request and call metrics only.
-        # Imported here: prometheus_client must not be imported before a
-        # --workers parent has set up the workers' metrics files.
+        # as a minimum stuck near 0). A --workers N parent serves the windows
+        # its workers write (DrainingServer's worker_windows). Imported here:
+        # prometheus_client must not be imported before a --workers parent
+        # has set up the workers' metrics files.
         from bugless_core.grpc import register_connection_windows  # noqa: PLC0415
 
         register_connection_windows(registry)
@@ -196,6 +236,7 @@ def serve(
         ready_file=settings.ready_file,
         metrics_port=metrics_port,
         metrics_endpoint=metrics,
+        worker_windows=parent_metrics_port is not None,
     )
     server.run(sockets=[listener])
 
@@ -222,8 +263,9 @@ def serve_workers(
     non-zero, so that the supervisor (Kubernetes, systemd) restarts the lot
     and sees that something went wrong.
 
-    With ``--metrics-port`` the parent serves ``/metrics``: the sum of the
-    workers' values, which they keep in files of ``metrics_directory``
+    With ``--metrics-port`` the parent serves ``/metrics``: the merge of the
+    workers' values (sums; the connection windows' minimum), which they keep
+    in files of ``metrics_directory``
     (:func:`bugless_web.metrics.prepare_workers`, called before anything
     created a metric). The port is bound before the fork (:func:`bind_metrics`),
     so that each worker can name it in the ready file, and served once they

@@ -45,7 +45,11 @@ if TYPE_CHECKING:
     from bugless_core.grpc._server import GrpcServiceRunner, listening_port
     from bugless_core.grpc._settings import GrpcServerSettings
     from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
-    from bugless_core.grpc._windows import register_connection_windows
+    from bugless_core.grpc._windows import (
+        ConnectionWindowGauges,
+        register_connection_windows,
+        without_idle_sides,
+    )
 
 #: Public name -> the module defining it.
 _LAZY = {
@@ -53,6 +57,7 @@ _LAZY = {
     "ANY_CLIENT": "bugless_core.grpc._access",
     "AccessRules": "bugless_core.grpc._access",
     "AccessTable": "bugless_core.grpc._access",
+    "ConnectionWindowGauges": "bugless_core.grpc._windows",
     "CorkedChannel": "bugless_core.grpc._cork",
     "CorkedServer": "bugless_core.grpc._cork",
     "CorkedTransport": "bugless_core.grpc._cork",
@@ -77,6 +82,7 @@ _LAZY = {
     "listening_port": "bugless_core.grpc._server",
     "register_connection_windows": "bugless_core.grpc._windows",
     "service_identity": "bugless_core.grpc._access",
+    "without_idle_sides": "bugless_core.grpc._windows",
 }
 
 __all__ = [
@@ -87,6 +93,7 @@ __all__ = [
     "SPIFFE_PREFIX",
     "AccessRules",
     "AccessTable",
+    "ConnectionWindowGauges",
     "CorkedChannel",
     "CorkedServer",
     "CorkedTransport",
@@ -108,6 +115,7 @@ __all__ = [
     "listening_port",
     "register_connection_windows",
     "service_identity",
+    "without_idle_sides",
 ]
 
 

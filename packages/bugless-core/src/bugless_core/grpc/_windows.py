@@ -33,12 +33,18 @@ wedged connection, or a call that holds that much unread data for minutes,
 which is worth a look too. The alert (deploy/README.md) is therefore
 ``max_over_time(bugless_grpc_connection_window_bytes{stat="min"}[5m]) < 262144``:
 below 1/16 of grpclib's 4 MiB initial window at every scrape for 5 minutes.
+
+A process that is not scraped itself (a ``bugless web serve --workers N``
+worker: its parent serves the sum of the workers' prometheus_client
+multiprocess files, which carry values, not collectors) keeps the same
+figures in :class:`ConnectionWindowGauges` instead, refreshed on a timer;
+the parent merges them (:func:`without_idle_sides`) into the same series.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Literal, cast
 
 from grpclib.protocol import H2Protocol
@@ -50,11 +56,25 @@ from bugless_core._compat.grpclib import h2_connection
 # must set up its multiprocess files before prometheus_client is imported
 # (bugless_web.metrics.prepare_workers refuses to start otherwise).
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Gauge
     from prometheus_client.core import Metric
     from prometheus_client.registry import Collector
 
 Side = Literal["server", "client"]
+
+WINDOW_METRIC = "bugless_grpc_connection_window_bytes"
+_WINDOW_HELP = (
+    "HTTP/2 connection-level flow-control window of the process's gRPC connections "
+    "(stat=min: the smallest over the live connections of that side); one that "
+    "stays near 0 is a wedged connection."
+)
+COUNT_METRIC = "bugless_grpc_connections"
+_COUNT_HELP = "Live HTTP/2 connections of the process's gRPC servers and channels."
+#: What :class:`ConnectionWindowGauges` writes for a side without a live
+#: connection: the largest window HTTP/2 allows (RFC 9113, section 6.9.1), so
+#: it never lowers the minimum over the processes.
+NO_CONNECTION_WINDOW = 2**31 - 1
+_SIDES: tuple[Side, ...] = ("server", "client")
 
 #: The live connections of each side (a connection leaves when it is lost, or
 #: when it is collected without having been lost cleanly).
@@ -100,19 +120,10 @@ class ConnectionWindowCollector:
         from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
 
         window = GaugeMetricFamily(
-            "bugless_grpc_connection_window_bytes",
-            "HTTP/2 connection-level flow-control window of the process's gRPC connections "
-            "(stat=min: the smallest over the live connections of that side); one that "
-            "stays near 0 is a wedged connection.",
-            labels=["side", "direction", "stat"],
+            WINDOW_METRIC, _WINDOW_HELP, labels=["side", "direction", "stat"]
         )
-        count = GaugeMetricFamily(
-            "bugless_grpc_connections",
-            "Live HTTP/2 connections of the process's gRPC servers and channels.",
-            labels=["side"],
-        )
-        side: Side
-        for side in ("server", "client"):
+        count = GaugeMetricFamily(COUNT_METRIC, _COUNT_HELP, labels=["side"])
+        for side in _SIDES:
             found = windows(side)
             count.add_metric([side], len(found))
             if found:
@@ -129,4 +140,77 @@ def register_connection_windows(registry: CollectorRegistry) -> None:
         _REGISTERED.add(registry)
 
 
-__all__ = ["ConnectionWindowCollector", "forget", "register_connection_windows", "track", "windows"]
+class ConnectionWindowGauges:
+    """The same figures in gauges a parent process merges, for a process that is not scraped.
+
+    A collector runs in the process whose registry is scraped. A web worker's
+    is not: its parent serves the sum of the workers' prometheus_client
+    multiprocess files, which hold values written by the workers and no
+    collector. So a worker calls :meth:`refresh` on a timer, and the parent
+    merges the workers' values: the window as ``livemin`` (the smallest over
+    the live workers, i.e. over all their connections), the count as
+    ``livesum``; a worker's values leave with it (the parent's
+    ``mark_process_dead`` removes the live gauges' files of a worker that
+    exited). The figures are as old as the last refresh, which matters
+    little for an alert over minutes.
+
+    A multiprocess gauge cannot drop a label set once written (its file keeps
+    it), so a side without a live connection writes
+    :data:`NO_CONNECTION_WINDOW`; the parent drops those samples
+    (:func:`without_idle_sides`) so that a side no worker has a connection
+    of shows no window, as in one process.
+
+    Create it only where prometheus_client may be imported (in a worker,
+    after its parent set up the multiprocess files).
+    """
+
+    def __init__(self) -> None:
+        """Make the gauges, in no registry: in a worker only the files matter."""
+        from prometheus_client import Gauge  # noqa: PLC0415 - see the module
+
+        self._window: Gauge = Gauge(
+            WINDOW_METRIC,
+            _WINDOW_HELP,
+            ["side", "direction", "stat"],
+            registry=None,
+            multiprocess_mode="livemin",
+        )
+        self._count: Gauge = Gauge(
+            COUNT_METRIC, _COUNT_HELP, ["side"], registry=None, multiprocess_mode="livesum"
+        )
+
+    def refresh(self) -> None:
+        """Write the process's current figures."""
+        for side in _SIDES:
+            found = windows(side)
+            self._count.labels(side).set(len(found))
+            inbound = min((w[0] for w in found), default=NO_CONNECTION_WINDOW)
+            outbound = min((w[1] for w in found), default=NO_CONNECTION_WINDOW)
+            self._window.labels(side, "inbound", "min").set(inbound)
+            self._window.labels(side, "outbound", "min").set(outbound)
+
+
+def without_idle_sides(metrics: Iterable[Metric]) -> Iterator[Metric]:
+    """``metrics`` merged from :class:`ConnectionWindowGauges`, less the sides with no connection.
+
+    The window of a side no process has a live connection of is
+    :data:`NO_CONNECTION_WINDOW` after the merge (the minimum of that value
+    alone); it is left out, as :class:`ConnectionWindowCollector` leaves it
+    out. Every other metric passes unchanged.
+    """
+    for metric in metrics:
+        if metric.name == WINDOW_METRIC:
+            metric.samples = [s for s in metric.samples if s.value < NO_CONNECTION_WINDOW]
+        yield metric
+
+
+__all__ = [
+    "NO_CONNECTION_WINDOW",
+    "ConnectionWindowCollector",
+    "ConnectionWindowGauges",
+    "forget",
+    "register_connection_windows",
+    "track",
+    "windows",
+    "without_idle_sides",
+]
