@@ -279,6 +279,73 @@ def test_cli_plugins_lists_an_entry_point_plugin(installed_plugin: PluginFactory
     assert "clitest" in human.stdout
 
 
+#: Loads the plugins, then asks each for its package, counting the package
+#: metadata files (``METADATA``) opened in each step (the ``open`` audit event).
+#: What the fixture plugin imports is imported first: a library reading its
+#: own version on import (betterproto2 does) is not plugin discovery.
+_METADATA_READS = """
+import json, sys
+from pathlib import Path
+import bugless_core.model.backend
+opened = []
+def record(event, args):
+    if event == "open" and isinstance(args[0], (str, Path)) and Path(args[0]).name == "METADATA":
+        opened.append(str(args[0]))
+sys.addaudithook(record)
+from bugless_core.plugins import load_plugins
+plugins = load_plugins()
+at_load = len(opened)
+found = {p.name: [p.distribution, p.version] for p in plugins.loaded}
+print(json.dumps({"at_load": at_load, "when_asked": len(opened) - at_load, "found": found}))
+"""
+
+
+def test_loading_plugins_reads_no_package_metadata_until_asked(
+    installed_plugin: PluginFactory,
+) -> None:
+    """A service loads its plugins at start; which package provides each is for ``bugless plugins``.
+
+    Finding the package of a plugin loaded without an entry point (the
+    built-in one) read every installed package's metadata (~0.4 s with ~170
+    installed), and each plugin's name and version parsed its own: at every
+    start, for a listing nobody had asked for.
+    """
+    site = installed_plugin("bugless-fixture-lazy-info", "bugless_fixture_lazy_info", _plugin("x"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", _METADATA_READS],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    reads = json.loads(result.stdout)
+    assert reads["at_load"] == 0
+    assert reads["when_asked"] > 0
+    assert reads["found"]["bugless-fixture-lazy-info"] == ["bugless-fixture-lazy-info", "1.0"]
+
+
+def test_a_plugin_registered_without_an_entry_point_is_listed_with_its_package(
+    installed_plugin: PluginFactory,
+) -> None:
+    """Found by its top-level module among the installed packages, as before; ``-`` if none."""
+    installed_plugin("bugless-fixture-extra", "bugless_fixture_extra", _plugin("extra"), "other")
+    import bugless_fixture_extra  # type: ignore[import-not-found]
+
+    class NotInstalled:
+        pass
+
+    plugins = load_plugins(entry_points=False, extra=[bugless_fixture_extra, NotInstalled()])
+    listed = {p.name: (p.module, p.distribution, p.version) for p in plugins.loaded}
+    assert listed["bugless_fixture_extra"] == (
+        "bugless_fixture_extra",
+        "bugless-fixture-extra",
+        "1.0",
+    )
+    assert listed["NotInstalled"] == ("NotInstalled", "-", "-")
+
+
 def test_cli_duplicate_backend_is_a_clean_usage_error(installed_plugin: PluginFactory) -> None:
     one = installed_plugin("bugless-fixture-one", "bugless_fixture_one", _plugin("dup", "One"))
     two = installed_plugin("bugless-fixture-two", "bugless_fixture_two", _plugin("dup", "Two"))
