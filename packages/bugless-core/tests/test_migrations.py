@@ -236,3 +236,91 @@ async def test_a_lease_lock_hands_its_expected_errors_to_the_renewal(
         assert all(r.levelno == logging.ERROR for r in logged)
         assert logged[0].exc_info is not None
         assert logged[0].exc_info[0] is asyncpg.InterfaceError
+
+
+def _waits_at_commit(*, commit_goes_through: bool) -> list[Migration]:
+    """Two files; the second's deferred trigger runs at COMMIT and waits for table ``gate``.
+
+    With ``commit_goes_through`` the trigger ignores the cancel that the
+    migration's cancellation sends (asyncpg cancels the statement in flight),
+    so the COMMIT finishes: the server had already committed, as far as the
+    migrating replica can tell. Without it, the cancel ends the COMMIT.
+    """
+    ignore_cancel = "EXCEPTION WHEN query_canceled THEN NULL;" if commit_goes_through else ""
+    return [
+        Migration(1, "gate", "CREATE TABLE gate (id int); CREATE TABLE things (id int)"),
+        Migration(
+            2,
+            "waits_at_commit",
+            f"""
+            CREATE TABLE others (id int);
+            CREATE FUNCTION wait_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                BEGIN
+                    LOCK TABLE gate IN ACCESS EXCLUSIVE MODE;
+                {ignore_cancel}
+                END;
+                RETURN NULL;
+            END $$;
+            CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON things
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wait_at_commit();
+            INSERT INTO things VALUES (1);
+            """,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["committed", "rolled_back"])
+async def test_a_lease_lost_while_committing_says_the_migration_may_be_applied(
+    pool: asyncpg.Pool, *, applied: bool
+) -> None:
+    # The COMMIT waits (in file 2's deferred trigger) for a lock this test
+    # holds; meanwhile another replica takes the lease, and the next renewal
+    # cancels the migration mid-COMMIT. Whether the files are in then depends
+    # on the server, not on the migrating replica: the error must not say they
+    # were rolled back, and running migrate again must finish the job.
+    schema = f"lease_commit_{applied}".lower()
+    migrations = _waits_at_commit(commit_goes_through=applied)
+    await migrate(pool, schema, migrations[:1], component="test", lock=LeaseLock())
+    leases_table = f"{schema}.bugless_leases"
+    async with pool.acquire() as blocker, pool.acquire() as other:
+        async with blocker.transaction():
+            await blocker.execute(f"LOCK TABLE {schema}.gate")
+            migrating = asyncio.create_task(
+                migrate(pool, schema, migrations, component="test", lock=LeaseLock(ttl_ms=600))
+            )
+
+            async def commit_waits() -> bool:
+                waiters = await other.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass",
+                    f"{schema}.gate",
+                )
+                return bool(waiters)
+
+            await _until_true(commit_waits, "the COMMIT waits for the gate")
+            async with other.transaction():
+                await other.execute(
+                    f"UPDATE {leases_table} SET expires_at = now() WHERE name = 'migrate'"
+                )
+                taken = await other.fetchrow(
+                    TAKE_LEASE.replace("bugless_leases", leases_table),
+                    "migrate",
+                    "other-replica",
+                    60_000,
+                )
+                assert taken is not None
+            with pytest.raises(Unavailable) as lost:
+                await migrating
+        assert lost.value.reason == LEASE_LOST
+        assert lost.value.metadata == {"lease": "migrate", "holder": "other-replica"}
+        assert "while the migration's transaction was committing" in lost.value.message
+        assert "may have been applied" in lost.value.message
+        assert "running migrate again is safe" in lost.value.message
+        async with pool.acquire() as conn:
+            assert await applied_version(conn, schema) == (2 if applied else 1)
+        # The other replica's migration ends (its lease is given back): run it again.
+        await other.execute(f"UPDATE {leases_table} SET expires_at = now() WHERE name = 'migrate'")
+    assert await migrate(pool, schema, migrations, component="test", lock=LeaseLock()) == 2
+    rows = await pool.fetch(f"SELECT version FROM {schema}.schema_migrations ORDER BY 1")
+    assert [r["version"] for r in rows] == [1, 2]
+    assert await pool.fetchval(f"SELECT count(*) FROM {schema}.things") == 1

@@ -29,7 +29,7 @@ from importlib import resources
 from typing import Any
 
 from bugless_core import leases
-from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -151,7 +151,10 @@ class LeaseLock(MigrationLock):
     replica dies. If a renewal finds it taken by another replica (it expired
     before a renewal got through), the migration is cancelled: its one
     transaction rolls back and :func:`migrate` raises ``Unavailable`` (reason
-    :data:`~bugless_core.leases.LEASE_LOST`) naming the new holder. The loser
+    :data:`~bugless_core.leases.LEASE_LOST`) naming the new holder; noticed
+    while the transaction's COMMIT is in flight, the migration may have been
+    applied all the same, and the message says so (running ``migrate`` again
+    is safe: it applies nothing recorded in the ledger). The loser
     stops at its next renewal (a third of ``ttl_ms`` at most) rather than
     migrating alongside the new holder; until then the transaction and the
     ledger's primary key keep a file from being recorded twice.
@@ -248,20 +251,49 @@ async def migrate(
         FailedPrecondition: the database was migrated by a newer release.
         Unavailable: the lock could not be had in time (another replica's
             migration runs too long), or a :class:`LeaseLock` was lost
-            mid-way (the migration was rolled back).
+            mid-way (reason :data:`~bugless_core.leases.LEASE_LOST`: the
+            migration was rolled back, or, lost while its COMMIT was in
+            flight, may have been applied; the message says which).
     """
     quoted = quote_schema(schema)
-    async with pool.acquire() as conn, lock.held(pool, conn, schema), conn.transaction():
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-        await conn.execute(f"SET LOCAL search_path TO {quoted}")
-        await conn.execute(_CREATE_LEDGER.format(schema=quoted))
-        current: int = await conn.fetchval(_APPLIED.format(schema=quoted))
-        newest = migrations[-1].version
-        if current > newest:
-            raise schema_too_new(current, newest, component)
-        for migration in migrations:
-            if migration.version > current:
-                await conn.execute(migration.sql)
-                await conn.execute(_RECORD.format(schema=quoted), migration.version, migration.name)
-                current = migration.version
+    committing = False
+    try:
+        async with pool.acquire() as conn, lock.held(pool, conn, schema):
+            async with conn.transaction():
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+                await conn.execute(f"SET LOCAL search_path TO {quoted}")
+                await conn.execute(_CREATE_LEDGER.format(schema=quoted))
+                current: int = await conn.fetchval(_APPLIED.format(schema=quoted))
+                newest = migrations[-1].version
+                if current > newest:
+                    raise schema_too_new(current, newest, component)
+                for migration in migrations:
+                    if migration.version > current:
+                        await conn.execute(migration.sql)
+                        await conn.execute(
+                            _RECORD.format(schema=quoted), migration.version, migration.name
+                        )
+                        current = migration.version
+                committing = True  # the next await is the COMMIT
+    except Unavailable as exc:
+        if exc.reason != leases.LEASE_LOST or not committing:
+            raise
+        raise _lost_while_committing(exc) from exc
     return current
+
+
+def _lost_while_committing(lost: Unavailable) -> Unavailable:
+    """``lost`` (the lease lost while the migration's COMMIT was in flight), told as it is.
+
+    The cancellation reaches a COMMIT the server may already have done (or
+    be doing), so nobody here knows whether the files were applied; what an
+    operator can rely on is that running ``migrate`` again is safe.
+    """
+    holder = lost.metadata.get("holder", "unknown")
+    msg = (
+        f"lost the migration lease to holder {holder!r} while the migration's transaction "
+        "was committing: the migration may have been applied, or not; running migrate again "
+        "is safe (it applies nothing twice: the ledger, schema_migrations, records each "
+        "version once)"
+    )
+    return Unavailable(msg, reason=lost.reason, metadata=lost.metadata)
