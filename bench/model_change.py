@@ -1,4 +1,4 @@
-"""The Model's ChangeIssue, GetIssue, BatchGetIssues, attachment and edit calls, side by side.
+"""The Model's ChangeIssue, GetIssue, BatchGetIssues, attachment, edit and batch create calls.
 
     python -m bench.model_change [--issues 2000] [--seconds 6] [--repeat 3] [--clients 8] \
         [--before PATH[:PATH...]]
@@ -27,7 +27,11 @@ every process: no two clients change one issue):
   last reply gave; a deletion also removes the content (no other file has it);
 * ``edit``: ``EditComment`` of a comment the client added to each of its
   own issues before the clock starts (new text each time), at the version
-  its last reply gave.
+  its last reply gave;
+* ``bcreate``: ``BatchCreateIssues`` of 4 new issues in one open child
+  component (its top-level component's "Found In" field applies), as the
+  API's coalescer sends one caller's creates (``bench._api_calls``); a
+  row counts batches.
 
 Each row prints the 1-minute load average and the CPU milliseconds each
 process (the Model measured, PostgreSQL: the postmaster and its backends)
@@ -63,6 +67,7 @@ SCENARIOS = {
     "bget": "bench.model_change:model_batch_get",
     "attach": "bench.model_change:model_attach",
     "edit": "bench.model_change:model_edit",
+    "bcreate": "bench._api_calls:model_batch_create",
 }
 
 
@@ -221,17 +226,21 @@ async def model_edit(params: dict[str, Any]) -> tuple[Call, Close]:
 # ---- the run ----
 
 
-async def _issue_ids(url: str) -> list[int]:
-    """Issues of open components (every caller edits them), in a fixed order."""
+async def _issue_ids(url: str) -> tuple[list[int], int]:
+    """Issues of open components (every caller edits them), in a fixed order; a child of one."""
     conn = await asyncpg.connect(url, server_settings={"search_path": "bugless"})
     try:
         rows = await conn.fetch(
             "SELECT i.id FROM issues i JOIN components c ON c.id = i.component_id "
             "WHERE c.effective_acl = '{}'::jsonb ORDER BY i.id LIMIT 4000"
         )
+        component_id = await conn.fetchval(
+            "SELECT id FROM components WHERE effective_acl = '{}'::jsonb AND parent_id <> 0 "
+            "ORDER BY id LIMIT 1"
+        )
     finally:
         await conn.close()
-    return [r["id"] for r in rows]
+    return [r["id"] for r in rows], int(component_id)
 
 
 def _row(label: str, call: str, clients: int, result: LoadResult, cpu: dict[str, float]) -> str:
@@ -257,7 +266,7 @@ def run(
                 bench.stack.model_database_url, "bugless", SeedOptions(issues=issues), check=False
             )
         )
-        ids = asyncio.run(_issue_ids(bench.stack.model_database_url))
+        ids, component_id = asyncio.run(_issue_ids(bench.stack.model_database_url))
         models = {"after": bench.stack.first("model")}
         if before:
             models["before"] = bench.stack.start(
@@ -274,6 +283,8 @@ def run(
             "model_key": str(identity.key),
             "assertion": bench.stack.assertion_for(CALLER_ID, groups=["eng"]),
             "issue_ids": ids,
+            "caller_id": CALLER_ID,
+            "component_id": component_id,
         }
         print(f"{len(ids)} issues in open components; {clients} clients in one process")
         print(f"{'call':<7} {'model':<7} {'cli':>3} {'req/s':>8} {'p50 ms':>7} {'err':>4} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -191,7 +192,7 @@ async def test_on_read_committed_a_batch_of_creates_is_its_reads_and_one_write(
 
     ours = sent.statements
     assert _transaction_statements(ours) == []
-    assert [s.split()[:2] for s in ours] == [["SELECT", "c.*,"], ["WITH", "input"]]
+    assert [s.split()[:2] for s in ours] == [["WITH", "d"], ["WITH", "input"]]
     for issue in issues:
         read = await scratch.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
         assert read == issue
@@ -235,7 +236,7 @@ async def test_a_batch_reads_the_custom_fields_that_apply_with_its_checks(
     async with Sent(scratch, model_settings.pool_max_size) as sent:
         issues = await _batch(scratch, child, 3)
     ours = sent.statements
-    assert [s.split()[:2] for s in ours] == [["SELECT", "c.*,"], ["WITH", "input"]]
+    assert [s.split()[:2] for s in ours] == [["WITH", "d"], ["WITH", "input"]]
     child_field, root_field = made
     for issue in issues:
         assert {v.field_id: list(v.values) for v in issue.custom_fields} == {
@@ -503,3 +504,60 @@ async def test_the_checks_read_the_same_custom_fields_as_their_own_statement(
                 assert single is not None
                 assert single["applicable_fields"] == row["applicable_fields"]
         await conn.execute("RESET TimeZone")
+
+
+def _loops(plan: dict[str, Any], node_type: str) -> list[int]:
+    """``Actual Loops`` of each ``node_type`` node of an ``EXPLAIN (ANALYZE, FORMAT JSON)``."""
+    found = [plan["Actual Loops"]] if plan["Node Type"] == node_type else []
+    for child in plan.get("Plans", []):
+        found.extend(_loops(child, node_type))
+    return found
+
+
+async def test_a_mixed_batchs_checks_answer_each_item_as_its_own_create_checks_would(
+    scratch: PostgresBackend,
+) -> None:
+    """Components with fields, without, missing and repeated, interleaved, keys used or not.
+
+    Every checks row equals what CreateIssue's checks (``_issues.CREATE_CHECKS``,
+    one item at a time) read for the item, slotted and as arrays; and the
+    fields are aggregated once per distinct component of the batch, not once
+    per item.
+    """
+    parent = await _component(scratch)
+    child = await _component(scratch, parent)
+    bare = await _component(scratch)
+    await _fields(scratch, child)
+    await scratch.create_custom_field(
+        v1.CreateCustomFieldRequest(
+            caller=ADMIN, component_id=parent, name="found in", type=v1.CustomFieldType.TEXT
+        )
+    )
+    used = await create(scratch, child, idempotency_key="used")
+    components = [child, bare, parent, child, 999_999, parent, bare, child, child, 0]
+    keys = [None, "used", None, "used", None, "fresh", None, None, "used", None]
+    ctx = WriteContext(conn=None, caller=ALICE, now=used.created_at, channel="")  # type: ignore[arg-type]
+    async with scratch._pool.acquire() as conn:
+        ctx.conn = conn
+        slotted = await _batch_create._batch_checks(ctx, components, keys)
+        by_array = await conn.fetch(_batch_create.BATCH_CHECKS, components, keys, ALICE.user_id)
+        assert [dict(r) for r in slotted] == [dict(r) for r in by_array]
+        for component_id, key, row in zip(components, keys, slotted, strict=True):
+            single = await conn.fetchrow(_issues.CREATE_CHECKS, component_id, ALICE.user_id, key)
+            assert single is not None
+            assert dict(row) == dict(single)
+        applicable = [r["applicable_fields"] for r in slotted]
+        assert [len(_custom_fields.fields_from_json(a)) if a else 0 for a in applicable] == [
+            3, 0, 1, 3, 0, 1, 0, 3, 3, 0,
+        ]  # fmt: skip
+        assert [r["idempotent_id"] for r in slotted] == [
+            used.id if k == "used" else None for k in keys
+        ]
+        explained = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + _batch_create.BATCH_CHECKS,
+            components,
+            keys,
+            ALICE.user_id,
+        )
+    plan = json.loads(explained)[0]["Plan"]
+    assert _loops(plan, "Aggregate") == [3]  # child, parent, bare: not 8 (items in them)
