@@ -114,7 +114,7 @@ class ServerBreakers:
             try:
                 answered = await self._probe(url)
             except Exception as exc:  # a bug: logged and counted once, probed again later
-                wait = max(wait, supervised.failed(exc))
+                wait = supervised.failed(exc, at_least=wait)
                 answered = False
             else:
                 supervised.succeeded()

@@ -167,7 +167,7 @@ class DirectoryResync:
                 _log.warning("directory re-sync of %s skipped: %s", self._backend.name, exc)
                 continue
             except Exception as exc:  # a bug, an untranslated error: logged and counted once
-                wait = max(self.interval, self.supervised.failed(exc))
+                wait = self.supervised.failed(exc, at_least=self.interval)
                 continue
             self.supervised.succeeded()
             if report is None:

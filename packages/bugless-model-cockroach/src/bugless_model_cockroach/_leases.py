@@ -27,6 +27,7 @@ import logging
 import asyncpg
 
 from bugless_core import leases
+from bugless_core.backoff import Backoff
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.supervision import SupervisedLoop
 from bugless_model_cockroach import _queries as q
@@ -45,6 +46,10 @@ _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 )
 #: And what taking a new node id may also meet: every node id leased (Unavailable).
 _TAKE_ERRORS: tuple[type[BaseException], ...] = (*_DATABASE_ERRORS, BuglessError)
+#: The pause before renewing again after a conflict with a replica probing
+#: the row: 10 ms doubling to 40 ms, jittered so the two part, with a floor of
+#: half (a renewal retried at once meets the same probe).
+_RENEW_CONFLICT_BACKOFF = Backoff(first_seconds=0.01, max_seconds=0.04, jitter=0.5)
 
 
 class NodeLease:
@@ -122,7 +127,7 @@ class NodeLease:
             except asyncpg.SerializationError:  # a replica probed our row: try again
                 if attempt == 4:
                     raise
-                await asyncio.sleep(0.01 * (attempt + 1))
+                await asyncio.sleep(_RENEW_CONFLICT_BACKOFF.delay(attempt + 1))
                 continue
             return None if found is None else fence
         raise AssertionError  # pragma: no cover - the loop returns or raises

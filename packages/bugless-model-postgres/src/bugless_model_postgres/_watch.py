@@ -174,7 +174,7 @@ class ChangeFeed:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("change feed: pruning failed (%s); trying again later", exc)
             except Exception as exc:  # a bug: logged and counted once, pruning goes on
-                wait = max(wait, self._pruning.failed(exc))
+                wait = self._pruning.failed(exc, at_least=wait)
             else:
                 self._pruning.succeeded()
             await asyncio.sleep(wait)

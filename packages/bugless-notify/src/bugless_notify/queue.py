@@ -45,6 +45,7 @@ from typing import Any
 
 import asyncpg
 
+from bugless_core.backoff import Backoff
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.migrations import (
     AdvisoryLock,
@@ -232,8 +233,9 @@ class RetryPolicy:
     """Exponential backoff with jitter between attempts of one delivery.
 
     The wait after attempt *n* is drawn between half and all of
-    ``min(max_seconds, base_seconds * 2**(n-1))`` ("equal jitter"): never
-    less than half the backoff, so a struggling receiver is not hammered, and
+    ``min(max_seconds, base_seconds * 2**(n-1))`` (a
+    :class:`bugless_core.backoff.Backoff` with "equal jitter"): never less
+    than half the backoff, so a struggling receiver is not hammered, and
     spread out, so the deliveries that failed together do not retry together.
 
     Attributes:
@@ -241,6 +243,10 @@ class RetryPolicy:
         max_seconds: The longest wait between two attempts.
         max_attempts: Attempts before a retryable failure becomes a dead
             letter (the defaults reach about 17 hours in 12 attempts).
+
+    Raises:
+        ValueError: A bound that would not back off (named by its field
+            here, rather than by :class:`Backoff`), or no attempt at all.
     """
 
     base_seconds: float = 30.0
@@ -255,11 +261,14 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts: {self.max_attempts} must be at least 1")
 
+    @property
+    def delays(self) -> Backoff:
+        """The waits between attempts."""
+        return Backoff(first_seconds=self.base_seconds, max_seconds=self.max_seconds, jitter=0.5)
+
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        exponent = min(max(attempt - 1, 0), 62)
-        cap = min(self.max_seconds, self.base_seconds * 2.0**exponent)
-        return cap / 2 + (rng or random).uniform(0, cap / 2)
+        return self.delays.delay(attempt, (rng or random).random)
 
 
 @dataclasses.dataclass(frozen=True)

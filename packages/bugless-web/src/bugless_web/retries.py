@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -51,6 +50,7 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
+from bugless_core.backoff import Backoff
 from bugless_core.clients import channel_connection, forget_connection
 from bugless_core.errors import BuglessError, Unavailable, from_grpc_error
 from bugless_proto import v1
@@ -105,8 +105,8 @@ READ_ROUTES = frozenset(
 #: went to the browser: :func:`bugless_web.transfers.download_from_model`).
 STREAM_READ_ROUTES = frozenset({"/bugless.v1.Model/DownloadAttachment"})
 _RETRIED_READS = READ_ROUTES | STREAM_READ_ROUTES
-#: Bounds of the pause before the retry, in seconds (uniformly drawn).
-RETRY_PAUSE_SECONDS = (0.05, 0.2)
+#: The pause before the retry: drawn uniformly from 50 to 200 ms.
+RETRY_BACKOFF = Backoff(first_seconds=0.2, max_seconds=0.2, jitter=0.75)
 
 _Send = Callable[..., Awaitable[T]]
 
@@ -240,7 +240,7 @@ async def send_with_retry(
         if isinstance(exc, TimeoutError) or route not in _RETRIED_READS:
             raise
         failure = f"connection failed: {exc!r}"
-    pause = random.uniform(*RETRY_PAUSE_SECONDS)
+    pause = RETRY_BACKOFF.delay(1)
     _log.info(
         "%s failed (%s); trying once more in %.0f ms",
         route,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Protocol, Self, TypeVar
 
 from grpclib.client import Channel
 
+from bugless_core.backoff import Backoff
 from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
 from bugless_core.enums import enum_by_name
 from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable
@@ -27,11 +27,17 @@ E = TypeVar("E", bound=enum.Enum)
 class RetryPolicy:
     """When and how long the client waits before trying a call again.
 
+    The waits are :class:`bugless_core.backoff.Backoff`'s, with full jitter
+    (the clients of an API that went away do not all come back at once).
+
     Attributes:
         attempts: Tries in all (1 = no retries).
         initial_backoff: Seconds before the first retry of an unavailable call.
         max_backoff: Upper bound of one wait (also caps a server's retry-after).
         multiplier: Growth of the wait per attempt; full jitter is applied.
+
+    Raises:
+        ValueError: Waits that would not back off (see ``Backoff``).
     """
 
     attempts: int = 4
@@ -39,12 +45,23 @@ class RetryPolicy:
     max_backoff: float = 10.0
     multiplier: float = 2.0
 
+    def __post_init__(self) -> None:
+        _ = self.backoff  # refuses waits that would not back off now, not at a retry
+
+    @property
+    def backoff(self) -> Backoff:
+        """The waits between tries of an unavailable call."""
+        return Backoff(
+            first_seconds=self.initial_backoff,
+            max_seconds=self.max_backoff,
+            factor=self.multiplier,
+        )
+
     def delay(self, attempt: int, error: Exception) -> float:
         """Seconds to wait after failed try number ``attempt`` (0-based)."""
         if isinstance(error, ResourceExhausted) and error.retry_after is not None:
             return min(self.max_backoff, max(error.retry_after, 0.0))
-        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier**attempt)
-        return random.uniform(0, ceiling)
+        return self.backoff.delay(attempt + 1)
 
 
 def enum_value(cls: type[E], value: E | str, what: str) -> E:
