@@ -1,0 +1,54 @@
+"""The CockroachDB backend's migration lease tells an outage from a bug, on a real PostgreSQL.
+
+Its :class:`~bugless_core.migrations.LeaseLock` is given asyncpg's
+``InterfaceError`` (a connection closed under it: no SQLSTATE, so only the
+lock can say it is the database going away): a renewal failing with it is
+logged as an outage and tried again, while a bug on the renewal's path is
+still logged as one, with its traceback (``bugless_testing.lease_renewal``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+import pytest
+
+from bugless_core.migrations import LeaseLock
+from bugless_dev.postgres import ThrowawayPostgres
+from bugless_model_cockroach import CockroachBackend
+from bugless_testing.lease_renewal import (
+    break_renewal_decoding,
+    failed_renewals,
+    terminate_renewal,
+)
+
+
+@pytest.fixture(scope="module")
+async def database(postgres_server: ThrowawayPostgres) -> str:
+    return await postgres_server.acreate_database("cockroach_migration_lease")
+
+
+def _lock() -> LeaseLock:
+    lock = CockroachBackend.migration_lock
+    assert isinstance(lock, LeaseLock)
+    return lock
+
+
+def test_the_cockroach_backend_leases_its_migrations_expecting_asyncpg_interface_errors() -> None:
+    assert _lock().expected == (asyncpg.InterfaceError,)
+
+
+async def test_a_renewal_on_a_closed_connection_is_an_outage(database: str) -> None:
+    logged = await failed_renewals(_lock(), database, "lease_outage", terminate_renewal)
+    assert all(r.name == "bugless_core.leases" for r in logged), logged
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in logged)
+    assert "could not renew lease migrate: InterfaceError" in logged[0].getMessage()
+
+
+async def test_a_bug_on_the_renewals_path_is_logged_as_a_bug(database: str) -> None:
+    logged = await failed_renewals(_lock(), database, "lease_bug", break_renewal_decoding)
+    assert all(r.name == "bugless.supervision" for r in logged), logged
+    assert all(r.levelno == logging.ERROR for r in logged)
+    assert logged[0].exc_info is not None
+    assert logged[0].exc_info[0] is ValueError
