@@ -15,10 +15,13 @@ and its last step (it used to be renamed over).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import secrets
 import stat
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -164,6 +167,59 @@ async def test_a_file_that_appears_during_the_download_is_kept_without_o_or_forc
         assert list(here.iterdir()) == [mine]
         assert mine.stat().st_nlink == 1
         assert stat.S_IMODE(mine.stat().st_mode) == 0o640
+
+
+@contextlib.contextmanager
+def _append_only(directory: Path) -> Iterator[None]:
+    """``directory`` takes new entries (files, hard links) but lets none be removed.
+
+    ``chattr +a``: how a real directory refuses removals to root too
+    (read-only mode bits would not stop root, who runs CI here). It needs
+    CAP_LINUX_IMMUTABLE and a filesystem with the attribute (ext4, xfs,
+    btrfs, tmpfs).
+    """
+    made = subprocess.run(
+        ["chattr", "+a", str(directory)], capture_output=True, text=True, check=False
+    )
+    assert made.returncode == 0, f"this test needs root to run chattr +a: {made.stderr}"
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-a", str(directory)], check=True)
+
+
+async def test_a_temporary_file_that_cannot_be_removed_leaves_the_download_in_place(
+    connect_as: ConnectAs,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hard link succeeds, the temporary file's removal does not: a success and a warning.
+
+    Before, ``attachment get`` reported the target "cannot be written"
+    (exit 2) while it was there, whole.
+    """
+    (robot,) = await signed_in(connect_as, "robot")
+    component = await robot.create_component(f"Leftover-{secrets.token_hex(3)}")
+    issue = await robot.create_issue("a temporary file stays", component.id)
+    source = tmp_path / "notes.txt"
+    source.write_bytes(secrets.token_bytes(300_000))
+    done = await robot.attach(issue.id, source)
+    assert done.attachment is not None
+    here = tmp_path / "append-only"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with _append_only(here), caplog.at_level(logging.WARNING, logger="bugless.client"):
+        attachment, written = await download_here(robot, done.attachment.id, None, force=False)
+    assert (attachment.id, written) == (done.attachment.id, Path("notes.txt"))
+    assert (here / "notes.txt").read_bytes() == source.read_bytes()
+    (leftover,) = [path for path in here.iterdir() if path.name != "notes.txt"]
+    assert leftover.name.startswith(".notes.txt.")
+    assert leftover.name.endswith(".part")
+    (warning,) = [r for r in caplog.records if r.name == "bugless.client"]
+    assert warning.levelno == logging.WARNING
+    assert f"notes.txt is written, but its temporary file {leftover.name} " in warning.getMessage()
+    assert "could not be removed (Operation not permitted)" in warning.getMessage()
 
 
 def test_the_copy_without_hard_links_never_replaces_a_file(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import mimetypes
 import os
 import secrets
@@ -37,6 +38,8 @@ from bugless_core.clients import call_errors, channel_connection, forget_connect
 from bugless_core.errors import AlreadyExists, InvalidArgument, Unavailable
 from bugless_core.ids import check_id
 from bugless_proto import v1
+
+_log = logging.getLogger("bugless.client")
 
 
 def _unreadable(file: Path, error: OSError) -> InvalidArgument:
@@ -141,7 +144,12 @@ def _place_new(partial: Path, target: Path) -> None:
     atomic alternative exists in the standard library: Linux's
     ``renameat2(RENAME_NOREPLACE)`` is not exposed by :mod:`os`, and the
     filesystems without hard links are mostly those that lack it too. Runs
-    in a worker thread. ``partial`` is removed once ``target`` holds it.
+    in a worker thread. ``partial`` is removed once ``target`` holds it; if
+    that fails (a directory where entries can be made but not removed, such
+    as an append-only one), the download is in place all the same: a
+    warning names the file left over, and nothing is raised (reporting that
+    ``target`` cannot be written would be wrong, and a retry would find it
+    there).
 
     Raises:
         FileExistsError: Something is at ``target``; ``partial`` is left
@@ -154,7 +162,16 @@ def _place_new(partial: Path, target: Path) -> None:
         if exc.errno not in _NO_HARD_LINKS:
             raise
         _copy_exclusive(partial, target)
-    partial.unlink()
+    try:
+        partial.unlink()
+    except OSError as exc:
+        _log.warning(
+            "%s is written, but its temporary file %s could not be removed (%s); remove it by hand",
+            target,
+            partial,
+            exc.strerror or exc,
+            extra={"target": str(target), "temporary_file": str(partial)},
+        )
 
 
 def _copy_exclusive(source: Path, target: Path) -> None:
