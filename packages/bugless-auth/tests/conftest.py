@@ -3,32 +3,20 @@
 Every Authenticator a test starts gets a fresh schema in the session's
 database, real backends from the real plugin, and a real gRPC socket; tests
 talk to it through ``v1.AuthenticatorStub`` exactly as the frontends do.
+What test modules import (the server, its keys, names) is in
+``auth_support``, not here (see that module).
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
-from grpclib.client import Channel
-from prometheus_client import CollectorRegistry
+from auth_support import AuthServer, KeyFiles, StartAuth, start_auth_servers
 
-import bugless_auth.plugin
-from bugless_auth.runner import start_auth
-from bugless_auth.service import AuthService
-from bugless_auth.settings import AuthSettings, PasswordHashing, ThrottleSettings
-from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.tokens import generate_ed25519_pem
-from bugless_auth.user_admin import create_local_user
-from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
-from bugless_core.plugins import load_plugins
-from bugless_proto import v1
 
 if TYPE_CHECKING:
     from bugless_testing.postgres import ThrowawayPostgres
@@ -40,19 +28,6 @@ pytest_plugins = [
     "bugless_testing.slapd",
     "bugless_testing.slapd_replica",
 ]
-
-#: Cheap argon2 parameters: the tests check behaviour, not cost.
-FAST_HASHING = PasswordHashing(time_cost=1, memory_kib=1024, parallelism=1)
-PASSWORD = "correct horse battery staple"
-
-
-@dataclass(frozen=True)
-class KeyFiles:
-    """Token keys on disk: two Ed25519 keys and one shared secret."""
-
-    first: Path
-    second: Path
-    secret: Path
 
 
 @pytest.fixture(scope="session")
@@ -69,106 +44,6 @@ def key_files(tmp_path_factory: pytest.TempPathFactory) -> KeyFiles:
 async def auth_database(postgres_server: ThrowawayPostgres) -> str:
     """DSN of the session's Authenticator database (schemas per server)."""
     return await postgres_server.acreate_database("auth")
-
-
-@dataclass
-class AuthServer:
-    """One running Authenticator and a client for it."""
-
-    service: AuthService
-    runner: GrpcServiceRunner
-    channel: Channel
-    settings: AuthSettings
-    stub: v1.AuthenticatorStub = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.stub = v1.AuthenticatorStub(self.channel)
-
-    @property
-    def store(self) -> IdentityStore:
-        return self.service.store
-
-    async def add_user(
-        self,
-        username: str,
-        *,
-        password: str = PASSWORD,
-        groups: Iterable[str] = (),
-        display_name: str = "",
-        email: str = "",
-    ) -> UserRecord:
-        """Add a local user straight to the store (as ``bugless auth user add`` does)."""
-        return await create_local_user(
-            self.store,
-            self.service.hashes,
-            username=username,
-            display_name=display_name,
-            email=email,
-            password=password,
-            groups=list(groups),
-            min_password_length=1,
-        )
-
-    async def sign_in(self, username: str, password: str = PASSWORD) -> v1.AuthenticationResult:
-        return await self.stub.authenticate_password(
-            v1.AuthenticatePasswordRequest(username=username, password=password)
-        )
-
-
-StartAuth = Callable[..., Awaitable[AuthServer]]
-
-
-def unique(prefix: str) -> str:
-    """A username no other test uses."""
-    return f"{prefix}-{secrets.token_hex(3)}"
-
-
-@contextlib.asynccontextmanager
-async def start_auth_servers(key_files: KeyFiles, **defaults: Any) -> AsyncIterator[StartAuth]:
-    """Start Authenticators on fresh schemas (or a given one); all stopped on exit.
-
-    ``defaults`` are settings every server gets unless a call overrides them
-    (``database_url`` is required; ``database_dialect`` picks the store's).
-    """
-    started: list[AuthServer] = []
-
-    async def start(
-        *,
-        schema: str | None = None,
-        extra_plugins: Iterable[ModuleType | object] = (),
-        **overrides: Any,
-    ) -> AuthServer:
-        schema = schema or f"auth_{secrets.token_hex(4)}"
-        values: dict[str, Any] = {
-            "schema": schema,
-            "token_keys": (key_files.first,),
-            "hashing": FAST_HASHING,
-            "throttle": ThrottleSettings(per_user_limit=50, per_address_limit=500),
-            "pool_max_size": 4,
-            **defaults,
-        }
-        values.update(overrides)
-        await IdentityStore.migrate(
-            values["database_url"], schema, dialect=values.get("database_dialect", "postgres")
-        )
-        plugins = load_plugins(entry_points=False, extra=[bugless_auth.plugin, *extra_plugins])
-        service, runner = await start_auth(
-            plugins,
-            AuthSettings(**values),
-            GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
-            metrics_registry=CollectorRegistry(),
-        )
-        server = AuthServer(service, runner, Channel("127.0.0.1", runner.port), service.settings)
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.channel.close()
-            await server.runner.close()
-            await server.service.close()
 
 
 @pytest.fixture

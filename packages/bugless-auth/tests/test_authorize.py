@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import KeyFiles, unique
+from auth_support import KeyFiles, unique
 
 from bugless_core.migrations import load_migrations
 

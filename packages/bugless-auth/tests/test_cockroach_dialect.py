@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from conftest import KeyFiles, StartAuth, start_auth_servers
+from auth_support import KeyFiles, StartAuth, start_auth_servers
 from test_conformance import TestLocalPasswords, password_backend_case
 from test_sessions import (
     replicas,

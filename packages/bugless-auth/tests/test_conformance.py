@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from auth_support import FAST_HASHING, PASSWORD, AuthServer, unique
 from certificates import make_pki
-from conftest import FAST_HASHING, PASSWORD, AuthServer, unique
 
 from bugless_auth.local import LocalAuthenticator
 from bugless_auth.passwords import PasswordHashes

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from urllib.parse import urlsplit, urlunsplit
 
-from conftest import StartAuth
+from auth_support import StartAuth
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 

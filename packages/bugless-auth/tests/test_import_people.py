@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import AuthServer, unique
+from auth_support import AuthServer, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 

@@ -31,7 +31,7 @@ from bugless_testing.slapd import (
 )
 
 if TYPE_CHECKING:
-    from conftest import AuthServer, StartAuth
+    from auth_support import AuthServer, StartAuth
 
 # oidc-provider-mock's own use of authlib, not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning")

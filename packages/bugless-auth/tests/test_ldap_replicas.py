@@ -26,7 +26,7 @@ from bugless_testing.slapd import PEOPLE_DN, READER_DN, READER_PASSWORD, ssha
 from bugless_testing.slapd_replica import ReplicaPair
 
 if TYPE_CHECKING:
-    from conftest import AuthServer, StartAuth
+    from auth_support import AuthServer, StartAuth
 
 # The fixtures of slapd_replica.py (until conftest.py lists it in pytest_plugins).
 

@@ -30,7 +30,7 @@ from bugless_proto import v1
 from bugless_testing.slapd import BASE_DN, GROUPS_DN, PEOPLE_DN, Slapd
 
 if TYPE_CHECKING:
-    from conftest import AuthServer, StartAuth
+    from auth_support import AuthServer, StartAuth
 
 #: The people CA's fixture, shared with test_people_ca.
 PEOPLE_CA = people_ca_settings

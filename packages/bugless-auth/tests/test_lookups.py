@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
-from conftest import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 

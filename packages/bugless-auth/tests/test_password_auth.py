@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from conftest import PASSWORD, AuthServer, unique
+from auth_support import PASSWORD, AuthServer, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, unique
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from auth_support import KeyFiles
 from click.testing import CliRunner, Result
-from conftest import KeyFiles
 
 import bugless_auth.plugin
 from bugless_auth.commands import auth_group, with_environment_options

@@ -12,7 +12,7 @@ import json
 import secrets
 import time
 
-from conftest import unique
+from auth_support import unique
 
 from bugless_auth import _queries as sql
 from bugless_auth import sessions as sessions_module

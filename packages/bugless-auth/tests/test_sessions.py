@@ -8,7 +8,7 @@ whatever it had cached.
 from __future__ import annotations
 
 import pytest
-from conftest import PASSWORD, AuthServer, StartAuth, unique
+from auth_support import PASSWORD, AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 

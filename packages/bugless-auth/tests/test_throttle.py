@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, AuthServer, StartAuth, unique
+from auth_support import PASSWORD, AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 

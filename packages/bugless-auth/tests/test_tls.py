@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from auth_support import AuthServer, StartAuth
 from certificates import Pki, make_pki
-from conftest import AuthServer, StartAuth
 from grpc_errors import expect_status
 from grpclib.const import Status
 

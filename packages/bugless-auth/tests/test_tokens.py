@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from conftest import AuthServer, KeyFiles, StartAuth, unique
+from auth_support import AuthServer, KeyFiles, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 

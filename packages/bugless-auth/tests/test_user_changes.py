@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 from test_admin import admin_token

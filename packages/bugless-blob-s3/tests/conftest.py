@@ -1,16 +1,18 @@
-"""Fixtures: one real S3-compatible server (moto, server mode) per session, one bucket."""
+"""Fixtures: one real S3-compatible server (moto, server mode) per session, one bucket.
+
+What test modules import is in ``s3_support``, not here (see that module).
+"""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiobotocore.session import get_session
+from s3_support import StoreOpener, settings_on
 
-from bugless_blob_s3 import S3BlobSettings, S3BlobStore
-from bugless_testing.blob_contracts import Footprint
+from bugless_blob_s3 import S3BlobStore
 from bugless_testing.s3 import REGION, S3TestServer
 
 if TYPE_CHECKING:
@@ -19,12 +21,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["bugless_testing.s3", "bugless_testing.plugin", "bugless_testing.postgres"]
 
 BUCKET = "bugless-blobs-test"
-
-
-class StoreOpener(Protocol):
-    """The ``open_store`` fixture: connect a store on a fresh prefix, with overrides."""
-
-    async def __call__(self, **overrides: Any) -> S3BlobStore: ...
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -55,35 +51,6 @@ async def bucket(s3_client: S3Client) -> str:
     """The session's bucket."""
     await s3_client.create_bucket(Bucket=BUCKET)
     return BUCKET
-
-
-def settings_on(server: S3TestServer, bucket: str, /, **overrides: Any) -> S3BlobSettings:
-    """Settings on ``bucket`` of ``server`` under a prefix no other test uses."""
-    values: dict[str, Any] = {
-        "bucket": bucket,
-        "prefix": f"t-{uuid.uuid4().hex[:12]}/",
-        "endpoint_url": server.endpoint_url,
-        "region": REGION,
-        "addressing_style": "path",
-    }
-    values.update(overrides)
-    return S3BlobSettings(**values)
-
-
-async def footprint_of(client: S3Client, bucket: str, prefix: str) -> Footprint:
-    """What is under ``prefix``, from listings: blobs, temporary objects, open uploads."""
-    stored = blobs = pending = 0
-    paginator = client.get_paginator("list_objects_v2")
-    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if item["Key"].startswith(f"{prefix}uploads/"):
-                pending += 1
-            else:
-                stored += item["Size"]
-                blobs += 1
-    uploads = await client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
-    pending += len(uploads.get("Uploads", []))
-    return Footprint(stored_bytes=stored, blobs=blobs, pending=pending)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import settings_on
+from s3_support import settings_on
 
 from bugless_blob_s3 import S3BlobStore
 from bugless_core.model.backend import ModelSettings

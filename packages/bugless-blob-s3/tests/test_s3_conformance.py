@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import footprint_of, settings_on
+from s3_support import footprint_of, settings_on
 
 from bugless_blob_s3 import S3BlobStore
 from bugless_blob_s3.settings import MIN_PART_BYTES

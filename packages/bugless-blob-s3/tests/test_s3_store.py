@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import StoreOpener, footprint_of, settings_on
+from s3_support import StoreOpener, footprint_of, settings_on
 
 from bugless_blob_s3 import S3BlobSettings, S3BlobStore
 from bugless_blob_s3.settings import MIB, MIN_PART_BYTES

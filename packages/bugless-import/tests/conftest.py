@@ -1,14 +1,15 @@
-"""Fixtures: the real Model and Authenticator, an import identity, run settings."""
+"""Fixtures: the real Model and Authenticator, an import identity, run settings.
+
+What test modules import is in ``import_support``, not here (see that module).
+"""
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from import_support import PASSWORD, MakeSettings
 
 from bugless_core.clients import ServiceAddress, call
 from bugless_dev.stack import LocalStack
@@ -16,11 +17,6 @@ from bugless_import import ImportSettings
 from bugless_proto import v1
 
 pytest_plugins = ["bugless_testing.postgres", "bugless_testing.stack"]
-
-FIXTURES = Path(__file__).parent / "fixtures"
-PASSWORD = "import-test-password"
-
-MakeSettings = Callable[..., ImportSettings]
 
 
 @pytest.fixture(scope="session")
@@ -82,66 +78,3 @@ async def auth(bugless_stack: LocalStack) -> Any:
     channel = bugless_stack.auth.channel()
     yield v1.AuthenticatorStub(channel)
     channel.close()
-
-
-ADMIN = v1.Caller(user_id="test-admin", admin=True)
-
-
-async def find(model: v1.ModelStub, external_id: str) -> list[v1.Issue]:
-    """The issues with this external reference (at most one, if all is well)."""
-    answer = await call(
-        model.search_issues,
-        v1.SearchIssuesRequest(
-            caller=ADMIN,
-            query=v1.StructuredQuery(
-                filter=v1.SearchNode(
-                    term=v1.SearchTerm(
-                        field=v1.SearchField.EXTERNAL_ID,
-                        op=v1.SearchOperator.EQ,
-                        values=[v1.SearchValue(text=external_id)],
-                    )
-                )
-            ),
-        ),
-    )
-    return list(answer.issues)
-
-
-async def history(model: v1.ModelStub, issue_id: int) -> list[v1.HistoryEntry]:
-    """Every entry of an issue."""
-    answer = await call(
-        model.list_history,
-        v1.ListHistoryRequest(caller=ADMIN, issue_id=issue_id, page=v1.PageRequest(page_size=500)),
-    )
-    return list(answer.entries)
-
-
-async def usernames(auth: v1.AuthenticatorStub, user_ids: list[str]) -> list[str]:
-    """The usernames of user ids, in order."""
-    answer = await call(auth.get_users, v1.GetUsersRequest(user_ids=sorted(set(user_ids))))
-    names = {u.user_id: u.username for u in answer.users}
-    return [names.get(i, f"?{i}") for i in user_ids]
-
-
-def redmine_tree(directory: Path, first: int) -> Path:
-    """The Redmine fixtures with issue 12 as three issues: ``first`` (closed), +1 (open), +2.
-
-    Three issues, so that a Redmine that pages two at a time has a second
-    page; numbered from ``first`` so that each test file imports its own
-    issues into the session's Model (``redmine:12`` is test_redmine's).
-    """
-    root = directory / "redmine"
-    shutil.copytree(FIXTURES / "redmine", root)
-    twelve = json.loads((root / "issues" / "12.json").read_text(encoding="utf-8"))
-    (root / "issues" / "12.json").unlink()
-    subjects = (twelve["issue"]["subject"], "Ground station reboots", "Antenna drifts")
-    for number, subject in enumerate(subjects, start=first):
-        issue = json.loads(json.dumps(twelve))
-        issue["issue"].update(id=number, subject=subject)
-        for journal in issue["issue"]["journals"]:
-            journal["id"] += number * 100
-        if number == first + 1:
-            issue["issue"].update(status={"id": 2, "name": "In Progress"}, closed_on=None)
-            issue["issue"]["journals"] = issue["issue"]["journals"][:2]
-        (root / "issues" / f"{number}.json").write_text(json.dumps(issue), encoding="utf-8")
-    return root

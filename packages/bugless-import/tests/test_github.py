@@ -6,7 +6,7 @@ import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conftest import FIXTURES, MakeSettings, find, history, usernames
+from import_support import FIXTURES, MakeSettings, find, history, usernames
 
 from bugless_import import run_import
 from bugless_import.sources.github import GitHubImporter, read_pages

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from conftest import FIXTURES, MakeSettings, find, history, usernames
+from import_support import FIXTURES, MakeSettings, find, history, usernames
 
 from bugless_core.clients import call
 from bugless_import import run_import

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import ADMIN, MakeSettings, find, history, usernames
+from import_support import ADMIN, MakeSettings, find, history, usernames
 
 from bugless_core.clients import call
 from bugless_import import run_import

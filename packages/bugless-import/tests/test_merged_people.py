@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import ADMIN, PASSWORD, MakeSettings, find, history
+from import_support import ADMIN, PASSWORD, MakeSettings, find, history
 
 from bugless_core.clients import call, resolve_query
 from bugless_core.search import parse_query

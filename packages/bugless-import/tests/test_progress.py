@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MakeSettings, redmine_tree
+from import_support import MakeSettings, redmine_tree
 
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, MakeSettings, find, history, redmine_tree, usernames
+from import_support import FIXTURES, MakeSettings, find, history, redmine_tree, usernames
 from redmine_server import PROJECT, Redmine, serve
 
 from bugless_core.clients import call

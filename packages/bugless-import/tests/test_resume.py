@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from conftest import find, history
+from import_support import find, history
 
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeSettings, find, history, usernames
+from import_support import MakeSettings, find, history, usernames
 from roundup import instance
 
 from bugless_core.errors import FailedPrecondition

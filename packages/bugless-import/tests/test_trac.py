@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import MakeSettings, find, history, usernames
+from import_support import MakeSettings, find, history, usernames
 
 from bugless_core.clients import call
 from bugless_import import run_import

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
-from notify_support import WebhookReceiver, run_receiver
+from notify_support import SEALING_KEY, WebhookReceiver, run_receiver
 
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.queue import DeliveryQueue
@@ -64,10 +64,6 @@ async def pool(notify_database: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
-
-
-#: The key the tests' endpoint store seals secrets with (as a deployment with keys does).
-SEALING_KEY = "tests-sealing-key-0123456789"
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from bugless_testing import webhooks
 
 SECRET = "s3cr3t-" + "0123456789abcdef" * 3
 PUBLIC_URL = "https://bugs.example.com"
+#: The key the tests' endpoint store seals secrets with (as a deployment with keys does).
+SEALING_KEY = "tests-sealing-key-0123456789"
 PEOPLE = {
     "u_alice": Person("Alice Smith", "alice"),
     "u_bob": Person("Bob Jones", "bob"),

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from conftest import SEALING_KEY
-from notify_support import SECRET, WebhookReceiver, webhook_delivery
+from notify_support import SEALING_KEY, SECRET, WebhookReceiver, webhook_delivery
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.notification_channel import DeliveryStatus, Notification

@@ -1,0 +1,142 @@
+"""What the Authenticator's tests share besides fixtures: a running server, its keys, names.
+
+Kept out of ``conftest.py`` so that test modules import it by a name no other
+test tree uses: pytest keeps one module named ``conftest``, so ``from conftest
+import ...`` breaks as soon as two test trees run in one pytest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from grpclib.client import Channel
+from prometheus_client import CollectorRegistry
+
+import bugless_auth.plugin
+from bugless_auth.runner import start_auth
+from bugless_auth.service import AuthService
+from bugless_auth.settings import AuthSettings, PasswordHashing, ThrottleSettings
+from bugless_auth.store import IdentityStore, UserRecord
+from bugless_auth.user_admin import create_local_user
+from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
+from bugless_core.plugins import load_plugins
+from bugless_proto import v1
+
+#: Cheap argon2 parameters: the tests check behaviour, not cost.
+FAST_HASHING = PasswordHashing(time_cost=1, memory_kib=1024, parallelism=1)
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    """Token keys on disk: two Ed25519 keys and one shared secret."""
+
+    first: Path
+    second: Path
+    secret: Path
+
+
+@dataclass
+class AuthServer:
+    """One running Authenticator and a client for it."""
+
+    service: AuthService
+    runner: GrpcServiceRunner
+    channel: Channel
+    settings: AuthSettings
+    stub: v1.AuthenticatorStub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stub = v1.AuthenticatorStub(self.channel)
+
+    @property
+    def store(self) -> IdentityStore:
+        return self.service.store
+
+    async def add_user(
+        self,
+        username: str,
+        *,
+        password: str = PASSWORD,
+        groups: Iterable[str] = (),
+        display_name: str = "",
+        email: str = "",
+    ) -> UserRecord:
+        """Add a local user straight to the store (as ``bugless auth user add`` does)."""
+        return await create_local_user(
+            self.store,
+            self.service.hashes,
+            username=username,
+            display_name=display_name,
+            email=email,
+            password=password,
+            groups=list(groups),
+            min_password_length=1,
+        )
+
+    async def sign_in(self, username: str, password: str = PASSWORD) -> v1.AuthenticationResult:
+        return await self.stub.authenticate_password(
+            v1.AuthenticatePasswordRequest(username=username, password=password)
+        )
+
+
+StartAuth = Callable[..., Awaitable[AuthServer]]
+
+
+def unique(prefix: str) -> str:
+    """A username no other test uses."""
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+@contextlib.asynccontextmanager
+async def start_auth_servers(key_files: KeyFiles, **defaults: Any) -> AsyncIterator[StartAuth]:
+    """Start Authenticators on fresh schemas (or a given one); all stopped on exit.
+
+    ``defaults`` are settings every server gets unless a call overrides them
+    (``database_url`` is required; ``database_dialect`` picks the store's).
+    """
+    started: list[AuthServer] = []
+
+    async def start(
+        *,
+        schema: str | None = None,
+        extra_plugins: Iterable[ModuleType | object] = (),
+        **overrides: Any,
+    ) -> AuthServer:
+        schema = schema or f"auth_{secrets.token_hex(4)}"
+        values: dict[str, Any] = {
+            "schema": schema,
+            "token_keys": (key_files.first,),
+            "hashing": FAST_HASHING,
+            "throttle": ThrottleSettings(per_user_limit=50, per_address_limit=500),
+            "pool_max_size": 4,
+            **defaults,
+        }
+        values.update(overrides)
+        await IdentityStore.migrate(
+            values["database_url"], schema, dialect=values.get("database_dialect", "postgres")
+        )
+        plugins = load_plugins(entry_points=False, extra=[bugless_auth.plugin, *extra_plugins])
+        service, runner = await start_auth(
+            plugins,
+            AuthSettings(**values),
+            GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
+            metrics_registry=CollectorRegistry(),
+        )
+        server = AuthServer(service, runner, Channel("127.0.0.1", runner.port), service.settings)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.channel.close()
+            await server.runner.close()
+            await server.service.close()
