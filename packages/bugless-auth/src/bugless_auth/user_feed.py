@@ -173,7 +173,7 @@ class UserFeedFollower:
                 self._failing = True
                 continue
             except Exception as exc:  # a bug, an untranslated error: logged and counted once
-                wait = max(self.poll_seconds, self.supervised.failed(exc))
+                wait = self.supervised.failed(exc, at_least=self.poll_seconds)
                 continue
             if self._failing:
                 _log.info("following the users' change feed again")
