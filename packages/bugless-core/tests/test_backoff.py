@@ -7,6 +7,10 @@ import random
 import pytest
 
 from bugless_core.backoff import Backoff
+from bugless_core.failover import RESEND_BACKOFF
+from bugless_core.leases import TAKE_BACKOFF
+from bugless_core.supervision import LOOP_BACKOFF
+from bugless_core.transactions import COCKROACH_RETRIES, POSTGRES_RETRIES
 
 
 def test_the_delay_doubles_from_the_first_until_the_cap() -> None:
@@ -87,3 +91,25 @@ def test_a_backoff_that_would_not_back_off_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="must be"):
         Backoff(first_seconds=first, max_seconds=most, factor=factor, jitter=jitter)
+
+
+@pytest.mark.parametrize(
+    ("backoff", "first", "longest"),
+    [
+        (LOOP_BACKOFF, (0.5, 1.0), (30.0, 60.0)),
+        (TAKE_BACKOFF, (0.05, 0.05), (1.0, 1.0)),
+        (RESEND_BACKOFF, (0.02, 0.1), (0.02, 0.1)),
+        (POSTGRES_RETRIES.backoff, (0.01, 0.01), (0.08, 0.08)),
+        (COCKROACH_RETRIES.backoff, (0.0, 0.02), (0.0, 1.0)),
+    ],
+    ids=["supervised loops", "lease take", "drain resend", "postgres 40001", "cockroach 40001"],
+)
+def test_the_core_sites_keep_their_bounds(
+    backoff: Backoff, first: tuple[float, float], longest: tuple[float, float]
+) -> None:
+    """The delays each site drew before it used :class:`Backoff` (the lowest draw, the highest)."""
+    almost_one = 1 - 1e-12
+    assert backoff.delay(1, lambda: almost_one) == pytest.approx(first[0], abs=1e-9)
+    assert backoff.delay(1, lambda: 0.0) == pytest.approx(first[1])
+    assert backoff.delay(100, lambda: almost_one) == pytest.approx(longest[0], abs=1e-9)
+    assert backoff.delay(100, lambda: 0.0) == pytest.approx(longest[1])
