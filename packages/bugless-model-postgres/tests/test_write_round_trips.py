@@ -57,7 +57,7 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
 ) -> None:
     """Statements per call on an issue with a custom value (READ COMMITTED).
 
-    ChangeIssue 2 (was 7), UploadAttachment 7 (14), DeleteAttachment 6
+    ChangeIssue 2 (was 7), UploadAttachment 5 (14), DeleteAttachment 6
     (18), EditComment 6 (13), Redact of a file 10 (17), the removal of the
     content after those two included; the reply still names the field.
     """
@@ -70,7 +70,8 @@ async def test_writes_read_names_with_the_issue_and_deletions_their_version_with
         changed = await change(backend, issue, v1.Priority.P1)
         assert len(sent.take()) == 2  # a read and one statement (test_change_in_one)
         uploaded = await upload(backend, changed.issue or issue)
-        assert len(sent.take()) == 7  # the file inserted with its entry and the feed row
+        # The checks; then the content's lock with a read and one statement (test_upload_in_one).
+        assert len(sent.take()) == 5
         assert uploaded.attachment is not None
         assert uploaded.issue is not None
         deleted = await delete(backend, uploaded, uploaded.issue.version)
@@ -368,7 +369,7 @@ async def test_listeners_hear_the_issue_an_admin_reads_without_a_read_after_the_
         assert not heard[-1][0].starred
         sent.take()
         uploaded = await upload(backend, changed.issue)
-        assert len(sent.take()) == 7
+        assert len(sent.take()) == 5  # as without a listener
         assert uploaded.issue is not None
         assert uploaded.attachment is not None
         assert heard[-1][0] == await admin_read()

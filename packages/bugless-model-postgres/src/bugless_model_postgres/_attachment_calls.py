@@ -3,10 +3,12 @@
 A mixin of :class:`~bugless_model_postgres.PostgresBackend`. The order of an
 upload: access and limits first (before any byte is read), then the content
 streams into the blob store (bounded by the smaller of the per-file limit
-and what the issue has left), then one transaction attaches it under the
-issue's lock, re-checking the issue's total, and builds the reply from what
-it wrote (no read after the commit). Whatever fails after the
-content is stored removes it again unless another attachment refers to it.
+and what the issue has left), then one transaction attaches it, re-checking
+the issue's total, and builds the reply from what it wrote (no read after
+the commit): on READ COMMITTED the content's lock with a read of the issue
+and one statement (:mod:`._upload_in_one`), elsewhere under the issue's lock.
+Whatever fails after the content is stored removes it again unless another
+attachment refers to it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from bugless_core.attachments import (
 from bugless_core.blobs import BlobReader, BlobStore
 from bugless_core.errors import ContentGone, SizeLimitExceeded
 from bugless_model_postgres import _attachments as att
-from bugless_model_postgres import _delete_in_one
+from bugless_model_postgres import _delete_in_one, _upload_in_one
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._edit_calls import EditsAndCustomFields
@@ -98,9 +100,16 @@ class AttachmentCalls(EditsAndCustomFields):
         try:
             content_type = sniffed.content_type()
             check_content_type(settings, content_type, "content")
+            # On READ COMMITTED the content's lock with a read of the issue, then
+            # one statement (:mod:`._upload_in_one`); else the locked path.
+            record = (
+                _upload_in_one.upload
+                if _upload_in_one.eligible(self._dialect)
+                else att.record_upload
+            )
             (row, written), _ = await self._write(
                 header.caller,
-                lambda ctx: att.record_upload(
+                lambda ctx: record(
                     ctx,
                     header,
                     name=name,

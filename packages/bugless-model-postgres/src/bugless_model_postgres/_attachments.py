@@ -39,16 +39,18 @@ from bugless_model_postgres._context import (
 from bugless_model_postgres._convert import Conn, Row, caller_role, entry_from_row, one_row
 from bugless_proto import v1
 
+#: An upload's refusal when its content was removed before its lock was taken.
+CONTENT_GONE = "the file's content was removed by a concurrent deletion; send the file again"
 #: Live attachments of issue $1 (not deleted, not redacted): what counts
 #: against the per-issue limit.
-_USAGE = """(SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
+USAGE = """(SELECT coalesce(sum(size), 0)::bigint AS used, count(*) AS files
    FROM attachments
   WHERE issue_id = $1 AND deleted_in_version = 0 AND NOT redacted) AS u"""
 #: What an upload checks before reading a byte, in one statement: issue $1's
 #: version and who may change it, and what its live attachments use.
 ATTACH_CHECKS = f"""
 SELECT i.version, c.effective_acl, c.path AS component_path, u.used, u.files
-  FROM issues i JOIN components c ON c.id = i.component_id CROSS JOIN {_USAGE}
+  FROM issues i JOIN components c ON c.id = i.component_id CROSS JOIN {USAGE}
  WHERE i.id = $1
 """
 #: An attachment with what decides its visibility, and its issue's version
@@ -134,7 +136,7 @@ UPDATE issues AS i
    SET version = i.version + 1, modified_at = $2, comment_count = i.comment_count + $3,
        comments_tsv = i.comments_tsv || to_tsvector('english', $4),
        text_tsv = to_tsvector('english', i.title) || i.comments_tsv || to_tsvector('english', $4)
-  FROM {_USAGE}
+  FROM {USAGE}
  WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}, u.used, u.files"""
 #: Mark attachment $1 of issue $2 redacted, unless it is already; its content's hash.
@@ -279,8 +281,13 @@ async def record_upload(
     content_type: str,
     max_issue_bytes: int,
     store: BlobStore,
+    content_checked: bool = False,
 ) -> tuple[Row, Written]:
-    """Attach stored content by a new entry; return the attachment's row and what was written."""
+    """Attach stored content by a new entry; return the attachment's row and what was written.
+
+    ``content_checked``: the transaction holds the content's lock and found
+    the content stored under it already (:mod:`._upload_in_one`).
+    """
     issue_id, expected_version = header.issue_id, header.expected_version
     if expected_version:  # under SERIALIZABLE only (see the function)
         await _issues.reject_stale_before_locking(ctx, issue_id, expected_version)
@@ -294,10 +301,10 @@ async def record_upload(
     _refuse_one_more(issue_id, int(written["files"]))
     if used + ref.size > max_issue_bytes:
         raise issue_too_large(max_issue_bytes, used)
-    await lock_content(ctx, ref.sha256)
-    if not await store.exists(ref.sha256):
-        msg = "the file's content was removed by a concurrent deletion; send the file again"
-        raise Unavailable(msg)
+    if not content_checked:
+        await lock_content(ctx, ref.sha256)
+        if not await store.exists(ref.sha256):
+            raise Unavailable(CONTENT_GONE)
     version = int(written["version"])
     await _mentions.add(ctx.conn, issue_id, comment)
     file = (name, ref.size, content_type, header.content_type, bytes.fromhex(ref.sha256))

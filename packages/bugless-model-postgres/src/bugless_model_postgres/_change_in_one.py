@@ -114,7 +114,7 @@ CHANGE_IN_ONE = (
 assert "i.xmin = $21" in CHANGE_IN_ONE, "UPDATE_ISSUE's WHERE changed"
 #: Usernames ``$25`` recorded as mentioned in the issue (its comment's, a
 #: new title's), only if the row was written.
-_MENTIONED = """
+MENTIONED = """
 ), mentioned AS (
     INSERT INTO issue_mentions (issue_id, username)
     SELECT $1, n FROM unnest($25::text[]) AS n WHERE EXISTS (SELECT 1 FROM upd)
@@ -132,10 +132,10 @@ _RESTATUSED = """
 def change_in_one(*, mentions: bool, restatus: bool) -> str:
     """:data:`CHANGE_IN_ONE` with the rows beside the issue's a change may need.
 
-    ``mentions``: :data:`_MENTIONED` (parameter ``$25``); ``restatus``:
+    ``mentions``: :data:`MENTIONED` (parameter ``$25``); ``restatus``:
     :data:`_RESTATUSED`. Each writes only with the issue's row.
     """
-    parts = (_MENTIONED if mentions else "") + (_RESTATUSED if restatus else "")
+    parts = (MENTIONED if mentions else "") + (_RESTATUSED if restatus else "")
     statement = CHANGE_IN_ONE.replace("\n), entry AS (", parts + "\n), entry AS (", 1)
     if parts and statement == CHANGE_IN_ONE:
         msg = "CHANGE_IN_ONE's CTEs changed"
