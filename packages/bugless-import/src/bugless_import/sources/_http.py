@@ -8,41 +8,59 @@ again). :func:`read_with_retries` repeats such a request a few times with a
 growing pause (or the pause the server's ``Retry-After`` asks for) and gives
 up with the last failure; every other answer (401, 403, 404, a bad body) is
 the caller's to judge at once, since repeating it would only repeat it.
+
+The pauses are :data:`HTTP_BACKOFF`, the code base's one retry rule
+(:class:`bugless_core.backoff.Backoff`): doubling from half a second, at most
+a minute, each drawn between half and all of its nominal length.
 """
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from http.client import HTTPException
 from urllib.error import HTTPError, URLError
 
+from bugless_core.backoff import Backoff
+
 #: Answers worth asking again: rate limited, or the server (or a proxy) failing for now.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-#: Pauses before the 2nd, 3rd, ... attempt (seconds): five attempts over ~7.5 s.
-DEFAULT_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-#: The longest pause a ``Retry-After`` may ask for; longer ones are cut to it.
+#: The longest pause, whoever chooses it: a ``Retry-After`` asking for more is
+#: cut to it, and the doubling pauses stop growing at it.
 MAX_RETRY_AFTER_SECONDS = 60.0
+#: The pause before each repeat: nominally 0.5, 1, 2, 4 ... seconds, capped at
+#: a minute (:data:`MAX_RETRY_AFTER_SECONDS`). The cap: a minute covers a
+#: tracker's restart or a proxy's failover between two tries, and a pause
+#: never exceeds what a server may ask for itself; ``retries=10``, the most,
+#: now spans about four minutes of trying (it was 8.5, its last pause 256 s),
+#: beyond which someone should look, and a resumed run skips what was
+#: imported. The floor of half (``jitter=0.5``): a server that failed is not
+#: asked again at once; the drawn half keeps importers that met the same
+#: restart (several projects imported side by side) from asking again in step.
+HTTP_BACKOFF = Backoff(first_seconds=0.5, max_seconds=MAX_RETRY_AFTER_SECONDS, jitter=0.5)
+#: Repeats when the ``retries`` option is not given: five attempts over ~4-7.5 s.
+DEFAULT_RETRIES = 4
 
 
-def retry_delays(option: str | None) -> tuple[float, ...]:
-    """The pauses for an importer's ``retries=N`` option (default: :data:`DEFAULT_DELAYS`).
+def retry_count(option: str | None) -> int:
+    """The number of repeats an importer's ``retries=N`` option asks for.
 
     Args:
-        option: The option's text, or None when not given.
+        option: The option's text, or None when not given (:data:`DEFAULT_RETRIES`).
 
     Returns:
-        N pauses doubling from half a second (``retries=0``: none, fail at once).
+        N (``retries=0``: none, fail at once).
 
     Raises:
         ValueError: ``option`` is not a whole number from 0 to 10.
     """
     if option is None or option == "":
-        return DEFAULT_DELAYS
+        return DEFAULT_RETRIES
     if not option.isdigit() or int(option) > 10:
         msg = f"retries={option!r}: give a whole number of retries from 0 to 10"
         raise ValueError(msg)
-    return tuple(0.5 * 2**n for n in range(int(option)))
+    return int(option)
 
 
 def _retry_after(error: HTTPError) -> float | None:
@@ -56,15 +74,18 @@ def _retry_after(error: HTTPError) -> float | None:
 def read_with_retries(
     fetch: Callable[[], bytes],
     *,
-    delays: Sequence[float] = DEFAULT_DELAYS,
+    retries: int = DEFAULT_RETRIES,
     sleep: Callable[[float], None] = time.sleep,
+    draw: Callable[[], float] = random.random,
 ) -> bytes:
     """``fetch()``'s body, asking again on a passing failure.
 
     Args:
         fetch: Makes the request and returns the body; raises what urllib raises.
-        delays: The pause before each repeat; its length is the number of repeats.
+        retries: How many times to ask again (the attempts are one more).
         sleep: How to pause (the tests' clock, or ``time.sleep``).
+        draw: The jitter's random source (:meth:`Backoff.delay`; tests pass a
+            fixed or seeded one).
 
     Returns:
         The body of the first attempt that succeeded.
@@ -74,19 +95,20 @@ def read_with_retries(
             last retryable one when every attempt failed.
         URLError: Or OSError / HTTPException: the last network failure.
     """
-    attempt = 0
+    failures = 0
     while True:
         try:
             return fetch()
         except HTTPError as error:
-            if error.code not in RETRYABLE_STATUSES or attempt >= len(delays):
+            if error.code not in RETRYABLE_STATUSES or failures >= retries:
                 raise
+            failures += 1
             asked = _retry_after(error)
-            pause = delays[attempt] if asked is None else asked
+            pause = HTTP_BACKOFF.delay(failures, draw) if asked is None else asked
             error.close()
         except (URLError, OSError, HTTPException):
-            if attempt >= len(delays):
+            if failures >= retries:
                 raise
-            pause = delays[attempt]
+            failures += 1
+            pause = HTTP_BACKOFF.delay(failures, draw)
         sleep(pause)
-        attempt += 1

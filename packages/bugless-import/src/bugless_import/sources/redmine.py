@@ -71,7 +71,7 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
 )
-from bugless_import.sources._http import RETRYABLE_STATUSES, read_with_retries, retry_delays
+from bugless_import.sources._http import RETRYABLE_STATUSES, read_with_retries, retry_count
 
 #: Issues and users per request; Redmine caps it at its "limit" setting (100 by default).
 PAGE = 100
@@ -119,10 +119,10 @@ class _Files:
 class _Rest:
     """A live Redmine, through its REST API (the key, if any, in a header)."""
 
-    def __init__(self, location: str, key: str, project: str, delays: tuple[float, ...]) -> None:
+    def __init__(self, location: str, key: str, project: str, retries: int) -> None:
         self.base = location.rstrip("/") + "/"
         self.project = project
-        self.delays = delays
+        self.retries = retries
         self.headers = {"Accept": "application/json"}
         if key:
             self.headers["X-Redmine-API-Key"] = key
@@ -138,7 +138,7 @@ class _Rest:
                 return body
 
         try:
-            body = read_with_retries(fetch, delays=self.delays)
+            body = read_with_retries(fetch, retries=self.retries)
         except HTTPError as exc:
             if exc.code == 401:
                 why = (
@@ -153,7 +153,7 @@ class _Rest:
                 raise PermissionDenied(f"Redmine answered 403 for {url}") from exc
             if exc.code == 404:
                 raise NotFound(f"Redmine answered 404 for {url}") from exc
-            tried = f" ({len(self.delays) + 1} attempts)" if exc.code in RETRYABLE_STATUSES else ""
+            tried = f" ({self.retries + 1} attempts)" if exc.code in RETRYABLE_STATUSES else ""
             raise FailedPrecondition(f"Redmine answered {exc.code} for {url}{tried}") from exc
         except (URLError, OSError, HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
@@ -249,10 +249,10 @@ class RedmineImporter(Importer):
         self.source: _Reader
         if location.startswith(("http://", "https://")):
             try:
-                delays = retry_delays(options.get("retries"))
+                retries = retry_count(options.get("retries"))
             except ValueError as exc:
                 raise InvalidArgument(f"--option {exc}") from exc
-            self.source = _Rest(location, _api_key(options), options.get("project", ""), delays)
+            self.source = _Rest(location, _api_key(options), options.get("project", ""), retries)
             self.base = options.get("url", location).rstrip("/")
         else:
             self.source = _Files(location)

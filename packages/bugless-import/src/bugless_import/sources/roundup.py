@@ -63,7 +63,7 @@ from bugless_core.importer import (
     SourceIssue,
     SourcePerson,
 )
-from bugless_import.sources._http import read_with_retries, retry_delays
+from bugless_import.sources._http import read_with_retries, retry_count
 
 #: The REST endpoint a tracker adds to its ``interfaces.py`` for the journal.
 INTERFACES_PY = """
@@ -169,7 +169,7 @@ class RoundupImporter(Importer):
             raise InvalidArgument("--option history= takes journal or messages")
         self.journal = history == "journal"
         try:
-            self.delays = retry_delays(options.get("retries"))
+            self.retries = retry_count(options.get("retries"))
         except ValueError as exc:
             raise InvalidArgument(f"--option {exc}") from exc
         self.tracker = options.get("tracker") or self.base.split("://", 1)[1].rstrip("/")
@@ -224,7 +224,7 @@ class RoundupImporter(Importer):
                 return body
 
         try:
-            return json.loads(read_with_retries(fetch, delays=self.delays))["data"]
+            return json.loads(read_with_retries(fetch, retries=self.retries))["data"]
         except HTTPError as exc:
             if exc.code == 404:
                 return None
