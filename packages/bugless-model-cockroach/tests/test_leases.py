@@ -16,7 +16,7 @@ import pytest
 from bugless_core.errors import Unavailable
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
-from bugless_model_cockroach._leases import NodeLease
+from bugless_model_cockroach._leases import _TAKE_BACKOFF, _TAKE_TRIES, NodeLease
 from bugless_model_cockroach._snowflake import decompose, wall_clock_ms
 from bugless_model_postgres.seam import release_as_is, server_settings
 from bugless_proto import v1
@@ -81,6 +81,48 @@ async def test_replicas_starting_together_take_distinct_node_ids(pool: asyncpg.P
         assert len({lease.node_id for lease in leases}) == 12
     finally:
         await asyncio.gather(*(lease.stop() for lease in leases))
+
+
+def test_the_take_pauses_are_fully_jittered_and_as_patient_as_before() -> None:
+    """10 ms doubling to 100 ms, any part of it: 1.65 s at most between the 20 tries."""
+    assert _TAKE_BACKOFF.delay(1, lambda: 0.0) == pytest.approx(0.01)
+    assert _TAKE_BACKOFF.delay(5, lambda: 0.0) == pytest.approx(0.1)
+    assert _TAKE_BACKOFF.delay(19, lambda: 1.0 - 2**-53) == pytest.approx(0.0)
+    patience = sum(_TAKE_BACKOFF.nominal(n) for n in range(1, _TAKE_TRIES))
+    assert patience == pytest.approx(1.65)
+
+
+async def test_replicas_contending_for_the_last_free_node_ids_all_end_with_distinct_ones(
+    pool: asyncpg.Pool, bugless_model_backend: CockroachBackend
+) -> None:
+    """Ten replicas start at once with ten node ids free: each takes one, none twice.
+
+    Every one of them collides (a serialization failure, or its pick taken
+    first) until the last id left is its own, so each goes through the take
+    loop's jittered retries; in step, they used to collide again and again.
+    """
+    contenders, highest = 10, 15
+    busy = [n for n in range(highest + 1) if n != bugless_model_backend.node_id]
+    busy = busy[: highest + 1 - contenders - (bugless_model_backend.node_id <= highest)]
+    await pool.executemany(
+        "INSERT INTO bugless_leases (name, holder, expires_at) "
+        "VALUES ('node:' || $1::int::text, 'a live replica', now() + INTERVAL '1 hour') "
+        "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+        "expires_at = excluded.expires_at",
+        [(n,) for n in busy],
+    )
+    leases = [NodeLease(pool, max_node_id=highest) for _ in range(contenders)]
+    try:
+        await asyncio.gather(*(lease.start() for lease in leases))
+        taken = {lease.node_id for lease in leases}
+        assert len(taken) == contenders
+        assert taken.isdisjoint({*busy, bugless_model_backend.node_id})
+        assert max(taken) <= highest
+    finally:
+        await asyncio.gather(*(lease.stop() for lease in leases))
+        await pool.execute(
+            "DELETE FROM bugless_leases WHERE holder = 'a live replica' AND name LIKE 'node:%'"
+        )
 
 
 async def test_a_taken_over_node_id_starts_above_the_previous_holders_fence(

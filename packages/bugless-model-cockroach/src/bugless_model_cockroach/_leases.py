@@ -50,6 +50,18 @@ _TAKE_ERRORS: tuple[type[BaseException], ...] = (*_DATABASE_ERRORS, BuglessError
 #: the row: 10 ms doubling to 40 ms, jittered so the two part, with a floor of
 #: half (a renewal retried at once meets the same probe).
 _RENEW_CONFLICT_BACKOFF = Backoff(first_seconds=0.01, max_seconds=0.04, jitter=0.5)
+#: Tries to take a node id before giving up with "no node id is free".
+_TAKE_TRIES = 20
+#: The pause between them: 10 ms doubling to 100 ms, all of it drawn at
+#: random (full jitter). Replicas started together collide here (one
+#: transaction wins, the others fail with a serialization error or find their
+#: pick taken); with the fixed 50 ms they had, the losers retried in step and
+#: met again. No floor: a collision is another replica's take, done or
+#: nearly so when the loser hears of it, and a try at once picks again among
+#: the ids still free; full jitter parts the losers the most. When every node
+#: id is held, the 19 pauses wait 1.65 s at most and about 0.8 s on average,
+#: as patient as the 20 x 50 ms (1 s) before.
+_TAKE_BACKOFF = Backoff(first_seconds=0.01, max_seconds=0.1)
 
 
 class NodeLease:
@@ -91,7 +103,7 @@ class NodeLease:
         self._renewal = asyncio.create_task(self._supervised.run(self._keep_renewing))
 
     async def _take(self) -> None:
-        for _ in range(20):
+        for tries in range(1, _TAKE_TRIES + 1):
             try:
                 row = await self._pool.fetchrow(
                     q.TAKE_NODE_LEASE, self._ttl_ms, self.holder, self._max_node_id
@@ -109,7 +121,8 @@ class NodeLease:
                     )
                     _log.info("leased Snowflake node id %d", node_id)
                     return
-            await asyncio.sleep(0.05)
+            if tries < _TAKE_TRIES:
+                await asyncio.sleep(_TAKE_BACKOFF.delay(tries))
         msg = (
             f"no Snowflake node id is free: all {self._max_node_id + 1} are leased by live "
             "replicas (or the database keeps refusing the lease)"
