@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import pytest
+from grpclib.client import Channel
 from notify_support import mail_delivery
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from test_worker import _async, _count_is, _email, _running, _settings, _until
 
 from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
 from bugless_dev.processes import check_grpc_health
 from bugless_notify._supervise import LoopEnded, serve_supervised
+from bugless_notify.consumer import ConsumerOptions, FeedConsumer
+from bugless_notify.digest import DigestSender, DigestStore
 from bugless_notify.queue import DeliveryQueue, DeliveryState
 from bugless_proto import v1
 from bugless_testing.smtp import SmtpSink
@@ -122,3 +126,59 @@ async def test_a_bug_in_the_loop_is_logged_once_and_the_mails_are_delivered(
     assert logged.exc_info[0] is KeyError
     assert failures() == 1
     assert registry.get_sample_value("bugless_background_consecutive_failures", labels) == 0
+
+
+class _BuggyDigests(DigestStore):
+    """The real store, with a bug where the digests are sent."""
+
+    async def send(self, pool: asyncpg.Pool, queue: DeliveryQueue, cut: datetime.datetime) -> int:
+        raise KeyError("a bug")
+
+
+class _BuggyConsumer(FeedConsumer):
+    """The real consumer, with a bug where it reads its cursor."""
+
+    async def ensure_cursor(self) -> int:
+        raise KeyError("a bug")
+
+
+async def test_the_consumer_and_the_digests_count_their_bugs_in_the_registry_they_are_given(
+    pool: asyncpg.Pool, queue: DeliveryQueue
+) -> None:
+    """As the worker does: a test's own registry, the process's left alone."""
+    registry = CollectorRegistry()
+    loops = ("notify.feed_consumer", "notify.digests")
+
+    def failures(where: CollectorRegistry) -> list[float]:
+        return [
+            where.get_sample_value("bugless_background_failures_total", {"loop": loop}) or 0.0
+            for loop in loops
+        ]
+
+    before = failures(REGISTRY)
+    nowhere = Channel("127.0.0.1", 9)  # never called: the bug comes first
+    consumer = _BuggyConsumer(
+        pool,
+        queue,
+        v1.ModelStub(nowhere),
+        v1.AuthenticatorStub(nowhere),
+        ConsumerOptions(public_url="https://bugs.example.test", schema=queue.schema),
+        metrics_registry=registry,
+    )
+    digests = DigestSender(
+        pool,
+        queue,
+        _BuggyDigests(queue.schema),
+        hour_utc=0,
+        interval_seconds=0.01,
+        metrics_registry=registry,
+    )
+    running = [asyncio.ensure_future(consumer.run()), asyncio.ensure_future(digests.run())]
+    try:
+        await _until(_async(lambda: min(failures(registry)) >= 1), "a bug in each loop")
+    finally:
+        consumer.stop()
+        digests.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 30)
+        nowhere.close()
+    assert failures(REGISTRY) == before

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.clients import ActingFor, acting_model, call
 from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgument
@@ -88,8 +89,14 @@ class FeedConsumer:
         model: v1.ModelStub,
         auth: v1.AuthenticatorStub,
         options: ConsumerOptions,
+        *,
+        metrics_registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        """Work on ``pool`` (the notifier's database) with the given stubs."""
+        """Work on ``pool`` (the notifier's database) with the given stubs.
+
+        ``metrics_registry`` is where the loop's ``bugless_background_*``
+        metrics go (the process registry unless a test has its own).
+        """
         self._pool = pool
         self._queue = queue
         self._model = model
@@ -126,7 +133,7 @@ class FeedConsumer:
         )
         self._lock_key = f"bugless-notify-feed:{options.schema}"
         self._stopping = asyncio.Event()
-        self.supervised = SupervisedLoop("notify.feed_consumer")
+        self.supervised = SupervisedLoop("notify.feed_consumer", registry=metrics_registry)
         #: Changes handled by this process (for tests and metrics).
         self.handled = 0
 

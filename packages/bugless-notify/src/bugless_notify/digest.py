@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.migrations import quote_schema
 from bugless_core.notification_channel import NotificationMessage
@@ -139,15 +140,20 @@ class DigestSender:
         *,
         hour_utc: int,
         interval_seconds: float = 0.0,
+        metrics_registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        """Daily at ``hour_utc``, or every ``interval_seconds`` when that is positive."""
+        """Daily at ``hour_utc``, or every ``interval_seconds`` when that is positive.
+
+        ``metrics_registry`` is where the loop's ``bugless_background_*``
+        metrics go (the process registry unless a test has its own).
+        """
         self._pool = pool
         self._queue = queue
         self._store = store
         self._hour = hour_utc
         self._interval = interval_seconds
         self._stopping = asyncio.Event()
-        self.supervised = SupervisedLoop("notify.digests")
+        self.supervised = SupervisedLoop("notify.digests", registry=metrics_registry)
 
     def stop(self) -> None:
         """End :meth:`run` at its next wake-up."""

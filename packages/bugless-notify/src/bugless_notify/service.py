@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import asyncpg
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import AccessTable, GrpcServiceRunner, grpc_errors
@@ -175,8 +176,16 @@ class RunningNotifier:
         await self.pool.close()
 
 
-async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
-    """Migrate the notifier's schema, start consumer, worker and status server."""
+async def start_notifier(
+    settings: NotifierSettings, *, metrics_registry: CollectorRegistry = REGISTRY
+) -> RunningNotifier:
+    """Migrate the notifier's schema, start consumer, worker and status server.
+
+    ``metrics_registry`` is the one the status server's ``/metrics`` serves,
+    and every loop (consumer, worker, digests) counts into it: an alert on
+    ``bugless_background_consecutive_failures`` sees what the loops count
+    (the process registry unless a test runs its own).
+    """
     pool: asyncpg.Pool = await asyncpg.create_pool(
         settings.database_url, min_size=2, max_size=settings.concurrency + 6
     )
@@ -214,6 +223,7 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
         queue,
         {"email": email, "webhook": webhook},
         WorkerSettings(concurrency=settings.concurrency),
+        metrics_registry=metrics_registry,
     )
     consumer = FeedConsumer(
         pool,
@@ -226,6 +236,7 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
             batch=settings.feed_batch,
             schema=settings.schema,
         ),
+        metrics_registry=metrics_registry,
     )
     digests = DigestSender(
         pool,
@@ -233,6 +244,7 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
         DigestStore(settings.schema),
         hour_utc=settings.digest_hour_utc,
         interval_seconds=settings.digest_interval_seconds,
+        metrics_registry=metrics_registry,
     )
     # Before reporting ready: a change made once the notifier is up is after
     # the cursor, never lost to a first start (or a restored Model) racing it.
@@ -245,7 +257,10 @@ async def start_notifier(settings: NotifierSettings) -> RunningNotifier:
         authenticator_verifier(v1.AuthenticatorStub(auth_channel)),
     )
     runner = GrpcServiceRunner(
-        [NotifierService(pool, queue, webhooks)], settings.grpc, name="notify"
+        [NotifierService(pool, queue, webhooks)],
+        settings.grpc,
+        name="notify",
+        metrics_registry=metrics_registry,
     )
     await runner.start()
     tasks = (
