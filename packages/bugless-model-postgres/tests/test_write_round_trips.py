@@ -398,3 +398,124 @@ async def test_listeners_hear_the_issue_an_admin_reads_without_a_read_after_the_
     assert [e.version for _, e in heard] == [
         r.issue.version for r in (changed, uploaded, edited, deleted, removed) if r.issue
     ]
+
+
+async def test_an_edit_and_a_redaction_read_the_issues_current_texts_once(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """The vectors' rebuild returns the other texts the mentions need: one scan of the history.
+
+    Each scan reads every entry and edit of the issue (its cost grows with the
+    history); the edit's entry read no longer does one of its own.
+    """
+    backend = bugless_model_backend
+    issue, _ = await valued_issue(backend)
+    changed = await change(backend, issue, v1.Priority.P1)
+    assert changed.issue is not None
+    async with Sent(backend, model_settings.pool_max_size) as sent:
+        edited = await edit(backend, changed.issue, changed.entry)
+        assert sum(s.count("DISTINCT ON") for s in sent.take()) == 1
+        assert edited.issue is not None
+        redacted = await backend.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=edited.issue.version,
+                target=v1.RedactionTarget.COMMENT,
+                entry_version=changed.issue.version,  # the comment edited
+            )
+        )
+        assert sum(s.count("DISTINCT ON") for s in sent.take()) == 1
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
+    assert redacted.issue == read
+
+
+async def test_an_edit_or_redaction_keeps_a_name_exactly_while_another_current_text_has_it(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """The other texts an edit or a redaction reads are every other entry's current text.
+
+    A name another comment still mentions stays; one only the changed text
+    had goes; another comment's earlier text (edited away since) and a
+    redacted comment count for nothing; the changed entry's own earlier
+    edits neither. After every write the stored names are what
+    ``_mentions.sync`` finds from the stored texts.
+    """
+    backend = bugless_model_backend
+    issue, _ = await valued_issue(backend)
+    current = issue
+
+    async def stored() -> list[str]:
+        async with backend._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT username FROM issue_mentions WHERE issue_id = $1 ORDER BY 1", issue.id
+            )
+            texts = await conn.fetch(_mentions._TEXTS, issue.id)
+        names = [r["username"] for r in rows]
+        assert names == sorted(mentioned_usernames(*(t["body"] for t in texts)))
+        return names
+
+    async def comment(text: str) -> int:
+        nonlocal current
+        reply = await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ALICE, issue_id=issue.id, expected_version=current.version, comment=text
+            )
+        )
+        assert reply.issue is not None
+        assert reply.entry is not None
+        current = reply.issue
+        return reply.entry.version
+
+    async def rewrite(entry: int, text: str) -> None:
+        nonlocal current
+        reply = await backend.edit_comment(
+            v1.EditCommentRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=current.version,
+                entry_version=entry,
+                comment=text,
+            )
+        )
+        assert reply.issue is not None
+        current = reply.issue
+
+    async def redact(entry: int) -> None:
+        nonlocal current
+        reply = await backend.redact(
+            v1.RedactRequest(
+                caller=ADMIN,
+                issue_id=issue.id,
+                expected_version=current.version,
+                target=v1.RedactionTarget.COMMENT,
+                entry_version=entry,
+            )
+        )
+        assert reply.issue is not None
+        current = reply.issue
+
+    first = await comment("ask @gina and @hank")
+    second = await comment("@gina again")
+    third = await comment("@ivy knows")
+    assert await stored() == ["gina", "hank", "ivy"]
+    await rewrite(first, "ask @hank")  # gina: the second comment still has her
+    assert await stored() == ["gina", "hank", "ivy"]
+    await rewrite(second, "nobody")  # gina: only the second had her (the first's edit went)
+    assert await stored() == ["hank", "ivy"]
+    await rewrite(second, "@hank too")
+    await rewrite(first, "@jo instead")  # hank: the second's latest text has him
+    assert await stored() == ["hank", "ivy", "jo"]
+    await rewrite(second, "@jo too")  # hank: in the second's earlier edit only, which is gone
+    assert await stored() == ["ivy", "jo"]
+    fourth = await comment("@ivy again")
+    await redact(third)  # ivy: the fourth comment still has her
+    assert await stored() == ["ivy", "jo"]
+    await rewrite(fourth, "@kim")  # ivy: the third's text was redacted
+    assert await stored() == ["jo", "kim"]
+    await redact(first)  # jo: the second's latest text has him
+    assert await stored() == ["jo", "kim"]
+    await redact(second)  # jo: no text left has him
+    assert await stored() == ["kim"]
+    read = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
+    assert read == current

@@ -44,12 +44,19 @@ AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[str]]
 
 #: The current text of every comment of issue ``i`` (the latest edit of
 #: each entry, redacted ones empty), entry ``$6``'s taken as ``$5`` (its
-#: edit, not written yet, or its redaction), as a text vector ``t.tsv``.
+#: edit, not written yet, or its redaction), as a text vector ``t.tsv``;
+#: and the others' texts (``t.others``, in entry order), which with the
+#: title and the new text are what the issue's mentions come from. One scan
+#: of the issue's history serves both: an edit and a redaction read the
+#: others with their entry before, a second scan of every entry and edit,
+#: whose cost grows with the history.
 _CURRENT_TEXT = """(
         SELECT to_tsvector('english',
                            coalesce(string_agg(CASE WHEN cur.original = $6::bigint THEN $5::text
                                                     ELSE cur.body END,
-                                               ' ' ORDER BY cur.original), '')) AS tsv
+                                               ' ' ORDER BY cur.original), '')) AS tsv,
+               coalesce(array_agg(cur.body ORDER BY cur.original)
+                            FILTER (WHERE cur.original <> $6::bigint), '{}') AS others
           FROM (SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version))
                        coalesce(nullif(h.edits_version, 0), h.version) AS original,
                        h.comment AS body
@@ -58,28 +65,26 @@ _CURRENT_TEXT = """(
                  ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
                ) cur) t"""
 #: Entry $2 of issue $1, with the current text of its comment (its latest
-#: edit's, or its own) as ``current_comment``, and what an edit of it needs
-#: to keep the issue's mentions: the other current texts (``other_texts``)
-#: and the stored mentions (``mentioned``).
+#: edit's, or its own) as ``current_comment``, and the issue's stored
+#: mentions (``mentioned``), which an edit of it keeps up to date with the
+#: other current texts :data:`BUMP_AFTER_EDIT` returns.
 ENTRY_TO_EDIT = f"""
 SELECT h.*, (SELECT e.comment FROM issue_history e
               WHERE e.issue_id = $1 AND (e.version = $2 OR e.edits_version = $2)
               ORDER BY e.version DESC LIMIT 1) AS current_comment,
-       {_mentions.OTHER_TEXTS.format(original="$2")} AS other_texts,
        {_mentions.STORED} AS mentioned
   FROM issue_history h
  WHERE h.issue_id = $1 AND h.version = $2
 """
 #: The comment a redaction of entry $2 of issue $1 removes: the entry, the
 #: one it edits if it is an edit (``original``), whether that comment or an
-#: edit of it still has text (``has_text``), and the issue's other current
-#: texts and stored mentions, as :data:`ENTRY_TO_EDIT`.
+#: edit of it still has text (``has_text``), and the issue's stored
+#: mentions, as :data:`ENTRY_TO_EDIT`.
 REDACTION_TARGET = f"""
 SELECT h.*, r.original,
        EXISTS (SELECT 1 FROM issue_history e
                 WHERE e.issue_id = $1 AND (e.version = r.original OR e.edits_version = r.original)
                   AND e.comment <> '') AS has_text,
-       {_mentions.OTHER_TEXTS.format(original="r.original")} AS other_texts,
        {_mentions.STORED} AS mentioned
   FROM issue_history h
        CROSS JOIN LATERAL (SELECT coalesce(nullif(h.edits_version, 0), h.version) AS original) r
@@ -89,7 +94,8 @@ SELECT h.*, r.original,
 #: entry written after, with the feed row) or a redaction of it ($5 empty,
 #: its comments blanked already): the description set to $3 when $4 (entry
 #: 1), the comment vectors rebuilt from the current text of every comment;
-#: its columns returned as :data:`q.FETCH_ISSUE` reads them (the call's reply).
+#: its columns returned as :data:`q.FETCH_ISSUE` reads them (the call's reply),
+#: and the other entries' current texts (``other_texts``, for the mentions).
 BUMP_AFTER_EDIT = f"""
 UPDATE issues AS i
    SET version = i.version + 1, modified_at = $2,
@@ -97,7 +103,7 @@ UPDATE issues AS i
        comments_tsv = t.tsv, text_tsv = to_tsvector('english', i.title) || t.tsv
   FROM {_CURRENT_TEXT}
  WHERE i.id = $1
-RETURNING {q.ISSUE_COLUMNS}"""
+RETURNING {q.ISSUE_COLUMNS}, t.others AS other_texts"""
 #: A new version of issue $1, its columns returned as :data:`q.FETCH_ISSUE` reads
 #: them (the call's reply is built from them: no read after the write).
 BUMP_VERSION = f"""
@@ -187,7 +193,7 @@ async def edit_comment(ctx: WriteContext, request: v1.EditCommentRequest) -> _is
     if written["version"] != version:  # the lock says otherwise: a bug, said loudly
         msg = f"issue {issue_id} moved to version {written['version']} under its lock"
         raise RuntimeError(msg)
-    await _keep_mentions(ctx, issue_id, loaded["title"], entry, request.comment)
+    await _keep_mentions(ctx, issue_id, loaded["title"], entry, written, request.comment)
     issue = await _changed_issue(ctx, loaded, written)  # before the feed's lock
     marked = await _entries.insert_last_entry(
         ctx, issue_id, version, request.comment, [], edits_version=number
@@ -239,7 +245,7 @@ async def redact(
                 BUMP_AFTER_EDIT, issue_id, ctx.now, "", original == 1, "", original
             )
         )
-        await _keep_mentions(ctx, issue_id, row["title"], entry)
+        await _keep_mentions(ctx, issue_id, row["title"], entry, written)
     version = int(written["version"])
     issue = await _changed_issue(ctx, row, written)  # before the feed's lock
     redaction = (int(target), original, request.attachment_id)
@@ -248,16 +254,22 @@ async def redact(
 
 
 async def _keep_mentions(
-    ctx: WriteContext, issue_id: int, title: object, entry: dict[str, object], *new: str
+    ctx: WriteContext,
+    issue_id: int,
+    title: object,
+    entry: dict[str, object],
+    written: asyncpg.Record,
+    *new: str,
 ) -> None:
     """The issue's mentions after ``entry``'s text became ``new`` (nothing: redacted).
 
-    ``entry`` holds the issue's other current texts and its stored mentions,
-    read with it (:data:`ENTRY_TO_EDIT`, :data:`REDACTION_TARGET`) under the
+    ``entry`` holds the issue's stored mentions, read with it
+    (:data:`ENTRY_TO_EDIT`, :data:`REDACTION_TARGET`), and ``written`` the
+    other entries' current texts (:data:`BUMP_AFTER_EDIT`), both under the
     issue's lock: what :func:`_mentions.sync` would read after the write,
     without its read and with no write when the names stay the same.
     """
-    others = cast("list[str]", entry["other_texts"])
+    others = cast("list[str]", written["other_texts"])
     names = mentioned_usernames(str(title), *others, *new)
     await _mentions.set_names(ctx.conn, issue_id, cast("list[str]", entry["mentioned"]), names)
 

@@ -10,8 +10,9 @@ finds exactly the mentions people see linked and were notified of.
 Every write that changes those texts calls :func:`add` (a new comment or a
 new issue: mentions can only grow) or :func:`sync` (an import: recomputed
 from what is stored) inside its own transaction. An edit and a redaction
-read the issue's other texts and its stored mentions with the entry they
-change (:data:`OTHER_TEXTS`, :data:`STORED`) and write only the difference
+read the issue's stored mentions with the entry they change (:data:`STORED`)
+and its other texts with the vectors they rebuild (``_edits.BUMP_AFTER_EDIT``),
+and write only the difference
 (:func:`set_names`: no statement when the names stay the same); a title
 change only adds names unless the old title's mentions may go
 (:func:`title_change_only_adds`). Issues written before 0011 are filled by
@@ -25,7 +26,6 @@ from typing import Any
 from bugless_core.mentions import mentioned_usernames
 
 __all__ = [
-    "OTHER_TEXTS",
     "STORED",
     "add",
     "backfill",
@@ -45,19 +45,6 @@ SELECT cur.body FROM (
      ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
 ) cur
 """
-#: The current text of every entry of issue ``$1`` (its latest edit's) but
-#: entry ``{original}``'s (an SQL expression) and its edits', as a text array:
-#: with the title and that entry's new text, what :func:`sync` would read
-#: after an edit or a redaction of it.
-OTHER_TEXTS = """ARRAY(
-    SELECT cur.body FROM (
-        SELECT DISTINCT ON (coalesce(nullif(o.edits_version, 0), o.version))
-               coalesce(nullif(o.edits_version, 0), o.version) AS original, o.comment AS body
-          FROM issue_history o
-         WHERE o.issue_id = $1
-         ORDER BY coalesce(nullif(o.edits_version, 0), o.version), o.version DESC
-    ) cur
-     WHERE cur.original <> {original})"""
 #: The usernames stored as mentioned in issue ``$1``, as a text array.
 STORED = "ARRAY(SELECT m.username FROM issue_mentions m WHERE m.issue_id = $1)"
 _INSERT = """
