@@ -258,23 +258,26 @@ async def migrate(
     quoted = quote_schema(schema)
     committing = False
     try:
-        async with pool.acquire() as conn, lock.held(pool, conn, schema):
-            async with conn.transaction():
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-                await conn.execute(f"SET LOCAL search_path TO {quoted}")
-                await conn.execute(_CREATE_LEDGER.format(schema=quoted))
-                current: int = await conn.fetchval(_APPLIED.format(schema=quoted))
-                newest = migrations[-1].version
-                if current > newest:
-                    raise schema_too_new(current, newest, component)
-                for migration in migrations:
-                    if migration.version > current:
-                        await conn.execute(migration.sql)
-                        await conn.execute(
-                            _RECORD.format(schema=quoted), migration.version, migration.name
-                        )
-                        current = migration.version
-                committing = True  # the next await is the COMMIT
+        async with (
+            pool.acquire() as conn,
+            lock.held(pool, conn, schema),
+            conn.transaction(),
+        ):
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+            await conn.execute(f"SET LOCAL search_path TO {quoted}")
+            await conn.execute(_CREATE_LEDGER.format(schema=quoted))
+            current: int = await conn.fetchval(_APPLIED.format(schema=quoted))
+            newest = migrations[-1].version
+            if current > newest:
+                raise schema_too_new(current, newest, component)
+            for migration in migrations:
+                if migration.version > current:
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        _RECORD.format(schema=quoted), migration.version, migration.name
+                    )
+                    current = migration.version
+            committing = True  # the next await is the COMMIT
     except Unavailable as exc:
         if exc.reason != leases.LEASE_LOST or not committing:
             raise
