@@ -9,8 +9,6 @@ still logged as one, with its traceback (``bugless_testing.lease_renewal``).
 
 from __future__ import annotations
 
-import logging
-
 import asyncpg
 import pytest
 
@@ -18,9 +16,8 @@ from bugless_auth._dialect import COCKROACH
 from bugless_core.migrations import LeaseLock
 from bugless_dev.postgres import ThrowawayPostgres
 from bugless_testing.lease_renewal import (
-    break_renewal_decoding,
-    failed_renewals,
-    terminate_renewal,
+    check_a_bug_is_logged_as_one,
+    check_an_outage_is_logged_as_one,
 )
 
 
@@ -40,15 +37,8 @@ def test_the_cockroach_dialect_leases_its_migrations_expecting_asyncpg_interface
 
 
 async def test_a_renewal_on_a_closed_connection_is_an_outage(database: str) -> None:
-    logged = await failed_renewals(_lock(), database, "lease_outage", terminate_renewal)
-    assert all(r.name == "bugless_core.leases" for r in logged), logged
-    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in logged)
-    assert "could not renew lease migrate: InterfaceError" in logged[0].getMessage()
+    await check_an_outage_is_logged_as_one(_lock(), database)
 
 
 async def test_a_bug_on_the_renewals_path_is_logged_as_a_bug(database: str) -> None:
-    logged = await failed_renewals(_lock(), database, "lease_bug", break_renewal_decoding)
-    assert all(r.name == "bugless.supervision" for r in logged), logged
-    assert all(r.levelno == logging.ERROR for r in logged)
-    assert logged[0].exc_info is not None
-    assert logged[0].exc_info[0] is ValueError
+    await check_a_bug_is_logged_as_one(_lock(), database)

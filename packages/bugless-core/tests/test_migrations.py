@@ -26,6 +26,7 @@ from bugless_core.migrations import (
     migrate,
 )
 from bugless_dev.postgres import ThrowawayPostgres
+from bugless_testing.lease_renewal import renewal_failures
 
 pytest_plugins = ["bugless_testing.postgres"]
 
@@ -206,13 +207,7 @@ async def test_a_lease_lock_hands_its_expected_errors_to_the_renewal(
     schema = f"lease_expected_{passed}".lower()
 
     def failed() -> list[logging.LogRecord]:
-        return [
-            r
-            for r in caplog.records
-            if (r.name, r.getMessage().split(":")[0])
-            in {("bugless_core.leases", "could not renew lease migrate")}
-            or (r.name == "bugless.supervision" and "lease_renewal:migrate" in r.getMessage())
-        ]
+        return renewal_failures(caplog.records)
 
     try:
         pid = await renewing.fetchval("SELECT pg_backend_pid()")

@@ -7,7 +7,9 @@ not the database's own error a bug (logged with its traceback by the
 ``lease_renewal:migrate`` supervision). The packages that hold their
 migration lease on asyncpg (the CockroachDB Model backend, the
 Authenticator's CockroachDB dialect) prove their lock does that with
-:func:`failed_renewals` and one of the two ways to break a renewal here:
+:func:`failed_renewals` and one of the two ways to break a renewal here
+(:func:`check_an_outage_is_logged_as_one` and
+:func:`check_a_bug_is_logged_as_one` are the two checks they share):
 
 * :func:`terminate_renewal`: the server ends the renewing connection, so
   the next renewal raises asyncpg's ``InterfaceError`` (connection closed,
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import asyncpg
@@ -81,13 +83,37 @@ def _recording() -> Iterator[_Records]:
             logger.setLevel(level)
 
 
-def _failed_renewals(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
-    return [
-        r
-        for r in records
-        if (r.name == "bugless_core.leases" and r.getMessage().startswith("could not renew lease"))
-        or (r.name == "bugless.supervision" and "lease_renewal:migrate" in r.getMessage())
-    ]
+#: What a renewal may fail with when the server ends its connection while it
+#: is in flight, or just after: the server's own error, or asyncpg's
+#: connection caught between two states. Which one a run sees is a matter of
+#: timing, not of the lock; the renewals after it, on the closed connection,
+#: raise the ``InterfaceError`` the checks are about.
+TERMINATION_RACES: tuple[type[BaseException], ...] = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InternalClientError,
+)
+
+
+def renewal_failures(records: Iterable[logging.LogRecord]) -> list[logging.LogRecord]:
+    """The failed renewals of lease ``migrate`` among ``records``, but the termination's races.
+
+    A WARNING from ``bugless_core.leases`` is an outage, an ERROR from
+    ``bugless.supervision`` a bug; those whose error is one of
+    :data:`TERMINATION_RACES` are left out.
+    """
+    return [r for r in records if _is_renewal_failure(r)]
+
+
+def _is_renewal_failure(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    if record.name == "bugless_core.leases":
+        races = (f": {race.__name__}:" for race in TERMINATION_RACES)
+        return message.startswith("could not renew lease migrate") and not any(
+            race in message for race in races
+        )
+    if record.name == "bugless.supervision" and "lease_renewal:migrate" in message:
+        return record.exc_info is None or not isinstance(record.exc_info[1], TERMINATION_RACES)
+    return False
 
 
 async def failed_renewals(
@@ -116,15 +142,47 @@ async def failed_renewals(
             async with short.held(renewing, other, schema):
                 await breaker(renewing, other)
                 for _ in range(3000):  # a bound on a wait for an event: 30 s
-                    if len(_failed_renewals(recorded.records)) >= failures:
+                    if len(renewal_failures(recorded.records)) >= failures:
                         break
                     await asyncio.sleep(0.01)
                 else:
                     raise AssertionError(f"fewer than {failures} failed renewals in 30 s")
-        return _failed_renewals(recorded.records)[:failures]
+        return renewal_failures(recorded.records)[:failures]
     finally:
         await renewing.close()
         await other.close()
 
 
-__all__ = ["break_renewal_decoding", "failed_renewals", "terminate_renewal"]
+async def check_an_outage_is_logged_as_one(lock: LeaseLock, database: str) -> None:
+    """A renewal on a connection the server closed is a WARNING without traceback, tried again.
+
+    The check a package whose lock is given asyncpg's ``InterfaceError``
+    runs against its own lock (schema ``lease_outage`` of ``database``).
+    """
+    logged = await failed_renewals(lock, database, "lease_outage", terminate_renewal)
+    assert all(r.name == "bugless_core.leases" for r in logged), logged
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in logged)
+    assert "could not renew lease migrate: InterfaceError" in logged[0].getMessage()
+
+
+async def check_a_bug_is_logged_as_one(lock: LeaseLock, database: str) -> None:
+    """A bug on the renewal's path is an ERROR with its traceback, whatever ``expected`` says.
+
+    Schema ``lease_bug`` of ``database``.
+    """
+    logged = await failed_renewals(lock, database, "lease_bug", break_renewal_decoding)
+    assert all(r.name == "bugless.supervision" for r in logged), logged
+    assert all(r.levelno == logging.ERROR for r in logged)
+    assert logged[0].exc_info is not None
+    assert logged[0].exc_info[0] is ValueError
+
+
+__all__ = [
+    "TERMINATION_RACES",
+    "break_renewal_decoding",
+    "check_a_bug_is_logged_as_one",
+    "check_an_outage_is_logged_as_one",
+    "failed_renewals",
+    "renewal_failures",
+    "terminate_renewal",
+]
