@@ -91,6 +91,7 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Authenticator/ValidateToken",
         "/bugless.v1.Authenticator/GetUsers",
         "/bugless.v1.Authenticator/LookupUsers",
+        "/bugless.v1.Authenticator/GetUserChanges",
         "/bugless.v1.Authenticator/SuggestUsers",
         "/bugless.v1.Authenticator/Authorize",
         "/bugless.v1.Authenticator/ListPersonCertificates",
