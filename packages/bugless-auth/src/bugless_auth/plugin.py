@@ -41,4 +41,8 @@ def bugless_register_authenticators(register: AuthenticatorRegistrar) -> None:
 @hookimpl
 def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless auth``."""
-    cli.add_lazy_command("auth", "bugless_auth.commands:auth_group")
+    cli.add_lazy_command(
+        "auth",
+        "bugless_auth.commands:auth_group",
+        "Run the Authenticator service and manage its local users.",
+    )

@@ -23,7 +23,11 @@ def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless plugins``, ``bugless query`` and ``bugless model``."""
     cli.add_command(plugins_command)
     cli.add_command(query_group)
-    cli.add_lazy_command("model", "bugless_core.model.commands:model_group")
+    cli.add_lazy_command(
+        "model",
+        "bugless_core.model.commands:model_group",
+        "Run the Model service (all tracker data).",
+    )
 
 
 @click.command("plugins")

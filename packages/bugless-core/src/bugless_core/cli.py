@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
-from typing import NoReturn
+from dataclasses import dataclass
+from gettext import gettext
+from typing import Any, NoReturn
 
 import click
 
@@ -41,25 +43,63 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-class CommandGroup(click.Group):
-    """The root ``bugless`` group: commands added as objects or by reference.
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command added by reference: where it is, and what ``--help`` lists it as.
 
-    ``bugless web serve`` runs in a process that has loaded every plugin and
-    assembled this tree, so a plugin whose command module imports its service
-    (the Authenticator's store and asyncpg, the local stack) would make every
-    other service import it too. :meth:`add_lazy_command` names the command
-    by ``module:attribute`` instead; the module is imported when the command
-    is run, or listed by ``bugless --help``.
+    Attributes:
+        reference: ``module:attribute`` of the click command, imported when it is run.
+        summary: The command's short help as its group's ``--help`` lists it (the
+            first sentence of its docstring), so that listing imports nothing;
+            ``None`` imports the command to list it.
     """
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        """Create the group (arguments as :class:`click.Group`)."""
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.lazy_commands: dict[str, str] = {}
+    reference: str
+    summary: str | None = None
 
-    def add_lazy_command(self, name: str, reference: str) -> None:
-        """Add the command ``reference`` (``module:attribute``) as ``name``, imported on use."""
-        self.lazy_commands[name] = reference
+    def load(self, name: str) -> click.Command:
+        """Import the command.
+
+        Raises:
+            TypeError: the reference names something that is not a click command.
+        """
+        module, _, attribute = self.reference.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            msg = f"the bugless command {name!r} ({self.reference}) is not a click command"
+            raise TypeError(msg)
+        return command
+
+
+class CommandGroup(click.Group):
+    """A group whose commands may be added by reference, imported when run.
+
+    ``bugless issue show`` (a script may run it hundreds of times) and
+    ``bugless web serve`` run in a process that loaded every plugin and
+    assembled this tree, so a command module that imports its service (the
+    Authenticator's store and asyncpg, the web tier, the API's settings and
+    the gRPC clients) would make every other command import it too.
+    :meth:`add_lazy_command` names the command by ``module:attribute``
+    instead: its module is imported when the command is run, or its own help
+    shown, and ``--help`` lists it by the summary it was added with.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Create the group (arguments as :class:`click.Group`)."""
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, LazyCommand] = {}
+
+    def add_lazy_command(self, name: str, reference: str, summary: str | None = None) -> None:
+        """Add the command ``reference`` (``module:attribute``) as ``name``, imported on use.
+
+        Args:
+            name: The command's name in this group.
+            reference: Where the command is: ``module:attribute``.
+            summary: Its short help, exactly as ``--help`` would list the command
+                (the first sentence of its docstring); without one, ``--help``
+                imports the command to list it.
+        """
+        self.lazy_commands[name] = LazyCommand(reference, summary)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Every command name, imported or not."""
@@ -67,15 +107,32 @@ class CommandGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """The command ``cmd_name``; a lazy one is imported now and kept."""
-        reference = self.lazy_commands.pop(cmd_name, None)
-        if reference is not None:
-            module, _, attribute = reference.partition(":")
-            command = getattr(importlib.import_module(module), attribute)
-            if not isinstance(command, click.Command):
-                msg = f"the bugless command {cmd_name!r} ({reference}) is not a click command"
-                raise TypeError(msg)
-            self.add_command(command, cmd_name)
+        lazy = self.lazy_commands.pop(cmd_name, None)
+        if lazy is not None:
+            self.add_command(lazy.load(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands as :class:`click.Group` does, a lazy one by its summary.
+
+        A stand-in command with the summary as its help gives the line the
+        imported command would (click shortens both alike), without the import.
+        """
+        commands: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            lazy = self.lazy_commands.get(name)
+            if lazy is not None and lazy.summary is not None:
+                command: click.Command | None = click.Command(name, help=lazy.summary)
+            else:
+                command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                commands.append((name, command))
+        if not commands:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+        rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
+        with formatter.section(gettext("Commands")):
+            formatter.write_dl(rows)
 
 
 def build_cli(plugins: Plugins) -> CommandGroup:

@@ -76,14 +76,16 @@ def bugless_register_commands(cli: CommandGroup) -> None:
     """Add click commands or groups to the ``bugless`` command.
 
     Called once while the CLI is assembled, in every bugless process (a
-    service is started as ``bugless <service> serve``). Prefer
-    ``cli.add_lazy_command(name, "module:group")``: the module is imported
-    only when that command runs, so ``bugless web serve`` does not import the
-    Authenticator's command module and what it imports. ``cli.add_command``
-    adds a command object at once; a group another plugin added (``bugless
-    issue``) can be extended by looking it up with ``cli.get_command(ctx,
-    name)``. Import heavy dependencies inside the command functions, not at
-    module level, so ``bugless --help`` stays fast.
+    service is started as ``bugless <service> serve``, and a script may run
+    ``bugless issue show`` hundreds of times). Prefer
+    ``cli.add_lazy_command(name, "module:group", summary)``: the module is
+    imported only when that command runs or shows its own help, so ``bugless
+    web serve`` does not import the Authenticator's command module and what
+    it imports, and ``bugless --help`` lists the command by ``summary`` (the
+    first sentence of its docstring, as ``--help`` would show it; without
+    one, listing imports the module). ``cli.add_command`` adds a command
+    object at once; a group another plugin added (``bugless issue``) can be
+    extended by looking it up with ``cli.get_command(ctx, name)``.
     """
 
 

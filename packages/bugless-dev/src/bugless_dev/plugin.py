@@ -1,7 +1,7 @@
 """Hook implementations of bugless-dev (the ``bugless`` entry point names this module).
 
-Registration only: ``bugless dev``. The command module imports nothing heavy
-at module level, so ``bugless --help`` stays fast.
+Registration only: ``bugless dev``, by reference with its summary, so that
+only ``bugless dev`` itself imports the local stack it runs.
 """
 
 from __future__ import annotations
@@ -17,4 +17,8 @@ if TYPE_CHECKING:
 @hookimpl
 def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless dev``."""
-    cli.add_lazy_command("dev", "bugless_dev.command:dev_command")
+    cli.add_lazy_command(
+        "dev",
+        "bugless_dev.command:dev_command",
+        "Run the whole tracker locally on an embedded PostgreSQL until Ctrl-C.",
+    )

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 @hookimpl
 def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless import``."""
-    cli.add_lazy_command("import", "bugless_import.command:import_command")
+    cli.add_lazy_command(
+        "import",
+        "bugless_import.command:import_command",
+        "Import the issues of another tracker with their whole history.",
+    )
 
 
 @hookimpl

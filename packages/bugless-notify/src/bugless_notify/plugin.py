@@ -27,4 +27,8 @@ def bugless_register_notification_channels(register: NotificationChannelRegistra
 @hookimpl
 def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless notify serve``."""
-    cli.add_lazy_command("notify", "bugless_notify.cli:notify_group")
+    cli.add_lazy_command(
+        "notify",
+        "bugless_notify.cli:notify_group",
+        "Run the notifier (change feed in, e-mail and webhooks out).",
+    )

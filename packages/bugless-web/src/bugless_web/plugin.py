@@ -17,4 +17,8 @@ if TYPE_CHECKING:
 @hookimpl
 def bugless_register_commands(cli: CommandGroup) -> None:
     """Add ``bugless web``."""
-    cli.add_lazy_command("web", "bugless_web.commands:web_group")
+    cli.add_lazy_command(
+        "web",
+        "bugless_web.commands:web_group",
+        "Run the web frontend (server-rendered pages for people).",
+    )

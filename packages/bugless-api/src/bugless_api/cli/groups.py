@@ -2,44 +2,43 @@
 
 One module per command group (or part of one): a module imports its group
 from here and decorates its commands with ``@issue_group.command(...)``;
-:data:`bugless_api.cli.COMMAND_MODULES` lists the modules to import, so a
-new command is a new module plus one line there.
+:data:`bugless_api.cli.COMMANDS` names each command by reference, so that
+running one imports its module only.
 """
 
 from __future__ import annotations
 
 import click
 
+from bugless_core.cli import CommandGroup
 
-@click.group("issue")
+
+@click.group("issue", cls=CommandGroup)
 def issue_group() -> None:
     """Find, show, create, change and watch issues through the bugless API."""
 
 
-@click.group("hotlist")
+@click.group("hotlist", cls=CommandGroup)
 def hotlist_group() -> None:
     """List, show, create, change and rank hotlists."""
 
 
-@click.group("component")
+@click.group("component", cls=CommandGroup)
 def component_group() -> None:
     """List, show, create and change components."""
 
 
-@click.group("saved-search")
+@click.group("saved-search", cls=CommandGroup)
 def saved_search_group() -> None:
     """List, run, create, change and delete saved searches."""
 
 
-@click.group("attachment")
+@click.group("attachment", cls=CommandGroup)
 def attachment_group() -> None:
     """Show, download and delete attachments (attach with `bugless issue attach`)."""
 
 
-#: Commands directly under ``bugless`` (``login``, ``whoami``), added by their modules.
-TOP_LEVEL: list[click.Command] = []
-
-GROUPS: tuple[click.Group, ...] = (
+GROUPS: tuple[CommandGroup, ...] = (
     issue_group,
     attachment_group,
     hotlist_group,

@@ -33,7 +33,6 @@ from bugless_api.cli._common import (
     command,
     fail,
 )
-from bugless_api.cli.groups import TOP_LEVEL
 
 #: Longest a login waits for approval when the server does not say.
 _DEFAULT_WAIT_SECONDS = 600
@@ -190,5 +189,4 @@ async def whoami_command(client: Any) -> object:
     return identity
 
 
-TOP_LEVEL.extend([login_command, logout_command, whoami_command])
 __all__ = ["login_command", "logout_command", "whoami_command"]

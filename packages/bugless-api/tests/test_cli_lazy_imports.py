@@ -1,0 +1,125 @@
+"""A ``bugless`` command imports its own code only, not every installed command's.
+
+A bot's script runs ``bugless issue show`` many times; each run assembles the
+whole command tree first. These tests run the real entry point in a fresh
+interpreter (every bugless package installed, as in a test session) and read
+``sys.modules`` after it: the services' code (asyncpg, Litestar and the web
+tier, the API server's settings and the gRPC clients they pull in, the
+Authenticator) must not be there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import click
+import pytest
+from api_support import cli_json
+
+from bugless_api.cli import COMMANDS
+from bugless_api.cli.groups import GROUPS
+
+#: Runs ``bugless ARGV`` in-process, then prints the loaded modules as JSON on stderr.
+_PROBE = """
+import json, sys
+from bugless_core.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+#: Modules no client command's help needs: each service's code and what it imports.
+SERVICES = (
+    "asyncpg",
+    "litestar",
+    "jinja2",
+    "bugless_web.commands",
+    "bugless_web.settings",
+    "bugless_auth.commands",
+    "bugless_auth.store",
+    "bugless_notify.cli",
+    "bugless_dev.command",
+    "bugless_import.command",
+    "bugless_core.model.commands",
+    "bugless_api.cli.serve",
+    "bugless_api.settings",
+    "bugless_api.server",
+)
+
+
+def _modules_after(*argv: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``bugless ARGV``."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,  # a CLI process starting on a loaded CI machine
+        check=True,
+    )
+    loaded = json.loads(result.stderr.strip().splitlines()[-1])
+    assert isinstance(loaded, list)
+    return set(loaded)
+
+
+def _present(loaded: set[str], names: tuple[str, ...]) -> list[str]:
+    """Those of ``names`` loaded, themselves or a submodule."""
+    return sorted(n for n in names if n in loaded or any(m.startswith(f"{n}.") for m in loaded))
+
+
+def test_root_help_imports_no_command_module() -> None:
+    loaded = _modules_after("--help")
+    assert _present(loaded, SERVICES) == []
+    commands = sorted(m for m in loaded if m.startswith("bugless_api.cli."))
+    assert commands == ["bugless_api.cli.groups"]
+    assert _present(loaded, ("bugless_api.client", "bugless_core.clients", "bugless_proto")) == []
+
+
+def test_a_client_commands_help_imports_its_module_and_no_service() -> None:
+    loaded = _modules_after("issue", "show", "--help")
+    assert "bugless_api.cli.issues" in loaded
+    assert _present(loaded, SERVICES) == []
+    others = ("hotlists", "components", "saved_searches", "webhooks", "login", "attachments")
+    assert _present(loaded, tuple(f"bugless_api.cli.{m}" for m in others)) == []
+    assert _present(loaded, ("cryptography.x509",)) == []
+
+
+def test_a_services_help_imports_no_other_service() -> None:
+    loaded = _modules_after("model", "serve", "--help")
+    assert "bugless_core.model.commands" in loaded
+    others = tuple(m for m in SERVICES if m != "bugless_core.model.commands")
+    assert _present(loaded, others) == []
+
+
+def test_a_real_issue_show_imports_no_service(served_api: dict[str, str]) -> None:
+    component = cli_json(served_api, "component", "create", f"Lazy-{os.getpid()}-{time.time_ns()}")
+    created = cli_json(
+        served_api, "issue", "create", "--title", "shown", "--component", str(component["id"])
+    )
+    loaded = _modules_after("issue", "show", str(created["id"]), "--json", env=served_api)
+    assert "bugless_api.client" in loaded
+    assert _present(loaded, SERVICES) == []
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)
+def test_every_command_of_a_group_is_named_by_reference(group: click.Group) -> None:
+    """``COMMANDS`` names exactly the commands the modules add, each where it is.
+
+    A command a module adds to a group but ``COMMANDS`` leaves out would be
+    there or not depending on which other command imported its module first.
+    """
+    references = COMMANDS[group.name or ""]
+    for reference in references.values():
+        importlib.import_module(f"bugless_api.cli.{reference.partition(':')[0]}")
+    assert sorted(group.commands) == sorted(references)
+    for name, reference in references.items():
+        module, _, attribute = reference.partition(":")
+        command = getattr(importlib.import_module(f"bugless_api.cli.{module}"), attribute)
+        assert group.commands[name] is command, name
