@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 from auth_support import KeyFiles, StartAuth, start_auth_servers
-from test_conformance import TestLocalPasswords, password_backend_case
+from test_auth_conformance import TestLocalPasswords, password_backend_case
 from test_sessions import (
     replicas,
     test_a_correctly_signed_token_without_a_session_is_refused,
