@@ -106,6 +106,7 @@ def test_a_real_issue_show_imports_no_service(served_api: dict[str, str]) -> Non
     loaded = _modules_after("issue", "show", str(created["id"]), "--json", env=served_api)
     assert "bugless_api.client" in loaded
     assert _present(loaded, SERVICES) == []
+    assert _present(loaded, ("bugless_core.search",)) == []  # only frontends resolve queries
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)

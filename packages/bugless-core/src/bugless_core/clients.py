@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from grpclib.client import Channel
 from grpclib.const import Status
@@ -30,8 +30,10 @@ from bugless_core._compat.grpclib import channel_protocol, forget_channel_protoc
 from bugless_core.assertions import METADATA_KEY
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.grpc import CorkedChannel, build_client_ssl_context
-from bugless_core.search import Query, mentions_me, to_structured, user_terms
 from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from bugless_core.search import Query
 
 _log = logging.getLogger("bugless_core.clients")
 P = ParamSpec("P")
@@ -227,6 +229,10 @@ async def resolve_query(
     Raises:
         InvalidArgument: The query names more people than one look-up takes.
     """
+    # Imported here: every client imports this module, and only the frontends
+    # resolve queries (a `bugless issue show` would parse no query for it).
+    from bugless_core.search import mentions_me, to_structured, user_terms  # noqa: PLC0415
+
     names = sorted(user_terms(query))
     users: dict[str, str] = {}
     merged: dict[str, list[str]] = {}
