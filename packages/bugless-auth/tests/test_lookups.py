@@ -86,6 +86,13 @@ async def test_rename_is_visible_after_the_cache_ttl_and_the_id_is_stable(
         "authenticators": ("fakedir",),
         "extra_plugins": [FakeDirectoryPlugin()],
         "cache_ttl_seconds": 4.0,  # outlasts a sign-in on a loaded machine
+        # The TTL is what this test is about: the replicas read the users'
+        # change feed at start and then not for a minute, so the cache is
+        # not following it when the rename comes (the feed's own tests show a
+        # rename within a poll). With the default 1 s poll, a sign-in
+        # slower than that on a loaded machine let the feed show the rename
+        # before the first read below, and the test failed.
+        "user_changes_seconds": 60.0,
     }
     replica = await start_auth_server(**common)
     other = await start_auth_server(schema=replica.settings.schema, **common)
