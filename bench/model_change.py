@@ -1,7 +1,7 @@
 """The Model's ChangeIssue, GetIssue, BatchGetIssues, attachment, edit and batch create calls.
 
     python -m bench.model_change [--issues 2000] [--seconds 6] [--repeat 3] [--clients 8] \
-        [--before PATH[:PATH...]]
+        [--history N] [--before PATH[:PATH...]]
 
 Starts a throwaway PostgreSQL, seeds it (:mod:`bench.seed`), and runs the
 Authenticator and the Model as ``bugless ... serve`` subprocesses
@@ -32,6 +32,11 @@ every process: no two clients change one issue):
   component (its top-level component's "Found In" field applies), as the
   API's coalescer sends one caller's creates (``bench._api_calls``); a
   row counts batches.
+
+``--history N`` appends N comments (``HISTORY_WORDS`` words each, drawn from
+a fixed list) to every issue of an open component before the rounds, in SQL
+(one entry each, their joined texts' vector appended to the issue's): what an
+edit of a long-discussed issue pays.
 
 Each row prints the 1-minute load average and the CPU milliseconds each
 process (the Model measured, PostgreSQL: the postmaster and its backends)
@@ -225,6 +230,48 @@ async def model_edit(params: dict[str, Any]) -> tuple[Call, Close]:
 
 # ---- the run ----
 
+#: Words per comment ``--history`` appends (random draws from ``_HISTORY_VOCABULARY``).
+HISTORY_WORDS = 35
+_HISTORY_TEXT = (
+    "the server crashes when loading a page with a long timeout error in the stack trace "
+    "null pointer exception module build fails on linux after upgrade to version memory "
+    "leak thread deadlock database query slow cache invalid response from upstream retry "
+    "succeeded failed again please look at this log attached connection reset by peer"
+)
+_HISTORY_VOCABULARY = _HISTORY_TEXT.split()
+#: The comments ``$2`` (text[]) appended to issue $1 as entries, one each after its
+#: version, with their vector (the texts' joined: the words a search finds).
+_APPEND_HISTORY = """
+WITH i AS (SELECT version FROM issues WHERE id = $1),
+entries AS (
+    INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes)
+    SELECT $1, i.version + t.n, 'user0042', now(), t.c, '[]'
+      FROM i, unnest($2::text[]) WITH ORDINALITY AS t (c, n)
+)
+UPDATE issues SET version = version + cardinality($2::text[]),
+                  comment_count = comment_count + cardinality($2::text[]),
+                  comments_tsv = comments_tsv || v.tsv,
+                  text_tsv = to_tsvector('english', title) || comments_tsv || v.tsv
+  FROM (SELECT to_tsvector('english', array_to_string($2::text[], ' ')) AS tsv) v
+ WHERE id = $1
+"""
+
+
+async def _append_history(url: str, ids: list[int], count: int) -> None:
+    """``count`` comments more on each of ``ids`` (``--history``)."""
+    rng = random.Random(count)
+    conn = await asyncpg.connect(url, server_settings={"search_path": "bugless"})
+    try:
+        for issue_id in ids:
+            texts = [
+                " ".join(rng.choice(_HISTORY_VOCABULARY) for _ in range(HISTORY_WORDS))
+                for _ in range(count)
+            ]
+            await conn.execute(_APPEND_HISTORY, issue_id, texts)
+        await conn.execute("ANALYZE issue_history")
+    finally:
+        await conn.close()
+
 
 async def _issue_ids(url: str) -> tuple[list[int], int]:
     """Issues of open components (every caller edits them), in a fixed order; a child of one."""
@@ -253,7 +300,14 @@ def _row(label: str, call: str, clients: int, result: LoadResult, cpu: dict[str,
 
 
 def run(
-    issues: int, seconds: float, repeat: int, *, clients: int, before: str, only: tuple[str, ...]
+    issues: int,
+    seconds: float,
+    repeat: int,
+    *,
+    clients: int,
+    before: str,
+    only: tuple[str, ...],
+    history: int = 0,
 ) -> None:
     """Start everything, measure each call on each Model in turn, stop everything."""
     if clients > MAX_CLIENTS:
@@ -267,6 +321,9 @@ def run(
             )
         )
         ids, component_id = asyncio.run(_issue_ids(bench.stack.model_database_url))
+        if history:
+            print(f"appending {history} comments to each of {len(ids)} issues ...", flush=True)
+            asyncio.run(_append_history(bench.stack.model_database_url, ids, history))
         models = {"after": bench.stack.first("model")}
         if before:
             models["before"] = bench.stack.start(
@@ -323,6 +380,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--only", default="change,get,bget")
     parser.add_argument(
+        "--history", type=int, default=0, help="comments to append to each issue first"
+    )
+    parser.add_argument(
         "--before", default="", help="PYTHONPATH of an older checkout's packages/*/src"
     )
     args = parser.parse_args()
@@ -333,6 +393,7 @@ def main() -> None:
         clients=args.clients,
         before=args.before,
         only=tuple(args.only.split(",")),
+        history=args.history,
     )
 
 

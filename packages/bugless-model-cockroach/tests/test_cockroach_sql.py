@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -57,6 +58,7 @@ def test_regions_set_the_primary_add_the_others_and_home_each_table() -> None:
         'ALTER TABLE "tracker".attachments SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".issue_custom_values SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".issue_mentions SET LOCALITY REGIONAL BY ROW',
+        'ALTER TABLE "tracker".issue_entry_vectors SET LOCALITY REGIONAL BY ROW',
         'ALTER TABLE "tracker".components SET LOCALITY GLOBAL',
         'ALTER TABLE "tracker".hotlists SET LOCALITY GLOBAL',
         'ALTER TABLE "tracker".custom_fields SET LOCALITY GLOBAL',
@@ -297,3 +299,64 @@ async def test_postgresql_not_running_serializable_is_refused(
     settings = ModelSettings(database_url=url, page_token_secret=SECRET)
     with pytest.raises(FailedPrecondition, match="needs default_transaction_isolation"):
         await CockroachBackend.migrate(settings)
+
+
+async def test_edits_make_the_comment_vector_from_the_texts_with_no_aggregate(
+    bugless_model_backend: CockroachBackend,
+) -> None:
+    """CockroachDB has no CREATE AGGREGATE: migration 13 is a no-op, edits parse the texts.
+
+    No entry vector is stored (the table stays empty), and an edit and a
+    redaction leave the vector of the current texts joined, as before 0012.
+    """
+    assert POSTGRES.stored_comment_vectors
+    assert not COCKROACH.stored_comment_vectors
+    assert not COMPATIBILITY.stored_comment_vectors
+    (aggregate,) = [m for m in CockroachBackend.migrations() if m.version == 13]
+    assert aggregate.sql == "SELECT 1"
+    assert not [m.version for m in CockroachBackend.migrations() if "AGGREGATE" in m.sql]
+    backend = bugless_model_backend
+    component = await backend.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"vectors-{uuid.uuid4().hex[:8]}")
+    )
+    issue = await backend.create_issue(
+        v1.CreateIssueRequest(
+            caller=ADMIN,
+            fields=v1.IssueFields(title="texts", component_id=component.id),
+            description="the first words",
+        )
+    )
+    changed = await backend.change_issue(
+        v1.ChangeIssueRequest(
+            caller=ADMIN, issue_id=issue.id, expected_version=issue.version, comment="old text"
+        )
+    )
+    assert changed.issue is not None
+    assert changed.entry is not None
+    edited = await backend.edit_comment(
+        v1.EditCommentRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=changed.issue.version,
+            entry_version=changed.entry.version,
+            comment="new text",
+        )
+    )
+    assert edited.issue is not None
+    redacted = await backend.redact(
+        v1.RedactRequest(
+            caller=ADMIN,
+            issue_id=issue.id,
+            expected_version=edited.issue.version,
+            target=v1.RedactionTarget.DESCRIPTION,
+        )
+    )
+    assert redacted.issue is not None
+    async with backend._pool.acquire() as conn:
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM issue_entry_vectors WHERE issue_id = $1", issue.id
+        )
+        assert await conn.fetchval(
+            "SELECT comments_tsv = to_tsvector('english', ' new text ') FROM issues WHERE id = $1",
+            issue.id,
+        )

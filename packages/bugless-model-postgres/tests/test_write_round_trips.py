@@ -41,6 +41,7 @@ from write_support import (
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend, _mentions
+from bugless_model_postgres._edits import names_may_go
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -519,3 +520,13 @@ async def test_an_edit_or_redaction_keeps_a_name_exactly_while_another_current_t
     assert await stored() == ["kim"]
     read = await backend.get_issue(v1.GetIssueRequest(caller=ADMIN, issue_id=issue.id))
     assert read == current
+
+
+def test_the_other_texts_are_read_only_when_a_name_of_the_old_text_may_go() -> None:
+    """A name the old text mentions that neither the title nor the new text does may go."""
+    assert not names_may_go("ping @ann", "a title", "ping @ann again")
+    assert not names_may_go("ping @Ann", "about @ann", "")  # the title keeps her; any case
+    assert not names_may_go("mail me@ann.example", "a title", "nobody")  # an address
+    assert not names_may_go("no names", "a title")
+    assert names_may_go("@ann and @bob", "about @ann", "@ann only")
+    assert names_may_go("ping @ann", "a title")  # a redaction: nothing new

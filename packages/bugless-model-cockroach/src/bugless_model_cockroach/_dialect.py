@@ -7,7 +7,9 @@ Two dialects, chosen when the backend opens by asking the server what it is:
   isolation, makes the cycle check's write skew abort and retry instead of
   needing the hierarchy lock), no LISTEN/NOTIFY and no change feed (the
   backend declares neither ``watch`` nor ``change_feed``; see the README),
-  and follower reads for searches with ``allow_stale``.
+  and follower reads for searches with ``allow_stale``; no user-defined
+  aggregates, so an edit or a redaction parses every current comment text
+  again to make its issue's comment vector (``stored_comment_vectors``).
 * :data:`COMPATIBILITY` on PostgreSQL running SERIALIZABLE by default (how
   this package is tested where no CockroachDB server exists): the same,
   except that ``AS OF SYSTEM TIME`` does not exist there, so stale searches
@@ -26,6 +28,7 @@ COCKROACH = Dialect(
     notify=None,
     stale_read=q.FOLLOWER_READ,
     change_feed=False,
+    stored_comment_vectors=False,
 )
 
 COMPATIBILITY = Dialect(
@@ -34,6 +37,7 @@ COMPATIBILITY = Dialect(
     notify=None,
     stale_read=None,
     change_feed=False,
+    stored_comment_vectors=False,
 )
 
 

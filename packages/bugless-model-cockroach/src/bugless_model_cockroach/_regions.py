@@ -6,8 +6,9 @@ traffic is (CockroachDB only; a PostgreSQL server refuses). The statements
 follow the CockroachDB SQL reference pages "SET PRIMARY REGION", "ADD REGION",
 "SURVIVE {ZONE, REGION} FAILURE" and "SET LOCALITY":
 
-* ``issues``, ``issue_history``, ``attachments``, ``issue_custom_values`` and
-  ``issue_mentions`` (the metadata and its search rows): ``REGIONAL BY ROW``.
+* ``issues``, ``issue_history``, ``attachments``, ``issue_custom_values``,
+  ``issue_mentions`` and ``issue_entry_vectors`` (the metadata and its search
+  rows): ``REGIONAL BY ROW``.
   CockroachDB adds the hidden ``crdb_region`` column, defaulting to the
   gateway region of the inserting connection, so an issue (and its history,
   attachment, value and mention rows) live where it was filed and reads and
@@ -54,6 +55,7 @@ REGIONAL_BY_ROW = (
     "attachments",
     "issue_custom_values",
     "issue_mentions",
+    "issue_entry_vectors",
 )
 GLOBAL = ("components", "hotlists", "custom_fields")
 IN_PRIMARY_REGION = (

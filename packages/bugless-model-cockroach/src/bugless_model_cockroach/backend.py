@@ -39,8 +39,8 @@ from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres.seam import Conn, Dialect, translated_errors
 
 _log = logging.getLogger(__name__)
-#: Model migration versions that only make PostgreSQL-specific indexes.
-_POSTGRES_ONLY = frozenset({8})
+#: Model migration versions that only make PostgreSQL-specific objects.
+_POSTGRES_ONLY = frozenset({8, 13})
 _NO_OP = "SELECT 1"
 
 
@@ -68,7 +68,10 @@ class CockroachBackend(PostgresBackend):
         ``issues.custom_fields`` (version 4) already keys JSON by path and
         value. The version stays in the ledger so both backends number alike.
         (Version 10 drops both indexes again, ``IF EXISTS``: searches read
-        the value rows it adds.)
+        the value rows it adds.) Version 13 creates an aggregate
+        (``tsvector_concat_agg``), and CockroachDB has no user-defined
+        aggregates: its dialect makes an edited issue's comment vector
+        from the texts (``Dialect.stored_comment_vectors``).
         """
         return [
             dataclasses.replace(m, sql=_NO_OP) if m.version in _POSTGRES_ONLY else m

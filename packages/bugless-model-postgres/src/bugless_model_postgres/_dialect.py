@@ -41,6 +41,12 @@ class Dialect:
             under SERIALIZABLE (or REPEATABLE READ), where its reads and its
             write must be one transaction; the PostgreSQL backend sets it
             only after reading the database's default isolation.
+        stored_comment_vectors: An edit or a redaction makes its issue's
+            comment vector from the entries' stored vectors, concatenated by
+            migration 0013's aggregate, storing those missing
+            (``_edits.BUMP_AFTER_EDIT``); False on a database without
+            user-defined aggregates (CockroachDB), which parses every
+            current text again (``_edits.BUMP_AFTER_EDIT_FROM_TEXTS``).
     """
 
     name: str
@@ -49,6 +55,7 @@ class Dialect:
     stale_read: str | None
     change_feed: bool = True
     statement_snapshots: bool = False
+    stored_comment_vectors: bool = True
 
 
 POSTGRES = Dialect(
