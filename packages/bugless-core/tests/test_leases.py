@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -76,26 +78,36 @@ async def test_a_bug_in_a_renewal_is_supervised_unless_the_caller_expects_the_er
     def failures() -> float:
         return registry.get_sample_value("bugless_background_failures_total", labels) or 0.0
 
-    def warnings() -> int:
+    def outage_lines() -> int:  # its first failure a WARNING, then DEBUG lines
         return len([r for r in caplog.records if r.name == "bugless_core.leases"])
 
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.DEBUG):
         async with _renewing(closed, "closed", registry, expected):
-            await _until(lambda: failures() + warnings() >= 2, "two failed renewals")
+            await _until(lambda: failures() + outage_lines() >= 2, "two failed renewals")
     logged = [r for r in caplog.records if r.name == "bugless.supervision"]
     if passed:
         assert logged == []
         assert failures() == 0
-        assert "could not renew lease closed: InterfaceError" in caplog.records[0].getMessage()
+        outage = [r for r in caplog.records if r.name == "bugless_core.leases"]
+        assert [r.levelno for r in outage[:2]] == [logging.WARNING, logging.DEBUG]
+        assert "renewing lease closed: InterfaceError" in outage[0].getMessage()
     else:
-        assert warnings() == 0
+        assert outage_lines() == 0
         assert len(logged) == failures() >= 2
         assert all(r.levelno == logging.ERROR for r in logged)
         assert logged[0].exc_info is not None
         assert logged[0].exc_info[0] is asyncpg.InterfaceError
 
 
-async def test_a_database_outage_during_renewal_is_a_warning_and_renewal_goes_on(
+def _renewal_records(caplog: pytest.LogCaptureFixture, name: str) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.name == "bugless_core.leases" and r.getMessage().startswith(f"renewing lease {name}:")
+    ]
+
+
+async def test_a_database_outage_during_renewal_is_one_warning_and_renewal_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = CollectorRegistry()
@@ -104,19 +116,19 @@ async def test_a_database_outage_during_renewal_is_a_warning_and_renewal_goes_on
             f"postgresql://nobody@127.0.0.1:{port}/none", min_size=0, max_size=1
         )
         try:
-            with caplog.at_level(logging.WARNING):
+            with caplog.at_level(logging.DEBUG, logger="bugless_core.leases"):
                 async with _renewing(away, "outage", registry):
                     await _until(
-                        lambda: (
-                            len([r for r in caplog.records if "could not renew" in r.message]) >= 2
-                        ),
-                        "two warnings",
+                        lambda: len(_renewal_records(caplog, "outage")) >= 10, "ten failed renewals"
                     )
         finally:
             await away.close()
-    warned = [r for r in caplog.records if r.name == "bugless_core.leases"]
-    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in warned)
-    assert "could not renew lease outage: ConnectionRefusedError" in warned[0].getMessage()
+    first, *others = _renewal_records(caplog, "outage")
+    assert first.levelno == logging.WARNING
+    assert first.exc_info is None
+    assert "renewing lease outage: ConnectionRefusedError" in first.getMessage()
+    assert len(others) >= 9
+    assert all(r.levelno == logging.DEBUG for r in others)  # within the minute: no reminder
     assert not [r for r in caplog.records if r.name == "bugless.supervision"]
     assert (
         registry.get_sample_value(
@@ -124,6 +136,61 @@ async def test_a_database_outage_during_renewal_is_a_warning_and_renewal_goes_on
         )
         == 0
     )
+
+
+async def test_renewals_refused_for_many_rounds_log_one_warning_and_their_end_one_info(
+    database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The database refuses the renewing role's connections (NOLOGIN) for ten
+    # renewals or more, then lets it in again. The pool closes a connection
+    # as soon as it is idle, so each renewal connects anew (and none is cut
+    # off mid-statement, which is not what this test is about).
+    role = f"lease_renewer_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(database)
+    renewing: asyncpg.Pool | None = None
+    try:
+        await admin.execute(CREATE_LEASES)
+        await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'renewer-password'")
+        await admin.execute(f"GRANT SELECT, UPDATE ON bugless_leases TO {role}")
+        assert await admin.fetchrow(TAKE_LEASE, "refused", "me", 60_000) is not None
+        parts = urllib.parse.urlsplit(database)
+        as_role = parts._replace(
+            netloc=f"{role}:renewer-password@{parts.hostname}:{parts.port}"
+        ).geturl()
+        renewing = await asyncpg.create_pool(
+            as_role, min_size=0, max_size=1, max_inactive_connection_lifetime=0.001
+        )
+        with caplog.at_level(logging.DEBUG, logger="bugless_core.leases"):
+            async with _renewing(renewing, "refused", CollectorRegistry()):
+                await admin.execute(f"ALTER ROLE {role} NOLOGIN")
+                await _until(
+                    lambda: len(_renewal_records(caplog, "refused")) >= 10, "ten failed renewals"
+                )
+                await admin.execute(f"ALTER ROLE {role} LOGIN")
+
+                def ended() -> bool:
+                    return any(
+                        r.levelno == logging.INFO for r in _renewal_records(caplog, "refused")
+                    )
+
+                await _until(ended, "a renewal getting through")
+    finally:
+        if renewing is not None:
+            await renewing.close()
+        await admin.execute(f"DROP OWNED BY {role}")
+        await admin.execute(f"DROP ROLE {role}")
+        await admin.close()
+    logged = _renewal_records(caplog, "refused")
+    assert [r.levelno for r in logged if r.levelno > logging.DEBUG] == [
+        logging.WARNING,
+        logging.INFO,
+    ]
+    assert len(logged) >= 11
+    assert logged[0] is next(r for r in logged if r.levelno == logging.WARNING)
+    assert logged[-1].levelno == logging.INFO
+    assert logged[-1].__dict__["failed_rounds"] >= 10
+    assert "failed rounds)" in logged[-1].getMessage()
+    assert not [r for r in caplog.records if r.name == "bugless.supervision"]
 
 
 def test_what_counts_as_the_database_away() -> None:

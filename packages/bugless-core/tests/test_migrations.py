@@ -26,7 +26,11 @@ from bugless_core.migrations import (
     migrate,
 )
 from bugless_dev.postgres import ThrowawayPostgres
-from bugless_testing.lease_renewal import renewal_failures
+from bugless_testing.lease_renewal import (
+    check_an_outage_is_logged_as_one,
+    failed_renewals,
+    terminate_renewal,
+)
 
 pytest_plugins = ["bugless_testing.postgres"]
 
@@ -193,44 +197,23 @@ async def test_a_migration_that_loses_its_lease_stops_and_rolls_back(
     assert holder == "other-replica"  # the loser did not give away a lease it no longer held
 
 
-@pytest.mark.parametrize("passed", [False, True], ids=["unexpected", "expected"])
-async def test_a_lease_lock_hands_its_expected_errors_to_the_renewal(
-    database: str, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture, *, passed: bool
+async def test_a_lease_lock_told_its_drivers_errors_logs_a_closed_connection_as_an_outage(
+    database: str,
 ) -> None:
-    # The renewal's connection is terminated by the server: asyncpg's
-    # InterfaceError ("connection is closed", no sqlstate) is an outage for a
-    # lock told it is its driver's error, and a bug (an ERROR with its
-    # traceback) for one that is not. (A bare connection stands for the pool:
-    # an asyncpg pool reconnects, or reports SQLSTATE 08003, on its own.)
-    lock = LeaseLock(ttl_ms=60, expected=(asyncpg.InterfaceError,) if passed else ())
-    renewing = await asyncpg.connect(database)
-    schema = f"lease_expected_{passed}".lower()
+    await check_an_outage_is_logged_as_one(LeaseLock(expected=(asyncpg.InterfaceError,)), database)
 
-    def failed() -> list[logging.LogRecord]:
-        return renewal_failures(caplog.records)
 
-    try:
-        pid = await renewing.fetchval("SELECT pg_backend_pid()")
-        async with pool.acquire() as conn:
-            with caplog.at_level(logging.WARNING):
-                async with lock.held(renewing, conn, schema):
-                    assert await pool.fetchval("SELECT pg_terminate_backend($1)", pid)
-
-                    async def failed_twice() -> bool:
-                        return len(failed()) >= 2
-
-                    await _until_true(failed_twice, "two failed renewals")
-    finally:
-        await renewing.close()
-    logged = failed()
-    if passed:
-        assert all(r.levelno == logging.WARNING and r.exc_info is None for r in logged)
-        assert "could not renew lease migrate: InterfaceError" in logged[0].getMessage()
-    else:
-        assert all(r.name == "bugless.supervision" for r in logged)
-        assert all(r.levelno == logging.ERROR for r in logged)
-        assert logged[0].exc_info is not None
-        assert logged[0].exc_info[0] is asyncpg.InterfaceError
+async def test_a_lease_lock_not_told_its_drivers_errors_logs_a_closed_connection_as_a_bug(
+    database: str,
+) -> None:
+    # asyncpg's InterfaceError ("connection is closed", no sqlstate) is the
+    # database away only for a lock told it is its driver's error; for one
+    # that is not, it is a bug: an ERROR with its traceback, each time.
+    logged = await failed_renewals(LeaseLock(), database, "lease_unexpected", terminate_renewal)
+    assert all(r.name == "bugless.supervision" for r in logged), logged
+    assert all(r.levelno == logging.ERROR for r in logged)
+    assert logged[0].exc_info is not None
+    assert logged[0].exc_info[0] is asyncpg.InterfaceError
 
 
 def _waits_at_commit(*, commit_goes_through: bool) -> list[Migration]:

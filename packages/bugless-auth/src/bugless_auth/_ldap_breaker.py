@@ -17,6 +17,11 @@ fails too, requests try the open ones last, since a slow answer beats a false
 The state is per process, in memory: replicas of the Authenticator each find
 out for themselves, which costs each one request's timeout per outage.
 
+A server's outage is logged by its :class:`~bugless_core.supervision.OutageLog`:
+a WARNING when its breaker opens, a reminder once a minute while its probes
+go unanswered (they used to log every probe), an INFO line when it is back
+in rotation.
+
 A probe that raises instead of answering True or False (a bug, an error the
 LDAP client does not map) counts as "not answering" and is supervised as
 ``auth.ldap_probe:<url>`` (:class:`~bugless_core.supervision.SupervisedLoop`:
@@ -31,7 +36,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 
 _log = logging.getLogger("bugless_auth.ldap")
 
@@ -58,6 +63,17 @@ class ServerBreakers:
         self._probe = probe
         self._probes: dict[str, asyncio.Task[None]] = {}
         self._supervised = {url: SupervisedLoop(f"auth.ldap_probe:{url}") for url in self._urls}
+        # Apart from the probes' supervision: a probe that ran without a bug
+        # ends a streak of bugs, but only one that was answered ends an outage.
+        self._outages = {
+            url: OutageLog(
+                f"ldap server {url}",
+                logger=_log,
+                meanwhile=f"skipped while another server answers, probed every {retry_seconds:g}s",
+                loop=f"auth.ldap_probe:{url}",
+            )
+            for url in self._urls
+        }
 
     def is_open(self, url: str) -> bool:
         """Whether ``url`` failed and has not answered a probe (or a request) since."""
@@ -88,12 +104,7 @@ class ServerBreakers:
         """
         if url in self._probes:
             return
-        _log.warning(
-            "ldap server %s failed (%r): skipped while another server answers, probed every %gs",
-            url,
-            error,
-            self._retry_seconds,
-        )
+        self._outages[url].failed(error)
         self._probes[url] = asyncio.get_running_loop().create_task(
             self._probe_until_answered(url), name=f"ldap probe {url}"
         )
@@ -103,7 +114,7 @@ class ServerBreakers:
         task = self._probes.pop(url, None)
         if task is not None:
             task.cancel()
-            _log.warning("ldap server %s answered a request again: back in rotation", url)
+            self._outages[url].recovered()  # back in rotation
 
     async def _probe_until_answered(self, url: str) -> None:
         supervised = self._supervised[url]
@@ -120,11 +131,9 @@ class ServerBreakers:
                 supervised.succeeded()
             if answered:
                 self._probes.pop(url, None)
-                _log.warning("ldap server %s answered a probe: back in rotation", url)
+                self._outages[url].recovered()  # back in rotation
                 return
-            _log.info(
-                "ldap server %s still not answering; next probe in %gs", url, self._retry_seconds
-            )
+            self._outages[url].failed("not answering a probe")
 
     async def close(self) -> None:
         """Stop every probe; every server counts as healthy again."""

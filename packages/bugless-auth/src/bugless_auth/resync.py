@@ -64,7 +64,7 @@ from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core import leases
 from bugless_core.auth_backend import AuthenticatorBackend, ExternalIdentity
 from bugless_core.errors import BuglessError
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 
 _log = logging.getLogger("bugless.auth")
 
@@ -124,7 +124,13 @@ class DirectoryResync:
         #: Rounds this replica ran (others skip theirs while it holds the lease).
         self.rounds = 0
         self.supervised = SupervisedLoop(
-            f"auth.directory_resync:{backend.name}", registry=metrics_registry
+            f"auth.directory_resync:{backend.name}",
+            registry=metrics_registry,
+            outage=OutageLog(
+                f"directory re-sync of {backend.name}",
+                logger=_log,
+                meanwhile="rounds skipped until it answers",
+            ),
         )
 
     def start(self) -> None:
@@ -164,7 +170,7 @@ class DirectoryResync:
             try:
                 report = await self._leased_round()
             except BuglessError as exc:  # the directory or the database is away
-                _log.warning("directory re-sync of %s skipped: %s", self._backend.name, exc)
+                self.supervised.unavailable(exc)
                 continue
             except Exception as exc:  # a bug, an untranslated error: logged and counted once
                 wait = self.supervised.failed(exc, at_least=self.interval)

@@ -11,8 +11,10 @@ made through any replica shows on every replica within about a poll, and
 prunes the feed (rows older than ``user_changes_retention_seconds``) every
 :data:`PRUNE_EVERY_SECONDS`; replicas pruning at once delete the same prefix.
 
-A database error skips one poll (logged once per outage: the directory's
-cache falls back to ``cache_ttl_seconds`` meanwhile, see
+A database error skips one poll (logged when the outage starts, once a
+minute while it lasts and when it ends, by the loop's
+:class:`~bugless_core.supervision.OutageLog`: the directory's cache falls
+back to ``cache_ttl_seconds`` meanwhile, see
 :mod:`bugless_core.user_changes`); any other error is supervised as
 ``auth.user_changes`` (:class:`~bugless_core.supervision.SupervisedLoop`).
 """
@@ -29,7 +31,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth import _queries as sql
 from bugless_core.errors import BuglessError
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -111,8 +113,15 @@ class UserFeedFollower:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._next_prune = 0.0
-        self._failing = False
-        self.supervised = SupervisedLoop("auth.user_changes", registry=metrics_registry)
+        self.supervised = SupervisedLoop(
+            "auth.user_changes",
+            registry=metrics_registry,
+            outage=OutageLog(
+                "following the users' change feed",
+                logger=_log,
+                meanwhile="the user cache falls back to its TTL",
+            ),
+        )
 
     def start(self) -> None:
         """Poll in the background until :meth:`stop`."""
@@ -168,14 +177,9 @@ class UserFeedFollower:
                     self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                     await prune_user_changes(self._store, self.retention_seconds)
             except BuglessError as exc:  # the database is away: the cache falls back
-                if not self._failing:
-                    _log.warning("following the users' change feed failed: %s", exc)
-                self._failing = True
+                self.supervised.unavailable(exc)
                 continue
             except Exception as exc:  # a bug, an untranslated error: logged and counted once
                 wait = self.supervised.failed(exc, at_least=self.poll_seconds)
                 continue
-            if self._failing:
-                _log.info("following the users' change feed again")
-            self._failing = False
             self.supervised.succeeded()

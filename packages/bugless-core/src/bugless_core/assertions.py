@@ -38,6 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bugless_core.errors import Unauthenticated, Unavailable
+from bugless_core.supervision import OutageLog
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless_core.assertions")
@@ -234,6 +235,14 @@ class AssertionVerifier:
         self._forced_at = float("-inf")
         self._refreshing: asyncio.Task[None] | None = None
         self._verified: OrderedDict[str, AssertionClaims] = OrderedDict()
+        # While the Authenticator is away every call tries a refresh: the
+        # outage is logged when it starts and ends, not once per call.
+        self._outage = OutageLog(
+            "refreshing the assertion keys",
+            logger=_log,
+            meanwhile="using the last ones",
+            loop="assertion_keys",
+        )
 
     async def claims(self, assertion: str) -> AssertionClaims:
         """Verify ``assertion`` and return what it says.
@@ -294,7 +303,7 @@ class AssertionVerifier:
                 raise Unavailable(
                     f"the Authenticator's assertion keys cannot be fetched: {exc}"
                 ) from exc
-            _log.warning("assertion keys not refreshed, using the last ones: %s", exc)
+            self._outage.failed(exc)
 
     async def _fetch_now(self) -> None:
         answer = await self._fetch()
@@ -305,6 +314,7 @@ class AssertionVerifier:
         self._keys = keys
         self._revoked = frozenset(answer.revoked_session_ids)
         self._fetched_at = self._clock()
+        self._outage.recovered()
 
 
 __all__ = [

@@ -38,7 +38,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.backoff import Backoff
 from bugless_core.errors import BuglessError, Unavailable
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 
 _log = logging.getLogger(__name__)
 
@@ -140,9 +140,12 @@ async def renew_every(
 ) -> None:
     """Renew a lease every third of its life until cancelled or lost.
 
-    A renewal the database failed (:func:`is_database_error`) is logged as a
-    warning and tried again at the next third: two more chances remain
-    before the lease would expire. Any other error is a bug: supervised as
+    A renewal the database failed (:func:`is_database_error`) is tried again
+    at the next third: two more chances remain before the lease would
+    expire. It is logged as a WARNING when the outage starts, then once a
+    minute while it lasts and at INFO when a renewal gets through
+    (:class:`~bugless_core.supervision.OutageLog`; each failure at DEBUG).
+    Any other error is a bug: supervised as
     ``lease_renewal:<name>`` (logged once with its traceback, counted in
     ``bugless_background_failures_total`` in ``registry``) and retried
     after a backoff that never exceeds the third, for the same reason.
@@ -158,6 +161,7 @@ async def renew_every(
         # A floor of half: a renewal retried at once would only meet the same bug.
         backoff=Backoff(first_seconds=min(1.0, period), max_seconds=period, jitter=0.5),
         registry=registry,
+        outage=OutageLog(f"renewing lease {name}", logger=_log),
     )
     delay = period
     while True:
@@ -167,7 +171,7 @@ async def renew_every(
             renewed = await pool.fetchval(RENEW_LEASE, name, holder, ttl_ms, 0)
         except Exception as exc:
             if is_database_error(exc, expected):
-                _log.warning("could not renew lease %s: %s: %s", name, type(exc).__name__, exc)
+                supervised.unavailable(exc)
             else:
                 delay = supervised.failed(exc)
             continue

@@ -29,7 +29,7 @@ import asyncpg
 from bugless_core import leases
 from bugless_core.backoff import Backoff
 from bugless_core.errors import BuglessError, Unavailable
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_model_cockroach import _queries as q
 from bugless_model_cockroach._snowflake import MAX_NODE_ID, SnowflakeGenerator, wall_clock_ms
 
@@ -83,7 +83,14 @@ class NodeLease:
         self.name = ""
         self.generator: SnowflakeGenerator | None = None
         self._renewal: asyncio.Task[None] | None = None
-        self._supervised = SupervisedLoop("model.node_lease")
+        self._supervised = SupervisedLoop(
+            "model.node_lease",
+            outage=OutageLog(
+                "renewing the node id lease",
+                logger=_log,
+                meanwhile="new ids stop at the lease's fence until a renewal gets through",
+            ),
+        )
 
     @property
     def node_id(self) -> int:
@@ -146,22 +153,28 @@ class NodeLease:
         raise AssertionError  # pragma: no cover - the loop returns or raises
 
     async def _keep_renewing(self) -> None:
+        retaking = False  # the lease was lost and no new node id taken yet
         while True:
             await asyncio.sleep(self._ttl_ms / 3000)
             try:
                 fence = await self._renew()
             except _DATABASE_ERRORS as exc:  # the database is away: ids stop at the fence
-                _log.warning("could not renew node id lease %s: %s", self.name, exc)
+                self._supervised.unavailable(exc, during=self.name)
                 continue
             if fence is not None and self.generator is not None:
                 self.generator.extend(fence)
                 self._supervised.succeeded()
                 continue
-            _log.warning("node id lease %s was lost; taking another node id", self.name)
+            if not retaking:
+                _log.warning("node id lease %s was lost; taking another node id", self.name)
             try:
                 await self._take()
             except _TAKE_ERRORS as exc:
-                _log.warning("could not take a new node id: %s", exc)
+                retaking = True
+                self._supervised.unavailable(exc, during="taking a new node id")
+            else:
+                retaking = False
+                self._supervised.succeeded()
 
     async def stop(self) -> None:
         """Stop renewing and give the node id up at once."""

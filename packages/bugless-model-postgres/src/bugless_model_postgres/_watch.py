@@ -23,7 +23,8 @@ Pruning (rows older than ``--feed-retention-seconds``) runs in a task of
 every backend process, once per :data:`PRUNE_EVERY_SECONDS`, whether or not
 anyone reads the feed: a deployment without a notifier keeps its table
 bounded too. Replicas pruning at once delete the same prefix; the second
-finds nothing. A database error skips one pruning (logged); any other error
+finds nothing. A database error skips one pruning (logged when the outage
+starts, once a minute while it lasts and when it ends); any other error
 is supervised as ``model.feed_pruning``
 (:class:`~bugless_core.supervision.SupervisedLoop`: logged once with its
 traceback, counted) and pruning goes on: it used to end the task, with the
@@ -47,7 +48,7 @@ from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_core.search.build import all_of, term
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres import _search
 from bugless_model_postgres._attachments import fill_entries, fill_feed_entries
@@ -92,7 +93,15 @@ class ChangeFeed:
         self._changed = asyncio.Event()
         self._closed = False
         self._pruner: asyncio.Task[None] | None = None
-        self._pruning = SupervisedLoop("model.feed_pruning")
+        self._pruning = SupervisedLoop(
+            "model.feed_pruning",
+            outage=OutageLog("change feed pruning", logger=_log, meanwhile="trying again later"),
+        )
+        # Every read and Watch tries to LISTEN while it cannot: logged when
+        # that starts and ends, not on every request.
+        self._listening = OutageLog(
+            "change feed LISTEN", logger=_log, meanwhile="polling meanwhile"
+        )
         #: Prunings done by this process (for tests and metrics).
         self.prunings = 0
         #: Open Watch streams (for tests and metrics).
@@ -115,10 +124,11 @@ class ChangeFeed:
                 )
                 await conn.add_listener(self._channel, self._on_notify)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                _log.warning("change feed: cannot LISTEN (%s); polling meanwhile", exc)
+                self._listening.failed(exc)
                 return
             conn.add_termination_listener(self._on_lost)
             self._conn = conn
+            self._listening.recovered()
 
     def _wake(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
@@ -172,7 +182,7 @@ class ChangeFeed:
             try:
                 await self.prune()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                _log.warning("change feed: pruning failed (%s); trying again later", exc)
+                self._pruning.unavailable(exc)
             except Exception as exc:  # a bug: logged and counted once, pruning goes on
                 wait = self._pruning.failed(exc, at_least=wait)
             else:

@@ -23,7 +23,10 @@ error: a bug, a change it cannot render) is supervised as
 ``notify.feed_consumer`` (:class:`~bugless_core.supervision.SupervisedLoop`):
 logged once with its traceback, counted, and the batch tried again after a
 backoff (nothing was committed, so nothing is skipped). It used to end
-:meth:`FeedConsumer.run` and with it the notifier.
+:meth:`FeedConsumer.run` and with it the notifier. An error it expects (the
+Model or a database away) is retried every second and logged once when the
+outage starts, once a minute while it lasts and once when it ends
+(:class:`~bugless_core.supervision.OutageLog`), not on every round.
 
 Speed: saved searches are matched once per batch
 (:mod:`bugless_notify._saved_searches`), and a batch's issues are worked on
@@ -45,7 +48,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from bugless_core.clients import ActingFor, acting_model, call
 from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgument
 from bugless_core.migrations import quote_schema
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._deliveries import NOTIFIER, Batch, IssueDeliveries
 from bugless_notify._saved_searches import MatchChanges, SavedSearchMatcher
 from bugless_notify.component_webhooks import ComponentWebhookStore
@@ -133,7 +136,11 @@ class FeedConsumer:
         )
         self._lock_key = f"bugless-notify-feed:{options.schema}"
         self._stopping = asyncio.Event()
-        self.supervised = SupervisedLoop("notify.feed_consumer", registry=metrics_registry)
+        self.supervised = SupervisedLoop(
+            "notify.feed_consumer",
+            registry=metrics_registry,
+            outage=OutageLog("feed consumer", logger=_log, meanwhile="retrying every second"),
+        )
         #: Changes handled by this process (for tests and metrics).
         self.handled = 0
 
@@ -147,7 +154,8 @@ class FeedConsumer:
             try:
                 await self._lead()
             except (BuglessError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                _log.warning("feed consumer: %s; retrying", exc)
+                # The Model or a database away: logged when it starts and ends.
+                self.supervised.unavailable(exc)
                 await self._sleep(1.0)
             except Exception as exc:  # a bug: logged and counted once, the batch retried
                 await self._sleep(self.supervised.failed(exc))
@@ -167,6 +175,7 @@ class FeedConsumer:
             "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", self._lock_key
         )
         if not got:
+            self.supervised.succeeded()  # the database answered: another replica consumes
             await self._sleep(1.0)
             return
         try:

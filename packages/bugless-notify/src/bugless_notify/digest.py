@@ -37,7 +37,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.migrations import quote_schema
 from bugless_core.notification_channel import NotificationMessage
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify.queue import DeliveryQueue, NewDelivery
 
 _log = logging.getLogger("bugless.notify.digest")
@@ -153,7 +153,11 @@ class DigestSender:
         self._hour = hour_utc
         self._interval = interval_seconds
         self._stopping = asyncio.Event()
-        self.supervised = SupervisedLoop("notify.digests", registry=metrics_registry)
+        self.supervised = SupervisedLoop(
+            "notify.digests",
+            registry=metrics_registry,
+            outage=OutageLog("sending digests", logger=_log, meanwhile="trying again next time"),
+        )
 
     def stop(self) -> None:
         """End :meth:`run` at its next wake-up."""
@@ -181,8 +185,8 @@ class DigestSender:
             retry_in = None
             try:
                 sent = await self.send_now()
-            except (OSError, asyncpg.PostgresError) as exc:
-                _log.warning("sending digests failed (next time again): %s", exc)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.supervised.unavailable(exc)  # the database away: logged when it starts
                 continue
             except Exception as exc:  # a bug: logged and counted once, retried soon
                 retry_in = self.supervised.failed(exc)

@@ -28,7 +28,11 @@ supervised as ``notify.delivery_worker``
 traceback, counted, the control connection dropped, and the loop goes on
 after a backoff. It used to end :meth:`DeliveryWorker.run`, which took the
 whole notifier down (:mod:`bugless_notify._supervise`); attempts in flight
-now run on.
+now run on. A database error is expected: counted in
+``bugless_notify_queue_errors_total{operation}``, retried at the next poll,
+and logged when the outage starts, once a minute while it lasts and when a
+round works again (:class:`~bugless_core.supervision.OutageLog`), not on
+every failed statement.
 
 :meth:`DeliveryWorker.stop` is graceful: no new claims; attempts in flight
 get ``stop_grace_seconds`` to finish, and those still running are cancelled
@@ -53,7 +57,7 @@ import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.notification_channel import DeliveryResult, DeliveryStatus, NotificationChannel
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._metrics import DeliveryMetrics
 from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, RetryPolicy
 
@@ -173,7 +177,14 @@ class DeliveryWorker:
         self.channels = dict(channels)
         self.settings = settings or WorkerSettings()
         self.metrics = DeliveryMetrics.for_registry(metrics_registry)
-        self.supervised = SupervisedLoop("notify.delivery_worker", registry=metrics_registry)
+        self.supervised = SupervisedLoop(
+            "notify.delivery_worker",
+            registry=metrics_registry,
+            outage=OutageLog("delivery queue", logger=_log, meanwhile="retrying at each poll"),
+        )
+        #: Whether a database error was met since the round began (the
+        #: round then did not work, though nothing escaped it).
+        self._database_failed = False
         self._names = sorted(self.channels)
         self._in_flight: dict[asyncio.Task[None], ClaimedDelivery] = {}
         self._wake = asyncio.Event()
@@ -195,8 +206,12 @@ class DeliveryWorker:
         """Deliver until :meth:`stop`; return once in-flight attempts are finished or released."""
         try:
             while not self._stopping.is_set():
+                self._database_failed = False
                 try:
                     if not await self._ensure_control():
+                        # A wake-up from before the connection was lost must
+                        # not make this a busy loop against a database away.
+                        self._wake.clear()
                         await self._wait_for(self._wake, at_most=self.settings.poll_seconds)
                         continue
                     await self._purge_if_due()
@@ -207,7 +222,8 @@ class DeliveryWorker:
                     await self._drop_control(broken=True)
                     await self._wait_for(self._stopping, at_most=delay)
                 else:
-                    self.supervised.succeeded()
+                    if not self._database_failed:
+                        self.supervised.succeeded()
         finally:
             await self._drain()
             await self._record_delivered()
@@ -467,4 +483,5 @@ class DeliveryWorker:
 
     def _database_error(self, operation: str, exc: BaseException) -> None:
         self.metrics.queue_errors.labels(operation).inc()
-        _log.warning("queue %s failed: %s: %s", operation, type(exc).__name__, exc)
+        self._database_failed = True
+        self.supervised.unavailable(exc, during=operation)

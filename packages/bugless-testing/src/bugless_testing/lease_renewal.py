@@ -1,10 +1,12 @@
 """A migration lease's renewal failing for real, and what it logged.
 
 :class:`bugless_core.migrations.LeaseLock` is told its driver's client-side
-errors (``expected``): a renewal failing with one of those is an outage (a
-WARNING, tried again at the next third of the lease), anything else that is
-not the database's own error a bug (logged with its traceback by the
-``lease_renewal:migrate`` supervision). The packages that hold their
+errors (``expected``): a renewal failing with one of those is an outage (tried again
+at the next third of the lease; logged by its
+:class:`~bugless_core.supervision.OutageLog`: a WARNING for the first failed
+renewal, DEBUG for the next ones), anything else that is not the database's
+own error a bug (logged with its traceback by the ``lease_renewal:migrate``
+supervision, each time). The packages that hold their
 migration lease on asyncpg (the CockroachDB Model backend, the
 Authenticator's CockroachDB dialect) prove their lock does that with
 :func:`failed_renewals` and one of the two ways to break a renewal here
@@ -60,7 +62,7 @@ async def break_renewal_decoding(renewing: asyncpg.Connection, other: asyncpg.Co
 
 class _Records(logging.Handler):
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -74,7 +76,7 @@ def _recording() -> Iterator[_Records]:
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
+        logger.setLevel(logging.DEBUG)
     try:
         yield handler
     finally:
@@ -97,7 +99,9 @@ TERMINATION_RACES: tuple[type[BaseException], ...] = (
 def renewal_failures(records: Iterable[logging.LogRecord]) -> list[logging.LogRecord]:
     """The failed renewals of lease ``migrate`` among ``records``, but the termination's races.
 
-    A WARNING from ``bugless_core.leases`` is an outage, an ERROR from
+    A line from ``bugless_core.leases`` is an outage (its first failed
+    renewal a WARNING, the next ones DEBUG: an
+    :class:`~bugless_core.supervision.OutageLog`), an ERROR from
     ``bugless.supervision`` a bug; those whose error is one of
     :data:`TERMINATION_RACES` are left out.
     """
@@ -108,7 +112,7 @@ def _is_renewal_failure(record: logging.LogRecord) -> bool:
     message = record.getMessage()
     if record.name == "bugless_core.leases":
         races = (f": {race.__name__}:" for race in TERMINATION_RACES)
-        return message.startswith("could not renew lease migrate") and not any(
+        return message.startswith("renewing lease migrate: ") and not any(
             race in message for race in races
         )
     if record.name == "bugless.supervision" and "lease_renewal:migrate" in message:
@@ -130,8 +134,9 @@ async def failed_renewals(
     (a renewal every 20 ms) so that ``failures`` renewals fail in well under
     a second; whatever else the package configured (its ``expected``) is
     what is tested. Returns the log records of the first ``failures`` failed
-    renewals: a WARNING from ``bugless_core.leases`` each for an outage, an
-    ERROR with its traceback from ``bugless.supervision`` for a bug.
+    renewals: for an outage, from ``bugless_core.leases``, DEBUG lines after
+    the WARNING that started it (an outage is not logged on every round);
+    for a bug, an ERROR with its traceback from ``bugless.supervision`` each.
     """
     short = copy.copy(lock)
     short.ttl_ms = 60
@@ -154,15 +159,19 @@ async def failed_renewals(
 
 
 async def check_an_outage_is_logged_as_one(lock: LeaseLock, database: str) -> None:
-    """A renewal on a connection the server closed is a WARNING without traceback, tried again.
+    """Renewals on a connection the server closed are an outage: no traceback, tried again.
 
-    The check a package whose lock is given asyncpg's ``InterfaceError``
-    runs against its own lock (schema ``lease_outage`` of ``database``).
+    Logged as one: a WARNING when it starts (the first failed renewal, which
+    may be one of the :data:`TERMINATION_RACES` left out), DEBUG for the next
+    ones. The check a package whose lock is given asyncpg's
+    ``InterfaceError`` runs against its own lock (schema ``lease_outage`` of
+    ``database``).
     """
     logged = await failed_renewals(lock, database, "lease_outage", terminate_renewal)
-    assert all(r.name == "bugless_core.leases" for r in logged), logged
-    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in logged)
-    assert "could not renew lease migrate: InterfaceError" in logged[0].getMessage()
+    assert all(r.name == "bugless_core.leases" and r.exc_info is None for r in logged), logged
+    assert all("InterfaceError: " in r.getMessage() for r in logged), logged
+    assert logged[0].levelno in {logging.WARNING, logging.DEBUG}
+    assert all(r.levelno == logging.DEBUG for r in logged[1:]), logged
 
 
 async def check_a_bug_is_logged_as_one(lock: LeaseLock, database: str) -> None:

@@ -17,10 +17,11 @@ from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob
 from bugless_core.clients import ServiceAddress
 from bugless_core.failover import DrainAwareAuthenticatorStub
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
+from bugless_core.leases import is_database_error
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
 from bugless_core.plugins import Plugins
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.model")
@@ -161,22 +162,32 @@ async def sweep_periodically(backend: ModelBackend, settings: AttachmentSettings
     """Every ``sweep_seconds`` (give or take a quarter, so replicas spread out), sweep.
 
     Every replica sweeps: removals re-check under a lock, so two sweeps at
-    once cost a second look, never a wrong removal. A failed sweep is
-    supervised as ``model.attachment_sweep``
+    once cost a second look, never a wrong removal. A sweep the database (or
+    the store) failed is an outage: tried again at the next interval, logged
+    when it starts and ends (:class:`~bugless_core.supervision.OutageLog`).
+    Any other failure is supervised as ``model.attachment_sweep``
     (:class:`~bugless_core.supervision.SupervisedLoop`: logged with its
     traceback, counted) and the next round tries again, after the interval or
     the backoff of the failures in a row, whichever is longer.
     """
-    supervised = SupervisedLoop("model.attachment_sweep")
-    wait = 0.0
+    supervised = SupervisedLoop(
+        "model.attachment_sweep",
+        outage=OutageLog(
+            "attachment sweep", logger=_log, meanwhile="trying again at the next interval"
+        ),
+    )
+    wait = settings.sweep_seconds * random.uniform(0.75, 1.25)
     while True:
-        await asyncio.sleep(max(wait, settings.sweep_seconds * random.uniform(0.75, 1.25)))
+        await asyncio.sleep(wait)
+        wait = settings.sweep_seconds * random.uniform(0.75, 1.25)
         try:
             await backend.sweep_orphaned_content(settings.orphan_grace_seconds)
         except Exception as exc:
-            wait = supervised.failed(exc)
+            if is_database_error(exc):
+                supervised.unavailable(exc)
+            else:
+                wait = supervised.failed(exc, at_least=wait)
         else:
-            wait = 0.0
             supervised.succeeded()
 
 
