@@ -11,8 +11,9 @@ Every write that changes those texts calls :func:`add` (a new comment or a
 new issue: mentions can only grow) or :func:`sync` (an import: recomputed
 from what is stored) inside its own transaction. An edit and a redaction
 read the issue's stored mentions with the entry they change (:data:`STORED`)
-and its other texts with the vectors they rebuild (``_edits.BUMP_AFTER_EDIT``),
-and write only the difference
+and, only when a name the entry's old text mentions may go
+(``_edits.names_may_go``), its other texts with the vectors they rebuild
+(``_edits.BUMP_AFTER_EDIT``), and write only the difference
 (:func:`set_names`: no statement when the names stay the same); a title
 change only adds names unless the old title's mentions may go
 (:func:`title_change_only_adds`). Issues written before 0011 are filled by
