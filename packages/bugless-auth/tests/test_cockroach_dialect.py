@@ -197,6 +197,11 @@ def test_the_check_reads_code_not_comments_or_strings() -> None:
     assert cockroach_incompatibilities("DELETE FROM t WHERE x < now() - MAKE_INTERVAL (secs => $1)")
     assert cockroach_incompatibilities("LISTEN bugless_changes") == ["LISTEN"]
     assert cockroach_incompatibilities("SELECT 1; NOTIFY c") == ["NOTIFY"]
+    header = "-- a migration's header\n/* and more */\n"
+    aggregate = "CREATE  AGGREGATE\n  concat_agg (tsvector) (SFUNC = tsvector_concat)"
+    assert cockroach_incompatibilities(header + aggregate) == ["CREATE AGGREGATE"]
+    assert cockroach_incompatibilities("SELECT 'x';\n" + aggregate) == ["CREATE AGGREGATE"]
+    assert cockroach_incompatibilities("SELECT 'CREATE AGGREGATE a'") == []
 
 
 class CountingRetries(CockroachRetryPolicy):

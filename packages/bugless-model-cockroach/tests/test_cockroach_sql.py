@@ -41,6 +41,7 @@ from bugless_model_cockroach._regions import (
 from bugless_model_postgres import PostgresBackend
 from bugless_model_postgres.seam import POSTGRES
 from bugless_proto import v1
+from bugless_testing.cockroach_sql import cockroach_incompatibilities
 from bugless_testing.postgres import ThrowawayPostgres
 
 ADMIN = v1.Caller(user_id="root", admin=True)
@@ -360,3 +361,15 @@ async def test_edits_make_the_comment_vector_from_the_texts_with_no_aggregate(
             "SELECT comments_tsv = to_tsvector('english', ' new text ') FROM issues WHERE id = $1",
             issue.id,
         )
+
+
+def test_no_migration_the_backend_runs_has_what_cockroachdb_lacks() -> None:
+    """The recorder's check reads a migration file's statements after its header comment.
+
+    PostgreSQL's migration 13 makes an aggregate, which CockroachDB cannot:
+    the check finds it there, and in none of this backend's migrations.
+    """
+    (postgres_13,) = [m for m in PostgresBackend.migrations() if m.version == 13]
+    assert cockroach_incompatibilities(postgres_13.sql) == ["CREATE AGGREGATE"]
+    found = {m.version: cockroach_incompatibilities(m.sql) for m in CockroachBackend.migrations()}
+    assert found == {version: [] for version in found}

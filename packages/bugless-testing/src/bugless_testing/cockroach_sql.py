@@ -68,9 +68,16 @@ _FUNCTION_CALL = re.compile(
     re.IGNORECASE,
 )
 _STATEMENT = re.compile(
-    r"(?:^|;)\s*(" + "|".join(COCKROACH_LACKS_STATEMENTS) + r")\b", re.IGNORECASE
+    r"(?:^|;)\s*("
+    + "|".join(name.replace(" ", r"\s+") for name in COCKROACH_LACKS_STATEMENTS)
+    + r")\b",
+    re.IGNORECASE,
 )
 _STRING_OR_COMMENT = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def _blank(match: re.Match[str]) -> str:
+    return "''" if match.group(0).startswith("'") else " "
 
 
 def cockroach_incompatibilities(statement: str) -> list[str]:
@@ -79,9 +86,11 @@ def cockroach_incompatibilities(statement: str) -> list[str]:
     String literals and comments are ignored, so a comment mentioning an
     advisory lock is not a finding.
     """
-    code = _STRING_OR_COMMENT.sub("''", statement)
+    # A comment becomes a space, not a string, so a statement after one (a
+    # migration file's header) still starts its statement.
+    code = _STRING_OR_COMMENT.sub(_blank, statement)
     found = [m.group(1).lower() + "()" for m in _FUNCTION_CALL.finditer(code)]
-    found += [m.group(1).upper() for m in _STATEMENT.finditer(code)]
+    found += [" ".join(m.group(1).upper().split()) for m in _STATEMENT.finditer(code)]
     return found
 
 
