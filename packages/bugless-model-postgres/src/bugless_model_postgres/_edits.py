@@ -42,17 +42,12 @@ from bugless_proto import v1
 #: module (bugless issue 17) installs as ``PostgresBackend.attachment_redactor``.
 AttachmentRedactor = Callable[[WriteContext, int, int], Awaitable[str]]
 
-#: The latest row of every entry of issue $1 (``original`` the entry,
-#: ``version`` its row: the entry or its latest edit; redacted ones empty),
-#: with its text and its stored vector (``tsv``: NULL while not stored).
-_CURRENT = """
-    SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version))
-           coalesce(nullif(h.edits_version, 0), h.version) AS original,
-           h.version, h.comment AS body, v.tsv
-      FROM issue_history h
-           LEFT JOIN issue_entry_vectors v ON v.issue_id = $1 AND v.version = h.version
-     WHERE h.issue_id = $1
-     ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC"""
+#: :data:`q.CURRENT_ENTRIES` with each row's stored vector (``tsv``: NULL
+#: while not stored).
+_CURRENT = f"""
+    SELECT cur.*, v.tsv
+      FROM ({q.CURRENT_ENTRIES}) cur
+           LEFT JOIN issue_entry_vectors v ON v.issue_id = $1 AND v.version = cur.version"""
 #: The other entries' current texts, in entry order (``t.others``), when $7
 #: (else none): with the title and entry $6's new text, what the issue's
 #: mentions come from, read only when a name its old text had may go.
@@ -120,13 +115,7 @@ UPDATE issues AS i
                                                     ELSE cur.body END,
                                                ' ' ORDER BY cur.original), '')) AS tsv,
                {_OTHERS}
-          FROM (SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version))
-                       coalesce(nullif(h.edits_version, 0), h.version) AS original,
-                       h.comment AS body
-                  FROM issue_history h
-                 WHERE h.issue_id = $1
-                 ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
-               ) cur) t
+          FROM ({q.CURRENT_ENTRIES}) cur) t
  WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}, t.others AS other_texts"""
 #: Entry $2 of issue $1, with the current text of its comment (its latest

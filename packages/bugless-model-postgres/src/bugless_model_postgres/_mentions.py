@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from bugless_core.mentions import mentioned_usernames
+from bugless_model_postgres import _queries as q
 
 __all__ = [
     "STORED",
@@ -36,15 +37,10 @@ __all__ = [
 ]
 
 #: The issue's title, then the current text of every entry (its latest edit).
-_TEXTS = """
+_TEXTS = f"""
 SELECT title AS body FROM issues WHERE id = $1
 UNION ALL
-SELECT cur.body FROM (
-    SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version)) h.comment AS body
-      FROM issue_history h
-     WHERE h.issue_id = $1
-     ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC
-) cur
+SELECT cur.body FROM ({q.CURRENT_ENTRIES}) cur
 """
 #: The usernames stored as mentioned in issue ``$1``, as a text array.
 STORED = "ARRAY(SELECT m.username FROM issue_mentions m WHERE m.issue_id = $1)"

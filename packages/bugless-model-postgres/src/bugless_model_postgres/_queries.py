@@ -325,6 +325,18 @@ RETURNING *
 """
 
 FETCH_ENTRY = "SELECT * FROM issue_history WHERE issue_id = $1 AND version = $2"
+#: The latest row of every history entry of issue $1: ``original`` the
+#: entry, ``version`` its row (the entry or its latest edit), ``body`` its
+#: text (redacted ones empty). The current texts an issue's mentions
+#: (``_mentions``) and, after an edit or a redaction, its comment vector
+#: (``_edits``) are made from.
+CURRENT_ENTRIES = """
+SELECT DISTINCT ON (coalesce(nullif(h.edits_version, 0), h.version))
+       coalesce(nullif(h.edits_version, 0), h.version) AS original,
+       h.version, h.comment AS body
+  FROM issue_history h
+ WHERE h.issue_id = $1
+ ORDER BY coalesce(nullif(h.edits_version, 0), h.version), h.version DESC"""
 
 #: A write's one entry and its transaction's change-feed row with the NOTIFY,
 #: in one statement, the transaction's last (as :data:`FEED_APPEND_AND_NOTIFY`
