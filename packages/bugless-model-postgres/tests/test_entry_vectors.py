@@ -10,6 +10,7 @@ no edit touched yet (and every issue written before 0012) has none.
 
 from __future__ import annotations
 
+import pytest
 from write_support import ADMIN, ALICE, fresh_component
 
 from bugless_model_postgres import PostgresBackend
@@ -191,3 +192,60 @@ async def test_each_current_entry_is_parsed_once_and_a_redaction_forgets_its_vec
     assert "'beta'" not in vectors["comments_tsv"]
     assert "'gamma'" in vectors["text_tsv"]
     assert vectors == await _appended_twin_vectors(backend, issue.issue.id)
+
+
+#: A real database's way to lose an UPDATE of one row: a trigger skipping it
+#: (as a row written elsewhere without the issue's lock would leave the
+#: redaction blanking another count than it read).
+SKIP_ONE_ROW = """
+CREATE FUNCTION skip_row_in_test() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER skip_row_in_test BEFORE UPDATE ON issue_history FOR EACH ROW
+  WHEN (OLD.issue_id = {issue_id} AND OLD.version = {version})
+  EXECUTE FUNCTION skip_row_in_test();
+"""
+DROP_SKIP = """
+DROP TRIGGER IF EXISTS skip_row_in_test ON issue_history;
+DROP FUNCTION IF EXISTS skip_row_in_test();
+"""
+
+
+async def test_a_redaction_blanking_other_rows_than_it_read_fails_loudly_and_writes_nothing(
+    bugless_model_backend: PostgresBackend,
+) -> None:
+    """The rows of an entry are read under the issue's lock; blanking fewer is a bug.
+
+    No call of the service can provoke it (every writer of an issue's
+    history holds the issue's row lock): a trigger makes the database skip
+    one row of the two, and the redaction raises instead of answering a
+    half-redacted comment, its transaction rolled back.
+    """
+    backend = bugless_model_backend
+    issue = await _writer(backend, "the description")
+    entry = await issue.comment("a secret")
+    edit = await issue.edit(entry, "a secret, again")
+    before = issue.issue.version
+    async with backend._pool.acquire() as conn:
+        history = [dict(r) for r in await conn.fetch(CURRENT_ROWS, issue.issue.id)]
+        await conn.execute(SKIP_ONE_ROW.format(issue_id=issue.issue.id, version=edit))
+        try:
+            with pytest.raises(RuntimeError, match=r"had 2 rows under the issue's lock"):
+                await issue.redact(entry)
+        finally:
+            await conn.execute(DROP_SKIP)
+        assert [dict(r) for r in await conn.fetch(CURRENT_ROWS, issue.issue.id)] == history
+        assert await conn.fetchval("SELECT version FROM issues WHERE id = $1", issue.issue.id) == (
+            before
+        )
+    redaction = await issue.redact(entry)  # without the trigger, both rows go
+    async with backend._pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT version, comment FROM issue_history WHERE issue_id = $1 ORDER BY version",
+            issue.issue.id,
+        )
+    assert [(r["version"], r["comment"]) for r in rows] == [
+        (1, "the description"),
+        (entry, ""),
+        (edit, ""),
+        (redaction, ""),
+    ]

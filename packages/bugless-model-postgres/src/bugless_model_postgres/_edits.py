@@ -131,21 +131,22 @@ SELECT h.*, (SELECT e.comment FROM issue_history e
  WHERE h.issue_id = $1 AND h.version = $2
 """
 #: The comment a redaction of entry $2 of issue $1 removes: the entry, the
-#: one it edits if it is an edit (``original``), whether that comment or an
-#: edit of it still has text (``has_text``), its current text
+#: one it edits if it is an edit (``original``), how many rows that comment
+#: and its edits are (``entry_rows``: :data:`REDACT_COMMENTS` blanks as many),
+#: whether one of them still has text (``has_text``), its current text
 #: (``current_comment``) and the issue's stored mentions, as
 #: :data:`ENTRY_TO_EDIT`.
 REDACTION_TARGET = f"""
-SELECT h.*, r.original,
-       EXISTS (SELECT 1 FROM issue_history e
-                WHERE e.issue_id = $1 AND (e.version = r.original OR e.edits_version = r.original)
-                  AND e.comment <> '') AS has_text,
-       (SELECT e.comment FROM issue_history e
-         WHERE e.issue_id = $1 AND (e.version = r.original OR e.edits_version = r.original)
-         ORDER BY e.version DESC LIMIT 1) AS current_comment,
+SELECT h.*, r.original, t.entry_rows, t.has_text, t.current_comment,
        {_mentions.STORED} AS mentioned
   FROM issue_history h
        CROSS JOIN LATERAL (SELECT coalesce(nullif(h.edits_version, 0), h.version) AS original) r
+       CROSS JOIN LATERAL (
+           SELECT count(*) AS entry_rows, coalesce(bool_or(e.comment <> ''), false) AS has_text,
+                  (array_agg(e.comment ORDER BY e.version DESC))[1] AS current_comment
+             FROM issue_history e
+            WHERE e.issue_id = $1 AND (e.version = r.original OR e.edits_version = r.original)
+       ) t
  WHERE h.issue_id = $1 AND h.version = $2
 """
 #: A new version of issue $1, its columns returned as :data:`q.FETCH_ISSUE` reads
@@ -155,7 +156,8 @@ UPDATE issues AS i SET version = version + 1, modified_at = $2 WHERE i.id = $1
 RETURNING {q.ISSUE_COLUMNS}"""
 #: Blank the comment of entry $2 and of every edit of it, and forget their
 #: stored vectors (a redacted text leaves none behind); returns how many
-#: rows were blanked.
+#: rows were blanked (``blanked``: all of them, those already blank too) and
+#: how many stored vectors went (``forgotten``).
 REDACT_COMMENTS = """
 WITH gone AS (
     UPDATE issue_history SET comment = '', comment_redacted = true
@@ -166,7 +168,7 @@ WITH gone AS (
      WHERE issue_id = $1 AND version IN (SELECT version FROM gone)
     RETURNING version
 )
-SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM forgotten)
+SELECT (SELECT count(*) FROM gone) AS blanked, (SELECT count(*) FROM forgotten) AS forgotten
 """
 
 
@@ -284,7 +286,13 @@ async def redact(
                 f"entry {original} of issue {issue_id} has no text left to redact",
                 metadata={"issue_id": str(issue_id), "entry_version": str(original)},
             )
-        await ctx.conn.fetchval(REDACT_COMMENTS, issue_id, original)
+        blanked = await ctx.conn.fetchval(REDACT_COMMENTS, issue_id, original)
+        if blanked != entry["entry_rows"]:  # read under the issue's lock: a bug, said loudly
+            msg = (
+                f"entry {original} of issue {issue_id} had {entry['entry_rows']} rows under the "
+                f"issue's lock, and its redaction blanked {blanked}"
+            )
+            raise RuntimeError(msg)
     if target is v1.RedactionTarget.ATTACHMENT:
         written = one_row(await ctx.conn.fetchrow(BUMP_VERSION, issue_id, ctx.now))
     else:  # the description too when entry 1's text goes; the vectors without the text
