@@ -19,7 +19,6 @@ from bugless_core.leases import (
     CREATE_LEASES,
     TAKE_LEASE,
     held_lease,
-    is_database_error,
     renew_every,
 )
 from bugless_dev.postgres import ThrowawayPostgres
@@ -191,20 +190,6 @@ async def test_renewals_refused_for_many_rounds_log_one_warning_and_their_end_on
     assert logged[-1].__dict__["failed_rounds"] >= 10
     assert "failed rounds)" in logged[-1].getMessage()
     assert not [r for r in caplog.records if r.name == "bugless.supervision"]
-
-
-def test_what_counts_as_the_database_away() -> None:
-    class DriverClientError(Exception):
-        pass
-
-    class Reported(Exception):
-        sqlstate = "57P01"
-
-    assert is_database_error(ConnectionResetError())
-    assert is_database_error(Reported())
-    assert is_database_error(DriverClientError(), (DriverClientError,))
-    assert not is_database_error(DriverClientError())
-    assert not is_database_error(KeyError("a bug"))
 
 
 @pytest.mark.parametrize("body_does", ["waits", "swallows", "is_cancelled_too"])

@@ -28,8 +28,6 @@ from bugless_core.migrations import (
 from bugless_dev.postgres import ThrowawayPostgres
 from bugless_testing.lease_renewal import (
     check_an_outage_is_logged_as_one,
-    failed_renewals,
-    terminate_renewal,
 )
 
 pytest_plugins = ["bugless_testing.postgres"]
@@ -197,23 +195,10 @@ async def test_a_migration_that_loses_its_lease_stops_and_rolls_back(
     assert holder == "other-replica"  # the loser did not give away a lease it no longer held
 
 
-async def test_a_lease_lock_told_its_drivers_errors_logs_a_closed_connection_as_an_outage(
+async def test_a_lease_lock_logs_a_closed_connection_as_an_outage(
     database: str,
 ) -> None:
-    await check_an_outage_is_logged_as_one(LeaseLock(expected=(asyncpg.InterfaceError,)), database)
-
-
-async def test_a_lease_lock_not_told_its_drivers_errors_logs_a_closed_connection_as_a_bug(
-    database: str,
-) -> None:
-    # asyncpg's InterfaceError ("connection is closed", no sqlstate) is the
-    # database away only for a lock told it is its driver's error; for one
-    # that is not, it is a bug: an ERROR with its traceback, each time.
-    logged = await failed_renewals(LeaseLock(), database, "lease_unexpected", terminate_renewal)
-    assert all(r.name == "bugless.supervision" for r in logged), logged
-    assert all(r.levelno == logging.ERROR for r in logged)
-    assert logged[0].exc_info is not None
-    assert logged[0].exc_info[0] is asyncpg.InterfaceError
+    await check_an_outage_is_logged_as_one(LeaseLock(), database)
 
 
 def _waits_at_commit(*, commit_goes_through: bool) -> list[Migration]:

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
-
 from bugless_core.migrations import AdvisoryLock, LeaseLock, MigrationLock
 from bugless_core.transactions import COCKROACH_RETRIES, POSTGRES_RETRIES, RetryPolicy
 
@@ -72,7 +70,7 @@ POSTGRES = StoreDialect(
 COCKROACH = StoreDialect(
     name="cockroach",
     subject_lock=None,
-    migration_lock=LeaseLock(expected=(asyncpg.InterfaceError,)),
+    migration_lock=LeaseLock(),
     retries=COCKROACH_RETRIES,
     serializable=True,
 )

@@ -25,6 +25,7 @@ from bugless_auth import _queries as sql
 from bugless_auth.user_writes import UserWrites
 from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
+from bugless_core.database_errors import is_connection_lost
 from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bugless_core.migrations import (
     applied_version,
@@ -42,16 +43,19 @@ _COMPONENT = "bugless-auth"
 #: (without the subject lock, on the CockroachDB dialect).
 _FIRST_SIGHT_RACES = 3
 
-#: Errors that mean "the database cannot be reached", not "the query is wrong".
+#: Errors that mean "the database cannot be reached", not "the query is wrong";
+#: and asyncpg's client-side ones that say so (:func:`_unreachable`).
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
-    ConnectionError,
-    asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionFailureError,
     asyncpg.PostgresConnectionError,
-    TimeoutError,
 )
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached (an outage, not a bug)."""
+    return isinstance(exc, _CONNECTION_ERRORS) or is_connection_lost(exc)
 
 
 def mint_user_id() -> str:
@@ -139,7 +143,9 @@ class IdentityStore:
             pool = await asyncpg.create_pool(
                 database_url, min_size=1, max_size=2, reset=_keep_as_is
             )
-        except _CONNECTION_ERRORS as exc:
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
             async with pool.acquire() as conn:
@@ -151,7 +157,9 @@ class IdentityStore:
                 component=_COMPONENT,
                 lock=chosen.migration_lock,
             )
-        except _CONNECTION_ERRORS as exc:
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         finally:
             await pool.close()
@@ -183,7 +191,9 @@ class IdentityStore:
                 server_settings={"search_path": quoted},
                 reset=_keep_as_is,
             )
-        except _CONNECTION_ERRORS as exc:
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
             async with pool.acquire() as conn:
@@ -219,7 +229,9 @@ class IdentityStore:
         try:
             async with self._pool.acquire() as conn:
                 yield conn
-        except _CONNECTION_ERRORS as exc:
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
             raise Unavailable(
                 f"the Authenticator's database cannot be reached now ({type(exc).__name__}); "
                 "retry shortly"

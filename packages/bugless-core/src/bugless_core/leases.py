@@ -10,13 +10,11 @@ hold their migration lease here (:class:`bugless_core.migrations.LeaseLock`);
 the Model also leases its Snowflake node ids from the same table.
 
 The functions take an asyncpg pool (anything with ``fetchrow``, ``fetchval``
-and ``execute``) but import no driver, so bugless-core depends on none. That
-is why :func:`renew_every` tells a database outage from a bug without naming
-the driver's exceptions: an error the database reported carries a
-``sqlstate`` (asyncpg's and psycopg's alike), an unreachable server is an
-``OSError``, and the caller may name its driver's client-side errors
-(``expected``); anything else is a bug, supervised like every background
-loop (:mod:`bugless_core.supervision`).
+and ``execute``) but import no driver, so bugless-core depends on none.
+:func:`renew_every` tells a database outage from a bug with
+:func:`bugless_core.database_errors.is_database_error` (which knows asyncpg's
+"connection gone" errors without importing it); anything else is a bug,
+supervised like every background loop (:mod:`bugless_core.supervision`).
 
 A renewal that finds the lease taken by another holder (it expired before a
 renewal got through) ends :func:`renew_every` with :data:`LEASE_LOST`, and
@@ -37,7 +35,8 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.backoff import Backoff
-from bugless_core.errors import BuglessError, Unavailable
+from bugless_core.database_errors import is_database_error
+from bugless_core.errors import Unavailable
 from bugless_core.supervision import OutageLog, SupervisedLoop
 
 _log = logging.getLogger(__name__)
@@ -118,17 +117,6 @@ async def try_take(pool: Any, name: str, holder: str, ttl_ms: int) -> bool:
         raise
 
 
-def is_database_error(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> bool:
-    """Whether ``exc`` is the database away or refusing, rather than a bug.
-
-    Args:
-        exc: What a statement raised.
-        expected: The caller's driver's own client-side errors (a closed
-            connection, a closing pool), which carry no ``sqlstate``.
-    """
-    return isinstance(exc, (OSError, BuglessError, *expected)) or hasattr(exc, "sqlstate")
-
-
 async def renew_every(
     pool: Any,
     name: str,
@@ -140,7 +128,8 @@ async def renew_every(
 ) -> None:
     """Renew a lease every third of its life until cancelled or lost.
 
-    A renewal the database failed (:func:`is_database_error`) is tried again
+    A renewal the database failed
+    (:func:`~bugless_core.database_errors.is_database_error`) is tried again
     at the next third: two more chances remain before the lease would
     expire. It is logged as a WARNING when the outage starts, then once a
     minute while it lasts and at INFO when a renewal gets through
@@ -149,6 +138,8 @@ async def renew_every(
     ``lease_renewal:<name>`` (logged once with its traceback, counted in
     ``bugless_background_failures_total`` in ``registry``) and retried
     after a backoff that never exceeds the third, for the same reason.
+    ``expected`` names another driver's client-side errors that mean the
+    database is away (asyncpg's are known already).
 
     Raises:
         Unavailable: (reason :data:`LEASE_LOST`) a renewal found the lease
@@ -292,7 +283,6 @@ __all__ = [
     "TAKE_BACKOFF",
     "TAKE_LEASE",
     "held_lease",
-    "is_database_error",
     "is_serialization_failure",
     "new_holder",
     "renew_every",

@@ -174,10 +174,10 @@ class LeaseLock(MigrationLock):
         Args:
             ttl_ms: How long the lease lasts without renewal.
             wait_seconds: How long to wait for another replica's migration.
-            expected: The caller's driver's client-side errors (asyncpg's
-                ``InterfaceError`` for a closed connection), which a failed
+            expected: Another driver's client-side errors that a failed
                 renewal logs as an outage, not a bug
-                (:func:`bugless_core.leases.renew_every`).
+                (:func:`bugless_core.leases.renew_every`); asyncpg's are
+                known already (:mod:`bugless_core.database_errors`).
         """
         self.ttl_ms = ttl_ms
         self.wait_seconds = wait_seconds

@@ -28,7 +28,8 @@ import asyncpg
 
 from bugless_core import leases
 from bugless_core.backoff import Backoff
-from bugless_core.errors import BuglessError, Unavailable
+from bugless_core.database_errors import is_database_error
+from bugless_core.errors import Unavailable
 from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_model_cockroach import _queries as q
 from bugless_model_cockroach._snowflake import MAX_NODE_ID, SnowflakeGenerator, wall_clock_ms
@@ -37,15 +38,6 @@ _log = logging.getLogger(__name__)
 
 #: How long a node-id lease lasts without renewal; renewed every third of it.
 NODE_LEASE_MS = 30_000
-#: What "the database is away" looks like to a renewal (tried again next time).
-_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
-#: And what taking a new node id may also meet: every node id leased (Unavailable).
-_TAKE_ERRORS: tuple[type[BaseException], ...] = (*_DATABASE_ERRORS, BuglessError)
 #: The pause before renewing again after a conflict with a replica probing
 #: the row: 10 ms doubling to 40 ms, jittered so the two part, with a floor of
 #: half (a renewal retried at once meets the same probe).
@@ -158,7 +150,10 @@ class NodeLease:
             await asyncio.sleep(self._ttl_ms / 3000)
             try:
                 fence = await self._renew()
-            except _DATABASE_ERRORS as exc:  # the database is away: ids stop at the fence
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
+                # The database is away: ids stop at the fence.
                 self._supervised.unavailable(exc, during=self.name)
                 continue
             if fence is not None and self.generator is not None:
@@ -169,7 +164,10 @@ class NodeLease:
                 _log.warning("node id lease %s was lost; taking another node id", self.name)
             try:
                 await self._take()
-            except _TAKE_ERRORS as exc:
+            except Exception as exc:
+                # Every node id leased is Unavailable, a BuglessError: an outage too.
+                if not is_database_error(exc):
+                    raise
                 retaking = True
                 self._supervised.unavailable(exc, during="taking a new node id")
             else:

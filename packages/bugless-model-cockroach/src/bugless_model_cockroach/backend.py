@@ -57,7 +57,7 @@ class CockroachBackend(PostgresBackend):
             Capability.RELATION_FLAGS,
         }
     )
-    migration_lock: ClassVar[MigrationLock] = LeaseLock(expected=(asyncpg.InterfaceError,))
+    migration_lock: ClassVar[MigrationLock] = LeaseLock()
 
     @staticmethod
     def migrations() -> list[Migration]:

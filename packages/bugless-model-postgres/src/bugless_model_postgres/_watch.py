@@ -44,6 +44,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from bugless_core import limits
+from bugless_core.database_errors import is_database_error
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
@@ -123,7 +124,9 @@ class ChangeFeed:
                     server_settings=server_settings(self._settings, schema_sql),
                 )
                 await conn.add_listener(self._channel, self._on_notify)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
+                if not is_database_error(exc):
+                    raise
                 self._listening.failed(exc)
                 return
             conn.add_termination_listener(self._on_lost)
@@ -181,10 +184,11 @@ class ChangeFeed:
             wait = PRUNE_EVERY_SECONDS
             try:
                 await self.prune()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                self._pruning.unavailable(exc)
-            except Exception as exc:  # a bug: logged and counted once, pruning goes on
-                wait = self._pruning.failed(exc, at_least=wait)
+            except Exception as exc:
+                if is_database_error(exc):
+                    self._pruning.unavailable(exc)
+                else:  # a bug: logged and counted once, pruning goes on
+                    wait = self._pruning.failed(exc, at_least=wait)
             else:
                 self._pruning.succeeded()
             await asyncio.sleep(wait)

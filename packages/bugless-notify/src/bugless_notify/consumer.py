@@ -46,6 +46,7 @@ import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.clients import ActingFor, acting_model, call
+from bugless_core.database_errors import is_database_error
 from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgument
 from bugless_core.migrations import quote_schema
 from bugless_core.supervision import OutageLog, SupervisedLoop
@@ -153,12 +154,14 @@ class FeedConsumer:
         while not self._stopping.is_set():
             try:
                 await self._lead()
-            except (BuglessError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # The Model or a database away: logged when it starts and ends.
-                self.supervised.unavailable(exc)
-                await self._sleep(1.0)
-            except Exception as exc:  # a bug: logged and counted once, the batch retried
-                await self._sleep(self.supervised.failed(exc))
+            except Exception as exc:
+                if is_database_error(exc):
+                    # The Model (a BuglessError) or a database away: logged when
+                    # it starts and ends.
+                    self.supervised.unavailable(exc)
+                    await self._sleep(1.0)
+                else:  # a bug: logged and counted once, the batch retried
+                    await self._sleep(self.supervised.failed(exc))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

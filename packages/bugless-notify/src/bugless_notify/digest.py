@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from bugless_core.database_errors import is_database_error
 from bugless_core.migrations import quote_schema
 from bugless_core.notification_channel import NotificationMessage
 from bugless_core.supervision import OutageLog, SupervisedLoop
@@ -185,11 +186,11 @@ class DigestSender:
             retry_in = None
             try:
                 sent = await self.send_now()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                self.supervised.unavailable(exc)  # the database away: logged when it starts
-                continue
-            except Exception as exc:  # a bug: logged and counted once, retried soon
-                retry_in = self.supervised.failed(exc)
+            except Exception as exc:
+                if is_database_error(exc):
+                    self.supervised.unavailable(exc)  # the database away: logged when it starts
+                else:  # a bug: logged and counted once, retried soon
+                    retry_in = self.supervised.failed(exc)
                 continue
             self.supervised.succeeded()
             if sent:

@@ -56,6 +56,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from bugless_core.database_errors import is_database_error
 from bugless_core.notification_channel import DeliveryResult, DeliveryStatus, NotificationChannel
 from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_notify._metrics import DeliveryMetrics
@@ -64,15 +65,15 @@ from bugless_notify.queue import ClaimedDelivery, DeliveryQueue, RetryPolicy
 _log = logging.getLogger("bugless.notify")
 #: The longest a delivered row waits to be recorded with others in one statement.
 _RECORD_DELAY_SECONDS = 0.02
-#: What a lost database connection looks like (the operation is retried later).
-#: asyncpg's InternalClientError is what a connection the server ended can
-#: raise instead of ConnectionDoesNotExistError ("cannot switch to state 12;
-#: another operation is in progress"), seen in CI after pg_terminate_backend.
+#: What the driver raises on the queue's statements. Which of them are the
+#: database away (the operation is retried later) is ``is_database_error``'s
+#: to say (a closed connection is; a wrong argument count is a bug), in
+#: :meth:`DeliveryWorker._database_error`.
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.exceptions._base.InternalClientError,
+    asyncpg.InternalClientError,
 )
 
 
@@ -482,6 +483,9 @@ class DeliveryWorker:
             _log.info("purged %d delivered rows", purged)
 
     def _database_error(self, operation: str, exc: BaseException) -> None:
+        """Count and log an outage; re-raise a driver error that is a bug."""
+        if not is_database_error(exc):
+            raise exc
         self.metrics.queue_errors.labels(operation).inc()
         self._database_failed = True
         self.supervised.unavailable(exc, during=operation)

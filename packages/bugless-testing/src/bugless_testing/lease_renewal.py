@@ -1,8 +1,9 @@
 """A migration lease's renewal failing for real, and what it logged.
 
-:class:`bugless_core.migrations.LeaseLock` is told its driver's client-side
-errors (``expected``): a renewal failing with one of those is an outage (tried again
-at the next third of the lease; logged by its
+:class:`bugless_core.migrations.LeaseLock` tells the database away from a bug
+(:func:`bugless_core.database_errors.is_database_error`, which knows
+asyncpg's "connection gone" errors): a renewal failing with one of those is
+an outage (tried again at the next third of the lease; logged by its
 :class:`~bugless_core.supervision.OutageLog`: a WARNING for the first failed
 renewal, DEBUG for the next ones), anything else that is not the database's
 own error a bug (logged with its traceback by the ``lease_renewal:migrate``
@@ -14,11 +15,13 @@ Authenticator's CockroachDB dialect) prove their lock does that with
 :func:`check_a_bug_is_logged_as_one` are the two checks they share):
 
 * :func:`terminate_renewal`: the server ends the renewing connection, so
-  the next renewal raises asyncpg's ``InterfaceError`` (connection closed,
-  no SQLSTATE): the outage a lock given asyncpg's errors must expect;
+  the renewals after it fail with the server's own error, asyncpg's
+  ``InternalClientError`` (a renewal caught between the server's goodbye and
+  the socket's end) or ``InterfaceError`` (connection closed): every one an
+  outage, whichever a run's timing gives;
 * :func:`break_renewal_decoding`: the renewing connection decodes the
   renewal's ``bigint`` result with a codec that raises ``ValueError``: a bug
-  on the renewal's path, which no ``expected`` may hide.
+  on the renewal's path, which must not be taken for an outage.
 
 A bare connection stands for the pool: an asyncpg pool reconnects, or
 reports SQLSTATE 08003, on its own.
@@ -43,7 +46,7 @@ _LOGGERS = ("bugless_core.leases", "bugless.supervision")
 
 
 async def terminate_renewal(renewing: asyncpg.Connection, other: asyncpg.Connection) -> None:
-    """End the renewing connection from the server's side (the next renewal: ``InterfaceError``)."""
+    """End the renewing connection from the server's side (the renewals after it: an outage)."""
     pid = renewing.get_server_pid()
     assert await other.fetchval("SELECT pg_terminate_backend($1)", pid)
 
@@ -85,25 +88,13 @@ def _recording() -> Iterator[_Records]:
             logger.setLevel(level)
 
 
-#: What a renewal may fail with when the server ends its connection while it
-#: is in flight, or just after: the server's own error, or asyncpg's
-#: connection caught between two states. Which one a run sees is a matter of
-#: timing, not of the lock; the renewals after it, on the closed connection,
-#: raise the ``InterfaceError`` the checks are about.
-TERMINATION_RACES: tuple[type[BaseException], ...] = (
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InternalClientError,
-)
-
-
 def renewal_failures(records: Iterable[logging.LogRecord]) -> list[logging.LogRecord]:
-    """The failed renewals of lease ``migrate`` among ``records``, but the termination's races.
+    """The failed renewals of lease ``migrate`` among ``records``.
 
     A line from ``bugless_core.leases`` is an outage (its first failed
     renewal a WARNING, the next ones DEBUG: an
     :class:`~bugless_core.supervision.OutageLog`), an ERROR from
-    ``bugless.supervision`` a bug; those whose error is one of
-    :data:`TERMINATION_RACES` are left out.
+    ``bugless.supervision`` a bug.
     """
     return [r for r in records if _is_renewal_failure(r)]
 
@@ -111,13 +102,8 @@ def renewal_failures(records: Iterable[logging.LogRecord]) -> list[logging.LogRe
 def _is_renewal_failure(record: logging.LogRecord) -> bool:
     message = record.getMessage()
     if record.name == "bugless_core.leases":
-        races = (f": {race.__name__}:" for race in TERMINATION_RACES)
-        return message.startswith("renewing lease migrate: ") and not any(
-            race in message for race in races
-        )
-    if record.name == "bugless.supervision" and "lease_renewal:migrate" in message:
-        return record.exc_info is None or not isinstance(record.exc_info[1], TERMINATION_RACES)
-    return False
+        return message.startswith("renewing lease migrate: ")
+    return record.name == "bugless.supervision" and "lease_renewal:migrate" in message
 
 
 async def failed_renewals(
@@ -132,11 +118,11 @@ async def failed_renewals(
 
     ``lock`` is used as it is but for its lease's life, shortened to 60 ms
     (a renewal every 20 ms) so that ``failures`` renewals fail in well under
-    a second; whatever else the package configured (its ``expected``) is
-    what is tested. Returns the log records of the first ``failures`` failed
-    renewals: for an outage, from ``bugless_core.leases``, DEBUG lines after
-    the WARNING that started it (an outage is not logged on every round);
-    for a bug, an ERROR with its traceback from ``bugless.supervision`` each.
+    a second; whatever else the package configured is what is tested.
+    Returns the log records of the first ``failures`` failed renewals: for
+    an outage, from ``bugless_core.leases``, DEBUG lines after the WARNING
+    that started it (an outage is not logged on every round); for a bug, an
+    ERROR with its traceback from ``bugless.supervision`` each.
     """
     short = copy.copy(lock)
     short.ttl_ms = 60
@@ -161,21 +147,21 @@ async def failed_renewals(
 async def check_an_outage_is_logged_as_one(lock: LeaseLock, database: str) -> None:
     """Renewals on a connection the server closed are an outage: no traceback, tried again.
 
-    Logged as one: a WARNING when it starts (the first failed renewal, which
-    may be one of the :data:`TERMINATION_RACES` left out), DEBUG for the next
-    ones. The check a package whose lock is given asyncpg's
-    ``InterfaceError`` runs against its own lock (schema ``lease_outage`` of
-    ``database``).
+    Logged as one: a WARNING when it starts (the first failed renewal,
+    whichever of the termination's errors it met), DEBUG for the next ones;
+    never an ERROR from the supervision. The check a package that holds its
+    migration lease on asyncpg runs against its own lock (schema
+    ``lease_outage`` of ``database``).
     """
-    logged = await failed_renewals(lock, database, "lease_outage", terminate_renewal)
+    logged = await failed_renewals(lock, database, "lease_outage", terminate_renewal, failures=3)
     assert all(r.name == "bugless_core.leases" and r.exc_info is None for r in logged), logged
-    assert all("InterfaceError: " in r.getMessage() for r in logged), logged
-    assert logged[0].levelno in {logging.WARNING, logging.DEBUG}
+    assert logged[0].levelno == logging.WARNING, logged
     assert all(r.levelno == logging.DEBUG for r in logged[1:]), logged
+    assert "InterfaceError: connection is closed" in logged[-1].getMessage(), logged
 
 
 async def check_a_bug_is_logged_as_one(lock: LeaseLock, database: str) -> None:
-    """A bug on the renewal's path is an ERROR with its traceback, whatever ``expected`` says.
+    """A bug on the renewal's path is an ERROR with its traceback, never an outage.
 
     Schema ``lease_bug`` of ``database``.
     """
@@ -187,7 +173,6 @@ async def check_a_bug_is_logged_as_one(lock: LeaseLock, database: str) -> None:
 
 
 __all__ = [
-    "TERMINATION_RACES",
     "break_renewal_decoding",
     "check_a_bug_is_logged_as_one",
     "check_an_outage_is_logged_as_one",

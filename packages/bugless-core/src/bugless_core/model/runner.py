@@ -15,9 +15,9 @@ from bugless_core.assertions import AssertionVerifier
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob_store
 from bugless_core.clients import ServiceAddress
+from bugless_core.database_errors import is_database_error
 from bugless_core.failover import DrainAwareAuthenticatorStub
 from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
-from bugless_core.leases import is_database_error
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
 from bugless_core.plugins import Plugins

@@ -1,0 +1,95 @@
+"""What a database driver's error means: the database away, or a bug.
+
+Every service that keeps state in PostgreSQL or CockroachDB (the Model's
+backends, the Authenticator's store, the notifier's queue) must tell the two
+apart: the database away is an outage (answer UNAVAILABLE, try the loop's
+round again later, log it once: :class:`~bugless_core.supervision.OutageLog`);
+anything else is a bug (a traceback, a failure counted). This module is the
+one home of that rule, and it imports no driver, so bugless-core depends on
+none (as :mod:`bugless_core.transactions` reads only the SQLSTATE):
+
+* an error the database reported carries a ``sqlstate`` (asyncpg's and
+  psycopg's alike; the server ending a connection is one too, 57P01 or
+  08003);
+* an unreachable server is an ``OSError`` (refused, reset, timed out);
+* the driver's own *client-side* errors carry neither, and only some of them
+  mean the connection is gone: :func:`is_connection_lost` names asyncpg's.
+
+asyncpg's client-side classes mix the two, so the class alone does not say
+which it is, and :func:`is_connection_lost` reads the message too:
+
+* ``InterfaceError`` is "connection is closed" and "connection has been
+  released back to the pool" (the pool took back a connection the server
+  ended); but also a wrong number of query arguments, a second operation
+  started on a busy connection, or "pool is closed" (the process closed its
+  own pool and went on using it): bugs, which no retry mends. Its subclasses
+  (``ClientConfigurationError``, ``Unsupported...``) are bugs, always.
+* ``InternalClientError`` is asyncpg's "cannot happen" class: a codec or
+  protocol invariant broken, which is a bug; but the server ending an idle
+  connection also lands there. The server's FATAL message arrives before the
+  socket's end, finds the protocol idle, and leaves it discarding messages
+  until the end is read; a statement started in between is refused with
+  "cannot switch to state 11; another operation (2) is in progress" (11 is
+  PREPARE, 2 the discarding state; older asyncpg: "another operation is in
+  progress"), and one after the end with "... protocol is in the "failed"
+  state" or "not connected". Those, and only those, are an outage.
+
+If a later asyncpg words them differently, they are taken for bugs: logged
+with a traceback and counted, which is loud, never silent.
+``tests/test_database_errors.py`` provokes each on a real connection to a
+real PostgreSQL, so an upgrade that changes one fails there first.
+"""
+
+from __future__ import annotations
+
+from bugless_core.errors import BuglessError
+
+#: asyncpg's client-side error classes (by name: the driver is not imported)
+#: and what their message says when the connection is gone.
+_ASYNCPG_CONNECTION_LOST: dict[str, tuple[str, ...]] = {
+    "InterfaceError": (
+        "connection is closed",
+        "released back to the pool",
+    ),
+    "InternalClientError": ("cannot switch to", "not connected"),
+}
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is asyncpg saying, on the client side, that the connection is gone.
+
+    Exactly the classes named above (never their subclasses, which are
+    argument and configuration errors), and only with a message saying so;
+    see the module's docstring for why each one counts. Errors the server
+    reported (ending a connection included) carry a ``sqlstate`` instead and
+    are :func:`is_database_error`'s other half.
+    """
+    cls = type(exc)
+    words = _ASYNCPG_CONNECTION_LOST.get(cls.__name__)
+    if words is None or cls.__module__.partition(".")[0] != "asyncpg":
+        return False
+    message = str(exc)
+    return any(word in message for word in words)
+
+
+def is_database_error(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> bool:
+    """Whether ``exc`` is the database away or refusing, rather than a bug.
+
+    An error the database reported (a ``sqlstate``), an unreachable server
+    (``OSError``), a connection asyncpg found gone (:func:`is_connection_lost`)
+    or a :class:`~bugless_core.errors.BuglessError` a backend translated one
+    into.
+
+    Args:
+        exc: What a statement raised.
+        expected: Another driver's client-side errors that mean the same
+            (asyncpg's are known already).
+    """
+    return (
+        isinstance(exc, (OSError, BuglessError, *expected))
+        or hasattr(exc, "sqlstate")
+        or is_connection_lost(exc)
+    )
+
+
+__all__ = ["is_connection_lost", "is_database_error"]

@@ -1,0 +1,182 @@
+"""asyncpg's "connection gone" errors, provoked on a real PostgreSQL, and the bugs that are not.
+
+``bugless_core.database_errors`` recognises asyncpg's client-side errors by
+class name and message without importing the driver; these tests fail first
+if an asyncpg upgrade renames one or words it differently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bugless_core.database_errors import is_connection_lost, is_database_error
+from bugless_dev.postgres import ThrowawayPostgres
+
+pytest_plugins = ["bugless_testing.postgres"]
+
+
+@pytest.fixture(scope="module")
+async def database(postgres_server: ThrowawayPostgres) -> str:
+    return await postgres_server.acreate_database("database_errors")
+
+
+async def _raised(on: Any, query: str = "SELECT 1", *args: object) -> BaseException:
+    """What ``query`` on ``on`` (a connection, its pool's proxy or a pool) raises; it must."""
+    try:
+        await on.fetchval(query, *args)
+    except Exception as exc:
+        return exc
+    raise AssertionError("the statement did not fail")
+
+
+def _gone(exc: BaseException) -> bool:
+    return is_connection_lost(exc) and is_database_error(exc)
+
+
+async def test_a_closed_connection_is_gone(database: str) -> None:
+    conn = await asyncpg.connect(database)
+    await conn.close()
+    exc = await _raised(conn)
+    assert type(exc) is asyncpg.InterfaceError, repr(exc)
+    assert _gone(exc), repr(exc)
+
+
+async def test_a_connection_the_server_ended_is_gone(database: str) -> None:
+    conn = await asyncpg.connect(database)
+    other = await asyncpg.connect(database)
+    try:
+        await other.fetchval("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        # The first statement may meet the server's own error (a sqlstate),
+        # every one after it the closed connection.
+        errors = [await _raised(conn) for _ in range(3)]
+        assert all(is_database_error(e) for e in errors), errors
+        assert type(errors[-1]) is asyncpg.InterfaceError, errors
+        assert _gone(errors[-1]), errors
+    finally:
+        await other.close()
+        conn.terminate()
+
+
+async def test_a_connection_back_in_its_pool_is_gone(database: str) -> None:
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=1)
+    try:
+        conn = await pool.acquire()
+        await pool.release(conn)
+        exc = await _raised(conn)
+        assert type(exc) is asyncpg.InterfaceError, repr(exc)
+        assert _gone(exc), repr(exc)
+    finally:
+        await pool.close()
+    # A pool the process closed itself is a bug of the process: no retry mends it.
+    exc = await _raised(pool)
+    assert type(exc) is asyncpg.InterfaceError, repr(exc)
+    assert "pool is closed" in str(exc)
+    assert not is_connection_lost(exc)
+
+
+class _HeldEnd:
+    """A loopback TCP proxy that passes the server's bytes on but not its end of the stream.
+
+    What the client sees between the server's FATAL message and the socket's
+    end, held open for as long as the test needs it.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.server_ended = asyncio.Event()
+        self.clients: list[asyncio.StreamWriter] = []
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[int]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            server.close()
+            for writer in self.clients:
+                writer.transport.abort()
+            await server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients.append(writer)
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def upstream() -> None:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    up_writer.write(data)
+            up_writer.close()
+
+        async def downstream() -> None:
+            with contextlib.suppress(OSError):
+                while data := await up_reader.read(65536):
+                    writer.write(data)
+            self.server_ended.set()  # and the client's socket stays open
+
+        await asyncio.gather(upstream(), downstream())
+
+
+async def test_a_statement_between_the_servers_goodbye_and_the_end_is_gone(database: str) -> None:
+    # The race a lease renewal met in CI: InternalClientError, an outage.
+    real = urllib.parse.urlsplit(database)
+    proxy = _HeldEnd(real.hostname or "127.0.0.1", real.port or 5432)
+    async with proxy.serving() as port:
+        via = real._replace(netloc=f"{real.username}@127.0.0.1:{port}").geturl()
+        conn = await asyncpg.connect(via)
+        other = await asyncpg.connect(database)
+        try:
+            await other.fetchval("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+            await asyncio.wait_for(proxy.server_ended.wait(), timeout=10)
+            await asyncio.sleep(0.05)  # the client reads what the proxy wrote
+            exc = await _raised(conn, "SELECT 2")
+        finally:
+            await other.close()
+            conn.terminate()
+    assert type(exc) is asyncpg.InternalClientError, repr(exc)
+    assert "cannot switch to state" in str(exc)
+    assert _gone(exc)
+
+
+async def test_driver_errors_that_are_bugs_are_not_the_database_away(database: str) -> None:
+    conn = await asyncpg.connect(database)
+    try:
+        # A wrong argument type is asyncpg's DataError, which carries SQLSTATE
+        # 22000 like the server's own data errors: not a lost connection.
+        wrong_type = await _raised(conn, "SELECT $1::int", "one")
+        assert isinstance(wrong_type, asyncpg.DataError)
+        assert not is_connection_lost(wrong_type)
+        wrong_count = await _raised(conn, "SELECT $1::int")
+        assert type(wrong_count) is asyncpg.InterfaceError
+        busy = await asyncio.gather(
+            conn.fetchval("SELECT pg_sleep(0.05)"), _raised(conn), return_exceptions=True
+        )
+        assert type(busy[1]) is asyncpg.InterfaceError, busy
+        for bug in (wrong_count, busy[1], KeyError("a bug")):
+            assert isinstance(bug, BaseException)
+            assert not is_connection_lost(bug), repr(bug)
+            assert not is_database_error(bug), repr(bug)
+    finally:
+        await conn.close()
+
+
+def test_what_counts_as_the_database_away() -> None:
+    class DriverClientError(Exception):
+        pass
+
+    class Reported(Exception):
+        sqlstate = "57P01"
+
+    assert is_database_error(ConnectionResetError())
+    assert is_database_error(Reported())
+    assert is_database_error(DriverClientError(), (DriverClientError,))
+    assert not is_database_error(DriverClientError())
+    # The name alone is not asyncpg's class.
+    InterfaceError = type("InterfaceError", (Exception,), {})  # noqa: N806
+    assert not is_connection_lost(InterfaceError("connection is closed"))
