@@ -18,6 +18,10 @@ every process: no two clients change one issue):
 
 * ``change``: ``ChangeIssue`` of one of the client's own issues (priority
   P1/P2 in turn, and a comment), at the version its last reply gave;
+* ``fchange``: ``ChangeIssue`` of one of the client's own issues setting
+  its status (ASSIGNED/ACCEPTED in turn) and its top-level component's
+  "Found In" value (the next option each time), with a comment: the team
+  workflow of a status and a custom field together;
 * ``get``: ``GetIssue`` of a random issue;
 * ``bget``: ``BatchGetIssues`` of 6 random issues (the API's coalesced
   batches held 5-8 at 16 clients);
@@ -54,6 +58,7 @@ from typing import Any
 
 import asyncpg
 
+from bench._dataset import CUSTOM_OPTIONS
 from bench._load import Call, Close, LoadResult, run_load
 from bench._model_reads import model_stub, random_gets
 from bench._services import BenchStack, CpuMeter, load_average
@@ -68,6 +73,7 @@ BATCH = 6
 MAX_CLIENTS = 64
 SCENARIOS = {
     "change": "bench.model_change:model_change",
+    "fchange": "bench.model_change:model_field_change",
     "get": "bench.model_change:model_get",
     "bget": "bench.model_change:model_batch_get",
     "attach": "bench.model_change:model_attach",
@@ -112,6 +118,49 @@ async def model_change(params: dict[str, Any]) -> tuple[Call, Close]:
         assert reply.issue is not None
         versions[issue_id] = reply.issue.version
         priorities[issue_id] = reply.issue.priority
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def model_field_change(params: dict[str, Any]) -> tuple[Call, Close]:
+    """ChangeIssue of a status and a custom field value, at the version the last reply gave."""
+    channel, stub, caller = _stub(params)
+    field_of = dict(zip(params["issue_ids"], params["found_in_ids"], strict=True))
+    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
+    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
+    versions = {i.id: i.version for i in read.issues}
+    statuses = {i.id: i.status for i in read.issues}
+    cycle = itertools.cycle(sorted(versions))
+    counter = itertools.count()
+
+    async def call() -> None:
+        issue_id, n = next(cycle), next(counter)
+        accepted = statuses[issue_id] == v1.Status.ACCEPTED
+        status = v1.Status.ASSIGNED if accepted else v1.Status.ACCEPTED
+        reply = await stub.change_issue(
+            v1.ChangeIssueRequest(
+                caller=caller,
+                issue_id=issue_id,
+                expected_version=versions[issue_id],
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(status=status),
+                    update_mask=FieldMask(paths=["status"]),
+                    custom_fields_set=[
+                        v1.CustomFieldValue(
+                            field_id=field_of[issue_id],
+                            values=[CUSTOM_OPTIONS[n % len(CUSTOM_OPTIONS)]],
+                        )
+                    ],
+                ),
+                comment=f"bench field change {n}",
+            )
+        )
+        assert reply.issue is not None
+        versions[issue_id] = reply.issue.version
+        statuses[issue_id] = reply.issue.status
 
     async def close() -> None:
         channel.close()
@@ -273,13 +322,17 @@ async def _append_history(url: str, ids: list[int], count: int) -> None:
         await conn.close()
 
 
-async def _issue_ids(url: str) -> tuple[list[int], int]:
-    """Issues of open components (every caller edits them), in a fixed order; a child of one."""
+async def _issue_ids(url: str) -> tuple[list[int], list[int], int]:
+    """Issues of open components (every caller edits them), in a fixed order; a child of one.
+
+    With each issue, the "Found In" field of its top-level component.
+    """
     conn = await asyncpg.connect(url, server_settings={"search_path": "bugless"})
     try:
         rows = await conn.fetch(
-            "SELECT i.id FROM issues i JOIN components c ON c.id = i.component_id "
-            "WHERE c.effective_acl = '{}'::jsonb ORDER BY i.id LIMIT 4000"
+            "SELECT i.id, f.id AS found_in FROM issues i JOIN components c ON c.id = i.component_id"
+            " JOIN custom_fields f ON f.component_id = c.path_ids[1]"
+            " WHERE c.effective_acl = '{}'::jsonb ORDER BY i.id LIMIT 4000"
         )
         component_id = await conn.fetchval(
             "SELECT id FROM components WHERE effective_acl = '{}'::jsonb AND parent_id <> 0 "
@@ -287,7 +340,7 @@ async def _issue_ids(url: str) -> tuple[list[int], int]:
         )
     finally:
         await conn.close()
-    return [r["id"] for r in rows], int(component_id)
+    return [r["id"] for r in rows], [r["found_in"] for r in rows], int(component_id)
 
 
 def _row(label: str, call: str, clients: int, result: LoadResult, cpu: dict[str, float]) -> str:
@@ -320,7 +373,7 @@ def run(
                 bench.stack.model_database_url, "bugless", SeedOptions(issues=issues), check=False
             )
         )
-        ids, component_id = asyncio.run(_issue_ids(bench.stack.model_database_url))
+        ids, found_in_ids, component_id = asyncio.run(_issue_ids(bench.stack.model_database_url))
         if history:
             print(f"appending {history} comments to each of {len(ids)} issues ...", flush=True)
             asyncio.run(_append_history(bench.stack.model_database_url, ids, history))
@@ -340,6 +393,7 @@ def run(
             "model_key": str(identity.key),
             "assertion": bench.stack.assertion_for(CALLER_ID, groups=["eng"]),
             "issue_ids": ids,
+            "found_in_ids": found_in_ids,
             "caller_id": CALLER_ID,
             "component_id": component_id,
         }

@@ -13,12 +13,9 @@ the answer against reads. No timing: the tests wait for the state they need.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any
 
-import asyncpg
 import pytest
-from write_support import ADMIN, ALICE, Sent, valued_issue
+from write_support import ADMIN, ALICE, Holder, Sent, valued_issue
 
 from bugless_core.errors import IssueVersionConflict
 from bugless_core.mentions import mentioned_usernames
@@ -160,49 +157,13 @@ async def test_a_comment_mentioning_someone_and_a_new_title_are_one_statement_to
     assert await _mentions(backend, issue.id) == ["carol", "erin"]
 
 
-class _Holder:
-    """A transaction on a connection of its own, holding issue rows while a call queues."""
-
-    def __init__(self, settings: ModelSettings) -> None:
-        self._settings = settings
-
-    async def __aenter__(self) -> _Holder:
-        server = {"search_path": f'"{self._settings.schema}"'}
-        url = self._settings.database_url
-        self.conn = await asyncpg.connect(url, server_settings=server)
-        self._watcher = await asyncpg.connect(url, server_settings=server)
-        self._transaction = self.conn.transaction()
-        await self._transaction.start()
-        return self
-
-    async def queued(self, call: Awaitable[Any]) -> asyncio.Future[Any]:
-        """Start ``call`` and return once it waits for a lock this transaction holds."""
-        started = asyncio.ensure_future(call)
-        waiting = 0
-        while not waiting and not started.done():
-            await asyncio.sleep(0.01)
-            waiting = await self._watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        assert waiting, "the call did not wait for the held lock"
-        return started
-
-    async def commit(self) -> None:
-        await self._transaction.commit()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.conn.close()
-        await self._watcher.close()
-
-
 async def test_a_change_queued_behind_a_star_answers_with_the_star(
     bugless_model_backend: PostgresBackend, model_settings: ModelSettings
 ) -> None:
     """The star changes the row, not its version: the read is stale, so the locked path answers."""
     backend = bugless_model_backend
     issue, _ = await valued_issue(backend)
-    async with _Holder(model_settings) as holder:
+    async with Holder(model_settings) as holder:
         await holder.conn.execute(_follow.ADD_STAR, issue.id, ALICE.user_id, issue.created_at)
         change = await holder.queued(backend.change_issue(_priority(issue, v1.Priority.P1)))
         await holder.commit()
@@ -220,7 +181,7 @@ async def test_a_change_queued_behind_a_bare_row_lock_still_writes_in_one_statem
     backend = bugless_model_backend
     issue, _ = await valued_issue(backend)
     async with Sent(backend, model_settings.pool_max_size) as sent:
-        async with _Holder(model_settings) as holder:
+        async with Holder(model_settings) as holder:
             await holder.conn.execute("SELECT id FROM issues WHERE id = $1 FOR UPDATE", issue.id)
             change = await holder.queued(backend.change_issue(_priority(issue, v1.Priority.P1)))
             await holder.commit()
@@ -235,7 +196,7 @@ async def test_a_change_queued_behind_a_new_version_is_aborted_and_writes_nothin
     backend = bugless_model_backend
     issue, _ = await valued_issue(backend)
     head = await _feed_head(backend)
-    async with _Holder(model_settings) as holder:
+    async with Holder(model_settings) as holder:
         await holder.conn.execute(
             "UPDATE issues SET version = version + 1, priority = 1 WHERE id = $1", issue.id
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import asyncpg
@@ -263,3 +263,39 @@ async def wait_behind_lock(watcher: asyncpg.Connection, call: asyncio.Future[Any
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
     assert waiting, "the call did not wait for the lock"
+
+
+class Holder:
+    """A transaction on a connection of its own, holding issue rows while a call queues."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self._settings = settings
+
+    async def __aenter__(self) -> Holder:
+        server = {"search_path": f'"{self._settings.schema}"'}
+        url = self._settings.database_url
+        self.conn = await asyncpg.connect(url, server_settings=server)
+        self._watcher = await asyncpg.connect(url, server_settings=server)
+        self._transaction = self.conn.transaction()
+        await self._transaction.start()
+        return self
+
+    async def queued(self, call: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Start ``call`` and return once it waits for a lock this transaction holds."""
+        started = asyncio.ensure_future(call)
+        waiting = 0
+        while not waiting and not started.done():
+            await asyncio.sleep(0.01)
+            waiting = await self._watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        assert waiting, "the call did not wait for the held lock"
+        return started
+
+    async def commit(self) -> None:
+        await self._transaction.commit()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.conn.close()
+        await self._watcher.close()

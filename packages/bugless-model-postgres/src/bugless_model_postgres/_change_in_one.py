@@ -1,11 +1,13 @@
 """ChangeIssue in one statement: read without locks, then write once if nothing moved.
 
-The common change (fields of the issue's own row and a comment: no
-relations, hotlists, custom values or move) reads the
-issue unlocked (:data:`FETCH_FOR_CHANGE`), plans, and writes the row, its
-entry and the change feed's row in one statement (:data:`CHANGE_IN_ONE`),
-atomic by itself on READ COMMITTED, so no BEGIN/COMMIT: two statements
-where the locked path takes five.
+The common change (fields of the issue's own row, custom field values and
+a comment: no relations, hotlists or move) reads the issue unlocked
+(:data:`FETCH_FOR_CHANGE`; with the custom fields that apply in its
+component when values are set, :data:`FETCH_WITH_FIELDS`), plans, and
+writes the row, its entry, its custom value search rows and the change
+feed's row in one statement (:data:`CHANGE_IN_ONE`), atomic by itself on
+READ COMMITTED, so no BEGIN/COMMIT: two statements where the locked path
+takes five or more.
 
 The statement writes only if the row is still the row version read: the
 same ``version`` (else the caller's version is stale) and the same ``xmin``
@@ -25,7 +27,7 @@ from typing import Any
 
 from bugless_core.errors import InvalidArgument, IssueVersionConflict
 from bugless_core.mentions import mentioned_usernames
-from bugless_model_postgres import _custom_values, _issues, _mentions
+from bugless_model_postgres import _custom_fields, _custom_values, _issues, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext, as_dict, editable_row
 from bugless_model_postgres._convert import Row, changes_to_json, entry_from_row
@@ -44,6 +46,14 @@ ROW_CHECK_COLUMNS = (
 #: :data:`q.FETCH_ISSUE` without locks for a change written in one statement
 #: (:data:`CHANGE_IN_ONE`), with :data:`ROW_CHECK_COLUMNS`.
 FETCH_FOR_CHANGE = q.fetch_issue_with(ROW_CHECK_COLUMNS)
+#: :data:`FETCH_FOR_CHANGE` with the custom fields that apply in the issue's
+#: component (``applicable_fields``: :data:`_custom_fields.APPLICABLE_JSON`,
+#: NULL when none do), for a change setting values: what the locked path
+#: reads with :func:`_custom_fields.applicable` under the issue's lock, here
+#: in the same read.
+FETCH_WITH_FIELDS = q.fetch_issue_with(
+    ROW_CHECK_COLUMNS + ", " + _custom_fields.APPLICABLE_JSON.strip() + " AS applicable_fields"
+)
 
 #: The issue's columns as :data:`q.UPDATE_ISSUE` returns them, by name.
 ISSUE_COLUMN_NAMES = tuple(c.strip().removeprefix("i.") for c in q.ISSUE_COLUMNS.split(","))
@@ -78,9 +88,9 @@ def record_answer(ctx: WriteContext, done: Row) -> dict[str, Any]:
     return {name: done[f"written_{name}"] for name in ISSUE_COLUMN_NAMES}
 
 
-#: A change of issue $1 touching no other row (no relations, hotlists or
-#: custom values set; mentions and a status change's search rows:
-#: :func:`change_in_one`) in one statement, atomic without
+#: A change of issue $1 touching no other issue's row (no relations or
+#: hotlists; mentions, custom values' search rows: :func:`change_in_one`)
+#: in one statement, atomic without
 #: BEGIN/COMMIT on READ COMMITTED: :data:`q.UPDATE_ISSUE` (``$1``-``$19``) only
 #: if the row is still the version ``$20`` and the very row version read
 #: (``xmin`` ``$21``, from :data:`FETCH_FOR_CHANGE`: a star changes the row
@@ -126,16 +136,55 @@ _RESTATUSED = """
 ), restatused AS (
     UPDATE issue_custom_values SET status = $3
      WHERE issue_id = $1 AND EXISTS (SELECT 1 FROM upd)"""
+#: The issue's search rows after its values changed, only if the row was
+#: written: the rows ``(field, value, number)`` of ``$n``-``$n+2``
+#: (``_custom_values.search_rows`` of the new values) in its component ``$7``
+#: with its status ``$3``, which is what ``_custom_values.sync_rows`` leaves
+#: (it deletes them all and inserts the new ones). Here only the rows that go
+#: are deleted, only the new ones inserted and the kept ones take the status:
+#: data-modifying CTEs of one statement run in no set order and do not see
+#: each other's rows, so a row deleted and inserted again, or deleted and
+#: updated, by two of them could clash on the primary key or be skipped. A
+#: kept row's other columns are the same: the issue did not move, and a
+#: value's number follows from the value.
+_REVALUED = """
+), new_rows AS (
+    SELECT * FROM unnest($n::bigint[], $m::text[], $k::bigint[]) AS r(field_id, value, number)
+), unvalued AS (
+    DELETE FROM issue_custom_values v
+     WHERE v.issue_id = $1 AND EXISTS (SELECT 1 FROM upd)
+       AND (v.field_id, v.value) NOT IN (SELECT field_id, value FROM new_rows)
+), valued AS (
+    INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
+    SELECT $1, r.field_id, r.value, r.number, $7, $3 FROM new_rows r
+     WHERE EXISTS (SELECT 1 FROM upd)
+       AND (r.field_id, r.value) NOT IN (SELECT v.field_id, v.value FROM issue_custom_values v
+                                          WHERE v.issue_id = $1)
+), restatused AS (
+    UPDATE issue_custom_values v SET status = $3
+     WHERE v.issue_id = $1 AND EXISTS (SELECT 1 FROM upd) AND v.status <> $3
+       AND (v.field_id, v.value) IN (SELECT field_id, value FROM new_rows)"""
 
 
 @functools.cache
-def change_in_one(*, mentions: bool, restatus: bool) -> str:
+def change_in_one(*, mentions: bool, restatus: bool, revalue: bool = False) -> str:
     """:data:`CHANGE_IN_ONE` with the rows beside the issue's a change may need.
 
     ``mentions``: :data:`MENTIONED` (parameter ``$25``); ``restatus``:
-    :data:`_RESTATUSED`. Each writes only with the issue's row.
+    :data:`_RESTATUSED`; ``revalue``: :data:`_REVALUED` instead (its three
+    arrays are the parameters after the mentions'). Each writes only with
+    the issue's row.
     """
-    parts = (MENTIONED if mentions else "") + (_RESTATUSED if restatus else "")
+    parts = MENTIONED if mentions else ""
+    if revalue:
+        first = 26 if mentions else 25
+        parts += (
+            _REVALUED.replace("$n", f"${first}")
+            .replace("$m", f"${first + 1}")
+            .replace("$k", f"${first + 2}")
+        )
+    elif restatus:
+        parts += _RESTATUSED
     statement = CHANGE_IN_ONE.replace("\n), entry AS (", parts + "\n), entry AS (", 1)
     if parts and statement == CHANGE_IN_ONE:
         msg = "CHANGE_IN_ONE's CTEs changed"
@@ -161,8 +210,9 @@ def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
 
     Only where one statement is atomic by itself and writes the feed row
     with NOTIFY (PostgreSQL on READ COMMITTED), and only for a change whose
-    plan reads and writes no other row but the mentions it adds: no
-    relation, hotlist, custom value, move, parent or duplicate.
+    plan reads no other issue and writes no other row but the mentions it
+    adds and its custom value search rows: no relation, hotlist, move,
+    parent or duplicate.
     """
     if not dialect_allows(dialect):
         return False
@@ -175,7 +225,6 @@ def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
             or delta.blocking_remove
             or delta.blocked_by_add
             or delta.blocked_by_remove
-            or delta.custom_fields_set
         ):
             return False
         paths = delta.update_mask.paths if delta.update_mask else []
@@ -192,17 +241,32 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     so a version read stale is stale under the lock too.
     """
     issue_id, caller = request.issue_id, ctx.caller
+    delta = request.delta or v1.IssueDelta()
     row = editable_row(
         ctx,
         issue_id,
-        await ctx.conn.fetchrow(FETCH_FOR_CHANGE, issue_id, caller.admin, caller.user_id),
+        await ctx.conn.fetchrow(
+            FETCH_WITH_FIELDS if delta.custom_fields_set else FETCH_FOR_CHANGE,
+            issue_id, caller.admin, caller.user_id,
+        ),
         "change",
-    )
+    )  # fmt: skip
     if row["version"] != request.expected_version:
         raise IssueVersionConflict(issue_id, request.expected_version, row["version"])
     plan = DeltaPlan(as_dict(row))
-    await plan_delta(ctx, plan, request.delta or v1.IssueDelta(), {issue_id}, creating=False)
-    custom = _custom_values.load_values(row["custom_fields"])
+    await plan_delta(ctx, plan, delta, {issue_id}, creating=False)
+    custom = before = _custom_values.load_values(row["custom_fields"])
+    known: dict[int, tuple[str, int]] | None = None
+    if delta.custom_fields_set:  # as the locked path plans them; the issue does not move here
+        fields_json = row["applicable_fields"]
+        custom, custom_changes, known = await _custom_fields.plan_values(
+            ctx, component_id=plan.new["component_id"], current=custom,
+            given=delta.custom_fields_set, creating=False, moved=False,
+            path="delta.custom_fields_set",
+            fields=_custom_fields.fields_from_json(fields_json) if fields_json else {},
+            names=_custom_values.names_read(row["custom_field_names"]),
+        )  # fmt: skip
+        plan.changes.extend(custom_changes)
     new, comment = plan.new, request.comment
     if not plan.changes and not comment.strip():
         raise InvalidArgument(
@@ -216,9 +280,11 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
             return None  # a mention only the old title made may go: the locked path resyncs
         texts.append(new["title"])
     names = mentioned_usernames(*texts)
-    restatus = bool(custom) and new["status"] != plan.old["status"]
+    restatus = bool(before or custom) and new["status"] != plan.old["status"]
+    revalue = custom != before
+    rows = _custom_values.search_rows(custom)
     done = await ctx.conn.fetchrow(
-        change_in_one(mentions=bool(names), restatus=restatus),
+        change_in_one(mentions=bool(names), restatus=restatus, revalue=revalue),
         issue_id, new["title"], new["status"], new["priority"], new["severity"], new["type"],
         new["component_id"], new["assignee"], new["verifier"], new["cc"],
         new["blocking_ids"], new["blocked_by_ids"], new["parent_id"], new["duplicate_of_id"],
@@ -226,9 +292,10 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
         _custom_values.dump_values(custom), request.expected_version, row["row_xmin"],
         caller.user_id, changes_to_json(plan.changes), ctx.channel,
         *([names] if names else []),
+        *([[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]] if revalue else []),
     )  # fmt: skip
     if done is None:
         return None
     written = record_answer(ctx, done)
-    issue = await _issues.changed_issue(ctx, row, written, custom=custom)
+    issue = await _issues.changed_issue(ctx, row, written, custom=custom, known=known)
     return _issues.Changed(issue, entry_from_row(done))

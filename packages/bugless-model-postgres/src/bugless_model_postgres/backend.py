@@ -351,9 +351,9 @@ class PostgresBackend(
         The reply is what the write returned (``UPDATE``/``INSERT ...
         RETURNING``), built inside the transaction's attempt: no read after
         the commit (it was 15-18 % of the Model's CPU per change). A change
-        of the issue's own fields and a comment is first tried as a read and
-        one statement (:mod:`._change_in_one`); if the row moved on in
-        between, nothing was written and the locked path runs.
+        of the issue's own fields, custom field values and a comment is first
+        tried as a read and one statement (:mod:`._change_in_one`); if the
+        row moved on in between, nothing was written and the locked path runs.
         """
         if _change_in_one.eligible(request, self._dialect):
             quick, _ = await self._write(
