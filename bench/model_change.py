@@ -22,6 +22,11 @@ every process: no two clients change one issue):
   its status (ASSIGNED/ACCEPTED in turn) and its top-level component's
   "Found In" value (the next option each time), with a comment: the team
   workflow of a status and a custom field together;
+* ``move``: ``ChangeIssue`` moving one of the client's own issues to
+  the first open child component, or from there to the second (so most
+  moves change the top-level component: the "Found In" value, if any, goes;
+  the issues stay moved, so run it apart from ``fchange``, whose field is
+  the one of the issue's component at the start);
 * ``get``: ``GetIssue`` of a random issue;
 * ``bget``: ``BatchGetIssues`` of 6 random issues (the API's coalesced
   batches held 5-8 at 16 clients);
@@ -74,6 +79,7 @@ MAX_CLIENTS = 64
 SCENARIOS = {
     "change": "bench.model_change:model_change",
     "fchange": "bench.model_change:model_field_change",
+    "move": "bench.model_change:model_move",
     "get": "bench.model_change:model_get",
     "bget": "bench.model_change:model_batch_get",
     "attach": "bench.model_change:model_attach",
@@ -161,6 +167,40 @@ async def model_field_change(params: dict[str, Any]) -> tuple[Call, Close]:
         assert reply.issue is not None
         versions[issue_id] = reply.issue.version
         statuses[issue_id] = reply.issue.status
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def model_move(params: dict[str, Any]) -> tuple[Call, Close]:
+    """ChangeIssue moving an issue between components, at the version the last reply gave."""
+    channel, stub, caller = _stub(params)
+    first, second = params["move_component_ids"]
+    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
+    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
+    versions = {i.id: i.version for i in read.issues}
+    components = {i.id: i.component_id for i in read.issues}
+    cycle = itertools.cycle(sorted(versions))
+
+    async def call() -> None:
+        issue_id = next(cycle)
+        target = second if components[issue_id] == first else first
+        reply = await stub.change_issue(
+            v1.ChangeIssueRequest(
+                caller=caller,
+                issue_id=issue_id,
+                expected_version=versions[issue_id],
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(component_id=target),
+                    update_mask=FieldMask(paths=["component_id"]),
+                ),
+            )
+        )
+        assert reply.issue is not None
+        versions[issue_id] = reply.issue.version
+        components[issue_id] = reply.issue.component_id
 
     async def close() -> None:
         channel.close()
@@ -322,10 +362,11 @@ async def _append_history(url: str, ids: list[int], count: int) -> None:
         await conn.close()
 
 
-async def _issue_ids(url: str) -> tuple[list[int], list[int], int]:
+async def _issue_ids(url: str) -> tuple[list[int], list[int], int, list[int]]:
     """Issues of open components (every caller edits them), in a fixed order; a child of one.
 
-    With each issue, the "Found In" field of its top-level component.
+    With each issue, the "Found In" field of its top-level component; and
+    open children of two top-level components (``move``).
     """
     conn = await asyncpg.connect(url, server_settings={"search_path": "bugless"})
     try:
@@ -338,9 +379,19 @@ async def _issue_ids(url: str) -> tuple[list[int], list[int], int]:
             "SELECT id FROM components WHERE effective_acl = '{}'::jsonb AND parent_id <> 0 "
             "ORDER BY id LIMIT 1"
         )
+        children = await conn.fetch(
+            "SELECT DISTINCT ON (path_ids[1]) id FROM components"
+            " WHERE effective_acl = '{}'::jsonb AND parent_id <> 0 AND NOT archived"
+            " ORDER BY path_ids[1], id LIMIT 2"
+        )
     finally:
         await conn.close()
-    return [r["id"] for r in rows], [r["found_in"] for r in rows], int(component_id)
+    return (
+        [r["id"] for r in rows],
+        [r["found_in"] for r in rows],
+        int(component_id),
+        [r["id"] for r in children],
+    )
 
 
 def _row(label: str, call: str, clients: int, result: LoadResult, cpu: dict[str, float]) -> str:
@@ -373,7 +424,9 @@ def run(
                 bench.stack.model_database_url, "bugless", SeedOptions(issues=issues), check=False
             )
         )
-        ids, found_in_ids, component_id = asyncio.run(_issue_ids(bench.stack.model_database_url))
+        ids, found_in_ids, component_id, children = asyncio.run(
+            _issue_ids(bench.stack.model_database_url)
+        )
         if history:
             print(f"appending {history} comments to each of {len(ids)} issues ...", flush=True)
             asyncio.run(_append_history(bench.stack.model_database_url, ids, history))
@@ -396,6 +449,7 @@ def run(
             "found_in_ids": found_in_ids,
             "caller_id": CALLER_ID,
             "component_id": component_id,
+            "move_component_ids": children,
         }
         print(f"{len(ids)} issues in open components; {clients} clients in one process")
         print(f"{'call':<7} {'model':<7} {'cli':>3} {'req/s':>8} {'p50 ms':>7} {'err':>4} "

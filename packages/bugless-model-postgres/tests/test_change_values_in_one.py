@@ -1,8 +1,9 @@
-"""Custom field values set in a ChangeIssue are written in one statement, as the locked path would.
+"""Custom field values set and moves in a ChangeIssue are written in one statement, as locked.
 
 A change setting values (the common team workflow: a status and a field
 together) reads the issue and the fields that apply in its component
-without locks and writes the row, its entry, its custom value search rows
+without locks (a move: its target component and the fields that apply
+there too) and writes the row, its entry, its custom value search rows
 and the change feed's row in one statement, only while the row is the row
 version read. Each change here is made twice, on twin issues: in one
 statement, and by the locked path (what the backend runs when the row
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from write_support import ALICE, Holder, Sent, fresh_component
 
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import BuglessError, InvalidArgument
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend, _follow, _issues
 from bugless_proto import v1
@@ -80,7 +81,8 @@ class Fields:
 
 
 def _request(issue: v1.Issue, comment: str = "", **delta: Any) -> v1.ChangeIssueRequest:
-    paths: list[str] = [name for name in ("status", "priority", "title") if name in delta]
+    names = ("status", "priority", "title", "component_id")
+    paths: list[str] = [name for name in names if name in delta]
     fields = v1.IssueFields(**{name: delta.pop(name) for name in paths})
     return v1.ChangeIssueRequest(
         caller=ALICE,
@@ -283,3 +285,96 @@ async def test_values_queued_behind_a_star_are_written_by_the_locked_path(
         (f.platforms.id, "mac", int(v1.Status.FIXED)),
         (f.platforms.id, "win", int(v1.Status.FIXED)),
     ]
+
+
+async def test_moves_are_one_statement_and_what_the_locked_path_writes(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Moves keeping, dropping and defaulting values, with statuses and values set; refusals."""
+    backend = bugless_model_backend
+    f = await Fields().make(backend)
+    child = await fresh_component(backend, "child", parent_id=f.component.id)
+    other = await Fields().make(backend)
+    bare = await fresh_component(backend, "bare")
+    bare_too = await fresh_component(backend, "bare")
+    archived = await fresh_component(backend, "archived")
+    await backend.update_component(
+        v1.UpdateComponentRequest(
+            caller=ADMIN,
+            component=v1.Component(id=archived.id, archived=True),
+            update_mask=FieldMask(["archived"]),
+        )
+    )
+    created = [
+        await backend.create_issue(
+            v1.CreateIssueRequest(
+                caller=ALICE,
+                fields=v1.IssueFields(title="a crash", component_id=f.component.id),
+                custom_fields=[f.value(f.platforms, "linux", "mac"), f.value(f.points, "2")],
+            )
+        )
+        for _ in range(2)
+    ]
+    issue, twin = created
+    steps: list[Callable[[v1.Issue], v1.ChangeIssueRequest]] = [
+        # Into a child: the same fields apply; every search row takes the component.
+        lambda i: _request(i, "to the team", component_id=child.id, status=v1.Status.ASSIGNED),
+        # Elsewhere: the old values go, the required field takes its default, one is given.
+        lambda i: _request(i, component_id=other.component.id,
+                           custom_fields_set=[other.value(other.points, "7")]),
+        # Back with a status only: the parent's defaults again, the other's values go.
+        lambda i: _request(i, component_id=f.component.id, status=v1.Status.FIXED),
+        # To a component without fields: every value and search row goes.
+        lambda i: _request(i, "no fields here", component_id=bare.id),
+        # Between two without fields: no value, no search row.
+        lambda i: _request(i, component_id=bare_too.id, priority=v1.Priority.P1),
+        # Back where fields apply, with a value given: it and the required one's default.
+        lambda i: _request(i, component_id=f.component.id,
+                           custom_fields_set=[f.value(f.notes, "seen")]),
+    ]  # fmt: skip
+    for step in steps:
+        async with Sent(backend, model_settings.pool_max_size) as sent:
+            one = await backend.change_issue(step(issue))
+            statements = sent.take()
+        assert len(statements) <= 4, statements
+        assert not any(s in {"BEGIN;", "COMMIT;"} for s in statements)
+        locked = await _locked(backend, step(twin))
+        assert one.issue is not None
+        assert locked.issue is not None
+        assert _as_twin(one.issue, twin, issue) == _as_twin(locked.issue, twin, issue)
+        assert _as_twin(one.entry, twin, issue) == _as_twin(locked.entry, twin, issue)
+        got = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+        assert got == one.issue
+        assert await _stored(backend, issue.id) == await _stored(backend, twin.id)
+        rows, _, _ = await _stored(backend, issue.id)
+        assert {r["component_id"] for r in rows} <= {one.issue.component_id}  # type: ignore[attr-defined]
+        issue, twin = one.issue, locked.issue
+    assert {v.name: v.values for v in issue.custom_fields} == {
+        "Found In": ["4.1"], "Notes": ["seen"]
+    }
+    history = [
+        (await backend.list_history(v1.ListHistoryRequest(caller=ALICE, issue_id=i))).entries
+        for i in (issue.id, twin.id)
+    ]
+    assert [_as_twin(e, twin, issue) for e in history[0]] == [
+        _as_twin(e, twin, issue) for e in history[1]
+    ]
+    before = await _stored(backend, issue.id)
+    for refused in (
+        _request(issue, component_id=archived.id),
+        _request(issue, component_id=987654321),
+        _request(issue, component_id=bare.id, custom_fields_set=[f.value(f.notes, "x")]),
+        _request(issue, component_id=other.component.id,
+                 custom_fields_set=[other.value(other.found_in)]),
+    ):  # fmt: skip
+        with pytest.raises(BuglessError) as one_error:
+            await backend.change_issue(refused)
+        with pytest.raises(BuglessError) as locked_error:
+            await _locked(backend, refused)
+        assert type(one_error.value) is type(locked_error.value)
+        assert (one_error.value.message, one_error.value.metadata) == (
+            locked_error.value.message, locked_error.value.metadata
+        )
+    got = await backend.get_issue(v1.GetIssueRequest(caller=ALICE, issue_id=issue.id))
+    assert got.version == issue.version
+    assert await _stored(backend, issue.id) == before

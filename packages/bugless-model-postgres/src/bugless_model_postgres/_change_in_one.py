@@ -1,13 +1,15 @@
 """ChangeIssue in one statement: read without locks, then write once if nothing moved.
 
-The common change (fields of the issue's own row, custom field values and
-a comment: no relations, hotlists or move) reads the issue unlocked
-(:data:`FETCH_FOR_CHANGE`; with the custom fields that apply in its
-component when values are set, :data:`FETCH_WITH_FIELDS`), plans, and
-writes the row, its entry, its custom value search rows and the change
-feed's row in one statement (:data:`CHANGE_IN_ONE`), atomic by itself on
-READ COMMITTED, so no BEGIN/COMMIT: two statements where the locked path
-takes five or more.
+The common change (fields of the issue's own row, custom field values, a
+move to another component and a comment: no relations or hotlists) reads
+the issue unlocked (:data:`FETCH_FOR_CHANGE`; with the custom fields that
+apply in its component when values are set, :data:`FETCH_WITH_FIELDS`),
+plans (a move reads its target component and the fields that apply there,
+as the locked path does), and writes the row, its entry, its custom value
+search rows and the change feed's row in one statement
+(:data:`CHANGE_IN_ONE`), atomic by itself on READ COMMITTED, so no
+BEGIN/COMMIT: two statements (a move: four) where the locked path takes
+five to nine.
 
 The statement writes only if the row is still the row version read: the
 same ``version`` (else the caller's version is stale) and the same ``xmin``
@@ -141,12 +143,12 @@ _RESTATUSED = """
 #: (``_custom_values.search_rows`` of the new values) in its component ``$7``
 #: with its status ``$3``, which is what ``_custom_values.sync_rows`` leaves
 #: (it deletes them all and inserts the new ones). Here only the rows that go
-#: are deleted, only the new ones inserted and the kept ones take the status:
+#: are deleted, only the new ones inserted and the kept ones take the status
+#: and the component:
 #: data-modifying CTEs of one statement run in no set order and do not see
 #: each other's rows, so a row deleted and inserted again, or deleted and
 #: updated, by two of them could clash on the primary key or be skipped. A
-#: kept row's other columns are the same: the issue did not move, and a
-#: value's number follows from the value.
+#: kept row's number is the same: it follows from the value.
 _REVALUED = """
 ), new_rows AS (
     SELECT * FROM unnest($n::bigint[], $m::text[], $k::bigint[]) AS r(field_id, value, number)
@@ -161,8 +163,9 @@ _REVALUED = """
        AND (r.field_id, r.value) NOT IN (SELECT v.field_id, v.value FROM issue_custom_values v
                                           WHERE v.issue_id = $1)
 ), restatused AS (
-    UPDATE issue_custom_values v SET status = $3
-     WHERE v.issue_id = $1 AND EXISTS (SELECT 1 FROM upd) AND v.status <> $3
+    UPDATE issue_custom_values v SET status = $3, component_id = $7
+     WHERE v.issue_id = $1 AND EXISTS (SELECT 1 FROM upd)
+       AND (v.status <> $3 OR v.component_id <> $7)
        AND (v.field_id, v.value) IN (SELECT field_id, value FROM new_rows)"""
 
 
@@ -192,8 +195,11 @@ def change_in_one(*, mentions: bool, restatus: bool, revalue: bool = False) -> s
     return statement
 
 
-#: Fields a change in one statement may set (planned from the row alone).
-_OWN_FIELDS = frozenset({"title", "status", "priority", "severity", "type", "assignee", "verifier"})
+#: Fields a change in one statement may set: planned from the row alone, or
+#: (``component_id``) from reads of the target component and its fields.
+_OWN_FIELDS = frozenset(
+    {"title", "status", "priority", "severity", "type", "assignee", "verifier", "component_id"}
+)
 
 
 def dialect_allows(dialect: Dialect) -> bool:
@@ -211,8 +217,8 @@ def eligible(request: v1.ChangeIssueRequest, dialect: Dialect) -> bool:
     Only where one statement is atomic by itself and writes the feed row
     with NOTIFY (PostgreSQL on READ COMMITTED), and only for a change whose
     plan reads no other issue and writes no other row but the mentions it
-    adds and its custom value search rows: no relation, hotlist, move,
-    parent or duplicate.
+    adds and its custom value search rows: no relation, hotlist, parent or
+    duplicate.
     """
     if not dialect_allows(dialect):
         return False
@@ -242,11 +248,12 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     """
     issue_id, caller = request.issue_id, ctx.caller
     delta = request.delta or v1.IssueDelta()
+    may_move = "component_id" in (delta.update_mask.paths if delta.update_mask else [])
     row = editable_row(
         ctx,
         issue_id,
         await ctx.conn.fetchrow(
-            FETCH_WITH_FIELDS if delta.custom_fields_set else FETCH_FOR_CHANGE,
+            FETCH_WITH_FIELDS if delta.custom_fields_set and not may_move else FETCH_FOR_CHANGE,
             issue_id, caller.admin, caller.user_id,
         ),
         "change",
@@ -257,13 +264,16 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     await plan_delta(ctx, plan, delta, {issue_id}, creating=False)
     custom = before = _custom_values.load_values(row["custom_fields"])
     known: dict[int, tuple[str, int]] | None = None
-    if delta.custom_fields_set:  # as the locked path plans them; the issue does not move here
-        fields_json = row["applicable_fields"]
+    moved = plan.new["component_id"] != plan.old["component_id"]
+    if delta.custom_fields_set or moved:  # as the locked path plans them
+        fields = (  # read with the row when it cannot move; else read for where it goes
+            None if may_move else _custom_fields.fields_from_json(row["applicable_fields"] or "[]")
+        )
         custom, custom_changes, known = await _custom_fields.plan_values(
             ctx, component_id=plan.new["component_id"], current=custom,
-            given=delta.custom_fields_set, creating=False, moved=False,
+            given=delta.custom_fields_set, creating=False, moved=moved,
             path="delta.custom_fields_set",
-            fields=_custom_fields.fields_from_json(fields_json) if fields_json else {},
+            fields=fields,
             names=_custom_values.names_read(row["custom_field_names"]),
         )  # fmt: skip
         plan.changes.extend(custom_changes)
@@ -281,7 +291,7 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
         texts.append(new["title"])
     names = mentioned_usernames(*texts)
     restatus = bool(before or custom) and new["status"] != plan.old["status"]
-    revalue = custom != before
+    revalue = custom != before or (moved and bool(custom))
     rows = _custom_values.search_rows(custom)
     done = await ctx.conn.fetchrow(
         change_in_one(mentions=bool(names), restatus=restatus, revalue=revalue),
