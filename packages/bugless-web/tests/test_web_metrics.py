@@ -12,6 +12,8 @@ import http.cookiejar
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -199,6 +201,17 @@ def _quiet_samples(server: RunningService) -> dict[tuple[str, frozenset[tuple[st
 
     _wait_for(quiet, "the workers finishing their requests (in_flight 0)", server)
     return scraped[0]
+
+
+def test_the_web_command_imports_no_prometheus_client_before_the_workers_metrics() -> None:
+    # prometheus_client picks where values live on import: imported before
+    # prepare_workers, ``--workers N`` refuses to start (as it did when
+    # bugless_core.assertions imported the supervision's metrics for OutageLog).
+    code = "import sys, bugless_web.commands; print('prometheus_client' in sys.modules)"
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "False", found.stderr
 
 
 def test_with_workers_the_parent_serves_the_sum_of_every_worker(world: World) -> None:

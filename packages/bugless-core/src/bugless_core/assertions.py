@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bugless_core.errors import Unauthenticated, Unavailable
-from bugless_core.supervision import OutageLog
+from bugless_core.outage import OutageLog
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless_core.assertions")
