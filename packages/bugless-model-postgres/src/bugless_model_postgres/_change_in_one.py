@@ -3,12 +3,12 @@
 The common change (fields of the issue's own row, custom field values, a
 move to another component and a comment: no relations or hotlists) reads
 the issue unlocked (:data:`FETCH_FOR_CHANGE`; with the custom fields that
-apply in its component when values are set, :data:`FETCH_WITH_FIELDS`),
-plans (a move reads its target component and the fields that apply there,
-as the locked path does), and writes the row, its entry, its custom value
+apply where it is or goes when values are set or it moves,
+:data:`FETCH_WITH_FIELDS`), plans (a move reads its target component, as
+the locked path does), and writes the row, its entry, its custom value
 search rows and the change feed's row in one statement
 (:data:`CHANGE_IN_ONE`), atomic by itself on READ COMMITTED, so no
-BEGIN/COMMIT: two statements (a move: four) where the locked path takes
+BEGIN/COMMIT: two statements (a move: three) where the locked path takes
 five to nine.
 
 The statement writes only if the row is still the row version read: the
@@ -48,13 +48,19 @@ ROW_CHECK_COLUMNS = (
 #: :data:`q.FETCH_ISSUE` without locks for a change written in one statement
 #: (:data:`CHANGE_IN_ONE`), with :data:`ROW_CHECK_COLUMNS`.
 FETCH_FOR_CHANGE = q.fetch_issue_with(ROW_CHECK_COLUMNS)
-#: :data:`FETCH_FOR_CHANGE` with the custom fields that apply in the issue's
-#: component (``applicable_fields``: :data:`_custom_fields.APPLICABLE_JSON`,
-#: NULL when none do), for a change setting values: what the locked path
-#: reads with :func:`_custom_fields.applicable` under the issue's lock, here
-#: in the same read.
+#: :data:`FETCH_FOR_CHANGE` with the custom fields that apply in component
+#: ``$4`` (a move's target), or in the issue's own when ``$4`` is 0
+#: (``applicable_fields``: :data:`_custom_fields.APPLICABLE_JSON`, NULL when
+#: none do or there is no such component), for a change setting values or
+#: moving the issue: what the locked path reads with
+#: :func:`_custom_fields.applicable` under the issue's lock, here in the same
+#: read.
 FETCH_WITH_FIELDS = q.fetch_issue_with(
-    ROW_CHECK_COLUMNS + ", " + _custom_fields.APPLICABLE_JSON.strip() + " AS applicable_fields"
+    ROW_CHECK_COLUMNS
+    + ", (SELECT "
+    + _custom_fields.APPLICABLE_JSON.strip()
+    + " FROM components c WHERE c.id = coalesce(nullif($4::bigint, 0), i.component_id))"
+    + " AS applicable_fields"
 )
 
 #: The issue's columns as :data:`q.UPDATE_ISSUE` returns them, by name.
@@ -249,12 +255,15 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     issue_id, caller = request.issue_id, ctx.caller
     delta = request.delta or v1.IssueDelta()
     may_move = "component_id" in (delta.update_mask.paths if delta.update_mask else [])
+    target = delta.fields.component_id if may_move and delta.fields else 0
+    with_fields = bool(delta.custom_fields_set) or may_move
     row = editable_row(
         ctx,
         issue_id,
         await ctx.conn.fetchrow(
-            FETCH_WITH_FIELDS if delta.custom_fields_set and not may_move else FETCH_FOR_CHANGE,
-            issue_id, caller.admin, caller.user_id,
+            FETCH_WITH_FIELDS, issue_id, caller.admin, caller.user_id, target,
+        ) if with_fields else await ctx.conn.fetchrow(
+            FETCH_FOR_CHANGE, issue_id, caller.admin, caller.user_id,
         ),
         "change",
     )  # fmt: skip
@@ -266,8 +275,12 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
     known: dict[int, tuple[str, int]] | None = None
     moved = plan.new["component_id"] != plan.old["component_id"]
     if delta.custom_fields_set or moved:  # as the locked path plans them
-        fields = (  # read with the row when it cannot move; else read for where it goes
-            None if may_move else _custom_fields.fields_from_json(row["applicable_fields"] or "[]")
+        # Read with the row, for where the issue ends (a plan ending elsewhere,
+        # which none does, would have plan_values read them).
+        fields = (
+            _custom_fields.fields_from_json(row["applicable_fields"] or "[]")
+            if with_fields and plan.new["component_id"] == (target or row["component_id"])
+            else None
         )
         custom, custom_changes, known = await _custom_fields.plan_values(
             ctx, component_id=plan.new["component_id"], current=custom,
