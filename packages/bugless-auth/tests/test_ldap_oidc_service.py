@@ -9,6 +9,7 @@ UNAUTHENTICATED) when the directory is down, and an OIDC flow sealed into
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,39 @@ async def test_a_directory_that_is_down_is_unavailable_over_grpc(
         auth = await start_with_ldap(start_auth_server, options)
         error = await expect_status(auth.sign_in("alice", "alice-pw"), Status.UNAVAILABLE)
     assert "LDAP directory" in (error.message or "")
+
+
+async def test_a_directory_outage_is_logged_once_however_many_sign_ins_meet_it(
+    start_auth_server: StartAuth, own_slapd: Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    auth = await start_with_ldap(start_auth_server, ldap_options(own_slapd))
+    who(await auth.sign_in("alice", "alice-pw"))
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        own_slapd.stop()
+        for _ in range(6):
+            await expect_status(auth.sign_in("alice", "alice-pw"), Status.UNAVAILABLE)
+        own_slapd.start()
+        who(await auth.sign_in("alice", "alice-pw"))
+        who(await auth.sign_in("alice", "alice-pw"))
+    logged = [r for r in caplog.records if r.name.startswith("bugless")]
+    warnings = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
+    # Once for the server (its breaker), the authenticator and the gRPC
+    # method each; not once a sign-in.
+    method = "/bugless.v1.Authenticator/AuthenticatePassword"
+    starts = (f"ldap server {own_slapd.url}: ", "ldap authenticator: ", f"{method}: UNAVAILABLE: ")
+    assert sorted(starts) == sorted(s for w in warnings for s in starts if w.startswith(s))
+    assert len(warnings) == 3, warnings
+    (signing_in,) = [w for w in warnings if w.startswith("ldap authenticator: ")]
+    assert "LDAP directory" in signing_in
+    assert "sign-ins it would answer fail as unavailable" in signing_in
+    back = [r.getMessage() for r in logged if "working again" in r.getMessage()]
+    assert all(r.levelno == logging.INFO for r in logged if "working again" in r.getMessage())
+    assert len(back) == 3, back
+    assert any(b.startswith("ldap authenticator: working again after ") for b in back)
+    assert any("(6 failed sign-ins)" in b for b in back)
+    assert any(b.startswith(f"{method}: working again after ") for b in back)
+    assert any("(6 failed calls)" in b for b in back)
 
 
 async def start_with_oidc(start_auth_server: StartAuth, provider: OidcProvider) -> AuthServer:

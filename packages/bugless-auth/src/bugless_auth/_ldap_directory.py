@@ -198,7 +198,8 @@ class LdapDirectory:
                 self.breakers.record_success(url)
                 return False
             except CONNECTION_ERRORS as exc:
-                _log.warning("ldap server %s unreachable for a user bind: %r", url, exc)
+                # Its outage is logged once, by its breaker (ServerBreakers).
+                _log.debug("ldap server %s unreachable for a user bind: %r", url, exc)
                 self.breakers.record_failure(url, exc)
                 continue
             except bonsai.errors.LDAPError as exc:
@@ -257,7 +258,8 @@ class LdapDirectory:
                 _log.warning("ldap pool for %s exhausted for %.1fs", url, s.operation_timeout)
                 continue
             except CONNECTION_ERRORS as exc:
-                _log.warning("ldap server %s unreachable: %r", url, exc)
+                # Its outage is logged once, by its breaker (ServerBreakers).
+                _log.debug("ldap server %s unreachable: %r", url, exc)
                 self.breakers.record_failure(url, exc)
                 continue
             except (

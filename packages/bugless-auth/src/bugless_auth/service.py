@@ -50,6 +50,7 @@ from bugless_core.errors import (
     Unauthenticated,
     Unavailable,
 )
+from bugless_core.outage import OutageLog
 from bugless_core.plugins import Plugins
 from bugless_proto import v1
 
@@ -102,6 +103,17 @@ class AuthService(UserAdministration):
         self.settings = settings
         self.store = store
         self.backends = list(backends)
+        #: A password backend's outage, logged once however many sign-ins meet it.
+        self._sign_in_outages = {
+            backend.name: OutageLog(
+                f"{backend.name} authenticator",
+                logger=_log,
+                meanwhile="sign-ins it would answer fail as unavailable",
+                loop=f"auth.sign_in:{backend.name}",
+                unit="sign-ins",
+            )
+            for backend in self.backends
+        }
         self.tokens = tokens
         self.hashes = hashes
         self.policy = Policy(settings.policy)
@@ -241,9 +253,10 @@ class AuthService(UserAdministration):
             try:
                 found = await backend.authenticate(username, password)
             except Unavailable as exc:
-                _log.warning("%s authenticator unavailable: %s", backend.name, exc.message)
+                self._sign_in_outages[backend.name].failed(exc.message)
                 unavailable = exc
                 continue
+            self._sign_in_outages[backend.name].recovered()
             if found is not None:
                 await self.throttle.succeeded(username, client_address)
                 return await self._signed_in(found, backend.name, client_address)

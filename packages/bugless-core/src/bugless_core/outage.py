@@ -1,16 +1,23 @@
 """One outage, logged as one: when it starts, rarely while it lasts, when it ends.
 
-A background loop (:class:`~bugless_core.supervision.SupervisedLoop`) that
-meets an expected outage (the database, the Model, a directory away) must
-not log a line per round: that is a warning a second, and the one line an
-operator needs (when it began) scrolls away. :class:`OutageLog` logs the
-start, a reminder at most every :data:`OUTAGE_REMINDER_SECONDS`, and the end.
+A background loop (:class:`~bugless_core.supervision.SupervisedLoop`) or a
+request path that meets an expected outage (the database, the Model, a
+directory away) must not log a line per round or per request: under traffic
+that is thousands of identical warnings, and the one line an operator needs
+(when it began) scrolls away. :class:`OutageLog` logs the start, a reminder
+at most every :data:`OUTAGE_REMINDER_SECONDS`, and the end.
 
 Kept apart from :mod:`bugless_core.supervision` because it imports no
 ``prometheus_client``: the web tier must not import that before its
 multiprocess metrics are set up (:func:`bugless_web.metrics.prepare_workers`
 refuses to start ``--workers`` otherwise), and it imports
-:mod:`bugless_core.assertions`, whose key refresh logs its outages here.
+:mod:`bugless_core.assertions`, whose key refresh logs its outages here, and
+logs the outages its own calls meet (:mod:`bugless_web.retries`).
+
+Request paths: the gRPC server, once per method that answers UNAVAILABLE or
+DEADLINE_EXCEEDED (:mod:`bugless_core.grpc`); the web tier, once per service
+its calls find unavailable; the Authenticator, once per password backend
+that cannot be asked.
 """
 
 from __future__ import annotations
@@ -60,6 +67,10 @@ class OutageLog:
         meanwhile: What the loop does during the outage, for the first line.
         loop: The loop's name for the ``loop`` field (default ``what``).
         remind_seconds: The least time between two reminders.
+        unit: What failed, counted in the lines: ``"rounds"`` of a loop,
+            ``"requests"`` of a request path (which calls :meth:`failed`
+            per request that met the outage and :meth:`recovered` when one
+            got through).
         clock: Monotonic seconds (a test may step it).
 
     Attributes:
@@ -75,12 +86,14 @@ class OutageLog:
         meanwhile: str = "retrying",
         loop: str = "",
         remind_seconds: float = OUTAGE_REMINDER_SECONDS,
+        unit: str = "rounds",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.what = what
         self.loop = loop or what
         self.meanwhile = meanwhile
         self.remind_seconds = remind_seconds
+        self.unit = unit
         self._log = logger or _log
         self._clock = clock
         self.failed_rounds = 0
@@ -131,10 +144,11 @@ class OutageLog:
             level = logging.DEBUG
         self._log.log(
             level,
-            "%s: still failing after %.1f s (%d rounds): %s",
+            "%s: still failing after %.1f s (%d %s): %s",
             self.what,
             lasted,
             self.failed_rounds,
+            self.unit,
             reason,
             extra={**extra, "outage_seconds": lasted},
             stacklevel=stacklevel,
@@ -151,10 +165,11 @@ class OutageLog:
         lasted = self._clock() - self._started
         rounds, self.failed_rounds = self.failed_rounds, 0
         self._log.info(
-            "%s: working again after %.1f s (%d failed rounds)",
+            "%s: working again after %.1f s (%d failed %s)",
             self.what,
             lasted,
             rounds,
+            self.unit,
             extra={"loop": self.loop, "failed_rounds": rounds, "outage_seconds": lasted},
             stacklevel=stacklevel,
         )

@@ -205,7 +205,8 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
             return Redirect(f"/signin?next={quote(path, safe='/')}", status_code=303)
         status, title, message = 401, "Sign in needed", exc.message
     elif isinstance(exc, Unavailable):
-        _log.warning("backend unavailable: %s", exc.message)
+        # Logged once per outage by the service's stub (bugless_web.retries), not per page.
+        _log.debug("backend unavailable: %s", exc.message)
         status, title = 503, "Service unavailable"
         message = (
             "A service this page needs is not answering right now "

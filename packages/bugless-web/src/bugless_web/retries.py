@@ -53,6 +53,7 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from bugless_core.backoff import Backoff
 from bugless_core.clients import channel_connection, forget_connection
 from bugless_core.errors import BuglessError, Unavailable, from_grpc_error
+from bugless_core.outage import OutageLog
 from bugless_proto import v1
 from bugless_proto.stubs import UnaryUnaryInterceptor
 
@@ -106,6 +107,9 @@ READ_ROUTES = frozenset(
 #: went to the browser: :func:`bugless_web.transfers.download_from_model`).
 STREAM_READ_ROUTES = frozenset({"/bugless.v1.Model/DownloadAttachment"})
 _RETRIED_READS = READ_ROUTES | STREAM_READ_ROUTES
+#: Codes of a call the service did not answer but that do not say it is
+#: away either (a deadline passed: slow; cancelled: the browser left).
+_NOT_ANSWERED = frozenset({Status.DEADLINE_EXCEEDED.name, Status.CANCELLED.name, "UNKNOWN"})
 #: The pause before the retry: drawn uniformly from 50 to 200 ms.
 RETRY_BACKOFF = Backoff(first_seconds=0.2, max_seconds=0.2, jitter=0.75)
 
@@ -115,21 +119,57 @@ _Send = Callable[..., Awaitable[T]]
 class RetryingCalls(UnaryUnaryInterceptor):
     """Mixed into a stub (listed first): one retry where :func:`send_with_retry` allows it.
 
+    The service's outage is logged here too, once (an
+    :class:`~bugless_core.outage.OutageLog` per stub): a WARNING at the first
+    call that finds it unavailable (after the retry), a reminder a minute,
+    an INFO at the first call it answers again. Each page that meets it used
+    to log its own WARNING ("backend unavailable"), a line per request under
+    traffic; the 503 page itself is now logged at DEBUG only.
+
     Attributes:
         metrics: Where each call is counted and timed (``--metrics-port``);
             ``None`` counts nothing.
     """
 
     metrics: WebMetrics | None = None
+    _outage: OutageLog | None = None
 
     async def intercept_unary_unary(
         self, send: _Send[T], route: str, request: Any, response_type: type[T], **options: Any
     ) -> T:
         """Send through :func:`send_with_retry`, counted when metrics are on."""
         channel: Channel = self.channel  # type: ignore[attr-defined]
-        if self.metrics is None:
-            return await send_with_retry(channel, send, route, request, response_type, **options)
-        return await _counted(self.metrics, channel, send, route, request, response_type, **options)
+        try:
+            if self.metrics is None:
+                answer = await send_with_retry(
+                    channel, send, route, request, response_type, **options
+                )
+            else:
+                answer = await _counted(
+                    self.metrics, channel, send, route, request, response_type, **options
+                )
+        except Exception as exc:
+            code = call_code(exc)
+            if code == Status.UNAVAILABLE.name:
+                self._outage_log(route).failed(exc, during=route.rpartition("/")[2])
+            elif code not in _NOT_ANSWERED:
+                self._outage_log(route).recovered()
+            raise
+        self._outage_log(route).recovered()
+        return answer
+
+    def _outage_log(self, route: str) -> OutageLog:
+        """This stub's service's outage log (``/bugless.v1.Model/GetIssue``: the Model's)."""
+        if self._outage is None:
+            service = route.split("/")[1].rpartition(".")[2] or route
+            self._outage = OutageLog(
+                f"calls to the {service}",
+                logger=_log,
+                meanwhile="pages that need it answer 503",
+                loop=f"web:{service}",
+                unit="calls",
+            )
+        return self._outage
 
 
 class RetryingModelStub(RetryingCalls, v1.ModelStub):

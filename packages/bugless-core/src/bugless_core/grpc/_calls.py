@@ -44,12 +44,14 @@ from bugless_core.errors import (
 from bugless_core.grpc._access import AccessRules, refusal_message
 from bugless_core.grpc._metrics import GrpcServerMetrics, split_method_name
 from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry
+from bugless_core.outage import OutageLog
 
 logger = logging.getLogger("bugless_core.grpc")
 
 #: Statuses that mean the server failed: logged as errors.
 _SERVER_FAULTS = frozenset({Status.UNKNOWN, Status.INTERNAL, Status.DATA_LOSS})
-#: Statuses that mean the server or a dependency is struggling: logged as warnings.
+#: Statuses that mean the server or a dependency is struggling: logged as a
+#: warning once per method while they last (an OutageLog), each call at DEBUG.
 _DEGRADED = frozenset({Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED})
 
 #: Shown to clients whose call arrives after the server stopped accepting calls.
@@ -79,6 +81,8 @@ class _Series:
     in_flight: Any
     seconds: Any
     handled: dict[str, Any] = field(default_factory=dict)
+    #: The method's outage log, made at its first degraded answer.
+    outage: OutageLog | None = None
 
 
 class CallTracker:
@@ -258,6 +262,18 @@ class CallTracker:
             self.idle.clear()
         task.add_done_callback(self._end)
 
+    @staticmethod
+    def _degraded(series: _Series, method_name: str) -> OutageLog:
+        if series.outage is None:
+            series.outage = OutageLog(
+                method_name,
+                logger=logger,
+                meanwhile="its calls end so, each logged at DEBUG",
+                loop=f"grpc:{method_name}",
+                unit="calls",
+            )
+        return series.outage
+
     def _end(self, task: asyncio.Task[object]) -> None:
         call = self._calls.pop(task)
         self._blocking.discard(task)
@@ -278,8 +294,17 @@ class CallTracker:
         series.seconds.observe(seconds)
 
         if call.status is Status.OK:
+            if series.outage is not None:
+                series.outage.recovered()
             return
         level = logging.DEBUG if refused else _log_level(call.status)
+        if level == logging.WARNING:
+            # Degraded (a dependency away, a deadline missed): logged once for the
+            # method's outage, not per call (a flood under traffic); each call at DEBUG.
+            self._degraded(series, call.method_name).failed(
+                f"{code}: {call.status_message or '(no message)'}"
+            )
+            level = logging.DEBUG
         if logger.isEnabledFor(level):
             logger.log(
                 level,
