@@ -275,3 +275,8 @@ def test_a_cached_users_entry_is_betterproto2s_bytes() -> None:
     assert bytes(response) == bytes(
         v1.UsersResponse(users=[cached.message, empty.message], missing=["u_gone"])
     )
+    for version in (1, 127, 128, 2**40):  # one and several varint bytes
+        at_version = EncodedUsersResponse.of([cached], ["u_gone"], version)
+        assert bytes(at_version) == bytes(
+            v1.UsersResponse(users=[cached.message], missing=["u_gone"], version=version)
+        )
