@@ -49,6 +49,11 @@ class Bots:
 
 
 def api_settings(stack: LocalStack, **options: Any) -> ApiSettings:
+    """An API frontend on ``stack``'s Model and Authenticator (``options`` may name others)."""
+    backends = {
+        "model": stack.client_address("model", "api"),
+        "auth": stack.client_address("auth", "api"),
+    }
     return ApiSettings(
         grpc=GrpcServerSettings(
             tls_cert=stack.server.cert,
@@ -57,9 +62,7 @@ def api_settings(stack: LocalStack, **options: Any) -> ApiSettings:
             drain_seconds=0.0,
             grace_seconds=1.0,
         ),
-        model=stack.client_address("model", "api"),
-        auth=stack.client_address("auth", "api"),
-        **options,
+        **{**backends, **options},
     )
 
 

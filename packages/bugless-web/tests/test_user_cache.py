@@ -3,8 +3,10 @@
 The web talks to an Authenticator of the test's own (``bugless auth serve`` on
 the session's database, with a Prometheus port), so the ``GetUsers`` calls
 counted are the ones that reached it, read from its
-``grpc_server_handled_total``. Its own user cache lasts a millisecond, so the web
-tier's TTL is the only staleness measured.
+``grpc_server_handled_total``. Its own user cache follows the users' change
+feed (and lasts a millisecond when it cannot), so the web tier's cache is the
+staleness measured: its TTL when the web does not follow the feed, a poll when
+it does.
 
 A rename is a real one: a certificate identity is mapped by the ``tls``
 backend's mapping file, read when an Authenticator starts; the first
@@ -18,13 +20,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from web_support import World, create_issue, grpc_calls, sign_in
@@ -34,8 +39,11 @@ from bugless_core.user_cache import UserCache
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
 from bugless_web import WebSettings, create_app
+from bugless_web.backends import Backends
 
 TTL = 6.0
+#: How long a web tier that must not read the users' change feed is watched not reading it.
+QUIET_SECONDS = 1.0
 
 
 @dataclass
@@ -48,6 +56,28 @@ class Authenticator:
 
     async def get_users_calls(self) -> int:
         return await grpc_calls(self.metrics_port, "GetUsers")
+
+    async def get_user_changes_calls(self) -> int:
+        return await grpc_calls(self.metrics_port, "GetUserChanges")
+
+    async def caught_up(self) -> None:
+        """Wait until its own cache has applied the users' change feed up to the head.
+
+        Until then its ``GetUsers`` answers may predate a change a frontend
+        following the feed has seen (a rename just made), and such a frontend
+        uses them once instead of keeping them.
+        """
+        channel = self.address.channel()
+        try:
+            auth = v1.AuthenticatorStub(channel)
+            head = await call(auth.get_user_changes, v1.GetUserChangesRequest())
+            deadline = time.monotonic() + 15
+            probe = v1.GetUsersRequest(user_ids=["u_nobody"])
+            while (await call(auth.get_users, probe)).version < head.version:
+                assert time.monotonic() < deadline, "the Authenticator did not apply its feed"
+                await asyncio.sleep(0.05)
+        finally:
+            channel.close()
 
     async def authenticate(self, certificate_der: bytes) -> v1.User:
         channel = self.as_api.channel()
@@ -146,13 +176,15 @@ async def test_repeated_page_loads_ask_the_authenticator_once_per_ttl(
     assert cached <= 1
 
 
-async def test_a_rename_shows_after_the_ttl_and_not_before(
+async def test_without_the_feed_a_rename_shows_after_the_ttl_and_not_before(
     rename: Rename, web_settings: WebSettings, world: World, model: v1.ModelStub
 ) -> None:
     renamee = await rename.auth.authenticate(rename.certificate_der)
     assert renamee.username == rename.before
     issue = await create_issue(model, world, "Renamed assignee", assignee=renamee.user_id)
-    settings = dataclasses.replace(web_settings, auth=rename.auth.address, user_cache_seconds=TTL)
+    settings = dataclasses.replace(
+        web_settings, auth=rename.auth.address, user_cache_seconds=TTL, user_changes_seconds=0
+    )
     async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
         await sign_in(client, "bob")
         # The name is cached at some moment during the first page: after
@@ -175,6 +207,136 @@ async def test_a_rename_shows_after_the_ttl_and_not_before(
         assert f"/users/{rename.before}" not in after_ttl.text
 
 
+async def test_following_the_feed_a_rename_shows_within_a_poll_long_before_the_ttl(
+    rename: Rename, web_settings: WebSettings, world: World, model: v1.ModelStub
+) -> None:
+    """The web reads GetUserChanges every 0.1 s and keeps people a minute otherwise."""
+    renamee = await rename.auth.authenticate(rename.certificate_der)
+    assert renamee.username == rename.before
+    issue = await create_issue(model, world, "Renamed, followed", assignee=renamee.user_id)
+    await rename.auth.caught_up()  # its answers are kept, not used once
+    settings = dataclasses.replace(
+        web_settings, auth=rename.auth.address, user_cache_seconds=60, user_changes_seconds=0.1
+    )
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
+        await sign_in(client, "bob")
+        first = await client.get(f"/issues/{issue.id}")
+        assert f"/users/{rename.before}" in first.text
+        calls = await rename.auth.get_users_calls()
+        again = await client.get(f"/issues/{issue.id}")
+        assert f"/users/{rename.before}" in again.text
+        assert await rename.auth.get_users_calls() == calls, "kept: nobody changed"
+
+        await rename.renamer.authenticate(rename.certificate_der)
+        deadline = time.monotonic() + 15
+        while True:
+            page = await client.get(f"/issues/{issue.id}")
+            if f"/users/{rename.after}" in page.text:
+                break
+            assert time.monotonic() < deadline, "the rename did not show within 15 s"
+            await asyncio.sleep(0.1)
+        assert f"/users/{rename.before}" not in page.text
+
+
+async def test_the_feed_is_read_while_serving_not_after_close_and_never_with_0(
+    rename: Rename, web_settings: WebSettings, world: World, model: v1.ModelStub
+) -> None:
+    """Backends made on this test's event loop, as the app makes them on start-up."""
+    issue = await create_issue(model, world, "Watched", assignee=world.users["carol"])
+    on_auth = dataclasses.replace(web_settings, auth=rename.auth.address, user_cache_seconds=60)
+    backends = Backends(dataclasses.replace(on_auth, user_changes_seconds=0.1))
+    try:
+        assert set(await backends.users([world.users["carol"]])) == {world.users["carol"]}
+        polls = await rename.auth.get_user_changes_calls()
+        deadline = time.monotonic() + 15
+        while await rename.auth.get_user_changes_calls() < polls + 3:
+            assert time.monotonic() < deadline, "the web does not read the feed every 0.1 s"
+            await asyncio.sleep(0.1)
+    finally:
+        backends.close()  # what the app's shutdown does (Frontend.stop)
+    stopped = await rename.auth.get_user_changes_calls()
+    await asyncio.sleep(QUIET_SECONDS)
+    assert await rename.auth.get_user_changes_calls() == stopped, "stopped on close"
+
+    never = dataclasses.replace(on_auth, user_changes_seconds=0)
+    async with AsyncTestClient(create_app(never), base_url="http://testserver.local") as client:
+        await sign_in(client, "bob")
+        for _ in range(3):
+            assert (await client.get(f"/issues/{issue.id}")).status_code == 200
+        await asyncio.sleep(QUIET_SECONDS)
+        assert await rename.auth.get_user_changes_calls() == stopped, "never read"
+
+
+def _workers_of(server: RunningService, count: int) -> list[int]:
+    """The pids of ``server``'s workers, once each says it has started serving."""
+    deadline = time.monotonic() + 60
+    while server.log.read_text().count("Application startup complete") < count:
+        assert not server.process.exited, server.log.read_text()
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.1)
+    parent = server.process.pid
+    return [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+
+
+async def test_each_web_worker_follows_the_feed_and_stops_cleanly(
+    rename: Rename, world: World, model: v1.ModelStub
+) -> None:
+    """``bugless web serve --workers 2``: every worker shows a rename within a poll.
+
+    Each worker is asked alone (the other one SIGSTOPped accepts nothing), so
+    each one's own cache, kept 10 minutes, must have followed the feed on its
+    own event loop; SIGTERM then ends both cleanly.
+    """
+    renamee = await rename.auth.authenticate(rename.certificate_der)
+    assert renamee.username == rename.before
+    issue = await create_issue(model, world, "Renamed, two workers", assignee=renamee.user_id)
+    await rename.auth.caught_up()
+    server = world.stack.start_web(
+        "--auth",
+        f"127.0.0.1:{rename.auth.address.port}",
+        env={
+            "BUGLESS_WEB_WORKERS": "2",
+            "BUGLESS_WEB_USER_CACHE_SECONDS": "600",
+            "BUGLESS_WEB_USER_CHANGES_SECONDS": "0.1",
+            "BUGLESS_WEB_DRAIN_SECONDS": "0.2",
+        },
+    )
+    try:
+        workers = _workers_of(server, 2)
+        async with httpx.AsyncClient(base_url=server.url or "") as signing:
+            await sign_in(cast("AsyncTestClient[Any]", signing), "bob")
+            cookies = signing.cookies
+
+        async def page_of(worker: int) -> str:
+            """The issue page as ``worker`` serves it (the other one stopped meanwhile)."""
+            others = [pid for pid in workers if pid != worker]
+            for pid in others:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                async with httpx.AsyncClient(base_url=server.url or "", cookies=cookies) as client:
+                    page = await client.get(f"/issues/{issue.id}", timeout=30)
+            finally:
+                for pid in others:
+                    os.kill(pid, signal.SIGCONT)
+            assert page.status_code == 200, page.text
+            return page.text
+
+        for worker in workers:
+            assert f"/users/{rename.before}" in await page_of(worker)
+        await rename.renamer.authenticate(rename.certificate_der)
+        for worker in workers:
+            deadline = time.monotonic() + 15
+            while f"/users/{rename.after}" not in await page_of(worker):
+                assert time.monotonic() < deadline, f"worker {worker}: no rename within 15 s"
+                await asyncio.sleep(0.1)
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0
+    log = server.log.read_text()
+    assert "Traceback" not in log
+    assert "Task was destroyed" not in log
+
+
 def test_a_negative_ttl_is_refused(web_settings: WebSettings) -> None:
     with pytest.raises(ValueError, match="user-cache-seconds"):
         dataclasses.replace(web_settings, user_cache_seconds=-1)
@@ -187,14 +349,18 @@ class _Directory:
         self.users = {"id-bob": "bob", "id-carol": "Carol"}
         self.asked: list[list[str]] = []
 
-    async def by_ids(self, batch: list[str]) -> list[v1.User]:
+    async def by_ids(self, batch: list[str]) -> v1.UsersResponse:
         self.asked.append(batch)
-        return [v1.User(user_id=i, username=self.users[i]) for i in batch if i in self.users]
+        return v1.UsersResponse(
+            users=[v1.User(user_id=i, username=self.users[i]) for i in batch if i in self.users]
+        )
 
-    async def by_names(self, batch: list[str]) -> list[v1.User]:
+    async def by_names(self, batch: list[str]) -> v1.UsersResponse:
         self.asked.append(batch)
         ids = {name.lower(): user_id for user_id, name in self.users.items()}
-        return [v1.User(user_id=ids[n], username=self.users[ids[n]]) for n in batch if n in ids]
+        return v1.UsersResponse(
+            users=[v1.User(user_id=ids[n], username=self.users[ids[n]]) for n in batch if n in ids]
+        )
 
 
 async def test_both_directions_share_what_was_learnt_and_unknown_names_are_not_kept() -> None:

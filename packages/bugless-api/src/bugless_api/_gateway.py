@@ -76,7 +76,10 @@ class Gateway:
             auth, ttl_seconds=settings.identity_ttl_seconds, timeout_seconds=timeout
         )
         self.users = UserDirectory(
-            auth, timeout_seconds=timeout, cache_seconds=settings.user_cache_seconds
+            auth,
+            timeout_seconds=timeout,
+            cache_seconds=settings.user_cache_seconds,
+            changes_seconds=settings.user_changes_seconds,
         )
         self.limiter = RateLimiter(settings.rate_limit)
         self.issue_reader = (
@@ -85,6 +88,10 @@ class Gateway:
         self.issue_creator = (
             IssueCreator(self._batch_create_issues, self.users) if settings.batch_creates else None
         )
+
+    def close(self) -> None:
+        """Stop the background work (following the users' change feed)."""
+        self.users.close()
 
     async def admit(self) -> CallerIdentity:
         """Authenticate the current call and charge its rate limit."""

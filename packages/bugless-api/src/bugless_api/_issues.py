@@ -107,7 +107,7 @@ async def structured_query(
                 gateway.auth,
                 me=current_identity().user_id,
                 zone=zone,
-                # Named people from the gateway's user cache (user_cache_seconds):
+                # Named people from the gateway's user cache (UserDirectory):
                 # a repeated search costs no LookupUsers; an unknown name is asked for.
                 users_by_name=gateway.users.users_by_name,
             )

@@ -5,9 +5,11 @@ them by username. Every message that crosses the gateway has its user
 references collected into a :class:`UserRefs` first, then rewritten with *one*
 batch look-up (``LookupUsers`` for requests, ``GetUsers`` for responses), so a
 search returning fifty issues costs one Authenticator call, not fifty. The
-answers are then remembered for a few seconds (``user_cache_seconds``), so a
-bot reading issues in a loop costs no Authenticator call at all for people it
-has just seen: a rename shows through the API only after that TTL.
+answers are then remembered until the person changes (:class:`UserDirectory`:
+the users' change feed, read every ``user_changes_seconds``; or for
+``user_cache_seconds`` while it cannot be), so a bot reading issues in a loop
+costs no Authenticator call at all for people it has already seen: a rename
+shows through the API about a poll late.
 
 The walkers below are the one place that knows which fields hold people (see
 the header of ``common.proto``); a new user field in the protos needs a line
@@ -25,7 +27,13 @@ from dataclasses import dataclass
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.issue_labels import holds_people
-from bugless_core.user_cache import USER_CACHE_SIZE, UserCache, get_users, lookup_users
+from bugless_core.user_cache import (
+    USER_CACHE_SIZE,
+    UserCache,
+    get_user_changes,
+    get_users,
+    lookup_users,
+)
 from bugless_proto import v1
 
 #: Search fields whose text values are people.
@@ -234,14 +242,16 @@ class UserRefs:
 class UserDirectory:
     """Batch translation between usernames and user ids through the Authenticator.
 
-    Both directions share one small TTL cache (:class:`bugless_core.user_cache.UserCache`,
+    Both directions share one cache (:class:`bugless_core.user_cache.UserCache`,
     the one the web tier uses too): every user the Authenticator
     returns (to ``GetUsers`` or ``LookupUsers``) is remembered by id and by
-    lower-cased username for ``cache_seconds``, at most ``max_entries`` of
-    each, least recently stored forgotten first. Within the TTL a rename is
-    not seen (the old username is shown, and still accepted for the id it
-    named); after it, the Authenticator's answer wins. Unknown ids and
-    usernames are never cached, so a new user is usable at once.
+    lower-cased username, at most ``max_entries`` of each, least recently
+    stored forgotten first. With ``changes_seconds`` the cache follows the
+    users' change feed: people are kept until they change, and a rename
+    shows after about one poll. Without it (or while the feed cannot be
+    read) they are kept ``cache_seconds``: within that a rename is not seen
+    (the old username is shown, and still accepted for the id it named).
+    Unknown usernames are never cached, so a new user is usable at once.
     ``cache_seconds=0`` asks the Authenticator every time.
     """
 
@@ -251,17 +261,28 @@ class UserDirectory:
         *,
         timeout_seconds: float,
         cache_seconds: float = 0.0,
+        changes_seconds: float = 0.0,
         max_entries: int = USER_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Translate through ``auth``, each look-up bounded by ``timeout_seconds``."""
-        self._cache = UserCache(ttl_seconds=cache_seconds, max_entries=max_entries, clock=clock)
+        self.cache = UserCache(
+            ttl_seconds=cache_seconds,
+            max_entries=max_entries,
+            clock=clock,
+            changes=get_user_changes(auth, timeout=timeout_seconds) if changes_seconds else None,
+            poll_seconds=changes_seconds,
+        )
         self._get = get_users(auth, timeout=timeout_seconds)
         self._lookup = lookup_users(auth, timeout=timeout_seconds)
 
+    def close(self) -> None:
+        """Stop following the users' change feed."""
+        self.cache.close()
+
     async def ids_by_username(self, usernames: Iterable[str]) -> dict[str, str]:
         """User ids of the given usernames (keys lower-cased); unknown ones absent."""
-        users = await self._cache.by_name(usernames, self._lookup)
+        users = await self.cache.by_name(usernames, self._lookup)
         return {name.lower(): user.user_id for name, user in users.items()}
 
     async def users_by_name(self, usernames: Iterable[str]) -> dict[str, v1.User]:
@@ -271,7 +292,7 @@ class UserDirectory:
         a search naming people (``assignee:alice``) resolves them from this
         cache, as the web's searches do, instead of one ``LookupUsers`` per search.
         """
-        return await self._cache.by_name(usernames, self._lookup)
+        return await self.cache.by_name(usernames, self._lookup)
 
     async def usernames_by_id(
         self,
@@ -290,11 +311,11 @@ class UserDirectory:
         if asking is not None:
             get = fetch
 
-            async def fetch(user_ids: list[str]) -> list[v1.User]:
+            async def fetch(user_ids: list[str]) -> v1.UsersResponse:
                 await asking(user_ids)
                 return await get(user_ids)
 
-        users = await self._cache.by_id(user_ids, fetch)
+        users = await self.cache.by_id(user_ids, fetch)
         return {user_id: user.username for user_id, user in users.items()}
 
     async def to_ids(self, refs: UserRefs) -> None:

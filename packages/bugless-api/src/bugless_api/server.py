@@ -83,6 +83,7 @@ class RunningApi:
     async def close(self) -> None:
         """Stop serving at once and close the backend channels."""
         await self.runner.close()
+        self.gateway.close()
         for channel in self.channels:
             channel.close()
 
@@ -150,5 +151,6 @@ async def serve_api(settings: ApiSettings) -> None:
     try:
         await api.runner.serve_until_signalled()
     finally:
+        api.gateway.close()
         for channel in api.channels:
             channel.close()

@@ -106,9 +106,17 @@ class ApiSettings:
             It bounds how long a disabled user, a changed group or a removed
             certificate mapping keeps working on a long-lived connection.
         user_cache_seconds: How long an id→username (and username→id)
-            translation from the Authenticator is reused. A rename shows in
-            responses, and the new name is accepted in requests, only after
-            this long; 0 asks the Authenticator on every call.
+            translation from the Authenticator is reused while the users'
+            change feed cannot be followed (the Authenticator away, or too
+            old to have it): then a rename shows in responses, and the new
+            name is accepted in requests, only after this long; 0 asks the
+            Authenticator on every call.
+        user_changes_seconds: How often the users' change feed
+            (``GetUserChanges``) is read. While it is, translations are kept
+            until the person changes (at most 10 minutes), and a rename shows
+            about this late. 0, or a value not below ``user_cache_seconds``
+            (too rare to vouch for a translation older than that), never
+            reads it: ``user_cache_seconds`` then bounds every translation.
         backend_timeout_seconds: Deadline of each call to the Model and the
             Authenticator (searches included), so a stuck backend turns into
             UNAVAILABLE rather than a hung client.
@@ -152,7 +160,14 @@ class ApiSettings:
         5.0,
         deprecated_flags=("--user-cache-ttl",),
         deprecated_env=("BUGLESS_API_USER_CACHE_TTL",),
-        help="Seconds an id/username translation is reused (renames show after it; 0: no cache).",
+        help="Seconds an id/username translation is reused when the users' change feed "
+        "cannot be followed (renames show after it; 0: no cache).",
+    )
+    user_changes_seconds: float = setting(
+        1.0,
+        help="How often the users' change feed is read (renames show about this late; people "
+        "are kept until they change); 0, or not below --user-cache-seconds: never, keep "
+        "people --user-cache-seconds.",
     )
     backend_timeout_seconds: float = setting(
         30.0,
@@ -183,6 +198,10 @@ class ApiSettings:
         if self.user_cache_seconds < 0:
             raise ValueError(
                 "user_cache_seconds (--user-cache-seconds) must be 0 (no cache) or more"
+            )
+        if not 0 <= self.user_changes_seconds <= 60:
+            raise ValueError(
+                "user_changes_seconds (--user-changes-seconds) must be between 0 (never) and 60"
             )
         if self.backend_timeout_seconds <= 0:
             raise ValueError(

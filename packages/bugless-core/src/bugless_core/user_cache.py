@@ -1,46 +1,90 @@
-"""People as the Authenticator last described them, kept for a few seconds.
+"""People as the Authenticator last described them, kept until they change.
 
 Both frontends show people the Model knows only by opaque user ids: without
 a cache every issue page (web) or GetIssue (API) costs a ``GetUsers`` call for
 everyone on it, although the same few people appear again and again.
 :class:`UserCache` keeps each ``v1.User`` the Authenticator returns, by id and
-by lower-cased username, for a TTL. The web uses whole users (display names
-for the chips and forms); the API translates between ids and usernames with
-the same cache (``bugless_api._users.UserDirectory``).
+by lower-cased username. The web uses whole users (display names for the
+chips and forms); the API translates between ids and usernames with the same
+cache (``bugless_api._users.UserDirectory``).
 
-Staleness is the price and is bounded by the TTL: a rename (or a new display
-name) shows at most TTL seconds late, and within that time the old username
-still resolves to the id it named. An id the Authenticator does not know is
-remembered as unknown for the TTL too: such ids are people who are gone (an
-account removed from the directory, an author of an imported history who never
-had an account), and without that every page showing their issues asked again
-and cost the Authenticator a database query; the id of someone new cannot be
-on a page before the Authenticator made it. Unknown usernames are never
-remembered, so a person who has just signed in for the first time can be named
-(``assignee:newcomer``) at once. A TTL of 0 asks every time.
+How long an entry is trusted depends on the users' change feed
+(``GetUserChanges``; :mod:`bugless_core.user_changes` has the rules). Given a
+``changes`` fetch, the cache follows the feed in a task of its own, every
+``poll_seconds``: the users a change names are forgotten (a rename shows
+within about a poll), everyone else is kept for ``backstop_seconds``. While
+the feed is not followed (no ``changes`` fetch, the Authenticator away, or
+one too old to have the feed), an entry is trusted for ``ttl_seconds`` only,
+as before the feed existed: then a rename shows at most that late, and within
+that time the old username still resolves to the id it named. The feed is
+followed only when it is read more often than ``ttl_seconds``: read more
+rarely, it could never vouch for an entry older than that. A ``GetUsers``
+answer read before a change the cache has already applied is used for the
+request that asked, not kept (``UsersResponse.version``); so is, once the
+cache follows the feed, one read at version 0 (from an Authenticator replica
+that follows no feed yet: nothing says which changes it has seen).
+
+An id the Authenticator does not know is remembered as unknown like a user
+(and forgotten when the feed names it: a created or merged id shows): such
+ids are people who are gone (an account removed from the directory, an
+author of an imported history who never had an account), and without that
+every page showing their issues asked again and cost the Authenticator a
+database query. Unknown usernames are never remembered, so a person who has
+just signed in for the first time can be named (``assignee:newcomer``) at
+once. A TTL of 0 asks every time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
 from bugless_core import limits
+from bugless_core.backoff import Backoff
 from bugless_core.clients import call
+from bugless_core.errors import BuglessError, Unavailable
+from bugless_core.user_changes import BACKSTOP_SECONDS, FeedFollowing
 from bugless_proto import v1
+
+_log = logging.getLogger("bugless.user_cache")
 
 #: Most users remembered at once, by id and separately by name (oldest stored forgotten first).
 USER_CACHE_SIZE = 10_000
+#: The follower's pauses after errors it did not expect (a bug, logged once a
+#: streak): 1 s doubling to a minute, half of each always waited (never a
+#: spin), and never shorter than a poll. The supervised loops' policy
+#: (``bugless_core.supervision.LOOP_BACKOFF``), without its metrics: a web
+#: worker must not import prometheus_client this early (``bugless_web.metrics``).
+FOLLOWER_BACKOFF = Backoff(first_seconds=1.0, max_seconds=60.0, jitter=0.5)
 
 #: Asks the Authenticator about one batch of ids or usernames.
-Fetch = Callable[[list[str]], Awaitable[list[v1.User]]]
+Fetch = Callable[[list[str]], Awaitable[v1.UsersResponse]]
+#: Asks the Authenticator which users changed after a feed version.
+FetchChanges = Callable[[int], Awaitable[v1.UserChanges]]
+#: A cached user (``None``: an id the Authenticator did not know), when it was
+#: stored, and the feed version it was read at.
+_Entry = tuple[float, int, v1.User | None]
 
 
 class UserCache:
-    """Users by id and by username, fetched in batches and reused for a TTL.
+    """Users by id and by username, fetched in batches and kept until they change.
 
     The users handed out are shared between requests: do not modify them.
+
+    Args:
+        ttl_seconds: How long an entry is trusted while the feed is not
+            followed (0: nothing is kept).
+        max_entries: Most users kept by id, and by name.
+        clock: Monotonic seconds (injectable for tests).
+        changes: Reads the users' change feed (``GetUserChanges``); None:
+            the cache never follows it.
+        poll_seconds: How often the follower reads the feed; the feed is
+            not read at all unless this is more than 0 and less than
+            ``ttl_seconds``.
+        backstop_seconds: How long an entry lives while the feed is followed.
     """
 
     def __init__(
@@ -49,26 +93,38 @@ class UserCache:
         ttl_seconds: float,
         max_entries: int = USER_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
+        changes: FetchChanges | None = None,
+        poll_seconds: float = 1.0,
+        backstop_seconds: float = BACKSTOP_SECONDS,
     ) -> None:
-        """Remember users for ``ttl_seconds`` (0: not at all), timed by ``clock``."""
         self._ttl = ttl_seconds
         self._max_entries = max_entries
         self._clock = clock
-        #: ``None``: an id the Authenticator did not know when last asked.
-        self._by_id: OrderedDict[str, tuple[float, v1.User | None]] = OrderedDict()
-        self._by_name: OrderedDict[str, tuple[float, v1.User | None]] = OrderedDict()
+        self.following = FeedFollowing(
+            fallback_seconds=ttl_seconds, backstop_seconds=backstop_seconds, clock=clock
+        )
+        self._changes = changes if 0 < poll_seconds < ttl_seconds else None
+        self._poll_seconds = poll_seconds
+        self._follower: asyncio.Task[None] | None = None
+        self._by_id: OrderedDict[str, _Entry] = OrderedDict()
+        self._by_name: OrderedDict[str, _Entry] = OrderedDict()
 
     async def by_id(self, user_ids: Iterable[str], fetch: Fetch) -> dict[str, v1.User]:
         """The users behind ``user_ids`` (empty ids ignored, unknown ones absent).
 
         ``fetch`` (a ``GetUsers`` call) is awaited once per batch of at most
         ``MAX_USER_LOOKUP`` ids not fresh in the cache; the ids it does not
-        return are remembered as unknown for the TTL.
+        return are remembered as unknown.
         """
+        self._follow()
         found, missing = self._fresh(self._by_id, sorted({u for u in user_ids if u}))
-        for user in await self._fetch_in_batches(missing, fetch):
-            found[user.user_id] = user
-        self._remember_unknown(u for u in missing if u not in found)
+        for start in range(0, len(missing), limits.MAX_USER_LOOKUP):
+            batch = missing[start : start + limits.MAX_USER_LOOKUP]
+            reply = await fetch(batch)
+            self._remember(reply.users, reply.version)
+            for user in reply.users:
+                found[user.user_id] = user
+            self._remember_unknown((u for u in batch if u not in found), reply.version)
         return found
 
     async def by_name(self, usernames: Iterable[str], fetch: Fetch) -> dict[str, v1.User]:
@@ -77,60 +133,154 @@ class UserCache:
         ``fetch`` (a ``LookupUsers`` call) is awaited once per batch of names
         not fresh in the cache.
         """
+        self._follow()
         wanted = sorted({n.lower() for n in usernames if n})
         cached, missing = self._fresh(self._by_name, wanted)
         found = {user.username: user for user in cached.values()}
-        for user in await self._fetch_in_batches(missing, fetch):
-            found[user.username] = user
+        for start in range(0, len(missing), limits.MAX_USER_LOOKUP):
+            reply = await fetch(missing[start : start + limits.MAX_USER_LOOKUP])
+            self._remember(reply.users, reply.version)
+            for user in reply.users:
+                found[user.username] = user
         return found
 
-    async def _fetch_in_batches(self, keys: list[str], fetch: Fetch) -> list[v1.User]:
-        users: list[v1.User] = []
-        for start in range(0, len(keys), limits.MAX_USER_LOOKUP):
-            batch = await fetch(keys[start : start + limits.MAX_USER_LOOKUP])
-            self._remember(batch)
-            users.extend(batch)
-        return users
+    def close(self) -> None:
+        """Stop following the feed (the cache still answers, on its TTL)."""
+        if self._follower is not None:
+            self._follower.cancel()
+            self._follower = None
+        self._changes = None
+
+    async def poll_changes(self) -> None:
+        """Read the feed once (every page) and forget the users it names.
+
+        The follower calls it every ``poll_seconds``; tests may call it to
+        apply what changed without waiting.
+
+        Raises:
+            BuglessError: the Authenticator could not answer (nothing from
+                the failed read applied).
+            Unavailable: the Authenticator answered without a feed version
+                (head 0): nothing can be followed from there.
+        """
+        if self._changes is None:
+            return
+        while True:
+            began = self._clock()
+            if self.following.version == 0:
+                head = await self._changes(0)
+                if head.version <= 0:
+                    # Following from 0 would cover every entry (all are read at
+                    # version 0 or more) while no change is ever reported.
+                    msg = "the Authenticator's users' change feed answered no version"
+                    raise Unavailable(msg)
+                self.following.started(head.version, began)
+                return
+            reply = await self._changes(self.following.version)
+            if reply.reset:
+                self._by_id.clear()
+                self._by_name.clear()
+                self.following.started(reply.version, began)
+                return
+            self._forget(reply.user_ids)
+            self.following.applied(reply.user_ids, reply.version, began)
+            if not reply.more:
+                return
+
+    def _follow(self) -> None:
+        """Start the follower on the running loop, the first time the cache is used."""
+        if self._changes is not None and self._follower is None:
+            self._follower = asyncio.get_running_loop().create_task(self._follow_feed())
+
+    async def _follow_feed(self) -> None:
+        """Poll until closed, logging each kind of failure once per streak.
+
+        Why not ``SupervisedLoop``: it imports prometheus_client, which a web
+        worker must not import before its metrics are set up (see
+        ``bugless_web.metrics``). The two outcomes are logged here instead:
+        the Authenticator away (one warning; the cache falls back to its TTL
+        meanwhile, and the feed is read again every poll) and an error nobody
+        expected (one error with its traceback; retried after
+        :data:`FOLLOWER_BACKOFF`). Back to normal is one info line.
+        """
+        failing: str | None = None
+        bugs = 0
+        while True:
+            wait = self._poll_seconds
+            try:
+                await self.poll_changes()
+            except BuglessError as exc:
+                if failing != "away":
+                    _log.warning(
+                        "cannot follow the users' change feed (people are kept %g s meanwhile): %s",
+                        self._ttl,
+                        exc,
+                    )
+                failing, bugs = "away", 0
+            except Exception:
+                if failing != "bug":
+                    _log.exception("following the users' change feed failed unexpectedly")
+                failing, bugs = "bug", bugs + 1
+                wait = max(wait, FOLLOWER_BACKOFF.delay(bugs))
+            else:
+                if failing is not None:
+                    _log.info("following the users' change feed again")
+                failing, bugs = None, 0
+            await asyncio.sleep(wait)
+
+    def _forget(self, user_ids: Iterable[str]) -> None:
+        """Drop the users ``user_ids`` by id and under any name they were kept by."""
+        changed = set(user_ids)
+        if not changed:
+            return
+        for user_id in changed:
+            self._by_id.pop(user_id, None)
+        for name in [
+            name
+            for name, (_, _, user) in self._by_name.items()
+            if user is not None
+            and (user.user_id in changed or not changed.isdisjoint(user.merged_user_ids))
+        ]:
+            del self._by_name[name]
 
     def _fresh(
-        self, cache: OrderedDict[str, tuple[float, v1.User | None]], keys: list[str]
+        self, cache: OrderedDict[str, _Entry], keys: list[str]
     ) -> tuple[dict[str, v1.User], list[str]]:
         """The users cached and still fresh for ``keys``, and the keys left to ask for.
 
         A key fresh as unknown is in neither.
         """
         now = self._clock()
+        fresh = self.following.fresh
         found: dict[str, v1.User] = {}
         missing: list[str] = []
         for key in keys:
             entry = cache.get(key)
-            if entry is None or entry[0] <= now:
+            if entry is None or not fresh(entry[0], entry[1], now):
                 missing.append(key)
-            elif entry[1] is not None:
-                found[key] = entry[1]
+            elif entry[2] is not None:
+                found[key] = entry[2]
         return found, missing
 
-    def _remember(self, users: Iterable[v1.User]) -> None:
+    def _remember(self, users: Iterable[v1.User], read_at: int) -> None:
         if self._ttl <= 0:
             return
-        expires = self._clock() + self._ttl
+        now = self._clock()
+        may_keep = self.following.may_keep
         for user in users:
-            self._store(self._by_id, user.user_id, (expires, user))
-            self._store(self._by_name, user.username.lower(), (expires, user))
+            if may_keep(user.user_id, read_at):
+                self._store(self._by_id, user.user_id, (now, read_at, user))
+                self._store(self._by_name, user.username.lower(), (now, read_at, user))
 
-    def _remember_unknown(self, user_ids: Iterable[str]) -> None:
+    def _remember_unknown(self, user_ids: Iterable[str], read_at: int) -> None:
         if self._ttl <= 0:
             return
-        expires = self._clock() + self._ttl
+        now = self._clock()
         for user_id in user_ids:
-            self._store(self._by_id, user_id, (expires, None))
+            if self.following.may_keep(user_id, read_at):
+                self._store(self._by_id, user_id, (now, read_at, None))
 
-    def _store(
-        self,
-        cache: OrderedDict[str, tuple[float, v1.User | None]],
-        key: str,
-        entry: tuple[float, v1.User | None],
-    ) -> None:
+    def _store(self, cache: OrderedDict[str, _Entry], key: str, entry: _Entry) -> None:
         cache[key] = entry
         cache.move_to_end(key)
         while len(cache) > self._max_entries:
@@ -140,9 +290,8 @@ class UserCache:
 def get_users(auth: v1.AuthenticatorStub, *, timeout: float | None = None) -> Fetch:
     """A :class:`UserCache` fetch of users by id: the Authenticator's ``GetUsers``."""
 
-    async def fetch(user_ids: list[str]) -> list[v1.User]:
-        reply = await call(auth.get_users, v1.GetUsersRequest(user_ids=user_ids), timeout=timeout)
-        return list(reply.users)
+    async def fetch(user_ids: list[str]) -> v1.UsersResponse:
+        return await call(auth.get_users, v1.GetUsersRequest(user_ids=user_ids), timeout=timeout)
 
     return fetch
 
@@ -150,10 +299,22 @@ def get_users(auth: v1.AuthenticatorStub, *, timeout: float | None = None) -> Fe
 def lookup_users(auth: v1.AuthenticatorStub, *, timeout: float | None = None) -> Fetch:
     """A :class:`UserCache` fetch of users by username: the Authenticator's ``LookupUsers``."""
 
-    async def fetch(usernames: list[str]) -> list[v1.User]:
-        reply = await call(
+    async def fetch(usernames: list[str]) -> v1.UsersResponse:
+        return await call(
             auth.lookup_users, v1.LookupUsersRequest(usernames=usernames), timeout=timeout
         )
-        return list(reply.users)
+
+    return fetch
+
+
+def get_user_changes(auth: v1.AuthenticatorStub, *, timeout: float | None = None) -> FetchChanges:
+    """A :class:`UserCache` changes fetch: the Authenticator's ``GetUserChanges``."""
+
+    async def fetch(after_version: int) -> v1.UserChanges:
+        return await call(
+            auth.get_user_changes,
+            v1.GetUserChangesRequest(after_version=after_version),
+            timeout=timeout,
+        )
 
     return fetch

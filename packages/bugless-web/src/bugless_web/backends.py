@@ -10,8 +10,9 @@ change; a page may show a stale name or picker for that long, see
 menus of search and issue pages) for ``hotlist_cache_seconds``, the custom
 fields that apply to each component (the issue page's form, the bulk-edit
 menu) for ``component_cache_seconds``, and the
-people shown on pages for ``user_cache_seconds``
-(:mod:`bugless_core.user_cache`: a rename shows that late). Each of these
+people shown on pages until they change (:mod:`bugless_core.user_cache`
+follows the users' change feed every ``user_changes_seconds``: a rename shows
+about that late; ``user_cache_seconds`` while the feed cannot be read). Each of these
 caches of this module fills a missing or expired entry with one call however
 many requests miss it at once (:mod:`bugless_web.single_flight`).
 
@@ -39,7 +40,7 @@ from grpclib.client import Channel
 from bugless_core.clients import call, warn_if_insecure
 from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
-from bugless_core.user_cache import UserCache, get_users, lookup_users
+from bugless_core.user_cache import UserCache, get_user_changes, get_users, lookup_users
 from bugless_proto import v1
 from bugless_web.metrics import WebMetrics
 from bugless_web.retries import (
@@ -139,7 +140,8 @@ class Backends:
     ) -> None:
         """Open channels to the services ``settings`` name; ``clock`` times the caches.
 
-        ``metrics`` counts every unary call, upload and download (``--metrics-port``).
+        ``metrics`` counts every unary call, upload and download (``--metrics-port``)
+        but the users' change feed's.
         """
         self._settings = settings
         self._metrics = metrics
@@ -177,7 +179,15 @@ class Backends:
             self._model_channel,
             timeout=settings.download_timeout_seconds + settings.call_timeout_seconds,
         )
-        self._users = UserCache(ttl_seconds=settings.user_cache_seconds, clock=clock)
+        # The users' change feed is read on a stub of its own, neither retried
+        # nor counted: its follower reads it again every poll anyway, and says
+        # once per outage that it cannot (a retry logs a line per call).
+        self._users = UserCache(
+            ttl_seconds=settings.user_cache_seconds,
+            clock=clock,
+            changes=get_user_changes(v1.AuthenticatorStub(self._auth_channel, timeout=timeout)),
+            poll_seconds=settings.user_changes_seconds,
+        )
         self._tokens: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
         self._capabilities: tuple[float, frozenset[str]] | None = None
         self._authenticators: tuple[float, list[v1.AuthenticatorInfo]] | None = None
@@ -224,7 +234,8 @@ class Backends:
         )
 
     def close(self) -> None:
-        """Close both channels (on application shutdown)."""
+        """Stop following the users' change feed, close the channels (on application shutdown)."""
+        self._users.close()
         self._model_channel.close()
         self._auth_channel.close()
         if self._notify_channel is not None:
@@ -272,7 +283,7 @@ class Backends:
     async def users(self, user_ids: Iterable[str]) -> dict[str, v1.User]:
         """The people behind opaque ids (empty ids ignored, unknown ones absent).
 
-        Those not seen within ``user_cache_seconds`` cost one ``GetUsers``
+        Those not cached (or changed since) cost one ``GetUsers``
         batch call. The users are shared between requests: do not modify them.
         """
         return await self._users.by_id(user_ids, get_users(self.auth))
@@ -280,7 +291,7 @@ class Backends:
     async def users_by_name(self, usernames: Iterable[str]) -> dict[str, v1.User]:
         """People by username, keyed by the username the Authenticator knows them by.
 
-        Those not seen within ``user_cache_seconds`` cost one ``LookupUsers``
+        Those not cached (or changed since) cost one ``LookupUsers``
         batch call. The users are shared between requests: do not modify them.
         """
         return await self._users.by_name(usernames, lookup_users(self.auth))

@@ -331,8 +331,9 @@ async def run_search(
             me=viewer.caller.user_id,
             today=today,
             zone=zone.tz,
-            # People named in queries come from the page's user cache: a
-            # username resolves to the id it named up to user_cache_seconds.
+            # People named in queries come from the web's user cache: a
+            # renamed person's old username resolves to the id it named until
+            # the users' change feed says so (or user_cache_seconds).
             users_by_name=functools.partial(
                 backends.query_users, required=required_user_terms(parsed)
             ),

@@ -89,9 +89,16 @@ class WebSettings:
             kept as long, per version (:mod:`bugless_web.kept_attachments`).
             0 renders every page.
         user_cache_seconds: How long each person shown on a page (username,
-            display name) is reused before asking the Authenticator again.
-            Bounds how late a rename shows and how long an old username still
-            names the same person in forms; 0 asks on every page.
+            display name) is reused before asking the Authenticator again
+            while the users' change feed cannot be followed: then it bounds
+            how late a rename shows and how long an old username still names
+            the same person in forms; 0 asks on every page.
+        user_changes_seconds: How often the users' change feed
+            (``GetUserChanges``) is read. While it is, people are kept until
+            they change (at most 10 minutes) and a rename shows about this
+            late. 0, or a value not below ``user_cache_seconds`` (too rare to
+            vouch for a person kept longer than that), never reads it:
+            ``user_cache_seconds`` then bounds all.
         metrics_host: Address of the Prometheus ``/metrics`` endpoint, kept
             apart from ``host`` so that pages and metrics can be exposed
             differently (pages to the ingress, metrics to the scraper alone).
@@ -228,7 +235,14 @@ class WebSettings:
         5.0,
         deprecated_flags=("--user-cache-ttl",),
         deprecated_env=("BUGLESS_WEB_USER_CACHE_TTL",),
-        help="Seconds each person shown (username, display name) is reused; 0 = ask every page.",
+        help="Seconds each person shown (username, display name) is reused when the users' "
+        "change feed cannot be followed; 0 = ask every page.",
+    )
+    user_changes_seconds: float = setting(
+        1.0,
+        help="How often the users' change feed is read (renames show about this late; people "
+        "are kept until they change); 0, or not below --user-cache-seconds: never, keep "
+        "people --user-cache-seconds.",
     )
     reuse_port: bool = setting(
         False,
@@ -322,6 +336,9 @@ class WebSettings:
             raise ValueError(msg)
         if self.user_cache_seconds < 0:
             msg = f"--user-cache-seconds {self.user_cache_seconds:g}: give 0 or more"
+            raise ValueError(msg)
+        if not 0 <= self.user_changes_seconds <= 60:
+            msg = f"--user-changes-seconds {self.user_changes_seconds:g}: give 0 (never) to 60"
             raise ValueError(msg)
         for flag, seconds in (
             ("--call-timeout-seconds", self.call_timeout_seconds),
