@@ -46,6 +46,7 @@ from bugless_core import limits
 from bugless_core.backoff import Backoff
 from bugless_core.clients import call
 from bugless_core.errors import BuglessError, Unavailable
+from bugless_core.outage import OutageLog
 from bugless_core.user_changes import BACKSTOP_SECONDS, FeedFollowing
 from bugless_proto import v1
 
@@ -193,39 +194,40 @@ class UserCache:
             self._follower = asyncio.get_running_loop().create_task(self._follow_feed())
 
     async def _follow_feed(self) -> None:
-        """Poll until closed, logging each kind of failure once per streak.
+        """Poll until closed; an outage or a bug is logged when it starts and when it ends.
 
         Why not ``SupervisedLoop``: it imports prometheus_client, which a web
         worker must not import before its metrics are set up (see
         ``bugless_web.metrics``). The two outcomes are logged here instead:
-        the Authenticator away (one warning; the cache falls back to its TTL
-        meanwhile, and the feed is read again every poll) and an error nobody
-        expected (one error with its traceback; retried after
-        :data:`FOLLOWER_BACKOFF`). Back to normal is one info line.
+        the Authenticator away, as every loop's outage
+        (:class:`~bugless_core.outage.OutageLog`: one warning, a reminder
+        a minute, one info line when the feed is read again; the cache falls
+        back to its TTL meanwhile, and the feed is read again every poll),
+        and an error nobody expected (one error with its traceback per
+        streak; retried after :data:`FOLLOWER_BACKOFF`).
         """
-        failing: str | None = None
+        outage = OutageLog(
+            "following the users' change feed",
+            logger=_log,
+            meanwhile=f"people are kept {self._ttl:g} s meanwhile",
+            loop="user_cache.changes",
+        )
         bugs = 0
         while True:
             wait = self._poll_seconds
             try:
                 await self.poll_changes()
             except BuglessError as exc:
-                if failing != "away":
-                    _log.warning(
-                        "cannot follow the users' change feed (people are kept %g s meanwhile): %s",
-                        self._ttl,
-                        exc,
-                    )
-                failing, bugs = "away", 0
+                bugs = 0
+                outage.failed(exc)
             except Exception:
-                if failing != "bug":
+                if not bugs:
                     _log.exception("following the users' change feed failed unexpectedly")
-                failing, bugs = "bug", bugs + 1
+                bugs += 1
                 wait = max(wait, FOLLOWER_BACKOFF.delay(bugs))
             else:
-                if failing is not None:
-                    _log.info("following the users' change feed again")
-                failing, bugs = None, 0
+                bugs = 0
+                outage.recovered()
             await asyncio.sleep(wait)
 
     def _forget(self, user_ids: Iterable[str]) -> None:
