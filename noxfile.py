@@ -116,7 +116,9 @@ def _test_trees() -> list[list[str]]:
     (no ``__init__.py``), so ``conftest.py`` and helpers like ``web_support``
     are top-level modules. Two of one name in one mypy run clash, so each
     package's tests are one run, and a sub-folder with its own conftest.py
-    (bugless-core's ``grpc/``) is a run of its own.
+    (bugless-core's ``grpc/``) is a run of its own. Every other module's name
+    is unique across the packages (scripts/tests/test_test_module_names.py),
+    so one pytest run can collect all the trees.
     """
     groups: list[list[str]] = []
     for tests in sorted((ROOT / "packages").glob("*/tests")):

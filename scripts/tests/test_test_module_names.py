@@ -1,0 +1,41 @@
+"""Every package's test modules can be collected in one pytest run.
+
+pytest imports a test module (and a helper beside it, ``api_support``) by its
+file name, with its folder put on ``sys.path`` (the test folders have no
+``__init__.py``). Two packages' ``test_ids.py`` are then one module name, and
+``pytest packages/*/tests`` fails at collection on the second ("import file
+mismatch"), although each package's session (``nox -s tests``) passes alone.
+So a module's name is unique across the packages' tests; ``conftest.py`` is
+the exception pytest handles itself. Outside bugless-core, a module whose
+subject another package tests too takes its package's name as a prefix
+(``test_api_ids.py``, ``test_web_ids.py``, ``test_cockroach_leases.py``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _top_level_modules() -> dict[str, list[str]]:
+    """Each module name pytest imports from a test folder: the files that have it."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for module in sorted((ROOT / "packages").glob("*/tests/**/*.py")):
+        if module.name == "conftest.py" or (module.parent / "__init__.py").exists():
+            continue  # pytest loads conftests apart; a package's modules have dotted names
+        found[module.stem].append(str(module.relative_to(ROOT)))
+    return found
+
+
+def test_no_two_test_modules_share_a_name() -> None:
+    shared = {name: files for name, files in _top_level_modules().items() if len(files) > 1}
+    assert shared == {}
+
+
+def test_the_check_sees_the_test_folders() -> None:
+    modules = _top_level_modules()
+    assert "test_cockroach_conformance" in modules
+    assert "api_support" in modules
+    assert "message_pool" not in modules  # a module of the package wire_sample
