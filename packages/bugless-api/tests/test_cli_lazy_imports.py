@@ -82,6 +82,15 @@ def test_root_help_imports_no_command_module() -> None:
     assert _present(loaded, ("bugless_api.client", "bugless_core.clients", "bugless_proto")) == []
 
 
+def test_completing_a_command_name_imports_no_command_module() -> None:
+    completing = {"_BUGLESS_COMPLETE": "bash_complete", "COMP_WORDS": "bugless ", "COMP_CWORD": "1"}
+    loaded = _modules_after(env={**os.environ, **completing})
+    assert _present(loaded, SERVICES) == []
+    assert sorted(m for m in loaded if m.startswith("bugless_api.cli.")) == [
+        "bugless_api.cli.groups"
+    ]
+
+
 def test_a_client_commands_help_imports_its_module_and_no_service() -> None:
     loaded = _modules_after("issue", "show", "--help")
     assert "bugless_api.cli.issues" in loaded

@@ -118,6 +118,31 @@ def test_help_lists_a_lazy_command_by_its_summary_without_importing_it(
     assert "Given explicitly." in listed
 
 
+def _completions(group: click.Group, incomplete: str) -> list[tuple[str, str | None]]:
+    ctx = click.Context(group, info_name="root", resilient_parsing=True)
+    return [(item.value, item.help) for item in group.shell_complete(ctx, incomplete)]
+
+
+def test_completion_offers_a_lazy_command_by_its_summary_without_importing_it(
+    command_module: str,
+) -> None:
+    summaries = {name: _summary(command_module, attr) for name, attr in NAMES.items()}
+    sys.modules.pop(command_module)
+    lazy = _group()
+    for name, attribute in NAMES.items():
+        lazy.add_lazy_command(name, f"{command_module}:{attribute}", summaries[name])
+
+    offered = {prefix: _completions(lazy, prefix) for prefix in ("", "lo", "-")}
+
+    assert command_module not in sys.modules
+    assert [value for value, _ in offered["lo"]] == ["long-winded-name"]
+    eager = _group()
+    module = __import__(command_module)
+    for name, attribute in NAMES.items():
+        eager.add_command(getattr(module, attribute), name)
+    assert offered == {prefix: _completions(eager, prefix) for prefix in offered}
+
+
 def test_a_lazy_command_runs_and_shows_its_own_help_from_its_module(
     command_module: str,
 ) -> None:

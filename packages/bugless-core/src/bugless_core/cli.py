@@ -13,13 +13,16 @@ import importlib.metadata
 import sys
 from dataclasses import dataclass
 from gettext import gettext
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from bugless_core.errors import BuglessError
 from bugless_core.plugins import PluginLoadError, Plugins, load_plugins
 from bugless_core.registry import DuplicateRegistrationError
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -112,13 +115,13 @@ class CommandGroup(click.Group):
             self.add_command(lazy.load(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """List the commands as :class:`click.Group` does, a lazy one by its summary.
+    def _listed_commands(self, ctx: click.Context) -> list[tuple[str, click.Command]]:
+        """The commands to list, a lazy one with a summary as a stand-in, not imported.
 
         A stand-in command with the summary as its help gives the line the
-        imported command would (click shortens both alike), without the import.
+        imported command would (click shortens both alike).
         """
-        commands: list[tuple[str, click.Command]] = []
+        listed: list[tuple[str, click.Command]] = []
         for name in self.list_commands(ctx):
             lazy = self.lazy_commands.get(name)
             if lazy is not None and lazy.summary is not None:
@@ -126,13 +129,32 @@ class CommandGroup(click.Group):
             else:
                 command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
-                commands.append((name, command))
+                listed.append((name, command))
+        return listed
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands as :class:`click.Group` does, a lazy one by its summary."""
+        commands = self._listed_commands(ctx)
         if not commands:
             return
         limit = formatter.width - 6 - max(len(name) for name, _ in commands)
         rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
         with formatter.section(gettext("Commands")):
             formatter.write_dl(rows)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Complete as :class:`click.Group` does, a lazy command by its summary.
+
+        ``bugless <TAB>`` would otherwise import every command to offer its name.
+        """
+        from click.shell_completion import CompletionItem  # noqa: PLC0415
+
+        commands = [
+            CompletionItem(name, help=command.get_short_help_str())
+            for name, command in self._listed_commands(ctx)
+            if name.startswith(incomplete)
+        ]
+        return [*commands, *click.Command.shell_complete(self, ctx, incomplete)]
 
 
 def build_cli(plugins: Plugins) -> CommandGroup:
