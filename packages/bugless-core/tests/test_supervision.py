@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import urllib.request
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bugless_core.backoff import Backoff
 from bugless_core.metrics_endpoint import MetricsEndpoint
-from bugless_core.supervision import SupervisedLoop
+from bugless_core.supervision import OutageLog, SupervisedLoop
 
 #: Retries without a wait worth the name: the tests count rounds, never time.
 QUICK = Backoff(first_seconds=0.001, max_seconds=0.001)
@@ -174,3 +175,28 @@ def test_a_loop_never_retries_sooner_than_half_its_backoff_by_default() -> None:
     )
     delays = [supervised.failed(ValueError("a bug")) for _ in range(4)]
     assert delays == pytest.approx([1.0, 1.001, 3.0, 4.004])
+
+
+def test_the_outage_gauge_says_how_long_the_current_outage_has_lasted() -> None:
+    registry = CollectorRegistry()
+    now = [100.0]
+    loop = SupervisedLoop(
+        "gauged", registry=registry, outage=OutageLog("gauged", clock=lambda: now[0])
+    )
+
+    def gauge() -> float | None:
+        labels = {"loop": "gauged"}
+        return registry.get_sample_value("bugless_background_outage_seconds", labels)
+
+    assert gauge() == 0.0
+    loop.unavailable("the database is away")
+    now[0] += 42.5
+    assert gauge() == 42.5  # read at scrape time, no round needed
+    loop.succeeded()
+    assert gauge() == 0.0
+    loop.unavailable("away again")
+    now[0] += 7.0
+    assert gauge() == 7.0
+    del loop  # a loop that is gone (a lease's renewal ended) is not an outage for ever
+    gc.collect()
+    assert gauge() == 0.0

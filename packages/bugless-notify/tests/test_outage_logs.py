@@ -17,11 +17,13 @@ import dataclasses
 import logging
 import secrets
 import urllib.parse
+import urllib.request
 
 import asyncpg
 import pytest
 from notify_support import SEALING_KEY, mail_delivery
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from test_worker import _async, _count_is, _email, _running, _settings, _until
 
 from bugless_core.grpc import GrpcServerSettings
@@ -44,6 +46,24 @@ def _lines(caplog: pytest.LogCaptureFixture, what: str) -> list[logging.LogRecor
         for r in caplog.records
         if r.name == "bugless.notify" and r.getMessage().startswith(f"{what}: ")
     ]
+
+
+async def _outage_seconds(metrics_port: int | None, loop: str) -> float:
+    """``bugless_background_outage_seconds{loop}`` as the notifier's ``/metrics`` serves it now."""
+    assert metrics_port is not None
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
+
+    for family in text_string_to_metric_families(await asyncio.to_thread(scrape)):
+        for sample in family.samples:
+            if sample.name == "bugless_background_outage_seconds" and sample.labels == {
+                "loop": loop
+            }:
+                return float(sample.value)
+    raise AssertionError(f"no bugless_background_outage_seconds for {loop!r} on {url}")
 
 
 def _own_model(stack: LocalStack, port: int, name: str) -> RunningService:
@@ -87,14 +107,19 @@ async def test_a_model_outage_of_many_rounds_is_one_warning_and_its_end_one_info
             public_url="https://bugs.example.test",
             secret_keys=(SEALING_KEY,),
             smtp=SmtpOptions(host="127.0.0.1", port=smtp_sink.port, security="none"),
-            grpc=GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=1.0),
+            grpc=GrpcServerSettings(
+                insecure_local=True, drain_seconds=0.0, grace_seconds=1.0, metrics_port=0
+            ),
         )
         with caplog.at_level(logging.DEBUG, logger="bugless.notify"):
             notifier = await start_notifier(settings, metrics_registry=CollectorRegistry())
             consumer = notifier.consumer
+            loop = consumer.supervised.name
+            metrics_port = notifier.runner.metrics_port
             try:
                 await change("Before the outage")
                 await _until(_async(lambda: consumer.handled >= 1), "the first change consumed")
+                assert await _outage_seconds(metrics_port, loop) == 0.0
 
                 await asyncio.to_thread(bugless_stack.stop_service, replica)
                 replica = None
@@ -104,12 +129,16 @@ async def test_a_model_outage_of_many_rounds_is_one_warning_and_its_end_one_info
                     f"{ROUNDS} rounds without the Model",
                     seconds=60,
                 )
+                # The gauge an alert reads: how long the outage has lasted so far.
+                during = await _outage_seconds(metrics_port, loop)
+                assert ROUNDS - 2 <= during <= outage.seconds, (during, outage.seconds)
                 replica = await asyncio.to_thread(
                     _own_model, bugless_stack, port, f"model-back-{tag}"
                 )
                 handled = consumer.handled
                 await change("After the outage")
                 await _until(_async(lambda: consumer.handled > handled), "a change consumed again")
+                assert await _outage_seconds(metrics_port, loop) == 0.0
             finally:
                 await notifier.runner.close()
                 await notifier.close()

@@ -50,7 +50,10 @@ began. :class:`OutageLog` (a loop's :attr:`SupervisedLoop.outage`, fed by
 outage starts, a WARNING reminder at most every
 :data:`OUTAGE_REMINDER_SECONDS` saying for how long, each other failed round
 at DEBUG only, and one INFO line when a round works again (so the log says
-how long it lasted).
+how long it lasted). How long the current one has lasted is also the gauge
+``bugless_background_outage_seconds{loop}`` (0: none), read from the log at
+scrape time, for an alert such as "the feed consumer has been without the
+Model for 5 minutes", which no log line says by itself.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import weakref
@@ -83,10 +87,14 @@ class BackgroundMetrics:
         failures: Unexpected failures, by loop name.
         consecutive: Failures since the loop's last successful round, by loop
             name (0: healthy).
+        outage_seconds: How long the loop's current expected outage has
+            lasted, by loop name (0: none now), read from its
+            :class:`~bugless_core.outage.OutageLog` at scrape time.
     """
 
     failures: Counter
     consecutive: Gauge
+    outage_seconds: Gauge
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> BackgroundMetrics:
@@ -112,6 +120,14 @@ class BackgroundMetrics:
                     ["loop"],
                     registry=registry,
                 ),
+                outage_seconds=Gauge(
+                    "bugless_background_outage_seconds",
+                    "How long a background loop's current expected outage (the database, the "
+                    "Model, a directory away; logged once when it starts) has lasted, by loop "
+                    "(0: none now).",
+                    ["loop"],
+                    registry=registry,
+                ),
             )
             _BY_REGISTRY[registry] = metrics
         return metrics
@@ -121,6 +137,12 @@ class BackgroundMetrics:
 #: minute, with a floor of half of each (a loop failing on a bug must never
 #: spin, and its log says "next try in ... at the earliest").
 LOOP_BACKOFF = Backoff(first_seconds=1.0, max_seconds=60.0, jitter=0.5)
+
+
+def _outage_seconds(outage: weakref.ref[OutageLog]) -> float:
+    """The current outage's length of a loop's outage log, or 0 (none, or the loop is gone)."""
+    log = outage()
+    return 0.0 if log is None else log.seconds
 
 
 class SupervisedLoop:
@@ -169,6 +191,11 @@ class SupervisedLoop:
         self._failures = metrics.failures.labels(name)
         self._consecutive = metrics.consecutive.labels(name)
         self._consecutive.set(0)
+        # Read at scrape time; weakly, so a loop that is gone reads 0 rather
+        # than an outage growing for ever (a lease's renewal ends with its lease).
+        metrics.outage_seconds.labels(name).set_function(
+            functools.partial(_outage_seconds, weakref.ref(outage))
+        )
         self.consecutive_failures = 0
         self.last_failure: BaseException | None = None
 
