@@ -1,7 +1,7 @@
 """The Model's ChangeIssue, GetIssue, BatchGetIssues, attachment, edit and batch create calls.
 
     python -m bench.model_change [--issues 2000] [--seconds 6] [--repeat 3] [--clients 8] \
-        [--history N] [--before PATH[:PATH...]]
+        [--history N] [--before PATH[:PATH...]] [--before-sql SQL] [--after-sql SQL]
 
 Starts a throwaway PostgreSQL, seeds it (:mod:`bench.seed`), and runs the
 Authenticator and the Model as ``bugless ... serve`` subprocesses
@@ -9,7 +9,10 @@ Authenticator and the Model as ``bugless ... serve`` subprocesses
 older checkout, as a ``PYTHONPATH``), a second Model (``model-before``) runs
 that code on the same database, and each round measures every call on both,
 one after the other (which goes first alternates by round), so the
-machine's load falls on both alike.
+machine's load falls on both alike. ``--before-sql`` / ``--after-sql`` run
+on the database before each measurement of that Model: a difference of the
+schema rather than the code (a constraint dropped for the before side and
+added again for the after side) alternates with it.
 
 Clients call the Model straight (mutual TLS, as the API does, each call
 carrying an identity assertion for ``user0042``, group ``eng``), in closed
@@ -37,6 +40,8 @@ every process: no two clients change one issue):
 * ``edit``: ``EditComment`` of a comment the client added to each of its
   own issues before the clock starts (new text each time), at the version
   its last reply gave;
+* ``create``: ``CreateIssue`` of one issue in that child component with
+  the next "Found In" option (a custom value: its search row is inserted);
 * ``bcreate``: ``BatchCreateIssues`` of 4 new issues in one open child
   component (its top-level component's "Found In" field applies), as the
   API's coalescer sends one caller's creates (``bench._api_calls``); a
@@ -63,7 +68,7 @@ from typing import Any
 
 import asyncpg
 
-from bench._dataset import CUSTOM_OPTIONS
+from bench._dataset import CUSTOM_FIELD_NAME, CUSTOM_OPTIONS
 from bench._load import Call, Close, LoadResult, run_load
 from bench._model_reads import model_stub, random_gets
 from bench._services import BenchStack, CpuMeter, load_average
@@ -85,6 +90,7 @@ SCENARIOS = {
     "attach": "bench.model_change:model_attach",
     "edit": "bench.model_change:model_edit",
     "bcreate": "bench._api_calls:model_batch_create",
+    "create": "bench.model_change:model_create",
 }
 
 
@@ -167,6 +173,41 @@ async def model_field_change(params: dict[str, Any]) -> tuple[Call, Close]:
         assert reply.issue is not None
         versions[issue_id] = reply.issue.version
         statuses[issue_id] = reply.issue.status
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
+
+
+async def model_create(params: dict[str, Any]) -> tuple[Call, Close]:
+    """CreateIssue of one issue with a "Found In" value (a custom value's search row)."""
+    channel, stub, caller = _stub(params)
+    component_id = params["component_id"]
+    listed = await stub.list_custom_fields(
+        v1.ListCustomFieldsRequest(caller=caller, component_id=component_id)
+    )
+    (field,) = [f for f in listed.custom_fields if f.name == CUSTOM_FIELD_NAME]
+    counter = itertools.count()
+
+    async def call() -> None:
+        n = next(counter)
+        issue = await stub.create_issue(
+            v1.CreateIssueRequest(
+                caller=caller,
+                fields=v1.IssueFields(
+                    title=f"bench create {params['client']}-{n}",
+                    component_id=component_id,
+                    priority=v1.Priority.P2,
+                ),
+                custom_fields=[
+                    v1.CustomFieldValue(
+                        field_id=field.id, values=[CUSTOM_OPTIONS[n % len(CUSTOM_OPTIONS)]]
+                    )
+                ],
+            )
+        )
+        assert issue.id
 
     async def close() -> None:
         channel.close()
@@ -394,6 +435,15 @@ async def _issue_ids(url: str) -> tuple[list[int], list[int], int, list[int]]:
     )
 
 
+async def _execute(url: str, sql: str) -> None:
+    """Run ``sql`` on the Model's database (``--before-sql`` / ``--after-sql``)."""
+    conn = await asyncpg.connect(url, server_settings={"search_path": "bugless"})
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 def _row(label: str, call: str, clients: int, result: LoadResult, cpu: dict[str, float]) -> str:
     done = max(1, len(result.latencies))
     per = "  ".join(f"{name} {seconds * 1000 / done:.3f}" for name, seconds in cpu.items())
@@ -412,6 +462,7 @@ def run(
     before: str,
     only: tuple[str, ...],
     history: int = 0,
+    side_sql: dict[str, str] | None = None,
 ) -> None:
     """Start everything, measure each call on each Model in turn, stop everything."""
     if clients > MAX_CLIENTS:
@@ -460,6 +511,8 @@ def run(
                 order = list(models.items())
                 for label, model in order if round_number % 2 == 0 else order[::-1]:
                     name = "model" if label == "after" else "model-before"
+                    if side_sql and side_sql.get(label):
+                        asyncio.run(_execute(bench.stack.model_database_url, side_sql[label]))
                     meter = CpuMeter({name: pids[name], "postgres": pids["postgres"]})
                     result = run_load(
                         SCENARIOS[call],
@@ -493,6 +546,15 @@ def main() -> None:
     parser.add_argument(
         "--before", default="", help="PYTHONPATH of an older checkout's packages/*/src"
     )
+    parser.add_argument(
+        "--before-sql",
+        default="",
+        help="SQL run on the database before each measurement of the before Model "
+        "(a schema difference that is not code, e.g. dropping a constraint)",
+    )
+    parser.add_argument(
+        "--after-sql", default="", help="SQL run before each measurement of the Model (undoing it)"
+    )
     args = parser.parse_args()
     run(
         args.issues,
@@ -500,6 +562,7 @@ def main() -> None:
         args.repeat,
         clients=args.clients,
         before=args.before,
+        side_sql={"before": args.before_sql, "after": args.after_sql},
         only=tuple(args.only.split(",")),
         history=args.history,
     )

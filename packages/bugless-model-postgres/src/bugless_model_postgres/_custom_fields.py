@@ -379,7 +379,15 @@ async def update_field(
 
 
 async def delete_field(ctx: WriteContext, request: v1.DeleteCustomFieldRequest) -> None:
-    """Delete a definition and its values (history entries keep theirs)."""
+    """Delete a definition and its values (history entries keep theirs).
+
+    The values are found through their search rows, whose key to the field
+    (migration 0014) orders this against a write setting the field: a write
+    that inserted a row first holds the field's row (FOR KEY SHARE) until
+    it commits, so the lock here waits and the statements after it see the
+    value; a write inserting after this lock waits for the commit and is
+    refused (``run_write`` retries it: the field no longer applies).
+    """
     await _field_for_change(ctx, request.field_id, request.expected_version, "field_id")
     await ctx.conn.execute(DROP_VALUES, request.field_id)
     await ctx.conn.execute(DROP_ROWS, request.field_id)

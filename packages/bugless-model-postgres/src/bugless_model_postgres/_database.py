@@ -198,6 +198,14 @@ async def run_write(
     bare = one_statement and dialect.statement_snapshots
 
     async def attempt() -> tuple[T, WriteContext]:
+        try:
+            return await write()
+        except asyncpg.ForeignKeyViolationError as exc:
+            if exc.constraint_name != FIELD_KEY:
+                raise
+            raise FieldDeletedMeanwhile(exc) from exc
+
+    async def write() -> tuple[T, WriteContext]:
         async with translated_errors(), pool.acquire() as conn:
             ctx = WriteContext(
                 conn,
@@ -218,6 +226,26 @@ async def run_write(
         return result, ctx
 
     return await retrying(policy, attempt)
+
+
+#: Migration 0014's key from a custom value's search row to its field.
+FIELD_KEY = "issue_custom_values_field_id_fkey"
+
+
+class FieldDeletedMeanwhile(Exception):
+    """A write's value names a custom field deleted since the write read it.
+
+    The write read the field's definition before a DeleteCustomField
+    committed, and inserted the value's search row after: migration 0014's
+    key made the insert wait for the deletion, then refused it (23503).
+    Nothing was written. It is the same kind of loss as a serialization
+    failure, so it carries 40001 and the retry policy runs the write again:
+    the new attempt reads the definitions as they are now, and answers what
+    the call would have answered after the deletion (InvalidArgument for a
+    value given for the field; no default applied from it).
+    """
+
+    sqlstate = "40001"
 
 
 def _check_one_statement(ctx: WriteContext) -> None:

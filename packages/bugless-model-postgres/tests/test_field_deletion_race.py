@@ -1,0 +1,372 @@
+"""A custom field deleted while a write sets it leaves no value behind (migration 0014).
+
+Every write that sets a value reads the field's definition first, without a
+lock, and writes the value (``issues.custom_fields``) and its search row
+after. DeleteCustomField removes the values its statements find, then the
+definition. Each test here holds one of the two transactions open at the
+point where the race bites, on a connection of its own, by a trigger that
+waits for an advisory lock the test holds, and lets the other write run:
+
+* the deletion is held after its statements, before its commit, while a
+  change, a create (alone, in a batch, by import) sets the field on an
+  issue that did not hold it: the write must wait for the deletion and then
+  answer as it would after it (the field does not apply), writing nothing;
+* a write is held after inserting the value's row, before its commit, while
+  the deletion runs: the deletion must wait for it and remove the value.
+
+Either way no issue keeps a value or a search row of the deleted field.
+A locked change re-inserting the row of a value the issue holds can
+deadlock with the deletion; the retry settles it the same way.
+Without migration 0014's key the first ordering leaves an orphan value and
+row for every write, the second for both changes. (Creates were already
+safe in the second: the new issue's key to its component holds the
+component, which the deletion locks first.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from write_support import ADMIN, ALICE, component_with_field, connected, create, wait_behind_lock
+
+from bugless_core.errors import InvalidArgument
+from bugless_core.model.backend import ModelSettings
+from bugless_model_postgres import PostgresBackend, _issues
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+GATE = 0x6A7E
+IMPORTER = v1.Caller(user_id="importer", admin=True, import_issues=True)
+#: Waits (in whichever transaction fires it) until the test lets the gate go:
+#: on the deletion of a field named "gated ...", or on the insertion of a
+#: search row valued "gated ...". Other tests' rows pass through.
+TRIGGERS = f"""
+CREATE OR REPLACE FUNCTION gate_wait() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared({GATE});
+    RETURN NULL;
+END $$;
+CREATE TRIGGER gate_field_delete AFTER DELETE ON custom_fields
+    FOR EACH ROW WHEN (OLD.name LIKE 'gated %') EXECUTE FUNCTION gate_wait();
+CREATE TRIGGER gate_value_insert AFTER INSERT ON issue_custom_values
+    FOR EACH ROW WHEN (NEW.value LIKE 'gated %') EXECUTE FUNCTION gate_wait();
+CREATE OR REPLACE FUNCTION gate_wait_before() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared({GATE});
+    RETURN NEW;
+END $$;
+CREATE TRIGGER gate_value_before BEFORE INSERT ON issue_custom_values
+    FOR EACH ROW WHEN (NEW.value LIKE 'held %') EXECUTE FUNCTION gate_wait_before();
+"""
+DROP_TRIGGERS = """
+DROP TRIGGER gate_field_delete ON custom_fields;
+DROP TRIGGER gate_value_insert ON issue_custom_values;
+DROP TRIGGER gate_value_before ON issue_custom_values;
+DROP FUNCTION gate_wait();
+DROP FUNCTION gate_wait_before();
+"""
+ORPHANS = """
+SELECT (SELECT count(*) FROM issue_custom_values WHERE field_id = $1)
+     + (SELECT count(*) FROM issues WHERE custom_fields ? $1::text)
+"""
+Write = Callable[
+    [PostgresBackend, v1.Component, v1.CustomField], Awaitable[Callable[[str], Awaitable[Any]]]
+]
+
+
+@pytest.fixture
+async def gate(model_settings: ModelSettings) -> AsyncIterator[list[asyncpg.Connection]]:
+    """The triggers, and two connections: the gate's holder and a watcher of lock waits."""
+    async with connected(model_settings, 2) as connections:
+        await connections[0].execute(TRIGGERS)
+        try:
+            yield connections
+        finally:
+            await connections[0].execute("SELECT pg_advisory_unlock_all()")
+            await connections[0].execute(DROP_TRIGGERS)
+
+
+async def _gated_field(backend: PostgresBackend) -> tuple[v1.Component, v1.CustomField]:
+    component, field = await component_with_field(backend, "gone")
+    renamed = await backend.update_custom_field(
+        v1.UpdateCustomFieldRequest(
+            caller=ADMIN,
+            custom_field=v1.CustomField(id=field.id, name=f"gated {uuid.uuid4().hex[:6]}"),
+            update_mask=FieldMask(["name"]),
+        )
+    )
+    return component, renamed
+
+
+def _value(field: v1.CustomField, text: str) -> list[v1.CustomFieldValue]:
+    return [v1.CustomFieldValue(field_id=field.id, values=[text])]
+
+
+async def _change(
+    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
+) -> Callable[[str], Awaitable[Any]]:
+    """A status and the field, in ChangeIssue's one statement (the issue never held it)."""
+    issue = await create(backend, component.id)
+
+    async def run(text: str) -> Any:
+        return await backend.change_issue(
+            v1.ChangeIssueRequest(
+                caller=ALICE,
+                issue_id=issue.id,
+                expected_version=issue.version,
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(status=v1.Status.ACCEPTED),
+                    update_mask=FieldMask(["status"]),
+                    custom_fields_set=_value(field, text),
+                ),
+            )
+        )
+
+    return run
+
+
+async def _change_locked(
+    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
+) -> Callable[[str], Awaitable[Any]]:
+    """The same change by the locked path (the issue's row lock, then several statements)."""
+    issue = await create(backend, component.id)
+
+    async def run(text: str) -> Any:
+        delta = v1.IssueDelta(custom_fields_set=_value(field, text))
+        return await backend._write(
+            ALICE,
+            lambda ctx: _issues.change_issue(
+                ctx, issue.id, issue.version, delta, "", whole_transaction=True
+            ),
+        )
+
+    return run
+
+
+async def _create(
+    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
+) -> Callable[[str], Awaitable[Any]]:
+    return functools.partial(_create_now, backend, component, field)
+
+
+async def _create_now(
+    backend: PostgresBackend, component: v1.Component, field: v1.CustomField, text: str
+) -> Any:
+    return await create(backend, component.id, custom_fields=_value(field, text))
+
+
+async def _batch(
+    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
+) -> Callable[[str], Awaitable[Any]]:
+    return functools.partial(_batch_now, backend, component, field)
+
+
+async def _batch_now(
+    backend: PostgresBackend, component: v1.Component, field: v1.CustomField, text: str
+) -> Any:
+    """Two items sharing the batch's transaction, the second setting the field."""
+    fields = v1.IssueFields(title="a batch item", component_id=component.id)
+    answer = await backend.batch_create_issues(
+        v1.BatchCreateIssuesRequest(
+            caller=ALICE,
+            items=[
+                v1.CreateIssueRequest(fields=fields),
+                v1.CreateIssueRequest(fields=fields, custom_fields=_value(field, text)),
+            ],
+        )
+    )
+    assert answer.results[0].issue is not None, answer.results[0]
+    second = answer.results[1]
+    if second.issue is None:
+        raise InvalidArgument(second.message)
+    return answer
+
+
+async def _import(
+    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
+) -> Callable[[str], Awaitable[Any]]:
+    return functools.partial(_import_now, backend, component, field)
+
+
+async def _import_now(
+    backend: PostgresBackend, component: v1.Component, field: v1.CustomField, text: str
+) -> Any:
+    return await backend.import_issue(
+        v1.ImportIssueRequest(
+            caller=IMPORTER,
+            external_id=f"trac:{uuid.uuid4().hex}",
+            fields=v1.IssueFields(title="imported", component_id=component.id),
+            reporter="src-reporter",
+            created_at=datetime(2019, 3, 4, 10, 0, tzinfo=UTC),
+            custom_fields=_value(field, text),
+        )
+    )
+
+
+WRITES = [_change, _change_locked, _create, _batch, _import]
+
+
+async def _delete(backend: PostgresBackend, field: v1.CustomField) -> None:
+    await backend.delete_custom_field(v1.DeleteCustomFieldRequest(caller=ADMIN, field_id=field.id))
+
+
+async def _until_waiting_or_done(
+    watcher: asyncpg.Connection, call: asyncio.Future[Any], waiting: int
+) -> None:
+    """Return once ``waiting`` sessions wait for a lock, or ``call`` finished."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    seen = 0
+    while seen < waiting and not call.done():
+        await asyncio.sleep(0.01)
+        seen = await watcher.fetchval(query)
+
+
+@pytest.mark.parametrize("write", WRITES, ids=lambda w: w.__name__.strip("_"))
+async def test_a_write_behind_an_uncommitted_deletion_answers_as_after_it(
+    bugless_model_backend: PostgresBackend, gate: list[asyncpg.Connection], write: Write
+) -> None:
+    """The deletion ran its statements; the write read the field before it commits."""
+    backend = bugless_model_backend
+    holder, watcher = gate
+    component, field = await _gated_field(backend)
+    run = await write(backend, component, field)
+    await holder.execute(f"SELECT pg_advisory_lock({GATE})")
+    deletion = asyncio.ensure_future(_delete(backend, field))
+    await wait_behind_lock(watcher, deletion)  # its statements done, its commit not
+    writing = asyncio.ensure_future(run("4.2"))
+    await _until_waiting_or_done(watcher, writing, 2)
+    await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
+    await deletion
+    with pytest.raises(InvalidArgument, match=f"custom field {field.id} does not apply"):
+        await writing
+    assert await watcher.fetchval(ORPHANS, field.id) == 0
+
+
+@pytest.mark.parametrize("write", WRITES, ids=lambda w: w.__name__.strip("_"))
+async def test_a_deletion_behind_an_uncommitted_write_removes_its_value(
+    bugless_model_backend: PostgresBackend, gate: list[asyncpg.Connection], write: Write
+) -> None:
+    """The write inserted its value's row; the deletion starts before it commits."""
+    backend = bugless_model_backend
+    holder, watcher = gate
+    component, field = await _gated_field(backend)
+    run = await write(backend, component, field)
+    await holder.execute(f"SELECT pg_advisory_lock({GATE})")
+    writing = asyncio.ensure_future(run("gated 4.2"))
+    await wait_behind_lock(watcher, writing)  # its value's row inserted, its commit not
+    deletion = asyncio.ensure_future(_delete(backend, field))
+    await _until_waiting_or_done(watcher, deletion, 2)
+    await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
+    await writing
+    await deletion
+    assert await watcher.fetchval(ORPHANS, field.id) == 0
+
+
+async def _deadlocks(watcher: asyncpg.Connection) -> int:
+    """Deadlocks the server counted in this database (its statistics as flushed so far)."""
+    await watcher.execute("SELECT pg_stat_clear_snapshot()")
+    count: int = await watcher.fetchval(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return count
+
+
+async def _deadlocks_after(watcher: asyncpg.Connection, before: int) -> bool:
+    """Whether the count rises above ``before`` (backends flush statistics within seconds)."""
+    for _ in range(150):
+        if await _deadlocks(watcher) > before:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_a_locked_change_rewriting_a_held_value_and_its_deletion_deadlock_then_agree(
+    bugless_model_backend: PostgresBackend, gate: list[asyncpg.Connection]
+) -> None:
+    """The locked path re-inserts the rows of values the issue holds (``sync_rows``).
+
+    Held after locking the issue, before re-inserting the field's row, the
+    change is queued behind by the deletion (``DROP_VALUES`` wants the
+    issue) while it waits for the deletion's lock on the field (the key's
+    check): PostgreSQL aborts one (40P01), the retry policy runs it again,
+    both calls succeed and the value is gone.
+    """
+    backend = bugless_model_backend
+    holder, watcher = gate
+    component, field = await _gated_field(backend)
+    issue = await create(backend, component.id, custom_fields=_value(field, "held 1"))
+    delta = v1.IssueDelta(
+        fields=v1.IssueFields(status=v1.Status.ACCEPTED), update_mask=FieldMask(["status"])
+    )
+    deadlocks = await _deadlocks(watcher)
+    await holder.execute(f"SELECT pg_advisory_lock({GATE})")
+    changing = asyncio.ensure_future(
+        backend._write(
+            ALICE,
+            lambda ctx: _issues.change_issue(
+                ctx, issue.id, issue.version, delta, "", whole_transaction=True
+            ),
+        )
+    )
+    await wait_behind_lock(watcher, changing)  # the issue locked, the row not re-inserted
+    deletion = asyncio.ensure_future(_delete(backend, field))
+    await _until_waiting_or_done(watcher, deletion, 2)
+    await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
+    (changed, _), _ = await asyncio.gather(changing, deletion)
+    assert await _deadlocks_after(watcher, deadlocks), "the two did not deadlock"
+    assert changed.issue is not None
+    assert changed.issue.status == v1.Status.ACCEPTED
+    assert await watcher.fetchval(ORPHANS, field.id) == 0
+
+
+async def test_the_migration_removes_orphans_of_the_race_then_keys_the_rows(
+    bugless_model_backend: PostgresBackend, model_settings: ModelSettings
+) -> None:
+    """Values the race left before version 14 go (theirs only); then the key holds."""
+    backend = bugless_model_backend
+    component, field = await component_with_field(backend, "orphans")
+    kept = await create(backend, component.id, custom_fields=_value(field, "1.0"))
+    (migration,) = [m for m in PostgresBackend.migrations() if m.version == 14]
+    async with connected(model_settings, 1) as (conn,):
+        gone = await conn.fetchval("SELECT max(id) + 1000 FROM custom_fields")
+        async with conn.transaction():
+            await conn.execute(
+                "ALTER TABLE issue_custom_values DROP CONSTRAINT issue_custom_values_field_id_fkey"
+            )
+            await conn.execute(
+                "UPDATE issues SET custom_fields = custom_fields || jsonb_build_object($2::text, "
+                "'x') WHERE id = $1",
+                kept.id,
+                str(gone),
+            )
+            await conn.execute(
+                "INSERT INTO issue_custom_values (issue_id, field_id, value, component_id, status)"
+                " SELECT id, $2, 'x', component_id, status FROM issues WHERE id = $1",
+                kept.id,
+                gone,
+            )
+            await conn.execute(migration.sql)
+        assert await conn.fetchval(ORPHANS, gone) == 0
+        stored = await conn.fetchval("SELECT custom_fields FROM issues WHERE id = $1", kept.id)
+        assert stored == f'{{"{field.id}": "1.0"}}'
+        rows = await conn.fetch(
+            "SELECT field_id, value FROM issue_custom_values WHERE issue_id = $1", kept.id
+        )
+        assert [tuple(r) for r in rows] == [(field.id, "1.0")]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(
+                "INSERT INTO issue_custom_values (issue_id, field_id, value, component_id, status)"
+                " VALUES ($1, $2, 'x', 1, 1)",
+                kept.id,
+                gone,
+            )
