@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bugless_core.database_errors import is_connection_lost, is_database_error
+from bugless_core.database_errors import is_connection_lost, is_database_error, is_unreachable
 from bugless_dev.postgres import ThrowawayPostgres
 
 pytest_plugins = ["bugless_testing.postgres"]
@@ -180,3 +180,41 @@ def test_what_counts_as_the_database_away() -> None:
     # The name alone is not asyncpg's class.
     InterfaceError = type("InterfaceError", (Exception,), {})  # noqa: N806
     assert not is_connection_lost(InterfaceError("connection is closed"))
+
+
+async def test_what_counts_as_unreachable(database: str) -> None:
+    # The server ending or refusing connections, by the driver's own classes
+    # (what the Model's backends and the Authenticator's store both answer
+    # UNAVAILABLE), and a connection terminated mid-statement on a real server.
+    for away in (
+        asyncpg.AdminShutdownError,
+        asyncpg.CrashShutdownError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.TooManyConnectionsError,
+        asyncpg.ConnectionDoesNotExistError,
+        asyncpg.ConnectionFailureError,
+    ):
+        assert is_unreachable(away("gone")), away
+    assert is_unreachable(TimeoutError())
+    conn = await asyncpg.connect(database)
+    other = await asyncpg.connect(database)
+    try:
+        sleeping = asyncio.create_task(conn.fetchval("SELECT pg_sleep(30)"))
+        await asyncio.sleep(0.2)
+        await other.fetchval("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        with pytest.raises(asyncpg.PostgresError) as ended:
+            await sleeping
+        assert is_unreachable(ended.value), repr(ended.value)
+        # A statement the server cancelled leaves the connection fine; a SQL
+        # mistake is a bug.
+        await other.execute("SET statement_timeout = 1")
+        cancelled = await _raised(other, "SELECT pg_sleep(1)")
+        await other.execute("RESET statement_timeout")
+        assert isinstance(cancelled, asyncpg.QueryCanceledError), repr(cancelled)
+        undefined = await _raised(other, "SELECT no_such_column FROM pg_class")
+        assert isinstance(undefined, asyncpg.UndefinedColumnError), repr(undefined)
+        for bug in (cancelled, undefined):
+            assert not is_unreachable(bug), repr(bug)
+    finally:
+        await other.close()
+        conn.terminate()

@@ -25,7 +25,7 @@ from bugless_auth import _queries as sql
 from bugless_auth.user_writes import UserWrites
 from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
-from bugless_core.database_errors import is_connection_lost
+from bugless_core.database_errors import is_unreachable
 from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bugless_core.migrations import (
     applied_version,
@@ -42,20 +42,6 @@ _COMPONENT = "bugless-auth"
 #: Tries of a first sign-in that loses the insert race to another replica
 #: (without the subject lock, on the CockroachDB dialect).
 _FIRST_SIGHT_RACES = 3
-
-#: Errors that mean "the database cannot be reached", not "the query is wrong";
-#: and asyncpg's client-side ones that say so (:func:`_unreachable`).
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionFailureError,
-    asyncpg.PostgresConnectionError,
-)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot be reached (an outage, not a bug)."""
-    return isinstance(exc, _CONNECTION_ERRORS) or is_connection_lost(exc)
 
 
 def mint_user_id() -> str:
@@ -144,7 +130,7 @@ class IdentityStore:
                 database_url, min_size=1, max_size=2, reset=_keep_as_is
             )
         except Exception as exc:
-            if not _unreachable(exc):
+            if not is_unreachable(exc):
                 raise
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
@@ -158,7 +144,7 @@ class IdentityStore:
                 lock=chosen.migration_lock,
             )
         except Exception as exc:
-            if not _unreachable(exc):
+            if not is_unreachable(exc):
                 raise
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         finally:
@@ -192,7 +178,7 @@ class IdentityStore:
                 reset=_keep_as_is,
             )
         except Exception as exc:
-            if not _unreachable(exc):
+            if not is_unreachable(exc):
                 raise
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
@@ -230,7 +216,7 @@ class IdentityStore:
             async with self._pool.acquire() as conn:
                 yield conn
         except Exception as exc:
-            if not _unreachable(exc):
+            if not is_unreachable(exc):
                 raise
             raise Unavailable(
                 f"the Authenticator's database cannot be reached now ({type(exc).__name__}); "

@@ -72,6 +72,36 @@ def is_connection_lost(exc: BaseException) -> bool:
     return any(word in message for word in words)
 
 
+#: SQLSTATEs (beyond class 08, connection exception) of a server that ended
+#: the connection or will not take one: 57P01 admin_shutdown (a restart, or
+#: ``pg_terminate_backend``), 57P02 crash_shutdown, 57P03 cannot_connect_now
+#: (starting up, or a standby not yet consistent), 57P05 idle_session_timeout
+#: and 53300 too_many_connections. Not 57014, a statement cancelled: the
+#: connection is fine, and callers word that one themselves.
+_UNREACHABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "53300"})
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached now (answer UNAVAILABLE).
+
+    An unreachable server or a timeout (``OSError``, ``TimeoutError``
+    included), a connection exception (SQLSTATE class 08), the server ending
+    or refusing connections (:data:`_UNREACHABLE_SQLSTATES`), or a connection
+    asyncpg found gone (:func:`is_connection_lost`). The one list for every
+    service that translates a call's error (the Model's backends, the
+    Authenticator's store), so that a connection terminated mid-query is
+    UNAVAILABLE in each, not INTERNAL in one.
+    """
+    if isinstance(exc, OSError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and (
+        sqlstate.startswith("08") or sqlstate in _UNREACHABLE_SQLSTATES
+    ):
+        return True
+    return is_connection_lost(exc)
+
+
 def is_database_error(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> bool:
     """Whether ``exc`` is the database away or refusing, rather than a bug.
 
@@ -92,4 +122,4 @@ def is_database_error(exc: BaseException, expected: tuple[type[BaseException], .
     )
 
 
-__all__ = ["is_connection_lost", "is_database_error"]
+__all__ = ["is_connection_lost", "is_database_error", "is_unreachable"]

@@ -9,7 +9,6 @@ INTERNAL.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from bugless_core.database_errors import is_connection_lost
+from bugless_core.database_errors import is_unreachable
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.model.backend import ModelSettings
 from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy, retrying
@@ -29,21 +28,6 @@ from bugless_proto import v1
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
-
-#: The server away or refusing connections; and asyncpg's client-side errors
-#: for a connection that is gone (``is_connection_lost``: a closed or
-#: released connection, a pool resetting one the server dropped, seen in the
-#: failover drill while PostgreSQL restarts), but not its other
-#: InterfaceErrors (a wrong number of arguments is a bug: INTERNAL).
-_CONNECTION_ERRORS = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
 
 
 def server_settings(settings: ModelSettings, schema_sql: str) -> dict[str, str]:
@@ -93,7 +77,7 @@ class translated_errors:  # noqa: N801 - used as a function: ``async with transl
         if isinstance(exc, asyncpg.QueryCanceledError):
             msg = "the database cancelled a statement that ran too long; narrow the query"
             raise Unavailable(msg) from exc
-        if isinstance(exc, _CONNECTION_ERRORS) or is_connection_lost(exc):
+        if is_unreachable(exc):
             raise unavailable(exc) from exc
 
 
