@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -175,6 +176,8 @@ def test_what_counts_as_the_database_away() -> None:
 
     assert is_database_error(ConnectionResetError())
     assert is_database_error(Reported())
+    Mistake = type("Mistake", (Exception,), {"sqlstate": "42P01"})  # noqa: N806
+    assert not is_database_error(Mistake())
     assert is_database_error(DriverClientError(), (DriverClientError,))
     assert not is_database_error(DriverClientError())
     # The name alone is not asyncpg's class.
@@ -218,3 +221,51 @@ async def test_what_counts_as_unreachable(database: str) -> None:
     finally:
         await other.close()
         conn.terminate()
+
+
+async def test_an_outage_is_told_from_a_sql_bug_by_its_sqlstate_class(database: str) -> None:
+    # Outages: a statement the server cancelled (57014), a role over its
+    # connection limit (53300), a login refused (28000), a write where only
+    # reads are taken (25006, as on a standby). Bugs: an undefined
+    # table (42P01), a syntax error (42601), a data exception (22012), a
+    # unique violation (23505): a loop logs those with their traceback.
+    role = f"limited_{secrets.token_hex(3)}"
+    refused = f"refused_{secrets.token_hex(3)}"
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 0")
+        await conn.execute(f"CREATE ROLE {refused} NOLOGIN")
+        outages: list[BaseException] = []
+        await conn.execute("SET statement_timeout = 1")
+        outages.append(await _raised(conn, "SELECT pg_sleep(1)"))
+        await conn.execute("RESET statement_timeout")
+        real = urllib.parse.urlsplit(database)
+        for user in (role, refused):
+            as_user = real._replace(netloc=f"{user}@{real.hostname}:{real.port}").geturl()
+            with pytest.raises(asyncpg.PostgresError) as caught:
+                await asyncpg.connect(as_user)
+            outages.append(caught.value)
+        await conn.execute("SET default_transaction_read_only = on")
+        outages.append(await _raised(conn, "CREATE TEMP TABLE standby (n int)"))
+        await conn.execute("RESET default_transaction_read_only")
+        assert [getattr(e, "sqlstate", None) for e in outages] == [
+            "57014",
+            "53300",
+            "28000",
+            "25006",
+        ]
+        assert all(is_database_error(e) for e in outages), outages
+        await conn.execute("CREATE TEMP TABLE once (n int PRIMARY KEY)")
+        await conn.execute("INSERT INTO once VALUES (1)")
+        bugs = [
+            await _raised(conn, "SELECT n FROM no_such_table"),
+            await _raised(conn, "SELEC 1"),
+            await _raised(conn, "SELECT 1 / 0"),
+            await _raised(conn, "INSERT INTO once VALUES (1) RETURNING n"),
+        ]
+        assert [getattr(e, "sqlstate", None) for e in bugs] == ["42P01", "42601", "22012", "23505"]
+        assert not any(is_database_error(e) for e in bugs), bugs
+    finally:
+        await conn.execute(f"DROP ROLE IF EXISTS {role}")
+        await conn.execute(f"DROP ROLE IF EXISTS {refused}")
+        await conn.close()

@@ -10,7 +10,15 @@ none (as :mod:`bugless_core.transactions` reads only the SQLSTATE):
 
 * an error the database reported carries a ``sqlstate`` (asyncpg's and
   psycopg's alike; the server ending a connection is one too, 57P01 or
-  08003);
+  08003), and its class (the first two characters) says which it is: a
+  connection exception (08), credentials refused (28), a transaction the
+  database gave up on (40: serialization failure, deadlock), insufficient
+  resources (53), operator intervention (57: shutdown, a cancelled
+  statement) and system errors (58: I/O; CockroachDB's range unavailable)
+  are the database away, and so is 25006 (a read-only transaction: a
+  standby answering for the primary mid-failover); the rest
+  (42 syntax or undefined table or column, 22 data exception, 23 integrity
+  constraint, XX internal error, ...) are the statement's own fault, a bug;
 * an unreachable server is an ``OSError`` (refused, reset, timed out);
 * the driver's own *client-side* errors carry neither, and only some of them
   mean the connection is gone: :func:`is_connection_lost` names asyncpg's.
@@ -102,23 +110,31 @@ def is_unreachable(exc: BaseException) -> bool:
     return is_connection_lost(exc)
 
 
+#: SQLSTATE classes of the database away or refusing (the module's docstring).
+_OUTAGE_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
+#: A write on a standby (25006): the primary moved, not a bug of the statement.
+_READ_ONLY_TRANSACTION = "25006"
+
+
 def is_database_error(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> bool:
     """Whether ``exc`` is the database away or refusing, rather than a bug.
 
-    An error the database reported (a ``sqlstate``), an unreachable server
-    (``OSError``), a connection asyncpg found gone (:func:`is_connection_lost`)
-    or a :class:`~bugless_core.errors.BuglessError` a backend translated one
-    into.
+    An error the database reported in an outage's SQLSTATE class (the
+    module's docstring), an unreachable server (:func:`is_unreachable`) or a
+    :class:`~bugless_core.errors.BuglessError` a backend translated one into.
+    A SQL mistake (an undefined table, a syntax or data error) is not: a loop
+    that meets one logs it with its traceback, rather than as an outage.
 
     Args:
         exc: What a statement raised.
         expected: Another driver's client-side errors that mean the same
             (asyncpg's are known already).
     """
-    return (
-        isinstance(exc, (OSError, BuglessError, *expected))
-        or hasattr(exc, "sqlstate")
-        or is_connection_lost(exc)
+    if isinstance(exc, (BuglessError, *expected)) or is_unreachable(exc):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and (
+        sqlstate[:2] in _OUTAGE_CLASSES or sqlstate == _READ_ONLY_TRANSACTION
     )
 
 
