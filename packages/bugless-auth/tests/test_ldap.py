@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import subprocess
 import sys
 import time
@@ -257,6 +258,47 @@ async def test_many_concurrent_logins_share_a_small_pool(slapd_server: Slapd) ->
         await backend.close()
     assert sum(r is not None for r in results) == 20
     assert results[20:] == [None] * 5
+
+
+async def test_an_exhausted_pool_is_logged_once_per_streak(
+    slapd_server: Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One pooled connection, held busy by a real search that waits for the test; every
+    # sign-in meanwhile meets the exhausted pool and answers UNAVAILABLE.
+    backend = LdapAuthenticator(settings_for(slapd_server, pool_size=1, operation_timeout=0.3))
+    pool = backend._directory._pools[slapd_server.url]
+    release = asyncio.Event()
+    held = asyncio.Event()
+
+    async def hold(conn: Any) -> list[Any]:
+        result: list[Any] = await conn.search(BASE_DN, 0, attrlist=["dc"], timeout=5.0)
+        held.set()
+        await release.wait()
+        return result
+
+    try:
+        holder = asyncio.create_task(pool.run(hold, acquire_timeout=5.0))
+        await held.wait()
+        with caplog.at_level(logging.DEBUG, logger="bugless_auth.ldap"):
+            results = await asyncio.gather(
+                *(backend.authenticate("bob", "bob-pw") for _ in range(6)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(r, Unavailable) for r in results), results
+            assert not backend._directory.breakers.is_open(slapd_server.url)  # busy, not dead
+            release.set()
+            await holder
+            assert await backend.authenticate("bob", "bob-pw") is not None
+            assert await backend.authenticate("bob", "bob-pw") is not None
+    finally:
+        release.set()
+        await backend.close()
+    pool_lines = [r for r in caplog.records if r.getMessage().startswith("ldap pool for")]
+    levels = [r.levelno for r in pool_lines]
+    assert levels == [logging.WARNING] + [logging.DEBUG] * 5 + [logging.INFO], pool_lines
+    assert "exhausted, no connection free within 0.3 s" in pool_lines[0].getMessage()
+    assert "working again" in pool_lines[-1].getMessage()
+    assert "(6 failed requests)" in pool_lines[-1].getMessage()
 
 
 async def test_settings_accept_flag_and_env_strings(slapd_server: Slapd) -> None:

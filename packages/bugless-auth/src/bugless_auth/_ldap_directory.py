@@ -12,7 +12,7 @@ import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import bonsai
 import bonsai.errors
@@ -22,6 +22,7 @@ from bugless_auth._ldap_breaker import ServerBreakers
 from bugless_auth._ldap_pool import CONNECTION_ERRORS, PoolExhausted, ServiceConnectionPool
 from bugless_auth._ldap_probe import ldap_answers, probe_ssl_context
 from bugless_core.errors import Unavailable
+from bugless_core.outage import OutageLog
 
 if TYPE_CHECKING:
     from bugless_auth.ldap import LdapSettings
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger("bugless_auth.ldap")
 
 _SUBTREE = 2
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,16 @@ class LdapDirectory:
                 self._client(url, settings.bind_dn, settings.bind_password),
                 size=settings.pool_size,
                 connect_timeout=settings.connect_timeout,
+            )
+            for url in settings.urls
+        }
+        # Per server: an exhausted pool is logged as one outage, not once per request.
+        self._exhaustion = {
+            url: OutageLog(
+                f"ldap pool for {url}",
+                logger=_log,
+                meanwhile="requests try the next server, else answer UNAVAILABLE",
+                unit="requests",
             )
             for url in settings.urls
         }
@@ -253,9 +266,8 @@ class LdapDirectory:
         s = self.settings
         for url in self.breakers.order(prefer=prefer):
             try:
-                result = await self._pools[url].run(operation, acquire_timeout=s.operation_timeout)
+                result = await self._run_pooled(url, operation)
             except PoolExhausted:
-                _log.warning("ldap pool for %s exhausted for %.1fs", url, s.operation_timeout)
                 continue
             except CONNECTION_ERRORS as exc:
                 # Its outage is logged once, by its breaker (ServerBreakers).
@@ -287,6 +299,32 @@ class LdapDirectory:
             self.breakers.record_success(url)
             return url, result
         raise self._unavailable()
+
+    async def _run_pooled(self, url: str, operation: Callable[[Any], Awaitable[T]]) -> T:
+        """``operation`` on a pooled connection to ``url``, its exhaustion logged as an outage.
+
+        Under overload every request meets the exhausted pool: one WARNING
+        when that starts, a reminder a minute with the count, and one INFO
+        when a request gets a connection again (whatever the operation then
+        does with it: a server error is the breaker's to log), rather than a
+        WARNING per request exactly when the operator is busiest.
+
+        Raises:
+            PoolExhausted: no connection became free within ``operation_timeout``.
+            What :meth:`ServiceConnectionPool.run` raises otherwise.
+        """
+        timeout = self.settings.operation_timeout
+        exhaustion = self._exhaustion[url]
+        try:
+            result = await self._pools[url].run(operation, acquire_timeout=timeout)
+        except PoolExhausted:
+            exhaustion.failed(f"exhausted, no connection free within {timeout:.1f} s", stacklevel=3)
+            raise
+        except Exception:
+            exhaustion.recovered(stacklevel=3)
+            raise
+        exhaustion.recovered(stacklevel=3)
+        return result
 
     def _unavailable(self) -> Unavailable:
         urls = ", ".join(self.settings.urls)
