@@ -16,6 +16,7 @@ Exit codes scripts can rely on: 0 success, 1 an error reported by the server
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import datetime
 import enum
@@ -169,12 +170,28 @@ def resolve_config(options: dict[str, Any]) -> ClientConfig:
 
 
 def _refuse_expired(cert_file: Path) -> None:
-    """Say so, instead of failing the TLS handshake, when the certificate has expired."""
+    """Say so, instead of failing the TLS handshake, when the certificate has expired.
+
+    A bot runs a client command many times, and importing ``cryptography.x509``
+    costs ~25 ms of CPU per run; so the certificate's notAfter is first read
+    straight from its DER (:func:`_pem_not_after`). That fast path only ever
+    lets a certificate through: one it finds expired, or cannot read, goes
+    through ``cryptography`` as before, which says (or lets the TLS layer say)
+    exactly what it always said. Nothing is cached, so a certificate replaced
+    at the same path is judged afresh.
+    """
+    try:
+        pem = cert_file.read_bytes()
+    except OSError:
+        return  # the TLS layer reports an unreadable certificate precisely
+    not_after = _pem_not_after(pem)
+    if not_after is not None and not_after >= datetime.datetime.now(datetime.UTC):
+        return
     from cryptography import x509  # noqa: PLC0415
 
     try:
-        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    except (OSError, ValueError):
+        certificate = x509.load_pem_x509_certificate(pem)
+    except ValueError:
         return  # the TLS layer reports an unreadable certificate precisely
     if certificate.not_valid_after_utc < datetime.datetime.now(datetime.UTC):
         fail(
@@ -182,6 +199,79 @@ def _refuse_expired(cert_file: Path) -> None:
             f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; run `bugless login` again",
             EXIT_USAGE,
         )
+
+
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
+def _pem_not_after(pem: bytes) -> datetime.datetime | None:
+    """The notAfter of the PEM file's first certificate, or None on any doubt.
+
+    Reads the DER by hand (RFC 5280 section 4.1: Certificate, tbsCertificate,
+    [0] version, serialNumber, signature, issuer, validity) and accepts only
+    the two time forms RFC 5280 allows (``YYMMDDHHMMSSZ``, ``YYYYMMDDHHMMSSZ``);
+    anything else is None, and the caller asks ``cryptography``. The stdlib
+    ``ssl`` module decodes a certificate's dates only through private APIs.
+    """
+    start = pem.find(b"-----BEGIN ")
+    if start < 0 or not pem.startswith(_PEM_BEGIN, start):
+        return None
+    end = pem.find(_PEM_END, start)
+    if end < 0:
+        return None
+    try:
+        der = binascii.a2b_base64(pem[start + len(_PEM_BEGIN) : end], strict_mode=False)
+        tag, body, _ = _der_item(der, 0)  # Certificate
+        if tag != 0x30:
+            return None
+        tag, position, _ = _der_item(der, body)  # tbsCertificate
+        if tag != 0x30:
+            return None
+        tag, _, after = _der_item(der, position)
+        if tag == 0xA0:  # [0] version (absent in a v1 certificate)
+            tag, _, after = _der_item(der, after)
+        for expected in (0x02, 0x30, 0x30):  # serialNumber, signature, issuer
+            if tag != expected:
+                return None
+            tag, position, after = _der_item(der, after)
+        if tag != 0x30:  # validity
+            return None
+        _, _, after = _der_item(der, position)  # notBefore
+        tag, value, value_end = _der_item(der, after)  # notAfter
+        return _der_time(tag, der[value:value_end])
+    except (ValueError, IndexError):
+        return None
+
+
+def _der_item(der: bytes, offset: int) -> tuple[int, int, int]:
+    """The tag, value start and value end of the DER item at ``offset``."""
+    tag = der[offset]
+    length = der[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        size = length & 0x7F
+        if not 1 <= size <= 4 or start + size > len(der):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(der[start : start + size], "big")
+        start += size
+    if start + length > len(der):
+        raise ValueError("truncated DER")
+    return tag, start, start + length
+
+
+def _der_time(tag: int, value: bytes) -> datetime.datetime | None:
+    """A UTCTime (0x17) or GeneralizedTime (0x18) in RFC 5280's form, else None."""
+    text = value.decode("ascii")
+    if tag == 0x17 and len(text) == 13:
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    elif tag != 0x18 or len(text) != 15:
+        return None
+    if not (text.endswith("Z") and text[:14].isdigit()):
+        return None
+    month, day, hour, minute, second = (int(text[i : i + 2]) for i in range(4, 14, 2))
+    return datetime.datetime(int(text[:4]), month, day, hour, minute, second, tzinfo=datetime.UTC)
 
 
 def client_options(fn: F) -> F:
