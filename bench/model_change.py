@@ -63,7 +63,7 @@ import argparse
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -102,82 +102,80 @@ def _stub(params: dict[str, Any]) -> tuple[Any, v1.ModelStub, v1.Caller]:
     return channel, stub, v1.Caller(user_id=CALLER_ID, groups=["eng"])
 
 
-async def model_change(params: dict[str, Any]) -> tuple[Call, Close]:
-    """ChangeIssue of the client's own issues, each at the version its last reply gave."""
-    channel, stub, caller = _stub(params)
+async def _own_issues(
+    stub: v1.ModelStub, caller: v1.Caller, params: dict[str, Any]
+) -> list[v1.Issue]:
+    """The issues this client works on (every MAX_CLIENTS-th, from its index), as read now."""
     own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
     read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
-    versions = {i.id: i.version for i in read.issues}
-    priorities = {i.id: i.priority for i in read.issues}
-    cycle = itertools.cycle(sorted(versions))
-    counter = itertools.count()
-
-    async def call() -> None:
-        issue_id = next(cycle)
-        priority = v1.Priority.P1 if priorities[issue_id] != v1.Priority.P1 else v1.Priority.P2
-        reply = await stub.change_issue(
-            v1.ChangeIssueRequest(
-                caller=caller,
-                issue_id=issue_id,
-                expected_version=versions[issue_id],
-                delta=v1.IssueDelta(
-                    fields=v1.IssueFields(priority=priority),
-                    update_mask=FieldMask(paths=["priority"]),
-                ),
-                comment=f"bench change {next(counter)}",
-            )
-        )
-        assert reply.issue is not None
-        versions[issue_id] = reply.issue.version
-        priorities[issue_id] = reply.issue.priority
-
-    async def close() -> None:
-        channel.close()
-
-    return call, close
+    return list(read.issues)
 
 
-async def model_field_change(params: dict[str, Any]) -> tuple[Call, Close]:
-    """ChangeIssue of a status and a custom field value, at the version the last reply gave."""
+async def _changes(
+    params: dict[str, Any], delta: Callable[[v1.Issue, int], v1.IssueDelta], comment: str = ""
+) -> tuple[Call, Close]:
+    """ChangeIssue of the client's own issues in turn, each at the version its last reply gave.
+
+    ``delta`` makes the n-th change from the issue as the last reply left it;
+    ``comment`` (with n) is the change's comment, none when empty.
+    """
     channel, stub, caller = _stub(params)
-    field_of = dict(zip(params["issue_ids"], params["found_in_ids"], strict=True))
-    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
-    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
-    versions = {i.id: i.version for i in read.issues}
-    statuses = {i.id: i.status for i in read.issues}
-    cycle = itertools.cycle(sorted(versions))
+    issues = {i.id: i for i in await _own_issues(stub, caller, params)}
+    cycle = itertools.cycle(sorted(issues))
     counter = itertools.count()
 
     async def call() -> None:
         issue_id, n = next(cycle), next(counter)
-        accepted = statuses[issue_id] == v1.Status.ACCEPTED
-        status = v1.Status.ASSIGNED if accepted else v1.Status.ACCEPTED
+        issue = issues[issue_id]
         reply = await stub.change_issue(
             v1.ChangeIssueRequest(
                 caller=caller,
                 issue_id=issue_id,
-                expected_version=versions[issue_id],
-                delta=v1.IssueDelta(
-                    fields=v1.IssueFields(status=status),
-                    update_mask=FieldMask(paths=["status"]),
-                    custom_fields_set=[
-                        v1.CustomFieldValue(
-                            field_id=field_of[issue_id],
-                            values=[CUSTOM_OPTIONS[n % len(CUSTOM_OPTIONS)]],
-                        )
-                    ],
-                ),
-                comment=f"bench field change {n}",
+                expected_version=issue.version,
+                delta=delta(issue, n),
+                comment=f"{comment} {n}" if comment else "",
             )
         )
         assert reply.issue is not None
-        versions[issue_id] = reply.issue.version
-        statuses[issue_id] = reply.issue.status
+        issues[issue_id] = reply.issue
 
     async def close() -> None:
         channel.close()
 
     return call, close
+
+
+async def model_change(params: dict[str, Any]) -> tuple[Call, Close]:
+    """ChangeIssue of a priority (P1 and P2 in turn) with a comment."""
+
+    def delta(issue: v1.Issue, n: int) -> v1.IssueDelta:
+        priority = v1.Priority.P1 if issue.priority != v1.Priority.P1 else v1.Priority.P2
+        return v1.IssueDelta(
+            fields=v1.IssueFields(priority=priority), update_mask=FieldMask(paths=["priority"])
+        )
+
+    return await _changes(params, delta, "bench change")
+
+
+async def model_field_change(params: dict[str, Any]) -> tuple[Call, Close]:
+    """ChangeIssue of a status and a custom field value, with a comment."""
+    field_of = dict(zip(params["issue_ids"], params["found_in_ids"], strict=True))
+
+    def delta(issue: v1.Issue, n: int) -> v1.IssueDelta:
+        accepted = issue.status == v1.Status.ACCEPTED
+        status = v1.Status.ASSIGNED if accepted else v1.Status.ACCEPTED
+        return v1.IssueDelta(
+            fields=v1.IssueFields(status=status),
+            update_mask=FieldMask(paths=["status"]),
+            custom_fields_set=[
+                v1.CustomFieldValue(
+                    field_id=field_of[issue.id],
+                    values=[CUSTOM_OPTIONS[n % len(CUSTOM_OPTIONS)]],
+                )
+            ],
+        )
+
+    return await _changes(params, delta, "bench field change")
 
 
 async def model_create(params: dict[str, Any]) -> tuple[Call, Close]:
@@ -216,37 +214,17 @@ async def model_create(params: dict[str, Any]) -> tuple[Call, Close]:
 
 
 async def model_move(params: dict[str, Any]) -> tuple[Call, Close]:
-    """ChangeIssue moving an issue between components, at the version the last reply gave."""
-    channel, stub, caller = _stub(params)
+    """ChangeIssue moving an issue between two components, no comment."""
     first, second = params["move_component_ids"]
-    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
-    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
-    versions = {i.id: i.version for i in read.issues}
-    components = {i.id: i.component_id for i in read.issues}
-    cycle = itertools.cycle(sorted(versions))
 
-    async def call() -> None:
-        issue_id = next(cycle)
-        target = second if components[issue_id] == first else first
-        reply = await stub.change_issue(
-            v1.ChangeIssueRequest(
-                caller=caller,
-                issue_id=issue_id,
-                expected_version=versions[issue_id],
-                delta=v1.IssueDelta(
-                    fields=v1.IssueFields(component_id=target),
-                    update_mask=FieldMask(paths=["component_id"]),
-                ),
-            )
+    def delta(issue: v1.Issue, n: int) -> v1.IssueDelta:
+        target = second if issue.component_id == first else first
+        return v1.IssueDelta(
+            fields=v1.IssueFields(component_id=target),
+            update_mask=FieldMask(paths=["component_id"]),
         )
-        assert reply.issue is not None
-        versions[issue_id] = reply.issue.version
-        components[issue_id] = reply.issue.component_id
 
-    async def close() -> None:
-        channel.close()
-
-    return call, close
+    return await _changes(params, delta)
 
 
 async def model_get(params: dict[str, Any]) -> tuple[Call, Close]:
@@ -276,9 +254,8 @@ async def model_batch_get(params: dict[str, Any]) -> tuple[Call, Close]:
 async def model_attach(params: dict[str, Any]) -> tuple[Call, Close]:
     """Upload to or delete from the client's own issues, at the versions the replies gave."""
     channel, stub, caller = _stub(params)
-    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
-    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
-    versions = {i.id: i.version for i in read.issues}
+    own = await _own_issues(stub, caller, params)
+    versions = {i.id: i.version for i in own}
     attached: dict[int, int] = {}
     cycle = itertools.cycle(sorted(versions))
     counter = itertools.count()
@@ -319,11 +296,10 @@ async def model_attach(params: dict[str, Any]) -> tuple[Call, Close]:
 async def model_edit(params: dict[str, Any]) -> tuple[Call, Close]:
     """EditComment of a comment the client wrote on each of its own issues."""
     channel, stub, caller = _stub(params)
-    own: list[int] = params["issue_ids"][params["client"] :: MAX_CLIENTS]
-    read = await stub.batch_get_issues(v1.BatchGetIssuesRequest(caller=caller, issue_ids=own))
+    own = await _own_issues(stub, caller, params)
     versions: dict[int, int] = {}
     comments: dict[int, int] = {}
-    for issue in read.issues:  # before the clock: a comment of the caller's own to edit
+    for issue in own:  # before the clock: a comment of the caller's own to edit
         reply = await stub.change_issue(
             v1.ChangeIssueRequest(
                 caller=caller,
