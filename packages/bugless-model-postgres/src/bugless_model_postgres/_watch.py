@@ -14,6 +14,16 @@ otherwise. A notification is only a wake-up: what a reader returns always
 comes from the table, so a lost or late notification costs latency, never a
 change. One listener connection per backend process wakes every reader.
 
+So a reader never fails because LISTEN does: whatever the listener's
+connection or its LISTEN raises, readers poll meanwhile, and the listener is
+tried again at most every :data:`LISTEN_RETRY_SECONDS` (not on every poll of
+every stream). The database away is an outage (a WARNING when it starts, an
+INFO line when LISTEN works again); any other error (a role whose CONNECT was
+revoked, a database renamed or restored under the Model) is logged once at
+ERROR with its traceback, until LISTEN works again. It used to fail the
+Watch or ReadFeed call that met it, which is worse than the polling it had
+always fallen back to.
+
 A Watch stream subscribes by reading ``head``: every transaction committing
 later takes a greater position (it cannot take one before the holder of
 ``head`` commits), so once the stream has read it, it yields its
@@ -68,6 +78,9 @@ MAX_FEED_WAIT_MS = 30_000
 #: where there is no LISTEN (CockroachDB), and as a safety net where there is.
 POLL_SECONDS = 0.25
 NOTIFIED_POLL_SECONDS = 5.0
+#: After LISTEN failed, readers poll and the listener is tried again no
+#: sooner than this (each try is a new connection).
+LISTEN_RETRY_SECONDS = 5.0
 #: Pruning runs this often in each process (it is one DELETE).
 PRUNE_EVERY_SECONDS = 60.0
 #: Rows a Watch stream reads per look.
@@ -103,6 +116,11 @@ class ChangeFeed:
         self._listening = OutageLog(
             "change feed LISTEN", logger=_log, meanwhile="polling meanwhile"
         )
+        #: A LISTEN failure that is not an outage was logged (at ERROR) and
+        #: LISTEN has not worked since.
+        self._listen_bug_logged = False
+        #: ``time.monotonic()`` before which LISTEN is not tried again.
+        self._listen_retry_at = 0.0
         #: Prunings done by this process (for tests and metrics).
         self.prunings = 0
         #: Open Watch streams (for tests and metrics).
@@ -111,13 +129,20 @@ class ChangeFeed:
     # ---- wake-ups ----
 
     async def _listen(self) -> None:
-        """Make sure the listener connection is up (a failure means: poll)."""
+        """Make sure the listener connection is up; a failure of any kind means: poll.
+
+        Never raises (but cancellation): see the module for how a failure is
+        logged and when LISTEN is tried again.
+        """
         if not self._uses_notify():
             return
         async with self._lock:
             if self._conn is not None and not self._conn.is_closed():
                 return
+            if time.monotonic() < self._listen_retry_at or self._closed:
+                return
             schema_sql = quote_schema(self._settings.schema)
+            conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(
                     self._settings.database_url,
@@ -125,13 +150,33 @@ class ChangeFeed:
                 )
                 await conn.add_listener(self._channel, self._on_notify)
             except Exception as exc:
-                if not is_database_error(exc):
-                    raise
-                self._listening.failed(exc)
+                if conn is not None:
+                    conn.terminate()
+                self._listen_retry_at = time.monotonic() + LISTEN_RETRY_SECONDS
+                self._listen_failed(exc)
                 return
             conn.add_termination_listener(self._on_lost)
             self._conn = conn
+            self._listen_retry_at = 0.0
             self._listening.recovered()
+            if self._listen_bug_logged:
+                self._listen_bug_logged = False
+                _log.info("change feed LISTEN: working again")
+
+    def _listen_failed(self, exc: Exception) -> None:
+        """Log a LISTEN failure: an outage through the outage log, a bug once at ERROR."""
+        if is_database_error(exc):
+            self._listening.failed(exc, stacklevel=3)
+        elif not self._listen_bug_logged:
+            self._listen_bug_logged = True
+            _log.error(
+                "change feed LISTEN failed unexpectedly; polling meanwhile "
+                "(logged once until LISTEN works again, tried every %g s)",
+                LISTEN_RETRY_SECONDS,
+                exc_info=exc,
+            )
+        else:
+            _log.debug("change feed LISTEN still failing: %r", exc)
 
     def _wake(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
