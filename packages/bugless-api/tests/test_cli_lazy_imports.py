@@ -80,6 +80,7 @@ def test_root_help_imports_no_command_module() -> None:
     commands = sorted(m for m in loaded if m.startswith("bugless_api.cli."))
     assert commands == ["bugless_api.cli.groups"]
     assert _present(loaded, ("bugless_api.client", "bugless_core.clients", "bugless_proto")) == []
+    assert _present(loaded, ("google.protobuf",)) == []  # the errors' gRPC details
 
 
 def test_completing_a_command_name_imports_no_command_module() -> None:

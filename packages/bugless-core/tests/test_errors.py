@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from grpclib.const import Status
 
@@ -56,3 +59,18 @@ def test_unknown_status_keeps_the_message() -> None:
     back = errors.from_grpc_error(GRPCError(Status.INTERNAL, "oops"))
     assert type(back) is errors.BuglessError
     assert back.message == "oops"
+
+
+def test_importing_the_errors_loads_no_protobuf_until_a_status_is_converted() -> None:
+    """Every command imports the hierarchy; protobuf comes with the first conversion only."""
+    probe = (
+        "import sys\n"
+        "from bugless_core import errors\n"
+        "before = 'google.protobuf' in sys.modules\n"
+        "errors.from_grpc_error(errors.to_grpc_error(errors.NotFound('x')))\n"
+        "print(before, 'google.protobuf' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["False", "True"]

@@ -7,6 +7,13 @@ Every service raises these (backends translate driver errors with
 to the Model directly or through the API frontend. The HTTP mapping for the web
 frontend is :attr:`BuglessError.http_status`, also defined here so the two can
 never disagree.
+
+Every ``bugless`` command imports this module, ``bugless --help`` included,
+so the ``google.rpc.ErrorInfo`` message (and protobuf with it) is imported by
+the three functions that build or read one, when first called: a command
+that converts no status never loads protobuf. grpclib's ``Status`` and
+``GRPCError`` are two small modules and stay at the top, since every class
+below names its status.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from google.rpc import error_details_pb2
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -222,6 +228,8 @@ def to_grpc_error(error: BuglessError) -> GRPCError:
     The reason and metadata travel as a ``google.rpc.ErrorInfo`` detail, which
     grpcurl prints and :func:`from_grpc_error` reads back.
     """
+    from google.rpc import error_details_pb2  # noqa: PLC0415 - see the module docstring
+
     info = error_details_pb2.ErrorInfo(
         reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
     )
@@ -235,6 +243,8 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
     become :class:`Unavailable` when transient and :class:`BuglessError`
     otherwise, keeping the server's message.
     """
+    from google.rpc import error_details_pb2  # noqa: PLC0415 - see the module docstring
+
     message = error.message or error.status.name
     info = next(
         (
@@ -281,6 +291,8 @@ def from_status(
     that status and ErrorInfo, so an item of a batch fails as its own call
     would have.
     """
+    from google.rpc import error_details_pb2  # noqa: PLC0415 - see the module docstring
+
     details = []
     if reason:
         details.append(
