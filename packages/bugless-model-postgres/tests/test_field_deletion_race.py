@@ -26,14 +26,12 @@ component, which the deletion locks first.)
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from value_writes import WRITES, Write, until_waiting_or_done, value
 from write_support import ADMIN, ALICE, component_with_field, connected, create, wait_behind_lock
 
 from bugless_core.errors import InvalidArgument
@@ -43,7 +41,6 @@ from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
 GATE = 0x6A7E
-IMPORTER = v1.Caller(user_id="importer", admin=True, import_issues=True)
 #: Waits (in whichever transaction fires it) until the test lets the gate go:
 #: on the deletion of a field named "gated ...", or on the insertion of a
 #: search row valued "gated ...". Other tests' rows pass through.
@@ -76,9 +73,6 @@ ORPHANS = """
 SELECT (SELECT count(*) FROM issue_custom_values WHERE field_id = $1)
      + (SELECT count(*) FROM issues WHERE custom_fields ? $1::text)
 """
-Write = Callable[
-    [PostgresBackend, v1.Component, v1.CustomField], Awaitable[Callable[[str], Awaitable[Any]]]
-]
 
 
 @pytest.fixture
@@ -105,130 +99,8 @@ async def _gated_field(backend: PostgresBackend) -> tuple[v1.Component, v1.Custo
     return component, renamed
 
 
-def _value(field: v1.CustomField, text: str) -> list[v1.CustomFieldValue]:
-    return [v1.CustomFieldValue(field_id=field.id, values=[text])]
-
-
-async def _change(
-    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
-) -> Callable[[str], Awaitable[Any]]:
-    """A status and the field, in ChangeIssue's one statement (the issue never held it)."""
-    issue = await create(backend, component.id)
-
-    async def run(text: str) -> Any:
-        return await backend.change_issue(
-            v1.ChangeIssueRequest(
-                caller=ALICE,
-                issue_id=issue.id,
-                expected_version=issue.version,
-                delta=v1.IssueDelta(
-                    fields=v1.IssueFields(status=v1.Status.ACCEPTED),
-                    update_mask=FieldMask(["status"]),
-                    custom_fields_set=_value(field, text),
-                ),
-            )
-        )
-
-    return run
-
-
-async def _change_locked(
-    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
-) -> Callable[[str], Awaitable[Any]]:
-    """The same change by the locked path (the issue's row lock, then several statements)."""
-    issue = await create(backend, component.id)
-
-    async def run(text: str) -> Any:
-        delta = v1.IssueDelta(custom_fields_set=_value(field, text))
-        return await backend._write(
-            ALICE,
-            lambda ctx: _issues.change_issue(
-                ctx, issue.id, issue.version, delta, "", whole_transaction=True
-            ),
-        )
-
-    return run
-
-
-async def _create(
-    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
-) -> Callable[[str], Awaitable[Any]]:
-    return functools.partial(_create_now, backend, component, field)
-
-
-async def _create_now(
-    backend: PostgresBackend, component: v1.Component, field: v1.CustomField, text: str
-) -> Any:
-    return await create(backend, component.id, custom_fields=_value(field, text))
-
-
-async def _batch(
-    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
-) -> Callable[[str], Awaitable[Any]]:
-    return functools.partial(_batch_now, backend, component, field)
-
-
-async def _batch_now(
-    backend: PostgresBackend, component: v1.Component, field: v1.CustomField, text: str
-) -> Any:
-    """Two items sharing the batch's transaction, the second setting the field."""
-    fields = v1.IssueFields(title="a batch item", component_id=component.id)
-    answer = await backend.batch_create_issues(
-        v1.BatchCreateIssuesRequest(
-            caller=ALICE,
-            items=[
-                v1.CreateIssueRequest(fields=fields),
-                v1.CreateIssueRequest(fields=fields, custom_fields=_value(field, text)),
-            ],
-        )
-    )
-    assert answer.results[0].issue is not None, answer.results[0]
-    second = answer.results[1]
-    if second.issue is None:
-        raise InvalidArgument(second.message)
-    return answer
-
-
-async def _import(
-    backend: PostgresBackend, component: v1.Component, field: v1.CustomField
-) -> Callable[[str], Awaitable[Any]]:
-    return functools.partial(_import_now, backend, component, field)
-
-
-async def _import_now(
-    backend: PostgresBackend, component: v1.Component, field: v1.CustomField, text: str
-) -> Any:
-    return await backend.import_issue(
-        v1.ImportIssueRequest(
-            caller=IMPORTER,
-            external_id=f"trac:{uuid.uuid4().hex}",
-            fields=v1.IssueFields(title="imported", component_id=component.id),
-            reporter="src-reporter",
-            created_at=datetime(2019, 3, 4, 10, 0, tzinfo=UTC),
-            custom_fields=_value(field, text),
-        )
-    )
-
-
-WRITES = [_change, _change_locked, _create, _batch, _import]
-
-
 async def _delete(backend: PostgresBackend, field: v1.CustomField) -> None:
     await backend.delete_custom_field(v1.DeleteCustomFieldRequest(caller=ADMIN, field_id=field.id))
-
-
-async def _until_waiting_or_done(
-    watcher: asyncpg.Connection, call: asyncio.Future[Any], waiting: int
-) -> None:
-    """Return once ``waiting`` sessions wait for a lock, or ``call`` finished."""
-    query = (
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    seen = 0
-    while seen < waiting and not call.done():
-        await asyncio.sleep(0.01)
-        seen = await watcher.fetchval(query)
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda w: w.__name__.strip("_"))
@@ -244,7 +116,7 @@ async def test_a_write_behind_an_uncommitted_deletion_answers_as_after_it(
     deletion = asyncio.ensure_future(_delete(backend, field))
     await wait_behind_lock(watcher, deletion)  # its statements done, its commit not
     writing = asyncio.ensure_future(run("4.2"))
-    await _until_waiting_or_done(watcher, writing, 2)
+    await until_waiting_or_done(watcher, writing, 2)
     await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
     await deletion
     with pytest.raises(InvalidArgument, match=f"custom field {field.id} does not apply"):
@@ -265,7 +137,7 @@ async def test_a_deletion_behind_an_uncommitted_write_removes_its_value(
     writing = asyncio.ensure_future(run("gated 4.2"))
     await wait_behind_lock(watcher, writing)  # its value's row inserted, its commit not
     deletion = asyncio.ensure_future(_delete(backend, field))
-    await _until_waiting_or_done(watcher, deletion, 2)
+    await until_waiting_or_done(watcher, deletion, 2)
     await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
     await writing
     await deletion
@@ -304,7 +176,7 @@ async def test_a_locked_change_rewriting_a_held_value_and_its_deletion_deadlock_
     backend = bugless_model_backend
     holder, watcher = gate
     component, field = await _gated_field(backend)
-    issue = await create(backend, component.id, custom_fields=_value(field, "held 1"))
+    issue = await create(backend, component.id, custom_fields=value(field, "held 1"))
     delta = v1.IssueDelta(
         fields=v1.IssueFields(status=v1.Status.ACCEPTED), update_mask=FieldMask(["status"])
     )
@@ -320,7 +192,7 @@ async def test_a_locked_change_rewriting_a_held_value_and_its_deletion_deadlock_
     )
     await wait_behind_lock(watcher, changing)  # the issue locked, the row not re-inserted
     deletion = asyncio.ensure_future(_delete(backend, field))
-    await _until_waiting_or_done(watcher, deletion, 2)
+    await until_waiting_or_done(watcher, deletion, 2)
     await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
     (changed, _), _ = await asyncio.gather(changing, deletion)
     assert await _deadlocks_after(watcher, deadlocks), "the two did not deadlock"
@@ -335,7 +207,7 @@ async def test_the_migration_removes_orphans_of_the_race_then_keys_the_rows(
     """Values the race left before version 14 go (theirs only); then the key holds."""
     backend = bugless_model_backend
     component, field = await component_with_field(backend, "orphans")
-    kept = await create(backend, component.id, custom_fields=_value(field, "1.0"))
+    kept = await create(backend, component.id, custom_fields=value(field, "1.0"))
     (migration,) = [m for m in PostgresBackend.migrations() if m.version == 14]
     async with connected(model_settings, 1) as (conn,):
         gone = await conn.fetchval("SELECT max(id) + 1000 FROM custom_fields")

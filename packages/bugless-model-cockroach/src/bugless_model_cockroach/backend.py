@@ -40,7 +40,7 @@ from bugless_model_postgres.seam import Conn, Dialect, translated_errors
 
 _log = logging.getLogger(__name__)
 #: Model migration versions that only make PostgreSQL-specific objects.
-_POSTGRES_ONLY = frozenset({8, 13})
+_POSTGRES_ONLY = frozenset({8, 13, 15})
 _NO_OP = "SELECT 1"
 
 
@@ -71,7 +71,11 @@ class CockroachBackend(PostgresBackend):
         the value rows it adds.) Version 13 creates an aggregate
         (``tsvector_concat_agg``), and CockroachDB has no user-defined
         aggregates: its dialect makes an edited issue's comment vector
-        from the texts (``Dialect.stored_comment_vectors``).
+        from the texts (``Dialect.stored_comment_vectors``). Version 15 is a
+        trigger refusing a value row that names an option its field no
+        longer has (an UpdateCustomField removing it raced the write); 23.2
+        has no triggers, and SERIALIZABLE refuses that race by itself (a
+        write skew: each transaction read what the other wrote).
         """
         return [
             dataclasses.replace(m, sql=_NO_OP) if m.version in _POSTGRES_ONLY else m

@@ -188,6 +188,10 @@ async def run_write(
             if exc.constraint_name != FIELD_KEY:
                 raise
             raise FieldDeletedMeanwhile(exc) from exc
+        except asyncpg.CheckViolationError as exc:
+            if exc.constraint_name != OPTION_CHECK:
+                raise
+            raise OptionRemovedMeanwhile(exc) from exc
 
     async def write() -> tuple[T, WriteContext]:
         async with translated_errors(), pool.acquire() as conn:
@@ -227,6 +231,25 @@ class FieldDeletedMeanwhile(Exception):
     the new attempt reads the definitions as they are now, and answers what
     the call would have answered after the deletion (InvalidArgument for a
     value given for the field; no default applied from it).
+    """
+
+    sqlstate = "40001"
+
+
+#: Migration 0015's check that a new custom value's search row names an option of its field.
+OPTION_CHECK = "issue_custom_values_option"
+
+
+class OptionRemovedMeanwhile(Exception):
+    """A write's value names an option removed from its field since the write read it.
+
+    The write checked the value against the options it read, then an
+    UpdateCustomField removing that option committed before the write's
+    value rows went in: migration 0015's trigger refused them (23514).
+    Nothing was written. Like :class:`FieldDeletedMeanwhile` it carries
+    40001, so the retry policy runs the write again: the new attempt checks
+    the value against the options as they are now and answers
+    InvalidArgument naming the option and the field.
     """
 
     sqlstate = "40001"

@@ -285,6 +285,47 @@ class CustomFieldContract:
             "version",
         )
 
+    async def test_an_option_leaves_only_once_no_issue_holds_it(self, model: v1.ModelStub) -> None:
+        """Removing an option never strands a value: refused while set, then gone for good.
+
+        A multi-valued field counts an option held beside others; once the
+        issue lets go of it the option may go, and setting it afterwards is
+        refused by name, changing nothing (the same answer a write racing
+        the removal gets once it has lost).
+        """
+        component = await make_component(model)
+        labels = await define(model, component.id, T.ENUM_MULTI, options=("ui", "db", "api"))
+        issue = await create(model, component.id, values(labels.id, "ui", "db"))
+
+        async def keep(*options: str) -> v1.CustomField:
+            return await model.update_custom_field(
+                v1.UpdateCustomFieldRequest(
+                    caller=ADMIN,
+                    custom_field=v1.CustomField(id=labels.id, options=list(options)),
+                    update_mask=FieldMask(paths=["options"]),
+                )
+            )
+
+        await expect_error(keep("ui", "api"), Status.FAILED_PRECONDITION, "'db'", "set on issues")
+        issue = (
+            await change(model, issue, v1.IssueDelta(custom_fields_set=[values(labels.id, "ui")]))
+        ).issue
+        assert (await keep("ui", "api")).options == ["ui", "api"]
+        await expect_error(
+            change(model, issue, v1.IssueDelta(custom_fields_set=[values(labels.id, "ui", "db")])),
+            Status.INVALID_ARGUMENT,
+            "'db' is not an option of",
+            labels.name,
+        )
+        await expect_error(
+            create(model, component.id, values(labels.id, "db")),
+            Status.INVALID_ARGUMENT,
+            "'db' is not an option of",
+        )
+        after = await get_issue(model, issue.id)
+        assert after.version == issue.version
+        assert custom_of(after) == {labels.id: ["ui"]}
+
 
 class CustomFieldSearchContract:
     """Custom field terms: by id or name, comparisons, has:, sort."""
