@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import signal
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from bugless_core.database_errors import is_connection_lost, is_database_error, is_unreachable
-from bugless_dev.postgres import ThrowawayPostgres
+from bugless_dev.postgres import ThrowawayPostgres, start_postgres
 
 pytest_plugins = ["bugless_testing.postgres"]
 
@@ -207,6 +210,9 @@ async def test_what_counts_as_unreachable(database: str) -> None:
         await other.fetchval("SELECT pg_terminate_backend($1)", conn.get_server_pid())
         with pytest.raises(asyncpg.PostgresError) as ended:
             await sleeping
+        # The server's 57P01 (admin_shutdown), which asyncpg reports as the
+        # connection closed mid-statement (08003) with the server's words.
+        assert "administrator command" in str(ended.value), repr(ended.value)
         assert is_unreachable(ended.value), repr(ended.value)
         # A statement the server cancelled leaves the connection fine; a SQL
         # mistake is a bug.
@@ -269,3 +275,124 @@ async def test_an_outage_is_told_from_a_sql_bug_by_its_sqlstate_class(database: 
         await conn.execute(f"DROP ROLE IF EXISTS {role}")
         await conn.execute(f"DROP ROLE IF EXISTS {refused}")
         await conn.close()
+
+
+async def test_a_lock_not_taken_in_time_is_contention_not_a_bug(database: str) -> None:
+    # 55P03, from NOWAIT and from lock_timeout (an operator's ALTER ROLE ...
+    # SET lock_timeout): a loop retries it quietly, but the connection is
+    # fine, so it is no unreachable database (the Model words it itself).
+    holder = await asyncpg.connect(database)
+    waiter = await asyncpg.connect(database)
+    try:
+        await holder.execute("CREATE TABLE IF NOT EXISTS locked (n int PRIMARY KEY)")
+        await holder.execute("INSERT INTO locked VALUES (1) ON CONFLICT DO NOTHING")
+        async with holder.transaction():
+            await holder.execute("SELECT n FROM locked FOR UPDATE")
+            nowait = await _raised(waiter, "SELECT n FROM locked FOR UPDATE NOWAIT")
+            await waiter.execute("SET lock_timeout = 50")
+            timed_out = await _raised(waiter, "SELECT n FROM locked FOR UPDATE")
+            await waiter.execute("RESET lock_timeout")
+        for exc in (nowait, timed_out):
+            assert isinstance(exc, asyncpg.LockNotAvailableError), repr(exc)
+            assert exc.sqlstate == "55P03"
+            assert is_database_error(exc), repr(exc)
+            assert not is_unreachable(exc), repr(exc)
+        assert "lock timeout" in str(timed_out)
+    finally:
+        await waiter.close()
+        await holder.close()
+
+
+async def test_a_database_that_is_not_there_is_unreachable(database: str) -> None:
+    # 3D000: dropped for a restore, renamed, not yet on the new primary.
+    missing = urllib.parse.urlsplit(database)._replace(path=f"/gone_{secrets.token_hex(3)}")
+    with pytest.raises(asyncpg.PostgresError) as refused:
+        await asyncpg.connect(missing.geturl())
+    assert isinstance(refused.value, asyncpg.InvalidCatalogNameError), repr(refused.value)
+    assert refused.value.sqlstate == "3D000"
+    assert is_unreachable(refused.value)
+    assert is_database_error(refused.value)
+
+
+async def test_a_transaction_ended_for_idling_is_the_connection_lost(database: str) -> None:
+    # 25P03: the server ends the connection of a transaction idle past
+    # idle_in_transaction_session_timeout. asyncpg reads the server's
+    # goodbye as the connection closed; a driver that reports the code
+    # itself (psycopg) gets the same answer from it.
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("SET idle_in_transaction_session_timeout = 50")
+        await conn.execute("BEGIN")
+        await asyncio.sleep(0.5)
+        exc = await _raised(conn)
+    finally:
+        conn.terminate()
+    assert type(exc) is asyncpg.InterfaceError, repr(exc)
+    assert _gone(exc), repr(exc)
+    assert is_unreachable(exc), repr(exc)
+    reported = type("IdleInTransactionSessionTimeout", (Exception,), {"sqlstate": "25P03"})
+    assert is_unreachable(reported())
+    assert is_database_error(reported())
+
+
+def _postmaster_of(backend_pid: int) -> int:
+    """The process id of the server a backend serves (its parent)."""
+    for line in Path(f"/proc/{backend_pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no parent of process {backend_pid}")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[ThrowawayPostgres]:
+    """A server of this test's own, to crash and shut down (not the session's)."""
+    server = start_postgres()
+    assert server.local, "this test crashes and stops a server: it needs one it started"
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_crashed_starting_or_stopping_server_is_unreachable(
+    own_postgres: ThrowawayPostgres,
+) -> None:
+    # A backend killed makes the server end every connection (57P02,
+    # crash_shutdown, which asyncpg reports as the connection closed) and
+    # refuse new ones while it recovers; a smart shutdown waiting for its
+    # last client refuses them too (57P03, cannot_connect_now, both times).
+    url = own_postgres.url
+    running = await asyncpg.connect(url)
+    victim = await asyncpg.connect(url)
+    sleeping = asyncio.ensure_future(running.fetchval("SELECT pg_sleep(30)"))
+    await asyncio.sleep(0.2)
+    os.kill(victim.get_server_pid(), signal.SIGKILL)
+    with pytest.raises(Exception) as crashed:  # noqa: PT011 - the driver words it as it can
+        await asyncio.wait_for(sleeping, 10)
+    assert is_unreachable(crashed.value), repr(crashed.value)
+    running.terminate()
+    victim.terminate()
+    resetting: list[BaseException] = []
+    last: asyncpg.Connection | None = None
+    for _ in range(600):  # until recovery is over (a small cluster: well under a second)
+        try:
+            last = await asyncpg.connect(url)
+            break
+        except Exception as exc:  # the server resetting: refused, or ended mid-handshake
+            resetting.append(exc)
+            await asyncio.sleep(0.01)
+    assert last is not None, resetting[-1:]
+    assert all(is_unreachable(e) for e in resetting), resetting
+    refusals = [e for e in resetting if isinstance(e, asyncpg.CannotConnectNowError)]
+    try:
+        os.kill(_postmaster_of(last.get_server_pid()), signal.SIGTERM)  # a smart shutdown
+        await asyncio.sleep(0.3)
+        with pytest.raises(asyncpg.CannotConnectNowError) as stopping:
+            await asyncpg.connect(url)
+        refusals.append(stopping.value)
+        assert await last.fetchval("SELECT 1") == 1, "the last client is still served"
+    finally:
+        await last.close()
+    assert all(getattr(e, "sqlstate", None) == "57P03" for e in refusals), refusals
+    assert "shutting down" in str(stopping.value)
+    assert all(is_unreachable(e) and is_database_error(e) for e in refusals), refusals

@@ -127,3 +127,33 @@ async def test_translated_errors_maps_what_escapes_the_block(model_settings: Mod
             assert await conn.fetchval("SELECT 1") == 1
     finally:
         await conn.close()
+
+
+async def test_a_database_that_is_not_there_is_unavailable(model_settings: ModelSettings) -> None:
+    # 3D000, as while a database is dropped and restored: UNAVAILABLE with the
+    # server's words (at start-up too, where a wrong URL says the same).
+    parts = urlsplit(model_settings.database_url)
+    settings = dataclasses.replace(
+        model_settings, database_url=parts._replace(path="/no_such_database").geturl()
+    )
+    with pytest.raises(Unavailable, match='database "no_such_database" does not exist') as gone:
+        await PostgresBackend.open(settings)
+    assert isinstance(gone.value.__cause__, asyncpg.InvalidCatalogNameError)
+
+
+async def test_a_lock_not_taken_in_time_is_unavailable(model_settings: ModelSettings) -> None:
+    """55P03 (an operator's lock_timeout ran out): UNAVAILABLE, retry; not INTERNAL."""
+    holder = await asyncpg.connect(model_settings.database_url)
+    waiter = await asyncpg.connect(model_settings.database_url)
+    try:
+        await waiter.execute("SET lock_timeout = 50")
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock(55003)")
+            with pytest.raises(Unavailable, match="retry shortly") as waited:
+                async with translated_errors(), waiter.transaction():
+                    await waiter.execute("SELECT pg_advisory_xact_lock(55003)")
+        assert isinstance(waited.value.__cause__, asyncpg.LockNotAvailableError)
+        assert "lock timeout" in str(waited.value)
+    finally:
+        await waiter.close()
+        await holder.close()

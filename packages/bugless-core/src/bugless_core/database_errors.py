@@ -15,10 +15,10 @@ none (as :mod:`bugless_core.transactions` reads only the SQLSTATE):
   database gave up on (40: serialization failure, deadlock), insufficient
   resources (53), operator intervention (57: shutdown, a cancelled
   statement) and system errors (58: I/O; CockroachDB's range unavailable)
-  are the database away, and so is 25006 (a read-only transaction: a
-  standby answering for the primary mid-failover); the rest
-  (42 syntax or undefined table or column, 22 data exception, 23 integrity
-  constraint, XX internal error, ...) are the statement's own fault, a bug;
+  are the database away, and so are a few codes of other classes (below);
+  the rest (42 syntax or undefined table or column, 22 data exception, 23
+  integrity constraint, XX internal error, ...) are the statement's own
+  fault, a bug;
 * an unreachable server is an ``OSError`` (refused, reset, timed out);
 * the driver's own *client-side* errors carry neither, and only some of them
   mean the connection is gone: :func:`is_connection_lost` names asyncpg's.
@@ -41,6 +41,40 @@ which it is, and :func:`is_connection_lost` reads the message too:
   PREPARE, 2 the discarding state; older asyncpg: "another operation is in
   progress"), and one after the end with "... protocol is in the "failed"
   state" or "not connected". Those, and only those, are an outage.
+
+The codes outside those classes that are the database away, and why (each
+is raised from a real PostgreSQL in ``tests/test_database_errors.py``, but
+25P03, which asyncpg reports as the connection closed):
+
+* 3D000 invalid_catalog_name, "database ... does not exist": bugless names
+  no other database in a statement, so it comes from connecting, when the
+  database was dropped to be restored, renamed, or not yet created on the
+  server a failover moved to. A restore ends; retrying is right, and the
+  caller says UNAVAILABLE (:func:`is_unreachable`) with the server's words.
+  A wrong ``--database-url`` says the same at start-up, where the service
+  stops on it, so nothing hides a typo.
+* 25P03 idle_in_transaction_session_timeout: the server ended a connection
+  whose transaction sat idle too long, as 57P05 ends an idle session. The
+  connection is gone and the next round gets another (:func:`is_unreachable`);
+  a stall of this process and a network that dropped the client's next
+  statement look the same from here. asyncpg itself reports it as the
+  connection closed (08003, or ``InterfaceError``); psycopg reports 25P03.
+* 25006 read_only_sql_transaction: a write on a standby answering for the
+  primary mid-failover.
+* 55P03 lock_not_available: ``lock_timeout`` (an operator's ``ALTER ROLE
+  ... SET lock_timeout``) or ``NOWAIT`` gave up waiting for a lock another
+  transaction holds: contention, like class 40, which a later round gets
+  past. It is no *unreachable* database (the connection is fine), so, like
+  57014 (a statement cancelled by ``statement_timeout``), callers that
+  answer a request word it themselves (the Model: UNAVAILABLE, "retry").
+
+57P01 admin_shutdown, 57P02 crash_shutdown and 57P03 cannot_connect_now are
+class 57, and :data:`_UNREACHABLE_SQLSTATES` names them too. Other codes
+that look transient are left bugs on purpose: 55000 (also a database closed
+to connections by ``ALLOW_CONNECTIONS false``, but mostly statements used
+out of order), 55006 object_in_use, 42501 insufficient_privilege (a role
+without a grant stays without it until someone acts: an ERROR is what gets
+them to).
 
 If a later asyncpg words them differently, they are taken for bugs: logged
 with a traceback and counted, which is loud, never silent.
@@ -83,10 +117,14 @@ def is_connection_lost(exc: BaseException) -> bool:
 #: SQLSTATEs (beyond class 08, connection exception) of a server that ended
 #: the connection or will not take one: 57P01 admin_shutdown (a restart, or
 #: ``pg_terminate_backend``), 57P02 crash_shutdown, 57P03 cannot_connect_now
-#: (starting up, or a standby not yet consistent), 57P05 idle_session_timeout
-#: and 53300 too_many_connections. Not 57014, a statement cancelled: the
-#: connection is fine, and callers word that one themselves.
-_UNREACHABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "53300"})
+#: (starting up, in crash recovery, shutting down, or a standby not yet
+#: consistent), 57P05 idle_session_timeout, 25P03
+#: idle_in_transaction_session_timeout, 53300 too_many_connections, and 3D000
+#: invalid_catalog_name (the database not there: dropped for a restore,
+#: renamed, not yet on the new primary). Not 57014, a statement cancelled,
+#: nor 55P03, a lock not taken in time: the connection is fine, and callers
+#: word those themselves.
+_UNREACHABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05", "25P03", "53300", "3D000"})
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -112,15 +150,18 @@ def is_unreachable(exc: BaseException) -> bool:
 
 #: SQLSTATE classes of the database away or refusing (the module's docstring).
 _OUTAGE_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
-#: A write on a standby (25006): the primary moved, not a bug of the statement.
-_READ_ONLY_TRANSACTION = "25006"
+#: Codes outside those classes that are the database away or busy, not the
+#: statement's fault: a write on a standby (25006: the primary moved) and a
+#: lock not taken within ``lock_timeout`` or ``NOWAIT`` (55P03: contention).
+_TRANSIENT_SQLSTATES = frozenset({"25006", "55P03"})
 
 
 def is_database_error(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> bool:
     """Whether ``exc`` is the database away or refusing, rather than a bug.
 
-    An error the database reported in an outage's SQLSTATE class (the
-    module's docstring), an unreachable server (:func:`is_unreachable`) or a
+    An error the database reported in an outage's SQLSTATE class or with a
+    transient code (the module's docstring: 25006, 55P03), an unreachable
+    server (:func:`is_unreachable`) or a
     :class:`~bugless_core.errors.BuglessError` a backend translated one into.
     A SQL mistake (an undefined table, a syntax or data error) is not: a loop
     that meets one logs it with its traceback, rather than as an outage.
@@ -134,7 +175,7 @@ def is_database_error(exc: BaseException, expected: tuple[type[BaseException], .
         return True
     sqlstate = getattr(exc, "sqlstate", None)
     return isinstance(sqlstate, str) and (
-        sqlstate[:2] in _OUTAGE_CLASSES or sqlstate == _READ_ONLY_TRANSACTION
+        sqlstate[:2] in _OUTAGE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
     )
 
 

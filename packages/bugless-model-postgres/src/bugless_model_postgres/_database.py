@@ -49,7 +49,8 @@ class translated_errors:  # noqa: N801 - used as a function: ``async with transl
     """Turn driver connection errors into Unavailable; let the rest through.
 
     A statement the server cancelled (``statement_timeout``) becomes
-    Unavailable with a hint to narrow the query; a :class:`BuglessError`
+    Unavailable with a hint to narrow the query, and one that waited out
+    ``lock_timeout`` (55P03) Unavailable with a hint to retry; a :class:`BuglessError`
     passes unchanged, as does anything else (the servicer logs it as
     INTERNAL) and cancellation.
 
@@ -71,11 +72,19 @@ class translated_errors:  # noqa: N801 - used as a function: ``async with transl
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Raise Unavailable for a connection error or a cancelled statement; else pass."""
+        """Raise Unavailable for a connection error, a cancelled statement or a lock timeout."""
         if exc is None or isinstance(exc, BuglessError):
             return
         if isinstance(exc, asyncpg.QueryCanceledError):
             msg = "the database cancelled a statement that ran too long; narrow the query"
+            raise Unavailable(msg) from exc
+        if isinstance(exc, asyncpg.LockNotAvailableError):
+            # 55P03: the database's lock_timeout (an operator's setting) ran out
+            # while another transaction held a lock: contention, not a bug.
+            msg = (
+                "the database gave up waiting for a lock another transaction holds "
+                f"({str(exc).strip()}); retry shortly"
+            )
             raise Unavailable(msg) from exc
         if is_unreachable(exc):
             raise unavailable(exc) from exc
