@@ -117,6 +117,7 @@ def test_a_real_issue_show_imports_no_service(served_api: dict[str, str]) -> Non
     assert "bugless_api.client" in loaded
     assert _present(loaded, SERVICES) == []
     assert _present(loaded, ("bugless_core.search",)) == []  # only frontends resolve queries
+    assert _present(loaded, ("cryptography",)) == []  # a client verifies no assertion
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)

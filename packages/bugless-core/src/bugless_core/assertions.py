@@ -19,6 +19,9 @@ publishes every key an unexpired assertion may be signed with
 
 This module is the one home of the format: the Authenticator signs with
 :func:`sign_assertion`, the Model verifies with :class:`AssertionVerifier`.
+Every gRPC client imports it too, for :data:`METADATA_KEY` alone (a
+``bugless issue show`` neither signs nor verifies), so cryptography is
+imported where a key is parsed or a signature checked, not with the module.
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, Final
 
 from bugless_core.errors import Unauthenticated, Unavailable
 from bugless_core.outage import OutageLog
 from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 _log = logging.getLogger("bugless_core.assertions")
 
@@ -286,6 +292,8 @@ class AssertionVerifier:
             key = self._keys.get(kid)
         if key is None:
             raise Unauthenticated(_INVALID, reason="INVALID_ASSERTION")
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - module docstring
+
         try:
             key.verify(signature, signing_input)
         except InvalidSignature as exc:
@@ -306,6 +314,10 @@ class AssertionVerifier:
             self._outage.failed(exc)
 
     async def _fetch_now(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+            Ed25519PublicKey,
+        )
+
         answer = await self._fetch()
         keys = {
             item.kid: Ed25519PublicKey.from_public_bytes(item.ed25519_public_key)
