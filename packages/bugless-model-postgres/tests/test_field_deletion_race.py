@@ -15,8 +15,9 @@ waits for an advisory lock the test holds, and lets the other write run:
   the deletion runs: the deletion must wait for it and remove the value.
 
 Either way no issue keeps a value or a search row of the deleted field.
-A locked change re-inserting the row of a value the issue holds can
-deadlock with the deletion; the retry settles it the same way.
+A locked change of an issue holding a value (its status, say) updates the
+value's row in place, taking no lock on the field: the deletion waits for
+it, and neither is retried.
 Without migration 0014's key the first ordering leaves an orphan value and
 row for every write, the second for both changes. (Creates were already
 safe in the second: the new issue's key to its component holds the
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
 
 import asyncpg
 import pytest
@@ -36,14 +38,17 @@ from write_support import ADMIN, ALICE, component_with_field, connected, create,
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
-from bugless_model_postgres import PostgresBackend, _issues
+from bugless_model_postgres import PostgresBackend, _custom_fields, _issues
+from bugless_model_postgres._context import WriteContext
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
+T = TypeVar("T")
 GATE = 0x6A7E
 #: Waits (in whichever transaction fires it) until the test lets the gate go:
-#: on the deletion of a field named "gated ...", or on the insertion of a
-#: search row valued "gated ...". Other tests' rows pass through.
+#: on the deletion of a field named "gated ...", on the insertion of a
+#: search row valued "gated ...", or on the update of an issue holding a
+#: value "held ...". Other tests' rows pass through.
 TRIGGERS = f"""
 CREATE OR REPLACE FUNCTION gate_wait() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -54,20 +59,14 @@ CREATE TRIGGER gate_field_delete AFTER DELETE ON custom_fields
     FOR EACH ROW WHEN (OLD.name LIKE 'gated %') EXECUTE FUNCTION gate_wait();
 CREATE TRIGGER gate_value_insert AFTER INSERT ON issue_custom_values
     FOR EACH ROW WHEN (NEW.value LIKE 'gated %') EXECUTE FUNCTION gate_wait();
-CREATE OR REPLACE FUNCTION gate_wait_before() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_xact_lock_shared({GATE});
-    RETURN NEW;
-END $$;
-CREATE TRIGGER gate_value_before BEFORE INSERT ON issue_custom_values
-    FOR EACH ROW WHEN (NEW.value LIKE 'held %') EXECUTE FUNCTION gate_wait_before();
+CREATE TRIGGER gate_issue_update AFTER UPDATE ON issues
+    FOR EACH ROW WHEN (NEW.custom_fields::text LIKE '%"held %') EXECUTE FUNCTION gate_wait();
 """
 DROP_TRIGGERS = """
 DROP TRIGGER gate_field_delete ON custom_fields;
 DROP TRIGGER gate_value_insert ON issue_custom_values;
-DROP TRIGGER gate_value_before ON issue_custom_values;
+DROP TRIGGER gate_issue_update ON issues;
 DROP FUNCTION gate_wait();
-DROP FUNCTION gate_wait_before();
 """
 ORPHANS = """
 SELECT (SELECT count(*) FROM issue_custom_values WHERE field_id = $1)
@@ -144,34 +143,31 @@ async def test_a_deletion_behind_an_uncommitted_write_removes_its_value(
     assert await watcher.fetchval(ORPHANS, field.id) == 0
 
 
-async def _deadlocks(watcher: asyncpg.Connection) -> int:
-    """Deadlocks the server counted in this database (its statistics as flushed so far)."""
-    await watcher.execute("SELECT pg_stat_clear_snapshot()")
-    count: int = await watcher.fetchval(
-        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
-    )
-    return count
+class Attempts(Generic[T]):
+    """Counts the attempts of a write (the retry policy calls ``work`` once per attempt)."""
+
+    def __init__(self, work: Callable[[WriteContext], Awaitable[T]]) -> None:
+        self.count = 0
+        self._work = work
+
+    def __call__(self, ctx: WriteContext) -> Awaitable[T]:
+        self.count += 1
+        return self._work(ctx)
 
 
-async def _deadlocks_after(watcher: asyncpg.Connection, before: int) -> bool:
-    """Whether the count rises above ``before`` (backends flush statistics within seconds)."""
-    for _ in range(150):
-        if await _deadlocks(watcher) > before:
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
-async def test_a_locked_change_rewriting_a_held_value_and_its_deletion_deadlock_then_agree(
+async def test_a_locked_change_keeping_a_held_value_and_its_deletion_settle_at_once(
     bugless_model_backend: PostgresBackend, gate: list[asyncpg.Connection]
 ) -> None:
-    """The locked path re-inserts the rows of values the issue holds (``sync_rows``).
+    """The locked path updates the search rows of values the issue keeps in place.
 
-    Held after locking the issue, before re-inserting the field's row, the
-    change is queued behind by the deletion (``DROP_VALUES`` wants the
-    issue) while it waits for the deletion's lock on the field (the key's
-    check): PostgreSQL aborts one (40P01), the retry policy runs it again,
-    both calls succeed and the value is gone.
+    Held after writing the issue's row, before its search rows, the change
+    is queued behind by the deletion (which locked the field, then wants
+    the issue for ``DROP_VALUES``). The change takes no lock on the field
+    for a value it keeps (only an inserted row's key check would), so it
+    commits, then the deletion runs: each on its first attempt, and the
+    value is gone. (When the locked path re-inserted every row, the change
+    waited for the deletion's lock on the field: a deadlock, settled by a
+    retry of one of the two.)
     """
     backend = bugless_model_backend
     holder, watcher = gate
@@ -180,22 +176,21 @@ async def test_a_locked_change_rewriting_a_held_value_and_its_deletion_deadlock_
     delta = v1.IssueDelta(
         fields=v1.IssueFields(status=v1.Status.ACCEPTED), update_mask=FieldMask(["status"])
     )
-    deadlocks = await _deadlocks(watcher)
-    await holder.execute(f"SELECT pg_advisory_lock({GATE})")
-    changing = asyncio.ensure_future(
-        backend._write(
-            ALICE,
-            lambda ctx: _issues.change_issue(
-                ctx, issue.id, issue.version, delta, "", whole_transaction=True
-            ),
+    change = Attempts(
+        lambda ctx: _issues.change_issue(
+            ctx, issue.id, issue.version, delta, "", whole_transaction=True
         )
     )
-    await wait_behind_lock(watcher, changing)  # the issue locked, the row not re-inserted
-    deletion = asyncio.ensure_future(_delete(backend, field))
-    await until_waiting_or_done(watcher, deletion, 2)
+    request = v1.DeleteCustomFieldRequest(caller=ADMIN, field_id=field.id)
+    deletion = Attempts(lambda ctx: _custom_fields.delete_field(ctx, request))
+    await holder.execute(f"SELECT pg_advisory_lock({GATE})")
+    changing = asyncio.ensure_future(backend._write(ALICE, change))
+    await wait_behind_lock(watcher, changing)  # the issue written, its search rows not
+    deleting = asyncio.ensure_future(backend._write(ADMIN, deletion))
+    await until_waiting_or_done(watcher, deleting, 2)
     await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
-    (changed, _), _ = await asyncio.gather(changing, deletion)
-    assert await _deadlocks_after(watcher, deadlocks), "the two did not deadlock"
+    (changed, _), _ = await asyncio.gather(changing, deleting)
+    assert (change.count, deletion.count) == (1, 1)
     assert changed.issue is not None
     assert changed.issue.status == v1.Status.ACCEPTED
     assert await watcher.fetchval(ORPHANS, field.id) == 0

@@ -147,10 +147,10 @@ _RESTATUSED = """
 #: The issue's search rows after its values changed, only if the row was
 #: written: the rows ``(field, value, number)`` of ``$n``-``$n+2``
 #: (``_custom_values.search_rows`` of the new values) in its component ``$7``
-#: with its status ``$3``, which is what ``_custom_values.sync_rows`` leaves
-#: (it deletes them all and inserts the new ones). Here only the rows that go
-#: are deleted, only the new ones inserted and the kept ones take the status
-#: and the component:
+#: with its status ``$3``, which is what ``_custom_values.sync_rows`` leaves,
+#: written as it does: only the rows that go are deleted, only the new ones
+#: inserted and the kept ones take the status and the component (here found
+#: by the statement, there planned from the values before and after):
 #: data-modifying CTEs of one statement run in no set order and do not see
 #: each other's rows, so a row deleted and inserted again, or deleted and
 #: updated, by two of them could clash on the primary key or be skipped. A

@@ -16,13 +16,22 @@ from bugless_model_postgres._convert import Conn, Row
 from bugless_proto import v1
 
 FIELD_NAMES = "SELECT id, name, type FROM custom_fields WHERE id = ANY ($1::bigint[])"
-#: The search rows of issue $1 (migration 0010), replaced by :data:`INSERT_ROWS`.
-DELETE_ROWS = "DELETE FROM issue_custom_values WHERE issue_id = $1"
+#: Issue $1's search rows (migration 0010) of the (field, value) pairs $2, $3: values it lost.
+DELETE_ROWS = """
+DELETE FROM issue_custom_values
+ WHERE issue_id = $1
+   AND (field_id, value) IN (SELECT * FROM unnest($2::bigint[], $3::text[]))
+"""
 #: Search rows of issue $1: (field, value, number) from $2..$4, component $5, status $6.
 INSERT_ROWS = """
 INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
 SELECT $1, r.field_id, r.value, r.number, $5, $6
   FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS r(field_id, value, number)
+"""
+#: Issue $1's search rows not yet in its component $2 with its status $3 take them.
+RESTATUS_ROWS = """
+UPDATE issue_custom_values SET component_id = $2, status = $3
+ WHERE issue_id = $1 AND (component_id <> $2 OR status <> $3)
 """
 
 __all__ = [
@@ -83,18 +92,31 @@ async def sync_rows(
     """Keep issue ``issue_id``'s search rows equal to its values, component and status.
 
     Called by every write of ``issues.custom_fields``, ``component_id`` or
-    ``status``, in its transaction; nothing to do for an issue without values
-    before and after, or when neither they nor the component or status moved.
+    ``status``, in its transaction, with the values the issue held
+    (``before``: what its rows say) and holds now. Only rows that change are
+    written: the rows of values it lost are deleted, those of values it
+    gained inserted, and the rows it keeps updated in place when the issue
+    moved or changed status, each statement sent only when it has rows to
+    write. A kept row is never deleted and inserted again: inserting takes
+    a lock on the row's field (migration 0014's key) and is checked
+    against the field's options (migration 0015), which a value the write
+    did not set has no reason to wait for (a change of status deadlocked
+    with a deletion of the field that way) or to be refused by.
     """
     if not before and not after:
         return
-    if dict(before) == dict(after) and not moved and not status_changed:
+    old, new = search_rows(before), search_rows(after)
+    if old == new and not moved and not status_changed:
         return
-    if before:
-        await conn.execute(DELETE_ROWS, issue_id)
-    rows = search_rows(after)
-    if rows:
-        fields, values, numbers = (list(column) for column in zip(*rows, strict=True))
+    kept = {(r[0], r[1]) for r in new}.intersection((r[0], r[1]) for r in old)
+    gone = [r for r in old if (r[0], r[1]) not in kept]
+    if gone:
+        await conn.execute(DELETE_ROWS, issue_id, [r[0] for r in gone], [r[1] for r in gone])
+    if kept and (moved or status_changed):
+        await conn.execute(RESTATUS_ROWS, issue_id, component_id, status)
+    added = [r for r in new if (r[0], r[1]) not in kept]
+    if added:
+        fields, values, numbers = (list(column) for column in zip(*added, strict=True))
         await conn.execute(INSERT_ROWS, issue_id, fields, values, numbers, component_id, status)
 
 
