@@ -83,7 +83,11 @@ CREATE INDEX issues_text_tsv ON issues USING gin (text_tsv);
 CREATE INDEX issues_title_tsv ON issues USING gin (title_tsv);
 CREATE INDEX issues_comments_tsv ON issues USING gin (comments_tsv);
 
--- Append-only: the writer only ever INSERTs here.
+-- Entries are inserted, never deleted. Append-only when written; since
+-- version 4 (0004_edits_custom_fields.sql) one write changes entries in
+-- place: a redaction blanks the comment of an entry and of every edit of
+-- it (an edit is itself a new entry). See _edits.py. (This comment was
+-- corrected later; the ledger records no checksum, and no SQL changed.)
 CREATE TABLE issue_history (
     issue_id           bigint NOT NULL REFERENCES issues (id),
     version            bigint NOT NULL,

@@ -1,4 +1,4 @@
-"""Contract: the append-only history of an issue."""
+"""Contract: the history of an issue, appended to by every write (redaction: ``_edits``)."""
 
 from __future__ import annotations
 
@@ -53,11 +53,12 @@ _steps = st.tuples(
 
 
 class HistoryContract:
-    """ListHistory: entries oldest first, paged, append-only, and a faithful record.
+    """ListHistory: entries oldest first, paged, appended to, and a faithful record.
 
     Pins down: versions 1..n in order, paging without repeats or gaps, entries
-    that never change once written, NOT_FOUND for invisible issues, foreign
-    page tokens, and the central rule that replaying every entry from an empty
+    that later changes and comments never alter (a redaction blanks text in
+    place: the edits contract covers it), NOT_FOUND for invisible issues,
+    foreign page tokens, and the central rule that replaying every entry from an empty
     issue yields exactly the issue's current fields, for any sequence of deltas.
     """
 
