@@ -13,6 +13,7 @@ from typing import Any
 
 import bonsai
 import pytest
+from prometheus_client import REGISTRY
 
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
 from bugless_auth.service import options_from_environment
@@ -247,7 +248,13 @@ async def test_an_untrusted_server_certificate_is_unavailable(slapd_server: Slap
 async def test_many_concurrent_logins_share_a_small_pool(slapd_server: Slapd) -> None:
     # 25 binds queue on 2 connections: the timeouts must cover the queue on a loaded machine.
     backend = LdapAuthenticator(
-        settings_for(slapd_server, pool_size=2, connect_timeout=20.0, operation_timeout=20.0)
+        settings_for(
+            slapd_server,
+            pool_size=2,
+            connect_timeout=20.0,
+            operation_timeout=20.0,
+            pool_wait_seconds=20.0,
+        )
     )
     try:
         results = await asyncio.gather(
@@ -264,8 +271,14 @@ async def test_an_exhausted_pool_is_logged_once_per_streak(
     slapd_server: Slapd, caplog: pytest.LogCaptureFixture
 ) -> None:
     # One pooled connection, held busy by a real search that waits for the test; every
-    # sign-in meanwhile meets the exhausted pool and answers UNAVAILABLE.
-    backend = LdapAuthenticator(settings_for(slapd_server, pool_size=1, operation_timeout=0.3))
+    # sign-in meanwhile meets the exhausted pool and answers UNAVAILABLE, after the pool's
+    # own wait (pool_wait_seconds), not the search's operation_timeout.
+    backend = LdapAuthenticator(
+        settings_for(slapd_server, pool_size=1, operation_timeout=30.0, pool_wait_seconds=0.3)
+    )
+    counted_before = REGISTRY.get_sample_value(
+        "bugless_auth_ldap_pool_exhausted_total", {"server": slapd_server.url}
+    )
     pool = backend._directory._pools[slapd_server.url]
     release = asyncio.Event()
     held = asyncio.Event()
@@ -280,11 +293,14 @@ async def test_an_exhausted_pool_is_logged_once_per_streak(
         holder = asyncio.create_task(pool.run(hold, acquire_timeout=5.0))
         await held.wait()
         with caplog.at_level(logging.DEBUG, logger="bugless_auth.ldap"):
+            started = time.monotonic()
             results = await asyncio.gather(
                 *(backend.authenticate("bob", "bob-pw") for _ in range(6)),
                 return_exceptions=True,
             )
+            waited = time.monotonic() - started
             assert all(isinstance(r, Unavailable) for r in results), results
+            assert 0.3 <= waited < 10.0, "pool_wait_seconds bounds the wait, not the 30 s"
             assert not backend._directory.breakers.is_open(slapd_server.url)  # busy, not dead
             release.set()
             await holder
@@ -297,6 +313,13 @@ async def test_an_exhausted_pool_is_logged_once_per_streak(
     levels = [r.levelno for r in pool_lines]
     assert levels == [logging.WARNING] + [logging.DEBUG] * 5 + [logging.INFO], pool_lines
     assert "exhausted, no connection free within 0.3 s" in pool_lines[0].getMessage()
+    assert "(pool_wait_seconds; 1 since start)" in pool_lines[0].getMessage()
+    assert "(pool_wait_seconds; 6 since start)" in pool_lines[5].getMessage()
+    assert backend._directory.exhaustions == {slapd_server.url: 6}
+    counted = REGISTRY.get_sample_value(
+        "bugless_auth_ldap_pool_exhausted_total", {"server": slapd_server.url}
+    )
+    assert counted == (counted_before or 0.0) + 6
     assert "working again" in pool_lines[-1].getMessage()
     assert "(6 failed requests)" in pool_lines[-1].getMessage()
 
@@ -313,6 +336,7 @@ async def test_settings_accept_flag_and_env_strings(slapd_server: Slapd) -> None
                 "pool_size": "2",
                 "connect_timeout": "1.5",
                 "server_retry_seconds": "2.5",
+                "pool_wait_seconds": "0.5",
                 "label": "Corp directory",
                 "identity_store": object(),  # service-provided objects are ignored
             }
@@ -321,6 +345,7 @@ async def test_settings_accept_flag_and_env_strings(slapd_server: Slapd) -> None
             assert backend.settings.pool_size == 2
             assert backend.settings.connect_timeout == 1.5
             assert backend.settings.server_retry_seconds == 2.5
+            assert backend.settings.pool_wait_seconds == 0.5
             assert backend.display_name == "Corp directory"
             assert await backend.authenticate("bob", "bob-pw") is not None
         finally:
@@ -332,13 +357,17 @@ def test_the_retry_time_of_a_failed_server_comes_from_its_env_variable() -> None
         "BUGLESS_AUTH_LDAP_URLS": "ldap://primary,ldap://replica",
         "BUGLESS_AUTH_LDAP_BASE_DN": BASE_DN,
         "BUGLESS_AUTH_LDAP_SERVER_RETRY_SECONDS": "12.5",
+        "BUGLESS_AUTH_LDAP_POOL_WAIT_SECONDS": "0.75",
     }
     options = options_from_environment(environ, ["ldap"])
 
     settings = LdapSettings.from_mapping(options["ldap"])
 
     assert settings.server_retry_seconds == 12.5
-    assert LdapSettings(urls=("ldap://x",), base_dn="dc=x").server_retry_seconds == 5.0
+    assert settings.pool_wait_seconds == 0.75
+    default = LdapSettings(urls=("ldap://x",), base_dn="dc=x")
+    assert default.server_retry_seconds == 5.0
+    assert default.pool_wait_seconds == 2.0
 
 
 @pytest.mark.parametrize(
@@ -353,6 +382,8 @@ def test_the_retry_time_of_a_failed_server_comes_from_its_env_variable() -> None
         ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "0"}, "server_retry"),
         ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "soon"}, "server_retry"),
         ({"urls": "ldap://x", "base_dn": "dc=x", "server_retry_seconds": "inf"}, "server_retry"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "pool_wait_seconds": "0"}, "pool_wait"),
+        ({"urls": "ldap://x", "base_dn": "dc=x", "pool_wait_seconds": "nan"}, "pool_wait"),
     ],
 )
 async def test_bad_settings_name_the_field(config: dict[str, str], message: str) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import bonsai
 import bonsai.errors
 from bonsai import escape_filter_exp
+from prometheus_client import Counter
 
 from bugless_auth._ldap_breaker import ServerBreakers
 from bugless_auth._ldap_pool import CONNECTION_ERRORS, PoolExhausted, ServiceConnectionPool
@@ -28,6 +29,17 @@ if TYPE_CHECKING:
     from bugless_auth.ldap import LdapSettings
 
 _log = logging.getLogger("bugless_auth.ldap")
+
+#: Requests that found a server's service-account pool busy for all of
+#: ``pool_wait_seconds``. On the process's default registry, which the
+#: Authenticator's ``/metrics`` serves (the backend is handed no registry);
+#: labelled by server URL, a handful per deployment.
+POOL_EXHAUSTED = Counter(
+    "bugless_auth_ldap_pool_exhausted_total",
+    "Requests that found every service-account connection to an LDAP server busy for "
+    "pool_wait_seconds (they tried the next server, else answered UNAVAILABLE), by server.",
+    ["server"],
+)
 
 _SUBTREE = 2
 
@@ -102,6 +114,8 @@ class LdapDirectory:
             )
             for url in settings.urls
         }
+        #: Exhaustions per server since this directory was opened (in the log lines).
+        self.exhaustions = dict.fromkeys(settings.urls, 0)
         self.breakers = ServerBreakers(
             settings.urls, retry_seconds=settings.server_retry_seconds, probe=self._probe
         )
@@ -309,16 +323,25 @@ class LdapDirectory:
         does with it: a server error is the breaker's to log), rather than a
         WARNING per request exactly when the operator is busiest.
 
+        Each exhaustion is counted (:data:`POOL_EXHAUSTED`, and
+        :attr:`exhaustions`, whose total the log lines carry).
+
         Raises:
-            PoolExhausted: no connection became free within ``operation_timeout``.
+            PoolExhausted: no connection became free within ``pool_wait_seconds``.
             What :meth:`ServiceConnectionPool.run` raises otherwise.
         """
-        timeout = self.settings.operation_timeout
+        wait = self.settings.pool_wait_seconds
         exhaustion = self._exhaustion[url]
         try:
-            result = await self._pools[url].run(operation, acquire_timeout=timeout)
+            result = await self._pools[url].run(operation, acquire_timeout=wait)
         except PoolExhausted:
-            exhaustion.failed(f"exhausted, no connection free within {timeout:.1f} s", stacklevel=3)
+            self.exhaustions[url] += 1
+            POOL_EXHAUSTED.labels(url).inc()
+            exhaustion.failed(
+                f"exhausted, no connection free within {wait:g} s "
+                f"(pool_wait_seconds; {self.exhaustions[url]} since start)",
+                stacklevel=3,
+            )
             raise
         except Exception:
             exhaustion.recovered(stacklevel=3)

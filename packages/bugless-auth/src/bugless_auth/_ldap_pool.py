@@ -36,7 +36,11 @@ TIMEOUT_ERRORS: tuple[type[BaseException], ...] = (bonsai.errors.TimeoutError, T
 
 
 class PoolExhausted(Exception):
-    """Every connection stayed busy for longer than the acquire timeout."""
+    """Every connection stayed busy for longer than the acquire timeout.
+
+    The caller's ``acquire_timeout`` is the LDAP settings' own
+    ``pool_wait_seconds``, not the search's ``operation_timeout``.
+    """
 
 
 class ServiceConnectionPool:

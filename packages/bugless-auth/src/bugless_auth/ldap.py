@@ -83,8 +83,21 @@ class LdapSettings:
         tls_verify: Verify the server certificate (always, in production).
         pool_size: Service-account connections kept open per server.
         connect_timeout: Seconds to open and bind a connection.
-        operation_timeout: Seconds for one search, and to wait for a free
-            pooled connection.
+        operation_timeout: Seconds for one search.
+        pool_wait_seconds: The longest a sign-in (or a re-sync search)
+            waits for a free service-account connection to one server when
+            all ``pool_size`` are busy, before it tries the next server; when
+            every server's pool stays busy that long, it answers UNAVAILABLE
+            (retry later). Queueing is not waiting on a dead server: a pool
+            busy for this long means the directory or this replica is
+            overloaded, and a longer queue only makes every sign-in slower.
+            So a sign-in spends at most ``pool_wait_seconds`` queueing per
+            server, on top of its search (``operation_timeout``) and its
+            bind (``connect_timeout``). It used to wait ``operation_timeout``
+            here too, without saying so: twice that per server. Each wait
+            that ran out is counted in
+            ``bugless_auth_ldap_pool_exhausted_total{server}`` and logged as
+            the pool's outage (one WARNING per streak, with the count).
         server_retry_seconds: How long a server that failed (a connect error
             or a timeout) is skipped. A background probe (an anonymous bind,
             bounded by ``connect_timeout``) checks it every
@@ -121,6 +134,7 @@ class LdapSettings:
     pool_size: int = 4
     connect_timeout: float = 5.0
     operation_timeout: float = 5.0
+    pool_wait_seconds: float = 2.0
     server_retry_seconds: float = 5.0
     resync_seconds: float = 300.0
     label: str = "LDAP"
@@ -141,6 +155,11 @@ class LdapSettings:
             raise InvalidArgument(f"ldap pool_size: {self.pool_size} is not a positive number")
         if self.connect_timeout <= 0 or self.operation_timeout <= 0:
             raise InvalidArgument("ldap timeouts: must be positive numbers of seconds")
+        if not math.isfinite(self.pool_wait_seconds) or self.pool_wait_seconds <= 0:
+            raise InvalidArgument(
+                f"ldap pool_wait_seconds: {self.pool_wait_seconds} is not a positive "
+                "number of seconds"
+            )
         if not math.isfinite(self.server_retry_seconds) or self.server_retry_seconds <= 0:
             raise InvalidArgument(
                 f"ldap server_retry_seconds: {self.server_retry_seconds} is not a positive "
