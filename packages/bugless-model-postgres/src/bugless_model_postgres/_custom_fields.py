@@ -78,9 +78,12 @@ UPDATE custom_fields
 RETURNING *
 """
 DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
-#: Whether some issue has option $2 in field $1 (single or multi; migration 0010's rows).
+#: Whether some issue has option $2 in field $1 (single or multi; migration 0010's rows),
+#: in any case: options compare ignoring case, so a value set before a rename of the
+#: option's case ("High", the option now "high") still holds it. The scan of the
+#: field's rows the comparison costs is an administrator's, once per option removed.
 OPTION_IN_USE = """
-SELECT EXISTS (SELECT 1 FROM issue_custom_values WHERE field_id = $1 AND value = $2)
+SELECT EXISTS (SELECT 1 FROM issue_custom_values WHERE field_id = $1 AND lower(value) = lower($2))
 """
 #: Remove field $1's values from every issue (found through the search rows).
 DROP_VALUES = """

@@ -326,6 +326,30 @@ class CustomFieldContract:
         assert after.version == issue.version
         assert custom_of(after) == {labels.id: ["ui"]}
 
+    async def test_an_option_renamed_in_case_is_still_held(self, model: v1.ModelStub) -> None:
+        """Options compare ignoring case: a value set as "High" holds the option renamed "high".
+
+        Renaming only the case removes nothing (allowed while held); the
+        option still cannot be removed while an issue holds it, whatever
+        case its stored value has.
+        """
+        component = await make_component(model)
+        level = await define(model, component.id, T.ENUM, options=("Low", "High"))
+        issue = await create(model, component.id, values(level.id, "High"))
+
+        async def options(*names: str) -> v1.CustomField:
+            return await model.update_custom_field(
+                v1.UpdateCustomFieldRequest(
+                    caller=ADMIN,
+                    custom_field=v1.CustomField(id=level.id, options=list(names)),
+                    update_mask=FieldMask(paths=["options"]),
+                )
+            )
+
+        assert (await options("Low", "high")).options == ["Low", "high"]
+        await expect_error(options("Low"), Status.FAILED_PRECONDITION, "'high'", "set on issues")
+        assert custom_of(await get_issue(model, issue.id)) == {level.id: ["High"]}
+
 
 class CustomFieldSearchContract:
     """Custom field terms: by id or name, comparisons, has:, sort."""
