@@ -81,6 +81,7 @@ def test_root_help_imports_no_command_module() -> None:
     assert commands == ["bugless_api.cli.groups"]
     assert _present(loaded, ("bugless_api.client", "bugless_core.clients", "bugless_proto")) == []
     assert _present(loaded, ("google.protobuf",)) == []  # the errors' gRPC details
+    assert _present(loaded, ("importlib.metadata", "email")) == []  # plugins found without it
 
 
 def test_completing_a_command_name_imports_no_command_module() -> None:

@@ -20,8 +20,10 @@ def installed_plugin(tmp_path: Path) -> Iterator[PluginFactory]:
     """
     added: list[str] = []
 
-    def install(dist: str, module: str, source: str, entry_name: str | None = None) -> Path:
-        site = tmp_path / f"site-{dist}"
+    def install(
+        dist: str, module: str, source: str, entry_name: str | None = None, suffix: str = ""
+    ) -> Path:
+        site = tmp_path / f"site-{dist}{suffix}"
         site.mkdir()
         (site / f"{module}.py").write_text(textwrap.dedent(source))
         info = site / f"{dist.replace('-', '_')}-1.0.dist-info"

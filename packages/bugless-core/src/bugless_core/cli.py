@@ -9,7 +9,6 @@ bugless error reported by a service, 2 bad usage or configuration.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import sys
 from dataclasses import dataclass
 from gettext import gettext
@@ -30,6 +29,8 @@ EXIT_USAGE = 2
 
 def installed_packages() -> list[tuple[str, str]]:
     """Every installed distribution named bugless-*, with its version."""
+    import importlib.metadata  # noqa: PLC0415 - `bugless --version` only
+
     found: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"] or ""

@@ -8,7 +8,6 @@ exactly the plugins they want and nothing leaks between them.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,9 +17,12 @@ from typing import TYPE_CHECKING, Any, cast
 import pluggy
 
 from bugless_core import hookspecs
+from bugless_core._entry_points import EntryPoint, group_entry_points
 from bugless_core.registry import Registry
 
 if TYPE_CHECKING:
+    import importlib.metadata
+
     from bugless_core.auth_backend import AuthenticatorBackend
     from bugless_core.blobs import BlobStore
     from bugless_core.importer import Importer
@@ -54,16 +56,18 @@ class PluginInfo:
 
     name: str
     module: str
-    _entry_point: importlib.metadata.EntryPoint | None = field(
-        default=None, repr=False, compare=False
-    )
+    _entry_point: EntryPoint | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def _distribution(self) -> importlib.metadata.Distribution | None:
-        if self._entry_point is not None and self._entry_point.dist is not None:
-            return self._entry_point.dist
-        top = self.module.split(".", 1)[0]
-        for dist_name in importlib.metadata.packages_distributions().get(top, [])[:1]:
+        import importlib.metadata  # noqa: PLC0415 - only `bugless plugins` asks
+
+        if self._entry_point is not None:
+            names = [self._entry_point.distribution]
+        else:
+            top = self.module.split(".", 1)[0]
+            names = importlib.metadata.packages_distributions().get(top, [])[:1]
+        for dist_name in names:
             try:
                 return importlib.metadata.distribution(dist_name)
             except importlib.metadata.PackageNotFoundError:
@@ -140,14 +144,16 @@ class Plugins:
             )
 
 
-def _entry_points() -> list[importlib.metadata.EntryPoint]:
+def _entry_points() -> list[EntryPoint]:
     """Entry points of the group, with the same plugin seen twice counted once.
 
     A distribution can be visible twice on sys.path (an editable install next
-    to a regular one); that is the same plugin, not a conflict.
+    to a regular one); that is the same plugin, not a conflict. They are
+    found by :func:`bugless_core._entry_points.group_entry_points`, which
+    finds what ``importlib.metadata.entry_points`` would without its cost.
     """
-    unique: dict[str, importlib.metadata.EntryPoint] = {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    unique: dict[str, EntryPoint] = {}
+    for ep in group_entry_points(ENTRY_POINT_GROUP):
         seen = unique.get(ep.name)
         if seen is not None and seen.value != ep.value:
             msg = (
@@ -188,8 +194,9 @@ def load_plugins(
             try:
                 module = ep.load()
             except Exception as exc:
-                dist = ep.dist.name if ep.dist else "unknown package"
-                msg = f"the bugless plugin {ep.name!r} from {dist} failed to load: {exc}"
+                msg = (
+                    f"the bugless plugin {ep.name!r} from {_package_name(ep)} failed to load: {exc}"
+                )
                 raise PluginLoadError(msg) from exc
             manager.register(module, name=ep.name)
             plugins.loaded.append(_info(ep.name, module, ep))
@@ -206,6 +213,16 @@ def load_plugins(
     return plugins
 
 
-def _info(name: str, module: Any, ep: importlib.metadata.EntryPoint | None = None) -> PluginInfo:
+def _package_name(ep: EntryPoint) -> str:
+    """The name of the package that declares ``ep``, as its metadata spells it."""
+    import importlib.metadata  # noqa: PLC0415 - an error message only
+
+    try:
+        return importlib.metadata.distribution(ep.distribution).name
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return ep.distribution or "unknown package"
+
+
+def _info(name: str, module: Any, ep: EntryPoint | None = None) -> PluginInfo:
     module_name = cast("str", getattr(module, "__name__", type(module).__name__))
     return PluginInfo(name=name, module=module_name, _entry_point=ep)

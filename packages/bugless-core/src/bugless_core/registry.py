@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.metadata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar, cast
@@ -57,8 +56,11 @@ def describe_origin(cls_or_reference: type | str) -> str:
     """Name a class (or a reference to one) and the distribution that ships it.
 
     A reference is described without importing it: the distribution is found
-    from the top-level module name.
+    from the top-level module name. Only error messages call it, so
+    ``importlib.metadata`` is imported here, not by every command.
     """
+    import importlib.metadata  # noqa: PLC0415
+
     reference = (
         cls_or_reference if isinstance(cls_or_reference, str) else reference_of(cls_or_reference)
     )
