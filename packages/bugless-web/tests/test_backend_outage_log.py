@@ -2,7 +2,8 @@
 
 The web tier reaches the real Model of the test stack through a TCP proxy
 that the test closes (connections refused, open ones cut) and opens again on
-the same port.
+the same port. Pages (unary calls) and streams (a live page's Watch, uploads,
+downloads) feed the same log.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import contextlib
 import dataclasses
 import logging
 import threading
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from litestar.testing import AsyncTestClient
-from web_support import SESSION_KEY, World, sign_in
+from web_support import SESSION_KEY, World, create_issue, sign_in
 
+from bugless_proto import v1
 from bugless_web import WebSettings, create_app
 
 
@@ -113,3 +117,63 @@ async def test_a_model_outage_is_one_warning_and_one_info_however_many_pages(
     assert infos[0].__dict__["failed_rounds"] >= 6
     # Every page that met it is still in the debug log.
     assert len([r for r in web if r.getMessage().startswith("backend unavailable")]) == 6
+
+
+async def _upload(client: AsyncTestClient[Any], csrf: str, issue_id: int) -> Any:
+    return await client.post(
+        f"/issues/{issue_id}/attachments",
+        content=b"a log line\n" * 100,
+        headers={"x-csrf-token": csrf, "x-file-name": quote("app.log")},
+    )
+
+
+async def test_streams_feed_the_model_outage_log_that_pages_feed(
+    world: World, model: v1.ModelStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A live page's Watch cut, then an upload and a download refused, while
+    # no page is loaded: one WARNING, and one INFO once a download works.
+    issue = await create_issue(model, world, "Streams while the Model is away")
+    proxy = _Proxy(world.stack.model.host, world.stack.model.port)
+    proxy.open()
+    settings = WebSettings(
+        model=dataclasses.replace(world.stack.model, host="127.0.0.1", port=proxy.port),
+        auth=world.stack.auth,
+        session_keys=(SESSION_KEY,),
+        dev=True,
+        call_timeout_seconds=2.0,
+    )
+    try:
+        async with AsyncTestClient(create_app(settings)) as c:
+            csrf = await sign_in(c, "bob")
+            uploaded = await _upload(c, csrf, issue.id)
+            assert uploaded.status_code == 201, uploaded.text
+            download = f"/attachments/{uploaded.json()['id']}/app.log"
+            assert (await c.get(download)).status_code == 200
+            with caplog.at_level(logging.DEBUG, logger="bugless.web"):
+                # The event stream ends when its Watch is cut, a while after it started.
+                cut = threading.Timer(1.5, proxy.close)
+                cut.start()
+                try:
+                    events = await c.get(
+                        f"/issues/{issue.id}/events", headers={"accept": "text/event-stream"}
+                    )
+                finally:
+                    cut.join()
+                assert events.status_code == 200
+                assert ": watching" in events.text
+                assert (await _upload(c, csrf, issue.id)).status_code == 503
+                assert (await c.get(download)).status_code == 503
+                proxy.open()
+                assert (await c.get(download)).status_code == 200
+    finally:
+        proxy.stop()
+    web = [r for r in caplog.records if r.name == "bugless.web"]
+    warnings = [r for r in web if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert warnings[0].getMessage().startswith("calls to the Model: Watch: ")
+    failed = [r for r in web if r.getMessage().startswith("calls to the Model: still failing")]
+    assert [r.levelno for r in failed] == [logging.DEBUG, logging.DEBUG], "upload, download"
+    infos = [r for r in web if r.levelno == logging.INFO and "working again" in r.getMessage()]
+    assert len(infos) == 1, [r.getMessage() for r in web]
+    assert infos[0].getMessage().startswith("calls to the Model: working again after ")
+    assert infos[0].__dict__["failed_rounds"] == 3

@@ -40,10 +40,12 @@ from grpclib.client import Channel
 from bugless_core.clients import call, warn_if_insecure
 from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
+from bugless_core.outage import OutageLog
 from bugless_core.user_cache import UserCache, get_user_changes, get_users, lookup_users
 from bugless_proto import v1
 from bugless_web.metrics import WebMetrics
 from bugless_web.retries import (
+    MODEL_WATCH_ROUTE,
     RetryingAuthenticatorStub,
     RetryingCalls,
     RetryingModelStub,
@@ -150,7 +152,11 @@ class Backends:
         self._model_channel: Channel = settings.model.channel()
         self._auth_channel: Channel = settings.auth.channel()
         timeout = settings.call_timeout_seconds
-        self.model: v1.ModelStub = RetryingModelStub(self._model_channel, timeout=timeout)
+        model_stub = RetryingModelStub(self._model_channel, timeout=timeout)
+        self.model: v1.ModelStub = model_stub
+        #: The Model's one outage log: its unary calls feed it, and so do the
+        #: streams below (live pages' Watch, uploads, downloads).
+        self.model_outage: OutageLog = model_stub.outage_log(MODEL_WATCH_ROUTE)
         self.auth: v1.AuthenticatorStub = RetryingAuthenticatorStub(
             self._auth_channel, timeout=timeout
         )
@@ -216,7 +222,9 @@ class Backends:
         which lists what it raises); sent once more if a draining Model
         refused it.
         """
-        return await upload_to_model(self.model_uploads, messages, self._settings, self._metrics)
+        return await upload_to_model(
+            self.model_uploads, messages, self._settings, self._metrics, outage=self.model_outage
+        )
 
     async def download_attachment(
         self, request: v1.DownloadAttachmentRequest
@@ -230,7 +238,7 @@ class Backends:
         Counted in the metrics until the body ends.
         """
         return await download_from_model(
-            self.model_downloads, request, self._settings, self._metrics
+            self.model_downloads, request, self._settings, self._metrics, outage=self.model_outage
         )
 
     def close(self) -> None:

@@ -35,6 +35,15 @@ unary calls (:func:`counted_call`, from :mod:`bugless_web.transfers`), as is
 a download (:func:`call_code`), whose start (until its first message, before
 the response starts) goes through :func:`send_with_retry` as a read
 (:data:`STREAM_READ_ROUTES`).
+
+A service's outage is one log line whichever call meets it: the streams
+(uploads, downloads, a live page's ``Watch``) feed the same
+:class:`~bugless_core.outage.OutageLog` as the unary calls
+(:meth:`RetryingCalls.outage_log`, :func:`record_call`, :func:`outage_fed`).
+They used to feed none, so a Model that could not be reached while people
+only attached or downloaded files went unlogged, and one met by pages and
+downloads alike was "working again" at the next page while the downloads
+still failed.
 """
 
 from __future__ import annotations
@@ -107,6 +116,9 @@ READ_ROUTES = frozenset(
 #: went to the browser: :func:`bugless_web.transfers.download_from_model`).
 STREAM_READ_ROUTES = frozenset({"/bugless.v1.Model/DownloadAttachment"})
 _RETRIED_READS = READ_ROUTES | STREAM_READ_ROUTES
+#: A live page's stream of an issue's changes: never retried (the page's
+#: EventSource reconnects), but its failures are the Model's outage too.
+MODEL_WATCH_ROUTE = "/bugless.v1.Model/Watch"
 #: Codes of a call the service did not answer but that do not say it is
 #: away either (a deadline passed: slow; cancelled: the browser left).
 _NOT_ANSWERED = frozenset({Status.DEADLINE_EXCEEDED.name, Status.CANCELLED.name, "UNKNOWN"})
@@ -149,17 +161,17 @@ class RetryingCalls(UnaryUnaryInterceptor):
                     self.metrics, channel, send, route, request, response_type, **options
                 )
         except Exception as exc:
-            code = call_code(exc)
-            if code == Status.UNAVAILABLE.name:
-                self._outage_log(route).failed(exc, during=route.rpartition("/")[2])
-            elif code not in _NOT_ANSWERED:
-                self._outage_log(route).recovered()
+            record_call(self.outage_log(route), route, exc)
             raise
-        self._outage_log(route).recovered()
+        self.outage_log(route).recovered()
         return answer
 
-    def _outage_log(self, route: str) -> OutageLog:
-        """This stub's service's outage log (``/bugless.v1.Model/GetIssue``: the Model's)."""
+    def outage_log(self, route: str) -> OutageLog:
+        """This stub's service's outage log (``/bugless.v1.Model/GetIssue``: the Model's).
+
+        The one log of the service's outages in this process: the streams
+        that bypass this stub's hook feed it too (:func:`outage_fed`).
+        """
         if self._outage is None:
             service = route.split("/")[1].rpartition(".")[2] or route
             self._outage = OutageLog(
@@ -198,6 +210,40 @@ async def _counted(
         return await send_with_retry(
             channel, send, route, request, *args, on_retry=metrics.retried, **options
         )
+
+
+def record_call(outage: OutageLog, route: str, error: BaseException | None) -> None:
+    """Tell ``outage`` how a call to ``route`` ended: with ``error``, or answered (``None``).
+
+    UNAVAILABLE (:func:`call_code`: the service's status, a connection
+    refused or dropped) is a failed call of the outage; an answer, a refusal
+    included, ends it; a call not answered (a deadline that passed, a
+    request abandoned) says neither.
+    """
+    code = call_code(error)
+    if error is not None and code == Status.UNAVAILABLE.name:
+        outage.failed(error, during=route.rpartition("/")[2], stacklevel=3)
+    elif code not in _NOT_ANSWERED:
+        outage.recovered(stacklevel=3)
+
+
+@contextlib.contextmanager
+def outage_fed(outage: OutageLog | None, route: str) -> Iterator[None]:
+    """:func:`record_call` of the call (or the step of a stream) made inside the block.
+
+    Put it around the gRPC call itself, inside any translation of its errors
+    (``call_errors``), so that it sees the driver's error, not the message
+    made of it; a ``None`` log records nothing.
+    """
+    if outage is None:
+        yield
+        return
+    try:
+        yield
+    except Exception as exc:
+        record_call(outage, route, exc)
+        raise
+    record_call(outage, route, None)
 
 
 @contextlib.contextmanager

@@ -65,9 +65,10 @@ from bugless_core.clients import call_errors
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
 from bugless_core.failover import MODEL_UPLOAD_ROUTE, upload_again_if_refused
 from bugless_proto import v1
-from bugless_web.retries import call_code, counted_call, send_with_retry
+from bugless_web.retries import call_code, counted_call, outage_fed, send_with_retry
 
 if TYPE_CHECKING:
+    from bugless_core.outage import OutageLog
     from bugless_web.metrics import WebMetrics
     from bugless_web.settings import WebSettings
 
@@ -240,11 +241,15 @@ async def upload_to_model(
     messages: AsyncIterator[v1.UploadAttachmentRequest],
     settings: WebSettings,
     metrics: WebMetrics | None,
+    *,
+    outage: OutageLog | None = None,
 ) -> v1.UploadAttachmentResponse:
     """Send an upload's ``messages`` (the header first) to the Model, bounded as the module says.
 
     ``stub`` should carry no deadline of its own shorter than the allowance
-    (:attr:`bugless_web.backends.Backends.model_uploads`).
+    (:attr:`bugless_web.backends.Backends.model_uploads`). A Model that
+    cannot be reached is a failed call of ``outage``, an answer ends it
+    (:func:`~bugless_web.retries.outage_fed`).
 
     Raises:
         UploadStalled: The browser sent nothing for ``upload_idle_seconds``,
@@ -262,7 +267,7 @@ async def upload_to_model(
     on_retry = metrics.retried if metrics is not None else None
     with call_errors("the model service is unreachable"):
         try:
-            with counted:
+            with counted, outage_fed(outage, MODEL_UPLOAD_ROUTE):
                 async with asyncio.timeout(None) as timer:
                     progress = _UploadProgress(settings, timer)
                     return await upload_again_if_refused(
@@ -302,6 +307,8 @@ async def download_from_model(
     request: v1.DownloadAttachmentRequest,
     settings: WebSettings,
     metrics: WebMetrics | None = None,
+    *,
+    outage: OutageLog | None = None,
 ) -> tuple[v1.Attachment, AsyncIterator[bytes]]:
     """Start a download: the attachment (its first message) and the content to stream.
 
@@ -315,7 +322,8 @@ async def download_from_model(
     Either way the content then raises :class:`ResponseCut`. Closing it (or
     cancelling its reader: the browser went away) ends the Model call, and
     is logged at info. The call is counted in ``metrics`` until it ends (see
-    the module).
+    the module). Its start (after the retry) and each wait for the Model
+    feed ``outage``: unreachable is a failed call, an answer ends it.
 
     Raises:
         Unavailable: The Model did not send the attachment within
@@ -340,13 +348,14 @@ async def download_from_model(
             try:
                 # Nothing has gone to the browser yet: a refusal (a draining
                 # Model) or a dropped connection is retried as a read is.
-                first, parts = await send_with_retry(
-                    stub.channel,
-                    start,
-                    MODEL_DOWNLOAD_ROUTE,
-                    request,
-                    on_retry=metrics.retried if metrics is not None else None,
-                )
+                with outage_fed(outage, MODEL_DOWNLOAD_ROUTE):
+                    first, parts = await send_with_retry(
+                        stub.channel,
+                        start,
+                        MODEL_DOWNLOAD_ROUTE,
+                        request,
+                        on_retry=metrics.retried if metrics is not None else None,
+                    )
             except TimeoutError as exc:
                 msg = (
                     "the model service did not start the download within "
@@ -363,7 +372,9 @@ async def download_from_model(
     attachment = first.attachment
     left = max(0, attachment.size - request.offset)
     length = min(request.length, left) if request.length else left
-    return attachment, _content(parts, settings, count, request.attachment_id, length)
+    return attachment, _content(
+        parts, settings, count, request.attachment_id, length, outage=outage
+    )
 
 
 async def _content(
@@ -372,6 +383,8 @@ async def _content(
     count: _CallCount,
     attachment_id: int,
     length: int,
+    *,
+    outage: OutageLog | None,
 ) -> AsyncIterator[bytes]:
     """The chunks of ``parts``, each wait (for the Model, for the browser) on one clock.
 
@@ -406,7 +419,8 @@ async def _content(
                 clock.waiting_for_browser = False
                 try:
                     async with asyncio.timeout_at(clock.deadline):
-                        part = await anext(parts, None)
+                        with outage_fed(outage, MODEL_DOWNLOAD_ROUTE):
+                            part = await anext(parts, None)
                 except TimeoutError as exc:
                     raise _download_timed_out(clock) from exc
                 if part is None:

@@ -26,6 +26,7 @@ from bugless_core.ids import try_parse_id
 from bugless_proto import v1
 from bugless_web.backends import Viewer
 from bugless_web.frontend import Frontend, frontend_of, path_id, viewer_of
+from bugless_web.retries import MODEL_WATCH_ROUTE, record_call
 from bugless_web.timeline import load_history, names_for
 
 _log = logging.getLogger("bugless.web.live")
@@ -58,12 +59,18 @@ async def _stream(
     queue: asyncio.Queue[v1.WatchEvent | BaseException] = asyncio.Queue()
 
     async def follow() -> None:
+        # The stream's failures are the Model's outage as the pages' calls
+        # are (one log for both); its subscribed marker is the Model answering.
+        outage = frontend.backends.model_outage
         try:
             request = v1.WatchRequest(caller=viewer.caller, issue_id=issue_id)
             stream = frontend.backends.model_stream.watch(request)
             async for event in stream:
+                if event.subscribed:
+                    record_call(outage, MODEL_WATCH_ROUTE, None)
                 await queue.put(event)
         except Exception as exc:
+            record_call(outage, MODEL_WATCH_ROUTE, exc)
             await queue.put(exc)
 
     watcher = asyncio.create_task(follow())
