@@ -43,6 +43,8 @@ SERVICES = (
     "bugless_web.commands",
     "bugless_web.settings",
     "bugless_auth.commands",
+    "bugless_auth.serve_commands",
+    "bugless_auth.user_commands",
     "bugless_auth.store",
     "bugless_notify.cli",
     "bugless_dev.command",

@@ -180,3 +180,20 @@ def test_every_installed_lazy_command_is_listed_as_its_command_would_be() -> Non
         assert cli.get_command(ctx, name) is not None, name
     assert not cli.lazy_commands
     assert listed == _help(cli)
+    _check_listed_as_imported(cli, [])
+
+
+def _check_listed_as_imported(group: CommandGroup, path: list[str]) -> None:
+    """The same check for every group below the root whose commands are lazy (``auth``'s)."""
+    ctx = click.Context(group, info_name=path[-1] if path else "bugless")
+    for name in group.list_commands(ctx):
+        sub = group.get_command(ctx, name)
+        if not isinstance(sub, CommandGroup) or not sub.lazy_commands:
+            continue
+        root = build_cli(load_plugins())
+        listed = _help(root, *path, name)
+        sub_ctx = click.Context(sub, info_name=name)
+        for lazy in list(sub.lazy_commands):
+            assert sub.get_command(sub_ctx, lazy) is not None, [*path, name, lazy]
+        assert listed == _help(root, *path, name), [*path, name]
+        _check_listed_as_imported(sub, [*path, name])

@@ -1,0 +1,107 @@
+"""``bugless auth serve``, ``bugless auth migrate`` and ``bugless auth keygen``.
+
+Named by reference from :mod:`bugless_auth.commands`. This module imports the
+settings only: the store, the server and the key code are imported in the
+command that runs them, so ``bugless auth serve --help`` shows every flag
+without loading asyncpg, password hashing or cryptography.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+
+import click
+
+from bugless_auth.commands import DATABASE_SETTINGS, DEFAULT_AUTH_PORT, ENV_PREFIX, run
+from bugless_auth.settings import AuthSettings
+from bugless_core.errors import BuglessError
+from bugless_core.grpc import GrpcServerSettings
+from bugless_core.logs import LogSettings
+from bugless_core.plugins import Plugins
+from bugless_core.settings import group, setting, settings_command
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AuthServeSettings:
+    """What ``bugless auth serve`` is configured with.
+
+    Attributes:
+        auth: The Authenticator itself (database, backends, tokens, policy).
+        migrate: Apply migrations before serving (one-replica setups; a
+            deployment runs ``bugless auth migrate`` as a job instead).
+        grpc: Listening, TLS, metrics, drain and the ready file.
+        log: Log level and format.
+    """
+
+    auth: AuthSettings = group(AuthSettings)
+    migrate: bool = setting(False, help="Apply migrations before serving.")
+    grpc: GrpcServerSettings = group(GrpcServerSettings)
+    log: LogSettings = group(LogSettings)
+
+    def __post_init__(self) -> None:
+        if not self.auth.token_keys:
+            raise ValueError(
+                "--token-key-file is required to serve (or set BUGLESS_AUTH_TOKEN_KEY_FILES): "
+                "`bugless auth keygen` prints a new key"
+            )
+
+
+def with_environment_options(
+    settings: AuthSettings,
+    environ: Mapping[str, str],
+    env_options: Callable[[Mapping[str, str], list[str]], dict[str, dict[str, str]]],
+) -> AuthSettings:
+    """``settings`` with the enabled backends' ``BUGLESS_AUTH_<NAME>_<KEY>`` variables.
+
+    A backend's options are open-ended (each plugin has its own), so they
+    cannot be declared as fields; the variables are read for the enabled
+    backends only, and an ``--authenticator-option`` flag wins over them.
+    """
+    options = env_options(environ, list(settings.authenticators))
+    for name, values in settings.authenticator_options.items():
+        options.setdefault(name, {}).update(values)
+    return dataclasses.replace(settings, authenticator_options=options)
+
+
+@click.command("migrate")
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
+def migrate_command(settings: AuthSettings) -> None:
+    """Create or upgrade the Authenticator's schema (safe from several replicas)."""
+    from bugless_auth.store import IdentityStore  # noqa: PLC0415 - the module docstring
+
+    version = run(
+        IdentityStore.migrate(
+            settings.database_url, settings.schema, dialect=settings.database_dialect
+        )
+    )
+    click.echo(f"schema {settings.schema!r} is at version {version} (bugless-auth)")
+
+
+@click.command("keygen")
+def keygen_command() -> None:
+    """Print a new Ed25519 token signing key (PEM) for --token-key-file."""
+    from bugless_auth.tokens import generate_ed25519_pem  # noqa: PLC0415
+
+    click.echo(generate_ed25519_pem().decode("ascii"), nl=False)
+
+
+@click.command("serve")
+@click.pass_obj
+@settings_command(
+    AuthServeSettings, env_prefix=ENV_PREFIX, defaults={"grpc.port": DEFAULT_AUTH_PORT}
+)
+def serve_command(plugins: Plugins, settings: AuthServeSettings) -> None:
+    """Serve bugless.v1.Authenticator over gRPC until SIGTERM."""
+    from bugless_auth.runner import serve_auth  # noqa: PLC0415
+    from bugless_auth.service import options_from_environment  # noqa: PLC0415
+
+    settings.log.configure()
+    for name in settings.auth.authenticators:
+        try:
+            plugins.authenticators.get(name)
+        except BuglessError as exc:  # names the installed ones
+            raise click.UsageError(exc.message) from exc
+    auth = with_environment_options(settings.auth, os.environ, options_from_environment)
+    run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate))

@@ -1,0 +1,224 @@
+"""``bugless auth user add|set-password|disable``: the local store, written directly.
+
+The user commands talk to the database directly: they are how the first
+administrator exists, before anyone could call CreateLocalUser with a token.
+Named by reference from :mod:`bugless_auth.commands`; this module imports
+the settings only, and each command the store (asyncpg), password hashing and
+sessions when it runs, so ``bugless auth user add --help`` loads none of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from bugless_auth.commands import DATABASE_SETTINGS, ENV_PREFIX, HASHING_SETTINGS, run
+from bugless_auth.settings import AuthSettings
+from bugless_core.settings import settings_command
+
+if TYPE_CHECKING:
+    from bugless_auth.store import UserRecord
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group("user")
+def user_group() -> None:
+    """Manage users of the local store (connects to the database directly)."""
+
+
+def _read_password(password: str | None, password_stdin: bool) -> str | None:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return password
+
+
+def _print_user(record: UserRecord, as_json: bool, password: str | None = None) -> None:
+    data: dict[str, Any] = {
+        "user_id": record.user_id,
+        "username": record.username,
+        "display_name": record.display_name,
+        "email": record.email,
+        "groups": list(record.groups),
+        "disabled": record.disabled,
+        "bot": record.bot,
+    }
+    if password is not None:
+        data["password"] = password
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        shown = ",".join(value) if isinstance(value, list) else value
+        click.echo(f"{key}: {shown}")
+
+
+def _password_options(fn: F) -> F:
+    fn = click.option(
+        "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+    )(fn)
+    return click.option(
+        "--password",
+        envvar="BUGLESS_AUTH_USER_PASSWORD",
+        default=None,
+        help="The password (prefer --password-stdin: flags show up in `ps`).",
+    )(fn)
+
+
+def _chosen_password(password: str | None, password_stdin: bool) -> tuple[str, bool]:
+    """The password given, or a new random one; and whether it was generated."""
+    chosen = _read_password(password, password_stdin)
+    if chosen is None:
+        return secrets.token_urlsafe(18), True
+    return chosen, False
+
+
+@user_group.command("add")
+@click.argument("username")
+@click.option("--display-name", default="", help="Name shown on user chips (default: username).")
+@click.option("--email", default="", help="Mail address.")
+@click.option("--groups", default="", help="Comma-separated group names, e.g. triagers,oncall.")
+@click.option(
+    "--admin", is_flag=True, help="Add to the group `admins` (the default policy's admin)."
+)
+@click.option("--bot", is_flag=True, help="Mark as a machine account.")
+@_password_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@settings_command(
+    AuthSettings,
+    env_prefix=ENV_PREFIX,
+    only=(*DATABASE_SETTINGS, "min_password_length", *HASHING_SETTINGS),
+)
+def user_add_command(
+    settings: AuthSettings,
+    *,
+    username: str,
+    display_name: str,
+    email: str,
+    groups: str,
+    admin: bool,
+    bot: bool,
+    password: str | None,
+    password_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Add USERNAME to the local store; without a password, one is generated and printed."""
+    from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415 - module docstring
+    from bugless_auth.store import IdentityStore  # noqa: PLC0415
+    from bugless_auth.user_admin import create_local_user  # noqa: PLC0415
+
+    chosen, generated = _chosen_password(password, password_stdin)
+    group_names = [g.strip() for g in groups.split(",") if g.strip()]
+    if admin and "admins" not in group_names:
+        group_names.append("admins")
+    hashes = PasswordHashes(settings.hashing)
+
+    async def add() -> UserRecord:
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
+        try:
+            return await create_local_user(
+                store,
+                hashes,
+                username=username,
+                display_name=display_name,
+                email=email,
+                password=chosen,
+                groups=group_names,
+                min_password_length=settings.min_password_length,
+                bot=bot,
+            )
+        finally:
+            await store.close()
+
+    record = run(add())
+    _print_user(record, as_json, chosen if generated else None)
+
+
+@user_group.command("set-password")
+@click.argument("username")
+@_password_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=(*DATABASE_SETTINGS, *HASHING_SETTINGS))
+def user_passwd_command(
+    settings: AuthSettings,
+    *,
+    username: str,
+    password: str | None,
+    password_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Set USERNAME's local password; without one, one is generated and printed.
+
+    This is how a lost password (the administrator's too) is replaced: it
+    writes the Authenticator's database directly, so it needs no sign-in.
+    """
+    from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415 - module docstring
+    from bugless_auth.store import IdentityStore  # noqa: PLC0415
+
+    chosen, generated = _chosen_password(password, password_stdin)
+    hashes = PasswordHashes(settings.hashing)
+
+    async def change() -> UserRecord:
+        hashes.check_acceptable(chosen, 1)
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
+        try:
+            return await store.set_local_password(username, await hashes.hash(chosen))
+        finally:
+            await store.close()
+
+    record = run(change())
+    _print_user(record, as_json, chosen if generated else None)
+
+
+# The command's first name, kept for scripts written against it.
+_PASSWD_ALIAS = copy.copy(user_passwd_command)
+_PASSWD_ALIAS.hidden = True
+user_group.add_command(_PASSWD_ALIAS, "passwd")
+
+
+@user_group.command("disable")
+@click.argument("username")
+@click.option("--enable", is_flag=True, help="Re-enable instead.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
+def user_disable_command(
+    settings: AuthSettings, *, username: str, enable: bool, as_json: bool
+) -> None:
+    """Disable USERNAME (any authenticator's user): sign-ins stop and their sessions end."""
+    from bugless_auth.sessions import SessionStore  # noqa: PLC0415 - module docstring
+    from bugless_auth.store import IdentityStore  # noqa: PLC0415
+
+    async def apply() -> UserRecord:
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
+        try:
+            record = await store.set_disabled(username, not enable)
+            if not enable:
+                await SessionStore(store).revoke_user(
+                    record.user_id, "disabled with bugless auth user disable"
+                )
+            return record
+        finally:
+            await store.close()
+
+    _print_user(run(apply()), as_json)
