@@ -20,7 +20,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bugless_core.database_errors import is_connection_lost, is_database_error, is_unreachable
+from bugless_core.database_errors import (
+    is_connection_lost,
+    is_database_error,
+    is_statement_given_up,
+    is_unreachable,
+)
 from bugless_dev.postgres import ThrowawayPostgres, start_postgres
 
 pytest_plugins = ["bugless_testing.postgres"]
@@ -220,8 +225,10 @@ async def test_what_counts_as_unreachable(database: str) -> None:
         cancelled = await _raised(other, "SELECT pg_sleep(1)")
         await other.execute("RESET statement_timeout")
         assert isinstance(cancelled, asyncpg.QueryCanceledError), repr(cancelled)
+        assert is_statement_given_up(cancelled), repr(cancelled)
         undefined = await _raised(other, "SELECT no_such_column FROM pg_class")
         assert isinstance(undefined, asyncpg.UndefinedColumnError), repr(undefined)
+        assert not is_statement_given_up(undefined), repr(undefined)
         for bug in (cancelled, undefined):
             assert not is_unreachable(bug), repr(bug)
     finally:
@@ -296,6 +303,7 @@ async def test_a_lock_not_taken_in_time_is_contention_not_a_bug(database: str) -
             assert isinstance(exc, asyncpg.LockNotAvailableError), repr(exc)
             assert exc.sqlstate == "55P03"
             assert is_database_error(exc), repr(exc)
+            assert is_statement_given_up(exc), repr(exc)
             assert not is_unreachable(exc), repr(exc)
         assert "lock timeout" in str(timed_out)
     finally:

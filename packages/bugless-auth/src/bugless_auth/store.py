@@ -25,7 +25,7 @@ from bugless_auth import _queries as sql
 from bugless_auth.user_writes import UserWrites
 from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
-from bugless_core.database_errors import is_unreachable
+from bugless_core.database_errors import is_statement_given_up, is_unreachable
 from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bugless_core.migrations import (
     applied_version,
@@ -216,6 +216,12 @@ class IdentityStore:
             async with self._pool.acquire() as conn:
                 yield conn
         except Exception as exc:
+            if is_statement_given_up(exc):
+                # statement_timeout, lock_timeout or an operator's cancel: busy, not a bug.
+                raise Unavailable(
+                    f"the Authenticator's database gave up on a statement ({type(exc).__name__}: "
+                    f"{str(exc).strip()}); retry shortly"
+                ) from exc
             if not is_unreachable(exc):
                 raise
             raise Unavailable(

@@ -66,7 +66,9 @@ is raised from a real PostgreSQL in ``tests/test_database_errors.py``, but
   transaction holds: contention, like class 40, which a later round gets
   past. It is no *unreachable* database (the connection is fine), so, like
   57014 (a statement cancelled by ``statement_timeout``), callers that
-  answer a request word it themselves (the Model: UNAVAILABLE, "retry").
+  answer a request word it themselves (:func:`is_statement_given_up`
+  names both: the Model and the Authenticator's store answer UNAVAILABLE,
+  "retry").
 
 57P01 admin_shutdown, 57P02 crash_shutdown and 57P03 cannot_connect_now are
 class 57, and :data:`_UNREACHABLE_SQLSTATES` names them too. Other codes
@@ -148,6 +150,23 @@ def is_unreachable(exc: BaseException) -> bool:
     return is_connection_lost(exc)
 
 
+#: A statement the server gave up on, its connection fine: 57014 query_canceled
+#: (``statement_timeout``, or an operator's ``pg_cancel_backend``) and 55P03
+#: lock_not_available (``lock_timeout``, ``NOWAIT``).
+_GIVEN_UP_SQLSTATES = frozenset({"57014", "55P03"})
+
+
+def is_statement_given_up(exc: BaseException) -> bool:
+    """Whether the server gave up on the statement (a timeout or a cancel); the connection is fine.
+
+    Neither the database unreachable (:func:`is_unreachable` is false) nor a
+    bug (:func:`is_database_error` is true): a request path answers
+    UNAVAILABLE with a hint of its own ("retry shortly", "narrow the
+    query"), rather than INTERNAL with a traceback.
+    """
+    return getattr(exc, "sqlstate", None) in _GIVEN_UP_SQLSTATES
+
+
 #: SQLSTATE classes of the database away or refusing (the module's docstring).
 _OUTAGE_CLASSES = frozenset({"08", "28", "40", "53", "57", "58"})
 #: Codes outside those classes that are the database away or busy, not the
@@ -179,4 +198,4 @@ def is_database_error(exc: BaseException, expected: tuple[type[BaseException], .
     )
 
 
-__all__ = ["is_connection_lost", "is_database_error", "is_unreachable"]
+__all__ = ["is_connection_lost", "is_database_error", "is_statement_given_up", "is_unreachable"]
