@@ -1,17 +1,21 @@
 """How long a ``bugless`` command takes to start, and how much of it is loading plugins.
 
     python -m bench.startup [--runs 10] [--command "model serve --help"] \
-        [--before PATH[:PATH...]]
+        [--before PATH[:PATH...]] [--after PATH[:PATH...]]
 
 Every service starts through the ``bugless`` CLI, which loads the installed
 plugins before anything else (:func:`bugless_core.plugins.load_plugins`).
-Each run starts a fresh interpreter that times ``load_plugins()`` and then
-runs the command, and reports its own CPU time; the parent measures the
-whole process's wall and CPU time. With ``--before`` (the ``packages/*/src``
-of an older checkout, as a ``PYTHONPATH``) every run measures both, one
-after the other, the order alternating, so the machine's load falls on
-both alike. Prints the median and the range over the runs, and the
-1-minute load average.
+Each run starts a fresh interpreter that runs the command with
+``load_plugins`` timed in place (the command's own call, not a second one),
+and reports its own CPU time; the parent measures the whole process's wall
+and CPU time. With ``--before`` (the ``packages/*/src`` of an older
+checkout, as a ``PYTHONPATH``) every run measures both, one after the
+other, the order alternating, so the machine's load falls on both alike.
+``--after`` gives the current code the same way (a copy of this checkout's
+``packages/*/src``): ``sys.path`` is then as long on both sides, and plugin
+discovery reads every entry of it. Prints the median and the range over
+the runs, and the 1-minute load average. One run of each side first is not
+counted: it writes the bytecode a fresh copy lacks.
 """
 
 from __future__ import annotations
@@ -28,23 +32,31 @@ import time
 
 from bench._services import load_average
 
-#: The child: time load_plugins() in CPU and wall seconds, then run the command.
+#: The child: run the command, timing its load_plugins() call in CPU and wall seconds.
 _CHILD = """
-import json, sys, time
-cpu, wall = time.process_time(), time.perf_counter()
-from bugless_core.plugins import load_plugins
-load_plugins()
-plugins = {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall}
-with open(sys.argv[1], "w") as out:
-    json.dump(plugins, out)
-from bugless_core.cli import main
-main(sys.argv[2:])
+import atexit, json, sys, time
+import bugless_core.cli
+plugins = {}
+load_plugins = bugless_core.cli.load_plugins
+def timed(*args, **kwargs):
+    cpu, wall = time.process_time(), time.perf_counter()
+    try:
+        return load_plugins(*args, **kwargs)
+    finally:
+        plugins.update(cpu=time.process_time() - cpu, wall=time.perf_counter() - wall)
+def report():
+    with open(sys.argv[1], "w") as out:
+        json.dump(plugins, out)
+atexit.register(report)
+bugless_core.cli.load_plugins = timed
+bugless_core.cli.main(sys.argv[2:])
 """
 
 
 def _run_once(command: list[str], pythonpath: str | None) -> dict[str, float]:
     """One fresh interpreter running ``bugless <command>``: its times in ms."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # both sides run from cached bytecode
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     marker = f"/tmp/bench-startup-{os.getpid()}.json"
@@ -78,13 +90,18 @@ def main() -> None:
     parser.add_argument(
         "--before", default="", help="PYTHONPATH of an older checkout's packages/*/src"
     )
+    parser.add_argument(
+        "--after", default="", help="PYTHONPATH of a copy of this checkout's packages/*/src"
+    )
     args = parser.parse_args()
     command = shlex.split(args.command)
-    configs: dict[str, str | None] = {"after": None}
+    configs: dict[str, str | None] = {"after": args.after or None}
     if args.before:
-        configs = {"before": args.before, "after": None}
+        configs = {"before": args.before, "after": args.after or None}
     figures: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
     loads = []
+    for pythonpath in configs.values():  # writes the bytecode a copied tree lacks; not counted
+        _run_once(command, pythonpath)
     for run in range(args.runs):
         order = list(configs) if run % 2 == 0 else list(reversed(configs))
         for name in order:
