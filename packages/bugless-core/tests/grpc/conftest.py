@@ -6,13 +6,18 @@ loopback ports, grpclib channels over sockets.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import ssl
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from grpc_test_server import OpenChannel, Pki, SlowModel, StartRunner
+from grpc_test_server import OpenChannel, Pki, ServerProcess, SlowModel, StartRunner
 from grpclib.client import Channel
 from prometheus_client import CollectorRegistry
 
@@ -90,3 +95,36 @@ def open_channel() -> Iterator[OpenChannel]:
     yield open_
     for channel in channels:
         channel.close()
+
+
+HERE = Path(__file__).parent
+SOURCES = [HERE.parents[1] / "src", HERE.parents[2] / "bugless-proto" / "src"]
+
+
+@pytest.fixture
+async def server_process() -> AsyncIterator[ServerProcess]:
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [*map(str, SOURCES), environment.get("PYTHONPATH", "")]
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(HERE / "grpc_test_server.py"),
+        "--drain-seconds",
+        "2",
+        "--grace-seconds",
+        "5",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(15):
+            first_line = await process.stdout.readline()
+        assert first_line, "the server process exited before printing its port"
+        yield ServerProcess(process, json.loads(first_line)["port"])
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -12,6 +12,8 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
+import signal
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
@@ -25,6 +27,7 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from bugless_core import eventloop
+from bugless_core.errors import IssueVersionConflict, to_grpc_error
 from bugless_core.grpc import (
     ANY_CLIENT,
     AccessTable,
@@ -41,7 +44,8 @@ from bugless_proto import v1
 
 #: Request metadata key: seconds the handler sleeps before answering.
 DELAY_KEY = "x-test-delay-seconds"
-#: Request metadata key: "grpc" raises INVALID_ARGUMENT, "crash" a RuntimeError.
+#: Request metadata key: "grpc" raises INVALID_ARGUMENT, "crash" a RuntimeError,
+#: "conflict" an ``IssueVersionConflict`` (a status with ``ErrorInfo`` details).
 FAIL_KEY = "x-test-fail"
 
 
@@ -119,7 +123,30 @@ class SlowModel(v1.ModelBase):
             raise GRPCError(Status.INVALID_ARGUMENT, "the test asked for a bad argument")
         if failure == "crash":
             raise RuntimeError("the test asked for a crash")
+        if failure == "conflict":
+            raise to_grpc_error(IssueVersionConflict(7, expected_version=3, current_version=5))
         return v1.GetServerInfoResponse(backend="test", version="0", capabilities=["slow"])
+
+
+class ServerProcess:
+    """A server started from this file, run as a script, in a process of its own."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.port = port
+
+    def signal(self, signum: signal.Signals) -> None:
+        os.kill(self.process.pid, signum)
+
+    async def exit_code(self, within: float) -> int:
+        async with asyncio.timeout(within):
+            return await self.process.wait()
+
+    async def log_records(self) -> list[dict[str, object]]:
+        """The JSON log lines the process wrote to stderr (once it has exited)."""
+        assert self.process.stderr is not None
+        lines = (await self.process.stderr.read()).decode().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 async def _serve(drain_seconds: float, grace_seconds: float) -> None:

@@ -3,72 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from grpc_test_server import DELAY_KEY, NOT_SERVING, SERVING, OpenChannel, health_status
+from grpc_test_server import (
+    DELAY_KEY,
+    NOT_SERVING,
+    SERVING,
+    OpenChannel,
+    ServerProcess,
+    health_status,
+)
 from grpclib.client import Channel
 from grpclib.exceptions import StreamTerminatedError
 
 from bugless_proto import v1
-
-HERE = Path(__file__).parent
-SOURCES = [HERE.parents[1] / "src", HERE.parents[2] / "bugless-proto" / "src"]
-
-
-class ServerProcess:
-    """A server started from ``grpc_test_server.py`` in a process of its own."""
-
-    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
-        self.process = process
-        self.port = port
-
-    def signal(self, signum: signal.Signals) -> None:
-        os.kill(self.process.pid, signum)
-
-    async def exit_code(self, within: float) -> int:
-        async with asyncio.timeout(within):
-            return await self.process.wait()
-
-    async def log_records(self) -> list[dict[str, object]]:
-        """The JSON log lines the process wrote to stderr (once it has exited)."""
-        assert self.process.stderr is not None
-        lines = (await self.process.stderr.read()).decode().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
-
-
-@pytest.fixture
-async def server_process() -> AsyncIterator[ServerProcess]:
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(
-        [*map(str, SOURCES), environment.get("PYTHONPATH", "")]
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(HERE / "grpc_test_server.py"),
-        "--drain-seconds",
-        "2",
-        "--grace-seconds",
-        "5",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environment,
-    )
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(15):
-            first_line = await process.stdout.readline()
-        assert first_line, "the server process exited before printing its port"
-        yield ServerProcess(process, json.loads(first_line)["port"])
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def wait_for_status(channel: Channel, expected: int, service: str = "") -> None:

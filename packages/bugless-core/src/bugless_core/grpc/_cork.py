@@ -234,8 +234,15 @@ def _codecs(
 
     grpclib sends ``grpc-status-details-bin`` (the ``ErrorInfo`` of a DRAINING
     refusal) only when it picks the codec itself, so choosing one here must
-    choose the status details codec too.
+    choose the status details codec too. Every channel and server is made
+    here, so this is also where ``google.rpc.error_details_pb2`` is imported:
+    grpclib's codec drops a detail whose type protobuf's default pool does not
+    know, and :mod:`bugless_core.errors` imports it only on its first
+    conversion (so that ``bugless --help`` loads no protobuf), which comes
+    after grpclib decoded the first status a process receives.
     """
+    from google.rpc import error_details_pb2  # noqa: F401, PLC0415 - registers ErrorInfo
+
     if codec is not None:
         return codec, status_details
     return UpbCodec(), ProtoStatusDetailsCodec() if status_details is None else status_details
