@@ -161,13 +161,14 @@ async def test_a_locked_change_keeping_a_held_value_and_its_deletion_settle_at_o
     """The locked path updates the search rows of values the issue keeps in place.
 
     Held after writing the issue's row, before its search rows, the change
-    is queued behind by the deletion (which locked the field, then wants
-    the issue for ``DROP_VALUES``). The change takes no lock on the field
-    for a value it keeps (only an inserted row's key check would), so it
+    is queued behind by the deletion (which locks the issues holding the
+    field's values first). The change takes no lock on the field for a
+    value it keeps (only an inserted row's key check would), so it
     commits, then the deletion runs: each on its first attempt, and the
-    value is gone. (When the locked path re-inserted every row, the change
-    waited for the deletion's lock on the field: a deadlock, settled by a
-    retry of one of the two.)
+    value is gone. (When the locked path re-inserted every row and the
+    deletion locked the field before the issue, the change waited for the
+    deletion's lock on the field: a deadlock, settled by a retry of one of
+    the two. ``test_field_lock_order.py`` covers a change that does insert.)
     """
     backend = bugless_model_backend
     holder, watcher = gate

@@ -31,7 +31,7 @@ from bugless_core.errors import (
 )
 from bugless_model_postgres._components import admin_needed, visible_component
 from bugless_model_postgres._context import WriteContext
-from bugless_model_postgres._convert import Conn, Row, one_row
+from bugless_model_postgres._convert import Conn, Row, caller_role, one_row
 from bugless_model_postgres._custom_values import (
     field_names,
 )
@@ -52,8 +52,12 @@ SELECT c.effective_acl AS component_acl, f.*
  WHERE c.id = $1
  ORDER BY array_position(c.path_ids, f.component_id), f.id
 """
-FIELD_BY_ID = "SELECT * FROM custom_fields WHERE id = $1"
 FIELD_FOR_UPDATE = "SELECT * FROM custom_fields WHERE id = $1 FOR UPDATE"
+#: The component defining field $1, locked before the field (see :func:`_field_for_change`).
+COMPONENT_OF_FIELD_FOR_UPDATE = """
+SELECT * FROM components WHERE id = (SELECT component_id FROM custom_fields WHERE id = $1)
+   FOR UPDATE
+"""
 #: A field named $2 that would apply together with one on component $3 (path
 #: $1): on an ancestor, itself, or a descendant; other than field $4.
 NAME_CLASH = """
@@ -84,6 +88,13 @@ DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
 #: field's rows the comparison costs is an administrator's, once per option removed.
 OPTION_IN_USE = """
 SELECT EXISTS (SELECT 1 FROM issue_custom_values WHERE field_id = $1 AND lower(value) = lower($2))
+"""
+#: Lock the issues holding a value of field $1 (found through the search
+#: rows), in id order as every write locks issues, with the lock
+#: :data:`DROP_VALUES` would take (no key columns change).
+LOCK_HOLDERS = """
+SELECT id FROM issues WHERE id IN (SELECT issue_id FROM issue_custom_values WHERE field_id = $1)
+ ORDER BY id FOR NO KEY UPDATE
 """
 #: Remove field $1's values from every issue (found through the search rows).
 DROP_VALUES = """
@@ -309,13 +320,25 @@ async def create_field(ctx: WriteContext, request: v1.CreateCustomFieldRequest) 
 async def _field_for_change(
     ctx: WriteContext, field_id: int, expected_version: int, path: str
 ) -> tuple[asyncpg.Record, asyncpg.Record]:
+    """Lock field ``field_id`` and its component for a change by an admin of it.
+
+    The component is locked first, then the field: the order in which a
+    write setting a value takes them (a new issue's key holds its component,
+    FOR KEY SHARE, before its value rows' key and migration 0015's trigger
+    hold the field). Locking the field first, an update or deletion could
+    hold it while waiting for such a write's component, and the write wait
+    for the field: a deadlock, settled by aborting and retrying one of them.
+    In this order the change waits for the write, then takes both.
+    """
+    component = await ctx.conn.fetchrow(COMPONENT_OF_FIELD_FOR_UPDATE, field_id)
+    role = caller_role(ctx.caller, component["effective_acl"]) if component else None
+    if component is None or role is None:
+        raise field_not_found(field_id, path)
+    if role < v1.Role.ADMIN:
+        raise admin_needed(component, "to define its custom fields")
     row = await ctx.conn.fetchrow(FIELD_FOR_UPDATE, field_id)
     if row is None:
         raise field_not_found(field_id, path)
-    try:
-        component = await _admin_component(ctx, row["component_id"], path)
-    except NotFound:
-        raise field_not_found(field_id, path) from None
     if expected_version and row["version"] != expected_version:
         raise Conflict(
             f"custom field {field_id} is at version {row['version']}, not {expected_version}: "
@@ -390,7 +413,20 @@ async def delete_field(ctx: WriteContext, request: v1.DeleteCustomFieldRequest) 
     it commits, so the lock here waits and the statements after it see the
     value; a write inserting after this lock waits for the commit and is
     refused (``run_write`` retries it: the field no longer applies).
+
+    Locks are taken in the order writes take them: the issues holding a
+    value first (a change locks its issue, then its new value's row holds
+    the field; a move's key holds the new component), then the component
+    and the field (:func:`_field_for_change`). Locking the field first, the
+    deletion would wait in ``DROP_VALUES`` for an issue whose change waits
+    for the field: a deadlock, settled by retrying one of the two. (An issue
+    that gains a value between this lock and the field's is not locked here:
+    its write holds the field, so the deletion waits for its commit; only a
+    second write to that issue's value in that moment can still deadlock.)
+    The issues are locked before the caller's rights are checked, for the
+    one statement it takes to refuse a caller who lacks them.
     """
+    await ctx.conn.execute(LOCK_HOLDERS, request.field_id)
     await _field_for_change(ctx, request.field_id, request.expected_version, "field_id")
     await ctx.conn.execute(DROP_VALUES, request.field_id)
     await ctx.conn.execute(DROP_ROWS, request.field_id)
