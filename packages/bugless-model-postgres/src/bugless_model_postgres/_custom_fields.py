@@ -82,13 +82,18 @@ UPDATE custom_fields
 RETURNING *
 """
 DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
-#: Whether some issue has option $2 in field $1 (single or multi; migration 0010's rows),
-#: in any case: options compare ignoring case, so a value set before a rename of the
-#: option's case ("High", the option now "high") still holds it. The scan of the
-#: field's rows the comparison costs is an administrator's, once per option removed.
-OPTION_IN_USE = """
-SELECT EXISTS (SELECT 1 FROM issue_custom_values WHERE field_id = $1 AND lower(value) = lower($2))
-"""
+#: The spellings field $1's values are stored in: each the spelling of an
+#: option when the value was set, which a rename of the option's case since
+#: ("High", the option now "high") does not rewrite. The caller folds them
+#: (Python's ``str.casefold``, the rule ``bugless_core.custom_fields`` matches
+#: options by): SQL's ``lower()`` folds by the database's collation, only
+#: ASCII under the C locale (a CloudNativePG default, and the tests'), and
+#: never "ß" to "ss". It scans the field's rows, once per UpdateCustomField
+#: that removes an option. (Migration 0015's trigger still compares with
+#: ``lower()``, but only a value a write just matched to an option's spelling:
+#: a racing rename of that option's case makes it refuse, and the retry
+#: matches the new spelling.)
+HELD_SPELLINGS = "SELECT DISTINCT value FROM issue_custom_values WHERE field_id = $1"
 #: Lock the issues holding a value of field $1 (found through the search
 #: rows), in id order as every write locks issues, with the lock
 #: :data:`DROP_VALUES` would take (no key columns change).
@@ -387,15 +392,16 @@ async def update_field(
     if updated.name.casefold() != current.name.casefold():
         await _check_name(ctx, component, updated.name, current.id)
     kept = {o.casefold() for o in updated.options}
-    for option in current.options:
-        if option.casefold() not in kept and await ctx.conn.fetchval(
-            OPTION_IN_USE, current.id, option
-        ):
-            raise FailedPrecondition(
-                f"custom_field.options: option {option!r} is set on issues; change those "
-                "issues first",
-                metadata={"field": "custom_field.options"},
-            )
+    removed = [o for o in current.options if o.casefold() not in kept]
+    if removed:
+        held = {v.casefold() for (v,) in await ctx.conn.fetch(HELD_SPELLINGS, current.id)}
+        for option in removed:
+            if option.casefold() in held:
+                raise FailedPrecondition(
+                    f"custom_field.options: option {option!r} is set on issues; change those "
+                    "issues first",
+                    metadata={"field": "custom_field.options"},
+                )
     defaults = cf.normalize_values(updated, updated.default_values, "custom_field.default_values")
     saved = await ctx.conn.fetchrow(
         UPDATE_FIELD, current.id, updated.name, updated.description, list(updated.options),

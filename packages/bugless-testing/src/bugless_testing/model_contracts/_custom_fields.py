@@ -350,6 +350,37 @@ class CustomFieldContract:
         await expect_error(options("Low"), Status.FAILED_PRECONDITION, "'high'", "set on issues")
         assert custom_of(await get_issue(model, issue.id)) == {level.id: ["High"]}
 
+    async def test_options_compare_by_unicode_case_folding(self, model: v1.ModelStub) -> None:
+        """Beyond ASCII too, one rule says which options are the same: Unicode case folding.
+
+        A value matches an option whose case folding (Python's ``str.casefold``)
+        equals its own, and renaming an option to a spelling that folds the
+        same removes nothing. So the value stored before such a rename still
+        holds the option: "Straße" holds "STRASSE" (both fold to "strasse",
+        though "ß" has no upper case of one letter), "Äpfel" holds "äpfel"
+        (which a database folding only ASCII, PostgreSQL's ``lower()`` under
+        the C locale, would call different), "ΣΑΣ" holds "σας".
+        """
+        component = await make_component(model)
+        for stored, renamed in (("Straße", "STRASSE"), ("Äpfel", "äpfel"), ("ΣΑΣ", "σας")):
+            field = await define(model, component.id, T.ENUM, options=(stored, "other"))
+            issue = await create(model, component.id, values(field.id, renamed.upper()))
+            assert custom_of(await get_issue(model, issue.id)) == {field.id: [stored]}
+
+            async def options(*names: str, field_id: int = field.id) -> v1.CustomField:
+                return await model.update_custom_field(
+                    v1.UpdateCustomFieldRequest(
+                        caller=ADMIN,
+                        custom_field=v1.CustomField(id=field_id, options=list(names)),
+                        update_mask=FieldMask(paths=["options"]),
+                    )
+                )
+
+            assert (await options(renamed, "other")).options == [renamed, "other"]
+            removal = options("other")
+            await expect_error(removal, Status.FAILED_PRECONDITION, repr(renamed), "set on issues")
+            assert custom_of(await get_issue(model, issue.id)) == {field.id: [stored]}
+
 
 class CustomFieldSearchContract:
     """Custom field terms: by id or name, comparisons, has:, sort."""
