@@ -1,4 +1,4 @@
-"""The Model's ChangeIssue, GetIssue, BatchGetIssues, attachment, edit and batch create calls.
+"""The Model's (Batch)ChangeIssue(s), (Batch)GetIssue(s), attachment, edit and create calls.
 
     python -m bench.model_change [--issues 2000] [--seconds 6] [--repeat 3] [--clients 8] \
         [--history N] [--before PATH[:PATH...]] [--before-sql SQL] [--after-sql SQL]
@@ -25,6 +25,15 @@ every process: no two clients change one issue):
   its status (ASSIGNED/ACCEPTED in turn) and its top-level component's
   "Found In" value (the next option each time), with a comment: the team
   workflow of a status and a custom field together;
+* ``hchange``: ``fchange``'s change, and the issue put on the client's own
+  hotlist or taken off it in turn: a hotlist makes ChangeIssue take the
+  locked path (the issue's row lock, then several statements, the custom
+  values' search rows planned by ``_custom_values.sync_rows``), where
+  ``fchange`` runs in one statement;
+* ``bchange``: ``BatchChangeIssues`` (atomic, so the locked path in one
+  transaction) of :data:`BATCH_CHANGE` of the client's own issues, setting
+  their status (ASSIGNED/ACCEPTED in turn) with a comment, each at the
+  version its last reply gave; a row counts batches;
 * ``move``: ``ChangeIssue`` moving one of the client's own issues to
   the first open child component, or from there to the second (so most
   moves change the top-level component: the "Found In" value, if any, goes;
@@ -63,6 +72,7 @@ import argparse
 import asyncio
 import itertools
 import random
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -79,11 +89,15 @@ from bugless_proto.google.protobuf import FieldMask
 CALLER_ID = "user0042"
 #: Issues per BatchGetIssues (``bget``).
 BATCH = 6
+#: Issues per BatchChangeIssues (``bchange``), as ``bcreate``'s batches.
+BATCH_CHANGE = 4
 #: Most clients a run may have: each owns the issues ``ids[i::MAX_CLIENTS]``.
 MAX_CLIENTS = 64
 SCENARIOS = {
     "change": "bench.model_change:model_change",
     "fchange": "bench.model_change:model_field_change",
+    "hchange": "bench.model_change:model_hotlist_change",
+    "bchange": "bench.model_change:model_batch_change",
     "move": "bench.model_change:model_move",
     "get": "bench.model_change:model_get",
     "bget": "bench.model_change:model_batch_get",
@@ -157,8 +171,8 @@ async def model_change(params: dict[str, Any]) -> tuple[Call, Close]:
     return await _changes(params, delta, "bench change")
 
 
-async def model_field_change(params: dict[str, Any]) -> tuple[Call, Close]:
-    """ChangeIssue of a status and a custom field value, with a comment."""
+def _field_delta(params: dict[str, Any]) -> Callable[[v1.Issue, int], v1.IssueDelta]:
+    """``fchange``'s delta: the other status and the next "Found In" option."""
     field_of = dict(zip(params["issue_ids"], params["found_in_ids"], strict=True))
 
     def delta(issue: v1.Issue, n: int) -> v1.IssueDelta:
@@ -175,7 +189,65 @@ async def model_field_change(params: dict[str, Any]) -> tuple[Call, Close]:
             ],
         )
 
-    return await _changes(params, delta, "bench field change")
+    return delta
+
+
+async def model_field_change(params: dict[str, Any]) -> tuple[Call, Close]:
+    """ChangeIssue of a status and a custom field value, with a comment."""
+    return await _changes(params, _field_delta(params), "bench field change")
+
+
+async def model_hotlist_change(params: dict[str, Any]) -> tuple[Call, Close]:
+    """``fchange``'s change, and the issue onto or off the client's hotlist (the locked path)."""
+    channel, stub, caller = _stub(params)
+    hotlist = await stub.create_hotlist(
+        v1.CreateHotlistRequest(caller=caller, name=f"bench hchange {uuid.uuid4().hex[:12]}")
+    )
+    channel.close()
+    field_delta = _field_delta(params)
+
+    def delta(issue: v1.Issue, n: int) -> v1.IssueDelta:
+        changed = field_delta(issue, n)
+        if hotlist.id in issue.hotlist_ids:
+            changed.hotlist_remove = [hotlist.id]
+        else:
+            changed.hotlist_add = [hotlist.id]
+        return changed
+
+    return await _changes(params, delta, "bench hotlist change")
+
+
+async def model_batch_change(params: dict[str, Any]) -> tuple[Call, Close]:
+    """Atomic BatchChangeIssues of :data:`BATCH_CHANGE` own issues: a status, a comment."""
+    channel, stub, caller = _stub(params)
+    versions = {i.id: i.version for i in await _own_issues(stub, caller, params)}
+    ids = sorted(versions)
+    groups = [ids[start : start + BATCH_CHANGE] for start in range(0, len(ids), BATCH_CHANGE)]
+    batches = itertools.cycle(groups)
+    counter = itertools.count()
+
+    async def call() -> None:
+        batch, n = next(batches), next(counter)
+        status = v1.Status.ACCEPTED if n // len(groups) % 2 == 0 else v1.Status.ASSIGNED
+        reply = await stub.batch_change_issues(
+            v1.BatchChangeIssuesRequest(
+                caller=caller,
+                issues=[v1.IssueVersion(issue_id=i, expected_version=versions[i]) for i in batch],
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(status=status), update_mask=FieldMask(paths=["status"])
+                ),
+                comment=f"bench batch change {n}",
+                atomic=True,
+            )
+        )
+        for result in reply.results:
+            assert result.issue is not None, result.message
+            versions[result.issue_id] = result.issue.version
+
+    async def close() -> None:
+        channel.close()
+
+    return call, close
 
 
 async def model_create(params: dict[str, Any]) -> tuple[Call, Close]:
