@@ -51,6 +51,9 @@ class StackConfig:
         fast_password_hashing: Cheap argon2 parameters (tests, benchmarks).
         drain_seconds: ``--drain-seconds`` of every service.
         grace_seconds: ``--grace-seconds`` of every service.
+        transfer_seconds: The web's ``--drain-transfer-seconds`` (its bound
+            on uploads and downloads once it stops accepting); None: the
+            grace's, so that stopping a stack never waits long on a transfer.
         token_key_file: The Authenticator's signing key; generated under
             ``directory`` (``bugless auth keygen``) when None.
         page_token_secret: The Model's page-token secret (random when empty).
@@ -75,6 +78,7 @@ class StackConfig:
     fast_password_hashing: bool = True
     drain_seconds: float = 0.0
     grace_seconds: float = 5.0
+    transfer_seconds: float | None = None
     token_key_file: Path | None = None
     page_token_secret: str = ""
     session_key: str = ""
@@ -117,6 +121,8 @@ def stack_environment(
         env[prefix + "GRACE_SECONDS"] = str(config.grace_seconds)
         if config.insecure_local:
             env[prefix + "INSECURE_LOCAL"] = "true"
+    transfers = config.grace_seconds if config.transfer_seconds is None else config.transfer_seconds
+    env["BUGLESS_WEB_DRAIN_TRANSFER_SECONDS"] = str(transfers)
     if not config.insecure_local:
         env.update(mutual_tls_environment(config.pki.ca_file, identities))
     if config.fast_password_hashing:

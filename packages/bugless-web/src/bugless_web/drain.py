@@ -1,32 +1,117 @@
 """Draining: stop taking new page loads while in-flight work finishes.
 
 On SIGTERM (Kubernetes is about to stop the pod) or an admin's action, the
-replica fails ``/readyz`` so balancers stop sending it traffic, and any page
-load that still arrives is steered (303) to ``--steer-to``: another instance
-or another version. Requests already running, and form submissions, finish
-normally; the server itself stops accepting connections only after the drain
-period (see :mod:`bugless_web.server`).
+replica fails ``/readyz`` so balancers stop sending it traffic, any page
+load that still arrives is steered (303) to ``--steer-to`` (another instance
+or another version), and every response says ``Connection: close``, so that
+a balancer's or browser's kept-alive connection moves to a replica that
+stays. Requests already running, and form submissions, finish normally.
+
+After ``--drain-seconds`` the server stops accepting connections and closes
+the idle ones (:mod:`bugless_web.server`); what is still running then gets
+two bounds, counted from there. An ordinary request has
+``--grace-seconds``. A transfer (an attachment's upload or download, a CSV
+export: :meth:`InFlight.count_as_transfer`) has ``--drain-transfer-seconds``,
+longer: a large file on a slow link takes minutes, and cutting it at a page's
+grace is a rollout costing a person their upload. The process exits as soon
+as the last request ends. A request still running at its bound is cut
+(:meth:`InFlight.cut`): one that had not answered yet answers 503, one
+whose body had started ends short (the connection closes), and the server
+logs one line with how many it cut.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The message a request's task is cancelled with when its drain bound passed.
+CUT_BY_DRAIN = "cut by the server's drain"
+
+
+class InFlight:
+    """The requests this process is running, which of them are transfers, which were cut.
+
+    Every request runs in a task of its own (the server's); the drain
+    middleware enters :meth:`tracked` for it, and a transfer's route says so
+    with :meth:`count_as_transfer`. The server reads the counts while it
+    drains and cuts what outlasts its bound.
+    """
+
+    def __init__(self) -> None:
+        #: Each running request's task: whether it is a transfer.
+        self._requests: dict[asyncio.Task[Any], bool] = {}
+        self._cut: set[asyncio.Task[Any]] = set()
+
+    @contextlib.contextmanager
+    def tracked(self) -> Iterator[None]:
+        """Count the current task's request as running until the block ends."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - a request always runs in a task
+            yield
+            return
+        self._requests[task] = False
+        try:
+            yield
+        finally:
+            self._requests.pop(task, None)
+            self._cut.discard(task)
+
+    def count_as_transfer(self) -> None:
+        """The current request is a transfer: a drain lets it run ``--drain-transfer-seconds``.
+
+        Called by the route before the transfer starts; the mark lasts as
+        long as the request (a download's body is sent by the same task).
+        """
+        task = asyncio.current_task()
+        if task in self._requests:
+            self._requests[task] = True
+
+    def running(self) -> tuple[int, int]:
+        """How many requests are running: ``(transfers, others)``."""
+        transfers = sum(self._requests.values())
+        return transfers, len(self._requests) - transfers
+
+    def cut(self, *, transfers: bool) -> list[asyncio.Task[Any]]:
+        """Cancel the running requests other than transfers (or, with ``transfers``, all).
+
+        Each task is cancelled with :data:`CUT_BY_DRAIN`, which the drain
+        middleware turns into an answer (:func:`was_cut`). Returns the tasks cut.
+        """
+        cut = [
+            task
+            for task, transfer in self._requests.items()
+            if (transfers or not transfer) and task not in self._cut and not task.done()
+        ]
+        for task in cut:
+            self._cut.add(task)
+            task.cancel(CUT_BY_DRAIN)
+        return cut
+
+    def was_cut(self) -> bool:
+        """Whether the current task's request was cut by :meth:`cut`."""
+        return asyncio.current_task() in self._cut
 
 
 @dataclass
 class DrainState:
-    """Whether this replica is draining, since when and why.
+    """Whether this replica is draining, since when and why, and what it still runs.
 
     Attributes:
         draining: True once a drain started; never goes back by itself.
         reason: What started it ("SIGTERM", "admin alice").
         since: ``time.monotonic()`` when it started.
+        requests: The requests running in this process (:class:`InFlight`).
     """
 
     draining: bool = False
     reason: str = ""
     since: float = 0.0
+    requests: InFlight = field(default_factory=InFlight)
 
     def start(self, reason: str) -> None:
         """Begin draining (idempotent: the first reason is kept)."""

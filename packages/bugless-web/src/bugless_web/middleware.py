@@ -8,6 +8,8 @@ reaches a route.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,8 +17,10 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 
 from bugless_core.clients import acting_as
+from bugless_web.drain import CUT_BY_DRAIN
 from bugless_web.frontend import SESSION_KEY
 from bugless_web.session import Session
+from bugless_web.transfers import ResponseCut
 
 if TYPE_CHECKING:
     from litestar.types import (
@@ -167,40 +171,105 @@ def security_headers_middleware(app: ASGIApp) -> ASGIApp:
 
 
 def drain_middleware(app: ASGIApp) -> ASGIApp:
-    """While draining, send new page loads (GET/HEAD) to ``--steer-to`` with a 303."""
+    """Track each request for the drain (:mod:`bugless_web.drain`), and steer while draining.
+
+    While draining: a new page load (GET/HEAD) is sent to ``--steer-to``
+    with a 303, and every response closes its connection. A request the
+    drain cuts (:meth:`~bugless_web.drain.InFlight.cut`) answers 503 if it
+    had not answered yet, or ends its body short.
+    """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         frontend = _frontend(scope)
+        drain = frontend.drain
         steer_to = frontend.settings.steer_to
         path: str = scope["path"]
         if (
-            frontend.drain.draining
+            drain.draining
             and steer_to
             and cast("str", scope.get("method", "")) in ("GET", "HEAD")
             and not path.startswith(_NOT_STEERED)
         ):
             query = scope.get("query_string", b"").decode("latin-1")
             target = steer_to.rstrip("/") + path + (f"?{query}" if query else "")
-            start: HTTPResponseStartEvent = {
-                "type": "http.response.start",
-                "status": 303,
-                "headers": [
+            await _answer(
+                send,
+                303,
+                [
                     (b"location", target.encode("latin-1", "replace")),
-                    (b"cache-control", b"no-store"),
                     (b"content-length", b"0"),
+                    (b"connection", b"close"),
                 ],
-            }
-            body: HTTPResponseBodyEvent = {
-                "type": "http.response.body",
-                "body": b"",
-                "more_body": False,
-            }
-            await send(start)
-            await send(body)
+                b"",
+            )
             return
-        await app(scope, receive, send)
+        started = False
+
+        async def send_while_draining(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if drain.draining:
+                    MutableScopeHeaders.from_message(message)["connection"] = "close"
+            await send(message)
+
+        with drain.requests.tracked():
+            try:
+                await app(scope, receive, send_while_draining)
+            except asyncio.CancelledError:
+                if not drain.requests.was_cut():
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                if started:
+                    # The body can only end short: raising has the server
+                    # close the connection, and its log skips a cut.
+                    raise ResponseCut(f"{scope['path']}: {CUT_BY_DRAIN}") from None
+                await _cut_answer(scope, send)
 
     return middleware
+
+
+#: What a request cut by the drain before it answered is told.
+CUT_MESSAGE = (
+    "this server shut down before the request finished (it outlasted the drain); "
+    "nothing more will come from it: try again"
+)
+
+
+async def _cut_answer(scope: Scope, send: Send) -> None:
+    """Answer 503 for a request the drain cut: JSON for a script, text for a page."""
+    accept = b""
+    for key, value in scope.get("headers", ()):
+        if key == b"accept":
+            accept = value
+    if b"text/html" in accept:
+        kind, body = b"text/plain; charset=utf-8", CUT_MESSAGE.encode()
+    else:
+        kind, body = b"application/json", json.dumps({"error": CUT_MESSAGE}).encode()
+    headers = [
+        (b"content-type", kind),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await _answer(send, 503, headers, body)
+
+
+async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    """Send a whole response (``no-store``, like every answer of a drain)."""
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*headers, (b"cache-control", b"no-store")],
+    }
+    message: HTTPResponseBodyEvent = {
+        "type": "http.response.body",
+        "body": body,
+        "more_body": False,
+    }
+    await send(start)
+    await send(message)

@@ -3,8 +3,10 @@
 uvicorn alone stops accepting connections the moment SIGTERM arrives; a
 Kubernetes rollout wants more: first fail readiness while the endpoint is
 removed from the Service (and steer page loads elsewhere), then stop
-accepting, then let in-flight requests finish. This module installs its own
-signal handlers to do exactly that.
+accepting, then let in-flight requests finish: ordinary ones within
+``--grace-seconds``, transfers (uploads, downloads) within the longer
+``--drain-transfer-seconds`` (:mod:`bugless_web.drain`). This module
+installs its own signal handlers to do exactly that.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import shutil
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -39,6 +43,9 @@ _log = logging.getLogger("bugless.web")
 #: them at scrape time instead): often enough for an alert over minutes,
 #: rare enough to cost nothing.
 WINDOWS_REFRESH_SECONDS = 5.0
+#: How long past the transfer bound uvicorn itself cancels what is left: only
+#: a request that ignored being cut (:meth:`DrainingServer.shutdown`) meets it.
+BACKSTOP_SECONDS = 5
 
 
 class DrainingServer(uvicorn.Server):
@@ -52,9 +59,11 @@ class DrainingServer(uvicorn.Server):
     def __init__(
         self,
         config: uvicorn.Config,
-        frontend: Frontend,
+        frontend: Frontend | None,
         drain_seconds: float,
         *,
+        grace_seconds: float = 0.0,
+        transfer_seconds: float = 0.0,
         ready_file: Path | None = None,
         metrics_port: int | None = None,
         metrics_endpoint: MetricsEndpoint | None = None,
@@ -66,10 +75,17 @@ class DrainingServer(uvicorn.Server):
         process's own, stopped after the last request (none under a parent).
         ``worker_windows``: a worker whose parent serves ``/metrics`` writes
         its connections' windows for it every :data:`WINDOWS_REFRESH_SECONDS`.
+        Once it stops accepting, ordinary requests have ``grace_seconds`` and
+        transfers ``transfer_seconds`` (not less) to finish; ``config``'s
+        ``timeout_graceful_shutdown`` is set past both, as a backstop.
         """
+        transfer_seconds = max(grace_seconds, transfer_seconds)
+        config.timeout_graceful_shutdown = math.ceil(transfer_seconds) + BACKSTOP_SECONDS
         super().__init__(config)
         self._frontend = frontend
         self._drain_seconds = drain_seconds
+        self._grace_seconds = grace_seconds
+        self._transfer_seconds = transfer_seconds
         self._ready_file = ready_file
         self._metrics_port = metrics_port
         self._metrics_endpoint = metrics_endpoint
@@ -97,16 +113,72 @@ class DrainingServer(uvicorn.Server):
             write_ready_file(self._ready_file, port=port, metrics_port=metrics_port)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Finish the requests (uvicorn), then stop serving ``/metrics``."""
+        """Stop accepting, finish the requests within their bounds, then stop serving ``/metrics``.
+
+        uvicorn closes the listener and the idle connections, and waits for
+        the busy ones to answer and close; meanwhile :meth:`_cut_when_due`
+        cuts an ordinary request still running ``grace_seconds`` later and a
+        transfer ``transfer_seconds`` later. Returns as soon as the last
+        request ended.
+        """
+        cutting = None
+        if self._frontend is not None and not self.force_exit:
+            cutting = asyncio.create_task(self._cut_when_due(self._frontend))
         try:
             await super().shutdown(sockets=sockets)
         finally:
+            if cutting is not None:
+                cutting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cutting
             if self._windows_task is not None:
                 self._windows_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._windows_task
             if self._metrics_endpoint is not None:
                 await self._metrics_endpoint.stop()
+
+    async def _cut_when_due(self, frontend: Frontend) -> None:
+        """Cut what outlasts its bound, counted from now (stopping accepting); log it once each."""
+        requests = frontend.drain.requests
+        started = time.monotonic()
+        transfers, others = requests.running()
+        _log.info(
+            "stopped accepting; waiting up to %gs for %d transfer(s), %gs for %d other request(s)",
+            self._transfer_seconds,
+            transfers,
+            self._grace_seconds,
+            others,
+            extra={"transfers": transfers, "requests": others},
+        )
+        try:
+            await asyncio.sleep(self._grace_seconds)
+            cut = requests.cut(transfers=False)
+            if cut:
+                _log.warning(
+                    "cut %d request(s) still running %gs after the server stopped accepting",
+                    len(cut),
+                    self._grace_seconds,
+                    extra={"cut_requests": len(cut)},
+                )
+            await asyncio.sleep(self._transfer_seconds - self._grace_seconds)
+            cut = requests.cut(transfers=True)
+            if cut:
+                _log.warning(
+                    "cut %d transfer(s) still running %gs after the server stopped accepting "
+                    "(--drain-transfer-seconds)",
+                    len(cut),
+                    self._transfer_seconds,
+                    extra={"cut_transfers": len(cut)},
+                )
+            # Wait to be cancelled (by shutdown) once uvicorn saw them end.
+            await asyncio.Event().wait()
+        finally:
+            _log.info(
+                "the last request ended %.1fs after the server stopped accepting",
+                time.monotonic() - started,
+                extra={"drained_seconds": round(time.monotonic() - started, 3)},
+            )
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: drain, then exit gracefully; a second signal exits now.
@@ -123,7 +195,8 @@ class DrainingServer(uvicorn.Server):
         _log.info(
             "%s: draining for %.1fs, then finishing in-flight requests", name, self._drain_seconds
         )
-        self._frontend.drain.start(name)
+        if self._frontend is not None:
+            self._frontend.drain.start(name)
         self._timer = threading.Timer(self._drain_seconds, self._stop_accepting)
         self._timer.daemon = True
         self._timer.start()
@@ -216,7 +289,6 @@ def serve(
         port=settings.port,
         proxy_headers=True,
         forwarded_allow_ips="*" if not settings.dev else "127.0.0.1",
-        timeout_graceful_shutdown=int(settings.grace_seconds),
         log_config=None,
         server_header=False,
         # uvloop and httptools: the C event loop every bugless process runs on
@@ -233,6 +305,8 @@ def serve(
         config,
         frontend,
         settings.drain_seconds,
+        grace_seconds=settings.grace_seconds,
+        transfer_seconds=settings.drain_transfer_seconds,
         ready_file=settings.ready_file,
         metrics_port=metrics_port,
         metrics_endpoint=metrics,

@@ -24,6 +24,7 @@ its body no longer read.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeAlias
@@ -133,6 +134,7 @@ async def attach_by_form(
     naming the limit for a file too large, 400 for no file chosen, 408 when
     the browser stopped sending.
     """
+    frontend_of(request).drain.requests.count_as_transfer()
     viewer = await viewer_of(request)
     events = _events(request.stream(), _boundary(request))
     try:
@@ -155,8 +157,9 @@ async def attach_by_form(
                 yield v1.UploadAttachmentRequest(chunk=chunk)
 
         reply = await frontend_of(request).backends.upload_attachment(messages())
-    except UploadStalled:
-        # The browser stopped sending: waiting for the rest would wait forever.
+    except (UploadStalled, asyncio.CancelledError):
+        # The browser stopped sending: waiting for the rest would wait forever;
+        # or the request was cancelled (the server's drain cut it): it ends now.
         await events.aclose()
         raise
     except BaseException:

@@ -99,6 +99,7 @@ async def upload_attachment(
     a size limit, naming it; 408 when the browser stopped sending, see
     :mod:`bugless_web.transfers`) with its message; nothing is kept on failure.
     """
+    frontend_of(request).drain.requests.count_as_transfer()
     issue_id = path_id(issue_text, "issue_id")
     viewer = await viewer_of(request)
     name = unquote(request.headers.get(NAME_HEADER, ""))
@@ -164,6 +165,7 @@ async def download_attachment(
     """
     attachment_id = path_id(attachment_text, "attachment_id")
     frontend = frontend_of(request)
+    frontend.drain.requests.count_as_transfer()
     download_url = frontend.settings.download_url
     token = request.query_params.get("t")
     if token:

@@ -121,8 +121,10 @@ async def _rows(
 @get("/search.csv")
 async def export_csv(request: Request[Any, Any, Any]) -> Response[Any]:
     """The search ``q`` as CSV in the chosen columns (see the module docstring)."""
-    viewer = await viewer_of(request)
     frontend = frontend_of(request)
+    # A download: a drain lets it finish (--drain-transfer-seconds).
+    frontend.drain.requests.count_as_transfer()
+    viewer = await viewer_of(request)
     backends = frontend.backends
     query = request.query_params.get("q", "")
     columns = columns_of(request)

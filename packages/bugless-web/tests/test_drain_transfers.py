@@ -1,0 +1,362 @@
+"""A drain lets the transfers in progress finish, up to ``--drain-transfer-seconds``, and no longer.
+
+A rolling update SIGTERMs a web replica while people upload and download
+attachments. Each test starts a real ``bugless web serve`` of its own (the
+SIGTERM ends it) on the session's Model and blob store, plays a browser on
+a slow link (an upload's body sent in pieces with pauses, a download read a
+MiB at a time), SIGTERMs the server mid-transfer, and reads what happened
+from the answers, the attachments stored, the process's exit and its log.
+Each transfer outlasts ``--grace-seconds`` after the server stops
+accepting, the bound that used to cut it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from transfer_support import BLOCK, DOWNLOAD, logged_since, raw_download, signed_in, uploaded_file
+from web_support import World, create_issue
+
+from bugless_core.clients import call
+from bugless_dev.stack import RunningService
+from bugless_proto import v1
+
+#: After SIGTERM, readiness fails (and page loads are steered) this long.
+DRAIN = 2.0
+#: Then an ordinary request may take this long; a transfer, TRANSFERS.
+GRACE = 1.0
+TRANSFERS = 60.0
+#: Where a draining replica steers page loads.
+STEER_TO = "https://next.example"
+#: The slow upload: PIECES pieces of PIECE bytes, one every PAUSE s (8 s in
+#: all); SIGTERM comes after SIGTERM_AFTER of them, so the upload runs on for
+#: about 5 s after the server stops accepting: well past GRACE.
+PIECES, PIECE, PAUSE, SIGTERM_AFTER = 32, 256 * 1024, 0.25, 4
+#: The most the process may take to exit once its last transfer ended
+#: (it polls every 0.1 s): far below TRANSFERS, the bound it must not wait out.
+PROMPTLY = 5.0
+
+
+def _start(
+    world: World, transfers: float, *, grace: float = GRACE, workers: int = 1
+) -> RunningService:
+    return world.stack.start_web(
+        env={
+            "BUGLESS_WEB_DRAIN_SECONDS": str(DRAIN),
+            "BUGLESS_WEB_GRACE_SECONDS": str(grace),
+            "BUGLESS_WEB_DRAIN_TRANSFER_SECONDS": str(transfers),
+            "BUGLESS_WEB_STEER_TO": STEER_TO,
+            "BUGLESS_WEB_WORKERS": str(workers),
+        }
+    )
+
+
+@pytest.fixture
+def web(world: World) -> Iterator[RunningService]:
+    """A web replica of this test's own, with a long transfer bound; stopped if still running."""
+    server = _start(world, TRANSFERS)
+    try:
+        yield server
+    finally:
+        world.stack.stop_service(server)
+
+
+def _piece(i: int) -> bytes:
+    return bytes([i % 256]) * PIECE
+
+
+CONTENT = b"".join(_piece(i) for i in range(PIECES))
+
+
+async def _slow_upload(
+    web: RunningService,
+    client: httpx.AsyncClient,
+    csrf: str,
+    issue: v1.Issue,
+    sent_some: asyncio.Event,
+) -> httpx.Response:
+    """POST CONTENT as the page's script does, on a slow link; ``sent_some`` once partly sent."""
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for i in range(PIECES):
+            if i == SIGTERM_AFTER:
+                sent_some.set()
+            await asyncio.sleep(PAUSE)
+            yield _piece(i)
+
+    return await client.post(
+        f"/issues/{issue.id}/attachments",
+        content=slowly(),
+        headers={
+            "x-csrf-token": csrf,
+            "x-file-name": "during-the-drain.bin",
+            "content-length": str(len(CONTENT)),
+        },
+    )
+
+
+async def _refuses_connections(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except ConnectionRefusedError:
+        return True
+    writer.close()
+    return False
+
+
+async def _until_logged(web: RunningService, offset: int, text: str, times: int = 1) -> None:
+    async with asyncio.timeout(30):  # only against a server that never logs it
+        while True:
+            if sum(text in line for line in logged_since(web, offset)) >= times:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def _exit_status(web: RunningService, within: float) -> int:
+    return await asyncio.to_thread(web.process.wait, within)
+
+
+def _no_traceback(lines: list[str]) -> None:
+    assert not [line for line in lines if "Traceback" in line or "ASGI" in line], lines
+
+
+async def _attachments(model: v1.ModelStub, world: World, issue: v1.Issue) -> list[v1.Attachment]:
+    listed = await call(
+        model.list_attachments,
+        v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue.id),
+    )
+    return list(listed.attachments)
+
+
+async def _steered_and_refused(web: RunningService, offset: int, processes: int = 1) -> None:
+    """While draining a page load is steered (closing its connection); then none is accepted.
+
+    ``processes``: how many serve the port (``--workers``); each stops accepting.
+    """
+    async with httpx.AsyncClient(base_url=str(web.url), timeout=10) as other:
+        steered = await other.get("/search?q=x", follow_redirects=False)
+    assert steered.status_code == 303, steered.text
+    assert steered.headers["location"] == f"{STEER_TO}/search?q=x"
+    assert steered.headers["connection"] == "close"
+    await _until_logged(web, offset, "stopped accepting", processes)
+    assert await _refuses_connections(web.port)
+
+
+async def test_an_upload_in_progress_at_sigterm_finishes_and_is_stored(
+    web: RunningService, web_server: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """The upload outlasts the grace, succeeds, is readable; the process exits right after it.
+
+    Before ``--drain-transfer-seconds`` the upload was cut ``--grace-seconds``
+    after the server stopped accepting (uvicorn cancelled it): the person
+    lost it.
+    """
+    await _upload_across_sigterm(web, web_server, world, model)
+
+
+async def test_with_workers_an_upload_in_progress_at_sigterm_finishes(
+    world: World, web_server: RunningService, model: v1.ModelStub
+) -> None:
+    """``--workers 2``: the parent passes SIGTERM on; the worker with the upload lets it finish."""
+    web = _start(world, TRANSFERS, workers=2)
+    try:
+        await _upload_across_sigterm(web, web_server, world, model, processes=2)
+    finally:
+        world.stack.stop_service(web)
+
+
+async def _upload_across_sigterm(
+    web: RunningService,
+    web_server: RunningService,
+    world: World,
+    model: v1.ModelStub,
+    processes: int = 1,
+) -> None:
+    issue = await create_issue(model, world, "Uploaded during a rollout")
+    offset = web.log.stat().st_size
+    sent_some = asyncio.Event()
+    async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
+        csrf = await signed_in(client)
+        cookies = dict(client.cookies.items())
+        upload = asyncio.create_task(_slow_upload(web, client, csrf, issue, sent_some))
+        await sent_some.wait()
+        web.process.signal(signal.SIGTERM)
+        await _steered_and_refused(web, offset, processes)
+        response = await upload
+        answered = time.monotonic()
+    assert response.status_code == 201, response.text
+    assert response.json()["size"] == len(CONTENT)
+    assert await _exit_status(web, PROMPTLY) == 0
+    assert time.monotonic() - answered < PROMPTLY
+    lines = logged_since(web, offset)
+    assert any("waiting up to 60s for 1 transfer(s)" in line for line in lines), lines
+    assert not [line for line in lines if " cut " in line], lines
+    _no_traceback(lines)
+
+    # Stored whole: another replica serves it (the session cookie is good on any).
+    [stored] = await _attachments(model, world, issue)
+    assert stored.name == "during-the-drain.bin"
+    async with httpx.AsyncClient(
+        base_url=str(web_server.url), timeout=60, cookies=cookies
+    ) as client:
+        downloaded = await client.get(str(response.json()["url"]))
+    assert downloaded.status_code == 200
+    assert downloaded.content == CONTENT
+
+
+async def test_a_download_in_progress_at_sigterm_is_sent_whole(
+    web: RunningService, world: World, model: v1.ModelStub
+) -> None:
+    """A browser reading a large download slowly gets all of it; then the process exits."""
+    url, cookie = await uploaded_file(web, world, model)
+    offset = web.log.stat().st_size
+    received = bytearray()
+    async with raw_download(web.port, url, cookie) as (head, reader):
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        async with asyncio.timeout(120):  # only against a server that hangs
+            received += await reader.readexactly(BLOCK)
+            web.process.signal(signal.SIGTERM)
+            await _steered_and_refused(web, offset)
+            while chunk := await reader.read(BLOCK):
+                received += chunk
+                if len(received) % BLOCK < len(chunk):  # another MiB: rest a while
+                    await asyncio.sleep(0.1)
+    read = time.monotonic()
+    assert len(received) == DOWNLOAD
+    # MiB i is all bytes i (transfer_support.uploaded_file).
+    assert all(received[i * BLOCK] == i % 256 for i in range(DOWNLOAD // BLOCK))
+    assert await _exit_status(web, PROMPTLY) == 0
+    assert time.monotonic() - read < PROMPTLY
+    lines = logged_since(web, offset)
+    assert not [line for line in lines if " cut " in line], lines
+    _no_traceback(lines)
+
+
+#: The bound of the test that outlasts it: short, so the test is.
+SHORT_TRANSFERS = 3.0
+
+
+async def test_transfers_outlasting_the_bound_are_cut_once_and_the_process_exits(
+    world: World, model: v1.ModelStub
+) -> None:
+    """Uploads still running at ``--drain-transfer-seconds`` end: a 503, nothing attached, one line.
+
+    Two uploads (the page's script and the no-script form) that would take
+    far longer than the bound; the process exits at the bound, not later,
+    and logs the cut once, with how many, and no traceback.
+    """
+    web = _start(world, SHORT_TRANSFERS, grace=0.5)
+    try:
+        issue = await create_issue(model, world, "Uploads longer than the drain")
+        async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
+            csrf = await signed_in(client)
+            cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        offset = web.log.stat().st_size
+        script = _EndlessUpload(web.port, _script_head(web.port, issue, cookie, csrf), b"")
+        form, form_start = _form_upload(web.port, issue, cookie, csrf)
+        endless = _EndlessUpload(web.port, form, form_start)
+        await script.start()
+        await endless.start()
+        web.process.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        status = await _exit_status(web, DRAIN + SHORT_TRANSFERS + PROMPTLY)
+        exited = time.monotonic() - signalled
+        answers = [await script.answer(), await endless.answer()]
+    finally:
+        world.stack.stop_service(web)
+    assert status == 0
+    # Waited for the transfers past the grace, to their bound, and not longer.
+    assert DRAIN + SHORT_TRANSFERS - 0.5 < exited < DRAIN + SHORT_TRANSFERS + PROMPTLY
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
+        assert b"connection: close" in answer.lower(), answer[:300]
+        assert b"this server shut down before the request finished" in answer, answer
+    assert await _attachments(model, world, issue) == []
+    lines = logged_since(web, offset)
+    cuts = [line for line in lines if " cut " in line]
+    assert len(cuts) == 1, lines
+    assert "cut 2 transfer(s) still running 3s after the server stopped accepting" in cuts[0]
+    _no_traceback(lines)
+
+
+def _script_head(port: int, issue: v1.Issue, cookie: str, csrf: str) -> bytes:
+    return (
+        f"POST /issues/{issue.id}/attachments HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Cookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nX-File-Name: too-long.bin\r\n"
+        "Accept: */*\r\nContent-Type: application/octet-stream\r\n"
+        f"Content-Length: {ENDLESS}\r\n\r\n"
+    ).encode()
+
+
+def _form_upload(port: int, issue: v1.Issue, cookie: str, csrf: str) -> tuple[bytes, bytes]:
+    boundary = "bugless-drain"
+    start = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="_csrf"\r\n\r\n{csrf}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        'filename="too-long-form.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    head = (
+        f"POST /issues/{issue.id}/attachments/form HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Cookie: {cookie}\r\nAccept: text/html\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(start) + ENDLESS}\r\n\r\n"
+    ).encode()
+    return head, start
+
+
+async def _everything(reader: asyncio.StreamReader) -> bytes:
+    """What ``reader`` gives until the connection ends (closed, or reset after an answer)."""
+    received = bytearray()
+    try:
+        while chunk := await reader.read(65536):
+            received += chunk
+    except ConnectionError:
+        pass
+    return bytes(received)
+
+
+#: What the endless uploads declare: far more than they send before the bound
+#: (and under the Model's default limit of 256 MiB per file).
+ENDLESS = 200 * 1024 * 1024
+
+
+class _EndlessUpload:
+    """A raw HTTP/1.1 upload sending a piece every PAUSE s until the server answers or goes."""
+
+    def __init__(self, port: int, head: bytes, start: bytes) -> None:
+        self._port = port
+        self._head = head + start
+        self._sending: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[bytes] | None = None
+
+    async def start(self) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self._port)
+        writer.write(self._head)
+        self._reading = asyncio.create_task(_everything(reader))
+        self._sending = asyncio.create_task(self._send(writer))
+        await asyncio.sleep(PAUSE * 2)
+
+    async def _send(self, writer: asyncio.StreamWriter) -> None:
+        try:
+            while self._reading is not None and not self._reading.done():
+                writer.write(_piece(0))
+                await writer.drain()
+                await asyncio.sleep(PAUSE)
+        except ConnectionError:
+            pass  # the server closed it after answering
+        finally:
+            writer.close()
+
+    async def answer(self) -> bytes:
+        """What the server answered before it closed the connection."""
+        assert self._reading is not None
+        assert self._sending is not None
+        async with asyncio.timeout(10):  # it closed already: only against a hang
+            answer = await self._reading
+            await self._sending
+        return answer
