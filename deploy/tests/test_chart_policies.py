@@ -150,12 +150,17 @@ def test_web_probes_use_readyz_and_healthz(manifests: list[Manifest]) -> None:
 
 
 def test_termination_grace_outlasts_prestop_drain_and_grace(manifests: list[Manifest]) -> None:
+    """The pod is never killed before its drain could end, the web's transfer bound included."""
     for deployment in of_kind(manifests, "Deployment"):
         component = _component(deployment)
         container = _container(deployment)
         env = env_of(container)
         drain = float(env[f"BUGLESS_{component.upper()}_DRAIN_SECONDS"]["value"])
         grace = float(env[f"BUGLESS_{component.upper()}_GRACE_SECONDS"]["value"])
+        transfers = env.get(f"BUGLESS_{component.upper()}_DRAIN_TRANSFER_SECONDS")
+        if transfers is not None:
+            assert float(transfers["value"]) >= grace, component
+            grace = max(grace, float(transfers["value"]))
         sleep_command = container["lifecycle"]["preStop"]["exec"]["command"]
         assert sleep_command[0] == "sleep"
         pre_stop = float(sleep_command[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import helm_python
@@ -39,6 +40,15 @@ def _migration_job(manifests: list[Manifest]) -> Manifest:
             {"auth": {"terminationGracePeriodSeconds": 30}},
             "auth.terminationGracePeriodSeconds (30) must exceed",
         ),
+        (
+            {"web": {"terminationGracePeriodSeconds": 100}},
+            "web.terminationGracePeriodSeconds (100) must exceed preStopSleepSeconds + "
+            "drainSeconds + max(graceSeconds, drainTransferSeconds) (130)",
+        ),
+        (
+            {"web": {"drainTransferSeconds": 10}},
+            "web.drainTransferSeconds (10) must be at least graceSeconds (20)",
+        ),
         ({"database": {"backend": "mysql"}}, "database.backend must be postgres or cockroach"),
         (
             {"internalTLS": {"enabled": False}},
@@ -62,9 +72,7 @@ def _migration_job(manifests: list[Manifest]) -> Manifest:
     ],
 )
 def test_unsafe_or_incomplete_values_are_refused(values: dict[str, Any], message: str) -> None:
-    with pytest.raises(
-        helm_python.HelmError, match=message.replace("(", r"\(").replace(")", r"\)")
-    ):
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
         render(values)
 
 
@@ -284,6 +292,25 @@ def test_the_people_ca_is_off_by_default_and_mounted_when_named() -> None:
         "mountPath": "/etc/bugless/people-ca",
         "readOnly": True,
     }
+
+
+def test_the_web_pod_outlives_its_transfer_bound() -> None:
+    """One value sets both the web's bound on transfers and the pod's grace period.
+
+    The web lets an upload or download in progress run up to
+    ``drainTransferSeconds`` after it stops accepting; Kubernetes must not
+    kill the pod sooner (preStop and the drain come first).
+    """
+    for transfers, period in (
+        (None, 5 + 5 + 120 + 5),
+        (300, 5 + 5 + 300 + 5),
+        (20, 5 + 5 + 20 + 5),
+    ):
+        values = {} if transfers is None else {"web": {"drainTransferSeconds": transfers}}
+        web = _deployment(render(values), "web")
+        env = env_of(web["spec"]["template"]["spec"]["containers"][0])
+        assert env["BUGLESS_WEB_DRAIN_TRANSFER_SECONDS"]["value"] == str(transfers or 120)
+        assert web["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == period
 
 
 def test_web_workers_reach_the_command() -> None:

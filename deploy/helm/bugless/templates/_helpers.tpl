@@ -70,16 +70,27 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/*
 Seconds Kubernetes waits after deleting a pod before SIGKILL. The countdown
-starts before preStop, so it must cover preStop + drain + grace, plus a margin
-for the interpreter to exit; a value that does not is refused.
+starts before preStop, so it must cover preStop + drain + the longest wait
+for in-flight work (graceSeconds; for the web, drainTransferSeconds, its
+bound on uploads and downloads), plus a margin for the interpreter to exit;
+a value that does not is refused.
 */}}
 {{- define "bugless.terminationGracePeriodSeconds" -}}
 {{- $svc := index .ctx.Values .component -}}
-{{- $needed := add (int $svc.preStopSleepSeconds) (int (ceil $svc.drainSeconds)) (int (ceil $svc.graceSeconds)) -}}
+{{- $inFlight := int (ceil $svc.graceSeconds) -}}
+{{- $named := "graceSeconds" -}}
+{{- if hasKey $svc "drainTransferSeconds" -}}
+{{- if lt (float64 $svc.drainTransferSeconds) (float64 $svc.graceSeconds) -}}
+{{- fail (printf "%s.drainTransferSeconds (%v) must be at least graceSeconds (%v): the server refuses to start otherwise" .component $svc.drainTransferSeconds $svc.graceSeconds) -}}
+{{- end -}}
+{{- $inFlight = max $inFlight (int (ceil $svc.drainTransferSeconds)) -}}
+{{- $named = "max(graceSeconds, drainTransferSeconds)" -}}
+{{- end -}}
+{{- $needed := add (int $svc.preStopSleepSeconds) (int (ceil $svc.drainSeconds)) $inFlight -}}
 {{- if kindIs "invalid" $svc.terminationGracePeriodSeconds -}}
 {{- add $needed 5 -}}
 {{- else if le (int $svc.terminationGracePeriodSeconds) (int $needed) -}}
-{{- fail (printf "%s.terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds + drainSeconds + graceSeconds (%v), or the pod is killed mid-drain" .component $svc.terminationGracePeriodSeconds $needed) -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds (%v) must exceed preStopSleepSeconds + drainSeconds + %s (%v), or the pod is killed mid-drain" .component $svc.terminationGracePeriodSeconds $named $needed) -}}
 {{- else -}}
 {{- $svc.terminationGracePeriodSeconds -}}
 {{- end -}}
