@@ -31,6 +31,7 @@ from bugless_api.client import RetryPolicy
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import ApiSettings, RateLimitSettings
 from bugless_core.errors import Unavailable
+from bugless_proto import v1
 from bugless_testing.events import EventStream
 
 
@@ -178,6 +179,60 @@ async def test_a_download_refused_by_a_draining_replica_resumes_on_the_new_one(
         await watch.close()
         assert got.sha256 == hashlib.sha256(content).hexdigest()
         assert (tmp_path / "got.bin").read_bytes() == content
+
+
+async def test_an_upload_in_progress_when_its_replica_drains_finishes_there(
+    bots: Bots, connect_as: ConnectAs, api: RunningApi
+) -> None:
+    """An upload running when its replica drains goes on past the grace, and is attached.
+
+    The replica waits ``drain_transfer_seconds`` for it (``grace_seconds``
+    only for other calls) and closes as soon as it ended. Before, the drain
+    cancelled it at the grace: a bot (or a person's ``bugless`` command)
+    lost an upload to every rollout that met it.
+    """
+    settings = api_settings(bots.stack, rate_limit=RateLimitSettings(rate=1000.0, burst=1000))
+    grpc = dataclasses.replace(
+        settings.grpc, drain_seconds=0.0, grace_seconds=0.5, drain_transfer_seconds=60.0
+    )
+    replica = await start_api(
+        dataclasses.replace(settings, grpc=grpc), metrics_registry=CollectorRegistry()
+    )
+    try:
+        robot = connect_as("robot", port=replica.port)
+        component = await robot.create_component(f"Rolling-{secrets.token_hex(3)}")
+        issue = await robot.create_issue("an upload outlasts the grace", component.id)
+        pieces = [secrets.token_bytes(64 * 1024) for _ in range(16)]
+        header = v1.UploadAttachmentHeader(
+            issue_id=issue.id, name="slow.bin", size=sum(len(piece) for piece in pieces)
+        )
+
+        header_sent = asyncio.Event()
+
+        async def slowly() -> AsyncIterator[v1.UploadAttachmentRequest]:
+            yield v1.UploadAttachmentRequest(header=header)
+            header_sent.set()
+            for piece in pieces:
+                await asyncio.sleep(0.15)
+                yield v1.UploadAttachmentRequest(chunk=piece)
+
+        upload = asyncio.create_task(robot.issues.upload_attachment(slowly(), timeout=60))
+        await header_sent.wait()
+        await asyncio.sleep(0.05)  # the replica reads it: the call is in flight there
+        assert replica.runner.in_flight == 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        draining = asyncio.create_task(replica.runner.drain())
+
+        reply = await upload
+        assert loop.time() - started > grpc.grace_seconds  # the case this is about
+        await asyncio.wait_for(draining, timeout=5)  # closed once it ended, not at 60 s
+    finally:
+        await replica.close()
+    assert reply.attachment is not None
+    assert reply.attachment.sha256 == hashlib.sha256(b"".join(pieces)).hexdigest()
+    attached = await connect_as("robot").list_attachments(issue.id)
+    assert [(a.name, a.size) for a in attached] == [("slow.bin", header.size)]
 
 
 async def test_an_upload_failing_otherwise_is_not_sent_again(

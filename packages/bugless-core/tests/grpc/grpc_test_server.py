@@ -16,7 +16,7 @@ import os
 import signal
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -126,6 +126,15 @@ class SlowModel(v1.ModelBase):
         if failure == "conflict":
             raise to_grpc_error(IssueVersionConflict(7, expected_version=3, current_version=5))
         return v1.GetServerInfoResponse(backend="test", version="0", capabilities=["slow"])
+
+    async def upload_attachment(
+        self, messages: AsyncIterator[v1.UploadAttachmentRequest]
+    ) -> v1.UploadAttachmentResponse:
+        """Take an upload as fast as the client sends it; answer with its size (a transfer)."""
+        size = 0
+        async for message in messages:
+            size += len(message.chunk or b"")
+        return v1.UploadAttachmentResponse(attachment=v1.Attachment(id=1, size=size))
 
 
 class ServerProcess:

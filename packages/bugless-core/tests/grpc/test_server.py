@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,78 @@ async def test_calls_still_running_after_the_grace_period_are_cancelled(
     with pytest.raises(StreamTerminatedError):
         await asyncio.wait_for(stuck_call, timeout=2)
     assert runner.in_flight == 0
+
+
+#: A transfer's pieces: one every PAUSE s.
+PIECE, PAUSE = b"x" * 16384, 0.1
+
+
+async def _pieces(count: int | None) -> AsyncIterator[v1.UploadAttachmentRequest]:
+    """An upload sent slowly: ``count`` pieces (``None``: without end)."""
+    yield v1.UploadAttachmentRequest(header=v1.UploadAttachmentHeader(name="slow.bin"))
+    sent = 0
+    while count is None or sent < count:
+        await asyncio.sleep(PAUSE)
+        yield v1.UploadAttachmentRequest(chunk=PIECE)
+        sent += 1
+
+
+async def test_drain_lets_a_transfer_outlast_the_grace_and_closes_when_it_ends(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    """An upload running at the grace goes on (drain_transfer_seconds); the close follows its end.
+
+    Before, a drain cancelled it with every other call at ``grace_seconds``.
+    """
+    runner = await start_runner(
+        GrpcServerSettings(
+            insecure_local=True, drain_seconds=0.0, grace_seconds=0.3, drain_transfer_seconds=30.0
+        )
+    )
+    stub = v1.ModelStub(open_channel(runner.port))
+    upload = asyncio.create_task(stub.upload_attachment(_pieces(15), timeout=30))
+    await _wait_until(lambda: runner.in_flight == 1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    drain = asyncio.create_task(runner.drain())
+
+    reply = await upload
+    answered = loop.time()
+    assert reply.attachment is not None
+    assert reply.attachment.size == 15 * len(PIECE)
+    assert answered - started > 0.3  # past the grace: the case this is about
+    await asyncio.wait_for(drain, timeout=2)  # at once, not at the 30 s bound
+    with pytest.raises(ConnectionRefusedError):
+        await v1.ModelStub(open_channel(runner.port)).get_server_info(timeout=5)
+
+
+async def test_a_transfer_outlasting_its_bound_is_cancelled_and_counted_once(
+    start_runner: StartRunner, open_channel: OpenChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = await start_runner(
+        GrpcServerSettings(
+            insecure_local=True, drain_seconds=0.0, grace_seconds=0.2, drain_transfer_seconds=0.8
+        )
+    )
+    caplog.set_level(logging.INFO, logger="bugless_core.grpc")
+    stub = v1.ModelStub(open_channel(runner.port))
+    upload = asyncio.create_task(stub.upload_attachment(_pieces(None), timeout=30))
+    await _wait_until(lambda: runner.in_flight == 1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    await asyncio.wait_for(runner.drain(), timeout=5)
+
+    assert 0.8 <= loop.time() - started < 2.0
+    with pytest.raises((StreamTerminatedError, GRPCError)):
+        await asyncio.wait_for(upload, timeout=2)
+    stopped = [r.getMessage() for r in caplog.records if " stopped; " in r.getMessage()]
+    assert stopped == ["test-model stopped; 1 calls were cancelled, 1 of them transfers"]
+
+
+def test_the_transfer_bound_is_at_least_the_grace() -> None:
+    with pytest.raises(ValueError, match=r"drain_transfer_seconds \(5\) must be at least"):
+        GrpcServerSettings(insecure_local=True, grace_seconds=10, drain_transfer_seconds=5)
 
 
 async def test_stop_now_cuts_a_drain_short(start_runner: StartRunner) -> None:

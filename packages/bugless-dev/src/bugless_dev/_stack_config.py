@@ -51,9 +51,10 @@ class StackConfig:
         fast_password_hashing: Cheap argon2 parameters (tests, benchmarks).
         drain_seconds: ``--drain-seconds`` of every service.
         grace_seconds: ``--grace-seconds`` of every service.
-        transfer_seconds: The web's ``--drain-transfer-seconds`` (its bound
-            on uploads and downloads once it stops accepting); None: the
-            grace's, so that stopping a stack never waits long on a transfer.
+        transfer_seconds: ``--drain-transfer-seconds`` of every service (the
+            bound on attachment uploads and downloads once a service stops
+            accepting); None: the grace's, so that stopping a stack never
+            waits long on a transfer.
         token_key_file: The Authenticator's signing key; generated under
             ``directory`` (``bugless auth keygen``) when None.
         page_token_secret: The Model's page-token secret (random when empty).
@@ -115,14 +116,14 @@ def stack_environment(
         "BUGLESS_NOTIFY_DATABASE_URL": config.model_database_url,
         "BUGLESS_NOTIFY_SECRET_KEYS": config.notify_secret_key or secrets.token_urlsafe(32),
     }
+    transfers = config.grace_seconds if config.transfer_seconds is None else config.transfer_seconds
     for kind in SERVICE_KINDS:
         prefix = f"BUGLESS_{kind.upper()}_"
         env[prefix + "DRAIN_SECONDS"] = str(config.drain_seconds)
         env[prefix + "GRACE_SECONDS"] = str(config.grace_seconds)
+        env[prefix + "DRAIN_TRANSFER_SECONDS"] = str(transfers)
         if config.insecure_local:
             env[prefix + "INSECURE_LOCAL"] = "true"
-    transfers = config.grace_seconds if config.transfer_seconds is None else config.transfer_seconds
-    env["BUGLESS_WEB_DRAIN_TRANSFER_SECONDS"] = str(transfers)
     if not config.insecure_local:
         env.update(mutual_tls_environment(config.pki.ca_file, identities))
     if config.fast_password_hashing:

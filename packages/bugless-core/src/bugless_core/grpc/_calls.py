@@ -54,6 +54,11 @@ _SERVER_FAULTS = frozenset({Status.UNKNOWN, Status.INTERNAL, Status.DATA_LOSS})
 #: warning once per method while they last (an OutageLog), each call at DEBUG.
 _DEGRADED = frozenset({Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED})
 
+#: Methods that move an attachment's bytes (on the Model and the public API):
+#: they last as long as the client takes to send or read a file, so a drain
+#: waits longer for them (``drain_transfer_seconds``) than for other calls.
+TRANSFER_METHODS = frozenset({"UploadAttachment", "DownloadAttachment"})
+
 #: Shown to clients whose call arrives after the server stopped accepting calls.
 SHUTTING_DOWN_MESSAGE = "this server is shutting down; retry, another instance will answer"
 
@@ -92,6 +97,7 @@ class CallTracker:
 
     Attributes:
         idle: Set while no call that a drain must wait for is running.
+        transfers_idle: Set while no transfer (:data:`TRANSFER_METHODS`) is running.
     """
 
     def __init__(
@@ -123,11 +129,14 @@ class CallTracker:
         self._drain_exempt = frozenset(drain_exempt_methods)
         self._calls: dict[asyncio.Task[object], CallContext] = {}
         self._blocking: set[asyncio.Task[object]] = set()
+        self._transfers: set[asyncio.Task[object]] = set()
         self._refused: set[asyncio.Task[object]] = set()
         self._refusing = False
         self._series: dict[str, _Series] = {}
         self.idle = asyncio.Event()
         self.idle.set()
+        self.transfers_idle = asyncio.Event()
+        self.transfers_idle.set()
 
     def track(self, servables: Collection[IServable]) -> list[IServable]:
         """``servables`` with every call of every handler followed by this tracker."""
@@ -142,6 +151,11 @@ class CallTracker:
     def blocking_drain(self) -> int:
         """Number of running calls that a drain waits for."""
         return len(self._blocking)
+
+    @property
+    def transfers(self) -> int:
+        """Number of running transfers (uploads, downloads), which a drain waits longer for."""
+        return len(self._transfers)
 
     def refuse_new_calls(self) -> None:
         """Answer every call arriving from now on with UNAVAILABLE.
@@ -260,6 +274,9 @@ class CallTracker:
         if call.method_name not in self._drain_exempt:
             self._blocking.add(task)
             self.idle.clear()
+            if split_method_name(call.method_name)[1] in TRANSFER_METHODS:
+                self._transfers.add(task)
+                self.transfers_idle.clear()
         task.add_done_callback(self._end)
 
     @staticmethod
@@ -279,6 +296,9 @@ class CallTracker:
         self._blocking.discard(task)
         if not self._blocking:
             self.idle.set()
+        self._transfers.discard(task)
+        if not self._transfers:
+            self.transfers_idle.set()
         refused = task in self._refused
         self._refused.discard(task)
 

@@ -4,7 +4,8 @@ It puts together what DESIGN §6 asks of every service (health, reflection,
 Prometheus metrics, structured logs, TLS/mTLS) and owns the shutdown sequence
 Kubernetes needs: on SIGTERM report NOT_SERVING and keep serving for
 ``drain_seconds`` (so balancers take the pod out of rotation first), then stop
-accepting, let in-flight calls finish for up to ``grace_seconds``, then close.
+accepting, let in-flight calls finish for up to ``grace_seconds`` (and
+attachment transfers for up to ``drain_transfer_seconds``), then close.
 """
 
 from __future__ import annotations
@@ -308,7 +309,10 @@ class GrpcServiceRunner:
         In order: report NOT_SERVING for every service; keep serving for
         ``drain_seconds``; stop accepting connections and answer new calls on
         existing connections with UNAVAILABLE; wait up to ``grace_seconds`` for
-        the calls in progress; cancel what is left and close. :meth:`stop_now`
+        the calls in progress and, while transfers (attachment uploads and
+        downloads) are among them, for those up to ``drain_transfer_seconds``
+        (counted from the same moment); cancel what is left and close, as
+        soon as nothing is left to wait for. :meth:`stop_now`
         (a second signal) skips the remaining waits. Calling it again, or while
         it runs, waits for the same shutdown.
         """
@@ -341,7 +345,25 @@ class GrpcServiceRunner:
                 "in_flight": self._tracker.blocking_drain,
             },
         )
-        await _wait_for_any(self._tracker.idle, self._stop_now, seconds=settings.grace_seconds)
+        stopped = asyncio.get_running_loop().time()
+        tracker = self._tracker
+        await _wait_for_any(tracker.idle, self._stop_now, seconds=settings.grace_seconds)
+        if tracker.transfers and not self._stop_now.is_set():
+            longer = settings.drain_transfer_seconds - settings.grace_seconds
+            logger.info(
+                "%s: %d transfer(s) still running after the grace; waiting up to %.1fs more",
+                self.name,
+                tracker.transfers,
+                longer,
+                extra={"service": self.name, "transfers": tracker.transfers},
+            )
+            await _wait_for_any(tracker.transfers_idle, self._stop_now, seconds=longer)
+        logger.info(
+            "%s: in-flight calls waited for %.1fs",
+            self.name,
+            asyncio.get_running_loop().time() - stopped,
+            extra={"service": self.name},
+        )
         await self.close()
 
     def stop_now(self) -> None:
@@ -362,6 +384,7 @@ class GrpcServiceRunner:
             status.set(False)
         self._stop_accepting(server)
         cancelled = self._tracker.blocking_drain
+        transfers = self._tracker.transfers
         server.close()
         self._connections.close_all()
         try:
@@ -377,10 +400,15 @@ class GrpcServiceRunner:
         self._closed.set()
         log = logger.warning if cancelled else logger.info
         log(
-            "%s stopped; %d calls were cancelled",
+            "%s stopped; %d calls were cancelled, %d of them transfers",
             self.name,
             cancelled,
-            extra={"service": self.name, "cancelled_calls": cancelled},
+            transfers,
+            extra={
+                "service": self.name,
+                "cancelled_calls": cancelled,
+                "cancelled_transfers": transfers,
+            },
         )
 
     def _stop_accepting(self, server: Server) -> None:

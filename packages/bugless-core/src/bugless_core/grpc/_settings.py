@@ -43,9 +43,19 @@ class GrpcServerSettings:
             should exceed the health-check period of whatever balances traffic.
         grace_seconds: How long, after it stops accepting, the server waits for
             calls already in progress; calls still running then are cancelled.
-            Keep ``drain_seconds + grace_seconds`` below the pod's
-            ``terminationGracePeriodSeconds`` (30 by default) so that the
-            process exits on its own instead of being killed.
+            Keep ``drain_seconds`` plus this (or ``drain_transfer_seconds``,
+            for a service with transfers) below the pod's
+            ``terminationGracePeriodSeconds`` (30 by default; the chart
+            computes it) so that the process exits on its own instead of
+            being killed.
+        drain_transfer_seconds: How long a transfer (an attachment's upload or
+            download: ``UploadAttachment``, ``DownloadAttachment``) still
+            running at the end of ``grace_seconds`` may go on, counted from
+            when the server stopped accepting: a large file on a slow link
+            takes minutes, and a rollout should not cost a person their
+            upload. The server closes as soon as the last transfer ends
+            (cancelling any other call still running then). At least
+            ``grace_seconds``; no effect on a service without transfers.
         reuse_port: Bind with ``SO_REUSEPORT`` so that several processes of
             the same service can listen on one port; the kernel spreads new
             connections over them. One Python process uses one core, so this
@@ -86,6 +96,11 @@ class GrpcServerSettings:
         5.0, help="After SIGTERM, report NOT_SERVING this long before closing."
     )
     grace_seconds: float = setting(20.0, help="Then wait this long for in-flight calls.")
+    drain_transfer_seconds: float = setting(
+        120.0,
+        help="Then wait up to this long for attachment uploads and downloads still in "
+        "progress (at least --grace-seconds; services without them ignore it).",
+    )
     reuse_port: bool = setting(
         False,
         help="Bind with SO_REUSEPORT, so that several processes of this service share the "
@@ -136,6 +151,12 @@ class GrpcServerSettings:
         for name in ("drain_seconds", "grace_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
+        if self.drain_transfer_seconds < self.grace_seconds:
+            raise ValueError(
+                f"drain_transfer_seconds ({self.drain_transfer_seconds:g}) must be at least "
+                f"grace_seconds ({self.grace_seconds:g}), or transfers would be cut before "
+                "other calls"
+            )
 
     @property
     def tls(self) -> bool:
