@@ -294,23 +294,36 @@ def test_the_people_ca_is_off_by_default_and_mounted_when_named() -> None:
     }
 
 
-def test_the_web_pod_outlives_its_transfer_bound() -> None:
-    """One value sets both the web's bound on transfers and the pod's grace period.
+@pytest.mark.parametrize("component", ["web", "api", "model"])
+def test_pods_with_transfers_outlive_their_transfer_bound(component: str) -> None:
+    """One value sets both a service's bound on transfers and its pod's grace period.
 
-    The web lets an upload or download in progress run up to
-    ``drainTransferSeconds`` after it stops accepting; Kubernetes must not
-    kill the pod sooner (preStop and the drain come first).
+    The web, the API and the Model let an attachment upload or download in
+    progress run up to ``drainTransferSeconds`` after they stop accepting;
+    Kubernetes must not kill the pod sooner (preStop and the drain come first).
     """
     for transfers, period in (
         (None, 5 + 5 + 120 + 5),
         (300, 5 + 5 + 300 + 5),
         (20, 5 + 5 + 20 + 5),
     ):
-        values = {} if transfers is None else {"web": {"drainTransferSeconds": transfers}}
-        web = _deployment(render(values), "web")
-        env = env_of(web["spec"]["template"]["spec"]["containers"][0])
-        assert env["BUGLESS_WEB_DRAIN_TRANSFER_SECONDS"]["value"] == str(transfers or 120)
-        assert web["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == period
+        values = {} if transfers is None else {component: {"drainTransferSeconds": transfers}}
+        deployment = _deployment(render(values), component)
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        variable = f"BUGLESS_{component.upper()}_DRAIN_TRANSFER_SECONDS"
+        assert env[variable]["value"] == str(transfers or 120)
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == period
+
+
+def test_services_without_transfers_keep_their_grace_period() -> None:
+    for component in ("auth", "notify"):
+        deployment = _deployment(rendered("values.yaml"), component)
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        assert f"BUGLESS_{component.upper()}_DRAIN_TRANSFER_SECONDS" not in env
+        grace = 30 if component == "notify" else 20
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == (
+            5 + 5 + grace + 5
+        )
 
 
 def test_web_workers_reach_the_command() -> None:

@@ -71,9 +71,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/*
 Seconds Kubernetes waits after deleting a pod before SIGKILL. The countdown
 starts before preStop, so it must cover preStop + drain + the longest wait
-for in-flight work (graceSeconds; for the web, drainTransferSeconds, its
-bound on uploads and downloads), plus a margin for the interpreter to exit;
-a value that does not is refused.
+for in-flight work (graceSeconds; drainTransferSeconds, the bound on
+attachment uploads and downloads, for a service that has them), plus a
+margin for the interpreter to exit; a value that does not is refused.
 */}}
 {{- define "bugless.terminationGracePeriodSeconds" -}}
 {{- $svc := index .ctx.Values .component -}}
@@ -167,7 +167,8 @@ seccompProfile:
 
 {{/*
 Settings of the shared gRPC server options (bugless_core.grpc.GrpcServerSettings):
-BUGLESS_<SERVICE>_{HOST,PORT,METRICS_HOST,METRICS_PORT,DRAIN_SECONDS,GRACE_SECONDS,TLS_*}.
+BUGLESS_<SERVICE>_{HOST,PORT,METRICS_HOST,METRICS_PORT,DRAIN_SECONDS,GRACE_SECONDS,TLS_*},
+and DRAIN_TRANSFER_SECONDS for a service whose values have drainTransferSeconds.
 */}}
 {{- define "bugless.grpcServerEnv" -}}
 {{- $svc := index .ctx.Values .component -}}
@@ -184,6 +185,10 @@ BUGLESS_<SERVICE>_{HOST,PORT,METRICS_HOST,METRICS_PORT,DRAIN_SECONDS,GRACE_SECON
   value: {{ $svc.drainSeconds | quote }}
 - name: {{ $prefix }}GRACE_SECONDS
   value: {{ $svc.graceSeconds | quote }}
+{{- if hasKey $svc "drainTransferSeconds" }}
+- name: {{ $prefix }}DRAIN_TRANSFER_SECONDS
+  value: {{ $svc.drainTransferSeconds | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* TLS files of a server, for BUGLESS_<SERVICE>_TLS_CERT/TLS_KEY/CLIENT_CA. */}}
