@@ -80,9 +80,6 @@ margin for the interpreter to exit; a value that does not is refused.
 {{- $inFlight := int (ceil $svc.graceSeconds) -}}
 {{- $named := "graceSeconds" -}}
 {{- if hasKey $svc "drainTransferSeconds" -}}
-{{- if lt (float64 $svc.drainTransferSeconds) (float64 $svc.graceSeconds) -}}
-{{- fail (printf "%s.drainTransferSeconds (%v) must be at least graceSeconds (%v): the server refuses to start otherwise" .component $svc.drainTransferSeconds $svc.graceSeconds) -}}
-{{- end -}}
 {{- $inFlight = max $inFlight (int (ceil $svc.drainTransferSeconds)) -}}
 {{- $named = "max(graceSeconds, drainTransferSeconds)" -}}
 {{- end -}}

@@ -246,9 +246,28 @@ async def test_a_transfer_outlasting_its_bound_is_cancelled_and_counted_once(
     assert stopped == ["test-model stopped; 1 calls were cancelled, 1 of them transfers"]
 
 
-def test_the_transfer_bound_is_at_least_the_grace() -> None:
-    with pytest.raises(ValueError, match=r"drain_transfer_seconds \(5\) must be at least"):
-        GrpcServerSettings(insecure_local=True, grace_seconds=10, drain_transfer_seconds=5)
+async def test_a_transfer_bound_below_the_grace_counts_as_the_grace(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    """A transfer is never cut before other calls: a bound set lower waits the grace anyway.
+
+    (A service given a longer ``--grace-seconds`` than the deployment's
+    transfer bound still starts, and its transfers get the grace.)
+    """
+    runner = await start_runner(
+        GrpcServerSettings(
+            insecure_local=True, drain_seconds=0.0, grace_seconds=30.0, drain_transfer_seconds=0.1
+        )
+    )
+    stub = v1.ModelStub(open_channel(runner.port))
+    upload = asyncio.create_task(stub.upload_attachment(_pieces(5), timeout=30))
+    await _wait_until(lambda: runner.in_flight == 1)
+    drain = asyncio.create_task(runner.drain())
+
+    reply = await upload
+    assert reply.attachment is not None
+    assert reply.attachment.size == 5 * len(PIECE)
+    await asyncio.wait_for(drain, timeout=2)
 
 
 async def test_stop_now_cuts_a_drain_short(start_runner: StartRunner) -> None:

@@ -57,8 +57,19 @@ class HeadHoldingTransport(CorkedTransport):
             self._transport.write(data)
 
 
+#: The ASGI scope key of a callable that aborts the request's connection at
+#: once (no flush of what is buffered): how a drain cuts a download whose body
+#: started (:func:`bugless_web.middleware.drain_middleware`). Closing instead
+#: would keep the connection, and the process, until a slow reader had taken
+#: everything buffered.
+ABORT_CONNECTION = "bugless.abort_connection"
+
+
 class HeadHoldingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing through a :class:`HeadHoldingTransport`."""
+    """uvicorn's httptools protocol writing through a :class:`HeadHoldingTransport`.
+
+    Each request's scope also carries :data:`ABORT_CONNECTION`.
+    """
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Serve the connection through the wrapper of ``transport``.
@@ -68,5 +79,15 @@ class HeadHoldingHttpToolsProtocol(HttpToolsProtocol):
         """
         super().connection_made(HeadHoldingTransport(cast("asyncio.Transport", transport)))
 
+    def on_message_begin(self) -> None:
+        """A request begins (its scope is made): say in it how to abort its connection."""
+        super().on_message_begin()
+        self.scope[ABORT_CONNECTION] = self.transport.abort  # type: ignore[literal-required]
 
-__all__ = ["HELD_WRITE_BYTES", "HeadHoldingHttpToolsProtocol", "HeadHoldingTransport"]
+
+__all__ = [
+    "ABORT_CONNECTION",
+    "HELD_WRITE_BYTES",
+    "HeadHoldingHttpToolsProtocol",
+    "HeadHoldingTransport",
+]

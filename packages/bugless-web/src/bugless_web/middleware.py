@@ -19,10 +19,13 @@ from litestar.enums import ScopeType
 from bugless_core.clients import acting_as
 from bugless_web.drain import CUT_BY_DRAIN
 from bugless_web.frontend import SESSION_KEY
+from bugless_web.http_protocol import ABORT_CONNECTION
 from bugless_web.session import Session
 from bugless_web.transfers import ResponseCut
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from litestar.types import (
         ASGIApp,
         HTTPResponseBodyEvent,
@@ -226,8 +229,13 @@ def drain_middleware(app: ASGIApp) -> ASGIApp:
                 if task is not None:
                     task.uncancel()
                 if started:
-                    # The body can only end short: raising has the server
-                    # close the connection, and its log skips a cut.
+                    # The body can only end short: the connection is aborted
+                    # (what is buffered for a slow reader is dropped), and
+                    # raising has the server close it otherwise; its log
+                    # skips a cut.
+                    abort = cast("Callable[[], None] | None", scope.get(ABORT_CONNECTION))
+                    if abort is not None:
+                        abort()
                     raise ResponseCut(f"{scope['path']}: {CUT_BY_DRAIN}") from None
                 await _cut_answer(scope, send)
 

@@ -349,7 +349,7 @@ class GrpcServiceRunner:
         tracker = self._tracker
         await _wait_for_any(tracker.idle, self._stop_now, seconds=settings.grace_seconds)
         if tracker.transfers and not self._stop_now.is_set():
-            longer = settings.drain_transfer_seconds - settings.grace_seconds
+            longer = max(0.0, settings.drain_transfer_seconds - settings.grace_seconds)
             logger.info(
                 "%s: %d transfer(s) still running after the grace; waiting up to %.1fs more",
                 self.name,
