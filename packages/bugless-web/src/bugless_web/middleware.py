@@ -219,25 +219,27 @@ def drain_middleware(app: ASGIApp) -> ASGIApp:
                     MutableScopeHeaders.from_message(message)["connection"] = "close"
             await send(message)
 
-        with drain.requests.tracked():
-            try:
-                await app(scope, receive, send_while_draining)
-            except asyncio.CancelledError:
-                if not drain.requests.was_cut():
-                    raise
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                if started:
-                    # The body can only end short: the connection is aborted
-                    # (what is buffered for a slow reader is dropped), and
-                    # raising has the server close it otherwise; its log
-                    # skips a cut.
-                    abort = cast("Callable[[], None] | None", scope.get(ABORT_CONNECTION))
-                    if abort is not None:
-                        abort()
-                    raise ResponseCut(f"{scope['path']}: {CUT_BY_DRAIN}") from None
-                await _cut_answer(scope, send)
+        requests = drain.requests
+        task = requests.begin()
+        try:
+            await app(scope, receive, send_while_draining)
+        except asyncio.CancelledError:
+            if not requests.was_cut(task):
+                raise
+            if task is not None:
+                task.uncancel()
+            if started:
+                # The body can only end short: the connection is aborted
+                # (what is buffered for a slow reader is dropped), and
+                # raising has the server close it otherwise; its log
+                # skips a cut.
+                abort = cast("Callable[[], None] | None", scope.get(ABORT_CONNECTION))
+                if abort is not None:
+                    abort()
+                raise ResponseCut(f"{scope['path']}: {CUT_BY_DRAIN}") from None
+            await _cut_answer(scope, send)
+        finally:
+            requests.end(task)
 
     return middleware
 
