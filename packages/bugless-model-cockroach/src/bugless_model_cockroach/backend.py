@@ -40,7 +40,7 @@ from bugless_model_postgres.seam import Conn, Dialect, translated_errors
 
 _log = logging.getLogger(__name__)
 #: Model migration versions that only make PostgreSQL-specific objects.
-_POSTGRES_ONLY = frozenset({8, 13, 15})
+_POSTGRES_ONLY = frozenset({8, 13, 15, 16})
 _NO_OP = "SELECT 1"
 
 

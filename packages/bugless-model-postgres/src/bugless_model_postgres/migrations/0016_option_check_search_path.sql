@@ -1,0 +1,15 @@
+-- bugless schema: 0015's option check finds its tables whatever the session's search_path.
+--
+-- issue_custom_values_option_check() names custom_fields unqualified and
+-- resolved it through the search_path of the session that inserts, which
+-- every Model connection sets to the deployment's schema. A session that
+-- sets another one inserting into the schema's issue_custom_values by its
+-- qualified name failed with "relation custom_fields does not exist":
+-- pg_restore of a data-only dump (it sets search_path to '' and fires the
+-- table's triggers unless told --disable-triggers), or an operator's
+-- repair script. The function now carries the search_path this migration
+-- runs with, the deployment's schema (bugless_core.migrations sets it), as
+-- its own setting.
+--
+-- PostgreSQL only, as 0015 (bugless_model_cockroach makes both no-ops).
+ALTER FUNCTION issue_custom_values_option_check() SET search_path FROM CURRENT;
