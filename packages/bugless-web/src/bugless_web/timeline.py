@@ -26,10 +26,11 @@ from bugless_web.searching import component_paths
 class Timeline:
     """How an issue's history reads once edits and redactions are folded in.
 
-    The Model's history is append-only: an edit is a later entry
-    (``edits_version`` names the entry it edits) and a redaction is a record
-    entry. People read the *current* text at the place the comment was
-    written, marked "edited", with the earlier texts one click away; the edit
+    The Model's history is appended to: an edit is a later entry
+    (``edits_version`` names the entry it edits), and a redaction blanks the
+    redacted texts in place (``comment_redacted``) and adds a record entry.
+    People read the *current* text at the place the comment was written,
+    marked "edited", with the earlier texts one click away; the edit
     entries themselves read as short lines ("edited the comment of #5").
 
     Attributes:

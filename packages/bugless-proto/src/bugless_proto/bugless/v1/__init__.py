@@ -2963,7 +2963,8 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class HistoryEntry(betterproto2.Message):
     """
-    An append-only record of one change. Entry 1 is the creation.
+    A record of one change, appended to the issue's history (a redaction blanks
+    its comment in place, comment_redacted). Entry 1 is the creation.
     """
 
     @betterproto2.staticproperty
