@@ -50,6 +50,8 @@ class AuthServer:
     runner: GrpcServiceRunner
     channel: Channel
     settings: AuthSettings
+    #: The registry its ``/metrics`` would serve.
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     stub: v1.AuthenticatorStub = field(init=False)
 
     def __post_init__(self) -> None:
@@ -123,13 +125,16 @@ async def start_auth_servers(key_files: KeyFiles, **defaults: Any) -> AsyncItera
             values["database_url"], schema, dialect=values.get("database_dialect", "postgres")
         )
         plugins = load_plugins(entry_points=False, extra=[bugless_auth.plugin, *extra_plugins])
+        metrics = CollectorRegistry()
         service, runner = await start_auth(
             plugins,
             AuthSettings(**values),
             GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
-            metrics_registry=CollectorRegistry(),
+            metrics_registry=metrics,
         )
-        server = AuthServer(service, runner, Channel("127.0.0.1", runner.port), service.settings)
+        server = AuthServer(
+            service, runner, Channel("127.0.0.1", runner.port), service.settings, metrics
+        )
         started.append(server)
         return server
 

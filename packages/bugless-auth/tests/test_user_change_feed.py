@@ -177,9 +177,11 @@ async def test_a_reader_behind_the_pruned_point_is_told_to_start_over(
 
     await prune_user_changes(auth.store, 0.0)
 
-    behind = await changes_after(auth, start)
+    # The database's answers: the replica's follower may have read these
+    # changes before the prune and answer with them (as exact, and kinder).
+    behind = await read_user_changes(auth.store, start)
     assert behind == v1.UserChanges(version=start + 2, reset=True)
-    assert await changes_after(auth, start + 2) == v1.UserChanges(version=start + 2)
+    assert await read_user_changes(auth.store, start + 2) == v1.UserChanges(version=start + 2)
     ahead = await changes_after(auth, start + 99)
     assert ahead.reset, "a version the feed never reached: another (or a restored) database"
     await expect_status(changes_after(auth, -1), Status.INVALID_ARGUMENT)

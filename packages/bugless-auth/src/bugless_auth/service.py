@@ -490,8 +490,13 @@ class AuthService(UserAdministration):
         )
 
     async def get_user_changes(self, after_version: int) -> v1.UserChanges:
-        """The users changed after ``after_version`` (the users' change feed, from the database)."""
-        return await read_user_changes(self.store, after_version)
+        """The users changed after ``after_version`` (the users' change feed).
+
+        From what this replica's follower read when that is recent enough
+        (:meth:`UserFeedFollower.answer`), else from the database.
+        """
+        answer = self.user_feed.answer(after_version)
+        return answer if answer is not None else await read_user_changes(self.store, after_version)
 
     # ---- authorisation ----
 

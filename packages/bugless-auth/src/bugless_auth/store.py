@@ -99,6 +99,11 @@ class IdentityStore:
 
     Database outages surface as :class:`~bugless_core.errors.Unavailable`,
     never as a wrong password or an unknown user.
+
+    Attributes:
+        logged_version: The newest users' change feed version a write through
+            this store committed (0: none yet); the replica's feed follower
+            answers ``GetUserChanges`` from memory only once it has read that far.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class IdentityStore:
         self._pool = pool
         self.schema = schema
         self.dialect = dialect
+        self.logged_version = 0
 
     @classmethod
     async def migrate(cls, database_url: str, schema: str, *, dialect: str = "postgres") -> int:
@@ -260,14 +266,19 @@ class IdentityStore:
         logged under the next feed version as the transaction's last
         statement. Re-run whole on a conflict, like :meth:`run`.
         """
+        logged_as: int | None = None
 
         async def logged(conn: Any) -> T:
+            nonlocal logged_as
             writes = UserWrites(conn)
             result = await work(writes)
-            await writes.log()
+            logged_as = await writes.log()
             return result
 
-        return await self.run(logged)
+        result = await self.run(logged)  # the last attempt's version is the committed one
+        if logged_as is not None:
+            self.logged_version = max(self.logged_version, logged_as)
+        return result
 
     async def check_ready(self) -> bool:
         """Whether the database answers (the health readiness check)."""

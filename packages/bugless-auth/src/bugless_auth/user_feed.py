@@ -11,6 +11,12 @@ made through any replica shows on every replica within about a poll, and
 prunes the feed (rows older than ``user_changes_retention_seconds``) every
 :data:`PRUNE_EVERY_SECONDS`; replicas pruning at once delete the same prefix.
 
+Frontends poll ``GetUserChanges`` too, each every second or so, and almost
+always nothing changed: the follower answers them from memory
+(:meth:`UserFeedFollower.answer`, :class:`RecentChanges`) when it read the
+whole feed within two polls and no write through this replica is newer than
+what it read; otherwise the database is read as before.
+
 A database error skips one poll (logged when the outage starts, once a
 minute while it lasts and when it ends, by the loop's
 :class:`~bugless_core.supervision.OutageLog`: the directory's cache falls
@@ -23,11 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from bugless_auth import _queries as sql
 from bugless_core.errors import BuglessError
@@ -45,6 +56,27 @@ _log = logging.getLogger("bugless.auth")
 PAGE_ROWS = 1000
 #: How often each replica prunes the feed.
 PRUNE_EVERY_SECONDS = 60.0
+#: The follower's last pages kept to answer a frontend a version or two behind.
+RECENT_PAGES = 16
+#: A follower's read of the feed vouches for its answers this many polls long.
+FRESH_POLLS = 2.0
+
+_ANSWERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def _answers_counter(registry: CollectorRegistry) -> Counter:
+    """``GetUserChanges`` answers by source, registered in ``registry`` the first time."""
+    counter = _ANSWERS.get(registry)
+    if counter is None:
+        counter = Counter(
+            "bugless_auth_user_changes_answers_total",
+            "GetUserChanges answered, by where from: memory (this replica's follower had "
+            "read the feed that far within two polls) or database.",
+            ["source"],
+            registry=registry,
+        )
+        _ANSWERS[registry] = counter
+    return counter
 
 
 async def read_user_changes(
@@ -86,6 +118,78 @@ async def prune_user_changes(store: IdentityStore, retention_seconds: float) -> 
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Page:
+    """The users changed after version ``after`` up to ``version``, as one read returned them."""
+
+    after: int
+    version: int
+    user_ids: tuple[str, ...]
+
+
+class RecentChanges:
+    """The feed as a follower last read it to its end: that head, and the last pages before it.
+
+    Enough to answer ``GetUserChanges`` as the database would have then: from
+    0 or the head (nothing newer), and from where one of the kept pages
+    begins (the users of that page and the later ones, the head as version).
+    A frontend resumes from a version some reply gave it, usually a head this
+    follower read too. The pages are contiguous: a read that does not begin
+    where they end (a poll failed after applying a page) starts them over.
+
+    Args:
+        max_pages: Most pages kept (the oldest dropped first).
+        max_ids: Most user ids kept over all pages: one answer's bound, as
+            a database read's :data:`PAGE_ROWS`.
+    """
+
+    def __init__(self, *, max_pages: int = RECENT_PAGES, max_ids: int = PAGE_ROWS) -> None:
+        self._max_pages = max_pages
+        self._max_ids = max_ids
+        #: The feed's head at the last read that reached its end (0: none yet).
+        self.head = 0
+        #: When that read began (monotonic): no change committed before is missed.
+        self.read_at = -math.inf
+        self._pages: deque[_Page] = deque()
+        self._ids = 0
+
+    def started(self, head: int, read_began: float) -> None:
+        """The follower (re)starts at ``head`` (first read, or a reset): no pages."""
+        self._pages.clear()
+        self._ids = 0
+        self.head = head
+        self.read_at = read_began
+
+    def read(self, pages: Sequence[v1.UserChanges], after: int, read_began: float) -> None:
+        """One poll's pages, read after version ``after``, the last one ending at the head.
+
+        ``read_began``: when the read of the last page began.
+        """
+        if after != self.head:
+            self.started(after, self.read_at)
+        for page in pages:
+            if page.version > self.head:
+                self._pages.append(_Page(self.head, page.version, tuple(page.user_ids)))
+                self._ids += len(page.user_ids)
+                self.head = page.version
+        while self._pages and (len(self._pages) > self._max_pages or self._ids > self._max_ids):
+            self._ids -= len(self._pages.popleft().user_ids)
+        self.read_at = read_began
+
+    def after(self, after_version: int) -> v1.UserChanges | None:
+        """The feed after ``after_version`` as of :attr:`head`, or None: not known here."""
+        if self.head <= 0 or after_version > self.head:
+            return None
+        if after_version in (0, self.head):
+            return v1.UserChanges(version=self.head)
+        starts = [page.after for page in self._pages]
+        if after_version not in starts:
+            return None
+        later = list(self._pages)[starts.index(after_version) :]
+        user_ids = dict.fromkeys(user_id for page in later for user_id in page.user_ids)
+        return v1.UserChanges(user_ids=list(user_ids), version=self.head)
+
+
 class UserFeedFollower:
     """Follows the feed from the database into a replica's :class:`UserDirectory`.
 
@@ -113,6 +217,9 @@ class UserFeedFollower:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._next_prune = 0.0
+        #: What this follower last read to the feed's end (:meth:`answer`).
+        self.recent = RecentChanges()
+        self._answers = _answers_counter(metrics_registry)
         self.supervised = SupervisedLoop(
             "auth.user_changes",
             registry=metrics_registry,
@@ -145,11 +252,14 @@ class UserFeedFollower:
                 the failed read; earlier pages stay applied).
         """
         following = self._directory.following
+        after = following.version
+        pages: list[v1.UserChanges] = []
         while True:
             began = following.now()
             if following.version == 0:
                 head = await read_user_changes(self._store, 0)
                 self._directory.start_following(head.version, began)
+                self.recent.started(head.version, began)
                 return
             changes = await read_user_changes(self._store, following.version)
             if changes.reset:
@@ -158,10 +268,35 @@ class UserFeedFollower:
                     following.version,
                 )
                 self._directory.start_following(changes.version, began, forget=True)
+                self.recent.started(changes.version, began)
                 return
             self._directory.apply_changes(changes.user_ids, changes.version, began)
+            pages.append(changes)
             if not changes.more:
+                self.recent.read(pages, after, began)
                 return
+
+    def answer(self, after_version: int) -> v1.UserChanges | None:
+        """``GetUserChanges`` from what this follower read, or None: read the database.
+
+        Answered only while :attr:`recent` is fresh: read to the feed's end
+        within :data:`FRESH_POLLS` polls (a follower failing or lagging sends
+        every caller to the database), and at least as far as every write
+        through this replica (whose caller may at once ask for the change).
+        Then the reply is the one the database gave at :attr:`recent`'s read:
+        its head is one this replica read, so a caller advancing to it skips
+        nothing; a change another replica made since shows once this follower
+        reads it, within about two polls instead of one.
+        """
+        recent = self.recent
+        fresh = self._directory.following.now() - recent.read_at < FRESH_POLLS * self.poll_seconds
+        reply = (
+            recent.after(after_version)
+            if fresh and self._store.logged_version <= recent.head
+            else None
+        )
+        self._answers.labels("database" if reply is None else "memory").inc()
+        return reply
 
     async def _every_poll(self) -> None:
         wait = 0.0

@@ -12,7 +12,9 @@ How long an entry is trusted depends on the users' change feed
 (``GetUserChanges``; :mod:`bugless_core.user_changes` has the rules). Given a
 ``changes`` fetch, the cache follows the feed in a task of its own, every
 ``poll_seconds``: the users a change names are forgotten (a rename shows
-within about a poll), everyone else is kept for ``backstop_seconds``. While
+within about a poll, or two when made through another Authenticator replica
+than the one answering: each answers from what its own follower last read),
+everyone else is kept for ``backstop_seconds``. While
 the feed is not followed (no ``changes`` fetch, the Authenticator away, or
 one too old to have the feed), an entry is trusted for ``ttl_seconds`` only,
 as before the feed existed: then a rename shows at most that late, and within

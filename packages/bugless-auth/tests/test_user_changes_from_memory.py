@@ -1,0 +1,228 @@
+"""GetUserChanges answered from what the replica's own follower read, not the database.
+
+Real PostgreSQL, real Authenticators over real gRPC sockets, and a real
+frontend cache (:class:`bugless_core.user_cache.UserCache`) following one
+of them. Where an answer came from is read from the Authenticator's own
+``bugless_auth_user_changes_answers_total`` counter. Replicas that must
+answer from memory poll the feed every 30 s: their follower reads it once at
+start (and when a test polls it by hand), so nothing the test does races a
+background poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+from auth_support import AuthServer, StartAuth, unique
+from test_user_change_feed import changes_after, eventually, ldap_identity
+
+from bugless_auth.user_feed import RecentChanges, read_user_changes
+from bugless_core.user_cache import UserCache, get_user_changes, get_users
+from bugless_proto import v1
+
+#: A poll interval no test outlasts: the follower reads once at start, then on request.
+SLOW_POLL_SECONDS = 30.0
+
+
+def answered(auth: AuthServer, source: str) -> float:
+    """How many GetUserChanges ``auth`` answered from ``source`` (memory or database)."""
+    value = auth.metrics.get_sample_value(
+        "bugless_auth_user_changes_answers_total", {"source": source}
+    )
+    return value or 0.0
+
+
+async def polled(auth: AuthServer) -> int:
+    """Have ``auth``'s follower read the feed to its end now; the head it read."""
+    await auth.service.user_feed.poll_once()
+    return auth.service.user_feed.recent.head
+
+
+async def test_a_caller_at_the_followers_head_is_answered_from_memory(
+    start_auth_server: StartAuth,
+) -> None:
+    auth = await start_auth_server(user_changes_seconds=SLOW_POLL_SECONDS)
+    await auth.add_user(unique("ann"))
+    head = await polled(auth)
+    assert head > 0
+    database = answered(auth, "database")
+
+    assert await changes_after(auth, 0) == v1.UserChanges(version=head)
+    for _ in range(3):
+        assert await changes_after(auth, head) == v1.UserChanges(version=head)
+
+    assert answered(auth, "memory") == 4
+    assert answered(auth, "database") == database
+    assert await read_user_changes(auth.store, head) == v1.UserChanges(version=head), (
+        "the database agrees"
+    )
+
+
+async def test_a_caller_a_poll_or_two_behind_gets_the_changes_from_memory(
+    start_auth_server: StartAuth,
+) -> None:
+    """Exactly the users the database names after that version, and the same head."""
+    writer = await start_auth_server()
+    auth = await start_auth_server(
+        user_changes_seconds=SLOW_POLL_SECONDS, schema=writer.settings.schema
+    )
+    ann, bob, carol = [await writer.add_user(unique(n)) for n in ("ann", "bob", "carol")]
+    first = await polled(auth)
+    await writer.store.set_disabled(bob.username, True)
+    await writer.store.set_disabled(ann.username, True)
+    second = await polled(auth)
+    await writer.store.set_disabled(carol.username, True)
+    await writer.store.set_disabled(bob.username, False)
+    third = await polled(auth)
+    assert first < second < third
+    database = answered(auth, "database")
+
+    for after in (first, second):
+        reply = await changes_after(auth, after)
+        assert reply == await read_user_changes(auth.store, after)
+    assert (await changes_after(auth, first)).user_ids == [bob.user_id, ann.user_id, carol.user_id]
+    assert (await changes_after(auth, second)).user_ids == [carol.user_id, bob.user_id]
+    assert answered(auth, "database") == database
+    assert answered(auth, "memory") == 4
+
+    between = first + 1  # inside a page the follower read whole: not known here
+    assert await changes_after(auth, between) == await read_user_changes(auth.store, between)
+    assert answered(auth, "database") == database + 1
+
+
+async def test_a_write_through_this_replica_is_answered_at_once(
+    start_auth_server: StartAuth,
+) -> None:
+    """Its caller may ask for the change straight away: the database is read until polled."""
+    auth = await start_auth_server(user_changes_seconds=SLOW_POLL_SECONDS)
+    dave = await auth.add_user(unique("dave"))
+    head = await polled(auth)
+
+    await auth.store.set_disabled(dave.username, True)
+    reply = await changes_after(auth, head)
+
+    assert (reply.user_ids, reply.version) == ([dave.user_id], head + 1)
+    assert answered(auth, "memory") == 0
+    assert await polled(auth) == head + 1
+    assert await changes_after(auth, head) == reply
+    assert answered(auth, "memory") == 1
+
+
+async def test_a_follower_not_reading_the_feed_sends_callers_to_the_database(
+    start_auth_server: StartAuth,
+) -> None:
+    writer = await start_auth_server()
+    auth = await start_auth_server(user_changes_seconds=0.1, schema=writer.settings.schema)
+    erin = await writer.add_user(unique("erin"))
+    added_at = (await read_user_changes(writer.store, 0)).version
+
+    async def answers_from_memory() -> bool:
+        reply = await changes_after(auth, 0)
+        return reply.version == added_at and answered(auth, "memory") > 0
+
+    await eventually(answers_from_memory, "the follower read the feed")
+    await auth.service.user_feed.stop()  # as good as failing, or lagging behind
+    await writer.store.set_disabled(erin.username, True)
+    await asyncio.sleep(0.3)  # more than two of its polls
+    memory = answered(auth, "memory")
+
+    reply = await changes_after(auth, added_at)
+
+    assert (reply.user_ids, reply.version) == ([erin.user_id], added_at + 1)
+    assert answered(auth, "memory") == memory
+
+
+async def test_a_frontend_sees_another_replicas_change_within_about_two_polls(
+    start_auth_server: StartAuth,
+) -> None:
+    """The frontend follows one replica (answering from memory); the change goes through another.
+
+    Every reply the frontend got is kept: none may move it past the change's
+    version without naming the user.
+    """
+    writer = await start_auth_server(user_changes_seconds=0.1)
+    auth = await start_auth_server(user_changes_seconds=0.1, schema=writer.settings.schema)
+    name = unique("fay")
+    fay, _ = await writer.store.resolve(ldap_identity(name, "Fay"), "ldap")
+    replies: list[tuple[int, v1.UserChanges]] = []
+    changes = get_user_changes(auth.stub, timeout=5)
+
+    async def recorded(after_version: int) -> v1.UserChanges:
+        reply = await changes(after_version)
+        replies.append((after_version, reply))
+        return reply
+
+    cache = UserCache(ttl_seconds=600, changes=recorded, poll_seconds=0.1)
+    users = get_users(auth.stub, timeout=5)
+
+    async def display_name() -> str:
+        return (await cache.by_id([fay.user_id], users))[fay.user_id].display_name
+
+    try:
+        await eventually(following(cache, auth), "the frontend follows the feed from memory")
+        assert await display_name() == "Fay"
+        await writer.store.resolve(ldap_identity(name, "Fay Renamed"), "ldap")
+        renamed_at = (await read_user_changes(writer.store, 0)).version
+
+        async def renamed() -> bool:
+            return await display_name() == "Fay Renamed"
+
+        await eventually(renamed, "the frontend shows the rename")
+
+        # It may show it before its feed does: while the frontend's feed is
+        # ahead of the replica's cache (a database answer), GetUsers answers
+        # are used once, not kept, and the replica applies the rename itself.
+        async def applied() -> bool:
+            return cache.following.version >= renamed_at
+
+        await eventually(applied, "the frontend's feed passed the rename")
+    finally:
+        cache.close()
+    passing = [r for after, r in replies if after < renamed_at <= r.version]
+    assert passing, "the frontend moved past the rename's version"
+    assert all(fay.user_id in r.user_ids or r.reset for r in passing)
+    assert answered(auth, "memory") > 0
+
+
+def following(cache: UserCache, auth: AuthServer) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        await cache.by_id([], get_users(auth.stub))  # starts the cache's follower
+        return cache.following.version > 0 and answered(auth, "memory") > 0
+
+    return check
+
+
+def page(version: int, *user_ids: str, more: bool = False) -> v1.UserChanges:
+    return v1.UserChanges(user_ids=list(user_ids), version=version, more=more)
+
+
+def test_recent_changes_answer_from_a_page_start_and_start_over_at_a_gap() -> None:
+    recent = RecentChanges(max_pages=2)
+    assert recent.after(0) is None, "nothing read yet"
+    recent.started(10, 1.0)
+    recent.read([page(11, "u_a"), page(13, "u_b", "u_a")], 10, 2.0)
+    recent.read([page(13)], 13, 3.0)  # nothing new: no page
+    assert (recent.head, recent.read_at) == (13, 3.0)
+    assert recent.after(10) == v1.UserChanges(user_ids=["u_a", "u_b"], version=13)
+    assert recent.after(11) == v1.UserChanges(user_ids=["u_b", "u_a"], version=13)
+    assert recent.after(12) is None, "inside a page"
+    assert recent.after(14) is None, "ahead of what was read"
+
+    recent.read([page(14, "u_c")], 13, 4.0)  # a third page: the oldest goes
+    assert recent.after(10) is None
+    assert recent.after(11) == v1.UserChanges(user_ids=["u_b", "u_a", "u_c"], version=14)
+
+    recent.read([page(16, "u_d")], 15, 5.0)  # a poll after 14 failed half-way
+    assert recent.after(14) is None
+    assert recent.after(15) == v1.UserChanges(user_ids=["u_d"], version=16)
+
+
+@pytest.mark.parametrize("max_ids", [1, 2])
+def test_recent_changes_keep_at_most_max_ids(max_ids: int) -> None:
+    recent = RecentChanges(max_ids=max_ids)
+    recent.started(1, 0.0)
+    recent.read([page(2, "u_a"), page(3, "u_b")], 1, 0.0)
+    assert (recent.after(1) is not None) == (max_ids >= 2)
+    assert recent.after(2) == v1.UserChanges(user_ids=["u_b"], version=3)
