@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -347,3 +348,45 @@ async def test_without_the_feed_people_are_kept_the_short_ttl_only(
     finally:
         users.close()
         dead_channel.close()
+
+
+FEED_READ = "bugless_user_feed_last_read_timestamp_seconds"
+
+
+async def scrape(metrics_port: int) -> dict[str, float]:
+    """The unlabelled samples a ``/metrics`` endpoint serves, by name."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5.0)
+    response.raise_for_status()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+async def test_the_apis_metrics_show_when_it_last_read_the_feed(
+    bots: Bots, connect_as: ConnectAs
+) -> None:
+    """``bugless api serve --metrics-port``: absent until the follower starts, then each read."""
+    stack = bots.stack
+    args = [*stack.backend_flags(), *stack.api_tls_flags(), "--port", "0", "--metrics-port", "0"]
+    feed = ["--user-cache-seconds", str(LONG_CACHE), "--user-changes-seconds", "0.1"]
+    api = stack.start("api", ["api", "serve", *args, *feed], name="api-feed-metrics")
+    try:
+        assert api.metrics_port is not None
+        assert FEED_READ not in await scrape(api.metrics_port), "no look-up yet: not following"
+        robot = connect_as("robot", port=api.port)
+        component = await robot.create_component(f"FeedMetrics-{secrets.token_hex(3)}")
+        issue = await robot.create_issue("Read the feed", component.id, assignee="robot")
+        assert (await robot.get_issue(issue.id)).assignee == "robot"
+        looked_up = time.time()
+
+        async def read_since_look_up() -> bool:
+            return (await scrape(api.metrics_port or 0)).get(FEED_READ, 0.0) >= looked_up
+
+        await eventually(read_since_look_up, "the API read the feed after the look-up")
+        assert (await scrape(api.metrics_port))[FEED_READ] <= time.time()
+    finally:
+        stack.stop_service(api)

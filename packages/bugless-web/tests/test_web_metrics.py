@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 from browser_support import start_web_server
 from prometheus_client.parser import text_string_to_metric_families
-from web_support import PASSWORD, World
+from web_support import PASSWORD, World, create_issue
 
 from bugless_dev.processes import ServiceFailed
 from bugless_dev.stack import RunningService
+from bugless_proto import v1
 
 METRICS = {"BUGLESS_WEB_METRICS_PORT": "0"}
 _CSRF = re.compile(r'name="_csrf" value="([^"]+)"')
@@ -101,14 +102,20 @@ def test_the_channels_to_the_backends_show_their_flow_control_windows(
     assert _value(samples, "bugless_grpc_connections", side="server") == 0
 
 
-def test_pages_and_backend_calls_are_counted_by_route_and_code(web: RunningService) -> None:
-    url = web.url or ""
+def _signed_in(url: str, username: str = "bob") -> urllib.request.OpenerDirector:
+    """A browser signed in to the web tier at ``url``."""
     browser = _browser()
     with browser.open(f"{url}/signin", timeout=10) as page:
         csrf = _CSRF.search(page.read().decode())
     assert csrf is not None
-    form = {"username": "bob", "password": PASSWORD, "_csrf": csrf.group(1), "next": "/"}
+    form = {"username": username, "password": PASSWORD, "_csrf": csrf.group(1), "next": "/"}
     assert _status(browser, f"{url}/signin", urllib.parse.urlencode(form).encode()) == 200
+    return browser
+
+
+def test_pages_and_backend_calls_are_counted_by_route_and_code(web: RunningService) -> None:
+    url = web.url or ""
+    browser = _signed_in(url)
     assert _status(browser, f"{url}/search?q=is:open") == 200
     assert _status(browser, f"{url}/issues/999999999") == 404
     assert _status(browser, f"{url}/no/such/page") == 404
@@ -309,3 +316,62 @@ def test_a_metrics_port_in_use_stops_the_start_with_the_reason(
         start_web_server(world.stack, extra_env=taken)
     assert f"cannot serve metrics on 127.0.0.1:{web.metrics_port}" in str(failed.value)
     assert "address already in use" in str(failed.value).lower()
+
+
+FEED_READ = "bugless_user_feed_last_read_timestamp_seconds"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_the_users_change_feed_is_counted_and_its_last_read_shown(
+    world: World, model: v1.ModelStub, workers: str
+) -> None:
+    """Each worker's GetUserChanges calls are counted; the gauge is its last successful read.
+
+    Absent before a page showed anyone (the follower starts with the first
+    look-up). With two workers, each is made to show a person (the other one
+    stopped meanwhile), so both follow; the parent's gauge is the older of
+    their last reads, so once it is past the moment both followed, both
+    are reading the feed.
+    """
+    issue = await create_issue(model, world, "Feed metrics", assignee=world.users["carol"])
+    env = {
+        **METRICS,
+        "BUGLESS_WEB_WORKERS": workers,
+        "BUGLESS_WEB_USER_CACHE_SECONDS": "600",
+        "BUGLESS_WEB_USER_CHANGES_SECONDS": "0.1",
+    }
+    server = start_web_server(world.stack, extra_env=env)
+    try:
+        pids = _workers_of(server, 2) if workers == "2" else [server.process.pid]
+        assert FEED_READ not in {name for name, _ in _samples(server)}, "nobody shown yet"
+        browser = _signed_in(server.url or "")
+        for pid in pids:
+            others = [other for other in pids if other != pid]
+            for other in others:
+                os.kill(other, signal.SIGSTOP)
+                _wait_for(functools.partial(_is_stopped, other), f"worker {other} stopping", server)
+            try:
+                assert _status(browser, f"{server.url}/issues/{issue.id}") == 200
+            finally:
+                for other in others:
+                    os.kill(other, signal.SIGCONT)
+        followed = time.time()
+        scraped: list[dict[tuple[str, frozenset[tuple[str, str]]], float]] = []
+
+        def read_since() -> bool:
+            scraped[:] = [_samples(server)]
+            return _value(scraped[0], FEED_READ) >= followed
+
+        _wait_for(read_since, "every worker reading the feed after it followed", server)
+        assert _value(scraped[0], FEED_READ) <= time.time()
+        calls = _value(
+            scraped[0],
+            "grpc_client_handled_total",
+            grpc_service="bugless.v1.Authenticator",
+            grpc_method="GetUserChanges",
+            grpc_code="OK",
+        )
+        assert calls >= 2 * len(pids), "each worker's first read and one after the page"
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0

@@ -65,8 +65,13 @@ class Gateway:
         model: v1.ModelStub,
         auth: v1.AuthenticatorStub,
         notifier: v1.NotifierStub | None = None,
+        *,
+        on_feed_read: Callable[[], None] | None = None,
     ) -> None:
-        """Serve through the given stubs (their channels are the caller's to close)."""
+        """Serve through the given stubs (their channels are the caller's to close).
+
+        ``on_feed_read``: called whenever the users' change feed was read (the metrics).
+        """
         self.settings = settings
         self.model = model
         self.auth = auth
@@ -80,6 +85,7 @@ class Gateway:
             timeout_seconds=timeout,
             cache_seconds=settings.user_cache_seconds,
             changes_seconds=settings.user_changes_seconds,
+            on_feed_read=on_feed_read,
         )
         self.limiter = RateLimiter(settings.rate_limit)
         self.issue_reader = (

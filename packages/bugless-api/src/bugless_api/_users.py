@@ -264,14 +264,19 @@ class UserDirectory:
         changes_seconds: float = 0.0,
         max_entries: int = USER_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
+        on_feed_read: Callable[[], None] | None = None,
     ) -> None:
-        """Translate through ``auth``, each look-up bounded by ``timeout_seconds``."""
+        """Translate through ``auth``, each look-up bounded by ``timeout_seconds``.
+
+        ``on_feed_read``: called whenever the feed was read (the metrics).
+        """
         self.cache = UserCache(
             ttl_seconds=cache_seconds,
             max_entries=max_entries,
             clock=clock,
             changes=get_user_changes(auth, timeout=timeout_seconds) if changes_seconds else None,
             poll_seconds=changes_seconds,
+            on_read=on_feed_read,
         )
         self._get = get_users(auth, timeout=timeout_seconds)
         self._lookup = lookup_users(auth, timeout=timeout_seconds)

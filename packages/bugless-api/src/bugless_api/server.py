@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from grpclib.client import Channel
 from grpclib.health.check import ServiceCheck
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_api._catalog import (
     AccountService,
@@ -28,6 +30,7 @@ from bugless_core.failover import (
     serving_behind,
 )
 from bugless_core.grpc import GrpcServiceRunner, IServable
+from bugless_core.user_cache import feed_read_recorder
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.api")
@@ -94,7 +97,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     Health reports the API services SERVING only while both backends answer
     SERVING too, so a balancer takes a replica whose backends are gone out of
     rotation. ``runner_options`` go to :class:`GrpcServiceRunner` (tests pass
-    their own metrics registry).
+    their own metrics registry, where the users' change feed's gauge goes too).
     """
     tracing.configure("api")
     warn_if_insecure("api", model=settings.model, auth=settings.auth)
@@ -110,11 +113,13 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
         notifier = v1.NotifierStub(notify_channel)
     # A replica that drains refuses new calls on the connection the API holds
     # to it; the stubs send such a call again on a new connection.
+    registry = runner_options.get("metrics_registry", REGISTRY)
     gateway = Gateway(
         settings,
         DrainAwareModelStub(model_channel),
         DrainAwareAuthenticatorStub(auth_channel),
         notifier,
+        on_feed_read=feed_read_recorder(cast("CollectorRegistry", registry)),
     )
     services: list[IServable] = [service(gateway) for service in SERVICE_CLASSES]
     checks = [

@@ -41,8 +41,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Literal
 
 from bugless_core import limits
 from bugless_core.backoff import Backoff
@@ -51,6 +53,9 @@ from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.outage import OutageLog
 from bugless_core.user_changes import BACKSTOP_SECONDS, FeedFollowing
 from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Gauge
 
 _log = logging.getLogger("bugless.user_cache")
 
@@ -62,6 +67,51 @@ USER_CACHE_SIZE = 10_000
 #: (``bugless_core.supervision.LOOP_BACKOFF``), without its metrics: a web
 #: worker must not import prometheus_client this early (``bugless_web.metrics``).
 FOLLOWER_BACKOFF = Backoff(first_seconds=1.0, max_seconds=60.0, jitter=0.5)
+
+#: The gauge each frontend sets whenever it read the users' change feed (its
+#: name and help are one here; each frontend registers it as its metrics are
+#: built: the web's by worker files, ``bugless_web.metrics``).
+FEED_READ_GAUGE = "bugless_user_feed_last_read_timestamp_seconds"
+FEED_READ_HELP = (
+    "When this frontend last read the Authenticator's users' change feed successfully, in "
+    "Unix seconds (absent: it has not followed the feed yet, or never does). Once that is "
+    "more than --user-cache-seconds ago, people are kept that long only: alert on "
+    "time() minus it."
+)
+
+_FEED_READ: weakref.WeakKeyDictionary[CollectorRegistry, Gauge] = weakref.WeakKeyDictionary()
+
+
+def feed_read_recorder(
+    registry: CollectorRegistry, *, multiprocess_mode: Literal["all", "livemin"] = "all"
+) -> Callable[[], None]:
+    """An ``on_read`` for :class:`UserCache`: sets :data:`FEED_READ_GAUGE` in ``registry`` to now.
+
+    The gauge is registered at the first read, not before: a frontend that
+    has not followed the feed yet (the follower starts with the first
+    look-up; a web worker that has shown nobody yet) has no value rather
+    than 0, which an alert on its age would take for a feed unread since
+    1970. ``multiprocess_mode``: how a ``--workers`` web merges its workers'
+    values (``livemin``: the one that read the longest ago).
+    """
+
+    def record() -> None:
+        gauge = _FEED_READ.get(registry)
+        if gauge is None:
+            # Imported here: a web worker imports this module before its metrics are set up.
+            from prometheus_client import Gauge  # noqa: PLC0415
+
+            gauge = Gauge(
+                FEED_READ_GAUGE,
+                FEED_READ_HELP,
+                registry=registry,
+                multiprocess_mode=multiprocess_mode,
+            )
+            _FEED_READ[registry] = gauge
+        gauge.set_to_current_time()
+
+    return record
+
 
 #: Asks the Authenticator about one batch of ids or usernames.
 Fetch = Callable[[list[str]], Awaitable[v1.UsersResponse]]
@@ -88,6 +138,8 @@ class UserCache:
             not read at all unless this is more than 0 and less than
             ``ttl_seconds``.
         backstop_seconds: How long an entry lives while the feed is followed.
+        on_read: Called after every successful read of the feed by the
+            follower (a frontend's metrics: :data:`FEED_READ_GAUGE`).
     """
 
     def __init__(
@@ -99,8 +151,10 @@ class UserCache:
         changes: FetchChanges | None = None,
         poll_seconds: float = 1.0,
         backstop_seconds: float = BACKSTOP_SECONDS,
+        on_read: Callable[[], None] | None = None,
     ) -> None:
         self._ttl = ttl_seconds
+        self._on_read = on_read
         self._max_entries = max_entries
         self._clock = clock
         self.following = FeedFollowing(
@@ -230,6 +284,8 @@ class UserCache:
             else:
                 bugs = 0
                 outage.recovered()
+                if self._on_read is not None:
+                    self._on_read()
             await asyncio.sleep(wait)
 
     def _forget(self, user_ids: Iterable[str]) -> None:

@@ -41,7 +41,13 @@ from bugless_core.clients import call, warn_if_insecure
 from bugless_core.errors import NotFound, Unauthenticated
 from bugless_core.limits import MAX_COMPONENT_PAGE_SIZE
 from bugless_core.outage import OutageLog
-from bugless_core.user_cache import UserCache, get_user_changes, get_users, lookup_users
+from bugless_core.user_cache import (
+    FetchChanges,
+    UserCache,
+    get_user_changes,
+    get_users,
+    lookup_users,
+)
 from bugless_proto import v1
 from bugless_web.metrics import WebMetrics
 from bugless_web.retries import (
@@ -50,6 +56,7 @@ from bugless_web.retries import (
     RetryingCalls,
     RetryingModelStub,
     RetryingNotifierStub,
+    counted_call,
 )
 from bugless_web.settings import WebSettings
 from bugless_web.single_flight import SingleFlight
@@ -130,6 +137,20 @@ def caller_of(identity: v1.Identity) -> v1.Caller:
     )
 
 
+#: The users' change feed's route, as the metrics name calls.
+USER_CHANGES_ROUTE = "/bugless.v1.Authenticator/GetUserChanges"
+
+
+def _counted_changes(changes: FetchChanges, metrics: WebMetrics) -> FetchChanges:
+    """``changes`` with each call counted and timed in ``metrics`` like the other calls."""
+
+    async def counted(after_version: int) -> v1.UserChanges:
+        with counted_call(metrics, USER_CHANGES_ROUTE):
+            return await changes(after_version)
+
+    return counted
+
+
 class Backends:
     """Clients of the Model and the Authenticator shared by every request."""
 
@@ -142,8 +163,8 @@ class Backends:
     ) -> None:
         """Open channels to the services ``settings`` name; ``clock`` times the caches.
 
-        ``metrics`` counts every unary call, upload and download (``--metrics-port``)
-        but the users' change feed's.
+        ``metrics`` counts every unary call, upload and download (``--metrics-port``),
+        the users' change feed's included.
         """
         self._settings = settings
         self._metrics = metrics
@@ -185,14 +206,17 @@ class Backends:
             self._model_channel,
             timeout=settings.download_timeout_seconds + settings.call_timeout_seconds,
         )
-        # The users' change feed is read on a stub of its own, neither retried
-        # nor counted: its follower reads it again every poll anyway, and says
-        # once per outage that it cannot (a retry logs a line per call).
+        # The users' change feed is read on a stub of its own, not retried:
+        # its follower reads it again every poll anyway, and says once per
+        # outage that it cannot (a retry logs a line per call). Its calls are
+        # counted as every other call, and each read sets the feed's gauge.
+        changes = get_user_changes(v1.AuthenticatorStub(self._auth_channel, timeout=timeout))
         self._users = UserCache(
             ttl_seconds=settings.user_cache_seconds,
             clock=clock,
-            changes=get_user_changes(v1.AuthenticatorStub(self._auth_channel, timeout=timeout)),
+            changes=changes if metrics is None else _counted_changes(changes, metrics),
             poll_seconds=settings.user_changes_seconds,
+            on_read=None if metrics is None else metrics.feed_read,
         )
         self._tokens: OrderedDict[str, tuple[float, Viewer]] = OrderedDict()
         self._capabilities: tuple[float, frozenset[str]] | None = None

@@ -30,11 +30,13 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from litestar.enums import ScopeType
+
+from bugless_core.user_cache import feed_read_recorder
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,6 +68,9 @@ class WebMetrics:
         call_seconds: Time of each such call, its retry included.
         retries: Calls tried a second time (a replica went away; an upload
             only when a draining Model refused it).
+        feed_read: The users' change feed was just read (sets
+            ``bugless_user_feed_last_read_timestamp_seconds``: with
+            ``--workers``, the worker that read it the longest ago).
     """
 
     requests: Counter
@@ -74,6 +79,7 @@ class WebMetrics:
     calls: Counter
     call_seconds: Histogram
     retries: Counter
+    feed_read: Callable[[], None]
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> WebMetrics:
@@ -122,6 +128,7 @@ class WebMetrics:
                     grpc_labels,
                     registry=registry,
                 ),
+                feed_read=feed_read_recorder(registry, multiprocess_mode="livemin"),
             )
             _BY_REGISTRY[registry] = metrics
         return metrics
