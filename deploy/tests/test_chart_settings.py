@@ -130,3 +130,62 @@ def test_a_variable_nothing_reads_is_caught() -> None:
             if container.get("args") == ["model", "serve"]:
                 container.setdefault("env", []).append({"name": "BUGLESS_NOT_A_SETTING"})
     assert {"BUGLESS_NOT_A_SETTING"} in unread_variables(manifests).values()
+
+
+#: The chart's users' change feed values, by command: value name to the
+#: settings field (the option) it is for.
+FEED_VALUES: dict[tuple[str, ...], dict[str, str]] = {
+    ("api", "serve"): {
+        "userCacheSeconds": "user_cache_seconds",
+        "userChangesSeconds": "user_changes_seconds",
+    },
+    ("web", "serve"): {
+        "userCacheSeconds": "user_cache_seconds",
+        "userChangesSeconds": "user_changes_seconds",
+    },
+    ("auth", "serve"): {
+        "userChangesSeconds": "user_changes_seconds",
+        "userChangesRetentionSeconds": "user_changes_retention_seconds",
+    },
+}
+
+
+def _option(command: click.Command, field: str) -> click.Parameter:
+    """The option of ``command`` that sets the settings field ``field`` (its current name)."""
+    (found,) = [p for p in command.params if p.name is not None and p.name.split("__")[-1] == field]
+    return found
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {
+            "api": {"userCacheSeconds": 31, "userChangesSeconds": 0.25},
+            "web": {"userCacheSeconds": 32, "userChangesSeconds": 0},
+            "auth": {"userChangesSeconds": 2.5, "userChangesRetentionSeconds": 7200},
+        },
+    ],
+)
+def test_the_user_cache_values_reach_the_options_that_read_them(values: dict[str, Any]) -> None:
+    """Each value is in the variable its command's option reads, as the number given.
+
+    With no values, the chart's defaults are the commands' own.
+    """
+    cli = build_cli(load_plugins())
+    seen: set[tuple[str, ...]] = set()
+    for _, pod in pod_templates(render(values)):
+        for container in pod["spec"]["containers"]:
+            args = tuple(str(a) for a in container.get("args", []))
+            if args not in FEED_VALUES:
+                continue
+            seen.add(args)
+            env = env_of(container)
+            command = _command(cli, list(args))
+            for key, field in FEED_VALUES[args].items():
+                option = _option(command, field)
+                (variable,) = [name for name in option.envvar or () if name in env]
+                rendered = option.type.convert(env[variable]["value"], option, None)
+                wanted = values.get(args[0], {}).get(key, option.default)
+                assert rendered == wanted, (args, key, variable)
+    assert seen == set(FEED_VALUES)
