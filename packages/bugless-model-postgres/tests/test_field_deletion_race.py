@@ -34,7 +34,16 @@ from typing import Generic, TypeVar
 import asyncpg
 import pytest
 from value_writes import WRITES, Write, until_waiting_or_done, value
-from write_support import ADMIN, ALICE, component_with_field, connected, create, wait_behind_lock
+from write_support import (
+    ADMIN,
+    ALICE,
+    FIELD_VALUES_HELD,
+    advisory_gate,
+    component_with_field,
+    connected,
+    create,
+    wait_behind_lock,
+)
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.model.backend import ModelSettings
@@ -68,22 +77,13 @@ DROP TRIGGER gate_value_insert ON issue_custom_values;
 DROP TRIGGER gate_issue_update ON issues;
 DROP FUNCTION gate_wait();
 """
-ORPHANS = """
-SELECT (SELECT count(*) FROM issue_custom_values WHERE field_id = $1)
-     + (SELECT count(*) FROM issues WHERE custom_fields ? $1::text)
-"""
 
 
 @pytest.fixture
 async def gate(model_settings: ModelSettings) -> AsyncIterator[list[asyncpg.Connection]]:
-    """The triggers, and two connections: the gate's holder and a watcher of lock waits."""
-    async with connected(model_settings, 2) as connections:
-        await connections[0].execute(TRIGGERS)
-        try:
-            yield connections
-        finally:
-            await connections[0].execute("SELECT pg_advisory_unlock_all()")
-            await connections[0].execute(DROP_TRIGGERS)
+    """The gate's triggers, its holder and a watcher of lock waits."""
+    async with advisory_gate(model_settings, TRIGGERS, DROP_TRIGGERS) as connections:
+        yield connections
 
 
 async def _gated_field(backend: PostgresBackend) -> tuple[v1.Component, v1.CustomField]:
@@ -120,7 +120,7 @@ async def test_a_write_behind_an_uncommitted_deletion_answers_as_after_it(
     await deletion
     with pytest.raises(InvalidArgument, match=f"custom field {field.id} does not apply"):
         await writing
-    assert await watcher.fetchval(ORPHANS, field.id) == 0
+    assert await watcher.fetchval(FIELD_VALUES_HELD, field.id) == 0
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda w: w.__name__.strip("_"))
@@ -140,7 +140,7 @@ async def test_a_deletion_behind_an_uncommitted_write_removes_its_value(
     await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
     await writing
     await deletion
-    assert await watcher.fetchval(ORPHANS, field.id) == 0
+    assert await watcher.fetchval(FIELD_VALUES_HELD, field.id) == 0
 
 
 class Attempts(Generic[T]):
@@ -194,7 +194,7 @@ async def test_a_locked_change_keeping_a_held_value_and_its_deletion_settle_at_o
     assert (change.count, deletion.count) == (1, 1)
     assert changed.issue is not None
     assert changed.issue.status == v1.Status.ACCEPTED
-    assert await watcher.fetchval(ORPHANS, field.id) == 0
+    assert await watcher.fetchval(FIELD_VALUES_HELD, field.id) == 0
 
 
 async def test_the_migration_removes_orphans_of_the_race_then_keys_the_rows(
@@ -224,7 +224,7 @@ async def test_the_migration_removes_orphans_of_the_race_then_keys_the_rows(
                 gone,
             )
             await conn.execute(migration.sql)
-        assert await conn.fetchval(ORPHANS, gone) == 0
+        assert await conn.fetchval(FIELD_VALUES_HELD, gone) == 0
         stored = await conn.fetchval("SELECT custom_fields FROM issues WHERE id = $1", kept.id)
         assert stored == f'{{"{field.id}": "1.0"}}'
         rows = await conn.fetch(

@@ -31,7 +31,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 from value_writes import Write, _batch, _create, _import, until_waiting_or_done, value
-from write_support import ADMIN, ALICE, component_with_field, connected, create, wait_behind_lock
+from write_support import (
+    ADMIN,
+    ALICE,
+    FIELD_VALUES_HELD,
+    advisory_gate,
+    component_with_field,
+    create,
+    wait_behind_lock,
+)
 
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend, _issues
@@ -62,11 +70,6 @@ DROP TRIGGER order_gate_issue ON issues;
 DROP FUNCTION order_gate_wait();
 """
 RETRY_LOGGER = "bugless_core.transactions"
-#: Values of field $1 held by issues: in their values and their search rows.
-HELD = """
-SELECT (SELECT count(*) FROM issue_custom_values WHERE field_id = $1)
-     + (SELECT count(*) FROM issues WHERE custom_fields ? $1::text)
-"""
 FieldChange = Callable[[PostgresBackend, v1.CustomField], Awaitable[object]]
 
 
@@ -87,14 +90,9 @@ async def _delete(backend: PostgresBackend, field: v1.CustomField) -> object:
 
 @pytest.fixture
 async def gate(model_settings: ModelSettings) -> AsyncIterator[list[asyncpg.Connection]]:
-    """The trigger, and two connections: the gate's holder and a watcher of lock waits."""
-    async with connected(model_settings, 2) as connections:
-        await connections[0].execute(TRIGGERS)
-        try:
-            yield connections
-        finally:
-            await connections[0].execute("SELECT pg_advisory_unlock_all()")
-            await connections[0].execute(DROP_TRIGGERS)
+    """The gate's triggers, its holder and a watcher of lock waits."""
+    async with advisory_gate(model_settings, TRIGGERS, DROP_TRIGGERS) as connections:
+        yield connections
 
 
 @pytest.mark.parametrize("change", [_update, _delete], ids=["update", "delete"])
@@ -123,9 +121,9 @@ async def test_a_field_change_waits_for_a_create_holding_its_component(
     retries = [r.getMessage() for r in caplog.records if r.name == RETRY_LOGGER]
     assert retries == []
     if change is _delete:
-        assert await watcher.fetchval(HELD, field.id) == 0
+        assert await watcher.fetchval(FIELD_VALUES_HELD, field.id) == 0
     else:
-        assert await watcher.fetchval(HELD, field.id) == 2
+        assert await watcher.fetchval(FIELD_VALUES_HELD, field.id) == 2
         described = await watcher.fetchval(
             "SELECT description FROM custom_fields WHERE id = $1", field.id
         )
@@ -187,4 +185,4 @@ async def test_a_deletion_waits_for_a_change_holding_an_issue_with_a_value(
     await asyncio.gather(writing, deleting)
     retries = [r.getMessage() for r in caplog.records if r.name == RETRY_LOGGER]
     assert retries == []
-    assert await watcher.fetchval(HELD, field.id) == 0
+    assert await watcher.fetchval(FIELD_VALUES_HELD, field.id) == 0

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from value_writes import WRITES, Write, until_waiting_or_done
-from write_support import ADMIN, connected, fresh_component, wait_behind_lock
+from write_support import ADMIN, advisory_gate, fresh_component, wait_behind_lock
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.model.backend import ModelSettings
@@ -69,14 +69,9 @@ TYPES = [v1.CustomFieldType.ENUM, v1.CustomFieldType.ENUM_MULTI]
 
 @pytest.fixture
 async def gate(model_settings: ModelSettings) -> AsyncIterator[list[asyncpg.Connection]]:
-    """The triggers, and two connections: the gate's holder and a watcher of lock waits."""
-    async with connected(model_settings, 2) as connections:
-        await connections[0].execute(TRIGGERS)
-        try:
-            yield connections
-        finally:
-            await connections[0].execute("SELECT pg_advisory_unlock_all()")
-            await connections[0].execute(DROP_TRIGGERS)
+    """The gate's triggers, its holder and a watcher of lock waits."""
+    async with advisory_gate(model_settings, TRIGGERS, DROP_TRIGGERS) as connections:
+        yield connections
 
 
 async def _gated_field(

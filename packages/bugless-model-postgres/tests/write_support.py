@@ -250,6 +250,35 @@ async def connected(settings: ModelSettings, count: int) -> AsyncIterator[list[a
             await conn.close()
 
 
+#: How many issues hold a value of field $1: in their search rows and in
+#: their ``custom_fields`` (the race tests' check that nothing is left behind).
+FIELD_VALUES_HELD = """
+SELECT (SELECT count(*) FROM issue_custom_values WHERE field_id = $1)
+     + (SELECT count(*) FROM issues WHERE custom_fields ? $1::text)
+"""
+
+
+@contextlib.asynccontextmanager
+async def advisory_gate(
+    settings: ModelSettings, create_triggers: str, drop_triggers: str
+) -> AsyncIterator[list[asyncpg.Connection]]:
+    """A race test's gate: its triggers, and two connections (the gate's holder, a watcher).
+
+    ``create_triggers`` installs triggers that wait for an advisory lock in
+    the transaction that fires them; the test takes that lock on the first
+    connection to hold a write at the point of the race, and watches lock
+    waits on the second (:func:`wait_behind_lock`). Every lock is let go and
+    the triggers dropped (``drop_triggers``) afterwards.
+    """
+    async with connected(settings, 2) as connections:
+        await connections[0].execute(create_triggers)
+        try:
+            yield connections
+        finally:
+            await connections[0].execute("SELECT pg_advisory_unlock_all()")
+            await connections[0].execute(drop_triggers)
+
+
 async def wait_behind_lock(watcher: asyncpg.Connection, call: asyncio.Future[Any]) -> None:
     """Return once some session waits for a lock (``call``, while another holds it).
 
