@@ -9,6 +9,7 @@ keys or the gRPC server.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -38,6 +39,9 @@ SERVER_STACK = (
     "bugless_auth.service",
     "bugless_auth.runner",
 )
+
+#: The migration engine's lease machinery: an event loop and metrics, for no help text.
+LEASE_STACK = ("asyncio", "prometheus_client", "bugless_core.leases", "bugless_core.migrations")
 
 
 def _modules_after(*argv: str) -> tuple[set[str], str]:
@@ -83,6 +87,24 @@ def test_a_commands_help_imports_its_settings_and_no_server_stack(argv: tuple[st
     loaded, shown = _modules_after(*argv)
     assert "--help" in shown
     assert "bugless_auth.settings" in loaded
+    assert _present(loaded, SERVER_STACK) == []
+    assert _present(loaded, LEASE_STACK) == []
+
+
+def test_a_schema_name_is_refused_while_parsing_without_the_migration_engine() -> None:
+    """The settings check the schema with ``quote_schema`` before anything connects."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, "auth", "migrate", "--schema", "Bad-Name"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BUGLESS_AUTH_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+        timeout=180,  # a CLI process starting on a loaded CI machine
+        check=True,
+    )
+    assert "'Bad-Name' is not a plain lower-case identifier" in result.stderr
+    loaded = set(json.loads(result.stderr.strip().splitlines()[-1]))
+    assert "bugless_core.sql_names" in loaded
+    assert _present(loaded, LEASE_STACK) == []
     assert _present(loaded, SERVER_STACK) == []
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from bugless_auth.policy import load_policy
 from bugless_core.errors import BuglessError
-from bugless_core.migrations import quote_schema
 from bugless_core.settings import group, setting
+from bugless_core.sql_names import quote_schema
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

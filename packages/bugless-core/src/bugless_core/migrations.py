@@ -29,10 +29,24 @@ from importlib import resources
 from typing import Any
 
 from bugless_core import leases
-from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from bugless_core.errors import FailedPrecondition, Unavailable
+from bugless_core.sql_names import quote_schema
+
+# quote_schema is re-exported: the engine's callers import it from here; its home
+# is sql_names, which settings import without the lease machinery.
+__all__ = [
+    "AdvisoryLock",
+    "LeaseLock",
+    "Migration",
+    "MigrationLock",
+    "applied_version",
+    "load_migrations",
+    "migrate",
+    "quote_schema",
+    "schema_too_new",
+]
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 _CREATE_LEDGER = """
 CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
@@ -55,18 +69,6 @@ class Migration:
     version: int
     name: str
     sql: str
-
-
-def quote_schema(schema: str) -> str:
-    """The schema as a quoted identifier, after checking it is a plain name.
-
-    Raises:
-        InvalidArgument: the name is not lower-case letters, digits and ``_``.
-    """
-    if not _SCHEMA_NAME.match(schema):
-        msg = f"schema: {schema!r} is not a plain lower-case identifier (letters, digits, '_')"
-        raise InvalidArgument(msg)
-    return f'"{schema}"'
 
 
 def load_migrations(package: str, directory: str = "migrations") -> list[Migration]:
