@@ -184,12 +184,14 @@ def test_every_installed_lazy_command_is_listed_as_its_command_would_be() -> Non
 
 
 def _check_listed_as_imported(group: CommandGroup, path: list[str]) -> None:
-    """The same check for every group below the root whose commands are lazy (``auth``'s)."""
+    """The same check for every group below the root whose commands are lazy (auth, issue...)."""
     ctx = click.Context(group, info_name=path[-1] if path else "bugless")
     for name in group.list_commands(ctx):
         sub = group.get_command(ctx, name)
         if not isinstance(sub, CommandGroup) or not sub.lazy_commands:
             continue
+        unsummarized = [lazy for lazy, entry in sub.lazy_commands.items() if entry.summary is None]
+        assert unsummarized == [], [*path, name]  # its --help would import them to list them
         root = build_cli(load_plugins())
         listed = _help(root, *path, name)
         sub_ctx = click.Context(sub, info_name=name)

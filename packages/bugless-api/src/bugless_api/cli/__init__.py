@@ -18,55 +18,126 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bugless_core.cli import CommandGroup
 
-#: Each group's commands: name -> ``module:attribute`` under this package.
-COMMANDS: dict[str, dict[str, str]] = {
+#: Each group's commands: name -> (``module:attribute`` under this package, the short
+#: help ``bugless GROUP --help`` lists it with, the first sentence of its docstring).
+#: ``test_lazy_commands`` fails when a summary no longer matches its command.
+COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "issue": {
-        "list": "issues:list_command",
-        "show": "issues:show_command",
-        "history": "issues:history_command",
-        "create": "issues:create_command",
-        "comment": "issues:comment_command",
-        "watch": "issues:watch_command",
-        "update": "issue_changes:update_command",
-        "edit-comment": "comment_edits:edit_comment_command",
-        "redact": "comment_edits:redact_command",
-        "attach": "attachments:attach_command",
-        "attachments": "attachments:attachments_command",
+        "list": (
+            "issues:list_command",
+            'List issues matching QUERY (the search language, for example "is:open a:me p<p2").',
+        ),
+        "show": ("issues:show_command", "Show one issue (and, with --comments, its comments)."),
+        "history": (
+            "issues:history_command",
+            "Show an issue's history, oldest first: every change and comment, and who made it.",
+        ),
+        "create": (
+            "issues:create_command",
+            "Create an issue (its retries never make a second one; see --idempotency-key).",
+        ),
+        "comment": (
+            "issues:comment_command",
+            "Add a comment to an issue; prints the comment as recorded (#version, author, time).",
+        ),
+        "watch": (
+            "issues:watch_command",
+            "Print each change to ISSUE_ID (or to issues matching --query) as it is committed.",
+        ),
+        "update": (
+            "issue_changes:update_command",
+            "Change fields and relations of ISSUE_IDS, or of every issue --query matches.",
+        ),
+        "edit-comment": (
+            "comment_edits:edit_comment_command",
+            "Replace the text of your comment #ENTRY (1: the description) of ISSUE_ID.",
+        ),
+        "redact": (
+            "comment_edits:redact_command",
+            "Remove a leaked secret for good: --entry N, --description or --attachment ID.",
+        ),
+        "attach": (
+            "attachments:attach_command",
+            "Attach FILE to an issue (streamed; a file over the size limit is refused up front).",
+        ),
+        "attachments": (
+            "attachments:attachments_command",
+            "List an issue's attachments, oldest first.",
+        ),
     },
     "attachment": {
-        "get": "attachments:get_command",
-        "show": "attachments:show_command",
-        "delete": "attachments:delete_command",
+        "get": (
+            "attachments:get_command",
+            "Download an attachment's content to a file (resumes if the connection drops).",
+        ),
+        "show": ("attachments:show_command", "Show an attachment's metadata."),
+        "delete": (
+            "attachments:delete_command",
+            "Detach a file (its uploader or a component admin); history records it.",
+        ),
     },
     "hotlist": {
-        "list": "hotlists:hotlist_list",
-        "show": "hotlists:hotlist_show",
-        "create": "hotlists:hotlist_create",
-        "rename": "hotlists:hotlist_rename",
-        "update": "hotlists:hotlist_update",
-        "delete": "hotlists:hotlist_delete",
-        "add": "hotlists:hotlist_add",
-        "remove": "hotlists:hotlist_remove",
-        "rank": "hotlists:hotlist_rank",
-        "rerank": "hotlists:hotlist_rerank",
-        "note": "hotlists:hotlist_note",
+        "list": ("hotlists:hotlist_list", "List visible hotlists (every page)."),
+        "show": ("hotlists:hotlist_show", "Show a hotlist's items in rank order."),
+        "create": ("hotlists:hotlist_create", "Create a hotlist owned by you."),
+        "rename": ("hotlists:hotlist_rename", "Rename a hotlist (owner, editors or admins)."),
+        "update": (
+            "hotlists:hotlist_update",
+            "Change a hotlist's description, editors, visibility or owner.",
+        ),
+        "delete": (
+            "hotlists:hotlist_delete",
+            "Delete a hotlist (its owner or an admin); the issues stay.",
+        ),
+        "add": ("hotlists:hotlist_add", "Add issues to a hotlist."),
+        "remove": ("hotlists:hotlist_remove", "Remove issues from a hotlist."),
+        "rank": ("hotlists:hotlist_rank", "Move ISSUE_ID to the 0-based POSITION of the hotlist."),
+        "rerank": (
+            "hotlists:hotlist_rerank",
+            "Put ISSUE_IDS at the top of the hotlist in the order given (the rest follow).",
+        ),
+        "note": ("hotlists:hotlist_note", 'Set the note of an issue on a hotlist ("" clears it).'),
     },
     "component": {
-        "list": "components:component_list",
-        "show": "components:component_show",
-        "create": "components:component_create",
-        "update": "components:component_update",
-        "archive": "components:component_archive",
-        "unarchive": "components:component_unarchive",
-        "field": "custom_fields:field_group",
-        "webhook": "webhooks:webhook_group",
+        "list": ("components:component_list", "List the components you can see, in path order."),
+        "show": ("components:component_show", "Show a component by id or path (Platform>Storage)."),
+        "create": (
+            "components:component_create",
+            "Create a component (top level needs the create_component permission).",
+        ),
+        "update": (
+            "components:component_update",
+            "Rename, describe or move a component (its admins).",
+        ),
+        "archive": (
+            "components:component_archive",
+            "Archive a component: hidden from pickers, its issues stay searchable.",
+        ),
+        "unarchive": ("components:component_unarchive", "Bring an archived component back."),
+        "field": (
+            "custom_fields:field_group",
+            "Custom fields of a component (defined by its admins, inherited by its subtree).",
+        ),
+        "webhook": (
+            "webhooks:webhook_group",
+            "A component's webhook endpoints (signed POSTs of its issues' changes; admins only).",
+        ),
     },
     "saved-search": {
-        "list": "saved_searches:saved_search_list",
-        "run": "saved_searches:saved_search_run",
-        "create": "saved_searches:saved_search_create",
-        "update": "saved_searches:saved_search_update",
-        "delete": "saved_searches:saved_search_delete",
+        "list": (
+            "saved_searches:saved_search_list",
+            "List your saved searches and those shared with you.",
+        ),
+        "run": ("saved_searches:saved_search_run", "List the issues a saved search finds now."),
+        "create": (
+            "saved_searches:saved_search_create",
+            "Save QUERY under NAME (shared with --reader, shown with --columns).",
+        ),
+        "update": (
+            "saved_searches:saved_search_update",
+            "Rename a saved search, change its query, who it is shared with or its columns.",
+        ),
+        "delete": ("saved_searches:saved_search_delete", "Delete one of your saved searches."),
     },
 }
 
@@ -87,12 +158,16 @@ TOP_LEVEL: dict[str, tuple[str, str]] = {
 
 
 def register(cli: CommandGroup) -> None:
-    """Add ``bugless api`` and every client command group to ``cli``, importing no command."""
+    """Add ``bugless api`` and every client command group to ``cli``, importing no command.
+
+    Each group lists its commands by their summaries, so ``bugless issue --help``
+    imports none of them either.
+    """
     from bugless_api.cli.groups import GROUPS  # noqa: PLC0415
 
     for group in GROUPS:
-        for name, reference in COMMANDS[group.name or ""].items():
-            group.add_lazy_command(name, f"{__name__}.{reference}")
+        for name, (reference, summary) in COMMANDS[group.name or ""].items():
+            group.add_lazy_command(name, f"{__name__}.{reference}", summary)
         cli.add_command(group)
     for name, (reference, summary) in TOP_LEVEL.items():
         cli.add_lazy_command(name, f"{__name__}.{reference}", summary)

@@ -98,7 +98,7 @@ async def search_all(
 async def list_command(
     client: BuglessClient, query: str, limit: int | None, page_size: int, as_json: bool
 ) -> Table:
-    """List issues matching QUERY (the search language, e.g. "is:open a:me p<p2").
+    """List issues matching QUERY (the search language, for example "is:open a:me p<p2").
 
     A query the server cannot parse exits 2 (usage), with the position of
     the mistake. With --limit, the footer says how many of how many matched
