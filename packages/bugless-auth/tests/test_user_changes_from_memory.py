@@ -18,7 +18,7 @@ import pytest
 from auth_support import AuthServer, StartAuth, unique
 from test_user_change_feed import changes_after, eventually, ldap_identity
 
-from bugless_auth.user_feed import RecentChanges, read_user_changes
+from bugless_auth.user_feed import RecentChanges, prune_user_changes, read_user_changes
 from bugless_core.user_cache import UserCache, get_user_changes, get_users
 from bugless_proto import v1
 
@@ -90,6 +90,46 @@ async def test_a_caller_a_poll_or_two_behind_gets_the_changes_from_memory(
     between = first + 1  # inside a page the follower read whole: not known here
     assert await changes_after(auth, between) == await read_user_changes(auth.store, between)
     assert answered(auth, "database") == database + 1
+
+
+async def test_a_caller_behind_the_retention_gets_the_changes_the_follower_read(
+    start_auth_server: StartAuth,
+) -> None:
+    """The database answers ``reset`` (it no longer knows); memory still does and names them.
+
+    The changes are made older than the retention setting and pruned the way
+    a replica prunes; the frontend resuming from before them keeps everyone
+    the follower did not see change, and its next question is one the
+    database answers without a reset.
+    """
+    writer = await start_auth_server()
+    auth = await start_auth_server(
+        user_changes_seconds=SLOW_POLL_SECONDS, schema=writer.settings.schema
+    )
+    ann, bob = [await writer.add_user(unique(n)) for n in ("ann", "bob")]
+    first = await polled(auth)
+    await writer.store.set_disabled(ann.username, True)
+    await writer.store.set_disabled(bob.username, True)
+    head = await polled(auth)
+    retention = auth.settings.user_changes_retention_seconds
+    await writer.store.run(
+        lambda conn: conn.execute(
+            "UPDATE user_changes SET changed_at = now() - $1::float8 * INTERVAL '1 second'",
+            retention + 60,
+        ),
+        transaction=False,
+    )
+    await prune_user_changes(writer.store, retention)
+    assert await read_user_changes(writer.store, first) == v1.UserChanges(
+        version=head, reset=True
+    ), "the database no longer knows"
+    database = answered(auth, "database")
+
+    reply = await changes_after(auth, first)
+
+    assert reply == v1.UserChanges(user_ids=[ann.user_id, bob.user_id], version=head)
+    assert (answered(auth, "memory"), answered(auth, "database")) == (1, database)
+    assert await read_user_changes(writer.store, reply.version) == v1.UserChanges(version=head)
 
 
 async def test_a_write_through_this_replica_is_answered_at_once(

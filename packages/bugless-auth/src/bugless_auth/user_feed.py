@@ -15,7 +15,11 @@ Frontends poll ``GetUserChanges`` too, each every second or so, and almost
 always nothing changed: the follower answers them from memory
 (:meth:`UserFeedFollower.answer`, :class:`RecentChanges`) when it read the
 whole feed within two polls and no write through this replica is newer than
-what it read; otherwise the database is read as before.
+what it read; otherwise the database is read as before. Its pages are kept
+regardless of the retention: a caller resuming from a version pruned since
+gets the changes the follower read (exact) rather than the database's
+``reset`` (which says only that nobody knows any more), see
+:meth:`RecentChanges.after`.
 
 A database error skips one poll (logged when the outage starts, once a
 minute while it lasts and when it ends, by the loop's
@@ -136,6 +140,16 @@ class RecentChanges:
     A frontend resumes from a version some reply gave it, usually a head this
     follower read too. The pages are contiguous: a read that does not begin
     where they end (a poll failed after applying a page) starts them over.
+
+    Retention does not apply here. The database answers ``reset`` below its
+    ``pruned`` version because it no longer knows what changed there; these
+    pages still do, and name exactly what the database named when they were
+    read, so a caller resuming from a pruned version is told those changes
+    and keeps everyone else (``UserChanges.reset`` in ``auth.proto`` allows
+    either answer). The reply's version is :attr:`head`, never below the
+    database's ``pruned`` at that read, so the caller's next question is one
+    the database can answer too, or at worst (pruned past it since) answers
+    with a ``reset``, which is always safe.
 
     Args:
         max_pages: Most pages kept (the oldest dropped first).

@@ -5924,8 +5924,14 @@ class UserChanges(betterproto2.Message):
 
     reset: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
     """
-    The feed no longer reaches back to after_version (pruned): the caller must
-    forget every user it keeps, then ask after version.
+    The answering replica cannot say what changed after after_version: the
+    feed was pruned past it (a change is kept for the Authenticator's
+    --user-changes-retention-seconds), or never reached it (another database,
+    or one restored from a backup). The caller must forget every user it
+    keeps, then ask after version. A replica whose own follower read those
+    changes before they were pruned names them instead, as exactly as the
+    database did then: a caller further behind than the retention may get
+    either answer, and both leave it knowing every change up to version.
     """
 
     more: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
