@@ -12,11 +12,12 @@ background poll.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 from auth_support import AuthServer, StartAuth, unique
-from test_user_change_feed import changes_after, eventually, ldap_identity
+from test_user_change_feed import changes_after, eventually, exact, ldap_identity
 
 from bugless_auth.user_feed import RecentChanges, prune_user_changes, read_user_changes
 from bugless_core.user_cache import UserCache, get_user_changes, get_users
@@ -49,9 +50,9 @@ async def test_a_caller_at_the_followers_head_is_answered_from_memory(
     assert head > 0
     database = answered(auth, "database")
 
-    assert await changes_after(auth, 0) == v1.UserChanges(version=head)
+    assert exact(await changes_after(auth, 0)) == v1.UserChanges(version=head)
     for _ in range(3):
-        assert await changes_after(auth, head) == v1.UserChanges(version=head)
+        assert exact(await changes_after(auth, head)) == v1.UserChanges(version=head)
 
     assert answered(auth, "memory") == 4
     assert answered(auth, "database") == database
@@ -81,7 +82,7 @@ async def test_a_caller_a_poll_or_two_behind_gets_the_changes_from_memory(
 
     for after in (first, second):
         reply = await changes_after(auth, after)
-        assert reply == await read_user_changes(auth.store, after)
+        assert exact(reply) == await read_user_changes(auth.store, after)
     assert (await changes_after(auth, first)).user_ids == [bob.user_id, ann.user_id, carol.user_id]
     assert (await changes_after(auth, second)).user_ids == [carol.user_id, bob.user_id]
     assert answered(auth, "database") == database
@@ -127,9 +128,42 @@ async def test_a_caller_behind_the_retention_gets_the_changes_the_follower_read(
 
     reply = await changes_after(auth, first)
 
-    assert reply == v1.UserChanges(user_ids=[ann.user_id, bob.user_id], version=head)
+    assert exact(reply) == v1.UserChanges(user_ids=[ann.user_id, bob.user_id], version=head)
     assert (answered(auth, "memory"), answered(auth, "database")) == (1, database)
     assert await read_user_changes(writer.store, reply.version) == v1.UserChanges(version=head)
+
+
+async def test_an_answer_from_memory_says_how_old_it_is_and_a_frontend_counts_from_then(
+    start_auth_server: StartAuth,
+) -> None:
+    """A frontend's "everything before is known" is the replica's read, not its own call.
+
+    With a TTL shorter than the answer's age the frontend must not take the
+    feed as followed (it would trust entries past the TTL on a read older
+    than the TTL); after a fresh read by the replica it does.
+    """
+    auth = await start_auth_server(user_changes_seconds=SLOW_POLL_SECONDS)
+    await auth.add_user(unique("gil"))
+    read_from = time.monotonic()
+    head = await polled(auth)
+    await asyncio.sleep(1.2)
+
+    reply = await changes_after(auth, head)
+
+    assert answered(auth, "memory") == 1
+    assert 1.2 <= reply.read_age_seconds <= time.monotonic() - read_from
+    assert (await changes_after(auth, head + 99)).read_age_seconds == 0, "the database: now"
+
+    changes = get_user_changes(auth.stub, timeout=5)
+    cache = UserCache(ttl_seconds=1.0, changes=changes, poll_seconds=0.5)
+    await cache.poll_changes()
+    assert cache.following.version == head
+    followed = [cache.following.following]  # False: read more than the TTL ago, by the replica
+    await polled(auth)
+    await cache.poll_changes()
+    followed.append(cache.following.following)
+    assert followed == [False, True]
+    assert answered(auth, "memory") == 3
 
 
 async def test_a_write_through_this_replica_is_answered_at_once(
@@ -146,7 +180,7 @@ async def test_a_write_through_this_replica_is_answered_at_once(
     assert (reply.user_ids, reply.version) == ([dave.user_id], head + 1)
     assert answered(auth, "memory") == 0
     assert await polled(auth) == head + 1
-    assert await changes_after(auth, head) == reply
+    assert exact(await changes_after(auth, head)) == reply
     assert answered(auth, "memory") == 1
 
 

@@ -300,15 +300,20 @@ class UserFeedFollower:
         Then the reply is the one the database gave at :attr:`recent`'s read:
         its head is one this replica read, so a caller advancing to it skips
         nothing; a change another replica made since shows once this follower
-        reads it, within about two polls instead of one.
+        reads it, within about two polls instead of one. The reply's
+        ``read_age_seconds`` says how long ago that read began, so the caller
+        knows which changes its answer covers by time too
+        (:meth:`bugless_core.user_changes.FeedFollowing.applied`).
         """
         recent = self.recent
-        fresh = self._directory.following.now() - recent.read_at < FRESH_POLLS * self.poll_seconds
+        age = self._directory.following.now() - recent.read_at
         reply = (
             recent.after(after_version)
-            if fresh and self._store.logged_version <= recent.head
+            if age < FRESH_POLLS * self.poll_seconds and self._store.logged_version <= recent.head
             else None
         )
+        if reply is not None:
+            reply.read_age_seconds = max(age, 0.0)
         self._answers.labels("database" if reply is None else "memory").inc()
         return reply
 

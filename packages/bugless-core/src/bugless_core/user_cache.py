@@ -20,7 +20,11 @@ one too old to have the feed), an entry is trusted for ``ttl_seconds`` only,
 as before the feed existed: then a rename shows at most that late, and within
 that time the old username still resolves to the id it named. The feed is
 followed only when it is read more often than ``ttl_seconds``: read more
-rarely, it could never vouch for an entry older than that. A ``GetUsers``
+rarely, it could never vouch for an entry older than that. An answer an
+Authenticator replica gives from what its own follower read counts from
+that read (``UserChanges.read_age_seconds``, up to about two of the
+replica's polls), so a replica polling more rarely than about half the TTL
+leaves the cache on its TTL. A ``GetUsers``
 answer read before a change the cache has already applied is used for the
 request that asked, not kept (``UsersResponse.version``); so is, once the
 cache follows the feed, one read at version 0 (from an Authenticator replica
@@ -214,6 +218,11 @@ class UserCache:
         The follower calls it every ``poll_seconds``; tests may call it to
         apply what changed without waiting.
 
+        A reply's ``read_age_seconds`` (an Authenticator replica answering
+        from what its own follower read that long ago) is taken off the
+        call's start: the feed is "followed" from when the answer's read
+        began, not from when this call did.
+
         Raises:
             BuglessError: the Authenticator could not answer (nothing from
                 the failed read applied).
@@ -231,16 +240,16 @@ class UserCache:
                     # version 0 or more) while no change is ever reported.
                     msg = "the Authenticator's users' change feed answered no version"
                     raise Unavailable(msg)
-                self.following.started(head.version, began)
+                self.following.started(head.version, began - head.read_age_seconds)
                 return
             reply = await self._changes(self.following.version)
             if reply.reset:
                 self._by_id.clear()
                 self._by_name.clear()
-                self.following.started(reply.version, began)
+                self.following.started(reply.version, began - reply.read_age_seconds)
                 return
             self._forget(reply.user_ids)
-            self.following.applied(reply.user_ids, reply.version, began)
+            self.following.applied(reply.user_ids, reply.version, began - reply.read_age_seconds)
             if not reply.more:
                 return
 

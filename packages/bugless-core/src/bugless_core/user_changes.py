@@ -29,6 +29,10 @@ Three rules keep a cached user from outliving a change:
   ``fallback_seconds``: a cache whose follower fails (the Authenticator or its
   database away) is back to the old TTL within that time, never serving
   unbounded-stale data. ``backstop_seconds`` bounds every entry regardless.
+  "Read" is when the read the answer reflects began: an Authenticator
+  replica answering from what its own follower read earlier says how much
+  earlier (``UserChanges.read_age_seconds``, up to about two of its polls),
+  and the frontend counts from there, not from its own call.
 """
 
 from __future__ import annotations
@@ -117,7 +121,11 @@ class FeedFollowing:
         """The changes up to ``version`` naming ``user_ids`` were applied (forgotten by the cache).
 
         ``read_began``: when the feed read that returned them began, on this
-        object's clock: every change committed before then is now known.
+        object's clock: every change committed before then is now known. A
+        frontend passes its call's start less the reply's
+        ``read_age_seconds`` (how long before answering the replica read the
+        feed): an answer from a replica's memory is that much older than
+        the call.
         """
         for user_id in user_ids:
             self._changed[user_id] = version
