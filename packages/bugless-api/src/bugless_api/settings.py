@@ -114,7 +114,10 @@ class ApiSettings:
         user_changes_seconds: How often the users' change feed
             (``GetUserChanges``) is read. While it is, translations are kept
             until the person changes (at most 10 minutes), and a rename shows
-            about this late. 0, or a value not below ``user_cache_seconds``
+            within this plus up to two of the Authenticator's polls (its
+            ``user_changes_seconds``: a replica answers from what its own
+            follower last read, ``bugless_auth.user_feed``). 0, or a value
+            not below ``user_cache_seconds``
             (too rare to vouch for a translation older than that), never
             reads it: ``user_cache_seconds`` then bounds every translation.
         backend_timeout_seconds: Deadline of each call to the Model and the
@@ -165,9 +168,10 @@ class ApiSettings:
     )
     user_changes_seconds: float = setting(
         1.0,
-        help="How often the users' change feed is read (renames show about this late; people "
-        "are kept until they change); 0, or not below --user-cache-seconds: never, keep "
-        "people --user-cache-seconds.",
+        help="How often the users' change feed is read (people are kept until they change; a "
+        "rename shows within this plus up to two of the Authenticator's "
+        "--user-changes-seconds, as a replica answers from what it last read); 0, or not "
+        "below --user-cache-seconds: never, keep people --user-cache-seconds.",
     )
     backend_timeout_seconds: float = setting(
         30.0,

@@ -103,10 +103,13 @@ class WebSettings:
             the same person in forms; 0 asks on every page.
         user_changes_seconds: How often the users' change feed
             (``GetUserChanges``) is read. While it is, people are kept until
-            they change (at most 10 minutes) and a rename shows about this
-            late. 0, or a value not below ``user_cache_seconds`` (too rare to
-            vouch for a person kept longer than that), never reads it:
-            ``user_cache_seconds`` then bounds all.
+            they change (at most 10 minutes) and a rename shows within this
+            plus up to two of the Authenticator's polls (its
+            ``user_changes_seconds``: a replica answers from what its own
+            follower last read, ``bugless_auth.user_feed``). 0, or a value
+            not below ``user_cache_seconds`` (too rare to vouch for a person
+            kept longer than that), never reads it: ``user_cache_seconds``
+            then bounds all.
         metrics_host: Address of the Prometheus ``/metrics`` endpoint, kept
             apart from ``host`` so that pages and metrics can be exposed
             differently (pages to the ingress, metrics to the scraper alone).
@@ -254,9 +257,10 @@ class WebSettings:
     )
     user_changes_seconds: float = setting(
         1.0,
-        help="How often the users' change feed is read (renames show about this late; people "
-        "are kept until they change); 0, or not below --user-cache-seconds: never, keep "
-        "people --user-cache-seconds.",
+        help="How often the users' change feed is read (people are kept until they change; a "
+        "rename shows within this plus up to two of the Authenticator's "
+        "--user-changes-seconds, as a replica answers from what it last read); 0, or not "
+        "below --user-cache-seconds: never, keep people --user-cache-seconds.",
     )
     reuse_port: bool = setting(
         False,
