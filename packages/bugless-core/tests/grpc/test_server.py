@@ -246,6 +246,44 @@ async def test_a_transfer_outlasting_its_bound_is_cancelled_and_counted_once(
     assert stopped == ["test-model stopped; 1 calls were cancelled, 1 of them transfers"]
 
 
+async def test_calls_beside_a_transfer_are_cancelled_at_the_grace_not_at_its_end(
+    start_runner: StartRunner, open_channel: OpenChannel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only transfers outlast the grace: a stuck call on the same connection ends at the grace.
+
+    Before, it waited with the transfer until the close (here 30 s). It ends
+    as the close would end it: its stream terminated, no status.
+    """
+    runner = await start_runner(
+        GrpcServerSettings(
+            insecure_local=True, drain_seconds=0.0, grace_seconds=0.3, drain_transfer_seconds=30.0
+        )
+    )
+    caplog.set_level(logging.INFO, logger="bugless_core.grpc")
+    stub = v1.ModelStub(open_channel(runner.port))
+    upload = asyncio.create_task(stub.upload_attachment(_pieces(25), timeout=30))
+    stuck = asyncio.create_task(stub.get_server_info(timeout=30, metadata={DELAY_KEY: "30"}))
+    await _wait_until(lambda: runner.in_flight == 2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    drain = asyncio.create_task(runner.drain())
+
+    with pytest.raises(StreamTerminatedError):
+        await asyncio.wait_for(stuck, timeout=5)
+    assert 0.3 <= loop.time() - started < 1.5
+    assert not upload.done()
+    reply = await upload
+    assert reply.attachment is not None
+    assert reply.attachment.size == 25 * len(PIECE)
+    await asyncio.wait_for(drain, timeout=2)
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "test-model: 1 transfer(s) still running after the grace; waiting up to 29.7s more;"
+        " cancelled the 1 other call(s)" in messages
+    )
+    assert "test-model stopped; 1 calls were cancelled, 0 of them transfers" in messages
+
+
 async def test_a_transfer_bound_below_the_grace_counts_as_the_grace(
     start_runner: StartRunner, open_channel: OpenChannel
 ) -> None:

@@ -21,6 +21,7 @@ build and dispatch (bench/JOURNAL.md, session 10), twice on every call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -30,7 +31,9 @@ from typing import Any
 
 from google.rpc import error_details_pb2
 from grpclib.const import Handler, Status
+from grpclib.exceptions import ProtocolError
 from grpclib.server import Stream
+from h2.exceptions import H2Error
 from multidict import MultiDict, MultiDictProxy
 
 from bugless_core._compat.grpclib import IServable
@@ -128,7 +131,8 @@ class CallTracker:
         self._connections = connections
         self._drain_exempt = frozenset(drain_exempt_methods)
         self._calls: dict[asyncio.Task[object], CallContext] = {}
-        self._blocking: set[asyncio.Task[object]] = set()
+        #: Calls a drain waits for, with their streams (to reset one cut early).
+        self._blocking: dict[asyncio.Task[object], Stream[Any, Any]] = {}
         self._transfers: set[asyncio.Task[object]] = set()
         self._refused: set[asyncio.Task[object]] = set()
         self._refusing = False
@@ -156,6 +160,29 @@ class CallTracker:
     def transfers(self) -> int:
         """Number of running transfers (uploads, downloads), which a drain waits longer for."""
         return len(self._transfers)
+
+    async def cancel_all_but_transfers(self) -> int:
+        """Cancel every call a drain waits for except transfers; return how many.
+
+        What closing the server does to them, but without closing the
+        connections, which transfers may share: each call's task is cancelled
+        and its stream reset (RST_STREAM), so that its client sees the stream
+        end (``StreamTerminatedError``) as it would the connection's, rather
+        than waiting for its deadline. A reset that cannot be written within
+        :data:`_RESET_SECONDS` (the connection's buffer full behind a slow
+        reader) is left behind: the client learns at the close.
+        """
+        cut = [
+            (task, stream) for task, stream in self._blocking.items() if task not in self._transfers
+        ]
+        for task, _ in cut:
+            task.cancel()
+        if cut:
+            resets = [asyncio.create_task(_reset(stream)) for _, stream in cut]
+            _, late = await asyncio.wait(resets, timeout=_RESET_SECONDS)
+            for reset in late:
+                reset.cancel()
+        return len(cut)
 
     def refuse_new_calls(self) -> None:
         """Answer every call arriving from now on with UNAVAILABLE.
@@ -206,7 +233,7 @@ class CallTracker:
         CURRENT_CALL.set(call)
         task = asyncio.current_task()
         if task is not None:
-            self._begin(task, call)
+            self._begin(task, call, stream)
         return call
 
     def _admit(self, call: CallContext) -> None:
@@ -268,11 +295,13 @@ class CallTracker:
             self._series[method_name] = series
         return series
 
-    def _begin(self, task: asyncio.Task[object], call: CallContext) -> None:
+    def _begin(
+        self, task: asyncio.Task[object], call: CallContext, stream: Stream[Any, Any]
+    ) -> None:
         self._calls[task] = call
         self._series_of(call.method_name).in_flight.inc()
         if call.method_name not in self._drain_exempt:
-            self._blocking.add(task)
+            self._blocking[task] = stream
             self.idle.clear()
             if split_method_name(call.method_name)[1] in TRANSFER_METHODS:
                 self._transfers.add(task)
@@ -293,7 +322,7 @@ class CallTracker:
 
     def _end(self, task: asyncio.Task[object]) -> None:
         call = self._calls.pop(task)
-        self._blocking.discard(task)
+        self._blocking.pop(task, None)
         if not self._blocking:
             self.idle.set()
         self._transfers.discard(task)
@@ -346,6 +375,16 @@ class CallTracker:
 
 
 _Func = Callable[[Stream[Any, Any]], Awaitable[None]]
+
+#: How long a drain waits to write the resets of the calls it cuts at the grace.
+_RESET_SECONDS = 1.0
+
+
+async def _reset(stream: Stream[Any, Any]) -> None:
+    """Reset ``stream`` (RST_STREAM), unless it already ended or was reset."""
+    # Raises when already reset, or closed: its trailers went out, or its client left.
+    with contextlib.suppress(ProtocolError, H2Error):
+        await stream.cancel()
 
 
 class _Tracked:

@@ -184,6 +184,8 @@ class GrpcServiceRunner:
         self._port: int | None = None
         self._draining = False
         self._stop_now = asyncio.Event()
+        #: Calls a drain cancelled at the grace to let transfers go on alone.
+        self._cut_at_grace = 0
         self._closed = asyncio.Event()
 
     @property
@@ -309,10 +311,11 @@ class GrpcServiceRunner:
         In order: report NOT_SERVING for every service; keep serving for
         ``drain_seconds``; stop accepting connections and answer new calls on
         existing connections with UNAVAILABLE; wait up to ``grace_seconds`` for
-        the calls in progress and, while transfers (attachment uploads and
-        downloads) are among them, for those up to ``drain_transfer_seconds``
-        (counted from the same moment); cancel what is left and close, as
-        soon as nothing is left to wait for. :meth:`stop_now`
+        the calls in progress; if transfers (attachment uploads and downloads)
+        are still running then, cancel the other calls (each stream reset, as
+        the close would end them) and wait for the transfers up to
+        ``drain_transfer_seconds`` (counted from the same moment); cancel what
+        is left and close, as soon as nothing is left to wait for. :meth:`stop_now`
         (a second signal) skips the remaining waits. Calling it again, or while
         it runs, waits for the same shutdown.
         """
@@ -350,12 +353,21 @@ class GrpcServiceRunner:
         await _wait_for_any(tracker.idle, self._stop_now, seconds=settings.grace_seconds)
         if tracker.transfers and not self._stop_now.is_set():
             longer = max(0.0, settings.drain_transfer_seconds - settings.grace_seconds)
+            # The other calls end at the grace, as they would without transfers.
+            cut = await tracker.cancel_all_but_transfers()
+            self._cut_at_grace += cut
             logger.info(
-                "%s: %d transfer(s) still running after the grace; waiting up to %.1fs more",
+                "%s: %d transfer(s) still running after the grace; waiting up to %.1fs more;"
+                " cancelled the %d other call(s)",
                 self.name,
                 tracker.transfers,
                 longer,
-                extra={"service": self.name, "transfers": tracker.transfers},
+                cut,
+                extra={
+                    "service": self.name,
+                    "transfers": tracker.transfers,
+                    "cancelled_calls": cut,
+                },
             )
             await _wait_for_any(tracker.transfers_idle, self._stop_now, seconds=longer)
         logger.info(
@@ -383,7 +395,7 @@ class GrpcServiceRunner:
         for status in self._statuses.values():
             status.set(False)
         self._stop_accepting(server)
-        cancelled = self._tracker.blocking_drain
+        cancelled = self._tracker.blocking_drain + self._cut_at_grace
         transfers = self._tracker.transfers
         server.close()
         self._connections.close_all()
