@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from bugless_api.client import BuglessClient
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import ApiSettings, RateLimitSettings
-from bugless_core.grpc import GrpcServerSettings
+from bugless_core.grpc import TransferServerSettings
 from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_proto import v1
 
@@ -55,7 +55,7 @@ def api_settings(stack: LocalStack, **options: Any) -> ApiSettings:
         "auth": stack.client_address("auth", "api"),
     }
     return ApiSettings(
-        grpc=GrpcServerSettings(
+        grpc=TransferServerSettings(
             tls_cert=stack.server.cert,
             tls_key=stack.server.key,
             client_ca=stack.pki.ca_file,

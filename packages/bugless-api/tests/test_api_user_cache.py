@@ -18,7 +18,7 @@ from grpclib.server import Server
 from bugless_api._users import UserDirectory, UserRefs
 from bugless_api.settings import ApiSettings
 from bugless_core.clients import ServiceAddress, resolve_query
-from bugless_core.grpc import GrpcServerSettings, listening_port
+from bugless_core.grpc import TransferServerSettings, listening_port
 from bugless_core.search import QuerySyntaxError, parse_query
 from bugless_proto import v1
 
@@ -178,7 +178,7 @@ def test_a_negative_ttl_is_refused() -> None:
     address = ServiceAddress("127.0.0.1", 1)
     with pytest.raises(ValueError, match="user_cache_seconds"):
         ApiSettings(
-            grpc=GrpcServerSettings(
+            grpc=TransferServerSettings(
                 tls_cert=Path("server.pem"),
                 tls_key=Path("server.key"),
                 client_ca=Path("ca.pem"),

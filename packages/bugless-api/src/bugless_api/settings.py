@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from bugless_core.clients import ServiceAddress
-from bugless_core.grpc import GrpcServerSettings
+from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.settings import group, setting
 
@@ -185,7 +185,7 @@ class ApiSettings:
     batch_creates: bool = setting(
         True, help="Send concurrent CreateIssue calls of one caller to the Model as one batch."
     )
-    grpc: GrpcServerSettings = group(GrpcServerSettings)
+    grpc: TransferServerSettings = group(TransferServerSettings)
     log: LogSettings = group(LogSettings)
 
     def __post_init__(self) -> None:

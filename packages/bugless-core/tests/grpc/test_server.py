@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from bugless_core.errors import Unavailable, from_grpc_error
-from bugless_core.grpc import GrpcServerSettings
+from bugless_core.grpc import GrpcServerSettings, TransferServerSettings
 from bugless_proto import v1
 
 MODEL = "bugless.v1.Model"
@@ -201,7 +201,7 @@ async def test_drain_lets_a_transfer_outlast_the_grace_and_closes_when_it_ends(
     Before, a drain cancelled it with every other call at ``grace_seconds``.
     """
     runner = await start_runner(
-        GrpcServerSettings(
+        TransferServerSettings(
             insecure_local=True, drain_seconds=0.0, grace_seconds=0.3, drain_transfer_seconds=30.0
         )
     )
@@ -226,7 +226,7 @@ async def test_a_transfer_outlasting_its_bound_is_cancelled_and_counted_once(
     start_runner: StartRunner, open_channel: OpenChannel, caplog: pytest.LogCaptureFixture
 ) -> None:
     runner = await start_runner(
-        GrpcServerSettings(
+        TransferServerSettings(
             insecure_local=True, drain_seconds=0.0, grace_seconds=0.2, drain_transfer_seconds=0.8
         )
     )
@@ -255,7 +255,7 @@ async def test_calls_beside_a_transfer_are_cancelled_at_the_grace_not_at_its_end
     as the close would end it: its stream terminated, no status.
     """
     runner = await start_runner(
-        GrpcServerSettings(
+        TransferServerSettings(
             insecure_local=True, drain_seconds=0.0, grace_seconds=0.3, drain_transfer_seconds=30.0
         )
     )
@@ -293,7 +293,7 @@ async def test_a_transfer_bound_below_the_grace_counts_as_the_grace(
     transfer bound still starts, and its transfers get the grace.)
     """
     runner = await start_runner(
-        GrpcServerSettings(
+        TransferServerSettings(
             insecure_local=True, drain_seconds=0.0, grace_seconds=30.0, drain_transfer_seconds=0.1
         )
     )

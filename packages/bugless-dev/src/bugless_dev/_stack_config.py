@@ -34,6 +34,8 @@ FAST_PASSWORD_HASHING: Mapping[str, str] = {
 }
 #: Every kind of service a stack runs (``bugless KIND serve``).
 SERVICE_KINDS = ("model", "auth", "api", "web", "notify")
+#: The kinds that move attachments' bytes, and so take ``--drain-transfer-seconds``.
+TRANSFER_KINDS = ("model", "api", "web")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,10 +53,10 @@ class StackConfig:
         fast_password_hashing: Cheap argon2 parameters (tests, benchmarks).
         drain_seconds: ``--drain-seconds`` of every service.
         grace_seconds: ``--grace-seconds`` of every service.
-        transfer_seconds: ``--drain-transfer-seconds`` of every service (the
-            bound on attachment uploads and downloads once a service stops
-            accepting); None: the grace's, so that stopping a stack never
-            waits long on a transfer.
+        transfer_seconds: ``--drain-transfer-seconds`` of the services that
+            move attachments (:data:`TRANSFER_KINDS`: the bound on uploads and
+            downloads once a service stops accepting); None: the grace's, so
+            that stopping a stack never waits long on a transfer.
         token_key_file: The Authenticator's signing key; generated under
             ``directory`` (``bugless auth keygen``) when None.
         page_token_secret: The Model's page-token secret (random when empty).
@@ -121,7 +123,8 @@ def stack_environment(
         prefix = f"BUGLESS_{kind.upper()}_"
         env[prefix + "DRAIN_SECONDS"] = str(config.drain_seconds)
         env[prefix + "GRACE_SECONDS"] = str(config.grace_seconds)
-        env[prefix + "DRAIN_TRANSFER_SECONDS"] = str(transfers)
+        if kind in TRANSFER_KINDS:
+            env[prefix + "DRAIN_TRANSFER_SECONDS"] = str(transfers)
         if config.insecure_local:
             env[prefix + "INSECURE_LOCAL"] = "true"
     if not config.insecure_local:

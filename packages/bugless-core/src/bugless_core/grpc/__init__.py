@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         current_peer_certificate,
     )
     from bugless_core.grpc._server import GrpcServiceRunner, listening_port
-    from bugless_core.grpc._settings import GrpcServerSettings
+    from bugless_core.grpc._settings import GrpcServerSettings, TransferServerSettings
     from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
     from bugless_core.grpc._windows import (
         ConnectionWindowGauges,
@@ -68,6 +68,7 @@ _LAZY = {
     "PeerConnection": "bugless_core.grpc._peer",
     "SERVICE_IDENTITIES": "bugless_core.grpc._access",
     "SPIFFE_PREFIX": "bugless_core.grpc._access",
+    "TransferServerSettings": "bugless_core.grpc._settings",
     "UpbCodec": "bugless_core.grpc._codec",
     "build_client_ssl_context": "bugless_core.grpc._tls",
     "build_server_ssl_context": "bugless_core.grpc._tls",
@@ -101,6 +102,7 @@ __all__ = [
     "GrpcServiceRunner",
     "IServable",
     "PeerConnection",
+    "TransferServerSettings",
     "UpbCodec",
     "build_client_ssl_context",
     "build_server_ssl_context",

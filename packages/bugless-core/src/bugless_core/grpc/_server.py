@@ -5,7 +5,8 @@ Prometheus metrics, structured logs, TLS/mTLS) and owns the shutdown sequence
 Kubernetes needs: on SIGTERM report NOT_SERVING and keep serving for
 ``drain_seconds`` (so balancers take the pod out of rotation first), then stop
 accepting, let in-flight calls finish for up to ``grace_seconds`` (and
-attachment transfers for up to ``drain_transfer_seconds``), then close.
+attachment transfers for up to ``drain_transfer_seconds``, with
+:class:`~bugless_core.grpc.TransferServerSettings`), then close.
 """
 
 from __future__ import annotations
@@ -314,7 +315,9 @@ class GrpcServiceRunner:
         the calls in progress; if transfers (attachment uploads and downloads)
         are still running then, cancel the other calls (each stream reset, as
         the close would end them) and wait for the transfers up to
-        ``drain_transfer_seconds`` (counted from the same moment); cancel what
+        ``drain_transfer_seconds`` (counted from the same moment; with
+        :class:`~bugless_core.grpc.TransferServerSettings`, else the grace
+        ends them too); cancel what
         is left and close, as soon as nothing is left to wait for. :meth:`stop_now`
         (a second signal) skips the remaining waits. Calling it again, or while
         it runs, waits for the same shutdown.
@@ -351,8 +354,8 @@ class GrpcServiceRunner:
         stopped = asyncio.get_running_loop().time()
         tracker = self._tracker
         await _wait_for_any(tracker.idle, self._stop_now, seconds=settings.grace_seconds)
-        if tracker.transfers and not self._stop_now.is_set():
-            longer = max(0.0, settings.drain_transfer_seconds - settings.grace_seconds)
+        longer = settings.transfer_bound_seconds - settings.grace_seconds
+        if longer > 0 and tracker.transfers and not self._stop_now.is_set():
             # The other calls end at the grace, as they would without transfers.
             cut = await tracker.cancel_all_but_transfers()
             self._cut_at_grace += cut

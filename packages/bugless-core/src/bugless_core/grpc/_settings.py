@@ -42,21 +42,13 @@ class GrpcServerSettings:
             and Kubernetes notice and steer new traffic elsewhere first. It
             should exceed the health-check period of whatever balances traffic.
         grace_seconds: How long, after it stops accepting, the server waits for
-            calls already in progress; calls still running then are cancelled.
-            Keep ``drain_seconds`` plus this (or ``drain_transfer_seconds``,
-            for a service with transfers) below the pod's
+            calls already in progress; calls still running then are cancelled
+            (transfers too, unless the service's settings are
+            :class:`TransferServerSettings`). Keep ``drain_seconds`` plus this
+            (or ``drain_transfer_seconds``) below the pod's
             ``terminationGracePeriodSeconds`` (30 by default; the chart
             computes it) so that the process exits on its own instead of
             being killed.
-        drain_transfer_seconds: How long a transfer (an attachment's upload or
-            download: ``UploadAttachment``, ``DownloadAttachment``) still
-            running at the end of ``grace_seconds`` may go on, counted from
-            when the server stopped accepting: a large file on a slow link
-            takes minutes, and a rollout should not cost a person their
-            upload. The server closes as soon as the last transfer ends
-            (cancelling any other call still running then). A value below
-            ``grace_seconds`` counts as it (a transfer is never cut before
-            other calls); no effect on a service without transfers.
         reuse_port: Bind with ``SO_REUSEPORT`` so that several processes of
             the same service can listen on one port; the kernel spreads new
             connections over them. One Python process uses one core, so this
@@ -97,11 +89,6 @@ class GrpcServerSettings:
         5.0, help="After SIGTERM, report NOT_SERVING this long before closing."
     )
     grace_seconds: float = setting(20.0, help="Then wait this long for in-flight calls.")
-    drain_transfer_seconds: float = setting(
-        120.0,
-        help="Then wait up to this long for attachment uploads and downloads still in "
-        "progress (one below --grace-seconds counts as it; services without them ignore it).",
-    )
     reuse_port: bool = setting(
         False,
         help="Bind with SO_REUSEPORT, so that several processes of this service share the "
@@ -154,6 +141,11 @@ class GrpcServerSettings:
                 raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
 
     @property
+    def transfer_bound_seconds(self) -> float:
+        """How long after it stops accepting a drain waits for transfers: here the grace."""
+        return self.grace_seconds
+
+    @property
     def tls(self) -> bool:
         """Whether the server speaks TLS (a certificate and key are configured)."""
         return self.tls_cert is not None
@@ -167,3 +159,35 @@ class GrpcServerSettings:
     def mutual_tls(self) -> bool:
         """Whether clients must present a certificate signed by ``client_ca``."""
         return self.client_ca is not None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransferServerSettings(GrpcServerSettings):
+    """The settings of a gRPC service that moves attachments' bytes (the Model, the API).
+
+    Only these services take ``--drain-transfer-seconds``: on the others
+    (Authenticator, notifier) a drain has no transfer to wait for, and a flag
+    that changes nothing would mislead whoever sets it.
+
+    Attributes:
+        drain_transfer_seconds: How long a transfer (an attachment's upload or
+            download: ``UploadAttachment``, ``DownloadAttachment``) still
+            running at the end of ``grace_seconds`` may go on, counted from
+            when the server stopped accepting: a large file on a slow link
+            takes minutes, and a rollout should not cost a person their
+            upload. Other calls still running at the grace are cancelled
+            then; the server closes as soon as the last transfer ends. A
+            value below ``grace_seconds`` counts as it (a transfer is never
+            cut before other calls).
+    """
+
+    drain_transfer_seconds: float = setting(
+        120.0,
+        help="Then wait up to this long for attachment uploads and downloads still in "
+        "progress (one below --grace-seconds counts as it).",
+    )
+
+    @property
+    def transfer_bound_seconds(self) -> float:
+        """How long after it stops accepting a drain waits for transfers."""
+        return max(self.grace_seconds, self.drain_transfer_seconds)

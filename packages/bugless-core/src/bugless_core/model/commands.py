@@ -17,7 +17,7 @@ from bugless_core import eventloop
 from bugless_core.attachments import AttachmentSettings
 from bugless_core.clients import ServiceAddress
 from bugless_core.errors import BuglessError
-from bugless_core.grpc import GrpcServerSettings
+from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.plugins import Plugins
@@ -77,7 +77,7 @@ class ModelServeSettings:
     )
     attachments: AttachmentSettings = group(AttachmentSettings)
     migrate: bool = setting(False, env="BUGLESS_MIGRATE", help="Apply migrations before serving.")
-    grpc: GrpcServerSettings = group(GrpcServerSettings)
+    grpc: TransferServerSettings = group(TransferServerSettings)
     log: LogSettings = group(LogSettings)
 
     def __post_init__(self) -> None:
