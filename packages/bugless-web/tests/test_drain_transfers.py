@@ -291,6 +291,8 @@ async def test_transfers_outlasting_the_bound_are_cut_once_and_the_process_exits
     cuts = [line for line in lines if " cut " in line]
     assert len(cuts) == 1, lines
     assert "cut 3 transfer(s) still running 3s after the server stopped accepting" in cuts[0]
+    # The download is counted there, not also taken for a browser that left.
+    assert not [line for line in lines if "the browser went away" in line], lines
     _no_traceback(lines)
 
 

@@ -24,11 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 #: The message a request's task is cancelled with when its drain bound passed.
 CUT_BY_DRAIN = "cut by the server's drain"
+
+#: Every request task a drain cut, for as long as the task lives (see :func:`cut_by_drain`).
+_CUT_TASKS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+
+def cut_by_drain(task: asyncio.Task[Any] | None) -> bool:
+    """Whether a drain cut ``task``'s request, even after the request ended.
+
+    For code that learns of the end elsewhere: a download's body, whose
+    generator is suspended at a ``yield`` when its request is cut, is closed
+    later by the event loop, in another task, where the cancellation is not
+    visible; it asks about the request's task it remembered.
+    """
+    return task is not None and task in _CUT_TASKS
 
 
 class InFlight:
@@ -91,6 +106,7 @@ class InFlight:
         ]
         for task in cut:
             self._cut.add(task)
+            _CUT_TASKS.add(task)
             task.cancel(CUT_BY_DRAIN)
         return cut
 

@@ -57,7 +57,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from grpclib.const import Status
 
@@ -65,6 +65,7 @@ from bugless_core.clients import call_errors
 from bugless_core.errors import BuglessError, InvalidArgument, Unavailable
 from bugless_core.failover import MODEL_UPLOAD_ROUTE, upload_again_if_refused
 from bugless_proto import v1
+from bugless_web.drain import cut_by_drain
 from bugless_web.retries import call_code, counted_call, outage_fed, send_with_retry
 
 if TYPE_CHECKING:
@@ -373,7 +374,15 @@ async def download_from_model(
     left = max(0, attachment.size - request.offset)
     length = min(request.length, left) if request.length else left
     return attachment, _content(
-        parts, settings, count, request.attachment_id, length, outage=outage
+        parts,
+        settings,
+        count,
+        request.attachment_id,
+        length,
+        outage=outage,
+        # The body is sent by a task of the response's, not this one (the
+        # request's, which a drain cuts): see cut_by_drain.
+        request_task=asyncio.current_task(),
     )
 
 
@@ -385,6 +394,7 @@ async def _content(
     length: int,
     *,
     outage: OutageLog | None,
+    request_task: asyncio.Task[Any] | None,
 ) -> AsyncIterator[bytes]:
     """The chunks of ``parts``, each wait (for the Model, for the browser) on one clock.
 
@@ -451,9 +461,10 @@ async def _content(
         # The browser went away: the server cancels the body's task when
         # the connection closes (or closes the body at its yield). Ordinary
         # (a closed tab, a cancelled save), so one line, not a warning;
-        # none after a stall, which was logged when its call was released.
+        # none after a stall, which was logged when its call was released,
+        # nor after the drain cut the download, which the drain counts.
         count.end(exc)
-        if released is None:
+        if released is None and not cut_by_drain(request_task):
             _log.info(
                 "attachment %s: the browser went away after %d of %d bytes; "
                 "the download ends there",
