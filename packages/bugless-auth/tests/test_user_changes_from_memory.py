@@ -17,10 +17,17 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from auth_support import AuthServer, StartAuth, unique
+from prometheus_client import CollectorRegistry
 from test_user_change_feed import changes_after, eventually, exact, ldap_identity
 
 from bugless_auth.user_feed import RecentChanges, prune_user_changes, read_user_changes
-from bugless_core.user_cache import UserCache, get_user_changes, get_users
+from bugless_core.user_cache import (
+    FEED_READ_GAUGE,
+    UserCache,
+    feed_read_recorder,
+    get_user_changes,
+    get_users,
+)
 from bugless_proto import v1
 
 #: A poll interval no test outlasts: the follower reads once at start, then on request.
@@ -164,6 +171,37 @@ async def test_an_answer_from_memory_says_how_old_it_is_and_a_frontend_counts_fr
     followed.append(cache.following.following)
     assert followed == [False, True]
     assert answered(auth, "memory") == 3
+
+
+async def test_a_frontends_feed_gauge_shows_when_the_replicas_read_began(
+    start_auth_server: StartAuth,
+) -> None:
+    """``bugless_user_feed_last_read_timestamp_seconds`` of an answer from memory: that read."""
+    auth = await start_auth_server(user_changes_seconds=SLOW_POLL_SECONDS)
+    before = time.time()
+    await polled(auth)
+    after = time.time()
+    await asyncio.sleep(1.2)
+    registry = CollectorRegistry()
+    cache = UserCache(
+        ttl_seconds=600,
+        changes=get_user_changes(auth.stub, timeout=5),
+        poll_seconds=0.1,
+        on_read=feed_read_recorder(registry),
+    )
+
+    async def gauge_set() -> bool:
+        await cache.by_id([], get_users(auth.stub))  # starts the cache's follower
+        return registry.get_sample_value(FEED_READ_GAUGE) is not None
+
+    try:
+        await eventually(gauge_set, "the frontend read the feed")
+        read_at = registry.get_sample_value(FEED_READ_GAUGE)
+    finally:
+        cache.close()
+    assert read_at is not None
+    assert before - 0.1 <= read_at <= after + 0.1, "the replica's read, over a second before"
+    assert answered(auth, "database") == 0
 
 
 async def test_a_write_through_this_replica_is_answered_at_once(

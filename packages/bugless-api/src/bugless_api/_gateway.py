@@ -66,11 +66,12 @@ class Gateway:
         auth: v1.AuthenticatorStub,
         notifier: v1.NotifierStub | None = None,
         *,
-        on_feed_read: Callable[[], None] | None = None,
+        on_feed_read: Callable[[float], None] | None = None,
     ) -> None:
         """Serve through the given stubs (their channels are the caller's to close).
 
-        ``on_feed_read``: called whenever the users' change feed was read (the metrics).
+        ``on_feed_read``: called whenever the users' change feed was read, with
+        the seconds since that read began (the metrics, ``UserCache(on_read=)``).
         """
         self.settings = settings
         self.model = model

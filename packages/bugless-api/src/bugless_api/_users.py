@@ -264,11 +264,12 @@ class UserDirectory:
         changes_seconds: float = 0.0,
         max_entries: int = USER_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
-        on_feed_read: Callable[[], None] | None = None,
+        on_feed_read: Callable[[float], None] | None = None,
     ) -> None:
         """Translate through ``auth``, each look-up bounded by ``timeout_seconds``.
 
-        ``on_feed_read``: called whenever the feed was read (the metrics).
+        ``on_feed_read``: called whenever the feed was read, with the seconds
+        since that read began (the metrics, ``UserCache(on_read=)``).
         """
         self.cache = UserCache(
             ttl_seconds=cache_seconds,

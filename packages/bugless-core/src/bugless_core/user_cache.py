@@ -78,7 +78,8 @@ FOLLOWER_BACKOFF = Backoff(first_seconds=1.0, max_seconds=60.0, jitter=0.5)
 FEED_READ_GAUGE = "bugless_user_feed_last_read_timestamp_seconds"
 FEED_READ_HELP = (
     "When this frontend last read the Authenticator's users' change feed successfully, in "
-    "Unix seconds (absent: it has not followed the feed yet, or never does). Once that is "
+    "Unix seconds: when the read began, the Authenticator's own when it answered from what "
+    "it had read (absent: it has not followed the feed yet, or never does). Once that is "
     "more than --user-cache-seconds ago, people are kept that long only: alert on "
     "time() minus it."
 )
@@ -88,8 +89,13 @@ _FEED_READ: weakref.WeakKeyDictionary[CollectorRegistry, Gauge] = weakref.WeakKe
 
 def feed_read_recorder(
     registry: CollectorRegistry, *, multiprocess_mode: Literal["all", "livemin"] = "all"
-) -> Callable[[], None]:
-    """An ``on_read`` for :class:`UserCache`: sets :data:`FEED_READ_GAUGE` in ``registry`` to now.
+) -> Callable[[float], None]:
+    """An ``on_read`` for :class:`UserCache`: sets :data:`FEED_READ_GAUGE` in ``registry``.
+
+    To when the read the feed now counts from began: the frontend's call, or
+    earlier by the answer's ``read_age_seconds`` (an Authenticator replica
+    answering from what its follower read), so the gauge's age is the one
+    that decides when people are kept ``--user-cache-seconds`` only.
 
     The gauge is registered at the first read, not before: a frontend that
     has not followed the feed yet (the follower starts with the first
@@ -99,7 +105,7 @@ def feed_read_recorder(
     values (``livemin``: the one that read the longest ago).
     """
 
-    def record() -> None:
+    def record(age: float) -> None:
         gauge = _FEED_READ.get(registry)
         if gauge is None:
             # Imported here: a web worker imports this module before its metrics are set up.
@@ -112,7 +118,7 @@ def feed_read_recorder(
                 multiprocess_mode=multiprocess_mode,
             )
             _FEED_READ[registry] = gauge
-        gauge.set_to_current_time()
+        gauge.set(time.time() - age)
 
     return record
 
@@ -143,7 +149,9 @@ class UserCache:
             ``ttl_seconds``.
         backstop_seconds: How long an entry lives while the feed is followed.
         on_read: Called after every successful read of the feed by the
-            follower (a frontend's metrics: :data:`FEED_READ_GAUGE`).
+            follower, with the seconds since the read it counts from began
+            (:meth:`FeedFollowing.read_age`; a frontend's metrics:
+            :data:`FEED_READ_GAUGE`).
     """
 
     def __init__(
@@ -155,7 +163,7 @@ class UserCache:
         changes: FetchChanges | None = None,
         poll_seconds: float = 1.0,
         backstop_seconds: float = BACKSTOP_SECONDS,
-        on_read: Callable[[], None] | None = None,
+        on_read: Callable[[float], None] | None = None,
     ) -> None:
         self._ttl = ttl_seconds
         self._on_read = on_read
@@ -294,7 +302,7 @@ class UserCache:
                 bugs = 0
                 outage.recovered()
                 if self._on_read is not None:
-                    self._on_read()
+                    self._on_read(self.following.read_age())
             await asyncio.sleep(wait)
 
     def _forget(self, user_ids: Iterable[str]) -> None:

@@ -140,5 +140,9 @@ class FeedFollowing:
         """The current time on this object's clock."""
         return self._clock()
 
+    def read_age(self) -> float:
+        """Seconds since the read the feed counts as followed from began (inf: none yet)."""
+        return self._clock() - self._last_read_at
+
 
 __all__ = ["BACKSTOP_SECONDS", "REMEMBERED_CHANGES", "FeedFollowing"]

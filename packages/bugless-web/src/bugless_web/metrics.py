@@ -68,7 +68,8 @@ class WebMetrics:
         call_seconds: Time of each such call, its retry included.
         retries: Calls tried a second time (a replica went away; an upload
             only when a draining Model refused it).
-        feed_read: The users' change feed was just read (sets
+        feed_read: The users' change feed was just read, by a read begun
+            that many seconds ago (sets
             ``bugless_user_feed_last_read_timestamp_seconds``: with
             ``--workers``, the worker that read it the longest ago).
     """
@@ -79,7 +80,7 @@ class WebMetrics:
     calls: Counter
     call_seconds: Histogram
     retries: Counter
-    feed_read: Callable[[], None]
+    feed_read: Callable[[float], None]
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> WebMetrics:
