@@ -162,3 +162,28 @@ async def test_an_outage_is_one_warning_and_a_bug_one_error_however_many_polls(
     assert len(records) == len(expected), records
     for (level, message), (expected_level, start) in zip(records, expected, strict=True):
         assert (level, message[: len(start)]) == (expected_level, start), message
+
+
+async def test_a_read_failing_between_pages_does_not_count_as_followed_from_its_start() -> None:
+    """Page one of two applied, then the Authenticator goes away: page two is unknown.
+
+    The feed counts as read from the last *complete* read, so the TTL takes
+    over on time, instead of a TTL after a read that never saw page two.
+    """
+    auth, clock = Authenticator(feed=[v1.UserChanges(version=7)]), Clock()
+    cache = following_cache(auth, clock)
+    await cache.poll_changes()  # follows from 7, read at 1000
+    await cache.by_id(["u_carol"], auth.get_users)
+    clock.now += TTL - 1
+    auth.feed += [
+        v1.UserChanges(user_ids=["u_bob"], version=8, more=True),
+        Unavailable("the Authenticator went away between pages"),
+    ]
+    with pytest.raises(Unavailable):
+        await cache.poll_changes()
+    assert cache.following.version == 8, "page one applied"
+    clock.now += 2  # a TTL after the complete read, 2 s after the failed one began
+    assert not cache.following.following
+    await cache.by_id(["u_carol"], auth.get_users)
+    assert auth.asked == [["u_carol"], ["u_carol"]], "past the TTL: read again"
+    cache.close()

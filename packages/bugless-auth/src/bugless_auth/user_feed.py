@@ -284,7 +284,10 @@ class UserFeedFollower:
                 self._directory.start_following(changes.version, began, forget=True)
                 self.recent.started(changes.version, began)
                 return
-            self._directory.apply_changes(changes.user_ids, changes.version, began)
+            # A page with more after it does not vouch for the read (see
+            # UserCache.poll_changes): the last page does.
+            read_began = -math.inf if changes.more else began
+            self._directory.apply_changes(changes.user_ids, changes.version, read_began)
             pages.append(changes)
             if not changes.more:
                 self.recent.read(pages, after, began)

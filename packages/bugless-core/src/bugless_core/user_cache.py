@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import weakref
 from collections import OrderedDict
@@ -257,7 +258,12 @@ class UserCache:
                 self.following.started(reply.version, began - reply.read_age_seconds)
                 return
             self._forget(reply.user_ids)
-            self.following.applied(reply.user_ids, reply.version, began - reply.read_age_seconds)
+            # Only the last page vouches for "every change before the read is
+            # known": after an earlier one the rest is still unread, and a
+            # failure before it must leave the feed counted as read from the
+            # last full read, so that the TTL takes over in time.
+            read_began = -math.inf if reply.more else began - reply.read_age_seconds
+            self.following.applied(reply.user_ids, reply.version, read_began)
             if not reply.more:
                 return
 
