@@ -121,6 +121,34 @@ def test_a_services_help_imports_no_other_service() -> None:
     assert _present(loaded, others) == []
 
 
+#: What a service needs to run and its help does not: the event loop, the gRPC client
+#: with the generated messages, metrics.
+RUNTIME = (
+    "asyncio",
+    "bugless_core.eventloop",
+    "bugless_core.clients",
+    "grpclib.client",
+    "bugless_proto",
+    "google.protobuf",
+    "prometheus_client",
+)
+
+
+@pytest.mark.parametrize("service", ["api", "web", "notify"])
+def test_a_services_help_imports_no_runtime(service: str) -> None:
+    """``serve --help`` parses settings naming other services (``ServiceAddress``) only."""
+    loaded = _modules_after(service, "serve", "--help")
+    assert "bugless_core.service_address" in loaded
+    assert _present(loaded, RUNTIME) == []
+
+
+def test_the_models_help_imports_neither_the_event_loop_nor_the_clients() -> None:
+    """Its settings hold the storage's (``bugless_core.model.backend``, with the messages)."""
+    loaded = _modules_after("model", "serve", "--help")
+    assert "bugless_core.service_address" in loaded
+    assert _present(loaded, ("bugless_core.eventloop", "bugless_core.clients")) == []
+
+
 def test_a_real_issue_show_imports_no_service(served_api: dict[str, str]) -> None:
     component = cli_json(served_api, "component", "create", f"Lazy-{os.getpid()}-{time.time_ns()}")
     created = cli_json(

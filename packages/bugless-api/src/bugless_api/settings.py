@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
+from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
 
 

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import datetime
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from grpclib.client import Channel
@@ -29,65 +26,32 @@ from bugless_core import limits
 from bugless_core._compat.grpclib import channel_protocol, forget_channel_protocol
 from bugless_core.assertions import METADATA_KEY
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
-from bugless_core.grpc import CorkedChannel, build_client_ssl_context
+from bugless_core.service_address import ServiceAddress
 from bugless_proto import v1
 
 if TYPE_CHECKING:
     from bugless_core.search import Query
 
+# ServiceAddress is re-exported: its home is service_address, which settings import
+# without the gRPC client and the generated messages this module needs.
+__all__ = [
+    "CURRENT_ASSERTION",
+    "ActingFor",
+    "ServiceAddress",
+    "acting_as",
+    "acting_model",
+    "call",
+    "call_errors",
+    "channel_connection",
+    "forget_connection",
+    "forward_assertions",
+    "resolve_query",
+    "warn_if_insecure",
+]
+
 _log = logging.getLogger("bugless_core.clients")
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class ServiceAddress:
-    """Where a backend service listens and how to talk to it.
-
-    Attributes:
-        host: Host name or address of the service.
-        port: gRPC port.
-        ca: PEM bundle that signed the service's certificate; setting it turns
-            TLS on (production: the cluster PKI).
-        cert: This frontend's client certificate (mutual TLS), with ``key``.
-        key: Private key of ``cert``.
-    """
-
-    host: str
-    port: int
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-
-    @classmethod
-    def parse(
-        cls,
-        address: str,
-        *,
-        ca: Path | None = None,
-        cert: Path | None = None,
-        key: Path | None = None,
-    ) -> ServiceAddress:
-        """``host:port`` (or ``[v6]:port``) plus optional TLS files."""
-        host, sep, port = address.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            msg = f"{address!r} is not host:port"
-            raise ValueError(msg)
-        return cls(host=host.strip("[]"), port=int(port), ca=ca, cert=cert, key=key)
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The client TLS context, or None for plaintext."""
-        if self.ca is None:
-            return None
-        return build_client_ssl_context(self.ca, self.cert, self.key)
-
-    def channel(self) -> Channel:
-        """A new grpclib channel (connects lazily, reconnects by itself).
-
-        Every call made on it inside :func:`acting_as` carries that
-        assertion.
-        """
-        return forward_assertions(CorkedChannel(self.host, self.port, ssl=self.ssl_context()))
 
 
 #: The identity assertion calls made in this context forward (see :func:`acting_as`).

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bugless_core.clients import ServiceAddress
 from bugless_core.limits import MAX_IMPORT_BATCH
+from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import setting
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from bugless_core import eventloop, tracing
+from bugless_core import tracing
 from bugless_core.settings import settings_command
 from bugless_notify.settings import NotifierSettings
 
@@ -32,6 +32,7 @@ def serve_command(settings: NotifierSettings) -> None:
     over within seconds when it stops). The gRPC port answers health, metrics
     and bugless.v1.Notifier (delivery counts and dead letters).
     """
+    from bugless_core import eventloop  # noqa: PLC0415 - asyncio, not for --help
     from bugless_notify._supervise import LoopEnded  # noqa: PLC0415
     from bugless_notify.service import serve_notifier  # noqa: PLC0415
 

@@ -11,9 +11,9 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from bugless_core.clients import ServiceAddress
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
+from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
 
 

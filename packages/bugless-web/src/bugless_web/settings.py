@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bugless_core.clients import ServiceAddress
 from bugless_core.logs import LogSettings
+from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
 
 #: Page sizes a result table's menu offers (the deployment's default is added

@@ -9,7 +9,6 @@ from __future__ import annotations
 import click
 
 from bugless_api.settings import ApiSettings
-from bugless_core import eventloop
 from bugless_core.settings import settings_command
 
 DEFAULT_API_PORT = 50053
@@ -31,6 +30,7 @@ def serve_command(settings: ApiSettings) -> None:
     subject to a user through the Authenticator.
     """
     from bugless_api.server import serve_api  # noqa: PLC0415
+    from bugless_core import eventloop  # noqa: PLC0415 - asyncio, not for --help
 
     settings.log.configure()
     eventloop.run(serve_api(settings))

@@ -13,14 +13,13 @@ import logging
 
 import click
 
-from bugless_core import eventloop
 from bugless_core.attachments import AttachmentSettings
-from bugless_core.clients import ServiceAddress
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.plugins import Plugins
+from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting, settings_command
 
 _log = logging.getLogger("bugless.model")
@@ -161,6 +160,8 @@ def model_group() -> None:
 )
 def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
     """Create or upgrade the database schema (safe to run from several replicas)."""
+    from bugless_core import eventloop  # noqa: PLC0415 - asyncio, not for --help
+
     settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
     version = eventloop.run(cls.migrate(settings.storage))
@@ -174,6 +175,7 @@ def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
 )
 def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
     """Serve bugless.v1.Model over gRPC until SIGTERM."""
+    from bugless_core import eventloop  # noqa: PLC0415 - asyncio, not for --help
     from bugless_core.model.runner import serve_model  # noqa: PLC0415
 
     settings.log.configure()

@@ -1,0 +1,75 @@
+"""Where a backend service listens: the address and TLS files a frontend's settings name.
+
+Every service's settings (``--model``, ``--auth``, ``--notify`` with their
+``--*-ca``, ``--*-cert`` and ``--*-key``) parse into a :class:`ServiceAddress`
+while the CLI builds the command's options, also for ``serve --help``. So
+this module imports neither the gRPC client nor the generated messages:
+:meth:`ServiceAddress.channel` and :meth:`ServiceAddress.ssl_context` import
+them when a service actually connects. :mod:`bugless_core.clients`, which
+holds the rest of the client side, re-exports the class.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from grpclib.client import Channel
+
+
+@dataclass(frozen=True)
+class ServiceAddress:
+    """Where a backend service listens and how to talk to it.
+
+    Attributes:
+        host: Host name or address of the service.
+        port: gRPC port.
+        ca: PEM bundle that signed the service's certificate; setting it turns
+            TLS on (production: the cluster PKI).
+        cert: This frontend's client certificate (mutual TLS), with ``key``.
+        key: Private key of ``cert``.
+    """
+
+    host: str
+    port: int
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        address: str,
+        *,
+        ca: Path | None = None,
+        cert: Path | None = None,
+        key: Path | None = None,
+    ) -> ServiceAddress:
+        """``host:port`` (or ``[v6]:port``) plus optional TLS files."""
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            msg = f"{address!r} is not host:port"
+            raise ValueError(msg)
+        return cls(host=host.strip("[]"), port=int(port), ca=ca, cert=cert, key=key)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context, or None for plaintext."""
+        if self.ca is None:
+            return None
+        from bugless_core.grpc import build_client_ssl_context  # noqa: PLC0415 - see module
+
+        return build_client_ssl_context(self.ca, self.cert, self.key)
+
+    def channel(self) -> Channel:
+        """A new grpclib channel (connects lazily, reconnects by itself).
+
+        Every call made on it inside :func:`acting_as` carries that
+        assertion.
+        """
+        from bugless_core.clients import forward_assertions  # noqa: PLC0415 - see module
+        from bugless_core.grpc import CorkedChannel  # noqa: PLC0415
+
+        return forward_assertions(CorkedChannel(self.host, self.port, ssl=self.ssl_context()))
