@@ -241,7 +241,9 @@ class AuthSettings:
         user_changes_seconds: How often each replica reads the users' change
             feed: about how late a change made through another replica shows.
         user_changes_retention_seconds: How long the feed keeps a change; a
-            reader further behind (a frontend cut off that long) starts over.
+            reader further behind (a frontend cut off that long) starts over,
+            unless the replica it asks still holds the changes in memory
+            (its follower's last pages), which then answers them exactly.
         cache_max_entries: Bound on cached users (each cache, LRU eviction).
         policy: Group to permissions, e.g. ``{"admins": ["admin"], "*":
             ["create_hotlist"]}``; ``None`` means the default (admins get admin).
@@ -315,7 +317,7 @@ class AuthSettings:
     user_changes_retention_seconds: float = setting(
         3600.0,
         help="How long the users' change feed keeps a change (a reader further behind "
-        "starts over).",
+        "starts over, unless a replica still holds the changes in memory).",
     )
     cache_max_entries: int = setting(100_000, help="Users kept in memory (per cache, LRU).")
     policy: Mapping[str, tuple[str, ...]] | None = setting(
