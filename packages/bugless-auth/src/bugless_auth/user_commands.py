@@ -13,7 +13,7 @@ import copy
 import json
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -23,9 +23,10 @@ from bugless_auth.settings import AuthSettings
 from bugless_core.settings import settings_command
 
 if TYPE_CHECKING:
-    from bugless_auth.store import UserRecord
+    from bugless_auth.store import IdentityStore, UserRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 @click.group("user")
@@ -57,6 +58,25 @@ def _print_user(record: UserRecord, as_json: bool, password: str | None = None) 
     for key, value in data.items():
         shown = ",".join(value) if isinstance(value, list) else value
         click.echo(f"{key}: {shown}")
+
+
+def _with_store(settings: AuthSettings, work: Callable[[IdentityStore], Awaitable[T]]) -> T:
+    """Run ``work`` on a one-connection store of ``settings``' database, closed after."""
+    from bugless_auth.store import IdentityStore  # noqa: PLC0415 - module docstring
+
+    async def go() -> T:
+        store = await IdentityStore.open(
+            settings.database_url,
+            settings.schema,
+            pool_max_size=1,
+            dialect=settings.database_dialect,
+        )
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return run(go())
 
 
 def _password_options(fn: F) -> F:
@@ -110,7 +130,6 @@ def user_add_command(
 ) -> None:
     """Add USERNAME to the local store; without a password, one is generated and printed."""
     from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415 - module docstring
-    from bugless_auth.store import IdentityStore  # noqa: PLC0415
     from bugless_auth.user_admin import create_local_user  # noqa: PLC0415
 
     chosen, generated = _chosen_password(password, password_stdin)
@@ -119,29 +138,20 @@ def user_add_command(
         group_names.append("admins")
     hashes = PasswordHashes(settings.hashing)
 
-    async def add() -> UserRecord:
-        store = await IdentityStore.open(
-            settings.database_url,
-            settings.schema,
-            pool_max_size=1,
-            dialect=settings.database_dialect,
+    async def add(store: IdentityStore) -> UserRecord:
+        return await create_local_user(
+            store,
+            hashes,
+            username=username,
+            display_name=display_name,
+            email=email,
+            password=chosen,
+            groups=group_names,
+            min_password_length=settings.min_password_length,
+            bot=bot,
         )
-        try:
-            return await create_local_user(
-                store,
-                hashes,
-                username=username,
-                display_name=display_name,
-                email=email,
-                password=chosen,
-                groups=group_names,
-                min_password_length=settings.min_password_length,
-                bot=bot,
-            )
-        finally:
-            await store.close()
 
-    record = run(add())
+    record = _with_store(settings, add)
     _print_user(record, as_json, chosen if generated else None)
 
 
@@ -164,25 +174,15 @@ def user_passwd_command(
     writes the Authenticator's database directly, so it needs no sign-in.
     """
     from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415 - module docstring
-    from bugless_auth.store import IdentityStore  # noqa: PLC0415
 
     chosen, generated = _chosen_password(password, password_stdin)
     hashes = PasswordHashes(settings.hashing)
 
-    async def change() -> UserRecord:
+    async def change(store: IdentityStore) -> UserRecord:
         hashes.check_acceptable(chosen, 1)
-        store = await IdentityStore.open(
-            settings.database_url,
-            settings.schema,
-            pool_max_size=1,
-            dialect=settings.database_dialect,
-        )
-        try:
-            return await store.set_local_password(username, await hashes.hash(chosen))
-        finally:
-            await store.close()
+        return await store.set_local_password(username, await hashes.hash(chosen))
 
-    record = run(change())
+    record = _with_store(settings, change)
     _print_user(record, as_json, chosen if generated else None)
 
 
@@ -202,23 +202,13 @@ def user_disable_command(
 ) -> None:
     """Disable USERNAME (any authenticator's user): sign-ins stop and their sessions end."""
     from bugless_auth.sessions import SessionStore  # noqa: PLC0415 - module docstring
-    from bugless_auth.store import IdentityStore  # noqa: PLC0415
 
-    async def apply() -> UserRecord:
-        store = await IdentityStore.open(
-            settings.database_url,
-            settings.schema,
-            pool_max_size=1,
-            dialect=settings.database_dialect,
-        )
-        try:
-            record = await store.set_disabled(username, not enable)
-            if not enable:
-                await SessionStore(store).revoke_user(
-                    record.user_id, "disabled with bugless auth user disable"
-                )
-            return record
-        finally:
-            await store.close()
+    async def apply(store: IdentityStore) -> UserRecord:
+        record = await store.set_disabled(username, not enable)
+        if not enable:
+            await SessionStore(store).revoke_user(
+                record.user_id, "disabled with bugless auth user disable"
+            )
+        return record
 
-    _print_user(run(apply()), as_json)
+    _print_user(_with_store(settings, apply), as_json)
