@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 from auth_support import AuthServer, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
@@ -28,45 +29,32 @@ SELECT pid FROM pg_stat_activity
 """
 
 
-async def test_a_connection_terminated_mid_call_is_unavailable(auth: AuthServer) -> None:
-    user = await auth.add_user(unique("after"))
-    blocker = await asyncpg.connect(auth.settings.database_url)
-    try:
-        schema = auth.settings.schema
-        blocking = blocker.transaction()
-        await blocking.start()
-        await blocker.execute(f'LOCK TABLE "{schema}".users IN ACCESS EXCLUSIVE MODE')
-        call = asyncio.create_task(
-            expect_status(
-                auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[unique("never")])),
-                Status.UNAVAILABLE,
-            )
-        )
-        for _ in range(200):
-            waiting = await blocker.fetch(WAITING)
-            if waiting:
-                break
-            await asyncio.sleep(0.05)
-        assert len(waiting) == 1, waiting
-        assert await blocker.fetchval("SELECT pg_terminate_backend($1)", waiting[0]["pid"])
-        error = await asyncio.wait_for(call, timeout=10)
-        await blocking.rollback()
-    finally:
-        await blocker.close()
-    assert error.message is not None
-    assert error.message.startswith("the Authenticator's database cannot be reached now ("), (
-        error.message
-    )
-    # The pool drops the dead connection and opens another.
-    answer = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[user.username]))
-    assert [found.user_id for found in answer.users] == [user.user_id]
-
-
-async def test_a_statement_the_server_gave_up_on_is_unavailable(auth: AuthServer) -> None:
-    # An operator's pg_cancel_backend of a statement waiting on a lock (57014, as
-    # statement_timeout gives; lock_timeout gives 55P03): the database is busy,
-    # not the Authenticator wrong, so UNAVAILABLE rather than INTERNAL.
-    user = await auth.add_user(unique("busy"))
+@pytest.mark.parametrize(
+    ("ending", "message", "after"),
+    [
+        # The server ends the connection: 08003 through asyncpg. The pool
+        # drops the dead connection and opens another.
+        (
+            "pg_terminate_backend",
+            "the Authenticator's database cannot be reached now (",
+            "after",
+        ),
+        # An operator's pg_cancel_backend of a statement waiting on a lock
+        # (57014, as statement_timeout gives; lock_timeout gives 55P03): the
+        # database is busy, not the Authenticator wrong, so UNAVAILABLE
+        # rather than INTERNAL; the connection was fine all along.
+        (
+            "pg_cancel_backend",
+            "the Authenticator's database gave up on a statement (QueryCanceledError: ",
+            "busy",
+        ),
+    ],
+    ids=["terminated", "cancelled"],
+)
+async def test_a_statement_ended_by_the_server_is_unavailable_and_the_next_call_works(
+    auth: AuthServer, ending: str, message: str, after: str
+) -> None:
+    user = await auth.add_user(unique(after))
     blocker = await asyncpg.connect(auth.settings.database_url)
     try:
         blocking = blocker.transaction()
@@ -84,15 +72,12 @@ async def test_a_statement_the_server_gave_up_on_is_unavailable(auth: AuthServer
                 break
             await asyncio.sleep(0.05)
         assert len(waiting) == 1, waiting
-        assert await blocker.fetchval("SELECT pg_cancel_backend($1)", waiting[0]["pid"])
+        assert await blocker.fetchval(f"SELECT {ending}($1)", waiting[0]["pid"])
         error = await asyncio.wait_for(call, timeout=10)
         await blocking.rollback()
     finally:
         await blocker.close()
     assert error.message is not None
-    assert error.message.startswith(
-        "the Authenticator's database gave up on a statement (QueryCanceledError: "
-    ), error.message
-    # The connection was fine all along.
+    assert error.message.startswith(message), error.message
     answer = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[user.username]))
     assert [found.user_id for found in answer.users] == [user.user_id]
