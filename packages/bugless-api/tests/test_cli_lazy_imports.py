@@ -11,10 +11,7 @@ Authenticator) must not be there.
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import subprocess
-import sys
 import time
 
 import click
@@ -23,17 +20,7 @@ from api_support import cli_json
 
 from bugless_api.cli import COMMANDS
 from bugless_api.cli.groups import GROUPS
-
-#: Runs ``bugless ARGV`` in-process, then prints the loaded modules as JSON on stderr.
-_PROBE = """
-import json, sys
-from bugless_core.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-print(json.dumps(sorted(sys.modules)), file=sys.stderr)
-"""
+from bugless_testing.import_boundary import loaded_among, modules_after_command
 
 #: Modules no client command's help needs: each service's code and what it imports.
 SERVICES = (
@@ -56,69 +43,54 @@ SERVICES = (
 )
 
 
-def _modules_after(*argv: str, env: dict[str, str] | None = None) -> set[str]:
-    """The modules a fresh interpreter has loaded after running ``bugless ARGV``."""
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=180,  # a CLI process starting on a loaded CI machine
-        check=True,
-    )
-    loaded = json.loads(result.stderr.strip().splitlines()[-1])
-    assert isinstance(loaded, list)
-    return set(loaded)
-
-
-def _present(loaded: set[str], names: tuple[str, ...]) -> list[str]:
-    """Those of ``names`` loaded, themselves or a submodule."""
-    return sorted(n for n in names if n in loaded or any(m.startswith(f"{n}.") for m in loaded))
-
-
 def test_root_help_imports_no_command_module() -> None:
-    loaded = _modules_after("--help")
-    assert _present(loaded, SERVICES) == []
+    loaded, _, _ = modules_after_command("--help")
+    assert loaded_among(loaded, SERVICES) == []
     commands = sorted(m for m in loaded if m.startswith("bugless_api.cli."))
     assert commands == ["bugless_api.cli.groups"]
-    assert _present(loaded, ("bugless_api.client", "bugless_core.clients", "bugless_proto")) == []
-    assert _present(loaded, ("google.protobuf",)) == []  # the errors' gRPC details
-    assert _present(loaded, ("importlib.metadata", "email")) == []  # plugins found without it
+    assert (
+        loaded_among(loaded, ("bugless_api.client", "bugless_core.clients", "bugless_proto")) == []
+    )
+    assert loaded_among(loaded, ("google.protobuf",)) == []  # the errors' gRPC details
+    assert loaded_among(loaded, ("importlib.metadata", "email")) == []  # plugins found without it
 
 
 def test_completing_a_command_name_imports_no_command_module() -> None:
     completing = {"_BUGLESS_COMPLETE": "bash_complete", "COMP_WORDS": "bugless ", "COMP_CWORD": "1"}
-    loaded = _modules_after(env={**os.environ, **completing})
-    assert _present(loaded, SERVICES) == []
+    loaded, _, _ = modules_after_command(env={**os.environ, **completing})
+    assert loaded_among(loaded, SERVICES) == []
     assert sorted(m for m in loaded if m.startswith("bugless_api.cli.")) == [
         "bugless_api.cli.groups"
     ]
 
 
 def test_a_client_commands_help_imports_its_module_and_no_service() -> None:
-    loaded = _modules_after("issue", "show", "--help")
+    loaded, _, _ = modules_after_command("issue", "show", "--help")
     assert "bugless_api.cli.issues" in loaded
-    assert _present(loaded, SERVICES) == []
+    assert loaded_among(loaded, SERVICES) == []
     others = ("hotlists", "components", "saved_searches", "webhooks", "login", "attachments")
-    assert _present(loaded, tuple(f"bugless_api.cli.{m}" for m in others)) == []
-    assert _present(loaded, ("cryptography.x509",)) == []
+    assert loaded_among(loaded, tuple(f"bugless_api.cli.{m}" for m in others)) == []
+    assert loaded_among(loaded, ("cryptography.x509",)) == []
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)
 def test_a_groups_help_imports_none_of_its_command_modules(group: click.Group) -> None:
     """``bugless issue --help`` lists the commands by their summaries, importing none."""
-    loaded = _modules_after(group.name or "", "--help")
+    loaded, _, _ = modules_after_command(group.name or "", "--help")
     commands = sorted(m for m in loaded if m.startswith("bugless_api.cli."))
     assert commands == ["bugless_api.cli.groups"]
-    assert _present(loaded, SERVICES) == []
-    assert _present(loaded, ("bugless_api.client", "bugless_core.clients", "google.protobuf")) == []
+    assert loaded_among(loaded, SERVICES) == []
+    assert (
+        loaded_among(loaded, ("bugless_api.client", "bugless_core.clients", "google.protobuf"))
+        == []
+    )
 
 
 def test_a_services_help_imports_no_other_service() -> None:
-    loaded = _modules_after("model", "serve", "--help")
+    loaded, _, _ = modules_after_command("model", "serve", "--help")
     assert "bugless_core.model.commands" in loaded
     others = tuple(m for m in SERVICES if m != "bugless_core.model.commands")
-    assert _present(loaded, others) == []
+    assert loaded_among(loaded, others) == []
 
 
 #: What a service needs to run and its help does not: the event loop, the gRPC client
@@ -137,16 +109,16 @@ RUNTIME = (
 @pytest.mark.parametrize("service", ["api", "web", "notify"])
 def test_a_services_help_imports_no_runtime(service: str) -> None:
     """``serve --help`` parses settings naming other services (``ServiceAddress``) only."""
-    loaded = _modules_after(service, "serve", "--help")
+    loaded, _, _ = modules_after_command(service, "serve", "--help")
     assert "bugless_core.service_address" in loaded
-    assert _present(loaded, RUNTIME) == []
+    assert loaded_among(loaded, RUNTIME) == []
 
 
 def test_the_models_help_imports_neither_the_event_loop_nor_the_clients() -> None:
     """Its settings hold the storage's (``bugless_core.model.backend``, with the messages)."""
-    loaded = _modules_after("model", "serve", "--help")
+    loaded, _, _ = modules_after_command("model", "serve", "--help")
     assert "bugless_core.service_address" in loaded
-    assert _present(loaded, ("bugless_core.eventloop", "bugless_core.clients")) == []
+    assert loaded_among(loaded, ("bugless_core.eventloop", "bugless_core.clients")) == []
 
 
 def test_a_real_issue_show_imports_no_service(served_api: dict[str, str]) -> None:
@@ -154,11 +126,13 @@ def test_a_real_issue_show_imports_no_service(served_api: dict[str, str]) -> Non
     created = cli_json(
         served_api, "issue", "create", "--title", "shown", "--component", str(component["id"])
     )
-    loaded = _modules_after("issue", "show", str(created["id"]), "--json", env=served_api)
+    loaded, _, _ = modules_after_command(
+        "issue", "show", str(created["id"]), "--json", env=served_api
+    )
     assert "bugless_api.client" in loaded
-    assert _present(loaded, SERVICES) == []
-    assert _present(loaded, ("bugless_core.search",)) == []  # only frontends resolve queries
-    assert _present(loaded, ("cryptography",)) == []  # a client verifies no assertion
+    assert loaded_among(loaded, SERVICES) == []
+    assert loaded_among(loaded, ("bugless_core.search",)) == []  # only frontends resolve queries
+    assert loaded_among(loaded, ("cryptography",)) == []  # a client verifies no assertion
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)

@@ -8,23 +8,11 @@ keys or the gRPC server.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-#: Runs ``bugless ARGV`` in-process, then prints the loaded modules as JSON on stderr.
-_PROBE = """
-import json, sys
-from bugless_core.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-print(json.dumps(sorted(sys.modules)), file=sys.stderr)
-"""
+from bugless_testing.import_boundary import loaded_among, modules_after_command
 
 #: The server stack: the database driver, password hashing, token keys, the store, the server.
 SERVER_STACK = (
@@ -44,32 +32,13 @@ SERVER_STACK = (
 LEASE_STACK = ("asyncio", "prometheus_client", "bugless_core.leases", "bugless_core.migrations")
 
 
-def _modules_after(*argv: str) -> tuple[set[str], str]:
-    """The modules loaded after ``bugless ARGV`` in a fresh interpreter, and its output."""
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv],
-        capture_output=True,
-        text=True,
-        timeout=180,  # a CLI process starting on a loaded CI machine
-        check=True,
-    )
-    loaded = json.loads(result.stderr.strip().splitlines()[-1])
-    assert isinstance(loaded, list)
-    return set(loaded), result.stdout
-
-
-def _present(loaded: set[str], names: tuple[str, ...]) -> list[str]:
-    """Those of ``names`` loaded, themselves or a submodule."""
-    return sorted(n for n in names if n in loaded or any(m.startswith(f"{n}.") for m in loaded))
-
-
 def test_the_groups_help_imports_no_command_module() -> None:
-    loaded, shown = _modules_after("auth", "--help")
+    loaded, shown, _ = modules_after_command("auth", "--help")
     assert "serve" in shown
     assert "user" in shown
-    assert _present(loaded, SERVER_STACK) == []
+    assert loaded_among(loaded, SERVER_STACK) == []
     commands = ("bugless_auth.serve_commands", "bugless_auth.user_commands", "asyncio")
-    assert _present(loaded, commands) == []
+    assert loaded_among(loaded, commands) == []
 
 
 @pytest.mark.parametrize(
@@ -84,32 +53,30 @@ def test_the_groups_help_imports_no_command_module() -> None:
     ids=" ".join,
 )
 def test_a_commands_help_imports_its_settings_and_no_server_stack(argv: tuple[str, ...]) -> None:
-    loaded, shown = _modules_after(*argv)
+    loaded, shown, _ = modules_after_command(*argv)
     assert "--help" in shown
     assert "bugless_auth.settings" in loaded
-    assert _present(loaded, SERVER_STACK) == []
-    assert _present(loaded, LEASE_STACK) == []
+    assert loaded_among(loaded, SERVER_STACK) == []
+    assert loaded_among(loaded, LEASE_STACK) == []
 
 
 def test_a_schema_name_is_refused_while_parsing_without_the_migration_engine() -> None:
     """The settings check the schema with ``quote_schema`` before anything connects."""
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE, "auth", "migrate", "--schema", "Bad-Name"],
-        capture_output=True,
-        text=True,
+    loaded, _, said = modules_after_command(
+        "auth",
+        "migrate",
+        "--schema",
+        "Bad-Name",
         env={**os.environ, "BUGLESS_AUTH_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
-        timeout=180,  # a CLI process starting on a loaded CI machine
-        check=True,
     )
-    assert "'Bad-Name' is not a plain lower-case identifier" in result.stderr
-    loaded = set(json.loads(result.stderr.strip().splitlines()[-1]))
+    assert "'Bad-Name' is not a plain lower-case identifier" in said
     assert "bugless_core.sql_names" in loaded
-    assert _present(loaded, LEASE_STACK) == []
-    assert _present(loaded, SERVER_STACK) == []
+    assert loaded_among(loaded, LEASE_STACK) == []
+    assert loaded_among(loaded, SERVER_STACK) == []
 
 
 def test_keygen_prints_a_key_without_the_store() -> None:
-    loaded, shown = _modules_after("auth", "keygen")
+    loaded, shown, _ = modules_after_command("auth", "keygen")
     assert shown.startswith("-----BEGIN PRIVATE KEY-----")
     stack = ("asyncpg", "argon2", "bugless_auth.store", "bugless_auth.runner")
-    assert _present(loaded, stack) == []
+    assert loaded_among(loaded, stack) == []

@@ -7,6 +7,8 @@ time. :func:`modules_of_service` runs what the console script runs up to the
 serve command's body, plus the modules that body imports, in a fresh
 interpreter, and returns ``sys.modules``: a test then names what must not be
 there (the Model's database driver in the web tier, say).
+:func:`modules_after_command` does the same for a whole command run (a
+``--help``, a client command), for the tests that keep start-up light.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 #: Modules only the Model or the Authenticator use: no frontend may import them.
 BACKEND_ONLY_MODULES = (
@@ -65,3 +67,47 @@ def modules_of_service(command: Sequence[str], serve_imports: Sequence[str]) -> 
         timeout=120,
     ).stdout
     return set(json.loads(output))
+
+
+#: Runs ``bugless ARGV`` in-process, then prints the loaded modules as JSON on stderr.
+_COMMAND_PROBE = """
+import json, sys
+from bugless_core.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def modules_after_command(
+    *argv: str, env: Mapping[str, str] | None = None
+) -> tuple[set[str], str, str]:
+    """The modules a fresh interpreter has loaded after ``bugless ARGV``, its stdout and stderr.
+
+    A command that fails (click's usage error, exit 2) is run all the same:
+    its message is in the stderr returned (before the modules' line).
+
+    Args:
+        argv: The command line after ``bugless``.
+        env: The process's environment (default: this one's), e.g. shell
+            completion's variables.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _COMMAND_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        env=None if env is None else dict(env),
+        timeout=180,  # a CLI process starting on a loaded CI machine
+        check=True,
+    )
+    *before, last = result.stderr.strip().splitlines()
+    loaded = json.loads(last)
+    assert isinstance(loaded, list)
+    return set(loaded), result.stdout, "\n".join(before)
+
+
+def loaded_among(loaded: set[str], names: Sequence[str]) -> list[str]:
+    """Those of ``names`` in ``loaded``, themselves or a submodule of theirs, sorted."""
+    return sorted(n for n in names if n in loaded or any(m.startswith(f"{n}.") for m in loaded))
