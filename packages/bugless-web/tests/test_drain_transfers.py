@@ -13,6 +13,7 @@ accepting, the bound that used to cut it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -347,11 +348,9 @@ def _form_upload(port: int, issue: v1.Issue, cookie: str, csrf: str) -> tuple[by
 async def _everything(reader: asyncio.StreamReader) -> bytes:
     """What ``reader`` gives until the connection ends (closed, or reset after an answer)."""
     received = bytearray()
-    try:
+    with contextlib.suppress(ConnectionError):
         while chunk := await reader.read(65536):
             received += chunk
-    except ConnectionError:
-        pass
     return bytes(received)
 
 

@@ -14,6 +14,7 @@ from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
+from bugless_core.user_changes import USER_CHANGES_SECONDS_HELP
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -166,13 +167,7 @@ class ApiSettings:
         help="Seconds an id/username translation is reused when the users' change feed "
         "cannot be followed (renames show after it; 0: no cache).",
     )
-    user_changes_seconds: float = setting(
-        1.0,
-        help="How often the users' change feed is read (people are kept until they change; a "
-        "rename shows within this plus up to two of the Authenticator's "
-        "--user-changes-seconds, as a replica answers from what it last read); 0, or not "
-        "below --user-cache-seconds: never, keep people --user-cache-seconds.",
-    )
+    user_changes_seconds: float = setting(1.0, help=USER_CHANGES_SECONDS_HELP)
     backend_timeout_seconds: float = setting(
         30.0,
         deprecated_flags=("--backend-timeout",),

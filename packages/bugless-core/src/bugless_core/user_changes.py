@@ -46,6 +46,13 @@ from collections.abc import Callable, Iterable
 REMEMBERED_CHANGES = 10_000
 #: How long a followed cache keeps a user who does not change (a bound, should the feed lie).
 BACKSTOP_SECONDS = 600.0
+#: ``--user-changes-seconds`` of a frontend (the API's and the web's), said once.
+USER_CHANGES_SECONDS_HELP = (
+    "How often the users' change feed is read (people are kept until they change; a "
+    "rename shows within this plus up to two of the Authenticator's "
+    "--user-changes-seconds, as a replica answers from what it last read); 0, or not "
+    "below --user-cache-seconds: never, keep people --user-cache-seconds."
+)
 
 
 class FeedFollowing:
@@ -145,4 +152,9 @@ class FeedFollowing:
         return self._clock() - self._last_read_at
 
 
-__all__ = ["BACKSTOP_SECONDS", "REMEMBERED_CHANGES", "FeedFollowing"]
+__all__ = [
+    "BACKSTOP_SECONDS",
+    "REMEMBERED_CHANGES",
+    "USER_CHANGES_SECONDS_HELP",
+    "FeedFollowing",
+]

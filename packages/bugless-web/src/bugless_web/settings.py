@@ -18,6 +18,7 @@ from pathlib import Path
 from bugless_core.logs import LogSettings
 from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
+from bugless_core.user_changes import USER_CHANGES_SECONDS_HELP
 
 #: Page sizes a result table's menu offers (the deployment's default is added
 #: to them if it is none of these).
@@ -255,13 +256,7 @@ class WebSettings:
         help="Seconds each person shown (username, display name) is reused when the users' "
         "change feed cannot be followed; 0 = ask every page.",
     )
-    user_changes_seconds: float = setting(
-        1.0,
-        help="How often the users' change feed is read (people are kept until they change; a "
-        "rename shows within this plus up to two of the Authenticator's "
-        "--user-changes-seconds, as a replica answers from what it last read); 0, or not "
-        "below --user-cache-seconds: never, keep people --user-cache-seconds.",
-    )
+    user_changes_seconds: float = setting(1.0, help=USER_CHANGES_SECONDS_HELP)
     reuse_port: bool = setting(
         False,
         help="Bind with SO_REUSEPORT, so that several web processes share the port "
