@@ -34,6 +34,8 @@ from bugless_web.assets import AssetCatalog
 from bugless_web.builds import FORM_CONTRACT, export_assets
 
 HAPROXY = "/usr/sbin/haproxy"
+#: The issue page's live stream (``/issues/N/events``).
+_LIVE_STREAM = re.compile(r"/issues/\d+/events")
 
 
 @dataclass
@@ -213,6 +215,11 @@ def test_a_form_of_the_old_version_submitted_to_the_new_one_loses_nothing(
     issue = _new_issue(world, "Rollout: old page, new replica")
     context = browser.new_context()
     page = context.new_page()
+    # The page's live stream is held off: reconnecting to B, it would reload the
+    # page onto B before the old form is sent (what the next test checks), and
+    # whether the submit or that reload comes first is a race. Held off, this is
+    # the page whose stream is not connected (a proxy that buffers, a slow link).
+    page.route(_LIVE_STREAM, lambda route: route.abort())
     try:
         proxy.only(versions.a)
         _sign_in(page, proxy.url, "bob")
@@ -238,6 +245,41 @@ def test_a_form_of_the_old_version_submitted_to_the_new_one_loses_nothing(
         page.fill('#issue-form textarea[name="comment"]', "Typed on the old page, **kept**")
         page.click('#issue-form button[type="submit"]')
         expect(page.locator(".entry").last).to_contain_text("Typed on the old page")
+        after = _issue(world, issue.id)
+        assert (after.version, after.comment_count) == (issue.version + 1, 1)
+    finally:
+        context.close()
+
+
+def test_an_open_page_whose_live_stream_reaches_the_new_version_reloads_once_with_the_draft(
+    world: World, versions: Versions, proxy: Proxy, browser: Browser
+) -> None:
+    issue = _new_issue(world, "Rollout: live stream to the new version")
+    context = browser.new_context()
+    page = context.new_page()
+    loads: list[str] = []
+    page.on("load", lambda p: loads.append(p.url))
+    try:
+        proxy.only(versions.a)
+        _sign_in(page, proxy.url, "bob")
+        page.goto(f"{proxy.url}/issues/{issue.id}")
+        assert _build_of(page.content()) == versions.a_build
+        page.fill('#issue-form textarea[name="comment"]', "typed before the rollout")
+        loads.clear()
+
+        # Restarting the proxy cuts the stream; it reconnects (after the
+        # browser's retry delay) to B, which answers "reload".
+        proxy.only(versions.b)
+        expect(page.locator('meta[name="bugless-build"]')).to_have_attribute(
+            "content", versions.b_build, timeout=20_000
+        )
+        expect(page.locator('#issue-form textarea[name="comment"]')).to_have_value(
+            "typed before the rollout"
+        )
+        time.sleep(4)  # longer than a reconnect: the reloaded page (B's build) stays
+        assert len(loads) == 1, loads
+        page.click('#issue-form button[type="submit"]')
+        expect(page.locator(".entry").last).to_contain_text("typed before the rollout")
         after = _issue(world, issue.id)
         assert (after.version, after.comment_count) == (issue.version + 1, 1)
     finally:
