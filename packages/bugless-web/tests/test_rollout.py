@@ -303,8 +303,11 @@ def test_a_script_request_to_an_incompatible_replica_reloads_once_and_keeps_the_
         # Page loads stay on A, script requests go to B: the worst case, in
         # which a reload cannot help. The page reloads once, then stops.
         proxy.split(pages=versions.a, scripts=versions.b)
-        page.click('#issue-form button.md-tab:has-text("Preview")')
-        page.wait_for_load_state("load")
+        # The reload follows B's answer, after the click returned: waiting for
+        # its load event, not the load state the old page is already in, keeps
+        # the next click off the page the reload is about to replace.
+        with page.expect_event("load"):
+            page.click('#issue-form button.md-tab:has-text("Preview")')
         expect(page.locator('#issue-form textarea[name="comment"]')).to_have_value(
             "a draft that must survive"
         )
