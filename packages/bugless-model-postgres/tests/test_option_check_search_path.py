@@ -4,7 +4,7 @@ A data-only ``pg_restore`` sets ``search_path`` to '' and inserts into the
 schema's tables by their qualified names, firing their triggers; so may an
 operator's repair script. The check must find ``custom_fields`` in the
 Model's schema all the same (migration 0016), and still refuse a row naming
-an option the field does not have.
+an option the field does not have (spelled otherwise: migration 0017).
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ async def test_a_session_without_the_schema_on_its_path_inserts_values_checked(
     conn = await asyncpg.connect(model_settings.database_url, server_settings={"search_path": ""})
     try:
         await conn.execute(insert, issue.id, field.id, "high", component.id)
-        with pytest.raises(asyncpg.CheckViolationError, match="'gone' of custom field"):
+        with pytest.raises(asyncpg.CheckViolationError, match="no option spelled 'gone'"):
             await conn.execute(insert, issue.id, field.id, "gone", component.id)
+        # Exactly as spelled (migration 0017): the Model stores the option's spelling.
+        with pytest.raises(asyncpg.CheckViolationError, match="no option spelled 'LOW'"):
+            await conn.execute(insert, issue.id, field.id, "LOW", component.id)
         stored = await conn.fetch(
             f'SELECT value FROM "{model_settings.schema}".issue_custom_values'
             " WHERE issue_id = $1 AND field_id = $2",

@@ -12,6 +12,8 @@ test holds, and lets the other run:
   write (each of :data:`value_writes.WRITES`) sets the option it removes:
   the write must wait for the update, then answer as it would after it
   (InvalidArgument: not an option), writing nothing;
+* the same with an update renaming the option, its case only: the write
+  must store the new spelling (migration 0017);
 * a write is held after inserting the value's row, before its commit,
   while the update runs: the update must wait for it, then refuse
   (FailedPrecondition: the option is set on an issue).
@@ -126,6 +128,46 @@ async def test_a_write_behind_an_uncommitted_removal_answers_as_after_it(
     with pytest.raises(InvalidArgument, match="'removed' is not an option of"):
         await writing
     assert await watcher.fetchval(HOLDING, field.id, "removed") == 0
+
+
+@pytest.mark.parametrize("field_type", TYPES, ids=lambda t: t.name.lower())
+@pytest.mark.parametrize("write", WRITES, ids=lambda w: w.__name__.strip("_"))
+async def test_a_write_behind_an_uncommitted_case_rename_stores_the_new_spelling(
+    bugless_model_backend: PostgresBackend,
+    gate: list[asyncpg.Connection],
+    write: Write,
+    field_type: v1.CustomFieldType,
+) -> None:
+    """The update renamed "Bug" to "bug", uncommitted; the write matched "BUG" to "Bug" before.
+
+    The write's value must end in the spelling the field has when the write
+    commits: its row, matched to "Bug", is refused (migration 0017 compares
+    exactly) and the retry matches "bug". (With 0015's ``lower()`` the row
+    went in as "Bug", a spelling the field no longer had.)
+    """
+    backend = bugless_model_backend
+    holder, watcher = gate
+    component, field = await _gated_field(backend, field_type, ["Bug", "other"])
+    run = await write(backend, component, field)
+    await holder.execute(f"SELECT pg_advisory_lock({GATE})")
+    renaming = asyncio.ensure_future(
+        backend.update_custom_field(
+            v1.UpdateCustomFieldRequest(
+                caller=ADMIN,
+                custom_field=v1.CustomField(id=field.id, options=["bug", "other"]),
+                update_mask=FieldMask(["options"]),
+            )
+        )
+    )
+    await wait_behind_lock(watcher, renaming)  # its statements done, its commit not
+    writing = asyncio.ensure_future(run("BUG"))
+    await until_waiting_or_done(watcher, writing, 2)
+    assert not writing.done(), "the write did not wait for the update"
+    await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
+    await renaming
+    await writing
+    assert await watcher.fetchval(HOLDING, field.id, "Bug") == 0
+    assert await watcher.fetchval(HOLDING, field.id, "bug") == 2
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda w: w.__name__.strip("_"))

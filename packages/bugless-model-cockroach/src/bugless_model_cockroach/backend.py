@@ -40,7 +40,7 @@ from bugless_model_postgres.seam import Conn, Dialect, translated_errors
 
 _log = logging.getLogger(__name__)
 #: Model migration versions that only make PostgreSQL-specific objects.
-_POSTGRES_ONLY = frozenset({8, 13, 15, 16})
+_POSTGRES_ONLY = frozenset({8, 13, 15, 16, 17})
 _NO_OP = "SELECT 1"
 
 
@@ -75,7 +75,8 @@ class CockroachBackend(PostgresBackend):
         trigger refusing a value row that names an option its field no
         longer has (an UpdateCustomField removing it raced the write); 23.2
         has no triggers, and SERIALIZABLE refuses that race by itself (a
-        write skew: each transaction read what the other wrote).
+        write skew: each transaction read what the other wrote); 16 and 17
+        alter that trigger's function (its search_path; an exact comparison).
         """
         return [
             dataclasses.replace(m, sql=_NO_OP) if m.version in _POSTGRES_ONLY else m

@@ -89,10 +89,10 @@ DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
 #: options by): SQL's ``lower()`` folds by the database's collation, only
 #: ASCII under the C locale (a CloudNativePG default, and the tests'), and
 #: never "ß" to "ss". It scans the field's rows, once per UpdateCustomField
-#: that removes an option. (Migration 0015's trigger still compares with
-#: ``lower()``, but only a value a write just matched to an option's spelling:
-#: a racing rename of that option's case makes it refuse, and the retry
-#: matches the new spelling.)
+#: that removes an option. (Migration 0015's trigger compares a new row
+#: with the options exactly, since 0017: the row holds the spelling the
+#: write matched, and a racing rename of that option's case makes it refuse;
+#: the retry matches the new spelling.)
 HELD_SPELLINGS = "SELECT DISTINCT value FROM issue_custom_values WHERE field_id = $1"
 #: Lock the issues holding a value of field $1 (found through the search
 #: rows), in id order as every write locks issues, with the lock

@@ -250,15 +250,17 @@ OPTION_CHECK = "issue_custom_values_option"
 
 
 class OptionRemovedMeanwhile(Exception):
-    """A write's value names an option removed from its field since the write read it.
+    """A write's value names an option its field no longer has in that spelling.
 
-    The write checked the value against the options it read, then an
-    UpdateCustomField removing that option committed before the write's
-    value rows went in: migration 0015's trigger refused them (23514).
+    The write matched the value to the options it read, then an
+    UpdateCustomField removing that option, or renaming it (its case only),
+    committed before the write's value rows went in: migration 0015's
+    trigger, which compares exactly since 0017, refused them (23514).
     Nothing was written. Like :class:`FieldDeletedMeanwhile` it carries
-    40001, so the retry policy runs the write again: the new attempt checks
-    the value against the options as they are now and answers
-    InvalidArgument naming the option and the field.
+    40001, so the retry policy runs the write again: the new attempt
+    matches the value against the options as they are now, answering
+    InvalidArgument naming the option and the field for a removed option,
+    storing the new spelling for a renamed one.
     """
 
     sqlstate = "40001"
