@@ -213,6 +213,8 @@ class UserFeedFollower:
         poll_seconds: How often to read the feed.
         retention_seconds: Changes older than this are pruned.
         metrics_registry: Where the supervision counts unexpected failures.
+        page_rows: Most change rows one read of the feed returns
+            (:func:`read_user_changes`); more waiting are read page by page.
     """
 
     def __init__(
@@ -223,8 +225,10 @@ class UserFeedFollower:
         poll_seconds: float,
         retention_seconds: float,
         metrics_registry: CollectorRegistry = REGISTRY,
+        page_rows: int = PAGE_ROWS,
     ) -> None:
         self._store = store
+        self._page_rows = page_rows
         self._directory = directory
         self.poll_seconds = poll_seconds
         self.retention_seconds = retention_seconds
@@ -275,7 +279,9 @@ class UserFeedFollower:
                 self._directory.start_following(head.version, began)
                 self.recent.started(head.version, began)
                 return
-            changes = await read_user_changes(self._store, following.version)
+            changes = await read_user_changes(
+                self._store, following.version, page_rows=self._page_rows
+            )
             if changes.reset:
                 _log.warning(
                     "the users' change feed was pruned past version %d: forgetting every user",

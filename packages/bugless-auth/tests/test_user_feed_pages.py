@@ -1,0 +1,144 @@
+"""A follower's read of the users' change feed that the database ends between two pages.
+
+Real PostgreSQL: a follower with one-version pages (``page_rows=1``) on a
+store of one connection, held between its pages by real table locks and
+then ended by ``pg_terminate_backend`` from a second connection, as an
+operator's kill or a failover ends it. Page one is applied; page two never
+arrived, so the read must not count as complete: the replica's cache falls
+back to its TTL from the last complete read, and the next poll reads on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+from auth_support import AuthServer, StartAuth, unique
+from prometheus_client import CollectorRegistry
+
+from bugless_auth.directory import UserDirectory
+from bugless_auth.store import IdentityStore
+from bugless_auth.user_feed import UserFeedFollower
+from bugless_core.errors import Unavailable
+
+#: The cache's TTL (trusted this long without the feed; 10 minutes with it).
+TTL_SECONDS = 2.0
+#: How long after the complete read the failing one begins.
+LATER_SECONDS = 1.0
+
+#: Backends of this database waiting on a lock.
+LOCK_WAITERS = """
+SELECT pid FROM pg_stat_activity
+ WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    for _ in range(400):
+        if await check():
+            return
+        await asyncio.sleep(0.025)
+    pytest.fail(f"not within 10 s: {what}")
+
+
+@pytest.fixture
+async def one_connection(
+    start_auth_server: StartAuth,
+) -> AsyncIterator[tuple[AuthServer, IdentityStore]]:
+    """An Authenticator (for writes) and a store of one connection on its schema."""
+    auth = await start_auth_server(user_changes_seconds=30.0)
+    store = await IdentityStore.open(
+        auth.settings.database_url, auth.settings.schema, pool_max_size=1
+    )
+    try:
+        yield auth, store
+    finally:
+        await store.close()
+
+
+async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_complete_read(
+    one_connection: tuple[AuthServer, IdentityStore],
+) -> None:
+    auth, store = one_connection
+    directory = UserDirectory(store, ttl_seconds=TTL_SECONDS, max_entries=100, backstop_seconds=600)
+    follower = UserFeedFollower(
+        store,
+        directory,
+        poll_seconds=30.0,
+        retention_seconds=3600.0,
+        metrics_registry=CollectorRegistry(),
+        page_rows=1,
+    )
+    ann = await auth.add_user(unique("ann"))
+    carol = await auth.add_user(unique("carol"))
+    complete_read = time.monotonic()
+    await follower.poll_once()  # follows from the head: the last complete read
+    start = directory.version
+    (cached,) = (await directory.get_many([carol.user_id]))[0]  # kept until she changes
+    stored_at = time.monotonic()
+    await auth.store.set_disabled(ann.username, True)  # page one: start + 1
+    await auth.store.set_disabled(carol.username, True)  # page two: start + 2
+    pid = await store.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()"), transaction=False)
+    await asyncio.sleep(complete_read + LATER_SECONDS - time.monotonic())
+
+    holder = await asyncpg.connect(auth.settings.database_url)
+    queued = await asyncpg.connect(auth.settings.database_url)
+    table = f'"{auth.settings.schema}".user_changes_state'
+    try:
+        # Page one waits for the holder's lock; the queued lock waits behind
+        # page one, so it is granted when page one ends, and page two waits
+        # for it in turn: held between the pages, whatever the timing.
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        poll = asyncio.create_task(follower.poll_once())
+
+        async def waiting(*pids: int) -> bool:
+            return {row["pid"] for row in await holder.fetch(LOCK_WAITERS)} >= set(pids)
+
+        await until(lambda: waiting(pid), "page one waits for the lock")
+        locking = queued.transaction()
+        await locking.start()
+        queued_lock = asyncio.create_task(
+            queued.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        )
+        await until(lambda: waiting(pid, queued.get_server_pid()), "the lock queued behind it")
+        await holding.rollback()
+        await queued_lock
+
+        async def page_two_waits() -> bool:
+            return directory.version == start + 1 and await waiting(pid)
+
+        await until(page_two_waits, "page one applied, page two waiting")
+        assert await holder.fetchval("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(Unavailable):
+            await poll
+        await locking.rollback()
+    finally:
+        await holder.close()
+        await queued.close()
+
+    following = directory.following
+    assert following.version == start + 1, "page one applied"
+    read_began = following.now() - following.read_age()
+    assert complete_read <= read_began < complete_read + LATER_SECONDS, (
+        "the feed counts as read when the last complete read began, not page one"
+    )
+    assert follower.recent.head == start, "nor does the replica answer from the failed read"
+    reply = follower.answer(start)
+    assert reply is not None
+    assert reply.read_age_seconds >= LATER_SECONDS, "answered as of the last complete read"
+    assert follower.answer(start + 1) is None, "page one is not answered from memory"
+
+    await asyncio.sleep(max(0.0, stored_at + TTL_SECONDS + 0.1 - time.monotonic()))
+    assert not following.following, "a TTL after the last complete read: on the TTL"
+    (again,) = (await directory.get_many([carol.user_id]))[0]
+    assert not cached.record.disabled
+    assert again.record.disabled, "read again from the database: her change (page two) shows"
+
+    await follower.poll_once()  # the pool reconnects; the read goes on from page one
+    assert (following.version, follower.recent.head) == (start + 2, start + 2)
+    assert following.following
