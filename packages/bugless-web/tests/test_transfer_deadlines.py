@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -161,15 +161,25 @@ async def test_a_stalled_upload_fails_with_a_clear_408_and_attaches_nothing(
 
 
 async def _download(
-    web: RunningService, url: str, cookie: str, *, pause: float = 0.0, stall: float = 0.0
+    web: RunningService,
+    url: str,
+    cookie: str,
+    *,
+    pause: float = 0.0,
+    stall_until: Callable[[], Awaitable[object]] | None = None,
 ) -> bytearray:
-    """GET ``url`` as a slow browser: ``stall`` s before the body, ``pause`` s after each MiB."""
+    """GET ``url`` as a slow browser: ``pause`` s after each MiB.
+
+    With ``stall_until``, the browser reads nothing of the body until that
+    returns (a stall ended by what the server did, not by a length of time).
+    """
     received = bytearray()
     async with raw_download(web.port, url, cookie) as (head, reader):
         assert head.startswith(b"HTTP/1.1 200 "), head
         assert f"content-length: {DOWNLOAD}\r\n".encode() in head.lower(), head
         async with asyncio.timeout(120):  # only against a server that hangs
-            await asyncio.sleep(stall)
+            if stall_until is not None:
+                await stall_until()
             while chunk := await reader.read(BLOCK):
                 received += chunk
                 if len(received) % BLOCK < len(chunk):  # another MiB: rest a while
@@ -210,9 +220,16 @@ async def test_a_stalled_download_releases_the_model_call(
     attachment_id = url.split("/")[-2]
     before = await client_calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED")
     logged_before = web.log.stat().st_size
-    received = await _download(web, url, cookie, stall=2 * IDLE)
+    # The browser comes back once the web has counted the released call: a
+    # fixed stall (it was 2 * IDLE) raced the idle timer, which only starts
+    # once the socket's buffers are full, late on a loaded machine.
+    received = await _download(
+        web,
+        url,
+        cookie,
+        stall_until=lambda: downloads_reach(web, "DEADLINE_EXCEEDED", before + 1),
+    )
     assert 0 < len(received) < DOWNLOAD
-    # Counted when the call was released, before the reader came back.
     assert await client_calls(web, "DownloadAttachment", "DEADLINE_EXCEEDED") == before + 1
     # uvicorn logs what the app raised before it closes the connection, so
     # all of it is in the log by now.
