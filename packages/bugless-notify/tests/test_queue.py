@@ -138,9 +138,13 @@ async def test_a_retry_is_due_again_after_its_delay_with_the_error_kept(
     async with pool.acquire() as conn:
         await queue.enqueue(conn, [mail_delivery(1)])
         (claim,) = await _claim(conn, queue)
-        assert await queue.schedule_retry(conn, claim, delay_seconds=0.3, error="SMTP 451")
-        assert await _claim(conn, queue) == []
-        due_in = await queue.seconds_until_due(conn, ["email"])
+        # One transaction: now() is the same in the three statements, so
+        # "not due yet" is checked at the moment the retry was scheduled,
+        # however long a loaded machine takes between them (0.3 s did).
+        async with conn.transaction():
+            assert await queue.schedule_retry(conn, claim, delay_seconds=0.3, error="SMTP 451")
+            assert await _claim(conn, queue) == []
+            due_in = await queue.seconds_until_due(conn, ["email"])
         assert due_in is not None
         assert 0 < due_in <= 0.3
         await asyncio.sleep(0.35)
