@@ -44,6 +44,10 @@ from bugless_proto import v1
 
 #: Request metadata key: seconds the handler sleeps before answering.
 DELAY_KEY = "x-test-delay-seconds"
+#: Request metadata key: the handler answers once the test calls
+#: :meth:`SlowModel.release_held` (a call in flight for exactly as long as a
+#: test needs, where a delay would race the test's steps on a loaded machine).
+HOLD_KEY = "x-test-hold"
 #: Request metadata key: "grpc" raises INVALID_ARGUMENT, "crash" a RuntimeError,
 #: "conflict" an ``IssueVersionConflict`` (a status with ``ErrorInfo`` details).
 FAIL_KEY = "x-test-fail"
@@ -108,6 +112,11 @@ class SlowModel(v1.ModelBase):
     def __init__(self) -> None:
         self.seen_certificates: list[bytes | None] = []
         self.seen_connection_ids: list[int] = []
+        self._released = asyncio.Event()
+
+    def release_held(self) -> None:
+        """Let the calls held by :data:`HOLD_KEY` answer (and any later ones at once)."""
+        self._released.set()
 
     async def get_server_info(self, message: v1.GetServerInfoRequest) -> v1.GetServerInfoResponse:
         metadata = current_metadata()
@@ -118,6 +127,8 @@ class SlowModel(v1.ModelBase):
         delay = metadata.get(DELAY_KEY)
         if isinstance(delay, str):
             await asyncio.sleep(float(delay))
+        if metadata.get(HOLD_KEY):
+            await self._released.wait()
         failure = metadata.get(FAIL_KEY)
         if failure == "grpc":
             raise GRPCError(Status.INVALID_ARGUMENT, "the test asked for a bad argument")

@@ -14,7 +14,7 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from grpc_test_server import DELAY_KEY, OpenChannel, SlowModel, StartRunner
+from grpc_test_server import HOLD_KEY, OpenChannel, SlowModel, StartRunner
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
@@ -104,7 +104,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def replicas(
     start_runner: StartRunner,
 ) -> AsyncIterator[tuple[list[GrpcServiceRunner], list[UploadingModel], ServiceAddress]]:
-    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.3, grace_seconds=5.0)
+    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.3, grace_seconds=30.0)
     servicers = [UploadingModel(), UploadingModel()]
     runners = [await start_runner(settings, servicer=s) for s in servicers]
     balancer = PerConnectionBalancer([r.port for r in runners])
@@ -130,7 +130,9 @@ async def test_a_call_refused_by_a_draining_replica_goes_to_another_on_a_new_con
     stub = DrainAwareModelStub(channel)
     await stub.get_server_info(timeout=5)
     pinned = 0 if servicers[0].seen_connection_ids else 1
-    slow = asyncio.create_task(stub.get_server_info(timeout=5, metadata={DELAY_KEY: "1.5"}))
+    # Held until the test has seen the refusal and the other replica: a 1.5 s
+    # delay could end it, and the drain with it, first on a loaded machine.
+    slow = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
     await _wait_until(lambda: runners[pinned].in_flight == 1)
 
     drain = asyncio.create_task(runners[pinned].drain())
@@ -145,6 +147,8 @@ async def test_a_call_refused_by_a_draining_replica_goes_to_another_on_a_new_con
     reply = await stub.get_server_info(timeout=5)
     assert reply.backend == "test"
     assert len(other.seen_connection_ids) == answered_before + 1
+    assert not slow.done()
+    servicers[pinned].release_held()
     assert (await slow).backend == "test"  # the call in progress finished where it ran
     await asyncio.wait_for(drain, timeout=5)
     # Later calls stay on the new connection, to the replica that serves.
@@ -202,7 +206,8 @@ async def test_an_upload_refused_by_a_draining_replica_is_sent_again_whole_and_l
     plain = v1.ModelStub(channel)
     await plain.get_server_info(timeout=5)
     pinned = 0 if servicers[0].seen_connection_ids else 1
-    slow = asyncio.create_task(plain.get_server_info(timeout=5, metadata={DELAY_KEY: "3"}))
+    # Held, not a 3 s delay: the pinned replica drains (refuses) until the upload is done.
+    slow = asyncio.create_task(plain.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
     await _wait_until(lambda: runners[pinned].in_flight == 1)
     drain = asyncio.create_task(runners[pinned].drain())
 
@@ -235,6 +240,7 @@ async def test_an_upload_refused_by_a_draining_replica_is_sent_again_whole_and_l
     assert other.uploads == [CHUNK * chunks]  # once, whole, in order
     assert other.upload_calls == 1
     assert servicers[pinned].uploads == []
+    servicers[pinned].release_held()
     assert (await slow).backend == "test"
     await asyncio.wait_for(drain, timeout=10)
 

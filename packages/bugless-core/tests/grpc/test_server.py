@@ -13,6 +13,7 @@ import pytest
 from grpc_test_server import (
     DELAY_KEY,
     FAIL_KEY,
+    HOLD_KEY,
     NOT_SERVING,
     SERVING,
     OpenChannel,
@@ -108,11 +109,14 @@ async def test_set_serving_and_readiness_checks_drive_health(
 async def test_drain_reports_not_serving_finishes_in_flight_calls_and_refuses_new_ones(
     start_runner: StartRunner, open_channel: OpenChannel
 ) -> None:
-    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.4, grace_seconds=5.0)
-    runner = await start_runner(settings)
+    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.4, grace_seconds=30.0)
+    servicer = SlowModel()
+    runner = await start_runner(settings, servicer=servicer)
     channel = open_channel(runner.port)
     stub = v1.ModelStub(channel)
-    slow_call = asyncio.create_task(stub.get_server_info(timeout=5, metadata={DELAY_KEY: "1.0"}))
+    # Held until the refusals were seen: a 1 s delay ended it (and the drain)
+    # first when the steps between took 0.4 s longer than usual.
+    slow_call = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
     await _wait_until(lambda: runner.in_flight == 1)
 
     drain = asyncio.create_task(runner.drain())
@@ -134,6 +138,8 @@ async def test_drain_reports_not_serving_finishes_in_flight_calls_and_refuses_ne
     with pytest.raises(ConnectionRefusedError):
         await v1.ModelStub(open_channel(runner.port)).get_server_info(timeout=5)
 
+    assert not slow_call.done()
+    servicer.release_held()
     reply = await slow_call
     assert reply.backend == "test"
     await asyncio.wait_for(drain, timeout=2)
@@ -401,16 +407,19 @@ async def test_a_call_refused_while_draining_is_counted_as_unavailable(
 ) -> None:
     """The refusal's status is the call's code in the metrics (not CANCELLED)."""
     registry = CollectorRegistry()
-    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=5.0)
-    runner = await start_runner(settings, metrics_registry=registry)
+    settings = GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=30.0)
+    servicer = SlowModel()
+    runner = await start_runner(settings, servicer=servicer, metrics_registry=registry)
     stub = v1.ModelStub(open_channel(runner.port))
-    slow_call = asyncio.create_task(stub.get_server_info(timeout=5, metadata={DELAY_KEY: "0.6"}))
+    # Held (not a 0.6 s delay, which could end it and the drain before the refusal).
+    slow_call = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
     await _wait_until(lambda: runner.in_flight == 1)
     drain = asyncio.create_task(runner.drain())
     await asyncio.sleep(0.1)
     with pytest.raises(GRPCError) as refused:
         await stub.get_server_info(timeout=5)
     assert refused.value.status is Status.UNAVAILABLE
+    servicer.release_held()
     await slow_call
     await asyncio.wait_for(drain, timeout=5)
 
