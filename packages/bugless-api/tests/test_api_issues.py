@@ -212,6 +212,47 @@ async def test_an_unknown_read_mask_field_is_the_models_invalid_argument(
     assert caught.value.message.startswith("read_mask.paths[1]: 'colour' is no Issue field")
 
 
+async def test_a_batch_get_read_mask_brings_only_the_named_fields(connect_as: ConnectAs) -> None:
+    """A bot reading the titles and statuses of many issues asks for those fields only."""
+    robot = connect_as("robot")
+    component_id = await _component(robot, "BatchMasked")
+    issues = [
+        await robot.create_issue(
+            f"masked {n}", component_id, description="long text", assignee="boss", cc=["robot"]
+        )
+        for n in range(3)
+    ]
+    ids = [issues[2].id, 987_654_321, issues[0].id]
+
+    masked = await robot.batch_get_issues(ids, read_mask=["title", "status", "assignee"])
+
+    assert [(i.id, i.title, i.status, i.assignee) for i in masked.issues] == [
+        (issues[2].id, "masked 2", v1.Status.ASSIGNED, "boss"),
+        (issues[0].id, "masked 0", v1.Status.ASSIGNED, "boss"),
+    ]
+    assert masked.missing_ids == [987_654_321]
+    for listed in masked.issues:
+        assert (listed.reporter, listed.description, listed.cc, listed.version) == ("", "", [], 0)
+    whole = await robot.batch_get_issues(ids)
+    assert list(whole.issues) == [await robot.get_issue(issues[2].id), issues[0]]
+
+
+async def test_an_unknown_batch_get_read_mask_field_is_the_models_invalid_argument(
+    connect_as: ConnectAs,
+) -> None:
+    robot = connect_as("robot")
+    component_id = await _component(robot, "BatchMaskedBad")
+    issue = await robot.create_issue("named", component_id)
+    with pytest.raises(InvalidArgument) as models:
+        check_read_mask(FieldMask(paths=["title", "colour"]), "read_mask")
+
+    with pytest.raises(InvalidArgument) as caught:
+        await robot.batch_get_issues([issue.id], read_mask=["title", "colour"])
+
+    assert caught.value.message == models.value.message
+    assert caught.value.metadata == {"field": "read_mask.paths[1]"}
+
+
 async def test_a_missing_issue_is_not_found(connect_as: ConnectAs) -> None:
     with pytest.raises(NotFound):
         await connect_as("robot").get_issue(987_654_321)

@@ -91,6 +91,30 @@ async def test_a_read_sees_a_change_that_completed_before_it(connect_as: Connect
         assert (seen.title, seen.version) == (f"after {n}", changed.issue.version)
 
 
+async def test_a_masked_batch_get_beside_batched_reads_changes_neither(
+    connect_as: ConnectAs,
+) -> None:
+    """GetIssue takes no mask and only GetIssue calls are batched: a masked
+    BatchGetIssues of the same caller, at the same moment, trims only its own answer."""
+    robot = connect_as("robot")
+    component = await robot.create_component(f"Mixed-{secrets.token_hex(3)}")
+    issues = [
+        await robot.create_issue(f"mixed {n}", component.id, description="whole", cc=["boss"])
+        for n in range(4)
+    ]
+    ids = [i.id for i in issues]
+
+    singles, masked = await asyncio.gather(
+        asyncio.gather(*(robot.get_issue(i) for i in ids)),
+        robot.batch_get_issues(ids, read_mask=["title"]),
+    )
+
+    assert singles == issues
+    assert [(i.id, i.title, i.description, i.cc) for i in masked.issues] == [
+        (i.id, i.title, "", []) for i in issues
+    ]
+
+
 class _CountingModel:
     """The real Model's BatchGetIssues, counting calls and their sizes.
 

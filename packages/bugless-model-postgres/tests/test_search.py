@@ -303,10 +303,21 @@ async def test_a_page_carries_what_get_issue_returns(
                     caller=caller, query=query, summary=True, read_mask=FieldMask(paths=paths)
                 )
             )
-            assert list(masked.issues) == [
-                v1.Issue(id=i.id, **{p: getattr(i, p) for p in paths}) for i in expected
-            ]
+            only_named = [v1.Issue(id=i.id, **{p: getattr(i, p) for p in paths}) for i in expected]
+            assert list(masked.issues) == only_named
             assert (masked.total_count, masked.next_page_token) == (3, "")
+            # BatchGetIssues reads a mask the same way (one id, id slots, an id array).
+            for extra in (0, 1, 200):
+                ids = [i.id for i in expected]
+                ids = ids[:1] if not extra else [*ids, *range(10**12, 10**12 + extra)]
+                batch = await b.batch_get_issues(
+                    v1.BatchGetIssuesRequest(
+                        caller=caller, issue_ids=ids, read_mask=FieldMask(paths=paths)
+                    )
+                )
+                assert list(batch.issues) == only_named[: len(batch.issues)]
+                assert len(batch.issues) == (1 if not extra else 3)
+                assert batch.missing_ids == ids[len(batch.issues) :]
     with_values = expected[1]
     assert [(v.name, v.type, v.values) for v in with_values.custom_fields] == [
         ("Stage", v1.CustomFieldType.ENUM, ["beta"]),

@@ -13,6 +13,9 @@ What a caller sees does not change:
 
 * Only calls of the *same* caller (user id, groups, admin flag) share a
   batch, so visibility is decided exactly as for a single GetIssue.
+* GetIssue takes no read mask, so a batch always asks for whole issues; a
+  bot's own BatchGetIssues (with its read mask or without) goes to the Model
+  as it came and never joins a batch here.
 * A batch is sent after every call in it arrived, never joined once sent, so
   a GetIssue still sees every write that completed before it was received.
 * An issue the Model lists as missing raises the same NOT_FOUND GetIssue

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from bugless_api._gateway import Gateway
 from bugless_api._wire_issues import BATCH_GET_ISSUES
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 
 def sets_values(values: Iterable[v1.CustomFieldValue]) -> bool:
@@ -45,11 +46,15 @@ async def delta_components(
     mask = delta.update_mask.paths if delta is not None and delta.update_mask else []
     if delta is not None and delta.fields is not None and "component_id" in mask:
         return {delta.fields.component_id}
-    # Parsed by upb (~0.4 µs an issue; betterproto2 decoded every field, ~11 µs):
-    # BatchGetIssues takes no read mask, and only the component ids are read.
+    # Only the component ids are read: the Model reads and sends nothing else,
+    # and upb parses the reply (betterproto2 decoded every field, ~11 µs an issue).
     reply = await BATCH_GET_ISSUES.fetch(
         gateway.model,
-        v1.BatchGetIssuesRequest(caller=caller, issue_ids=sorted(set(issue_ids))),
+        v1.BatchGetIssuesRequest(
+            caller=caller,
+            issue_ids=sorted(set(issue_ids)),
+            read_mask=FieldMask(paths=["component_id"]),
+        ),
         deadline_seconds=gateway.settings.backend_timeout_seconds,
     )
     return {issue.component_id for issue in reply.issues}

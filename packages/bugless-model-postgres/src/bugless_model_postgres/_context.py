@@ -21,6 +21,7 @@ from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import Conn, Row, caller_role, issue_from_row, principals_of
 from bugless_model_postgres._custom_values import attach_values, value_messages
 from bugless_model_postgres._dialect import POSTGRES, Dialect
+from bugless_model_postgres._issue_projection import fetch_statement
 from bugless_proto import v1
 
 #: Hands out the id of a new issue, inside the creating transaction. Where
@@ -113,26 +114,29 @@ class WriteContext:
 
 
 async def fetch_issue_rows(
-    conn: Conn, caller: v1.Caller, ids: list[int]
+    conn: Conn, caller: v1.Caller, ids: list[int], fields: frozenset[str] = frozenset()
 ) -> dict[int, asyncpg.Record]:
     """Rows of the issues among ``ids`` the caller may view, by id (one statement).
 
-    Search pages do not come through here: their one statement reads the
-    summary columns itself (``_search_page``).
+    ``fields`` (a read mask's Issue fields; empty: every field) leaves the
+    columns and subqueries of the others unread
+    (:mod:`._issue_projection`). Search pages do not come through here: their
+    one statement selects the same way itself (``_search_page``).
     """
     if not ids:
         return {}
     if len(ids) == 1:
-        rows = await conn.fetch(q.FETCH_ISSUE, ids[0], caller.admin, caller.user_id)
+        statement = fetch_statement(fields, 1) if fields else q.FETCH_ISSUE
+        rows = await conn.fetch(statement, ids[0], caller.admin, caller.user_id)
     elif len(ids) <= q.ID_SLOTS[-1]:
-        # A fixed number of id parameters keeps one plan (see the statement).
+        # A fixed number of id parameters keeps one plan (see q.ids_condition).
         slots = next(n for n in q.ID_SLOTS if n >= len(ids))
         padded = [*ids, *([ids[0]] * (slots - len(ids)))]
-        rows = await conn.fetch(
-            q.fetch_issues_in_slots(slots), padded[0], caller.admin, caller.user_id, *padded[1:]
-        )
+        statement = fetch_statement(fields, slots) if fields else q.fetch_issues_in_slots(slots)
+        rows = await conn.fetch(statement, padded[0], caller.admin, caller.user_id, *padded[1:])
     else:
-        rows = await conn.fetch(q.FETCH_ISSUES, ids, caller.admin, caller.user_id)
+        statement = fetch_statement(fields, 0) if fields else q.FETCH_ISSUES
+        rows = await conn.fetch(statement, ids, caller.admin, caller.user_id)
     return {row["id"]: row for row in rows if caller_role(caller, row["effective_acl"]) is not None}
 
 
@@ -141,9 +145,14 @@ def issue_message(row: Row) -> v1.Issue:
     return issue_from_row(row, row["visible_hotlist_ids"])
 
 
-async def fetch_issues(conn: Conn, caller: v1.Caller, ids: list[int]) -> dict[int, v1.Issue]:
-    """Visible issues among ``ids`` as messages (custom field values included), by id."""
-    rows = await fetch_issue_rows(conn, caller, ids)
+async def fetch_issues(
+    conn: Conn, caller: v1.Caller, ids: list[int], fields: frozenset[str] = frozenset()
+) -> dict[int, v1.Issue]:
+    """Visible issues among ``ids`` as messages (custom field values included), by id.
+
+    ``fields``: as :func:`fetch_issue_rows`; the other fields are at their defaults.
+    """
+    rows = await fetch_issue_rows(conn, caller, ids, fields)
     issues = {i: issue_message(r) for i, r in rows.items()}
     if any(r["custom_field_names"] is not None for r in rows.values()):
         attach_values(issues, rows)

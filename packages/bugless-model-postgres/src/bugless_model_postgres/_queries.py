@@ -44,83 +44,88 @@ CUSTOM_FIELD_NAMES = """CASE WHEN i.custom_fields = '{}'::jsonb THEN NULL ELSE c
      WHERE f.id = ANY (ARRAY(SELECT k::bigint FROM jsonb_object_keys(i.custom_fields) AS k))
 ), '{}'::jsonb) END"""
 
-_FETCH_ISSUES = """
+#: The hotlists of issue ``i`` the caller may see, a template: ``{admin}`` is
+#: the caller's admin flag, ``{user}`` their user id.
+VISIBLE_HOTLISTS = """ARRAY(SELECT hi.hotlist_id
+                   FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
+                  WHERE hi.issue_id = i.id
+                    AND (NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))
+                  ORDER BY hi.hotlist_id)"""
+#: Whether the caller (``{user}``) starred issue ``i``.
+STARRED = "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})"
+
+#: Issues by id (``{where}``) with their component's ACL, and the select list
+#: filled in: every field here, a read mask's in
+#: :func:`bugless_model_postgres._issue_projection.fetch_statement`.
+FETCH_TEMPLATE = """
 SELECT {columns},
        c.effective_acl, c.path AS component_path, {names} AS custom_field_names,
-       ARRAY(SELECT hi.hotlist_id
-               FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
-              WHERE hi.issue_id = i.id
-                AND (NOT h.private OR $2 OR h.owner = $3 OR $3 = ANY (h.editors))
-              ORDER BY hi.hotlist_id) AS visible_hotlist_ids,
-       EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = $3)
-           AS starred,
+       {hotlists} AS visible_hotlist_ids,
+       {starred} AS starred,
        {has_children} AS has_children, {has_duplicates} AS has_duplicates
   FROM issues i JOIN components c ON c.id = i.component_id
  WHERE {where}
 """
-#: Issues by id ($1 an array) with their component's ACL and the hotlists the
-#: caller may see ($2 admin, $3 user id), and whether other issues name each
-#: as their parent or canonical issue.
-FETCH_ISSUES = _FETCH_ISSUES.format(
-    has_children=HAS_CHILDREN,
-    has_duplicates=HAS_DUPLICATES,
-    names=CUSTOM_FIELD_NAMES,
-    columns=ISSUE_COLUMNS,
-    where="i.id = ANY ($1::bigint[])",
-)
-
-
-def fetch_issue_with(columns: str) -> str:
-    """:data:`FETCH_ISSUE` (one id, ``$1``) that also reads ``columns`` (``", expr AS name"``)."""
-    return _FETCH_ISSUES.format(
-        has_children=HAS_CHILDREN,
-        has_duplicates=HAS_DUPLICATES,
-        names=CUSTOM_FIELD_NAMES,
-        columns=ISSUE_COLUMNS + columns,
-        where="i.id = $1::bigint",
-    )
-
 
 #: Most ids :func:`fetch_issues_in_slots` takes; more go to :data:`FETCH_ISSUES`.
 ID_SLOTS = (8, 16, 32, 64, 128)
 
 
-@functools.cache
-def fetch_issues_in_slots(slots: int) -> str:
-    """:data:`FETCH_ISSUES` with ``slots`` ids as parameters, so PostgreSQL plans it once.
+def ids_condition(slots: int) -> str:
+    """Which issues a read by id reads: ``$1`` (``slots`` 1), ``slots`` parameters, or an array (0).
 
     With ``= ANY ($1::bigint[])`` PostgreSQL 15 re-plans the statement on every
     call (~1 ms, 2-3x its execution for a handful of ids): a custom plan knows
     the array's length, the generic plan assumes 10 elements, so the custom
     one always looks cheaper and the generic plan is never chosen
     (``pg_prepared_statements``: 0 generic of 200). A list of ``slots``
-    parameters has the same length in both plans, so after five calls the
-    connection keeps the generic plan. The ids are ``$1`` and ``$4`` onwards
-    (``$2`` admin, ``$3`` user id as in :data:`FETCH_ISSUES`); unused slots
-    repeat an id, which ``= ANY`` reads once.
+    parameters (one of :data:`ID_SLOTS`) has the same length in both plans,
+    so after five calls the connection keeps the generic plan. The ids are
+    ``$1`` and ``$4`` onwards (``$2`` admin, ``$3`` user id as in
+    :data:`FETCH_ISSUES`); unused slots repeat an id, which ``= ANY`` reads
+    once. One id is ``= $1``, which settles on a generic plan after five calls
+    (``= ANY`` of one element is re-planned every time, as above).
     """
+    if slots == 1:
+        return "i.id = $1::bigint"
+    if slots == 0:
+        return "i.id = ANY ($1::bigint[])"
     ids = ", ".join(["$1::bigint", *(f"${n}" for n in range(4, slots + 3))])
-    return _FETCH_ISSUES.format(
+    return f"i.id = ANY (ARRAY[{ids}]::bigint[])"
+
+
+def _fetch(where: str, columns: str = ISSUE_COLUMNS) -> str:
+    """:data:`FETCH_TEMPLATE` reading every field ($2 admin, $3 user id)."""
+    return FETCH_TEMPLATE.format(
+        columns=columns,
+        names=CUSTOM_FIELD_NAMES,
+        hotlists=VISIBLE_HOTLISTS.format(admin="$2", user="$3"),
+        starred=STARRED.format(user="$3"),
         has_children=HAS_CHILDREN,
         has_duplicates=HAS_DUPLICATES,
-        names=CUSTOM_FIELD_NAMES,
-        columns=ISSUE_COLUMNS,
-        where=f"i.id = ANY (ARRAY[{ids}]::bigint[])",
+        where=where,
     )
 
 
-#: :data:`FETCH_ISSUES` for one id ($1 a bigint). Kept apart because
-#: PostgreSQL re-plans ``= ANY ($1)`` on every call when given one element (its
-#: custom plan always looks cheaper than the generic one, estimated for
-#: several), which cost more than running it; ``= $1`` settles on a generic
-#: plan after five calls.
-FETCH_ISSUE = _FETCH_ISSUES.format(
-    has_children=HAS_CHILDREN,
-    has_duplicates=HAS_DUPLICATES,
-    names=CUSTOM_FIELD_NAMES,
-    columns=ISSUE_COLUMNS,
-    where="i.id = $1::bigint",
-)
+#: Issues by id ($1 an array) with their component's ACL and the hotlists the
+#: caller may see ($2 admin, $3 user id), and whether other issues name each
+#: as their parent or canonical issue.
+FETCH_ISSUES = _fetch(ids_condition(0))
+
+
+def fetch_issue_with(columns: str) -> str:
+    """:data:`FETCH_ISSUE` (one id, ``$1``) that also reads ``columns`` (``", expr AS name"``)."""
+    return _fetch(ids_condition(1), ISSUE_COLUMNS + columns)
+
+
+@functools.cache
+def fetch_issues_in_slots(slots: int) -> str:
+    """:data:`FETCH_ISSUES` with ``slots`` ids as parameters (see :func:`ids_condition`)."""
+    return _fetch(ids_condition(slots))
+
+
+#: :data:`FETCH_ISSUES` for one id ($1 a bigint; see :func:`ids_condition`).
+FETCH_ISSUE = _fetch(ids_condition(1))
 
 #: :data:`FETCH_ISSUE` that also takes the issue's row lock (READ COMMITTED only).
 #: One statement reads one snapshot, taken before it waits for the lock: if a
@@ -134,15 +139,12 @@ FETCH_ISSUE = _FETCH_ISSUES.format(
 #: an admin sees: the change listeners' copy of the issue is built from it
 #: instead of a read after the commit).
 LOCK_AND_FETCH_ISSUE = (
-    _FETCH_ISSUES.format(
-        has_children=HAS_CHILDREN,
-        has_duplicates=HAS_DUPLICATES,
-        names=CUSTOM_FIELD_NAMES,
-        columns=ISSUE_COLUMNS
+    _fetch(
+        ids_condition(1),
+        ISSUE_COLUMNS
         + ", i.xmin = (SELECT s.xmin FROM issues s WHERE s.id = i.id) AS locked_as_read"
         + ", ARRAY(SELECT a.hotlist_id FROM hotlist_items a WHERE a.issue_id = i.id)"
         + " AS hotlist_ids",
-        where="i.id = $1::bigint",
     )
     + " FOR UPDATE OF i\n"
 )

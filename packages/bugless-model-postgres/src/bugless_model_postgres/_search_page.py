@@ -14,75 +14,20 @@ the hand-written SQL floor (bench/README.md, "Search at 1,000,000 issues").
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
-from bugless_model_postgres import _queries as q
 from bugless_model_postgres._convert import caller_role, issue_from_row
 from bugless_model_postgres._custom_search import CATALOG_FINGERPRINT, CatalogKey, CustomCatalog
 from bugless_model_postgres._custom_values import load_values, value_messages
+from bugless_model_postgres._issue_projection import projection
 from bugless_model_postgres._search import CompiledSearch
 from bugless_proto import v1
 
 T = TypeVar("T")
-
-#: The columns of a summary (what a result list shows: no description, no cc).
-_SUMMARY_COLUMNS = q.ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").replace(
-    "i.description,", "'' AS description,"
-)
-#: What a column reads as when a read mask leaves its Issue field out (the
-#: field's default, so :func:`issue_from_row` needs no second shape).
-_LEFT_OUT = {
-    "title": "''",
-    "status": "0",
-    "priority": "0",
-    "severity": "0",
-    "type": "0",
-    "component_id": "0::bigint",
-    "reporter": "''",
-    "assignee": "''",
-    "verifier": "''",
-    "cc": "'{}'::text[]",
-    "blocking_ids": "'{}'::bigint[]",
-    "blocked_by_ids": "'{}'::bigint[]",
-    "parent_id": "0::bigint",
-    "duplicate_of_id": "0::bigint",
-    "description": "''",
-    "created_at": "NULL::timestamptz",
-    "modified_at": "NULL::timestamptz",
-    "closed_at": "NULL::timestamptz",
-    "version": "0::bigint",
-    "comment_count": "0",
-    "custom_fields": "'{}'::jsonb",
-    "external_id": "''",
-    "star_count": "0::bigint",
-}
-#: The hotlists of an issue the caller may see, and whether they starred it.
-_VISIBLE_HOTLISTS = """ARRAY(SELECT hi.hotlist_id
-                   FROM hotlist_items hi JOIN hotlists h ON h.id = hi.hotlist_id
-                  WHERE hi.issue_id = i.id
-                    AND (NOT h.private OR {admin} OR h.owner = {user} OR {user} = ANY (h.editors))
-                  ORDER BY hi.hotlist_id)"""
-_STARRED = "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})"
-#: :data:`q.CUSTOM_FIELD_NAMES` (the names and types of the custom fields an
-#: issue holds values of, as GetIssue reads them), braces doubled: the page
-#: statement is a template filled in with ``str.format``.
-_FIELD_NAMES = q.CUSTOM_FIELD_NAMES.replace("{", "{{").replace("}", "}}")
-
-
-@functools.lru_cache(maxsize=64)
-def _masked_columns(fields: frozenset[str]) -> str:
-    """:data:`q.ISSUE_COLUMNS` with the columns of fields not in ``fields`` read as defaults."""
-    columns = []
-    for column in q.ISSUE_COLUMNS.split(","):
-        name = column.strip().removeprefix("i.")
-        keep = name == "id" or name in fields
-        columns.append(f"i.{name}" if keep else f"{_LEFT_OUT[name]} AS {name}")
-    return ", ".join(columns)
 
 
 def page_statement(
@@ -111,8 +56,7 @@ def page_statement(
 
     ``fields`` (a request's read mask; empty: every field) leaves the other
     columns unread and skips the per-row subqueries of the fields it does not
-    name (the caller's hotlists, the star, the custom fields' names, whether
-    other issues name each as parent or canonical).
+    name, as every masked read does (:func:`._issue_projection.projection`).
 
     ``counted=False`` leaves the count out (``total`` is NULL): a later page
     whose token carries the total its first page counted reports that one
@@ -141,16 +85,7 @@ def page_statement(
     order = ", ".join(
         f"r.k{k} {'DESC' if c.descending else 'ASC'}" for k, c in enumerate(compiled.sort)
     )
-    if fields:
-        columns = _masked_columns(fields)
-    else:
-        columns = _SUMMARY_COLUMNS if summary else q.ISSUE_COLUMNS
-    hotlists = _VISIBLE_HOTLISTS if not fields or "hotlist_ids" in fields else "'{{}}'::bigint[]"
-    # Left out, the star still names the user parameter: a statement must use all it is given.
-    starred = _STARRED if not fields or "starred" in fields else "(false AND {user} <> '')"
-    names = _FIELD_NAMES if not fields or "custom_fields" in fields else "NULL::jsonb"
-    children = q.HAS_CHILDREN if not fields or "has_children" in fields else "false"
-    duplicates = q.HAS_DUPLICATES if not fields or "has_duplicates" in fields else "false"
+    selected = projection(fields, summary=summary)
     count = f"(SELECT count(*) FROM (SELECT 1 {compiled.base} LIMIT {cap}) AS matches)"
     # The page carries its component's ACL (its scan joins components for
     # visibility anyway): only issues are joined back for the columns. A
@@ -177,11 +112,11 @@ def page_statement(
     sql = f"""
 WITH {shared}p AS ({page})
 SELECT m.total, {fresh}r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
-    SELECT {keys}, {columns}, {acl} AS effective_acl,
-           {hotlists.format(admin=admin, user=user)} AS visible_hotlist_ids,
-           {starred.format(user=user)} AS starred,
-           {names.format()} AS custom_field_names,
-           {children} AS has_children, {duplicates} AS has_duplicates
+    SELECT {keys}, {selected.columns}, {acl} AS effective_acl,
+           {selected.hotlists.format(admin=admin, user=user)} AS visible_hotlist_ids,
+           {selected.starred.format(user=user)} AS starred,
+           {selected.names.format()} AS custom_field_names,
+           {selected.has_children} AS has_children, {selected.has_duplicates} AS has_duplicates
       FROM p
       JOIN issues i ON i.id = p.id
       {components}

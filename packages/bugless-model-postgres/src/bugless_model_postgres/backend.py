@@ -337,9 +337,17 @@ class PostgresBackend(
     async def batch_get_issues(
         self, request: v1.BatchGetIssuesRequest
     ) -> v1.BatchGetIssuesResponse:
-        """Visible issues in request order; the others listed as missing."""
+        """Visible issues in request order; the others listed as missing.
+
+        A read mask leaves the columns and subqueries of the fields it does
+        not name unread, as a search page's does (:mod:`._issue_projection`).
+        """
+        mask = request.read_mask
+        fields = frozenset(mask.paths) if mask is not None else frozenset()
         async with translated_errors(), self._pool.acquire() as conn:
-            found = await fetch_issues(conn, request.caller or v1.Caller(), request.issue_ids)
+            found = await fetch_issues(
+                conn, request.caller or v1.Caller(), request.issue_ids, fields
+            )
         return v1.BatchGetIssuesResponse(
             issues=[found[i] for i in request.issue_ids if i in found],
             missing_ids=[i for i in request.issue_ids if i not in found],

@@ -134,7 +134,7 @@ def check_mask(
     return paths
 
 
-#: Issue field names a search's read_mask may contain.
+#: Issue field names a read_mask (SearchIssues, BatchGetIssues) may contain.
 ISSUE_READ_PATHS = frozenset(v1.Issue.DESCRIPTOR.fields_by_name)
 
 

@@ -254,7 +254,12 @@ class ModelBackend(ABC):
     async def batch_get_issues(
         self, request: v1.BatchGetIssuesRequest
     ) -> v1.BatchGetIssuesResponse:
-        """Visible issues in request order; the rest listed as missing."""
+        """Visible issues in request order; the rest listed as missing.
+
+        A ``read_mask`` naming fields (checked by the servicer) lets the
+        backend leave every other field at its default, as a search's does;
+        it never changes which issues come or which are missing.
+        """
 
     @abstractmethod
     async def change_issue(self, request: v1.ChangeIssueRequest) -> v1.ChangeIssueResponse:

@@ -196,9 +196,10 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
     async def batch_get_issues(
         self, message: v1.BatchGetIssuesRequest
     ) -> v1.BatchGetIssuesResponse:
-        """Fetch up to MAX_BATCH_GET issues."""
+        """Fetch up to MAX_BATCH_GET issues (only the read mask's fields, when it names any)."""
         check.require_caller(message.caller)
         check.check_ids(message.issue_ids, "issue_ids", limits.MAX_BATCH_GET, required=True)
+        check.check_read_mask(message.read_mask, "read_mask")
         return await self.backend.batch_get_issues(message)
 
     @grpc_errors

@@ -354,6 +354,18 @@ class BadInputContract:
             "issue_ids",
         )
 
+    async def test_batch_get_read_mask_naming_no_issue_field_is_invalid_argument(
+        self, model: v1.ModelStub
+    ) -> None:
+        mask = FieldMask(paths=["title", "colour"])
+        request = v1.BatchGetIssuesRequest(caller=ALICE, issue_ids=[1], read_mask=mask)
+        await expect_error(
+            model.batch_get_issues(request),
+            Status.INVALID_ARGUMENT,
+            "read_mask.paths[1]",
+            "'colour' is no Issue field",
+        )
+
     @pytest.mark.parametrize("token", ["garbage", "AAAA", "%%%", "x" * 5000])
     async def test_malformed_page_tokens_are_invalid_argument(
         self, model: v1.ModelStub, token: str

@@ -9,6 +9,7 @@ from grpclib.const import Status
 
 from bugless_core.model.backend import Capability
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
@@ -37,8 +38,8 @@ class IssueContract:
 
     Pins down: required fields, defaults (NEW/ASSIGNED, P2, S2, BUG), the reporter,
     version 1 and history entry 1, relations and hotlists given at creation,
-    archived components, GetIssue and BatchGetIssues (order, missing ids), and
-    idempotency keys, also under concurrent retries.
+    archived components, GetIssue and BatchGetIssues (order, missing ids, read
+    masks), and idempotency keys, also under concurrent retries.
     """
 
     async def test_create_returns_issue_with_version_one_and_caller_as_reporter(
@@ -334,6 +335,67 @@ class IssueContract:
         got = await model.batch_get_issues(v1.BatchGetIssuesRequest(caller=ALICE, issue_ids=ids))
         assert [i.id for i in got.issues] == [issue.id]
         assert sorted(got.missing_ids) == sorted(ids[1:])
+
+    async def test_batch_get_with_a_read_mask_brings_the_named_fields(
+        self, model: v1.ModelStub
+    ) -> None:
+        """The named fields are the whole read's; the others may be left at their defaults."""
+        comp = await make_component(model)
+        hot = await make_hotlist(model)
+        text = await model.create_custom_field(
+            v1.CreateCustomFieldRequest(
+                caller=ADMIN,
+                component_id=comp.id,
+                name=unique("Found in"),
+                type=v1.CustomFieldType.TEXT,
+            )
+        )
+        other = await make_issue(model, comp.id)
+        issue = await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=ALICE,
+                fields=v1.IssueFields(
+                    title=unique("Masked"), component_id=comp.id, assignee=BOB.user_id
+                ),
+                description="a long description nobody listing issues reads",
+                cc=[BOB.user_id],
+                hotlist_ids=[hot.id],
+                blocking_ids=[other.id],
+                custom_fields=[v1.CustomFieldValue(field_id=text.id, values=["1.2"])],
+            )
+        )
+        await make_issue(model, comp.id, parent_id=issue.id)
+        ids = [issue.id, UNKNOWN_ID, other.id]
+        whole = await model.batch_get_issues(v1.BatchGetIssuesRequest(caller=ALICE, issue_ids=ids))
+        for paths in (["title", "status"], ["custom_fields", "hotlist_ids", "has_children"]):
+            masked = await model.batch_get_issues(
+                v1.BatchGetIssuesRequest(
+                    caller=ALICE, issue_ids=ids, read_mask=FieldMask(paths=paths)
+                )
+            )
+            assert [i.id for i in masked.issues] == [issue.id, other.id]
+            assert masked.missing_ids == [UNKNOWN_ID]
+            for got, full in zip(masked.issues, whole.issues, strict=True):
+                for name in v1.Issue.DESCRIPTOR.fields_by_name:
+                    value, expected = getattr(got, name), getattr(full, name)
+                    if name in paths:
+                        assert value == expected, name
+                    else:
+                        assert value in (expected, getattr(v1.Issue(), name)), name
+        assert whole.issues[0].custom_fields[0].values == ["1.2"]
+
+    async def test_batch_get_with_a_read_mask_keeps_visibility(self, model: v1.ModelStub) -> None:
+        open_comp = await make_component(model)
+        closed_comp = await make_component(model, acl=[user_entry("alice", v1.Role.ADMIN)])
+        visible = await make_issue(model, open_comp.id)
+        secret = await make_issue(model, closed_comp.id, caller=ALICE)
+        got = await model.batch_get_issues(
+            v1.BatchGetIssuesRequest(
+                caller=BOB, issue_ids=[secret.id, visible.id], read_mask=FieldMask(paths=["title"])
+            )
+        )
+        assert [(i.id, i.title) for i in got.issues] == [(visible.id, visible.title)]
+        assert got.missing_ids == [secret.id]
 
     # ---- idempotency ----
 
