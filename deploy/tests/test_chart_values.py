@@ -99,6 +99,39 @@ def test_migration_runs_before_install_and_upgrade_with_an_external_database() -
     assert container["image"].startswith("ghcr.io/bugless/bugless-model:")
 
 
+def test_a_staged_upgrade_migrates_with_the_model_image_and_orders_nothing_else() -> None:
+    """docs/upgrades.md: each step of a staged upgrade sets one service's tag.
+
+    The hook runs the Model's image, so a step that upgrades only the
+    Authenticator migrates nothing new; the migration Job is the chart's only
+    hook, so nothing else is ordered (every Deployment rolls as Helm applies it).
+    """
+    auth_first = render({"image": {"tag": "0.2.0"}, "auth": {"image": {"tag": "0.3.0"}}})
+    model_next = render(
+        {
+            "image": {"tag": "0.2.0"},
+            "auth": {"image": {"tag": "0.3.0"}},
+            "model": {"image": {"tag": "0.3.0"}},
+        }
+    )
+    for manifests, migrates_with in ((auth_first, "0.2.0"), (model_next, "0.3.0")):
+        job = _migration_job(manifests)
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == f"ghcr.io/bugless/bugless-model:{migrates_with}"
+        model = _deployment(manifests, "model")["spec"]["template"]["spec"]["containers"][0]
+        assert model["image"] == container["image"]
+        auth = _deployment(manifests, "auth")["spec"]["template"]["spec"]["containers"][0]
+        assert auth["image"] == "ghcr.io/bugless/bugless-auth:0.3.0"
+        web = _deployment(manifests, "web")["spec"]["template"]["spec"]["containers"][0]
+        assert web["image"] == "ghcr.io/bugless/bugless-web:0.2.0"
+        hooks = [
+            m["kind"]
+            for m in manifests
+            if "helm.sh/hook" in (m["metadata"].get("annotations") or {})
+        ]
+        assert hooks == ["Job"]
+
+
 def test_cloudnativepg_cluster_provides_the_database_url() -> None:
     manifests = rendered("values-production.yaml")
     (cluster,) = of_kind(manifests, "Cluster")

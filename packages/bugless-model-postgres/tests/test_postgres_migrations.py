@@ -87,6 +87,46 @@ async def test_open_refuses_a_schema_newer_than_the_code(model_settings: ModelSe
         await PostgresBackend.migrate(settings)
 
 
+async def test_a_replica_serving_when_a_newer_release_migrates_serves_on_until_restarted(
+    model_settings: ModelSettings,
+) -> None:
+    """The schema version is checked when a Model opens its database, never after.
+
+    What docs/upgrades.md says of a rolling upgrade: the chart's migration
+    hook runs while the old replicas serve, and they go on serving (reads,
+    writes, readiness) until they are replaced; an old replica that restarts
+    in that window refuses to start.
+    """
+    settings = _in_schema(model_settings, "mig_rolling")
+    await PostgresBackend.migrate(settings)
+    running = await PostgresBackend.open(settings)
+    try:
+        admin = v1.Caller(user_id="root", admin=True)
+        component = await running.create_component(
+            v1.CreateComponentRequest(caller=admin, name=unique("rolling"))
+        )
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            await conn.execute(
+                "INSERT INTO mig_rolling.schema_migrations (version, name) VALUES ($1, 'next')",
+                newest_version() + 1,
+            )
+        finally:
+            await conn.close()
+        issue = await running.create_issue(
+            v1.CreateIssueRequest(
+                caller=admin, fields=v1.IssueFields(title="after", component_id=component.id)
+            )
+        )
+        read = await running.get_issue(v1.GetIssueRequest(caller=admin, issue_id=issue.id))
+        assert (read.title, read.version) == ("after", 1)
+        assert await running.check_ready()
+        with pytest.raises(FailedPrecondition, match="upgrade bugless"):
+            await PostgresBackend.open(settings)
+    finally:
+        await running.close()
+
+
 async def test_open_refuses_an_unmigrated_database(model_settings: ModelSettings) -> None:
     with pytest.raises(FailedPrecondition, match="bugless model migrate"):
         await PostgresBackend.open(_in_schema(model_settings, "mig_never"))
