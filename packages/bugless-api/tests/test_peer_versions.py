@@ -16,8 +16,7 @@ from api_support import Bots, ConnectAs
 
 from bugless_core.clients import call
 from bugless_core.errors import InvalidArgument
-from bugless_proto import v1
-from bugless_proto._compat_betterproto2 import set_unknown_fields
+from bugless_proto import v1, wire
 from bugless_proto.google.protobuf import FieldMask
 
 #: A field number BatchGetIssuesRequest does not have (length-delimited: tag 15 << 3 | 2).
@@ -43,8 +42,11 @@ async def test_a_request_field_the_model_does_not_know_is_answered_as_if_unset(
         )
         with pytest.raises(InvalidArgument) as refused:
             await call(model.batch_get_issues, known, timeout=30)
-        unknown = v1.BatchGetIssuesRequest(caller=caller, issue_ids=[issue.id])
-        set_unknown_fields(unknown, _UNKNOWN_FIELD_TAG + bytes([len(mask)]) + mask)
+        # Decoded from bytes that carry it: the field rides along, unknown, and is sent.
+        later_field = _UNKNOWN_FIELD_TAG + bytes([len(mask)]) + mask
+        plain = bytes(v1.BatchGetIssuesRequest(caller=caller, issue_ids=[issue.id]))
+        unknown = wire.decode(v1.BatchGetIssuesRequest, plain + later_field)
+        assert wire.encode(unknown) == plain + later_field
         answered = await call(model.batch_get_issues, unknown, timeout=30)
     finally:
         channel.close()
