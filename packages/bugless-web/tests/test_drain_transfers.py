@@ -137,8 +137,13 @@ async def _attachments(model: v1.ModelStub, world: World, issue: v1.Issue) -> li
 async def _steered_and_refused(web: RunningService, offset: int, processes: int = 1) -> None:
     """While draining a page load is steered (closing its connection); then none is accepted.
 
-    ``processes``: how many serve the port (``--workers``); each stops accepting.
+    ``processes``: how many serve the port (``--workers``); each drains, then
+    stops accepting. The page load waits until each says it drains: the
+    signal reaches a process when it next runs (with workers, once the
+    parent has run and passed it on), which on a loaded machine can be
+    after the test's next request.
     """
+    await _until_logged(web, offset, "draining for", processes)
     async with httpx.AsyncClient(base_url=str(web.url), timeout=10) as other:
         steered = await other.get("/search?q=x", follow_redirects=False)
     assert steered.status_code == 303, steered.text
