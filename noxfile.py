@@ -226,7 +226,7 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session(python=PYTHON, venv_backend="venv")
 def install_check(session: nox.Session) -> None:
-    """Plain pip, fresh venv: core and proto install and the CLI works."""
+    """Plain pip, fresh venv: core and proto install and the CLI works; the quick start runs."""
     session.install("./packages/bugless-proto", "./packages/bugless-core")
     session.run("bugless", "--help", silent=True)
     session.run("bugless", "--version")
@@ -234,6 +234,8 @@ def install_check(session: nox.Session) -> None:
     session.run(
         "bugless", "query", "explain", 'is:open p<p2 -assignee:none "disk full" (c:123+ OR h:7)'
     )
+    # README.md's quick start, as a newcomer types it: its own venv and pip, then `bugless dev`.
+    session.run("python", "scripts/quick_start_check.py")
 
 
 @nox.session(python=PYTHON)

@@ -48,6 +48,7 @@ REQUIRED_COMMANDS = {
     "auth": "bugless-auth",
     "api": "bugless-api",
     "web": "bugless-web",
+    "notify": "bugless-notify",
     "issue": "bugless-api",
 }
 
@@ -68,7 +69,8 @@ def dev_command(ctx: click.Context, settings: DevSettings) -> None:
     """Run the whole tracker locally on an embedded PostgreSQL until Ctrl-C.
 
     Starts PostgreSQL (data kept in --state-dir), the Model, the
-    Authenticator, the gRPC API and the web UI on 127.0.0.1; creates an
+    Authenticator, the gRPC API, the web UI and the notifier (mailing to a
+    local sink the web UI shows at /dev/mail) on 127.0.0.1; creates an
     administrator on the first start and prints its password once; mints a
     development CA and a bot certificate and prints how to use the API.
     As root, PostgreSQL runs as the system user `embedded_postgres`.

@@ -31,6 +31,9 @@ import httpx
 import pytest
 from dev_process import DevProcess, run_bugless
 
+from bugless_dev._stack_config import SERVICE_KINDS
+from bugless_dev.command import REQUIRED_COMMANDS
+
 _CSRF_FIELD = re.compile(r'name="_csrf" value="([^"]+)"')
 
 
@@ -257,6 +260,19 @@ def test_reset_wipes_the_state_directory(first_run: FirstRun) -> None:
         assert dev.interrupt() == 0, dev.output
     finally:
         dev.kill()
+
+
+def test_every_service_it_starts_is_checked_for_before_anything_starts() -> None:
+    """A service package missing from the check fails only after the demo is seeded.
+
+    The notifier's was missing once: ``bugless dev`` from the quick start's
+    install died at ``bugless notify serve`` ("No such command 'notify'").
+    """
+    # The Model is checked as the `postgres` backend plugin, not as a command.
+    started_by_command = set(SERVICE_KINDS) - {"model"}
+    assert started_by_command <= REQUIRED_COMMANDS.keys(), started_by_command - set(
+        REQUIRED_COMMANDS
+    )
 
 
 def test_port_in_use_is_a_clear_usage_error(tmp_path: Path) -> None:

@@ -36,6 +36,9 @@ RUN = "<!-- example: run -->"
 SKIP = re.compile(r"^<!-- example: skip: \S.* -->$")
 #: README.md's own "run the tests" command, which CI runs by definition.
 CI_COMMAND = "<!-- ci:test-command -->"
+#: README.md's quick start, which ``nox -s install_check`` installs with plain pip
+#: (scripts/quick_start_check.py) and the ``demo_shell`` fixture below starts.
+QUICK_START = "<!-- ci:quick-start -->"
 DATABASE_LINE = re.compile(r"^Database \(superuser\): export (BUGLESS_DEV_DATABASE_URL=.+)$", re.M)
 
 
@@ -89,7 +92,7 @@ def test_every_shell_example_says_whether_it_runs() -> None:
         f"{path.relative_to(ROOT)}:{line}"
         for path in readmes()
         for line, marker, _ in shell_blocks(path)
-        if marker not in {RUN, CI_COMMAND} and not SKIP.match(marker)
+        if marker not in {RUN, CI_COMMAND, QUICK_START} and not SKIP.match(marker)
     ]
     assert not unmarked, (
         f"shell blocks without {RUN} or <!-- example: skip: REASON --> before them: {unmarked}"
