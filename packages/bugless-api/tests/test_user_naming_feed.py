@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -390,3 +391,69 @@ async def test_the_apis_metrics_show_when_it_last_read_the_feed(
         assert (await scrape(api.metrics_port))[FEED_READ] <= time.time()
     finally:
         stack.stop_service(api)
+
+
+async def test_an_authenticator_polling_too_rarely_for_the_ttl_is_one_warning_naming_both(
+    bots: Bots,
+    feed_auth: FeedAuthenticator,
+    connect_as: ConnectAs,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An API with a 3 s TTL reading every 0.5 s, on an Authenticator process reading every 5 s.
+
+    Its first read of the feed logs one warning with both settings, the
+    figures and what to set; later reads add none. The people it shows stay
+    right (kept the TTL). The same API settings on an Authenticator reading
+    every second (1 + 0.5 < 3): no warning.
+    """
+    caplog.set_level(logging.WARNING, logger="bugless.user_cache")
+    stack = bots.stack
+    slow = stack.start(
+        "auth",
+        ["auth", "serve", "--port", "0", "--metrics-port", "0", "--user-changes-seconds", "5"],
+        name="auth-slow-feed",
+    )
+    assert slow.address is not None
+    api_identity = stack.identities["api"]
+    slow_auth = FeedAuthenticator(
+        slow,
+        dataclasses.replace(slow.address, cert=api_identity.cert, key=api_identity.key),
+        bots,
+    )
+    ttl = {"user_cache_seconds": 3.0, "user_changes_seconds": 0.5}
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "bugless.user_cache"]
+
+    async def polled(auth: FeedAuthenticator, times: int) -> Callable[[], Awaitable[bool]]:
+        since = await auth.calls("GetUserChanges")
+
+        async def check() -> bool:
+            return await auth.calls("GetUserChanges") >= since + times
+
+        return check
+
+    try:
+        async with extra_api(bots, auth=slow_auth.as_api, **ttl) as api:
+            robot = connect_as("robot", port=api.port)
+            component = await robot.create_component(f"SlowFeed-{secrets.token_hex(3)}")
+            issue = await robot.create_issue("Slow feed", component.id, assignee="robot")
+            assert (await robot.get_issue(issue.id)).assignee == "robot"  # starts the follower
+            await eventually(await polled(slow_auth, 4), "the API read the feed 4 times")
+            assert (await robot.get_issue(issue.id)).assignee == "robot"
+    finally:
+        stack.stop_service(slow)
+    assert warnings() == [
+        "the Authenticator reads the users' change feed every 5 s (its --user-changes-seconds) "
+        "and this frontend every 0.5 s (--user-changes-seconds): a read is up to 5.5 s old, not "
+        "below --user-cache-seconds (3 s), so people kept longer than 3 s are often read again "
+        "as if there were no feed; set the Authenticator's --user-changes-seconds below 2.5, or "
+        "--user-cache-seconds here above 5.5"
+    ]
+
+    caplog.clear()
+    async with extra_api(bots, auth=feed_auth.as_api, **ttl) as api:
+        robot = connect_as("robot", port=api.port)
+        assert (await robot.get_issue(issue.id)).assignee == "robot"
+        await eventually(await polled(feed_auth, 4), "the API read the feed 4 times")
+    assert warnings() == []

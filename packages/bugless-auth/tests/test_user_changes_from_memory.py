@@ -12,6 +12,7 @@ background poll.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -96,7 +97,7 @@ async def test_a_caller_a_poll_or_two_behind_gets_the_changes_from_memory(
     assert answered(auth, "memory") == 4
 
     between = first + 1  # inside a page the follower read whole: not known here
-    assert await changes_after(auth, between) == await read_user_changes(auth.store, between)
+    assert exact(await changes_after(auth, between)) == await read_user_changes(auth.store, between)
     assert answered(auth, "database") == database + 1
 
 
@@ -218,7 +219,7 @@ async def test_a_write_through_this_replica_is_answered_at_once(
     assert (reply.user_ids, reply.version) == ([dave.user_id], head + 1)
     assert answered(auth, "memory") == 0
     assert await polled(auth) == head + 1
-    assert exact(await changes_after(auth, head)) == reply
+    assert exact(await changes_after(auth, head)) == exact(reply)
     assert answered(auth, "memory") == 1
 
 
@@ -296,6 +297,96 @@ async def test_a_frontend_sees_another_replicas_change_within_about_two_polls(
     assert passing, "the frontend moved past the rename's version"
     assert all(fay.user_id in r.user_ids or r.reset for r in passing)
     assert answered(auth, "memory") > 0
+
+
+def slow_poll_warning(replica_poll: float, poll: float, ttl: float) -> str:
+    worst = replica_poll + poll
+    return (
+        f"the Authenticator reads the users' change feed every {replica_poll:g} s (its "
+        f"--user-changes-seconds) and this frontend every {poll:g} s (--user-changes-seconds): "
+        f"a read is up to {worst:g} s old, not below --user-cache-seconds ({ttl:g} s), so "
+        f"people kept longer than {ttl:g} s are often read again as if there were no feed; "
+        f"set the Authenticator's --user-changes-seconds below {ttl - poll:g}, or "
+        f"--user-cache-seconds here above {worst:g}"
+    )
+
+
+async def test_a_replicas_poll_too_slow_for_a_frontends_ttl_is_one_warning_per_figure(
+    start_auth_server: StartAuth, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every answer says how often the replica reads; a frontend it does not fit says so once.
+
+    The frontend (0.5 s polls, a 2 s TTL) on a replica reading every 30 s:
+    one warning however many polls, naming both settings, the figures and
+    what to set; another for a replica reading every 10 s; none again for
+    the first. It stays correct on its TTL: a change made through another
+    replica, which the slow one's memory does not name, shows once the
+    frontend asks again, after its TTL.
+    On a replica reading every 0.1 s: no warning.
+    """
+    slow = await start_auth_server(user_changes_seconds=SLOW_POLL_SECONDS)
+    slower = await start_auth_server(user_changes_seconds=10.0, schema=slow.settings.schema)
+    writer = await start_auth_server(schema=slow.settings.schema)
+    gil = await writer.add_user(unique("gil"))
+    head = await polled(slow)
+    assert (await changes_after(slow, head)).poll_seconds == SLOW_POLL_SECONDS
+    assert (await changes_after(slow, head + 99)).poll_seconds == SLOW_POLL_SECONDS
+    assert (answered(slow, "memory"), answered(slow, "database")) == (1, 1), "from both"
+
+    caplog.set_level(logging.WARNING, logger="bugless.user_cache")
+    replica = [slow]
+
+    async def changes(after_version: int) -> v1.UserChanges:
+        return await get_user_changes(replica[0].stub, timeout=5)(after_version)
+
+    cache = UserCache(ttl_seconds=2.0, changes=changes, poll_seconds=0.5)
+    asked: list[list[str]] = []
+    fetch = get_users(writer.stub, timeout=5)  # a replica that has its own change at once
+
+    async def users(user_ids: list[str]) -> v1.UsersResponse:
+        asked.append(user_ids)
+        return await fetch(user_ids)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "bugless.user_cache"]
+
+    try:
+        for _ in range(3):
+            await cache.poll_changes()
+        assert warnings() == [slow_poll_warning(SLOW_POLL_SECONDS, 0.5, 2.0)]
+        replica[0] = slower
+        await cache.poll_changes()
+        replica[0] = slow
+        await cache.poll_changes()
+        assert warnings() == [
+            slow_poll_warning(SLOW_POLL_SECONDS, 0.5, 2.0),
+            slow_poll_warning(10.0, 0.5, 2.0),
+        ]
+
+        assert not (await cache.by_id([gil.user_id], users))[gil.user_id].disabled
+        await writer.store.set_disabled(gil.username, True)
+
+        async def disabled() -> bool:
+            return (await cache.by_id([gil.user_id], users))[gil.user_id].disabled
+
+        await eventually(disabled, "the change shows, on the TTL")
+        assert cache.following.version == head, "not through the slow replica's feed"
+        assert len(asked) >= 2, "asked again once kept the TTL"
+    finally:
+        cache.close()
+
+    caplog.clear()
+    fast = await start_auth_server(user_changes_seconds=0.1, schema=slow.settings.schema)
+    fitting = UserCache(
+        ttl_seconds=2.0, changes=get_user_changes(fast.stub, timeout=5), poll_seconds=0.5
+    )
+    try:
+        for _ in range(3):
+            await fitting.poll_changes()
+        assert (await changes_after(fast, 0)).poll_seconds == 0.1
+    finally:
+        fitting.close()
+    assert warnings() == []
 
 
 def following(cache: UserCache, auth: AuthServer) -> Callable[[], Awaitable[bool]]:

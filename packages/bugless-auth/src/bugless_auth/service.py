@@ -493,10 +493,16 @@ class AuthService(UserAdministration):
         """The users changed after ``after_version`` (the users' change feed).
 
         From what this replica's follower read when that is recent enough
-        (:meth:`UserFeedFollower.answer`), else from the database.
+        (:meth:`UserFeedFollower.answer`), else from the database. Either
+        way the reply says how often the follower reads
+        (``poll_seconds``): a frontend whose TTL that poll does not fit
+        can say which setting to change.
         """
         answer = self.user_feed.answer(after_version)
-        return answer if answer is not None else await read_user_changes(self.store, after_version)
+        if answer is None:
+            answer = await read_user_changes(self.store, after_version)
+        answer.poll_seconds = self.user_feed.poll_seconds
+        return answer
 
     # ---- authorisation ----
 

@@ -22,9 +22,11 @@ that time the old username still resolves to the id it named. The feed is
 followed only when it is read more often than ``ttl_seconds``: read more
 rarely, it could never vouch for an entry older than that. An answer an
 Authenticator replica gives from what its own follower read counts from
-that read (``UserChanges.read_age_seconds``, up to about two of the
-replica's polls), so a replica polling more rarely than about half the TTL
-leaves the cache on its TTL. A ``GetUsers``
+that read (``UserChanges.read_age_seconds``, up to about one of the
+replica's polls, two while it lags), so a replica whose poll plus the
+cache's own is not below the TTL leaves the cache on its TTL between reads:
+the cache says so in one warning naming both settings and the figures
+(``UserChanges.poll_seconds``, :meth:`UserCache.poll_changes`). A ``GetUsers``
 answer read before a change the cache has already applied is used for the
 request that asked, not kept (``UsersResponse.version``); so is, once the
 cache follows the feed, one read at version 0 (from an Authenticator replica
@@ -175,6 +177,8 @@ class UserCache:
         )
         self._changes = changes if 0 < poll_seconds < ttl_seconds else None
         self._poll_seconds = poll_seconds
+        #: The Authenticators' poll intervals warned about as too slow (each once).
+        self._warned_polls: set[float] = set()
         self._follower: asyncio.Task[None] | None = None
         self._by_id: OrderedDict[str, _Entry] = OrderedDict()
         self._by_name: OrderedDict[str, _Entry] = OrderedDict()
@@ -230,7 +234,9 @@ class UserCache:
         A reply's ``read_age_seconds`` (an Authenticator replica answering
         from what its own follower read that long ago) is taken off the
         call's start: the feed is "followed" from when the answer's read
-        began, not from when this call did.
+        began, not from when this call did. A reply's ``poll_seconds`` (how
+        often that replica reads) too slow for this cache is one warning
+        (:meth:`_check_replica_poll`).
 
         Raises:
             BuglessError: the Authenticator could not answer (nothing from
@@ -244,6 +250,7 @@ class UserCache:
             began = self._clock()
             if self.following.version == 0:
                 head = await self._changes(0)
+                self._check_replica_poll(head.poll_seconds)
                 if head.version <= 0:
                     # Following from 0 would cover every entry (all are read at
                     # version 0 or more) while no change is ever reported.
@@ -252,6 +259,7 @@ class UserCache:
                 self.following.started(head.version, began - head.read_age_seconds)
                 return
             reply = await self._changes(self.following.version)
+            self._check_replica_poll(reply.poll_seconds)
             if reply.reset:
                 self._by_id.clear()
                 self._by_name.clear()
@@ -266,6 +274,40 @@ class UserCache:
             self.following.applied(reply.user_ids, reply.version, read_began)
             if not reply.more:
                 return
+
+    def _check_replica_poll(self, replica_poll: float) -> None:
+        """Warn, once per figure, when the replica's poll and this cache's do not fit the TTL.
+
+        An answer counts as read when the replica's read began, up to one of
+        its polls (``replica_poll``) before the call, and the feed is read
+        again ``poll_seconds`` later: just before that, the last read is up
+        to both ago. Not below ``ttl_seconds``, the feed stops vouching for
+        the kept people for part of every poll, and those kept longer than
+        the TTL are read again as if there were no feed (the freshness
+        gauge's alert fires too): the operator is told which settings to
+        change. A replica lagging by a second poll is an outage of its own,
+        which it logs: only the steady state is checked here. 0 (an older
+        replica, which does not say): not checked.
+        """
+        worst = replica_poll + self._poll_seconds
+        if replica_poll <= 0 or worst < self._ttl or replica_poll in self._warned_polls:
+            return
+        self._warned_polls.add(replica_poll)
+        _log.warning(
+            "the Authenticator reads the users' change feed every %g s (its "
+            "--user-changes-seconds) and this frontend every %g s (--user-changes-seconds): "
+            "a read is up to %g s old, not below --user-cache-seconds (%g s), so people kept "
+            "longer than %g s are often read again as if there were no feed; set the "
+            "Authenticator's --user-changes-seconds below %g, or --user-cache-seconds here "
+            "above %g",
+            replica_poll,
+            self._poll_seconds,
+            worst,
+            self._ttl,
+            self._ttl,
+            self._ttl - self._poll_seconds,
+            worst,
+        )
 
     def _follow(self) -> None:
         """Start the follower on the running loop, the first time the cache is used."""
