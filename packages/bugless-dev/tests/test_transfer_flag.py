@@ -55,3 +55,18 @@ def test_the_local_stack_sets_the_bound_only_where_it_is_read(tmp_path: Path) ->
     }
     assert given == {"model", "api", "web"}
     assert env["BUGLESS_API_DRAIN_TRANSFER_SECONDS"] == "30.0"
+
+
+def test_by_default_the_local_stack_leaves_each_service_its_own_bound(tmp_path: Path) -> None:
+    """As a deployment: a stack's transfers are not cut at its 5 s grace (test_stack_drain)."""
+    config = StackConfig(
+        directory=tmp_path,
+        pki=LocalPki.open(tmp_path / "pki"),
+        model_database_url="postgresql://localhost/model",
+        auth_database_url="postgresql://localhost/auth",
+        token_key_file=tmp_path / "token.key",
+        insecure_local=True,
+    )
+    env = stack_environment(config, {})
+    assert not [name for name in env if name.endswith("_DRAIN_TRANSFER_SECONDS")]
+    assert env["BUGLESS_MODEL_GRACE_SECONDS"] == "5.0"

@@ -55,8 +55,12 @@ class StackConfig:
         grace_seconds: ``--grace-seconds`` of every service.
         transfer_seconds: ``--drain-transfer-seconds`` of the services that
             move attachments (:data:`TRANSFER_KINDS`: the bound on uploads and
-            downloads once a service stops accepting); None: the grace's, so
-            that stopping a stack never waits long on a transfer.
+            downloads once a service stops accepting); None: not set, so each
+            service drains with its own default (120 s, as the chart's), and a
+            transfer running in a drain of ``bugless dev``, a test or the
+            drill outlasts the grace as it would in a deployment. Stopping a
+            stack still ends within :data:`~bugless_dev.processes.STOP_TIMEOUT_SECONDS`
+            (a service still running then is killed).
         token_key_file: The Authenticator's signing key; generated under
             ``directory`` (``bugless auth keygen``) when None.
         page_token_secret: The Model's page-token secret (random when empty).
@@ -118,13 +122,12 @@ def stack_environment(
         "BUGLESS_NOTIFY_DATABASE_URL": config.model_database_url,
         "BUGLESS_NOTIFY_SECRET_KEYS": config.notify_secret_key or secrets.token_urlsafe(32),
     }
-    transfers = config.grace_seconds if config.transfer_seconds is None else config.transfer_seconds
     for kind in SERVICE_KINDS:
         prefix = f"BUGLESS_{kind.upper()}_"
         env[prefix + "DRAIN_SECONDS"] = str(config.drain_seconds)
         env[prefix + "GRACE_SECONDS"] = str(config.grace_seconds)
-        if kind in TRANSFER_KINDS:
-            env[prefix + "DRAIN_TRANSFER_SECONDS"] = str(transfers)
+        if kind in TRANSFER_KINDS and config.transfer_seconds is not None:
+            env[prefix + "DRAIN_TRANSFER_SECONDS"] = str(config.transfer_seconds)
         if config.insecure_local:
             env[prefix + "INSECURE_LOCAL"] = "true"
     if not config.insecure_local:
