@@ -212,6 +212,9 @@ def test_keyboard_shortcuts(
     page.keyboard.press("Escape")
     page.keyboard.press("o")
     expect(page).to_have_url(f"{web_server.url}{first}")
+    # The URL is the new page's once it commits, before its deferred script
+    # (the shortcuts) has run: a key pressed then does nothing.
+    page.wait_for_load_state()
     page.keyboard.press("c")
     expect(page).to_have_url(f"{web_server.url}/issues/new")
 
