@@ -138,4 +138,8 @@ def create_issue_ui(
         page.fill('#create-form textarea[name="description"]', description)
     page.click('#create-form button:has-text("Create issue")')
     expect(page.locator(".issue-title")).to_have_text(title)
+    # The title is there while the page still parses, before its deferred
+    # scripts (completion, attachments, previews) have run: the caller's
+    # next step may need them.
+    page.wait_for_load_state()
     return int(page.url.rsplit("/", 1)[1].split("#")[0])
