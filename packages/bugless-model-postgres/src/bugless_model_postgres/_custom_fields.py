@@ -29,6 +29,7 @@ from bugless_core.errors import (
     InvalidArgument,
     NotFound,
 )
+from bugless_model_postgres import _field_holders as holders
 from bugless_model_postgres._components import admin_needed, visible_component
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import Conn, Row, caller_role, one_row
@@ -94,13 +95,6 @@ DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
 #: write matched, and a racing rename of that option's case makes it refuse;
 #: the retry matches the new spelling.)
 HELD_SPELLINGS = "SELECT DISTINCT value FROM issue_custom_values WHERE field_id = $1"
-#: Lock the issues holding a value of field $1 (found through the search
-#: rows), in id order as every write locks issues, with the lock
-#: :data:`DROP_VALUES` would take (no key columns change).
-LOCK_HOLDERS = """
-SELECT id FROM issues WHERE id IN (SELECT issue_id FROM issue_custom_values WHERE field_id = $1)
- ORDER BY id FOR NO KEY UPDATE
-"""
 #: Remove field $1's values from every issue (found through the search rows).
 DROP_VALUES = """
 UPDATE issues SET custom_fields = custom_fields - $1::bigint::text
@@ -420,20 +414,18 @@ async def delete_field(ctx: WriteContext, request: v1.DeleteCustomFieldRequest) 
     value; a write inserting after this lock waits for the commit and is
     refused (``run_write`` retries it: the field no longer applies).
 
-    Locks are taken in the order writes take them: the issues holding a
-    value first (a change locks its issue, then its new value's row holds
-    the field; a move's key holds the new component), then the component
-    and the field (:func:`_field_for_change`). Locking the field first, the
-    deletion would wait in ``DROP_VALUES`` for an issue whose change waits
-    for the field: a deadlock, settled by retrying one of the two. (An issue
-    that gains a value between this lock and the field's is not locked here:
-    its write holds the field, so the deletion waits for its commit; only a
-    second write to that issue's value in that moment can still deadlock.)
-    The issues are locked before the caller's rights are checked, for the
-    one statement it takes to refuse a caller who lacks them.
+    Locks are taken in the order writes take them (:mod:`._field_holders`):
+    the issues holding a value first, then the component and the field
+    (:func:`_field_for_change`), then, without waiting, the issues that
+    gained a value meanwhile (their writes held the field, so they have
+    committed; one a second write holds makes the deletion run again,
+    rather than wait for a write that may be waiting for the field). The
+    issues are locked before the caller's rights are checked, for the one
+    statement it takes to refuse a caller who lacks them.
     """
-    await ctx.conn.execute(LOCK_HOLDERS, request.field_id)
+    await holders.lock_holders(ctx.conn, request.field_id)
     await _field_for_change(ctx, request.field_id, request.expected_version, "field_id")
+    await holders.lock_holders(ctx.conn, request.field_id, wait=False)
     await ctx.conn.execute(DROP_VALUES, request.field_id)
     await ctx.conn.execute(DROP_ROWS, request.field_id)
     await ctx.conn.execute(DELETE_FIELD, request.field_id)
