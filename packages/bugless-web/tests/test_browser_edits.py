@@ -37,6 +37,7 @@ def test_edit_own_comment_then_an_admin_redacts_it(
     expect(entry.locator(".edited-mark")).to_have_text("edited")
     earlier = entry.locator("details.versions")
     expect(earlier.locator(".earlier-version")).not_to_be_visible()
+    page.wait_for_load_state()  # the mark's handler (pages.js) runs once the page has parsed
     entry.locator(".edited-mark").click()  # one click: the mark opens the earlier versions
     expect(earlier.locator(".earlier-version")).to_be_visible()
     expect(earlier.locator(".earlier-version")).to_contain_text("tok3nleakedvalue")
