@@ -1,7 +1,8 @@
 """A field's change never waits for an issue while holding the field (``_field_holders``).
 
-DeleteCustomField removes a field's values from the issues holding them, so
-it locks those issues before the field. An issue can still become a holder
+DeleteCustomField removes a field's values and UpdateCustomField renaming an
+option's case respells them: both rewrite the issues holding them, so both
+lock those issues before the field. An issue can still become a holder
 while the change waits for the field (its write holds the field until it
 commits), and a second write can lock that issue as the first commits and
 then insert a value, which waits for the field. Had the change then waited
@@ -41,6 +42,7 @@ from write_support import (
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend, _issues
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 GATE = 0x401D
 #: Waits, in the transaction writing it, after an issue's row is updated to
@@ -68,6 +70,16 @@ GATED = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
 FieldChange = Callable[[PostgresBackend, v1.CustomField], Awaitable[object]]
 
 
+async def _rename_case(backend: PostgresBackend, field: v1.CustomField) -> object:
+    return await backend.update_custom_field(
+        v1.UpdateCustomFieldRequest(
+            caller=ADMIN,
+            custom_field=v1.CustomField(id=field.id, options=["bug", "gated other"]),
+            update_mask=FieldMask(["options"]),
+        )
+    )
+
+
 async def _delete(backend: PostgresBackend, field: v1.CustomField) -> object:
     await backend.delete_custom_field(v1.DeleteCustomFieldRequest(caller=ADMIN, field_id=field.id))
     return None
@@ -90,7 +102,7 @@ async def _until(watcher: asyncpg.Connection, query: str, *args: object) -> int:
     raise AssertionError(f"no session came to wait: {query}")
 
 
-@pytest.mark.parametrize("change", [_delete], ids=["delete"])
+@pytest.mark.parametrize("change", [_rename_case, _delete], ids=["rename", "delete"])
 async def test_an_issue_gaining_a_value_while_the_change_waits_is_not_waited_for(
     bugless_model_backend: PostgresBackend,
     model_settings: ModelSettings,
@@ -151,4 +163,12 @@ async def test_an_issue_gaining_a_value_while_the_change_waits_is_not_waited_for
     assert not [r for r in retries if "deadlock" in r], retries
     assert len(retries) == 1, retries
     assert "could not obtain lock" in retries[0]
-    assert await watcher.fetchval(FIELD_VALUES_HELD, field.id) == 0
+    if change is _delete:
+        assert await watcher.fetchval(FIELD_VALUES_HELD, field.id) == 0
+    else:
+        stored = await watcher.fetchval(
+            "SELECT custom_fields ->> $2::bigint::text FROM issues WHERE id = $1",
+            issue.id,
+            field.id,
+        )
+        assert stored == "gated other"

@@ -190,3 +190,41 @@ async def test_a_removal_behind_an_uncommitted_write_is_refused(
     with pytest.raises(FailedPrecondition, match="option 'held one' is set on issues"):
         await removal
     assert await watcher.fetchval(HOLDING, field.id, "held one") >= 2
+
+
+@pytest.mark.parametrize("field_type", TYPES, ids=lambda t: t.name.lower())
+@pytest.mark.parametrize("write", WRITES, ids=lambda w: w.__name__.strip("_"))
+async def test_a_case_rename_behind_an_uncommitted_write_carries_its_value(
+    bugless_model_backend: PostgresBackend,
+    gate: list[asyncpg.Connection],
+    write: Write,
+    field_type: v1.CustomFieldType,
+) -> None:
+    """The write inserted "held Bug"; the update renaming it "held bug" starts before it commits.
+
+    The update waits for the write (its row holds the field), then reads
+    the spellings held and carries the write's value along with the others.
+    """
+    backend = bugless_model_backend
+    holder, watcher = gate
+    component, field = await _gated_field(backend, field_type, ["kept", "held Bug"])
+    run = await write(backend, component, field)
+    await holder.execute(f"SELECT pg_advisory_lock({GATE})")
+    writing = asyncio.ensure_future(run("HELD BUG"))
+    await wait_behind_lock(watcher, writing)  # its value's row inserted, its commit not
+    renaming = asyncio.ensure_future(
+        backend.update_custom_field(
+            v1.UpdateCustomFieldRequest(
+                caller=ADMIN,
+                custom_field=v1.CustomField(id=field.id, options=["kept", "held bug"]),
+                update_mask=FieldMask(["options"]),
+            )
+        )
+    )
+    await until_waiting_or_done(watcher, renaming, 2)
+    assert not renaming.done(), "the update did not wait for the write"
+    await holder.execute(f"SELECT pg_advisory_unlock({GATE})")
+    await writing
+    await renaming
+    assert await watcher.fetchval(HOLDING, field.id, "held Bug") == 0
+    assert await watcher.fetchval(HOLDING, field.id, "held bug") == 2

@@ -13,8 +13,10 @@ from bugless_core.migrations import Migration, quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
+from bugless_testing.model_contracts._custom_fields import create, custom_of, define, values
 from bugless_testing.model_contracts._support import (
     eq,
+    get_issue,
     make_component,
     make_issue,
     search_ids,
@@ -163,3 +165,60 @@ async def test_mentions_written_before_0011_are_backfilled_after_migrating(
     finally:
         await conn.close()
     assert await search_ids(model, mentioning) == [issue.id]
+
+
+async def test_values_in_a_former_spelling_are_respelled_after_migrating(
+    model_settings: ModelSettings, model: v1.ModelStub
+) -> None:
+    """0018 queues fields holding a value that is no option exactly; ``migrate`` respells them.
+
+    The options are renamed behind the Model's back (their case only; one
+    option dropped while held), as UpdateCustomField left values before
+    0018. The next ``migrate`` respells the values by case folding: "Bug"
+    to "bug" in a single value and in a list, "Äpfel" to "äpfel" (which
+    ``lower()`` under the C locale would not pair); the stranded one stays.
+    """
+    root = await make_component(model)
+    kind = await define(model, root.id, v1.CustomFieldType.ENUM, options=("Bug", "Äpfel", "gone"))
+    tags = await define(model, root.id, v1.CustomFieldType.ENUM_MULTI, options=("Bug", "ui"))
+    bug = await create(model, root.id, values(kind.id, "Bug"), values(tags.id, "ui", "Bug"))
+    apple = await create(model, root.id, values(kind.id, "Äpfel"))
+    stranded = await create(model, root.id, values(kind.id, "gone"))
+
+    def term(field: v1.CustomField, raw: str) -> v1.SearchNode:
+        return within(
+            root.id,
+            v1.SearchNode(
+                term=v1.SearchTerm(
+                    field=v1.SearchField.CUSTOM,
+                    op=v1.SearchOperator.EQ,
+                    values=[v1.SearchValue(text=raw)],
+                    custom_field_id=field.id,
+                )
+            ),
+        )
+
+    (sql,) = [m.sql for m in shipped_migrations() if m.name == "custom_value_spellings"]
+    queue = sql[sql.index("INSERT INTO custom_value_spellings_pending") :]
+    rename = "UPDATE custom_fields SET options = $2, version = version + 1 WHERE id = $1"
+    conn = await asyncpg.connect(model_settings.database_url)
+    try:
+        await conn.execute(f"SET search_path TO {quote_schema(model_settings.schema)}")
+        await conn.execute(rename, kind.id, ["bug", "äpfel"])
+        await conn.execute(rename, tags.id, ["bug", "ui"])
+        await conn.execute(queue)
+        pending = {
+            r["field_id"] for r in await conn.fetch("SELECT * FROM custom_value_spellings_pending")
+        }
+        assert {kind.id, tags.id} <= pending
+        assert await search_ids(model, term(kind, "bug")) == []
+        assert await PostgresBackend.migrate(model_settings) == newest_version()
+        assert await conn.fetchval("SELECT count(*) FROM custom_value_spellings_pending") == 0
+    finally:
+        await conn.close()
+    assert custom_of(await get_issue(model, bug.id)) == {kind.id: ["bug"], tags.id: ["bug", "ui"]}
+    assert custom_of(await get_issue(model, apple.id)) == {kind.id: ["äpfel"]}
+    assert custom_of(await get_issue(model, stranded.id)) == {kind.id: ["gone"]}
+    assert await search_ids(model, term(kind, "BUG")) == [bug.id]
+    assert await search_ids(model, term(tags, "bug")) == [bug.id]
+    assert await search_ids(model, term(kind, "ÄPFEL")) == [apple.id]

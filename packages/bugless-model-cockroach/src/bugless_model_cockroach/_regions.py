@@ -75,8 +75,10 @@ IN_PRIMARY_REGION = (
     "saved_search_subscriptions",
     "notification_settings",
     "issue_mutes",
-    # Migration 0011's backfill queue: written once, drained after migrating.
+    # Migrations 0011's and 0018's backfill queues: written once, drained
+    # after migrating.
     "issue_mentions_pending",
+    "custom_value_spellings_pending",
 )
 
 

@@ -83,18 +83,6 @@ UPDATE custom_fields
 RETURNING *
 """
 DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
-#: The spellings field $1's values are stored in: each the spelling of an
-#: option when the value was set, which a rename of the option's case since
-#: ("High", the option now "high") does not rewrite. The caller folds them
-#: (Python's ``str.casefold``, the rule ``bugless_core.custom_fields`` matches
-#: options by): SQL's ``lower()`` folds by the database's collation, only
-#: ASCII under the C locale (a CloudNativePG default, and the tests'), and
-#: never "ß" to "ss". It scans the field's rows, once per UpdateCustomField
-#: that removes an option. (Migration 0015's trigger compares a new row
-#: with the options exactly, since 0017: the row holds the spelling the
-#: write matched, and a racing rename of that option's case makes it refuse;
-#: the retry matches the new spelling.)
-HELD_SPELLINGS = "SELECT DISTINCT value FROM issue_custom_values WHERE field_id = $1"
 #: Remove field $1's values from every issue (found through the search rows).
 DROP_VALUES = """
 UPDATE issues SET custom_fields = custom_fields - $1::bigint::text
@@ -358,8 +346,17 @@ def field_not_found(field_id: int, path: str = "") -> NotFound:
 async def update_field(
     ctx: WriteContext, request: v1.UpdateCustomFieldRequest, paths: Sequence[str]
 ) -> v1.CustomField:
-    """Change the masked parts of a definition; refuse to drop an option in use."""
+    """Change the masked parts of a definition; refuse to drop an option in use.
+
+    Options renamed in their case only ("Bug" to "bug") stay held, and the
+    values holding them are respelled (:mod:`._field_holders`, which
+    says why the issues holding them are locked before the field).
+    """
     change = request.custom_field or v1.CustomField()
+    if "options" in paths:
+        committed = await holders.options_committed(ctx.conn, change.id)
+        renamed = holders.renamed_spellings(committed or [], change.options)
+        await holders.lock_holders(ctx.conn, change.id, renamed)
     row, component = await _field_for_change(
         ctx, change.id, request.expected_version, "custom_field.id"
     )
@@ -385,22 +382,25 @@ async def update_field(
     )
     if updated.name.casefold() != current.name.casefold():
         await _check_name(ctx, component, updated.name, current.id)
-    kept = {o.casefold() for o in updated.options}
-    removed = [o for o in current.options if o.casefold() not in kept]
-    if removed:
-        held = {v.casefold() for (v,) in await ctx.conn.fetch(HELD_SPELLINGS, current.id)}
-        for option in removed:
-            if option.casefold() in held:
+    carried: dict[str, str] = {}
+    if set(current.options) - set(updated.options):  # an option removed or respelled
+        held = await holders.held_spellings(ctx.conn, current.id)
+        folded = {v.casefold() for v in held}
+        kept = {o.casefold() for o in updated.options}
+        for option in current.options:
+            if option.casefold() not in kept and option.casefold() in folded:
                 raise FailedPrecondition(
                     f"custom_field.options: option {option!r} is set on issues; change those "
                     "issues first",
                     metadata={"field": "custom_field.options"},
                 )
+        carried = holders.carried_spellings(updated, held)
     defaults = cf.normalize_values(updated, updated.default_values, "custom_field.default_values")
     saved = await ctx.conn.fetchrow(
         UPDATE_FIELD, current.id, updated.name, updated.description, list(updated.options),
         updated.required, defaults, ctx.now,
     )  # fmt: skip
+    await holders.carry(ctx.conn, current.id, carried)
     return field_from_row(one_row(saved))
 
 

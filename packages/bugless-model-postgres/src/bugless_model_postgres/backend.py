@@ -50,6 +50,7 @@ from bugless_model_postgres import (
     _batch_create,
     _change_in_one,
     _components,
+    _field_holders,
     _imports,
     _issues,
     _mentions,
@@ -162,6 +163,7 @@ class PostgresBackend(
                     lock=cls.migration_lock,
                 )  # fmt: skip
                 await _mentions.backfill(pool)
+                await _field_holders.respell_backfill(pool)
                 await cls._after_migrate(pool, settings)
             return version
         finally:

@@ -329,9 +329,10 @@ class CustomFieldContract:
     async def test_an_option_renamed_in_case_is_still_held(self, model: v1.ModelStub) -> None:
         """Options compare ignoring case: a value set as "High" holds the option renamed "high".
 
-        Renaming only the case removes nothing (allowed while held); the
-        option still cannot be removed while an issue holds it, whatever
-        case its stored value has.
+        Renaming only the case removes nothing (allowed while held) and
+        carries the values to the new spelling, without a history entry or
+        a new version (as a deletion of a field removes its values); the
+        option still cannot be removed while an issue holds it.
         """
         component = await make_component(model)
         level = await define(model, component.id, T.ENUM, options=("Low", "High"))
@@ -347,19 +348,27 @@ class CustomFieldContract:
             )
 
         assert (await options("Low", "high")).options == ["Low", "high"]
+        after = await get_issue(model, issue.id)
+        assert custom_of(after) == {level.id: ["high"]}
+        assert after.version == issue.version
         await expect_error(options("Low"), Status.FAILED_PRECONDITION, "'high'", "set on issues")
-        assert custom_of(await get_issue(model, issue.id)) == {level.id: ["High"]}
+        assert custom_of(await get_issue(model, issue.id)) == {level.id: ["high"]}
+        entries = await history(model, issue.id)
+        assert [c.new_value for c in entries[0].changes if c.field == f"customfield{level.id}"] == [
+            "High"
+        ]
 
     async def test_options_compare_by_unicode_case_folding(self, model: v1.ModelStub) -> None:
         """Beyond ASCII too, one rule says which options are the same: Unicode case folding.
 
         A value matches an option whose case folding (Python's ``str.casefold``)
         equals its own, and renaming an option to a spelling that folds the
-        same removes nothing. So the value stored before such a rename still
-        holds the option: "Straße" holds "STRASSE" (both fold to "strasse",
-        though "ß" has no upper case of one letter), "Äpfel" holds "äpfel"
-        (which a database folding only ASCII, PostgreSQL's ``lower()`` under
-        the C locale, would call different), "ΣΑΣ" holds "σας".
+        same removes nothing and carries the values to the new spelling. So
+        the value stored before such a rename still holds the option:
+        "Straße" holds "STRASSE" (both fold to "strasse", though "ß" has no
+        upper case of one letter), "Äpfel" holds "äpfel" (which a database
+        folding only ASCII, PostgreSQL's ``lower()`` under the C locale,
+        would call different), "ΣΑΣ" holds "σας".
         """
         component = await make_component(model)
         for stored, renamed in (("Straße", "STRASSE"), ("Äpfel", "äpfel"), ("ΣΑΣ", "σας")):
@@ -377,9 +386,10 @@ class CustomFieldContract:
                 )
 
             assert (await options(renamed, "other")).options == [renamed, "other"]
+            assert custom_of(await get_issue(model, issue.id)) == {field.id: [renamed]}
             removal = options("other")
             await expect_error(removal, Status.FAILED_PRECONDITION, repr(renamed), "set on issues")
-            assert custom_of(await get_issue(model, issue.id)) == {field.id: [stored]}
+            assert custom_of(await get_issue(model, issue.id)) == {field.id: [renamed]}
 
 
 class CustomFieldSearchContract:
@@ -535,3 +545,57 @@ class CustomFieldSearchContract:
             other.id,
             issue.id,
         ]
+
+    async def test_option_terms_ignore_case_before_and_after_a_rename_of_it(
+        self, model: v1.ModelStub
+    ) -> None:
+        """An option term matches by case folding, whatever case the value was written in.
+
+        A value written "BUG" is stored as the option spells it ("Bug");
+        ``"Kind":bug`` finds it, as does ``"Kind":BUG``. Renaming the option
+        to "bug" (its case only) carries the values along: the same terms,
+        by the old spelling too, still find exactly the issues holding it, a
+        single value or one among several, and the values read "bug".
+        Beyond ASCII too: "STRASSE" finds the issue set to "straße".
+        """
+        root = await make_component(model)
+        kind = await define(model, root.id, T.ENUM, options=("Bug", "Feature", "Straße"))
+        tags = await define(model, root.id, T.ENUM_MULTI, options=("Bug", "ui"))
+        written = await create(model, root.id, values(kind.id, "BUG"), values(tags.id, "ui", "bUg"))
+        other = await create(model, root.id, values(kind.id, "feature"), values(tags.id, "ui"))
+        street = await create(model, root.id, values(kind.id, "STRASSE"))
+        assert custom_of(written) == {kind.id: ["Bug"], tags.id: ["Bug", "ui"]}
+
+        async def found(field: v1.CustomField, *raw: str) -> list[int]:
+            return await search_ids(model, within(root.id, custom_term(field, Op.EQ, *raw)))
+
+        for spelling in ("bug", "BUG", "Bug"):
+            assert await found(kind, spelling) == [written.id]
+            assert await found(tags, spelling) == [written.id]
+        assert await found(kind, "strasse") == [street.id]
+        for field in (kind, tags):
+            options = ["bug" if o == "Bug" else o for o in field.options]
+            await model.update_custom_field(
+                v1.UpdateCustomFieldRequest(
+                    caller=ADMIN,
+                    custom_field=v1.CustomField(id=field.id, options=options),
+                    update_mask=FieldMask(paths=["options"]),
+                )
+            )
+        assert custom_of(await get_issue(model, written.id)) == {
+            kind.id: ["bug"],
+            tags.id: ["bug", "ui"],
+        }
+        assert custom_of(await get_issue(model, other.id)) == {
+            kind.id: ["Feature"],
+            tags.id: ["ui"],
+        }
+        for spelling in ("bug", "BUG", "Bug"):
+            assert await found(kind, spelling) == [written.id]
+            assert await found(tags, spelling) == [written.id]
+        assert await found(tags, "UI") == [other.id, written.id]
+        by_name = custom_term(kind.name.lower(), Op.EQ, "BUG", "feature")
+        assert await search_ids(model, within(root.id, by_name)) == [other.id, written.id]
+        await expect_error(
+            found(kind, "Bugs"), Status.INVALID_ARGUMENT, "'Bugs' is not an option of"
+        )
