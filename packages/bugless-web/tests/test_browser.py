@@ -166,7 +166,9 @@ def test_hotlist_rerank_by_drag_and_drop_and_form(
     page.click('.add-items button:has-text("Add")')
     rows = page.locator("table.ranked tbody tr.row")
     expect(rows).to_have_count(3)
-    # Drag the last onto the first (the script posts the new rank, then reloads).
+    # Drag the last onto the first (the script posts the new rank, then reloads);
+    # the rows show before the page's deferred script, whose handlers the drag needs.
+    page.wait_for_load_state()
     with page.expect_navigation():
         rows.nth(2).drag_to(rows.nth(0))
     _expect_ranked_order(page, [ids[2], ids[0], ids[1]])
