@@ -369,6 +369,7 @@ def test_component_admin_creates_one_and_edits_its_acl_in_the_browser(
     page.fill('input[name="description"]', "Created by clicking")
     page.click('button:has-text("Create component")')
     expect(page.locator("h1")).to_contain_text("Browser-made")
+    page.wait_for_load_state()  # the name suggestions are the deferred script's
     form = page.locator("form.acl-form")
     form.locator('input[name="new_name"]').press_sequentially("car")
     expect(page.locator('datalist option[value="carol"]')).to_have_count(1)
