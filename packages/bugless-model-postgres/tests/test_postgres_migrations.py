@@ -222,3 +222,37 @@ async def test_values_in_a_former_spelling_are_respelled_after_migrating(
     assert await search_ids(model, term(kind, "BUG")) == [bug.id]
     assert await search_ids(model, term(tags, "bug")) == [bug.id]
     assert await search_ids(model, term(kind, "ÄPFEL")) == [apple.id]
+
+
+async def test_fields_defined_before_0019_are_keyed_by_their_folded_name_after_migrating(
+    model_settings: ModelSettings, model: v1.ModelStub
+) -> None:
+    """``migrate`` folds the names 0019 left unkeyed; terms then find the fields by name."""
+    root = await make_component(model)
+    name = unique("Äpfel")
+    field = await define(model, root.id, v1.CustomFieldType.ENUM, name=name, options=("a",))
+    issue = await create(model, root.id, values(field.id, "a"))
+    by_name = within(
+        root.id,
+        v1.SearchNode(
+            term=v1.SearchTerm(
+                field=v1.SearchField.CUSTOM,
+                op=v1.SearchOperator.EQ,
+                values=[v1.SearchValue(text="a")],
+                custom_field_name=name.upper(),
+            )
+        ),
+    )
+    assert await search_ids(model, by_name) == [issue.id]
+    conn = await asyncpg.connect(model_settings.database_url)
+    try:
+        await conn.execute(f"SET search_path TO {quote_schema(model_settings.schema)}")
+        unkey = "UPDATE custom_fields SET name_key = NULL, version = version + 1 WHERE id = $1"
+        await conn.execute(unkey, field.id)
+        assert await PostgresBackend.migrate(model_settings) == newest_version()
+        key = await conn.fetchval("SELECT name_key FROM custom_fields WHERE id = $1", field.id)
+        assert key == name.casefold()
+        assert await conn.fetchval("SELECT count(*) FROM custom_fields WHERE name_key IS NULL") == 0
+    finally:
+        await conn.close()
+    assert await search_ids(model, by_name) == [issue.id]

@@ -59,11 +59,12 @@ COMPONENT_OF_FIELD_FOR_UPDATE = """
 SELECT * FROM components WHERE id = (SELECT component_id FROM custom_fields WHERE id = $1)
    FOR UPDATE
 """
-#: A field named $2 that would apply together with one on component $3 (path
-#: $1): on an ancestor, itself, or a descendant; other than field $4.
+#: A field whose name folds to $2 (its ``name_key``, migration 0019) that
+#: would apply together with one on component $3 (path $1): on an ancestor,
+#: itself, or a descendant; other than field $4.
 NAME_CLASH = """
 SELECT f.id FROM custom_fields f JOIN components c ON c.id = f.component_id
- WHERE lower(f.name) = lower($2)
+ WHERE f.name_key = $2
    AND (c.id = ANY ($1::bigint[]) OR c.path_ids @> ARRAY[$3::bigint])
    AND f.id <> $4
  LIMIT 1
@@ -71,18 +72,27 @@ SELECT f.id FROM custom_fields f JOIN components c ON c.id = f.component_id
 COUNT_OWN = "SELECT count(*) FROM custom_fields WHERE component_id = $1"
 INSERT_FIELD = """
 INSERT INTO custom_fields (component_id, name, description, type, options, required,
-                           default_values, created_at, modified_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                           default_values, created_at, modified_at, name_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)
 RETURNING *
 """
 UPDATE_FIELD = """
 UPDATE custom_fields
    SET name = $2, description = $3, options = $4, required = $5, default_values = $6,
-       modified_at = $7, version = version + 1
+       modified_at = $7, version = version + 1, name_key = $8
  WHERE id = $1
 RETURNING *
 """
 DELETE_FIELD = "DELETE FROM custom_fields WHERE id = $1"
+#: Fields defined before migration 0019 (or by a replica of the release
+#: before it since): their names not yet folded.
+UNKEYED_FIELDS = "SELECT id, name FROM custom_fields WHERE name_key IS NULL"
+#: Fields $1 keyed $2 (each folded from the name read, unless renamed since).
+SET_NAME_KEYS = """
+UPDATE custom_fields f SET name_key = k.name_key
+  FROM unnest($1::bigint[], $2::text[], $3::text[]) AS k(id, name, name_key)
+ WHERE f.id = k.id AND f.name = k.name AND f.name_key IS NULL
+"""
 #: Remove field $1's values from every issue (found through the search rows).
 DROP_VALUES = """
 UPDATE issues SET custom_fields = custom_fields - $1::bigint::text
@@ -272,7 +282,7 @@ async def _admin_component(ctx: WriteContext, component_id: int, field: str) -> 
 
 async def _check_name(ctx: WriteContext, component: Row, name: str, field_id: int) -> None:
     clash = await ctx.conn.fetchval(
-        NAME_CLASH, list(component["path_ids"]), name, component["id"], field_id
+        NAME_CLASH, list(component["path_ids"]), name.casefold(), component["id"], field_id
     )
     if clash is not None:
         raise AlreadyExists(
@@ -299,7 +309,7 @@ async def create_field(ctx: WriteContext, request: v1.CreateCustomFieldRequest) 
     defaults = cf.normalize_values(probe, request.default_values, "default_values")
     row = await ctx.conn.fetchrow(
         INSERT_FIELD, component["id"], request.name, request.description, int(request.type),
-        list(request.options), request.required, defaults, ctx.now,
+        list(request.options), request.required, defaults, ctx.now, request.name.casefold(),
     )  # fmt: skip
     return field_from_row(one_row(row))
 
@@ -398,7 +408,7 @@ async def update_field(
     defaults = cf.normalize_values(updated, updated.default_values, "custom_field.default_values")
     saved = await ctx.conn.fetchrow(
         UPDATE_FIELD, current.id, updated.name, updated.description, list(updated.options),
-        updated.required, defaults, ctx.now,
+        updated.required, defaults, ctx.now, updated.name.casefold(),
     )  # fmt: skip
     await holders.carry(ctx.conn, current.id, carried)
     return field_from_row(one_row(saved))
@@ -429,3 +439,17 @@ async def delete_field(ctx: WriteContext, request: v1.DeleteCustomFieldRequest) 
     await ctx.conn.execute(DROP_VALUES, request.field_id)
     await ctx.conn.execute(DROP_ROWS, request.field_id)
     await ctx.conn.execute(DELETE_FIELD, request.field_id)
+
+
+async def fill_name_keys(pool: asyncpg.Pool) -> int:
+    """Fold the names of the fields migration 0019 left without a key; how many were.
+
+    The Model runs it right after migrating. Names are folded by
+    ``str.casefold``, the rule terms name fields by (no SQL function folds
+    so); a field renamed meanwhile keeps the key its rename wrote.
+    """
+    rows = await pool.fetch(UNKEYED_FIELDS)
+    if rows:
+        ids, names = [r["id"] for r in rows], [r["name"] for r in rows]
+        await pool.execute(SET_NAME_KEYS, ids, names, [n.casefold() for n in names])
+    return len(rows)

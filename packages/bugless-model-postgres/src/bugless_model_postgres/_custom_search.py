@@ -34,7 +34,8 @@ Bind = Callable[[Any, str], str]
 Share = Callable[[str], str]
 
 _COMPARE = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">="}
-_NAMED = "{alias}id = ANY ({ids}::bigint[]) OR lower({alias}name) = ANY ({names}::text[])"
+#: Fields by id or by name as ``str.casefold`` folds it (``name_key``, migration 0019).
+_NAMED = "{alias}id = ANY ({ids}::bigint[]) OR {alias}name_key = ANY ({names}::text[])"
 CATALOG = f"SELECT * FROM custom_fields WHERE {_NAMED.format(alias='', ids='$1', names='$2')}"
 #: The ids and versions of the definitions a catalog holds, re-read in a page's
 #: own statement (``{ids}``, ``{names}``: the catalog's key; NULL for none).

@@ -50,6 +50,7 @@ from bugless_model_postgres import (
     _batch_create,
     _change_in_one,
     _components,
+    _custom_fields,
     _field_holders,
     _imports,
     _issues,
@@ -164,6 +165,7 @@ class PostgresBackend(
                 )  # fmt: skip
                 await _mentions.backfill(pool)
                 await _field_holders.respell_backfill(pool)
+                await _custom_fields.fill_name_keys(pool)
                 await cls._after_migrate(pool, settings)
             return version
         finally:

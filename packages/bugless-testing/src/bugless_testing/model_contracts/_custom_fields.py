@@ -599,3 +599,32 @@ class CustomFieldSearchContract:
         await expect_error(
             found(kind, "Bugs"), Status.INVALID_ARGUMENT, "'Bugs' is not an option of"
         )
+
+    async def test_terms_name_fields_by_case_folding(self, model: v1.ModelStub) -> None:
+        """A term names a field by name as options are matched: Unicode case folding.
+
+        "Äpfel …" is found by its own name and as "äpfel …" (a database's
+        ``lower()`` under the C locale leaves "Ä" as it is), "Maße …" as
+        "MASSE …"; and a second field whose name folds the same on the same
+        component is refused.
+        """
+        root = await make_component(model)
+        suffix = unique("")
+        apples = await define(model, root.id, T.ENUM, name=f"Äpfel{suffix}", options=("a",))
+        measure = await define(model, root.id, T.ENUM, name=f"Maße{suffix}", options=("a",))
+        first = await create(model, root.id, values(apples.id, "a"))
+        second = await create(model, root.id, values(measure.id, "a"))
+        for name, expected in (
+            (f"Äpfel{suffix}", [first.id]),
+            (f"äpfel{suffix}".upper(), [first.id]),
+            (f"äpfel{suffix}", [first.id]),
+            (f"MASSE{suffix}".upper(), [second.id]),
+            (f"masse{suffix}", [second.id]),
+        ):
+            term = custom_term(name, Op.EQ, "A")
+            assert await search_ids(model, within(root.id, term)) == expected, name
+        await expect_error(
+            define(model, root.id, T.TEXT, name=f"MASSE{suffix}"),
+            Status.ALREADY_EXISTS,
+            "also named",
+        )
