@@ -275,6 +275,10 @@ async def advisory_gate(
         try:
             yield connections
         finally:
+            # A statement the test left half-sent (asyncpg refusing an argument
+            # after the server parsed it) keeps the watcher's transaction, and
+            # its lock on the table, open: DROP TRIGGER would wait for it forever.
+            await connections[1].close()
             await connections[0].execute("SELECT pg_advisory_unlock_all()")
             await connections[0].execute(drop_triggers)
 
