@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 import trustme
-from grpc_test_server import OpenChannel, Pki, ServerProcess, SlowModel, StartRunner
+from grpc_test_server import (
+    PROCESS_DRAIN_SECONDS,
+    OpenChannel,
+    Pki,
+    ServerProcess,
+    SlowModel,
+    StartRunner,
+)
 from grpclib.client import Channel
 from prometheus_client import CollectorRegistry
 
@@ -111,7 +118,7 @@ async def server_process() -> AsyncIterator[ServerProcess]:
         sys.executable,
         str(HERE / "grpc_test_server.py"),
         "--drain-seconds",
-        "2",
+        str(PROCESS_DRAIN_SECONDS),
         "--grace-seconds",
         "5",
         stdout=asyncio.subprocess.PIPE,

@@ -148,6 +148,12 @@ class SlowModel(v1.ModelBase):
         return v1.UploadAttachmentResponse(attachment=v1.Attachment(id=1, size=size))
 
 
+#: The drain of :class:`ServerProcess`'s server: long enough for a test to see
+#: NOT_SERVING before it ends, however late a loaded machine runs the process
+#: after the signal (it was 2 s, with 1.8 s to see it).
+PROCESS_DRAIN_SECONDS = 5.0
+
+
 class ServerProcess:
     """A server started from this file, run as a script, in a process of its own."""
 

@@ -9,6 +9,7 @@ import pytest
 from grpc_test_server import (
     DELAY_KEY,
     NOT_SERVING,
+    PROCESS_DRAIN_SECONDS,
     SERVING,
     OpenChannel,
     ServerProcess,
@@ -22,8 +23,9 @@ from bugless_proto import v1
 
 async def wait_for_status(channel: Channel, expected: int, service: str = "") -> None:
     """Poll health until it reports ``expected``: signal delivery takes a
-    moment on a busy machine, so a fixed sleep would be a race."""
-    async with asyncio.timeout(1.8):
+    moment on a busy machine, so a fixed sleep would be a race. Bounded by the
+    drain, after which the server answers no new call."""
+    async with asyncio.timeout(PROCESS_DRAIN_SECONDS - 0.2):
         while await health_status(channel, service) != expected:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
