@@ -175,6 +175,25 @@ def _sign_in(page: Page, url: str, username: str) -> None:
     expect(page.locator(".me .chip")).to_be_visible()
 
 
+def _draft_on_version_a(
+    page: Page, proxy: Proxy, versions: Versions, issue_id: int, draft: str
+) -> list[str]:
+    """Bob's page of ``issue_id`` served by version A, ``draft`` typed in its comment box.
+
+    Returns:
+        The URLs the page loads from now on (filled in as they load).
+    """
+    loads: list[str] = []
+    page.on("load", lambda p: loads.append(p.url))
+    proxy.only(versions.a)
+    _sign_in(page, proxy.url, "bob")
+    page.goto(f"{proxy.url}/issues/{issue_id}")
+    assert _build_of(page.content()) == versions.a_build
+    page.fill('#issue-form textarea[name="comment"]', draft)
+    loads.clear()
+    return loads
+
+
 def _new_issue(world: World, title: str) -> v1.Issue:
     async def create() -> v1.Issue:
         channel = world.stack.model.channel()
@@ -221,13 +240,9 @@ def test_a_form_of_the_old_version_submitted_to_the_new_one_loses_nothing(
     # the page whose stream is not connected (a proxy that buffers, a slow link).
     page.route(_LIVE_STREAM, lambda route: route.abort())
     try:
-        proxy.only(versions.a)
-        _sign_in(page, proxy.url, "bob")
-        page.goto(f"{proxy.url}/issues/{issue.id}")
-        assert _build_of(page.content()) == versions.a_build
+        _draft_on_version_a(page, proxy, versions, issue.id, "Typed on the old page, **kept**")
         old_css = page.locator('link[rel="stylesheet"]').get_attribute("href")
         assert old_css
-        page.fill('#issue-form textarea[name="comment"]', "Typed on the old page, **kept**")
 
         proxy.only(versions.b)  # the rollout moves all traffic to version B
         # The old page's stylesheet still loads from a B replica (the archive).
@@ -257,15 +272,8 @@ def test_an_open_page_whose_live_stream_reaches_the_new_version_reloads_once_wit
     issue = _new_issue(world, "Rollout: live stream to the new version")
     context = browser.new_context()
     page = context.new_page()
-    loads: list[str] = []
-    page.on("load", lambda p: loads.append(p.url))
     try:
-        proxy.only(versions.a)
-        _sign_in(page, proxy.url, "bob")
-        page.goto(f"{proxy.url}/issues/{issue.id}")
-        assert _build_of(page.content()) == versions.a_build
-        page.fill('#issue-form textarea[name="comment"]', "typed before the rollout")
-        loads.clear()
+        loads = _draft_on_version_a(page, proxy, versions, issue.id, "typed before the rollout")
 
         # Restarting the proxy cuts the stream; it reconnects (after the
         # browser's retry delay) to B, which answers "reload".
@@ -292,14 +300,8 @@ def test_a_script_request_to_an_incompatible_replica_reloads_once_and_keeps_the_
     issue = _new_issue(world, "Rollout: preview on another version")
     context = browser.new_context()
     page = context.new_page()
-    loads: list[str] = []
-    page.on("load", lambda p: loads.append(p.url))
     try:
-        proxy.only(versions.a)
-        _sign_in(page, proxy.url, "bob")
-        page.goto(f"{proxy.url}/issues/{issue.id}")
-        page.fill('#issue-form textarea[name="comment"]', "a draft that must survive")
-        loads.clear()
+        loads = _draft_on_version_a(page, proxy, versions, issue.id, "a draft that must survive")
         # Page loads stay on A, script requests go to B: the worst case, in
         # which a reload cannot help. The page reloads once, then stops.
         proxy.split(pages=versions.a, scripts=versions.b)
