@@ -149,13 +149,21 @@ def web_server(world: World) -> Iterator[RunningService]:
         world.stack.stop_service(server)
 
 
+#: How long a Playwright ``expect`` waits by default in the browser tests.
+EXPECT_SECONDS = 15
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's chromium, headless, for a module of browser tests."""
     from browser_support import CHROMIUM, CHROMIUM_ARGS, require_chromium
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     require_chromium()
+    # An `expect` waits up to this for the page to show what it checks (the
+    # default is 5 s): a form's POST, redirect and render on a CI machine at
+    # load 13 can take longer, and a wait that passes ends as soon as it does.
+    expect.set_options(timeout=EXPECT_SECONDS * 1000)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
