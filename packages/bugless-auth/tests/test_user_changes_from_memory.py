@@ -5,7 +5,8 @@ frontend cache (:class:`bugless_core.user_cache.UserCache`) following one
 of them. Where an answer came from is read from the Authenticator's own
 ``bugless_auth_user_changes_answers_total`` counter. Replicas that must
 answer from memory poll the feed every 30 s: their follower reads it once at
-start (and when a test polls it by hand), so nothing the test does races a
+start (and when a test polls it by hand, after that first read if it is still
+under way: polls run one at a time), so nothing the test does races a
 background poll.
 """
 

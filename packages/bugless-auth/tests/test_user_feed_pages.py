@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from bugless_auth.directory import UserDirectory
 from bugless_auth.store import IdentityStore
-from bugless_auth.user_feed import UserFeedFollower
+from bugless_auth.user_feed import UserFeedFollower, read_user_changes
 from bugless_core.errors import Unavailable
 
 #: The cache's TTL (trusted this long without the feed; 10 minutes with it).
@@ -142,3 +142,52 @@ async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_compl
     await follower.poll_once()  # the pool reconnects; the read goes on from page one
     assert (following.version, follower.recent.head) == (start + 2, start + 2)
     assert following.following
+
+
+async def test_polls_asked_at_once_read_the_feed_one_after_the_other(
+    start_auth_server: StartAuth,
+) -> None:
+    """Two polls in flight could finish out of order and set the follower back."""
+    auth = await start_auth_server(user_changes_seconds=30.0)
+    store = await IdentityStore.open(
+        auth.settings.database_url, auth.settings.schema, pool_max_size=2
+    )
+    directory = UserDirectory(store, ttl_seconds=TTL_SECONDS, max_entries=100, backstop_seconds=600)
+    follower = UserFeedFollower(
+        store,
+        directory,
+        poll_seconds=30.0,
+        retention_seconds=3600.0,
+        metrics_registry=CollectorRegistry(),
+    )
+    await auth.add_user(unique("ann"))
+    await follower.poll_once()
+    await auth.add_user(unique("bob"))
+    holder = await asyncpg.connect(auth.settings.database_url)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(
+            f'LOCK TABLE "{auth.settings.schema}".user_changes IN ACCESS EXCLUSIVE MODE'
+        )
+        polls = [asyncio.create_task(follower.poll_once()) for _ in range(2)]
+
+        async def waiting() -> int:
+            return len(await holder.fetch(LOCK_WAITERS))
+
+        await until(lambda: _at_least(waiting, 1), "the first poll waits for the table")
+        # The pool has a second connection: a second read in flight would queue
+        # behind the lock at once. Time for it to (not) show up:
+        await asyncio.sleep(0.5)
+        assert await waiting() == 1, "both polls are reading at once"
+        await transaction.rollback()
+        await asyncio.wait_for(asyncio.gather(*polls), timeout=10)
+    finally:
+        await holder.close()
+        await store.close()
+    head = (await read_user_changes(auth.store, 0)).version
+    assert (directory.version, follower.recent.head) == (head, head)
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], least: int) -> bool:
+    return await count() >= least

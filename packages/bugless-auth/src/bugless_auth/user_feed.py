@@ -235,6 +235,8 @@ class UserFeedFollower:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._next_prune = 0.0
+        #: One poll at a time (:meth:`poll_once`).
+        self._polling = asyncio.Lock()
         #: What this follower last read to the feed's end (:meth:`answer`).
         self.recent = RecentChanges()
         self._answers = _answers_counter(metrics_registry)
@@ -265,10 +267,21 @@ class UserFeedFollower:
     async def poll_once(self) -> None:
         """Read the feed after the directory's version and apply it (every page).
 
+        Polls asked at once run one after the other: two reads in flight
+        could finish out of order, and the older one, applied last, would set
+        :attr:`recent` and the directory back to a version before the newer
+        one's (a poll by hand beside the background's first one did, under
+        load: the replica then sent a caller at the head it had just
+        answered to the database).
+
         Raises:
             Unavailable: the database cannot be reached (nothing applied from
                 the failed read; earlier pages stay applied).
         """
+        async with self._polling:
+            await self._poll()
+
+    async def _poll(self) -> None:
         following = self._directory.following
         after = following.version
         pages: list[v1.UserChanges] = []
