@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -152,13 +153,16 @@ async def test_own_common_name_is_accepted_and_lifetimes_are_capped(people: Auth
 async def test_an_expired_certificate_signs_nobody_in(people: AuthServer) -> None:
     token = await _token(people, unique("brief"))
     issued = await people.stub.issue_person_certificate(
-        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), validity_seconds=2)
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), validity_seconds=5)
     )
     der = _der(issued.certificate_pem)
+    # Certificate times are whole seconds: 5 s leaves the first use at least
+    # 4 s (2 s left as little as 1 on a loaded machine); then past its end.
     await people.stub.authenticate_certificate(
         v1.AuthenticateCertificateRequest(certificate_der=der)
     )
-    await asyncio.sleep(2.5)
+    ends = x509.load_der_x509_certificate(der).not_valid_after_utc
+    await asyncio.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds()) + 1.0)
     error = await expect_status(
         people.stub.authenticate_certificate(
             v1.AuthenticateCertificateRequest(certificate_der=der)
