@@ -59,19 +59,24 @@ async def one_connection(
         await store.close()
 
 
-async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_complete_read(
-    one_connection: tuple[AuthServer, IdentityStore],
-) -> None:
-    auth, store = one_connection
+def _followed(store: IdentityStore, **follower: int) -> tuple[UserDirectory, UserFeedFollower]:
+    """A replica's cache on ``store`` and its follower, polled only by the test."""
     directory = UserDirectory(store, ttl_seconds=TTL_SECONDS, max_entries=100, backstop_seconds=600)
-    follower = UserFeedFollower(
+    return directory, UserFeedFollower(
         store,
         directory,
         poll_seconds=30.0,
         retention_seconds=3600.0,
         metrics_registry=CollectorRegistry(),
-        page_rows=1,
+        **follower,
     )
+
+
+async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_complete_read(
+    one_connection: tuple[AuthServer, IdentityStore],
+) -> None:
+    auth, store = one_connection
+    directory, follower = _followed(store, page_rows=1)
     ann = await auth.add_user(unique("ann"))
     carol = await auth.add_user(unique("carol"))
     complete_read = time.monotonic()
@@ -152,14 +157,7 @@ async def test_polls_asked_at_once_read_the_feed_one_after_the_other(
     store = await IdentityStore.open(
         auth.settings.database_url, auth.settings.schema, pool_max_size=2
     )
-    directory = UserDirectory(store, ttl_seconds=TTL_SECONDS, max_entries=100, backstop_seconds=600)
-    follower = UserFeedFollower(
-        store,
-        directory,
-        poll_seconds=30.0,
-        retention_seconds=3600.0,
-        metrics_registry=CollectorRegistry(),
-    )
+    directory, follower = _followed(store)
     await auth.add_user(unique("ann"))
     await follower.poll_once()
     await auth.add_user(unique("bob"))
