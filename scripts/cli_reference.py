@@ -1,5 +1,8 @@
 """Write (or check) docs/cli.md: every `bugless` command with its flags and env vars.
 
+Both refuse a command or flag without help text, which ``--help`` would show
+as an empty line.
+
 The reference is generated from the click command tree that the installed
 packages assemble, so it cannot drift from the code; ``--check`` fails when the
 committed file is stale (run by ``nox -s docs_check``).
@@ -28,7 +31,7 @@ def _envvars(param: click.Parameter) -> str:
     return ", ".join(f"`{name}`" for name in names)
 
 
-def _rows(command: click.Command, ctx: click.Context) -> list[str]:
+def _rows(command: click.Command, ctx: click.Context, missing: list[str]) -> list[str]:
     rows = ["| flag | env | default | meaning |", "|---|---|---|---|"]
     for param in command.get_params(ctx):
         if not isinstance(param, click.Option) or param.hidden or "--help" in param.opts:
@@ -42,32 +45,46 @@ def _rows(command: click.Command, ctx: click.Context) -> list[str]:
         # The env column says it already; drop "[env X]" from the help text.
         text = re.sub(r"\s*\[env [^\]]+\]", "", param.help or "")
         text = text.replace("|", "\\|").replace("\n", " ")
+        if not text.strip():
+            missing.append(f"{ctx.command_path} {param.opts[0]}")
         rows.append(f"| {flags} | {_envvars(param)} | {shown} | {text} |")
     return rows
 
 
-def _walk(command: click.Command, path: list[str], ctx: click.Context, out: list[str]) -> None:
+def _walk(
+    command: click.Command, path: list[str], ctx: click.Context, out: list[str], missing: list[str]
+) -> None:
     if isinstance(command, click.Group):
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
             assert sub is not None, name
-            _walk(sub, [*path, name], click.Context(sub, info_name=name, parent=ctx), out)
+            sub_ctx = click.Context(sub, info_name=name, parent=ctx)
+            _walk(sub, [*path, name], sub_ctx, out, missing)
         return
     title = " ".join(path)
     out += [f"## `{title}`", ""]
     doc = (command.help or "").strip().split("\n\n")[0].replace("\n", " ")
     if doc:
         out += [doc, ""]
+    else:
+        missing.append(title)
     arguments = [p for p in command.get_params(ctx) if isinstance(p, click.Argument)]
     if arguments:
         out += ["Arguments: " + ", ".join(f"`{a.human_readable_name}`" for a in arguments), ""]
-    rows = _rows(command, ctx)
+    rows = _rows(command, ctx, missing)
     if len(rows) > 2:
         out += [*rows, ""]
 
 
-def render() -> str:
-    """The whole reference as Markdown."""
+def render(missing: list[str] | None = None) -> str:
+    """The whole reference as Markdown.
+
+    Args:
+        missing: Filled with each command and flag that has no help text
+            (``bugless issue create --title``): a reader of ``--help`` or
+            of the reference would see an empty line for it.
+    """
+    missing = [] if missing is None else missing
     cli = build_cli(load_plugins())
     out = [
         "# `bugless` command reference",
@@ -78,7 +95,7 @@ def render() -> str:
         "",
     ]
     root_ctx = click.Context(cli, info_name="bugless")
-    _walk(cli, ["bugless"], root_ctx, out)
+    _walk(cli, ["bugless"], root_ctx, out, missing)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -87,7 +104,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    text = render()
+    missing: list[str] = []
+    text = render(missing)
+    if missing:
+        print("commands and flags without help text:", file=sys.stderr)
+        for name in missing:
+            print(f"    {name}", file=sys.stderr)
+        return 1
     if args.check:
         if not OUTPUT.exists() or OUTPUT.read_text() != text:
             print("docs/cli.md is stale: run `python scripts/cli_reference.py`", file=sys.stderr)

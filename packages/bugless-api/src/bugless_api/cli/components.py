@@ -68,7 +68,7 @@ async def component_show(client: BuglessClient, component_ref: str) -> Detail:
 @component_group.command("create")
 @click.argument("name")
 @click.option("--parent", "parent_id", type=ID_OR_ZERO, default=0, help="Parent id; 0 = top level.")
-@click.option("--description", default="")
+@click.option("--description", default="", help="What the component covers.")
 @client_options
 @command
 async def component_create(
@@ -96,7 +96,7 @@ async def _update(
 @component_group.command("update")
 @click.argument("component_ref", metavar="ID_OR_PATH")
 @click.option("--name", default=None, help="Rename it (its path and its children's change).")
-@click.option("--description", default=None)
+@click.option("--description", default=None, help="Replace the description.")
 @click.option("--parent", "parent_id", type=ID_OR_ZERO, default=None, help="Move under this id.")
 @click.option(
     "--expected-version", type=ID_OR_ZERO, default=None, help="Fail (exit 4) unless at it."

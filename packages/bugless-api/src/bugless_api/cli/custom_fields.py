@@ -134,7 +134,9 @@ _TYPES = ("enum", "multi-enum", "text", "integer", "date", "user")
 @field_group.command("create")
 @click.argument("component_ref", metavar="ID_OR_PATH")
 @click.argument("name")
-@click.option("--type", "type_name", type=click.Choice(_TYPES), required=True)
+@click.option(
+    "--type", "type_name", type=click.Choice(_TYPES), required=True, help="The kind of value."
+)
 @click.option("--option", "options", multiple=True, help="An enum option (repeatable, in order).")
 @click.option(
     "--required", is_flag=True, help="New issues must have a value (the default if none)."
@@ -142,7 +144,7 @@ _TYPES = ("enum", "multi-enum", "text", "integer", "date", "user")
 @click.option(
     "--default", "defaults", multiple=True, help="Default value (repeatable for multi-enum)."
 )
-@click.option("--description", default="")
+@click.option("--description", default="", help="What the field means (shown with it).")
 @client_options
 @command
 async def field_create(
@@ -185,10 +187,10 @@ async def _current(client: BuglessClient, component_ref: str, field_id: int) -> 
 @field_group.command("update")
 @click.argument("component_ref", metavar="ID_OR_PATH")
 @click.argument("field_id", type=ID)
-@click.option("--name", default=None)
-@click.option("--description", default=None)
+@click.option("--name", default=None, help="Rename it (any case change included).")
+@click.option("--description", default=None, help="Replace the description.")
 @click.option("--option", "options", multiple=True, help="The whole option list, in order.")
-@click.option("--required/--optional", default=None)
+@click.option("--required/--optional", default=None, help="Whether new issues must have a value.")
 @click.option("--default", "defaults", multiple=True, help="The new default (repeatable).")
 @click.option("--no-default", is_flag=True, help="Remove the default.")
 @click.option(

@@ -67,7 +67,7 @@ async def _items_table(client: BuglessClient, hotlist_id: int) -> Table:
 
 @hotlist_group.command("create")
 @click.argument("name")
-@click.option("--description", default="")
+@click.option("--description", default="", help="What the hotlist is for (shown on its page).")
 @click.option("--editor", "editors", multiple=True, help="Username (repeatable).")
 @click.option("--private", is_flag=True, help="Visible only to owner and editors.")
 @client_options
@@ -97,7 +97,7 @@ async def hotlist_rename(client: BuglessClient, hotlist_id: int, name: str) -> D
 
 @hotlist_group.command("update")
 @click.argument("hotlist_id", type=ID)
-@click.option("--description", default=None)
+@click.option("--description", default=None, help="Replace the description.")
 @click.option("--editor", "editors", multiple=True, help="Username; replaces the editors.")
 @click.option("--no-editors", is_flag=True, help="Remove every editor.")
 @click.option("--private/--public", default=None, help="Who may see it.")
@@ -152,7 +152,7 @@ async def hotlist_delete(
 @click.argument("hotlist_id", type=ID)
 @click.argument("issue_ids", type=ID, nargs=-1, required=True)
 @click.option("--position", type=int, default=-1, help="0-based; default appends.")
-@click.option("--note", default="")
+@click.option("--note", default="", help="A note shown beside each added issue.")
 @client_options
 @command
 async def hotlist_add(

@@ -64,7 +64,7 @@ _LISTS = (
 
 def _change_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--title", default=None),
+        click.option("--title", default=None, help="A new title."),
         click.option("--component", default=None, help="Move to this component (id or path)."),
         click.option("--status", default=None, help="new, assigned, accepted, fixed, ..."),
         click.option("--priority", default=None, help="P0 (most urgent) to P4."),

@@ -152,7 +152,7 @@ async def history_command(client: BuglessClient, issue_id: int) -> Text:
 
 
 @issue_group.command("create")
-@click.option("--title", required=True)
+@click.option("--title", required=True, help="One line saying what is wrong.")
 @click.option("--component", "component", required=True, help="Component id or path (A>B).")
 @click.option("--description", default="", help="Markdown body.")
 @click.option("--cc", multiple=True, help="Username to CC (repeatable).")
@@ -211,7 +211,12 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
 @issue_group.command("comment")
 @click.argument("issue_id", type=ID)
 @click.argument("text")
-@click.option("--expected-version", type=ID, default=None)
+@click.option(
+    "--expected-version",
+    type=ID,
+    default=None,
+    help="Fail (exit 4) unless the issue is still at this version.",
+)
 @client_options
 @command
 async def comment_command(

@@ -148,8 +148,8 @@ async def saved_search_create(
 
 @saved_search_group.command("update")
 @click.argument("saved_search_id", type=ID)
-@click.option("--name", default=None)
-@click.option("--query", default=None)
+@click.option("--name", default=None, help="Rename it.")
+@click.option("--query", default=None, help="Replace its query (the search language).")
 @click.option("--reader", "readers", multiple=True, help=f"{_READER_HELP} Replaces them.")
 @click.option("--no-readers", is_flag=True, help="Share it with nobody.")
 @click.option("--columns", default=None, callback=_columns, help=f"{_COLUMNS_HELP} Replaces them.")
