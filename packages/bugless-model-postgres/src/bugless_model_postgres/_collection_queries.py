@@ -15,7 +15,9 @@ from __future__ import annotations
 
 COMPONENT_BY_ID = "SELECT * FROM components WHERE id = $1"
 COMPONENT_BY_ID_FOR_UPDATE = "SELECT * FROM components WHERE id = $1 FOR UPDATE"
-COMPONENT_BY_PATH = "SELECT * FROM components WHERE lower(path) = lower($1)"
+#: The component whose ``path_key`` is $1 (its path folded segment by segment
+#: by ``_components.path_key``, the one rule names compare by).
+COMPONENT_BY_PATH = "SELECT * FROM components WHERE path_key = $1::text[]"
 COMPONENTS_BY_IDS = "SELECT * FROM components WHERE id = ANY ($1::bigint[])"
 NEXT_COMPONENT_ID = "SELECT nextval(pg_get_serial_sequence('components', 'id'))"
 
@@ -52,20 +54,29 @@ UPDATE components
  WHERE path_ids @> ARRAY[$1::bigint]
 """
 
-#: Recompute names-derived paths of the subtree of $1 from path_ids.
-REPATH_SUBTREE = """
-UPDATE components d
-   SET path = p.path, path_key = p.path_key
-  FROM (SELECT s.id,
-               string_agg(a.name, '>' ORDER BY u.ord) AS path,
-               array_agg(lower(a.name) ORDER BY u.ord) AS path_key
-          FROM components s
-               CROSS JOIN LATERAL unnest(s.path_ids) WITH ORDINALITY AS u(aid, ord)
-               JOIN components a ON a.id = u.aid
-         WHERE s.path_ids @> ARRAY[$1::bigint]
-         GROUP BY s.id) p
- WHERE d.id = p.id
+#: The paths of the subtree of $1 as its names spell them now (from
+#: path_ids), with the path each row holds.
+SUBTREE_PATHS = """
+SELECT s.id, s.path AS held, string_agg(a.name, '>' ORDER BY u.ord) AS path
+  FROM components s
+       CROSS JOIN LATERAL unnest(s.path_ids) WITH ORDINALITY AS u(aid, ord)
+       JOIN components a ON a.id = u.aid
+ WHERE s.path_ids @> ARRAY[$1::bigint]
+ GROUP BY s.id, s.path
 """
+
+#: Components $1 take paths $2 and keys $3 (each ``_components.path_key`` of
+#: the path, its segments joined by '>', which no name holds), when their
+#: path is still $4 (the one read: a rename committed meanwhile wins).
+SET_PATHS = """
+UPDATE components c
+   SET path = k.path, path_key = string_to_array(k.path_key, '>')
+  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS k(id, path, path_key, held)
+ WHERE c.id = k.id AND c.path = k.held
+"""
+
+#: Every component's id, parent, name, path and key (for the key fill after migrating).
+ALL_COMPONENT_PATHS = "SELECT id, parent_id, name, path, path_key FROM components ORDER BY id"
 
 #: Recompute the effective ACL (own + ancestors' entries, highest role per
 #: principal) of the subtree of $1.

@@ -5,16 +5,29 @@ Each component row carries its materialised path (``path_ids``, ``path``,
 or move recomputes the paths of the subtree; an ACL change or a move
 recomputes the effective ACLs of the subtree. Reads and searches then need no
 recursion: visibility is an array overlap on one row.
+
+Names compare by one rule, Unicode case folding (Python's ``str.casefold``,
+as custom field names and options do): ``path_key`` is the path's names so
+folded, computed here, never by SQL's ``lower()`` (which under the C locale
+folds ASCII only, and under none folds "ß" to "ss"). Its unique index keeps
+sibling names distinct by that rule; a lookup by path compares it exactly.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import asyncpg
 
-from bugless_core.errors import AlreadyExists, Conflict, FailedPrecondition, PermissionDenied
+from bugless_core.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    PermissionDenied,
+)
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, component_not_found
-from bugless_model_postgres._convert import acl_to_json, caller_role, template_to_json
+from bugless_model_postgres._convert import Conn, acl_to_json, caller_role, template_to_json
 from bugless_proto import v1
 
 
@@ -37,6 +50,15 @@ async def visible_component(
     return row, role
 
 
+def path_key(path: str) -> list[str]:
+    """A path's ``path_key``: its names (separated by '>', which no name holds), casefolded.
+
+    The one rule component names compare by: sibling uniqueness, lookups by
+    path and the tree order of listings all read it.
+    """
+    return [name.casefold() for name in path.split(">")]
+
+
 def _name_taken(name: str, parent_path: str) -> AlreadyExists:
     where = f"under {parent_path}" if parent_path else "at the top level"
     return AlreadyExists(
@@ -50,14 +72,12 @@ async def create_component(ctx: WriteContext, request: v1.CreateComponentRequest
     """Create a component; return its id."""
     parent_path_ids: list[int] = []
     parent_path = ""
-    parent_key: list[str] = []
     if request.parent_id:
         parent, role = await visible_component(ctx, request.parent_id, "parent_id", lock=True)
         if role < v1.Role.ADMIN:
             raise admin_needed(parent, "to create a subcomponent")
         parent_path_ids = list(parent["path_ids"])
         parent_path = parent["path"]
-        parent_key = list(parent["path_key"])
     component_id = await ctx.conn.fetchval(cq.NEXT_COMPONENT_ID)
     path = f"{parent_path}>{request.name}" if parent_path else request.name
     try:
@@ -72,7 +92,7 @@ async def create_component(ctx: WriteContext, request: v1.CreateComponentRequest
                 template_to_json(request.template),
                 [*parent_path_ids, component_id],
                 path,
-                [*parent_key, request.name.lower()],
+                path_key(path),
                 ctx.now,
             )
     except asyncpg.UniqueViolationError as exc:
@@ -131,10 +151,65 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
     if moved or name != row["name"]:
         try:
             async with ctx.conn.transaction():
-                await ctx.conn.execute(cq.REPATH_SUBTREE, change.id)
+                await _repath_subtree(ctx.conn, change.id)
         except asyncpg.UniqueViolationError as exc:
             raise _name_taken(name, parent_path) from exc
     if moved or "acl" in paths:
         await ctx.conn.execute(cq.REFRESH_EFFECTIVE_ACL, change.id)
     ctx.components_changed.append(change.id)
     return change.id
+
+
+async def _repath_subtree(conn: Conn, component_id: int) -> None:
+    """Give the subtree of ``component_id`` the paths and keys its names make now."""
+    rows = await conn.fetch(cq.SUBTREE_PATHS, component_id)
+    await _set_paths(conn, [(r["id"], r["path"], r["held"]) for r in rows])
+
+
+async def _set_paths(conn: Conn, paths: list[tuple[int, str, str]]) -> None:
+    """Write (id, path, path read) triples with their keys; a path changed since is kept."""
+    if paths:
+        ids, new, held = (list(column) for column in zip(*paths, strict=True))
+        keys = [">".join(path_key(p)) for p in new]
+        await conn.execute(cq.SET_PATHS, ids, new, keys, held)
+
+
+async def fill_path_keys(pool: asyncpg.Pool) -> int:
+    """Key every component by :func:`path_key`; how many keys changed.
+
+    The Model runs it right after migrating (migration 0020): components
+    made before were keyed by SQL's ``lower()``, and a replica of the
+    release before may make more until it is replaced. Two siblings whose
+    names that rule told apart but case folding does not ("Straße" and
+    "STRASSE", or "Ä" and "ä" under the C locale) cannot both keep a unique
+    key: then nothing is written and FailedPrecondition names them, to be
+    renamed (UpdateComponent) before migrating again. A component renamed
+    while this runs keeps the key its rename wrote.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(cq.ALL_COMPONENT_PATHS)
+        siblings: dict[tuple[int | None, str], list[asyncpg.Record]] = defaultdict(list)
+        for row in rows:
+            siblings[(row["parent_id"], row["name"].casefold())].append(row)
+        clashes = [group for group in siblings.values() if len(group) > 1]
+        if clashes:
+            named = "; ".join(
+                " and ".join(f"{r['path']!r} (id {r['id']})" for r in group) for group in clashes
+            )
+            msg = (
+                "component names must differ by Unicode case folding among siblings, and "
+                f"these do not: {named}. Rename all but one of each (UpdateComponent), "
+                "then run `bugless model migrate` again"
+            )
+            raise FailedPrecondition(msg)
+        stale = [
+            (r["id"], r["path"], r["path"])
+            for r in rows
+            if list(r["path_key"]) != path_key(r["path"])
+        ]
+        try:
+            await _set_paths(conn, stale)
+        except asyncpg.UniqueViolationError as exc:
+            msg = f"two components' paths fold alike ({exc.detail}); rename one and migrate again"
+            raise FailedPrecondition(msg) from exc
+    return len(stale)

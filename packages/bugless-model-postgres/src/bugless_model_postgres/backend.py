@@ -166,6 +166,7 @@ class PostgresBackend(
                 await _mentions.backfill(pool)
                 await _field_holders.respell_backfill(pool)
                 await _custom_fields.fill_name_keys(pool)
+                await _components.fill_path_keys(pool)
                 await cls._after_migrate(pool, settings)
             return version
         finally:
@@ -495,7 +496,9 @@ class PostgresBackend(
         if request.component_id:
             return await self._component(caller, request.component_id)
         async with translated_errors(), self._pool.acquire() as conn:
-            row = await conn.fetchrow(cq.COMPONENT_BY_PATH, request.path)
+            row = await conn.fetchrow(
+                cq.COMPONENT_BY_PATH, _components.path_key(request.path or "")
+            )
         role = caller_role(caller, row["effective_acl"]) if row else None
         if row is None or role is None:
             path = request.path or ""

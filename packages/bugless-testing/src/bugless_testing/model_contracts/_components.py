@@ -44,8 +44,8 @@ class ComponentContract:
     """Components: a tree with paths, ACLs, renames, moves and archiving.
 
     Pins down: paths are names joined by ``>`` and follow renames and moves;
-    lookup by id and by path; children listed in path order; sibling names
-    unique case-insensitively (ALREADY_EXISTS) on create, rename and move; a
+    lookup by id and by path (in any case); children listed in path order;
+    sibling names unique by Unicode case folding (ALREADY_EXISTS) on create, rename and move; a
     move under its own descendant is FAILED_PRECONDITION; creating below or
     updating a component needs ADMIN on it (and on the new parent); archived
     components keep their issues but accept no new ones; versions as
@@ -194,6 +194,42 @@ class ComponentContract:
             "storage",
         )
         assert [c.name for c in await _children(model, top.id)] == ["Storage"]
+
+    async def test_names_compare_by_case_folding(self, model: v1.ModelStub) -> None:
+        """Sibling names and paths compare by Unicode case folding, before and after a rename.
+
+        "Äpfel" is found as "ÄPFEL" and "äpfel" and refuses a sibling "äpfel"
+        (SQL's ``lower()`` under the C locale leaves "Ä" as it is); "Straße"
+        is "STRASSE"; "ΟΔΟΣ" is "οδος" (final sigma). Renaming the parent
+        recomputes the subtree's keys by the same rule.
+        """
+        top = await make_component(model)
+        apples = await make_component(model, parent_id=top.id, name="Äpfel")
+        street = await make_component(model, parent_id=top.id, name="Straße")
+        road = await make_component(model, parent_id=top.id, name="ΟΔΟΣ")
+        renamed = unique("Renamed")
+        for _ in range(2):
+            for name, expected in (
+                ("Äpfel", apples.id), ("ÄPFEL", apples.id), ("äpfel", apples.id),
+                ("STRASSE", street.id), ("strasse", street.id), ("οδος", road.id),
+            ):  # fmt: skip
+                assert (await _by_path(model, f"{top.name}>{name}")).id == expected, name
+            for clash in ("äpfel", "STRASSE", "οδοσ"):
+                await expect_error(
+                    make_component(model, parent_id=top.id, name=clash),
+                    Status.ALREADY_EXISTS,
+                    clash,
+                )
+            await update_component(model, v1.Component(id=top.id, name=renamed), "name")
+            top = await get_component(model, top.id)
+        assert sorted(c.name for c in await _children(model, top.id)) == sorted(
+            ["Äpfel", "Straße", "ΟΔΟΣ"]
+        )
+        await expect_error(
+            update_component(model, v1.Component(id=street.id, name="ÄPFEL"), "name"),
+            Status.ALREADY_EXISTS,
+        )
+        assert (await get_component(model, street.id)).name == "Straße"
 
     async def test_same_name_under_different_parents_is_fine(self, model: v1.ModelStub) -> None:
         one = await make_component(model)

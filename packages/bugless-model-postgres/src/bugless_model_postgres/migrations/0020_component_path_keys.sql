@@ -1,0 +1,28 @@
+-- bugless schema: component names compare by the Model's case folding alone.
+--
+-- Sibling component names are unique ignoring case, and GetComponent finds a
+-- component by its path in any case. Two rules did it: the key of a new
+-- component (`path_key`) was folded by Python's str.lower(), a rename's or
+-- a move's by SQL's lower() (REPATH_SUBTREE), and a lookup by path compared
+-- lower(path) = lower($1); plus a unique index on (parent_id, lower(name)).
+-- Under the C locale SQL's lower() folds ASCII only, so "Äpfel" created
+-- with key "äpfel" was keyed "Äpfel" once an ancestor was renamed, a
+-- sibling "äpfel" was let in beside "Äpfel", and neither rule folds "ß" to
+-- "ss" ("Straße" was not found as "STRASSE").
+--
+-- From this version `path_key` is the path's names folded by str.casefold,
+-- always computed by the Model (bugless_model_postgres._components.path_key),
+-- the rule custom field names (0019) and options compare by; its unique
+-- index (0001) is what keeps siblings apart, and a lookup by path compares
+-- it exactly. The two indexes on lower() are dropped: they enforced and
+-- served the other rule. Components made before are rekeyed by the Model
+-- right after migrating (_components.fill_path_keys), as no SQL function
+-- folds by that rule; those a replica of the previous release makes
+-- meanwhile are rekeyed by the next migrate. Siblings whose names the old
+-- rule told apart and case folding does not cannot both have a unique key:
+-- the fill then writes nothing and fails naming them, to be renamed first.
+--
+-- Valid on PostgreSQL 14+ and CockroachDB 23.2+ (an index made by CREATE
+-- UNIQUE INDEX is dropped without CASCADE on both).
+DROP INDEX IF EXISTS components_sibling_name;
+DROP INDEX IF EXISTS components_lower_path;
