@@ -27,8 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 from dev_process import DevProcess
+
+from bugless_core.cli import build_cli
+from bugless_core.plugins import load_plugins
 
 ROOT = Path(__file__).resolve().parents[4]
 FENCE = re.compile(r"^```(sh|bash|shell|console)\s*$")
@@ -146,3 +150,126 @@ def test_example_runs_as_written(example: Example, demo_shell: tuple[dict[str, s
         f"{example.name} exited with {done.returncode}:\n{example.text}\n"
         f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
     )
+
+
+#: Where a ``bugless`` command starts in a shell line: the line's start or after
+#: ``$(``, a pipe, ``;`` or ``&&``, optionally behind a path (``.venv/bin/``).
+_COMMAND_START = re.compile(r"(?:^|\$\(|[|;&]\s*)\s*(?:[\w./-]*/)?bugless\s+(?P<rest>.*)$")
+
+
+def _until_shell_operator(text: str) -> tuple[str, str]:
+    """``text`` cut where an unquoted ``|``, ``)``, ``;``, ``&`` or redirection ends a command."""
+    quote = ""
+    for index, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or text[index - 1].isspace()):
+            return text[:index].rstrip(), ""
+        elif char in "|);&<>":
+            return text[:index].rstrip(), text[index:]
+    return text.rstrip(), ""
+
+
+def bugless_commands(text: str) -> list[str]:
+    """The ``bugless ...`` commands of a shell block, continuation lines joined, comments cut."""
+    joined = re.sub(r"\s*\\\n\s*", " ", text)
+    found = []
+    for line in joined.splitlines():
+        rest = line
+        while (match := _COMMAND_START.search(rest)) is not None:
+            command, rest = _until_shell_operator(match.group("rest"))
+            found.append(command)
+    return found
+
+
+def parse_problem(cli: click.Group, line: str) -> str | None:
+    """Why ``bugless LINE`` would be refused before it runs (no such command or flag), or None.
+
+    Parsed as click parses it. A value click cannot convert or a missing
+    required one passes: examples carry placeholders (``$ISSUE``, ``"$ID"``)
+    and elisions; click reads every flag name before it converts a value, so
+    an unknown flag, a flag without its value or an extra argument is still
+    found. (``resilient_parsing`` would not do: it also forgives unknown flags.)
+    """
+    # "…" stands for flags the reader supplies (``bugless model serve --model cockroach …``).
+    args = [arg for arg in shlex.split(line, comments=True) if arg not in {"…", "..."}]
+    command: click.Command = cli
+    parent: click.Context | None = None
+    name = "bugless"
+    while True:
+        try:
+            ctx = command.make_context(name, list(args), parent=parent)
+        except (click.BadParameter, click.exceptions.Exit):
+            return None  # a placeholder's value (MissingParameter too), or --help
+        except click.UsageError as exc:
+            return f"bugless {line}: {exc.format_message()}"
+        if not isinstance(command, click.Group):
+            return None
+        rest = [*ctx._protected_args, *ctx.args]  # where click keeps the subcommand
+        if not rest or rest[0] in {"--help", "-h"}:
+            return None
+        sub = command.get_command(ctx, rest[0])
+        if sub is None:
+            return f"bugless {line}: no command {rest[0]!r} in {ctx.command_path!r}"
+        command, parent, name, args = sub, ctx, rest[0], rest[1:]
+
+
+@pytest.fixture(scope="module")
+def cli() -> click.Group:
+    """The ``bugless`` command tree the installed packages assemble."""
+    return build_cli(load_plugins())
+
+
+def documented_shell_blocks() -> list[tuple[str, str]]:
+    """(where, text) of every shell block in the READMEs and docs/, run or skipped."""
+    pages = [*readmes(), *sorted((ROOT / "docs").glob("*.md"))]
+    return [
+        (f"{path.relative_to(ROOT)}:{line}", text)
+        for path in pages
+        for line, _, text in shell_blocks(path)
+    ]
+
+
+def test_every_documented_bugless_command_parses(cli: click.Group) -> None:
+    """A skipped example is never run, so only this sees a command or flag it names wrongly.
+
+    (README's "The API as yourself" said ``bugless issue list --query ...``
+    for months: ``issue list`` takes the query as its argument.)
+    """
+    checked = 0
+    problems = []
+    for where, text in documented_shell_blocks():
+        for line in bugless_commands(text):
+            checked += 1
+            problem = parse_problem(cli, line)
+            if problem is not None:
+                problems.append(f"{where}: {problem}")
+    assert not problems, "\n".join(problems)
+    assert checked >= 40, checked
+
+
+def test_a_wrong_flag_or_command_is_found(cli: click.Group) -> None:
+    block = (
+        "ISSUE=$(.venv/bin/bugless issue create --title T --component C --json | jq -r .id)\n"
+        "bugless issue list --query 'assignee:me'  # a flag issue list lacks\n"
+        'bugless issue frobnicate 1 && bugless issue show \\\n  "$ISSUE" --comments\n'
+        "bugless model serve --model postgres … > model.log\n"
+    )
+    lines = bugless_commands(block)
+    assert lines == [
+        "issue create --title T --component C --json",
+        "issue list --query 'assignee:me'",
+        "issue frobnicate 1",
+        'issue show "$ISSUE" --comments',
+        "model serve --model postgres …",
+    ]
+    problems = [parse_problem(cli, line) for line in lines]
+    assert problems[0] is None
+    assert problems[1] is not None
+    assert "--query" in problems[1]
+    assert problems[2] is not None
+    assert "frobnicate" in problems[2]
+    assert problems[3] is None
+    assert problems[4] is None
