@@ -19,6 +19,7 @@ import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.failover import DrainAwareAuthenticatorStub, DrainAwareModelStub
 from bugless_core.grpc import AccessTable, GrpcServiceRunner, grpc_errors
 from bugless_core.migrations import quote_schema
 from bugless_core.model.runner import authenticator_verifier
@@ -209,8 +210,14 @@ async def start_notifier(
             "(packages/bugless-notify README)",
             sealing.unsealed,
         )
+    # One stub per service, shared: a call a draining replica refuses goes
+    # once more on a new connection (bugless_core.failover), as the API's and
+    # the Model's own do, so a rollout of the Model or the Authenticator costs
+    # the feed consumer, the webhook admin and the people look-ups no failed call.
     model_channel = settings.model.channel()
     auth_channel = settings.auth.channel()
+    model = DrainAwareModelStub(model_channel)
+    auth = DrainAwareAuthenticatorStub(auth_channel)
     email = await EmailChannel.open(settings.smtp.channel_options())
     webhook = await WebhookChannel.open(
         {
@@ -228,8 +235,8 @@ async def start_notifier(
     consumer = FeedConsumer(
         pool,
         queue,
-        v1.ModelStub(model_channel),
-        v1.AuthenticatorStub(auth_channel),
+        model,
+        auth,
         ConsumerOptions(
             public_url=settings.public_url,
             notify_authors=settings.notify_authors,
@@ -249,12 +256,11 @@ async def start_notifier(
     # Before reporting ready: a change made once the notifier is up is after
     # the cursor, never lost to a first start (or a restored Model) racing it.
     await consumer.start_at_head_if_restored()
-    model = v1.ModelStub(model_channel)
     webhooks = ComponentWebhookAdmin(
         pool,
         ComponentWebhookStore(settings.schema, sealer),
         model,
-        authenticator_verifier(v1.AuthenticatorStub(auth_channel)),
+        authenticator_verifier(auth),
     )
     runner = GrpcServiceRunner(
         [NotifierService(pool, queue, webhooks)],
