@@ -1,4 +1,4 @@
-"""Result lists in a real browser: the bulk-edit bar, the column picker, phones."""
+"""Result lists and layouts in a real browser: the bulk-edit bar, the column picker, widths."""
 
 from __future__ import annotations
 
@@ -207,3 +207,51 @@ def test_pages_fit_a_phone_without_sideways_scrolling(
     first = page.locator("table.results tbody tr").first
     expect(first.locator("td.col-title")).to_be_visible()
     assert list(iter_console_problems(tab.console)) == []
+
+
+_STICKING_OUT = """(selector) => {
+  const box = document.querySelector(selector).getBoundingClientRect();
+  return Array.from(document.querySelectorAll(selector + " *"))
+    .filter((el) => el.getBoundingClientRect().right > box.right + 1)
+    .map((el) => el.tagName.toLowerCase() + "." + el.className);
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 1000])
+def test_the_issue_sidebar_holds_its_controls_on_a_desktop(
+    web_server: RunningService, browser: Browser, tmp_path: Path, width: int
+) -> None:
+    """A hotlist's "remove" box and the file pickers stay inside their columns.
+
+    The sidebar's value column was ``1fr``, whose minimum is its content's: the
+    file input's intrinsic width widened the column past the 300 px sidebar,
+    and the hotlist's "remove" and the picker's "No file chosen" were cut at
+    the window's edge (seen in a walk of ``bugless dev --demo``); the update
+    form's "Attach files…" picker stuck out of the form by its left margin.
+    """
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        tab = new_tab(ctx)
+        page = tab.page
+        sign_in(tab, web_server, "bob")
+        issue_id = create_issue_ui(tab, web_server, f"Sidebar at {width} okapi")
+        page.goto(f"{web_server.url}/hotlists")
+        page.click("summary:has-text('New hotlist')")
+        page.fill('input[name="name"]', f"Release 2.4 blockers for the {width} px window")
+        page.click('button:has-text("Create")')
+        page.fill('input[name="issue_ids"]', str(issue_id))
+        page.click('.add-items button:has-text("Add")')
+        expect(page.locator("table.ranked tbody tr.row")).to_have_count(1)
+        page.goto(f"{web_server.url}/issues/{issue_id}")
+        page.wait_for_load_state("networkidle")
+        expect(page.locator("aside.fields .hotlist-chip .remove")).to_be_visible()
+        expect(page.locator("aside.fields .attach-form input[type=file]")).to_be_visible()
+        outside: list[str] = page.evaluate(_STICKING_OUT, "aside.fields")
+        beside: list[str] = page.evaluate(_STICKING_OUT, "#issue-form")
+        save_screenshot(page, tmp_path, f"32-issue-sidebar-{width}")
+        assert outside == [], f"sticking out of the sidebar at {width} px: {outside}"
+        assert beside == [], f"sticking out of the update form at {width} px: {beside}"
+        assert overflow(page) <= 0, wider_than_window(page)
+        assert list(iter_console_problems(tab.console)) == []
+    finally:
+        ctx.close()
