@@ -20,7 +20,8 @@ from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
-from bugless_testing.model_contracts._support import unique
+from bugless_testing.model_contracts._custom_fields import create, custom_term, define, values
+from bugless_testing.model_contracts._support import make_component, search_ids, unique, within
 
 ADMIN = v1.Caller(user_id="root", admin=True)
 #: What the release before 0020 left after a rename: keys folded by SQL's lower().
@@ -118,3 +119,30 @@ async def test_components_keyed_before_0020_are_keyed_by_case_folding_after_migr
         intruder.id: [folded, "äpfel", "strasse-2"],
     }
     assert await _by_path(backend, f"{top.name}>äpfel>STRASSE") == street.id
+
+
+async def test_text_values_written_before_0021_are_folded_after_migrating(
+    model_settings: ModelSettings, model: v1.ModelStub
+) -> None:
+    """``migrate`` folds the search rows 0021 left without; text terms then find them."""
+    root = await make_component(model)
+    note = await define(model, root.id, v1.CustomFieldType.TEXT)
+    issue = await create(model, root.id, values(note.id, "Straße der ÄPFEL"))
+    term = within(root.id, custom_term(note, v1.SearchOperator.EQ, "strasse der äpfel"))
+    assert await search_ids(model, term) == [issue.id]
+    conn = await _connect(model_settings)
+    try:
+        await conn.execute(
+            "UPDATE issue_custom_values SET folded = NULL WHERE field_id = $1", note.id
+        )
+        assert await search_ids(model, term) == []
+        assert await PostgresBackend.migrate(model_settings) > 0
+        folded = await conn.fetchval(
+            "SELECT folded FROM issue_custom_values WHERE field_id = $1", note.id
+        )
+        assert folded == "strasse der äpfel"
+        unfolded = "SELECT count(*) FROM issue_custom_values WHERE folded IS NULL"
+        assert await conn.fetchval(unfolded) == 0
+    finally:
+        await conn.close()
+    assert await search_ids(model, term) == [issue.id]

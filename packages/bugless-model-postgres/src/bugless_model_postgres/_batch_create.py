@@ -176,12 +176,14 @@ _MENTIONED = """, mentioned AS (
     ON CONFLICT DO NOTHING
 )"""
 
-#: Custom value search rows as (item number, field, value, number) rows.
+#: Custom value search rows as (item number, field, value, number, folded) rows.
 _VALUED = """, valued AS (
-    INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
-    SELECT input.new_id, v.field_id, v.value, v.number, input.component_id, input.status
-      FROM unnest(${0}::bigint[], ${1}::bigint[], ${2}::text[], ${3}::bigint[])
-           AS v(n, field_id, value, number), input
+    INSERT INTO issue_custom_values
+           (issue_id, field_id, value, number, component_id, status, folded)
+    SELECT input.new_id, v.field_id, v.value, v.number, input.component_id, input.status,
+           v.folded
+      FROM unnest(${0}::bigint[], ${1}::bigint[], ${2}::text[], ${3}::bigint[], ${4}::text[])
+           AS v(n, field_id, value, number, folded), input
      WHERE input.n = v.n AND input.new_id IN (SELECT id FROM created)
 )"""
 
@@ -212,7 +214,7 @@ def insert_statement(*, given_ids: bool, mentions: bool, values: bool, feed: boo
     A part writing nothing still costs PostgreSQL (the table and its indexes
     opened, a bigger plan), so mentions and custom value rows are left out
     when no item has any. Their parameters follow ``$18`` in this order:
-    mentions (2), custom value rows (4), the NOTIFY channel.
+    mentions (2), custom value rows (5), the NOTIFY channel.
 
     Args:
         given_ids: Ids come from ``$16`` (backends minting their own);
@@ -227,7 +229,7 @@ def insert_statement(*, given_ids: bool, mentions: bool, values: bool, feed: boo
         materialized="" if given_ids else "MATERIALIZED ",
         new_id="t.given_id" if given_ids else f"nextval({sequence})",
         mentioned=_MENTIONED.format(*itertools.islice(numbers, 2)) if mentions else "",
-        valued=_VALUED.format(*itertools.islice(numbers, 4)) if values else "",
+        valued=_VALUED.format(*itertools.islice(numbers, 5)) if values else "",
         feed=_FEED.format(next(numbers)) if feed else "",
         position="(SELECT position FROM notified)" if feed else "0::bigint",
     )
@@ -249,7 +251,7 @@ async def _insert_all(ctx: WriteContext, items: list[_Item]) -> dict[int, int | 
     """Write every planned item in one statement; its id by index (``None``: key taken)."""
     columns: list[list[Any]] = [[] for _ in range(16)]
     mentions: tuple[list[int], list[str]] = ([], [])
-    values: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
+    values: tuple[list[Any], ...] = ([], [], [], [], [])
     given = ctx.new_issue_id is not None
     for n, item in enumerate(items, start=1):
         new, request = item.planned.plan.new, item.request
@@ -266,8 +268,8 @@ async def _insert_all(ctx: WriteContext, items: list[_Item]) -> dict[int, int | 
         for name in mentioned_usernames(new["title"], request.description):
             mentions[0].append(n)
             mentions[1].append(name)
-        for field_id, text, number in _custom_values.search_rows(item.planned.custom):
-            for column, value in zip(values, (n, field_id, text, number), strict=True):
+        for search_row in _custom_values.search_rows(item.planned.custom):
+            for column, value in zip(values, (n, *search_row), strict=True):
                 column.append(value)
     feed = ctx.dialect.change_feed and ctx.dialect.notify is not None
     args: list[Any] = [*columns, ctx.caller.user_id, ctx.now]

@@ -145,7 +145,7 @@ _RESTATUSED = """
     UPDATE issue_custom_values SET status = $3
      WHERE issue_id = $1 AND EXISTS (SELECT 1 FROM upd)"""
 #: The issue's search rows after its values changed, only if the row was
-#: written: the rows ``(field, value, number)`` of ``$n``-``$n+2``
+#: written: the rows ``(field, value, number, folded)`` of ``$n``-``$n+3``
 #: (``_custom_values.search_rows`` of the new values) in its component ``$7``
 #: with its status ``$3``, which is what ``_custom_values.sync_rows`` leaves,
 #: written as it does: only the rows that go are deleted, only the new ones
@@ -157,14 +157,16 @@ _RESTATUSED = """
 #: kept row's number is the same: it follows from the value.
 _REVALUED = """
 ), new_rows AS (
-    SELECT * FROM unnest($n::bigint[], $m::text[], $k::bigint[]) AS r(field_id, value, number)
+    SELECT * FROM unnest($n::bigint[], $m::text[], $k::bigint[], $f::text[])
+                  AS r(field_id, value, number, folded)
 ), unvalued AS (
     DELETE FROM issue_custom_values v
      WHERE v.issue_id = $1 AND EXISTS (SELECT 1 FROM upd)
        AND (v.field_id, v.value) NOT IN (SELECT field_id, value FROM new_rows)
 ), valued AS (
-    INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
-    SELECT $1, r.field_id, r.value, r.number, $7, $3 FROM new_rows r
+    INSERT INTO issue_custom_values
+           (issue_id, field_id, value, number, component_id, status, folded)
+    SELECT $1, r.field_id, r.value, r.number, $7, $3, r.folded FROM new_rows r
      WHERE EXISTS (SELECT 1 FROM upd)
        AND (r.field_id, r.value) NOT IN (SELECT v.field_id, v.value FROM issue_custom_values v
                                           WHERE v.issue_id = $1)
@@ -191,6 +193,7 @@ def change_in_one(*, mentions: bool, restatus: bool, revalue: bool = False) -> s
             _REVALUED.replace("$n", f"${first}")
             .replace("$m", f"${first + 1}")
             .replace("$k", f"${first + 2}")
+            .replace("$f", f"${first + 3}")
         )
     elif restatus:
         parts += _RESTATUSED
@@ -315,7 +318,7 @@ async def change(ctx: WriteContext, request: v1.ChangeIssueRequest) -> _issues.C
         _custom_values.dump_values(custom), request.expected_version, row["row_xmin"],
         caller.user_id, changes_to_json(plan.changes), ctx.channel,
         *([names] if names else []),
-        *([[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]] if revalue else []),
+        *([[r[i] for r in rows] for i in range(4)] if revalue else []),
     )  # fmt: skip
     if done is None:
         return None

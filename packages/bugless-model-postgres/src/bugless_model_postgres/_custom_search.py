@@ -235,7 +235,7 @@ def custom_term_sql(
         if kind == "eq":
             condition = f"v.value = ANY ({bind(list(args), 'text[]')})"
         elif kind == "contains":
-            condition = f"strpos(lower(v.value), lower({bind(args[0], 'text')})) > 0"
+            condition = f"strpos(v.folded, {bind(args[0], 'text')}) > 0"
         elif kind == "number":
             condition = f"v.number {_COMPARE[args[0]]} {bind(args[1], 'bigint')}"
         else:  # "day"
@@ -264,7 +264,9 @@ def _condition(
             return "day", (op, day)
         raise _bad("op", f"{name} cannot be compared; only integer and date fields can")
     if definition.type is T.TEXT:
-        return "contains", (raw,)
+        # Contains, in any case: both sides folded by str.casefold (the
+        # row's ``folded``, migration 0021), never by SQL's lower().
+        return "contains", (raw.casefold(),)
     if definition.type is T.USER:
         if not user:
             raise _bad("value", f"{name}: no user named {raw!r}")

@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import asyncpg
+
 from bugless_core import custom_fields as cf
 from bugless_model_postgres._convert import Conn, Row
 from bugless_proto import v1
@@ -22,12 +24,29 @@ DELETE FROM issue_custom_values
  WHERE issue_id = $1
    AND (field_id, value) IN (SELECT * FROM unnest($2::bigint[], $3::text[]))
 """
-#: Search rows of issue $1: (field, value, number) from $2..$4, component $5, status $6.
+#: Search rows of issue $1: (field, value, number, folded) from $2..$4 and $7,
+#: component $5, status $6.
 INSERT_ROWS = """
-INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
-SELECT $1, r.field_id, r.value, r.number, $5, $6
-  FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS r(field_id, value, number)
+INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status, folded)
+SELECT $1, r.field_id, r.value, r.number, $5, $6, r.folded
+  FROM unnest($2::bigint[], $3::text[], $4::bigint[], $7::text[])
+       AS r(field_id, value, number, folded)
 """
+#: Up to $1 search rows written without their folded value (before migration
+#: 0021, or by a replica of the release before it since).
+UNFOLDED_ROWS = """
+SELECT issue_id, field_id, value FROM issue_custom_values WHERE folded IS NULL LIMIT $1
+"""
+#: Rows (issue, field, value) $1..$3 take folded values $4, unless folded since.
+SET_FOLDED = """
+UPDATE issue_custom_values v SET folded = k.folded
+  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+       AS k(issue_id, field_id, value, folded)
+ WHERE v.issue_id = k.issue_id AND v.field_id = k.field_id AND v.value = k.value
+   AND v.folded IS NULL
+"""
+#: Rows folded per statement by :func:`fold_rows`.
+FOLD_BATCH = 5000
 #: Issue $1's search rows not yet in its component $2 with its status $3 take them.
 RESTATUS_ROWS = """
 UPDATE issue_custom_values SET component_id = $2, status = $3
@@ -64,17 +83,24 @@ def dump_values(values: Mapping[str, Any]) -> str:
     return json.dumps(dict(values), sort_keys=True)
 
 
-def search_rows(stored: Mapping[str, Any]) -> list[tuple[int, str, int | None]]:
-    """(field id, value, number) search rows of stored values (migration 0010's shape).
+#: A search row: field id, value, number (integers), the value case-folded.
+SearchRow = tuple[int, str, int | None, str]
+
+
+def search_rows(stored: Mapping[str, Any]) -> list[SearchRow]:
+    """(field id, value, number, folded) search rows of stored values (migrations 0010, 0021).
 
     One row per value; a multi-valued field one per option; integers carry
-    their number too, for comparisons.
+    their number too, for comparisons; every value its case folding
+    (``str.casefold``, which a text term's "contains, in any case" compares:
+    no SQL function folds by that rule, so it is computed here and stored).
     """
-    rows: list[tuple[int, str, int | None]] = []
+    rows: list[SearchRow] = []
     for key, value in stored.items():
         for item in value if isinstance(value, list) else [value]:
             number = item if isinstance(item, int) and not isinstance(item, bool) else None
-            rows.append((int(key), str(item), number))
+            text = str(item)
+            rows.append((int(key), text, number, text.casefold()))
     return sorted(set(rows), key=lambda r: (r[0], r[1]))
 
 
@@ -116,8 +142,10 @@ async def sync_rows(
         await conn.execute(RESTATUS_ROWS, issue_id, component_id, status)
     added = [r for r in new if (r[0], r[1]) not in kept]
     if added:
-        fields, values, numbers = (list(column) for column in zip(*added, strict=True))
-        await conn.execute(INSERT_ROWS, issue_id, fields, values, numbers, component_id, status)
+        fields, values, numbers, folded = (list(column) for column in zip(*added, strict=True))
+        await conn.execute(
+            INSERT_ROWS, issue_id, fields, values, numbers, component_id, status, folded
+        )
 
 
 def value_messages(
@@ -169,3 +197,19 @@ def attach_values(issues: Mapping[int, v1.Issue], rows: Mapping[int, Row]) -> No
         stored = load_values(row["custom_fields"])
         if stored and known is not None:
             issue.custom_fields = value_messages(stored, known)
+
+
+async def fold_rows(pool: asyncpg.Pool) -> int:
+    """Fold the values of the search rows migration 0021 left without; how many were.
+
+    The Model runs it right after migrating, a batch per statement (each
+    committed on its own: a large table is never held in one transaction).
+    Values are folded by ``str.casefold``, as :func:`search_rows` folds them
+    on every write; a row rewritten meanwhile keeps what its write folded.
+    """
+    done = 0
+    while rows := await pool.fetch(UNFOLDED_ROWS, FOLD_BATCH):
+        issues, fields, values = ([r[c] for r in rows] for c in ("issue_id", "field_id", "value"))
+        await pool.execute(SET_FOLDED, issues, fields, values, [v.casefold() for v in values])
+        done += len(rows)
+    return done

@@ -248,13 +248,15 @@ _CREATED_MENTIONS = """, mentioned AS (
 )"""
 
 #: The new issue's custom value search rows (migration 0010): field ids
-#: ``${0}``, values ``${1}``, numbers ``${2}``; the issue's component ``$6``
+#: ``${0}``, values ``${1}``, numbers ``${2}``, folded values ``${3}``
+#: (migration 0021); the issue's component ``$6``
 #: and status ``$2``, as :data:`_custom_values.INSERT_ROWS` writes them.
 _CREATED_VALUES = """, valued AS (
-    INSERT INTO issue_custom_values (issue_id, field_id, value, number, component_id, status)
-    SELECT created.id, v.field_id, v.value, v.number, $6, $2
-      FROM created, unnest(${0}::bigint[], ${1}::text[], ${2}::bigint[])
-           AS v(field_id, value, number)
+    INSERT INTO issue_custom_values
+           (issue_id, field_id, value, number, component_id, status, folded)
+    SELECT created.id, v.field_id, v.value, v.number, $6, $2, v.folded
+      FROM created, unnest(${0}::bigint[], ${1}::text[], ${2}::bigint[], ${3}::text[])
+           AS v(field_id, value, number, folded)
 )"""
 
 
@@ -267,14 +269,14 @@ def create_issue_in_one(*, mentions: bool, values: bool) -> str:
     writes them here rather than in statements of their own. A part is left
     out when the create has none: an empty part still opens its table and
     indexes (as ``_batch_create.insert_statement`` found). Parameters after
-    ``$22``: the mentioned usernames (1), then the value rows (3).
+    ``$22``: the mentioned usernames (1), then the value rows (4).
     """
     numbers = itertools.count(23)
     parts = ""
     if mentions:
         parts += _CREATED_MENTIONS.format(next(numbers))
     if values:
-        parts += _CREATED_VALUES.format(*itertools.islice(numbers, 3))
+        parts += _CREATED_VALUES.format(*itertools.islice(numbers, 4))
     return _CREATE_ISSUE_IN_ONE.replace("@PARTS@", parts)
 
 

@@ -51,6 +51,7 @@ from bugless_model_postgres import (
     _change_in_one,
     _components,
     _custom_fields,
+    _custom_values,
     _field_holders,
     _imports,
     _issues,
@@ -167,6 +168,7 @@ class PostgresBackend(
                 await _field_holders.respell_backfill(pool)
                 await _custom_fields.fill_name_keys(pool)
                 await _components.fill_path_keys(pool)
+                await _custom_values.fold_rows(pool)
                 await cls._after_migrate(pool, settings)
             return version
         finally:

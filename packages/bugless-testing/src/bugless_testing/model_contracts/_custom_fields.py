@@ -454,6 +454,46 @@ class CustomFieldSearchContract:
             "no user named",
         )
 
+    async def test_text_contains_in_any_case_by_case_folding(self, model: v1.ModelStub) -> None:
+        """A text term finds its text in a value in any case, by Unicode case folding.
+
+        "ÄPFEL" finds "äpfel" and back (a database's ``lower()`` under the C
+        locale leaves "Ä" as it is), "STRASSE" finds "Straße" (no ``lower()``
+        folds "ß" to "ss"), "οδος" finds "ΟΔΟΣ" (final sigma); for values
+        written by a create, a batch create and a change alike.
+        """
+        root = await make_component(model)
+        note = await define(model, root.id, T.TEXT)
+        created = await create(model, root.id, values(note.id, "Kiste äpfel, ÄPFEL-Saft"))
+        (batched,) = (
+            await model.batch_create_issues(
+                v1.BatchCreateIssuesRequest(
+                    caller=ALICE,
+                    items=[
+                        v1.CreateIssueRequest(
+                            fields=v1.IssueFields(title=unique("batch"), component_id=root.id),
+                            custom_fields=[values(note.id, "Hauptstraße 5")],
+                        )
+                    ],
+                )
+            )
+        ).results
+        assert batched.issue is not None, batched.message
+        changed = await create(model, root.id, values(note.id, "before"))
+        delta = v1.IssueDelta(custom_fields_set=[values(note.id, "ΟΔΟΣ Σ")])
+        await change(model, changed, delta)
+        for text, expected in (
+            ("äpfel-saft", [created.id]),
+            ("ÄPFEL, ÄPFEL", [created.id]),
+            ("HAUPTSTRASSE", [batched.issue.id]),
+            ("straße 5", [batched.issue.id]),
+            ("οδος", [changed.id]),
+            ("οδοσ σ", [changed.id]),  # noqa: RUF001 (Greek, on purpose)
+            ("before", []),
+        ):
+            term = custom_term(note, Op.EQ, text)
+            assert await search_ids(model, within(root.id, term)) == expected, text
+
     async def test_sort_by_a_custom_field_puts_missing_values_last(
         self, model: v1.ModelStub
     ) -> None:
