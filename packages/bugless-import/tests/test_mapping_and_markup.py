@@ -22,6 +22,22 @@ def test_the_file_overrides_the_importers_defaults(tmp_path: Path) -> None:
     assert mapping.unmapped[("statuses", "limbo")] == 1
 
 
+def test_source_values_and_labels_match_by_case_folding(tmp_path: Path) -> None:
+    """Keys match in any case by ``str.casefold`` (the Model's rule), not only ASCII."""
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[statuses]\n"ÄNDERUNG" = "NEW"\n[labels]\n"STRASSE" = "hotlist:Streets"\n',
+        encoding="utf-8",
+    )
+    mapping = load_mapping(path, {"components": {"Straße": "Roads"}})
+    assert mapping.enum("statuses", "änderung") == v1.Status.NEW
+    assert mapping.component("STRASSE") == "Roads"
+    target = mapping.label("straße")
+    assert target is not None
+    assert target.hotlist == "Streets"
+    assert not mapping.unmapped
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

@@ -58,8 +58,11 @@ class Mapping:
     """The resolved mapping of one run, and what it could not map.
 
     Attributes:
-        sections: section -> lower-cased source value -> bugless name.
-        labels: lower-cased label -> target.
+        sections: section -> case-folded source value -> bugless name.
+        labels: case-folded label -> target.
+
+    Source values and labels are matched in any case by ``str.casefold``,
+    the rule the Model compares names by ("STRASSE" maps "straße").
         unmapped: (section, source value) -> how often it was met.
     """
 
@@ -71,7 +74,7 @@ class Mapping:
         """The wire value of a source value in an enum section; 0 when unmapped or empty."""
         if not value:
             return 0
-        name = self.sections.get(section, {}).get(value.lower())
+        name = self.sections.get(section, {}).get(value.casefold())
         if name is None:
             self.unmapped[(section, value)] += 1
             return 0
@@ -79,11 +82,11 @@ class Mapping:
 
     def component(self, value: str) -> str:
         """The bugless path a source component maps to ("" when not named)."""
-        return self.sections.get("components", {}).get(value.lower(), "")
+        return self.sections.get("components", {}).get(value.casefold(), "")
 
     def label(self, value: str) -> LabelTarget | None:
         """Where a label goes, if anywhere (unmapped labels are counted)."""
-        target = self.labels.get(value.lower())
+        target = self.labels.get(value.casefold())
         if target is None:
             self.unmapped[("labels", value)] += 1
         return target
@@ -135,11 +138,11 @@ def load_mapping(
         )
     mapping = Mapping()
     for section in _SECTIONS:
-        merged = {k.lower(): v for k, v in (defaults or {}).get(section, {}).items()}
+        merged = {k.casefold(): v for k, v in (defaults or {}).get(section, {}).items()}
         given = data.get(section, {})
         if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
             raise InvalidArgument(f'mapping [{section}]: expected key = "value" pairs')
-        merged.update({str(k).lower(): str(v) for k, v in given.items()})
+        merged.update({str(k).casefold(): str(v) for k, v in given.items()})
         if section == "labels":
             mapping.labels = {k: _label_target(k, v) for k, v in merged.items()}
             continue

@@ -333,7 +333,7 @@ class _Labels:
                     self.model.list_custom_fields,
                     v1.ListCustomFieldsRequest(caller=self.caller, component_id=component_id),
                 )
-                self.fields[component_id] = {f.name.lower(): f for f in listed.custom_fields}
+                self.fields[component_id] = {f.name.casefold(): f for f in listed.custom_fields}
 
     def __call__(
         self, component_id: int, labels: Sequence[str]
@@ -347,7 +347,7 @@ class _Labels:
             if target.hotlist:
                 hotlists.add(self.hotlists[target.hotlist])
                 continue
-            found = self.fields.get(component_id, {}).get(target.field.lower())
+            found = self.fields.get(component_id, {}).get(target.field.casefold())
             if found is None:
                 self.mapping.unmapped[("labels", f"{label} (no field {target.field!r} here)")] += 1
                 continue
