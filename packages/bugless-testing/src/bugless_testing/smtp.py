@@ -15,7 +15,10 @@ prints ``listening on 127.0.0.1:PORT``.
 It can be told to refuse a recipient for good (``refusals``: a 5xx answer),
 to defer one a number of times (``deferrals``: 451 and then accept), and to
 take a while before answering DATA (``data_delay_seconds``: a slow relay, so a
-test can kill a sender while mails are in flight).
+test can kill a sender while mails are in flight). It counts the sessions
+(connections) it opened and closed, so a test can wait until the sink has
+really dropped an idle session (``session_timeout_seconds``) instead of
+sleeping past the timeout and hoping the sink's thread ran by then.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import email.policy
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, cast
@@ -55,6 +58,19 @@ class ReceivedMail:
     raw: bytes
     secure: bool
     login: str
+
+
+class _CountedSMTP(SMTP):
+    """aiosmtpd's SMTP session, telling the sink when its connection is gone."""
+
+    def __init__(self, sink: SmtpSink, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sink = sink
+
+    def connection_lost(self, error: Exception | None) -> None:
+        """Count the session closed (by either side) once aiosmtpd has let it go."""
+        super().connection_lost(error)
+        self._sink.session_ended()
 
 
 class _Handler:
@@ -129,6 +145,8 @@ class SmtpSink:
     port: int = 0
     _mails: list[ReceivedMail] = field(default_factory=list)
     _count: int = 0
+    _sessions_opened: int = 0
+    _sessions_closed: int = 0
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.AbstractServer | None = None
@@ -156,6 +174,24 @@ class SmtpSink:
             self._count += 1
             self._changed.notify_all()
 
+    @property
+    def sessions_opened(self) -> int:
+        """How many SMTP sessions (connections) were accepted."""
+        with self._changed:
+            return self._sessions_opened
+
+    @property
+    def sessions_closed(self) -> int:
+        """How many of them have ended, closed by the client or by the sink."""
+        with self._changed:
+            return self._sessions_closed
+
+    def session_ended(self) -> None:
+        """Record a closed session (called on the server's thread)."""
+        with self._changed:
+            self._sessions_closed += 1
+            self._changed.notify_all()
+
     def take_deferral(self, address: str) -> bool:
         """Whether to defer ``address`` this time (one fewer left if so)."""
         with self._changed:
@@ -177,15 +213,30 @@ class SmtpSink:
         Raises:
             TimeoutError: fewer arrived within ``timeout`` seconds.
         """
-        deadline = time.monotonic() + timeout
         with self._changed:
-            while self._count < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    msg = f"{self._count} mails arrived within {timeout} s, expected {count}"
-                    raise TimeoutError(msg)
-                self._changed.wait(left)
+            self._wait_until(lambda: self._count, count, "mails arrived", timeout)
             return list(self._mails)
+
+    def wait_for_sessions_closed(self, count: int, timeout: float = 30.0) -> None:
+        """Block until at least ``count`` sessions have ended.
+
+        Raises:
+            TimeoutError: fewer ended within ``timeout`` seconds.
+        """
+        with self._changed:
+            self._wait_until(lambda: self._sessions_closed, count, "sessions ended", timeout)
+
+    def _wait_until(
+        self, counted: Callable[[], int], count: int, what: str, timeout: float
+    ) -> None:
+        """Wait, holding ``_changed``, until ``counted()`` reaches ``count``."""
+        deadline = time.monotonic() + timeout
+        while counted() < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                msg = f"{counted()} {what} within {timeout} s, expected {count}"
+                raise TimeoutError(msg)
+            self._changed.wait(left)
 
     async def wait_for_async(self, count: int, seconds: float = 30.0) -> list[ReceivedMail]:
         """:meth:`wait_for` for a coroutine (the event loop keeps running)."""
@@ -203,7 +254,10 @@ class SmtpSink:
         return AuthResult(success=accepted, handled=False, auth_data=data if accepted else None)
 
     def _protocol(self) -> SMTP:
-        return SMTP(
+        with self._changed:
+            self._sessions_opened += 1
+        return _CountedSMTP(
+            self,
             _Handler(self),
             hostname="bugless-test-smtp",
             tls_context=self.starttls_context,
