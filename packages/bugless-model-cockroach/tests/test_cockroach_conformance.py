@@ -14,6 +14,7 @@ from bugless_testing.model_contracts import (
     AccessContract,
     AttachmentContract,
     BadInputContract,
+    BadReadContract,
     BatchChangeContract,
     BatchCreateContract,
     ChangeContract,
@@ -47,6 +48,9 @@ class TestAttachment(AttachmentContract): ...
 
 
 class TestBadInput(BadInputContract): ...
+
+
+class TestBadRead(BadReadContract): ...
 
 
 class TestChange(ChangeContract): ...

@@ -9,6 +9,7 @@ from bugless_testing.model_contracts import (
     AccessContract,
     AttachmentContract,
     BadInputContract,
+    BadReadContract,
     BatchChangeContract,
     BatchCreateContract,
     ChangeContract,
@@ -44,6 +45,9 @@ class TestAttachment(AttachmentContract): ...
 
 
 class TestBadInput(BadInputContract): ...
+
+
+class TestBadRead(BadReadContract): ...
 
 
 class TestChange(ChangeContract): ...

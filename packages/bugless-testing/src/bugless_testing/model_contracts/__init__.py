@@ -13,6 +13,7 @@ from __future__ import annotations
 from bugless_testing.model_contracts._access import AccessContract
 from bugless_testing.model_contracts._attachments import ATTACHMENT_LIMITS, AttachmentContract
 from bugless_testing.model_contracts._bad_input import BadInputContract
+from bugless_testing.model_contracts._bad_reads import BadReadContract
 from bugless_testing.model_contracts._batch_changes import BatchChangeContract
 from bugless_testing.model_contracts._batch_creates import BatchCreateContract
 from bugless_testing.model_contracts._changes import ChangeContract
@@ -41,6 +42,7 @@ __all__ = [
     "AccessContract",
     "AttachmentContract",
     "BadInputContract",
+    "BadReadContract",
     "BatchChangeContract",
     "BatchCreateContract",
     "ChangeContract",
