@@ -338,6 +338,7 @@ class DevStack:
             self.state.logs_dir / "postgres.log",
             identity=install.run_as_kwargs(),
             stop_signal=signal.SIGINT,
+            stop_now_signal=signal.SIGQUIT,
             cwd=install.root,
         )
         self.postgres = child

@@ -58,9 +58,11 @@ class StackConfig:
             downloads once a service stops accepting); None: not set, so each
             service drains with its own default (120 s, as the chart's), and a
             transfer running in a drain of ``bugless dev``, a test or the
-            drill outlasts the grace as it would in a deployment. Stopping a
-            stack still ends within :data:`~bugless_dev.processes.STOP_TIMEOUT_SECONDS`
-            (a service still running then is killed).
+            drill outlasts the grace as it would in a deployment. A service
+            of a stack still stopping after
+            :data:`~bugless_dev.processes.STOP_TIMEOUT_SECONDS` is told to
+            stop now (a second SIGTERM), so a hung transfer does not end the
+            stop in a kill.
         token_key_file: The Authenticator's signing key; generated under
             ``directory`` (``bugless auth keygen``) when None.
         page_token_secret: The Model's page-token secret (random when empty).

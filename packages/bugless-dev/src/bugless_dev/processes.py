@@ -13,6 +13,13 @@ binds any free port and then writes ``F`` (JSON: ``port``, ``metrics_port``,
 port chosen by the parent and bound later by the child could be taken by
 another process in between; this cannot.
 
+Stopping is in three steps (:meth:`ServiceProcess.stop`): the stop signal,
+then, for one still running after :data:`STOP_TIMEOUT_SECONDS`, the "stop
+now" signal (a bugless service takes a second SIGTERM as "skip the rest of the
+drain": a transfer it was waiting for, up to its 120 s bound, is cut), and only
+for one still running :data:`STOP_NOW_SECONDS` after that, SIGKILL. Each late
+step is a line in the service's log.
+
 The API is synchronous (tests, the drill and the benchmarks call it from
 plain code); ``bugless dev`` calls it from its event loop through
 :func:`asyncio.to_thread`.
@@ -54,7 +61,10 @@ START_TIMEOUT_SECONDS = 90.0
 #: same address and port to a second socket without ``SO_REUSEPORT``, so there
 #: the reservation must be closed just before the server starts.
 RESERVATION_ADMITS_SERVER = sys.platform.startswith("linux")
+#: How long a stopping service may drain before it is asked to stop now.
 STOP_TIMEOUT_SECONDS = 30.0
+#: How long it then has to exit before it is killed.
+STOP_NOW_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
 
@@ -146,6 +156,9 @@ class ServiceProcess:
         stop_signal: What asks it to shut down gracefully (PostgreSQL: SIGINT,
             its fast shutdown; bugless services: SIGTERM, their drain).
         ready_file: Where it reports its port, when started with one.
+        stop_now_signal: What asks it, once stopping, to stop now; None: the
+            stop signal again (a bugless service's second SIGTERM ends its
+            drain at once). PostgreSQL: SIGQUIT, its immediate shutdown.
     """
 
     name: str
@@ -153,6 +166,7 @@ class ServiceProcess:
     log: Path
     stop_signal: signal.Signals = signal.SIGTERM
     ready_file: Path | None = None
+    stop_now_signal: signal.Signals | None = None
 
     @property
     def pid(self) -> int:
@@ -233,16 +247,45 @@ class ServiceProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signum)
 
-    def stop(self, within_seconds: float = STOP_TIMEOUT_SECONDS) -> None:
-        """Ask it to stop; kill it if it has not within ``within_seconds``."""
+    def stop(
+        self,
+        within_seconds: float = STOP_TIMEOUT_SECONDS,
+        now_within_seconds: float = STOP_NOW_SECONDS,
+    ) -> None:
+        """Ask it to stop; after ``within_seconds``, to stop now; then kill it.
+
+        A service still draining after ``within_seconds`` is waiting for
+        something that will not end soon (a transfer that hung, with a 120 s
+        bound): it gets the stop-now signal, which keeps its orderly exit
+        (connections closed, logs flushed) without the wait. Only one still
+        running ``now_within_seconds`` after that is killed. Both late steps
+        are noted in its log, so a slow stop is explained where it is read.
+        """
         if self.exited:
             return
         self.signal(self.stop_signal)
+        if self._exits_within(within_seconds):
+            return
+        now = self.stop_now_signal or self.stop_signal
+        self._note(f"still running {within_seconds:g}s after {self.stop_signal.name}: {now.name}")
+        self.signal(now)
+        if self._exits_within(now_within_seconds):
+            return
+        self._note(f"still running {now_within_seconds:g}s after {now.name}: SIGKILL")
+        self.kill()
+        self.process.wait()
+
+    def _exits_within(self, seconds: float) -> bool:
         try:
-            self.process.wait(timeout=within_seconds)
+            self.process.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
-            self.kill()
-            self.process.wait()
+            return False
+        return True
+
+    def _note(self, what: str) -> None:
+        """Append a line about stopping it to its log (as :func:`spawn` notes its start)."""
+        with contextlib.suppress(OSError), self.log.open("ab") as out:
+            out.write(f"\n---- {time.strftime('%Y-%m-%d %H:%M:%S')} {what}\n".encode())
 
     def kill(self) -> None:
         """Stop now (SIGKILL)."""
@@ -258,6 +301,7 @@ def spawn(
     *,
     identity: Mapping[str, Any] | None = None,
     stop_signal: signal.Signals = signal.SIGTERM,
+    stop_now_signal: signal.Signals | None = None,
     cwd: Path | None = None,
     ready_file: Path | None = None,
 ) -> ServiceProcess:
@@ -285,7 +329,12 @@ def spawn(
             **(identity or {}),
         )
     return ServiceProcess(
-        name=name, process=process, log=log, stop_signal=stop_signal, ready_file=ready_file
+        name=name,
+        process=process,
+        log=log,
+        stop_signal=stop_signal,
+        ready_file=ready_file,
+        stop_now_signal=stop_now_signal,
     )
 
 
