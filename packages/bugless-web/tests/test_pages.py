@@ -287,7 +287,8 @@ async def test_health_readiness_and_drain_steering(world: World) -> None:
         assert (await c.get("/readyz")).status_code == 200
         drained = await c.post("/admin/drain", data={"_csrf": token, "action": "start"})
         assert drained.status_code == 200
-        assert "Draining" in drained.text
+        assert "<title>Operations &middot; bugless</title>" in drained.text
+        assert re.search(r"Draining for \d+ s \(admin alice\)", drained.text), drained.text
         ready = await c.get("/readyz")
         assert ready.status_code == 503
         assert "draining" in ready.text

@@ -8,6 +8,7 @@ replica should get traffic: not draining, and both backends answering.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -76,11 +77,23 @@ async def admin_page(request: Request[Any, Any, Any]) -> Response[str]:
     viewer = await viewer_of(request)
     if not viewer.is_admin:
         raise PermissionDenied("the admin permission is needed for this page")
+    return _admin_page(request)
+
+
+def _admin_page(request: Request[Any, Any, Any]) -> Response[str]:
+    """The operations page: the drain's state (for how long, started by whom) and its switch."""
     drain = frontend_of(request).drain
+    seconds = round(time.monotonic() - drain.since) if drain.draining else 0
     return render(
         request,
         "admin.html",
-        {"drain": drain, "steer_to": frontend_of(request).settings.steer_to},
+        {
+            "drain": drain,
+            "drained_for": f"{seconds // 60} min {seconds % 60} s"
+            if seconds >= 60
+            else f"{seconds} s",
+            "steer_to": frontend_of(request).settings.steer_to,
+        },
     )
 
 
@@ -99,15 +112,7 @@ async def toggle_drain(request: Request[Any, Any, Any]) -> Response[Any]:
         drain.start(f"admin {viewer.user.username}")
         session_of(request).update(notice="This replica is draining.")
     # The admin page itself would be steered away while draining: answer here.
-    return (
-        redirect("/admin")
-        if not drain.draining
-        else render(
-            request,
-            "admin.html",
-            {"drain": drain, "steer_to": frontend_of(request).settings.steer_to},
-        )
-    )
+    return redirect("/admin") if not drain.draining else _admin_page(request)
 
 
 ROUTES = [healthz, readyz, static_asset, admin_page, toggle_drain]
