@@ -106,7 +106,7 @@ RUNTIME = (
 )
 
 
-@pytest.mark.parametrize("service", ["api", "web", "notify"])
+@pytest.mark.parametrize("service", ["api", "web", "notify", "model"])
 def test_a_services_help_imports_no_runtime(service: str) -> None:
     """``serve --help`` parses settings naming other services (``ServiceAddress``) only."""
     loaded, _, _ = modules_after_command(service, "serve", "--help")
@@ -114,11 +114,17 @@ def test_a_services_help_imports_no_runtime(service: str) -> None:
     assert loaded_among(loaded, RUNTIME) == []
 
 
-def test_the_models_help_imports_neither_the_event_loop_nor_the_clients() -> None:
-    """Its settings hold the storage's (``bugless_core.model.backend``, with the messages)."""
-    loaded, _, _ = modules_after_command("model", "serve", "--help")
-    assert "bugless_core.service_address" in loaded
-    assert loaded_among(loaded, ("bugless_core.eventloop", "bugless_core.clients")) == []
+@pytest.mark.parametrize("command", ["serve", "migrate"])
+def test_the_models_help_imports_its_settings_not_the_backend_contract(command: str) -> None:
+    """The storage settings come from ``bugless_core.model.settings``, without the contract.
+
+    ``bugless_core.model.backend`` (the ABC, whose signatures need the
+    generated messages) is for a serving Model and its backends.
+    """
+    loaded, shown, _ = modules_after_command("model", command, "--help")
+    assert "--schema" in shown
+    assert "bugless_core.model.settings" in loaded
+    assert loaded_among(loaded, ("bugless_core.model.backend", *RUNTIME)) == []
 
 
 def test_a_real_issue_show_imports_no_service(served_api: dict[str, str]) -> None:

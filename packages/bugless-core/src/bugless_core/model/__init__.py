@@ -17,16 +17,16 @@ if TYPE_CHECKING:
         Capability,
         ChangeListener,
         ModelBackend,
-        ModelSettings,
     )
     from bugless_core.model.servicer import ModelServicer
+    from bugless_core.model.settings import ModelSettings
 
 #: Public name -> the module defining it.
 _LAZY = {
     "Capability": "bugless_core.model.backend",
     "ChangeListener": "bugless_core.model.backend",
     "ModelBackend": "bugless_core.model.backend",
-    "ModelSettings": "bugless_core.model.backend",
+    "ModelSettings": "bugless_core.model.settings",
     "ModelServicer": "bugless_core.model.servicer",
 }
 

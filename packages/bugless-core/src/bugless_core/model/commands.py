@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,10 +18,14 @@ from bugless_core.attachments import AttachmentSettings
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
-from bugless_core.model.backend import ModelBackend, ModelSettings
+from bugless_core.model.settings import ModelSettings
 from bugless_core.plugins import Plugins
 from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting, settings_command
+
+if TYPE_CHECKING:
+    # The contract imports the generated messages: not for --help.
+    from bugless_core.model.backend import ModelBackend
 
 _log = logging.getLogger("bugless.model")
 DEFAULT_MODEL_PORT = 50051
