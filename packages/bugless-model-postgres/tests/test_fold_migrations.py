@@ -17,11 +17,19 @@ import pytest
 from bugless_core.errors import FailedPrecondition, NotFound
 from bugless_core.migrations import quote_schema
 from bugless_core.model.backend import ModelSettings
+from bugless_core.search.build import term as search_term
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_testing.model_contracts._attachments import upload
 from bugless_testing.model_contracts._custom_fields import create, custom_term, define, values
-from bugless_testing.model_contracts._support import make_component, search_ids, unique, within
+from bugless_testing.model_contracts._support import (
+    make_component,
+    make_issue,
+    search_ids,
+    unique,
+    within,
+)
 
 ADMIN = v1.Caller(user_id="root", admin=True)
 #: What the release before 0020 left after a rename: keys folded by SQL's lower().
@@ -146,3 +154,30 @@ async def test_text_values_written_before_0021_are_folded_after_migrating(
     finally:
         await conn.close()
     assert await search_ids(model, term) == [issue.id]
+
+
+async def test_attachments_made_before_0022_are_found_by_folded_name_after_migrating(
+    model_settings: ModelSettings, model: v1.ModelStub
+) -> None:
+    """``migrate`` folds the names 0022 left without; ``attachment:`` terms then find them."""
+    root = await make_component(model)
+    issue = await make_issue(model, root.id)
+    reply = await upload(model, issue.id, b"plan", name="Straßenplan-ÄPFEL.pdf")
+    assert reply.attachment is not None
+    found = within(
+        root.id, search_term(v1.SearchField.ATTACHMENT, v1.SearchOperator.EQ, "strassenplan-äpfel")
+    )
+    assert await search_ids(model, found) == [issue.id]
+    conn = await _connect(model_settings)
+    try:
+        unfold = "UPDATE attachments SET folded_name = NULL WHERE id = $1"
+        await conn.execute(unfold, reply.attachment.id)
+        assert await search_ids(model, found) == []
+        await PostgresBackend.migrate(model_settings)
+        folded = "SELECT folded_name FROM attachments WHERE id = $1"
+        assert await conn.fetchval(folded, reply.attachment.id) == "strassenplan-äpfel.pdf"
+        unfolded = "SELECT count(*) FROM attachments WHERE folded_name IS NULL"
+        assert await conn.fetchval(unfolded) == 0
+    finally:
+        await conn.close()
+    assert await search_ids(model, found) == [issue.id]

@@ -37,6 +37,8 @@ from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend, _follow, _upload_in_one
 from bugless_proto import v1
 
+#: The uploads' file name, and as it is stored folded (migration 0022).
+NAME, FOLDED = "Straße.LOG", "strasse.log"
 #: What the upload's statements after its checks start with.
 LOCK_AND_READ = "WITH locked AS ( INSERT INTO attachment_contents"
 WRITE = "WITH upd AS ( UPDATE issues AS i SET version = i.version + 1"
@@ -51,7 +53,8 @@ async def _tables(backend: PostgresBackend, issue_id: int) -> dict[str, Any]:
                      WHERE i.id = $1)::text AS issue,
                    (SELECT array_agg(version || ':' || comment ORDER BY version)
                       FROM issue_history WHERE issue_id = $1) AS entries,
-                   (SELECT array_agg(id || ':' || entry_version || ':' || name ORDER BY id)
+                   (SELECT array_agg(id || ':' || entry_version || ':' || name || ':'
+                                     || folded_name ORDER BY id)
                       FROM attachments WHERE issue_id = $1) AS files,
                    (SELECT array_agg(username ORDER BY username)
                       FROM issue_mentions WHERE issue_id = $1) AS mentions,
@@ -72,7 +75,7 @@ async def _reads(backend: PostgresBackend, issue_id: int) -> tuple[v1.Issue, v1.
 
 def _header(issue: v1.Issue, version: int, comment: str = "") -> v1.UploadAttachmentHeader:
     return v1.UploadAttachmentHeader(
-        caller=ALICE, issue_id=issue.id, expected_version=version, name="a.log", comment=comment
+        caller=ALICE, issue_id=issue.id, expected_version=version, name=NAME, comment=comment
     )
 
 
@@ -86,7 +89,10 @@ async def _uploaded_once(
     version = reply.issue.version
     assert after["entries"][:-1] == before["entries"]
     assert after["entries"][-1].startswith(f"{version}:")
-    assert after["files"] == [*(before["files"] or []), f"{reply.attachment.id}:{version}:a.log"]
+    assert after["files"] == [
+        *(before["files"] or []),
+        f"{reply.attachment.id}:{version}:{NAME}:{FOLDED}",
+    ]
     assert (after["head"], after["feed_rows"]) == (before["head"] + 1, before["feed_rows"] + 1)
     assert (reply.issue, reply.entry) == await _reads(backend, reply.issue.id)
     assert reply.entry is not None
@@ -265,5 +271,5 @@ def test_the_statements_are_built_from_the_locked_paths_parts() -> None:
     """The mentions' part goes in before the entry; without mentions, the plain statement."""
     assert _upload_in_one.upload_in_one(mentions=False) == _upload_in_one.UPLOAD_IN_ONE
     with_mentions = _upload_in_one.upload_in_one(mentions=True)
-    assert "unnest($14::text[])" in with_mentions
+    assert "unnest($15::text[])" in with_mentions
     assert with_mentions.index("mentioned AS") < with_mentions.index("entry AS")

@@ -90,14 +90,28 @@ SELECT issue_id, version, deleted_attachment_id FROM issue_history
 """
 #: The columns of :data:`INSERT`'s ``$3``-``$7``, an upload's file.
 _FILE_COLUMNS = ("name", "size", "content_type", "declared_content_type", "sha256")
+#: An upload's file (``$3``-``$7``), its uploader ``$8`` and time ``$9``, and its
+#: name folded by ``str.casefold`` ``$10`` (``attachment:`` terms, migration 0022).
 INSERT = """
 INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
-                         declared_content_type, sha256, uploader, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         declared_content_type, sha256, uploader, created_at, folded_name)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING *
 """
+#: Up to $1 attachments without their folded name (made before migration
+#: 0022, or by a replica of the release before it since).
+UNFOLDED_NAMES = "SELECT id, name FROM attachments WHERE folded_name IS NULL LIMIT $1"
+#: Attachments $1 named $2 take folded names $3, unless folded since.
+SET_FOLDED_NAMES = """
+UPDATE attachments a SET folded_name = k.folded_name
+  FROM unnest($1::bigint[], $2::text[], $3::text[]) AS k(id, name, folded_name)
+ WHERE a.id = k.id AND a.name = k.name AND a.folded_name IS NULL
+"""
+#: Names folded per statement by :func:`fold_names`.
+FOLD_BATCH = 5000
 #: An upload's attachment (``$13`` name, ``$14`` size, ``$15`` content type,
-#: ``$16`` declared content type, ``$17`` sha256), its entry and the change
+#: ``$16`` declared content type, ``$17`` sha256, ``$18`` the name folded as
+#: in :data:`INSERT`), its entry and the change
 #: feed's row in one statement: :data:`q.ENTRY_AND_FEED` (``$1``-``$12``), the
 #: attachment inserted with it (the entry's issue, version, author and time);
 #: returns the attachment's id as ``attachment_id``.
@@ -105,8 +119,9 @@ UPLOAD_AND_FEED = q.ENTRY_AND_FEED.replace(
     "WITH entry AS (",
     """WITH attached AS (
     INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
-                             declared_content_type, sha256, uploader, created_at)
-    VALUES ($1, $2, $13, $14, $15, $16, $17, $3, $4)
+                             declared_content_type, sha256, uploader, created_at,
+                             folded_name)
+    VALUES ($1, $2, $13, $14, $15, $16, $17, $3, $4, $18)
     RETURNING id
 ), entry AS (""",
     1,
@@ -312,7 +327,9 @@ async def record_upload(
     row: Row
     if _entries.entry_takes_feed(ctx):  # the file, its entry and the feed row at once
         values = _entries.last_entry_values(ctx, issue_id, version, comment, [])
-        entry_row = await _entries.entry_and_feed(ctx, UPLOAD_AND_FEED, values, *file)
+        entry_row = await _entries.entry_and_feed(
+            ctx, UPLOAD_AND_FEED, values, *file, name.casefold()
+        )
         ctx.written.append((issue_id, version))
         row = dict(zip(_FILE_COLUMNS, file, strict=True))
         row.update(
@@ -322,7 +339,7 @@ async def record_upload(
         )  # fmt: skip
     else:
         row = one_row(await ctx.conn.fetchrow(
-            INSERT, issue_id, version, *file, ctx.caller.user_id, ctx.now
+            INSERT, issue_id, version, *file, ctx.caller.user_id, ctx.now, name.casefold()
         ))  # fmt: skip
         entry_row = await _entries.insert_last_entry(ctx, issue_id, version, comment, [])
     entry = entry_from_row(entry_row)
@@ -459,3 +476,17 @@ async def fill_feed_entries(conn: Conn, entries: list[v1.FeedEntry]) -> None:
         entry = wanted.get((row["issue_id"], row["version"]))
         if entry is not None:
             entry.deleted_attachment_id = row["deleted_attachment_id"]
+
+
+async def fold_names(pool: asyncpg.Pool) -> int:
+    """Fold the names of the attachments migration 0022 left without; how many were.
+
+    The Model runs it right after migrating, a batch per statement. Names
+    are folded by ``str.casefold``, as every upload writes them.
+    """
+    done = 0
+    while rows := await pool.fetch(UNFOLDED_NAMES, FOLD_BATCH):
+        ids, names = [r["id"] for r in rows], [r["name"] for r in rows]
+        await pool.execute(SET_FOLDED_NAMES, ids, names, [n.casefold() for n in names])
+        done += len(rows)
+    return done

@@ -437,14 +437,19 @@ _HAS_ATTACHMENT = (
 
 
 def _attachment_term(op: v1.SearchOperator, values: list[Any], params: Params) -> str:
-    """``has:attachment`` and ``attachment:text`` (a name contains the text, any case)."""
+    """``has:attachment`` and ``attachment:text`` (a name contains the text, any case).
+
+    Any case by ``str.casefold`` on both sides: the name's folding is stored
+    with it (``folded_name``, migration 0022), as SQL's ``lower()`` folds by
+    the database's collation (ASCII only under the C locale).
+    """
     if op in (Op.ANY, Op.NONE):
         some = _HAS_ATTACHMENT.format(extra="")
         return some if op is Op.ANY else f"(NOT {some})"
-    bound = params.add([str(v).lower() for v in values], "text[]")
+    bound = params.add([str(v).casefold() for v in values], "text[]")
     return _HAS_ATTACHMENT.format(
         extra=f" AND EXISTS (SELECT 1 FROM unnest({bound}) AS n(part)"
-        " WHERE strpos(lower(a.name), n.part) > 0)"
+        " WHERE strpos(a.folded_name, n.part) > 0)"
     )
 
 

@@ -69,7 +69,8 @@ assert "CROSS JOIN (SELECT" in LOCK_CONTENT_AND_READ, "FETCH_ISSUE's FROM and WH
 #: (:data:`_attachments.BUMP`, ``$2`` the time, ``$3`` 1 with a comment,
 #: ``$4`` the comment) only if the row is still version ``$5`` and the very
 #: row version read (``xmin`` ``$6``); the file (``$9`` name, ``$10`` size,
-#: ``$11`` content type, ``$12`` declared content type, ``$13`` sha256) and
+#: ``$11`` content type, ``$12`` declared content type, ``$13`` sha256,
+#: ``$14`` the name folded, as :data:`_attachments.INSERT` writes it) and
 #: the entry (author ``$7``) attaching it; the change feed's row with its
 #: NOTIFY on channel ``$8``, last. Each part writes only if the issue's row
 #: was. Returns :func:`_change_in_one.answer`'s columns and the file's id
@@ -84,8 +85,9 @@ UPLOAD_IN_ONE = (
     + """
 ), attached AS (
     INSERT INTO attachments (issue_id, entry_version, name, size, content_type,
-                             declared_content_type, sha256, uploader, created_at)
-    SELECT upd.id, upd.version, $9, $10, $11, $12, $13, $7, $2 FROM upd
+                             declared_content_type, sha256, uploader, created_at,
+                             folded_name)
+    SELECT upd.id, upd.version, $9, $10, $11, $12, $13, $7, $2, $14 FROM upd
     RETURNING id
 ), entry AS (
     INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes)
@@ -111,10 +113,10 @@ assert "attached.id AS attachment_id" in UPLOAD_IN_ONE, "answer's last lines cha
 
 @functools.cache
 def upload_in_one(*, mentions: bool) -> str:
-    """:data:`UPLOAD_IN_ONE`, with the comment's mentions (``$14``) recorded if ``mentions``."""
+    """:data:`UPLOAD_IN_ONE`, with the comment's mentions (``$15``) recorded if ``mentions``."""
     if not mentions:
         return UPLOAD_IN_ONE
-    mentioned = _change_in_one.MENTIONED.replace("$25", "$14")
+    mentioned = _change_in_one.MENTIONED.replace("$25", "$15")
     statement = UPLOAD_IN_ONE.replace("\n), entry AS (", mentioned + "\n), entry AS (", 1)
     if statement == UPLOAD_IN_ONE:
         msg = "UPLOAD_IN_ONE's CTEs changed"
@@ -173,7 +175,7 @@ async def upload(
             upload_in_one(mentions=bool(names)),
             issue_id, ctx.now, 1 if comment else 0, comment, row["version"], row["row_xmin"],
             caller.user_id, ctx.channel, name, ref.size, content_type, header.content_type,
-            bytes.fromhex(ref.sha256), *([names] if names else []),
+            bytes.fromhex(ref.sha256), name.casefold(), *([names] if names else []),
         )  # fmt: skip
     if done is None:  # refused, or the row moved on: the locked path decides
         return await _attachments.record_upload(

@@ -46,6 +46,7 @@ from bugless_core.model.backend import (
 from bugless_core.page_tokens import PageTokenCodec
 from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy
 from bugless_model_postgres import (
+    _attachments,
     _batch_change,
     _batch_create,
     _change_in_one,
@@ -169,6 +170,7 @@ class PostgresBackend(
                 await _custom_fields.fill_name_keys(pool)
                 await _components.fill_path_keys(pool)
                 await _custom_values.fold_rows(pool)
+                await _attachments.fold_names(pool)
                 await cls._after_migrate(pool, settings)
             return version
         finally:

@@ -417,6 +417,33 @@ class AttachmentContract:
         assert await ids(term(field, v1.SearchOperator.EQ, "crash")) == {logs.id}
         assert await ids(term(field, v1.SearchOperator.EQ, "nothing", "SHOT")) == {shots.id}
 
+    async def test_names_are_searched_in_any_case_by_case_folding(
+        self, model: v1.ModelStub
+    ) -> None:
+        """``attachment:`` finds its text in a name by Unicode case folding, both ways.
+
+        "ÄPFEL" finds "äpfel…" and "äpfel" finds "ÄPFEL…" (a database's
+        ``lower()`` under the C locale leaves "Ä" as it is); "STRASSE" finds
+        "…Straße…" (no ``lower()`` folds "ß" to "ss").
+        """
+        component = await make_component(model)
+        lower = await make_issue(model, component.id)
+        upper = await make_issue(model, component.id)
+        street = await make_issue(model, component.id)
+        await upload(model, lower.id, b"a", name="äpfel-liste.txt")
+        await upload(model, upper.id, b"b", name="ÄPFEL-FOTO.TXT")
+        await upload(model, street.id, b"c", name="Karte-Hauptstraße.txt")
+        field, eq = v1.SearchField.ATTACHMENT, v1.SearchOperator.EQ
+        for text, expected in (
+            ("ÄPFEL", {lower.id, upper.id}),
+            ("äpfel-foto", {upper.id}),
+            ("Äpfel-Liste", {lower.id}),
+            ("HAUPTSTRASSE", {street.id}),
+            ("straße.TXT", {street.id}),
+        ):
+            found = await search_ids(model, within(component.id, term(field, eq, text)))
+            assert set(found) == expected, text
+
     async def test_the_comment_of_an_attaching_entry_mentions_people(
         self, model: v1.ModelStub
     ) -> None:

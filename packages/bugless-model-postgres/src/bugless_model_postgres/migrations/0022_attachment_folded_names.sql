@@ -1,0 +1,21 @@
+-- bugless schema: attachment names are searched by the Model's case folding.
+--
+-- `attachment:text` finds the issues with a live attachment whose name
+-- contains the text in any case. The Model lower-cased the text with
+-- Python's str.lower() and SQL compared it with lower(name): two rules,
+-- the second the database's, which under the C locale folds ASCII only,
+-- so `attachment:ÄPFEL` did not find "Äpfel.png" and `attachment:äpfel`
+-- did not either; neither rule folds "ß" to "ss".
+--
+-- `folded_name` holds the name as the Model folds it (Python's
+-- str.casefold, the rule custom field names, component names and text
+-- values compare by: 0019, 0020, 0021), written with the attachment by
+-- every upload; the text is folded the same way and found in it with
+-- strpos(). Attachments made before are folded by the Model right after
+-- migrating (_attachments.fold_names), found through the partial index
+-- below, which is empty once they are; those a replica of the previous
+-- release makes meanwhile are folded by the next migrate.
+--
+-- Valid on PostgreSQL 14+ and CockroachDB 23.2+ (partial indexes, strpos).
+ALTER TABLE attachments ADD COLUMN folded_name text;
+CREATE INDEX attachments_unfolded ON attachments (id) WHERE folded_name IS NULL;
