@@ -59,7 +59,9 @@ async def one_connection(
         await store.close()
 
 
-def _followed(store: IdentityStore, **follower: int) -> tuple[UserDirectory, UserFeedFollower]:
+def _followed(
+    store: IdentityStore, *, registry: CollectorRegistry | None = None, **follower: int
+) -> tuple[UserDirectory, UserFeedFollower]:
     """A replica's cache on ``store`` and its follower, polled only by the test."""
     directory = UserDirectory(store, ttl_seconds=TTL_SECONDS, max_entries=100, backstop_seconds=600)
     return directory, UserFeedFollower(
@@ -67,16 +69,23 @@ def _followed(store: IdentityStore, **follower: int) -> tuple[UserDirectory, Use
         directory,
         poll_seconds=30.0,
         retention_seconds=3600.0,
-        metrics_registry=CollectorRegistry(),
+        metrics_registry=CollectorRegistry() if registry is None else registry,
         **follower,
     )
+
+
+def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    assert value is not None, f"{name}{labels} is not exported"
+    return value
 
 
 async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_complete_read(
     one_connection: tuple[AuthServer, IdentityStore],
 ) -> None:
     auth, store = one_connection
-    directory, follower = _followed(store, page_rows=1)
+    metrics = CollectorRegistry()
+    directory, follower = _followed(store, registry=metrics, page_rows=1)
     ann = await auth.add_user(unique("ann"))
     carol = await auth.add_user(unique("carol"))
     complete_read = time.monotonic()
@@ -118,9 +127,15 @@ async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_compl
             return directory.version == start + 1 and await waiting(pid)
 
         await until(page_two_waits, "page one applied, page two waiting")
+        assert _sample(metrics, "bugless_auth_user_changes_versions_behind") == 1, (
+            "page one's read saw the head a version past it"
+        )
+        assert _sample(metrics, "bugless_auth_user_changes_lag_seconds") >= LATER_SECONDS
         assert await holder.fetchval("SELECT pg_terminate_backend($1)", pid)
         with pytest.raises(Unavailable):
             await poll
+        failures = "bugless_auth_user_changes_poll_failures_total"
+        assert _sample(metrics, failures, reason="unavailable") == 1
         await locking.rollback()
     finally:
         await holder.close()
@@ -146,6 +161,8 @@ async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_compl
 
     await follower.poll_once()  # the pool reconnects; the read goes on from page one
     assert (following.version, follower.recent.head) == (start + 2, start + 2)
+    assert _sample(metrics, "bugless_auth_user_changes_versions_behind") == 0
+    assert _sample(metrics, "bugless_auth_user_changes_lag_seconds") < LATER_SECONDS
     assert following.following
 
 
@@ -189,3 +206,29 @@ async def test_polls_asked_at_once_read_the_feed_one_after_the_other(
 
 async def _at_least(count: Callable[[], Awaitable[int]], least: int) -> bool:
     return await count() >= least
+
+
+async def test_a_write_through_the_followers_store_counts_as_behind_until_it_is_read(
+    one_connection: tuple[AuthServer, IdentityStore],
+) -> None:
+    """``versions_behind`` counts what the follower knows of: its replica's own writes.
+
+    Another replica's write is unknown until a read sees it (the gauge is a
+    lower bound); either way a read brings it back to 0.
+    """
+    auth, store = one_connection
+    metrics = CollectorRegistry()
+    _, follower = _followed(store, registry=metrics)
+    ann = await auth.add_user(unique("ann"))
+    await follower.poll_once()
+
+    def behind() -> float:
+        return _sample(metrics, "bugless_auth_user_changes_versions_behind")
+
+    assert behind() == 0
+    await store.set_disabled(ann.username, True)  # through the follower's own store
+    assert behind() == 1
+    await auth.store.set_disabled(ann.username, False)  # through another replica's
+    assert behind() == 1, "not known until read"
+    await follower.poll_once()
+    assert behind() == 0

@@ -27,6 +27,14 @@ minute while it lasts and when it ends, by the loop's
 back to ``cache_ttl_seconds`` meanwhile, see
 :mod:`bugless_core.user_changes`); any other error is supervised as
 ``auth.user_changes`` (:class:`~bugless_core.supervision.SupervisedLoop`).
+A follower whose reads succeed but come late (a slow database, a lock, a
+large backlog) is no outage, yet its answers from memory are older than the
+one poll frontends allow for (``UserChanges.poll_seconds``): a read that ends
+more than :data:`LAGGING_POLLS` polls after the one before began is logged
+the same way (a WARNING when it starts, a reminder a minute, an INFO when a
+read is on time again). Both show in the metrics an alert reads
+(:class:`FollowerMetrics`): how far behind the follower is, in seconds and
+in versions, and its failed reads.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -42,7 +51,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from bugless_auth import _queries as sql
 from bugless_core.errors import BuglessError
@@ -64,23 +73,95 @@ PRUNE_EVERY_SECONDS = 60.0
 RECENT_PAGES = 16
 #: A follower's read of the feed vouches for its answers this many polls long.
 FRESH_POLLS = 2.0
+#: A follower lags once its last read to the feed's end began more than this
+#: many polls before a read ends. On time, that is one poll and the reads'
+#: own durations (the wait runs from a poll's end), a little over 1; at
+#: :data:`FRESH_POLLS` the replica stops answering from memory. Halfway, its
+#: answers are half a poll older than the frontends allow for, which they
+#: cannot see (their warning checks one poll): this replica logs it.
+LAGGING_POLLS = 1.5
 
-_ANSWERS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+@dataclasses.dataclass(frozen=True)
+class FollowerMetrics:
+    """The users' feed follower's metrics, bound to one registry (the service's ``/metrics``).
+
+    The gauges are read at scrape time from the follower last bound to the
+    registry (one per replica; a test process runs several, each with its
+    own registry), so an alert sees a poll that hangs while it hangs.
+
+    Attributes:
+        answers: ``GetUserChanges`` answers by source (memory or database).
+        lag: Seconds since the follower last began a read that reached the
+            feed's end (since it started, before its first): how old its
+            answers from memory are at most, and what its
+            ``read_age_seconds`` says. A little over one poll on time.
+        poll: Its ``--user-changes-seconds``, so an alert can count the lag
+            in polls (``lag > 2 * poll``: answered from the database).
+        behind: Feed versions written that it has not applied, as far as it
+            knows: the head its latest read saw (a backlog read page by
+            page) or a write through this replica, whichever is newer. A
+            lower bound: another replica's writes since its last read are
+            unknown until it reads.
+        failures: Reads of the feed that failed, by reason: ``unavailable``
+            (the database away, an outage the loop logs) or ``error``
+            (anything else: a bug, logged with its traceback).
+    """
+
+    answers: Counter
+    lag: Gauge
+    poll: Gauge
+    behind: Gauge
+    failures: Counter
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry) -> FollowerMetrics:
+        """The metrics in ``registry``, registered the first time (a name registers once)."""
+        metrics = _METRICS.get(registry)
+        if metrics is None:
+            metrics = cls(
+                answers=Counter(
+                    "bugless_auth_user_changes_answers_total",
+                    "GetUserChanges answered, by where from: memory (this replica's follower "
+                    "had read the feed that far within two polls) or database.",
+                    ["source"],
+                    registry=registry,
+                ),
+                lag=Gauge(
+                    "bugless_auth_user_changes_lag_seconds",
+                    "Seconds since this replica's follower began its last read of the users' "
+                    "change feed that reached the end (how old its answers from memory are "
+                    "at most; a little over one poll on time, answered from the database "
+                    "past two).",
+                    registry=registry,
+                ),
+                poll=Gauge(
+                    "bugless_auth_user_changes_poll_seconds",
+                    "How often this replica's follower reads the users' change feed "
+                    "(--user-changes-seconds).",
+                    registry=registry,
+                ),
+                behind=Gauge(
+                    "bugless_auth_user_changes_versions_behind",
+                    "Users' change feed versions this replica's follower knows were written "
+                    "and has not applied (the head its last read saw, its own writes).",
+                    registry=registry,
+                ),
+                failures=Counter(
+                    "bugless_auth_user_changes_poll_failures_total",
+                    "Reads of the users' change feed by this replica's follower that failed, "
+                    "by reason: unavailable (the database) or error (unexpected).",
+                    ["reason"],
+                    registry=registry,
+                ),
+            )
+            _METRICS[registry] = metrics
+        return metrics
 
 
-def _answers_counter(registry: CollectorRegistry) -> Counter:
-    """``GetUserChanges`` answers by source, registered in ``registry`` the first time."""
-    counter = _ANSWERS.get(registry)
-    if counter is None:
-        counter = Counter(
-            "bugless_auth_user_changes_answers_total",
-            "GetUserChanges answered, by where from: memory (this replica's follower had "
-            "read the feed that far within two polls) or database.",
-            ["source"],
-            registry=registry,
-        )
-        _ANSWERS[registry] = counter
-    return counter
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, FollowerMetrics] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def read_user_changes(
@@ -95,24 +176,33 @@ async def read_user_changes(
     Raises:
         Unavailable: the database cannot be reached.
     """
+    changes, _ = await _read_with_head(store, after_version, page_rows)
+    return changes
+
+
+async def _read_with_head(
+    store: IdentityStore, after_version: int, page_rows: int
+) -> tuple[v1.UserChanges, int]:
+    """:func:`read_user_changes`, and the feed's head at that read (beyond a page's end)."""
     rows = await store.run(
         lambda conn: conn.fetch(sql.READ_USER_CHANGES, after_version, page_rows - 1),
         transaction=False,
     )
     head, pruned = rows[0]["head"], rows[0]["pruned"]
     if after_version <= 0:
-        return v1.UserChanges(version=head)
+        return v1.UserChanges(version=head), head
     if after_version < pruned or after_version > head:
-        return v1.UserChanges(version=head, reset=True)
+        return v1.UserChanges(version=head, reset=True), head
     changed = [r for r in rows if r["version"] is not None]
     if not changed:
-        return v1.UserChanges(version=head)
+        return v1.UserChanges(version=head), head
     version = changed[-1]["version"]
-    return v1.UserChanges(
+    changes = v1.UserChanges(
         user_ids=list(dict.fromkeys(r["user_id"] for r in changed)),
         version=max(version, after_version),
         more=version < head,
     )
+    return changes, head
 
 
 async def prune_user_changes(store: IdentityStore, retention_seconds: float) -> None:
@@ -212,7 +302,8 @@ class UserFeedFollower:
         directory: The cache that forgets the users the feed names.
         poll_seconds: How often to read the feed.
         retention_seconds: Changes older than this are pruned.
-        metrics_registry: Where the supervision counts unexpected failures.
+        metrics_registry: Where the follower's metrics go (:class:`FollowerMetrics`) and
+            the supervision counts unexpected failures.
         page_rows: Most change rows one read of the feed returns
             (:func:`read_user_changes`); more waiting are read page by page.
     """
@@ -239,7 +330,30 @@ class UserFeedFollower:
         self._polling = asyncio.Lock()
         #: What this follower last read to the feed's end (:meth:`answer`).
         self.recent = RecentChanges()
-        self._answers = _answers_counter(metrics_registry)
+        #: The feed's head as the latest read saw it (past its page's end).
+        self._seen_head = 0
+        #: When it started following: the lag counts from here until a first read.
+        self._since = directory.following.now()
+        self._metrics = FollowerMetrics.for_registry(metrics_registry)
+        self._answers = self._metrics.answers
+        self._metrics.poll.set(poll_seconds)
+        for reason in ("unavailable", "error"):
+            self._metrics.failures.labels(reason)  # shown as 0 before any failure
+        me = weakref.ref(self)
+        self._metrics.lag.set_function(functools.partial(_lag_seconds, me))
+        self._metrics.behind.set_function(functools.partial(_versions_behind, me))
+        #: Reads that end late (:data:`LAGGING_POLLS`), logged as an outage is.
+        self.lagging = OutageLog(
+            "reading the users' change feed on time",
+            logger=_log,
+            meanwhile=(
+                "answers from memory are up to that old, where frontends allow for one poll "
+                f"(UserChanges.poll_seconds); past {FRESH_POLLS:g} polls callers are sent to "
+                "the database"
+            ),
+            loop="auth.user_changes",
+            unit="polls",
+        )
         self.supervised = SupervisedLoop(
             "auth.user_changes",
             registry=metrics_registry,
@@ -252,6 +366,7 @@ class UserFeedFollower:
 
     def start(self) -> None:
         """Poll in the background until :meth:`stop`."""
+        self._since = self._directory.following.now()
         self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._every_poll())
 
@@ -279,7 +394,14 @@ class UserFeedFollower:
                 the failed read; earlier pages stay applied).
         """
         async with self._polling:
-            await self._poll()
+            try:
+                await self._poll()
+            except BuglessError:
+                self._metrics.failures.labels("unavailable").inc()
+                raise
+            except Exception:
+                self._metrics.failures.labels("error").inc()
+                raise
 
     async def _poll(self) -> None:
         following = self._directory.following
@@ -288,12 +410,12 @@ class UserFeedFollower:
         while True:
             began = following.now()
             if following.version == 0:
-                head = await read_user_changes(self._store, 0)
-                self._directory.start_following(head.version, began)
-                self.recent.started(head.version, began)
+                start, self._seen_head = await _read_with_head(self._store, 0, self._page_rows)
+                self._directory.start_following(start.version, began)
+                self.recent.started(start.version, began)
                 return
-            changes = await read_user_changes(
-                self._store, following.version, page_rows=self._page_rows
+            changes, self._seen_head = await _read_with_head(
+                self._store, following.version, self._page_rows
             )
             if changes.reset:
                 _log.warning(
@@ -339,7 +461,37 @@ class UserFeedFollower:
         self._answers.labels("database" if reply is None else "memory").inc()
         return reply
 
+    def lag_seconds(self) -> float:
+        """Seconds since the last read that reached the feed's end began (before one: the start).
+
+        What :meth:`answer` compares with :data:`FRESH_POLLS` polls, and the
+        ``read_age_seconds`` an answer from memory would carry now.
+        """
+        return self._directory.following.now() - max(self.recent.read_at, self._since)
+
+    def versions_behind(self) -> int:
+        """Feed versions known to be written and not applied (a lower bound, see the metric)."""
+        applied = self._directory.following.version
+        if applied == 0:  # not following yet: the lag says so
+            return 0
+        return max(self._seen_head, self._store.logged_version, applied) - applied
+
+    def _check_lag(self, lag: float) -> None:
+        """Log a read that ended ``lag`` seconds after the one before it began, if that is late."""
+        if lag <= LAGGING_POLLS * self.poll_seconds:
+            self.lagging.recovered()
+            return
+        self.lagging.failed(
+            f"a read ended {lag:.1f} s after the one before it began, more than "
+            f"{LAGGING_POLLS:g} polls of {self.poll_seconds:g} s (--user-changes-seconds)"
+        )
+
     async def _every_poll(self) -> None:
+        """Poll every ``poll_seconds`` (from each poll's end), prune now and then.
+
+        A successful read is checked for lag (:meth:`_check_lag`) unless the
+        rounds before it failed: that lag is the outage's, already logged.
+        """
         wait = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
@@ -347,8 +499,12 @@ class UserFeedFollower:
             if self._stopping.is_set():
                 return
             wait = self.poll_seconds
+            failing = self.supervised.consecutive_failures or self.supervised.outage.failed_rounds
             try:
+                before = max(self.recent.read_at, self._since)
                 await self.poll_once()
+                if not failing:
+                    self._check_lag(self._directory.following.now() - before)
                 if time.monotonic() >= self._next_prune:
                     self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                     await prune_user_changes(self._store, self.retention_seconds)
@@ -359,3 +515,15 @@ class UserFeedFollower:
                 wait = self.supervised.failed(exc, at_least=self.poll_seconds)
                 continue
             self.supervised.succeeded()
+
+
+def _lag_seconds(follower: weakref.ref[UserFeedFollower]) -> float:
+    """The follower's lag at scrape time (0 once it is gone)."""
+    live = follower()
+    return 0.0 if live is None else live.lag_seconds()
+
+
+def _versions_behind(follower: weakref.ref[UserFeedFollower]) -> float:
+    """The follower's versions behind at scrape time (0 once it is gone)."""
+    live = follower()
+    return 0.0 if live is None else float(live.versions_behind())

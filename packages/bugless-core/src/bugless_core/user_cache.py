@@ -285,9 +285,13 @@ class UserCache:
         the kept people for part of every poll, and those kept longer than
         the TTL are read again as if there were no feed (the freshness
         gauge's alert fires too): the operator is told which settings to
-        change. A replica lagging by a second poll is an outage of its own,
-        which it logs: only the steady state is checked here. 0 (an older
-        replica, which does not say): not checked.
+        change. A replica whose reads end late (a poll and a half after the
+        one before began, up to two while it still answers from memory)
+        logs that itself and shows it in its lag metric
+        (``bugless_auth.user_feed.LAGGING_POLLS``): only the steady state is
+        checked here. 0 (an older replica, which does not say): not checked.
+        Once per process: each web worker follows the feed itself, through
+        its own channel, maybe to another replica.
         """
         worst = replica_poll + self._poll_seconds
         if replica_poll <= 0 or worst < self._ttl or replica_poll in self._warned_polls:
