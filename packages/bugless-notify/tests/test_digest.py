@@ -129,6 +129,7 @@ async def test_digest_people_get_one_mail_listing_the_changes_they_may_see(
     assert len(to_dora) == 1, [m.message["Subject"] for m in to_dora]
     digest = to_dora[0].message
     assert digest["Subject"] == "bugless daily digest: 2 changes"
+    assert digest["List-Unsubscribe"] == "<https://bugs.example.test/settings/notifications>"
     body = digest.get_body(preferencelist=("plain",))
     assert body is not None
     text = body.get_content()

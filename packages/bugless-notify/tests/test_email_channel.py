@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -65,6 +66,7 @@ async def test_a_mail_has_both_parts_and_the_notification_headers(
     assert message["X-Bugless-Delivery"] == "change-123-4/email/u_bob"
     assert message["X-Bugless-Reason"] == "assignee"
     assert message["Auto-Submitted"] == "auto-generated"
+    assert message["List-Unsubscribe"] == "<https://bugs.example.com/settings/notifications>"
     assert message.get_content_type() == "multipart/alternative"
     plain = message.get_body(("plain",))
     html = message.get_body(("html",))
@@ -316,3 +318,15 @@ async def test_a_line_starting_with_a_dot_survives_smtp(
     plain = smtp_sink.wait_for(1)[0].message.get_body(("plain",))
     assert plain is not None
     assert plain.get_content().replace("\r\n", "\n") == text
+
+
+async def test_a_message_queued_without_a_settings_page_has_no_unsubscribe_header(
+    channel: EmailChannel, smtp_sink: SmtpSink
+) -> None:
+    """Deliveries queued by an older notifier carry no settings URL: no empty header."""
+    queued = _notification()
+    old = dataclasses.replace(queued, message=dataclasses.replace(queued.message, settings_url=""))
+    assert (await channel.deliver(old)).status is DeliveryStatus.DELIVERED
+    (mail,) = smtp_sink.wait_for(1)
+    assert "List-Unsubscribe" not in mail.message
+    assert mail.message["Auto-Submitted"] == "auto-generated"

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from notify_support import PUBLIC_URL, notice, sample_entry, sample_issue
 
+from bugless_core.notification_channel import NotificationMessage
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
 from bugless_proto import v1
 
@@ -41,6 +42,20 @@ def test_every_form_links_to_the_issue_page() -> None:
     assert f'href="{url}"' in message.html
     assert f"<{url}|b/123: Disk full on /var>" in message.chat_text
     assert message.data["issue"]["url"] == url
+
+
+def test_every_mail_form_says_where_to_change_what_notifies_you() -> None:
+    message = render_notification(notice())
+    page = f"{PUBLIC_URL}/settings/notifications"
+    assert message.settings_url == page
+    assert f"Change what notifies you: {page}" in message.text
+    assert f'<a href="{page}">Change what notifies you</a>' in message.html
+    # A queued delivery keeps it (to_json/from_json), and one queued before it
+    # existed reads back without it.
+    kept = NotificationMessage.from_json(json.loads(json.dumps(message.to_json())))
+    assert kept == message
+    old = {k: v for k, v in message.to_json().items() if k != "settings_url"}
+    assert NotificationMessage.from_json(old).settings_url == ""
 
 
 def test_the_reason_is_said_in_words_and_given_as_a_key() -> None:

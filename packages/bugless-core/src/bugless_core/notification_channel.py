@@ -89,6 +89,11 @@ class NotificationMessage:
         data: The structured form (a JSON object) for JSON webhooks.
         reason: Why this recipient gets it (``assignee``, ``cc``, ...),
             shown to them and usable for mail filters.
+        settings_url: The page where the recipient changes what notifies
+            them (``https://bugs.example.com/settings/notifications``); the
+            e-mail channel names it in ``List-Unsubscribe`` (RFC 2369), which
+            mail clients offer as "unsubscribe". Empty: no such header
+            (deliveries queued before it existed).
     """
 
     thread_id: str
@@ -98,6 +103,7 @@ class NotificationMessage:
     chat_text: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
+    settings_url: str = ""
 
     def __post_init__(self) -> None:
         if not _THREAD_ID.match(self.thread_id):
@@ -120,6 +126,7 @@ class NotificationMessage:
             "chat_text": self.chat_text,
             "data": dict(self.data),
             "reason": self.reason,
+            "settings_url": self.settings_url,
         }
 
     @classmethod
@@ -133,6 +140,7 @@ class NotificationMessage:
             chat_text=value.get("chat_text", ""),
             data=value.get("data", {}),
             reason=value.get("reason", ""),
+            settings_url=value.get("settings_url", ""),
         )
 
 

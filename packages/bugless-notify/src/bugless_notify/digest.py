@@ -120,6 +120,8 @@ def digest_delivery(user_id: str, rows: Sequence[Any]) -> NewDelivery:
             html=f"<h1>{html.escape(subject)}</h1>\n{body}",
             data={"digest": [dict(m.data) for m in messages]},
             reason="digest",
+            # The kept mails were rendered for this person with its page.
+            settings_url=messages[-1].settings_url,
         ),
     )
 

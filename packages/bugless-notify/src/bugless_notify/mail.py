@@ -12,7 +12,11 @@ What a mail client gets, and why:
   every mail about one issue as one conversation;
 * ``X-Bugless-Delivery`` (the idempotency key), ``X-Bugless-Reason`` (why you
   got it, for filters) and ``Auto-Submitted: auto-generated`` (RFC 3834, so
-  vacation responders do not answer).
+  vacation responders do not answer);
+* ``List-Unsubscribe: <https://…/settings/notifications>`` (RFC 2369) when the
+  message names its settings page, which clients offer as "unsubscribe": a
+  link to where the recipient turns notifications off, not a one-click
+  address (RFC 8058 would need a signed token in the URL).
 
 Failures: a refusal with a 5xx code (unknown mailbox, message rejected) is
 permanent; a 4xx code, a timeout, a dropped connection or a failed login are
@@ -193,6 +197,8 @@ def build_email(notification: Notification, settings: SmtpSettings) -> bytes:
     ]
     if content.reason:
         headers.append(("X-Bugless-Reason", content.reason))
+    if content.settings_url:
+        headers.append(("List-Unsubscribe", f"<{content.settings_url}>"))
     headers.append(("Auto-Submitted", "auto-generated"))
     return _mime.multipart_alternative(
         headers, content.text, content.html, seed=notification.delivery_id

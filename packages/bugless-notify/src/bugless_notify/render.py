@@ -145,6 +145,11 @@ class _Line:
     removed: tuple[_Value, ...] = ()
 
 
+def settings_url(public_url: str) -> str:
+    """The page where a person changes what notifies them."""
+    return f"{public_url.rstrip('/')}/settings/notifications"
+
+
 def issue_url(public_url: str, issue_id: int) -> str:
     """The web page of an issue (``{public_url}/issues/{id}``)."""
     return f"{public_url.rstrip('/')}/issues/{issue_id}"
@@ -285,7 +290,13 @@ class _Renderer:
         if self.entry.comment:
             out += ["", "Description:" if self.created else "Comment:", ""]
             out += [f"  {row}" if row else "" for row in self.entry.comment.splitlines()]
-        out += ["", self.url, "", f"You receive this because {self.reason_text}."]
+        out += [
+            "",
+            self.url,
+            "",
+            f"You receive this because {self.reason_text}.",
+            f"Change what notifies you: {settings_url(self.base)}",
+        ]
         return "\n".join(out) + "\n"
 
     def html(self) -> str:
@@ -314,7 +325,8 @@ class _Renderer:
         parts.append(f'<p><a href="{e(self.url)}">Open {e(issue_ref(self.issue.id))}</a></p>')
         parts.append(
             f'<p style="color:#777;font-size:12px">You receive this because '
-            f"{e(self.reason_text)}.</p></div>"
+            f"{e(self.reason_text)}. "
+            f'<a href="{e(settings_url(self.base))}">Change what notifies you</a>.</p></div>'
         )
         return "\n".join(parts) + "\n"
 
@@ -444,4 +456,5 @@ def render_notification(notice: ChangeNotice, *, webhook_forms: bool = True) -> 
         chat_text=renderer.chat() if webhook_forms else "",
         data=renderer.data() if webhook_forms else {},
         reason=str(notice.reason),
+        settings_url=settings_url(notice.public_url),
     )
