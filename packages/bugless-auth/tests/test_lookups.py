@@ -6,14 +6,16 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
+import asyncpg
 from auth_support import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_auth.directory import CachedUser, EncodedUsersResponse
-from bugless_auth.store import UserRecord
+from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
 from bugless_core.hookspecs import hookimpl
+from bugless_core.migrations import quote_schema
 from bugless_core.registry import AuthenticatorRegistrar
 from bugless_proto import v1
 
@@ -179,6 +181,54 @@ async def test_suggest_matches_prefixes_of_name_display_name_and_email(
         auth.stub.suggest_users(v1.SuggestUsersRequest(prefix=tag, limit=51)),
         Status.INVALID_ARGUMENT,
     )
+
+
+async def test_suggest_folds_names_by_unicode_case_folding(auth: AuthServer) -> None:
+    """A prefix matches in any case by ``str.casefold``, not by SQL's ASCII-only ``lower()``.
+
+    "Émile…" is suggested for "émile…", "ÉMILE…" and "Émile…" (the prefix
+    was lower-cased in Python, the name by ``lower()`` under the C locale,
+    which leaves "É"); "Straße…" for "STRASSE…". Users whose folds are gone
+    (made before migration 0010) are folded again by ``migrate``.
+    """
+    tag = unique("fold").replace("-", "")
+    emile = await auth.add_user("e" + tag, display_name=f"Émile{tag} Zola")
+    street = await auth.add_user("s" + tag, display_name=f"Straße{tag}")
+    cases = (
+        (f"émile{tag}", emile),
+        (f"ÉMILE{tag.upper()}", emile),
+        (f"Émile{tag} z", emile),
+        (f"STRASSE{tag.upper()}", street),
+        (f"straße{tag}", street),
+    )
+
+    async def suggested() -> list[tuple[str, list[str]]]:
+        found = []
+        for prefix, _ in cases:
+            answer = await auth.stub.suggest_users(v1.SuggestUsersRequest(prefix=prefix))
+            found.append((prefix, [u.user_id for u in answer.users]))
+        return found
+
+    expected = [(prefix, [user.user_id]) for prefix, user in cases]
+    assert await suggested() == expected
+    settings = auth.settings
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(f"SET search_path TO {quote_schema(settings.schema)}")
+        unfold = (
+            "UPDATE users SET username_fold = NULL, display_name_fold = NULL, email_fold = NULL"
+            " WHERE user_id = ANY($1::text[])"
+        )
+        await conn.execute(unfold, [emile.user_id, street.user_id])
+        assert [ids for _, ids in await suggested()] == [[]] * len(cases)
+        head = "SELECT version FROM user_changes_state WHERE name = 'head'"
+        before = await conn.fetchval(head)
+        await IdentityStore.migrate(settings.database_url, settings.schema)
+        logged = "SELECT array_agg(user_id ORDER BY user_id) FROM user_changes WHERE version > $1"
+        assert await conn.fetchval(logged, before) == sorted([emile.user_id, street.user_id])
+    finally:
+        await conn.close()
+    assert await suggested() == expected
 
 
 async def test_get_users_answers_each_kind_of_user_with_betterproto2s_bytes(

@@ -28,21 +28,26 @@ FROM users WHERE lower(username) = ANY($1::text[])
 """
 USER_BY_USERNAME = f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)"
 
+#: Enabled users a prefix $1 (folded by ``str.casefold``, LIKE-escaped, ``%``
+#: appended) begins the username, display name or email of, as folded
+#: (migration 0010: SQL's ``lower()`` folds ASCII only under the C locale).
 SUGGEST = f"""
 SELECT {USER_COLUMNS} FROM users
 WHERE NOT disabled AND NOT placeholder
-  AND (lower(username) LIKE $1 ESCAPE '\\'
-       OR lower(display_name) LIKE $1 ESCAPE '\\'
-       OR lower(email) LIKE $1 ESCAPE '\\')
-ORDER BY lower(username)
+  AND (username_fold LIKE $1 ESCAPE '\\'
+       OR display_name_fold LIKE $1 ESCAPE '\\'
+       OR email_fold LIKE $1 ESCAPE '\\')
+ORDER BY username_fold
 LIMIT $2
 """
 
 USER_OF_SUBJECT = "SELECT user_id FROM external_subjects WHERE subject = $1 FOR UPDATE"
 
+#: A user; $7-$9 the username, display name and email folded (``store.folds``).
 INSERT_USER = """
-INSERT INTO users (user_id, username, display_name, email, groups, bot)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO users (user_id, username, display_name, email, groups, bot,
+                   username_fold, display_name_fold, email_fold)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING user_id
 """
 
@@ -50,7 +55,8 @@ RETURNING user_id
 #: (no row otherwise: a sign-in that changed nothing is no change to log).
 REFRESH_USER = f"""
 UPDATE users
-SET username = $2, display_name = $3, email = $4, groups = $5, bot = $6, updated_at = now()
+SET username = $2, display_name = $3, email = $4, groups = $5, bot = $6, updated_at = now(),
+    username_fold = $7, display_name_fold = $8, email_fold = $9
 WHERE user_id = $1
   AND (username IS DISTINCT FROM $2 OR display_name IS DISTINCT FROM $3
        OR email IS DISTINCT FROM $4 OR groups IS DISTINCT FROM $5::text[]
@@ -74,7 +80,8 @@ FOR UPDATE
 """
 
 RELEASE_USERNAME = """
-UPDATE users SET username = $2, updated_at = now() WHERE user_id = $1 RETURNING user_id
+UPDATE users SET username = $2, username_fold = $3, updated_at = now() WHERE user_id = $1
+RETURNING user_id
 """
 
 LOCAL_CREDENTIALS = f"""
@@ -117,8 +124,9 @@ WHERE s.subject = ANY($1::text[])
 """
 
 INSERT_PLACEHOLDER = """
-INSERT INTO users (user_id, username, display_name, email, placeholder)
-VALUES ($1, $2, $3, $4, true)
+INSERT INTO users (user_id, username, display_name, email, placeholder,
+                   username_fold, display_name_fold, email_fold)
+VALUES ($1, $2, $3, $4, true, $5, $6, $7)
 RETURNING user_id
 """
 
@@ -154,6 +162,22 @@ WHERE user_id = $1 AND directory_disabled
 RETURNING {USER_COLUMNS}
 """
 
+#: Users whose names migration 0010 left unfolded (made before it, or by a
+#: replica of the release before it since).
+UNFOLDED_USERS = """
+SELECT user_id, username, display_name, email FROM users WHERE username_fold IS NULL LIMIT $1
+"""
+#: Users $1 named $2-$4 take folds $5-$7, unless renamed or folded since.
+SET_FOLDS = """
+UPDATE users u
+   SET username_fold = k.uf, display_name_fold = k.df, email_fold = k.ef
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[]) AS k(id, username, display_name, email, uf, df, ef)
+ WHERE u.user_id = k.id AND u.username = k.username AND u.display_name = k.display_name
+   AND u.email = k.email AND u.username_fold IS NULL
+RETURNING u.user_id
+"""
+
 #: Every statement that writes ``users``. Each returns the ``user_id`` of the
 #: rows it wrote and runs only through :class:`bugless_auth.user_writes.UserWrites`,
 #: which logs them in the users' change feed (a test checks both).
@@ -167,6 +191,7 @@ USER_WRITES = frozenset(
         MERGE_PLACEHOLDER,
         DIRECTORY_DISABLE,
         DIRECTORY_ENABLE,
+        SET_FOLDS,
     }
 )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bugless_auth import _queries as sql
-from bugless_auth.store import IdentityStore, UserRecord, mint_user_id
+from bugless_auth.store import IdentityStore, UserRecord, folds, mint_user_id
 from bugless_auth.user_writes import UserWrites
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from bugless_proto import v1
@@ -127,7 +127,10 @@ async def _create_placeholder(
             break
     user_id = mint_user_id()
     display = person.display_name or person.username or person.key
-    await writes.fetchrow(sql.INSERT_PLACEHOLDER, user_id, username, display, person.email)
+    await writes.fetchrow(
+        sql.INSERT_PLACEHOLDER, user_id, username, display, person.email,
+        *folds(username, display, person.email),
+    )  # fmt: skip
     await db.execute(sql.INSERT_SUBJECT, subject, user_id, "import")
     return UserRecord(
         user_id=user_id,

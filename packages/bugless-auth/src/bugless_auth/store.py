@@ -44,6 +44,45 @@ _COMPONENT = "bugless-auth"
 _FIRST_SIGHT_RACES = 3
 
 
+def folds(username: str, display_name: str, email: str) -> tuple[str, str, str]:
+    """A user's names as suggestions compare them: folded by ``str.casefold`` (migration 0010).
+
+    The rule the Model compares names by; SQL's ``lower()`` folds ASCII only
+    under the C locale ("Émile" was not suggested for "émi", nor for "Émi").
+    """
+    return username.casefold(), display_name.casefold(), email.casefold()
+
+
+#: Users folded per statement by :func:`fold_users`.
+FOLD_BATCH = 5000
+
+
+async def fold_users(conn: Any, schema: str) -> int:
+    """Fold the names of the users migration 0010 left unfolded; how many were.
+
+    Run right after migrating (on ``schema``), a batch per transaction; a
+    user renamed meanwhile keeps the folds its rename wrote. Logged in the
+    users' change feed as every write of ``users`` is (caches re-read them
+    once; their answers are unchanged).
+    """
+    await conn.execute(f"SET search_path TO {quote_schema(schema)}")
+    done = 0
+    while rows := await conn.fetch(sql.UNFOLDED_USERS, FOLD_BATCH):
+        names = [(r["username"], r["display_name"], r["email"]) for r in rows]
+        folded = [folds(*n) for n in names]
+        async with conn.transaction():
+            writes = UserWrites(conn)
+            await writes.fetch(
+                sql.SET_FOLDS,
+                [r["user_id"] for r in rows],
+                *([n[i] for n in names] for i in range(3)),
+                *([f[i] for f in folded] for i in range(3)),
+            )
+            await writes.log()
+        done += len(rows)
+    return done
+
+
 def mint_user_id() -> str:
     """A new opaque user id: ``u_`` and 16 base32 characters (80 random bits).
 
@@ -142,13 +181,16 @@ class IdentityStore:
         try:
             async with pool.acquire() as conn:
                 await _check_server(conn, chosen)
-            return await migrate(
+            version = await migrate(
                 pool,
                 schema,
                 load_migrations("bugless_auth"),
                 component=_COMPONENT,
                 lock=chosen.migration_lock,
             )
+            async with pool.acquire() as conn:
+                await fold_users(conn, schema)
+            return version
         except Exception as exc:
             if not is_unreachable(exc):
                 raise
@@ -329,6 +371,7 @@ class IdentityStore:
                     identity.email,
                     list(identity.groups),
                     identity.bot,
+                    *folds(identity.username, identity.display_name, identity.email),
                 )
                 await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
             else:
@@ -345,6 +388,7 @@ class IdentityStore:
                 identity.email,
                 list(identity.groups),
                 identity.bot,
+                *folds(identity.username, identity.display_name, identity.email),
             )
             if row is None:  # the directory says what the store has
                 row = await conn.fetchrow(sql.USER_BY_ID, user_id)
@@ -388,7 +432,8 @@ class IdentityStore:
             return []
         holder_id, holder_subjects = holder[0], list(holder[1])
         if holder_subjects and all(_namespace(s) == _namespace(subject) for s in holder_subjects):
-            await writes.fetchrow(sql.RELEASE_USERNAME, holder_id, f"{username}~{holder_id}")
+            released = f"{username}~{holder_id}"
+            await writes.fetchrow(sql.RELEASE_USERNAME, holder_id, released, released.casefold())
             return [holder_id]
         namespaces = ", ".join(sorted({_namespace(s) for s in holder_subjects})) or "none"
         raise FailedPrecondition(
@@ -414,7 +459,7 @@ class IdentityStore:
 
     async def suggest(self, prefix: str, limit: int) -> list[UserRecord]:
         """Enabled users whose username, display name or email starts with ``prefix``."""
-        escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        escaped = prefix.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = await self.run(
             lambda conn: conn.fetch(sql.SUGGEST, escaped + "%", limit), transaction=False
         )
@@ -503,8 +548,9 @@ class IdentityStore:
         async def work(writes: UserWrites) -> asyncpg.Record:
             conn = writes.conn
             await writes.fetchrow(
-                sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot
-            )
+                sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot,
+                *folds(username, display_name, email),
+            )  # fmt: skip
             await conn.execute(sql.INSERT_CREDENTIALS, user_id, password_hash)
             await conn.execute(sql.INSERT_SUBJECT, f"local:{user_id}", user_id, "local")
             row: asyncpg.Record = await conn.fetchrow(sql.USERS_BY_IDS, [user_id])
