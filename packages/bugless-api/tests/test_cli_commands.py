@@ -351,3 +351,24 @@ async def test_a_bad_query_is_a_usage_error(served_api: dict[str, str]) -> None:
         served_api, "issue", "update", "--query", "(", "--priority", "P1", "--yes", check=False
     )
     assert bad_bulk.returncode == 2, bad_bulk.stderr
+
+
+async def test_whoami_shows_who_the_certificate_acts_as(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    """Lines for people (it printed the message's Python repr); ``--json`` keeps the message."""
+    lines = bugless_cli(served_api, "whoami").stdout.splitlines()
+    fields = dict(_detail(line) for line in lines)
+    assert fields["username"] == "cli-bot"
+    assert fields["kind"] == "bot"
+    assert fields["signed in by"] == "tls"
+    assert "Identity(" not in "\n".join(lines)
+    shown = cli_json(served_api, "whoami")
+    assert shown["user"]["username"] == "cli-bot"
+    assert shown["user"]["bot"] is True
+
+
+def _detail(line: str) -> tuple[str, str]:
+    """``name  value`` of a detail line (names may hold one space: "user id")."""
+    name, _, value = line.partition("  ")
+    return name.strip(), value.strip()

@@ -466,7 +466,9 @@ def emit(result: object, *, as_json: bool) -> None:
             max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(result.headers)
         ]
         click.echo(
-            "  ".join(h.upper().ljust(w) for h, w in zip(result.headers, widths, strict=True))
+            "  ".join(
+                h.upper().ljust(w) for h, w in zip(result.headers, widths, strict=True)
+            ).rstrip()
         )
         for row in cells:
             click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

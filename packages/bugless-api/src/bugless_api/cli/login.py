@@ -29,6 +29,7 @@ from bugless_api.cli._common import (
     DEFAULT_CONFIG,
     EXIT_SERVER_ERROR,
     EXIT_USAGE,
+    Detail,
     client_options,
     command,
     fail,
@@ -165,9 +166,12 @@ def login_command(  # noqa: PLR0917 - click passes every option by keyword anywa
 
 
 @command
-async def _logout(client: Any) -> object:
+async def _logout(client: Any) -> Detail:
     revoked = await client.logout()
-    return {"revoked": revoked.serial, "username": revoked.username}
+    return Detail(
+        lines=[("revoked certificate", revoked.serial), ("of", revoked.username)],
+        data={"revoked": revoked.serial, "username": revoked.username},
+    )
 
 
 @click.command("logout")
@@ -183,10 +187,22 @@ def logout_command(**params: Any) -> None:
 @click.command("whoami")
 @client_options
 @command
-async def whoami_command(client: Any) -> object:
+async def whoami_command(client: Any) -> Detail:
     """Who the configured certificate acts as (username, groups, permissions)."""
     identity = await client.whoami()
-    return identity
+    user = identity.user
+    return Detail(
+        lines=[
+            ("username", user.username),
+            ("name", user.display_name),
+            ("user id", user.user_id),
+            ("kind", "bot" if user.bot else "person"),
+            ("groups", ", ".join(identity.groups) or "-"),
+            ("signed in by", identity.authenticator),
+            ("may", ", ".join(p.replace("_", " ") for p in identity.permissions) or "-"),
+        ],
+        data=identity,
+    )
 
 
 __all__ = ["login_command", "logout_command", "whoami_command"]
