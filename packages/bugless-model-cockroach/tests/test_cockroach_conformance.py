@@ -34,6 +34,7 @@ from bugless_testing.model_contracts import (
     SearchContract,
     SearchOrderContract,
     SearchParityContract,
+    SearchReadMaskContract,
     ServerInfoContract,
     WatchContract,
 )
@@ -102,6 +103,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestSearchReadMask(SearchReadMaskContract): ...
 
 
 class TestImport(ImportContract): ...

@@ -29,6 +29,7 @@ from bugless_testing.model_contracts import (
     SearchContract,
     SearchOrderContract,
     SearchParityContract,
+    SearchReadMaskContract,
     ServerInfoContract,
     WatchContract,
 )
@@ -99,6 +100,9 @@ class TestCustomFieldSearch(CustomFieldSearchContract): ...
 
 
 class TestSearchParity(SearchParityContract): ...
+
+
+class TestSearchReadMask(SearchReadMaskContract): ...
 
 
 class TestImport(ImportContract): ...

@@ -292,7 +292,10 @@ async def test_a_page_carries_what_get_issue_returns(
             assert (listed.description, listed.cc) == ("", [])
             listed.description, listed.cc = issue.description, issue.cc
         assert list(summary.issues) == expected
-        # A read mask: the fields it names and the id, every other field at its default.
+        # A read mask here is exact: the fields it names and the id, every other
+        # field at its default (the contract, bugless_testing's
+        # SearchReadMaskContract, lets a backend send more), and the same for
+        # each statement shape of a read by id.
         for paths in (
             ["title", "modified_at"],
             ["custom_fields", "hotlist_ids", "starred", "status", "version"],

@@ -32,6 +32,7 @@ from bugless_testing.model_contracts._imports import ImportContract
 from bugless_testing.model_contracts._issues import IssueContract
 from bugless_testing.model_contracts._saved_searches import SavedSearchContract
 from bugless_testing.model_contracts._search import SearchContract
+from bugless_testing.model_contracts._search_masks import SearchReadMaskContract
 from bugless_testing.model_contracts._search_order import SearchOrderContract
 from bugless_testing.model_contracts._search_parity import SearchParityContract
 from bugless_testing.model_contracts._server_info import ServerInfoContract
@@ -62,6 +63,7 @@ __all__ = [
     "SearchContract",
     "SearchOrderContract",
     "SearchParityContract",
+    "SearchReadMaskContract",
     "ServerInfoContract",
     "WatchContract",
 ]
