@@ -162,7 +162,16 @@ async def test_bulk_update_previews_and_needs_yes(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:
     component = await _component(cli_bot, "Bulk")
-    issues = await _issues(cli_bot, component, 3)
+    issues = await _issues(cli_bot, component, 2)
+    issues.append(
+        await cli_bot.create_issue(
+            "cli assigned",
+            component.id,
+            description="the bulk description",
+            priority="P0",
+            assignee="cli-bot",
+        )
+    )
     query = f"componentid:{component.id}"
 
     refused = bugless_cli(
@@ -171,7 +180,32 @@ async def test_bulk_update_previews_and_needs_yes(
     assert refused.returncode == 2, refused.stderr
     assert "pass --yes to change these 3 issues" in refused.stderr
     assert "priority=P1" in refused.stdout
-    assert all(issue.title in refused.stdout for issue in issues)
+    # Every column of every issue (the preview asks the API for those only).
+    rows = {line.split()[0]: line for line in refused.stdout.splitlines()[1:-1]}
+    assert sorted(rows) == sorted(str(i.id) for i in issues)
+    for issue in issues:
+        shown = rows[str(issue.id)].split()
+        assert shown[1:3] == [v1.Priority(issue.priority).name, v1.Status(issue.status).name]
+        assert shown[3:] == [issue.assignee or "-", component.path, *issue.title.split()]
+    listed = bugless_cli(
+        served_api, "issue", "update", *(str(i.id) for i in issues), "--priority", "P1", check=False
+    )
+    assert listed.returncode == 2, listed.stderr
+    assert sorted(listed.stdout.splitlines()) == sorted(refused.stdout.splitlines())
+    # A --json preview shows whole issues, as before.
+    previewed = bugless_cli(
+        served_api,
+        "issue",
+        "update",
+        *(str(i.id) for i in issues[1:]),
+        "--priority",
+        "P1",
+        "--json",
+        check=False,
+    )
+    assert previewed.returncode == 2, previewed.stderr
+    whole = {i["id"]: i for i in json.loads(previewed.stdout)["issues"]}[str(issues[2].id)]
+    assert (whole["description"], whole["version"]) == ("the bulk description", 1)
     unchanged = await cli_bot.batch_get_issues([i.id for i in issues])
     assert {i.version for i in unchanged.issues} == {1}
 

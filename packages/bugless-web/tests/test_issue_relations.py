@@ -41,12 +41,12 @@ async def test_relations_show_status_title_and_assignee_with_one_batch_call(
 ) -> None:
     client, metrics_port = counted_client
     carol = world.users["carol"]
-    epic = await create_issue(model, world, "Rel: the epic")
+    epic = await create_issue(model, world, "Rel: the epic", status=v1.Status.FIXED)
     parent = await create_issue(model, world, "Rel: the parent", parent_id=epic.id)
     blockers = [
         await create_issue(model, world, f"Rel: blocker {n}", assignee=carol) for n in range(3)
     ]
-    blocked = await create_issue(model, world, "Rel: waits for it")
+    blocked = await create_issue(model, world, "Rel: waits for it", status=v1.Status.FIXED)
     canonical = await create_issue(model, world, "Rel: the original report")
     issue = await call(
         model.create_issue,
@@ -80,7 +80,18 @@ async def test_relations_show_status_title_and_assignee_with_one_batch_call(
     assert sorted(blocked_by) == sorted(b.id for b in blockers)
     assert all("Carol Coder" in body and "Assigned" in body for body in blocked_by.values())
     assert "Rel: blocker 0" in blocked_by[blockers[0].id]
+    # A closed one is shown closed, in its row and in the side panel.
     assert "Rel: waits for it" in _rows(html, "blocking")[blocked.id]
+    assert "issue-ref closed" in _rows(html, "blocking")[blocked.id]
+    assert "Fixed" in _rows(html, "blocking")[blocked.id]
+    panel = re.search(
+        r"<dt>Parent</dt><dd>(.*?)</dd>.*?<dt>Blocking</dt><dd>(.*?)</dd>", html, re.S
+    )
+    assert panel
+    assert "Rel: the parent" in panel.group(1)
+    assert "issue-ref closed" in panel.group(2)
+    assert 'title="Fixed"' in panel.group(2)
+    assert "Rel: waits for it" in panel.group(2)
     assert "Rel: the original report" in _rows(html, "duplicate-of")[canonical.id]
     kids = _rows(html, "children")
     assert sorted(kids) == sorted(c.id for c in children)
@@ -91,12 +102,15 @@ async def test_relations_show_status_title_and_assignee_with_one_batch_call(
     assert crumbs
     trail = re.findall(r'href="/issues/(\d+)"', crumbs.group(0))
     assert trail == [str(epic.id), str(parent.id)]
-    assert "Rel: the epic" in crumbs.group(0)
-    # One batch for the ids the issue names, one search for those naming it, and
-    # GetIssue for the issue and the one ancestor above its parent.
-    assert after["BatchGetIssues"] - before["BatchGetIssues"] == 1
+    assert f'<a href="/issues/{epic.id}" class="closed">{epic.id}: Rel: the epic</a>' in (
+        crumbs.group(0)
+    )
+    # GetIssue for the issue; one batch for the ids the issue names, one search
+    # for those naming it, and a batch of one for the ancestor above its parent
+    # (batches, so that they ask for the fields shown only).
+    assert after["GetIssue"] - before["GetIssue"] == 1
+    assert after["BatchGetIssues"] - before["BatchGetIssues"] == 2
     assert after["SearchIssues"] - before["SearchIssues"] == 1
-    assert after["GetIssue"] - before["GetIssue"] == 2
 
 
 async def test_relations_the_viewer_may_not_see_are_numbers_only(

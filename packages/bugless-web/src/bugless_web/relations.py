@@ -6,9 +6,10 @@ a fixed cost per page whatever the number of relations: one
 blocking, blocked by), one ``SearchIssues`` for the issues that name it
 (``parentid:N OR canonicalid:N``: children and duplicates; skipped when the
 Model, declaring ``relation_flags``, says no issue does), and for the
-breadcrumb one ``GetIssue`` per ancestor above the parent, at most
+breadcrumb one ``BatchGetIssues`` of one id per ancestor above the parent, at most
 :data:`MAX_ANCESTORS` levels (deeper trees show "…" at the top).
-Issues the viewer may not see are listed by number only.
+Issues the viewer may not see are listed by number only. The batch reads ask
+only for what the page shows (:data:`_SHOWN_NAMED`; the search its own mask).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import datetime
 from dataclasses import dataclass, field
 
 from bugless_core.clients import call
-from bugless_core.errors import NotFound
 from bugless_core.limits import MAX_PAGE_SIZE
 from bugless_core.search import parse_query, to_structured
 from bugless_proto import v1
@@ -34,6 +34,11 @@ MAX_LISTED = 100
 #: named here, since importing ``bugless_core.model`` loads the servicer,
 #: which the web tier does not need: test_package.py).
 RELATION_FLAGS = "relation_flags"
+#: What the page shows of an issue the issue names (its row, the side panel's
+#: reference, the breadcrumb) and the parent id the breadcrumb climbs by: the
+#: Model sends only these (and the id), not descriptions nor cc lists. A Model
+#: that predates ``BatchGetIssuesRequest.read_mask`` sends whole issues.
+_SHOWN_NAMED = FieldMask(paths=["assignee", "parent_id", "status", "title"])
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,9 @@ async def _named_by(backends: Backends, viewer: Viewer, issue: v1.Issue) -> dict
         return {}
     response = await call(
         backends.model.batch_get_issues,
-        v1.BatchGetIssuesRequest(caller=viewer.caller, issue_ids=sorted(ids)),
+        v1.BatchGetIssuesRequest(
+            caller=viewer.caller, issue_ids=sorted(ids), read_mask=_SHOWN_NAMED
+        ),
     )
     return {i.id: i for i in response.issues}
 
@@ -183,11 +190,13 @@ async def _ancestors(
             return chain[::-1], False
         if len(chain) >= MAX_ANCESTORS:
             return chain[::-1], True
-        try:
-            current = await call(
-                backends.model.get_issue,
-                v1.GetIssueRequest(caller=viewer.caller, issue_id=current.parent_id),
-            )
-        except NotFound:
+        above = await call(
+            backends.model.batch_get_issues,
+            v1.BatchGetIssuesRequest(
+                caller=viewer.caller, issue_ids=[current.parent_id], read_mask=_SHOWN_NAMED
+            ),
+        )
+        if not above.issues:  # gone, or not visible to the viewer
             return chain[::-1], True
+        current = above.issues[0]
     return chain[::-1], False

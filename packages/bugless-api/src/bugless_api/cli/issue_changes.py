@@ -28,7 +28,13 @@ from bugless_api.cli._common import (
     id_or_path,
     run_with_client,
 )
-from bugless_api.cli._render import ISSUE_HEADERS, component_paths, issue_detail, issue_row
+from bugless_api.cli._render import (
+    ISSUE_HEADERS,
+    ISSUE_ROW_FIELDS,
+    component_paths,
+    issue_detail,
+    issue_row,
+)
 from bugless_api.cli.custom_fields import FIELD_OPTION, field_values
 from bugless_api.cli.groups import issue_group
 from bugless_api.cli.issues import count_text, search_all
@@ -213,6 +219,10 @@ async def _update_one(
     return issue_detail(reply.issue, await component_paths(client))
 
 
+#: What a bulk update reads of each issue it changes (see :func:`_update_many`).
+_CHANGED_FIELDS = (*ISSUE_ROW_FIELDS, "version")
+
+
 class _Outcome:
     def __init__(self, table: Table, attempted: int, failed: int) -> None:
         self.table, self.attempted, self.failed = table, attempted, failed
@@ -232,11 +242,16 @@ async def _update_many(
     component_id = await _component_id(client, changes["component"])
     delta = client.delta(**_client_keywords(changes, component_id))
     paths = await component_paths(client)
+    # The preview table's columns, the components the custom fields are
+    # checked against (in ISSUE_ROW_FIELDS) and each issue's version, the
+    # change's precondition; a --json preview prints whole issues.
+    mask = None if as_json and not yes else _CHANGED_FIELDS
     if query is not None:
-        issues, total, lower_bound = await search_all(client, query, None)
+        issues, total, lower_bound = await search_all(client, query, None, read_mask=mask)
         matched = count_text(total, lower_bound)
     else:
-        issues = list((await client.batch_get_issues(list(dict.fromkeys(issue_ids)))).issues)
+        ids = list(dict.fromkeys(issue_ids))
+        issues = list((await client.batch_get_issues(ids, read_mask=mask)).issues)
         matched = str(len(issues))
     targets = [component_id] if component_id else [issue.component_id for issue in issues]
     delta.custom_fields_set = await field_values(client, targets, changes["fields"])
