@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from bugless_core.errors import FailedPrecondition
-from bugless_core.migrations import Migration, quote_schema
+from bugless_core.migrations import Migration, migrate, quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
@@ -89,15 +91,27 @@ async def test_open_refuses_a_schema_newer_than_the_code(model_settings: ModelSe
         await PostgresBackend.migrate(settings)
 
 
+def _skew() -> float | None:
+    """``bugless_schema_version_skew`` of the Model, as this process's ``/metrics`` would say."""
+    return REGISTRY.get_sample_value(
+        "bugless_schema_version_skew", {"component": "bugless-model-postgres"}
+    )
+
+
+def _schema_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "bugless_core.schema_skew"]
+
+
 async def test_a_replica_serving_when_a_newer_release_migrates_serves_on_until_restarted(
-    model_settings: ModelSettings,
+    model_settings: ModelSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The schema version is checked when a Model opens its database, never after.
+    """A schema a newer release migrated is seen by readiness, said once, and served on.
 
     What docs/upgrades.md says of a rolling upgrade: the chart's migration
     hook runs while the old replicas serve, and they go on serving (reads,
-    writes, readiness) until they are replaced; an old replica that restarts
-    in that window refuses to start.
+    writes, readiness) until they are replaced; each says once that it runs
+    behind the schema (a WARNING, the skew gauge); an old replica that
+    restarts in that window refuses to start.
     """
     settings = _in_schema(model_settings, "mig_rolling")
     await PostgresBackend.migrate(settings)
@@ -122,11 +136,66 @@ async def test_a_replica_serving_when_a_newer_release_migrates_serves_on_until_r
         )
         read = await running.get_issue(v1.GetIssueRequest(caller=admin, issue_id=issue.id))
         assert (read.title, read.version) == ("after", 1)
-        assert await running.check_ready()
+        with caplog.at_level(logging.INFO, logger="bugless_core.schema_skew"):
+            assert await running.check_ready()
+            assert await running.check_ready()
+        assert _skew() == 1
+        (said,) = _schema_lines(caplog)
+        assert said.levelno == logging.WARNING
+        assert f"now at version {newest_version() + 1}, newer than the" in said.getMessage()
+        assert "serving on" in said.getMessage()
         with pytest.raises(FailedPrecondition, match="upgrade bugless"):
             await PostgresBackend.open(settings)
     finally:
         await running.close()
+
+
+async def test_a_replica_whose_schema_falls_behind_its_code_is_not_ready_until_migrated(
+    model_settings: ModelSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A schema older than the code under a running replica (a restore) makes it unready.
+
+    The schema is swapped under the open replica for one migrated to the
+    version before, as restoring a backup taken before the upgrade does; the
+    replica's readiness fails (an ERROR once, the gauge below 0) and comes
+    back once ``migrate`` has brought the schema to its version again.
+    """
+    settings = _in_schema(model_settings, "mig_restored")
+    await PostgresBackend.migrate(settings)
+    running = await PostgresBackend.open(settings)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert await running.check_ready()
+        assert _skew() == 0
+        await conn.execute("ALTER SCHEMA mig_restored RENAME TO mig_restored_upgraded")
+        older = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            await migrate(
+                older,
+                "mig_restored",
+                shipped_migrations()[:-1],
+                component="bugless-model-postgres",
+                lock=PostgresBackend.migration_lock,
+            )
+        finally:
+            await older.close()
+        with caplog.at_level(logging.INFO, logger="bugless_core.schema_skew"):
+            assert not await running.check_ready()
+            assert not await running.check_ready()
+            assert _skew() == -1
+            await PostgresBackend.migrate(settings)
+            assert await running.check_ready()
+        assert _skew() == 0
+        behind, back = _schema_lines(caplog)
+        assert behind.levelno == logging.ERROR
+        assert f"now at version {newest_version() - 1}, older than the" in behind.getMessage()
+        assert "not ready" in behind.getMessage()
+        assert back.levelno == logging.INFO
+        assert f"at version {newest_version()} again" in back.getMessage()
+    finally:
+        await running.close()
+        await conn.execute("DROP SCHEMA IF EXISTS mig_restored_upgraded CASCADE")
+        await conn.close()
 
 
 async def test_open_refuses_an_unmigrated_database(model_settings: ModelSettings) -> None:

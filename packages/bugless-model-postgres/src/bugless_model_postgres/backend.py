@@ -44,6 +44,7 @@ from bugless_core.model.backend import (
     ModelSettings,
 )
 from bugless_core.page_tokens import PageTokenCodec
+from bugless_core.schema_skew import SchemaSkewCheck
 from bugless_core.transactions import POSTGRES_RETRIES, RetryPolicy
 from bugless_model_postgres import (
     _attachments,
@@ -134,6 +135,8 @@ class PostgresBackend(
         self._dialect: Dialect = POSTGRES
         self._retry_policy: RetryPolicy = POSTGRES_RETRIES
         self._new_issue_id: IssueIdSource | None = None
+        #: The schema version against this code's, as readiness reads it.
+        self.schema_skew = SchemaSkewCheck(COMPONENT, self.migrations()[-1].version)
 
     # ---- lifecycle ----
 
@@ -217,13 +220,20 @@ class PostgresBackend(
         await self._pool.close()
 
     async def check_ready(self) -> bool:
-        """Whether a connection answers ``SELECT 1`` now."""
+        """Whether the database answers now, with a schema at least as new as this code.
+
+        The schema version is read on every check (the ledger's highest row)
+        and goes to :attr:`schema_skew`: a schema a newer release migrated
+        leaves the replica ready (the rolling upgrade docs/upgrades.md
+        describes), one older than the code does not (a restore of an older
+        backup), until it is migrated again.
+        """
         try:
             async with self._pool.acquire(timeout=5) as conn:
-                await conn.fetchval("SELECT 1")
+                found = await applied_version(conn, self.settings.schema)
         except Exception:  # readiness is a yes/no question
             return False
-        return True
+        return self.schema_skew.observe(found)
 
     async def get_server_info(self) -> v1.GetServerInfoResponse:
         """Name, version, capabilities and the applied schema version."""

@@ -128,7 +128,12 @@ class ModelBackend(ABC):
 
     @abstractmethod
     async def check_ready(self) -> bool:
-        """Whether the database answers now (drives the gRPC health status)."""
+        """Whether the database answers now (drives the gRPC health status).
+
+        A backend with a versioned schema also says False while the schema is
+        older than its code, and True while it is newer (a rolling upgrade):
+        :mod:`bugless_core.schema_skew`, docs/upgrades.md.
+        """
 
     @abstractmethod
     async def get_server_info(self) -> v1.GetServerInfoResponse:
