@@ -1,7 +1,8 @@
 """The ``bugless`` commands of bugless-api: ``api serve`` and the client commands.
 
 Client commands live one module per command group (``issues``,
-``issue_changes``, ``hotlists``, ``components``, ``saved_searches``), each
+``issue_changes``, ``hotlists``, ``components``, ``saved_searches``,
+``following``, ``notifications``), each
 adding its commands to a group of :mod:`bugless_api.cli.groups`. The groups
 are registered with every command named by reference (:data:`COMMANDS`), so
 ``bugless issue show`` imports the module that holds ``show`` and nothing
@@ -64,6 +65,22 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
             "attachments:attachments_command",
             "List an issue's attachments, oldest first.",
         ),
+        "star": (
+            "following:star_command",
+            "Star issues: be notified of their changes, and find them with is:starred.",
+        ),
+        "unstar": (
+            "following:unstar_command",
+            "Remove your star from issues (one not starred is reported, not an error).",
+        ),
+        "mute": (
+            "following:mute_command",
+            "Mute issues: no notification about them, whatever the reason (assignee, star, ...).",
+        ),
+        "unmute": (
+            "following:unmute_command",
+            "Be notified about muted issues again (one not muted is reported, not an error).",
+        ),
     },
     "attachment": {
         "get": (
@@ -122,6 +139,14 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
             "webhooks:webhook_group",
             "A component's webhook endpoints (signed POSTs of its issues' changes; admins only).",
         ),
+        "subscribe": (
+            "following:component_subscribe",
+            "Be notified of changes to a component's issues (--subtree: its descendants' too).",
+        ),
+        "unsubscribe": (
+            "following:component_unsubscribe",
+            "Stop being notified of a component's issues (its subtree's too, if subscribed so).",
+        ),
     },
     "saved-search": {
         "list": (
@@ -138,6 +163,24 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
             "Rename a saved search, change its query, who it is shared with or its columns.",
         ),
         "delete": ("saved_searches:saved_search_delete", "Delete one of your saved searches."),
+        "subscribe": (
+            "following:saved_search_subscribe",
+            "Be notified when an issue starts or stops matching a saved search.",
+        ),
+        "unsubscribe": (
+            "following:saved_search_unsubscribe",
+            "Stop being notified about a saved search's matches.",
+        ),
+    },
+    "notifications": {
+        "show": (
+            "notifications:show_command",
+            "Show what notifies you, how, and what you follow (subscriptions, stars, mutes).",
+        ),
+        "set": (
+            "notifications:set_command",
+            "Change the notification settings named by the flags; the others keep their value.",
+        ),
     },
 }
 

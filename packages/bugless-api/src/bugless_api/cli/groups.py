@@ -38,10 +38,16 @@ def attachment_group() -> None:
     """Show, download and delete attachments (attach with `bugless issue attach`)."""
 
 
+@click.group("notifications", cls=CommandGroup)
+def notifications_group() -> None:
+    """Show and change what notifies you, and see everything you follow."""
+
+
 GROUPS: tuple[CommandGroup, ...] = (
     issue_group,
     attachment_group,
     hotlist_group,
     component_group,
     saved_search_group,
+    notifications_group,
 )

@@ -94,7 +94,8 @@ async def saved_search_list(client: BuglessClient, mine: bool) -> Table:
     )
 
 
-async def _find(client: BuglessClient, saved_search_id: int) -> v1.SavedSearch:
+async def find_saved_search(client: BuglessClient, saved_search_id: int) -> v1.SavedSearch:
+    """One saved search you may read, by id (NotFound, exit 3, for any other)."""
     from bugless_core.errors import NotFound  # noqa: PLC0415
 
     for search in await client.all_saved_searches():
@@ -112,7 +113,7 @@ async def saved_search_run(
     client: BuglessClient, saved_search_id: int, limit: int | None, as_json: bool
 ) -> Table:
     """List the issues a saved search finds now."""
-    search = await _find(client, saved_search_id)
+    search = await find_saved_search(client, saved_search_id)
     mask = None if as_json else ISSUE_ROW_FIELDS  # the table's columns; --json: whole issues
     found, total, lower_bound = await search_all(client, search.query, limit, read_mask=mask)
     paths = await component_paths(client)

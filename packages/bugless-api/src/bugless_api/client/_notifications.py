@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bugless_api.client._base import ClientBase
+from bugless_api.client._base import ClientBase, client_mistake, enum_value
 from bugless_core.ids import check_id
 from bugless_proto import v1
 
@@ -13,7 +13,14 @@ class NotificationCalls(ClientBase):
     """``bugless.v1.Notifications``."""
 
     async def star_issue(self, issue_id: int, *, starred: bool = True) -> v1.StarIssueResponse:
-        """Star (or with ``starred=False`` unstar) an issue; idempotent, so retried."""
+        """Star (or with ``starred=False`` unstar) an issue; idempotent, so retried.
+
+        A star is yours, not the issue's: no history entry, no new version.
+        The answer carries the issue's star count after the call.
+
+        Raises:
+            NotFound: No such issue, or one you may not see (unstarring too).
+        """
         check_id(issue_id, "issue_id")
         request = v1.StarIssueRequest(issue_id=issue_id, starred=starred)
         return await self._call(self.notifications.star_issue, request, idempotent=True)
@@ -21,7 +28,18 @@ class NotificationCalls(ClientBase):
     async def subscribe_component(
         self, component_id: int, *, subscribed: bool = True, include_subtree: bool = False
     ) -> v1.Subscriptions:
-        """Be notified of a component's issues (and its subtree's); ``subscribed=False`` stops."""
+        """Be notified of a component's issues (and its subtree's); ``subscribed=False`` stops.
+
+        Subscribing again replaces ``include_subtree`` (so a subtree
+        subscription can be narrowed to the component alone); stopping one
+        you do not have changes nothing.
+
+        Returns:
+            All your subscriptions after the call.
+
+        Raises:
+            NotFound: No such component, or one you may not see.
+        """
         check_id(component_id, "component_id")
         request = v1.SetComponentSubscriptionRequest(
             component_id=component_id, subscribed=subscribed, include_subtree=include_subtree
@@ -33,7 +51,16 @@ class NotificationCalls(ClientBase):
     async def subscribe_saved_search(
         self, saved_search_id: int, *, subscribed: bool = True
     ) -> v1.Subscriptions:
-        """Be notified when issues start or stop matching a saved search."""
+        """Be notified when issues start or stop matching a saved search.
+
+        Any saved search you may read: yours, or one shared with you.
+
+        Returns:
+            All your subscriptions after the call.
+
+        Raises:
+            NotFound: No such saved search, or someone else's not shared with you.
+        """
         check_id(saved_search_id, "saved_search_id")
         request = v1.SetSavedSearchSubscriptionRequest(
             saved_search_id=saved_search_id, subscribed=subscribed
@@ -43,12 +70,12 @@ class NotificationCalls(ClientBase):
         )
 
     async def list_subscriptions(self) -> v1.Subscriptions:
-        """Your subscriptions."""
+        """Your component and saved-search subscriptions (ids; the components by id)."""
         request = v1.ListSubscriptionsRequest()
         return await self._call(self.notifications.list_subscriptions, request, idempotent=True)
 
     async def get_notification_settings(self) -> v1.NotificationSettings:
-        """Your notification settings (the defaults if you never saved any)."""
+        """Your notification settings (the defaults if you never saved any), mutes included."""
         request = v1.GetNotificationSettingsRequest()
         response = await self._call(
             self.notifications.get_notification_settings, request, idempotent=True
@@ -63,7 +90,14 @@ class NotificationCalls(ClientBase):
         digest: v1.DigestMode = v1.DigestMode.IMMEDIATE,
         notify_own_changes: bool = False,
     ) -> v1.NotificationSettings:
-        """Replace your settings (mutes are kept; see :meth:`mute_issue`)."""
+        """Replace your settings (mutes are kept; see :meth:`mute_issue`).
+
+        Every setting is written: one left out returns to its default. To
+        change some and keep the rest, use :meth:`change_notification_settings`.
+
+        Raises:
+            InvalidArgument: An unknown channel (``email``, ``none``...).
+        """
         settings = v1.NotificationSettings(
             disabled_events=list(disabled_events),
             channel=channel,
@@ -75,8 +109,78 @@ class NotificationCalls(ClientBase):
             self.notifications.update_notification_settings, request, idempotent=True
         )
 
+    async def change_notification_settings(
+        self,
+        *,
+        enable_events: Iterable[v1.NotificationEvent | str] = (),
+        disable_events: Iterable[v1.NotificationEvent | str] = (),
+        channel: str | None = None,
+        digest: v1.DigestMode | str | None = None,
+        notify_own_changes: bool | None = None,
+    ) -> tuple[v1.NotificationSettings, v1.NotificationSettings]:
+        """Change the settings named, keep the others: read, modify, write.
+
+        Events and the digest mode may be members or names (``"starred"``,
+        ``"my-issues"``, ``"daily"``). When nothing would change, nothing is
+        written. The settings carry no version, so the write cannot be
+        conditional: a change made elsewhere (the web settings page, another
+        script) between this call's read and its write is replaced by what
+        this call read, for the settings it does not name. The window is
+        one round trip; mutes are never touched (they change with
+        :meth:`mute_issue` only).
+
+        Returns:
+            The settings before and after (the same when nothing changed).
+
+        Raises:
+            InvalidArgument: An unknown event or digest name, or an event
+                both enabled and disabled (origin ``client``: nothing was
+                sent); an unknown channel (from the server).
+        """
+        enable = {enum_value(v1.NotificationEvent, e, "enable_events") for e in enable_events}
+        disable = {enum_value(v1.NotificationEvent, e, "disable_events") for e in disable_events}
+        both = sorted(e.name.lower() for e in enable & disable)
+        if both:
+            raise client_mistake(f"events both enabled and disabled: {', '.join(both)}")
+        wanted_digest = None if digest is None else enum_value(v1.DigestMode, digest, "digest")
+        before = await self.get_notification_settings()
+        disabled = (set(before.disabled_events) - enable) | disable
+        after = v1.NotificationSettings(
+            disabled_events=sorted(disabled, key=int),
+            channel=before.channel if channel is None else channel,
+            digest=before.digest if wanted_digest is None else wanted_digest,
+            notify_own_changes=(
+                before.notify_own_changes if notify_own_changes is None else notify_own_changes
+            ),
+        )
+        kept = (before.channel, before.digest, before.notify_own_changes)
+        if disabled == set(before.disabled_events) and kept == (
+            after.channel,
+            after.digest,
+            after.notify_own_changes,
+        ):
+            return before, before
+        written = await self.update_notification_settings(
+            disabled_events=after.disabled_events,
+            channel=after.channel,
+            digest=after.digest,
+            notify_own_changes=after.notify_own_changes,
+        )
+        return before, written
+
     async def mute_issue(self, issue_id: int, *, muted: bool = True) -> v1.NotificationSettings:
-        """Stop (or with ``muted=False`` resume) notifications about one issue."""
+        """Stop (or with ``muted=False`` resume) notifications about one issue.
+
+        A muted issue notifies you of nothing, whatever the reason (assignee,
+        star, subscription). Unmuting needs no access to the issue, so a mute
+        of an issue you can no longer see can still be lifted.
+
+        Returns:
+            Your settings after the call (``muted_issue_ids`` included).
+
+        Raises:
+            NotFound: Muting an issue that does not exist or you may not see.
+        """
         check_id(issue_id, "issue_id")
         request = v1.SetIssueMuteRequest(issue_id=issue_id, muted=muted)
         return await self._call(self.notifications.set_issue_mute, request, idempotent=True)

@@ -90,6 +90,7 @@ class SyncBuglessClient:
     list_subscriptions = _blocking(BuglessClient.list_subscriptions)
     get_notification_settings = _blocking(BuglessClient.get_notification_settings)
     update_notification_settings = _blocking(BuglessClient.update_notification_settings)
+    change_notification_settings = _blocking(BuglessClient.change_notification_settings)
     mute_issue = _blocking(BuglessClient.mute_issue)
     list_component_webhooks = _blocking(BuglessClient.list_component_webhooks)
     add_component_webhook = _blocking(BuglessClient.add_component_webhook)
