@@ -406,3 +406,21 @@ def _detail(line: str) -> tuple[str, str]:
     """``name  value`` of a detail line (names may hold one space: "user id")."""
     name, _, value = line.partition("  ")
     return name.strip(), value.strip()
+
+
+async def test_show_keeps_a_long_value_in_its_column_and_marks_empty_ones(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    """A description's later lines start under its first (they started at column 0)."""
+    component = await _component(cli_bot, "Show")
+    issue = await cli_bot.create_issue(
+        "multi-line", component.id, description="First line.\n\n- a step\n- another"
+    )
+    lines = bugless_cli(served_api, "issue", "show", str(issue.id)).stdout.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("description"))
+    column = lines[at].index("First line.")
+    assert lines[at + 1 : at + 4] == ["", " " * column + "- a step", " " * column + "- another"]
+    fields = dict(_detail(line) for line in lines[:at] if line.strip())
+    assert fields["blocking"] == "-"
+    assert fields["hotlists"] == "-"
+    assert all(line == line.rstrip() for line in lines)

@@ -476,8 +476,14 @@ def emit(result: object, *, as_json: bool) -> None:
             click.echo(result.footer)
     elif isinstance(result, Detail):
         width = max((len(name) for name, _ in result.lines), default=0)
+        # A value's further lines (a description, a comment) stay in the value
+        # column, so the names down the left still read as a list; an empty
+        # value shows as "-", as a table's empty cell does.
         for name, value in result.lines:
-            click.echo(f"{name.ljust(width)}  {_cell(value)}")
+            first, *rest = (_cell(value).rstrip("\n") or "-").splitlines() or ["-"]
+            click.echo(f"{name.ljust(width)}  {first}".rstrip())
+            for line in rest:
+                click.echo(f"{'':{width}}  {line}".rstrip())
     elif isinstance(result, Text):
         if result.text:
             click.echo(result.text)
