@@ -75,8 +75,8 @@ async def test_merged_placeholders_of_looked_up_users_are_found_through_their_in
         await store.run(
             lambda conn: conn.execute(
                 """
-                INSERT INTO users (user_id, username, placeholder, merged_into)
-                SELECT 'u' || n, 'user' || n, n % 100 = 0,
+                INSERT INTO users (user_id, username, username_key, placeholder, merged_into)
+                SELECT 'u' || n, 'user' || n, 'user' || n, n % 100 = 0,
                        CASE WHEN n % 1000 = 0 THEN 'u1' ELSE '' END
                   FROM generate_series(1, $1::int) AS n
                 """,
@@ -95,4 +95,5 @@ async def test_merged_placeholders_of_looked_up_users_are_found_through_their_in
     assert found.merged_ids == tuple(sorted(f"u{n}" for n in range(1000, ROWS + 1, 1000)))
     text = json.dumps(json.loads(plan) if isinstance(plan, str) else plan)
     assert "users_merged_into" in text, f"each look-up scans the users: {text}"
+    assert "users_by_username_key" in text, f"each look-up scans the users: {text}"
     assert "Seq Scan" not in text

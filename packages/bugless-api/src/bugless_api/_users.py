@@ -34,6 +34,7 @@ from bugless_core.user_cache import (
     get_users,
     lookup_users,
 )
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 #: Search fields whose text values are people.
@@ -287,9 +288,9 @@ class UserDirectory:
         self.cache.close()
 
     async def ids_by_username(self, usernames: Iterable[str]) -> dict[str, str]:
-        """User ids of the given usernames (keys lower-cased); unknown ones absent."""
+        """User ids of the given usernames (keyed by ``username_key``); unknown ones absent."""
         users = await self.cache.by_name(usernames, self._lookup)
-        return {name.lower(): user.user_id for name, user in users.items()}
+        return {username_key(name): user.user_id for name, user in users.items()}
 
     async def users_by_name(self, usernames: Iterable[str]) -> dict[str, v1.User]:
         """The users named ``usernames``, keyed as the Authenticator spells their names.
@@ -335,7 +336,7 @@ class UserDirectory:
             return
         ids = await self.ids_by_username(slot.value for slot in refs.slots)
         for slot in refs.slots:
-            user_id = ids.get(slot.value.lower())
+            user_id = ids.get(username_key(slot.value))
             if user_id is None:
                 raise InvalidArgument(
                     f"{slot.path}: no bugless user is named {slot.value!r}",

@@ -17,16 +17,19 @@ FROM users u
 JOIN users t ON t.user_id = (CASE WHEN u.merged_into <> '' THEN u.merged_into ELSE u.user_id END)
 WHERE u.user_id = ANY($1::text[])
 """
-#: Users by username, each with the ids of the placeholders merged into it:
-#: a search by name resolves to all of them (``merged_ids``).
+#: Users by username key ($1: ``username_key`` of each name, migration 0011),
+#: each with the ids of the placeholders merged into it: a search by name
+#: resolves to all of them (``merged_ids``).
 USERS_BY_USERNAMES = f"""
 SELECT {USER_COLUMNS},
        ARRAY(SELECT m.user_id FROM users m
              WHERE m.merged_into = users.user_id AND m.merged_into <> ''  -- users_merged_into
              ORDER BY m.user_id) AS merged_ids
-FROM users WHERE lower(username) = ANY($1::text[])
+FROM users WHERE username_key = ANY($1::text[])
 """
-USER_BY_USERNAME = f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)"
+#: The user whose username key is $1 (every statement naming a user by
+#: username takes its ``username_key``).
+USER_BY_USERNAME = f"SELECT {USER_COLUMNS} FROM users WHERE username_key = $1"
 
 #: Enabled users a prefix $1 (folded by ``str.casefold``, LIKE-escaped, ``%``
 #: appended) begins the username, display name or email of, as folded
@@ -43,24 +46,27 @@ LIMIT $2
 
 USER_OF_SUBJECT = "SELECT user_id FROM external_subjects WHERE subject = $1 FOR UPDATE"
 
-#: A user; $7-$9 the username, display name and email folded (``store.folds``).
+#: A user; $7 the username's key, $8-$10 the username, display name and email
+#: folded (``store.derived_names``).
 INSERT_USER = """
 INSERT INTO users (user_id, username, display_name, email, groups, bot,
-                   username_fold, display_name_fold, email_fold)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                   username_key, username_fold, display_name_fold, email_fold)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING user_id
 """
 
 #: What the directory says of user $1 now, if it differs from what is stored
-#: (no row otherwise: a sign-in that changed nothing is no change to log).
+#: (no row otherwise: a sign-in that changed nothing is no change to log),
+#: or if its username key is missing or stale (written by a replica of the
+#: release before migration 0011).
 REFRESH_USER = f"""
 UPDATE users
 SET username = $2, display_name = $3, email = $4, groups = $5, bot = $6, updated_at = now(),
-    username_fold = $7, display_name_fold = $8, email_fold = $9
+    username_key = $7, username_fold = $8, display_name_fold = $9, email_fold = $10
 WHERE user_id = $1
   AND (username IS DISTINCT FROM $2 OR display_name IS DISTINCT FROM $3
        OR email IS DISTINCT FROM $4 OR groups IS DISTINCT FROM $5::text[]
-       OR bot IS DISTINCT FROM $6)
+       OR bot IS DISTINCT FROM $6 OR username_key IS DISTINCT FROM $7)
 RETURNING {USER_COLUMNS}
 """
 USER_BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
@@ -75,19 +81,20 @@ TOUCH_SUBJECT = "UPDATE external_subjects SET last_login_at = now() WHERE subjec
 USERNAME_HOLDER = """
 SELECT u.user_id, ARRAY(SELECT s.subject FROM external_subjects s WHERE s.user_id = u.user_id)
 FROM users u
-WHERE lower(u.username) = lower($1)
+WHERE u.username_key = $1
 FOR UPDATE
 """
 
 RELEASE_USERNAME = """
-UPDATE users SET username = $2, username_fold = $3, updated_at = now() WHERE user_id = $1
+UPDATE users SET username = $2, username_key = $3, username_fold = $4, updated_at = now()
+WHERE user_id = $1
 RETURNING user_id
 """
 
 LOCAL_CREDENTIALS = f"""
 SELECT {", ".join("u." + c for c in USER_COLUMNS.split(", "))}, c.password_hash
 FROM users u JOIN local_credentials c ON c.user_id = u.user_id
-WHERE lower(u.username) = lower($1)
+WHERE u.username_key = $1
 """
 
 INSERT_CREDENTIALS = "INSERT INTO local_credentials (user_id, password_hash) VALUES ($1, $2)"
@@ -98,7 +105,7 @@ UPDATE local_credentials SET password_hash = $2, updated_at = now() WHERE user_i
 
 SET_DISABLED = f"""
 UPDATE users SET disabled = $2, directory_disabled = false, updated_at = now()
-WHERE lower(username) = lower($1)
+WHERE username_key = $1
 RETURNING {USER_COLUMNS}
 """
 
@@ -106,14 +113,17 @@ PING = "SELECT 1"
 
 # ---- import (issue 21) ----
 
-#: Real accounts (no placeholders) by lower-cased e-mail ($1) or username ($2).
+#: Real accounts (no placeholders) whose e-mail is one of $1 as folded by
+#: ``str.casefold`` (migration 0010's ``email_fold``): a superset of the
+#: addresses equal by ``username_key``, which the caller keeps (the database
+#: never decides a case rule; its ``lower()`` is ASCII-only under the C locale).
 REAL_USERS_BY_EMAIL = f"""
 SELECT {USER_COLUMNS} FROM users
-WHERE NOT placeholder AND email <> '' AND lower(email) = ANY($1::text[])
+WHERE NOT placeholder AND email <> '' AND email_fold = ANY($1::text[])
 ORDER BY disabled, created_at
 """
 REAL_USERS_BY_USERNAME = f"""
-SELECT {USER_COLUMNS} FROM users WHERE NOT placeholder AND lower(username) = ANY($1::text[])
+SELECT {USER_COLUMNS} FROM users WHERE NOT placeholder AND username_key = ANY($1::text[])
 """
 
 #: Placeholders already made for subjects $1 (``import:<source>:<key>``).
@@ -125,12 +135,12 @@ WHERE s.subject = ANY($1::text[])
 
 INSERT_PLACEHOLDER = """
 INSERT INTO users (user_id, username, display_name, email, placeholder,
-                   username_fold, display_name_fold, email_fold)
-VALUES ($1, $2, $3, $4, true, $5, $6, $7)
+                   username_key, username_fold, display_name_fold, email_fold)
+VALUES ($1, $2, $3, $4, true, $5, $6, $7, $8)
 RETURNING user_id
 """
 
-USERNAME_TAKEN = "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1))"
+USERNAME_TAKEN = "SELECT EXISTS (SELECT 1 FROM users WHERE username_key = $1)"
 
 MERGE_PLACEHOLDER = """
 UPDATE users SET merged_into = $2, updated_at = now() WHERE user_id = $1 AND placeholder
@@ -178,6 +188,35 @@ UPDATE users u
 RETURNING u.user_id
 """
 
+#: Users whose username key may be missing or stale (migration 0011), after
+#: user id $1, $2 at a time. SQL's ``lower()`` only narrows the scan (a key
+#: equal to it is one Python's rule gave, unless the database's folds more);
+#: :func:`bugless_auth.username_keys.key_usernames` decides in Python.
+UNKEYED_USERS = """
+SELECT user_id, username, username_key FROM users
+WHERE user_id > $1 AND username_key IS DISTINCT FROM lower(username)
+ORDER BY user_id
+LIMIT $2
+"""
+#: Which of keys $1 users hold, and who (the clash check before keying).
+USERNAME_KEY_HOLDERS = """
+SELECT user_id, username, username_key FROM users WHERE username_key = ANY($1::text[])
+"""
+#: Users $1 named $2 lose their stale keys $3 (so that keys can move between them).
+CLEAR_USERNAME_KEYS = """
+UPDATE users u SET username_key = NULL
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS k(id, username, stale)
+ WHERE u.user_id = k.id AND u.username = k.username AND u.username_key = k.stale
+RETURNING u.user_id
+"""
+#: Users $1 named $2 and still unkeyed take keys $3.
+SET_USERNAME_KEYS = """
+UPDATE users u SET username_key = k.key
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS k(id, username, key)
+ WHERE u.user_id = k.id AND u.username = k.username AND u.username_key IS NULL
+RETURNING u.user_id
+"""
+
 #: Every statement that writes ``users``. Each returns the ``user_id`` of the
 #: rows it wrote and runs only through :class:`bugless_auth.user_writes.UserWrites`,
 #: which logs them in the users' change feed (a test checks both).
@@ -192,6 +231,8 @@ USER_WRITES = frozenset(
         DIRECTORY_DISABLE,
         DIRECTORY_ENABLE,
         SET_FOLDS,
+        CLEAR_USERNAME_KEYS,
+        SET_USERNAME_KEYS,
     }
 )
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from bugless_auth._cache import TtlCache
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.user_changes import FeedFollowing
+from bugless_core.usernames import username_key
 from bugless_proto import v1, wire
 
 
@@ -160,14 +161,14 @@ class UserDirectory:
         cached = CachedUser.of(record)
         if read_at is None or not self.following.may_keep(record.user_id, read_at):
             self.forget(record.user_id)
-            named = self._by_username.get(record.username.lower())
+            named = self._by_username.get(username_key(record.username))
             if named is not None and named[2].record.user_id == record.user_id:
-                self._by_username.discard(record.username.lower())
+                self._by_username.discard(username_key(record.username))
             return cached
         entry = (self.following.now(), read_at, cached)
         self._by_id.put(record.user_id, entry)
         if not record.alias_of:  # the username is the real account's, not this id's
-            self._by_username.put(record.username.lower(), entry)
+            self._by_username.put(username_key(record.username), entry)
         return cached
 
     def forget(self, user_id: str) -> None:
@@ -175,7 +176,7 @@ class UserDirectory:
         entry = self._by_id.get(user_id)
         self._by_id.discard(user_id)
         if entry is not None:
-            self._by_username.discard(entry[2].record.username.lower())
+            self._by_username.discard(username_key(entry[2].record.username))
 
     def start_following(self, version: int, read_began: float, *, forget: bool = False) -> None:
         """Follow the feed from its head ``version`` (``forget``: after a reset, drop all)."""
@@ -228,16 +229,16 @@ class UserDirectory:
         return found, missing
 
     async def lookup_many(self, usernames: Sequence[str]) -> tuple[list[CachedUser], list[str]]:
-        """Users by username (case-insensitive) in request order, and names matching nobody."""
+        """Users by username (by ``username_key``) in request order, and names matching nobody."""
         wanted = list(dict.fromkeys(usernames))
         hits: dict[str, CachedUser] = {}
         misses: list[str] = []
         for name in wanted:
-            key = name.lower()
+            key = username_key(name)
             cached = self._fresh(self._by_username.get(key))
             if (
                 cached is None
-                or cached.record.username.lower() != key
+                or username_key(cached.record.username) != key
                 or cached.record.merged_ids is None  # read by id or at a login
             ):
                 misses.append(name)
@@ -246,12 +247,12 @@ class UserDirectory:
         if misses:
             read_at = self.version
             for record in await self.store.users_by_usernames(misses):
-                hits[record.username.lower()] = self.remember(record, read_at)
+                hits[username_key(record.username)] = self.remember(record, read_at)
         found: list[CachedUser] = []
         missing: list[str] = []
         seen: set[str] = set()
         for name in wanted:
-            cached = hits.get(name.lower())
+            cached = hits.get(username_key(name))
             if cached is None:
                 missing.append(name)
             elif cached.record.user_id not in seen:

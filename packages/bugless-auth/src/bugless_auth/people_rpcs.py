@@ -16,6 +16,7 @@ from bugless_auth.policy import MANAGE_USERS
 from bugless_auth.tls import parse_certificate
 from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied
 from bugless_core.grpc import current_identity, grpc_errors
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -57,10 +58,10 @@ class PeopleRpcs:
     ) -> v1.ListPersonCertificatesResponse:
         """The caller's certificates, or another person's with manage_users."""
         identity, person = await self.service.caller_record(message.token)
-        if message.username and message.username.lower() != person.username.lower():
+        if message.username and username_key(message.username) != username_key(person.username):
             if not self.service.may(identity, MANAGE_USERS):
                 raise NotFound(f"username: no certificates of {message.username!r} you may see")
-            found = await self.service.store.users_by_usernames([message.username.lower()])
+            found = await self.service.store.users_by_usernames([message.username])
             if not found:
                 raise NotFound(f"username: no bugless user is called {message.username!r}")
             person = found[0]

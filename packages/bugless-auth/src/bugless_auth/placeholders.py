@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bugless_auth import _queries as sql
-from bugless_auth.store import IdentityStore, UserRecord, folds, mint_user_id
+from bugless_auth.store import IdentityStore, UserRecord, derived_names, mint_user_id
 from bugless_auth.user_writes import UserWrites
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 _SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -73,17 +74,19 @@ async def match_people(
     create_placeholders: bool,
 ) -> list[Match]:
     """Match every person (request order); create missing placeholders if asked."""
-    emails = sorted({p.email.lower() for p in people if p.email})
-    usernames = sorted({p.username.lower() for p in people if p.username})
+    # Addresses and usernames compare by one rule, decided here (username_key);
+    # the database narrows addresses by their stored casefold, a superset.
+    emails = sorted({p.email.casefold() for p in people if p.email})
+    usernames = sorted({username_key(p.username) for p in people if p.username})
     subjects = [subject_of(source, p) for p in people]
 
     async def work(writes: UserWrites) -> list[Match]:
         conn = writes.conn
         by_email: dict[str, UserRecord] = {}
         for row in await conn.fetch(sql.REAL_USERS_BY_EMAIL, emails):
-            by_email.setdefault(row["email"].lower(), UserRecord.from_row(row))
+            by_email.setdefault(username_key(row["email"]), UserRecord.from_row(row))
         by_username = {
-            row["username"].lower(): UserRecord.from_row(row)
+            username_key(row["username"]): UserRecord.from_row(row)
             for row in await conn.fetch(sql.REAL_USERS_BY_USERNAME, usernames)
         }
         by_subject = {
@@ -92,10 +95,10 @@ async def match_people(
         }
         matches: list[Match] = []
         for person, subject in zip(people, subjects, strict=True):
-            if person.email and person.email.lower() in by_email:
-                matches.append(Match(by_email[person.email.lower()], BY_EMAIL))
-            elif person.username and person.username.lower() in by_username:
-                matches.append(Match(by_username[person.username.lower()], BY_USERNAME))
+            if person.email and username_key(person.email) in by_email:
+                matches.append(Match(by_email[username_key(person.email)], BY_EMAIL))
+            elif person.username and username_key(person.username) in by_username:
+                matches.append(Match(by_username[username_key(person.username)], BY_USERNAME))
             elif subject in by_subject:
                 matches.append(Match(by_subject[subject], BY_PLACEHOLDER))
             elif create_placeholders:
@@ -123,13 +126,13 @@ async def _create_placeholder(
         return UserRecord.from_row(existing)
     for attempt in range(1, 1000):
         username = placeholder_username(source, person, attempt)
-        if not await db.fetchval(sql.USERNAME_TAKEN, username):
+        if not await db.fetchval(sql.USERNAME_TAKEN, username_key(username)):
             break
     user_id = mint_user_id()
     display = person.display_name or person.username or person.key
     await writes.fetchrow(
         sql.INSERT_PLACEHOLDER, user_id, username, display, person.email,
-        *folds(username, display, person.email),
+        *derived_names(username, display, person.email),
     )  # fmt: skip
     await db.execute(sql.INSERT_SUBJECT, subject, user_id, "import")
     return UserRecord(
@@ -155,8 +158,8 @@ async def merge_placeholder(store: IdentityStore, placeholder: str, into: str) -
 
     async def work(writes: UserWrites) -> Any:
         conn = writes.conn
-        source = await conn.fetchrow(sql.USER_BY_USERNAME, placeholder)
-        target = await conn.fetchrow(sql.USER_BY_USERNAME, into)
+        source = await conn.fetchrow(sql.USER_BY_USERNAME, username_key(placeholder))
+        target = await conn.fetchrow(sql.USER_BY_USERNAME, username_key(into))
         if source is None:
             raise NotFound(f"placeholder: no bugless user is called {placeholder!r}")
         if target is None:

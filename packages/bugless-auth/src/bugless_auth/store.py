@@ -23,6 +23,7 @@ import asyncpg
 from bugless_auth import _dialect
 from bugless_auth import _queries as sql
 from bugless_auth.user_writes import UserWrites
+from bugless_auth.username_keys import key_usernames
 from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.database_errors import is_statement_given_up, is_unreachable
@@ -35,6 +36,7 @@ from bugless_core.migrations import (
     schema_too_new,
 )
 from bugless_core.transactions import retrying
+from bugless_core.usernames import username_key
 
 T = TypeVar("T")
 _log = logging.getLogger("bugless.auth")
@@ -51,6 +53,15 @@ def folds(username: str, display_name: str, email: str) -> tuple[str, str, str]:
     under the C locale ("Émile" was not suggested for "émi", nor for "Émi").
     """
     return username.casefold(), display_name.casefold(), email.casefold()
+
+
+def derived_names(username: str, display_name: str, email: str) -> tuple[str, str, str, str]:
+    """What a write of a user's names stores with them: the username's key, then :func:`folds`.
+
+    The key (:func:`~bugless_core.usernames.username_key`, migration 0011)
+    is what every look-up by username compares; the folds, what suggestions do.
+    """
+    return (username_key(username), *folds(username, display_name, email))
 
 
 #: Users folded per statement by :func:`fold_users`.
@@ -190,6 +201,7 @@ class IdentityStore:
             )
             async with pool.acquire() as conn:
                 await fold_users(conn, schema)
+                await key_usernames(conn, schema)
             return version
         except Exception as exc:
             if not is_unreachable(exc):
@@ -371,7 +383,7 @@ class IdentityStore:
                     identity.email,
                     list(identity.groups),
                     identity.bot,
-                    *folds(identity.username, identity.display_name, identity.email),
+                    *derived_names(identity.username, identity.display_name, identity.email),
                 )
                 await conn.execute(sql.INSERT_SUBJECT, identity.subject, user_id, authenticator)
             else:
@@ -388,7 +400,7 @@ class IdentityStore:
                 identity.email,
                 list(identity.groups),
                 identity.bot,
-                *folds(identity.username, identity.display_name, identity.email),
+                *derived_names(identity.username, identity.display_name, identity.email),
             )
             if row is None:  # the directory says what the store has
                 row = await conn.fetchrow(sql.USER_BY_ID, user_id)
@@ -427,13 +439,19 @@ class IdentityStore:
         directory must have been renamed or removed there, so the stale row is
         renamed to ``<name>~<id>`` until that user logs in again.
         """
-        holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username)
+        holder = await writes.conn.fetchrow(sql.USERNAME_HOLDER, username_key(username))
         if holder is None or holder[0] == user_id:
             return []
         holder_id, holder_subjects = holder[0], list(holder[1])
         if holder_subjects and all(_namespace(s) == _namespace(subject) for s in holder_subjects):
             released = f"{username}~{holder_id}"
-            await writes.fetchrow(sql.RELEASE_USERNAME, holder_id, released, released.casefold())
+            await writes.fetchrow(
+                sql.RELEASE_USERNAME,
+                holder_id,
+                released,
+                username_key(released),
+                released.casefold(),
+            )
             return [holder_id]
         namespaces = ", ".join(sorted({_namespace(s) for s in holder_subjects})) or "none"
         raise FailedPrecondition(
@@ -450,8 +468,8 @@ class IdentityStore:
         return [UserRecord.from_row(r) for r in rows]
 
     async def users_by_usernames(self, usernames: Sequence[str]) -> list[UserRecord]:
-        """The users whose username matches one of ``usernames`` (case-insensitive)."""
-        names = [u.lower() for u in usernames]
+        """The users whose username matches one of ``usernames`` (by ``username_key``)."""
+        names = [username_key(u) for u in usernames]
         rows = await self.run(
             lambda conn: conn.fetch(sql.USERS_BY_USERNAMES, names), transaction=False
         )
@@ -472,7 +490,7 @@ class IdentityStore:
             NotFound: nobody has that username.
         """
         row = await self.write_users(
-            lambda writes: writes.fetchrow(sql.SET_DISABLED, username, disabled)
+            lambda writes: writes.fetchrow(sql.SET_DISABLED, username_key(username), disabled)
         )
         if row is None:
             raise NotFound(f"username: no bugless user is called {username!r}")
@@ -522,7 +540,8 @@ class IdentityStore:
     async def local_credentials(self, username: str) -> tuple[UserRecord, str] | None:
         """The local user called ``username`` and their password hash, if any."""
         row = await self.run(
-            lambda conn: conn.fetchrow(sql.LOCAL_CREDENTIALS, username), transaction=False
+            lambda conn: conn.fetchrow(sql.LOCAL_CREDENTIALS, username_key(username)),
+            transaction=False,
         )
         if row is None:
             return None
@@ -549,7 +568,7 @@ class IdentityStore:
             conn = writes.conn
             await writes.fetchrow(
                 sql.INSERT_USER, user_id, username, display_name, email, list(groups), bot,
-                *folds(username, display_name, email),
+                *derived_names(username, display_name, email),
             )  # fmt: skip
             await conn.execute(sql.INSERT_CREDENTIALS, user_id, password_hash)
             await conn.execute(sql.INSERT_SUBJECT, f"local:{user_id}", user_id, "local")
@@ -572,7 +591,9 @@ class IdentityStore:
         """
 
         async def work(conn: Any) -> asyncpg.Record:
-            found: asyncpg.Record | None = await conn.fetchrow(sql.LOCAL_CREDENTIALS, username)
+            found: asyncpg.Record | None = await conn.fetchrow(
+                sql.LOCAL_CREDENTIALS, username_key(username)
+            )
             if found is None:
                 raise NotFound(
                     f"username: no local user is called {username!r} (users of a directory "

@@ -37,6 +37,7 @@ import time
 from bugless_auth.settings import ThrottleSettings
 from bugless_auth.store import IdentityStore
 from bugless_core.errors import ResourceExhausted
+from bugless_core.usernames import username_key
 
 #: How often one replica deletes buckets that have refilled (at most).
 _PURGE_EVERY_SECONDS = 60.0
@@ -76,7 +77,7 @@ class LoginThrottle:
 
     def _buckets(self, username: str, address: str) -> list[tuple[str, float]]:
         """``(bucket, limit)`` of an attempt; no address means no address buckets."""
-        user = username.lower()
+        user = username_key(username)
         s = self._settings
         buckets = [(f"user:{user}", float(s.per_user_limit))]
         if address:
@@ -124,5 +125,5 @@ class LoginThrottle:
         """Refill the (username, address) bucket after a correct password."""
         if not address:
             return
-        bucket = f"pair:{username.lower()}\n{address}"
+        bucket = f"pair:{username_key(username)}\n{address}"
         await self._store.run(lambda conn: conn.execute(_REFILL, bucket), transaction=False)

@@ -25,6 +25,7 @@ from bugless_core.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -177,7 +178,9 @@ class UserAdministration:
     async def set_local_password(self, token: str, username: str, password: str) -> v1.User:
         """Change a local password: one's own, or anyone's with manage_users."""
         caller = await self._caller(token)
-        own = caller.user is not None and caller.user.username.lower() == username.lower()
+        own = caller.user is not None and username_key(caller.user.username) == username_key(
+            username
+        )
         if not own and not self.policy.decide(caller.groups, MANAGE_USERS).allowed:
             raise PermissionDenied(
                 "changing another user's password needs the manage_users permission"
@@ -217,7 +220,7 @@ class UserAdministration:
         """
         if username:
             caller = await self._require(token, MANAGE_USERS, "ending another user's sessions")
-            found = await self.store.users_by_usernames([username.lower()])
+            found = await self.store.users_by_usernames([username])
             if not found:
                 raise NotFound(f"username: no bugless user is called {username!r}")
             return await self.sessions.revoke_user(found[0].user_id, f"ended by {who(caller)}")

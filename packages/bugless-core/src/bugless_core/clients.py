@@ -27,6 +27,7 @@ from bugless_core._compat.grpclib import channel_protocol, forget_channel_protoc
 from bugless_core.assertions import METADATA_KEY
 from bugless_core.errors import InvalidArgument, Unavailable, from_grpc_error
 from bugless_core.service_address import ServiceAddress
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -211,8 +212,8 @@ async def resolve_query(
             known = list(found.users)
         # Usernames are case-insensitive (the Authenticator matches them so):
         # each name as the query spells it maps to the account's id.
-        by_name = {user.username.lower(): user.user_id for user in known}
-        users = {name: by_name[name.lower()] for name in names if name.lower() in by_name}
+        by_name = {username_key(user.username): user.user_id for user in known}
+        users = {n: by_name[username_key(n)] for n in names if username_key(n) in by_name}
         merged = {user.user_id: list(user.merged_user_ids) for user in known}
     me_name = None
     if me is not None and mentions_me(query):

@@ -59,6 +59,7 @@ from bugless_core.clients import call
 from bugless_core.errors import BuglessError, Unavailable
 from bugless_core.outage import OutageLog
 from bugless_core.user_changes import BACKSTOP_SECONDS, FeedFollowing
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ class UserCache:
         not fresh in the cache.
         """
         self._follow()
-        wanted = sorted({n.lower() for n in usernames if n})
+        wanted = sorted({username_key(n) for n in usernames if n})
         cached, missing = self._fresh(self._by_name, wanted)
         found = {user.username: user for user in cached.values()}
         for start in range(0, len(missing), limits.MAX_USER_LOOKUP):
@@ -399,7 +400,7 @@ class UserCache:
         for user in users:
             if may_keep(user.user_id, read_at):
                 self._store(self._by_id, user.user_id, (now, read_at, user))
-                self._store(self._by_name, user.username.lower(), (now, read_at, user))
+                self._store(self._by_name, username_key(user.username), (now, read_at, user))
 
     def _remember_unknown(self, user_ids: Iterable[str], read_at: int) -> None:
         if self._ttl <= 0:

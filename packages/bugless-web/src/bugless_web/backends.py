@@ -48,6 +48,7 @@ from bugless_core.user_cache import (
     get_users,
     lookup_users,
 )
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 from bugless_web.metrics import WebMetrics
 from bugless_web.retries import (
@@ -342,13 +343,13 @@ class Backends:
         who has just signed in can be named at once.
         """
         now = self._clock()
-        wanted = {n.lower() for n in usernames if n}
-        optional = wanted - {n.lower() for n in required}
+        wanted = {username_key(n) for n in usernames if n}
+        optional = wanted - {username_key(n) for n in required}
         nobody = {n for n in optional if self._not_users.get(n, 0.0) > now}
         found = await self.users_by_name(wanted - nobody)
         keep = self._settings.user_cache_seconds
         if keep > 0:
-            for name in optional - nobody - {name.lower() for name in found}:
+            for name in optional - nobody - {username_key(name) for name in found}:
                 self._not_users[name] = now + keep
                 self._not_users.move_to_end(name)
             while len(self._not_users) > NOT_USERS_CACHE_SIZE:

@@ -1,0 +1,28 @@
+-- The Authenticator's schema: usernames compare by a key Python computes and the database stores.
+--
+-- Usernames are case-insensitive. The store lower-cased a name with Python's
+-- str.lower() and compared it with SQL's lower(username): two rules, the
+-- second the database's, which under the C locale (the tests' and
+-- `bugless dev`'s clusters, a CloudNativePG default) lower-cases ASCII only.
+-- A directory username with a non-ASCII capital ("Ölaf", from LDAP, OIDC or
+-- a certificate) was then found by no look-up, not even spelled exactly
+-- ('ölaf' against lower('Ölaf') = 'Ölaf'), and "Ölaf" and "ölaf" could be
+-- two accounts.
+--
+-- Each user row now holds username_key = bugless_core.usernames.username_key
+-- (Unicode lower-casing, then NFC; not case folding, which would make
+-- "Strauß" and "Strauss" one account), written with the username by every
+-- write of it, unique, and every look-up by name compares it exactly. The
+-- users made before are keyed right after migrating
+-- (bugless_auth.username_keys.key_usernames, logged in the users' change
+-- feed), which fails naming both accounts, and writes nothing, if two
+-- usernames have one key. A replica of the previous release keeps writing
+-- usernames without a key during the rollout: a new replica's sign-in of
+-- that user, or the next migrate, keys them.
+--
+-- users_username_key (0001's unique index on lower(username)) stays for this
+-- release: the previous release's replicas look users up and keep them
+-- apart through it while the rollout runs. Under the C locale it never
+-- refuses what the key allows; the next release drops it.
+ALTER TABLE users ADD COLUMN username_key text;
+CREATE UNIQUE INDEX users_by_username_key ON users (username_key);

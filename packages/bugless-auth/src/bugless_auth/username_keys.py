@@ -1,0 +1,102 @@
+"""Keying the users written before migration 0011 (or by a replica of the release before it).
+
+Every write of a username writes its ``username_key``
+(:func:`bugless_core.usernames.username_key`) with it, and look-ups by name
+compare that key exactly. The rows made before the migration have none, and
+during a rollout a replica of the previous release keeps writing usernames
+without one (new users) or leaves a stale one (renames): :func:`key_usernames`
+runs after every migrate and keys them, in Python, through the users' change
+feed as every write of ``users`` is.
+
+Two accounts whose usernames have one key (the old rule, SQL's ASCII-only
+``lower()``, let "Ölaf" and "ölaf" both in) cannot both be keyed: the fill then
+names both and writes nothing, so an administrator can rename one (in its
+directory, then sign it in; or in the ``users`` table) and migrate again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+
+from bugless_auth import _queries as sql
+from bugless_auth.user_writes import UserWrites
+from bugless_core.errors import FailedPrecondition
+from bugless_core.migrations import quote_schema
+from bugless_core.usernames import username_key
+
+#: Users read, and keyed, per statement.
+KEY_BATCH = 5000
+
+
+async def key_usernames(conn: Any, schema: str) -> int:
+    """Key the users whose username key is missing or stale; how many were.
+
+    Every user to key is read first and every clash checked before anything
+    is written. A user renamed meanwhile is left as its rename wrote it.
+
+    Raises:
+        FailedPrecondition: two users' usernames have one key (both named,
+            with their ids); nothing was written.
+    """
+    await conn.execute(f"SET search_path TO {quote_schema(schema)}")
+    to_key: list[tuple[str, str, str | None, str]] = []  # id, username, stale key, key
+    after = ""
+    while rows := await conn.fetch(sql.UNKEYED_USERS, after, KEY_BATCH):
+        after = rows[-1]["user_id"]
+        for row in rows:
+            key = username_key(row["username"])
+            if key != row["username_key"]:
+                to_key.append((row["user_id"], row["username"], row["username_key"], key))
+    if not to_key:
+        return 0
+    await _refuse_clashes(conn, to_key)
+    try:
+        for start in range(0, len(to_key), KEY_BATCH):
+            batch = to_key[start : start + KEY_BATCH]
+            stale = [entry for entry in batch if entry[2] is not None]
+            async with conn.transaction():
+                writes = UserWrites(conn)
+                if stale:
+                    await writes.fetch(
+                        sql.CLEAR_USERNAME_KEYS, *([entry[i] for entry in stale] for i in range(3))
+                    )
+                await writes.fetch(
+                    sql.SET_USERNAME_KEYS, *([entry[i] for entry in batch] for i in (0, 1, 3))
+                )
+                await writes.log()
+    except asyncpg.UniqueViolationError as exc:
+        raise FailedPrecondition(
+            "a username was given to another user while usernames were being keyed; "
+            f"run `bugless auth migrate` again ({exc})"
+        ) from exc
+    return len(to_key)
+
+
+async def _refuse_clashes(conn: Any, to_key: list[tuple[str, str, str | None, str]]) -> None:
+    """Raise if two of ``to_key``, or one of them and a keyed user, would share a key."""
+    changing = {entry[0] for entry in to_key}
+    holders: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for user_id, username, _, key in to_key:
+        holders[key].append((user_id, username))
+    keys = list(holders)
+    for start in range(0, len(keys), KEY_BATCH):
+        for row in await conn.fetch(sql.USERNAME_KEY_HOLDERS, keys[start : start + KEY_BATCH]):
+            if row["user_id"] not in changing:  # its key stays
+                holders[row["username_key"]].append((row["user_id"], row["username"]))
+    clashes = sorted(sorted(users) for users in holders.values() if len(users) > 1)
+    if not clashes:
+        return
+    listed = "; ".join(
+        " and ".join(f"{username!r} ({user_id})" for user_id, username in users)
+        for users in clashes[:10]
+    )
+    more = f" (and {len(clashes) - 10} more)" if len(clashes) > 10 else ""
+    raise FailedPrecondition(
+        f"usernames that differ only in case belong to different users: {listed}{more}. "
+        "Usernames are one by Unicode lower-casing (migration 0011); rename one of each "
+        "(in its directory, then sign it in; or in the users table) and run "
+        "`bugless auth migrate` again. Nothing was written."
+    )
