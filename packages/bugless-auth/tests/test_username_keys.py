@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from bugless_auth import _queries as sql
-from bugless_auth.username_keys import key_usernames
+from bugless_auth.name_keys import key_usernames
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.errors import FailedPrecondition
 from bugless_core.migrations import quote_schema

@@ -47,7 +47,7 @@ LIMIT $2
 USER_OF_SUBJECT = "SELECT user_id FROM external_subjects WHERE subject = $1 FOR UPDATE"
 
 #: A user; $7 the username's key, $8-$10 the username, display name and email
-#: folded (``store.derived_names``).
+#: folded (``name_keys.derived_names``).
 INSERT_USER = """
 INSERT INTO users (user_id, username, display_name, email, groups, bot,
                    username_key, username_fold, display_name_fold, email_fold)
@@ -191,7 +191,7 @@ RETURNING u.user_id
 #: Users whose username key may be missing or stale (migration 0011), after
 #: user id $1, $2 at a time. SQL's ``lower()`` only narrows the scan (a key
 #: equal to it is one Python's rule gave, unless the database's folds more);
-#: :func:`bugless_auth.username_keys.key_usernames` decides in Python.
+#: :func:`bugless_auth.name_keys.key_usernames` decides in Python.
 UNKEYED_USERS = """
 SELECT user_id, username, username_key FROM users
 WHERE user_id > $1 AND username_key IS DISTINCT FROM lower(username)

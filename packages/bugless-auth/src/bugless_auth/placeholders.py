@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bugless_auth import _queries as sql
-from bugless_auth.store import IdentityStore, UserRecord, derived_names, mint_user_id
+from bugless_auth.name_keys import derived_names
+from bugless_auth.store import IdentityStore, UserRecord, mint_user_id
 from bugless_auth.user_writes import UserWrites
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from bugless_core.usernames import username_key

@@ -22,8 +22,8 @@ import asyncpg
 
 from bugless_auth import _dialect
 from bugless_auth import _queries as sql
+from bugless_auth.name_keys import derived_names, fold_users, key_usernames
 from bugless_auth.user_writes import UserWrites
-from bugless_auth.username_keys import key_usernames
 from bugless_core import leases
 from bugless_core.auth_backend import ExternalIdentity
 from bugless_core.database_errors import is_statement_given_up, is_unreachable
@@ -44,54 +44,6 @@ _COMPONENT = "bugless-auth"
 #: Tries of a first sign-in that loses the insert race to another replica
 #: (without the subject lock, on the CockroachDB dialect).
 _FIRST_SIGHT_RACES = 3
-
-
-def folds(username: str, display_name: str, email: str) -> tuple[str, str, str]:
-    """A user's names as suggestions compare them: folded by ``str.casefold`` (migration 0010).
-
-    The rule the Model compares names by; SQL's ``lower()`` folds ASCII only
-    under the C locale ("Émile" was not suggested for "émi", nor for "Émi").
-    """
-    return username.casefold(), display_name.casefold(), email.casefold()
-
-
-def derived_names(username: str, display_name: str, email: str) -> tuple[str, str, str, str]:
-    """What a write of a user's names stores with them: the username's key, then :func:`folds`.
-
-    The key (:func:`~bugless_core.usernames.username_key`, migration 0011)
-    is what every look-up by username compares; the folds, what suggestions do.
-    """
-    return (username_key(username), *folds(username, display_name, email))
-
-
-#: Users folded per statement by :func:`fold_users`.
-FOLD_BATCH = 5000
-
-
-async def fold_users(conn: Any, schema: str) -> int:
-    """Fold the names of the users migration 0010 left unfolded; how many were.
-
-    Run right after migrating (on ``schema``), a batch per transaction; a
-    user renamed meanwhile keeps the folds its rename wrote. Logged in the
-    users' change feed as every write of ``users`` is (caches re-read them
-    once; their answers are unchanged).
-    """
-    await conn.execute(f"SET search_path TO {quote_schema(schema)}")
-    done = 0
-    while rows := await conn.fetch(sql.UNFOLDED_USERS, FOLD_BATCH):
-        names = [(r["username"], r["display_name"], r["email"]) for r in rows]
-        folded = [folds(*n) for n in names]
-        async with conn.transaction():
-            writes = UserWrites(conn)
-            await writes.fetch(
-                sql.SET_FOLDS,
-                [r["user_id"] for r in rows],
-                *([n[i] for n in names] for i in range(3)),
-                *([f[i] for f in folded] for i in range(3)),
-            )
-            await writes.log()
-        done += len(rows)
-    return done
 
 
 def mint_user_id() -> str:

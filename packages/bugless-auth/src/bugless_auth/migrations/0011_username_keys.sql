@@ -14,7 +14,7 @@
 -- "Strauß" and "Strauss" one account), written with the username by every
 -- write of it, unique, and every look-up by name compares it exactly. The
 -- users made before are keyed right after migrating
--- (bugless_auth.username_keys.key_usernames, logged in the users' change
+-- (bugless_auth.name_keys.key_usernames, logged in the users' change
 -- feed), which fails naming both accounts, and writes nothing, if two
 -- usernames have one key. A replica of the previous release keeps writing
 -- usernames without a key during the rollout: a new replica's sign-in of

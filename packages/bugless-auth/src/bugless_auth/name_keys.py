@@ -1,12 +1,13 @@
-"""Keying the users written before migration 0011 (or by a replica of the release before it).
+"""What the store keeps derived from a user's names, and the fills that catch rows up.
 
-Every write of a username writes its ``username_key``
-(:func:`bugless_core.usernames.username_key`) with it, and look-ups by name
-compare that key exactly. The rows made before the migration have none, and
-during a rollout a replica of the previous release keeps writing usernames
-without one (new users) or leaves a stale one (renames): :func:`key_usernames`
-runs after every migrate and keys them, in Python, through the users' change
-feed as every write of ``users`` is.
+Every write of a user's names also writes, computed in Python (never by SQL,
+whose ``lower()`` is ASCII-only under the C locale): the username's key, which
+look-ups by username compare (migration 0011), and the three names folded,
+which suggestions compare (migration 0010); :func:`derived_names` gives them.
+During a rollout a replica of the previous release writes usernames without
+a key (new users) or leaves a stale one (renames), and names without folds;
+the next migrate (every replica that starts with ``--migrate``) catches them
+up, through the users' change feed as every write of ``users`` is.
 
 Two accounts whose usernames have one key (the old rule, SQL's ASCII-only
 ``lower()``, let "Ölaf" and "ölaf" both in) cannot both be keyed: the fill then
@@ -26,6 +27,55 @@ from bugless_auth.user_writes import UserWrites
 from bugless_core.errors import FailedPrecondition
 from bugless_core.migrations import quote_schema
 from bugless_core.usernames import username_key
+
+
+def folds(username: str, display_name: str, email: str) -> tuple[str, str, str]:
+    """A user's names as suggestions compare them: folded by ``str.casefold`` (migration 0010).
+
+    The rule the Model compares names by; SQL's ``lower()`` folds ASCII only
+    under the C locale ("Émile" was not suggested for "émi", nor for "Émi").
+    """
+    return username.casefold(), display_name.casefold(), email.casefold()
+
+
+def derived_names(username: str, display_name: str, email: str) -> tuple[str, str, str, str]:
+    """What a write of a user's names stores with them: the username's key, then :func:`folds`.
+
+    The key (:func:`~bugless_core.usernames.username_key`, migration 0011)
+    is what every look-up by username compares; the folds, what suggestions do.
+    """
+    return (username_key(username), *folds(username, display_name, email))
+
+
+#: Users folded per statement by :func:`fold_users`.
+FOLD_BATCH = 5000
+
+
+async def fold_users(conn: Any, schema: str) -> int:
+    """Fold the names of the users migration 0010 left unfolded; how many were.
+
+    Run right after migrating (on ``schema``), a batch per transaction; a
+    user renamed meanwhile keeps the folds its rename wrote. Logged in the
+    users' change feed as every write of ``users`` is (caches re-read them
+    once; their answers are unchanged).
+    """
+    await conn.execute(f"SET search_path TO {quote_schema(schema)}")
+    done = 0
+    while rows := await conn.fetch(sql.UNFOLDED_USERS, FOLD_BATCH):
+        names = [(r["username"], r["display_name"], r["email"]) for r in rows]
+        folded = [folds(*n) for n in names]
+        async with conn.transaction():
+            writes = UserWrites(conn)
+            await writes.fetch(
+                sql.SET_FOLDS,
+                [r["user_id"] for r in rows],
+                *([n[i] for n in names] for i in range(3)),
+                *([f[i] for f in folded] for i in range(3)),
+            )
+            await writes.log()
+        done += len(rows)
+    return done
+
 
 #: Users read, and keyed, per statement.
 KEY_BATCH = 5000
