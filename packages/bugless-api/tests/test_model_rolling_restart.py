@@ -19,17 +19,16 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from api_support import Bots, ConnectAs, api_settings
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from bugless_api.server import RunningApi, start_api
 from bugless_api.settings import RateLimitSettings
 from bugless_core.errors import NotFound
 from bugless_dev.stack import RunningService
 from bugless_testing.events import EventStream
+from bugless_testing.metrics import metric_total
 
 #: An issue that does not exist.
 MISSING_ISSUE = 999_999_999
@@ -45,17 +44,7 @@ def _start_model(bots: Bots, port: int, name: str) -> RunningService:
 
 
 async def _metric(replica: RunningService, name: str, **labels: str) -> int:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"http://127.0.0.1:{replica.metrics_port}/metrics", timeout=5.0)
-    response.raise_for_status()
-    return int(
-        sum(
-            sample.value
-            for family in text_string_to_metric_families(response.text)
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
-    )
+    return int(await metric_total(replica.metrics_port, name, **labels))
 
 
 async def _handled(replica: RunningService, method: str, code: str = "OK") -> int:

@@ -37,6 +37,7 @@ from bugless_api.client import BuglessClient
 from bugless_core.clients import ServiceAddress, call
 from bugless_core.errors import Unavailable
 from bugless_proto import v1
+from bugless_testing.metrics import metric_total
 
 if TYPE_CHECKING:
     from bugless_dev.pki import CertificateFiles
@@ -69,19 +70,12 @@ class FeedAuthenticator:
 
     async def calls(self, method: str) -> int:
         """How many ``method`` calls it answered OK, from its ``/metrics``."""
-        async with httpx.AsyncClient() as http:
-            response = await http.get(
-                f"http://127.0.0.1:{self.service.metrics_port}/metrics", timeout=5.0
-            )
-        response.raise_for_status()
-        wanted = {"grpc_method": method, "grpc_code": "OK"}
         return int(
-            sum(
-                sample.value
-                for family in text_string_to_metric_families(response.text)
-                for sample in family.samples
-                if sample.name == "grpc_server_handled_total"
-                and wanted.items() <= sample.labels.items()
+            await metric_total(
+                self.service.metrics_port,
+                "grpc_server_handled_total",
+                grpc_method=method,
+                grpc_code="OK",
             )
         )
 

@@ -18,13 +18,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from bugless_core.clients import acting_as
 from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
+from bugless_testing.metrics import metric_total
 
 
 async def test_a_model_waiting_for_a_hung_upload_is_told_to_stop_now_not_killed(
@@ -85,16 +83,10 @@ async def test_a_model_waiting_for_a_hung_upload_is_told_to_stop_now_not_killed(
 
 async def _in_flight(metrics_port: int, method: str) -> None:
     """Wait until the server's ``/metrics`` counts a ``method`` call in flight."""
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    async with asyncio.timeout(30), httpx.AsyncClient() as http:
+    in_flight = "grpc_server_in_flight_calls"
+    async with asyncio.timeout(30):
         while True:
-            text = (await http.get(url, timeout=5)).text
-            if any(
-                sample.labels.get("grpc_method") == method and sample.value >= 1
-                for family in text_string_to_metric_families(text)
-                for sample in family.samples
-                if sample.name == "grpc_server_in_flight_calls"
-            ):
+            if await metric_total(metrics_port, in_flight, grpc_method=method) >= 1:
                 return
             await asyncio.sleep(0.05)
 

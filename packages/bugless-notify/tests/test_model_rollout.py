@@ -25,11 +25,9 @@ import secrets
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import httpx
 import pytest
 from notify_support import SEALING_KEY, SECRET, WebhookReceiver
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from bugless_core.clients import ServiceAddress, acting_as, call
 from bugless_core.grpc import GrpcServerSettings
@@ -38,6 +36,7 @@ from bugless_notify.queue import DeliveryState
 from bugless_notify.service import start_notifier
 from bugless_notify.settings import NotifierSettings, SmtpOptions
 from bugless_proto import v1
+from bugless_testing.metrics import metric_total
 from bugless_testing.smtp import SmtpSink
 
 ADMIN = v1.Caller(user_id="test-admin", admin=True)
@@ -53,17 +52,7 @@ def _start_model(stack: LocalStack, port: int, name: str) -> RunningService:
 
 async def _metric(replica: RunningService, name: str, **labels: str) -> int:
     """The sum of ``name``'s samples with ``labels`` on ``replica``'s own ``/metrics``."""
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"http://127.0.0.1:{replica.metrics_port}/metrics", timeout=5.0)
-    response.raise_for_status()
-    return int(
-        sum(
-            sample.value
-            for family in text_string_to_metric_families(response.text)
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
-    )
+    return int(await metric_total(replica.metrics_port, name, **labels))
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:

@@ -10,12 +10,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from litestar.testing import AsyncTestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_testing.metrics import metric_total
 
 if TYPE_CHECKING:
     # Not at run time: conftest imports this module before pytest loads the
@@ -100,17 +99,7 @@ async def grpc_in_flight(metrics_port: int, method: str) -> int:
 
 
 async def _metric(metrics_port: int, name: str, labels: dict[str, str]) -> int:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5.0)
-    response.raise_for_status()
-    return int(
-        sum(
-            sample.value
-            for family in text_string_to_metric_families(response.text)
-            for sample in family.samples
-            if sample.name == name and labels.items() <= sample.labels.items()
-        )
-    )
+    return int(await metric_total(metrics_port, name, **labels))
 
 
 @asynccontextmanager
