@@ -146,15 +146,24 @@ class FollowCalls(BackendCalls):
     """Stars, subscriptions, settings and the notifier's audience calls."""
 
     async def star_issue(self, request: v1.StarIssueRequest) -> v1.StarIssueResponse:
-        """Star or unstar a visible issue; idempotent."""
+        """Star a visible issue, or unstar any; idempotent.
+
+        Unstarring needs no sight of the issue: a person whose star outlived
+        their access (the issue moved into a component closed to them) can
+        still take it back. Of an issue they cannot see the answer's count is
+        0, the same whether it exists or not, so it tells them nothing.
+        """
 
         async def work(ctx: WriteContext) -> int:
-            await _visible_issue(ctx, request.issue_id)
-            sql = ADD_STAR if request.starred else REMOVE_STAR
             if request.starred:
-                await ctx.conn.execute(sql, request.issue_id, ctx.caller.user_id, ctx.now)
-            else:
-                await ctx.conn.execute(sql, request.issue_id, ctx.caller.user_id)
+                await _visible_issue(ctx, request.issue_id)
+                await ctx.conn.execute(ADD_STAR, request.issue_id, ctx.caller.user_id, ctx.now)
+                return int(await ctx.conn.fetchval(STAR_COUNT, request.issue_id))
+            await ctx.conn.execute(REMOVE_STAR, request.issue_id, ctx.caller.user_id)
+            try:
+                await _visible_issue(ctx, request.issue_id)
+            except NotFound:
+                return 0
             return int(await ctx.conn.fetchval(STAR_COUNT, request.issue_id))
 
         count, _ = await self._write(request.caller, work)
@@ -178,12 +187,17 @@ class FollowCalls(BackendCalls):
     async def set_component_subscription(
         self, request: v1.SetComponentSubscriptionRequest
     ) -> v1.Subscriptions:
-        """(Un)subscribe the caller to a component they may view."""
+        """Subscribe the caller to a component they may view, or unsubscribe from any.
+
+        Unsubscribing needs no sight of the component (a subscription can
+        outlive the access that allowed it); the answer lists only the
+        caller's own subscriptions, so it reveals nothing of the component.
+        """
 
         async def work(ctx: WriteContext) -> v1.Subscriptions:
-            await visible_component(ctx, request.component_id, "component_id")
             user = ctx.caller.user_id
             if request.subscribed:
+                await visible_component(ctx, request.component_id, "component_id")
                 await ctx.conn.execute(
                     SUBSCRIBE_COMPONENT, user, request.component_id, request.include_subtree,
                     ctx.now,
@@ -198,20 +212,24 @@ class FollowCalls(BackendCalls):
     async def set_saved_search_subscription(
         self, request: v1.SetSavedSearchSubscriptionRequest
     ) -> v1.Subscriptions:
-        """(Un)subscribe the caller to a saved search they may read."""
+        """Subscribe the caller to a saved search they may read, or unsubscribe from any.
+
+        As with components, unsubscribing needs no sight of the search (its
+        owner may have stopped sharing it).
+        """
 
         async def work(ctx: WriteContext) -> v1.Subscriptions:
+            user = ctx.caller.user_id
+            if not request.subscribed:
+                await ctx.conn.execute(UNSUBSCRIBE_SAVED_SEARCH, user, request.saved_search_id)
+                return await self._subscriptions(ctx.conn, user)
             row = await ctx.conn.fetchrow(cq.SAVED_SEARCH_BY_ID, request.saved_search_id)
             if row is None or not saved_search_visible(ctx.caller, ctx.principals, row):
                 raise NotFound(
                     f"saved_search_id: saved search {request.saved_search_id} not found",
                     metadata={"saved_search_id": str(request.saved_search_id)},
                 )
-            user = ctx.caller.user_id
-            if request.subscribed:
-                await ctx.conn.execute(SUBSCRIBE_SAVED_SEARCH, user, row["id"], ctx.now)
-            else:
-                await ctx.conn.execute(UNSUBSCRIBE_SAVED_SEARCH, user, row["id"])
+            await ctx.conn.execute(SUBSCRIBE_SAVED_SEARCH, user, row["id"], ctx.now)
             return await self._subscriptions(ctx.conn, user)
 
         subscriptions, _ = await self._write(request.caller, work)

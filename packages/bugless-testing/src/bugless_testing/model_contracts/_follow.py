@@ -6,11 +6,13 @@ from grpclib.const import Status
 
 from bugless_core.search.build import term
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.model_contracts._support import (
     ADMIN,
     ALICE,
     BOB,
     CAROL,
+    UNKNOWN_ID,
     change,
     delta,
     eq,
@@ -23,6 +25,7 @@ from bugless_testing.model_contracts._support import (
     make_issue,
     search_ids,
     sort,
+    update_component,
     user_entry,
     within,
 )
@@ -44,7 +47,8 @@ class FollowContract:
     what was never starred changes nothing), shows on the issue as the count
     and as ``starred`` for the caller, adds no history entry, is searchable
     (``star:<user>``) and sortable; nobody stars what they cannot see;
-    subscriptions need a visible component or a readable saved search;
+    subscriptions need a visible component or a readable saved search, but
+    anyone may unstar and unsubscribe whatever became hidden from them;
     settings default to everything on, are the person's own (an admin reads
     anyone's); the audience call answers admins only and lists starrers,
     subtree subscribers of ancestors and muters; GetNotificationViews (admins
@@ -106,6 +110,88 @@ class FollowContract:
             Status.NOT_FOUND,
         )
         assert (await get_issue(model, issue.id)).star_count == 0
+
+    async def test_what_a_person_can_no_longer_see_they_can_still_stop_following(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A star, a component or saved-search subscription outlives the access behind it.
+
+        Taking it back needs no sight of the thing, and its answer says
+        nothing of it (a star count of 0 whether the issue exists or not);
+        following anew still needs sight.
+        """
+        person = fresh_caller("leaver")
+        comp = await make_component(
+            model,
+            acl=[
+                user_entry(ALICE.user_id, v1.Role.ADMIN),
+                user_entry(person.user_id, v1.Role.VIEWER),
+            ],
+        )
+        issue = await make_issue(model, comp.id)
+        await _star(model, ALICE, issue.id)
+        assert await _star(model, person, issue.id) == 2
+        await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(caller=person, component_id=comp.id, subscribed=True)
+        )
+        search = await model.create_saved_search(
+            v1.CreateSavedSearchRequest(
+                caller=ALICE,
+                name="shared",
+                query="is:open",
+                readers=[v1.Principal(user=person.user_id)],
+            )
+        )
+        subs = await model.set_saved_search_subscription(
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=person, saved_search_id=search.id, subscribed=True
+            )
+        )
+        assert subs.saved_search_ids == [search.id]
+        # The component closes to ALICE alone; the search stops being shared.
+        await update_component(
+            model, v1.Component(id=comp.id, acl=[user_entry(ALICE.user_id, v1.Role.ADMIN)]), "acl"
+        )
+        await model.update_saved_search(
+            v1.UpdateSavedSearchRequest(
+                caller=ALICE,
+                saved_search=v1.SavedSearch(id=search.id, readers=[]),
+                update_mask=FieldMask(paths=["readers"]),
+            )
+        )
+        await expect_error(get_issue(model, issue.id, person), Status.NOT_FOUND)
+        await expect_error(_star(model, person, issue.id), Status.NOT_FOUND)
+        assert await _star(model, person, issue.id, starred=False) == 0
+        assert await _star(model, person, UNKNOWN_ID, starred=False) == 0
+        assert (await get_issue(model, issue.id)).star_count == 1  # ALICE's
+        left = await model.set_component_subscription(
+            v1.SetComponentSubscriptionRequest(
+                caller=person, component_id=comp.id, subscribed=False
+            )
+        )
+        assert left.components == []
+        left = await model.set_saved_search_subscription(
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=person, saved_search_id=search.id, subscribed=False
+            )
+        )
+        assert left.saved_search_ids == []
+        await expect_error(
+            model.set_component_subscription(
+                v1.SetComponentSubscriptionRequest(
+                    caller=person, component_id=comp.id, subscribed=True
+                )
+            ),
+            Status.NOT_FOUND,
+        )
+        await expect_error(
+            model.set_saved_search_subscription(
+                v1.SetSavedSearchSubscriptionRequest(
+                    caller=person, saved_search_id=search.id, subscribed=True
+                )
+            ),
+            Status.NOT_FOUND,
+        )
 
     async def test_subscriptions_need_a_visible_component_or_readable_search(
         self, model: v1.ModelStub
