@@ -66,7 +66,11 @@ class PluginInfo:
             names = [self._entry_point.distribution]
         else:
             top = self.module.split(".", 1)[0]
-            names = importlib.metadata.packages_distributions().get(top, [])[:1]
+            # An editable install (a checkout's ``pip install -e``) may record no
+            # top-level names; bugless' packages are named after their module.
+            names = importlib.metadata.packages_distributions().get(top, [])[:1] or [
+                top.replace("_", "-")
+            ]
         for dist_name in names:
             try:
                 return importlib.metadata.distribution(dist_name)
