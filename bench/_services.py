@@ -224,6 +224,20 @@ def _postmaster_pid(database_url: str) -> int:
     return int(pid_file.read_text().split()[0])
 
 
+#: The columns :func:`add_directory_users` fills, as the Authenticator's store writes them.
+USER_COLUMNS = (
+    "user_id",
+    "username",
+    "display_name",
+    "email",
+    "groups",
+    "username_key",
+    "username_fold",
+    "display_name_fold",
+    "email_fold",
+)
+
+
 async def add_directory_users(stack: LocalStack, users: int, *, viewer: str = VIEWER) -> None:
     """Put the seeded people into the Authenticator's store under their seeded ids.
 
@@ -232,8 +246,10 @@ async def add_directory_users(stack: LocalStack, users: int, *, viewer: str = VI
     (:data:`VIEWER_PASSWORD`) so it can sign in to the web frontend. The
     hash uses the stack's (cheap) argon2 parameters, so it is never rehashed.
     """
+    from bugless_auth.name_keys import folds  # noqa: PLC0415
     from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415
     from bugless_auth.settings import PasswordHashing  # noqa: PLC0415
+    from bugless_core.usernames import username_key  # noqa: PLC0415
 
     env = stack.env
     hashes = PasswordHashes(
@@ -244,10 +260,15 @@ async def add_directory_users(stack: LocalStack, users: int, *, viewer: str = VI
         )
     )
     password_hash = await hashes.hash(VIEWER_PASSWORD)
-    rows = [
-        (f"user{k:04d}", f"user{k:04d}", f"User {k:04d}", f"user{k:04d}@example.org", ["eng"])
-        for k in range(1, users + 1)
-    ]
+    # The keys and folds the store writes with every user (auth migrations 0010,
+    # 0011), by its own functions: a row without them is found by no sign-in.
+    rows = []
+    for k in range(1, users + 1):
+        username, display, email = f"user{k:04d}", f"User {k:04d}", f"user{k:04d}@example.org"
+        rows.append(
+            (username, username, display, email, ["eng"], username_key(username),
+             *folds(username, display, email))
+        )  # fmt: skip
     conn = await asyncpg.connect(
         stack.auth_database_url, server_settings={"search_path": AUTH_SCHEMA}
     )
@@ -256,7 +277,7 @@ async def add_directory_users(stack: LocalStack, users: int, *, viewer: str = VI
             await conn.copy_records_to_table(
                 "users",
                 records=rows,
-                columns=["user_id", "username", "display_name", "email", "groups"],
+                columns=[*USER_COLUMNS],
             )
             await conn.execute(
                 "INSERT INTO local_credentials (user_id, password_hash) VALUES ($1, $2)",
