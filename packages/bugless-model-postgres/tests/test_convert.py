@@ -46,6 +46,7 @@ def _row(**changes: Any) -> dict[str, Any]:
         "external_id": None,
         "star_count": 2,
         "starred": True,
+        "muted": True,
         "has_children": True,
         "has_duplicates": False,
     }
@@ -76,6 +77,7 @@ def test_an_issue_from_a_row_equals_the_constructed_one_field_by_field() -> None
         comment_count=1,
         star_count=2,
         starred=True,
+        muted=True,
         has_children=True,
     )
     assert built == expected
@@ -87,13 +89,18 @@ def test_an_issue_from_a_row_equals_the_constructed_one_field_by_field() -> None
 
 
 def test_columns_a_statement_does_not_read_take_the_defaults() -> None:
-    """Write replies (RETURNING rows) have no star, relation flags or external id."""
+    """Write replies (RETURNING rows) have no star, mute, relation flags or external id."""
     row = _row(status=0, priority=0, severity=0, type=0)
-    for name in ("external_id", "star_count", "starred", "has_children", "has_duplicates"):
+    for name in ("external_id", "star_count", "starred", "muted", "has_children", "has_duplicates"):
         del row[name]
     built = issue_from_row(row, [])
     assert built.status is v1.Status.UNSPECIFIED
-    assert (built.external_id, built.star_count, built.starred) == ("", 0, False)
+    assert (built.external_id, built.star_count, built.starred, built.muted) == (
+        "",
+        0,
+        False,
+        False,
+    )
     assert (built.has_children, built.has_duplicates) == (False, False)
     assert built.custom_fields == []
     assert v1.Issue.parse(bytes(built)) == built

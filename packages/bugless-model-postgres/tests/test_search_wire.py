@@ -3,7 +3,7 @@
 ``search_issues_reply`` (what the servicer sends) must encode exactly what
 ``search_issues`` returns, as the gRPC codec encodes it: real rows of a real
 PostgreSQL, every summary field, read masks, custom field values, relation
-flags, hotlists and stars, restricted components and page tokens.
+flags, hotlists, stars and mutes, restricted components and page tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bugless_proto import v1, wire
 from bugless_proto.google.protobuf import FieldMask
 
 ADMIN = v1.Caller(user_id="root", admin=True)
+_VIEWER = v1.Caller(user_id="viewer")
 F = v1.SearchField
 
 
@@ -101,6 +102,9 @@ async def world(bugless_model_backend: PostgresBackend) -> str:
         )
     for issue_id in made[::4]:
         await b.star_issue(v1.StarIssueRequest(caller=ADMIN, issue_id=issue_id, starred=True))
+    for issue_id in made[::3]:
+        await b.set_issue_mute(v1.SetIssueMuteRequest(caller=ADMIN, issue_id=issue_id, muted=True))
+    await b.set_issue_mute(v1.SetIssueMuteRequest(caller=_VIEWER, issue_id=made[1], muted=True))
     return tag
 
 
@@ -108,10 +112,11 @@ _MASKS = [
     [],
     ["title", "status", "assignee", "modified_at"],
     ["custom_fields", "hotlist_ids", "starred", "has_children", "has_duplicates"],
+    ["muted", "title"],
     ["cc", "blocking_ids", "blocked_by_ids", "closed_at", "star_count", "external_id"],
     ["id"],
 ]
-_CALLERS = [ADMIN, v1.Caller(user_id="viewer"), v1.Caller(user_id="stranger"), v1.Caller()]
+_CALLERS = [ADMIN, _VIEWER, v1.Caller(user_id="stranger"), v1.Caller()]
 _ORDERS = [[], [v1.SortKey(field=v1.SortField.TITLE, descending=True)]]
 
 

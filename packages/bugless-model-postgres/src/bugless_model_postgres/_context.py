@@ -50,8 +50,8 @@ class AdminView(NamedTuple):
     names: dict[int, tuple[str, int]]
 
     def issue(self) -> v1.Issue:
-        """A new Issue message of the view (the admin has starred nothing)."""
-        issue = issue_from_row({**self.row, "starred": False}, self.hotlist_ids)
+        """A new Issue message of the view (the admin has starred and muted nothing)."""
+        issue = issue_from_row({**self.row, "starred": False, "muted": False}, self.hotlist_ids)
         if self.custom:
             issue.custom_fields = value_messages(self.custom, self.names)
         return issue

@@ -205,6 +205,7 @@ def issue_from_row(row: Row, hotlist_ids: Iterable[int]) -> v1.Issue:
             "external_id": row.get("external_id") or "",
             "star_count": row.get("star_count", 0),
             "starred": row.get("starred", False),
+            "muted": row.get("muted", False),
             "has_children": row.get("has_children", False),
             "has_duplicates": row.get("has_duplicates", False),
         },

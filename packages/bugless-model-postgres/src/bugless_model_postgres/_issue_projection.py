@@ -4,7 +4,7 @@ A read mask (``SearchIssuesRequest.read_mask``, ``BatchGetIssuesRequest.read_mas
 names the Issue fields the caller uses. The columns of the fields it leaves
 out are read as the fields' defaults, so :func:`._convert.issue_from_row`
 knows one row shape, and the per-row subqueries of those fields (the caller's
-hotlists, the star, the custom fields' names, whether other issues name it as
+hotlists, the star and the mute, the custom fields' names, whether other issues name it as
 parent or canonical) do not run. Search pages and reads by id take their
 select list from :func:`projection`: a mask means the same on both.
 """
@@ -53,6 +53,7 @@ _SUMMARY_COLUMNS = q.ISSUE_COLUMNS.replace("i.cc,", "'{}'::text[] AS cc,").repla
 # every parameter it is given (PostgreSQL cannot type one it never sees).
 _NO_HOTLISTS = "ARRAY(SELECT 0::bigint WHERE false AND {admin} AND {user} <> '')"
 _NOT_STARRED = "(false AND {user} <> '')"
+_NOT_MUTED = _NOT_STARRED
 #: :data:`q.CUSTOM_FIELD_NAMES`, braces doubled: the expressions are templates.
 _FIELD_NAMES = q.CUSTOM_FIELD_NAMES.replace("{", "{{").replace("}", "}}")
 
@@ -67,6 +68,7 @@ class Projection:
         hotlists: The ids of the hotlists the caller may see (``bigint[]``),
             a template of ``{admin}`` (a boolean) and ``{user}`` (a user id).
         starred: Whether the caller starred the issue, a template of ``{user}``.
+        muted: Whether the caller muted the issue, a template of ``{user}``.
         names: :data:`q.CUSTOM_FIELD_NAMES`, or NULL: no custom values are
             read (a template without placeholders, braces doubled).
         has_children: :data:`q.HAS_CHILDREN`, or false.
@@ -76,6 +78,7 @@ class Projection:
     columns: str
     hotlists: str
     starred: str
+    muted: str
     names: str
     has_children: str
     has_duplicates: str
@@ -93,6 +96,7 @@ def projection(fields: frozenset[str], *, summary: bool = False) -> Projection:
             _SUMMARY_COLUMNS if summary else q.ISSUE_COLUMNS,
             q.VISIBLE_HOTLISTS,
             q.STARRED,
+            q.MUTED,
             _FIELD_NAMES,
             q.HAS_CHILDREN,
             q.HAS_DUPLICATES,
@@ -101,6 +105,7 @@ def projection(fields: frozenset[str], *, summary: bool = False) -> Projection:
         _masked_columns(fields),
         q.VISIBLE_HOTLISTS if "hotlist_ids" in fields else _NO_HOTLISTS,
         q.STARRED if "starred" in fields else _NOT_STARRED,
+        q.MUTED if "muted" in fields else _NOT_MUTED,
         _FIELD_NAMES if "custom_fields" in fields else "NULL::jsonb",
         q.HAS_CHILDREN if "has_children" in fields else "false",
         q.HAS_DUPLICATES if "has_duplicates" in fields else "false",
@@ -131,6 +136,7 @@ def fetch_statement(fields: frozenset[str], slots: int) -> str:
         names=selected.names.format(),
         hotlists=selected.hotlists.format(admin="$2", user="$3"),
         starred=selected.starred.format(user="$3"),
+        muted=selected.muted.format(user="$3"),
         has_children=selected.has_children,
         has_duplicates=selected.has_duplicates,
         where=q.ids_condition(slots),

@@ -423,14 +423,14 @@ async def changed_issue(
             planned them. Otherwise the values are the ones ``loaded`` holds,
             whose names it read with them (its ``custom_field_names``).
 
-    The caller's star and whether other issues name this one as parent or
+    The caller's star and mute and whether other issues name this one as parent or
     canonical issue are not changed by a write of this issue: they come
     from ``loaded``.
     """
     added, removed = hotlists
     visible = set(loaded["visible_hotlist_ids"]).difference(removed).union(added)
     row = dict(written.items())
-    for name in ("starred", "has_children", "has_duplicates"):
+    for name in ("starred", "muted", "has_children", "has_duplicates"):
         row[name] = loaded[name]
     issue = issue_from_row(row, visible)
     if custom:

@@ -53,6 +53,9 @@ VISIBLE_HOTLISTS = """ARRAY(SELECT hi.hotlist_id
                   ORDER BY hi.hotlist_id)"""
 #: Whether the caller (``{user}``) starred issue ``i``.
 STARRED = "EXISTS (SELECT 1 FROM issue_stars st WHERE st.issue_id = i.id AND st.user_id = {user})"
+#: Whether the caller (``{user}``) muted issue ``i`` (a probe of issue_mutes'
+#: primary key, as :data:`STARRED` is of issue_stars').
+MUTED = "EXISTS (SELECT 1 FROM issue_mutes mu WHERE mu.user_id = {user} AND mu.issue_id = i.id)"
 
 #: Issues by id (``{where}``) with their component's ACL, and the select list
 #: filled in: every field here, a read mask's in
@@ -61,7 +64,7 @@ FETCH_TEMPLATE = """
 SELECT {columns},
        c.effective_acl, c.path AS component_path, {names} AS custom_field_names,
        {hotlists} AS visible_hotlist_ids,
-       {starred} AS starred,
+       {starred} AS starred, {muted} AS muted,
        {has_children} AS has_children, {has_duplicates} AS has_duplicates
   FROM issues i JOIN components c ON c.id = i.component_id
  WHERE {where}
@@ -101,6 +104,7 @@ def _fetch(where: str, columns: str = ISSUE_COLUMNS) -> str:
         names=CUSTOM_FIELD_NAMES,
         hotlists=VISIBLE_HOTLISTS.format(admin="$2", user="$3"),
         starred=STARRED.format(user="$3"),
+        muted=MUTED.format(user="$3"),
         has_children=HAS_CHILDREN,
         has_duplicates=HAS_DUPLICATES,
         where=where,

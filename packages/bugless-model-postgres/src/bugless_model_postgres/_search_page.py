@@ -115,6 +115,7 @@ SELECT m.total, {fresh}r.* FROM (SELECT {count} AS total) AS m LEFT JOIN (
     SELECT {keys}, {selected.columns}, {acl} AS effective_acl,
            {selected.hotlists.format(admin=admin, user=user)} AS visible_hotlist_ids,
            {selected.starred.format(user=user)} AS starred,
+           {selected.muted.format(user=user)} AS muted,
            {selected.names.format()} AS custom_field_names,
            {selected.has_children} AS has_children, {selected.has_duplicates} AS has_duplicates
       FROM p

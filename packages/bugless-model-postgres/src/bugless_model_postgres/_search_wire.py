@@ -58,6 +58,7 @@ _PLAIN = (
     "external_id",
     "star_count",
     "starred",
+    "muted",
     "has_children",
     "has_duplicates",
 )

@@ -23,8 +23,10 @@ from bugless_testing.model_contracts._support import (
     make_component,
     make_hotlist,
     make_issue,
+    search_all,
     search_ids,
     sort,
+    unique,
     update_component,
     user_entry,
     within,
@@ -47,6 +49,8 @@ class FollowContract:
     what was never starred changes nothing), shows on the issue as the count
     and as ``starred`` for the caller, adds no history entry, is searchable
     (``star:<user>``) and sortable; nobody stars what they cannot see;
+    a mute shows on the issue as ``muted`` for the person who muted it only
+    (reads by id, masked or not, search results, the reply of a change);
     subscriptions need a visible component or a readable saved search, but
     anyone may unstar and unsubscribe whatever became hidden from them;
     settings default to everything on, are the person's own (an admin reads
@@ -70,6 +74,54 @@ class FollowContract:
         assert await _star(model, BOB, issue.id, starred=False) == 1
         assert await _star(model, BOB, issue.id, starred=False) == 1
         assert not (await get_issue(model, issue.id, BOB)).starred
+
+    async def test_muted_shows_for_the_caller_who_muted_and_flips_back_on_unmute(
+        self, model: v1.ModelStub
+    ) -> None:
+        comp = await make_component(model)
+        issue = await make_issue(model, comp.id)
+        others = (BOB, ADMIN)
+
+        async def seen_muted(caller: v1.Caller) -> list[bool]:
+            """``muted`` in each read of the issue as ``caller``."""
+            by_id = [await get_issue(model, issue.id, caller)]
+            for paths in (["muted"], ["title", "muted", "starred"]):
+                got = await model.batch_get_issues(
+                    v1.BatchGetIssuesRequest(
+                        caller=caller, issue_ids=[issue.id], read_mask=FieldMask(paths=paths)
+                    )
+                )
+                by_id.extend(got.issues)
+            by_id.extend(await search_all(model, within(comp.id), caller=caller))
+            masked = await model.search_issues(
+                v1.SearchIssuesRequest(
+                    caller=caller,
+                    query=v1.StructuredQuery(filter=within(comp.id)),
+                    read_mask=FieldMask(paths=["muted"]),
+                )
+            )
+            by_id.extend(masked.issues)
+            assert [i.id for i in by_id] == [issue.id] * 5
+            return [i.muted for i in by_id]
+
+        assert await seen_muted(ALICE) == [False] * 5
+        for _ in range(2):  # muting twice is muting once
+            await model.set_issue_mute(
+                v1.SetIssueMuteRequest(caller=ALICE, issue_id=issue.id, muted=True)
+            )
+        assert await seen_muted(ALICE) == [True] * 5
+        for other in others:
+            assert await seen_muted(other) == [False] * 5
+        # A star is not a mute, and a change's reply says what a read says.
+        await _star(model, ALICE, issue.id)
+        changed = await change(model, issue, delta(title=unique("Muted")), caller=ALICE)
+        assert (changed.issue.muted, changed.issue.starred) == (True, True)
+        await model.set_issue_mute(
+            v1.SetIssueMuteRequest(caller=ALICE, issue_id=issue.id, muted=False)
+        )
+        assert await seen_muted(ALICE) == [False] * 5
+        after = await get_issue(model, issue.id, ALICE)
+        assert (after.muted, after.starred, after.version) == (False, True, changed.issue.version)
 
     async def test_stars_are_searchable_and_sortable(self, model: v1.ModelStub) -> None:
         comp = await make_component(model)
