@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -9,6 +11,7 @@ from web_support import World, create_issue, sign_in
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
 
 
 async def test_the_star_toggle_counts_and_is_starred_finds_it(
@@ -57,7 +60,7 @@ async def test_settings_page_saves_and_subscriptions_are_listed(
         assert response.status_code == 303, response.text
         page = await client.get("/settings/notifications")
         assert f'href="/components/{component}"' in page.text
-        assert "and its subtree" in page.text
+        assert "and its subcomponents" in page.text
         saved = await call(
             model.get_notification_settings,
             v1.GetNotificationSettingsRequest(caller=world.caller("carol")),
@@ -83,3 +86,307 @@ async def test_settings_page_saves_and_subscriptions_are_listed(
                 subscribed=False,
             ),
         )
+
+
+def _form(html: str, action: str) -> str:
+    """The one form posting to ``action`` on the page, as HTML."""
+    forms: list[str] = re.findall(rf'<form action="{re.escape(action)}".*?</form>', html, re.S)
+    assert len(forms) == 1, (action, forms)
+    return forms[0]
+
+
+async def _muted_ids(model: v1.ModelStub, world: World, username: str) -> list[int]:
+    answer = await call(
+        model.get_notification_settings,
+        v1.GetNotificationSettingsRequest(caller=world.caller(username)),
+    )
+    return list(answer.settings[0].muted_issue_ids)
+
+
+async def _subscriptions(model: v1.ModelStub, world: World, username: str) -> v1.Subscriptions:
+    return await call(
+        model.list_subscriptions, v1.ListSubscriptionsRequest(caller=world.caller(username))
+    )
+
+
+async def _unfollow_everything(model: v1.ModelStub, world: World, username: str) -> None:
+    """Put back the person's subscriptions and mutes (the session's people are shared)."""
+    caller = world.caller(username)
+    held = await _subscriptions(model, world, username)
+    for c in held.components:
+        await call(
+            model.set_component_subscription,
+            v1.SetComponentSubscriptionRequest(
+                caller=caller, component_id=c.component_id, subscribed=False
+            ),
+        )
+    for saved_search_id in held.saved_search_ids:
+        await call(
+            model.set_saved_search_subscription,
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=caller, saved_search_id=saved_search_id, subscribed=False
+            ),
+        )
+    for issue_id in await _muted_ids(model, world, username):
+        await call(
+            model.set_issue_mute,
+            v1.SetIssueMuteRequest(caller=caller, issue_id=issue_id, muted=False),
+        )
+
+
+async def test_the_issue_page_mutes_and_unmutes_for_the_viewer_only(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    issue = await create_issue(model, world, "Muted through the page")
+    action = f"/issues/{issue.id}/mute"
+    try:
+        signed_out = await client.get(f"/issues/{issue.id}", follow_redirects=False)
+        assert signed_out.status_code in (303, 401), signed_out.status_code
+        assert action not in signed_out.text
+        csrf = await sign_in(client, "bob")
+        form = _form((await client.get(f"/issues/{issue.id}")).text, action)
+        assert 'name="muted" value="1"' in form
+        assert 'aria-pressed="false"' in form
+        assert ">Mute</button>" in form
+        response = await client.post(
+            action, data={"_csrf": csrf, "muted": "1"}, follow_redirects=False
+        )
+        assert response.status_code == 303, response.text
+        assert response.headers["location"].endswith(f"/issues/{issue.id}")
+        page = (await client.get(f"/issues/{issue.id}")).text
+        assert "Muted." in page
+        form = _form(page, action)
+        assert 'name="muted" value="0"' in form
+        assert 'aria-pressed="true"' in form
+        assert ">Unmute</button>" in form
+        # The star is its own: muting did not star.
+        assert 'aria-pressed="false"' in _form(page, f"/issues/{issue.id}/star")
+        assert await _muted_ids(model, world, "bob") == [issue.id]
+        # Another person's page does not show bob's mute.
+        client.cookies.clear()
+        await sign_in(client, "carol")
+        assert ">Mute</button>" in _form((await client.get(f"/issues/{issue.id}")).text, action)
+        client.cookies.clear()
+        csrf = await sign_in(client, "bob")
+        response = await client.post(
+            action, data={"_csrf": csrf, "muted": "0"}, follow_redirects=False
+        )
+        assert response.status_code == 303, response.text
+        page = (await client.get(f"/issues/{issue.id}")).text
+        assert "Unmuted." in page
+        assert ">Mute</button>" in _form(page, action)
+        assert await _muted_ids(model, world, "bob") == []
+    finally:
+        await _unfollow_everything(model, world, "bob")
+
+
+async def test_muting_what_one_cannot_see_is_a_page_with_the_reason_and_mutes_nothing(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    hidden = await create_issue(model, world, "Hidden from bob", by="alice", component="Secret")
+    csrf = await sign_in(client, "bob")
+    response = await client.post(
+        f"/issues/{hidden.id}/mute", data={"_csrf": csrf, "muted": "1"}, follow_redirects=False
+    )
+    assert response.status_code == 404, response.text
+    assert str(hidden.id) in response.text
+    response = await client.post(
+        "/issues/twelve/mute", data={"_csrf": csrf, "muted": "1"}, follow_redirects=False
+    )
+    assert response.status_code == 404, response.text
+    assert "there is no such page" in response.text
+    response = await client.post(
+        f"/components/{world.components['Secret']}/subscribe",
+        data={"_csrf": csrf, "subscribed": "1"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 404, response.text
+    assert await _muted_ids(model, world, "bob") == []
+    assert await _subscriptions(model, world, "bob") == v1.Subscriptions()
+
+
+async def test_the_component_page_subscribes_and_unsubscribes_by_state(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = world.components["Platform>Storage"]
+    action = f"/components/{component}/subscribe"
+    try:
+        csrf = await sign_in(client, "bob")
+        form = _form((await client.get(f"/components/{component}")).text, action)
+        assert ">Subscribe to notifications</button>" in form
+        assert 'name="subtree" value="1"> include subcomponents' in form
+        assert "Unsubscribe" not in form
+        for subtree, state in (
+            ("1", "Subscribed (with its subcomponents)"),
+            ("0", "Subscribed</span>"),
+        ):
+            response = await client.post(
+                action,
+                data={"_csrf": csrf, "subscribed": "1", "subtree": subtree},
+                follow_redirects=False,
+            )
+            assert response.status_code == 303, response.text
+            assert response.headers["location"].endswith(f"/components/{component}")
+            form = _form((await client.get(f"/components/{component}")).text, action)
+            assert state in form
+            assert 'name="subscribed" value="0"' in form
+            assert ">Unsubscribe</button>" in form
+            assert "include subcomponents" not in form
+        held = await _subscriptions(model, world, "bob")
+        assert held.components == [v1.ComponentSubscription(component_id=component)]
+        # Another component's page is not subscribed.
+        other = _form(
+            (await client.get(f"/components/{world.components['Platform']}")).text,
+            f"/components/{world.components['Platform']}/subscribe",
+        )
+        assert ">Subscribe to notifications</button>" in other
+        response = await client.post(
+            action, data={"_csrf": csrf, "subscribed": "0"}, follow_redirects=False
+        )
+        assert response.status_code == 303, response.text
+        form = _form((await client.get(f"/components/{component}")).text, action)
+        assert ">Subscribe to notifications</button>" in form
+        assert await _subscriptions(model, world, "bob") == v1.Subscriptions()
+    finally:
+        await _unfollow_everything(model, world, "bob")
+
+
+async def _saved_search(
+    model: v1.ModelStub, world: World, owner: str, name: str, readers: list[str] | None = None
+) -> v1.SavedSearch:
+    return await call(
+        model.create_saved_search,
+        v1.CreateSavedSearchRequest(
+            caller=world.caller(owner),
+            name=f"{name} {secrets.token_hex(3)}",
+            query="is:open",
+            readers=[v1.Principal(group=g) for g in readers or []],
+        ),
+    )
+
+
+async def test_the_saved_searches_list_subscribes_and_unsubscribes_per_row(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    watched = await _saved_search(model, world, "alice", "Watched")
+    unwatched = await _saved_search(model, world, "alice", "Unwatched")
+    shared = await _saved_search(model, world, "carol", "Shared with admins", ["admins"])
+    try:
+        csrf = await sign_in(client, "alice")
+        response = await client.post(
+            f"/searches/{watched.id}/subscribe",
+            data={"_csrf": csrf, "subscribed": "1"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        page = (await client.get("/searches")).text
+        assert ">Unsubscribe</button>" in _form(page, f"/searches/{watched.id}/subscribe")
+        for other in (unwatched, shared):
+            form = _form(page, f"/searches/{other.id}/subscribe")
+            assert ">Subscribe</button>" in form
+            assert 'name="subscribed" value="1"' in form
+        response = await client.post(
+            f"/searches/{shared.id}/subscribe",
+            data={"_csrf": csrf, "subscribed": "1"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        response = await client.post(
+            f"/searches/{watched.id}/subscribe",
+            data={"_csrf": csrf, "subscribed": "0"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        assert response.headers["location"].endswith("/searches")
+        page = (await client.get("/searches")).text
+        assert ">Subscribe</button>" in _form(page, f"/searches/{watched.id}/subscribe")
+        assert ">Unsubscribe</button>" in _form(page, f"/searches/{shared.id}/subscribe")
+        held = await _subscriptions(model, world, "alice")
+        assert held.saved_search_ids == [shared.id]
+    finally:
+        await _unfollow_everything(model, world, "alice")
+
+
+async def test_the_settings_page_names_what_one_follows_and_stops_each(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = world.components["Platform>Storage"]
+    saved = await _saved_search(model, world, "bob", "Bob's watch")
+    issue = await create_issue(model, world, "Too noisy to follow")
+    moved = await create_issue(model, world, "Muted, then moved out of sight")
+    bob = world.caller("bob")
+    try:
+        csrf = await sign_in(client, "bob")
+        page = (await client.get("/settings/notifications")).text
+        assert "Nothing yet: subscribe from a component" in page
+        await call(
+            model.set_component_subscription,
+            v1.SetComponentSubscriptionRequest(
+                caller=bob, component_id=component, subscribed=True, include_subtree=True
+            ),
+        )
+        await call(
+            model.set_saved_search_subscription,
+            v1.SetSavedSearchSubscriptionRequest(
+                caller=bob, saved_search_id=saved.id, subscribed=True
+            ),
+        )
+        for muted in (issue, moved):
+            await call(
+                model.set_issue_mute,
+                v1.SetIssueMuteRequest(caller=bob, issue_id=muted.id, muted=True),
+            )
+        await call(
+            model.change_issue,
+            v1.ChangeIssueRequest(
+                caller=world.admin,
+                issue_id=moved.id,
+                expected_version=moved.version,
+                delta=v1.IssueDelta(
+                    fields=v1.IssueFields(component_id=world.components["Secret"]),
+                    update_mask=FieldMask(paths=["component_id"]),
+                ),
+            ),
+        )
+        page = (await client.get("/settings/notifications")).text
+        assert "Nothing yet" not in page
+        row = _row(page, "data-component", component)
+        assert f'<a href="/components/{component}">Platform&gt;Storage</a>' in row
+        assert "and its subcomponents" in row
+        row = _row(page, "data-saved-search", saved.id)
+        assert f">{saved.name.replace(chr(39), '&#39;')}</a>" in row
+        row = _row(page, "data-issue", issue.id)
+        assert f'<a href="/issues/{issue.id}">{issue.id}</a> Too noisy to follow' in row
+        row = _row(page, "data-issue", moved.id)
+        assert "Muted, then moved" not in row
+        assert "(not visible to you)" in row
+        for action, field in (
+            (f"/components/{component}/subscribe", "subscribed"),
+            (f"/searches/{saved.id}/subscribe", "subscribed"),
+            (f"/issues/{issue.id}/mute", "muted"),
+            (f"/issues/{moved.id}/mute", "muted"),
+        ):
+            form = _form(page, action)
+            assert f'name="{field}" value="0"' in form
+            assert 'name="back" value="settings"' in form
+            response = await client.post(
+                action, data={"_csrf": csrf, field: "0", "back": "settings"}, follow_redirects=False
+            )
+            assert response.status_code == 303, response.text
+            assert response.headers["location"].endswith("/settings/notifications")
+            assert f'action="{action}"' not in (await client.get("/settings/notifications")).text
+        assert await _subscriptions(model, world, "bob") == v1.Subscriptions()
+        assert await _muted_ids(model, world, "bob") == []
+        page = (await client.get("/settings/notifications")).text
+        assert "Nothing yet: subscribe from a component" in page
+    finally:
+        await _unfollow_everything(model, world, "bob")
+
+
+def _row(html: str, attribute: str, value: int) -> str:
+    """The "What I follow" row whose ``attribute`` is ``value``."""
+    rows: list[str] = re.findall(
+        rf'<li class="followed-[a-z]+" {attribute}="{value}">.*?</li>', html, re.S
+    )
+    assert len(rows) == 1, (attribute, value, rows)
+    return rows[0]

@@ -37,7 +37,11 @@ async def component_tree(request: Request[Any, Any, Any]) -> Response[str]:
 async def component_page(
     request: Request[Any, Any, Any], component_text: FromPath[str]
 ) -> Response[str]:
-    """A component: description, subcomponents, open issues, and the ACL for admins."""
+    """A component: description, subcomponents, open issues, and the ACL for admins.
+
+    Also whether the viewer subscribed to it (one ListSubscriptions call: this
+    page is no hot path), so the page offers Subscribe or Unsubscribe.
+    """
     component_id = path_id(component_text, "component_id")
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
@@ -46,7 +50,7 @@ async def component_page(
         v1.GetComponentRequest(caller=viewer.caller, component_id=component_id),
     )
     query = request.query_params.get("q") or f"componentid:{component_id}+ is:open"
-    results, children = await asyncio.gather(
+    results, children, subscriptions = await asyncio.gather(
         run_search(backends, viewer, query, zone=zone_of(request), columns=DEFAULT_COLUMNS),
         call(
             backends.model.list_components,
@@ -57,6 +61,7 @@ async def component_page(
                 page=v1.PageRequest(page_size=200),
             ),
         ),
+        call(backends.model.list_subscriptions, v1.ListSubscriptionsRequest(caller=viewer.caller)),
     )
     is_admin = component.caller_role == v1.Role.ADMIN
     acl_users = (
@@ -80,6 +85,9 @@ async def component_page(
             "columns": DEFAULT_COLUMNS,
             "is_admin": is_admin,
             "search_query": query,
+            "subscription": next(
+                (s for s in subscriptions.components if s.component_id == component_id), None
+            ),
         },
         viewer=viewer,
     )

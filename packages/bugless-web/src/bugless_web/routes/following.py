@@ -1,19 +1,29 @@
 """Stars, subscriptions, mutes and one's notification settings (issue 16).
 
 Plain form POSTs that answer with a redirect back to where the button was
-(works without JavaScript). The settings page edits what the notifier reads.
+(works without JavaScript): the issue, component or saved searches page, or
+the settings page for its own Unsubscribe and Unmute buttons (``back=settings``).
+The settings page edits what the notifier reads and lists what one follows
+by name.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
+from bugless_core import limits
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import frontend_of, path_id, redirect, render, session_of, viewer_of
+from bugless_web.routes.saved_searches import all_saved_searches
+from bugless_web.searching import saved_search_href
 
 #: The events a person can switch off, with how the settings page names them.
 EVENTS: tuple[tuple[v1.NotificationEvent, str], ...] = (
@@ -25,9 +35,19 @@ EVENTS: tuple[tuple[v1.NotificationEvent, str], ...] = (
 )
 
 
+#: Where a follow button's POST may send the browser back to instead of the
+#: page the thing is on (a fixed list: never a URL taken from the form).
+SETTINGS_PAGE = "/settings/notifications"
+
+
 async def _form(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
     data = await request.form()
     return {key: data.getall(key) for key in data}
+
+
+def _back(form: dict[str, list[str]], default: str) -> str:
+    """The page to go back to: the settings page when the button was there, else ``default``."""
+    return SETTINGS_PAGE if form.get("back", [""])[0] == "settings" else default
 
 
 @post("/issues/{issue_text:str}/star")
@@ -56,7 +76,7 @@ async def mute_issue(request: Request[Any, Any, Any], issue_text: FromPath[str])
         v1.SetIssueMuteRequest(caller=viewer.caller, issue_id=issue_id, muted=muted),
     )
     session_of(request).update(notice="Muted." if muted else "Unmuted.")
-    return redirect(f"/issues/{issue_id}")
+    return redirect(_back(form, f"/issues/{issue_id}"))
 
 
 @post("/components/{component_text:str}/subscribe")
@@ -78,7 +98,7 @@ async def subscribe_component(
         ),
     )
     session_of(request).update(notice="Subscribed." if subscribed else "Unsubscribed.")
-    return redirect(f"/components/{component_id}")
+    return redirect(_back(form, f"/components/{component_id}"))
 
 
 @post("/searches/{saved_search_text:str}/subscribe")
@@ -97,27 +117,100 @@ async def subscribe_saved_search(
         ),
     )
     session_of(request).update(notice="Subscribed." if subscribed else "Unsubscribed.")
-    return redirect("/searches")
+    return redirect(_back(form, "/searches"))
+
+
+@dataclass(frozen=True)
+class Followed:
+    """One row of "What I follow": what it is, and its name if the viewer may still see it.
+
+    Attributes:
+        id: The component, saved search or issue id.
+        name: The component's path, the saved search's name, or the issue's
+            title; empty when it is gone or hidden from the viewer now.
+        href: For a saved search: the link that runs it.
+        include_subtree: For a component: its subcomponents' issues too.
+    """
+
+    id: int
+    name: str = ""
+    href: str = ""
+    include_subtree: bool = False
+
+
+async def _issue_titles(backends: Backends, viewer: Viewer, ids: list[int]) -> dict[int, str]:
+    """The titles of the issues ``ids`` the viewer may see (a read mask: titles only)."""
+    if not ids:
+        return {}
+    batches = [
+        ids[start : start + limits.MAX_BATCH_GET]
+        for start in range(0, len(ids), limits.MAX_BATCH_GET)
+    ]
+    answers = await asyncio.gather(
+        *(
+            call(
+                backends.model.batch_get_issues,
+                v1.BatchGetIssuesRequest(
+                    caller=viewer.caller, issue_ids=batch, read_mask=FieldMask(paths=["title"])
+                ),
+            )
+            for batch in batches
+        )
+    )
+    return {issue.id: issue.title for answer in answers for issue in answer.issues}
+
+
+async def _component_paths(backends: Backends, viewer: Viewer, wanted: bool) -> dict[int, str]:
+    """The paths of the components the viewer may see (the cached tree), if ``wanted``."""
+    return {c.id: c.path for c in await backends.components(viewer)} if wanted else {}
+
+
+async def _saved_searches(
+    backends: Backends, viewer: Viewer, wanted: bool
+) -> dict[int, v1.SavedSearch]:
+    """The saved searches the viewer may read, if ``wanted`` (there is no batch get)."""
+    if not wanted:
+        return {}
+    return {s.id: s for s in await all_saved_searches(backends, viewer, owned_only=False)}
 
 
 @get("/settings/notifications")
 async def notification_settings(request: Request[Any, Any, Any]) -> Response[str]:
-    """What notifies me, how, and what I follow."""
+    """What notifies me, how, and what I follow (by name, each with its Unsubscribe or Unmute)."""
     viewer = await viewer_of(request)
-    model = frontend_of(request).backends.model
-    settings = await call(
-        model.get_notification_settings, v1.GetNotificationSettingsRequest(caller=viewer.caller)
+    backends = frontend_of(request).backends
+    model = backends.model
+    answer, subscriptions = await asyncio.gather(
+        call(
+            model.get_notification_settings, v1.GetNotificationSettingsRequest(caller=viewer.caller)
+        ),
+        call(model.list_subscriptions, v1.ListSubscriptionsRequest(caller=viewer.caller)),
     )
-    subscriptions = await call(
-        model.list_subscriptions, v1.ListSubscriptionsRequest(caller=viewer.caller)
+    settings = answer.settings[0]
+    paths, searches, titles = await asyncio.gather(
+        _component_paths(backends, viewer, bool(subscriptions.components)),
+        _saved_searches(backends, viewer, bool(subscriptions.saved_search_ids)),
+        _issue_titles(backends, viewer, list(settings.muted_issue_ids)),
     )
     return render(
         request,
         "notification_settings.html",
         {
-            "settings": settings.settings[0],
-            "subscriptions": subscriptions,
+            "settings": settings,
             "events": EVENTS,
+            "components": [
+                Followed(
+                    c.component_id, paths.get(c.component_id, ""), include_subtree=c.include_subtree
+                )
+                for c in subscriptions.components
+            ],
+            "saved_searches": [
+                Followed(i, searches[i].name, saved_search_href(searches[i]))
+                if i in searches
+                else Followed(i)
+                for i in subscriptions.saved_search_ids
+            ],
+            "muted": [Followed(i, titles.get(i, "")) for i in settings.muted_issue_ids],
         },
         viewer=viewer,
     )

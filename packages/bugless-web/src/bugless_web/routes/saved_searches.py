@@ -9,6 +9,7 @@ is saved, so a saved search that cannot run is caught at the form.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -40,9 +41,10 @@ SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups", "columns")
 _PAGE = 500
 
 
-async def _all_saved_searches(
+async def all_saved_searches(
     backends: Backends, viewer: Viewer, *, owned_only: bool
 ) -> list[v1.SavedSearch]:
+    """Every saved search the viewer owns (``owned_only``) or may read, across pages."""
     found: list[v1.SavedSearch] = []
     token = ""
     while True:
@@ -64,7 +66,7 @@ async def _my_saved_search(
     backends: Backends, viewer: Viewer, saved_search_id: int
 ) -> v1.SavedSearch:
     """One of the viewer's own saved searches (there is no GetSavedSearch call)."""
-    for saved in await _all_saved_searches(backends, viewer, owned_only=True):
+    for saved in await all_saved_searches(backends, viewer, owned_only=True):
         if saved.id == saved_search_id:
             return saved
     msg = f"saved search {saved_search_id} not found among yours"
@@ -105,17 +107,25 @@ def _edit_page(
 
 @get("/searches")
 async def saved_searches(request: Request[Any, Any, Any]) -> Response[str]:
-    """My saved searches and those shared with me."""
+    """My saved searches and those shared with me, each with Subscribe or Unsubscribe."""
     viewer = await viewer_of(request)
     backends = frontend_of(request).backends
-    everything = await _all_saved_searches(backends, viewer, owned_only=False)
+    everything, subscriptions = await asyncio.gather(
+        all_saved_searches(backends, viewer, owned_only=False),
+        call(backends.model.list_subscriptions, v1.ListSubscriptionsRequest(caller=viewer.caller)),
+    )
     mine = [s for s in everything if s.owner == viewer.caller.user_id]
     shared = [s for s in everything if s.owner != viewer.caller.user_id]
     users = await backends.users(s.owner for s in shared)
     return render(
         request,
         "saved_searches.html",
-        {"mine": mine, "shared": shared, "users": users},
+        {
+            "mine": mine,
+            "shared": shared,
+            "users": users,
+            "subscribed": set(subscriptions.saved_search_ids),
+        },
         viewer=viewer,
     )
 
