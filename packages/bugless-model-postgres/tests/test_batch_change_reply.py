@@ -2,7 +2,7 @@
 
 Right only while each item's answer is, byte for byte, what the read after
 the commit (the answer before: the issues read as the caller) returns: every
-field a change writes, the caller's star and hotlists, custom values kept,
+field a change writes, the caller's star, mute and hotlists, custom values kept,
 set and dropped by a move, children and duplicates. When a later item of
 the batch changes an earlier item's issue again (the other side of a
 relation: its version moves on) or a delta sets a parent (another issue's
@@ -94,7 +94,7 @@ async def test_an_atomic_batch_answers_byte_for_byte_what_a_read_after_it_return
     hidden = await backend.create_hotlist(
         v1.CreateHotlistRequest(caller=ADMIN, name="not alice's", private=True)
     )
-    # One issue with everything an answer carries: a star, a hotlist alice cannot see,
+    # One issue with everything an answer carries: a star, a mute, a hotlist alice cannot see,
     # a custom value, a child and a duplicate; a plain one; one whose value a move drops.
     rich = await create(
         backend,
@@ -107,6 +107,7 @@ async def test_an_atomic_batch_answers_byte_for_byte_what_a_read_after_it_return
         v1.AddHotlistItemsRequest(caller=ADMIN, hotlist_id=hidden.id, issue_ids=[rich.id])
     )
     await backend.star_issue(v1.StarIssueRequest(caller=ALICE, issue_id=rich.id, starred=True))
+    await backend.set_issue_mute(v1.SetIssueMuteRequest(caller=ALICE, issue_id=rich.id, muted=True))
     child = await create(backend, root)
     await change_with(backend, child, **_fields(["parent_id"], parent_id=rich.id))
     dupe = await create(backend, root)
@@ -129,6 +130,7 @@ async def test_an_atomic_batch_answers_byte_for_byte_what_a_read_after_it_return
         )
     ).issues
     assert issues[0].starred
+    assert issues[0].muted
     assert issues[0].has_children
     assert issues[0].has_duplicates
 

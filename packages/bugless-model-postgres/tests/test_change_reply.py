@@ -2,7 +2,7 @@
 
 Right only while that answer equals what a read after the commit returns:
 every field of the issue (custom fields, relations, hotlists, the caller's
-star, children and duplicates, a redacted description) and of the entry, as
+star and mute, children and duplicates, a redacted description) and of the entry, as
 GetIssue and ListHistory give them. Also: a stale version still fails as
 ABORTED with nothing written (also when it queued behind the issue's lock),
 and a batch's failing items leave the others' answers right.
@@ -72,7 +72,7 @@ def _fields(paths: list[str], **fields: Any) -> dict[str, Any]:
 async def world(
     bugless_model_backend: PostgresBackend,
 ) -> dict[str, Any]:
-    """An issue with everything a reply carries: values, relations, hotlists, a star..."""
+    """An issue with everything a reply carries: values, relations, hotlists, a star, a mute..."""
     backend = bugless_model_backend
     root = await _component(backend)
     child_component = await _component(backend, root)
@@ -101,6 +101,9 @@ async def world(
         v1.AddHotlistItemsRequest(caller=ADMIN, hotlist_id=hidden.id, issue_ids=[issue.id])
     )
     await backend.star_issue(v1.StarIssueRequest(caller=ALICE, issue_id=issue.id, starred=True))
+    await backend.set_issue_mute(
+        v1.SetIssueMuteRequest(caller=ALICE, issue_id=issue.id, muted=True)
+    )
     child = await create(backend, root)
     await change_with(backend, child, **_fields(["parent_id"], parent_id=issue.id))
     dupe = await create(backend, root)
@@ -128,6 +131,7 @@ async def test_a_changes_reply_is_what_a_read_returns_afterwards(
     backend = bugless_model_backend
     issue: v1.Issue = world["issue"]
     assert issue.starred
+    assert issue.muted
     assert issue.has_children
     assert issue.has_duplicates
     assert issue.custom_fields
