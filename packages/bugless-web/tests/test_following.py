@@ -265,6 +265,17 @@ async def _saved_search(
     )
 
 
+async def _delete_saved_searches(model: v1.ModelStub, *searches: v1.SavedSearch) -> None:
+    """Delete the test's saved searches (the session's people list them on other pages)."""
+    for saved in searches:
+        await call(
+            model.delete_saved_search,
+            v1.DeleteSavedSearchRequest(
+                caller=v1.Caller(user_id=saved.owner), saved_search_id=saved.id
+            ),
+        )
+
+
 async def test_the_saved_searches_list_subscribes_and_unsubscribes_per_row(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:
@@ -305,6 +316,7 @@ async def test_the_saved_searches_list_subscribes_and_unsubscribes_per_row(
         assert held.saved_search_ids == [shared.id]
     finally:
         await _unfollow_everything(model, world, "alice")
+        await _delete_saved_searches(model, watched, unwatched, shared)
 
 
 async def test_the_settings_page_names_what_one_follows_and_stops_each(
@@ -381,6 +393,7 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
         assert "Nothing yet: subscribe from a component" in page
     finally:
         await _unfollow_everything(model, world, "bob")
+        await _delete_saved_searches(model, saved)
 
 
 def _row(html: str, attribute: str, value: int) -> str:
