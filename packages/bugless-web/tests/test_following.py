@@ -326,11 +326,14 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
     saved = await _saved_search(model, world, "bob", "Bob's watch")
     issue = await create_issue(model, world, "Too noisy to follow")
     moved = await create_issue(model, world, "Muted, then moved out of sight")
+    hidden = await call(
+        model.create_component,
+        v1.CreateComponentRequest(
+            caller=world.admin, name=f"Followed, then hidden {secrets.token_hex(3)}"
+        ),
+    )
     bob = world.caller("bob")
     try:
-        csrf = await sign_in(client, "bob")
-        page = (await client.get("/settings/notifications")).text
-        assert "Nothing yet: subscribe from a component" in page
         await call(
             model.set_component_subscription,
             v1.SetComponentSubscriptionRequest(
@@ -343,11 +346,29 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
                 caller=bob, saved_search_id=saved.id, subscribed=True
             ),
         )
+        await call(
+            model.set_component_subscription,
+            v1.SetComponentSubscriptionRequest(caller=bob, component_id=hidden.id, subscribed=True),
+        )
+        await call(
+            model.update_component,
+            v1.UpdateComponentRequest(
+                caller=world.admin,
+                component=v1.Component(
+                    id=hidden.id,
+                    acl=[v1.AclEntry(principal=v1.Principal(group="admins"), role=v1.Role.ADMIN)],
+                ),
+                update_mask=FieldMask(paths=["acl"]),
+            ),
+        )
         for muted in (issue, moved):
             await call(
                 model.set_issue_mute,
                 v1.SetIssueMuteRequest(caller=bob, issue_id=muted.id, muted=True),
             )
+        # Signed in after the component is hidden: the web keeps each
+        # person's component tree for component_cache_seconds.
+        csrf = await sign_in(client, "bob")
         await call(
             model.change_issue,
             v1.ChangeIssueRequest(
@@ -365,6 +386,9 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
         row = _row(page, "data-component", component)
         assert f'<a href="/components/{component}">Platform&gt;Storage</a>' in row
         assert "and its subcomponents" in row
+        row = _row(page, "data-component", hidden.id)
+        assert "Followed, then hidden" not in row
+        assert "(no longer visible to you)" in row
         row = _row(page, "data-saved-search", saved.id)
         assert f">{saved.name.replace(chr(39), '&#39;')}</a>" in row
         row = _row(page, "data-issue", issue.id)
@@ -374,6 +398,7 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
         assert "(not visible to you)" in row
         for action, field in (
             (f"/components/{component}/subscribe", "subscribed"),
+            (f"/components/{hidden.id}/subscribe", "subscribed"),
             (f"/searches/{saved.id}/subscribe", "subscribed"),
             (f"/issues/{issue.id}/mute", "muted"),
             (f"/issues/{moved.id}/mute", "muted"),
