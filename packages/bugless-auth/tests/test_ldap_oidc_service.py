@@ -139,9 +139,7 @@ async def test_a_directory_outage_is_logged_once_however_many_sign_ins_meet_it(
         who(await auth.sign_in("alice", "alice-pw"))
     # Not the users' feed follower's: on a loaded machine (CI at load 17) its
     # reads can end late and it rightly warns, which is not this outage.
-    logged = [
-        r for r in caplog.records if r.name.startswith("bugless") and r.module != "user_feed"
-    ]
+    logged = [r for r in caplog.records if r.name.startswith("bugless") and r.module != "user_feed"]
     warnings = [r.getMessage() for r in logged if r.levelno >= logging.WARNING]
     # Once for the server (its breaker), the authenticator and the gRPC
     # method each; not once a sign-in.
