@@ -251,6 +251,39 @@ async def test_the_component_page_subscribes_and_unsubscribes_by_state(
         await _unfollow_everything(model, world, "bob")
 
 
+async def test_a_component_under_a_subscription_with_subcomponents_says_it_is_covered(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """It offered "Subscribe" again, as if its changes did not reach the viewer already."""
+    parent, child = world.components["Platform"], world.components["Platform>Storage"]
+    try:
+        csrf = await sign_in(client, "bob")
+        response = await client.post(
+            f"/components/{parent}/subscribe",
+            data={"_csrf": csrf, "subscribed": "1", "subtree": "1"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        page = (await client.get(f"/components/{child}")).text
+        assert "Notified through your subscription to" in page
+        assert f'<a href="/components/{parent}">Platform</a> with its subcomponents' in page
+        assert f'action="/components/{child}/subscribe"' not in page
+        # Without its subcomponents the parent's subscription covers nothing here.
+        response = await client.post(
+            f"/components/{parent}/subscribe",
+            data={"_csrf": csrf, "subscribed": "1", "subtree": "0"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        page = (await client.get(f"/components/{child}")).text
+        assert "Notified through" not in page
+        assert ">Subscribe to notifications</button>" in _form(
+            page, f"/components/{child}/subscribe"
+        )
+    finally:
+        await _unfollow_everything(model, world, "bob")
+
+
 async def _saved_search(
     model: v1.ModelStub, world: World, owner: str, name: str, readers: list[str] | None = None
 ) -> v1.SavedSearch:

@@ -13,6 +13,7 @@ from litestar.params import FromPath
 
 from bugless_core.clients import call
 from bugless_proto import v1
+from bugless_web.backends import Backends, Viewer
 from bugless_web.frontend import frontend_of, path_id, render, viewer_of
 from bugless_web.routes.issues import list_all_components
 from bugless_web.searching import DEFAULT_COLUMNS, run_search
@@ -75,6 +76,14 @@ async def component_page(
         else {}
     )
     results.users.update(acl_users)
+    subscription = next(
+        (s for s in subscriptions.components if s.component_id == component_id), None
+    )
+    covering = (
+        None
+        if subscription is not None
+        else await _covering_subscription(backends, viewer, component, subscriptions)
+    )
     return render(
         request,
         "component.html",
@@ -85,12 +94,32 @@ async def component_page(
             "columns": DEFAULT_COLUMNS,
             "is_admin": is_admin,
             "search_query": query,
-            "subscription": next(
-                (s for s in subscriptions.components if s.component_id == component_id), None
-            ),
+            "subscription": subscription,
+            "covering": covering,
         },
         viewer=viewer,
     )
+
+
+async def _covering_subscription(
+    backends: Backends, viewer: Viewer, component: v1.Component, subscriptions: v1.Subscriptions
+) -> v1.Component | None:
+    """The nearest ancestor whose subscription with its subcomponents covers ``component``.
+
+    Its page then says so instead of offering a second subscription that
+    would notify of nothing more. Only a viewer with such a subscription pays
+    for the (cached) component tree.
+    """
+    wide = {s.component_id for s in subscriptions.components if s.include_subtree}
+    if not wide or not component.parent_id:
+        return None
+    by_id = {c.id: c for c in await backends.components(viewer)}
+    ancestor = by_id.get(component.parent_id)
+    while ancestor is not None:
+        if ancestor.id in wide:
+            return ancestor
+        ancestor = by_id.get(ancestor.parent_id) if ancestor.parent_id else None
+    return None
 
 
 ROUTES = [component_tree, component_page]
