@@ -60,15 +60,20 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         ACCESS: Which service identities may call each RPC (checked by the gRPC
             runtime before the handler runs; an RPC without a row is refused).
             Only the API runs the certificate flow (it passes the certificate
-            its own TLS handshake verified); only the web runs the password
-            and OIDC flows. Administrative calls also need ``manage_users`` on
-            the token they carry; ``@admin`` are the identities the server's
-            ``--admin-identities`` names.
+            its own TLS handshake verified); only the web runs the OIDC flow,
+            and the password flow with the import job (``bugless import
+            --user``, which signs in the person running it). Administrative
+            calls also need ``manage_users`` on the token they carry;
+            ``@admin`` are the identities the server's ``--admin-identities``
+            names.
     """
 
     ACCESS: ClassVar[AccessTable] = {
         "ListAuthenticators": {"web", "api"},
-        "AuthenticatePassword": {"web"},
+        # ``bugless import --user NAME`` signs its operator in (their token
+        # authorises the run); the import identity may act for anyone through
+        # IssueAssertion already, so checking a password gives it nothing more.
+        "AuthenticatePassword": {"web", "@import"},
         "BeginOidc": {"web"},
         "CompleteOidc": {"web"},
         "AuthenticateCertificate": {"api"},

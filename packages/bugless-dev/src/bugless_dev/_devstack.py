@@ -135,6 +135,8 @@ class Running:
         database_url: The tracker's database (superuser DSN, with password).
         ca: The development CA (``BUGLESS_CA``).
         bot: The bot's client certificate (``BUGLESS_CERT``/``BUGLESS_KEY``).
+        importer: The import job's certificate (``spiffe://bugless/import``),
+            for ``bugless import`` run against this stack.
         admin: The first administrator.
         stack: The services, for more commands (``run_bugless``).
         notes: Things the person should know (root, re-issued certificates).
@@ -148,6 +150,7 @@ class Running:
     database_url: str
     ca: Path
     bot: CertificateFiles
+    importer: CertificateFiles
     admin: Admin
     stack: LocalStack
     notes: list[str] = field(default_factory=list)
@@ -290,6 +293,7 @@ class DevStack:
             database_url=database_url,
             ca=pki.ca_file,
             bot=bot,
+            importer=await asyncio.to_thread(pki.service_certificate, "import"),
             admin=admin,
             stack=stack,
             notes=notes,

@@ -26,6 +26,7 @@ unusable state directory, a missing package).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import shlex
 import shutil
 import signal
@@ -190,6 +191,31 @@ def _set_password(username: str) -> str:
     )
 
 
+def _print_import(running: Running, bugless: str) -> None:
+    """How to run ``bugless import`` into this stack: its services, the import certificate."""
+    exports = {
+        "BUGLESS_IMPORT_MODEL": f"{running.model.host}:{running.model.port}",
+        "BUGLESS_IMPORT_AUTH": f"{running.auth.host}:{running.auth.port}",
+    }
+    if running.model.ca is not None:  # not --insecure-local
+        exports |= {
+            "BUGLESS_IMPORT_TLS_CA": str(running.ca),
+            "BUGLESS_IMPORT_TLS_CERT": str(running.importer.cert),
+            "BUGLESS_IMPORT_TLS_KEY": str(running.importer.key),
+        }
+    installed = importlib.util.find_spec("bugless_import") is not None
+    needs = "" if installed else " (install bugless-import first)"
+    click.echo(
+        f"Import another tracker{needs} as `{running.admin.username}` "
+        "(its password is asked for) — paste into a shell:"
+    )
+    click.echo("    export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items()))
+    click.echo(
+        f"    {bugless} import trac /path/to/trac-environment --user {running.admin.username} "
+        "--dry-run"
+    )
+
+
 def _print_ready(running: Running) -> None:
     """What a person needs, once everything answers; the URL line comes last."""
     admin = running.admin
@@ -227,6 +253,8 @@ def _print_ready(running: Running) -> None:
         f"-cert {shlex.quote(str(running.bot.cert))} -key {shlex.quote(str(running.bot.key))} "
         f"{running.api} bugless.v1.Account/WhoAmI"
     )
+    click.echo("")
+    _print_import(running, bugless)
     click.echo("")
     click.echo(
         f"Database (superuser): export BUGLESS_DEV_DATABASE_URL={shlex.quote(running.database_url)}"

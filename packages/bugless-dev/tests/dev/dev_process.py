@@ -20,6 +20,7 @@ START_TIMEOUT = 300.0
 URL_LINE = re.compile(r"^Web UI .*: (http://127\.0\.0\.1:(\d+))$", re.MULTILINE)
 PASSWORD_LINE = re.compile(r"Password \(shown once\):\n +(\S+)\n")
 EXPORT_LINE = re.compile(r"^ +export (BUGLESS_API=.*)$", re.MULTILINE)
+IMPORT_EXPORT_LINE = re.compile(r"^ +export (BUGLESS_IMPORT_MODEL=.*)$", re.MULTILINE)
 
 
 def clean_env() -> dict[str, str]:
@@ -91,9 +92,12 @@ class DevProcess:
         self.kill()
         raise AssertionError(f"bugless dev printed no URL in {START_TIMEOUT:.0f}s:\n{self.output}")
 
-    def client_env(self) -> dict[str, str]:
-        """The printed ``export BUGLESS_API=… BUGLESS_CERT=…`` line, as an environment."""
-        match = EXPORT_LINE.search(self.output)
+    def client_env(self, line: re.Pattern[str] = EXPORT_LINE) -> dict[str, str]:
+        """The printed ``export BUGLESS_API=… BUGLESS_CERT=…`` line, as an environment.
+
+        ``line``: another printed export line (``IMPORT_EXPORT_LINE``).
+        """
+        match = line.search(self.output)
         assert match, self.output
         env = clean_env()
         for pair in shlex.split(match.group(1)):

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,11 +30,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dev_process import DevProcess, run_bugless
+from dev_process import BUGLESS, IMPORT_EXPORT_LINE, DevProcess, run_bugless
 
 from bugless_dev._stack_config import SERVICE_KINDS
 from bugless_dev.command import REQUIRED_COMMANDS
 
+#: Exported GitHub issues (the importer's own test fixtures).
+GITHUB_EXPORT = Path(__file__).parents[3] / "bugless-import" / "tests" / "fixtures" / "github"
 _CSRF_FIELD = re.compile(r'name="_csrf" value="([^"]+)"')
 
 
@@ -88,6 +91,8 @@ class FirstRun:
     issue_id: int
     title: str
     issue_page: str
+    imported: subprocess.CompletedProcess[str]
+    imported_page: str
     search_page: str
     mail_page: str
     notifications_page: httpx.Response
@@ -127,9 +132,11 @@ def first_run(state_root: Path) -> FirstRun:
         )  # fmt: skip
         assert created.returncode == 0, created.stdout + created.stderr
         issue_id = int(json.loads(created.stdout)["id"])
+        imported = _import_as_printed(dev, password, state_root)
         with _signed_in(url, "admin", password) as web:
             issue_page = web.get(f"/issues/{issue_id}")
             assert issue_page.status_code == 200, issue_page.text
+            imported_page = web.get("/search", params={"q": 'externalid:"github:acme/rocket#1"'})
             search_page = web.get("/search", params={"q": "is:open"})
             assert search_page.status_code == 200, search_page.text
             mail_page = _wait_for_mail(web, title)
@@ -145,6 +152,8 @@ def first_run(state_root: Path) -> FirstRun:
         issue_id=issue_id,
         title=title,
         issue_page=issue_page.text,
+        imported=imported,
+        imported_page=imported_page.text,
         search_page=search_page.text,
         mail_page=mail_page,
         notifications_page=notifications_page,
@@ -162,6 +171,28 @@ def test_first_start_prints_admin_password_and_ready_to_paste_commands(
     assert re.search(r"grpcurl -cacert \S+ -cert \S+ -key \S+ 127\.0\.0\.1:\d+ ", output)
     if os.geteuid() == 0:
         assert "system user `embedded_postgres`" in output
+
+
+def _import_as_printed(
+    dev: DevProcess, password: str, state_root: Path
+) -> subprocess.CompletedProcess[str]:
+    """The printed import line, pasted, then its command with the password on stdin."""
+    line = re.search(r"^ +(\S+ import trac \S+ --user admin --dry-run)$", dev.output, re.M)
+    assert line, dev.output
+    return subprocess.run(
+        [*BUGLESS, "import", "github", str(GITHUB_EXPORT), "--user", "admin", "--quiet",
+         "--state-dir", str(state_root / "import-state")],
+        input=f"{password}\n", env=dev.client_env(IMPORT_EXPORT_LINE), capture_output=True,
+        text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_the_printed_import_line_imports_as_the_administrator(first_run: FirstRun) -> None:
+    # Before, no command or page gave the session token `bugless import` needed.
+    imported = first_run.imported
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "imported: " in imported.stdout
+    assert "Launch fails at T-0" in first_run.imported_page
 
 
 def test_issue_created_through_the_api_is_on_the_web_pages(first_run: FirstRun) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
@@ -14,6 +15,13 @@ from bugless_import.settings import ImportSettings
 
 #: Exit status of a run stopped by Ctrl-C (the shell's convention for SIGINT).
 EXIT_INTERRUPTED = 130
+
+
+def _password_of(user: str) -> str:
+    """``--user``'s password: asked for on a terminal, else standard input's first line."""
+    if sys.stdin.isatty():
+        return str(click.prompt(f"Password of {user}", hide_input=True, err=True))
+    return sys.stdin.readline().rstrip("\r\n")
 
 
 @click.command("import")
@@ -32,6 +40,8 @@ def import_command(
     what is unmapped and whom and what would be created. Interrupted (Ctrl-C),
     the same command resumes where it stopped.
     """
+    if settings.user and not settings.token and settings.model and settings.auth:
+        settings = dataclasses.replace(settings, password=_password_of(settings.user))
     importer_class = plugins.importers.get(source)
     importer = importer_class(location, dict(settings.options))
     try:

@@ -245,11 +245,23 @@ async def _match_people(
     return ids
 
 
-async def _identity(auth: v1.AuthenticatorStub, token: str) -> v1.Caller:
-    if not token:
+async def _session_token(auth: v1.AuthenticatorStub, settings: ImportSettings) -> str:
+    """``--token``, or the token of a session ``--user`` signs in with its password."""
+    if settings.token:
+        return settings.token
+    if not settings.user:
         raise PermissionDenied(
-            "--token (BUGLESS_IMPORT_TOKEN): a session token of the import identity is needed"
+            "who runs the import? give --user USERNAME (the password is asked for) or --token "
+            "(BUGLESS_IMPORT_TOKEN), a session token; the user needs admin and import_issues"
         )
+    result = await call(
+        auth.authenticate_password,
+        v1.AuthenticatePasswordRequest(username=settings.user, password=settings.password),
+    )
+    return result.token
+
+
+async def _identity(auth: v1.AuthenticatorStub, token: str) -> v1.Caller:
     identity = await call(auth.validate_token, v1.ValidateTokenRequest(token=token))
     missing = [p for p in ("admin", "import_issues") if p not in identity.permissions]
     if missing or identity.user is None:
@@ -393,9 +405,10 @@ async def run_import(
         model = acting_model(
             v1.ModelStub(model_channel, timeout=settings.call_timeout_seconds), ActingFor(auth)
         )
-        caller = await _identity(auth, settings.token)
+        token = await _session_token(auth, settings)
+        caller = await _identity(auth, token)
         ids = await _match_people(
-            auth, settings.token, importer.name, people, create=not settings.dry_run, report=report
+            auth, token, importer.name, people, create=not settings.dry_run, report=report
         )
         components = _Components(model, caller, settings.dry_run)
         component_ids: dict[str, int] = {}

@@ -32,9 +32,13 @@ class ImportSettings:
         tls_ca: CA of the services' certificates; turns TLS on.
         tls_cert: The import identity's client certificate (mTLS).
         tls_key: Its private key.
-        token: A session token of the import identity (``bugless login`` or a
-            sign-in): it must hold the ``admin`` and ``import_issues``
-            permissions.
+        token: A session token of the person running the import: it must
+            hold the ``admin`` and ``import_issues`` permissions.
+        user: Instead of ``token``: sign this person in with their password
+            (the command asks for it) and use that session's token.
+        password: The password of ``user``; set by the command from a prompt
+            or standard input, never a flag (every user of a machine sees
+            a process's arguments).
         mapping: A TOML mapping file (statuses, priorities, types,
             severities, components, labels); see the package README.
         state_dir: Where progress is kept between runs (resume) and the
@@ -75,8 +79,17 @@ class ImportSettings:
     token: str = setting(
         "",
         secret=True,
-        help="Session token of the import identity (needs admin and import_issues).",
+        help="Session token of the person running the import (needs admin and import_issues); "
+        "or give --user.",
     )
+    user: str = setting(
+        "",
+        metavar="USERNAME",
+        help="Sign in as this user (needs admin and import_issues) instead of giving --token: "
+        "the password is asked for on a terminal, else read from the first line of standard "
+        "input.",
+    )
+    password: str = setting("", cli=False, secret=True, help="The password of --user.")
     mapping: Path | None = setting(
         None, must_exist=True, help="TOML mapping file: statuses, priorities, components, labels."
     )
