@@ -110,6 +110,9 @@ class SourceIssue:
         cc: Person keys.
         labels: Source labels/keywords (for hotlists or custom fields).
         entries: Later history, oldest first.
+        attachments: Names of the files attached in the source. They are not
+            copied; the run's report counts them, so that nobody learns of
+            the loss from the imported issues.
     """
 
     key: str
@@ -129,6 +132,7 @@ class SourceIssue:
     cc: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     entries: tuple[SourceEntry, ...] = ()
+    attachments: tuple[str, ...] = ()
 
 
 class Importer(ABC):

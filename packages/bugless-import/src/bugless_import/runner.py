@@ -65,6 +65,8 @@ class ImportReport:
     entries: int = 0
     comments: int = 0
     people: int = 0
+    attachments: int = 0
+    attachment_issues: int = 0
     matched: Counter[str] = field(default_factory=Counter)
     placeholders: list[str] = field(default_factory=list)
     components_to_create: list[str] = field(default_factory=list)
@@ -99,6 +101,11 @@ class ImportReport:
         if self.skipped:
             lines.append(f"  skipped, gone from the source while reading: {len(self.skipped)}")
             lines += [f"    {why}" for why in self.skipped[:50]]
+        if self.attachments:
+            lines.append(
+                f"  attachments NOT copied: {self.attachments} on {self.attachment_issues} "
+                "issues (bugless import does not bring files; keep the source's)"
+            )
         if self.unmapped:
             lines.append("  unmapped values (add them to the mapping file):")
             lines += [f"    [{s}] {v!r}: {n} times" for s, v, n in self.unmapped]
@@ -388,6 +395,8 @@ async def run_import(
     report.issues = len(issues)
     report.entries = sum(len(i.entries) for i in issues)
     report.comments = sum(1 for i in issues for e in i.entries if e.comment.strip())
+    report.attachments = sum(len(i.attachments) for i in issues)
+    report.attachment_issues = sum(1 for i in issues if i.attachments)
 
     if settings.model is None or settings.auth is None:
         _dry_convert(importer, issues, mapping)

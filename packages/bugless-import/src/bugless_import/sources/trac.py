@@ -10,11 +10,16 @@ Every ticket is read with the ``ticket`` table's columns and its
 ``ticket_change`` rows; changes made together (one ``time`` and author)
 form one entry, a ``comment`` row being its text. Status and resolution
 are read as one status (``closed/wontfix``). Keywords become labels, and their
-changes label changes. A
+changes label changes; so do the milestone, the version and the custom
+fields (``[ticket-custom]``, but not a ``textarea``), as ``milestone:1.0``,
+``version:2.1``, ``<field>:<value>`` labels that the mapping file's
+``[labels]`` sends to a hotlist or a custom field (a dry run lists them). A
 ``description`` change is an edit of the description (entry 1). Wiki
 formatting is converted to Markdown. People are the authenticated sessions'
 logins, with their name and e-mail from the session attributes; a reporter
-Trac knows only by an e-mail address is keyed by that address.
+Trac knows only by an e-mail address is keyed by that address. Attachments
+are not copied: each issue names its files (``attachments``) and the report
+counts them.
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ from bugless_import.sources.markup import trac_to_markdown
 
 _TICKETS = (
     "SELECT id, type, time, changetime, component, severity, priority, owner, reporter, cc, "
-    "status, resolution, summary, description, keywords FROM ticket ORDER BY id"
+    "status, resolution, summary, description, keywords, milestone, version "
+    "FROM ticket ORDER BY id"
 )
+_CUSTOM = "SELECT ticket, name, value FROM ticket_custom ORDER BY ticket, name"
+_ATTACHMENTS = "SELECT id, filename FROM attachment WHERE type = 'ticket' ORDER BY time, filename"
 _CHANGES = (
     "SELECT ticket, time, author, field, oldvalue, newvalue FROM ticket_change "
     "ORDER BY ticket, time, author, field"
@@ -68,6 +76,12 @@ def _keywords(value: object) -> list[str]:
 
 def _people(value: str | None) -> list[str]:
     return [p.strip() for p in (value or "").replace(";", ",").split(",") if p.strip()]
+
+
+def _label(field: str, value: object) -> tuple[str, ...]:
+    """The label of a milestone, version or custom field value (none when empty)."""
+    text = str(value or "").strip()
+    return (f"{field}:{text}",) if text else ()
 
 
 def _owner(value: object) -> str:
@@ -112,6 +126,7 @@ class TracImporter(Importer):
         """Open nothing yet; ``location`` is the environment directory."""
         super().__init__(location, options)
         self._env: Any = None
+        self._custom_fields: set[str] = set()
 
     def _environment(self) -> Any:
         if self._env is None:
@@ -155,12 +170,45 @@ class TracImporter(Importer):
         changes: dict[int, list[tuple[Any, ...]]] = {}
         for ticket, rows in groupby(env.db_query(_CHANGES), key=lambda r: int(r[0])):
             changes[ticket] = list(rows)
+        # A textarea is prose, not a value to label an issue with.
+        self._custom_fields = {
+            name for name in self._custom_field_names()
+            if env.config.get("ticket-custom", name) != "textarea"
+        }  # fmt: skip
+        custom: dict[int, dict[str, str]] = {}
+        for ticket, name, value in env.db_query(_CUSTOM):
+            if name in self._custom_fields:
+                custom.setdefault(int(ticket), {})[str(name)] = str(value or "")
+        attachments: dict[int, list[str]] = {}
+        for ticket, filename in env.db_query(_ATTACHMENTS):
+            attachments.setdefault(int(ticket), []).append(str(filename))
         for row in env.db_query(_TICKETS):
-            yield self._ticket(row, changes.get(int(row[0]), []), base)
+            number = int(row[0])
+            yield self._ticket(
+                row,
+                changes.get(number, []),
+                base,
+                custom=custom.get(number, {}),
+                attachments=tuple(attachments.get(number, ())),
+            )
 
-    def _ticket(self, row: tuple[Any, ...], rows: list[tuple[Any, ...]], base: str) -> SourceIssue:
+    def _custom_field_names(self) -> list[str]:
+        """The ``[ticket-custom]`` fields (their options are ``name.label`` and the like)."""
+        section = self._environment().config["ticket-custom"]
+        return [name for name in section if "." not in name]
+
+    def _ticket(
+        self,
+        row: tuple[Any, ...],
+        rows: list[tuple[Any, ...]],
+        base: str,
+        *,
+        custom: dict[str, str],
+        attachments: tuple[str, ...],
+    ) -> SourceIssue:
         (ticket_id, ticket_type, created, changed, component, severity, priority, owner,
-         reporter, cc, status, resolution, summary, description, keywords) = row  # fmt: skip
+         reporter, cc, status, resolution, summary, description, keywords, milestone,
+         version) = row  # fmt: skip
         status_rows = [r for r in rows if r[3] == "status"]
         resolution_rows = [r for r in rows if r[3] == "resolution"]
         current_status = str(status_rows[0][4] or "new") if status_rows else str(status or "new")
@@ -194,6 +242,16 @@ class TracImporter(Importer):
                         found.append(
                             SourceChange(
                                 "cc",
+                                added=tuple(sorted(now - was)),
+                                removed=tuple(sorted(was - now)),
+                            )
+                        )
+                elif name in {"milestone", "version"} or name in self._custom_fields:
+                    was, now = set(_label(name, old)), set(_label(name, new))
+                    if was != now:
+                        found.append(
+                            SourceChange(
+                                "labels",
                                 added=tuple(sorted(now - was)),
                                 removed=tuple(sorted(was - now)),
                             )
@@ -243,6 +301,12 @@ class TracImporter(Importer):
             component=str(component or ""),
             assignee=_owner(owner),
             cc=tuple(_people(cc)),
-            labels=tuple(_keywords(keywords)),
+            labels=(
+                *_keywords(keywords),
+                *_label("milestone", milestone),
+                *_label("version", version),
+                *(label for name, value in sorted(custom.items()) for label in _label(name, value)),
+            ),
             entries=tuple(entries),
+            attachments=attachments,
         )
