@@ -168,7 +168,11 @@ class Importer(ABC):
 
     @abstractmethod
     def people(self) -> Iterator[SourcePerson]:
-        """Every person the source knows (each key once); more may appear in issues."""
+        """Every person the source knows (each key once); more may appear in issues.
+
+        A run calls it after :meth:`issues`, so an importer may include people
+        it only learnt of from the issues (a user the source no longer lists).
+        """
 
     @abstractmethod
     def issues(self) -> Iterator[SourceIssue]:

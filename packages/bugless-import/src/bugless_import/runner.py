@@ -384,8 +384,10 @@ async def run_import(
     """Run one import (or dry run) of ``importer``'s source; return its report."""
     started = time.perf_counter()
     mapping = load_mapping(settings.mapping, type(importer).default_mapping)
-    known_people = await asyncio.to_thread(lambda: list(importer.people()))
+    # Issues first: reading them can find people the source no longer lists
+    # (Roundup's retired users), whom people() then includes.
     issues = await asyncio.to_thread(lambda: list(importer.issues()))
+    known_people = await asyncio.to_thread(lambda: list(importer.people()))
     report = ImportReport(
         source=importer.name, dry_run=settings.dry_run, skipped=list(importer.skipped)
     )

@@ -39,13 +39,16 @@ ids added and removed), so the importer walks it back from the current values
 to name old and new for every change. Messages added in one change are that
 entry's comment; the first message of the issue is its description. Keywords
 become labels; classic's ``priority`` (critical ... wish) maps to P0 ... P4.
-People are keyed by username.
+People are keyed by username; a retired user (whom REST no longer lists, but
+still answers for by id) is read by id where an issue names them, so their
+history keeps their name and address instead of becoming ``ghost``'s. Files
+are not copied: each issue names its files and the report counts them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.client import HTTPException
 from http.cookiejar import CookieJar
@@ -109,10 +112,37 @@ class RestfulInstance:
         return 200, {"history": entries}
 """
 
-_ISSUE_FIELDS = "title,status,priority,assignedto,nosy,keyword,messages,creation,activity,creator"
+_ISSUE_FIELDS = (
+    "title,status,priority,assignedto,nosy,keyword,messages,files,creation,activity,creator"
+)
 _LINKS = {"status": "status", "priority": "priority", "assignedto": "user"}
 _MULTILINKS = {"nosy": "user", "keyword": "keyword", "messages": "msg"}
 _PAGE = 500
+
+
+class _Users(dict[str, str]):
+    """User id -> username; an id the listing lacks (a retired user) is read when asked for."""
+
+    def __init__(self, listed: dict[str, str], read: Callable[[str], str]) -> None:
+        super().__init__(listed)
+        self._read = read
+        self._unknown: set[str] = set()
+
+    def _known(self, user_id: object) -> bool:
+        key = str(user_id)
+        if not dict.__contains__(self, key) and key and key not in self._unknown:
+            username = self._read(key)
+            if username:
+                self[key] = username
+            else:
+                self._unknown.add(key)
+        return dict.__contains__(self, key)
+
+    def __contains__(self, user_id: object) -> bool:
+        return self._known(user_id)
+
+    def get(self, user_id: str, default: str = "") -> str:  # type: ignore[override]
+        return self[user_id] if self._known(user_id) else default
 
 
 def _ids(value: Any) -> list[str]:
@@ -177,6 +207,8 @@ class RoundupImporter(Importer):
         self._opener = build_opener(HTTPCookieProcessor(self._cookies))
         self._signed_in = False
         self._names: dict[str, dict[str, str]] = {}
+        #: Retired users the issues named, by id (read one by one: REST lists none).
+        self._retired: dict[str, SourcePerson] = {}
 
     def _headers(self) -> dict[str, str]:
         # Roundup's CSRF defences want these on the login POST (doc/rest.txt).
@@ -259,20 +291,43 @@ class RoundupImporter(Importer):
         return self._names[klass]
 
     def people(self) -> Iterator[SourcePerson]:
-        """The tracker's users (addresses where the account may see them)."""
+        """The tracker's users (addresses where the account may see them).
+
+        Read after :meth:`issues`, this includes the retired users they named.
+        """
+        listed: set[str] = set()
         for item in self.collection("user", "username,realname,address"):
             username = str(item.get("username") or "")
             if username and username != "anonymous":
+                listed.add(username)
                 yield SourcePerson(
                     key=username,
                     username=username,
                     email=str(item.get("address") or ""),
                     display_name=str(item.get("realname") or ""),
                 )
+        for person in self._retired.values():
+            if person.key not in listed:
+                listed.add(person.key)
+                yield person
+
+    def _retired_user(self, user_id: str) -> str:
+        """The username of a user the listing lacks (retired); "" if unknown."""
+        data = self.get(f"data/user/{user_id}", **{"@fields": "username,realname,address"})
+        attributes: dict[str, Any] = (data or {}).get("attributes") or {}
+        username = str(attributes.get("username") or "")
+        if username and username != "anonymous":
+            self._retired[user_id] = SourcePerson(
+                key=username,
+                username=username,
+                email=str(attributes.get("address") or ""),
+                display_name=str(attributes.get("realname") or ""),
+            )
+        return username
 
     def issues(self) -> Iterator[SourceIssue]:
         """Every issue by id, with its journal (or its messages) as entries."""
-        users = self.names("user")
+        users = _Users(self.names("user"), self._retired_user)
         for item in self.collection("issue", _ISSUE_FIELDS):
             issue = self._issue(item, users)
             if issue is not None:
@@ -358,6 +413,10 @@ class RoundupImporter(Importer):
                 self.names("keyword").get(k, k) for k in sorted(final[1]["keyword"], key=int)
             ),
             entries=tuple(entries),
+            attachments=tuple(
+                self.names("file").get(f, f"file{f}")
+                for f in sorted(_ids(item.get("files")), key=int)
+            ),
         )
 
     def _undo(

@@ -1,0 +1,89 @@
+"""Roundup's retired users keep their names in the import; files are counted.
+
+REST lists no retired user, so before, every issue, message and change a
+retired user made was imported as ``ghost``'s: the team lost who reported
+and who said what. Roundup still answers for a retired user by id, and the
+importer now reads them there. Files are not copied, and the report says so.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from import_support import MakeSettings, find, history, usernames
+from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _change, _create
+
+from bugless_core.clients import call
+from bugless_import import run_import
+from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
+from bugless_proto import v1
+
+
+@pytest.fixture(scope="module")
+def retired_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A tracker where quinn reported an issue, attached a file, and was retired."""
+    home = tmp_path_factory.mktemp("roundup-retired") / "tracker"
+    settings = (
+        "mail_domain=example.invalid,tracker_web=http://127.0.0.1:9/,mail_host=127.0.0.1,"
+        f"mail_debug={home.parent / 'outgoing-mail.txt'}"
+    )
+    for args in (["install", "classic", "sqlite", settings], ["initialise", ADMIN_PASSWORD]):
+        if args[0] == "initialise":
+            (home / "interfaces.py").write_text(INTERFACES_PY, encoding="utf-8")
+        subprocess.run([ROUNDUP_ADMIN, "-i", str(home), *args], check=True, capture_output=True)
+    db = _as(home, "admin")
+    db.user.create(username="ann", realname="Ann Roundup", roles="User")
+    db.user.create(
+        username="quinn", realname="Quinn Old", address="quinn@old.example", roles="User"
+    )
+    db.commit()
+    db.close()
+    issue = _create(home, "quinn", "Valve leaks", "It leaks at 3 bar.")
+    _change(home, "quinn", issue, "Still leaking.")
+    db = _as(home, "quinn")
+    log = db.file.create(name="pressure.csv", content="t,bar\n0,3\n", type="text/csv")
+    db.issue.set(issue, files=[log])
+    db.commit()
+    db.close()
+    _change(home, "ann", issue, "Quinn left; taking it.", assignedto="ann")
+    db = _as(home, "admin")
+    db.user.retire(db.user.lookup("quinn"))
+    db.commit()
+    db.close()
+    server = subprocess.Popen(
+        [sys.executable, str(SERVER), str(home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().decode().strip()
+        assert port.isdigit(), server.stderr.read().decode() if server.stderr else "no port"
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+async def test_a_retired_users_issues_keep_their_name_and_files_are_counted(
+    retired_url: str,
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+    auth: v1.AuthenticatorStub,
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    options = {"user": "admin", "password-file": str(secret), "tracker": "retired"}
+    report = await run_import(RoundupImporter(retired_url, options), make_settings())
+    assert report.created == 1
+    assert "quinn@roundup" in report.placeholders
+    assert report.attachments == 1
+    (issue,) = await find(model, "roundup:retired#1")
+    entries = await history(model, issue.id)
+    names = await usernames(auth, [issue.reporter, *(e.author for e in entries)])
+    assert names == ["quinn@roundup", "quinn@roundup", "quinn@roundup", "ann"]
+    users = await call(auth.get_users, v1.GetUsersRequest(user_ids=[issue.reporter]))
+    assert [(u.display_name, u.email) for u in users.users] == [("Quinn Old", "quinn@old.example")]
