@@ -71,6 +71,15 @@ async def test_a_dry_run_creates_nothing(auth: AuthServer) -> None:
     assert looked.users == []
 
 
+async def test_a_placeholder_name_drops_accents(auth: AuthServer) -> None:
+    token = await _token(auth, "admins")
+    key = unique("jurgen")
+    person = v1.SourcePerson(key=key, username=key.replace("jurgen", "jürgen"))
+    answer = await auth.stub.match_import_users(_request(token, person))
+    assert answer.matches[0].user is not None
+    assert answer.matches[0].user.username == f"{key}@trac", "not j-rgen…@trac"
+
+
 async def test_matching_needs_the_import_permission(auth: AuthServer) -> None:
     token = await _token(auth)
     person = v1.SourcePerson(key="x", username="x")

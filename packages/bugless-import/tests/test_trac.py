@@ -175,6 +175,18 @@ async def _compare(
         assert issue.closed_at is None
 
 
+async def test_the_dry_run_lists_who_matched_whom_and_the_placeholder_names_to_be(
+    trac_env: Environment, make_settings: MakeSettings
+) -> None:
+    """Before, a match was only counted, and ``someone@example.net@trac`` was announced
+    for what became ``someone@trac``."""
+    report = await run_import(TracImporter(trac_env.path, {}), make_settings(dry_run=True))
+    assert ("ann", "ann", "email") in report.matches
+    assert "    ann -> ann (by email)" in report.render().splitlines()
+    assert "someone@trac" in report.placeholders
+    assert "someone@example.net@trac" not in report.placeholders
+
+
 async def test_description_edits_are_edits_of_the_first_entry(
     trac_env: Environment, make_settings: MakeSettings, model: v1.ModelStub
 ) -> None:

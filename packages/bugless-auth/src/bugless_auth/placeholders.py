@@ -21,12 +21,12 @@ from bugless_auth import _queries as sql
 from bugless_auth.name_keys import derived_names
 from bugless_auth.store import IdentityStore, UserRecord, mint_user_id
 from bugless_auth.user_writes import UserWrites
+from bugless_core import usernames
 from bugless_core.errors import FailedPrecondition, InvalidArgument, NotFound
 from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 _SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_NOT_USERNAME = re.compile(r"[^A-Za-z0-9._+-]+")
 #: How a match was made, as ImportUserMatch.matched_by says it.
 BY_EMAIL, BY_USERNAME, BY_PLACEHOLDER = "email", "username", "placeholder"
 
@@ -61,10 +61,9 @@ def check_people(source: str, people: Sequence[v1.SourcePerson]) -> None:
 
 def placeholder_username(source: str, person: v1.SourcePerson, attempt: int) -> str:
     """``<name>@<source>`` (then ``.2``, ``.3`` ...): readable, and apart from real names."""
-    base = person.username or person.email.split("@", 1)[0] or person.key
-    base = _NOT_USERNAME.sub("-", base).strip("-._+") or "someone"
-    suffix = f"@{source}" + (f".{attempt}" if attempt > 1 else "")
-    return base[: 120 - len(suffix)] + suffix
+    return usernames.placeholder_username(
+        source, username=person.username, email=person.email, key=person.key, attempt=attempt
+    )
 
 
 async def match_people(

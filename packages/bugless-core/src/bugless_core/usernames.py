@@ -15,7 +15,11 @@ and never SQL's ``lower()``, which under the C locale (the test clusters',
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+#: What a placeholder's name may not hold (the local store's username characters).
+_NOT_PLACEHOLDER = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
 def username_key(username: str) -> str:
@@ -27,3 +31,22 @@ def username_key(username: str) -> str:
     if username.isascii():  # already NFC: every cache keys every name it holds or is asked
         return username.lower()
     return unicodedata.normalize("NFC", username.lower())
+
+
+def placeholder_username(
+    source: str, *, username: str = "", email: str = "", key: str = "", attempt: int = 1
+) -> str:
+    """``<name>@<source>`` (then ``.2``, ``.3`` ...) for an imported person no account matched.
+
+    The name is the person's login, else their address's local part, else
+    their key, with accents dropped ("Jürgen" → "Jurgen") and any other
+    character a username may not hold made "-". One rule for the
+    Authenticator, which makes the placeholder, and ``bugless import
+    --dry-run``, which shows what it will be called (a taken name gets the
+    next ``attempt``, which only the Authenticator can see).
+    """
+    base = username or email.split("@", 1)[0] or key
+    base = "".join(c for c in unicodedata.normalize("NFKD", base) if not unicodedata.combining(c))
+    base = _NOT_PLACEHOLDER.sub("-", base).strip("-._+") or "someone"
+    suffix = f"@{source}" + (f".{attempt}" if attempt > 1 else "")
+    return base[: 120 - len(suffix)] + suffix

@@ -42,6 +42,7 @@ from bugless_core.errors import (
     PermissionDenied,
 )
 from bugless_core.importer import Importer, SourceIssue, SourcePerson
+from bugless_core.usernames import placeholder_username
 from bugless_import import convert
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.settings import ImportSettings
@@ -68,6 +69,9 @@ class ImportReport:
     attachments: int = 0
     attachment_issues: int = 0
     matched: Counter[str] = field(default_factory=Counter)
+    #: (source person, account username, "email" or "username"): whom an
+    #: existing account now stands for, to be checked before a real run.
+    matches: list[tuple[str, str, str]] = field(default_factory=list)
     placeholders: list[str] = field(default_factory=list)
     components_to_create: list[str] = field(default_factory=list)
     unmapped: list[tuple[str, str, int]] = field(default_factory=list)
@@ -91,6 +95,10 @@ class ImportReport:
         if self.matched or self.placeholders:
             by = ", ".join(f"{n} by {how}" for how, n in sorted(self.matched.items()))
             lines.append(f"  people matched to accounts: {by or 'none'}")
+            lines += [
+                f"    {source} -> {account} (by {how})"
+                for source, account, how in sorted(self.matches)[:200]
+            ]
             verb = "to create" if self.dry_run else "created or reused"
             lines.append(f"  placeholder accounts {verb}: {len(self.placeholders)}")
             lines += [f"    {name}" for name in self.placeholders[:50]]
@@ -242,9 +250,13 @@ async def _match_people(
                 name = (
                     match.user.username
                     if match.user
-                    else f"{person.username or person.key}@{source}"
+                    else placeholder_username(
+                        source, username=person.username, email=person.email, key=person.key
+                    )
                 )
                 report.placeholders.append(name)
+            elif match.user is not None:
+                report.matches.append((person.key, match.user.username, match.matched_by))
             if match.matched_by:
                 report.matched[match.matched_by] += 1
             if match.user is not None:
