@@ -1,17 +1,19 @@
 """The bugless test matrix: lint, types, proto drift, tests per package, conformance per backend.
 
 ``nox -s ci`` is what README and .ci/run call: it installs the system packages
-the real test servers need (PostgreSQL, slapd, Chromium), then runs every
+the real test servers and tools need (slapd, HAProxy, Chromium, promtool), then runs every
 other session, several at a time, and fails if any test was skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -69,6 +71,8 @@ APT_PACKAGES: dict[str, str] = {
     "chromium": "/usr/bin/chromium",
     "fonts-dejavu-core": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "jq": "/usr/bin/jq",
+    # promtool only (deploy/tests/test_alert_rules.py); the server is never started.
+    "prometheus": "/usr/bin/promtool",
 }
 #: Answers for packages that would otherwise ask questions.
 DEBCONF = ["slapd slapd/no_configuration boolean true"]
@@ -247,7 +251,7 @@ def docs_check(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def deploy(session: nox.Session) -> None:
-    """The Helm chart (render, validate, policies), the Dockerfile, the failover drill."""
+    """The Helm chart (render, validate, policies, alerting rules), the Dockerfile, the drill."""
     session.install(
         "helm-python-sdk",
         "kubernetes-validate",
@@ -278,11 +282,46 @@ def _ensure_system_packages(session: nox.Session) -> None:
         [*sudo, "debconf-set-selections"], input="\n".join(DEBCONF) + "\n", text=True, check=True
     )
     subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, env=env)
-    subprocess.run(
-        [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-        check=True,
-        env=env,
+    with _services_not_started(sudo):
+        subprocess.run(
+            [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+            check=True,
+            env=env,
+        )
+
+
+#: invoke-rc.d and deb-systemd-invoke ask this script whether a package may start
+#: its service; exit status 101 says no (Debian's policy-rc.d interface).
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+
+
+@contextlib.contextmanager
+def _services_not_started(sudo: list[str]) -> Iterator[None]:
+    """Keep the packages being installed from starting their daemons, then restore the policy.
+
+    The tests start their own slapd and HAProxy on ports they choose and use
+    only promtool of the ``prometheus`` package; a Prometheus, slapd or
+    HAProxy left running by the installation would outlive CI's run. A
+    policy already in place (a container image's) is left as it is.
+    """
+    if POLICY_RC_D.exists():
+        yield
+        return
+    script = (
+        "#!/bin/sh\n# bugless nox -s ci: no service starts while it installs packages\nexit 101\n"
     )
+    subprocess.run(
+        [*sudo, "tee", str(POLICY_RC_D)],
+        input=script,
+        text=True,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run([*sudo, "chmod", "755", str(POLICY_RC_D)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run([*sudo, "rm", "-f", str(POLICY_RC_D)], check=True)
 
 
 #: Sessions ``ci`` runs, the longest first so that they start at once and the

@@ -1,9 +1,15 @@
-"""Fixtures of the deploy tests: the chart rendered with each shipped values file."""
+"""Fixtures of the deploy tests: the chart rendered with each shipped values file.
+
+``postgres_server`` (a throwaway PostgreSQL) is there for the tests that run
+the real services, started only when one of them asks for it.
+"""
 
 from __future__ import annotations
 
 import pytest
 from chart_rendering import VALUES_FILES, Manifest, rendered
+
+pytest_plugins = ["bugless_testing.postgres"]
 
 
 @pytest.fixture(params=VALUES_FILES)

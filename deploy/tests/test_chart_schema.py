@@ -17,6 +17,7 @@ KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.utils.latest_version()]
 #: Objects of operators' CRDs, which kubernetes-validate has no schema for.
 CUSTOM_RESOURCES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("cert-manager.io/v1", "Certificate"),
     ("cert-manager.io/v1", "Issuer"),
     ("postgresql.cnpg.io/v1", "Cluster"),

@@ -30,9 +30,11 @@ connection's window goes back up to at least half its initial size as soon as
 its calls read their data (h2 sends WINDOW_UPDATE once half the window is
 consumed and read), so a minimum that *stays* far below that for minutes is a
 wedged connection, or a call that holds that much unread data for minutes,
-which is worth a look too. The alert (deploy/README.md) is therefore
-``max_over_time(bugless_grpc_connection_window_bytes{stat="min"}[5m]) < 262144``:
-below 1/16 of grpclib's 4 MiB initial window at every scrape for 5 minutes.
+which is worth a look too. The chart's alert (``BuglessGrpcConnectionWedged``,
+deploy/helm/bugless/files/alerts.yaml) is therefore
+``max_over_time(bugless_grpc_connection_window_bytes{stat="min"}[5m]) < 262144``
+held for 2 minutes: below 1/16 of grpclib's 4 MiB initial window at every
+scrape for 7 minutes.
 
 A process that is not scraped itself (a ``bugless web serve --workers N``
 worker: its parent serves the sum of the workers' prometheus_client
