@@ -7,11 +7,13 @@ tests know that *that* process is up (the port answers as soon as either is).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser_support import start_web_server
@@ -96,6 +98,45 @@ def test_workers_share_the_socket_and_each_serves(world: World) -> None:
     assert server.process.returncode == 0  # SIGTERM reached both workers; both drained
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "Z" in _state(pid)
+
+
+def _json_records(log: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a log (a process may also print lines that are not records)."""
+    lines = log.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def test_each_workers_records_name_its_pid_and_number(world: World) -> None:
+    """``--workers 2 --log-json``: one stream, three processes, every line says whose it is.
+
+    The parent's records carry its pid and no worker; each worker's carry
+    its own pid and its number, and the parent's "started" record lists the
+    pids by number, so a line is traced to its worker through either.
+    """
+    server = start_web_server(
+        world.stack, extra_env={"BUGLESS_WEB_WORKERS": "2", "BUGLESS_LOG_JSON": "1"}
+    )
+    try:
+        workers = _workers_of(server, 2)
+        assert [_ready(server.url or "") for _ in range(4)] == [200] * 4
+    finally:
+        world.stack.stop_service(server)
+    records = _json_records(server.log)
+    parent = server.process.pid
+    (started,) = [r for r in records if r["message"].startswith("started 2 web workers")]
+    assert started["pid"] == parent
+    assert "worker" not in started
+    by_number: list[int] = started["worker_pids"]
+    assert sorted(by_number) == sorted(workers)
+    startups = {
+        (r["pid"], r["worker"]) for r in records if "Application startup complete" in r["message"]
+    }
+    assert startups == {(by_number[0], 0), (by_number[1], 1)}
+    for record in records:
+        if "worker" in record:
+            assert record["pid"] == by_number[record["worker"]], record
+        else:
+            assert record["pid"] == parent, record
 
 
 def _state(pid: int) -> str:

@@ -5,6 +5,12 @@ collectors (Fluent Bit, Vector, Cloud Logging, Loki) ingest without parsing
 rules, keeping the ``extra={...}`` fields a record was logged with as fields
 that can be searched. On a terminal the same records read as text, with the
 extra fields appended as ``key=value``.
+
+Several processes may write to one stream: ``bugless web serve --workers N``
+forks N workers that share the pod's standard error with their parent, and
+their lines interleave. So every JSON record names its process (``pid``) and,
+in a numbered worker, the worker (``worker``, 0 to N-1, which unlike the pid
+stays the same slot across pods and restarts); text lines name the worker.
 """
 
 from __future__ import annotations
@@ -32,6 +38,26 @@ def _extra_fields(record: logging.LogRecord) -> dict[str, object]:
     }
 
 
+@dataclass
+class _ProcessIdentity:
+    """What names this process in its records besides its pid (one per process, as the pid)."""
+
+    worker: int | None = None
+
+
+_PROCESS = _ProcessIdentity()
+
+
+def set_worker(index: int | None) -> None:
+    """Name this process worker ``index`` in every record logged from now on (None: not one).
+
+    Called by a process forked to serve beside others (the web tier's
+    ``--workers``), first thing after the fork: the handler and its
+    formatter were made before it, in the parent, and are inherited.
+    """
+    _PROCESS.worker = index
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     moment = datetime.fromtimestamp(record.created, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -41,8 +67,9 @@ class JsonFormatter(logging.Formatter):
     """Formats a record as one line of JSON.
 
     The fixed keys are ``time`` (ISO 8601, UTC, milliseconds), ``level``,
-    ``logger`` and ``message``; then every ``extra`` field (which cannot
-    overwrite a fixed key), and
+    ``logger``, ``message``, ``pid`` (the process that logged it) and, in a
+    numbered worker (:func:`set_worker`), ``worker``; then every ``extra``
+    field (which cannot overwrite a fixed key), and
     ``exception``/``stack`` with the formatted traceback when there is one.
     Values JSON cannot encode are written as their ``str()``, so that a log
     call never fails because of what it logs.
@@ -55,7 +82,10 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,
         }
+        if _PROCESS.worker is not None:
+            document["worker"] = _PROCESS.worker
         for key, value in _extra_fields(record).items():
             document.setdefault(key, value)
         if record.exc_info:
@@ -66,7 +96,10 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """Formats a record for people: ``time LEVEL logger: message key=value ...``."""
+    """Formats a record for people: ``time LEVEL logger: message key=value ...``.
+
+    In a numbered worker (:func:`set_worker`) the pairs begin with ``worker=N``.
+    """
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -75,6 +108,8 @@ class TextFormatter(logging.Formatter):
         """Return ``record`` as text, its extra fields appended as ``key=value``."""
         text = super().format(record)
         extra = _extra_fields(record)
+        if _PROCESS.worker is not None:
+            extra = {"worker": _PROCESS.worker, **extra}
         if not extra:
             return text
         first_line, newline, rest = text.partition("\n")

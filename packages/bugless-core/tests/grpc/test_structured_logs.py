@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
 from grpc_test_server import StartRunner
 
-from bugless_core.logs import configure_logging
+from bugless_core.logs import configure_logging, set_worker
 
 
 @pytest.fixture
@@ -78,6 +79,37 @@ def test_text_mode_appends_extra_fields_and_reconfiguring_replaces_the_handler(
     logging.getLogger("bugless_core.tests").debug("hello", extra={"port": 50051})
 
     assert log_stream.getvalue().rstrip().endswith("DEBUG bugless_core.tests: hello port=50051")
+
+
+def test_every_json_record_names_its_process(log_stream: io.StringIO) -> None:
+    configure_logging("info", json=True, stream=log_stream)
+
+    logging.getLogger("bugless_core.tests").info("hello", extra={"pid": "not mine"})
+
+    (record,) = _json_lines(log_stream)
+    assert record["pid"] == os.getpid()  # a fixed key: an extra field cannot replace it
+    assert "worker" not in record
+
+
+@pytest.fixture
+def as_worker() -> Iterator[None]:
+    """This process named worker 1, as a ``--workers`` web worker names itself after the fork."""
+    set_worker(1)
+    yield
+    set_worker(None)
+
+
+@pytest.mark.usefixtures("as_worker")
+def test_a_numbered_worker_names_itself_in_json_and_text(log_stream: io.StringIO) -> None:
+    configure_logging("info", json=True, stream=log_stream)
+    logging.getLogger("bugless_core.tests").info("from a worker", extra={"port": 8080})
+    (record,) = _json_lines(log_stream)
+    assert (record["pid"], record["worker"], record["port"]) == (os.getpid(), 1, 8080)
+
+    text = io.StringIO()
+    configure_logging("info", json=False, stream=text)
+    logging.getLogger("bugless_core.tests").info("from a worker", extra={"port": 8080})
+    assert text.getvalue().rstrip().endswith("bugless_core.tests: from a worker worker=1 port=8080")
 
 
 def test_unknown_level_names_are_refused() -> None:

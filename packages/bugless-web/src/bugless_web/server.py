@@ -26,7 +26,7 @@ from types import FrameType
 
 import uvicorn
 
-from bugless_core import tracing
+from bugless_core import logs, tracing
 from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.metrics_endpoint import MetricsEndpoint
 from bugless_core.ready_file import write_ready_file
@@ -355,11 +355,14 @@ def serve_workers(
     """
     endpoint = metrics
     children: set[int] = set()
-    for _ in range(workers):
+    # Each worker's pid, by its number (what its log records say as ``worker``).
+    numbered: list[int] = []
+    for index in range(workers):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker; its exit ends this branch
             status = 0
             try:
+                logs.set_worker(index)
                 parent_port = None
                 if endpoint is not None:
                     parent_port = endpoint.port
@@ -372,14 +375,18 @@ def serve_workers(
                 logging.shutdown()
             os._exit(status)
         children.add(pid)
+        numbered.append(pid)
     listener.close()
     if endpoint is not None:
         endpoint.run()
     _log.info(
         "started %d web workers: %s",
         workers,
-        sorted(children),
-        extra={"metrics_port": endpoint.port if endpoint is not None else None},
+        numbered,
+        extra={
+            "metrics_port": endpoint.port if endpoint is not None else None,
+            "worker_pids": numbered,
+        },
     )
 
     def forward(sig: int, _frame: FrameType | None) -> None:
