@@ -76,7 +76,12 @@ async def test_issues_keep_people_times_history_and_labels(
         ("octocat@github", "2021-05-01 09:45:00+00:00", ""),
         ("ann", "2021-05-01 10:00:00+00:00", "I see it too."),
         ("ghost@github", "2021-05-02 10:00:00+00:00", "(from a deleted account)"),
-        ("bob-gh@github", "2021-05-03 10:30:00+00:00", "Fixed by #2."),
+        # GitHub's #2, linked there: the web would link a bare #2 to bugless issue 2.
+        (
+            "bob-gh@github",
+            "2021-05-03 10:30:00+00:00",
+            "Fixed by [#2](https://github.com/acme/rocket/issues/2).",
+        ),
         ("ann", "2021-05-03 11:00:00+00:00", ""),
     ]
     assert entries[0].changes[0].new_value == "Launch fails", "created with its first title"

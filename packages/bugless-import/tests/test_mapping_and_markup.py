@@ -8,7 +8,7 @@ import pytest
 
 from bugless_core.errors import InvalidArgument
 from bugless_import import load_mapping
-from bugless_import.sources.markup import trac_to_markdown
+from bugless_import.sources.markup import cite_source_issues, trac_to_markdown
 from bugless_proto import v1
 
 
@@ -59,3 +59,15 @@ def test_trac_wiki_formatting_becomes_markdown() -> None:
     assert trac_to_markdown(text) == (
         "# Title\n**bold** *it* [the site](http://x.org) #7\n\n```\n'''raw'''\n```\n"
     )
+
+
+def test_references_to_the_sources_issues_link_to_the_source_outside_code_and_links() -> None:
+    def url(number: str) -> str:
+        return f"https://trac.example.org/ticket/{number}"
+
+    text = "See #2, issue 5.\n```\n#4\n```\n`#6` [l #7](http://a) page#9 https://x/#8"
+    assert cite_source_issues(text, url) == (
+        "See [#2](https://trac.example.org/ticket/2), [issue 5](https://trac.example.org/ticket/5)."
+        "\n```\n#4\n```\n`#6` [l #7](http://a) page#9 https://x/#8"
+    )
+    assert cite_source_issues("See #2.", lambda _n: "") == "See #2.", "no URL: as written"

@@ -178,6 +178,16 @@ class Importer(ABC):
     def issues(self) -> Iterator[SourceIssue]:
         """Every issue to import, in a stable order (the source's key order)."""
 
+    def issue_url(self, number: str) -> str:
+        """Where the source shows its issue ``number`` ("" if this source cannot say).
+
+        Imported text that names ``#12`` or ``issue 12`` means the source's
+        issue 12; the import links it there (the old URL -> new URL redirects
+        lead on to the imported issue), so the web does not link it to
+        bugless issue 12. Called after :meth:`issues`.
+        """
+        return ""
+
     def external_id(self, issue: SourceIssue) -> str:
         """The unique reference of ``issue``: ``<name>:<key>``."""
         return f"{self.name}:{issue.key}"

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from bugless_core.importer import SourceChange, SourceIssue
 from bugless_import.mapping import Mapping as ValueMapping
+from bugless_import.sources.markup import cite_source_issues
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 
@@ -137,8 +138,18 @@ def to_request(
     mapping: ValueMapping,
     resolved: Resolved,
     caller: v1.Caller,
+    *,
+    issue_url: Callable[[str], str] = lambda _number: "",
 ) -> v1.ImportIssueRequest:
-    """The ImportIssue call for ``issue``."""
+    """The ImportIssue call for ``issue``.
+
+    ``issue_url`` is the importer's :meth:`~bugless_core.importer.Importer.issue_url`:
+    references to the source's issues in the text are linked there.
+    """
+
+    def text(markdown: str) -> str:
+        return cite_source_issues(markdown, issue_url)
+
     initial, cc = initial_values(issue)
     component_id = resolved.components.get(initial["component"]) or resolved.components[""]
     fields = v1.IssueFields(
@@ -166,12 +177,14 @@ def to_request(
                     v1.ImportedEntry(
                         author=person(resolved, entry.author or GHOST),
                         created_at=at,
-                        comment=change.new,
+                        comment=text(change.new),
                         edits_description=True,
                     )
                 )
         item = v1.ImportedEntry(
-            author=person(resolved, entry.author or GHOST), created_at=at, comment=entry.comment
+            author=person(resolved, entry.author or GHOST),
+            created_at=at,
+            comment=text(entry.comment),
         )
         delta = v1.IssueFields()
         paths: list[str] = []
@@ -211,7 +224,7 @@ def to_request(
         external_id=external_id,
         fields=fields,
         reporter=person(resolved, issue.reporter or GHOST),
-        description=description,
+        description=text(description),
         cc=sorted({person(resolved, k) for k in cc if k}),
         created_at=issue.created_at,
         history=history,

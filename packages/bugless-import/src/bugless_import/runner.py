@@ -477,7 +477,9 @@ def _dry_convert(importer: Importer, issues: Sequence[SourceIssue], mapping: Map
     for issue in issues:
         for label in issue.labels:
             mapping.label(label)
-        convert.to_request(issue, importer.external_id(issue), mapping, resolved, v1.Caller())
+        external_id = importer.external_id(issue)
+        link = importer.issue_url
+        convert.to_request(issue, external_id, mapping, resolved, v1.Caller(), issue_url=link)
 
 
 def _unmapped(mapping: Mapping) -> list[tuple[str, str, int]]:
@@ -497,6 +499,7 @@ async def _import_all(
     progress: TextIO | None,
 ) -> None:
     state = _State(settings.state_dir, importer.name)
+    link = importer.issue_url
     bar = _Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
     pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
     for issue in issues:
@@ -510,7 +513,9 @@ async def _import_all(
         while not pending.empty():
             issue = pending.get_nowait()
             external_id = importer.external_id(issue)
-            request = convert.to_request(issue, external_id, mapping, resolved, caller)
+            request = convert.to_request(
+                issue, external_id, mapping, resolved, caller, issue_url=link
+            )
             answer = await call(model.import_issue, request)
             count(answer.created, answer.entries_written)
             state.record(external_id, answer.issue.id if answer.issue else 0, issue.url)
@@ -531,7 +536,9 @@ async def _import_all(
             while len(batch) < settings.batch_size and not pending.empty():
                 batch.append(pending.get_nowait())
             requests = [
-                convert.to_request(i, importer.external_id(i), mapping, resolved, caller)
+                convert.to_request(
+                    i, importer.external_id(i), mapping, resolved, caller, issue_url=link
+                )
                 for i in batch
             ]
             answer = await call(

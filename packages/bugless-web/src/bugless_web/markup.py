@@ -25,6 +25,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from mdit_py_plugins.tasklists import tasklists_plugin
 
+from bugless_core.issue_references import ISSUE_REFERENCE
 from bugless_core.mentions import MENTION
 
 _ALLOWED_TAGS = frozenset(
@@ -53,9 +54,6 @@ _ALLOWED_CLASSES = {
 #: Whatever produced an ``<input>``, it leaves as a disabled checkbox.
 _FORCED_ATTRIBUTES = {"input": {"type": "checkbox", "disabled": "disabled"}}
 _URL_SCHEMES = frozenset({"http", "https", "mailto"})
-#: ``#42``, ``b/42`` and ``issue 42`` in prose become links to the issue page
-#: (not ``&#39;``, an entity the renderer wrote, nor ``page#42`` or ``a/b/42``).
-_ISSUE_REFERENCE = re.compile(r"(?<![\w/&#])(?:#|b/|issue\s+#?)(\d{1,19})\b", re.IGNORECASE)
 
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
 _markdown.enable(["table", "strikethrough", "linkify"])
@@ -155,6 +153,6 @@ def _link_references(html: str) -> str:
                 inside_link = max(0, inside_link - 1)
             continue
         if not inside_code and not inside_link:
-            linked = _ISSUE_REFERENCE.sub(r'<a href="/issues/\1">\g<0></a>', part)
+            linked = ISSUE_REFERENCE.sub(r'<a href="/issues/\1">\g<0></a>', part)
             parts[index] = _link_mentions(linked) if "@" in linked else linked
     return "".join(parts)

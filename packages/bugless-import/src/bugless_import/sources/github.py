@@ -92,6 +92,12 @@ class GitHubImporter(Importer):
         if not (self.root / "issues.json").is_file():
             raise InvalidArgument(f"{location}: no issues.json (see `bugless import --help`)")
         self._users: dict[str, SourcePerson] = {}
+        #: ``https://github.com/OWNER/REPO``, from the issues read.
+        self._repository_url = ""
+
+    def issue_url(self, number: str) -> str:
+        """``https://github.com/OWNER/REPO/issues/N`` (GitHub sends a pull request's on)."""
+        return f"{self._repository_url}/issues/{number}" if self._repository_url else ""
 
     def _person(self, user: dict[str, Any] | None) -> str:
         login = _login(user)
@@ -147,6 +153,7 @@ class GitHubImporter(Importer):
         labels = [str(label["name"]) for label in item.get("labels") or []]
         if item.get("locked"):
             labels.append(f"locked:{item.get('active_lock_reason') or 'locked'}")
+        self._repository_url = str(item["html_url"]).rsplit("/issues/", 1)[0]
         return SourceIssue(
             key=f"{repo}#{number}",
             url=str(item["html_url"]),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from bugless_core.issue_references import ISSUE_REFERENCE
+
 _FENCE = "\x00CODE{}\x00"
 
 
@@ -31,6 +33,37 @@ def _restore(text: str, blocks: list[str]) -> str:
     for n, block in enumerate(blocks):
         text = text.replace(_FENCE.format(n), block)
     return text
+
+
+# ---- references to the source's issues ----
+
+#: What a reference in it is left alone in: a fenced block, inline code, a link.
+_MD_KEPT = re.compile(
+    r"^(?P<fence>```|~~~).*?^(?P=fence)[^\n]*$"
+    r"|`[^`\n]+`"
+    r"|!?\[[^\]\n]*\]\([^)\n]*\)|<[a-z]+:[^>\s]+>",
+    re.S | re.M | re.I,
+)
+
+
+def cite_source_issues(text: str, url_of: Callable[[str], str]) -> str:
+    """Link what bugless would read as its own issue (``#12``, ``issue 12``) to the source's.
+
+    In imported Markdown the number is the source's: left alone, the web
+    would link Trac's ``#12`` to bugless issue 12, an unrelated one. It
+    becomes ``[#12](<the source's ticket 12>)``, which the old URL -> new URL
+    redirects lead on to the imported issue. Code and existing links are left
+    as written; with no URL for a number (``url_of`` returns "") the text is
+    kept.
+    """
+    text, kept = _protect(text, _MD_KEPT, lambda m: m.group(0))
+
+    def cite(match: re.Match[str]) -> str:
+        url = url_of(match.group(1))
+        return f"[{match.group(0)}]({url})" if url else match.group(0)
+
+    text = ISSUE_REFERENCE.sub(cite, text)
+    return _restore(text, kept)
 
 
 # ---- Jira ----
@@ -102,6 +135,9 @@ def trac_to_markdown(text: str) -> str:
     text = _TRAC_BOLD.sub(r"**\1**", text)
     text = _TRAC_ITALIC.sub(r"*\1*", text)
     text = _TRAC_LINK.sub(r"[\2](\1)", text)
-    text = _TRAC_TICKET.sub(lambda m: m.group(2) or f"#{m.group(1)}", text)
+    # "#N" is the reference the import links to the ticket (cite_source_issues).
+    text = _TRAC_TICKET.sub(
+        lambda m: f"{m.group(2)} (#{m.group(1)})" if m.group(2) else f"#{m.group(1)}", text
+    )
     text, more = _protect(text, _TRAC_MONO, lambda m: m.group(0))
     return _restore(_restore(text, more), blocks)

@@ -266,6 +266,10 @@ class RedmineImporter(Importer):
         self._people: dict[str, SourcePerson] = {}
         self._issues: list[SourceIssue] | None = None
 
+    def issue_url(self, number: str) -> str:
+        """``<url>/issues/N``: ``#N`` names an issue in Redmine's text."""
+        return f"{self.base}/issues/{number}" if self.base else ""
+
     def _read(self, name: str) -> Any:
         return self.source.read(name)
 

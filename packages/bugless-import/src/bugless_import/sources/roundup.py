@@ -311,6 +311,10 @@ class RoundupImporter(Importer):
                 listed.add(person.key)
                 yield person
 
+    def issue_url(self, number: str) -> str:
+        """``<tracker>/issueN``: ``issueN`` and ``issue N`` name issues in Roundup."""
+        return f"{self.base}issue{number}"
+
     def _retired_user(self, user_id: str) -> str:
         """The username of a user the listing lacks (retired); "" if unknown."""
         data = self.get(f"data/user/{user_id}", **{"@fields": "username,realname,address"})

@@ -149,6 +149,11 @@ class TracImporter(Importer):
         )
         return url.rstrip("/")
 
+    def issue_url(self, number: str) -> str:
+        """``<base_url>/ticket/N``: ``#N`` and ``ticket:N`` name tickets in Trac."""
+        base = self.base_url()
+        return f"{base}/ticket/{number}" if base else ""
+
     def people(self) -> Iterator[SourcePerson]:
         """The authenticated sessions, with their names and e-mails."""
         rows = self._environment().db_query(_SESSIONS)
