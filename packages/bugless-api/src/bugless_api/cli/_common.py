@@ -163,6 +163,13 @@ def resolve_config(options: dict[str, Any]) -> ClientConfig:
     files = {name: Path(values[name]).expanduser() for name in ("cert", "key", "ca")}
     for name, file in files.items():
         if not file.is_file():
+            if name in {"cert", "key"} and not options.get(name) and not file.exists():
+                # `bugless logout` deletes the login certificate the file names.
+                fail(
+                    f"not logged in: {file}, the {name} {path} names, does not exist; "
+                    f"run `bugless login` (or give --{name})",
+                    EXIT_USAGE,
+                )
             fail(f"--{name}: {file} is not a readable file", EXIT_USAGE)
     _refuse_expired(files["cert"])
     zone = options.get("time_zone") or from_file.get("time_zone") or local_zone_name()

@@ -1,0 +1,50 @@
+"""After ``bugless logout`` the next command says to log in, not that a flag is wrong.
+
+``logout`` deletes ``login.pem``/``login.key`` and leaves ``client.toml``
+naming them. Before, the next command said ``--cert: …/login.pem is not a
+readable file``, though the person never gave ``--cert``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BUGLESS = str(Path(sys.executable).with_name("bugless"))
+
+
+def _whoami(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
+    env["BUGLESS_CLIENT_CONFIG"] = str(config)
+    return subprocess.run(
+        [BUGLESS, "whoami", *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def _logged_out(tmp_path: Path) -> Path:
+    """A config directory as ``bugless login`` then ``bugless logout`` leave it."""
+    (tmp_path / "ca.pem").write_text("not used\n", encoding="utf-8")
+    config = tmp_path / "client.toml"
+    config.write_text(
+        f'cert = "{tmp_path / "login.pem"}"\nkey = "{tmp_path / "login.key"}"\n'
+        f'api = "127.0.0.1:1"\nca = "{tmp_path / "ca.pem"}"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_a_command_after_logout_says_to_log_in(tmp_path: Path) -> None:
+    done = _whoami(_logged_out(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"error: not logged in: {tmp_path / 'login.pem'}, the cert {tmp_path / 'client.toml'} "
+        "names, does not exist; run `bugless login` (or give --cert)\n"
+    )
+
+
+def test_a_missing_file_given_as_a_flag_is_still_named_as_the_flag(tmp_path: Path) -> None:
+    done = _whoami(_logged_out(tmp_path), "--cert", str(tmp_path / "elsewhere.pem"))
+    assert done.returncode == 2
+    assert f"--cert: {tmp_path / 'elsewhere.pem'} is not a readable file" in done.stderr
