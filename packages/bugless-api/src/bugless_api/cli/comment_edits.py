@@ -40,7 +40,9 @@ def _recorded(reply: v1.ChangeIssueResponse) -> Detail:
 @click.argument("issue_id", type=ID)
 @click.argument("entry_version", type=ID, metavar="ENTRY")
 @click.argument("text")
-@click.option("--expected-version", type=ID, default=None, help="Fail (exit 4) unless at it.")
+@click.option(
+    "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
+)
 @client_options
 @command
 async def edit_comment_command(
@@ -62,12 +64,16 @@ async def edit_comment_command(
 
 @issue_group.command("redact")
 @click.argument("issue_id", type=ID)
-@click.option("--entry", "entry_version", type=ID, default=None, help="The comment #ENTRY.")
+@click.option(
+    "--entry", "entry_version", metavar="N", type=ID, default=None, help="The comment #N."
+)
 @click.option("--description", is_flag=True, help="The description (entry 1).")
 @click.option(
     "--attachment", "attachment_id", type=ID, default=None, help="An attachment's content."
 )
-@click.option("--expected-version", type=ID, default=None, help="Fail (exit 4) unless at it.")
+@click.option(
+    "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
+)
 @click.option("--yes", is_flag=True, help="Do not ask: redaction cannot be undone.")
 @client_options
 @command

@@ -99,7 +99,11 @@ async def _update(
 @click.option("--description", default=None, help="Replace the description.")
 @click.option("--parent", "parent_id", type=ID_OR_ZERO, default=None, help="Move under this id.")
 @click.option(
-    "--expected-version", type=ID_OR_ZERO, default=None, help="Fail (exit 4) unless at it."
+    "--expected-version",
+    metavar="N",
+    type=ID_OR_ZERO,
+    default=None,
+    help="Fail (exit 4) unless at it.",
 )
 @client_options
 @command

@@ -194,7 +194,11 @@ async def _current(client: BuglessClient, component_ref: str, field_id: int) -> 
 @click.option("--default", "defaults", multiple=True, help="The new default (repeatable).")
 @click.option("--no-default", is_flag=True, help="Remove the default.")
 @click.option(
-    "--expected-version", type=ID_OR_ZERO, default=None, help="Fail (exit 4) unless at it."
+    "--expected-version",
+    metavar="N",
+    type=ID_OR_ZERO,
+    default=None,
+    help="Fail (exit 4) unless at it.",
 )
 @client_options
 @command
@@ -240,7 +244,11 @@ async def field_update(
 @click.argument("component_ref", metavar="ID_OR_PATH")
 @click.argument("field_id", type=ID)
 @click.option(
-    "--expected-version", type=ID_OR_ZERO, default=None, help="Fail (exit 4) unless at it."
+    "--expected-version",
+    metavar="N",
+    type=ID_OR_ZERO,
+    default=None,
+    help="Fail (exit 4) unless at it.",
 )
 @client_options
 @command

@@ -102,7 +102,9 @@ async def hotlist_rename(client: BuglessClient, hotlist_id: int, name: str) -> D
 @click.option("--no-editors", is_flag=True, help="Remove every editor.")
 @click.option("--private/--public", default=None, help="Who may see it.")
 @click.option("--owner", default=None, help="Hand the hotlist to this username.")
-@click.option("--expected-version", type=ID, default=None, help="Fail (exit 4) unless at it.")
+@click.option(
+    "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
+)
 @client_options
 @command
 async def hotlist_update(
@@ -137,7 +139,9 @@ async def hotlist_update(
 
 @hotlist_group.command("delete")
 @click.argument("hotlist_id", type=ID)
-@click.option("--expected-version", type=ID, default=None, help="Fail (exit 4) unless at it.")
+@click.option(
+    "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
+)
 @client_options
 @command
 async def hotlist_delete(

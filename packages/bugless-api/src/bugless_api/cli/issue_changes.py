@@ -135,6 +135,7 @@ def _summary(changes: dict[str, Any]) -> str:
 @click.option("--yes", is_flag=True, help="Change several issues without asking.")
 @click.option(
     "--expected-version",
+    metavar="N",
     type=ID,
     default=None,
     help="One issue: fail (exit 4) unless it is at this version; default: its current one.",

@@ -213,6 +213,7 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
 @click.argument("text")
 @click.option(
     "--expected-version",
+    metavar="N",
     type=ID,
     default=None,
     help="Fail (exit 4) unless the issue is still at this version.",

@@ -155,7 +155,9 @@ async def saved_search_create(
 @click.option("--no-readers", is_flag=True, help="Share it with nobody.")
 @click.option("--columns", default=None, callback=_columns, help=f"{_COLUMNS_HELP} Replaces them.")
 @click.option("--default-columns", is_flag=True, help="Show it with the default columns.")
-@click.option("--expected-version", type=ID, default=None, help="Fail (exit 4) unless at it.")
+@click.option(
+    "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
+)
 @client_options
 @command
 async def saved_search_update(
