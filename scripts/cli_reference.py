@@ -17,8 +17,10 @@ from pathlib import Path
 
 import click
 
+from bugless_core.blobs import DEFAULT_STORE, STORE_ENV
 from bugless_core.cli import build_cli
-from bugless_core.plugins import load_plugins
+from bugless_core.plugins import Plugins, load_plugins
+from bugless_core.settings import environment_settings
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
@@ -85,7 +87,8 @@ def render(missing: list[str] | None = None) -> str:
             of the reference would see an empty line for it.
     """
     missing = [] if missing is None else missing
-    cli = build_cli(load_plugins())
+    plugins = load_plugins()
+    cli = build_cli(plugins)
     out = [
         "# `bugless` command reference",
         "",
@@ -96,7 +99,39 @@ def render(missing: list[str] | None = None) -> str:
     ]
     root_ctx = click.Context(cli, info_name="bugless")
     _walk(cli, ["bugless"], root_ctx, out, missing)
+    out += _blob_stores(plugins, missing)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _blob_stores(plugins: Plugins, missing: list[str]) -> list[str]:
+    """The settings of each installed blob store: environment variables, no flags.
+
+    ``bugless model serve`` reads them for the store ``BUGLESS_BLOB_STORE``
+    names (:func:`bugless_core.blobs.connect_blob_store`); they are no
+    command's options, so the walk above cannot find them.
+    """
+    out = [
+        f"## Blob stores (`{STORE_ENV}`)",
+        "",
+        f"`bugless model serve` keeps attachment content in the store `{STORE_ENV}` names",
+        f"(default `{DEFAULT_STORE}`). Each store reads its own settings from these",
+        "environment variables only (they have no flags).",
+        "",
+    ]
+    for name, store in sorted(plugins.blob_stores):
+        out += [f"### `{STORE_ENV}={name}`", ""]
+        rows = ["| env | default | meaning |", "|---|---|---|"]
+        for variable in environment_settings(store.settings_type):
+            default = variable.default
+            shown = "" if default in (None, "") else f"`{default}`"
+            if variable.required:
+                shown = "**required**"
+            text = variable.help.replace("|", "\\|").replace("\n", " ")
+            if not text.strip():
+                missing.append(f"{STORE_ENV}={name} {variable.names[0]}")
+            rows.append(f"| {', '.join(f'`{e}`' for e in variable.names)} | {shown} | {text} |")
+        out += [*rows, ""] if len(rows) > 2 else ["(no settings)", ""]
+    return out
 
 
 def main() -> int:

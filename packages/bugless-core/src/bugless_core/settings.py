@@ -311,11 +311,47 @@ def declared_env_vars(cls: type[Any], *, env_prefix: str) -> set[str]:
     return names
 
 
+@dataclasses.dataclass(frozen=True)
+class EnvironmentSetting:
+    """One setting of a class read from the environment alone, as a reference lists it.
+
+    Attributes:
+        names: Its variables, the documented one first.
+        required: Whether it has no default.
+        default: Its default (None when required).
+        help: What it does.
+    """
+
+    names: tuple[str, ...]
+    required: bool
+    default: Any
+    help: str
+
+
+def environment_settings(cls: type[Any], *, env_prefix: str = "") -> list[EnvironmentSetting]:
+    """The settings of ``cls`` that :func:`settings_from_environ` reads, in field order.
+
+    For the command reference: a blob store's settings are no command's
+    options, so walking the commands does not find them.
+    """
+    return [
+        EnvironmentSetting(
+            names=tuple(leaf.envvars),
+            required=leaf.required,
+            default=None if leaf.required else leaf.default,
+            help=leaf.spec.help,
+        )
+        for leaf in leaves(cls, env_prefix, None)
+    ]
+
+
 __all__ = [
+    "EnvironmentSetting",
     "Group",
     "Setting",
     "build_settings",
     "declared_env_vars",
+    "environment_settings",
     "group",
     "setting",
     "settings_command",
