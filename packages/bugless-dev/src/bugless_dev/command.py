@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import shlex
 import shutil
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -76,6 +78,13 @@ def dev_command(ctx: click.Context, settings: DevSettings) -> None:
     development CA and a bot certificate and prints how to use the API.
     As root, PostgreSQL runs as the system user `embedded_postgres`.
     """
+    ignored = ignored_service_settings(os.environ)
+    if ignored:
+        click.echo(
+            f"note: ignoring {', '.join(ignored)} from this shell: bugless dev sets every "
+            "service's settings itself (attachments, for one, stay in its database)",
+            err=True,
+        )
     missing = _missing_packages(ctx, ctx.obj)
     if missing:
         fail(
@@ -98,6 +107,32 @@ def dev_command(ctx: click.Context, settings: DevSettings) -> None:
     finally:
         state.close()
     ctx.exit(code)
+
+
+#: Variables of the clients (``bugless issue``, ``bugless import``) and of
+#: ``bugless dev`` itself: a shell that pasted the printed export lines has them.
+_NOT_SERVICE_SETTINGS = ("BUGLESS_DEV_", "BUGLESS_IMPORT_", "BUGLESS_TEST_")
+_CLIENT_SETTINGS = frozenset(
+    {"BUGLESS_API", "BUGLESS_CERT", "BUGLESS_KEY", "BUGLESS_CA", "BUGLESS_TIME_ZONE",
+     "BUGLESS_CLIENT_CONFIG", "BUGLESS_LOG_LEVEL"}
+)  # fmt: skip
+
+
+def ignored_service_settings(environ: Mapping[str, str]) -> list[str]:
+    """The services' ``BUGLESS_*`` settings in ``environ``, which the stack does not pass on.
+
+    The services get only the stack's own settings (:func:`clean_environment`),
+    so that a shell's leftovers cannot change them; a person who exported
+    ``BUGLESS_BLOB_STORE=s3`` to try the S3 store would otherwise believe it
+    in use.
+    """
+    return sorted(
+        key
+        for key in environ
+        if key.startswith("BUGLESS_")
+        and not key.startswith(_NOT_SERVICE_SETTINGS)
+        and key not in _CLIENT_SETTINGS
+    )
 
 
 def _echo(text: str) -> None:

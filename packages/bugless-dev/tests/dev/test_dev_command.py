@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dev_process import BUGLESS, IMPORT_EXPORT_LINE, DevProcess, run_bugless
+from dev_process import BUGLESS, IMPORT_EXPORT_LINE, DevProcess, clean_env, run_bugless
 
 from bugless_dev._stack_config import SERVICE_KINDS
 from bugless_dev.command import REQUIRED_COMMANDS
@@ -315,6 +315,30 @@ def test_port_in_use_is_a_clear_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"port {port} is in use; pass --port" in result.stderr
     assert not (tmp_path / "s").exists(), "nothing may be created before the check"
+
+
+def test_service_settings_exported_in_the_shell_are_named_as_ignored(tmp_path: Path) -> None:
+    # Before, BUGLESS_BLOB_STORE=s3 was dropped silently: attachments went to
+    # the database while the person believed them in S3.
+    env = {
+        **clean_env(),
+        "BUGLESS_BLOB_STORE": "s3",
+        "BUGLESS_BLOB_S3_BUCKET": "b",
+        "BUGLESS_API": "127.0.0.1:1",  # a pasted client export line: not a service's
+        "BUGLESS_IMPORT_MODEL": "127.0.0.1:2",
+    }
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_bugless(
+            "dev", "--state-dir", str(tmp_path / "s"), "--port", str(port), env=env
+        )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (
+        "note: ignoring BUGLESS_BLOB_S3_BUCKET, BUGLESS_BLOB_STORE from this shell: "
+        "bugless dev sets every service's settings itself"
+    ) in result.stderr
 
 
 def test_state_dir_of_an_incompatible_version_is_refused(tmp_path: Path) -> None:
