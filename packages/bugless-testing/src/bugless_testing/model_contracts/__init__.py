@@ -19,10 +19,8 @@ from bugless_testing.model_contracts._batch_creates import BatchCreateContract
 from bugless_testing.model_contracts._changes import ChangeContract
 from bugless_testing.model_contracts._components import ComponentContract
 from bugless_testing.model_contracts._concurrency import ConcurrencyContract
-from bugless_testing.model_contracts._custom_fields import (
-    CustomFieldContract,
-    CustomFieldSearchContract,
-)
+from bugless_testing.model_contracts._custom_field_search import CustomFieldSearchContract
+from bugless_testing.model_contracts._custom_fields import CustomFieldContract
 from bugless_testing.model_contracts._edits import EditContract, RedactionContract
 from bugless_testing.model_contracts._feed import FeedContract
 from bugless_testing.model_contracts._follow import FollowContract
