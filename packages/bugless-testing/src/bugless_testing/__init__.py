@@ -22,19 +22,18 @@ treat every skip as a failure.
 
 from __future__ import annotations
 
+import pkgutil
+
 import pytest
 
-# Contract classes live in this package, not in test files: without this their
-# plain asserts would fail with no detail.
+# Every module of this package, not only the contracts, is rewritten: pytest
+# plugins (``stack``, ``postgres``...) are often imported by a test module
+# before pytest reads its ``pytest_plugins`` (which would warn "Module already
+# imported so cannot be rewritten"), and assertion helpers (``lease_renewal``,
+# ``events``...) fail with no detail unless rewritten. Registering here, before
+# any submodule can be imported, holds whatever imports one first.
 pytest.register_assert_rewrite(
-    "bugless_testing.model_contracts",
-    "bugless_testing.auth_contracts",
-    "bugless_testing.plugin",
-    "bugless_testing.slapd",
-    "bugless_testing.slapd_replica",
-    "bugless_testing.smtp",
-    "bugless_testing.blob_contracts",
-    "bugless_testing.s3",
+    *(f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__))
 )
 
 from bugless_testing.plugin import requires_capability  # noqa: E402
