@@ -45,11 +45,16 @@ PROMPTLY = 5.0
 
 
 def _start(
-    world: World, transfers: float, *, grace: float = GRACE, workers: int = 1
+    world: World,
+    transfers: float,
+    *,
+    grace: float = GRACE,
+    workers: int = 1,
+    drain: float = DRAIN,
 ) -> RunningService:
     return world.stack.start_web(
         env={
-            "BUGLESS_WEB_DRAIN_SECONDS": str(DRAIN),
+            "BUGLESS_WEB_DRAIN_SECONDS": str(drain),
             "BUGLESS_WEB_GRACE_SECONDS": str(grace),
             "BUGLESS_WEB_DRAIN_TRANSFER_SECONDS": str(transfers),
             "BUGLESS_WEB_STEER_TO": STEER_TO,
@@ -400,3 +405,61 @@ class _EndlessUpload:
             answer = await self._reading
             await self._sending
         return answer
+
+
+#: The drain of the second-signal test: short, as nothing is asked of it.
+SHORT_DRAIN = 1.0
+#: How soon after the second SIGTERM the process exits: the cut requests get
+#: FORCED_CUT_SECONDS (1 s) to answer, and the rest is the process's exit.
+FORCED_PROMPTLY = 5.0
+
+
+async def test_a_second_sigterm_during_a_hung_transfer_cuts_it_and_exits_now(
+    world: World, model: v1.ModelStub
+) -> None:
+    """An operator's second SIGTERM ends the wait for transfers: they are cut, the process exits.
+
+    An upload that would take far longer than ``--drain-transfer-seconds``
+    (60 s) and a download read slowly hold the drain after the server
+    stopped accepting; a second SIGTERM then exits within seconds, with each
+    transfer ended as at its bound: the upload answers 503 saying why (not
+    uvicorn's 500 for a cancelled request), attaching nothing, the download
+    ends short. The log says once how many were cut, and has no traceback.
+    """
+    web = _start(world, TRANSFERS, drain=SHORT_DRAIN)
+    try:
+        url, download_cookie = await uploaded_file(web, world, model)
+        issue = await create_issue(model, world, "An upload hung at a second SIGTERM")
+        async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
+            csrf = await signed_in(client)
+            cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        offset = web.log.stat().st_size
+        upload = _EndlessUpload(web.port, _script_head(web.port, issue, cookie, csrf), b"")
+        await upload.start()
+        download_started = asyncio.Event()
+        download = asyncio.create_task(_read_slowly(web, url, download_cookie, download_started))
+        await download_started.wait()
+        web.process.signal(signal.SIGTERM)
+        await _until_logged(web, offset, "waiting up to 60s for 2 transfer(s)")
+        web.process.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        status = await _exit_status(web, TRANSFERS)
+        exited = time.monotonic() - signalled
+        answer = await upload.answer()
+        async with asyncio.timeout(60):  # only against a hang
+            downloaded = await download
+    finally:
+        world.stack.stop_service(web)
+    assert status == 0
+    assert exited < FORCED_PROMPTLY
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
+    assert b"this server shut down before the request finished" in answer, answer
+    assert BLOCK <= downloaded < DOWNLOAD
+    assert await _attachments(model, world, issue) == []
+    lines = logged_since(web, offset)
+    assert any("second SIGTERM: exiting now" in line for line in lines), lines
+    cuts = [line for line in lines if " cut " in line]
+    assert len(cuts) == 1, lines
+    assert "cut 2 request(s) still running at the second signal" in cuts[0]
+    assert not [line for line in lines if "the last request ended" in line], lines
+    _no_traceback(lines)

@@ -6,7 +6,8 @@ removed from the Service (and steer page loads elsewhere), then stop
 accepting, then let in-flight requests finish: ordinary ones within
 ``--grace-seconds``, transfers (uploads, downloads) within the longer
 ``--drain-transfer-seconds`` (:mod:`bugless_web.drain`). This module
-installs its own signal handlers to do exactly that.
+installs its own signal handlers to do exactly that; a second SIGTERM (or
+SIGINT) ends the wait, cutting what still runs as its bound would.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ WINDOWS_REFRESH_SECONDS = 5.0
 #: How long past the transfer bound uvicorn itself cancels what is left: only
 #: a request that ignored being cut (:meth:`DrainingServer.shutdown`) meets it.
 BACKSTOP_SECONDS = 5
+#: After a second SIGTERM/SIGINT, how long the requests it cut get to answer
+#: (a 503 takes a loop turn or two), and then the app to shut down (it closes
+#: its channels), before the process exits regardless.
+FORCED_CUT_SECONDS = 1.0
 
 
 class DrainingServer(uvicorn.Server):
@@ -131,6 +136,14 @@ class DrainingServer(uvicorn.Server):
                 cutting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await cutting
+            if self.force_exit and self._frontend is not None:
+                await self._cut_at_once(self._frontend)
+                # uvicorn skips the app's shutdown on a forced exit, leaving
+                # its lifespan task to be cancelled (a traceback); the
+                # requests are cut, so it has nothing to wait for.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FORCED_CUT_SECONDS):
+                        await self.lifespan.shutdown()
             if self._windows_task is not None:
                 self._windows_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -174,16 +187,37 @@ class DrainingServer(uvicorn.Server):
             # Wait to be cancelled (by shutdown) once uvicorn saw them end.
             await asyncio.Event().wait()
         finally:
-            _log.info(
-                "the last request ended %.1fs after the server stopped accepting",
-                time.monotonic() - started,
-                extra={"drained_seconds": round(time.monotonic() - started, 3)},
-            )
+            if not self.force_exit:  # else they did not end: _cut_at_once cuts them
+                _log.info(
+                    "the last request ended %.1fs after the server stopped accepting",
+                    time.monotonic() - started,
+                    extra={"drained_seconds": round(time.monotonic() - started, 3)},
+                )
+
+    async def _cut_at_once(self, frontend: Frontend) -> None:
+        """After a second signal: cut every request still running, transfers too; log it once.
+
+        uvicorn stops waiting for them, and the process would end with them
+        cancelled mid-way: a 500 from uvicorn and a traceback in the log for
+        each. Cut by the drain instead, each answers as at its bound (a 503
+        saying why, or a body ended short), within :data:`FORCED_CUT_SECONDS`.
+        """
+        cut = frontend.drain.requests.cut(transfers=True)
+        if not cut:
+            return
+        _log.warning(
+            "cut %d request(s) still running at the second signal",
+            len(cut),
+            extra={"cut_requests": len(cut)},
+        )
+        await asyncio.wait(cut, timeout=FORCED_CUT_SECONDS)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: drain, then exit gracefully; a second signal exits now.
 
-        uvicorn calls this from its signal handler. Stopping is a flag its
+        After a second signal the server waits for nothing: what still runs
+        is cut at once (:meth:`_cut_at_once`), transfers too, and the process
+        exits. uvicorn calls this from its signal handler. Stopping is a flag its
         main loop polls, so a timer thread may set it after the drain period.
         """
         name = signal.Signals(sig).name
