@@ -87,12 +87,56 @@ async def test_a_deployment_sets_the_default_page_size_and_its_menu_offers_it(
         # The menu's sizes still work on that tier.
         bigger = await tens.get("/search", params={"q": "quokka", "page_size": "25"})
         assert len(_ids(bigger.text)) == 12
-    # A tier with the default size offers no 10: the size falls back to its 50.
+    # A tier with the default size offers no 10 in its menu, yet serves a link asking for it.
     await sign_in(client, "bob")
     other = await client.get("/search", params={"q": "quokka", "page_size": "10"})
-    assert len(_ids(other.text)) == 12
-    assert "<option>10</option>" not in other.text
-    assert "<option selected>50</option>" in other.text
+    assert len(_ids(other.text)) == 10
+    assert "<option selected>10</option>" in other.text
+    plain = await client.get("/search", params={"q": "quokka"})
+    assert len(_ids(plain.text)) == 12
+    assert "<option>10</option>" not in plain.text
+    assert "<option selected>50</option>" in plain.text
+
+
+async def test_any_page_size_from_1_to_200_is_served_and_kept_by_the_page_links(
+    client: AsyncTestClient[Any], model: v1.ModelStub, world: World
+) -> None:
+    """A size the menu lacks (7) is honoured, shown selected in the menu, and kept page to page."""
+    made = await _many(model, world, "numbat", 9)
+    await sign_in(client, "bob")
+    first = await client.get("/search", params={"q": "numbat", "page_size": " 7 "})
+    assert first.status_code == 200
+    assert len(_ids(first.text)) == 7
+    assert "page 1 of 2" in first.text
+    assert "<option selected>7</option>" in first.text
+    second = await client.get(_href(first.text, r'rel="next" class="button" href="([^"]+)"'))
+    assert "page_size=7" in str(second.url)
+    assert sorted(_ids(first.text) + _ids(second.text)) == sorted(made)
+    for size, shown in (("1", 1), ("200", 9), ("", 9)):
+        page = await client.get("/search", params={"q": "numbat", "page_size": size})
+        assert (page.status_code, len(_ids(page.text))) == (200, shown), size
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        ("0", "page_size: 0 is outside 1 to 200 issues per page"),
+        ("-5", "page_size: -5 is outside 1 to 200 issues per page"),
+        ("201", "page_size: 201 is outside 1 to 200 issues per page"),
+        ("1" * 30, f"page_size: {'1' * 20}… is outside 1 to 200 issues per page"),
+        ("many", "page_size: &#39;many&#39; is not a number; give 1 to 200 issues per page"),
+        ("1_0", "page_size: &#39;1_0&#39; is not a number; give 1 to 200 issues per page"),
+        ("2.5", "page_size: &#39;2.5&#39; is not a number; give 1 to 200 issues per page"),
+    ],
+)
+async def test_a_page_size_that_cannot_be_served_is_a_400_saying_why(
+    client: AsyncTestClient[Any], size: str, reason: str
+) -> None:
+    """As the API refuses a page_size outside its bounds: the reason, not another size."""
+    await sign_in(client, "bob")
+    page = await client.get("/search", params={"q": "numbat", "page_size": size})
+    assert page.status_code == 400
+    assert reason in page.text
 
 
 async def test_a_tampered_page_trail_is_a_400_saying_so(client: AsyncTestClient[Any]) -> None:

@@ -34,23 +34,46 @@ from bugless_web.searching import (
     remember_columns,
     run_search,
 )
-from bugless_web.settings import PAGE_SIZES
+from bugless_web.settings import MAX_PAGE_SIZE, PAGE_SIZES
 from bugless_web.timezones import zone_of
 
 
-@functools.lru_cache(maxsize=8)
-def page_sizes(default: int) -> tuple[int, ...]:
-    """The sizes the table's menu offers: :data:`PAGE_SIZES` and the deployment's default."""
-    return tuple(sorted({*PAGE_SIZES, default}))
+@functools.lru_cache(maxsize=32)
+def page_sizes(default: int, current: int) -> tuple[int, ...]:
+    """The sizes the table's menu offers: :data:`PAGE_SIZES`, the deployment's default, this page's.
+
+    A size given in the URL that the menu lacks is offered too, so that the
+    menu shows the page as it is (a browser would show the first size chosen).
+    """
+    return tuple(sorted({*PAGE_SIZES, default, current}))
+
+
+#: A page size as typed into a URL: an optional minus sign and digits
+#: (``int()`` would also take ``"1_0"``, ``"+10"`` and other scripts' digits).
+_PAGE_SIZE_TEXT = re.compile(r"-?[0-9]+")
 
 
 def _page_size(request: Request[Any, Any, Any]) -> int:
-    default = frontend_of(request).settings.page_size
-    try:
-        size = int(request.query_params.get("page_size") or default)
-    except ValueError:
-        return default
-    return size if size in PAGE_SIZES or size == default else default
+    """The page's size: ``?page_size=`` (any of 1 to :data:`MAX_PAGE_SIZE`), else the default.
+
+    Like the API's ``page_size``, a size that cannot be served is refused
+    with the reason rather than quietly replaced by another.
+
+    Raises:
+        InvalidArgument: The size is not a whole number from 1 to :data:`MAX_PAGE_SIZE`.
+    """
+    text = (request.query_params.get("page_size") or "").strip()
+    if not text:
+        return frontend_of(request).settings.page_size
+    shown = text if len(text) <= 20 else text[:20] + "…"
+    if not _PAGE_SIZE_TEXT.fullmatch(text):
+        msg = f"page_size: {shown!r} is not a number; give 1 to {MAX_PAGE_SIZE} issues per page"
+        raise InvalidArgument(msg)
+    size = int(text) if len(text) <= 6 else 0
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        msg = f"page_size: {shown} is outside 1 to {MAX_PAGE_SIZE} issues per page"
+        raise InvalidArgument(msg)
+    return size
 
 
 #: Links kept by :func:`search_href` and :func:`_export_href`: the same few
@@ -114,7 +137,7 @@ async def _search_page(request: Request[Any, Any, Any], text: str) -> Response[s
             "sortable": SORTABLE,
             "columns_param": ",".join(columns),
             "page_size": page_size,
-            "page_sizes": page_sizes(frontend_of(request).settings.page_size),
+            "page_sizes": page_sizes(frontend.settings.page_size, page_size),
             "page_number": trail.number,
             "page_total": page_count(results.total, page_size),
             "page_links": [
