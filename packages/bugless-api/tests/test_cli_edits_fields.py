@@ -251,6 +251,54 @@ async def test_edit_comment_and_redact(cli_env: dict[str, str], connect_as: Conn
     assert "redacted" in edit_other.stderr
 
 
+async def test_show_with_comments_has_the_description_once_and_each_comment_at_its_text(
+    cli_env: dict[str, str], connect_as: ConnectAs
+) -> None:
+    """``issue show --comments``: the description with the fields, then the comments after it.
+
+    Entry 1 (the description) is not repeated as a comment; an edited
+    comment is shown once, at its place with its latest text, marked
+    edited (the edit entries are no comments of their own); a redacted one
+    keeps its number and says so.
+    """
+    env = cli_env
+    component = str((await _admin_component(connect_as)).id)
+    created = await _json(
+        env, "issue", "create", "--title", "read", "--component", component, "--description", "x"
+    )
+    issue_id = str(created["id"])
+    await _bugless(env, "issue", "edit-comment", issue_id, "1", "orig-desc-words")  # 2
+    for text in ("kept as written", "first wording", "to be redacted"):
+        await _bugless(env, "issue", "comment", issue_id, text)  # entries 3, 4, 5
+    await _bugless(env, "issue", "edit-comment", issue_id, "4", "second wording")  # 6
+    await _bugless(env, "issue", "edit-comment", issue_id, "1", "edited-desc-words")  # 7
+    await _bugless(env, "issue", "redact", issue_id, "--entry", "5", "--yes")  # 8
+
+    shown = await _json(env, "issue", "show", issue_id, "--comments")
+    assert shown["description"] == "edited-desc-words"
+    assert [(c["version"], c["comment"]) for c in shown["comments"]] == [
+        (3, "kept as written"),
+        (4, "second wording"),
+        (5, ""),
+    ]
+    assert [c["comment_redacted"] for c in shown["comments"]] == [False, False, True]
+
+    text = (await _bugless(env, "issue", "show", issue_id, "--comments")).stdout
+    assert text.count("edited-desc-words") == 1
+    assert "orig-desc-words" not in text
+    assert "first wording" not in text
+    assert text.count("second wording") == 1
+    numbered = [line.split()[0] for line in text.splitlines() if line.startswith("#")]
+    assert numbered == ["#3", "#4", "#5"]
+    lines = text.splitlines()
+    description = next(i for i, line in enumerate(lines) if line.startswith("description"))
+    assert "edited-desc-words" in lines[description]
+    assert description < next(i for i, line in enumerate(lines) if line.startswith("#3"))
+    assert next(line for line in lines if line.startswith("#4")).endswith("(edited)")
+    assert not next(line for line in lines if line.startswith("#3")).endswith("(edited)")
+    assert "(comment redacted)" in text
+
+
 async def test_query_explain_shows_custom_field_terms() -> None:
     result = await asyncio.to_thread(
         subprocess.run,

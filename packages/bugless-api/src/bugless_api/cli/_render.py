@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from bugless_api.cli._common import Detail, to_plain
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from bugless_api.client import BuglessClient
     from bugless_proto import v1
 
@@ -44,10 +47,42 @@ def _when(entry_or_issue: v1.HistoryEntry | v1.Issue, field: str) -> str:
     return value.isoformat(timespec="seconds") if value else ""
 
 
+def comments_of(history: Iterable[v1.HistoryEntry]) -> tuple[list[v1.HistoryEntry], set[int]]:
+    """An issue's comments as a reader follows them, from its history (oldest first).
+
+    Entry 1's text is the description, which the issue's fields show already
+    (edits included), so it is no comment. An edit is a later entry naming the
+    comment it supersedes: the comment is shown once, at its place, with its
+    latest text, and the versions so edited are returned beside the comments.
+    A redacted comment stays (its text is gone), so the numbering has no gap.
+    Entries without text (field changes, attachments) are left out.
+    """
+    entries = list(history)
+    latest = {entry.edits_version: entry for entry in entries if entry.edits_version}
+    comments: list[v1.HistoryEntry] = []
+    edited: set[int] = set()
+    for entry in entries:
+        if entry.version == 1 or entry.edits_version:
+            continue
+        edit = latest.get(entry.version)
+        if edit is not None and not entry.comment_redacted:
+            comments.append(dataclasses.replace(entry, comment=edit.comment))
+            edited.add(entry.version)
+        elif entry.comment or entry.comment_redacted:
+            comments.append(entry)
+    return comments, edited
+
+
 def issue_detail(
-    issue: v1.Issue, paths: dict[int, str], comments: list[v1.HistoryEntry] | None = None
+    issue: v1.Issue,
+    paths: dict[int, str],
+    comments: list[v1.HistoryEntry] | None = None,
+    edited: set[int] | frozenset[int] = frozenset(),
 ) -> Detail:
-    """An issue as ``field: value`` lines (and its comments, when asked for)."""
+    """An issue as ``field: value`` lines, then its comments when asked for (:func:`comments_of`).
+
+    ``edited``: the versions of comments shown at an edited text.
+    """
     lines: list[tuple[str, object]] = [
         ("id", issue.id),
         ("title", issue.title),
@@ -79,8 +114,11 @@ def issue_detail(
     if comments is None:
         return Detail(lines=lines, data=issue)
     for entry in comments:
-        lines.append((f"#{entry.version}", f"{entry.author}, {_when(entry, 'created_at')}"))
-        lines.append(("", entry.comment))
+        written = f"{entry.author}, {_when(entry, 'created_at')}"
+        lines.append(
+            (f"#{entry.version}", written + (" (edited)" if entry.version in edited else ""))
+        )
+        lines.append(("", "(comment redacted)" if entry.comment_redacted else entry.comment))
     # One JSON shape with or without --comments: the issue, plus a "comments" key.
     shown = to_plain(issue)
     assert isinstance(shown, dict)

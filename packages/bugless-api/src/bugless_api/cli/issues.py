@@ -24,6 +24,7 @@ from bugless_api.cli._common import (
 from bugless_api.cli._render import (
     ISSUE_HEADERS,
     ISSUE_ROW_FIELDS,
+    comments_of,
     component_paths,
     entry_text,
     issue_detail,
@@ -128,7 +129,11 @@ async def list_command(
 
 @issue_group.command("show")
 @click.argument("issue_id", type=ID)
-@click.option("--comments", is_flag=True, help="Also show every comment, oldest first.")
+@click.option(
+    "--comments",
+    is_flag=True,
+    help="Also show the comments after the description, oldest first, each at its latest text.",
+)
 @client_options
 @command
 async def show_command(client: BuglessClient, issue_id: int, comments: bool) -> Detail:
@@ -137,8 +142,8 @@ async def show_command(client: BuglessClient, issue_id: int, comments: bool) -> 
     paths = await component_paths(client)
     if not comments:
         return issue_detail(issue, paths)
-    entries = [entry async for entry in client.iter_history(issue_id) if entry.comment]
-    return issue_detail(issue, paths, comments=entries)
+    shown, edited = comments_of([entry async for entry in client.iter_history(issue_id)])
+    return issue_detail(issue, paths, comments=shown, edited=edited)
 
 
 @issue_group.command("history")
