@@ -11,7 +11,9 @@ does not come back at the same instant):
 * a read (:data:`READ_ROUTES`) is retried after UNAVAILABLE or a dropped
   connection: running it twice changes nothing;
 * any call, writes included, is retried after a ``DRAINING`` refusal: the
-  server never ran it;
+  server never ran it (recognised by
+  :func:`bugless_core.failover.refused_while_draining`, the one rule every
+  client of a draining replica shares);
 * nothing else is retried: a write whose connection dropped, or that a
   replica answered UNAVAILABLE for another reason, may have been applied, and
   a deadline that passed means a slow backend that a second attempt would only
@@ -61,7 +63,8 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from bugless_core.backoff import Backoff
 from bugless_core.clients import channel_connection, forget_connection
-from bugless_core.errors import BuglessError, Unavailable, from_grpc_error
+from bugless_core.errors import BuglessError
+from bugless_core.failover import refused_while_draining
 from bugless_core.outage import OutageLog
 from bugless_proto import v1
 from bugless_proto.stubs import UnaryUnaryInterceptor
@@ -314,11 +317,8 @@ async def send_with_retry(
     try:
         return await send(route, request, *args, **options)
     except GRPCError as exc:
-        if exc.status is not Status.UNAVAILABLE:
-            raise
-        error = from_grpc_error(exc)
-        refused = isinstance(error, Unavailable) and error.refused_while_draining
-        if not (refused or route in _RETRIED_READS):
+        refused = refused_while_draining(exc)
+        if not (refused or (exc.status is Status.UNAVAILABLE and route in _RETRIED_READS)):
             raise
         if refused:
             forget_connection(channel, used)
