@@ -38,7 +38,7 @@ EXPORTERS: dict[str, frozenset[str]] = {
     "bugless_background_consecutive_failures": frozenset({"model", "auth", "notify"}),
     "bugless_background_outage_seconds": frozenset({"model", "auth", "notify"}),
     "bugless_notify_dead_letters_total": frozenset({"notify"}),
-    "bugless_schema_version_skew": frozenset({"model"}),
+    "bugless_schema_version_skew": frozenset({"model", "auth", "notify"}),
     "bugless_grpc_connection_window_bytes": ALL,
     "bugless_user_feed_last_read_timestamp_seconds": frozenset({"api", "web", "web-workers"}),
     "bugless_auth_user_changes_lag_seconds": frozenset({"auth"}),

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bugless_core.errors import FailedPrecondition
-from bugless_core.migrations import Migration, migrate, quote_schema
+from bugless_core.migrations import Migration, quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
@@ -24,6 +24,14 @@ from bugless_testing.model_contracts._support import (
     search_ids,
     unique,
     within,
+)
+from bugless_testing.schemas import (
+    SKEW_LOGGER,
+    assert_said_ahead,
+    assert_said_behind_then_back,
+    drop_schema,
+    migrate_ahead,
+    restore_older,
 )
 
 
@@ -91,15 +99,15 @@ async def test_open_refuses_a_schema_newer_than_the_code(model_settings: ModelSe
         await PostgresBackend.migrate(settings)
 
 
-def _skew() -> float | None:
-    """``bugless_schema_version_skew`` of the Model, as this process's ``/metrics`` would say."""
+def _skew(schema: str) -> float | None:
+    """``bugless_schema_version_skew`` of the Model on ``schema``, as ``/metrics`` would say.
+
+    One series per schema: the session's own Model (another schema, probed
+    by its tests) does not overwrite what this test's replica read.
+    """
     return REGISTRY.get_sample_value(
-        "bugless_schema_version_skew", {"component": "bugless-model-postgres"}
+        "bugless_schema_version_skew", {"component": "bugless-model-postgres", "schema": schema}
     )
-
-
-def _schema_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "bugless_core.schema_skew"]
 
 
 async def test_a_replica_serving_when_a_newer_release_migrates_serves_on_until_restarted(
@@ -121,14 +129,7 @@ async def test_a_replica_serving_when_a_newer_release_migrates_serves_on_until_r
         component = await running.create_component(
             v1.CreateComponentRequest(caller=admin, name=unique("rolling"))
         )
-        conn = await asyncpg.connect(settings.database_url)
-        try:
-            await conn.execute(
-                "INSERT INTO mig_rolling.schema_migrations (version, name) VALUES ($1, 'next')",
-                newest_version() + 1,
-            )
-        finally:
-            await conn.close()
+        await migrate_ahead(settings.database_url, "mig_rolling", newest_version() + 1)
         issue = await running.create_issue(
             v1.CreateIssueRequest(
                 caller=admin, fields=v1.IssueFields(title="after", component_id=component.id)
@@ -136,14 +137,11 @@ async def test_a_replica_serving_when_a_newer_release_migrates_serves_on_until_r
         )
         read = await running.get_issue(v1.GetIssueRequest(caller=admin, issue_id=issue.id))
         assert (read.title, read.version) == ("after", 1)
-        with caplog.at_level(logging.INFO, logger="bugless_core.schema_skew"):
+        with caplog.at_level(logging.INFO, logger=SKEW_LOGGER):
             assert await running.check_ready()
             assert await running.check_ready()
-        assert _skew() == 1
-        (said,) = _schema_lines(caplog)
-        assert said.levelno == logging.WARNING
-        assert f"now at version {newest_version() + 1}, newer than the" in said.getMessage()
-        assert "serving on" in said.getMessage()
+        assert _skew("mig_rolling") == 1
+        assert_said_ahead(caplog.records, "bugless-model-postgres", newest_version() + 1)
         with pytest.raises(FailedPrecondition, match="upgrade bugless"):
             await PostgresBackend.open(settings)
     finally:
@@ -163,39 +161,29 @@ async def test_a_replica_whose_schema_falls_behind_its_code_is_not_ready_until_m
     settings = _in_schema(model_settings, "mig_restored")
     await PostgresBackend.migrate(settings)
     running = await PostgresBackend.open(settings)
-    conn = await asyncpg.connect(settings.database_url)
+    aside: str | None = None
     try:
         assert await running.check_ready()
-        assert _skew() == 0
-        await conn.execute("ALTER SCHEMA mig_restored RENAME TO mig_restored_upgraded")
-        older = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
-        try:
-            await migrate(
-                older,
-                "mig_restored",
-                shipped_migrations()[:-1],
-                component="bugless-model-postgres",
-                lock=PostgresBackend.migration_lock,
-            )
-        finally:
-            await older.close()
-        with caplog.at_level(logging.INFO, logger="bugless_core.schema_skew"):
+        assert _skew("mig_restored") == 0
+        aside = await restore_older(
+            settings.database_url,
+            "mig_restored",
+            shipped_migrations(),
+            component="bugless-model-postgres",
+            lock=PostgresBackend.migration_lock,
+        )
+        with caplog.at_level(logging.INFO, logger=SKEW_LOGGER):
             assert not await running.check_ready()
             assert not await running.check_ready()
-            assert _skew() == -1
+            assert _skew("mig_restored") == -1
             await PostgresBackend.migrate(settings)
             assert await running.check_ready()
-        assert _skew() == 0
-        behind, back = _schema_lines(caplog)
-        assert behind.levelno == logging.ERROR
-        assert f"now at version {newest_version() - 1}, older than the" in behind.getMessage()
-        assert "not ready" in behind.getMessage()
-        assert back.levelno == logging.INFO
-        assert f"at version {newest_version()} again" in back.getMessage()
+        assert _skew("mig_restored") == 0
+        assert_said_behind_then_back(caplog.records, "bugless-model-postgres", newest_version())
     finally:
         await running.close()
-        await conn.execute("DROP SCHEMA IF EXISTS mig_restored_upgraded CASCADE")
-        await conn.close()
+        if aside is not None:
+            await drop_schema(settings.database_url, aside)
 
 
 async def test_open_refuses_an_unmigrated_database(model_settings: ModelSettings) -> None:

@@ -9,17 +9,26 @@ Retry-After, or hang.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime
+import inspect
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bugless_core.grpc import GrpcServerSettings
 from bugless_notify.queue import NewDelivery
 from bugless_notify.render import ChangeNotice, Person, Reason, render_notification
+from bugless_notify.settings import NotifierSettings, SmtpOptions
 from bugless_notify.webhook import DELIVERY_HEADER
 from bugless_proto import v1
 from bugless_testing import webhooks
+
+if TYPE_CHECKING:
+    from bugless_dev.stack import LocalStack
 
 SECRET = "s3cr3t-" + "0123456789abcdef" * 3
 PUBLIC_URL = "https://bugs.example.com"
@@ -174,3 +183,67 @@ def run_receiver() -> Iterator[WebhookReceiver]:
         yield receiver
     finally:
         receiver.stop()
+
+
+def stack_notifier_settings(
+    stack: LocalStack,
+    *,
+    database_url: str,
+    schema: str,
+    smtp_port: int,
+    model_port: int | None = None,
+    auth_port: int | None = None,
+) -> NotifierSettings:
+    """Settings of a notifier run in the test's process on ``stack``'s services.
+
+    It reaches them as ``bugless notify serve`` does (the ``notify``
+    identity), at the stack's first Model and Authenticator unless a port
+    names another replica; mail goes to the SMTP sink at ``smtp_port``; its
+    status server listens on a free loopback port, plain, and drains at once.
+    """
+    model = stack.client_address("model", "notify")
+    auth = stack.client_address("auth", "notify")
+    return NotifierSettings(
+        model=model if model_port is None else dataclasses.replace(model, port=model_port),
+        auth=auth if auth_port is None else dataclasses.replace(auth, port=auth_port),
+        database_url=database_url,
+        schema=schema,
+        public_url=PUBLIC_URL,
+        secret_keys=(SEALING_KEY,),
+        smtp=SmtpOptions(host="127.0.0.1", port=smtp_port, security="none"),
+        grpc=GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=1.0),
+    )
+
+
+async def until(condition: Callable[[], bool | Awaitable[bool]], what: str) -> None:
+    """Poll ``condition`` (of other processes, which have no event) until true, for 30 s.
+
+    Raises:
+        AssertionError: naming ``what`` was not reached.
+    """
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                reached = condition()
+                if await reached if inspect.isawaitable(reached) else reached:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def assert_moved_off_a_draining_replica(records: list[logging.LogRecord]) -> None:
+    """A call met a draining replica and was sent again, and the notifier minded nothing else.
+
+    ``records`` are a run's log records at INFO: a refusal was logged
+    (``bugless_core.failover``), and nothing of the notifier's at WARNING or
+    above (a failed round of the consumer, a failed delivery, an outage).
+    """
+    refusals = [r for r in records if "refused by a draining replica" in r.getMessage()]
+    assert refusals, "no call met the draining replica"
+    trouble = [
+        r.getMessage()
+        for r in records
+        if r.name.startswith("bugless.notify") and r.levelno >= logging.WARNING
+    ]
+    assert trouble == []

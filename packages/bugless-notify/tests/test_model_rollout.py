@@ -23,18 +23,22 @@ import dataclasses
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-from notify_support import SEALING_KEY, SECRET, WebhookReceiver
+from notify_support import (
+    SECRET,
+    WebhookReceiver,
+    assert_moved_off_a_draining_replica,
+    stack_notifier_settings,
+    until,
+)
 from prometheus_client import CollectorRegistry
 
 from bugless_core.clients import ServiceAddress, acting_as, call
-from bugless_core.grpc import GrpcServerSettings
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_notify.queue import DeliveryState
 from bugless_notify.service import start_notifier
-from bugless_notify.settings import NotifierSettings, SmtpOptions
 from bugless_proto import v1
 from bugless_testing.metrics import metric_total
 from bugless_testing.smtp import SmtpSink
@@ -53,15 +57,6 @@ def _start_model(stack: LocalStack, port: int, name: str) -> RunningService:
 async def _metric(replica: RunningService, name: str, **labels: str) -> int:
     """The sum of ``name``'s samples with ``labels`` on ``replica``'s own ``/metrics``."""
     return int(await metric_total(replica.metrics_port, name, **labels))
-
-
-async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    try:
-        async with asyncio.timeout(30):
-            while not await condition():  # noqa: ASYNC110 - polls processes, which have no event
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 @pytest.fixture
@@ -106,17 +101,12 @@ async def test_a_draining_model_costs_the_consumer_and_the_webhook_admin_no_fail
             )
         )
 
-    settings = NotifierSettings(
-        model=dataclasses.replace(
-            bugless_stack.client_address("model", "notify"), port=old_model.port
-        ),
-        auth=bugless_stack.client_address("auth", "notify"),
+    settings = stack_notifier_settings(
+        bugless_stack,
         database_url=notify_database,
         schema=f"notify_rollout_{tag}",
-        public_url="https://bugs.example.test",
-        secret_keys=(SEALING_KEY,),
-        smtp=SmtpOptions(host="127.0.0.1", port=smtp_sink.port, security="none"),
-        grpc=GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=1.0),
+        smtp_port=smtp_sink.port,
+        model_port=old_model.port,
     )
     new_model: RunningService | None = None
     watch: asyncio.Task[None] | None = None
@@ -132,7 +122,7 @@ async def test_a_draining_model_costs_the_consumer_and_the_webhook_admin_no_fail
         try:
             # The notifier's connection is open to the old replica, the only one yet.
             issue = await change("Before the rollout")
-            await _until(lambda: _true(consumer.handled >= 1), "the first change consumed")
+            await until(lambda: consumer.handled >= 1, "the first change consumed")
             with acting_as(owner_says):
                 added = await call(
                     webhooks.add_component_webhook,
@@ -160,13 +150,13 @@ async def test_a_draining_model_costs_the_consumer_and_the_webhook_admin_no_fail
                     await _metric(old_model, "grpc_server_in_flight_calls", grpc_method="Watch") > 0
                 )
 
-            await _until(watching, "the Watch on the old replica")
+            await until(watching, "the Watch on the old replica")
             new_model = await asyncio.to_thread(
                 _start_model, bugless_stack, old_model.port, "model-new"
             )
             old_model.process.signal(signal.SIGTERM)
-            await _until(
-                lambda: _true("stopped accepting" in old_model.process.output()),
+            await until(
+                lambda: "stopped accepting" in old_model.process.output(),
                 "the old replica to drain",
             )
 
@@ -205,17 +195,4 @@ async def test_a_draining_model_costs_the_consumer_and_the_webhook_admin_no_fail
             if new_model is not None:
                 await asyncio.to_thread(bugless_stack.stop_service, new_model)
 
-    refusals = [r for r in caplog.records if "refused by a draining replica" in r.getMessage()]
-    assert refusals, "no call met the draining replica"
-    # No round of the consumer failed (its outage log would warn), no
-    # delivery failed, and nothing else of the notifier's went wrong.
-    trouble = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name.startswith("bugless.notify") and r.levelno >= logging.WARNING
-    ]
-    assert trouble == []
-
-
-async def _true(value: bool) -> bool:
-    return value
+    assert_moved_off_a_draining_replica(caplog.records)

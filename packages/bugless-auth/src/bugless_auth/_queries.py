@@ -109,8 +109,6 @@ WHERE username_key = $1
 RETURNING {USER_COLUMNS}
 """
 
-PING = "SELECT 1"
-
 # ---- import (issue 21) ----
 
 #: Real accounts (no placeholders) whose e-mail is one of $1 as folded by

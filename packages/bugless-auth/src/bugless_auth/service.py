@@ -182,6 +182,7 @@ class AuthService(UserAdministration):
             settings.schema,
             pool_max_size=settings.pool_max_size,
             dialect=settings.database_dialect,
+            metrics_registry=metrics_registry,
         )
         backends: list[AuthenticatorBackend] = []
         try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
 import asyncpg
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth import _dialect
 from bugless_auth import _queries as sql
@@ -35,6 +36,7 @@ from bugless_core.migrations import (
     quote_schema,
     schema_too_new,
 )
+from bugless_core.schema_skew import SchemaSkewCheck
 from bugless_core.transactions import retrying
 from bugless_core.usernames import username_key
 
@@ -92,6 +94,11 @@ class UserRecord:
         )
 
 
+def _known_version() -> int:
+    """The newest schema version this release ships."""
+    return load_migrations("bugless_auth")[-1].version
+
+
 def _namespace(subject: str) -> str:
     return subject.split(":", 1)[0]
 
@@ -106,6 +113,8 @@ class IdentityStore:
         logged_version: The newest users' change feed version a write through
             this store committed (0: none yet); the replica's feed follower
             answers ``GetUserChanges`` from memory only once it has read that far.
+        schema_skew: The schema's version against this code's, as
+            :meth:`check_ready` reads it (its gauge on ``metrics_registry``).
     """
 
     def __init__(
@@ -113,12 +122,17 @@ class IdentityStore:
         pool: asyncpg.Pool,
         schema: str,
         dialect: _dialect.StoreDialect = _dialect.POSTGRES,
+        *,
+        metrics_registry: CollectorRegistry = REGISTRY,
     ) -> None:
         """Wrap an open pool whose connections use ``schema``; see :meth:`open`."""
         self._pool = pool
         self.schema = schema
         self.dialect = dialect
         self.logged_version = 0
+        self.schema_skew = SchemaSkewCheck(
+            _COMPONENT, _known_version(), schema=schema, registry=metrics_registry
+        )
 
     @classmethod
     async def migrate(cls, database_url: str, schema: str, *, dialect: str = "postgres") -> int:
@@ -170,6 +184,7 @@ class IdentityStore:
         *,
         pool_max_size: int = 10,
         dialect: str = "postgres",
+        metrics_registry: CollectorRegistry = REGISTRY,
     ) -> Self:
         """Connect and check that the schema is migrated to this release's version.
 
@@ -197,7 +212,7 @@ class IdentityStore:
             async with pool.acquire() as conn:
                 await _check_server(conn, chosen)
                 found = await applied_version(conn, schema)
-            known = load_migrations("bugless_auth")[-1].version
+            known = _known_version()
             if found > known:
                 raise schema_too_new(found, known, _COMPONENT)
             if found < known:
@@ -208,7 +223,7 @@ class IdentityStore:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, schema, chosen)
+        return cls(pool, schema, chosen, metrics_registry=metrics_registry)
 
     async def close(self) -> None:
         """Close every connection."""
@@ -287,13 +302,16 @@ class IdentityStore:
         return result
 
     async def check_ready(self) -> bool:
-        """Whether the database answers (the health readiness check)."""
+        """Whether the database answers with a schema not older than this code (readiness).
+
+        As the Model's: a newer schema (a rolling upgrade) is ready, an older
+        one (a restored backup) is not; :attr:`schema_skew` says which.
+        """
         try:
             async with self._connection() as conn:
-                await conn.fetchval(sql.PING, timeout=1.0)
+                return await self.schema_skew.read(conn)
         except (Unavailable, asyncpg.PostgresError):
             return False
-        return True
 
     # ---- identities ----
 

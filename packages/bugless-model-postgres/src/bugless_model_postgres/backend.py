@@ -136,7 +136,9 @@ class PostgresBackend(
         self._retry_policy: RetryPolicy = POSTGRES_RETRIES
         self._new_issue_id: IssueIdSource | None = None
         #: The schema version against this code's, as readiness reads it.
-        self.schema_skew = SchemaSkewCheck(COMPONENT, self.migrations()[-1].version)
+        self.schema_skew = SchemaSkewCheck(
+            COMPONENT, self.migrations()[-1].version, schema=settings.schema
+        )
 
     # ---- lifecycle ----
 
@@ -228,12 +230,7 @@ class PostgresBackend(
         describes), one older than the code does not (a restore of an older
         backup), until it is migrated again.
         """
-        try:
-            async with self._pool.acquire(timeout=5) as conn:
-                found = await applied_version(conn, self.settings.schema)
-        except Exception:  # readiness is a yes/no question
-            return False
-        return self.schema_skew.observe(found)
+        return await self.schema_skew.ready(self._pool)
 
     async def get_server_info(self) -> v1.GetServerInfoResponse:
         """Name, version, capabilities and the applied schema version."""

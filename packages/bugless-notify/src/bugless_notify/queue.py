@@ -44,6 +44,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.backoff import Backoff
 from bugless_core.errors import FailedPrecondition, InvalidArgument
@@ -57,6 +58,7 @@ from bugless_core.migrations import (
     schema_too_new,
 )
 from bugless_core.notification_channel import Notification, NotificationMessage
+from bugless_core.schema_skew import SchemaSkewCheck
 from bugless_notify import _queries
 
 _log = logging.getLogger("bugless.notify")
@@ -280,6 +282,11 @@ class DeadLetterPage:
     next_before: tuple[datetime.datetime, int] | None
 
 
+def _known_version() -> int:
+    """The newest schema version this release ships."""
+    return load_migrations("bugless_notify")[-1].version
+
+
 def _check_new(deliveries: Sequence[NewDelivery]) -> None:
     for index, delivery in enumerate(deliveries):
         if not 0 < len(delivery.delivery_id) <= MAX_DELIVERY_ID_LENGTH:
@@ -326,13 +333,13 @@ class DeliveryQueue:
         return version
 
     async def check_schema(self, conn: Any) -> None:
-        """Refuse to work on a schema older or newer than this release.
+        """Refuse to work on a schema older or newer than this release (at start).
 
         Raises:
             FailedPrecondition: naming what to do (migrate, or upgrade).
         """
         found = await applied_version(conn, self.schema)
-        known = load_migrations("bugless_notify")[-1].version
+        known = _known_version()
         if found > known:
             raise schema_too_new(found, known, _COMPONENT)
         if found < known:
@@ -340,6 +347,15 @@ class DeliveryQueue:
                 f"the notifier schema {self.schema!r} is at version {found}, this release "
                 f"needs {known}: run the notifier's migrations first"
             )
+
+    def schema_skew(self, registry: CollectorRegistry = REGISTRY) -> SchemaSkewCheck:
+        """What a running notifier checks readiness with: this schema's version against its code's.
+
+        The rule is the Model's (:mod:`bugless_core.schema_skew`): a schema a
+        newer notifier migrated is served on, one older than this code is
+        not ready until migrated; ``registry`` gets the skew gauge.
+        """
+        return SchemaSkewCheck(_COMPONENT, _known_version(), schema=self.schema, registry=registry)
 
     # ---- producers ----
 

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import asyncpg
+from grpclib.health.check import ServiceCheck
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.failover import DrainAwareAuthenticatorStub, DrainAwareModelStub
 from bugless_core.grpc import AccessTable, GrpcServiceRunner, grpc_errors
 from bugless_core.migrations import quote_schema
-from bugless_core.model.runner import authenticator_verifier
+from bugless_core.model.runner import READINESS_TTL_SECONDS, authenticator_verifier
+from bugless_core.notification_channel import NotificationChannel
 from bugless_notify._supervise import serve_supervised
 from bugless_notify.component_webhooks import ComponentWebhookAdmin, ComponentWebhookStore
 from bugless_notify.consumer import CURSOR, ConsumerOptions, FeedConsumer
@@ -163,6 +166,9 @@ class RunningNotifier:
     pool: asyncpg.Pool
     tasks: tuple[asyncio.Task[None], ...]
     channels: tuple[Any, ...]
+    #: The delivery channels (email, webhook), whose SMTP sessions and HTTP
+    #: connections :meth:`close` ends once the worker has stopped.
+    delivery_channels: tuple[NotificationChannel, ...] = ()
 
     async def close(self) -> None:
         """Stop consuming and delivering (in-flight attempts finish), close connections."""
@@ -174,6 +180,9 @@ class RunningNotifier:
         for channel in self.channels:
             with contextlib.suppress(Exception):
                 channel.close()
+        for delivery in self.delivery_channels:
+            with contextlib.suppress(Exception):
+                await delivery.close()
         await self.pool.close()
 
 
@@ -262,10 +271,18 @@ async def start_notifier(
         model,
         authenticator_verifier(auth),
     )
+    # Readiness reads the schema's version as the Model's does: a newer
+    # notifier that migrated it leaves this one serving, an older schema (a
+    # restore) makes it not ready until migrated (bugless_core.schema_skew).
+    skew = queue.schema_skew(metrics_registry)
+    database = ServiceCheck(
+        functools.partial(skew.ready, pool), check_ttl=READINESS_TTL_SECONDS, check_timeout=1.5
+    )
     runner = GrpcServiceRunner(
         [NotifierService(pool, queue, webhooks)],
         settings.grpc,
         name="notify",
+        readiness_checks=[database],
         metrics_registry=metrics_registry,
     )
     await runner.start()
@@ -282,6 +299,7 @@ async def start_notifier(
         pool=pool,
         tasks=tasks,
         channels=(model_channel, auth_channel),
+        delivery_channels=(email, webhook),
     )
 
 
