@@ -15,9 +15,11 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from import_support import MakeSettings, find, history
 from test_label_refresh import _hotlist_ids, _labels_of
 
+from bugless_core.errors import FailedPrecondition
 from bugless_import import run_import
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
@@ -133,3 +135,38 @@ async def test_a_reference_to_a_trac_ticket_links_to_that_ticket_not_to_a_bugles
     page = str(render_markdown(entry.comment))
     assert f'href="{base}/2"' in page
     assert "/issues/" not in page, page
+
+
+class _Trac33(TracImporter):
+    name = "trac33"
+
+
+def _one_ticket(path: Path, summary: str, created: datetime) -> str:
+    env = Environment(str(path), create=True, options=[("trac", "database", "sqlite:db/trac.db")])
+    ticket = Ticket(env)
+    ticket.populate({"summary": summary, "reporter": "ann", "status": "new", "type": "task"})
+    ticket.insert(when=created)
+    ticket.save_changes("ann", f"About {summary}.", when=created + timedelta(hours=1))
+    return str(env.path)
+
+
+async def test_a_second_environment_is_not_taken_for_the_first_and_a_project_keeps_it_apart(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """Before, the second environment's ticket 1 was 'unchanged' issue trac:1 of the first."""
+    rocket = _one_ticket(tmp_path / "rocket", "Engine does not stop", _hours(0))
+    ground = _one_ticket(tmp_path / "ground", "Pad lights flicker", _hours(-5000))
+    await run_import(_Trac33(rocket, {}), make_settings(state_dir=tmp_path / "s1"))
+    (first,) = await find(model, "trac33:1")
+    with pytest.raises(FailedPrecondition, match="another source with the same external ids"):
+        await run_import(_Trac33(ground, {}), make_settings(state_dir=tmp_path / "s2"))
+    (still,) = await find(model, "trac33:1")
+    assert (still.title, still.version) == (first.title, first.version)
+
+    report = await run_import(
+        _Trac33(ground, {"project": "ground"}), make_settings(state_dir=tmp_path / "s3")
+    )
+    assert report.created == 1
+    (apart,) = await find(model, "trac33:ground#1")
+    assert apart.title == "Pad lights flicker"
+    assert apart.id != first.id

@@ -360,6 +360,16 @@ async def _extend(
     ctx: WriteContext, request: v1.ImportIssueRequest, row: Any
 ) -> tuple[int, bool, int]:
     issue_id = int(row["id"])
+    created_at = _when(request.created_at)
+    if created_at is not None and created_at != row["created_at"]:
+        # A source's issue keeps its creation time; another one with the same
+        # external id (a second Trac environment's ticket 12) must not be
+        # taken for it, its history appended to an unrelated issue.
+        raise FailedPrecondition(
+            f"external_id: {request.external_id} is issue {issue_id}, imported from an issue "
+            f"created {row['created_at'].isoformat()}, not {created_at.isoformat()}: another "
+            "source with the same external ids? Give each source its own name"
+        )
     position = int(row["import_position"])
     newer = request.history[position:]
     if not newer:

@@ -466,7 +466,7 @@ SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 #: The issue imported before under external id $1, locked for the extension.
 IMPORTED_ISSUE = """
 SELECT id, title, status, priority, severity, type, component_id, assignee, verifier, cc,
-       closed_at, modified_at, version, import_position, custom_fields
+       closed_at, modified_at, version, import_position, custom_fields, created_at
   FROM issues WHERE external_id = $1 AND external_id <> ''
    FOR UPDATE
 """

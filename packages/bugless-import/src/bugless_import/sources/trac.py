@@ -4,7 +4,9 @@ LOCATION is a Trac environment directory (``trac-admin ENV initenv``); it is
 opened with ``trac.env.Environment``, so whatever database it is configured
 for (SQLite, PostgreSQL, MySQL) is read as Trac reads it, through its
 ``db_query``. Needs the ``trac`` package in the same Python (``pip install
-'bugless-import[trac]'``).
+'bugless-import[trac]'``). ``--option project=NAME`` names the environment in
+the external ids (``trac:NAME#12``): needed when several environments are
+imported into one bugless, whose ticket numbers overlap.
 
 Every ticket is read with the ``ticket`` table's columns and its
 ``ticket_change`` rows; changes made together (one ``time`` and author)
@@ -24,6 +26,7 @@ counts them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import groupby
@@ -62,6 +65,9 @@ _FIELDS = {
     "component": "component",
     "owner": "assignee",
 }
+
+
+_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _time(value: int) -> datetime:
@@ -125,6 +131,13 @@ class TracImporter(Importer):
     def __init__(self, location: str, options: dict[str, str]) -> None:
         """Open nothing yet; ``location`` is the environment directory."""
         super().__init__(location, options)
+        #: ``--option project=NAME``: external ids ``trac:NAME#12``, so that
+        #: several environments' ticket 12 stay apart (default ``trac:12``).
+        self.project = options.get("project", "")
+        if self.project and not _PROJECT.match(self.project):
+            raise InvalidArgument(
+                f"--option project={self.project!r}: letters, digits, '.', '_' and '-'"
+            )
         self._env: Any = None
         self._custom_fields: set[str] = set()
 
@@ -291,7 +304,7 @@ class TracImporter(Importer):
         if final_status.startswith("closed") and closed_at is None:
             closed_at = _time(int(changed))
         return SourceIssue(
-            key=str(ticket_id),
+            key=f"{self.project}#{ticket_id}" if self.project else str(ticket_id),
             url=f"{base}/ticket/{ticket_id}" if base else f"ticket/{ticket_id}",
             title=str(summary or f"ticket {ticket_id}"),
             description=trac_to_markdown(str(description or "")),

@@ -163,6 +163,26 @@ class ImportContract:
         assert [e.created_at for e in entries] == [T0, _at(1), _at(2), _at(5), _at(30)]
         assert len({(e.author, e.created_at, e.comment) for e in entries}) == 5
 
+    async def test_another_issue_under_the_same_external_id_is_refused(
+        self, model: v1.ModelStub
+    ) -> None:
+        """A second source with the same ids (another Trac environment's ticket 12).
+
+        Its issue was created at another time; before, it was taken for the
+        imported one and its newer history appended to it.
+        """
+        component = await make_component(model)
+        external_id = _external_id()
+        first = await model.import_issue(_request(component.id, external_id, *_source_history()))
+        assert first.issue is not None
+        other = _request(component.id, external_id, *_source_history(), _entry("x", 40, "more"))
+        other.created_at = T0 - timedelta(days=400)
+        await expect_error(
+            model.import_issue(other), Status.FAILED_PRECONDITION, f"is issue {first.issue.id}"
+        )
+        unchanged = await get_issue(model, first.issue.id)
+        assert unchanged.version == first.issue.version
+
     async def test_an_item_that_changes_nothing_writes_no_entry(self, model: v1.ModelStub) -> None:
         component = await make_component(model)
         request = _request(
