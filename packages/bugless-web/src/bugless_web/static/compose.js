@@ -274,7 +274,9 @@
   // /suggest/users) under the box: ArrowDown/ArrowUp move, Enter or Tab
   // inserts "@username ", Escape closes; a click picks too. The list is an
   // ARIA listbox the text box points at (aria-activedescendant), so screen
-  // readers follow it. The text stays plain: without this, typing the whole
+  // readers follow it; a polite status says when it opens (a multi-line text
+  // box may not carry aria-expanded: axe's aria-allowed-attr, critical). The
+  // text stays plain: without this, typing the whole
   // name works the same. The name grammar is bugless_core.mentions'.
   var mentionCount = 0;
   document.querySelectorAll("textarea[data-markdown]").forEach(function (area) {
@@ -286,9 +288,12 @@
     list.setAttribute("aria-label", "People");
     list.hidden = true;
     area.insertAdjacentElement("afterend", list);
+    var status = document.createElement("span");
+    status.className = "visually-hidden mention-status";
+    status.setAttribute("role", "status");
+    list.insertAdjacentElement("afterend", status);
     area.setAttribute("aria-autocomplete", "list");
     area.setAttribute("aria-controls", list.id);
-    area.setAttribute("aria-expanded", "false");
     var timer = null;
     var active = -1;
     var people = [];
@@ -307,7 +312,7 @@
       list.hidden = true;
       active = -1;
       people = [];
-      area.setAttribute("aria-expanded", "false");
+      status.textContent = "";
       area.removeAttribute("aria-activedescendant");
     }
     function highlight(index) {
@@ -356,7 +361,8 @@
         list.appendChild(item);
       });
       list.hidden = false;
-      area.setAttribute("aria-expanded", "true");
+      status.textContent = found.length + (found.length === 1 ? " person matches" : " people match") +
+        ": arrow keys choose, Enter inserts, Escape closes";
       highlight(0);
     }
     area.addEventListener("input", function () {

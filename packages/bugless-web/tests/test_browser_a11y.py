@@ -1,0 +1,445 @@
+"""Accessibility in a real browser: axe-core on every page a person reaches, and the keyboard.
+
+axe-core (the engine behind browser accessibility audits; its script comes
+from the ``axe-playwright-python`` package of the ``testing`` extra) runs the
+WCAG 2.1 A and AA rules and its best practices inside Debian's chromium on
+pages with realistic content: a component with a custom field, an issue with
+comments, an edited and a redacted comment, an attachment, a child issue and
+a hotlist, a saved search, and the error pages. A violation of impact
+"serious" or "critical" fails the test, whatever page it is on; the lesser
+ones are listed in the failure message too, so one run shows all.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import (
+    SHARED_SCREENS,
+    Tab,
+    create_issue_ui,
+    iter_console_problems,
+    new_tab,
+    save_screenshot,
+    sign_in,
+)
+from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, ViewportSize, expect
+from web_support import PASSWORD, World
+
+from bugless_dev.stack import RunningService
+
+#: axe-core's bundle as the package ships it (read once; injected into each page).
+AXE_SCRIPT = (resources.files("axe_playwright_python") / "axe.min.js").read_text(encoding="utf-8")
+
+#: The rule sets run: WCAG 2.0 and 2.1, levels A and AA, and axe's best
+#: practices (landmarks, heading order, one main, ...).
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+#: Impacts that fail the test.
+FAILING_IMPACTS = frozenset({"serious", "critical"})
+
+#: Rules a page may break, with the reason. Empty: every rule holds everywhere.
+ALLOWED_RULES: dict[str, str] = {}
+
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+#: Where each run's findings are written for people to read (and the report).
+FINDINGS = Path("/tmp/bugless-axe")
+
+
+@dataclass
+class Seeded:
+    """What the audited pages show: ids made through the UI by alice and bob."""
+
+    issue_id: int = 0
+    child_id: int = 0
+    component_id: int = 0
+    hotlist_href: str = ""
+    saved_search_edit_href: str = ""
+    #: In every title and name the module made, so a search finds only those.
+    suffix: str = ""
+
+
+def run_axe(page: Page, unsure: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """axe's violations on the page as it is now (WCAG 2.1 A/AA and best practices).
+
+    ``unsure`` receives what axe could not decide by itself (its "incomplete":
+    a colour contrast over an image or a gradient, say), for a person to check.
+    """
+    page.wait_for_load_state()
+    page.evaluate(AXE_SCRIPT)
+    options = {"runOnly": {"type": "tag", "values": AXE_TAGS}}
+    found: dict[str, Any] = page.evaluate("(options) => axe.run(document, options)", options)
+    if unsure is not None:
+        unsure += found["incomplete"]
+    violations: list[dict[str, Any]] = found["violations"]
+    return violations
+
+
+def describe(page_name: str, violations: list[dict[str, Any]]) -> list[str]:
+    """One line per violated rule: page, rule id, impact, how many nodes, an example."""
+    lines = []
+    for v in violations:
+        example = v["nodes"][0]["target"] if v["nodes"] else ""
+        lines.append(
+            f"{page_name}: {v['id']} ({v['impact']}) x{len(v['nodes'])} e.g. {example}"
+            f" -- {v['help']}"
+        )
+    return lines
+
+
+def _attach(page: Page, name: str, content: bytes, mime: str) -> None:
+    form = page.locator("aside.fields form.attach-form")
+    form.locator('input[name="file"]').set_input_files(
+        files=FilePayload(name=name, mimeType=mime, buffer=content)
+    )
+    form.locator('button:has-text("Attach")').click()
+    expect(page.locator(".attachment-list li.attachment", has_text=name)).to_have_count(1)
+
+
+def _comment(page: Page, text: str) -> None:
+    page.fill("#comment", text)
+    page.click('#issue-form button:has-text("Save")')
+    expect(page.locator("#entries")).to_contain_text(text)
+
+
+def _seed(tab: Tab, server: RunningService, world: World) -> Seeded:
+    """Content for every page, made as a person would (alice is an admin)."""
+    page = tab.page
+    seeded = Seeded()
+    suffix = secrets.token_hex(3)
+    # A component with an enum custom field.
+    name = f"Audited{suffix}"
+    page.goto(f"{server.url}/components/new?parent={world.components['Platform']}")
+    page.fill('form.stack input[name="name"]', name)
+    page.click('button:has-text("Create component")')
+    seeded.component_id = int(page.url.rstrip("/").rsplit("/", 1)[1].split("?")[0])
+    page.click("a.custom-fields-link")
+    form = page.locator("#new-field-form")
+    form.locator('input[name="name"]').fill("Found in")
+    form.locator('select[name="type"]').select_option("enum")
+    form.locator('textarea[name="options"]').fill("4.1\n4.2")
+    form.locator('button:has-text("Define field")').click()
+    expect(page.locator(".custom-field-list .cf-name")).to_have_text("Found in")
+    # The issue: description, custom field, comments (one edited, one redacted), a file.
+    page.goto(f"{server.url}/issues/new")
+    page.select_option("#component-picker", label=f"Platform>{name}")
+    page.locator("#custom-fields select").select_option("4.2")
+    page.fill('#create-form input[name="title"]', f"Disk fills up during backup {suffix}")
+    page.fill(
+        '#create-form textarea[name="description"]',
+        "## Steps\n\n1. Run the nightly backup\n2. Watch `df -h`\n\n"
+        "Expected: **free space** stays above 10%.",
+    )
+    page.click('#create-form button:has-text("Create issue")')
+    expect(page.locator(".issue-title")).to_contain_text("Disk fills up")
+    page.wait_for_load_state()
+    seeded.issue_id = int(page.url.rsplit("/", 1)[1].split("#")[0])
+    _comment(page, "Seen on host db-3 as well; the token was tok3nleaked")
+    _comment(page, "Looks like the *temporary* files are never removed.")
+    _attach(page, "backup.log", b"backup started\nENOSPC\n", "text/plain")
+    redact = page.locator("article.entry[data-version='2']")
+    redact.locator("details.redact > summary").click()
+    redact.locator('button:has-text("Redact permanently")').click()
+    expect(
+        page.locator("article.entry[data-version='2']").locator(".redacted-marker")
+    ).to_be_visible()
+    # A child issue, so the page lists related issues.
+    seeded.child_id = create_issue_ui(tab, server, f"Clean temporary files {suffix}")
+    page.fill('#issue-form input[name="parent_id"]', str(seeded.issue_id))
+    page.click('#issue-form button:has-text("Save")')
+    expect(page.locator(".parent-crumbs")).to_be_visible()
+    # A hotlist holding both, and a saved search.
+    page.goto(f"{server.url}/hotlists")
+    page.click("summary:has-text('New hotlist')")
+    page.fill('input[name="name"]', f"Storage fires {suffix}")
+    page.fill('input[name="description"]', "What the storage team works on first")
+    page.click('button:has-text("Create")')
+    page.fill('input[name="issue_ids"]', f"{seeded.issue_id} {seeded.child_id}")
+    page.click('.add-items button:has-text("Add")')
+    expect(page.locator("table.ranked tbody tr.row")).to_have_count(2)
+    seeded.hotlist_href = page.url.removeprefix(server.url or "")
+    page.goto(f"{server.url}/search?q={suffix}")
+    page.locator("summary:has-text('Save this search')").click()
+    page.locator('.save-search input[name="name"]').fill(f"Backup trouble {suffix}")
+    page.locator('.save-search button:has-text("Save")').click()
+    expect(page.locator(".banner.notice")).to_contain_text("Saved search")
+    page.goto(f"{server.url}/searches")
+    edit = page.locator("tr.row", has_text=f"Backup trouble {suffix}").locator("a.edit-search")
+    seeded.saved_search_edit_href = edit.get_attribute("href") or ""
+    seeded.suffix = suffix
+    return seeded
+
+
+@pytest.fixture(scope="module")
+def seeded(browser: Browser, web_server: RunningService, world: World) -> Iterator[Seeded]:
+    """The module's content, made once by alice."""
+    ctx = browser.new_context(viewport=DESKTOP)
+    try:
+        tab = new_tab(ctx)
+        sign_in(tab, web_server, "alice")
+        yield _seed(tab, web_server, world)
+    finally:
+        ctx.close()
+
+
+def signed_in_pages(seeded: Seeded, world: World) -> list[tuple[str, str]]:
+    """(name, path) of the pages a signed-in person reaches."""
+    suffix = seeded.suffix
+    component = seeded.component_id
+    return [
+        ("home", "/"),
+        ("search-results", f"/search?q={suffix}"),
+        ("search-all-open", "/search?q=is:open"),
+        ("search-empty", "/search?q=nothingmatchesthisxyz"),
+        ("search-invalid", "/search?q=priority:%3C%3C"),
+        ("issue", f"/issues/{seeded.issue_id}"),
+        ("issue-child", f"/issues/{seeded.child_id}"),
+        ("create-issue", "/issues/new"),
+        ("components", "/components"),
+        ("component", f"/components/{component}"),
+        ("component-platform", f"/components/{world.components['Platform']}"),
+        ("component-fields", f"/components/{component}/fields"),
+        ("component-webhooks", f"/components/{component}/webhooks"),
+        ("component-new", "/components/new"),
+        ("hotlists", "/hotlists"),
+        ("hotlist", seeded.hotlist_href),
+        ("saved-searches", "/searches"),
+        ("saved-search-edit", seeded.saved_search_edit_href),
+        ("settings-notifications", "/settings/notifications"),
+        ("api-access", "/settings/api-access"),
+        ("user", "/users/bob"),
+        ("admin", "/admin"),
+        ("dead-letters", "/admin/notifications/dead-letters"),
+        ("not-found", "/issues/987654321"),
+        ("bad-request", "/issues/not-a-number"),
+    ]
+
+
+#: Pages also shot at a phone's width, to see that the fixes kept the layout.
+SHOT_ON_A_PHONE = frozenset({"search-results", "issue", "hotlist", "component", "signin"})
+
+
+def _shoot(page: Page, name: str) -> None:
+    """Screenshots at 1280 px and, for some pages, 390 px (under /tmp/bugless-screens/a11y)."""
+    where = SHARED_SCREENS / "a11y"
+    where.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(where / f"{name}-1280.png"), full_page=True)
+    if name in SHOT_ON_A_PHONE:
+        page.set_viewport_size(PHONE)
+        page.screenshot(path=str(where / f"{name}-390.png"), full_page=True)
+        page.set_viewport_size(DESKTOP)
+
+
+def _audit(page: Page, server: RunningService, pages: list[tuple[str, str]], tag: str) -> list[str]:
+    """Runs axe on each page; returns the failing lines, writes all findings to FINDINGS."""
+    failing: list[str] = []
+    everything: dict[str, list[dict[str, Any]]] = {}
+    undecided: dict[str, list[str]] = {}
+    page.set_viewport_size(DESKTOP)
+    for name, path in pages:
+        page.goto(f"{server.url}{path}")
+        page.wait_for_load_state()
+        _shoot(page, name)
+        unsure: list[dict[str, Any]] = []
+        violations = [v for v in run_axe(page, unsure) if v["id"] not in ALLOWED_RULES]
+        undecided[name] = [
+            f"{v['id']} x{len(v['nodes'])} e.g. {v['nodes'][0]['target'] if v['nodes'] else ''}"
+            for v in unsure
+        ]
+        everything[name] = [
+            {
+                "id": v["id"],
+                "impact": v["impact"],
+                "count": len(v["nodes"]),
+                "example": v["nodes"][0]["target"] if v["nodes"] else "",
+                "html": v["nodes"][0]["html"][:200] if v["nodes"] else "",
+                "help": v["help"],
+            }
+            for v in violations
+        ]
+        failing += describe(name, [v for v in violations if v["impact"] in FAILING_IMPACTS])
+    FINDINGS.mkdir(parents=True, exist_ok=True)
+    (FINDINGS / f"{tag}.json").write_text(json.dumps(everything, indent=1))
+    (FINDINGS / f"{tag}-undecided.json").write_text(json.dumps(undecided, indent=1))
+    lesser = [
+        f"{name}: {v['id']} ({v['impact']}) x{v['count']} e.g. {v['example']}"
+        for name, found in everything.items()
+        for v in found
+        if v["impact"] not in FAILING_IMPACTS
+    ]
+    if failing:
+        failing.append("(lesser, not failing:)")
+        failing += lesser
+    return failing
+
+
+def test_axe_finds_nothing_serious_on_the_signed_in_pages(
+    web_server: RunningService,
+    context: BrowserContext,
+    seeded: Seeded,
+    world: World,
+) -> None:
+    tab = new_tab(context)
+    sign_in(tab, web_server, "alice")
+    failing = _audit(tab.page, web_server, signed_in_pages(seeded, world), "signed-in")
+    assert failing == [], "\n".join(failing)
+
+
+def test_axe_finds_nothing_serious_for_a_plain_user_and_signed_out(
+    web_server: RunningService,
+    context: BrowserContext,
+    browser: Browser,
+    seeded: Seeded,
+    world: World,
+) -> None:
+    tab = new_tab(context)
+    sign_in(tab, web_server, "bob")
+    bob_pages = [
+        ("issue-as-bob", f"/issues/{seeded.issue_id}"),
+        ("hotlist-as-bob", seeded.hotlist_href),
+        ("forbidden-component", f"/components/{world.components['Secret']}"),
+        ("forbidden-admin", "/admin"),
+    ]
+    failing = _audit(tab.page, web_server, bob_pages, "bob")
+    anonymous = browser.new_context(viewport=DESKTOP)
+    try:
+        page = anonymous.new_page()
+        failing += _audit(page, web_server, [("signin", "/signin")], "signed-out")
+        page.fill('input[name="username"]', "bob")
+        page.fill('input[name="password"]', PASSWORD + "wrong")
+        page.click('button:has-text("Sign in")')
+        expect(page.locator("main [role=alert]")).to_contain_text("Wrong username or password")
+        for v in run_axe(page):
+            if v["impact"] in FAILING_IMPACTS and v["id"] not in ALLOWED_RULES:
+                failing += describe("signin-failed", [v])
+    finally:
+        anonymous.close()
+    assert failing == [], "\n".join(failing)
+
+
+#: What has the keyboard focus, and whether its focus ring shows (2 px or more).
+_FOCUSED = """() => {
+  const el = document.activeElement;
+  const style = getComputedStyle(el);
+  return {
+    tag: el.tagName.toLowerCase(), id: el.id, name: el.getAttribute("name") || "",
+    type: el.getAttribute("type") || "", cls: String(el.className),
+    text: (el.textContent || "").trim().slice(0, 40),
+    ring: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
+  };
+}"""
+
+
+def _what(focused: dict[str, Any]) -> str:
+    """The kind of control the keyboard is on, as the keyboard test names it."""
+    if focused["id"] == "q":
+        return "search box"
+    if focused["tag"] == "a" and "open-link" in focused["cls"]:
+        return "result link"
+    if focused["tag"] == "summary" and focused["text"].startswith("Bulk edit"):
+        return "bulk edit"
+    if focused["tag"] == "input" and focused["name"] == "issue":
+        return "row checkbox"
+    if focused["tag"] == "a" and "skip-link" in focused["cls"]:
+        return "skip link"
+    return ""
+
+
+def _tab_until(page: Page, wanted: str, *, limit: int = 80, backwards: bool = False) -> list[str]:
+    """Presses Tab (or Shift+Tab) until the focus is on ``wanted``; the named stops passed.
+
+    Every stop must show its focus ring: a keyboard user has to see where they are.
+    """
+    passed: list[str] = []
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if backwards else "Tab")
+        focused: dict[str, Any] = page.evaluate(_FOCUSED)
+        assert focused["ring"], f"no visible focus ring on {focused}"
+        kind = _what(focused)
+        if kind and kind not in passed:
+            passed.append(kind)
+        if kind == wanted:
+            return passed
+    pytest.fail(f"{limit} presses of Tab did not reach the {wanted}; passed {passed}")
+
+
+def test_keyboard_reaches_search_results_and_bulk_edit_with_a_visible_focus(
+    web_server: RunningService, context: BrowserContext, seeded: Seeded, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    page.goto(f"{web_server.url}/search?q={seeded.suffix}")
+    page.wait_for_load_state()
+    # From the top: the skip link, the search box, the bulk-edit bar, a row, its link.
+    passed = _tab_until(page, "result link")
+    assert passed == ["skip link", "search box", "bulk edit", "row checkbox", "result link"]
+    save_screenshot(page, tmp_path, "80-keyboard-focus-on-a-result")
+    # Back to the row's checkbox: Space selects it.
+    _tab_until(page, "row checkbox", backwards=True)
+    page.keyboard.press("Space")
+    expect(page.locator(".bulk-count")).to_have_text("1 issue selected")
+    # Up to the bulk-edit bar: Enter opens it; set a priority and apply, keys only.
+    _tab_until(page, "bulk edit", backwards=True)
+    page.keyboard.press("Enter")
+    expect(page.locator("details.bulk")).to_have_attribute("open", "")
+    page.keyboard.press("Tab")  # Status
+    page.keyboard.press("Tab")  # Priority
+    assert page.evaluate("document.activeElement.name") == "priority"
+    page.keyboard.press("End")  # the last priority, P4
+    expect(page.locator('#bulk select[name="priority"]')).to_have_value("P4")
+    for _ in range(12):  # on through the form's other fields to its button
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent").strip() == "Apply to selected":
+            break
+    else:
+        pytest.fail("Tab never reached the bulk form's Apply button")
+    page.keyboard.press("Enter")
+    expect(page.locator(".banner.notice")).to_contain_text("Changed 1 issues.")
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def test_keyboard_alone_updates_an_issue(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(tab, web_server, "Updated by keyboard alone")
+    page.goto(f"{web_server.url}/issues/{issue_id}")
+    page.wait_for_load_state()
+    for _ in range(120):
+        page.keyboard.press("Tab")
+        focused: dict[str, Any] = page.evaluate(_FOCUSED)
+        assert focused["ring"], f"no visible focus ring on {focused}"
+        if focused["name"] == "priority":
+            break
+    else:
+        pytest.fail("Tab never reached the priority field of the update form")
+    page.keyboard.press("End")  # the last priority (P4)
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.name") == "comment":
+            break
+    else:
+        pytest.fail("Tab never reached the comment box")
+    page.keyboard.type("Typed without a mouse")
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.type") == "submit":
+            break
+    save_screenshot(page, tmp_path, "81-keyboard-on-save")
+    assert page.evaluate("document.activeElement.textContent").strip() == "Save"
+    page.keyboard.press("Enter")
+    expect(page.locator("#entries")).to_contain_text("Typed without a mouse")
+    expect(page.locator("aside.fields")).to_contain_text("P4")
+    assert list(iter_console_problems(tab.console)) == []
