@@ -9,6 +9,8 @@ within about a poll, so users who do not change are kept for
 ``cache_backstop_seconds``; while the feed cannot be read, entries are trusted
 for ``cache_ttl_seconds`` only (:mod:`bugless_core.user_changes`, which also
 says why a read is kept only if made at or after the user's latest change).
+What was looked up before the follower's first read (at version 0) is
+forgotten when that read ends: the feed never names the changes before it.
 Changes made through this replica are forgotten at once.
 """
 
@@ -179,10 +181,22 @@ class UserDirectory:
             self._by_username.discard(username_key(entry[2].record.username))
 
     def start_following(self, version: int, read_began: float, *, forget: bool = False) -> None:
-        """Follow the feed from its head ``version`` (``forget``: after a reset, drop all)."""
+        """Follow the feed from its head ``version`` (``forget``: after a reset, drop all).
+
+        Entries read below ``version`` (at the first read: everything looked
+        up before it, at version 0) are dropped too: the feed never names
+        the changes up to ``version`` to this cache, so such an entry may
+        predate one. Kept on ``cache_ttl_seconds`` instead, a user disabled
+        through another replica just before this one's first read stayed
+        enabled here that long (30 s by default: ``Authorize`` allowed them,
+        ``IssueAssertion`` issued for them).
+        """
         if forget:
             self._by_id.clear()
             self._by_username.clear()
+        else:
+            self._by_id.discard_where(lambda entry: entry[1] < version)
+            self._by_username.discard_where(lambda entry: entry[1] < version)
         self.following.started(version, read_began)
 
     def apply_changes(self, user_ids: Sequence[str], version: int, read_began: float) -> None:

@@ -30,7 +30,9 @@ the cache says so in one warning naming both settings and the figures
 answer read before a change the cache has already applied is used for the
 request that asked, not kept (``UsersResponse.version``); so is, once the
 cache follows the feed, one read at version 0 (from an Authenticator replica
-that follows no feed yet: nothing says which changes it has seen).
+that follows no feed yet: nothing says which changes it has seen), and what
+it kept from before its first read of the feed, read below the head that
+read gave, is forgotten then (the feed never names those changes to it).
 
 An id the Authenticator does not know is remembered as unknown like a user
 (and forgotten when the feed names it: a created or merged id shows): such
@@ -181,6 +183,8 @@ class UserCache:
         #: The Authenticators' poll intervals warned about as too slow (each once).
         self._warned_polls: set[float] = set()
         self._follower: asyncio.Task[None] | None = None
+        #: One read of the feed at a time (:meth:`poll_changes`).
+        self._polling = asyncio.Lock()
         self._by_id: OrderedDict[str, _Entry] = OrderedDict()
         self._by_name: OrderedDict[str, _Entry] = OrderedDict()
 
@@ -239,12 +243,25 @@ class UserCache:
         often that replica reads) too slow for this cache is one warning
         (:meth:`_check_replica_poll`).
 
+        Reads asked at once run one after the other (a test's poll beside
+        the follower's; the follower alone never overlaps itself): both
+        would ask from the same version, and a first read answered last
+        would start the cache over at its older head after changes read
+        since had been applied, forgetting which versions they were at (a
+        look-up in flight, read before one of them, was then kept until the
+        next read named that user again).
+
         Raises:
             BuglessError: the Authenticator could not answer (nothing from
                 the failed read applied).
             Unavailable: the Authenticator answered without a feed version
                 (head 0): nothing can be followed from there.
         """
+        async with self._polling:
+            await self._poll()
+
+    async def _poll(self) -> None:
+        """:meth:`poll_changes`, under its lock."""
         if self._changes is None:
             return
         while True:
@@ -258,6 +275,7 @@ class UserCache:
                     msg = "the Authenticator's users' change feed answered no version"
                     raise Unavailable(msg)
                 self.following.started(head.version, began - head.read_age_seconds)
+                self._forget_read_below(head.version)
                 return
             reply = await self._changes(self.following.version)
             self._check_replica_poll(reply.poll_seconds)
@@ -372,6 +390,17 @@ class UserCache:
             and (user.user_id in changed or not changed.isdisjoint(user.merged_user_ids))
         ]:
             del self._by_name[name]
+
+    def _forget_read_below(self, version: int) -> None:
+        """Drop the entries read below ``version``: the feed, followed from there, cannot vouch.
+
+        Looked up before the first read of the feed (through a replica whose
+        version was lower), they may predate a change up to ``version``,
+        which the feed never names to this cache.
+        """
+        for cache in (self._by_id, self._by_name):
+            for key in [key for key, (_, read_at, _) in cache.items() if read_at < version]:
+                del cache[key]
 
     def _fresh(
         self, cache: OrderedDict[str, _Entry], keys: list[str]

@@ -14,9 +14,13 @@ forgetting.
 Three rules keep a cached user from outliving a change:
 
 * **Covered entries only.** An entry read at a version below the one the
-  cache started following from (or last started over from, after a
-  ``reset``) may predate a change the cache never saw: it gets no more than
-  the old short TTL (``fallback_seconds``).
+  cache starts following from (its first read of the feed, or a ``reset``)
+  may predate a change the feed will never name to it: the cache forgets
+  such entries when it starts (:meth:`FeedFollowing.started`). Kept on
+  ``fallback_seconds`` instead, a user disabled just before an
+  Authenticator replica's first read stayed enabled there that long (30 s
+  by default). :meth:`FeedFollowing.fresh` still trusts an entry the feed
+  does not cover no longer than that.
 * **No late stores.** A read that began before a change but ends after the
   cache forgot that user would put the old record back, to be served until
   the backstop. Every read carries the version it was made at (the feed
@@ -115,8 +119,9 @@ class FeedFollowing:
     def started(self, version: int, read_began: float) -> None:
         """The feed is followed from ``version`` on (its head: first read, or after a reset).
 
-        The caller has forgotten every entry it kept (after a reset) or keeps
-        only what it stored before, which the feed does not cover.
+        The caller forgets, at once, every entry it read below ``version``
+        (after a reset: every entry): the changes up to it are never named
+        to this cache, so such an entry may predate one.
         """
         self.version = version
         self._covered_from = version
