@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
@@ -10,6 +11,7 @@ import asyncpg
 from auth_support import AuthServer, StartAuth, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
+from test_user_change_feed import eventually
 
 from bugless_auth.directory import CachedUser, EncodedUsersResponse
 from bugless_auth.store import IdentityStore, UserRecord
@@ -98,10 +100,16 @@ async def test_rename_is_visible_after_the_cache_ttl_and_the_id_is_stable(
     }
     replica = await start_auth_server(**common)
     other = await start_auth_server(schema=replica.settings.schema, **common)
+
+    async def followed() -> bool:  # what it caches from now on is kept its TTL
+        return replica.service.directory.version > 0
+
+    await eventually(followed, "the replica's first read of the feed")
     first = await replica.sign_in(old, "pw")
     assert first.identity is not None
     assert first.identity.user is not None
     user_id = first.identity.user.user_id
+    cached_from = time.monotonic()
     await replica.stub.get_users(v1.GetUsersRequest(user_ids=[user_id]))  # cached now
 
     FakeDirectory.entries[subject] = (new, "New Name")
@@ -111,7 +119,10 @@ async def test_rename_is_visible_after_the_cache_ttl_and_the_id_is_stable(
     assert renamed.identity.user.user_id == user_id
 
     cached = await replica.stub.get_users(v1.GetUsersRequest(user_ids=[user_id]))
-    assert cached.users[0].username == old, "served from the cache within the TTL"
+    # Within the TTL the cache must answer; a machine too loaded to ask again
+    # within it (a sign-in taking seconds) cannot tell, and checks the rest.
+    within_ttl = time.monotonic() - cached_from < 4.0
+    assert cached.users[0].username == old or not within_ttl, "served from the cache"
     await asyncio.sleep(4.1)
     fresh = await replica.stub.get_users(v1.GetUsersRequest(user_ids=[user_id]))
     assert fresh.users[0].username == new

@@ -22,6 +22,8 @@ from auth_support import AuthServer, StartAuth, unique
 from test_user_change_feed import eventually
 
 from bugless_auth.user_feed import FRESH_POLLS, LAGGING_POLLS
+from bugless_core.user_cache import UserCache, get_user_changes, get_users
+from bugless_proto import v1
 
 #: The follower's poll: long enough that a loaded machine's scheduling is well inside half of it.
 POLL_SECONDS = 1.0
@@ -182,3 +184,80 @@ async def test_a_follower_whose_read_failed_counts_it_and_is_not_also_called_lat
     assert messages(caplog, logging.WARNING, "reading the users' change feed on time") == []
     assert lag(auth) < LAGGING_POLLS * POLL_SECONDS
     assert sample(auth, "bugless_auth_user_changes_poll_failures_total", reason="error") == 0
+
+
+async def test_reads_begin_a_poll_apart_so_one_held_past_its_poll_is_followed_at_once(
+    start_auth_server: StartAuth,
+) -> None:
+    """Held a poll and a quarter (2 s polls): the next read begins as it ends, not a poll later.
+
+    The wait runs from each read's start: on time, answers from memory are a
+    poll and one read old at most. Counted from each read's end, the next
+    read began a whole poll after the held one ended (no sooner: the wait
+    is at least that), and answers were a poll and two reads old.
+    """
+    poll = 2.0
+    auth = await start_auth_server(user_changes_seconds=poll)
+    await auth.add_user(unique("bea"))
+
+    async def read() -> bool:
+        return auth.service.user_feed.recent.head > 0
+
+    await eventually(read, "the follower read the feed")
+    holder = await asyncpg.connect(auth.settings.database_url)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        try:
+            await held_read(holder, auth)
+            await asyncio.sleep(1.25 * poll)
+        finally:
+            released = time.monotonic()
+            await transaction.rollback()
+    finally:
+        await holder.close()
+
+    async def read_after_the_held_one() -> bool:
+        return auth.service.user_feed.recent.read_at > released
+
+    await eventually(read_after_the_held_one, "a read after the held one")
+    assert auth.service.user_feed.recent.read_at - released < poll
+
+
+async def test_a_frontends_reads_begin_a_poll_apart_too(start_auth_server: StartAuth) -> None:
+    """A frontend's read held a poll and a quarter (1 s polls): the next begins as it ends.
+
+    The frontend's own reads count toward how old its feed may be (its
+    check of a replica's poll adds its own poll, not its reads' durations).
+    """
+    poll = 1.0
+    auth = await start_auth_server()
+    read = get_user_changes(auth.stub, timeout=5)
+    began: list[float] = []
+    second_read = asyncio.Event()
+
+    async def changes(after_version: int) -> v1.UserChanges:
+        began.append(time.monotonic())
+        if len(began) == 2:
+            await second_read.wait()
+        return await read(after_version)
+
+    cache = UserCache(ttl_seconds=600, changes=changes, poll_seconds=poll)
+    try:
+        await cache.by_id([], get_users(auth.stub, timeout=5))  # starts the follower
+
+        async def second_read_began() -> bool:
+            return len(began) == 2
+
+        await eventually(second_read_began, "the frontend's second read")
+        await asyncio.sleep(max(0.0, began[1] + 1.25 * poll - time.monotonic()))
+        released = time.monotonic()
+        second_read.set()
+
+        async def third_read_began() -> bool:
+            return len(began) >= 3
+
+        await eventually(third_read_began, "a read after the held one")
+    finally:
+        cache.close()
+    assert began[2] - released < poll

@@ -74,8 +74,8 @@ RECENT_PAGES = 16
 #: A follower's read of the feed vouches for its answers this many polls long.
 FRESH_POLLS = 2.0
 #: A follower lags once its last read to the feed's end began more than this
-#: many polls before a read ends. On time, that is one poll and the reads'
-#: own durations (the wait runs from a poll's end), a little over 1; at
+#: many polls before a read ends. On time, that is one poll and the read's
+#: own duration (reads begin a poll apart), a little over 1; at
 #: :data:`FRESH_POLLS` the replica stops answering from memory. Halfway, its
 #: answers are half a poll older than the frontends allow for, which they
 #: cannot see (their warning checks one poll): this replica logs it.
@@ -487,7 +487,15 @@ class UserFeedFollower:
         )
 
     async def _every_poll(self) -> None:
-        """Poll every ``poll_seconds`` (from each poll's end), prune now and then.
+        """Poll every ``poll_seconds`` (from each poll's start), prune now and then.
+
+        A read begins a poll after the one before began, or as that one ends
+        if it took longer: the answers from memory are then at most a poll
+        and one read old (the age counts from a read's start, known at its
+        end), which is what frontends allow for (``UserChanges.poll_seconds``).
+        Counted from each end instead, they were a poll and two reads old,
+        more than a frontend's check knew of whenever reads were slow. After
+        a failure the next try is a poll (or the backoff) after it ends.
 
         A successful read is checked for lag (:meth:`_check_lag`) unless the
         rounds before it failed: that lag is the outage's, already logged.
@@ -500,6 +508,7 @@ class UserFeedFollower:
                 return
             wait = self.poll_seconds
             failing = self.supervised.consecutive_failures or self.supervised.outage.failed_rounds
+            began = time.monotonic()
             try:
                 before = max(self.recent.read_at, self._since)
                 await self.poll_once()
@@ -515,6 +524,7 @@ class UserFeedFollower:
                 wait = self.supervised.failed(exc, at_least=self.poll_seconds)
                 continue
             self.supervised.succeeded()
+            wait = max(0.0, began + self.poll_seconds - time.monotonic())
 
 
 def _lag_seconds(follower: weakref.ref[UserFeedFollower]) -> float:

@@ -349,7 +349,14 @@ class UserCache:
         back to its TTL meanwhile, and the feed is read again every poll),
         and an error nobody expected (one error with its traceback per
         streak; retried after :data:`FOLLOWER_BACKOFF`).
+
+        Reads begin ``poll_seconds`` apart (the next as one ends, if it took
+        longer): the feed is then last read at most a poll and one read ago
+        when the next read ends, as :meth:`_check_replica_poll` counts, not
+        a poll and two reads. After a failure the next try is a poll (or the
+        backoff) after it.
         """
+        loop = asyncio.get_running_loop()
         outage = OutageLog(
             "following the users' change feed",
             logger=_log,
@@ -359,6 +366,7 @@ class UserCache:
         bugs = 0
         while True:
             wait = self._poll_seconds
+            began = loop.time()
             try:
                 await self.poll_changes()
             except BuglessError as exc:
@@ -374,6 +382,7 @@ class UserCache:
                 outage.recovered()
                 if self._on_read is not None:
                     self._on_read(self.following.read_age())
+                wait = max(0.0, began + self._poll_seconds - loop.time())
             await asyncio.sleep(wait)
 
     def _forget(self, user_ids: Iterable[str]) -> None:
