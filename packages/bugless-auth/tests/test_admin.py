@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from auth_support import PASSWORD, AuthServer, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
@@ -35,6 +37,35 @@ async def test_admin_creates_a_user_who_can_sign_in(auth: AuthServer) -> None:
     result = await auth.sign_in(name, "s3cret-pass")
     assert result.identity is not None
     assert result.identity.groups == ["eng"]
+
+
+async def test_local_usernames_of_any_script_are_accepted_and_found_in_any_form(
+    auth: AuthServer,
+) -> None:
+    """The local store takes the usernames' grammar (``bugless_core.usernames``), not ASCII only.
+
+    So every local user can be ``@mentioned``: "Ölaf" and "t…josé" sign in,
+    and a look-up by the decomposed, upper-case spelling finds Ölaf.
+    """
+    token = await admin_token(auth)
+    olaf, jose = unique("Ölaf"), unique("t") + "josé"
+    for name in (olaf, jose):
+        created = await auth.stub.create_local_user(
+            v1.CreateLocalUserRequest(token=token, username=name, password="s3cret-pass")
+        )
+        assert created.username == name
+        assert (await auth.sign_in(name, "s3cret-pass")).identity is not None
+    decomposed = unicodedata.normalize("NFD", olaf.upper())
+    found = await auth.stub.lookup_users(v1.LookupUsersRequest(usernames=[decomposed]))
+    assert [u.username for u in found.users] == [olaf]
+    for bad in ("Ölaf smith", "_ölaf", "ölaf\n"):
+        refused = await expect_status(
+            auth.stub.create_local_user(
+                v1.CreateLocalUserRequest(token=token, username=bad, password="long-enough")
+            ),
+            Status.INVALID_ARGUMENT,
+        )
+        assert "letters and digits of any script" in (refused.message or ""), bad
 
 
 async def test_creating_users_needs_manage_users(auth: AuthServer) -> None:

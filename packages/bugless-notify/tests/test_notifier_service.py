@@ -199,6 +199,45 @@ async def test_every_recipient_rule_settings_and_acls(
     assert all("secret" not in m.message["Subject"] for m in after)
 
 
+async def test_a_mention_of_a_name_in_any_script_notifies_that_person(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    people: People,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    """ "@O\u0308LAF…" (decomposed, upper case) reaches "Ölaf…"; "@t…josé" reaches "t…josé".
+
+    Before, the mention grammar was ASCII: "@Ölaf" mentioned nobody, and
+    "@t…josé" mentioned "t…jos", a user of its own here, who must hear nothing.
+    """
+    tag = secrets.token_hex(3)
+    for name, mail in ((f"Ölaf{tag}", "olaf"), (f"t{tag}josé", "jose"), (f"t{tag}jos", "jos")):
+        bugless_stack.add_user(
+            name, "pw-" + secrets.token_hex(8), email=f"{mail}{tag}@example.test"
+        )
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"mention-{secrets.token_hex(4)}")
+    )
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=people.caller("alice"),
+            fields=v1.IssueFields(title="Umlauts in names", component_id=component.id),
+        )
+    )
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("alice"),
+            issue_id=issue.id,
+            expected_version=issue.version,
+            comment=f"@O\u0308LAF{tag}, see this (and @t{tag}josé). Not mail: x@t{tag}jos.x",
+        )
+    )
+    mails = await _settle(smtp_sink, 2)
+    assert _to(mails) == Counter([f"olaf{tag}@example.test", f"jose{tag}@example.test"])
+    assert {m.message["X-Bugless-Reason"] for m in mails} == {"mentioned"}
+
+
 async def test_a_killed_notifier_loses_nothing_and_repeats_only_message_ids(
     bugless_stack: LocalStack,
     model: v1.ModelStub,

@@ -8,6 +8,7 @@ notifier reads). The create form's description box completes the same way.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 from browser_support import (
@@ -18,6 +19,7 @@ from browser_support import (
     sign_in,
 )
 from playwright.sync_api import BrowserContext, expect
+from web_support import PASSWORD, World
 
 from bugless_dev.stack import RunningService
 
@@ -78,4 +80,31 @@ def test_the_description_box_completes_too_and_mouse_picks(
     box.press_sequentially("or mail x@ali", delay=30)
     page.wait_for_timeout(600)
     expect(listbox).to_be_hidden()
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def test_a_name_in_any_script_completes_and_links(
+    web_server: RunningService, world: World, context: BrowserContext
+) -> None:
+    """ "@Öla…" opens the list as "@ca" does (the box's grammar is the usernames' own)."""
+    tag = secrets.token_hex(3)
+    olaf = f"Ölaf{tag}"
+    world.stack.add_user(olaf, PASSWORD, display_name=f"Ölaf Browser {tag}")
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    create_issue_ui(tab, web_server, "Mention completion in any script")
+    box = page.locator("#comment")
+    box.click()
+    box.press_sequentially(f"Danke @Ölaf{tag[:4]}", delay=30)
+    listbox = page.locator(f"#{box.get_attribute('aria-controls')}")
+    option = listbox.locator(f'li[data-username="{olaf}"]')
+    expect(option).to_be_visible()
+    option.click()
+    expect(box).to_have_value(f"Danke @{olaf} ")
+    page.click('#issue-form button:has-text("Save")')
+    mention = page.locator(f'.comment a[href="/users/%C3%96laf{tag}"]')
+    expect(mention).to_have_text(f"@{olaf}")
+    mention.click()
+    expect(page.locator("body")).to_contain_text(f"Ölaf Browser {tag}")
     assert list(iter_console_problems(tab.console)) == []

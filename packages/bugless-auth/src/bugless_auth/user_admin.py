@@ -10,7 +10,6 @@ request pays for, so each reads on its own.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,7 @@ from bugless_core.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from bugless_core.usernames import username_key
+from bugless_core.usernames import USERNAME_MAX_LENGTH, is_valid_username, username_key
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -38,19 +37,22 @@ if TYPE_CHECKING:
     from bugless_auth.tokens import SessionClaims, TokenAuthority
     from bugless_core.auth_backend import AuthenticatorBackend
 
-_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
-
 
 def check_username(username: str, field: str = "username") -> None:
     """Refuse a username the local store would not accept.
 
+    The grammar is :func:`bugless_core.usernames.is_valid_username`, the one
+    ``@mentions`` and search are built from, so every local user can be
+    mentioned and searched for.
+
     Raises:
         InvalidArgument: naming what is accepted.
     """
-    if not _USERNAME.match(username):
+    if not is_valid_username(username):
         raise InvalidArgument(
-            f"{field}: {username!r} is not a valid username (1-128 characters: letters, "
-            "digits and . _ @ + -, starting with a letter or digit)"
+            f"{field}: {username!r} is not a valid username (1-{USERNAME_MAX_LENGTH} "
+            "characters: letters and digits of any script, combining marks and . _ @ + -, "
+            "starting with a letter or digit)"
         )
 
 

@@ -1,11 +1,13 @@
 """Who is ``@mentioned`` in each issue, kept as rows for ``mention:`` searches.
 
-``issue_mentions`` (migration 0011) holds one row per issue and lower-case
-username mentioned in the issue's title or in the current text of its
+``issue_mentions`` (migration 0011) holds one row per issue and username
+mentioned in the issue's title or in the current text of its
 description or a comment: the latest edit of each entry, redacted text
-blank. Mentions are found with the one rule the web's renderer and the
-notifier use (:func:`bugless_core.mentions.mentioned_usernames`), so a search
-finds exactly the mentions people see linked and were notified of.
+blank, each name by its key (:func:`bugless_core.usernames.username_key`:
+"@Ölaf" and "@ölaf" are one row, migration 0023). Mentions are found with
+the one rule the web's renderer and the notifier use
+(:func:`bugless_core.mentions.mentioned_usernames`), so a search finds
+exactly the mentions people see linked and were notified of.
 
 Every write that changes those texts calls :func:`add` (a new comment or a
 new issue: mentions can only grow) or :func:`sync` (an import: recomputed
@@ -16,7 +18,8 @@ and, only when a name the entry's old text mentions may go
 (``_edits.BUMP_AFTER_EDIT``), and write only the difference
 (:func:`set_names`: no statement when the names stay the same); a title
 change only adds names unless the old title's mentions may go
-(:func:`title_change_only_adds`). Issues written before 0011 are filled by
+(:func:`title_change_only_adds`). Issues written before 0011, and those
+whose texts the grammar of 0023 reads differently, are filled by
 :func:`backfill`, which the Model runs right after migrating.
 """
 
@@ -106,7 +109,7 @@ async def sync(conn: Any, issue_id: int) -> None:
 
 
 async def backfill(pool: Any) -> int:
-    """Fill the mentions of the issues migration 0011 queued; how many were done.
+    """Fill the mentions of the issues migrations 0011 and 0023 queued; how many were done.
 
     Batches of :data:`BACKFILL_BATCH` issues, each in one transaction that
     locks its issues first, so a write racing it recomputes after (or before)

@@ -20,6 +20,7 @@ import betterproto2
 
 from bugless_core.issue_fields import CLOSED_STATUSES, OPEN_STATUSES
 from bugless_core.search.enum_values import search_value_member
+from bugless_core.usernames import username_key
 from bugless_model_postgres._custom_search import CustomCatalog, custom_sort, custom_term_sql
 from bugless_proto import v1
 
@@ -454,11 +455,15 @@ def _attachment_term(op: v1.SearchOperator, values: list[Any], params: Params) -
 
 
 def _mention_term(op: v1.SearchOperator, values: list[Any], params: Params) -> str:
-    """Mentions are rows filled on write (:mod:`._mentions`), keyed by issue and username."""
+    """Mentions are rows filled on write (:mod:`._mentions`), keyed by issue and username key.
+
+    The values are keyed the same way (``username_key``, not ``lower()``,
+    which is right for ASCII only), so any spelling of a name finds its rows.
+    """
     if op in (Op.ANY, Op.NONE):
         some = "EXISTS (SELECT 1 FROM issue_mentions m WHERE m.issue_id = i.id)"
         return some if op is Op.ANY else f"(NOT {some})"
-    names = params.add(sorted({str(v).lower() for v in values}), "text[]")
+    names = params.add(sorted({username_key(str(v)) for v in values}), "text[]")
     return (
         "EXISTS (SELECT 1 FROM issue_mentions m WHERE m.issue_id = i.id "
         f"AND m.username = ANY ({names}))"

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
+from urllib.parse import quote
 
 import nh3
 from markdown_it import MarkdownIt
@@ -26,7 +28,7 @@ from markupsafe import Markup
 from mdit_py_plugins.tasklists import tasklists_plugin
 
 from bugless_core.issue_references import ISSUE_REFERENCE
-from bugless_core.mentions import MENTION
+from bugless_core.mentions import find_mentions
 
 _ALLOWED_TAGS = frozenset(
     {
@@ -131,8 +133,25 @@ def _render(source: str) -> Markup:
 
 
 def _link_mentions(text: str) -> str:
-    """``@ann`` as a link to ann's page (the grammar of :mod:`bugless_core.mentions`)."""
-    return MENTION.sub(r'<a class="mention" href="/users/\1">\g<0></a>', text)
+    """``@ann`` as a link to ann's page (the grammar of :mod:`bugless_core.mentions`).
+
+    The name is the one written, composed (NFC) and percent-encoded in the
+    link ("@O\u0308laf" links ``/users/%C3%96laf``): the person's page finds
+    them by ``username_key``, as the notifier does. ``text`` is HTML-escaped
+    text, and no username character is one HTML escapes, so the spans the
+    grammar finds in it are the ones it finds in the comment.
+    """
+    out: list[str] = []
+    done = 0
+    for mention in find_mentions(text):
+        href = "/users/" + quote(unicodedata.normalize("NFC", mention.name), safe="@+")
+        out += (
+            text[done : mention.start],
+            f'<a class="mention" href="{href}">{text[mention.start : mention.end]}</a>',
+        )
+        done = mention.end
+    out.append(text[done:])
+    return "".join(out)
 
 
 def _link_references(html: str) -> str:

@@ -30,6 +30,7 @@ from bugless_core.search._fields import (
     TextField,
     ValueKind,
 )
+from bugless_core.usernames import is_username_character
 
 #: Characters that end a word or value: they are tokens of their own.
 DELIMITERS = frozenset('()"')
@@ -363,13 +364,15 @@ def is_bare_word(text: str) -> bool:
 def is_username(text: str) -> bool:
     """Whether ``text`` is a username the language can write (not me/none/any).
 
-    Letters, digits and ``_ . @ + -``, starting with a letter, digit or ``_``:
-    enough for login names and e-mail-style names, and never a delimiter.
+    The characters of :mod:`bugless_core.usernames` (letters and digits of
+    any script, combining marks, ``_ . @ + -``: login names, e-mail-style
+    names, "Ölaf" typed decomposed), never a delimiter, starting with a
+    letter, digit or ``_``.
     """
     return (
         bool(text)
         and (text[0].isalnum() or text[0] == "_")
-        and all(ch.isalnum() or ch in "_.@+-" for ch in text)
+        and all(is_username_character(ch) for ch in text)
         and text.lower() not in RESERVED_USER_WORDS
     )
 

@@ -39,6 +39,7 @@ from bugless_core.search._parser import parse_query
 from bugless_core.search._printer import format_query
 from bugless_core.search.build import SearchScalar, all_of, any_of, negate, term
 from bugless_core.search.enum_values import SearchEnum
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 
 _FIELDS: dict[Field | TextField, v1.SearchField] = {
@@ -172,8 +173,9 @@ def to_structured(
             too, so an imported issue of a merged placeholder is found by its
             new owner's name while its history keeps the placeholder's id.
         me_name: The signed-in user's username, for ``mention:me``: a
-            mention is text (``@ann``), so mention terms carry lower-case
-            usernames where every other people term carries user ids.
+            mention is text (``@ann``), so mention terms carry username keys
+            (:func:`~bugless_core.usernames.username_key`) where every other
+            people term carries user ids.
 
     Date semantics: a comparison with a day compares with that day's midnight
     in ``zone`` (``created>today-7`` is "after midnight seven days ago");
@@ -358,17 +360,22 @@ class _Translator:
         return _term(field, term.op, *values, include_subtree=term.include_subtree)
 
     def mentioned(self, value: Value) -> str:
-        """The lower-case username a mention term looks for (the user must exist)."""
+        """The username key a mention term looks for (the user must exist).
+
+        Mentions are kept by :func:`~bugless_core.usernames.username_key`
+        (:mod:`bugless_core.mentions`), so ``mention:Ölaf``, ``mention:ölaf``
+        and the decomposed spelling find the same issues.
+        """
         if isinstance(value, UserValue) and value.is_me:
             if self.me is None:
                 raise _Unresolved("sign in to use 'me'", value)
             if self.me_name is None:
                 raise _Unresolved("'mention:me' needs your username; name yourself", value)
-            return self.me_name.lower()
+            return username_key(self.me_name)
         if isinstance(value, UserValue):
             if value.name not in self.users:
                 raise _Unresolved(f"no user named '{value.name}'", value)
-            return value.name.lower()
+            return username_key(value.name)
         raise TypeError(f"not a user value: {value!r}")  # pragma: no cover - USER fields only
 
     def date_term(self, field: v1.SearchField, term: FieldTerm) -> v1.SearchNode:

@@ -8,8 +8,12 @@
 from __future__ import annotations
 
 import datetime
+import unicodedata
+
+from hypothesis import HealthCheck, given, settings
 
 from bugless_core.search.build import term
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 from bugless_testing.model_contracts._edits import edit, redact
 from bugless_testing.model_contracts._support import (
@@ -25,6 +29,7 @@ from bugless_testing.model_contracts._support import (
     unique,
     within,
 )
+from bugless_testing.usernames import usernames
 
 F = v1.SearchField
 Op = v1.SearchOperator
@@ -119,3 +124,44 @@ class SearchParityContract:
             commented.id,
             titled.id,
         ]
+
+    async def test_mentions_of_any_script_are_found_by_any_spelling(
+        self, model: v1.ModelStub
+    ) -> None:
+        """Mentions of "Ölaf" composed, decomposed and lower-case are one person's."""
+        root = await make_component(model)
+        olaf, jose = unique("Ölaf"), unique("josé")
+        described = await make_issue(model, root.id, description=f"ask @{olaf}, please")
+        commented = await make_issue(model, root.id)
+        decomposed = unicodedata.normalize("NFD", olaf.upper())
+        await change(model, commented, comment=f"(@{decomposed}) and @{jose}.")
+        mailed = await make_issue(model, root.id, description=f"mail {jose}@example.com")
+        for spelling in (olaf, olaf.lower(), decomposed, unicodedata.normalize("NFD", olaf)):
+            found = await search_ids(model, within(root.id, eq(F.MENTION, spelling)))
+            assert found == [commented.id, described.id], spelling
+        # Not "jos" (an ASCII grammar's prefix), and not from an e-mail address.
+        assert await search_ids(model, within(root.id, eq(F.MENTION, jose))) == [commented.id]
+        assert await search_ids(model, within(root.id, eq(F.MENTION, jose[:3]))) == []
+        assert mailed.id not in await search_ids(model, within(root.id, term(F.MENTION, Op.ANY)))
+
+    @settings(
+        max_examples=15,
+        deadline=None,
+        # differing_executors: each backend runs this through its own subclass.
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.differing_executors,
+        ],
+    )
+    @given(name=usernames(max_inner=12))
+    async def test_every_username_written_is_found_by_its_spellings(
+        self, model: v1.ModelStub, name: str
+    ) -> None:
+        root = await make_component(model)
+        issue = await make_issue(model, root.id, title=f"for @{name}.")
+        await make_issue(model, root.id, description=f"not {name}, nor x@{name}")
+        nfc, nfd = unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)
+        for spelling in {name, nfc, nfd, username_key(name)}:
+            found = await search_ids(model, within(root.id, eq(F.MENTION, spelling)))
+            assert found == [issue.id], spelling

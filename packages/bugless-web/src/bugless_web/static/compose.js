@@ -276,8 +276,11 @@
   // ARIA listbox the text box points at (aria-activedescendant), so screen
   // readers follow it; a polite status says when it opens (a multi-line text
   // box may not carry aria-expanded: axe's aria-allowed-attr, critical). The
-  // text stays plain: without this, typing the whole
-  // name works the same. The name grammar is bugless_core.mentions'.
+  // text stays plain: without this, typing the whole name works the same.
+  // The name grammar is bugless_core.mentions' (any script; a test holds
+  // this copy to bugless_core.usernames' rule).
+  var MENTION_BEFORE_CARET =
+    /(^|[^\p{L}\p{N}\p{M}_@.])@([\p{L}\p{N}][\p{L}\p{N}\p{M}._@+-]{0,127})?$/u;
   var mentionCount = 0;
   document.querySelectorAll("textarea[data-markdown]").forEach(function (area) {
     var n = ++mentionCount;
@@ -303,7 +306,7 @@
       var caret = area.selectionStart;
       if (caret !== area.selectionEnd) return null;
       var before = area.value.slice(0, caret);
-      var match = /(^|[^\w@.])@([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$/.exec(before);
+      var match = MENTION_BEFORE_CARET.exec(before);
       if (!match) return null;
       var prefix = match[2] || "";
       return { start: caret - prefix.length - 1, end: caret, prefix: prefix };

@@ -1,0 +1,134 @@
+"""``@mentions`` read every username bugless accepts, compared by ``username_key``.
+
+The grammar (:mod:`bugless_core.mentions`) is built from the usernames' own
+character classes (:mod:`bugless_core.usernames`); these tests hold the
+classes to their definitions over every code point, the grammar to the names
+written in prose (any script, case, NFC or NFD), and the search language's
+``mention:`` to the same keys.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from datetime import date
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bugless_core.mentions import find_mentions, mentioned_usernames
+from bugless_core.search import parse_query, to_structured, user_terms
+from bugless_core.search._ast import RESERVED_USER_WORDS
+from bugless_core.usernames import (
+    MARK_PLANES,
+    USERNAME_MAX_LENGTH,
+    is_combining_mark,
+    is_username_character,
+    is_valid_username,
+    username_classes,
+    username_key,
+)
+from bugless_testing.usernames import usernames
+
+#: Prose around a mention: punctuation after it, brackets, Markdown emphasis.
+CONTEXTS = (
+    "@{}",
+    "ping @{}, thanks",
+    "(@{})",
+    "ask @{}.",
+    "@{}: look\nat this",
+    "“@{}”",
+    "**@{}**",
+    "- [ ] @{}'s part",
+    "cc @{}; @{}!",
+)
+
+
+def test_the_classes_are_their_definitions_for_every_code_point() -> None:
+    classes = username_classes()
+    first, inner = re.compile(classes.first), re.compile(classes.inner)
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        ch = chr(code)
+        assert (first.fullmatch(ch) is not None) == ch.isalnum(), hex(code)
+        assert (inner.fullmatch(ch) is not None) == is_username_character(ch), hex(code)
+        if is_combining_mark(ch):
+            assert code >> 16 in MARK_PLANES, hex(code)
+
+
+@given(st.text(max_size=USERNAME_MAX_LENGTH + 2))
+def test_a_valid_username_is_a_letter_or_digit_then_username_characters(text: str) -> None:
+    expected = (
+        1 <= len(text) <= USERNAME_MAX_LENGTH
+        and text[0].isalnum()
+        and all(is_username_character(ch) for ch in text[1:])
+    )
+    assert is_valid_username(text) == expected
+
+
+def test_local_names_of_any_script_are_valid_and_spaces_are_not() -> None:
+    for name in ("Ölaf", "josé", "jose\u0301", "अनिल", "Ζωή", "ann@corp.example", "a+b_c-d"):
+        assert is_valid_username(name), name
+    for name in ("no spaces", "_lead", "-lead", "", "bob\n", "a" * (USERNAME_MAX_LENGTH + 1)):
+        assert not is_valid_username(name), name
+
+
+@given(usernames(), st.sampled_from(CONTEXTS))
+def test_every_written_username_is_mentioned_by_its_key(name: str, context: str) -> None:
+    text = context.format(*[name] * context.count("{}"))
+    found = list(find_mentions(text))
+    assert [m.name for m in found] == [name] * context.count("{}")
+    assert all(text[m.start : m.end] == "@" + name for m in found)
+    assert mentioned_usernames(text) == [username_key(name)]
+    # Composed or decomposed, in any case, it is one person.
+    nfc, nfd = unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)
+    assert mentioned_usernames(f"@{nfc} @{nfd}") == [username_key(name)]
+
+
+@given(usernames())
+def test_mention_search_looks_for_the_key_of_every_spelling(name: str) -> None:
+    if name.lower() in RESERVED_USER_WORDS:
+        return
+    for spelling in {name, unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)}:
+        query = parse_query(f"mention:{spelling}")
+        assert user_terms(query) == {spelling}
+        structured = to_structured(query, me=None, users={spelling: "u-1"}, today=date(2026, 1, 1))
+        assert structured.filter is not None
+        assert structured.filter.term is not None
+        assert [v.text for v in structured.filter.term.values] == [username_key(name)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail bob@example.com or me@ann.example", []),
+        ("@bob, (@bob) and @bob.", ["bob"]),
+        ("@Bob @BOB @bob", ["bob"]),
+        ("@Ölaf, @ölaf and @O\u0308LAF", ["ölaf"]),
+        ("jose\u0301@example.com", []),  # the mark before "@" is part of a word
+        ("@josé and @jose\u0301", ["josé"]),
+        ("@ann@corp.example.", ["ann@corp.example"]),
+        ("@a+b+ and @c_", ["a+b", "c"]),
+        ("नमस्ते @अनिल!", ["अनिल"]),
+        ("e.g.@bob _@bob x@bob @@bob", []),
+        ("`@coded` and\n```\n@fenced\n```", ["coded", "fenced"]),  # plain text: code counts
+        ("@" + "a" * USERNAME_MAX_LENGTH, ["a" * USERNAME_MAX_LENGTH]),
+        ("@" + "a" * (USERNAME_MAX_LENGTH + 1), []),  # longer than any username
+    ],
+)
+def test_mentions_in_prose(text: str, expected: list[str]) -> None:
+    assert mentioned_usernames(text) == expected
+
+
+def test_mention_search_takes_any_spelling_of_one_name() -> None:
+    values = []
+    for spelling in ("Ölaf", "ölaf", "O\u0308laf", "ÖLAF"):
+        query = parse_query(f"mention:{spelling}")
+        structured = to_structured(query, me=None, users={spelling: "u-1"}, today=date(2026, 1, 1))
+        assert structured.filter is not None
+        assert structured.filter.term is not None
+        values += [v.text for v in structured.filter.term.values]
+    assert values == ["ölaf"] * 4

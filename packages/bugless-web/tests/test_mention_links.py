@@ -1,0 +1,68 @@
+"""A mention of a name in any script links to that person's page, and search finds it.
+
+Against the session's real Authenticator and Model: the comment's ``@`` links
+are read off the issue page and followed, as a reader's click would.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from web_support import PASSWORD, World, create_issue, sign_in
+
+from bugless_core.usernames import USERNAME_MAX_LENGTH, USERNAME_PUNCTUATION
+from bugless_proto import v1
+from bugless_web import markup
+
+_MENTION = re.compile(r'<a class="mention" href="([^"]+)"[^>]*>([^<]+)</a>')
+
+
+async def test_a_mention_in_any_script_or_case_links_to_the_person(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    tag = secrets.token_hex(3)
+    olaf = f"Ölaf{tag}"
+    created = world.stack.add_user(olaf, PASSWORD, display_name=f"Ölaf Ökland {tag}")
+    decomposed = f"O\u0308LAF{tag}"  # NFD, upper case
+    issue = await create_issue(
+        model,
+        world,
+        f"Umlauts {tag}",
+        assignee=created["user_id"],
+        description=f"ping @{decomposed}, @Bob and `@carol`; mail x@{olaf}.example",
+    )
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}")
+    assert page.status_code == 200
+    links = _MENTION.findall(page.text)
+    assert links == [(f"/users/%C3%96LAF{tag}", f"@{decomposed}"), ("/users/Bob", "@Bob")]
+    for href, _ in links:
+        person = await client.get(href)
+        assert person.status_code == 200, href
+    person = await client.get(links[0][0])
+    assert f"Ölaf Ökland {tag}" in person.text
+    assert f'href="/issues/{issue.id}"' in person.text  # assigned to Ölaf, open
+    assert "Bob Builder" in (await client.get("/users/Bob")).text
+    for spelling in (olaf, olaf.lower(), decomposed):
+        found = await client.get("/search", params={"q": f"mention:{spelling}"})
+        assert found.status_code == 200, spelling
+        assert f'href="/issues/{issue.id}"' in found.text, spelling
+
+
+def test_the_completion_box_reads_names_by_the_usernames_rule() -> None:
+    """compose.js's copy of the grammar (JavaScript has no import of Python's) is the rule's.
+
+    A letter or digit of any script first, then letters, digits, marks and
+    the usernames' punctuation, up to their length; the browser test
+    (test_browser_mentions) types a non-ASCII name into it.
+    """
+    script = (Path(markup.__file__).parent / "static" / "compose.js").read_text("utf-8")
+    found = re.search(r"MENTION_BEFORE_CARET =\s*/(.*)/u;", script)
+    assert found is not None
+    letter_or_digit, inner = r"[\p{L}\p{N}]", rf"[\p{{L}}\p{{N}}\p{{M}}{USERNAME_PUNCTUATION}]"
+    name = f"{letter_or_digit}{inner}{{0,{USERNAME_MAX_LENGTH - 1}}}"
+    assert f"@({name})?$" in found.group(1)
