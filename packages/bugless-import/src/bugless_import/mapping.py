@@ -84,10 +84,15 @@ class Mapping:
         """The bugless path a source component maps to ("" when not named)."""
         return self.sections.get("components", {}).get(value.casefold(), "")
 
-    def label(self, value: str) -> LabelTarget | None:
-        """Where a label goes, if anywhere (unmapped labels are counted)."""
+    def label(self, value: str, *, count: bool = True) -> LabelTarget | None:
+        """Where a label goes, if anywhere (unmapped labels are counted unless ``count`` is off).
+
+        Resolving an issue's labels looks a label up again for each change of
+        its labels; those look-ups pass ``count=False``, and a run counts each
+        issue's labels once (:func:`bugless_import.runner.count_labels`).
+        """
         target = self.labels.get(value.casefold())
-        if target is None:
+        if target is None and count:
             self.unmapped[("labels", value)] += 1
         return target
 

@@ -372,7 +372,7 @@ class _Labels:
         hotlists: set[int] = set()
         values: dict[int, list[str]] = {}
         for label in labels:
-            target = self.mapping.label(label)
+            target = self.mapping.label(label, count=False)
             if target is None:
                 continue
             if target.hotlist:
@@ -453,6 +453,7 @@ async def run_import(
             importer, issues, mapping=mapping, resolved=resolved, caller=caller, model=model,
             settings=settings, report=report, progress=progress,
         )  # fmt: skip
+        count_labels(issues, mapping)
         report.unmapped = _unmapped(mapping)
     finally:
         model_channel.close()
@@ -474,12 +475,18 @@ def _dry_convert(importer: Importer, issues: Sequence[SourceIssue], mapping: Map
             return 1
 
     resolved = convert.Resolved(people=_Anyone(), components=_AnyComponent())
+    count_labels(issues, mapping)
     for issue in issues:
-        for label in issue.labels:
-            mapping.label(label)
         external_id = importer.external_id(issue)
         link = importer.issue_url
         convert.to_request(issue, external_id, mapping, resolved, v1.Caller(), issue_url=link)
+
+
+def count_labels(issues: Iterable[SourceIssue], mapping: Mapping) -> None:
+    """Count each issue's unmapped labels once: "N times" is on N issues."""
+    for issue in issues:
+        for label in sorted(set(issue.labels)):
+            mapping.label(label)
 
 
 def _unmapped(mapping: Mapping) -> list[tuple[str, str, int]]:
