@@ -13,11 +13,19 @@ import secrets
 import pytest
 from api_support import ConnectAs, acl, bugless_cli, cli_json, signed_in
 
-from bugless_api.cli._common import EXIT_NOT_FOUND, EXIT_OK, EXIT_SERVER_ERROR, emit
+from bugless_api.cli._common import (
+    EXIT_CONFLICT,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_SERVER_ERROR,
+    emit,
+    exit_code_for,
+)
 from bugless_api.cli.following import _Action, _each, _Outcome, _Row
 from bugless_api.cli.notifications import CHANNELS, DIGESTS, EVENTS
 from bugless_api.client import BuglessClient
-from bugless_core.errors import InvalidArgument, NotFound, Unavailable
+from bugless_api.client._notifications import SETTINGS_ATTEMPTS
+from bugless_core.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from bugless_proto import v1
 
 MISSING = 8_999_999_999_999
@@ -127,6 +135,52 @@ async def test_a_missing_or_hidden_issue_stars_and_mutes_none(
     bad_id = bugless_cli(served_api, "issue", "star", "12x", check=False)
     assert bad_id.returncode == 2
     assert "12x" in bad_id.stderr
+
+
+async def test_an_issue_starred_then_hidden_can_still_be_unstarred(
+    served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
+) -> None:
+    (boss,) = await signed_in(connect_as, "boss")
+    viewers = [
+        acl(v1.Principal(user="boss"), v1.Role.ADMIN),
+        acl(v1.Principal(user="cli-bot"), v1.Role.VIEWER),
+    ]
+    component = await boss.create_component(f"Closing-{secrets.token_hex(3)}", acl=viewers)
+    issue = await boss.create_issue("soon hidden", component.id)
+    (visible,) = await _issues(cli_bot, 1)
+    starred = cli_json(served_api, "issue", "star", str(issue.id), str(visible.id))
+    assert [r["result"] for r in starred["results"]] == ["starred", "starred"]
+    component.acl = viewers[:1]
+    await boss.update_component(component, ["acl"])
+    with pytest.raises(NotFound):
+        await cli_bot.get_issue(issue.id)
+
+    unstarred = cli_json(served_api, "issue", "unstar", str(issue.id), str(visible.id))
+    assert [
+        (r["issue_id"], r["result"], r["starred"], r["title"]) for r in unstarred["results"]
+    ] == [
+        (str(issue.id), "not starred now", False, "(not visible to you)"),
+        (str(visible.id), "unstarred", False, "followed 0"),
+    ]
+    seen = await boss.get_issue(issue.id)
+    assert seen.star_count == 0
+    found = await boss.search_issues(f"c:{component.id} star:cli-bot")
+    assert found.issues == []
+    # The Model answers an id that never existed as it answers a hidden one
+    # (it tells nothing of issues one may not see): the same row, nothing changed.
+    table = bugless_cli(served_api, "issue", "unstar", str(MISSING)).stdout.splitlines()
+    assert table[1].split() == [
+        str(MISSING),
+        "not",
+        "starred",
+        "now",
+        "(not",
+        "visible",
+        "to",
+        "you)",
+    ]
+    refused = bugless_cli(served_api, "issue", "star", str(issue.id), check=False)
+    assert refused.returncode == EXIT_NOT_FOUND, refused.stderr  # starring still needs sight
 
 
 async def test_mute_and_unmute_and_show_lists_the_mutes_by_title(
@@ -323,3 +377,76 @@ async def test_the_client_changes_named_settings_only(connect_as: ConnectAs) -> 
         )
     assert caught.value.metadata["origin"] == "client"
     await robot.update_notification_settings()
+
+
+async def test_the_client_reapplies_its_change_to_settings_changed_meanwhile(
+    connect_as: ConnectAs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change made elsewhere between the client's read and its write is kept.
+
+    The other writer is a second connection of the same person (the web page
+    in another tab, say), writing for real right after the client's first
+    read: the client's write, made at the version it read, is refused, and
+    it reads again and applies only what it was asked to.
+    """
+    robot, elsewhere = await signed_in(connect_as, "outsider", "outsider")
+    await robot.update_notification_settings()
+    real_read = robot.get_notification_settings
+    reads: list[v1.NotificationSettings] = []
+
+    async def read_then_changed_elsewhere() -> v1.NotificationSettings:
+        read = await real_read()
+        reads.append(read)
+        if len(reads) == 1:
+            await elsewhere.update_notification_settings(
+                channel="none", digest=v1.DigestMode.DAILY, expected_version=read.version
+            )
+        return read
+
+    monkeypatch.setattr(robot, "get_notification_settings", read_then_changed_elsewhere)
+    before, after = await robot.change_notification_settings(
+        disable_events=["starred"], notify_own_changes=True
+    )
+    assert len(reads) == 2
+    assert before == reads[1]
+    assert (before.channel, before.digest) == ("none", v1.DigestMode.DAILY)
+    assert after.disabled_events == [v1.NotificationEvent.STARRED]
+    assert (after.channel, after.digest, after.notify_own_changes) == (
+        "none",
+        v1.DigestMode.DAILY,
+        True,
+    )
+    assert after.version == before.version + 1
+    assert await elsewhere.get_notification_settings() == after
+    await elsewhere.update_notification_settings()
+
+
+async def test_settings_that_keep_changing_fail_the_client_and_keep_the_others_change(
+    connect_as: ConnectAs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    robot, elsewhere = await signed_in(connect_as, "outsider", "outsider")
+    await robot.update_notification_settings()
+    real_read = robot.get_notification_settings
+    reads = 0
+
+    async def read_then_changed_elsewhere() -> v1.NotificationSettings:
+        nonlocal reads
+        read = await real_read()
+        reads += 1
+        await elsewhere.update_notification_settings(
+            digest=v1.DigestMode.DAILY if reads % 2 else v1.DigestMode.IMMEDIATE,
+            expected_version=read.version,
+        )
+        return read
+
+    monkeypatch.setattr(robot, "get_notification_settings", read_then_changed_elsewhere)
+    with pytest.raises(Conflict) as caught:
+        await robot.change_notification_settings(channel="none")
+    assert reads == SETTINGS_ATTEMPTS
+    assert "changed elsewhere while this change was being applied (3 times)" in str(caught.value)
+    assert "nothing of it was saved: run it again" in str(caught.value)
+    assert caught.value.reason == "VERSION_CONFLICT"
+    assert exit_code_for(caught.value) == EXIT_CONFLICT
+    now = await elsewhere.get_notification_settings()
+    assert (now.channel, now.digest) == ("email", v1.DigestMode.DAILY)
+    await elsewhere.update_notification_settings()

@@ -7,7 +7,7 @@ import secrets
 import pytest
 from api_support import ConnectAs, signed_in
 
-from bugless_core.errors import InvalidArgument, NotFound
+from bugless_core.errors import Conflict, InvalidArgument, NotFound
 from bugless_proto import v1
 
 
@@ -56,3 +56,24 @@ async def test_subscriptions_and_settings_are_ones_own(connect_as: ConnectAs) ->
         await robot.star_issue(8_999_999_999_999)
     with pytest.raises(InvalidArgument):
         await robot.update_notification_settings(channel="pigeon")
+
+
+async def test_a_settings_update_at_a_stale_version_is_a_conflict_through_the_api(
+    connect_as: ConnectAs,
+) -> None:
+    (robot,) = await signed_in(connect_as, "outsider")
+    start = await robot.update_notification_settings()
+    saved = await robot.update_notification_settings(
+        digest=v1.DigestMode.DAILY, expected_version=start.version
+    )
+    assert saved.version == start.version + 1
+    with pytest.raises(Conflict) as caught:
+        await robot.update_notification_settings(channel="none", expected_version=start.version)
+    assert caught.value.reason == "VERSION_CONFLICT"
+    assert caught.value.metadata["current_version"] == str(saved.version)
+    assert f"at version {saved.version}, not {start.version}" in caught.value.message
+    assert await robot.get_notification_settings() == saved
+    with pytest.raises(InvalidArgument, match="'webhook' is not one of email, none"):
+        await robot.update_notification_settings(channel="webhook", expected_version=saved.version)
+    assert await robot.get_notification_settings() == saved
+    await robot.update_notification_settings()

@@ -313,3 +313,56 @@ async def test_fields_defined_before_0019_are_keyed_by_their_folded_name_after_m
     finally:
         await conn.close()
     assert await search_ids(model, by_name) == [issue.id]
+
+
+async def test_settings_saved_before_0023_are_version_1_and_webhook_became_email(
+    model_settings: ModelSettings,
+) -> None:
+    """0023 versions the settings saved before it (1) and rewrites a personal "webhook".
+
+    The notifier mailed a person whose channel was "webhook" (it has no
+    personal webhook); the Model now refuses that channel, so the stored
+    ones say "email", what the notifier did, and a client writing back what
+    it read is not refused for a value it never chose.
+    """
+    settings = _in_schema(model_settings, "mig_settings_version")
+    (added,) = [
+        m.version for m in shipped_migrations() if m.name == "notification_settings_version"
+    ]
+    save = (
+        "INSERT INTO mig_settings_version.notification_settings (user_id, settings, modified_at) "
+        "VALUES ($1, $2::jsonb, now())"
+    )
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        before = [m for m in shipped_migrations() if m.version < added]
+        await migrate(
+            pool,
+            settings.schema,
+            before,
+            component="bugless-model-postgres",
+            lock=PostgresBackend.migration_lock,
+        )
+        await conn.execute(save, "hooked", '{"channel": "webhook", "digest": 2}')
+        await conn.execute(save, "silent", '{"channel": "none"}')
+        assert await PostgresBackend.migrate(settings) == newest_version()
+        backend = await PostgresBackend.open(settings)
+        try:
+            got = await backend.get_notification_settings(
+                v1.GetNotificationSettingsRequest(
+                    caller=v1.Caller(user_id="root", admin=True),
+                    user_ids=["hooked", "silent", "never-saved"],
+                )
+            )
+        finally:
+            await backend.close()
+    finally:
+        await pool.close()
+        await conn.execute("DROP SCHEMA IF EXISTS mig_settings_version CASCADE")
+        await conn.close()
+    assert [(s.user_id, s.channel, s.digest, s.version) for s in got.settings] == [
+        ("hooked", "email", v1.DigestMode.DAILY, 1),
+        ("silent", "none", v1.DigestMode.IMMEDIATE, 1),
+        ("never-saved", "email", v1.DigestMode.IMMEDIATE, 1),
+    ]

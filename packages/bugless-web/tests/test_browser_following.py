@@ -69,3 +69,58 @@ def test_mute_and_unmute_on_the_issue_page_and_stop_following_in_the_settings(
     expect(mute).to_have_text("Mute")
     assert tab.dialogs == []
     assert list(iter_console_problems(tab.console)) == []
+
+
+def test_a_settings_save_from_a_stale_tab_is_refused_with_the_settings_as_they_are_now(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """Two tabs of one person: the second save, from the older page, changes nothing (409).
+
+    The refused page shows the settings as the first tab saved them, says
+    what happened, and saves normally from there.
+    """
+    first, second = new_tab(context), new_tab(context)
+    sign_in(first, web_server, "mallory")
+    url = f"{web_server.url}/settings/notifications"
+    first.page.goto(url)
+    second.page.goto(url)
+    first.page.select_option('select[name="digest"]', "daily")
+    first.page.click('form.settings button:has-text("Save")')
+    expect(first.page.locator(".banner.notice:not(#live-notice)")).to_have_text(
+        "Notification settings saved."
+    )
+
+    stale = second.page
+    starred = stale.locator('form.settings input[name="event"][value="4"]')
+    starred.uncheck()
+    with stale.expect_response(url) as answered:
+        stale.click('form.settings button:has-text("Save")')
+    assert answered.value.status == 409
+    expect(stale.locator(".settings-conflict")).to_contain_text(
+        "your notification settings were changed elsewhere"
+    )
+    expect(stale.locator(".settings-conflict")).to_contain_text("make your change again")
+    expect(stale.locator('select[name="digest"]')).to_have_value("daily")
+    expect(starred).to_be_checked()
+    save_screenshot(stale, tmp_path, "72-settings-stale-save")
+
+    starred.uncheck()
+    stale.click('form.settings button:has-text("Save")')
+    expect(stale.locator(".banner.notice:not(#live-notice)")).to_have_text(
+        "Notification settings saved."
+    )
+    expect(starred).not_to_be_checked()
+    expect(stale.locator('select[name="digest"]')).to_have_value("daily")
+
+    # Back to the defaults, from the page as it is now.
+    starred.check()
+    stale.select_option('select[name="digest"]', "immediate")
+    stale.click('form.settings button:has-text("Save")')
+    expect(stale.locator(".banner.notice:not(#live-notice)")).to_have_text(
+        "Notification settings saved."
+    )
+    refused = "the server responded with a status of 409 (Conflict)"
+    assert [line for line in second.console if refused in line] != []  # the 409 on purpose
+    for tab in (first, second):
+        assert tab.dialogs == []
+        assert [p for p in iter_console_problems(tab.console) if refused not in p] == []

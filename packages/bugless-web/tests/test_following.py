@@ -88,6 +88,71 @@ async def test_settings_page_saves_and_subscriptions_are_listed(
         )
 
 
+async def test_a_stale_settings_form_is_409_with_the_current_values_and_saves_nothing(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    csrf = await sign_in(client, "mallory")
+    mallory = world.caller("mallory")
+    page = (await client.get("/settings/notifications")).text
+    version = int(re.findall(r'<input type="hidden" name="version" value="(\d+)">', page)[0])
+    meanwhile = await call(
+        model.update_notification_settings,
+        v1.UpdateNotificationSettingsRequest(
+            caller=mallory,
+            settings=v1.NotificationSettings(channel="none", notify_own_changes=True),
+            expected_version=version,
+        ),
+    )
+    try:
+        response = await client.post(
+            "/settings/notifications",
+            data={
+                "_csrf": csrf,
+                "version": str(version),
+                "event": ["1"],
+                "channel": "email",
+                "digest": "daily",
+            },
+            follow_redirects=False,
+        )
+        assert response.status_code == 409, response.text
+        assert "your notification settings were changed elsewhere" in response.text
+        assert "Below are the settings as they are now" in response.text
+        form = _form(response.text, "/settings/notifications")
+        assert f'name="version" value="{meanwhile.version}"' in form
+        assert '<option value="none" selected>' in form
+        assert 'name="own" value="1" checked' in form
+        assert '<option value="immediate" selected>' in form
+        now = await call(
+            model.get_notification_settings, v1.GetNotificationSettingsRequest(caller=mallory)
+        )
+        assert now.settings[0] == meanwhile
+        response = await client.post(
+            "/settings/notifications",
+            data={
+                "_csrf": csrf,
+                "version": str(meanwhile.version),
+                "event": ["1"],
+                "channel": "email",
+                "digest": "daily",
+            },
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        now = await call(
+            model.get_notification_settings, v1.GetNotificationSettingsRequest(caller=mallory)
+        )
+        assert (now.settings[0].channel, now.settings[0].digest) == ("email", v1.DigestMode.DAILY)
+        assert now.settings[0].version == meanwhile.version + 1
+    finally:
+        await call(
+            model.update_notification_settings,
+            v1.UpdateNotificationSettingsRequest(
+                caller=mallory, settings=v1.NotificationSettings(channel="email")
+            ),
+        )
+
+
 def _form(html: str, action: str) -> str:
     """The one form posting to ``action`` on the page, as HTML."""
     forms: list[str] = re.findall(rf'<form action="{re.escape(action)}".*?</form>', html, re.S)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bugless_core.errors import NotFound, PermissionDenied
+from bugless_core.errors import Conflict, NotFound, PermissionDenied
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._components import visible_component
@@ -68,14 +68,33 @@ SAVED_SEARCH_SUBSCRIPTIONS_OF = """
 SELECT saved_search_id FROM saved_search_subscriptions WHERE user_id = $1 ORDER BY saved_search_id
 """
 
-SETTINGS_OF = "SELECT user_id, settings FROM notification_settings WHERE user_id = ANY ($1::text[])"
+SETTINGS_OF = """
+SELECT user_id, settings, version FROM notification_settings WHERE user_id = ANY ($1::text[])
+"""
 MUTES_OF = """
 SELECT user_id, issue_id FROM issue_mutes WHERE user_id = ANY ($1::text[]) ORDER BY issue_id
 """
+#: Save user $1's settings $2 at $3 where version $4 is current (0: any is);
+#: returns the new version, or no row when $4 is not current. The version is
+#: checked and bumped by this one statement, on the row it writes: of two
+#: concurrent saves from the same version, the second waits for the first's
+#: row (its insert or update) and then finds that version gone (under READ
+#: COMMITTED ON CONFLICT DO UPDATE reads the latest committed row; under
+#: SERIALIZABLE the second fails with 40001 and its retry finds it gone).
+#: With no row the current version is 1 (the defaults): the insert happens
+#: only when $4 allows that, or when a row exists and the conflict clause
+#: decides.
 SAVE_SETTINGS = """
-INSERT INTO notification_settings (user_id, settings, modified_at) VALUES ($1, $2::jsonb, $3)
-ON CONFLICT (user_id) DO UPDATE SET settings = excluded.settings, modified_at = excluded.modified_at
+INSERT INTO notification_settings AS s (user_id, settings, modified_at, version)
+SELECT $1, $2::jsonb, $3, 2
+ WHERE $4::bigint IN (0, 1)
+    OR EXISTS (SELECT 1 FROM notification_settings WHERE user_id = $1)
+ON CONFLICT (user_id) DO UPDATE
+   SET settings = excluded.settings, modified_at = excluded.modified_at, version = s.version + 1
+ WHERE $4::bigint = 0 OR s.version = $4::bigint
+RETURNING s.version
 """
+SETTINGS_VERSION = "SELECT version FROM notification_settings WHERE user_id = $1"
 MUTE = """
 INSERT INTO issue_mutes (user_id, issue_id, created_at) VALUES ($1, $2, $3)
 ON CONFLICT DO NOTHING
@@ -106,8 +125,10 @@ SELECT s.user_id, ss.* FROM saved_search_subscriptions s
 """
 
 
-def settings_message(user_id: str, stored: Any, mutes: list[int]) -> v1.NotificationSettings:
-    """The stored JSON (or nothing: the defaults) as a message."""
+def settings_message(
+    user_id: str, stored: Any, mutes: list[int], version: int = 1
+) -> v1.NotificationSettings:
+    """The stored JSON (or nothing: the defaults, version 1) as a message."""
     data = json.loads(stored) if isinstance(stored, str) else (stored or {})
     return v1.NotificationSettings(
         user_id=user_id,
@@ -116,7 +137,22 @@ def settings_message(user_id: str, stored: Any, mutes: list[int]) -> v1.Notifica
         digest=v1.DigestMode(data.get("digest", v1.DigestMode.IMMEDIATE)),
         notify_own_changes=bool(data.get("notify_own_changes", False)),
         muted_issue_ids=mutes,
+        version=version,
     )
+
+
+async def read_settings(conn: Conn, user_ids: list[str]) -> list[v1.NotificationSettings]:
+    """The settings (with mutes and version) of each of ``user_ids``, in that order."""
+    stored = {r["user_id"]: r for r in await conn.fetch(SETTINGS_OF, user_ids)}
+    mutes: dict[str, list[int]] = {}
+    for r in await conn.fetch(MUTES_OF, user_ids):
+        mutes.setdefault(r["user_id"], []).append(r["issue_id"])
+    return [
+        settings_message(u, stored[u]["settings"], mutes.get(u, []), stored[u]["version"])
+        if u in stored
+        else settings_message(u, None, mutes.get(u, []))
+        for u in user_ids
+    ]
 
 
 def settings_json(settings: v1.NotificationSettings) -> str:
@@ -134,6 +170,16 @@ def settings_json(settings: v1.NotificationSettings) -> str:
 async def _visible_issue(ctx: WriteContext, issue_id: int) -> None:
     if not await fetch_issue_rows(ctx.conn, ctx.caller, [issue_id]):
         raise issue_not_found(issue_id)
+
+
+def settings_version_conflict(expected: int, current: int) -> Conflict:
+    """The refusal of a save made from settings that changed since they were read."""
+    return Conflict(
+        f"notification settings are at version {current}, not {expected}: they were "
+        "changed elsewhere since you read them; read them again and apply your change again",
+        reason="VERSION_CONFLICT",
+        metadata={"expected_version": str(expected), "current_version": str(current)},
+    )
 
 
 def _admin_only(caller: v1.Caller, what: str) -> None:
@@ -242,11 +288,7 @@ class FollowCalls(BackendCalls):
             return await self._subscriptions(conn, caller.user_id)
 
     async def _settings(self, conn: Conn, user_ids: list[str]) -> list[v1.NotificationSettings]:
-        stored = {r["user_id"]: r["settings"] for r in await conn.fetch(SETTINGS_OF, user_ids)}
-        mutes: dict[str, list[int]] = {}
-        for r in await conn.fetch(MUTES_OF, user_ids):
-            mutes.setdefault(r["user_id"], []).append(r["issue_id"])
-        return [settings_message(u, stored.get(u), mutes.get(u, [])) for u in user_ids]
+        return await read_settings(conn, user_ids)
 
     async def get_notification_settings(
         self, request: v1.GetNotificationSettingsRequest
@@ -263,12 +305,21 @@ class FollowCalls(BackendCalls):
     async def update_notification_settings(
         self, request: v1.UpdateNotificationSettingsRequest
     ) -> v1.NotificationSettings:
-        """Replace the caller's settings (mutes excepted)."""
+        """Replace the caller's settings (mutes excepted) if ``expected_version`` is current.
+
+        Raises:
+            Conflict: ``expected_version`` (not 0) is not the current
+                version (reason ``VERSION_CONFLICT``, metadata
+                ``current_version``); nothing was written.
+        """
+        expected = request.expected_version
 
         async def work(ctx: WriteContext) -> v1.NotificationSettings:
             user = ctx.caller.user_id
             stored = settings_json(request.settings or v1.NotificationSettings())
-            await ctx.conn.execute(SAVE_SETTINGS, user, stored, ctx.now)
+            if await ctx.conn.fetchval(SAVE_SETTINGS, user, stored, ctx.now, expected) is None:
+                current = await ctx.conn.fetchval(SETTINGS_VERSION, user) or 1
+                raise settings_version_conflict(expected, int(current))
             return (await self._settings(ctx.conn, [user]))[0]
 
         settings, _ = await self._write(request.caller, work)

@@ -33,7 +33,7 @@ from bugless_model_postgres._context import (
 from bugless_model_postgres._convert import Conn, caller_role, entry_from_row
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._edit_calls import mark_edited
-from bugless_model_postgres._follow import AUDIENCE, MUTES_OF, SETTINGS_OF, settings_message
+from bugless_model_postgres._follow import AUDIENCE, read_settings
 from bugless_proto import v1
 
 #: Entries $2 (versions) of issue $1.
@@ -120,11 +120,7 @@ async def notification_views(
             )
         )
     user_ids = list(dict.fromkeys(v.user_id for v in viewers))
-    stored = {r["user_id"]: r["settings"] for r in await conn.fetch(SETTINGS_OF, user_ids)}
-    mutes: dict[str, list[int]] = {}
-    for r in await conn.fetch(MUTES_OF, user_ids):
-        mutes.setdefault(r["user_id"], []).append(r["issue_id"])
-    views.settings = [settings_message(u, stored.get(u), mutes.get(u, [])) for u in user_ids]
+    views.settings = await read_settings(conn, user_ids)
     return views
 
 

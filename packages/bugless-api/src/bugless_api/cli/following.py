@@ -9,11 +9,14 @@ so a script may run it again.
 Several issue ids are checked first, in one read: when any of them does not
 exist or is not visible to you, the command exits 3 naming them and changes
 nothing (a mistyped id among five stars none, and the run can be repeated
-once fixed). Each issue is then starred (muted, ...) in turn, and the table
-says per id what happened (``starred``, ``already starred``). An issue that
-fails after the check (deleted or hidden in between) is reported on its row,
-the others are still done, and the command exits with that failure's code (3
-not found, 1 otherwise), as a bulk ``issue update`` does.
+once fixed). Taking back what you hold needs no sight of the issue:
+``unstar`` removes your star from any id (a hidden one's row says "not
+starred now", whether or not it exists), ``unmute`` lifts any mute of yours.
+Each issue is then starred (muted, ...) in turn, and the table says per id
+what happened (``starred``, ``already starred``). An issue that fails after
+the check (deleted or hidden in between) is reported on its row, the others
+are still done, and the command exits with that failure's code (3 not
+found, 1 otherwise), as a bulk ``issue update`` does.
 """
 
 from __future__ import annotations
@@ -160,15 +163,25 @@ async def _each(
     return rows
 
 
+#: The row of an unstarred issue you may not see: the Model answers alike whether
+#: you had starred it, and whether it exists (it tells nothing of a hidden issue).
+UNSTARRED_HIDDEN = "not starred now"
+
+
 async def _star(client: BuglessClient, issue_ids: Sequence[int], starred: bool) -> _Outcome:
     action = _Action("starred", starred)
     visible = await visible_issues(client, issue_ids)
-    _refuse_missing([i for i in issue_ids if i not in visible], action)
-    titles = {issue_id: issue.title for issue_id, issue in visible.items()}
+    # A star outlives the access it was made with; removing it needs none (as the
+    # Model has it), and the Model cannot say which hidden ids you had starred.
+    if starred:
+        _refuse_missing([i for i in issue_ids if i not in visible], action)
+    titles = {i: visible[i].title if i in visible else NOT_VISIBLE for i in issue_ids}
 
     async def attempt(issue_id: int) -> _Row:
-        before = visible[issue_id].starred
         reply = await client.star_issue(issue_id, starred=starred)
+        if issue_id not in visible:
+            return _Row(issue_id, titles[issue_id], UNSTARRED_HIDDEN, reply.starred)
+        before = visible[issue_id].starred
         result = action.kept if before == starred else action.done
         return _Row(issue_id, titles[issue_id], result, reply.starred, reply.star_count)
 
@@ -230,8 +243,10 @@ def star_command(**params: Any) -> None:
 def unstar_command(**params: Any) -> None:
     """Remove your star from issues (one not starred is reported, not an error).
 
-    Every id is checked first: one that does not exist or that you may not
-    see exits 3 and nothing is unstarred.
+    Your star can be removed from an issue you can no longer see (it moved
+    to a component closed to you). Of such an id the row says "not starred
+    now": the tracker does not say whether an issue you may not see exists,
+    so an id that never existed gets the same row, and changes nothing.
     """
     _run_per_issue(params, _star, False)
 

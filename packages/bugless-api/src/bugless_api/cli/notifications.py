@@ -4,9 +4,8 @@
 components by path, saved searches by name, starred and muted issues by id and
 title. ``set`` changes the settings named by its flags and keeps the others
 (:meth:`~bugless_api.client.BuglessClient.change_notification_settings`:
-read, modify, write; the settings carry no version, so a change made
-elsewhere in the moment between the read and the write is overwritten for
-the settings this run keeps).
+read, modify, write at the version read; a change made elsewhere in between
+is kept, and the flags are applied again to the settings as they are then).
 """
 
 from __future__ import annotations
@@ -185,11 +184,13 @@ async def set_command(
 ) -> Detail:
     """Change the notification settings named by the flags; the others keep their value.
 
-    Prints the settings as saved. The change is read, modified and written:
-    the settings carry no version to check, so a change to them made
-    elsewhere (the web settings page) in the moment between this command's
-    read and its write is overwritten. Mutes are not touched
-    (`bugless issue mute|unmute`).
+    Prints the settings as saved. The settings are read, changed and written
+    back at the version read: if they were changed elsewhere (the web
+    settings page, a script) in between, that change is kept and only the
+    flags you gave are applied again, to the settings as they are now. If
+    they keep changing (3 tries), nothing is saved and the command fails
+    (exit 4): run it again. Mutes are not touched (`bugless issue
+    mute|unmute`).
     """
     both = sorted(set(enable) & set(disable))
     if both:

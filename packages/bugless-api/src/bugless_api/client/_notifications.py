@@ -5,8 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bugless_api.client._base import ClientBase, client_mistake, enum_value
+from bugless_core.errors import Conflict
 from bugless_core.ids import check_id
 from bugless_proto import v1
+
+#: Reads and conditional writes :meth:`NotificationCalls.change_notification_settings`
+#: makes before giving up on settings that keep changing under it.
+SETTINGS_ATTEMPTS = 3
+
+
+def _settings_key(settings: v1.NotificationSettings) -> tuple[object, ...]:
+    """What an update replaces, comparable (the events as a set)."""
+    return (
+        frozenset(settings.disabled_events),
+        settings.channel,
+        settings.digest,
+        settings.notify_own_changes,
+    )
 
 
 class NotificationCalls(ClientBase):
@@ -89,14 +104,23 @@ class NotificationCalls(ClientBase):
         channel: str = "email",
         digest: v1.DigestMode = v1.DigestMode.IMMEDIATE,
         notify_own_changes: bool = False,
+        expected_version: int = 0,
     ) -> v1.NotificationSettings:
         """Replace your settings (mutes are kept; see :meth:`mute_issue`).
 
         Every setting is written: one left out returns to its default. To
         change some and keep the rest, use :meth:`change_notification_settings`.
+        With ``expected_version`` (the ``version`` of the settings you read)
+        the write happens only if nobody changed them since; 0 replaces
+        whatever is there. Retried when the API is unavailable: a retry of
+        a conditional write that did commit is refused as a conflict (the
+        version moved on), never written twice.
 
         Raises:
-            InvalidArgument: An unknown channel (``email``, ``none``...).
+            InvalidArgument: An unknown channel (``email``, ``none``).
+            Conflict: ``expected_version`` is no longer current (reason
+                ``VERSION_CONFLICT``, metadata ``current_version``); nothing
+                was written.
         """
         settings = v1.NotificationSettings(
             disabled_events=list(disabled_events),
@@ -104,7 +128,9 @@ class NotificationCalls(ClientBase):
             digest=digest,
             notify_own_changes=notify_own_changes,
         )
-        request = v1.UpdateNotificationSettingsRequest(settings=settings)
+        request = v1.UpdateNotificationSettingsRequest(
+            settings=settings, expected_version=expected_version
+        )
         return await self._call(
             self.notifications.update_notification_settings, request, idempotent=True
         )
@@ -118,24 +144,29 @@ class NotificationCalls(ClientBase):
         digest: v1.DigestMode | str | None = None,
         notify_own_changes: bool | None = None,
     ) -> tuple[v1.NotificationSettings, v1.NotificationSettings]:
-        """Change the settings named, keep the others: read, modify, write.
+        """Change the settings named, keep the others: read, modify, write at the version read.
 
         Events and the digest mode may be members or names (``"starred"``,
         ``"my-issues"``, ``"daily"``). When nothing would change, nothing is
-        written. The settings carry no version, so the write cannot be
-        conditional: a change made elsewhere (the web settings page, another
-        script) between this call's read and its write is replaced by what
-        this call read, for the settings it does not name. The window is
-        one round trip; mutes are never touched (they change with
-        :meth:`mute_issue` only).
+        written. The write names the version read, so a change made
+        elsewhere (the web settings page, another script) between the read
+        and the write is never overwritten: the Model refuses the write, and
+        this call reads the settings again and applies the same changes to
+        them (what was asked is a change of the named settings, which holds
+        as well for the settings as they are now), up to
+        :data:`SETTINGS_ATTEMPTS` times. Mutes are never touched (they
+        change with :meth:`mute_issue` only).
 
         Returns:
-            The settings before and after (the same when nothing changed).
+            The settings the change was applied to (the last read) and the
+            settings saved (the same when nothing changed).
 
         Raises:
             InvalidArgument: An unknown event or digest name, or an event
                 both enabled and disabled (origin ``client``: nothing was
                 sent); an unknown channel (from the server).
+            Conflict: The settings changed elsewhere on every attempt;
+                nothing of this call was saved.
         """
         enable = {enum_value(v1.NotificationEvent, e, "enable_events") for e in enable_events}
         disable = {enum_value(v1.NotificationEvent, e, "disable_events") for e in disable_events}
@@ -143,30 +174,39 @@ class NotificationCalls(ClientBase):
         if both:
             raise client_mistake(f"events both enabled and disabled: {', '.join(both)}")
         wanted_digest = None if digest is None else enum_value(v1.DigestMode, digest, "digest")
-        before = await self.get_notification_settings()
-        disabled = (set(before.disabled_events) - enable) | disable
-        after = v1.NotificationSettings(
-            disabled_events=sorted(disabled, key=int),
-            channel=before.channel if channel is None else channel,
-            digest=before.digest if wanted_digest is None else wanted_digest,
-            notify_own_changes=(
-                before.notify_own_changes if notify_own_changes is None else notify_own_changes
-            ),
-        )
-        kept = (before.channel, before.digest, before.notify_own_changes)
-        if disabled == set(before.disabled_events) and kept == (
-            after.channel,
-            after.digest,
-            after.notify_own_changes,
-        ):
-            return before, before
-        written = await self.update_notification_settings(
-            disabled_events=after.disabled_events,
-            channel=after.channel,
-            digest=after.digest,
-            notify_own_changes=after.notify_own_changes,
-        )
-        return before, written
+        attempt = 0
+        while True:
+            attempt += 1
+            before = await self.get_notification_settings()
+            after = v1.NotificationSettings(
+                disabled_events=sorted((set(before.disabled_events) - enable) | disable, key=int),
+                channel=before.channel if channel is None else channel,
+                digest=before.digest if wanted_digest is None else wanted_digest,
+                notify_own_changes=(
+                    before.notify_own_changes if notify_own_changes is None else notify_own_changes
+                ),
+            )
+            if _settings_key(after) == _settings_key(before):
+                return before, before
+            try:
+                written = await self.update_notification_settings(
+                    disabled_events=after.disabled_events,
+                    channel=after.channel,
+                    digest=after.digest,
+                    notify_own_changes=after.notify_own_changes,
+                    expected_version=before.version,
+                )
+            except Conflict as conflict:
+                if conflict.reason != "VERSION_CONFLICT" or attempt == SETTINGS_ATTEMPTS:
+                    raise Conflict(
+                        "your notification settings were changed elsewhere while this change "
+                        f"was being applied ({attempt} times); nothing of it was saved: "
+                        "run it again",
+                        reason=conflict.reason,
+                        metadata=conflict.metadata,
+                    ) from conflict
+                continue
+            return before, written
 
     async def mute_issue(self, issue_id: int, *, muted: bool = True) -> v1.NotificationSettings:
         """Stop (or with ``muted=False`` resume) notifications about one issue.

@@ -32,8 +32,10 @@ def check_read_feed(request: v1.ReadFeedRequest) -> None:
         raise _fail("wait_ms", f"must be between 0 and {MAX_FEED_WAIT_MS} milliseconds")
 
 
-#: Channels a person may choose; "none" switches notifications off.
-NOTIFICATION_CHANNELS = ("email", "webhook", "none")
+#: Channels a person may choose; "none" switches notifications off. Not
+#: "webhook": the notifier's webhooks are a component's endpoints, and it has
+#: no personal one to deliver to (it mailed a person who chose "webhook").
+NOTIFICATION_CHANNELS = ("email", "none")
 
 
 def check_get_notification_settings(request: v1.GetNotificationSettingsRequest) -> None:
@@ -46,15 +48,24 @@ def check_get_notification_settings(request: v1.GetNotificationSettingsRequest) 
 
 
 def check_update_notification_settings(request: v1.UpdateNotificationSettingsRequest) -> None:
-    """UpdateNotificationSettings: known events, channel and digest mode."""
+    """UpdateNotificationSettings: known events, channel and digest mode; a version or 0."""
     require_caller(request.caller)
+    if request.expected_version < 0:
+        raise _fail(
+            "expected_version", "must be the settings' version as read (1 or more), or 0: none"
+        )
     settings = request.settings or v1.NotificationSettings()
     for i, event in enumerate(settings.disabled_events):
         check_enum(event, f"settings.disabled_events[{i}]", allow_unspecified=False)
     check_enum(settings.digest, "settings.digest")
     if settings.channel and settings.channel not in NOTIFICATION_CHANNELS:
         choices = ", ".join(NOTIFICATION_CHANNELS)
-        raise _fail("settings.channel", f"{settings.channel!r} is not one of {choices}")
+        hint = (
+            " (a webhook notifies of a component's issues: `bugless component webhook`)"
+            if settings.channel == "webhook"
+            else ""
+        )
+        raise _fail("settings.channel", f"{settings.channel!r} is not one of {choices}{hint}")
 
 
 #: GetNotificationViews: most entries and candidate recipients per call.

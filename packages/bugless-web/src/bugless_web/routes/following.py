@@ -18,10 +18,19 @@ from litestar.params import FromPath
 
 from bugless_core import limits
 from bugless_core.clients import call
+from bugless_core.errors import Conflict
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
-from bugless_web.frontend import frontend_of, path_id, redirect, render, session_of, viewer_of
+from bugless_web.frontend import (
+    form_int,
+    frontend_of,
+    path_id,
+    redirect,
+    render,
+    session_of,
+    viewer_of,
+)
 from bugless_web.routes.saved_searches import all_saved_searches
 from bugless_web.searching import saved_search_href
 
@@ -177,7 +186,17 @@ async def _saved_searches(
 @get("/settings/notifications")
 async def notification_settings(request: Request[Any, Any, Any]) -> Response[str]:
     """What notifies me, how, and what I follow (by name, each with its Unsubscribe or Unmute)."""
-    viewer = await viewer_of(request)
+    return await _settings_page(request, await viewer_of(request))
+
+
+async def _settings_page(
+    request: Request[Any, Any, Any], viewer: Viewer, *, conflict: bool = False
+) -> Response[str]:
+    """The settings page as the settings are now; with ``conflict``, the 409 of a stale save.
+
+    The form carries the settings' version (a hidden field), so a save made
+    from this page is refused if they changed after it was rendered.
+    """
     backends = frontend_of(request).backends
     model = backends.model
     answer, subscriptions = await asyncio.gather(
@@ -197,6 +216,7 @@ async def notification_settings(request: Request[Any, Any, Any]) -> Response[str
         "notification_settings.html",
         {
             "settings": settings,
+            "conflict": conflict,
             "events": EVENTS,
             "components": [
                 Followed(
@@ -212,13 +232,19 @@ async def notification_settings(request: Request[Any, Any, Any]) -> Response[str
             ],
             "muted": [Followed(i, titles.get(i, "")) for i in settings.muted_issue_ids],
         },
+        status_code=409 if conflict else 200,
         viewer=viewer,
     )
 
 
 @post("/settings/notifications")
 async def save_notification_settings(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Save the form: unchecked events are switched off."""
+    """Save the form at the version it was rendered with: unchecked events are switched off.
+
+    A save from a page older than the settings (changed meanwhile in another
+    tab, by ``bugless notifications set``, by a script) changes nothing: the
+    page comes back (409) with the settings as they are now and says so.
+    """
     viewer = await viewer_of(request)
     form = await _form(request)
     enabled = {int(v) for v in form.get("event", []) if v.isdigit()}
@@ -230,10 +256,18 @@ async def save_notification_settings(request: Request[Any, Any, Any]) -> Respons
         else v1.DigestMode.IMMEDIATE,
         notify_own_changes=form.get("own", ["0"])[0] == "1",
     )
-    await call(
-        frontend_of(request).backends.model.update_notification_settings,
-        v1.UpdateNotificationSettingsRequest(caller=viewer.caller, settings=settings),
-    )
+    version = form_int(form.get("version", [""])[0], "version")
+    try:
+        await call(
+            frontend_of(request).backends.model.update_notification_settings,
+            v1.UpdateNotificationSettingsRequest(
+                caller=viewer.caller, settings=settings, expected_version=version
+            ),
+        )
+    except Conflict as exc:
+        if exc.reason != "VERSION_CONFLICT":
+            raise
+        return await _settings_page(request, viewer, conflict=True)
     session_of(request).update(notice="Notification settings saved.")
     return redirect("/settings/notifications")
 
