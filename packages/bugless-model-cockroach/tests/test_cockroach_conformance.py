@@ -29,6 +29,7 @@ from bugless_testing.model_contracts import (
     HotlistContract,
     ImportContract,
     IssueContract,
+    NotificationSettingsContract,
     RedactionContract,
     SavedSearchContract,
     SearchContract,
@@ -118,3 +119,6 @@ class TestBatchCreate(BatchCreateContract): ...
 
 
 class TestFollow(FollowContract): ...
+
+
+class TestNotificationSettings(NotificationSettingsContract): ...

@@ -24,6 +24,7 @@ from bugless_testing.model_contracts import (
     HotlistContract,
     ImportContract,
     IssueContract,
+    NotificationSettingsContract,
     RedactionContract,
     SavedSearchContract,
     SearchContract,
@@ -115,3 +116,6 @@ class TestBatchCreate(BatchCreateContract): ...
 
 
 class TestFollow(FollowContract): ...
+
+
+class TestNotificationSettings(NotificationSettingsContract): ...

@@ -34,6 +34,7 @@ from bugless_testing.model_contracts._search_masks import SearchReadMaskContract
 from bugless_testing.model_contracts._search_order import SearchOrderContract
 from bugless_testing.model_contracts._search_parity import SearchParityContract
 from bugless_testing.model_contracts._server_info import ServerInfoContract
+from bugless_testing.model_contracts._settings import NotificationSettingsContract
 from bugless_testing.model_contracts._watch import WatchContract
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "HotlistContract",
     "ImportContract",
     "IssueContract",
+    "NotificationSettingsContract",
     "RedactionContract",
     "SavedSearchContract",
     "SearchContract",
