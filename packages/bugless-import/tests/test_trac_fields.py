@@ -11,6 +11,9 @@ the report.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,3 +180,17 @@ async def test_a_second_environment_is_not_taken_for_the_first_and_a_project_kee
     (apart,) = await find(model, "trac33:ground#1")
     assert apart.title == "Pad lights flicker"
     assert apart.id != first.id
+
+
+def test_the_command_says_nothing_about_pkg_resources(tmp_path: Path) -> None:
+    """Before, every ``bugless import trac`` began with Trac's pkg_resources warning."""
+    env = _one_ticket(tmp_path / "quiet", "Quiet", _hours(0))
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("bugless")), "import", "trac", env, "--dry-run",
+         "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("BUGLESS_", "PYTHONWARN"))},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "source: 1 issues" in done.stdout

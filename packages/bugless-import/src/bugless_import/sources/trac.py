@@ -27,6 +27,7 @@ counts them.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import groupby
@@ -144,7 +145,11 @@ class TracImporter(Importer):
     def _environment(self) -> Any:
         if self._env is None:
             try:
-                from trac.env import Environment  # noqa: PLC0415
+                with warnings.catch_warnings():
+                    # Trac 1.6 imports pkg_resources, which warns on every run
+                    # of the command; nothing the person can act on.
+                    warnings.filterwarnings("ignore", "pkg_resources is deprecated")
+                    from trac.env import Environment  # noqa: PLC0415
             except ImportError as exc:
                 raise FailedPrecondition(
                     "reading Trac needs the trac package: pip install 'bugless-import[trac]'"
