@@ -14,12 +14,13 @@ from bugless_import.__about__ import __version__
 
 if TYPE_CHECKING:
     from bugless_import.mapping import Mapping, load_mapping
-    from bugless_import.runner import ImportReport, run_import
+    from bugless_import.report import ImportReport
+    from bugless_import.runner import run_import
     from bugless_import.settings import ImportSettings
 
 #: Public name -> the module defining it.
 _LAZY = {
-    "ImportReport": "bugless_import.runner",
+    "ImportReport": "bugless_import.report",
     "ImportSettings": "bugless_import.settings",
     "Mapping": "bugless_import.mapping",
     "load_mapping": "bugless_import.mapping",

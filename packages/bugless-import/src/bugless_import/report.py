@@ -1,0 +1,84 @@
+"""The report of one ``bugless import`` run: what it found and did, as people read it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ImportReport:
+    """What a run found and did (``--dry-run``: found and would do)."""
+
+    source: str
+    dry_run: bool
+    issues: int = 0
+    entries: int = 0
+    comments: int = 0
+    people: int = 0
+    attachments: int = 0
+    attachment_issues: int = 0
+    matched: Counter[str] = field(default_factory=Counter)
+    #: (source person, account username, "email" or "username"): whom an
+    #: existing account now stands for, to be checked before a real run.
+    matches: list[tuple[str, str, str]] = field(default_factory=list)
+    placeholders: list[str] = field(default_factory=list)
+    components_to_create: list[str] = field(default_factory=list)
+    unmapped: list[tuple[str, str, int]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    created: int = 0
+    extended: int = 0
+    unchanged: int = 0
+    done_before: int = 0
+    entries_written: int = 0
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        """The report as people read it."""
+        what = "would import" if self.dry_run else "imported"
+        lines = [
+            f"bugless import {self.source}{' (dry run)' if self.dry_run else ''}",
+            f"  source: {self.issues} issues, {self.entries} history entries "
+            f"({self.comments} comments), {self.people} people",
+        ]
+        if self.matched or self.placeholders:
+            by = ", ".join(f"{n} by {how}" for how, n in sorted(self.matched.items()))
+            lines.append(f"  people matched to accounts: {by or 'none'}")
+            lines += [
+                f"    {source} -> {account} (by {how})"
+                for source, account, how in sorted(self.matches)[:200]
+            ]
+            verb = "to create" if self.dry_run else "created or reused"
+            lines.append(f"  placeholder accounts {verb}: {len(self.placeholders)}")
+            lines += [f"    {name}" for name in self.placeholders[:50]]
+        if self.components_to_create:
+            verb = "to create" if self.dry_run else "created"
+            lines.append(f"  components {verb}: {len(self.components_to_create)}")
+            lines += [f"    {path}" for path in self.components_to_create]
+        if self.skipped:
+            lines.append(f"  skipped, gone from the source while reading: {len(self.skipped)}")
+            lines += [f"    {why}" for why in self.skipped[:50]]
+        if self.attachments:
+            lines.append(
+                f"  attachments NOT copied: {self.attachments} on {self.attachment_issues} "
+                "issues (bugless import does not bring files; keep the source's)"
+            )
+        if self.unmapped:
+            lines.append("  unmapped values (add them to the mapping file):")
+            lines += [f"    [{s}] {v!r}: {n} times" for s, v, n in self.unmapped]
+        if not self.dry_run:
+            lines.append(
+                f"  {what}: {self.created} new, {self.extended} with newer history, "
+                f"{self.unchanged} unchanged, {self.done_before} done in an earlier run; "
+                f"{self.entries_written} entries written"
+            )
+            rate = (
+                (self.created + self.extended + self.unchanged) / self.seconds
+                if self.seconds
+                else 0
+            )
+            lines.append(f"  {self.seconds:.1f} s, {rate:.0f} issues/s")
+        if self.interrupted:
+            lines.append("  INTERRUPTED: run the same command again to import the rest")
+        return "\n".join(lines)
