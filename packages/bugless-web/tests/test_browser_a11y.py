@@ -224,49 +224,49 @@ def signed_in_pages(seeded: Seeded, world: World) -> list[tuple[str, str]]:
     ]
 
 
-#: Pages also shot at a phone's width, to see that the fixes kept the layout.
-SHOT_ON_A_PHONE = frozenset({"search-results", "issue", "hotlist", "component", "signin"})
-
-
-def _shoot(page: Page, name: str) -> None:
-    """Screenshots at 1280 px and, for some pages, 390 px (under /tmp/bugless-screens/a11y)."""
-    where = SHARED_SCREENS / "a11y"
-    where.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(where / f"{name}-1280.png"), full_page=True)
-    if name in SHOT_ON_A_PHONE:
-        page.set_viewport_size(PHONE)
-        page.screenshot(path=str(where / f"{name}-390.png"), full_page=True)
-        page.set_viewport_size(DESKTOP)
+#: Pages audited (and shot) at a phone's width too: the result table becomes cards there.
+ON_A_PHONE = frozenset({"search-results", "issue", "hotlist", "component", "signin"})
 
 
 def _audit(page: Page, server: RunningService, pages: list[tuple[str, str]], tag: str) -> list[str]:
-    """Runs axe on each page; returns the failing lines, writes all findings to FINDINGS."""
+    """Runs axe on each page; returns the failing lines, writes all findings to FINDINGS.
+
+    Each page is also shot (1280 px, and 390 px for ON_A_PHONE) under
+    /tmp/bugless-screens/a11y, to see that a fix kept the layout.
+    """
     failing: list[str] = []
     everything: dict[str, list[dict[str, Any]]] = {}
     undecided: dict[str, list[str]] = {}
+    shots = SHARED_SCREENS / "a11y"
+    shots.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size(DESKTOP)
     for name, path in pages:
         page.goto(f"{server.url}{path}")
-        page.wait_for_load_state()
-        _shoot(page, name)
-        unsure: list[dict[str, Any]] = []
-        violations = [v for v in run_axe(page, unsure) if v["id"] not in ALLOWED_RULES]
-        undecided[name] = [
-            f"{v['id']} x{len(v['nodes'])} e.g. {v['nodes'][0]['target'] if v['nodes'] else ''}"
-            for v in unsure
-        ]
-        everything[name] = [
-            {
-                "id": v["id"],
-                "impact": v["impact"],
-                "count": len(v["nodes"]),
-                "example": v["nodes"][0]["target"] if v["nodes"] else "",
-                "html": v["nodes"][0]["html"][:200] if v["nodes"] else "",
-                "help": v["help"],
-            }
-            for v in violations
-        ]
-        failing += describe(name, [v for v in violations if v["impact"] in FAILING_IMPACTS])
+        widths = [DESKTOP, PHONE] if name in ON_A_PHONE else [DESKTOP]
+        for size in widths:
+            shown = name if size is DESKTOP else f"{name}@390"
+            page.set_viewport_size(size)
+            page.wait_for_load_state()
+            page.screenshot(path=str(shots / f"{name}-{size['width']}.png"), full_page=True)
+            unsure: list[dict[str, Any]] = []
+            violations = [v for v in run_axe(page, unsure) if v["id"] not in ALLOWED_RULES]
+            undecided[shown] = [
+                f"{v['id']} x{len(v['nodes'])} e.g. {v['nodes'][0]['target'] if v['nodes'] else ''}"
+                for v in unsure
+            ]
+            everything[shown] = [
+                {
+                    "id": v["id"],
+                    "impact": v["impact"],
+                    "count": len(v["nodes"]),
+                    "example": v["nodes"][0]["target"] if v["nodes"] else "",
+                    "html": v["nodes"][0]["html"][:200] if v["nodes"] else "",
+                    "help": v["help"],
+                }
+                for v in violations
+            ]
+            failing += describe(shown, [v for v in violations if v["impact"] in FAILING_IMPACTS])
+        page.set_viewport_size(DESKTOP)
     FINDINGS.mkdir(parents=True, exist_ok=True)
     (FINDINGS / f"{tag}.json").write_text(json.dumps(everything, indent=1))
     (FINDINGS / f"{tag}-undecided.json").write_text(json.dumps(undecided, indent=1))
@@ -442,4 +442,60 @@ def test_keyboard_alone_updates_an_issue(
     page.keyboard.press("Enter")
     expect(page.locator("#entries")).to_contain_text("Typed without a mouse")
     expect(page.locator("aside.fields")).to_contain_text("P4")
+    assert list(iter_console_problems(tab.console)) == []
+
+
+def test_the_shortcut_help_is_a_modal_dialog_and_turns_single_key_shortcuts_off(
+    web_server: RunningService, context: BrowserContext, seeded: Seeded, tmp_path: Path
+) -> None:
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    search = f"{web_server.url}/search?q={seeded.suffix}"
+    page.goto(search)
+    page.wait_for_load_state()
+    help_link = page.locator("footer a.js-help")
+    help_link.focus()
+    page.keyboard.press("Enter")
+    dialog = page.locator("#shortcuts")
+    expect(dialog).to_be_visible()
+    # The focus moved into the dialog and stays there.
+    toggle = page.locator("#single-key-shortcuts")
+    expect(toggle).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.locator(".js-help-close")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(toggle).to_be_focused()
+    save_screenshot(page, tmp_path, "82-shortcut-help")
+    # Turn the single-key shortcuts off; Escape closes and gives the focus back.
+    page.keyboard.press("Space")
+    expect(toggle).not_to_be_checked()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(help_link).to_be_focused()
+    page.locator("h1").click()  # the focus leaves the link: keys go to the page
+    page.keyboard.press("j")
+    expect(page.locator("tr.row.selected")).to_have_count(0)
+    page.keyboard.press("c")
+    page.keyboard.press("?")
+    expect(dialog).to_be_hidden()
+    assert page.url == search
+    # Still off on the next page (kept in this browser); on again from the help.
+    page.reload()
+    page.wait_for_load_state()
+    page.keyboard.press("j")
+    expect(page.locator("tr.row.selected")).to_have_count(0)
+    help_link.focus()
+    page.keyboard.press("Enter")
+    expect(toggle).not_to_be_checked()
+    page.keyboard.press("Space")
+    page.keyboard.press("Escape")
+    page.locator("h1").click()
+    page.keyboard.press("j")
+    expect(page.locator("tr.row.selected")).to_have_count(1)
+    # With a row selected, Enter on a focused link follows that link, not the row.
+    page.locator("summary:has-text('Save this search')").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("details.save-search")).to_have_attribute("open", "")
+    assert page.url == search
     assert list(iter_console_problems(tab.console)) == []

@@ -168,10 +168,50 @@
   showSelection();
 
   // ---- help dialog -----------------------------------------------------------
+  // A modal dialog: opening it moves the focus to its first control, Tab stays
+  // inside it, and closing it puts the focus back where it was.
   var help = document.getElementById("shortcuts");
+  var focusBeforeHelp = null;
+  function helpControls() {
+    return Array.prototype.slice.call(help.querySelectorAll("input, button"));
+  }
   function toggleHelp(show) {
     if (!help) return;
-    help.hidden = show === undefined ? !help.hidden : !show;
+    var open = show === undefined ? help.hidden : show;
+    if (open === !help.hidden) return;
+    help.hidden = !open;
+    if (open) {
+      focusBeforeHelp = document.activeElement;
+      helpControls()[0].focus();
+    } else if (focusBeforeHelp && focusBeforeHelp.focus) {
+      focusBeforeHelp.focus();
+      focusBeforeHelp = null;
+    }
+  }
+  function keepFocusInHelp(event) {
+    var controls = helpControls();
+    var first = controls[0];
+    var last = controls[controls.length - 1];
+    if (event.shiftKey && document.activeElement === first) { last.focus(); event.preventDefault(); }
+    else if (!event.shiftKey && document.activeElement === last) { first.focus(); event.preventDefault(); }
+    else if (!help.contains(document.activeElement)) { first.focus(); event.preventDefault(); }
+  }
+
+  // Single-character shortcuts can be turned off (WCAG 2.1.4): speech input
+  // types words whose letters would fire them, and some people press keys by
+  // accident. The choice stays in this browser (localStorage).
+  var SHORTCUTS_KEY = "bugless.singleKeyShortcuts";
+  function shortcutsOn() {
+    try { return window.localStorage.getItem(SHORTCUTS_KEY) !== "off"; } catch (e) { return true; }
+  }
+  var shortcutsToggle = document.getElementById("single-key-shortcuts");
+  if (shortcutsToggle) {
+    shortcutsToggle.checked = shortcutsOn();
+    shortcutsToggle.addEventListener("change", function () {
+      try {
+        window.localStorage.setItem(SHORTCUTS_KEY, shortcutsToggle.checked ? "on" : "off");
+      } catch (e) { /* storage refused: the choice lasts for this page only */ }
+    });
   }
   document.addEventListener("click", function (event) {
     var t = event.target;
@@ -193,7 +233,11 @@
       if (isTyping(event.target)) { event.target.blur(); }
       return;
     }
+    if (help && !help.hidden && event.key === "Tab") { keepFocusInHelp(event); return; }
     if (isTyping(event.target)) return;
+    if (!shortcutsOn()) return;
+    // Enter on a focused link, button or summary is theirs, not "open the selected row".
+    if (event.key === "Enter" && event.target.closest && event.target.closest("a, button, summary")) return;
     switch (event.key) {
       case "j": select(selected + 1); break;
       case "k": select(selected < 0 ? 0 : selected - 1); break;
