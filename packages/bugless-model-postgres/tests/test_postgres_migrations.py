@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bugless_core.errors import FailedPrecondition
-from bugless_core.migrations import Migration, quote_schema
+from bugless_core.migrations import Migration, migrate, quote_schema
 from bugless_core.model.backend import ModelSettings
 from bugless_model_postgres import PostgresBackend
 from bugless_proto import v1
@@ -315,10 +315,10 @@ async def test_fields_defined_before_0019_are_keyed_by_their_folded_name_after_m
     assert await search_ids(model, by_name) == [issue.id]
 
 
-async def test_settings_saved_before_0023_are_version_1_and_webhook_became_email(
+async def test_settings_saved_before_0024_are_version_1_and_webhook_became_email(
     model_settings: ModelSettings,
 ) -> None:
-    """0023 versions the settings saved before it (1) and rewrites a personal "webhook".
+    """0024 versions the settings saved before it (1) and rewrites a personal "webhook".
 
     The notifier mailed a person whose channel was "webhook" (it has no
     personal webhook); the Model now refuses that channel, so the stored
