@@ -47,6 +47,11 @@ POLL_INTERVAL_SECONDS = 2
 MAX_LABEL = 100
 #: Pending device logins at once (a flood of starts cannot fill the table).
 MAX_PENDING_DEVICE_LOGINS = 10_000
+#: Pending device logins started from one client address. Starting one needs
+#: no account, so without this one address could fill the table
+#: (:data:`MAX_PENDING_DEVICE_LOGINS`) and refuse ``bugless login`` to
+#: everybody for as long as it kept starting them; a person runs one at a time.
+MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS = 10
 #: Rows of expired certificates and device logins are kept this long.
 KEEP_EXPIRED = datetime.timedelta(days=30)
 
@@ -320,11 +325,27 @@ class PeopleCertificates:
         self._seconds(seconds)
         device_code = secrets.token_urlsafe(32)
         lifetime = self.settings.device_login_seconds
+        address = client_address[:200]
 
         async def work(conn: Any) -> str:
             await conn.execute(
                 "DELETE FROM device_logins WHERE expires_at < now() - $1::interval", KEEP_EXPIRED
             )
+            if address:
+                mine = await conn.fetchrow(
+                    "SELECT count(*) AS pending, "
+                    "extract(epoch FROM min(expires_at) - now())::float8 AS first_ends "
+                    "FROM device_logins "
+                    "WHERE client_address = $1 AND expires_at > now() AND NOT delivered",
+                    address,
+                )
+                if mine["pending"] >= MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS:
+                    raise ResourceExhausted(
+                        f"{MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS} device logins from this "
+                        "address are waiting for approval already; approve or deny them, "
+                        "or wait until one expires",
+                        retry_after=max(1.0, float(mine["first_ends"] or 1.0)),
+                    )
             pending = await conn.fetchval(
                 "SELECT count(*) FROM device_logins WHERE expires_at > now() AND NOT delivered"
             )
@@ -344,7 +365,7 @@ class PeopleCertificates:
                     csr_pem,
                     label,
                     seconds,
-                    client_address[:200],
+                    address,
                     lifetime,
                 )
                 if inserted is not None:

@@ -1,0 +1,96 @@
+"""An anonymous flood of ``/device/start`` cannot refuse ``bugless login`` to everybody.
+
+Starting a device login needs no account and no CSRF token (the CLI calls
+it), and the Authenticator holds at most ``MAX_PENDING_DEVICE_LOGINS``
+pending at once for everybody. One address starting them as fast as it could
+(about 50 a second on one core, each kept for ``--device-login-seconds``)
+filled that and every person's ``bugless login`` was refused for as long as
+it kept going. Now one address may have only
+``MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS`` waiting; the others are unaffected.
+
+Real processes: an Authenticator with a people CA and a ``--dev`` web
+replica, which believes ``X-Forwarded-For`` from 127.0.0.1 (as a replica
+believes its ingress), so the test speaks from two addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from web_support import World
+
+from bugless_auth.people import MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS
+from bugless_dev.stack import RunningService
+
+ATTACKER = "203.0.113.66"
+SOMEONE_ELSE = "198.51.100.7"
+
+
+def _csr() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    return request.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture(scope="module")
+def device_web(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a web replica on an Authenticator of its own with a people CA."""
+    root = tmp_path_factory.mktemp("device-flood")
+    people_ca = trustme.CA(organization_name="bugless people CA (flood test)")
+    ca_cert, ca_key = root / "people-ca.pem", root / "people-ca.key"
+    people_ca.cert_pem.write_to_path(str(ca_cert))
+    people_ca.private_key_pem.write_to_path(str(ca_key))
+    stack = world.stack
+    auth = stack.start(
+        "auth",
+        ["auth", "serve", "--port", "0"],
+        name="auth-device-flood",
+        env={
+            "BUGLESS_AUTH_PEOPLE_CA_CERT": str(Path(ca_cert)),
+            "BUGLESS_AUTH_PEOPLE_CA_KEY": str(Path(ca_key)),
+        },
+    )
+    started: list[RunningService] = [auth]
+    try:
+        web = stack.start_web("--auth", f"127.0.0.1:{auth.port}", name="web-device-flood")
+        started.append(web)
+        assert web.url is not None
+        yield web.url
+    finally:
+        for service in reversed(started):
+            stack.stop_service(service)
+
+
+def test_one_address_flooding_device_logins_leaves_everybody_else_able_to_log_in(
+    device_web: str,
+) -> None:
+    csr = _csr()  # one CSR serves the whole flood: the key never matters to it
+    with httpx.Client(base_url=device_web, timeout=30) as http:
+
+        def start(address: str) -> httpx.Response:
+            return http.post(
+                "/device/start",
+                json={"csr_pem": csr, "label": "laptop", "validity_seconds": 3600},
+                headers={"x-forwarded-for": address},
+            )
+
+        for _ in range(MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS):
+            answer = start(ATTACKER)
+            assert answer.status_code == 200, answer.text
+        flooded = [start(ATTACKER) for _ in range(5)]
+        assert [a.status_code for a in flooded] == [429] * 5, [a.text for a in flooded]
+        assert "waiting for approval" in flooded[0].json()["error"]
+        assert flooded[0].json()["code"] == "RESOURCE_EXHAUSTED"
+        # Everybody else still starts one, and it works: it is pending.
+        theirs = start(SOMEONE_ELSE)
+        assert theirs.status_code == 200, theirs.text
+        polled = http.post("/device/poll", json={"device_code": theirs.json()["device_code"]})
+        assert polled.status_code == 200, polled.text
+        assert polled.json()["state"] == "pending"
