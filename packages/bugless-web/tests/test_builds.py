@@ -142,6 +142,30 @@ async def test_a_form_from_another_contract_changes_nothing_and_gives_the_text_b
     assert accepted.status_code == 303, accepted.text
 
 
+@pytest.mark.parametrize("path", ["//search?q=x", "//evil.example/search", "/\\evil.example/"])
+async def test_the_reload_link_of_a_stale_form_stays_on_this_site(
+    client: AsyncTestClient[Any], path: str
+) -> None:
+    """A page served at ``//search`` (leading slashes collapse) named a link to host ``search``."""
+    csrf = await sign_in(client, "bob")
+    served = await client.get(f"http://testserver.local{path}")
+    if path == "//search?q=x":
+        # The site does serve a page with forms there: a real Referer.
+        assert served.status_code == 200
+        assert 'action="/signout"' in served.text
+    stale = await client.post(
+        "/signout",
+        data={"_csrf": csrf, "_build": OTHER_CONTRACT},
+        headers={"referer": f"http://testserver.local{path}"},
+        follow_redirects=False,
+    )
+    assert stale.status_code == 409
+    assert 'href="/" class="button primary"' in stale.text, stale.text
+    assert "evil.example" not in stale.text
+    assert 'href="//' not in stale.text
+    assert (await client.get("/")).status_code == 200  # still signed in: nothing was done
+
+
 async def test_script_requests_from_another_contract_are_told_to_reload(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -29,6 +29,7 @@ from bugless_web.frontend import (
     Frontend,
     SignInRequired,
     frontend_of,
+    local_url,
     render,
     require_csrf,
     session_of,
@@ -172,7 +173,9 @@ def _stale_build_response(request: Request[Any, Any, Any], exc: StaleBuild) -> R
     page = render(
         request,
         "stale.html",
-        {"fields": exc.fields, "back": back if back.startswith("/") else "/"},
+        # local_url: this site serves pages at ``//search`` too (leading
+        # slashes collapse), and a link to ``//search`` leaves the site.
+        {"fields": exc.fields, "back": local_url(back)},
         status_code=409,
     )
     page.headers.update(headers)
