@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 from import_support import PASSWORD, MakeSettings, find, redmine_tree
 
-from bugless_core.errors import PermissionDenied, Unauthenticated
+from bugless_core.errors import PermissionDenied, Unauthenticated, Unavailable
+from bugless_core.service_address import ServiceAddress
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
 from bugless_import.sources.redmine import RedmineImporter
@@ -72,3 +74,25 @@ async def test_the_command_reads_the_password_from_standard_input(
     assert "imported: 3 new" in done.stdout
     assert PASSWORD not in done.stdout + done.stderr
     assert len(await find(model, "redmine:9142")) == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_an_unreachable_service_is_named_with_its_address(
+    make_settings: MakeSettings, tmp_path: Path, *, bugless_stack: LocalStack
+) -> None:
+    """Before: 'a backend service is unreachable: [Errno 111] Connection refused'."""
+    importer = RedmineImporter(str(redmine_tree(tmp_path, 9152)), {})
+    port = _closed_port()
+    with pytest.raises(Unavailable, match=rf"^the Authenticator at 127\.0\.0\.1:{port}: "):
+        await run_import(importer, make_settings(auth=ServiceAddress("127.0.0.1", port)))
+    auth = bugless_stack.auth
+    plaintext = make_settings(tls_ca=None, tls_cert=None, tls_key=None)
+    with pytest.raises(Unavailable) as raised:
+        await run_import(importer, plaintext)
+    assert raised.value.message.startswith(f"the Authenticator at {auth.host}:{auth.port}: ")
+    assert raised.value.message.endswith("if it serves TLS, give --tls-ca, --tls-cert, --tls-key")

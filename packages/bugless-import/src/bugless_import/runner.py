@@ -27,7 +27,8 @@ import fcntl
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -39,8 +40,10 @@ from bugless_core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from bugless_core.importer import Importer, SourceIssue, SourcePerson
+from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import placeholder_username
 from bugless_import import convert
 from bugless_import.mapping import Mapping, load_mapping
@@ -184,6 +187,23 @@ async def _match_people(
             if match.user is not None:
                 ids[person.key] = match.user.user_id
     return ids
+
+
+@contextmanager
+def _reaching(service: str, address: ServiceAddress, settings: ImportSettings) -> Iterator[None]:
+    """A service the run cannot reach, named with its address (``--model``, ``--auth``).
+
+    The first calls to each go through here: "a backend service is
+    unreachable: Connection lost" named neither which nor why; a plaintext
+    call to a TLS service fails just so.
+    """
+    try:
+        yield
+    except Unavailable as exc:
+        hint = "" if settings.tls_ca else "; if it serves TLS, give --tls-ca, --tls-cert, --tls-key"
+        raise Unavailable(
+            f"{service} at {address.host}:{address.port}: {exc.message}{hint}"
+        ) from exc
 
 
 async def _session_token(auth: v1.AuthenticatorStub, settings: ImportSettings) -> str:
@@ -376,18 +396,20 @@ async def _run(
         model = acting_model(
             v1.ModelStub(model_channel, timeout=settings.call_timeout_seconds), ActingFor(auth)
         )
-        token = await _session_token(auth, settings)
-        caller = await _identity(auth, token)
-        ids = await _match_people(
-            auth, token, importer.name, people, create=not settings.dry_run, report=report
-        )
+        with _reaching("the Authenticator", settings.auth, settings):
+            token = await _session_token(auth, settings)
+            caller = await _identity(auth, token)
+            ids = await _match_people(
+                auth, token, importer.name, people, create=not settings.dry_run, report=report
+            )
         components = _Components(model, caller, settings.dry_run)
         component_ids: dict[str, int] = {}
-        for name in sorted(component_names(issues)):
-            path = mapping.component(name) if name else ""
-            if not path:
-                path = settings.component_root + (f">{name}" if name else "")
-            component_ids[name] = await components.path_id(path)
+        with _reaching("the Model", settings.model, settings):
+            for name in sorted(component_names(issues)):
+                path = mapping.component(name) if name else ""
+                if not path:
+                    path = settings.component_root + (f">{name}" if name else "")
+                component_ids[name] = await components.path_id(path)
         report.components_to_create = components.created
         labels = _Labels(model, caller, mapping)
         if settings.dry_run:
