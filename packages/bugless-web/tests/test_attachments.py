@@ -181,6 +181,10 @@ async def test_the_upload_form_needs_the_csrf_token_and_a_file(
     )
     assert empty.status_code == 400
     assert "choose a file" in empty.text
+    # Back to the issue the form was on (before: only "Back to my issues").
+    assert f'<a href="/issues/{issue.id}" class="button primary">Back to issue {issue.id}</a>' in (
+        empty.text
+    )
     listed = await call(
         model.list_attachments,
         v1.ListAttachmentsRequest(caller=world.caller("bob"), issue_id=issue.id),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -231,11 +232,15 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         status, title = 500, "Something went wrong"
         message = "The server could not finish this request. The error was logged."
     headers = {"retry-after": _retry_after(exc)} if status == 429 else {}
+    # A form posted from an issue's page (an attachment over the limit, a
+    # refused change) leads back to that issue, not only to the home page.
+    posted_from = _ISSUE_PATH.match(request.url.path)
+    back = int(posted_from.group(1)) if posted_from and request.method == "POST" else None
     try:
         page = render(
             request,
             "error.html",
-            {"status": status, "error_title": title, "message": message},
+            {"status": status, "error_title": title, "message": message, "back_issue": back},
             status_code=status,
         )
     except Exception:  # the page itself failed: never a traceback
@@ -245,6 +250,9 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         )
     page.headers.update(headers)
     return page
+
+
+_ISSUE_PATH = re.compile(r"^/issues/(\d{1,19})/")
 
 
 def _session_refused(request: Request[Any, Any, Any], exc: Exception) -> bool:
