@@ -185,6 +185,7 @@ async def test_the_dry_run_lists_who_matched_whom_and_the_placeholder_names_to_b
     assert "    ann -> ann (by email)" in report.render().splitlines()
     assert "someone@trac" in report.placeholders
     assert "someone@example.net@trac" not in report.placeholders
+    assert "ghost@trac" not in report.placeholders, "every ticket and change has an author"
 
 
 async def test_description_edits_are_edits_of_the_first_entry(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bugless_core.errors import FailedPrecondition
 from bugless_core.importer import SourceChange, SourceIssue
 from bugless_import.mapping import Mapping as ValueMapping
 from bugless_import.sources.markup import cite_source_issues
@@ -129,7 +130,13 @@ def person(resolved: Resolved, key: str) -> str:
     """The user id of a person key ("" for nobody)."""
     if not key:
         return ""
-    return resolved.people.get(key) or resolved.people[GHOST]
+    found = resolved.people.get(key)
+    if found:
+        return found
+    try:
+        return resolved.people[GHOST]  # a dry run's stand-ins answer any key
+    except KeyError:
+        raise FailedPrecondition(f"no bugless account was matched or made for {key!r}") from None
 
 
 def to_request(

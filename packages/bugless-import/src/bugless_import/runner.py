@@ -60,13 +60,18 @@ _ITEM_ERRORS: dict[int, type[BuglessError]] = {
 
 
 def person_keys(issues: Iterable[SourceIssue]) -> set[str]:
-    """Every person key the issues name."""
-    keys = {convert.GHOST}
+    """Every person key the issues name, and ``ghost`` if something has no author.
+
+    ``ghost`` stands for an empty reporter or author (a deleted account);
+    without one, no ``ghost@<source>`` placeholder is made for nobody.
+    """
+    keys: set[str] = set()
     for issue in issues:
         keys.update(k for k in (issue.reporter, issue.assignee, *issue.cc) if k)
+        if not issue.reporter:
+            keys.add(convert.GHOST)
         for entry in issue.entries:
-            if entry.author:
-                keys.add(entry.author)
+            keys.add(entry.author or convert.GHOST)
             for change in entry.changes:
                 if change.field in {"assignee", "cc"}:
                     keys.update(k for k in (change.old, change.new, *change.added, *change.removed))
