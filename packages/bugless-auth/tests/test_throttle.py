@@ -15,6 +15,7 @@ from grpc_errors import expect_status
 from grpclib.const import Status
 
 from bugless_auth.settings import ThrottleSettings
+from bugless_auth.throttle import address_key
 from bugless_core.errors import ResourceExhausted, from_grpc_error
 from bugless_proto import v1
 
@@ -80,6 +81,39 @@ async def test_address_throttle_stops_spraying_many_accounts(throttled: AuthServ
     await throttled.add_user(name)
     await expect_status(attempt(throttled, name, PASSWORD, "192.0.2.7"), Status.RESOURCE_EXHAUSTED)
     assert (await attempt(throttled, name, PASSWORD, "192.0.2.8")).identity is not None
+
+
+async def test_spraying_from_many_addresses_of_one_ipv6_64_is_one_address(
+    throttled: AuthServer,
+) -> None:
+    for n in range(5):
+        address = f"2001:db8:77:1:{n + 1:x}::{n + 9:x}"
+        await expect_status(
+            attempt(throttled, unique("spray6"), "Summer2026!", address), Status.UNAUTHENTICATED
+        )
+    name = unique("victim6")
+    await throttled.add_user(name)
+    # Any address of that /64 is refused; the next /64 and an IPv4 client are not.
+    await expect_status(
+        attempt(throttled, name, PASSWORD, "2001:db8:77:1:ffff::1"), Status.RESOURCE_EXHAUSTED
+    )
+    assert (await attempt(throttled, name, PASSWORD, "2001:db8:77:2::1")).identity is not None
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::7", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("192.0.2.1", "192.0.2.1"),
+        ("proxy.internal", "proxy.internal"),
+        ("", ""),
+    ],
+)
+def test_address_keys(address: str, key: str) -> None:
+    assert address_key(address) == key
 
 
 async def test_successes_do_not_count(throttled: AuthServer) -> None:

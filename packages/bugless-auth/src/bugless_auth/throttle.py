@@ -17,6 +17,14 @@ right is never slowed down):
 * **per client address**, ``per_address_limit`` (100): stops one address
   spraying a common password over many accounts.
 
+An address is counted by the network one party holds: an IPv6 address by
+its ``/64`` (one host or household is handed a whole ``/64`` and may use any
+of its 2**64 addresses), an IPv4-mapped IPv6 address as its IPv4 address
+(:func:`address_key`). Keyed by the exact address, one IPv6 host could
+guess at a person from as many addresses as it liked, so it alone could
+empty that person's ``per_user_limit`` bucket and hold them out, and spray
+accounts past ``per_address_limit``.
+
 A tripped bucket is checked *before* the password is verified, so a
 throttled guess costs no argon2 time and reveals nothing about the password,
 and the refusal is the same whether the account exists or not. A success
@@ -31,6 +39,7 @@ times, and a restart forgets nothing. Each update is one atomic
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 
@@ -66,6 +75,28 @@ WHERE updated_at < clock_timestamp() - $1::float8 * INTERVAL '1 second'
 """
 
 
+#: Prefix length an IPv6 address is counted by (what one party holds).
+IPV6_PREFIX = 64
+
+
+def address_key(address: str) -> str:
+    """The network ``address`` is counted by: an IPv6 ``/64``, or the address itself.
+
+    ``2001:db8:1:2:aaaa::1`` and ``2001:db8:1:2::7`` are both ``2001:db8:1:2::/64``;
+    ``::ffff:192.0.2.1`` is ``192.0.2.1``; an IPv4 address, or anything that is
+    not an IP address (a host name, empty), is kept as it is.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+    return str(ip)
+
+
 class LoginThrottle:
     """The three buckets of the lockout policy, kept in the Authenticator's database."""
 
@@ -80,6 +111,7 @@ class LoginThrottle:
         user = username_key(username)
         s = self._settings
         buckets = [(f"user:{user}", float(s.per_user_limit))]
+        address = address_key(address)
         if address:
             buckets.append((f"pair:{user}\n{address}", float(s.per_user_address_limit)))
             buckets.append((f"address:{address}", float(s.per_address_limit)))
@@ -125,5 +157,5 @@ class LoginThrottle:
         """Refill the (username, address) bucket after a correct password."""
         if not address:
             return
-        bucket = f"pair:{username_key(username)}\n{address}"
+        bucket = f"pair:{username_key(username)}\n{address_key(address)}"
         await self._store.run(lambda conn: conn.execute(_REFILL, bucket), transaction=False)
