@@ -6,7 +6,9 @@ pending at once for everybody. One address starting them as fast as it could
 (about 50 a second on one core, each kept for ``--device-login-seconds``)
 filled that and every person's ``bugless login`` was refused for as long as
 it kept going. Now one address may have only
-``MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS`` waiting; the others are unaffected.
+``MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS`` waiting, and one network (an IPv6
+``/64``, which one host holds whole) may start only ``DEVICE_STARTS_PER_WINDOW``
+per throttle window; the others are unaffected.
 
 Real processes: an Authenticator with a people CA and a ``--dev`` web
 replica, which believes ``X-Forwarded-For`` from 127.0.0.1 (as a replica
@@ -15,6 +17,7 @@ believes its ingress), so the test speaks from two addresses.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from web_support import World
 
 from bugless_auth.people import MAX_PENDING_DEVICE_LOGINS_PER_ADDRESS
+from bugless_auth.throttle import DEVICE_STARTS_PER_WINDOW
 from bugless_dev.stack import RunningService
 
 ATTACKER = "203.0.113.66"
@@ -86,7 +90,7 @@ def test_one_address_flooding_device_logins_leaves_everybody_else_able_to_log_in
             assert answer.status_code == 200, answer.text
         flooded = [start(ATTACKER) for _ in range(5)]
         assert [a.status_code for a in flooded] == [429] * 5, [a.text for a in flooded]
-        assert "waiting for approval" in flooded[0].json()["error"]
+        assert "device logins" in flooded[0].json()["error"]
         assert flooded[0].json()["code"] == "RESOURCE_EXHAUSTED"
         # Everybody else still starts one, and it works: it is pending.
         theirs = start(SOMEONE_ELSE)
@@ -94,3 +98,21 @@ def test_one_address_flooding_device_logins_leaves_everybody_else_able_to_log_in
         polled = http.post("/device/poll", json={"device_code": theirs.json()["device_code"]})
         assert polled.status_code == 200, polled.text
         assert polled.json()["state"] == "pending"
+
+
+def test_one_ipv6_host_cannot_flood_from_every_address_of_its_64(device_web: str) -> None:
+    csr = _csr()
+    network = f"2001:db8:{secrets.randbelow(0xFFFF):x}:{secrets.randbelow(0xFFFF):x}"
+    with httpx.Client(base_url=device_web, timeout=30) as http:
+
+        def start(address: str) -> httpx.Response:
+            return http.post(
+                "/device/start",
+                json={"csr_pem": csr, "label": "laptop", "validity_seconds": 3600},
+                headers={"x-forwarded-for": address},
+            )
+
+        # A new address of the same /64 for every start.
+        statuses = [start(f"{network}:{n:x}::1").status_code for n in range(1, 16)]
+        assert statuses == [200] * DEVICE_STARTS_PER_WINDOW + [429] * 5, statuses
+        assert start(f"2001:db8:{secrets.randbelow(0xFFFF):x}:ffff::1").status_code == 200

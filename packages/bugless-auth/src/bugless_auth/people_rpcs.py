@@ -120,12 +120,16 @@ class PeopleRpcs:
         """A device code for the CLI and a user code for the person to approve."""
         _check(message.csr_pem, "csr_pem", MAX_CSR_BYTES)
         _check(message.client_address, "client_address", 200)
-        return await self.service.people.start_device_login(
+        throttle = self.service.throttle
+        await throttle.check_device_start(message.client_address)
+        started = await self.service.people.start_device_login(
             message.csr_pem,
             label=message.label,
             client_address=message.client_address,
             seconds=message.validity_seconds,
         )
+        await throttle.device_started(message.client_address)
+        return started
 
     @grpc_errors
     async def get_device_login(self, message: v1.GetDeviceLoginRequest) -> v1.DeviceLogin:

@@ -1,4 +1,4 @@
-"""Throttling failed password attempts, shared by every Authenticator replica.
+"""Throttling failed password attempts (and device-login starts), shared by every replica.
 
 The lockout policy (token buckets: ``limit`` failures, refilled evenly over
 ``window_seconds``; only failures take a token, so typing one's password
@@ -77,6 +77,10 @@ WHERE updated_at < clock_timestamp() - $1::float8 * INTERVAL '1 second'
 
 #: Prefix length an IPv6 address is counted by (what one party holds).
 IPV6_PREFIX = 64
+#: Device logins one client network may start per throttle window. Starting
+#: one needs no account; the Authenticator holds a fixed number pending for
+#: everybody (``bugless_auth.people.MAX_PENDING_DEVICE_LOGINS``).
+DEVICE_STARTS_PER_WINDOW = 10
 
 
 def address_key(address: str) -> str:
@@ -159,3 +163,36 @@ class LoginThrottle:
             return
         bucket = f"pair:{username_key(username)}\n{address_key(address)}"
         await self._store.run(lambda conn: conn.execute(_REFILL, bucket), transaction=False)
+
+    def _device_bucket(self, address: str) -> tuple[str, float, float]:
+        limit = float(DEVICE_STARTS_PER_WINDOW)
+        return f"device:{address_key(address)}", limit, limit / self._settings.window_seconds
+
+    async def check_device_start(self, address: str) -> None:
+        """Refuse a device login from ``address`` once its network started its share.
+
+        Counted by :func:`address_key`, so one IPv6 host cannot start one
+        from each address of its ``/64`` until nobody else can start any.
+
+        Raises:
+            ResourceExhausted: with ``retry_after``.
+        """
+        if not address:
+            return
+        bucket, _, rate = self._device_bucket(address)
+        rows = await self._store.run(
+            lambda conn: conn.fetch(_CURRENT, [bucket], [rate]), transaction=False
+        )
+        if rows and rows[0]["tokens"] < 1.0:
+            wait = (1.0 - rows[0]["tokens"]) / rate
+            raise ResourceExhausted(
+                f"too many device logins were started from this network; "
+                f"try again in {max(1, math.ceil(wait))} s",
+                retry_after=wait,
+            )
+
+    async def device_started(self, address: str) -> None:
+        """Count a device login started from ``address`` against its network's bucket."""
+        if address:
+            bucket, limit, rate = self._device_bucket(address)
+            await self._store.run(lambda conn: conn.execute(_TAKE, bucket, limit, rate))
