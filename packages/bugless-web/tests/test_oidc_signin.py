@@ -151,6 +151,21 @@ async def test_provider_refusal_is_a_401_with_its_reason_and_ends_the_flow(
     assert late.status_code == 400
 
 
+async def test_a_provider_error_link_without_a_flow_shows_none_of_its_text(
+    oidc_client: AsyncTestClient[Any],
+) -> None:
+    """A link anyone can write must not put its words on this site's sign-in page."""
+    lure = "Your account is locked. Call the help desk at +1 555 0100 with your password"
+    link = await oidc_client.get(
+        "/signin/oidc/callback", params={"error": "account_locked", "error_description": lure}
+    )
+
+    assert link.status_code == 400
+    assert "expired or was opened in another browser" in link.text
+    assert "help desk" not in link.text
+    assert "account_locked" not in link.text
+
+
 async def test_a_flow_begun_under_another_public_url_is_refused(
     world: World,
     bugless_oidc_auth: RunningService,

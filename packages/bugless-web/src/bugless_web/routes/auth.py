@@ -132,6 +132,15 @@ async def complete_oidc(request: Request[Any, Any, Any]) -> Response[Any]:
     """The provider sent the browser back: let the Authenticator finish the flow."""
     session = session_of(request)
     params = request.query_params
+    if not session.oidc_state:
+        # Checked first: without a flow of this browser's, the provider's
+        # "reason" is only what the link says, and anyone can write a link
+        # that shows their text on this site's sign-in page.
+        return await _sign_in_page(
+            request,
+            error="That sign-in link has expired or was opened in another browser; try again.",
+            status_code=400,
+        )
     if params.get("error"):
         # The flow is over either way: a retry starts a new one.
         session.update(oidc_state="", oidc_authenticator="")
@@ -142,12 +151,6 @@ async def complete_oidc(request: Request[Any, Any, Any]) -> Response[Any]:
             request,
             error=f"The provider refused the sign-in: {reason[:_MAX_PROVIDER_ERROR]}.",
             status_code=401,
-        )
-    if not session.oidc_state:
-        return await _sign_in_page(
-            request,
-            error="That sign-in link has expired or was opened in another browser; try again.",
-            status_code=400,
         )
     backends = frontend_of(request).backends
     try:
