@@ -86,10 +86,34 @@ class Conflict(BuglessError):
     default_reason = "CONFLICT"
 
 
-class IssueVersionConflict(Conflict):
-    """``expected_version`` is stale; ``current_version`` says what it is now."""
+class VersionConflict(Conflict):
+    """A write named an ``expected_version`` that is no longer current.
+
+    Every versioned thing (issues, components, custom fields, hotlists,
+    saved searches, notification settings) refuses a stale version with
+    this reason and the ``current_version`` in the metadata, as model.proto
+    promises, so a client can tell "reload and apply again" from any other
+    ABORTED.
+    """
 
     default_reason = "VERSION_CONFLICT"
+
+    @classmethod
+    def stale(cls, what: str, expected: int, current: int, **metadata: str) -> VersionConflict:
+        """The refusal of a write to ``what`` (e.g. "hotlist 7") made at version ``expected``."""
+        return cls(
+            f"{what} is at version {current}, not {expected}: it changed since you "
+            "read it; reload it and apply your change again",
+            metadata={
+                "expected_version": str(expected),
+                "current_version": str(current),
+                **metadata,
+            },
+        )
+
+
+class IssueVersionConflict(VersionConflict):
+    """``expected_version`` is stale; ``current_version`` says what it is now."""
 
     def __init__(self, issue_id: int, expected_version: int, current_version: int) -> None:
         super().__init__(
@@ -270,6 +294,8 @@ def from_grpc_error(error: GRPCError) -> BuglessError:
             int(metadata["expected_version"]),
             int(metadata["current_version"]),
         )
+    if reason == VersionConflict.default_reason and error.status is Status.ABORTED:
+        return VersionConflict(message, metadata=metadata)
     if reason == SizeLimitExceeded.default_reason and "limit_bytes" in metadata:
         return SizeLimitExceeded(message, limit_bytes=int(metadata["limit_bytes"]))
     if reason == ContentGone.default_reason and error.status is Status.FAILED_PRECONDITION:

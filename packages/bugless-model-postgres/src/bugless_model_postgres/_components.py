@@ -21,9 +21,9 @@ import asyncpg
 
 from bugless_core.errors import (
     AlreadyExists,
-    Conflict,
     FailedPrecondition,
     PermissionDenied,
+    VersionConflict,
 )
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres._context import ROLE_NAMES, WriteContext, component_not_found
@@ -110,10 +110,11 @@ async def update_component(ctx: WriteContext, request: v1.UpdateComponentRequest
     if role < v1.Role.ADMIN:
         raise admin_needed(row, "to change it")
     if request.expected_version and request.expected_version != row["version"]:
-        raise Conflict(
-            f"component {change.id} is at version {row['version']}, "
-            f"not {request.expected_version}: reload it and apply your change again",
-            metadata={"current_version": str(row["version"]), "component_id": str(change.id)},
+        raise VersionConflict.stale(
+            f"component {change.id}",
+            request.expected_version,
+            row["version"],
+            component_id=str(change.id),
         )
     name = change.name if "name" in paths else row["name"]
     description = change.description if "description" in paths else row["description"]

@@ -24,10 +24,10 @@ from bugless_core import custom_fields as cf
 from bugless_core import limits
 from bugless_core.errors import (
     AlreadyExists,
-    Conflict,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    VersionConflict,
 )
 from bugless_model_postgres import _field_holders as holders
 from bugless_model_postgres._components import admin_needed, visible_component
@@ -337,10 +337,11 @@ async def _field_for_change(
     if row is None:
         raise field_not_found(field_id, path)
     if expected_version and row["version"] != expected_version:
-        raise Conflict(
-            f"custom field {field_id} is at version {row['version']}, not {expected_version}: "
-            "reload it and apply your change again",
-            metadata={"current_version": str(row["version"]), "custom_field_id": str(field_id)},
+        raise VersionConflict.stale(
+            f"custom field {field_id}",
+            expected_version,
+            row["version"],
+            custom_field_id=str(field_id),
         )
     return row, component
 

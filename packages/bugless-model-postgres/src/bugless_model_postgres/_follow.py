@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bugless_core.errors import Conflict, NotFound, PermissionDenied
+from bugless_core.errors import NotFound, PermissionDenied, VersionConflict
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres._calls_base import BackendCalls
 from bugless_model_postgres._components import visible_component
@@ -172,12 +172,11 @@ async def _visible_issue(ctx: WriteContext, issue_id: int) -> None:
         raise issue_not_found(issue_id)
 
 
-def settings_version_conflict(expected: int, current: int) -> Conflict:
+def settings_version_conflict(expected: int, current: int) -> VersionConflict:
     """The refusal of a save made from settings that changed since they were read."""
-    return Conflict(
+    return VersionConflict(
         f"notification settings are at version {current}, not {expected}: they were "
         "changed elsewhere since you read them; read them again and apply your change again",
-        reason="VERSION_CONFLICT",
         metadata={"expected_version": str(expected), "current_version": str(current)},
     )
 

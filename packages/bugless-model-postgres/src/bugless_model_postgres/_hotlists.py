@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bugless_core.errors import Conflict, NotFound, PermissionDenied
+from bugless_core.errors import NotFound, PermissionDenied, VersionConflict
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
@@ -39,11 +39,7 @@ async def _hotlist(ctx: WriteContext, hotlist_id: int, *, edit: bool) -> asyncpg
 
 def _check_version(kind: str, row: asyncpg.Record, expected: int) -> None:
     if expected and expected != row["version"]:
-        raise Conflict(
-            f"{kind} {row['id']} is at version {row['version']}, not {expected}: "
-            "reload it and apply your change again",
-            metadata={"current_version": str(row["version"])},
-        )
+        raise VersionConflict.stale(f"{kind} {row['id']}", expected, row["version"])
 
 
 async def create_hotlist(ctx: WriteContext, request: v1.CreateHotlistRequest) -> int:
@@ -242,11 +238,9 @@ async def update_saved_search(
     paths = set(request.update_mask.paths) if request.update_mask else set()
     row = await owned_saved_search(ctx, change.id)
     if request.expected_version and request.expected_version != row["version"]:
-        msg = (
-            f"saved search {change.id} is at version {row['version']}, "
-            f"not {request.expected_version}: reload it and apply your change again"
+        raise VersionConflict.stale(
+            f"saved search {change.id}", request.expected_version, row["version"]
         )
-        raise Conflict(msg, metadata={"current_version": str(row["version"])})
     updated = await ctx.conn.fetchrow(
         cq.UPDATE_SAVED_SEARCH,
         change.id,

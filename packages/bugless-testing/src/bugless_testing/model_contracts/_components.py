@@ -11,6 +11,7 @@ from bugless_testing.model_contracts._support import (
     BOB,
     UNKNOWN_ID,
     expect_error,
+    expect_stale_version,
     get_component,
     make_component,
     make_issue,
@@ -339,14 +340,14 @@ class ComponentContract:
             "description",
             expected_version=comp.version,
         )
-        await expect_error(
+        await expect_stale_version(
             update_component(
                 model,
                 v1.Component(id=comp.id, description="2"),
                 "description",
                 expected_version=comp.version,
             ),
-            Status.ABORTED,
+            once.version,
         )
         assert (await get_component(model, comp.id)).description == "1"
         assert (await get_component(model, comp.id)).version == once.version

@@ -16,6 +16,7 @@ from bugless_testing.model_contracts._support import (
     ALICE,
     change,
     expect_error,
+    expect_stale_version,
     get_issue,
     history,
     make_component,
@@ -271,7 +272,7 @@ class CustomFieldContract:
             Status.FAILED_PRECONDITION,
             "high",
         )
-        await expect_error(
+        await expect_stale_version(
             model.update_custom_field(
                 v1.UpdateCustomFieldRequest(
                     caller=ADMIN,
@@ -280,8 +281,7 @@ class CustomFieldContract:
                     expected_version=level.version,
                 )
             ),
-            Status.ABORTED,
-            "version",
+            renamed.version,
         )
 
     async def test_an_option_leaves_only_once_no_issue_holds_it(self, model: v1.ModelStub) -> None:

@@ -14,6 +14,7 @@ from bugless_testing.model_contracts._support import (
     CAROL,
     changes_by_field,
     expect_error,
+    expect_stale_version,
     fresh_caller,
     get_issue,
     history,
@@ -279,8 +280,8 @@ class HotlistContract:
 
     async def test_stale_hotlist_version_is_aborted(self, model: v1.ModelStub) -> None:
         hot = await make_hotlist(model)
-        await _update(model, v1.Hotlist(id=hot.id, name="once"), "name")
-        await expect_error(
+        once = await _update(model, v1.Hotlist(id=hot.id, name="once"), "name")
+        await expect_stale_version(
             model.update_hotlist(
                 v1.UpdateHotlistRequest(
                     caller=ALICE,
@@ -289,15 +290,15 @@ class HotlistContract:
                     expected_version=hot.version,
                 )
             ),
-            Status.ABORTED,
+            once.version,
         )
-        await expect_error(
+        await expect_stale_version(
             model.delete_hotlist(
                 v1.DeleteHotlistRequest(
                     caller=ALICE, hotlist_id=hot.id, expected_version=hot.version
                 )
             ),
-            Status.ABORTED,
+            once.version,
         )
         got = await model.get_hotlist(v1.GetHotlistRequest(caller=ALICE, hotlist_id=hot.id))
         assert got.name == "once"

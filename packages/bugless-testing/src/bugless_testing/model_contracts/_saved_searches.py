@@ -8,6 +8,7 @@ from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.model_contracts._support import (
     expect_error,
+    expect_stale_version,
     fresh_caller,
     unique,
 )
@@ -163,8 +164,8 @@ class SavedSearchContract:
             update_mask=FieldMask(paths=["name"]),
             expected_version=saved.version,
         )
-        await model.update_saved_search(request)
-        await expect_error(model.update_saved_search(request), Status.ABORTED)
+        once = await model.update_saved_search(request)
+        await expect_stale_version(model.update_saved_search(request), once.version)
 
     async def test_columns_are_stored_listed_and_changed_by_mask(self, model: v1.ModelStub) -> None:
         owner = fresh_caller()

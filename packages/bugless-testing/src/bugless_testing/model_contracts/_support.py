@@ -19,6 +19,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from bugless_core.deltas import issue_delta
+from bugless_core.errors import VersionConflict, from_grpc_error
 from bugless_core.issue_fields import LIST_FIELDS, SCALAR_FIELDS
 from bugless_core.search.build import SearchScalar, all_of, term
 from bugless_proto import v1
@@ -70,6 +71,20 @@ async def expect_error(call: Awaitable[object], status: Status, *mentions: str) 
         assert text in message, f"the {status.name} message should mention {text!r}: {message!r}"
     assert "Traceback" not in message
     return error
+
+
+async def expect_stale_version(call: Awaitable[object], current_version: int) -> None:
+    """Await ``call``; it must be refused as a stale version, naming ``current_version``.
+
+    model.proto promises one answer for every versioned thing: ABORTED with
+    the ErrorInfo reason ``VERSION_CONFLICT`` and ``current_version`` in its
+    metadata, which clients read to reload and apply again.
+    """
+    error = await expect_error(call, Status.ABORTED, "version")
+    conflict = from_grpc_error(error)
+    assert isinstance(conflict, VersionConflict), f"not a version conflict: {conflict!r}"
+    assert conflict.reason == "VERSION_CONFLICT"
+    assert conflict.metadata["current_version"] == str(current_version)
 
 
 # ---- components ----
