@@ -22,9 +22,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.failover import DrainAwareAuthenticatorStub, DrainAwareModelStub
-from bugless_core.grpc import AccessTable, GrpcServiceRunner, grpc_errors
+from bugless_core.grpc import READINESS_TTL_SECONDS, AccessTable, GrpcServiceRunner, grpc_errors
 from bugless_core.migrations import quote_schema
-from bugless_core.model.runner import READINESS_TTL_SECONDS, authenticator_verifier
+from bugless_core.model.runner import authenticator_verifier
 from bugless_core.notification_channel import NotificationChannel
 from bugless_notify._supervise import serve_supervised
 from bugless_notify.component_webhooks import ComponentWebhookAdmin, ComponentWebhookStore
