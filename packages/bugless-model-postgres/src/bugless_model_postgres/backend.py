@@ -25,7 +25,6 @@ import asyncpg
 
 from bugless_core.errors import (
     BuglessError,
-    FailedPrecondition,
     NotFound,
 )
 from bugless_core.migrations import (
@@ -33,10 +32,10 @@ from bugless_core.migrations import (
     Migration,
     MigrationLock,
     applied_version,
+    check_schema_version,
     load_migrations,
     migrate,
     quote_schema,
-    schema_too_new,
 )
 from bugless_core.model.backend import (
     Capability,
@@ -198,15 +197,13 @@ class PostgresBackend(
                 found = await applied_version(conn, settings.schema)
         finally:
             await conn.close()
-        known = cls.migrations()[-1].version
-        if found > known:
-            raise schema_too_new(found, known, COMPONENT)
-        if found < known:
-            msg = (
-                f"the database schema is at version {found}, this code needs {known}: "
-                "run `bugless model migrate` first"
-            )
-            raise FailedPrecondition(msg)
+        check_schema_version(
+            found,
+            cls.migrations()[-1].version,
+            schema=settings.schema,
+            component=COMPONENT,
+            migrate_command="bugless model migrate",
+        )
         pool = await open_pool(settings, quote_schema(settings.schema))
         backend = cls(settings, pool)
         if await default_isolation(pool) != "read committed":
