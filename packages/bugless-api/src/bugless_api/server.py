@@ -117,6 +117,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
         DrainAwareAuthenticatorStub(auth_channel),
         notifier,
         on_feed_read=feed_read_recorder(cast("CollectorRegistry", registry)),
+        metrics_registry=cast("CollectorRegistry", registry),
     )
     services: list[IServable] = [service(gateway) for service in SERVICE_CLASSES]
     checks = [
