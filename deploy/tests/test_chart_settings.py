@@ -30,6 +30,7 @@ from bugless_core.blobs import STORE_ENV
 from bugless_core.cli import build_cli
 from bugless_core.plugins import load_plugins
 from bugless_core.settings import declared_env_vars
+from bugless_notify.addresses import parse_networks
 
 #: Authenticator backends whose options the chart may render, by name.
 AUTH_BACKEND_SETTINGS: dict[str, type[Any]] = {"ldap": LdapSettings, "oidc": OidcSettings}
@@ -189,3 +190,38 @@ def test_the_user_cache_values_reach_the_options_that_read_them(values: dict[str
                 wanted = values.get(args[0], {}).get(key, option.default)
                 assert rendered == wanted, (args, key, variable)
     assert seen == set(FEED_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("networks", "parsed"),
+    [([], ()), (["10.20.30.0/24", "fd00:1::/64"], ("10.20.30.0/24", "fd00:1::/64"))],
+)
+def test_the_webhook_allowed_networks_reach_the_notifiers_option(
+    networks: list[str], parsed: tuple[str, ...]
+) -> None:
+    """``notify.webhookAllowedNetworks`` is what the notifier's option reads; none by default.
+
+    Unset, the variable is not rendered at all: component webhooks reach
+    public addresses only (bugless_notify.addresses).
+    """
+    values = {"notify": {"webhookAllowedNetworks": networks}} if networks else {}
+    cli = build_cli(load_plugins())
+    (container,) = [
+        c
+        for _, pod in pod_templates(render(values))
+        for c in pod["spec"]["containers"]
+        if [str(a) for a in c.get("args", [])][:2] == ["notify", "serve"]
+    ]
+    env = env_of(container)
+    option = _option(_command(cli, ["notify", "serve"]), "webhook_allowed_networks")
+    variable = "BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS"
+    assert variable in (option.envvar or ())
+    if not networks:
+        assert variable not in env
+        assert not option.default
+        return
+    value = env[variable]["value"]
+    assert value == "10.20.30.0/24 fd00:1::/64"
+    # Split as click splits the variable, then read as the notifier reads it.
+    raw = option.type.split_envvar_value(value)
+    assert tuple(str(n) for n in parse_networks(raw)) == parsed

@@ -28,7 +28,6 @@ from bugless_testing.model_contracts import (
     HistoryContract,
     HotlistContract,
     ImportContract,
-    ImportedFileContract,
     IssueContract,
     NotificationSettingsContract,
     RedactionContract,
@@ -111,9 +110,6 @@ class TestSearchReadMask(SearchReadMaskContract): ...
 
 
 class TestImport(ImportContract): ...
-
-
-class TestImportedFile(ImportedFileContract): ...
 
 
 class TestFeed(FeedContract): ...

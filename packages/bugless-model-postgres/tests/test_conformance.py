@@ -23,7 +23,6 @@ from bugless_testing.model_contracts import (
     HistoryContract,
     HotlistContract,
     ImportContract,
-    ImportedFileContract,
     IssueContract,
     NotificationSettingsContract,
     RedactionContract,
@@ -108,9 +107,6 @@ class TestSearchReadMask(SearchReadMaskContract): ...
 
 
 class TestImport(ImportContract): ...
-
-
-class TestImportedFile(ImportedFileContract): ...
 
 
 class TestFeed(FeedContract): ...

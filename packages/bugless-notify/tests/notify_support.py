@@ -210,6 +210,8 @@ def stack_notifier_settings(
         schema=schema,
         public_url=PUBLIC_URL,
         secret_keys=(SEALING_KEY,),
+        # The receivers are on loopback; the default allows public addresses only.
+        webhook_allowed_networks=("127.0.0.0/8", "::1"),
         smtp=SmtpOptions(host="127.0.0.1", port=smtp_port, security="none"),
         grpc=GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=1.0),
     )

@@ -10,8 +10,10 @@ POSTs.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import secrets
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,6 +22,7 @@ from notify_support import SECRET, WebhookReceiver
 from bugless_core.clients import ActingFor, acting_as, call
 from bugless_core.errors import InvalidArgument, PermissionDenied
 from bugless_dev.stack import LocalStack, RunningService
+from bugless_notify.addresses import ALLOW_SETTING
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_testing.smtp import SmtpSink
@@ -35,6 +38,24 @@ async def notifier(bugless_stack: LocalStack, smtp_sink: SmtpSink) -> AsyncItera
         *("--smtp-port", str(smtp_sink.port), "--smtp-security", "none"),
         *("--public-url", "https://bugs.example.test"),
         name=f"notify-{secrets.token_hex(3)}",
+    )
+    try:
+        yield service
+    finally:
+        await asyncio.to_thread(bugless_stack.stop_service, service)
+
+
+@pytest.fixture
+async def default_notifier(
+    bugless_stack: LocalStack, smtp_sink: SmtpSink
+) -> AsyncIterator[RunningService]:
+    """A notifier with the default address rule (the stack allows loopback; this empties it)."""
+    service = await asyncio.to_thread(
+        bugless_stack.start_notify,
+        *("--schema", f"notify_{secrets.token_hex(4)}", "--smtp-host", "127.0.0.1"),
+        *("--smtp-port", str(smtp_sink.port), "--smtp-security", "none"),
+        name=f"notify-{secrets.token_hex(3)}",
+        env={ALLOW_SETTING: ""},
     )
     try:
         yield service
@@ -256,3 +277,68 @@ async def test_an_endpoint_sees_issues_only_as_the_admin_who_added_it(
     assert f"hot-{tag}" in json.dumps(bodies[1]), bodies[1]
     await asyncio.sleep(2)
     assert receiver.received("/dana") == []
+
+
+async def test_by_default_component_webhooks_may_not_reach_this_machine(
+    bugless_stack: LocalStack,
+    model: v1.ModelStub,
+    default_notifier: RunningService,
+    as_person: ActingFor,
+    receiver: WebhookReceiver,
+) -> None:
+    tag = secrets.token_hex(3)
+    alice = await asyncio.to_thread(bugless_stack.add_user, f"carol{tag}", "pw-" + tag * 3)
+    acl = [v1.AclEntry(principal=v1.Principal(user=alice["user_id"]), role=v1.Role.ADMIN)]
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"ssrf-{tag}", acl=acl)
+    )
+    # This machine's own name, which resolves to loopback (as /etc/hosts has it).
+    host = socket.gethostname()
+    resolved = {info[4][0] for info in socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM)}
+    assert all(ipaddress.ip_address(str(a)).is_loopback for a in resolved), resolved
+    says = await as_person.assertion(alice["user_id"])
+    channel = bugless_stack.client_address("notify", identity="web").channel()
+    try:
+        notifier = v1.NotifierStub(channel)
+        with acting_as(says):
+            for literal in (receiver.url("/ip"), f"http://localhost:{receiver.port}/name"):
+                with pytest.raises(InvalidArgument, match=ALLOW_SETTING):
+                    await call(
+                        notifier.add_component_webhook,
+                        v1.AddComponentWebhookRequest(
+                            component_id=component.id, url=literal, secret=SECRET
+                        ),
+                    )
+            # A name is accepted when added, and refused when it resolves to loopback.
+            added = await call(
+                notifier.add_component_webhook,
+                v1.AddComponentWebhookRequest(
+                    component_id=component.id,
+                    url=f"http://{host}:{receiver.port}/by-name",
+                    secret=SECRET,
+                ),
+            )
+        await model.create_issue(
+            v1.CreateIssueRequest(
+                caller=ADMIN,
+                fields=v1.IssueFields(title=f"SSRF {tag}", component_id=component.id),
+                idempotency_key=secrets.token_hex(8),
+            )
+        )
+        dead: list[v1.DeadLetter] = []
+        for _ in range(450):
+            status = await notifier.get_delivery_status(
+                v1.GetDeliveryStatusRequest(max_dead_letters=20)
+            )
+            dead = [d for d in status.dead_letters if d.delivery_id.endswith(added.name)]
+            if dead:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        channel.close()
+    (letter,) = dead
+    assert letter.attempts == 1  # permanent: not retried
+    assert f"{host} resolves to" in letter.last_error
+    assert "loopback address" in letter.last_error
+    assert ALLOW_SETTING in letter.last_error
+    assert receiver.received() == []

@@ -123,6 +123,9 @@ def stack_environment(
         # The notifier keeps its queue in a schema of its own (bugless_notify).
         "BUGLESS_NOTIFY_DATABASE_URL": config.model_database_url,
         "BUGLESS_NOTIFY_SECRET_KEYS": config.notify_secret_key or secrets.token_urlsafe(32),
+        # Component webhooks here go to receivers on this machine; a real
+        # notifier's default allows public addresses only (bugless_notify.addresses).
+        "BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8 ::1",
     }
     for kind in SERVICE_KINDS:
         prefix = f"BUGLESS_{kind.upper()}_"

@@ -440,10 +440,16 @@ class LocalStack:
         args += ["--reuse-port"] if reuse_port else []
         return self.start("api", [*args, *extra], name=name)
 
-    def start_notify(self, *extra: str, name: str | None = None) -> RunningService:
-        """``bugless notify serve`` on the first Model and Authenticator."""
+    def start_notify(
+        self, *extra: str, name: str | None = None, env: Mapping[str, str] | None = None
+    ) -> RunningService:
+        """``bugless notify serve`` on the first Model and Authenticator.
+
+        ``env`` adds or overrides variables of this replica (the stack allows
+        component webhooks to loopback; a test of the default empties that).
+        """
         args = ["notify", "serve", "--port", "0", *self.backend_flags()]
-        return self.start("notify", [*args, *extra], name=name)
+        return self.start("notify", [*args, *extra], name=name, env=env)
 
     def start_web(
         self,

@@ -134,7 +134,7 @@ def for_schema(schema: str) -> Statements:
                 LIMIT $2)""",
         notify="SELECT pg_notify($1, '')",
         endpoint_get=f"""
-            SELECT name, url, secret, payload_format FROM {s}.webhook_endpoints
+            SELECT name, url, secret, payload_format, component_id FROM {s}.webhook_endpoints
             WHERE name = $1""",
         endpoint_put=f"""
             INSERT INTO {s}.webhook_endpoints (name, url, secret, payload_format)
@@ -144,7 +144,8 @@ def for_schema(schema: str) -> Statements:
                 payload_format = excluded.payload_format, updated_at = now()""",
         endpoint_delete=f"DELETE FROM {s}.webhook_endpoints WHERE name = $1",
         endpoint_list=f"""
-            SELECT name, url, secret, payload_format FROM {s}.webhook_endpoints ORDER BY name""",
+            SELECT name, url, secret, payload_format, component_id FROM {s}.webhook_endpoints
+            ORDER BY name""",
         endpoint_reseal=f"""
             UPDATE {s}.webhook_endpoints SET secret = $3 WHERE name = $1 AND secret = $2""",
     )

@@ -37,6 +37,7 @@ from bugless_core.clients import acting_as, call
 from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from bugless_core.grpc import current_metadata
 from bugless_core.migrations import quote_schema
+from bugless_notify.addresses import AddressPolicy
 from bugless_notify.sealing import SecretSealer
 from bugless_notify.webhook import PayloadFormat, WebhookEndpoint
 from bugless_proto import v1
@@ -203,8 +204,10 @@ class ComponentWebhookAdmin:
         store: ComponentWebhookStore,
         model: v1.ModelStub,
         verifier: AssertionVerifier,
+        addresses: AddressPolicy | None = None,
     ) -> None:
-        """Check callers with ``verifier`` and ``model``; store in ``pool``."""
+        """Check callers with ``verifier`` and ``model``, URLs with ``addresses``."""
+        self._addresses = addresses or AddressPolicy()
         self._pool = pool
         self._store = store
         self._model = model
@@ -244,7 +247,10 @@ class ComponentWebhookAdmin:
             secret=message.secret,
             # A string: WebhookEndpoint makes it the enum or refuses it.
             payload_format=cast("PayloadFormat", message.payload_format or "json"),
+            component_id=message.component_id,
         )
+        # An address literal (or localhost) is refused now; a name when resolved.
+        self._addresses.check_url(endpoint.url)
         async with self._pool.acquire() as conn:
             return await self._store.add(
                 conn, message.component_id, endpoint, message.include_subtree, actor

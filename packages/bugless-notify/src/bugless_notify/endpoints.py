@@ -35,6 +35,7 @@ def _endpoint(row: asyncpg.Record, sealer: SecretSealer) -> WebhookEndpoint:
         url=row["url"],
         secret=sealer.open(row["secret"]),
         payload_format=PayloadFormat(row["payload_format"]),
+        component_id=row["component_id"],
     )
 
 

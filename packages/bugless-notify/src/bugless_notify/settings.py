@@ -15,6 +15,16 @@ from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
+from bugless_notify.addresses import parse_networks
+
+
+def _networks(values: Sequence[str]) -> tuple[str, ...]:
+    """The allowed networks as given, once each is known to be a network.
+
+    Raises:
+        ValueError: a value that is not a CIDR.
+    """
+    return tuple(str(network) for network in parse_networks(values))
 
 
 def _keys(values: Sequence[str]) -> tuple[str, ...]:
@@ -131,6 +141,9 @@ class NotifierSettings:
         concurrency: Deliveries attempted at once by this replica.
         smtp: The mail relay.
         webhook_timeout_seconds: Bound on one webhook POST.
+        webhook_allowed_networks: Networks component webhooks may reach
+            although not public (loopback, private, link-local, ...); none
+            by default (:mod:`bugless_notify.addresses`).
         secret_keys: Keys sealing webhook secrets at rest, newest first
             (:mod:`bugless_notify.sealing`); none: stored as given.
         digest_hour_utc: When the daily digests go out (people whose
@@ -164,6 +177,16 @@ class NotifierSettings:
     concurrency: int = setting(32, help="Deliveries attempted at once by this replica.")
     smtp: SmtpOptions = group(SmtpOptions, env_prefix="BUGLESS_NOTIFY_SMTP_")
     webhook_timeout_seconds: float = setting(10.0, help="Bound on one webhook POST, in seconds.")
+    webhook_allowed_networks: tuple[str, ...] = setting(
+        (),
+        flag="--webhook-allowed-network",
+        env="BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS",
+        multiple=True,
+        parse=_networks,
+        help="A network (CIDR) component webhooks may reach although it is loopback, private, "
+        "link-local or otherwise not public; repeat for several (env: space-separated). "
+        "None: only public addresses.",
+    )
     secret_keys: tuple[str, ...] = setting(
         flag="--secret-key",
         env="BUGLESS_NOTIFY_SECRET_KEYS",

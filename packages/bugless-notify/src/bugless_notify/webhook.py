@@ -20,6 +20,12 @@ The answer: 2xx is delivered; 408, 429 and 5xx (and timeouts, refused
 connections, DNS failures) are retried, after at least a ``Retry-After`` the
 receiver sent; any other 4xx is permanent, and so is a redirect (webhooks do
 not follow redirects: configure the final URL).
+
+A *component* endpoint (one a component admin added) is sent only to an
+address :class:`~bugless_notify.addresses.AddressPolicy` allows, checked on
+the addresses its host resolves to and connected to as checked
+(:mod:`bugless_notify._pinned_http`); a forbidden address is permanent (a
+dead letter saying why), not retried.
 """
 
 from __future__ import annotations
@@ -42,12 +48,15 @@ from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.notification_channel import DeliveryResult, Notification, NotificationChannel
 from bugless_notify.__about__ import __version__
 from bugless_notify._options import ChannelOptions
+from bugless_notify.addresses import AddressPolicy, IPNetwork, parse_networks
 
 if TYPE_CHECKING:
     # Imported where a channel is built: registering the channel (which every
     # bugless process does when it loads plugins) must not cost httpx's
     # import (and the rich/pygments its command-line tool pulls in).
     import httpx
+
+    from bugless_notify._pinned_http import Resolver
 
 _ENDPOINT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 #: Shortest secret accepted: 128 bits as hex.
@@ -76,12 +85,15 @@ class WebhookEndpoint:
         url: ``https://`` (or ``http://``) URL the POST goes to.
         secret: HMAC key of the signature header, at least 32 characters.
         payload_format: ``json`` or ``chat``.
+        component_id: The component whose admin added it; None for an
+            operator-level endpoint (exempt from the address rule).
     """
 
     name: str
     url: str
     secret: str
     payload_format: PayloadFormat = PayloadFormat.JSON
+    component_id: int | None = None
 
     def __post_init__(self) -> None:
         if not _ENDPOINT_NAME.match(self.name):
@@ -175,11 +187,14 @@ class WebhookSettings:
         max_connections: HTTP connections open at once, over all endpoints.
         ca_file: PEM bundle ``https`` endpoints' certificates must chain to;
             unset uses the system's trust store.
+        allowed_networks: Networks component endpoints may reach although
+            not public (``BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS``).
     """
 
     timeout_seconds: float = 10.0
     max_connections: int = 32
     ca_file: Path | None = None
+    allowed_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def from_options(cls, config: Mapping[str, Any]) -> WebhookSettings:
@@ -190,7 +205,12 @@ class WebhookSettings:
         """
         options = ChannelOptions("webhook", config)
         default = cls()
+        try:
+            allowed = parse_networks([options.text("allowed_networks")])
+        except ValueError as exc:
+            raise options.error("allowed_networks", str(exc)) from None
         return cls(
+            allowed_networks=allowed,
             timeout_seconds=options.seconds("timeout_seconds", default.timeout_seconds),
             max_connections=options.integer("max_connections", default.max_connections, minimum=1),
             ca_file=options.path("ca_file"),
@@ -210,31 +230,56 @@ def _describe(endpoint: WebhookEndpoint) -> str:
 class WebhookChannel(NotificationChannel):
     """Deliver notifications as signed JSON POSTs to named endpoints.
 
-    Options (``open``): ``timeout_seconds``, ``max_connections``, ``ca_file``
-    (see :class:`WebhookSettings`), and ``endpoints``: the
+    Options (``open``): ``timeout_seconds``, ``max_connections``, ``ca_file``,
+    ``allowed_networks`` (white-space separated CIDRs; see
+    :class:`WebhookSettings`), and ``endpoints``: the
     :class:`WebhookEndpointDirectory` the notifier provides.
     """
 
     name = "webhook"
 
-    def __init__(self, settings: WebhookSettings, endpoints: WebhookEndpointDirectory) -> None:
-        """Use ``settings``, finding endpoints in ``endpoints``."""
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        endpoints: WebhookEndpointDirectory,
+        *,
+        resolver: Resolver | None = None,
+    ) -> None:
+        """Use ``settings``, finding endpoints in ``endpoints``.
+
+        ``resolver`` replaces the system's DNS for component endpoints (tests).
+        """
         self.settings = settings
         self.endpoints = endpoints
-        verify: ssl.SSLContext | bool = True
-        if settings.ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(settings.ca_file))
         import httpx  # noqa: PLC0415 - see the TYPE_CHECKING import
 
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=settings.max_connections,
-                max_keepalive_connections=settings.max_connections,
+        from bugless_notify import _pinned_http  # noqa: PLC0415 - imports httpcore
+
+        if settings.ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(settings.ca_file))
+        else:
+            verify = httpx.create_ssl_context()
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        )
+        common: dict[str, Any] = {
+            "timeout": httpx.Timeout(settings.timeout_seconds),
+            "follow_redirects": False,
+            "headers": {"User-Agent": f"bugless-notify/{__version__}"},
+        }
+        self._client = httpx.AsyncClient(verify=verify, limits=limits, **common)
+        # Component endpoints: each host resolved once, checked, connected to as checked.
+        backend = _pinned_http.CheckedBackend(
+            AddressPolicy(settings.allowed_networks),
+            resolver or _pinned_http.system_resolver,
+        )
+        self._component_client = httpx.AsyncClient(
+            transport=_pinned_http.CheckedTransport(
+                ssl_context=verify, limits=limits, backend=backend
             ),
-            verify=verify,
-            follow_redirects=False,
-            headers={"User-Agent": f"bugless-notify/{__version__}"},
+            trust_env=False,
+            **common,
         )
 
     @classmethod
@@ -269,8 +314,15 @@ class WebhookChannel(NotificationChannel):
         where = _describe(endpoint)
         import httpx  # noqa: PLC0415 - imported by __init__ already; a dict lookup
 
+        from bugless_notify._pinned_http import ForbiddenAddress  # noqa: PLC0415 - as httpx
+
+        client = self._client if endpoint.component_id is None else self._component_client
         try:
-            response = await self._client.post(endpoint.url, content=body, headers=headers)
+            response = await client.post(endpoint.url, content=body, headers=headers)
+        except ForbiddenAddress as exc:
+            return DeliveryResult.rejected(
+                f"{where} may not be reached: {exc}; {AddressPolicy.advice()}"
+            )
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             return DeliveryResult.rejected(
                 f"the URL of {where} is not usable ({type(exc).__name__})"
@@ -286,3 +338,4 @@ class WebhookChannel(NotificationChannel):
     async def close(self) -> None:
         """Close the HTTP connections."""
         await self._client.aclose()
+        await self._component_client.aclose()

@@ -32,6 +32,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -83,7 +84,8 @@ class WebhookReceiver:
 
     Attributes:
         secret: The key the endpoints pointing here sign with.
-        url: ``http://127.0.0.1:PORT``, the base of the endpoints' URLs.
+        url: ``http://127.0.0.1:PORT`` (``https://`` with ``tls``), the base
+            of the endpoints' URLs.
         port: The port it listens on.
         delays: Path -> seconds to wait before answering a POST to it (the
             POST is recorded once answered).
@@ -91,12 +93,15 @@ class WebhookReceiver:
             non-2xx answer to it.
     """
 
-    def __init__(self, secret: str, *, status: int = DEFAULT_STATUS) -> None:
+    def __init__(
+        self, secret: str, *, status: int = DEFAULT_STATUS, tls: ssl.SSLContext | None = None
+    ) -> None:
         """Start serving on a free loopback port; :meth:`close` (or ``with``) stops it.
 
         Args:
             secret: The key the endpoints pointing here sign with.
             status: The answer to every POST no script covers.
+            tls: Serve HTTPS with this server context (its certificate).
         """
         self.secret = secret
         self._status = status
@@ -130,8 +135,10 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port: int = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="webhook-receiver", daemon=True
         )

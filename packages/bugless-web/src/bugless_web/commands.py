@@ -60,7 +60,7 @@ def serve_command(settings: WebSettings) -> None:
                 metrics_directory=metrics_directory,
             )
         )
-    raise SystemExit(serve(settings, listener, metrics=metrics))
+    serve(settings, listener, metrics=metrics)
 
 
 @web_group.group("assets")
