@@ -35,8 +35,12 @@ ALL = frozenset({"model", "auth", "api", "web", "web-workers", "notify"})
 #: Which of them must export each metric the rules read. A new rule's metric
 #: goes here too (a test fails until it does), with every process that serves it.
 EXPORTERS: dict[str, frozenset[str]] = {
-    "bugless_background_consecutive_failures": frozenset({"model", "auth", "notify"}),
-    "bugless_background_outage_seconds": frozenset({"model", "auth", "notify"}),
+    "bugless_background_consecutive_failures": frozenset(
+        {"model", "auth", "api", "web", "web-workers", "notify"}
+    ),
+    # A --workers parent shows the workers' outage gauge as 0 always (it is
+    # read at scrape time, in the worker): the single process only.
+    "bugless_background_outage_seconds": frozenset({"model", "auth", "api", "web", "notify"}),
     "bugless_notify_dead_letters_total": frozenset({"notify"}),
     "bugless_schema_version_skew": frozenset({"model", "auth", "notify"}),
     "bugless_grpc_connection_window_bytes": ALL,

@@ -201,6 +201,17 @@ def test_the_cli_attaches_lists_and_downloads(
     bugless("attachment", "get", attached["id"], "-o", str(out))
     assert out.read_bytes() == source.read_bytes()
 
+    # Deleted, its content is gone for good: "not found" (3), which a script
+    # does not retry, rather than 1, a server error it might.
+    bugless("attachment", "delete", attached["id"])
+    gone = subprocess.run(
+        [*BUGLESS_COMMAND, "attachment", "get", attached["id"], "-o", str(tmp_path / "again")],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert gone.returncode == 3, gone.stderr
+    assert "was deleted" in gone.stderr
+    assert not (tmp_path / "again").exists()
+
 
 async def test_api_and_model_memory_stays_bounded_while_a_large_file_moves(
     served_api: dict[str, str],

@@ -7,10 +7,12 @@ sends (``bugless_testing.cockroach_sql``) and fails if one uses a function or
 statement CockroachDB lacks (advisory locks, ``hashtextextended``,
 ``make_interval``, LISTEN/NOTIFY, ...).
 
-The password contract (``bugless_testing.auth_contracts``) and the session
-and throttle tests of ``test_sessions`` run here again, unchanged, on this
-dialect: their fixtures are overridden below to start the Authenticator on
-the SERIALIZABLE database with ``database_dialect="cockroach"``.
+The password contract (``bugless_testing.auth_contracts``), the session
+and throttle tests of ``test_sessions`` and the sessions-vs-disable races of
+``test_sessions_vs_disable`` (an insert that waited on a disable's row fails
+with 40001 here, and runs again) run here again, unchanged, on this dialect:
+their fixtures are overridden below to start the Authenticator on the
+SERIALIZABLE database with ``database_dialect="cockroach"``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ from test_sessions import (
     test_sign_out_everywhere_ends_every_session_of_the_user_only,
     test_signing_out_on_one_replica_ends_the_token_on_the_other,
     test_the_throttle_is_shared_by_the_replicas,
+)
+from test_sessions_vs_disable import (
+    lock_connection,
+    people_ca_settings,
+    test_a_certificate_recorded_after_the_disable_revoked_the_others_is_refused,
+    test_a_disable_waiting_for_a_recorded_sessions_row_lock_then_ends_it,
+    test_a_merged_placeholders_assertion_is_its_accounts_session_and_ends_with_it,
+    test_a_replica_that_has_not_heard_of_a_disable_issues_no_assertion,
+    test_a_sign_in_recorded_after_the_disable_ended_the_sessions_is_refused,
+    test_an_assertion_recorded_after_the_disable_ended_the_sessions_is_refused,
+    test_an_assertion_waiting_for_the_disables_row_lock_is_refused,
+    test_disables_racing_assertions_and_sign_ins_leave_no_live_session,
+    two_replicas,
 )
 
 from bugless_auth._dialect import COCKROACH, POSTGRES
@@ -73,6 +88,17 @@ RERUN = (
     test_sign_out_everywhere_ends_every_session_of_the_user_only,
     test_signing_out_on_one_replica_ends_the_token_on_the_other,
     test_the_throttle_is_shared_by_the_replicas,
+    two_replicas,
+    lock_connection,
+    people_ca_settings,
+    test_a_replica_that_has_not_heard_of_a_disable_issues_no_assertion,
+    test_an_assertion_recorded_after_the_disable_ended_the_sessions_is_refused,
+    test_a_sign_in_recorded_after_the_disable_ended_the_sessions_is_refused,
+    test_a_certificate_recorded_after_the_disable_revoked_the_others_is_refused,
+    test_an_assertion_waiting_for_the_disables_row_lock_is_refused,
+    test_a_disable_waiting_for_a_recorded_sessions_row_lock_then_ends_it,
+    test_a_merged_placeholders_assertion_is_its_accounts_session_and_ends_with_it,
+    test_disables_racing_assertions_and_sign_ins_leave_no_live_session,
 )
 
 
@@ -136,11 +162,17 @@ async def exercise(store: IdentityStore) -> None:
     await store.directory_disable(record.user_id)
     await store.directory_enable(record.user_id)
     await store.resolve(ldap_identity(name), "ldap", sign_in=False)
-    await store.set_disabled(name, True)
     sessions = SessionStore(store)
-    await sessions.record(
+    recorded = await sessions.record(
         "s1" + name, user_id=record.user_id, authenticator="ldap", client_address="", expires_at=1
     )
+    assert recorded is None
+    await store.set_disabled(name, True)
+    refused = await sessions.record(
+        "s2" + name, user_id=record.user_id, authenticator="ldap", client_address="", expires_at=1
+    )
+    assert refused is not None
+    assert refused.reason == "USER_DISABLED"
     await sessions.is_live("s1" + name)
     await sessions.revoke("s1" + name, "test")
     await sessions.revoke_user(record.user_id, "test")

@@ -23,6 +23,7 @@ from bugless_core.migrations import (
     Migration,
     MigrationLock,
     applied_version,
+    check_schema_version,
     migrate,
 )
 from bugless_dev.postgres import ThrowawayPostgres
@@ -96,6 +97,28 @@ async def test_a_schema_from_a_newer_release_is_refused(
     await migrate(pool, schema, MIGRATIONS, component="test", lock=lock)
     with pytest.raises(FailedPrecondition, match="only knows versions up to 1"):
         await migrate(pool, schema, MIGRATIONS[:1], component="the tester", lock=lock)
+
+
+async def test_a_replica_starts_only_on_the_schema_its_code_ships(pool: asyncpg.Pool) -> None:
+    """Behind or ahead, the refusal names the schema, both versions and what to do."""
+    await migrate(pool, "at_one", MIGRATIONS[:1], component="test", lock=AdvisoryLock())
+    async with pool.acquire() as conn:
+        found = await applied_version(conn, "at_one")
+    rule = {"schema": "at_one", "component": "bugless-test", "migrate_command": "bugless t migrate"}
+    check_schema_version(found, 1, **rule)
+    with pytest.raises(FailedPrecondition) as behind:
+        check_schema_version(found, 2, **rule)
+    assert behind.value.message == (
+        "the bugless-test schema 'at_one' is at version 1, but this bugless-test needs "
+        "version 2: run `bugless t migrate` first"
+    )
+    with pytest.raises(FailedPrecondition) as ahead:
+        check_schema_version(found, 0, **rule)
+    assert ahead.value.message.startswith(
+        "the bugless-test schema 'at_one' is at version 1, but this bugless-test only knows "
+        "versions up to 0: upgrade bugless-test on this replica"
+    )
+    assert ahead.value.metadata == {"schema": "at_one", "schema_version": "1", "known_version": "0"}
 
 
 async def test_the_lease_is_given_back_not_left_to_expire(pool: asyncpg.Pool) -> None:

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from bugless_core.errors import Unavailable
 from bugless_core.user_cache import UserCache
@@ -66,9 +67,19 @@ class Authenticator:
         return answer
 
 
-def following_cache(auth: Authenticator, clock: Clock, *, poll_seconds: float = 1.0) -> UserCache:
+def following_cache(
+    auth: Authenticator,
+    clock: Clock,
+    *,
+    poll_seconds: float = 1.0,
+    registry: CollectorRegistry | None = None,
+) -> UserCache:
     return UserCache(
-        ttl_seconds=TTL, clock=clock, changes=auth.get_user_changes, poll_seconds=poll_seconds
+        ttl_seconds=TTL,
+        clock=clock,
+        changes=auth.get_user_changes,
+        poll_seconds=poll_seconds,
+        metrics_registry=registry or CollectorRegistry(),
     )
 
 
@@ -133,6 +144,7 @@ async def test_a_feed_not_read_more_often_than_the_ttl_is_never_read(poll_second
 async def test_an_outage_is_one_warning_and_a_bug_one_error_however_many_polls(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Logged and counted as every background loop's (``bugless_background_*``)."""
     auth = Authenticator(
         feed=[
             v1.UserChanges(version=7),
@@ -144,24 +156,29 @@ async def test_an_outage_is_one_warning_and_a_bug_one_error_however_many_polls(
         ],
         enough_polls=15,  # the script (12) and a few quiet polls after it
     )
-    cache = following_cache(auth, Clock(), poll_seconds=0.01)
+    registry = CollectorRegistry()
+    cache = following_cache(auth, Clock(), poll_seconds=0.01, registry=registry)
     caplog.set_level(logging.INFO, logger="bugless.user_cache")
+    caplog.set_level(logging.INFO, logger="bugless.supervision")
     await cache.by_id(["u_bob"], auth.get_users)  # starts the follower
     await asyncio.wait_for(auth.enough.wait(), timeout=10)
     cache.close()
-    records = [
-        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "bugless.user_cache"
-    ]
+    loggers = {"bugless.user_cache", "bugless.supervision"}
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name in loggers]
     expected = [
         ("WARNING", "following the users' change feed: Unavailable: the Authenticator is away"),
         ("INFO", "following the users' change feed: working again after"),
-        ("ERROR", "following the users' change feed failed unexpectedly"),
+        ("ERROR", "background loop user_cache.changes failed (1 in a row)"),
         ("WARNING", "following the users' change feed: Unavailable: away again"),
         ("INFO", "following the users' change feed: working again after"),
     ]
     assert len(records) == len(expected), records
     for (level, message), (expected_level, start) in zip(records, expected, strict=True):
         assert (level, message[: len(start)]) == (expected_level, start), message
+    loop = {"loop": "user_cache.changes"}
+    assert registry.get_sample_value("bugless_background_failures_total", loop) == 1
+    assert registry.get_sample_value("bugless_background_consecutive_failures", loop) == 0
+    assert registry.get_sample_value("bugless_background_outage_seconds", loop) == 0
 
 
 async def test_a_read_failing_between_pages_does_not_count_as_followed_from_its_start() -> None:

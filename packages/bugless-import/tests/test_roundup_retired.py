@@ -1,9 +1,10 @@
-"""Roundup's retired users keep their names in the import; files are counted.
+"""Roundup's retired users keep their names in the import; their files are copied.
 
 REST lists no retired user, so before, every issue, message and change a
 retired user made was imported as ``ghost``'s: the team lost who reported
 and who said what. Roundup still answers for a retired user by id, and the
-importer now reads them there. Files are not copied, and the report says so.
+importer now reads them there. Their files are copied (REST ``binary_content``),
+each by its uploader at its time.
 """
 
 from __future__ import annotations
@@ -81,9 +82,27 @@ async def test_a_retired_users_issues_keep_their_name_and_files_are_counted(
     assert report.created == 1
     assert "quinn@roundup" in report.placeholders
     assert report.attachments == 1
+    assert (report.files_sent, report.bytes_sent, report.files_skipped) == (1, 10, [])
     (issue,) = await find(model, "roundup:retired#1")
     entries = await history(model, issue.id)
-    names = await usernames(auth, [issue.reporter, *(e.author for e in entries)])
+    # The file is quinn's entry of its own at the file's creation, among the others by time.
+    (attaching,) = [e for e in entries if e.attachments]
+    assert [a.name for a in attaching.attachments] == ["pressure.csv"]
+    others = [e for e in entries if not e.attachments]
+    names = await usernames(auth, [issue.reporter, *(e.author for e in others)])
     assert names == ["quinn@roundup", "quinn@roundup", "quinn@roundup", "ann"]
+    (file,) = attaching.attachments
+    assert await usernames(auth, [file.uploader]) == ["quinn@roundup"]
+    assert file.created_at == attaching.created_at
+    first, last, attached = issue.created_at, others[-1].created_at, file.created_at
+    assert first is not None
+    assert last is not None
+    assert attached is not None
+    assert first <= attached <= last
+    assert (file.size, file.declared_content_type, file.content_type) == (
+        10,
+        "text/csv",
+        "text/plain",
+    )
     users = await call(auth.get_users, v1.GetUsersRequest(user_ids=[issue.reporter]))
     assert [(u.display_name, u.email) for u in users.users] == [("Quinn Old", "quinn@old.example")]

@@ -1,11 +1,11 @@
-"""Trac's milestone, version and custom fields reach the mapping; attachments are counted.
+"""Trac's milestone, version and custom fields reach the mapping; a dry run counts attachments.
 
 Before, a Trac import read none of them and said nothing: a team's milestones
 and its ``[ticket-custom]`` fields vanished, and so (silently) did every
 attached file. Now each is a label (``milestone:2.0``, ``platform:Windows``)
 that a dry run lists as unmapped and the mapping file sends to a hotlist or a
-custom field, with its changes in the history; attachments are counted in
-the report.
+custom field, with its changes in the history; a dry run counts the
+attachments it would copy (test_attachments_copied copies them).
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def _environment(path: Path) -> Environment:
     ticket["platform"], ticket["milestone"] = "Windows", "milestone2"
     ticket.save_changes("ann", "Also on Windows; moving it.", when=_hours(1))
     attachment = Attachment(env, "ticket", 1)
-    attachment.author, attachment.date = "ann", _hours(2)
-    attachment.insert("engine log.txt", io.BytesIO(b"T+5 no stop\n"), 12)
+    attachment.author = "ann"
+    attachment.insert("engine log.txt", io.BytesIO(b"T+5 no stop\n"), 12, t=_hours(2))
     return env
 
 
@@ -90,7 +90,7 @@ async def test_milestones_versions_and_custom_fields_are_labels_the_mapping_send
         ("labels", "version:1.0", 1),
     ], "the current values are listed to be mapped; a textarea is not a label"
     assert dry.attachments == 1
-    assert "attachments NOT copied: 1 on 1 issues" in dry.render()
+    assert "attachments: 1 on 1 issues, 12 bytes would be copied" in dry.render()
 
     mapping = tmp_path / "mapping.toml"
     mapping.write_text(

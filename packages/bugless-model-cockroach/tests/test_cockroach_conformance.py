@@ -28,6 +28,7 @@ from bugless_testing.model_contracts import (
     HistoryContract,
     HotlistContract,
     ImportContract,
+    ImportedFileContract,
     IssueContract,
     NotificationSettingsContract,
     RedactionContract,
@@ -110,6 +111,9 @@ class TestSearchReadMask(SearchReadMaskContract): ...
 
 
 class TestImport(ImportContract): ...
+
+
+class TestImportedFile(ImportedFileContract): ...
 
 
 class TestFeed(FeedContract): ...

@@ -23,6 +23,7 @@ from bugless_testing.model_contracts import (
     HistoryContract,
     HotlistContract,
     ImportContract,
+    ImportedFileContract,
     IssueContract,
     NotificationSettingsContract,
     RedactionContract,
@@ -107,6 +108,9 @@ class TestSearchReadMask(SearchReadMaskContract): ...
 
 
 class TestImport(ImportContract): ...
+
+
+class TestImportedFile(ImportedFileContract): ...
 
 
 class TestFeed(FeedContract): ...

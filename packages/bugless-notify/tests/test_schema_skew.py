@@ -14,9 +14,12 @@ registry its ``/metrics`` serves.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
+import socket
 
+import asyncpg
 import pytest
 from notify_support import stack_notifier_settings
 from prometheus_client import CollectorRegistry
@@ -28,6 +31,7 @@ from bugless_dev.processes import check_grpc_health
 from bugless_dev.stack import LocalStack
 from bugless_notify.queue import DeliveryQueue
 from bugless_notify.service import RunningNotifier, start_notifier
+from bugless_notify.settings import NotifierSettings
 from bugless_proto import v1
 from bugless_testing.health import health_until
 from bugless_testing.schemas import (
@@ -151,3 +155,66 @@ async def test_a_notifier_whose_schema_falls_behind_its_code_is_not_ready_until_
         await notifier.close()
         if aside is not None:
             await drop_schema(notify_database, aside)
+
+
+async def _connections_named(database_url: str, application_name: str) -> int:
+    """How many of the server's connections carry ``application_name`` (pg_stat_activity)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            application_name,
+        )
+    finally:
+        await conn.close()
+    return count
+
+
+def _named_settings(
+    stack: LocalStack, database_url: str, schema: str, sink: SmtpSink, name: str
+) -> NotifierSettings:
+    """A notifier's settings whose database connections carry ``name`` as application_name."""
+    return stack_notifier_settings(
+        stack,
+        database_url=f"{database_url}?application_name={name}",
+        schema=schema,
+        smtp_port=sink.port,
+    )
+
+
+async def test_a_notifier_refusing_a_newer_schema_at_start_leaves_no_connection_open(
+    *, bugless_stack: LocalStack, notify_database: str, smtp_sink: SmtpSink
+) -> None:
+    """The refusal names the fix, and the pool it opened to find out is closed again."""
+    schema = f"notify_newer_{secrets.token_hex(3)}"
+    pool = await asyncpg.create_pool(notify_database, min_size=1, max_size=2)
+    try:
+        await DeliveryQueue(schema).migrate(pool)
+    finally:
+        await pool.close()
+    await migrate_ahead(notify_database, schema, newest_version() + 1)
+    name = f"refused-{secrets.token_hex(3)}"
+    settings = _named_settings(bugless_stack, notify_database, schema, smtp_sink, name)
+    with pytest.raises(FailedPrecondition, match=r"upgrade bugless-notify"):
+        await start_notifier(settings, metrics_registry=CollectorRegistry())
+    assert await _connections_named(notify_database, name) == 0
+    await drop_schema(notify_database, schema)
+
+
+async def test_a_notifier_failing_late_in_its_start_closes_what_it_opened(
+    *, bugless_stack: LocalStack, notify_database: str, smtp_sink: SmtpSink
+) -> None:
+    """Its status port taken: the start fails after the pool and the channels were opened."""
+    schema = f"notify_busy_{secrets.token_hex(3)}"
+    name = f"busy-{secrets.token_hex(3)}"
+    settings = _named_settings(bugless_stack, notify_database, schema, smtp_sink, name)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = dataclasses.replace(settings.grpc, port=taken.getsockname()[1])
+        with pytest.raises(OSError, match="in use"):
+            await start_notifier(
+                dataclasses.replace(settings, grpc=busy), metrics_registry=CollectorRegistry()
+            )
+    assert await _connections_named(notify_database, name) == 0
+    await drop_schema(notify_database, schema)

@@ -252,6 +252,11 @@ def test_the_issue_sidebar_holds_its_controls_on_a_desktop(
         assert outside == [], f"sticking out of the sidebar at {width} px: {outside}"
         assert beside == [], f"sticking out of the update form at {width} px: {beside}"
         assert overflow(page) <= 0, wider_than_window(page)
+        # In the value column (~170 px) Chromium elided "No file chosen" to
+        # "N…sen"; the form now takes the sidebar's width under its row.
+        picker = page.locator("aside.fields .attach-form input[type=file]").bounding_box()
+        assert picker is not None
+        assert picker["width"] >= 240, f"file picker {picker}"
         assert list(iter_console_problems(tab.console)) == []
     finally:
         ctx.close()

@@ -148,7 +148,7 @@ async def test_forgetting_drops_every_cached_tree(rig: Rig) -> None:
 async def test_the_cache_holds_a_bounded_number_of_callers(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bugless_web.backends.COMPONENT_CACHE_SIZE", 2)
+    monkeypatch.setattr("bugless_web.viewer_caches.COMPONENT_CACHE_SIZE", 2)
     for user in ("u1", "u2", "u3"):
         await list_all_components(rig.backends, viewer(user))
     await list_all_components(rig.backends, viewer("u3"))  # still cached
@@ -196,7 +196,7 @@ async def test_forgetting_hotlists_drops_only_that_viewers_entry(rig: Rig) -> No
 async def test_the_hotlist_cache_holds_a_bounded_number_of_viewers(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bugless_web.backends.HOTLIST_CACHE_SIZE", 2)
+    monkeypatch.setattr("bugless_web.viewer_caches.HOTLIST_CACHE_SIZE", 2)
     for user in ("u1", "u2", "u3"):
         await rig.backends.my_hotlists(viewer(user))
     await rig.backends.my_hotlists(viewer("u3"))

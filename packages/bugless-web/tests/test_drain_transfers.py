@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,7 @@ from web_support import World, create_issue
 from bugless_core.clients import call
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
+from bugless_web.server import EXIT_REQUESTS_CUT
 
 #: After SIGTERM, readiness fails (and page loads are steered) this long: the
 #: test's page load must come within it, on a loaded machine too (2 s was tight).
@@ -122,6 +124,14 @@ async def _until_logged(web: RunningService, offset: int, text: str, times: int 
             if sum(text in line for line in logged_since(web, offset)) >= times:
                 return
             await asyncio.sleep(0.05)
+
+
+async def _browser_session(web: RunningService) -> tuple[str, str]:
+    """A person signed in on ``web``: the ``Cookie`` header a raw request sends, the CSRF token."""
+    async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
+        csrf = await signed_in(client)
+        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    return cookie, csrf
 
 
 async def _exit_status(web: RunningService, within: float) -> int:
@@ -268,9 +278,7 @@ async def test_transfers_outlasting_the_bound_are_cut_once_and_the_process_exits
     try:
         url, download_cookie = await uploaded_file(web, world, model)
         issue = await create_issue(model, world, "Uploads longer than the drain")
-        async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
-            csrf = await signed_in(client)
-            cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        cookie, csrf = await _browser_session(web)
         offset = web.log.stat().st_size
         script = _EndlessUpload(web.port, _script_head(web.port, issue, cookie, csrf), b"")
         form, form_start = _form_upload(web.port, issue, cookie, csrf)
@@ -430,9 +438,7 @@ async def test_a_second_sigterm_during_a_hung_transfer_cuts_it_and_exits_now(
     try:
         url, download_cookie = await uploaded_file(web, world, model)
         issue = await create_issue(model, world, "An upload hung at a second SIGTERM")
-        async with httpx.AsyncClient(base_url=str(web.url), timeout=60) as client:
-            csrf = await signed_in(client)
-            cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+        cookie, csrf = await _browser_session(web)
         offset = web.log.stat().st_size
         upload = _EndlessUpload(web.port, _script_head(web.port, issue, cookie, csrf), b"")
         await upload.start()
@@ -450,10 +456,11 @@ async def test_a_second_sigterm_during_a_hung_transfer_cuts_it_and_exits_now(
             downloaded = await download
     finally:
         world.stack.stop_service(web)
-    assert status == 0
+    assert status == EXIT_REQUESTS_CUT  # not a clean stop: people's requests were cut
     assert exited < FORCED_PROMPTLY
     assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
     assert b"this server shut down before the request finished" in answer, answer
+    assert b"outlasted" not in answer, answer  # it was cut before its bound
     assert BLOCK <= downloaded < DOWNLOAD
     assert await _attachments(model, world, issue) == []
     lines = logged_since(web, offset)
@@ -462,4 +469,55 @@ async def test_a_second_sigterm_during_a_hung_transfer_cuts_it_and_exits_now(
     assert len(cuts) == 1, lines
     assert "cut 2 request(s) still running at the second signal" in cuts[0]
     assert not [line for line in lines if "the last request ended" in line], lines
+    _no_traceback(lines)
+
+
+async def test_a_second_sigterm_with_nothing_running_exits_0(world: World) -> None:
+    """Stopping sooner cuts nobody's request: a clean stop, as the drain's own end is."""
+    web = _start(world, TRANSFERS, drain=SHORT_DRAIN)
+    try:
+        offset = web.log.stat().st_size
+        web.process.signal(signal.SIGTERM)
+        await _until_logged(web, offset, "draining for")
+        web.process.signal(signal.SIGTERM)
+        status = await _exit_status(web, FORCED_PROMPTLY)
+    finally:
+        world.stack.stop_service(web)
+    assert status == 0
+    lines = logged_since(web, offset)
+    assert any("second SIGTERM: exiting now" in line for line in lines), lines
+    assert not [line for line in lines if " cut " in line], lines
+
+
+async def test_with_workers_a_second_sigterm_cutting_an_upload_names_the_worker(
+    world: World, model: v1.ModelStub
+) -> None:
+    """``--workers 2``: the worker that cut the upload exits non-zero, and so does the parent.
+
+    The parent's line names the worker by its number (what its own log
+    records say as ``worker``) and its pid, so the two can be matched.
+    """
+    web = _start(world, TRANSFERS, drain=SHORT_DRAIN, workers=2)
+    try:
+        issue = await create_issue(model, world, "An upload hung at a second SIGTERM, 2 workers")
+        cookie, csrf = await _browser_session(web)
+        offset = web.log.stat().st_size
+        upload = _EndlessUpload(web.port, _script_head(web.port, issue, cookie, csrf), b"")
+        await upload.start()
+        web.process.signal(signal.SIGTERM)
+        await _until_logged(web, offset, "waiting up to 60s for 1 transfer(s)")
+        web.process.signal(signal.SIGTERM)
+        status = await _exit_status(web, TRANSFERS)
+        answer = await upload.answer()
+    finally:
+        world.stack.stop_service(web)
+    assert status == 1
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
+    lines = logged_since(web, offset)
+    [cut] = [line for line in lines if "cut 1 request(s) still running" in line]
+    [exited] = [line for line in lines if "exited with 1" in line]
+    found = re.search(r"web worker (\d) \(pid \d+\) exited with 1", exited)
+    assert found is not None, exited
+    # The worker the parent names is the one that logged the cut (a text or a JSON line).
+    assert re.search(rf'worker(=|": ){found[1]}\b', cut), cut
     _no_traceback(lines)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from grpclib.const import Handler
 from grpclib.server import Stream
@@ -34,6 +34,9 @@ from bugless_core.clients import CURRENT_ASSERTION, call
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.grpc import handler_errors
 from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 _log = logging.getLogger("bugless.api")
 P = ParamSpec("P")
@@ -67,11 +70,14 @@ class Gateway:
         notifier: v1.NotifierStub | None = None,
         *,
         on_feed_read: Callable[[float], None] | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         """Serve through the given stubs (their channels are the caller's to close).
 
         ``on_feed_read``: called whenever the users' change feed was read, with
         the seconds since that read began (the metrics, ``UserCache(on_read=)``).
+        ``metrics_registry``: where the feed's follower reports as a background
+        loop (``UserCache(metrics_registry=)``).
         """
         self.settings = settings
         self.model = model
@@ -87,6 +93,7 @@ class Gateway:
             cache_seconds=settings.user_cache_seconds,
             changes_seconds=settings.user_changes_seconds,
             on_feed_read=on_feed_read,
+            metrics_registry=metrics_registry,
         )
         self.limiter = RateLimiter(settings.rate_limit)
         self.issue_reader = (

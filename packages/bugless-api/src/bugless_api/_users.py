@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableSequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.issue_labels import holds_people
@@ -36,6 +37,9 @@ from bugless_core.user_cache import (
 )
 from bugless_core.usernames import username_key
 from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 #: Search fields whose text values are people.
 _PEOPLE_SEARCH_FIELDS = frozenset(
@@ -266,11 +270,14 @@ class UserDirectory:
         max_entries: int = USER_CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
         on_feed_read: Callable[[float], None] | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         """Translate through ``auth``, each look-up bounded by ``timeout_seconds``.
 
         ``on_feed_read``: called whenever the feed was read, with the seconds
-        since that read began (the metrics, ``UserCache(on_read=)``).
+        since that read began (the metrics, ``UserCache(on_read=)``);
+        ``metrics_registry``: where the feed's follower reports as a background
+        loop (``UserCache(metrics_registry=)``).
         """
         self.cache = UserCache(
             ttl_seconds=cache_seconds,
@@ -279,6 +286,7 @@ class UserDirectory:
             changes=get_user_changes(auth, timeout=timeout_seconds) if changes_seconds else None,
             poll_seconds=changes_seconds,
             on_read=on_feed_read,
+            metrics_registry=metrics_registry,
         )
         self._get = get_users(auth, timeout=timeout_seconds)
         self._lookup = lookup_users(auth, timeout=timeout_seconds)

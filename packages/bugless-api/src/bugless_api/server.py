@@ -29,7 +29,7 @@ from bugless_core.failover import (
     DrainAwareModelStub,
     serving_behind,
 )
-from bugless_core.grpc import GrpcServiceRunner, IServable
+from bugless_core.grpc import READINESS_TTL_SECONDS, GrpcServiceRunner, IServable
 from bugless_core.user_cache import feed_read_recorder
 from bugless_proto import v1
 
@@ -45,9 +45,6 @@ SERVICE_CLASSES = (
     NotificationsService,
     WebhooksService,
 )
-
-#: How long a backend health answer is reused by the API's own health checks.
-READINESS_TTL_SECONDS = 2.0
 
 
 def _backend_ready(address: ServiceAddress, service: str) -> Callable[[], Awaitable[bool]]:
@@ -120,6 +117,7 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
         DrainAwareAuthenticatorStub(auth_channel),
         notifier,
         on_feed_read=feed_read_recorder(cast("CollectorRegistry", registry)),
+        metrics_registry=cast("CollectorRegistry", registry),
     )
     services: list[IServable] = [service(gateway) for service in SERVICE_CLASSES]
     checks = [

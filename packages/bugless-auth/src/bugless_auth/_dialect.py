@@ -26,7 +26,9 @@ dialect and check none uses a function CockroachDB lacks
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from bugless_core.errors import FailedPrecondition
 from bugless_core.migrations import AdvisoryLock, LeaseLock, MigrationLock
 from bugless_core.transactions import COCKROACH_RETRIES, POSTGRES_RETRIES, RetryPolicy
 
@@ -89,3 +91,40 @@ def dialect_named(name: str) -> StoreDialect:
     except KeyError:
         choices = ", ".join(sorted(DIALECTS))
         raise ValueError(f"database_dialect: {name!r} is not one of {choices}") from None
+
+
+async def keep_session_as_is(conn: Any) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's ROLLBACK of a stray transaction.
+
+    asyncpg's default runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on PostgreSQL, and the first is a function CockroachDB lacks.
+    Nothing of the store leaves session state behind: its only advisory lock
+    is transaction-scoped, it never LISTENs or opens cursors, and its one
+    setting (``search_path``) is a startup parameter.
+    """
+    del conn
+
+
+async def check_server(conn: Any, dialect: StoreDialect) -> None:
+    """Refuse a server the configured dialect cannot run on, saying what to change.
+
+    Raises:
+        FailedPrecondition: the postgres dialect on CockroachDB (it would call
+            advisory-lock functions CockroachDB lacks), or the cockroach
+            dialect on PostgreSQL whose transactions are not SERIALIZABLE
+            (nothing would stop two first sign-ins of one subject).
+    """
+    on_cockroach = "CockroachDB" in (await conn.fetchval(SERVER_VERSION) or "")
+    if on_cockroach and not dialect.serializable:
+        raise FailedPrecondition(
+            "database_dialect: the server is CockroachDB, which has no advisory locks; "
+            "set --database-dialect cockroach (BUGLESS_AUTH_DATABASE_DIALECT=cockroach)"
+        )
+    if dialect.serializable and not on_cockroach:
+        isolation = await conn.fetchval(DEFAULT_ISOLATION)
+        if isolation != "serializable":
+            raise FailedPrecondition(
+                f"database_dialect {dialect.name} on PostgreSQL (compatibility mode) needs "
+                f"default_transaction_isolation = serializable, the server has {isolation!r}: "
+                "ALTER DATABASE ... SET default_transaction_isolation = 'serializable'"
+            )

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 USER_COLUMNS = "user_id, username, display_name, email, groups, disabled, bot, placeholder"
 
+#: Joins to each user ``u`` the account ``t`` that answers for them: a
+#: placeholder merged into a real account is that account, anyone else themself.
+ACCOUNT_OF_U = """
+JOIN users t ON t.user_id = (CASE WHEN u.merged_into <> '' THEN u.merged_into ELSE u.user_id END)
+"""
+
 #: Users by id; a placeholder merged into a real account answers with that
 #: account's data under its own id (``alias_of`` names the account).
-USERS_BY_IDS = """
+USERS_BY_IDS = f"""
 SELECT u.user_id, t.username, t.display_name, t.email, t.groups, t.disabled, t.bot,
        u.placeholder AND u.merged_into = '' AS placeholder, u.merged_into AS alias_of
-FROM users u
-JOIN users t ON t.user_id = (CASE WHEN u.merged_into <> '' THEN u.merged_into ELSE u.user_id END)
+FROM users u {ACCOUNT_OF_U}
 WHERE u.user_id = ANY($1::text[])
 """
 #: Users by username key ($1: ``username_key`` of each name, migration 0011),

@@ -31,6 +31,7 @@ from bugless_core.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
 )
@@ -171,6 +172,11 @@ class PeopleCertificates:
             seconds=self._seconds(seconds),
         )
         row = await self._store.run(lambda conn: self._insert(conn, person, issued, label, source))
+        if row is None:  # disabled since ``person`` was read: the signed certificate is unknown
+            raise PermissionDenied(
+                f"{person.username} is disabled: no certificate is issued",
+                reason="USER_DISABLED",
+            )
         _log.info(
             "people CA signed certificate %s for %s (%s, %s, until %s)",
             issued.serial,
@@ -192,9 +198,19 @@ class PeopleCertificates:
     async def _insert(
         conn: Any, person: UserRecord, issued: IssuedCertificate, label: str, source: str
     ) -> Any:
+        """Record the certificate, if its person is still enabled (else no row, None).
+
+        ``person`` was read before: the check is made again on the user's
+        row, locked against a concurrent disable as a session's insert does
+        (:data:`bugless_auth.sessions._INSERT`), so a disable either waits
+        for this and then revokes the certificate, or is seen here. Only a
+        recorded certificate is accepted (:meth:`person`).
+        """
         return await conn.fetchrow(
             f"INSERT INTO people_certificates (serial, user_id, fingerprint, label, source, "
-            f"not_after) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+            f"not_after) SELECT $1, user_id, $3, $4, $5, $6 FROM users "
+            f"WHERE user_id = $2 AND NOT disabled AND NOT placeholder FOR SHARE "
+            f"RETURNING {_COLUMNS}",
             issued.serial,
             person.user_id,
             issued.fingerprint,

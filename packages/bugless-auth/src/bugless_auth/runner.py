@@ -12,13 +12,10 @@ from bugless_auth.servicer import AuthenticatorServicer
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore
 from bugless_core import tracing
-from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
+from bugless_core.grpc import READINESS_TTL_SECONDS, GrpcServerSettings, GrpcServiceRunner
 from bugless_core.plugins import Plugins
 
 _log = logging.getLogger("bugless.auth")
-
-#: How long a database readiness answer is reused by health checks (as the Model's).
-READINESS_TTL_SECONDS = 2.0
 
 
 async def start_auth(

@@ -352,20 +352,29 @@ class AuthService(UserAdministration):
     async def _session(
         self, record: UserRecord, authenticator: str, client_address: str = ""
     ) -> Authenticated:
-        """A session for a user the caller authenticated (refused when disabled)."""
+        """A session for a user the caller authenticated (refused when disabled).
+
+        ``record`` was read before: the session's insert checks again, on the
+        user's row (:meth:`SessionStore.record`), so a disable committed since
+        is not outlived by a session recorded after it ended the user's.
+        """
         cached = self.directory.remember(record)
         if record.placeholder:  # never mapped by a sign-in flow; refused all the same
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         if record.disabled:
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         issued = self.tokens.issue(record.user_id, authenticator)
-        await self.sessions.record(
+        refused = await self.sessions.record(
             issued.session_id,
             user_id=record.user_id,
             authenticator=authenticator,
             client_address=client_address,
             expires_at=issued.expires_at,
         )
+        if refused is not None:  # disabled (or gone) since ``record`` was read
+            if refused.reason == "USER_UNKNOWN":
+                raise Unauthenticated("this user no longer exists", reason="USER_UNKNOWN")
+            raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         _log.info(
             "%s signed in with %s",
             record.user_id,
@@ -436,27 +445,51 @@ class AuthService(UserAdministration):
         ends all of the user's sessions — disabling them (by an admin, the
         CLI or a directory re-sync), "sign out everywhere", an admin ending
         their sessions — ends it too, and the Model refuses it within its
-        ``--assertion-refresh-seconds``. A disabled user gets none.
+        ``--assertion-refresh-seconds``. A disabled user gets none. For a
+        placeholder merged into an account (who answers as that account),
+        the session is the account's: ending the account's ends it.
+
+        Whether the user may have one is decided on their row in the
+        database as the session is recorded, not on this replica's cached
+        record, which may not have heard of a disable yet (a feed poll,
+        1-2 s; up to ``cache_ttl_seconds`` if its follower stalls): a session
+        recorded after the disable had ended the user's sessions would have
+        outlived it, and the Model would have taken the assertion for its
+        whole lifetime. The cache still answers for whom it already knows to
+        be refused, without a query.
 
         Raises:
             NotFound: no such user.
-            PermissionDenied: the user is disabled or a placeholder.
+            PermissionDenied: the user (a merged placeholder: its account) is
+                disabled, or is a placeholder merged into no account; the
+                message says which.
         """
         cached = await self.directory.get(user_id)
         if cached is None:
             raise NotFound(f"user_id: no user has the id {user_id!r}")
         if cached.record.disabled or cached.record.placeholder:
-            raise PermissionDenied(f"user {user_id!r} is disabled: no assertion is issued")
+            what = "disabled" if cached.record.disabled else "a placeholder"
+            raise PermissionDenied(
+                f"user {user_id!r} is {what}: no assertion is issued",
+                reason="USER_DISABLED" if cached.record.disabled else "USER_PLACEHOLDER",
+            )
         session_id = secrets.token_urlsafe(18)
         identity = self.assertions.with_assertion(self._identity(cached, "service"), session_id)
         expires = identity.assertion_expires_at
-        await self.sessions.record(
+        refused = await self.sessions.record(
             session_id,
             user_id=user_id,
             authenticator="service",
             client_address=requested_by,
             expires_at=expires.timestamp() if expires is not None else time.time(),
         )
+        if refused is not None:
+            if refused.reason == "USER_UNKNOWN":
+                raise NotFound(f"user_id: no user has the id {user_id!r}")
+            raise PermissionDenied(
+                f"user {user_id!r} {refused.detail}: no assertion is issued",
+                reason=refused.reason,
+            )
         return identity
 
     async def verification_keys(self) -> v1.VerificationKeys:

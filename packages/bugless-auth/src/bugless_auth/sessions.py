@@ -10,6 +10,14 @@ disabling a user, or a revocation is seen by every Authenticator replica on
 the next validation; the frontends' own token caches
 (``--token-cache-seconds``) bound how late they notice.
 
+A row is only written for a user who may have a session at that moment: the
+insert reads the user's row (locked against a concurrent disable) and
+writes nothing for a disabled user or a placeholder (see
+:meth:`SessionStore.record`). Deciding from anything read before it, a
+replica's cached record or a sign-in's own read, left a window: a disable
+committed in between ended the user's sessions *before* this one existed,
+so nothing ended it.
+
 Rows are kept (revoked or not) until a day after they expire, then purged.
 """
 
@@ -18,7 +26,11 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from dataclasses import dataclass
 
+import asyncpg
+
+from bugless_auth import _queries as sql
 from bugless_auth.store import IdentityStore
 
 _log = logging.getLogger("bugless.auth")
@@ -28,9 +40,38 @@ KEEP_EXPIRED_SECONDS = 24 * 3600.0
 #: How often one replica purges expired rows (at most).
 PURGE_EVERY_SECONDS = 600.0
 
-_INSERT = """
-INSERT INTO sessions (session_id, user_id, authenticator, client_address, expires_at)
-VALUES ($1, $2, $3, $4, $5)
+#: Record session $1 of user $2, only if that user may have one now: their
+#: account (a placeholder merged into one: that account) is not disabled, and
+#: they are no placeholder left unmerged. The row is the account's, so whatever
+#: ends the account's sessions ends it. ``FOR SHARE`` locks the user's row and
+#: the account's until this statement's commit, against every write of
+#: ``users`` (a disable is an UPDATE of the account's row, a merge of the
+#: placeholder's), so either
+#:
+#: * the disable's UPDATE waits for this commit, and its end of the user's
+#:   sessions, which runs after the disable commits, finds this row; or
+#: * this waits for the disable's commit, and then sees the row as it left it
+#:   (READ COMMITTED re-checks a locked row's new version; at SERIALIZABLE the
+#:   statement fails with 40001 and :meth:`IdentityStore.run` runs it again):
+#:   nothing is inserted.
+#:
+#: It locks only those rows (its own new row aside), and no writer locks both a
+#: placeholder's row and its account's, so it cannot deadlock with a disable,
+#: which locks the account's row, then the feed's head, then (once committed,
+#: in its own statement) the account's sessions. Returns the account's row as
+#: found (none: no such user) and whether the session was recorded.
+_INSERT = f"""
+WITH target AS (
+    SELECT t.user_id, t.disabled, u.placeholder AND u.merged_into = '' AS placeholder
+    FROM users u {sql.ACCOUNT_OF_U}
+    WHERE u.user_id = $2
+    FOR SHARE
+), recorded AS (
+    INSERT INTO sessions (session_id, user_id, authenticator, client_address, expires_at)
+    SELECT $1, user_id, $3, $4, $5 FROM target WHERE NOT disabled AND NOT placeholder
+    RETURNING session_id
+)
+SELECT user_id, disabled, placeholder, EXISTS (SELECT 1 FROM recorded) AS recorded FROM target
 """
 _IS_LIVE = """
 SELECT 1 FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
@@ -48,6 +89,34 @@ SELECT session_id FROM sessions
 WHERE revoked_at > now() - $1::float8 * INTERVAL '1 second' AND expires_at > now()
 """
 _PURGE = "DELETE FROM sessions WHERE expires_at < now() - $1::float8 * INTERVAL '1 second'"
+
+
+@dataclass(frozen=True)
+class NotRecorded:
+    """Why :meth:`SessionStore.record` wrote no session: the user's row as it found it.
+
+    Attributes:
+        reason: ``USER_UNKNOWN`` (no such user), ``USER_DISABLED`` (they, or
+            the account a placeholder was merged into, are disabled) or
+            ``USER_PLACEHOLDER`` (an imported person's placeholder merged
+            into no account: nobody to act for).
+        detail: What is wrong, to end a sentence naming the user ("is
+            disabled").
+    """
+
+    reason: str
+    detail: str
+
+
+def _refusal(row: asyncpg.Record | None) -> NotRecorded | None:
+    """What a row of :data:`_INSERT` says: None when the session was recorded."""
+    if row is None:
+        return NotRecorded("USER_UNKNOWN", "does not exist")
+    if row["recorded"]:
+        return None
+    if row["disabled"]:
+        return NotRecorded("USER_DISABLED", "is disabled")
+    return NotRecorded("USER_PLACEHOLDER", "is a placeholder (an imported person)")
 
 
 def _count(status: str) -> int:
@@ -71,17 +140,25 @@ class SessionStore:
         authenticator: str,
         client_address: str,
         expires_at: float,
-    ) -> None:
-        """Write the row of a token about to be handed out."""
+    ) -> NotRecorded | None:
+        """Write the row of a token about to be handed out, if its user may have one now.
+
+        The caller hands the token out only when this returns None: the
+        user existed, was enabled and no unmerged placeholder when the row
+        was written, and any disable committed after that ends this session
+        too (see :data:`_INSERT`; a merged placeholder's session is its
+        account's). Otherwise nothing was written, and the answer says why.
+        """
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
         address = client_address[:256]
-        await self._store.run(
-            lambda conn: conn.execute(
+        row = await self._store.run(
+            lambda conn: conn.fetchrow(
                 _INSERT, session_id, user_id, authenticator, address, expires
             ),
             transaction=False,
         )
         await self._purge_now_and_then()
+        return _refusal(row)
 
     async def is_live(self, session_id: str) -> bool:
         """Whether the session exists, has not been ended and has not expired."""

@@ -31,10 +31,10 @@ from bugless_core.database_errors import is_statement_given_up, is_unreachable
 from bugless_core.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from bugless_core.migrations import (
     applied_version,
+    check_schema_version,
     load_migrations,
     migrate,
     quote_schema,
-    schema_too_new,
 )
 from bugless_core.schema_skew import SchemaSkewCheck
 from bugless_core.transactions import retrying
@@ -149,7 +149,7 @@ class IdentityStore:
         quote_schema(schema)
         try:
             pool = await asyncpg.create_pool(
-                database_url, min_size=1, max_size=2, reset=_keep_as_is
+                database_url, min_size=1, max_size=2, reset=_dialect.keep_session_as_is
             )
         except Exception as exc:
             if not is_unreachable(exc):
@@ -157,7 +157,7 @@ class IdentityStore:
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
             async with pool.acquire() as conn:
-                await _check_server(conn, chosen)
+                await _dialect.check_server(conn, chosen)
             version = await migrate(
                 pool,
                 schema,
@@ -202,7 +202,7 @@ class IdentityStore:
                 min_size=min(2, pool_max_size),
                 max_size=pool_max_size,
                 server_settings={"search_path": quoted},
-                reset=_keep_as_is,
+                reset=_dialect.keep_session_as_is,
             )
         except Exception as exc:
             if not is_unreachable(exc):
@@ -210,16 +210,15 @@ class IdentityStore:
             raise Unavailable(f"cannot reach the Authenticator's database: {exc}") from exc
         try:
             async with pool.acquire() as conn:
-                await _check_server(conn, chosen)
+                await _dialect.check_server(conn, chosen)
                 found = await applied_version(conn, schema)
-            known = _known_version()
-            if found > known:
-                raise schema_too_new(found, known, _COMPONENT)
-            if found < known:
-                raise FailedPrecondition(
-                    f"the Authenticator schema {schema!r} is at version {found}, this release "
-                    f"needs {known}: run `bugless auth migrate` (or serve with --migrate)"
-                )
+            check_schema_version(
+                found,
+                _known_version(),
+                schema=schema,
+                component=_COMPONENT,
+                migrate_command="bugless auth migrate",
+            )
         except BaseException:
             await pool.close()
             raise
@@ -573,40 +572,3 @@ class IdentityStore:
             return found
 
         return UserRecord.from_row(await self.run(work))
-
-
-async def _keep_as_is(conn: asyncpg.Connection) -> None:
-    """The pool's reset on release: nothing beyond asyncpg's ROLLBACK of a stray transaction.
-
-    asyncpg's default runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-    RESET ALL`` on PostgreSQL, and the first is a function CockroachDB lacks.
-    Nothing of the store leaves session state behind: its only advisory lock
-    is transaction-scoped, it never LISTENs or opens cursors, and its one
-    setting (``search_path``) is a startup parameter.
-    """
-    del conn
-
-
-async def _check_server(conn: Any, dialect: _dialect.StoreDialect) -> None:
-    """Refuse a server the configured dialect cannot run on, saying what to change.
-
-    Raises:
-        FailedPrecondition: the postgres dialect on CockroachDB (it would call
-            advisory-lock functions CockroachDB lacks), or the cockroach
-            dialect on PostgreSQL whose transactions are not SERIALIZABLE
-            (nothing would stop two first sign-ins of one subject).
-    """
-    on_cockroach = "CockroachDB" in (await conn.fetchval(_dialect.SERVER_VERSION) or "")
-    if on_cockroach and not dialect.serializable:
-        raise FailedPrecondition(
-            "database_dialect: the server is CockroachDB, which has no advisory locks; "
-            "set --database-dialect cockroach (BUGLESS_AUTH_DATABASE_DIALECT=cockroach)"
-        )
-    if dialect.serializable and not on_cockroach:
-        isolation = await conn.fetchval(_dialect.DEFAULT_ISOLATION)
-        if isolation != "serializable":
-            raise FailedPrecondition(
-                f"database_dialect {dialect.name} on PostgreSQL (compatibility mode) needs "
-                f"default_transaction_isolation = serializable, the server has {isolation!r}: "
-                "ALTER DATABASE ... SET default_transaction_isolation = 'serializable'"
-            )

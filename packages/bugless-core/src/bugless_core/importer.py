@@ -17,8 +17,8 @@ back to find the state at creation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
@@ -87,6 +87,32 @@ class SourceEntry:
 
 
 @dataclass(frozen=True)
+class SourceAttachment:
+    """A file attached to an issue in the source: who attached it when, and how to read it.
+
+    Attributes:
+        name: The file name the source shows.
+        author: Person key of the uploader.
+        at: When it was attached (timezone-aware).
+        size: Bytes, as the source says (-1: it does not say).
+        content_type: The type the source declares, or "".
+        comment: The source's description of the file, Markdown, or "".
+        read: Returns the content; may block (the run calls it in a worker
+            thread) and raise ``OSError`` (or any error) for a file the source
+            lists but cannot give: the run then reports the file and imports
+            the issue without it.
+    """
+
+    name: str
+    author: str
+    at: datetime
+    size: int = -1
+    content_type: str = ""
+    comment: str = ""
+    read: Callable[[], bytes] = field(default=lambda: b"", compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class SourceIssue:
     """One issue of the source as it is now, with its history oldest first.
 
@@ -110,9 +136,9 @@ class SourceIssue:
         cc: Person keys.
         labels: Source labels/keywords (for hotlists or custom fields).
         entries: Later history, oldest first.
-        attachments: Names of the files attached in the source. They are not
-            copied; the run's report counts them, so that nobody learns of
-            the loss from the imported issues.
+        attachments: The files attached in the source, oldest first: each is
+            copied into bugless by an entry at its time, by its uploader
+            (``bugless import`` stores the content, then ImportIssue attaches it).
     """
 
     key: str
@@ -132,7 +158,7 @@ class SourceIssue:
     cc: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
     entries: tuple[SourceEntry, ...] = ()
-    attachments: tuple[str, ...] = ()
+    attachments: tuple[SourceAttachment, ...] = ()
 
 
 class Importer(ABC):

@@ -40,6 +40,7 @@ __all__ = [
     "Migration",
     "MigrationLock",
     "applied_version",
+    "check_schema_version",
     "load_migrations",
     "migrate",
     "quote_schema",
@@ -91,14 +92,39 @@ def load_migrations(package: str, directory: str = "migrations") -> list[Migrati
     return found
 
 
-def schema_too_new(found: int, known: int, component: str) -> FailedPrecondition:
-    """The error for a database migrated by a newer release of ``component``."""
+def schema_too_new(found: int, known: int, component: str, *, schema: str) -> FailedPrecondition:
+    """The error for ``schema`` migrated by a newer release of ``component``."""
     return FailedPrecondition(
-        f"the database schema is at version {found}, but this {component} only knows "
-        f"versions up to {known}; upgrade {component} on this replica "
+        f"the {component} schema {schema!r} is at version {found}, but this {component} only "
+        f"knows versions up to {known}: upgrade {component} on this replica "
         "(a newer release has migrated the database)",
-        metadata={"schema_version": str(found), "known_version": str(known)},
+        metadata={"schema": schema, "schema_version": str(found), "known_version": str(known)},
     )
+
+
+def check_schema_version(
+    found: int, known: int, *, schema: str, component: str, migrate_command: str
+) -> None:
+    """Refuse to start ``component`` on ``schema`` at ``found`` unless it is ``known``.
+
+    The start-time rule of every service that owns a schema (the Model
+    backends, the Authenticator): a replica starts only on the schema its
+    code ships. One message shape names the schema, both versions and what
+    to do: ``migrate_command`` for a schema behind the code, an upgrade for
+    one a newer release migrated. (Once running, a replica tolerates a newer
+    schema: :mod:`bugless_core.schema_skew`.)
+
+    Raises:
+        FailedPrecondition: ``found`` is not ``known``.
+    """
+    if found > known:
+        raise schema_too_new(found, known, component, schema=schema)
+    if found < known:
+        raise FailedPrecondition(
+            f"the {component} schema {schema!r} is at version {found}, but this {component} "
+            f"needs version {known}: run `{migrate_command}` first",
+            metadata={"schema": schema, "schema_version": str(found), "known_version": str(known)},
+        )
 
 
 async def applied_version(conn: Any, schema: str) -> int:
@@ -271,7 +297,7 @@ async def migrate(
             current: int = await conn.fetchval(_APPLIED.format(schema=quoted))
             newest = migrations[-1].version
             if current > newest:
-                raise schema_too_new(current, newest, component)
+                raise schema_too_new(current, newest, component, schema=schema)
             for migration in migrations:
                 if migration.version > current:
                     await conn.execute(migration.sql)

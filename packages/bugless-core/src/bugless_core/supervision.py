@@ -2,7 +2,8 @@
 
 Every service runs loops beside its requests: the Authenticator's directory
 re-sync, the Model's feed pruning and attachment sweep, the CockroachDB
-node-id lease, the notifier's consumer, worker and digests. Each handles the
+node-id lease, the notifier's consumer, worker and digests, the API's and
+the web's users' change feed follower. Each handles the
 errors it expects (the database away, a directory that does not answer). An
 error it does not expect (a bug, a driver error nobody translated, a
 ``KeyError``) used to end the loop's task: the service went on answering

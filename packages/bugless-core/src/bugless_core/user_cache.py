@@ -71,12 +71,13 @@ _log = logging.getLogger("bugless.user_cache")
 
 #: Most users remembered at once, by id and separately by name (oldest stored forgotten first).
 USER_CACHE_SIZE = 10_000
-#: The follower's pauses after errors it did not expect (a bug, logged once a
-#: streak): 1 s doubling to a minute, half of each always waited (never a
-#: spin), and never shorter than a poll. The supervised loops' policy
-#: (``bugless_core.supervision.LOOP_BACKOFF``), without its metrics: a web
-#: worker must not import prometheus_client this early (``bugless_web.metrics``).
+#: The follower's pauses after errors it did not expect (a bug): 1 s doubling
+#: to a minute, half of each always waited (never a spin), and never shorter
+#: than a poll: the supervised loops' policy
+#: (``bugless_core.supervision.LOOP_BACKOFF``).
 FOLLOWER_BACKOFF = Backoff(first_seconds=1.0, max_seconds=60.0, jitter=0.5)
+#: The follower's name as a background loop (the ``loop`` label of its metrics).
+FOLLOWER_LOOP = "user_cache.changes"
 
 #: The gauge each frontend sets whenever it read the users' change feed (its
 #: name and help are one here; each frontend registers it as its metrics are
@@ -158,6 +159,11 @@ class UserCache:
             follower, with the seconds since the read it counts from began
             (:meth:`FeedFollowing.read_age`; a frontend's metrics:
             :data:`FEED_READ_GAUGE`).
+        metrics_registry: Where the follower reports as every background
+            loop does (``bugless_background_*{loop="user_cache.changes"}``,
+            :class:`~bugless_core.supervision.SupervisedLoop`): the registry
+            the frontend's ``/metrics`` serves; None: prometheus_client's
+            process registry.
     """
 
     def __init__(
@@ -170,8 +176,10 @@ class UserCache:
         poll_seconds: float = 1.0,
         backstop_seconds: float = BACKSTOP_SECONDS,
         on_read: Callable[[float], None] | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self._ttl = ttl_seconds
+        self._metrics_registry = metrics_registry
         self._on_read = on_read
         self._max_entries = max_entries
         self._clock = clock
@@ -338,17 +346,19 @@ class UserCache:
             self._follower = asyncio.get_running_loop().create_task(self._follow_feed())
 
     async def _follow_feed(self) -> None:
-        """Poll until closed; an outage or a bug is logged when it starts and when it ends.
+        """Poll until closed, supervised as every background loop is.
 
-        Why not ``SupervisedLoop``: it imports prometheus_client, which a web
-        worker must not import before its metrics are set up (see
-        ``bugless_web.metrics``). The two outcomes are logged here instead:
-        the Authenticator away, as every loop's outage
-        (:class:`~bugless_core.outage.OutageLog`: one warning, a reminder
-        a minute, one info line when the feed is read again; the cache falls
-        back to its TTL meanwhile, and the feed is read again every poll),
-        and an error nobody expected (one error with its traceback per
-        streak; retried after :data:`FOLLOWER_BACKOFF`).
+        :class:`~bugless_core.supervision.SupervisedLoop` (imported now, not
+        with this module: a web worker must not import prometheus_client
+        before its metrics are set up, see ``bugless_web.metrics``) logs and
+        counts the two outcomes: the Authenticator away, as every loop's
+        outage (:class:`~bugless_core.outage.OutageLog`: one warning, a
+        reminder a minute, one info line when the feed is read again, and
+        ``bugless_background_outage_seconds``; the cache falls back to its
+        TTL meanwhile, and the feed is read again every poll), and an error
+        nobody expected (an error with its traceback,
+        ``bugless_background_failures_total`` and ``_consecutive_failures``;
+        retried after :data:`FOLLOWER_BACKOFF`).
 
         Reads begin ``poll_seconds`` apart (the next as one ends, if it took
         longer): the feed is then last read at most a poll and one read ago
@@ -356,30 +366,33 @@ class UserCache:
         a poll and two reads. After a failure the next try is a poll (or the
         backoff) after it.
         """
+        from prometheus_client import REGISTRY  # noqa: PLC0415
+
+        from bugless_core.supervision import SupervisedLoop  # noqa: PLC0415
+
         loop = asyncio.get_running_loop()
-        outage = OutageLog(
-            "following the users' change feed",
-            logger=_log,
-            meanwhile=f"people are kept {self._ttl:g} s meanwhile",
-            loop="user_cache.changes",
+        supervision = SupervisedLoop(
+            FOLLOWER_LOOP,
+            backoff=FOLLOWER_BACKOFF,
+            registry=self._metrics_registry or REGISTRY,
+            outage=OutageLog(
+                "following the users' change feed",
+                logger=_log,
+                meanwhile=f"people are kept {self._ttl:g} s meanwhile",
+                loop=FOLLOWER_LOOP,
+            ),
         )
-        bugs = 0
         while True:
             wait = self._poll_seconds
             began = loop.time()
             try:
                 await self.poll_changes()
             except BuglessError as exc:
-                bugs = 0
-                outage.failed(exc)
-            except Exception:
-                if not bugs:
-                    _log.exception("following the users' change feed failed unexpectedly")
-                bugs += 1
-                wait = max(wait, FOLLOWER_BACKOFF.delay(bugs))
+                supervision.unavailable(exc)
+            except Exception as exc:
+                wait = supervision.failed(exc, at_least=wait)
             else:
-                bugs = 0
-                outage.recovered()
+                supervision.succeeded()
                 if self._on_read is not None:
                     self._on_read(self.following.read_age())
                 wait = max(0.0, began + self._poll_seconds - loop.time())

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bugless_core.errors import FailedPrecondition
-from bugless_core.importer import SourceChange, SourceIssue
+from bugless_core.importer import SourceAttachment, SourceChange, SourceIssue
 from bugless_import.mapping import Mapping as ValueMapping
 from bugless_import.sources.markup import cite_source_issues
 from bugless_proto import v1
@@ -147,11 +147,17 @@ def to_request(
     caller: v1.Caller,
     *,
     issue_url: Callable[[str], str] = lambda _number: "",
+    files: Sequence[v1.ImportedAttachment | str] | None = None,
 ) -> v1.ImportIssueRequest:
     """The ImportIssue call for ``issue``.
 
     ``issue_url`` is the importer's :meth:`~bugless_core.importer.Importer.issue_url`:
-    references to the source's issues in the text are linked there.
+    references to the source's issues in the text are linked there. ``files``
+    are ``issue.attachments`` as the run stored them (or, as text, why one
+    was not): each becomes an entry of its uploader at its time, among the
+    others by time. A file not stored keeps its entry, which says why, so
+    that the history's positions do not depend on what a run could copy.
+    None: no file entries (a dry run).
     """
 
     def text(markdown: str) -> str:
@@ -175,7 +181,20 @@ def to_request(
     edits = [c for e in issue.entries for c in e.changes if c.field == "description"]
     if edits:
         description = edits[0].old  # the text at creation; the edits follow as entries
+    attached = list(zip(issue.attachments, files, strict=True)) if files is not None else []
+
+    def attach_until(until: datetime | None) -> None:
+        nonlocal previous
+        while attached and (until is None or attached[0][0].at < until):
+            source, stored = attached.pop(0)
+            at = max(source.at, previous)
+            previous = at
+            history.append(
+                _file_entry(source, stored, person(resolved, source.author or GHOST), at, text)
+            )
+
     for entry in issue.entries:
+        attach_until(entry.at)
         at = max(entry.at, previous)
         previous = at
         for change in entry.changes:
@@ -226,6 +245,7 @@ def to_request(
             or item.comment.strip()
         ):
             history.append(item)
+    attach_until(None)
     return v1.ImportIssueRequest(
         caller=caller,
         external_id=external_id,
@@ -240,6 +260,23 @@ def to_request(
         hotlist_ids=hotlists,
         custom_fields=custom,
     )
+
+
+def _file_entry(
+    source: SourceAttachment,
+    stored: v1.ImportedAttachment | str,
+    author: str,
+    at: datetime,
+    text: Callable[[str], str],
+) -> v1.ImportedEntry:
+    """The entry attaching one source file (or saying why it was not copied)."""
+    comment = text(source.comment)
+    if isinstance(stored, str):
+        note = f"(The source's file `{source.name}` was not imported: {stored}.)"
+        return v1.ImportedEntry(
+            author=author, created_at=at, comment=f"{comment}\n\n{note}" if comment else note
+        )
+    return v1.ImportedEntry(author=author, created_at=at, comment=comment, attachments=[stored])
 
 
 def _delta_value(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from bugless_core.blobs import describe_size
+
 
 @dataclass
 class ImportReport:
@@ -18,6 +20,14 @@ class ImportReport:
     people: int = 0
     attachments: int = 0
     attachment_issues: int = 0
+    #: Bytes of the source's files, where the source says (``attachments_unsized`` do not).
+    attachment_bytes: int = 0
+    attachments_unsized: int = 0
+    #: Files whose content this run sent to the Model, and their bytes.
+    files_sent: int = 0
+    bytes_sent: int = 0
+    #: (external id, file name, why) of files left out.
+    files_skipped: list[tuple[str, str, str]] = field(default_factory=list)
     matched: Counter[str] = field(default_factory=Counter)
     #: (source person, account username, "email" or "username"): whom an
     #: existing account now stands for, to be checked before a real run.
@@ -60,10 +70,24 @@ class ImportReport:
             lines.append(f"  skipped, gone from the source while reading: {len(self.skipped)}")
             lines += [f"    {why}" for why in self.skipped[:50]]
         if self.attachments:
+            size = describe_size(self.attachment_bytes)
+            if not size.endswith(" bytes"):
+                size += f" ({self.attachment_bytes} bytes)"
+            if self.attachments_unsized:
+                size += f" and {self.attachments_unsized} of a size the source does not say"
             lines.append(
-                f"  attachments NOT copied: {self.attachments} on {self.attachment_issues} "
-                "issues (bugless import does not bring files; keep the source's)"
+                f"  attachments: {self.attachments} on {self.attachment_issues} issues, {size}"
+                + (" would be copied" if self.dry_run else "")
             )
+        if not self.dry_run and (self.files_sent or self.files_skipped):
+            lines.append(
+                f"  files copied: {self.files_sent} ({self.bytes_sent} bytes); "
+                f"skipped: {len(self.files_skipped)}"
+            )
+            lines += [
+                f"    {external_id}: {name!r} not copied: {why}"
+                for external_id, name, why in self.files_skipped
+            ]
         if self.unmapped:
             lines.append("  unmapped values (add them to the mapping file):")
             lines += [f"    [{s}] {v!r}: {n} times" for s, v, n in self.unmapped]

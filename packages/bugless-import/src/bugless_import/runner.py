@@ -32,7 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from bugless_core.clients import ActingFor, acting_model, call
+from bugless_core.attachments import CHUNK_BYTES
+from bugless_core.clients import ActingFor, acting_as, acting_model, call
 from bugless_core.errors import (
     AlreadyExists,
     BuglessError,
@@ -40,9 +41,10 @@ from bugless_core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
-from bugless_core.importer import Importer, SourceIssue, SourcePerson
+from bugless_core.importer import Importer, SourceAttachment, SourceIssue, SourcePerson
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import placeholder_username
 from bugless_import import convert
@@ -70,6 +72,7 @@ def person_keys(issues: Iterable[SourceIssue]) -> set[str]:
         keys.update(k for k in (issue.reporter, issue.assignee, *issue.cc) if k)
         if not issue.reporter:
             keys.add(convert.GHOST)
+        keys.update(a.author or convert.GHOST for a in issue.attachments)
         for entry in issue.entries:
             keys.add(entry.author or convert.GHOST)
             for change in entry.changes:
@@ -139,8 +142,21 @@ class _State:
                     self.done[str(record["external_id"])] = record
         self._file = self.path.open("a", encoding="utf-8")
 
-    def record(self, external_id: str, issue_id: int, url: str) -> None:
-        record: dict[str, object] = {"external_id": external_id, "issue_id": issue_id, "url": url}
+    def with_files(self, external_id: str) -> bool:
+        """Whether the issue's history may carry file entries.
+
+        An issue imported by a run that did not copy files (a record without
+        ``files``) has a history position counted without them: file entries
+        now would shift it, and a refresh would append entries it has. So
+        such an issue keeps a history without files.
+        """
+        done = self.done.get(external_id)
+        return done is None or bool(done.get("files"))
+
+    def record(self, external_id: str, issue_id: int, url: str, *, files: bool) -> None:
+        record: dict[str, object] = {
+            "external_id": external_id, "issue_id": issue_id, "url": url, "files": files,
+        }  # fmt: skip
         self.done[external_id] = record
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -384,6 +400,8 @@ async def _run(
     report.comments = sum(1 for i in issues for e in i.entries if e.comment.strip())
     report.attachments = sum(len(i.attachments) for i in issues)
     report.attachment_issues = sum(1 for i in issues if i.attachments)
+    report.attachment_bytes = sum(max(a.size, 0) for i in issues for a in i.attachments)
+    report.attachments_unsized = sum(1 for i in issues for a in i.attachments if a.size < 0)
 
     if settings.model is None or settings.auth is None:
         _dry_convert(importer, issues, mapping)
@@ -398,9 +416,9 @@ async def _run(
         # The Model takes the caller from a signed assertion: the import
         # identity gets one for the importing user (IssueAssertion, refreshed
         # before it expires), and every call carries it.
-        model = acting_model(
-            v1.ModelStub(model_channel, timeout=settings.call_timeout_seconds), ActingFor(auth)
-        )
+        acting = ActingFor(auth)
+        plain_model = v1.ModelStub(model_channel, timeout=settings.call_timeout_seconds)
+        model = acting_model(plain_model, acting)
         with _reaching("the Authenticator", settings.auth, settings):
             token = await _session_token(auth, settings)
             caller = await _identity(auth, token)
@@ -424,9 +442,10 @@ async def _run(
             return report
         await labels.prepare(component_ids.values())
         resolved = convert.Resolved(people=ids, components=component_ids, labels=labels)
+        store = Files(plain_model, acting, caller, report)
         await _import_all(
             importer, issues, mapping=mapping, resolved=resolved, caller=caller, model=model,
-            settings=settings, report=report, progress=progress,
+            settings=settings, report=report, progress=progress, files=store,
         )  # fmt: skip
         count_labels(issues, mapping)
         report.unmapped = _unmapped(mapping)
@@ -479,6 +498,7 @@ async def _import_all(
     settings: ImportSettings,
     report: ImportReport,
     progress: TextIO | None,
+    files: Files,
 ) -> None:
     state = _State(settings.state_dir, importer.name)
     link = importer.issue_url
@@ -496,12 +516,25 @@ async def _import_all(
             issue = pending.get_nowait()
             external_id = importer.external_id(issue)
             request = convert.to_request(
-                issue, external_id, mapping, resolved, caller, issue_url=link
-            )
+                issue, external_id, mapping, resolved, caller, issue_url=link,
+                files=await stored(issue, external_id),
+            )  # fmt: skip
             answer = await call(model.import_issue, request)
             count(answer.created, answer.entries_written)
-            state.record(external_id, answer.issue.id if answer.issue else 0, issue.url)
+            state.record(
+                external_id, answer.issue.id if answer.issue else 0, issue.url,
+                files=state.with_files(external_id),
+            )  # fmt: skip
             bar.advance()
+
+    async def stored(
+        issue: SourceIssue, external_id: str
+    ) -> list[v1.ImportedAttachment | str] | None:
+        if state.with_files(external_id):
+            return await files.store(issue, external_id)
+        for file in issue.attachments:
+            files.skip(external_id, file, "the issue was imported before files were copied")
+        return None
 
     def count(created: bool, written: int) -> None:
         if created:
@@ -519,7 +552,13 @@ async def _import_all(
                 batch.append(pending.get_nowait())
             requests = [
                 convert.to_request(
-                    i, importer.external_id(i), mapping, resolved, caller, issue_url=link
+                    i,
+                    importer.external_id(i),
+                    mapping,
+                    resolved,
+                    caller,
+                    issue_url=link,
+                    files=await stored(i, importer.external_id(i)),
                 )
                 for i in batch
             ]
@@ -533,7 +572,10 @@ async def _import_all(
                         f"{result.external_id}: {result.message}"
                     )
                 count(result.created, result.entries_written)
-                state.record(result.external_id, result.issue_id, issue.url)
+                state.record(
+                    result.external_id, result.issue_id, issue.url,
+                    files=state.with_files(result.external_id),
+                )  # fmt: skip
                 bar.advance()
 
     worker = batches if settings.batch_size else one_by_one
@@ -549,6 +591,57 @@ async def _import_all(
         await asyncio.gather(*tasks, return_exceptions=True)
         bar.close()
         state.close()
+
+
+class Files:
+    """Stores source files' content on the Model (UploadAttachment, ``import_content``).
+
+    ImportIssue then attaches each by its entry (:func:`convert.to_request`).
+    A file the source cannot give, or the Model refuses (over its size limit,
+    a type the deployment does not accept), is reported by issue and name and
+    left out: its entry says so, and the issue imports without it.
+    """
+
+    def __init__(
+        self, model: v1.ModelStub, acting: ActingFor, caller: v1.Caller, report: ImportReport
+    ) -> None:
+        self.model, self.acting, self.caller, self.report = model, acting, caller, report
+
+    async def store(
+        self, issue: SourceIssue, external_id: str
+    ) -> list[v1.ImportedAttachment | str]:
+        """Each of ``issue``'s files stored (or why not), in order."""
+        return [await self._one(external_id, file) for file in issue.attachments]
+
+    async def _one(self, external_id: str, file: SourceAttachment) -> v1.ImportedAttachment | str:
+        try:
+            content = await asyncio.to_thread(file.read)
+        except Exception as exc:
+            return self.skip(external_id, file, f"unreadable in the source: {exc}")
+        header = v1.UploadAttachmentHeader(
+            caller=self.caller, name=file.name, content_type=file.content_type,
+            size=len(content), import_content=True,
+        )  # fmt: skip
+        messages = [v1.UploadAttachmentRequest(header=header)] + [
+            v1.UploadAttachmentRequest(chunk=content[i : i + CHUNK_BYTES])
+            for i in range(0, len(content), CHUNK_BYTES)
+        ]
+        try:
+            with acting_as(await self.acting.assertion_for(self.caller)):
+                stored = (await call(self.model.upload_attachment, messages)).attachment
+        except (ResourceExhausted, InvalidArgument) as exc:
+            return self.skip(external_id, file, exc.message)
+        assert stored is not None  # the Model answers with what it stored
+        self.report.files_sent += 1
+        self.report.bytes_sent += stored.size
+        return v1.ImportedAttachment(
+            name=file.name, content_type=file.content_type, sha256=stored.sha256, size=stored.size
+        )
+
+    def skip(self, external_id: str, file: SourceAttachment, why: str) -> str:
+        """Report ``file`` left out, and why; the why."""
+        self.report.files_skipped.append((external_id, file.name, why))
+        return why
 
 
 def _write_outputs(settings: ImportSettings, source: str, report: ImportReport) -> None:

@@ -31,7 +31,7 @@ from bugless_core.attachments import (
 from bugless_core.blobs import BlobReader, BlobStore
 from bugless_core.errors import ContentGone, SizeLimitExceeded
 from bugless_model_postgres import _attachments as att
-from bugless_model_postgres import _delete_in_one, _upload_in_one
+from bugless_model_postgres import _delete_in_one, _import_files, _upload_in_one
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
 from bugless_model_postgres._database import translated_errors
 from bugless_model_postgres._edit_calls import EditsAndCustomFields
@@ -68,9 +68,11 @@ class AttachmentCalls(EditsAndCustomFields):
     async def upload_attachment(
         self, header: v1.UploadAttachmentHeader, content: AsyncIterator[bytes]
     ) -> v1.UploadAttachmentResponse:
-        """Check, stream into the blob store, attach by a new entry."""
+        """Check, stream into the blob store, attach by a new entry (an import's: store only)."""
         store = self.blob_store
         settings = self.attachment_settings
+        if header.import_content:
+            return await _import_files.store_import_content(store, settings, header, content)
         name = sanitise_name(header.name)
         if header.content_type:
             check_content_type(settings, header.content_type, "header.content_type")

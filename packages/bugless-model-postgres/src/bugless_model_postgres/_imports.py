@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bugless_core.attachments import AttachmentSettings
+from bugless_core.blobs import BlobStore
 from bugless_core.errors import FailedPrecondition, NotFound, Unavailable
 from bugless_core.issue_fields import ENUM_FIELDS, is_open
 from bugless_model_postgres import _collection_queries as cq
-from bugless_model_postgres import _custom_fields, _custom_values, _mentions
+from bugless_model_postgres import _custom_fields, _custom_values, _import_files, _mentions
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import changes_to_json, scalar_text
@@ -71,6 +73,8 @@ class _Entry:
     changes: list[v1.FieldChange]
     #: 1 for an edit of the description (entry 1), as EditComment marks one.
     edits_version: int = 0
+    #: The files the entry attaches (:mod:`._import_files`).
+    files: Sequence[v1.ImportedAttachment] = ()
 
 
 @dataclass
@@ -109,8 +113,10 @@ class _Replay:
             changes.extend(self._set(name, value, at))
         changes.extend(self._cc(item.cc_add, item.cc_remove))
         changes.extend(extra)
-        if changes or item.comment.strip():
-            self.entries.append(_Entry(item.author, at, item.comment, changes))
+        if changes or item.comment.strip() or item.attachments:
+            self.entries.append(
+                _Entry(item.author, at, item.comment, changes, files=item.attachments)
+            )
 
     def _set(self, name: str, value: Any, at: datetime) -> list[v1.FieldChange]:
         old = self.state[name]
@@ -253,12 +259,33 @@ async def _check_components(ctx: WriteContext, ids: set[int], external_id: str) 
             )
 
 
+@dataclass(frozen=True)
+class Files:
+    """Where imported files' content is and the limits they meet (:mod:`._import_files`)."""
+
+    store: BlobStore
+    settings: AttachmentSettings
+
+
 async def _write_entries(
-    ctx: WriteContext, issue_id: int, first_version: int, entries: list[_Entry], external_id: str
+    ctx: WriteContext,
+    issue_id: int,
+    first_version: int,
+    entries: list[_Entry],
+    *,
+    external_id: str,
+    files: Files,
 ) -> None:
     if not entries:
         return
     versions = list(range(first_version, first_version + len(entries)))
+    placed = [(v, e.author, e.created_at, e.files) for v, e in zip(versions, entries, strict=True)]
+    # Before the entries' notifications: a file that cannot be attached
+    # (content gone, limits) rolls the whole issue back.
+    await _import_files.attach(
+        ctx, issue_id, store=files.store, settings=files.settings, placed=placed,
+        external_id=external_id,
+    )  # fmt: skip
     await ctx.conn.execute(
         q.INSERT_IMPORTED_ENTRIES,
         issue_id,
@@ -285,8 +312,10 @@ def _all_text(entries: Sequence[_Entry]) -> str:
     return "\n".join(e.comment for e in entries if e.comment)
 
 
-async def import_issue(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[int, bool, int]:
-    """Create or extend the issue of ``request.external_id``.
+async def import_issue(
+    ctx: WriteContext, request: v1.ImportIssueRequest, files: Files
+) -> tuple[int, bool, int]:
+    """Create or extend the issue of ``request.external_id``; ``files`` for its entries' files.
 
     Returns:
         The issue id, whether this call created it, and how many entries it
@@ -294,11 +323,13 @@ async def import_issue(ctx: WriteContext, request: v1.ImportIssueRequest) -> tup
     """
     existing = await ctx.conn.fetchrow(q.IMPORTED_ISSUE, request.external_id)
     if existing is not None:
-        return await _extend(ctx, request, existing)
-    return await _create(ctx, request)
+        return await _extend(ctx, request, existing, files)
+    return await _create(ctx, request, files)
 
 
-async def _create(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[int, bool, int]:
+async def _create(
+    ctx: WriteContext, request: v1.ImportIssueRequest, files: Files
+) -> tuple[int, bool, int]:
     created_at = _when(request.created_at) or ctx.now
     state = _initial_state(request)
     initially_closed = not is_open(v1.Status(state["status"]))
@@ -351,13 +382,13 @@ async def _create(ctx: WriteContext, request: v1.ImportIssueRequest) -> tuple[in
         await lock_editable_hotlists(ctx, request.hotlist_ids, "hotlist_ids")
         for hotlist_id in sorted(request.hotlist_ids):
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
-    await _write_entries(ctx, issue_id, 1, entries, request.external_id)
+    await _write_entries(ctx, issue_id, 1, entries, external_id=request.external_id, files=files)
     await _mentions.sync(ctx.conn, issue_id)
     return int(issue_id), True, len(entries)
 
 
 async def _extend(
-    ctx: WriteContext, request: v1.ImportIssueRequest, row: Any
+    ctx: WriteContext, request: v1.ImportIssueRequest, row: Any, files: Files
 ) -> tuple[int, bool, int]:
     issue_id = int(row["id"])
     created_at = _when(request.created_at)
@@ -417,6 +448,8 @@ async def _extend(
         status_changed=final["status"] != row["status"],
         component_id=final["component_id"], status=final["status"],
     )  # fmt: skip
-    await _write_entries(ctx, issue_id, version + 1, replay.entries, request.external_id)
+    await _write_entries(
+        ctx, issue_id, version + 1, replay.entries, external_id=request.external_id, files=files
+    )
     await _mentions.sync(ctx.conn, issue_id)
     return issue_id, False, len(replay.entries)

@@ -25,7 +25,6 @@ import asyncpg
 
 from bugless_core.errors import (
     BuglessError,
-    FailedPrecondition,
     NotFound,
 )
 from bugless_core.migrations import (
@@ -33,10 +32,10 @@ from bugless_core.migrations import (
     Migration,
     MigrationLock,
     applied_version,
+    check_schema_version,
     load_migrations,
     migrate,
     quote_schema,
-    schema_too_new,
 )
 from bugless_core.model.backend import (
     Capability,
@@ -198,15 +197,13 @@ class PostgresBackend(
                 found = await applied_version(conn, settings.schema)
         finally:
             await conn.close()
-        known = cls.migrations()[-1].version
-        if found > known:
-            raise schema_too_new(found, known, COMPONENT)
-        if found < known:
-            msg = (
-                f"the database schema is at version {found}, this code needs {known}: "
-                "run `bugless model migrate` first"
-            )
-            raise FailedPrecondition(msg)
+        check_schema_version(
+            found,
+            cls.migrations()[-1].version,
+            schema=settings.schema,
+            component=COMPONENT,
+            migrate_command="bugless model migrate",
+        )
         pool = await open_pool(settings, quote_schema(settings.schema))
         backend = cls(settings, pool)
         if await default_isolation(pool) != "read committed":
@@ -398,10 +395,14 @@ class PostgresBackend(
         )
         return v1.ChangeIssueResponse(issue=changed.issue, entry=changed.entry)
 
+    def _import_files(self) -> _imports.Files:
+        """The blob store and limits imported files are attached under."""
+        return _imports.Files(self.blob_store, self.attachment_settings)
+
     async def import_issue(self, request: v1.ImportIssueRequest) -> v1.ImportIssueResponse:
         """Create or extend an imported issue (see :mod:`._imports`)."""
         (issue_id, created, written), _ = await self._write(
-            request.caller, lambda ctx: _imports.import_issue(ctx, request)
+            request.caller, lambda ctx: _imports.import_issue(ctx, request, self._import_files())
         )
         issue = await self._get_visible(request.caller, issue_id)
         return v1.ImportIssueResponse(issue=issue, created=created, entries_written=written)
@@ -411,12 +412,13 @@ class PostgresBackend(
     ) -> list[v1.ImportIssueResult]:
         """Each item in its own transaction, without reading the issue back."""
         results = []
+        files = self._import_files()
         for item in items:
 
             def write(
                 ctx: WriteContext, item: v1.ImportIssueRequest = item
             ) -> Awaitable[tuple[int, bool, int]]:
-                return _imports.import_issue(ctx, item)
+                return _imports.import_issue(ctx, item, files)
 
             try:
                 (issue_id, created, written), _ = await self._write(caller, write)

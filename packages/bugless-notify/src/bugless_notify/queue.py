@@ -47,15 +47,13 @@ import asyncpg
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.backoff import Backoff
-from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.errors import InvalidArgument
 from bugless_core.migrations import (
     AdvisoryLock,
     MigrationLock,
-    applied_version,
     load_migrations,
     migrate,
     quote_schema,
-    schema_too_new,
 )
 from bugless_core.notification_channel import Notification, NotificationMessage
 from bugless_core.schema_skew import SchemaSkewCheck
@@ -331,22 +329,6 @@ class DeliveryQueue:
             lock=lock or AdvisoryLock(),
         )
         return version
-
-    async def check_schema(self, conn: Any) -> None:
-        """Refuse to work on a schema older or newer than this release (at start).
-
-        Raises:
-            FailedPrecondition: naming what to do (migrate, or upgrade).
-        """
-        found = await applied_version(conn, self.schema)
-        known = _known_version()
-        if found > known:
-            raise schema_too_new(found, known, _COMPONENT)
-        if found < known:
-            raise FailedPrecondition(
-                f"the notifier schema {self.schema!r} is at version {found}, this release "
-                f"needs {known}: run the notifier's migrations first"
-            )
 
     def schema_skew(self, registry: CollectorRegistry = REGISTRY) -> SchemaSkewCheck:
         """What a running notifier checks readiness with: this schema's version against its code's.

@@ -22,9 +22,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.failover import DrainAwareAuthenticatorStub, DrainAwareModelStub
-from bugless_core.grpc import AccessTable, GrpcServiceRunner, grpc_errors
+from bugless_core.grpc import READINESS_TTL_SECONDS, AccessTable, GrpcServiceRunner, grpc_errors
 from bugless_core.migrations import quote_schema
-from bugless_core.model.runner import READINESS_TTL_SECONDS, authenticator_verifier
+from bugless_core.model.runner import authenticator_verifier
 from bugless_core.notification_channel import NotificationChannel
 from bugless_notify._supervise import serve_supervised
 from bugless_notify.addresses import AddressPolicy
@@ -200,6 +200,22 @@ async def start_notifier(
     pool: asyncpg.Pool = await asyncpg.create_pool(
         settings.database_url, min_size=2, max_size=settings.concurrency + 6
     )
+    # Whatever fails from here on (a schema a newer release migrated, an
+    # unreadable secret, a port in use) closes what was opened before it.
+    async with contextlib.AsyncExitStack() as opened:
+        opened.push_async_callback(pool.close)
+        notifier = await _start_on(pool, settings, metrics_registry, opened)
+        opened.pop_all()
+    return notifier
+
+
+async def _start_on(
+    pool: asyncpg.Pool,
+    settings: NotifierSettings,
+    metrics_registry: CollectorRegistry,
+    opened: contextlib.AsyncExitStack,
+) -> RunningNotifier:
+    """:func:`start_notifier` once ``pool`` is open; each thing opened goes on ``opened``."""
     queue = DeliveryQueue(settings.schema)
     await queue.migrate(pool)
     sealer = SecretSealer(settings.secret_keys)
@@ -225,10 +241,13 @@ async def start_notifier(
     # the Model's own do, so a rollout of the Model or the Authenticator costs
     # the feed consumer, the webhook admin and the people look-ups no failed call.
     model_channel = settings.model.channel()
+    opened.callback(model_channel.close)
     auth_channel = settings.auth.channel()
+    opened.callback(auth_channel.close)
     model = DrainAwareModelStub(model_channel)
     auth = DrainAwareAuthenticatorStub(auth_channel)
     email = await EmailChannel.open(settings.smtp.channel_options())
+    opened.push_async_callback(email.close)
     webhook = await WebhookChannel.open(
         {
             "timeout_seconds": str(settings.webhook_timeout_seconds),
@@ -236,6 +255,7 @@ async def start_notifier(
             "endpoints": endpoints,
         }
     )
+    opened.push_async_callback(webhook.close)
     worker = DeliveryWorker(
         pool,
         queue,
@@ -289,6 +309,7 @@ async def start_notifier(
         metrics_registry=metrics_registry,
     )
     await runner.start()
+    opened.push_async_callback(runner.close)
     tasks = (
         asyncio.ensure_future(consumer.run()),
         asyncio.ensure_future(worker.run()),

@@ -60,7 +60,7 @@ def serve_command(settings: WebSettings) -> None:
                 metrics_directory=metrics_directory,
             )
         )
-    serve(settings, listener, metrics=metrics)
+    raise SystemExit(serve(settings, listener, metrics=metrics))
 
 
 @web_group.group("assets")

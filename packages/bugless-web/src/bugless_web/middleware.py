@@ -244,10 +244,11 @@ def drain_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-#: What a request cut by the drain before it answered is told.
+#: What a request cut by the drain before it answered is told: true of a
+#: request that reached its bound and of one a second SIGTERM cut sooner.
 CUT_MESSAGE = (
-    "this server shut down before the request finished (it outlasted the drain); "
-    "nothing more will come from it: try again"
+    "this server shut down before the request finished (it was stopping, and stopped "
+    "waiting for the request); nothing more will come from it: try again"
 )
 
 

@@ -7,7 +7,8 @@ accepting, then let in-flight requests finish: ordinary ones within
 ``--grace-seconds``, transfers (uploads, downloads) within the longer
 ``--drain-transfer-seconds`` (:mod:`bugless_web.drain`). This module
 installs its own signal handlers to do exactly that; a second SIGTERM (or
-SIGINT) ends the wait, cutting what still runs as its bound would.
+SIGINT) ends the wait, cutting what still runs as its bound would, and the
+process then exits with :data:`EXIT_REQUESTS_CUT` if that cut any request.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ BACKSTOP_SECONDS = 5
 #: (a 503 takes a loop turn or two), and then the app to shut down (it closes
 #: its channels), before the process exits regardless.
 FORCED_CUT_SECONDS = 1.0
+#: The exit status of a process whose second SIGTERM/SIGINT cut requests
+#: still running (0 if none ran). Neither Kubernetes nor systemd nor
+#: ``docker stop`` sends a second SIGTERM (theirs is SIGTERM, then SIGKILL
+#: after the grace period), so it comes from an operator who chose to cut
+#: people's requests short; a non-zero status keeps that visible where the
+#: exit is recorded (the container's last state, ``systemctl status``)
+#: rather than passing for a clean stop. A cut at a drain's own bound
+#: (``--drain-transfer-seconds``) is the configured policy and exits 0.
+EXIT_REQUESTS_CUT = 1
 
 
 class DrainingServer(uvicorn.Server):
@@ -97,6 +107,8 @@ class DrainingServer(uvicorn.Server):
         self._timer: threading.Timer | None = None
         self._worker_windows = worker_windows
         self._windows_task: asyncio.Task[None] | None = None
+        #: How many requests the second signal cut (:meth:`_cut_at_once`).
+        self.cut_at_signal = 0
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Listen (uvicorn), then say where: the log line and the ready file."""
@@ -203,6 +215,7 @@ class DrainingServer(uvicorn.Server):
         saying why, or a body ended short), within :data:`FORCED_CUT_SECONDS`.
         """
         cut = frontend.drain.requests.cut(transfers=True)
+        self.cut_at_signal = len(cut)
         if not cut:
             return
         _log.warning(
@@ -300,8 +313,11 @@ def serve(
     *,
     metrics: MetricsEndpoint | None = None,
     parent_metrics_port: int | None = None,
-) -> None:
-    """Run one replica until SIGTERM (then drain) or SIGINT.
+) -> int:
+    """Run one replica until SIGTERM (then drain) or SIGINT; the exit status.
+
+    The status is 0, or :data:`EXIT_REQUESTS_CUT` when a second signal cut
+    requests still running.
 
     Args:
         settings: The replica's settings.
@@ -347,6 +363,7 @@ def serve(
         worker_windows=parent_metrics_port is not None,
     )
     server.run(sockets=[listener])
+    return EXIT_REQUESTS_CUT if server.cut_at_signal else 0
 
 
 def serve_workers(
@@ -401,9 +418,9 @@ def serve_workers(
                 if endpoint is not None:
                     parent_port = endpoint.port
                     endpoint.close_inherited()
-                serve(settings, listener, parent_metrics_port=parent_port)
+                status = serve(settings, listener, parent_metrics_port=parent_port)
             except BaseException:
-                _log.exception("web worker %d failed", os.getpid())
+                _log.exception("web worker %d (pid %d) failed", index, os.getpid())
                 status = 1
             finally:
                 logging.shutdown()
@@ -442,7 +459,14 @@ def serve_workers(
         code = os.waitstatus_to_exitcode(status)
         if code != 0 and not failed:
             failed = True
-            _log.error("web worker %d exited with %d; stopping the others", pid, code)
+            worker = numbered.index(pid)
+            _log.error(
+                "web worker %d (pid %d) exited with %d; stopping the others",
+                worker,
+                pid,
+                code,
+                extra={"worker_pid": pid, "exit_status": code, "exited_worker": worker},
+            )
             forward(signal.SIGTERM, None)
     if endpoint is not None:
         endpoint.stop_blocking()

@@ -319,11 +319,14 @@ def exit_code_for(error: Exception) -> int:
     from bugless_core.errors import (  # noqa: PLC0415
         AlreadyExists,
         Conflict,
+        ContentGone,
         InvalidArgument,
         NotFound,
     )
 
-    if isinstance(error, NotFound):
+    # Gone (a deleted or redacted attachment's content) will never come back:
+    # "not found" to a script, which does not retry it as it might a 1.
+    if isinstance(error, NotFound | ContentGone):
         return EXIT_NOT_FOUND
     if isinstance(error, Conflict | AlreadyExists):
         return EXIT_CONFLICT

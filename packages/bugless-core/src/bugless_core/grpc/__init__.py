@@ -42,7 +42,7 @@ if TYPE_CHECKING:
         current_peer,
         current_peer_certificate,
     )
-    from bugless_core.grpc._server import GrpcServiceRunner, listening_port
+    from bugless_core.grpc._server import READINESS_TTL_SECONDS, GrpcServiceRunner, listening_port
     from bugless_core.grpc._settings import GrpcServerSettings, TransferServerSettings
     from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
     from bugless_core.grpc._windows import (
@@ -66,6 +66,7 @@ _LAZY = {
     "IMPORT_ROLE": "bugless_core.grpc._access",
     "IServable": "bugless_core._compat.grpclib",
     "PeerConnection": "bugless_core.grpc._peer",
+    "READINESS_TTL_SECONDS": "bugless_core.grpc._server",
     "SERVICE_IDENTITIES": "bugless_core.grpc._access",
     "SPIFFE_PREFIX": "bugless_core.grpc._access",
     "TransferServerSettings": "bugless_core.grpc._settings",
@@ -90,6 +91,7 @@ __all__ = [
     "ADMIN_ROLE",
     "ANY_CLIENT",
     "IMPORT_ROLE",
+    "READINESS_TTL_SECONDS",
     "SERVICE_IDENTITIES",
     "SPIFFE_PREFIX",
     "AccessRules",

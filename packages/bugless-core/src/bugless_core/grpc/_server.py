@@ -49,6 +49,11 @@ _LONG_LIVED_METHODS = frozenset(
     }
 )
 
+#: How long a readiness check's answer (a database's, a backend's) is reused
+#: by the health service (grpclib's ``check_ttl``): short, so a balancer sees
+#: an outage within seconds, long enough that probes from several balancers
+#: cost one query. Every service's readiness checks use it.
+READINESS_TTL_SECONDS = 2.0
 #: Upper bound on waiting for grpclib to finish closing once calls are
 #: cancelled; only a connection we never saw a call on can hold it up.
 _CLOSE_TIMEOUT_SECONDS = 2.0

@@ -11,9 +11,16 @@ entry may change), so a backend only has to apply it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bugless_core import limits
+from bugless_core.attachments import (
+    MAX_ATTACHMENTS_PER_ISSUE,
+    MAX_CONTENT_TYPE_LENGTH,
+    MAX_RAW_NAME_CHARS,
+)
+from bugless_core.blobs import check_sha256
 from bugless_core.errors import PermissionDenied
 from bugless_core.model._validation import (
     _check_custom_values,
@@ -71,6 +78,17 @@ def _time(value: datetime | None, path: str, *, required: bool) -> datetime | No
     return value
 
 
+def _check_files(files: Sequence[v1.ImportedAttachment], path: str) -> None:
+    """Each file names stored content: a name, a SHA-256, a size."""
+    for i, file in enumerate(files):
+        where = f"{path}[{i}]"
+        check_text(file.name, f"{where}.name", MAX_RAW_NAME_CHARS, required=True)
+        check_text(file.content_type, f"{where}.content_type", MAX_CONTENT_TYPE_LENGTH)
+        check_sha256(file.sha256, f"{where}.sha256")
+        if file.size < 0:
+            raise _fail(f"{where}.size", "must not be negative")
+
+
 def check_import_batch(request: v1.ImportIssuesRequest) -> None:
     """ImportIssues as a whole: permission, size, distinct external ids.
 
@@ -108,6 +126,7 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
             f"has {len(request.history)} entries; at most {limits.MAX_IMPORTED_ENTRIES}",
         )
     previous = created
+    files = 0
     for i, entry in enumerate(request.history):
         where = f"history[{i}]"
         check_user_ref(entry.author, f"{where}.author", required=True)
@@ -132,6 +151,10 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
         check_ids(entry.hotlist_add, f"{where}.hotlist_add", limits.MAX_LIST_DELTA)
         check_ids(entry.hotlist_remove, f"{where}.hotlist_remove", limits.MAX_LIST_DELTA)
         _check_custom_values(entry.custom_fields, f"{where}.custom_fields")
+        files += len(entry.attachments)
+        _check_files(entry.attachments, f"{where}.attachments")
+        if entry.edits_description and entry.attachments:
+            raise _fail(f"{where}.attachments", "a description edit attaches no files")
         changes = bool(
             paths
             or entry.cc_add
@@ -144,8 +167,12 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
             raise _fail(where, "a description edit changes no fields (give them their own entry)")
         if entry.edits_description and not entry.comment.strip():
             raise _fail(f"{where}.comment", "a description edit needs the new text")
-        if not changes and not entry.comment.strip():
-            raise _fail(where, "an entry needs a comment or a field change")
+        if not changes and not entry.comment.strip() and not entry.attachments:
+            raise _fail(where, "an entry needs a comment, a field change or a file")
+    if files > MAX_ATTACHMENTS_PER_ISSUE:
+        raise _fail(
+            "history", f"attaches {files} files; an issue has at most {MAX_ATTACHMENTS_PER_ISSUE}"
+        )
     modified = _time(request.modified_at, "modified_at", required=False)
     if modified is not None and previous is not None and modified < previous:
         raise _fail("modified_at", "is before the last history entry")

@@ -17,7 +17,7 @@ from bugless_core.blobs import DEFAULT_STORE, STORE_ENV, BlobStore, connect_blob
 from bugless_core.clients import ServiceAddress
 from bugless_core.database_errors import is_database_error
 from bugless_core.failover import DrainAwareAuthenticatorStub
-from bugless_core.grpc import GrpcServerSettings, GrpcServiceRunner
+from bugless_core.grpc import READINESS_TTL_SECONDS, GrpcServerSettings, GrpcServiceRunner
 from bugless_core.model.backend import ModelBackend, ModelSettings
 from bugless_core.model.servicer import ModelServicer
 from bugless_core.plugins import Plugins
@@ -25,11 +25,6 @@ from bugless_core.supervision import OutageLog, SupervisedLoop
 from bugless_proto import v1
 
 _log = logging.getLogger("bugless.model")
-
-#: How long a database readiness answer is reused by health checks: short, so
-#: a balancer sees a database outage within seconds, long enough that probes
-#: from several balancers cost one query.
-READINESS_TTL_SECONDS = 2.0
 
 
 async def start_model(

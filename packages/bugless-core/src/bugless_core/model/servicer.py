@@ -85,7 +85,8 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         "ListCustomFields": _READERS | {"@import"},
         "UpdateCustomField": _FRONTENDS,
         "DeleteCustomField": _FRONTENDS,
-        "UploadAttachment": _FRONTENDS,
+        # The import job stores imported files' content (import_content).
+        "UploadAttachment": _FRONTENDS | {"@import"},
         "DownloadAttachment": _READERS,
         "GetAttachment": _READERS,
         "ListAttachments": _READERS,
@@ -520,7 +521,15 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
 def check_upload_header(header: v1.UploadAttachmentHeader) -> None:
     """The shape of an upload's header (the API gateway checks it too, before streaming)."""
     check.require_caller(header.caller)
-    check.check_id(header.issue_id, "header.issue_id")
+    if header.import_content:
+        imports.check_import_permission(header.caller)
+        if header.issue_id or header.expected_version or header.comment:
+            raise InvalidArgument(
+                "header.import_content: stores content only; give no issue_id, "
+                "expected_version or comment (ImportIssue attaches it)"
+            )
+    else:
+        check.check_id(header.issue_id, "header.issue_id")
     if header.expected_version < 0:
         raise InvalidArgument("header.expected_version: must not be negative (0: none)")
     check.check_text(header.name, "header.name", attachments.MAX_RAW_NAME_CHARS, required=True)

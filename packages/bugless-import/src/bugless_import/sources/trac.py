@@ -19,23 +19,28 @@ fields (``[ticket-custom]``, but not a ``textarea``), as ``milestone:1.0``,
 ``description`` change is an edit of the description (entry 1). Wiki
 formatting is converted to Markdown. People are the authenticated sessions'
 logins, with their name and e-mail from the session attributes; a reporter
-Trac knows only by an e-mail address is keyed by that address. Attachments
-are not copied: each issue names its files (``attachments``) and the report
-counts them.
+Trac knows only by an e-mail address is keyed by that address. A ticket's
+attachments are read through ``trac.attachment.Attachment`` (its
+``select`` and ``path``: the environment's ``files/attachments/ticket/…``
+layout is Trac's to know), each with its author, time, size and
+description, and copied by ``bugless import``.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import groupby
+from pathlib import Path
 from typing import Any
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.importer import (
     Importer,
+    SourceAttachment,
     SourceChange,
     SourceEntry,
     SourceIssue,
@@ -49,7 +54,8 @@ _TICKETS = (
     "FROM ticket ORDER BY id"
 )
 _CUSTOM = "SELECT ticket, name, value FROM ticket_custom ORDER BY ticket, name"
-_ATTACHMENTS = "SELECT id, filename FROM attachment WHERE type = 'ticket' ORDER BY time, filename"
+#: Tickets with attachments (``Attachment.select`` then reads each one's files).
+_ATTACHED = "SELECT DISTINCT id FROM attachment WHERE type = 'ticket'"
 _CHANGES = (
     "SELECT ticket, time, author, field, oldvalue, newvalue FROM ticket_change "
     "ORDER BY ticket, time, author, field"
@@ -202,9 +208,7 @@ class TracImporter(Importer):
         for ticket, name, value in env.db_query(_CUSTOM):
             if name in self._custom_fields:
                 custom.setdefault(int(ticket), {})[str(name)] = str(value or "")
-        attachments: dict[int, list[str]] = {}
-        for ticket, filename in env.db_query(_ATTACHMENTS):
-            attachments.setdefault(int(ticket), []).append(str(filename))
+        attached = {int(ticket) for (ticket,) in env.db_query(_ATTACHED)}
         for row in env.db_query(_TICKETS):
             number = int(row[0])
             yield self._ticket(
@@ -212,8 +216,27 @@ class TracImporter(Importer):
                 changes.get(number, []),
                 base,
                 custom=custom.get(number, {}),
-                attachments=tuple(attachments.get(number, ())),
+                attachments=self._attachments(number) if number in attached else (),
             )
+
+    def _attachments(self, number: int) -> tuple[SourceAttachment, ...]:
+        """Ticket ``number``'s files, oldest first, read from where Trac keeps them."""
+        from trac.attachment import Attachment  # noqa: PLC0415 - the optional dependency
+
+        files = []
+        for found in Attachment.select(self._environment(), "ticket", number):
+            path = str(found.path)
+            files.append(
+                SourceAttachment(
+                    name=str(found.filename),
+                    author=str(found.author or ""),
+                    at=found.date.astimezone(UTC),
+                    size=int(found.size or 0),
+                    comment=trac_to_markdown(str(found.description or "")),
+                    read=functools.partial(_read_file, path),
+                )
+            )
+        return tuple(files)
 
     def _custom_field_names(self) -> list[str]:
         """The ``[ticket-custom]`` fields (their options are ``name.label`` and the like)."""
@@ -227,7 +250,7 @@ class TracImporter(Importer):
         base: str,
         *,
         custom: dict[str, str],
-        attachments: tuple[str, ...],
+        attachments: tuple[SourceAttachment, ...],
     ) -> SourceIssue:
         (ticket_id, ticket_type, created, changed, component, severity, priority, owner,
          reporter, cc, status, resolution, summary, description, keywords, milestone,
@@ -333,3 +356,8 @@ class TracImporter(Importer):
             entries=tuple(entries),
             attachments=attachments,
         )
+
+
+def _read_file(path: str) -> bytes:
+    """An attachment's content (``OSError`` when the file is missing or unreadable)."""
+    return Path(path).read_bytes()

@@ -26,6 +26,7 @@ from bugless_testing.model_contracts._feed import FeedContract
 from bugless_testing.model_contracts._follow import FollowContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
+from bugless_testing.model_contracts._import_files import ImportedFileContract
 from bugless_testing.model_contracts._imports import ImportContract
 from bugless_testing.model_contracts._issues import IssueContract
 from bugless_testing.model_contracts._saved_searches import SavedSearchContract
@@ -56,6 +57,7 @@ __all__ = [
     "HistoryContract",
     "HotlistContract",
     "ImportContract",
+    "ImportedFileContract",
     "IssueContract",
     "NotificationSettingsContract",
     "RedactionContract",

@@ -1,0 +1,262 @@
+"""A Trac ticket's attachments come into bugless as its files, at their time, by their uploader.
+
+Before, every importer left the files behind and the report only counted
+them ("attachments NOT copied"). Now a real Trac environment's attachments
+(Trac's ``Attachment`` API finds them in ``files/attachments/ticket/…``)
+are copied through a real Model on PostgreSQL, over mutual TLS: the bytes,
+name, uploader (a matched account or a placeholder) and time come back
+through GetAttachment/DownloadAttachment, the timeline shows each file at
+its original place, a second run copies nothing, a file over the Model's
+limit or missing from disk is reported by name and skipped (its entry says
+so), and the web's issue page lists the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from import_support import ADMIN, PASSWORD, MakeSettings, find, history, usernames
+
+from bugless_core.clients import ServiceAddress, acting_as
+from bugless_core.importer import SourceIssue
+from bugless_dev.stack import LocalStack, RunningService
+from bugless_import import ImportSettings, run_import
+from bugless_import.sources.trac import TracImporter
+from bugless_proto import v1
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
+    from trac.attachment import Attachment
+    from trac.env import Environment
+    from trac.ticket.model import Ticket
+
+T0 = datetime(2017, 5, 2, 9, 0, tzinfo=UTC)
+#: The per-file limit of this module's Model.
+LIMIT = 4096
+LOG = b"T+5 no stop\n" * 20
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+
+
+def _hours(n: float) -> datetime:
+    return T0 + timedelta(hours=n)
+
+
+class _Trac41(TracImporter):
+    """Trac under a name of its own (the session's other Trac tests own theirs)."""
+
+    name = "trac41"
+
+
+def _attach(env: Environment, author: str, hours: float, name: str, content: bytes) -> str:
+    attachment = Attachment(env, "ticket", 1)
+    attachment.author, attachment.description = author, f"the {name}"
+    attachment.insert(name, io.BytesIO(content), len(content), t=_hours(hours))
+    return str(attachment.path)
+
+
+def _environment(path: Path) -> Environment:
+    """Ticket 1: a comment, then four files (one too large, one gone from disk)."""
+    env = Environment(str(path), create=True, options=[("trac", "database", "sqlite:db/trac.db")])
+    ticket = Ticket(env)
+    ticket.populate(
+        {"summary": "Engine does not stop", "description": "It keeps going.",
+         "reporter": "ann", "component": "component1", "status": "new"}
+    )  # fmt: skip
+    ticket.insert(when=_hours(0))
+    ticket.save_changes("ann", "Logs follow.", when=_hours(1))
+    _attach(env, "ann", 2, "engine log.txt", LOG)
+    _attach(env, "zed", 3, "screen.png", PNG)
+    _attach(env, "ann", 4, "core.dump", b"\0" * (LIMIT + 1))
+    os.remove(_attach(env, "ann", 5, "lost.txt", b"gone before the import"))
+    ticket.save_changes("ann", "Fixed.", when=_hours(6))
+    return env
+
+
+@pytest.fixture(scope="module")
+def small_model(bugless_stack: LocalStack) -> Iterator[RunningService]:
+    """A second Model replica of the session's stack with a 4 KiB per-file limit."""
+    service = bugless_stack.start(
+        "model",
+        ["model", "serve", "--port", "0"],
+        name="model-small-files",
+        env={"BUGLESS_ATTACHMENT_MAX_FILE_BYTES": str(LIMIT)},
+    )
+    try:
+        yield service
+    finally:
+        bugless_stack.stop_service(service)
+
+
+@pytest.fixture
+def small_settings(make_settings: MakeSettings, small_model: RunningService) -> MakeSettings:
+    """Run settings for the Model with the small per-file limit."""
+    address = small_model.address
+    assert address is not None
+
+    def make(**overrides: Any) -> ImportSettings:
+        return make_settings(model=ServiceAddress(address.host, address.port), **overrides)
+
+    return make
+
+
+async def _issue_page(stack: LocalStack, issue_id: int) -> httpx.Response:
+    """The web's page of ``issue_id``, to the importer (an admin), signed in on a new replica."""
+    web = stack.start_web(name="web-import-files")
+    try:
+        async with httpx.AsyncClient(base_url=str(web.url), timeout=30) as browser:
+            form = await browser.get("/signin")
+            token = re.search(r'name="csrf-token" content="([^"]+)"', form.text)
+            assert token is not None, "the sign-in page carries no CSRF token"
+            signed_in = await browser.post(
+                "/signin",
+                data={"username": "importer", "password": PASSWORD, "_csrf": token.group(1)},
+            )
+            assert signed_in.status_code == 303, signed_in.text[:500]
+            return await browser.get(f"/issues/{issue_id}")
+    finally:
+        stack.stop_service(web)
+
+
+async def _content(stack: LocalStack, attachment_id: int) -> tuple[v1.Attachment, bytes]:
+    """DownloadAttachment's stream, as an admin of the stack (an assertion of its own key)."""
+    attachment, data = None, bytearray()
+    channel = stack.model.channel()
+    try:
+        with acting_as(stack.assertion_for("test-admin", permissions=["admin"])):
+            async for part in v1.ModelStub(channel).download_attachment(
+                v1.DownloadAttachmentRequest(caller=ADMIN, attachment_id=attachment_id)
+            ):
+                if part.attachment is not None:
+                    attachment = part.attachment
+                else:
+                    data += part.chunk or b""
+    finally:
+        channel.close()
+    assert attachment is not None
+    return attachment, bytes(data)
+
+
+async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
+    small_settings: MakeSettings,
+    model: v1.ModelStub,
+    auth: v1.AuthenticatorStub,
+    bugless_stack: LocalStack,
+    tmp_path: Path,
+) -> None:
+    env = _environment(tmp_path / "env")
+    importer = _Trac41(env.path, {})
+    settings = small_settings()
+
+    dry = await run_import(importer, small_settings(dry_run=True))
+    total = len(LOG) + len(PNG) + LIMIT + 1 + len(b"gone before the import")
+    assert (dry.attachments, dry.attachment_issues, dry.attachment_bytes) == (4, 1, total)
+    assert f"attachments: 4 on 1 issues, 4.5 KiB ({total} bytes) would be copied" in dry.render()
+    assert dry.files_sent == 0
+
+    report = await run_import(importer, settings)
+    assert report.created == 1
+    assert (report.files_sent, report.bytes_sent) == (2, len(LOG) + len(PNG))
+    skipped = {name: why for _, name, why in report.files_skipped}
+    assert sorted(skipped) == ["core.dump", "lost.txt"]
+    assert "limit" in skipped["core.dump"]
+    assert "unreadable" in skipped["lost.txt"]
+    assert "trac41:1: 'core.dump' not copied" in report.render()
+
+    (issue,) = await find(model, "trac41:1")
+    listed = await model.list_attachments(
+        v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
+    )
+    files = list(listed.attachments)
+    assert [(f.name, f.size, f.created_at) for f in files] == [
+        ("engine log.txt", len(LOG), _hours(2)),
+        ("screen.png", len(PNG), _hours(3)),
+    ]
+    assert await usernames(auth, [f.uploader for f in files]) == ["ann", "zed@trac41"]
+    got, content = await _content(bugless_stack, files[0].id)
+    assert content == LOG
+    assert got.content_type == "text/plain"
+    assert (await _content(bugless_stack, files[1].id))[1] == PNG
+    one = await model.get_attachment(
+        v1.GetAttachmentRequest(caller=ADMIN, attachment_id=files[1].id)
+    )
+    assert (one.name, one.content_type, one.created_at) == ("screen.png", "image/png", _hours(3))
+
+    # The timeline: each file at its place, with the source's description;
+    # a file left out keeps its entry, which says why.
+    entries = await history(model, issue.id)
+    shown = [(e.created_at, e.comment, [a.name for a in e.attachments]) for e in entries[1:]]
+    assert shown[:3] == [
+        (_hours(1), "Logs follow.", []),
+        (_hours(2), "the engine log.txt", ["engine log.txt"]),
+        (_hours(3), "the screen.png", ["screen.png"]),
+    ]
+    assert shown[3][0] == _hours(4)
+    assert "`core.dump` was not imported" in shown[3][1]
+    assert shown[3][2] == []
+    assert shown[4][0] == _hours(5)
+    assert "`lost.txt` was not imported: unreadable" in shown[4][1]
+    assert shown[5] == (_hours(6), "Fixed.", [])
+    assert all(e.imported_from == "trac41:1" for e in entries)
+
+    # Again: nothing sent; a refresh sends the files again (content-addressed,
+    # stored once) but attaches nothing twice.
+    again = await run_import(importer, settings)
+    assert (again.done_before, again.files_sent, again.entries_written) == (1, 0, 0)
+    refreshed = await run_import(importer, small_settings(refresh=True))
+    assert (refreshed.unchanged, refreshed.entries_written) == (1, 0)
+    listed = await model.list_attachments(
+        v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
+    )
+    assert [f.id for f in listed.attachments] == [f.id for f in files]
+
+    # The web's issue page shows the files.
+    page = await _issue_page(bugless_stack, issue.id)
+    assert page.status_code == 200, page.text[:500]
+    assert "engine log.txt" in page.text
+    assert "screen.png" in page.text
+    assert f"/attachments/{files[0].id}" in page.text
+
+
+class _Trac42(TracImporter):
+    name = "trac42"
+
+
+class _Trac42Before(_Trac42):
+    """The importer of a release that did not copy files (nor record that it did not)."""
+
+    def issues(self) -> Iterator[SourceIssue]:
+        for issue in super().issues():
+            yield dataclasses.replace(issue, attachments=())
+
+
+async def test_a_refresh_of_an_issue_imported_before_files_were_copied_keeps_its_history(
+    small_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """Its history position counts no file entries: adding them now would repeat entries."""
+    env = _environment(tmp_path / "env")
+    settings = small_settings()
+    assert (await run_import(_Trac42Before(env.path, {}), settings)).created == 1
+    done = settings.state_dir / "trac42-done.jsonl"
+    records = [json.loads(line) for line in done.read_text(encoding="utf-8").splitlines()]
+    assert [r.pop("files") for r in records] == [True]  # what that release wrote: no "files"
+    done.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    (issue,) = await find(model, "trac42:1")
+    before = await history(model, issue.id)
+
+    refreshed = await run_import(_Trac42(env.path, {}), small_settings(refresh=True))
+    assert (refreshed.unchanged, refreshed.entries_written, refreshed.files_sent) == (1, 0, 0)
+    assert {why for *_, why in refreshed.files_skipped} == {
+        "the issue was imported before files were copied"
+    }
+    assert await history(model, issue.id) == before

@@ -1,0 +1,140 @@
+"""Contract: an imported entry attaches the source's files at its place, author and time.
+
+The backend's blob store must have :data:`ATTACHMENT_LIMITS`, as for the
+attachment contracts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from grpclib.const import Status
+
+from bugless_core.model.backend import ModelBackend
+from bugless_proto import v1
+from bugless_testing.model_contracts._attachments import (
+    ATTACHMENT_LIMITS,
+    PNG,
+    download,
+    listed,
+    requests,
+)
+from bugless_testing.model_contracts._imports import (
+    IMPORTER,
+    T0,
+    _at,
+    _entry,
+    _external_id,
+    _request,
+)
+from bugless_testing.model_contracts._support import (
+    ADMIN,
+    ALICE,
+    eq,
+    expect_error,
+    get_issue,
+    history,
+    make_component,
+    search_ids,
+)
+
+
+async def store_content(
+    model: v1.ModelStub, content: bytes, name: str = "shot.png", *, caller: v1.Caller = IMPORTER
+) -> v1.ImportedAttachment:
+    """Store ``content`` for an import (UploadAttachment with ``import_content``)."""
+    header = v1.UploadAttachmentHeader(
+        caller=caller, name=name, content_type="image/png", size=len(content), import_content=True
+    )
+    stored = (await model.upload_attachment(requests(header, content))).attachment
+    assert stored is not None
+    assert stored.sha256 == hashlib.sha256(content).hexdigest()
+    assert stored.size == len(content)
+    return v1.ImportedAttachment(
+        name=name, content_type="image/png", sha256=stored.sha256, size=stored.size
+    )
+
+
+def _attaching(author: str, hours: float, *files: v1.ImportedAttachment) -> v1.ImportedEntry:
+    return v1.ImportedEntry(author=author, created_at=_at(hours), attachments=list(files))
+
+
+class ImportedFileContract:
+    """ImportIssue's files: at their entry, with the source's uploader and time; once."""
+
+    async def test_files_are_attached_at_their_entry_with_the_source_author_and_time(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        shot = await store_content(model, PNG, "screen shot.png")
+        log = await store_content(model, b"T+5 no stop\n" * 10, "engine.log")
+        external_id = _external_id()
+        items = [
+            _entry("src-dev", 1, "I can reproduce it."),
+            _attaching("src-reporter", 2, shot, log),
+            _entry("src-dev", 30, "Fixed in r123.", status=v1.Status.FIXED),
+        ]
+        done = await model.import_issue(_request(component.id, external_id, *items))
+        assert done.issue is not None
+        issue_id = done.issue.id
+        entries = await history(model, issue_id)
+        assert [e.created_at for e in entries] == [T0, _at(1), _at(2), _at(30)]
+        attaching = entries[2]
+        assert attaching.author == "src-reporter"
+        assert attaching.imported_from == external_id
+        assert [a.name for a in attaching.attachments] == ["screen shot.png", "engine.log"]
+        files = await listed(model, issue_id, caller=ADMIN)
+        assert [(f.name, f.uploader, f.created_at, f.entry_version) for f in files] == [
+            ("screen shot.png", "src-reporter", _at(2), 3),
+            ("engine.log", "src-reporter", _at(2), 3),
+        ]
+        assert files[0].content_type == "image/png"
+        assert files[1].content_type == "text/plain"
+        assert files[0].declared_content_type == "image/png"
+        attachment, content = await download(model, files[1].id, caller=ADMIN)
+        assert attachment is not None
+        assert content == b"T+5 no stop\n" * 10
+        # Importing again (a re-run, a refresh) attaches nothing twice.
+        again = await model.import_issue(_request(component.id, external_id, *items))
+        assert again.entries_written == 0
+        assert len(await listed(model, issue_id, caller=ADMIN)) == 2
+        issue = await get_issue(model, issue_id)
+        assert issue.version == 4
+
+    async def test_a_refresh_attaches_the_files_of_newer_entries_only(
+        self, model: v1.ModelStub
+    ) -> None:
+        component = await make_component(model)
+        first_file = await store_content(model, PNG + b"1", "one.png")
+        later_file = await store_content(model, PNG + b"2", "two.png")
+        external_id = _external_id()
+        items = [_attaching("src-dev", 1, first_file), _attaching("src-dev", 5, later_file)]
+        first = await model.import_issue(_request(component.id, external_id, items[0]))
+        assert first.issue is not None
+        refreshed = await model.import_issue(_request(component.id, external_id, *items))
+        assert refreshed.entries_written == 1
+        files = await listed(model, first.issue.id, caller=ADMIN)
+        assert [(f.name, f.entry_version) for f in files] == [("one.png", 2), ("two.png", 3)]
+
+    async def test_missing_content_writes_nothing_of_the_issue(
+        self, model: v1.ModelStub, bugless_model_backend: ModelBackend
+    ) -> None:
+        component = await make_component(model)
+        never = v1.ImportedAttachment(
+            name="gone.png", sha256=hashlib.sha256(b"never stored").hexdigest(), size=12
+        )
+        external_id = _external_id()
+        request = _request(
+            component.id, external_id, _entry("src-dev", 1, "see file"), _attaching("a", 2, never)
+        )
+        await expect_error(model.import_issue(request), Status.UNAVAILABLE, "gone.png", "store")
+        found = await search_ids(model, eq(v1.SearchField.EXTERNAL_ID, external_id))
+        assert found == [], "a half-imported issue was left"
+        assert not await bugless_model_backend.blob_store.exists(never.sha256)
+
+    async def test_storing_import_content_needs_the_import_permission_and_the_limits(
+        self, model: v1.ModelStub
+    ) -> None:
+        await expect_error(store_content(model, PNG, caller=ALICE), Status.PERMISSION_DENIED)
+        too_big = b"x" * (ATTACHMENT_LIMITS.max_file_bytes + 1)
+        await expect_error(store_content(model, too_big), Status.RESOURCE_EXHAUSTED, "limit")
