@@ -5,7 +5,11 @@ It answers the requests the importer makes the way Redmine does: an
 ``limit``/``offset`` with ``total_count`` (``limit`` capped like a Redmine
 whose "objects per page" limit is low), only open issues unless
 ``status_id=*``, only one project's issues with ``project_id``; an issue's
-journals and watchers only when ``include`` asks for them; ``/users.json``
+journals, watchers and attachments only when ``include`` asks for them,
+each attachment with the ``content_url`` Redmine builds from its "Host
+name" setting (``host``; the server's own address by default), and its bytes
+at ``/attachments/download/ID/FILENAME`` from the tree's
+``attachments/ID/FILENAME`` (with the key, like the JSON); ``/users.json``
 paginated, or 403 as for a key of a non-administrator.
 
 It can also misbehave the way a real one does now and then: ``failures``
@@ -25,7 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 PROJECT = "rocket"
 
@@ -44,6 +48,8 @@ class Redmine:
     failures: dict[str, list[int]] = field(default_factory=dict)
     #: Issue ids listed but answering 404 when read.
     gone: set[int] = field(default_factory=set)
+    #: Redmine's "Host name" setting, the base of ``content_url`` ("": ``url``).
+    host: str = ""
 
 
 def _page(items: list[Any], key: str, query: dict[str, str], cap: int) -> dict[str, Any]:
@@ -90,6 +96,14 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("X-Redmine-API-Key") != redmine.key:
                 self._send(401, b"", "text/plain")
                 return
+            if path.startswith("/attachments/download/"):
+                number, _, name = path.removeprefix("/attachments/download/").partition("/")
+                file = redmine.root / "attachments" / number / unquote(name)
+                if number.isdigit() and file.is_file():
+                    self._send(200, file.read_bytes(), "application/octet-stream")
+                else:
+                    self._send(404, b"", "text/plain")
+                return
             answer = self._answer(path, query)
             if answer is None:
                 self._send(404, b"", "text/plain")
@@ -119,8 +133,8 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
                 if query.get("status_id") != "*":  # Redmine's default: open issues only
                     issues = [i for i in issues if not i["status"].get("is_closed")]
                 for issue in issues:
-                    issue.pop("journals", None)
-                    issue.pop("watchers", None)
+                    for part in ("journals", "watchers", "attachments"):
+                        issue.pop(part, None)
                 return _page(issues, "issues", query, redmine.cap)
             if path.startswith("/issues/") and path.endswith(".json"):
                 name = path.removeprefix("/")
@@ -129,9 +143,14 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
                     return None
                 data = self._file(name)
                 include = query.get("include", "").split(",")
-                for part in ("journals", "watchers"):
+                for part in ("journals", "watchers", "attachments"):
                     if part not in include:
                         data["issue"].pop(part, None)
+                for attachment in data["issue"].get("attachments", []):
+                    attachment["content_url"] = (
+                        f"{redmine.host or redmine.url}attachments/download/"
+                        f"{attachment['id']}/{quote(attachment['filename'])}"
+                    )
                 return data
             if path == "/users.json":
                 if redmine.users_forbidden:

@@ -8,7 +8,9 @@ name, uploader (a matched account or a placeholder) and time come back
 through GetAttachment/DownloadAttachment, the timeline shows each file at
 its original place, a second run copies nothing, a file over the Model's
 limit or missing from disk is reported by name and skipped (its entry says
-so), and the web's issue page lists the file.
+so), and the web's issue page lists the file. A Redmine issue's attachments
+(REST ``include=attachments``, bytes from ``content_url`` with the API key,
+served by the loopback Redmine of ``redmine_server``) come in the same way.
 """
 
 from __future__ import annotations
@@ -26,12 +28,22 @@ from typing import Any
 
 import httpx
 import pytest
-from import_support import ADMIN, PASSWORD, MakeSettings, find, history, usernames
+from import_support import (
+    ADMIN,
+    PASSWORD,
+    MakeSettings,
+    find,
+    history,
+    redmine_tree,
+    usernames,
+)
+from redmine_server import Redmine, serve
 
 from bugless_core.clients import ServiceAddress, acting_as
 from bugless_core.importer import SourceIssue
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings, run_import
+from bugless_import.sources.redmine import RedmineImporter, when
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
 
@@ -260,3 +272,132 @@ async def test_a_refresh_of_an_issue_imported_before_files_were_copied_keeps_its
         "the issue was imported before files were copied"
     }
     assert await history(model, issue.id) == before
+
+
+class _Redmine43(RedmineImporter):
+    """Redmine under a name of its own (test_redmine owns ``redmine``)."""
+
+    name = "redmine43"
+
+
+REDMINE_KEY = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def _redmine_files(tree: Path, number: int) -> None:
+    """Issue ``number`` of ``tree`` gets three files: ann's log, rex's image, ann's too-large dump.
+
+    Between the second journal (04-02 09:00) and the last (04-05 09:00).
+    """
+    path = tree / "issues" / f"{number}.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    files = [
+        (71, "ground log.txt", LOG, "text/plain", 5, "Ann R", "2019-04-02T10:00:00Z"),
+        (72, "antenna.png", PNG, "image/png", 6, "Rex Redmine", "2019-04-03T10:00:00Z"),
+        (73, "core.dump", b"\0" * (LIMIT + 1), "", 5, "Ann R", "2019-04-04T10:00:00Z"),
+    ]
+    data["issue"]["attachments"] = [
+        {
+            "id": file_id,
+            "filename": name,
+            "filesize": len(content),
+            "content_type": kind,
+            "description": f"the {name}",
+            "author": {"id": author, "name": author_name},
+            "created_on": at,
+        }
+        for file_id, name, content, kind, author, author_name, at in files
+    ]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    for file_id, name, content, *_ in files:
+        (tree / "attachments" / str(file_id)).mkdir(parents=True)
+        (tree / "attachments" / str(file_id) / name).write_bytes(content)
+
+
+async def test_redmine_attachments_are_copied_from_their_content_url_once(
+    small_settings: MakeSettings,
+    model: v1.ModelStub,
+    auth: v1.AuthenticatorStub,
+    bugless_stack: LocalStack,
+    tmp_path: Path,
+) -> None:
+    tree = redmine_tree(tmp_path, 8312)
+    _redmine_files(tree, 8312)
+    key_file = tmp_path / "redmine-key"
+    key_file.write_text(REDMINE_KEY, encoding="utf-8")
+    options = {"api-key-file": str(key_file)}
+    with serve(Redmine(tree, REDMINE_KEY)) as server:
+        dry = await run_import(_Redmine43(server.url, options), small_settings(dry_run=True))
+        total = len(LOG) + len(PNG) + LIMIT + 1
+        assert (dry.attachments, dry.attachment_issues, dry.attachment_bytes) == (3, 1, total)
+        assert not any("/attachments/" in r for r in server.requests), "a dry run reads no bytes"
+
+        settings = small_settings()
+        report = await run_import(_Redmine43(server.url, options), settings)
+        assert report.created == 3
+        assert (report.files_sent, report.bytes_sent) == (2, len(LOG) + len(PNG)), report.render()
+        ((external_id, name, why),) = report.files_skipped
+        assert (external_id, name) == ("redmine43:8312", "core.dump")
+        assert "limit" in why
+        assert "redmine43:8312: 'core.dump' not copied" in report.render()
+        downloads = [r for r in server.requests if r.startswith("/attachments/download/")]
+        assert downloads == [
+            "/attachments/download/71/ground%20log.txt",
+            "/attachments/download/72/antenna.png",
+            "/attachments/download/73/core.dump",
+        ], "each file read once, from its content_url (the key checked there too)"
+
+        (issue,) = await find(model, "redmine43:8312")
+        listed = await model.list_attachments(
+            v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
+        )
+        files = list(listed.attachments)
+        assert [(f.name, f.size, f.created_at) for f in files] == [
+            ("ground log.txt", len(LOG), when("2019-04-02T10:00:00Z")),
+            ("antenna.png", len(PNG), when("2019-04-03T10:00:00Z")),
+        ]
+        assert await usernames(auth, [f.uploader for f in files]) == ["ann", "rex@redmine43"]
+        assert (await _content(bugless_stack, files[0].id))[1] == LOG
+        got, content = await _content(bugless_stack, files[1].id)
+        assert (content, got.content_type) == (PNG, "image/png")
+
+        entries = await history(model, issue.id)
+        shown = [(e.comment, [a.name for a in e.attachments]) for e in entries[1:]]
+        assert shown[2:4] == [
+            ("the ground log.txt", ["ground log.txt"]),
+            ("the antenna.png", ["antenna.png"]),
+        ]
+        assert "`core.dump` was not imported" in shown[4][0]
+        assert shown[5] == ("Fixed the buffer.", [])
+        assert await find(model, "redmine43:8313") != []
+
+        # Again, and a refresh: no file is attached twice.
+        again = await run_import(_Redmine43(server.url, options), settings)
+        assert (again.done_before, again.files_sent, again.entries_written) == (3, 0, 0)
+        refreshed = await run_import(_Redmine43(server.url, options), small_settings(refresh=True))
+        assert (refreshed.unchanged, refreshed.entries_written) == (3, 0)
+        listed = await model.list_attachments(
+            v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
+        )
+        assert [f.id for f in listed.attachments] == [f.id for f in files]
+
+
+def test_a_redmine_content_url_on_another_host_is_read_at_location_with_the_key(
+    tmp_path: Path,
+) -> None:
+    """Redmine's "Host name" left at ``localhost:3000``: the key is not sent there."""
+    tree = redmine_tree(tmp_path, 8412)
+    _redmine_files(tree, 8412)
+    key_file = tmp_path / "redmine-key"
+    key_file.write_text(REDMINE_KEY, encoding="utf-8")
+    with serve(Redmine(tree, REDMINE_KEY, host="http://localhost:3000/")) as server:
+        importer = _Redmine43(server.url, {"api-key-file": str(key_file)})
+        issue = next(iter(importer.issues()))
+        assert [a.read() for a in issue.attachments[:2]] == [LOG, PNG]
+    assert "/attachments/download/71/ground%20log.txt" in server.requests
+    files = RedmineImporter(str(tree), {})
+    exported = next(iter(files.issues()))
+    assert exported.attachments == issue.attachments
+    assert exported.attachments[1].read() == PNG, "from the export's attachments/72/antenna.png"
+    (tree / "attachments" / "72" / "antenna.png").unlink()
+    with pytest.raises(OSError, match=r"antenna\.png"):
+        exported.attachments[1].read()

@@ -3,12 +3,13 @@
 LOCATION is either the Redmine's address (``https://redmine.example.org/``),
 read over its REST API, or a directory of files exported from it::
 
-    issues/N.json               GET /issues/N.json?include=journals,watchers
+    issues/N.json               GET /issues/N.json?include=journals,watchers,attachments
     issue_statuses.json         GET /issue_statuses.json
     trackers.json               GET /trackers.json
     issue_priorities.json       GET /enumerations/issue_priorities.json
     issue_categories.json       GET /projects/P/issue_categories.json  (optional)
     users.json                  GET /users.json?limit=100 (pages merged; admin only, optional)
+    attachments/ID/FILENAME     GET /attachments/download/ID/FILENAME  (a file's bytes)
 
 Over HTTP the importer makes exactly those requests, and lists the issues
 with ``GET /issues.json?status_id=*&sort=id&limit=100&offset=N`` (every
@@ -41,10 +42,21 @@ Journal details name ids (``status_id`` 1 -> 5); the lists above turn them
 into names. A closed status (``is_closed``) becomes ``<status>`` as named;
 trackers are the type, categories the component. Text is left as Redmine
 stored it (Markdown or Textile, by the instance's text formatting).
+
+An issue's attachments (``include=attachments``: id, filename, filesize,
+content_type, description, author, created_on) are copied by ``bugless
+import``, each by its author at its time. Over HTTP the bytes come from the
+attachment's ``content_url`` with the API key; Redmine builds that address
+from its "Host name" setting, which is often left at ``localhost:3000``, so
+a ``content_url`` outside LOCATION is read at LOCATION's
+``attachments/download/ID/FILENAME`` instead (the key goes to LOCATION only).
+From files, the bytes are ``attachments/ID/FILENAME`` of the directory; a
+file missing there is reported and left out.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -53,7 +65,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.error import HTTPError, URLError
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
 
 from bugless_core.errors import (
@@ -66,6 +78,7 @@ from bugless_core.errors import (
 )
 from bugless_core.importer import (
     Importer,
+    SourceAttachment,
     SourceChange,
     SourceEntry,
     SourceIssue,
@@ -94,6 +107,10 @@ class _Reader(Protocol):
         """The JSON of the export's file ``name`` (None: the source has none)."""
         ...
 
+    def content(self, attachment: dict[str, Any]) -> bytes:
+        """The bytes of ``attachment`` (an issue's ``attachments`` item); OSError if unreadable."""
+        ...
+
 
 class _Files:
     """A directory of exported REST JSON."""
@@ -114,6 +131,10 @@ class _Files:
             return json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"{path}: not JSON: {exc}") from exc
+
+    def content(self, attachment: dict[str, Any]) -> bytes:
+        name = Path(str(attachment.get("filename") or "")).name  # no way out of the directory
+        return (self.root / "attachments" / str(int(attachment["id"])) / name).read_bytes()
 
 
 class _Rest:
@@ -181,9 +202,34 @@ class _Rest:
             query["project_id"] = self.project
         return sorted({int(i["id"]) for i in self.pages("issues.json", "issues", **query) or []})
 
+    def content(self, attachment: dict[str, Any]) -> bytes:
+        """GET the attachment's ``content_url``, or LOCATION's download path if it lies elsewhere.
+
+        The API key goes to LOCATION only: a ``content_url`` on another host
+        (Redmine's "Host name" setting, often ``localhost:3000``) is not where
+        the key belongs.
+        """
+        url = str(attachment.get("content_url") or "")
+        if not url.startswith(self.base):
+            name = quote(str(attachment.get("filename") or ""))
+            url = f"{self.base}attachments/download/{int(attachment['id'])}/{name}"
+        request = Request(url, headers={**self.headers, "Accept": "*/*"})
+
+        def fetch() -> bytes:
+            with urlopen(request, timeout=120) as response:
+                body: bytes = response.read()
+                return body
+
+        try:
+            return read_with_retries(fetch, retries=self.retries)
+        except HTTPError as exc:
+            raise OSError(f"Redmine answered {exc.code} for {url}") from exc
+        except (URLError, HTTPException) as exc:
+            raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+
     def read(self, name: str) -> Any:
         if name.startswith("issues/"):
-            return self.get(name, include="journals,watchers")
+            return self.get(name, include="journals,watchers,attachments")
         if name == "issue_categories.json":
             if not self.project:
                 return None
@@ -374,4 +420,23 @@ class RedmineImporter(Importer):
             assignee=self._person(item.get("assigned_to")),
             cc=tuple(self._person(w) for w in item.get("watchers") or []),
             entries=tuple(entries),
+            attachments=tuple(
+                self._attachment(a)
+                for a in sorted(
+                    item.get("attachments") or [], key=lambda a: (a["created_on"], int(a["id"]))
+                )
+            ),
+        )
+
+    def _attachment(self, attachment: dict[str, Any]) -> SourceAttachment:
+        """One of an issue's files; its bytes are read when ``bugless import`` copies it."""
+        size = attachment.get("filesize")
+        return SourceAttachment(
+            name=str(attachment.get("filename") or f"attachment{attachment['id']}"),
+            author=self._person(attachment.get("author")),
+            at=when(attachment["created_on"]),
+            size=int(size) if size is not None else -1,
+            content_type=str(attachment.get("content_type") or ""),
+            comment=str(attachment.get("description") or ""),
+            read=functools.partial(self.source.content, attachment),
         )
