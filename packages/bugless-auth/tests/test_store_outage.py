@@ -22,11 +22,9 @@ from grpclib.const import Status
 
 from bugless_proto import v1
 
-#: The backend of a statement of this database waiting on a lock.
-WAITING = """
-SELECT pid FROM pg_stat_activity
- WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
-"""
+#: Backends waiting for a lock the connection running this holds (the one the
+#: test then ends: never a backend some other lock left waiting).
+WAITING = "SELECT pid FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
 
 
 @pytest.mark.parametrize(

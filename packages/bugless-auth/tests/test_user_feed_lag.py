@@ -30,10 +30,12 @@ POLL_SECONDS = 1.0
 #: How long a test holds the follower's read (well past LAGGING_POLLS and FRESH_POLLS).
 HELD_SECONDS = 3.0
 
-#: Backends of this database waiting on a lock.
+#: Backends waiting for a lock held by the connection that runs this (the
+#: test's locking connection). Not every lock waiter of the database: a
+#: backend left waiting by another test, or a second statement of the server's
+#: own, is no sign of the read the test holds.
 LOCK_WAITERS = """
-SELECT pid FROM pg_stat_activity
- WHERE datname = current_database() AND wait_event_type = 'Lock'
+SELECT pid FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))
 """
 
 LATE = re.compile(

@@ -29,10 +29,9 @@ TTL_SECONDS = 2.0
 #: How long after the complete read the failing one begins.
 LATER_SECONDS = 1.0
 
-#: Backends of this database waiting on a lock.
+#: Backends waiting for a lock the connection running this holds (or waits for ahead of them).
 LOCK_WAITERS = """
-SELECT pid FROM pg_stat_activity
- WHERE datname = current_database() AND wait_event_type = 'Lock'
+SELECT pid FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))
 """
 
 
@@ -110,21 +109,23 @@ async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_compl
         await holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         poll = asyncio.create_task(follower.poll_once())
 
-        async def waiting(*pids: int) -> bool:
-            return {row["pid"] for row in await holder.fetch(LOCK_WAITERS)} >= set(pids)
+        async def waiting(locker: asyncpg.Connection, *pids: int) -> bool:
+            return {row["pid"] for row in await locker.fetch(LOCK_WAITERS)} >= set(pids)
 
-        await until(lambda: waiting(pid), "page one waits for the lock")
+        await until(lambda: waiting(holder, pid), "page one waits for the lock")
         locking = queued.transaction()
         await locking.start()
         queued_lock = asyncio.create_task(
             queued.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         )
-        await until(lambda: waiting(pid, queued.get_server_pid()), "the lock queued behind it")
+        await until(
+            lambda: waiting(holder, pid, queued.get_server_pid()), "the lock queued behind it"
+        )
         await holding.rollback()
         await queued_lock
 
         async def page_two_waits() -> bool:
-            return directory.version == start + 1 and await waiting(pid)
+            return directory.version == start + 1 and await waiting(queued, pid)
 
         await until(page_two_waits, "page one applied, page two waiting")
         assert _sample(metrics, "bugless_auth_user_changes_versions_behind") == 1, (
