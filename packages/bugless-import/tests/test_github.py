@@ -76,11 +76,13 @@ async def test_issues_keep_people_times_history_and_labels(
         ("octocat@github", "2021-05-01 09:45:00+00:00", ""),
         ("ann", "2021-05-01 10:00:00+00:00", "I see it too."),
         ("ghost@github", "2021-05-02 10:00:00+00:00", "(from a deleted account)"),
-        # GitHub's #2, linked there: the web would link a bare #2 to bugless issue 2.
+        # GitHub's #2, linked to the issue imported as github:acme/rocket#2 (the
+        # web would link a bare #2 to bugless issue 2), GitHub's page along.
         (
             "bob-gh@github",
             "2021-05-03 10:30:00+00:00",
-            "Fixed by [#2](https://github.com/acme/rocket/issues/2).",
+            "Fixed by [#2](/imported?id=github%3Aacme%2Frocket%232"
+            "&source=https%3A%2F%2Fgithub.com%2Facme%2Frocket%2Fissues%2F2).",
         ),
         ("ann", "2021-05-03 11:00:00+00:00", ""),
     ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.importer import Importer, SourceIssue, SourcePerson
 from bugless_import import load_mapping
 from bugless_import.sources.markup import cite_source_issues, trac_to_markdown
 from bugless_proto import v1
@@ -71,3 +73,39 @@ def test_references_to_the_sources_issues_link_to_the_source_outside_code_and_li
         "\n```\n#4\n```\n`#6` [l #7](http://a) page#9 https://x/#8"
     )
     assert cite_source_issues("See #2.", lambda _n: "") == "See #2.", "no URL: as written"
+
+
+class _Source(Importer):
+    """An importer whose external ids and URLs the test sets."""
+
+    name = "src"
+    description = "test"
+
+    def __init__(self, external_id: str, url: str) -> None:
+        super().__init__("", {})
+        self._external_id, self._url = external_id, url
+
+    def people(self) -> Iterator[SourcePerson]:
+        return iter(())
+
+    def issues(self) -> Iterator[SourceIssue]:
+        return iter(())
+
+    def issue_url(self, number: str) -> str:
+        return self._url.format(number) if self._url else ""
+
+    def issue_external_id(self, number: str) -> str:
+        return self._external_id.format(number) if self._external_id else ""
+
+
+def test_a_reference_links_to_bugless_by_external_id_with_the_source_url_along() -> None:
+    both = _Source("src:P#{}", "https://t.example/ticket/{}")
+    assert both.reference_link("12") == (
+        "/imported?id=src%3AP%2312&source=https%3A%2F%2Ft.example%2Fticket%2F12"
+    )
+    assert _Source("src:{}", "").reference_link("12") == "/imported?id=src%3A12"
+    # No external id (or not one the Model could hold): the source's page, or nothing.
+    assert _Source("", "https://t.example/{}").reference_link("3") == "https://t.example/3"
+    assert _Source('src:"{}', "").reference_link("3") == ""
+    text = cite_source_issues("See #12.", both.reference_link)
+    assert text == f"See [#12]({both.reference_link('12')})."

@@ -26,7 +26,6 @@ from bugless_core.errors import FailedPrecondition
 from bugless_import import run_import
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
-from bugless_web.markup import render_markdown
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
@@ -124,27 +123,6 @@ async def test_milestones_versions_and_custom_fields_are_labels_the_mapping_send
     assert _labels_of(last) == [
         ("hotlist_ids", [str(hotlists["Trac31 M1"])], [str(hotlists["Trac31 M2"])], "")
     ]
-
-
-class _Trac32(TracImporter):
-    name = "trac32"
-
-
-async def test_a_reference_to_a_trac_ticket_links_to_that_ticket_not_to_a_bugless_issue(
-    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
-) -> None:
-    """Before, Trac's ``#2`` came in as ``#2``, which the web links to bugless issue 2."""
-    env = _environment(tmp_path / "env")
-    ticket = Ticket(env, 1)
-    ticket.save_changes("ann", "Same as #2 and [ticket:3 the pad one]; not `#4`.", when=_hours(4))
-    await run_import(_Trac32(env.path, {}), make_settings())
-    (issue,) = await find(model, "trac32:1")
-    (entry,) = [e for e in await history(model, issue.id) if e.comment.startswith("Same as")]
-    base = "https://trac31.example.org/rocket/ticket"
-    assert entry.comment == (f"Same as [#2]({base}/2) and the pad one ([#3]({base}/3)); not `#4`.")
-    page = str(render_markdown(entry.comment))
-    assert f'href="{base}/2"' in page
-    assert "/issues/" not in page, page
 
 
 class _Trac33(TracImporter):

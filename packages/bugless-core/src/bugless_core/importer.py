@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
+from bugless_core.issue_references import EXTERNAL_ID, imported_link
+
 #: The fields a :class:`SourceChange` may name. ``status`` values may carry a
 #: resolution (``closed/wontfix``); ``cc`` and ``labels`` change by
 #: ``added``/``removed``; the rest by ``old``/``new``; people are person keys.
@@ -208,11 +210,34 @@ class Importer(ABC):
         """Where the source shows its issue ``number`` ("" if this source cannot say).
 
         Imported text that names ``#12`` or ``issue 12`` means the source's
-        issue 12; the import links it there (the old URL -> new URL redirects
-        lead on to the imported issue), so the web does not link it to
-        bugless issue 12. Called after :meth:`issues`.
+        issue 12, not bugless issue 12: the import links it through
+        :meth:`reference_link`, whose page shows this URL when the issue is
+        not imported (yet). Called after :meth:`issues`.
         """
         return ""
+
+    def issue_external_id(self, number: str) -> str:
+        """The external id the source's issue ``number`` is imported as ("" if unknown).
+
+        What :meth:`reference_link` finds the imported issue by; it must be
+        what :meth:`external_id` gives that issue. Called after :meth:`issues`.
+        """
+        return ""
+
+    def reference_link(self, number: str) -> str:
+        """Where a reference to the source's issue ``number`` in imported text links.
+
+        Bugless's own page for the external id (``/imported?id=trac:12``),
+        which finds the imported issue, so the link outlives the source
+        tracker; the source's URL rides along for when that issue is not
+        imported (yet). Only the source's URL if the external id is unknown;
+        "" (the text is kept) if neither is.
+        """
+        source = self.issue_url(number)
+        external_id = self.issue_external_id(number)
+        if external_id and EXTERNAL_ID.fullmatch(external_id):
+            return imported_link(external_id, source)
+        return source
 
     def external_id(self, issue: SourceIssue) -> str:
         """The unique reference of ``issue``: ``<name>:<key>``."""

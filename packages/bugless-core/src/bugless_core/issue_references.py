@@ -2,8 +2,9 @@
 
 The web renderer links each one to ``/issues/42``. ``bugless import`` reads
 the same grammar in imported text, where the number is the *source's* (Trac
-ticket 42 is not bugless issue 42), and links it to the source's issue
-instead, so that the web does not send it to an unrelated issue.
+ticket 42 is not bugless issue 42), and links it to :func:`imported_link`
+instead: the web's page that finds the issue imported with that external id,
+so the link keeps working after the source tracker is switched off.
 
 Not ``&#39;`` (an entity a renderer wrote), nor ``page#42`` or ``a/b/42``.
 """
@@ -11,5 +12,26 @@ Not ``&#39;`` (an entity a renderer wrote), nor ``page#42`` or ``a/b/42``.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote, urlencode
 
 ISSUE_REFERENCE = re.compile(r"(?<![\w/&#])(?:#|b/|issue\s+#?)(\d{1,19})\b", re.IGNORECASE)
+
+#: The web page that sends ``?id=<external id>`` on to the issue imported with it.
+IMPORTED_PATH = "/imported"
+
+#: What an external id looks like (the Model's ImportIssue check), and no
+#: quote or backslash, so that it can be searched for as ``externalid:"..."``.
+EXTERNAL_ID = re.compile(r'[a-z][a-z0-9_-]{0,31}:[^\s"\\]{1,199}')
+
+
+def imported_link(external_id: str, source_url: str = "") -> str:
+    """The bugless-relative link to the issue imported as ``external_id``.
+
+    ``source_url`` (the source's page for it) rides along for the page that
+    says the issue is not imported (yet): it shows it as a link, never
+    redirects there.
+    """
+    query = {"id": external_id}
+    if source_url:
+        query["source"] = source_url
+    return f"{IMPORTED_PATH}?{urlencode(query, quote_via=quote)}"

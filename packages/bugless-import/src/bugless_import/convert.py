@@ -146,13 +146,14 @@ def to_request(
     resolved: Resolved,
     caller: v1.Caller,
     *,
-    issue_url: Callable[[str], str] = lambda _number: "",
+    reference_link: Callable[[str], str] = lambda _number: "",
     files: Sequence[v1.ImportedAttachment | str] | None = None,
 ) -> v1.ImportIssueRequest:
     """The ImportIssue call for ``issue``.
 
-    ``issue_url`` is the importer's :meth:`~bugless_core.importer.Importer.issue_url`:
-    references to the source's issues in the text are linked there. ``files``
+    ``reference_link`` is the importer's
+    :meth:`~bugless_core.importer.Importer.reference_link`: references to the
+    source's issues in the text are linked there. ``files``
     are ``issue.attachments`` as the run stored them (or, as text, why one
     was not): each becomes an entry of its uploader at its time, among the
     others by time. A file not stored keeps its entry, which says why, so
@@ -161,7 +162,7 @@ def to_request(
     """
 
     def text(markdown: str) -> str:
-        return cite_source_issues(markdown, issue_url)
+        return cite_source_issues(markdown, reference_link)
 
     initial, cc = initial_values(issue)
     component_id = resolved.components.get(initial["component"]) or resolved.components[""]

@@ -472,8 +472,8 @@ def _dry_convert(importer: Importer, issues: Sequence[SourceIssue], mapping: Map
     count_labels(issues, mapping)
     for issue in issues:
         external_id = importer.external_id(issue)
-        link = importer.issue_url
-        convert.to_request(issue, external_id, mapping, resolved, v1.Caller(), issue_url=link)
+        link = importer.reference_link
+        convert.to_request(issue, external_id, mapping, resolved, v1.Caller(), reference_link=link)
 
 
 def count_labels(issues: Iterable[SourceIssue], mapping: Mapping) -> None:
@@ -501,7 +501,7 @@ async def _import_all(
     files: Files,
 ) -> None:
     state = _State(settings.state_dir, importer.name)
-    link = importer.issue_url
+    link = importer.reference_link
     bar = _Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
     pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
     for issue in issues:
@@ -516,7 +516,7 @@ async def _import_all(
             issue = pending.get_nowait()
             external_id = importer.external_id(issue)
             request = convert.to_request(
-                issue, external_id, mapping, resolved, caller, issue_url=link,
+                issue, external_id, mapping, resolved, caller, reference_link=link,
                 files=await stored(issue, external_id),
             )  # fmt: skip
             answer = await call(model.import_issue, request)
@@ -557,7 +557,7 @@ async def _import_all(
                     mapping,
                     resolved,
                     caller,
-                    issue_url=link,
+                    reference_link=link,
                     files=await stored(i, importer.external_id(i)),
                 )
                 for i in batch

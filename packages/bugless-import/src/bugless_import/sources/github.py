@@ -94,10 +94,16 @@ class GitHubImporter(Importer):
         self._users: dict[str, SourcePerson] = {}
         #: ``https://github.com/OWNER/REPO``, from the issues read.
         self._repository_url = ""
+        #: ``OWNER/REPO``, from the issues read (their keys' prefix).
+        self._repository = ""
 
     def issue_url(self, number: str) -> str:
         """``https://github.com/OWNER/REPO/issues/N`` (GitHub sends a pull request's on)."""
         return f"{self._repository_url}/issues/{number}" if self._repository_url else ""
+
+    def issue_external_id(self, number: str) -> str:
+        """``github:OWNER/REPO#N``, as :meth:`issues` keys."""
+        return f"{self.name}:{self._repository}#{number}" if self._repository else ""
 
     def _person(self, user: dict[str, Any] | None) -> str:
         login = _login(user)
@@ -154,6 +160,7 @@ class GitHubImporter(Importer):
         if item.get("locked"):
             labels.append(f"locked:{item.get('active_lock_reason') or 'locked'}")
         self._repository_url = str(item["html_url"]).rsplit("/issues/", 1)[0]
+        self._repository = repo
         return SourceIssue(
             key=f"{repo}#{number}",
             url=str(item["html_url"]),

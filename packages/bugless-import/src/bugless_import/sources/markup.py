@@ -51,10 +51,11 @@ def cite_source_issues(text: str, url_of: Callable[[str], str]) -> str:
 
     In imported Markdown the number is the source's: left alone, the web
     would link Trac's ``#12`` to bugless issue 12, an unrelated one. It
-    becomes ``[#12](<the source's ticket 12>)``, which the old URL -> new URL
-    redirects lead on to the imported issue. Code and existing links are left
-    as written; with no URL for a number (``url_of`` returns "") the text is
-    kept.
+    becomes ``[#12](<url_of("12")>)``: the import's ``url_of`` is
+    :meth:`~bugless_core.importer.Importer.reference_link`, bugless's own
+    page that finds the issue imported as ``trac:12`` (so the link outlives
+    the source tracker). Code and existing links are left as written; with no
+    URL for a number (``url_of`` returns "") the text is kept.
     """
     text, kept = _protect(text, _MD_KEPT, lambda m: m.group(0))
 

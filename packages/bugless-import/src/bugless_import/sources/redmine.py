@@ -316,6 +316,10 @@ class RedmineImporter(Importer):
         """``<url>/issues/N``: ``#N`` names an issue in Redmine's text."""
         return f"{self.base}/issues/{number}" if self.base else ""
 
+    def issue_external_id(self, number: str) -> str:
+        """``redmine:N``: issues are keyed by their id."""
+        return f"{self.name}:{number}"
+
     def _read(self, name: str) -> Any:
         return self.source.read(name)
 

@@ -318,6 +318,10 @@ class RoundupImporter(Importer):
         """``<tracker>/issueN``: ``issueN`` and ``issue N`` name issues in Roundup."""
         return f"{self.base}issue{number}"
 
+    def issue_external_id(self, number: str) -> str:
+        """``roundup:TRACKER#N``, as :meth:`issues` keys."""
+        return f"{self.name}:{self.tracker}#{number}"
+
     def _retired_user(self, user_id: str) -> str:
         """The username of a user the listing lacks (retired); "" if unknown."""
         data = self.get(f"data/user/{user_id}", **{"@fields": "username,realname,address"})

@@ -178,6 +178,10 @@ class TracImporter(Importer):
         base = self.base_url()
         return f"{base}/ticket/{number}" if base else ""
 
+    def issue_external_id(self, number: str) -> str:
+        """``trac:N``, or ``trac:PROJECT#N`` with ``--option project=``, as :meth:`issues` keys."""
+        return f"{self.name}:{self.project}#{number}" if self.project else f"{self.name}:{number}"
+
     def people(self) -> Iterator[SourcePerson]:
         """The authenticated sessions, with their names and e-mails."""
         rows = self._environment().db_query(_SESSIONS)

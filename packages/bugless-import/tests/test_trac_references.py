@@ -1,0 +1,114 @@
+"""Trac's ``#2`` in an imported comment leads, in bugless's web, to the imported ticket 2.
+
+Before a23652c it came in as ``#2``, which the web links to bugless issue 2
+(an unrelated one); a23652c linked it to Trac's ``/ticket/2``, dead once the
+old tracker is switched off. Now it links to bugless's ``/imported?id=trac:2``,
+which finds the issue imported as ``trac:2`` (bugless_core.issue_references).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from html import unescape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from import_support import PASSWORD, MakeSettings, find, history
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from bugless_dev.stack import LocalStack
+from bugless_import import run_import
+from bugless_import.sources.trac import TracImporter
+from bugless_proto import v1
+from bugless_web import WebSettings, create_app
+from bugless_web.markup import render_markdown
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
+    from trac.env import Environment
+    from trac.ticket.model import Ticket
+
+T0 = datetime(2016, 3, 1, 8, 0, tzinfo=UTC)
+BASE = "https://trac32.example.org/rocket"
+_CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+class _Trac32(TracImporter):
+    """Trac under a name of its own: the session's other Trac tests own ``trac:1``..."""
+
+    name = "trac32"
+
+
+@pytest.fixture
+async def web(bugless_stack: LocalStack) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """The real web app on the session's Model and Authenticator, signed in as ann."""
+    settings = WebSettings(
+        model=bugless_stack.model,
+        auth=bugless_stack.auth,
+        session_keys=("import-test-session-key-" + "x" * 24,),
+        dev=True,
+    )
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
+        page = await client.get("/signin")
+        match = _CSRF.search(page.text)
+        assert match, "the sign-in page carries no CSRF token"
+        signed_in = await client.post(
+            "/signin",
+            data={"username": "ann", "password": PASSWORD, "_csrf": match.group(1), "next": "/"},
+            follow_redirects=False,
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        yield client
+
+
+async def test_a_reference_to_a_trac_ticket_leads_to_the_imported_ticket_in_bugless(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path, web: AsyncTestClient[Any]
+) -> None:
+    env = Environment(
+        str(tmp_path / "env"),
+        create=True,
+        options=[("trac", "database", "sqlite:db/trac.db"), ("trac", "base_url", BASE)],
+    )
+    for n, summary in enumerate(["Engine does not stop", "Pad is cracked"]):
+        ticket = Ticket(env)
+        ticket.populate({"summary": summary, "reporter": "ann", "status": "new"})
+        ticket.insert(when=T0 + timedelta(hours=n))
+    ticket = Ticket(env, 1)
+    text = "Same as #2 and [ticket:3 the pad one]; not `#4`."
+    ticket.save_changes("ann", text, when=T0 + timedelta(hours=4))
+    await run_import(_Trac32(env.path, {}), make_settings())
+
+    (issue,) = await find(model, "trac32:1")
+    (pad,) = await find(model, "trac32:2")
+    (entry,) = [e for e in await history(model, issue.id) if e.comment.startswith("Same as")]
+
+    def link(n: int) -> str:
+        source = quote(f"{BASE}/ticket/{n}", safe="")
+        return f"/imported?id=trac32%3A{n}&source={source}"
+
+    assert entry.comment == f"Same as [#2]({link(2)}) and the pad one ([#3]({link(3)})); not `#4`."
+    page = str(render_markdown(entry.comment))
+    hrefs = [unescape(h) for h in re.findall(r'href="([^"]+)"', page)]
+    assert hrefs == [link(2), link(3)], page
+    assert "/issues/" not in page, "no link to bugless issue 2 (an unrelated one)"
+
+    # Followed in the web: #2 lands on the imported ticket 2's page...
+    followed = await web.get(hrefs[0], follow_redirects=False)
+    assert followed.status_code == 303
+    assert followed.headers["location"] == f"/issues/{pad.id}"
+    landed = await web.get(hrefs[0])
+    assert landed.status_code == 200
+    assert str(landed.url).endswith(f"/issues/{pad.id}")
+    assert "Pad is cracked" in landed.text
+    # ... and #3, never imported (Trac has no ticket 3), is a 404 naming it
+    # that links Trac's page for it, without going there.
+    missing = await web.get(hrefs[1], follow_redirects=False)
+    assert missing.status_code == 404
+    assert "<code>trac32:3</code>" in missing.text
+    assert f'href="{BASE}/ticket/3"' in missing.text

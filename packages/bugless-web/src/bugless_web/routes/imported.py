@@ -1,0 +1,100 @@
+"""``/imported?id=trac:12``: the issue imported with an external id.
+
+``bugless import`` links a reference to one of the source tracker's issues
+(Trac's ``#12``) here rather than to the source, so the migrated history's
+cross-references keep working once the old tracker is switched off. The
+issue is found by the search the viewer could type (``externalid:"trac:12"``),
+with the viewer's identity: one they may not see is not found, like any
+other. Not found, the page names the id and shows the source's page for it
+(``source=``, from the import) as a link to follow by hand: this route only
+ever redirects to ``/issues/N`` on this site, so a crafted ``source=`` cannot
+make it an open redirect.
+"""
+
+from __future__ import annotations
+
+import datetime
+import urllib.parse
+from typing import Any
+
+from litestar import Request, Response, get
+
+from bugless_core.clients import call
+from bugless_core.issue_references import EXTERNAL_ID, IMPORTED_PATH
+from bugless_core.search import parse_query, to_structured
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+from bugless_web.backends import Viewer
+from bugless_web.frontend import frontend_of, redirect, render, viewer_of
+
+#: The longest ``source=`` URL shown (the Model keeps source URLs this short).
+_MAX_SOURCE_URL = 2048
+
+
+@get(IMPORTED_PATH)
+async def imported_issue(request: Request[Any, Any, Any]) -> Response[Any]:
+    """A 303 to the issue imported as ``id=`` if the viewer may see it; else a 404 page."""
+    viewer = await viewer_of(request)
+    external_id = request.query_params.get("id", "")
+    issue_id = await _issue_imported_as(request, viewer, external_id)
+    if issue_id:
+        return redirect(f"/issues/{issue_id}")
+    return render(
+        request,
+        "imported_missing.html",
+        {
+            "external_id": external_id,
+            # Shown only beside an id the import could have written.
+            "source_url": shown_source_url(request.query_params.get("source", ""))
+            if EXTERNAL_ID.fullmatch(external_id)
+            else "",
+        },
+        status_code=404,
+        viewer=viewer,
+    )
+
+
+async def _issue_imported_as(
+    request: Request[Any, Any, Any], viewer: Viewer, external_id: str
+) -> int:
+    """The id of the issue imported as ``external_id`` that the viewer may see; else 0."""
+    if not EXTERNAL_ID.fullmatch(external_id):  # not an id the Model could hold
+        return 0
+    # The id is an exact match; it holds no quote or backslash (EXTERNAL_ID),
+    # and the query names no people or dates, so it needs no look-up.
+    structured = to_structured(
+        parse_query(f'externalid:"{external_id}"'),
+        me=viewer.caller.user_id,
+        users={},
+        today=datetime.datetime.now(datetime.UTC).date(),
+    )
+    found = await call(
+        frontend_of(request).backends.model.search_issues,
+        v1.SearchIssuesRequest(
+            caller=viewer.caller,
+            query=structured,
+            page=v1.PageRequest(page_size=1),
+            read_mask=FieldMask(paths=["title"]),
+        ),
+    )
+    return found.issues[0].id if found.issues else 0
+
+
+def shown_source_url(candidate: str) -> str:
+    """``candidate`` if it is an http(s) URL with a host, to show as a link; else "".
+
+    Shown, never followed by the server: the page links it with
+    ``rel="nofollow noopener noreferrer"`` and says it is the old tracker's.
+    Not ``javascript:`` or ``data:``, no control characters or spaces.
+    """
+    if not candidate or len(candidate) > _MAX_SOURCE_URL:
+        return ""
+    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in candidate):
+        return ""
+    parts = urllib.parse.urlsplit(candidate)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ""
+    return candidate
+
+
+ROUTES = [imported_issue]

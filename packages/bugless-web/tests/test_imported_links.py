@@ -1,0 +1,126 @@
+"""``/imported?id=...``: an imported reference finds its issue in bugless, or says it is not there.
+
+What ``bugless import`` links a source's ``#12`` to, so that migrated
+cross-references outlive the source tracker (bugless_core.issue_references).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from web_support import World, sign_in
+
+from bugless_core.clients import call
+from bugless_core.issue_references import imported_link
+from bugless_proto import v1
+
+
+async def _import(world: World, external_id: str, component: str) -> int:
+    """Import one issue as ``external_id`` into ``component``, as an import job does."""
+    created = await asyncio.to_thread(
+        world.stack.add_user, f"importer-{secrets.token_hex(3)}", groups=["importers"]
+    )
+    importer = v1.Caller(user_id=created["user_id"], admin=True, import_issues=True)
+    channel = world.stack.client_address("model", "import").channel()
+    try:
+        response = await call(
+            world.stack.acting_model(v1.ModelStub(channel)).import_issue,
+            v1.ImportIssueRequest(
+                caller=importer,
+                external_id=external_id,
+                fields=v1.IssueFields(
+                    title=f"Imported {external_id}", component_id=world.components[component]
+                ),
+                reporter=world.users["carol"],
+                description="From the old tracker",
+                created_at=datetime(2019, 1, 2, 3, 4, tzinfo=UTC),
+            ),
+        )
+    finally:
+        channel.close()
+    assert response.issue is not None
+    return response.issue.id
+
+
+async def test_an_imported_reference_redirects_to_the_issue_imported_with_that_id(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    external_id = f"github:org/links{secrets.token_hex(3)}#56"
+    issue_id = await _import(world, external_id, "Platform")
+    await sign_in(client, "bob")
+    # As the import writes it, with the source's URL along (never followed).
+    link = imported_link(external_id, "https://evil.example/phish")
+    assert link.startswith("/imported?id=github%3Aorg%2Flinks"), link
+    response = await client.get(link, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/issues/{issue_id}"
+    page = await client.get(link)
+    assert page.status_code == 200
+    assert f"Imported {external_id}" in page.text
+
+
+async def test_an_issue_the_viewer_cannot_see_is_not_found_like_any_other(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    external_id = f"trac:SECRET{secrets.token_hex(3)}#7"
+    issue_id = await _import(world, external_id, "Secret")
+    await sign_in(client, "bob")
+    response = await client.get(imported_link(external_id), follow_redirects=False)
+    assert response.status_code == 404
+    assert f"<code>{external_id}</code>" in response.text
+    assert f"/issues/{issue_id}" not in response.text
+    await sign_in(client, "alice")  # an admin sees the Secret component
+    allowed = await client.get(imported_link(external_id), follow_redirects=False)
+    assert allowed.status_code == 303
+    assert allowed.headers["location"] == f"/issues/{issue_id}"
+
+
+async def test_an_issue_not_imported_is_a_404_naming_the_id_and_linking_the_source(
+    client: AsyncTestClient[Any],
+) -> None:
+    await sign_in(client, "bob")
+    external_id = f"trac:{secrets.randbelow(10**9) + 10**9}"
+    source = "https://trac.example.org/ticket/4242"
+    response = await client.get(imported_link(external_id, source), follow_redirects=False)
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert f"No issue imported as <code>{external_id}</code>" in response.text
+    assert f'<a href="{source}" rel="nofollow noopener noreferrer">' in response.text
+    bare = await client.get(imported_link(external_id))
+    assert bare.status_code == 404
+    assert "old tracker" not in bare.text, "no source given: none shown"
+
+
+async def test_crafted_parameters_never_redirect_off_site_nor_link_a_script(
+    client: AsyncTestClient[Any],
+) -> None:
+    await sign_in(client, "bob")
+    crafted = [
+        {"id": "//evil.example", "source": "https://evil.example/"},
+        {"id": "https://evil.example/", "source": "//evil.example"},
+        {"id": 'trac:1" OR status:open', "source": "javascript:alert(1)"},
+        {"id": "trac:1\\", "source": "data:text/html,<script>alert(1)</script>"},
+        {"id": "", "source": "https:/\\evil.example"},
+        {"id": "trac:" + "9" * 300, "source": "http://evil.example/\x00x"},
+    ]
+    for params in crafted:
+        response = await client.get("/imported", params=params, follow_redirects=False)
+        assert response.status_code == 404, params
+        assert "location" not in response.headers, params
+        assert "evil.example" not in response.text.replace(f"<code>{params['id']}</code>", ""), (
+            params
+        )
+        assert "javascript:" not in response.text
+        assert "<script>alert" not in response.text
+
+
+async def test_signed_out_the_link_asks_to_sign_in_and_comes_back(
+    client: AsyncTestClient[Any],
+) -> None:
+    response = await client.get(imported_link("trac:12"), follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/signin?next=/imported%3Fid%3Dtrac%253A12"
