@@ -108,10 +108,21 @@ async def test_oidc_callback_without_a_flow_is_a_400_page(client: AsyncTestClien
     assert "expired or was opened in another browser" in response.text
 
 
-async def test_oidc_provider_error_is_shown(client: AsyncTestClient[Any]) -> None:
-    response = await client.get("/signin/oidc/callback?error=access_denied")
-    assert response.status_code == 401
-    assert "access_denied" in response.text
+async def test_an_oidc_provider_error_without_a_flow_shows_none_of_its_text(
+    client: AsyncTestClient[Any],
+) -> None:
+    """Anyone can craft this link: its words must not appear on our sign-in page.
+
+    A provider's refusal during a real sign-in still shows its reason
+    (test_oidc_signin.py, against the real provider).
+    """
+    response = await client.get(
+        "/signin/oidc/callback?error=access_denied&error_description=Your+account+is+locked"
+    )
+    assert response.status_code == 400
+    assert "expired or was opened in another browser" in response.text
+    assert "access_denied" not in response.text
+    assert "locked" not in response.text
 
 
 async def test_oidc_start_with_unknown_authenticator_is_a_clear_4xx(
