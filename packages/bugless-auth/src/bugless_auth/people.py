@@ -274,17 +274,9 @@ class PeopleCertificates:
 
     async def revoke_user(self, user_id: str, *, by: str, reason: str) -> int:
         """Revoke every live certificate of a person; how many."""
-        status: str = await self._store.run(
-            lambda conn: conn.execute(
-                "UPDATE people_certificates SET revoked_at = now(), revoked_by = $2, "
-                "revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL "
-                "AND not_after > now()",
-                user_id,
-                by,
-                reason,
-            )
+        return await self._store.run(
+            lambda conn: revoke_user_certificates(conn, user_id, by=by, reason=reason)
         )
-        return int(status.rsplit(" ", 1)[-1])
 
     async def person(self, cert: x509.Certificate) -> PersonFromCertificate | None:
         """The person a certificate of this CA names, when it is live; None if not ours.
@@ -525,3 +517,21 @@ def check_owner(caller_user_id: str, row: Any, *, may_manage: bool) -> None:
     """
     if row["user_id"] != caller_user_id and not may_manage:
         raise NotFound(f"serial: no certificate {row['serial']!r} of yours")
+
+
+async def revoke_user_certificates(conn: Any, user_id: str, *, by: str, reason: str) -> int:
+    """Revoke every live certificate of a person on ``conn`` (in its transaction); how many.
+
+    A disable runs this in its own transaction (:mod:`bugless_auth.disabling`):
+    a certificate left live by a disable that died half-way would sign the
+    person in again once they were re-enabled.
+    """
+    status: str = await conn.execute(
+        "UPDATE people_certificates SET revoked_at = now(), revoked_by = $2, "
+        "revoked_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL "
+        "AND not_after > now()",
+        user_id,
+        by,
+        reason,
+    )
+    return int(status.rsplit(" ", 1)[-1])

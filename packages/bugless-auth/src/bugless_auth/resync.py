@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth.directory import UserDirectory
-from bugless_auth.people import PeopleCertificates
+from bugless_auth.disabling import Ends, directory_disable
 from bugless_auth.sessions import SessionStore
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core import leases
@@ -96,7 +96,6 @@ class DirectoryResync:
         store: IdentityStore,
         sessions: SessionStore,
         directory: UserDirectory,
-        people: PeopleCertificates,
         *,
         matters: Callable[[str], bool],
         interval: float,
@@ -113,7 +112,6 @@ class DirectoryResync:
         self._store = store
         self._sessions = sessions
         self._directory = directory
-        self._people = people
         self._matters = matters
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -238,15 +236,15 @@ class DirectoryResync:
                 await self._listed(old, identity, report)
 
     async def _vanished(self, old: UserRecord, report: ResyncReport) -> None:
-        record = await self._store.directory_disable(old.user_id)
-        if record is None:
-            return  # disabled already
-        self._directory.remember(record)
-        report.disabled.append(old.user_id)
         reason = f"no longer in the {self._backend.name} directory"
-        await self._sessions.revoke_user(old.user_id, reason)
-        # As an administrator's disable does: their API certificates end too.
-        await self._people.revoke_user(old.user_id, by="directory re-sync", reason=reason)
+        # As an administrator's disable does, in its one transaction: their
+        # sessions and API certificates end too.
+        ends = Ends(session_reason=reason, by="directory re-sync", certificate_reason=reason)
+        done = await directory_disable(self._store, old.user_id, ends)
+        if done is None:
+            return  # disabled already
+        self._directory.remember(done.record)
+        report.disabled.append(old.user_id)
         report.revoked[old.user_id] = reason
 
     async def _listed(

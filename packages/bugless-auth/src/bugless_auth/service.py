@@ -146,7 +146,6 @@ class AuthService(UserAdministration):
                 store,
                 self.sessions,
                 self.directory,
-                self.people,
                 matters=lambda group: bool(self.policy.rules.get(group)),
                 interval=interval,
                 metrics_registry=metrics_registry,

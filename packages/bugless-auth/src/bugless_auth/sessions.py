@@ -27,6 +27,7 @@ import datetime
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -189,18 +190,10 @@ class SessionStore:
 
     async def revoke_user(self, user_id: str, reason: str) -> int:
         """End every live session of ``user_id``; how many there were."""
-        revoked = _count(
-            await self._store.run(
-                lambda conn: conn.execute(_REVOKE_USER, user_id, reason), transaction=False
-            )
+        revoked = await self._store.run(
+            lambda conn: end_user_sessions(conn, user_id, reason), transaction=False
         )
-        _log.info(
-            "ended %d session(s) of %s: %s",
-            revoked,
-            user_id,
-            reason,
-            extra={"user_id": user_id, "revoked": revoked, "reason": reason},
-        )
+        log_ended(user_id, revoked, reason)
         return revoked
 
     async def _purge_now_and_then(self) -> None:
@@ -211,3 +204,24 @@ class SessionStore:
         await self._store.run(
             lambda conn: conn.execute(_PURGE, KEEP_EXPIRED_SECONDS), transaction=False
         )
+
+
+async def end_user_sessions(conn: Any, user_id: str, reason: str) -> int:
+    """End every live session of ``user_id`` on ``conn`` (in its transaction, if any); how many.
+
+    A disable runs this in its own transaction (:mod:`bugless_auth.disabling`),
+    so that the user is never left disabled with sessions the database still
+    calls live, nor enabled again with them.
+    """
+    return _count(await conn.execute(_REVOKE_USER, user_id, reason))
+
+
+def log_ended(user_id: str, revoked: int, reason: str) -> None:
+    """Log sessions ended (once their transaction committed)."""
+    _log.info(
+        "ended %d session(s) of %s: %s",
+        revoked,
+        user_id,
+        reason,
+        extra={"user_id": user_id, "revoked": revoked, "reason": reason},
+    )

@@ -453,7 +453,10 @@ class IdentityStore:
         return [UserRecord.from_row(r) for r in rows]
 
     async def set_disabled(self, username: str, disabled: bool) -> UserRecord:
-        """Disable or re-enable any user (of any authenticator) by username.
+        """Disable or re-enable any user (of any authenticator) by username: the row only.
+
+        A disable that also ends the user's sessions and certificates, in the
+        same transaction, is :func:`bugless_auth.disabling.set_disabled`.
 
         Raises:
             NotFound: nobody has that username.
@@ -478,7 +481,11 @@ class IdentityStore:
         return [(r["subject"], r["user_id"]) for r in rows]
 
     async def directory_disable(self, user_id: str) -> UserRecord | None:
-        """Disable a user their directory no longer lists; None if already disabled."""
+        """Disable a user their directory no longer lists (the row only); None if already disabled.
+
+        The re-sync uses :func:`bugless_auth.disabling.directory_disable`, which
+        also ends their sessions and certificates in the same transaction.
+        """
         row = await self.write_users(lambda writes: writes.fetchrow(sql.DIRECTORY_DISABLE, user_id))
         return None if row is None else UserRecord.from_row(row)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bugless_auth import placeholders
+from bugless_auth import disabling, placeholders
+from bugless_auth.disabling import Ends
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.policy import IMPORT_ISSUES, MANAGE_USERS
 from bugless_auth.store import IdentityStore, UserRecord
@@ -195,13 +196,9 @@ class UserAdministration:
     async def set_user_disabled(self, token: str, username: str, disabled: bool) -> v1.User:
         """Disable or re-enable a user of any backend (needs manage_users)."""
         caller = await self._require(token, MANAGE_USERS, "disabling users")
-        record = await self.store.set_disabled(username, disabled)
-        if disabled:
-            await self.sessions.revoke_user(record.user_id, f"disabled by {who(caller)}")
-            await self.people.revoke_user(
-                record.user_id, by=who(caller), reason="the user was disabled"
-            )
-        return self.directory.remember(record).message
+        ends = Ends(session_reason=f"disabled by {who(caller)}", by=who(caller))
+        done = await disabling.set_disabled(self.store, username, disabled, ends)
+        return self.directory.remember(done.record).message
 
     # ---- sessions ----
 

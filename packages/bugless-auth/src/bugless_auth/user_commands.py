@@ -201,14 +201,13 @@ def user_disable_command(
     settings: AuthSettings, *, username: str, enable: bool, as_json: bool
 ) -> None:
     """Disable USERNAME (any authenticator's user): sign-ins stop and their sessions end."""
-    from bugless_auth.sessions import SessionStore  # noqa: PLC0415 - module docstring
+    from bugless_auth import disabling  # noqa: PLC0415 - module docstring
+
+    ends = disabling.Ends(
+        session_reason="disabled with bugless auth user disable", by="bugless auth user disable"
+    )
 
     async def apply(store: IdentityStore) -> UserRecord:
-        record = await store.set_disabled(username, not enable)
-        if not enable:
-            await SessionStore(store).revoke_user(
-                record.user_id, "disabled with bugless auth user disable"
-            )
-        return record
+        return (await disabling.set_disabled(store, username, not enable, ends)).record
 
     _print_user(_with_store(settings, apply), as_json)

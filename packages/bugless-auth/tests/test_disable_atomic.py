@@ -1,0 +1,235 @@
+"""A disable is one transaction: the user's row, their sessions and certificates, or nothing.
+
+Real PostgreSQL, a real Authenticator over real gRPC, the real CLI (a subprocess). Before,
+a disable committed ``disabled`` and then ended the user's sessions and
+revoked their people-CA certificates in transactions of their own: an
+Authenticator (or CLI) that died between them left the sessions live, so
+the Model kept taking the assertions already issued for them, and
+re-enabling the user brought back their old tokens and certificates.
+
+Here the disable's step on ``sessions`` (or on ``people_certificates``) is
+held by a table lock from the test's connection, and its backend is then
+terminated with ``pg_terminate_backend``, as a crash or a dropped connection
+would end it mid-transaction: nothing of it may remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import asyncpg
+import pytest
+import test_sessions_vs_disable
+from auth_support import AuthServer, unique
+from grpc_errors import expect_status
+from grpclib.const import Status
+from test_cli import BUGLESS
+from test_people_ca import _csr, _der
+from test_sessions_vs_disable import LIVE_CERTIFICATES, LIVE_SESSIONS, WAITERS
+from test_user_change_feed import eventually
+
+from bugless_proto import v1
+
+#: The fixtures of test_sessions_vs_disable: two replicas with a people CA, a connection.
+people_ca_settings = test_sessions_vs_disable.people_ca_settings
+two_replicas = test_sessions_vs_disable.two_replicas
+lock_connection = test_sessions_vs_disable.lock_connection
+
+DISABLED = "SELECT disabled FROM users WHERE user_id = $1"
+
+
+class Person:
+    """A user with two sessions (a sign-in and an assertion's) and a people certificate."""
+
+    def __init__(self, user_id: str, username: str, token: str, certificate_der: bytes) -> None:
+        self.user_id = user_id
+        self.username = username
+        self.token = token
+        self.certificate_der = certificate_der
+
+
+async def person(auth: AuthServer) -> Person:
+    user = await auth.add_user(unique("bob"))
+    token = (await auth.sign_in(user.username)).token
+    await auth.stub.issue_assertion(v1.IssueAssertionRequest(user_id=user.user_id))
+    issued = await auth.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+    )
+    return Person(user.user_id, user.username, token, _der(issued.certificate_pem))
+
+
+async def state(connection: asyncpg.Connection, bob: Person) -> tuple[bool, int, int]:
+    """(disabled, live sessions, live certificates) as the database has them."""
+    return (
+        bool(await connection.fetchval(DISABLED, bob.user_id)),
+        int(await connection.fetchval(LIVE_SESSIONS, bob.user_id)),
+        int(await connection.fetchval(LIVE_CERTIFICATES, bob.user_id)),
+    )
+
+
+async def signs_in(auth: AuthServer, bob: Person) -> bool:
+    """Whether bob's old token and old certificate both still sign him in."""
+    token = await auth.stub.validate_token(v1.ValidateTokenRequest(token=bob.token))
+    certificate = await auth.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=bob.certificate_der)
+    )
+    signed_in = certificate.identity
+    assert token.user is not None
+    assert signed_in is not None
+    assert signed_in.user is not None
+    return token.user.user_id == bob.user_id == signed_in.user.user_id
+
+
+async def old_credentials_refused(auth: AuthServer, bob: Person) -> None:
+    await expect_status(
+        auth.stub.validate_token(v1.ValidateTokenRequest(token=bob.token)), Status.UNAUTHENTICATED
+    )
+    await expect_status(
+        auth.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=bob.certificate_der)
+        ),
+        Status.UNAUTHENTICATED,
+    )
+
+
+async def killed_while_waiting(connection: asyncpg.Connection, table: str) -> None:
+    """In ``connection``'s open transaction: lock ``table``; end the backend that waits on it."""
+    await connection.execute(f"LOCK TABLE {table} IN SHARE MODE")
+    waiters: list[int] = []
+
+    async def one_waits() -> bool:
+        rows = await connection.fetch(WAITERS, connection.get_server_pid())
+        waiters[:] = [row["pid"] for row in rows]
+        return len(waiters) == 1
+
+    await eventually(one_waits, f"the disable's step on {table} waits for the test's lock")
+    assert await connection.fetchval("SELECT pg_terminate_backend($1)", waiters[0])
+
+
+@pytest.mark.parametrize("table", ["sessions", "people_certificates"])
+async def test_a_disable_that_dies_half_way_leaves_the_user_enabled_with_everything_live(
+    two_replicas: tuple[AuthServer, AuthServer], lock_connection: asyncpg.Connection, table: str
+) -> None:
+    """SetUserDisabled's connection is ended at its sessions (or certificates) step: nothing done.
+
+    Before, the user was left disabled with their sessions and certificate
+    live: the assertion already issued went on being accepted, and an
+    enable brought the old token and certificate back.
+    """
+    auth = two_replicas[0]
+    admin = await auth.add_user(unique("adm"), groups=["admins"])
+    admin_token = (await auth.sign_in(admin.username)).token
+    bob = await person(auth)
+    assert await state(lock_connection, bob) == (False, 2, 1)
+
+    disable = asyncio.ensure_future(
+        auth.stub.set_user_disabled(
+            v1.SetUserDisabledRequest(token=admin_token, username=bob.username, disabled=True)
+        )
+    )
+    async with lock_connection.transaction():
+        try:
+            await killed_while_waiting(lock_connection, table)
+        except BaseException:
+            disable.cancel()
+            raise
+        failed = await expect_status(disable, Status.UNAVAILABLE)
+    assert "retry" in (failed.message or "")
+
+    assert await state(lock_connection, bob) == (False, 2, 1), "a half-done disable"
+    answer = await auth.stub.get_users(v1.GetUsersRequest(user_ids=[bob.user_id]))
+    assert not answer.users[0].disabled
+    assert await signs_in(auth, bob)
+
+    # Retried, it is done whole.
+    await auth.stub.set_user_disabled(
+        v1.SetUserDisabledRequest(token=admin_token, username=bob.username, disabled=True)
+    )
+    assert await state(lock_connection, bob) == (True, 0, 0)
+
+
+async def test_a_disable_ends_everything_and_an_enable_brings_none_of_it_back(
+    two_replicas: tuple[AuthServer, AuthServer], lock_connection: asyncpg.Connection
+) -> None:
+    """Disabled: no live session or certificate, the sessions in the Model's revoked list.
+
+    Re-enabled: still none; the old token and certificate stay refused.
+    """
+    auth = two_replicas[0]
+    admin = await auth.add_user(unique("adm"), groups=["admins"])
+    admin_token = (await auth.sign_in(admin.username)).token
+    bob = await person(auth)
+    sessions = {
+        r["session_id"]
+        for r in await lock_connection.fetch(
+            "SELECT session_id FROM sessions WHERE user_id = $1", bob.user_id
+        )
+    }
+    assert len(sessions) == 2
+
+    await auth.stub.set_user_disabled(
+        v1.SetUserDisabledRequest(token=admin_token, username=bob.username, disabled=True)
+    )
+    assert await state(lock_connection, bob) == (True, 0, 0)
+    keys = await auth.stub.get_verification_keys(v1.GetVerificationKeysRequest())
+    assert sessions <= set(keys.revoked_session_ids)
+
+    enabled = await auth.stub.set_user_disabled(
+        v1.SetUserDisabledRequest(token=admin_token, username=bob.username, disabled=False)
+    )
+    assert not enabled.disabled
+    assert await state(lock_connection, bob) == (False, 0, 0)
+    await old_credentials_refused(auth, bob)
+
+
+async def cli_disable(
+    auth: AuthServer, username: str, *, lock_timeout_ms: int = 0
+) -> asyncio.subprocess.Process:
+    url = auth.settings.database_url
+    if lock_timeout_ms:  # a server setting of the CLI's own connection (asyncpg's DSN)
+        url += ("&" if "?" in url else "?") + f"lock_timeout={lock_timeout_ms}"
+    env = {
+        **os.environ,
+        "BUGLESS_AUTH_DATABASE_URL": url,
+        "BUGLESS_AUTH_SCHEMA": auth.settings.schema,
+    }
+    return await asyncio.create_subprocess_exec(
+        BUGLESS,
+        "auth",
+        "user",
+        "disable",
+        username,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_the_cli_disable_ends_the_sessions_and_revokes_the_certificates(
+    two_replicas: tuple[AuthServer, AuthServer], lock_connection: asyncpg.Connection
+) -> None:
+    """``bugless auth user disable``: the same one transaction as SetUserDisabled.
+
+    Its connection's ``lock_timeout`` gives up on the sessions step (the
+    test holds the table): the CLI fails and nothing is done. Before, the
+    user was left disabled with their sessions live, and the CLI revoked no
+    certificates at all (a disabled person's certificate signed them in
+    again once they were re-enabled).
+    """
+    auth = two_replicas[0]
+    bob = await person(auth)
+    async with lock_connection.transaction():
+        await lock_connection.execute("LOCK TABLE sessions IN SHARE MODE")
+        process = await cli_disable(auth, bob.username, lock_timeout_ms=1000)
+        async with asyncio.timeout(180):
+            _, stderr = await process.communicate()
+    assert process.returncode != 0, "the CLI disabled bob through a locked sessions table"
+    assert "lock" in stderr.decode(), stderr.decode()
+    assert await state(lock_connection, bob) == (False, 2, 1), "a half-done disable"
+
+    process = await cli_disable(auth, bob.username)
+    async with asyncio.timeout(180):
+        _, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    assert await state(lock_connection, bob) == (True, 0, 0)
