@@ -17,6 +17,7 @@ believes its ingress), so the test speaks from two addresses.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,24 @@ def _csr() -> str:
     key = ec.generate_private_key(ec.SECP256R1())
     request = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
     return request.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _assert_retry_after_as_in_message(refused: list[httpx.Response]) -> None:
+    """Each 429 says in ``Retry-After`` the wait its message gives, as the sign-in page's does.
+
+    A client (the CLI, a script) reads when to try again from the header,
+    not by parsing the message.
+    """
+    for answer in refused:
+        said = re.search(r"try again in (\d+) s", answer.json()["error"])
+        assert said is not None, answer.text
+        header = answer.headers.get("retry-after")
+        assert header is not None, answer.headers
+        assert header.isdigit(), header
+        # Both are the same wait rounded up to whole seconds; the header's
+        # crossed gRPC with 3 decimals, so it may round 29.0004 s to 29.
+        assert abs(int(header) - int(said.group(1))) <= 1, (header, answer.text)
+        assert int(header) >= 1
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +111,7 @@ def test_one_address_flooding_device_logins_leaves_everybody_else_able_to_log_in
         assert [a.status_code for a in flooded] == [429] * 5, [a.text for a in flooded]
         assert "device logins" in flooded[0].json()["error"]
         assert flooded[0].json()["code"] == "RESOURCE_EXHAUSTED"
+        _assert_retry_after_as_in_message(flooded)
         # Everybody else still starts one, and it works: it is pending.
         theirs = start(SOMEONE_ELSE)
         assert theirs.status_code == 200, theirs.text
@@ -113,6 +133,8 @@ def test_one_ipv6_host_cannot_flood_from_every_address_of_its_64(device_web: str
             )
 
         # A new address of the same /64 for every start.
-        statuses = [start(f"{network}:{n:x}::1").status_code for n in range(1, 16)]
+        answers = [start(f"{network}:{n:x}::1") for n in range(1, 16)]
+        statuses = [a.status_code for a in answers]
         assert statuses == [200] * DEVICE_STARTS_PER_WINDOW + [429] * 5, statuses
+        _assert_retry_after_as_in_message(answers[-5:])
         assert start(f"2001:db8:{secrets.randbelow(0xFFFF):x}:ffff::1").status_code == 200

@@ -9,7 +9,6 @@ people); a backend that is down is a 503 page saying so; anything else is a
 from __future__ import annotations
 
 import logging
-import math
 import re
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -19,7 +18,7 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect
 
 from bugless_core import tracing
-from bugless_core.errors import BuglessError, ResourceExhausted, Unauthenticated, Unavailable
+from bugless_core.errors import BuglessError, Unauthenticated, Unavailable
 from bugless_web._compat_litestar import PlainLitestar
 from bugless_web.backends import Viewer
 from bugless_web.builds import BUILD_FIELD, BUILD_HEADER, RELOAD_HEADER, StaleBuild, compatible
@@ -33,6 +32,7 @@ from bugless_web.frontend import (
     local_url,
     render,
     require_csrf,
+    retry_after_header,
     session_of,
 )
 from bugless_web.metrics import metrics_middleware
@@ -232,7 +232,7 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         _log.exception("unexpected error on %s %s", request.method, request.url.path)
         status, title = 500, "Something went wrong"
         message = "The server could not finish this request. The error was logged."
-    headers = {"retry-after": _retry_after(exc)} if status == 429 else {}
+    headers = {"retry-after": retry_after_header(exc)} if status == 429 else {}
     # A form posted from an issue's page (an attachment over the limit, a
     # refused change) leads back to that issue, not only to the home page.
     posted_from = _ISSUE_PATH.match(request.url.path)
@@ -275,12 +275,6 @@ def _session_refused(request: Request[Any, Any, Any], exc: Exception) -> bool:
         return False
     session_of(request).sign_out()
     return True
-
-
-def _retry_after(exc: Exception) -> str:
-    """Whole seconds until a throttled request may be made again (at least 1)."""
-    seconds = exc.retry_after if isinstance(exc, ResourceExhausted) else None
-    return str(max(1, math.ceil(seconds if seconds is not None else 1.0)))
 
 
 _TITLES = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import math
 import secrets
 import urllib.parse
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ from bugless_core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
 )
 from bugless_proto import v1
@@ -397,6 +399,17 @@ def render(
         }
     )
     return Response(html, media_type=MediaType.HTML, status_code=status_code)
+
+
+def retry_after_header(exc: Exception) -> str:
+    """Whole seconds until a throttled request may be made again (at least 1).
+
+    The value of the ``Retry-After`` header of every 429 the web tier sends,
+    the HTML error page and the CLI's JSON endpoints alike, so a client that
+    reads the header (not the message) waits as long as the limit asks.
+    """
+    seconds = exc.retry_after if isinstance(exc, ResourceExhausted) else None
+    return str(max(1, math.ceil(seconds if seconds is not None else 1.0)))
 
 
 def new_idempotency_key() -> str:

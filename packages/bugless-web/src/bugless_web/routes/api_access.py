@@ -22,7 +22,14 @@ from litestar.exceptions import HTTPException
 from bugless_core.clients import call
 from bugless_core.errors import BuglessError, InvalidArgument
 from bugless_proto import v1
-from bugless_web.frontend import frontend_of, redirect, render, session_of, viewer_of
+from bugless_web.frontend import (
+    frontend_of,
+    redirect,
+    render,
+    retry_after_header,
+    session_of,
+    viewer_of,
+)
 
 #: Paths the CSRF check leaves alone: they read no cookie and change nothing of a session.
 CSRF_EXEMPT = frozenset({"/device/start", "/device/poll"})
@@ -192,10 +199,18 @@ async def _json(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 def _json_error(exc: BuglessError) -> Response[Any]:
+    """The CLI's JSON error; a 429 says in ``Retry-After`` when to try again.
+
+    The same header as the HTML error page's 429, so a client waits as long
+    as the limit asks without parsing the message.
+    """
+    headers = {"cache-control": "no-store"}
+    if exc.http_status == 429:
+        headers["retry-after"] = retry_after_header(exc)
     return Response(
         {"error": exc.message, "code": exc.grpc_status.name},
         status_code=exc.http_status,
-        headers={"cache-control": "no-store"},
+        headers=headers,
     )
 
 
