@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import uuid
 
 import asyncpg
+import pytest
+from prometheus_client import REGISTRY
 
+from bugless_core.errors import FailedPrecondition
 from bugless_core.model.backend import ModelSettings
 from bugless_model_cockroach import CockroachBackend
 from bugless_testing.cockroach_sql import StatementRecorder
+from bugless_testing.schemas import SKEW_LOGGER, assert_said_ahead, drop_schema, migrate_ahead
 
 
 def newest_version() -> int:
@@ -51,3 +57,39 @@ async def test_concurrent_migrations_apply_each_file_once(model_settings: ModelS
     # no asyncpg pool reset calling pg_advisory_unlock_all()).
     assert any("bugless_leases" in s for s in recorder.statements)
     assert recorder.incompatibilities() == {}
+
+
+async def test_schema_messages_and_the_skew_gauge_name_the_cockroach_backend(
+    model_settings: ModelSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator running CockroachDB is told to upgrade bugless-model-cockroach.
+
+    The backend reuses the PostgreSQL backend's migrations, and its refusals,
+    its skew log lines and ``bugless_schema_version_skew``'s ``component``
+    label said ``bugless-model-postgres``, a package such a deployment may
+    not even know it runs (docs/alerts.md lists the label's values).
+    """
+    schema = f"named_{uuid.uuid4().hex[:8]}"
+    settings = dataclasses.replace(model_settings, schema=schema)
+    with pytest.raises(FailedPrecondition, match="bugless model migrate") as unmigrated:
+        await CockroachBackend.open(settings)
+    assert f"the bugless-model-cockroach schema {schema!r}" in unmigrated.value.message
+    await CockroachBackend.migrate(settings)
+    running = await CockroachBackend.open(settings)
+    try:
+        await migrate_ahead(settings.database_url, schema, newest_version() + 1)
+        with caplog.at_level(logging.INFO, logger=SKEW_LOGGER):
+            assert await running.check_ready()
+        assert_said_ahead(caplog.records, "bugless-model-cockroach", newest_version() + 1)
+        labels = {"component": "bugless-model-cockroach", "schema": schema}
+        assert REGISTRY.get_sample_value("bugless_schema_version_skew", labels) == 1
+        postgres = {"component": "bugless-model-postgres", "schema": schema}
+        assert REGISTRY.get_sample_value("bugless_schema_version_skew", postgres) is None
+        with pytest.raises(FailedPrecondition) as restarted:
+            await CockroachBackend.open(settings)
+        assert "upgrade bugless-model-cockroach on this replica" in restarted.value.message
+        with pytest.raises(FailedPrecondition, match="upgrade bugless-model-cockroach"):
+            await CockroachBackend.migrate(settings)
+    finally:
+        await running.close()
+        await drop_schema(settings.database_url, schema)

@@ -48,6 +48,9 @@ class CockroachBackend(PostgresBackend):
     """Model backend on CockroachDB 23.2+ (or PostgreSQL in compatibility mode)."""
 
     name: ClassVar[str] = "cockroach"
+    #: Its schema messages and skew gauge name this package, not the
+    #: PostgreSQL backend's (the upgrade they ask for is of this one).
+    component: ClassVar[str] = "bugless-model-cockroach"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.FOLLOWER_READS,

@@ -97,7 +97,7 @@ from bugless_model_postgres._watch import ChangeFeed
 from bugless_proto import v1
 
 T = TypeVar("T")
-#: Component name in migration messages.
+#: This backend's component name (a subclass names its own: ``PostgresBackend.component``).
 COMPONENT = "bugless-model-postgres"
 _ADMIN = v1.Caller(user_id="bugless-model", admin=True)
 
@@ -113,6 +113,9 @@ class PostgresBackend(
     """Model backend on PostgreSQL 14+ through an asyncpg pool."""
 
     name: ClassVar[str] = "postgres"
+    #: The package named in schema messages ("upgrade ... on this replica")
+    #: and in ``bugless_schema_version_skew``'s ``component`` label.
+    component: ClassVar[str] = COMPONENT
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.WATCH, Capability.CHANGE_FEED, Capability.RELATION_FLAGS}
     )
@@ -136,7 +139,7 @@ class PostgresBackend(
         self._new_issue_id: IssueIdSource | None = None
         #: The schema version against this code's, as readiness reads it.
         self.schema_skew = SchemaSkewCheck(
-            COMPONENT, self.migrations()[-1].version, schema=settings.schema
+            self.component, self.migrations()[-1].version, schema=settings.schema
         )
 
     # ---- lifecycle ----
@@ -166,7 +169,7 @@ class PostgresBackend(
             async with translated_errors():
                 await cls._before_migrate(pool, settings)
                 version = await migrate(
-                    pool, settings.schema, cls.migrations(), component=COMPONENT,
+                    pool, settings.schema, cls.migrations(), component=cls.component,
                     lock=cls.migration_lock,
                 )  # fmt: skip
                 await _mentions.backfill(pool)
@@ -201,7 +204,7 @@ class PostgresBackend(
             found,
             cls.migrations()[-1].version,
             schema=settings.schema,
-            component=COMPONENT,
+            component=cls.component,
             migrate_command="bugless model migrate",
         )
         pool = await open_pool(settings, quote_schema(settings.schema))
