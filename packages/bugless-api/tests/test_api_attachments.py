@@ -168,6 +168,29 @@ async def test_a_caller_in_the_upload_header_is_refused(connect_as: ConnectAs) -
         )
 
 
+async def test_import_content_is_refused_by_the_gateway_naming_the_field(
+    connect_as: ConnectAs,
+) -> None:
+    """``import_content`` (content for an import, on no issue) never goes through the API.
+
+    ``bugless import`` stores its files on the Model directly; the gateway
+    refuses the flag outright rather than leaving it to the Model's
+    permission check (PERMISSION_DENIED before).
+    """
+    (robot,) = await signed_in(connect_as, "robot")
+    header = v1.UploadAttachmentHeader(
+        name="imported.txt", content_type="text/plain", size=5, import_content=True
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        await robot._call(
+            robot.issues.upload_attachment,
+            [v1.UploadAttachmentRequest(header=header), v1.UploadAttachmentRequest(chunk=b"bytes")],
+            idempotent=False,
+        )
+    assert refused.value.message.startswith("header.import_content: not through the API")
+    assert refused.value.metadata.get("field") == "header.import_content"
+
+
 def test_the_cli_attaches_lists_and_downloads(
     served_api: dict[str, str],
     tmp_path: Path,

@@ -314,6 +314,15 @@ class IssuesService(GatewayService, v1.IssuesBase):
         if header is None:
             raise InvalidArgument("header: the first message of an upload must be its header")
         caller_of(header)
+        if header.import_content:
+            # Content stored for an import, on no issue: only `bugless import`
+            # needs it, and it calls the Model directly as the import
+            # identity. Refused here before any byte reaches the Model.
+            raise InvalidArgument(
+                "header.import_content: not through the API; only `bugless import`, "
+                "which talks to the Model, stores content for an import",
+                metadata={"field": "header.import_content"},
+            )
 
         async def forwarded() -> AsyncIterator[v1.UploadAttachmentRequest]:
             yield v1.UploadAttachmentRequest(header=header)
