@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -51,6 +52,22 @@ def test_retry_after_round_trips() -> None:
     )
     assert isinstance(back, errors.ResourceExhausted)
     assert back.retry_after == 1.5
+
+
+def test_a_wait_crossing_the_wire_is_never_shorter_than_it_was() -> None:
+    """29.0004 s arrived as 29.000, so its whole seconds came out one under.
+
+    The web's Retry-After (whole seconds, rounded up) then said 29 where the
+    message, from the exact wait, said 30 (smallfix's find).
+    """
+    for wait in (29.0004, 0.0001, 1.0, 2.9995):
+        back = errors.from_grpc_error(
+            errors.to_grpc_error(errors.ResourceExhausted("slow down", retry_after=wait))
+        )
+        assert isinstance(back, errors.ResourceExhausted)
+        assert back.retry_after is not None
+        assert back.retry_after >= wait
+        assert math.ceil(back.retry_after) == math.ceil(wait)
 
 
 def test_unknown_status_keeps_the_message() -> None:

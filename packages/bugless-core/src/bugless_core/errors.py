@@ -18,6 +18,7 @@ below names its status.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -186,7 +187,10 @@ class ResourceExhausted(BuglessError):
     ) -> None:
         details = dict(metadata or {})
         if retry_after is not None:
-            details["retry_after"] = f"{retry_after:.3f}"
+            # Rounded up to the millisecond: rounded to nearest, 29.0004 s
+            # became "29.000", whose whole seconds (Retry-After) came out one
+            # under the message's, which rounds the exact wait up.
+            details["retry_after"] = f"{math.ceil(retry_after * 1000) / 1000:.3f}"
         super().__init__(message, metadata=details)
         self.retry_after = retry_after
 

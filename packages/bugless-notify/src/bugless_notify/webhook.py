@@ -186,7 +186,8 @@ class WebhookSettings:
         timeout_seconds: Bound on one POST (connect, send, answer).
         max_connections: HTTP connections open at once, over all endpoints.
         ca_file: PEM bundle ``https`` endpoints' certificates must chain to;
-            unset uses the system's trust store.
+            unset, httpx's default bundle (certifi's copy of Mozilla's CA
+            list, not the system's trust store: an internal CA needs this).
         allowed_networks: Networks component endpoints may reach although
             not public (``BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS``).
     """
