@@ -183,9 +183,15 @@
     if (open) {
       focusBeforeHelp = document.activeElement;
       helpControls()[0].focus();
-    } else if (focusBeforeHelp && focusBeforeHelp.focus) {
-      focusBeforeHelp.focus();
+    } else {
+      var back = focusBeforeHelp;
       focusBeforeHelp = null;
+      // Nothing in the now hidden dialog keeps the focus: body.focus() does
+      // not move it, and until the browser's own fix-up (a frame later) the
+      // next key went to the hidden checkbox, which counts as typing, so "/"
+      // pressed right after Escape did nothing.
+      if (help.contains(document.activeElement)) document.activeElement.blur();
+      if (back && back !== document.body && back.focus) back.focus();
     }
   }
   function keepFocusInHelp(event) {
