@@ -245,7 +245,7 @@ async def test_a_transfer_outlasting_its_bound_is_cancelled_and_counted_once(
 
     await asyncio.wait_for(runner.drain(), timeout=5)
 
-    assert 0.8 <= loop.time() - started < 2.0
+    assert 0.79 <= loop.time() - started < 2.0  # its bound, a float's hair allowed
     with pytest.raises((StreamTerminatedError, GRPCError)):
         await asyncio.wait_for(upload, timeout=2)
     stopped = [r.getMessage() for r in caplog.records if " stopped; " in r.getMessage()]
@@ -276,7 +276,9 @@ async def test_calls_beside_a_transfer_are_cancelled_at_the_grace_not_at_its_end
 
     with pytest.raises(StreamTerminatedError):
         await asyncio.wait_for(stuck, timeout=5)
-    assert 0.3 <= loop.time() - started < 1.5
+    # At the grace (0.3 s), not the transfer's 30 s; the loop may run a timer
+    # a hair early and the difference of two floats came out 0.29999… once.
+    assert 0.29 <= loop.time() - started < 1.5
     assert not upload.done()
     reply = await upload
     assert reply.attachment is not None
