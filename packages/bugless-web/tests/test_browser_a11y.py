@@ -51,8 +51,8 @@ ALLOWED_RULES: dict[str, str] = {}
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
-#: Where each run's findings are written for people to read (and the report).
-FINDINGS = Path("/tmp/bugless-axe")
+#: Where each run's findings are written for people to read, beside its screenshots.
+FINDINGS = SHARED_SCREENS / "a11y"
 
 
 @dataclass
@@ -231,13 +231,13 @@ ON_A_PHONE = frozenset({"search-results", "issue", "hotlist", "component", "sign
 def _audit(page: Page, server: RunningService, pages: list[tuple[str, str]], tag: str) -> list[str]:
     """Runs axe on each page; returns the failing lines, writes all findings to FINDINGS.
 
-    Each page is also shot (1280 px, and 390 px for ON_A_PHONE) under
-    /tmp/bugless-screens/a11y, to see that a fix kept the layout.
+    Each page is also shot (1280 px, and 390 px for ON_A_PHONE) into
+    FINDINGS, to see that a fix kept the layout.
     """
     failing: list[str] = []
     everything: dict[str, list[dict[str, Any]]] = {}
     undecided: dict[str, list[str]] = {}
-    shots = SHARED_SCREENS / "a11y"
+    shots = FINDINGS
     shots.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size(DESKTOP)
     for name, path in pages:
