@@ -107,6 +107,8 @@ def print_ratios(
         floor = _best(results, ("get", "echo", clients))
         for call in ("get", "search", "create"):
             for suffix in suffixes:
+                if (call, f"api{suffix}", clients) not in results:
+                    continue  # not measured (--only)
                 api = _best(results, (call, f"api{suffix}", clients))
                 model = _best(results, (call, "model", clients))
                 print(
@@ -125,17 +127,25 @@ def print_ratios(
     ]
     for target, client, echo in targets:
         floor = max(_best(results, ("get", echo, c)) for c in concurrency)
-        get_best = max(_best(results, ("get", target, c)) for c in concurrency)
-        create_best = max((_best(results, ("create", target, c)) for c in concurrency), default=0.0)
-        get_ratio = get_best / floor if floor else 0.0
-        create_ratio = create_best / floor if floor else 0.0
-        create_met = create_best >= TARGET_CREATE and create_ratio >= TARGET_CREATE_RATIO
-        print(
-            f"  targets ({client}, against its own echo {floor:.0f}/s): get {get_ratio:.2f}x of "
-            f">= {TARGET_GET_RATIO}x ({'met' if get_ratio >= TARGET_GET_RATIO else 'MISSED'}); "
-            f"create {create_best:.0f}/s = {create_ratio:.2f}x of >= {TARGET_CREATE:.0f}/s and "
-            f">= {TARGET_CREATE_RATIO}x ({'met' if create_met else 'MISSED'})"
-        )
+        verdicts = []
+        if any(("get", target, c) in results for c in concurrency):
+            get_best = max(_best(results, ("get", target, c)) for c in concurrency)
+            get_ratio = get_best / floor if floor else 0.0
+            verdicts.append(
+                f"get {get_ratio:.2f}x of >= {TARGET_GET_RATIO}x "
+                f"({'met' if get_ratio >= TARGET_GET_RATIO else 'MISSED'})"
+            )
+        if any(("create", target, c) in results for c in concurrency):
+            create_best = max(_best(results, ("create", target, c)) for c in concurrency)
+            create_ratio = create_best / floor if floor else 0.0
+            create_met = create_best >= TARGET_CREATE and create_ratio >= TARGET_CREATE_RATIO
+            verdicts.append(
+                f"create {create_best:.0f}/s = {create_ratio:.2f}x of >= {TARGET_CREATE:.0f}/s "
+                f"and >= {TARGET_CREATE_RATIO}x ({'met' if create_met else 'MISSED'})"
+            )
+        if verdicts:
+            against = f"against its own echo {floor:.0f}/s"
+            print(f"  targets ({client}, {against}): " + "; ".join(verdicts))
     _print_round_ratios(results, concurrency, targets)
 
 

@@ -160,27 +160,14 @@ def run(
             f"({sample['search_hits']} issues); bot user id {identity}",
             flush=True,
         )
-        series = [
-            *(
-                (call, f"{target}{suffix}", scenario)
-                for suffix in apis
-                for call, target, scenario in (
-                    ("get", "api", "bench._api_calls:api_get"),
-                    ("get", "api-c", "bench._cclient:api_get"),
-                )
-            ),
-            ("get", "model", "bench._api_calls:model_get"),
-            ("get", "echo", "bench._api_calls:echo"),
-            ("get", "echo-c", "bench._cclient:echo"),
-            *(("search", f"api{suffix}", "bench._api_calls:api_search") for suffix in apis),
-            ("search", "model", "bench._api_calls:model_search"),
-        ]
-        # The echo is every ratio's floor: measured whenever anything is.
-        series = [s for s in series if s[0] in only or s[1].startswith("echo")]
         results: dict[tuple[str, str, int], list[LoadResult]] = {}
         print("\n" + header(), flush=True)
         for round_number in range(repeat):
-            for call, target, scenario in series:
+            # The APIs take turns at going first: in one order the first API
+            # measured in a round paid 0.05-0.15 ms more CPU per GetIssue
+            # whichever code it ran (JOURNAL.md, "Session 19").
+            order = _rotated(list(apis), round_number)
+            for call, target, scenario in _read_series(order, only):
                 for clients in concurrency:
                     result, cpu = measure(
                         bench, scenario, _for_target(params, apis, target), clients, seconds=seconds
@@ -191,7 +178,7 @@ def run(
                 for target, scenario, per_call in (
                     *(
                         (f"{target}{suffix}", scenario, 1)
-                        for suffix in apis
+                        for suffix in order
                         for target, scenario in (
                             ("api", "bench._api_calls:api_create"),
                             ("api-c", "bench._cclient:api_create"),
@@ -220,6 +207,33 @@ def run(
         )
     finally:
         bench.stop()
+
+
+def _rotated(labels: list[str], round_number: int) -> list[str]:
+    """``labels`` started ``round_number`` places along, so each goes first in turn."""
+    shift = round_number % len(labels)
+    return labels[shift:] + labels[:shift]
+
+
+def _read_series(order: list[str], only: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """The read rows of one round: each API of ``order`` in turn, then the floors."""
+    series = [
+        *(
+            (call, f"{target}{suffix}", scenario)
+            for suffix in order
+            for call, target, scenario in (
+                ("get", "api", "bench._api_calls:api_get"),
+                ("get", "api-c", "bench._cclient:api_get"),
+            )
+        ),
+        ("get", "model", "bench._api_calls:model_get"),
+        ("get", "echo", "bench._api_calls:echo"),
+        ("get", "echo-c", "bench._cclient:echo"),
+        *(("search", f"api{suffix}", "bench._api_calls:api_search") for suffix in order),
+        ("search", "model", "bench._api_calls:model_search"),
+    ]
+    # The echo is every ratio's floor: measured whenever anything is.
+    return [s for s in series if s[0] in only or s[1].startswith("echo")]
 
 
 def _for_target(
@@ -331,7 +345,8 @@ def main() -> None:
         default=[],
         metavar="LABEL=FLAGS",
         help="an API to measure, with these serve flags (repeatable; side by side on the same "
-        "backends); NAME=VALUE words are its environment "
+        "backends, each going first in turn from round to round); NAME=VALUE words are its "
+        "environment "
         "('before=PYTHONPATH=<an older checkout>/packages/bugless-api/src:...')",
     )
     parser.add_argument(
