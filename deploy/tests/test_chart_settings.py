@@ -225,3 +225,24 @@ def test_the_webhook_allowed_networks_reach_the_notifiers_option(
     # Split as click splits the variable, then read as the notifier reads it.
     raw = option.type.split_envvar_value(value)
     assert tuple(str(n) for n in parse_networks(raw)) == parsed
+
+
+def test_the_webhook_proxy_reaches_the_notifiers_option_only_when_set() -> None:
+    """``notify.webhookProxy``: the notifier's ``--webhook-proxy``; not rendered when empty."""
+    cli = build_cli(load_plugins())
+    option = _option(_command(cli, ["notify", "serve"]), "webhook_proxy")
+    variable = "BUGLESS_NOTIFY_WEBHOOK_PROXY"
+    assert variable in (option.envvar or ())
+    for proxy in ("", "http://proxy.internal:3128"):
+        values = {"notify": {"webhookProxy": proxy}}
+        (container,) = [
+            c
+            for _, pod in pod_templates(render(values))
+            for c in pod["spec"]["containers"]
+            if [str(a) for a in c.get("args", [])][:2] == ["notify", "serve"]
+        ]
+        env = env_of(container)
+        if proxy:
+            assert env[variable]["value"] == proxy
+        else:
+            assert variable not in env

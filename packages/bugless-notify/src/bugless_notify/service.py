@@ -252,6 +252,7 @@ async def _start_on(
         {
             "timeout_seconds": str(settings.webhook_timeout_seconds),
             "allowed_networks": " ".join(settings.webhook_allowed_networks),
+            "proxy": settings.webhook_proxy,
             "endpoints": endpoints,
         }
     )

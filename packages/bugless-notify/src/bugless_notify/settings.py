@@ -16,6 +16,7 @@ from bugless_core.logs import LogSettings
 from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
 from bugless_notify.addresses import parse_networks
+from bugless_notify.webhook import proxy_url_problem
 
 
 def _networks(values: Sequence[str]) -> tuple[str, ...]:
@@ -25,6 +26,19 @@ def _networks(values: Sequence[str]) -> tuple[str, ...]:
         ValueError: a value that is not a CIDR.
     """
     return tuple(str(network) for network in parse_networks(values))
+
+
+def _proxy(value: str) -> str:
+    """The proxy URL, once it is one (empty: none).
+
+    Raises:
+        ValueError: not an http:// or https:// URL of a proxy.
+    """
+    value = value.strip()
+    problem = proxy_url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 def _keys(values: Sequence[str]) -> tuple[str, ...]:
@@ -144,6 +158,8 @@ class NotifierSettings:
         webhook_allowed_networks: Networks component webhooks may reach
             although not public (loopback, private, link-local, ...); none
             by default (:mod:`bugless_notify.addresses`).
+        webhook_proxy: Forward proxy of operator-level webhooks (empty:
+            none; the environment's ``HTTP(S)_PROXY`` is never used).
         secret_keys: Keys sealing webhook secrets at rest, newest first
             (:mod:`bugless_notify.sealing`); none: stored as given.
         digest_hour_utc: When the daily digests go out (people whose
@@ -186,6 +202,14 @@ class NotifierSettings:
         help="A network (CIDR) component webhooks may reach although it is loopback, private, "
         "link-local or otherwise not public; repeat for several (env: space-separated). "
         "None: only public addresses.",
+    )
+    webhook_proxy: str = setting(
+        "",
+        parse=_proxy,
+        metavar="URL",
+        help="http(s)://host:port of a forward proxy for operator-level webhooks (not per "
+        "component: those never use one); HTTP(S)_PROXY in the environment is ignored. "
+        "Empty: none.",
     )
     secret_keys: tuple[str, ...] = setting(
         flag="--secret-key",

@@ -21,7 +21,9 @@ connections, DNS failures) are retried, after at least a ``Retry-After`` the
 receiver sent; any other 4xx is permanent, and so is a redirect (webhooks do
 not follow redirects: configure the final URL).
 
-A *component* endpoint (one a component admin added) is sent only to an
+An *operator* endpoint (no component) goes through the proxy the operator
+configured (``proxy``), if any; the environment's ``HTTP(S)_PROXY`` is never
+read. A *component* endpoint (one a component admin added) is sent only to an
 address :class:`~bugless_notify.addresses.AddressPolicy` allows, checked on
 the addresses its host resolves to and connected to as checked
 (:mod:`bugless_notify._pinned_http`); a forbidden address is permanent (a
@@ -190,12 +192,25 @@ class WebhookSettings:
             list, not the system's trust store: an internal CA needs this).
         allowed_networks: Networks component endpoints may reach although
             not public (``BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS``).
+        proxy: ``http://`` or ``https://`` URL of a forward proxy that
+            operator endpoints are sent through (``BUGLESS_NOTIFY_WEBHOOK_PROXY``);
+            empty: none. Set here or nowhere: ``HTTP(S)_PROXY``, ``ALL_PROXY``
+            and ``NO_PROXY`` in the environment are not read, so a variable
+            meant for another program in the image cannot divert (or read)
+            the notifications. Component endpoints never use a proxy: it
+            would resolve their host itself, past the address check.
     """
 
     timeout_seconds: float = 10.0
     max_connections: int = 32
     ca_file: Path | None = None
     allowed_networks: tuple[IPNetwork, ...] = ()
+    proxy: str = ""
+
+    def __post_init__(self) -> None:
+        problem = proxy_url_problem(self.proxy)
+        if problem is not None:
+            raise InvalidArgument(f"webhook.proxy: {problem}")
 
     @classmethod
     def from_options(cls, config: Mapping[str, Any]) -> WebhookSettings:
@@ -210,12 +225,33 @@ class WebhookSettings:
             allowed = parse_networks([options.text("allowed_networks")])
         except ValueError as exc:
             raise options.error("allowed_networks", str(exc)) from None
+        proxy = options.text("proxy").strip()
+        problem = proxy_url_problem(proxy)
+        if problem is not None:
+            raise options.error("proxy", problem)
         return cls(
             allowed_networks=allowed,
             timeout_seconds=options.seconds("timeout_seconds", default.timeout_seconds),
             max_connections=options.integer("max_connections", default.max_connections, minimum=1),
             ca_file=options.path("ca_file"),
+            proxy=proxy,
         )
+
+
+def proxy_url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as the operator endpoints' proxy, or None (also for "")."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"{url!r} is not an http:// or https:// proxy URL (such as http://proxy:3128)"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return f"{url!r} has a port that is not a number"
+    if parts.path not in {"", "/"} or parts.query or parts.fragment:
+        return f"{url!r}: a proxy URL has no path, query or fragment"
+    return None
 
 
 def _describe(endpoint: WebhookEndpoint) -> str:
@@ -232,7 +268,7 @@ class WebhookChannel(NotificationChannel):
     """Deliver notifications as signed JSON POSTs to named endpoints.
 
     Options (``open``): ``timeout_seconds``, ``max_connections``, ``ca_file``,
-    ``allowed_networks`` (white-space separated CIDRs; see
+    ``allowed_networks`` (white-space separated CIDRs), ``proxy`` (see
     :class:`WebhookSettings`), and ``endpoints``: the
     :class:`WebhookEndpointDirectory` the notifier provides.
     """
@@ -269,7 +305,15 @@ class WebhookChannel(NotificationChannel):
             "follow_redirects": False,
             "headers": {"User-Agent": f"bugless-notify/{__version__}"},
         }
-        self._client = httpx.AsyncClient(verify=verify, limits=limits, **common)
+        # Operator endpoints: through the configured proxy, if any, and never
+        # one from the environment (trust_env; WebhookSettings.proxy says why).
+        self._client = httpx.AsyncClient(
+            verify=verify,
+            limits=limits,
+            proxy=settings.proxy or None,
+            trust_env=False,
+            **common,
+        )
         # Component endpoints: each host resolved once, checked, connected to as checked.
         backend = _pinned_http.CheckedBackend(
             AddressPolicy(settings.allowed_networks),
