@@ -40,7 +40,7 @@ from import_support import (
 from redmine_server import Redmine, serve
 
 from bugless_core.clients import ServiceAddress, acting_as
-from bugless_core.importer import SourceIssue
+from bugless_core.importer import SourceAttachment, SourceIssue
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings, run_import
 from bugless_import.sources.redmine import RedmineImporter, when
@@ -58,6 +58,12 @@ T0 = datetime(2017, 5, 2, 9, 0, tzinfo=UTC)
 LIMIT = 4096
 LOG = b"T+5 no stop\n" * 20
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(200))
+
+
+def _read(file: SourceAttachment) -> bytes:
+    """A source file's whole content, as the run would stream it."""
+    with file.open() as content:
+        return content.read()
 
 
 def _hours(n: float) -> datetime:
@@ -221,12 +227,13 @@ async def test_trac_attachments_are_copied_once_at_their_time_by_their_uploader(
     assert shown[5] == (_hours(6), "Fixed.", [])
     assert all(e.imported_from == "trac41:1" for e in entries)
 
-    # Again: nothing sent; a refresh sends the files again (content-addressed,
-    # stored once) but attaches nothing twice.
+    # Again: nothing sent; a refresh sends no file the Model holds for the
+    # issue (it would attach nothing twice anyway) and attaches nothing.
     again = await run_import(importer, settings)
     assert (again.done_before, again.files_sent, again.entries_written) == (1, 0, 0)
     refreshed = await run_import(importer, small_settings(refresh=True))
     assert (refreshed.unchanged, refreshed.entries_written) == (1, 0)
+    assert (refreshed.files_sent, refreshed.bytes_sent) == (0, 0)
     listed = await model.list_attachments(
         v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
     )
@@ -340,7 +347,7 @@ async def test_redmine_attachments_are_copied_from_their_content_url_once(
         assert "limit" in why
         assert "redmine43:8312: 'core.dump' not copied" in report.render()
         downloads = [r for r in server.requests if r.startswith("/attachments/download/")]
-        assert downloads == [
+        assert sorted(downloads) == [
             "/attachments/download/71/ground%20log.txt",
             "/attachments/download/72/antenna.png",
             "/attachments/download/73/core.dump",
@@ -373,8 +380,14 @@ async def test_redmine_attachments_are_copied_from_their_content_url_once(
         # Again, and a refresh: no file is attached twice.
         again = await run_import(_Redmine43(server.url, options), settings)
         assert (again.done_before, again.files_sent, again.entries_written) == (3, 0, 0)
+        server.requests.clear()
         refreshed = await run_import(_Redmine43(server.url, options), small_settings(refresh=True))
         assert (refreshed.unchanged, refreshed.entries_written) == (3, 0)
+        assert (refreshed.files_sent, refreshed.bytes_sent) == (0, 0), "the Model holds them"
+        downloads = [r for r in server.requests if r.startswith("/attachments/download/")]
+        assert downloads == ["/attachments/download/73/core.dump"], (
+            "only the file the Model does not hold is read again (and refused again)"
+        )
         listed = await model.list_attachments(
             v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
         )
@@ -392,12 +405,12 @@ def test_a_redmine_content_url_on_another_host_is_read_at_location_with_the_key(
     with serve(Redmine(tree, REDMINE_KEY, host="http://localhost:3000/")) as server:
         importer = _Redmine43(server.url, {"api-key-file": str(key_file)})
         issue = next(iter(importer.issues()))
-        assert [a.read() for a in issue.attachments[:2]] == [LOG, PNG]
+        assert [_read(a) for a in issue.attachments[:2]] == [LOG, PNG]
     assert "/attachments/download/71/ground%20log.txt" in server.requests
     files = RedmineImporter(str(tree), {})
     exported = next(iter(files.issues()))
     assert exported.attachments == issue.attachments
-    assert exported.attachments[1].read() == PNG, "from the export's attachments/72/antenna.png"
+    assert _read(exported.attachments[1]) == PNG, "from the export's attachments/72/antenna.png"
     (tree / "attachments" / "72" / "antenna.png").unlink()
     with pytest.raises(OSError, match=r"antenna\.png"):
-        exported.attachments[1].read()
+        exported.attachments[1].open()

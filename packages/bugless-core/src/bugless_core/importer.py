@@ -16,11 +16,12 @@ back to find the state at creation.
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 from bugless_core.issue_references import EXTERNAL_ID, imported_link
 
@@ -99,10 +100,13 @@ class SourceAttachment:
         size: Bytes, as the source says (-1: it does not say).
         content_type: The type the source declares, or "".
         comment: The source's description of the file, Markdown, or "".
-        read: Returns the content; may block (the run calls it in a worker
-            thread) and raise ``OSError`` (or any error) for a file the source
-            lists but cannot give: the run then reports the file and imports
-            the issue without it.
+        open: Opens the content for reading: a binary file object (a file on
+            disk, an HTTP response, ``io.BytesIO`` of bytes at hand) that the
+            run reads a chunk at a time and closes, so a file of any size is
+            never held whole in memory. Opening and reading may block (the
+            run does both in worker threads) and raise ``OSError`` (or any
+            error) for a file the source lists but cannot give: the run then
+            reports the file and imports the issue without it.
     """
 
     name: str
@@ -111,7 +115,7 @@ class SourceAttachment:
     size: int = -1
     content_type: str = ""
     comment: str = ""
-    read: Callable[[], bytes] = field(default=lambda: b"", compare=False, repr=False)
+    open: Callable[[], BinaryIO] = field(default=io.BytesIO, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

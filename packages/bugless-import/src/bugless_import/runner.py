@@ -32,8 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from bugless_core.attachments import CHUNK_BYTES
-from bugless_core.clients import ActingFor, acting_as, acting_model, call
+from bugless_core.clients import ActingFor, acting_model, call
 from bugless_core.errors import (
     AlreadyExists,
     BuglessError,
@@ -41,13 +40,13 @@ from bugless_core.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
     Unavailable,
 )
-from bugless_core.importer import Importer, SourceAttachment, SourceIssue, SourcePerson
+from bugless_core.importer import Importer, SourceIssue, SourcePerson
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import placeholder_username
 from bugless_import import convert
+from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
@@ -442,7 +441,10 @@ async def _run(
             return report
         await labels.prepare(component_ids.values())
         resolved = convert.Resolved(people=ids, components=component_ids, labels=labels)
-        store = Files(plain_model, acting, caller, report)
+        store = Files(
+            plain_model, acting, caller, report,
+            people=ids, in_flight=settings.file_concurrency,
+        )  # fmt: skip
         await _import_all(
             importer, issues, mapping=mapping, resolved=resolved, caller=caller, model=model,
             settings=settings, report=report, progress=progress, files=store,
@@ -531,7 +533,9 @@ async def _import_all(
         issue: SourceIssue, external_id: str
     ) -> list[v1.ImportedAttachment | str] | None:
         if state.with_files(external_id):
-            return await files.store(issue, external_id)
+            done = state.done.get(external_id)
+            issue_id = int(str(done["issue_id"])) if done else 0
+            return await files.store(issue, external_id, issue_id=issue_id)
         for file in issue.attachments:
             files.skip(external_id, file, "the issue was imported before files were copied")
         return None
@@ -591,57 +595,6 @@ async def _import_all(
         await asyncio.gather(*tasks, return_exceptions=True)
         bar.close()
         state.close()
-
-
-class Files:
-    """Stores source files' content on the Model (UploadAttachment, ``import_content``).
-
-    ImportIssue then attaches each by its entry (:func:`convert.to_request`).
-    A file the source cannot give, or the Model refuses (over its size limit,
-    a type the deployment does not accept), is reported by issue and name and
-    left out: its entry says so, and the issue imports without it.
-    """
-
-    def __init__(
-        self, model: v1.ModelStub, acting: ActingFor, caller: v1.Caller, report: ImportReport
-    ) -> None:
-        self.model, self.acting, self.caller, self.report = model, acting, caller, report
-
-    async def store(
-        self, issue: SourceIssue, external_id: str
-    ) -> list[v1.ImportedAttachment | str]:
-        """Each of ``issue``'s files stored (or why not), in order."""
-        return [await self._one(external_id, file) for file in issue.attachments]
-
-    async def _one(self, external_id: str, file: SourceAttachment) -> v1.ImportedAttachment | str:
-        try:
-            content = await asyncio.to_thread(file.read)
-        except Exception as exc:
-            return self.skip(external_id, file, f"unreadable in the source: {exc}")
-        header = v1.UploadAttachmentHeader(
-            caller=self.caller, name=file.name, content_type=file.content_type,
-            size=len(content), import_content=True,
-        )  # fmt: skip
-        messages = [v1.UploadAttachmentRequest(header=header)] + [
-            v1.UploadAttachmentRequest(chunk=content[i : i + CHUNK_BYTES])
-            for i in range(0, len(content), CHUNK_BYTES)
-        ]
-        try:
-            with acting_as(await self.acting.assertion_for(self.caller)):
-                stored = (await call(self.model.upload_attachment, messages)).attachment
-        except (ResourceExhausted, InvalidArgument) as exc:
-            return self.skip(external_id, file, exc.message)
-        assert stored is not None  # the Model answers with what it stored
-        self.report.files_sent += 1
-        self.report.bytes_sent += stored.size
-        return v1.ImportedAttachment(
-            name=file.name, content_type=file.content_type, sha256=stored.sha256, size=stored.size
-        )
-
-    def skip(self, external_id: str, file: SourceAttachment, why: str) -> str:
-        """Report ``file`` left out, and why; the why."""
-        self.report.files_skipped.append((external_id, file.name, why))
-        return why
 
 
 def _write_outputs(settings: ImportSettings, source: str, report: ImportReport) -> None:

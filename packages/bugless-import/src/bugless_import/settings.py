@@ -48,6 +48,10 @@ class ImportSettings:
             history the source gained since is appended (the Model writes
             nothing for an issue with no newer history).
         concurrency: Import calls in flight at once.
+        file_concurrency: Source files read and sent to the Model at once,
+            across the run (each costs about one chunk of memory, 512 KiB):
+            a copy waits on the source's latency per file, so a few in
+            flight go several times faster than one; more loads the source.
         batch_size: Issues per ImportIssues call; 0 makes one ImportIssue
             call per issue (a Model older than ImportIssues; it reads each
             issue back, which costs about a third of the Model's time).
@@ -104,6 +108,11 @@ class ImportSettings:
         "by default a run skips them, which is how an interrupted run resumes quickly.",
     )
     concurrency: int = setting(8, help="Import calls in flight at once.")
+    file_concurrency: int = setting(
+        4,
+        help="Attachments read from the source and sent to the Model at once (each holds "
+        "one 512 KiB chunk in memory).",
+    )
     batch_size: int = setting(
         50,
         help="Issues per ImportIssues call (at most 200); 0: one ImportIssue call per issue, "
@@ -131,6 +140,8 @@ class ImportSettings:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.file_concurrency < 1:
+            raise ValueError(f"file concurrency must be at least 1, not {self.file_concurrency}")
         if not 0 <= self.batch_size <= MAX_IMPORT_BATCH:
             raise ValueError(f"batch size must be between 0 and {MAX_IMPORT_BATCH}")
         if not self.dry_run and (self.model is None or self.auth is None):

@@ -89,7 +89,9 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         "UploadAttachment": _FRONTENDS | {"@import"},
         "DownloadAttachment": _READERS,
         "GetAttachment": _READERS,
-        "ListAttachments": _READERS,
+        # A --refresh of imported issues sends no file whose content the Model
+        # holds for the issue: the import job lists what it attached before.
+        "ListAttachments": _READERS | {"@import"},
         "DeleteAttachment": _FRONTENDS,
         # Stars, subscriptions and settings are people's own: made through a
         # frontend; the notifier reads settings and who follows an issue.

@@ -20,9 +20,12 @@ import random
 import time
 from collections.abc import Callable
 from http.client import HTTPException
+from typing import TypeVar
 from urllib.error import HTTPError, URLError
 
 from bugless_core.backoff import Backoff
+
+T = TypeVar("T")
 
 #: Answers worth asking again: rate limited, or the server (or a proxy) failing for now.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -72,23 +75,26 @@ def _retry_after(error: HTTPError) -> float | None:
 
 
 def read_with_retries(
-    fetch: Callable[[], bytes],
+    fetch: Callable[[], T],
     *,
     retries: int = DEFAULT_RETRIES,
     sleep: Callable[[float], None] = time.sleep,
     draw: Callable[[], float] = random.random,
-) -> bytes:
-    """``fetch()``'s body, asking again on a passing failure.
+) -> T:
+    """``fetch()``'s answer, asking again on a passing failure.
 
     Args:
-        fetch: Makes the request and returns the body; raises what urllib raises.
+        fetch: Makes the request and returns the body, or the open response
+            when the caller streams it (a failure while the body is read is
+            then the caller's: the bytes already consumed cannot be asked
+            for again); raises what urllib raises.
         retries: How many times to ask again (the attempts are one more).
         sleep: How to pause (the tests' clock, or ``time.sleep``).
         draw: The jitter's random source (:meth:`Backoff.delay`; tests pass a
             fixed or seeded one).
 
     Returns:
-        The body of the first attempt that succeeded.
+        What the first attempt that succeeded returned.
 
     Raises:
         HTTPError: A status not in :data:`RETRYABLE_STATUSES`, at once, or the

@@ -63,7 +63,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
@@ -107,8 +107,8 @@ class _Reader(Protocol):
         """The JSON of the export's file ``name`` (None: the source has none)."""
         ...
 
-    def content(self, attachment: dict[str, Any]) -> bytes:
-        """The bytes of ``attachment`` (an issue's ``attachments`` item); OSError if unreadable."""
+    def content(self, attachment: dict[str, Any]) -> BinaryIO:
+        """``attachment`` (an issue's ``attachments`` item) open to read; OSError if unreadable."""
         ...
 
 
@@ -132,9 +132,9 @@ class _Files:
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"{path}: not JSON: {exc}") from exc
 
-    def content(self, attachment: dict[str, Any]) -> bytes:
+    def content(self, attachment: dict[str, Any]) -> BinaryIO:
         name = Path(str(attachment.get("filename") or "")).name  # no way out of the directory
-        return (self.root / "attachments" / str(int(attachment["id"])) / name).read_bytes()
+        return (self.root / "attachments" / str(int(attachment["id"])) / name).open("rb")
 
 
 class _Rest:
@@ -202,7 +202,7 @@ class _Rest:
             query["project_id"] = self.project
         return sorted({int(i["id"]) for i in self.pages("issues.json", "issues", **query) or []})
 
-    def content(self, attachment: dict[str, Any]) -> bytes:
+    def content(self, attachment: dict[str, Any]) -> BinaryIO:
         """GET the attachment's ``content_url``, or LOCATION's download path if it lies elsewhere.
 
         The API key goes to LOCATION only: a ``content_url`` on another host
@@ -215,10 +215,8 @@ class _Rest:
             url = f"{self.base}attachments/download/{int(attachment['id'])}/{name}"
         request = Request(url, headers={**self.headers, "Accept": "*/*"})
 
-        def fetch() -> bytes:
-            with urlopen(request, timeout=120) as response:
-                body: bytes = response.read()
-                return body
+        def fetch() -> BinaryIO:
+            return cast("BinaryIO", urlopen(request, timeout=120))
 
         try:
             return read_with_retries(fetch, retries=self.retries)
@@ -442,5 +440,5 @@ class RedmineImporter(Importer):
             size=int(size) if size is not None else -1,
             content_type=str(attachment.get("content_type") or ""),
             comment=str(attachment.get("description") or ""),
-            read=functools.partial(self.source.content, attachment),
+            open=functools.partial(self.source.content, attachment),
         )

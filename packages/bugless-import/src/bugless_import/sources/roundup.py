@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from http.client import HTTPException
 from http.cookiejar import CookieJar
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urljoin
 from urllib.request import HTTPCookieProcessor, Request, build_opener
@@ -355,19 +355,17 @@ class RoundupImporter(Importer):
             author=users.get(_id(attributes.get("creator")), ""),
             at=roundup_date(str(attributes["creation"])),
             content_type=str(attributes.get("type") or ""),
-            read=functools.partial(self.content, file_id),
+            open=functools.partial(self.content, file_id),
         )
 
-    def content(self, file_id: str) -> bytes:
-        """A file's bytes: ``GET /rest/data/file/N/binary_content`` (Roundup 2.1+)."""
+    def content(self, file_id: str) -> BinaryIO:
+        """A file's bytes, streamed: ``GET /rest/data/file/N/binary_content`` (Roundup 2.1+)."""
         self._sign_in()
         url = urljoin(self.base, f"rest/data/file/{file_id}/binary_content")
         request = Request(url, headers={**self._headers(), "Accept": "*/*"})
 
-        def fetch() -> bytes:
-            with self._opener.open(request, timeout=120) as response:
-                body: bytes = response.read()
-                return body
+        def fetch() -> BinaryIO:
+            return cast("BinaryIO", self._opener.open(request, timeout=120))
 
         try:
             return read_with_retries(fetch, retries=self.retries)

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.importer import (
@@ -237,7 +237,7 @@ class TracImporter(Importer):
                     at=found.date.astimezone(UTC),
                     size=int(found.size or 0),
                     comment=trac_to_markdown(str(found.description or "")),
-                    read=functools.partial(_read_file, path),
+                    open=functools.partial(_open_file, path),
                 )
             )
         return tuple(files)
@@ -362,6 +362,6 @@ class TracImporter(Importer):
         )
 
 
-def _read_file(path: str) -> bytes:
-    """An attachment's content (``OSError`` when the file is missing or unreadable)."""
-    return Path(path).read_bytes()
+def _open_file(path: str) -> BinaryIO:
+    """An attachment's content, open (``OSError`` when the file is missing or unreadable)."""
+    return Path(path).open("rb")
