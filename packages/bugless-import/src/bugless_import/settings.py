@@ -49,7 +49,7 @@ class ImportSettings:
             nothing for an issue with no newer history).
         concurrency: Import calls in flight at once.
         file_concurrency: Source files read and sent to the Model at once,
-            across the run (each costs about one chunk of memory, 512 KiB):
+            across the run (each costs a few 512 KiB chunks of memory):
             a copy waits on the source's latency per file, so a few in
             flight go several times faster than one; more loads the source.
         batch_size: Issues per ImportIssues call; 0 makes one ImportIssue
@@ -111,7 +111,7 @@ class ImportSettings:
     file_concurrency: int = setting(
         4,
         help="Attachments read from the source and sent to the Model at once (each holds "
-        "one 512 KiB chunk in memory).",
+        "a few 512 KiB chunks in memory).",
     )
     batch_size: int = setting(
         50,

@@ -15,25 +15,51 @@ Times carry their offset (``2019-03-04T10:00:00.000+0100``).
 The status is written ``<status>/<resolution>`` when the issue has a
 resolution (``done/fixed``), matching the changelog, where a status and a
 resolution change of one history item are read as one change.
+
+An issue's attachments (``fields.attachment``: id, filename, author,
+created, size, mimeType, content) are copied by ``bugless import``, each by
+its author at its time. The bytes come from ``attachments/ID/FILENAME`` in
+LOCATION when that file is there (an export made with the pages), else from
+the attachment's ``content`` URL over HTTP. Options for the latter:
+
+* ``token-file=PATH``: a file holding an API token (or ``JIRA_TOKEN`` in the
+  environment; never on the command line, where every user of the machine
+  can read it). Sent as ``Authorization: Bearer`` (a Data Center personal
+  access token), or with ``user=EMAIL`` as Basic ``EMAIL:TOKEN`` (Jira
+  Cloud). The token goes only to the Jira the issue's ``self`` names; a
+  ``content`` URL elsewhere is read without it.
+* ``retries=N``: how often a download that failed for now (429, 5xx, a
+  network error) is asked again (default 4; 0 fails at once).
+
+A file neither there nor readable is reported and left out.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
+import os
 import re
 from collections.abc import Iterator
 from datetime import datetime
+from http.client import HTTPException
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+from urllib.request import Request, urlopen
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.importer import (
     Importer,
+    SourceAttachment,
     SourceChange,
     SourceEntry,
     SourceIssue,
     SourcePerson,
 )
+from bugless_import.sources._http import read_with_retries, retry_count
 from bugless_import.sources.markup import jira_to_markdown
 
 _OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
@@ -109,6 +135,11 @@ class JiraImporter(Importer):
         if not self.root.is_dir():
             raise InvalidArgument(f"{location}: not a directory of Jira search JSON")
         self._people: dict[str, SourcePerson] = {}
+        try:
+            self.retries = retry_count(options.get("retries"))
+        except ValueError as exc:
+            raise InvalidArgument(f"--option {exc}") from exc
+        self._authorization = _authorization(options)
 
     def _person(self, user: dict[str, Any] | None) -> str:
         if not user:
@@ -207,7 +238,51 @@ class JiraImporter(Importer):
                 *(f"component:{c['name']}" for c in components[1:]),
             ),
             entries=tuple(e for _, _, e in entries),
+            attachments=tuple(
+                self._attachment(a, base)
+                for a in sorted(
+                    fields.get("attachment") or [],
+                    key=lambda a: (when(a["created"]), int(a["id"])),
+                )
+            ),
         )
+
+    def _attachment(self, attachment: dict[str, Any], base: str) -> SourceAttachment:
+        """One of an issue's files; its bytes are read when ``bugless import`` copies it."""
+        size = attachment.get("size")
+        return SourceAttachment(
+            name=str(attachment.get("filename") or f"attachment{attachment['id']}"),
+            author=self._person(attachment.get("author")),
+            at=when(attachment["created"]),
+            size=int(size) if size is not None else -1,
+            content_type=str(attachment.get("mimeType") or ""),
+            open=functools.partial(self._content, attachment, base),
+        )
+
+    def _content(self, attachment: dict[str, Any], base: str) -> BinaryIO:
+        """The export's ``attachments/ID/FILENAME``, else a GET of the ``content`` URL."""
+        name = Path(str(attachment.get("filename") or "")).name  # no way out of the directory
+        exported = self.root / "attachments" / str(int(attachment["id"])) / name
+        if exported.is_file():
+            return exported.open("rb")
+        url = str(attachment.get("content") or "")
+        if not url.startswith(("http://", "https://")):
+            msg = f"{exported} is missing and the attachment has no content URL"
+            raise OSError(msg)
+        headers = {"Accept": "*/*"}
+        if self._authorization and base and _origin(url) == _origin(base):
+            headers["Authorization"] = self._authorization
+        request = Request(url, headers=headers)
+
+        def fetch() -> BinaryIO:
+            return cast("BinaryIO", urlopen(request, timeout=120))
+
+        try:
+            return read_with_retries(fetch, retries=self.retries)
+        except HTTPError as exc:
+            raise OSError(f"Jira answered {exc.code} for {url}") from exc
+        except (URLError, HTTPException) as exc:
+            raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
 
     def _history(
         self, histories: list[dict[str, Any]], final_status: str
@@ -272,3 +347,26 @@ class JiraImporter(Importer):
             if changes:
                 out.append((at, 0, SourceEntry(author=author, at=at, changes=tuple(changes))))
         return out
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+def _authorization(options: dict[str, str]) -> str:
+    """The ``Authorization`` header for attachment downloads ("" without a token)."""
+    path = options.get("token-file", "")
+    if path:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InvalidArgument(f"--option token-file={path}: {exc.strerror}") from exc
+    else:
+        token = os.environ.get("JIRA_TOKEN", "").strip()
+    if not token:
+        return ""
+    user = options.get("user", "")
+    if user:
+        return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
+    return f"Bearer {token}"
