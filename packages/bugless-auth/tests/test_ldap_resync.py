@@ -15,12 +15,14 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import pytest
 from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from test_ldap_oidc_service import add_person, ldap_options, rename, who
 from test_people_ca import _csr, _der, people_ca_settings
+from test_sessions_vs_disable import WAITERS
 
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.settings import PeopleCaSettings
@@ -168,6 +170,103 @@ async def test_losing_a_group_the_policy_names_ends_the_sessions_and_other_group
     again = await auth.sign_in(uid, "mover-pw")
     assert who(again)[1].user_id == signed_in.user_id
     assert "create_hotlist" not in who(again)[0].permissions
+
+
+#: A user's groups and live sessions as the database has them (committed).
+GROUPS_AND_LIVE_SESSIONS = """
+SELECT u.groups, (SELECT count(*) FROM sessions s WHERE s.user_id = u.user_id
+                   AND s.revoked_at IS NULL AND s.expires_at > now()) AS live
+  FROM users u WHERE u.user_id = $1
+"""
+
+
+async def groups_and_sessions(connection: asyncpg.Connection, user_id: str) -> tuple[set[str], int]:
+    row = await connection.fetchrow(GROUPS_AND_LIVE_SESSIONS, user_id)
+    assert row is not None
+    return set(row["groups"]), int(row["live"])
+
+
+async def test_a_round_that_dies_after_a_group_loss_leaves_the_group_and_the_sessions_both(
+    start_auth_server: StartAuth, slapd_server: Slapd, people_ca_settings: PeopleCaSettings
+) -> None:
+    """The refreshed record and the end of the sessions commit together, or neither does.
+
+    The round's end of the sessions waits on the test's lock of ``sessions``;
+    its backend is then terminated, as a crash or a lost connection would end
+    it. Before, the refresh had committed on its own: the record said the
+    group was gone while the sessions signed in with it lived on, and no
+    later round ended them (it compares the directory with that record).
+    The people-CA certificate is not revoked: it names the person, and a
+    sign-in with it reads the refreshed groups.
+    """
+    triage = f"triage-{secrets.token_hex(3)}"
+    auth = await start(
+        start_auth_server,
+        slapd_server,
+        policy={triage: ("create_hotlist",)},
+        people_ca=people_ca_settings,
+    )
+    uid = f"mover-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "mover-pw")
+    await add_group(slapd_server, triage, uid)
+    result = await auth.sign_in(uid, "mover-pw")
+    user_id = who(result)[1].user_id
+    await auth.stub.issue_assertion(v1.IssueAssertionRequest(user_id=user_id))
+    issued = await auth.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=result.token, csr_pem=_csr(), label="laptop")
+    )
+    api_call = v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+    connection = await asyncpg.connect(
+        auth.settings.database_url,
+        server_settings={"search_path": quote_schema(auth.settings.schema)},
+    )
+    try:
+        before = await groups_and_sessions(connection, user_id)
+        assert triage in before[0]
+        assert before[1] == 2  # the sign-in's and the assertion's
+        async with connection.transaction():
+            await connection.execute("LOCK TABLE sessions IN SHARE MODE")
+            await modify(
+                slapd_server,
+                f"cn={triage},{GROUPS_DN}",
+                f"delete: member\nmember: uid={uid},{PEOPLE_DN}",
+            )
+            await terminate_the_waiter(connection)
+            assert await groups_and_sessions(connection, user_id) == before, (
+                "a half-done group loss"
+            )
+            assert not await refused(auth, result.token)
+        # Unhindered, a later round does it whole.
+        await eventually(lambda: refused(auth, result.token), "losing the group signs out")
+        assert await groups_and_sessions(connection, user_id) == (before[0] - {triage}, 0)
+    finally:
+        await connection.close()
+    signed_in = (await auth.stub.authenticate_certificate(api_call)).identity
+    assert signed_in is not None
+    assert triage not in signed_in.groups
+    assert "create_hotlist" not in signed_in.permissions
+
+
+async def terminate_the_waiter(connection: asyncpg.Connection) -> None:
+    """End the backend that waits on ``connection``'s lock (the round's), once there is one."""
+    waiters: list[int] = []
+
+    async def one_waits() -> bool:
+        rows = await connection.fetch(WAITERS, connection.get_server_pid())
+        waiters[:] = [row["pid"] for row in rows]
+        return len(waiters) == 1
+
+    await eventually(one_waits, "the round's end of the sessions waits on the test's lock")
+    assert await connection.fetchval("SELECT pg_terminate_backend($1)", waiters[0])
+
+    async def gone() -> bool:
+        # pg_stat_activity is read once per transaction unless the snapshot is cleared.
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        return not await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiters[0]
+        )
+
+    await eventually(gone, "the terminated backend has ended (its transaction rolled back)")
 
 
 async def test_a_rename_in_the_directory_shows_without_a_sign_in_under_the_same_id(

@@ -54,8 +54,14 @@ SLOW_POLL_SECONDS = 60.0
 
 #: Backends waiting for a lock backend $1 holds (the test's connection). Not
 #: by query text: a pooled connection's first use of a statement waits in its
-#: Parse, while ``pg_stat_activity`` still shows the statement before.
-WAITERS = "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+#: Parse, while ``pg_stat_activity`` still shows the statement before. Nor
+#: from ``pg_stat_activity`` at all: it is read once per transaction, so a
+#: poll inside the transaction that holds the lock never sees a backend that
+#: connected after its first read (a CLI, a pool's new connection); ``pg_locks``
+#: is read afresh by every statement.
+WAITERS = """
+SELECT DISTINCT pid FROM pg_locks WHERE NOT granted AND $1 = ANY(pg_blocking_pids(pid))
+"""
 #: What the disable revokes of a person's certificates (``PeopleCertificates.revoke_user``).
 REVOKE_CERTIFICATES = """
 UPDATE people_certificates SET revoked_at = now(), revoked_by = 'test', revoked_reason = 'test'

@@ -144,7 +144,6 @@ class AuthService(UserAdministration):
             DirectoryResync(
                 backend,
                 store,
-                self.sessions,
                 self.directory,
                 matters=lambda group: bool(self.policy.rules.get(group)),
                 interval=interval,

@@ -315,7 +315,12 @@ class IdentityStore:
     # ---- identities ----
 
     async def resolve(
-        self, identity: ExternalIdentity, authenticator: str, *, sign_in: bool = True
+        self,
+        identity: ExternalIdentity,
+        authenticator: str,
+        *,
+        sign_in: bool = True,
+        then: Callable[[UserWrites, UserRecord], Awaitable[None]] | None = None,
     ) -> tuple[UserRecord, tuple[str, ...]]:
         """The user ``identity.subject`` maps to, minted on first sight, refreshed always.
 
@@ -324,6 +329,11 @@ class IdentityStore:
 
         Username, display name, email, groups and the bot flag are overwritten
         with what the backend reports; ``disabled`` is bugless's own and kept.
+
+        ``then(writes, record)`` runs in the same transaction once the record
+        is written, so what it writes commits with the refresh or not at all
+        (the directory re-sync ends the sessions of a user who lost a group
+        there). Like any work of :meth:`run`, it may run more than once.
 
         Raises:
             FailedPrecondition: the username is held by a user from another
@@ -373,6 +383,8 @@ class IdentityStore:
             )
             if row is None:  # the directory says what the store has
                 row = await conn.fetchrow(sql.USER_BY_ID, user_id)
+            if then is not None:
+                await then(writes, UserRecord.from_row(row))
             return row, released, created
 
         for attempt in range(_FIRST_SIGHT_RACES):
