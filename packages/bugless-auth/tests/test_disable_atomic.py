@@ -93,18 +93,31 @@ async def old_credentials_refused(auth: AuthServer, bob: Person) -> None:
     )
 
 
-async def killed_while_waiting(connection: asyncpg.Connection, table: str) -> None:
-    """In ``connection``'s open transaction: lock ``table``; end the backend that waits on it."""
-    await connection.execute(f"LOCK TABLE {table} IN SHARE MODE")
+async def terminate_the_waiter(connection: asyncpg.Connection, what: str) -> None:
+    """End the one backend that waits on a lock ``connection`` holds, once there is one.
+
+    Returns once that backend has ended, its transaction rolled back.
+    """
     waiters: list[int] = []
 
     async def one_waits() -> bool:
         rows = await connection.fetch(WAITERS, connection.get_server_pid())
         waiters[:] = [row["pid"] for row in rows]
+        if len(waiters) > 1:
+            pytest.fail(f"{what}: {len(waiters)} backends wait on the test's lock: {rows}")
         return len(waiters) == 1
 
-    await eventually(one_waits, f"the disable's step on {table} waits for the test's lock")
+    await eventually(one_waits, what)
     assert await connection.fetchval("SELECT pg_terminate_backend($1)", waiters[0])
+
+    async def gone() -> bool:
+        # pg_stat_activity is read once per transaction unless the snapshot is cleared.
+        await connection.execute("SELECT pg_stat_clear_snapshot()")
+        return not await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiters[0]
+        )
+
+    await eventually(gone, f"{what}: the terminated backend has ended")
 
 
 @pytest.mark.parametrize("table", ["sessions", "people_certificates"])
@@ -123,14 +136,19 @@ async def test_a_disable_that_dies_half_way_leaves_the_user_enabled_with_everyth
     bob = await person(auth)
     assert await state(lock_connection, bob) == (False, 2, 1)
 
-    disable = asyncio.ensure_future(
-        auth.stub.set_user_disabled(
-            v1.SetUserDisabledRequest(token=admin_token, username=bob.username, disabled=True)
-        )
-    )
     async with lock_connection.transaction():
+        # Locked before the disable starts: started first, it could pass the
+        # table before the lock is granted (the replicas share this event loop).
+        await lock_connection.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        disable = asyncio.ensure_future(
+            auth.stub.set_user_disabled(
+                v1.SetUserDisabledRequest(token=admin_token, username=bob.username, disabled=True)
+            )
+        )
         try:
-            await killed_while_waiting(lock_connection, table)
+            await terminate_the_waiter(
+                lock_connection, f"the disable's step on {table} waits for the test's lock"
+            )
         except BaseException:
             disable.cancel()
             raise

@@ -20,9 +20,9 @@ import pytest
 from grpc_errors import expect_status
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from test_disable_atomic import terminate_the_waiter
 from test_ldap_oidc_service import add_person, ldap_options, rename, who
 from test_people_ca import _csr, _der, people_ca_settings
-from test_sessions_vs_disable import WAITERS
 
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.settings import PeopleCaSettings
@@ -231,7 +231,9 @@ async def test_a_round_that_dies_after_a_group_loss_leaves_the_group_and_the_ses
                 f"cn={triage},{GROUPS_DN}",
                 f"delete: member\nmember: uid={uid},{PEOPLE_DN}",
             )
-            await terminate_the_waiter(connection)
+            await terminate_the_waiter(
+                connection, "the round's end of the sessions waits on the test's lock"
+            )
             assert await groups_and_sessions(connection, user_id) == before, (
                 "a half-done group loss"
             )
@@ -245,28 +247,6 @@ async def test_a_round_that_dies_after_a_group_loss_leaves_the_group_and_the_ses
     assert signed_in is not None
     assert triage not in signed_in.groups
     assert "create_hotlist" not in signed_in.permissions
-
-
-async def terminate_the_waiter(connection: asyncpg.Connection) -> None:
-    """End the backend that waits on ``connection``'s lock (the round's), once there is one."""
-    waiters: list[int] = []
-
-    async def one_waits() -> bool:
-        rows = await connection.fetch(WAITERS, connection.get_server_pid())
-        waiters[:] = [row["pid"] for row in rows]
-        return len(waiters) == 1
-
-    await eventually(one_waits, "the round's end of the sessions waits on the test's lock")
-    assert await connection.fetchval("SELECT pg_terminate_backend($1)", waiters[0])
-
-    async def gone() -> bool:
-        # pg_stat_activity is read once per transaction unless the snapshot is cleared.
-        await connection.execute("SELECT pg_stat_clear_snapshot()")
-        return not await connection.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", waiters[0]
-        )
-
-    await eventually(gone, "the terminated backend has ended (its transaction rolled back)")
 
 
 async def test_a_rename_in_the_directory_shows_without_a_sign_in_under_the_same_id(
