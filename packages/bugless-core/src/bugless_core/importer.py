@@ -197,6 +197,11 @@ class Importer(ABC):
         #: (deleted while the import ran), one line each with why; the run's
         #: report names them instead of the whole run failing.
         self.skipped: list[str] = []
+        #: What the source has that the import does not carry over (GitHub's
+        #: files linked from issue text), one line each, filled while the
+        #: issues are read: the report, a dry run's too, names them, so a
+        #: team knows before the old tracker is switched off.
+        self.not_carried: list[str] = []
 
     @abstractmethod
     def people(self) -> Iterator[SourcePerson]:

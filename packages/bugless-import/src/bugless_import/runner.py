@@ -389,7 +389,10 @@ async def _run(
     issues = await asyncio.to_thread(lambda: list(importer.issues()))
     known_people = await asyncio.to_thread(lambda: list(importer.people()))
     report = ImportReport(
-        source=importer.name, dry_run=settings.dry_run, skipped=list(importer.skipped)
+        source=importer.name,
+        dry_run=settings.dry_run,
+        skipped=list(importer.skipped),
+        not_carried=list(importer.not_carried),
     )
     by_key = {p.key: p for p in known_people}
     people = [by_key.get(k) or _unknown_person(k) for k in sorted(person_keys(issues))]

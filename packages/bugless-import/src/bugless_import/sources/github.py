@@ -16,11 +16,19 @@ with their offset. Bodies are already Markdown.
 Timeline events become history: ``closed`` (with ``state_reason``) and
 ``reopened`` change the status, ``assigned``/``unassigned`` the assignee,
 ``renamed`` the title, ``labeled``/``unlabeled`` the labels.
+
+GitHub has no attachments API: files pasted into issues and comments are
+links to ``github.com/user-attachments/...`` (``user-images.githubusercontent
+.com/...``, ``OWNER/REPO/assets/...`` or ``OWNER/REPO/files/...`` before) in
+the Markdown. They are kept as written, pointing at GitHub; no file is
+copied, and the report names each issue whose text links such files
+(:attr:`~bugless_core.importer.Importer.not_carried`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +41,12 @@ from bugless_core.importer import (
     SourceEntry,
     SourceIssue,
     SourcePerson,
+)
+
+#: A file pasted into GitHub text: what its editor writes for an upload.
+LINKED_FILE = re.compile(
+    r"https://(?:github\.com/(?:user-attachments/(?:assets|files)/|[\w.-]+/[\w.-]+/(?:assets|files)/)"
+    r"|(?:private-)?user-images\.githubusercontent\.com/)[^\s)\]\"'<>]+"
 )
 
 
@@ -159,6 +173,14 @@ class GitHubImporter(Importer):
         labels = [str(label["name"]) for label in item.get("labels") or []]
         if item.get("locked"):
             labels.append(f"locked:{item.get('active_lock_reason') or 'locked'}")
+        texts = [str(item.get("body") or ""), *(str(c.get("body") or "") for c in comments)]
+        linked = sorted({url for text in texts for url in LINKED_FILE.findall(text)})
+        if linked:
+            self.not_carried.append(
+                f"{repo}#{number}: {len(linked)} file(s) linked in its text, not copied "
+                f"(the links point at GitHub): {', '.join(linked[:3])}"
+                + (", ..." if len(linked) > 3 else "")
+            )
         self._repository_url = str(item["html_url"]).rsplit("/issues/", 1)[0]
         self._repository = repo
         return SourceIssue(
