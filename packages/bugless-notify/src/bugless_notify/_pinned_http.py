@@ -10,15 +10,21 @@ certificate's check against the host name are as for any request, and the
 connection pool stays keyed by the host name. There is no second lookup an
 attacker's DNS could answer differently (rebinding).
 
+The transport (:class:`CheckedTransport`) is httpx's public transport
+interface over httpcore's public pool: httpx's own ``AsyncHTTPTransport``
+takes no network backend, and replacing its private ``_pool`` (as this module
+once did) would break silently when httpx renames it.
+
 Imported where a channel is built (httpcore's import is not free).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 import httpcore
 import httpx
@@ -105,24 +111,112 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-class CheckedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport, with its connection pool on a :class:`CheckedBackend`.
+#: httpcore's exceptions as httpx raises them, the most specific first (an
+#: httpcore.ConnectTimeout is both a timeout and a network error: httpx calls it
+#: httpx.ConnectTimeout). Both sides are the libraries' public classes.
+_EXCEPTIONS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
 
-    No proxy from the environment: a proxy would resolve the host itself,
-    past the check.
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """Raise httpcore's errors as httpx's, as httpx's own transport does.
+
+    Anything else (:class:`ForbiddenAddress` among them) passes unchanged.
+    """
+    try:
+        yield
+    except Exception as exc:
+        for source, target in _EXCEPTIONS:
+            if isinstance(exc, source):
+                raise target(str(exc)) from exc
+        raise
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """A response body from httpcore, its errors raised as httpx's."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class CheckedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport on an httpcore connection pool over a :class:`CheckedBackend`.
+
+    httpx's own transport builds its pool with no way to pass a network
+    backend; this one builds the pool (httpcore's public
+    ``AsyncConnectionPool(network_backend=...)``) and does what httpx's
+    does with it, through public API only: the request handed to httpcore,
+    the response and its body handed back, httpcore's errors raised as
+    httpx's. HTTP/1.1 only, no retries, as httpx's default.
+
+    No proxy, from the environment or otherwise: a proxy would resolve the
+    host itself, past the check.
     """
 
     def __init__(
         self, *, ssl_context: ssl.SSLContext, limits: httpx.Limits, backend: CheckedBackend
     ) -> None:
         """Verify TLS with ``ssl_context``, within ``limits``, connecting through ``backend``."""
-        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
-        # httpx builds the pool without a way to pass a network backend; the
-        # same pool as its own, but on ours.
-        self._pool = httpcore.AsyncConnectionPool(
+        self._checked_pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
+            http1=True,
+            http2=False,
             network_backend=backend,
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` on a pooled (or new, checked) connection."""
+        assert isinstance(request.stream, httpx.AsyncByteStream)  # an AsyncClient's request
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            response = await self._checked_pool.handle_async_request(core_request)
+        assert isinstance(response.stream, AsyncIterable)  # an async pool's response
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close the pool's connections."""
+        await self._checked_pool.aclose()
