@@ -11,7 +11,9 @@ bugless-core and its source's client library, nothing else.
 
 Records carry the issue as it is *now* and its history as the source logged
 it (each change with its old and new value); the command rolls the changes
-back to find the state at creation.
+back to find the state at creation. Relations between issues (duplicate of,
+parent, blocking) are carried by the source's keys: the command sets them
+once both ends are imported.
 """
 
 from __future__ import annotations
@@ -118,6 +120,36 @@ class SourceAttachment:
     open: Callable[[], BinaryIO] = field(default=io.BytesIO, compare=False, repr=False)
 
 
+#: The relations bugless holds, by the name :class:`SourceRelation` gives them.
+#: ``duplicate_of`` and ``parent`` are one-valued (an issue duplicates one
+#: issue, has one parent); ``blocks`` is many-valued and kept two-way.
+RELATION_KINDS = frozenset({"duplicate_of", "parent", "blocks"})
+
+
+@dataclass(frozen=True)
+class SourceRelation:
+    """A relation between two issues of the source, as one of them lists it.
+
+    Sources list a relation on one end or on both (Redmine and Jira show it on
+    both issues, in opposite directions): ``reverse`` says which way it runs,
+    so that both listings name one relation and the import sets it once.
+
+    Attributes:
+        kind: One of :data:`RELATION_KINDS`, or the source's own name of a
+            relation bugless does not hold (Redmine's ``relates``,
+            ``precedes``; Jira's ``relates``, ``clones``), which the run
+            reports instead of setting.
+        target: The other issue's :attr:`SourceIssue.key`.
+        reverse: False: this issue ``kind`` the target (is a duplicate of
+            it, is its sub-issue, blocks it). True: the target ``kind`` this
+            issue (duplicates it, is its sub-issue, blocks it).
+    """
+
+    kind: str
+    target: str
+    reverse: bool = False
+
+
 @dataclass(frozen=True)
 class SourceIssue:
     """One issue of the source as it is now, with its history oldest first.
@@ -145,6 +177,9 @@ class SourceIssue:
         attachments: The files attached in the source, oldest first: each is
             copied into bugless by an entry at its time, by its uploader
             (``bugless import`` stores the content, then ImportIssue attaches it).
+        relations: Its relations to other issues of the source as it has them
+            now (the source's history of them is not imported: see
+            ``bugless_import.relations``).
     """
 
     key: str
@@ -165,6 +200,7 @@ class SourceIssue:
     labels: tuple[str, ...] = ()
     entries: tuple[SourceEntry, ...] = ()
     attachments: tuple[SourceAttachment, ...] = ()
+    relations: tuple[SourceRelation, ...] = ()
 
 
 class Importer(ABC):
@@ -250,4 +286,12 @@ class Importer(ABC):
 
     def external_id(self, issue: SourceIssue) -> str:
         """The unique reference of ``issue``: ``<name>:<key>``."""
-        return f"{self.name}:{issue.key}"
+        return self.key_external_id(issue.key)
+
+    def key_external_id(self, key: str) -> str:
+        """The external id of the source's issue whose :attr:`SourceIssue.key` is ``key``.
+
+        What a :class:`SourceRelation`'s target is found by, whether or not
+        this run reads that issue; it must agree with :meth:`external_id`.
+        """
+        return f"{self.name}:{key}"

@@ -53,9 +53,11 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         "GetServerInfo": _READERS | {"@admin"},
         "CreateIssue": _FRONTENDS,
         "BatchCreateIssues": _FRONTENDS,
-        "GetIssue": _READERS,
+        # The import job reads and changes the issues it imported to set the
+        # relations between them once both exist (bugless_import.relations).
+        "GetIssue": _READERS | {"@import"},
         "BatchGetIssues": _READERS,
-        "ChangeIssue": _FRONTENDS,
+        "ChangeIssue": _FRONTENDS | {"@import"},
         "BatchChangeIssues": _FRONTENDS,
         "ListHistory": _READERS,
         "SearchIssues": _READERS,
