@@ -5,7 +5,7 @@ It answers the requests the importer makes the way Redmine does: an
 ``limit``/``offset`` with ``total_count`` (``limit`` capped like a Redmine
 whose "objects per page" limit is low), only open issues unless
 ``status_id=*``, only one project's issues with ``project_id``; an issue's
-journals, watchers and attachments only when ``include`` asks for them,
+journals, watchers, attachments and relations only when ``include`` asks for them,
 each attachment with the ``content_url`` Redmine builds from its "Host
 name" setting (``host``; the server's own address by default), and its bytes
 at ``/attachments/download/ID/FILENAME`` from the tree's
@@ -133,7 +133,7 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
                 if query.get("status_id") != "*":  # Redmine's default: open issues only
                     issues = [i for i in issues if not i["status"].get("is_closed")]
                 for issue in issues:
-                    for part in ("journals", "watchers", "attachments"):
+                    for part in ("journals", "watchers", "attachments", "relations"):
                         issue.pop(part, None)
                 return _page(issues, "issues", query, redmine.cap)
             if path.startswith("/issues/") and path.endswith(".json"):
@@ -143,7 +143,7 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
                     return None
                 data = self._file(name)
                 include = query.get("include", "").split(",")
-                for part in ("journals", "watchers", "attachments"):
+                for part in ("journals", "watchers", "attachments", "relations"):
                     if part not in include:
                         data["issue"].pop(part, None)
                 for attachment in data["issue"].get("attachments", []):

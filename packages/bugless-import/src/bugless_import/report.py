@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bugless_core.blobs import describe_size
+
+if TYPE_CHECKING:
+    from bugless_import.relations import RelationReport
+
+#: Kinds of relations in the report's words (bugless_import.relations.PHRASES).
+_KINDS = {"duplicate_of": "duplicate of", "parent": "sub-issue of", "blocks": "blocking"}
 
 
 @dataclass
@@ -45,6 +52,8 @@ class ImportReport:
     entries_written: int = 0
     interrupted: bool = False
     seconds: float = 0.0
+    #: The relation pass (None: the source lists no relations, or the run stopped before it).
+    relations: RelationReport | None = None
 
     def render(self) -> str:
         """The report as people read it."""
@@ -93,6 +102,7 @@ class ImportReport:
                 f"    {external_id}: {name!r} not copied: {why}"
                 for external_id, name, why in self.files_skipped
             ]
+        lines += self._relation_lines()
         if self.unmapped:
             lines.append("  unmapped values (add them to the mapping file):")
             lines += [f"    [{s}] {v!r}: {n} times" for s, v, n in self.unmapped]
@@ -111,3 +121,27 @@ class ImportReport:
         if self.interrupted:
             lines.append("  INTERRUPTED: run the same command again to import the rest")
         return "\n".join(lines)
+
+    def _relation_lines(self) -> list[str]:
+        """Relations found, set, and not set with why (each one named)."""
+        found = self.relations
+        if found is None:
+            return []
+        lines: list[str] = []
+        total = sum(found.found.values())
+        if total:
+            kinds = ", ".join(f"{n} {_KINDS[k]}" for k, n in sorted(found.found.items()))
+            if self.dry_run:
+                done = f"{total - len(found.unresolved) - len(found.refused)} to set"
+            else:
+                done = f"set {found.set}, already there {found.present}"
+            not_set = len(found.unresolved) + len(found.refused)
+            lines.append(f"  relations: {total} ({kinds}); {done}, not set {not_set}")
+            lines += [f"    not set ({why}): {link}" for link, why in found.unresolved[:200]]
+            lines += [f"    not set: {link}: {why}" for link, why in found.refused[:200]]
+        if found.unsupported:
+            lines.append(
+                f"  relations bugless does not hold, not imported: {len(found.unsupported)}"
+            )
+            lines += [f"    {link}" for link in found.unsupported[:200]]
+        return lines

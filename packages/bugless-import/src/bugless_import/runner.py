@@ -16,7 +16,9 @@ Order of work, and why:
    what is done and imports the rest, with neither duplicates (the Model
    finds an external id it has) nor gaps (nothing is marked done before the
    Model answered).
-4. Write the report and ``<source>-redirects.csv`` (old URL, new URL).
+4. Set the relations between issues (:mod:`bugless_import.relations`):
+   only now do both ends of each exist.
+5. Write the report and ``<source>-redirects.csv`` (old URL, new URL).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from bugless_core.errors import (
 from bugless_core.importer import Importer, SourceIssue, SourcePerson
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import placeholder_username
-from bugless_import import convert
+from bugless_import import convert, relations
 from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.report import ImportReport
@@ -140,6 +142,16 @@ class _State:
                     record = json.loads(line)
                     self.done[str(record["external_id"])] = record
         self._file = self.path.open("a", encoding="utf-8")
+
+    @staticmethod
+    def read(directory: Path, source: str) -> dict[str, int]:
+        """The issue ids of the external ids an earlier run recorded (none: no state yet)."""
+        path = directory / f"{source}-done.jsonl"
+        if not path.exists():
+            return {}
+        lines = path.read_text(encoding="utf-8").splitlines()
+        records = (json.loads(line) for line in lines if line.strip())
+        return {str(r["external_id"]): int(r["issue_id"]) for r in records}
 
     def with_files(self, external_id: str) -> bool:
         """Whether the issue's history may carry file entries.
@@ -405,8 +417,10 @@ async def _run(
     report.attachment_bytes = sum(max(a.size, 0) for i in issues for a in i.attachments)
     report.attachments_unsized = sum(1 for i in issues for a in i.attachments if a.size < 0)
 
+    found = relations.links(importer, issues)
     if settings.model is None or settings.auth is None:
         _dry_convert(importer, issues, mapping)
+        report.relations = _dry_relations(importer, issues, found, settings)
         report.unmapped = _unmapped(mapping)
         report.seconds = time.perf_counter() - started
         return report
@@ -439,6 +453,7 @@ async def _run(
         labels = _Labels(model, caller, mapping)
         if settings.dry_run:
             _dry_convert(importer, issues, mapping)
+            report.relations = _dry_relations(importer, issues, found, settings)
             report.unmapped = _unmapped(mapping)
             report.seconds = time.perf_counter() - started
             return report
@@ -448,10 +463,16 @@ async def _run(
             plain_model, acting, caller, report,
             people=ids, in_flight=settings.file_concurrency,
         )  # fmt: skip
-        await _import_all(
+        issue_ids = await _import_all(
             importer, issues, mapping=mapping, resolved=resolved, caller=caller, model=model,
             settings=settings, report=report, progress=progress, files=store,
         )  # fmt: skip
+        if found:
+            report.relations, by_holder = relations.plan(found, issue_ids)
+            setter = relations.RelationSetter(
+                model, caller, importer.name, issue_ids, report.relations
+            )
+            await setter.apply(by_holder)
         count_labels(issues, mapping)
         report.unmapped = _unmapped(mapping)
     finally:
@@ -481,6 +502,20 @@ def _dry_convert(importer: Importer, issues: Sequence[SourceIssue], mapping: Map
         convert.to_request(issue, external_id, mapping, resolved, v1.Caller(), reference_link=link)
 
 
+def _dry_relations(
+    importer: Importer,
+    issues: Sequence[SourceIssue],
+    found: Sequence[relations.Link],
+    settings: ImportSettings,
+) -> relations.RelationReport | None:
+    """What the relation pass would find: this run's issues and those imported before."""
+    if not found:
+        return None
+    known = {importer.external_id(i): 0 for i in issues}
+    known.update(_State.read(settings.state_dir, importer.name))
+    return relations.plan(found, known)[0]
+
+
 def count_labels(issues: Iterable[SourceIssue], mapping: Mapping) -> None:
     """Count each issue's unmapped labels once: "N times" is on N issues."""
     for issue in issues:
@@ -504,7 +539,8 @@ async def _import_all(
     report: ImportReport,
     progress: TextIO | None,
     files: Files,
-) -> None:
+) -> dict[str, int]:
+    """Import what is not done; return every imported external id's issue id (all runs)."""
     state = _State(settings.state_dir, importer.name)
     link = importer.reference_link
     bar = _Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
@@ -598,6 +634,7 @@ async def _import_all(
         await asyncio.gather(*tasks, return_exceptions=True)
         bar.close()
         state.close()
+    return {external_id: int(str(r["issue_id"])) for external_id, r in state.done.items()}
 
 
 def _write_outputs(settings: ImportSettings, source: str, report: ImportReport) -> None:

@@ -32,6 +32,13 @@ the attachment's ``content`` URL over HTTP. Options for the latter:
   network error) is asked again (default 4; 0 fails at once).
 
 A file neither there nor readable is reported and left out.
+
+Relations: ``fields.parent`` (a sub-task's, or a child's in a team-managed
+project) and ``fields.subtasks`` make sub-issues; ``fields.issuelinks`` of
+the link types ``Duplicate`` (duplicates / is duplicated by) and ``Blocks``
+(blocks / is blocked by) are set as bugless holds them. Other link types
+(``Relates``, ``Cloners``, a site's own) have no bugless counterpart: the
+report lists them by their outward name. Jira lists a link on both issues.
 """
 
 from __future__ import annotations
@@ -58,11 +65,14 @@ from bugless_core.importer import (
     SourceEntry,
     SourceIssue,
     SourcePerson,
+    SourceRelation,
 )
 from bugless_import.sources._http import read_with_retries, retry_count
 from bugless_import.sources.markup import jira_to_markdown
 
 _OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
+#: Jira's link type names (lower case) -> the relation bugless holds.
+_LINKS = {"duplicate": "duplicate_of", "blocks": "blocks"}
 
 
 def when(text: str) -> datetime:
@@ -245,6 +255,7 @@ class JiraImporter(Importer):
                     key=lambda a: (when(a["created"]), int(a["id"])),
                 )
             ),
+            relations=_relations(fields),
         )
 
     def _attachment(self, attachment: dict[str, Any], base: str) -> SourceAttachment:
@@ -370,3 +381,25 @@ def _authorization(options: dict[str, str]) -> str:
     if user:
         return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
     return f"Bearer {token}"
+
+
+def _relations(fields: dict[str, Any]) -> tuple[SourceRelation, ...]:
+    """The issue's parent, sub-tasks and issue links, as seen from the issue."""
+    found: list[SourceRelation] = []
+    parent = (fields.get("parent") or {}).get("key")
+    if parent:
+        found.append(SourceRelation("parent", str(parent)))
+    found += [
+        SourceRelation("parent", str(sub["key"]), reverse=True)
+        for sub in fields.get("subtasks") or []
+        if sub.get("key")
+    ]
+    for link in fields.get("issuelinks") or []:
+        kind_of = link.get("type") or {}
+        name = str(kind_of.get("name") or "").lower()
+        kind = _LINKS.get(name) or str(kind_of.get("outward") or name).lower()
+        if (link.get("outwardIssue") or {}).get("key"):
+            found.append(SourceRelation(kind, str(link["outwardIssue"]["key"])))
+        elif (link.get("inwardIssue") or {}).get("key"):
+            found.append(SourceRelation(kind, str(link["inwardIssue"]["key"]), reverse=True))
+    return tuple(found)

@@ -3,7 +3,7 @@
 LOCATION is either the Redmine's address (``https://redmine.example.org/``),
 read over its REST API, or a directory of files exported from it::
 
-    issues/N.json               GET /issues/N.json?include=journals,watchers,attachments
+    issues/N.json               GET /issues/N.json?include=journals,watchers,attachments,relations
     issue_statuses.json         GET /issue_statuses.json
     trackers.json               GET /trackers.json
     issue_priorities.json       GET /enumerations/issue_priorities.json
@@ -52,6 +52,14 @@ a ``content_url`` outside LOCATION is read at LOCATION's
 ``attachments/download/ID/FILENAME`` instead (the key goes to LOCATION only).
 From files, the bytes are ``attachments/ID/FILENAME`` of the directory; a
 file missing there is reported and left out.
+
+Relations: an issue's ``parent`` makes it a sub-issue, and its relations
+(``include=relations``, listed on both issues; Redmine stores each one way,
+``issue_id`` to ``issue_to_id``) are set as bugless holds them:
+``duplicates`` (is a duplicate of) and ``blocks`` (with their reverses
+``duplicated`` and ``blocked``). ``relates``, ``precedes``/``follows`` and
+``copied_to``/``copied_from`` have no bugless counterpart: the report lists
+them. An export made without ``relations`` in ``include`` has none.
 """
 
 from __future__ import annotations
@@ -83,11 +91,25 @@ from bugless_core.importer import (
     SourceEntry,
     SourceIssue,
     SourcePerson,
+    SourceRelation,
 )
 from bugless_import.sources._http import RETRYABLE_STATUSES, read_with_retries, retry_count
 
 #: Issues and users per request; Redmine caps it at its "limit" setting (100 by default).
 PAGE = 100
+#: Redmine relation type -> (the relation as SourceRelation names it, whether
+#: it runs from ``issue_to_id`` to ``issue_id``). Redmine stores the reverse
+#: types turned round, but an export may name them.
+_RELATIONS = {
+    "duplicates": ("duplicate_of", False),
+    "duplicated": ("duplicate_of", True),
+    "blocks": ("blocks", False),
+    "blocked": ("blocks", True),
+    "precedes": ("precedes", False),
+    "follows": ("precedes", True),
+    "copied_to": ("copied_to", False),
+    "copied_from": ("copied_to", True),
+}
 #: Where each file of the export comes from over REST (issues/N.json aside).
 _ENDPOINTS = {
     "issue_statuses.json": "issue_statuses.json",
@@ -227,7 +249,7 @@ class _Rest:
 
     def read(self, name: str) -> Any:
         if name.startswith("issues/"):
-            return self.get(name, include="journals,watchers,attachments")
+            return self.get(name, include="journals,watchers,attachments,relations")
         if name == "issue_categories.json":
             if not self.project:
                 return None
@@ -428,6 +450,7 @@ class RedmineImporter(Importer):
                     item.get("attachments") or [], key=lambda a: (a["created_on"], int(a["id"]))
                 )
             ),
+            relations=_relations(item),
         )
 
     def _attachment(self, attachment: dict[str, Any]) -> SourceAttachment:
@@ -442,3 +465,23 @@ class RedmineImporter(Importer):
             comment=str(attachment.get("description") or ""),
             open=functools.partial(self.source.content, attachment),
         )
+
+
+def _relations(item: dict[str, Any]) -> tuple[SourceRelation, ...]:
+    """The issue's parent and its relations, as seen from the issue."""
+    own = str(item["id"])
+    found: list[SourceRelation] = []
+    parent = (item.get("parent") or {}).get("id")
+    if parent is not None:
+        found.append(SourceRelation("parent", str(parent)))
+    for relation in item.get("relations") or []:
+        name = str(relation.get("relation_type") or "")
+        kind, turned = _RELATIONS.get(name, (name, False))
+        source, target = str(relation["issue_id"]), str(relation["issue_to_id"])
+        if turned:
+            source, target = target, source
+        if source == own:
+            found.append(SourceRelation(kind, target))
+        elif target == own:
+            found.append(SourceRelation(kind, source, reverse=True))
+    return tuple(found)

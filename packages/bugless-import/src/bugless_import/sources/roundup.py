@@ -44,6 +44,13 @@ still answers for by id) is read by id where an issue names them, so their
 history keeps their name and address instead of becoming ``ghost``'s. An
 issue's files (REST ``file`` class: name, type, creator, creation) are
 copied, their bytes read from ``/rest/data/file/N/binary_content``.
+
+Relations: classic's ``superseder`` (a multilink to the issues that
+supersede this one: it is their duplicate, as the classic templates'
+"Superseder" and bugs.python.org's "duplicate" resolution use it) makes the
+issue a duplicate of its superseder. bugless holds one: with several, the
+lowest-numbered is set and the report names the others. A tracker whose
+schema has no ``superseder`` imports no relations.
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ from bugless_core.importer import (
     SourceEntry,
     SourceIssue,
     SourcePerson,
+    SourceRelation,
 )
 from bugless_import.sources._http import read_with_retries, retry_count
 
@@ -336,10 +344,23 @@ class RoundupImporter(Importer):
             )
         return username
 
+    def has_issue_property(self, name: str) -> bool:
+        """Whether the tracker's issue class has property ``name`` (asked for one issue).
+
+        Roundup answers 400 for a ``@fields`` property its schema lacks, so
+        the listing cannot simply ask for ``superseder`` in every tracker.
+        """
+        try:
+            self.get("data/issue", **{"@fields": name, "@page_size": 1})
+        except FailedPrecondition:
+            return False
+        return True
+
     def issues(self) -> Iterator[SourceIssue]:
         """Every issue by id, with its journal (or its messages) as entries."""
         users = _Users(self.names("user"), self._retired_user)
-        for item in self.collection("issue", _ISSUE_FIELDS):
+        fields = _ISSUE_FIELDS + (",superseder" if self.has_issue_property("superseder") else "")
+        for item in self.collection("issue", fields):
             issue = self._issue(item, users)
             if issue is not None:
                 yield issue
@@ -458,6 +479,10 @@ class RoundupImporter(Importer):
                 f
                 for f in (self._file(i, users) for i in sorted(_ids(item.get("files")), key=int))
                 if f is not None
+            ),
+            relations=tuple(
+                SourceRelation("duplicate_of", f"{self.tracker}#{other}")
+                for other in sorted(_ids(item.get("superseder")), key=int)
             ),
         )
 

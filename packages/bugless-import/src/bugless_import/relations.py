@@ -1,0 +1,248 @@
+"""The relations between imported issues: duplicate of, parent, blocking.
+
+A relation can only be set once both of its issues exist in bugless, and a
+source lists relations to issues a run may not read (another project, a
+filtered listing). So ImportIssue carries none (its ``parent_id`` and
+``duplicate_of_id`` must be 0); after the issues are imported, this pass
+sets each relation both of whose issues the state directory knows, with an
+ordinary ChangeIssue per issue.
+
+Why ChangeIssue by the import identity, now, and not an imported entry at
+the source's author and time: the history is append-only and in time
+order, and the relation pass runs after the issue's imported entries, so an
+entry at the source's (earlier) time would be out of order; most sources do
+not say who linked two issues when (Redmine's relations and Jira's issue
+links carry neither); and a ChangeIssue goes through the Model's one place
+for relations, which keeps blocking two-way (the other issue's entry names
+this one as its cause) and refuses cycles. The entry says where the
+relation came from in its comment; ImportIssue's ``import_position``
+counts source items, not entries, so a later refresh still appends only
+what is new.
+
+Idempotent: each issue is read first and only what it lacks is sent, so a
+second run (or ``--refresh``) writes nothing. What bugless already holds
+differently is kept (a parent someone set after moving in is theirs), and
+reported; relations the source dropped are not removed. Relations bugless
+cannot hold (Redmine's ``relates``, ``precedes``; a second parent) are
+reported, not set.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from bugless_core.clients import call
+from bugless_core.errors import (
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from bugless_core.importer import RELATION_KINDS, Importer, SourceIssue
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+#: How a relation reads in the report: ``<holder> <phrase> <target>``.
+PHRASES = {"duplicate_of": "duplicate of", "parent": "sub-issue of", "blocks": "blocks"}
+#: The field of the holder that a one-valued relation sets.
+_FIELDS = {"duplicate_of": "duplicate_of_id", "parent": "parent_id"}
+#: Refusals of one relation that leave the others to be tried.
+_REFUSALS = (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied)
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Link:
+    """A relation by external ids: ``holder`` duplicates, is a child of, or blocks ``target``."""
+
+    holder: str
+    kind: str
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.holder} {PHRASES.get(self.kind, self.kind)} {self.target}"
+
+
+def links(importer: Importer, issues: Iterable[SourceIssue]) -> list[Link]:
+    """Every relation the issues list, each once, in the order first listed.
+
+    A relation both of its issues list (Redmine, Jira) is one link, and
+    ``reverse`` relations are turned to be held by the issue that holds them
+    in bugless (the duplicate, the sub-issue, the blocking issue).
+    """
+    seen: dict[Link, None] = {}
+    for issue in issues:
+        own = importer.external_id(issue)
+        for relation in issue.relations:
+            other = importer.key_external_id(relation.target)
+            holder, target = (other, own) if relation.reverse else (own, other)
+            seen.setdefault(Link(holder, relation.kind, target), None)
+    return list(seen)
+
+
+@dataclass
+class RelationReport:
+    """What the relation pass found and did."""
+
+    #: Relations bugless holds, by kind.
+    found: Counter[str]
+    #: Relations of kinds bugless does not hold.
+    unsupported: list[Link]
+    #: (link, why) of relations one of whose issues is not imported.
+    unresolved: list[tuple[Link, str]]
+    #: (link, why) of relations not set: the Model refused (a cycle), or the
+    #: issue has another value bugless keeps, or it can hold only one.
+    refused: list[tuple[Link, str]]
+    set: int = 0
+    present: int = 0
+
+
+def plan(
+    found: Sequence[Link], issue_ids: Mapping[str, int]
+) -> tuple[RelationReport, dict[str, list[Link]]]:
+    """Split ``found`` into what can be set (by holder) and what is reported.
+
+    ``issue_ids`` maps the external ids imported so far (this run and
+    earlier ones) to issue ids; a dry run passes the run's own external ids.
+    """
+    report = RelationReport(found=Counter(), unsupported=[], unresolved=[], refused=[])
+    by_holder: dict[str, list[Link]] = {}
+    for link in found:
+        if link.kind not in RELATION_KINDS:
+            report.unsupported.append(link)
+            continue
+        report.found[link.kind] += 1
+        missing = [e for e in (link.holder, link.target) if e not in issue_ids]
+        if missing:
+            report.unresolved.append((link, f"{' and '.join(missing)} not imported"))
+            continue
+        if link.holder == link.target:
+            report.refused.append((link, "an issue cannot be related to itself"))
+            continue
+        by_holder.setdefault(link.holder, []).append(link)
+    for holder, held in by_holder.items():
+        for kind in _FIELDS:
+            one_valued = [link for link in held if link.kind == kind]
+            for extra in one_valued[1:]:
+                why = f"bugless holds one {PHRASES[kind]!r}; {one_valued[0].target} is set"
+                report.refused.append((extra, why))
+                held.remove(extra)
+        by_holder[holder] = held
+    return report, by_holder
+
+
+def _delta(
+    issue: v1.Issue, held: Sequence[Link], issue_ids: Mapping[str, int], report: RelationReport
+) -> tuple[v1.IssueDelta, list[Link]]:
+    """What ``issue`` lacks of ``held``, and the links that delta sets."""
+    delta = v1.IssueDelta(fields=v1.IssueFields())
+    paths: list[str] = []
+    sent: list[Link] = []
+    for link in held:
+        target = issue_ids[link.target]
+        if link.kind == "blocks":
+            if target in issue.blocking_ids:
+                report.present += 1
+            else:
+                delta.blocking_add.append(target)
+                sent.append(link)
+            continue
+        field = _FIELDS[link.kind]
+        current = getattr(issue, field)
+        if current == target:
+            report.present += 1
+        elif current:
+            why = f"issue {issue.id} has {field} {current} in bugless, which is kept"
+            report.refused.append((link, why))
+        else:
+            setattr(delta.fields, field, target)
+            paths.append(field)
+            sent.append(link)
+    if paths:
+        delta.update_mask = FieldMask(paths=paths)
+    return delta, sent
+
+
+def _comment(source: str, sent: Sequence[Link]) -> str:
+    listed = "; ".join(f"{PHRASES[link.kind]} {link.target}" for link in sent)
+    return f"Relations imported from {source}: {listed}."
+
+
+@dataclass
+class RelationSetter:
+    """Sets the planned relations on the Model (what each holder lacks).
+
+    Attributes:
+        model: The Model, acting as the import identity.
+        caller: The import identity.
+        source: The source's name, for the entries' comment.
+        issue_ids: External id -> issue id of every imported issue.
+        report: Where what was set, found set, or refused is counted.
+    """
+
+    model: v1.ModelStub
+    caller: v1.Caller
+    source: str
+    issue_ids: Mapping[str, int]
+    report: RelationReport
+
+    async def apply(self, by_holder: Mapping[str, Sequence[Link]]) -> None:
+        """Set what each holder lacks, one ChangeIssue per holder, one holder at a time.
+
+        One at a time: setting "A blocks B" writes an entry on B too, so B's
+        version moves; each holder is read right before its change, and a
+        change that meets a newer version (someone edited it meanwhile) is
+        read and tried again. A change the Model refuses (a cycle, an
+        archived component) is tried relation by relation, so that one
+        refused relation is reported and the issue's others are still set.
+        """
+        for holder, held in by_holder.items():
+            issue_id = self.issue_ids[holder]
+            if not await self._change(issue_id, held, whole=True):
+                for link in held:
+                    await self._change(issue_id, [link])
+
+    async def _change(self, issue_id: int, held: Sequence[Link], *, whole: bool = False) -> bool:
+        """Send what the issue lacks of ``held``; False if the Model refused it as a whole.
+
+        ``whole``: a refusal of more than one relation is left to the caller
+        (to try each alone); otherwise it is reported against the links.
+        """
+        report = self.report
+        for attempt in range(_ATTEMPTS):
+            checked = RelationReport(found=Counter(), unsupported=[], unresolved=[], refused=[])
+            try:
+                issue = await call(
+                    self.model.get_issue, v1.GetIssueRequest(caller=self.caller, issue_id=issue_id)
+                )
+            except NotFound as exc:
+                report.refused.extend((link, exc.message) for link in held)
+                return True
+            delta, sent = _delta(issue, held, self.issue_ids, checked)
+            if sent:
+                try:
+                    await call(
+                        self.model.change_issue,
+                        v1.ChangeIssueRequest(
+                            caller=self.caller, issue_id=issue_id, expected_version=issue.version,
+                            delta=delta, comment=_comment(self.source, sent),
+                        ),
+                    )  # fmt: skip
+                except Conflict as exc:
+                    if attempt + 1 < _ATTEMPTS:
+                        continue
+                    report.refused.extend((link, exc.message) for link in sent)
+                    return True
+                except _REFUSALS as exc:
+                    if whole and len(sent) > 1:
+                        return False
+                    report.refused.extend((link, exc.message) for link in sent)
+                    sent = []
+            report.set += len(sent)
+            report.present += checked.present
+            report.refused.extend(checked.refused)
+            return True
+        return True

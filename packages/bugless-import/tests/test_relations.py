@@ -1,0 +1,278 @@
+"""Relations between issues come along: duplicate of, parent, blocking.
+
+Before, ``bugless import`` imported none ("this duplicates #12", "blocked by
+#40" and sub-tasks were lost on moving in). Redmine (its REST API over
+loopback, ``include=relations``), Jira (search JSON) and a real Roundup
+(``superseder``) are imported into the real Model; relations are set once
+both issues exist, a second run and ``--refresh`` write nothing more, and
+what cannot be set (an issue outside the import, a kind bugless does not
+hold, a cycle the Model refuses, a value bugless already holds) is named in
+the report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from import_support import ADMIN, FIXTURES, MakeSettings, find, history, usernames
+from redmine_server import Redmine, serve
+from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _create
+
+from bugless_core.clients import call
+from bugless_import import run_import
+from bugless_import.sources.jira import JiraImporter
+from bugless_import.sources.redmine import RedmineImporter
+from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
+from bugless_proto import v1
+from bugless_proto.google.protobuf import FieldMask
+
+KEY = "0123456789abcdef0123456789abcdef01234567"
+
+
+async def _issue(model: v1.ModelStub, external_id: str) -> v1.Issue:
+    (found,) = await find(model, external_id)
+    return await call(model.get_issue, v1.GetIssueRequest(caller=ADMIN, issue_id=found.id))
+
+
+def _relation(issue_id: int, to: int, kind: str) -> dict[str, Any]:
+    return {"id": issue_id * 10 + to % 10, "issue_id": issue_id, "issue_to_id": to,
+            "relation_type": kind, "delay": None}  # fmt: skip
+
+
+#: Redmine issue -> its parent and the relations Redmine lists on it (on both
+#: issues of each relation, as Redmine does; 7001's "blocked" is a reverse
+#: type as an export may name it).
+_REDMINE: dict[int, tuple[int | None, list[dict[str, Any]]]] = {
+    7001: (None, [_relation(7002, 7001, "duplicates"), _relation(7003, 7001, "blocks"),
+                  _relation(7001, 7005, "blocked")]),
+    7002: (None, [_relation(7002, 7001, "duplicates"), _relation(7003, 7002, "relates")]),
+    7003: (None, [_relation(7003, 7001, "blocks"), _relation(7003, 7002, "relates"),
+                  _relation(7003, 7004, "precedes")]),
+    7004: (7001, [_relation(7003, 7004, "precedes")]),
+    7005: (7004, [_relation(7001, 7005, "blocked")]),
+    7006: (None, [_relation(7006, 7999, "blocks")]),
+}  # fmt: skip
+
+
+@pytest.fixture
+def redmine(tmp_path: Path) -> Iterator[Redmine]:
+    """A Redmine of six issues with parents and relations, served over loopback."""
+    root = tmp_path / "redmine"
+    shutil.copytree(FIXTURES / "redmine", root)
+    template = json.loads((root / "issues" / "12.json").read_text(encoding="utf-8"))["issue"]
+    (root / "issues" / "12.json").unlink()
+    for number, (parent, relations) in _REDMINE.items():
+        issue = {**template, "id": number, "subject": f"Issue {number}", "journals": []}
+        issue["relations"] = relations
+        if parent is not None:
+            issue["parent"] = {"id": parent}
+        (root / "issues" / f"{number}.json").write_text(
+            json.dumps({"issue": issue}), encoding="utf-8"
+        )
+    with serve(Redmine(root, KEY)) as server:
+        yield server
+
+
+async def test_redmine_parents_duplicates_and_blocking_are_set_once_both_issues_exist(
+    redmine: Redmine,
+    tmp_path: Path,
+    make_settings: MakeSettings,
+    model: v1.ModelStub,
+    auth: v1.AuthenticatorStub,
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY, encoding="utf-8")
+    options = {"api-key-file": str(key_file), "url": "https://redmine.example.org"}
+    settings = make_settings()
+    dry = await run_import(RedmineImporter(redmine.url, options), make_settings(dry_run=True))
+    assert "  relations: 6 (3 blocking, 1 duplicate of, 2 sub-issue of); 5 to set, not set 1" in (
+        dry.render()
+    )
+
+    report = await run_import(RedmineImporter(redmine.url, options), settings)
+    assert report.created == 6
+    assert any("include=journals,watchers,attachments,relations" in r for r in redmine.requests)
+    ids = {n: (await _issue(model, f"redmine:{n}")).id for n in _REDMINE}
+    one, two, three, four, five, six = [await _issue(model, f"redmine:{n}") for n in _REDMINE]
+    assert two.duplicate_of_id == ids[7001]
+    assert (four.parent_id, five.parent_id) == (ids[7001], ids[7004])
+    assert sorted(one.blocked_by_ids) == sorted([ids[7003], ids[7005]])
+    assert (three.blocking_ids, five.blocking_ids) == ([ids[7001]], [ids[7001]])
+    assert (one.parent_id, one.duplicate_of_id, six.blocking_ids) == (0, 0, [])
+
+    relations = report.relations
+    assert relations is not None
+    assert (relations.set, relations.present) == (5, 0)
+    text = report.render()
+    assert (
+        "  relations: 6 (3 blocking, 1 duplicate of, 2 sub-issue of); "
+        "set 5, already there 0, not set 1\n"
+        "    not set (redmine:7999 not imported): redmine:7006 blocks redmine:7999\n"
+        "  relations bugless does not hold, not imported: 2\n"
+        "    redmine:7003 relates redmine:7002\n"
+        "    redmine:7003 precedes redmine:7004\n"
+    ) in text
+
+    # The import identity sets them, now, saying where they came from.
+    last = (await history(model, two.id))[-1]
+    assert await usernames(auth, [last.author]) == ["importer"]
+    assert last.comment == "Relations imported from redmine: duplicate of redmine:7001."
+    assert [(c.field, c.new_value) for c in last.changes] == [("duplicate_of_id", str(ids[7001]))]
+    # Blocking is two-way: 7001 got an entry caused by 7003's change.
+    assert any(e.caused_by_issue_id == ids[7003] for e in await history(model, ids[7001]))
+
+    versions = {n: (await _issue(model, f"redmine:{n}")).version for n in _REDMINE}
+    for again in (settings, make_settings(refresh=True)):
+        rerun = await run_import(RedmineImporter(redmine.url, options), again)
+        assert rerun.relations is not None
+        assert (rerun.relations.set, rerun.relations.present) == (0, 5)
+        assert {n: (await _issue(model, f"redmine:{n}")).version for n in _REDMINE} == versions
+
+    # A parent someone set in bugless since is theirs: kept, and the report says so.
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=ADMIN, issue_id=ids[7005], expected_version=versions[7005],
+            delta=v1.IssueDelta(
+                fields=v1.IssueFields(parent_id=ids[7002]),
+                update_mask=FieldMask(paths=["parent_id"]),
+            ),
+        ),
+    )  # fmt: skip
+    kept = await run_import(RedmineImporter(redmine.url, options), settings)
+    assert (await _issue(model, "redmine:7005")).parent_id == ids[7002]
+    assert (
+        f"    not set: redmine:7005 sub-issue of redmine:7004: issue {ids[7005]} has parent_id "
+        f"{ids[7002]} in bugless, which is kept\n"
+    ) in kept.render()
+
+
+def _jira_issue(key: str, **fields: Any) -> dict[str, Any]:
+    person = {"name": "zed", "displayName": "Zed Jira", "emailAddress": "zed@jira.example.org"}
+    return {
+        "key": key,
+        "self": f"https://jira.example.org/rest/api/2/issue/{key}",
+        "fields": {
+            "summary": f"Issue {key}", "created": "2021-05-01T10:00:00.000+0000",
+            "updated": "2021-05-02T10:00:00.000+0000", "status": {"name": "Open"},
+            "reporter": person, **fields,
+        },
+    }  # fmt: skip
+
+
+def _link(name: str, outward: str, inward: str, /, **issue: str) -> dict[str, Any]:
+    (direction, key), = issue.items()  # fmt: skip
+    kind = {"name": name, "outward": outward, "inward": inward}
+    return {"type": kind, f"{direction}Issue": {"key": key}}
+
+
+async def test_jira_sub_tasks_and_duplicate_and_blocks_links_are_set(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    duplicate = ("Duplicate", "duplicates", "is duplicated by")
+    blocks = ("Blocks", "blocks", "is blocked by")
+    relates = ("Relates", "relates to", "relates to")
+    issues = [
+        _jira_issue("RELS-1", subtasks=[{"key": "RELS-2"}],
+                    issuelinks=[_link(*duplicate, inward="RELS-3")]),
+        _jira_issue("RELS-2", parent={"key": "RELS-1"},
+                    issuelinks=[_link(*blocks, outward="OTHER-5")]),
+        _jira_issue("RELS-3", issuelinks=[_link(*duplicate, outward="RELS-1"),
+                                          _link(*relates, inward="RELS-4")]),
+        _jira_issue("RELS-4", issuelinks=[_link(*blocks, outward="RELS-1"),
+                                          _link(*relates, outward="RELS-3")]),
+    ]  # fmt: skip
+    (tmp_path / "search-0000.json").write_text(json.dumps({"issues": issues}), encoding="utf-8")
+    report = await run_import(JiraImporter(str(tmp_path), {}), make_settings())
+    assert report.created == 4
+    one, two, three, four = [await _issue(model, f"jira:RELS-{n}") for n in range(1, 5)]
+    assert (two.parent_id, three.duplicate_of_id, four.blocking_ids) == (one.id, one.id, [one.id])
+    assert one.blocked_by_ids == [four.id]
+    assert report.relations is not None
+    assert (report.relations.set, report.relations.present) == (3, 0)
+    text = report.render()
+    assert "    not set (jira:OTHER-5 not imported): jira:RELS-2 blocks jira:OTHER-5\n" in text
+    assert (
+        "  relations bugless does not hold, not imported: 1\n"
+        "    jira:RELS-4 relates to jira:RELS-3\n"
+    ) in text
+
+
+@pytest.fixture(scope="module")
+def superseded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A classic tracker whose issues name superseders, two of them each other's."""
+    home = tmp_path_factory.mktemp("roundup-superseder") / "tracker"
+    settings = (
+        "mail_domain=example.invalid,tracker_web=http://127.0.0.1:9/,mail_host=127.0.0.1,"
+        f"mail_debug={home.parent / 'outgoing-mail.txt'}"
+    )
+    for args in (["install", "classic", "sqlite", settings], ["initialise", ADMIN_PASSWORD]):
+        if args[0] == "initialise":
+            (home / "interfaces.py").write_text(INTERFACES_PY, encoding="utf-8")
+        subprocess.run([ROUNDUP_ADMIN, "-i", str(home), *args], check=True, capture_output=True)
+    numbers = [_create(home, "admin", f"Issue {n}", f"Text {n}.") for n in range(1, 6)]
+    db = _as(home, "admin")
+    one, two, three, four, five = numbers
+    db.issue.set(two, superseder=[one])
+    db.issue.set(three, superseder=[two, one])
+    db.issue.set(four, superseder=[five])
+    db.issue.set(five, superseder=[four])  # Roundup does not refuse a cycle; bugless does
+    db.commit()
+    db.close()
+    server = subprocess.Popen(
+        [sys.executable, str(SERVER), str(home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().decode().strip()
+        assert port.isdigit(), server.stderr.read().decode() if server.stderr else "no port"
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+async def test_roundup_superseders_make_duplicates_and_a_cycle_is_reported_not_fatal(
+    superseded_url: str, tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    options = {"user": "admin", "password-file": str(secret), "tracker": "sup"}
+    settings = make_settings()
+    report = await run_import(RoundupImporter(superseded_url, options), settings)
+    assert report.created == 5
+    one, two, three, four, five = [await _issue(model, f"roundup:sup#{n}") for n in range(1, 6)]
+    assert (two.duplicate_of_id, three.duplicate_of_id) == (one.id, one.id)
+    assert (four.duplicate_of_id, five.duplicate_of_id) == (five.id, 0)
+    text = report.render()
+    assert "  relations: 5 (5 duplicate of); set 3, already there 0, not set 2\n" in text
+    assert (
+        "    not set: roundup:sup#3 duplicate of roundup:sup#2: bugless holds one "
+        "'duplicate of'; roundup:sup#1 is set\n"
+    ) in text
+    assert (
+        f"    not set: roundup:sup#5 duplicate of roundup:sup#4: duplicate_of_id: issue "
+        f"{four.id} is a duplicate of issue {five.id}\n"
+    ) in text
+    again = await run_import(RoundupImporter(superseded_url, options), settings)
+    assert again.relations is not None
+    assert (again.relations.set, again.relations.present, len(again.relations.refused)) == (
+        0, 3, 2,
+    )  # fmt: skip
+
+
+def test_a_roundup_schema_without_superseder_is_told_by_roundup_refusing_the_field(
+    superseded_url: str, tmp_path: Path
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    importer = RoundupImporter(superseded_url, {"user": "admin", "password-file": str(secret)})
+    assert importer.has_issue_property("superseder")
+    assert not importer.has_issue_property("blockers")  # not in classic's schema
