@@ -19,6 +19,7 @@ from grpclib.client import Channel
 from prometheus_client import CollectorRegistry
 
 import bugless_auth.plugin
+from bugless_auth import disabling
 from bugless_auth.runner import start_auth
 from bugless_auth.service import AuthService
 from bugless_auth.settings import AuthSettings, PasswordHashing, ThrottleSettings
@@ -89,6 +90,19 @@ class AuthServer:
 
 
 StartAuth = Callable[..., Awaitable[AuthServer]]
+
+
+#: What a test's disable records on the sessions and certificates it ends.
+TEST_ENDS = disabling.Ends(session_reason="disabled by a test", by="a test")
+
+
+async def set_disabled(store: IdentityStore, username: str, disabled: bool = True) -> UserRecord:
+    """Disable ``username`` (their sessions and certificates end with it) or re-enable them.
+
+    Through :func:`bugless_auth.disabling.set_disabled`, the only way there is:
+    a disable that left the user's sessions live is what no caller may do.
+    """
+    return (await disabling.set_disabled(store, username, disabled, TEST_ENDS)).record
 
 
 def unique(prefix: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from auth_support import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, set_disabled, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
@@ -66,7 +66,7 @@ async def test_user_id_alone_uses_the_users_known_groups(policy_server: AuthServ
 
     answer = await authorize(policy_server, user_id=user.user_id, permission="create_component")
     assert answer.allowed
-    await policy_server.store.set_disabled(user.username, True)
+    await set_disabled(policy_server.store, user.username, True)
     policy_server.service.directory.forget(user.user_id)
     answer = await authorize(policy_server, user_id=user.user_id, permission="create_component")
     assert not answer.allowed

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from auth_support import KeyFiles, StartAuth, start_auth_servers
+from auth_support import TEST_ENDS, KeyFiles, StartAuth, set_disabled, start_auth_servers
 from test_auth_conformance import TestLocalPasswords, password_backend_case
 from test_sessions import (
     replicas,
@@ -53,6 +53,7 @@ from test_sessions_vs_disable import (
     two_replicas,
 )
 
+from bugless_auth import disabling
 from bugless_auth._dialect import COCKROACH, POSTGRES
 from bugless_auth.placeholders import match_people, merge_placeholder
 from bugless_auth.sessions import SessionStore
@@ -159,7 +160,7 @@ async def exercise(store: IdentityStore) -> None:
     await store.users_by_usernames([name])
     await store.suggest(name[:4], 5)
     await store.subjects_of("ldap")
-    await store.directory_disable(record.user_id)
+    await disabling.directory_disable(store, record.user_id, TEST_ENDS)
     await store.directory_enable(record.user_id)
     await store.resolve(ldap_identity(name), "ldap", sign_in=False)
     sessions = SessionStore(store)
@@ -167,7 +168,7 @@ async def exercise(store: IdentityStore) -> None:
         "s1" + name, user_id=record.user_id, authenticator="ldap", client_address="", expires_at=1
     )
     assert recorded is None
-    await store.set_disabled(name, True)
+    await set_disabled(store, name, True)
     refused = await sessions.record(
         "s2" + name, user_id=record.user_id, authenticator="ldap", client_address="", expires_at=1
     )

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -29,6 +31,8 @@ from test_people_ca import _csr, _der
 from test_sessions_vs_disable import LIVE_CERTIFICATES, LIVE_SESSIONS, WAITERS
 from test_user_change_feed import eventually
 
+import bugless_auth
+from bugless_auth.store import IdentityStore
 from bugless_proto import v1
 
 #: The fixtures of test_sessions_vs_disable: two replicas with a people CA, a connection.
@@ -251,3 +255,21 @@ async def test_the_cli_disable_ends_the_sessions_and_revokes_the_certificates(
         _, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     assert await state(lock_connection, bob) == (True, 0, 0)
+
+
+def test_only_the_one_transaction_code_disables_a_row() -> None:
+    """No code path can disable a user's row without ending their sessions and certificates.
+
+    ``IdentityStore.set_disabled`` and ``directory_disable`` wrote the row
+    alone (kept for tests after f573d0e); they are gone, and the statements
+    that disable a row are run by :mod:`bugless_auth.disabling` only.
+    """
+    assert not hasattr(IdentityStore, "set_disabled")
+    assert not hasattr(IdentityStore, "directory_disable")
+    package = Path(bugless_auth.__file__).parent
+    runs = {
+        path.name
+        for path in package.rglob("*.py")
+        if re.search(r"\b(SET_DISABLED|DIRECTORY_DISABLE)\b", path.read_text(encoding="utf-8"))
+    }
+    assert runs == {"_queries.py", "disabling.py"}

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import asyncpg
-from auth_support import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, set_disabled, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 from test_user_change_feed import eventually
@@ -178,7 +178,7 @@ async def test_suggest_matches_prefixes_of_name_display_name_and_email(
     u2 = await auth.add_user("x" + tag, display_name=f"{tag} Two")
     u3 = await auth.add_user("y" + tag, email=f"{tag}@example.org")
     u4 = await auth.add_user(f"{tag}off")
-    await auth.store.set_disabled(u4.username, True)
+    await set_disabled(auth.store, u4.username, True)
     await auth.add_user("z" + tag, display_name="100%")
 
     answer = await auth.stub.suggest_users(v1.SuggestUsersRequest(prefix=tag.upper()))
@@ -253,7 +253,7 @@ async def test_get_users_answers_each_kind_of_user_with_betterproto2s_bytes(
     """
     plain = await auth.add_user(unique("wire"), display_name="Zoë Ünïcode 東京", email="z@x.org")
     gone = await auth.add_user(unique("wired"))
-    disabled = await auth.store.set_disabled(gone.username, True)
+    disabled = await set_disabled(auth.store, gone.username, True)
     token = (
         await auth.sign_in((await auth.add_user(unique("adm"), groups=["admins"])).username)
     ).token

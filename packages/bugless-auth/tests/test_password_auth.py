@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from auth_support import PASSWORD, AuthServer, unique
+from auth_support import PASSWORD, AuthServer, set_disabled, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 
@@ -68,7 +68,7 @@ async def test_empty_username_is_invalid_argument(auth: AuthServer) -> None:
 async def test_disabled_user_cannot_sign_in(auth: AuthServer) -> None:
     name = unique("erin")
     await auth.add_user(name)
-    await auth.store.set_disabled(name, True)
+    await set_disabled(auth.store, name, True)
 
     error = await expect_status(auth.sign_in(name), Status.UNAUTHENTICATED)
     assert "disabled" in (error.message or "")

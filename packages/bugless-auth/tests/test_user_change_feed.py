@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from auth_support import AuthServer, StartAuth, unique
+from auth_support import TEST_ENDS, AuthServer, StartAuth, set_disabled, unique
 from grpc_errors import expect_status
 from grpclib.const import Status
 from test_admin import admin_token
 
 import bugless_auth
 from bugless_auth import _queries as sql
+from bugless_auth import disabling
 from bugless_auth.user_feed import prune_user_changes, read_user_changes
 from bugless_auth.user_writes import UserWrites
 from bugless_core.auth_backend import ExternalIdentity
@@ -82,7 +83,7 @@ async def test_each_kind_of_change_to_a_user_is_in_the_feed(start_auth_server: S
     await auth.stub.set_user_disabled(
         v1.SetUserDisabledRequest(token=token, username=bob.username, disabled=True)
     )
-    await auth.store.directory_disable(ann.user_id)  # what the directory re-sync runs
+    await disabling.directory_disable(auth.store, ann.user_id, TEST_ENDS)  # the re-sync's
     disabled = await changes_after(auth, renamed.version)
     assert disabled.user_ids == [bob.user_id, ann.user_id]
     assert disabled.version == start + 3
@@ -138,7 +139,7 @@ async def test_versions_are_in_commit_order_across_concurrent_writers(
 
     slow = asyncio.create_task(slow_writer())
     await holding.wait()
-    fast = asyncio.create_task(auth.store.set_disabled(second.username, True))
+    fast = asyncio.create_task(set_disabled(auth.store, second.username))
 
     async def second_waits_for_the_head_row() -> bool:
         async with auth.store.connection() as conn:
@@ -163,7 +164,7 @@ async def test_a_page_ends_at_a_versions_end_and_says_more(start_auth_server: St
     users = [await auth.add_user(unique("p")) for _ in range(3)]
     start = await head(auth)
     for user in users:
-        await auth.store.set_disabled(user.username, True)
+        await set_disabled(auth.store, user.username, True)
 
     page = await read_user_changes(auth.store, start, page_rows=2)
     assert (page.user_ids, page.version, page.more) == (
@@ -181,8 +182,8 @@ async def test_a_reader_behind_the_pruned_point_is_told_to_start_over(
     auth = await start_following(start_auth_server)
     user = await auth.add_user(unique("gone"))
     start = await head(auth)
-    await auth.store.set_disabled(user.username, True)
-    await auth.store.set_disabled(user.username, False)
+    await set_disabled(auth.store, user.username, True)
+    await set_disabled(auth.store, user.username, False)
 
     await prune_user_changes(auth.store, 0.0)
 
@@ -247,7 +248,7 @@ async def test_a_read_older_than_a_change_the_cache_applied_is_not_kept(
     await eventually(following, "following the feed")
     read_at = directory.version
     (before,) = await auth.store.users_by_ids([dave.user_id])  # the read, begun "before"
-    await auth.store.set_disabled(dave.username, True)  # the change, through another path
+    await set_disabled(auth.store, dave.username, True)  # the change, through another path
     changed_at = await head(auth)
 
     async def applied() -> bool:

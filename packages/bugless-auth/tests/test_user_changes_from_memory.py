@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from auth_support import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, set_disabled, unique
 from prometheus_client import CollectorRegistry
 from test_user_change_feed import changes_after, eventually, exact, ldap_identity
 
@@ -80,11 +80,11 @@ async def test_a_caller_a_poll_or_two_behind_gets_the_changes_from_memory(
     )
     ann, bob, carol = [await writer.add_user(unique(n)) for n in ("ann", "bob", "carol")]
     first = await polled(auth)
-    await writer.store.set_disabled(bob.username, True)
-    await writer.store.set_disabled(ann.username, True)
+    await set_disabled(writer.store, bob.username, True)
+    await set_disabled(writer.store, ann.username, True)
     second = await polled(auth)
-    await writer.store.set_disabled(carol.username, True)
-    await writer.store.set_disabled(bob.username, False)
+    await set_disabled(writer.store, carol.username, True)
+    await set_disabled(writer.store, bob.username, False)
     third = await polled(auth)
     assert first < second < third
     database = answered(auth, "database")
@@ -118,8 +118,8 @@ async def test_a_caller_behind_the_retention_gets_the_changes_the_follower_read(
     )
     ann, bob = [await writer.add_user(unique(n)) for n in ("ann", "bob")]
     first = await polled(auth)
-    await writer.store.set_disabled(ann.username, True)
-    await writer.store.set_disabled(bob.username, True)
+    await set_disabled(writer.store, ann.username, True)
+    await set_disabled(writer.store, bob.username, True)
     head = await polled(auth)
     retention = auth.settings.user_changes_retention_seconds
     await writer.store.run(
@@ -219,7 +219,7 @@ async def test_a_write_through_this_replica_is_answered_at_once(
     dave = await auth.add_user(unique("dave"))
     head = await polled(auth)
 
-    await auth.store.set_disabled(dave.username, True)
+    await set_disabled(auth.store, dave.username, True)
     reply = await changes_after(auth, head)
 
     assert (reply.user_ids, reply.version) == ([dave.user_id], head + 1)
@@ -243,7 +243,7 @@ async def test_a_follower_not_reading_the_feed_sends_callers_to_the_database(
 
     await eventually(answers_from_memory, "the follower read the feed")
     await auth.service.user_feed.stop()  # as good as failing, or lagging behind
-    await writer.store.set_disabled(erin.username, True)
+    await set_disabled(writer.store, erin.username, True)
     await asyncio.sleep(0.3)  # more than two of its polls
     memory = answered(auth, "memory")
 
@@ -378,7 +378,7 @@ async def test_a_replicas_poll_too_slow_for_a_frontends_ttl_is_one_warning_per_f
         assert await polled(writer) == head
         assert not (await cache.by_id([gil.user_id], users))[gil.user_id].disabled
         assert answered_at == [head], "read at the frontend's head: kept"
-        await writer.store.set_disabled(gil.username, True)
+        await set_disabled(writer.store, gil.username, True)
         assert await polled(writer) == head + 1, "the replica asked has the change"
 
         async def disabled() -> bool:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
-from auth_support import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, set_disabled, unique
 from prometheus_client import CollectorRegistry
 
 from bugless_auth.directory import UserDirectory
@@ -92,8 +92,8 @@ async def test_a_read_ended_between_pages_leaves_the_feed_read_at_the_last_compl
     start = directory.version
     (cached,) = (await directory.get_many([carol.user_id]))[0]  # kept until she changes
     stored_at = time.monotonic()
-    await auth.store.set_disabled(ann.username, True)  # page one: start + 1
-    await auth.store.set_disabled(carol.username, True)  # page two: start + 2
+    await set_disabled(auth.store, ann.username, True)  # page one: start + 1
+    await set_disabled(auth.store, carol.username, True)  # page two: start + 2
     pid = await store.run(lambda conn: conn.fetchval("SELECT pg_backend_pid()"), transaction=False)
     await asyncio.sleep(complete_read + LATER_SECONDS - time.monotonic())
 
@@ -231,9 +231,9 @@ async def test_a_write_through_the_followers_store_counts_as_behind_until_it_is_
         return _sample(metrics, "bugless_auth_user_changes_versions_behind")
 
     assert behind() == 0
-    await store.set_disabled(ann.username, True)  # through the follower's own store
+    await set_disabled(store, ann.username, True)  # through the follower's own store
     assert behind() == 1
-    await auth.store.set_disabled(ann.username, False)  # through another replica's
+    await set_disabled(auth.store, ann.username, False)  # through another replica's
     assert behind() == 1, "not known until read"
     await follower.poll_once()
     assert behind() == 0

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from auth_support import AuthServer, StartAuth, unique
+from auth_support import AuthServer, StartAuth, set_disabled, unique
 from test_user_change_feed import eventually
 from test_user_changes_from_memory import polled
 from test_user_feed_lag import LOCK_WAITERS
@@ -157,7 +157,7 @@ async def test_a_frontend_forgets_what_it_read_below_the_head_it_starts_followin
     try:
         # The first look-up starts the follower, whose first read waits at its gate.
         assert not (await cache.by_id([gil.user_id], users))[gil.user_id].disabled
-        await writer.store.set_disabled(gil.username, True)
+        await set_disabled(writer.store, gil.username, True)
         first_read.set()
 
         async def following() -> bool:
@@ -190,7 +190,7 @@ async def test_a_frontends_reads_of_the_feed_run_one_at_a_time(
     )
     gil = await writer.add_user(unique("gil"))
     before = await polled(behind)
-    await writer.store.set_disabled(gil.username, True)
+    await set_disabled(writer.store, gil.username, True)
     held = asyncio.Event()
     feed = GatedFeed([(behind, held), (writer, opened())])
     cache = UserCache(ttl_seconds=600, changes=feed, poll_seconds=SLOW_POLL_SECONDS / 2)

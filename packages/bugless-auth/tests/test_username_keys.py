@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+from auth_support import set_disabled
 
 from bugless_auth import _queries as sql
 from bugless_auth.name_keys import key_usernames
@@ -89,7 +90,7 @@ async def test_directory_usernames_with_non_ascii_capitals_are_found_in_any_case
     # Unicode lower-casing, not case folding: "ß" is not "ss".
     assert (await lookup(auth, f"Olaf-{tag}")).missing == [f"Olaf-{tag}"]
     # The admin calls that name a person by username use the same rule.
-    assert (await auth.store.set_disabled(f"ÖLAF-{tag}", True)).user_id == signed_in[olaf]
+    assert (await set_disabled(auth.store, f"ÖLAF-{tag}", True)).user_id == signed_in[olaf]
 
 
 async def test_usernames_that_differ_only_in_case_are_one_account(auth: AuthServer) -> None:

@@ -108,6 +108,9 @@ UPDATE_CREDENTIALS = """
 UPDATE local_credentials SET password_hash = $2, updated_at = now() WHERE user_id = $1
 """
 
+#: Disable (or re-enable) the user called $1 (a username key). Run only by
+#: :mod:`bugless_auth.disabling`, in the transaction that also ends the user's
+#: sessions and certificates: a row disabled alone leaves them live.
 SET_DISABLED = f"""
 UPDATE users SET disabled = $2, directory_disabled = false, updated_at = now()
 WHERE username_key = $1
@@ -162,6 +165,7 @@ LIMIT $3
 """
 
 #: The directory no longer lists user $1: disable them, unless already disabled.
+#: Run only by :mod:`bugless_auth.disabling`, as :data:`SET_DISABLED`.
 DIRECTORY_DISABLE = f"""
 UPDATE users SET disabled = true, directory_disabled = true, updated_at = now()
 WHERE user_id = $1 AND NOT disabled

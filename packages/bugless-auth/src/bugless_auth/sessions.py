@@ -50,7 +50,8 @@ PURGE_EVERY_SECONDS = 600.0
 #: placeholder's), so either
 #:
 #: * the disable's UPDATE waits for this commit, and its end of the user's
-#:   sessions, which runs after the disable commits, finds this row; or
+#:   sessions, a later statement of its transaction (:mod:`bugless_auth.disabling`),
+#:   finds this row; or
 #: * this waits for the disable's commit, and then sees the row as it left it
 #:   (READ COMMITTED re-checks a locked row's new version; at SERIALIZABLE the
 #:   statement fails with 40001 and :meth:`IdentityStore.run` runs it again):
@@ -58,8 +59,8 @@ PURGE_EVERY_SECONDS = 600.0
 #:
 #: It locks only those rows (its own new row aside), and no writer locks both a
 #: placeholder's row and its account's, so it cannot deadlock with a disable,
-#: which locks the account's row, then the feed's head, then (once committed,
-#: in its own statement) the account's sessions. Returns the account's row as
+#: which locks the account's row, then the feed's head, then (in a later
+#: statement of the same transaction) the account's sessions. Returns the account's row as
 #: found (none: no such user) and whether the session was recorded.
 _INSERT = f"""
 WITH target AS (

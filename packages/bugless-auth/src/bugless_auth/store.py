@@ -464,22 +464,6 @@ class IdentityStore:
         )
         return [UserRecord.from_row(r) for r in rows]
 
-    async def set_disabled(self, username: str, disabled: bool) -> UserRecord:
-        """Disable or re-enable any user (of any authenticator) by username: the row only.
-
-        A disable that also ends the user's sessions and certificates, in the
-        same transaction, is :func:`bugless_auth.disabling.set_disabled`.
-
-        Raises:
-            NotFound: nobody has that username.
-        """
-        row = await self.write_users(
-            lambda writes: writes.fetchrow(sql.SET_DISABLED, username_key(username), disabled)
-        )
-        if row is None:
-            raise NotFound(f"username: no bugless user is called {username!r}")
-        return UserRecord.from_row(row)
-
     # ---- directory re-sync ----
 
     async def subjects_of(
@@ -491,15 +475,6 @@ class IdentityStore:
             transaction=False,
         )
         return [(r["subject"], r["user_id"]) for r in rows]
-
-    async def directory_disable(self, user_id: str) -> UserRecord | None:
-        """Disable a user their directory no longer lists (the row only); None if already disabled.
-
-        The re-sync uses :func:`bugless_auth.disabling.directory_disable`, which
-        also ends their sessions and certificates in the same transaction.
-        """
-        row = await self.write_users(lambda writes: writes.fetchrow(sql.DIRECTORY_DISABLE, user_id))
-        return None if row is None else UserRecord.from_row(row)
 
     async def directory_enable(self, user_id: str) -> UserRecord | None:
         """Re-enable a user the re-sync disabled; None if it did not (or they are enabled)."""
