@@ -100,6 +100,56 @@ def test_drop_and_paste_attach_with_progress_and_thumbnails(
     assert tab.dialogs == []
 
 
+def test_a_comment_saved_after_uploads_from_its_box_is_not_a_conflict(
+    web_server: RunningService, context: BrowserContext, tmp_path: Path
+) -> None:
+    """Drop files, write about them, Save: the comment is saved, not refused as stale.
+
+    Each upload is an issue version of its own; the form named the version
+    before them, so Save answered the "Someone changed this issue" page (409)
+    for the person's own files. A change by anyone else still comes first.
+    """
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "bob")
+    issue_id = create_issue_ui(tab, web_server, "Attach, then comment about it")
+    _send(page, "drop", "one.txt", b"first log\n", "text/plain")
+    _send(page, "drop", "two.txt", b"second log\n", "text/plain")
+    expect(page.locator(".attach-progress li.done")).to_have_count(2)
+    expect(page.locator('#issue-form input[name="version"]')).to_have_value("3")
+    # The live timeline shows the uploads; they are not someone else's change.
+    expect(page.locator("#entry-3")).to_be_attached()
+    expect(page.locator("#live-notice")).to_be_hidden()
+    comment = page.locator('#issue-form textarea[name="comment"]')
+    comment.press_sequentially("Both logs show the crash.")
+    with page.expect_response(f"{web_server.url}/issues/{issue_id}") as posted:
+        page.click('#issue-form button:has-text("Save")')
+    assert posted.value.status == 303
+    expect(page).to_have_url(f"{web_server.url}/issues/{issue_id}#entry-4")
+    expect(page.locator(".conflict")).to_have_count(0)
+    saved = page.locator("#entry-4")
+    expect(saved).to_contain_text("Both logs show the crash.")
+    expect(saved.locator('a[href*="/one.txt"]')).to_have_count(1)
+    save_screenshot(page, tmp_path, "62-comment-after-uploads")
+
+    # Someone else's change between an upload and the save is still shown first.
+    _send(page, "drop", "three.txt", b"third log\n", "text/plain")
+    expect(page.locator(".attach-progress li.done")).to_have_count(1)
+    expect(page.locator('#issue-form input[name="version"]')).to_have_value("5")
+    other = new_tab(context)
+    other.page.goto(f"{web_server.url}/issues/{issue_id}")
+    other.page.fill('#issue-form input[name="title"]', "Attach, then comment (retitled)")
+    other.page.click('#issue-form button:has-text("Save")')
+    expect(other.page.locator(".issue-title")).to_have_text("Attach, then comment (retitled)")
+    expect(page.locator("#live-notice")).to_be_visible()
+    comment.press_sequentially("And the third.")
+    page.click('#issue-form button:has-text("Save")')
+    expect(page.locator(".conflict")).to_contain_text("Someone changed this issue")
+    expect(page.locator(".conflict .meanwhile")).to_contain_text("retitled")
+    assert [line for line in iter_console_problems(tab.console) if "409" not in line] == []
+    assert tab.dialogs == []
+
+
 def test_uploaded_html_and_svg_never_run_script(
     web_server: RunningService, context: BrowserContext, tmp_path: Path
 ) -> None:

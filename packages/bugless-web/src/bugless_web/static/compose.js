@@ -137,7 +137,25 @@
     var area = form ? form.querySelector("textarea[data-attach-url]") : null;
     var list = zone.querySelector(".attach-progress");
     var input = zone.querySelector(".attach-input");
+    var versionField = form ? form.querySelector('input[name="version"]') : null;
+    var ownVersions = {};
     zone.hidden = false;
+    // Each upload is a history entry of its own: a new issue version. The form
+    // still names the version it was rendered at, so saving the comment the
+    // upload linked into would be refused as stale although only this page's
+    // own uploads came between. Move the form past those versions, and only
+    // those: a change made by anyone else stays in between, and saving still
+    // shows it first.
+    function passOwnVersion(version) {
+      if (!versionField || !version) return;
+      ownVersions[version] = true;
+      var at = parseInt(versionField.value, 10);
+      var moved = false;
+      while (ownVersions[at + 1]) { at += 1; moved = true; }
+      if (!moved) return;
+      versionField.value = String(at);
+      document.dispatchEvent(new CustomEvent("bugless:form-version", { detail: at }));
+    }
     function upload(file, fallbackName) {
       var name = file.name || fallbackName;
       var item = document.createElement("li");
@@ -168,6 +186,7 @@
           state.textContent = "attached";
           item.classList.add("done");
           item.setAttribute("data-attachment", answer.id);
+          passOwnVersion(parseInt(answer.version, 10));
           if (area) {
             var link = (/^image\//.test(answer.content_type) ? "!" : "") +
               "[" + answer.name.replace(/[\[\]]/g, "") + "](" + answer.url + ")";

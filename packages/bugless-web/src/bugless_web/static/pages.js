@@ -76,6 +76,23 @@
       source.close();
       reloadOnce(event.data || "unknown");
     });
+    var latestVersion = shownVersion;
+    var formVersion = document.querySelector('#issue-form input[name="version"]');
+    // The notice says a save would first show a conflict: the issue is past the
+    // version the edit form names. The person's own uploads from this page move
+    // the form on (compose.js, "bugless:form-version"), so they never raise it.
+    function updateNotice() {
+      if (!notice) return;
+      var editing = formVersion ? parseInt(formVersion.value, 10) : shownVersion;
+      if (latestVersion > editing) {
+        notice.hidden = false;
+        notice.textContent = "This issue changed since you opened it (now version " + latestVersion +
+          "). If you save your edit, you will first see what changed.";
+      } else {
+        notice.hidden = true;
+      }
+    }
+    document.addEventListener("bugless:form-version", updateNotice);
     source.addEventListener("entry", function (event) {
       var data = JSON.parse(event.data);
       if (document.getElementById("entry-" + data.version)) return;
@@ -83,11 +100,8 @@
       entries.insertAdjacentHTML("beforeend", data.html);
       var added = document.getElementById("entry-" + data.version);
       if (added) { added.classList.add("fresh"); showTimes(added); }
-      if (data.version > shownVersion && notice) {
-        notice.hidden = false;
-        notice.textContent = "This issue changed since you opened it (now version " + data.version +
-          "). If you save your edit, you will first see what changed.";
-      }
+      latestVersion = Math.max(latestVersion, data.version);
+      updateNotice();
     });
   }
 })();
