@@ -187,9 +187,9 @@ def _secret_issue(world: World) -> int:
 
 
 def _login(
-    people: PeopleStack, config: Path, page: Page, *, hours: str = "1"
+    people: PeopleStack, config: Path, page: Page, *, hours: str = "1", with_api: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    api = ["--api", f"127.0.0.1:{people.api.port}", "--ca", str(people.ca_file)]
+    api = ["--api", f"127.0.0.1:{people.api.port}", "--ca", str(people.ca_file)] if with_api else []
     process = subprocess.Popen(
         [*BUGLESS, "login", "--web", people.proxy.url, "--no-browser", "--hours", hours, *api],
         env=_cli_env(config),
@@ -264,6 +264,50 @@ def test_login_approved_in_the_browser_acts_as_that_person_until_revoked(
         refused = _cli(config, "whoami", "--json")
         assert refused.returncode != 0
         assert "revoked" in refused.stderr, refused.stderr
+    finally:
+        context.close()
+
+
+def test_a_login_given_only_the_web_ui_says_what_commands_still_need(
+    world: World, people_stack: PeopleStack, browser: Browser, tmp_path: Path
+) -> None:
+    """``bugless login --web URL`` alone succeeds, and says that --api and --ca are missing.
+
+    It used to end with "Logged in as …" and nothing more, and every command
+    after it failed with "not configured". The API access page shows the
+    whole command.
+    """
+    require_chromium()
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        _sign_in(page, people_stack.web_url, "alice")
+        page.goto(f"{people_stack.web_url}/settings/api-access")
+        expect(page.locator("pre.command")).to_contain_text("--api API-HOST:PORT --ca API-CA.pem")
+        config = tmp_path / "web-only" / "client.toml"
+        done = _login(people_stack, config, page, with_api=False)
+        assert done.returncode == 0, done.stderr
+        assert "Logged in as alice" in done.stdout
+        assert "note: commands also need --api HOST:PORT and --ca FILE" in done.stderr
+        assert str(config) in done.stderr
+        settings = tomllib.loads(config.read_text())
+        assert "api" not in settings
+        unconfigured = _cli(config, "whoami", "--json")
+        assert unconfigured.returncode == 2
+        assert "not configured" in unconfigured.stderr
+
+        # Done as the note says, the certificate it got works.
+        with config.open("a") as handle:
+            handle.write(f'api = "127.0.0.1:{people_stack.api.port}"\n')
+            handle.write(f"ca = {json.dumps(str(people_stack.ca_file))}\n")
+        who = _cli(config, "whoami", "--json")
+        assert who.returncode == 0, who.stderr
+        assert json.loads(who.stdout)["user"]["username"] == "alice"
+
+        # A login with both, or with them already in the config, says nothing more.
+        again = _login(people_stack, config, page)
+        assert again.returncode == 0, again.stderr
+        assert "note:" not in again.stderr
     finally:
         context.close()
 

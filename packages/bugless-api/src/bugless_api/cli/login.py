@@ -77,7 +77,8 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)  # a TOML basic string is JSON-compatible for paths
 
 
-def _save_config(path: Path, values: dict[str, str]) -> None:
+def _save_config(path: Path, values: dict[str, str]) -> dict[str, Any]:
+    """Merge ``values`` into the config file; returns everything it now holds."""
     import tomllib  # noqa: PLC0415
 
     current: dict[str, Any] = {}
@@ -89,6 +90,18 @@ def _save_config(path: Path, values: dict[str, str]) -> None:
     current.update(values)
     text = "".join(f"{key} = {_toml_string(str(value))}\n" for key, value in current.items())
     _write_private(path, text.encode())
+    return current
+
+
+def _unconfigured(saved: dict[str, Any]) -> list[str]:
+    """What every later command needs that neither the config nor the environment gives.
+
+    ``bugless login`` needs only the web UI; the commands after it need the
+    API's address and the CA of its certificate too. Without them each one
+    would fail with "not configured", after a login that looked complete.
+    """
+    needed = (("api", "BUGLESS_API", "--api HOST:PORT"), ("ca", "BUGLESS_CA", "--ca FILE"))
+    return [flag for key, env, flag in needed if not saved.get(key) and not os.environ.get(env)]
 
 
 @click.command("login")
@@ -158,11 +171,20 @@ def login_command(  # noqa: PLR0917 - click passes every option by keyword anywa
         values["api"] = api
     if ca:
         values["ca"] = str(Path(ca).expanduser().resolve())
-    _save_config(config, values)
+    saved = _save_config(config, values)
     certificate = x509.load_pem_x509_certificate(str(answer["certificate_pem"]).encode())
     until = certificate.not_valid_after_utc.astimezone().strftime("%Y-%m-%d %H:%M %Z")
     click.echo(f"Logged in as {answer.get('username')}; the certificate is valid until {until}.")
     click.echo(f"It is in {cert_file} (its key never left this machine); {config} names it.")
+    missing = _unconfigured(saved)
+    if missing:
+        click.echo(
+            f"note: commands also need {' and '.join(missing)} (the API's address and the CA "
+            f"of its certificate), which this login was not given: add them to {config} "
+            '(api = "HOST:PORT", ca = "/path/to/ca.pem"), export BUGLESS_API and BUGLESS_CA, '
+            "or give them to the next `bugless login`",
+            err=True,
+        )
 
 
 @command
