@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -154,3 +155,29 @@ def test_unknown_backend_name_is_a_usage_error_listing_installed_ones() -> None:
     assert result.returncode == 2
     assert "unknown model backend 'oracle'" in result.stderr
     assert "postgres" in result.stderr
+
+
+def test_a_database_url_with_credentials_the_database_refuses_is_one_line_not_a_traceback(
+    database_url: str,
+) -> None:
+    """A wrong user or password (SQLSTATE class 28): migrate and serve ended in a traceback."""
+    parts = urlsplit(database_url)
+    refused = urlunsplit(parts._replace(netloc=f"no_such_role:pw@{parts.hostname}:{parts.port}"))
+    env = {**os.environ, "BUGLESS_PAGE_TOKEN_SECRET": "serve-command-test-secret"}
+    for command in (
+        ["model", "migrate"],
+        ["model", "serve", "--port", "0", "--insecure-local", "--drain-seconds", "0.2"],
+    ):
+        result = subprocess.run(
+            [*BUGLESS, *command, "--database-url", refused],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "error: the database refused the connection:" in result.stderr
+        assert '"no_such_role"' in result.stderr
+        assert "check the user name and password of the database URL" in result.stderr

@@ -193,6 +193,25 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     sys.exit(code)
 
 
+def credentials_refused(exc: BaseException) -> str | None:
+    """What to say when the database refused to let a command in; ``None`` for anything else.
+
+    A wrong user or password in a database URL (SQLSTATE class 28, e.g.
+    ``28P01`` password authentication failed, ``28000`` no such role) is
+    neither an outage the services translate nor a bug: it is the
+    operator's configuration, and deserves one line saying so rather than
+    a driver's traceback from ``migrate``, ``serve`` or ``auth user``.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not isinstance(sqlstate, str) or not sqlstate.startswith("28"):
+        return None
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return (
+        f"the database refused the connection: {detail} (SQLSTATE {sqlstate}); check the "
+        "user name and password of the database URL (--database-url or its environment variable)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bugless`` console script."""
     try:
@@ -204,3 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="bugless", standalone_mode=True)
     except BuglessError as exc:
         fail(exc.message, EXIT_ERROR)
+    except Exception as exc:
+        refused = credentials_refused(exc)
+        if refused is None:
+            raise
+        fail(refused, EXIT_USAGE)
