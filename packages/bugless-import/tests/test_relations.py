@@ -2,8 +2,10 @@
 
 Before, ``bugless import`` imported none ("this duplicates #12", "blocked by
 #40" and sub-tasks were lost on moving in). Redmine (its REST API over
-loopback, ``include=relations``), Jira (search JSON) and a real Roundup
-(``superseder``) are imported into the real Model; relations are set once
+loopback, ``include=relations``), Jira (search JSON), GitHub (``gh api``
+output of sub-issues and dependencies) a real Roundup (``superseder``) and
+a real Trac with the custom fields MasterTicketsPlugin and TracSubtickets
+keep are imported into the real Model; relations are set once
 both issues exist, a second run and ``--refresh`` write nothing more, and
 what cannot be set (an issue outside the import, a kind bugless does not
 hold, a cycle the Model refuses, a value bugless already holds) is named in
@@ -16,7 +18,9 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +31,18 @@ from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _create
 
 from bugless_core.clients import call
 from bugless_import import run_import
+from bugless_import.sources.github import GitHubImporter
 from bugless_import.sources.jira import JiraImporter
 from bugless_import.sources.redmine import RedmineImporter
 from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
+from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
+    from trac.env import Environment
+    from trac.ticket.model import Ticket
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 
@@ -205,6 +216,40 @@ async def test_jira_sub_tasks_and_duplicate_and_blocks_links_are_set(
     ) in text
 
 
+def _github_issue(number: int, repo: str = "acme/relations") -> dict[str, Any]:
+    api = f"https://api.github.com/repos/{repo}"
+    return {
+        "url": f"{api}/issues/{number}", "repository_url": api,
+        "html_url": f"https://github.com/{repo}/issues/{number}", "number": number,
+        "title": f"Issue {number}", "user": {"login": "octocat"}, "labels": [],
+        "state": "open", "locked": False, "assignee": None, "body": "",
+        "created_at": "2024-03-01T10:00:00Z", "updated_at": "2024-03-02T10:00:00Z",
+        "closed_at": None,
+    }  # fmt: skip
+
+
+async def test_github_sub_issues_and_dependencies_are_set(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    def write(name: str, items: list[dict[str, Any]]) -> None:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(items), encoding="utf-8")  # one --paginate page
+
+    write("issues.json", [_github_issue(n) for n in (1, 2, 3)])
+    write("sub_issues/1.json", [_github_issue(2)])
+    write("blocked_by/3.json", [_github_issue(1), _github_issue(9, "acme/elsewhere")])
+    report = await run_import(GitHubImporter(str(tmp_path), {}), make_settings())
+    assert report.created == 3
+    one, two, three = [await _issue(model, f"github:acme/relations#{n}") for n in (1, 2, 3)]
+    assert (two.parent_id, three.blocked_by_ids, one.blocking_ids) == (one.id, [one.id], [three.id])
+    assert (
+        "  relations: 3 (2 blocking, 1 sub-issue of); set 2, already there 0, not set 1\n"
+        "    not set (github:acme/elsewhere#9 not imported): "
+        "github:acme/elsewhere#9 blocks github:acme/relations#3\n"
+    ) in report.render()
+
+
 @pytest.fixture(scope="module")
 def superseded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A classic tracker whose issues name superseders, two of them each other's."""
@@ -276,3 +321,50 @@ def test_a_roundup_schema_without_superseder_is_told_by_roundup_refusing_the_fie
     importer = RoundupImporter(superseded_url, {"user": "admin", "password-file": str(secret)})
     assert importer.has_issue_property("superseder")
     assert not importer.has_issue_property("blockers")  # not in classic's schema
+
+
+async def test_trac_plugin_relation_fields_are_relations_not_labels(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    env = Environment(
+        str(tmp_path / "env"),
+        create=True,
+        options=[
+            ("trac", "database", "sqlite:db/trac.db"),
+            *(("ticket-custom", name, "text") for name in ("blockedby", "blocking", "parents")),
+        ],
+    )
+    t0 = datetime(2017, 3, 1, 9, 0, tzinfo=UTC)
+    values = [
+        {"blocking": "2"},
+        {"blockedby": "1", "parents": "1"},
+        {"parents": "1, 2"},  # TracSubtickets allows two parents; bugless holds one
+        {"blockedby": "#3"},
+    ]
+    for n, extra in enumerate(values, start=1):
+        ticket = Ticket(env)
+        ticket.populate({"summary": f"Ticket {n}", "reporter": "ann", "status": "new", **extra})
+        ticket.insert(when=t0 + timedelta(hours=n))
+    ticket = Ticket(env, 4)
+    ticket["blockedby"] = "3, 99"  # 99 is not in this environment
+    ticket.save_changes(
+        "ann", "Also blocked by the other project's 99.", when=t0 + timedelta(days=1)
+    )
+    importer = TracImporter(env.path, {"project": "rel"})
+    dry = await run_import(importer, make_settings(dry_run=True))
+    assert dry.unmapped == [], "no 'blockedby:3' labels"
+    report = await run_import(importer, make_settings())
+    assert report.created == 4
+    one, two, three, four = [await _issue(model, f"trac:rel#{n}") for n in range(1, 5)]
+    assert (two.blocked_by_ids, four.blocked_by_ids) == ([one.id], [three.id])
+    assert (two.parent_id, three.parent_id) == (one.id, one.id)
+    assert "label" not in str([c.field for e in await history(model, four.id) for c in e.changes])
+    text = report.render()
+    assert "  relations: 6 (3 blocking, 3 sub-issue of); set 4, already there 0, not set 2\n" in (
+        text
+    )
+    assert "    not set (trac:rel#99 not imported): trac:rel#99 blocks trac:rel#4\n" in text
+    assert (
+        "    not set: trac:rel#3 sub-issue of trac:rel#2: bugless holds one 'sub-issue of'; "
+        "trac:rel#1 is set\n"
+    ) in text

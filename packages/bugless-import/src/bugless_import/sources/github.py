@@ -5,6 +5,9 @@ LOCATION is a directory holding, for one repository::
     issues.json      gh api --paginate 'repos/ORG/REPO/issues?state=all&direction=asc'
     comments.json    gh api --paginate 'repos/ORG/REPO/issues/comments?direction=asc'
     timeline/N.json  gh api --paginate repos/ORG/REPO/issues/N/timeline   (optional, per issue)
+    sub_issues/N.json  gh api --paginate repos/ORG/REPO/issues/N/sub_issues   (optional)
+    blocked_by/N.json  gh api --paginate repos/ORG/REPO/issues/N/dependencies/blocked_by
+                                                                          (optional)
 
 ``--paginate`` writes one JSON array per page, back to back; each file may
 hold any number of them. Pull requests (items with ``pull_request``) are
@@ -16,6 +19,14 @@ with their offset. Bodies are already Markdown.
 Timeline events become history: ``closed`` (with ``state_reason``) and
 ``reopened`` change the status, ``assigned``/``unassigned`` the assignee,
 ``renamed`` the title, ``labeled``/``unlabeled`` the labels.
+
+Relations: an issue's sub-issues (``sub_issues/N.json``) become its
+sub-issues in bugless, and the issues it is blocked by
+(``blocked_by/N.json``, GitHub's issue dependencies) block it; either may be
+in another repository (``OTHER/REPO#N``, set when that one is imported too).
+GitHub's REST API names no issue a duplicate is a duplicate of (the
+``marked_as_duplicate`` event has no target): a ``closed/duplicate`` issue
+gets its status, not a ``duplicate of``.
 
 GitHub has no attachments API: files pasted into issues and comments are
 links to ``github.com/user-attachments/...`` (``user-images.githubusercontent
@@ -41,6 +52,7 @@ from bugless_core.importer import (
     SourceEntry,
     SourceIssue,
     SourcePerson,
+    SourceRelation,
 )
 
 #: A file pasted into GitHub text: what its editor writes for an upload.
@@ -145,6 +157,16 @@ class GitHubImporter(Importer):
         path = self.root / "timeline" / f"{number}.json"
         return read_pages(path) if path.is_file() else []
 
+    def _relations(self, number: int) -> tuple[SourceRelation, ...]:
+        """Its sub-issues and the issues blocking it, from the optional files."""
+        found: list[SourceRelation] = []
+        for folder, kind in (("sub_issues", "parent"), ("blocked_by", "blocks")):
+            path = self.root / folder / f"{number}.json"
+            for other in read_pages(path) if path.is_file() else []:
+                repo = str(other["repository_url"]).split("/repos/", 1)[-1]
+                found.append(SourceRelation(kind, f"{repo}#{int(other['number'])}", reverse=True))
+        return tuple(found)
+
     def issues(self) -> Iterator[SourceIssue]:
         """The issues in number order, pull requests left out."""
         comments = self._comments()
@@ -196,6 +218,7 @@ class GitHubImporter(Importer):
             assignee=self._person(item["assignee"]) if item.get("assignee") else "",
             labels=tuple(labels),
             entries=tuple(e for _, _, e in entries),
+            relations=self._relations(number),
         )
 
     def _events(self, number: int, item: dict[str, Any]) -> list[tuple[datetime, int, SourceEntry]]:

@@ -24,6 +24,12 @@ attachments are read through ``trac.attachment.Attachment`` (its
 ``select`` and ``path``: the environment's ``files/attachments/ticket/…``
 layout is Trac's to know), each with its author, time, size and
 description, and copied by ``bugless import``.
+
+Core Trac has no relations between tickets. Two common plugins keep them in
+custom fields, which are read as relations rather than labels when the
+environment declares them: MasterTicketsPlugin's ``blockedby`` and
+``blocking`` (ticket numbers, comma-separated) and TracSubtickets'
+``parents`` (bugless holds one parent: the report names the others).
 """
 
 from __future__ import annotations
@@ -45,8 +51,16 @@ from bugless_core.importer import (
     SourceEntry,
     SourceIssue,
     SourcePerson,
+    SourceRelation,
 )
 from bugless_import.sources.markup import trac_to_markdown
+
+#: Plugins' custom fields that hold relations: field -> (kind, reverse).
+_RELATION_FIELDS = {
+    "blockedby": ("blocks", True),  # MasterTicketsPlugin
+    "blocking": ("blocks", False),  # MasterTicketsPlugin
+    "parents": ("parent", False),  # TracSubtickets
+}
 
 _TICKETS = (
     "SELECT id, type, time, changetime, component, severity, priority, owner, reporter, cc, "
@@ -204,14 +218,19 @@ class TracImporter(Importer):
         for ticket, rows in groupby(env.db_query(_CHANGES), key=lambda r: int(r[0])):
             changes[ticket] = list(rows)
         # A textarea is prose, not a value to label an issue with.
+        declared = self._custom_field_names()
         self._custom_fields = {
-            name for name in self._custom_field_names()
+            name for name in declared
             if env.config.get("ticket-custom", name) != "textarea"
+            and name not in _RELATION_FIELDS
         }  # fmt: skip
         custom: dict[int, dict[str, str]] = {}
+        related: dict[int, list[SourceRelation]] = {}
         for ticket, name, value in env.db_query(_CUSTOM):
             if name in self._custom_fields:
                 custom.setdefault(int(ticket), {})[str(name)] = str(value or "")
+            elif name in _RELATION_FIELDS and name in declared:
+                related.setdefault(int(ticket), []).extend(self._relations(name, value))
         attached = {int(ticket) for (ticket,) in env.db_query(_ATTACHED)}
         for row in env.db_query(_TICKETS):
             number = int(row[0])
@@ -221,7 +240,17 @@ class TracImporter(Importer):
                 base,
                 custom=custom.get(number, {}),
                 attachments=self._attachments(number) if number in attached else (),
+                relations=tuple(related.get(number, ())),
             )
+
+    def _relations(self, field: str, value: object) -> list[SourceRelation]:
+        """A relation field's ticket numbers (``12, 14``; ``#12`` too) as relations."""
+        kind, reverse = _RELATION_FIELDS[field]
+        numbers = re.findall(r"\d+", str(value or ""))
+        return [
+            SourceRelation(kind, f"{self.project}#{n}" if self.project else n, reverse=reverse)
+            for n in dict.fromkeys(str(int(n)) for n in numbers)
+        ]
 
     def _attachments(self, number: int) -> tuple[SourceAttachment, ...]:
         """Ticket ``number``'s files, oldest first, read from where Trac keeps them."""
@@ -255,6 +284,7 @@ class TracImporter(Importer):
         *,
         custom: dict[str, str],
         attachments: tuple[SourceAttachment, ...],
+        relations: tuple[SourceRelation, ...],
     ) -> SourceIssue:
         (ticket_id, ticket_type, created, changed, component, severity, priority, owner,
          reporter, cc, status, resolution, summary, description, keywords, milestone,
@@ -359,6 +389,7 @@ class TracImporter(Importer):
             ),
             entries=tuple(entries),
             attachments=attachments,
+            relations=relations,
         )
 
 
