@@ -206,22 +206,22 @@ async def test_a_disable_ends_everything_and_an_enable_brings_none_of_it_back(
 
 
 async def cli_disable(
-    auth: AuthServer, username: str, *, lock_timeout_ms: int = 0
+    auth: AuthServer, username: str, *, lock_wait_seconds: float | None = None
 ) -> asyncio.subprocess.Process:
-    url = auth.settings.database_url
-    if lock_timeout_ms:  # a server setting of the CLI's own connection (asyncpg's DSN)
-        url += ("&" if "?" in url else "?") + f"lock_timeout={lock_timeout_ms}"
+    """``bugless auth user disable USERNAME`` as a subprocess on ``auth``'s schema."""
     env = {
         **os.environ,
-        "BUGLESS_AUTH_DATABASE_URL": url,
+        "BUGLESS_AUTH_DATABASE_URL": auth.settings.database_url,
         "BUGLESS_AUTH_SCHEMA": auth.settings.schema,
     }
+    wait = [] if lock_wait_seconds is None else ["--lock-wait-seconds", str(lock_wait_seconds)]
     return await asyncio.create_subprocess_exec(
         BUGLESS,
         "auth",
         "user",
         "disable",
         username,
+        *wait,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -233,8 +233,8 @@ async def test_the_cli_disable_ends_the_sessions_and_revokes_the_certificates(
 ) -> None:
     """``bugless auth user disable``: the same one transaction as SetUserDisabled.
 
-    Its connection's ``lock_timeout`` gives up on the sessions step (the
-    test holds the table): the CLI fails and nothing is done. Before, the
+    Its ``--lock-wait-seconds`` runs out at the sessions step (the test
+    holds the table): the CLI fails and nothing is done. Before, the
     user was left disabled with their sessions live, and the CLI revoked no
     certificates at all (a disabled person's certificate signed them in
     again once they were re-enabled).
@@ -243,11 +243,11 @@ async def test_the_cli_disable_ends_the_sessions_and_revokes_the_certificates(
     bob = await person(auth)
     async with lock_connection.transaction():
         await lock_connection.execute("LOCK TABLE sessions IN SHARE MODE")
-        process = await cli_disable(auth, bob.username, lock_timeout_ms=1000)
+        process = await cli_disable(auth, bob.username, lock_wait_seconds=1)
         async with asyncio.timeout(180):
             _, stderr = await process.communicate()
     assert process.returncode != 0, "the CLI disabled bob through a locked sessions table"
-    assert "lock" in stderr.decode(), stderr.decode()
+    assert "nothing was changed" in stderr.decode(), stderr.decode()
     assert await state(lock_connection, bob) == (False, 2, 1), "a half-done disable"
 
     process = await cli_disable(auth, bob.username)
@@ -255,6 +255,57 @@ async def test_the_cli_disable_ends_the_sessions_and_revokes_the_certificates(
         _, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     assert await state(lock_connection, bob) == (True, 0, 0)
+
+
+async def test_the_cli_behind_a_lock_names_its_holder_and_gives_up_having_changed_nothing(
+    two_replicas: tuple[AuthServer, AuthServer], lock_connection: asyncpg.Connection
+) -> None:
+    """``bugless auth user disable`` started while ``sessions`` is locked: visible, then bounded.
+
+    Session 19 saw it "never reach the database and never exit". It had
+    reached it: its backend waited on ``sessions``, but ``pg_stat_activity``
+    polled in the lock holder's own transaction is a snapshot from the first
+    poll, before the CLI connected. And it waited for ever, saying nothing
+    (``lock_timeout`` 0), while the test waited for it to exit. Now it names
+    the backend holding the lock on stderr and gives up after
+    ``--lock-wait-seconds``, its transaction rolled back.
+    """
+    auth = two_replicas[0]
+    bob = await person(auth)
+    holder = lock_connection.get_server_pid()
+    async with lock_connection.transaction():
+        await lock_connection.execute("LOCK TABLE sessions IN SHARE MODE")
+        process = await cli_disable(auth, bob.username, lock_wait_seconds=6)
+        try:
+            async with asyncio.timeout(120):
+                _, stderr = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    said = stderr.decode()
+    assert process.returncode == 1, said
+    assert f"waiting for a lock another transaction holds: PostgreSQL backend {holder} " in said
+    assert "(idle in transaction, its transaction open since" in said
+    assert "last statement: LOCK TABLE sessions IN SHARE MODE" in said
+    assert "gave up after waiting 6 s for a lock" in said
+    assert "nothing was changed" in said
+    assert await state(lock_connection, bob) == (False, 2, 1)
+
+
+@pytest.mark.parametrize("seconds", [0, -1])
+async def test_a_lock_wait_that_is_not_positive_is_refused_before_anything_is_done(
+    two_replicas: tuple[AuthServer, AuthServer], lock_connection: asyncpg.Connection, seconds: int
+) -> None:
+    """``--lock-wait-seconds 0`` would be PostgreSQL's "wait for ever": a usage error instead."""
+    auth = two_replicas[0]
+    bob = await person(auth)
+    process = await cli_disable(auth, bob.username, lock_wait_seconds=seconds)
+    async with asyncio.timeout(180):
+        _, stderr = await process.communicate()
+    assert process.returncode == 2, stderr.decode()
+    assert "Invalid value for '--lock-wait-seconds'" in stderr.decode()
+    assert await state(lock_connection, bob) == (False, 2, 1)
 
 
 def test_only_the_one_transaction_code_disables_a_row() -> None:

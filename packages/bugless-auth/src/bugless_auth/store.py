@@ -14,7 +14,7 @@ import base64
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
@@ -185,8 +185,13 @@ class IdentityStore:
         pool_max_size: int = 10,
         dialect: str = "postgres",
         metrics_registry: CollectorRegistry = REGISTRY,
+        session_settings: Mapping[str, str] | None = None,
     ) -> Self:
         """Connect and check that the schema is migrated to this release's version.
+
+        ``session_settings``: more settings of every connection (the user
+        commands' ``lock_timeout`` and ``application_name``,
+        :mod:`bugless_auth.lock_waits`).
 
         Raises:
             FailedPrecondition: the schema is older (run ``bugless auth
@@ -201,7 +206,7 @@ class IdentityStore:
                 database_url,
                 min_size=min(2, pool_max_size),
                 max_size=pool_max_size,
-                server_settings={"search_path": quoted},
+                server_settings={**(session_settings or {}), "search_path": quoted},
                 reset=_dialect.keep_session_as_is,
             )
         except Exception as exc:

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
+#: How long a user command waits for a lock by default (``--lock-wait-seconds``,
+#: :mod:`bugless_auth.lock_waits`).
+LOCK_WAIT_SECONDS = 30.0
+
 
 @click.group("user")
 def user_group() -> None:
@@ -60,9 +64,22 @@ def _print_user(record: UserRecord, as_json: bool, password: str | None = None) 
         click.echo(f"{key}: {shown}")
 
 
-def _with_store(settings: AuthSettings, work: Callable[[IdentityStore], Awaitable[T]]) -> T:
-    """Run ``work`` on a one-connection store of ``settings``' database, closed after."""
-    from bugless_auth.store import IdentityStore  # noqa: PLC0415 - module docstring
+def _with_store(
+    settings: AuthSettings,
+    work: Callable[[IdentityStore], Awaitable[T]],
+    *,
+    command: str,
+    lock_wait_seconds: float,
+) -> T:
+    """Run ``work`` on a one-connection store of ``settings``' database, closed after.
+
+    A lock it needs is waited for ``lock_wait_seconds`` at most, saying on
+    stderr what holds it (:mod:`bugless_auth.lock_waits`); then the command
+    fails having changed nothing.
+    """
+    from bugless_auth import lock_waits  # noqa: PLC0415 - module docstring
+    from bugless_auth.store import IdentityStore  # noqa: PLC0415
+    from bugless_core.errors import Unavailable  # noqa: PLC0415
 
     async def go() -> T:
         store = await IdentityStore.open(
@@ -70,13 +87,44 @@ def _with_store(settings: AuthSettings, work: Callable[[IdentityStore], Awaitabl
             settings.schema,
             pool_max_size=1,
             dialect=settings.database_dialect,
+            session_settings=lock_waits.session_settings(command, lock_wait_seconds),
         )
         try:
             return await work(store)
         finally:
             await store.close()
 
-    return run(go())
+    async def bounded() -> T:
+        try:
+            return await lock_waits.said_while_waiting(
+                go(),
+                database_url=settings.database_url,
+                command=command,
+                lock_wait_seconds=lock_wait_seconds,
+                say=lambda line: click.echo(line, err=True),
+            )
+        except Exception as exc:
+            if not lock_waits.gave_up_on_a_lock(exc):
+                raise
+            raise Unavailable(
+                f"gave up after waiting {lock_wait_seconds:g} s for a lock another transaction "
+                "holds on the Authenticator's tables; nothing was changed. Retry once it has "
+                "ended, or wait longer with --lock-wait-seconds"
+            ) from exc
+
+    return run(bounded())
+
+
+def _lock_wait_option(fn: F) -> F:
+    return click.option(
+        "--lock-wait-seconds",
+        type=click.FloatRange(min=0, min_open=True),
+        default=LOCK_WAIT_SECONDS,
+        show_default=True,
+        envvar="BUGLESS_AUTH_LOCK_WAIT_SECONDS",
+        help="How long to wait for a lock another transaction holds (naming it on stderr) "
+        "before giving up, changing nothing.",
+    )(fn)
 
 
 def _password_options(fn: F) -> F:
@@ -110,6 +158,7 @@ def _chosen_password(password: str | None, password_stdin: bool) -> tuple[str, b
 @click.option("--bot", is_flag=True, help="Mark as a machine account.")
 @_password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_lock_wait_option
 @settings_command(
     AuthSettings,
     env_prefix=ENV_PREFIX,
@@ -127,6 +176,7 @@ def user_add_command(
     password: str | None,
     password_stdin: bool,
     as_json: bool,
+    lock_wait_seconds: float,
 ) -> None:
     """Add USERNAME to the local store; without a password, one is generated and printed."""
     from bugless_auth.passwords import PasswordHashes  # noqa: PLC0415 - module docstring
@@ -151,7 +201,7 @@ def user_add_command(
             bot=bot,
         )
 
-    record = _with_store(settings, add)
+    record = _with_store(settings, add, command="add", lock_wait_seconds=lock_wait_seconds)
     _print_user(record, as_json, chosen if generated else None)
 
 
@@ -159,6 +209,7 @@ def user_add_command(
 @click.argument("username")
 @_password_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=(*DATABASE_SETTINGS, *HASHING_SETTINGS))
 def user_passwd_command(
     settings: AuthSettings,
@@ -167,6 +218,7 @@ def user_passwd_command(
     password: str | None,
     password_stdin: bool,
     as_json: bool,
+    lock_wait_seconds: float,
 ) -> None:
     """Set USERNAME's local password; without one, one is generated and printed.
 
@@ -182,7 +234,9 @@ def user_passwd_command(
         hashes.check_acceptable(chosen, 1)
         return await store.set_local_password(username, await hashes.hash(chosen))
 
-    record = _with_store(settings, change)
+    record = _with_store(
+        settings, change, command="set-password", lock_wait_seconds=lock_wait_seconds
+    )
     _print_user(record, as_json, chosen if generated else None)
 
 
@@ -196,9 +250,15 @@ user_group.add_command(_PASSWD_ALIAS, "passwd")
 @click.argument("username")
 @click.option("--enable", is_flag=True, help="Re-enable instead.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_lock_wait_option
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def user_disable_command(
-    settings: AuthSettings, *, username: str, enable: bool, as_json: bool
+    settings: AuthSettings,
+    *,
+    username: str,
+    enable: bool,
+    as_json: bool,
+    lock_wait_seconds: float,
 ) -> None:
     """Disable USERNAME (any authenticator's user): sign-ins stop and their sessions end."""
     from bugless_auth import disabling  # noqa: PLC0415 - module docstring
@@ -210,4 +270,5 @@ def user_disable_command(
     async def apply(store: IdentityStore) -> UserRecord:
         return (await disabling.set_disabled(store, username, not enable, ends)).record
 
-    _print_user(_with_store(settings, apply), as_json)
+    record = _with_store(settings, apply, command="disable", lock_wait_seconds=lock_wait_seconds)
+    _print_user(record, as_json)
