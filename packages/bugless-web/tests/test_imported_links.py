@@ -7,6 +7,7 @@ cross-references outlive the source tracker (bugless_core.issue_references).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -14,19 +15,55 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from web_support import World, sign_in
 
-from bugless_core.clients import call
-from bugless_core.issue_references import imported_link
+from bugless_core.clients import acting_as, call
+from bugless_core.issue_references import imported_file_link, imported_link
 from bugless_proto import v1
 
 
-async def _import(world: World, external_id: str, component: str) -> int:
-    """Import one issue as ``external_id`` into ``component``, as an import job does."""
+async def _import(
+    world: World, external_id: str, component: str, file: tuple[str, bytes] | None = None
+) -> int:
+    """Import one issue as ``external_id`` into ``component``, as an import job does.
+
+    With ``file`` (name, content): its content stored first, then attached by
+    the issue's one history entry, as ``bugless import`` copies a file.
+    """
     created = await asyncio.to_thread(
         world.stack.add_user, f"importer-{secrets.token_hex(3)}", groups=["importers"]
     )
     importer = v1.Caller(user_id=created["user_id"], admin=True, import_issues=True)
     channel = world.stack.client_address("model", "import").channel()
+    history: list[v1.ImportedEntry] = []
     try:
+        if file is not None:
+            name, content = file
+            header = v1.UploadAttachmentHeader(
+                caller=importer, name=name, size=len(content), import_content=True
+            )
+            assertion = world.stack.assertion_for(
+                importer.user_id, permissions=["admin", "import_issues"]
+            )
+            with acting_as(assertion):
+                stored = await call(
+                    v1.ModelStub(channel).upload_attachment,
+                    [
+                        v1.UploadAttachmentRequest(header=header),
+                        v1.UploadAttachmentRequest(chunk=content),
+                    ],
+                )
+            assert stored.attachment is not None
+            history.append(
+                v1.ImportedEntry(
+                    author=world.users["carol"],
+                    created_at=datetime(2019, 1, 2, 4, 0, tzinfo=UTC),
+                    comment="The trace.",
+                    attachments=[
+                        v1.ImportedAttachment(
+                            name=name, sha256=stored.attachment.sha256, size=len(content)
+                        )
+                    ],
+                )
+            )
         response = await call(
             world.stack.acting_model(v1.ModelStub(channel)).import_issue,
             v1.ImportIssueRequest(
@@ -38,6 +75,7 @@ async def _import(world: World, external_id: str, component: str) -> int:
                 reporter=world.users["carol"],
                 description="From the old tracker",
                 created_at=datetime(2019, 1, 2, 3, 4, tzinfo=UTC),
+                history=history,
             ),
         )
     finally:
@@ -61,6 +99,31 @@ async def test_an_imported_reference_redirects_to_the_issue_imported_with_that_i
     page = await client.get(link)
     assert page.status_code == 200
     assert f"Imported {external_id}" in page.text
+
+
+async def test_an_imported_file_link_redirects_to_the_attachment_with_that_content(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    """What the import writes for a file the source's text linked (GitHub's pasted files)."""
+    external_id = f"github:org/files{secrets.token_hex(3)}#7"
+    content = b"trace " + secrets.token_bytes(16)
+    issue_id = await _import(world, external_id, "Platform", file=("trace log.txt", content))
+    await sign_in(client, "bob")
+    sha256 = hashlib.sha256(content).hexdigest()
+    source = "https://github.com/user-attachments/files/1/trace.log"
+    link = imported_file_link(external_id, sha256, source)
+    response = await client.get(link, follow_redirects=False)
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert location.startswith("/attachments/")
+    assert location.endswith("/trace%20log.txt")
+    download = await client.get(location)
+    assert download.status_code == 200
+    assert download.content == content
+    other = imported_file_link(external_id, hashlib.sha256(b"not this one").hexdigest())
+    missing = await client.get(other, follow_redirects=False)
+    assert missing.status_code == 303
+    assert missing.headers["location"] == f"/issues/{issue_id}#attachments", "the issue, then"
 
 
 async def test_an_issue_the_viewer_cannot_see_is_not_found_like_any_other(

@@ -31,7 +31,22 @@ def imported_link(external_id: str, source_url: str = "") -> str:
     says the issue is not imported (yet): it shows it as a link, never
     redirects there.
     """
+    return imported_file_link(external_id, "", source_url)
+
+
+def imported_file_link(external_id: str, sha256: str, source_url: str = "") -> str:
+    """The bugless-relative link to a file of the issue imported as ``external_id``.
+
+    A file the source's text links (GitHub's pasted files) is copied as an
+    attachment, whose id is only known once ImportIssue wrote it; the text
+    links this instead, and the web's page sends it on to the attachment
+    with that content (``file=``, its SHA-256) of that issue. ``sha256`` ""
+    is :func:`imported_link`, the issue itself; ``source_url`` (where the
+    source kept the file) is shown if the issue is not there.
+    """
     query = {"id": external_id}
+    if sha256:
+        query["file"] = sha256
     if source_url:
         query["source"] = source_url
     return f"{IMPORTED_PATH}?{urlencode(query, quote_via=quote)}"

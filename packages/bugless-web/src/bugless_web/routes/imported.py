@@ -9,6 +9,10 @@ other. Not found, the page names the id and shows the source's page for it
 (``source=``, from the import) as a link to follow by hand: this route only
 ever redirects to ``/issues/N`` on this site, so a crafted ``source=`` cannot
 make it an open redirect.
+
+``file=<sha256>`` (a file the source's text linked, copied with the issue)
+sends the viewer on to that issue's attachment with that content, or to the
+issue when the attachment has since been deleted or redacted.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from bugless_core.search import parse_query, to_structured
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Viewer
+from bugless_web.display import attachment_url
 from bugless_web.frontend import frontend_of, redirect, render, viewer_of
 
 #: The longest ``source=`` URL shown (the Model keeps source URLs this short).
@@ -38,6 +43,9 @@ async def imported_issue(request: Request[Any, Any, Any]) -> Response[Any]:
     external_id = request.query_params.get("id", "")
     issue_id = await _issue_imported_as(request, viewer, external_id)
     if issue_id:
+        sha256 = request.query_params.get("file", "")
+        if sha256:
+            return redirect(await _file_of(request, viewer, issue_id, sha256))
         return redirect(f"/issues/{issue_id}")
     return render(
         request,
@@ -78,6 +86,20 @@ async def _issue_imported_as(
         ),
     )
     return found.issues[0].id if found.issues else 0
+
+
+async def _file_of(
+    request: Request[Any, Any, Any], viewer: Viewer, issue_id: int, sha256: str
+) -> str:
+    """Where the attachment of ``issue_id`` with content ``sha256`` is; else the issue's page."""
+    listed = await call(
+        frontend_of(request).backends.model.list_attachments,
+        v1.ListAttachmentsRequest(caller=viewer.caller, issue_id=issue_id),
+    )
+    for attachment in listed.attachments:
+        if attachment.sha256 == sha256 and not attachment.redacted:
+            return attachment_url(attachment)
+    return f"/issues/{issue_id}#attachments"
 
 
 def shown_source_url(candidate: str) -> str:
