@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -139,30 +137,3 @@ async def test_only_the_import_identity_reaches_import_issue(model: v1.ModelStub
     with pytest.raises(GRPCError) as refused:
         await model.import_issue(request)
     assert refused.value.status is Status.PERMISSION_DENIED
-
-
-async def test_files_linked_in_the_text_are_named_in_the_report_and_kept_as_links(
-    make_settings: MakeSettings, tmp_path: Path
-) -> None:
-    """GitHub has no attachments API: pasted files are links; the report says none is copied."""
-    tree = tmp_path / "github"
-    shutil.copytree(GITHUB, tree)
-    shot = "https://github.com/user-attachments/assets/5e1a0c2e-3b1f-4f4e-9d55-0a8c2f0b7d11"
-    old = "https://user-images.githubusercontent.com/4711/123-abc.png"
-    log = "https://github.com/acme/rocket/files/9001/launch.log"
-    issues = read_pages(tree / "issues.json")
-    issues[0]["body"] += f'\n\n![stack trace]({shot})\n<img src="{old}" width=300>'
-    (tree / "issues.json").write_text(json.dumps(issues), encoding="utf-8")
-    comments = read_pages(tree / "comments.json")
-    comments[0]["body"] += f" [launch.log]({log}) and again ![stack trace]({shot})"
-    (tree / "comments.json").write_text(json.dumps(comments), encoding="utf-8")
-
-    importer = GitHubImporter(str(tree), {})
-    first = next(iter(importer.issues()))
-    assert f"![stack trace]({shot})" in first.description, "the link is kept as written"
-    assert importer.not_carried == [
-        f"acme/rocket#1: 3 file(s) linked in its text, not copied (the links point at GitHub): "
-        f"{log}, {shot}, {old}"
-    ]
-    report = await run_import(GitHubImporter(str(tree), {}), make_settings(dry_run=True))
-    assert "  not carried over: 1\n    acme/rocket#1: 3 file(s) linked" in report.render()

@@ -82,16 +82,6 @@ class SourceChange:
 
 
 @dataclass(frozen=True)
-class SourceEntry:
-    """One entry of the source's history: who, when, what they wrote and changed."""
-
-    author: str
-    at: datetime
-    comment: str = ""
-    changes: tuple[SourceChange, ...] = ()
-
-
-@dataclass(frozen=True)
 class SourceAttachment:
     """A file attached to an issue in the source: who attached it when, and how to read it.
 
@@ -109,6 +99,12 @@ class SourceAttachment:
             run does both in worker threads) and raise ``OSError`` (or any
             error) for a file the source lists but cannot give: the run then
             reports the file and imports the issue without it.
+        link: The URL the source's text links the file by, or "" for a file
+            attached the usual way. A linked file is copied where the text
+            that links it is (with its :class:`SourceEntry`, or for one the
+            description links, by an entry of its own at its time), and the
+            link in the text is rewritten to bugless's copy
+            (:func:`~bugless_core.issue_references.imported_file_link`).
     """
 
     name: str
@@ -117,6 +113,7 @@ class SourceAttachment:
     size: int = -1
     content_type: str = ""
     comment: str = ""
+    link: str = ""
     open: Callable[[], BinaryIO] = field(default=io.BytesIO, compare=False, repr=False)
 
 
@@ -151,6 +148,23 @@ class SourceRelation:
 
 
 @dataclass(frozen=True)
+class SourceEntry:
+    """One entry of the source's history: who, when, what they wrote and changed.
+
+    ``attachments`` are the files its comment links (their
+    :attr:`SourceAttachment.link`, GitHub's pasted files): attached by this
+    entry itself rather than by entries of their own, each link in the
+    comment then pointing at the copy.
+    """
+
+    author: str
+    at: datetime
+    comment: str = ""
+    changes: tuple[SourceChange, ...] = ()
+    attachments: tuple[SourceAttachment, ...] = ()
+
+
+@dataclass(frozen=True)
 class SourceIssue:
     """One issue of the source as it is now, with its history oldest first.
 
@@ -176,7 +190,8 @@ class SourceIssue:
         entries: Later history, oldest first.
         attachments: The files attached in the source, oldest first: each is
             copied into bugless by an entry at its time, by its uploader
-            (``bugless import`` stores the content, then ImportIssue attaches it).
+            (``bugless import`` stores the content, then ImportIssue attaches it);
+            those with a ``link`` are the files the description links.
         relations: Its relations to other issues of the source as it has them
             now (the source's history of them is not imported: see
             ``bugless_import.relations``).
@@ -233,11 +248,6 @@ class Importer(ABC):
         #: (deleted while the import ran), one line each with why; the run's
         #: report names them instead of the whole run failing.
         self.skipped: list[str] = []
-        #: What the source has that the import does not carry over (GitHub's
-        #: files linked from issue text), one line each, filled while the
-        #: issues are read: the report, a dry run's too, names them, so a
-        #: team knows before the old tracker is switched off.
-        self.not_carried: list[str] = []
 
     @abstractmethod
     def people(self) -> Iterator[SourcePerson]:

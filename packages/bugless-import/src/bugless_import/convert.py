@@ -17,6 +17,7 @@ from datetime import datetime
 
 from bugless_core.errors import FailedPrecondition
 from bugless_core.importer import SourceAttachment, SourceChange, SourceIssue
+from bugless_core.issue_references import imported_file_link
 from bugless_import.mapping import Mapping as ValueMapping
 from bugless_import.sources.markup import cite_source_issues
 from bugless_proto import v1
@@ -148,6 +149,7 @@ def to_request(
     *,
     reference_link: Callable[[str], str] = lambda _number: "",
     files: Sequence[v1.ImportedAttachment | str] | None = None,
+    entry_files: Sequence[Sequence[v1.ImportedAttachment | str]] | None = None,
 ) -> v1.ImportIssueRequest:
     """The ImportIssue call for ``issue``.
 
@@ -158,11 +160,23 @@ def to_request(
     was not): each becomes an entry of its uploader at its time, among the
     others by time. A file not stored keeps its entry, which says why, so
     that the history's positions do not depend on what a run could copy.
-    None: no file entries (a dry run).
+    None: no file entries (a dry run). ``entry_files`` are each entry's
+    ``attachments`` (files its comment links) as stored, in the same way:
+    they ride on the entry itself. A stored file with a ``link`` has that
+    link in its text (the comment, or the description) rewritten to
+    :func:`imported_file_link`; one not stored keeps the source's link.
     """
 
     def text(markdown: str) -> str:
         return cite_source_issues(markdown, reference_link)
+
+    def relinked(markdown: str, pairs: Sequence[tuple[SourceAttachment, object]]) -> str:
+        """``markdown`` with the links of the stored linked files pointing at their copies."""
+        for source, stored in pairs:
+            if source.link and isinstance(stored, v1.ImportedAttachment):
+                copy = imported_file_link(external_id, stored.sha256, source.link)
+                markdown = markdown.replace(source.link, copy)
+        return markdown
 
     initial, cc = initial_values(issue)
     component_id = resolved.components.get(initial["component"]) or resolved.components[""]
@@ -183,6 +197,15 @@ def to_request(
     if edits:
         description = edits[0].old  # the text at creation; the edits follow as entries
     attached = list(zip(issue.attachments, files, strict=True)) if files is not None else []
+    description = relinked(description, attached)
+    per_entry = (
+        [
+            list(zip(e.attachments, f, strict=True))
+            for e, f in zip(issue.entries, entry_files, strict=True)
+        ]
+        if entry_files is not None
+        else [[] for _ in issue.entries]
+    )
 
     def attach_until(until: datetime | None) -> None:
         nonlocal previous
@@ -194,7 +217,7 @@ def to_request(
                 _file_entry(source, stored, person(resolved, source.author or GHOST), at, text)
             )
 
-    for entry in issue.entries:
+    for entry, linked in zip(issue.entries, per_entry, strict=True):
         attach_until(entry.at)
         at = max(entry.at, previous)
         previous = at
@@ -211,7 +234,8 @@ def to_request(
         item = v1.ImportedEntry(
             author=person(resolved, entry.author or GHOST),
             created_at=at,
-            comment=text(entry.comment),
+            comment=text(relinked(entry.comment, linked)),
+            attachments=[f for _, f in linked if isinstance(f, v1.ImportedAttachment)],
         )
         delta = v1.IssueFields()
         paths: list[str] = []
@@ -244,6 +268,7 @@ def to_request(
             or item.hotlist_remove
             or item.custom_fields
             or item.comment.strip()
+            or item.attachments
         ):
             history.append(item)
     attach_until(None)

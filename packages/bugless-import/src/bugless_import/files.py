@@ -85,33 +85,38 @@ class Files:
 
     async def store(
         self, issue: SourceIssue, external_id: str, *, issue_id: int = 0
-    ) -> list[v1.ImportedAttachment | str]:
-        """Each of ``issue``'s files stored (or why not), in order.
+    ) -> tuple[list[v1.ImportedAttachment | str], list[list[v1.ImportedAttachment | str]]]:
+        """Each of ``issue``'s files stored (or why not), in order; and each entry's.
 
         Args:
             issue: The source issue.
             external_id: Its external id (for the report).
             issue_id: The bugless issue it was imported as before (0: none):
                 files the Model holds for it are not read or sent again.
+
+        Returns:
+            ``issue.attachments`` as stored, and each entry's ``attachments``.
         """
-        if not issue.attachments:
-            return []
+        every = [*issue.attachments, *(f for e in issue.entries for f in e.attachments)]
+        if not every:
+            return [], [[] for _ in issue.entries]
         held = await self._held(issue_id) if issue_id else {}
         steps: list[Awaitable[v1.ImportedAttachment | str]] = []
-        for file in issue.attachments:
+        for file in every:
             found = held.get(self._match(file))
             if found:
-                stored = found.pop(0)
-                steps.append(_ready(stored))
+                steps.append(_ready(found.pop(0)))
             else:
                 steps.append(self._one(external_id, file))
         tasks = [asyncio.ensure_future(step) for step in steps]
         try:
-            return list(await asyncio.gather(*tasks))
+            results = list(await asyncio.gather(*tasks))
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        own, rest = results[: len(issue.attachments)], iter(results[len(issue.attachments) :])
+        return own, [[next(rest) for _ in e.attachments] for e in issue.entries]
 
     def _match(self, file: SourceAttachment) -> _Match:
         key = file.author or convert.GHOST

@@ -43,8 +43,6 @@ class ImportReport:
     components_to_create: list[str] = field(default_factory=list)
     unmapped: list[tuple[str, str, int]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    #: What the source has that the import does not carry (``Importer.not_carried``).
-    not_carried: list[str] = field(default_factory=list)
     created: int = 0
     extended: int = 0
     unchanged: int = 0
@@ -80,9 +78,6 @@ class ImportReport:
         if self.skipped:
             lines.append(f"  skipped, gone from the source while reading: {len(self.skipped)}")
             lines += [f"    {why}" for why in self.skipped[:50]]
-        if self.not_carried:
-            lines.append(f"  not carried over: {len(self.not_carried)}")
-            lines += [f"    {what}" for what in self.not_carried[:50]]
         if self.attachments:
             size = describe_size(self.attachment_bytes)
             if not size.endswith(" bytes"):

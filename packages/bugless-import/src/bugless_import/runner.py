@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import fcntl
 import json
 import sys
@@ -44,7 +45,7 @@ from bugless_core.errors import (
     PermissionDenied,
     Unavailable,
 )
-from bugless_core.importer import Importer, SourceIssue, SourcePerson
+from bugless_core.importer import Importer, SourceAttachment, SourceIssue, SourcePerson
 from bugless_core.service_address import ServiceAddress
 from bugless_core.usernames import placeholder_username
 from bugless_import import convert, relations
@@ -73,7 +74,7 @@ def person_keys(issues: Iterable[SourceIssue]) -> set[str]:
         keys.update(k for k in (issue.reporter, issue.assignee, *issue.cc) if k)
         if not issue.reporter:
             keys.add(convert.GHOST)
-        keys.update(a.author or convert.GHOST for a in issue.attachments)
+        keys.update(a.author or convert.GHOST for a in source_files(issue))
         for entry in issue.entries:
             keys.add(entry.author or convert.GHOST)
             for change in entry.changes:
@@ -81,6 +82,11 @@ def person_keys(issues: Iterable[SourceIssue]) -> set[str]:
                     keys.update(k for k in (change.old, change.new, *change.added, *change.removed))
     keys.discard("")
     return keys
+
+
+def source_files(issue: SourceIssue) -> list[SourceAttachment]:
+    """Every file of ``issue``: its own, then those its entries' comments link."""
+    return [*issue.attachments, *(f for e in issue.entries for f in e.attachments)]
 
 
 def _unknown_person(key: str) -> SourcePerson:
@@ -164,9 +170,22 @@ class _State:
         done = self.done.get(external_id)
         return done is None or bool(done.get("files"))
 
-    def record(self, external_id: str, issue_id: int, url: str, *, files: bool) -> None:
+    def with_linked_files(self, external_id: str) -> bool:
+        """Whether the issue's history may carry the files its text links (GitHub's).
+
+        As :meth:`with_files`, for a record without ``linked``: an entry for
+        a file its description links would shift its history position, so
+        such an issue keeps its history without linked files.
+        """
+        done = self.done.get(external_id)
+        return done is None or bool(done.get("linked"))
+
+    def record(
+        self, external_id: str, issue_id: int, url: str, *, files: bool, linked: bool
+    ) -> None:
         record: dict[str, object] = {
             "external_id": external_id, "issue_id": issue_id, "url": url, "files": files,
+            "linked": linked,
         }  # fmt: skip
         self.done[external_id] = record
         self._file.write(json.dumps(record) + "\n")
@@ -404,7 +423,6 @@ async def _run(
         source=importer.name,
         dry_run=settings.dry_run,
         skipped=list(importer.skipped),
-        not_carried=list(importer.not_carried),
     )
     by_key = {p.key: p for p in known_people}
     people = [by_key.get(k) or _unknown_person(k) for k in sorted(person_keys(issues))]
@@ -412,10 +430,10 @@ async def _run(
     report.issues = len(issues)
     report.entries = sum(len(i.entries) for i in issues)
     report.comments = sum(1 for i in issues for e in i.entries if e.comment.strip())
-    report.attachments = sum(len(i.attachments) for i in issues)
-    report.attachment_issues = sum(1 for i in issues if i.attachments)
-    report.attachment_bytes = sum(max(a.size, 0) for i in issues for a in i.attachments)
-    report.attachments_unsized = sum(1 for i in issues for a in i.attachments if a.size < 0)
+    report.attachments = sum(len(source_files(i)) for i in issues)
+    report.attachment_issues = sum(1 for i in issues if source_files(i))
+    report.attachment_bytes = sum(max(a.size, 0) for i in issues for a in source_files(i))
+    report.attachments_unsized = sum(1 for i in issues for a in source_files(i) if a.size < 0)
 
     found = relations.links(importer, issues)
     if settings.model is None or settings.auth is None:
@@ -556,28 +574,45 @@ async def _import_all(
         while not pending.empty():
             issue = pending.get_nowait()
             external_id = importer.external_id(issue)
-            request = convert.to_request(
-                issue, external_id, mapping, resolved, caller, reference_link=link,
-                files=await stored(issue, external_id),
-            )  # fmt: skip
+            request = await request_for(issue)
             answer = await call(model.import_issue, request)
             count(answer.created, answer.entries_written)
             state.record(
                 external_id, answer.issue.id if answer.issue else 0, issue.url,
                 files=state.with_files(external_id),
+                linked=state.with_linked_files(external_id),
             )  # fmt: skip
             bar.advance()
 
-    async def stored(
-        issue: SourceIssue, external_id: str
-    ) -> list[v1.ImportedAttachment | str] | None:
-        if state.with_files(external_id):
-            done = state.done.get(external_id)
-            issue_id = int(str(done["issue_id"])) if done else 0
-            return await files.store(issue, external_id, issue_id=issue_id)
-        for file in issue.attachments:
-            files.skip(external_id, file, "the issue was imported before files were copied")
-        return None
+    async def request_for(issue: SourceIssue) -> v1.ImportIssueRequest:
+        external_id = importer.external_id(issue)
+        if not state.with_linked_files(external_id):
+            # Imported before linked files were copied: an entry for a file its
+            # description links would shift its history position, and files
+            # on the entries it has would be read only to be ignored.
+            for file in source_files(issue):
+                if file.link:
+                    files.skip(
+                        external_id, file, "the issue was imported before linked files were copied"
+                    )
+            issue = dataclasses.replace(
+                issue,
+                attachments=tuple(a for a in issue.attachments if not a.link),
+                entries=tuple(dataclasses.replace(e, attachments=()) for e in issue.entries),
+            )
+        if not state.with_files(external_id):
+            for file in source_files(issue):
+                files.skip(external_id, file, "the issue was imported before files were copied")
+            return convert.to_request(
+                issue, external_id, mapping, resolved, caller, reference_link=link, files=None
+            )
+        done = state.done.get(external_id)
+        issue_id = int(str(done["issue_id"])) if done else 0
+        own, per_entry = await files.store(issue, external_id, issue_id=issue_id)
+        return convert.to_request(
+            issue, external_id, mapping, resolved, caller, reference_link=link,
+            files=own, entry_files=per_entry,
+        )  # fmt: skip
 
     def count(created: bool, written: int) -> None:
         if created:
@@ -593,18 +628,7 @@ async def _import_all(
             batch: list[SourceIssue] = []
             while len(batch) < settings.batch_size and not pending.empty():
                 batch.append(pending.get_nowait())
-            requests = [
-                convert.to_request(
-                    i,
-                    importer.external_id(i),
-                    mapping,
-                    resolved,
-                    caller,
-                    reference_link=link,
-                    files=await stored(i, importer.external_id(i)),
-                )
-                for i in batch
-            ]
+            requests = [await request_for(i) for i in batch]
             answer = await call(
                 model.import_issues, v1.ImportIssuesRequest(caller=caller, issues=requests)
             )
@@ -618,6 +642,7 @@ async def _import_all(
                 state.record(
                     result.external_id, result.issue_id, issue.url,
                     files=state.with_files(result.external_id),
+                    linked=state.with_linked_files(result.external_id),
                 )  # fmt: skip
                 bar.advance()
 

@@ -28,38 +28,70 @@ GitHub's REST API names no issue a duplicate is a duplicate of (the
 ``marked_as_duplicate`` event has no target): a ``closed/duplicate`` issue
 gets its status, not a ``duplicate of``.
 
-GitHub has no attachments API: files pasted into issues and comments are
-links to ``github.com/user-attachments/...`` (``user-images.githubusercontent
-.com/...``, ``OWNER/REPO/assets/...`` or ``OWNER/REPO/files/...`` before) in
-the Markdown. They are kept as written, pointing at GitHub; no file is
-copied, and the report names each issue whose text links such files
-(:attr:`~bugless_core.importer.Importer.not_carried`).
+GitHub has no attachments API: a file pasted into an issue or a comment is
+a link in its Markdown (or an ``<img src>``) to ``/user-attachments/assets/``
+or ``/user-attachments/files/`` on the repository's host, to
+``OWNER/REPO/assets/`` or ``OWNER/REPO/files/`` there, or to
+``user-images.githubusercontent.com`` (before 2024). Each is copied as an
+attachment of what links it: the comment's own entry, or for the
+description an entry of the reporter at the issue's creation, and the link
+in the text then points at the copy in bugless (``/imported?...&file=``).
+The file is named by its link's text when that looks like a file name
+(``[launch.log](...)``), else by the URL's last segment. Options:
+
+* ``token-file=PATH``: a file holding a GitHub token (or ``GITHUB_TOKEN`` in
+  the environment), sent as ``Authorization: Bearer`` to the repository's
+  host only, never on to where it redirects (the files' storage); files of
+  a private repository need it. A file GitHub refuses is reported and its
+  link kept as written.
+* ``retries=N``: how often a download that failed for now is asked again
+  (default 4).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 from collections.abc import Iterator
 from datetime import datetime
+from http.client import HTTPException
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
+from urllib.error import HTTPError, URLError
+from urllib.parse import unquote, urlsplit
+from urllib.request import Request, urlopen
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.importer import (
     Importer,
+    SourceAttachment,
     SourceChange,
     SourceEntry,
     SourceIssue,
     SourcePerson,
     SourceRelation,
 )
+from bugless_import.sources._http import read_with_retries, retry_count
 
-#: A file pasted into GitHub text: what its editor writes for an upload.
-LINKED_FILE = re.compile(
-    r"https://(?:github\.com/(?:user-attachments/(?:assets|files)/|[\w.-]+/[\w.-]+/(?:assets|files)/)"
-    r"|(?:private-)?user-images\.githubusercontent\.com/)[^\s)\]\"'<>]+"
-)
+#: A label that names a file: ``launch.log``, not ``image`` or ``screenshot``.
+_FILE_NAME = re.compile(r"[^\s/\\]+\.[A-Za-z0-9]{1,10}")
+
+
+def linked_file_pattern(origin: str) -> re.Pattern[str]:
+    """The links to files pasted into the text of a repository at ``origin``.
+
+    ``origin`` is the repository's ``scheme://host`` (``https://github.com``,
+    or a GitHub Enterprise Server's). Groups: ``label`` (the Markdown link's
+    text, if the URL is one's target) and ``url``.
+    """
+    host = re.escape(origin.rstrip("/"))
+    url = (
+        rf"(?:{host}/(?:user-attachments/(?:assets|files)/|[\w.-]+/[\w.-]+/(?:assets|files)/)"
+        r"|https://(?:private-)?user-images\.githubusercontent\.com/)[^\s)\]\"'<>]+"
+    )
+    return re.compile(rf"(?:!?\[(?P<label>[^\]\n]*)\]\()?(?P<url>{url})")
 
 
 def read_pages(path: Path) -> list[Any]:
@@ -122,6 +154,11 @@ class GitHubImporter(Importer):
         self._repository_url = ""
         #: ``OWNER/REPO``, from the issues read (their keys' prefix).
         self._repository = ""
+        try:
+            self.retries = retry_count(options.get("retries"))
+        except ValueError as exc:
+            raise InvalidArgument(f"--option {exc}") from exc
+        self._token = _token(options)
 
     def issue_url(self, number: str) -> str:
         """``https://github.com/OWNER/REPO/issues/N`` (GitHub sends a pull request's on)."""
@@ -177,16 +214,23 @@ class GitHubImporter(Importer):
     def _issue(self, item: dict[str, Any], comments: list[dict[str, Any]]) -> SourceIssue:
         repo = str(item["repository_url"]).split("/repos/", 1)[-1]
         number = int(item["number"])
+        reporter = self._person(item.get("user"))
+        created_at = when(item["created_at"])
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(str(item["html_url"])))
         entries: list[tuple[datetime, int, SourceEntry]] = []
         for comment in comments:
+            author = self._person(comment.get("user"))
+            at = when(comment["created_at"])
+            body = str(comment.get("body") or "")
             entries.append(
                 (
-                    when(comment["created_at"]),
+                    at,
                     0,
                     SourceEntry(
-                        author=self._person(comment.get("user")),
-                        at=when(comment["created_at"]),
-                        comment=str(comment.get("body") or ""),
+                        author=author,
+                        at=at,
+                        comment=body,
+                        attachments=self._linked(body, origin, author, at),
                     ),
                 )
             )
@@ -195,14 +239,6 @@ class GitHubImporter(Importer):
         labels = [str(label["name"]) for label in item.get("labels") or []]
         if item.get("locked"):
             labels.append(f"locked:{item.get('active_lock_reason') or 'locked'}")
-        texts = [str(item.get("body") or ""), *(str(c.get("body") or "") for c in comments)]
-        linked = sorted({url for text in texts for url in LINKED_FILE.findall(text)})
-        if linked:
-            self.not_carried.append(
-                f"{repo}#{number}: {len(linked)} file(s) linked in its text, not copied "
-                f"(the links point at GitHub): {', '.join(linked[:3])}"
-                + (", ..." if len(linked) > 3 else "")
-            )
         self._repository_url = str(item["html_url"]).rsplit("/issues/", 1)[0]
         self._repository = repo
         return SourceIssue(
@@ -210,8 +246,8 @@ class GitHubImporter(Importer):
             url=str(item["html_url"]),
             title=str(item["title"]),
             description=str(item.get("body") or ""),
-            reporter=self._person(item.get("user")),
-            created_at=when(item["created_at"]),
+            reporter=reporter,
+            created_at=created_at,
             modified_at=when(item["updated_at"]) if item.get("updated_at") else None,
             closed_at=when(item["closed_at"]) if item.get("closed_at") else None,
             status=_status(str(item["state"]), item.get("state_reason")),
@@ -219,7 +255,45 @@ class GitHubImporter(Importer):
             labels=tuple(labels),
             entries=tuple(e for _, _, e in entries),
             relations=self._relations(number),
+            attachments=self._linked(str(item.get("body") or ""), origin, reporter, created_at),
         )
+
+    def _linked(
+        self, text: str, origin: str, author: str, at: datetime
+    ) -> tuple[SourceAttachment, ...]:
+        """The files ``text`` links, each once, in the order it links them."""
+        found: dict[str, SourceAttachment] = {}
+        for match in linked_file_pattern(origin).finditer(text):
+            url = match.group("url")
+            if url in found:
+                continue
+            label = (match.group("label") or "").strip()
+            segment = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+            name = label if _FILE_NAME.fullmatch(label) else segment or "attachment"
+            found[url] = SourceAttachment(
+                name=name,
+                author=author,
+                at=at,
+                link=url,
+                open=functools.partial(self._download, url, origin),
+            )
+        return tuple(found.values())
+
+    def _download(self, url: str, origin: str) -> BinaryIO:
+        """GET a linked file; the token only to the repository's host, not where it redirects."""
+        request = Request(url, headers={"Accept": "*/*"})
+        if self._token and url.startswith(origin + "/"):
+            request.add_unredirected_header("Authorization", f"Bearer {self._token}")
+
+        def fetch() -> BinaryIO:
+            return cast("BinaryIO", urlopen(request, timeout=120))
+
+        try:
+            return read_with_retries(fetch, retries=self.retries)
+        except HTTPError as exc:
+            raise OSError(f"GitHub answered {exc.code} for {url}") from exc
+        except (URLError, HTTPException) as exc:
+            raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
 
     def _events(self, number: int, item: dict[str, Any]) -> list[tuple[datetime, int, SourceEntry]]:
         """Status, assignee and title changes from the timeline, with old values."""
@@ -256,3 +330,14 @@ class GitHubImporter(Importer):
             if change is not None:
                 out.append((at, n, SourceEntry(author=actor, at=at, changes=(change,))))
         return out
+
+
+def _token(options: dict[str, str]) -> str:
+    """The token for linked files: ``token-file=PATH`` or ``GITHUB_TOKEN`` ("" for none)."""
+    path = options.get("token-file", "")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InvalidArgument(f"--option token-file={path}: {exc.strerror}") from exc
+    return os.environ.get("GITHUB_TOKEN", "").strip()
