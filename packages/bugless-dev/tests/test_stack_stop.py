@@ -4,8 +4,9 @@ A drain may wait up to 120 s for a transfer (the services' default
 ``--drain-transfer-seconds``), longer than a stack waits for a service to
 stop. A service still stopping then is told to stop now (a bugless service's
 second SIGTERM), so it still exits on its own, its connections closed and its
-log complete; before, it was killed. Only a process that ignores that too is
-killed. Both late steps are noted in the process's log.
+log complete (with status 1, as that cut a call); before, it was killed. Only a
+process that ignores that too is killed. Both late steps are noted in the
+process's log.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bugless_core.clients import acting_as
+from bugless_core.grpc import EXIT_CALLS_CUT
 from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
@@ -73,7 +75,8 @@ async def test_a_model_waiting_for_a_hung_upload_is_told_to_stop_now_not_killed(
         channel.close()
         stack.stop_service(model)
     lines = model.log.read_text(errors="replace")[offset:].splitlines()
-    assert model.process.returncode == 0, lines  # exited on its own: not -SIGKILL
+    # Exited on its own (not -SIGKILL), saying that the second SIGTERM cut a call.
+    assert model.process.returncode == EXIT_CALLS_CUT, lines
     assert [line for line in lines if "1 transfer(s) still running after the grace" in line]
     assert [line for line in lines if f"still running {within:g}s after SIGTERM: SIGTERM" in line]
     assert [line for line in lines if "received SIGTERM again; stopping now" in line], lines

@@ -148,11 +148,15 @@ async def start_api(settings: ApiSettings, **runner_options: object) -> RunningA
     return RunningApi(runner=runner, gateway=gateway, channels=tuple(channels))
 
 
-async def serve_api(settings: ApiSettings) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and close the channels."""
+async def serve_api(settings: ApiSettings) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and close the channels.
+
+    Returns:
+        The process's exit status (:meth:`GrpcServiceRunner.serve_until_signalled`).
+    """
     api = await start_api(settings)
     try:
-        await api.runner.serve_until_signalled()
+        return await api.runner.serve_until_signalled()
     finally:
         api.gateway.close()
         for channel in api.channels:

@@ -67,10 +67,14 @@ async def serve_auth(
     grpc_settings: GrpcServerSettings,
     *,
     migrate: bool = False,
-) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and close the service."""
+) -> int:
+    """Serve until SIGTERM/SIGINT, then drain and close the service.
+
+    Returns:
+        The process's exit status (:meth:`GrpcServiceRunner.serve_until_signalled`).
+    """
     service, runner = await start_auth(plugins, settings, grpc_settings, migrate=migrate)
     try:
-        await runner.serve_until_signalled()
+        return await runner.serve_until_signalled()
     finally:
         await service.close()

@@ -104,4 +104,4 @@ def serve_command(plugins: Plugins, settings: AuthServeSettings) -> None:
         except BuglessError as exc:  # names the installed ones
             raise click.UsageError(exc.message) from exc
     auth = with_environment_options(settings.auth, os.environ, options_from_environment)
-    run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate))
+    raise SystemExit(run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate)))

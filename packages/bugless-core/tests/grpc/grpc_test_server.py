@@ -3,7 +3,7 @@
 The tests import :class:`SlowModel`; ``test_signals.py`` also runs this file as
 a script, because signal handling is only honest in a process of its own.
 Run as a script it prints ``{"port": N}`` on stdout once listening, logs JSON
-on stderr, and serves until SIGTERM.
+on stderr, and serves until SIGTERM, exiting with the status a service would.
 """
 
 from __future__ import annotations
@@ -175,14 +175,14 @@ class ServerProcess:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-async def _serve(drain_seconds: float, grace_seconds: float) -> None:
+async def _serve(drain_seconds: float, grace_seconds: float) -> int:
     settings = GrpcServerSettings(
         insecure_local=True, port=0, drain_seconds=drain_seconds, grace_seconds=grace_seconds
     )
     runner = GrpcServiceRunner([SlowModel()], settings, name="test-model")
     await runner.start()
     print(json.dumps({"port": runner.port}), flush=True)
-    await runner.serve_until_signalled()
+    return await runner.serve_until_signalled()
 
 
 def main() -> None:
@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--grace-seconds", type=float, default=5.0)
     args = parser.parse_args()
     configure_logging("info", json=True, stream=sys.stderr)
-    eventloop.run(_serve(args.drain_seconds, args.grace_seconds))
+    raise SystemExit(eventloop.run(_serve(args.drain_seconds, args.grace_seconds)))
 
 
 if __name__ == "__main__":

@@ -329,6 +329,44 @@ async def test_stop_now_cuts_a_drain_short(start_runner: StartRunner) -> None:
     assert runner.draining
 
 
+async def test_stop_now_counts_the_calls_it_cut(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    runner = await start_runner(
+        GrpcServerSettings(insecure_local=True, drain_seconds=60.0, grace_seconds=60.0)
+    )
+    stub = v1.ModelStub(open_channel(runner.port))
+    held = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
+    await _wait_until(lambda: runner.in_flight == 1)
+    drain = asyncio.create_task(runner.drain())
+    await asyncio.sleep(0.05)
+
+    runner.stop_now()
+
+    await asyncio.wait_for(drain, timeout=5)
+    assert runner.cut_at_signal == 1
+    with pytest.raises(StreamTerminatedError):
+        await held
+
+
+async def test_calls_cut_at_the_drains_own_grace_are_not_counted_as_cut_at_signal(
+    start_runner: StartRunner, open_channel: OpenChannel
+) -> None:
+    """The grace is the configured policy: a service that meets it exits 0."""
+    runner = await start_runner(
+        GrpcServerSettings(insecure_local=True, drain_seconds=0.0, grace_seconds=0.2)
+    )
+    stub = v1.ModelStub(open_channel(runner.port))
+    held = asyncio.create_task(stub.get_server_info(timeout=30, metadata={HOLD_KEY: "1"}))
+    await _wait_until(lambda: runner.in_flight == 1)
+
+    await asyncio.wait_for(runner.drain(), timeout=5)
+
+    assert runner.cut_at_signal == 0
+    with pytest.raises(StreamTerminatedError):
+        await held
+
+
 async def test_failed_calls_are_logged_by_severity_and_successes_are_not(
     start_runner: StartRunner, open_channel: OpenChannel, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -18,6 +18,7 @@ from grpc_test_server import (
 from grpclib.client import Channel
 from grpclib.exceptions import StreamTerminatedError
 
+from bugless_core.grpc import EXIT_CALLS_CUT
 from bugless_proto import v1
 
 
@@ -50,9 +51,10 @@ async def test_sigterm_reports_not_serving_finishes_the_call_in_flight_and_exits
     assert any("stopped; 0 calls were cancelled" in str(message) for message in messages)
 
 
-async def test_second_signal_during_drain_stops_at_once(
+async def test_second_signal_during_drain_stops_at_once_and_exits_1_having_cut_a_call(
     server_process: ServerProcess, open_channel: OpenChannel
 ) -> None:
+    """As the web tier does: an operator's cut shows in the exit status."""
     channel = open_channel(server_process.port)
     stub = v1.ModelStub(channel)
     assert await health_status(channel) == SERVING
@@ -63,6 +65,26 @@ async def test_second_signal_during_drain_stops_at_once(
     await wait_for_status(channel, NOT_SERVING)
     server_process.signal(signal.SIGINT)
 
-    assert await server_process.exit_code(within=3) == 0
+    assert await server_process.exit_code(within=3) == EXIT_CALLS_CUT == 1
     with pytest.raises(StreamTerminatedError):
         await stuck_call
+    messages = [str(record["message"]) for record in await server_process.log_records()]
+    assert any("received SIGINT again; stopping now" in message for message in messages)
+    assert any("stopped; 1 calls were cancelled" in message for message in messages)
+
+
+async def test_second_signal_with_no_call_running_exits_0(
+    server_process: ServerProcess, open_channel: OpenChannel
+) -> None:
+    """Nothing was cut, so stopping early is a clean stop."""
+    channel = open_channel(server_process.port)
+    assert await health_status(channel) == SERVING
+
+    server_process.signal(signal.SIGTERM)
+    await wait_for_status(channel, NOT_SERVING)
+    server_process.signal(signal.SIGTERM)
+
+    assert await server_process.exit_code(within=3) == 0
+    messages = [str(record["message"]) for record in await server_process.log_records()]
+    assert any("received SIGTERM again; stopping now" in message for message in messages)
+    assert any("stopped; 0 calls were cancelled" in message for message in messages)

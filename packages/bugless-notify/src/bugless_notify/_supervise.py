@@ -27,12 +27,15 @@ class LoopEnded(RuntimeError):
 
 async def serve_supervised(
     runner: GrpcServiceRunner, loops: Mapping[str, asyncio.Future[None]]
-) -> None:
+) -> int:
     """Serve until SIGTERM/SIGINT, or until one of ``loops`` ends on its own.
 
     Args:
         runner: The notifier's gRPC server (health, metrics, its service).
         loops: The loops by the name the error gives them.
+
+    Returns:
+        The process's exit status (:meth:`GrpcServiceRunner.serve_until_signalled`).
 
     Raises:
         LoopEnded: A loop ended first (its exception, if any, is the cause);
@@ -56,9 +59,10 @@ async def serve_supervised(
 
     for name, loop in loops.items():
         loop.add_done_callback(functools.partial(on_done, name))
-    await serving
+    status = await serving
     if ended:
         name, loop = ended[0]
         error = None if loop.cancelled() else loop.exception()
         msg = f"the notifier's {name} stopped on its own ({error!r}); restart the notifier"
         raise LoopEnded(msg) from error
+    return status

@@ -39,7 +39,8 @@ def serve_command(settings: NotifierSettings) -> None:
     settings.log.configure()
     tracing.configure("notify")  # spans of its Model calls join the changes' traces
     try:
-        eventloop.run(serve_notifier(settings))
+        status = eventloop.run(serve_notifier(settings))
     except LoopEnded as exc:
         # Logged with its traceback already; exit non-zero so it is restarted.
         raise click.ClickException(str(exc)) from exc
+    raise SystemExit(status)

@@ -328,8 +328,11 @@ async def _start_on(
     )
 
 
-async def serve_notifier(settings: NotifierSettings) -> None:
+async def serve_notifier(settings: NotifierSettings) -> int:
     """Serve until SIGTERM/SIGINT, then stop in order.
+
+    Returns:
+        The process's exit status (:meth:`GrpcServiceRunner.serve_until_signalled`).
 
     Raises:
         LoopEnded: The consumer, the worker or the digests ended on their
@@ -339,6 +342,6 @@ async def serve_notifier(settings: NotifierSettings) -> None:
     consumer, worker, digests = notifier.tasks
     loops = {"change-feed consumer": consumer, "delivery worker": worker, "digests": digests}
     try:
-        await serve_supervised(notifier.runner, loops)
+        return await serve_supervised(notifier.runner, loops)
     finally:
         await notifier.close()

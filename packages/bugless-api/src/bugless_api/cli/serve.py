@@ -33,4 +33,4 @@ def serve_command(settings: ApiSettings) -> None:
     from bugless_core import eventloop  # noqa: PLC0415 - asyncio, not for --help
 
     settings.log.configure()
-    eventloop.run(serve_api(settings))
+    raise SystemExit(eventloop.run(serve_api(settings)))

@@ -42,7 +42,12 @@ if TYPE_CHECKING:
         current_peer,
         current_peer_certificate,
     )
-    from bugless_core.grpc._server import READINESS_TTL_SECONDS, GrpcServiceRunner, listening_port
+    from bugless_core.grpc._server import (
+        EXIT_CALLS_CUT,
+        READINESS_TTL_SECONDS,
+        GrpcServiceRunner,
+        listening_port,
+    )
     from bugless_core.grpc._settings import GrpcServerSettings, TransferServerSettings
     from bugless_core.grpc._tls import build_client_ssl_context, build_server_ssl_context
     from bugless_core.grpc._windows import (
@@ -61,6 +66,7 @@ _LAZY = {
     "CorkedChannel": "bugless_core.grpc._cork",
     "CorkedServer": "bugless_core.grpc._cork",
     "CorkedTransport": "bugless_core.grpc._cork",
+    "EXIT_CALLS_CUT": "bugless_core.grpc._server",
     "GrpcServerSettings": "bugless_core.grpc._settings",
     "GrpcServiceRunner": "bugless_core.grpc._server",
     "IMPORT_ROLE": "bugless_core.grpc._access",
@@ -90,6 +96,7 @@ _LAZY = {
 __all__ = [
     "ADMIN_ROLE",
     "ANY_CLIENT",
+    "EXIT_CALLS_CUT",
     "IMPORT_ROLE",
     "READINESS_TTL_SECONDS",
     "SERVICE_IDENTITIES",

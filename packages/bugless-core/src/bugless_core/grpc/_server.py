@@ -57,6 +57,16 @@ READINESS_TTL_SECONDS = 2.0
 #: Upper bound on waiting for grpclib to finish closing once calls are
 #: cancelled; only a connection we never saw a call on can hold it up.
 _CLOSE_TIMEOUT_SECONDS = 2.0
+#: The exit status of a service whose second SIGTERM/SIGINT cut calls still
+#: running (0 if none ran), the web tier's too
+#: (``bugless_web.server.EXIT_REQUESTS_CUT``). Neither Kubernetes nor systemd
+#: nor ``docker stop`` sends a second SIGTERM, so it comes from an operator who
+#: chose to cut calls short; a non-zero status keeps that visible where the
+#: exit is recorded (the container's last state, ``systemctl status``) rather
+#: than passing for a clean stop. Calls cut at a drain's own bounds
+#: (``--grace-seconds``, ``--drain-transfer-seconds``) are the configured
+#: policy and exit 0.
+EXIT_CALLS_CUT = 1
 
 
 def _service_name(servable: IServable) -> str:
@@ -108,7 +118,7 @@ class GrpcServiceRunner:
     Typical use, in a service's ``serve`` command::
 
         runner = GrpcServiceRunner([ModelServicer(backend)], settings, name="model")
-        await runner.serve_until_signalled()
+        return await runner.serve_until_signalled()  # the process's exit status
 
     Health (``grpc.health.v1.Health``) answers for each served service by its
     full name and for ``""`` (the whole server). A service is SERVING when the
@@ -192,6 +202,8 @@ class GrpcServiceRunner:
         self._stop_now = asyncio.Event()
         #: Calls a drain cancelled at the grace to let transfers go on alone.
         self._cut_at_grace = 0
+        #: Calls still running when :meth:`stop_now` cut the drain short.
+        self._cut_at_signal = 0
         self._closed = asyncio.Event()
 
     @property
@@ -217,6 +229,15 @@ class GrpcServiceRunner:
     def in_flight(self) -> int:
         """Number of calls being handled now."""
         return self._tracker.in_flight
+
+    @property
+    def cut_at_signal(self) -> int:
+        """Calls cancelled at close because :meth:`stop_now` skipped their wait.
+
+        0 until the runner closes, and after a drain that ran its course (calls
+        cut at its own bounds are not counted: that is the configured policy).
+        """
+        return self._cut_at_signal
 
     @property
     def draining(self) -> bool:
@@ -404,6 +425,8 @@ class GrpcServiceRunner:
             status.set(False)
         self._stop_accepting(server)
         cancelled = self._tracker.blocking_drain + self._cut_at_grace
+        if self._stop_now.is_set():
+            self._cut_at_signal = self._tracker.blocking_drain
         transfers = self._tracker.transfers
         server.close()
         self._connections.close_all()
@@ -437,11 +460,13 @@ class GrpcServiceRunner:
 
     async def serve_until_signalled(
         self, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
-    ) -> None:
+    ) -> int:
         """Serve (starting if needed) until a signal arrives, then drain.
 
         A second signal during the drain stops at once (:meth:`stop_now`), for
-        an operator who does not want to wait. The handlers are installed on
+        an operator who does not want to wait; if that cut calls still running,
+        the status returned, for the process to exit with, is
+        :data:`EXIT_CALLS_CUT`, else 0. The handlers are installed on
         the running loop, so this must run in the main thread, and are removed
         before returning. Being a whole process's serving loop, it also tunes
         that process's garbage collector once started
@@ -479,6 +504,7 @@ class GrpcServiceRunner:
         finally:
             for signum in signals:
                 loop.remove_signal_handler(signum)
+        return EXIT_CALLS_CUT if self._cut_at_signal else 0
 
     async def __aenter__(self) -> GrpcServiceRunner:
         await self.start()

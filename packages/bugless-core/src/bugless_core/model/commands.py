@@ -185,7 +185,7 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
 
     settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
-    eventloop.run(
+    status = eventloop.run(
         serve_model(
             plugins,
             cls,
@@ -198,3 +198,4 @@ def serve_command(plugins: Plugins, settings: ModelServeSettings) -> None:
             assertion_cache_entries=settings.assertion_cache_entries,
         )
     )
+    raise SystemExit(status)

@@ -111,11 +111,14 @@ async def serve_model(
     auth: ServiceAddress | None = None,
     assertion_refresh_seconds: float = 5.0,
     assertion_cache_entries: int = 100_000,
-) -> None:
+) -> int:
     """Serve until SIGTERM/SIGINT, then drain and close the backend.
 
     With ``auth``, callers come from identity assertions verified with that
     Authenticator's keys; without (``--insecure-local`` only), from requests.
+
+    Returns:
+        The process's exit status (:meth:`GrpcServiceRunner.serve_until_signalled`).
     """
     channel = None if auth is None else auth.channel()
     verifier = None
@@ -142,7 +145,7 @@ async def serve_model(
     if backend._blob_store is not None and backend.attachment_settings.sweep_seconds:
         sweeper = asyncio.create_task(sweep_periodically(backend, backend.attachment_settings))
     try:
-        await runner.serve_until_signalled()
+        return await runner.serve_until_signalled()
     finally:
         if sweeper is not None:
             sweeper.cancel()
