@@ -16,27 +16,16 @@ include client encode/decode and the loopback round trip). Two clients:
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import message_factory
-from grpclib.client import Channel
 from grpclib.const import Cardinality
-from prometheus_client import CollectorRegistry
 
-import bugless_auth.plugin
-from bugless_auth.runner import start_auth
-from bugless_auth.settings import AuthSettings, PasswordHashing
-from bugless_auth.store import IdentityStore
-from bugless_auth.tokens import generate_ed25519_pem
-from bugless_auth.user_admin import create_local_user
-from bugless_core.grpc import GrpcServerSettings
-from bugless_core.plugins import load_plugins
-from bugless_dev.postgres import start_postgres
+from bench._auth_served import run_on_postgres, served_auth
 from bugless_proto import DESCRIPTOR_POOL, v1
 
 GET_USERS = "/bugless.v1.Authenticator/GetUsers"
@@ -55,36 +44,9 @@ def _report(label: str, samples: list[float], batch: int) -> None:
 
 
 async def bench(users: int, batch: int, calls: int, database_url: str, key: Path) -> None:
-    await IdentityStore.migrate(database_url, "bench_auth")
-    settings = AuthSettings(
-        database_url=database_url,
-        schema="bench_auth",
-        token_keys=(key,),
-        hashing=PasswordHashing(time_cost=1, memory_kib=1024, parallelism=1),
-        cache_ttl_seconds=3600,
-    )
-    plugins = load_plugins(entry_points=False, extra=[bugless_auth.plugin])
-    service, runner = await start_auth(
-        plugins,
-        settings,
-        GrpcServerSettings(insecure_local=True, drain_seconds=0, grace_seconds=1),
-        metrics_registry=CollectorRegistry(),
-    )
-    channel = Channel("127.0.0.1", runner.port)
-    try:
-        ids = []
-        for i in range(users):
-            record = await create_local_user(
-                service.store,
-                service.hashes,
-                username=f"user{i}",
-                display_name=f"User {i}",
-                email=f"user{i}@example.org",
-                password="bench-password",
-                groups=["eng"],
-                min_password_length=1,
-            )
-            ids.append(record.user_id)
+    async with served_auth(database_url, key) as auth:
+        channel = auth.channel
+        ids = await auth.add_users(users)
         stub = v1.AuthenticatorStub(channel)
         request = v1.GetUsersRequest(user_ids=ids[:batch])
         request_cls, response_cls = (
@@ -115,10 +77,6 @@ async def bench(users: int, batch: int, calls: int, database_url: str, key: Path
                 await call()
                 samples.append(time.perf_counter() - started)
             _report(label, samples, batch)
-    finally:
-        channel.close()
-        await runner.close()
-        await service.close()
 
 
 def main() -> None:
@@ -127,15 +85,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--calls", type=int, default=5000)
     args = parser.parse_args()
-    server = start_postgres()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            key = Path(tmp) / "key.pem"
-            key.write_bytes(generate_ed25519_pem())
-            url = server.create_database("bench_auth")
-            asyncio.run(bench(args.users, args.batch, args.calls, url, key))
-    finally:
-        server.stop()
+    run_on_postgres(functools.partial(bench, args.users, args.batch, args.calls))
 
 
 if __name__ == "__main__":
