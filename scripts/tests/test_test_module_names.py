@@ -9,10 +9,17 @@ So a module's name is unique across the packages' tests; ``conftest.py`` is
 the exception pytest handles itself. Outside bugless-core, a module whose
 subject another package tests too takes its package's name as a prefix
 (``test_api_ids.py``, ``test_web_ids.py``, ``test_cockroach_leases.py``).
+
+For the same reason no module imports ``conftest``: with several trees in one
+run, the module of that name is whichever tree's conftest pytest loaded last
+(bugless-core's gRPC tests read ``SOURCES`` from bugless-dev's, and failed to
+collect, when both trees ran together). What tests share goes in a helper
+module beside them (``grpc_test_server``).
 """
 
 from __future__ import annotations
 
+import ast
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,6 +39,24 @@ def _top_level_modules() -> dict[str, list[str]]:
 def test_no_two_test_modules_share_a_name() -> None:
     shared = {name: files for name, files in _top_level_modules().items() if len(files) > 1}
     assert shared == {}
+
+
+def _imports_conftest(module: Path) -> bool:
+    for node in ast.walk(ast.parse(module.read_text(), str(module))):
+        if isinstance(node, ast.ImportFrom) and node.module == "conftest" and not node.level:
+            return True
+        if isinstance(node, ast.Import) and any(a.name == "conftest" for a in node.names):
+            return True
+    return False
+
+
+def test_no_test_module_imports_conftest() -> None:
+    importing = [
+        str(module.relative_to(ROOT))
+        for module in sorted((ROOT / "packages").glob("*/tests/**/*.py"))
+        if _imports_conftest(module)
+    ]
+    assert importing == []
 
 
 def test_the_check_sees_the_test_folders() -> None:

@@ -12,13 +12,14 @@ import os
 import ssl
 import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 from grpc_test_server import (
+    HERE,
     PROCESS_DRAIN_SECONDS,
+    SOURCES,
     OpenChannel,
     Pki,
     ServerProcess,
@@ -102,10 +103,6 @@ def open_channel() -> Iterator[OpenChannel]:
     yield open_
     for channel in channels:
         channel.close()
-
-
-HERE = Path(__file__).parent
-SOURCES = [HERE.parents[1] / "src", HERE.parents[2] / "bugless-proto" / "src"]
 
 
 @pytest.fixture

@@ -148,6 +148,10 @@ class SlowModel(v1.ModelBase):
         return v1.UploadAttachmentResponse(attachment=v1.Attachment(id=1, size=size))
 
 
+HERE = Path(__file__).parent
+#: What a process running this file (or a client beside it) needs on ``sys.path``.
+SOURCES = [HERE.parents[1] / "src", HERE.parents[2] / "bugless-proto" / "src"]
+
 #: The drain of :class:`ServerProcess`'s server: long enough for a test to see
 #: NOT_SERVING before it ends, however late a loaded machine runs the process
 #: after the signal (it was 2 s, with 1.8 s to see it).

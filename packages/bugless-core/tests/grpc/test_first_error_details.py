@@ -18,8 +18,7 @@ import json
 import os
 import sys
 
-from conftest import SOURCES
-from grpc_test_server import FAIL_KEY, ServerProcess
+from grpc_test_server import FAIL_KEY, SOURCES, ServerProcess
 
 CLIENT = """
 import asyncio, json, sys
