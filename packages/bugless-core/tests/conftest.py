@@ -1,3 +1,14 @@
+"""Fixtures bugless-core's tests share, and the plugins they use.
+
+The real PostgreSQL (``postgres_server``) and local stack (``bugless_stack``)
+fixtures are enabled here, for every module of the tree, as every package's
+tests conftest does, rather than by the modules that use them: pytest honours
+``pytest_plugins`` in a conftest it loads before collecting (a test folder
+named on the command line, and its parents) and refuses it in any other; in
+a test module it applies to the whole run from whenever collection reaches
+that module, which pytest's documentation advises against.
+"""
+
 from __future__ import annotations
 
 import sys
@@ -6,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["bugless_testing.postgres", "bugless_testing.stack"]
 
 PluginFactory = Callable[..., Path]
 

@@ -28,8 +28,6 @@ from bugless_core.database_errors import (
 )
 from bugless_dev.postgres import ThrowawayPostgres, start_postgres
 
-pytest_plugins = ["bugless_testing.postgres"]
-
 
 @pytest.fixture(scope="module")
 async def database(postgres_server: ThrowawayPostgres) -> str:

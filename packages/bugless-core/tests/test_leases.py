@@ -24,8 +24,6 @@ from bugless_core.leases import (
 from bugless_dev.postgres import ThrowawayPostgres
 from bugless_testing.ports import refused_port
 
-pytest_plugins = ["bugless_testing.postgres"]
-
 #: A third of it between renewals: the test sees several rounds at once.
 TTL_MS = 30
 

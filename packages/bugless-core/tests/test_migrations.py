@@ -31,8 +31,6 @@ from bugless_testing.lease_renewal import (
     check_an_outage_is_logged_as_one,
 )
 
-pytest_plugins = ["bugless_testing.postgres"]
-
 #: A slow first file: replicas that do not wait for each other would both apply it.
 MIGRATIONS = [
     Migration(1, "slow", "SELECT pg_sleep(0.3); CREATE TABLE things (id int PRIMARY KEY)"),

@@ -31,8 +31,6 @@ from bugless_proto import v1
 from bugless_testing.codecs import RawCodec
 from bugless_testing.stack import paused
 
-pytest_plugins = ["bugless_testing.postgres", "bugless_testing.stack"]
-
 #: The connection window grpclib gives a peer (the Model does not change it).
 WINDOW = Configuration().http2_connection_window_size
 #: Bytes each call sends: fits one read of the Model, with its HEADERS and RST_STREAM.
