@@ -170,6 +170,23 @@ async def inserted_after_the_disable(
     return await task
 
 
+async def refused_as_written_after_the_disable(
+    connection: asyncpg.Connection,
+    table: str,
+    user: UserRecord,
+    call: Awaitable[Any],
+    status: Status,
+) -> GRPCError:
+    """``call``, its insert held past the disable, fails with ``status`` and leaves nothing live.
+
+    Returns:
+        The error, for its message.
+    """
+    refused = await expect_status(inserted_after_the_disable(connection, table, user, call), status)
+    assert await live(connection, user) == (0, 0)
+    return refused
+
+
 async def test_a_replica_that_has_not_heard_of_a_disable_issues_no_assertion(
     two_replicas: tuple[AuthServer, AuthServer], lock_connection: asyncpg.Connection
 ) -> None:
@@ -251,11 +268,10 @@ async def test_an_assertion_recorded_after_the_disable_ended_the_sessions_is_ref
     bob = await second.add_user(unique("bob"))
     await second.stub.get_users(v1.GetUsersRequest(user_ids=[bob.user_id]))  # cached, enabled
     call = second.stub.issue_assertion(v1.IssueAssertionRequest(user_id=bob.user_id))
-    with pytest.raises(GRPCError) as refused:
-        await inserted_after_the_disable(lock_connection, "sessions", bob, call)
-    assert refused.value.status is Status.PERMISSION_DENIED
-    assert refused.value.message == f"user {bob.user_id!r} is disabled: no assertion is issued"
-    assert await live(lock_connection, bob) == (0, 0)
+    refused = await refused_as_written_after_the_disable(
+        lock_connection, "sessions", bob, call, Status.PERMISSION_DENIED
+    )
+    assert refused.message == f"user {bob.user_id!r} is disabled: no assertion is issued"
 
 
 async def test_a_sign_in_recorded_after_the_disable_ended_the_sessions_is_refused(
@@ -267,11 +283,10 @@ async def test_a_sign_in_recorded_after_the_disable_ended_the_sessions_is_refuse
     call = first.stub.authenticate_password(
         v1.AuthenticatePasswordRequest(username=bob.username, password=PASSWORD)
     )
-    with pytest.raises(GRPCError) as refused:
-        await inserted_after_the_disable(lock_connection, "sessions", bob, call)
-    assert refused.value.status is Status.UNAUTHENTICATED
-    assert "disabled" in (refused.value.message or "")
-    assert await live(lock_connection, bob) == (0, 0)
+    refused = await refused_as_written_after_the_disable(
+        lock_connection, "sessions", bob, call, Status.UNAUTHENTICATED
+    )
+    assert "disabled" in (refused.message or "")
 
 
 async def test_a_certificate_recorded_after_the_disable_revoked_the_others_is_refused(
@@ -289,11 +304,10 @@ async def test_a_certificate_recorded_after_the_disable_revoked_the_others_is_re
     call = first.stub.issue_person_certificate(
         v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr())
     )
-    with pytest.raises(GRPCError) as refused:
-        await inserted_after_the_disable(lock_connection, "people_certificates", bob, call)
-    assert refused.value.status is Status.PERMISSION_DENIED
-    assert refused.value.message == f"{bob.username} is disabled: no certificate is issued"
-    assert await live(lock_connection, bob) == (0, 0)
+    refused = await refused_as_written_after_the_disable(
+        lock_connection, "people_certificates", bob, call, Status.PERMISSION_DENIED
+    )
+    assert refused.message == f"{bob.username} is disabled: no certificate is issued"
 
 
 async def test_an_assertion_waiting_for_the_disables_row_lock_is_refused(
