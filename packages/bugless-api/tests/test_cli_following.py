@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 
 import pytest
 from api_support import ConnectAs, acl, bugless_cli, cli_json, signed_in
@@ -42,6 +43,30 @@ async def cli_bot(connect_as: ConnectAs) -> BuglessClient:
 async def _issues(client: BuglessClient, count: int) -> list[v1.Issue]:
     component = await client.create_component(f"Follow-{secrets.token_hex(3)}")
     return [await client.create_issue(f"followed {n}", component.id) for n in range(count)]
+
+
+@dataclass(frozen=True)
+class _SoonHidden:
+    """boss's issue, which cli-bot sees (as a viewer of its component) until :meth:`hide`."""
+
+    boss: BuglessClient
+    component: v1.Component
+    issue: v1.Issue
+
+    async def hide(self) -> None:
+        """Take cli-bot off the component's ACL: the issue is hidden from it from now on."""
+        self.component.acl = [acl(v1.Principal(user="boss"), v1.Role.ADMIN)]
+        await self.boss.update_component(self.component, ["acl"])
+
+
+async def _soon_hidden(connect_as: ConnectAs) -> _SoonHidden:
+    (boss,) = await signed_in(connect_as, "boss")
+    viewers = [
+        acl(v1.Principal(user="boss"), v1.Role.ADMIN),
+        acl(v1.Principal(user="cli-bot"), v1.Role.VIEWER),
+    ]
+    component = await boss.create_component(f"Closing-{secrets.token_hex(3)}", acl=viewers)
+    return _SoonHidden(boss, component, await boss.create_issue("soon hidden", component.id))
 
 
 def test_the_flags_name_every_event_digest_and_channel() -> None:
@@ -140,18 +165,12 @@ async def test_a_missing_or_hidden_issue_stars_and_mutes_none(
 async def test_an_issue_starred_then_hidden_can_still_be_unstarred(
     served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
 ) -> None:
-    (boss,) = await signed_in(connect_as, "boss")
-    viewers = [
-        acl(v1.Principal(user="boss"), v1.Role.ADMIN),
-        acl(v1.Principal(user="cli-bot"), v1.Role.VIEWER),
-    ]
-    component = await boss.create_component(f"Closing-{secrets.token_hex(3)}", acl=viewers)
-    issue = await boss.create_issue("soon hidden", component.id)
+    hidden = await _soon_hidden(connect_as)
+    boss, component, issue = hidden.boss, hidden.component, hidden.issue
     (visible,) = await _issues(cli_bot, 1)
     starred = cli_json(served_api, "issue", "star", str(issue.id), str(visible.id))
     assert [r["result"] for r in starred["results"]] == ["starred", "starred"]
-    component.acl = viewers[:1]
-    await boss.update_component(component, ["acl"])
+    await hidden.hide()
     with pytest.raises(NotFound):
         await cli_bot.get_issue(issue.id)
 
@@ -217,16 +236,10 @@ async def test_mute_and_unmute_and_show_lists_the_mutes_by_title(
 async def test_an_issue_muted_then_hidden_can_still_be_unmuted(
     served_api: dict[str, str], cli_bot: BuglessClient, connect_as: ConnectAs
 ) -> None:
-    (boss,) = await signed_in(connect_as, "boss")
-    viewers = [
-        acl(v1.Principal(user="boss"), v1.Role.ADMIN),
-        acl(v1.Principal(user="cli-bot"), v1.Role.VIEWER),
-    ]
-    component = await boss.create_component(f"Closing-{secrets.token_hex(3)}", acl=viewers)
-    issue = await boss.create_issue("soon hidden", component.id)
+    hidden = await _soon_hidden(connect_as)
+    issue = hidden.issue
     cli_json(served_api, "issue", "mute", str(issue.id))
-    component.acl = viewers[:1]
-    await boss.update_component(component, ["acl"])
+    await hidden.hide()
 
     shown = cli_json(served_api, "notifications", "show")
     assert {"issue_id": str(issue.id), "title": "", "visible": False} in shown["muted_issues"]
