@@ -1,4 +1,4 @@
-"""What the notifier tests share: a real webhook receiver, and deliveries to queue.
+"""What the notifier tests share: a real webhook receiver, deliveries to queue, replicas to roll.
 
 The receiver is :class:`bugless_testing.webhooks.WebhookReceiver` (a real HTTP
 server on a loopback port the OS picked, on its own threads), seen per path.
@@ -10,12 +10,14 @@ Retry-After, or hang.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import inspect
 import logging
+import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +28,10 @@ from bugless_notify.settings import NotifierSettings, SmtpOptions
 from bugless_notify.webhook import DELIVERY_HEADER
 from bugless_proto import v1
 from bugless_testing import webhooks
+from bugless_testing.metrics import metric_total
 
 if TYPE_CHECKING:
-    from bugless_dev.stack import LocalStack
+    from bugless_dev.stack import LocalStack, RunningService
 
 SECRET = "s3cr3t-" + "0123456789abcdef" * 3
 PUBLIC_URL = "https://bugs.example.com"
@@ -249,3 +252,61 @@ def assert_moved_off_a_draining_replica(records: list[logging.LogRecord]) -> Non
         if r.name.startswith("bugless.notify") and r.levelno >= logging.WARNING
     ]
     assert trouble == []
+
+
+def start_replica(stack: LocalStack, service: str, port: int, name: str) -> RunningService:
+    """A ``service`` (``model``, ``auth``) replica sharing ``port`` (0: any), that drains slowly.
+
+    ``--reuse-port``, as a pod and its replacement share a Service during a
+    rollout with ``maxSurge: 1``; its own ``/metrics``; no NOT_SERVING phase
+    and a 60 s grace, so a call a test holds on it keeps it draining, no
+    longer listening, refusing new calls on open connections.
+    """
+    args = [service, "serve", "--port", str(port), "--reuse-port", "--metrics-port", "0"]
+    args += ["--drain-seconds", "0", "--grace-seconds", "60"]
+    return stack.start(service, args, name=name)
+
+
+@contextlib.asynccontextmanager
+async def old_replica(stack: LocalStack, service: str) -> AsyncIterator[RunningService]:
+    """The replica of ``service`` a notifier first connects to (a test drains it); stopped after."""
+    replica = await asyncio.to_thread(start_replica, stack, service, 0, f"{service}-old")
+    try:
+        yield replica
+    finally:
+        await asyncio.to_thread(stack.stop_service, replica)
+
+
+async def until_held(replica: RunningService, method: str, held: asyncio.Task[None]) -> None:
+    """Until ``replica``'s ``/metrics`` counts a ``method`` call in flight: the test's ``held``.
+
+    Raises:
+        AssertionError: ``held`` ended (or the wait timed out) first.
+    """
+
+    async def holding() -> bool:
+        if held.done():
+            held.result()
+            raise AssertionError(f"the held {method} ended")
+        in_flight = await metric_total(
+            replica.metrics_port, "grpc_server_in_flight_calls", grpc_method=method
+        )
+        return in_flight > 0
+
+    await until(holding, f"the held {method} on the old replica")
+
+
+async def replace_and_drain(stack: LocalStack, old: RunningService, service: str) -> RunningService:
+    """Start ``old``'s replacement on its port, then SIGTERM ``old`` until it stops accepting.
+
+    Returns:
+        The new replica (the caller stops it).
+    """
+    new = await asyncio.to_thread(start_replica, stack, service, old.port, f"{service}-new")
+    try:
+        old.process.signal(signal.SIGTERM)
+        await until(lambda: "stopped accepting" in old.process.output(), "the old replica to drain")
+    except BaseException:
+        await asyncio.to_thread(stack.stop_service, new)
+        raise
+    return new

@@ -22,14 +22,20 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
 from grpclib.client import Channel
 from grpclib.const import Cardinality
-from notify_support import assert_moved_off_a_draining_replica, stack_notifier_settings, until
+from notify_support import (
+    assert_moved_off_a_draining_replica,
+    old_replica,
+    replace_and_drain,
+    stack_notifier_settings,
+    until,
+    until_held,
+)
 from prometheus_client import CollectorRegistry
 
 from bugless_dev.stack import LocalStack, RunningService
@@ -44,21 +50,11 @@ HANDLED = "grpc_server_handled_total"
 GET_USERS = "/bugless.v1.Authenticator/GetUsers"
 
 
-def _start_auth(stack: LocalStack, port: int, name: str) -> RunningService:
-    """An Authenticator replica sharing ``port`` (0: any), with metrics, that drains slowly."""
-    args = ["auth", "serve", "--port", str(port), "--reuse-port", "--metrics-port", "0"]
-    args += ["--drain-seconds", "0", "--grace-seconds", "60"]
-    return stack.start("auth", args, name=name)
-
-
 @pytest.fixture
 async def old_auth(bugless_stack: LocalStack) -> AsyncIterator[RunningService]:
     """The replica the notifier first connects to; the test drains it."""
-    replica = await asyncio.to_thread(_start_auth, bugless_stack, 0, "auth-old")
-    try:
+    async with old_replica(bugless_stack, "auth") as replica:
         yield replica
-    finally:
-        await asyncio.to_thread(bugless_stack.stop_service, replica)
 
 
 async def _hold(channel: Channel, release: asyncio.Event) -> None:
@@ -132,25 +128,8 @@ async def test_a_draining_authenticator_costs_the_notifier_no_lost_or_repeated_m
             assert await metric_total(old_auth.metrics_port, HANDLED, grpc_method="GetUsers") >= 1
 
             held = asyncio.create_task(_hold(hold_channel, release))
-
-            async def holding() -> bool:
-                if held is not None and held.done():
-                    held.result()
-                    raise AssertionError("the held GetUsers ended")
-                in_flight = await metric_total(
-                    old_auth.metrics_port, "grpc_server_in_flight_calls", grpc_method="GetUsers"
-                )
-                return in_flight > 0
-
-            await until(holding, "the held call on the old replica")
-            new_auth = await asyncio.to_thread(
-                _start_auth, bugless_stack, old_auth.port, "auth-new"
-            )
-            old_auth.process.signal(signal.SIGTERM)
-            await until(
-                lambda: "stopped accepting" in old_auth.process.output(),
-                "the old replica to drain",
-            )
+            await until_held(old_auth, "GetUsers", held)
+            new_auth = await replace_and_drain(bugless_stack, old_auth, "auth")
 
             # The next change's look-ups meet the draining replica and move on.
             await change("During the rollout", "alice", "bob")

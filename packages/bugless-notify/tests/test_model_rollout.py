@@ -22,7 +22,6 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -30,8 +29,11 @@ from notify_support import (
     SECRET,
     WebhookReceiver,
     assert_moved_off_a_draining_replica,
+    old_replica,
+    replace_and_drain,
     stack_notifier_settings,
     until,
+    until_held,
 )
 from prometheus_client import CollectorRegistry
 
@@ -47,13 +49,6 @@ ADMIN = v1.Caller(user_id="test-admin", admin=True)
 HANDLED = "grpc_server_handled_total"
 
 
-def _start_model(stack: LocalStack, port: int, name: str) -> RunningService:
-    """A Model replica sharing ``port`` (0: any), with metrics, that drains slowly."""
-    args = ["model", "serve", "--port", str(port), "--reuse-port", "--metrics-port", "0"]
-    args += ["--drain-seconds", "0", "--grace-seconds", "60"]
-    return stack.start("model", args, name=name)
-
-
 async def _metric(replica: RunningService, name: str, **labels: str) -> int:
     """The sum of ``name``'s samples with ``labels`` on ``replica``'s own ``/metrics``."""
     return int(await metric_total(replica.metrics_port, name, **labels))
@@ -62,11 +57,8 @@ async def _metric(replica: RunningService, name: str, **labels: str) -> int:
 @pytest.fixture
 async def old_model(bugless_stack: LocalStack) -> AsyncIterator[RunningService]:
     """The replica the notifier first connects to; the test drains it."""
-    replica = await asyncio.to_thread(_start_model, bugless_stack, 0, "model-old")
-    try:
+    async with old_replica(bugless_stack, "model") as replica:
         yield replica
-    finally:
-        await asyncio.to_thread(bugless_stack.stop_service, replica)
 
 
 async def test_a_draining_model_costs_the_consumer_and_the_webhook_admin_no_failed_call(
@@ -141,24 +133,8 @@ async def test_a_draining_model_costs_the_consumer_and_the_webhook_admin_no_fail
 
             with acting_as(bugless_stack.assertion_for(ADMIN.user_id, permissions=["admin"])):
                 watch = asyncio.create_task(follow())
-
-            async def watching() -> bool:
-                if watch is not None and watch.done():
-                    watch.result()
-                    raise AssertionError("the Watch ended")
-                return (
-                    await _metric(old_model, "grpc_server_in_flight_calls", grpc_method="Watch") > 0
-                )
-
-            await until(watching, "the Watch on the old replica")
-            new_model = await asyncio.to_thread(
-                _start_model, bugless_stack, old_model.port, "model-new"
-            )
-            old_model.process.signal(signal.SIGTERM)
-            await until(
-                lambda: "stopped accepting" in old_model.process.output(),
-                "the old replica to drain",
-            )
+            await until_held(old_model, "Watch", watch)
+            new_model = await replace_and_drain(bugless_stack, old_model, "model")
 
             # The consumer's next read meets the draining replica and moves on.
             await change("During the rollout")
