@@ -2,7 +2,10 @@
 
 It answers as Jira Data Center does for a personal access token: the
 ``Authorization: Bearer TOKEN`` header or 401; the bytes of the tree's
-``ID/NAME``, streamed from disk with their ``Content-Length``, or 404. It
+``ID/NAME``, streamed from disk with their ``Content-Length``, or 404, at
+``/secure/attachment/ID/NAME``; and as Jira Cloud does, a 303 from
+``/rest/api/2/attachment/content/ID`` to its media store (``/media/ID/NAME``
+here, which wants no credential). It
 logs every path (``requests``), counts the downloads in flight at once
 (``most_in_flight``), and with ``hold`` = N keeps each of the first N
 downloads waiting (up to ``hold_seconds``) until N are in flight, so that a test sees whether
@@ -52,10 +55,25 @@ def _handler(jira: Jira) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             jira.requests.append(self.path)
             jira.authorizations.append(self.headers.get("Authorization") or "")
-            if self.headers.get("Authorization") != f"Bearer {jira.token}":
+            media = self.path.startswith("/media/")
+            if not media and self.headers.get("Authorization") != f"Bearer {jira.token}":
                 self._empty(401)
                 return
             path = urlsplit(self.path).path
+            if path.startswith("/media/"):
+                # Jira Cloud's media store: a signed URL, no credential wanted.
+                path = "/secure/attachment/" + path.removeprefix("/media/")
+            elif path.startswith("/rest/api/2/attachment/content/"):
+                number = path.removeprefix("/rest/api/2/attachment/content/")
+                found = sorted((jira.root / number).glob("*")) if number.isdigit() else []
+                if not found:
+                    self._empty(404)
+                    return
+                self.send_response(303)
+                self.send_header("Location", f"{jira.url}media/{number}/{found[0].name}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             number, _, name = path.removeprefix("/secure/attachment/").partition("/")
             file = jira.root / number / unquote(name)
             if not path.startswith("/secure/attachment/") or not file.is_file():

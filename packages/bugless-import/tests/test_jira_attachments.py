@@ -210,6 +210,20 @@ def test_the_token_goes_to_the_issue_s_jira_only_and_an_export_s_file_is_read_fr
             issue.attachments[1].open()
         assert server.authorizations == [f"Bearer {TOKEN}", ""], "no token to another host"
 
+        # Jira Cloud's content URL redirects to its media store: the token
+        # goes to the Jira, not on to the media store.
+        moved["content"] = f"{server.url}rest/api/2/attachment/content/302"
+        (root / "search-0000.json").write_text(json.dumps(page), encoding="utf-8")
+        server.requests.clear()
+        server.authorizations.clear()
+        (issue,) = JiraImporter(str(root), _token_file(tmp_path)).issues()
+        with issue.attachments[1].open() as cloud:
+            assert cloud.read() == b"b"
+        assert list(zip(server.requests, server.authorizations, strict=True)) == [
+            ("/rest/api/2/attachment/content/302", f"Bearer {TOKEN}"),
+            ("/media/302/b.txt", ""),
+        ]
+
         (root / "attachments" / "302").mkdir(parents=True)
         (root / "attachments" / "302" / "b.txt").write_bytes(b"exported b")
         server.requests.clear()

@@ -26,8 +26,8 @@ the attachment's ``content`` URL over HTTP. Options for the latter:
   environment; never on the command line, where every user of the machine
   can read it). Sent as ``Authorization: Bearer`` (a Data Center personal
   access token), or with ``user=EMAIL`` as Basic ``EMAIL:TOKEN`` (Jira
-  Cloud). The token goes only to the Jira the issue's ``self`` names; a
-  ``content`` URL elsewhere is read without it.
+  Cloud). The token goes only to the Jira the issue's ``self`` names, not
+  on to where it redirects; a ``content`` URL elsewhere is read without it.
 * ``retries=N``: how often a download that failed for now (429, 5xx, a
   network error) is asked again (default 4; 0 fails at once).
 
@@ -280,10 +280,11 @@ class JiraImporter(Importer):
         if not url.startswith(("http://", "https://")):
             msg = f"{exported} is missing and the attachment has no content URL"
             raise OSError(msg)
-        headers = {"Accept": "*/*"}
+        request = Request(url, headers={"Accept": "*/*"})
         if self._authorization and base and _origin(url) == _origin(base):
-            headers["Authorization"] = self._authorization
-        request = Request(url, headers=headers)
+            # Not on to where Jira redirects (Jira Cloud's media store signs
+            # its own URLs): only the Jira the issue names sees the token.
+            request.add_unredirected_header("Authorization", self._authorization)
 
         def fetch() -> BinaryIO:
             return cast("BinaryIO", urlopen(request, timeout=120))
