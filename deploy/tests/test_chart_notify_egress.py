@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from chart_rendering import Manifest, of_kind, render, selects
 
-from bugless_notify.addresses import AddressPolicy, parse_networks
+from bugless_core.networks import parse_networks
+from bugless_notify.addresses import AddressPolicy
 
 NOTIFY = {
     "app.kubernetes.io/name": "bugless",

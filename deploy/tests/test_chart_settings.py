@@ -28,9 +28,9 @@ from bugless_auth.ldap import LdapSettings
 from bugless_auth.oidc import OidcSettings
 from bugless_core.blobs import STORE_ENV
 from bugless_core.cli import build_cli
+from bugless_core.networks import parse_networks
 from bugless_core.plugins import load_plugins
 from bugless_core.settings import declared_env_vars
-from bugless_notify.addresses import parse_networks
 
 #: Authenticator backends whose options the chart may render, by name.
 AUTH_BACKEND_SETTINGS: dict[str, type[Any]] = {"ldap": LdapSettings, "oidc": OidcSettings}

@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
+from bugless_core.networks import parse_networks
 from bugless_notify._pinned_http import CheckedBackend, CheckedTransport, ForbiddenAddress
-from bugless_notify.addresses import AddressPolicy, parse_networks
+from bugless_notify.addresses import AddressPolicy
 from bugless_testing.ports import refused_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

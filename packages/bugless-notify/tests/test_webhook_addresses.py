@@ -17,9 +17,10 @@ import pytest
 from notify_support import SECRET, WebhookReceiver, webhook_delivery
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.networks import parse_networks
 from bugless_core.notification_channel import DeliveryStatus, Notification
 from bugless_dev.pki import LocalPki
-from bugless_notify.addresses import ALLOW_SETTING, AddressPolicy, parse_networks
+from bugless_notify.addresses import ALLOW_SETTING, AddressPolicy
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.queue import DeliveryQueue

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from notify_support import SECRET, WebhookReceiver, webhook_delivery
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.networks import parse_networks
 from bugless_core.notification_channel import DeliveryStatus, Notification
-from bugless_notify.addresses import parse_networks
 from bugless_notify.cli import notify_group
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.endpoints import WebhookEndpointStore

@@ -18,13 +18,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner, Result
 
 from bugless_core.clients import ServiceAddress
+from bugless_core.networks import parse_networks
 from bugless_core.settings import settings_command
 from bugless_dev.processes import BUGLESS_COMMAND, clean_environment
 from bugless_web.commands import ENV_PREFIX, web_group
-from bugless_web.settings import WebSettings
+from bugless_web.server import forwarded_allow_ips
+from bugless_web.settings import DEV_TRUSTED_PROXIES, WebSettings
 
 KEY = "k" * 20
 BACKENDS = ["--model", "127.0.0.1:1", "--auth", "127.0.0.1:2", "--insecure-local"]
@@ -143,3 +146,77 @@ def test_plaintext_to_the_backends_needs_insecure_local() -> None:
     )
     assert result.exit_code == 2
     assert "mutual TLS to the model service is required" in result.output
+
+
+def test_no_proxy_is_trusted_outside_dev_and_loopback_is_in_dev() -> None:
+    """By default a peer's own address is the client; ``--dev`` believes a local proxy."""
+    _, production = _built(["--session-key", KEY])
+    _, dev = _built(["--session-key", KEY, "--dev"])
+    assert production.trusted_proxies is None
+    assert production.proxy_networks == ()
+    assert forwarded_allow_ips(production.proxy_networks) == []
+    assert dev.proxy_networks == parse_networks(DEV_TRUSTED_PROXIES)
+    # Given, the setting replaces dev's loopback.
+    _, dev_given = _built(["--session-key", KEY, "--dev", "--trusted-proxy", "192.0.2.0/24"])
+    assert dev_given.proxy_networks == parse_networks(["192.0.2.0/24"])
+
+
+def test_trusted_proxies_come_from_repeated_flags_or_one_comma_separated_variable() -> None:
+    networks = ("10.244.0.0/16", "192.0.2.7/32", "fd00:10:244::/56", "2001:db8::1/128")
+    flags = ["10.244.0.0/16", "192.0.2.7", "fd00:10:244::/56,2001:db8::1"]
+    _, by_flags = _built(
+        ["--session-key", KEY, *(arg for flag in flags for arg in ("--trusted-proxy", flag))]
+    )
+    env = {"BUGLESS_WEB_TRUSTED_PROXIES": "10.244.0.0/16, 192.0.2.7,fd00:10:244::/56 2001:db8::1"}
+    _, by_env = _built(["--session-key", KEY], env)
+    assert by_flags.trusted_proxies == by_env.trusted_proxies == networks
+    # An empty variable (a chart value left empty) is no setting: the default applies.
+    _, empty = _built(["--session-key", KEY], {"BUGLESS_WEB_TRUSTED_PROXIES": ""})
+    assert empty.trusted_proxies is None
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("ingress-nginx", "'ingress-nginx' is not a network such as 10.0.0.0/8"),
+        ("10.244.0.0/33", "'10.244.0.0/33' is not a network"),
+        ("300.1.2.3", "'300.1.2.3' is not a network"),
+        ("*", "'*' is not a network"),
+        ("10.244.1.7/16", "'10.244.1.7/16' has host bits set: give the network (10.244.0.0/16)"),
+        ("fd00::1/64", "'fd00::1/64' has host bits set: give the network (fd00::/64)"),
+    ],
+)
+def test_a_value_that_is_not_a_proxy_network_fails_start_up_naming_it(
+    value: str, said: str
+) -> None:
+    """Refused before serving: uvicorn would have kept it as a name that never matches."""
+    for args, env in (
+        (["--trusted-proxy", value], {}),
+        ([], {"BUGLESS_WEB_TRUSTED_PROXIES": f"10.0.0.0/8, {value}"}),
+    ):
+        result = CliRunner().invoke(
+            web_group, ["serve", *BACKENDS, "--session-key", KEY, *args], env=env
+        )
+        assert result.exit_code == 2, result.output
+        assert "--trusted-proxy:" in result.output
+        assert said in " ".join(result.output.split())
+    with pytest.raises(ValueError, match=r"--trusted-proxy: .* is not a network|host bits"):
+        WebSettings(
+            model=ServiceAddress("127.0.0.1", 1),
+            auth=ServiceAddress("127.0.0.1", 2),
+            session_keys=(KEY,),
+            insecure_local=True,
+            trusted_proxies=(value,),
+        )
+
+
+def test_an_ipv4_proxy_is_also_trusted_in_its_ipv4_mapped_form() -> None:
+    """A replica listening on ``::`` sees an IPv4 proxy as ``::ffff:a.b.c.d``."""
+    allowed = forwarded_allow_ips(parse_networks(["10.244.0.0/16 192.0.2.7 fd00::/8"]))
+    assert allowed == [
+        "10.244.0.0/16",
+        "::ffff:af4:0/112",
+        "192.0.2.7/32",
+        "::ffff:c000:207/128",
+        "fd00::/8",
+    ]

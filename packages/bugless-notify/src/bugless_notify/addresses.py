@@ -28,38 +28,21 @@ writes them already controls the notifier.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 from urllib.parse import urlsplit
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.networks import IPNetwork, parse_networks
 
 #: The variable (and, in the chart, ``notify.webhookAllowedNetworks``) that allows networks.
 ALLOW_SETTING = "BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS"
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """CIDRs (or single addresses) from settings; several per value, by white space or commas.
-
-    Raises:
-        ValueError: a value that is not a network, naming it.
-    """
-    networks: list[IPNetwork] = []
-    for value in values:
-        for text in value.replace(",", " ").split():
-            try:
-                networks.append(ipaddress.ip_network(text, strict=False))
-            except ValueError:
-                msg = f"{text!r} is not a network such as 10.0.0.0/8 or fd00::/8"
-                raise ValueError(msg) from None
-    return tuple(networks)
 
 
 def _kind(ip: IPAddress) -> str | None:

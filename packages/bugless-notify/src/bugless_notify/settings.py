@@ -13,9 +13,9 @@ from pathlib import Path
 
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
+from bugless_core.networks import parse_networks
 from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
-from bugless_notify.addresses import parse_networks
 from bugless_notify.webhook import proxy_url_problem
 
 

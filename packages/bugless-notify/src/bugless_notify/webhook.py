@@ -47,10 +47,11 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urlsplit
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
+from bugless_core.networks import IPNetwork, parse_networks
 from bugless_core.notification_channel import DeliveryResult, Notification, NotificationChannel
 from bugless_notify.__about__ import __version__
 from bugless_notify._options import ChannelOptions
-from bugless_notify.addresses import AddressPolicy, IPNetwork, parse_networks
+from bugless_notify.addresses import AddressPolicy
 
 if TYPE_CHECKING:
     # Imported where a channel is built: registering the channel (which every

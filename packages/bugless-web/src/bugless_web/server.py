@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ import uvicorn
 from bugless_core import logs, tracing
 from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.metrics_endpoint import MetricsEndpoint
+from bugless_core.networks import IPNetwork
 from bugless_core.ready_file import write_ready_file
 from bugless_web.app import create_app
 from bugless_web.frontend import Frontend
@@ -61,6 +63,29 @@ FORCED_CUT_SECONDS = 1.0
 #: rather than passing for a clean stop. A cut at a drain's own bound
 #: (``--drain-transfer-seconds``) is the configured policy and exits 0.
 EXIT_REQUESTS_CUT = 1
+
+
+def forwarded_allow_ips(networks: tuple[IPNetwork, ...]) -> list[str]:
+    """The value of uvicorn's ``forwarded_allow_ips`` for the trusted proxies' ``networks``.
+
+    uvicorn (0.31 and later) believes ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` only from a peer in these networks, and takes as
+    the client the rightmost address of ``X-Forwarded-For`` outside them, so
+    no middleware of ours is needed. Two things it does not do are done
+    here: every value is a network (an address as a ``/32`` or ``/128``; a
+    text it could not parse it would keep as a literal that never matches,
+    silently, which the settings refuse before this), and an IPv4 network
+    also names its IPv4-mapped IPv6 form (``::ffff:10.0.0.0/104``), the
+    address a proxy has when the replica listens on ``::`` (dual stack);
+    uvicorn compares an IPv6 address with IPv4 networks as unequal.
+    """
+    allowed: list[str] = []
+    for network in networks:
+        allowed.append(str(network))
+        if isinstance(network, ipaddress.IPv4Network):
+            mapped = ipaddress.IPv6Address(f"::ffff:{network.network_address}")
+            allowed.append(str(ipaddress.IPv6Network((mapped, 96 + network.prefixlen))))
+    return allowed
 
 
 class DrainingServer(uvicorn.Server):
@@ -333,12 +358,15 @@ def serve(
     tracing.configure("web")
     app = create_app(settings)
     frontend: Frontend = app.state["frontend"]
+    trusted = forwarded_allow_ips(settings.proxy_networks)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        proxy_headers=True,
-        forwarded_allow_ips="*" if not settings.dev else "127.0.0.1",
+        # Forwarding headers only from --trusted-proxy peers (none: not read
+        # at all); never uvicorn's own default, which reads FORWARDED_ALLOW_IPS.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
         log_config=None,
         server_header=False,
         # uvloop and httptools: the C event loop every bugless process runs on

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bugless_core.logs import LogSettings
+from bugless_core.networks import IPNetwork, parse_networks
 from bugless_core.service_address import ServiceAddress
 from bugless_core.settings import group, setting
 from bugless_core.user_changes import USER_CHANGES_SECONDS_HELP
@@ -25,6 +26,25 @@ from bugless_core.user_changes import USER_CHANGES_SECONDS_HELP
 PAGE_SIZES = (25, 50, 100, 200)
 #: The largest page the web asks of the Model.
 MAX_PAGE_SIZE = 200
+
+
+#: The peers believed in ``--dev`` when ``--trusted-proxy`` is not given: a
+#: proxy (or a test) on the same machine.
+DEV_TRUSTED_PROXIES = ("127.0.0.0/8", "::1/128")
+
+
+def _trusted_proxies(values: Sequence[str]) -> tuple[str, ...] | None:
+    """The networks of ``--trusted-proxy`` as written canonically; None when none is given.
+
+    None (not an empty tuple) so that the default by mode applies
+    (:attr:`WebSettings.proxy_networks`).
+
+    Raises:
+        ValueError: a value that is not an address or a network, or a CIDR
+            with host bits set (it would trust more than it says).
+    """
+    networks = parse_networks(values, strict=True)
+    return tuple(str(network) for network in networks) or None
 
 
 def _session_keys(values: Sequence[str]) -> tuple[str, ...]:
@@ -46,6 +66,16 @@ class WebSettings:
             the new key in front, drop the old one after the session lifetime).
         host: Address uvicorn binds.
         port: HTTP port; 0 lets the kernel pick a free one (see ``ready_file``).
+        trusted_proxies: The peers (addresses or CIDRs, IPv4 and IPv6) whose
+            ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed: the
+            ingress controller's pods. A request from any other peer is
+            taken as it came: its peer address is the client address (the
+            one the sign-in throttle and the device-login caps count and a
+            new session records), whatever headers it sends. From a trusted peer the client is the
+            rightmost address of ``X-Forwarded-For`` that is not itself a
+            trusted proxy (a client can prepend anything; each proxy
+            appends the peer it saw). None: nobody outside ``dev``, loopback
+            in ``dev`` (:data:`DEV_TRUSTED_PROXIES`).
         public_url: External base URL (``https://bugs.example.com``, or with a
             path prefix a proxy strips, ``https://example.com/bugs``); the OIDC
             redirect URI is ``<public_url>/signin/oidc/callback`` and must be
@@ -186,6 +216,18 @@ class WebSettings:
     )
     host: str = setting("127.0.0.1", help="Address to bind; 0.0.0.0 in a pod.")
     port: int = setting(8080, help="HTTP port; 0 picks a free one (see --ready-file).")
+    trusted_proxies: tuple[str, ...] | None = setting(
+        None,
+        flag="--trusted-proxy",
+        env="BUGLESS_WEB_TRUSTED_PROXIES",
+        multiple=True,
+        parse=_trusted_proxies,
+        metavar="CIDR",
+        help="A proxy (address or CIDR, e.g. the ingress controller's pod CIDR) whose "
+        "X-Forwarded-For/-Proto are believed; repeat for several (env: separated by commas or "
+        "spaces). Any other peer's address is the client's, whatever it sends. Default: "
+        "none; loopback with --dev.",
+    )
     metrics_host: str = setting("127.0.0.1", help="Prometheus /metrics address.")
     metrics_port: int | None = setting(
         None,
@@ -381,6 +423,13 @@ class WebSettings:
             if len(key) < 16:
                 msg = "each session key needs at least 16 characters"
                 raise ValueError(msg)
+        if self.trusted_proxies is not None:
+            try:
+                proxies = _trusted_proxies(self.trusted_proxies)
+            except ValueError as exc:
+                msg = f"--trusted-proxy: {exc}"
+                raise ValueError(msg) from None
+            object.__setattr__(self, "trusted_proxies", proxies)
         if self.dev_mailbox is not None and not self.dev:
             msg = "--dev-mailbox is for development only: it needs --dev"
             raise ValueError(msg)
@@ -416,6 +465,18 @@ class WebSettings:
                         "or --insecure-local for plaintext debugging on one machine"
                     )
                     raise ValueError(msg)
+
+    @property
+    def proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """The networks of the peers whose forwarding headers are believed (none: nobody).
+
+        ``trusted_proxies`` when given; else loopback in ``dev`` and nothing
+        outside it, so that a replica that clients reach directly never
+        lets them choose their own address.
+        """
+        if self.trusted_proxies is not None:
+            return parse_networks(self.trusted_proxies)
+        return parse_networks(DEV_TRUSTED_PROXIES) if self.dev else ()
 
 
 def _checked_public_url(value: str, *, dev: bool, flag: str = "--public-url") -> str:
