@@ -52,6 +52,14 @@ def render(values: dict[str, Any] | None = None, *, release: str = RELEASE) -> l
     return manifests
 
 
+def render_notes(values: dict[str, Any] | None = None) -> str:
+    """The text ``helm install`` prints after installing with ``values`` (NOTES.txt)."""
+    with helm_python.Chart.load(CHART) as chart:
+        files = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    (notes,) = [text for path, text in files.items() if path.endswith("NOTES.txt")]
+    return notes
+
+
 @functools.cache
 def _rendered(values_file: str) -> tuple[Manifest, ...]:
     return tuple(render(load_values(values_file)))

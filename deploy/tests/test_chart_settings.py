@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 import pytest
-from chart_rendering import Manifest, env_of, pod_templates, render
+from chart_rendering import Manifest, env_of, load_values, pod_templates, render, render_notes
 
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.oidc import OidcSettings
@@ -246,3 +246,54 @@ def test_the_webhook_proxy_reaches_the_notifiers_option_only_when_set() -> None:
             assert env[variable]["value"] == proxy
         else:
             assert variable not in env
+
+
+@pytest.mark.parametrize(
+    ("proxies", "parsed"),
+    [
+        ([], ()),
+        (
+            ["10.244.0.0/16", "fd00:10:244::/56", "192.0.2.7"],
+            ("10.244.0.0/16", "fd00:10:244::/56", "192.0.2.7/32"),
+        ),
+    ],
+)
+def test_the_trusted_proxies_reach_the_web_tiers_option(
+    proxies: list[str], parsed: tuple[str, ...]
+) -> None:
+    """``web.trustedProxies`` is what ``bugless web serve --trusted-proxy`` reads; none by default.
+
+    Unset, the variable is not rendered at all: the web pods believe no
+    ``X-Forwarded-For`` (bugless_web.settings), and the install notes say so.
+    """
+    values = {"web": {"trustedProxies": proxies}} if proxies else {}
+    cli = build_cli(load_plugins())
+    (container,) = [
+        c
+        for _, pod in pod_templates(render(values))
+        for c in pod["spec"]["containers"]
+        if [str(a) for a in c.get("args", [])][:2] == ["web", "serve"]
+    ]
+    env = env_of(container)
+    option = _option(_command(cli, ["web", "serve"]), "trusted_proxies")
+    variable = "BUGLESS_WEB_TRUSTED_PROXIES"
+    assert variable in (option.envvar or ())
+    warning = "WARNING: web.trustedProxies is empty"
+    if not proxies:
+        assert variable not in env
+        assert not option.default
+        assert warning in render_notes(values)
+        return
+    value = env[variable]["value"]
+    assert value == "10.244.0.0/16, fd00:10:244::/56, 192.0.2.7"
+    # Split as click splits the variable, then read as the web tier reads it.
+    raw = option.type.split_envvar_value(value)
+    assert tuple(str(n) for n in parse_networks(raw, strict=True)) == parsed
+    assert warning not in render_notes(values)
+
+
+def test_the_production_example_trusts_its_ingress_controllers_pods() -> None:
+    """The worked production values name the ingress pods' CIDRs, so its notes warn of nothing."""
+    values = load_values("values-production.yaml")
+    assert values["web"]["trustedProxies"]
+    assert "web.trustedProxies" not in render_notes(values)
