@@ -71,11 +71,11 @@ class WebSettings:
             ingress controller's pods. A request from any other peer is
             taken as it came: its peer address is the client address (the
             one the sign-in throttle and the device-login caps count and a
-            new session records), whatever headers it sends. From a trusted peer the client is the
-            rightmost address of ``X-Forwarded-For`` that is not itself a
-            trusted proxy (a client can prepend anything; each proxy
-            appends the peer it saw). None: nobody outside ``dev``, loopback
-            in ``dev`` (:data:`DEV_TRUSTED_PROXIES`).
+            new session records), whatever headers it sends. From a trusted
+            peer the client is the rightmost address of ``X-Forwarded-For``
+            that is not itself a trusted proxy (a client can prepend
+            anything; each proxy appends the peer it saw). None: nobody
+            outside ``dev``, loopback in ``dev`` (:data:`DEV_TRUSTED_PROXIES`).
         public_url: External base URL (``https://bugs.example.com``, or with a
             path prefix a proxy strips, ``https://example.com/bugs``); the OIDC
             redirect URI is ``<public_url>/signin/oidc/callback`` and must be
