@@ -10,6 +10,8 @@ that id — issues, history, ACL entries — changes).
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -247,6 +249,64 @@ async def test_a_round_that_dies_after_a_group_loss_leaves_the_group_and_the_ses
     assert signed_in is not None
     assert triage not in signed_in.groups
     assert "create_hotlist" not in signed_in.permissions
+
+
+async def test_a_sign_in_that_brings_the_loss_of_a_policy_group_ends_the_other_sessions(
+    start_auth_server: StartAuth, slapd_server: Slapd
+) -> None:
+    """No re-sync (``resync_seconds=0``): the user's next sign-in brings the new groups.
+
+    Before, it refreshed the record and ended nothing, and a re-sync after it
+    found nothing lost (it compares the directory with that record): the
+    sessions signed in with the group, and their assertions, lived on.
+    Losing a group the policy does not name ends nothing; the new session
+    lives.
+    """
+    triage, chat = f"triage-{secrets.token_hex(3)}", f"chat-{secrets.token_hex(3)}"
+    options = ldap_options(slapd_server, user_filter=USER_FILTER, resync_seconds="0")
+    auth = await start_auth_server(
+        authenticators=("ldap",),
+        authenticator_options={"ldap": options},
+        policy={triage: ("create_hotlist",)},
+    )
+    uid = f"mover-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "mover-pw")
+    await add_group(slapd_server, triage, uid)
+    await add_group(slapd_server, chat, uid)
+    first = await auth.sign_in(uid, "mover-pw")
+    user_id = who(first)[1].user_id
+    assertion = await auth.stub.issue_assertion(v1.IssueAssertionRequest(user_id=user_id))
+    assert triage in assertion.groups
+
+    await modify(
+        slapd_server, f"cn={chat},{GROUPS_DN}", f"delete: member\nmember: uid={uid},{PEOPLE_DN}"
+    )
+    second = await auth.sign_in(uid, "mover-pw")
+    assert chat not in who(second)[0].groups
+    assert not await refused(auth, first.token), "a group the policy does not name"
+
+    await modify(
+        slapd_server, f"cn={triage},{GROUPS_DN}", f"delete: member\nmember: uid={uid},{PEOPLE_DN}"
+    )
+    third = await auth.sign_in(uid, "mover-pw")
+    assert "create_hotlist" not in who(third)[0].permissions
+    assert await refused(auth, first.token)
+    assert await refused(auth, second.token)
+    assert not await refused(auth, third.token)
+    keys = await auth.stub.get_verification_keys(v1.GetVerificationKeysRequest())
+    assert set(keys.revoked_session_ids) >= {first_session(first), assertion_session(assertion)}
+
+
+def first_session(result: v1.AuthenticationResult) -> str:
+    """The session id a sign-in's identity assertion names."""
+    assert result.identity is not None
+    return assertion_session(result.identity)
+
+
+def assertion_session(identity: v1.Identity) -> str:
+    """The session id (``sid``) an identity's assertion names (its claims, base64url JSON)."""
+    claims = identity.assertion.split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["sid"])
 
 
 async def test_a_rename_in_the_directory_shows_without_a_sign_in_under_the_same_id(

@@ -75,6 +75,8 @@ WHERE user_id = $1
 RETURNING {USER_COLUMNS}
 """
 USER_BY_ID = f"SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
+#: User $1's groups before a refresh, their row locked until the commit.
+GROUPS_FOR_UPDATE = "SELECT groups FROM users WHERE user_id = $1 FOR UPDATE"
 
 INSERT_SUBJECT = """
 INSERT INTO external_subjects (subject, user_id, authenticator, last_login_at)

@@ -12,13 +12,9 @@ the users it has seen sign in are *now*, 50 subjects per directory search:
   nothing in the Model changes and every page shows the new name;
 * **lost a group that matters** (one the policy grants a permission to):
   every session of the user ends (they sign in again with what they have
-  now), in the transaction that writes the refreshed record, so the record
-  never says the group is gone while sessions signed in with it live on.
-  That covers what was issued for those sessions: the identity assertions
-  (the Model refuses an ended session's from ``GetVerificationKeys``' revoked
-  list) and the sessions of people-CA certificate sign-ins. The certificates
-  themselves stay: they name the person, not their groups, and a sign-in
-  with one reads the groups of the refreshed record. Other groups (ACL
+  now), in the transaction that writes the refreshed record
+  (:mod:`bugless_auth.group_loss`, which says what that covers; a sign-in
+  that brings the new groups first does the same). Other groups (ACL
   principals) take effect without that: every token validation reads the
   groups of the refreshed record;
 * **no longer listed** (deleted, or excluded by ``user_filter``, e.g. an
@@ -66,9 +62,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth.directory import UserDirectory
 from bugless_auth.disabling import Ends, directory_disable
-from bugless_auth.sessions import end_user_sessions, log_ended
+from bugless_auth.group_loss import GroupLoss
 from bugless_auth.store import IdentityStore, UserRecord
-from bugless_auth.user_writes import UserWrites
 from bugless_core import leases
 from bugless_core.auth_backend import AuthenticatorBackend, ExternalIdentity
 from bugless_core.errors import BuglessError
@@ -269,24 +264,14 @@ class DirectoryResync:
             or tuple(identity.groups) != tuple(record.groups)
             or identity.bot != record.bot
         ):
-            #: What the committed attempt ended: (reason, sessions).
-            ended: list[tuple[str, int]] = []
-
-            async def end_if_lost(writes: UserWrites, refreshed: UserRecord) -> None:
-                ended.clear()  # a retried attempt starts over
-                reason = self._lost(old, refreshed)
-                if reason:
-                    await writes.log()  # the feed head before the sessions, as a disable
-                    revoked = await end_user_sessions(writes.conn, old.user_id, reason)
-                    ended.append((reason, revoked))
-
+            loss = GroupLoss(self._matters, f"in the {self._backend.name} directory")
             try:
                 # The refresh and the end of the sessions commit together: a
                 # replica that died between them left the record without the
                 # group and the sessions live, and no later round (which
                 # compares with that record) would have ended them.
                 record, released = await self._store.resolve(
-                    identity, self._backend.name, sign_in=False, then=end_if_lost
+                    identity, self._backend.name, sign_in=False, then=loss
                 )
             except BuglessError as exc:  # a username another directory holds
                 _log.warning("directory re-sync: %s not refreshed: %s", old.user_id, exc)
@@ -294,14 +279,6 @@ class DirectoryResync:
             for user_id in released:
                 self._directory.forget(user_id)
             report.refreshed.append(old.user_id)
-            for reason, sessions in ended:
-                log_ended(old.user_id, sessions, reason)
+            if reason := loss.logged(old.user_id):
                 report.revoked[old.user_id] = reason
         self._directory.remember(record)
-
-    def _lost(self, old: UserRecord, refreshed: UserRecord) -> str:
-        """Why the user's sessions end: the groups that matter they lost ("": none)."""
-        lost = sorted(g for g in set(old.groups) - set(refreshed.groups) if self._matters(g))
-        if not lost:
-            return ""
-        return f"removed from {', '.join(lost)} in the {self._backend.name} directory"

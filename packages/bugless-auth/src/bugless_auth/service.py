@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from bugless_auth._cache import TtlCache
 from bugless_auth.assertions import AssertionIssuer
 from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
+from bugless_auth.group_loss import GroupLoss
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.people import PeopleCertificates
 from bugless_auth.policy import Decision, Policy
@@ -145,7 +146,7 @@ class AuthService(UserAdministration):
                 backend,
                 store,
                 self.directory,
-                matters=lambda group: bool(self.policy.rules.get(group)),
+                matters=self._matters,
                 interval=interval,
                 metrics_registry=metrics_registry,
             )
@@ -331,10 +332,18 @@ class AuthService(UserAdministration):
     async def _signed_in(
         self, found: ExternalIdentity, authenticator: str, client_address: str = ""
     ) -> Authenticated:
-        record, released = await self.store.resolve(found, authenticator)
+        # Fewer groups: it ends the sessions as the re-sync would have, which
+        # after this refresh finds nothing lost (bugless_auth.group_loss).
+        loss = GroupLoss(self._matters, f"(seen at a sign-in with {authenticator})")
+        record, released = await self.store.resolve(found, authenticator, then=loss)
+        loss.logged(record.user_id)
         for user_id in released:
             self.directory.forget(user_id)
         return await self._session(record, authenticator, client_address)
+
+    def _matters(self, group: str) -> bool:
+        """Whether losing ``group`` ends a user's sessions: the policy grants it a permission."""
+        return bool(self.policy.rules.get(group))
 
     async def record_of(self, user_id: str) -> UserRecord:
         """The store's record of a user id (current name, groups, disabled).

@@ -325,7 +325,7 @@ class IdentityStore:
         authenticator: str,
         *,
         sign_in: bool = True,
-        then: Callable[[UserWrites, UserRecord], Awaitable[None]] | None = None,
+        then: Callable[[UserWrites, tuple[str, ...], UserRecord], Awaitable[None]] | None = None,
     ) -> tuple[UserRecord, tuple[str, ...]]:
         """The user ``identity.subject`` maps to, minted on first sight, refreshed always.
 
@@ -335,10 +335,12 @@ class IdentityStore:
         Username, display name, email, groups and the bot flag are overwritten
         with what the backend reports; ``disabled`` is bugless's own and kept.
 
-        ``then(writes, record)`` runs in the same transaction once the record
-        is written, so what it writes commits with the refresh or not at all
-        (the directory re-sync ends the sessions of a user who lost a group
-        there). Like any work of :meth:`run`, it may run more than once.
+        ``then(writes, groups_before, record)`` runs in the same transaction
+        once the record is written, with the groups the row had (read under
+        its lock; none for a new user), so what it writes commits with the
+        refresh or not at all (:class:`bugless_auth.group_loss.GroupLoss`
+        ends the sessions of a user who lost a group). Like any work of
+        :meth:`run`, it may run more than once.
 
         Raises:
             FailedPrecondition: the username is held by a user from another
@@ -352,6 +354,7 @@ class IdentityStore:
             if self.dialect.subject_lock is not None:
                 await conn.execute(self.dialect.subject_lock, identity.subject)
             released: list[str] = []
+            before: tuple[str, ...] = ()
             user_id = await conn.fetchval(sql.USER_OF_SUBJECT, identity.subject)
             created = user_id is None
             if user_id is None:
@@ -376,6 +379,8 @@ class IdentityStore:
                 )
                 if sign_in:  # the directory re-sync refreshes without signing in
                     await conn.execute(sql.TOUCH_SUBJECT, identity.subject)
+                if then is not None:  # locked as the refresh below would lock it
+                    before = tuple(await conn.fetchval(sql.GROUPS_FOR_UPDATE, user_id))
             row = await writes.fetchrow(
                 sql.REFRESH_USER,
                 user_id,
@@ -389,7 +394,7 @@ class IdentityStore:
             if row is None:  # the directory says what the store has
                 row = await conn.fetchrow(sql.USER_BY_ID, user_id)
             if then is not None:
-                await then(writes, UserRecord.from_row(row))
+                await then(writes, before, UserRecord.from_row(row))
             return row, released, created
 
         for attempt in range(_FIRST_SIGHT_RACES):
