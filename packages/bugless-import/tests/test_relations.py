@@ -29,7 +29,8 @@ from import_support import ADMIN, FIXTURES, MakeSettings, find, history, usernam
 from redmine_server import Redmine, serve
 from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _create
 
-from bugless_core.clients import call
+from bugless_core.clients import ServiceAddress, call
+from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import run_import
 from bugless_import.sources.github import GitHubImporter
 from bugless_import.sources.jira import JiraImporter
@@ -38,6 +39,7 @@ from bugless_import.sources.roundup import INTERFACES_PY, RoundupImporter
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
+from bugless_testing.metrics import metric_total
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
@@ -368,3 +370,48 @@ async def test_trac_plugin_relation_fields_are_relations_not_labels(
         "    not set: trac:rel#3 sub-issue of trac:rel#2: bugless holds one 'sub-issue of'; "
         "trac:rel#1 is set\n"
     ) in text
+
+
+@pytest.fixture(scope="module")
+def counted_model(bugless_stack: LocalStack) -> Iterator[RunningService]:
+    """A Model of this module's own whose ``/metrics`` counts the calls it answers."""
+    service = bugless_stack.start_model("--metrics-port", "0", name="model-relations")
+    try:
+        yield service
+    finally:
+        bugless_stack.stop_service(service)
+
+
+async def test_a_second_run_reads_the_relations_in_one_call_and_changes_nothing(
+    counted_model: RunningService, tmp_path: Path, make_settings: MakeSettings
+) -> None:
+    async def calls() -> dict[str, int]:
+        return {
+            method: int(
+                await metric_total(
+                    counted_model.metrics_port, "grpc_server_handled_total", grpc_method=method
+                )
+            )
+            for method in ("BatchGetIssues", "BatchChangeIssues", "GetIssue", "ChangeIssue")
+        }
+
+    issues = [_jira_issue("RELRUN-1")] + [
+        _jira_issue(f"RELRUN-{n}", parent={"key": "RELRUN-1"}) for n in range(2, 12)
+    ]
+    (tmp_path / "search-0000.json").write_text(json.dumps({"issues": issues}), encoding="utf-8")
+    settings = make_settings(model=ServiceAddress("127.0.0.1", counted_model.port))
+    before = await calls()
+    first = await run_import(JiraImporter(str(tmp_path), {}), settings)
+    assert first.relations is not None
+    assert first.relations.set == 10
+    middle = await calls()
+    assert {m: middle[m] - before[m] for m in middle} == {
+        "BatchGetIssues": 1, "BatchChangeIssues": 1, "GetIssue": 0, "ChangeIssue": 0,
+    }, "one read of the ten sub-issues, one change of them all (before: 10 + 10 calls)"  # fmt: skip
+    again = await run_import(JiraImporter(str(tmp_path), {}), settings)
+    assert again.relations is not None
+    assert (again.relations.set, again.relations.present) == (0, 10)
+    after = await calls()
+    assert {m: after[m] - middle[m] for m in after} == {
+        "BatchGetIssues": 1, "BatchChangeIssues": 0, "GetIssue": 0, "ChangeIssue": 0,
+    }, "before, each holder was read with a GetIssue of its own"  # fmt: skip

@@ -5,9 +5,11 @@ source lists relations to issues a run may not read (another project, a
 filtered listing). So ImportIssue carries none (its ``parent_id`` and
 ``duplicate_of_id`` must be 0); after the issues are imported, this pass
 sets each relation both of whose issues the state directory knows, with an
-ordinary ChangeIssue per issue.
+ordinary change of the issue holding it (BatchChangeIssues for the issues
+lacking the same change, such as the sub-issues of one parent; ChangeIssue
+for one alone).
 
-Why ChangeIssue by the import identity, now, and not an imported entry at
+Why a change by the import identity, now, and not an imported entry at
 the source's author and time: the history is append-only and in time
 order, and the relation pass runs after the issue's imported entries, so an
 entry at the source's (earlier) time would be out of order; most sources do
@@ -19,8 +21,9 @@ relation came from in its comment; ImportIssue's ``import_position``
 counts source items, not entries, so a later refresh still appends only
 what is new.
 
-Idempotent: each issue is read first and only what it lacks is sent, so a
-second run (or ``--refresh``) writes nothing. What bugless already holds
+Idempotent: the issues are read first (in batches) and only what they lack
+is sent, so a second run (or ``--refresh``) makes one read per 500 issues
+and writes nothing. What bugless already holds
 differently is kept (a parent someone set after moving in is theirs), and
 reported; relations the source dropped are not removed. Relations bugless
 cannot hold (Redmine's ``relates``, ``precedes``; a second parent) are
@@ -32,6 +35,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from bugless_core.clients import call
 from bugless_core.errors import (
@@ -52,6 +56,10 @@ _FIELDS = {"duplicate_of": "duplicate_of_id", "parent": "parent_id"}
 #: Refusals of one relation that leave the others to be tried.
 _REFUSALS = (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied)
 _ATTEMPTS = 3
+#: Issues per BatchChangeIssues (its limit).
+_BATCH_CHANGE = 100
+#: The Issue fields the relation pass reads.
+_READ_MASK = ["version", "blocking_ids", "parent_id", "duplicate_of_id"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,11 @@ def _delta(
     return delta, sent
 
 
+def _signature(sent: Sequence[Link]) -> tuple[object, ...]:
+    """What a holder's change is, apart from the holder: equal for one delta."""
+    return tuple(sorted((link.kind, link.target) for link in sent))
+
+
 def _comment(source: str, sent: Sequence[Link]) -> str:
     listed = "; ".join(f"{PHRASES[link.kind]} {link.target}" for link in sent)
     return f"Relations imported from {source}: {listed}."
@@ -189,21 +202,99 @@ class RelationSetter:
     issue_ids: Mapping[str, int]
     report: RelationReport
 
-    async def apply(self, by_holder: Mapping[str, Sequence[Link]]) -> None:
-        """Set what each holder lacks, one ChangeIssue per holder, one holder at a time.
+    #: Holders read per BatchGetIssues before any change (its limit is 500);
+    #: 0 reads each holder on its own (``bench.import_relations`` compares).
+    PREREAD_BATCH: ClassVar[int] = 500
 
-        One at a time: setting "A blocks B" writes an entry on B too, so B's
-        version moves; each holder is read right before its change, and a
-        change that meets a newer version (someone edited it meanwhile) is
-        read and tried again. A change the Model refuses (a cycle, an
-        archived component) is tried relation by relation, so that one
-        refused relation is reported and the issue's others are still set.
+    async def apply(self, by_holder: Mapping[str, Sequence[Link]]) -> None:
+        """Set what each holder lacks.
+
+        The holders are read first, :attr:`PREREAD_BATCH` per BatchGetIssues
+        (only the relation fields): a second run, or a ``--refresh``, finds
+        them all set and makes no other call. The holders that lack the same
+        change (the sub-issues of one parent) get it in one BatchChangeIssues
+        (each issue its own transaction, at the version read). An item
+        refused there, and every holder when :attr:`PREREAD_BATCH` is 0, goes
+        through :meth:`_change`.
         """
-        for holder, held in by_holder.items():
-            issue_id = self.issue_ids[holder]
-            if not await self._change(issue_id, held, whole=True):
-                for link in held:
-                    await self._change(issue_id, [link])
+        if not self.PREREAD_BATCH:
+            for holder, held in by_holder.items():
+                await self._one(self.issue_ids[holder], held)
+            return
+        groups: dict[tuple[object, ...], list[tuple[v1.Issue, str, list[Link]]]] = {}
+        for holder, issue, sent in await self._lacking(by_holder):
+            groups.setdefault(_signature(sent), []).append((issue, holder, sent))
+        for members in groups.values():
+            for start in range(0, len(members), _BATCH_CHANGE):
+                await self._change_together(by_holder, members[start : start + _BATCH_CHANGE])
+
+    async def _one(self, issue_id: int, held: Sequence[Link]) -> None:
+        """Set what one issue lacks; a refused whole is tried relation by relation."""
+        if not await self._change(issue_id, held, whole=True):
+            for link in held:
+                await self._change(issue_id, [link])
+
+    async def _lacking(
+        self, by_holder: Mapping[str, Sequence[Link]]
+    ) -> list[tuple[str, v1.Issue, list[Link]]]:
+        """The holders that lack a relation, as read, with what they lack.
+
+        What they have is counted (and what bugless holds differently
+        reported) here; a holder the read did not find is left to
+        :meth:`_change`, which reports it.
+        """
+        holders = list(by_holder)
+        lacking: list[tuple[str, v1.Issue, list[Link]]] = []
+        for start in range(0, len(holders), self.PREREAD_BATCH):
+            chunk = holders[start : start + self.PREREAD_BATCH]
+            answer = await call(
+                self.model.batch_get_issues,
+                v1.BatchGetIssuesRequest(
+                    caller=self.caller,
+                    issue_ids=[self.issue_ids[h] for h in chunk],
+                    read_mask=FieldMask(paths=_READ_MASK),
+                ),
+            )
+            found = {issue.id: issue for issue in answer.issues}
+            for holder in chunk:
+                issue = found.get(self.issue_ids[holder])
+                if issue is None:
+                    await self._one(self.issue_ids[holder], by_holder[holder])
+                    continue
+                _, sent = _delta(issue, by_holder[holder], self.issue_ids, self.report)
+                if sent:
+                    lacking.append((holder, issue, sent))
+        return lacking
+
+    async def _change_together(
+        self,
+        by_holder: Mapping[str, Sequence[Link]],
+        members: Sequence[tuple[v1.Issue, str, list[Link]]],
+    ) -> None:
+        """One BatchChangeIssues for holders lacking the same; a refused item alone again."""
+        first_issue, _, sent = members[0]
+        scratch = RelationReport(found=Counter(), unsupported=[], unresolved=[], refused=[])
+        delta, _ = _delta(first_issue, sent, self.issue_ids, scratch)
+        answer = await call(
+            self.model.batch_change_issues,
+            v1.BatchChangeIssuesRequest(
+                caller=self.caller,
+                issues=[
+                    v1.IssueVersion(issue_id=i.id, expected_version=i.version)
+                    for i, _, _ in members
+                ],
+                delta=delta,
+                comment=_comment(self.source, sent),
+                atomic=False,
+            ),
+        )
+        for (issue, _, links), result in zip(members, answer.results, strict=True):
+            if result.code:
+                # Changed meanwhile, or refused (a cycle): read it and try it alone,
+                # which retries or reports the relation.
+                await self._one(issue.id, links)
+            else:
+                self.report.set += len(links)
 
     async def _change(self, issue_id: int, held: Sequence[Link], *, whole: bool = False) -> bool:
         """Send what the issue lacks of ``held``; False if the Model refused it as a whole.

@@ -54,11 +54,12 @@ class ModelServicer(OrganisingCalls, v1.ModelBase):
         "CreateIssue": _FRONTENDS,
         "BatchCreateIssues": _FRONTENDS,
         # The import job reads and changes the issues it imported to set the
-        # relations between them once both exist (bugless_import.relations).
+        # relations between them once both exist (bugless_import.relations:
+        # read in batches, sub-issues of one parent changed in one batch).
         "GetIssue": _READERS | {"@import"},
-        "BatchGetIssues": _READERS,
+        "BatchGetIssues": _READERS | {"@import"},
         "ChangeIssue": _FRONTENDS | {"@import"},
-        "BatchChangeIssues": _FRONTENDS,
+        "BatchChangeIssues": _FRONTENDS | {"@import"},
         "ListHistory": _READERS,
         "SearchIssues": _READERS,
         "Watch": _READERS,
