@@ -106,9 +106,10 @@ def _reference_rows(results: SearchResults, columns: list[str], selectable: bool
     for issue in results.issues:
         cells = []
         if selectable:
+            named = f"{issue.id}: {escape(issue.title)}" if issue.title else str(issue.id)
             cells.append(
                 f'<td class="sel"><input type="checkbox" name="issue" '
-                f'value="{issue.id}:{issue.version}" aria-label="Select issue {issue.id}" '
+                f'value="{issue.id}:{issue.version}" aria-label="Select issue {named}" '
                 'form="bulk"></td>'
             )
         for column in columns:
@@ -177,3 +178,18 @@ def test_the_compiled_row_writer_writes_what_cell_by_cell_writing_does(
     results = SearchResults(query="", issues=issues, users=users, components={5: "A>B"})
     written = str(result_rows(results, columns, selectable=selectable))
     assert written == _reference_rows(results, columns, selectable)
+
+
+def test_a_row_check_box_is_named_by_its_issue_number_and_escaped_title() -> None:
+    # A screen reader tabbing through a list's boxes says which issue each
+    # one selects: "Select issue 7" alone made every box a bare number.
+    issues = [
+        v1.Issue(id=7, version=2, title='Disk "full" <b>again</b> & more'),
+        v1.Issue(id=8, version=1, title=""),
+    ]
+    html = str(result_rows(SearchResults(query="", issues=issues), ["id"], selectable=True))
+    assert (
+        'aria-label="Select issue 7: Disk &#34;full&#34; &lt;b&gt;again&lt;/b&gt; &amp; more"'
+        in html
+    )
+    assert 'aria-label="Select issue 8"' in html

@@ -95,9 +95,13 @@ _FRAGMENTS: dict[str, str] = {
     "created": '<td class="col-created">{_time(i.created_at)}</td>',
     "modified": '<td class="col-modified">{_time(i.modified_at)}</td>',
 }
+#: The row's check box, named by the issue's number and title: a screen
+#: reader tabbing through a list's boxes says which issue each selects, not
+#: only a number (the title is escaped here as in the title cell).
 _SELECT = (
     '<td class="sel"><input type="checkbox" name="issue" value="{i.id}:{i.version}" '
-    'aria-label="Select issue {i.id}" form="bulk"></td>'
+    'aria-label="Select issue {i.id}{(": " + _escape(i.title)) if i.title else ""}" '
+    'form="bulk"></td>'
 )
 #: What the compiled writers name, besides their arguments.
 _NAMESPACE = {
