@@ -12,17 +12,23 @@ ones are listed in the failure message too, so one run shows all.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
+from a11y_support import (
+    ALLOWED_RULES,
+    DESKTOP,
+    FAILING_IMPACTS,
+    FOCUSED,
+    Audit,
+    describe,
+    run_axe,
+)
 from browser_support import (
-    SHARED_SCREENS,
     Tab,
     create_issue_ui,
     iter_console_problems,
@@ -30,29 +36,10 @@ from browser_support import (
     save_screenshot,
     sign_in,
 )
-from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, ViewportSize, expect
+from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, expect
 from web_support import PASSWORD, World
 
 from bugless_dev.stack import RunningService
-
-#: axe-core's bundle as the package ships it (read once; injected into each page).
-AXE_SCRIPT = (resources.files("axe_playwright_python") / "axe.min.js").read_text(encoding="utf-8")
-
-#: The rule sets run: WCAG 2.0 and 2.1, levels A and AA, and axe's best
-#: practices (landmarks, heading order, one main, ...).
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
-
-#: Impacts that fail the test.
-FAILING_IMPACTS = frozenset({"serious", "critical"})
-
-#: Rules a page may break, with the reason. Empty: every rule holds everywhere.
-ALLOWED_RULES: dict[str, str] = {}
-
-DESKTOP: ViewportSize = {"width": 1280, "height": 900}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-
-#: Where each run's findings are written for people to read, beside its screenshots.
-FINDINGS = SHARED_SCREENS / "a11y"
 
 
 @dataclass
@@ -66,34 +53,6 @@ class Seeded:
     saved_search_edit_href: str = ""
     #: In every title and name the module made, so a search finds only those.
     suffix: str = ""
-
-
-def run_axe(page: Page, unsure: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """axe's violations on the page as it is now (WCAG 2.1 A/AA and best practices).
-
-    ``unsure`` receives what axe could not decide by itself (its "incomplete":
-    a colour contrast over an image or a gradient, say), for a person to check.
-    """
-    page.wait_for_load_state()
-    page.evaluate(AXE_SCRIPT)
-    options = {"runOnly": {"type": "tag", "values": AXE_TAGS}}
-    found: dict[str, Any] = page.evaluate("(options) => axe.run(document, options)", options)
-    if unsure is not None:
-        unsure += found["incomplete"]
-    violations: list[dict[str, Any]] = found["violations"]
-    return violations
-
-
-def describe(page_name: str, violations: list[dict[str, Any]]) -> list[str]:
-    """One line per violated rule: page, rule id, impact, how many nodes, an example."""
-    lines = []
-    for v in violations:
-        example = v["nodes"][0]["target"] if v["nodes"] else ""
-        lines.append(
-            f"{page_name}: {v['id']} ({v['impact']}) x{len(v['nodes'])} e.g. {example}"
-            f" -- {v['help']}"
-        )
-    return lines
 
 
 def _attach(page: Page, name: str, content: bytes, mime: str) -> None:
@@ -137,7 +96,11 @@ def _seed(tab: Tab, server: RunningService, world: World) -> Seeded:
     page.fill(
         '#create-form textarea[name="description"]',
         "## Steps\n\n1. Run the nightly backup\n2. Watch `df -h`\n\n"
-        "Expected: **free space** stays above 10%.",
+        "Expected: **free space** stays above 10%.\n\n"
+        # A log line wider than the page: its code block scrolls sideways.
+        "```\n2026-12-06T03:00:01Z backup[4711]: write /var/lib/backup/"
+        + "/".join(f"part-{n:04d}" for n in range(24))
+        + ": ENOSPC (No space left on device)\n```",
     )
     page.click('#create-form button:has-text("Create issue")')
     expect(page.locator(".issue-title")).to_contain_text("Disk fills up")
@@ -229,57 +192,10 @@ ON_A_PHONE = frozenset({"search-results", "issue", "hotlist", "component", "sign
 
 
 def _audit(page: Page, server: RunningService, pages: list[tuple[str, str]], tag: str) -> list[str]:
-    """Runs axe on each page; returns the failing lines, writes all findings to FINDINGS.
-
-    Each page is also shot (1280 px, and 390 px for ON_A_PHONE) into
-    FINDINGS, to see that a fix kept the layout.
-    """
-    failing: list[str] = []
-    everything: dict[str, list[dict[str, Any]]] = {}
-    undecided: dict[str, list[str]] = {}
-    shots = FINDINGS
-    shots.mkdir(parents=True, exist_ok=True)
-    page.set_viewport_size(DESKTOP)
-    for name, path in pages:
-        page.goto(f"{server.url}{path}")
-        widths = [DESKTOP, PHONE] if name in ON_A_PHONE else [DESKTOP]
-        for size in widths:
-            shown = name if size is DESKTOP else f"{name}@390"
-            page.set_viewport_size(size)
-            page.wait_for_load_state()
-            page.screenshot(path=str(shots / f"{name}-{size['width']}.png"), full_page=True)
-            unsure: list[dict[str, Any]] = []
-            violations = [v for v in run_axe(page, unsure) if v["id"] not in ALLOWED_RULES]
-            undecided[shown] = [
-                f"{v['id']} x{len(v['nodes'])} e.g. {v['nodes'][0]['target'] if v['nodes'] else ''}"
-                for v in unsure
-            ]
-            everything[shown] = [
-                {
-                    "id": v["id"],
-                    "impact": v["impact"],
-                    "count": len(v["nodes"]),
-                    "example": v["nodes"][0]["target"] if v["nodes"] else "",
-                    "html": v["nodes"][0]["html"][:200] if v["nodes"] else "",
-                    "help": v["help"],
-                }
-                for v in violations
-            ]
-            failing += describe(shown, [v for v in violations if v["impact"] in FAILING_IMPACTS])
-        page.set_viewport_size(DESKTOP)
-    FINDINGS.mkdir(parents=True, exist_ok=True)
-    (FINDINGS / f"{tag}.json").write_text(json.dumps(everything, indent=1))
-    (FINDINGS / f"{tag}-undecided.json").write_text(json.dumps(undecided, indent=1))
-    lesser = [
-        f"{name}: {v['id']} ({v['impact']}) x{v['count']} e.g. {v['example']}"
-        for name, found in everything.items()
-        for v in found
-        if v["impact"] not in FAILING_IMPACTS
-    ]
-    if failing:
-        failing.append("(lesser, not failing:)")
-        failing += lesser
-    return failing
+    """Runs axe on each page; returns the failing lines, writes all findings (a11y_support)."""
+    audit = Audit(tag)
+    audit.visit(page, server, pages, on_a_phone=ON_A_PHONE)
+    return audit.finish()
 
 
 def test_axe_finds_nothing_serious_on_the_signed_in_pages(
@@ -291,6 +207,29 @@ def test_axe_finds_nothing_serious_on_the_signed_in_pages(
     tab = new_tab(context)
     sign_in(tab, web_server, "alice")
     failing = _audit(tab.page, web_server, signed_in_pages(seeded, world), "signed-in")
+    assert failing == [], "\n".join(failing)
+
+
+def test_axe_finds_nothing_serious_on_the_signed_in_pages_without_script(
+    web_server: RunningService,
+    browser: Browser,
+    seeded: Seeded,
+    world: World,
+) -> None:
+    # The web works without script (forms post and redirect): the plain
+    # fallbacks it shows then (the upload form, the component picker's
+    # button, links in place of the script's controls) are audited too.
+    no_script = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    try:
+        tab = new_tab(no_script)
+        sign_in(tab, web_server, "alice")
+        pages = [(f"{name}-no-script", path) for name, path in signed_in_pages(seeded, world)]
+        phones = frozenset(f"{name}-no-script" for name in ON_A_PHONE)
+        audit = Audit("no-script", script_off=True)
+        audit.visit(tab.page, web_server, pages, on_a_phone=phones)
+        failing = audit.finish()
+    finally:
+        no_script.close()
     assert failing == [], "\n".join(failing)
 
 
@@ -326,19 +265,6 @@ def test_axe_finds_nothing_serious_for_a_plain_user_and_signed_out(
     assert failing == [], "\n".join(failing)
 
 
-#: What has the keyboard focus, and whether its focus ring shows (2 px or more).
-_FOCUSED = """() => {
-  const el = document.activeElement;
-  const style = getComputedStyle(el);
-  return {
-    tag: el.tagName.toLowerCase(), id: el.id, name: el.getAttribute("name") || "",
-    type: el.getAttribute("type") || "", cls: String(el.className),
-    text: (el.textContent || "").trim().slice(0, 40),
-    ring: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
-  };
-}"""
-
-
 def _what(focused: dict[str, Any]) -> str:
     """The kind of control the keyboard is on, as the keyboard test names it."""
     if focused["id"] == "q":
@@ -362,7 +288,7 @@ def _tab_until(page: Page, wanted: str, *, limit: int = 80, backwards: bool = Fa
     passed: list[str] = []
     for _ in range(limit):
         page.keyboard.press("Shift+Tab" if backwards else "Tab")
-        focused: dict[str, Any] = page.evaluate(_FOCUSED)
+        focused: dict[str, Any] = page.evaluate(FOCUSED)
         assert focused["ring"], f"no visible focus ring on {focused}"
         kind = _what(focused)
         if kind and kind not in passed:
@@ -386,6 +312,13 @@ def test_keyboard_reaches_search_results_and_bulk_edit_with_a_visible_focus(
     save_screenshot(page, tmp_path, "80-keyboard-focus-on-a-result")
     # Back to the row's checkbox: Space selects it.
     _tab_until(page, "row checkbox", backwards=True)
+    # A screen reader names the box by its issue's number and title, not by a number alone.
+    box = page.locator('input[name="issue"]:focus')
+    row = page.locator("tr.row", has=box)
+    number = row.locator("td.col-id").inner_text().strip()
+    title = row.locator("td.col-title").inner_text().strip()
+    assert seeded.suffix in title
+    expect(box).to_have_accessible_name(f"Select issue {number}: {title}")
     page.keyboard.press("Space")
     expect(page.locator(".bulk-count")).to_have_text("1 issue selected")
     # Up to the bulk-edit bar: Enter opens it; set a priority and apply, keys only.
@@ -419,7 +352,7 @@ def test_keyboard_alone_updates_an_issue(
     page.wait_for_load_state()
     for _ in range(120):
         page.keyboard.press("Tab")
-        focused: dict[str, Any] = page.evaluate(_FOCUSED)
+        focused: dict[str, Any] = page.evaluate(FOCUSED)
         assert focused["ring"], f"no visible focus ring on {focused}"
         if focused["name"] == "priority":
             break
