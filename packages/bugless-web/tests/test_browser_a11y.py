@@ -265,6 +265,23 @@ def test_axe_finds_nothing_serious_for_a_plain_user_and_signed_out(
     assert failing == [], "\n".join(failing)
 
 
+def test_an_issues_hotlist_box_names_the_hotlist_it_removes_from(
+    web_server: RunningService, context: BrowserContext, seeded: Seeded
+) -> None:
+    # Each hotlist's box read "remove" alone: with two hotlists, a screen
+    # reader could not tell which one a box takes the issue out of.
+    tab = new_tab(context)
+    page = tab.page
+    sign_in(tab, web_server, "alice")
+    page.goto(f"{web_server.url}/issues/{seeded.issue_id}")
+    box = page.locator('input[name="hotlist_remove"]')
+    expect(box).to_have_count(1)
+    expect(box).to_have_accessible_name(f"remove from Storage fires {seeded.suffix}")
+    # Seen, it still reads "remove" beside the hotlist's link: the rest is for screen readers.
+    label = page.locator("aside.fields .hotlist-chip label.remove")
+    expect(label.locator(".visually-hidden")).to_have_text(f"from Storage fires {seeded.suffix}")
+
+
 def _what(focused: dict[str, Any]) -> str:
     """The kind of control the keyboard is on, as the keyboard test names it."""
     if focused["id"] == "q":

@@ -161,6 +161,8 @@ async def test_dead_letters_are_listed_retried_and_discarded(
         assert any("alice@example.com" in m.recipients for m in refusing_sink.mails)
         assert not any(REFUSED in m.recipients for m in refusing_sink.mails)
         assert not_found_server not in page, "a webhook URL is never shown"
+        # A screen reader names each box by what it selects, not by an opaque id.
+        assert 'aria-label="Select the webhook to gone: Webhook to a gone URL"' in page
         # Retry carol's mails once her mailbox exists.
         refusing_sink.refusals.clear()
         dead = await _dead_ids(web)
