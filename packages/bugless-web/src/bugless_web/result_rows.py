@@ -97,12 +97,15 @@ _FRAGMENTS: dict[str, str] = {
 }
 #: The row's check box, named by the issue's number and title: a screen
 #: reader tabbing through a list's boxes says which issue each selects, not
-#: only a number (the title is escaped here as in the title cell).
+#: only a number. The escaped title is kept in ``_t`` for the title cell
+#: after it (the cells are evaluated left to right): escaped once a row.
 _SELECT = (
     '<td class="sel"><input type="checkbox" name="issue" value="{i.id}:{i.version}" '
-    'aria-label="Select issue {i.id}{(": " + _escape(i.title)) if i.title else ""}" '
+    'aria-label="Select issue {i.id}{(": " + _t) if (_t := _escape(i.title)) else ""}" '
     'form="bulk"></td>'
 )
+#: The title cell of a selectable table: the title the check box escaped.
+_TITLE_AFTER_SELECT = '<td class="col-title"><a href="/issues/{i.id}">{_t}</a></td>'
 #: What the compiled writers name, besides their arguments.
 _NAMESPACE = {
     "_P": _PRIORITY_PILLS,
@@ -128,7 +131,10 @@ def _row_writer(columns: tuple[str, ...], selectable: bool) -> _Rows:
     cells = [_SELECT] if selectable else []
     others = 0
     for column in columns:
-        fragment = _FRAGMENTS.get(column)
+        if selectable and column == "title":
+            fragment: str | None = _TITLE_AFTER_SELECT
+        else:
+            fragment = _FRAGMENTS.get(column)
         if fragment is None:
             fragment = f"{{_others[{others}](results, i, _chips)}}"
             others += 1
