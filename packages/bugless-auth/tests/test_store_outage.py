@@ -24,7 +24,13 @@ from bugless_proto import v1
 
 #: Backends waiting for a lock the connection running this holds (the one the
 #: test then ends: never a backend some other lock left waiting).
-WAITING = "SELECT pid FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+#: Read from pg_locks, afresh by every statement: pg_stat_activity, polled in the
+#: lock holder's transaction, is the snapshot of its first read (a backend that
+#: connected later is never seen; see test_sessions_vs_disable.WAITERS).
+WAITING = """
+SELECT DISTINCT pid FROM pg_locks
+ WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))
+"""
 
 
 @pytest.mark.parametrize(

@@ -34,8 +34,12 @@ HELD_SECONDS = 3.0
 #: test's locking connection). Not every lock waiter of the database: a
 #: backend left waiting by another test, or a second statement of the server's
 #: own, is no sign of the read the test holds.
+#: Read from pg_locks, afresh by every statement: pg_stat_activity, polled in the
+#: lock holder's transaction, is the snapshot of its first read (a backend that
+#: connected later is never seen; see test_sessions_vs_disable.WAITERS).
 LOCK_WAITERS = """
-SELECT pid FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))
+SELECT DISTINCT pid FROM pg_locks
+ WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))
 """
 
 LATE = re.compile(
