@@ -140,6 +140,55 @@ async def test_non_admins_see_the_fields_but_cannot_define_them(
     assert "multi-enum" in bad_type.text
 
 
+async def test_a_refused_definition_shows_the_form_again_as_typed_with_the_reason(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """A default that does not fit, or a name taken: the page again, not a bare error page.
+
+    It used to answer "That did not work (400)" with the request's path
+    (``default_values: ...``) and a link home, and what was typed was gone.
+    """
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    typed = {
+        "name": "Story points",
+        "type": "integer",
+        "description": "How big",
+        "options": "",
+        "default": "lots",
+        "required": "yes",
+    }
+    refused = await client.post(f"/components/{component.id}/fields", data={"_csrf": csrf, **typed})
+    assert refused.status_code == 400
+    page = refused.text
+    assert 'id="new-field-form"' in page
+    assert "1 problem to fix before saving" in page
+    error = re.search(r'<span class="field-error" id="field-default-error">([^<]*)</span>', page)
+    assert error, page
+    assert "takes a whole number, not &#39;lots&#39;" in error.group(1)
+    assert "default_values" not in page
+    assert 'name="default" value="lots"' in page
+    assert 'aria-invalid="true" aria-describedby="field-default-error" autofocus' in page
+    assert 'name="name" value="Story points"' in page
+    assert 'name="description" value="How big"' in page
+    assert '<option value="integer" selected>' in page
+    assert 'name="required" value="yes" checked' in page
+    listed = await call(
+        model.list_custom_fields,
+        v1.ListCustomFieldsRequest(caller=world.admin, component_id=component.id),
+    )
+    assert list(listed.custom_fields) == []  # nothing was defined
+
+    await _define(client, csrf, component.id, name="Story points", type="integer")
+    taken = await client.post(
+        f"/components/{component.id}/fields",
+        data={"_csrf": csrf, "name": "story POINTS", "type": "text"},
+    )
+    assert taken.status_code == 400
+    assert re.search(r'id="field-name-error">[^<]*also named', taken.text), taken.text
+    assert 'name="name" value="story POINTS"' in taken.text
+
+
 async def test_values_show_on_the_issue_and_change_through_the_versioned_form(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

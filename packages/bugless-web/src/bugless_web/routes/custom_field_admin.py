@@ -7,7 +7,9 @@ Every change names the field's version, so two admins at once get a 409
 page instead of undoing each other; the Model checks who may do what and
 whether a value fits, and its refusal is the 4xx page with its reason.
 Deleting a field removes its values from issues; the history keeps them
-under the field's name.
+under the field's name. A definition the Model refuses (a default that does
+not fit the type, a name already taken, no options for an enum) shows the
+page again with what was typed and the reason next to the field (400).
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ from litestar.params import FromPath
 
 from bugless_core import custom_fields as cf
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument
+from bugless_core.errors import AlreadyExists, BuglessError, FailedPrecondition, InvalidArgument
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
 from bugless_web.custom_fields import applicable_fields
+from bugless_web.form_errors import (
+    REQUEST_FIELD_ALIASES,
+    FieldErrors,
+    field_of,
+    message_without_path,
+)
 from bugless_web.frontend import (
     audit,
     form_int,
@@ -38,6 +46,12 @@ from bugless_web.frontend import (
 
 #: The type picker's values (the words people and the CLI use).
 TYPES_BY_NAME = {name: kind for kind, name in cf.TYPE_NAMES.items()}
+#: The "Define a field" form's inputs, in page order.
+NEW_FIELD_INPUTS = ("name", "type", "description", "options", "default", "required")
+#: The Model names the request's fields; the form calls ``default_values`` "default".
+_REQUEST_TO_FORM = {**REQUEST_FIELD_ALIASES, "default_values": "default"}
+#: Labels of its inputs the shared form labels do not know.
+_NEW_FIELD_LABELS = {"type": "Type", "options": "Options", "default": "Default"}
 
 
 def _text(form: Any, name: str) -> str:
@@ -70,7 +84,22 @@ async def custom_fields_page(
 ) -> Response[str]:
     """The fields that apply to the component's issues; forms for its admins."""
     component_id = path_id(component_text, "component_id")
-    viewer = await viewer_of(request)
+    return await _fields_page(request, await viewer_of(request), component_id)
+
+
+async def _fields_page(
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    component_id: int,
+    *,
+    refused: BuglessError | None = None,
+    typed: dict[str, str] | None = None,
+) -> Response[str]:
+    """The page; with ``refused``, again with the new-field form as typed and the reason.
+
+    Only an admin sees that form, so anyone else gets ``refused`` as the
+    error page it would have been.
+    """
     backends = frontend_of(request).backends
     component, fields = await asyncio.gather(
         call(
@@ -86,6 +115,16 @@ async def custom_fields_page(
         backends.users(defaults),
         backends.component_paths(viewer, {f.component_id for f in fields}),
     )
+    is_admin = component.caller_role == v1.Role.ADMIN
+    errors = FieldErrors(NEW_FIELD_INPUTS, labels=_NEW_FIELD_LABELS)
+    if refused is not None:
+        if not is_admin:
+            raise refused
+        name = field_of(refused, NEW_FIELD_INPUTS, _REQUEST_TO_FORM)
+        if name is None:
+            errors.general.append(refused.message)
+        else:
+            errors.add(name, message_without_path(refused.message))
     return render(
         request,
         "component_fields.html",
@@ -94,10 +133,13 @@ async def custom_fields_page(
             "fields": fields,
             "users": users,
             "paths": paths,
-            "is_admin": component.caller_role == v1.Role.ADMIN,
+            "is_admin": is_admin,
             "type_names": cf.TYPE_NAMES,
+            "errors": errors,
+            "typed": typed or {},
         },
         viewer=viewer,
+        status_code=400 if refused is not None else 200,
     )
 
 
@@ -111,23 +153,27 @@ async def create_custom_field(
     backends = frontend_of(request).backends
     form = await request.form()
     type_name = _text(form, "type")
-    if type_name not in TYPES_BY_NAME:
-        kinds = ", ".join(TYPES_BY_NAME)
-        raise InvalidArgument(f"type: {type_name!r} is not a field type; use one of {kinds}")
-    field_type = TYPES_BY_NAME[type_name]
-    created = await call(
-        backends.model.create_custom_field,
-        v1.CreateCustomFieldRequest(
-            caller=viewer.caller,
-            component_id=component_id,
-            name=_text(form, "name").strip(),
-            description=_text(form, "description").strip(),
-            type=field_type,
-            options=_options(form),
-            required=_text(form, "required") == "yes",
-            default_values=await _defaults(backends, form, field_type),
-        ),
-    )
+    try:
+        if type_name not in TYPES_BY_NAME:
+            kinds = ", ".join(TYPES_BY_NAME)
+            raise InvalidArgument(f"type: {type_name!r} is not a field type; use one of {kinds}")
+        field_type = TYPES_BY_NAME[type_name]
+        created = await call(
+            backends.model.create_custom_field,
+            v1.CreateCustomFieldRequest(
+                caller=viewer.caller,
+                component_id=component_id,
+                name=_text(form, "name").strip(),
+                description=_text(form, "description").strip(),
+                type=field_type,
+                options=_options(form),
+                required=_text(form, "required") == "yes",
+                default_values=await _defaults(backends, form, field_type),
+            ),
+        )
+    except (InvalidArgument, AlreadyExists, FailedPrecondition) as exc:
+        typed = {name: _text(form, name) for name in NEW_FIELD_INPUTS}
+        return await _fields_page(request, viewer, component_id, refused=exc, typed=typed)
     backends.forget_custom_fields()  # this replica's pages show it at once
     audit(viewer, "create custom field", f"component {component_id}", field_id=created.id)
     session_of(request).update(notice=f"Defined the custom field {created.name!r}.")
