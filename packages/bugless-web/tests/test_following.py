@@ -521,6 +521,50 @@ async def test_the_settings_page_names_what_one_follows_and_stops_each(
         await _delete_saved_searches(model, saved)
 
 
+async def test_starred_issues_are_listed_with_what_one_follows_and_unstarred_there(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """A person who starred issues is not told "Nothing yet"; each has its Unstar.
+
+    The page listed components, saved searches and mutes only, while stars
+    notify too and ``bugless notifications show`` lists them.
+    """
+    issue = await create_issue(model, world, "Starred, so followed")
+    csrf = await sign_in(client, "carol")
+    await call(
+        model.star_issue,
+        v1.StarIssueRequest(caller=world.caller("carol"), issue_id=issue.id, starred=True),
+    )
+    try:
+        page = (await client.get("/settings/notifications")).text
+        assert "Nothing yet" not in page
+        row = _row(page, "data-issue", issue.id)
+        assert 'class="followed-starred"' in row
+        assert f'<a href="/issues/{issue.id}">{issue.id}</a> Starred, so followed' in row
+        form = _form(page, f"/issues/{issue.id}/star")
+        assert 'name="starred" value="0"' in form
+        assert 'name="back" value="settings"' in form
+        response = await client.post(
+            f"/issues/{issue.id}/star",
+            data={"_csrf": csrf, "starred": "0", "back": "settings"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        assert response.headers["location"].endswith("/settings/notifications")
+        seen = await call(
+            model.get_issue, v1.GetIssueRequest(caller=world.admin, issue_id=issue.id)
+        )
+        assert seen.star_count == 0
+        page = (await client.get("/settings/notifications")).text
+        assert f'data-issue="{issue.id}"' not in page
+        assert "Nothing yet: subscribe from a component's or a saved search's page" in page
+    finally:
+        await call(
+            model.star_issue,
+            v1.StarIssueRequest(caller=world.caller("carol"), issue_id=issue.id, starred=False),
+        )
+
+
 def _row(html: str, attribute: str, value: int) -> str:
     """The "What I follow" row whose ``attribute`` is ``value``."""
     rows: list[str] = re.findall(

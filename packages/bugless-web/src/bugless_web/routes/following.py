@@ -2,7 +2,7 @@
 
 Plain form POSTs that answer with a redirect back to where the button was
 (works without JavaScript): the issue, component or saved searches page, or
-the settings page for its own Unsubscribe and Unmute buttons (``back=settings``).
+the settings page for its own Unsubscribe, Unmute and Unstar buttons (``back=settings``).
 The settings page edits what the notifier reads and lists what one follows
 by name.
 """
@@ -32,7 +32,8 @@ from bugless_web.frontend import (
     viewer_of,
 )
 from bugless_web.routes.saved_searches import all_saved_searches
-from bugless_web.searching import saved_search_href
+from bugless_web.searching import run_search, saved_search_href
+from bugless_web.timezones import zone_of
 
 #: The events a person can switch off, with how the settings page names them.
 EVENTS: tuple[tuple[v1.NotificationEvent, str], ...] = (
@@ -70,7 +71,7 @@ async def star_issue(request: Request[Any, Any, Any], issue_text: FromPath[str])
         frontend_of(request).backends.model.star_issue,
         v1.StarIssueRequest(caller=viewer.caller, issue_id=issue_id, starred=starred),
     )
-    return redirect(f"/issues/{issue_id}")
+    return redirect(_back(form, f"/issues/{issue_id}"))
 
 
 @post("/issues/{issue_text:str}/mute")
@@ -183,6 +184,10 @@ async def _saved_searches(
     return {s.id: s for s in await all_saved_searches(backends, viewer, owned_only=False)}
 
 
+#: Starred issues listed under "What I follow"; more are a search away (``is:starred``).
+STARRED_SHOWN = 50
+
+
 @get("/settings/notifications")
 async def notification_settings(request: Request[Any, Any, Any]) -> Response[str]:
     """What notifies me, how, and what I follow (by name, each with its Unsubscribe or Unmute)."""
@@ -206,10 +211,21 @@ async def _settings_page(
         call(model.list_subscriptions, v1.ListSubscriptionsRequest(caller=viewer.caller)),
     )
     settings = answer.settings[0]
-    paths, searches, titles = await asyncio.gather(
+    # Stars are follows too (they notify, unless that event is off): listed
+    # like the rest, so the section never says "Nothing yet" to someone who
+    # starred issues, as `bugless notifications show` lists them.
+    paths, searches, titles, starred = await asyncio.gather(
         _component_paths(backends, viewer, bool(subscriptions.components)),
         _saved_searches(backends, viewer, bool(subscriptions.saved_search_ids)),
         _issue_titles(backends, viewer, list(settings.muted_issue_ids)),
+        run_search(
+            backends,
+            viewer,
+            "is:starred sort:-modified",
+            zone=zone_of(request),
+            page_size=STARRED_SHOWN,
+            columns=("id", "title"),
+        ),
     )
     return render(
         request,
@@ -231,6 +247,8 @@ async def _settings_page(
                 for i in subscriptions.saved_search_ids
             ],
             "muted": [Followed(i, titles.get(i, "")) for i in settings.muted_issue_ids],
+            "starred": [Followed(issue.id, issue.title) for issue in starred.issues],
+            "starred_more": bool(starred.next_page_token),
         },
         status_code=409 if conflict else 200,
         viewer=viewer,
