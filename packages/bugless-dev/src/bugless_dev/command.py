@@ -288,6 +288,14 @@ def _print_ready(running: Running) -> None:
         f"-cert {shlex.quote(str(running.bot.cert))} -key {shlex.quote(str(running.bot.key))} "
         f"{running.api} bugless.v1.Account/WhoAmI"
     )
+    # The development CA is also the people CA: anyone signed in to the web UI
+    # gets a certificate of their own, and the API and CA given here are kept
+    # with it, so later commands need no exports.
+    click.echo("  as yourself (approve it in the web UI, signed in):")
+    click.echo(
+        f"    {bugless} login --web {running.web_url} --api {running.api} "
+        f"--ca {shlex.quote(str(running.ca))}"
+    )
     click.echo("")
     _print_import(running, bugless)
     click.echo("")

@@ -169,6 +169,12 @@ def test_first_start_prints_admin_password_and_ready_to_paste_commands(
     assert "Created the administrator `admin`" in output
     assert 'bugless issue list "is:open"' in output
     assert re.search(r"grpcurl -cacert \S+ -cert \S+ -key \S+ 127\.0\.0\.1:\d+ ", output)
+    # The API as yourself: the web, API and CA the stack runs with, in one command.
+    api = re.search(r"export BUGLESS_API=(\S+) .*BUGLESS_CA=(\S+)$", output, re.M)
+    web = re.search(r"^Web UI \(sign in as `admin`\): (\S+)$", output, re.M)
+    assert api, output
+    assert web, output
+    assert f" login --web {web.group(1)} --api {api.group(1)} --ca {api.group(2)}\n" in output
     if os.geteuid() == 0:
         assert "system user `embedded_postgres`" in output
 
