@@ -189,6 +189,47 @@ async def test_a_refused_definition_shows_the_form_again_as_typed_with_the_reaso
     assert 'name="name" value="story POINTS"' in taken.text
 
 
+async def test_a_refused_change_of_a_field_shows_its_form_open_as_typed(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    component = await _component(model, world)
+    csrf = await sign_in(client, "alice")
+    points = await _define(client, csrf, component.id, name="Points", type="integer")
+    page = (await client.get(f"/components/{component.id}/fields")).text
+    version = re.search(
+        rf'action="/components/{component.id}/fields/{points}" method="post".*?'
+        r'name="version" value="(\d+)"',
+        page,
+        re.S,
+    )
+    assert version, page
+    refused = await client.post(
+        f"/components/{component.id}/fields/{points}",
+        data={
+            "_csrf": csrf,
+            "version": version.group(1),
+            "name": "Points (renamed)",
+            "description": "Effort",
+            "default": "many",
+        },
+    )
+    assert refused.status_code == 400
+    page = refused.text
+    assert f'<details class="field-edit" id="edit-field-{points}" open>' in page
+    error = re.search(rf'id="edit-{points}-default-error">([^<]*)<', page)
+    assert error, page
+    assert "takes a whole number, not &#39;many&#39;" in error.group(1)
+    assert f'href="#edit-{points}-default"' in page  # the summary links to the field
+    assert 'name="name" value="Points (renamed)"' in page
+    assert 'name="default" value="many"' in page
+    assert "default_values" not in page
+    listed = await call(
+        model.list_custom_fields,
+        v1.ListCustomFieldsRequest(caller=world.admin, component_id=component.id),
+    )
+    assert [(f.name, f.description) for f in listed.custom_fields] == [("Points", "")]
+
+
 async def test_values_show_on_the_issue_and_change_through_the_versioned_form(
     client: AsyncTestClient[Any], world: World, model: v1.ModelStub
 ) -> None:

@@ -94,10 +94,12 @@ async def _fields_page(
     *,
     refused: BuglessError | None = None,
     typed: dict[str, str] | None = None,
+    edited: int = 0,
 ) -> Response[str]:
-    """The page; with ``refused``, again with the new-field form as typed and the reason.
+    """The page; with ``refused``, again with the form as typed and the reason.
 
-    Only an admin sees that form, so anyone else gets ``refused`` as the
+    The form is the new-field one, or field ``edited``'s change form (open).
+    Only an admin sees these forms, so anyone else gets ``refused`` as the
     error page it would have been.
     """
     backends = frontend_of(request).backends
@@ -117,6 +119,8 @@ async def _fields_page(
     )
     is_admin = component.caller_role == v1.Role.ADMIN
     errors = FieldErrors(NEW_FIELD_INPUTS, labels=_NEW_FIELD_LABELS)
+    # A change form's inputs get ids of their own (the new-field form has field-NAME).
+    edit_ids = {name: f"edit-{edited}-{name}" for name in NEW_FIELD_INPUTS} if edited else {}
     if refused is not None:
         if not is_admin:
             raise refused
@@ -135,8 +139,12 @@ async def _fields_page(
             "paths": paths,
             "is_admin": is_admin,
             "type_names": cf.TYPE_NAMES,
-            "errors": errors,
-            "typed": typed or {},
+            "errors": None if edited else errors,
+            "typed": {} if edited else typed or {},
+            "edited": edited,
+            "edit_errors": errors if edited else None,
+            "edit_typed": (typed or {}) if edited else {},
+            "edit_ids": edit_ids,
         },
         viewer=viewer,
         status_code=400 if refused is not None else 200,
@@ -211,22 +219,30 @@ async def update_custom_field(
     paths = ["name", "description", "required", "default_values"]
     if current.type in (v1.CustomFieldType.ENUM, v1.CustomFieldType.ENUM_MULTI):
         paths.append("options")
-    updated = await call(
-        backends.model.update_custom_field,
-        v1.UpdateCustomFieldRequest(
-            caller=viewer.caller,
-            custom_field=v1.CustomField(
-                id=field_id,
-                name=_text(form, "name").strip(),
-                description=_text(form, "description").strip(),
-                options=_options(form),
-                required=_text(form, "required") == "yes",
-                default_values=await _defaults(backends, form, current.type),
+    try:
+        updated = await call(
+            backends.model.update_custom_field,
+            v1.UpdateCustomFieldRequest(
+                caller=viewer.caller,
+                custom_field=v1.CustomField(
+                    id=field_id,
+                    name=_text(form, "name").strip(),
+                    description=_text(form, "description").strip(),
+                    options=_options(form),
+                    required=_text(form, "required") == "yes",
+                    default_values=await _defaults(backends, form, current.type),
+                ),
+                update_mask=FieldMask(paths=paths),
+                expected_version=form_int(_text(form, "version"), "version"),
             ),
-            update_mask=FieldMask(paths=paths),
-            expected_version=form_int(_text(form, "version"), "version"),
-        ),
-    )
+        )
+    except (InvalidArgument, AlreadyExists, FailedPrecondition) as exc:
+        if field_of(exc, ("version",)) is not None:
+            raise  # a malformed version is no typing mistake to show by a field
+        typed = {name: _text(form, name) for name in NEW_FIELD_INPUTS}
+        return await _fields_page(
+            request, viewer, component_id, refused=exc, typed=typed, edited=field_id
+        )
     backends.forget_custom_fields()
     audit(viewer, "update custom field", f"component {component_id}", field_id=field_id)
     session_of(request).update(notice=f"Saved the custom field {updated.name!r}.")
