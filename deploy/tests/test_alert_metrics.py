@@ -38,9 +38,9 @@ EXPORTERS: dict[str, frozenset[str]] = {
     "bugless_background_consecutive_failures": frozenset(
         {"model", "auth", "api", "web", "web-workers", "notify"}
     ),
-    # A --workers parent shows the workers' outage gauge as 0 always (it is
-    # read at scrape time, in the worker): the single process only.
-    "bugless_background_outage_seconds": frozenset({"model", "auth", "api", "web", "notify"}),
+    # A --workers parent serves the value its workers write every few seconds
+    # (bugless_web/server.py; the outage itself: bugless-web's test_web_metrics).
+    "bugless_background_outage_seconds": ALL,
     "bugless_notify_dead_letters_total": frozenset({"notify"}),
     "bugless_schema_version_skew": frozenset({"model", "auth", "notify"}),
     "bugless_grpc_connection_window_bytes": ALL,

@@ -375,3 +375,79 @@ async def test_the_users_change_feed_is_counted_and_its_last_read_shown(
     finally:
         world.stack.stop_service(server)
     assert server.process.returncode == 0
+
+
+OUTAGE = "bugless_background_outage_seconds"
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_an_outage_in_a_worker_shows_in_the_scraped_metrics(
+    world: World, model: v1.ModelStub, workers: str
+) -> None:
+    """The Authenticator the users' change feed is read from stops: the outage shows and grows.
+
+    ``bugless_background_outage_seconds{loop}`` is what the alert on a long
+    outage reads (deploy/helm/bugless/files/alerts.yaml); with ``--workers``
+    the parent serves it for its workers, as a series with no ``pid`` label
+    (the longest outage of a live worker), as one process serves its own.
+    Each worker follows the feed (the follower starts with the first person
+    shown, so each is made to show one, the other one stopped meanwhile);
+    then the Authenticator they read it from is stopped for real.
+    """
+    issue = await create_issue(model, world, "Outage metrics", assignee=world.users["carol"])
+    auth = world.stack.start("auth", ["auth", "serve", "--port", "0"], name="auth-outage")
+    assert auth.address is not None
+    env = {
+        **METRICS,
+        "BUGLESS_WEB_WORKERS": workers,
+        "BUGLESS_WEB_USER_CACHE_SECONDS": "600",
+        "BUGLESS_WEB_USER_CHANGES_SECONDS": "0.1",
+    }
+    try:
+        server = start_web_server(world.stack, extra_env=env, auth_port=auth.address.port)
+    except BaseException:
+        world.stack.stop_service(auth)
+        raise
+    loop = {"loop": "user_cache.changes"}
+    try:
+        pids = _workers_of(server, 2) if workers == "2" else [server.process.pid]
+        browser = _signed_in(server.url or "")
+        for pid in pids:
+            others = [other for other in pids if other != pid]
+            for other in others:
+                os.kill(other, signal.SIGSTOP)
+                _wait_for(functools.partial(_is_stopped, other), f"worker {other} stopping", server)
+            try:
+                assert _status(browser, f"{server.url}/issues/{issue.id}") == 200
+            finally:
+                for other in others:
+                    os.kill(other, signal.SIGCONT)
+        scraped: list[dict[tuple[str, frozenset[tuple[str, str]]], float]] = []
+
+        def scrape(condition: Callable[[float], bool]) -> Callable[[], bool]:
+            """Whether the loop's longest outage (over every series of it) meets ``condition``."""
+
+            def check() -> bool:
+                scraped[:] = [_samples(server)]
+                found = [
+                    value
+                    for (name, labels), value in scraped[0].items()
+                    if name == OUTAGE and dict(labels).get("loop") == loop["loop"]
+                ]
+                return bool(found) and condition(max(found))
+
+            return check
+
+        _wait_for(scrape(lambda seconds: seconds == 0), "the follower's gauge, at 0", server)
+        stopping = time.monotonic()  # a draining Authenticator already refuses calls
+        world.stack.stop_service(auth)
+        _wait_for(scrape(lambda seconds: seconds > 0), "the outage in the scraped metrics", server)
+        # It is the outage's length, not a value written once: it grows.
+        _wait_for(scrape(lambda seconds: seconds >= 2), "the outage lasting 2 s", server)
+        assert _value(scraped[0], OUTAGE, **loop) <= time.monotonic() - stopping
+        assert (OUTAGE, frozenset(loop.items())) in scraped[0], "one series per loop, no pid"
+    finally:
+        world.stack.stop_service(server)
+        if auth in world.stack.services:
+            world.stack.stop_service(auth)
+    assert server.process.returncode == 0

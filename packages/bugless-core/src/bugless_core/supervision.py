@@ -54,7 +54,9 @@ at DEBUG only, and one INFO line when a round works again (so the log says
 how long it lasted). How long the current one has lasted is also the gauge
 ``bugless_background_outage_seconds{loop}`` (0: none), read from the log at
 scrape time, for an alert such as "the feed consumer has been without the
-Model for 5 minutes", which no log line says by itself.
+Model for 5 minutes", which no log line says by itself. (A ``--workers`` web
+worker is not scraped: it writes the figure for its parent every few
+seconds, :meth:`BackgroundMetrics.write_outages`.)
 """
 
 from __future__ import annotations
@@ -90,12 +92,17 @@ class BackgroundMetrics:
             name (0: healthy).
         outage_seconds: How long the loop's current expected outage has
             lasted, by loop name (0: none now), read from its
-            :class:`~bugless_core.outage.OutageLog` at scrape time.
+            :class:`~bugless_core.outage.OutageLog` at scrape time; in a
+            process whose registry is not scraped (a ``--workers`` web
+            worker), written by :meth:`write_outages`.
+        outages: The outage log of each loop registered here, by loop name
+            (weakly: a loop that is gone reads 0).
     """
 
     failures: Counter
     consecutive: Gauge
     outage_seconds: Gauge
+    outages: dict[str, weakref.ref[OutageLog]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def for_registry(cls, registry: CollectorRegistry) -> BackgroundMetrics:
@@ -128,10 +135,27 @@ class BackgroundMetrics:
                     "(0: none now).",
                     ["loop"],
                     registry=registry,
+                    # Merged over a --workers web's workers: the longest
+                    # outage of a live one (a worker's value leaves with it).
+                    multiprocess_mode="livemax",
                 ),
             )
             _BY_REGISTRY[registry] = metrics
         return metrics
+
+    def write_outages(self) -> None:
+        """Write each loop's current outage length into the gauge's stored value.
+
+        The gauge reads the outage logs at scrape time (a function), which
+        only works where the registry is scraped. A ``--workers`` web's parent
+        serves its workers' prometheus_client multiprocess files instead,
+        which hold values a worker wrote and run no function: without this,
+        it served 0 for an outage of any length. A worker calls this on a
+        timer (``bugless_web.server``), so the parent's figure is as old as
+        the last call; elsewhere it is harmless and unneeded.
+        """
+        for name, outage in list(self.outages.items()):
+            self.outage_seconds.labels(name).set(_outage_seconds(outage))
 
 
 #: The supervised loops' delays: 1 s after the first failure, doubling to a
@@ -194,9 +218,11 @@ class SupervisedLoop:
         self._consecutive.set(0)
         # Read at scrape time; weakly, so a loop that is gone reads 0 rather
         # than an outage growing for ever (a lease's renewal ends with its lease).
+        reference = weakref.ref(outage)
         metrics.outage_seconds.labels(name).set_function(
-            functools.partial(_outage_seconds, weakref.ref(outage))
+            functools.partial(_outage_seconds, reference)
         )
+        metrics.outages[name] = reference
         self.consecutive_failures = 0
         self.last_failure: BaseException | None = None
 

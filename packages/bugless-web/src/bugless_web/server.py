@@ -43,9 +43,9 @@ from bugless_web.settings import WebSettings
 _log = logging.getLogger("bugless.web")
 
 #: How often a worker under a ``--workers N`` parent writes its connections'
-#: flow-control windows for the parent's ``/metrics`` (a single process reads
-#: them at scrape time instead): often enough for an alert over minutes,
-#: rare enough to cost nothing.
+#: flow-control windows and its loops' outage lengths for the parent's
+#: ``/metrics`` (a single process reads them at scrape time instead): often
+#: enough for an alert over minutes, rare enough to cost nothing.
 WINDOWS_REFRESH_SECONDS = 5.0
 #: How long past the transfer bound uvicorn itself cancels what is left: only
 #: a request that ignored being cut (:meth:`DrainingServer.shutdown`) meets it.
@@ -114,7 +114,8 @@ class DrainingServer(uvicorn.Server):
         ``metrics_port`` goes in the ready file; ``metrics_endpoint`` is this
         process's own, stopped after the last request (none under a parent).
         ``worker_windows``: a worker whose parent serves ``/metrics`` writes
-        its connections' windows for it every :data:`WINDOWS_REFRESH_SECONDS`.
+        its connections' windows and its loops' outage lengths for it every
+        :data:`WINDOWS_REFRESH_SECONDS`.
         Once it stops accepting, ordinary requests have ``grace_seconds`` and
         transfers ``transfer_seconds`` (not less) to finish; ``config``'s
         ``timeout_graceful_shutdown`` is set past both, as a backstop.
@@ -278,21 +279,29 @@ class DrainingServer(uvicorn.Server):
 
 
 async def _write_connection_windows() -> None:
-    """Write this worker's connection windows for its parent's ``/metrics``, until cancelled.
+    """Write this worker's scrape-time figures for its parent's ``/metrics``, until cancelled.
 
     The parent serves the workers' multiprocess files, which carry no
-    collector (:class:`bugless_core.grpc.ConnectionWindowGauges`).
-    Supervised: a bug here is logged and counted, and the writing retried.
+    collector and run no gauge function: the connection windows
+    (:class:`bugless_core.grpc.ConnectionWindowGauges`) and the background
+    loops' outage lengths (``bugless_background_outage_seconds``,
+    :meth:`bugless_core.supervision.BackgroundMetrics.write_outages`) are
+    written every :data:`WINDOWS_REFRESH_SECONDS`. Supervised: a bug here is
+    logged and counted, and the writing retried.
     """
+    from prometheus_client import REGISTRY  # noqa: PLC0415 - after prepare_workers
+
     from bugless_core.grpc import ConnectionWindowGauges  # noqa: PLC0415
-    from bugless_core.supervision import SupervisedLoop  # noqa: PLC0415
+    from bugless_core.supervision import BackgroundMetrics, SupervisedLoop  # noqa: PLC0415
 
     supervision = SupervisedLoop("web.connection_windows")
+    loops = BackgroundMetrics.for_registry(REGISTRY)
 
     async def write() -> None:
         gauges = ConnectionWindowGauges()
         while True:
             gauges.refresh()
+            loops.write_outages()
             supervision.succeeded()
             await asyncio.sleep(WINDOWS_REFRESH_SECONDS)
 
