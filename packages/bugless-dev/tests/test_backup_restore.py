@@ -5,8 +5,9 @@ attachment; its two databases are dumped with ``pg_dump`` the way the guide
 says, the services stop, the dumps are restored with ``pg_restore`` into new
 databases, and a tracker started on them with the same keys must serve
 everything as before: the same issue, history and file bytes, full-text
-search, the password and even the session of before, and new issues that
-do not reuse an id.
+search, the password and even the session of before, new issues that
+do not reuse an id, and the notifier's queue (its schema is in the Model's
+database, as the chart puts all three in one) with the mail not yet sent.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import asyncio
 import subprocess
 from pathlib import Path
 
+import asyncpg
+
 from bugless_core.clients import acting_as
+from bugless_core.notification_channel import NotificationMessage
 from bugless_core.search.build import term
 from bugless_dev.pki import LocalPki
 from bugless_dev.postgres import ThrowawayPostgres
 from bugless_dev.stack import LocalStack, StackConfig
+from bugless_notify.queue import DeliveryQueue, DeliveryRecord, DeliveryState, NewDelivery
 from bugless_proto import v1
 
 PASSWORD = "correct horse battery staple"
@@ -76,6 +81,34 @@ async def download(stack: LocalStack, attachment_id: int, caller: v1.Caller) -> 
             return b"".join([part.chunk or b"" async for part in stream])
     finally:
         channel.close()
+
+
+async def queue_mail(database_url: str, issue_id: int) -> DeliveryRecord:
+    """A mail about ``issue_id`` waiting in the notifier's queue (its schema migrated first)."""
+    queue = DeliveryQueue()
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        await queue.migrate(pool)
+        message = NotificationMessage(
+            thread_id=f"issue-{issue_id}", subject="Nightly dump", text="Seen again.", html=""
+        )
+        mail = NewDelivery(f"change-{issue_id}-2/email/ann", "email", "ann@example.com", message)
+        async with pool.acquire() as conn:
+            assert await queue.enqueue(conn, [mail]) == 1
+            queued = await queue.get(conn, mail.delivery_id)
+    finally:
+        await pool.close()
+    assert queued is not None
+    return queued
+
+
+async def queued_mail(database_url: str, delivery_id: str) -> DeliveryRecord | None:
+    """The delivery ``delivery_id`` as the notifier's queue in ``database_url`` holds it."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await DeliveryQueue().get(conn, delivery_id)
+    finally:
+        await conn.close()
 
 
 def dump(server: ThrowawayPostgres, database_url: str, file: Path) -> None:
@@ -147,6 +180,8 @@ async def test_a_restored_dump_with_the_same_keys_serves_the_same_tracker(
         attached = await upload(before, issue.id, caller)
         kept = await entries(model, caller, issue.id)
         assert len(kept) == 3, "created, commented, attached"
+        mail = await queue_mail(before.model_database_url, issue.id)
+        assert mail.state is DeliveryState.PENDING
         model_dump, auth_dump = tmp_path / "model.dump", tmp_path / "auth.dump"
         await asyncio.to_thread(dump, postgres_server, before.model_database_url, model_dump)
         await asyncio.to_thread(dump, postgres_server, before.auth_database_url, auth_dump)
@@ -184,6 +219,7 @@ async def test_a_restored_dump_with_the_same_keys_serves_the_same_tracker(
         query = v1.StructuredQuery(filter=term(v1.SearchField.TEXT, v1.SearchOperator.EQ, "blobs"))
         found = await model.search_issues(v1.SearchIssuesRequest(caller=caller, query=query))
         assert [i.id for i in found.issues] == [issue.id]
+        assert await queued_mail(after.model_database_url, mail.delivery_id) == mail
         newer = await create(model, caller, component.id, "After the restore")
         assert newer.id > issue.id, "the id sequences came back with the data"
     finally:
