@@ -295,7 +295,7 @@ def test_custom_field_screens_and_their_refusals_pass_axe_and_the_keyboard(
     expect(page.locator("main h1")).to_contain_text("(409)")
     audit_and_walk(page, audit, "custom-field-conflict", problems)
 
-    # Bad input: a 400 page with the reason, and nothing defined.
+    # Bad input: 400, the form again as typed with the reason by its field, nothing defined.
     page.goto(fields_url)
     form = page.locator("#new-field-form")
     form.locator('input[name="name"]').fill("Owner")
@@ -304,8 +304,13 @@ def test_custom_field_screens_and_their_refusals_pass_axe_and_the_keyboard(
     with page.expect_response(lambda r: r.request.method == "POST") as answer:
         form.locator('button:has-text("Define field")').click()
     assert answer.value.status == 400
-    expect(page.locator("main .reason")).to_contain_text("no user named 'nobody-by-this-name'")
-    audit_and_walk(page, audit, "custom-field-invalid", problems)
+    expect(page.locator("#field-default-error")).to_contain_text(
+        "no user named 'nobody-by-this-name'"
+    )
+    # The form puts the focus on the field at fault itself (autofocus), as the
+    # device code form does: axe only.
+    expect(page.locator('#new-field-form input[name="default"]')).to_be_focused()
+    audit.check(page, "custom-field-invalid")
     page.goto(fields_url)
     expect(page.locator(".custom-field-list .cf-name")).to_have_count(2)
 
