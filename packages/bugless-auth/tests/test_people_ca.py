@@ -407,3 +407,47 @@ async def test_a_bots_certificate_from_the_same_ca_still_goes_to_the_tls_mapping
     assert result.identity is not None
     assert result.identity.user is not None
     assert result.identity.user.username == "deploy-bot"
+
+
+async def test_a_replaced_people_ca_ends_the_old_ones_certificates(
+    start_auth_server: StartAuth, people_ca_settings: PeopleCaSettings, tmp_path: Path
+) -> None:
+    """The Authenticator knows one people CA (the README's "Replacing the people CA").
+
+    Replacing it leaves every certificate of the old one signing nobody in, while
+    sessions go on and the new CA issues at once.
+    """
+    before = await start_auth_server(authenticators=("local",), people_ca=people_ca_settings)
+    name = unique("carol")
+    token = await _token(before, name)
+    old = await before.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+    )
+    replacement = trustme.CA(organization_name="bugless people CA 2")
+    cert, key = tmp_path / "people-ca-2.pem", tmp_path / "people-ca-2.key"
+    replacement.cert_pem.write_to_path(str(cert))
+    replacement.private_key_pem.write_to_path(str(key))
+    after = await start_auth_server(
+        schema=before.settings.schema,
+        authenticators=("local",),
+        people_ca=PeopleCaSettings(cert_file=cert, key_file=key),
+    )
+    refused = await expect_status(
+        after.stub.authenticate_certificate(
+            v1.AuthenticateCertificateRequest(certificate_der=_der(old.certificate_pem))
+        ),
+        Status.UNAUTHENTICATED,
+    )
+    assert "is not mapped to a bugless user" in (refused.message or "")
+    # The same token keys: the session goes on, and `bugless login` gets a new certificate.
+    new = await after.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+    )
+    issuer = x509.load_pem_x509_certificate(new.certificate_pem.encode()).issuer
+    assert issuer == x509.load_pem_x509_certificate(replacement.cert_pem.bytes()).subject
+    result = await after.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=_der(new.certificate_pem))
+    )
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == name
