@@ -12,6 +12,7 @@ reporter (the opaque id), untouched.
 from __future__ import annotations
 
 import asyncio
+import html
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from web_support import SESSION_KEY, World, sign_in
+from web_support import SESSION_KEY, World, csrf_of, sign_in
 
 from bugless_core.clients import call
 from bugless_dev.stack import RunningService
@@ -146,3 +147,34 @@ async def test_a_rename_shows_and_a_lock_signs_the_person_out_leaving_their_issu
     finally:
         channel.close()
         model_channel.close()
+
+
+async def test_a_directory_name_that_is_no_username_is_told_at_the_sign_in_form(
+    slapd_server: Slapd, client: AsyncTestClient[Any]
+) -> None:
+    # The password is right; the name cannot be a bugless username: the form
+    # says why (retyping cannot help), where a wrong password says only that.
+    uid = f"ann smith-{secrets.token_hex(3)}"
+    await asyncio.to_thread(
+        slapd_server.ldapadd,
+        f"dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: Ann\n"
+        f"sn: Smith\nuserPassword: {ssha('ann-pw')}\n",
+    )
+
+    async def submit(password: str) -> Any:
+        page = await client.get("/signin")
+        return await client.post(
+            "/signin",
+            data={"username": uid, "password": password, "_csrf": csrf_of(page.text)},
+            follow_redirects=False,
+        )
+
+    refused = await submit("ann-pw")
+    assert refused.status_code == 401
+    shown = html.unescape(refused.text)
+    assert f"your username from ldap, {uid!r}, cannot be used in bugless" in shown
+    assert "holds ' ' (U+0020 SPACE)" in shown
+    wrong = await submit("not-it")
+    assert wrong.status_code == 401
+    assert "Wrong username or password." in wrong.text
+    assert "cannot be used" not in wrong.text

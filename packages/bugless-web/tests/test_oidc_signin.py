@@ -54,7 +54,7 @@ async def oidc_client(
 
 async def new_person(provider: OidcProvider, name: str, groups: list[str]) -> str:
     """Register a person at the provider under a fresh ``sub``; return the sub."""
-    sub = f"{name.lower()}-{secrets.token_hex(4)}"
+    sub = f"{name.lower().replace(' ', '-')}-{secrets.token_hex(4)}"  # a username: no spaces
     await provider.set_user(
         sub,
         {

@@ -361,12 +361,18 @@ class LdapAuthenticator(PasswordAuthenticator):
                 f"the LDAP entry {user.dn} has no {s.subject_attribute}; "
                 "check subject_attribute and the service account's read access"
             )
+        listed = user.first(s.username_attribute)
         return ExternalIdentity(
             subject=f"ldap:{_format_subject_value(raw_subject)}",
-            username=str(user.first(s.username_attribute) or username),
+            username=str(listed or username),
             display_name=str(user.first(s.display_name_attribute) or ""),
             email=str(user.first(s.email_attribute) or ""),
             groups=await self._directory.groups(user, username),
+            username_from=(
+                f"LDAP attribute {s.username_attribute}"
+                if listed
+                else f"the name typed at sign-in (the entry has no {s.username_attribute})"
+            ),
         )
 
 

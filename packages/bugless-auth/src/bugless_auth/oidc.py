@@ -59,7 +59,10 @@ class OidcSettings:
         groups_claim: Claim (ID token or userinfo) holding group names, a list
             or a space separated string. Empty: no groups.
         username_claims: Claims tried in order for the username; the first
-            present wins (``sub`` always works but is opaque).
+            present wins (``sub`` always works but is opaque). A value that
+            cannot be a bugless username (``bugless_auth.external_names``)
+            refuses the sign-in; the next claim is not tried, so a person's
+            name does not change with what their provider fills in.
         label: Text of the sign-in button ("Sign in with Example SSO").
         http_timeout: Seconds for each request to the provider.
         discovery_ttl: Seconds provider metadata and keys are cached.
@@ -251,14 +254,10 @@ class OpenIdConnectAuthenticator(OidcAuthenticator):
 
     def _identity(self, claims: Mapping[str, Any]) -> ExternalIdentity:
         s = self.settings
-        username = next(
-            (
-                str(claims[c])
-                for c in s.username_claims
-                if isinstance(claims.get(c), str) and claims[c]
-            ),
-            str(claims["sub"]),
+        claim = next(
+            (c for c in s.username_claims if isinstance(claims.get(c), str) and claims[c]), "sub"
         )
+        username = str(claims[claim])
         display_name = claims.get("name")
         email = claims.get("email")
         return ExternalIdentity(
@@ -267,6 +266,7 @@ class OpenIdConnectAuthenticator(OidcAuthenticator):
             display_name=display_name if isinstance(display_name, str) else username,
             email=email if isinstance(email, str) else "",
             groups=_groups_of(claims.get(s.groups_claim) if s.groups_claim else None),
+            username_from=f"OIDC claim {claim}",
         )
 
 

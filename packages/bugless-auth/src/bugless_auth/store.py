@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth import _dialect
 from bugless_auth import _queries as sql
+from bugless_auth.external_names import check_external_username
 from bugless_auth.name_keys import derived_names, fold_users, key_usernames
 from bugless_auth.user_writes import UserWrites
 from bugless_core import leases
@@ -347,7 +348,11 @@ class IdentityStore:
                 authenticator (two directories disagree; an administrator must
                 rename one), which is refused rather than merged, since merging
                 would let one directory take over another's account.
+            Unauthenticated: the username cannot be a bugless username
+                (:func:`bugless_auth.external_names.check_external_username`,
+                reason ``USERNAME_UNUSABLE``); nothing was written.
         """
+        check_external_username(identity, authenticator)
 
         async def work(writes: UserWrites) -> tuple[asyncpg.Record, list[str], bool]:
             conn = writes.conn

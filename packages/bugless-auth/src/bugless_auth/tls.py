@@ -52,6 +52,7 @@ from cryptography.x509.oid import NameOID
 
 from bugless_core.auth_backend import CertificateAuthenticator, ExternalIdentity
 from bugless_core.errors import InvalidArgument
+from bugless_core.usernames import username_problem
 
 _log = logging.getLogger("bugless.auth.tls")
 
@@ -92,6 +93,8 @@ def parse_mapping(text: str, *, origin: str) -> dict[str, CertificateMapping]:
         groups = entry.get("groups", [])
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise ValueError(f"{origin}: {key!r}: groups must be a list of names")
+        if problem := username_problem(entry["username"]):
+            raise ValueError(f"{origin}: {key!r}: username {entry['username']!r} {problem}")
         mapping[str(key).strip().lower()] = CertificateMapping(
             username=entry["username"],
             display_name=str(entry.get("display_name") or entry["username"]),
@@ -254,6 +257,7 @@ class TlsAuthenticator(CertificateAuthenticator):
                     email=entry.email,
                     groups=entry.groups,
                     bot=entry.bot,
+                    username_from=f"the certificate mapping's entry {name!r}",
                 )
         return None
 

@@ -47,6 +47,10 @@ class ExternalIdentity:
         email: Mail address, possibly empty.
         groups: Group names, used as ACL principals and for policy.
         bot: Whether this is a machine account (certificate bots).
+        username_from: Where the backend read ``username`` ("LDAP attribute
+            uid", "OIDC claim preferred_username"), for the operator's log
+            line when the name cannot be used
+            (:func:`bugless_core.usernames.username_problem`).
     """
 
     subject: str
@@ -55,6 +59,7 @@ class ExternalIdentity:
     email: str = ""
     groups: tuple[str, ...] = ()
     bot: bool = False
+    username_from: str = ""
 
 
 @dataclass(frozen=True)

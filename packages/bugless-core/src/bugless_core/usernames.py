@@ -127,6 +127,98 @@ def is_valid_username(username: str) -> bool:
     return _username().fullmatch(username) is not None
 
 
+#: Scripts a name may mix, beyond one script alone: Latin with the CJK scripts
+#: one language writes together (UTS 39's "highly restrictive" level).
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "CJK", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "CJK", "BOPOMOFO"}),
+    frozenset({"LATIN", "CJK", "HANGUL"}),
+)
+#: First words of character names that name no script (ASCII digits, modifier
+#: letters such as U+02BC and the Japanese prolonged sound mark).
+_NO_SCRIPT = frozenset({"DIGIT", "MODIFIER", "KATAKANA-HIRAGANA"})
+
+
+def _script(ch: str) -> str | None:
+    """The script a letter or digit is written in, from its Unicode name ("LATIN", "CYRILLIC").
+
+    Python's :mod:`unicodedata` has no Script property; the first word of a
+    character's name is that script for letters and digits (the CJK
+    ideographs' is "CJK", the iteration marks' "IDEOGRAPHIC", both taken as
+    CJK). Marks and punctuation inherit the script of what they follow: None.
+    """
+    if not (ch.isalnum() and unicodedata.category(ch)[0] in "LN"):
+        return None
+    words = unicodedata.name(ch, "").split(" ")
+    if words[0] == "EXTENDED":  # EXTENDED ARABIC-INDIC DIGIT ONE
+        words = words[1:]
+    word = words[0]
+    if word in _NO_SCRIPT or not word:
+        return None
+    word = word.split("-", 1)[0]  # ARABIC-INDIC DIGIT ONE: Arabic
+    return "CJK" if word == "IDEOGRAPHIC" else word
+
+
+def username_scripts(username: str) -> frozenset[str]:
+    """The scripts the letters and digits of ``username`` are written in (see :func:`_script`)."""
+    return frozenset(s for s in map(_script, username) if s is not None)
+
+
+def username_problem(username: str) -> str | None:
+    """Why ``username`` cannot name a person (a phrase: "holds ' ' (U+0020 SPACE)"), or None.
+
+    The rule for names a directory hands bugless (LDAP, OIDC, certificate
+    mappings; ``bugless_auth.external_names``): :func:`is_valid_username`'s
+    grammar, so that search, mentions, ``/users/<name>`` and the CLI take it,
+    and two defences against a name passing for a colleague's, which
+    :func:`username_key` (case and normal form) cannot see:
+
+    * no compatibility characters (the name is its own NFKC): fullwidth
+      "admin" (U+FF41...), mathematical bold "admin" (U+1D41A...), ligatures
+      and superscripts all show as another, plain, name;
+    * one script, or Latin with the CJK scripts written together (UTS 39's
+      "highly restrictive" level): "paul" with a Cyrillic "a" (U+0430) is refused.
+
+    A whole name in a look-alike script (Cyrillic U+0440 U+043E U+0440 for "pop") passes:
+    telling that needs Unicode's confusables table, which Python does not
+    ship.
+    """
+    if not username:
+        return "is empty"
+    if len(username) > USERNAME_MAX_LENGTH:
+        return f"is longer than {USERNAME_MAX_LENGTH} characters ({len(username)})"
+    for i, ch in enumerate(username):
+        allowed = ch.isalnum() if i == 0 else is_username_character(ch)
+        if not allowed:
+            where = "starts with" if i == 0 else "holds"
+            rule = (
+                "a username starts with a letter or digit"
+                if i == 0
+                else f"a username holds letters, digits, combining marks and {USERNAME_PUNCTUATION}"
+            )
+            return f"{where} {_shown(ch)}; {rule}"
+    composed = unicodedata.normalize("NFC", username)
+    compatible = unicodedata.normalize("NFKC", composed)
+    if compatible != composed:
+        at = next((c for c in composed if unicodedata.normalize("NFKC", c) != c), composed[0])
+        return (
+            f"holds {_shown(at)}, a compatibility form of "
+            f"{unicodedata.normalize('NFKC', at)!r} that shows as another name"
+        )
+    if not is_valid_username(composed):  # the characters pass; the grammar is the judge
+        return "does not follow the username grammar"
+    scripts = username_scripts(composed)
+    if len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES):
+        return f"mixes scripts ({', '.join(sorted(scripts))}), which lets a name pass for another"
+    return None
+
+
+def _shown(ch: str) -> str:
+    """``'x' (U+0078 LATIN SMALL LETTER X)``: a character as an error names it."""
+    name = unicodedata.name(ch, "unnamed")
+    return f"{ch!r} (U+{ord(ch):04X} {name})"
+
+
 def placeholder_username(
     source: str, *, username: str = "", email: str = "", key: str = "", attempt: int = 1
 ) -> str:

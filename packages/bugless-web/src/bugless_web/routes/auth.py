@@ -92,10 +92,11 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
                 username=username, password=password, client_address=client
             ),
         )
-    except Unauthenticated:
-        return await _sign_in_page(
-            request, error="Wrong username or password.", username=username, status_code=401
-        )
+    except Unauthenticated as exc:
+        # The password was right but the directory's name for this person
+        # cannot be a bugless username: say so (they cannot fix it by retyping).
+        error = exc.message if exc.reason == "USERNAME_UNUSABLE" else "Wrong username or password."
+        return await _sign_in_page(request, error=error, username=username, status_code=401)
     session = session_of(request)
     session.sign_out()  # a new CSRF secret for the new identity (no fixation)
     session.update(token=result.token)
