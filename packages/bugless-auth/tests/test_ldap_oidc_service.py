@@ -232,3 +232,50 @@ async def test_an_oidc_provider_that_is_down_is_unavailable_over_grpc(
             auth.stub.begin_oidc(v1.BeginOidcRequest(redirect_uri=REDIRECT_URI)),
             Status.UNAVAILABLE,
         )
+
+
+async def test_an_oidc_session_records_the_address_the_web_declares(
+    start_auth_server: StartAuth, oidc_provider: OidcProvider
+) -> None:
+    # As a password sign-in's: the browser's address as the web saw it, else
+    # the caller's own (here the test's loopback connection).
+    auth = await start_with_oidc(start_auth_server, oidc_provider)
+    sub = f"where-{secrets.token_hex(3)}"
+    await oidc_provider.set_user(sub, {"preferred_username": sub})
+
+    async def sign_in(address: str) -> str:
+        begun = await auth.stub.begin_oidc(v1.BeginOidcRequest(redirect_uri=REDIRECT_URI))
+        callback = await oidc_provider.sign_in(begun.authorization_url, sub)
+        result = await auth.stub.complete_oidc(
+            v1.CompleteOidcRequest(
+                flow_state=begun.flow_state,
+                code=callback["code"],
+                state=callback["state"],
+                redirect_uri=REDIRECT_URI,
+                client_address=address,
+            )
+        )
+        return who(result)[1].user_id
+
+    user_id = await sign_in("198.51.100.7")
+    await sign_in("")
+
+    rows = await auth.store.run(
+        lambda conn: conn.fetch(
+            "SELECT client_address FROM sessions WHERE user_id = $1 ORDER BY created_at", user_id
+        ),
+        transaction=False,
+    )
+    assert [r["client_address"] for r in rows] == ["198.51.100.7", "127.0.0.1"]
+    await expect_status(
+        auth.stub.complete_oidc(
+            v1.CompleteOidcRequest(
+                flow_state="x",
+                code="c",
+                state="s",
+                redirect_uri=REDIRECT_URI,
+                client_address="x" * 1000,
+            )
+        ),
+        Status.INVALID_ARGUMENT,
+    )

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -241,3 +242,27 @@ def test_bad_public_url_is_refused_at_start(
             public_url=public_url,
             dev=dev,
         )
+
+
+async def test_an_oidc_session_records_the_browser_s_address(
+    world: World, oidc_client: AsyncTestClient[Any], oidc_provider: OidcProvider
+) -> None:
+    # The web sends the address it saw at the callback, as it does for a
+    # password; before, the session recorded none.
+    sub = await new_person(oidc_provider, "Addie Address", [])
+    callback = await oidc_provider.sign_in(await start(oidc_client), sub, redirect_uri=CALLBACK)
+    landed = await oidc_client.get("/signin/oidc/callback", params=callback, follow_redirects=False)
+    assert landed.status_code == 303, landed.text
+
+    conn = await asyncpg.connect(
+        world.stack.auth_database_url, server_settings={"search_path": "bugless_auth"}
+    )
+    try:
+        addresses = await conn.fetch(
+            "SELECT s.client_address FROM sessions s JOIN users u USING (user_id) "
+            "WHERE u.username = $1",
+            sub,
+        )
+    finally:
+        await conn.close()
+    assert [a["client_address"] for a in addresses] == ["testclient"]

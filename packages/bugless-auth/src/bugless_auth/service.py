@@ -313,9 +313,16 @@ class AuthService(UserAdministration):
         return start.authorization_url, sealed
 
     async def complete_oidc(
-        self, authenticator: str, flow_state: str, code: str, state: str, redirect_uri: str
+        self,
+        authenticator: str,
+        flow_state: str,
+        code: str,
+        state: str,
+        redirect_uri: str,
+        *,
+        client_address: str = "",
     ) -> Authenticated:
-        """Finish a browser flow begun on any replica.
+        """Finish a browser flow begun on any replica (the session records ``client_address``).
 
         Raises:
             Unauthenticated: the flow state is invalid, expired, for another
@@ -327,7 +334,7 @@ class AuthService(UserAdministration):
             raise Unauthenticated("flow_state belongs to another sign-in; start again")
         flow_data = {k: v for k, v in data.items() if k not in _FLOW_KEYS}
         found = await backend.complete(flow_data, code, state, redirect_uri)
-        return await self._signed_in(found, backend.name)
+        return await self._signed_in(found, backend.name, client_address)
 
     async def _signed_in(
         self, found: ExternalIdentity, authenticator: str, client_address: str = ""

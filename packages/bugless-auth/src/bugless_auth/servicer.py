@@ -151,12 +151,14 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
             if not getattr(message, field):
                 raise InvalidArgument(f"{field}: required")
         _check_length(message.flow_state, "flow_state", _MAX_TOKEN)
+        _check_length(message.client_address, "client_address", _MAX_FIELD)
         result = await self.service.complete_oidc(
             message.authenticator,
             message.flow_state,
             message.code,
             message.state,
             message.redirect_uri,
+            client_address=_client_address(message.client_address),
         )
         return result.to_message()
 

@@ -163,6 +163,7 @@ async def complete_oidc(request: Request[Any, Any, Any]) -> Response[Any]:
                 code=params.get("code", ""),
                 state=params.get("state", ""),
                 redirect_uri=_redirect_uri(request),
+                client_address=request.client.host if request.client else "",
             ),
         )
     except (Unauthenticated, InvalidArgument) as exc:
