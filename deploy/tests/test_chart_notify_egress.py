@@ -109,15 +109,33 @@ def _policies(values: dict[str, Any] | None = None) -> list[Manifest]:
     return of_kind(render(values), "NetworkPolicy")
 
 
-def test_by_default_webhooks_and_the_relay_reach_public_addresses_only() -> None:
+def test_by_default_webhooks_reach_public_addresses_only_and_the_relay_its_host() -> None:
+    """Webhooks: public addresses; the relay: wherever the operator put it.
+
+    The default relay host, ``smtp``, is a Service in the cluster: a
+    public-only rule on its port would stop every e-mail of a default
+    install. Only the operator chooses the relay, so its port is open to any
+    address (as the database's, LDAP's and the blob store's are) unless
+    ``notify.smtp.networkPolicyPeers`` narrows it.
+    """
     policies = _policies()
-    for port in (HTTPS, SMTP):
-        for public in ("8.8.8.8", "2001:4860:4860::8888"):
-            assert _egress_allows(policies, public, port), (public, port)
-        for inside in ("10.96.0.1", "169.254.169.254", "127.0.0.1", "100.64.0.1", "fd00::1"):
-            assert not _egress_allows(policies, inside, port), (inside, port)
-    # Nor any other port of a public address.
+    inside = ("10.96.0.1", "169.254.169.254", "127.0.0.1", "100.64.0.1", "fd00::1")
+    for public in ("8.8.8.8", "2001:4860:4860::8888"):
+        assert _egress_allows(policies, public, HTTPS), public
+        assert _egress_allows(policies, public, SMTP), public
+    for address in inside:
+        assert not _egress_allows(policies, address, HTTPS), address
+        assert _egress_allows(policies, address, SMTP), address
+    # Nor any other port, public or not.
     assert not _egress_allows(policies, "8.8.8.8", 22)
+    assert not _egress_allows(policies, "10.96.0.1", 22)
+
+
+def test_an_empty_relay_list_means_public_addresses_only() -> None:
+    policies = _policies({"notify": {"smtp": {"networkPolicyPeers": []}}})
+    assert _egress_allows(policies, "8.8.8.8", SMTP)
+    for address in ("10.96.0.1", "169.254.169.254", "fd00::1"):
+        assert not _egress_allows(policies, address, SMTP), address
 
 
 @pytest.mark.parametrize(
@@ -132,7 +150,12 @@ def test_the_policy_allows_on_the_webhook_port_what_the_notifier_allows(
     ``webhookAllowedNetworks`` as the notifier parses it (several in one
     entry, bare addresses) is what the policy opens besides the public ones.
     """
-    policies = _policies({"notify": {"webhookAllowedNetworks": allowed}} if allowed else None)
+    # The relay narrowed to public addresses, so that its port shows whether
+    # the allowed networks leaked onto it.
+    notify: dict[str, Any] = {"smtp": {"networkPolicyPeers": []}}
+    if allowed:
+        notify["webhookAllowedNetworks"] = allowed
+    policies = _policies({"notify": notify})
     app = AddressPolicy(parse_networks(allowed))
     extra = [str(net[net.num_addresses // 2]) for net in parse_networks(allowed)]
     disagree = [
