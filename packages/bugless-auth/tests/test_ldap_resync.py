@@ -333,6 +333,37 @@ async def test_a_rename_in_the_directory_shows_without_a_sign_in_under_the_same_
     assert not await refused(auth, result.token)  # a rename ends nothing
 
 
+async def test_a_rename_to_a_name_that_is_no_username_is_logged_and_changes_nothing(
+    start_auth_server: StartAuth, slapd_server: Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The re-sync maps identities through the store as a sign-in does, so the
+    # username rule (bugless_auth.external_names) holds there too.
+    auth = await start(start_auth_server, slapd_server)
+    uid = f"fay-{secrets.token_hex(3)}"
+    await add_person(slapd_server, uid, "fay-pw")
+    result = await auth.sign_in(uid, "fay-pw")
+    user_id = who(result)[1].user_id
+
+    with caplog.at_level(logging.WARNING, logger="bugless.auth"):
+        await rename(slapd_server, uid, f"{uid} new")
+
+        async def logged() -> bool:
+            return any(
+                f"{user_id} not refreshed: your username from ldap, '{uid} new'" in m
+                and "holds ' ' (U+0020 SPACE)" in m
+                for m in caplog.messages
+            )
+
+        await eventually(logged, "the re-sync's warning")
+    assert any(
+        "LDAP attribute uid of ldap:" in m and f"is '{uid} new'" in m for m in caplog.messages
+    )
+    found = await user(auth, user_id)
+    assert found.username == uid
+    assert not found.disabled
+    assert not await refused(auth, result.token)
+
+
 async def test_a_directory_outage_disables_nobody(
     start_auth_server: StartAuth, own_slapd: Slapd
 ) -> None:

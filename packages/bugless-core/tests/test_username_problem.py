@@ -5,8 +5,10 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bugless_core.usernames import is_valid_username, username_problem
+from bugless_core.usernames import is_valid_username, placeholder_username, username_problem
 
 
 @pytest.mark.parametrize(
@@ -53,3 +55,18 @@ def test_names_that_break_search_or_pass_for_another_are_refused_with_why(
     name: str, problem: str
 ) -> None:
     assert problem in (username_problem(name) or "-")
+
+
+@given(
+    source=st.from_regex(r"[a-z][a-z0-9_-]{0,31}", fullmatch=True),
+    username=st.text(max_size=300),
+    email=st.text(max_size=300),
+    key=st.text(min_size=1, max_size=256),
+    attempt=st.integers(min_value=1, max_value=999),
+)
+def test_every_placeholder_of_an_imported_person_is_a_usable_username(
+    source: str, username: str, email: str, key: str, attempt: int
+) -> None:
+    # The people import makes no other names: they pass the directories' rule.
+    name = placeholder_username(source, username=username, email=email, key=key, attempt=attempt)
+    assert username_problem(name) is None, name
