@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,3 +138,39 @@ async def test_only_the_import_identity_reaches_import_issue(model: v1.ModelStub
     with pytest.raises(GRPCError) as refused:
         await model.import_issue(request)
     assert refused.value.status is Status.PERMISSION_DENIED
+
+
+def _issue_of(repo: str, number: int, body: str) -> dict[str, object]:
+    api = f"https://api.github.com/repos/{repo}"
+    return {
+        "url": f"{api}/issues/{number}", "repository_url": api,
+        "html_url": f"https://github.com/{repo}/issues/{number}", "number": number,
+        "title": f"{repo} {number}", "user": {"login": "octocat"}, "labels": [],
+        "state": "open", "locked": False, "assignee": None, "body": body,
+        "created_at": "2024-03-01T10:00:00Z", "updated_at": "2024-03-02T10:00:00Z",
+        "closed_at": None,
+    }  # fmt: skip
+
+
+async def test_a_reference_is_to_the_issue_of_its_own_repository(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """Two repositories in one issues.json (two --paginate outputs), numbers overlapping."""
+    rocket = [_issue_of("acme/booster", n, f"Booster text: see #{3 - n}.") for n in (1, 2)]
+    probe = [_issue_of("acme/probe", n, f"Probe text: see #{3 - n}.") for n in (1, 2)]
+    pages = json.dumps(rocket) + "\n" + json.dumps(probe) + "\n"
+    (tmp_path / "issues.json").write_text(pages, encoding="utf-8")
+    report = await run_import(GitHubImporter(str(tmp_path), {}), make_settings())
+    assert report.created == 4
+
+    def link(repo: str, number: int) -> str:
+        quoted = repo.replace("/", "%2F")
+        return (
+            f"[#{number}](/imported?id=github%3A{quoted}%23{number}"
+            f"&source=https%3A%2F%2Fgithub.com%2F{quoted}%2Fissues%2F{number})"
+        )
+
+    for repo, word in (("acme/booster", "Booster"), ("acme/probe", "Probe")):
+        for number in (1, 2):
+            (issue,) = await find(model, f"github:{repo}#{number}")
+            assert issue.description == f"{word} text: see {link(repo, 3 - number)}."

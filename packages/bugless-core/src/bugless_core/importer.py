@@ -294,6 +294,18 @@ class Importer(ABC):
             return imported_link(external_id, source)
         return source
 
+    def references_in(self, issue: SourceIssue) -> Callable[[str], str]:
+        """How a reference to the source's issue ``number`` in ``issue``'s text links.
+
+        :meth:`reference_link`, unless the number means different issues in
+        different parts of one source: GitHub's ``#3`` is issue 3 of the
+        repository the text was written in, so an import of two repositories
+        resolves each issue's references against its own repository, not
+        against whichever the reader read last.
+        """
+        del issue
+        return self.reference_link
+
     def external_id(self, issue: SourceIssue) -> str:
         """The unique reference of ``issue``: ``<name>:<key>``."""
         return self.key_external_id(issue.key)

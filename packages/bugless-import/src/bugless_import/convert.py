@@ -154,8 +154,8 @@ def to_request(
     """The ImportIssue call for ``issue``.
 
     ``reference_link`` is the importer's
-    :meth:`~bugless_core.importer.Importer.reference_link`: references to the
-    source's issues in the text are linked there. ``files``
+    :meth:`~bugless_core.importer.Importer.references_in` ``issue``:
+    references to the source's issues in the text are linked there. ``files``
     are ``issue.attachments`` as the run stored them (or, as text, why one
     was not): each becomes an entry of its uploader at its time, among the
     others by time. A file not stored keeps its entry, which says why, so

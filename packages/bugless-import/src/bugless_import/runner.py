@@ -516,7 +516,7 @@ def _dry_convert(importer: Importer, issues: Sequence[SourceIssue], mapping: Map
     count_labels(issues, mapping)
     for issue in issues:
         external_id = importer.external_id(issue)
-        link = importer.reference_link
+        link = importer.references_in(issue)
         convert.to_request(issue, external_id, mapping, resolved, v1.Caller(), reference_link=link)
 
 
@@ -560,7 +560,6 @@ async def _import_all(
 ) -> dict[str, int]:
     """Import what is not done; return every imported external id's issue id (all runs)."""
     state = _State(settings.state_dir, importer.name)
-    link = importer.reference_link
     bar = _Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
     pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
     for issue in issues:
@@ -586,6 +585,7 @@ async def _import_all(
 
     async def request_for(issue: SourceIssue) -> v1.ImportIssueRequest:
         external_id = importer.external_id(issue)
+        link = importer.references_in(issue)
         if not state.with_linked_files(external_id):
             # Imported before linked files were copied: an entry for a file its
             # description links would shift its history position, and files

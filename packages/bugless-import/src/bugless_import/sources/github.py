@@ -54,7 +54,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from http.client import HTTPException
 from pathlib import Path
@@ -73,6 +73,7 @@ from bugless_core.importer import (
     SourcePerson,
     SourceRelation,
 )
+from bugless_core.issue_references import EXTERNAL_ID, imported_link
 from bugless_import.sources._http import read_with_retries, retry_count
 
 #: A label that names a file: ``launch.log``, not ``image`` or ``screenshot``.
@@ -150,23 +151,30 @@ class GitHubImporter(Importer):
         if not (self.root / "issues.json").is_file():
             raise InvalidArgument(f"{location}: no issues.json (see `bugless import --help`)")
         self._users: dict[str, SourcePerson] = {}
-        #: ``https://github.com/OWNER/REPO``, from the issues read.
-        self._repository_url = ""
-        #: ``OWNER/REPO``, from the issues read (their keys' prefix).
-        self._repository = ""
         try:
             self.retries = retry_count(options.get("retries"))
         except ValueError as exc:
             raise InvalidArgument(f"--option {exc}") from exc
         self._token = _token(options)
 
-    def issue_url(self, number: str) -> str:
-        """``https://github.com/OWNER/REPO/issues/N`` (GitHub sends a pull request's on)."""
-        return f"{self._repository_url}/issues/{number}" if self._repository_url else ""
+    def references_in(self, issue: SourceIssue) -> Callable[[str], str]:
+        """``#N`` in ``issue``'s text: issue N of ``issue``'s own repository.
 
-    def issue_external_id(self, number: str) -> str:
-        """``github:OWNER/REPO#N``, as :meth:`issues` keys."""
-        return f"{self.name}:{self._repository}#{number}" if self._repository else ""
+        Not of the repository read last: ``issues.json`` may hold several
+        repositories' issues (their ``--paginate`` outputs back to back), whose
+        numbers overlap.
+        """
+        repository = issue.key.rsplit("#", 1)[0]
+        page = issue.url.rsplit("/issues/", 1)[0]
+
+        def link(number: str) -> str:
+            source = f"{page}/issues/{number}"
+            external_id = self.key_external_id(f"{repository}#{number}")
+            if EXTERNAL_ID.fullmatch(external_id):
+                return imported_link(external_id, source)
+            return source
+
+        return link
 
     def _person(self, user: dict[str, Any] | None) -> str:
         login = _login(user)
@@ -239,8 +247,6 @@ class GitHubImporter(Importer):
         labels = [str(label["name"]) for label in item.get("labels") or []]
         if item.get("locked"):
             labels.append(f"locked:{item.get('active_lock_reason') or 'locked'}")
-        self._repository_url = str(item["html_url"]).rsplit("/issues/", 1)[0]
-        self._repository = repo
         return SourceIssue(
             key=f"{repo}#{number}",
             url=str(item["html_url"]),
