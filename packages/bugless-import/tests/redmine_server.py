@@ -10,7 +10,8 @@ each attachment with the ``content_url`` Redmine builds from its "Host
 name" setting (``host``; the server's own address by default), and its bytes
 at ``/attachments/download/ID/FILENAME`` from the tree's
 ``attachments/ID/FILENAME`` (with the key, like the JSON); ``/users.json``
-paginated, or 403 as for a key of a non-administrator.
+paginated, or 403 as for a key of a non-administrator; ``redirects``: a 302
+for a path, to wherever the test says.
 
 It can also misbehave the way a real one does now and then: ``failures``
 answers a path's first N requests with an error status (and ``Retry-After:
@@ -50,6 +51,9 @@ class Redmine:
     gone: set[int] = field(default_factory=set)
     #: Redmine's "Host name" setting, the base of ``content_url`` ("": ``url``).
     host: str = ""
+    #: Path (without query) -> where a 302 sends it (after the key is checked),
+    #: as a Redmine behind a file store or a proxy does.
+    redirects: dict[str, str] = field(default_factory=dict)
 
 
 def _page(items: list[Any], key: str, query: dict[str, str], cap: int) -> dict[str, Any]:
@@ -95,6 +99,12 @@ def _handler(redmine: Redmine) -> type[BaseHTTPRequestHandler]:
                 return
             if self.headers.get("X-Redmine-API-Key") != redmine.key:
                 self._send(401, b"", "text/plain")
+                return
+            if path in redmine.redirects:
+                self.send_response(302)
+                self.send_header("Location", redmine.redirects[path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             if path.startswith("/attachments/download/"):
                 number, _, name = path.removeprefix("/attachments/download/").partition("/")

@@ -20,9 +20,12 @@ import io
 import json
 import os
 import re
+import threading
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -414,3 +417,46 @@ def test_a_redmine_content_url_on_another_host_is_read_at_location_with_the_key(
     (tree / "attachments" / "72" / "antenna.png").unlink()
     with pytest.raises(OSError, match=r"antenna\.png"):
         exported.attachments[1].open()
+
+
+@contextmanager
+def _file_store(body: bytes) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """Another loopback origin answering ``body`` to any GET; it records the headers it gets."""
+    received: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the test output is not a web server's log."""
+
+        def do_GET(self) -> None:
+            received.append(dict(self.headers.items()))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_the_redmine_key_is_not_sent_on_to_where_a_download_redirects(tmp_path: Path) -> None:
+    """A Redmine redirecting a download to a file store on another origin keeps its key."""
+    tree = redmine_tree(tmp_path, 8413)
+    _redmine_files(tree, 8413)
+    key_file = tmp_path / "redmine-key"
+    key_file.write_text(REDMINE_KEY, encoding="utf-8")
+    with _file_store(LOG) as (store, received), serve(Redmine(tree, REDMINE_KEY)) as server:
+        server.redirects["/attachments/download/71/ground%20log.txt"] = f"{store}/blob/71"
+        importer = _Redmine43(server.url, {"api-key-file": str(key_file)})
+        issue = next(iter(importer.issues()))
+        assert _read(issue.attachments[0]) == LOG
+    assert server.requests[-1] == "/attachments/download/71/ground%20log.txt", "with the key"
+    assert len(received) == 1
+    assert not [h for h in received[0] if h.casefold() == "x-redmine-api-key"], received[0]

@@ -166,14 +166,24 @@ class _Rest:
         self.base = location.rstrip("/") + "/"
         self.project = project
         self.retries = retries
-        self.headers = {"Accept": "application/json"}
-        if key:
-            self.headers["X-Redmine-API-Key"] = key
+        self.key = key
+
+    def _request(self, url: str, accept: str) -> Request:
+        """A GET of ``url`` with the key for this Redmine only, not where it redirects.
+
+        urllib copies a request's headers onto the request a redirect makes,
+        wherever it points (another host, a file store): the key rides as an
+        unredirected header, which it does not copy.
+        """
+        request = Request(url, headers={"Accept": accept})
+        if self.key:
+            request.add_unredirected_header("X-Redmine-API-Key", self.key)
+        return request
 
     def get(self, path: str, **query: object) -> Any:
         """GET ``path`` (relative to the base) as JSON; None on 403 for the users list."""
         url = self.base + path + ("?" + urlencode(query, safe="*,") if query else "")
-        request = Request(url, headers=self.headers)
+        request = self._request(url, "application/json")
 
         def fetch() -> bytes:
             with urlopen(request, timeout=120) as response:
@@ -186,7 +196,7 @@ class _Rest:
             if exc.code == 401:
                 why = (
                     "the API key was refused"
-                    if "X-Redmine-API-Key" in self.headers
+                    if self.key
                     else "it needs an API key (--option api-key-file=PATH or REDMINE_API_KEY)"
                 )
                 raise Unauthenticated(f"Redmine answered 401 for {url}: {why}") from exc
@@ -229,13 +239,13 @@ class _Rest:
 
         The API key goes to LOCATION only: a ``content_url`` on another host
         (Redmine's "Host name" setting, often ``localhost:3000``) is not where
-        the key belongs.
+        the key belongs, nor is where LOCATION redirects a download.
         """
         url = str(attachment.get("content_url") or "")
         if not url.startswith(self.base):
             name = quote(str(attachment.get("filename") or ""))
             url = f"{self.base}attachments/download/{int(attachment['id'])}/{name}"
-        request = Request(url, headers={**self.headers, "Accept": "*/*"})
+        request = self._request(url, "*/*")
 
         def fetch() -> BinaryIO:
             return cast("BinaryIO", urlopen(request, timeout=120))
