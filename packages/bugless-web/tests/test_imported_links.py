@@ -7,17 +7,21 @@ cross-references outlive the source tracker (bugless_core.issue_references).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 from web_support import World, sign_in
 
 from bugless_core.clients import acting_as, call
 from bugless_core.issue_references import imported_file_link, imported_link
 from bugless_proto import v1
+from bugless_web import WebSettings, create_app
 
 
 async def _import(
@@ -142,26 +146,43 @@ async def test_an_issue_the_viewer_cannot_see_is_not_found_like_any_other(
     assert allowed.headers["location"] == f"/issues/{issue_id}"
 
 
+@pytest.fixture
+async def listing(
+    web_settings: WebSettings,
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    """A client of a tier that lists the old Trac it imported from (--imported-source)."""
+    settings = dataclasses.replace(
+        web_settings, imported_sources=("https://TRAC.example.org", "https://github.com/acme/")
+    )
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as tier:
+        yield tier
+
+
 async def test_an_issue_not_imported_is_a_404_naming_the_id_and_linking_the_source(
-    client: AsyncTestClient[Any],
+    listing: AsyncTestClient[Any], client: AsyncTestClient[Any]
 ) -> None:
-    await sign_in(client, "bob")
+    await sign_in(listing, "bob")
     external_id = f"trac:{secrets.randbelow(10**9) + 10**9}"
     source = "https://trac.example.org/ticket/4242"
-    response = await client.get(imported_link(external_id, source), follow_redirects=False)
+    response = await listing.get(imported_link(external_id, source), follow_redirects=False)
     assert response.status_code == 404
     assert "location" not in response.headers
     assert f"No issue imported as <code>{external_id}</code>" in response.text
     assert f'<a href="{source}" rel="nofollow noopener noreferrer">' in response.text
-    bare = await client.get(imported_link(external_id))
+    bare = await listing.get(imported_link(external_id))
     assert bare.status_code == 404
     assert "old tracker" not in bare.text, "no source given: none shown"
+    # A tier that lists no old tracker shows no link, whatever source= says.
+    await sign_in(client, "bob")
+    unlisted = await client.get(imported_link(external_id, source))
+    assert unlisted.status_code == 404
+    assert "trac.example.org" not in unlisted.text
 
 
 async def test_crafted_parameters_never_redirect_off_site_nor_link_a_script(
-    client: AsyncTestClient[Any],
+    listing: AsyncTestClient[Any],
 ) -> None:
-    await sign_in(client, "bob")
+    await sign_in(listing, "bob")
     crafted = [
         {"id": "//evil.example", "source": "https://evil.example/"},
         {"id": "https://evil.example/", "source": "//evil.example"},
@@ -169,9 +190,18 @@ async def test_crafted_parameters_never_redirect_off_site_nor_link_a_script(
         {"id": "trac:1\\", "source": "data:text/html,<script>alert(1)</script>"},
         {"id": "", "source": "https:/\\evil.example"},
         {"id": "trac:" + "9" * 300, "source": "http://evil.example/\x00x"},
+        # An id the import could have written, with a source no import wrote:
+        # a link to anywhere on this site's own page would serve phishing.
+        {"id": "trac:12", "source": "https://evil.example/ticket/12"},
+        {"id": "trac:12", "source": "https://trac.example.org.evil.example/ticket/12"},
+        {"id": "trac:12", "source": "https://trac.example.org@evil.example/ticket/12"},
+        {"id": "trac:12", "source": "https://trac.example.org\\@evil.example/"},
+        {"id": "github:acme/x#1", "source": "https://github.com/acme-evil.example/x/issues/1"},
+        {"id": "github:acme/x#1", "source": "https://github.com/acme/../evil.example/x"},
+        {"id": "github:acme/x#1", "source": "https://github.com/acme/%2e%2e/evil.example/x"},
     ]
     for params in crafted:
-        response = await client.get("/imported", params=params, follow_redirects=False)
+        response = await listing.get("/imported", params=params, follow_redirects=False)
         assert response.status_code == 404, params
         assert "location" not in response.headers, params
         assert "evil.example" not in response.text.replace(f"<code>{params['id']}</code>", ""), (
@@ -179,6 +209,13 @@ async def test_crafted_parameters_never_redirect_off_site_nor_link_a_script(
         )
         assert "javascript:" not in response.text
         assert "<script>alert" not in response.text
+        assert "old tracker" not in response.text, params
+
+
+def test_an_imported_source_must_be_an_http_base_url(web_settings: WebSettings) -> None:
+    for bad in ("trac.example.org", "javascript:alert(1)", "https://u:p@trac.example.org/"):
+        with pytest.raises(ValueError, match="--imported-source"):
+            dataclasses.replace(web_settings, imported_sources=(bad,))
 
 
 async def test_signed_out_the_link_asks_to_sign_in_and_comes_back(

@@ -52,6 +52,23 @@ def test_session_keys_come_from_repeated_flags_or_one_space_separated_variable()
     assert by_flags.session_keys == by_env.session_keys == (KEY, "o" * 16)
 
 
+def test_imported_sources_come_from_repeated_flags_or_one_variable_as_base_urls() -> None:
+    trac, github = "https://Trac.example.org", "https://github.com/acme/"
+    _, by_flags = _built(
+        ["--session-key", KEY, "--imported-source", trac, "--imported-source", github]
+    )
+    _, by_env = _built(["--session-key", KEY], {"BUGLESS_WEB_IMPORTED_SOURCES": f"{trac} {github}"})
+    wanted = ("https://trac.example.org/", "https://github.com/acme/")
+    assert by_flags.imported_sources == by_env.imported_sources == wanted
+    refused = CliRunner().invoke(
+        web_group, ["serve", *BACKENDS, "--session-key", KEY, "--imported-source", "trac.example"]
+    )
+    assert refused.exit_code == 2
+    assert "--imported-source 'trac.example': give the old tracker's http(s) base URL" in (
+        refused.output
+    )
+
+
 def test_the_user_cache_is_set_in_seconds_and_its_former_names_still_work() -> None:
     plain, current = _built(["--session-key", KEY, "--user-cache-seconds", "3"])
     flag, by_flag = _built(["--session-key", KEY, "--user-cache-ttl", "4"])

@@ -52,6 +52,22 @@ def _session_keys(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(key for value in values for key in value.split())
 
 
+def _imported_sources(values: Sequence[str]) -> tuple[str, ...]:
+    """Each old tracker's base URL, ending in ``/``; ValueError for what is not one."""
+    sources: list[str] = []
+    for value in (v for text in values for v in text.split()):
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            msg = f"--imported-source {value!r}: give the old tracker's http(s) base URL"
+            raise ValueError(msg)
+        if parts.query or parts.fragment or parts.username or parts.password:
+            msg = f"--imported-source {value!r}: no query, fragment or credentials"
+            raise ValueError(msg)
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        sources.append(f"{parts.scheme}://{parts.netloc.lower()}{path}")
+    return tuple(sources)
+
+
 @dataclass(frozen=True, kw_only=True)
 class WebSettings:
     """How a WebFrontend replica is configured.
@@ -188,6 +204,13 @@ class WebSettings:
             keeps moving is not cut off by this.
         download_timeout_seconds: The most one download may take in all,
             moving or not.
+        imported_sources: The old trackers this deployment imported from
+            (``https://trac.example.org/``, ``https://github.com/acme/``),
+            normalised to end in ``/``. The ``/imported`` page of an issue
+            not imported (yet) links the ``source=`` URL the import wrote
+            only when it lies under one of them: any other URL a crafted
+            link carries would be a link to anywhere shown on this site's
+            own page (phishing). Empty: no such link is shown.
         session_max_age_seconds: Lifetime of the session cookie.
         page_size: Issues per list page.
         log: Log level and format.
@@ -351,6 +374,17 @@ class WebSettings:
     download_timeout_seconds: float = setting(
         3600.0, help="The most one download may take in all, moving or not."
     )
+    imported_sources: tuple[str, ...] = setting(
+        (),
+        flag="--imported-source",
+        env="BUGLESS_WEB_IMPORTED_SOURCES",
+        multiple=True,
+        parse=_imported_sources,
+        metavar="URL",
+        help="An old tracker this deployment imported from, e.g. https://trac.example.org/ "
+        "(repeatable; env: space-separated): the /imported page of an issue not imported "
+        "links the import's source= URL only under one of these; none: no such link.",
+    )
     session_max_age_seconds: int = setting(
         14 * 24 * 3600, cli=False, help="Lifetime of the session cookie."
     )
@@ -434,6 +468,7 @@ class WebSettings:
             msg = "--dev-mailbox is for development only: it needs --dev"
             raise ValueError(msg)
         object.__setattr__(self, "public_url", _checked_public_url(self.public_url, dev=self.dev))
+        object.__setattr__(self, "imported_sources", _imported_sources(self.imported_sources))
         object.__setattr__(
             self,
             "download_url",

@@ -6,9 +6,11 @@ cross-references keep working once the old tracker is switched off. The
 issue is found by the search the viewer could type (``externalid:"trac:12"``),
 with the viewer's identity: one they may not see is not found, like any
 other. Not found, the page names the id and shows the source's page for it
-(``source=``, from the import) as a link to follow by hand: this route only
-ever redirects to ``/issues/N`` on this site, so a crafted ``source=`` cannot
-make it an open redirect.
+(``source=``, from the import) as a link to follow by hand, if it lies under
+an old tracker the deployment lists (``--imported-source``): a crafted
+``source=`` cannot put a link to anywhere on this site's own page, and this
+route only ever redirects to ``/issues/N`` on this site, so it is no open
+redirect either.
 
 ``file=<sha256>`` (a file the source's text linked, copied with the issue)
 sends the viewer on to that issue's attachment with that content, or to the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request, Response, get
@@ -53,7 +56,10 @@ async def imported_issue(request: Request[Any, Any, Any]) -> Response[Any]:
         {
             "external_id": external_id,
             # Shown only beside an id the import could have written.
-            "source_url": shown_source_url(request.query_params.get("source", ""))
+            "source_url": shown_source_url(
+                request.query_params.get("source", ""),
+                frontend_of(request).settings.imported_sources,
+            )
             if EXTERNAL_ID.fullmatch(external_id)
             else "",
         },
@@ -102,12 +108,17 @@ async def _file_of(
     return f"/issues/{issue_id}#attachments"
 
 
-def shown_source_url(candidate: str) -> str:
-    """``candidate`` if it is an http(s) URL with a host, to show as a link; else "".
+def shown_source_url(candidate: str, sources: Sequence[str]) -> str:
+    """``candidate`` if it is an http(s) URL under one of ``sources``, to show as a link; else "".
 
-    Shown, never followed by the server: the page links it with
-    ``rel="nofollow noopener noreferrer"`` and says it is the old tracker's.
-    Not ``javascript:`` or ``data:``, no control characters or spaces.
+    ``sources`` are the old trackers the deployment imported from
+    (:attr:`~bugless_web.settings.WebSettings.imported_sources`, each ending
+    in ``/``): the page says the link is the old tracker's, so it must be
+    one, not wherever a crafted ``source=`` points. Shown, never followed by
+    the server: the page links it with ``rel="nofollow noopener
+    noreferrer"``. Not ``javascript:`` or ``data:``, no control characters
+    or spaces, no credentials (``https://trac.example.org@evil.example/``),
+    no ``..`` out of a source's path.
     """
     if not candidate or len(candidate) > _MAX_SOURCE_URL:
         return ""
@@ -116,7 +127,13 @@ def shown_source_url(candidate: str) -> str:
     parts = urllib.parse.urlsplit(candidate)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return ""
-    return candidate
+    if parts.username is not None or parts.password is not None or "\\" in candidate:
+        return ""
+    segments = urllib.parse.unquote(parts.path).split("/")
+    if "." in segments or ".." in segments:  # a browser would leave the source's path
+        return ""
+    where = f"{parts.scheme}://{parts.netloc.lower()}{parts.path or '/'}"
+    return candidate if any(where.startswith(source) for source in sources) else ""
 
 
 ROUTES = [imported_issue]
