@@ -18,21 +18,19 @@ Order of work, and why:
    Model answered).
 4. Set the relations between issues (:mod:`bugless_import.relations`):
    only now do both ends of each exist.
-5. Write the report and ``<source>-redirects.csv`` (old URL, new URL).
+5. Write the report and ``<source>-redirects.csv`` (old URL, new URL):
+   :mod:`bugless_import.state`, with the done records.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import dataclasses
 import fcntl
-import json
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TextIO
 
 from bugless_core.clients import ActingFor, acting_model, call
@@ -53,6 +51,7 @@ from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
+from bugless_import.state import DoneState, write_outputs
 from bugless_proto import v1
 
 _MATCH_BATCH = 1000
@@ -133,66 +132,6 @@ class _Progress:
     def close(self) -> None:
         if self.stream is not None:
             self.stream.write("\n")
-
-
-class _State:
-    """``<source>-done.jsonl``: one line per imported issue, flushed as it lands."""
-
-    def __init__(self, directory: Path, source: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{source}-done.jsonl"
-        self.done: dict[str, dict[str, object]] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    self.done[str(record["external_id"])] = record
-        self._file = self.path.open("a", encoding="utf-8")
-
-    @staticmethod
-    def read(directory: Path, source: str) -> dict[str, int]:
-        """The issue ids of the external ids an earlier run recorded (none: no state yet)."""
-        path = directory / f"{source}-done.jsonl"
-        if not path.exists():
-            return {}
-        lines = path.read_text(encoding="utf-8").splitlines()
-        records = (json.loads(line) for line in lines if line.strip())
-        return {str(r["external_id"]): int(r["issue_id"]) for r in records}
-
-    def with_files(self, external_id: str) -> bool:
-        """Whether the issue's history may carry file entries.
-
-        An issue imported by a run that did not copy files (a record without
-        ``files``) has a history position counted without them: file entries
-        now would shift it, and a refresh would append entries it has. So
-        such an issue keeps a history without files.
-        """
-        done = self.done.get(external_id)
-        return done is None or bool(done.get("files"))
-
-    def with_linked_files(self, external_id: str) -> bool:
-        """Whether the issue's history may carry the files its text links (GitHub's).
-
-        As :meth:`with_files`, for a record without ``linked``: an entry for
-        a file its description links would shift its history position, so
-        such an issue keeps its history without linked files.
-        """
-        done = self.done.get(external_id)
-        return done is None or bool(done.get("linked"))
-
-    def record(
-        self, external_id: str, issue_id: int, url: str, *, files: bool, linked: bool
-    ) -> None:
-        record: dict[str, object] = {
-            "external_id": external_id, "issue_id": issue_id, "url": url, "files": files,
-            "linked": linked,
-        }  # fmt: skip
-        self.done[external_id] = record
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 async def _match_people(
@@ -497,7 +436,7 @@ async def _run(
         model_channel.close()
         auth_channel.close()
     report.seconds = time.perf_counter() - started
-    _write_outputs(settings, importer.name, report)
+    write_outputs(settings, importer.name, report)
     return report
 
 
@@ -530,7 +469,7 @@ def _dry_relations(
     if not found:
         return None
     known = {importer.external_id(i): 0 for i in issues}
-    known.update(_State.read(settings.state_dir, importer.name))
+    known.update(DoneState.read(settings.state_dir, importer.name))
     return relations.plan(found, known)[0]
 
 
@@ -559,7 +498,7 @@ async def _import_all(
     files: Files,
 ) -> dict[str, int]:
     """Import what is not done; return every imported external id's issue id (all runs)."""
-    state = _State(settings.state_dir, importer.name)
+    state = DoneState(settings.state_dir, importer.name)
     bar = _Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
     pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
     for issue in issues:
@@ -660,23 +599,6 @@ async def _import_all(
         bar.close()
         state.close()
     return {external_id: int(str(r["issue_id"])) for external_id, r in state.done.items()}
-
-
-def _write_outputs(settings: ImportSettings, source: str, report: ImportReport) -> None:
-    """The report and the redirect CSV of every issue done so far (all runs)."""
-    directory = settings.state_dir
-    (directory / f"{source}-report.txt").write_text(report.render() + "\n", encoding="utf-8")
-    state = directory / f"{source}-done.jsonl"
-    base = settings.new_url.rstrip("/")
-    with (directory / f"{source}-redirects.csv").open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["old_url", "new_url", "external_id"])
-        if state.exists():
-            for line in state.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    new = f"{base}/issues/{record['issue_id']}"
-                    writer.writerow([record["url"], new, record["external_id"]])
 
 
 def default_progress_stream() -> TextIO | None:

@@ -1,0 +1,95 @@
+"""What a run keeps in ``--state-dir``: the issues done, the report, the redirects CSV.
+
+``<source>-done.jsonl`` is what makes a run resumable (one line per issue the
+Model answered for, flushed as it lands); the report and
+``<source>-redirects.csv`` are written from it at the end of every run, so
+they cover every issue imported so far, by this run or an earlier one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from bugless_import.report import ImportReport
+from bugless_import.settings import ImportSettings
+
+
+class DoneState:
+    """``<source>-done.jsonl``: one line per imported issue, flushed as it lands."""
+
+    def __init__(self, directory: Path, source: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{source}-done.jsonl"
+        self.done: dict[str, dict[str, object]] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    self.done[str(record["external_id"])] = record
+        self._file = self.path.open("a", encoding="utf-8")
+
+    @staticmethod
+    def read(directory: Path, source: str) -> dict[str, int]:
+        """The issue ids of the external ids an earlier run recorded (none: no state yet)."""
+        path = directory / f"{source}-done.jsonl"
+        if not path.exists():
+            return {}
+        lines = path.read_text(encoding="utf-8").splitlines()
+        records = (json.loads(line) for line in lines if line.strip())
+        return {str(r["external_id"]): int(r["issue_id"]) for r in records}
+
+    def with_files(self, external_id: str) -> bool:
+        """Whether the issue's history may carry file entries.
+
+        An issue imported by a run that did not copy files (a record without
+        ``files``) has a history position counted without them: file entries
+        now would shift it, and a refresh would append entries it has. So
+        such an issue keeps a history without files.
+        """
+        done = self.done.get(external_id)
+        return done is None or bool(done.get("files"))
+
+    def with_linked_files(self, external_id: str) -> bool:
+        """Whether the issue's history may carry the files its text links (GitHub's).
+
+        As :meth:`with_files`, for a record without ``linked``: an entry for
+        a file its description links would shift its history position, so
+        such an issue keeps its history without linked files.
+        """
+        done = self.done.get(external_id)
+        return done is None or bool(done.get("linked"))
+
+    def record(
+        self, external_id: str, issue_id: int, url: str, *, files: bool, linked: bool
+    ) -> None:
+        """Note that ``external_id`` is ``issue_id`` now, flushed at once (a crash keeps it)."""
+        record: dict[str, object] = {
+            "external_id": external_id, "issue_id": issue_id, "url": url, "files": files,
+            "linked": linked,
+        }  # fmt: skip
+        self.done[external_id] = record
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file; the records are on disk already."""
+        self._file.close()
+
+
+def write_outputs(settings: ImportSettings, source: str, report: ImportReport) -> None:
+    """The report and the redirect CSV of every issue done so far (all runs)."""
+    directory = settings.state_dir
+    (directory / f"{source}-report.txt").write_text(report.render() + "\n", encoding="utf-8")
+    state = directory / f"{source}-done.jsonl"
+    base = settings.new_url.rstrip("/")
+    with (directory / f"{source}-redirects.csv").open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["old_url", "new_url", "external_id"])
+        if state.exists():
+            for line in state.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    new = f"{base}/issues/{record['issue_id']}"
+                    writer.writerow([record["url"], new, record["external_id"]])
