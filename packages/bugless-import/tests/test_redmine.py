@@ -197,8 +197,35 @@ async def test_the_command_imports_a_live_redmine_with_a_key_file(
     assert issue.status is v1.Status.ACCEPTED
     (closed,) = await find(model, "redmine:8014")
     assert closed.status is v1.Status.FIXED
+    # No --new-url: a CSV of /issues/N a web server on the old host cannot use
+    # is not written, and the output (and the report file) say how to get one.
+    assert not (state / "redmine-redirects.csv").exists()
+    assert "report: " in out
+    assert "WARNING: no --new-url: redmine-redirects.csv is not written" in out
+    assert "warning: no --new-url" in err
+    report = (state / "redmine-report.txt").read_text(encoding="utf-8")
+    assert "run the same command again with --new-url" in report
+
+    code, out, err = await _bugless(
+        "import", "redmine", redmine.url, "--option", f"api-key-file={key_file}",
+        "--option", f"project={PROJECT}", *_stack_args(bugless_stack, state),
+        "--new-url", "https://bugs.example.org/", token=import_token,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "report and redirects CSV: " in out
+    assert "WARNING" not in out + err
     redirects = (state / "redmine-redirects.csv").read_text(encoding="utf-8")
-    assert f"{redmine.url}issues/8013," in redirects, "the REST base is the default url"
+    assert f"{redmine.url}issues/8013,https://bugs.example.org/issues/{issue.id}," in redirects, (
+        "the REST base is the default url; every issue done so far, with absolute new URLs"
+    )
+    assert f"{redmine.url}issues/8014,https://bugs.example.org/issues/{closed.id}," in redirects
+
+    code, _, err = await _bugless(
+        "import", "redmine", redmine.url, *_stack_args(bugless_stack, state),
+        "--new-url", "bugs.example.org", token=import_token,
+    )  # fmt: skip
+    assert code == 2, err
+    assert "--new-url 'bugs.example.org': give the bugless web UI's base URL" in err
 
 
 def test_a_redmine_failing_for_now_is_asked_again_and_reads_the_same(

@@ -55,4 +55,7 @@ def import_command(
         sys.exit(EXIT_INTERRUPTED)
     click.echo(report.render())
     if not settings.dry_run:
-        click.echo(f"report and redirects CSV: {settings.state_dir}")
+        csv_too = " and redirects CSV" if settings.new_url else ""
+        click.echo(f"report{csv_too}: {settings.state_dir}")
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)

@@ -49,6 +49,8 @@ class ImportReport:
     done_before: int = 0
     entries_written: int = 0
     interrupted: bool = False
+    #: What the operator must act on (e.g. no redirects CSV without ``--new-url``).
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     #: The relation pass (None: the source lists no relations, or the run stopped before it).
     relations: RelationReport | None = None
@@ -113,6 +115,7 @@ class ImportReport:
                 else 0
             )
             lines.append(f"  {self.seconds:.1f} s, {rate:.0f} issues/s")
+        lines.extend(f"  WARNING: {warning}" for warning in self.warnings)
         if self.interrupted:
             lines.append("  INTERRUPTED: run the same command again to import the rest")
         return "\n".join(lines)

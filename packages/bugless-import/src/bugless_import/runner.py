@@ -51,7 +51,7 @@ from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
-from bugless_import.state import DoneState, write_outputs
+from bugless_import.state import DoneState, no_redirects_warning, write_outputs
 from bugless_proto import v1
 
 _MATCH_BATCH = 1000
@@ -363,6 +363,8 @@ async def _run(
         dry_run=settings.dry_run,
         skipped=list(importer.skipped),
     )
+    if not settings.new_url:
+        report.warnings.append(no_redirects_warning(importer.name))
     by_key = {p.key: p for p in known_people}
     people = [by_key.get(k) or _unknown_person(k) for k in sorted(person_keys(issues))]
     report.people = len(people)

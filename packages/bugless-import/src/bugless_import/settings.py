@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,9 @@ class ImportSettings:
             call per issue (a Model older than ImportIssues; it reads each
             issue back, which costs about a third of the Model's time).
         new_url: Base URL of the bugless web UI, for the CSV of old URL ->
-            new URL (``https://bugless.example.org``).
+            new URL (``https://bugless.example.org``). Without it no CSV is
+            written (the report warns): a redirect from the old tracker's
+            host needs absolute new URLs.
         component_root: Components the mapping does not name are created
             under this top-level component, by the source's names.
         options: Importer options, ``key=value`` (see each importer).
@@ -119,7 +122,9 @@ class ImportSettings:
         "for a Model older than ImportIssues.",
     )
     new_url: str = setting(
-        "", help="Base URL of the bugless web UI, for the old URL -> new URL CSV."
+        "",
+        help="Base URL of the bugless web UI, e.g. https://bugs.example.org, for the old URL "
+        "-> new URL CSV (<source>-redirects.csv); without it no CSV is written.",
     )
     component_root: str = setting(
         "Imported", help="Top-level component for source components the mapping does not name."
@@ -146,6 +151,18 @@ class ImportSettings:
             raise ValueError(f"batch size must be between 0 and {MAX_IMPORT_BATCH}")
         if not self.dry_run and (self.model is None or self.auth is None):
             raise ValueError("--model and --auth are required (only --dry-run works without)")
+        if self.new_url:
+            parts = urllib.parse.urlsplit(self.new_url)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(
+                    f"--new-url {self.new_url!r}: give the bugless web UI's base URL, "
+                    "e.g. https://bugs.example.org (the redirects CSV's new URLs start with it)"
+                )
 
     def address(self, which: ServiceAddress) -> ServiceAddress:
         """``which`` with this run's TLS files."""

@@ -78,10 +78,28 @@ class DoneState:
         self._file.close()
 
 
+def no_redirects_warning(source: str) -> str:
+    """Why a run without ``--new-url`` writes no redirects CSV, and how to get one."""
+    return (
+        f"no --new-url: {source}-redirects.csv is not written (a web server on the old "
+        "tracker's host redirects to absolute URLs, which need bugless's base URL); run the "
+        "same command again with --new-url https://bugs.example.org to write it for every "
+        "issue imported so far (nothing is imported twice)"
+    )
+
+
 def write_outputs(settings: ImportSettings, source: str, report: ImportReport) -> None:
-    """The report and the redirect CSV of every issue done so far (all runs)."""
+    """The report and the redirect CSV of every issue done so far (all runs).
+
+    Without ``--new-url`` there is no CSV (the report says so): its new URLs
+    would be ``/issues/N``, which a redirect on the old tracker's host would
+    send to a page of that host, not of bugless. An earlier run's CSV is left
+    as it was.
+    """
     directory = settings.state_dir
     (directory / f"{source}-report.txt").write_text(report.render() + "\n", encoding="utf-8")
+    if not settings.new_url:
+        return
     state = directory / f"{source}-done.jsonl"
     base = settings.new_url.rstrip("/")
     with (directory / f"{source}-redirects.csv").open("w", newline="", encoding="utf-8") as out:
