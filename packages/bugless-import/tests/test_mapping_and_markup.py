@@ -109,3 +109,30 @@ def test_a_reference_links_to_bugless_by_external_id_with_the_source_url_along()
     assert _Source('src:"{}', "").reference_link("3") == ""
     text = cite_source_issues("See #12.", both.reference_link)
     assert text == f"See [#12]({both.reference_link('12')})."
+
+
+def test_a_trac_code_block_survives_inline_monospace_after_it() -> None:
+    """Both were cut out as ``CODE0``: the block came back as the inline code."""
+    text = "{{{\nblock code\n}}}\nand `x` here, '''`not bold`'''"
+    assert trac_to_markdown(text) == "\n```\nblock code\n```\n\nand `x` here, **`not bold`**"
+
+
+def test_trac_changeset_wiki_report_and_milestone_links_go_to_the_old_trac_or_stay_code() -> None:
+    text = (
+        '[changeset:abc12 the fix], changeset:9f3e, r123, [wiki:"Release Notes" notes], '
+        "wiki:Page#Sec. report:4 [milestone:1.0]. Not http://x.org/r5, `r6`, "
+        "[http://a.org/wiki:X a] or year2000."
+    )
+    base = "https://trac.example.org/rocket"
+    assert trac_to_markdown(text, base + "/") == (
+        f"[the fix]({base}/changeset/abc12), [changeset:9f3e]({base}/changeset/9f3e), "
+        f"[r123]({base}/changeset/123), [notes]({base}/wiki/Release%20Notes), "
+        f"[wiki:Page#Sec]({base}/wiki/Page#Sec). [report:4]({base}/report/4) "
+        f"[milestone:1.0]({base}/milestone/1.0). Not http://x.org/r5, `r6`, "
+        "[a](http://a.org/wiki:X) or year2000."
+    )
+    assert trac_to_markdown(text) == (
+        'the fix (`changeset:abc12`), `changeset:9f3e`, `r123`, notes (`wiki:"Release Notes"`), '
+        "`wiki:Page#Sec`. `report:4` `milestone:1.0`. Not http://x.org/r5, `r6`, "
+        "[a](http://a.org/wiki:X) or year2000."
+    )

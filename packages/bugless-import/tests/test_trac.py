@@ -167,7 +167,9 @@ async def _compare(
     for entry, author, (when, trac_author, comment) in zip(entries[1:], authors, trac, strict=True):
         assert entry.created_at == when
         assert author == {"ann": "ann", "tom": "tom@trac"}[trac_author]
-        assert entry.comment == comment.replace("'''", "**")
+        # [changeset:42] links to the Trac's changeset page (trac.ini's base_url).
+        changeset = "[changeset:42](https://trac.example.org/rocket/changeset/42)"
+        assert entry.comment == comment.replace("'''", "**").replace("[changeset:42]", changeset)
         assert entry.imported_from == f"trac:{ticket.id}"
     if status.startswith("closed"):
         assert issue.closed_at == trac[-1][0]

@@ -53,6 +53,7 @@ async def web(bugless_stack: LocalStack) -> AsyncIterator[AsyncTestClient[Litest
         auth=bugless_stack.auth,
         session_keys=("import-test-session-key-" + "x" * 24,),
         dev=True,
+        imported_sources=(BASE,),  # this deployment imported from that Trac
     )
     async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as client:
         page = await client.get("/signin")
@@ -112,3 +113,62 @@ async def test_a_reference_to_a_trac_ticket_leads_to_the_imported_ticket_in_bugl
     assert missing.status_code == 404
     assert "<code>trac32:3</code>" in missing.text
     assert f'href="{BASE}/ticket/3"' in missing.text
+
+
+def _trac_with_links(path: Path, base_url: str) -> str:
+    """A Trac environment whose ticket 1 names a changeset, a revision, a wiki page and more."""
+    options = [("trac", "database", "sqlite:db/trac.db")]
+    if base_url:
+        options.append(("trac", "base_url", base_url))
+    env = Environment(str(path), create=True, options=options)
+    ticket = Ticket(env)
+    description = (
+        "Fixed in [changeset:4f2a9c the fix] (r123); see wiki:ReleaseNotes, "
+        '[wiki:"Known Issues" the known issues], report:4 and milestone:1.0.'
+    )
+    ticket.populate({"summary": "Links", "reporter": "ann", "status": "new"})
+    ticket["description"] = description
+    ticket.insert(when=T0)
+    return str(env.path)
+
+
+async def test_trac_changesets_wiki_pages_reports_and_milestones_link_to_the_old_trac(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """With the Trac's base URL (trac.ini's base_url) they link there; without, they are code."""
+    linked = _trac_with_links(tmp_path / "linked", BASE)
+    await run_import(_Trac32(linked, {"project": "links"}), make_settings())
+    (issue,) = await find(model, "trac32:links#1")
+    assert issue.description == (
+        f"Fixed in [the fix]({BASE}/changeset/4f2a9c) ([r123]({BASE}/changeset/123)); see "
+        f"[wiki:ReleaseNotes]({BASE}/wiki/ReleaseNotes), [the known issues]"
+        f"({BASE}/wiki/Known%20Issues), [report:4]({BASE}/report/4) and "
+        f"[milestone:1.0]({BASE}/milestone/1.0)."
+    )
+    page = str(render_markdown(issue.description))
+    hrefs = [unescape(h) for h in re.findall(r'href="([^"]+)"', page)]
+    assert hrefs == [
+        f"{BASE}/changeset/4f2a9c", f"{BASE}/changeset/123", f"{BASE}/wiki/ReleaseNotes",
+        f"{BASE}/wiki/Known%20Issues", f"{BASE}/report/4", f"{BASE}/milestone/1.0",
+    ], page  # fmt: skip
+
+    bare = _trac_with_links(tmp_path / "bare", "")
+    await run_import(
+        _Trac32(bare, {"project": "nolinks"}),
+        make_settings(state_dir=tmp_path / "bare-state"),
+    )
+    (kept,) = await find(model, "trac32:nolinks#1")
+    assert kept.description == (
+        "Fixed in the fix (`changeset:4f2a9c`) (`r123`); see `wiki:ReleaseNotes`, "
+        'the known issues (`wiki:"Known Issues"`), `report:4` and `milestone:1.0`.'
+    )
+    assert "href" not in str(render_markdown(kept.description))
+
+    other = tmp_path / "elsewhere"
+    url = "https://svn.example.org/trac"
+    await run_import(
+        _Trac32(bare, {"project": "optlinks", "url": url}),
+        make_settings(state_dir=other),
+    )
+    (given,) = await find(model, "trac32:optlinks#1")
+    assert f"[r123]({url}/changeset/123)" in given.description, "--option url= says where"

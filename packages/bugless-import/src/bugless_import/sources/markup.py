@@ -11,27 +11,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from urllib.parse import quote
 
 from bugless_core.issue_references import ISSUE_REFERENCE
 
-_FENCE = "\x00CODE{}\x00"
+#: What stands in for a cut-out piece: its pass's kind and number. Each pass
+#: has its own kind, so that putting one pass's pieces back cannot take
+#: another's place holders for its own (a code block came back as the inline
+#: code after it when both were ``CODE0``).
+_FENCE = "\x00{}{}\x00"
 
 
 def _protect(
-    text: str, pattern: re.Pattern[str], render: Callable[[re.Match[str]], str]
+    text: str, pattern: re.Pattern[str], render: Callable[[re.Match[str]], str], kind: str
 ) -> tuple[str, list[str]]:
     blocks: list[str] = []
 
     def keep(match: re.Match[str]) -> str:
         blocks.append(render(match))
-        return _FENCE.format(len(blocks) - 1)
+        return _FENCE.format(kind, len(blocks) - 1)
 
     return pattern.sub(keep, text), blocks
 
 
-def _restore(text: str, blocks: list[str]) -> str:
-    for n, block in enumerate(blocks):
-        text = text.replace(_FENCE.format(n), block)
+def _restore(text: str, blocks: list[str], kind: str) -> str:
+    for n, block in reversed(list(enumerate(blocks))):  # CODE12 before CODE1
+        text = text.replace(_FENCE.format(kind, n), block)
     return text
 
 
@@ -57,14 +62,14 @@ def cite_source_issues(text: str, url_of: Callable[[str], str]) -> str:
     the source tracker). Code and existing links are left as written; with no
     URL for a number (``url_of`` returns "") the text is kept.
     """
-    text, kept = _protect(text, _MD_KEPT, lambda m: m.group(0))
+    text, kept = _protect(text, _MD_KEPT, lambda m: m.group(0), "KEPT")
 
     def cite(match: re.Match[str]) -> str:
         url = url_of(match.group(1))
         return f"[{match.group(0)}]({url})" if url else match.group(0)
 
     text = ISSUE_REFERENCE.sub(cite, text)
-    return _restore(text, kept)
+    return _restore(text, kept, "KEPT")
 
 
 # ---- Jira ----
@@ -93,7 +98,7 @@ def _jira_code(match: re.Match[str]) -> str:
 
 def jira_to_markdown(text: str) -> str:
     """Jira wiki notation (REST API v2 text fields) as Markdown."""
-    text, blocks = _protect(text, _JIRA_CODE, _jira_code)
+    text, blocks = _protect(text, _JIRA_CODE, _jira_code, "CODE")
     text = _JIRA_BULLET.sub(lambda m: "  " * (len(m.group(1)) - 1) + "- ", text)
     text = _JIRA_NUMBERED.sub(lambda m: "   " * (len(m.group(1)) - 1) + "1. ", text)
     text = _JIRA_HEADING.sub(lambda m: "#" * int(m.group(1)) + " ", text)
@@ -105,7 +110,7 @@ def jira_to_markdown(text: str) -> str:
     text = _JIRA_MENTION.sub(r"@\1", text)
     text = _JIRA_LINK.sub(r"[\1](\2)", text)
     text = _JIRA_BARE_LINK.sub(r"<\1>", text)
-    return _restore(text, blocks)
+    return _restore(text, blocks, "CODE")
 
 
 # ---- Trac ----
@@ -127,10 +132,20 @@ def _trac_code(match: re.Match[str]) -> str:
     return f"\n```{match.group(1) or ''}\n{body.strip(chr(10))}\n```\n"
 
 
-def trac_to_markdown(text: str) -> str:
-    """Trac WikiFormatting (tickets' descriptions and comments) as Markdown."""
+def trac_to_markdown(text: str, trac_url: str = "") -> str:
+    """Trac WikiFormatting (tickets' descriptions and comments) as Markdown.
+
+    ``trac_url`` is the old Trac's base URL (``https://trac.example.org/rocket``):
+    its changesets, wiki pages, reports and milestones (``[changeset:abc]``,
+    ``r123``, ``wiki:Page``, ``report:4``, ``milestone:1.0``) link there, where
+    the old Trac (read-only) or the repository browser still answers. Without
+    it they are kept as code: text someone wrote, not markup that reads as
+    broken (``[wiki:Page the page]``).
+    """
     text = text.replace("\r\n", "\n")
-    text, blocks = _protect(text, _TRAC_CODE, _trac_code)
+    text, blocks = _protect(text, _TRAC_CODE, _trac_code, "CODE")
+    # Monospace is verbatim in Trac: no emphasis, no links inside it.
+    text, mono = _protect(text, _TRAC_MONO, lambda m: m.group(0), "MONO")
     text = _TRAC_HEADING.sub(lambda m: "#" * len(m.group(1)) + " " + m.group(2), text)
     text = _TRAC_BOLD_ITALIC.sub(r"***\1***", text)
     text = _TRAC_BOLD.sub(r"**\1**", text)
@@ -140,5 +155,55 @@ def trac_to_markdown(text: str) -> str:
     text = _TRAC_TICKET.sub(
         lambda m: f"{m.group(2)} (#{m.group(1)})" if m.group(2) else f"#{m.group(1)}", text
     )
-    text, more = _protect(text, _TRAC_MONO, lambda m: m.group(0))
-    return _restore(_restore(text, more), blocks)
+    text = _trac_links(text, trac_url.rstrip("/"))
+    return _restore(_restore(text, mono, "MONO"), blocks, "CODE")
+
+
+#: Trac links to what is not a ticket: realm -> the path of its page under the base URL.
+_TRAC_REALMS = {
+    "changeset": "changeset",
+    "wiki": "wiki",
+    "report": "report",
+    "milestone": "milestone",
+}
+_TRAC_TARGET = r'(?P<target>"[^"\n]+"|[^\s\[\]"\'<>(){}|`]*[^\s\[\]"\'<>(){}|`.,;:!?])'
+_TRAC_REALM = "(?P<realm>" + "|".join(_TRAC_REALMS) + ")"
+#: ``[changeset:abc]``, ``[wiki:Page the label]``.
+_TRAC_BRACKETED = re.compile(rf"\[{_TRAC_REALM}:{_TRAC_TARGET}(?:\s+(?P<label>[^\]\n]+))?\]")
+#: ``changeset:abc``, ``wiki:"Page name"``, ``r123``.
+_TRAC_BARE = re.compile(
+    rf"(?<![\w/:\[\x00]){_TRAC_REALM}:{_TRAC_TARGET}|(?<![\w/:\[#&\x00])r(?P<revision>\d+)\b"
+)
+#: What those are not looked for in: links (as converted), URLs, place holders.
+_TRAC_LINK_KEPT = re.compile(
+    r"!?\[[^\]\n]*\]\([^)\n]*\)|<[a-z]+:[^>\s]+>|\b[a-z][a-z0-9+.-]*://[^\s)\]]+"
+)
+
+
+def _trac_links(text: str, base: str) -> str:
+    """Trac's changeset, wiki, report and milestone links as links to ``base``, else as code."""
+    text, kept = _protect(text, _TRAC_LINK_KEPT, lambda m: m.group(0), "LINK")
+
+    def render(match: re.Match[str], label: str) -> str:
+        if match.groupdict().get("revision"):
+            realm, target, written = "changeset", match.group("revision"), match.group(0)
+        else:
+            realm, target = match.group("realm"), match.group("target").strip('"')
+            written = f"{realm}:{match.group('target')}"
+        if not base:
+            return f"{label} (`{written}`)" if label else f"`{written}`"
+        page, _, anchor = target.partition("#")
+        url = f"{base}/{_TRAC_REALMS[realm]}/{quote(page, safe='/' if realm == 'wiki' else '')}"
+        if anchor:
+            url += "#" + quote(anchor, safe="")
+        shown = (label or written).replace("[", "\\[").replace("]", "\\]")
+        return f"[{shown}]({url})"
+
+    # The bracketed ones are put back last: the bare pattern is not to find
+    # what they became (``changeset:abc`` in the code of ``[changeset:abc x]``).
+    text, bracketed = _protect(
+        text, _TRAC_BRACKETED, lambda m: render(m, (m.group("label") or "").strip()), "TRAC"
+    )
+    text = _TRAC_BARE.sub(lambda m: render(m, ""), text)
+    text = _restore(text, bracketed, "TRAC")
+    return _restore(text, kept, "LINK")

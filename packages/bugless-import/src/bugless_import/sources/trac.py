@@ -17,7 +17,11 @@ fields (``[ticket-custom]``, but not a ``textarea``), as ``milestone:1.0``,
 ``version:2.1``, ``<field>:<value>`` labels that the mapping file's
 ``[labels]`` sends to a hotlist or a custom field (a dry run lists them). A
 ``description`` change is an edit of the description (entry 1). Wiki
-formatting is converted to Markdown. People are the authenticated sessions'
+formatting is converted to Markdown; its links to changesets (``r123``,
+``[changeset:abc]``), wiki pages, reports and milestones point at the old
+Trac (``--option url=...``, else trac.ini's ``base_url``), which a team
+keeps read-only or as the repository browser; with neither they are kept
+as code. People are the authenticated sessions'
 logins, with their name and e-mail from the session attributes; a reporter
 Trac knows only by an e-mail address is keyed by that address. A ticket's
 attachments are read through ``trac.attachment.Attachment`` (its
@@ -161,6 +165,8 @@ class TracImporter(Importer):
             )
         self._env: Any = None
         self._custom_fields: set[str] = set()
+        #: The base URL Trac links in the text point at (read once).
+        self._trac_url: str | None = None
 
     def _environment(self) -> Any:
         if self._env is None:
@@ -186,6 +192,12 @@ class TracImporter(Importer):
             self._environment().config.get("trac", "base_url") or ""
         )
         return url.rstrip("/")
+
+    def _markdown(self, text: str) -> str:
+        """Trac's text as Markdown, its changeset, wiki, report and milestone links to Trac."""
+        if self._trac_url is None:
+            self._trac_url = self.base_url()
+        return trac_to_markdown(text, self._trac_url)
 
     def issue_url(self, number: str) -> str:
         """``<base_url>/ticket/N``: ``#N`` and ``ticket:N`` name tickets in Trac."""
@@ -265,7 +277,7 @@ class TracImporter(Importer):
                     author=str(found.author or ""),
                     at=found.date.astimezone(UTC),
                     size=int(found.size or 0),
-                    comment=trac_to_markdown(str(found.description or "")),
+                    comment=self._markdown(str(found.description or "")),
                     open=functools.partial(_open_file, path),
                 )
             )
@@ -303,7 +315,7 @@ class TracImporter(Importer):
             before = _status(current_status, current_resolution)
             for _, _, _, name, old, new in group:
                 if name == "comment":
-                    comment = trac_to_markdown(str(new or ""))
+                    comment = self._markdown(str(new or ""))
                 elif name == "status":
                     current_status = str(new or "")
                 elif name == "resolution":
@@ -312,8 +324,8 @@ class TracImporter(Importer):
                     found.append(
                         SourceChange(
                             "description",
-                            old=trac_to_markdown(str(old or "")),
-                            new=trac_to_markdown(str(new or "")),
+                            old=self._markdown(str(old or "")),
+                            new=self._markdown(str(new or "")),
                         )
                     )
                 elif name == "cc":
@@ -369,7 +381,7 @@ class TracImporter(Importer):
             key=f"{self.project}#{ticket_id}" if self.project else str(ticket_id),
             url=f"{base}/ticket/{ticket_id}" if base else f"ticket/{ticket_id}",
             title=str(summary or f"ticket {ticket_id}"),
-            description=trac_to_markdown(str(description or "")),
+            description=self._markdown(str(description or "")),
             reporter=str(reporter or ""),
             created_at=_time(int(created)),
             modified_at=_time(int(changed)),
