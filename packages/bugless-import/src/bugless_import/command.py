@@ -57,5 +57,3 @@ def import_command(
     if not settings.dry_run:
         csv_too = " and redirects CSV" if settings.new_url else ""
         click.echo(f"report{csv_too}: {settings.state_dir}")
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
