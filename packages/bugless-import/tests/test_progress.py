@@ -15,7 +15,7 @@ from import_support import MakeSettings, redmine_tree
 
 from bugless_dev.stack import LocalStack
 from bugless_import import run_import
-from bugless_import.runner import default_progress_stream
+from bugless_import.progress import default_progress_stream
 from bugless_import.sources.redmine import RedmineImporter
 
 BUGLESS = str(Path(sys.executable).with_name("bugless"))

@@ -10,7 +10,8 @@ import click
 from bugless_core.eventloop import run
 from bugless_core.plugins import Plugins
 from bugless_core.settings import settings_command
-from bugless_import.runner import default_progress_stream, run_import
+from bugless_import.progress import default_progress_stream
+from bugless_import.runner import run_import
 from bugless_import.settings import ImportSettings
 
 #: Exit status of a run stopped by Ctrl-C (the shell's convention for SIGINT).

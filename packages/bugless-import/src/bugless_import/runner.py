@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fcntl
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from bugless_core.usernames import placeholder_username
 from bugless_import import convert, relations
 from bugless_import.files import Files
 from bugless_import.mapping import Mapping, load_mapping
+from bugless_import.progress import Progress
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
 from bugless_import.state import DoneState, no_redirects_warning, write_outputs
@@ -105,33 +105,6 @@ def component_names(issues: Iterable[SourceIssue]) -> set[str]:
                 if change.field == "component":
                     names.update((change.old, change.new))
     return names
-
-
-class _Progress:
-    """A one-line progress bar on standard error (only where someone sees it)."""
-
-    def __init__(self, total: int, label: str, stream: TextIO | None) -> None:
-        self.total, self.label, self.stream = total, label, stream
-        self.done = 0
-        self.started = time.perf_counter()
-        self._shown = 0.0
-
-    def advance(self) -> None:
-        self.done += 1
-        now = time.perf_counter()
-        if self.stream is not None and (now - self._shown > 0.2 or self.done == self.total):
-            self._shown = now
-            share = self.done / self.total if self.total else 1.0
-            bar = "#" * int(share * 30)
-            rate = self.done / max(now - self.started, 1e-6)
-            self.stream.write(
-                f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {rate:.0f} issues/s"
-            )
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.write("\n")
 
 
 async def _match_people(
@@ -501,7 +474,7 @@ async def _import_all(
 ) -> dict[str, int]:
     """Import what is not done; return every imported external id's issue id (all runs)."""
     state = DoneState(settings.state_dir, importer.name)
-    bar = _Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
+    bar = Progress(len(issues), f"importing {importer.name}", None if settings.quiet else progress)
     pending: asyncio.Queue[SourceIssue] = asyncio.Queue()
     for issue in issues:
         if importer.external_id(issue) in state.done and not settings.refresh:
@@ -601,8 +574,3 @@ async def _import_all(
         bar.close()
         state.close()
     return {external_id: int(str(r["issue_id"])) for external_id, r in state.done.items()}
-
-
-def default_progress_stream() -> TextIO | None:
-    """Standard error when it is a terminal (a progress bar in a log is noise)."""
-    return sys.stderr if sys.stderr.isatty() else None
