@@ -1,14 +1,16 @@
-"""``@mentions`` read every username bugless accepts, compared by ``username_key``.
+"""``@mentions`` read every username bugless accepts, compared by ``username_key``, in prose.
 
 The grammar (:mod:`bugless_core.mentions`) is built from the usernames' own
 character classes (:mod:`bugless_core.usernames`); these tests hold the
 classes to their definitions over every code point, the grammar to the names
-written in prose (any script, case, NFC or NFD), and the search language's
-``mention:`` to the same keys.
+written in prose (any script, case, NFC or NFD), the Markdown around them to
+the reading the web renders (a mention in code or a link is none), and the
+search language's ``mention:`` to the same keys.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 import unicodedata
@@ -18,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bugless_core.markdown import markdown_parser
 from bugless_core.mentions import find_mentions, mentioned_usernames
 from bugless_core.search import parse_query, to_structured, user_terms
 from bugless_core.search._ast import RESERVED_USER_WORDS
@@ -30,7 +33,7 @@ from bugless_core.usernames import (
     username_classes,
     username_key,
 )
-from bugless_testing.usernames import usernames
+from bugless_testing.usernames import markdown_texts, usernames
 
 #: Prose around a mention: punctuation after it, brackets, Markdown emphasis.
 CONTEXTS = (
@@ -82,10 +85,18 @@ def test_every_written_username_is_mentioned_by_its_key(name: str, context: str)
     found = list(find_mentions(text))
     assert [m.name for m in found] == [name] * context.count("{}")
     assert all(text[m.start : m.end] == "@" + name for m in found)
-    assert mentioned_usernames(text) == [username_key(name)]
+    # Read as Markdown (as the page shows it), a name's "_" beside punctuation
+    # can pair up as emphasis with another's ("@a_.b, @a_.b" shows "a_." then
+    # *b, @a*): the page links "@a" then, and so the rule reads "a". Written
+    # "\_", as Markdown has it, the name is whole.
+    markdown = text.replace("_", "\\_")
+    assert mentioned_usernames(markdown) == [username_key(name)]
+    if "_" not in name:
+        assert mentioned_usernames(text) == [username_key(name)]
     # Composed or decomposed, in any case, it is one person.
     nfc, nfd = unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)
-    assert mentioned_usernames(f"@{nfc} @{nfd}") == [username_key(name)]
+    both = f"@{nfc} @{nfd}".replace("_", "\\_")
+    assert mentioned_usernames(both) == [username_key(name)]
 
 
 @given(usernames())
@@ -114,13 +125,44 @@ def test_mention_search_looks_for_the_key_of_every_spelling(name: str) -> None:
         ("@a+b+ and @c_", ["a+b", "c"]),
         ("नमस्ते @अनिल!", ["अनिल"]),
         ("e.g.@bob _@bob x@bob @@bob", []),
-        ("`@coded` and\n```\n@fenced\n```", ["coded", "fenced"]),  # plain text: code counts
+        # Read as the web renders it: emphasis around a mention is prose...
+        ("_@bob_, *@ann*, __@cy__ and ~~@dee~~", ["bob", "ann", "cy", "dee"]),
+        # ...code, links, bare URLs and images are not.
+        ("`@coded` and\n```\n@fenced\n```\n\n    @indented", []),
+        ("[ask @bob](https://example.com) or https://example.com/@ann", []),
+        ("![@bob](https://example.com/bob.png) \\@ann", ["ann"]),
         ("@" + "a" * USERNAME_MAX_LENGTH, ["a" * USERNAME_MAX_LENGTH]),
         ("@" + "a" * (USERNAME_MAX_LENGTH + 1), []),  # longer than any username
     ],
 )
 def test_mentions_in_prose(text: str, expected: list[str]) -> None:
     assert mentioned_usernames(text) == expected
+
+
+def _mentions_in_rendered_prose(text: str) -> set[str]:
+    """What a reader of the rendered page sees as ``@name`` prose: outside code and links.
+
+    An independent reading of the same parse, through the HTML (how the web
+    linked mentions before): its text between tags, unescaped.
+    """
+    keys: set[str] = set()
+    inside = 0
+    for part in re.split(r"(<[^>]*>)", markdown_parser().render(text)):
+        if part.startswith("<"):
+            tag = part.lower()
+            if tag.startswith(("<code", "<pre", "<a ")):
+                inside += 1
+            elif tag.startswith(("</code", "</pre", "</a")):
+                inside -= 1
+        elif not inside:
+            keys.update(m.key for m in find_mentions(html.unescape(part)))
+    return keys
+
+
+@given(markdown_texts())
+def test_the_mentions_are_the_ones_in_the_rendered_prose(text: str) -> None:
+    """Every name the page shows as a mention in prose is extracted, and nothing else is."""
+    assert set(mentioned_usernames(text)) == _mentions_in_rendered_prose(text)
 
 
 def test_mention_search_takes_any_spelling_of_one_name() -> None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given
 from litestar.testing import AsyncTestClient
 from web_support import sign_in
 from xss_corpus import PAYLOADS, dangerous_markup
 
+from bugless_core.mentions import mentioned_usernames
+from bugless_core.usernames import username_key
+from bugless_testing.usernames import markdown_texts
 from bugless_web.markup import render_markdown
 
 REL = 'rel="noopener noreferrer nofollow ugc"'
@@ -53,6 +58,11 @@ def test_mentions_link_to_the_person_outside_code_links_and_addresses() -> None:
     assert "<code>@code</code>" in html
     assert "/users/ann.example" not in html
     assert "/users/z" not in html
+    # Emphasis around a mention is prose; an entity is its character.
+    html = str(render_markdown("_@ann_, **@Bob** and &#64;cy"))
+    assert f'<em><a class="mention" href="/users/ann" {REL}>@ann</a></em>' in html
+    assert f'<strong><a class="mention" href="/users/Bob" {REL}>@Bob</a></strong>' in html
+    assert f'<a class="mention" href="/users/cy" {REL}>@cy</a>' in html
     # A hand-written link with the mention class is text, never markup.
     forged = str(render_markdown('<a class="mention" href="javascript:alert(1)">@x</a>'))
     assert "javascript:" not in forged.replace("&lt;", "").split("<a", 1)[-1]
@@ -122,3 +132,18 @@ def test_the_render_cache_is_bounded_in_characters_and_keeps_the_newest(
     long = "x" * 1000
     assert markup.render_markdown(long) == f"<p>{long}</p>\n"
     assert markup.render_cache_size() == (1, 1000 + len(f"<p>{long}</p>\n"))
+
+
+_MENTION_LINK = re.compile(r'<a class="mention" href="/users/([^"]+)"[^>]*>([^<]+)</a>')
+
+
+@given(markdown_texts())
+def test_the_web_links_exactly_the_mentions_the_model_keeps_and_notifies(text: str) -> None:
+    """One rule: what the page links as a mention is what ``mention:`` and the notifier read."""
+    links = _MENTION_LINK.findall(str(render_markdown(text)))
+    linked = {username_key(unquote(name)) for name, _ in links}
+    assert linked == set(mentioned_usernames(text))
+    assert all(
+        username_key(label.removeprefix("@")) == username_key(unquote(name))
+        for name, label in links
+    )

@@ -53,6 +53,31 @@ async def test_a_mention_in_any_script_or_case_links_to_the_person(
         assert f'href="/issues/{issue.id}"' in found.text, spelling
 
 
+async def test_the_mentions_the_page_links_are_the_ones_search_finds(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """``_@bob_`` (emphasis) is a mention, linked and found; code's and a URL's ``@carol`` are not.
+
+    Before, the page linked bob but ``mention:bob`` did not find the issue
+    (nor was bob notified), while ``mention:carol`` found it unlinked.
+    """
+    tag = secrets.token_hex(3)
+    issue = await create_issue(
+        model,
+        world,
+        f"Markdown mentions {tag}",
+        description="_@bob_ and **@Alice**; not `@carol` nor https://example.com/@carol",
+    )
+    await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}")
+    assert page.status_code == 200
+    assert _MENTION.findall(page.text) == [("/users/bob", "@bob"), ("/users/Alice", "@Alice")]
+    for name, mentioned in (("bob", True), ("alice", True), ("carol", False)):
+        found = await client.get("/search", params={"q": f"mention:{name}"})
+        assert found.status_code == 200, name
+        assert (f'href="/issues/{issue.id}"' in found.text) is mentioned, name
+
+
 def test_the_completion_box_reads_names_by_the_usernames_rule() -> None:
     """compose.js's copy of the grammar (JavaScript has no import of Python's) is the rule's.
 

@@ -25,7 +25,12 @@ from bugless_core.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from bugless_core.usernames import USERNAME_MAX_LENGTH, is_valid_username, username_key
+from bugless_core.usernames import (
+    USERNAME_MAX_LENGTH,
+    USERNAME_PUNCTUATION,
+    is_valid_username,
+    username_key,
+)
 from bugless_proto import v1
 
 if TYPE_CHECKING:
@@ -43,17 +48,21 @@ def check_username(username: str, field: str = "username") -> None:
     """Refuse a username the local store would not accept.
 
     The grammar is :func:`bugless_core.usernames.is_valid_username`, the one
-    ``@mentions`` and search are built from, so every local user can be
-    mentioned and searched for.
+    ``@mentions`` and search are built from, ending with a letter, digit or
+    mark as a mention does, so every new local user can be mentioned and
+    searched for. (Directories' names follow ``username_problem``, which does
+    not ask for that ending: their existing users keep signing in.)
 
     Raises:
         InvalidArgument: naming what is accepted.
     """
-    if not is_valid_username(username):
+    # A mention ends at the name's last letter, digit or mark ("ask @ann."), so a
+    # new local name ending in . _ @ + - could never be mentioned whole.
+    if not is_valid_username(username) or username[-1] in USERNAME_PUNCTUATION:
         raise InvalidArgument(
             f"{field}: {username!r} is not a valid username (1-{USERNAME_MAX_LENGTH} "
             "characters: letters and digits of any script, combining marks and . _ @ + -, "
-            "starting with a letter or digit)"
+            "starting with a letter or digit and ending with a letter, digit or mark)"
         )
 
 

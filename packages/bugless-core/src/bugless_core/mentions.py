@@ -16,9 +16,12 @@ web links each one to the person's page; the notifier notifies the people
 named (resolved through the Authenticator, unknown names ignored); the Model
 keeps the keys of an issue's mentions for ``mention:`` searches.
 
-The grammar reads plain text: a mention in a Markdown code span or fence
-counts here (it is notified and found by ``mention:``) although the web
-shows it as code, unlinked.
+Texts are Markdown, and the grammar reads the prose of their one parse
+(:mod:`bugless_core.markdown`), the parse the web renders: a mention is
+what the web links, in every service. So ``_@ann_`` (emphasis) and
+``**@ann**`` mention ann, while ```@ann``` (a code span), a fenced or
+indented block, a link's text or URL (``https://example.com/@ann``) and an
+image's description mention nobody. Titles are read the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bugless_core.usernames import USERNAME_MAX_LENGTH, username_classes, username_key
+
+if TYPE_CHECKING:
+    from markdown_it.token import Token
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,11 @@ def mention_pattern() -> re.Pattern[str]:
 
 
 def find_mentions(text: str) -> Iterator[Mention]:
-    """The mentions in ``text``, in order (the same name as often as it is written)."""
+    """The mentions in one run of plain text, in order (the same name as often as written).
+
+    ``text`` is prose already: for a comment, a description or a title, which
+    are Markdown, use :func:`prose_mentions` or :func:`mentioned_usernames`.
+    """
     if "@" not in text:
         return
     for match in mention_pattern().finditer(text):
@@ -75,10 +86,51 @@ def find_mentions(text: str) -> Iterator[Mention]:
         yield Mention(match.start(), match.end(), name, username_key(name))
 
 
+def prose_mentions(tokens: Sequence[Token]) -> Iterator[tuple[Token, list[Mention]]]:
+    """Each prose text token of a Markdown parse that mentions someone, with its mentions.
+
+    ``tokens`` come from :func:`bugless_core.markdown.markdown_parser`; the
+    mentions' positions are in the token's ``content``. The web links these
+    and only these (``bugless_web.markup``).
+    """
+    from bugless_core.markdown import prose_text  # noqa: PLC0415 - markdown-it, on first use
+
+    for token in prose_text(tokens):
+        if "@" in token.content:
+            found = list(find_mentions(token.content))
+            if found:
+                yield token, found
+
+
+def _may_mention(text: str) -> bool:
+    """Whether the Markdown reading of ``text`` can find a mention (cheap, never wrongly false).
+
+    Markdown only takes characters away from the raw text (delimiters,
+    escapes) or makes one of an entity, so a mention of the parse is an
+    ``@`` the raw grammar matches too (without its length bound), unless an
+    entity wrote it (``&#64;``) or a ``_`` delimiter stood before it
+    (``_@ann_``, whose raw ``@`` follows a word character).
+    """
+    if "&" in text or "_@" in text:
+        return True
+    return "@" in text and mention_pattern().search(text) is not None
+
+
 def mentioned_usernames(*texts: str) -> list[str]:
-    """The keys of the usernames mentioned in ``texts``, first mention first, each once."""
+    """The keys of the usernames mentioned in ``texts`` (Markdown), first mention first, each once.
+
+    Parsing costs about 0.15 ms for a 500-character comment (0.55 ms with
+    linkify, which the web's reading needs), so a text is parsed only when
+    it may hold a mention (:func:`_may_mention`): most comments cost a
+    substring test or a search of the raw text.
+    """
+    from bugless_core.markdown import markdown_parser  # noqa: PLC0415 - markdown-it, on first use
+
     seen: dict[str, None] = {}
     for text in texts:
-        for mention in find_mentions(text):
-            seen.setdefault(mention.key, None)
+        if not _may_mention(text):
+            continue
+        for _, found in prose_mentions(markdown_parser().parse(text)):
+            for mention in found:
+                seen.setdefault(mention.key, None)
     return list(seen)

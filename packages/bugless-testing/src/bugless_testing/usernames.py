@@ -43,3 +43,30 @@ def _mentionable(draw: st.DrawFn, max_inner: int) -> str:
 def usernames(max_inner: int = 24) -> st.SearchStrategy[str]:
     """Mentionable usernames as a person may write them (any case, NFC or NFD)."""
     return _mentionable(max_inner).filter(_fits)
+
+
+#: What Markdown around a mention is made of: emphasis, code, links and bare
+#: URLs, escapes and entities, block starts, and the punctuation a mention
+#: stops at or may not follow.
+MARKDOWN_PIECES = (
+    *("_", "*", "**", "~~", "`", "```\n", "\n", "\n\n", "    ", "> ", "- ", "1. ", "# "),
+    *("[", "]", "(", ")", "](https://example.com/@x)", "![", "<", ">", "\\", "&amp;"),
+    *("&#64;", "!", "- [ ] ", "|", "\n|---|\n", " ", ".", ",", ":", "@", "@@", "e.g."),
+    *("https://example.com/@", "mail@", "ann@corp.example"),
+)
+
+
+@st.composite
+def markdown_texts(draw: st.DrawFn) -> str:
+    """Comments that mix mentions, other ``@`` and Markdown syntax.
+
+    For the tests that every reader of a comment (the web's links, the
+    Model's ``mention:`` rows, the notifier) finds the same mentions in it.
+    """
+    pieces = st.one_of(
+        st.sampled_from(MARKDOWN_PIECES),
+        usernames(max_inner=6).map(lambda name: "@" + name),
+        usernames(max_inner=6),
+        st.text(max_size=3),
+    )
+    return "".join(draw(st.lists(pieces, max_size=24)))

@@ -3,9 +3,13 @@
 What the renderer adds to CommonMark (with tables and strikethrough): bare
 ``http(s)://`` URLs and e-mail addresses become links (linkify-it-py; a bare
 ``setup.py`` stays text, since ``.py`` is a country's domain too); ``#123``,
-``b/123`` and ``issue 123`` link to the issue; ``- [ ]`` / ``- [x]`` items are
-read-only checkboxes (mdit-py-plugins' task lists). The preview tab of every
-text box posts to ``/preview``, which renders through this same function.
+``b/123`` and ``issue 123`` link to the issue; ``@name`` links to the person
+when :mod:`bugless_core.mentions` finds it in the parse's prose (the very
+mentions the Model stores and the notifier notifies: not in code or links);
+``- [ ]`` / ``- [x]`` items are read-only checkboxes (mdit-py-plugins' task
+lists). The parser is :func:`bugless_core.markdown.markdown_parser`, the one
+mentions are read with. The preview tab of every text box posts to
+``/preview``, which renders through this same function.
 
 Two independent walls, so a bug in one is not an XSS: markdown-it-py with raw
 HTML disabled (a ``<script>`` in a comment is text), then nh3 (ammonia) with an
@@ -23,12 +27,12 @@ from collections import OrderedDict
 from urllib.parse import quote
 
 import nh3
-from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from markupsafe import Markup
-from mdit_py_plugins.tasklists import tasklists_plugin
 
 from bugless_core.issue_references import ISSUE_REFERENCE
-from bugless_core.mentions import find_mentions
+from bugless_core.markdown import markdown_parser
+from bugless_core.mentions import Mention, prose_mentions
 
 _ALLOWED_TAGS = frozenset(
     {
@@ -57,13 +61,7 @@ _ALLOWED_CLASSES = {
 _FORCED_ATTRIBUTES = {"input": {"type": "checkbox", "disabled": "disabled"}}
 _URL_SCHEMES = frozenset({"http", "https", "mailto"})
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": True, "typographer": False})
-_markdown.enable(["table", "strikethrough", "linkify"])
-if _markdown.linkify is None:  # pragma: no cover - linkify-it-py is a dependency
-    msg = "bugless-web needs linkify-it-py (markdown-it-py[linkify]) to link bare URLs"
-    raise RuntimeError(msg)
-_markdown.linkify.set({"fuzzy_link": False})
-_markdown.use(tasklists_plugin, enabled=False)
+_markdown = markdown_parser()
 
 
 #: Comments rendered and kept in memory. Rendering is a pure function of the
@@ -117,8 +115,9 @@ def render_cache_size() -> tuple[int, int]:
 def _render(source: str) -> Markup:
     if not source.strip():
         return Markup("")
-    html = _markdown.render(source)
-    html = _link_references(html)
+    tokens = _markdown.parse(source)
+    _link_mentions(tokens)
+    html = _link_references(_markdown.renderer.render(tokens, _markdown.options, {}))
     cleaned = nh3.clean(
         html,
         tags=set(_ALLOWED_TAGS),
@@ -132,30 +131,59 @@ def _render(source: str) -> Markup:
     return Markup(cleaned)
 
 
-def _link_mentions(text: str) -> str:
-    """``@ann`` as a link to ann's page (the grammar of :mod:`bugless_core.mentions`).
+def _link_mentions(tokens: list[Token]) -> None:
+    """Put a link to each mentioned person's page in place of their ``@name`` in ``tokens``.
+
+    The mentions are :func:`bugless_core.mentions.prose_mentions` of the
+    parse, so the web links exactly what the Model stores for ``mention:``
+    and the notifier notifies.
+    """
+    found = {id(token): mentions for token, mentions in prose_mentions(tokens)}
+    if not found:
+        return
+    for token in tokens:
+        if token.type != "inline" or not token.children:
+            continue
+        children: list[Token] = []
+        for child in token.children:
+            mentions = found.get(id(child))
+            children += [child] if mentions is None else _mention_links(child, mentions)
+        token.children = children
+
+
+def _mention_links(text: Token, mentions: list[Mention]) -> list[Token]:
+    """``text`` split into its plain runs and a link per mention.
 
     The name is the one written, composed (NFC) and percent-encoded in the
     link ("@O\u0308laf" links ``/users/%C3%96laf``): the person's page finds
-    them by ``username_key``, as the notifier does. ``text`` is HTML-escaped
-    text, and no username character is one HTML escapes, so the spans the
-    grammar finds in it are the ones it finds in the comment.
+    them by ``username_key``, as the notifier does.
     """
-    out: list[str] = []
+    content = text.content
+    out: list[Token] = []
     done = 0
-    for mention in find_mentions(text):
-        href = "/users/" + quote(unicodedata.normalize("NFC", mention.name), safe="@+")
-        out += (
-            text[done : mention.start],
-            f'<a class="mention" href="{href}">{text[mention.start : mention.end]}</a>',
+    for mention in mentions:
+        if mention.start > done:
+            out.append(_text(content[done : mention.start]))
+        link = Token("link_open", "a", 1)
+        link.attrSet("class", "mention")
+        link.attrSet(
+            "href", "/users/" + quote(unicodedata.normalize("NFC", mention.name), safe="@+")
         )
+        out += (link, _text(content[mention.start : mention.end]), Token("link_close", "a", -1))
         done = mention.end
-    out.append(text[done:])
-    return "".join(out)
+    if done < len(content):
+        out.append(_text(content[done:]))
+    return out
+
+
+def _text(content: str) -> Token:
+    token = Token("text", "", 0)
+    token.content = content
+    return token
 
 
 def _link_references(html: str) -> str:
-    """Link ``#42`` / ``b/42`` and ``@username`` outside tags, code and links (text only)."""
+    """Link ``#42`` / ``b/42`` outside tags, code and links (text only)."""
     parts = re.split(r"(<[^>]*>)", html)
     inside_code = 0
     inside_link = 0
@@ -172,6 +200,5 @@ def _link_references(html: str) -> str:
                 inside_link = max(0, inside_link - 1)
             continue
         if not inside_code and not inside_link:
-            linked = ISSUE_REFERENCE.sub(r'<a href="/issues/\1">\g<0></a>', part)
-            parts[index] = _link_mentions(linked) if "@" in linked else linked
+            parts[index] = ISSUE_REFERENCE.sub(r'<a href="/issues/\1">\g<0></a>', part)
     return "".join(parts)
