@@ -199,6 +199,67 @@ async def test_every_recipient_rule_settings_and_acls(
     assert all("secret" not in m.message["Subject"] for m in after)
 
 
+async def test_people_a_change_removes_are_told_they_were_removed(
+    model: v1.ModelStub,
+    people: People,
+    notifier: tuple[RunningService, list[str]],
+    smtp_sink: SmtpSink,
+) -> None:
+    """A former assignee, verifier or CC is not told "you are the assignee".
+
+    (vic is not the verifier here: an earlier test turns his MY_ISSUES off.)
+    """
+    component = await model.create_component(
+        v1.CreateComponentRequest(caller=ADMIN, name=f"removed-{secrets.token_hex(4)}")
+    )
+    ids = people.ids
+    issue = await model.create_issue(
+        v1.CreateIssueRequest(
+            caller=people.caller("alice"),
+            fields=v1.IssueFields(
+                title="Flaky deploys",
+                component_id=component.id,
+                assignee=ids["bob"],
+                verifier=ids["mallory"],
+            ),
+            cc=[ids["carol"], ids["dave"]],
+        )
+    )
+    await _settle(smtp_sink, 4)
+    smtp_sink.clear()
+    await model.change_issue(
+        v1.ChangeIssueRequest(
+            caller=people.caller("alice"),
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=issue_delta(assignee=ids["frank"], verifier="", cc_remove=[ids["carol"]]),
+        )
+    )
+    mails = await _settle(smtp_sink, 5)
+    why = {}
+    for mail in mails:
+        body = mail.message.get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
+        why[mail.recipients[0]] = (
+            mail.message["X-Bugless-Reason"],
+            text[text.index("You receive this because") :].splitlines()[0],
+        )
+    assert why == {
+        _addr(people, "frank"): ("assignee", "You receive this because you are the assignee."),
+        _addr(people, "bob"): (
+            "assignee",
+            "You receive this because you were the assignee until this change.",
+        ),
+        _addr(people, "mallory"): (
+            "verifier",
+            "You receive this because you were the verifier until this change.",
+        ),
+        _addr(people, "carol"): ("cc", "You receive this because this change removed you from CC."),
+        _addr(people, "dave"): ("cc", "You receive this because you are on CC."),
+    }
+
+
 async def test_a_mention_of_a_name_in_any_script_notifies_that_person(
     bugless_stack: LocalStack,
     model: v1.ModelStub,

@@ -340,6 +340,7 @@ class IssueDeliveries:
                 entry=shown,
                 reason=candidate.reason,
                 reason_detail=candidate.detail,
+                former=candidate.former,
                 public_url=self._public_url,
                 people=people,
                 components={i: p for i, p in paths.items() if i in visible},

@@ -59,11 +59,14 @@ class Candidate:
         user_id: Opaque user id.
         reason: The first rule that applies.
         detail: What the reason refers to (a saved search's name).
+        former: The person held the role (assignee, verifier, CC) until this
+            change took it from them: told, so that they know, and told so.
     """
 
     user_id: str
     reason: Reason
     detail: str = ""
+    former: bool = False
 
 
 def _removed_people(entry: v1.HistoryEntry, field: str) -> list[str]:
@@ -92,20 +95,23 @@ def candidates(
         saved_searches: ``(user id, saved search name)`` of subscribers whose
             saved search the issue newly matches or stopped matching.
     """
-    ordered: list[tuple[Iterable[str], Reason, str]] = [
-        ([issue.assignee, *_removed_people(entry, "assignee")], Reason.ASSIGNEE, ""),
-        ([issue.reporter], Reason.REPORTER, ""),
-        ([issue.verifier, *_removed_people(entry, "verifier")], Reason.VERIFIER, ""),
-        ([*issue.cc, *_removed_people(entry, "cc")], Reason.CC, ""),
-        (mentioned, Reason.MENTIONED, ""),
-        (audience.starred_by, Reason.STARRED, ""),
-        (audience.component_subscribers, Reason.COMPONENT, ""),
+    ordered: list[tuple[Iterable[str], Reason, bool]] = [
+        ([issue.assignee], Reason.ASSIGNEE, False),
+        (_removed_people(entry, "assignee"), Reason.ASSIGNEE, True),
+        ([issue.reporter], Reason.REPORTER, False),
+        ([issue.verifier], Reason.VERIFIER, False),
+        (_removed_people(entry, "verifier"), Reason.VERIFIER, True),
+        (issue.cc, Reason.CC, False),
+        (_removed_people(entry, "cc"), Reason.CC, True),
+        (mentioned, Reason.MENTIONED, False),
+        (audience.starred_by, Reason.STARRED, False),
+        (audience.component_subscribers, Reason.COMPONENT, False),
     ]
     found: dict[str, Candidate] = {}
-    for people, reason, detail in ordered:
+    for people, reason, former in ordered:
         for user in people:
             if user and user not in found:
-                found[user] = Candidate(user, reason, detail)
+                found[user] = Candidate(user, reason, former=former)
     for user, name in saved_searches:
         if user and user not in found:
             found[user] = Candidate(user, Reason.SAVED_SEARCH, name)

@@ -73,6 +73,12 @@ _REASON_TEXT = {
     Reason.SAVED_SEARCH: "you subscribed to a saved search",
     Reason.WEBHOOK: "this webhook is subscribed to its component",
 }
+#: The reason of a person the change took the role from (ChangeNotice.former).
+_FORMER_TEXT = {
+    Reason.ASSIGNEE: "you were the assignee until this change",
+    Reason.VERIFIER: "you were the verifier until this change",
+    Reason.CC: "this change removed you from CC",
+}
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ class ChangeNotice:
         reason: Why the recipient is notified.
         reason_detail: What the reason refers to, shown with it (the saved
             search's name, the component's path); may be empty.
+        former: The recipient held the reason's role (assignee, verifier,
+            CC) until this change took it from them.
         people: User reference -> person, for the author and every person in
             the issue and the changes.
         components: Component id -> path ("Platform>Storage"), for the
@@ -118,6 +126,7 @@ class ChangeNotice:
     reason: Reason
     public_url: str
     reason_detail: str = ""
+    former: bool = False
     people: Mapping[str, Person] = field(default_factory=dict)
     components: Mapping[int, str] = field(default_factory=dict)
     hotlists: Mapping[int, str] = field(default_factory=dict)
@@ -262,7 +271,8 @@ class _Renderer:
 
     @property
     def reason_text(self) -> str:
-        text = _REASON_TEXT[self.notice.reason]
+        notice = self.notice
+        text = _FORMER_TEXT[notice.reason] if notice.former else _REASON_TEXT[notice.reason]
         detail = self.notice.reason_detail
         return f"{text} ({detail})" if detail else text
 
