@@ -31,6 +31,7 @@ from bugless_core.cli import build_cli
 from bugless_core.networks import parse_networks
 from bugless_core.plugins import load_plugins
 from bugless_core.settings import declared_env_vars
+from bugless_web.settings import _imported_sources
 
 #: Authenticator backends whose options the chart may render, by name.
 AUTH_BACKEND_SETTINGS: dict[str, type[Any]] = {"ldap": LdapSettings, "oidc": OidcSettings}
@@ -290,6 +291,33 @@ def test_the_trusted_proxies_reach_the_web_tiers_option(
     raw = option.type.split_envvar_value(value)
     assert tuple(str(n) for n in parse_networks(raw, strict=True)) == parsed
     assert warning not in render_notes(values)
+
+
+@pytest.mark.parametrize(
+    "sources", [[], ["https://trac.example.org/", "https://Roundup.example.org/tracker"]]
+)
+def test_the_imported_sources_reach_the_web_tiers_option(sources: list[str]) -> None:
+    """``web.importedSources`` is what ``bugless web serve --imported-source`` reads."""
+    values = {"web": {"importedSources": sources}} if sources else {}
+    cli = build_cli(load_plugins())
+    (container,) = [
+        c
+        for _, pod in pod_templates(render(values))
+        for c in pod["spec"]["containers"]
+        if [str(a) for a in c.get("args", [])][:2] == ["web", "serve"]
+    ]
+    env = env_of(container)
+    option = _option(_command(cli, ["web", "serve"]), "imported_sources")
+    variable = "BUGLESS_WEB_IMPORTED_SOURCES"
+    assert variable in (option.envvar or ())
+    if not sources:
+        assert variable not in env
+        return
+    raw = option.type.split_envvar_value(env[variable]["value"])
+    assert _imported_sources(raw) == (
+        "https://trac.example.org/",
+        "https://roundup.example.org/tracker/",
+    )
 
 
 def test_the_production_example_trusts_its_ingress_controllers_pods() -> None:
