@@ -19,7 +19,7 @@ from bugless_import.progress import default_progress_stream
 from bugless_import.sources.redmine import RedmineImporter
 
 BUGLESS = str(Path(sys.executable).with_name("bugless"))
-SHOWN = re.compile(r"importing redmine \[(#*) *\] (\d+)/(\d+) \d+ issues/s")
+SHOWN = re.compile(r"importing redmine \[(#*) *\] (\d+)/(\d+) [\d.]+ issues?/s")
 
 
 def _counts(text: str) -> list[tuple[int, int]]:

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TextIO
 
+from bugless_import.report import issue_rate
+
 
 class Progress:
     """A one-line progress bar on standard error (only where someone sees it)."""
@@ -24,10 +26,8 @@ class Progress:
             self._shown = now
             share = self.done / self.total if self.total else 1.0
             bar = "#" * int(share * 30)
-            rate = self.done / max(now - self.started, 1e-6)
-            self.stream.write(
-                f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {rate:.0f} issues/s"
-            )
+            rate = issue_rate(self.done, max(now - self.started, 1e-6))
+            self.stream.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {rate}")
             self.stream.flush()
 
     def close(self) -> None:

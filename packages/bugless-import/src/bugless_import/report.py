@@ -15,6 +15,19 @@ if TYPE_CHECKING:
 _KINDS = {"duplicate_of": "duplicate of", "parent": "sub-issue of", "blocks": "blocking"}
 
 
+def issue_rate(count: int, seconds: float) -> str:
+    """``count`` issues in ``seconds`` as people read a rate: ``1 issue/s``, ``0.4 issues/s``.
+
+    Below 10 a second the rate keeps one decimal, so a slow source (a few seconds
+    an issue over a remote API) does not read as ``0 issues/s``; a whole number
+    drops the ``.0``. Only exactly ``1`` takes the singular. No time measured
+    (``seconds`` 0) reads as ``0 issues/s``, as before.
+    """
+    rate = count / seconds if seconds > 0 else 0.0
+    shown = f"{rate:.0f}" if rate >= 9.95 else f"{rate:.1f}".removesuffix(".0")
+    return f"{shown} {'issue' if shown == '1' else 'issues'}/s"
+
+
 @dataclass
 class ImportReport:
     """What a run found and did (``--dry-run``: found and would do)."""
@@ -109,12 +122,8 @@ class ImportReport:
                 f"{self.unchanged} unchanged, {self.done_before} done in an earlier run; "
                 f"{self.entries_written} entries written"
             )
-            rate = (
-                (self.created + self.extended + self.unchanged) / self.seconds
-                if self.seconds
-                else 0
-            )
-            lines.append(f"  {self.seconds:.1f} s, {rate:.0f} issues/s")
+            done = self.created + self.extended + self.unchanged
+            lines.append(f"  {self.seconds:.1f} s, {issue_rate(done, self.seconds)}")
         lines.extend(f"  WARNING: {warning}" for warning in self.warnings)
         if self.interrupted:
             lines.append("  INTERRUPTED: run the same command again to import the rest")
