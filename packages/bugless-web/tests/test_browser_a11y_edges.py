@@ -308,7 +308,7 @@ def test_custom_field_screens_and_their_refusals_pass_axe_and_the_keyboard(
         "no user named 'nobody-by-this-name'"
     )
     # The form puts the focus on the field at fault itself (autofocus), as the
-    # device code form does: axe only.
+    # empty device code form does: axe only.
     expect(page.locator('#new-field-form input[name="default"]')).to_be_focused()
     audit.check(page, "custom-field-invalid")
     page.goto(fields_url)
@@ -369,15 +369,20 @@ def test_device_login_dev_mail_and_error_pages_pass_axe_and_the_keyboard(
         if name == "dev-mail-one":
             page.click("details.dev-mail-html > summary")
             audit.check(page, "dev-mail-one-html")
-    # The code form takes the focus itself (autofocus), also under the alert
-    # that a code is unknown: axe only.
+    # The empty code form takes the focus itself (autofocus): axe only.
     page.goto(f"{server.url}/device")
     audit.check(page, "device-enter-code")
     expect(page.locator('main input[name="code"]')).to_be_focused()
+    # Under the alert that a code is unknown it does not, so the page reads from
+    # its heading: the skip link and main's controls in order, and the box
+    # described by the alert.
     page.goto(f"{server.url}/device?code=ZZZZ-ZZZZ")
     expect(page.locator("main [role=alert]")).not_to_be_empty()
-    expect(page.locator('main input[name="code"]')).to_be_focused()
-    audit.check(page, "device-unknown-code")
+    box = page.locator('main input[name="code"]')
+    expect(box).not_to_be_focused()
+    expect(box).to_have_value("ZZZZ-ZZZZ")
+    expect(box).to_have_accessible_description(page.locator("main [role=alert]").inner_text())
+    audit_and_walk(page, audit, "device-unknown-code", problems)
 
     bob = browser.new_context(viewport=DESKTOP)
     try:
