@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bugless_core import mentions
 from bugless_core.markdown import markdown_parser
 from bugless_core.mentions import find_mentions, mentioned_usernames
 from bugless_core.search import parse_query, to_structured, user_terms
@@ -174,3 +175,15 @@ def test_mention_search_takes_any_spelling_of_one_name() -> None:
         assert structured.filter.term is not None
         values += [v.text for v in structured.filter.term.values]
     assert values == ["ölaf"] * 4
+
+
+def test_a_remembered_answer_is_the_answer_and_the_memory_is_bounded() -> None:
+    """``mentioned_usernames`` remembers each text's mentions by digest, at most TEXT_CACHE_SIZE."""
+    text = "_@bob_ and https://example.com/@ann, @cy"
+    assert mentioned_usernames(text) == ["bob", "cy"]
+    assert mentioned_usernames(text) == ["bob", "cy"]  # remembered
+    assert mentioned_usernames("@dee", text, "@bob") == ["dee", "bob", "cy"]
+    for i in range(mentions.TEXT_CACHE_SIZE + 10):
+        assert mentioned_usernames(f"@u{i}") == [f"u{i}"]
+    assert len(mentions._text_cache) == mentions.TEXT_CACHE_SIZE
+    assert mentioned_usernames(text) == ["bob", "cy"]  # forgotten, read again
