@@ -178,3 +178,34 @@ async def test_a_directory_name_that_is_no_username_is_told_at_the_sign_in_form(
     assert wrong.status_code == 401
     assert "Wrong username or password." in wrong.text
     assert "cannot be used" not in wrong.text
+
+
+async def test_a_directory_name_a_local_user_holds_is_told_at_the_sign_in_form(
+    world: World, slapd_server: Slapd, client: AsyncTestClient[Any]
+) -> None:
+    # The password is right; the name is a local user's but for case, so
+    # the Authenticator refuses (FAILED_PRECONDITION): the form says what an
+    # administrator must fix, where it was the bare error page before.
+    tag = secrets.token_hex(3)
+    local = f"ben-{tag}"
+    await asyncio.to_thread(world.stack.add_user, local, "local-pw-" + tag)
+    uid = local.upper()
+    await asyncio.to_thread(
+        slapd_server.ldapadd,
+        f"dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: Ben\n"
+        f"sn: Held\nuserPassword: {ssha('ben-pw')}\n",
+    )
+    page = await client.get("/signin")
+
+    refused = await client.post(
+        "/signin",
+        data={"username": uid, "password": "ben-pw", "_csrf": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+
+    assert refused.status_code == 409
+    shown = html.unescape(refused.text)
+    assert f"username {uid!r} already belongs to another bugless user (from local)" in shown
+    assert f'name="username" value="{uid}"' in refused.text  # the form, filled in again
+    signed_in = await client.get("/settings/api-access", follow_redirects=False)
+    assert signed_in.status_code == 303  # still nobody's session

@@ -9,6 +9,8 @@ the session cookie, :meth:`OidcProvider.sign_in` submits the provider's form.
 
 from __future__ import annotations
 
+import asyncio
+import html
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +20,7 @@ import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from web_support import SESSION_KEY, World
+from web_support import PASSWORD, SESSION_KEY, World
 
 from bugless_dev.stack import RunningService
 from bugless_testing.oidc_provider import OidcProvider
@@ -266,3 +268,46 @@ async def test_an_oidc_session_records_the_browser_s_address(
     finally:
         await conn.close()
     assert [a["client_address"] for a in addresses] == ["testclient"]
+
+
+async def test_a_name_another_backend_s_user_holds_is_told_and_ends_the_flow(
+    world: World, oidc_client: AsyncTestClient[Any], oidc_provider: OidcProvider
+) -> None:
+    # The local "olaf-<tag>" holds the name the provider gives, but for
+    # case: the Authenticator refuses (FAILED_PRECONDITION). Before, that
+    # was the bare error page and the flow stayed in the cookie.
+    tag = secrets.token_hex(3)
+    await asyncio.to_thread(world.stack.add_user, f"olaf-{tag}", PASSWORD)
+    sub = f"sub-{secrets.token_hex(4)}"
+    await oidc_provider.set_user(sub, {"preferred_username": f"OLAF-{tag.upper()}"})
+    callback = await oidc_provider.sign_in(await start(oidc_client), sub, redirect_uri=CALLBACK)
+
+    refused = await oidc_client.get("/signin/oidc/callback", params=callback)
+
+    assert refused.status_code == 409
+    shown = html.unescape(refused.text)
+    assert "Sign-in did not complete: username" in shown
+    assert "already belongs to another bugless user (from local)" in shown
+    assert 'name="username"' in refused.text  # the sign-in form, to try another way
+    again = await oidc_client.get("/signin/oidc/callback", params=callback)
+    assert again.status_code == 400
+    assert "expired or was opened in another browser" in again.text
+
+
+async def test_a_provider_name_that_is_no_username_is_told_and_ends_the_flow(
+    oidc_client: AsyncTestClient[Any], oidc_provider: OidcProvider
+) -> None:
+    name = f"\uff4flga-{secrets.token_hex(3)}"  # a fullwidth first letter
+    sub = f"sub-{secrets.token_hex(4)}"
+    await oidc_provider.set_user(sub, {"preferred_username": name})
+    callback = await oidc_provider.sign_in(await start(oidc_client), sub, redirect_uri=CALLBACK)
+
+    refused = await oidc_client.get("/signin/oidc/callback", params=callback)
+
+    assert refused.status_code == 401
+    shown = html.unescape(refused.text)
+    assert f"your username from oidc, {name!r}, cannot be used in bugless" in shown
+    assert 'name="username"' in refused.text
+    again = await oidc_client.get("/signin/oidc/callback", params=callback)
+    assert again.status_code == 400
+    assert "expired or was opened in another browser" in again.text

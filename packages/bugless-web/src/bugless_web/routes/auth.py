@@ -16,7 +16,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect
 
 from bugless_core.clients import call
-from bugless_core.errors import InvalidArgument, Unauthenticated
+from bugless_core.errors import BuglessError, FailedPrecondition, InvalidArgument, Unauthenticated
 from bugless_proto import v1
 from bugless_web.frontend import (
     frontend_of,
@@ -97,6 +97,14 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
         # cannot be a bugless username: say so (they cannot fix it by retyping).
         error = exc.message if exc.reason == "USERNAME_UNUSABLE" else "Wrong username or password."
         return await _sign_in_page(request, error=error, username=username, status_code=401)
+    except FailedPrecondition as exc:
+        # The password was right but the sign-in cannot go on as things
+        # stand, e.g. the directory's name for this person is held by
+        # another backend's user: the sign-in page says what an
+        # administrator has to fix, rather than a bare error page.
+        return await _sign_in_page(
+            request, error=exc.message, username=username, status_code=exc.http_status
+        )
     session = session_of(request)
     session.sign_out()  # a new CSRF secret for the new identity (no fixation)
     session.update(token=result.token)
@@ -166,10 +174,19 @@ async def complete_oidc(request: Request[Any, Any, Any]) -> Response[Any]:
                 client_address=request.client.host if request.client else "",
             ),
         )
-    except (Unauthenticated, InvalidArgument) as exc:
+    except BuglessError as exc:
+        if exc.http_status >= 500:
+            # Unavailable or internal: nothing was decided, and the code may
+            # still be good, so the flow stays for a reload to retry.
+            raise
+        # Any refusal ends the flow (the provider's code is spent or bad):
+        # a bad flow, a name that cannot be a username, a name another
+        # backend's user holds. The sign-in page says why; retrying
+        # starts a new flow.
         session.update(oidc_state="", oidc_authenticator="")
+        status = 401 if isinstance(exc, Unauthenticated | InvalidArgument) else exc.http_status
         return await _sign_in_page(
-            request, error=f"Sign-in did not complete: {exc.message}", status_code=401
+            request, error=f"Sign-in did not complete: {exc.message}", status_code=status
         )
     return_to = local_url(session.return_to)
     session.sign_out()
