@@ -105,6 +105,58 @@ async def test_bad_new_users_are_refused_with_reasons(auth: AuthServer) -> None:
     assert "not a valid username" in (bad_name.message or "")
 
 
+async def test_look_alike_local_names_are_refused_and_nothing_is_written(
+    auth: AuthServer,
+) -> None:
+    # The directories' rule (bugless_core.usernames.username_problem) holds
+    # for new local names too: before, only the grammar was checked, so an
+    # administrator could create a name that passes for a colleague's.
+    token = await admin_token(auth)
+    tag = unique("t")
+    refused = {
+        f"p\u0430ul-{tag}": "mixes scripts (CYRILLIC, LATIN)",  # Cyrillic "a"
+        f"\uff41dmin-{tag}": "a compatibility form of 'a'",  # fullwidth "a"
+        f"\ufb01nn-{tag}": "a compatibility form of 'fi'",  # the "fi" ligature
+    }
+    for name, problem in refused.items():
+        error = await expect_status(
+            auth.stub.create_local_user(
+                v1.CreateLocalUserRequest(token=token, username=name, password="long-enough")
+            ),
+            Status.INVALID_ARGUMENT,
+        )
+        assert f"username: {name!r} cannot be a username: it " in (error.message or "")
+        assert problem in (error.message or "")
+        plain = unicodedata.normalize("NFKC", name)
+        assert await auth.store.users_by_usernames([name, plain]) == []
+
+
+async def test_a_look_alike_local_name_an_earlier_release_created_keeps_working(
+    auth: AuthServer,
+) -> None:
+    # Only new names are checked: an account created before the rule (here
+    # written straight to the store, as the old check let it) signs in and
+    # changes its password as before.
+    name = f"p\u0430ul-{unique('t')}"
+    await auth.store.create_local_user(
+        username=name,
+        display_name="",
+        email="",
+        groups=[],
+        password_hash=await auth.service.hashes.hash(PASSWORD),
+    )
+
+    token = (await auth.sign_in(name)).token
+    await auth.stub.set_local_password(
+        v1.SetLocalPasswordRequest(token=token, username=name, password="brand-new-pass")
+    )
+
+    result = await auth.sign_in(name, "brand-new-pass")
+    assert result.identity is not None
+    assert result.identity.user is not None
+    assert result.identity.user.username == name
+
+
 async def test_users_change_their_own_password_but_not_others(auth: AuthServer) -> None:
     me, other = unique("me"), unique("other")
     token = await user_token(auth, me)

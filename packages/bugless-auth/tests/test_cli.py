@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 from auth_support import KeyFiles, unique
 
@@ -148,6 +149,41 @@ async def test_user_add_then_grpcurl_sign_in_against_auth_serve(
         async with asyncio.timeout(180):
             await server.wait()
     assert server.returncode == 0
+
+
+async def test_user_add_refuses_a_look_alike_name_and_writes_nothing(
+    cli_env: dict[str, str],
+) -> None:
+    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    name = "p\u0430ul"  # a Cyrillic "a" among Latin letters: passes for "paul"
+    process = await asyncio.create_subprocess_exec(
+        BUGLESS,
+        "auth",
+        "user",
+        "add",
+        name,
+        "--password-stdin",
+        env=cli_env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(180):
+        stdout, stderr = await process.communicate(b"paul-password\n")
+
+    assert process.returncode == 1
+    assert stdout == b""
+    said = stderr.decode()
+    assert f"Error: username: {name!r} cannot be a username: it mixes scripts" in said
+    assert "Traceback" not in said
+    conn = await asyncpg.connect(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"],
+        server_settings={"search_path": cli_env["BUGLESS_AUTH_SCHEMA"]},
+    )
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+    finally:
+        await conn.close()
 
 
 async def test_serve_refuses_an_unknown_authenticator(

@@ -36,15 +36,26 @@ _log = logging.getLogger("bugless.auth")
 #: The ErrorInfo reason of a sign-in refused for its username (the web shows the message).
 USERNAME_UNUSABLE = "USERNAME_UNUSABLE"
 
+#: How the local backend's subjects start (``bugless_auth.local``): the store's own users.
+LOCAL_SUBJECT_PREFIX = "local:"
+
 
 def check_external_username(identity: ExternalIdentity, authenticator: str) -> None:
     """Refuse an identity whose username cannot be a bugless username.
+
+    The local backend's identities (subject ``local:<user id>``) are the
+    store's own records, not a directory's: their names were checked when
+    they were created (:func:`bugless_auth.user_admin.check_username`), and
+    one an earlier release let in keeps signing in; refusing it here would
+    lock out an account nobody but a bugless administrator can rename.
 
     Raises:
         Unauthenticated: reason :data:`USERNAME_UNUSABLE`, with a message for
             the person signing in (their name and what is wrong with it); the
             operator's warning also names where the backend read the name.
     """
+    if identity.subject.startswith(LOCAL_SUBJECT_PREFIX):
+        return
     problem = username_problem(identity.username)
     if problem is None:
         return

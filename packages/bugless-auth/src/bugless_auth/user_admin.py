@@ -30,6 +30,7 @@ from bugless_core.usernames import (
     USERNAME_PUNCTUATION,
     is_valid_username,
     username_key,
+    username_problem,
 )
 from bugless_proto import v1
 
@@ -45,16 +46,23 @@ if TYPE_CHECKING:
 
 
 def check_username(username: str, field: str = "username") -> None:
-    """Refuse a username the local store would not accept.
+    """Refuse a username the local store would not accept for a new user.
 
     The grammar is :func:`bugless_core.usernames.is_valid_username`, the one
     ``@mentions`` and search are built from, ending with a letter, digit or
     mark as a mention does, so every new local user can be mentioned and
-    searched for. (Directories' names follow ``username_problem``, which does
-    not ask for that ending: their existing users keep signing in.)
+    searched for. Then the rule every directory's name follows,
+    :func:`~bugless_core.usernames.username_problem`: no compatibility
+    characters, one script (or Latin with the CJK scripts written together),
+    so an administrator cannot create "paul" with a Cyrillic "a" (U+0430)
+    or "admin" with a fullwidth "a" (U+FF41), which pass for a colleague,
+    and no local name is one a directory could never hand over. Only new
+    names are checked: existing accounts, whatever an earlier release let
+    in, keep signing in. (The directory rule does not ask for the mention
+    ending: their existing users keep signing in.)
 
     Raises:
-        InvalidArgument: naming what is accepted.
+        InvalidArgument: naming what is accepted, or what is wrong with it.
     """
     # A mention ends at the name's last letter, digit or mark ("ask @ann."), so a
     # new local name ending in . _ @ + - could never be mentioned whole.
@@ -64,6 +72,9 @@ def check_username(username: str, field: str = "username") -> None:
             "characters: letters and digits of any script, combining marks and . _ @ + -, "
             "starting with a letter or digit and ending with a letter, digit or mark)"
         )
+    problem = username_problem(username)
+    if problem is not None:
+        raise InvalidArgument(f"{field}: {username!r} cannot be a username: it {problem}")
 
 
 def who(identity: v1.Identity) -> str:

@@ -15,8 +15,9 @@ and never SQL's ``lower()``, which under the C locale (the test clusters',
 
 What a username may be is one grammar too (:func:`is_valid_username`): a
 letter or digit of any script, then letters, digits, combining marks and
-``. _ @ + -``, 1 to :data:`USERNAME_MAX_LENGTH` characters. The local store
-accepts exactly these (``bugless_auth.user_admin.check_username``); the
+``. _ @ + -``, 1 to :data:`USERNAME_MAX_LENGTH` characters. Every name the
+store accepts for a new user follows it (``bugless_auth.user_admin.check_username``
+and :func:`username_problem`, which also refuse look-alikes); the
 ``@mention`` grammar (:mod:`bugless_core.mentions`) and the search language's
 user values are built from the same character classes
 (:func:`username_classes`), so every name a person can be given can be
