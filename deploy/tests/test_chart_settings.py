@@ -31,7 +31,7 @@ from bugless_core.cli import build_cli
 from bugless_core.networks import parse_networks
 from bugless_core.plugins import load_plugins
 from bugless_core.settings import declared_env_vars
-from bugless_web.settings import _imported_sources
+from bugless_web.settings import _checked_api_address, _imported_sources
 
 #: Authenticator backends whose options the chart may render, by name.
 AUTH_BACKEND_SETTINGS: dict[str, type[Any]] = {"ldap": LdapSettings, "oidc": OidcSettings}
@@ -318,6 +318,35 @@ def test_the_imported_sources_reach_the_web_tiers_option(sources: list[str]) -> 
         "https://trac.example.org/",
         "https://roundup.example.org/tracker/",
     )
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_the_apis_public_address_and_ca_hint_reach_the_web_tiers_options(given: bool) -> None:
+    """``web.apiPublicAddress``/``apiCaHint`` are what the API access page's command shows.
+
+    Unset, neither variable is rendered: the page shows placeholders.
+    """
+    address, ca = "api.bugless.example.com:443", "~/bugless-api-ca.pem"
+    values = {"web": {"apiPublicAddress": address, "apiCaHint": ca}} if given else {}
+    cli = build_cli(load_plugins())
+    (container,) = [
+        c
+        for _, pod in pod_templates(render(values))
+        for c in pod["spec"]["containers"]
+        if [str(a) for a in c.get("args", [])][:2] == ["web", "serve"]
+    ]
+    env = env_of(container)
+    serve = _command(cli, ["web", "serve"])
+    variables = {
+        "api_public_address": "BUGLESS_WEB_API_PUBLIC_ADDRESS",
+        "api_ca_hint": "BUGLESS_WEB_API_CA_HINT",
+    }
+    for name, variable in variables.items():
+        assert variable in (_option(serve, name).envvar or ())
+        assert (variable in env) == given
+    if given:
+        assert _checked_api_address(env[variables["api_public_address"]]["value"]) == address
+        assert env[variables["api_ca_hint"]]["value"] == ca
 
 
 def test_the_production_example_trusts_its_ingress_controllers_pods() -> None:

@@ -13,6 +13,8 @@ import json
 import os
 import re
 import secrets
+import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -87,6 +89,7 @@ class RecordingProxy:
 class PeopleStack:
     web: RunningService
     web_url: str
+    auth: RunningService
     api: RunningService
     ca_file: Path
     proxy: RecordingProxy
@@ -129,7 +132,12 @@ def people_stack(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iter
         proxy = RecordingProxy(web.url)
         try:
             yield PeopleStack(
-                web=web, web_url=web.url, api=api, ca_file=stack.pki.ca_file, proxy=proxy
+                web=web,
+                web_url=web.url,
+                auth=auth,
+                api=api,
+                ca_file=stack.pki.ca_file,
+                proxy=proxy,
             )
         finally:
             proxy.close()
@@ -187,11 +195,24 @@ def _secret_issue(world: World) -> int:
 
 
 def _login(
-    people: PeopleStack, config: Path, page: Page, *, hours: str = "1", with_api: bool = True
+    people: PeopleStack,
+    config: Path,
+    page: Page,
+    *,
+    hours: str = "1",
+    with_api: bool = True,
+    arguments: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """Run ``bugless login`` and approve its code in ``page``.
+
+    ``arguments`` (after ``login``) replace the usual ``--web`` of the
+    recording proxy and ``--api``/``--ca``.
+    """
     api = ["--api", f"127.0.0.1:{people.api.port}", "--ca", str(people.ca_file)] if with_api else []
+    if arguments is None:
+        arguments = ["--web", people.proxy.url, *api]
     process = subprocess.Popen(
-        [*BUGLESS, "login", "--web", people.proxy.url, "--no-browser", "--hours", hours, *api],
+        [*BUGLESS, "login", *arguments, "--no-browser", "--hours", hours],
         env=_cli_env(config),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -310,6 +331,57 @@ def test_a_login_given_only_the_web_ui_says_what_commands_still_need(
         assert "note:" not in again.stderr
     finally:
         context.close()
+
+
+def test_the_api_access_page_gives_the_whole_command_when_the_web_knows_the_api(
+    world: World, people_stack: PeopleStack, browser: Browser, tmp_path: Path
+) -> None:
+    """With --api-public-address and --api-ca-hint the page's command is copied and just works.
+
+    A web replica told the API's address and where people keep its CA (a
+    path with a space, so the command must quote it) shows them in the
+    ``bugless login`` command; that command, split as a shell splits it and
+    run as it stands, logs in with nothing left to configure.
+    """
+    require_chromium()
+    ca_copy = tmp_path / "api ca" / "bugless-api-ca.pem"
+    ca_copy.parent.mkdir()
+    shutil.copyfile(people_stack.ca_file, ca_copy)
+    address = f"127.0.0.1:{people_stack.api.port}"
+    web = world.stack.start_web(
+        "--auth",
+        f"127.0.0.1:{people_stack.auth.port}",
+        "--api-public-address",
+        address,
+        "--api-ca-hint",
+        str(ca_copy),
+        name="web-people-api",
+    )
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        assert web.url is not None
+        _sign_in(page, web.url, "mallory")
+        page.goto(f"{web.url}/settings/api-access")
+        command = page.locator("pre.command").inner_text()
+        assert command == (
+            f"bugless login --web {web.url} --api {address} --ca {shlex.quote(str(ca_copy))}"
+        )
+        assert "API-HOST" not in page.locator("main").inner_text()
+        words = shlex.split(command)
+        assert words[:2] == ["bugless", "login"]
+        config = tmp_path / "copied" / "client.toml"
+        done = _login(people_stack, config, page, arguments=words[2:])
+        assert done.returncode == 0, done.stderr
+        assert "note:" not in done.stderr
+        settings = tomllib.loads(config.read_text())
+        assert (settings["api"], settings["ca"]) == (address, str(ca_copy.resolve()))
+        who = _cli(config, "whoami", "--json")
+        assert who.returncode == 0, who.stderr
+        assert json.loads(who.stdout)["user"]["username"] == "mallory"
+    finally:
+        context.close()
+        world.stack.stop_service(web)
 
 
 def test_logout_revokes_and_a_short_certificate_expires(

@@ -237,3 +237,44 @@ def test_an_ipv4_proxy_is_also_trusted_in_its_ipv4_mapped_form() -> None:
         "::ffff:c000:207/128",
         "fd00::/8",
     ]
+
+
+def test_the_apis_public_address_and_ca_hint_come_from_flags_or_variables() -> None:
+    """What the API access page's ``bugless login`` command shows; unset, placeholders."""
+    _, unset = _built(["--session-key", KEY])
+    assert (unset.api_public_address, unset.api_ca_hint) == ("", "")
+    address, ca = ["--api-public-address", "api.example.com:443"], ["--api-ca-hint", "~/x.pem"]
+    _, by_flags = _built(["--session-key", KEY, *address, *ca])
+    _, by_env = _built(
+        ["--session-key", KEY],
+        {
+            "BUGLESS_WEB_API_PUBLIC_ADDRESS": " api.example.com:443 ",
+            "BUGLESS_WEB_API_CA_HINT": "~/x.pem",
+        },
+    )
+    for settings in (by_flags, by_env):
+        assert settings.api_public_address == "api.example.com:443"
+        assert settings.api_ca_hint == "~/x.pem"
+    _, v6 = _built(["--session-key", KEY, "--api-public-address", "[2001:db8::1]:50053"])
+    assert v6.api_public_address == "[2001:db8::1]:50053"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--api-public-address", "https://api.example.com:443"], "give host:port (no scheme"),
+        (["--api-public-address", "api.example.com"], "with a port from 1 to 65535"),
+        (["--api-public-address", "api.example.com:0"], "with a port from 1 to 65535"),
+        (["--api-public-address", "api.example.com:70000"], "with a port from 1 to 65535"),
+        (["--api-public-address", "2001:db8::1:443"], "write an IPv6 address in brackets"),
+        (["--api-public-address", "api example:443"], "give host:port (no scheme"),
+        (["--api-ca-hint", "ca.pem\nrm -rf ~"], "give a file name on one line"),
+    ],
+)
+def test_an_api_address_or_ca_hint_the_page_could_not_show_fails_start_up(
+    args: list[str], said: str
+) -> None:
+    """Refused before serving: the page shows them as a command people copy."""
+    result = CliRunner().invoke(web_group, ["serve", *BACKENDS, "--session-key", KEY, *args])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split())

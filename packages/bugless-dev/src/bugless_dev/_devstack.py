@@ -279,10 +279,30 @@ class DevStack:
         self.notify_port = self._notify_reservation.getsockname()[1]
         web_flags = ["--dev-mailbox", str(sink.directory)]
         web_flags += ["--notify", f"127.0.0.1:{self.notify_port}"]
-        api, web = await all_of(
-            asyncio.to_thread(stack.start_api, port=api_port),
-            asyncio.to_thread(stack.start_web, *web_flags, port=web_port),
-        )
+        # The API access page shows the whole `bugless login` command: this
+        # API's address and the development CA.
+        web_flags += ["--api-ca-hint", str(pki.ca_file)]
+        start_api = asyncio.to_thread(stack.start_api, port=api_port)
+        if api_port:  # known now: both start at once
+            api, web = await all_of(
+                start_api,
+                asyncio.to_thread(
+                    stack.start_web,
+                    *web_flags,
+                    "--api-public-address",
+                    f"127.0.0.1:{api_port}",
+                    port=web_port,
+                ),
+            )
+        else:  # a free port, known once the API listens
+            api = await start_api
+            web = await asyncio.to_thread(
+                stack.start_web,
+                *web_flags,
+                "--api-public-address",
+                f"127.0.0.1:{api.port}",
+                port=web_port,
+            )
         assert web.url is not None
         return Running(
             web_url=web.url,

@@ -15,6 +15,7 @@ then ``--reset`` (everything gone, a new administrator).
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import re
@@ -96,6 +97,7 @@ class FirstRun:
     search_page: str
     mail_page: str
     notifications_page: httpx.Response
+    api_access_page: str
     exit_code: int
     postgres_pid: int
 
@@ -141,6 +143,8 @@ def first_run(state_root: Path) -> FirstRun:
             assert search_page.status_code == 200, search_page.text
             mail_page = _wait_for_mail(web, title)
             notifications_page = web.get("/admin/notifications")
+            api_access_page = web.get("/settings/api-access")
+            assert api_access_page.status_code == 200, api_access_page.text
         exit_code = dev.interrupt(signal.SIGINT)
     except BaseException:
         dev.kill()
@@ -157,6 +161,7 @@ def first_run(state_root: Path) -> FirstRun:
         search_page=search_page.text,
         mail_page=mail_page,
         notifications_page=notifications_page,
+        api_access_page=api_access_page.text,
         exit_code=exit_code,
         postgres_pid=postgres_pid,
     )
@@ -174,7 +179,13 @@ def test_first_start_prints_admin_password_and_ready_to_paste_commands(
     web = re.search(r"^Web UI \(sign in as `admin`\): (\S+)$", output, re.M)
     assert api, output
     assert web, output
-    assert f" login --web {web.group(1)} --api {api.group(1)} --ca {api.group(2)}\n" in output
+    login = f"login --web {web.group(1)} --api {api.group(1)} --ca {api.group(2)}"
+    assert f" {login}\n" in output
+    # The web's API access page shows the same command (the API's port was
+    # picked free: --api-port 0), not placeholders.
+    shown = re.search(r'<pre class="command">([^<]*)</pre>', first_run.api_access_page)
+    assert shown, first_run.api_access_page
+    assert html.unescape(shown.group(1)) == f"bugless {login}"
     if os.geteuid() == 0:
         assert "system user `embedded_postgres`" in output
 

@@ -101,6 +101,14 @@ class WebSettings:
             dropped; a query, fragment or credentials are refused, and so is
             ``http://`` outside ``dev`` (the cookie is ``Secure``: a browser
             on plain HTTP would never send it back to the callback).
+        api_public_address: The gRPC API's ``host:port`` as people's machines
+            reach it (its LoadBalancer's name, not the in-cluster Service),
+            shown in the ``bugless login --web … --api … --ca …`` command of
+            the API access page so that it can be copied whole. Empty: the
+            page shows ``API-HOST:PORT`` and says to ask the administrator.
+        api_ca_hint: The file people pass as ``--ca`` (the CA bundle of the
+            API's server certificate) as the deployment's own instructions
+            name it, shown in the same command. Empty: ``API-CA.pem``.
         asset_archive_dir: An asset archive (:mod:`bugless_web.builds`) whose
             files are served after this version's own.
         steer_to: While draining, new page loads are redirected (303) here,
@@ -260,6 +268,19 @@ class WebSettings:
     )
     public_url: str = setting(
         "", help="External base URL, e.g. https://bugs.example.com (OIDC redirect URI)."
+    )
+    api_public_address: str = setting(
+        "",
+        metavar="HOST:PORT",
+        help="The gRPC API's address as people's machines reach it (e.g. "
+        "api.bugs.example.com:443), shown in the `bugless login` command of the API access "
+        "page; empty: a placeholder there.",
+    )
+    api_ca_hint: str = setting(
+        "",
+        metavar="FILE",
+        help="The CA file of the API's certificate as your instructions name it, shown as "
+        "`--ca` in that command (e.g. ~/bugless-api-ca.pem); empty: a placeholder.",
     )
     steer_to: str = setting(
         "", help="While draining, redirect page loads here (another instance or version)."
@@ -470,6 +491,13 @@ class WebSettings:
         object.__setattr__(self, "public_url", _checked_public_url(self.public_url, dev=self.dev))
         object.__setattr__(self, "imported_sources", _imported_sources(self.imported_sources))
         object.__setattr__(
+            self, "api_public_address", _checked_api_address(self.api_public_address)
+        )
+        if any(not c.isprintable() for c in self.api_ca_hint):
+            msg = f"--api-ca-hint {self.api_ca_hint!r}: give a file name on one line"
+            raise ValueError(msg)
+        object.__setattr__(self, "api_ca_hint", self.api_ca_hint.strip())
+        object.__setattr__(
             self,
             "download_url",
             _checked_public_url(self.download_url, dev=self.dev, flag="--download-url"),
@@ -532,3 +560,26 @@ def _checked_public_url(value: str, *, dev: bool, flag: str = "--public-url") ->
         )
         raise ValueError(msg)
     return value.rstrip("/")
+
+
+def _checked_api_address(value: str) -> str:
+    """``value`` as ``host:port`` (``[v6]:port``), or ValueError saying what is wrong with it.
+
+    Checked at start-up because the page shows it as a command to copy: a
+    URL or a missing port there would fail only on the person's machine.
+    """
+    value = value.strip()
+    if not value:
+        return ""
+    flag = "--api-public-address"
+    host, sep, port = value.rpartition(":")
+    if "://" in value or "/" in value or any(c.isspace() for c in value):
+        msg = f"{flag} {value!r}: give host:port (no scheme or path), e.g. api.example.com:443"
+        raise ValueError(msg)
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        msg = f"{flag} {value!r}: give host:port with a port from 1 to 65535"
+        raise ValueError(msg)
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        msg = f"{flag} {value!r}: write an IPv6 address in brackets, e.g. [2001:db8::1]:443"
+        raise ValueError(msg)
+    return value

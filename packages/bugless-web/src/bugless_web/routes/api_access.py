@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -48,6 +50,24 @@ def _public_base(request: Request[Any, Any, Any]) -> str:
     return frontend_of(request).settings.public_url or str(request.base_url).rstrip("/")
 
 
+#: What a shell takes as one word as it is (shlex.quote's set, plus ``~`` so
+#: that a home-relative path still expands).
+_SHELL_WORD = re.compile(r"[\w@%+=:,./~-]+")
+
+
+def _api_command_parts(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The ``--api`` and ``--ca`` values of the page's login command ("": a placeholder).
+
+    The CA file is quoted for a shell when it needs it (a space in a path),
+    so the command still copies whole.
+    """
+    settings = frontend_of(request).settings
+    ca = settings.api_ca_hint
+    if ca and not _SHELL_WORD.fullmatch(ca):
+        ca = shlex.quote(ca)
+    return {"api_address": settings.api_public_address, "api_ca": ca}
+
+
 async def _certificates(request: Request[Any, Any, Any], token: str) -> list[v1.PersonCertificate]:
     reply = await call(
         frontend_of(request).backends.auth.list_person_certificates,
@@ -67,6 +87,7 @@ async def api_access_page(request: Request[Any, Any, Any]) -> Response[str]:
             "title": "API access",
             "certificates": await _certificates(request, viewer.token),
             "web_url": _public_base(request),
+            **_api_command_parts(request),
             "error": "",
         },
         viewer=viewer,
@@ -104,6 +125,7 @@ async def sign_csr(request: Request[Any, Any, Any]) -> Response[Any]:
                 "title": "API access",
                 "certificates": await _certificates(request, viewer.token),
                 "web_url": _public_base(request),
+                **_api_command_parts(request),
                 "error": exc.message,
                 "csr_pem": str(form.get("csr_pem", "")),
             },
