@@ -89,7 +89,7 @@ async def test_milestones_versions_and_custom_fields_are_labels_the_mapping_send
         ("labels", "version:1.0", 1),
     ], "the current values are listed to be mapped; a textarea is not a label"
     assert dry.attachments == 1
-    assert "attachments: 1 on 1 issues, 12 bytes would be copied" in dry.render()
+    assert "attachments: 1 on 1 issue, 12 bytes would be copied" in dry.render()
 
     mapping = tmp_path / "mapping.toml"
     mapping.write_text(

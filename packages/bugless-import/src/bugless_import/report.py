@@ -99,8 +99,9 @@ class ImportReport:
                 size += f" ({self.attachment_bytes} bytes)"
             if self.attachments_unsized:
                 size += f" and {self.attachments_unsized} of a size the source does not say"
+            issues = "issue" if self.attachment_issues == 1 else "issues"
             lines.append(
-                f"  attachments: {self.attachments} on {self.attachment_issues} issues, {size}"
+                f"  attachments: {self.attachments} on {self.attachment_issues} {issues}, {size}"
                 + (" would be copied" if self.dry_run else "")
             )
         if not self.dry_run and (self.files_sent or self.files_skipped):
