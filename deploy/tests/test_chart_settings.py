@@ -193,6 +193,20 @@ def test_the_user_cache_values_reach_the_options_that_read_them(values: dict[str
     assert seen == set(FEED_VALUES)
 
 
+def _served_env_and_option(
+    values: dict[str, Any], service: str, name: str
+) -> tuple[dict[str, dict[str, Any]], click.Parameter]:
+    """The chart's environment for ``bugless <service> serve``, and its option ``name``."""
+    (container,) = [
+        c
+        for _, pod in pod_templates(render(values))
+        for c in pod["spec"]["containers"]
+        if [str(a) for a in c.get("args", [])][:2] == [service, "serve"]
+    ]
+    option = _option(_command(build_cli(load_plugins()), [service, "serve"]), name)
+    return env_of(container), option
+
+
 @pytest.mark.parametrize(
     ("networks", "parsed"),
     [([], ()), (["10.20.30.0/24", "fd00:1::/64"], ("10.20.30.0/24", "fd00:1::/64"))],
@@ -206,15 +220,7 @@ def test_the_webhook_allowed_networks_reach_the_notifiers_option(
     public addresses only (bugless_notify.addresses).
     """
     values = {"notify": {"webhookAllowedNetworks": networks}} if networks else {}
-    cli = build_cli(load_plugins())
-    (container,) = [
-        c
-        for _, pod in pod_templates(render(values))
-        for c in pod["spec"]["containers"]
-        if [str(a) for a in c.get("args", [])][:2] == ["notify", "serve"]
-    ]
-    env = env_of(container)
-    option = _option(_command(cli, ["notify", "serve"]), "webhook_allowed_networks")
+    env, option = _served_env_and_option(values, "notify", "webhook_allowed_networks")
     variable = "BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS"
     assert variable in (option.envvar or ())
     if not networks:
@@ -268,15 +274,7 @@ def test_the_trusted_proxies_reach_the_web_tiers_option(
     ``X-Forwarded-For`` (bugless_web.settings), and the install notes say so.
     """
     values = {"web": {"trustedProxies": proxies}} if proxies else {}
-    cli = build_cli(load_plugins())
-    (container,) = [
-        c
-        for _, pod in pod_templates(render(values))
-        for c in pod["spec"]["containers"]
-        if [str(a) for a in c.get("args", [])][:2] == ["web", "serve"]
-    ]
-    env = env_of(container)
-    option = _option(_command(cli, ["web", "serve"]), "trusted_proxies")
+    env, option = _served_env_and_option(values, "web", "trusted_proxies")
     variable = "BUGLESS_WEB_TRUSTED_PROXIES"
     assert variable in (option.envvar or ())
     warning = "WARNING: web.trustedProxies is empty"
@@ -299,15 +297,7 @@ def test_the_trusted_proxies_reach_the_web_tiers_option(
 def test_the_imported_sources_reach_the_web_tiers_option(sources: list[str]) -> None:
     """``web.importedSources`` is what ``bugless web serve --imported-source`` reads."""
     values = {"web": {"importedSources": sources}} if sources else {}
-    cli = build_cli(load_plugins())
-    (container,) = [
-        c
-        for _, pod in pod_templates(render(values))
-        for c in pod["spec"]["containers"]
-        if [str(a) for a in c.get("args", [])][:2] == ["web", "serve"]
-    ]
-    env = env_of(container)
-    option = _option(_command(cli, ["web", "serve"]), "imported_sources")
+    env, option = _served_env_and_option(values, "web", "imported_sources")
     variable = "BUGLESS_WEB_IMPORTED_SOURCES"
     assert variable in (option.envvar or ())
     if not sources:
