@@ -6,7 +6,9 @@ the apt command to run, because CI treats a skip as a failure.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,8 +30,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-#: Where the best screenshots are copied for people to look at.
-SHARED_SCREENS = Path("/tmp/bugless-screens")
+#: Where the best screenshots (and axe's findings) are copied for people to
+#: look at: ``BUGLESS_TEST_SCREENS``, else ``bugless-screens`` in the system's
+#: temporary directory.
+SHARED_SCREENS = Path(
+    os.environ.get("BUGLESS_TEST_SCREENS") or Path(tempfile.gettempdir(), "bugless-screens")
+)
 
 
 def start_web_server(
@@ -58,7 +64,7 @@ def require_chromium() -> None:
 
 
 def save_screenshot(page: Page, tmp_dir: Path, name: str, *, share: bool = True) -> Path:
-    """Screenshot to the test's tmp dir, and a copy under /tmp/bugless-screens/."""
+    """Screenshot to the test's tmp dir, and a copy under SHARED_SCREENS."""
     path = tmp_dir / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     if share:
