@@ -20,8 +20,9 @@ import random
 import time
 from collections.abc import Callable
 from http.client import HTTPException
-from typing import TypeVar
+from typing import BinaryIO, TypeVar, cast
 from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
 
 from bugless_core.backoff import Backoff
 
@@ -118,3 +119,23 @@ def read_with_retries(
             failures += 1
             pause = HTTP_BACKOFF.delay(failures, draw)
         sleep(pause)
+
+
+def open_file(request: Request, *, source: str, retries: int) -> BinaryIO:
+    """The response to a file's GET, opened with :func:`read_with_retries`, to stream from.
+
+    Raises:
+        OSError: naming the source tracker and the URL (what the run reports
+            as an unreadable file).
+    """
+    url = request.full_url
+
+    def fetch() -> BinaryIO:
+        return cast("BinaryIO", urlopen(request, timeout=120))
+
+    try:
+        return read_with_retries(fetch, retries=retries)
+    except HTTPError as exc:
+        raise OSError(f"{source} answered {exc.code} for {url}") from exc
+    except (URLError, HTTPException) as exc:
+        raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc

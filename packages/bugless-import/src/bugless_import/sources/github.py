@@ -56,12 +56,10 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from http.client import HTTPException
 from pathlib import Path
-from typing import Any, BinaryIO, cast
-from urllib.error import HTTPError, URLError
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
-from urllib.request import Request, urlopen
+from urllib.request import Request
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.importer import (
@@ -74,7 +72,7 @@ from bugless_core.importer import (
     SourceRelation,
 )
 from bugless_core.issue_references import EXTERNAL_ID, imported_link
-from bugless_import.sources._http import read_with_retries, retry_count
+from bugless_import.sources._http import open_file, retry_count
 
 #: A label that names a file: ``launch.log``, not ``image`` or ``screenshot``.
 _FILE_NAME = re.compile(r"[^\s/\\]+\.[A-Za-z0-9]{1,10}")
@@ -291,15 +289,7 @@ class GitHubImporter(Importer):
         if self._token and url.startswith(origin + "/"):
             request.add_unredirected_header("Authorization", f"Bearer {self._token}")
 
-        def fetch() -> BinaryIO:
-            return cast("BinaryIO", urlopen(request, timeout=120))
-
-        try:
-            return read_with_retries(fetch, retries=self.retries)
-        except HTTPError as exc:
-            raise OSError(f"GitHub answered {exc.code} for {url}") from exc
-        except (URLError, HTTPException) as exc:
-            raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+        return open_file(request, source="GitHub", retries=self.retries)
 
     def _events(self, number: int, item: dict[str, Any]) -> list[tuple[datetime, int, SourceEntry]]:
         """Status, assignee and title changes from the timeline, with old values."""

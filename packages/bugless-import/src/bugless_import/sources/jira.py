@@ -50,12 +50,10 @@ import os
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from http.client import HTTPException
 from pathlib import Path
-from typing import Any, BinaryIO, cast
-from urllib.error import HTTPError, URLError
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
-from urllib.request import Request, urlopen
+from urllib.request import Request
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.importer import (
@@ -67,7 +65,7 @@ from bugless_core.importer import (
     SourcePerson,
     SourceRelation,
 )
-from bugless_import.sources._http import read_with_retries, retry_count
+from bugless_import.sources._http import open_file, retry_count
 from bugless_import.sources.markup import jira_to_markdown
 
 _OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
@@ -286,15 +284,7 @@ class JiraImporter(Importer):
             # its own URLs): only the Jira the issue names sees the token.
             request.add_unredirected_header("Authorization", self._authorization)
 
-        def fetch() -> BinaryIO:
-            return cast("BinaryIO", urlopen(request, timeout=120))
-
-        try:
-            return read_with_retries(fetch, retries=self.retries)
-        except HTTPError as exc:
-            raise OSError(f"Jira answered {exc.code} for {url}") from exc
-        except (URLError, HTTPException) as exc:
-            raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+        return open_file(request, source="Jira", retries=self.retries)
 
     def _history(
         self, histories: list[dict[str, Any]], final_status: str

@@ -71,7 +71,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, cast
+from typing import Any, BinaryIO, Protocol
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
 from urllib.request import Request, urlopen
@@ -93,7 +93,12 @@ from bugless_core.importer import (
     SourcePerson,
     SourceRelation,
 )
-from bugless_import.sources._http import RETRYABLE_STATUSES, read_with_retries, retry_count
+from bugless_import.sources._http import (
+    RETRYABLE_STATUSES,
+    open_file,
+    read_with_retries,
+    retry_count,
+)
 
 #: Issues and users per request; Redmine caps it at its "limit" setting (100 by default).
 PAGE = 100
@@ -247,15 +252,7 @@ class _Rest:
             url = f"{self.base}attachments/download/{int(attachment['id'])}/{name}"
         request = self._request(url, "*/*")
 
-        def fetch() -> BinaryIO:
-            return cast("BinaryIO", urlopen(request, timeout=120))
-
-        try:
-            return read_with_retries(fetch, retries=self.retries)
-        except HTTPError as exc:
-            raise OSError(f"Redmine answered {exc.code} for {url}") from exc
-        except (URLError, HTTPException) as exc:
-            raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+        return open_file(request, source="Redmine", retries=self.retries)
 
     def read(self, name: str) -> Any:
         if name.startswith("issues/"):
