@@ -136,3 +136,16 @@ def test_trac_changeset_wiki_report_and_milestone_links_go_to_the_old_trac_or_st
         "`wiki:Page#Sec`. `report:4` `milestone:1.0`. Not http://x.org/r5, `r6`, "
         "[a](http://a.org/wiki:X) or year2000."
     )
+
+
+def test_trac_shorthands_need_their_own_boundaries_and_a_known_page() -> None:
+    """``list[5]`` is no changeset, ``JavaScript`` no page, and nothing in code is touched."""
+    base = "https://trac.example.org/rocket"
+    text = "list[5], x[1:2], JavaScript, WikiStart, `[5] WikiStart {4}`, ok![7]"
+    assert trac_to_markdown(text, base, {"WikiStart"}) == (
+        f"list[5], x[1:2], JavaScript, [WikiStart]({base}/wiki/WikiStart), "
+        "`[5] WikiStart {4}`, ok[7]"
+    )
+    assert trac_to_markdown("WikiStart [WikiStart start]", "", {"WikiStart"}) == (
+        "WikiStart start (WikiStart)"
+    )

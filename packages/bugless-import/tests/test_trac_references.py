@@ -33,6 +33,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pkg_resources' deprecation notice
     from trac.env import Environment
     from trac.ticket.model import Ticket
+    from trac.wiki.model import WikiPage
 
 T0 = datetime(2016, 3, 1, 8, 0, tzinfo=UTC)
 BASE = "https://trac32.example.org/rocket"
@@ -172,3 +173,67 @@ async def test_trac_changesets_wiki_pages_reports_and_milestones_link_to_the_old
     )
     (given,) = await find(model, "trac32:optlinks#1")
     assert f"[r123]({url}/changeset/123)" in given.description, "--option url= says where"
+
+
+async def test_trac_shorthands_escapes_and_wiki_page_names_link_to_the_old_trac(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """``[123]``, ``{4}``, ``source:``, ``log:``, CamelCase pages; ``!`` escapes and code kept.
+
+    Before, these arrived raw: ``[123]`` and ``{4}`` as text Markdown does not
+    link, ``source:``/``log:`` and page names unlinked, and Trac's escapes
+    ``!#1``/``!r5`` became Markdown images (``![#1](...)``).
+    """
+    env = Environment(
+        str(tmp_path / "env"),
+        create=True,
+        options=[("trac", "database", "sqlite:db/trac.db"), ("trac", "base_url", BASE)],
+    )
+    notes = WikiPage(env, "ReleaseNotes")
+    notes.text = "= Release notes ="
+    notes.save("ann", "Notes")  # TracGuide comes with Trac
+    ticket = Ticket(env)
+    ticket.populate({"summary": "Shorthands", "reporter": "ann", "status": "new"})
+    ticket["description"] = (
+        "In [123] (r1:3), see {4}, source:trunk/a.py@12#L3 and log:trunk@1:3; "
+        "ReleaseNotes, TracGuide, [ReleaseNotes the notes], JavaScript.\n"
+        "Escaped: !ReleaseNotes !#1 !r5 ![123] !{4}; ticket:2.\n"
+        "{{{\n[123] ReleaseNotes {4}\n}}}\n"
+    )
+    ticket.insert(when=T0)
+    await run_import(_Trac32(str(env.path), {"project": "short"}), make_settings())
+    (issue,) = await find(model, "trac32:short#1")
+    ticket_2 = "/imported?id=trac32%3Ashort%232&source=" + quote(f"{BASE}/ticket/2", safe="")
+    assert issue.description == (
+        f"In [\\[123\\]]({BASE}/changeset/123) ([r1:3]({BASE}/log/?revs=1-3)), see "
+        f"[{{4}}]({BASE}/report/4), [source:trunk/a.py@12#L3]({BASE}/browser/trunk/a.py?rev=12#L3)"
+        f" and [log:trunk@1:3]({BASE}/log/trunk?revs=1-3); "
+        f"[ReleaseNotes]({BASE}/wiki/ReleaseNotes), [TracGuide]({BASE}/wiki/TracGuide), "
+        f"[the notes]({BASE}/wiki/ReleaseNotes), JavaScript.\n"
+        f"Escaped: ReleaseNotes `#1` r5 [123] {{4}}; [#2]({ticket_2}).\n"
+        "\n```\n[123] ReleaseNotes {4}\n```\n\n"
+    )
+    page = str(render_markdown(issue.description))
+    hrefs = [unescape(h) for h in re.findall(r'href="([^"]+)"', page)]
+    assert hrefs == [
+        f"{BASE}/changeset/123", f"{BASE}/log/?revs=1-3", f"{BASE}/report/4",
+        f"{BASE}/browser/trunk/a.py?rev=12#L3", f"{BASE}/log/trunk?revs=1-3",
+        f"{BASE}/wiki/ReleaseNotes", f"{BASE}/wiki/TracGuide", f"{BASE}/wiki/ReleaseNotes",
+        ticket_2,
+    ], page  # fmt: skip
+    assert "<img" not in page, "an escape is no Markdown image"
+
+    # Without the Trac's URL: code, and page names as the words they are.
+    env.config.remove("trac", "base_url")
+    env.config.save()
+    await run_import(
+        _Trac32(str(env.path), {"project": "shortbare"}),
+        make_settings(state_dir=tmp_path / "bare-state"),
+    )
+    (bare,) = await find(model, "trac32:shortbare#1")
+    assert bare.description.splitlines()[:2] == [
+        "In `[123]` (`r1:3`), see `{4}`, `source:trunk/a.py@12#L3` and `log:trunk@1:3`; "
+        "ReleaseNotes, TracGuide, the notes (ReleaseNotes), JavaScript.",
+        "Escaped: ReleaseNotes `#1` r5 [123] {4}; " + "[#2](/imported?id=trac32%3Ashortbare%232).",
+    ]
+    assert "href" not in str(render_markdown(bare.description.split("[#2]")[0]))

@@ -10,7 +10,7 @@ and put back verbatim, so nothing inside them is converted.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from urllib.parse import quote
 
 from bugless_core.issue_references import ISSUE_REFERENCE
@@ -122,7 +122,7 @@ _TRAC_BOLD = re.compile(r"'''(.+?)'''")
 _TRAC_ITALIC = re.compile(r"''(.+?)''")
 _TRAC_MONO = re.compile(r"`([^`\n]+)`")
 _TRAC_LINK = re.compile(r"\[((?:https?|mailto|ftp):[^\s\]]+)\s+([^\]]+)\]")
-_TRAC_TICKET = re.compile(r"\[ticket:(\d+)(?:\s+([^\]]+))?\]")
+_TRAC_TICKET = re.compile(r"(?<!!)\[ticket:(\d+)(?:\s+([^\]]+))?\]")
 
 
 def _trac_code(match: re.Match[str]) -> str:
@@ -132,7 +132,9 @@ def _trac_code(match: re.Match[str]) -> str:
     return f"\n```{match.group(1) or ''}\n{body.strip(chr(10))}\n```\n"
 
 
-def trac_to_markdown(text: str, trac_url: str = "") -> str:
+def trac_to_markdown(
+    text: str, trac_url: str = "", wiki_pages: Container[str] = frozenset()
+) -> str:
     """Trac WikiFormatting (tickets' descriptions and comments) as Markdown.
 
     ``trac_url`` is the old Trac's base URL (``https://trac.example.org/rocket``):
@@ -155,7 +157,7 @@ def trac_to_markdown(text: str, trac_url: str = "") -> str:
     text = _TRAC_TICKET.sub(
         lambda m: f"{m.group(2)} (#{m.group(1)})" if m.group(2) else f"#{m.group(1)}", text
     )
-    text = _trac_links(text, trac_url.rstrip("/"))
+    text = _trac_links(text, trac_url.rstrip("/"), wiki_pages)
     return _restore(_restore(text, mono, "MONO"), blocks, "CODE")
 
 
@@ -165,14 +167,43 @@ _TRAC_REALMS = {
     "wiki": "wiki",
     "report": "report",
     "milestone": "milestone",
+    "source": "browser",
+    "browser": "browser",
+    "log": "log",
 }
-_TRAC_TARGET = r'(?P<target>"[^"\n]+"|[^\s\[\]"\'<>(){}|`]*[^\s\[\]"\'<>(){}|`.,;:!?])'
-_TRAC_REALM = "(?P<realm>" + "|".join(_TRAC_REALMS) + ")"
-#: ``[changeset:abc]``, ``[wiki:Page the label]``.
-_TRAC_BRACKETED = re.compile(rf"\[{_TRAC_REALM}:{_TRAC_TARGET}(?:\s+(?P<label>[^\]\n]+))?\]")
-#: ``changeset:abc``, ``wiki:"Page name"``, ``r123``.
-_TRAC_BARE = re.compile(
-    rf"(?<![\w/:\[\x00]){_TRAC_REALM}:{_TRAC_TARGET}|(?<![\w/:\[#&\x00])r(?P<revision>\d+)\b"
+_TRAC_TARGET = r'(?P<{}>"[^"\n]+"|[^\s\[\]"\'<>(){{}}|`]*[^\s\[\]"\'<>(){{}}|`.,;:!?])'
+#: Trac's WikiPageNames (trac.wiki.api): two or more capitalised words run
+#: together, in any script, as ``/``-separated parts of a page's path.
+_UPPER = "".join(c for c in map(chr, range(0x10000)) if c.isupper())
+_LOWER = "".join(c for c in map(chr, range(0x10000)) if c.islower())
+_WIKI_PAGE = (
+    rf"(?:[{_UPPER}][{_LOWER}]+/?){{2,}}(?<!/)(?:\#[A-Za-z][\w:.-]*)?"
+    rf"(?=:(?:\Z|\s)|[^:\w{_UPPER}{_LOWER}]|\Z)"
+)
+_REALM = "(?:" + "|".join([*_TRAC_REALMS, "ticket"]) + ")"
+#: Every Trac link shorthand (trac.wiki.parser, .api and the changeset, log
+#: and report modules' syntax), each optionally escaped by a ``!`` before it.
+#: One pattern, so that what one form became is not read again as another
+#: (``changeset:abc`` in the code that ``[changeset:abc x]`` became).
+_TRAC_SHORTHAND = re.compile(
+    r"(?P<bang>!)?(?:"
+    # [changeset:abc], [wiki:"Page name" the label]
+    rf"\[(?P<brealm>{_REALM}):{_TRAC_TARGET.format('btarget')}(?:\s+(?P<blabel>[^\]\n]+))?\]"
+    # [123], [1234abcd/trunk] (changesets), [1:3], [1-3/trunk] (revision logs); not
+    # list[5], which Trac would link too, but which reads as code someone wrote
+    r"|(?<![\w\]])\[(?P<crev>[0-9]+|[a-fA-F0-9]{8,})(?P<cpath>/[^\]\s]*)?\]"
+    r"|(?<![\w\]])\[(?P<lfrom>[0-9]+)[:-](?P<lto>[0-9]+)(?P<lpath>/[^\]\s]*)?\]"
+    # [WikiPage the label]
+    rf"|\[(?P<bpage>{_WIKI_PAGE})\s+(?P<plabel>[^\]\n]+)\]"
+    r"|\{(?P<report>[0-9]+)\}"
+    # changeset:abc, wiki:"Page name", source:trunk/a.py@12#L3, log:trunk@1:3
+    rf"|(?<![\w/:\[\x00])(?P<realm>{_REALM}):{_TRAC_TARGET.format('target')}"
+    # r123, r1:3 (a revision log)
+    r"|(?<![\w/:\[#&\x00])r(?P<rev>[0-9]+)(?:[:-](?P<revto>[0-9]+))?\b"
+    # !#12: an escaped ticket (an unescaped one is the import's to link)
+    r"|(?(bang)(?P<ticket>\#[0-9]+\b)|(?!))"
+    rf"|(?<![\w/\x00])(?P<page>{_WIKI_PAGE})"
+    r")"
 )
 #: What those are not looked for in: links (as converted), URLs, place holders.
 _TRAC_LINK_KEPT = re.compile(
@@ -180,30 +211,68 @@ _TRAC_LINK_KEPT = re.compile(
 )
 
 
-def _trac_links(text: str, base: str) -> str:
-    """Trac's changeset, wiki, report and milestone links as links to ``base``, else as code."""
-    text, kept = _protect(text, _TRAC_LINK_KEPT, lambda m: m.group(0), "LINK")
-
-    def render(match: re.Match[str], label: str) -> str:
-        if match.groupdict().get("revision"):
-            realm, target, written = "changeset", match.group("revision"), match.group(0)
+def _trac_url(base: str, realm: str, target: str) -> str:
+    """The old Trac's page for ``realm:target`` (``source:trunk/a.py@12#L3``)."""
+    target, _, anchor = target.partition("#")
+    query = ""
+    if realm in ("source", "browser", "log", "wiki") and "@" in target:
+        target, _, revision = target.rpartition("@")
+        if realm == "wiki":
+            query = "?version=" + quote(revision, safe="")
+        elif realm == "log" and re.fullmatch(r"[0-9a-fA-F]+[:-][0-9a-fA-F]+", revision):
+            query = "?revs=" + quote(re.sub("[:]", "-", revision), safe="-")
         else:
-            realm, target = match.group("realm"), match.group("target").strip('"')
-            written = f"{realm}:{match.group('target')}"
-        if not base:
-            return f"{label} (`{written}`)" if label else f"`{written}`"
-        page, _, anchor = target.partition("#")
-        url = f"{base}/{_TRAC_REALMS[realm]}/{quote(page, safe='/' if realm == 'wiki' else '')}"
-        if anchor:
-            url += "#" + quote(anchor, safe="")
-        shown = (label or written).replace("[", "\\[").replace("]", "\\]")
-        return f"[{shown}]({url})"
+            query = "?rev=" + quote(revision, safe="")
+    if realm in ("source", "browser", "log"):
+        target = target.lstrip("/")
+    safe = "/" if realm in ("wiki", "changeset", "source", "browser", "log") else ""
+    url = f"{base}/{_TRAC_REALMS[realm]}/{quote(target, safe=safe)}{query}"
+    return url + "#" + quote(anchor, safe="") if anchor else url
 
-    # The bracketed ones are put back last: the bare pattern is not to find
-    # what they became (``changeset:abc`` in the code of ``[changeset:abc x]``).
-    text, bracketed = _protect(
-        text, _TRAC_BRACKETED, lambda m: render(m, (m.group("label") or "").strip()), "TRAC"
-    )
-    text = _TRAC_BARE.sub(lambda m: render(m, ""), text)
-    text = _restore(text, bracketed, "TRAC")
+
+def _trac_shorthand(match: re.Match[str], base: str, wiki_pages: Container[str]) -> str:
+    """One Trac link shorthand as a link to the old Trac (``base``), else as written."""
+    found = match.groupdict()
+    if found["bang"]:  # escaped: Trac shows it as it is written, without the "!"
+        # ... but "#12" would be bugless's issue 12 in the web: code, not a link.
+        return f"`{found['ticket']}`" if found["ticket"] else match.group(0)[1:]
+    written, label = match.group(0), ""
+    if found["brealm"]:
+        realm, target, label = found["brealm"], found["btarget"], found["blabel"] or ""
+        written = f"{realm}:{target}"
+    elif found["realm"]:
+        realm, target = found["realm"], found["target"]
+    elif found["crev"]:
+        realm, target = "changeset", found["crev"] + (found["cpath"] or "")
+    elif found["lfrom"]:
+        realm = "log"
+        target = (found["lpath"] or "/") + f"@{found['lfrom']}-{found['lto']}"
+    elif found["rev"]:
+        realm = "log" if found["revto"] else "changeset"
+        target = f"/@{found['rev']}-{found['revto']}" if found["revto"] else found["rev"]
+    elif found["report"]:
+        realm, target = "report", found["report"]
+    else:
+        realm, target, label = "wiki", found["page"] or found["bpage"], found["plabel"] or ""
+    label = label.strip().strip("\"'")
+    if realm == "ticket":  # "#N" is the reference the import links (cite_source_issues)
+        if not target.isdigit():
+            return written
+        return f"{label} (#{target})" if label else f"#{target}"
+    target = target.strip('"')
+    if found["page"] or found["bpage"]:
+        if not base or target.partition("#")[0] not in wiki_pages:
+            # A CamelCase word that is no page of the Trac is a word, not a
+            # link that would lead nowhere.
+            return f"{label} ({target})" if label else target
+    elif not base:
+        return f"{label} (`{written}`)" if label else f"`{written}`"
+    shown = (label or written).replace("[", "\\[").replace("]", "\\]")
+    return f"[{shown}]({_trac_url(base, realm, target)})"
+
+
+def _trac_links(text: str, base: str, wiki_pages: Container[str]) -> str:
+    """Trac's link shorthands as links to ``base``, else as code or text."""
+    text, kept = _protect(text, _TRAC_LINK_KEPT, lambda m: m.group(0), "LINK")
+    text = _TRAC_SHORTHAND.sub(lambda m: _trac_shorthand(m, base, wiki_pages), text)
     return _restore(text, kept, "LINK")

@@ -18,10 +18,14 @@ fields (``[ticket-custom]``, but not a ``textarea``), as ``milestone:1.0``,
 ``[labels]`` sends to a hotlist or a custom field (a dry run lists them). A
 ``description`` change is an edit of the description (entry 1). Wiki
 formatting is converted to Markdown; its links to changesets (``r123``,
-``[changeset:abc]``), wiki pages, reports and milestones point at the old
-Trac (``--option url=...``, else trac.ini's ``base_url``), which a team
-keeps read-only or as the repository browser; with neither they are kept
-as code. People are the authenticated sessions'
+``[123]``, ``[changeset:abc]``), revision logs (``r1:3``, ``log:trunk``),
+files (``source:trunk/a.py``), wiki pages (``wiki:Page``, and a CamelCase
+word that names one of the environment's pages), reports (``{4}``,
+``report:4``) and milestones point at the old Trac (``--option url=...``,
+else trac.ini's ``base_url``), which a team keeps read-only or as the
+repository browser; with neither they are kept as code (a CamelCase word
+as text). Trac's ``!`` escape keeps one as text (``!#12`` as code, as
+bugless would link ``#12``). People are the authenticated sessions'
 logins, with their name and e-mail from the session attributes; a reporter
 Trac knows only by an e-mail address is keyed by that address. A ticket's
 attachments are read through ``trac.attachment.Attachment`` (its
@@ -74,6 +78,8 @@ _TICKETS = (
 _CUSTOM = "SELECT ticket, name, value FROM ticket_custom ORDER BY ticket, name"
 #: Tickets with attachments (``Attachment.select`` then reads each one's files).
 _ATTACHED = "SELECT DISTINCT id FROM attachment WHERE type = 'ticket'"
+#: The wiki's pages, which a CamelCase word in the text links to (Trac's WikiPageNames).
+_WIKI_PAGES = "SELECT DISTINCT name FROM wiki"
 _CHANGES = (
     "SELECT ticket, time, author, field, oldvalue, newvalue FROM ticket_change "
     "ORDER BY ticket, time, author, field"
@@ -167,6 +173,8 @@ class TracImporter(Importer):
         self._custom_fields: set[str] = set()
         #: The base URL Trac links in the text point at (read once).
         self._trac_url: str | None = None
+        #: The environment's wiki page names, which a CamelCase word links to.
+        self._wiki_pages: frozenset[str] = frozenset()
 
     def _environment(self) -> Any:
         if self._env is None:
@@ -194,10 +202,13 @@ class TracImporter(Importer):
         return url.rstrip("/")
 
     def _markdown(self, text: str) -> str:
-        """Trac's text as Markdown, its changeset, wiki, report and milestone links to Trac."""
+        """Trac's text as Markdown, its changeset, wiki, report, ... links to Trac."""
         if self._trac_url is None:
             self._trac_url = self.base_url()
-        return trac_to_markdown(text, self._trac_url)
+            if self._trac_url:
+                rows = self._environment().db_query(_WIKI_PAGES)
+                self._wiki_pages = frozenset(str(name) for (name,) in rows)
+        return trac_to_markdown(text, self._trac_url, self._wiki_pages)
 
     def issue_url(self, number: str) -> str:
         """``<base_url>/ticket/N``: ``#N`` and ``ticket:N`` name tickets in Trac."""
