@@ -14,6 +14,7 @@ the report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from redmine_server import Redmine, serve
 from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _create
 
 from bugless_core.clients import ServiceAddress, call
+from bugless_core.errors import InvalidArgument
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import run_import
 from bugless_import.sources.github import GitHubImporter
@@ -218,6 +220,41 @@ async def test_jira_sub_tasks_and_duplicate_and_blocks_links_are_set(
     ) in text
 
 
+async def test_jira_epic_links_make_sub_issues_of_the_epic(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    """The classic "Epic Link" custom field (found by its name or type) and the newer parent.
+
+    Before, an epic's children came in unrelated to it: only ``parent`` and
+    ``subtasks`` were read.
+    """
+    epic_link = {"type": "string", "custom": "com.pyxis.greenhopper.jira:gh-epic-link"}
+    pages = [
+        {"names": {"customfield_10008": "Epic Link", "summary": "Summary"},
+         "issues": [_jira_issue("EPIC-1"), _jira_issue("EPIC-2", customfield_10008="EPIC-1"),
+                    # Jira Cloud since 2023: the parent, and the old field still filled
+                    _jira_issue("EPIC-3", parent={"key": "EPIC-1"}, customfield_10008="EPIC-1")]},
+        {"schema": {"customfield_10100": epic_link},  # another page: the type names it
+         "issues": [_jira_issue("EPIC-4", customfield_10100="EPIC-1"),
+                    _jira_issue("EPIC-5", customfield_10200="EPIC-1")]},
+    ]  # fmt: skip
+    for n, page in enumerate(pages):
+        (tmp_path / f"search-{n:04}.json").write_text(json.dumps(page), encoding="utf-8")
+    report = await run_import(JiraImporter(str(tmp_path), {}), make_settings())
+    assert report.created == 5
+    epic, *children = [await _issue(model, f"jira:EPIC-{n}") for n in range(1, 6)]
+    assert [c.parent_id for c in children] == [epic.id, epic.id, epic.id, 0]
+    assert "  relations: 3 (3 sub-issue of); set 3, already there 0, not set 0\n" in (
+        report.render()
+    )
+    # A site's field that neither names: --option epic-link-field says which.
+    named = JiraImporter(str(tmp_path), {"epic-link-field": "customfield_10200"})
+    (five,) = [i for i in named.issues() if i.key == "EPIC-5"]
+    assert [(r.kind, r.target) for r in five.relations] == [("parent", "EPIC-1")]
+    with pytest.raises(InvalidArgument, match="epic-link-field='Epic Link'"):
+        JiraImporter(str(tmp_path), {"epic-link-field": "Epic Link"})
+
+
 def _github_issue(number: int, repo: str = "acme/relations") -> dict[str, Any]:
     api = f"https://api.github.com/repos/{repo}"
     return {
@@ -252,27 +289,37 @@ async def test_github_sub_issues_and_dependencies_are_set(
     ) in report.render()
 
 
-@pytest.fixture(scope="module")
-def superseded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A classic tracker whose issues name superseders, two of them each other's."""
-    home = tmp_path_factory.mktemp("roundup-superseder") / "tracker"
+def _install(home: Path, properties: str = "") -> None:
+    """A classic Roundup tracker at ``home``, its issues given ``properties``."""
     settings = (
         "mail_domain=example.invalid,tracker_web=http://127.0.0.1:9/,mail_host=127.0.0.1,"
         f"mail_debug={home.parent / 'outgoing-mail.txt'}"
     )
-    for args in (["install", "classic", "sqlite", settings], ["initialise", ADMIN_PASSWORD]):
-        if args[0] == "initialise":
-            (home / "interfaces.py").write_text(INTERFACES_PY, encoding="utf-8")
-        subprocess.run([ROUNDUP_ADMIN, "-i", str(home), *args], check=True, capture_output=True)
-    numbers = [_create(home, "admin", f"Issue {n}", f"Text {n}.") for n in range(1, 6)]
-    db = _as(home, "admin")
-    one, two, three, four, five = numbers
-    db.issue.set(two, superseder=[one])
-    db.issue.set(three, superseder=[two, one])
-    db.issue.set(four, superseder=[five])
-    db.issue.set(five, superseder=[four])  # Roundup does not refuse a cycle; bugless does
-    db.commit()
-    db.close()
+    subprocess.run(
+        [ROUNDUP_ADMIN, "-i", str(home), "install", "classic", "sqlite", settings],
+        check=True,
+        capture_output=True,
+    )
+    (home / "interfaces.py").write_text(INTERFACES_PY, encoding="utf-8")
+    if properties:
+        schema = home / "schema.py"
+        text = schema.read_text(encoding="utf-8")
+        stock = '                status=Link("status"))'
+        assert stock in text, "classic's issue class is not as expected"
+        schema.write_text(
+            text.replace(stock, f'                status=Link("status"), {properties})'),
+            encoding="utf-8",
+        )
+    subprocess.run(
+        [ROUNDUP_ADMIN, "-i", str(home), "initialise", ADMIN_PASSWORD],
+        check=True,
+        capture_output=True,
+    )
+
+
+@contextlib.contextmanager
+def _served(home: Path) -> Iterator[str]:
+    """The tracker at ``home`` served over loopback: its base URL."""
     server = subprocess.Popen(
         [sys.executable, str(SERVER), str(home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
@@ -284,6 +331,24 @@ def superseded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def superseded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A classic tracker whose issues name superseders, two of them each other's."""
+    home = tmp_path_factory.mktemp("roundup-superseder") / "tracker"
+    _install(home)
+    numbers = [_create(home, "admin", f"Issue {n}", f"Text {n}.") for n in range(1, 6)]
+    db = _as(home, "admin")
+    one, two, three, four, five = numbers
+    db.issue.set(two, superseder=[one])
+    db.issue.set(three, superseder=[two, one])
+    db.issue.set(four, superseder=[five])
+    db.issue.set(five, superseder=[four])  # Roundup does not refuse a cycle; bugless does
+    db.commit()
+    db.close()
+    with _served(home) as url:
+        yield url
 
 
 async def test_roundup_superseders_make_duplicates_and_a_cycle_is_reported_not_fatal(
@@ -323,6 +388,39 @@ def test_a_roundup_schema_without_superseder_is_told_by_roundup_refusing_the_fie
     importer = RoundupImporter(superseded_url, {"user": "admin", "password-file": str(secret)})
     assert importer.has_issue_property("superseder")
     assert not importer.has_issue_property("blockers")  # not in classic's schema
+
+
+async def test_roundup_blockers_and_dependencies_make_blocking_relations(
+    tmp_path: Path, make_settings: MakeSettings, model: v1.ModelStub
+) -> None:
+    """A tracker with Roundup's documented ``blockers`` and bpo's ``dependencies``.
+
+    Before, only ``superseder`` was read: the issues came in unblocked.
+    """
+    home = tmp_path / "tracker"
+    _install(home, 'blockers=Multilink("issue"), dependencies=Multilink("issue")')
+    one, two, three, four = [_create(home, "admin", f"B{n}", f"Text {n}.") for n in range(4)]
+    db = _as(home, "admin")
+    db.issue.set(two, blockers=[one])
+    db.issue.set(three, dependencies=[one, two])
+    db.issue.set(four, blockers=[three], dependencies=[three])  # both name one relation
+    db.commit()
+    db.close()
+    secret = tmp_path / "password"
+    secret.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    options = {"user": "admin", "password-file": str(secret), "tracker": "blk"}
+    with _served(home) as url:
+        report = await run_import(RoundupImporter(url, options), make_settings())
+        assert report.created == 4
+        b1, b2, b3, b4 = [await _issue(model, f"roundup:blk#{n}") for n in (one, two, three, four)]
+        assert sorted(b1.blocking_ids) == sorted([b2.id, b3.id])
+        assert (b2.blocking_ids, b3.blocking_ids, b4.blocked_by_ids) == ([b3.id], [b4.id], [b3.id])
+        assert "  relations: 4 (4 blocking); set 4, already there 0, not set 0\n" in (
+            report.render()
+        )
+        again = await run_import(RoundupImporter(url, options), make_settings())
+    assert again.relations is not None
+    assert (again.relations.set, again.relations.present) == (0, 4)
 
 
 async def test_trac_plugin_relation_fields_are_relations_not_labels(

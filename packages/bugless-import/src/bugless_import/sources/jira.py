@@ -34,7 +34,12 @@ the attachment's ``content`` URL over HTTP. Options for the latter:
 A file neither there nor readable is reported and left out.
 
 Relations: ``fields.parent`` (a sub-task's, or a child's in a team-managed
-project) and ``fields.subtasks`` make sub-issues; ``fields.issuelinks`` of
+project, or an epic's child since Jira Cloud's 2023 parent field), the
+"Epic Link" custom field of a company-managed project (its id found in the
+page's ``names``, ``"Epic Link"``, or ``schema``, Jira Software's
+``gh-epic-link`` type: export with ``expand=changelog,names,schema``; or
+given as ``--option epic-link-field=customfield_10014``) and
+``fields.subtasks`` make sub-issues; ``fields.issuelinks`` of
 the link types ``Duplicate`` (duplicates / is duplicated by) and ``Blocks``
 (blocks / is blocked by) are set as bugless holds them. Other link types
 (``Relates``, ``Cloners``, a site's own) have no bugless counterpart: the
@@ -71,6 +76,9 @@ from bugless_import.sources.markup import jira_to_markdown
 _OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
 #: Jira's link type names (lower case) -> the relation bugless holds.
 _LINKS = {"duplicate": "duplicate_of", "blocks": "blocks"}
+#: Jira Software's custom field type of the classic "Epic Link".
+_EPIC_LINK_TYPE = "com.pyxis.greenhopper.jira:gh-epic-link"
+_CUSTOM_FIELD = re.compile(r"customfield_[0-9]+")
 
 
 def when(text: str) -> datetime:
@@ -148,6 +156,12 @@ class JiraImporter(Importer):
         except ValueError as exc:
             raise InvalidArgument(f"--option {exc}") from exc
         self._authorization = _authorization(options)
+        epic_field = options.get("epic-link-field", "")
+        if epic_field and not _CUSTOM_FIELD.fullmatch(epic_field):
+            msg = f"--option epic-link-field={epic_field!r}: a field id like customfield_10014"
+            raise InvalidArgument(msg)
+        #: The "Epic Link" fields' ids (``customfield_N``; it differs by site).
+        self._epic_fields = {epic_field} if epic_field else set()
 
     def _person(self, user: dict[str, Any] | None) -> str:
         if not user:
@@ -190,7 +204,10 @@ class JiraImporter(Importer):
 
     def issues(self) -> Iterator[SourceIssue]:
         """Every issue of every page, by project and number."""
-        items = [issue for page in self._pages() for issue in page["issues"]]
+        items: list[dict[str, Any]] = []
+        for page in self._pages():
+            items += page["issues"]
+            self._epic_fields |= _epic_link_fields(page)
         items.sort(
             key=lambda i: (str(i["key"]).rsplit("-", 1)[0], int(str(i["key"]).rsplit("-", 1)[1]))
         )
@@ -253,7 +270,7 @@ class JiraImporter(Importer):
                     key=lambda a: (when(a["created"]), int(a["id"])),
                 )
             ),
-            relations=_relations(fields),
+            relations=_relations(fields, self._epic_fields),
         )
 
     def _attachment(self, attachment: dict[str, Any], base: str) -> SourceAttachment:
@@ -374,12 +391,30 @@ def _authorization(options: dict[str, str]) -> str:
     return f"Bearer {token}"
 
 
-def _relations(fields: dict[str, Any]) -> tuple[SourceRelation, ...]:
-    """The issue's parent, sub-tasks and issue links, as seen from the issue."""
+def _epic_link_fields(page: dict[str, Any]) -> set[str]:
+    """The ids of the "Epic Link" fields a search page names (``expand=names,schema``)."""
+    names = page.get("names") or {}
+    schema = page.get("schema") or {}
+    return {
+        str(field)
+        for field in (*names, *schema)
+        if names.get(field) == "Epic Link"
+        or (schema.get(field) or {}).get("custom") == _EPIC_LINK_TYPE
+    }
+
+
+def _relations(fields: dict[str, Any], epic_fields: set[str]) -> tuple[SourceRelation, ...]:
+    """The issue's parent, epic, sub-tasks and issue links, as seen from the issue."""
     found: list[SourceRelation] = []
     parent = (fields.get("parent") or {}).get("key")
     if parent:
         found.append(SourceRelation("parent", str(parent)))
+    for field in sorted(epic_fields):
+        # The epic's key ("ROCK-1"); an epic child that also has the newer
+        # ``parent`` names the same epic, and the import sets it once.
+        epic = fields.get(field)
+        if isinstance(epic, str) and epic and epic != parent:
+            found.append(SourceRelation("parent", epic))
     found += [
         SourceRelation("parent", str(sub["key"]), reverse=True)
         for sub in fields.get("subtasks") or []

@@ -49,8 +49,11 @@ Relations: classic's ``superseder`` (a multilink to the issues that
 supersede this one: it is their duplicate, as the classic templates'
 "Superseder" and bugs.python.org's "duplicate" resolution use it) makes the
 issue a duplicate of its superseder. bugless holds one: with several, the
-lowest-numbered is set and the report names the others. A tracker whose
-schema has no ``superseder`` imports no relations.
+lowest-numbered is set and the report names the others. ``blockers`` (the
+customisation Roundup's documentation shows, "Blocking issues") and
+``dependencies`` (bugs.python.org's; the devel template's), multilinks to
+the issues this one waits for, make those issues block it. A property the
+tracker's schema lacks imports no relation of its kind.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ _ISSUE_FIELDS = (
 _LINKS = {"status": "status", "priority": "priority", "assignedto": "user"}
 _MULTILINKS = {"nosy": "user", "keyword": "keyword", "messages": "msg"}
 _PAGE = 500
+#: Issue multilinks to the issues that block the issue (where the schema has them).
+_BLOCKED_BY = ("blockers", "dependencies")
 
 
 class _Users(dict[str, str]):
@@ -359,7 +364,8 @@ class RoundupImporter(Importer):
     def issues(self) -> Iterator[SourceIssue]:
         """Every issue by id, with its journal (or its messages) as entries."""
         users = _Users(self.names("user"), self._retired_user)
-        fields = _ISSUE_FIELDS + (",superseder" if self.has_issue_property("superseder") else "")
+        related = [p for p in ("superseder", *_BLOCKED_BY) if self.has_issue_property(p)]
+        fields = ",".join([_ISSUE_FIELDS, *related])
         for item in self.collection("issue", fields):
             issue = self._issue(item, users)
             if issue is not None:
@@ -480,9 +486,16 @@ class RoundupImporter(Importer):
                 for f in (self._file(i, users) for i in sorted(_ids(item.get("files")), key=int))
                 if f is not None
             ),
-            relations=tuple(
-                SourceRelation("duplicate_of", f"{self.tracker}#{other}")
-                for other in sorted(_ids(item.get("superseder")), key=int)
+            relations=(
+                *(
+                    SourceRelation("duplicate_of", f"{self.tracker}#{other}")
+                    for other in sorted(_ids(item.get("superseder")), key=int)
+                ),
+                *(
+                    SourceRelation("blocks", f"{self.tracker}#{other}", reverse=True)
+                    for name in _BLOCKED_BY
+                    for other in sorted(_ids(item.get(name)), key=int)
+                ),
             ),
         )
 
