@@ -9,12 +9,15 @@ import re
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
 import pytest
 from auth_support import KeyFiles, unique
 
+from bugless_auth.sessions import SessionStore
+from bugless_auth.store import IdentityStore
 from bugless_core.migrations import load_migrations
 
 BIN = Path(sys.executable).parent
@@ -206,3 +209,72 @@ async def test_serve_refuses_an_unknown_authenticator(
         _, stderr = await process.communicate()
     assert process.returncode != 0
     assert "unknown authenticator backend 'lcoal'" in stderr.decode()
+
+
+async def test_user_sessions_lists_a_users_live_sessions_and_ends_one(
+    cli_env: dict[str, str],
+) -> None:
+    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    await run(
+        BUGLESS,
+        "auth",
+        "user",
+        "add",
+        "ann",
+        "--password-stdin",
+        env=cli_env,
+        stdin=b"ann-password\n",
+    )
+    store = await IdentityStore.open(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"], cli_env["BUGLESS_AUTH_SCHEMA"], pool_max_size=1
+    )
+    try:
+        [ann] = await store.users_by_usernames(["ann"])
+        sessions = SessionStore(store)
+        for session_id, address in (("laptop-session", "192.0.2.1"), ("phone-session", "")):
+            refused = await sessions.record(
+                session_id,
+                user_id=ann.user_id,
+                authenticator="local",
+                client_address=address,
+                expires_at=time.time() + 3600,
+            )
+            assert refused is None
+            await asyncio.sleep(0.01)  # phone signed in last: listed first
+
+        listed = json.loads(
+            await run(BUGLESS, "auth", "user", "sessions", "ann", "--json", env=cli_env)
+        )
+        assert [(s["session_id"], s["client_address"]) for s in listed] == [
+            ("phone-session", ""),
+            ("laptop-session", "192.0.2.1"),
+        ]
+        assert listed[0]["authenticator"] == "local"
+        shown = await run(
+            BUGLESS, "auth", "user", "sessions", "ann", "--end", "laptop-session", env=cli_env
+        )
+        assert "phone-session" in shown
+        assert "laptop-session" not in shown
+        assert not await sessions.is_live("laptop-session")
+        assert await sessions.is_live("phone-session")
+
+        process = await asyncio.create_subprocess_exec(
+            BUGLESS,
+            "auth",
+            "user",
+            "sessions",
+            "ann",
+            "--end",
+            "laptop-session",
+            env=cli_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(180):
+            _, stderr = await process.communicate()
+        assert process.returncode == 1
+        said = stderr.decode()
+        assert "ann has no live session 'laptop-session'" in said
+        assert "Traceback" not in said
+    finally:
+        await store.close()

@@ -8,7 +8,8 @@ statement CockroachDB lacks (advisory locks, ``hashtextextended``,
 ``make_interval``, LISTEN/NOTIFY, ...).
 
 The password contract (``bugless_testing.auth_contracts``), the session
-and throttle tests of ``test_sessions`` and the sessions-vs-disable races of
+and throttle tests of ``test_sessions``, the session listing of
+``test_session_list`` and the sessions-vs-disable races of
 ``test_sessions_vs_disable`` (an insert that waited on a disable's row fails
 with 40001 here, and runs again) run here again, unchanged, on this dialect:
 their fixtures are overridden below to start the Authenticator on the
@@ -27,6 +28,18 @@ import asyncpg
 import pytest
 from auth_support import TEST_ENDS, KeyFiles, StartAuth, set_disabled, start_auth_servers
 from test_auth_conformance import TestLocalPasswords, password_backend_case
+from test_session_list import (
+    session_replicas,
+    test_a_person_sees_their_live_sessions_how_and_where_made_and_which_is_this_one,
+    test_a_services_assertion_is_listed_as_a_session_of_its_own,
+    test_a_session_may_end_itself,
+    test_an_administrator_lists_and_ends_another_users_sessions,
+    test_another_persons_session_is_not_found_as_if_it_did_not_exist,
+    test_bad_requests_are_refused_naming_the_field,
+    test_ending_a_session_by_id_is_refused_on_every_replica_at_once,
+    test_last_use_is_recorded_when_the_one_recorded_is_minutes_old,
+    test_pages_list_every_session_once_and_a_token_fits_only_its_listing,
+)
 from test_sessions import (
     replicas,
     test_a_correctly_signed_token_without_a_session_is_refused,
@@ -100,6 +113,16 @@ RERUN = (
     test_a_disable_waiting_for_a_recorded_sessions_row_lock_then_ends_it,
     test_a_merged_placeholders_assertion_is_its_accounts_session_and_ends_with_it,
     test_disables_racing_assertions_and_sign_ins_leave_no_live_session,
+    session_replicas,
+    test_a_person_sees_their_live_sessions_how_and_where_made_and_which_is_this_one,
+    test_pages_list_every_session_once_and_a_token_fits_only_its_listing,
+    test_ending_a_session_by_id_is_refused_on_every_replica_at_once,
+    test_a_session_may_end_itself,
+    test_another_persons_session_is_not_found_as_if_it_did_not_exist,
+    test_an_administrator_lists_and_ends_another_users_sessions,
+    test_bad_requests_are_refused_naming_the_field,
+    test_last_use_is_recorded_when_the_one_recorded_is_minutes_old,
+    test_a_services_assertion_is_listed_as_a_session_of_its_own,
 )
 
 
@@ -175,6 +198,8 @@ async def exercise(store: IdentityStore) -> None:
     assert refused is not None
     assert refused.reason == "USER_DISABLED"
     await sessions.is_live("s1" + name)
+    await sessions.list_live(record.user_id, after=None, limit=10)
+    await sessions.end("s1" + name, owner=record.user_id, reason="test")
     await sessions.revoke("s1" + name, "test")
     await sessions.revoke_user(record.user_id, "test")
     throttle = LoginThrottle(ThrottleSettings(), store)

@@ -49,6 +49,7 @@ def test_the_groups_help_imports_no_command_module() -> None:
         ("auth", "user", "--help"),
         ("auth", "user", "add", "--help"),
         ("auth", "user", "disable", "--help"),
+        ("auth", "user", "sessions", "--help"),
     ],
     ids=" ".join,
 )

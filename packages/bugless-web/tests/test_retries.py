@@ -72,6 +72,8 @@ WRITES = {
         "SetLocalPassword",
         "SetUserDisabled",
         "RevokeSessions",
+        # A retry after it ended the session would answer NOT_FOUND.
+        "EndSession",
         "MatchImportUsers",
         "MergePlaceholder",
         "IssuePersonCertificate",

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from bugless_auth.people_rpcs import PeopleRpcs
 from bugless_auth.service import AuthService
+from bugless_auth.user_admin import MAX_SESSIONS_PAGE_SIZE
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
 from bugless_core.grpc import AccessTable, current_identity, current_peer, grpc_errors
@@ -22,6 +23,8 @@ _MAX_FIELD = limits.MAX_USER_REFERENCE_LENGTH
 _MAX_PASSWORD = 1024
 _MAX_TOKEN = 8192
 _MAX_CERTIFICATE = 64 * 1024
+#: Longest session id accepted (the ids issued are 24 characters).
+_MAX_SESSION_ID = 64
 
 
 def _check_length(value: str | bytes, field: str, limit: int) -> None:
@@ -88,6 +91,10 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         "SetLocalPassword": {"web", "@admin"},
         "SetUserDisabled": {"web", "@admin"},
         "RevokeSessions": {"web", "@admin"},
+        # The sessions page (each needs the caller's token; another user's
+        # sessions need manage_users on it), and an administrator's tool.
+        "ListSessions": {"web", "@admin"},
+        "EndSession": {"web", "@admin"},
         # The import job (``bugless import``), as --import-identities names it;
         # it also validates the token of the person running it (above).
         "MatchImportUsers": {"@import"},
@@ -303,6 +310,38 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
             message.token, everywhere=message.everywhere, username=message.username
         )
         return v1.RevokeSessionsResponse(revoked=revoked)
+
+    @grpc_errors
+    async def list_sessions(self, message: v1.ListSessionsRequest) -> v1.ListSessionsResponse:
+        """The live sessions of the caller (or another user, with manage_users)."""
+        if not message.token:
+            raise InvalidArgument("token: required (the caller's own session token)")
+        _check_length(message.token, "token", _MAX_TOKEN)
+        _check_length(message.username, "username", _MAX_FIELD)
+        page = message.page or v1.PageRequest()
+        if not 0 <= page.page_size <= MAX_SESSIONS_PAGE_SIZE:
+            raise InvalidArgument(
+                f"page.page_size: between 0 (the default, 50) and {MAX_SESSIONS_PAGE_SIZE}, "
+                f"got {page.page_size}"
+            )
+        _check_length(page.page_token, "page.page_token", _MAX_TOKEN)
+        return await self.service.list_sessions(
+            message.token,
+            username=message.username,
+            page_size=page.page_size,
+            page_token=page.page_token,
+        )
+
+    @grpc_errors
+    async def end_session(self, message: v1.EndSessionRequest) -> v1.EndSessionResponse:
+        """End one session by id (the caller's own, or anyone's with manage_users)."""
+        if not message.token:
+            raise InvalidArgument("token: required (the caller's own session token)")
+        if not message.session_id:
+            raise InvalidArgument("session_id: required (a Session.session_id of ListSessions)")
+        _check_length(message.token, "token", _MAX_TOKEN)
+        _check_length(message.session_id, "session_id", _MAX_SESSION_ID)
+        return await self.service.end_session(message.token, message.session_id)
 
     @grpc_errors
     async def get_verification_keys(

@@ -19,6 +19,13 @@ committed in between ended the user's sessions *before* this one existed,
 so nothing ended it.
 
 Rows are kept (revoked or not) until a day after they expire, then purged.
+
+A person sees their own live sessions (:meth:`SessionStore.list_live`, the
+sessions page) and ends one by id (:meth:`SessionStore.end`). Each row says
+when it was last used: the liveness check writes ``last_used_at`` when the
+one recorded is older than :data:`LAST_USED_GRANULARITY_SECONDS`, so an
+active session costs one small UPDATE every few minutes, and a validation
+otherwise stays the one read it was.
 """
 
 from __future__ import annotations
@@ -40,6 +47,14 @@ _log = logging.getLogger("bugless.auth")
 KEEP_EXPIRED_SECONDS = 24 * 3600.0
 #: How often one replica purges expired rows (at most).
 PURGE_EVERY_SECONDS = 600.0
+#: How the sessions no backend makes are recorded (their ``authenticator``),
+#: and their kind on the wire (``Session.kind``): a people CA certificate's
+#: (``bugless_auth.service.PEOPLE_CA``) and a service's assertion
+#: (``AuthService.issue_assertion``). A backend's sessions have its kind.
+BUILT_IN_KINDS = {"people-ca": "certificate", "service": "service"}
+#: How far behind a session's recorded last use may be (the sessions page
+#: says "to within 5 minutes"): the write a validation makes at most this often.
+LAST_USED_GRANULARITY_SECONDS = 300.0
 
 #: Record session $1 of user $2, only if that user may have one now: their
 #: account (a placeholder merged into one: that account) is not disabled, and
@@ -75,8 +90,34 @@ WITH target AS (
 )
 SELECT user_id, disabled, placeholder, EXISTS (SELECT 1 FROM recorded) AS recorded FROM target
 """
+#: Whether session $1 is live, and whether its last use is recorded within $2
+#: seconds (a sign-in is a use). Used on every validation: one index read.
 _IS_LIVE = """
-SELECT 1 FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
+SELECT COALESCE(last_used_at, created_at) > now() - $2::float8 * INTERVAL '1 second' AS recent
+FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
+"""
+_TOUCH = """
+UPDATE sessions SET last_used_at = now() WHERE session_id = $1 AND revoked_at IS NULL
+"""
+_COLUMNS = """
+session_id, user_id, authenticator, client_address, created_at,
+COALESCE(last_used_at, created_at) AS last_used_at, expires_at
+"""
+#: The live sessions of user $1, newest first, after the position ($2, $3)
+#: (created_at, session_id; NULL: from the start), at most $4.
+_LIST_LIVE = f"""
+SELECT {_COLUMNS} FROM sessions
+WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+  AND ($2::timestamptz IS NULL OR (created_at, session_id) < ($2::timestamptz, $3::text))
+ORDER BY created_at DESC, session_id DESC
+LIMIT $4
+"""
+#: End live session $1 if it is user $2's (any user's when $2 is empty).
+_END_ONE = f"""
+UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
+  AND ($2 = '' OR user_id = $2)
+RETURNING {_COLUMNS}
 """
 _REVOKE_ONE = """
 UPDATE sessions SET revoked_at = now(), revoked_reason = $2
@@ -163,13 +204,53 @@ class SessionStore:
         return _refusal(row)
 
     async def is_live(self, session_id: str) -> bool:
-        """Whether the session exists, has not been ended and has not expired."""
+        """Whether the session exists, has not been ended and has not expired.
+
+        A live session whose recorded last use is older than
+        :data:`LAST_USED_GRANULARITY_SECONDS` is marked used now (a second
+        statement, that often at most): what the sessions page shows.
+        """
         if not session_id:
             return False
-        found = await self._store.run(
-            lambda conn: conn.fetchval(_IS_LIVE, session_id), transaction=False
+        recent = await self._store.run(
+            lambda conn: conn.fetchval(_IS_LIVE, session_id, LAST_USED_GRANULARITY_SECONDS),
+            transaction=False,
         )
-        return found is not None
+        if recent is None:
+            return False
+        if not recent:
+            await self._store.run(lambda conn: conn.execute(_TOUCH, session_id), transaction=False)
+        return True
+
+    async def list_live(
+        self, user_id: str, *, after: tuple[datetime.datetime, str] | None, limit: int
+    ) -> list[asyncpg.Record]:
+        """``user_id``'s live sessions, newest first, after a position, at most ``limit``.
+
+        Each row has the columns of :data:`_COLUMNS`; a row's position for
+        the next page is ``(created_at, session_id)``.
+        """
+        since, session_id = after if after is not None else (None, "")
+        rows: list[asyncpg.Record] = await self._store.run(
+            lambda conn: conn.fetch(_LIST_LIVE, user_id, since, session_id, limit),
+            transaction=False,
+        )
+        return rows
+
+    async def end(self, session_id: str, *, owner: str, reason: str) -> asyncpg.Record | None:
+        """End one live session, only if ``owner``'s (anyone's when ``owner`` is empty).
+
+        Returns the session's row as it was (:data:`_COLUMNS`), or None when
+        no live session of that owner has the id: never ended, ended or
+        expired already, or someone else's, which the caller cannot tell
+        apart.
+        """
+        row: asyncpg.Record | None = await self._store.run(
+            lambda conn: conn.fetchrow(_END_ONE, session_id, owner, reason), transaction=False
+        )
+        if row is not None:
+            log_ended(str(row["user_id"]), 1, reason)
+        return row
 
     async def revoked_within(self, seconds: float) -> list[str]:
         """Sessions ended in the last ``seconds`` (and not expired): what the Model refuses.

@@ -27,6 +27,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OctKey, OKPKey
 
 from bugless_core.errors import Unauthenticated
+from bugless_core.page_tokens import PageTokenCodec
 
 _ALGORITHMS = ("Ed25519", "HS256")
 _MIN_SECRET_BYTES = 32
@@ -118,16 +119,19 @@ def _algorithm(key: SigningKey) -> str:
     return "Ed25519" if isinstance(key, OKPKey) else "HS256"
 
 
-def _encryption_key(key: SigningKey) -> OctKey:
-    """A 256-bit AES key derived from a signing key, for sealing flow state.
+def _derived_secret(key: SigningKey, purpose: bytes) -> bytes:
+    """32 bytes derived (HKDF) from a signing key for one ``purpose``.
 
-    Derived (HKDF) rather than configured separately so that rotating the
-    token keys rotates it too, and a deployment has one secret to manage.
+    Derived rather than configured separately so that rotating the token
+    keys rotates them too, and a deployment has one secret to manage.
     """
     material = json.dumps(key.as_dict(private=True), sort_keys=True).encode()
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"bugless-auth flow state"
-    ).derive(material)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(material)
+
+
+def _encryption_key(key: SigningKey) -> OctKey:
+    """A 256-bit AES key derived from a signing key, for sealing flow state."""
+    derived = _derived_secret(key, b"bugless-auth flow state")
     return OctKey.import_key(derived, {"kid": str(key.kid)})
 
 
@@ -152,6 +156,11 @@ class TokenAuthority:
         self._verifying = KeySet(list(keys))
         self._sealing = _encryption_key(keys[0])
         self._unsealing = KeySet([_encryption_key(k) for k in keys])
+        #: Signs the page tokens of the Authenticator's listings (ListSessions),
+        #: with a secret every replica derives from the same signing key. A
+        #: token from before a key rotation is refused (INVALID_ARGUMENT: start
+        #: the listing again).
+        self.page_tokens = PageTokenCodec(_derived_secret(keys[0], b"bugless-auth page tokens"))
 
     def issue(self, user_id: str, authenticator: str) -> IssuedToken:
         """A signed session token for ``user_id``, naming a new session id (``jti``).

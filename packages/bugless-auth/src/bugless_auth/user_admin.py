@@ -10,13 +10,15 @@ request pays for, so each reads on its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bugless_auth import disabling, placeholders
 from bugless_auth.disabling import Ends
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.policy import IMPORT_ISSUES, MANAGE_USERS
+from bugless_auth.sessions import BUILT_IN_KINDS
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.errors import (
     FailedPrecondition,
@@ -35,6 +37,8 @@ from bugless_core.usernames import (
 from bugless_proto import v1
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from bugless_auth._cache import TtlCache
     from bugless_auth.directory import UserDirectory
     from bugless_auth.people import PeopleCertificates
@@ -43,6 +47,10 @@ if TYPE_CHECKING:
     from bugless_auth.settings import AuthSettings
     from bugless_auth.tokens import SessionClaims, TokenAuthority
     from bugless_core.auth_backend import AuthenticatorBackend
+
+#: ListSessions' page size when the request asks for none, and the most it may ask for.
+SESSIONS_PAGE_SIZE = 50
+MAX_SESSIONS_PAGE_SIZE = 500
 
 
 def check_username(username: str, field: str = "username") -> None:
@@ -75,6 +83,33 @@ def check_username(username: str, field: str = "username") -> None:
     problem = username_problem(username)
     if problem is not None:
         raise InvalidArgument(f"{field}: {username!r} cannot be a username: it {problem}")
+
+
+def session_message(row: asyncpg.Record, kinds: Mapping[str, str], current: str) -> v1.Session:
+    """A ``sessions`` row (:data:`bugless_auth.sessions._COLUMNS`) on the wire.
+
+    ``kinds`` maps an authenticator name to its kind; ``current`` is the
+    session id of the token the request carries.
+    """
+    return v1.Session(
+        session_id=row["session_id"],
+        authenticator=row["authenticator"],
+        kind=kinds.get(row["authenticator"], ""),
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        expires_at=row["expires_at"],
+        client_address=row["client_address"],
+        current=row["session_id"] == current,
+    )
+
+
+def _page_position(position: list[Any]) -> tuple[datetime.datetime, str]:
+    """The (created_at, session_id) a ListSessions page token carries."""
+    try:
+        created, session_id = position
+        return datetime.datetime.fromisoformat(created), str(session_id)
+    except (TypeError, ValueError):
+        raise InvalidArgument("page.page_token: not a page of ListSessions") from None
 
 
 def who(identity: v1.Identity) -> str:
@@ -255,3 +290,81 @@ class UserAdministration:
             raise
         self._valid_tokens.discard(token)
         return await self.sessions.revoke(claims.token_id, "signed out")
+
+    def _session_kinds(self) -> dict[str, str]:
+        return {**BUILT_IN_KINDS, **{b.name: b.kind.value for b in self.backends}}
+
+    async def list_sessions(
+        self, token: str, *, username: str, page_size: int, page_token: str
+    ) -> v1.ListSessionsResponse:
+        """Live sessions of the token's user, or of ``username`` (manage_users), newest first.
+
+        ``page_size`` 0 is :data:`SESSIONS_PAGE_SIZE`; the servicer has
+        checked it is at most :data:`MAX_SESSIONS_PAGE_SIZE`. A page token
+        belongs to the user whose sessions it lists.
+
+        Raises:
+            Unauthenticated: the token is invalid, expired or ended.
+            PermissionDenied: ``username`` is another user and the caller
+                lacks manage_users (checked before the name is looked up).
+            NotFound: nobody has that username.
+            InvalidArgument: a page token not of this listing.
+        """
+        caller = await self._caller(token)
+        current = self.tokens.verify(token).token_id
+        user = caller.user or v1.User()
+        user_id = user.user_id
+        if username and username_key(username) != username_key(user.username):
+            if not self.policy.decide(caller.groups, MANAGE_USERS).allowed:
+                raise PermissionDenied(
+                    "listing another user's sessions needs the manage_users permission"
+                )
+            found = await self.store.users_by_usernames([username])
+            if not found:
+                raise NotFound(f"username: no bugless user is called {username!r}")
+            user_id = found[0].user_id
+        pages = self.tokens.page_tokens
+        fingerprint = pages.fingerprint("ListSessions", user_id)
+        after = None
+        if page_token:
+            after = _page_position(pages.decode(page_token, fingerprint))
+        size = page_size or SESSIONS_PAGE_SIZE
+        rows = await self.sessions.list_live(user_id, after=after, limit=size + 1)
+        next_token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            last = rows[-1]
+            next_token = pages.encode(
+                [last["created_at"].isoformat(), last["session_id"]], fingerprint
+            )
+        kinds = self._session_kinds()
+        return v1.ListSessionsResponse(
+            sessions=[session_message(row, kinds, current) for row in rows],
+            next_page_token=next_token,
+        )
+
+    async def end_session(self, token: str, session_id: str) -> v1.EndSessionResponse:
+        """End one live session: the caller's own, or anyone's with manage_users.
+
+        Any of the caller's sessions, the token's own included (that is a
+        sign-out). Without manage_users, another user's session is answered
+        as one that does not exist: ids of others cannot be probed.
+
+        Raises:
+            Unauthenticated: the token is invalid, expired or ended.
+            NotFound: no live session (of the caller's, without manage_users)
+                has that id.
+        """
+        caller = await self._caller(token)
+        current = self.tokens.verify(token).token_id
+        admin = self.policy.decide(caller.groups, MANAGE_USERS).allowed
+        owner = "" if admin else (caller.user or v1.User()).user_id
+        row = await self.sessions.end(session_id, owner=owner, reason=f"ended by {who(caller)}")
+        if row is None:
+            whose = "no live session" if admin else "none of your live sessions"
+            raise NotFound(
+                f"session_id: {whose} has the id {session_id!r} (ended or expired already?)"
+            )
+        if row["session_id"] == current:
+            self._valid_tokens.discard(token)
+        return v1.EndSessionResponse(session=session_message(row, self._session_kinds(), current))

@@ -93,6 +93,8 @@ def test_the_model_and_the_authenticator_rows_say_who_calls_them() -> None:
     assert set(auth["AuthenticateCertificate"]) == {"api"}
     # The import job signs in the person running it (``bugless import --user``).
     assert set(auth["AuthenticatePassword"]) == {"web", "@import"}
+    # A person's sessions are theirs to see on the web (an administrator's tool too).
+    assert set(auth["ListSessions"]) == set(auth["EndSession"]) == {"web", "@admin"}
 
 
 @pytest.fixture(scope="module")

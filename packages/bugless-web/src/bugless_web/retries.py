@@ -108,6 +108,8 @@ READ_ROUTES = frozenset(
         "/bugless.v1.Authenticator/SuggestUsers",
         "/bugless.v1.Authenticator/Authorize",
         "/bugless.v1.Authenticator/ListPersonCertificates",
+        # Records the token's last use at most every few minutes: the same on a retry.
+        "/bugless.v1.Authenticator/ListSessions",
         "/bugless.v1.Authenticator/GetDeviceLogin",
         # Never made by the web (the Model's and the services' calls), but reads.
         "/bugless.v1.Authenticator/GetVerificationKeys",

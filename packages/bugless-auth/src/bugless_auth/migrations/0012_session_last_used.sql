@@ -1,0 +1,14 @@
+-- When a session was last used, for the sessions page ("your devices").
+--
+-- ListSessions shows a person their live sessions: how each was made, from
+-- which address, when, and when it was last used. The last use is written by
+-- ValidateToken's liveness check (SessionStore.is_live), at most once per
+-- session per SessionStore.LAST_USED_GRANULARITY_SECONDS, so it costs one
+-- small UPDATE per active session every few minutes, not one per request;
+-- the page says "to within 5 minutes". NULL: not used since it was created
+-- (a sign-in is a use: the list shows created_at then).
+--
+-- Only a nullable column is added: a replica of the previous release serving
+-- during the rollout neither reads nor writes it (its sessions show their
+-- creation time as their last use until a new replica validates them).
+ALTER TABLE sessions ADD COLUMN last_used_at timestamptz;
