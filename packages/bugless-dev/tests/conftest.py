@@ -7,4 +7,4 @@ trust tests' real-server fixtures are enabled here rather than in
 
 from __future__ import annotations
 
-pytest_plugins = ["bugless_testing.postgres", "bugless_testing.stack"]
+pytest_plugins = ["bugless_testing.postgres", "bugless_testing.s3", "bugless_testing.stack"]

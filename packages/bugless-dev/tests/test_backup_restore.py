@@ -13,37 +13,21 @@ database, as the chart puts all three in one) with the mail not yet sent.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import asyncpg
+from backup_drill import PASSWORD, drill_stack, dump, restore
 
 from bugless_core.clients import acting_as
 from bugless_core.notification_channel import NotificationMessage
 from bugless_core.search.build import term
 from bugless_dev.pki import LocalPki
 from bugless_dev.postgres import ThrowawayPostgres
-from bugless_dev.stack import LocalStack, StackConfig
+from bugless_dev.stack import LocalStack
 from bugless_notify.queue import DeliveryQueue, DeliveryRecord, DeliveryState, NewDelivery
 from bugless_proto import v1
 
-PASSWORD = "correct horse battery staple"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
-PAGE_TOKEN_SECRET = "backup-drill-page-token-secret-0123456789"
-
-
-def _stack(
-    directory: Path, pki: LocalPki, model_url: str, auth_url: str, **more: object
-) -> LocalStack:
-    config = StackConfig(
-        directory=directory,
-        pki=pki,
-        model_database_url=model_url,
-        auth_database_url=auth_url,
-        page_token_secret=PAGE_TOKEN_SECRET,
-        **more,  # type: ignore[arg-type]
-    )
-    return LocalStack(config)
 
 
 async def create(model: v1.ModelStub, caller: v1.Caller, component_id: int, title: str) -> v1.Issue:
@@ -111,45 +95,11 @@ async def queued_mail(database_url: str, delivery_id: str) -> DeliveryRecord | N
         await conn.close()
 
 
-def dump(server: ThrowawayPostgres, database_url: str, file: Path) -> None:
-    """``pg_dump`` as docs/backup.md gives it: one consistent snapshot, custom format."""
-    subprocess.run(
-        [
-            server.client_program("pg_dump"),
-            "--format=custom",
-            "--serializable-deferrable",
-            "--file",
-            str(file),
-            database_url,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-
-
-def restore(server: ThrowawayPostgres, file: Path, database_url: str) -> None:
-    """``pg_restore`` into an empty database, stopping at the first error."""
-    subprocess.run(
-        [
-            server.client_program("pg_restore"),
-            "--exit-on-error",
-            "--no-owner",
-            "--dbname",
-            database_url,
-            str(file),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-
-
 async def test_a_restored_dump_with_the_same_keys_serves_the_same_tracker(
     postgres_server: ThrowawayPostgres, tmp_path: Path
 ) -> None:
     pki = LocalPki.open(tmp_path / "pki")
-    before = _stack(
+    before = drill_stack(
         tmp_path / "before",
         pki,
         postgres_server.create_database("backup_model"),
@@ -190,7 +140,7 @@ async def test_a_restored_dump_with_the_same_keys_serves_the_same_tracker(
         await asyncio.to_thread(before.stop)
 
     # The disaster: the old databases are gone; new, empty ones get the dumps.
-    after = _stack(
+    after = drill_stack(
         tmp_path / "after",
         pki,
         postgres_server.create_database("restored_model"),
