@@ -1,0 +1,321 @@
+"""The rolling upgrade of docs/upgrades.md, with the previous schema's code really running.
+
+docs/upgrades.md promises that when the Model's migrations run (the chart's
+hook, with the new Model image) while replicas of the previous release still
+serve, those old replicas "serve on and stay ready", and that a migration
+which only adds to the schema leaves their reads and writes working. This
+drill holds that promise against the repository's own history: the previous
+release is the code just before the newest Model migration was added (found
+with ``git log``, extracted with ``git archive``, run from the same virtual
+environment by putting its ``src`` folders first on ``PYTHONPATH``, as
+``bugless-web``'s rollout test runs its second build). Its Authenticator,
+Model and web serve a tracker on a schema the previous code migrated; then the
+current code's ``bugless model migrate`` applies the newest migration under
+them; the old Model must stay SERVING and the old web ready, and through them
+people must still read (issue page, search, attachment download) and write
+(a comment by the web's form, an attachment by the web, an issue and a
+comment by the Model's API). Last, a replica of the current Model, started on
+the migrated schema, must read what the old replicas wrote in the window.
+
+What the drill does not check is what the guide already lists as limits: rows
+only the new code keeps (mention keys, folded names) written by an old replica
+during the window.
+
+It needs the repository's history (a clone, as CI's checkout is; not a
+shallow copy or an unpacked archive): without it, it fails and says so. The
+previous code runs on this checkout's third-party libraries, as an image of
+it would not; a library it imports and this checkout dropped makes the drill
+fail at the previous code's start, naming the import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import subprocess
+import tarfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+from backup_drill import PAGE_TOKEN_SECRET, PASSWORD
+
+from bugless_core.clients import acting_as
+from bugless_core.search.build import term
+from bugless_dev.pki import LocalPki
+from bugless_dev.postgres import ThrowawayPostgres
+from bugless_dev.processes import clean_environment
+from bugless_dev.stack import LocalStack, RunningService, StackConfig
+from bugless_proto import v1
+from bugless_testing.health import health_until
+
+ROOT = Path(__file__).resolve().parents[3]
+MIGRATIONS = "packages/bugless-model-postgres/src/bugless_model_postgres/migrations"
+MODEL_SERVICE = "bugless.v1.Model"
+BEFORE = b"written by the previous release before the migration\n" * 40
+DURING = b"written by the previous release during the window\n" * 40
+
+
+@dataclass(frozen=True)
+class PreviousRelease:
+    """The code just before the newest Model migration, ready to run.
+
+    Attributes:
+        commit: The commit it was extracted from.
+        added: The migration files this checkout has and it lacks.
+        python_path: Its packages' ``src`` folders, for ``PYTHONPATH``.
+    """
+
+    commit: str
+    added: tuple[str, ...]
+    python_path: str
+
+
+def _git(*args: str) -> bytes:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), *args], check=True, capture_output=True, timeout=120
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        msg = (
+            "the live-upgrade drill needs the repository's history (a git clone, not a shallow "
+            f"copy: git fetch --unshallow): git {' '.join(args)} failed: {exc} "
+            f"{detail.decode(errors='replace').strip()}"
+        )
+        raise AssertionError(msg) from exc
+    return done.stdout
+
+
+def previous_release(directory: Path) -> PreviousRelease:
+    """Extract the code before the commit that added the newest Model migration."""
+    adding = _git("log", "-1", "--diff-filter=A", "--format=%H", "--", MIGRATIONS).decode().strip()
+    assert adding, f"git log finds no commit adding a file to {MIGRATIONS}"
+    commit = _git("rev-parse", f"{adding}^").decode().strip()
+    before = _git("ls-tree", "--name-only", f"{commit}:{MIGRATIONS}").decode().split()
+    archive = _git("archive", "--format=tar", commit, "packages")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    sources = sorted(str(p) for p in (directory / "packages").glob("*/src"))
+    assert sources, f"{commit} has no packages/*/src"
+    # What this checkout applies over it: committed or not (a migration being written).
+    added = tuple(sorted({p.name for p in (ROOT / MIGRATIONS).glob("*.sql")} - set(before)))
+    return PreviousRelease(commit, added, os.pathsep.join(sources))
+
+
+async def schema_version(database_url: str) -> int:
+    """The Model's schema version: the highest row of its migration ledger."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        version = await conn.fetchval("SELECT max(version) FROM bugless.schema_migrations")
+    finally:
+        await conn.close()
+    assert isinstance(version, int)
+    return version
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert found is not None, "the page carries no CSRF token"
+    return found.group(1)
+
+
+async def sign_in(browser: httpx.AsyncClient, username: str) -> str:
+    """Sign in through the web's form; returns the session's CSRF token."""
+    form = await browser.get("/signin")
+    signed_in = await browser.post(
+        "/signin",
+        data={"username": username, "password": PASSWORD, "_csrf": _csrf(form.text), "next": "/"},
+    )
+    assert signed_in.status_code == 303, signed_in.text[:500]
+    return _csrf((await browser.get("/")).text)
+
+
+def edit_form(html: str) -> dict[str, str]:
+    """The issue page's edit form as a browser submits it untouched (inputs and selects)."""
+    form = html.split('id="issue-form"', 1)[1].split("</form>", 1)[0]
+    values: dict[str, str] = {}
+    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form):
+        values.setdefault(name, value)
+    for name, body in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        chosen = re.search(r'<option value="([^"]*)" selected>', body)
+        values[name] = chosen.group(1) if chosen else ""
+    values.pop("hotlist_remove", None)
+    return values
+
+
+async def comment_by_form(browser: httpx.AsyncClient, issue_id: int, text: str) -> None:
+    """A comment through the issue page's form, the way a person adds one."""
+    page = await browser.get(f"/issues/{issue_id}")
+    assert page.status_code == 200, page.text[:500]
+    saved = await browser.post(
+        f"/issues/{issue_id}", data={**edit_form(page.text), "comment": text}
+    )
+    assert saved.status_code == 303, saved.text[:500]
+
+
+async def upload_by_web(
+    browser: httpx.AsyncClient, csrf: str, issue_id: int, name: str, content: bytes
+) -> str:
+    """Attach ``content`` through the page's upload endpoint; returns its download URL."""
+    uploaded = await browser.post(
+        f"/issues/{issue_id}/attachments",
+        content=content,
+        headers={"x-csrf-token": csrf, "x-file-name": quote(name), "content-type": "text/plain"},
+    )
+    assert uploaded.status_code == 201, uploaded.text[:500]
+    url = uploaded.json()["url"]
+    assert isinstance(url, str)
+    return url
+
+
+async def said_in_log(service: RunningService, words: str, *, seconds: float = 15.0) -> None:
+    """Wait until ``service``'s log holds ``words`` (a readiness check logs as it runs)."""
+    async with asyncio.timeout(seconds):
+        while words not in service.log.read_text():  # noqa: ASYNC110 - another process's file
+            await asyncio.sleep(0.2)
+
+
+def found_ids(page: str, issue_ids: list[int]) -> list[int]:
+    """Which of ``issue_ids`` a search results page links to."""
+    return [i for i in issue_ids if f'href="/issues/{i}"' in page]
+
+
+def comments(entries: list[v1.HistoryEntry]) -> list[tuple[int, str, list[str]]]:
+    """What both releases must agree on in a history: versions, comments, files attached."""
+    return [(e.version, e.comment, [a.name for a in e.attachments]) for e in entries]
+
+
+async def history(model: v1.ModelStub, caller: v1.Caller, issue_id: int) -> list[v1.HistoryEntry]:
+    request = v1.ListHistoryRequest(
+        caller=caller, issue_id=issue_id, page=v1.PageRequest(page_size=100)
+    )
+    return list((await model.list_history(request)).entries)
+
+
+async def test_old_replicas_read_and_write_while_the_current_code_migrates_under_them(
+    postgres_server: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    release = previous_release(tmp_path / "release")
+    assert release.added, f"{release.commit} is not before a migration"
+    pki = LocalPki.open(tmp_path / "pki")
+    config = StackConfig(
+        directory=tmp_path / "current",
+        pki=pki,
+        model_database_url=postgres_server.create_database("upgrade_model"),
+        auth_database_url=postgres_server.create_database("upgrade_auth"),
+        page_token_secret=PAGE_TOKEN_SECRET,
+        session_key="live-upgrade-drill-session-key-0123456789abcdef",
+        notify_secret_key="live-upgrade-drill-notify-key-0123456789abcdef",
+    )
+    current = LocalStack(config)
+    previous = LocalStack(
+        replace(
+            config,
+            directory=tmp_path / "previous",
+            token_key_file=Path(current.env["BUGLESS_AUTH_TOKEN_KEY_FILES"]),
+            base_env={**clean_environment(), "PYTHONPATH": release.python_path},
+        )
+    )
+    try:
+        await asyncio.to_thread(previous.migrate)
+        old_version = await schema_version(config.model_database_url)
+        await asyncio.to_thread(previous.start_backends)
+        ann = await asyncio.to_thread(previous.add_user, "ann", PASSWORD, admin=True)
+        caller = v1.Caller(user_id=ann["user_id"], admin=True)
+        web: RunningService = await asyncio.to_thread(previous.start_web)
+        assert web.url is not None
+        model = previous.acting_model(v1.ModelStub(previous.model.channel()))
+        component = await model.create_component(
+            v1.CreateComponentRequest(caller=caller, name="Upgrades")
+        )
+        fields = v1.IssueFields(title="Rolling upgrade of the tracker", component_id=component.id)
+        issue = await model.create_issue(v1.CreateIssueRequest(caller=caller, fields=fields))
+        async with httpx.AsyncClient(base_url=web.url, timeout=60) as browser:
+            csrf = await sign_in(browser, "ann")
+            await comment_by_form(browser, issue.id, "Seen before the upgrade.")
+            before_url = await upload_by_web(browser, csrf, issue.id, "before.log", BEFORE)
+
+            # The chart's hook: the current code's migrate, with the old replicas serving.
+            await asyncio.to_thread(current.run_bugless, "model", "migrate")
+            assert await schema_version(config.model_database_url) == old_version + len(
+                release.added
+            ), f"the current code applies {release.added} over {release.commit}"
+
+            # The window: the old Model stays ready, the old web too, and both serve.
+            await health_until(previous.model, MODEL_SERVICE, "SERVING")
+            await said_in_log(
+                previous.first("model"),
+                f"the database schema is now at version {old_version + len(release.added)}, "
+                f"newer than the {old_version} this bugless-model-postgres knows",
+            )
+            assert (await browser.get("/readyz")).status_code == 200
+            page = await browser.get(f"/issues/{issue.id}")
+            assert page.status_code == 200
+            assert "Seen before the upgrade." in page.text
+            assert "before.log" in page.text
+            assert (await browser.get(before_url)).content == BEFORE
+            await comment_by_form(browser, issue.id, "Written in the upgrade window.")
+            during_url = await upload_by_web(browser, csrf, issue.id, "during.log", DURING)
+            assert (await browser.get(during_url)).content == DURING
+            created = await model.create_issue(
+                v1.CreateIssueRequest(
+                    caller=caller,
+                    fields=v1.IssueFields(
+                        title="Filed in the upgrade window", component_id=component.id
+                    ),
+                )
+            )
+            await model.change_issue(
+                v1.ChangeIssueRequest(
+                    caller=caller,
+                    issue_id=created.id,
+                    expected_version=created.version,
+                    comment="The window comment, by the old Model's API.",
+                )
+            )
+            results = await browser.get("/search", params={"q": "window"})
+            assert results.status_code == 200
+            assert found_ids(results.text, [issue.id, created.id]) == [issue.id, created.id]
+        await health_until(previous.model, MODEL_SERVICE, "SERVING")
+        written = {i: await history(model, caller, i) for i in (issue.id, created.id)}
+        assert [len(entries) for entries in written.values()] == [5, 2]
+
+        # A replica of the current code on the migrated schema reads what they wrote.
+        current.env["BUGLESS_MODEL_AUTH"] = previous.env["BUGLESS_MODEL_AUTH"]
+        await asyncio.to_thread(current.start_model)
+        channel = current.model.channel()
+        try:
+            newer = v1.ModelStub(channel)
+            with acting_as(current.assertion_for(caller.user_id, permissions=["admin"])):
+                for issue_id, entries in written.items():
+                    assert comments(await history(newer, caller, issue_id)) == comments(entries)
+                (during,) = [
+                    a
+                    for a in (
+                        await newer.list_attachments(
+                            v1.ListAttachmentsRequest(caller=caller, issue_id=issue.id)
+                        )
+                    ).attachments
+                    if a.name == "during.log"
+                ]
+                stream = newer.download_attachment(
+                    v1.DownloadAttachmentRequest(caller=caller, attachment_id=during.id)
+                )
+                assert b"".join([part.chunk or b"" async for part in stream]) == DURING
+                query = v1.StructuredQuery(
+                    filter=term(v1.SearchField.TEXT, v1.SearchOperator.EQ, "window")
+                )
+                found = await newer.search_issues(
+                    v1.SearchIssuesRequest(caller=caller, query=query)
+                )
+                assert sorted(i.id for i in found.issues) == [issue.id, created.id]
+        finally:
+            channel.close()
+    finally:
+        await asyncio.to_thread(current.stop)
+        await asyncio.to_thread(previous.stop)
