@@ -136,3 +136,13 @@ def test_an_assertion_lifetime_out_of_range_is_a_usage_error(key_files: KeyFiles
     result = _serve(key_files, "--assertion-ttl-seconds", "5")
     assert result.exit_code == 2
     assert "assertion_ttl_seconds must be between 10 and 3600" in result.output
+
+
+def test_an_earlier_people_ca_without_a_current_one_is_a_usage_error(
+    key_files: KeyFiles, tmp_path: Path
+) -> None:
+    previous = tmp_path / "people-ca-2025.pem"
+    previous.write_text("a certificate")
+    result = _serve(key_files, "--people-ca-previous-cert", str(previous))
+    assert result.exit_code == 2
+    assert "--people-ca-previous-cert needs --people-ca-cert and --people-ca-key" in result.output

@@ -24,7 +24,14 @@ from typing import Any
 
 from cryptography import x509
 
-from bugless_auth.people_ca import IssuedCertificate, PeopleCa, parse_csr, person_of
+from bugless_auth.people_ca import (
+    IssuedCertificate,
+    PeopleCa,
+    issued_by,
+    load_ca_certificate,
+    parse_csr,
+    person_of,
+)
 from bugless_auth.settings import PeopleCaSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.errors import (
@@ -117,13 +124,36 @@ class PeopleCertificates:
     """The people CA's bookkeeping on the Authenticator's database."""
 
     def __init__(self, store: IdentityStore, settings: PeopleCaSettings) -> None:
-        """Load the CA when configured; without it every call is FAILED_PRECONDITION."""
+        """Load the CA when configured; without it every call is FAILED_PRECONDITION.
+
+        Raises:
+            ValueError: a CA file is unreadable or no CA, or an earlier CA
+                (``previous_cert_files``) is the current one.
+        """
         self.settings = settings
         self._store = store
         self.ca: PeopleCa | None = None
-        if settings.cert_file is not None and settings.key_file is not None:
-            self.ca = PeopleCa.load(
-                settings.cert_file, settings.key_file, max_seconds=settings.max_seconds
+        #: Certificates of the CAs the current one replaced: what they signed
+        #: is still accepted (:meth:`person`), and they sign nothing.
+        self.previous: tuple[x509.Certificate, ...] = ()
+        if settings.cert_file is None or settings.key_file is None:
+            return
+        self.ca = PeopleCa.load(
+            settings.cert_file, settings.key_file, max_seconds=settings.max_seconds
+        )
+        self.previous = tuple(load_ca_certificate(p) for p in settings.previous_cert_files)
+        for path, certificate in zip(settings.previous_cert_files, self.previous, strict=True):
+            if certificate == self.ca.certificate:
+                raise ValueError(
+                    f"--people-ca-previous-cert {path} is the current people CA "
+                    f"(--people-ca-cert {settings.cert_file}); name the certificate of the CA "
+                    "it replaced"
+                )
+            _log.info(
+                "people certificates signed by the earlier people CA %s are accepted until %s "
+                "is removed from --people-ca-previous-cert",
+                certificate.subject.rfc4514_string(),
+                path,
             )
 
     def _require_ca(self) -> PeopleCa:
@@ -285,7 +315,7 @@ class PeopleCertificates:
             Unauthenticated: ours, but expired, revoked, unknown or malformed.
         """
         user_id = person_of(cert)
-        if self.ca is None or user_id is None or not self.ca.issued(cert):
+        if user_id is None or not self._ours(cert):
             # Not a person's certificate (no bugless:user: name): a bot's or a
             # service's, even from the same CA, goes to the tls mapping.
             return None
@@ -314,6 +344,12 @@ class PeopleCertificates:
                 reason="CERTIFICATE_REVOKED",
             )
         return PersonFromCertificate(user_id=user_id, serial=serial)
+
+    def _ours(self, cert: x509.Certificate) -> bool:
+        """Whether the people CA, or one it replaced, signed ``cert``."""
+        if self.ca is None:
+            return False
+        return self.ca.issued(cert) or any(issued_by(cert, ca) for ca in self.previous)
 
     # ---- device logins ----
 

@@ -90,10 +90,7 @@ class PeopleCa:
             ValueError: unreadable files, a key that does not match, or a
                 certificate that is no CA.
         """
-        try:
-            certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"people CA certificate {cert_file}: {exc}") from exc
+        certificate = load_ca_certificate(cert_file)
         try:
             key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         except (OSError, ValueError, TypeError) as exc:
@@ -108,12 +105,6 @@ class PeopleCa:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ):
             raise ValueError(f"people CA key {key_file} does not belong to {cert_file}")
-        try:
-            constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-        except x509.ExtensionNotFound as exc:
-            raise ValueError(f"people CA certificate {cert_file} is not a CA") from exc
-        if not constraints.value.ca:
-            raise ValueError(f"people CA certificate {cert_file} is not a CA")
         return cls(certificate, key, max_seconds=max_seconds)
 
     def sign(
@@ -187,13 +178,37 @@ class PeopleCa:
 
     def issued(self, cert: x509.Certificate) -> bool:
         """Whether ``cert`` was signed by this CA (issuer name and signature)."""
-        if cert.issuer != self.certificate.subject:
-            return False
-        try:
-            cert.verify_directly_issued_by(self.certificate)
-        except (ValueError, TypeError, InvalidSignature):
-            return False
-        return True
+        return issued_by(cert, self.certificate)
+
+
+def load_ca_certificate(cert_file: Path) -> x509.Certificate:
+    """A people CA's certificate from a PEM file (the current one, or an earlier one).
+
+    Raises:
+        ValueError: an unreadable file, or a certificate that is no CA.
+    """
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"people CA certificate {cert_file}: {exc}") from exc
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound as exc:
+        raise ValueError(f"people CA certificate {cert_file} is not a CA") from exc
+    if not constraints.value.ca:
+        raise ValueError(f"people CA certificate {cert_file} is not a CA")
+    return certificate
+
+
+def issued_by(cert: x509.Certificate, ca_certificate: x509.Certificate) -> bool:
+    """Whether ``ca_certificate``'s key signed ``cert`` (issuer name and signature)."""
+    if cert.issuer != ca_certificate.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca_certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def person_of(cert: x509.Certificate) -> str | None:

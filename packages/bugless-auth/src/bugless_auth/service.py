@@ -166,7 +166,7 @@ class AuthService(UserAdministration):
 
         Raises:
             UnknownBackendError: an enabled name no installed plugin registered.
-            ValueError: unusable keys or backend options.
+            ValueError: unusable keys, backend options or people CA files.
             FailedPrecondition, Unavailable: the database is not ready.
         """
         classes = [plugins.authenticators.get(name) for name in settings.authenticators]
@@ -192,19 +192,20 @@ class AuthService(UserAdministration):
                     "password_hashes": hashes,
                 }
                 backends.append(await backend_cls.open(config))
+            # Construction reads the people CA's files: a refusal closes what opened.
+            service = cls(
+                settings,
+                store,
+                backends,
+                tokens=tokens,
+                hashes=hashes,
+                metrics_registry=metrics_registry,
+            )
         except BaseException:
             for backend in backends:
                 await backend.close()
             await store.close()
             raise
-        service = cls(
-            settings,
-            store,
-            backends,
-            tokens=tokens,
-            hashes=hashes,
-            metrics_registry=metrics_registry,
-        )
         for resync in service.resyncs:
             resync.start()
         service.user_feed.start()

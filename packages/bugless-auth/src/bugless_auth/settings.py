@@ -148,6 +148,11 @@ class PeopleCaSettings:
     Attributes:
         cert_file: The CA certificate, PEM.
         key_file: Its private key, PEM.
+        previous_cert_files: Certificates of people CAs this one replaced:
+            the people certificates they signed are still accepted (the
+            rotation's overlap), and they sign nothing. Listed while the
+            people holding such certificates move to new ones, removed once
+            those have expired (at most ``max_seconds`` after the switch).
         default_seconds: Lifetime of a certificate when the person asks for none.
         max_seconds: Longest lifetime anyone may ask for.
         issue_per_hour: Certificates one person may obtain per hour.
@@ -169,6 +174,16 @@ class PeopleCaSettings:
         must_exist=True,
         secret=True,
         help="The people CA's private key (PEM).",
+    )
+    previous_cert_files: tuple[Path, ...] = setting(
+        (),
+        flag="--people-ca-previous-cert",
+        env="BUGLESS_AUTH_PEOPLE_CA_PREVIOUS_CERTS",
+        multiple=True,
+        must_exist=True,
+        help="The certificate (PEM) of a people CA that --people-ca-cert replaced (repeatable; "
+        "env: paths separated by ':'): the certificates it signed are still accepted, and it "
+        "signs none. Remove it once they have expired (--people-cert-max-seconds).",
     )
     default_seconds: float = setting(
         12 * 3600.0,
@@ -198,6 +213,11 @@ class PeopleCaSettings:
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("--people-ca-cert and --people-ca-key go together")
+        if self.previous_cert_files and self.cert_file is None:
+            raise ValueError(
+                "--people-ca-previous-cert needs --people-ca-cert and --people-ca-key: an "
+                "earlier people CA is trusted only beside the one that replaced it"
+            )
         if not 0 < self.default_seconds <= self.max_seconds:
             raise ValueError(
                 "--people-cert-default-seconds must be more than 0 and at most "
