@@ -21,6 +21,8 @@ import dataclasses
 from typing import Any
 
 import click
+import helm_python
+import kubernetes_validate  # type: ignore[import-untyped]  # ships no type hints
 import pytest
 from chart_rendering import Manifest, env_of, load_values, pod_templates, render, render_notes
 
@@ -344,3 +346,57 @@ def test_the_production_example_trusts_its_ingress_controllers_pods() -> None:
     values = load_values("values-production.yaml")
     assert values["web"]["trustedProxies"]
     assert "web.trustedProxies" not in render_notes(values)
+
+
+def _auth_workload(values: dict[str, Any]) -> Manifest:
+    """The workload running ``bugless auth serve``."""
+    (workload,) = [
+        workload
+        for workload, pod in pod_templates(render(values))
+        for c in pod["spec"]["containers"]
+        if [str(a) for a in c.get("args", [])][:2] == ["auth", "serve"]
+    ]
+    return workload
+
+
+def test_earlier_people_cas_reach_the_authenticators_option_without_their_keys() -> None:
+    """``auth.peopleCa.previousSecretNames``: ``--people-ca-previous-cert``, one per Secret.
+
+    Each earlier CA's Secret is mounted with its certificate alone (its key
+    signs nothing any more, so no pod holds it); unset, nothing is rendered.
+    """
+    variable = "BUGLESS_AUTH_PEOPLE_CA_PREVIOUS_CERTS"
+    current = {"secretName": "people-ca-2026"}
+    env, option = _served_env_and_option(
+        {"auth": {"peopleCa": current}}, "auth", "previous_cert_files"
+    )
+    assert variable in (option.envvar or ())
+    assert variable not in env
+    assert not option.default
+
+    secrets = ["people-ca-2025", "people-ca-2024"]
+    values = {"auth": {"peopleCa": {**current, "previousSecretNames": secrets}}}
+    env, option = _served_env_and_option(values, "auth", "previous_cert_files")
+    # Split as click splits the variable (':' for paths).
+    paths = option.type.split_envvar_value(env[variable]["value"])
+    assert paths == [
+        "/etc/bugless/people-ca-previous/0/tls.crt",
+        "/etc/bugless/people-ca-previous/1/tls.crt",
+    ]
+    workload = _auth_workload(values)
+    kubernetes_validate.validate(workload, "1.29.0", strict=True)  # Chart.yaml's kubeVersion
+    pod = workload["spec"]["template"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    for index, secret in enumerate(secrets):
+        name = f"people-ca-previous-{index}"
+        assert volumes[name]["secret"]["secretName"] == secret
+        assert volumes[name]["secret"]["items"] == [{"key": "tls.crt", "path": "tls.crt"}]
+        assert mounts[name]["readOnly"]
+        assert f"{mounts[name]['mountPath']}/tls.crt" == paths[index]
+
+
+def test_earlier_people_cas_without_a_current_one_fail_the_render() -> None:
+    values = {"auth": {"peopleCa": {"previousSecretNames": ["people-ca-2025"]}}}
+    with pytest.raises(helm_python.HelmError, match=r"needs auth\.peopleCa\.secretName"):
+        render(values)
