@@ -10,6 +10,8 @@ logs every path (``requests``), counts the downloads in flight at once
 (``most_in_flight``), and with ``hold`` = N keeps each of the first N
 downloads waiting (up to ``hold_seconds``) until N are in flight, so that a test sees whether
 the importer asks for several files at once without timing anything.
+With ``break_off`` = N, the first N downloads send their ``Content-Length``
+and half the bytes, then close the connection (``broken`` counts them).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Jira:
     in_flight: int = 0
     most_in_flight: int = 0
     started: int = 0
+    break_off: int = 0
+    broken: int = 0
     changed: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -86,11 +90,18 @@ def _handler(jira: Jira) -> type[BaseHTTPRequestHandler]:
                 jira.changed.notify_all()
                 if jira.started <= jira.hold:
                     jira.changed.wait_for(lambda: jira.in_flight >= jira.hold, jira.hold_seconds)
+                breaking = jira.broken < jira.break_off
+                jira.broken += breaking
             try:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(file.stat().st_size))
                 self.end_headers()
+                if breaking:  # the connection drops mid-body
+                    self.wfile.write(file.read_bytes()[: file.stat().st_size // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 with file.open("rb") as content:
                     shutil.copyfileobj(content, self.wfile)
             finally:

@@ -236,3 +236,56 @@ def test_the_token_goes_to_the_issue_s_jira_only_and_an_export_s_file_is_read_fr
 def test_a_file_concurrency_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="file concurrency must be at least 1, not 0"):
         ImportSettings(dry_run=True, file_concurrency=0)
+
+
+async def test_a_download_that_breaks_off_mid_body_is_read_again_whole_never_stored_short(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """The connection drops after half the bytes: the file is read again from its start.
+
+    Before, the file was left out: ``http.client`` read the short body as a
+    plain end, and the Model refused an upload shorter than its declared
+    size (reported as ``header.size: N bytes declared, M were sent``). Now
+    the upload of those bytes is abandoned and the file read again, within
+    the ``retries`` budget; past it the file is reported as broken off and
+    nothing is stored.
+    """
+    content = random.Random(63).randbytes(2 * CHUNK_BYTES + 1234)
+    with serve(Jira(tmp_path / "served", TOKEN, break_off=1)) as server:
+        root = _jira_export(
+            tmp_path / "jira", tmp_path / "served", server.url, "BRK-1",
+            [(401, "core.bin", content, ANN)],
+        )  # fmt: skip
+        report = await run_import(JiraImporter(str(root), _token_file(tmp_path)), make_settings())
+        assert (report.files_sent, report.bytes_sent, report.files_skipped) == (1, len(content), [])
+        assert server.requests == ["/secure/attachment/401/core.bin"] * 2, "read again, once"
+        (issue,) = await find(model, "jira:BRK-1")
+        listed = await model.list_attachments(
+            v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
+        )
+        assert [(f.size, f.sha256) for f in listed.attachments] == [
+            (len(content), hashlib.sha256(content).hexdigest())
+        ]
+
+    # It breaks off every time: two GETs with retries=1, then reported; nothing stored.
+    with serve(Jira(tmp_path / "served2", TOKEN, break_off=10)) as server:
+        root = _jira_export(
+            tmp_path / "jira2", tmp_path / "served2", server.url, "BRK-2",
+            [(402, "core.bin", content, ANN)],
+        )  # fmt: skip
+        options = {**_token_file(tmp_path), "retries": "1"}
+        report = await run_import(JiraImporter(str(root), options), make_settings())
+        assert report.files_sent == 0
+        ((external_id, name, why),) = report.files_skipped
+        assert (external_id, name) == ("jira:BRK-2", "core.bin")
+        assert why == (
+            f"unreadable in the source: {server.url}secure/attachment/402/core.bin: the body "
+            f"broke off after {len(content) // 2} bytes ({len(content) - len(content) // 2} "
+            "bytes short of its Content-Length)"
+        )
+        assert server.broken == 2
+        (issue,) = await find(model, "jira:BRK-2")
+        listed = await model.list_attachments(
+            v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
+        )
+        assert list(listed.attachments) == []

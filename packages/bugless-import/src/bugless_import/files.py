@@ -39,6 +39,7 @@ from bugless_core.errors import InvalidArgument, NotFound, ResourceExhausted
 from bugless_core.importer import SourceAttachment, SourceIssue
 from bugless_import import convert
 from bugless_import.report import ImportReport
+from bugless_import.sources._http import Download, Interrupted
 from bugless_proto import v1
 
 #: What identifies a stored file as the one a source file became: its
@@ -156,9 +157,20 @@ class Files:
             except Exception as exc:
                 return self.skip(external_id, file, f"unreadable in the source: {exc}")
             try:
-                return await self._send(file, content)
-            except _Unreadable as exc:
-                return self.skip(external_id, file, f"unreadable in the source: {exc}")
+                while True:
+                    try:
+                        return await self._send(file, content)
+                    except _Unreadable as exc:
+                        again = getattr(exc.__cause__, "again", None)
+                        if not isinstance(exc.__cause__, Interrupted) or again is None:
+                            return self.skip(external_id, file, f"unreadable in the source: {exc}")
+                    # The download broke off: the upload of its first bytes
+                    # was abandoned (the Model keeps none of it); the file is
+                    # read again from its start, within the source's retries.
+                    try:
+                        content = await asyncio.to_thread(again)
+                    except Exception as exc:
+                        return self.skip(external_id, file, f"unreadable in the source: {exc}")
             except (ResourceExhausted, InvalidArgument) as exc:
                 return self.skip(external_id, file, exc.message)
             finally:
@@ -208,7 +220,7 @@ def _length(content: BinaryIO) -> int:
     """
     if isinstance(content, io.BytesIO):
         return content.getbuffer().nbytes - content.tell()
-    if isinstance(content, HTTPResponse):
+    if isinstance(content, HTTPResponse | Download):
         return content.length or 0
     try:
         status = os.fstat(content.fileno())

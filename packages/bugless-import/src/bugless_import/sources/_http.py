@@ -16,10 +16,11 @@ a minute, each drawn between half and all of its nominal length.
 
 from __future__ import annotations
 
+import io
 import random
 import time
 from collections.abc import Callable
-from http.client import HTTPException
+from http.client import HTTPException, HTTPResponse
 from typing import BinaryIO, TypeVar, cast
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
@@ -79,6 +80,7 @@ def read_with_retries(
     fetch: Callable[[], T],
     *,
     retries: int = DEFAULT_RETRIES,
+    spent: int = 0,
     sleep: Callable[[float], None] = time.sleep,
     draw: Callable[[], float] = random.random,
 ) -> T:
@@ -90,6 +92,8 @@ def read_with_retries(
             then the caller's: the bytes already consumed cannot be asked
             for again); raises what urllib raises.
         retries: How many times to ask again (the attempts are one more).
+        spent: How many of those were spent already (a download asked
+            again after its body broke off): the budget is the request's.
         sleep: How to pause (the tests' clock, or ``time.sleep``).
         draw: The jitter's random source (:meth:`Backoff.delay`; tests pass a
             fixed or seeded one).
@@ -102,7 +106,7 @@ def read_with_retries(
             last retryable one when every attempt failed.
         URLError: Or OSError / HTTPException: the last network failure.
     """
-    failures = 0
+    failures = spent
     while True:
         try:
             return fetch()
@@ -121,21 +125,110 @@ def read_with_retries(
         sleep(pause)
 
 
+class Interrupted(OSError):
+    """A download's body broke off (the connection dropped after some bytes).
+
+    Its bytes so far are not the file: the reader discards what it made of
+    them and, while the request's retries last, calls :attr:`again` to read
+    the file from its start (None: none left).
+    """
+
+    def __init__(self, message: str, again: Callable[[], BinaryIO] | None) -> None:
+        """``message`` names the URL and the bytes read; ``again`` restarts the download."""
+        super().__init__(message)
+        self.again = again
+
+
+class Download(io.RawIOBase):
+    """A file's HTTP response, read as it comes; a body that breaks off is :class:`Interrupted`.
+
+    The GET's retries (:func:`read_with_retries`) cover the answer, not its
+    body: a connection dropped after some bytes (a body short of its
+    ``Content-Length``, ``IncompleteRead`` in a chunked one, a reset, a
+    timeout) left the file out of the import. The reader has sent those bytes on (the
+    Model's upload stream), so they cannot simply be continued here; it is
+    told, and asks for the whole file again, within the same budget of
+    retries, the pause growing as for any other failure.
+    """
+
+    def __init__(self, request: Request, *, source: str, retries: int) -> None:
+        """GET ``request`` (with retries); raises OSError naming ``source`` and the URL."""
+        super().__init__()
+        self.request, self.source, self.retries = request, source, retries
+        #: GETs sent so far: each one that did not give a whole file spent a retry.
+        self.attempts = 0
+        self.received = 0
+        self.response = self._get(spent=0)
+
+    @property
+    def length(self) -> int | None:
+        """The bytes the answer still has to give, if it said (``Content-Length``)."""
+        return self.response.length
+
+    def _get(self, spent: int) -> HTTPResponse:
+        url = self.request.full_url
+
+        def fetch() -> HTTPResponse:
+            self.attempts += 1
+            return cast("HTTPResponse", urlopen(self.request, timeout=120))
+
+        try:
+            return read_with_retries(fetch, retries=self.retries, spent=spent)
+        except HTTPError as exc:
+            raise OSError(f"{self.source} answered {exc.code} for {url}") from exc
+        except (URLError, HTTPException) as exc:
+            raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+
+    def again(self) -> BinaryIO:
+        """The file from its start: a new GET after the pause the failures so far earn."""
+        self.response.close()
+        time.sleep(HTTP_BACKOFF.delay(self.attempts, random.random))
+        self.received = 0
+        self.response = self._get(spent=self.attempts)
+        return cast("BinaryIO", self)
+
+    def readable(self) -> bool:
+        """A download is read, never written or sought."""
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        """Up to ``len(buffer)`` bytes of the body; raises :class:`Interrupted` if it broke off.
+
+        ``http.client`` reads a body that ends short of its ``Content-Length``
+        as a plain end (its comment: raising would break compatibility):
+        that end is a break here, to be read again (the Model refuses an
+        upload shorter than its declared size, so the file was left out).
+        """
+        try:
+            count = self.response.readinto(buffer)
+            if not count and len(buffer) and self.response.length:
+                why = f"{self.response.length} bytes short of its Content-Length"
+                raise Interrupted(self._broken(why), self._again())
+        except (HTTPException, OSError) as exc:
+            if isinstance(exc, Interrupted):
+                raise
+            raise Interrupted(self._broken(type(exc).__name__), self._again()) from exc
+        self.received += count
+        return count
+
+    def _broken(self, why: str) -> str:
+        return f"{self.request.full_url}: the body broke off after {self.received} bytes ({why})"
+
+    def _again(self) -> Callable[[], BinaryIO] | None:
+        """:meth:`again` while retries are left (every GET so far failed, this one too)."""
+        return self.again if self.attempts <= self.retries else None
+
+    def close(self) -> None:
+        """Close the response (and its connection)."""
+        self.response.close()
+        super().close()
+
+
 def open_file(request: Request, *, source: str, retries: int) -> BinaryIO:
-    """The response to a file's GET, opened with :func:`read_with_retries`, to stream from.
+    """The file ``request`` GETs, to stream from: a :class:`Download`.
 
     Raises:
         OSError: naming the source tracker and the URL (what the run reports
             as an unreadable file).
     """
-    url = request.full_url
-
-    def fetch() -> BinaryIO:
-        return cast("BinaryIO", urlopen(request, timeout=120))
-
-    try:
-        return read_with_retries(fetch, retries=retries)
-    except HTTPError as exc:
-        raise OSError(f"{source} answered {exc.code} for {url}") from exc
-    except (URLError, HTTPException) as exc:
-        raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+    return cast("BinaryIO", Download(request, source=source, retries=retries))
