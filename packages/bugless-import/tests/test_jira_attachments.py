@@ -289,3 +289,37 @@ async def test_a_download_that_breaks_off_mid_body_is_read_again_whole_never_sto
             v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
         )
         assert list(listed.attachments) == []
+
+
+async def test_a_refresh_finds_a_file_whose_time_the_history_moved_later(
+    make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """A file Jira lists as attached before the issue was created (clones and moves do that).
+
+    The history is in time order, so its entry is at the issue's creation;
+    the Model keeps that time as the file's. A refresh looked the file up by
+    the source's time, did not find it, and read and sent it again.
+    """
+    with serve(Jira(tmp_path / "served", TOKEN)) as server:
+        root = _jira_export(
+            tmp_path / "jira", tmp_path / "served", server.url, "EARLY-1",
+            [(501, "early.txt", b"copied with the clone\n", ANN)],
+        )  # fmt: skip
+        page_path = root / "search-0000.json"
+        page = json.loads(page_path.read_text(encoding="utf-8"))
+        page["issues"][0]["fields"]["attachment"][0]["created"] = _stamp(-2)
+        page_path.write_text(json.dumps(page), encoding="utf-8")
+        first = await run_import(JiraImporter(str(root), _token_file(tmp_path)), make_settings())
+        assert first.files_sent == 1
+        (issue,) = await find(model, "jira:EARLY-1")
+        listed = await model.list_attachments(
+            v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
+        )
+        assert [f.created_at for f in listed.attachments] == [T0], "at the issue's creation"
+
+        server.requests.clear()
+        refreshed = await run_import(
+            JiraImporter(str(root), _token_file(tmp_path)), make_settings(refresh=True)
+        )
+        assert (refreshed.unchanged, refreshed.files_sent) == (1, 0)
+        assert server.requests == [], "the file the Model holds is not read again"

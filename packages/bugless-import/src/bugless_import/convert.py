@@ -140,6 +140,36 @@ def person(resolved: Resolved, key: str) -> str:
         raise FailedPrecondition(f"no bugless account was matched or made for {key!r}") from None
 
 
+def history_times(
+    issue: SourceIssue, *, with_files: bool = True
+) -> tuple[list[datetime], list[datetime]]:
+    """The times :func:`to_request` gives ``issue.attachments``' entries and ``issue.entries``.
+
+    The source's times, except that the history is in time order: an entry
+    is never before the one before it (nor before the issue's creation), so
+    a file listed as attached before the issue was created (Jira's clones
+    and moves do that) is attached at its creation. The Model keeps a
+    file's time as its entry's, so a refresh finds a stored file by this
+    time, not the source's (:mod:`bugless_import.files`). ``with_files``
+    False: no file entries (as ``to_request`` with ``files`` None); the
+    files' list is then empty.
+    """
+    files_at: list[datetime] = []
+    entries_at: list[datetime] = []
+    previous = issue.created_at
+    pending = list(issue.attachments) if with_files else []
+    for entry in issue.entries:
+        while pending and pending[0].at < entry.at:
+            previous = max(pending.pop(0).at, previous)
+            files_at.append(previous)
+        previous = max(entry.at, previous)
+        entries_at.append(previous)
+    for file in pending:
+        previous = max(file.at, previous)
+        files_at.append(previous)
+    return files_at, entries_at
+
+
 def to_request(
     issue: SourceIssue,
     external_id: str,
@@ -190,7 +220,9 @@ def to_request(
         setattr(fields, name, type(getattr(fields, name))(mapping.enum(section, initial[name])))
     hotlists, custom = resolved.labels(component_id, issue.labels)
     history: list[v1.ImportedEntry] = []
-    previous: datetime = issue.created_at
+    files_at, entries_at = history_times(issue, with_files=files is not None)
+    file_times = iter(files_at)
+    last = max([issue.created_at, *files_at, *entries_at])
     description = issue.description
     labels = _LabelReplay(resolved, component_id, initial_labels(issue))
     edits = [c for e in issue.entries for c in e.changes if c.field == "description"]
@@ -208,19 +240,13 @@ def to_request(
     )
 
     def attach_until(until: datetime | None) -> None:
-        nonlocal previous
         while attached and (until is None or attached[0][0].at < until):
             source, stored = attached.pop(0)
-            at = max(source.at, previous)
-            previous = at
-            history.append(
-                _file_entry(source, stored, person(resolved, source.author or GHOST), at, text)
-            )
+            author = person(resolved, source.author or GHOST)
+            history.append(_file_entry(source, stored, author, next(file_times), text))
 
-    for entry, linked in zip(issue.entries, per_entry, strict=True):
+    for entry, linked, at in zip(issue.entries, per_entry, entries_at, strict=True):
         attach_until(entry.at)
-        at = max(entry.at, previous)
-        previous = at
         for change in entry.changes:
             if change.field == "description" and change.new.strip() and change.new != change.old:
                 history.append(
@@ -281,7 +307,7 @@ def to_request(
         cc=sorted({person(resolved, k) for k in cc if k}),
         created_at=issue.created_at,
         history=history,
-        modified_at=max(issue.modified_at, previous) if issue.modified_at else None,
+        modified_at=max(issue.modified_at, last) if issue.modified_at else None,
         closed_at=issue.closed_at,
         hotlist_ids=hotlists,
         custom_fields=custom,

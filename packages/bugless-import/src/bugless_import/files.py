@@ -17,8 +17,10 @@ On ``--refresh``, an issue imported before has its files' entries already
 written: the Model ignores what a repeated entry carries (its
 ``import_position``), so the content is not read or sent again. The files
 the Model holds for the issue (ListAttachments) stand for them, matched by
-name, uploader and time; only a file the Model does not hold that way (new
-in the source, or one an earlier run could not copy) is read.
+name, uploader and time (the entry's, which is the source's unless the
+history's time order moved it later: :func:`convert.history_times`); only
+a file the Model does not hold that way (new in the source, or one an
+earlier run could not copy) is read.
 """
 
 from __future__ import annotations
@@ -101,10 +103,16 @@ class Files:
         every = [*issue.attachments, *(f for e in issue.entries for f in e.attachments)]
         if not every:
             return [], [[] for _ in issue.entries]
+        # The times the history gives them: a file's in the Model is its entry's.
+        files_at, entries_at = convert.history_times(issue)
+        times = [
+            *files_at,
+            *(t for e, t in zip(issue.entries, entries_at, strict=True) for _ in e.attachments),
+        ]
         held = await self._held(issue_id) if issue_id else {}
         steps: list[Awaitable[v1.ImportedAttachment | str]] = []
-        for file in every:
-            found = held.get(self._match(file))
+        for file, at in zip(every, times, strict=True):
+            found = held.get(self._match(file, at))
             if found:
                 steps.append(_ready(found.pop(0)))
             else:
@@ -119,10 +127,11 @@ class Files:
         own, rest = results[: len(issue.attachments)], iter(results[len(issue.attachments) :])
         return own, [[next(rest) for _ in e.attachments] for e in issue.entries]
 
-    def _match(self, file: SourceAttachment) -> _Match:
+    def _match(self, file: SourceAttachment, at: datetime) -> _Match:
+        """What ``file`` is held as: its name, its uploader's id, its entry's time ``at``."""
         key = file.author or convert.GHOST
         uploader = self.people.get(key) or self.people.get(convert.GHOST, "")
-        return sanitise_name(file.name), uploader, file.at
+        return sanitise_name(file.name), uploader, at
 
     async def _held(self, issue_id: int) -> dict[_Match, list[v1.ImportedAttachment]]:
         """The files the Model holds for ``issue_id`` (deleted ones too), oldest first."""
