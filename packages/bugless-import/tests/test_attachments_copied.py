@@ -42,10 +42,13 @@ from import_support import (
 )
 from redmine_server import Redmine, serve
 
+from bugless_core.attachments import AttachmentSettings, check_content_type, file_too_large
 from bugless_core.clients import ServiceAddress, acting_as
+from bugless_core.errors import InvalidArgument
 from bugless_core.importer import SourceAttachment, SourceIssue
 from bugless_dev.stack import LocalStack, RunningService
 from bugless_import import ImportSettings, run_import
+from bugless_import.files import _refuses_the_file
 from bugless_import.sources.redmine import RedmineImporter, when
 from bugless_import.sources.trac import TracImporter
 from bugless_proto import v1
@@ -388,9 +391,21 @@ async def test_redmine_attachments_are_copied_from_their_content_url_once(
         assert (refreshed.unchanged, refreshed.entries_written) == (3, 0)
         assert (refreshed.files_sent, refreshed.bytes_sent) == (0, 0), "the Model holds them"
         downloads = [r for r in server.requests if r.startswith("/attachments/download/")]
-        assert downloads == ["/attachments/download/73/core.dump"], (
-            "only the file the Model does not hold is read again (and refused again)"
+        assert downloads == [], "nor is the file it refused read again (it was, before)"
+        ((_, name, why),) = refreshed.files_skipped
+        assert name == "core.dump"
+        assert why.endswith("(refused before: not read again without --retry-refused)"), why
+        assert (
+            "  files the Model refused before, not read again: 1 (--retry-refused reads them)\n"
+        ) in refreshed.render()
+        retried = await run_import(
+            _Redmine43(server.url, options), small_settings(refresh=True, retry_refused=True)
         )
+        downloads = [r for r in server.requests if r.startswith("/attachments/download/")]
+        assert downloads == ["/attachments/download/73/core.dump"], "--retry-refused reads it"
+        assert (retried.files_sent, retried.files_refused_before) == (0, 0)
+        ((_, name, why),) = retried.files_skipped
+        assert (name, "limit" in why) == ("core.dump", True), "and the Model refuses it again"
         listed = await model.list_attachments(
             v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
         )
@@ -460,3 +475,14 @@ def test_the_redmine_key_is_not_sent_on_to_where_a_download_redirects(tmp_path: 
     assert server.requests[-1] == "/attachments/download/71/ground%20log.txt", "with the key"
     assert len(received) == 1
     assert not [h for h in received[0] if h.casefold() == "x-redmine-api-key"], received[0]
+
+
+def test_only_a_refusal_of_the_file_itself_is_remembered() -> None:
+    """Its type or size, as the Model's own checks word it; not an upload that went short."""
+    settings = AttachmentSettings(denied_types=("application/x-msdownload",))
+    for what in ("content", "header.content_type"):
+        with pytest.raises(InvalidArgument) as refused:
+            check_content_type(settings, "application/x-msdownload", what)
+        assert _refuses_the_file(refused.value), refused.value.message
+    assert _refuses_the_file(file_too_large(4096))
+    assert not _refuses_the_file(InvalidArgument("header.size: 10 bytes declared, 5 were sent"))

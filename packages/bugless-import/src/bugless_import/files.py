@@ -20,7 +20,9 @@ the Model holds for the issue (ListAttachments) stand for them, matched by
 name, uploader and time (the entry's, which is the source's unless the
 history's time order moved it later: :func:`convert.history_times`); only
 a file the Model does not hold that way (new in the source, or one an
-earlier run could not copy) is read.
+earlier run could not copy) is read. A file the Model refused (too large, a
+type it does not accept) is noted in the state directory and not read
+again (:class:`~bugless_import.state.RefusedFiles`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from bugless_core.importer import SourceAttachment, SourceIssue
 from bugless_import import convert
 from bugless_import.report import ImportReport
 from bugless_import.sources._http import Download, Interrupted
+from bugless_import.state import RefusedFiles
 from bugless_proto import v1
 
 #: What identifies a stored file as the one a source file became: its
@@ -70,6 +73,8 @@ class Files:
         *,
         people: Mapping[str, str],
         in_flight: int,
+        refused: RefusedFiles | None = None,
+        retry_refused: bool = False,
     ) -> None:
         """Store through ``model`` as ``caller``.
 
@@ -81,9 +86,13 @@ class Files:
             report: Where files sent and skipped are counted.
             people: Source person key -> user id (to match stored files).
             in_flight: Files read and sent at once, across the run.
+            refused: The files the Model refused before (not read again),
+                where this run's refusals are noted.
+            retry_refused: Read those again all the same (``--retry-refused``).
         """
         self.model, self.acting, self.caller, self.report = model, acting, caller, report
         self.people = people
+        self.refused, self.retry_refused = refused, retry_refused
         self._slots = asyncio.Semaphore(in_flight)
 
     async def store(
@@ -113,10 +122,15 @@ class Files:
         steps: list[Awaitable[v1.ImportedAttachment | str]] = []
         for file, at in zip(every, times, strict=True):
             found = held.get(self._match(file, at))
+            refused = self.refused.why(external_id, file, at) if self.refused else ""
             if found:
                 steps.append(_ready(found.pop(0)))
+            elif refused and not self.retry_refused:
+                self.report.files_refused_before += 1
+                why = f"{refused} (refused before: not read again without --retry-refused)"
+                steps.append(_ready(self.skip(external_id, file, why)))
             else:
-                steps.append(self._one(external_id, file))
+                steps.append(self._one(external_id, file, at))
         tasks = [asyncio.ensure_future(step) for step in steps]
         try:
             results = list(await asyncio.gather(*tasks))
@@ -159,7 +173,9 @@ class Files:
             )
         return held
 
-    async def _one(self, external_id: str, file: SourceAttachment) -> v1.ImportedAttachment | str:
+    async def _one(
+        self, external_id: str, file: SourceAttachment, at: datetime
+    ) -> v1.ImportedAttachment | str:
         async with self._slots:
             try:
                 content = await asyncio.to_thread(file.open)
@@ -181,6 +197,8 @@ class Files:
                     except Exception as exc:
                         return self.skip(external_id, file, f"unreadable in the source: {exc}")
             except (ResourceExhausted, InvalidArgument) as exc:
+                if self.refused is not None and _refuses_the_file(exc):
+                    self.refused.record(external_id, file, at, exc.message)
                 return self.skip(external_id, file, exc.message)
             finally:
                 await asyncio.to_thread(content.close)
@@ -218,6 +236,17 @@ class Files:
         return why
 
 
+def _refuses_the_file(error: ResourceExhausted | InvalidArgument) -> bool:
+    """Whether the Model refused the file itself: its size or its type, as it would again.
+
+    Not an upload that went wrong (``header.size: N bytes declared, M were
+    sent``, a file that changed while read), which a later run may copy.
+    """
+    if isinstance(error, ResourceExhausted):
+        return True
+    return error.message.startswith(("content:", "header.content_type:"))
+
+
 def _length(content: BinaryIO) -> int:
     """How many bytes ``content`` will give, when it can tell (0: unknown).
 
@@ -240,5 +269,5 @@ def _length(content: BinaryIO) -> int:
     return 0
 
 
-async def _ready(stored: v1.ImportedAttachment) -> v1.ImportedAttachment:
+async def _ready(stored: v1.ImportedAttachment | str) -> v1.ImportedAttachment | str:
     return stored

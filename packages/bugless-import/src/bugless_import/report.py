@@ -48,6 +48,8 @@ class ImportReport:
     bytes_sent: int = 0
     #: (external id, file name, why) of files left out.
     files_skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Of those, files the Model refused in an earlier run, not read again.
+    files_refused_before: int = 0
     matched: Counter[str] = field(default_factory=Counter)
     #: (source person, account username, "email" or "username"): whom an
     #: existing account now stands for, to be checked before a real run.
@@ -109,6 +111,11 @@ class ImportReport:
                 f"  files copied: {self.files_sent} ({self.bytes_sent} bytes); "
                 f"skipped: {len(self.files_skipped)}"
             )
+            if self.files_refused_before:
+                lines.append(
+                    f"  files the Model refused before, not read again: "
+                    f"{self.files_refused_before} (--retry-refused reads them)"
+                )
             lines += [
                 f"    {external_id}: {name!r} not copied: {why}"
                 for external_id, name, why in self.files_skipped

@@ -51,7 +51,7 @@ from bugless_import.mapping import Mapping, load_mapping
 from bugless_import.progress import Progress
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
-from bugless_import.state import DoneState, no_redirects_warning, write_outputs
+from bugless_import.state import DoneState, RefusedFiles, no_redirects_warning, write_outputs
 from bugless_proto import v1
 
 _MATCH_BATCH = 1000
@@ -391,14 +391,19 @@ async def _run(
             return report
         await labels.prepare(component_ids.values())
         resolved = convert.Resolved(people=ids, components=component_ids, labels=labels)
+        refused = RefusedFiles(settings.state_dir, importer.name)
         store = Files(
             plain_model, acting, caller, report,
             people=ids, in_flight=settings.file_concurrency,
+            refused=refused, retry_refused=settings.retry_refused,
         )  # fmt: skip
-        issue_ids = await _import_all(
-            importer, issues, mapping=mapping, resolved=resolved, caller=caller, model=model,
-            settings=settings, report=report, progress=progress, files=store,
-        )  # fmt: skip
+        try:
+            issue_ids = await _import_all(
+                importer, issues, mapping=mapping, resolved=resolved, caller=caller, model=model,
+                settings=settings, report=report, progress=progress, files=store,
+            )  # fmt: skip
+        finally:
+            refused.close()
         if found:
             report.relations, by_holder = relations.plan(found, issue_ids)
             setter = relations.RelationSetter(

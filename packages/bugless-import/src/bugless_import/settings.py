@@ -48,6 +48,10 @@ class ImportSettings:
         refresh: Import the issues an earlier run finished again, so that
             history the source gained since is appended (the Model writes
             nothing for an issue with no newer history).
+        retry_refused: Read again the source files the Model refused in an
+            earlier run (over its size limit, a type it does not accept),
+            which runs otherwise skip (``<source>-refused.jsonl``): after
+            the deployment's limit or accepted types changed.
         concurrency: Import calls in flight at once.
         file_concurrency: Source files read and sent to the Model at once,
             across the run (each costs a few 512 KiB chunks of memory):
@@ -109,6 +113,11 @@ class ImportSettings:
         False,
         help="Import again the issues an earlier run finished (appends their newer history); "
         "by default a run skips them, which is how an interrupted run resumes quickly.",
+    )
+    retry_refused: bool = setting(
+        False,
+        help="Read again the files the Model refused in an earlier run (too large, a type it "
+        "does not accept), which are skipped otherwise: after its limits changed.",
     )
     concurrency: int = setting(8, help="Import calls in flight at once.")
     file_concurrency: int = setting(

@@ -1,7 +1,9 @@
 """What a run keeps in ``--state-dir``: the issues done, the report, the redirects CSV.
 
 ``<source>-done.jsonl`` is what makes a run resumable (one line per issue the
-Model answered for, flushed as it lands); the report and
+Model answered for, flushed as it lands); ``<source>-refused.jsonl`` names
+the source files the Model refused, which later runs do not read again; the
+report and
 ``<source>-redirects.csv`` are written from it at the end of every run, so
 they cover every issue imported so far, by this run or an earlier one.
 """
@@ -10,8 +12,11 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
+from bugless_core.importer import SourceAttachment
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
 
@@ -76,6 +81,64 @@ class DoneState:
     def close(self) -> None:
         """Close the file; the records are on disk already."""
         self._file.close()
+
+
+#: A source file as the refusals know it: the issue's external id, the file's
+#: name, uploader (the source's key), time in the history and listed size.
+_FileKey = tuple[str, str, str, str, int]
+
+
+class RefusedFiles:
+    """``<source>-refused.jsonl``: source files the Model refused, and why.
+
+    A file over the Model's size limit, or of a type the deployment does not
+    accept, was read (perhaps gigabytes, over a slow link) on every
+    ``--refresh`` or resumed run only to be refused again. Noted here, it
+    is skipped instead and the report says so; ``--retry-refused`` reads them
+    again (after the limit or the accepted types changed). A file the source
+    replaced (another size) is read again.
+    """
+
+    def __init__(self, directory: Path, source: str) -> None:
+        """Read the refusals an earlier run noted in ``directory`` (none yet: empty)."""
+        self.directory = directory
+        self.path = directory / f"{source}-refused.jsonl"
+        self.refused: dict[_FileKey, str] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    key = (
+                        str(record["external_id"]), str(record["name"]), str(record["author"]),
+                        str(record["at"]), int(record["size"]),
+                    )  # fmt: skip
+                    self.refused[key] = str(record["why"])
+        self._file: TextIO | None = None
+
+    @staticmethod
+    def _key(external_id: str, file: SourceAttachment, at: datetime) -> _FileKey:
+        return external_id, file.name, file.author, at.isoformat(), file.size
+
+    def why(self, external_id: str, file: SourceAttachment, at: datetime) -> str:
+        """Why the Model refused ``file`` (its entry at ``at``) before; "" if it did not."""
+        return self.refused.get(self._key(external_id, file, at), "")
+
+    def record(self, external_id: str, file: SourceAttachment, at: datetime, why: str) -> None:
+        """Note that the Model refused ``file``, flushed at once."""
+        key = self._key(external_id, file, at)
+        self.refused[key] = why
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        names = ("external_id", "name", "author", "at", "size")
+        self._file.write(json.dumps({**dict(zip(names, key, strict=True)), "why": why}) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file, if a refusal opened it."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def no_redirects_warning(source: str) -> str:
