@@ -11,11 +11,14 @@ environment by putting its ``src`` folders first on ``PYTHONPATH``, as
 ``bugless-web``'s rollout test runs its second build). Its Authenticator,
 Model and web serve a tracker on a schema the previous code migrated; then the
 current code's ``bugless model migrate`` applies the newest migration under
-them; the old Model must stay SERVING and the old web ready, and through them
-people must still read (issue page, search, attachment download) and write
-(a comment by the web's form, an attachment by the web, an issue and a
-comment by the Model's API). Last, a replica of the current Model, started on
-the migrated schema, must read what the old replicas wrote in the window.
+them; the old Model must stay SERVING (and log the newer schema) and the old
+web ready, and through them people must still read (issue page, search,
+attachment download) and write (a comment by the web's form, an attachment by
+the web, an issue and a comment by the Model's API). Then the guide's next
+steps: a current Authenticator starts with ``--migrate`` and migrates its own
+schema while the old one serves on (a sign-in through the old web still
+works); a current Model replica reads the history and search the old replicas
+wrote; a current web serves the old web's session, page and file.
 
 What the drill does not check is what the guide already lists as limits: rows
 only the new code keeps (mention keys, folded names) written by an old replica
@@ -55,7 +58,9 @@ from bugless_testing.health import health_until
 
 ROOT = Path(__file__).resolve().parents[3]
 MIGRATIONS = "packages/bugless-model-postgres/src/bugless_model_postgres/migrations"
+AUTH_MIGRATIONS = "packages/bugless-auth/src/bugless_auth/migrations"
 MODEL_SERVICE = "bugless.v1.Model"
+AUTH_SERVICE = "bugless.v1.Authenticator"
 BEFORE = b"written by the previous release before the migration\n" * 40
 DURING = b"written by the previous release during the window\n" * 40
 
@@ -66,12 +71,14 @@ class PreviousRelease:
 
     Attributes:
         commit: The commit it was extracted from.
-        added: The migration files this checkout has and it lacks.
+        added: The Model's migration files this checkout has and it lacks.
+        auth_added: The Authenticator's (none when no migration of its came since).
         python_path: Its packages' ``src`` folders, for ``PYTHONPATH``.
     """
 
     commit: str
     added: tuple[str, ...]
+    auth_added: tuple[str, ...]
     python_path: str
 
 
@@ -96,22 +103,30 @@ def previous_release(directory: Path) -> PreviousRelease:
     adding = _git("log", "-1", "--diff-filter=A", "--format=%H", "--", MIGRATIONS).decode().strip()
     assert adding, f"git log finds no commit adding a file to {MIGRATIONS}"
     commit = _git("rev-parse", f"{adding}^").decode().strip()
-    before = _git("ls-tree", "--name-only", f"{commit}:{MIGRATIONS}").decode().split()
     archive = _git("archive", "--format=tar", commit, "packages")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(directory, filter="data")
     sources = sorted(str(p) for p in (directory / "packages").glob("*/src"))
     assert sources, f"{commit} has no packages/*/src"
-    # What this checkout applies over it: committed or not (a migration being written).
-    added = tuple(sorted({p.name for p in (ROOT / MIGRATIONS).glob("*.sql")} - set(before)))
-    return PreviousRelease(commit, added, os.pathsep.join(sources))
+    return PreviousRelease(
+        commit,
+        _added_since(commit, MIGRATIONS),
+        _added_since(commit, AUTH_MIGRATIONS),
+        os.pathsep.join(sources),
+    )
 
 
-async def schema_version(database_url: str) -> int:
-    """The Model's schema version: the highest row of its migration ledger."""
+def _added_since(commit: str, folder: str) -> tuple[str, ...]:
+    """Migration files of ``folder`` this checkout has (committed or not) and ``commit`` lacks."""
+    before = set(_git("ls-tree", "--name-only", f"{commit}:{folder}").decode().split())
+    return tuple(sorted({p.name for p in (ROOT / folder).glob("*.sql")} - before))
+
+
+async def schema_version(database_url: str, schema: str = "bugless") -> int:
+    """A schema's version (the Model's by default): the highest row of its migration ledger."""
     conn = await asyncpg.connect(database_url)
     try:
-        version = await conn.fetchval("SELECT max(version) FROM bugless.schema_migrations")
+        version = await conn.fetchval(f"SELECT max(version) FROM {schema}.schema_migrations")
     finally:
         await conn.close()
     assert isinstance(version, int)
@@ -281,12 +296,23 @@ async def test_old_replicas_read_and_write_while_the_current_code_migrates_under
             results = await browser.get("/search", params={"q": "window"})
             assert results.status_code == 200
             assert found_ids(results.text, [issue.id, created.id]) == [issue.id, created.id]
+            session = httpx.Cookies(browser.cookies)
         await health_until(previous.model, MODEL_SERVICE, "SERVING")
         written = {i: await history(model, caller, i) for i in (issue.id, created.id)}
         assert [len(entries) for entries in written.values()] == [5, 2]
 
-        # A replica of the current code on the migrated schema reads what they wrote.
-        current.env["BUGLESS_MODEL_AUTH"] = previous.env["BUGLESS_MODEL_AUTH"]
+        # The Authenticator's step: its first current replica migrates its own
+        # schema (``--migrate``, as the chart starts it) while the old one serves on.
+        auth_version = await schema_version(config.auth_database_url, "bugless_auth")
+        await asyncio.to_thread(current.start_auth, "--migrate")
+        assert await schema_version(config.auth_database_url, "bugless_auth") == auth_version + len(
+            release.auth_added
+        ), f"the current Authenticator applies {release.auth_added} over {release.commit}"
+        await health_until(previous.auth, AUTH_SERVICE, "SERVING")
+        async with httpx.AsyncClient(base_url=web.url, timeout=60) as browser:
+            await sign_in(browser, "ann")  # the old web, through the old Authenticator
+
+        # The Model's step, then the web's: current replicas read what the old ones wrote.
         await asyncio.to_thread(current.start_model)
         channel = current.model.channel()
         try:
@@ -294,19 +320,6 @@ async def test_old_replicas_read_and_write_while_the_current_code_migrates_under
             with acting_as(current.assertion_for(caller.user_id, permissions=["admin"])):
                 for issue_id, entries in written.items():
                     assert comments(await history(newer, caller, issue_id)) == comments(entries)
-                (during,) = [
-                    a
-                    for a in (
-                        await newer.list_attachments(
-                            v1.ListAttachmentsRequest(caller=caller, issue_id=issue.id)
-                        )
-                    ).attachments
-                    if a.name == "during.log"
-                ]
-                stream = newer.download_attachment(
-                    v1.DownloadAttachmentRequest(caller=caller, attachment_id=during.id)
-                )
-                assert b"".join([part.chunk or b"" async for part in stream]) == DURING
                 query = v1.StructuredQuery(
                     filter=term(v1.SearchField.TEXT, v1.SearchOperator.EQ, "window")
                 )
@@ -316,6 +329,16 @@ async def test_old_replicas_read_and_write_while_the_current_code_migrates_under
                 assert sorted(i.id for i in found.issues) == [issue.id, created.id]
         finally:
             channel.close()
+        newer_web = await asyncio.to_thread(current.start_web)
+        assert newer_web.url is not None
+        async with httpx.AsyncClient(
+            base_url=newer_web.url, cookies=session, timeout=60
+        ) as browser:
+            page = await browser.get(f"/issues/{issue.id}")
+            assert page.status_code == 200
+            assert 'action="/signout"' in page.text, "the old web's session goes on"
+            assert "Written in the upgrade window." in page.text
+            assert (await browser.get(during_url)).content == DURING
     finally:
         await asyncio.to_thread(current.stop)
         await asyncio.to_thread(previous.stop)
