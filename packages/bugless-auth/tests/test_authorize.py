@@ -80,6 +80,23 @@ async def test_default_policy_makes_admins_admin(auth: AuthServer) -> None:
     assert "manage_users" in result.identity.permissions
 
 
+async def test_default_policy_lets_everyone_create_hotlists_but_not_components(
+    auth: AuthServer,
+) -> None:
+    assert auth.settings.policy is None
+    name = unique("person")
+    await auth.add_user(name)
+    result = await auth.sign_in(name)
+
+    hotlist = await authorize(auth, token=result.token, permission="create_hotlist")
+    component = await authorize(auth, token=result.token, permission="create_component")
+
+    assert (hotlist.allowed, hotlist.granted_by) == (True, "group * grants create_hotlist")
+    assert (component.allowed, component.granted_by) == (False, "")
+    assert result.identity is not None
+    assert result.identity.permissions == ["create_hotlist"]
+
+
 async def test_authorize_needs_a_permission_and_an_identity(auth: AuthServer) -> None:
     await expect_status(authorize(auth, user_id="u_x"), Status.INVALID_ARGUMENT)
     await expect_status(authorize(auth, permission="admin"), Status.INVALID_ARGUMENT)

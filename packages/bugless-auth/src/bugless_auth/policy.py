@@ -39,7 +39,14 @@ KNOWN_PERMISSIONS = (
 #: given to an import identity on purpose, never as a side effect of admin.
 EXPLICIT_ONLY = frozenset({"import_issues"})
 EVERYONE = "*"
-DEFAULT_POLICY: Mapping[str, tuple[str, ...]] = {"admins": (ADMIN, "import_issues")}
+#: What an Authenticator without ``--policy`` grants: admins administer (and
+#: import), and everyone signed in keeps personal hotlists, as in Google's
+#: tracker; top-level components stay with admins, since they shape the tree
+#: everyone files into.
+DEFAULT_POLICY: Mapping[str, tuple[str, ...]] = {
+    "admins": (ADMIN, "import_issues"),
+    EVERYONE: ("create_hotlist",),
+}
 _PERMISSION = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 
 

@@ -266,7 +266,8 @@ class AuthSettings:
             (its follower's last pages), which then answers them exactly.
         cache_max_entries: Bound on cached users (each cache, LRU eviction).
         policy: Group to permissions, e.g. ``{"admins": ["admin"], "*":
-            ["create_hotlist"]}``; ``None`` means the default (admins get admin).
+            ["create_hotlist"]}``; ``None`` means the default (admins get admin and
+            ``import_issues``, everyone ``create_hotlist``).
         throttle: Failed-password throttling.
         hashing: argon2id parameters.
         people_ca: The people CA (client certificates for people).
@@ -345,7 +346,7 @@ class AuthSettings:
         parse=load_policy,
         metavar="JSON|TOML|PATH",
         help='Group to permissions, JSON/TOML inline or a file path, e.g. \'{"admins": '
-        '["admin"]}\'. Default: admins get admin.',
+        '["admin"]}\'. Default: admins get admin and import_issues, everyone create_hotlist.',
     )
     throttle: ThrottleSettings = group(ThrottleSettings)
     hashing: PasswordHashing = group(PasswordHashing, env_prefix="BUGLESS_AUTH_ARGON2_")
