@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import sys
 import uuid
 
 import asyncpg
@@ -93,3 +95,31 @@ async def test_schema_messages_and_the_skew_gauge_name_the_cockroach_backend(
     finally:
         await running.close()
         await drop_schema(settings.database_url, schema)
+
+
+async def test_the_migrate_command_names_the_cockroach_package(
+    model_settings: ModelSettings,
+) -> None:
+    """``bugless model migrate`` names the package as ``bugless auth migrate`` does.
+
+    It printed the backend's name (``(cockroach)``, ``(postgres)``) where the
+    Authenticator's prints its package (``(bugless-auth)``).
+    """
+    schema = f"cli_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "BUGLESS_DATABASE_URL": model_settings.database_url}
+    command = [sys.executable, "-c", "from bugless_core.cli import main; main()"]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        *("model", "migrate", "--model", "cockroach", "--schema", schema),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode == 0, err.decode()
+        assert out.decode().strip() == (
+            f"schema {schema!r} is at version {newest_version()} (bugless-model-cockroach)"
+        )
+    finally:
+        await drop_schema(model_settings.database_url, schema)

@@ -52,6 +52,7 @@ def served_model(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     )
     assert migrate.returncode == 0, migrate.stderr
     assert "is at version" in migrate.stdout
+    assert migrate.stdout.rstrip().endswith("(bugless-model-postgres)"), migrate.stdout
     ready_file = tmp_path_factory.mktemp("serve") / "ready.json"
     env["BUGLESS_PAGE_TOKEN_SECRET"] = "serve-command-test-secret"
     # --port 0 and --ready-file: the server binds a port itself and reports it,

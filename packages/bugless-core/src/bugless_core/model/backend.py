@@ -74,6 +74,10 @@ class ModelBackend(ABC):
     name: ClassVar[str]
     #: What this backend supports beyond the base contract.
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: The installed package that provides the backend, as operators read it
+    #: (:meth:`package_name`); empty means the package is named after the
+    #: backend's top-level module, as bugless' own are.
+    component: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self._change_listeners: list[ChangeListener] = []
@@ -106,6 +110,18 @@ class ModelBackend(ABC):
         """Tell listeners about an entry; call only after the final commit."""
         for listener in self._change_listeners:
             listener(issue, entry)
+
+    @classmethod
+    def package_name(cls) -> str:
+        """The package to name to an operator (``bugless model migrate`` prints it).
+
+        :attr:`component` when set, else the top-level module with ``-`` for
+        ``_`` (``bugless_model_postgres`` → ``bugless-model-postgres``), so that
+        every command names a backend the way ``bugless auth migrate`` names
+        ``bugless-auth``. A subclass shipped in another package sets
+        :attr:`component` (the CockroachDB backend does).
+        """
+        return cls.component or cls.__module__.partition(".")[0].replace("_", "-")
 
     # ---- lifecycle ----
 

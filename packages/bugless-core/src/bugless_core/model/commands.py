@@ -170,7 +170,7 @@ def migrate_command(plugins: Plugins, settings: ModelMigrateSettings) -> None:
     settings.log.configure()
     cls = _backend_class(plugins, settings.backend)
     version = eventloop.run(cls.migrate(settings.storage))
-    click.echo(f"schema {settings.storage.schema!r} is at version {version} ({settings.backend})")
+    click.echo(f"schema {settings.storage.schema!r} is at version {version} ({cls.package_name()})")
 
 
 @model_group.command("serve")
