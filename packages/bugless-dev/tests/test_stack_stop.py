@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bugless_core.clients import acting_as
-from bugless_core.grpc import EXIT_CALLS_CUT
+from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_dev.processes import spawn
 from bugless_dev.stack import LocalStack
 from bugless_proto import v1
@@ -76,7 +76,7 @@ async def test_a_model_waiting_for_a_hung_upload_is_told_to_stop_now_not_killed(
         stack.stop_service(model)
     lines = model.log.read_text(errors="replace")[offset:].splitlines()
     # Exited on its own (not -SIGKILL), saying that the second SIGTERM cut a call.
-    assert model.process.returncode == EXIT_CALLS_CUT, lines
+    assert model.process.returncode == EXIT_CUT_AT_SIGNAL, lines
     assert [line for line in lines if "1 transfer(s) still running after the grace" in line]
     assert [line for line in lines if f"still running {within:g}s after SIGTERM: SIGTERM" in line]
     assert [line for line in lines if "received SIGTERM again; stopping now" in line], lines

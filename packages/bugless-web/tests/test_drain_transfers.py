@@ -25,9 +25,9 @@ from transfer_support import BLOCK, DOWNLOAD, logged_since, raw_download, signed
 from web_support import World, create_issue
 
 from bugless_core.clients import call
+from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_dev.stack import RunningService
 from bugless_proto import v1
-from bugless_web.server import EXIT_REQUESTS_CUT
 
 #: After SIGTERM, readiness fails (and page loads are steered) this long: the
 #: test's page load must come within it, on a loaded machine too (2 s was tight).
@@ -456,7 +456,7 @@ async def test_a_second_sigterm_during_a_hung_transfer_cuts_it_and_exits_now(
             downloaded = await download
     finally:
         world.stack.stop_service(web)
-    assert status == EXIT_REQUESTS_CUT  # not a clean stop: people's requests were cut
+    assert status == EXIT_CUT_AT_SIGNAL  # not a clean stop: people's requests were cut
     assert exited < FORCED_PROMPTLY
     assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
     assert b"this server shut down before the request finished" in answer, answer

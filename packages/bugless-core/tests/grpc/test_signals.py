@@ -18,7 +18,7 @@ from grpc_test_server import (
 from grpclib.client import Channel
 from grpclib.exceptions import StreamTerminatedError
 
-from bugless_core.grpc import EXIT_CALLS_CUT
+from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_proto import v1
 
 
@@ -65,7 +65,7 @@ async def test_second_signal_during_drain_stops_at_once_and_exits_1_having_cut_a
     await wait_for_status(channel, NOT_SERVING)
     server_process.signal(signal.SIGINT)
 
-    assert await server_process.exit_code(within=3) == EXIT_CALLS_CUT == 1
+    assert await server_process.exit_code(within=3) == EXIT_CUT_AT_SIGNAL == 1
     with pytest.raises(StreamTerminatedError):
         await stuck_call
     messages = [str(record["message"]) for record in await server_process.log_records()]

@@ -8,7 +8,8 @@ accepting, then let in-flight requests finish: ordinary ones within
 ``--drain-transfer-seconds`` (:mod:`bugless_web.drain`). This module
 installs its own signal handlers to do exactly that; a second SIGTERM (or
 SIGINT) ends the wait, cutting what still runs as its bound would, and the
-process then exits with :data:`EXIT_REQUESTS_CUT` if that cut any request.
+process then exits with ``EXIT_CUT_AT_SIGNAL`` (:mod:`bugless_core.exit_status`,
+the gRPC services' status too) if that cut any request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from types import FrameType
 import uvicorn
 
 from bugless_core import logs, tracing
+from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.metrics_endpoint import MetricsEndpoint
 from bugless_core.networks import IPNetwork
@@ -54,15 +56,6 @@ BACKSTOP_SECONDS = 5
 #: (a 503 takes a loop turn or two), and then the app to shut down (it closes
 #: its channels), before the process exits regardless.
 FORCED_CUT_SECONDS = 1.0
-#: The exit status of a process whose second SIGTERM/SIGINT cut requests
-#: still running (0 if none ran). Neither Kubernetes nor systemd nor
-#: ``docker stop`` sends a second SIGTERM (theirs is SIGTERM, then SIGKILL
-#: after the grace period), so it comes from an operator who chose to cut
-#: people's requests short; a non-zero status keeps that visible where the
-#: exit is recorded (the container's last state, ``systemctl status``)
-#: rather than passing for a clean stop. A cut at a drain's own bound
-#: (``--drain-transfer-seconds``) is the configured policy and exits 0.
-EXIT_REQUESTS_CUT = 1
 
 
 def forwarded_allow_ips(networks: tuple[IPNetwork, ...]) -> list[str]:
@@ -350,8 +343,8 @@ def serve(
 ) -> int:
     """Run one replica until SIGTERM (then drain) or SIGINT; the exit status.
 
-    The status is 0, or :data:`EXIT_REQUESTS_CUT` when a second signal cut
-    requests still running.
+    The status is 0, or :data:`~bugless_core.exit_status.EXIT_CUT_AT_SIGNAL`
+    when a second signal cut requests still running.
 
     Args:
         settings: The replica's settings.
@@ -400,7 +393,7 @@ def serve(
         worker_windows=parent_metrics_port is not None,
     )
     server.run(sockets=[listener])
-    return EXIT_REQUESTS_CUT if server.cut_at_signal else 0
+    return EXIT_CUT_AT_SIGNAL if server.cut_at_signal else 0
 
 
 def serve_workers(

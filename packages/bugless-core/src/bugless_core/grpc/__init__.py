@@ -43,7 +43,6 @@ if TYPE_CHECKING:
         current_peer_certificate,
     )
     from bugless_core.grpc._server import (
-        EXIT_CALLS_CUT,
         READINESS_TTL_SECONDS,
         GrpcServiceRunner,
         listening_port,
@@ -66,7 +65,6 @@ _LAZY = {
     "CorkedChannel": "bugless_core.grpc._cork",
     "CorkedServer": "bugless_core.grpc._cork",
     "CorkedTransport": "bugless_core.grpc._cork",
-    "EXIT_CALLS_CUT": "bugless_core.grpc._server",
     "GrpcServerSettings": "bugless_core.grpc._settings",
     "GrpcServiceRunner": "bugless_core.grpc._server",
     "IMPORT_ROLE": "bugless_core.grpc._access",
@@ -96,7 +94,6 @@ _LAZY = {
 __all__ = [
     "ADMIN_ROLE",
     "ANY_CLIENT",
-    "EXIT_CALLS_CUT",
     "IMPORT_ROLE",
     "READINESS_TTL_SECONDS",
     "SERVICE_IDENTITIES",

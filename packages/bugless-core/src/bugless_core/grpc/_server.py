@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_core import tracing
 from bugless_core._compat.grpclib import IServable, server_listener
+from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
 from bugless_core.garbage_collector import settle_garbage_collector
 from bugless_core.grpc._access import AccessRules
 from bugless_core.grpc._calls import CallTracker
@@ -57,16 +58,6 @@ READINESS_TTL_SECONDS = 2.0
 #: Upper bound on waiting for grpclib to finish closing once calls are
 #: cancelled; only a connection we never saw a call on can hold it up.
 _CLOSE_TIMEOUT_SECONDS = 2.0
-#: The exit status of a service whose second SIGTERM/SIGINT cut calls still
-#: running (0 if none ran), the web tier's too
-#: (``bugless_web.server.EXIT_REQUESTS_CUT``). Neither Kubernetes nor systemd
-#: nor ``docker stop`` sends a second SIGTERM, so it comes from an operator who
-#: chose to cut calls short; a non-zero status keeps that visible where the
-#: exit is recorded (the container's last state, ``systemctl status``) rather
-#: than passing for a clean stop. Calls cut at a drain's own bounds
-#: (``--grace-seconds``, ``--drain-transfer-seconds``) are the configured
-#: policy and exit 0.
-EXIT_CALLS_CUT = 1
 
 
 def _service_name(servable: IServable) -> str:
@@ -466,10 +457,11 @@ class GrpcServiceRunner:
         A second signal during the drain stops at once (:meth:`stop_now`), for
         an operator who does not want to wait; if that cut calls still running,
         the status returned, for the process to exit with, is
-        :data:`EXIT_CALLS_CUT`, else 0. The handlers are installed on
-        the running loop, so this must run in the main thread, and are removed
-        before returning. Being a whole process's serving loop, it also tunes
-        that process's garbage collector once started
+        :data:`~bugless_core.exit_status.EXIT_CUT_AT_SIGNAL` (the web tier's
+        too), else 0. The handlers are installed on the running loop, so this
+        must run in the main thread, and are removed before returning. Being a
+        whole process's serving loop, it also tunes that process's garbage
+        collector once started
         (:func:`bugless_core.garbage_collector.settle_garbage_collector`).
         """
         if self._server is None:
@@ -504,7 +496,7 @@ class GrpcServiceRunner:
         finally:
             for signum in signals:
                 loop.remove_signal_handler(signum)
-        return EXIT_CALLS_CUT if self._cut_at_signal else 0
+        return EXIT_CUT_AT_SIGNAL if self._cut_at_signal else 0
 
     async def __aenter__(self) -> GrpcServiceRunner:
         await self.start()
