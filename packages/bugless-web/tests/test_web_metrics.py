@@ -451,3 +451,49 @@ async def test_an_outage_in_a_worker_shows_in_the_scraped_metrics(
         if auth in world.stack.services:
             world.stack.stop_service(auth)
     assert server.process.returncode == 0
+
+
+FAILING = "bugless_background_consecutive_failures"
+
+
+def test_a_worker_that_exited_leaves_no_series_of_its_loops(world: World) -> None:
+    """A ``--workers 2`` parent serves a loop's failure streak of its live workers only.
+
+    ``bugless_background_consecutive_failures`` is what
+    ``BuglessBackgroundLoopFailing`` fires on (any series above 0). Each
+    worker supervises its ``web.connection_windows`` loop; the gauge was
+    merged as one series per worker (a ``pid`` label) that outlived the
+    worker, so a worker that exited on a failure streak kept the alert
+    firing for as long as the parent ran. It is now the streak of the live
+    workers (no ``pid`` label), and a worker's part leaves with it. The
+    worker is stopped the way one can be alone (SIGTERM: it drains and
+    exits 0, and the parent serves on with the other).
+    """
+    server = start_web_server(world.stack, extra_env={**METRICS, "BUGLESS_WEB_WORKERS": "2"})
+    loop = ("loop", "web.connection_windows")
+    try:
+        stopped, kept = _workers_of(server, 2)
+        # A worker writes its windows (and registers the loop) once started.
+        _wait_for(
+            lambda: any(name == FAILING and loop in labels for name, labels in _samples(server)),
+            "the workers' loop in the scraped metrics",
+            server,
+        )
+        os.kill(stopped, signal.SIGTERM)
+        _wait_for(lambda: not Path(f"/proc/{stopped}").exists(), "the worker exiting", server)
+        assert _workers_of(server, 1) == [kept]
+        series: list[tuple[dict[str, str], float]] = []
+
+        def only_the_live_workers_streak() -> bool:
+            series[:] = [
+                (dict(labels), value)
+                for (name, labels), value in _samples(server).items()
+                if name == FAILING and loop in labels
+            ]
+            return series == [({"loop": "web.connection_windows"}, 0.0)]
+
+        # The parent drops the worker's files just after it reaps it: a wait.
+        _wait_for(only_the_live_workers_streak, "the exited worker's series leaving", server)
+    finally:
+        world.stack.stop_service(server)
+    assert server.process.returncode == 0

@@ -20,7 +20,8 @@ directory) was then silently not done.
   at_least=interval)``);
 * it is counted in ``bugless_background_failures_total{loop}`` and the
   streak shown in ``bugless_background_consecutive_failures{loop}`` (0 once
-  a round succeeds again), in the registry the service's ``/metrics``
+  a round succeeds again; a ``--workers`` web's parent serves the longest
+  streak of a live worker), in the registry the service's ``/metrics``
   serves, so an alert can say "the feed pruner has failed 5 times in a row"
   rather than someone noticing a week later;
 * the loop goes on after a capped exponential backoff with jitter
@@ -127,6 +128,11 @@ class BackgroundMetrics:
                     "(0: healthy).",
                     ["loop"],
                     registry=registry,
+                    # Merged over a --workers web's workers: the longest
+                    # streak of a live one. A series per worker (the default)
+                    # outlived its worker, so one that exited mid-streak kept
+                    # BuglessBackgroundLoopFailing firing while the parent ran.
+                    multiprocess_mode="livemax",
                 ),
                 outage_seconds=Gauge(
                     "bugless_background_outage_seconds",
