@@ -170,6 +170,7 @@ async def test_a_database_refusing_the_worker_for_many_polls_is_one_warning_and_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     role = f"notify_worker_{secrets.token_hex(3)}"
+    registry = CollectorRegistry()
     admin = pool  # a superuser's
     refused: asyncpg.Pool | None = None
     try:
@@ -183,8 +184,9 @@ async def test_a_database_refusing_the_worker_for_many_polls_is_one_warning_and_
         ).geturl()
         refused = await asyncpg.create_pool(as_role, min_size=0, max_size=4)
         settings = _settings(poll_seconds=0.05)
+        channels = {"email": _email(smtp_sink)}
         with caplog.at_level(logging.DEBUG, logger="bugless.notify"):
-            async with _running(refused, queue, {"email": _email(smtp_sink)}, settings) as worker:
+            async with _running(refused, queue, channels, settings, registry) as worker:
                 async with admin.acquire() as conn:
                     await queue.enqueue(conn, [mail_delivery(1)])
                 await smtp_sink.wait_for_async(1)
@@ -225,3 +227,14 @@ async def test_a_database_refusing_the_worker_for_many_polls_is_one_warning_and_
     # when a wake-up from before the loss was left set: hundreds a second).
     assert ended.__dict__["outage_seconds"] >= ended.__dict__["failed_rounds"] * 0.05 / 3
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # Each refused operation counted, by what it was (docs: the notifier's README).
+    errors = {
+        sample.labels["operation"]: sample.value
+        for family in registry.collect()
+        if family.name == "bugless_notify_queue_errors"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert errors, "no queue error was counted"
+    assert set(errors) <= {"claim", "record", "release", "connect", "purge"}, errors
+    assert sum(errors.values()) >= ROUNDS

@@ -114,6 +114,8 @@ async def test_queued_mails_are_delivered_once_each_and_counted(
     )
     assert len({m.message["Message-ID"] for m in mails}) == 30
     assert _delivered(registry, "email") == 30
+    email = {"channel": "email"}
+    assert registry.get_sample_value("bugless_notify_attempt_seconds_count", email) == 30
     assert registry.get_sample_value("bugless_notify_in_flight") == 0
 
 
