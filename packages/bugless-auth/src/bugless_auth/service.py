@@ -5,7 +5,9 @@ mapping external subjects to user ids (the store), session tokens, the login
 throttle, cached look-ups and the policy. The gRPC servicer only converts
 messages and checks their shape; anything a second transport would need to
 repeat lives here. Its user-management calls (local accounts, disabling,
-ending sessions, imported people) are a mixin in :mod:`bugless_auth.user_admin`.
+ending sessions, imported people) are a mixin in :mod:`bugless_auth.user_admin`,
+its look-ups (users by id, name or prefix, the users' change feed) one in
+:mod:`bugless_auth.user_lookups`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth._cache import TtlCache
 from bugless_auth.assertions import AssertionIssuer
-from bugless_auth.directory import CachedUser, EncodedUsersResponse, UserDirectory
+from bugless_auth.directory import CachedUser, UserDirectory
 from bugless_auth.group_loss import GroupLoss
 from bugless_auth.passwords import PasswordHashes
 from bugless_auth.people import PeopleCertificates
@@ -35,7 +37,8 @@ from bugless_auth.throttle import LoginThrottle
 from bugless_auth.tls import parse_certificate
 from bugless_auth.tokens import SessionClaims, TokenAuthority, load_key
 from bugless_auth.user_admin import UserAdministration
-from bugless_auth.user_feed import UserFeedFollower, read_user_changes
+from bugless_auth.user_feed import UserFeedFollower
+from bugless_auth.user_lookups import UserLookups
 from bugless_core.auth_backend import (
     AuthenticatorBackend,
     CertificateAuthenticator,
@@ -83,7 +86,7 @@ class Authenticated:
         )
 
 
-class AuthService(UserAdministration):
+class AuthService(UserAdministration, UserLookups):
     """Authentication, tokens, look-ups, authorisation and local user management."""
 
     def __init__(
@@ -511,47 +514,6 @@ class AuthService(UserAdministration):
         """The assertion keys and the sessions ended within an assertion's lifetime."""
         revoked = await self.sessions.revoked_within(self.assertions.ttl_seconds)
         return self.assertions.verification_keys(revoked)
-
-    # ---- look-ups ----
-
-    async def get_users(self, user_ids: Sequence[str]) -> v1.UsersResponse:
-        """Users by id, from cache; misses fetched in one query.
-
-        ``version``: the feed version applied before anything was looked up
-        (every change up to it is in the answer).
-        """
-        version = self.directory.version
-        found, missing = await self.directory.get_many(user_ids)
-        return EncodedUsersResponse.of(found, missing, version)
-
-    async def lookup_users(self, usernames: Sequence[str]) -> v1.UsersResponse:
-        """Users by username, from cache; misses fetched in one query."""
-        version = self.directory.version
-        found, missing = await self.directory.lookup_many(usernames)
-        return EncodedUsersResponse.of(found, missing, version)
-
-    async def suggest_users(self, prefix: str, limit: int) -> v1.UsersResponse:
-        """Enabled users whose username, display name or email starts with ``prefix``."""
-        version = self.directory.version
-        records = await self.store.suggest(prefix, limit)
-        return v1.UsersResponse(
-            users=[self.directory.remember(r, version).message for r in records], version=version
-        )
-
-    async def get_user_changes(self, after_version: int) -> v1.UserChanges:
-        """The users changed after ``after_version`` (the users' change feed).
-
-        From what this replica's follower read when that is recent enough
-        (:meth:`UserFeedFollower.answer`), else from the database. Either
-        way the reply says how often the follower reads
-        (``poll_seconds``): a frontend whose TTL that poll does not fit
-        can say which setting to change.
-        """
-        answer = self.user_feed.answer(after_version)
-        if answer is None:
-            answer = await read_user_changes(self.store, after_version)
-        answer.poll_seconds = self.user_feed.poll_seconds
-        return answer
 
     # ---- authorisation ----
 

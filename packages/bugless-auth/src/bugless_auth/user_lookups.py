@@ -1,0 +1,71 @@
+"""Looking users up: by id, by name, by prefix, and what changed since a version.
+
+The calls every frontend makes to name the people it shows (and to keep its
+own cache of them current, through the users' change feed), as a mixin of
+:class:`~bugless_auth.service.AuthService`. They read the replica's user
+directory (its cache of the store) and the feed follower, and nothing of
+sign-in, tokens or the policy: kept apart from authentication, as the
+user-management calls are (:mod:`bugless_auth.user_admin`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bugless_auth.directory import EncodedUsersResponse
+from bugless_auth.user_feed import read_user_changes
+from bugless_proto import v1
+
+if TYPE_CHECKING:
+    from bugless_auth.directory import UserDirectory
+    from bugless_auth.store import IdentityStore
+    from bugless_auth.user_feed import UserFeedFollower
+
+
+class UserLookups:
+    """The look-up calls of :class:`~bugless_auth.service.AuthService`."""
+
+    if TYPE_CHECKING:
+        store: IdentityStore
+        directory: UserDirectory
+        user_feed: UserFeedFollower
+
+    async def get_users(self, user_ids: Sequence[str]) -> v1.UsersResponse:
+        """Users by id, from cache; misses fetched in one query.
+
+        ``version``: the feed version applied before anything was looked up
+        (every change up to it is in the answer).
+        """
+        version = self.directory.version
+        found, missing = await self.directory.get_many(user_ids)
+        return EncodedUsersResponse.of(found, missing, version)
+
+    async def lookup_users(self, usernames: Sequence[str]) -> v1.UsersResponse:
+        """Users by username, from cache; misses fetched in one query."""
+        version = self.directory.version
+        found, missing = await self.directory.lookup_many(usernames)
+        return EncodedUsersResponse.of(found, missing, version)
+
+    async def suggest_users(self, prefix: str, limit: int) -> v1.UsersResponse:
+        """Enabled users whose username, display name or email starts with ``prefix``."""
+        version = self.directory.version
+        records = await self.store.suggest(prefix, limit)
+        return v1.UsersResponse(
+            users=[self.directory.remember(r, version).message for r in records], version=version
+        )
+
+    async def get_user_changes(self, after_version: int) -> v1.UserChanges:
+        """The users changed after ``after_version`` (the users' change feed).
+
+        From what this replica's follower read when that is recent enough
+        (:meth:`UserFeedFollower.answer`), else from the database. Either
+        way the reply says how often the follower reads
+        (``poll_seconds``): a frontend whose TTL that poll does not fit
+        can say which setting to change.
+        """
+        answer = self.user_feed.answer(after_version)
+        if answer is None:
+            answer = await read_user_changes(self.store, after_version)
+        answer.poll_seconds = self.user_feed.poll_seconds
+        return answer
