@@ -9,13 +9,16 @@ each by its uploader at its time.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from import_support import MakeSettings, find, history, usernames
+from import_support import ADMIN, MakeSettings, find, history, usernames
 from test_roundup import ADMIN_PASSWORD, ROUNDUP_ADMIN, SERVER, _as, _change, _create
 
 from bugless_core.clients import call
@@ -25,7 +28,7 @@ from bugless_proto import v1
 
 
 @pytest.fixture(scope="module")
-def retired_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def retired_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tracker where quinn reported an issue, attached a file, and was retired."""
     home = tmp_path_factory.mktemp("roundup-retired") / "tracker"
     settings = (
@@ -55,8 +58,17 @@ def retired_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db.user.retire(db.user.lookup("quinn"))
     db.commit()
     db.close()
+    return home
+
+
+@contextlib.contextmanager
+def _serve(home: Path, **env: str) -> Iterator[str]:
+    """``home`` served over loopback (``env``: the server's extra environment)."""
     server = subprocess.Popen(
-        [sys.executable, str(SERVER), str(home)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, str(SERVER), str(home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
     )
     try:
         assert server.stdout is not None
@@ -66,6 +78,13 @@ def retired_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def retired_url(retired_home: Path) -> Iterator[str]:
+    """The tracker of :func:`retired_home`, served."""
+    with _serve(retired_home) as url:
+        yield url
 
 
 async def test_a_retired_users_issues_keep_their_name_and_files_are_counted(
@@ -106,3 +125,27 @@ async def test_a_retired_users_issues_keep_their_name_and_files_are_counted(
     )
     users = await call(auth.get_users, v1.GetUsersRequest(user_ids=[issue.reporter]))
     assert [(u.display_name, u.email) for u in users.users] == [("Quinn Old", "quinn@old.example")]
+
+
+async def test_a_roundup_file_whose_download_breaks_off_is_read_again_whole(
+    retired_home: Path, make_settings: MakeSettings, model: v1.ModelStub, tmp_path: Path
+) -> None:
+    """Roundup's file downloads (its own session's opener) are read again like the others.
+
+    Before, Roundup's ``binary_content`` was read outside ``_http.Download``:
+    a body cut off halfway left the file out (the Model refused the short
+    upload).
+    """
+    secret = tmp_path / "password"
+    secret.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    options = {"user": "admin", "password-file": str(secret), "tracker": "broken"}
+    with _serve(retired_home, ROUNDUP_BREAK_FILES="1") as url:
+        report = await run_import(RoundupImporter(url, options), make_settings())
+    assert (report.files_sent, report.bytes_sent, report.files_skipped) == (1, 10, [])
+    (issue,) = await find(model, "roundup:broken#1")
+    listed = await call(
+        model.list_attachments, v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
+    )
+    assert [(f.name, f.sha256) for f in listed.attachments] == [
+        ("pressure.csv", hashlib.sha256(b"t,bar\n0,3\n").hexdigest())
+    ]

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from http.client import HTTPException, HTTPResponse
 from typing import BinaryIO, TypeVar, cast
 from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
+from urllib.request import OpenerDirector, Request, urlopen
 
 from bugless_core.backoff import Backoff
 
@@ -151,10 +151,22 @@ class Download(io.RawIOBase):
     retries, the pause growing as for any other failure.
     """
 
-    def __init__(self, request: Request, *, source: str, retries: int) -> None:
-        """GET ``request`` (with retries); raises OSError naming ``source`` and the URL."""
+    def __init__(
+        self,
+        request: Request,
+        *,
+        source: str,
+        retries: int,
+        opener: OpenerDirector | None = None,
+    ) -> None:
+        """GET ``request`` (with retries); raises OSError naming ``source`` and the URL.
+
+        ``opener``: the source's own (Roundup's keeps its session cookie),
+        else urllib's default.
+        """
         super().__init__()
         self.request, self.source, self.retries = request, source, retries
+        self._open = opener.open if opener is not None else urlopen
         #: GETs sent so far: each one that did not give a whole file spent a retry.
         self.attempts = 0
         self.received = 0
@@ -170,7 +182,7 @@ class Download(io.RawIOBase):
 
         def fetch() -> HTTPResponse:
             self.attempts += 1
-            return cast("HTTPResponse", urlopen(self.request, timeout=120))
+            return cast("HTTPResponse", self._open(self.request, timeout=120))
 
         try:
             return read_with_retries(fetch, retries=self.retries, spent=spent)
@@ -224,11 +236,13 @@ class Download(io.RawIOBase):
         super().close()
 
 
-def open_file(request: Request, *, source: str, retries: int) -> BinaryIO:
-    """The file ``request`` GETs, to stream from: a :class:`Download`.
+def open_file(
+    request: Request, *, source: str, retries: int, opener: OpenerDirector | None = None
+) -> BinaryIO:
+    """The file ``request`` GETs (through ``opener``, if given), streamed: a :class:`Download`.
 
     Raises:
         OSError: naming the source tracker and the URL (what the run reports
             as an unreadable file).
     """
-    return cast("BinaryIO", Download(request, source=source, retries=retries))
+    return cast("BinaryIO", Download(request, source=source, retries=retries, opener=opener))

@@ -65,7 +65,7 @@ from datetime import UTC, datetime
 from http.client import HTTPException
 from http.cookiejar import CookieJar
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urljoin
 from urllib.request import HTTPCookieProcessor, Request, build_opener
@@ -80,7 +80,7 @@ from bugless_core.importer import (
     SourcePerson,
     SourceRelation,
 )
-from bugless_import.sources._http import read_with_retries, retry_count
+from bugless_import.sources._http import open_file, read_with_retries, retry_count
 
 #: The REST endpoint a tracker adds to its ``interfaces.py`` for the journal.
 INTERFACES_PY = """
@@ -390,16 +390,7 @@ class RoundupImporter(Importer):
         self._sign_in()
         url = urljoin(self.base, f"rest/data/file/{file_id}/binary_content")
         request = Request(url, headers={**self._headers(), "Accept": "*/*"})
-
-        def fetch() -> BinaryIO:
-            return cast("BinaryIO", self._opener.open(request, timeout=120))
-
-        try:
-            return read_with_retries(fetch, retries=self.retries)
-        except HTTPError as exc:
-            raise OSError(f"Roundup answered {exc.code} for {url}") from exc
-        except (URLError, HTTPException) as exc:
-            raise OSError(f"{url}: {getattr(exc, 'reason', exc)}") from exc
+        return open_file(request, source="Roundup", retries=self.retries, opener=self._opener)
 
     def _message(self, msg_id: str) -> dict[str, Any]:
         data = self.get(
