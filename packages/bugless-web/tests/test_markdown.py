@@ -15,7 +15,7 @@ from xss_corpus import PAYLOADS, dangerous_markup
 from bugless_core.mentions import mentioned_usernames
 from bugless_core.usernames import username_key
 from bugless_testing.usernames import markdown_texts
-from bugless_web.markup import render_markdown
+from bugless_web.markup import render_markdown, render_text
 
 REL = 'rel="noopener noreferrer nofollow ugc"'
 
@@ -77,6 +77,16 @@ def test_task_lists_are_read_only_checkboxes() -> None:
     assert 'checked="checked"' in boxes[1]
     assert "write tests" in html
     assert "<li>plain item</li>" in html
+
+
+def test_a_page_links_only_the_mentions_of_people_it_was_told_exist() -> None:
+    """Any case or normal form of a person's name stays a link; nobody's is muted text."""
+    html = str(render_text("ask @O\u0308LAF, `@code` and @ghost.", {username_key("Ölaf")}))
+    assert f'<a class="mention" href="/users/%C3%96LAF" {REL}>@O\u0308LAF</a>' in html
+    assert '<span class="mention unknown" title="no such user">@ghost</span>.' in html
+    assert "/users/ghost" not in html
+    assert "<code>@code</code>" in html
+    assert str(render_text("no one here", set())) == "<p>no one here</p>\n"
 
 
 def test_task_list_output_stays_inert_for_the_xss_corpus() -> None:

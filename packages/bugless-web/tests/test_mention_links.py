@@ -14,6 +14,7 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from web_support import PASSWORD, World, create_issue, sign_in
 
+from bugless_core.clients import call
 from bugless_core.usernames import USERNAME_MAX_LENGTH, USERNAME_PUNCTUATION
 from bugless_proto import v1
 from bugless_web import markup
@@ -76,6 +77,50 @@ async def test_the_mentions_the_page_links_are_the_ones_search_finds(
         found = await client.get("/search", params={"q": f"mention:{name}"})
         assert found.status_code == 200, name
         assert (f'href="/issues/{issue.id}"' in found.text) is mentioned, name
+
+
+async def test_a_mention_of_nobody_is_muted_text_and_every_mention_link_finds_a_person(
+    client: AsyncTestClient[Any], world: World, model: v1.ModelStub
+) -> None:
+    """``@nosuch`` reads as text titled "no such user"; a user's mention stays a link.
+
+    Before, every ``@name`` linked to ``/users/name``, a 404 for a name
+    nobody goes by. The same on the page, in the entry live updates insert,
+    and in the preview of a draft.
+    """
+    tag = secrets.token_hex(3)
+    nobody, nobody_else = f"nosuch{tag}", f"Ghost{tag}"
+    unknown = '<span class="mention unknown" title="no such user">@{}</span>'
+    issue = await create_issue(
+        model, world, f"Unknown mentions {tag}", description=f"ask @{nobody} and @Carol"
+    )
+    await call(
+        model.change_issue,
+        v1.ChangeIssueRequest(
+            caller=world.caller("bob"),
+            issue_id=issue.id,
+            expected_version=issue.version,
+            delta=v1.IssueDelta(),
+            comment=f"@{nobody_else}, _@bob_ knows",
+        ),
+    )
+    token = await sign_in(client, "bob")
+    page = await client.get(f"/issues/{issue.id}")
+    assert page.status_code == 200
+    assert _MENTION.findall(page.text) == [("/users/Carol", "@Carol"), ("/users/bob", "@bob")]
+    assert page.text.count(unknown.format(nobody)) == 1
+    assert page.text.count(unknown.format(nobody_else)) == 1
+    for href in set(re.findall(r'href="(/users/[^"]*)"', page.text)):
+        assert (await client.get(href)).status_code == 200, href
+    entry = await client.get(f"/issues/{issue.id}/entries/2")
+    assert entry.status_code == 200
+    assert _MENTION.findall(entry.text) == [("/users/bob", "@bob")]
+    assert unknown.format(nobody_else) in entry.text
+    draft = f"cc @{nobody} and @CAROL"
+    preview = await client.post("/preview", data={"text": draft}, headers={"X-CSRF-Token": token})
+    assert preview.status_code == 200
+    assert _MENTION.findall(preview.text) == [("/users/CAROL", "@CAROL")]
+    assert unknown.format(nobody) in preview.text
 
 
 def test_the_completion_box_reads_names_by_the_usernames_rule() -> None:

@@ -307,6 +307,10 @@ class Backends(ViewerCaches):
         ``LookupUsers`` each); names of people terms are asked for every
         time they are not known, as :meth:`users_by_name` does, so a person
         who has just signed in can be named at once.
+
+        Pages look up the names their texts ``@mention`` here too, all
+        optional: a mention of nobody is shown as text, and not asked about
+        again for ``user_cache_seconds``.
         """
         now = self._clock()
         wanted = {username_key(n) for n in usernames if n}

@@ -46,7 +46,7 @@ from bugless_web.backends import Backends, Viewer
 from bugless_web.drain import DrainState
 from bugless_web.form_errors import field_attrs, field_error, field_id
 from bugless_web.kept_attachments import KeptAttachments
-from bugless_web.markup import render_markdown
+from bugless_web.markup import render_text
 from bugless_web.metrics import WebMetrics, default_registry
 from bugless_web.rendered_timelines import RenderedTimelines
 from bugless_web.result_rows import result_rows
@@ -217,7 +217,7 @@ def _template_environment(assets: AssetCatalog, *, auto_reload: bool) -> jinja2.
         level_label=display.level_label,
         is_open=display.is_open,
         timestamp=display.timestamp,
-        markdown=render_markdown,
+        markdown=render_text,
         STATUS_LABELS=display.STATUS_LABELS,
         TYPE_LABELS=display.TYPE_LABELS,
         PRIORITIES=display.PRIORITIES,

@@ -11,6 +11,13 @@ lists). The parser is :func:`bugless_core.markdown.markdown_parser`, the one
 mentions are read with. The preview tab of every text box posts to
 ``/preview``, which renders through this same function.
 
+A page shows a text with :func:`render_text`, which keeps the link of each
+mention of a person who exists and shows any other ``@name`` as a muted
+``<span class="mention unknown" title="no such user">``: a link there would
+lead to a 404. Who exists is the page's to say (one look-up per page, see
+:func:`bugless_web.timeline.names_for`); :func:`render_markdown` stays a pure
+function of the text, and so memoised.
+
 Two independent walls, so a bug in one is not an XSS: markdown-it-py with raw
 HTML disabled (a ``<script>`` in a comment is text), then nh3 (ammonia) with an
 allow-list of tags, attributes and URL schemes, which strips event handlers and
@@ -24,7 +31,8 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
-from urllib.parse import quote
+from collections.abc import Container
+from urllib.parse import quote, unquote
 
 import nh3
 from markdown_it.token import Token
@@ -33,6 +41,7 @@ from markupsafe import Markup
 from bugless_core.issue_references import ISSUE_REFERENCE
 from bugless_core.markdown import markdown_parser
 from bugless_core.mentions import Mention, prose_mentions
+from bugless_core.usernames import username_key
 
 _ALLOWED_TAGS = frozenset(
     {
@@ -104,6 +113,35 @@ def render_markdown(source: str) -> Markup:
             forgotten, forgotten_html = _rendered.popitem(last=False)
             _rendered_chars -= len(forgotten) + len(forgotten_html)
     return html
+
+
+#: A mention's link as :func:`_mention_links` writes it and nh3 leaves it
+#: (a hand-written ``<a class="mention">`` never gets here: raw HTML is text).
+_MENTION_LINK = re.compile(r'<a class="mention" href="/users/([^"]*)"[^>]*>([^<]*)</a>')
+#: What an ``@name`` nobody goes by reads as (its text, escaped already).
+_UNKNOWN_MENTION = '<span class="mention unknown" title="no such user">{}</span>'
+
+
+def render_text(source: str, people: Container[str]) -> Markup:
+    """:func:`render_markdown`, with only the mentions of existing people linked.
+
+    Args:
+        source: The Markdown text.
+        people: The :func:`~bugless_core.usernames.username_key` of every
+            mentioned name that is a user (others may be there too). A
+            mention of any other name is shown as muted text titled "no such
+            user", never as a link to a page that does not exist.
+    """
+    html = render_markdown(source)
+    if 'class="mention"' not in html:
+        return html
+
+    def shown(link: re.Match[str]) -> str:
+        if username_key(unquote(link.group(1))) in people:
+            return link.group(0)
+        return _UNKNOWN_MENTION.format(link.group(2))
+
+    return Markup(_MENTION_LINK.sub(shown, html))
 
 
 def render_cache_size() -> tuple[int, int]:

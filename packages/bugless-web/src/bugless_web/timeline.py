@@ -17,6 +17,8 @@ from bugless_core.errors import NotFound
 from bugless_core.ids import try_parse_id
 from bugless_core.issue_labels import holds_people
 from bugless_core.limits import MAX_PAGE_SIZE
+from bugless_core.mentions import mentioned_usernames
+from bugless_core.usernames import username_key
 from bugless_proto import v1
 from bugless_web.backends import Backends, Viewer
 from bugless_web.searching import component_paths
@@ -122,11 +124,17 @@ class Timeline:
 
 @dataclass
 class Names:
-    """What ids on a page are called: people, component paths, hotlist names."""
+    """What ids on a page are called: people, component paths, hotlist names.
+
+    ``mentioned`` holds the :func:`~bugless_core.usernames.username_key` of
+    each name ``@mentioned`` in the texts that is a user's: those mentions
+    are links (:func:`bugless_web.markup.render_text`), the others text.
+    """
 
     users: dict[str, v1.User] = field(default_factory=dict)
     components: dict[int, str] = field(default_factory=dict)
     hotlists: dict[int, str] = field(default_factory=dict)
+    mentioned: frozenset[str] = frozenset()
 
 
 async def load_history(
@@ -191,7 +199,13 @@ async def names_for(
     issues: Sequence[v1.Issue] = (),
     extra_users: Iterable[str] = (),
 ) -> Names:
-    """Everything needed to show ``entries`` (and ``issues``) by name, in parallel."""
+    """Everything needed to show ``entries`` (and ``issues``) by name, in parallel.
+
+    The names the entries' texts mention (every version of each: the
+    timeline shows the earlier ones too) are looked up as a search's
+    optional names are (:meth:`Backends.query_users`): one that is nobody's
+    is not asked again for ``user_cache_seconds``.
+    """
     users = people_in(entries) | set(extra_users)
     components: set[int] = set()
     hotlists: set[int] = set()
@@ -205,9 +219,24 @@ async def names_for(
         users.update((issue.reporter, issue.assignee, issue.verifier, *issue.cc))
         components.add(issue.component_id)
         hotlists.update(issue.hotlist_ids)
-    found_users, found_components, found_hotlists = await asyncio.gather(
+    found_users, found_components, found_hotlists, mentioned = await asyncio.gather(
         backends.users(users),
         component_paths(backends, viewer, components),
         hotlist_names(backends, viewer, hotlists),
+        mentioned_people(backends, [entry.comment for entry in entries]),
     )
-    return Names(users=found_users, components=found_components, hotlists=found_hotlists)
+    return Names(
+        users=found_users,
+        components=found_components,
+        hotlists=found_hotlists,
+        mentioned=mentioned,
+    )
+
+
+async def mentioned_people(backends: Backends, texts: Iterable[str]) -> frozenset[str]:
+    """The keys of the names ``texts`` (Markdown) mention that are people's (see :class:`Names`)."""
+    keys = mentioned_usernames(*texts)
+    if not keys:
+        return frozenset()
+    found = await backends.query_users(keys, required=())
+    return frozenset(username_key(name) for name in found)

@@ -1,9 +1,10 @@
 """The preview tab of every Markdown text box: the server renders the draft.
 
-Through :func:`bugless_web.markup.render_markdown`, the very renderer and
-sanitiser the saved text goes through, so what the preview shows is what the
-page will show. A POST (the draft may be long and is not a URL) and so
-CSRF-checked like every other; only signed-in people may use it.
+Through :func:`bugless_web.markup.render_text`, the very renderer and
+sanitiser the saved text goes through, with the mentions of people who exist
+linked and others not, so what the preview shows is what the page will show.
+A POST (the draft may be long and is not a URL) and so CSRF-checked like
+every other; only signed-in people may use it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from litestar.enums import MediaType
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.limits import MAX_COMMENT_LENGTH
-from bugless_web.frontend import viewer_of
-from bugless_web.markup import render_markdown
+from bugless_web.frontend import frontend_of, viewer_of
+from bugless_web.markup import render_text
+from bugless_web.timeline import mentioned_people
 
 #: What the preview shows for an empty draft.
 NOTHING = '<p class="muted">Nothing to preview.</p>'
@@ -31,7 +33,11 @@ async def preview(request: Request[Any, Any, Any]) -> Response[str]:
     if len(text) > MAX_COMMENT_LENGTH:
         msg = f"text: {len(text)} characters; at most {MAX_COMMENT_LENGTH} can be previewed"
         raise InvalidArgument(msg)
-    html = str(render_markdown(text)) if text.strip() else NOTHING
+    if text.strip():
+        people = await mentioned_people(frontend_of(request).backends, [text])
+        html = str(render_text(text, people))
+    else:
+        html = NOTHING
     return Response(
         html,
         media_type=MediaType.HTML,
