@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from browser_support import (
@@ -207,6 +208,38 @@ def test_pages_fit_a_phone_without_sideways_scrolling(
     first = page.locator("table.results tbody tr").first
     expect(first.locator("td.col-title")).to_be_visible()
     assert list(iter_console_problems(tab.console)) == []
+
+
+def test_a_long_querys_explanation_and_error_wrap_in_a_narrow_window(
+    web_server: RunningService, browser: Browser, tmp_path: Path
+) -> None:
+    """A 300-character query: the page is no wider than a 360 px window.
+
+    Before, the "How this query was read" tree (a ``<pre>`` in the result
+    head, a flex item as wide as its longest line) and a refused query's
+    reason and highlighted query pushed the page sideways.
+    """
+    ctx = browser.new_context(viewport={"width": 360, "height": 740})
+    try:
+        tab = new_tab(ctx)
+        page = tab.page
+        sign_in(tab, web_server, "bob")
+        word = "Unbroken" + "y" * 280
+        for name, query in (("explained", f"is:open {word}"), ("refused", f"p:{word}")):
+            assert len(query) >= 290
+            page.goto(f"{web_server.url}/search?{urlencode({'q': query})}")
+            if name == "explained":
+                page.locator(".explain summary").click()
+                expect(page.locator(".explain pre")).to_contain_text(word)
+            else:
+                expect(page.locator(".query-error .reason")).to_be_visible()
+            assert overflow(page) <= 0, (
+                f"{name}: {overflow(page)}px wider than the window: {wider_than_window(page)}"
+            )
+            save_screenshot(page, tmp_path, f"33-long-query-{name}")
+        assert list(iter_console_problems(tab.console)) == []
+    finally:
+        ctx.close()
 
 
 _STICKING_OUT = """(selector) => {
