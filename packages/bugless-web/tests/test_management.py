@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from typing import Any
 
 import pytest
@@ -12,7 +13,9 @@ from web_support import World, create_issue, csrf_of, sign_in
 
 from bugless_core.clients import call
 from bugless_core.errors import NotFound
+from bugless_core.list_columns import DEFAULT_COLUMNS
 from bugless_proto import v1
+from bugless_web import searching
 
 
 async def _hotlist(model: v1.ModelStub, world: World, hotlist_id: int) -> v1.Hotlist:
@@ -209,6 +212,87 @@ async def test_saved_search_columns_are_saved_shown_and_checked(
         v1.ListSavedSearchesRequest(caller=world.caller("bob"), owned_only=True),
     )
     assert next(s for s in unchanged.saved_searches if s.id == saved.id).version == saved.version
+
+
+async def test_a_search_saved_with_the_default_columns_follows_the_defaults(
+    client: AsyncTestClient[Any],
+    world: World,
+    model: v1.ModelStub,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The defaults shown when saving are stored as none, and shown as the defaults of the day.
+
+    Before, "Save this search" on a list in the default columns stored them
+    one by one, so a release changing the defaults never reached the search.
+    A search that chose other columns keeps them.
+    """
+    token = await sign_in(client, "bob")
+    tag = secrets.token_hex(3)
+    for name, columns in (
+        ("Defaults", ",".join(DEFAULT_COLUMNS)),
+        ("Plain", ""),
+        ("Chosen", "id,title"),
+    ):
+        saved_response = await client.post(
+            "/searches",
+            data={
+                "_csrf": token,
+                "name": f"{name} {tag}",
+                "query": f"is:open {name}{tag}",
+                "columns": columns,
+            },
+            follow_redirects=False,
+        )
+        assert saved_response.status_code == 303
+    stored = await _saved_by_name(model, world)
+    assert stored[f"Defaults {tag}"].columns == []
+    assert stored[f"Plain {tag}"].columns == []
+    assert stored[f"Chosen {tag}"].columns == ["id", "title"]
+    # Its edit form ticks today's defaults; saved with them ticked, it still stores none.
+    defaults = stored[f"Defaults {tag}"]
+    form_page = await client.get(f"/searches/{defaults.id}/edit")
+    ticked = re.findall(r'name="columns" value="([^"]+)" checked', form_page.text)
+    assert tuple(ticked) == DEFAULT_COLUMNS
+    edited = await client.post(
+        f"/searches/{defaults.id}/edit",
+        data={
+            "_csrf": token,
+            "version": str(defaults.version),
+            "name": defaults.name,
+            "query": f"is:open p:p0 Defaults{tag}",
+            "columns": list(DEFAULT_COLUMNS),
+        },
+        follow_redirects=False,
+    )
+    assert edited.status_code == 303
+    again = (await _saved_by_name(model, world))[defaults.name]
+    assert (again.query, again.columns) == (f"is:open p:p0 Defaults{tag}", [])
+    # A release that changes the default columns reaches it, not the chosen one.
+    changed = ("id", "title", "status")
+    monkeypatch.setattr(searching, "DEFAULT_COLUMNS", changed)
+    listing = (await client.get("/searches")).text
+    hrefs = re.findall(r'<a href="/search\?q=is%3Aopen[^"]*' + tag + '[^"]*">', listing)
+    assert sorted(hrefs) == [
+        f'<a href="/search?q=is%3Aopen+Chosen{tag}&amp;columns=id%2Ctitle">',
+        f'<a href="/search?q=is%3Aopen+Plain{tag}&amp;columns=id%2Ctitle%2Cstatus">',
+        f'<a href="/search?q=is%3Aopen+p%3Ap0+Defaults{tag}&amp;columns=id%2Ctitle%2Cstatus">',
+    ]
+    opened = await client.get(
+        "/search", params={"q": f"is:open p:p0 Defaults{tag}", "columns": ",".join(changed)}
+    )
+    assert 'class="col-status' in opened.text
+    assert 'class="col-priority' not in opened.text
+    form_page = await client.get(f"/searches/{defaults.id}/edit")
+    ticked = re.findall(r'name="columns" value="([^"]+)" checked', form_page.text)
+    assert tuple(ticked) == changed
+
+
+async def _saved_by_name(model: v1.ModelStub, world: World) -> dict[str, v1.SavedSearch]:
+    stored = await call(
+        model.list_saved_searches,
+        v1.ListSavedSearchesRequest(caller=world.caller("bob"), owned_only=True),
+    )
+    return {s.name: s for s in stored.saved_searches}
 
 
 async def test_component_archive_and_unarchive_by_its_admins_only(

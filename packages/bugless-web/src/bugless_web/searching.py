@@ -156,11 +156,28 @@ def remember_columns(
     )
 
 
+def saved_columns(saved: v1.SavedSearch) -> tuple[str, ...]:
+    """The columns a saved search is shown with: its own, else the default ones of today.
+
+    A search that stores none (:func:`columns_to_store`) follows the
+    defaults as they are when it is opened, not as they were when it was
+    saved, and not this browser's choice for other lists either.
+    """
+    return tuple(saved.columns) or DEFAULT_COLUMNS
+
+
+def columns_to_store(columns: Sequence[str]) -> list[str]:
+    """What a saved search stores for ``columns``: none when they are the default ones.
+
+    Stored explicitly, the defaults of the day would stay the search's after
+    a release changed them; stored as none, it keeps following them.
+    """
+    return [] if tuple(columns) == DEFAULT_COLUMNS else list(columns)
+
+
 def saved_search_href(saved: v1.SavedSearch) -> str:
-    """The link that opens a saved search: its query, with its columns when it has any."""
-    params = {"q": saved.query}
-    if saved.columns:
-        params["columns"] = ",".join(saved.columns)
+    """The link that opens a saved search: its query and :func:`saved_columns`."""
+    params = {"q": saved.query, "columns": ",".join(saved_columns(saved))}
     return "/search?" + urllib.parse.urlencode(params)
 
 
@@ -414,10 +431,12 @@ __all__ = [
     "SORTABLE",
     "SearchResults",
     "columns_of",
+    "columns_to_store",
     "custom_column_id",
     "parse_columns",
     "read_mask",
     "remember_columns",
     "run_search",
+    "saved_columns",
     "saved_search_href",
 ]

@@ -1,6 +1,7 @@
 """Saved searches: list mine and those shared with me, save, edit, delete.
 
-The Model stores a saved search's text and list columns and checks that only its owner
+The Model stores a saved search's text and list columns (none when they are
+the default ones: it then follows the defaults) and checks that only its owner
 changes or deletes it; the pages only hide the controls from others. An edit
 names the version it was made against, so two tabs editing at once get a 409
 page rather than one silently undoing the other. The query is parsed before it
@@ -33,7 +34,7 @@ from bugless_web.frontend import (
     session_of,
     viewer_of,
 )
-from bugless_web.searching import COLUMNS, parse_columns
+from bugless_web.searching import COLUMNS, columns_to_store, parse_columns, saved_columns
 
 #: The edit form's fields in page order.
 SAVED_SEARCH_FIELDS = ("name", "query", "share_with_groups", "columns")
@@ -140,8 +141,9 @@ async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
     if not name:
         raise InvalidArgument("name: give the saved search a name")
     groups = _groups(str(form.get("share_with_groups", "")))
-    # The columns the list was showing when "Save this search" was pressed.
-    columns = parse_columns(str(form.get("columns", "") or ""))
+    # The columns the list was showing when "Save this search" was pressed
+    # (none stored when they are the default ones: see columns_to_store).
+    columns = columns_to_store(parse_columns(str(form.get("columns", "") or "")))
     await call(
         frontend_of(request).backends.model.create_saved_search,
         v1.CreateSavedSearchRequest(
@@ -149,7 +151,7 @@ async def save_search(request: Request[Any, Any, Any]) -> Response[Any]:
             name=name,
             query=query,
             readers=[v1.Principal(group=g) for g in groups],
-            columns=list(columns),
+            columns=columns,
         ),
     )
     session_of(request).update(notice=f"Saved search {name!r}.")
@@ -184,7 +186,7 @@ async def edit_search_form(
         "name": saved.name,
         "query": saved.query,
         "share_with_groups": _readers_text(saved),
-        "columns": list(saved.columns),
+        "columns": list(saved_columns(saved)),
     }
     return _edit_page(request, viewer, saved, values, FieldErrors(SAVED_SEARCH_FIELDS))
 
@@ -227,7 +229,7 @@ async def edit_search(
                 name=values["name"].strip(),
                 query=values["query"],
                 readers=[v1.Principal(group=g) for g in _groups(values["share_with_groups"])],
-                columns=columns,
+                columns=columns_to_store(columns),
             ),
             update_mask=FieldMask(paths=["name", "query", "readers", "columns"]),
             expected_version=version,
