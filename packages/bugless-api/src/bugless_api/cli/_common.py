@@ -29,12 +29,15 @@ import tomllib
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 import click
 
 from bugless_core import ids
 from bugless_core.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from bugless_api.cli._option_names import OptionNames
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -338,8 +341,16 @@ def exit_code_for(error: Exception) -> int:
 def run_with_client(
     options: dict[str, Any],
     work: Callable[[Any], Coroutine[Any, Any, object]],
+    *,
+    option_names: OptionNames | None = None,
 ) -> object:
-    """Connect with the configured certificate, run ``work(client)``, map errors to exits."""
+    """Connect with the configured certificate, run ``work(client)``, map errors to exits.
+
+    ``option_names`` (see :mod:`bugless_api.cli._option_names`) lets the
+    error printed name the option that set a refused field rather than the
+    field's wire path.
+    """
+    from bugless_api.cli._option_names import in_option_terms  # noqa: PLC0415
     from bugless_api.client import BuglessClient  # noqa: PLC0415
     from bugless_core import eventloop  # noqa: PLC0415
     from bugless_core.errors import BuglessError  # noqa: PLC0415
@@ -365,15 +376,38 @@ def run_with_client(
     try:
         return eventloop.run(main())
     except BuglessError as exc:
-        fail(exc.message, exit_code_for(exc))
+        message = in_option_terms(exc.message, exc.metadata.get("field"), option_names or {})
+        fail(message, exit_code_for(exc))
 
 
-def command(fn: Callable[..., Coroutine[Any, Any, object]]) -> Callable[..., None]:
+#: An ``async def fn(client, **params)`` client command.
+AsyncCommand = Callable[..., Coroutine[Any, Any, object]]
+
+
+@overload
+def command(fn: AsyncCommand, /) -> Callable[..., None]: ...
+
+
+@overload
+def command(*, option_names: OptionNames) -> Callable[[AsyncCommand], Callable[..., None]]: ...
+
+
+def command(
+    fn: AsyncCommand | None = None, /, *, option_names: OptionNames | None = None
+) -> Callable[..., None] | Callable[[AsyncCommand], Callable[..., None]]:
     """Turn ``async def fn(client, **params)`` into a click callback with client options.
 
     ``fn`` is told whether the output is JSON when it takes an ``as_json``
     parameter: a table of a few columns can ask the server for only those.
+    ``@command(option_names=...)``: errors name the options (see
+    :func:`run_with_client`).
     """
+    if fn is None:
+        return functools.partial(_command, option_names=option_names)
+    return _command(fn, option_names=option_names)
+
+
+def _command(fn: AsyncCommand, *, option_names: OptionNames | None) -> Callable[..., None]:
     wants_json = "as_json" in inspect.signature(fn).parameters
 
     @functools.wraps(fn)
@@ -382,7 +416,9 @@ def command(fn: Callable[..., Coroutine[Any, Any, object]]) -> Callable[..., Non
         as_json = params.pop("as_json")
         if wants_json:
             params["as_json"] = as_json
-        result = run_with_client(options, lambda client: fn(client, **params))
+        result = run_with_client(
+            options, lambda client: fn(client, **params), option_names=option_names
+        )
         emit(result, as_json=as_json)
 
     return callback

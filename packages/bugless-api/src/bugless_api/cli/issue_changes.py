@@ -28,6 +28,7 @@ from bugless_api.cli._common import (
     id_or_path,
     run_with_client,
 )
+from bugless_api.cli._option_names import ISSUE_UPDATE_OPTIONS, in_option_terms
 from bugless_api.cli._render import (
     ISSUE_HEADERS,
     ISSUE_ROW_FIELDS,
@@ -171,13 +172,16 @@ def update_command(
     options = {"api": api, "cert": cert, "key": key, "ca": ca, "time_zone": time_zone}
     if len(issue_ids) == 1:
         result = run_with_client(
-            options, lambda client: _update_one(client, issue_ids[0], expected_version, changes)
+            options,
+            lambda client: _update_one(client, issue_ids[0], expected_version, changes),
+            option_names=ISSUE_UPDATE_OPTIONS,
         )
         emit(result, as_json=as_json)
         return
     outcome = run_with_client(
         options,
         lambda client: _update_many(client, issue_ids, query, changes, yes=yes, as_json=as_json),
+        option_names=ISSUE_UPDATE_OPTIONS,
     )
     assert isinstance(outcome, _Outcome)
     emit(outcome.table, as_json=as_json)
@@ -284,7 +288,9 @@ async def _update_many(
         rows=[
             [
                 r.issue_id,
-                "changed" if r.code == 0 else f"not changed: {r.message}",
+                "changed"
+                if r.code == 0
+                else f"not changed: {in_option_terms(r.message, None, ISSUE_UPDATE_OPTIONS)}",
                 r.issue.version if r.issue is not None else "",
                 r.issue.title if r.issue is not None else "",
             ]

@@ -21,6 +21,7 @@ from bugless_api.cli._common import (
     run_with_client,
     to_plain,
 )
+from bugless_api.cli._option_names import ISSUE_COMMENT_OPTIONS, ISSUE_CREATE_OPTIONS
 from bugless_api.cli._render import (
     ISSUE_HEADERS,
     ISSUE_ROW_FIELDS,
@@ -178,7 +179,7 @@ async def history_command(client: BuglessClient, issue_id: int) -> Text:
     "(default: a new key per invocation, used by its own retries).",
 )
 @client_options
-@command
+@command(option_names=ISSUE_CREATE_OPTIONS)
 async def create_command(client: BuglessClient, **options: Any) -> Detail:
     """Create an issue (its retries never make a second one; see --idempotency-key)."""
     from bugless_api.client import new_idempotency_key  # noqa: PLC0415
@@ -224,7 +225,7 @@ async def create_command(client: BuglessClient, **options: Any) -> Detail:
     help="Fail (exit 4) unless the issue is still at this version.",
 )
 @client_options
-@command
+@command(option_names=ISSUE_COMMENT_OPTIONS)
 async def comment_command(
     client: BuglessClient, issue_id: int, text: str, expected_version: int | None
 ) -> Detail:

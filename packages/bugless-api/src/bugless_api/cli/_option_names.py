@@ -1,0 +1,120 @@
+"""A refused request's field, named as the command's option that set it.
+
+The Model and the API name the field at fault by its path in the request
+(``delta.fields.assignee: no bugless user is named 'x'``, ``cc[1]: ...``),
+and keep that path in the error's ``field`` metadata: bots read it, and it
+stays as it is on the wire. A person who typed ``bugless issue update 5
+--assignee x`` reads ``--assignee: no bugless user is named 'x'`` instead.
+Each command hands :func:`run_with_client` the table of the wire paths its
+options fill; a path the table lacks (or an error naming none) is printed
+as the server wrote it.
+
+The Model names some fields by their own name rather than their path
+(``parent_id: an issue cannot be its own parent``, ``blocking_add: issue 9
+not found``), so the tables hold those names too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+#: Wire path (without list indexes) -> the option, for one command's request.
+OptionNames = Mapping[str, str]
+
+#: ``bugless issue update`` (ChangeIssueRequest, or BatchChangeIssuesRequest
+#: for several issues: the same delta and comment).
+ISSUE_UPDATE_OPTIONS: OptionNames = {
+    "delta.fields.title": "--title",
+    "delta.fields.component_id": "--component",
+    "component_id": "--component",
+    "delta.fields.status": "--status",
+    "delta.fields.priority": "--priority",
+    "delta.fields.severity": "--severity",
+    "delta.fields.type": "--type",
+    "delta.fields.assignee": "--assignee",
+    "delta.fields.verifier": "--verifier",
+    "delta.fields.parent_id": "--parent",
+    "parent_id": "--parent",
+    "delta.fields.duplicate_of_id": "--duplicate-of",
+    "duplicate_of_id": "--duplicate-of",
+    **{
+        f"{where}{name}_{way}": f"--{name.replace('_', '-')}-{way}"
+        for where in ("delta.", "")
+        for name in ("cc", "hotlist", "blocking", "blocked_by")
+        for way in ("add", "remove")
+    },
+    "delta.custom_fields_set": "--field",
+    "comment": "--comment",
+    "expected_version": "--expected-version",
+}
+
+#: ``bugless issue create`` (CreateIssueRequest).
+ISSUE_CREATE_OPTIONS: OptionNames = {
+    "fields.title": "--title",
+    "fields.component_id": "--component",
+    "component_id": "--component",
+    "fields.status": "--status",
+    "fields.priority": "--priority",
+    "fields.severity": "--severity",
+    "fields.type": "--type",
+    "fields.assignee": "--assignee",
+    "fields.verifier": "--verifier",
+    "description": "--description",
+    "cc": "--cc",
+    "hotlist_ids": "--hotlist",
+    "blocking_ids": "--blocking",
+    "blocked_by_ids": "--blocked-by",
+    "custom_fields": "--field",
+    "idempotency_key": "--idempotency-key",
+}
+
+#: ``bugless issue comment ISSUE_ID TEXT`` (ChangeIssueRequest with a comment).
+ISSUE_COMMENT_OPTIONS: OptionNames = {
+    "comment": "TEXT",
+    "expected_version": "--expected-version",
+}
+
+_INDEX = re.compile(r"\[\d+\]")
+#: A message's leading ``path: `` (``delta.cc_add[1]: ...``).
+_LEADING_PATH = re.compile(r"([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): ")
+
+
+def option_for(path: str, options: OptionNames) -> str | None:
+    """The option that set the field at ``path``, or of the nearest field holding it.
+
+    ``delta.cc_add[1]`` is ``--cc-add``'s second value;
+    ``delta.custom_fields_set[0].values[2]`` is inside ``--field``'s.
+    """
+    key = _INDEX.sub("", path)
+    while key:
+        found = options.get(key)
+        if found is not None:
+            return found
+        key = key.rpartition(".")[0]
+    return None
+
+
+def in_option_terms(message: str, field: str | None, options: OptionNames) -> str:
+    """``message`` with its leading wire path replaced by the option that set that field.
+
+    Args:
+        message: The error's message, ``"<path>: <problem>"`` when it names a field.
+        field: The error's ``field`` metadata (the same path), if it has one.
+        options: The command's :data:`OptionNames`.
+
+    Returns:
+        ``"<option>: <problem>"``; ``message`` unchanged when it names no
+        field the command set.
+    """
+    if field and message.startswith(f"{field}: "):
+        path = field
+    else:
+        leading = _LEADING_PATH.match(message)
+        if leading is None:
+            return message
+        path = leading.group(1)
+    option = option_for(path, options)
+    if option is None:
+        return message
+    return f"{option}: {message[len(path) + 2 :]}"
