@@ -9,7 +9,7 @@ import ssl
 
 import pytest
 import trustme
-from api_support import Bots, ConnectAs
+from api_support import Bots, ConnectAs, extra_api
 from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -113,6 +113,28 @@ async def test_identity_is_looked_up_once_per_connection(
     other = connect_as("robot")
     await other.whoami()
     assert api.gateway.identities.lookups == before + 2
+
+
+async def test_a_connections_identity_is_looked_up_again_once_its_ttl_ran_out(
+    bots: Bots, connect_as: ConnectAs
+) -> None:
+    # A call on a connection whose identity is cached is admitted without
+    # asking (IdentityResolver.cached); past identity_ttl_seconds the next call
+    # asks the Authenticator again, so a disabled user or a removed mapping
+    # stops working on a long-lived connection.
+    async with extra_api(bots, identity_ttl_seconds=0.5) as running:
+        client = connect_as("robot", port=running.port)
+        await client.whoami()
+        before = running.gateway.identities.lookups
+        for _ in range(3):
+            await client.whoami()
+        assert running.gateway.identities.lookups == before
+
+        await asyncio.sleep(0.7)
+        await client.whoami()
+        await client.whoami()
+
+        assert running.gateway.identities.lookups == before + 1
 
 
 async def test_bots_map_to_distinct_identities(bots: Bots, connect_as: ConnectAs) -> None:

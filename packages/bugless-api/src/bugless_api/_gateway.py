@@ -109,7 +109,17 @@ class Gateway:
 
     async def admit(self) -> CallerIdentity:
         """Authenticate the current call and charge its rate limit."""
-        identity = await self.identities.identify()
+        return self.admit_known(await self.identities.identify())
+
+    def admit_known(self, identity: CallerIdentity) -> CallerIdentity:
+        """Charge the rate limit of the current call, whose caller is ``identity``.
+
+        :meth:`admit` once the identity is known; a handler whose connection's
+        identity is cached (:meth:`IdentityResolver.cached`) calls it directly.
+
+        Raises:
+            ResourceExhausted: The caller's budget is spent.
+        """
         self.limiter.take(identity.user_id)
         set_current_identity(identity)
         # The Model takes the caller of every call this one makes from the
@@ -192,10 +202,17 @@ class GatewayService:
         self, method: str, func: Callable[[Stream[Any, Any]], Awaitable[None]]
     ) -> Callable[[Stream[Any, Any]], Awaitable[None]]:
         gateway = self.gateway
+        identities = gateway.identities
 
         async def handle(stream: Stream[Any, Any]) -> None:
             with handler_errors(method):
-                await gateway.admit()
+                # Every call but a connection's first is admitted without a
+                # coroutine to make and run (IdentityResolver.cached).
+                identity = identities.cached()
+                if identity is None:
+                    await gateway.admit()
+                else:
+                    gateway.admit_known(identity)
                 await func(stream)
 
         return handle

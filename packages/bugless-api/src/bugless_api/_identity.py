@@ -144,6 +144,22 @@ class IdentityResolver:
             weakref.WeakKeyDictionary()
         )
 
+    def cached(self) -> CallerIdentity | None:
+        """The identity of the current call's connection if known and unexpired, else None.
+
+        Every call but a connection's first (and the first after its entry
+        expires) is answered here without awaiting anything: :meth:`identify`
+        is a coroutine, and making and running one per call is work the
+        cached answer does not need (bench/JOURNAL.md, "Session 21").
+        """
+        connection = current_peer()
+        if connection is None:
+            return None
+        entry = self._cache.get(connection)
+        if entry is not None and entry.expires > self._clock():
+            return entry.identity
+        return None
+
     async def identify(self) -> CallerIdentity:
         """The identity of the current call's connection.
 

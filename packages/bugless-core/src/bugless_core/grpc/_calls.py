@@ -93,6 +93,19 @@ class _Series:
     outage: OutageLog | None = None
 
 
+@dataclass(frozen=True)
+class _CallKind:
+    """What a drain makes of a method's calls, decided once per method.
+
+    Attributes:
+        blocking: A drain waits for its calls (not a never-ending stream).
+        transfer: It moves an attachment's bytes (:data:`TRANSFER_METHODS`).
+    """
+
+    blocking: bool
+    transfer: bool
+
+
 class CallTracker:
     """Tracks the calls of one server and refuses new ones once told to.
 
@@ -130,7 +143,8 @@ class CallTracker:
         self._metrics = metrics
         self._connections = connections
         self._drain_exempt = frozenset(drain_exempt_methods)
-        self._calls: dict[asyncio.Task[object], CallContext] = {}
+        #: Each running call's context and metric series, by its task.
+        self._calls: dict[asyncio.Task[object], tuple[CallContext, _Series]] = {}
         #: Calls a drain waits for, with their streams (to reset one cut early).
         self._blocking: dict[asyncio.Task[object], Stream[Any, Any]] = {}
         self._transfers: set[asyncio.Task[object]] = set()
@@ -195,9 +209,15 @@ class CallTracker:
 
     def _tracked(self, method_name: str, func: _Func) -> _Func:
         """``func``, the handler of ``method_name``, with its calls followed."""
+        # What a drain makes of the method's calls is known from its name: not
+        # worked out again on every call.
+        kind = _CallKind(
+            blocking=method_name not in self._drain_exempt,
+            transfer=split_method_name(method_name)[1] in TRANSFER_METHODS,
+        )
 
         async def tracked(stream: Stream[Any, Any]) -> None:
-            call = self._on_request(method_name, stream)
+            call = self._on_request(method_name, stream, kind)
             # Before the call is admitted: a refusal's status is counted too.
             send = stream.send_trailing_metadata
 
@@ -222,7 +242,9 @@ class CallTracker:
 
         return tracked
 
-    def _on_request(self, method_name: str, stream: Stream[Any, Any]) -> CallContext:
+    def _on_request(
+        self, method_name: str, stream: Stream[Any, Any], kind: _CallKind
+    ) -> CallContext:
         call = CallContext(
             method_name=method_name,
             connection=self._connections.connection_of(stream.peer),
@@ -233,7 +255,7 @@ class CallTracker:
         CURRENT_CALL.set(call)
         task = asyncio.current_task()
         if task is not None:
-            self._begin(task, call, stream)
+            self._begin(task, call, stream, kind)
         return call
 
     def _admit(self, call: CallContext) -> None:
@@ -296,14 +318,19 @@ class CallTracker:
         return series
 
     def _begin(
-        self, task: asyncio.Task[object], call: CallContext, stream: Stream[Any, Any]
+        self,
+        task: asyncio.Task[object],
+        call: CallContext,
+        stream: Stream[Any, Any],
+        kind: _CallKind,
     ) -> None:
-        self._calls[task] = call
-        self._series_of(call.method_name).in_flight.inc()
-        if call.method_name not in self._drain_exempt:
+        series = self._series_of(call.method_name)
+        self._calls[task] = (call, series)
+        series.in_flight.inc()
+        if kind.blocking:
             self._blocking[task] = stream
             self.idle.clear()
-            if split_method_name(call.method_name)[1] in TRANSFER_METHODS:
+            if kind.transfer:
                 self._transfers.add(task)
                 self.transfers_idle.clear()
         task.add_done_callback(self._end)
@@ -321,7 +348,7 @@ class CallTracker:
         return series.outage
 
     def _end(self, task: asyncio.Task[object]) -> None:
-        call = self._calls.pop(task)
+        call, series = self._calls.pop(task)
         self._blocking.pop(task, None)
         if not self._blocking:
             self.idle.set()
@@ -332,7 +359,6 @@ class CallTracker:
         self._refused.discard(task)
 
         seconds = time.perf_counter() - call.started
-        series = self._series_of(call.method_name)
         service, method = series.service, series.method
         code = "CANCELLED" if call.status is None else call.status.name
         series.in_flight.dec()
