@@ -143,8 +143,8 @@ class CallTracker:
         self._metrics = metrics
         self._connections = connections
         self._drain_exempt = frozenset(drain_exempt_methods)
-        #: Each running call's context and metric series, by its task.
-        self._calls: dict[asyncio.Task[object], tuple[CallContext, _Series]] = {}
+        #: Each running call's context, metric series and kind, by its task.
+        self._calls: dict[asyncio.Task[object], tuple[CallContext, _Series, _CallKind]] = {}
         #: Calls a drain waits for, with their streams (to reset one cut early).
         self._blocking: dict[asyncio.Task[object], Stream[Any, Any]] = {}
         self._transfers: set[asyncio.Task[object]] = set()
@@ -325,7 +325,7 @@ class CallTracker:
         kind: _CallKind,
     ) -> None:
         series = self._series_of(call.method_name)
-        self._calls[task] = (call, series)
+        self._calls[task] = (call, series, kind)
         series.in_flight.inc()
         if kind.blocking:
             self._blocking[task] = stream
@@ -348,15 +348,20 @@ class CallTracker:
         return series.outage
 
     def _end(self, task: asyncio.Task[object]) -> None:
-        call, series = self._calls.pop(task)
-        self._blocking.pop(task, None)
-        if not self._blocking:
-            self.idle.set()
-        self._transfers.discard(task)
-        if not self._transfers:
-            self.transfers_idle.set()
-        refused = task in self._refused
-        self._refused.discard(task)
+        call, series, kind = self._calls.pop(task)
+        # Only a call a drain waits for was counted in what a drain waits on.
+        if kind.blocking:
+            self._blocking.pop(task, None)
+            if not self._blocking:
+                self.idle.set()
+            if kind.transfer:
+                self._transfers.discard(task)
+                if not self._transfers:
+                    self.transfers_idle.set()
+        refused = False
+        if self._refused:  # only while refusing new calls
+            refused = task in self._refused
+            self._refused.discard(task)
 
         seconds = time.perf_counter() - call.started
         service, method = series.service, series.method
