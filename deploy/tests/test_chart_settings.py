@@ -24,15 +24,25 @@ import click
 import helm_python
 import kubernetes_validate  # type: ignore[import-untyped]  # ships no type hints
 import pytest
-from chart_rendering import Manifest, env_of, load_values, pod_templates, render, render_notes
+import yaml
+from chart_rendering import (
+    CHART,
+    Manifest,
+    env_of,
+    load_values,
+    pod_templates,
+    render,
+    render_notes,
+)
 
 from bugless_auth.ldap import LdapSettings
 from bugless_auth.oidc import OidcSettings
+from bugless_auth.settings import PeopleCaSettings
 from bugless_core.blobs import STORE_ENV
 from bugless_core.cli import build_cli
 from bugless_core.networks import parse_networks
 from bugless_core.plugins import load_plugins
-from bugless_core.settings import declared_env_vars
+from bugless_core.settings import declared_env_vars, settings_from_environ
 from bugless_web.settings import _checked_api_address, _imported_sources
 
 #: Authenticator backends whose options the chart may render, by name.
@@ -400,3 +410,35 @@ def test_earlier_people_cas_without_a_current_one_fail_the_render() -> None:
     values = {"auth": {"peopleCa": {"previousSecretNames": ["people-ca-2025"]}}}
     with pytest.raises(helm_python.HelmError, match=r"needs auth\.peopleCa\.secretName"):
         render(values)
+
+
+@pytest.mark.parametrize(
+    ("people_ca", "issue_per_hour", "device_login_seconds"),
+    [({}, 20, 600.0), ({"issuePerHour": 5, "deviceLoginSeconds": 90}, 5, 90.0)],
+)
+def test_the_people_cert_rate_and_device_login_wait_reach_the_authenticators_options(
+    people_ca: dict[str, Any], issue_per_hour: int, device_login_seconds: float
+) -> None:
+    """``auth.peopleCa.issuePerHour``/``deviceLoginSeconds`` reach the two options the code reads.
+
+    Rendered with the people CA (they mean nothing without it); the chart's
+    defaults are the options' own, and a value given reaches the fields
+    :mod:`bugless_auth.people` reads (``issue_per_hour``, ``device_login_seconds``).
+    """
+    values = {"auth": {"peopleCa": {"secretName": "people-ca-2026", **people_ca}}}
+    chart_defaults = yaml.safe_load((CHART / "values.yaml").read_text())["auth"]["peopleCa"]
+    read: dict[str, str] = {}
+    for name, key, variable, wanted in [
+        ("issue_per_hour", "issuePerHour", "BUGLESS_AUTH_PEOPLE_CERT_ISSUE_PER_HOUR",
+         issue_per_hour),
+        ("device_login_seconds", "deviceLoginSeconds", "BUGLESS_AUTH_DEVICE_LOGIN_SECONDS",
+         device_login_seconds),
+    ]:  # fmt: skip
+        env, option = _served_env_and_option(values, "auth", name)
+        assert variable in (option.envvar or ())
+        assert option.type.convert(env[variable]["value"], option, None) == wanted
+        assert chart_defaults[key] == option.default
+        read[variable] = env[variable]["value"]
+    settings = settings_from_environ(PeopleCaSettings, read, env_prefix="BUGLESS_AUTH_")
+    assert settings.issue_per_hour == issue_per_hour
+    assert settings.device_login_seconds == device_login_seconds
