@@ -58,6 +58,27 @@ def test_every_mail_form_says_where_to_change_what_notifies_you() -> None:
     assert NotificationMessage.from_json(old).settings_url == ""
 
 
+def test_a_comments_mentions_are_its_text_in_every_form_never_a_link() -> None:
+    """A mail has no dead person link either: ``@name`` is shown as typed, known or not.
+
+    The web links the mentions of people who exist (bugless_web.markup.render_text);
+    a notification shows the comment as text, so no form can link a name nobody has.
+    """
+    base = notice()
+    message = render_notification(
+        ChangeNotice(
+            issue=base.issue,
+            entry=sample_entry(comment="ask @nosuch and @bob"),
+            reason=Reason.MENTIONED,
+            public_url=PUBLIC_URL,
+            people=base.people,
+        )
+    )
+    for form in (message.text, message.html, message.chat_text):
+        assert "ask @nosuch and @bob" in form
+        assert "/users/" not in form
+
+
 def test_the_reason_is_said_in_words_and_given_as_a_key() -> None:
     message = render_notification(notice(reason=Reason.SAVED_SEARCH, reason_detail="P0 storage"))
     assert "You receive this because you subscribed to a saved search (P0 storage)." in message.text
