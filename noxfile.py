@@ -73,6 +73,9 @@ APT_PACKAGES: dict[str, str] = {
     "jq": "/usr/bin/jq",
     # promtool only (deploy/tests/test_alert_rules.py); the server is never started.
     "prometheus": "/usr/bin/promtool",
+    # The live-upgrade drill (packages/bugless-dev/tests/test_live_upgrade.py) runs the code
+    # before the newest migration, taken from the repository's history.
+    "git": "/usr/bin/git",
 }
 #: Answers for packages that would otherwise ask questions.
 DEBCONF = ["slapd slapd/no_configuration boolean true"]
@@ -290,6 +293,25 @@ def _ensure_system_packages(session: nox.Session) -> None:
         )
 
 
+def _ensure_history(session: nox.Session) -> None:
+    """Deepen a shallow clone: the live-upgrade drill checks out the previous release's code.
+
+    CI services often clone one commit only; the drill then fails naming the
+    missing history. Fetching it here keeps the test command the same for a
+    full clone (nothing to do) and a shallow one (one fetch from its origin).
+    """
+    shallow = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--is-shallow-repository"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if shallow.stdout.strip() != "true":
+        return
+    session.log("shallow clone: fetching the history the live-upgrade drill needs")
+    subprocess.run(["git", "-C", str(ROOT), "fetch", "--quiet", "--unshallow"], check=False)
+
+
 #: invoke-rc.d and deb-systemd-invoke ask this script whether a package may start
 #: its service; exit status 101 says no (Debian's policy-rc.d interface).
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
@@ -386,6 +408,7 @@ def ci(session: nox.Session) -> None:
     session's whole log is printed when it ends, a passing one's last lines.
     """
     _ensure_system_packages(session)
+    _ensure_history(session)
     missing = {f"tests(package='{p}')" for p in [*PACKAGES, BROWSER_SHARD]} - set(CI_SESSIONS)
     if missing:
         session.error(f"CI_SESSIONS lacks {sorted(missing)}")
