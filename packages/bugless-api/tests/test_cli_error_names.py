@@ -69,6 +69,33 @@ async def test_issue_commands_name_the_option_the_refused_value_came_from(
     assert refused.value.metadata["field"] == "delta.fields.assignee"
 
 
+async def test_hotlist_saved_search_and_component_commands_name_their_options(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    (client,) = await signed_in(connect_as, "cli-bot")
+    tag = secrets.token_hex(3)
+    hotlist = await client.create_hotlist(f"Names-{tag}")
+    component = await client.create_component(f"Names-{tag}")
+    h, c, missing, long_name = str(hotlist.id), str(component.id), "9" * 9, "n" * 1000
+    long_text = "d" * (limits.MAX_DESCRIPTION_LENGTH + 1)
+    name_too_long = f"is {len(long_name)} characters long; at most {limits.MAX_NAME_LENGTH}"
+    too_long = f"is {len(long_text)} characters long; at most {len(long_text) - 1} are accepted"
+    no_parent = f"--parent: component {missing} not found"
+    reader = ["saved-search", "create", f"s-{tag}", "is:open", "--reader"]
+    cases = [
+        (["hotlist", "create", f"h-{tag}", "--editor", NOBODY], 1, f"--editor: {UNKNOWN}"),
+        (["hotlist", "create", long_name], 1, f"NAME: {name_too_long} are accepted"),
+        (["hotlist", "update", h, "--owner", NOBODY], 1, f"--owner: {UNKNOWN}"),
+        (["hotlist", "update", h, "--editor", NOBODY], 1, f"--editor: {UNKNOWN}"),
+        ([*reader, f"user:{NOBODY}"], 1, f"--reader: {UNKNOWN}"),
+        (["component", "create", f"c-{tag}", "--parent", missing], 3, no_parent),
+        (["component", "update", c, "--description", long_text], 1, f"--description: {too_long}"),
+    ]
+    for args, code, said in cases:
+        result = bugless_cli(served_api, *args, check=False)
+        assert (result.returncode, result.stderr.strip()) == (code, f"error: {said}"), args[:3]
+
+
 def test_a_path_the_command_did_not_set_is_left_as_the_server_wrote_it() -> None:
     assert option_for("delta.custom_fields_set[0].values[2]", ISSUE_UPDATE_OPTIONS) == "--field"
     assert option_for("cc[3]", ISSUE_CREATE_OPTIONS) == "--cc"

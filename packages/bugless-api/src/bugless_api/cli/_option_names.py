@@ -75,6 +75,54 @@ ISSUE_COMMENT_OPTIONS: OptionNames = {
     "expected_version": "--expected-version",
 }
 
+#: ``bugless hotlist create NAME`` (CreateHotlistRequest).
+HOTLIST_CREATE_OPTIONS: OptionNames = {
+    "name": "NAME",
+    "description": "--description",
+    "editors": "--editor",
+}
+
+#: ``bugless hotlist update HOTLIST_ID`` (UpdateHotlistRequest).
+HOTLIST_UPDATE_OPTIONS: OptionNames = {
+    "hotlist.description": "--description",
+    "hotlist.editors": "--editor",
+    "hotlist.owner": "--owner",
+    "expected_version": "--expected-version",
+}
+
+#: ``bugless saved-search create NAME QUERY`` (CreateSavedSearchRequest).
+SAVED_SEARCH_CREATE_OPTIONS: OptionNames = {
+    "name": "NAME",
+    "query": "QUERY",
+    "readers": "--reader",
+    "columns": "--columns",
+}
+
+#: ``bugless saved-search update SAVED_SEARCH_ID`` (UpdateSavedSearchRequest).
+SAVED_SEARCH_UPDATE_OPTIONS: OptionNames = {
+    "saved_search.name": "--name",
+    "saved_search.query": "--query",
+    "saved_search.readers": "--reader",
+    "saved_search.columns": "--columns",
+    "expected_version": "--expected-version",
+}
+
+#: ``bugless component create NAME`` (CreateComponentRequest).
+COMPONENT_CREATE_OPTIONS: OptionNames = {
+    "name": "NAME",
+    "parent_id": "--parent",
+    "description": "--description",
+}
+
+#: ``bugless component update ID_OR_PATH`` (UpdateComponentRequest).
+COMPONENT_UPDATE_OPTIONS: OptionNames = {
+    "component.name": "--name",
+    "component.description": "--description",
+    "component.parent_id": "--parent",
+    "parent_id": "--parent",
+    "expected_version": "--expected-version",
+}
+
 _INDEX = re.compile(r"\[\d+\]")
 #: A message's leading ``path: `` (``delta.cc_add[1]: ...``).
 _LEADING_PATH = re.compile(r"([a-z_][a-z0-9_]*(?:\[\d+\])*(?:\.[a-z_][a-z0-9_]*(?:\[\d+\])*)*): ")

@@ -15,6 +15,7 @@ from bugless_api.cli._common import (
     command,
     id_or_path,
 )
+from bugless_api.cli._option_names import COMPONENT_CREATE_OPTIONS, COMPONENT_UPDATE_OPTIONS
 from bugless_api.cli.groups import component_group
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ async def component_show(client: BuglessClient, component_ref: str) -> Detail:
 @click.option("--parent", "parent_id", type=ID_OR_ZERO, default=0, help="Parent id; 0 = top level.")
 @click.option("--description", default="", help="What the component covers.")
 @client_options
-@command
+@command(option_names=COMPONENT_CREATE_OPTIONS)
 async def component_create(
     client: BuglessClient, name: str, parent_id: int, description: str
 ) -> Detail:
@@ -106,7 +107,7 @@ async def _update(
     help="Fail (exit 4) unless at it.",
 )
 @client_options
-@command
+@command(option_names=COMPONENT_UPDATE_OPTIONS)
 async def component_update(
     client: BuglessClient,
     *,

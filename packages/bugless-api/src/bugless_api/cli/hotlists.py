@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_api.cli._common import ID, Detail, Table, Text, client_options, command
+from bugless_api.cli._option_names import HOTLIST_CREATE_OPTIONS, HOTLIST_UPDATE_OPTIONS
 from bugless_api.cli.groups import hotlist_group
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ async def _items_table(client: BuglessClient, hotlist_id: int) -> Table:
 @click.option("--editor", "editors", multiple=True, help="Username (repeatable).")
 @click.option("--private", is_flag=True, help="Visible only to owner and editors.")
 @client_options
-@command
+@command(option_names=HOTLIST_CREATE_OPTIONS)
 async def hotlist_create(
     client: BuglessClient, name: str, description: str, editors: tuple[str, ...], private: bool
 ) -> Detail:
@@ -106,7 +107,7 @@ async def hotlist_rename(client: BuglessClient, hotlist_id: int, name: str) -> D
     "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
 )
 @client_options
-@command
+@command(option_names=HOTLIST_UPDATE_OPTIONS)
 async def hotlist_update(
     client: BuglessClient,
     *,

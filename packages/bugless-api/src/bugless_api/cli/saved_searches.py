@@ -14,6 +14,7 @@ from bugless_api.cli._common import (
     client_options,
     command,
 )
+from bugless_api.cli._option_names import SAVED_SEARCH_CREATE_OPTIONS, SAVED_SEARCH_UPDATE_OPTIONS
 from bugless_api.cli._render import ISSUE_HEADERS, ISSUE_ROW_FIELDS, component_paths, issue_row
 from bugless_api.cli.groups import saved_search_group
 from bugless_api.cli.issues import count_text, search_all
@@ -132,7 +133,7 @@ async def saved_search_run(
 @click.option("--reader", "readers", multiple=True, help=_READER_HELP)
 @click.option("--columns", default=None, callback=_columns, help=_COLUMNS_HELP)
 @client_options
-@command
+@command(option_names=SAVED_SEARCH_CREATE_OPTIONS)
 async def saved_search_create(
     client: BuglessClient,
     name: str,
@@ -159,7 +160,7 @@ async def saved_search_create(
     "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
 )
 @client_options
-@command
+@command(option_names=SAVED_SEARCH_UPDATE_OPTIONS)
 async def saved_search_update(
     client: BuglessClient,
     *,
