@@ -1,6 +1,6 @@
 """``python -m bench.import_relations``: what setting imported issues' relations costs.
 
-    python -m bench.import_relations [--issues 2000] [--rounds 2]
+    python -m bench.import_relations [--issues 2000] [--rounds 2] [--ways concurrent,batched]
 
 A Jira export drawn here (search JSON, no network): groups of ten issues,
 the first the parent of the other nine, every fifth issue blocking the next
@@ -14,9 +14,13 @@ every issue done), with them (the relation pass sets them), and with them
 once more (a re-run: all there). The figures are each run's seconds and CPU
 (the importer, the Model, PostgreSQL) beyond the baseline, per holder.
 
-Ways: ``batched`` reads the holders 500 per BatchGetIssues first (the
-code's), ``per-issue`` reads each with a GetIssue of its own
-(``RelationSetter.PREREAD_BATCH = 0``, as before).
+Ways: ``concurrent`` reads the holders 500 per BatchGetIssues first and
+runs up to ``--concurrency`` (8) changes of different issues at once (the
+code's); ``batched`` the same with ``--concurrency 1``, one change at a
+time (the code before session 21; the run's import, baseline included,
+then also sends one ImportIssues at a time); ``per-issue`` reads and
+changes each holder with a GetIssue and a ChangeIssue of its own
+(``RelationSetter.PREREAD_BATCH = 0``, the first version of the pass).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from bugless_import.sources.jira import JiraImporter
 from bugless_proto import v1
 
 PASSWORD = "bench-import-password"
-WAYS = {"batched": 500, "per-issue": 0}
+#: Way -> (RelationSetter.PREREAD_BATCH, --concurrency).
+WAYS = {"concurrent": (500, 8), "batched": (500, 1), "per-issue": (0, 8)}
 
 
 def _issue(key: str, number: int, project: str) -> dict[str, Any]:
@@ -122,7 +127,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issues", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--ways", default="concurrent,batched", help=f"comma-separated, of {', '.join(WAYS)}"
+    )
     args = parser.parse_args()
+    chosen = args.ways.split(",")
+    if unknown := set(chosen) - set(WAYS):
+        parser.error(f"unknown ways: {', '.join(sorted(unknown))}")
     bench = BenchStack.start()
     lines: list[str] = []
     try:
@@ -137,12 +148,14 @@ def main() -> None:
             token=asyncio.run(_token(auth)), quiet=True,
         )  # fmt: skip
         for round_number in range(args.rounds):
-            ways = list(WAYS) if round_number % 2 == 0 else list(reversed(WAYS))
+            ways = chosen if round_number % 2 == 0 else list(reversed(chosen))
             for way in ways:
-                RelationSetter.PREREAD_BATCH = WAYS[way]
+                RelationSetter.PREREAD_BATCH, concurrency = WAYS[way]
                 project = f"R{round_number}{way[0].upper()}"
                 export = write_export(bench.directory / project, project, args.issues)
-                settings = dataclasses.replace(base, state_dir=bench.directory / f"st-{project}")
+                settings = dataclasses.replace(
+                    base, state_dir=bench.directory / f"st-{project}", concurrency=concurrency
+                )
                 _timed(bench, _WithoutRelations(str(export), {}), settings)
                 base_s, base_cpu, _ = _timed(bench, _WithoutRelations(str(export), {}), settings)
                 set_s, set_cpu, report = _timed(bench, JiraImporter(str(export), {}), settings)

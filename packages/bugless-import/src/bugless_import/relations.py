@@ -32,6 +32,7 @@ reported, not set.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -179,6 +180,18 @@ def _signature(sent: Sequence[Link]) -> tuple[object, ...]:
     return tuple(sorted((link.kind, link.target) for link in sent))
 
 
+#: A holder lacking relations: its issue as read, external id, what it lacks.
+_Member = tuple[v1.Issue, str, list[Link]]
+
+
+def _touched(members: Sequence[_Member], issue_ids: Mapping[str, int]) -> frozenset[int]:
+    """The issues one change of ``members`` writes: the holders and their targets."""
+    return frozenset(
+        [issue.id for issue, _, _ in members]
+        + [issue_ids[link.target] for _, _, sent in members for link in sent]
+    )
+
+
 def _comment(source: str, sent: Sequence[Link]) -> str:
     listed = "; ".join(f"{PHRASES[link.kind]} {link.target}" for link in sent)
     return f"Relations imported from {source}: {listed}."
@@ -194,6 +207,9 @@ class RelationSetter:
         source: The source's name, for the entries' comment.
         issue_ids: External id -> issue id of every imported issue.
         report: Where what was set, found set, or refused is counted.
+        concurrency: Changes in flight at once (``--concurrency``): changes
+            of holders lacking different relations run together when no
+            issue is in two of them.
     """
 
     model: v1.ModelStub
@@ -201,6 +217,7 @@ class RelationSetter:
     source: str
     issue_ids: Mapping[str, int]
     report: RelationReport
+    concurrency: int = 1
 
     #: Holders read per BatchGetIssues before any change (its limit is 500);
     #: 0 reads each holder on its own (``bench.import_relations`` compares).
@@ -215,18 +232,62 @@ class RelationSetter:
         change (the sub-issues of one parent) get it in one BatchChangeIssues
         (each issue its own transaction, at the version read). An item
         refused there, and every holder when :attr:`PREREAD_BATCH` is 0, goes
-        through :meth:`_change`.
+        through :meth:`_change`. Up to :attr:`concurrency` of those changes
+        run at once (:meth:`_change_apart`).
         """
         if not self.PREREAD_BATCH:
             for holder, held in by_holder.items():
                 await self._one(self.issue_ids[holder], held)
             return
-        groups: dict[tuple[object, ...], list[tuple[v1.Issue, str, list[Link]]]] = {}
+        groups: dict[tuple[object, ...], list[_Member]] = {}
         for holder, issue, sent in await self._lacking(by_holder):
             groups.setdefault(_signature(sent), []).append((issue, holder, sent))
-        for members in groups.values():
-            for start in range(0, len(members), _BATCH_CHANGE):
-                await self._change_together(by_holder, members[start : start + _BATCH_CHANGE])
+        await self._change_apart(
+            by_holder,
+            [
+                members[start : start + _BATCH_CHANGE]
+                for members in groups.values()
+                for start in range(0, len(members), _BATCH_CHANGE)
+            ],
+        )
+
+    async def _change_apart(
+        self, by_holder: Mapping[str, Sequence[Link]], changes: Sequence[Sequence[_Member]]
+    ) -> None:
+        """Run ``changes`` (each one :meth:`_change_together`), :attr:`concurrency` at once.
+
+        Two changes that touch one issue (as holder or target: blocking
+        writes an entry on the blocked issue too) never run at once, so they
+        do not make each other's versions stale; the later one still
+        retries a version another changed before it (:meth:`_one`). The
+        Model serialises what could close a parent or duplicate cycle across
+        issues, so a cycle through changes run at once is refused there as
+        one run in turn is. A change that waits lets later ones on other
+        issues go first; every change runs once, and the first error raised
+        ends the pass after the changes in flight are cancelled.
+        """
+        pending = [(_touched(members, self.issue_ids), members) for members in changes]
+        busy: set[int] = set()
+        running: dict[asyncio.Task[None], frozenset[int]] = {}
+        try:
+            while pending or running:
+                waiting = []
+                for touched, members in pending:
+                    if len(running) < self.concurrency and busy.isdisjoint(touched):
+                        busy |= touched
+                        task = asyncio.create_task(self._change_together(by_holder, members))
+                        running[task] = touched
+                    else:
+                        waiting.append((touched, members))
+                pending = waiting
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    busy -= running.pop(task)
+                    task.result()
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def _one(self, issue_id: int, held: Sequence[Link]) -> None:
         """Set what one issue lacks; a refused whole is tried relation by relation."""
@@ -267,9 +328,7 @@ class RelationSetter:
         return lacking
 
     async def _change_together(
-        self,
-        by_holder: Mapping[str, Sequence[Link]],
-        members: Sequence[tuple[v1.Issue, str, list[Link]]],
+        self, by_holder: Mapping[str, Sequence[Link]], members: Sequence[_Member]
     ) -> None:
         """One BatchChangeIssues for holders lacking the same; a refused item alone again."""
         first_issue, _, sent = members[0]

@@ -17,7 +17,8 @@ Order of work, and why:
    finds an external id it has) nor gaps (nothing is marked done before the
    Model answered).
 4. Set the relations between issues (:mod:`bugless_import.relations`):
-   only now do both ends of each exist.
+   only now do both ends of each exist; up to ``--concurrency`` changes of
+   different issues at once.
 5. Write the report and ``<source>-redirects.csv`` (old URL, new URL):
    :mod:`bugless_import.state`, with the done records.
 """
@@ -407,7 +408,12 @@ async def _run(
         if found:
             report.relations, by_holder = relations.plan(found, issue_ids)
             setter = relations.RelationSetter(
-                model, caller, importer.name, issue_ids, report.relations
+                model,
+                caller,
+                importer.name,
+                issue_ids,
+                report.relations,
+                concurrency=settings.concurrency,
             )
             await setter.apply(by_holder)
         count_labels(issues, mapping)

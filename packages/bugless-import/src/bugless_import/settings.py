@@ -52,7 +52,8 @@ class ImportSettings:
             earlier run (over its size limit, a type it does not accept),
             which runs otherwise skip (``<source>-refused.jsonl``): after
             the deployment's limit or accepted types changed.
-        concurrency: Import calls in flight at once.
+        concurrency: Import calls in flight at once, and changes of the
+            relation pass (each on other issues).
         file_concurrency: Source files read and sent to the Model at once,
             across the run (each costs a few 512 KiB chunks of memory):
             a copy waits on the source's latency per file, so a few in
@@ -119,7 +120,9 @@ class ImportSettings:
         help="Read again the files the Model refused in an earlier run (too large, a type it "
         "does not accept), which are skipped otherwise: after its limits changed.",
     )
-    concurrency: int = setting(8, help="Import calls in flight at once.")
+    concurrency: int = setting(
+        8, help="Import calls in flight at once (and relation changes, each on other issues)."
+    )
     file_concurrency: int = setting(
         4,
         help="Attachments read from the source and sent to the Model at once (each holds "
