@@ -380,14 +380,28 @@ async def test_roundup_superseders_make_duplicates_and_a_cycle_is_reported_not_f
     )  # fmt: skip
 
 
-def test_a_roundup_schema_without_superseder_is_told_by_roundup_refusing_the_field(
-    superseded_url: str, tmp_path: Path
+def test_the_roundup_schema_is_read_in_two_requests_whatever_it_has(
+    superseded_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Before, one request per optional property (superseder, blockers, dependencies)."""
     secret = tmp_path / "password"
     secret.write_text(ADMIN_PASSWORD, encoding="utf-8")
     importer = RoundupImporter(superseded_url, {"user": "admin", "password-file": str(secret)})
-    assert importer.has_issue_property("superseder")
-    assert not importer.has_issue_property("blockers")  # not in classic's schema
+    asked: list[str] = []
+    real_get = RoundupImporter.get
+
+    def counted(self: RoundupImporter, path: str, **query: object) -> Any:
+        asked.append(path)
+        return real_get(self, path, **query)
+
+    monkeypatch.setattr(RoundupImporter, "get", counted)
+    schema = importer.issue_properties()
+    assert {"superseder", "title", "messages"} <= schema
+    assert "blockers" not in schema  # not in classic's schema
+    assert asked == ["data/issue", "data/issue/1"]
+    asked.clear()
+    assert len(list(importer.issues())) == 5
+    assert asked.count("data/issue") == 2, "the schema's listing of one issue, then the pages"
 
 
 async def test_roundup_blockers_and_dependencies_make_blocking_relations(

@@ -349,22 +349,27 @@ class RoundupImporter(Importer):
             )
         return username
 
-    def has_issue_property(self, name: str) -> bool:
-        """Whether the tracker's issue class has property ``name`` (asked for one issue).
+    def issue_properties(self) -> frozenset[str]:
+        """The properties of the tracker's issue class the account may read.
 
-        Roundup answers 400 for a ``@fields`` property its schema lacks, so
-        the listing cannot simply ask for ``superseder`` in every tracker.
+        REST has no schema request, and a listing's ``@fields`` naming a
+        property the schema lacks is answered 400 (naming only the first),
+        so one property was asked per request. An issue read without
+        ``@fields`` gives every property the account may view: the first
+        listed issue is read whole, two requests for any number of
+        optional properties (one if the tracker has no issue).
         """
-        try:
-            self.get("data/issue", **{"@fields": name, "@page_size": 1})
-        except FailedPrecondition:
-            return False
-        return True
+        listed = (self.get("data/issue", **{"@page_size": 1}) or {}).get("collection") or []
+        if not listed:
+            return frozenset()
+        item = self.get(f"data/issue/{listed[0]['id']}") or {}
+        return frozenset(item.get("attributes") or {})
 
     def issues(self) -> Iterator[SourceIssue]:
         """Every issue by id, with its journal (or its messages) as entries."""
         users = _Users(self.names("user"), self._retired_user)
-        related = [p for p in ("superseder", *_BLOCKED_BY) if self.has_issue_property(p)]
+        schema = self.issue_properties()
+        related = [p for p in ("superseder", *_BLOCKED_BY) if p in schema]
         fields = ",".join([_ISSUE_FIELDS, *related])
         for item in self.collection("issue", fields):
             issue = self._issue(item, users)
