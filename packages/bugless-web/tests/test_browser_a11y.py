@@ -179,6 +179,7 @@ def signed_in_pages(seeded: Seeded, world: World) -> list[tuple[str, str]]:
         ("saved-search-edit", seeded.saved_search_edit_href),
         ("settings-notifications", "/settings/notifications"),
         ("api-access", "/settings/api-access"),
+        ("sessions", "/settings/sessions"),
         ("user", "/users/bob"),
         ("admin", "/admin"),
         ("dead-letters", "/admin/notifications/dead-letters"),
@@ -188,7 +189,7 @@ def signed_in_pages(seeded: Seeded, world: World) -> list[tuple[str, str]]:
 
 
 #: Pages audited (and shot) at a phone's width too: the result table becomes cards there.
-ON_A_PHONE = frozenset({"search-results", "issue", "hotlist", "component", "signin"})
+ON_A_PHONE = frozenset({"search-results", "issue", "hotlist", "component", "signin", "sessions"})
 
 
 def _audit(page: Page, server: RunningService, pages: list[tuple[str, str]], tag: str) -> list[str]:

@@ -10,6 +10,7 @@ administrator disables the person.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -318,3 +319,96 @@ def test_an_opened_cookie_is_reused_until_its_age_passes_the_maximum() -> None:
     assert codec.open(cookie[:-4] + "AAAA") is None
     other = SessionCodec(("another key",), max_age_seconds=60, clock=lambda: now[0])
     assert other.open(cookie) is None
+
+
+_SESSION_ROW = re.compile(r'<tr data-session="([^"]+)"( class="current")?')
+
+
+def listed_sessions(html: str) -> list[tuple[str, bool]]:
+    """(session id, is this one) of each row of the sessions page, in order."""
+    return [(m.group(1), bool(m.group(2))) for m in _SESSION_ROW.finditer(html)]
+
+
+async def end_from_page(client: httpx.AsyncClient, session_id: str) -> httpx.Response:
+    page = await client.get("/settings/sessions")
+    return await client.post(
+        "/settings/sessions/end", data={"_csrf": csrf_of(page.text), "session_id": session_id}
+    )
+
+
+async def test_the_sessions_page_signs_out_another_device_on_every_replica(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, second = replicas
+    world.stack.add_user("twodevices", PASSWORD)
+    laptop, phone = browser(browsers, first), browser(browsers, second)
+    phone_cookie = await sign_in(phone, "twodevices")
+    await sign_in(laptop, "twodevices")
+    assert (await page_as(first, phone_cookie, "/")).status_code == 200  # cached on `first`
+
+    page = await laptop.get("/settings/sessions")
+
+    assert page.status_code == 200, page.text
+    rows = listed_sessions(page.text)
+    assert [current for _, current in rows] == [True, False]  # newest (this one) first
+    assert "This session" in page.text
+    assert page.text.count('action="/settings/sessions/end"') == 1  # none for this one
+    assert "127.0.0.1" in page.text  # where each signed in from
+    forged = await laptop.get("/settings/sessions?page=forged")
+    assert forged.status_code == 400
+    assert "page_token" in forged.text
+    response = await end_from_page(laptop, rows[1][0])
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/settings/sessions"
+    after = await laptop.get("/settings/sessions")
+    assert "Session signed out: its next request is refused (within 1 s" in after.text
+    assert listed_sessions(after.text) == [rows[0]]
+    await dead_within(second, phone_cookie, "/")
+    await dead_within(first, phone_cookie, "/")
+
+
+async def test_another_persons_session_cannot_be_ended_from_the_sessions_page(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, _ = replicas
+    world.stack.add_user("victim", PASSWORD)
+    world.stack.add_user("prober", PASSWORD)
+    victim, prober = browser(browsers, first), browser(browsers, first)
+    victim_cookie = await sign_in(victim, "victim")
+    await sign_in(prober, "prober")
+    [(victim_session, _)] = listed_sessions((await victim.get("/settings/sessions")).text)
+
+    response = await end_from_page(prober, victim_session)
+
+    assert response.status_code == 303
+    page = await prober.get("/settings/sessions")
+    assert "That session had already ended." in page.text  # as for an id nobody has
+    assert victim_session not in page.text
+    await asyncio.sleep(CACHE_SECONDS + 0.5)
+    assert (await page_as(first, victim_cookie, "/")).status_code == 200
+    forged = await prober.post("/settings/sessions/end", data={"session_id": victim_session})
+    assert forged.status_code == 403  # no CSRF token: refused before anything is asked
+
+
+async def test_ending_this_session_from_the_page_signs_the_browser_out(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    first, second = replicas
+    world.stack.add_user("selfend", PASSWORD)
+    client = browser(browsers, first)
+    cookie = await sign_in(client, "selfend")
+    [(own, _)] = listed_sessions((await client.get("/settings/sessions")).text)
+
+    response = await end_from_page(client, own)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/signin"
+    assert client.cookies.get(DEV_COOKIE_NAME) != cookie
+    await dead_within(second, cookie, "/")

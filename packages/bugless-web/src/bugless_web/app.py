@@ -61,6 +61,7 @@ from bugless_web.routes import (
     preview,
     saved_searches,
     search,
+    sessions,
     suggest,
     users,
 )
@@ -313,6 +314,7 @@ def create_app(settings: WebSettings) -> Litestar:
             *operations.ROUTES,
             *auth.ROUTES,
             *api_access.ROUTES,
+            *sessions.ROUTES,
             *home.ROUTES,
             *search.ROUTES,
             *export.ROUTES,
