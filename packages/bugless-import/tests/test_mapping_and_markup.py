@@ -149,3 +149,49 @@ def test_trac_shorthands_need_their_own_boundaries_and_a_known_page() -> None:
     assert trac_to_markdown("WikiStart [WikiStart start]", "", {"WikiStart"}) == (
         "WikiStart start (WikiStart)"
     )
+
+
+def test_trac_attachments_link_where_the_importer_says_and_the_unlinkable_stay_code() -> None:
+    """Each form's (realm, id, file, raw), as Trac's attachment module and Image read them."""
+    asked: list[tuple[str, str, str, bool]] = []
+
+    def where(realm: str, resource: str, name: str, raw: bool) -> str:
+        asked.append((realm, resource, name, raw))
+        return "" if name.startswith("gone") else f"/f/{realm or 'here'}/{resource}/{name}"
+
+    text = (
+        'attachment:a.txt, attachment:"b c.txt", attachment:d.txt:ticket:2, '
+        "attachment:ticket:3:e.txt, [raw-attachment:f.txt the file], attachment:gone.txt, "
+        "[attachment:gone.txt label]. [[Image(g.png)]] [[Image(ticket:4:h.png, right)]] "
+        "[[Image(#5:i.png)]] [[Image(http://x.org/j.png)]] [[Image(source:k.png)]] "
+        "[[Image(gone.png)]] !attachment:a.txt `attachment:a.txt`"
+    )
+    assert trac_to_markdown(text, "https://trac.example.org", attachment_link=where) == (
+        '[attachment:a.txt](/f/here//a.txt), [attachment:"b c.txt"](/f/here//b c.txt), '
+        "[attachment:d.txt:ticket:2](/f/ticket/2/d.txt), "
+        "[attachment:ticket:3:e.txt](/f/ticket/3/e.txt), [the file](/f/here//f.txt), "
+        "`attachment:gone.txt`, label (`attachment:gone.txt`). ![g.png](/f/here//g.png) "
+        "![h.png](/f/ticket/4/h.png) ![i.png](/f/ticket/5/i.png) "
+        "![j.png](http://x.org/j.png) `[[Image(source:k.png)]]` `[[Image(gone.png)]]` "
+        "attachment:a.txt `attachment:a.txt`"
+    )
+    assert ("", "", "f.txt", True) in asked
+    assert ("", "", "a.txt", False) in asked
+    # Without an importer's answer (the default): code.
+    assert trac_to_markdown("attachment:a.txt [[Image(g.png)]]", "https://t.org") == (
+        "`attachment:a.txt` `[[Image(g.png)]]`"
+    )
+
+
+def test_trac_diffs_intertrac_macros_and_free_links_are_code_with_or_without_the_url() -> None:
+    text = (
+        "diff:trunk@1:3, [diff:@1:3 the diff], trac:#123, trac:wiki:Page, [[BR]], [[TOC]], "
+        '[[TicketQuery(status=new)]], ["free link"]; not ["open'
+    )
+    expected = (
+        "`diff:trunk@1:3`, the diff (`diff:@1:3`), `trac:#123`, `trac:wiki:Page`, `[[BR]]`, "
+        '`[[TOC]]`, `[[TicketQuery(status=new)]]`, `["free link"]`; not ["open'
+    )
+    assert trac_to_markdown(text, "https://trac.example.org") == expected
+    assert trac_to_markdown(text) == expected
+    assert cite_source_issues(expected, lambda n: f"/i/{n}") == expected, "no #123 link"

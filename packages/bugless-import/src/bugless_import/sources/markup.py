@@ -132,8 +132,22 @@ def _trac_code(match: re.Match[str]) -> str:
     return f"\n```{match.group(1) or ''}\n{body.strip(chr(10))}\n```\n"
 
 
+#: Where an attachment a text names is linked: (realm, id, file name, raw)
+#: -> URL, or "" (kept as code). Realm and id are "" for the text's own
+#: ticket; ``raw`` for ``raw-attachment:`` (the file, not Trac's page of it).
+AttachmentLink = Callable[[str, str, str, bool], str]
+
+
+def _no_attachment(realm: str, resource: str, name: str, raw: bool) -> str:
+    del realm, resource, name, raw
+    return ""
+
+
 def trac_to_markdown(
-    text: str, trac_url: str = "", wiki_pages: Container[str] = frozenset()
+    text: str,
+    trac_url: str = "",
+    wiki_pages: Container[str] = frozenset(),
+    attachment_link: AttachmentLink = _no_attachment,
 ) -> str:
     """Trac WikiFormatting (tickets' descriptions and comments) as Markdown.
 
@@ -142,7 +156,12 @@ def trac_to_markdown(
     ``r123``, ``wiki:Page``, ``report:4``, ``milestone:1.0``) link there, where
     the old Trac (read-only) or the repository browser still answers. Without
     it they are kept as code: text someone wrote, not markup that reads as
-    broken (``[wiki:Page the page]``).
+    broken (``[wiki:Page the page]``). Attachments (``attachment:f.txt``,
+    ``attachment:f.txt:ticket:12``, ``[[Image(f.png)]]``) link where
+    ``attachment_link`` says (the importer knows which files exist and were
+    copied), else are code. What has nowhere to lead is code whatever the
+    URL: ``diff:``, InterTrac's ``trac:#123``, other macros (``[[TOC]]``)
+    and MoinMoin's ``["free link"]``.
     """
     text = text.replace("\r\n", "\n")
     text, blocks = _protect(text, _TRAC_CODE, _trac_code, "CODE")
@@ -157,7 +176,7 @@ def trac_to_markdown(
     text = _TRAC_TICKET.sub(
         lambda m: f"{m.group(2)} (#{m.group(1)})" if m.group(2) else f"#{m.group(1)}", text
     )
-    text = _trac_links(text, trac_url.rstrip("/"), wiki_pages)
+    text = _trac_links(text, trac_url.rstrip("/"), wiki_pages, attachment_link)
     return _restore(_restore(text, mono, "MONO"), blocks, "CODE")
 
 
@@ -171,6 +190,10 @@ _TRAC_REALMS = {
     "browser": "browser",
     "log": "log",
 }
+#: Attachment realms: Trac's page of the file, and the file itself.
+_ATTACHMENT = ("raw-attachment", "attachment")
+#: The realms an attachment's ``file:realm:id`` names its parent by.
+_ATTACHMENT_PARENTS = frozenset({"ticket", "wiki", "milestone"})
 _TRAC_TARGET = r'(?P<{}>"[^"\n]+"|[^\s\[\]"\'<>(){{}}|`]*[^\s\[\]"\'<>(){{}}|`.,;:!?])'
 #: Trac's WikiPageNames (trac.wiki.api): two or more capitalised words run
 #: together, in any script, as ``/``-separated parts of a page's path.
@@ -180,13 +203,18 @@ _WIKI_PAGE = (
     rf"(?:[{_UPPER}][{_LOWER}]+/?){{2,}}(?<!/)(?:\#[A-Za-z][\w:.-]*)?"
     rf"(?=:(?:\Z|\s)|[^:\w{_UPPER}{_LOWER}]|\Z)"
 )
-_REALM = "(?:" + "|".join([*_TRAC_REALMS, "ticket"]) + ")"
+#: Realms whose links lead nowhere an import can point at: Trac renders a
+#: diff on the fly, and InterTrac's ``trac:`` is another Trac's.
+_TRAC_UNLINKED = ("diff", "trac")
+_REALM = "(?:" + "|".join([*_TRAC_REALMS, "ticket", *_TRAC_UNLINKED, *_ATTACHMENT]) + ")"
 #: Every Trac link shorthand (trac.wiki.parser, .api and the changeset, log
 #: and report modules' syntax), each optionally escaped by a ``!`` before it.
 #: One pattern, so that what one form became is not read again as another
 #: (``changeset:abc`` in the code that ``[changeset:abc x]`` became).
 _TRAC_SHORTHAND = re.compile(
     r"(?P<bang>!)?(?:"
+    # ["free link"]: MoinMoin's page link, which Trac keeps for old pages
+    r'\["(?P<free>[^"\n]+)"\]|'
     # [changeset:abc], [wiki:"Page name" the label]
     rf"\[(?P<brealm>{_REALM}):{_TRAC_TARGET.format('btarget')}(?:\s+(?P<blabel>[^\]\n]+))?\]"
     # [123], [1234abcd/trunk] (changesets), [1:3], [1-3/trunk] (revision logs); not
@@ -204,6 +232,10 @@ _TRAC_SHORTHAND = re.compile(
     r"|(?(bang)(?P<ticket>\#[0-9]+\b)|(?!))"
     rf"|(?<![\w/\x00])(?P<page>{_WIKI_PAGE})"
     r")"
+)
+#: A macro call: ``[[Image(f.png, 50%)]]``, ``[[TOC]]``, ``[[BR]]``.
+_TRAC_MACRO = re.compile(
+    r"(?P<bang>!)?\[\[(?P<macro>[A-Za-z][\w/+-]*)(?:\((?P<margs>[^\n]*?)\))?\]\]"
 )
 #: What those are not looked for in: links (as converted), URLs, place holders.
 _TRAC_LINK_KEPT = re.compile(
@@ -230,13 +262,51 @@ def _trac_url(base: str, realm: str, target: str) -> str:
     return url + "#" + quote(anchor, safe="") if anchor else url
 
 
-def _trac_shorthand(match: re.Match[str], base: str, wiki_pages: Container[str]) -> str:
+def _attachment(target: str) -> tuple[str, str, str]:
+    """``file``, ``file:ticket:12`` or ``ticket:12:file`` as (realm, id, file).
+
+    As Trac's attachment module reads it: a three-part target names its
+    parent first or last; anything else is a file of the text's own ticket.
+    """
+    target = target.partition("#")[0].partition("?")[0]
+    parts = target.split(":", 2)
+    if len(parts) == 3:
+        if parts[1] in _ATTACHMENT_PARENTS:
+            return parts[1], parts[2], parts[0]
+        if parts[0] in _ATTACHMENT_PARENTS:
+            return parts[0], parts[1], parts[2]
+    return "", "", target
+
+
+def _image(arguments: str, attachment_link: AttachmentLink) -> str:
+    """``[[Image(spec, options...)]]``: the image, if ``spec`` is a file it can show."""
+    spec = arguments.split(",", maxsplit=1)[0].strip().strip("'\"")
+    if re.fullmatch(r"https?://[^\s()<>]+", spec):
+        return f"![{spec.rsplit('/', 1)[-1]}]({spec})"
+    parts = spec.split(":")
+    if len(parts) == 3 and parts[0] in _ATTACHMENT_PARENTS:
+        realm, resource, name = parts
+    elif len(parts) == 2 and re.fullmatch(r"#[0-9]+", parts[0]):  # #12:file.png
+        realm, resource, name = "ticket", parts[0][1:], parts[1]
+    elif len(parts) == 1 and spec and not spec.startswith("/"):
+        realm, resource, name = "", "", spec
+    else:  # source:, a wiki page's file by its name alone, /file: nothing copied
+        return ""
+    url = attachment_link(realm, resource, name, True)
+    return f"![{name}]({url})" if url else ""
+
+
+def _trac_shorthand(
+    match: re.Match[str], base: str, wiki_pages: Container[str], attachment_link: AttachmentLink
+) -> str:
     """One Trac link shorthand as a link to the old Trac (``base``), else as written."""
     found = match.groupdict()
     if found["bang"]:  # escaped: Trac shows it as it is written, without the "!"
         # ... but "#12" would be bugless's issue 12 in the web: code, not a link.
         return f"`{found['ticket']}`" if found["ticket"] else match.group(0)[1:]
     written, label = match.group(0), ""
+    if found["free"]:
+        return f"`{written}`"
     if found["brealm"]:
         realm, target, label = found["brealm"], found["btarget"], found["blabel"] or ""
         written = f"{realm}:{target}"
@@ -255,6 +325,14 @@ def _trac_shorthand(match: re.Match[str], base: str, wiki_pages: Container[str])
     else:
         realm, target, label = "wiki", found["page"] or found["bpage"], found["plabel"] or ""
     label = label.strip().strip("\"'")
+    if realm in _TRAC_UNLINKED:
+        return f"{label} (`{written}`)" if label else f"`{written}`"
+    if realm in _ATTACHMENT:
+        url = attachment_link(*_attachment(target.strip('"')), realm == "raw-attachment")
+        if not url:
+            return f"{label} (`{written}`)" if label else f"`{written}`"
+        shown = (label or written).replace("[", "\\[").replace("]", "\\]")
+        return f"[{shown}]({url})"
     if realm == "ticket":  # "#N" is the reference the import links (cite_source_issues)
         if not target.isdigit():
             return written
@@ -271,8 +349,29 @@ def _trac_shorthand(match: re.Match[str], base: str, wiki_pages: Container[str])
     return f"[{shown}]({_trac_url(base, realm, target)})"
 
 
-def _trac_links(text: str, base: str, wiki_pages: Container[str]) -> str:
-    """Trac's link shorthands as links to ``base``, else as code or text."""
+def _trac_links(
+    text: str, base: str, wiki_pages: Container[str], attachment_link: AttachmentLink
+) -> str:
+    """Trac's link shorthands as links to ``base``, else as code or text.
+
+    Macros go first, whole: an image's URL is an argument, not a link to
+    keep, and what they become (code) is not read again.
+    """
+    text, macros = _protect(text, _TRAC_MACRO, lambda m: _macro(m, attachment_link), "MACRO")
     text, kept = _protect(text, _TRAC_LINK_KEPT, lambda m: m.group(0), "LINK")
-    text = _TRAC_SHORTHAND.sub(lambda m: _trac_shorthand(m, base, wiki_pages), text)
-    return _restore(text, kept, "LINK")
+    text = _TRAC_SHORTHAND.sub(
+        lambda m: _trac_shorthand(m, base, wiki_pages, attachment_link), text
+    )
+    return _restore(_restore(text, kept, "LINK"), macros, "MACRO")
+
+
+def _macro(match: re.Match[str], attachment_link: AttachmentLink) -> str:
+    """An image of a file as a Markdown image; any other macro (or image) as code.
+
+    Escaped (``![[TOC]]``), Trac shows it as written, without the ``!``.
+    """
+    written = match.group(0)
+    if match["bang"]:
+        return written[1:]
+    image = _image(match["margs"] or "", attachment_link) if match["macro"] == "Image" else ""
+    return image or f"`{written}`"

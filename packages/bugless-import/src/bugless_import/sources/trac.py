@@ -24,8 +24,14 @@ word that names one of the environment's pages), reports (``{4}``,
 ``report:4``) and milestones point at the old Trac (``--option url=...``,
 else trac.ini's ``base_url``), which a team keeps read-only or as the
 repository browser; with neither they are kept as code (a CamelCase word
-as text). Trac's ``!`` escape keeps one as text (``!#12`` as code, as
-bugless would link ``#12``). People are the authenticated sessions'
+as text). A ticket's files (``attachment:f.txt``,
+``attachment:f.txt:ticket:12``, ``raw-attachment:``, ``[[Image(f.png)]]``)
+link to bugless's copy by its SHA-256 (the import copies them; the web's
+``/imported`` page finds the copy); a wiki page's file links to the old
+Trac, and a file Trac does not have is code, as are ``diff:``, InterTrac's
+``trac:#123``, other macros and ``["free link"]``, which lead nowhere the
+import can point at. Trac's ``!`` escape keeps one as text (``!#12`` as
+code, as bugless would link ``#12``). People are the authenticated sessions'
 logins, with their name and e-mail from the session attributes; a reporter
 Trac knows only by an e-mail address is keyed by that address. A ticket's
 attachments are read through ``trac.attachment.Attachment`` (its
@@ -43,6 +49,7 @@ environment declares them: MasterTicketsPlugin's ``blockedby`` and
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 import warnings
 from collections.abc import Iterator
@@ -50,6 +57,7 @@ from datetime import UTC, datetime
 from itertools import groupby
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 from bugless_core.errors import FailedPrecondition, InvalidArgument
 from bugless_core.importer import (
@@ -61,6 +69,7 @@ from bugless_core.importer import (
     SourcePerson,
     SourceRelation,
 )
+from bugless_core.issue_references import imported_file_link
 from bugless_import.sources.markup import trac_to_markdown
 
 #: Plugins' custom fields that hold relations: field -> (kind, reverse).
@@ -175,6 +184,10 @@ class TracImporter(Importer):
         self._trac_url: str | None = None
         #: The environment's wiki page names, which a CamelCase word links to.
         self._wiki_pages: frozenset[str] = frozenset()
+        #: (realm, id, file name) -> where Trac keeps that attachment, or None.
+        self._attachment_paths: dict[tuple[str, str, str], str | None] = {}
+        #: Path -> SHA-256 of the attachments a text names ("" if unreadable).
+        self._digests: dict[str, str] = {}
 
     def _environment(self) -> Any:
         if self._env is None:
@@ -201,14 +214,60 @@ class TracImporter(Importer):
         )
         return url.rstrip("/")
 
-    def _markdown(self, text: str) -> str:
-        """Trac's text as Markdown, its changeset, wiki, report, ... links to Trac."""
+    def _markdown(self, text: str, ticket: int) -> str:
+        """Ticket ``ticket``'s text as Markdown, its changeset, wiki, report, ... links to Trac."""
         if self._trac_url is None:
             self._trac_url = self.base_url()
             if self._trac_url:
                 rows = self._environment().db_query(_WIKI_PAGES)
                 self._wiki_pages = frozenset(str(name) for (name,) in rows)
-        return trac_to_markdown(text, self._trac_url, self._wiki_pages)
+        return trac_to_markdown(
+            text,
+            self._trac_url,
+            self._wiki_pages,
+            functools.partial(self._attachment_link, ticket),
+        )
+
+    def _attachment_link(self, ticket: int, realm: str, resource: str, name: str, raw: bool) -> str:
+        """Where a text of ``ticket`` naming an attachment links ("": kept as code).
+
+        A file Trac has of a ticket is copied with it: the link is bugless's
+        (:func:`imported_file_link`, by the file's SHA-256), which the web
+        sends on to the copy, to the issue's files if the copy was refused,
+        or shows the old Trac's page for it while the ticket is not imported.
+        A file Trac has that is not copied (a wiki page's) or cannot be read
+        links to the old Trac when its URL is known. A file Trac does not
+        have is code: Trac itself shows it as a missing attachment.
+        """
+        realm, resource = (realm, resource) if realm else ("ticket", str(ticket))
+        path = self._attachment_path(realm, resource, name)
+        if path is None:
+            return ""
+        kind = "raw-attachment" if raw else "attachment"
+        base = self._trac_url or ""
+        source = f"{base}/{kind}/{realm}/{quote(resource)}/{quote(name)}" if base else ""
+        if realm == "ticket" and resource.isdigit():
+            if path not in self._digests:
+                self._digests[path] = _sha256(path)
+            digest = self._digests[path]
+            if digest:
+                return imported_file_link(self.issue_external_id(resource), digest, source)
+        return source
+
+    def _attachment_path(self, realm: str, resource: str, name: str) -> str | None:
+        """Where Trac keeps attachment ``name`` of ``realm:resource``; None if it has none."""
+        key = (realm, resource, name)
+        if key not in self._attachment_paths:
+            from trac.attachment import Attachment  # noqa: PLC0415 - the optional dependency
+            from trac.resource import ResourceNotFound  # noqa: PLC0415
+
+            try:
+                found = Attachment(self._environment(), realm, resource, name)
+            except (ResourceNotFound, ValueError):
+                self._attachment_paths[key] = None
+            else:
+                self._attachment_paths[key] = str(found.path)
+        return self._attachment_paths[key]
 
     def issue_url(self, number: str) -> str:
         """``<base_url>/ticket/N``: ``#N`` and ``ticket:N`` name tickets in Trac."""
@@ -288,7 +347,7 @@ class TracImporter(Importer):
                     author=str(found.author or ""),
                     at=found.date.astimezone(UTC),
                     size=int(found.size or 0),
-                    comment=self._markdown(str(found.description or "")),
+                    comment=self._markdown(str(found.description or ""), number),
                     open=functools.partial(_open_file, path),
                 )
             )
@@ -326,7 +385,7 @@ class TracImporter(Importer):
             before = _status(current_status, current_resolution)
             for _, _, _, name, old, new in group:
                 if name == "comment":
-                    comment = self._markdown(str(new or ""))
+                    comment = self._markdown(str(new or ""), ticket_id)
                 elif name == "status":
                     current_status = str(new or "")
                 elif name == "resolution":
@@ -335,8 +394,8 @@ class TracImporter(Importer):
                     found.append(
                         SourceChange(
                             "description",
-                            old=self._markdown(str(old or "")),
-                            new=self._markdown(str(new or "")),
+                            old=self._markdown(str(old or ""), ticket_id),
+                            new=self._markdown(str(new or ""), ticket_id),
                         )
                     )
                 elif name == "cc":
@@ -392,7 +451,7 @@ class TracImporter(Importer):
             key=f"{self.project}#{ticket_id}" if self.project else str(ticket_id),
             url=f"{base}/ticket/{ticket_id}" if base else f"ticket/{ticket_id}",
             title=str(summary or f"ticket {ticket_id}"),
-            description=self._markdown(str(description or "")),
+            description=self._markdown(str(description or ""), ticket_id),
             reporter=str(reporter or ""),
             created_at=_time(int(created)),
             modified_at=_time(int(changed)),
@@ -419,3 +478,15 @@ class TracImporter(Importer):
 def _open_file(path: str) -> BinaryIO:
     """An attachment's content, open (``OSError`` when the file is missing or unreadable)."""
     return Path(path).open("rb")
+
+
+def _sha256(path: str) -> str:
+    """The SHA-256 of the file at ``path`` (what bugless keys a copy by); "" if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return ""
+    return digest.hexdigest()
