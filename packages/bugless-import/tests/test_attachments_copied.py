@@ -406,6 +406,13 @@ async def test_redmine_attachments_are_copied_from_their_content_url_once(
         assert (retried.files_sent, retried.files_refused_before) == (0, 0)
         ((_, name, why),) = retried.files_skipped
         assert (name, "limit" in why) == ("core.dump", True), "and the Model refuses it again"
+        # Refused again by every --retry-refused run, it stays one line of
+        # the state file, which does not grow by a line a run.
+        await run_import(
+            _Redmine43(server.url, options), small_settings(refresh=True, retry_refused=True)
+        )
+        noted = (settings.state_dir / "redmine43-refused.jsonl").read_text().splitlines()
+        assert [json.loads(line)["name"] for line in noted] == ["core.dump"]
         listed = await model.list_attachments(
             v1.ListAttachmentsRequest(caller=ADMIN, issue_id=issue.id)
         )

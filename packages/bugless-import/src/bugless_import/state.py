@@ -124,8 +124,16 @@ class RefusedFiles:
         return self.refused.get(self._key(external_id, file, at), "")
 
     def record(self, external_id: str, file: SourceAttachment, at: datetime, why: str) -> None:
-        """Note that the Model refused ``file``, flushed at once."""
+        """Note that the Model refused ``file``, flushed at once.
+
+        A refusal noted already for the same reason (``--retry-refused``
+        read the file again and the Model refused it again) adds no line:
+        the file would otherwise grow by a line a run for as long as the
+        limit stays.
+        """
         key = self._key(external_id, file, at)
+        if self.refused.get(key) == why:
+            return
         self.refused[key] = why
         if self._file is None:
             self.directory.mkdir(parents=True, exist_ok=True)
