@@ -407,3 +407,45 @@ async def test_a_bots_certificate_from_the_same_ca_still_goes_to_the_tls_mapping
     assert result.identity is not None
     assert result.identity.user is not None
     assert result.identity.user.username == "deploy-bot"
+
+
+async def test_ending_a_certificates_session_ends_that_connection_not_the_certificate(
+    people: AuthServer,
+) -> None:
+    """A people-ca session is one API connection's: the certificate signs in again.
+
+    What the README's sessions section says: ending such a session (EndSession,
+    the web's Sessions page) does not stop the machine holding the certificate;
+    revoking the certificate does.
+    """
+    name = unique("erin")
+    token = await _token(people, name)
+    issued = await people.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+    )
+    request = v1.AuthenticateCertificateRequest(certificate_der=_der(issued.certificate_pem))
+    connection = await people.stub.authenticate_certificate(request)
+    listed = await people.stub.list_sessions(v1.ListSessionsRequest(token=token))
+    (ended,) = [s for s in listed.sessions if s.authenticator == "people-ca"]
+
+    await people.stub.end_session(v1.EndSessionRequest(token=token, session_id=ended.session_id))
+
+    await expect_status(
+        people.stub.validate_token(v1.ValidateTokenRequest(token=connection.token)),
+        Status.UNAUTHENTICATED,
+    )
+    again = await people.stub.authenticate_certificate(request)  # the next connection
+    assert again.identity is not None
+    assert again.identity.user is not None
+    assert again.identity.user.username == name
+    listed = await people.stub.list_sessions(v1.ListSessionsRequest(token=token))
+    certificate_sessions = [s.session_id for s in listed.sessions if s.kind == "certificate"]
+    assert len(certificate_sessions) == 1
+    assert ended.session_id not in certificate_sessions
+    await people.stub.revoke_person_certificate(
+        v1.RevokePersonCertificateRequest(token=token, serial=issued.serial)
+    )
+    error = await expect_status(
+        people.stub.authenticate_certificate(request), Status.UNAUTHENTICATED
+    )
+    assert "revoked" in (error.message or "")
