@@ -22,7 +22,8 @@ from bugless_proto import v1
 if TYPE_CHECKING:
     from bugless_auth.service import AuthService
 
-_MAX_TOKEN = 8192
+#: The longest token (session, flow state, page) any Authenticator call takes.
+MAX_TOKEN = 8192
 _MAX_CERTIFICATE = 16 * 1024
 
 
@@ -41,7 +42,7 @@ class PeopleRpcs:
         self, message: v1.IssuePersonCertificateRequest
     ) -> v1.PersonCertificate:
         """Sign the signed-in person's CSR (the private key stayed on their machine)."""
-        _check(message.token, "token", _MAX_TOKEN)
+        _check(message.token, "token", MAX_TOKEN)
         _check(message.csr_pem, "csr_pem", MAX_CSR_BYTES)
         _, person = await self.service.caller_record(message.token)
         return await self.service.people.issue(

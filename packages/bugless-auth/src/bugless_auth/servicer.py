@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from bugless_auth.people_rpcs import PeopleRpcs
+from bugless_auth.people_rpcs import MAX_TOKEN, PeopleRpcs
 from bugless_auth.service import AuthService
 from bugless_auth.user_admin import MAX_SESSIONS_PAGE_SIZE
 from bugless_core import limits
@@ -21,7 +21,6 @@ from bugless_proto import v1
 #: Longest username, password or prefix accepted on the wire before any work.
 _MAX_FIELD = limits.MAX_USER_REFERENCE_LENGTH
 _MAX_PASSWORD = 1024
-_MAX_TOKEN = 8192
 _MAX_CERTIFICATE = 64 * 1024
 #: Longest session id accepted (the ids issued are 24 characters).
 _MAX_SESSION_ID = 64
@@ -157,7 +156,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         for field in ("flow_state", "code", "state", "redirect_uri"):
             if not getattr(message, field):
                 raise InvalidArgument(f"{field}: required")
-        _check_length(message.flow_state, "flow_state", _MAX_TOKEN)
+        _check_length(message.flow_state, "flow_state", MAX_TOKEN)
         _check_length(message.client_address, "client_address", _MAX_FIELD)
         result = await self.service.complete_oidc(
             message.authenticator,
@@ -183,7 +182,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
     @grpc_errors
     async def validate_token(self, message: v1.ValidateTokenRequest) -> v1.Identity:
         """The identity behind a session token (cached)."""
-        _check_length(message.token, "token", _MAX_TOKEN)
+        _check_length(message.token, "token", MAX_TOKEN)
         return await self.service.validate_token(message.token, with_assertion=True)
 
     @grpc_errors
@@ -226,7 +225,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
             raise InvalidArgument("permission: required (e.g. admin, create_component)")
         if not message.token and not message.user_id:
             raise InvalidArgument("identity: set token, or user_id (with groups)")
-        _check_length(message.token, "token", _MAX_TOKEN)
+        _check_length(message.token, "token", MAX_TOKEN)
         decision = await self.service.authorize(
             message.token, message.user_id, message.groups, message.permission
         )
@@ -302,7 +301,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """End the token's session, all of its user's, or all of another user's."""
         if not message.token:
             raise InvalidArgument("token: required (the caller's own session token)")
-        _check_length(message.token, "token", _MAX_TOKEN)
+        _check_length(message.token, "token", MAX_TOKEN)
         _check_length(message.username, "username", _MAX_FIELD)
         if message.username and message.everywhere:
             raise InvalidArgument("everywhere: leave it unset when username is given")
@@ -316,7 +315,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """The live sessions of the caller (or another user, with manage_users)."""
         if not message.token:
             raise InvalidArgument("token: required (the caller's own session token)")
-        _check_length(message.token, "token", _MAX_TOKEN)
+        _check_length(message.token, "token", MAX_TOKEN)
         _check_length(message.username, "username", _MAX_FIELD)
         page = message.page or v1.PageRequest()
         if not 0 <= page.page_size <= MAX_SESSIONS_PAGE_SIZE:
@@ -324,7 +323,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
                 f"page.page_size: between 0 (the default, 50) and {MAX_SESSIONS_PAGE_SIZE}, "
                 f"got {page.page_size}"
             )
-        _check_length(page.page_token, "page.page_token", _MAX_TOKEN)
+        _check_length(page.page_token, "page.page_token", MAX_TOKEN)
         return await self.service.list_sessions(
             message.token,
             username=message.username,
@@ -339,7 +338,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
             raise InvalidArgument("token: required (the caller's own session token)")
         if not message.session_id:
             raise InvalidArgument("session_id: required (a Session.session_id of ListSessions)")
-        _check_length(message.token, "token", _MAX_TOKEN)
+        _check_length(message.token, "token", MAX_TOKEN)
         _check_length(message.session_id, "session_id", _MAX_SESSION_ID)
         return await self.service.end_session(message.token, message.session_id)
 
