@@ -32,6 +32,7 @@ from bugless_auth.people_ca import (
     parse_csr,
     person_of,
 )
+from bugless_auth.sessions import end_certificate_sessions
 from bugless_auth.settings import PeopleCaSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_core.errors import (
@@ -282,8 +283,9 @@ class PeopleCertificates:
     async def revoke(self, serial: str, *, by: str, reason: str) -> Any:
         """Revoke one certificate (idempotent); its row after."""
         row = await self.get(serial)
-        updated = await self._store.run(
-            lambda conn: conn.fetchrow(
+
+        async def work(conn: Any) -> Any:
+            updated = await conn.fetchrow(
                 "UPDATE people_certificates SET revoked_at = coalesce(revoked_at, now()), "
                 "revoked_by = CASE WHEN revoked_at IS NULL THEN $2 ELSE revoked_by END, "
                 "revoked_reason = CASE WHEN revoked_at IS NULL THEN $3 ELSE revoked_reason END "
@@ -292,7 +294,13 @@ class PeopleCertificates:
                 by,
                 reason,
             )
-        )
+            # Its open connections lose their access too, not only new ones.
+            await end_certificate_sessions(
+                conn, row["user_id"], row["fingerprint"], f"certificate {row['serial']} revoked"
+            )
+            return updated
+
+        updated = await self._store.run(work)
         _log.info(
             "people certificate %s revoked by %s (%s)",
             row["serial"],

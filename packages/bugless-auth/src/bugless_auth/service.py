@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from bugless_auth._cache import TtlCache
@@ -30,7 +31,12 @@ from bugless_auth.passwords import PasswordHashes
 from bugless_auth.people import PeopleCertificates
 from bugless_auth.policy import Decision, Policy
 from bugless_auth.resync import DirectoryResync
-from bugless_auth.sessions import SessionStore
+from bugless_auth.sessions import (
+    CERTIFICATE_SESSION_RENEW_FRACTION,
+    PEOPLE_CA,
+    SERVICE,
+    SessionStore,
+)
 from bugless_auth.settings import AuthSettings
 from bugless_auth.store import IdentityStore, UserRecord
 from bugless_auth.throttle import LoginThrottle
@@ -64,8 +70,6 @@ _log = logging.getLogger("bugless.auth")
 WRONG_CREDENTIALS = "wrong username or password"
 DISABLED = "this account is disabled; ask a bugless administrator"
 SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
-#: The authenticator name of sessions opened with a people CA certificate.
-PEOPLE_CA = "people-ca"
 _FLOW_KEYS = ("_authenticator", "_redirect_uri")
 
 
@@ -280,13 +284,16 @@ class AuthService(UserAdministration, UserLookups):
         if not backends and self.people.ca is None:
             raise FailedPrecondition("no certificate authenticator is enabled on this server")
         cert = parse_certificate(certificate_der)
+        # The certificate's connections share one session (bugless_auth.sessions).
+        fingerprint = cert.fingerprint(hashes.SHA256()).hex()
         person = await self.people.person(cert)
         if person is not None:  # signed by the people CA: named by user id, no mapping
-            return await self._session(await self.record_of(person.user_id), PEOPLE_CA)
+            record = await self.record_of(person.user_id)
+            return await self._session(record, PEOPLE_CA, certificate=fingerprint)
         for backend in backends:
             found = await backend.authenticate(certificate_der)
             if found is not None:
-                return await self._signed_in(found, backend.name)
+                return await self._signed_in(found, backend.name, certificate=fingerprint)
         raise Unauthenticated(
             f"certificate subject {cert.subject.rfc4514_string()} is not mapped to a bugless user",
             reason="CERTIFICATE_NOT_MAPPED",
@@ -341,7 +348,12 @@ class AuthService(UserAdministration, UserLookups):
         return await self._signed_in(found, backend.name, client_address)
 
     async def _signed_in(
-        self, found: ExternalIdentity, authenticator: str, client_address: str = ""
+        self,
+        found: ExternalIdentity,
+        authenticator: str,
+        client_address: str = "",
+        *,
+        certificate: str | None = None,
     ) -> Authenticated:
         # Fewer groups: it ends the sessions as the re-sync would have, which
         # after this refresh finds nothing lost (bugless_auth.group_loss).
@@ -350,7 +362,7 @@ class AuthService(UserAdministration, UserLookups):
         loss.logged(record.user_id)
         for user_id in released:
             self.directory.forget(user_id)
-        return await self._session(record, authenticator, client_address)
+        return await self._session(record, authenticator, client_address, certificate=certificate)
 
     def _matters(self, group: str) -> bool:
         """Whether losing ``group`` ends a user's sessions: the policy grants it a permission."""
@@ -368,19 +380,42 @@ class AuthService(UserAdministration, UserLookups):
         return found[0]
 
     async def _session(
-        self, record: UserRecord, authenticator: str, client_address: str = ""
+        self,
+        record: UserRecord,
+        authenticator: str,
+        client_address: str = "",
+        *,
+        certificate: str | None = None,
     ) -> Authenticated:
         """A session for a user the caller authenticated (refused when disabled).
 
         ``record`` was read before: the session's insert checks again, on the
         user's row (:meth:`SessionStore.record`), so a disable committed since
         is not outlived by a session recorded after it ended the user's.
+
+        With ``certificate`` (a client certificate's SHA-256, hex) the live
+        session already made for it and this user is reused while more than
+        :data:`CERTIFICATE_SESSION_RENEW_FRACTION` of a token's lifetime is
+        left: the token names it and expires with it. A disable that ended the
+        user's sessions leaves none to reuse (and ends one reused just before).
         """
         cached = self.directory.remember(record)
         if record.placeholder:  # never mapped by a sign-in flow; refused all the same
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         if record.disabled:
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
+        if certificate is not None:
+            live = await self.sessions.reuse_for_certificate(
+                record.user_id,
+                certificate,
+                min_seconds_left=self.tokens.ttl_seconds * CERTIFICATE_SESSION_RENEW_FRACTION,
+            )
+            if live is not None:
+                issued = self.tokens.issue(record.user_id, authenticator, session=live)
+                identity = self.assertions.with_assertion(
+                    self._identity(cached, authenticator), issued.session_id
+                )
+                return Authenticated(identity, issued.token, issued.expires_at)
         issued = self.tokens.issue(record.user_id, authenticator)
         refused = await self.sessions.record(
             issued.session_id,
@@ -388,6 +423,7 @@ class AuthService(UserAdministration, UserLookups):
             authenticator=authenticator,
             client_address=client_address,
             expires_at=issued.expires_at,
+            certificate=certificate,
         )
         if refused is not None:  # disabled (or gone) since ``record`` was read
             if refused.reason == "USER_UNKNOWN":
@@ -492,12 +528,12 @@ class AuthService(UserAdministration, UserLookups):
                 reason="USER_DISABLED" if cached.record.disabled else "USER_PLACEHOLDER",
             )
         session_id = secrets.token_urlsafe(18)
-        identity = self.assertions.with_assertion(self._identity(cached, "service"), session_id)
+        identity = self.assertions.with_assertion(self._identity(cached, SERVICE), session_id)
         expires = identity.assertion_expires_at
         refused = await self.sessions.record(
             session_id,
             user_id=user_id,
-            authenticator="service",
+            authenticator=SERVICE,
             client_address=requested_by,
             expires_at=expires.timestamp() if expires is not None else time.time(),
         )

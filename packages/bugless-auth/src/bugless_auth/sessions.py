@@ -20,6 +20,16 @@ so nothing ended it.
 
 Rows are kept (revoked or not) until a day after they expire, then purged.
 
+A client certificate's connections share one session: the API asks the
+Authenticator about every new connection, and a session each made every
+`bugless` command a row of its own. A session made for a certificate records
+its SHA-256 (``certificate``), and the next authentication of that certificate
+for the same user reuses it while enough of it is left
+(:meth:`SessionStore.reuse_for_certificate`). Ending it cuts the connections
+that use it (the Model refuses their assertions); the certificate's next
+connection, or an open one's next identity check, makes a new session: only
+revoking the certificate keeps it out, and that ends its sessions too.
+
 A person sees their own live sessions (:meth:`SessionStore.list_live`, the
 sessions page) and ends one by id (:meth:`SessionStore.end`). Each row says
 when it was last used: the liveness check writes ``last_used_at`` when the
@@ -47,11 +57,18 @@ _log = logging.getLogger("bugless.auth")
 KEEP_EXPIRED_SECONDS = 24 * 3600.0
 #: How often one replica purges expired rows (at most).
 PURGE_EVERY_SECONDS = 600.0
+#: The ``authenticator`` of sessions opened with a people CA certificate.
+PEOPLE_CA = "people-ca"
+#: The ``authenticator`` of a service's assertion's session (``AuthService.issue_assertion``).
+SERVICE = "service"
 #: How the sessions no backend makes are recorded (their ``authenticator``),
-#: and their kind on the wire (``Session.kind``): a people CA certificate's
-#: (``bugless_auth.service.PEOPLE_CA``) and a service's assertion
-#: (``AuthService.issue_assertion``). A backend's sessions have its kind.
-BUILT_IN_KINDS = {"people-ca": "certificate", "service": "service"}
+#: and their kind on the wire (``Session.kind``). A backend's sessions have its kind.
+BUILT_IN_KINDS = {PEOPLE_CA: "certificate", SERVICE: "service"}
+#: A certificate's connections share its live session while more than this
+#: part of a token's lifetime is left (3 h of the default 12 h); then the next
+#: connection makes a new one, so a long-lived connection never holds a token
+#: about to expire, and a certificate has at most two live sessions at a time.
+CERTIFICATE_SESSION_RENEW_FRACTION = 0.25
 #: How far behind a session's recorded last use may be (the sessions page
 #: says "to within 5 minutes"): the write a validation makes at most this often.
 LAST_USED_GRANULARITY_SECONDS = 300.0
@@ -84,8 +101,9 @@ WITH target AS (
     WHERE u.user_id = $2
     FOR SHARE
 ), recorded AS (
-    INSERT INTO sessions (session_id, user_id, authenticator, client_address, expires_at)
-    SELECT $1, user_id, $3, $4, $5 FROM target WHERE NOT disabled AND NOT placeholder
+    INSERT INTO sessions (session_id, user_id, authenticator, client_address, expires_at,
+                          certificate)
+    SELECT $1, user_id, $3, $4, $5, $6 FROM target WHERE NOT disabled AND NOT placeholder
     RETURNING session_id
 )
 SELECT user_id, disabled, placeholder, EXISTS (SELECT 1 FROM recorded) AS recorded FROM target
@@ -95,6 +113,27 @@ SELECT user_id, disabled, placeholder, EXISTS (SELECT 1 FROM recorded) AS record
 _IS_LIVE = """
 SELECT COALESCE(last_used_at, created_at) > now() - $2::float8 * INTERVAL '1 second' AS recent
 FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now()
+"""
+#: The live session of user $1 made for certificate $2 that has more than $3
+#: seconds left, marked used now: its id and expiry (none: make a new one). A
+#: write, as the INSERT it replaces was; a disable that ends the user's sessions
+#: first leaves nothing to find (READ COMMITTED re-checks ``revoked_at``), and one
+#: that ends them after ends this one too.
+_REUSE_FOR_CERTIFICATE = """
+UPDATE sessions SET last_used_at = now()
+WHERE session_id = (
+    SELECT session_id FROM sessions
+    WHERE user_id = $1 AND certificate = $2 AND revoked_at IS NULL
+      AND expires_at > now() + $3::float8 * INTERVAL '1 second'
+    ORDER BY expires_at DESC, session_id
+    LIMIT 1
+) AND revoked_at IS NULL
+RETURNING session_id, expires_at
+"""
+#: End the live sessions of user $1 made for certificate $2 (it was revoked).
+_REVOKE_CERTIFICATE = """
+UPDATE sessions SET revoked_at = now(), revoked_reason = $3
+WHERE user_id = $1 AND certificate = $2 AND revoked_at IS NULL AND expires_at > now()
 """
 _TOUCH = """
 UPDATE sessions SET last_used_at = now() WHERE session_id = $1 AND revoked_at IS NULL
@@ -183,6 +222,7 @@ class SessionStore:
         authenticator: str,
         client_address: str,
         expires_at: float,
+        certificate: str | None = None,
     ) -> NotRecorded | None:
         """Write the row of a token about to be handed out, if its user may have one now.
 
@@ -191,17 +231,38 @@ class SessionStore:
         was written, and any disable committed after that ends this session
         too (see :data:`_INSERT`; a merged placeholder's session is its
         account's). Otherwise nothing was written, and the answer says why.
+        ``certificate`` (SHA-256 of a client certificate's DER, hex) marks a
+        session made for that certificate, for :meth:`reuse_for_certificate`.
         """
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
         address = client_address[:256]
         row = await self._store.run(
             lambda conn: conn.fetchrow(
-                _INSERT, session_id, user_id, authenticator, address, expires
+                _INSERT, session_id, user_id, authenticator, address, expires, certificate
             ),
             transaction=False,
         )
         await self._purge_now_and_then()
         return _refusal(row)
+
+    async def reuse_for_certificate(
+        self, user_id: str, certificate: str, *, min_seconds_left: float
+    ) -> tuple[str, float] | None:
+        """The live session ``user_id`` has for ``certificate``, marked used: id and expiry.
+
+        Only one with more than ``min_seconds_left`` to live; None when there
+        is none (the caller records a new one). One statement, a write as the
+        insert it saves was.
+        """
+        row = await self._store.run(
+            lambda conn: conn.fetchrow(
+                _REUSE_FOR_CERTIFICATE, user_id, certificate, min_seconds_left
+            ),
+            transaction=False,
+        )
+        if row is None:
+            return None
+        return str(row["session_id"]), float(row["expires_at"].timestamp())
 
     async def is_live(self, session_id: str) -> bool:
         """Whether the session exists, has not been ended and has not expired.
@@ -286,6 +347,17 @@ class SessionStore:
         await self._store.run(
             lambda conn: conn.execute(_PURGE, KEEP_EXPIRED_SECONDS), transaction=False
         )
+
+
+async def end_certificate_sessions(conn: Any, user_id: str, certificate: str, reason: str) -> int:
+    """End ``user_id``'s live sessions made for ``certificate`` (SHA-256 hex) on ``conn``; how many.
+
+    Revoking a people certificate runs this in the revocation's transaction,
+    so the connections already open with it lose their access too (the Model
+    refuses their assertions within ``--assertion-refresh-seconds``), not
+    only new connections.
+    """
+    return _count(await conn.execute(_REVOKE_CERTIFICATE, user_id, certificate, reason))
 
 
 async def end_user_sessions(conn: Any, user_id: str, reason: str) -> int:

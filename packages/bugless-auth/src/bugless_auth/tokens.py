@@ -162,16 +162,27 @@ class TokenAuthority:
         #: the listing again).
         self.page_tokens = PageTokenCodec(_derived_secret(keys[0], b"bugless-auth page tokens"))
 
-    def issue(self, user_id: str, authenticator: str) -> IssuedToken:
+    def issue(
+        self,
+        user_id: str,
+        authenticator: str,
+        *,
+        session: tuple[str, float] | None = None,
+    ) -> IssuedToken:
         """A signed session token for ``user_id``, naming a new session id (``jti``).
 
         The caller records the session (:class:`bugless_auth.sessions.SessionStore`)
         before handing the token out: validation refuses a token whose
-        session is unknown.
+        session is unknown. With ``session`` (an id and its expiry) the token
+        names that recorded session instead, and expires no later than it:
+        a certificate's connections share one (``AuthService._session``).
         """
         now = int(time.time())
         expires_at = now + self.ttl_seconds
         session_id = secrets.token_urlsafe(18)
+        if session is not None:
+            session_id, until = session
+            expires_at = min(expires_at, until)
         claims = {
             "iss": self.issuer,
             "sub": user_id,

@@ -5461,7 +5461,8 @@ class Session(betterproto2.Message):
     """
     The backend that made it: "local", "ldap", "oidc", "tls", "people-ca" (a
     person's certificate from the people CA, `bugless login`: one session
-    per API connection), or "service" (IssueAssertion: the notifier or an
+    per certificate, shared by its API connections), or "service"
+    (IssueAssertion: the notifier or an
     import job acting for the user; its client_address names the service).
     """
 

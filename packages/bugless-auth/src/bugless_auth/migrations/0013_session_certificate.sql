@@ -1,0 +1,15 @@
+-- Which client certificate a session was made for (SHA-256 of its DER, hex).
+--
+-- The API asks AuthenticateCertificate on every new connection (and at each
+-- identity re-check): before this, each answer recorded a new session, so a
+-- person's every `bugless` command added a row to their sessions page for the
+-- token's lifetime, and a bot's connections grew the table likewise. With the
+-- certificate recorded, AuthService reuses the live session of the same
+-- certificate and user (SessionStore.reuse_for_certificate) and makes a new
+-- one only when none is live or the live one has little life left. Revoking
+-- a people certificate ends its sessions by this column.
+--
+-- Only a nullable column is added: a replica of the previous release serving
+-- during the rollout writes none (its sessions are never reused, as before).
+-- Look-ups go by user first (sessions_live_by_user), so no index is added.
+ALTER TABLE sessions ADD COLUMN certificate text;

@@ -1,0 +1,189 @@
+"""A client certificate's connections share one session.
+
+The API asks ``AuthenticateCertificate`` on every new connection; each answer
+used to record a session of its own, so every ``bugless`` command added a row
+to the person's sessions page, and every bot connection one to the table.
+Real Authenticator over gRPC, real PostgreSQL, certificates from the real
+people CA (and a bot's from a trustme CA through the tls backend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trustme
+from auth_support import AuthServer, StartAuth, unique
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from grpc_errors import expect_status
+from grpclib.const import Status
+
+from bugless_auth.settings import PeopleCaSettings
+from bugless_proto import v1
+
+
+@pytest.fixture
+async def people(start_auth_server: StartAuth, tmp_path: Path) -> AuthServer:
+    ca = trustme.CA(organization_name="bugless people CA")
+    cert, key = tmp_path / "people-ca.pem", tmp_path / "people-ca.key"
+    ca.cert_pem.write_to_path(str(cert))
+    ca.private_key_pem.write_to_path(str(key))
+    return await start_auth_server(
+        authenticators=("local",), people_ca=PeopleCaSettings(cert_file=cert, key_file=key)
+    )
+
+
+def _csr() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    return request.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _der(pem: str) -> bytes:
+    return x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+
+
+async def _person_with_certificate(server: AuthServer) -> tuple[str, v1.PersonCertificate]:
+    """A person's password token and a people certificate of theirs."""
+    name = unique("cli")
+    await server.add_user(name)
+    token = (await server.sign_in(name)).token
+    issued = await server.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=token, csr_pem=_csr(), label="laptop")
+    )
+    return token, issued
+
+
+async def _connect(server: AuthServer, der: bytes) -> v1.AuthenticationResult:
+    """What the API does for each new connection with the certificate."""
+    return await server.stub.authenticate_certificate(
+        v1.AuthenticateCertificateRequest(certificate_der=der)
+    )
+
+
+async def _certificate_sessions(server: AuthServer, token: str) -> list[v1.Session]:
+    listed = await server.stub.list_sessions(v1.ListSessionsRequest(token=token))
+    return [s for s in listed.sessions if s.authenticator != "local"]
+
+
+def _session_of(server: AuthServer, token: str) -> str:
+    return server.service.tokens.verify(token).token_id
+
+
+async def test_many_connections_with_one_certificate_leave_one_session(
+    people: AuthServer,
+) -> None:
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    results = [await _connect(people, der) for _ in range(5)]
+    sessions = await _certificate_sessions(people, password_token)
+    assert [(s.authenticator, s.kind) for s in sessions] == [("people-ca", "certificate")]
+    assert {_session_of(people, r.token) for r in results} == {sessions[0].session_id}
+    # Each token expires no later than the session it names, and each answer's
+    # assertion is for that session (what the Model checks against revocations).
+    assert sessions[0].expires_at is not None
+    for result in results:
+        assert result.expires_at is not None
+        assert result.expires_at <= sessions[0].expires_at
+        assert result.identity is not None
+        assert result.identity.assertion
+        await people.stub.validate_token(v1.ValidateTokenRequest(token=result.token))
+    # Another certificate of the same person is another device: its own session.
+    second = await people.stub.issue_person_certificate(
+        v1.IssuePersonCertificateRequest(token=password_token, csr_pem=_csr(), label="desktop")
+    )
+    for _ in range(3):
+        await _connect(people, _der(second.certificate_pem))
+    assert len(await _certificate_sessions(people, password_token)) == 2
+
+
+async def test_ending_the_shared_session_refuses_its_tokens_and_the_next_connection_signs_in_again(
+    people: AuthServer,
+) -> None:
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    first, second = await _connect(people, der), await _connect(people, der)
+    (session,) = await _certificate_sessions(people, password_token)
+    await people.stub.end_session(
+        v1.EndSessionRequest(token=password_token, session_id=session.session_id)
+    )
+    for result in (first, second):
+        await expect_status(
+            people.stub.validate_token(v1.ValidateTokenRequest(token=result.token)),
+            Status.UNAUTHENTICATED,
+        )
+    keys = await people.stub.get_verification_keys(v1.GetVerificationKeysRequest())
+    assert session.session_id in keys.revoked_session_ids  # the Model refuses its assertions
+    # The certificate itself is still good: its next connection makes a new session.
+    again = await _connect(people, der)
+    (renewed,) = await _certificate_sessions(people, password_token)
+    assert renewed.session_id != session.session_id
+    assert _session_of(people, again.token) == renewed.session_id
+
+
+async def test_revoking_the_certificate_ends_its_session_and_refuses_new_connections(
+    people: AuthServer,
+) -> None:
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    before = await _connect(people, der)
+    await people.stub.revoke_person_certificate(
+        v1.RevokePersonCertificateRequest(token=password_token, serial=issued.serial)
+    )
+    await expect_status(
+        people.stub.validate_token(v1.ValidateTokenRequest(token=before.token)),
+        Status.UNAUTHENTICATED,
+    )
+    error = await expect_status(_connect(people, der), Status.UNAUTHENTICATED)
+    assert "revoked" in (error.message or "")
+    assert await _certificate_sessions(people, password_token) == []
+
+
+async def test_a_session_with_little_life_left_is_replaced_not_reused(people: AuthServer) -> None:
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    old = _session_of(people, (await _connect(people, der)).token)
+    # An hour left of the default 12: under the quarter a reused session must have.
+    await people.store.run(
+        lambda conn: conn.execute(
+            "UPDATE sessions SET expires_at = now() + interval '1 hour' WHERE session_id = $1",
+            old,
+        )
+    )
+    new = _session_of(people, (await _connect(people, der)).token)
+    assert new != old
+    assert _session_of(people, (await _connect(people, der)).token) == new
+    live = {s.session_id for s in await _certificate_sessions(people, password_token)}
+    assert live == {old, new}  # the old one runs out on its own
+
+
+async def test_a_bots_connections_share_one_session_too(
+    start_auth_server: StartAuth, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "bots-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    bot = unique("deploy-bot")
+    server = await start_auth_server(
+        authenticators=("local", "tls"),
+        authenticator_options={
+            "tls": {"mapping": f'{{"{bot}": {{"username": "{bot}"}}}}', "ca_file": str(ca_file)}
+        },
+    )
+    leaf = ca.issue_cert("bot.invalid", common_name=bot)
+    der = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    results = [await _connect(server, der) for _ in range(4)]
+    assert len({_session_of(server, r.token) for r in results}) == 1
+    assert results[0].identity is not None
+    assert results[0].identity.user is not None
+    user_id = results[0].identity.user.user_id
+    rows = await server.store.run(
+        lambda conn: conn.fetchval(
+            "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL", user_id
+        )
+    )
+    assert rows == 1
