@@ -12,8 +12,10 @@ ones are listed in the failure message too, so one run shows all.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from browser_support import (
     sign_in,
 )
 from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, expect
-from web_support import PASSWORD, World
+from web_support import PASSWORD, World, acting_for
 
 from bugless_dev.stack import RunningService
 
@@ -149,6 +151,9 @@ def seeded(browser: Browser, web_server: RunningService, world: World) -> Iterat
     try:
         tab = new_tab(ctx)
         sign_in(tab, web_server, "alice")
+        # The notifier acting for alice: her sessions page shows their folded line.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, acting_for(world.stack, "alice", 2)).result()
         yield _seed(tab, web_server, world)
     finally:
         ctx.close()

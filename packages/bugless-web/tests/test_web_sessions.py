@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from browser_support import start_web_server
-from web_support import PASSWORD, World, csrf_of
+from web_support import PASSWORD, World, acting_for, csrf_of
 
 from bugless_core.clients import call
 from bugless_core.errors import Unauthenticated
@@ -412,3 +412,32 @@ async def test_ending_this_session_from_the_page_signs_the_browser_out(
     assert response.headers["location"] == "/signin"
     assert client.cookies.get(DEV_COOKIE_NAME) != cookie
     await dead_within(second, cookie, "/")
+
+
+async def test_services_acting_for_a_person_are_one_folded_line_each_still_endable(
+    world: World,
+    replicas: tuple[RunningService, RunningService],
+    browsers: list[httpx.AsyncClient],
+) -> None:
+    """The notifier makes a ~5-minute session a mail: they do not crowd the page."""
+    first, _ = replicas
+    world.stack.add_user("mailed", PASSWORD)
+    person = browser(browsers, first)
+    await sign_in(person, "mailed")
+    await acting_for(world.stack, "mailed", 3)  # three mails about issues
+
+    page = (await person.get("/settings/sessions")).text
+
+    own, _, folded = page.partition('<details class="manage services-acting">')
+    assert [current for _, current in listed_sessions(own)] == [True]  # only the browser's
+    summary = re.search(r"<summary>Services acting for you: (\d+), latest at ", folded)
+    assert summary is not None, folded
+    assert summary.group(1) == "3"
+    services = [session for session, _ in listed_sessions(folded)]
+    assert len(services) == 3
+    assert folded.count('action="/settings/sessions/end"') == 3
+
+    assert (await end_from_page(person, services[0])).status_code == 303
+    after = (await person.get("/settings/sessions")).text
+    assert "Services acting for you: 2, latest at " in after
+    assert services[0] not in after

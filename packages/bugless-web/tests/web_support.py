@@ -48,6 +48,22 @@ class World:
         return v1.Caller(user_id=self.users[username])
 
 
+async def acting_for(stack: LocalStack, username: str, times: int) -> None:
+    """The notifier asks ``times`` identity assertions for ``username`` (a session each).
+
+    What it does for each mail about an issue: the person's sessions page
+    lists these as "services acting for you".
+    """
+    channel = stack.client_address("auth", identity="notify").channel()
+    try:
+        stub = v1.AuthenticatorStub(channel)
+        found = await stub.lookup_users(v1.LookupUsersRequest(usernames=[username]))
+        for _ in range(times):
+            await stub.issue_assertion(v1.IssueAssertionRequest(user_id=found.users[0].user_id))
+    finally:
+        channel.close()
+
+
 def csrf_of(html: str) -> str:
     """The CSRF token a page carries (in its meta tag)."""
     match = _CSRF.search(html)

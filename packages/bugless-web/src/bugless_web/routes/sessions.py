@@ -4,6 +4,9 @@
 Authenticator recorded them (``ListSessions``: how each was made, from which
 address, when, when last used), this one marked; each other one has a
 "Sign out" button (``EndSession``), and "sign out everywhere" ends them all.
+The sessions of services acting for the person (each notifier mail makes one)
+are folded into one line, "Services acting for you: N, latest at ...", that
+opens (``<details>``, no script needed) to their rows, each endable.
 
 An ended session is refused by every Authenticator replica at once; a web
 replica that validated its token a moment before keeps accepting it for at
@@ -25,6 +28,9 @@ from bugless_web.frontend import frontend_of, redirect, render, session_of, view
 SESSIONS_PAGE = "/settings/sessions"
 #: Sessions shown a page.
 PAGE_SIZE = 50
+#: The kind of a service's session (the notifier or an import acting for the
+#: person, ``IssueAssertion``): listed apart, folded into one line.
+SERVICE_KIND = "service"
 #: How a session was made, as the page says it (``Session.kind``).
 KIND_LABELS = {
     "password": "Password",
@@ -51,7 +57,10 @@ async def sessions_page(request: Request[Any, Any, Any]) -> Response[str]:
         "sessions.html",
         {
             "title": "Sessions",
-            "sessions": list(reply.sessions),
+            # A busy notifier makes a session a mail, each ~5 minutes long:
+            # one folded line, opened to see or end them, not a screenful.
+            "sessions": [s for s in reply.sessions if s.kind != SERVICE_KIND],
+            "services": [s for s in reply.sessions if s.kind == SERVICE_KIND],
             "next_page_token": reply.next_page_token,
             "first_page": not page_token,
             "kind_labels": KIND_LABELS,
