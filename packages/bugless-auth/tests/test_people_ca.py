@@ -412,7 +412,7 @@ async def test_a_bots_certificate_from_the_same_ca_still_goes_to_the_tls_mapping
 async def test_ending_a_certificates_session_ends_that_connection_not_the_certificate(
     people: AuthServer,
 ) -> None:
-    """A people-ca session is one API connection's: the certificate signs in again.
+    """Ending a people-ca session cuts its connections, not the certificate: it signs in again.
 
     What the README's sessions section says: ending such a session (EndSession,
     the web's Sessions page) does not stop the machine holding the certificate;
