@@ -497,3 +497,31 @@ def test_a_worker_that_exited_leaves_no_series_of_its_loops(world: World) -> Non
     finally:
         world.stack.stop_service(server)
     assert server.process.returncode == 0
+
+
+def test_the_parent_reads_the_workers_files_while_one_is_still_being_created(
+    tmp_path: Path,
+) -> None:
+    """A values file a worker has created but not sized yet is left out of the scrape.
+
+    prometheus_client opens a worker's new file empty and sizes it a moment
+    later; the parent's scrape in between failed on the missing length header
+    and answered ``/metrics`` with a 500 (a CI run of the windows test above,
+    while workers made their first loop rounds). The file here is real: the
+    writer's own class wrote the worker's value, and the second file is empty
+    as one is in that moment.
+    """
+    from prometheus_client import generate_latest
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from bugless_web.metrics import workers_registry
+
+    written = MmapedDict(str(tmp_path / "counter_4242.db"))  # type: ignore[no-untyped-call]
+    key = mmap_key("bugless_example_total", "bugless_example_total", ["loop"], ["a"], "An example.")
+    written.write_value(key, 3.0, 0.0)  # type: ignore[no-untyped-call]
+    written.close()  # type: ignore[no-untyped-call]
+    (tmp_path / "gauge_livemax_4343.db").touch()
+
+    text = generate_latest(workers_registry(tmp_path)).decode()
+
+    assert 'bugless_example_total{loop="a"} 3.0' in text

@@ -224,14 +224,36 @@ class _WorkersCollector:
     """
 
     def __init__(self, directory: Path) -> None:
-        from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
-
-        self._files = MultiProcessCollector(None, path=str(directory))  # type: ignore[no-untyped-call]
+        self._directory = directory
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+
         from bugless_core.grpc import without_idle_sides  # noqa: PLC0415
 
-        return without_idle_sides(self._files.collect())  # type: ignore[no-untyped-call]
+        files = [str(path) for path in self._directory.glob("*.db") if _initialised(path)]
+        return without_idle_sides(MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+
+
+def _initialised(path: Path) -> bool:
+    """Whether a worker's values file can be read yet.
+
+    prometheus_client creates a file empty and only then sizes it
+    (``MmapedDict.__init__``: open, then truncate); a scrape that reads it in
+    between fails on the missing length header (``struct.error``), and the
+    parent answered ``/metrics`` with a 500. A worker creates a file when it
+    first sets a metric of a new kind, e.g. its first background loop round,
+    so this happened while workers started (seen in CI). A file not sized yet
+    holds no value; one removed meanwhile (a worker marked dead) neither.
+    """
+    try:
+        return path.stat().st_size >= _LENGTH_HEADER
+    except FileNotFoundError:
+        return False
+
+
+#: prometheus_client's values file starts with the length in use (8 bytes).
+_LENGTH_HEADER = 8
 
 
 def workers_registry(directory: Path) -> CollectorRegistry:
