@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+import trustme
 from click.testing import CliRunner, Result
 
 from bugless_api.cli.serve import DEFAULT_API_PORT, ENV_PREFIX, api_group
@@ -23,11 +24,20 @@ from bugless_core.settings import settings_command
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
-    """Stand-ins for PEM files: the settings only check that they exist."""
-    names = ("cert", "key", "ca", "service_ca", "service_cert", "service_key")
-    paths = {name: tmp_path / f"{name}.pem" for name in names}
-    for path in paths.values():
-        path.write_text("not read by the settings\n")
+    """Real PEM files: the settings read and check them when the command starts."""
+    ca, service_ca = trustme.CA(), trustme.CA()
+    leaf, service_leaf = ca.issue_cert("api.example"), service_ca.issue_cert("api.example")
+    contents = {
+        "cert": leaf.cert_chain_pems[0].bytes(),
+        "key": leaf.private_key_pem.bytes(),
+        "ca": ca.cert_pem.bytes(),
+        "service_ca": service_ca.cert_pem.bytes(),
+        "service_cert": service_leaf.cert_chain_pems[0].bytes(),
+        "service_key": service_leaf.private_key_pem.bytes(),
+    }
+    paths = {name: tmp_path / f"{name}.pem" for name in contents}
+    for name, path in paths.items():
+        path.write_bytes(contents[name])
     return paths
 
 

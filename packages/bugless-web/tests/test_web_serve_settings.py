@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 import pytest
+import trustme
 from click.testing import CliRunner, Result
 
 from bugless_core.clients import ServiceAddress
@@ -95,8 +96,11 @@ def test_the_default_page_size_is_a_flag_or_a_variable_and_must_be_1_to_200() ->
 
 def test_the_tls_files_reach_both_backend_addresses(tmp_path: Path) -> None:
     ca, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
-    for path in (ca, cert, key):
-        path.write_text("not read by the settings\n")
+    authority = trustme.CA()  # real files: the settings read and check them
+    leaf = authority.issue_cert("web.example")
+    authority.cert_pem.write_to_path(str(ca))
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
     _, settings = _built(
         ["--session-key", KEY, "--tls-ca", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
     )

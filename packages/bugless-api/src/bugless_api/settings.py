@@ -13,6 +13,7 @@ from pathlib import Path
 from bugless_core.grpc import TransferServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.service_address import ServiceAddress
+from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import group, setting
 from bugless_core.user_changes import USER_CHANGES_SECONDS_HELP
 
@@ -65,16 +66,23 @@ class BackendTlsSettings:
         None,
         flag="--service-ca",
         must_exist=True,
+        content=pem_certificates,
         help="CA bundle of the Model's and Authenticator's certificates; enables TLS to them.",
     )
     cert: Path | None = setting(
         None,
         flag="--service-cert",
         must_exist=True,
+        content=pem_certificates,
         help="This frontend's client certificate towards the backends (mTLS).",
     )
     key: Path | None = setting(
-        None, flag="--service-key", must_exist=True, help="Private key of --service-cert."
+        None,
+        flag="--service-key",
+        must_exist=True,
+        content=pem_private_key,
+        key_of="cert",
+        help="Private key of --service-cert.",
     )
 
     def __post_init__(self) -> None:

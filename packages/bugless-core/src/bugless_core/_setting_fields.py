@@ -46,6 +46,9 @@ class Setting:
     secret: bool = False
     cli: bool = True
     multiple: bool = False
+    content: Callable[[bytes], object] | None = None
+    key_of: str | None = None
+    directory: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,9 @@ def click_type_of(leaf: Leaf) -> tuple[Any, bool]:
         return click.INT, False
     if annotation is float:
         return click.FLOAT, False
+    if annotation is Path and (leaf.spec.content is not None or leaf.spec.directory):
+        # Read and checked by build_settings, which names the problem in one line.
+        return click.Path(readable=False, path_type=Path), False
     if annotation is Path:
         return click.Path(exists=leaf.spec.must_exist, dir_okay=not leaf.spec.must_exist,
                           path_type=Path), False  # fmt: skip
@@ -230,7 +236,8 @@ def options_of(leaf: Leaf) -> list[click.Option]:
             default=default,
             required=False,
             show_default=not leaf.spec.secret and not leaf.required and default not in (None, ""),
-            metavar=leaf.spec.metavar,
+            # A checked file is read by build_settings, not by click (whose type would say PATH).
+            metavar=leaf.spec.metavar or ("FILE" if leaf.spec.content is not None else None),
             multiple=leaf.spec.multiple,
             help=help_text(leaf),
         )

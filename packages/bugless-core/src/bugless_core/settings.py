@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -41,6 +42,7 @@ from bugless_core._setting_fields import (
     GROUP_KEY,
     SETTING_KEY,
     Group,
+    Leaf,
     Setting,
     click_type_of,
     convert,
@@ -55,6 +57,14 @@ from bugless_core._setting_fields import (
     warn_deprecated,
 )
 from bugless_core.errors import InvalidArgument
+from bugless_core.setting_files import (
+    FileContent,
+    SettingFileError,
+    SettingFileRefused,
+    check_key_pair,
+    check_setting_directory,
+    check_setting_file,
+)
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -76,6 +86,9 @@ def setting(
     secret: bool = False,
     cli: bool = True,
     multiple: bool = False,
+    content: FileContent | None = None,
+    key_of: str | None = None,
+    directory: bool = False,
 ) -> Any:
     """A dataclass field that is also a command-line option and an environment variable.
 
@@ -101,6 +114,14 @@ def setting(
             values (separated as click separates them for the type: ``:``
             for paths, white space otherwise). ``parse`` then receives the
             tuple of texts.
+        content: For a path: what the file must hold, checked when the
+            command starts (:mod:`bugless_core.setting_files`, e.g.
+            ``pem_certificates``); a file that cannot be read or holds
+            something else is a usage error naming the option and the file.
+        key_of: For a private key's path: the field (of the same class) of
+            the certificate it must belong to, checked with ``content``.
+        directory: For a path: it must name a directory the command can
+            list, checked when the command starts as ``content`` is.
     """
     spec = Setting(
         help=help,
@@ -115,6 +136,9 @@ def setting(
         secret=secret,
         cli=cli,
         multiple=multiple,
+        content=content,
+        key_of=key_of,
+        directory=directory,
     )
     return dataclasses.field(
         default=default,
@@ -149,10 +173,15 @@ def build_settings(
     Raises:
         click.UsageError: a required setting is missing, a value does not
             parse, or the object refuses the combination (its ``ValueError``).
+        SettingFileRefused: a file a setting with ``content`` names cannot
+            be read, holds something else, or (``key_of``) is not the key of
+            its certificate.
     """
     values: dict[tuple[str, ...], Any] = {}
+    flags: dict[tuple[str, ...], str] = {}
     context = click.get_current_context(silent=True)
-    for leaf in leaves(cls, env_prefix, selection_of(only, defaults)):
+    found = list(leaves(cls, env_prefix, selection_of(only, defaults)))
+    for leaf in found:
         value = params.get(leaf.dest)
         new_source = context.get_parameter_source(leaf.dest) if context is not None else None
         new_given = new_source not in (None, click.core.ParameterSource.DEFAULT) and given(value)
@@ -176,10 +205,52 @@ def build_settings(
         if converted is None and not leaf.required and leaf.default is not None:
             converted = leaf.default
         values[leaf.path] = converted
+        flags[leaf.path] = _named(leaf, new_source)
     try:
-        return instantiate(cls, values, ())
+        built = instantiate(cls, values, ())
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    try:  # after the combination is known good: no file is read for a refused one
+        check_files(values, flags, found)
+    except SettingFileError as exc:
+        raise SettingFileRefused(exc) from exc
+    return built
+
+
+def _named(leaf: Leaf, source: click.core.ParameterSource | None) -> str:
+    """How a refusal names the setting: its flag, and the variable that gave the value."""
+    if source is not click.core.ParameterSource.ENVIRONMENT:
+        return leaf.flag
+    variable = next((name for name in leaf.envvars if os.environ.get(name)), None)
+    return leaf.flag if variable is None else f"{leaf.flag} (from {variable})"
+
+
+def check_files(
+    values: Mapping[tuple[str, ...], Any], flags: Mapping[tuple[str, ...], str], found: list[Leaf]
+) -> None:
+    """Check every file a setting with ``content`` names, then every key against its certificate.
+
+    Files are read here, when the command starts and before it connects
+    anywhere, so that a wrong one is refused in one line naming its option
+    rather than failing later inside a TLS or key library.
+
+    Raises:
+        SettingFileError: a file cannot be read, holds the wrong content, or
+            a key does not belong to its certificate.
+    """
+    for leaf in found:
+        value = values.get(leaf.path)
+        if value is not None and leaf.spec.directory:
+            check_setting_directory(flags[leaf.path], value)
+        if leaf.spec.content is None or value is None:
+            continue
+        for path in value if isinstance(value, tuple) else (value,):
+            check_setting_file(flags[leaf.path], path, leaf.spec.content)
+        if leaf.spec.key_of is not None:
+            cert_path = (*leaf.path[:-1], leaf.spec.key_of)
+            cert = values.get(cert_path)
+            if cert is not None:
+                check_key_pair(flags[cert_path], cert, flags[leaf.path], value)
 
 
 def settings_options(
@@ -271,6 +342,7 @@ def settings_from_environ(cls: type[S], environ: Mapping[str, str], *, env_prefi
             the variable.
     """
     values: dict[tuple[str, ...], Any] = {}
+    flags: dict[tuple[str, ...], str] = {}
     for leaf in leaves(cls, env_prefix):
         name = next((e for e in leaf.envvars if environ.get(e, "")), None)
         if name is None:
@@ -289,11 +361,14 @@ def settings_from_environ(cls: type[S], environ: Mapping[str, str], *, env_prefi
             else:
                 value = click_type.convert(raw, None, None)
             values[leaf.path] = convert(leaf, value)
+            flags[leaf.path] = name
         except (click.BadParameter, ValueError, KeyError) as exc:
             detail = exc.format_message() if isinstance(exc, click.BadParameter) else exc
             raise InvalidArgument(f"{name}: {raw!r} is not valid: {detail}") from exc
     try:
-        return instantiate(cls, values, ())
+        built = instantiate(cls, values, ())
+        check_files(values, flags, list(leaves(cls, env_prefix)))
+        return built
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from exc
 

@@ -15,6 +15,7 @@ from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.networks import parse_networks
 from bugless_core.service_address import ServiceAddress
+from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import group, setting
 from bugless_notify.webhook import proxy_url_problem
 
@@ -68,16 +69,23 @@ class NotifierTlsSettings:
         None,
         flag="--service-ca",
         must_exist=True,
+        content=pem_certificates,
         help="CA bundle of the Model's and Authenticator's certificates; enables TLS to them.",
     )
     cert: Path | None = setting(
         None,
         flag="--service-cert",
         must_exist=True,
+        content=pem_certificates,
         help="The notifier's client certificate towards the backends (mTLS).",
     )
     key: Path | None = setting(
-        None, flag="--service-key", must_exist=True, help="Private key of --service-cert."
+        None,
+        flag="--service-key",
+        must_exist=True,
+        content=pem_private_key,
+        key_of="cert",
+        help="Private key of --service-cert.",
     )
 
     def apply(self, address: ServiceAddress) -> ServiceAddress:
@@ -120,6 +128,7 @@ class SmtpOptions:
         None,
         flag="--smtp-ca-file",
         must_exist=True,
+        content=pem_certificates,
         help="CA bundle the relay's certificate must chain to.",
     )
 

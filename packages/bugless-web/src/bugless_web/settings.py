@@ -18,6 +18,7 @@ from pathlib import Path
 from bugless_core.logs import LogSettings
 from bugless_core.networks import IPNetwork, parse_networks
 from bugless_core.service_address import ServiceAddress
+from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import group, setting
 from bugless_core.user_changes import USER_CHANGES_SECONDS_HELP
 
@@ -293,6 +294,7 @@ class WebSettings:
     )
     asset_archive_dir: Path | None = setting(
         None,
+        directory=True,
         help="Static files of earlier releases (`bugless web assets export`), served too, so "
         "pages of the previous version keep working during a rollout.",
     )
@@ -303,6 +305,7 @@ class WebSettings:
     )
     dev_mailbox: Path | None = setting(
         None,
+        directory=True,
         help="Development only (needs --dev): a directory of .eml files (the SMTP sink of "
         "`bugless dev`) shown to admins at /dev/mail; unset, that page is 404.",
     )
@@ -356,12 +359,22 @@ class WebSettings:
     tls_ca: Path | None = setting(
         None,
         must_exist=True,
+        content=pem_certificates,
         help="CA of the Model/Authenticator certificates; enables TLS to them.",
     )
     tls_cert: Path | None = setting(
-        None, must_exist=True, help="This frontend's client certificate (mTLS to the services)."
+        None,
+        must_exist=True,
+        content=pem_certificates,
+        help="This frontend's client certificate (mTLS to the services).",
     )
-    tls_key: Path | None = setting(None, must_exist=True, help="Private key of --tls-cert.")
+    tls_key: Path | None = setting(
+        None,
+        must_exist=True,
+        content=pem_private_key,
+        key_of="tls_cert",
+        help="Private key of --tls-cert.",
+    )
     insecure_local: bool = setting(
         False,
         help="Allow plaintext gRPC to the Model and Authenticator (debugging on one machine "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import setting
 
 
@@ -75,11 +76,20 @@ class GrpcServerSettings:
     host: str = setting("127.0.0.1", help="Address to bind; 0.0.0.0 in a pod.")
     port: int = setting(0, help="gRPC port; 0 picks a free one (see --ready-file).")
     tls_cert: Path | None = setting(
-        None, must_exist=True, help="PEM certificate chain; enables TLS."
+        None, must_exist=True, content=pem_certificates, help="PEM certificate chain; enables TLS."
     )
-    tls_key: Path | None = setting(None, must_exist=True, help="PEM private key of --tls-cert.")
+    tls_key: Path | None = setting(
+        None,
+        must_exist=True,
+        content=pem_private_key,
+        key_of="tls_cert",
+        help="PEM private key of --tls-cert.",
+    )
     client_ca: Path | None = setting(
-        None, must_exist=True, help="CA bundle for client certificates; enables mutual TLS."
+        None,
+        must_exist=True,
+        content=pem_certificates,
+        help="CA bundle for client certificates; enables mutual TLS.",
     )
     metrics_host: str = setting("127.0.0.1", help="Prometheus /metrics address.")
     metrics_port: int | None = setting(
