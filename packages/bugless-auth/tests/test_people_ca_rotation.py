@@ -169,7 +169,7 @@ async def test_an_earlier_ca_file_that_is_no_ca_is_refused_at_start(
 ) -> None:
     leaf = tmp_path / "leaf.pem"
     trustme.CA().issue_cert("bot.invalid").cert_chain_pems[0].write_to_path(str(leaf))
-    with pytest.raises(ValueError, match=r"leaf\.pem is not a CA"):
+    with pytest.raises(ValueError, match=r"leaf\.pem: not a CA certificate"):
         await start_auth_server(
             people_ca=PeopleCaSettings(
                 cert_file=people_ca_settings.cert_file,

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from bugless_core.auth_backend import ExternalIdentity, PasswordAuthenticator
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unavailable
+from bugless_core.setting_files import FileContent, pem_certificates
 
 if TYPE_CHECKING:
     from bugless_auth._ldap_directory import LdapDirectory, UserEntry
@@ -251,6 +252,7 @@ class LdapAuthenticator(PasswordAuthenticator):
     """
 
     name: ClassVar[str] = "ldap"
+    file_options: ClassVar[Mapping[str, FileContent]] = {"ca_file": pem_certificates}
 
     def __init__(self, settings: LdapSettings) -> None:
         try:

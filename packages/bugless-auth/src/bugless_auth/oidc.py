@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from bugless_core.auth_backend import ExternalIdentity, OidcAuthenticator, OidcStart
 from bugless_core.errors import FailedPrecondition, InvalidArgument, Unauthenticated
+from bugless_core.setting_files import FileContent, pem_certificates
 
 if TYPE_CHECKING:
     import httpx
@@ -139,6 +140,7 @@ class OpenIdConnectAuthenticator(OidcAuthenticator):
     """
 
     name: ClassVar[str] = "oidc"
+    file_options: ClassVar[Mapping[str, FileContent]] = {"ca_file": pem_certificates}
 
     def __init__(self, settings: OidcSettings, *, http: httpx.AsyncClient | None = None) -> None:
         """Build from settings; ``http`` replaces the HTTP client (tests, proxies)."""

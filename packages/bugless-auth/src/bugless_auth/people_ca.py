@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bugless_core.errors import InvalidArgument
+from bugless_core.setting_files import pem_certificates, pem_private_key
 
 #: The URI SAN prefix that names a person's opaque user id.
 USER_URI_PREFIX = "bugless:user:"
@@ -92,13 +93,9 @@ class PeopleCa:
         """
         certificate = load_ca_certificate(cert_file)
         try:
-            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError) as exc:
+            key = ca_key_from_pem(key_file.read_bytes())
+        except (OSError, ValueError) as exc:
             raise ValueError(f"people CA key {key_file}: {exc}") from exc
-        if not isinstance(
-            key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-        ):
-            raise ValueError(f"people CA key {key_file}: use an EC, RSA or Ed25519 key")
         if key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ) != certificate.public_key().public_bytes(
@@ -188,16 +185,47 @@ def load_ca_certificate(cert_file: Path) -> x509.Certificate:
         ValueError: an unreadable file, or a certificate that is no CA.
     """
     try:
-        certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        return ca_certificate_from_pem(cert_file.read_bytes())
     except (OSError, ValueError) as exc:
         raise ValueError(f"people CA certificate {cert_file}: {exc}") from exc
+
+
+def ca_certificate_from_pem(data: bytes) -> x509.Certificate:
+    """The first certificate of PEM ``data``, which must be a CA's.
+
+    Also what ``--people-ca-cert`` and ``--people-ca-previous-cert`` must
+    hold, checked when ``bugless auth serve`` starts.
+
+    Raises:
+        ValueError: no valid PEM certificate, or one that is no CA (no
+            ``basicConstraints`` with ``CA:TRUE``).
+    """
+    certificate = pem_certificates(data)[0]
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
     except x509.ExtensionNotFound as exc:
-        raise ValueError(f"people CA certificate {cert_file} is not a CA") from exc
+        raise ValueError("not a CA certificate (no basicConstraints CA:TRUE)") from exc
     if not constraints.value.ca:
-        raise ValueError(f"people CA certificate {cert_file} is not a CA")
+        raise ValueError("not a CA certificate (basicConstraints CA:FALSE)")
     return certificate
+
+
+def ca_key_from_pem(
+    data: bytes,
+) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
+    """The private key of PEM ``data``, of a kind a CA signs with here (EC, RSA or Ed25519).
+
+    Also what ``--people-ca-key`` must hold, checked when ``bugless auth serve`` starts.
+
+    Raises:
+        ValueError: no valid unencrypted PEM private key, or another kind of key.
+    """
+    key = pem_private_key(data)
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise ValueError(f"a {type(key).__name__}; use an EC, RSA or Ed25519 key")
+    return key
 
 
 def issued_by(cert: x509.Certificate, ca_certificate: x509.Certificate) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import click
 
@@ -20,6 +21,7 @@ from bugless_core.errors import BuglessError
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.plugins import Plugins
+from bugless_core.setting_files import SettingFileError, SettingFileRefused, check_setting_file
 from bugless_core.settings import group, setting, settings_command
 
 
@@ -65,6 +67,38 @@ def with_environment_options(
     return dataclasses.replace(settings, authenticator_options=options)
 
 
+def check_backend_files(
+    plugins: Plugins, settings: AuthSettings, *, flagged: Mapping[str, Mapping[str, str]]
+) -> None:
+    """Read and check every file an enabled backend's options name, before anything opens.
+
+    Each backend declares its file options (``file_options``); checking
+    them here, not in its ``open``, refuses a wrong file before the store's
+    pool connects, naming the flag or the variable it came from.
+
+    Args:
+        plugins: Where the enabled backends are registered.
+        settings: The settings, with the backends' variables merged in.
+        flagged: The options given as ``--authenticator-option`` (the rest
+            came from ``BUGLESS_AUTH_<NAME>_<KEY>`` variables).
+
+    Raises:
+        SettingFileError: a file cannot be read or holds the wrong content.
+    """
+    for name in settings.authenticators:
+        options = settings.authenticator_options.get(name, {})
+        for key, content in plugins.authenticators.get(name).file_options.items():
+            value = options.get(key)
+            if not value:
+                continue
+            given_as = (
+                f"--authenticator-option {name}.{key}"
+                if key in flagged.get(name, {})
+                else f"BUGLESS_AUTH_{name.upper()}_{key.upper()}"
+            )
+            check_setting_file(given_as, Path(str(value)), content)
+
+
 @click.command("migrate")
 @settings_command(AuthSettings, env_prefix=ENV_PREFIX, only=DATABASE_SETTINGS)
 def migrate_command(settings: AuthSettings) -> None:
@@ -104,4 +138,8 @@ def serve_command(plugins: Plugins, settings: AuthServeSettings) -> None:
         except BuglessError as exc:  # names the installed ones
             raise click.UsageError(exc.message) from exc
     auth = with_environment_options(settings.auth, os.environ, options_from_environment)
+    try:
+        check_backend_files(plugins, auth, flagged=settings.auth.authenticator_options)
+    except SettingFileError as exc:
+        raise SettingFileRefused(exc) from exc
     raise SystemExit(run(serve_auth(plugins, auth, settings.grpc, migrate=settings.migrate)))

@@ -138,6 +138,32 @@ def parse_authenticator_options(values: Sequence[str]) -> dict[str, dict[str, st
     return options
 
 
+def _ca_certificate(data: bytes) -> object:
+    """What a people CA certificate file must hold (checked when ``serve`` starts)."""
+    from bugless_auth.people_ca import ca_certificate_from_pem  # noqa: PLC0415 - --help
+
+    return ca_certificate_from_pem(data)
+
+
+def _ca_key(data: bytes) -> object:
+    """What ``--people-ca-key`` must hold (checked when ``serve`` starts)."""
+    from bugless_auth.people_ca import ca_key_from_pem  # noqa: PLC0415 - --help
+
+    return ca_key_from_pem(data)
+
+
+def _token_key(data: bytes) -> object:
+    """What a ``--token-key-file`` must hold: a key :func:`bugless_auth.tokens.load_key` reads."""
+    from bugless_auth.tokens import parse_key  # noqa: PLC0415 - --help loads no key code
+
+    origin = "the file"
+    try:
+        return parse_key(data, origin=origin)
+    except ValueError as exc:
+        problem = str(exc).removeprefix(f"{origin}: ")
+        raise ValueError(f"not a usable token key: {problem}") from exc
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PeopleCaSettings:
     """The people CA (issue 19): short-lived client certificates for people.
@@ -164,6 +190,7 @@ class PeopleCaSettings:
         flag="--people-ca-cert",
         env="BUGLESS_AUTH_PEOPLE_CA_CERT",
         must_exist=True,
+        content=_ca_certificate,
         help="The people CA's certificate (PEM); with --people-ca-key, people can obtain "
         "client certificates for the API.",
     )
@@ -172,6 +199,8 @@ class PeopleCaSettings:
         flag="--people-ca-key",
         env="BUGLESS_AUTH_PEOPLE_CA_KEY",
         must_exist=True,
+        content=_ca_key,
+        key_of="cert_file",
         secret=True,
         help="The people CA's private key (PEM).",
     )
@@ -181,6 +210,7 @@ class PeopleCaSettings:
         env="BUGLESS_AUTH_PEOPLE_CA_PREVIOUS_CERTS",
         multiple=True,
         must_exist=True,
+        content=_ca_certificate,
         help="The certificate (PEM) of a people CA that --people-ca-cert replaced (repeatable; "
         "env: paths separated by ':'): the certificates it signed are still accepted, and it "
         "signs none. Remove it once they have expired (--people-cert-max-seconds).",
@@ -310,6 +340,7 @@ class AuthSettings:
         env="BUGLESS_AUTH_TOKEN_KEY_FILES",
         multiple=True,
         must_exist=True,
+        content=_token_key,
         help="Token key (repeatable; env: paths separated by ':'); the first signs, all "
         "verify. Ed25519 PEM, a JWK, or a 32+ byte secret (HS256).",
     )

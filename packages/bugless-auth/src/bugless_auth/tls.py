@@ -43,7 +43,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -52,6 +52,7 @@ from cryptography.x509.oid import NameOID
 
 from bugless_core.auth_backend import CertificateAuthenticator, ExternalIdentity
 from bugless_core.errors import InvalidArgument
+from bugless_core.setting_files import FileContent, pem_certificates
 from bugless_core.usernames import username_problem
 
 _log = logging.getLogger("bugless.auth.tls")
@@ -69,6 +70,20 @@ class CertificateMapping:
     email: str
     groups: tuple[str, ...]
     bot: bool
+
+
+def mapping_content(data: bytes) -> dict[str, CertificateMapping]:
+    """What ``mapping_file`` must hold (checked when ``bugless auth serve`` starts).
+
+    Raises:
+        ValueError: not UTF-8, or not a mapping :func:`parse_mapping` reads.
+    """
+    origin = "not a usable mapping"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{origin}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    return parse_mapping(text, origin=origin)
 
 
 def parse_mapping(text: str, *, origin: str) -> dict[str, CertificateMapping]:
@@ -137,6 +152,10 @@ class TlsAuthenticator(CertificateAuthenticator):
     """Maps client certificates to users through a configured allow-list."""
 
     name = "tls"
+    file_options: ClassVar[Mapping[str, FileContent]] = {
+        "mapping_file": mapping_content,
+        "ca_file": pem_certificates,
+    }
 
     def __init__(
         self,

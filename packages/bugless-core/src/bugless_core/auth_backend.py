@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from bugless_core.setting_files import FileContent
+
 
 class AuthenticatorKind(enum.StrEnum):
     """What a backend accepts; also AuthenticatorInfo.kind on the wire."""
@@ -78,10 +80,15 @@ class AuthenticatorBackend(ABC):
     Attributes:
         name: What a deployment lists in ``--authenticator``.
         kind: Which credential it checks.
+        file_options: The options that name a file, and what it must hold
+            (:mod:`bugless_core.setting_files`): ``bugless auth serve`` reads
+            and checks them before it connects anywhere, so a wrong file is
+            refused in one line naming the option, not in :meth:`open`.
     """
 
     name: ClassVar[str]
     kind: ClassVar[AuthenticatorKind]
+    file_options: ClassVar[Mapping[str, FileContent]] = {}
 
     @classmethod
     @abstractmethod
