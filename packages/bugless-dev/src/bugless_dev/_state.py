@@ -121,15 +121,11 @@ def _read_info(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         msg = (
-            f"state directory {path}: {VERSION_FILE} is unreadable ({exc}); "
-            "pass --reset to start over"
+            f"--state-dir {path}: {VERSION_FILE} is unreadable ({exc}); pass --reset to start over"
         )
         raise StateDirError(msg) from exc
     if not isinstance(data, dict):
-        msg = (
-            f"state directory {path}: {VERSION_FILE} is not a JSON object; "
-            "pass --reset to start over"
-        )
+        msg = f"--state-dir {path}: {VERSION_FILE} is not a JSON object; pass --reset to start over"
         raise StateDirError(msg)
     return data
 
@@ -161,16 +157,25 @@ def open_state_dir(path: Path, *, reset: bool) -> StateDir:
     """
     path = path.expanduser().absolute()
     if path.exists() and not path.is_dir():
-        raise StateDirError(f"state directory {path} is a file; pass another --state-dir")
-    info = _read_info(path) if path.exists() else None
+        raise StateDirError(f"--state-dir {path}: a file, not a directory; pass another")
+    try:
+        info = _read_info(path) if path.exists() else None
+    except StateDirError:
+        if not reset:
+            raise
+        info = {}  # its own version file, unreadable: --reset wipes it as it says
     if info is None and not _is_empty(path):
         msg = (
-            f"{path} is not empty and is not a bugless dev state directory (no {VERSION_FILE}); "
+            f"--state-dir {path}: it is not empty and is not a bugless dev state directory "
+            f"(no {VERSION_FILE}); "
             "pass an empty or new --state-dir"
         )
         raise StateDirError(msg)
-    path.mkdir(parents=True, exist_ok=True)
-    lock = _lock(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = _lock(path)
+    except OSError as exc:
+        raise StateDirError(f"--state-dir {path}: cannot be used: {exc.strerror or exc}") from exc
     try:
         if info is not None and reset:
             _wipe(path)
@@ -200,7 +205,7 @@ def _check_compatible(path: Path, info: dict[str, Any]) -> None:
     if found != STATE_FORMAT:
         made_by = info.get("created_by", "an unknown version")
         msg = (
-            f"state directory {path} has format {found!r} (written by {made_by}); this "
+            f"--state-dir {path} has format {found!r} (written by {made_by}); this "
             f"bugless-core {__version__} uses format {STATE_FORMAT}. Pass --reset to delete "
             "its data and start over, or pass another --state-dir"
         )
