@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
-from bugless_auth.service import options_from_environment
+from bugless_auth.settings import options_from_environment
 from bugless_core.errors import InvalidArgument, Unavailable
 from bugless_testing.ports import refused_port
 from bugless_testing.slapd import (
@@ -413,7 +413,7 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError("no bonsai here")
 sys.meta_path.insert(0, Block())
 from bugless_auth.ldap import LdapAuthenticator, LdapSettings
-from bugless_auth.service import options_from_environment
+from bugless_auth.settings import options_from_environment
 from bugless_core.errors import FailedPrecondition
 try:
     LdapAuthenticator(LdapSettings(urls=("ldap://x",), base_dn="dc=x"))

@@ -16,8 +16,11 @@ from click.testing import CliRunner, Result
 import bugless_auth.plugin
 from bugless_auth.commands import auth_group
 from bugless_auth.serve_commands import with_environment_options
-from bugless_auth.service import options_from_environment
-from bugless_auth.settings import AuthSettings, parse_authenticator_options
+from bugless_auth.settings import (
+    AuthSettings,
+    options_from_environment,
+    parse_authenticator_options,
+)
 from bugless_core.plugins import load_plugins
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from bugless_auth.commands import DATABASE_SETTINGS, DEFAULT_AUTH_PORT, ENV_PREFIX, run
-from bugless_auth.settings import AuthSettings
+from bugless_auth.settings import AuthSettings, options_from_environment
 from bugless_core.errors import BuglessError
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
@@ -129,7 +129,6 @@ def keygen_command() -> None:
 def serve_command(plugins: Plugins, settings: AuthServeSettings) -> None:
     """Serve bugless.v1.Authenticator over gRPC until SIGTERM."""
     from bugless_auth.runner import serve_auth  # noqa: PLC0415
-    from bugless_auth.service import options_from_environment  # noqa: PLC0415
 
     settings.log.configure()
     for name in settings.auth.authenticators:

@@ -16,7 +16,7 @@ import datetime
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -590,16 +590,3 @@ class AuthService(UserAdministration, UserLookups):
         if not self.policy.decide(caller.groups, permission).allowed:
             raise PermissionDenied(f"{action} needs the {permission} permission")
         return caller
-
-
-def options_from_environment(
-    environ: Mapping[str, str], names: Sequence[str]
-) -> dict[str, dict[str, str]]:
-    """Backend options from ``BUGLESS_AUTH_<NAME>_<KEY>`` variables, for enabled backends."""
-    options: dict[str, dict[str, str]] = {}
-    for name in names:
-        prefix = f"BUGLESS_AUTH_{name.upper()}_"
-        for key, value in environ.items():
-            if key.startswith(prefix) and len(key) > len(prefix):
-                options.setdefault(name, {})[key[len(prefix) :].lower()] = value
-    return options

@@ -416,3 +416,16 @@ class AuthSettings:
         for name in ("cache_max_entries", "min_password_length", "pool_max_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
+
+def options_from_environment(
+    environ: Mapping[str, str], names: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """Backend options from ``BUGLESS_AUTH_<NAME>_<KEY>`` variables, for enabled backends."""
+    options: dict[str, dict[str, str]] = {}
+    for name in names:
+        prefix = f"BUGLESS_AUTH_{name.upper()}_"
+        for key, value in environ.items():
+            if key.startswith(prefix) and len(key) > len(prefix):
+                options.setdefault(name, {})[key[len(prefix) :].lower()] = value
+    return options
