@@ -12,13 +12,52 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from bugless_core.errors import FailedPrecondition
 from bugless_core.importer import SourceAttachment
 from bugless_import.report import ImportReport
 from bugless_import.settings import ImportSettings
+
+
+def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """The records of a state file (one JSON object a line; none if it does not exist).
+
+    A last line cut short (the run stopped while writing it: the disk filled,
+    the machine went down) is left out: what it recorded is done or read
+    again, as if the run had stopped just before. With ``repair`` (a run
+    that holds the state directory and appends next) it is cut from the
+    file too, so the next line starts a line of its own.
+
+    Raises:
+        FailedPrecondition: a line before the last is not a record (naming
+            the file and the line): not something a stopped run leaves.
+    """
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records: list[dict[str, Any]] = []
+    start = 0
+    for number, line in enumerate(data.splitlines(keepends=True), 1):
+        try:
+            if line.strip():
+                records.append(json.loads(line))
+        except ValueError as exc:
+            if line.endswith(b"\n"):
+                msg = f"{path}, line {number}: not a record ({exc}); was the file edited?"
+                raise FailedPrecondition(msg) from exc
+            if repair:
+                os.truncate(path, start)
+            return records
+        start += len(line)
+    if repair and data and not data.endswith(b"\n"):
+        # A whole record whose line end was not written: end its line.
+        with path.open("ab") as out:
+            out.write(b"\n")
+    return records
 
 
 class DoneState:
@@ -28,21 +67,14 @@ class DoneState:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{source}-done.jsonl"
         self.done: dict[str, dict[str, object]] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    self.done[str(record["external_id"])] = record
+        for record in read_records(self.path, repair=True):
+            self.done[str(record["external_id"])] = record
         self._file = self.path.open("a", encoding="utf-8")
 
     @staticmethod
     def read(directory: Path, source: str) -> dict[str, int]:
         """The issue ids of the external ids an earlier run recorded (none: no state yet)."""
-        path = directory / f"{source}-done.jsonl"
-        if not path.exists():
-            return {}
-        lines = path.read_text(encoding="utf-8").splitlines()
-        records = (json.loads(line) for line in lines if line.strip())
+        records = read_records(directory / f"{source}-done.jsonl")
         return {str(r["external_id"]): int(r["issue_id"]) for r in records}
 
     def with_files(self, external_id: str) -> bool:
@@ -104,15 +136,12 @@ class RefusedFiles:
         self.directory = directory
         self.path = directory / f"{source}-refused.jsonl"
         self.refused: dict[_FileKey, str] = {}
-        if self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    key = (
-                        str(record["external_id"]), str(record["name"]), str(record["author"]),
-                        str(record["at"]), int(record["size"]),
-                    )  # fmt: skip
-                    self.refused[key] = str(record["why"])
+        for record in read_records(self.path, repair=True):
+            key = (
+                str(record["external_id"]), str(record["name"]), str(record["author"]),
+                str(record["at"]), int(record["size"]),
+            )  # fmt: skip
+            self.refused[key] = str(record["why"])
         self._file: TextIO | None = None
 
     @staticmethod
@@ -176,9 +205,6 @@ def write_outputs(settings: ImportSettings, source: str, report: ImportReport) -
     with (directory / f"{source}-redirects.csv").open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(["old_url", "new_url", "external_id"])
-        if state.exists():
-            for line in state.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    new = f"{base}/issues/{record['issue_id']}"
-                    writer.writerow([record["url"], new, record["external_id"]])
+        for record in read_records(state):
+            new = f"{base}/issues/{record['issue_id']}"
+            writer.writerow([record["url"], new, record["external_id"]])
