@@ -103,9 +103,8 @@ def _member(section: str, name: str) -> v1.Status | v1.Priority | v1.IssueType |
         return enum[name.upper()]
     except KeyError:
         names = ", ".join(m.name for m in enum if m.value)
-        raise InvalidArgument(
-            f"mapping [{section}]: {name!r} is not a bugless value; use one of {names}"
-        ) from None
+        msg = f"[{section}]: {name!r} is not a bugless value; use one of {names}"
+        raise ValueError(msg) from None
 
 
 def _label_target(key: str, raw: str) -> LabelTarget:
@@ -116,9 +115,25 @@ def _label_target(key: str, raw: str) -> LabelTarget:
         name, _, value = rest.partition("=")
         if name.strip() and value.strip():
             return LabelTarget(field=name.strip(), value=value.strip())
-    raise InvalidArgument(
-        f"mapping [labels] {key!r}: {raw!r} is neither 'hotlist:<name>' nor 'field:<name>=<value>'"
+    raise ValueError(
+        f"[labels] {key!r}: {raw!r} is neither 'hotlist:<name>' nor 'field:<name>=<value>'"
     )
+
+
+def mapping_content(data: bytes) -> Mapping:
+    """What ``--mapping`` must hold (checked when ``bugless import`` starts).
+
+    The file alone, without an importer's defaults: those only add keys,
+    and every value the file gives is checked as :func:`load_mapping` would.
+
+    Raises:
+        ValueError: not UTF-8, not TOML, or not a mapping :func:`load_mapping` reads.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    return _resolve(_parsed(text), None)
 
 
 def load_mapping(
@@ -127,26 +142,44 @@ def load_mapping(
     """The importer's defaults overridden by the file at ``path`` (if any).
 
     Raises:
-        InvalidArgument: the file is not TOML, names an unknown section, or
-            maps to something bugless does not have.
+        InvalidArgument: the file is not UTF-8 TOML, names an unknown
+            section, or maps to something bugless does not have.
     """
-    data: dict[str, object] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidArgument(f"mapping {path}: not valid TOML: {exc}") from exc
+    try:
+        data = {} if path is None else _parsed(path.read_text(encoding="utf-8"))
+        return _resolve(data, defaults)
+    except UnicodeDecodeError as exc:
+        msg = f"mapping {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise InvalidArgument(msg) from exc
+    except ValueError as exc:
+        where = f"mapping {path}" if path is not None else "the importer's default mapping"
+        raise InvalidArgument(f"{where}: {exc}") from exc
+
+
+def _parsed(text: str) -> dict[str, object]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"not valid TOML: {exc}") from exc
+
+
+def _resolve(
+    data: dict[str, object], defaults: MappingABC[str, MappingABC[str, str]] | None
+) -> Mapping:
+    """``defaults`` overridden by ``data``, every value checked.
+
+    Raises:
+        ValueError: naming the section (and key) at fault.
+    """
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
-        raise InvalidArgument(
-            f"mapping {path}: unknown section [{unknown[0]}]; use {', '.join(_SECTIONS)}"
-        )
+        raise ValueError(f"unknown section [{unknown[0]}]; use {', '.join(_SECTIONS)}")
     mapping = Mapping()
     for section in _SECTIONS:
         merged = {k.casefold(): v for k, v in (defaults or {}).get(section, {}).items()}
         given = data.get(section, {})
         if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
-            raise InvalidArgument(f'mapping [{section}]: expected key = "value" pairs')
+            raise ValueError(f'[{section}]: expected key = "value" pairs')
         merged.update({str(k).casefold(): str(v) for k, v in given.items()})
         if section == "labels":
             mapping.labels = {k: _label_target(k, v) for k, v in merged.items()}

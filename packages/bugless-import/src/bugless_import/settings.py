@@ -8,7 +8,9 @@ from pathlib import Path
 
 from bugless_core.limits import MAX_IMPORT_BATCH
 from bugless_core.service_address import ServiceAddress
+from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import setting
+from bugless_import.mapping import mapping_content
 
 
 def _options(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -82,12 +84,24 @@ class ImportSettings:
         help="Authenticator service host:port.",
     )
     tls_ca: Path | None = setting(
-        None, must_exist=True, help="CA of the services' certificates; enables TLS to them."
+        None,
+        must_exist=True,
+        content=pem_certificates,
+        help="CA of the services' certificates; enables TLS to them.",
     )
     tls_cert: Path | None = setting(
-        None, must_exist=True, help="The import identity's client certificate (mTLS)."
+        None,
+        must_exist=True,
+        content=pem_certificates,
+        help="The import identity's client certificate (mTLS).",
     )
-    tls_key: Path | None = setting(None, must_exist=True, help="Private key of --tls-cert.")
+    tls_key: Path | None = setting(
+        None,
+        must_exist=True,
+        content=pem_private_key,
+        key_of="tls_cert",
+        help="Private key of --tls-cert.",
+    )
     token: str = setting(
         "",
         secret=True,
@@ -103,7 +117,10 @@ class ImportSettings:
     )
     password: str = setting("", cli=False, secret=True, help="The password of --user.")
     mapping: Path | None = setting(
-        None, must_exist=True, help="TOML mapping file: statuses, priorities, components, labels."
+        None,
+        must_exist=True,
+        content=mapping_content,
+        help="TOML mapping file: statuses, priorities, components, labels.",
     )
     state_dir: Path = setting(
         Path("bugless-import-state"),
