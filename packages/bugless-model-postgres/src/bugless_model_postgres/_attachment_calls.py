@@ -29,7 +29,7 @@ from bugless_core.attachments import (
     sanitise_name,
 )
 from bugless_core.blobs import BlobReader, BlobStore
-from bugless_core.errors import ContentGone, SizeLimitExceeded
+from bugless_core.errors import ContentGone, NotFound, SizeLimitExceeded
 from bugless_model_postgres import _attachments as att
 from bugless_model_postgres import _delete_in_one, _import_files, _upload_in_one
 from bugless_model_postgres._context import WriteContext, fetch_issue_rows, issue_not_found
@@ -44,6 +44,40 @@ _log = logging.getLogger(__name__)
 
 async def _mark_redacted(ctx: WriteContext, issue_id: int, attachment_id: int) -> str:
     return await att.redact(ctx, issue_id, attachment_id)
+
+
+#: The ErrorInfo reason of an attachment whose content the blob store lacks.
+CONTENT_MISSING = "CONTENT_MISSING"
+
+
+def content_missing(attachment: v1.Attachment, store: str, cause: NotFound) -> NotFound:
+    """NOT_FOUND for a listed attachment whose content is not in the blob store.
+
+    It happens after a restore that brought back a database listing a file the
+    bucket's copy lacks (docs/backup.md). The person downloading cannot fix
+    it, so the message says whom to tell; the operator gets the object's hash
+    in the log (and the ErrorInfo) to bring it back from the backup bucket.
+    """
+    _log.error(
+        "attachment %s (issue %s, %r): its content %s is missing from the %s blob store (%s); "
+        "restore it from the backup (docs/backup.md)",
+        attachment.id,
+        attachment.issue_id,
+        attachment.name,
+        attachment.sha256,
+        store,
+        cause.message,
+    )
+    return NotFound(
+        f"attachment {attachment.id} ({attachment.name}): the file's content is missing "
+        "from storage; tell the operator",
+        reason=CONTENT_MISSING,
+        metadata={
+            "attachment_id": str(attachment.id),
+            "sha256": attachment.sha256,
+            "blob_store": store,
+        },
+    )
 
 
 class AttachmentCalls(EditsAndCustomFields):
@@ -149,9 +183,12 @@ class AttachmentCalls(EditsAndCustomFields):
                 f"attachment {attachment.id} {gone}: its content is gone",
                 metadata={"attachment_id": str(attachment.id)},
             )
-        reader = await self.blob_store.open(
-            attachment.sha256, offset=request.offset, length=request.length or None
-        )
+        try:
+            reader = await self.blob_store.open(
+                attachment.sha256, offset=request.offset, length=request.length or None
+            )
+        except NotFound as exc:
+            raise content_missing(attachment, self.blob_store.name, exc) from exc
         return attachment, reader
 
     async def get_attachment(self, request: v1.GetAttachmentRequest) -> v1.Attachment:
