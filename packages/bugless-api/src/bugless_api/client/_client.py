@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Self
+
 from bugless_api.client._attachments import AttachmentCalls
 from bugless_api.client._catalog import ComponentCalls
+from bugless_api.client._config import connection_settings
 from bugless_api.client._hotlists import HotlistCalls, SavedSearchCalls
 from bugless_api.client._issues import IssueCalls
 from bugless_api.client._notifications import NotificationCalls
@@ -25,3 +29,26 @@ class BuglessClient(
     Components, Hotlists, SavedSearches, Notifications, Webhooks), plus helpers that page through
     lists (``iter_issues``, ``iter_history``, ``all_saved_searches``).
     """
+
+    @classmethod
+    def from_config(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
+        """A client connected as the ``bugless`` commands are: the script's own identity.
+
+        Reads ``BUGLESS_API``, ``BUGLESS_CERT``, ``BUGLESS_KEY``, ``BUGLESS_CA``
+        and ``BUGLESS_TIME_ZONE``, then ``client.toml`` (``BUGLESS_CLIENT_CONFIG``,
+        else ``~/.config/bugless/client.toml``, which ``bugless login`` writes),
+        each setting on its own; the zone then falls back to the machine's.
+
+        Args:
+            environ: The variables to read (default: ``os.environ``).
+            **options: The other arguments of the constructor (``timeout``,
+                ``retry``, ``time_zone`` to override the configured one).
+
+        Raises:
+            InvalidArgument: A setting is missing, a file it names does not
+                exist, or the certificate has expired (``metadata["origin"]``
+                is ``"client"``: nothing was sent).
+        """
+        found = connection_settings(environ)
+        options.setdefault("time_zone", found.time_zone)
+        return cls(found.api, found.cert, found.key, found.ca, **options)

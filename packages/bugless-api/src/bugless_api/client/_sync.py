@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from bugless_api.client._client import BuglessClient
 from bugless_core import eventloop
@@ -56,6 +56,15 @@ class SyncBuglessClient:
             # object to close, so the private loop must not outlive this call.
             self._loop.close()
             raise
+
+    @classmethod
+    def from_config(cls, environ: Mapping[str, str] | None = None, **options: Any) -> Self:
+        """As :meth:`BuglessClient.from_config`: the settings the ``bugless`` commands use."""
+        from bugless_api.client._config import connection_settings  # noqa: PLC0415
+
+        found = connection_settings(environ)
+        options.setdefault("time_zone", found.time_zone)
+        return cls(found.api, found.cert, found.key, found.ca, **options)
 
     def __enter__(self) -> SyncBuglessClient:
         return self
