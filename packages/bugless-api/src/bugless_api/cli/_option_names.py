@@ -112,6 +112,7 @@ COMPONENT_CREATE_OPTIONS: OptionNames = {
     "name": "NAME",
     "parent_id": "--parent",
     "description": "--description",
+    **{f"acl.principal.{kind}": "--admin/--editor/--viewer" for kind in ("user", "group")},
 }
 
 #: ``bugless component update ID_OR_PATH`` (UpdateComponentRequest).

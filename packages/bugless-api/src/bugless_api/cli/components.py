@@ -23,6 +23,20 @@ if TYPE_CHECKING:
     from bugless_proto import v1
 
 
+def _access_text(acl: list[v1.AclEntry]) -> str:
+    """``admin user:alice, viewer group:eng``; "inherited" when the component lists none."""
+    if not acl:
+        return "inherited"
+    parts = []
+    for entry in acl:
+        who = entry.principal
+        name = f"user:{who.user}" if who is not None and who.user is not None else ""
+        if who is not None and who.group is not None:
+            name = f"group:{who.group}"
+        parts.append(f"{entry.role.name.lower()} {name}")
+    return ", ".join(parts)
+
+
 def _component_detail(component: v1.Component) -> Detail:
     return Detail(
         lines=[
@@ -31,6 +45,7 @@ def _component_detail(component: v1.Component) -> Detail:
             ("parent", component.parent_id),
             ("archived", component.archived),
             ("your role", component.caller_role),
+            ("access", _access_text(component.acl)),
             ("version", component.version),
             ("description", component.description),
         ],
@@ -66,17 +81,65 @@ async def component_show(client: BuglessClient, component_ref: str) -> Detail:
     return _component_detail(component)
 
 
+_ROLE_HELP = "user:NAME or group:NAME (a bare name is a user) given the {} role (repeatable)."
+
+
+def _principals(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[v1.AclEntry]:
+    """The option's principals as ACL entries of its role, checked while parsing."""
+    from bugless_proto import v1  # noqa: PLC0415
+
+    role = v1.Role[str(param.name).removesuffix("s").upper()]
+    entries = []
+    for text in values:
+        kind, _, name = text.partition(":")
+        if not name:
+            kind, name = "user", text
+        if kind not in {"user", "group"} or not name:
+            raise click.BadParameter(f"{text!r}: use user:NAME or group:NAME", ctx, param)
+        who = v1.Principal(user=name) if kind == "user" else v1.Principal(group=name)
+        entries.append(v1.AclEntry(principal=who, role=role))
+    return entries
+
+
 @component_group.command("create")
 @click.argument("name")
-@click.option("--parent", "parent_id", type=ID_OR_ZERO, default=0, help="Parent id; 0 = top level.")
+@click.option("--parent", "parent_ref", default="0", help="Parent id or path; 0 = top level.")
 @click.option("--description", default="", help="What the component covers.")
+@click.option(
+    "--admin", "admins", multiple=True, callback=_principals, help=_ROLE_HELP.format("admin")
+)
+@click.option(
+    "--editor", "editors", multiple=True, callback=_principals, help=_ROLE_HELP.format("editor")
+)
+@click.option(
+    "--viewer", "viewers", multiple=True, callback=_principals, help=_ROLE_HELP.format("viewer")
+)
 @client_options
 @command(option_names=COMPONENT_CREATE_OPTIONS)
-async def component_create(
-    client: BuglessClient, name: str, parent_id: int, description: str
+async def component_create(  # noqa: PLR0917 - click passes every option by keyword
+    client: BuglessClient,
+    name: str,
+    parent_ref: str,
+    description: str,
+    admins: list[v1.AclEntry],
+    editors: list[v1.AclEntry],
+    viewers: list[v1.AclEntry],
 ) -> Detail:
-    """Create a component (top level needs the create_component permission)."""
-    component = await client.create_component(name, parent_id=parent_id, description=description)
+    """Create a component (top level needs the create_component permission).
+
+    Its creator gets no role by creating it: name its admins with --admin
+    (yourself, to define its custom fields and change it later), else only
+    the parent's admins (or global admins, at the top level) can. With no
+    entries here or above, every signed-in person may see and edit it.
+    """
+    acl = [*admins, *editors, *viewers]
+    parent = id_or_path(parent_ref) if parent_ref != "0" else 0
+    parent_id = parent if isinstance(parent, int) else (await client.get_component(parent)).id
+    component = await client.create_component(
+        name, parent_id=parent_id, description=description, acl=acl
+    )
     return _component_detail(component)
 
 

@@ -1,0 +1,66 @@
+"""``bugless component create`` names who may do what, and takes its parent by path.
+
+The creator of a component gets no role by creating it (MODEL_CONTRACT), so
+a bot or person who made one with the CLI could not define its custom
+fields or change it: the command had no way to list an admin. ``--admin``,
+``--editor`` and ``--viewer`` (``user:NAME``, ``group:NAME`` or a bare
+username) make its ACL; ``component show`` prints it. Real services, the CLI
+in subprocesses as a script runs it.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from api_support import ConnectAs, bugless_cli, cli_json, signed_in
+
+
+async def test_the_creator_names_itself_admin_and_defines_a_field(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    await signed_in(connect_as, "cli-bot", "viewer")
+    name = f"Team-{secrets.token_hex(3)}"
+    made = cli_json(
+        served_api, "component", "create", name, "--admin", "cli-bot", "--viewer", "group:triage"
+    )
+    assert made["caller_role"] == "ADMIN"
+    assert [(e["role"], e["principal"]) for e in made["acl"]] == [
+        ("ADMIN", {"user": "cli-bot", "group": None}),
+        ("VIEWER", {"user": None, "group": "triage"}),
+    ]
+    shown = bugless_cli(served_api, "component", "show", name).stdout
+    assert "access       admin user:cli-bot, viewer group:triage" in shown
+    bugless_cli(served_api, "component", "field", "create", name, "Found In", "--type", "text")
+    issue = cli_json(
+        served_api, "issue", "create", "--title", "t", "--component", name, "--field", "Found In=4"
+    )
+    assert [(v["name"], v["values"]) for v in issue["custom_fields"]] == [("Found In", ["4"])]
+
+    child = cli_json(served_api, "component", "create", "Sub", "--parent", name)
+    assert (child["path"], child["parent_id"], child["acl"]) == (f"{name}>Sub", made["id"], [])
+    assert (
+        "access       inherited" in bugless_cli(served_api, "component", "show", child["id"]).stdout
+    )
+
+
+async def test_a_bad_principal_is_refused_and_nothing_is_created(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    await signed_in(connect_as, "cli-bot")
+    name = f"Refused-{secrets.token_hex(3)}"
+    malformed = bugless_cli(
+        served_api, "component", "create", name, "--admin", "team:x", check=False
+    )
+    assert malformed.returncode == 2
+    assert "Invalid value for '--admin': 'team:x': use user:NAME or group:NAME" in malformed.stderr
+    unknown = bugless_cli(served_api, "component", "create", name, "--editor", "ghost", check=False)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == (
+        "error: --admin/--editor/--viewer: no bugless user is named 'ghost'"
+    )
+    missing = bugless_cli(
+        served_api, "component", "create", name, "--parent", "No>Such", check=False
+    )
+    assert missing.returncode == 3
+    listed = cli_json(served_api, "component", "list")
+    assert name not in str(listed)
