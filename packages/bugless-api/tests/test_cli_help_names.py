@@ -40,3 +40,19 @@ def test_versions_and_entries_are_numbers_in_every_help() -> None:
                 shown[f"{path} {option.opts[0]}"] = record[0]
     assert len(shown) >= 10, shown
     assert {help_name.split()[-1] for help_name in shown.values()} == {"N"}, shown
+
+
+def test_no_help_shows_docstring_markup() -> None:
+    """``--help`` prints a command's docstring as written: reST's double backquotes show.
+
+    ``bugless issue edit-comment --help`` read "(``bugless issue history``)".
+    """
+    root = build_cli(load_plugins())
+    ctx = click.Context(root)
+    marked = {
+        path: text
+        for path, command in _commands(root, ctx)
+        for text in [command.get_help(click.Context(command, info_name=path))]
+        if "``" in text
+    }
+    assert marked == {}

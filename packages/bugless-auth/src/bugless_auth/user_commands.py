@@ -299,7 +299,7 @@ def user_sessions_command(
     What the web's Sessions page shows its owner: how each was made, from
     which address, when, when last used (to within 5 minutes), and when it
     expires. An ended session is refused on its next validation by every
-    Authenticator replica; every session at once: ``bugless auth user disable``.
+    Authenticator replica; every session at once: `bugless auth user disable`.
     """
     from bugless_auth.sessions import SessionStore  # noqa: PLC0415 - module docstring
     from bugless_core.errors import NotFound  # noqa: PLC0415

@@ -54,7 +54,7 @@ async def edit_comment_command(
 ) -> Detail:
     """Replace the text of your comment #ENTRY (1: the description) of ISSUE_ID.
 
-    The earlier text stays in the history (``bugless issue history``).
+    The earlier text stays in the history (`bugless issue history`).
     """
     reply = await client.edit_comment(
         issue_id, entry_version, text, expected_version=expected_version
