@@ -270,7 +270,7 @@ class AttachmentCalls(ClientBase):
                 async for chunk in file_chunks(file, handle):
                     yield v1.UploadAttachmentRequest(chunk=chunk)
 
-            with call_errors("the bugless API is unreachable"):
+            with call_errors(self.unreachable):
                 async with self.issues.channel.request(
                     "/bugless.v1.Issues/UploadAttachment",
                     Cardinality.STREAM_UNARY,
@@ -351,7 +351,7 @@ class AttachmentCalls(ClientBase):
         """The raw download stream: the Attachment, then content chunks from ``offset``."""
         check_id(attachment_id, "attachment_id")
         request = v1.DownloadAttachmentRequest(attachment_id=attachment_id, offset=offset)
-        with call_errors("the bugless API is unreachable"):
+        with call_errors(self.unreachable):
             async for part in self.issues.download_attachment(request):
                 yield part
 

@@ -13,7 +13,12 @@ from typing import Protocol, Self, TypeVar
 from grpclib.client import Channel
 
 from bugless_core.backoff import Backoff
-from bugless_core.clients import ServiceAddress, call, channel_connection, forget_connection
+from bugless_core.clients import (
+    ServiceAddress,
+    call_errors,
+    channel_connection,
+    forget_connection,
+)
 from bugless_core.enums import enum_by_name
 from bugless_core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from bugless_core.ids import check_id
@@ -184,6 +189,11 @@ class ClientBase:
         self.close()
 
     @property
+    def unreachable(self) -> str:
+        """How a connection failure starts: the API this client was given, by address."""
+        return f"the bugless API at {self.address.host}:{self.address.port} is unreachable"
+
+    @property
     def channel(self) -> Channel:
         """The grpclib channel (for instrumentation such as event listeners)."""
         return self._channel
@@ -199,7 +209,8 @@ class ClientBase:
         while True:
             used = channel_connection(self._channel)
             try:
-                return await call(method, request, timeout=self.timeout)
+                with call_errors(self.unreachable):
+                    return await method(request, timeout=self.timeout)
             except (Unavailable, ResourceExhausted) as exc:
                 # A rate-limited call and a call a draining server refused were
                 # never run: retrying them is safe even when not idempotent.

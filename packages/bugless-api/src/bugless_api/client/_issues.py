@@ -396,6 +396,6 @@ class IssueCalls(ClientBase):
             check_id(issue_id, "issue_id")
         zone = self.time_zone if time_zone is None else time_zone
         request = v1.QueryWatchRequest(issue_id=issue_id, query=query, time_zone=zone)
-        with call_errors("the bugless API is unreachable"):
+        with call_errors(self.unreachable):
             async for event in self.issues.watch(request):
                 yield event
