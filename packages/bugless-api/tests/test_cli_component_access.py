@@ -64,3 +64,28 @@ async def test_a_bad_principal_is_refused_and_nothing_is_created(
     assert missing.returncode == 3
     listed = cli_json(served_api, "component", "list")
     assert name not in str(listed)
+
+
+async def test_list_and_update_take_the_parent_by_path_too(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    await signed_in(connect_as, "cli-bot")
+    name = f"Moves-{secrets.token_hex(3)}"
+    top = cli_json(served_api, "component", "create", name, "--admin", "cli-bot")
+    child = cli_json(served_api, "component", "create", "Child", "--parent", name)
+    other = cli_json(served_api, "component", "create", "Other", "--parent", top["id"])
+
+    listed = cli_json(served_api, "component", "list", "--parent", name)["components"]
+    assert sorted(c["path"] for c in listed) == [f"{name}>Child", f"{name}>Other"]
+
+    moved = cli_json(served_api, "component", "update", other["id"], "--parent", f"{name}>Child")
+    assert (moved["path"], moved["parent_id"]) == (f"{name}>Child>Other", child["id"])
+    back = cli_json(served_api, "component", "update", moved["id"], "--parent", top["id"])
+    assert back["path"] == f"{name}>Other"
+    missing = bugless_cli(
+        served_api, "component", "update", back["id"], "--parent", "No>Such", check=False
+    )
+    assert (missing.returncode, missing.stderr.strip()) == (
+        3,
+        "error: component 'No>Such' not found",
+    )

@@ -53,15 +53,24 @@ def _component_detail(component: v1.Component) -> Detail:
     )
 
 
+async def _component_id(client: BuglessClient, ref: str) -> int:
+    """The id ``ref`` names: digits are an id (0: none, the top level), else a path."""
+    if ref == "0":
+        return 0
+    found = id_or_path(ref)
+    return found if isinstance(found, int) else (await client.get_component(found)).id
+
+
 @component_group.command("list")
 @click.option(
-    "--parent", "parent_id", type=ID_OR_ZERO, default=0, help="Only this component's children."
+    "--parent", "parent_ref", default="0", help="Only this component's children (id or path)."
 )
 @click.option("--archived", is_flag=True, help="Include archived components.")
 @client_options
 @command
-async def component_list(client: BuglessClient, parent_id: int, archived: bool) -> Table:
+async def component_list(client: BuglessClient, parent_ref: str, archived: bool) -> Table:
     """List the components you can see, in path order."""
+    parent_id = await _component_id(client, parent_ref)
     components = await client.list_components(parent_id=parent_id, include_archived=archived)
     return Table(
         headers=["id", "path", "role", "archived"],
@@ -135,8 +144,7 @@ async def component_create(  # noqa: PLR0917 - click passes every option by keyw
     entries here or above, every signed-in person may see and edit it.
     """
     acl = [*admins, *editors, *viewers]
-    parent = id_or_path(parent_ref) if parent_ref != "0" else 0
-    parent_id = parent if isinstance(parent, int) else (await client.get_component(parent)).id
+    parent_id = await _component_id(client, parent_ref)
     component = await client.create_component(
         name, parent_id=parent_id, description=description, acl=acl
     )
@@ -161,7 +169,9 @@ async def _update(
 @click.argument("component_ref", metavar="ID_OR_PATH")
 @click.option("--name", default=None, help="Rename it (its path and its children's change).")
 @click.option("--description", default=None, help="Replace the description.")
-@click.option("--parent", "parent_id", type=ID_OR_ZERO, default=None, help="Move under this id.")
+@click.option(
+    "--parent", "parent_ref", default=None, help="Move under this id or path (0: to the top level)."
+)
 @click.option(
     "--expected-version",
     metavar="N",
@@ -177,10 +187,11 @@ async def component_update(
     component_ref: str,
     name: str | None,
     description: str | None,
-    parent_id: int | None,
+    parent_ref: str | None,
     expected_version: int | None,
 ) -> Detail:
     """Rename, describe or move a component (its admins)."""
+    parent_id = None if parent_ref is None else await _component_id(client, parent_ref)
     given = {"name": name, "description": description, "parent_id": parent_id}
     changes = {field: value for field, value in given.items() if value is not None}
     if not changes:
