@@ -3,7 +3,7 @@
 Real Authenticators on one schema (as replicas before, during and after the
 rotation), real CAs from trustme, real certificates from people's CSRs. The
 TLS handshake at the API with both CAs in its client bundle is
-packages/bugless-api/tests/test_people_ca_rotation.py.
+packages/bugless-api/tests/test_api_people_ca_rotation.py.
 """
 
 from __future__ import annotations
