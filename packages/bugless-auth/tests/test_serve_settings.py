@@ -60,6 +60,21 @@ def test_a_policy_file_that_is_missing_is_a_usage_error(
     assert "absent.toml" in result.output
 
 
+def test_a_policy_file_that_is_not_utf8_names_the_file_and_what_it_must_be(
+    key_files: KeyFiles, tmp_path: Path
+) -> None:
+    """A policy saved as Latin-1 used to be only the decoder's "can't decode byte 0xe9"."""
+    path = tmp_path / "policy.toml"
+    path.write_bytes('triagers = ["create_component"]  # équipe\n'.encode("latin-1"))
+    result = _serve(key_files, "--policy", str(path))
+    assert result.exit_code == 2
+    assert (
+        f"--policy: {str(path)!r} is not valid: policy file {path}: not UTF-8 text "
+        "(invalid continuation byte at byte 35); a policy file must be UTF-8 JSON or TOML"
+    ) in result.output
+    assert "codec" not in result.output
+
+
 def test_an_authenticator_option_without_name_and_key_is_refused(key_files: KeyFiles) -> None:
     result = _serve(key_files, "--authenticator-option", "mapping_file=/x")
     assert result.exit_code == 2

@@ -95,15 +95,28 @@ def parse_policy(text: str, *, origin: str = "policy") -> dict[str, tuple[str, .
 
 
 def load_policy(value: str) -> dict[str, tuple[str, ...]]:
-    """A policy from inline JSON/TOML or, when ``value`` names a file, from that file."""
+    """A policy from inline JSON/TOML or, when ``value`` names a file, from that file.
+
+    Raises:
+        PolicyError: the file cannot be read or is not UTF-8 text (naming
+            the file and, for the latter, the byte: a policy saved in a
+            legacy encoding is otherwise only the decoder's message), or
+            the policy does not parse (:func:`parse_policy`).
+    """
     stripped = value.strip()
     if stripped.startswith("{") or "=" in stripped or "\n" in stripped:
         return parse_policy(stripped)
     path = Path(stripped)
     try:
-        return parse_policy(path.read_text(encoding="utf-8"), origin=str(path))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"policy file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            f"policy file {path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "a policy file must be UTF-8 JSON or TOML"
+        ) from exc
+    return parse_policy(text, origin=str(path))
 
 
 class Policy:
