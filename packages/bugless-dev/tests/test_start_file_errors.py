@@ -199,6 +199,7 @@ FILE_CASES = [
     Case("web", "--tls-key", "ca", KEY),
     Case("notify", "--service-key", "cert", KEY),
     Case("notify", "--smtp-ca-file", "key", CERT),
+    Case("notify", "--webhook-ca-file", "garbage", CERT),
 ]  # fmt: skip
 
 #: What the line says of the two other kinds of bad file.

@@ -14,16 +14,19 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import trustme
 from notify_support import SECRET, WebhookReceiver, webhook_delivery
 
 from bugless_core.errors import InvalidArgument
 from bugless_core.networks import parse_networks
 from bugless_core.notification_channel import DeliveryStatus, Notification
+from bugless_core.settings import settings_from_environ
 from bugless_dev.pki import LocalPki
 from bugless_notify.addresses import ALLOW_SETTING, AddressPolicy
 from bugless_notify.component_webhooks import ComponentWebhookStore
 from bugless_notify.endpoints import WebhookEndpointStore
 from bugless_notify.queue import DeliveryQueue
+from bugless_notify.settings import NotifierSettings
 from bugless_notify.webhook import WebhookChannel, WebhookEndpoint, WebhookSettings
 from bugless_testing import webhooks
 
@@ -247,3 +250,53 @@ async def test_a_bad_network_in_the_options_is_refused_naming_the_option() -> No
 async def test_the_channel_options_carry_the_allowed_networks() -> None:
     settings = WebhookSettings.from_options({"allowed_networks": "127.0.0.0/8, ::1"})
     assert settings.allowed_networks == LOOPBACK
+
+
+def _serve_settings(**variables: str) -> NotifierSettings:
+    """``notify serve``'s settings from its variables, as the command reads them."""
+    environ = {
+        "BUGLESS_NOTIFY_MODEL": "127.0.0.1:1",
+        "BUGLESS_NOTIFY_AUTH": "127.0.0.1:2",
+        "BUGLESS_NOTIFY_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x",
+        "BUGLESS_NOTIFY_INSECURE_LOCAL": "true",
+        "BUGLESS_NOTIFY_SECRET_KEYS": "0123456789abcdef-secret",
+        "BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        **variables,
+    }
+    return settings_from_environ(NotifierSettings, environ, env_prefix="BUGLESS_NOTIFY_")
+
+
+async def test_webhook_ca_file_lets_notify_serve_deliver_to_a_receiver_of_an_internal_ca(
+    pool: asyncpg.Pool,
+    endpoints: WebhookEndpointStore,
+    components: ComponentWebhookStore,
+    tmp_path: Path,
+) -> None:
+    """A receiver on an allowed network whose certificate an internal CA signed.
+
+    The channel's ``ca_file`` was never passed by ``notify serve`` (no flag,
+    no variable), so such a receiver could not be reached at all: the default
+    trust is certifi's bundle, not the system's store.
+    """
+    ca = trustme.CA()
+    ca_file = tmp_path / "internal-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with webhooks.WebhookReceiver(SECRET, status=200, tls=context) as served:
+        await _add_for_component(
+            pool, components, "internal", f"https://127.0.0.1:{served.port}/internal"
+        )
+        results = []
+        for variables in ({"BUGLESS_NOTIFY_WEBHOOK_CA_FILE": str(ca_file)}, {}):
+            options = _serve_settings(**variables).webhook_options()
+            channel = await WebhookChannel.open({**options, "endpoints": endpoints})
+            try:
+                results.append(await channel.deliver(_notification("internal")))
+            finally:
+                await channel.close()
+    with_ca, without = results
+    assert with_ca.status is DeliveryStatus.DELIVERED, with_ca.reason
+    assert [hook.path for hook in served.received] == ["/internal"]
+    assert without.status is DeliveryStatus.RETRY  # the control: certifi's bundle refuses it
+    assert "CERTIFICATE_VERIFY_FAILED" in without.reason

@@ -248,14 +248,7 @@ async def _start_on(
     auth = DrainAwareAuthenticatorStub(auth_channel)
     email = await EmailChannel.open(settings.smtp.channel_options())
     opened.push_async_callback(email.close)
-    webhook = await WebhookChannel.open(
-        {
-            "timeout_seconds": str(settings.webhook_timeout_seconds),
-            "allowed_networks": " ".join(settings.webhook_allowed_networks),
-            "proxy": settings.webhook_proxy,
-            "endpoints": endpoints,
-        }
-    )
+    webhook = await WebhookChannel.open({**settings.webhook_options(), "endpoints": endpoints})
     opened.push_async_callback(webhook.close)
     worker = DeliveryWorker(
         pool,

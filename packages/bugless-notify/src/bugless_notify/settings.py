@@ -169,6 +169,10 @@ class NotifierSettings:
             by default (:mod:`bugless_notify.addresses`).
         webhook_proxy: Forward proxy of operator-level webhooks (empty:
             none; the environment's ``HTTP(S)_PROXY`` is never used).
+        webhook_ca_file: PEM bundle ``https`` webhook receivers'
+            certificates must chain to, instead of certifi's copy of
+            Mozilla's list (not the system's trust store): for receivers on
+            an allowed network that an internal CA signed.
         secret_keys: Keys sealing webhook secrets at rest, newest first
             (:mod:`bugless_notify.sealing`); none: stored as given.
         digest_hour_utc: When the daily digests go out (people whose
@@ -220,6 +224,13 @@ class NotifierSettings:
         "component: those never use one); HTTP(S)_PROXY in the environment is ignored. "
         "Empty: none.",
     )
+    webhook_ca_file: Path | None = setting(
+        None,
+        must_exist=True,
+        content=pem_certificates,
+        help="CA bundle https webhook receivers' certificates must chain to (an internal CA); "
+        "replaces the default, certifi's copy of Mozilla's CA list.",
+    )
     secret_keys: tuple[str, ...] = setting(
         flag="--secret-key",
         env="BUGLESS_NOTIFY_SECRET_KEYS",
@@ -251,3 +262,14 @@ class NotifierSettings:
             raise ValueError("concurrency (--concurrency) must be at least 1")
         object.__setattr__(self, "model", self.service_tls.apply(self.model))
         object.__setattr__(self, "auth", self.service_tls.apply(self.auth))
+
+    def webhook_options(self) -> dict[str, str]:
+        """The ``webhook`` channel's string options (the notifier adds ``endpoints``)."""
+        options = {
+            "timeout_seconds": str(self.webhook_timeout_seconds),
+            "allowed_networks": " ".join(self.webhook_allowed_networks),
+            "proxy": self.webhook_proxy,
+        }
+        if self.webhook_ca_file is not None:
+            options["ca_file"] = str(self.webhook_ca_file)
+        return options

@@ -190,7 +190,8 @@ class WebhookSettings:
         max_connections: HTTP connections open at once, over all endpoints.
         ca_file: PEM bundle ``https`` endpoints' certificates must chain to;
             unset, httpx's default bundle (certifi's copy of Mozilla's CA
-            list, not the system's trust store: an internal CA needs this).
+            list, not the system's trust store: an internal CA needs this;
+            ``BUGLESS_NOTIFY_WEBHOOK_CA_FILE``).
         allowed_networks: Networks component endpoints may reach although
             not public (``BUGLESS_NOTIFY_WEBHOOK_ALLOWED_NETWORKS``).
         proxy: ``http://`` or ``https://`` URL of a forward proxy that
