@@ -220,6 +220,22 @@ def test_ldap_read_replicas_and_oidc_settings_reach_the_authenticator() -> None:
     assert env["BUGLESS_AUTH_TOKEN_KEY_FILES"]["value"] == "/etc/bugless/token-keys/current.pem"
 
 
+def test_a_webhook_ca_secret_is_mounted_and_named_to_the_notifier() -> None:
+    """notify.webhookCaSecretName: its ca.crt is the notifier's --webhook-ca-file."""
+    notify = _deployment(render({"notify": {"webhookCaSecretName": "hooks-ca"}}), "notify")
+    pod = notify["spec"]["template"]["spec"]
+    env = env_of(pod["containers"][0])
+    assert env["BUGLESS_NOTIFY_WEBHOOK_CA_FILE"]["value"] == "/etc/bugless/webhook-ca/ca.crt"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "webhook-ca"]
+    assert volume["secret"]["secretName"] == "hooks-ca"
+    assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "webhook-ca"]
+    assert mount == {"name": "webhook-ca", "mountPath": "/etc/bugless/webhook-ca", "readOnly": True}
+    default = _deployment(render(), "notify")["spec"]["template"]["spec"]
+    assert "BUGLESS_NOTIFY_WEBHOOK_CA_FILE" not in env_of(default["containers"][0])
+    assert all(v["name"] != "webhook-ca" for v in default.get("volumes", []))
+
+
 def test_a_web_only_release_uses_the_main_releases_backends() -> None:
     manifests = rendered("values-web-next.yaml")
     assert [d["metadata"]["name"] for d in of_kind(manifests, "Deployment")] == ["bugless-web"]
