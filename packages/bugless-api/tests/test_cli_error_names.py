@@ -9,6 +9,7 @@ reads the wire path, in the message and the ``field`` metadata.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 from api_support import ConnectAs, bugless_cli, signed_in
@@ -21,6 +22,7 @@ from bugless_api.cli._option_names import (
 )
 from bugless_core import limits
 from bugless_core.errors import InvalidArgument
+from bugless_proto import v1
 
 NOBODY = f"nosuch{secrets.token_hex(3)}"
 UNKNOWN = f"no bugless user is named '{NOBODY}'"
@@ -107,3 +109,122 @@ def test_a_path_the_command_did_not_set_is_left_as_the_server_wrote_it() -> None
         in_option_terms("fields.title: is 501 characters long", None, ISSUE_CREATE_OPTIONS)
         == "--title: is 501 characters long"
     )
+
+
+def _refusals(env: dict[str, str], cases: list[tuple[list[str], int, str]]) -> None:
+    for args, code, said in cases:
+        result = bugless_cli(env, *args, check=False)
+        assert (result.returncode, result.stderr.strip()) == (code, f"error: {said}"), args[:4]
+
+
+async def test_hotlist_item_commands_name_their_arguments_and_options(
+    served_api: dict[str, str], connect_as: ConnectAs
+) -> None:
+    (client,) = await signed_in(connect_as, "cli-bot")
+    tag = secrets.token_hex(3)
+    hotlist = await client.create_hotlist(f"Items-{tag}")
+    component = await client.create_component(f"Items-{tag}")
+    issue = await client.create_issue("on the hotlist", component.id)
+    await client.add_to_hotlist(hotlist.id, [issue.id])
+    h, i, missing = str(hotlist.id), str(issue.id), "9" * 9
+    long_note = "n" * (limits.MAX_COMMENT_LENGTH + 1)
+    too_long = f"is {len(long_note)} characters long; at most {limits.MAX_COMMENT_LENGTH}"
+    not_on = f"issue {missing} is not on hotlist {h}"
+    _refusals(
+        served_api,
+        [
+            (["hotlist", "add", h, i, "--note", long_note], 1, f"--note: {too_long} are accepted"),
+            (
+                ["hotlist", "add", h, i, "--position", "-5"],
+                1,
+                "--position: use a 0-based position, or -1 to append",
+            ),
+            (["hotlist", "add", h, missing], 3, f"ISSUE_IDS: issue {missing} not found"),
+            (["hotlist", "remove", h, missing], 3, f"ISSUE_IDS: issue {missing} not found"),
+            (["hotlist", "note", h, i, long_note], 1, f"NOTE: {too_long} are accepted"),
+            (["hotlist", "note", h, missing, "x"], 3, f"ISSUE_ID: {not_on}"),
+            (["hotlist", "rank", h, missing, "0"], 3, f"ISSUE_ID: {not_on}"),
+            (["hotlist", "rerank", h, missing], 3, f"ISSUE_IDS: {not_on}"),
+            (["hotlist", "rename", h, " "], 1, "NAME: required and must not be blank"),
+        ],
+    )
+    after = await client.get_hotlist(hotlist.id)
+    assert (after.name, after.version) == (hotlist.name, hotlist.version)  # nothing was written
+
+
+async def test_comment_edit_redact_attach_and_field_commands_name_their_options(
+    served_api: dict[str, str], connect_as: ConnectAs, tmp_path: Path
+) -> None:
+    (client, robot) = await signed_in(connect_as, "cli-bot", "robot")
+    tag = secrets.token_hex(3)
+    admins = [
+        v1.AclEntry(principal=v1.Principal(user=name), role=v1.Role.ADMIN)
+        for name in ("robot", "cli-bot")
+    ]
+    component = await robot.create_component(f"Fields-{tag}", acl=admins)
+    issue = await client.create_issue("edits", component.id, description="d")
+    field = await client.create_custom_field(component.id, f"Os{tag}", "enum", options=["a"])
+    c, i, f, missing = str(component.id), str(issue.id), str(field.id), "9" * 9
+    long_text = "t" * (limits.MAX_COMMENT_LENGTH + 1)
+    too_long = f"is {len(long_text)} characters long; at most {limits.MAX_COMMENT_LENGTH}"
+    not_an_option = f"'zz' is not an option of custom field 'Os{tag}'; use one of 'a'"
+    attached = tmp_path / "notes.txt"
+    attached.write_text("hello")
+    create_field = ["component", "field", "create", c]
+    update_field = ["component", "field", "update", c, f]
+    no_field = f"no custom field {missing} applies to component {c}"
+    _refusals(
+        served_api,
+        [
+            (["issue", "edit-comment", i, "1", long_text], 1, f"TEXT: {too_long} are accepted"),
+            (
+                ["issue", "edit-comment", i, "99", "x"],
+                3,
+                f"ENTRY: issue {i} has no history entry 99",
+            ),
+            (
+                ["issue", "redact", i, "--entry", "99", "--yes"],
+                3,
+                f"--entry: issue {i} has no history entry 99",
+            ),
+            (
+                ["issue", "redact", i, "--attachment", missing, "--yes"],
+                3,
+                f"--attachment: issue {i} has no attachment {missing}",
+            ),
+            (
+                ["issue", "attach", i, str(attached), "--comment", long_text],
+                1,
+                f"--comment: {too_long} are accepted",
+            ),
+            (["issue", "update", i, "--field", f"Os{tag}=zz"], 1, f"--field: {not_an_option}"),
+            (
+                ["issue", "update", i, "--field", "nosuch=1"],
+                2,
+                f"--field: no custom field 'nosuch' applies here (known: 'Os{tag}')",
+            ),
+            ([*create_field, " ", "--type", "text"], 1, "NAME: required and must not be blank"),
+            (
+                [*create_field, f"E{tag}", "--type", "enum", "--option", "a", "--option", "a"],
+                1,
+                "--option: 'a' is listed twice",
+            ),
+            (
+                [*create_field, f"U{tag}", "--type", "user", "--default", NOBODY],
+                1,
+                f"--default: {UNKNOWN}",
+            ),
+            ([*update_field, "--name", " "], 1, "--name: required and must not be blank"),
+            ([*update_field, "--default", "zz"], 1, f"--default: {not_an_option}"),
+            ([*update_field, "--option", "q", "--option", "q"], 1, "--option: 'q' is listed twice"),
+            (
+                ["component", "field", "update", c, missing, "--name", "x"],
+                2,
+                f"FIELD_ID: {no_field}",
+            ),
+            (["component", "field", "delete", c, missing], 2, f"FIELD_ID: {no_field}"),
+        ],
+    )
+    assert (await client.get_issue(issue.id)).version == issue.version  # nothing was written
+    (unchanged,) = await client.list_custom_fields(component.id)
+    assert unchanged == field

@@ -179,6 +179,12 @@ def test_the_cli_adds_with_a_made_secret_shown_once_and_lists_by_path(
     )
     assert refused.returncode == 2, refused.stderr
     assert "give 32 or more" in refused.stderr
+    # The notifier's refusal names the argument (URL), not the request's field (url).
+    ftp = bugless_cli(served.env, "component", "webhook", "add", name, "ftp://x", check=False)
+    assert (ftp.returncode, ftp.stderr.strip()) == (
+        1,
+        "error: URL: 'ftp://x' is not an http:// or https:// URL",
+    )
     kept = tmp_path / "kept"
     kept.write_text(SECRET + "\n")
     from_file = cli_json(

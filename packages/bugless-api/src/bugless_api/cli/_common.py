@@ -37,7 +37,7 @@ from bugless_core import ids
 from bugless_core.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from bugless_api.cli._option_names import OptionNames
+    from bugless_api.cli._option_names import OptionNames, OptionNamesOf
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -389,25 +389,33 @@ def command(fn: AsyncCommand, /) -> Callable[..., None]: ...
 
 
 @overload
-def command(*, option_names: OptionNames) -> Callable[[AsyncCommand], Callable[..., None]]: ...
+def command(
+    *, option_names: OptionNames | OptionNamesOf
+) -> Callable[[AsyncCommand], Callable[..., None]]: ...
 
 
 def command(
-    fn: AsyncCommand | None = None, /, *, option_names: OptionNames | None = None
+    fn: AsyncCommand | None = None,
+    /,
+    *,
+    option_names: OptionNames | OptionNamesOf | None = None,
 ) -> Callable[..., None] | Callable[[AsyncCommand], Callable[..., None]]:
     """Turn ``async def fn(client, **params)`` into a click callback with client options.
 
     ``fn`` is told whether the output is JSON when it takes an ``as_json``
     parameter: a table of a few columns can ask the server for only those.
     ``@command(option_names=...)``: errors name the options (see
-    :func:`run_with_client`).
+    :func:`run_with_client`); a function of the command's parameters gives
+    the table when which option set a field depends on those given.
     """
     if fn is None:
         return functools.partial(_command, option_names=option_names)
     return _command(fn, option_names=option_names)
 
 
-def _command(fn: AsyncCommand, *, option_names: OptionNames | None) -> Callable[..., None]:
+def _command(
+    fn: AsyncCommand, *, option_names: OptionNames | OptionNamesOf | None
+) -> Callable[..., None]:
     wants_json = "as_json" in inspect.signature(fn).parameters
 
     @functools.wraps(fn)
@@ -416,9 +424,8 @@ def _command(fn: AsyncCommand, *, option_names: OptionNames | None) -> Callable[
         as_json = params.pop("as_json")
         if wants_json:
             params["as_json"] = as_json
-        result = run_with_client(
-            options, lambda client: fn(client, **params), option_names=option_names
-        )
+        names = option_names(params) if callable(option_names) else option_names
+        result = run_with_client(options, lambda client: fn(client, **params), option_names=names)
         emit(result, as_json=as_json)
 
     return callback

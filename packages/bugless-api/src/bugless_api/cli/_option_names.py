@@ -17,10 +17,14 @@ not found``), so the tables hold those names too.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 #: Wire path (without list indexes) -> the option, for one command's request.
 OptionNames = Mapping[str, str]
+#: The table for one invocation, from its parameters, where the option that
+#: set a field depends on which were given (``--description`` or ``--entry``).
+OptionNamesOf = Callable[[Mapping[str, Any]], OptionNames]
 
 #: ``bugless issue update`` (ChangeIssueRequest, or BatchChangeIssuesRequest
 #: for several issues: the same delta and comment).
@@ -45,6 +49,7 @@ ISSUE_UPDATE_OPTIONS: OptionNames = {
         for way in ("add", "remove")
     },
     "delta.custom_fields_set": "--field",
+    "field": "--field",  # the CLI's own reading of NAME=VALUE
     "comment": "--comment",
     "expected_version": "--expected-version",
 }
@@ -66,6 +71,7 @@ ISSUE_CREATE_OPTIONS: OptionNames = {
     "blocking_ids": "--blocking",
     "blocked_by_ids": "--blocked-by",
     "custom_fields": "--field",
+    "field": "--field",  # the CLI's own reading of NAME=VALUE
     "idempotency_key": "--idempotency-key",
 }
 
@@ -123,6 +129,105 @@ COMPONENT_UPDATE_OPTIONS: OptionNames = {
     "parent_id": "--parent",
     "expected_version": "--expected-version",
 }
+
+#: ``bugless hotlist rename HOTLIST_ID NAME`` (UpdateHotlistRequest).
+HOTLIST_RENAME_OPTIONS: OptionNames = {"hotlist.name": "NAME"}
+
+#: ``bugless hotlist add HOTLIST_ID ISSUE_IDS...`` (AddToHotlistRequest).
+HOTLIST_ADD_OPTIONS: OptionNames = {
+    "issue_ids": "ISSUE_IDS",
+    "position": "--position",
+    "note": "--note",
+}
+
+#: ``bugless hotlist remove HOTLIST_ID ISSUE_IDS...`` (RemoveFromHotlistRequest).
+HOTLIST_REMOVE_OPTIONS: OptionNames = {"issue_ids": "ISSUE_IDS"}
+
+#: ``bugless hotlist rank HOTLIST_ID ISSUE_ID POSITION`` (RankHotlistItemRequest).
+HOTLIST_RANK_OPTIONS: OptionNames = {"issue_id": "ISSUE_ID", "position": "POSITION"}
+
+#: ``bugless hotlist rerank HOTLIST_ID ISSUE_IDS...``: a RankHotlistItemRequest
+#: per issue, at the positions the order given makes.
+HOTLIST_RERANK_OPTIONS: OptionNames = {"issue_id": "ISSUE_IDS"}
+
+#: ``bugless hotlist note HOTLIST_ID ISSUE_ID NOTE`` (SetHotlistItemNoteRequest).
+HOTLIST_NOTE_OPTIONS: OptionNames = {"issue_id": "ISSUE_ID", "note": "NOTE"}
+
+#: ``bugless issue edit-comment ISSUE_ID ENTRY TEXT`` (EditCommentRequest).
+EDIT_COMMENT_OPTIONS: OptionNames = {
+    "entry_version": "ENTRY",
+    "comment": "TEXT",
+    "expected_version": "--expected-version",
+}
+
+
+def redact_options(params: Mapping[str, Any]) -> OptionNames:
+    """``bugless issue redact`` (RedactRequest): ``--description`` sends entry 1."""
+    return {
+        "entry_version": "--description" if params.get("description") else "--entry",
+        "attachment_id": "--attachment",
+        "expected_version": "--expected-version",
+    }
+
+
+#: ``bugless component field create ID_OR_PATH NAME`` (CreateCustomFieldRequest).
+FIELD_CREATE_OPTIONS: OptionNames = {
+    "component_id": "ID_OR_PATH",
+    "name": "NAME",
+    "type": "--type",
+    "description": "--description",
+    "options": "--option",
+    "required": "--required",
+    "default_values": "--default",
+}
+
+
+def field_update_options(params: Mapping[str, Any]) -> OptionNames:
+    """``bugless component field update ID_OR_PATH FIELD_ID`` (UpdateCustomFieldRequest)."""
+    return {
+        "field_id": "FIELD_ID",  # the CLI's own look-up of the field
+        "custom_field.id": "FIELD_ID",
+        "custom_field.name": "--name",
+        "custom_field.description": "--description",
+        "custom_field.options": "--option",
+        "custom_field.required": "--required" if params.get("required") else "--optional",
+        "custom_field.default_values": "--no-default" if params.get("no_default") else "--default",
+        "expected_version": "--expected-version",
+    }
+
+
+#: ``bugless component field delete ID_OR_PATH FIELD_ID`` (DeleteCustomFieldRequest).
+FIELD_DELETE_OPTIONS: OptionNames = {
+    "field_id": "FIELD_ID",
+    "expected_version": "--expected-version",
+}
+
+#: ``bugless component webhook add ID_OR_PATH URL`` (AddComponentWebhookRequest).
+WEBHOOK_ADD_OPTIONS: OptionNames = {
+    "component_id": "ID_OR_PATH",
+    "url": "URL",
+    "secret": "--secret-file",
+    "payload_format": "--format",
+}
+
+#: ``bugless component webhook enable|disable|delete ID_OR_PATH NAME``.
+WEBHOOK_NAME_OPTIONS: OptionNames = {"component_id": "ID_OR_PATH", "name": "NAME"}
+
+
+def attach_options(params: Mapping[str, Any]) -> OptionNames:
+    """``bugless issue attach ISSUE_ID FILE`` (UploadAttachment's header).
+
+    The name and the content type come from FILE unless ``--name`` and
+    ``--type`` are given.
+    """
+    return {
+        "header.issue_id": "ISSUE_ID",
+        "header.name": "FILE" if params.get("name") is None else "--name",
+        "header.content_type": "FILE" if params.get("content_type") is None else "--type",
+        "header.comment": "--comment",
+        "header.size": "FILE",
+    }
+
 
 _INDEX = re.compile(r"\[\d+\]")
 #: A message's leading ``path: `` (``delta.cc_add[1]: ...``).

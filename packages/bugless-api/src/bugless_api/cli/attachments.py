@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_api.cli._common import ID, Detail, Table, client_options, command
+from bugless_api.cli._option_names import attach_options
 from bugless_api.cli.groups import attachment_group, issue_group
 from bugless_core.errors import AlreadyExists
 
@@ -66,7 +67,7 @@ def attachment_detail(attachment: v1.Attachment) -> list[tuple[str, object]]:
 @click.option("--type", "content_type", default=None, help="Content type (default: guessed).")
 @click.option("--comment", default="", help="Markdown comment of the entry that attaches it.")
 @client_options
-@command
+@command(option_names=attach_options)
 async def attach_command(
     client: BuglessClient,
     issue_id: int,

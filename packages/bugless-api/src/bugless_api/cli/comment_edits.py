@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_api.cli._common import ID, Detail, client_options, command
+from bugless_api.cli._option_names import EDIT_COMMENT_OPTIONS, redact_options
 from bugless_api.cli._render import entry_text
 from bugless_api.cli.groups import issue_group
 
@@ -44,7 +45,7 @@ def _recorded(reply: v1.ChangeIssueResponse) -> Detail:
     "--expected-version", metavar="N", type=ID, default=None, help="Fail (exit 4) unless at it."
 )
 @client_options
-@command
+@command(option_names=EDIT_COMMENT_OPTIONS)
 async def edit_comment_command(
     client: BuglessClient,
     issue_id: int,
@@ -76,7 +77,7 @@ async def edit_comment_command(
 )
 @click.option("--yes", is_flag=True, help="Do not ask: redaction cannot be undone.")
 @client_options
-@command
+@command(option_names=redact_options)
 async def redact_command(
     client: BuglessClient,
     *,

@@ -22,6 +22,11 @@ from bugless_api.cli._common import (
     command,
     id_or_path,
 )
+from bugless_api.cli._option_names import (
+    FIELD_CREATE_OPTIONS,
+    FIELD_DELETE_OPTIONS,
+    field_update_options,
+)
 from bugless_api.cli.groups import component_group
 
 if TYPE_CHECKING:
@@ -146,7 +151,7 @@ _TYPES = ("enum", "multi-enum", "text", "integer", "date", "user")
 )
 @click.option("--description", default="", help="What the field means (shown with it).")
 @client_options
-@command
+@command(option_names=FIELD_CREATE_OPTIONS)
 async def field_create(
     client: BuglessClient,
     *,
@@ -201,7 +206,7 @@ async def _current(client: BuglessClient, component_ref: str, field_id: int) -> 
     help="Fail (exit 4) unless at it.",
 )
 @client_options
-@command
+@command(option_names=field_update_options)
 async def field_update(
     client: BuglessClient,
     *,
@@ -251,7 +256,7 @@ async def field_update(
     help="Fail (exit 4) unless at it.",
 )
 @client_options
-@command
+@command(option_names=FIELD_DELETE_OPTIONS)
 async def field_delete(
     client: BuglessClient, component_ref: str, field_id: int, expected_version: int | None
 ) -> Detail:

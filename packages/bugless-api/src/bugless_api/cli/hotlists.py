@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_api.cli._common import ID, Detail, Table, Text, client_options, command
-from bugless_api.cli._option_names import HOTLIST_CREATE_OPTIONS, HOTLIST_UPDATE_OPTIONS
+from bugless_api.cli._option_names import (
+    HOTLIST_ADD_OPTIONS,
+    HOTLIST_CREATE_OPTIONS,
+    HOTLIST_NOTE_OPTIONS,
+    HOTLIST_RANK_OPTIONS,
+    HOTLIST_REMOVE_OPTIONS,
+    HOTLIST_RENAME_OPTIONS,
+    HOTLIST_RERANK_OPTIONS,
+    HOTLIST_UPDATE_OPTIONS,
+)
 from bugless_api.cli.groups import hotlist_group
 
 if TYPE_CHECKING:
@@ -87,7 +96,7 @@ async def hotlist_create(
 @click.argument("hotlist_id", type=ID)
 @click.argument("name")
 @client_options
-@command
+@command(option_names=HOTLIST_RENAME_OPTIONS)
 async def hotlist_rename(client: BuglessClient, hotlist_id: int, name: str) -> Detail:
     """Rename a hotlist (owner, editors or admins)."""
     from bugless_proto import v1  # noqa: PLC0415
@@ -159,7 +168,7 @@ async def hotlist_delete(
 @click.option("--position", type=int, default=-1, help="0-based; default appends.")
 @click.option("--note", default="", help="A note shown beside each added issue.")
 @client_options
-@command
+@command(option_names=HOTLIST_ADD_OPTIONS)
 async def hotlist_add(
     client: BuglessClient, hotlist_id: int, issue_ids: tuple[int, ...], position: int, note: str
 ) -> Detail:
@@ -172,7 +181,7 @@ async def hotlist_add(
 @click.argument("hotlist_id", type=ID)
 @click.argument("issue_ids", type=ID, nargs=-1, required=True)
 @client_options
-@command
+@command(option_names=HOTLIST_REMOVE_OPTIONS)
 async def hotlist_remove(
     client: BuglessClient, hotlist_id: int, issue_ids: tuple[int, ...]
 ) -> Detail:
@@ -185,7 +194,7 @@ async def hotlist_remove(
 @click.argument("issue_id", type=ID)
 @click.argument("position", type=int)
 @client_options
-@command
+@command(option_names=HOTLIST_RANK_OPTIONS)
 async def hotlist_rank(
     client: BuglessClient, hotlist_id: int, issue_id: int, position: int
 ) -> Detail:
@@ -197,7 +206,7 @@ async def hotlist_rank(
 @click.argument("hotlist_id", type=ID)
 @click.argument("issue_ids", type=ID, nargs=-1, required=True)
 @client_options
-@command
+@command(option_names=HOTLIST_RERANK_OPTIONS)
 async def hotlist_rerank(
     client: BuglessClient, hotlist_id: int, issue_ids: tuple[int, ...]
 ) -> Table:
@@ -214,7 +223,7 @@ async def hotlist_rerank(
 @click.argument("issue_id", type=ID)
 @click.argument("note")
 @client_options
-@command
+@command(option_names=HOTLIST_NOTE_OPTIONS)
 async def hotlist_note(client: BuglessClient, hotlist_id: int, issue_id: int, note: str) -> Detail:
     """Set the note of an issue on a hotlist ("" clears it)."""
     item = await client.set_hotlist_item_note(hotlist_id, issue_id, note)

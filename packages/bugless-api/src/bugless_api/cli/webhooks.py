@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bugless_api.cli._common import Detail, Table, client_options, command, id_or_path
+from bugless_api.cli._option_names import WEBHOOK_ADD_OPTIONS, WEBHOOK_NAME_OPTIONS
 from bugless_api.cli.groups import component_group
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ async def webhook_list(client: BuglessClient, component_ref: str) -> Table:
 )
 @click.option("--include-subtree", is_flag=True, help="Also the subcomponents' issues.")
 @client_options
-@command
+@command(option_names=WEBHOOK_ADD_OPTIONS)
 async def webhook_add(
     client: BuglessClient,
     *,
@@ -144,7 +145,7 @@ def _switch_command(command_name: str, *, enabled: bool, summary: str) -> None:
     @click.argument("component_ref", metavar="ID_OR_PATH")
     @click.argument("name")
     @client_options
-    @command
+    @command(option_names=WEBHOOK_NAME_OPTIONS)
     async def switch(client: BuglessClient, component_ref: str, name: str) -> Detail:
         component_id = await _component_id(client, component_ref)
         return _detail(
@@ -166,7 +167,7 @@ _switch_command(
 @click.argument("component_ref", metavar="ID_OR_PATH")
 @click.argument("name")
 @client_options
-@command
+@command(option_names=WEBHOOK_NAME_OPTIONS)
 async def webhook_delete(client: BuglessClient, component_ref: str, name: str) -> Table:
     """Delete an endpoint; lists those left."""
     component_id = await _component_id(client, component_ref)
