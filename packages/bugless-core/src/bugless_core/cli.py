@@ -2,8 +2,9 @@
 
 The root knows nothing of the services; every subcommand (``model``, ``auth``,
 ``web``, ``api``, ``issue``, ``dev``, ``query``) is added by a plugin through
-``bugless_register_commands``. Exit codes scripts can rely on: 0 success, 1 a
-bugless error reported by a service, 2 bad usage or configuration.
+``bugless_register_commands``. The exit statuses scripts and supervisors can
+rely on are :data:`EXIT_STATUSES`, which ``bugless --help`` and docs/cli.md
+list.
 """
 
 from __future__ import annotations
@@ -25,6 +26,43 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+
+#: Every exit status a ``bugless`` command ends with, and what it means; one
+#: table for ``bugless --help`` and docs/cli.md. 1 is also
+#: :data:`bugless_core.exit_status.EXIT_CUT_AT_SIGNAL`: a supervisor reads a
+#: ``serve`` process's 1 as "not a clean stop" either way.
+EXIT_STATUSES: tuple[tuple[int, str], ...] = (
+    (0, "success; a serve process stopped by a signal once its drain ended"),
+    (
+        EXIT_ERROR,
+        "a bugless error: a service refused or failed the request, or a service could not "
+        "start; a serve process whose second SIGTERM/SIGINT cut calls or requests still "
+        "running; query explain: the query does not parse",
+    ),
+    (
+        EXIT_USAGE,
+        "bad usage or configuration (flags, settings, credentials; for the client commands "
+        "also a query the server cannot parse)",
+    ),
+    (3, "client commands: not found, or gone for good (a deleted or redacted attachment)"),
+    (4, "client commands: conflict (a stale --expected-version, a name taken)"),
+    (130, "interrupted (Ctrl-C): issue watch, and import (the same command resumes it)"),
+)
+
+
+def exit_statuses_help() -> str:
+    r""":data:`EXIT_STATUSES` as the epilog of ``bugless --help``, wrapped by hand.
+
+    Click rewraps an epilog's paragraphs into one; ``\b`` keeps these lines.
+    """
+    import textwrap  # noqa: PLC0415 - only when the root group is built
+
+    lines = ["\b", "Exit statuses:"]
+    for status, meaning in EXIT_STATUSES:
+        lines += textwrap.wrap(
+            meaning, width=92, initial_indent=f"{status:>5}  ", subsequent_indent=" " * 7
+        )
+    return "\n".join(lines)
 
 
 def installed_packages() -> list[tuple[str, str]]:
@@ -164,6 +202,7 @@ def build_cli(plugins: Plugins) -> CommandGroup:
     @click.group(
         cls=CommandGroup,
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+        epilog=exit_statuses_help(),
     )
     @click.option(
         "--version",

@@ -1,0 +1,66 @@
+"""``bugless --help`` lists every exit status a command ends with, and what it means.
+
+Before, only the module's docstring listed them, as "1 a bugless error
+reported by a service", while a ``serve`` process also exits 1 when a second
+SIGTERM/SIGINT cut work still running (:data:`EXIT_CUT_AT_SIGNAL`), and the
+client commands exit 3 and 4 and ``issue watch`` and ``import`` 130. The
+table is read from the real command's help, as a supervisor's operator
+would; every status a package's code names must be in it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from bugless_api.cli._common import (
+    EXIT_CONFLICT,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_SERVER_ERROR,
+    EXIT_USAGE,
+)
+from bugless_core.cli import EXIT_ERROR, EXIT_STATUSES
+from bugless_core.cli import EXIT_USAGE as ROOT_EXIT_USAGE
+from bugless_core.exit_status import EXIT_CUT_AT_SIGNAL
+from bugless_dev.processes import BUGLESS_COMMAND
+from bugless_import.command import EXIT_INTERRUPTED
+
+
+def _listed() -> dict[int, str]:
+    """The exit statuses ``bugless --help`` lists: status -> meaning, its lines joined."""
+    shown = subprocess.run(
+        [*BUGLESS_COMMAND, "--help"], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    table = shown.split("Exit statuses:\n", 1)[1]
+    listed: dict[int, str] = {}
+    status = None
+    for line in table.splitlines():
+        row = re.match(r"\s+(\d+)  (.*)", line)
+        if row is not None:
+            status = int(row.group(1))
+            listed[status] = row.group(2)
+        elif status is not None and line.strip():
+            listed[status] += " " + line.strip()
+    return listed
+
+
+def test_help_lists_every_exit_status_the_commands_use() -> None:
+    listed = _listed()
+    assert listed == dict(EXIT_STATUSES)
+    used = {
+        EXIT_OK,
+        EXIT_ERROR,
+        ROOT_EXIT_USAGE,
+        EXIT_CUT_AT_SIGNAL,
+        EXIT_SERVER_ERROR,
+        EXIT_USAGE,
+        EXIT_NOT_FOUND,
+        EXIT_CONFLICT,
+        EXIT_INTERRUPTED,
+    }
+    assert set(listed) == used
+    # A serve process cut at its second signal: what a supervisor reads as not clean.
+    assert "serve process whose second SIGTERM/SIGINT cut calls" in listed[EXIT_CUT_AT_SIGNAL]
+    assert "not found" in listed[EXIT_NOT_FOUND]
+    assert "conflict" in listed[EXIT_CONFLICT]
