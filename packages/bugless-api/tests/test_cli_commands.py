@@ -15,6 +15,7 @@ import pytest
 from api_support import ConnectAs, bugless_cli, cli_json, signed_in
 
 from bugless_api.client import BuglessClient
+from bugless_core.list_columns import DEFAULT_COLUMNS
 from bugless_dev.processes import BUGLESS_COMMAND
 from bugless_proto import v1
 
@@ -374,6 +375,30 @@ async def test_saved_search_columns_are_set_shown_and_checked(
     assert "title" in bad.stderr
     mine = [s.name for s in await cli_bot.all_saved_searches(owned_only=True)]
     assert mine.count(name) == 0
+
+
+async def test_saved_search_columns_equal_to_the_defaults_are_stored_as_none(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    """As the web stores them: the search then follows the defaults when they change."""
+    defaults = ",".join(DEFAULT_COLUMNS)
+    name = f"cols-{secrets.token_hex(3)}"
+    saved = cli_json(served_api, "saved-search", "create", name, "is:open", "--columns", defaults)
+    assert saved.get("columns", []) == []
+    shown = bugless_cli(served_api, "saved-search", "update", saved["id"], "--name", name + "-x")
+    assert "columns  default" in shown.stdout
+    chosen = cli_json(served_api, "saved-search", "update", saved["id"], "--columns", "id,title")
+    assert chosen["columns"] == ["id", "title"]
+    back = cli_json(served_api, "saved-search", "update", saved["id"], "--columns", defaults)
+    assert back.get("columns", []) == []
+    # The defaults in another order are a choice, and kept.
+    reordered = ",".join(reversed(DEFAULT_COLUMNS))
+    kept = cli_json(served_api, "saved-search", "update", saved["id"], "--columns", reordered)
+    assert kept["columns"] == list(reversed(DEFAULT_COLUMNS))
+    stored = next(
+        s for s in await cli_bot.all_saved_searches(owned_only=True) if s.id == int(saved["id"])
+    )
+    assert list(stored.columns) == list(reversed(DEFAULT_COLUMNS))
 
 
 async def test_a_bad_query_is_a_usage_error(served_api: dict[str, str]) -> None:

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 _READER_HELP = "user:NAME or group:NAME who may use it (repeatable)."
 _COLUMNS_HELP = (
     "List columns it is shown with, comma separated, e.g. id,priority,title,assignee "
-    "(the web list's keys, customfield<ID> for a custom field)."
+    "(the web list's keys, customfield<ID> for a custom field); exactly the default "
+    "ones store none, so it follows the defaults."
 )
 
 
@@ -46,6 +47,18 @@ def _columns(
         problem = exc.message.split(": ", 1)[-1]
         raise click.BadParameter(problem, param_hint="--columns") from None
     return columns
+
+
+def _to_store(columns: tuple[str, ...]) -> list[str]:
+    """What a saved search stores for ``--columns``: none when they are the default ones.
+
+    As the web stores them: a search that stores none keeps following the
+    default columns when a release changes them, where the defaults spelled
+    out would stay the search's for good.
+    """
+    from bugless_core.list_columns import DEFAULT_COLUMNS  # noqa: PLC0415
+
+    return [] if columns == DEFAULT_COLUMNS else list(columns)
 
 
 def principal(text: str) -> v1.Principal:
@@ -143,7 +156,7 @@ async def saved_search_create(
 ) -> Detail:
     """Save QUERY under NAME (shared with --reader, shown with --columns)."""
     search = await client.create_saved_search(
-        name, query, readers=[principal(r) for r in readers], columns=columns or ()
+        name, query, readers=[principal(r) for r in readers], columns=_to_store(columns or ())
     )
     return _detail(search)
 
@@ -185,7 +198,7 @@ async def saved_search_update(
     if readers or no_readers:
         search.readers, fields = [principal(r) for r in readers], [*fields, "readers"]
     if columns is not None or default_columns:
-        search.columns, fields = list(columns or ()), [*fields, "columns"]
+        search.columns, fields = _to_store(columns or ()), [*fields, "columns"]
     if not fields:
         raise click.UsageError("nothing to change: give --name, --query, --reader or --columns")
     updated = await client.update_saved_search(
