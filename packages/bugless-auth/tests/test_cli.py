@@ -177,8 +177,51 @@ async def test_user_add_refuses_a_look_alike_name_and_writes_nothing(
     assert process.returncode == 1
     assert stdout == b""
     said = stderr.decode()
-    assert f"Error: username: {name!r} cannot be a username: it mixes scripts" in said
+    assert f"Error: USERNAME: {name!r} cannot be a username: it mixes scripts" in said
     assert "Traceback" not in said
+    conn = await asyncpg.connect(
+        cli_env["BUGLESS_AUTH_DATABASE_URL"],
+        server_settings={"search_path": cli_env["BUGLESS_AUTH_SCHEMA"]},
+    )
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 0
+    finally:
+        await conn.close()
+
+
+async def _refused(*args: str, env: dict[str, str], stdin: bytes = b"") -> str:
+    """``bugless ARGS`` that must fail (exit 1): its error line."""
+    process = await asyncio.create_subprocess_exec(
+        BUGLESS,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(180):
+        _, stderr = await process.communicate(stdin)
+    assert process.returncode == 1, stderr.decode()
+    return stderr.decode().strip()
+
+
+async def test_user_commands_name_the_argument_or_option_a_refusal_is_about(
+    cli_env: dict[str, str],
+) -> None:
+    """``USERNAME: ...``, ``--password-stdin: ...``, not the gRPC field (``username: ...``)."""
+    await run(BUGLESS, "auth", "migrate", env=cli_env)
+    nobody = unique("nobody")
+    add = ("auth", "user", "add", unique("ann"))
+    assert await _refused(*add, "--password-stdin", env=cli_env, stdin=b"short\n") == (
+        "Error: --password-stdin: use at least 8 characters"
+    )
+    assert await _refused(*add, "--password", "short", env=cli_env) == (
+        "Error: --password: use at least 8 characters"
+    )
+    for command in ("set-password", "disable", "sessions"):
+        said = await _refused("auth", "user", command, nobody, env=cli_env)
+        assert said.startswith("Error: USERNAME: no "), (command, said)
+        assert f"is called {nobody!r}" in said, (command, said)
     conn = await asyncpg.connect(
         cli_env["BUGLESS_AUTH_DATABASE_URL"],
         server_settings={"search_path": cli_env["BUGLESS_AUTH_SCHEMA"]},

@@ -13,13 +13,14 @@ import copy
 import json
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from bugless_auth.commands import DATABASE_SETTINGS, ENV_PREFIX, HASHING_SETTINGS, run
 from bugless_auth.settings import AuthSettings
+from bugless_core.errors import BuglessError
 from bugless_core.settings import settings_command
 
 if TYPE_CHECKING:
@@ -64,18 +65,38 @@ def _print_user(record: UserRecord, as_json: bool, password: str | None = None) 
         click.echo(f"{key}: {shown}")
 
 
+def _password_option(password_stdin: bool) -> str:
+    return "--password-stdin" if password_stdin else "--password"
+
+
+def _in_option_terms(exc: BuglessError, option_names: Mapping[str, str]) -> BuglessError:
+    """``exc`` with its leading field (``username: ...``) named as the option that set it.
+
+    The checks these commands share with the Authenticator's gRPC calls name
+    the request's field (``username``, ``password``); whoever typed
+    ``bugless auth user add`` reads ``USERNAME: ...`` or ``--password: ...``.
+    """
+    field, said, problem = exc.message.partition(": ")
+    option = option_names.get(field) if said else None
+    if option is None:
+        return exc
+    return type(exc)(f"{option}: {problem}", reason=exc.reason, metadata=exc.metadata)
+
+
 def _with_store(
     settings: AuthSettings,
     work: Callable[[IdentityStore], Awaitable[T]],
     *,
     command: str,
     lock_wait_seconds: float,
+    option_names: Mapping[str, str],
 ) -> T:
     """Run ``work`` on a one-connection store of ``settings``' database, closed after.
 
     A lock it needs is waited for ``lock_wait_seconds`` at most, saying on
     stderr what holds it (:mod:`bugless_auth.lock_waits`); then the command
-    fails having changed nothing.
+    fails having changed nothing. A refusal names the field at fault by the
+    command's argument or option (``option_names``: field -> option).
     """
     from bugless_auth import lock_waits  # noqa: PLC0415 - module docstring
     from bugless_auth.store import IdentityStore  # noqa: PLC0415
@@ -93,6 +114,12 @@ def _with_store(
             return await work(store)
         finally:
             await store.close()
+
+    async def named() -> T:
+        try:
+            return await bounded()
+        except BuglessError as exc:
+            raise _in_option_terms(exc, option_names) from None
 
     async def bounded() -> T:
         try:
@@ -112,7 +139,7 @@ def _with_store(
                 "ended, or wait longer with --lock-wait-seconds"
             ) from exc
 
-    return run(bounded())
+    return run(named())
 
 
 def _lock_wait_option(fn: F) -> F:
@@ -201,7 +228,13 @@ def user_add_command(
             bot=bot,
         )
 
-    record = _with_store(settings, add, command="add", lock_wait_seconds=lock_wait_seconds)
+    record = _with_store(
+        settings,
+        add,
+        command="add",
+        lock_wait_seconds=lock_wait_seconds,
+        option_names={"username": "USERNAME", "password": _password_option(password_stdin)},
+    )
     _print_user(record, as_json, chosen if generated else None)
 
 
@@ -235,7 +268,11 @@ def user_passwd_command(
         return await store.set_local_password(username, await hashes.hash(chosen))
 
     record = _with_store(
-        settings, change, command="set-password", lock_wait_seconds=lock_wait_seconds
+        settings,
+        change,
+        command="set-password",
+        lock_wait_seconds=lock_wait_seconds,
+        option_names={"username": "USERNAME", "password": _password_option(password_stdin)},
     )
     _print_user(record, as_json, chosen if generated else None)
 
@@ -270,7 +307,13 @@ def user_disable_command(
     async def apply(store: IdentityStore) -> UserRecord:
         return (await disabling.set_disabled(store, username, not enable, ends)).record
 
-    record = _with_store(settings, apply, command="disable", lock_wait_seconds=lock_wait_seconds)
+    record = _with_store(
+        settings,
+        apply,
+        command="disable",
+        lock_wait_seconds=lock_wait_seconds,
+        option_names={"username": "USERNAME"},
+    )
     _print_user(record, as_json)
 
 
@@ -332,7 +375,13 @@ def user_sessions_command(
             for row in rows
         ]
 
-    listed = _with_store(settings, work, command="sessions", lock_wait_seconds=lock_wait_seconds)
+    listed = _with_store(
+        settings,
+        work,
+        command="sessions",
+        lock_wait_seconds=lock_wait_seconds,
+        option_names={"username": "USERNAME"},
+    )
     if as_json:
         click.echo(json.dumps(listed, indent=2))
         return
