@@ -1,9 +1,13 @@
-"""A refused ``bugless issue`` command names the option at fault, not the field's wire path.
+"""A refused client command names the option or argument at fault, not the field's wire path.
 
 Through the real ``bugless`` command against the session's API, Model and
 Authenticator: ``--assignee: no bugless user is named 'x'`` where the server
-wrote ``delta.fields.assignee: ...``. The Python client (what bots use) still
-reads the wire path, in the message and the ``field`` metadata.
+wrote ``delta.fields.assignee: ...``, ``NOTE: ...`` where it wrote ``note: ...``.
+One test per command group (issue; hotlist, saved-search and component;
+hotlist items; comment edits, redaction, attachments and custom fields; the
+webhook commands are in test_webhooks, whose API has a notifier). The Python
+client (what bots use) still reads the wire path, in the message and the
+``field`` metadata.
 """
 
 from __future__ import annotations
