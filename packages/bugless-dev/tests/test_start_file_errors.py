@@ -373,3 +373,31 @@ def test_reset_starts_over_a_state_dir_whose_version_file_is_corrupt(tmp_path: P
         assert json.loads((tmp_path / VERSION_FILE).read_text())["format"] == state.info["format"]
     finally:
         state.close()
+
+
+@pytest.mark.parametrize(
+    ("left_out", "problem"),
+    [
+        ("--service-ca", "--service-cert/--service-key need --service-ca"),
+        ("--service-key", "--service-cert needs --service-key"),
+    ],
+)
+def test_notify_refuses_a_client_certificate_without_its_ca_or_key(
+    left_out: str, problem: str, files: Files, canary: socket.socket
+) -> None:
+    """The notifier's TLS to the backends is on only with --service-ca.
+
+    Before, a certificate given without it was silently unused: the notifier
+    connected in plaintext and failed against the mutual-TLS backends with an
+    error naming no option. Now it refuses at once, as ``web serve`` and
+    ``bugless import`` do (one rule: ``bugless_core.service_address``).
+    """
+    address = f"127.0.0.1:{canary.getsockname()[1]}"
+    flags = {k: v for k, v in _base("notify", files, address).items() if k != left_out}
+    result = _bugless(["notify", "serve", *(part for flag in flags.items() for part in flag)], {})
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert problem in output
+    assert result.returncode == 2, output
+    with pytest.raises(BlockingIOError):
+        canary.accept()

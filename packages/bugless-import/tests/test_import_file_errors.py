@@ -220,3 +220,37 @@ def test_a_dry_run_checks_the_mapping_before_reading_the_source(
         "use one of P0, P1, P2, P3, P4"
     ], output
     assert result.returncode == 2, output
+
+
+#: (options left out, what the line says): a client certificate needs its key and a CA.
+PARTIAL_TLS = [
+    (("tls_ca",), "--tls-cert/--tls-key need --tls-ca"),
+    (("tls_key",), "--tls-cert needs --tls-key"),
+    (("tls_cert",), "--tls-key needs --tls-cert"),
+]
+
+
+@pytest.mark.parametrize("case", PARTIAL_TLS, ids=[",".join(left) for left, _ in PARTIAL_TLS])
+def test_a_client_certificate_without_its_key_or_the_ca_is_refused_before_anything_runs(
+    case: tuple[tuple[str, ...], str], files: Files, canary: socket.socket, tmp_path: Path
+) -> None:
+    """TLS is on only with a CA: before, a certificate without one was silently unused.
+
+    The import then connected in plaintext and failed against a mutual-TLS
+    Model with an error naming no option (a key without its certificate, the
+    same). Now the command refuses at once, as ``web serve`` does.
+    """
+    left_out, problem = case
+    address = f"127.0.0.1:{canary.getsockname()[1]}"
+    args = _args(files, address, tmp_path / "state")
+    for option in left_out:
+        at = args.index(f"--{option.replace('_', '-')}")
+        del args[at : at + 2]
+    result = _bugless(args, {})
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    assert problem in output
+    assert result.returncode == 2, output
+    with pytest.raises(BlockingIOError):
+        canary.accept()
+    assert not (tmp_path / "state").exists()

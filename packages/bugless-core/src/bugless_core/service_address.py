@@ -73,3 +73,37 @@ class ServiceAddress:
         from bugless_core.grpc import CorkedChannel  # noqa: PLC0415
 
         return forward_assertions(CorkedChannel(self.host, self.port, ssl=self.ssl_context()))
+
+
+def client_tls_problem(
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    *,
+    flags: tuple[str, str, str] = ("--tls-ca", "--tls-cert", "--tls-key"),
+) -> str | None:
+    """What is wrong with a frontend's TLS files towards the backends, or None.
+
+    TLS is on only with a CA (:meth:`ServiceAddress.ssl_context`), so a
+    client certificate given without one was silently unused: the frontend
+    connected in plaintext and failed later against a mutual-TLS backend with
+    an error that named neither option. A certificate without its key (or the
+    reverse) cannot be presented at all. Every frontend's settings ask this
+    with their own flag names, so the rule and its words are one.
+
+    Args:
+        ca: The backends' CA bundle.
+        cert: The client certificate.
+        key: Its private key.
+        flags: The three options' names, in that order, for the message.
+    """
+    ca_flag, cert_flag, key_flag = flags
+    if (cert is not None or key is not None) and ca is None:
+        return (
+            f"{cert_flag}/{key_flag} need {ca_flag} (TLS to the backends): without it the "
+            "connection would be plaintext and the certificate unused"
+        )
+    if (cert is None) != (key is None):
+        given, missing = (cert_flag, key_flag) if key is None else (key_flag, cert_flag)
+        return f"{given} needs {missing}: a client certificate and its private key go together"
+    return None

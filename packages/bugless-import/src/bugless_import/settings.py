@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bugless_core.limits import MAX_IMPORT_BATCH
-from bugless_core.service_address import ServiceAddress
+from bugless_core.service_address import ServiceAddress, client_tls_problem
 from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import setting
 from bugless_import.mapping import mapping_content
@@ -178,6 +178,9 @@ class ImportSettings:
             raise ValueError(f"file concurrency must be at least 1, not {self.file_concurrency}")
         if not 0 <= self.batch_size <= MAX_IMPORT_BATCH:
             raise ValueError(f"batch size must be between 0 and {MAX_IMPORT_BATCH}")
+        problem = client_tls_problem(self.tls_ca, self.tls_cert, self.tls_key)
+        if problem is not None:
+            raise ValueError(problem)
         if not self.dry_run and (self.model is None or self.auth is None):
             raise ValueError("--model and --auth are required (only --dry-run works without)")
         if self.new_url:

@@ -14,7 +14,7 @@ from pathlib import Path
 from bugless_core.grpc import GrpcServerSettings
 from bugless_core.logs import LogSettings
 from bugless_core.networks import parse_networks
-from bugless_core.service_address import ServiceAddress
+from bugless_core.service_address import ServiceAddress, client_tls_problem
 from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import group, setting
 from bugless_notify.webhook import proxy_url_problem
@@ -87,6 +87,13 @@ class NotifierTlsSettings:
         key_of="cert",
         help="Private key of --service-cert.",
     )
+
+    def __post_init__(self) -> None:
+        problem = client_tls_problem(
+            self.ca, self.cert, self.key, flags=("--service-ca", "--service-cert", "--service-key")
+        )
+        if problem is not None:
+            raise ValueError(problem)
 
     def apply(self, address: ServiceAddress) -> ServiceAddress:
         """``address`` with these TLS files; unchanged when no CA is set."""

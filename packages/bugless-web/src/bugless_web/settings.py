@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bugless_core.logs import LogSettings
 from bugless_core.networks import IPNetwork, parse_networks
-from bugless_core.service_address import ServiceAddress
+from bugless_core.service_address import ServiceAddress, client_tls_problem
 from bugless_core.setting_files import pem_certificates, pem_private_key
 from bugless_core.settings import group, setting
 from bugless_core.user_changes import USER_CHANGES_SECONDS_HELP
@@ -518,9 +518,9 @@ class WebSettings:
         if self.steer_to and not self.steer_to.startswith(("http://", "https://", "/")):
             msg = f"--steer-to {self.steer_to!r}: give an http(s) URL"
             raise ValueError(msg)
-        if (self.tls_cert is not None or self.tls_key is not None) and self.tls_ca is None:
-            msg = "--tls-cert/--tls-key need --tls-ca (TLS to the Model and Authenticator)"
-            raise ValueError(msg)
+        problem = client_tls_problem(self.tls_ca, self.tls_cert, self.tls_key)
+        if problem is not None:
+            raise ValueError(problem)
         if self.tls_ca is not None:
             for name in ("model", "auth", "notify"):
                 if getattr(self, name) is None:
