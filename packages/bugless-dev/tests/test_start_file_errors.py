@@ -16,10 +16,8 @@ This lives in bugless-dev's tests because it needs every service installed.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +27,15 @@ import trustme
 
 from bugless_auth.tokens import generate_ed25519_pem
 from bugless_dev._state import VERSION_FILE, open_state_dir
+from bugless_testing.start_refusals import (
+    BUGLESS,
+    assert_one_line_refusal,
+    assert_unvisited,
+    canary_socket,
+    clean_environment,
+    run_bugless,
+)
 
-BUGLESS = (sys.executable, "-c", "from bugless_core.cli import main; main()")
 SECRET = "0123456789abcdef-secret"
 
 
@@ -82,8 +87,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
 @pytest.fixture(scope="module")
 def canary() -> Iterator[socket.socket]:
     """A listening socket every address of the commands points at; it must stay unvisited."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.setblocking(False)
+    with canary_socket() as listener:
         yield listener
 
 
@@ -206,39 +210,15 @@ FILE_CASES = [
 KINDS = {"missing": "no such file", "directory": "is a directory, not a file"}
 
 
-def _bugless(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``bugless args`` with ``env`` added to the test's, less the shell's BUGLESS_*."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
-    return subprocess.run(
-        [*BUGLESS, *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _run(
     case: Case, files: Files, canary: socket.socket, path: Path
 ) -> subprocess.CompletedProcess[str]:
     address = f"127.0.0.1:{canary.getsockname()[1]}"
     args, added = case.command(files, address, path)
     args = [arg.format(**vars(files)) for arg in args]  # "{people_ca_key}": that file
-    result = _bugless(args, added)
-    with pytest.raises(BlockingIOError):  # nothing connected to any address
-        canary.accept()
+    result = run_bugless(args, added)
+    assert_unvisited(canary)  # nothing connected to any address
     return result
-
-
-def _assert_refused(result: subprocess.CompletedProcess[str], named: str, path: Path) -> str:
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, output
-    assert lines[0].startswith(f"Error: {named} {path}: "), lines[0]
-    assert result.returncode == 2, output
-    return lines[0]
 
 
 def test_the_canary_sees_a_command_given_good_files(files: Files) -> None:
@@ -250,10 +230,9 @@ def test_the_canary_sees_a_command_given_good_files(files: Files) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         flags = _base("model", files, address)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
         process = subprocess.Popen(
             [*BUGLESS, "model", "serve", *(part for flag in flags.items() for part in flag)],
-            env=clean,
+            env=clean_environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -274,7 +253,7 @@ def test_a_bad_file_is_one_line_naming_option_and_file_with_status_2(
     case: Case, kind: str, files: Files, canary: socket.socket
 ) -> None:
     path = getattr(files, case.wrong) if kind == "wrong content" else getattr(files, kind)
-    line = _assert_refused(_run(case, files, canary, path), case.named, path)
+    line = assert_one_line_refusal(_run(case, files, canary, path), case.named, path)
     assert line.endswith(KINDS[kind]) if kind in KINDS else case.problem in line
 
 
@@ -293,7 +272,8 @@ def test_a_bad_file_is_one_line_naming_option_and_file_with_status_2(
 def test_a_key_of_another_certificate_is_refused_naming_both(
     case: Case, cert: str, files: Files, canary: socket.socket
 ) -> None:
-    line = _assert_refused(_run(case, files, canary, files.other_key), case.named, files.other_key)
+    result = _run(case, files, canary, files.other_key)
+    line = assert_one_line_refusal(result, case.named, files.other_key)
     assert f"{case.problem} {getattr(files, cert)}" in line
 
 
@@ -303,14 +283,13 @@ def test_a_file_from_a_variable_is_named_by_its_flag_and_the_variable(
     address = f"127.0.0.1:{canary.getsockname()[1]}"
     flags = _base("auth", files, address)
     del flags["--token-key-file"]  # the variable gives the files, the first one good
-    result = _bugless(
+    result = run_bugless(
         ["auth", "serve", *(part for flag in flags.items() for part in flag)],
         {"BUGLESS_AUTH_TOKEN_KEY_FILES": f"{files.token_key}:{files.garbage}"},
     )
     named = "--token-key-file (from BUGLESS_AUTH_TOKEN_KEY_FILES)"
-    assert "not a usable token key" in _assert_refused(result, named, files.garbage)
-    with pytest.raises(BlockingIOError):
-        canary.accept()
+    assert "not a usable token key" in assert_one_line_refusal(result, named, files.garbage)
+    assert_unvisited(canary)
 
 
 @pytest.mark.parametrize(
@@ -325,7 +304,7 @@ def test_a_directory_option_naming_no_directory_is_one_line(
     option, *flags = option_flags
     path = getattr(files, kind)
     result = _run(Case("web", option, kind, problem, tuple(flags)), files, canary, path)
-    assert _assert_refused(result, option, path).endswith(problem)
+    assert assert_one_line_refusal(result, option, path).endswith(problem)
 
 
 @pytest.mark.parametrize(
@@ -351,7 +330,7 @@ def test_a_bad_state_dir_stops_bugless_dev_in_one_line_before_postgresql_starts(
         (state_dir / VERSION_FILE).write_text("{not json")
     else:  # a directory where the version file belongs: it cannot be read
         (state_dir / VERSION_FILE).mkdir(parents=True)
-    result = _bugless(["dev", "--state-dir", str(state_dir)], {})
+    result = run_bugless(["dev", "--state-dir", str(state_dir)], {})
     output = result.stdout + result.stderr
     assert "Traceback" not in output
     lines = result.stderr.strip().splitlines()
@@ -394,10 +373,9 @@ def test_notify_refuses_a_client_certificate_without_its_ca_or_key(
     """
     address = f"127.0.0.1:{canary.getsockname()[1]}"
     flags = {k: v for k, v in _base("notify", files, address).items() if k != left_out}
-    result = _bugless(["notify", "serve", *(part for flag in flags.items() for part in flag)], {})
+    result = run_bugless(["notify", "serve", *(part for flag in flags.items() for part in flag)])
     output = result.stdout + result.stderr
     assert "Traceback" not in output
     assert problem in output
     assert result.returncode == 2, output
-    with pytest.raises(BlockingIOError):
-        canary.accept()
+    assert_unvisited(canary)

@@ -13,10 +13,8 @@ from the decoder, after the source had been read.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,15 @@ from pathlib import Path
 import pytest
 import trustme
 
-BUGLESS = (sys.executable, "-c", "from bugless_core.cli import main; main()")
+from bugless_testing.start_refusals import (
+    BUGLESS,
+    assert_one_line_refusal,
+    assert_unvisited,
+    canary_socket,
+    clean_environment,
+    run_bugless,
+)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -76,8 +82,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
 @pytest.fixture(scope="module")
 def canary() -> Iterator[socket.socket]:
     """A listening socket ``--model`` and ``--auth`` point at; it must stay unvisited."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.setblocking(False)
+    with canary_socket() as listener:
         yield listener
 
 
@@ -97,31 +102,12 @@ def _args(files: Files, address: str, state_dir: Path, **given: Path) -> list[st
     return args
 
 
-def _bugless(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``bugless args`` with ``env`` added to the test's, less the shell's BUGLESS_*."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
-    return subprocess.run(
-        [*BUGLESS, *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _assert_refused(
     result: subprocess.CompletedProcess[str], named: str, path: Path, canary: socket.socket
 ) -> str:
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, output
-    assert lines[0].startswith(f"Error: {named} {path}: "), lines[0]
-    assert result.returncode == 2, output
-    with pytest.raises(BlockingIOError):  # nothing connected to --model or --auth
-        canary.accept()
-    return lines[0]
+    line = assert_one_line_refusal(result, named, path)
+    assert_unvisited(canary)  # nothing connected to --model or --auth
+    return line
 
 
 def test_the_canary_sees_an_import_given_good_files(files: Files, tmp_path: Path) -> None:
@@ -132,10 +118,9 @@ def test_the_canary_sees_an_import_given_good_files(files: Files, tmp_path: Path
     """
     with socket.create_server(("127.0.0.1", 0)) as listener:
         address = f"127.0.0.1:{listener.getsockname()[1]}"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("BUGLESS_")}
         process = subprocess.Popen(
             [*BUGLESS, *_args(files, address, tmp_path / "state")],
-            env=clean,
+            env=clean_environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -174,7 +159,7 @@ def test_a_file_with_the_wrong_content_is_one_line_with_status_2(
     option, wrong, problem = case
     path: Path = getattr(files, wrong)
     address = f"127.0.0.1:{canary.getsockname()[1]}"
-    result = _bugless(_args(files, address, tmp_path / "state", **{option: path}), {})
+    result = run_bugless(_args(files, address, tmp_path / "state", **{option: path}), {})
     line = _assert_refused(result, f"--{option.replace('_', '-')}", path, canary)
     assert problem in line
     assert not (tmp_path / "state").exists()  # refused before the run began
@@ -187,7 +172,7 @@ def test_a_missing_or_unreadable_file_is_one_line_with_status_2(
 ) -> None:
     path: Path = getattr(files, kind)
     address = f"127.0.0.1:{canary.getsockname()[1]}"
-    result = _bugless(_args(files, address, tmp_path / "state", **{option: path}), {})
+    result = run_bugless(_args(files, address, tmp_path / "state", **{option: path}), {})
     line = _assert_refused(result, f"--{option.replace('_', '-')}", path, canary)
     assert line.endswith(KINDS[kind])
 
@@ -199,7 +184,7 @@ def test_a_mapping_from_the_variable_is_named_by_its_flag_and_the_variable(
     args = _args(files, address, tmp_path / "state")
     mapping_at = args.index("--mapping")
     del args[mapping_at : mapping_at + 2]
-    result = _bugless(args, {"BUGLESS_IMPORT_MAPPING": str(files.not_utf8)})
+    result = run_bugless(args, {"BUGLESS_IMPORT_MAPPING": str(files.not_utf8)})
     named = "--mapping (from BUGLESS_IMPORT_MAPPING)"
     assert "not UTF-8 text" in _assert_refused(result, named, files.not_utf8, canary)
 
@@ -208,7 +193,7 @@ def test_a_dry_run_checks_the_mapping_before_reading_the_source(
     files: Files, tmp_path: Path
 ) -> None:
     """A dry run (no services) is where a mapping is tried first: refused just the same."""
-    result = _bugless(
+    result = run_bugless(
         ["import", "github", str(tmp_path / "no-export-here"), "--dry-run", "--mapping",
          str(files.unknown_value)],
         {},
@@ -246,11 +231,10 @@ def test_a_client_certificate_without_its_key_or_the_ca_is_refused_before_anythi
     for option in left_out:
         at = args.index(f"--{option.replace('_', '-')}")
         del args[at : at + 2]
-    result = _bugless(args, {})
+    result = run_bugless(args, {})
     output = result.stdout + result.stderr
     assert "Traceback" not in output
     assert problem in output
     assert result.returncode == 2, output
-    with pytest.raises(BlockingIOError):
-        canary.accept()
+    assert_unvisited(canary)
     assert not (tmp_path / "state").exists()
