@@ -83,6 +83,21 @@ async def test_garbage_is_invalid_argument(tls_server: AuthServer) -> None:
     assert "DER" in (error.message or "")
 
 
+async def test_an_oversized_certificate_is_refused_in_bytes_before_it_is_parsed(
+    tls_server: AuthServer,
+) -> None:
+    """The one certificate limit (64 KiB, ``people_rpcs.MAX_CERTIFICATE``) is given in bytes.
+
+    It was 64 KiB here and 16 KiB for RevokePersonCertificate's presented
+    certificate, each with its own copy of the check, both saying "characters"
+    of a DER byte string.
+    """
+    error = await expect_status(
+        present(tls_server, b"\x30" * (64 * 1024 + 1)), Status.INVALID_ARGUMENT
+    )
+    assert error.message == "certificate_der: at most 65536 bytes, got 65537"
+
+
 async def test_list_authenticators_shows_both_kinds(tls_server: AuthServer) -> None:
     answer = await tls_server.stub.list_authenticators(v1.ListAuthenticatorsRequest())
     assert [(a.name, a.kind) for a in answer.authenticators] == [

@@ -24,12 +24,20 @@ if TYPE_CHECKING:
 
 #: The longest token (session, flow state, page) any Authenticator call takes.
 MAX_TOKEN = 8192
-_MAX_CERTIFICATE = 16 * 1024
+#: The longest DER certificate any Authenticator call takes (a certificate is
+#: 1-2 KiB; AuthenticateCertificate and the people calls answer the same).
+MAX_CERTIFICATE = 64 * 1024
 
 
-def _check(value: str | bytes, field: str, limit: int) -> None:
+def check_length(value: str | bytes, field: str, limit: int) -> None:
+    """Refuse a field longer than ``limit`` before any work is done with it.
+
+    Raises:
+        InvalidArgument: Naming the field, its limit and its length.
+    """
     if len(value) > limit:
-        raise InvalidArgument(f"{field}: at most {limit} characters, got {len(value)}")
+        unit = "bytes" if isinstance(value, bytes) else "characters"
+        raise InvalidArgument(f"{field}: at most {limit} {unit}, got {len(value)}")
 
 
 class PeopleRpcs:
@@ -42,8 +50,8 @@ class PeopleRpcs:
         self, message: v1.IssuePersonCertificateRequest
     ) -> v1.PersonCertificate:
         """Sign the signed-in person's CSR (the private key stayed on their machine)."""
-        _check(message.token, "token", MAX_TOKEN)
-        _check(message.csr_pem, "csr_pem", MAX_CSR_BYTES)
+        check_length(message.token, "token", MAX_TOKEN)
+        check_length(message.csr_pem, "csr_pem", MAX_CSR_BYTES)
         _, person = await self.service.caller_record(message.token)
         return await self.service.people.issue(
             person,
@@ -86,7 +94,8 @@ class PeopleRpcs:
                     "presented_certificate_der: only the API, which verified possession of the "
                     "certificate in its TLS handshake, may revoke by certificate"
                 )
-            _check(message.presented_certificate_der, "presented_certificate_der", _MAX_CERTIFICATE)
+            presented = message.presented_certificate_der
+            check_length(presented, "presented_certificate_der", MAX_CERTIFICATE)
             cert = parse_certificate(message.presented_certificate_der)
             found = await self.service.people.person(cert)
             if found is None or person_of(cert) is None:
@@ -101,7 +110,7 @@ class PeopleRpcs:
             return certificate_message(row, person.username)
         if not message.serial:
             raise InvalidArgument("serial: required (see ListPersonCertificates)")
-        _check(message.serial, "serial", 64)
+        check_length(message.serial, "serial", 64)
         identity, person = await self.service.caller_record(message.token)
         row = await self.service.people.get(message.serial)
         check_owner(person.user_id, row, may_manage=self.service.may(identity, MANAGE_USERS))
@@ -119,8 +128,8 @@ class PeopleRpcs:
         self, message: v1.StartDeviceLoginRequest
     ) -> v1.StartDeviceLoginResponse:
         """A device code for the CLI and a user code for the person to approve."""
-        _check(message.csr_pem, "csr_pem", MAX_CSR_BYTES)
-        _check(message.client_address, "client_address", 200)
+        check_length(message.csr_pem, "csr_pem", MAX_CSR_BYTES)
+        check_length(message.client_address, "client_address", 200)
         throttle = self.service.throttle
         await throttle.check_device_start(message.client_address)
         started = await self.service.people.start_device_login(
@@ -151,7 +160,7 @@ class PeopleRpcs:
         self, message: v1.PollDeviceLoginRequest
     ) -> v1.PollDeviceLoginResponse:
         """The device login's state; the certificate once, when approved."""
-        _check(message.device_code, "device_code", 200)
+        check_length(message.device_code, "device_code", 200)
 
         async def username_of(user_id: str) -> str:
             return (await self.service.record_of(user_id)).username

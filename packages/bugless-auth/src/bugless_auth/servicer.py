@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from bugless_auth.people_rpcs import MAX_TOKEN, PeopleRpcs
+from bugless_auth.people_rpcs import MAX_CERTIFICATE, MAX_TOKEN, PeopleRpcs, check_length
 from bugless_auth.service import AuthService
 from bugless_auth.user_admin import MAX_SESSIONS_PAGE_SIZE
 from bugless_core import limits
@@ -21,14 +21,8 @@ from bugless_proto import v1
 #: Longest username, password or prefix accepted on the wire before any work.
 _MAX_FIELD = limits.MAX_USER_REFERENCE_LENGTH
 _MAX_PASSWORD = 1024
-_MAX_CERTIFICATE = 64 * 1024
 #: Longest session id accepted (the ids issued are 24 characters).
 _MAX_SESSION_ID = 64
-
-
-def _check_length(value: str | bytes, field: str, limit: int) -> None:
-    if len(value) > limit:
-        raise InvalidArgument(f"{field}: at most {limit} characters, got {len(value)}")
 
 
 def _check_batch(values: Sequence[str], field: str) -> None:
@@ -40,7 +34,7 @@ def _check_batch(values: Sequence[str], field: str) -> None:
     for value in values:
         if not value:
             raise InvalidArgument(f"{field}: empty entries are not allowed")
-        _check_length(value, field, _MAX_FIELD)
+        check_length(value, field, _MAX_FIELD)
 
 
 def _client_address(declared: str) -> str:
@@ -134,9 +128,9 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """Username and password to an identity and a session token."""
         if not message.username:
             raise InvalidArgument("username: required")
-        _check_length(message.username, "username", _MAX_FIELD)
-        _check_length(message.password, "password", _MAX_PASSWORD)
-        _check_length(message.client_address, "client_address", _MAX_FIELD)
+        check_length(message.username, "username", _MAX_FIELD)
+        check_length(message.password, "password", _MAX_PASSWORD)
+        check_length(message.client_address, "client_address", _MAX_FIELD)
         result = await self.service.authenticate_password(
             message.username, message.password, _client_address(message.client_address)
         )
@@ -156,8 +150,8 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         for field in ("flow_state", "code", "state", "redirect_uri"):
             if not getattr(message, field):
                 raise InvalidArgument(f"{field}: required")
-        _check_length(message.flow_state, "flow_state", MAX_TOKEN)
-        _check_length(message.client_address, "client_address", _MAX_FIELD)
+        check_length(message.flow_state, "flow_state", MAX_TOKEN)
+        check_length(message.client_address, "client_address", _MAX_FIELD)
         result = await self.service.complete_oidc(
             message.authenticator,
             message.flow_state,
@@ -175,14 +169,14 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """A verified client certificate to an identity and a session token."""
         if not message.certificate_der:
             raise InvalidArgument("certificate_der: required")
-        _check_length(message.certificate_der, "certificate_der", _MAX_CERTIFICATE)
+        check_length(message.certificate_der, "certificate_der", MAX_CERTIFICATE)
         result = await self.service.authenticate_certificate(message.certificate_der)
         return result.to_message()
 
     @grpc_errors
     async def validate_token(self, message: v1.ValidateTokenRequest) -> v1.Identity:
         """The identity behind a session token (cached)."""
-        _check_length(message.token, "token", MAX_TOKEN)
+        check_length(message.token, "token", MAX_TOKEN)
         return await self.service.validate_token(message.token, with_assertion=True)
 
     @grpc_errors
@@ -211,7 +205,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """Users whose username, display name or email starts with the prefix."""
         if not message.prefix:
             raise InvalidArgument("prefix: required (at least one character)")
-        _check_length(message.prefix, "prefix", _MAX_FIELD)
+        check_length(message.prefix, "prefix", _MAX_FIELD)
         if not 0 <= message.limit <= limits.MAX_SUGGEST_USERS:
             raise InvalidArgument(
                 f"limit: between 0 and {limits.MAX_SUGGEST_USERS}, got {message.limit}"
@@ -225,7 +219,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
             raise InvalidArgument("permission: required (e.g. admin, create_component)")
         if not message.token and not message.user_id:
             raise InvalidArgument("identity: set token, or user_id (with groups)")
-        _check_length(message.token, "token", MAX_TOKEN)
+        check_length(message.token, "token", MAX_TOKEN)
         decision = await self.service.authorize(
             message.token, message.user_id, message.groups, message.permission
         )
@@ -234,9 +228,9 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
     @grpc_errors
     async def create_local_user(self, message: v1.CreateLocalUserRequest) -> v1.User:
         """Add a local user (manage_users)."""
-        _check_length(message.password, "password", _MAX_PASSWORD)
-        _check_length(message.display_name, "display_name", limits.MAX_NAME_LENGTH)
-        _check_length(message.email, "email", _MAX_FIELD)
+        check_length(message.password, "password", _MAX_PASSWORD)
+        check_length(message.display_name, "display_name", limits.MAX_NAME_LENGTH)
+        check_length(message.email, "email", _MAX_FIELD)
         return await self.service.create_local_user(
             message.token,
             username=message.username,
@@ -251,7 +245,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """Change a local password (one's own, or anyone's with manage_users)."""
         if not message.username:
             raise InvalidArgument("username: required")
-        _check_length(message.password, "password", _MAX_PASSWORD)
+        check_length(message.password, "password", _MAX_PASSWORD)
         return await self.service.set_local_password(
             message.token, message.username, message.password
         )
@@ -275,9 +269,9 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
                 f"people: at most {limits.MAX_USER_LOOKUP} per call, got {len(message.people)}"
             )
         for i, person in enumerate(message.people):
-            _check_length(person.username, f"people[{i}].username", _MAX_FIELD)
-            _check_length(person.email, f"people[{i}].email", _MAX_FIELD)
-            _check_length(person.display_name, f"people[{i}].display_name", limits.MAX_NAME_LENGTH)
+            check_length(person.username, f"people[{i}].username", _MAX_FIELD)
+            check_length(person.email, f"people[{i}].email", _MAX_FIELD)
+            check_length(person.display_name, f"people[{i}].display_name", limits.MAX_NAME_LENGTH)
         return await self.service.match_import_users(
             message.token,
             message.source,
@@ -290,8 +284,8 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """Map a placeholder account to a real one (manage_users)."""
         if not message.placeholder or not message.into:
             raise InvalidArgument("placeholder and into: both usernames are required")
-        _check_length(message.placeholder, "placeholder", _MAX_FIELD)
-        _check_length(message.into, "into", _MAX_FIELD)
+        check_length(message.placeholder, "placeholder", _MAX_FIELD)
+        check_length(message.into, "into", _MAX_FIELD)
         return await self.service.merge_placeholder(
             message.token, message.placeholder, message.into
         )
@@ -301,8 +295,8 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """End the token's session, all of its user's, or all of another user's."""
         if not message.token:
             raise InvalidArgument("token: required (the caller's own session token)")
-        _check_length(message.token, "token", MAX_TOKEN)
-        _check_length(message.username, "username", _MAX_FIELD)
+        check_length(message.token, "token", MAX_TOKEN)
+        check_length(message.username, "username", _MAX_FIELD)
         if message.username and message.everywhere:
             raise InvalidArgument("everywhere: leave it unset when username is given")
         revoked = await self.service.revoke_sessions(
@@ -315,15 +309,15 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """The live sessions of the caller (or another user, with manage_users)."""
         if not message.token:
             raise InvalidArgument("token: required (the caller's own session token)")
-        _check_length(message.token, "token", MAX_TOKEN)
-        _check_length(message.username, "username", _MAX_FIELD)
+        check_length(message.token, "token", MAX_TOKEN)
+        check_length(message.username, "username", _MAX_FIELD)
         page = message.page or v1.PageRequest()
         if not 0 <= page.page_size <= MAX_SESSIONS_PAGE_SIZE:
             raise InvalidArgument(
                 f"page.page_size: between 0 (the default, 50) and {MAX_SESSIONS_PAGE_SIZE}, "
                 f"got {page.page_size}"
             )
-        _check_length(page.page_token, "page.page_token", MAX_TOKEN)
+        check_length(page.page_token, "page.page_token", MAX_TOKEN)
         return await self.service.list_sessions(
             message.token,
             username=message.username,
@@ -338,8 +332,8 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
             raise InvalidArgument("token: required (the caller's own session token)")
         if not message.session_id:
             raise InvalidArgument("session_id: required (a Session.session_id of ListSessions)")
-        _check_length(message.token, "token", MAX_TOKEN)
-        _check_length(message.session_id, "session_id", _MAX_SESSION_ID)
+        check_length(message.token, "token", MAX_TOKEN)
+        check_length(message.session_id, "session_id", _MAX_SESSION_ID)
         return await self.service.end_session(message.token, message.session_id)
 
     @grpc_errors
@@ -354,7 +348,7 @@ class AuthenticatorServicer(PeopleRpcs, v1.AuthenticatorBase):
         """An identity with an assertion for a user, for a service acting for them."""
         if not message.user_id:
             raise InvalidArgument("user_id: required")
-        _check_length(message.user_id, "user_id", _MAX_FIELD)
+        check_length(message.user_id, "user_id", _MAX_FIELD)
         return await self.service.issue_assertion(
             message.user_id, requested_by=f"service:{current_identity() or ''}"
         )
