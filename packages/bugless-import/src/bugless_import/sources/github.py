@@ -90,7 +90,9 @@ def linked_file_pattern(origin: str) -> re.Pattern[str]:
         rf"(?:{host}/(?:user-attachments/(?:assets|files)/|[\w.-]+/[\w.-]+/(?:assets|files)/)"
         r"|https://(?:private-)?user-images\.githubusercontent\.com/)[^\s)\]\"'<>]+"
     )
-    return re.compile(rf"(?:!?\[(?P<label>[^\]\n]*)\]\()?(?P<url>{url})")
+    # The label is the innermost brackets': "[^\]\n]*" made each "[" of a
+    # run of them scan to the line's end (quadratic on a 64 KiB comment).
+    return re.compile(rf"(?:!?\[(?P<label>[^\[\]\n]*)\]\()?(?P<url>{url})")
 
 
 def read_pages(path: Path) -> list[Any]:

@@ -42,11 +42,17 @@ def _restore(text: str, blocks: list[str], kind: str) -> str:
 
 # ---- references to the source's issues ----
 
+#: A Markdown link or image, ``[label](url)``: the innermost brackets (no
+#: ``[`` in the label) and a URL up to the first ``)`` that is not past another
+#: ``](``. Each ``[`` thus scans to the next ``[`` or ``](`` at most, so a run of
+#: ``[`` (or of ``[](``) is linear, not a scan to the line's end from each one:
+#: ``"[" * 50000`` took 28 s (a source's comment may be 64 KiB).
+_MD_LINK = r"!?\[[^\[\]\n]*\]\((?:[^)\]\n]|\](?!\())*\)"
 #: What a reference in it is left alone in: a fenced block, inline code, a link.
 _MD_KEPT = re.compile(
     r"^(?P<fence>```|~~~).*?^(?P=fence)[^\n]*$"
     r"|`[^`\n]+`"
-    r"|!?\[[^\]\n]*\]\([^)\n]*\)|<[a-z]+:[^>\s]+>",
+    r"|" + _MD_LINK + r"|<[a-z]+:[^<>\s]+>",
     re.S | re.M | re.I,
 )
 
@@ -74,36 +80,73 @@ def cite_source_issues(text: str, url_of: Callable[[str], str]) -> str:
 
 # ---- Jira ----
 
-_JIRA_CODE = re.compile(r"\{(code|noformat)(?::([^}]*))?\}(.*?)\{\1\}", re.S)
+# Every pattern that starts at a "[" or "{" stops its scans at the next one
+# (innermost brackets), so that a long run of them is linear; as written
+# before, each one scanned to the line's (or text's) end: quadratic.
+_JIRA_CODE_START = re.compile(r"\{(code|noformat)(?::([^{}]*))?\}")
 _JIRA_HEADING = re.compile(r"^h([1-6])\.\s+", re.M)
 _JIRA_BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
 _JIRA_ITALIC = re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
 _JIRA_MONO = re.compile(r"\{\{(.+?)\}\}")
+#: A line up to its last "}}": a "{{" after that closes nothing, yet each one
+#: there would scan to the line's end (``{`` repeated: quadratic).
+_JIRA_MONO_SPAN = re.compile(r"^[^\n]*\}\}", re.M)
 _JIRA_STRIKE = re.compile(r"(?<![\w-])-(?=\S)([^-\n]+?)(?<=\S)-(?![\w-])")
-_JIRA_LINK = re.compile(r"\[([^|\]\n]+)\|([^\]\n]+)\]")
-_JIRA_BARE_LINK = re.compile(r"\[((?:https?|mailto):[^\]\s]+)\]")
+_JIRA_LINK = re.compile(r"\[([^\[|\]\n]+)\|([^\[\]\n]+)\]")
+_JIRA_BARE_LINK = re.compile(r"\[((?:https?|mailto):[^\[\]\s]+)\]")
 _JIRA_NUMBERED = re.compile(r"^(#+)\s+", re.M)
 _JIRA_BULLET = re.compile(r"^(\*+)\s+", re.M)
 _JIRA_QUOTE = re.compile(r"^bq\.\s+", re.M)
-_JIRA_MENTION = re.compile(r"\[~([^\]]+)\]")
+_JIRA_MENTION = re.compile(r"\[~([^\[\]]+)\]")
 
 
-def _jira_code(match: re.Match[str]) -> str:
+def _jira_code(kind: str, parameters: str, body: str) -> str:
     language = ""
-    if match.group(1) == "code" and match.group(2):
-        language = match.group(2).split("|")[0].split("=")[-1].strip()
-    body = match.group(3).strip("\n")
+    if kind == "code" and parameters:
+        language = parameters.split("|", maxsplit=1)[0].rsplit("=", maxsplit=1)[-1].strip()
+    body = body.strip("\n")
     return f"\n```{language}\n{body}\n```\n"
+
+
+def _jira_code_blocks(text: str) -> tuple[str, list[str]]:
+    """``{code}...{code}`` and ``{noformat}...{noformat}`` cut out (:func:`_protect`).
+
+    Each block ends at the first closing tag of its kind after it. A scan,
+    not one pattern (the tag, then ``(.*?)`` up to its closing tag): each
+    opening tag without a closing one after it scanned to the text's end, so
+    ``{code:a}`` repeated was quadratic. Once a kind has no closing tag after
+    some point, no later opening tag of it is looked for again.
+    """
+    blocks: list[str] = []
+    out: list[str] = []
+    kept = start = 0
+    unclosed: dict[str, int] = {}  # kind -> from where the text has no closing tag
+    while opening := _JIRA_CODE_START.search(text, start):
+        kind = opening.group(1)
+        closed_until = unclosed.get(kind, len(text) + 1)
+        end = text.find("{" + kind + "}", opening.end()) if opening.end() < closed_until else -1
+        if end < 0:
+            unclosed[kind] = min(opening.end(), closed_until)
+            start = opening.start() + 1
+            continue
+        out.append(text[kept : opening.start()])
+        blocks.append(_jira_code(kind, opening.group(2) or "", text[opening.end() : end]))
+        out.append(_FENCE.format("CODE", len(blocks) - 1))
+        kept = start = end + len(kind) + 2
+    out.append(text[kept:])
+    return "".join(out), blocks
 
 
 def jira_to_markdown(text: str) -> str:
     """Jira wiki notation (REST API v2 text fields) as Markdown."""
-    text, blocks = _protect(text, _JIRA_CODE, _jira_code, "CODE")
+    text, blocks = _jira_code_blocks(text)
     text = _JIRA_BULLET.sub(lambda m: "  " * (len(m.group(1)) - 1) + "- ", text)
     text = _JIRA_NUMBERED.sub(lambda m: "   " * (len(m.group(1)) - 1) + "1. ", text)
     text = _JIRA_HEADING.sub(lambda m: "#" * int(m.group(1)) + " ", text)
     text = _JIRA_QUOTE.sub("> ", text)
-    text = _JIRA_MONO.sub(lambda m: f"`{m.group(1)}`", text)
+    text = _JIRA_MONO_SPAN.sub(
+        lambda span: _JIRA_MONO.sub(lambda m: f"`{m.group(1)}`", span.group(0)), text
+    )
     text = _JIRA_BOLD.sub(r"**\1**", text)
     text = _JIRA_ITALIC.sub(r"*\1*", text)
     text = _JIRA_STRIKE.sub(r"~~\1~~", text)
@@ -121,8 +164,8 @@ _TRAC_BOLD_ITALIC = re.compile(r"'''''(.+?)'''''")
 _TRAC_BOLD = re.compile(r"'''(.+?)'''")
 _TRAC_ITALIC = re.compile(r"''(.+?)''")
 _TRAC_MONO = re.compile(r"`([^`\n]+)`")
-_TRAC_LINK = re.compile(r"\[((?:https?|mailto|ftp):[^\s\]]+)\s+([^\]]+)\]")
-_TRAC_TICKET = re.compile(r"(?<!!)\[ticket:(\d+)(?:\s+([^\]]+))?\]")
+_TRAC_LINK = re.compile(r"\[((?:https?|mailto|ftp):[^\s\[\]]+)\s+([^\[\]]+)\]")
+_TRAC_TICKET = re.compile(r"(?<!!)\[ticket:(\d+)(?:\s+([^\[\]]+))?\]")
 
 
 def _trac_code(match: re.Match[str]) -> str:
@@ -164,7 +207,11 @@ def trac_to_markdown(
     and MoinMoin's ``["free link"]``.
     """
     text = text.replace("\r\n", "\n")
-    text, blocks = _protect(text, _TRAC_CODE, _trac_code, "CODE")
+    # Nothing after the last "}}}" opens a block: each "{{{" there would
+    # scan to the text's end, a run of "{" quadratic. Before it, each opens one.
+    end = text.rfind("}}}") + 3 if "}}}" in text else 0
+    head, blocks = _protect(text[:end], _TRAC_CODE, _trac_code, "CODE")
+    text = head + text[end:]
     # Monospace is verbatim in Trac: no emphasis, no links inside it.
     text, mono = _protect(text, _TRAC_MONO, lambda m: m.group(0), "MONO")
     text = _TRAC_HEADING.sub(lambda m: "#" * len(m.group(1)) + " " + m.group(2), text)
@@ -216,13 +263,13 @@ _TRAC_SHORTHAND = re.compile(
     # ["free link"]: MoinMoin's page link, which Trac keeps for old pages
     r'\["(?P<free>[^"\n]+)"\]|'
     # [changeset:abc], [wiki:"Page name" the label]
-    rf"\[(?P<brealm>{_REALM}):{_TRAC_TARGET.format('btarget')}(?:\s+(?P<blabel>[^\]\n]+))?\]"
+    rf"\[(?P<brealm>{_REALM}):{_TRAC_TARGET.format('btarget')}(?:\s+(?P<blabel>[^\[\]\n]+))?\]"
     # [123], [1234abcd/trunk] (changesets), [1:3], [1-3/trunk] (revision logs); not
     # list[5], which Trac would link too, but which reads as code someone wrote
-    r"|(?<![\w\]])\[(?P<crev>[0-9]+|[a-fA-F0-9]{8,})(?P<cpath>/[^\]\s]*)?\]"
-    r"|(?<![\w\]])\[(?P<lfrom>[0-9]+)[:-](?P<lto>[0-9]+)(?P<lpath>/[^\]\s]*)?\]"
+    r"|(?<![\w\]])\[(?P<crev>[0-9]+|[a-fA-F0-9]{8,})(?P<cpath>/[^\[\]\s]*)?\]"
+    r"|(?<![\w\]])\[(?P<lfrom>[0-9]+)[:-](?P<lto>[0-9]+)(?P<lpath>/[^\[\]\s]*)?\]"
     # [WikiPage the label]
-    rf"|\[(?P<bpage>{_WIKI_PAGE})\s+(?P<plabel>[^\]\n]+)\]"
+    rf"|\[(?P<bpage>{_WIKI_PAGE})\s+(?P<plabel>[^\[\]\n]+)\]"
     r"|\{(?P<report>[0-9]+)\}"
     # changeset:abc, wiki:"Page name", source:trunk/a.py@12#L3, log:trunk@1:3
     rf"|(?<![\w/:\[\x00])(?P<realm>{_REALM}):{_TRAC_TARGET.format('target')}"
@@ -233,14 +280,17 @@ _TRAC_SHORTHAND = re.compile(
     rf"|(?<![\w/\x00])(?P<page>{_WIKI_PAGE})"
     r")"
 )
-#: A macro call: ``[[Image(f.png, 50%)]]``, ``[[TOC]]``, ``[[BR]]``.
+#: A macro call: ``[[Image(f.png, 50%)]]``, ``[[TOC]]``, ``[[BR]]``. Its
+#: arguments stop at the next ``[[`` (each call's scan would reach the line's
+#: end on a run of ``[[A(``).
 _TRAC_MACRO = re.compile(
-    r"(?P<bang>!)?\[\[(?P<macro>[A-Za-z][\w/+-]*)(?:\((?P<margs>[^\n]*?)\))?\]\]"
+    r"(?P<bang>!)?\[\[(?P<macro>[A-Za-z][\w/+-]*)"
+    r"(?:\((?P<margs>(?:[^\n\[]|\[(?!\[))*?)\))?\]\]"
 )
 #: What those are not looked for in: links (as converted), URLs, place holders.
-_TRAC_LINK_KEPT = re.compile(
-    r"!?\[[^\]\n]*\]\([^)\n]*\)|<[a-z]+:[^>\s]+>|\b[a-z][a-z0-9+.-]*://[^\s)\]]+"
-)
+#: A URL's scheme is at most 32 characters (RFC 3986 sets no limit, IANA's
+#: longest is 28): unbounded, each word of ``a-a-a-...`` scanned to its end.
+_TRAC_LINK_KEPT = re.compile(_MD_LINK + r"|<[a-z]+:[^<>\s]+>|\b[a-z][a-z0-9+.-]{0,31}://[^\s)\]]+")
 
 
 def _trac_url(base: str, realm: str, target: str) -> str:
