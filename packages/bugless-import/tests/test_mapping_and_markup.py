@@ -195,3 +195,26 @@ def test_trac_diffs_intertrac_macros_and_free_links_are_code_with_or_without_the
     assert trac_to_markdown(text, "https://trac.example.org") == expected
     assert trac_to_markdown(text) == expected
     assert cite_source_issues(expected, lambda n: f"/i/{n}") == expected, "no #123 link"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "wiki:Page[a](http://u)",
+            "[wiki:Page](https://trac.example.org/wiki/Page)[a](http://u)",
+        ),
+        (
+            "see wiki:Page<http://x>",
+            "see [wiki:Page](https://trac.example.org/wiki/Page)<http://x>",
+        ),
+    ],
+)
+def test_a_trac_link_running_into_a_kept_link_stops_before_it(text: str, expected: str) -> None:
+    """A kept Markdown link or autolink is a placeholder while the shorthands are read.
+
+    A ``wiki:`` target running straight into one took the placeholder's
+    ``\\x00`` into its URL (``.../wiki/Page%00LINK0%00``) and lost the kept link.
+    """
+    converted = trac_to_markdown(text, "https://trac.example.org")
+    assert converted == expected

@@ -241,7 +241,10 @@ _TRAC_REALMS = {
 _ATTACHMENT = ("raw-attachment", "attachment")
 #: The realms an attachment's ``file:realm:id`` names its parent by.
 _ATTACHMENT_PARENTS = frozenset({"ticket", "wiki", "milestone"})
-_TRAC_TARGET = r'(?P<{}>"[^"\n]+"|[^\s\[\]"\'<>(){{}}|`]*[^\s\[\]"\'<>(){{}}|`.,;:!?])'
+#: A link's target: quoted, or up to a space, bracket, quote or the placeholder
+#: character (``\x00``) that marks kept links and code (``_FENCE``): a target
+#: running into one took the placeholder into the URL (``wiki:Page[a](u)``).
+_TRAC_TARGET = r'(?P<{}>"[^"\n\x00]+"|[^\s\[\]"\'<>(){{}}|`\x00]*[^\s\[\]"\'<>(){{}}|`.,;:!?\x00])'
 #: Trac's WikiPageNames (trac.wiki.api): two or more capitalised words run
 #: together, in any script, as ``/``-separated parts of a page's path.
 _UPPER = "".join(c for c in map(chr, range(0x10000)) if c.isupper())
