@@ -64,3 +64,28 @@ def test_help_lists_every_exit_status_the_commands_use() -> None:
     assert "serve process whose second SIGTERM/SIGINT cut calls" in listed[EXIT_CUT_AT_SIGNAL]
     assert "not found" in listed[EXIT_NOT_FOUND]
     assert "conflict" in listed[EXIT_CONFLICT]
+
+
+def test_query_explain_exits_2_on_a_query_that_does_not_parse() -> None:
+    """A query that does not parse is bad usage, as for the client commands (2, not 1).
+
+    Before, ``bugless query explain`` exited 1 (the status of a failed service)
+    for the same text ``bugless issue list --query`` rejects with 2.
+    """
+    results = [
+        subprocess.run(
+            [*BUGLESS_COMMAND, "query", "explain", "status:", *extra],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        for extra in ([], ["--json"])
+    ]
+    assert [result.returncode for result in results] == [ROOT_EXIT_USAGE, ROOT_EXIT_USAGE]
+    # The caret and the message on stderr; --json prints where it is wrong on stdout.
+    assert "^" in results[0].stderr
+    assert "expected a value after 'status:'" in results[0].stderr
+    assert '"position": 7' in results[1].stdout
+    assert "query explain" in dict(EXIT_STATUSES)[ROOT_EXIT_USAGE]
+    assert "query explain" not in dict(EXIT_STATUSES)[EXIT_ERROR]

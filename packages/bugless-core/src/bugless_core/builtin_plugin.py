@@ -107,6 +107,7 @@ def explain_command(query: str, as_json: bool) -> None:
 
     Example: bugless query explain 'is:open p<p2 -assignee:none "disk full"'
     """
+    from bugless_core.cli import EXIT_USAGE  # noqa: PLC0415 - cli loads this plugin
     from bugless_core.search import QuerySyntaxError, explain, parse_query, query_to_json  # noqa: PLC0415
 
     try:
@@ -122,7 +123,8 @@ def explain_command(query: str, as_json: bool) -> None:
         else:
             click.echo(exc.render_caret(), err=True)
             click.echo(exc.message, err=True)
-        raise SystemExit(1) from None
+        # Bad usage, as the client commands report the same text from the server.
+        raise SystemExit(EXIT_USAGE) from None
     if as_json:
         click.echo(json.dumps(query_to_json(parsed), indent=2))
     else:

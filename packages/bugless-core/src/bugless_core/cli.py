@@ -37,12 +37,12 @@ EXIT_STATUSES: tuple[tuple[int, str], ...] = (
         EXIT_ERROR,
         "a bugless error: a service refused or failed the request, or a service could not "
         "start; a serve process whose second SIGTERM/SIGINT cut calls or requests still "
-        "running; query explain: the query does not parse",
+        "running",
     ),
     (
         EXIT_USAGE,
-        "bad usage or configuration (flags, settings, credentials; for the client commands "
-        "also a query the server cannot parse)",
+        "bad usage or configuration (flags, settings, credentials; a query that does not "
+        "parse, in query explain and the client commands)",
     ),
     (3, "client commands: not found, or gone for good (a deleted or redacted attachment)"),
     (4, "client commands: conflict (a stale --expected-version, a name taken)"),
