@@ -296,6 +296,38 @@ async def test_hotlists_are_renamed_reranked_noted_and_deleted(
     assert missing.returncode == 3
 
 
+async def test_hotlist_rank_takes_a_negative_position_from_the_end(
+    served_api: dict[str, str], cli_bot: BuglessClient
+) -> None:
+    """``hotlist rank H I -1`` moves I to the last place; -N counts from the end.
+
+    Before, click read ``-1`` as an unknown option ("No such option '-1'") and
+    the call was never made.
+    """
+    component = await _component(cli_bot, "Rank")
+    first, second, third = (str(i.id) for i in await _issues(cli_bot, component, 3))
+    hotlist_id = cli_json(served_api, "hotlist", "create", f"rank-{secrets.token_hex(3)}")["id"]
+    bugless_cli(served_api, "hotlist", "add", hotlist_id, first, second, third)
+
+    async def order() -> list[str]:
+        items, _ = await cli_bot.list_hotlist_items(int(hotlist_id))
+        return [str(i.issue_id) for i in items]
+
+    bugless_cli(served_api, "hotlist", "rank", hotlist_id, first, "-1")
+    assert await order() == [second, third, first]
+    ranked = cli_json(served_api, "hotlist", "rank", hotlist_id, third, "-3")
+    assert ranked["id"] == hotlist_id
+    assert await order() == [third, second, first]
+    # Past the start, and an option that does not exist: refused, nothing changed.
+    past = bugless_cli(served_api, "hotlist", "rank", hotlist_id, first, "-4", check=False)
+    assert past.returncode == 2
+    assert "-4: the hotlist has 3 items" in past.stderr
+    typo = bugless_cli(served_api, "hotlist", "rank", hotlist_id, second, "0", "--jsn", check=False)
+    assert typo.returncode == 2
+    assert "--jsn" in typo.stderr
+    assert await order() == [third, second, first]
+
+
 async def test_components_are_renamed_archived_and_unarchived(
     served_api: dict[str, str], cli_bot: BuglessClient
 ) -> None:

@@ -189,7 +189,9 @@ async def hotlist_remove(
     return _hotlist_detail(await client.remove_from_hotlist(hotlist_id, issue_ids))
 
 
-@hotlist_group.command("rank")
+# A POSITION such as -1 (the end) would otherwise be read as an unknown option;
+# a misspelt option is still refused, as an extra argument or a bad POSITION.
+@hotlist_group.command("rank", context_settings={"ignore_unknown_options": True})
 @click.argument("hotlist_id", type=ID)
 @click.argument("issue_id", type=ID)
 @click.argument("position", type=int)
@@ -198,7 +200,19 @@ async def hotlist_remove(
 async def hotlist_rank(
     client: BuglessClient, hotlist_id: int, issue_id: int, position: int
 ) -> Detail:
-    """Move ISSUE_ID to the 0-based POSITION of the hotlist."""
+    """Move ISSUE_ID to the 0-based POSITION of the hotlist.
+
+    A negative POSITION counts from the end: -1 is the last place (the API
+    takes 0-based positions only, so the count is read first; an item added
+    meanwhile shifts where -1 lands by one).
+    """
+    if position < 0:
+        count = (await client.get_hotlist(hotlist_id)).item_count
+        if -position > count:
+            raise click.BadParameter(
+                f"{position}: the hotlist has {count} items", param_hint="'POSITION'"
+            )
+        position += count
     return _hotlist_detail(await client.rank_hotlist_item(hotlist_id, issue_id, position))
 
 
