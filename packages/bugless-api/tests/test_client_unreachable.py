@@ -15,6 +15,7 @@ from api_support import Bots, bugless_cli
 
 from bugless_api.client import BuglessClient, RetryPolicy
 from bugless_core.errors import Unavailable
+from bugless_testing.ports import refused_port
 
 
 def _closed_port() -> int:
@@ -46,3 +47,23 @@ def test_the_cli_names_the_unreachable_api(served_api: dict[str, str]) -> None:
     done = bugless_cli({**served_api, "BUGLESS_API": f"127.0.0.1:{port}"}, "whoami", check=False)
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: the bugless API at 127.0.0.1:{port} is unreachable: ")
+
+
+async def test_an_ipv6_api_is_named_in_brackets(bots: Bots) -> None:
+    """``[::1]:port``, as the address is written to the client, not ``::1:port``.
+
+    Before, the host and port were joined as given, and an IPv6 address read
+    as one more group of the address.
+    """
+    robot = bots["robot"]
+    with refused_port("::1") as port:
+        said = rf"^the bugless API at \[::1\]:{port} is unreachable: "
+        async with BuglessClient(
+            f"[::1]:{port}",
+            robot.cert,
+            robot.key,
+            bots.stack.pki.ca_file,
+            retry=RetryPolicy(attempts=1),
+        ) as client:
+            with pytest.raises(Unavailable, match=said):
+                await client.whoami()

@@ -55,6 +55,15 @@ class ServiceAddress:
             raise ValueError(msg)
         return cls(host=host.strip("[]"), port=int(port), ca=ca, cert=cert, key=key)
 
+    @property
+    def authority(self) -> str:
+        """``host:port`` as a person writes it: an IPv6 host in brackets (``[::1]:443``).
+
+        :meth:`parse` strips the brackets; a message that joined the parts as
+        they are would show ``::1:443``, which reads as one address.
+        """
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """The client TLS context, or None for plaintext."""
         if self.ca is None:

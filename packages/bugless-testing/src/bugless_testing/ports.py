@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def refused_port() -> Iterator[int]:
+def refused_port(host: str = "127.0.0.1") -> Iterator[int]:
     """A loopback TCP port that refuses connections for as long as the block runs.
 
     A test of "the LDAP directory / OIDC provider / Model is down" needs an
@@ -24,11 +24,16 @@ def refused_port() -> Iterator[int]:
     hold the port with :func:`bugless_dev.processes.reserve_port` when it must
     be named before the server starts.
 
+    Args:
+        host: The loopback address to hold the port on: ``::1`` for a test of
+            how an IPv6 address is shown (``[::1]:port``).
+
     Yields:
-        The port number, on ``127.0.0.1``.
+        The port number, on ``host``.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         yield port
 

@@ -191,7 +191,7 @@ class ClientBase:
     @property
     def unreachable(self) -> str:
         """How a connection failure starts: the API this client was given, by address."""
-        return f"the bugless API at {self.address.host}:{self.address.port} is unreachable"
+        return f"the bugless API at {self.address.authority} is unreachable"
 
     @property
     def channel(self) -> Channel:
