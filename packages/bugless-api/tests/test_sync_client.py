@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import secrets
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -208,5 +209,54 @@ async def test_a_script_uses_the_batch_hotlist_and_saved_search_calls(sync_as: S
             bugless.delete_saved_search(saved.id)
             with pytest.raises(NotFound):
                 bugless.get_hotlist(hotlist.id)
+
+    await _in_thread(script)
+
+
+async def test_a_script_pages_through_a_search_with_iter_issues(sync_as: SyncAs) -> None:
+    """``iter_issues`` is a plain generator over every page, with the async one's arguments.
+
+    Before, the blocking client had no ``iter_issues``: a script paged by hand
+    with ``search_issues`` and ``next_page_token``.
+    """
+
+    def script() -> None:
+        with sync_as("robot") as bugless:
+            component = bugless.create_component(f"SyncIter-{secrets.token_hex(3)}")
+            made = [
+                bugless.create_issue(f"paged {n}", component.id, description="not asked for").id
+                for n in range(5)
+            ]
+            query = f"c:{component.id}"
+            every = list(bugless.iter_issues(query, page_size=2))
+            assert sorted(i.id for i in every) == sorted(made)
+            assert {(i.title, i.description) for i in every} == {
+                (f"paged {n}", "not asked for") for n in range(5)
+            }
+            some = list(bugless.iter_issues(query, limit=3, page_size=2))
+            assert len(some) == 3
+            titles = list(bugless.iter_issues(query, page_size=2, read_mask=["title"]))
+            assert sorted(i.id for i in titles) == sorted(made)
+            assert all(i.title and not i.description for i in titles)
+            # Left after the first issue: the rest of the pages are never asked for,
+            # and the client still makes calls.
+            first = next(iter(bugless.iter_issues(query, page_size=2)))
+            assert first.id in made
+            assert bugless.get_issue(first.id).id == first.id
+            held = bugless.iter_issues(query, page_size=2)
+            assert next(held).id in made
+        # A generator still held when the client closes ends with it, quietly.
+        unraisable: list[object] = []
+        hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                del held
+                gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        assert (unraisable, [str(w.message) for w in caught]) == ([], [])
+        with pytest.raises(RuntimeError, match="iter_issues: the SyncBuglessClient is closed"):
+            next(iter(bugless.iter_issues(query)))
 
     await _in_thread(script)

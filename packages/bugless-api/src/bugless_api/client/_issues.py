@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 
 from bugless_api.client._base import (
     ClientBase,
@@ -67,7 +67,7 @@ class IssueCalls(ClientBase):
         page_size: int = 100,
         time_zone: str | None = None,
         read_mask: Iterable[str] | None = None,
-    ) -> AsyncIterator[v1.Issue]:
+    ) -> AsyncGenerator[v1.Issue, None]:
         """Every issue matching ``query``, page by page (at most ``limit``).
 
         ``read_mask`` asks each page for only those fields (and the ids), as

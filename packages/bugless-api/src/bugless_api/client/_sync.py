@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from bugless_api.client._client import BuglessClient
 from bugless_core import eventloop
+from bugless_proto import v1
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,9 +35,9 @@ class SyncBuglessClient:
     """:class:`BuglessClient` for code without an event loop (scripts, notebooks).
 
     Each method runs the async one to completion on a private event loop; the
-    signatures and errors are the same. The streaming and paging iterators
-    (``watch``, ``iter_issues``, ``iter_history``, ``iter_attachment``) are
-    async only. Use it as a context manager, or call :meth:`close`. Not for
+    signatures and errors are the same; :meth:`iter_issues` is a generator
+    over the pages. The streaming iterators (``watch``, ``iter_history``,
+    ``iter_attachment``) are async only. Use it as a context manager, or call :meth:`close`. Not for
     use from inside a running event loop.
     """
 
@@ -83,6 +84,38 @@ class SyncBuglessClient:
             self._client.close()
             self._loop.run_until_complete(asyncio.sleep(0))
             self._loop.close()
+
+    def iter_issues(
+        self,
+        query: str = "",
+        *,
+        limit: int | None = None,
+        page_size: int = 100,
+        time_zone: str | None = None,
+        read_mask: Iterable[str] | None = None,
+    ) -> Iterator[v1.Issue]:
+        """As :meth:`BuglessClient.iter_issues`: every issue matching ``query``, page by page.
+
+        Each next page is asked for when the one before is used up, so a
+        script that stops early sends no further search.
+        """
+        if self._loop.is_closed():
+            raise RuntimeError("iter_issues: the SyncBuglessClient is closed")
+        issues = self._client.iter_issues(
+            query, limit=limit, page_size=page_size, time_zone=time_zone, read_mask=read_mask
+        )
+        try:
+            while True:
+                try:
+                    issue = self._loop.run_until_complete(anext(issues))
+                except StopAsyncIteration:
+                    return
+                yield issue
+        finally:
+            # A generator left early (break, an exception): end the async one
+            # on its loop, not in the garbage collector's, which has none.
+            if not self._loop.is_closed():
+                self._loop.run_until_complete(issues.aclose())
 
     #: Builds the IssueDelta of ``change_issue``/``batch_change_issues`` (no call made).
     delta = staticmethod(BuglessClient.delta)
