@@ -10,9 +10,10 @@ import pytest
 from bugless_testing.ports import refused_port
 
 
-def test_a_connection_is_refused_at_once() -> None:
-    with refused_port() as port, pytest.raises(ConnectionRefusedError) as refused:
-        socket.create_connection(("127.0.0.1", port)).close()
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_a_connection_is_refused_at_once(host: str) -> None:
+    with refused_port(host) as port, pytest.raises(ConnectionRefusedError) as refused:
+        socket.create_connection((host, port)).close()
     assert refused.value.errno == errno.ECONNREFUSED
 
 
