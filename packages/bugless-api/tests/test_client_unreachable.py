@@ -8,8 +8,6 @@ given, so the message names it and its address, as the streams did in part.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from api_support import Bots, bugless_cli
 
@@ -18,33 +16,28 @@ from bugless_core.errors import Unavailable
 from bugless_testing.ports import refused_port
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_calls_and_streams_name_the_unreachable_api(bots: Bots) -> None:
-    port = _closed_port()
     robot = bots["robot"]
-    said = rf"^the bugless API at 127\.0\.0\.1:{port} is unreachable: .*Connection refused"
-    async with BuglessClient(
-        f"127.0.0.1:{port}",
-        robot.cert,
-        robot.key,
-        bots.stack.pki.ca_file,
-        retry=RetryPolicy(attempts=1),
-    ) as client:
-        with pytest.raises(Unavailable, match=said):
-            await client.whoami()
-        with pytest.raises(Unavailable, match=said):
-            async for _ in client.watch(query="is:open"):
-                pass
+    with refused_port() as port:  # held unbound to others: no stranger answers on it
+        said = rf"^the bugless API at 127\.0\.0\.1:{port} is unreachable: .*Connection refused"
+        async with BuglessClient(
+            f"127.0.0.1:{port}",
+            robot.cert,
+            robot.key,
+            bots.stack.pki.ca_file,
+            retry=RetryPolicy(attempts=1),
+        ) as client:
+            with pytest.raises(Unavailable, match=said):
+                await client.whoami()
+            with pytest.raises(Unavailable, match=said):
+                async for _ in client.watch(query="is:open"):
+                    pass
 
 
 def test_the_cli_names_the_unreachable_api(served_api: dict[str, str]) -> None:
-    port = _closed_port()
-    done = bugless_cli({**served_api, "BUGLESS_API": f"127.0.0.1:{port}"}, "whoami", check=False)
+    with refused_port() as port:
+        env = {**served_api, "BUGLESS_API": f"127.0.0.1:{port}"}
+        done = bugless_cli(env, "whoami", check=False)
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: the bugless API at 127.0.0.1:{port} is unreachable: ")
 
