@@ -50,6 +50,7 @@ class UnconditionedSessions(SessionStore):
         authenticator: str,
         client_address: str,
         expires_at: float,
+        certificate: str | None = None,  # the old statement had no such column
     ) -> NotRecorded | None:
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
         await self._store.run(
