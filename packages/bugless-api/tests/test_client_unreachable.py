@@ -16,17 +16,18 @@ from bugless_core.errors import Unavailable
 from bugless_testing.ports import refused_port
 
 
-async def test_calls_and_streams_name_the_unreachable_api(bots: Bots) -> None:
+def _robot_client(bots: Bots, address: str) -> BuglessClient:
+    """The robot's client for ``address``, one attempt per call (no retry hides the refusal)."""
     robot = bots["robot"]
+    return BuglessClient(
+        address, robot.cert, robot.key, bots.stack.pki.ca_file, retry=RetryPolicy(attempts=1)
+    )
+
+
+async def test_calls_and_streams_name_the_unreachable_api(bots: Bots) -> None:
     with refused_port() as port:  # held unbound to others: no stranger answers on it
         said = rf"^the bugless API at 127\.0\.0\.1:{port} is unreachable: .*Connection refused"
-        async with BuglessClient(
-            f"127.0.0.1:{port}",
-            robot.cert,
-            robot.key,
-            bots.stack.pki.ca_file,
-            retry=RetryPolicy(attempts=1),
-        ) as client:
+        async with _robot_client(bots, f"127.0.0.1:{port}") as client:
             with pytest.raises(Unavailable, match=said):
                 await client.whoami()
             with pytest.raises(Unavailable, match=said):
@@ -48,15 +49,8 @@ async def test_an_ipv6_api_is_named_in_brackets(bots: Bots) -> None:
     Before, the host and port were joined as given, and an IPv6 address read
     as one more group of the address.
     """
-    robot = bots["robot"]
     with refused_port("::1") as port:
         said = rf"^the bugless API at \[::1\]:{port} is unreachable: "
-        async with BuglessClient(
-            f"[::1]:{port}",
-            robot.cert,
-            robot.key,
-            bots.stack.pki.ca_file,
-            retry=RetryPolicy(attempts=1),
-        ) as client:
+        async with _robot_client(bots, f"[::1]:{port}") as client:
             with pytest.raises(Unavailable, match=said):
                 await client.whoami()
