@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from grpclib.client import Channel
 
 
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as a person writes it, an IPv6 host in brackets (``[::1]:443``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class ServiceAddress:
     """Where a backend service listens and how to talk to it.
@@ -62,7 +67,7 @@ class ServiceAddress:
         :meth:`parse` strips the brackets; a message that joined the parts as
         they are would show ``::1:443``, which reads as one address.
         """
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The client TLS context, or None for plaintext."""

@@ -48,6 +48,7 @@ from bugless_core.grpc._access import AccessRules, refusal_message
 from bugless_core.grpc._metrics import GrpcServerMetrics, split_method_name
 from bugless_core.grpc._peer import CURRENT_CALL, CallContext, ConnectionRegistry
 from bugless_core.outage import OutageLog
+from bugless_core.service_address import host_port
 
 logger = logging.getLogger("bugless_core.grpc")
 
@@ -468,5 +469,4 @@ def _retry_after(details: object) -> str | None:
 def _format_address(address: tuple[str, int] | None) -> str | None:
     if address is None:
         return None
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_port(*address)
