@@ -321,7 +321,7 @@ async def test_hotlist_rank_takes_a_negative_position_from_the_end(
     # Past the start, and an option that does not exist: refused, nothing changed.
     past = bugless_cli(served_api, "hotlist", "rank", hotlist_id, first, "-4", check=False)
     assert past.returncode == 2
-    assert "-4: the hotlist has 3 items" in past.stderr
+    assert "POSITION: -4 is before the first place of a hotlist of 3 items" in past.stderr
     typo = bugless_cli(served_api, "hotlist", "rank", hotlist_id, second, "0", "--jsn", check=False)
     assert typo.returncode == 2
     assert "--jsn" in typo.stderr

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from bugless_core.errors import NotFound, PermissionDenied, VersionConflict
+from bugless_core.errors import InvalidArgument, NotFound, PermissionDenied, VersionConflict
 from bugless_model_postgres import _collection_queries as cq
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import (
@@ -147,7 +147,17 @@ async def remove_items(ctx: WriteContext, request: v1.RemoveHotlistItemsRequest)
 
 
 async def rank_item(ctx: WriteContext, request: v1.RankHotlistItemRequest) -> None:
-    """Move one item to ``position``; the others keep their relative order."""
+    """Move one item to ``position``; the others keep their relative order.
+
+    A negative position counts from the end (-1 the last place, -2 the one
+    before it), against the items as they are under the hotlist's lock: a
+    client that counted first and sent a 0-based place would land one off
+    when an item was added between its count and the move.
+
+    Raises:
+        InvalidArgument: a negative position further back than the first
+            place (nothing moves).
+    """
     await _hotlist(ctx, request.hotlist_id, edit=True)
     await ctx.conn.execute(cq.LOCK_HOTLIST, request.hotlist_id)
     item = await ctx.conn.fetchrow(cq.HOTLIST_ITEM, request.hotlist_id, request.issue_id)
@@ -161,7 +171,16 @@ async def rank_item(ctx: WriteContext, request: v1.RankHotlistItemRequest) -> No
         )
     ]
     ids.remove(request.issue_id)
-    position = len(ids) if request.position < 0 else min(request.position, len(ids))
+    if request.position < 0:
+        position = len(ids) + 1 + request.position
+        if position < 0:
+            raise InvalidArgument(
+                f"position: {request.position} is before the first place of a hotlist of "
+                f"{len(ids) + 1} items (-1 is the last place, -{len(ids) + 1} the first)",
+                metadata={"field": "position"},
+            )
+    else:
+        position = min(request.position, len(ids))
     ids.insert(position, request.issue_id)
     for rank, issue_id in enumerate(ids):
         await ctx.conn.execute(cq.SET_ITEM_RANK, request.hotlist_id, issue_id, rank)

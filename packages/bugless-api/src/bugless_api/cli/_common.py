@@ -548,9 +548,9 @@ def emit(result: object, *, as_json: bool) -> None:
 def query_mistakes() -> Iterator[None]:
     """Report a query the server cannot parse as bad usage (exit 2), like a bad flag.
 
-    The server finds the mistake (the search language lives there), but it
-    is the command line's: scripts tell it from a failure of the service by
-    the exit code.
+    The server finds the mistake (the search language lives there; a hotlist
+    rank's ``-N`` is counted there), but it is the command line's: scripts
+    tell it from a failure of the service by the exit code.
     """
     from bugless_core.errors import InvalidArgument as Invalid  # noqa: PLC0415
 

@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from bugless_api.cli._common import ID, Detail, Table, Text, client_options, command
+from bugless_api.cli._common import (
+    ID,
+    Detail,
+    Table,
+    Text,
+    client_options,
+    command,
+    query_mistakes,
+)
 from bugless_api.cli._option_names import (
     HOTLIST_ADD_OPTIONS,
     HOTLIST_CREATE_OPTIONS,
@@ -202,18 +210,12 @@ async def hotlist_rank(
 ) -> Detail:
     """Move ISSUE_ID to the 0-based POSITION of the hotlist.
 
-    A negative POSITION counts from the end: -1 is the last place (the API
-    takes 0-based positions only, so the count is read first; an item added
-    meanwhile shifts where -1 lands by one).
+    A negative POSITION counts from the end: -1 is the last place. The
+    server counts, in the same transaction as the move, so an item added
+    meanwhile does not shift where it lands.
     """
-    if position < 0:
-        count = (await client.get_hotlist(hotlist_id)).item_count
-        if -position > count:
-            raise click.BadParameter(
-                f"{position}: the hotlist has {count} items", param_hint="'POSITION'"
-            )
-        position += count
-    return _hotlist_detail(await client.rank_hotlist_item(hotlist_id, issue_id, position))
+    with query_mistakes():
+        return _hotlist_detail(await client.rank_hotlist_item(hotlist_id, issue_id, position))
 
 
 @hotlist_group.command("rerank")

@@ -86,7 +86,12 @@ class HotlistCalls(ClientBase):
         return await self._call(self.hotlists.remove_hotlist_items, request, idempotent=True)
 
     async def rank_hotlist_item(self, hotlist_id: int, issue_id: int, position: int) -> v1.Hotlist:
-        """Move one issue to a 0-based position."""
+        """Move one issue to a 0-based position; a negative one counts from the end (-1: last).
+
+        The server counts from the end under the hotlist's lock, so an item
+        added meanwhile does not shift the place. ``position`` further back
+        than the first place is refused (InvalidArgument), nothing moved.
+        """
         check_id(hotlist_id, "hotlist_id")
         check_id(issue_id, "issue_id")
         request = v1.RankHotlistItemRequest(

@@ -164,12 +164,10 @@ class OrganisingCalls:
 
     @grpc_errors
     async def rank_hotlist_item(self, message: v1.RankHotlistItemRequest) -> v1.Hotlist:
-        """Move an item to a position."""
+        """Move an item to a position (a negative one the backend counts from the end)."""
         check.require_caller(message.caller)
         check.check_id(message.hotlist_id, "hotlist_id")
         check.check_id(message.issue_id, "issue_id")
-        if message.position < 0:
-            raise InvalidArgument("position: must be a 0-based position")
         return await self.backend.rank_hotlist_item(message)
 
     @grpc_errors

@@ -144,6 +144,42 @@ class HotlistContract:
         )
         assert await _order(model, hot.id) == [by_letter[x].id for x in expected]
 
+    @pytest.mark.parametrize(
+        ("moved", "position", "expected"),
+        [("a", -1, "bcda"), ("d", -2, "abdc"), ("d", -4, "dabc"), ("c", -3, "acbd")],
+    )
+    async def test_a_negative_rank_position_counts_from_the_end(
+        self, model: v1.ModelStub, moved: str, position: int, expected: str
+    ) -> None:
+        issues = await _issues(model, 4)
+        by_letter = dict(zip("abcd", issues, strict=True))
+        hot = await make_hotlist(model)
+        await _add(model, hot.id, [i.id for i in issues])
+        await model.rank_hotlist_item(
+            v1.RankHotlistItemRequest(
+                caller=ALICE, hotlist_id=hot.id, issue_id=by_letter[moved].id, position=position
+            )
+        )
+        assert await _order(model, hot.id) == [by_letter[x].id for x in expected]
+
+    async def test_a_rank_position_before_the_first_place_is_refused_and_moves_nothing(
+        self, model: v1.ModelStub
+    ) -> None:
+        issues = await _issues(model, 3)
+        hot = await make_hotlist(model)
+        await _add(model, hot.id, [i.id for i in issues])
+        await expect_error(
+            model.rank_hotlist_item(
+                v1.RankHotlistItemRequest(
+                    caller=ALICE, hotlist_id=hot.id, issue_id=issues[2].id, position=-4
+                )
+            ),
+            Status.INVALID_ARGUMENT,
+            "position: -4",
+            "hotlist of 3 items",
+        )
+        assert await _order(model, hot.id) == [i.id for i in issues]
+
     async def test_ranking_an_issue_not_on_the_hotlist_is_not_found(
         self, model: v1.ModelStub
     ) -> None:

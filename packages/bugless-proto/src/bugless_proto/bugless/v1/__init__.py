@@ -4953,6 +4953,10 @@ class RankHotlistItemRequest(betterproto2.Message):
     issue_id: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
 
     position: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    0-based from the start; negative counts from the end (-1 is the last
+    place), read in the same transaction as the move.
+    """
 
 
 default_message_pool.register_message(
