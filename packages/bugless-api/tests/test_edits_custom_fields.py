@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import date
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ from api_support import ConnectAs, signed_in
 
 from bugless_core.errors import Conflict, InvalidArgument, PermissionDenied
 from bugless_proto import v1
+
+Kind = v1.CustomFieldType
 
 
 async def test_the_author_edits_and_an_admin_redacts(connect_as: ConnectAs) -> None:
@@ -179,3 +182,87 @@ async def _owner_changes(client: Any, issue_id: int, field_id: int) -> list[tupl
     changes = [c for e in history.entries for c in e.changes if c.field == f"customfield{field_id}"]
     assert {c.field_type for c in changes} == {v1.CustomFieldType.USER}
     return [(c.old_value, c.new_value) for c in changes]
+
+
+async def test_custom_fields_are_set_by_name_in_one_call(connect_as: ConnectAs) -> None:
+    """``create_issue``/``update_issue`` take ``fields`` by name; the client finds the ids.
+
+    Before, a script listed the component's fields itself and built
+    ``CustomFieldValue``s by id: two calls and its own name matching.
+    """
+    (admin,) = await signed_in(connect_as, "robot")
+    component = await admin.create_component(
+        f"Named-{secrets.token_hex(3)}",
+        acl=[v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)],
+    )
+    await admin.create_custom_field(component.id, "Found In", Kind.ENUM, options=["4.1", "4.2"])
+    await admin.create_custom_field(component.id, "OS", Kind.ENUM_MULTI, options=["linux", "mac"])
+    await admin.create_custom_field(component.id, "Build", Kind.INTEGER)
+    await admin.create_custom_field(component.id, "Due", Kind.DATE)
+
+    def shown(issue: v1.Issue) -> dict[str, list[str]]:
+        return {v.name: list(v.values) for v in issue.custom_fields if v.values}
+
+    issue = await admin.create_issue(
+        "set by name",
+        component.id,
+        fields={"found in": "4.2", "OS": ["mac", "linux"], "Build": 1234, "Due": date(2027, 1, 5)},
+    )
+    assert shown(issue) == {
+        "Found In": ["4.2"],
+        "OS": ["linux", "mac"],
+        "Build": ["1234"],
+        "Due": ["2027-01-05"],
+    }
+    changed = await admin.update_issue(issue.id, fields={"Build": "77", "OS": "linux", "Due": None})
+    assert changed.issue is not None
+    assert shown(changed.issue) == {"Found In": ["4.2"], "OS": ["linux"], "Build": ["77"]}
+
+    # A field, and an option, an admin adds after the client kept the list.
+    await admin.create_custom_field(component.id, "Team", Kind.TEXT)
+    found_in = next(f for f in await admin.list_custom_fields(component.id) if f.name == "Found In")
+    found_in.options = ["4.1", "4.2", "4.3"]
+    await admin.update_custom_field(found_in, ["options"])
+    changed = await admin.update_issue(
+        issue.id, expected_version=changed.issue.version, fields={"Team": "io", "Found In": "4.3"}
+    )
+    assert changed.issue is not None
+    assert shown(changed.issue)["Team"] == ["io"]
+    assert shown(changed.issue)["Found In"] == ["4.3"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"Fixed In": "4.2"}, "fields['Fixed In']: no custom field 'Fixed In' applies here"),
+        ({"Build": "soon"}, "custom field 'Build' takes a whole number, not 'soon'"),
+        ({"Build": 1.5}, "custom field 'Build' is integer; give an int"),
+        ({"Found In": 4}, "custom field 'Found In' is enum; give a str, not int"),
+        ({"Found In": ["4.1", "4.2"]}, "custom field 'Found In' is enum; give a str, not list"),
+        ({"Found In": "9.9"}, "'9.9' is not an option of custom field 'Found In'"),
+        ({"Due": "tomorrow"}, "custom field 'Due' takes a day written YYYY-MM-DD"),
+        ({"found in": "4.1", "Found In": "4.2"}, "custom field 'Found In' is given twice"),
+    ],
+)
+async def test_a_field_name_or_value_that_does_not_fit_is_refused_before_anything_is_written(
+    connect_as: ConnectAs, fields: dict[str, Any], message: str
+) -> None:
+    """The client says which entry is wrong and why; no issue is made, none changed."""
+    (admin,) = await signed_in(connect_as, "robot")
+    component = await admin.create_component(
+        f"Refused-{secrets.token_hex(3)}",
+        acl=[v1.AclEntry(principal=v1.Principal(user="robot"), role=v1.Role.ADMIN)],
+    )
+    await admin.create_custom_field(component.id, "Found In", Kind.ENUM, options=["4.1", "4.2"])
+    await admin.create_custom_field(component.id, "Build", Kind.INTEGER)
+    await admin.create_custom_field(component.id, "Due", Kind.DATE)
+    with pytest.raises(InvalidArgument) as refused:
+        await admin.create_issue("refused", component.id, fields=fields)
+    assert message in refused.value.message
+    assert refused.value.metadata["origin"] == "client"
+    assert (await admin.search_issues(f"componentid:{component.id}")).issues == []
+    issue = await admin.create_issue("kept", component.id)
+    with pytest.raises(InvalidArgument) as again:
+        await admin.update_issue(issue.id, fields=fields)
+    assert message in again.value.message
+    assert (await admin.get_issue(issue.id)).version == issue.version

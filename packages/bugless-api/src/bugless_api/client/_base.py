@@ -176,6 +176,8 @@ class ClientBase:
         self.saved_searches = v1.SavedSearchesStub(self._channel)
         self.notifications = v1.NotificationsStub(self._channel)
         self.webhooks = v1.WebhooksStub(self._channel)
+        #: Custom fields per component id, as ``fields=`` by name last found them.
+        self._custom_fields: dict[int, list[v1.CustomField]] = {}
 
     async def __aenter__(self) -> Self:
         return self

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 
 from bugless_api.client._base import (
     ClientBase,
@@ -13,8 +14,10 @@ from bugless_api.client._base import (
     page,
     pages,
 )
+from bugless_api.client._custom_values import FieldValue, named_values
 from bugless_core.clients import call_errors
 from bugless_core.deltas import issue_delta
+from bugless_core.errors import InvalidArgument
 from bugless_core.ids import check_id
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
@@ -130,38 +133,45 @@ class IssueCalls(ClientBase):
         blocked_by_ids: Iterable[int] = (),
         idempotency_key: str | None = None,
         custom_fields: Iterable[v1.CustomFieldValue] = (),
+        fields: Mapping[str, FieldValue] | None = None,
     ) -> v1.Issue:
         """Create an issue; safe to retry.
 
-        ``custom_fields`` are values of the component's custom fields
+        ``fields`` sets custom fields by name (``{"Found In": "4.2", "OS":
+        ["linux", "mac"], "Build": 1234}``): the client finds the fields that
+        apply to the component (once per component, kept for later calls,
+        looked up again when a name or option is not among those kept) and
+        checks each value against its field's type before anything is sent.
+        ``custom_fields`` are prepared values by field id
         (:func:`bugless_api.client.custom_values` makes them from
-        ``Name=value`` text); required ones left out take their defaults.
+        ``Name=value`` text). Required fields left out take their defaults.
 
         The request carries ``idempotency_key`` (a fresh one when not given):
         the Model creates one issue per key, so a retried call, or a command
         run again with the same key, returns the issue made the first time.
         """
         check_id(component_id, "component_id")
-        fields = v1.IssueFields(
+        issue_fields = v1.IssueFields(
             title=title, component_id=component_id, assignee=assignee, verifier=verifier
         )
         if status is not None:
-            fields.status = enum_value(v1.Status, status, "status")
+            issue_fields.status = enum_value(v1.Status, status, "status")
         if priority is not None:
-            fields.priority = enum_value(v1.Priority, priority, "priority")
+            issue_fields.priority = enum_value(v1.Priority, priority, "priority")
         if severity is not None:
-            fields.severity = enum_value(v1.Severity, severity, "severity")
+            issue_fields.severity = enum_value(v1.Severity, severity, "severity")
         if type is not None:
-            fields.type = enum_value(v1.IssueType, type, "type")
+            issue_fields.type = enum_value(v1.IssueType, type, "type")
+        values = await self._with_named_values(component_id, custom_fields, fields)
         request = v1.CreateIssueRequest(
-            fields=fields,
+            fields=issue_fields,
             description=description,
             cc=list(cc),
             hotlist_ids=checked_ids(hotlist_ids, "hotlist_ids"),
             blocking_ids=checked_ids(blocking_ids, "blocking_ids"),
             blocked_by_ids=checked_ids(blocked_by_ids, "blocked_by_ids"),
             idempotency_key=idempotency_key or new_idempotency_key(),
-            custom_fields=list(custom_fields),
+            custom_fields=values,
         )
         return await self._call(self.issues.create_issue, request, idempotent=True)
 
@@ -200,6 +210,7 @@ class IssueCalls(ClientBase):
         blocked_by_add: Iterable[int] = (),
         blocked_by_remove: Iterable[int] = (),
         custom_fields_set: Iterable[v1.CustomFieldValue] = (),
+        fields: Mapping[str, FieldValue] | None = None,
     ) -> v1.ChangeIssueResponse:
         """Change fields (those given; ``""`` clears a person) and/or comment, atomically.
 
@@ -208,8 +219,22 @@ class IssueCalls(ClientBase):
         makes this fail with :class:`~bugless_core.errors.IssueVersionConflict`
         rather than overwrite it. Not retried when unavailable (the change
         may have been applied). ``parent_id=0``/``duplicate_of_id=0`` clear.
+
+        ``fields`` sets custom fields by name, as :meth:`create_issue` does
+        (None clears one), among those of ``component_id`` when it is given,
+        else of the issue's component (the issue is then read first, even
+        with ``expected_version``).
         """
         check_id(issue_id, "issue_id")
+        if fields:
+            if component_id is None or expected_version is None:
+                current = await self.get_issue(issue_id)
+                if expected_version is None:
+                    expected_version = current.version
+                target = current.component_id if component_id is None else component_id
+            else:
+                target = check_id(component_id, "component_id")
+            custom_fields_set = await self._with_named_values(target, custom_fields_set, fields)
         delta = self.delta(
             title=title,
             status=status,
@@ -234,6 +259,46 @@ class IssueCalls(ClientBase):
         if expected_version is None:
             expected_version = (await self.get_issue(issue_id)).version
         return await self.change_issue(issue_id, expected_version, delta, comment=comment)
+
+    async def _with_named_values(
+        self,
+        component_id: int,
+        prepared: Iterable[v1.CustomFieldValue],
+        fields: Mapping[str, FieldValue] | None,
+    ) -> list[v1.CustomFieldValue]:
+        """``prepared`` and ``fields`` (by name, for issues of ``component_id``) as one list.
+
+        The component's fields come from the client's copy when it has one;
+        a name or value that copy refuses is checked again against a fresh
+        list (a field or option an admin added since), and only a refusal by
+        the fresh list is raised.
+
+        Raises:
+            InvalidArgument: (a client mistake) an unknown name, a value that
+                does not fit, or a field set both here and in ``prepared``.
+        """
+        values = list(prepared)
+        if not fields:
+            return values
+        named: list[v1.CustomFieldValue] | None = None
+        cached = self._custom_fields.get(component_id)
+        if cached is not None:
+            with contextlib.suppress(InvalidArgument):
+                named = named_values(cached, fields)
+        if named is None:
+            request = v1.ListCustomFieldsRequest(component_id=component_id)
+            response = await self._call(
+                self.components.list_custom_fields, request, idempotent=True
+            )
+            fresh = self._custom_fields[component_id] = list(response.custom_fields)
+            named = named_values(fresh, fields)
+        already = {value.field_id for value in values}
+        for value in named:
+            if value.field_id in already:
+                raise client_mistake(
+                    f"fields: custom field {value.field_id} is also in the prepared values"
+                )
+        return values + named
 
     @staticmethod
     def delta(
