@@ -29,6 +29,7 @@ from bugless_testing.model_contracts import (
     HotlistContract,
     ImportContract,
     ImportedFileContract,
+    ImportedRelationContract,
     IssueContract,
     NotificationSettingsContract,
     RedactionContract,
@@ -114,6 +115,9 @@ class TestImport(ImportContract): ...
 
 
 class TestImportedFile(ImportedFileContract): ...
+
+
+class TestImportedRelation(ImportedRelationContract): ...
 
 
 class TestFeed(FeedContract): ...

@@ -24,6 +24,7 @@ from bugless_testing.model_contracts import (
     HotlistContract,
     ImportContract,
     ImportedFileContract,
+    ImportedRelationContract,
     IssueContract,
     NotificationSettingsContract,
     RedactionContract,
@@ -111,6 +112,9 @@ class TestImport(ImportContract): ...
 
 
 class TestImportedFile(ImportedFileContract): ...
+
+
+class TestImportedRelation(ImportedRelationContract): ...
 
 
 class TestFeed(FeedContract): ...

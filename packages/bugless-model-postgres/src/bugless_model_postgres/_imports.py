@@ -33,6 +33,12 @@ from bugless_model_postgres import _custom_fields, _custom_values, _import_files
 from bugless_model_postgres import _queries as q
 from bugless_model_postgres._context import WriteContext
 from bugless_model_postgres._convert import changes_to_json, scalar_text
+from bugless_model_postgres._import_relations import (
+    RelationReplay,
+    initial_relations,
+    resolve,
+    write_relations,
+)
 from bugless_model_postgres._issue_plan import lock_editable_hotlists
 from bugless_model_postgres._issues import append_to_hotlist
 from bugless_proto import v1
@@ -87,9 +93,13 @@ class _Replay:
     components: set[int] = field(default_factory=set)
     #: The description's latest text when the history edits it.
     description: str | None = None
+    #: The relations, when the history changes any (:mod:`._import_relations`).
+    relations: RelationReplay | None = None
 
-    def apply(self, item: v1.ImportedEntry, extra: Sequence[v1.FieldChange] = ()) -> None:
-        """Apply one source item; an item that changes nothing writes nothing.
+    def apply(
+        self, index: int, item: v1.ImportedEntry, extra: Sequence[v1.FieldChange] = ()
+    ) -> None:
+        """Apply source item ``index``; an item that changes nothing writes nothing.
 
         ``extra`` are the item's hotlist and custom field changes, which
         :func:`_extend` works out (they need the database).
@@ -111,6 +121,8 @@ class _Replay:
                 if not value:  # status UNSPECIFIED: nothing to set
                     continue
             changes.extend(self._set(name, value, at))
+        if self.relations is not None:
+            changes.extend(self.relations.apply(index, item, at))
         changes.extend(self._cc(item.cc_add, item.cc_remove))
         changes.extend(extra)
         if changes or item.comment.strip() or item.attachments:
@@ -336,8 +348,12 @@ async def _create(
     replay = _Replay(dict(state), created_at if initially_closed else None)
     replay.components.add(state["component_id"])
     first = _Entry(request.reporter, created_at, request.description, _creation_changes(state))
-    for item in request.history:
-        replay.apply(item)
+    items = list(enumerate(request.history))
+    resolved = await resolve(ctx, request.external_id, 0, items)
+    if resolved:
+        replay.relations = RelationReplay(initial_relations(), resolved)
+    for index, item in items:
+        replay.apply(index, item)
     await _check_components(ctx, replay.components, request.external_id)
     custom: dict[str, Any] = {}
     if request.custom_fields:
@@ -383,6 +399,8 @@ async def _create(
         for hotlist_id in sorted(request.hotlist_ids):
             await append_to_hotlist(ctx, hotlist_id, issue_id, "")
     await _write_entries(ctx, issue_id, 1, entries, external_id=request.external_id, files=files)
+    if replay.relations is not None:
+        await write_relations(ctx, issue_id, request.external_id, replay.relations, creating=True)
     await _mentions.sync(ctx.conn, issue_id)
     return int(issue_id), True, len(entries)
 
@@ -412,8 +430,15 @@ async def _extend(
         _custom_values.load_values(row["custom_fields"]),
         await _hotlists_of(ctx, issue_id, newer),
     )
-    for i, item in enumerate(newer, start=position):
-        replay.apply(item, await labels.apply(ctx, item, replay.state["component_id"], i))
+    items = list(enumerate(newer, start=position))
+    resolved = await resolve(ctx, request.external_id, issue_id, items)
+    if resolved:
+        relations = {name: row[name] for name in ("parent_id", "duplicate_of_id")}
+        relations.update(blocking_ids=list(row["blocking_ids"]))
+        relations.update(blocked_by_ids=list(row["blocked_by_ids"]))
+        replay.relations = RelationReplay(relations, resolved)
+    for i, item in items:
+        replay.apply(i, item, await labels.apply(ctx, item, replay.state["component_id"], i))
     if not replay.entries:
         await ctx.conn.execute(q.ADVANCE_IMPORT_POSITION, issue_id, len(request.history))
         return issue_id, False, 0
@@ -451,5 +476,7 @@ async def _extend(
     await _write_entries(
         ctx, issue_id, version + 1, replay.entries, external_id=request.external_id, files=files
     )
+    if replay.relations is not None:
+        await write_relations(ctx, issue_id, request.external_id, replay.relations, creating=False)
     await _mentions.sync(ctx.conn, issue_id)
     return issue_id, False, len(replay.entries)

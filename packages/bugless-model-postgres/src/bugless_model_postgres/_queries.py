@@ -466,7 +466,8 @@ SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_migrations"
 #: The issue imported before under external id $1, locked for the extension.
 IMPORTED_ISSUE = """
 SELECT id, title, status, priority, severity, type, component_id, assignee, verifier, cc,
-       closed_at, modified_at, version, import_position, custom_fields, created_at
+       closed_at, modified_at, version, import_position, custom_fields, created_at,
+       parent_id, duplicate_of_id, blocking_ids, blocked_by_ids
   FROM issues WHERE external_id = $1 AND external_id <> ''
    FOR UPDATE
 """
@@ -513,6 +514,40 @@ SELECT $1, e.version, e.author, e.created_at, e.comment, e.changes::jsonb, $7, e
   FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
               $8::bigint[])
        AS e(version, author, created_at, comment, changes, edits)
+"""
+
+#: The issues an imported history's relations name: by external id ($1) or id ($2).
+ISSUES_BY_REFERENCE = """
+SELECT id, external_id FROM issues
+ WHERE (external_id = ANY ($1::text[]) AND external_id <> '') OR id = ANY ($2::bigint[])
+"""
+
+#: An imported issue's relations at the end of its history.
+SET_IMPORTED_RELATIONS = """
+UPDATE issues SET parent_id = $2, duplicate_of_id = $3, blocking_ids = $4, blocked_by_ids = $5
+ WHERE id = $1
+"""
+
+#: The other issues of an imported history's blocking changes (locked before).
+IMPORT_OTHER_SIDES = """
+SELECT id, blocking_ids, blocked_by_ids, modified_at, version
+  FROM issues WHERE id = ANY ($1::bigint[])
+"""
+
+#: The other side's lists after an imported history's blocking changes.
+UPDATE_IMPORTED_OTHER_SIDE = """
+UPDATE issues SET blocking_ids = $2, blocked_by_ids = $3, modified_at = $4, version = $5
+ WHERE id = $1
+"""
+
+#: The other side's entries, as :data:`INSERT_IMPORTED_ENTRIES` but caused by
+#: the importing issue ($7).
+INSERT_IMPORTED_CAUSED_ENTRIES = """
+INSERT INTO issue_history (issue_id, version, author, created_at, comment, changes,
+                           imported_from, caused_by_issue_id)
+SELECT $1, e.version, e.author, e.created_at, '', e.changes::jsonb, $6, $7
+  FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[])
+       AS e(version, author, created_at, changes)
 """
 
 #: The description after an imported edit of it ($2), as EditComment sets it.

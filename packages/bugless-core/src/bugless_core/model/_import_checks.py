@@ -38,12 +38,19 @@ from bugless_proto import v1
 
 #: ``<source>:<key>``: a lower-case source name, then anything without spaces.
 EXTERNAL_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}:\S+$")
-#: Fields an imported entry may change: relations name source ids, which mean
-#: nothing here, so they are not imported as deltas.
-IMPORTED_ENTRY_PATHS = frozenset(
+#: Scalar fields an imported entry may change, their values in ``fields``.
+IMPORTED_SCALAR_PATHS = frozenset(
     {"title", "status", "priority", "severity", "type", "component_id", "assignee", "verifier"}
 )
-_CREATE_PATHS = IMPORTED_ENTRY_PATHS - {"status"}
+#: Relation fields an imported entry may set: the source names issues by its
+#: own ids, so their values are references (``parent``, ``duplicate_of``),
+#: which the Model resolves, not ``fields.parent_id``.
+IMPORTED_RELATION_PATHS = frozenset({"parent_id", "duplicate_of_id"})
+#: Every path an imported entry's update_mask may name.
+IMPORTED_ENTRY_PATHS = IMPORTED_SCALAR_PATHS | IMPORTED_RELATION_PATHS
+_CREATE_PATHS = IMPORTED_SCALAR_PATHS - {"status"}
+#: A bugless issue id in decimal, as a relation reference may give one.
+_ISSUE_ID = re.compile(r"^[1-9][0-9]{0,18}$")
 
 
 def check_import_permission(caller: v1.Caller | None) -> None:
@@ -66,6 +73,53 @@ def check_external_id(value: str, path: str = "external_id") -> None:
             f"{value!r} is not an external reference: write <source>:<key> with a lower-case "
             "source name and no spaces, e.g. trac:1234 or github:org/repo#56",
         )
+
+
+def check_issue_reference(value: str, path: str) -> None:
+    """A relation's other issue: an external id (``trac:12``) or a bugless id (``123``)."""
+    check_text(value, path, limits.MAX_EXTERNAL_ID_LENGTH, required=True)
+    if not (EXTERNAL_ID.match(value) or _ISSUE_ID.match(value)):
+        raise _fail(
+            path,
+            f"{value!r} names no issue: give its external id (<source>:<key>, e.g. trac:12) "
+            "or its bugless id in decimal (e.g. 123)",
+        )
+
+
+def _check_relations(entry: v1.ImportedEntry, where: str, paths: Sequence[str]) -> bool:
+    """An entry's relation changes: references well formed; returns whether it has any."""
+    fields = entry.fields or v1.IssueFields()
+    for name, value_field in (("parent_id", "parent"), ("duplicate_of_id", "duplicate_of")):
+        if getattr(fields, name):
+            raise _fail(
+                f"{where}.fields.{name}",
+                f"must be 0: name the issue by its reference in {where}.{value_field}",
+            )
+        value = getattr(entry, value_field)
+        if name in paths:
+            if value:
+                check_issue_reference(value, f"{where}.{value_field}")
+        elif value:
+            raise _fail(
+                f"{where}.{value_field}",
+                f"is set but {where}.update_mask does not name {name}: add it to set the relation",
+            )
+    lists = ("blocking_add", "blocking_remove", "blocked_by_add", "blocked_by_remove")
+    for list_name in lists:
+        values: Sequence[str] = getattr(entry, list_name)
+        if len(values) > limits.MAX_LIST_DELTA:
+            raise _fail(
+                f"{where}.{list_name}", f"has {len(values)} items; at most {limits.MAX_LIST_DELTA}"
+            )
+        for j, value in enumerate(values):
+            check_issue_reference(value, f"{where}.{list_name}[{j}]")
+    for add, remove in (lists[:2], lists[2:]):
+        both = sorted(set(getattr(entry, add)) & set(getattr(entry, remove)))
+        if both:
+            raise _fail(f"{where}.{remove}", f"{both[0]!r} is also in {where}.{add}")
+    return bool(
+        IMPORTED_RELATION_PATHS.intersection(paths) or any(getattr(entry, n) for n in lists)
+    )
 
 
 def _time(value: datetime | None, path: str, *, required: bool) -> datetime | None:
@@ -144,8 +198,10 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
         paths = check_mask(
             entry.update_mask, f"{where}.update_mask", IMPORTED_ENTRY_PATHS, required=False
         )
-        if paths:
-            check_issue_fields(entry.fields or v1.IssueFields(), f"{where}.fields", paths)
+        scalars = [p for p in paths if p in IMPORTED_SCALAR_PATHS]
+        if scalars:
+            check_issue_fields(entry.fields or v1.IssueFields(), f"{where}.fields", scalars)
+        relations = _check_relations(entry, where, paths)
         _check_user_list(entry.cc_add, f"{where}.cc_add")
         _check_user_list(entry.cc_remove, f"{where}.cc_remove")
         check_ids(entry.hotlist_add, f"{where}.hotlist_add", limits.MAX_LIST_DELTA)
@@ -157,6 +213,7 @@ def check_import_issue(request: v1.ImportIssueRequest) -> None:
             raise _fail(f"{where}.attachments", "a description edit attaches no files")
         changes = bool(
             paths
+            or relations
             or entry.cc_add
             or entry.cc_remove
             or entry.hotlist_add

@@ -27,6 +27,7 @@ from bugless_testing.model_contracts._follow import FollowContract
 from bugless_testing.model_contracts._history import HistoryContract
 from bugless_testing.model_contracts._hotlists import HotlistContract
 from bugless_testing.model_contracts._import_files import ImportedFileContract
+from bugless_testing.model_contracts._import_relations import ImportedRelationContract
 from bugless_testing.model_contracts._imports import ImportContract
 from bugless_testing.model_contracts._issues import IssueContract
 from bugless_testing.model_contracts._saved_searches import SavedSearchContract
@@ -58,6 +59,7 @@ __all__ = [
     "HotlistContract",
     "ImportContract",
     "ImportedFileContract",
+    "ImportedRelationContract",
     "IssueContract",
     "NotificationSettingsContract",
     "RedactionContract",
