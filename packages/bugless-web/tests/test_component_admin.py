@@ -127,6 +127,46 @@ async def test_creator_becomes_admin_and_shares_it_through_the_acl(
     assert "New subcomponent" not in seen.text
 
 
+async def test_a_refused_name_brings_the_create_form_back_with_what_was_typed(
+    client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
+) -> None:
+    """A taken or empty name: the form again, input kept, the problem at its field."""
+    token = await sign_in(client, dora)
+    name = f"Taken {secrets.token_hex(3)}"
+    parent_id = await create_component(client, token, name)
+    await create_component(client, token, "Child", parent_id)
+    listing = v1.ListComponentsRequest(caller=world.caller(dora))
+    before = [c.path for c in (await call(model.list_components, listing)).components]
+
+    for parent, typed in ((0, name.upper()), (parent_id, "child"), (0, "   ")):
+        refused = await client.post(
+            "/components",
+            data={
+                "_csrf": token,
+                "name": typed,
+                "description": "Disks & <blobs>",
+                "parent_id": parent,
+            },
+        )
+        assert refused.status_code == (400 if not typed.strip() else 409), refused.text
+        html = refused.text
+        assert '<form action="/components" method="post"' in html
+        assert f'name="parent_id" value="{parent}"' in html
+        assert 'value="Disks &amp; &lt;blobs&gt;"' in html
+        assert 'aria-invalid="true" aria-describedby="field-name-error" autofocus' in html
+        if typed.strip():
+            assert f'value="{typed}"' in html
+            assert "already exists" in html
+            assert "name: a component" not in html  # the field shows which one
+        else:
+            assert "give the component a name" in html
+        assert "1 problem to fix before saving" in html
+        if parent:
+            assert f"New subcomponent of {name}" in html
+    after = [c.path for c in (await call(model.list_components, listing)).components]
+    assert after == before
+
+
 async def test_group_entries_roles_and_removal(
     client: AsyncTestClient[Any], dora: str, world: World, model: v1.ModelStub
 ) -> None:

@@ -20,10 +20,16 @@ from litestar.params import FromPath
 
 from bugless_core.clients import call
 from bugless_core.enums import enum_by_name
-from bugless_core.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from bugless_core.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+)
 from bugless_proto import v1
 from bugless_proto.google.protobuf import FieldMask
 from bugless_web.backends import Backends, Viewer
+from bugless_web.form_errors import FieldErrors
 from bugless_web.frontend import (
     audit,
     form_int,
@@ -38,6 +44,8 @@ from bugless_web.frontend import (
 
 #: The role picker's value that drops an entry.
 REMOVE = "remove"
+#: The create form's fields, in page order.
+NEW_COMPONENT_FIELDS = ("name", "description")
 _MAX_GROUP = 200
 
 
@@ -53,23 +61,50 @@ async def new_component_form(request: Request[Any, Any, Any]) -> Response[str]:
     """The create form: top level (``create_component``) or under ``?parent=ID`` (its admins)."""
     viewer = await viewer_of(request)
     parent_id = form_int(request.query_params.get("parent"), "parent")
-    parent = None
-    if parent_id:
-        parent = await _component(frontend_of(request).backends, viewer, parent_id)
-        if parent.caller_role != v1.Role.ADMIN:
-            msg = (
-                f"creating a subcomponent of {parent.path} needs the admin role on it; "
-                f"you are {parent.caller_role.name.lower()} there"
-            )
-            raise PermissionDenied(msg)
-    else:
+    parent = await _parent_to_create_in(request, viewer, parent_id)
+    values = dict.fromkeys(NEW_COMPONENT_FIELDS, "")
+    return _new_component_page(request, viewer, parent, values, FieldErrors(NEW_COMPONENT_FIELDS))
+
+
+async def _parent_to_create_in(
+    request: Request[Any, Any, Any], viewer: Viewer, parent_id: int
+) -> v1.Component | None:
+    """The component to create under (None: top level), refusing who may not create there."""
+    if not parent_id:
         await require_permission(
             request, viewer, "create_component", "Creating a top-level component"
         )
+        return None
+    parent = await _component(frontend_of(request).backends, viewer, parent_id)
+    if parent.caller_role != v1.Role.ADMIN:
+        msg = (
+            f"creating a subcomponent of {parent.path} needs the admin role on it; "
+            f"you are {parent.caller_role.name.lower()} there"
+        )
+        raise PermissionDenied(msg)
+    return parent
+
+
+def _new_component_page(
+    request: Request[Any, Any, Any],
+    viewer: Viewer,
+    parent: v1.Component | None,
+    values: dict[str, str],
+    errors: FieldErrors,
+    *,
+    status_code: int = 200,
+) -> Response[str]:
+    """The create form, with what was typed and its problems when it comes back refused."""
     return render(
         request,
         "component_new.html",
-        {"parent": parent, "creator_becomes_admin": parent is None and not viewer.is_admin},
+        {
+            "parent": parent,
+            "creator_becomes_admin": parent is None and not viewer.is_admin,
+            "values": values,
+            "errors": errors,
+        },
+        status_code=status_code,
         viewer=viewer,
     )
 
@@ -83,12 +118,14 @@ async def create_component(request: Request[Any, Any, Any]) -> Response[Any]:
     open to everybody and administered only by global admins, so its
     creator could not even set its access list. A subcomponent inherits its
     parent's entries, whose admins include the creator.
+
+    A refused name (empty, or taken by a sibling) brings the form back with
+    what was typed and the problem next to the field, not an error page.
     """
     viewer = await viewer_of(request)
+    backends = frontend_of(request).backends
     form = await request.form()
-    name = str(form.get("name", "")).strip()
-    if not name:
-        raise InvalidArgument("name: give the component a name")
+    values = {name: str(form.get(name, "")).strip() for name in NEW_COMPONENT_FIELDS}
     parent_id = form_int(str(form.get("parent_id", "")), "parent")
     acl: list[v1.AclEntry] = []
     if not parent_id:
@@ -99,17 +136,28 @@ async def create_component(request: Request[Any, Any, Any]) -> Response[Any]:
             acl = [
                 v1.AclEntry(principal=v1.Principal(user=viewer.caller.user_id), role=v1.Role.ADMIN)
             ]
-    component = await call(
-        frontend_of(request).backends.model.create_component,
-        v1.CreateComponentRequest(
-            caller=viewer.caller,
-            parent_id=parent_id,
-            name=name,
-            description=str(form.get("description", "")).strip(),
-            acl=acl,
-        ),
-    )
-    frontend_of(request).backends.forget_components()
+    errors = FieldErrors(NEW_COMPONENT_FIELDS)
+    try:
+        if not values["name"]:
+            raise InvalidArgument("name: give the component a name")
+        component = await call(
+            backends.model.create_component,
+            v1.CreateComponentRequest(
+                caller=viewer.caller,
+                parent_id=parent_id,
+                name=values["name"],
+                description=values["description"],
+                acl=acl,
+            ),
+        )
+    except (InvalidArgument, AlreadyExists) as exc:
+        if not errors.take(exc):
+            raise
+        parent = await _component(backends, viewer, parent_id) if parent_id else None
+        return _new_component_page(
+            request, viewer, parent, values, errors, status_code=exc.http_status
+        )
+    backends.forget_components()
     session_of(request).update(notice=f"Created component {component.path}.")
     return redirect(f"/components/{component.id}")
 
