@@ -9,6 +9,7 @@ people CA (and a bot's from a trustme CA through the tls backend).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,41 @@ async def test_many_connections_with_one_certificate_leave_one_session(
     for _ in range(3):
         await _connect(people, _der(second.certificate_pem))
     assert len(await _certificate_sessions(people, password_token)) == 2
+
+
+async def test_simultaneous_first_connections_with_one_certificate_make_one_session(
+    people: AuthServer,
+) -> None:
+    # Every connection of a `bugless` command, or a bot's pool, may open at once:
+    # each asks AuthenticateCertificate before any of them has a session to reuse.
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    results = await asyncio.gather(*(_connect(people, der) for _ in range(8)))
+    sessions = await _certificate_sessions(people, password_token)
+    assert len(sessions) == 1
+    assert {_session_of(people, r.token) for r in results} == {sessions[0].session_id}
+    for result in results:
+        await people.stub.validate_token(v1.ValidateTokenRequest(token=result.token))
+
+
+async def test_simultaneous_renewals_of_a_session_with_little_life_left_make_one_new_session(
+    people: AuthServer,
+) -> None:
+    password_token, issued = await _person_with_certificate(people)
+    der = _der(issued.certificate_pem)
+    old = _session_of(people, (await _connect(people, der)).token)
+    await people.store.run(
+        lambda conn: conn.execute(
+            "UPDATE sessions SET expires_at = now() + interval '1 hour' WHERE session_id = $1",
+            old,
+        )
+    )
+    results = await asyncio.gather(*(_connect(people, der) for _ in range(8)))
+    renewed = {_session_of(people, r.token) for r in results}
+    assert len(renewed) == 1
+    assert old not in renewed
+    live = {s.session_id for s in await _certificate_sessions(people, password_token)}
+    assert live == {old, *renewed}
 
 
 async def test_ending_the_shared_session_refuses_its_tokens_and_the_next_connection_signs_in_again(

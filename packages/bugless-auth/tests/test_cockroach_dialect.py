@@ -11,7 +11,9 @@ The password contract (``bugless_testing.auth_contracts``), the session
 and throttle tests of ``test_sessions``, the session listing of
 ``test_session_list`` and the sessions-vs-disable races of
 ``test_sessions_vs_disable`` (an insert that waited on a disable's row fails
-with 40001 here, and runs again) run here again, unchanged, on this dialect:
+with 40001 here, and runs again) and the simultaneous first connections of one
+certificate of ``test_certificate_sessions`` (the loser's insert fails with
+40001, runs again and finds the winner's session) run here again, unchanged, on this dialect:
 their fixtures are overridden below to start the Authenticator on the
 SERIALIZABLE database with ``database_dialect="cockroach"``.
 """
@@ -28,6 +30,11 @@ import asyncpg
 import pytest
 from auth_support import TEST_ENDS, KeyFiles, StartAuth, set_disabled, start_auth_servers
 from test_auth_conformance import TestLocalPasswords, password_backend_case
+from test_certificate_sessions import (
+    people,
+    test_simultaneous_first_connections_with_one_certificate_make_one_session,
+    test_simultaneous_renewals_of_a_session_with_little_life_left_make_one_new_session,
+)
 from test_session_list import (
     session_replicas,
     test_a_person_sees_their_live_sessions_how_and_where_made_and_which_is_this_one,
@@ -123,6 +130,9 @@ RERUN = (
     test_bad_requests_are_refused_naming_the_field,
     test_last_use_is_recorded_when_the_one_recorded_is_minutes_old,
     test_a_services_assertion_is_listed_as_a_session_of_its_own,
+    people,
+    test_simultaneous_first_connections_with_one_certificate_make_one_session,
+    test_simultaneous_renewals_of_a_session_with_little_life_left_make_one_new_session,
 )
 
 

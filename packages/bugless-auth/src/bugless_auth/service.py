@@ -32,6 +32,7 @@ from bugless_auth.people import PeopleCertificates
 from bugless_auth.policy import Decision, Policy
 from bugless_auth.resync import DirectoryResync
 from bugless_auth.sessions import (
+    CERTIFICATE_HAS_SESSION,
     CERTIFICATE_SESSION_RENEW_FRACTION,
     PEOPLE_CA,
     SERVICE,
@@ -71,6 +72,10 @@ WRONG_CREDENTIALS = "wrong username or password"
 DISABLED = "this account is disabled; ask a bugless administrator"
 SESSION_ENDED = "this session has ended (signed out, or ended by an administrator): sign in again"
 _FLOW_KEYS = ("_authenticator", "_redirect_uri")
+#: Rounds of reuse-or-record for a certificate's session: one loses a race
+#: with a concurrent first connection at most once, unless that session ends
+#: at once.
+_CERTIFICATE_SESSION_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -398,33 +403,44 @@ class AuthService(UserAdministration, UserLookups):
         :data:`CERTIFICATE_SESSION_RENEW_FRACTION` of a token's lifetime is
         left: the token names it and expires with it. A disable that ended the
         user's sessions leaves none to reuse (and ends one reused just before).
+        Of concurrent first connections of a certificate one records its
+        session and the others reuse it (:meth:`SessionStore.record`).
         """
         cached = self.directory.remember(record)
         if record.placeholder:  # never mapped by a sign-in flow; refused all the same
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
         if record.disabled:
             raise Unauthenticated(DISABLED, reason="USER_DISABLED")
-        if certificate is not None:
-            live = await self.sessions.reuse_for_certificate(
-                record.user_id,
-                certificate,
-                min_seconds_left=self.tokens.ttl_seconds * CERTIFICATE_SESSION_RENEW_FRACTION,
-            )
-            if live is not None:
-                issued = self.tokens.issue(record.user_id, authenticator, session=live)
-                identity = self.assertions.with_assertion(
-                    self._identity(cached, authenticator), issued.session_id
+        min_seconds_left = self.tokens.ttl_seconds * CERTIFICATE_SESSION_RENEW_FRACTION
+        for _ in range(_CERTIFICATE_SESSION_ATTEMPTS):
+            if certificate is not None:
+                live = await self.sessions.reuse_for_certificate(
+                    record.user_id, certificate, min_seconds_left=min_seconds_left
                 )
-                return Authenticated(identity, issued.token, issued.expires_at)
-        issued = self.tokens.issue(record.user_id, authenticator)
-        refused = await self.sessions.record(
-            issued.session_id,
-            user_id=record.user_id,
-            authenticator=authenticator,
-            client_address=client_address,
-            expires_at=issued.expires_at,
-            certificate=certificate,
-        )
+                if live is not None:
+                    issued = self.tokens.issue(record.user_id, authenticator, session=live)
+                    identity = self.assertions.with_assertion(
+                        self._identity(cached, authenticator), issued.session_id
+                    )
+                    return Authenticated(identity, issued.token, issued.expires_at)
+            issued = self.tokens.issue(record.user_id, authenticator)
+            refused = await self.sessions.record(
+                issued.session_id,
+                user_id=record.user_id,
+                authenticator=authenticator,
+                client_address=client_address,
+                expires_at=issued.expires_at,
+                certificate=certificate,
+                min_seconds_left=min_seconds_left,
+            )
+            if refused is not CERTIFICATE_HAS_SESSION:
+                break
+            # A concurrent first connection of the certificate recorded its
+            # session first: reuse that one (gone again already: try again).
+        else:
+            raise Unavailable(
+                "the session of this certificate kept changing while signing in; try again"
+            )
         if refused is not None:  # disabled (or gone) since ``record`` was read
             if refused.reason == "USER_UNKNOWN":
                 raise Unauthenticated("this user no longer exists", reason="USER_UNKNOWN")

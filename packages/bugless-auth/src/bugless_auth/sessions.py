@@ -28,7 +28,11 @@ for the same user reuses it while enough of it is left
 (:meth:`SessionStore.reuse_for_certificate`). Ending it cuts the connections
 that use it (the Model refuses their assertions); the certificate's next
 connection, or an open one's next identity check, makes a new session: only
-revoking the certificate keeps it out, and that ends its sessions too.
+revoking the certificate keeps it out, and that ends its sessions too. The
+rule holds for simultaneous first connections too: each certificate session
+has a generation unique per user and certificate (migration 0014), so the
+database, not a read before the write, lets one of them record the session
+and the others reuse it.
 
 A person sees their own live sessions (:meth:`SessionStore.list_live`, the
 sessions page) and ends one by id (:meth:`SessionStore.end`). Each row says
@@ -73,6 +77,13 @@ CERTIFICATE_SESSION_RENEW_FRACTION = 0.25
 #: says "to within 5 minutes"): the write a validation makes at most this often.
 LAST_USED_GRANULARITY_SECONDS = 300.0
 
+#: Whether ``s`` is a session of user ``{user}`` for certificate ``{certificate}``
+#: that a new connection may use: live, with more than ``{seconds}`` seconds left.
+#: What :data:`_REUSE_FOR_CERTIFICATE` takes and :data:`_INSERT` records none beside.
+_USABLE_FOR_CERTIFICATE = """
+s.user_id = {user} AND s.certificate = {certificate} AND s.revoked_at IS NULL
+AND s.expires_at > now() + {seconds}::float8 * INTERVAL '1 second'
+"""
 #: Record session $1 of user $2, only if that user may have one now: their
 #: account (a placeholder merged into one: that account) is not disabled, and
 #: they are no placeholder left unmerged. The row is the account's, so whatever
@@ -92,8 +103,22 @@ LAST_USED_GRANULARITY_SECONDS = 300.0
 #: It locks only those rows (its own new row aside), and no writer locks both a
 #: placeholder's row and its account's, so it cannot deadlock with a disable,
 #: which locks the account's row, then the feed's head, then (in a later
-#: statement of the same transaction) the account's sessions. Returns the account's row as
-#: found (none: no such user) and whether the session was recorded.
+#: statement of the same transaction) the account's sessions.
+#:
+#: A session for certificate $6 (not NULL) is recorded only while the account
+#: has no session usable for it (:data:`_USABLE_FOR_CERTIFICATE`, $7 seconds
+#: left), with the generation after the highest of its
+#: sessions for it; the generation is unique per user and certificate (migration
+#: 0014), so of two inserts that read the same sessions one records nothing
+#: (``ON CONFLICT DO NOTHING`` once the other committed; at SERIALIZABLE a 40001
+#: and a re-run, which then sees the other's row): the caller reuses the
+#: winner's.
+#:
+#: Returns the account's row as found (none: no such user) and whether the
+#: session was recorded.
+_USABLE_BESIDE_INSERT = _USABLE_FOR_CERTIFICATE.format(
+    user="target.user_id", certificate="$6", seconds="$7"
+)
 _INSERT = f"""
 WITH target AS (
     SELECT t.user_id, t.disabled, u.placeholder AND u.merged_into = '' AS placeholder
@@ -102,8 +127,16 @@ WITH target AS (
     FOR SHARE
 ), recorded AS (
     INSERT INTO sessions (session_id, user_id, authenticator, client_address, expires_at,
-                          certificate)
-    SELECT $1, user_id, $3, $4, $5, $6 FROM target WHERE NOT disabled AND NOT placeholder
+                          certificate, certificate_generation)
+    SELECT $1, target.user_id, $3, $4, $5, $6, CASE WHEN $6::text IS NOT NULL THEN (
+        SELECT COALESCE(max(s.certificate_generation), 0) + 1 FROM sessions s
+        WHERE s.user_id = target.user_id AND s.certificate = $6
+    ) END
+    FROM target WHERE NOT disabled AND NOT placeholder AND NOT EXISTS (
+        SELECT 1 FROM sessions s
+        WHERE {_USABLE_BESIDE_INSERT}
+    )
+    ON CONFLICT DO NOTHING
     RETURNING session_id
 )
 SELECT user_id, disabled, placeholder, EXISTS (SELECT 1 FROM recorded) AS recorded FROM target
@@ -119,13 +152,12 @@ FROM sessions WHERE session_id = $1 AND revoked_at IS NULL AND expires_at > now(
 #: write, as the INSERT it replaces was; a disable that ends the user's sessions
 #: first leaves nothing to find (READ COMMITTED re-checks ``revoked_at``), and one
 #: that ends them after ends this one too.
-_REUSE_FOR_CERTIFICATE = """
+_REUSE_FOR_CERTIFICATE = f"""
 UPDATE sessions SET last_used_at = now()
 WHERE session_id = (
-    SELECT session_id FROM sessions
-    WHERE user_id = $1 AND certificate = $2 AND revoked_at IS NULL
-      AND expires_at > now() + $3::float8 * INTERVAL '1 second'
-    ORDER BY expires_at DESC, session_id
+    SELECT s.session_id FROM sessions s
+    WHERE {_USABLE_FOR_CERTIFICATE.format(user="$1", certificate="$2", seconds="$3")}
+    ORDER BY s.expires_at DESC, s.session_id
     LIMIT 1
 ) AND revoked_at IS NULL
 RETURNING session_id, expires_at
@@ -190,6 +222,12 @@ class NotRecorded:
     detail: str
 
 
+#: What :meth:`SessionStore.record` answers when it recorded no session for a
+#: certificate because one usable for it was recorded first (by a concurrent
+#: first connection): the caller reuses that one.
+CERTIFICATE_HAS_SESSION = NotRecorded("CERTIFICATE_HAS_SESSION", "has a session for it already")
+
+
 def _refusal(row: asyncpg.Record | None) -> NotRecorded | None:
     """What a row of :data:`_INSERT` says: None when the session was recorded."""
     if row is None:
@@ -198,7 +236,9 @@ def _refusal(row: asyncpg.Record | None) -> NotRecorded | None:
         return None
     if row["disabled"]:
         return NotRecorded("USER_DISABLED", "is disabled")
-    return NotRecorded("USER_PLACEHOLDER", "is a placeholder (an imported person)")
+    if row["placeholder"]:
+        return NotRecorded("USER_PLACEHOLDER", "is a placeholder (an imported person)")
+    return CERTIFICATE_HAS_SESSION
 
 
 def _count(status: str) -> int:
@@ -223,6 +263,7 @@ class SessionStore:
         client_address: str,
         expires_at: float,
         certificate: str | None = None,
+        min_seconds_left: float = 0.0,
     ) -> NotRecorded | None:
         """Write the row of a token about to be handed out, if its user may have one now.
 
@@ -232,13 +273,23 @@ class SessionStore:
         too (see :data:`_INSERT`; a merged placeholder's session is its
         account's). Otherwise nothing was written, and the answer says why.
         ``certificate`` (SHA-256 of a client certificate's DER, hex) marks a
-        session made for that certificate, for :meth:`reuse_for_certificate`.
+        session made for that certificate, for :meth:`reuse_for_certificate`;
+        none is recorded while the user has one for it with more than
+        ``min_seconds_left`` to live, even one recorded a moment ago by a
+        concurrent call (the answer is then :data:`CERTIFICATE_HAS_SESSION`).
         """
         expires = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
         address = client_address[:256]
         row = await self._store.run(
             lambda conn: conn.fetchrow(
-                _INSERT, session_id, user_id, authenticator, address, expires, certificate
+                _INSERT,
+                session_id,
+                user_id,
+                authenticator,
+                address,
+                expires,
+                certificate,
+                min_seconds_left,
             ),
             transaction=False,
         )
