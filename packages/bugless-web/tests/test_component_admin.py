@@ -217,6 +217,9 @@ async def test_acl_form_errors_are_400_pages_naming_the_problem(
     )
     assert unknown.status_code == 400
     assert "no user named &#39;nobody_here&#39;" in unknown.text
+    # Back to the component the form was on (before: only "Back to my issues").
+    back = f'<a href="/components/{component_id}" class="button primary">'
+    assert f"{back}Back to component {component_id}</a>" in unknown.text
     bad_role = await client.post(
         f"/components/{component_id}/acl",
         data={"_csrf": token, "version": version, "new_name": "bob", "new_role": "owner"},

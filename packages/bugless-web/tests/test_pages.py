@@ -55,6 +55,12 @@ async def test_hotlist_create_add_rerank_note_remove(
         f"{url}/items",
         data={"_csrf": token, "issue_ids": f"{first.id}, {second.id} {third.id}", "note": "n"},
     )
+    missing = await client.post(f"{url}/items", data={"_csrf": token, "issue_ids": "999999"})
+    assert missing.status_code == 404
+    assert "issue 999999 not found" in missing.text
+    # Back to the hotlist the form was on (before: only "Back to my issues").
+    back = f'<a href="/hotlists/{hotlist_id}" class="button primary">'
+    assert f"{back}Back to hotlist {hotlist_id}</a>" in missing.text
     page = await client.get(url)
     order = re.findall(r'data-issue="(\d+)"', page.text)
     assert order == [str(first.id), str(second.id), str(third.id)]

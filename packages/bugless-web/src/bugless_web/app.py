@@ -234,15 +234,12 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
         status, title = 500, "Something went wrong"
         message = "The server could not finish this request. The error was logged."
     headers = {"retry-after": retry_after_header(exc)} if status == 429 else {}
-    # A form posted from an issue's page (an attachment over the limit, a
-    # refused change) leads back to that issue, not only to the home page.
-    posted_from = _ISSUE_PATH.match(request.url.path)
-    back = int(posted_from.group(1)) if posted_from and request.method == "POST" else None
+    back = _posted_from(request) if request.method == "POST" else None
     try:
         page = render(
             request,
             "error.html",
-            {"status": status, "error_title": title, "message": message, "back_issue": back},
+            {"status": status, "error_title": title, "message": message, "back": back},
             status_code=status,
         )
     except Exception:  # the page itself failed: never a traceback
@@ -254,7 +251,24 @@ def error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     return page
 
 
-_ISSUE_PATH = re.compile(r"^/issues/(\d{1,19})/")
+#: Pages whose forms post to a path below them: ``/issues/7/attachments``,
+#: ``/components/3/acl``, ``/hotlists/2/items``.
+_FORM_PAGE_PATH = re.compile(r"^/(issues|components|hotlists)/(\d{1,19})/")
+_FORM_PAGE_NAMES = {"issues": "issue", "components": "component", "hotlists": "hotlist"}
+
+
+def _posted_from(request: Request[Any, Any, Any]) -> tuple[str, str] | None:
+    """The page a refused form was posted from, as (href, link text), when its path says.
+
+    A form on an issue's, a component's or a hotlist's page (an attachment
+    over the limit, an unknown user in an access list, an issue number that
+    does not exist) leads back to that page, not only to the home page.
+    """
+    match = _FORM_PAGE_PATH.match(request.url.path)
+    if match is None:
+        return None
+    kind, number = match.groups()
+    return f"/{kind}/{number}", f"Back to {_FORM_PAGE_NAMES[kind]} {number}"
 
 
 def _session_refused(request: Request[Any, Any, Any], exc: Exception) -> bool:
